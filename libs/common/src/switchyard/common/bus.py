@@ -1,0 +1,220 @@
+"""The bus: streams, publishing with de-duplication ids, and consumers with a deliberate ack policy.
+
+Every consumer here is a durable pull consumer with manual acknowledgement:
+- a valid event is acked after the handler's durable effect is done;
+- an invalid event (bad JSON, wrong type, bad payload) goes to the dead-letter stream with the reason and
+  is terminated: redelivering it cannot help;
+- a failing handler is redelivered with backoff until `max_deliver`, then dead-lettered.
+Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import nats
+from faststream import AckPolicy
+from faststream.nats import ConsumerConfig, JStream, NatsBroker, PullSub
+from faststream.nats.annotations import NatsMessage
+from nats.aio.client import Client
+from nats.js import JetStreamContext, api
+from nats.js.errors import BadRequestError, NoStreamResponseError
+
+from switchyard.common import subjects
+from switchyard.common.envelope import CONTENT_TYPE, CloudEvent, decode, encode
+from switchyard.common.errors import InvalidEvent, SwitchyardError
+from switchyard.common.events.base import EventPayload
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[CloudEvent, Any], Awaitable[None]]
+
+DUPLICATE_WINDOW_S = 120.0
+EVENTS_MAX_AGE_S = 7 * 24 * 3600.0
+DLQ_MAX_AGE_S = 30 * 24 * 3600.0
+PUBLISH_ATTEMPTS = 8
+
+
+def redelivery_backoff(max_deliver: int) -> list[float]:
+    """Delays between redeliveries: 0.5 s doubling, capped at 30 s (one fewer than deliveries)."""
+    return [min(0.5 * 2**i, 30.0) for i in range(max(max_deliver - 1, 1))]
+
+
+def make_broker(nats_url: str, *, name: str) -> NatsBroker:
+    return NatsBroker(nats_url, name=f"switchyard-{name}", max_reconnect_attempts=-1, reconnect_time_wait=1)
+
+
+def connection(broker: NatsBroker) -> Client:
+    return broker.config.connection_state.connection  # type: ignore[no-any-return]
+
+
+def jetstream(broker: NatsBroker) -> JetStreamContext:
+    return broker.config.connection_state.stream  # type: ignore[no-any-return]
+
+
+async def ensure_streams(js: JetStreamContext, *, replicas: int = 1) -> None:
+    """Create or update the streams. Safe to call from every service on every start."""
+    for name, subs, max_age in (
+        (subjects.STREAM_EVENTS, subjects.STREAM_EVENTS_SUBJECTS, EVENTS_MAX_AGE_S),
+        (subjects.STREAM_DLQ, subjects.STREAM_DLQ_SUBJECTS, DLQ_MAX_AGE_S),
+    ):
+        config = api.StreamConfig(
+            name=name,
+            subjects=list(subs),
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            max_age=max_age,
+            duplicate_window=DUPLICATE_WINDOW_S,
+            num_replicas=replicas,
+        )
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)
+
+
+class EventPublisher:
+    """Publishes CloudEvents to JetStream with `Nats-Msg-Id` = event id, retrying transient failures."""
+
+    def __init__(self, js: JetStreamContext, *, source: str) -> None:
+        self._js = js
+        self.source = source
+
+    async def publish(
+        self,
+        payload: EventPayload,
+        *,
+        subject: str | None = None,
+        event_id: str | None = None,
+        tenant_id: str | None = None,
+        event_subject: str | None = None,
+        traceparent: str | None = None,
+    ) -> str:
+        target = subject or type(payload).SUBJECT
+        if target is None:
+            raise ValueError(f"{type(payload).__name__} has no default subject; pass one")
+        eid, body = encode(
+            payload,
+            source=self.source,
+            event_id=event_id,
+            tenant_id=tenant_id,
+            subject=event_subject,
+            traceparent=traceparent,
+        )
+        await self.publish_raw(target, body, msg_id=eid)
+        return eid
+
+    async def publish_raw(self, subject: str, body: bytes, *, msg_id: str, headers: dict[str, str] | None = None) -> None:
+        hdrs = {"Nats-Msg-Id": msg_id, "content-type": CONTENT_TYPE, **(headers or {})}
+        delay = 0.05
+        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+            try:
+                await self._js.publish(subject, body, headers=hdrs, timeout=5.0)
+                return
+            except (NoStreamResponseError, nats.errors.TimeoutError, nats.errors.ConnectionReconnectingError):
+                if attempt == PUBLISH_ATTEMPTS:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+
+async def dead_letter(
+    publisher: EventPublisher,
+    *,
+    service: str,
+    raw: Any,
+    reason: str,
+    code: str,
+) -> None:
+    """Copies a message, byte for byte, to the dead-letter stream with why it was rejected."""
+    meta = raw.metadata
+    seq = meta.sequence.stream if meta is not None else 0
+    headers = {
+        "Switchyard-Dlq-Service": service,
+        "Switchyard-Dlq-Code": code,
+        "Switchyard-Dlq-Reason": _header_safe(reason),
+        "Switchyard-Dlq-Subject": raw.subject,
+        "Switchyard-Dlq-Stream-Seq": str(seq),
+        "Switchyard-Dlq-Deliveries": str(meta.num_delivered if meta is not None else 0),
+    }
+    await publisher.publish_raw(
+        subjects.dlq_subject(service), raw.data or b"", msg_id=f"dlq-{service}-{seq}", headers=headers
+    )
+
+
+def _header_safe(text: str) -> str:
+    cleaned = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
+    return cleaned[:1000]
+
+
+def subscribe(
+    broker: NatsBroker,
+    *,
+    consumer: subjects.Consumer,
+    service: str,
+    publisher: Callable[[], EventPublisher],
+    expected: Sequence[type[EventPayload]] | None,
+    handler: Handler,
+    max_workers: int = 1,
+    ack_wait_s: float = 30.0,
+    description: str | None = None,
+) -> None:
+    """Registers `handler` as a durable pull consumer with manual, deliberate acknowledgement.
+
+    `publisher` is a callable because the JetStream context exists only once the broker is connected.
+    """
+    expected_types = tuple(expected) if expected is not None else None
+    config = ConsumerConfig(
+        durable_name=consumer.durable,
+        ack_policy=api.AckPolicy.EXPLICIT,
+        ack_wait=ack_wait_s,
+        max_deliver=consumer.max_deliver,
+        backoff=redelivery_backoff(consumer.max_deliver),
+        max_ack_pending=max(1000, max_workers * 4),
+    )
+
+    async def on_message(msg: NatsMessage) -> None:
+        raw = msg.raw_message
+        delivered = raw.metadata.num_delivered if raw.metadata is not None else 1
+        try:
+            event, payload = decode(raw.data, expected_types)
+        except InvalidEvent as exc:
+            log.warning("dead-lettering invalid event on %s: %s", raw.subject, exc.message)
+            await dead_letter(publisher(), service=service, raw=raw, reason=exc.message, code=exc.code)
+            await raw.term()
+            return
+        try:
+            await handler(event, payload)
+        except SwitchyardError as exc:
+            await _fail(raw, exc.message, exc.code, exc.retryable, delivered)
+            return
+        except Exception as exc:  # a bug or an unexpected dependency failure: retry, then dead-letter
+            log.exception("handler failed on event %s (delivery %d)", event.id, delivered)
+            await _fail(raw, f"{type(exc).__name__}: {exc}", "handler_error", True, delivered)
+            return
+        await raw.ack()
+
+    async def _fail(raw: Any, reason: str, code: str, retryable: bool, delivered: int) -> None:
+        if retryable and delivered < consumer.max_deliver:
+            await raw.nak(delay=redelivery_backoff(consumer.max_deliver)[delivered - 1])
+            return
+        await dead_letter(publisher(), service=service, raw=raw, reason=reason, code=code)
+        await raw.term()
+
+    kwargs: dict[str, Any] = {}
+    if max_workers > 1:
+        kwargs["max_workers"] = max_workers
+    broker.subscriber(
+        consumer.filter_subject,
+        stream=JStream(consumer.stream, declare=False),  # streams are ours: see ensure_streams
+        durable=consumer.durable,
+        config=config,
+        pull_sub=PullSub(batch_size=max(16, max_workers), timeout=5.0),
+        ack_policy=AckPolicy.MANUAL,
+        title=f"{service}:{consumer.durable}",
+        description=description,
+        **kwargs,
+    )(on_message)

@@ -1,0 +1,31 @@
+"""Settings shared by every service. Loaded in each service's `main()`, never at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SWITCHYARD_", extra="ignore")
+
+    var_dir: Path = Field(default=Path("var"), description="where the embedded run keeps its data")
+    nats_url: str = "nats://127.0.0.1:4222"
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy async URL; default: SQLite at <var_dir>/switchyard.db"
+    )
+    policy_path: Path | None = Field(default=None, description="routing policy YAML; default: the bundled one")
+    log_level: str = "INFO"
+    log_json: bool = False
+    metrics_port: int | None = Field(default=None, description="port for /metrics (services without HTTP)")
+    instance: str = Field(default="", description="replica name, for logs and metrics")
+
+    def resolved_var_dir(self) -> Path:
+        return self.var_dir.expanduser().resolve()
+
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.resolved_var_dir() / 'switchyard.db'}"

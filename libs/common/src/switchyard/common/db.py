@@ -1,0 +1,98 @@
+"""Database engines and per-service alembic migrations (SQLite embedded, PostgreSQL in production)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """An async engine; SQLite gets WAL, a busy timeout and foreign keys so several processes can share it."""
+    if is_sqlite(url):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_async_engine(url, **kwargs)
+
+
+def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+class Migrations:
+    """One service's alembic migrations: its own script folder and version table in the shared database."""
+
+    def __init__(self, *, service: str, script_location: Path, metadata: Any) -> None:
+        self.service = service
+        self.script_location = script_location
+        self.metadata = metadata
+
+    @property
+    def version_table(self) -> str:
+        return f"alembic_version_{self.service}"
+
+    def config(self, url: str) -> Any:
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(self.script_location))
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+        cfg.attributes["switchyard_migrations"] = self
+        return cfg
+
+    async def upgrade(self, url: str, revision: str = "head") -> None:
+        """Runs `alembic upgrade` on an async engine (the env.py of every service calls `run_env`)."""
+        from alembic import command
+
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(self._upgrade_sync, url, revision, command)
+        finally:
+            await engine.dispose()
+
+    def _upgrade_sync(self, conn: Connection, url: str, revision: str, command: Any) -> None:
+        cfg = self.config(url)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def run_env(context: Any) -> None:
+    """The body of every service's alembic env.py: migrate on the connection `Migrations.upgrade` passed."""
+    migrations: Migrations = context.config.attributes["switchyard_migrations"]
+    conn = context.config.attributes["connection"]
+    context.configure(
+        connection=conn,
+        target_metadata=migrations.metadata,
+        version_table=migrations.version_table,
+        render_as_batch=conn.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+class Base(DeclarativeBase):
+    """Declarative base; each service keeps its own tables and MetaData via a subclass with its own metadata."""

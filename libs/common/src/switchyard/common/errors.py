@@ -1,0 +1,52 @@
+"""The error hierarchy shared by every service.
+
+`retryable` decides redelivery on the bus and fallback in the executor; `code` is the stable machine
+name clients see (HTTP error `type`, dead-letter `reason`).
+"""
+
+from __future__ import annotations
+
+
+class SwitchyardError(Exception):
+    code = "internal_error"
+    retryable = False
+
+    def __init__(self, message: str, *, code: str | None = None, retryable: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class InvalidEvent(SwitchyardError):
+    """A message on the bus that is not a valid event of the expected type: never retried."""
+
+    code = "invalid_event"
+
+
+class ConfigurationError(SwitchyardError):
+    code = "configuration_error"
+
+
+class NoProviderAvailable(SwitchyardError):
+    code = "no_provider_available"
+
+
+class ProviderError(SwitchyardError):
+    """A provider call failed; `kind` is one of the executor's error taxonomy."""
+
+    code = "provider_error"
+
+    def __init__(self, message: str, *, kind: str, retryable: bool, retry_after: float | None = None) -> None:
+        super().__init__(message, code=f"provider_{kind}", retryable=retryable)
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+class TransientError(SwitchyardError):
+    """A dependency (database, bus) is briefly unavailable: redeliver later."""
+
+    code = "transient_error"
+    retryable = True

@@ -1,0 +1,35 @@
+"""CloudEvents `type` -> payload model, for decoding any event seen on the bus."""
+
+from __future__ import annotations
+
+from switchyard.common.events.base import EventPayload
+from switchyard.common.events.billing import UsageRecorded
+from switchyard.common.events.tasks import (
+    ProviderCallRecorded,
+    TaskClassified,
+    TaskCompleted,
+    TaskFailed,
+    TaskRouted,
+    TaskSubmitted,
+    TaskTimedOut,
+)
+
+_MODELS: tuple[type[EventPayload], ...] = (
+    TaskSubmitted,
+    TaskClassified,
+    TaskRouted,
+    ProviderCallRecorded,
+    TaskCompleted,
+    TaskFailed,
+    TaskTimedOut,
+    UsageRecorded,
+)
+EVENT_TYPES: dict[str, type[EventPayload]] = {m.EVENT_TYPE: m for m in _MODELS}
+
+
+def event_model(event_type: str) -> type[EventPayload] | None:
+    return EVENT_TYPES.get(event_type)
+
+
+def event_type_of(payload: EventPayload) -> str:
+    return type(payload).EVENT_TYPE

@@ -1,0 +1,92 @@
+"""Running a bus service: connect, declare streams, set up, start consumers, serve until a signal.
+
+Each service's `main()` builds its settings and a `Service`, then calls `run_service`. Nothing happens at
+import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import orjson
+import uvloop
+from faststream.nats import NatsBroker
+from prometheus_client import start_http_server
+
+from switchyard.common import bus, subjects
+from switchyard.common.config import CommonSettings
+from switchyard.common.logs import configure_logging
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Service:
+    """A service's broker and lifecycle hooks. `setup` runs once connected and before consumers start."""
+
+    name: str
+    broker: NatsBroker
+    setup: list[Hook] = field(default_factory=list)
+    teardown: list[Hook] = field(default_factory=list)
+    publisher: bus.EventPublisher | None = None
+
+    def events(self) -> bus.EventPublisher:
+        if self.publisher is None:
+            raise RuntimeError(f"{self.name}: the publisher exists only once the broker is connected")
+        return self.publisher
+
+
+def create_service(name: str, settings: CommonSettings) -> Service:
+    broker = bus.make_broker(settings.nats_url, name=name)
+    service = Service(name=name, broker=broker)
+    instance = settings.instance or f"{name}-{os.getpid()}"
+
+    @broker.subscriber(subjects.ping_subject(name), include_in_schema=False)
+    async def ping() -> bytes:
+        return orjson.dumps({"service": name, "instance": instance, "pid": os.getpid()})
+
+    return service
+
+
+async def start(service: Service, settings: CommonSettings) -> None:
+    await service.broker.connect()
+    js = bus.jetstream(service.broker)
+    await bus.ensure_streams(js)
+    service.publisher = bus.EventPublisher(js, source=f"switchyard/{service.name}")
+    for hook in service.setup:
+        await hook()
+    await service.broker.start()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr="127.0.0.1")
+
+
+async def stop(service: Service) -> None:
+    await service.broker.stop()
+    for hook in reversed(service.teardown):
+        await hook()
+
+
+async def serve(service: Service, settings: CommonSettings) -> None:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    await start(service, settings)
+    log.info("%s ready (nats %s)", service.name, settings.nats_url)
+    await stopping.wait()
+    log.info("%s stopping", service.name)
+    await stop(service)
+
+
+def run_service(build: Callable[[], tuple[Service, CommonSettings]]) -> None:
+    """Entry point helper: `build` creates settings and the service inside the event loop's process."""
+    service, settings = build()
+    configure_logging(service=service.name, level=settings.log_level, json=settings.log_json)
+    uvloop.run(serve(service, settings))
