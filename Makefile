@@ -1,0 +1,53 @@
+# Switchyard: `make run` starts the whole platform on embedded defaults, `make test` runs every test.
+# Both install first (uv, the locked packages, the local model runtime, the model files).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS := .cache/tools
+UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
+export UV_COMPILE_BYTECODE := 1
+export UV_PYTHON := $(PYTHON)
+STAMP := $(VENV)/.switchyard-installed
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-unit test-integration test-e2e lint bench clean docs
+
+install: $(STAMP)
+
+$(TOOLS)/bin/uv:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv
+
+$(STAMP): uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml) scripts/install.sh | $(UV)
+	UV="$(UV)" PYTHON="$(PYTHON)" scripts/install.sh
+	@touch $@
+
+run: install
+	$(BIN)/switchyard up
+
+test: install
+	scripts/test-prerequisites.sh
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
+
+test-integration: install
+	scripts/test-prerequisites.sh
+	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
+
+test-e2e: install
+	scripts/test-prerequisites.sh
+	$(BIN)/python -m pytest -m e2e $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check libs services tests bench
+	$(BIN)/ruff format --check libs services tests bench
+
+docs: install
+	$(BIN)/switchyard asyncapi --output docs/asyncapi.yaml
+
+clean:
+	rm -rf $(VENV) $(TOOLS)

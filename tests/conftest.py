@@ -1,0 +1,62 @@
+"""Shared fixtures: a real nats-server with JetStream per test, SQLite files, a throwaway PostgreSQL."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from switchyard.cli.processes import POSTGRES_BIN, NatsServer, PostgresCluster
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path / "jetstream").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'switchyard.db'}"
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresCluster]:
+    if not PostgresCluster.available():
+        pytest.fail("PostgreSQL binaries not found: `make test` installs them (apt-get install postgresql)")
+    # Not under pytest's tmp dir: that one is private to root and the server runs as `postgres`.
+    base = Path(tempfile.mkdtemp(prefix="switchyard-pg-"))
+    cluster = PostgresCluster(base).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: PostgresCluster) -> str:
+    """A fresh database in the session's cluster for each test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    subprocess.run(
+        [str(POSTGRES_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(postgres_cluster.port), "-U", "postgres",
+         name],
+        check=True,
+    )
+    return postgres_cluster.url(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Runs a test on both databases."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'switchyard.db'}"
+    return str(request.getfixturevalue("postgres_url"))
