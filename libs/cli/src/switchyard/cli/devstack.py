@@ -1,0 +1,244 @@
+"""The embedded run: nats-server, the migrated SQLite database and the six services on one machine.
+
+Each service is its own OS process, started as `python -m switchyard.<service>` with its settings in the
+environment, so the same services run unchanged under docker compose or Kubernetes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from switchyard.cli.db_cmd import upgrade_all
+from switchyard.cli.processes import NatsServer, port_open
+from switchyard.common.config import CommonSettings
+from switchyard.common.db import create_engine, sessionmaker
+
+START_ORDER = ("audit", "billing", "executor", "router", "classifier", "gateway")
+MAX_RESTARTS = 5
+
+
+class StackSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SWITCHYARD_", extra="ignore")
+
+    var_dir: Path = Path("var")
+    http_port: int = 8080
+    nats_port: int = 4222
+    nats_monitor_port: int = 8222
+    nats_url: str | None = Field(default=None, description="use this NATS instead of starting one")
+    metrics_base_port: int = Field(default=9101, description="services get base+0..4 for /metrics; 0 = off")
+    ready_timeout_s: float = 180.0
+
+
+@dataclass
+class Child:
+    name: str
+    cmd: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: list[float] = field(default_factory=list)
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Stack:
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.var_dir = settings.var_dir.expanduser().resolve()
+        self.logs = self.var_dir / "logs"
+        self.nats: NatsServer | None = None
+        self.children: list[Child] = []
+        self.key_file = self.var_dir / "dev-api-key"
+
+    @property
+    def nats_url(self) -> str:
+        return self.settings.nats_url or f"nats://127.0.0.1:{self.settings.nats_port}"
+
+    def start_nats(self) -> None:
+        if self.settings.nats_url:
+            return
+        if port_open(self.settings.nats_port):
+            raise SystemExit(
+                f"port {self.settings.nats_port} is in use (another `make run`?); "
+                "set SWITCHYARD_NATS_PORT, or SWITCHYARD_NATS_URL to use a running NATS"
+            )
+        self.nats = NatsServer(
+            self.var_dir / "jetstream", port=self.settings.nats_port, monitor_port=self.settings.nats_monitor_port
+        ).start(log_file=self.logs / "nats.log")
+
+    async def prepare_database(self, common: CommonSettings) -> bool:
+        from switchyard.gateway.tenants import ensure_dev_tenant
+
+        await upgrade_all(common.db_url())
+        engine = create_engine(common.db_url())
+        try:
+            return await ensure_dev_tenant(sessionmaker(engine), key_file=self.key_file)
+        finally:
+            await engine.dispose()
+
+    def service_env(self, index: int, name: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            SWITCHYARD_NATS_URL=self.nats_url,
+            SWITCHYARD_VAR_DIR=str(self.var_dir),
+            SWITCHYARD_HTTP_PORT=str(self.settings.http_port),
+            SWITCHYARD_INSTANCE=f"{name}-1",
+            HF_HUB_OFFLINE="1",
+            PYTHONUNBUFFERED="1",
+        )
+        if self.settings.metrics_base_port and name != "gateway":
+            env["SWITCHYARD_METRICS_PORT"] = str(self.settings.metrics_base_port + index)
+        return env
+
+    def start_services(self) -> None:
+        for index, name in enumerate(START_ORDER):
+            child = Child(
+                name=name,
+                cmd=[sys.executable, "-m", f"switchyard.{name}"],
+                env=self.service_env(index, name),
+                log_path=self.logs / f"{name}.log",
+            )
+            child.start()
+            self.children.append(child)
+
+    def wait_ready(self, stopping: Callable[[], bool]) -> None:
+        url = f"http://127.0.0.1:{self.settings.http_port}/readyz"
+        deadline = time.monotonic() + self.settings.ready_timeout_s
+        last = ""
+        while time.monotonic() < deadline:
+            if stopping():
+                raise SystemExit("interrupted before Switchyard was ready")
+            self.supervise()
+            try:
+                r = httpx.get(url, timeout=2.0)
+                if r.status_code == 200:
+                    return
+                last = r.text
+            except httpx.HTTPError as exc:
+                last = str(exc)
+            time.sleep(0.25)
+        raise SystemExit(f"Switchyard did not become ready in {self.settings.ready_timeout_s:g}s: {last}")
+
+    def supervise(self) -> None:
+        """Restarts a service that died (a few times a minute at most, then gives up loudly)."""
+        for child in self.children:
+            if child.alive() or child.proc is None:
+                continue
+            code = child.proc.returncode
+            now = time.monotonic()
+            child.restarts = [t for t in child.restarts if now - t < 60] + [now]
+            tail = _tail(child.log_path)
+            if len(child.restarts) > MAX_RESTARTS:
+                raise SystemExit(f"{child.name} keeps exiting (code {code}); last log lines:\n{tail}")
+            print(f"! {child.name} exited with code {code}; restarting. Last log lines:\n{tail}", file=sys.stderr)
+            child.start()
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            if child.alive():
+                assert child.proc is not None
+                child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for child in self.children:
+            if child.proc is None:
+                continue
+            try:
+                child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.proc.kill()
+                child.proc.wait()
+        if self.nats is not None:
+            self.nats.stop()
+
+    def banner(self, created_key: bool, common: CommonSettings) -> str:
+        port = self.settings.http_port
+        rel = _relative(self.key_file)
+        providers = ["local (SmolLM2-135M-Instruct on this CPU)"]
+        if os.environ.get("OPENAI_API_KEY"):
+            providers.append(f"openai ({os.environ.get('OPENAI_BASE_URL', 'https://api.openai.com/v1')})")
+        if os.environ.get("ANTHROPIC_API_KEY"):
+            providers.append("anthropic")
+        db = common.db_url().split("://", 1)[0]
+        lines = [
+            "",
+            "Switchyard is running.",
+            f"  API        http://127.0.0.1:{port}/v1  (OpenAI-compatible; model=\"auto\" routes)",
+            f"  API key    {rel}" + ("  (created now)" if created_key else ""),
+            f"  Health     http://127.0.0.1:{port}/readyz   metrics: http://127.0.0.1:{port}/metrics",
+            f"  NATS       {self.nats_url}" + (f"  (JetStream data in {_relative(self.var_dir / 'jetstream')})" if self.nats else ""),
+            f"  Database   {db}" + (f" at {_relative(self.var_dir / 'switchyard.db')}" if db.startswith("sqlite") else ""),
+            f"  Logs       {_relative(self.logs)}/<service>.log",
+            f"  Providers  {', '.join(providers)}",
+            "",
+            "Try:",
+            f"  curl -s http://127.0.0.1:{port}/v1/chat/completions -H \"Authorization: Bearer $(cat {rel})\" \\",
+            "    -H 'content-type: application/json' \\",
+            "    -d '{\"model\":\"auto\",\"messages\":[{\"role\":\"user\",\"content\":\"What is the capital of France?\"}]}'",
+            "  .venv/bin/switchyard ledger verify",
+            "",
+            "Ctrl-C stops everything; the next run keeps the data.",
+        ]
+        return "\n".join(lines)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def run(settings: StackSettings) -> int:
+    stack = Stack(settings)
+    stack.logs.mkdir(parents=True, exist_ok=True)
+    os.environ["SWITCHYARD_VAR_DIR"] = str(stack.var_dir)
+    common = CommonSettings()
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        print(f"starting nats-server, migrating the database, starting {len(START_ORDER)} services...", flush=True)
+        stack.start_nats()
+        created = asyncio.run(stack.prepare_database(common))
+        stack.start_services()
+        stack.wait_ready(lambda: stopping)
+        print(stack.banner(created, common), flush=True)
+        while not stopping:
+            stack.supervise()
+            time.sleep(0.5)
+        print("\nstopping...", flush=True)
+        return 0
+    finally:
+        stack.stop()
+        print("stopped.", flush=True)
+

@@ -1,0 +1,82 @@
+"""The bus contract for other systems: every channel, who publishes it, who consumes it, and its payload.
+
+`switchyard asyncapi` renders this as an AsyncAPI 3.0 document (docs/asyncapi.yaml); a test keeps the
+committed document equal to what this code generates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from switchyard.common import subjects
+from switchyard.common.events import (
+    ProviderCallRecorded,
+    TaskClassified,
+    TaskCompleted,
+    TaskFailed,
+    TaskRouted,
+    TaskSubmitted,
+    TaskTimedOut,
+    UsageRecorded,
+)
+from switchyard.common.streaming import Chunk
+
+
+@dataclass(frozen=True)
+class Channel:
+    name: str
+    address: str
+    description: str
+    messages: tuple[type[BaseModel], ...]
+    producers: tuple[str, ...]
+    consumers: tuple[str, ...]
+    cloudevent: bool = True  # chunks are plain JSON on core NATS
+
+
+CHANNELS: tuple[Channel, ...] = (
+    Channel(
+        "taskSubmitted", subjects.TASK_SUBMITTED,
+        "Submit a task. Other systems publish here exactly as the gateway does (JetStream, stream "
+        f"{subjects.STREAM_EVENTS}); set `Nats-Msg-Id` to the CloudEvent id so a retried publish is de-duplicated.",
+        (TaskSubmitted,), ("gateway", "external systems"), ("classifier", "audit"),
+    ),
+    Channel(
+        "taskClassified", subjects.TASK_CLASSIFIED,
+        "The task with its type, complexity, urgency and the classifier's model version.",
+        (TaskClassified,), ("classifier",), ("router", "audit"),
+    ),
+    Channel(
+        "taskRouted", subjects.TASK_ROUTED,
+        "The routing decision: strategy, ordered candidate chain, cost estimate and reasons.",
+        (TaskRouted,), ("router",), ("executor", "audit"),
+    ),
+    Channel(
+        "providerCall", subjects.PROVIDER_CALL,
+        "One call to a provider: outcome (ok or an error kind), latency, tokens.",
+        (ProviderCallRecorded,), ("executor",), ("audit",),
+    ),
+    Channel(
+        "taskResult", f"{subjects.RESULT_PREFIX}.{{task_id}}",
+        "The task's outcome. Subscribe to `switchyard.result.<task_id>` (core NATS, before publishing the "
+        "task) or read it from the stream with a consumer filtered on `switchyard.result.>`.",
+        (TaskCompleted, TaskFailed), ("executor", "router"), ("gateway", "billing", "audit", "external systems"),
+    ),
+    Channel(
+        "taskChunks", f"{subjects.CHUNK_PREFIX}.{{task_id}}",
+        "Streamed text of a task submitted with `request.stream = true`, on core NATS (not stored): JSON "
+        "objects with a gapless `seq`; the stored result event follows the last chunk.",
+        (Chunk,), ("executor",), ("gateway", "external systems"), cloudevent=False,
+    ),
+    Channel(
+        "taskTimedOut", subjects.TASK_TIMED_OUT,
+        "The gateway gave up waiting for a task's result.",
+        (TaskTimedOut,), ("gateway",), ("audit",),
+    ),
+    Channel(
+        "usageRecorded", subjects.USAGE_RECORDED,
+        "A completed task priced into a usage entry.",
+        (UsageRecorded,), ("billing",), ("audit",),
+    ),
+)

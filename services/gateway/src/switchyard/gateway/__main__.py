@@ -1,0 +1,3 @@
+from switchyard.gateway.app import main
+
+main()

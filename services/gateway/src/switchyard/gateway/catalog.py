@@ -1,0 +1,57 @@
+"""The model catalogue: what `model` values this deployment serves, from the policy and the providers
+the executors announced."""
+
+from __future__ import annotations
+
+import time
+
+from nats.js import JetStreamContext
+
+from switchyard.common.policy import Policy
+from switchyard.common.providers import available, providers_bucket, read_all
+from switchyard.gateway.errors import ModelNotFound, ServiceUnavailable
+from switchyard.gateway.schemas import ModelCard
+
+AUTO = "auto"
+# Providers whose upstream serves more than the policy lists: `<provider>/<any name>` is passed through.
+PASS_THROUGH = ("openai", "anthropic")
+
+
+class Catalog:
+    def __init__(self, policy: Policy, js: JetStreamContext, *, refresh_s: float) -> None:
+        self.policy = policy
+        self._js = js
+        self._refresh_s = refresh_s
+        self._at = 0.0
+        self._providers: set[str] = set()
+
+    async def providers(self) -> set[str]:
+        now = time.monotonic()
+        if now - self._at > self._refresh_s or not self._providers:
+            self._providers = available(await read_all(await providers_bucket(self._js)))
+            self._at = now
+        return self._providers
+
+    async def check(self, model: str) -> None:
+        """Raises ModelNotFound unless `model` is `auto`, a configured model, or a pass-through name."""
+        providers = await self.providers()
+        if model == AUTO:
+            if not providers:
+                raise ServiceUnavailable("no provider is available yet (is the executor running?)")
+            return
+        spec = self.policy.model(model)
+        if spec is not None and spec.provider in providers:
+            return
+        provider, _, name = model.partition("/")
+        if spec is None and name and provider in PASS_THROUGH and provider in providers:
+            return
+        raise ModelNotFound(
+            f"The model '{model}' does not exist or is not available here; GET /v1/models lists the models",
+            param="model",
+        )
+
+    async def cards(self) -> list[ModelCard]:
+        providers = await self.providers()
+        cards = [ModelCard(id=AUTO, owned_by="switchyard")]
+        cards += [ModelCard(id=m.id, owned_by=m.provider) for m in self.policy.models if m.provider in providers]
+        return cards

@@ -1,0 +1,223 @@
+"""Chat completions: a validated request becomes a task on the bus; its result becomes the response."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import orjson
+from pydantic import ValidationError
+from starlette.requests import ClientDisconnect, Request
+
+from switchyard.common.events import ChatRequest, TaskCompleted, TaskFailed, TaskSubmitted
+from switchyard.common.ids import new_id
+from switchyard.common.streaming import Chunk
+from switchyard.gateway.errors import (
+    APIError,
+    InvalidRequest,
+    RequestTooLarge,
+    ServiceUnavailable,
+    TaskTimeout,
+    UpstreamFailed,
+)
+from switchyard.gateway.errors import ModelNotFound as ModelNotFoundError
+from switchyard.gateway.schemas import ChatCompletionRequest, chunk_body, completion_body
+from switchyard.gateway.tasks import TaskClient, TimedOut
+from switchyard.gateway.tenants import Principal
+
+PRIORITIES = ("low", "normal", "high")
+# Task failures that are the client's doing map to 4xx; the rest are upstream failures (502).
+CLIENT_FAILURES: dict[str, type[APIError]] = {"model_not_found": ModelNotFoundError}
+UNAVAILABLE_FAILURES = ("no_provider_available",)
+
+
+async def read_body(request: Request, *, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for part in request.stream():
+            size += len(part)
+            if size > limit:
+                raise RequestTooLarge(f"Request body exceeds the limit of {limit} bytes")
+            chunks.append(part)
+    except ClientDisconnect as exc:
+        raise InvalidRequest("the client disconnected while sending the body", code="client_disconnected") from exc
+    return b"".join(chunks)
+
+
+def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
+    if not body:
+        raise InvalidRequest("Request body is empty; expected a JSON object", code="invalid_json")
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"Request body is not valid JSON: {exc}", code="invalid_json") from exc
+    if not isinstance(raw, dict):
+        raise InvalidRequest("Request body must be a JSON object", code="invalid_json")
+    try:
+        parsed = ChatCompletionRequest.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        param = ".".join(str(p) for p in err["loc"]) or None
+        code = "missing_field" if err["type"] == "missing" else "invalid_value"
+        raise InvalidRequest(f"{param or 'body'}: {err['msg']}", code=code, param=param) from exc
+    chars = sum(len(m.text()) for m in parsed.messages)
+    if chars > max_prompt_chars:
+        raise RequestTooLarge(
+            f"The prompt has {chars} characters; the limit is {max_prompt_chars}", code="prompt_too_large"
+        )
+    return parsed
+
+
+def build_task(parsed: ChatCompletionRequest, principal: Principal, *, priority: str | None) -> TaskSubmitted:
+    if priority is not None and priority not in PRIORITIES:
+        raise InvalidRequest(
+            f"x-switchyard-priority must be one of {', '.join(PRIORITIES)}", param="x-switchyard-priority"
+        )
+    request = ChatRequest(
+        model=parsed.model,
+        messages=parsed.messages,
+        max_tokens=parsed.limit(),
+        temperature=parsed.temperature,
+        top_p=parsed.top_p,
+        stop=parsed.stop,  # type: ignore[arg-type]
+        stream=parsed.stream,
+    )
+    return TaskSubmitted(
+        task_id=new_id(),
+        tenant_id=principal.tenant_id,
+        user_id=principal.user_id,
+        api_key_id=principal.api_key_id,
+        request=request,
+        priority=priority or "normal",  # type: ignore[arg-type]
+        origin="http",
+        submitted_at=datetime.now(UTC),
+    )
+
+
+def raise_for_failure(failed: TaskFailed) -> None:
+    if failed.error_code in CLIENT_FAILURES:
+        raise CLIENT_FAILURES[failed.error_code](failed.error_message, param="model")
+    if failed.error_code in UNAVAILABLE_FAILURES:
+        raise ServiceUnavailable(failed.error_message, code=failed.error_code)
+    raise UpstreamFailed(f"The task failed: {failed.error_message}", code=failed.error_code)
+
+
+async def complete(client: TaskClient, task: TaskSubmitted, *, timeout_s: float) -> TaskCompleted:
+    try:
+        outcome = await client.run(task, timeout_s=timeout_s)
+    except TimedOut:
+        raise TaskTimeout(f"The task did not finish within {timeout_s:g} s; it was recorded as timed out") from None
+    if isinstance(outcome, TaskFailed):
+        raise_for_failure(outcome)
+    assert isinstance(outcome, TaskCompleted)
+    return outcome
+
+
+def completion_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
+    return orjson.dumps(
+        completion_body(
+            task_id=task.task_id,
+            created=int(time.time()),
+            model=done.model,
+            content=done.content,
+            finish_reason=done.finish_reason,
+            prompt=done.usage.prompt_tokens,
+            completion=done.usage.completion_tokens,
+        )
+    )
+
+
+def _sse(obj: object) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def _sse_error(message: str, code: str, type_: str = "api_error") -> bytes:
+    return _sse({"error": {"message": message, "type": type_, "code": code, "param": None}})
+
+
+async def open_stream(
+    client: TaskClient, task: TaskSubmitted, *, timeout_s: float
+) -> tuple[list[Chunk | TaskCompleted], AsyncIterator[Chunk | TaskCompleted | TaskFailed]]:
+    """Waits for the first text (or the end) before the HTTP response starts, so that a task failing
+    before any output gets a proper HTTP error status instead of a 200 stream with an error inside."""
+    items = client.stream(task, timeout_s=timeout_s)
+    head: list[Chunk | TaskCompleted] = []
+    try:
+        async for item in items:
+            if isinstance(item, TaskFailed):
+                await items.aclose()
+                raise_for_failure(item)
+            assert not isinstance(item, TaskFailed)
+            head.append(item)
+            if not isinstance(item, Chunk) or item.delta or item.error is not None or item.done:
+                break
+    except TimedOut:
+        raise TaskTimeout(f"The task did not finish within {timeout_s:g} s; it was recorded as timed out") from None
+    return head, items
+
+
+async def _chained(
+    head: list[Chunk | TaskCompleted], rest: AsyncIterator[Chunk | TaskCompleted | TaskFailed]
+) -> AsyncIterator[Chunk | TaskCompleted | TaskFailed]:
+    for item in head:
+        yield item
+        if isinstance(item, TaskCompleted):
+            return
+    async for item in rest:
+        yield item
+
+
+async def stream_events(
+    task: TaskSubmitted,
+    head: list[Chunk | TaskCompleted],
+    rest: AsyncIterator[Chunk | TaskCompleted | TaskFailed],
+    *,
+    timeout_s: float,
+    include_usage: bool,
+) -> AsyncIterator[bytes]:
+    """SSE in OpenAI's format. A break after text began ends with an explicit error event, never [DONE]."""
+    created = int(time.time())
+    model = task.request.model
+    expected = 0
+    started = False
+    try:
+        async for item in _chained(head, rest):
+            if isinstance(item, Chunk):
+                if item.seq != expected:
+                    yield _sse_error(f"stream gap: expected chunk {expected}, got {item.seq}", "stream_gap")
+                    return
+                expected += 1
+                model = item.model or model
+                if item.error is not None:
+                    yield _sse_error(item.error.message, item.error.code)
+                    return
+                if item.delta:
+                    delta = {"content": item.delta} if started else {"role": "assistant", "content": item.delta}
+                    started = True
+                    yield _sse(chunk_body(task_id=task.task_id, created=created, model=model, delta=delta))
+                continue
+            if isinstance(item, TaskFailed):
+                yield _sse_error(item.error_message, item.error_code)
+                return
+            model = item.model
+            if not started:  # an answer with no streamed text: still send it, with the role
+                yield _sse(chunk_body(task_id=task.task_id, created=created, model=model,
+                                      delta={"role": "assistant", "content": item.content}))
+            yield _sse(chunk_body(task_id=task.task_id, created=created, model=model, delta={},
+                                  finish_reason=item.finish_reason))
+            if include_usage:
+                usage = {"prompt_tokens": item.usage.prompt_tokens, "completion_tokens": item.usage.completion_tokens,
+                         "total_tokens": item.usage.total_tokens}
+                yield _sse(chunk_body(task_id=task.task_id, created=created, model=model, delta={},
+                                      usage=usage, with_choice=False))
+            yield b"data: [DONE]\n\n"
+            return
+    except TimedOut:
+        yield _sse_error(f"The task did not finish within {timeout_s:g} s", "task_timeout", "timeout")
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]

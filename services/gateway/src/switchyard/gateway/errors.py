@@ -1,0 +1,135 @@
+"""One error model for every endpoint, shaped as OpenAI's so SDKs surface it:
+
+    {"error": {"message": "...", "type": "invalid_request_error", "param": null, "code": "model_not_found",
+               "request_id": "req_..."}}
+
+with the same request id in the `x-request-id` header. Clients never see a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+log = logging.getLogger(__name__)
+
+
+class APIError(Exception):
+    status = 500
+    type = "api_error"
+    code = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.param = param
+        self.headers = headers or {}
+
+
+class InvalidRequest(APIError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class RequestTooLarge(APIError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class AuthenticationFailed(APIError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class ModelNotFound(APIError):
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class NotFound(APIError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class UpstreamFailed(APIError):
+    status = 502
+    type = "api_error"
+    code = "upstream_failed"
+
+
+class ServiceUnavailable(APIError):
+    status = 503
+    type = "service_unavailable"
+    code = "service_unavailable"
+
+
+class TaskTimeout(APIError):
+    status = 504
+    type = "timeout"
+    code = "task_timeout"
+
+
+def error_body(*, message: str, type_: str, code: str, param: str | None, request_id: str) -> bytes:
+    return orjson.dumps(
+        {"error": {"message": message, "type": type_, "param": param, "code": code, "request_id": request_id}}
+    )
+
+
+def request_id_of(request: Request) -> str:
+    return getattr(request.state, "request_id", "") or "req_unknown"
+
+
+def error_response(request: Request, exc: APIError) -> Response:
+    rid = request_id_of(request)
+    body = error_body(message=exc.message, type_=exc.type, code=exc.code, param=exc.param, request_id=rid)
+    headers = {"x-request-id": rid, **exc.headers}
+    return Response(body, status_code=exc.status, media_type="application/json", headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError) -> Response:
+        return error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        param = ".".join(str(p) for p in first["loc"] if p != "body") or None
+        return error_response(request, InvalidRequest(f"{param or 'body'}: {first['msg']}", param=param))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return error_response(request, NotFound(f"no route {request.method} {request.url.path}"))
+        if exc.status_code == 405:
+            return error_response(
+                request, APIError(f"method {request.method} not allowed", status=405, code="method_not_allowed")
+            )
+        return error_response(request, APIError(str(exc.detail), status=exc.status_code, code="http_error"))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(request, APIError("internal error; the request id identifies it in our logs"))

@@ -1,0 +1,121 @@
+"""Submitting a task on the bus and waiting for its result (or its streamed chunks).
+
+The gateway subscribes to the task's result subject (and chunk subject) on its own connection BEFORE it
+publishes the task: NATS processes one connection's protocol in order, so the result cannot slip past.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from switchyard.common import ids, subjects
+from switchyard.common.bus import EventPublisher
+from switchyard.common.envelope import decode
+from switchyard.common.errors import InvalidEvent
+from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted, TaskTimedOut
+from switchyard.common.streaming import Chunk, decode_chunk
+
+log = logging.getLogger(__name__)
+
+Outcome = TaskCompleted | TaskFailed
+
+
+class TimedOut(Exception):
+    pass
+
+
+class TaskClient:
+    def __init__(self, nc: Client, publisher: EventPublisher) -> None:
+        self._nc = nc
+        self._publisher = publisher
+
+    async def _submit(self, task: TaskSubmitted) -> None:
+        await self._publisher.publish(
+            task, event_id=ids.derived_id(task.task_id, "submitted"), tenant_id=task.tenant_id,
+            event_subject=task.task_id,
+        )
+
+    async def run(self, task: TaskSubmitted, *, timeout_s: float) -> Outcome:
+        """Submits `task` and returns its result, or raises TimedOut (after recording the timeout)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Outcome] = loop.create_future()
+
+        async def on_result(msg: Msg) -> None:
+            outcome = _decode_result(msg.data)
+            if outcome is not None and not done.done():
+                done.set_result(outcome)
+
+        sub = await self._nc.subscribe(subjects.result_subject(task.task_id), cb=on_result)
+        started = time.monotonic()
+        try:
+            await self._submit(task)
+            return await asyncio.wait_for(done, timeout_s)
+        except TimeoutError:
+            await self._record_timeout(task, started)
+            raise TimedOut from None
+        finally:
+            await sub.unsubscribe()
+
+    async def stream(self, task: TaskSubmitted, *, timeout_s: float) -> AsyncIterator[Chunk | Outcome]:
+        """Submits `task` and yields its chunks in order, then its result. Raises TimedOut."""
+        queue: asyncio.Queue[Chunk | Outcome] = asyncio.Queue()
+
+        async def on_chunk(msg: Msg) -> None:
+            try:
+                queue.put_nowait(decode_chunk(msg.data))
+            except ValueError:
+                log.warning("undecodable chunk for task %s", task.task_id)
+
+        async def on_result(msg: Msg) -> None:
+            outcome = _decode_result(msg.data)
+            if outcome is not None:
+                queue.put_nowait(outcome)
+
+        chunk_sub = await self._nc.subscribe(subjects.chunk_subject(task.task_id), cb=on_chunk)
+        result_sub = await self._nc.subscribe(subjects.result_subject(task.task_id), cb=on_result)
+        started = time.monotonic()
+        deadline = started + timeout_s
+        try:
+            await self._submit(task)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                item = await asyncio.wait_for(queue.get(), remaining)
+                yield item
+                if isinstance(item, TaskCompleted | TaskFailed):
+                    return
+        except TimeoutError:
+            await self._record_timeout(task, started)
+            raise TimedOut from None
+        finally:
+            await chunk_sub.unsubscribe()
+            await result_sub.unsubscribe()
+
+    async def _record_timeout(self, task: TaskSubmitted, started: float) -> None:
+        event = TaskTimedOut(
+            task_id=task.task_id, tenant_id=task.tenant_id, waited_ms=(time.monotonic() - started) * 1000
+        )
+        try:
+            await self._publisher.publish(
+                event, event_id=ids.derived_id(task.task_id, "timed_out"), tenant_id=task.tenant_id,
+                event_subject=task.task_id,
+            )
+        except Exception:
+            log.exception("could not record the timeout of task %s", task.task_id)
+
+
+def _decode_result(raw: bytes) -> Any:
+    try:
+        _, payload = decode(raw, (TaskCompleted, TaskFailed))
+    except InvalidEvent as exc:
+        log.warning("ignoring an invalid result event: %s", exc.message)
+        return None
+    return payload

@@ -1,0 +1,3 @@
+from switchyard.router.app import main
+
+main()
