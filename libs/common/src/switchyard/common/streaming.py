@@ -34,8 +34,8 @@ class Chunk(BaseModel):
 
 
 def encode_chunk(chunk: Chunk) -> bytes:
-    data: dict[str, Any] = chunk.model_dump(exclude_none=True, exclude_defaults=True)
-    data["seq"] = chunk.seq
+    # `seq` has no default, so it is always kept; everything left at its default is left out.
+    data: dict[str, Any] = chunk.model_dump(exclude_defaults=True)
     return orjson.dumps(data)
 
 

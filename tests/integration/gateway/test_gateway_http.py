@@ -1,0 +1,231 @@
+"""The gateway as its own process on a real nats-server and SQLite; the test plays the rest of the pipeline
+on the bus, so each outcome (answer, failure, silence, broken stream) can be produced on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import nats
+import orjson
+import pytest
+
+from switchyard.cli.processes import NatsServer, free_port
+from switchyard.common import bus, subjects
+from switchyard.common.db import create_engine, sessionmaker
+from switchyard.common.envelope import decode, encode
+from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted, TaskTimedOut, Usage
+from switchyard.common.providers import ProviderStatus, announce, providers_bucket
+from switchyard.common.streaming import Chunk, encode_chunk
+from switchyard.gateway.db import migrations
+from switchyard.gateway.tenants import create_api_key, create_tenant
+from tests.support.procs import service_process
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def gateway(nats_server: NatsServer, tmp_path: Path, sqlite_url: str) -> Iterator[tuple[str, str]]:
+    async def prepare() -> str:
+        await migrations().upgrade(sqlite_url)
+        engine = create_engine(sqlite_url)
+        sessions = sessionmaker(engine)
+        tenant = await create_tenant(sessions, name="acme")
+        key, _ = await create_api_key(sessions, tenant_id=tenant.id, name="test", user_id="u1")
+        await engine.dispose()
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        await bus.ensure_streams(js)
+        await announce(await providers_bucket(js), ProviderStatus(provider="local"))
+        await nc.close()
+        return key
+
+    key = asyncio.run(prepare())
+    port = free_port()
+    env = {
+        "SWITCHYARD_NATS_URL": nats_server.url,
+        "SWITCHYARD_DATABASE_URL": sqlite_url,
+        "SWITCHYARD_HTTP_PORT": str(port),
+        "SWITCHYARD_TASK_TIMEOUT_S": "3",
+        "SWITCHYARD_MAX_BODY_BYTES": "65536",
+    }
+    base = f"http://127.0.0.1:{port}"
+    with service_process("switchyard.gateway", env=env, log_path=tmp_path / "gateway.log", ready_url=f"{base}/healthz"):
+        yield base, key
+
+
+class Pipeline:
+    """Stands in for classifier+router+executor: answers each submitted task as `behaviour` says."""
+
+    def __init__(self, nc: nats.NATS, behaviour: str) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.behaviour = behaviour
+        self.seen: list[TaskSubmitted] = []
+
+    async def on_task(self, msg: nats.aio.msg.Msg) -> None:
+        _, task = decode(msg.data, (TaskSubmitted,))
+        assert isinstance(task, TaskSubmitted)
+        self.seen.append(task)
+        tid = task.task_id
+        if self.behaviour == "silent":
+            return
+        if self.behaviour == "fail":
+            out = TaskFailed(task_id=tid, tenant_id=task.tenant_id, error_code="provider_overloaded",
+                             error_message="every candidate failed", failed_at=datetime.now(UTC))
+            await self._result(out)
+            return
+        if task.request.stream:
+            for seq, piece in enumerate(["Par", "is"]):
+                await self.nc.publish(subjects.chunk_subject(tid), encode_chunk(Chunk(seq=seq, delta=piece)))
+            if self.behaviour == "break":
+                await self.nc.publish(subjects.chunk_subject(tid), b'{"seq": 2, "error": {"code": "provider_network", "message": "upstream reset"}}')
+                return
+            if self.behaviour == "gap":
+                await self.nc.publish(subjects.chunk_subject(tid), encode_chunk(Chunk(seq=5, delta="!")))
+                return
+            await self.nc.publish(subjects.chunk_subject(tid), encode_chunk(Chunk(seq=2, done=True, finish_reason="stop")))
+        await self._result(TaskCompleted(
+            task_id=tid, tenant_id=task.tenant_id, model="local/smollm2-135m-instruct", provider="local",
+            tier="local", content="Paris", finish_reason="stop", usage=Usage(prompt_tokens=9, completion_tokens=2),
+            attempts=1, latency_ms=5.0, completed_at=datetime.now(UTC),
+        ))
+
+    async def _result(self, payload: TaskCompleted | TaskFailed) -> None:
+        _, raw = encode(payload, source="test")
+        await self.js.publish(subjects.result_subject(payload.task_id), raw)
+
+
+@pytest.fixture
+async def pipeline(nats_server: NatsServer, request: pytest.FixtureRequest) -> AsyncIterator[Pipeline]:
+    nc = await nats.connect(nats_server.url)
+    p = Pipeline(nc, getattr(request, "param", "answer"))
+    await nc.subscribe(subjects.TASK_SUBMITTED, cb=p.on_task)
+    yield p
+    await nc.close()
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+BODY = {"model": "auto", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+
+
+def _error(r: httpx.Response) -> dict[str, str]:
+    body = r.json()["error"]
+    assert body["request_id"] == r.headers["x-request-id"] and body["request_id"].startswith("req_")
+    assert body["message"]
+    return body  # type: ignore[no-any-return]
+
+
+async def test_answer_in_openai_shape(gateway: tuple[str, str], pipeline: Pipeline) -> None:
+    base, key = gateway
+    async with httpx.AsyncClient() as c:
+        r = await c.post(f"{base}/v1/chat/completions", json=BODY, headers=_auth(key))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "Paris"}
+    assert body["usage"] == {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
+    assert r.headers["x-switchyard-model"] == "local/smollm2-135m-instruct"
+    task = pipeline.seen[0]
+    assert task.origin == "http" and task.user_id == "u1" and task.tenant_id
+
+
+async def test_streamed_answer_ends_with_done(gateway: tuple[str, str], pipeline: Pipeline) -> None:
+    base, key = gateway
+    async with httpx.AsyncClient() as c:
+        r = await c.post(f"{base}/v1/chat/completions", json={**BODY, "stream": True,
+                         "stream_options": {"include_usage": True}}, headers=_auth(key))
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [orjson.loads(e) for e in events[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == "Paris"
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["usage"]["total_tokens"] == 11
+
+
+@pytest.mark.parametrize(("pipeline", "code"), [("break", "provider_network"), ("gap", "stream_gap")], indirect=["pipeline"])
+async def test_broken_stream_ends_with_an_explicit_error(gateway: tuple[str, str], pipeline: Pipeline, code: str) -> None:
+    base, key = gateway
+    async with httpx.AsyncClient() as c:
+        r = await c.post(f"{base}/v1/chat/completions", json={**BODY, "stream": True}, headers=_auth(key))
+    events = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
+    assert "[DONE]" not in events
+    assert orjson.loads(events[-1])["error"]["code"] == code
+
+
+@pytest.mark.parametrize("pipeline", ["fail"], indirect=True)
+async def test_failed_task_is_a_502(gateway: tuple[str, str], pipeline: Pipeline) -> None:
+    base, key = gateway
+    async with httpx.AsyncClient() as c:
+        r = await c.post(f"{base}/v1/chat/completions", json=BODY, headers=_auth(key))
+        rs = await c.post(f"{base}/v1/chat/completions", json={**BODY, "stream": True}, headers=_auth(key))
+    assert r.status_code == 502 and _error(r)["code"] == "provider_overloaded"
+    assert rs.status_code == 502, "a stream that fails before any text gets a real HTTP error"
+
+
+@pytest.mark.parametrize("pipeline", ["silent"], indirect=True)
+async def test_timeout_is_a_504_and_is_recorded(gateway: tuple[str, str], pipeline: Pipeline, nats_server: NatsServer) -> None:
+    base, key = gateway
+    async with httpx.AsyncClient(timeout=30) as c:
+        r = await c.post(f"{base}/v1/chat/completions", json=BODY, headers=_auth(key))
+    assert r.status_code == 504 and _error(r)["type"] == "timeout"
+    js = pipeline.nc.jetstream()
+    msg = await js.get_last_msg(subjects.STREAM_EVENTS, subjects.TASK_TIMED_OUT)
+    _, timed_out = decode(msg.data, (TaskTimedOut,))
+    assert timed_out.task_id == pipeline.seen[0].task_id  # type: ignore[attr-defined]
+
+
+async def test_bad_requests(gateway: tuple[str, str], pipeline: Pipeline) -> None:
+    base, key = gateway
+    url = f"{base}/v1/chat/completions"
+    async with httpx.AsyncClient() as c:
+        cases = {
+            "no key": await c.post(url, json=BODY),
+            "wrong key": await c.post(url, json=BODY, headers=_auth("sy_AAAAAAAA_" + "b" * 32)),
+            "not ours": await c.post(url, json=BODY, headers=_auth("sk-123")),
+            "malformed": await c.post(url, content=b"{", headers=_auth(key)),
+            "no messages": await c.post(url, json={"model": "auto", "messages": []}, headers=_auth(key)),
+            "unknown model": await c.post(url, json={**BODY, "model": "gpt-imaginary"}, headers=_auth(key)),
+            "unconfigured provider": await c.post(url, json={**BODY, "model": "openai/gpt-4o"}, headers=_auth(key)),
+            "10 MB": await c.post(url, content=b"x" * (10 * 1024 * 1024), headers=_auth(key)),
+            "no route": await c.get(f"{base}/v1/nothing", headers=_auth(key)),
+        }
+    expected = {
+        "no key": (401, "missing_api_key"), "wrong key": (401, "invalid_api_key"), "not ours": (401, "invalid_api_key"),
+        "malformed": (400, "invalid_json"), "no messages": (400, "invalid_value"),
+        "unknown model": (404, "model_not_found"), "unconfigured provider": (404, "model_not_found"),
+        "10 MB": (413, "request_too_large"), "no route": (404, "not_found"),
+    }
+    got = {name: (r.status_code, _error(r)["code"]) for name, r in cases.items()}
+    assert got == expected
+    assert pipeline.seen == [], "no bad request may become a task"
+
+
+async def test_models_lists_what_is_available(gateway: tuple[str, str]) -> None:
+    base, key = gateway
+    async with httpx.AsyncClient() as c:
+        r = await c.get(f"{base}/v1/models", headers=_auth(key))
+        unauth = await c.get(f"{base}/v1/models")
+    ids = [m["id"] for m in r.json()["data"]]
+    assert ids == ["auto", "local/smollm2-135m-instruct"]
+    assert unauth.status_code == 401
+
+
+async def test_readyz_names_the_services_that_do_not_answer(gateway: tuple[str, str]) -> None:
+    base, _ = gateway
+    async with httpx.AsyncClient() as c:
+        r = await c.get(f"{base}/readyz")
+        m = await c.get(f"{base}/metrics")
+    assert r.status_code == 503
+    assert r.json()["services"] == {"gateway": True, "classifier": False, "router": False, "executor": False,
+                                    "billing": False, "audit": False}
+    assert "switchyard_gateway_requests_total" in m.text

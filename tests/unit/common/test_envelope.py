@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from switchyard.common.envelope import decode, encode
+from switchyard.common.errors import InvalidEvent
+from switchyard.common.events import ChatMessage, ChatRequest, TaskClassified, TaskSubmitted
+
+pytestmark = pytest.mark.unit
+
+
+def _task() -> TaskSubmitted:
+    return TaskSubmitted(
+        task_id="t1",
+        tenant_id="acme",
+        request=ChatRequest(messages=[ChatMessage(role="user", content="hello")]),
+        submitted_at=datetime(2026, 11, 22, tzinfo=UTC),
+    )
+
+
+def test_round_trip_is_a_cloudevent_with_extensions() -> None:
+    eid, raw = encode(_task(), source="switchyard/test", tenant_id="acme", traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01")
+    obj = orjson.loads(raw)
+    assert obj["specversion"] == "1.0"
+    assert obj["type"] == "switchyard.task.submitted.v1"
+    assert obj["id"] == eid
+    assert obj["tenantid"] == "acme"
+    event, payload = decode(raw, (TaskSubmitted,))
+    assert payload == _task()
+    assert event.traceparent is not None and event.traceparent.startswith("00-")
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        (b"\xff\xfe", "not valid JSON"),
+        (b"[1,2]", "JSON object"),
+        (b'{"specversion":"1.0","id":"x","source":"s","type":"t"}', "data"),
+        (b'{"specversion":"0.3","id":"x","source":"s","type":"t","data":{}}', "specversion"),
+        (b'{"specversion":"1.0","id":"x","source":"s","type":"nope.v1","data":{}}', "unknown event type"),
+    ],
+)
+def test_invalid_events_are_refused_with_a_reason(raw: bytes, fragment: str) -> None:
+    with pytest.raises(InvalidEvent) as err:
+        decode(raw)
+    assert fragment in err.value.message
+
+
+def test_wrong_type_for_the_consumer_is_refused() -> None:
+    _, raw = encode(_task(), source="s")
+    with pytest.raises(InvalidEvent, match="not accepted here"):
+        decode(raw, (TaskClassified,))
+
+
+def test_invalid_payload_names_the_field() -> None:
+    _, raw = encode(_task(), source="s")
+    obj = orjson.loads(raw)
+    obj["data"]["request"]["messages"] = []
+    with pytest.raises(InvalidEvent, match="request.messages"):
+        decode(orjson.dumps(obj))
+
+
+def test_oversized_event_is_refused() -> None:
+    with pytest.raises(InvalidEvent, match="exceeds"):
+        decode(b" " * (4 * 1024 * 1024 + 1))

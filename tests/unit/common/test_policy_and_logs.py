@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from switchyard.common.errors import ConfigurationError
+from switchyard.common.logs import redact
+from switchyard.common.policy import load_policy
+from switchyard.common.streaming import Chunk, ChunkError, decode_chunk, encode_chunk
+
+pytestmark = pytest.mark.unit
+
+
+def test_bundled_policy_loads_and_prices() -> None:
+    policy = load_policy()
+    mini = policy.model("openai/gpt-4o-mini")
+    assert mini is not None and mini.tier == "fast"
+    assert mini.cost(1000, 1000) == pytest.approx(0.00015 + 0.0006)
+    assert policy.model("local/smollm2-135m-instruct") is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("version: 1\nmodels: []\n", "models"),
+        ("version: x\nmodels:\n - {id: a/b, provider: a, upstream: b, tier: gold, input_per_1k: 0, "
+         "output_per_1k: 0, context_window: 1}\n", "unknown tier"),
+        ("version: x\nmodels:\n - {id: a/b, provider: c, upstream: b, tier: fast, input_per_1k: 0, "
+         "output_per_1k: 0, context_window: 1}\n", "must start with its provider"),
+        ("version: x\nthresholds: {fast_below: 0.9, premium_above: 0.1}\nmodels:\n - {id: a/b, provider: a, "
+         "upstream: b, tier: fast, input_per_1k: 0, output_per_1k: 0, context_window: 1}\n", "fast_below"),
+        ("version: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_invalid_policies_name_the_problem(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigurationError) as err:
+        load_policy(path)
+    assert fragment in err.value.message
+    assert str(path) in err.value.message
+
+
+def test_missing_policy_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="not found"):
+        load_policy(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["sk-proj-abcdefghijklmnop1234", "sy_AbCdEfGh_0123456789abcdefghijABCDEFGHIJ", "Bearer eyJhbGciOiJIUzI1NiJ9.x.y"],
+)
+def test_secrets_are_redacted_from_log_text(secret: str) -> None:
+    out = redact(f"calling upstream with {secret} now")
+    assert "[REDACTED]" in out
+    assert secret.split()[-1] not in out
+
+
+def test_chunk_wire_format_round_trips_compactly() -> None:
+    raw = encode_chunk(Chunk(seq=0, delta="Hi"))
+    assert raw == b'{"seq":0,"delta":"Hi"}'
+    err = decode_chunk(encode_chunk(Chunk(seq=3, error=ChunkError(code="provider_network", message="reset"))))
+    assert err.seq == 3 and err.error is not None and err.error.code == "provider_network"

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+
+from switchyard.common.errors import NoProviderAvailable
+from switchyard.common.events import ChatMessage, ChatRequest, Classification
+from switchyard.common.policy import load_policy
+from switchyard.router.routing import UnknownModel, decide, tier_for, tier_preference
+
+pytestmark = pytest.mark.unit
+POLICY = load_policy()
+
+
+def _cls(complexity: float) -> Classification:
+    return Classification(type="qa", confidence=0.9, complexity=complexity, urgency=0.5, model_version="t", latency_ms=1)
+
+
+def _req(model: str = "auto", text: str = "What is the capital of France?") -> ChatRequest:
+    return ChatRequest(model=model, messages=[ChatMessage(role="user", content=text)])
+
+
+@pytest.mark.parametrize(("complexity", "tier"), [(0.0, "fast"), (0.29, "fast"), (0.3, "standard"), (0.8, "standard"), (0.81, "premium")])
+def test_complexity_thresholds(complexity: float, tier: str) -> None:
+    assert tier_for(complexity, POLICY) == tier
+
+
+def test_preference_goes_up_then_down_then_local() -> None:
+    assert tier_preference("standard") == ["standard", "premium", "fast", "local"]
+    assert tier_preference("premium") == ["premium", "standard", "fast", "local"]
+
+
+def test_with_only_the_local_provider_everything_goes_local() -> None:
+    d = decide(request=_req(), classification=_cls(0.9), policy=POLICY, available={"local"})
+    assert [c.model for c in d.candidates] == ["local/smollm2-135m-instruct"]
+    assert d.tier == "local"
+    assert d.reasons["wanted_tier"] == "premium"
+    assert "no available model in premium" in d.reasons["why"]
+    rejected = {r["model"] for r in d.reasons["rejected"]}
+    assert "openai/o3" in rejected
+
+
+def test_chain_starts_in_the_wanted_tier_and_falls_back() -> None:
+    d = decide(request=_req(), classification=_cls(0.1), policy=POLICY, available={"local", "openai"})
+    models = [c.model for c in d.candidates]
+    assert models[0] == "openai/gpt-4o-mini"
+    assert models[-1] == "local/smollm2-135m-instruct"
+    assert d.candidates[0].estimated_cost_usd > 0
+
+
+def test_pinned_pass_through_model() -> None:
+    d = decide(request=_req("openai/llama3.2:1b"), classification=_cls(0.5), policy=POLICY, available={"openai", "local"})
+    assert [(c.provider, c.upstream_model) for c in d.candidates] == [("openai", "llama3.2:1b")]
+
+
+def test_pinned_model_of_an_unavailable_provider() -> None:
+    with pytest.raises(UnknownModel):
+        decide(request=_req("openai/gpt-x"), classification=_cls(0.5), policy=POLICY, available={"local"})
+    with pytest.raises(NoProviderAvailable):
+        decide(request=_req("openai/gpt-4o"), classification=_cls(0.5), policy=POLICY, available={"local"})
+
+
+def test_no_provider_at_all() -> None:
+    with pytest.raises(NoProviderAvailable):
+        decide(request=_req(), classification=_cls(0.5), policy=POLICY, available=set())
+
+
+def test_prompt_beyond_every_context_window_is_rejected() -> None:
+    with pytest.raises(NoProviderAvailable):
+        decide(request=_req(text="x" * 20_000), classification=_cls(0.1), policy=POLICY, available={"local"})
