@@ -14,6 +14,9 @@ from pathlib import Path
 import httpx
 
 
+MAX_PAYLOAD = 8 * 1024 * 1024
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -52,10 +55,14 @@ class NatsServer:
 
     def start(self, *, log_file: Path | None = None, timeout: float = 15.0) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        # Events are capped at 4 MB by the envelope; the server must carry them (its default is 1 MB) so
+        # that an oversized event reaches a consumer and is dead-lettered with a reason.
+        config = self.store_dir.parent / f"nats-{self.port}.conf"
+        config.write_text(f"max_payload: {MAX_PAYLOAD}\n")
         out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
-                nats_server_binary(), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1",
+                nats_server_binary(), "-c", str(config), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1",
                 "-p", str(self.port), "-m", str(self.monitor_port),
             ],
             stdout=out,

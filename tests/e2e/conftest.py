@@ -1,0 +1,116 @@
+"""The whole stack, started the way `make run` starts it (`switchyard up`), once per test module."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from switchyard.cli.processes import free_port
+
+
+@dataclass
+class RunningStack:
+    proc: subprocess.Popen[bytes]
+    var_dir: Path
+    http_port: int
+    nats_port: int
+    output: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self.nats_port}"
+
+    @property
+    def api_key(self) -> str:
+        return (self.var_dir / "dev-api-key").read_text().strip()
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite+aiosqlite:///{self.var_dir / 'switchyard.db'}"
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "switchyard.cli.main", *args],
+            env={**os.environ, **stack_env(self.var_dir, self.http_port, self.nats_port)},
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+
+
+def stack_env(var_dir: Path, http_port: int, nats_port: int) -> dict[str, str]:
+    return {
+        "SWITCHYARD_VAR_DIR": str(var_dir),
+        "SWITCHYARD_HTTP_PORT": str(http_port),
+        "SWITCHYARD_NATS_PORT": str(nats_port),
+        "SWITCHYARD_NATS_MONITOR_PORT": str(free_port()),
+        "SWITCHYARD_METRICS_BASE_PORT": "0",
+        "SWITCHYARD_NATS_URL": "",
+    }
+
+
+def start_stack(var_dir: Path, output: Path, *, http_port: int | None = None, nats_port: int | None = None) -> RunningStack:
+    http_port = http_port or free_port()
+    nats_port = nats_port or free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
+    env.update(stack_env(var_dir, http_port, nats_port))
+    env.pop("SWITCHYARD_NATS_URL")
+    with open(output, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "switchyard.cli.main", "up"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    stack = RunningStack(proc, var_dir, http_port, nats_port, output)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"switchyard up exited with {proc.returncode}:\n{output.read_text()[-4000:]}")
+        if "Switchyard is running." in output.read_text(errors="replace"):
+            return stack
+        time.sleep(0.25)
+    stop_stack(stack)
+    raise TimeoutError(f"the stack did not start:\n{output.read_text()[-4000:]}")
+
+
+def stop_stack(stack: RunningStack) -> int:
+    if stack.proc.poll() is None:
+        stack.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        try:
+            stack.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            stack.proc.kill()
+            stack.proc.wait()
+    return stack.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    base = tmp_path_factory.mktemp("stack")
+    running = start_stack(base / "var", base / "up.log")
+    try:
+        yield running
+    finally:
+        stop_stack(running)
+
+
+def wait_for(predicate: object, *, timeout: float = 30.0, interval: float = 0.2) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()  # type: ignore[operator]
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(interval)
+
+
+__all__ = ["RunningStack", "httpx", "start_stack", "stop_stack", "wait_for"]

@@ -1,0 +1,111 @@
+"""Another system on the bus: it submits a task as a hand-written CloudEvent with plain nats-py (none of
+our code) and receives the result as an event; bad events land in the dead-letter stream."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+import nats
+import orjson
+import pytest
+
+from tests.e2e.conftest import RunningStack
+
+pytestmark = pytest.mark.e2e
+
+
+def _task_event(tenant: str, task_id: str) -> dict[str, object]:
+    return {
+        "specversion": "1.0",
+        "id": f"ext-{task_id}",
+        "source": "urn:example:batch-system",
+        "type": "switchyard.task.submitted.v1",
+        "time": datetime.now(UTC).isoformat(),
+        "datacontenttype": "application/json",
+        "tenantid": tenant,
+        "data": {
+            "task_id": task_id,
+            "tenant_id": tenant,
+            "request": {
+                "model": "auto",
+                "messages": [{"role": "user", "content": "Name the largest planet in the solar system."}],
+                "max_tokens": 24,
+            },
+            "priority": "low",
+            "submitted_at": datetime.now(UTC).isoformat(),
+        },
+    }
+
+
+async def test_submit_on_the_bus_and_receive_the_result(stack: RunningStack) -> None:
+    nc = await nats.connect(stack.nats_url)
+    js = nc.jetstream()
+    task_id = uuid.uuid4().hex
+    results: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def on_result(msg: nats.aio.msg.Msg) -> None:
+        await results.put(msg.data)
+
+    await nc.subscribe(f"switchyard.result.{task_id}", cb=on_result)
+    event = _task_event("bus-tenant", task_id)
+    body = orjson.dumps(event)
+    ack = await js.publish("switchyard.task.submitted", body, headers={"Nats-Msg-Id": str(event["id"])})
+    assert ack.stream == "SWITCHYARD"
+    again = await js.publish("switchyard.task.submitted", body, headers={"Nats-Msg-Id": str(event["id"])})
+    assert again.duplicate, "a retried publish with the same id is de-duplicated by the server"
+
+    result = orjson.loads(await asyncio.wait_for(results.get(), 120))
+    assert result["type"] == "switchyard.task.completed.v1"
+    assert result["specversion"] == "1.0" and result["tenantid"] == "bus-tenant"
+    assert result["data"]["task_id"] == task_id
+    assert result["data"]["content"].strip()
+    assert result["data"]["usage"]["completion_tokens"] > 0
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(results.get(), 3)  # exactly one result
+    await nc.close()
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"\xc3\x28 not utf-8", "not valid JSON"),
+        (b'{"specversion":"1.0","id":"x1","source":"s","type":"switchyard.task.submitted.v1","data":{"task_id":"t"}}',
+         "invalid switchyard.task.submitted.v1 payload"),
+        (b"A" * 2_000_000, "not valid JSON"),
+        (b"{" + b" " * 5_000_000 + b"}", "exceeds the 4194304-byte limit"),
+    ],
+)
+async def test_invalid_events_go_to_the_dead_letter_stream(stack: RunningStack, payload: bytes, reason: str) -> None:
+    nc = await nats.connect(stack.nats_url)
+    js = nc.jetstream()
+    msg_id = uuid.uuid4().hex
+    ack = await js.publish("switchyard.task.submitted", payload, headers={"Nats-Msg-Id": msg_id})
+
+    async def find() -> dict[str, str] | None:
+        info = await js.stream_info("SWITCHYARD_DLQ")
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            try:
+                m = await js.get_msg("SWITCHYARD_DLQ", seq)
+            except nats.js.errors.NotFoundError:
+                continue
+            if m.headers and m.headers.get("Switchyard-Dlq-Stream-Seq") == str(ack.seq):
+                assert m.data == payload, "the dead letter keeps the original bytes"
+                return m.headers
+        return None
+
+    headers = None
+    for _ in range(100):
+        headers = await find()
+        if headers:
+            break
+        await asyncio.sleep(0.1)
+    assert headers is not None, "the invalid event was not dead-lettered"
+    assert headers["Switchyard-Dlq-Service"] == "classifier"
+    assert reason in headers["Switchyard-Dlq-Reason"]
+    await nc.close()
+    async with httpx.AsyncClient() as c:
+        ready = await c.get(f"{stack.base_url}/readyz")
+    assert ready.status_code == 200, "every service is still running"
