@@ -1,4 +1,4 @@
-"""The whole stack, started the way `make run` starts it (`switchyard up`), once per test module."""
+"""The whole stack, started the way `make run` starts it (`switchyard up`), once per test session."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def stop_stack(stack: RunningStack) -> int:
     return stack.proc.returncode
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     base = tmp_path_factory.mktemp("stack")
     running = start_stack(base / "var", base / "up.log")

@@ -150,6 +150,26 @@ def _header_safe(text: str) -> str:
     return cleaned[:1000]
 
 
+async def _with_heartbeat(work: Awaitable[None], raw: Any, every_s: float | None) -> None:
+    if every_s is None:
+        await work
+        return
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await raw.in_progress()
+            except Exception as exc:  # the connection is down: redelivery may follow, and is idempotent
+                log.warning("could not mark %s in progress: %s", raw.subject, exc)
+
+    beating = asyncio.create_task(beat())
+    try:
+        await work
+    finally:
+        beating.cancel()
+
+
 def subscribe(
     broker: NatsBroker,
     *,
@@ -161,10 +181,13 @@ def subscribe(
     max_workers: int = 1,
     ack_wait_s: float = 30.0,
     description: str | None = None,
+    heartbeat_s: float | None = None,
 ) -> None:
     """Registers `handler` as a durable pull consumer with manual, deliberate acknowledgement.
 
     `publisher` is a callable because the JetStream context exists only once the broker is connected.
+    With `heartbeat_s`, a handler that runs longer than that tells the server every `heartbeat_s` seconds
+    that the message is still in progress, so a long task is not redelivered after `ack_wait_s`.
     """
     expected_types = tuple(expected) if expected is not None else None
     config = ConsumerConfig(
@@ -172,7 +195,9 @@ def subscribe(
         ack_policy=api.AckPolicy.EXPLICIT,
         ack_wait=ack_wait_s,
         max_deliver=consumer.max_deliver,
-        backoff=redelivery_backoff(consumer.max_deliver),
+        # No consumer-level `backoff`: the server would use its first step (0.5 s) instead of `ack_wait` for
+        # messages still being handled, and redeliver every slower one while it runs. Failures are naked
+        # with an explicit delay below instead.
         max_ack_pending=max(1000, max_workers * 4),
     )
 
@@ -187,7 +212,7 @@ def subscribe(
             await raw.term()
             return
         try:
-            await handler(event, payload)
+            await _with_heartbeat(handler(event, payload), raw, heartbeat_s)
         except SwitchyardError as exc:
             await _fail(raw, exc.message, exc.code, exc.retryable, delivered)
             return

@@ -67,5 +67,7 @@ class Consumer:
 CLASSIFIER_CONSUMER = Consumer("classifier", STREAM_EVENTS, TASK_SUBMITTED)
 ROUTER_CONSUMER = Consumer("router", STREAM_EVENTS, TASK_CLASSIFIED)
 EXECUTOR_CONSUMER = Consumer("executor", STREAM_EVENTS, TASK_ROUTED, max_deliver=3)
-BILLING_CONSUMER = Consumer("billing", STREAM_EVENTS, RESULT_ALL)
-AUDIT_CONSUMER = Consumer("audit", STREAM_EVENTS, f"{PREFIX}.>")
+# Billing and audit write to the database: they ride out a database outage of ~20 minutes (backoff
+# doubling to 30 s) before a message is dead-lettered.
+BILLING_CONSUMER = Consumer("billing", STREAM_EVENTS, RESULT_ALL, max_deliver=50)
+AUDIT_CONSUMER = Consumer("audit", STREAM_EVENTS, f"{PREFIX}.>", max_deliver=50)

@@ -28,7 +28,12 @@ from switchyard.gateway.tenants import Principal
 
 PRIORITIES = ("low", "normal", "high")
 # Task failures that are the client's doing map to 4xx; the rest are upstream failures (502).
-CLIENT_FAILURES: dict[str, type[APIError]] = {"model_not_found": ModelNotFoundError}
+CLIENT_FAILURES: dict[str, type[APIError]] = {
+    "model_not_found": ModelNotFoundError,
+    "provider_context_too_long": InvalidRequest,
+    "provider_content_policy": InvalidRequest,
+    "provider_bad_request": InvalidRequest,
+}
 UNAVAILABLE_FAILURES = ("no_provider_available",)
 
 
@@ -101,7 +106,9 @@ def build_task(parsed: ChatCompletionRequest, principal: Principal, *, priority:
 
 def raise_for_failure(failed: TaskFailed) -> None:
     if failed.error_code in CLIENT_FAILURES:
-        raise CLIENT_FAILURES[failed.error_code](failed.error_message, param="model")
+        error = CLIENT_FAILURES[failed.error_code]
+        param = "model" if error is ModelNotFoundError else None
+        raise error(failed.error_message, code=failed.error_code, param=param)
     if failed.error_code in UNAVAILABLE_FAILURES:
         raise ServiceUnavailable(failed.error_message, code=failed.error_code)
     raise UpstreamFailed(f"The task failed: {failed.error_message}", code=failed.error_code)

@@ -1,0 +1,3 @@
+from switchyard.audit.app import main
+
+main()

@@ -1,0 +1,231 @@
+"""What each event says in the ledger: actor, action, resource, outcome and details.
+
+Details carry identifiers, timings, token counts, costs and models — never prompt or answer text, and never
+secrets: a prompt is represented by its SHA-256 and length, error messages are redacted and truncated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from switchyard.common.envelope import CloudEvent
+from switchyard.common.events import (
+    ProviderCallRecorded,
+    TaskClassified,
+    TaskCompleted,
+    TaskFailed,
+    TaskRouted,
+    TaskSubmitted,
+    TaskTimedOut,
+    UsageRecorded,
+)
+from switchyard.common.events.base import EventPayload
+from switchyard.common.logs import redact
+
+SUCCESS = "success"
+FAILURE = "failure"
+MAX_MESSAGE_CHARS = 300
+MAX_REJECTED = 20
+UNKNOWN_TENANT = "-"
+
+
+@dataclass(frozen=True, slots=True)
+class EntryDraft:
+    """An entry before it has a place in the chain (seq, recorded_at and hashes come when appended)."""
+
+    event_id: str
+    occurred_at: datetime
+    tenant_id: str
+    actor: str
+    action: str
+    resource: str
+    outcome: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def draft_for(event: CloudEvent, payload: EventPayload) -> EntryDraft:
+    action, resource, outcome, details, when = _describe(payload)
+    actor = _submitter(payload) if isinstance(payload, TaskSubmitted) else _service(event.source)
+    # Clamped to the columns: an over-long value from another system must not make its entry unwritable.
+    return EntryDraft(
+        event_id=event.id,
+        occurred_at=when or event.time or datetime.now(UTC),
+        tenant_id=(_tenant(payload) or event.tenantid or UNKNOWN_TENANT)[:64],
+        actor=actor[:200],
+        action=(action or _action_of(event.type))[:64],
+        resource=(resource or (f"task/{event.subject}" if event.subject else f"event/{event.id}"))[:200],
+        outcome=outcome,
+        details={"event_type": event.type, **details},
+    )
+
+
+Description = tuple[str | None, str | None, str, dict[str, Any], datetime | None]
+
+
+def _describe(p: EventPayload) -> Description:
+    if isinstance(p, TaskSubmitted):
+        return "task.submit", f"task/{p.task_id}", SUCCESS, _submitted(p), p.submitted_at
+    if isinstance(p, TaskClassified):
+        c = p.classification
+        details = {
+            "task_id": p.task.task_id,
+            "type": c.type,
+            "confidence": _r(c.confidence),
+            "complexity": _r(c.complexity),
+            "urgency": _r(c.urgency),
+            "model_version": c.model_version,
+            "latency_ms": _r(c.latency_ms),
+            "truncated": c.truncated,
+        }
+        return "task.classify", f"task/{p.task.task_id}", SUCCESS, details, None
+    if isinstance(p, TaskRouted):
+        return "task.route", f"task/{p.task.task_id}", SUCCESS, _routed(p), None
+    if isinstance(p, ProviderCallRecorded):
+        details = {
+            "task_id": p.task_id,
+            "attempt": p.attempt,
+            "provider": p.provider,
+            "model": p.model,
+            "result": p.outcome,
+            "latency_ms": _r(p.latency_ms),
+            "ttft_ms": _r(p.ttft_ms),
+            "prompt_tokens": p.usage.prompt_tokens,
+            "completion_tokens": p.usage.completion_tokens,
+            "error": _message(p.error),
+        }
+        outcome = SUCCESS if p.outcome == "ok" else FAILURE
+        return "provider.call", f"task/{p.task_id}", outcome, _compact(details), None
+    if isinstance(p, TaskCompleted):
+        details = {
+            "task_id": p.task_id,
+            "user_id": p.user_id,
+            "api_key_id": p.api_key_id,
+            "model": p.model,
+            "provider": p.provider,
+            "tier": p.tier,
+            "finish_reason": p.finish_reason,
+            "prompt_tokens": p.usage.prompt_tokens,
+            "completion_tokens": p.usage.completion_tokens,
+            "attempts": p.attempts,
+            "latency_ms": _r(p.latency_ms),
+            "answer_chars": len(p.content),
+        }
+        return "task.complete", f"task/{p.task_id}", SUCCESS, _compact(details), p.completed_at
+    if isinstance(p, TaskFailed):
+        details = {
+            "task_id": p.task_id,
+            "user_id": p.user_id,
+            "error_code": p.error_code,
+            "error_message": _message(p.error_message),
+            "attempts": p.attempts,
+        }
+        return "task.fail", f"task/{p.task_id}", FAILURE, _compact(details), p.failed_at
+    if isinstance(p, TaskTimedOut):
+        details = {"task_id": p.task_id, "waited_ms": _r(p.waited_ms)}
+        return "task.timeout", f"task/{p.task_id}", FAILURE, details, None
+    if isinstance(p, UsageRecorded):
+        details = {
+            "task_id": p.task_id,
+            "user_id": p.user_id,
+            "model": p.model,
+            "provider": p.provider,
+            "tier": p.tier,
+            "prompt_tokens": p.prompt_tokens,
+            "completion_tokens": p.completion_tokens,
+            "cost_usd": round(p.cost_usd, 10),
+            "priced": p.priced,
+        }
+        return "billing.usage", f"task/{p.task_id}", SUCCESS, _compact(details), None
+    return None, None, SUCCESS, {}, None  # a type added after this service: recorded, not described
+
+
+def _submitted(p: TaskSubmitted) -> dict[str, Any]:
+    prompt = p.request.prompt_text()
+    return _compact(
+        {
+            "task_id": p.task_id,
+            "user_id": p.user_id,
+            "api_key_id": p.api_key_id,
+            "origin": p.origin,
+            "priority": p.priority,
+            "requested_model": p.request.model,
+            "stream": p.request.stream,
+            "max_tokens": p.request.max_tokens,
+            "messages": len(p.request.messages),
+            "prompt_sha256": hashlib.sha256(prompt.encode("utf-8")).hexdigest(),
+            "prompt_chars": len(prompt),
+            "deadline": p.deadline.isoformat() if p.deadline else None,
+        }
+    )
+
+
+def _routed(p: TaskRouted) -> dict[str, Any]:
+    d = p.decision
+    reasons = d.reasons
+    return _compact(
+        {
+            "task_id": p.task.task_id,
+            "strategy": d.strategy,
+            "tier": d.tier,
+            "chosen": d.candidates[0].model,
+            "candidates": [c.model for c in d.candidates],
+            "policy_version": d.policy_version,
+            "estimated_cost_usd": d.candidates[0].estimated_cost_usd,
+            "estimated_prompt_tokens": d.estimated_prompt_tokens,
+            "wanted_tier": reasons.get("wanted_tier"),
+            "pinned": reasons.get("pinned"),
+            "why": _message(reasons.get("why")) if isinstance(reasons.get("why"), str) else None,
+            "rejected": _rejected(reasons.get("rejected")),
+        }
+    )
+
+
+def _rejected(value: Any) -> list[dict[str, str]] | None:
+    if not isinstance(value, list) or not value:
+        return None
+    return [
+        {"model": str(r.get("model", "")), "reason": _message(str(r.get("reason", ""))) or ""}
+        for r in value[:MAX_REJECTED]
+        if isinstance(r, dict)
+    ]
+
+
+def _submitter(p: TaskSubmitted) -> str:
+    if p.api_key_id:
+        return f"api_key:{p.api_key_id}"
+    if p.user_id:
+        return f"user:{p.user_id}"
+    return f"tenant:{p.tenant_id}"
+
+
+def _service(source: str) -> str:
+    prefix = "switchyard/"
+    return f"service:{source[len(prefix) :]}" if source.startswith(prefix) else f"source:{source}"
+
+
+def _tenant(p: EventPayload) -> str | None:
+    if isinstance(p, TaskClassified | TaskRouted):
+        return p.task.tenant_id
+    value = getattr(p, "tenant_id", None)
+    return value if isinstance(value, str) else None
+
+
+def _action_of(event_type: str) -> str:
+    name = event_type.removeprefix("switchyard.")
+    head, _, version = name.rpartition(".")
+    return head if version.startswith("v") and head else name
+
+
+def _message(text: str | None) -> str | None:
+    return None if text is None else redact(text)[:MAX_MESSAGE_CHARS]
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _compact(details: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in details.items() if v is not None}

@@ -1,0 +1,147 @@
+"""Appending to the ledger: in order, gapless, once per event id, safe against concurrent writers.
+
+Several drafts are appended in one transaction. The head is read, each new entry takes the next seq and
+links to the previous hash, and the rows are inserted. Another writer (a replica) appending at the same
+time collides on the unique seq/prev_hash (and the database's extend-the-head trigger), so one transaction
+fails, is rolled back and retried on the new head: the chain never forks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from switchyard.audit.chain import GENESIS_HASH, EntryFields, canonical_json, entry_hash
+from switchyard.audit.entries import EntryDraft
+from switchyard.audit.models import LedgerEntry
+from switchyard.common.errors import SwitchyardError, TransientError
+
+log = logging.getLogger(__name__)
+
+APPEND_ATTEMPTS = 12
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    event_id: str
+    seq: int
+    created: bool  # False: the event was already in the ledger (a redelivery or a duplicate)
+
+
+def utc(value: datetime) -> datetime:
+    """Stored timestamps are UTC: SQLite keeps the wall time and drops the offset, so convert first."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def append_entries(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    drafts: Sequence[EntryDraft],
+    clock: Clock = _now,
+    attempts: int = APPEND_ATTEMPTS,
+) -> list[Appended]:
+    """Appends the drafts not yet in the ledger; returns, for each draft in order, where it is."""
+    if not drafts:
+        return []
+    for attempt in range(1, attempts + 1):
+        try:
+            async with sessions() as session, session.begin():
+                placed = await _append_once(session, drafts, clock())
+            return [placed[d.event_id] for d in drafts]
+        except DBAPIError as exc:
+            if not retryable(exc):
+                raise Unwritable(f"the database rejected the entries: {exc.orig}") from exc
+            if attempt == attempts:
+                raise TransientError(
+                    f"could not append to the ledger after {attempts} attempts: {exc}"
+                ) from exc
+            log.info("ledger append collided (attempt %d): %s", attempt, exc.orig)
+            await asyncio.sleep(min(0.005 * 2**attempt, 0.5) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+class Unwritable(SwitchyardError):
+    """The database refuses these entries as they are (a value it cannot store): retrying cannot help."""
+
+    code = "ledger_unwritable"
+
+
+# SQLSTATE classes worth another try: connection exceptions, transaction rollbacks, insufficient
+# resources, operator intervention (a restart).
+_RETRY_SQLSTATE_CLASSES = ("08", "40", "53", "57")
+
+
+def retryable(exc: DBAPIError) -> bool:
+    """A collision with another writer (unique/trigger), a busy or unreachable database: try again."""
+    if exc.connection_invalidated or isinstance(exc, IntegrityError | OperationalError | InterfaceError):
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(sqlstate, str) and sqlstate[:2] in _RETRY_SQLSTATE_CLASSES
+
+
+async def _append_once(
+    session: AsyncSession, drafts: Sequence[EntryDraft], now: datetime
+) -> dict[str, Appended]:
+    ids = list(dict.fromkeys(d.event_id for d in drafts))
+    existing = await session.execute(
+        select(LedgerEntry.event_id, LedgerEntry.seq).where(LedgerEntry.event_id.in_(ids))
+    )
+    placed = {eid: Appended(eid, seq, created=False) for eid, seq in existing.all()}
+    head = (
+        await session.execute(
+            select(LedgerEntry.seq, LedgerEntry.entry_hash).order_by(LedgerEntry.seq.desc()).limit(1)
+        )
+    ).first()
+    seq, prev = (head[0], head[1]) if head is not None else (0, GENESIS_HASH)
+    rows: list[dict[str, Any]] = []
+    for draft in drafts:
+        if draft.event_id in placed:
+            continue
+        seq += 1
+        fields = EntryFields(
+            seq=seq,
+            event_id=draft.event_id,
+            recorded_at=utc(now),
+            occurred_at=utc(draft.occurred_at),
+            tenant_id=draft.tenant_id,
+            actor=draft.actor,
+            action=draft.action,
+            resource=draft.resource,
+            outcome=draft.outcome,
+            details=canonical_json(draft.details),
+        )
+        digest = entry_hash(fields, prev)
+        rows.append({**_columns(fields), "prev_hash": prev, "entry_hash": digest})
+        placed[draft.event_id] = Appended(draft.event_id, seq, created=True)
+        prev = digest
+    if rows:
+        await session.execute(insert(LedgerEntry), rows)
+    return placed
+
+
+def _columns(fields: EntryFields) -> dict[str, Any]:
+    return {name: getattr(fields, name) for name in EntryFields.__slots__}
+
+
+async def head(sessions: async_sessionmaker[AsyncSession]) -> tuple[int, str]:
+    """(seq, entry_hash) of the last entry; (0, the genesis hash) when the ledger is empty."""
+    async with sessions() as session:
+        row = (
+            await session.execute(
+                select(LedgerEntry.seq, LedgerEntry.entry_hash).order_by(LedgerEntry.seq.desc()).limit(1)
+            )
+        ).first()
+    return (row[0], row[1]) if row is not None else (0, GENESIS_HASH)

@@ -1,0 +1,90 @@
+"""One writer per process: concurrent callers queue their drafts and one task appends them in batches.
+
+While a batch is being written the next one accumulates, so throughput grows with load and an idle
+ledger adds no delay. A caller's `append` returns only once its entry is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from switchyard.audit.entries import EntryDraft
+from switchyard.audit.service import Appended, Unwritable, append_entries
+
+log = logging.getLogger(__name__)
+
+Pending = tuple[EntryDraft, "asyncio.Future[Appended]"]
+
+
+class LedgerWriter:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, max_batch: int = 500) -> None:
+        self._sessions = sessions
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[Pending] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="ledger-writer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        while not self._queue.empty():  # never acked: the bus redelivers them
+            _, future = self._queue.get_nowait()
+            if not future.done():
+                future.set_exception(RuntimeError("the ledger writer stopped"))
+
+    async def append(self, draft: EntryDraft) -> Appended:
+        if self._task is None:
+            raise RuntimeError("the ledger writer is not running")
+        future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((draft, future))
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._write(batch)
+            except asyncio.CancelledError:
+                _settle(batch, None)
+                raise
+            except Unwritable as exc:
+                # An entry the database rejects must not hold back the others: write them one by one.
+                log.warning("ledger append of %d entries rejected (%s)", len(batch), exc.message)
+                for i, pending in enumerate(batch):
+                    try:
+                        await self._write([pending])
+                    except asyncio.CancelledError:
+                        _settle(batch[i:], None)
+                        raise
+                    except Exception as one:  # that caller's event is naked and, in the end, dead-lettered
+                        _settle([pending], one)
+            except Exception as exc:  # the database is unavailable: every caller naks, the bus redelivers
+                _settle(batch, exc)
+
+    async def _write(self, batch: list[Pending]) -> None:
+        results = await append_entries(self._sessions, drafts=[draft for draft, _ in batch])
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+
+def _settle(batch: list[Pending], exc: BaseException | None) -> None:
+    """Fails the callers still waiting (`None`: cancels them)."""
+    for _, future in batch:
+        if future.done():
+            continue
+        if exc is None:
+            future.cancel()
+        else:
+            future.set_exception(exc)

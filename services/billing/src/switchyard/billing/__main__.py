@@ -1,0 +1,3 @@
+from switchyard.billing.app import main
+
+main()

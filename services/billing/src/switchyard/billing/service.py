@@ -1,0 +1,99 @@
+"""Recording usage: a completed task priced into one usage entry, however often its result is delivered."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from switchyard.billing.models import UsageEntry
+from switchyard.billing.pricing import price
+from switchyard.common import ids
+from switchyard.common.events import TaskCompleted, UsageRecorded
+from switchyard.common.policy import Policy
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    entry: UsageEntry
+    created: bool  # False: the task was already charged (a redelivery or a duplicate result)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def usage_entry_id(result_event_id: str) -> str:
+    """The entry's id, which is also the id of the UsageRecorded event announcing it."""
+    return ids.derived_id(result_event_id, "usage")
+
+
+async def record_usage(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    event_id: str,
+    completed: TaskCompleted,
+    policy: Policy,
+    clock: Clock = _now,
+) -> Recorded:
+    """Prices `completed` and stores it, once per task: a second call returns the stored entry unchanged."""
+    existing = await usage_for_task(sessions, task_id=completed.task_id)
+    if existing is not None:
+        return Recorded(existing, created=False)
+    cost = price(
+        policy=policy,
+        model=completed.model,
+        prompt_tokens=completed.usage.prompt_tokens,
+        completion_tokens=completed.usage.completion_tokens,
+    )
+    entry = UsageEntry(
+        id=usage_entry_id(event_id),
+        task_id=completed.task_id,
+        event_id=event_id,
+        tenant_id=completed.tenant_id,
+        user_id=completed.user_id,
+        model=completed.model,
+        provider=completed.provider,
+        tier=completed.tier,
+        prompt_tokens=completed.usage.prompt_tokens,
+        completion_tokens=completed.usage.completion_tokens,
+        cost_usd=cost.cost_usd,
+        priced=cost.priced,
+        created_at=clock(),
+    )
+    try:
+        async with sessions() as session, session.begin():
+            session.add(entry)
+    except IntegrityError:  # another replica stored it first
+        stored = await usage_for_task(sessions, task_id=completed.task_id)
+        if stored is None:
+            raise
+        return Recorded(stored, created=False)
+    return Recorded(entry, created=True)
+
+
+async def usage_for_task(sessions: async_sessionmaker[AsyncSession], *, task_id: str) -> UsageEntry | None:
+    async with sessions() as session:
+        return (
+            await session.execute(select(UsageEntry).where(UsageEntry.task_id == task_id))
+        ).scalar_one_or_none()
+
+
+def usage_event(entry: UsageEntry) -> UsageRecorded:
+    return UsageRecorded(
+        task_id=entry.task_id,
+        tenant_id=entry.tenant_id,
+        user_id=entry.user_id,
+        model=entry.model,
+        provider=entry.provider,
+        tier=entry.tier,
+        prompt_tokens=entry.prompt_tokens,
+        completion_tokens=entry.completion_tokens,
+        cost_usd=float(entry.cost_usd),
+        priced=entry.priced,
+    )

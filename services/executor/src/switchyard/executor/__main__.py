@@ -1,0 +1,3 @@
+from switchyard.executor.app import main
+
+main()

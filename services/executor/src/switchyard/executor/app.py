@@ -1,0 +1,141 @@
+"""The executor service: TaskRouted in; provider-call records, streamed chunks and a result out."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from nats.js.errors import NotFoundError
+from switchyard.common import bus, ids, subjects
+from switchyard.common.envelope import CloudEvent
+from switchyard.common.events import ProviderCallRecorded, TaskCompleted, TaskRouted
+from switchyard.common.providers import announce, providers_bucket
+from switchyard.common.service import Service, create_service, run_service
+from switchyard.executor import metrics
+from switchyard.executor.chunks import ChunkSink
+from switchyard.executor.config import ExecutorSettings
+from switchyard.executor.execution import ExecutionPolicy, execute
+from switchyard.executor.providers.anthropic import AnthropicSettings
+from switchyard.executor.providers.local import LocalProvider
+from switchyard.executor.providers.openai import OpenAISettings
+from switchyard.executor.registry import ProviderSet, build_providers
+from switchyard.executor.resilience.breaker import BreakerConfig, Breakers, LocalBreakers
+from switchyard.executor.resilience.limits import LocalRateLimits
+from switchyard.executor.resilience.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+
+def policy_from(settings: ExecutorSettings) -> ExecutionPolicy:
+    retry = RetryPolicy(
+        max_retries=settings.retry_max,
+        base_s=settings.retry_base_s,
+        cap_s=settings.retry_cap_s,
+        max_retry_after_s=settings.retry_after_max_s,
+    )
+    return ExecutionPolicy(
+        retry=retry, call_timeout_s=settings.call_timeout_s, task_deadline_s=settings.task_deadline_s
+    )
+
+
+def breakers_from(settings: ExecutorSettings) -> LocalBreakers:
+    config = BreakerConfig(
+        failure_threshold=settings.breaker_failures,
+        open_s=settings.breaker_open_s,
+        half_open_probes=settings.breaker_probes,
+    )
+    return LocalBreakers(config, on_change=metrics.breaker_changed)
+
+
+def create(
+    settings: ExecutorSettings, *, providers: ProviderSet | None = None, breakers: Breakers | None = None
+) -> Service:
+    service = create_service("executor", settings)
+    found = providers or build_providers(settings, openai=OpenAISettings(), anthropic=AnthropicSettings())
+    circuit = breakers or breakers_from(settings)
+    policy = policy_from(settings)
+    limits = LocalRateLimits(settings.provider_limits) if settings.provider_limits else None
+    instance = settings.instance or f"executor-{os.getpid()}"
+
+    async def warm_up() -> None:
+        for provider in found.providers.values():
+            if isinstance(provider, LocalProvider):
+                provider.warm()
+
+    async def announce_providers() -> None:
+        kv = await providers_bucket(bus.jetstream(service.broker))
+        for status in found.statuses(announced_by=instance):
+            await announce(kv, status)
+        log.info("providers announced: %s", ", ".join(found.endpoints) or "none")
+
+    async def already_answered(task_id: str) -> bool:
+        """A redelivered task whose result is already on the stream is not run (and paid for) twice."""
+        try:
+            await bus.jetstream(service.broker).get_last_msg(
+                subjects.STREAM_EVENTS, subjects.result_subject(task_id)
+            )
+        except NotFoundError:
+            return False
+        return True
+
+    async def on_routed(event: CloudEvent, payload: TaskRouted) -> None:
+        task = payload.task
+        if await already_answered(task.task_id):
+            log.info("task %s already has a result; not running it again", task.task_id)
+            return
+        events = service.events()
+
+        async def report(attempt: int, record: ProviderCallRecorded) -> None:
+            metrics.observe_call(record)
+            await events.publish(
+                record,
+                event_id=ids.derived_id(event.id, f"call-{attempt}"),
+                tenant_id=task.tenant_id,
+                event_subject=task.task_id,
+                traceparent=event.traceparent,
+            )
+
+        chunks = None
+        if task.request.stream:
+            chunks = ChunkSink(bus.connection(service.broker).publish, task_id=task.task_id)
+        outcome = await execute(
+            payload,
+            providers=found.providers,
+            breakers=circuit,
+            policy=policy,
+            report=report,
+            chunks=chunks,
+            limits=limits,
+        )
+        metrics.TASKS.labels("completed" if isinstance(outcome, TaskCompleted) else "failed").inc()
+        await events.publish(
+            outcome,
+            subject=subjects.result_subject(task.task_id),
+            event_id=ids.derived_id(event.id, "result"),
+            tenant_id=task.tenant_id,
+            event_subject=task.task_id,
+            traceparent=event.traceparent,
+        )
+
+    service.setup.extend([warm_up, announce_providers])
+    service.teardown.append(found.aclose)
+    bus.subscribe(
+        service.broker,
+        consumer=subjects.EXECUTOR_CONSUMER,
+        service="executor",
+        publisher=service.events,
+        expected=[TaskRouted],
+        handler=on_routed,
+        max_workers=settings.executor_concurrency,
+        heartbeat_s=settings.heartbeat_s,
+        description="Runs each routed task on its candidate chain: retries, breakers, fallback, streaming.",
+    )
+    return service
+
+
+def main() -> None:
+    def build() -> tuple[Service, ExecutorSettings]:
+        settings = ExecutorSettings()
+        return create(settings), settings
+
+    run_service(build)

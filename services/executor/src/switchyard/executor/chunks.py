@@ -1,0 +1,39 @@
+"""Streamed chunks to the gateway (format: `switchyard.common.streaming`), numbered without gaps."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from switchyard.common import subjects
+from switchyard.common.streaming import Chunk, ChunkError, encode_chunk
+
+Publish = Callable[[str, bytes], Awaitable[None]]
+
+
+class ChunkSink:
+    def __init__(self, publish: Publish, *, task_id: str) -> None:
+        self._publish = publish
+        self._subject = subjects.chunk_subject(task_id)
+        self._seq = 0
+        self.text_sent = False
+
+    async def _send(self, chunk: Chunk) -> None:
+        await self._publish(self._subject, encode_chunk(chunk))
+        self._seq += 1
+
+    async def delta(self, text: str) -> None:
+        if text:
+            await self._send(Chunk(seq=self._seq, delta=text))
+            self.text_sent = True
+
+    async def reset(self, *, model: str) -> None:
+        """The next candidate takes over; allowed only while no text was sent."""
+        if self.text_sent:
+            raise RuntimeError("a stream cannot be reset after text was sent")
+        await self._send(Chunk(seq=self._seq, reset=True, model=model))
+
+    async def error(self, *, code: str, message: str) -> None:
+        await self._send(Chunk(seq=self._seq, error=ChunkError(code=code, message=message)))
+
+    async def done(self, *, finish_reason: str) -> None:
+        await self._send(Chunk(seq=self._seq, done=True, finish_reason=finish_reason))

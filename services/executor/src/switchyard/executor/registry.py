@@ -1,0 +1,77 @@
+"""Which providers this executor can call, built from settings, and what it announces about them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from switchyard.common.providers import ProviderStatus
+from switchyard.executor.config import ExecutorSettings
+from switchyard.executor.providers.anthropic import AnthropicProvider, AnthropicSettings
+from switchyard.executor.providers.base import Closeable, Provider
+from switchyard.executor.providers.http import host_of
+from switchyard.executor.providers.local import LocalModelConfig, LocalProvider, default_model_path
+from switchyard.executor.providers.openai import OpenAIProvider, OpenAISettings
+
+log = logging.getLogger(__name__)
+LOCAL_ENDPOINT = "in-process"
+
+
+@dataclass
+class ProviderSet:
+    providers: dict[str, Provider] = field(default_factory=dict)
+    endpoints: dict[str, str] = field(default_factory=dict)  # host only: never a path, never a key
+
+    def add(self, name: str, provider: Provider, endpoint: str) -> None:
+        self.providers[name] = provider
+        self.endpoints[name] = endpoint
+
+    def statuses(self, *, announced_by: str) -> list[ProviderStatus]:
+        return [
+            ProviderStatus(provider=n, endpoint=e, announced_by=announced_by)
+            for n, e in self.endpoints.items()
+        ]
+
+    async def aclose(self) -> None:
+        for provider in self.providers.values():
+            if isinstance(provider, Closeable):
+                await provider.aclose()
+
+
+def local_model_path(settings: ExecutorSettings) -> Path | None:
+    if settings.local_model_path is not None:
+        return settings.local_model_path if settings.local_model_path.is_file() else None
+    return default_model_path()
+
+
+def build_providers(
+    settings: ExecutorSettings, *, openai: OpenAISettings, anthropic: AnthropicSettings
+) -> ProviderSet:
+    """`local` when its model file exists; `openai` and `anthropic` when their API keys are set."""
+    found = ProviderSet()
+    if settings.local_enabled:
+        path = local_model_path(settings)
+        if path is None:
+            log.warning("local model file not found: the local provider is off")
+        else:
+            config = LocalModelConfig(
+                model_path=path,
+                max_tokens=settings.local_max_tokens,
+                n_threads=settings.local_threads,
+                seed=settings.local_seed,
+            )
+            found.add("local", LocalProvider(config), LOCAL_ENDPOINT)
+    if openai.configured:
+        found.add(
+            "openai",
+            OpenAIProvider(openai, timeout_s=settings.call_timeout_s),
+            host_of(openai.resolved_base_url()),
+        )
+    if anthropic.configured:
+        found.add(
+            "anthropic",
+            AnthropicProvider(anthropic, timeout_s=settings.call_timeout_s),
+            host_of(anthropic.resolved_base_url()),
+        )
+    return found

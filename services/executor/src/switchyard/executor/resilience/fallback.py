@@ -1,0 +1,91 @@
+"""Fallback as a wrapper: try each target (a provider and the model to ask it for) in order.
+
+A failure moves on to the next target unless its kind forbids it (see `providers/errors.py`). In a stream,
+a failure before any text moves on too (and `on_switch` is told, so the client can be told); a failure
+after text has been sent is raised: the answer cannot be silently restarted elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+
+from switchyard.common.errors import ProviderError
+from switchyard.executor.providers.base import (
+    Provider,
+    ProviderCall,
+    Reply,
+    StreamPart,
+    TextDelta,
+    stream_any,
+)
+from switchyard.executor.providers.errors import should_fall_back
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str  # how the caller knows it, e.g. the policy's "openai/gpt-4o-mini"
+    provider: Provider
+    model: str  # the name the provider knows the model by
+
+
+OnSwitch = Callable[[Target, ProviderError], Awaitable[None]]
+
+
+class FallbackProvider:
+    def __init__(self, targets: Sequence[Target], *, on_switch: OnSwitch | None = None) -> None:
+        if not targets:
+            raise ValueError("a fallback needs at least one target")
+        self._targets = tuple(targets)
+        self._on_switch = on_switch
+        self.answered_by: Target | None = None
+        self.errors: list[tuple[Target, ProviderError]] = []
+
+    async def _next(self, index: int, error: ProviderError) -> None:
+        """Records `error` from target `index`; re-raises when there is nowhere (or no right) to go."""
+        self.errors.append((self._targets[index], error))
+        if not should_fall_back(error):
+            raise error
+        if index + 1 >= len(self._targets):
+            raise self._exhausted()
+        if self._on_switch is not None:
+            await self._on_switch(self._targets[index + 1], error)
+
+    def _exhausted(self) -> ProviderError:
+        last = self.errors[-1][1]
+        summary = "; ".join(f"{t.name}: {e.kind}" for t, e in self.errors)
+        # The last error's kind stands for the whole chain, since a caller needs one; the message names all.
+        return ProviderError(
+            f"every candidate failed ({summary}); last: {last.message}",
+            kind=last.kind,
+            retryable=last.retryable,
+            retry_after=last.retry_after,
+        )
+
+    async def request(self, call: ProviderCall) -> Reply:
+        for index, target in enumerate(self._targets):
+            try:
+                reply = await target.provider.request(replace(call, model=target.model))
+            except ProviderError as error:
+                await self._next(index, error)
+                continue
+            self.answered_by = target
+            return reply
+        raise AssertionError("unreachable: the last target either answers or raises")
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
+        for index, target in enumerate(self._targets):
+            sent_text = False
+            try:
+                async for part in stream_any(target.provider, replace(call, model=target.model)):
+                    sent_text = sent_text or isinstance(part, TextDelta)
+                    if isinstance(part, Reply):
+                        self.answered_by = target
+                    yield part
+            except ProviderError as error:
+                if sent_text:
+                    self.errors.append((target, error))
+                    raise
+                await self._next(index, error)
+                continue
+            return

@@ -1,0 +1,104 @@
+"""Provider limits: requests and tokens per minute as token buckets, per provider key. When a bucket is
+empty the call is not made and the next candidate is tried (kind `rate_limited`, not retried, not held
+against the provider's breaker): queueing blindly behind a limit only adds latency.
+
+`RateLimits` is the interface; `LocalRateLimits` keeps the buckets in this process. Buckets shared by
+replicas (JetStream KV with compare-and-set) can replace it behind the same interface.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from pydantic import BaseModel, Field
+from switchyard.executor.providers.base import (
+    Provider,
+    ProviderCall,
+    Reply,
+    StreamPart,
+    estimate_tokens,
+    stream_any,
+)
+from switchyard.executor.providers.errors import provider_error
+from switchyard.executor.resilience.deadline import Clock
+
+DEFAULT_OUTPUT_TOKENS = 256  # what a call without max_tokens is assumed to spend
+
+
+class Limit(BaseModel):
+    rpm: int | None = Field(default=None, ge=1, description="requests per minute")
+    tpm: int | None = Field(default=None, ge=1, description="prompt + completion tokens per minute")
+
+
+class RateLimits(Protocol):
+    async def try_acquire(self, key: str, *, tokens: int) -> bool:
+        """Takes one request and `tokens` tokens from `key`'s buckets, or nothing when either is short."""
+        ...
+
+
+@dataclass
+class _Bucket:
+    capacity: float
+    level: float
+    at: float
+
+    def refill(self, now: float) -> None:
+        self.level = min(self.capacity, self.level + (now - self.at) * self.capacity / 60.0)
+        self.at = now
+
+
+class LocalRateLimits:
+    def __init__(self, limits: dict[str, Limit], *, clock: Clock = time.monotonic) -> None:
+        self._limits = limits
+        self._clock = clock
+        self._buckets: dict[tuple[str, str], _Bucket] = {}
+
+    def _bucket(self, key: str, kind: str, capacity: int) -> _Bucket:
+        bucket = self._buckets.get((key, kind))
+        if bucket is None:
+            bucket = self._buckets[(key, kind)] = _Bucket(capacity, capacity, self._clock())
+        bucket.refill(self._clock())
+        return bucket
+
+    async def try_acquire(self, key: str, *, tokens: int) -> bool:
+        limit = self._limits.get(key)
+        if limit is None:
+            return True
+        wanted = [(self._bucket(key, "rpm", limit.rpm), 1.0)] if limit.rpm else []
+        if limit.tpm:
+            wanted.append((self._bucket(key, "tpm", limit.tpm), float(min(tokens, limit.tpm))))
+        if any(bucket.level < amount for bucket, amount in wanted):
+            return False
+        for bucket, amount in wanted:
+            bucket.level -= amount
+        return True
+
+
+def expected_tokens(call: ProviderCall) -> int:
+    prompt = estimate_tokens("\n".join(m.text() for m in call.messages))
+    return prompt + (call.max_tokens or DEFAULT_OUTPUT_TOKENS)
+
+
+class LimitGuard:
+    def __init__(self, inner: Provider, limits: RateLimits, *, key: str) -> None:
+        self._inner = inner
+        self._limits = limits
+        self._key = key
+
+    async def _admit(self, call: ProviderCall) -> None:
+        if not await self._limits.try_acquire(self._key, tokens=expected_tokens(call)):
+            raise provider_error(
+                "rate_limited", f"{self._key}: this executor's rpm/tpm limit", retryable=False
+            )
+
+    async def request(self, call: ProviderCall) -> Reply:
+        await self._admit(call)
+        return await self._inner.request(call)
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
+        await self._admit(call)
+        async for part in stream_any(self._inner, call):
+            yield part

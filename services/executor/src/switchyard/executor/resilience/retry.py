@@ -1,0 +1,102 @@
+"""Retrying one model: exponential backoff with jitter, honouring Retry-After, within the task deadline.
+
+Only errors whose kind is retryable are retried, and only before any text was streamed (text already
+sent to a client cannot be taken back). A Retry-After longer than `max_retry_after_s` is not waited for:
+the next candidate is tried instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+
+from switchyard.common.errors import ProviderError
+from switchyard.executor.providers.base import (
+    Provider,
+    ProviderCall,
+    Reply,
+    StreamPart,
+    TextDelta,
+    stream_any,
+)
+from switchyard.executor.providers.errors import provider_error
+from switchyard.executor.resilience.deadline import Deadline
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_retries: int = 2  # after the first try, per candidate
+    base_s: float = 0.25
+    cap_s: float = 4.0
+    max_retry_after_s: float = 10.0
+
+    def delay(
+        self, retry: int, error: ProviderError, *, rand: Callable[[], float] = random.random
+    ) -> float | None:
+        """Seconds to wait before retry number `retry` (1-based), or None to give up on this model."""
+        if not error.retryable or retry > self.max_retries:
+            return None
+        backoff = min(self.cap_s, self.base_s * 2.0 ** (retry - 1))
+        jittered = backoff / 2 + rand() * backoff / 2  # "equal jitter": spread out, never near zero
+        if error.retry_after is None:
+            return jittered
+        if error.retry_after > self.max_retry_after_s:
+            return None
+        return max(error.retry_after, jittered)
+
+
+class RetryingProvider:
+    def __init__(
+        self,
+        inner: Provider,
+        policy: RetryPolicy,
+        *,
+        deadline: Deadline,
+        sleep: Sleep = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._inner = inner
+        self._policy = policy
+        self._deadline = deadline
+        self._sleep = sleep
+        self._rand = rand
+
+    def _bounded(self, call: ProviderCall) -> ProviderCall:
+        if self._deadline.expired():
+            raise provider_error("timeout", "the task's deadline passed before this call", retryable=False)
+        return replace(call, timeout_s=self._deadline.clamp(call.timeout_s))
+
+    async def _wait(self, retry: int, error: ProviderError) -> None:
+        """Sleeps before the next try, or re-raises `error` when this model should not be tried again."""
+        delay = self._policy.delay(retry, error, rand=self._rand)
+        if delay is None or delay >= self._deadline.remaining():
+            raise error
+        await self._sleep(delay)
+
+    async def request(self, call: ProviderCall) -> Reply:
+        retry = 0
+        while True:
+            try:
+                return await self._inner.request(self._bounded(call))
+            except ProviderError as error:
+                retry += 1
+                await self._wait(retry, error)
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
+        retry = 0
+        while True:
+            sent_text = False
+            try:
+                async for part in stream_any(self._inner, self._bounded(call)):
+                    sent_text = sent_text or isinstance(part, TextDelta)
+                    yield part
+                return
+            except ProviderError as error:
+                if sent_text:
+                    raise
+                retry += 1
+                await self._wait(retry, error)

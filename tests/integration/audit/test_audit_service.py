@@ -1,0 +1,269 @@
+"""`python -m switchyard.audit` on a real nats-server: every event of a task's trail becomes one ledger entry,
+duplicates and redeliveries included, with no prompt or answer text in the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nats
+import pytest
+from sqlalchemy import select
+from switchyard.audit.db import migrations
+from switchyard.audit.models import LedgerEntry
+from switchyard.audit.verify import verify_ledger
+from switchyard.cli.processes import NatsServer
+from switchyard.common import bus, subjects
+from switchyard.common.db import create_engine, sessionmaker
+from switchyard.common.envelope import encode
+from switchyard.common.events import (
+    ChatMessage,
+    ChatRequest,
+    Classification,
+    ProviderCallRecorded,
+    RouteCandidate,
+    RoutingDecision,
+    TaskClassified,
+    TaskCompleted,
+    TaskFailed,
+    TaskRouted,
+    TaskSubmitted,
+    TaskTimedOut,
+    Usage,
+    UsageRecorded,
+)
+
+pytestmark = pytest.mark.integration
+
+PROMPT = "What is the capital of France? my secret plan is sk-live-abcdefghijklmnop"
+ANSWER = "Paris, obviously"
+
+
+@pytest.fixture
+def audit_service(nats_server: NatsServer, db_url: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    asyncio.run(migrations().upgrade(db_url))
+    env = {
+        **os.environ,
+        "SWITCHYARD_NATS_URL": nats_server.url,
+        "SWITCHYARD_DATABASE_URL": db_url,
+        "PYTHONUNBUFFERED": "1",
+    }
+    log_path = tmp_path / "audit.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "switchyard.audit"], env=env, stdout=log, stderr=log)
+    try:
+        asyncio.run(_wait_ready(nats_server.url, proc, log_path))
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    nc = await nats.connect(url)
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"audit exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                await nc.request(subjects.ping_subject("audit"), b"", timeout=0.5)
+                return
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("audit did not answer its ping") from None
+                await asyncio.sleep(0.1)
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+async def publisher(nats_server: NatsServer) -> AsyncIterator[bus.EventPublisher]:
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await bus.ensure_streams(js)
+    yield bus.EventPublisher(js, source="switchyard/test")
+    await nc.close()
+
+
+def _trail(task_id: str) -> list[tuple[str, object]]:
+    now = datetime.now(UTC)
+    request = ChatRequest(messages=[ChatMessage(role="user", content=PROMPT)])
+    task = TaskSubmitted(
+        task_id=task_id,
+        tenant_id="acme",
+        user_id="u1",
+        api_key_id="key1",
+        request=request,
+        origin="http",
+        submitted_at=now,
+    )
+    classification = Classification(
+        type="qa", confidence=0.9, complexity=0.2, urgency=0.5, model_version="m1", latency_ms=3.2
+    )
+    candidate = RouteCandidate(
+        model="local/smollm2-135m-instruct",
+        provider="local",
+        upstream_model="SmolLM2-135M-Instruct",
+        tier="local",
+    )
+    decision = RoutingDecision(
+        tier="local",
+        candidates=[candidate],
+        policy_version="p1",
+        reasons={"wanted_tier": "fast", "why": "complexity 0.20 -> fast", "rejected": []},
+    )
+    usage = Usage(prompt_tokens=12, completion_tokens=4)
+    return [
+        (subjects.TASK_SUBMITTED, task),
+        (subjects.TASK_CLASSIFIED, TaskClassified(task=task, classification=classification)),
+        (subjects.TASK_ROUTED, TaskRouted(task=task, classification=classification, decision=decision)),
+        (
+            subjects.PROVIDER_CALL,
+            ProviderCallRecorded(
+                task_id=task_id,
+                tenant_id="acme",
+                attempt=1,
+                provider="local",
+                model=candidate.model,
+                outcome="ok",
+                latency_ms=40.0,
+                usage=usage,
+            ),
+        ),
+        (
+            subjects.result_subject(task_id),
+            TaskCompleted(
+                task_id=task_id,
+                tenant_id="acme",
+                user_id="u1",
+                api_key_id="key1",
+                model=candidate.model,
+                provider="local",
+                tier="local",
+                content=ANSWER,
+                finish_reason="stop",
+                usage=usage,
+                attempts=1,
+                latency_ms=45.0,
+                completed_at=now,
+            ),
+        ),
+        (
+            subjects.USAGE_RECORDED,
+            UsageRecorded(
+                task_id=task_id,
+                tenant_id="acme",
+                user_id="u1",
+                model=candidate.model,
+                provider="local",
+                tier="local",
+                prompt_tokens=12,
+                completion_tokens=4,
+                cost_usd=0.0,
+            ),
+        ),
+    ]
+
+
+async def _entries(db_url: str, expected: int, timeout: float = 30.0) -> list[LedgerEntry]:
+    engine = create_engine(db_url)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            async with sessionmaker(engine)() as session:
+                rows = list((await session.execute(select(LedgerEntry).order_by(LedgerEntry.seq))).scalars())
+            if len(rows) >= expected or time.monotonic() > deadline:
+                return rows
+            await asyncio.sleep(0.1)
+    finally:
+        await engine.dispose()
+
+
+async def test_every_event_becomes_one_entry(
+    audit_service: subprocess.Popen[bytes], publisher: bus.EventPublisher, db_url: str
+) -> None:
+    published: list[str] = []
+    for subject, payload in _trail("t1"):
+        published.append(
+            await publisher.publish(payload, subject=subject, tenant_id="acme", event_subject="t1")
+        )  # type: ignore[arg-type]
+    failed = TaskFailed(
+        task_id="t2",
+        tenant_id="acme",
+        error_code="provider_overloaded",
+        error_message="upstream said: bad key sk-abcdefghijklmnopqrst",
+        failed_at=datetime.now(UTC),
+    )
+    published.append(await publisher.publish(failed, subject=subjects.result_subject("t2")))
+    published.append(await publisher.publish(TaskTimedOut(task_id="t3", tenant_id="acme", waited_ms=3000.0)))
+
+    rows = await _entries(db_url, len(published))
+    assert sorted(r.event_id for r in rows) == sorted(published)
+    by_action = {r.action: r for r in rows}
+    assert set(by_action) == {
+        "task.submit",
+        "task.classify",
+        "task.route",
+        "provider.call",
+        "task.complete",
+        "billing.usage",
+        "task.fail",
+        "task.timeout",
+    }
+    submit = by_action["task.submit"]
+    assert (submit.actor, submit.resource, submit.tenant_id) == ("api_key:key1", "task/t1", "acme")
+    assert '"prompt_sha256":' in submit.details
+    assert '"candidates":["local/smollm2-135m-instruct"]' in by_action["task.route"].details
+    assert by_action["task.route"].actor == "service:test"
+    assert by_action["task.fail"].outcome == "failure"
+    everything = " ".join(f"{r.details} {r.actor} {r.resource}" for r in rows)
+    assert "capital of France" not in everything and ANSWER not in everything
+    assert "sk-abcdefghijklmnopqrst" not in everything and "sk-live" not in everything
+
+    engine = create_engine(db_url)
+    try:
+        report = await verify_ledger(sessionmaker(engine))
+    finally:
+        await engine.dispose()
+    assert report.ok and report.entries == len(published)
+
+
+async def test_duplicate_publishes_make_one_entry(
+    audit_service: subprocess.Popen[bytes],
+    publisher: bus.EventPublisher,
+    db_url: str,
+    nats_server: NatsServer,
+) -> None:
+    """The same CloudEvent published under different Nats-Msg-Ids passes JetStream's de-duplication; the
+    ledger still records it once. An invalid event is dead-lettered, not recorded, and blocks nothing."""
+    _, body = encode(
+        TaskTimedOut(task_id="t9", tenant_id="acme", waited_ms=1.0), source="test", event_id="dup-1"
+    )
+    for n in range(5):
+        await publisher.publish_raw(subjects.TASK_TIMED_OUT, body, msg_id=f"copy-{n}")
+    await publisher.publish_raw(subjects.TASK_TIMED_OUT, b"{not json", msg_id="garbage")
+    await publisher.publish(TaskTimedOut(task_id="t10", tenant_id="acme", waited_ms=1.0), event_id="after")
+
+    rows = await _entries(db_url, 2)
+    await asyncio.sleep(1.0)  # any late duplicate would land now
+    rows = await _entries(db_url, 2)
+    assert [(r.seq, r.event_id) for r in rows] == [(1, "dup-1"), (2, "after")]
+    nc = await nats.connect(nats_server.url)
+    try:
+        dead = await nc.jetstream().stream_info(subjects.STREAM_DLQ)
+    finally:
+        await nc.close()
+    assert dead.state.messages == 1

@@ -1,0 +1,173 @@
+"""`python -m switchyard.billing` on a real nats-server: results in, usage entries stored, UsageRecorded out —
+once per task, however often a result is delivered."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nats
+import pytest
+from nats.js import api
+from sqlalchemy import select
+from switchyard.billing.db import migrations
+from switchyard.billing.models import UsageEntry
+from switchyard.billing.service import usage_entry_id
+from switchyard.cli.processes import NatsServer
+from switchyard.common import bus, subjects
+from switchyard.common.db import create_engine, sessionmaker
+from switchyard.common.envelope import decode, encode
+from switchyard.common.events import TaskCompleted, TaskFailed, Usage, UsageRecorded
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def billing_service(
+    nats_server: NatsServer, db_url: str, tmp_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    asyncio.run(migrations().upgrade(db_url))
+    env = {
+        **os.environ,
+        "SWITCHYARD_NATS_URL": nats_server.url,
+        "SWITCHYARD_DATABASE_URL": db_url,
+        "PYTHONUNBUFFERED": "1",
+    }
+    log_path = tmp_path / "billing.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "switchyard.billing"], env=env, stdout=log, stderr=log)
+    try:
+        asyncio.run(_wait_ready(nats_server.url, proc, log_path))
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    nc = await nats.connect(url)
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"billing exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                await nc.request(subjects.ping_subject("billing"), b"", timeout=0.5)
+                return
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("billing did not answer its ping") from None
+                await asyncio.sleep(0.1)
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+async def js(nats_server: NatsServer) -> AsyncIterator[nats.js.JetStreamContext]:
+    nc = await nats.connect(nats_server.url)
+    context = nc.jetstream()
+    await bus.ensure_streams(context)
+    yield context
+    await nc.close()
+
+
+def _completed(task_id: str, model: str) -> TaskCompleted:
+    return TaskCompleted(
+        task_id=task_id,
+        tenant_id="acme",
+        user_id="u1",
+        model=model,
+        provider=model.split("/")[0],
+        tier="fast",
+        content="Paris",
+        finish_reason="stop",
+        usage=Usage(prompt_tokens=2000, completion_tokens=1000),
+        attempts=1,
+        latency_ms=20.0,
+        completed_at=datetime.now(UTC),
+    )
+
+
+async def _usage_events(
+    js: nats.js.JetStreamContext, expected: int, timeout: float = 20.0
+) -> list[UsageRecorded]:
+    """Every UsageRecorded on the stream (a fresh ephemeral consumer reads them all)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sub = await js.pull_subscribe(
+            subjects.USAGE_RECORDED,
+            stream=subjects.STREAM_EVENTS,
+            config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL),
+        )
+        found: list[tuple[str, UsageRecorded]] = []
+        try:
+            while True:
+                msgs = await sub.fetch(50, timeout=0.5)
+                for msg in msgs:
+                    event, payload = decode(msg.data, (UsageRecorded,))
+                    assert isinstance(payload, UsageRecorded)
+                    found.append((event.id, payload))
+        except (nats.errors.TimeoutError, TimeoutError):
+            pass  # drained
+        finally:
+            await sub.unsubscribe()
+        if len(found) >= expected or time.monotonic() > deadline:
+            return [p for _, p in found]
+        await asyncio.sleep(0.2)
+
+
+async def _rows(db_url: str) -> list[UsageEntry]:
+    engine = create_engine(db_url)
+    try:
+        async with sessionmaker(engine)() as session:
+            return list((await session.execute(select(UsageEntry).order_by(UsageEntry.task_id))).scalars())
+    finally:
+        await engine.dispose()
+
+
+async def test_results_become_usage_entries_and_events_once(
+    billing_service: subprocess.Popen[bytes], js: nats.js.JetStreamContext, db_url: str
+) -> None:
+    publisher = bus.EventPublisher(js, source="switchyard/executor")
+    paid = _completed("t1", "openai/gpt-4o-mini")
+    _, body = encode(paid, source="switchyard/executor", event_id="result-1", tenant_id="acme")
+    for n in range(3):  # a result redelivered or re-published: same CloudEvent id, new Nats-Msg-Ids
+        await publisher.publish_raw(subjects.result_subject("t1"), body, msg_id=f"copy-{n}")
+    await publisher.publish(
+        _completed("t2", "openai/not-in-the-policy"), subject=subjects.result_subject("t2")
+    )
+    failed = TaskFailed(
+        task_id="t3",
+        tenant_id="acme",
+        error_code="provider_error",
+        error_message="no",
+        failed_at=datetime.now(UTC),
+    )
+    await publisher.publish(failed, subject=subjects.result_subject("t3"))
+
+    events = await _usage_events(js, 2)
+    await asyncio.sleep(1.0)  # a late duplicate would show now
+    events = await _usage_events(js, 2)
+    assert sorted(e.task_id for e in events) == ["t1", "t2"]
+    first = next(e for e in events if e.task_id == "t1")
+    # gpt-4o-mini: 2000 x 0.00015/1K + 1000 x 0.0006/1K
+    assert first.cost_usd == pytest.approx(0.0009) and first.priced and first.user_id == "u1"
+    assert next(e for e in events if e.task_id == "t2").priced is False
+
+    rows = await _rows(db_url)
+    assert [(r.task_id, r.priced) for r in rows] == [("t1", True), ("t2", False)]
+    assert rows[0].id == usage_entry_id("result-1")
+    last = await js.get_last_msg(subjects.STREAM_EVENTS, subjects.USAGE_RECORDED)
+    assert last.headers is not None and last.headers["Nats-Msg-Id"] in {r.id for r in rows}

@@ -1,0 +1,183 @@
+"""One scenario suite, run against every HTTP adapter, each against a local server that speaks that
+provider's wire protocol (JSON, SSE, error bodies, broken connections)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from switchyard.cli.processes import free_port
+from switchyard.common.errors import ProviderError
+from switchyard.common.events import ChatMessage
+from switchyard.executor.providers.anthropic import AnthropicProvider, AnthropicSettings
+from switchyard.executor.providers.base import ProviderCall, Reply, StreamingProvider, TextDelta
+from switchyard.executor.providers.openai import OpenAIProvider, OpenAISettings
+
+from tests.support.fake_anthropic import FakeAnthropic
+from tests.support.fake_openai import BackgroundServer, FakeOpenAI
+
+pytestmark = pytest.mark.integration
+QUESTION = "Capital of France?"
+
+
+@dataclass
+class Upstream:
+    name: str
+    fake: FakeOpenAI | FakeAnthropic
+    url: str
+
+    def adapter(self, *, key: str | None = None, url: str | None = None) -> StreamingProvider:
+        key = key or self.fake.api_key
+        if self.name == "openai":
+            return OpenAIProvider(OpenAISettings(api_key=key, base_url=f"{url or self.url}/v1"), timeout_s=10)
+        return AnthropicProvider(AnthropicSettings(api_key=key, base_url=url or self.url), timeout_s=10)
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[dict[str, Upstream]]:
+    openai, anthropic = FakeOpenAI(), FakeAnthropic()
+    with BackgroundServer(openai.app) as o, BackgroundServer(anthropic.app) as a:
+        yield {
+            "openai": Upstream("openai", openai, o.url),
+            "anthropic": Upstream("anthropic", anthropic, a.url),
+        }
+
+
+@pytest.fixture(params=["openai", "anthropic"])
+def upstream(request: pytest.FixtureRequest, servers: dict[str, Upstream]) -> Upstream:
+    return servers[request.param]
+
+
+@pytest.fixture
+async def adapter(upstream: Upstream) -> AsyncIterator[StreamingProvider]:
+    provider = upstream.adapter()
+    yield provider
+    await provider.aclose()  # type: ignore[attr-defined]
+
+
+def call(model: str, **kw: Any) -> ProviderCall:
+    messages = (ChatMessage(role="system", content="Be brief."), ChatMessage(role="user", content=QUESTION))
+    return ProviderCall(model=model, messages=messages, max_tokens=50, **kw)
+
+
+async def collect(
+    provider: StreamingProvider, c: ProviderCall
+) -> tuple[list[str], Reply | None, ProviderError | None]:
+    deltas: list[str] = []
+    final: Reply | None = None
+    try:
+        async for part in provider.stream(c):
+            if isinstance(part, TextDelta):
+                deltas.append(part.text)
+            else:
+                final = part
+    except ProviderError as error:
+        return deltas, final, error
+    return deltas, final, None
+
+
+async def test_plain_answer(adapter: StreamingProvider) -> None:
+    answer = await adapter.request(call("model-a"))
+    assert answer.content == f"Hello! You said: {QUESTION}"
+    assert answer.finish_reason == "stop" and answer.model == "model-a"
+    assert answer.usage.prompt_tokens > 0 and answer.usage.completion_tokens == 6
+
+
+async def test_streamed_answer(adapter: StreamingProvider) -> None:
+    deltas, final, error = await collect(adapter, call("model-a"))
+    assert error is None and final is not None
+    assert len(deltas) > 1 and "".join(deltas) == final.content == f"Hello! You said: {QUESTION}"
+    assert (
+        final.finish_reason == "stop" and final.usage.completion_tokens == 6 and final.usage.prompt_tokens > 0
+    )
+
+
+async def test_the_request_speaks_the_providers_protocol(
+    upstream: Upstream, adapter: StreamingProvider
+) -> None:
+    await adapter.request(call("model-wire", temperature=0.3, stop=("\n\n",)))
+    sent = [r for r in upstream.fake.requests if r.body.get("model") == "model-wire"][-1]
+    if upstream.name == "openai":
+        assert sent.path == "/v1/chat/completions"
+        assert sent.headers["authorization"] == f"Bearer {upstream.fake.api_key}"
+        assert sent.body["messages"][0] == {"role": "system", "content": "Be brief."}
+        assert sent.body["max_tokens"] == 50 and sent.body["stop"] == ["\n\n"]
+    else:
+        assert sent.path == "/v1/messages"
+        assert sent.headers["x-api-key"] == upstream.fake.api_key
+        assert sent.headers["anthropic-version"] == "2023-06-01"
+        assert sent.body["system"] == "Be brief." and sent.body["messages"] == [
+            {"role": "user", "content": QUESTION}
+        ]
+        assert sent.body["max_tokens"] == 50 and sent.body["stop_sequences"] == ["\n\n"]
+    assert sent.body["temperature"] == 0.3
+
+
+ERROR_SCENARIOS = [
+    ("error-401", "auth", False),
+    ("error-404", "bad_request", False),
+    ("error-429", "rate_limited", True),
+    ("error-500", "overloaded", True),
+    ("error-503", "overloaded", True),
+    ("error-529", "overloaded", True),
+    ("error-context", "context_too_long", False),
+    ("error-policy", "content_policy", False),
+    ("garbage", "bad_response", True),
+    ("break", "network", True),
+]
+
+
+@pytest.mark.parametrize(("model", "kind", "retryable"), ERROR_SCENARIOS)
+async def test_errors_map_to_the_taxonomy(
+    adapter: StreamingProvider, model: str, kind: str, retryable: bool
+) -> None:
+    with pytest.raises(ProviderError) as caught:
+        await adapter.request(call(model))
+    assert (caught.value.kind, caught.value.retryable) == (kind, retryable)
+    if kind == "rate_limited":
+        assert caught.value.retry_after == 1.0
+
+
+@pytest.mark.parametrize(
+    ("model", "kind", "text_first"),
+    [
+        ("error-429", "rate_limited", False),
+        ("error-529", "overloaded", False),
+        ("error-401", "auth", False),
+        ("garbage", "bad_response", False),
+        ("break", "network", True),
+        ("stream-error", "overloaded", True),
+    ],
+)
+async def test_stream_errors_map_to_the_taxonomy(
+    adapter: StreamingProvider, model: str, kind: str, text_first: bool
+) -> None:
+    deltas, final, error = await collect(adapter, call(model))
+    assert error is not None and error.kind == kind and final is None
+    assert bool(deltas) is text_first  # a break after text is an error, never a short "success"
+
+
+async def test_a_wrong_key_is_an_auth_error_and_the_key_is_not_in_the_message(upstream: Upstream) -> None:
+    provider = upstream.adapter(key="sk-wrong-key-0123456789abcdef")
+    with pytest.raises(ProviderError) as caught:
+        await provider.request(call("model-a"))
+    await provider.aclose()  # type: ignore[attr-defined]
+    assert caught.value.kind == "auth" and "0123456789abcdef" not in caught.value.message
+
+
+async def test_a_slow_reply_times_out(adapter: StreamingProvider) -> None:
+    with pytest.raises(ProviderError) as caught:
+        await adapter.request(call("slow-3", timeout_s=0.3))
+    assert caught.value.kind == "timeout"
+    _, _, error = await collect(adapter, call("slow-3", timeout_s=0.3))
+    assert error is not None and error.kind == "timeout"
+
+
+async def test_nobody_listening_is_a_network_error(upstream: Upstream) -> None:
+    provider = upstream.adapter(url=f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(ProviderError) as caught:
+        await provider.request(call("model-a"))
+    await provider.aclose()  # type: ignore[attr-defined]
+    assert caught.value.kind == "network" and caught.value.retryable

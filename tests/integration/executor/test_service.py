@@ -1,0 +1,238 @@
+"""The executor as its own process on a real nats-server, calling a fake OpenAI server and the real local
+model. The test plays the router: it publishes TaskRouted events and watches what comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.msg import Msg
+from switchyard.cli.processes import NatsServer
+from switchyard.common import bus, ids, subjects
+from switchyard.common.envelope import decode, encode
+from switchyard.common.events import (
+    ChatMessage,
+    ChatRequest,
+    Classification,
+    ProviderCallRecorded,
+    RouteCandidate,
+    RoutingDecision,
+    TaskCompleted,
+    TaskFailed,
+    TaskRouted,
+    TaskSubmitted,
+)
+from switchyard.common.providers import providers_bucket, read_all
+from switchyard.common.streaming import Chunk, decode_chunk
+
+from tests.support.fake_openai import BackgroundServer, FakeOpenAI
+from tests.support.procs import service_process
+
+pytestmark = pytest.mark.integration
+QUESTION = "Which city is the capital of France? Answer in English."
+LOCAL = RouteCandidate(
+    model="local/smollm2-135m-instruct",
+    provider="local",
+    upstream_model="SmolLM2-135M-Instruct",
+    tier="local",
+)
+
+
+def openai(upstream: str) -> RouteCandidate:
+    return RouteCandidate(model=f"openai/{upstream}", provider="openai", upstream_model=upstream, tier="fast")
+
+
+@dataclass
+class Stack:
+    nats_url: str
+    fake: FakeOpenAI
+    fake_url: str
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("executor")
+    server = NatsServer(tmp / "jetstream").start()
+    fake = FakeOpenAI()
+    try:
+        with BackgroundServer(fake.app) as upstream:
+            env = {
+                "SWITCHYARD_NATS_URL": server.url,
+                "OPENAI_API_KEY": fake.api_key,
+                "OPENAI_BASE_URL": f"{upstream.url}/v1",
+                "ANTHROPIC_API_KEY": "",
+                "SWITCHYARD_RETRY_MAX": "1",
+                "SWITCHYARD_RETRY_BASE_S": "0.05",
+                "SWITCHYARD_LOCAL_SEED": "42",
+                "SWITCHYARD_LOCAL_MAX_TOKENS": "24",
+            }
+            with service_process("switchyard.executor", env=env, log_path=tmp / "executor.log") as proc:
+                asyncio.run(_wait_until_answering(server.url, proc, tmp / "executor.log"))
+                yield Stack(server.url, fake, upstream.url)
+    finally:
+        server.stop()
+
+
+async def _wait_until_answering(url: str, proc: object, log: Path) -> None:
+    nc = await nats.connect(url)
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            if proc.poll() is not None:  # type: ignore[attr-defined]
+                raise RuntimeError(f"the executor exited:\n{log.read_text()[-3000:]}")
+            try:
+                await nc.request(subjects.ping_subject("executor"), b"", timeout=0.5)
+                return
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+    finally:
+        await nc.close()
+
+
+@dataclass
+class Watch:
+    """Everything the executor says about one task: call records, chunks in arrival order, the result."""
+
+    calls: list[Msg] = field(default_factory=list)
+    chunks: list[Chunk] = field(default_factory=list)
+    result: asyncio.Future[Msg] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+@pytest.fixture
+async def client(stack: Stack) -> AsyncIterator[nats.NATS]:
+    nc = await nats.connect(stack.nats_url)
+    await bus.ensure_streams(nc.jetstream())
+    yield nc
+    await nc.close()
+
+
+async def run_task(
+    nc: nats.NATS, candidates: list[RouteCandidate], *, stream: bool = False, event_id: str | None = None
+) -> tuple[str, Watch, TaskRouted]:
+    task_id = ids.new_id()
+    watch = Watch()
+
+    async def on_call(msg: Msg) -> None:
+        _, call = decode(msg.data)
+        if isinstance(call, ProviderCallRecorded) and call.task_id == task_id:
+            watch.calls.append(msg)
+
+    async def on_chunk(msg: Msg) -> None:
+        watch.chunks.append(decode_chunk(msg.data))
+
+    async def on_result(msg: Msg) -> None:
+        if not watch.result.done():
+            watch.result.set_result(msg)
+
+    subs = [
+        await nc.subscribe(subjects.PROVIDER_CALL, cb=on_call),
+        await nc.subscribe(subjects.chunk_subject(task_id), cb=on_chunk),
+        await nc.subscribe(subjects.result_subject(task_id), cb=on_result),
+    ]
+    request = ChatRequest(messages=[ChatMessage(role="user", content=QUESTION)], max_tokens=16, stream=stream)
+    task = TaskSubmitted(task_id=task_id, tenant_id="acme", request=request, submitted_at=datetime.now(UTC))
+    routed = TaskRouted(
+        task=task,
+        classification=Classification(
+            type="qa", confidence=1, complexity=0.1, urgency=0.5, model_version="t", latency_ms=1
+        ),
+        decision=RoutingDecision(tier="fast", candidates=candidates, policy_version="t"),
+    )
+    await bus.EventPublisher(nc.jetstream(), source="test/router").publish(
+        routed, event_id=event_id or ids.new_id(), tenant_id="acme", event_subject=task_id
+    )
+    try:
+        await asyncio.wait_for(asyncio.shield(watch.result), timeout=60)
+        await asyncio.sleep(0.1)  # call records published before the result are in by now
+    finally:
+        for sub in subs:
+            await sub.unsubscribe()
+    return task_id, watch, routed
+
+
+def outcome(watch: Watch) -> TaskCompleted | TaskFailed:
+    _, payload = decode(watch.result.result().data)
+    assert isinstance(payload, TaskCompleted | TaskFailed)
+    return payload
+
+
+async def test_announces_what_it_can_call(client: nats.NATS, stack: Stack) -> None:
+    statuses = await read_all(await providers_bucket(client.jetstream()))
+    assert set(statuses) == {"local", "openai"}  # no Anthropic key, no anthropic
+    assert statuses["openai"].endpoint == stack.fake_url.removeprefix("http://")
+    assert statuses["local"].available and statuses["local"].announced_by.startswith("executor-")
+
+
+async def test_a_failing_provider_falls_through_to_the_local_model(client: nats.NATS) -> None:
+    event_id = ids.new_id()
+    _, watch, _ = await run_task(client, [openai("error-503"), LOCAL], event_id=event_id)
+    done = outcome(watch)
+    assert isinstance(done, TaskCompleted), done
+    assert (done.provider, done.model, done.tier, done.attempts) == ("local", LOCAL.model, "local", 3)
+    assert "Paris" in done.content and 0 < done.usage.completion_tokens <= 16
+    records = [(m.headers or {}, decode(m.data)[1]) for m in watch.calls]
+    assert [(r.attempt, r.provider, r.outcome) for _, r in records] == [  # type: ignore[attr-defined]
+        (1, "openai", "overloaded"),
+        (2, "openai", "overloaded"),
+        (3, "local", "ok"),
+    ]
+    # Output ids derive from the routed event's id, so a redelivered task republishes the same ids.
+    assert [h["Nats-Msg-Id"] for h, _ in records] == [
+        ids.derived_id(event_id, f"call-{n}") for n in (1, 2, 3)
+    ]
+    assert (watch.result.result().headers or {})["Nats-Msg-Id"] == ids.derived_id(event_id, "result")
+
+
+async def test_a_stream_arrives_in_order_and_ends_with_done(client: nats.NATS) -> None:
+    _, watch, _ = await run_task(client, [openai("error-401"), openai("gpt-fake")], stream=True)
+    done = outcome(watch)
+    assert isinstance(done, TaskCompleted) and done.model == "openai/gpt-fake"
+    chunks = watch.chunks
+    assert [c.seq for c in chunks] == list(range(len(chunks)))
+    assert chunks[0].reset and chunks[0].model == "openai/gpt-fake"  # failed over before any text
+    assert "".join(c.delta or "" for c in chunks) == done.content == f"Hello! You said: {QUESTION}"
+    assert chunks[-1].done and chunks[-1].finish_reason == "stop"
+
+
+async def test_a_stream_broken_after_text_ends_with_an_error_not_a_short_answer(client: nats.NATS) -> None:
+    _, watch, _ = await run_task(client, [openai("break"), LOCAL], stream=True)
+    failed = outcome(watch)
+    assert isinstance(failed, TaskFailed) and failed.error_code == "provider_network"
+    assert watch.chunks[0].delta and watch.chunks[-1].error is not None
+    assert not any(c.done for c in watch.chunks)
+    assert [decode(m.data)[1].provider for m in watch.calls] == ["openai"]  # type: ignore[attr-defined]
+
+
+async def test_a_redelivered_task_is_not_run_twice(client: nats.NATS, stack: Stack) -> None:
+    event_id = ids.new_id()
+    _, first, routed = await run_task(client, [openai("once-only")], event_id=event_id)
+    assert isinstance(outcome(first), TaskCompleted)
+    before = stack.fake.scenarios.calls["once-only"]
+    # The same event again under another Nats-Msg-Id, as a redelivery after a crash would bring it.
+    _, body = encode(routed, source="test/router", event_id=event_id, tenant_id="acme")
+    await client.jetstream().publish(subjects.TASK_ROUTED, body, headers={"Nats-Msg-Id": ids.new_id()})
+    await asyncio.sleep(1.0)
+    assert stack.fake.scenarios.calls["once-only"] == before
+
+
+async def test_garbage_on_the_routed_subject_goes_to_the_dead_letter_stream(client: nats.NATS) -> None:
+    js = client.jetstream()
+    await js.publish(subjects.TASK_ROUTED, b"{not json", headers={"Nats-Msg-Id": ids.new_id()})
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            msg = await js.get_last_msg(subjects.STREAM_DLQ, subjects.dlq_subject("executor"))
+            break
+        except nats.js.errors.NotFoundError:
+            assert time.monotonic() < deadline, "nothing reached the dead-letter stream"
+            await asyncio.sleep(0.1)
+    assert msg.data == b"{not json"
+    assert msg.headers is not None and msg.headers["Switchyard-Dlq-Code"] == "invalid_event"

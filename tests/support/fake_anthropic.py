@@ -1,0 +1,161 @@
+"""A local server speaking Anthropic's Messages protocol, for tests: the message JSON, the SSE event
+sequence (message_start, content_block_start, ping, content_block_delta..., content_block_stop,
+message_delta, message_stop), and the real error bodies and status codes. The model name picks the
+behaviour, as in `fake_openai` (error-<status>: 401, 404, 429 + Retry-After, 500, 503, 529;
+error-context, error-policy, flaky-<n>, limited-<n>, slow-<seconds>, break, stream-error, garbage).
+
+Requests without the `x-api-key` the server was given get 401; without `anthropic-version`, or without
+`max_tokens`, 400 — as the real API answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tests.support.fake_openai import (
+    RETRY_AFTER_S,
+    BackgroundServer,
+    ConnectionDropped,
+    Scenarios,
+    answer_text,
+    flaky_failures,
+    limited_calls,
+    slow_seconds,
+    sse,
+    words,
+)
+
+__all__ = ["BackgroundServer", "FakeAnthropic"]
+
+ERRORS: dict[str, tuple[int, str, str]] = {
+    "401": (401, "authentication_error", "invalid x-api-key"),
+    "404": (404, "not_found_error", "model: error-404"),
+    "429": (429, "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"),
+    "500": (500, "api_error", "Internal server error"),
+    "503": (503, "api_error", "Service unavailable"),
+    "529": (529, "overloaded_error", "Overloaded"),
+    "context": (400, "invalid_request_error", "prompt is too long: 210412 tokens > 200000 maximum"),
+    "policy": (400, "invalid_request_error", "Output blocked by content filtering policy"),
+}
+
+
+def error_body(err_type: str, message: str) -> dict[str, Any]:
+    return {
+        "type": "error",
+        "error": {"type": err_type, "message": message},
+        "request_id": f"req_{uuid.uuid4().hex[:24]}",
+    }
+
+
+def error_response(name: str) -> Response:
+    status, err_type, message = ERRORS[name]
+    headers = {"retry-after": str(RETRY_AFTER_S)} if status == 429 else {}
+    return JSONResponse(error_body(err_type, message), status_code=status, headers=headers)
+
+
+def bad_request(message: str) -> Response:
+    return JSONResponse(error_body("invalid_request_error", message), status_code=400)
+
+
+class FakeAnthropic:
+    def __init__(self, *, api_key: str = "sk-ant-test-fake-anthropic-key") -> None:
+        self.api_key = api_key
+        self.scenarios = Scenarios()
+        self.app = Starlette(routes=[Route("/v1/messages", self.messages, methods=["POST"])])
+
+    @property
+    def requests(self) -> list[Any]:
+        return self.scenarios.requests
+
+    async def messages(self, request: Request) -> Response:
+        body, model, n = await self.scenarios.record(request)
+        if request.headers.get("x-api-key") != self.api_key:
+            return error_response("401")
+        if not request.headers.get("anthropic-version"):
+            return bad_request("anthropic-version: header is required")
+        if "max_tokens" not in body:
+            return bad_request("max_tokens: Field required")
+        if model.startswith("error-"):
+            return error_response(model.removeprefix("error-"))
+        if n <= flaky_failures(model):
+            return error_response("529")
+        if n <= limited_calls(model):
+            return error_response("429")
+        await asyncio.sleep(slow_seconds(model))
+        text = answer_text(body)
+        if body.get("stream"):
+            return StreamingResponse(self._stream(model, text), media_type="text/event-stream")
+        if model == "garbage":
+            return Response(
+                b"upstream connect error or disconnect/reset before headers", media_type="application/json"
+            )
+        message = self._message(model, text)
+        if model == "break":
+            raw = orjson.dumps(message)
+            return StreamingResponse(_dropping(raw), media_type="application/json")
+        return JSONResponse(message)
+
+    def _message(self, model: str, text: str) -> dict[str, Any]:
+        return {
+            "id": f"msg_{uuid.uuid4().hex[:24]}",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": 12,
+                "output_tokens": len(words(text)),
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+            },
+        }
+
+    async def _stream(self, model: str, text: str) -> AsyncIterator[bytes]:
+        start = self._message(model, "")
+        start.update(content=[], stop_reason=None, usage={"input_tokens": 12, "output_tokens": 1})
+        yield sse({"type": "message_start", "message": start}, "message_start")
+        yield sse(
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            "content_block_start",
+        )
+        yield sse({"type": "ping"}, "ping")
+        if model == "garbage":
+            yield b'event: content_block_delta\ndata: {"type": "content_block_delta", "ind\n\n'
+            return
+        for i, word in enumerate(words(text)):
+            if i == 2 and model == "break":
+                raise ConnectionDropped
+            if i == 2 and model == "stream-error":
+                yield sse(error_body("overloaded_error", "Overloaded"), "error")
+                return
+            yield sse(
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}},
+                "content_block_delta",
+            )
+            await asyncio.sleep(0)
+        yield sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+        yield sse(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": len(words(text))},
+            },
+            "message_delta",
+        )
+        yield sse({"type": "message_stop"}, "message_stop")
+
+
+async def _dropping(body: bytes) -> AsyncIterator[bytes]:
+    yield body[: len(body) // 2]
+    raise ConnectionDropped

@@ -1,0 +1,312 @@
+"""A local server speaking OpenAI's chat-completions protocol, for tests: real JSON and SSE formats, real
+error bodies and status codes. The requested model name picks the behaviour, so one server serves every
+scenario, also to an executor running in another process:
+
+    any other name      an answer: "Hello! You said: <last user message>"
+    error-<status>      that status with OpenAI's error body (401, 404, 429 + Retry-After, 500, 503, 529)
+    error-context       400 context_length_exceeded
+    error-policy        400 content_policy_violation
+    flaky-<n>           503 for the first n calls of that model, then an answer
+    limited-<n>         429 + Retry-After for the first n calls of that model, then an answer
+    slow-<seconds>      waits that long before answering
+    break               a stream (or body) that drops the connection after some text
+    stream-error        a stream that sends text, then an error object
+    garbage             200 with a body (or stream chunk) that is not JSON
+
+A request without the right `Authorization: Bearer <key>` gets 401, as the real API answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from switchyard.cli.processes import free_port
+
+RETRY_AFTER_S = 1
+
+ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
+    "401": (
+        401,
+        {
+            "message": "Incorrect API key provided: sk-wr*****ng. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_api_key",
+        },
+    ),
+    "404": (
+        404,
+        {
+            "message": "The model `error-404` does not exist or you do not have access to it.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "model_not_found",
+        },
+    ),
+    "429": (
+        429,
+        {
+            "message": "Rate limit reached for requests. Please try again in 1s.",
+            "type": "requests",
+            "param": None,
+            "code": "rate_limit_exceeded",
+        },
+    ),
+    "500": (
+        500,
+        {
+            "message": "The server had an error while processing your request. Sorry about that!",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        },
+    ),
+    "503": (
+        503,
+        {
+            "message": "The engine is currently overloaded, please try again later",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        },
+    ),
+    "529": (529, {"message": "Overloaded", "type": "server_error", "param": None, "code": None}),
+    "context": (
+        400,
+        {
+            "message": "This model's maximum context length is 128000 tokens. However, your messages "
+            "resulted in 130412 tokens. Please reduce the length of the messages.",
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded",
+        },
+    ),
+    "policy": (
+        400,
+        {
+            "message": "Your request was rejected as a result of our safety system.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "content_policy_violation",
+        },
+    ),
+}
+
+
+def error_response(name: str) -> Response:
+    status, body = ERRORS[name]
+    headers = {"retry-after": str(RETRY_AFTER_S)} if status == 429 else {}
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def answer_text(body: dict[str, Any]) -> str:
+    users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+    last = users[-1].get("content", "") if users else ""
+    if isinstance(last, list):
+        last = " ".join(p.get("text", "") for p in last if p.get("type") == "text")
+    return f"Hello! You said: {last}"
+
+
+def words(text: str) -> list[str]:
+    parts = text.split(" ")
+    return [p + " " for p in parts[:-1]] + [parts[-1]]
+
+
+def sse(data: Any, event: str | None = None) -> bytes:
+    payload = data if isinstance(data, bytes) else orjson.dumps(data)
+    return (f"event: {event}\n".encode() if event else b"") + b"data: " + payload + b"\n\n"
+
+
+class ConnectionDropped(Exception):
+    """Raised inside a streamed body: uvicorn then closes the connection without finishing the body."""
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class Scenarios:
+    """Request log and per-model call counts, shared by the fake servers."""
+
+    requests: list[Recorded] = field(default_factory=list)
+    calls: Counter[str] = field(default_factory=Counter)
+
+    async def record(self, request: Request) -> tuple[dict[str, Any], str, int]:
+        raw = await request.body()
+        try:
+            body = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            body = {}
+        model = str(body.get("model", "")) if isinstance(body, dict) else ""
+        self.requests.append(Recorded(request.url.path, dict(request.headers), body))
+        self.calls[model] += 1
+        return body, model, self.calls[model]
+
+
+def flaky_failures(model: str) -> int:
+    return int(model.removeprefix("flaky-")) if model.startswith("flaky-") else 0
+
+
+def limited_calls(model: str) -> int:
+    return int(model.removeprefix("limited-")) if model.startswith("limited-") else 0
+
+
+def slow_seconds(model: str) -> float:
+    return float(model.removeprefix("slow-")) if model.startswith("slow-") else 0.0
+
+
+class FakeOpenAI:
+    def __init__(self, *, api_key: str = "sk-test-fake-openai-key") -> None:
+        self.api_key = api_key
+        self.scenarios = Scenarios()
+        self.app = Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"])])
+
+    @property
+    def requests(self) -> list[Recorded]:
+        return self.scenarios.requests
+
+    async def chat(self, request: Request) -> Response:
+        body, model, n = await self.scenarios.record(request)
+        if request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return error_response("401")
+        if model.startswith("error-"):
+            return error_response(model.removeprefix("error-"))
+        if n <= flaky_failures(model):
+            return error_response("503")
+        if n <= limited_calls(model):
+            return error_response("429")
+        await asyncio.sleep(slow_seconds(model))
+        text = answer_text(body)
+        if body.get("stream"):
+            return StreamingResponse(self._stream(body, model, text), media_type="text/event-stream")
+        if model == "garbage":
+            return Response(b"<html>502 Bad Gateway</html>{", media_type="application/json")
+        completion = self._completion(model, text)
+        if model == "break":
+            return StreamingResponse(_dropping(orjson.dumps(completion)), media_type="application/json")
+        return JSONResponse(completion)
+
+    def _completion(self, model: str, text: str) -> dict[str, Any]:
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": 11,
+                "completion_tokens": len(words(text)),
+                "total_tokens": 11 + len(words(text)),
+            },
+            "system_fingerprint": "fp_fake",
+        }
+
+    async def _stream(self, body: dict[str, Any], model: str, text: str) -> AsyncIterator[bytes]:
+        base = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": "fp_fake",
+        }
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            return sse(
+                {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+            )
+
+        yield chunk({"role": "assistant", "content": "", "refusal": None})
+        if model == "garbage":
+            yield sse(b"{not json")
+            return
+        for i, word in enumerate(words(text)):
+            if i == 2 and model == "break":
+                raise ConnectionDropped
+            if i == 2 and model == "stream-error":
+                yield sse(
+                    {
+                        "error": {
+                            "message": "The server had an error while processing your request.",
+                            "type": "server_error",
+                            "param": None,
+                            "code": None,
+                        }
+                    }
+                )
+                return
+            yield chunk({"content": word})
+            await asyncio.sleep(0)
+        yield chunk({}, "stop")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {
+                "prompt_tokens": 11,
+                "completion_tokens": len(words(text)),
+                "total_tokens": 11 + len(words(text)),
+            }
+            yield sse({**base, "choices": [], "usage": usage})
+        yield b"data: [DONE]\n\n"
+
+
+async def _dropping(body: bytes) -> AsyncIterator[bytes]:
+    yield body[: len(body) // 2]
+    raise ConnectionDropped
+
+
+class BackgroundServer:
+    """Runs an ASGI app with uvicorn on a free loopback port in a thread of this process."""
+
+    def __init__(self, app: Callable[..., Any], *, port: int | None = None) -> None:
+        self.port = port or free_port()
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="critical",
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name=f"fake-http-{self.port}", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> BackgroundServer:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the fake server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.should_exit = True
+        self._server.force_exit = True
+        self._thread.join(timeout=10)

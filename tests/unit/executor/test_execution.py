@@ -1,0 +1,219 @@
+"""A routed task through `execute`: the chain, the per-attempt records, the chunks, the outcome."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from switchyard.common.events import (
+    ChatMessage,
+    ChatRequest,
+    Classification,
+    ProviderCallRecorded,
+    RouteCandidate,
+    RoutingDecision,
+    TaskCompleted,
+    TaskFailed,
+    TaskRouted,
+    TaskSubmitted,
+)
+from switchyard.common.streaming import decode_chunk
+from switchyard.executor.chunks import ChunkSink
+from switchyard.executor.execution import ExecutionPolicy, execute
+from switchyard.executor.providers.base import Provider
+from switchyard.executor.providers.testing import BreaksAfter, ScriptedProvider, fails, reply
+from switchyard.executor.resilience.breaker import BreakerConfig, LocalBreakers
+from switchyard.executor.resilience.limits import Limit, LocalRateLimits
+from switchyard.executor.resilience.retry import RetryPolicy
+
+pytestmark = pytest.mark.unit
+FAST = ExecutionPolicy(
+    retry=RetryPolicy(max_retries=1, base_s=0.001, cap_s=0.002), call_timeout_s=5, task_deadline_s=10
+)
+
+
+def routed(*providers: str, stream: bool = False, deadline: datetime | None = None) -> TaskRouted:
+    task = TaskSubmitted(
+        task_id="t1",
+        tenant_id="acme",
+        user_id="u1",
+        request=ChatRequest(messages=[ChatMessage(role="user", content="Capital of France?")], stream=stream),
+        deadline=deadline,
+        submitted_at=datetime.now(UTC),
+    )
+    candidates = [
+        RouteCandidate(model=f"{p}/model-{p}", provider=p, upstream_model=f"model-{p}", tier="fast")
+        for p in providers
+    ]
+    classification = Classification(
+        type="qa", confidence=1, complexity=0.1, urgency=0.5, model_version="t", latency_ms=1
+    )
+    decision = RoutingDecision(tier="fast", candidates=candidates, policy_version="t")
+    return TaskRouted(task=task, classification=classification, decision=decision)
+
+
+class Bus:
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, ProviderCallRecorded]] = []
+        self.chunks: list[bytes] = []
+
+    async def report(self, attempt: int, record: ProviderCallRecorded) -> None:
+        self.calls.append((attempt, record))
+
+    async def publish(self, subject: str, data: bytes) -> None:
+        assert subject == "switchyard.chunk.t1"
+        self.chunks.append(data)
+
+    def decoded(self) -> list[dict[str, object]]:
+        return [decode_chunk(c).model_dump(exclude_defaults=True) for c in self.chunks]
+
+
+async def run(
+    task: TaskRouted,
+    providers: dict[str, Provider],
+    bus: Bus,
+    *,
+    breakers: LocalBreakers | None = None,
+    policy: ExecutionPolicy = FAST,
+    limits: LocalRateLimits | None = None,
+) -> TaskCompleted | TaskFailed:
+    chunks = ChunkSink(bus.publish, task_id="t1") if task.task.request.stream else None
+    return await execute(
+        task,
+        providers=providers,
+        breakers=breakers or LocalBreakers(),
+        policy=policy,
+        report=bus.report,
+        chunks=chunks,
+        limits=limits,
+    )
+
+
+async def test_falls_through_to_the_next_candidate_and_records_every_attempt() -> None:
+    bus = Bus()
+    down = ScriptedProvider(fails("overloaded", "503 from upstream"))
+    outcome = await run(
+        routed("openai", "local"), {"openai": down, "local": ScriptedProvider(reply("Paris."))}, bus
+    )
+    assert isinstance(outcome, TaskCompleted)
+    assert (outcome.content, outcome.model, outcome.provider, outcome.attempts) == (
+        "Paris.",
+        "local/model-local",
+        "local",
+        3,
+    )
+    assert [(n, c.provider, c.outcome) for n, c in bus.calls] == [
+        (1, "openai", "overloaded"),
+        (2, "openai", "overloaded"),
+        (3, "local", "ok"),
+    ]
+    assert bus.calls[0][1].error == "503 from upstream" and bus.calls[2][1].usage.completion_tokens == 1
+    assert down.calls[0].model == "model-openai"
+
+
+async def test_every_candidate_failing_is_a_task_failure_naming_each() -> None:
+    bus = Bus()
+    outcome = await run(
+        routed("openai", "anthropic"),
+        {"openai": ScriptedProvider(fails("auth")), "anthropic": ScriptedProvider(fails("timeout"))},
+        bus,
+    )
+    assert isinstance(outcome, TaskFailed)
+    assert outcome.error_code == "provider_timeout" and outcome.attempts == 3
+    assert "openai/model-openai: auth" in outcome.error_message
+
+
+async def test_a_candidate_this_executor_cannot_call_is_skipped_without_a_call_record() -> None:
+    bus = Bus()
+    outcome = await run(routed("gemini", "local"), {"local": ScriptedProvider(reply("hi"))}, bus)
+    assert isinstance(outcome, TaskCompleted) and outcome.attempts == 1
+    assert [c.provider for _, c in bus.calls] == ["local"]
+
+
+async def test_content_policy_fails_the_task_without_trying_elsewhere() -> None:
+    bus = Bus()
+    other = ScriptedProvider(reply("hi"))
+    outcome = await run(
+        routed("openai", "local"), {"openai": ScriptedProvider(fails("content_policy")), "local": other}, bus
+    )
+    assert isinstance(outcome, TaskFailed) and outcome.error_code == "provider_content_policy"
+    assert other.calls == []
+
+
+async def test_an_open_breaker_skips_the_candidate() -> None:
+    breakers = LocalBreakers(BreakerConfig(failure_threshold=2))
+    down = ScriptedProvider(fails("overloaded"))
+    providers: dict[str, Provider] = {"openai": down, "local": ScriptedProvider(reply("hi"))}
+    await run(routed("openai", "local"), providers, Bus(), breakers=breakers)
+    bus = Bus()
+    outcome = await run(routed("openai", "local"), providers, bus, breakers=breakers)
+    assert isinstance(outcome, TaskCompleted) and len(down.calls) == 2
+    assert [c.provider for _, c in bus.calls] == ["local"]
+
+
+async def test_a_stream_sends_numbered_deltas_then_done() -> None:
+    bus = Bus()
+    outcome = await run(
+        routed("local", stream=True), {"local": ScriptedProvider(reply("The capital is Paris."))}, bus
+    )
+    assert isinstance(outcome, TaskCompleted)
+    chunks = bus.decoded()
+    assert [c["seq"] for c in chunks] == list(range(len(chunks)))
+    assert "".join(str(c.get("delta", "")) for c in chunks) == "The capital is Paris." == outcome.content
+    assert chunks[-1] == {"seq": len(chunks) - 1, "done": True, "finish_reason": "stop"}
+    assert bus.calls[0][1].ttft_ms is not None
+
+
+async def test_a_stream_failing_before_text_resets_and_fails_over() -> None:
+    bus = Bus()
+    outcome = await run(
+        routed("openai", "local", stream=True),
+        {"openai": ScriptedProvider(fails("auth")), "local": ScriptedProvider(reply("Paris."))},
+        bus,
+    )
+    assert isinstance(outcome, TaskCompleted) and outcome.provider == "local"
+    chunks = bus.decoded()
+    assert chunks[0] == {"seq": 0, "reset": True, "model": "local/model-local"}
+    assert chunks[1] == {"seq": 1, "delta": "Paris."}
+    assert chunks[-1]["done"] is True
+
+
+async def test_a_stream_breaking_after_text_ends_with_an_error_chunk_and_a_failure() -> None:
+    bus = Bus()
+    broken = ScriptedProvider(BreaksAfter("The capital", fails("network", "connection reset")))
+    fallback = ScriptedProvider(reply("unused"))
+    outcome = await run(routed("openai", "local", stream=True), {"openai": broken, "local": fallback}, bus)
+    assert isinstance(outcome, TaskFailed) and outcome.error_code == "provider_network"
+    chunks = bus.decoded()
+    assert chunks[-1]["error"] == {"code": "provider_network", "message": "connection reset"}
+    assert not any(c.get("done") for c in chunks) and fallback.calls == []
+
+
+async def test_a_task_past_its_own_deadline_fails_as_a_timeout() -> None:
+    bus = Bus()
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    local = ScriptedProvider(reply("late"))
+    outcome = await run(routed("local", deadline=past), {"local": local}, bus)
+    assert isinstance(outcome, TaskFailed) and outcome.error_code == "provider_timeout"
+    assert local.calls == []
+
+
+async def test_secrets_in_upstream_messages_are_redacted_from_events() -> None:
+    bus = Bus()
+    leaky = ScriptedProvider(fails("auth", "Incorrect API key provided: sk-proj-abcdefghijklmnop1234"))
+    outcome = await run(routed("openai"), {"openai": leaky}, bus)
+    assert isinstance(outcome, TaskFailed)
+    assert "abcdefghijklmnop" not in outcome.error_message
+    assert "abcdefghijklmnop" not in (bus.calls[0][1].error or "")
+
+
+async def test_a_provider_over_its_rate_limit_is_skipped_without_a_call() -> None:
+    limits = LocalRateLimits({"openai": Limit(rpm=1)})
+    openai, local = ScriptedProvider(reply("from openai")), ScriptedProvider(reply("from local"))
+    providers: dict[str, Provider] = {"openai": openai, "local": local}
+    first = await run(routed("openai", "local"), providers, Bus(), limits=limits)
+    bus = Bus()
+    second = await run(routed("openai", "local"), providers, bus, limits=limits)
+    assert isinstance(first, TaskCompleted) and first.provider == "openai"
+    assert isinstance(second, TaskCompleted) and second.provider == "local"
+    assert len(openai.calls) == 1 and [c.provider for _, c in bus.calls] == ["local"]
