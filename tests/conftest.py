@@ -47,8 +47,16 @@ def postgres_url(postgres_cluster: PostgresCluster) -> str:
     """A fresh database in the session's cluster for each test."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     subprocess.run(
-        [str(POSTGRES_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(postgres_cluster.port), "-U", "postgres",
-         name],
+        [
+            str(POSTGRES_BIN / "createdb"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(postgres_cluster.port),
+            "-U",
+            "postgres",
+            name,
+        ],
         check=True,
     )
     return postgres_cluster.url(name)

@@ -45,7 +45,10 @@ class RunningStack:
         return subprocess.run(
             [sys.executable, "-m", "switchyard.cli.main", *args],
             env={**os.environ, **stack_env(self.var_dir, self.http_port, self.nats_port)},
-            capture_output=True, text=True, timeout=120, check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
 
 
@@ -60,15 +63,18 @@ def stack_env(var_dir: Path, http_port: int, nats_port: int) -> dict[str, str]:
     }
 
 
-def start_stack(var_dir: Path, output: Path, *, http_port: int | None = None, nats_port: int | None = None) -> RunningStack:
+def start_stack(
+    var_dir: Path, output: Path, *, http_port: int | None = None, nats_port: int | None = None
+) -> RunningStack:
     http_port = http_port or free_port()
     nats_port = nats_port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
     env.update(stack_env(var_dir, http_port, nats_port))
     env.pop("SWITCHYARD_NATS_URL")
     with open(output, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "switchyard.cli.main", "up"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "switchyard.cli.main", "up"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     stack = RunningStack(proc, var_dir, http_port, nats_port, output)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:

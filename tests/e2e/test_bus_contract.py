@@ -72,39 +72,43 @@ async def test_submit_on_the_bus_and_receive_the_result(stack: RunningStack) -> 
     ("payload", "reason"),
     [
         (b"\xc3\x28 not utf-8", "not valid JSON"),
-        (b'{"specversion":"1.0","id":"x1","source":"s","type":"switchyard.task.submitted.v1","data":{"task_id":"t"}}',
-         "invalid switchyard.task.submitted.v1 payload"),
+        (
+            b'{"specversion":"1.0","id":"x1","source":"s","type":"switchyard.task.submitted.v1","data":{"task_id":"t"}}',
+            "invalid switchyard.task.submitted.v1 payload",
+        ),
         (b"A" * 2_000_000, "not valid JSON"),
         (b"{" + b" " * 5_000_000 + b"}", "exceeds the 4194304-byte limit"),
     ],
 )
-async def test_invalid_events_go_to_the_dead_letter_stream(stack: RunningStack, payload: bytes, reason: str) -> None:
+async def test_invalid_events_go_to_the_dead_letter_stream(
+    stack: RunningStack, payload: bytes, reason: str
+) -> None:
     nc = await nats.connect(stack.nats_url)
     js = nc.jetstream()
     msg_id = uuid.uuid4().hex
     ack = await js.publish("switchyard.task.submitted", payload, headers={"Nats-Msg-Id": msg_id})
 
-    async def find() -> dict[str, str] | None:
+    async def dead_letters() -> dict[str, dict[str, str]]:
+        """Every consumer of the subject dead-letters it once: service -> headers."""
+        found: dict[str, dict[str, str]] = {}
         info = await js.stream_info("SWITCHYARD_DLQ")
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            try:
-                m = await js.get_msg("SWITCHYARD_DLQ", seq)
-            except nats.js.errors.NotFoundError:
-                continue
+        for seq in range(max(1, info.state.first_seq), info.state.last_seq + 1):
+            m = await js.get_msg("SWITCHYARD_DLQ", seq)
             if m.headers and m.headers.get("Switchyard-Dlq-Stream-Seq") == str(ack.seq):
                 assert m.data == payload, "the dead letter keeps the original bytes"
-                return m.headers
-        return None
+                found[m.headers["Switchyard-Dlq-Service"]] = m.headers
+        return found
 
-    headers = None
+    found: dict[str, dict[str, str]] = {}
     for _ in range(100):
-        headers = await find()
-        if headers:
+        found = await dead_letters()
+        if {"classifier", "audit"} <= found.keys():
             break
         await asyncio.sleep(0.1)
-    assert headers is not None, "the invalid event was not dead-lettered"
-    assert headers["Switchyard-Dlq-Service"] == "classifier"
-    assert reason in headers["Switchyard-Dlq-Reason"]
+    assert sorted(found) == ["audit", "classifier"], "each consumer of the subject dead-letters it, once"
+    for headers in found.values():
+        assert reason in headers["Switchyard-Dlq-Reason"]
+        assert headers["Switchyard-Dlq-Code"] == "invalid_event"
     await nc.close()
     async with httpx.AsyncClient() as c:
         ready = await c.get(f"{stack.base_url}/readyz")

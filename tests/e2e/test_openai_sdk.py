@@ -27,7 +27,11 @@ def test_auto_routes_to_the_local_model_and_answers(stack: RunningStack) -> None
 
 def test_streaming_with_the_sdk(stack: RunningStack) -> None:
     stream = _client(stack).chat.completions.create(
-        model="auto", messages=QUESTION, max_tokens=40, stream=True, stream_options={"include_usage": True},  # type: ignore[arg-type]
+        model="auto",
+        messages=QUESTION,
+        max_tokens=40,
+        stream=True,
+        stream_options={"include_usage": True},  # type: ignore[arg-type]
     )
     pieces, finish, usage = [], None, None
     for chunk in stream:
@@ -47,7 +51,9 @@ def test_pinned_model_and_the_model_list(stack: RunningStack) -> None:
     client = _client(stack)
     ids = [m.id for m in client.models.list()]
     assert ids == ["auto", "local/smollm2-135m-instruct"]
-    reply = client.chat.completions.create(model="local/smollm2-135m-instruct", messages=QUESTION, max_tokens=16)  # type: ignore[arg-type]
+    reply = client.chat.completions.create(
+        model="local/smollm2-135m-instruct", messages=QUESTION, max_tokens=16
+    )  # type: ignore[arg-type]
     assert reply.model == "local/smollm2-135m-instruct" and reply.choices[0].message.content
 
 

@@ -28,7 +28,11 @@ def _ask(stack: RunningStack) -> str:
     r = httpx.post(
         f"{stack.base_url}/v1/chat/completions",
         headers={"Authorization": f"Bearer {stack.api_key}"},
-        json={"model": "auto", "max_tokens": 16, "messages": [{"role": "user", "content": "Say hello to the auditors."}]},
+        json={
+            "model": "auto",
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": "Say hello to the auditors."}],
+        },
         timeout=120,
     )
     assert r.status_code == 200, r.text
@@ -40,13 +44,20 @@ def test_a_task_leaves_its_whole_trail(stack: RunningStack) -> None:
     resource = f"task/{task_id}"
 
     def trail() -> list[str] | None:
-        actions = [r["action"] for r in _rows(stack, "SELECT action FROM ledger_entries WHERE resource = ? ORDER BY seq", resource)]
+        actions = [
+            r["action"]
+            for r in _rows(
+                stack, "SELECT action FROM ledger_entries WHERE resource = ? ORDER BY seq", resource
+            )
+        ]
         return actions if all(a in actions for a in TRAIL) else None
 
     actions = wait_for(trail, timeout=30)
     assert actions is not None
     assert sorted(actions) == sorted(TRAIL), "each step once, nothing doubled"
-    routed = _rows(stack, "SELECT details FROM ledger_entries WHERE resource = ? AND action = 'task.route'", resource)[0]
+    routed = _rows(
+        stack, "SELECT details FROM ledger_entries WHERE resource = ? AND action = 'task.route'", resource
+    )[0]
     details = json.loads(routed["details"])
     assert "local/smollm2-135m-instruct" in json.dumps(details), details
 
@@ -56,7 +67,9 @@ def test_a_task_leaves_its_whole_trail(stack: RunningStack) -> None:
     assert usage[0]["completion_tokens"] > 0 and float(usage[0]["cost_usd"]) == 0.0
 
     everything = " ".join(r["details"] for r in _rows(stack, "SELECT details FROM ledger_entries"))
-    assert stack.api_key not in everything and "hello to the auditors" not in everything, "no secrets or prompts"
+    assert stack.api_key not in everything and "hello to the auditors" not in everything, (
+        "no secrets or prompts"
+    )
 
 
 def test_ledger_rows_cannot_be_changed_and_verify_catches_tampering(stack: RunningStack) -> None:
@@ -71,8 +84,18 @@ def test_ledger_rows_cannot_be_changed_and_verify_catches_tampering(stack: Runni
     with pytest.raises(sqlite3.DatabaseError):
         con.execute("DELETE FROM ledger_entries WHERE seq = 2")
     # An attacker with the database file can drop the guard; verification must still see the change.
-    triggers = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name='ledger_entries'")]
-    saved = [r[0] for r in con.execute("SELECT sql FROM sqlite_master WHERE type='trigger' AND tbl_name='ledger_entries'")]
+    triggers = [
+        r[0]
+        for r in con.execute(
+            "SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name='ledger_entries'"
+        )
+    ]
+    saved = [
+        r[0]
+        for r in con.execute(
+            "SELECT sql FROM sqlite_master WHERE type='trigger' AND tbl_name='ledger_entries'"
+        )
+    ]
     for name in triggers:
         con.execute(f'DROP TRIGGER "{name}"')
     event_id = con.execute("SELECT event_id FROM ledger_entries WHERE seq = 3").fetchone()[0]

@@ -20,13 +20,17 @@ def service_process(
 ) -> Iterator[subprocess.Popen[bytes]]:
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", **env}
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", module], env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module], env=full_env, stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         if ready_url is not None:
             deadline = time.monotonic() + timeout
             while True:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{module} exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+                    raise RuntimeError(
+                        f"{module} exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}"
+                    )
                 try:
                     httpx.get(ready_url, timeout=1.0)
                     break

@@ -46,7 +46,9 @@ def test_common_imports_no_service() -> None:
 
 
 def test_subjects_are_written_only_in_the_subject_table() -> None:
-    literal = re.compile(r"""["']switchyard\.(task\.|result\.|chunk\.|provider\.|billing\.usage|dlq\.|ping\.)""")
+    literal = re.compile(
+        r"""["']switchyard\.(task\.|result\.|chunk\.|provider\.|billing\.usage|dlq\.|ping\.)"""
+    )
     offenders = []
     for folder in (ROOT / "services", ROOT / "libs"):
         for path in _python_files(folder):

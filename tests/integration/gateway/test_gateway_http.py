@@ -53,7 +53,9 @@ def gateway(nats_server: NatsServer, tmp_path: Path, sqlite_url: str) -> Iterato
         "SWITCHYARD_MAX_BODY_BYTES": "65536",
     }
     base = f"http://127.0.0.1:{port}"
-    with service_process("switchyard.gateway", env=env, log_path=tmp_path / "gateway.log", ready_url=f"{base}/healthz"):
+    with service_process(
+        "switchyard.gateway", env=env, log_path=tmp_path / "gateway.log", ready_url=f"{base}/healthz"
+    ):
         yield base, key
 
 
@@ -74,25 +76,45 @@ class Pipeline:
         if self.behaviour == "silent":
             return
         if self.behaviour == "fail":
-            out = TaskFailed(task_id=tid, tenant_id=task.tenant_id, error_code="provider_overloaded",
-                             error_message="every candidate failed", failed_at=datetime.now(UTC))
+            out = TaskFailed(
+                task_id=tid,
+                tenant_id=task.tenant_id,
+                error_code="provider_overloaded",
+                error_message="every candidate failed",
+                failed_at=datetime.now(UTC),
+            )
             await self._result(out)
             return
         if task.request.stream:
             for seq, piece in enumerate(["Par", "is"]):
                 await self.nc.publish(subjects.chunk_subject(tid), encode_chunk(Chunk(seq=seq, delta=piece)))
             if self.behaviour == "break":
-                await self.nc.publish(subjects.chunk_subject(tid), b'{"seq": 2, "error": {"code": "provider_network", "message": "upstream reset"}}')
+                await self.nc.publish(
+                    subjects.chunk_subject(tid),
+                    b'{"seq": 2, "error": {"code": "provider_network", "message": "upstream reset"}}',
+                )
                 return
             if self.behaviour == "gap":
                 await self.nc.publish(subjects.chunk_subject(tid), encode_chunk(Chunk(seq=5, delta="!")))
                 return
-            await self.nc.publish(subjects.chunk_subject(tid), encode_chunk(Chunk(seq=2, done=True, finish_reason="stop")))
-        await self._result(TaskCompleted(
-            task_id=tid, tenant_id=task.tenant_id, model="local/smollm2-135m-instruct", provider="local",
-            tier="local", content="Paris", finish_reason="stop", usage=Usage(prompt_tokens=9, completion_tokens=2),
-            attempts=1, latency_ms=5.0, completed_at=datetime.now(UTC),
-        ))
+            await self.nc.publish(
+                subjects.chunk_subject(tid), encode_chunk(Chunk(seq=2, done=True, finish_reason="stop"))
+            )
+        await self._result(
+            TaskCompleted(
+                task_id=tid,
+                tenant_id=task.tenant_id,
+                model="local/smollm2-135m-instruct",
+                provider="local",
+                tier="local",
+                content="Paris",
+                finish_reason="stop",
+                usage=Usage(prompt_tokens=9, completion_tokens=2),
+                attempts=1,
+                latency_ms=5.0,
+                completed_at=datetime.now(UTC),
+            )
+        )
 
     async def _result(self, payload: TaskCompleted | TaskFailed) -> None:
         _, raw = encode(payload, source="test")
@@ -139,8 +161,11 @@ async def test_answer_in_openai_shape(gateway: tuple[str, str], pipeline: Pipeli
 async def test_streamed_answer_ends_with_done(gateway: tuple[str, str], pipeline: Pipeline) -> None:
     base, key = gateway
     async with httpx.AsyncClient() as c:
-        r = await c.post(f"{base}/v1/chat/completions", json={**BODY, "stream": True,
-                         "stream_options": {"include_usage": True}}, headers=_auth(key))
+        r = await c.post(
+            f"{base}/v1/chat/completions",
+            json={**BODY, "stream": True, "stream_options": {"include_usage": True}},
+            headers=_auth(key),
+        )
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     events = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
@@ -152,8 +177,12 @@ async def test_streamed_answer_ends_with_done(gateway: tuple[str, str], pipeline
     assert chunks[-1]["usage"]["total_tokens"] == 11
 
 
-@pytest.mark.parametrize(("pipeline", "code"), [("break", "provider_network"), ("gap", "stream_gap")], indirect=["pipeline"])
-async def test_broken_stream_ends_with_an_explicit_error(gateway: tuple[str, str], pipeline: Pipeline, code: str) -> None:
+@pytest.mark.parametrize(
+    ("pipeline", "code"), [("break", "provider_network"), ("gap", "stream_gap")], indirect=["pipeline"]
+)
+async def test_broken_stream_ends_with_an_explicit_error(
+    gateway: tuple[str, str], pipeline: Pipeline, code: str
+) -> None:
     base, key = gateway
     async with httpx.AsyncClient() as c:
         r = await c.post(f"{base}/v1/chat/completions", json={**BODY, "stream": True}, headers=_auth(key))
@@ -173,7 +202,9 @@ async def test_failed_task_is_a_502(gateway: tuple[str, str], pipeline: Pipeline
 
 
 @pytest.mark.parametrize("pipeline", ["silent"], indirect=True)
-async def test_timeout_is_a_504_and_is_recorded(gateway: tuple[str, str], pipeline: Pipeline, nats_server: NatsServer) -> None:
+async def test_timeout_is_a_504_and_is_recorded(
+    gateway: tuple[str, str], pipeline: Pipeline, nats_server: NatsServer
+) -> None:
     base, key = gateway
     async with httpx.AsyncClient(timeout=30) as c:
         r = await c.post(f"{base}/v1/chat/completions", json=BODY, headers=_auth(key))
@@ -195,15 +226,22 @@ async def test_bad_requests(gateway: tuple[str, str], pipeline: Pipeline) -> Non
             "malformed": await c.post(url, content=b"{", headers=_auth(key)),
             "no messages": await c.post(url, json={"model": "auto", "messages": []}, headers=_auth(key)),
             "unknown model": await c.post(url, json={**BODY, "model": "gpt-imaginary"}, headers=_auth(key)),
-            "unconfigured provider": await c.post(url, json={**BODY, "model": "openai/gpt-4o"}, headers=_auth(key)),
+            "unconfigured provider": await c.post(
+                url, json={**BODY, "model": "openai/gpt-4o"}, headers=_auth(key)
+            ),
             "10 MB": await c.post(url, content=b"x" * (10 * 1024 * 1024), headers=_auth(key)),
             "no route": await c.get(f"{base}/v1/nothing", headers=_auth(key)),
         }
     expected = {
-        "no key": (401, "missing_api_key"), "wrong key": (401, "invalid_api_key"), "not ours": (401, "invalid_api_key"),
-        "malformed": (400, "invalid_json"), "no messages": (400, "invalid_value"),
-        "unknown model": (404, "model_not_found"), "unconfigured provider": (404, "model_not_found"),
-        "10 MB": (413, "request_too_large"), "no route": (404, "not_found"),
+        "no key": (401, "missing_api_key"),
+        "wrong key": (401, "invalid_api_key"),
+        "not ours": (401, "invalid_api_key"),
+        "malformed": (400, "invalid_json"),
+        "no messages": (400, "invalid_value"),
+        "unknown model": (404, "model_not_found"),
+        "unconfigured provider": (404, "model_not_found"),
+        "10 MB": (413, "request_too_large"),
+        "no route": (404, "not_found"),
     }
     got = {name: (r.status_code, _error(r)["code"]) for name, r in cases.items()}
     assert got == expected
@@ -226,6 +264,12 @@ async def test_readyz_names_the_services_that_do_not_answer(gateway: tuple[str, 
         r = await c.get(f"{base}/readyz")
         m = await c.get(f"{base}/metrics")
     assert r.status_code == 503
-    assert r.json()["services"] == {"gateway": True, "classifier": False, "router": False, "executor": False,
-                                    "billing": False, "audit": False}
+    assert r.json()["services"] == {
+        "gateway": True,
+        "classifier": False,
+        "router": False,
+        "executor": False,
+        "billing": False,
+        "audit": False,
+    }
     assert "switchyard_gateway_requests_total" in m.text

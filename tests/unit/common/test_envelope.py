@@ -22,7 +22,12 @@ def _task() -> TaskSubmitted:
 
 
 def test_round_trip_is_a_cloudevent_with_extensions() -> None:
-    eid, raw = encode(_task(), source="switchyard/test", tenant_id="acme", traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01")
+    eid, raw = encode(
+        _task(),
+        source="switchyard/test",
+        tenant_id="acme",
+        traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+    )
     obj = orjson.loads(raw)
     assert obj["specversion"] == "1.0"
     assert obj["type"] == "switchyard.task.submitted.v1"
@@ -59,7 +64,7 @@ def test_invalid_payload_names_the_field() -> None:
     _, raw = encode(_task(), source="s")
     obj = orjson.loads(raw)
     obj["data"]["request"]["messages"] = []
-    with pytest.raises(InvalidEvent, match="request.messages"):
+    with pytest.raises(InvalidEvent, match=r"request\.messages"):
         decode(orjson.dumps(obj))
 
 

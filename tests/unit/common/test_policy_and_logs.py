@@ -24,12 +24,22 @@ def test_bundled_policy_loads_and_prices() -> None:
     ("text", "fragment"),
     [
         ("version: 1\nmodels: []\n", "models"),
-        ("version: x\nmodels:\n - {id: a/b, provider: a, upstream: b, tier: gold, input_per_1k: 0, "
-         "output_per_1k: 0, context_window: 1}\n", "unknown tier"),
-        ("version: x\nmodels:\n - {id: a/b, provider: c, upstream: b, tier: fast, input_per_1k: 0, "
-         "output_per_1k: 0, context_window: 1}\n", "must start with its provider"),
-        ("version: x\nthresholds: {fast_below: 0.9, premium_above: 0.1}\nmodels:\n - {id: a/b, provider: a, "
-         "upstream: b, tier: fast, input_per_1k: 0, output_per_1k: 0, context_window: 1}\n", "fast_below"),
+        (
+            "version: x\nmodels:\n - {id: a/b, provider: a, upstream: b, tier: gold, input_per_1k: 0, "
+            "output_per_1k: 0, context_window: 1}\n",
+            "unknown tier",
+        ),
+        (
+            "version: x\nmodels:\n - {id: a/b, provider: c, upstream: b, tier: fast, input_per_1k: 0, "
+            "output_per_1k: 0, context_window: 1}\n",
+            "must start with its provider",
+        ),
+        (
+            "version: x\nthresholds: {fast_below: 0.9, premium_above: 0.1}\nmodels:\n"
+            " - {id: a/b, provider: a, upstream: b, tier: fast, input_per_1k: 0, output_per_1k: 0, "
+            "context_window: 1}\n",
+            "fast_below",
+        ),
         ("version: [unclosed\n", "not valid YAML"),
     ],
 )
@@ -49,7 +59,11 @@ def test_missing_policy_file_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "secret",
-    ["sk-proj-abcdefghijklmnop1234", "sy_AbCdEfGh_0123456789abcdefghijABCDEFGHIJ", "Bearer eyJhbGciOiJIUzI1NiJ9.x.y"],
+    [
+        "sk-proj-abcdefghijklmnop1234",
+        "sy_AbCdEfGh_0123456789abcdefghijABCDEFGHIJ",
+        "Bearer eyJhbGciOiJIUzI1NiJ9.x.y",
+    ],
 )
 def test_secrets_are_redacted_from_log_text(secret: str) -> None:
     out = redact(f"calling upstream with {secret} now")

@@ -19,8 +19,16 @@ OK = b'{"model":"auto","messages":[{"role":"user","content":"hi"}]}'
         (b"[]", "invalid_json", None),
         (b'{"messages":[{"role":"user","content":"hi"}]}', "missing_field", "model"),
         (b'{"model":"auto","messages":[]}', "invalid_value", "messages"),
-        (b'{"model":"auto","messages":[{"role":"wizard","content":"x"}]}', "invalid_value", "messages.0.role"),
-        (b'{"model":"auto","messages":[{"role":"user","content":"x"}],"temperature":5}', "invalid_value", "temperature"),
+        (
+            b'{"model":"auto","messages":[{"role":"wizard","content":"x"}]}',
+            "invalid_value",
+            "messages.0.role",
+        ),
+        (
+            b'{"model":"auto","messages":[{"role":"user","content":"x"}],"temperature":5}',
+            "invalid_value",
+            "temperature",
+        ),
         (b'{"model":"auto","messages":[{"role":"user","content":"x"}],"n":2}', "invalid_value", "n"),
     ],
 )
@@ -41,11 +49,17 @@ def test_oversized_prompt() -> None:
 
 def test_valid_body_becomes_a_task_of_the_callers_tenant() -> None:
     parsed = parse_request(OK, max_prompt_chars=1000)
-    task = build_task(parsed, Principal(tenant_id="t1", api_key_id="k1", user_id="u1", key_prefix="abc"), priority="high")
+    task = build_task(
+        parsed, Principal(tenant_id="t1", api_key_id="k1", user_id="u1", key_prefix="abc"), priority="high"
+    )
     assert task.tenant_id == "t1" and task.api_key_id == "k1" and task.priority == "high"
     assert task.request.messages[0].text() == "hi"
     with pytest.raises(InvalidRequest):
-        build_task(parsed, Principal(tenant_id="t1", api_key_id="k1", user_id=None, key_prefix="abc"), priority="urgent!")
+        build_task(
+            parsed,
+            Principal(tenant_id="t1", api_key_id="k1", user_id=None, key_prefix="abc"),
+            priority="urgent!",
+        )
 
 
 def test_keys_are_identified_by_prefix_and_stored_hashed() -> None:

@@ -12,14 +12,19 @@ POLICY = load_policy()
 
 
 def _cls(complexity: float) -> Classification:
-    return Classification(type="qa", confidence=0.9, complexity=complexity, urgency=0.5, model_version="t", latency_ms=1)
+    return Classification(
+        type="qa", confidence=0.9, complexity=complexity, urgency=0.5, model_version="t", latency_ms=1
+    )
 
 
 def _req(model: str = "auto", text: str = "What is the capital of France?") -> ChatRequest:
     return ChatRequest(model=model, messages=[ChatMessage(role="user", content=text)])
 
 
-@pytest.mark.parametrize(("complexity", "tier"), [(0.0, "fast"), (0.29, "fast"), (0.3, "standard"), (0.8, "standard"), (0.81, "premium")])
+@pytest.mark.parametrize(
+    ("complexity", "tier"),
+    [(0.0, "fast"), (0.29, "fast"), (0.3, "standard"), (0.8, "standard"), (0.81, "premium")],
+)
 def test_complexity_thresholds(complexity: float, tier: str) -> None:
     assert tier_for(complexity, POLICY) == tier
 
@@ -48,7 +53,12 @@ def test_chain_starts_in_the_wanted_tier_and_falls_back() -> None:
 
 
 def test_pinned_pass_through_model() -> None:
-    d = decide(request=_req("openai/llama3.2:1b"), classification=_cls(0.5), policy=POLICY, available={"openai", "local"})
+    d = decide(
+        request=_req("openai/llama3.2:1b"),
+        classification=_cls(0.5),
+        policy=POLICY,
+        available={"openai", "local"},
+    )
     assert [(c.provider, c.upstream_model) for c in d.candidates] == [("openai", "llama3.2:1b")]
 
 

@@ -1,4 +1,4 @@
-"""`switchyard asyncapi`: the AsyncAPI 3.0 document of the bus, generated from `switchyard.common.contract`."""
+"""`switchyard asyncapi`: the bus's AsyncAPI 3.0 document, generated from `switchyard.common.contract`."""
 
 from __future__ import annotations
 
@@ -30,7 +30,12 @@ def _message(model: type[Any], cloudevent: bool) -> dict[str, Any]:
         payload = {"$ref": f"#/components/schemas/{model.__name__}"}
         content_type = "application/json"
         title = model.__name__
-    return {"payload": payload, "contentType": content_type, "title": title, "schemas": {model.__name__: schema, **defs}}
+    return {
+        "payload": payload,
+        "contentType": content_type,
+        "title": title,
+        "schemas": {model.__name__: schema, **defs},
+    }
 
 
 def generate() -> dict[str, Any]:
@@ -51,11 +56,15 @@ def generate() -> dict[str, Any]:
         channels[ch.name] = channel
         msg_refs = [{"$ref": f"#/channels/{ch.name}/messages/{name}"} for name in refs]
         operations[f"{ch.name}Publish"] = {
-            "action": "send", "channel": {"$ref": f"#/channels/{ch.name}"}, "messages": msg_refs,
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{ch.name}"},
+            "messages": msg_refs,
             "summary": "published by " + ", ".join(ch.producers),
         }
         operations[f"{ch.name}Consume"] = {
-            "action": "receive", "channel": {"$ref": f"#/channels/{ch.name}"}, "messages": msg_refs,
+            "action": "receive",
+            "channel": {"$ref": f"#/channels/{ch.name}"},
+            "messages": msg_refs,
             "summary": "consumed by " + ", ".join(ch.consumers),
         }
     return {
@@ -64,7 +73,8 @@ def generate() -> dict[str, Any]:
             "title": "Switchyard bus",
             "version": "1.0.0",
             "description": (
-                "Subjects, payloads and streams of Switchyard on NATS JetStream. Events are CloudEvents 1.0 in "
+                "Subjects, payloads and streams of Switchyard on NATS JetStream. "
+                "Events are CloudEvents 1.0 in "
                 f"JSON structured mode with the `tenantid` and `traceparent` extensions. Streams: "
                 f"{subjects.STREAM_EVENTS} ({', '.join(subjects.STREAM_EVENTS_SUBJECTS)}), dead letters in "
                 f"{subjects.STREAM_DLQ} ({', '.join(subjects.STREAM_DLQ_SUBJECTS)}) with the reason in the "
@@ -72,7 +82,9 @@ def generate() -> dict[str, Any]:
             ),
         },
         "defaultContentType": "application/cloudevents+json",
-        "servers": {"local": {"host": "127.0.0.1:4222", "protocol": "nats", "description": "the embedded run"}},
+        "servers": {
+            "local": {"host": "127.0.0.1:4222", "protocol": "nats", "description": "the embedded run"}
+        },
         "channels": channels,
         "operations": operations,
         "components": {"messages": messages, "schemas": schemas},

@@ -52,7 +52,9 @@ class Child:
 
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
-        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
 
     def alive(self) -> bool:
@@ -81,7 +83,9 @@ class Stack:
                 "set SWITCHYARD_NATS_PORT, or SWITCHYARD_NATS_URL to use a running NATS"
             )
         self.nats = NatsServer(
-            self.var_dir / "jetstream", port=self.settings.nats_port, monitor_port=self.settings.nats_monitor_port
+            self.var_dir / "jetstream",
+            port=self.settings.nats_port,
+            monitor_port=self.settings.nats_monitor_port,
         ).start(log_file=self.logs / "nats.log")
 
     async def prepare_database(self, common: CommonSettings) -> bool:
@@ -148,7 +152,10 @@ class Stack:
             tail = _tail(child.log_path)
             if len(child.restarts) > MAX_RESTARTS:
                 raise SystemExit(f"{child.name} keeps exiting (code {code}); last log lines:\n{tail}")
-            print(f"! {child.name} exited with code {code}; restarting. Last log lines:\n{tail}", file=sys.stderr)
+            print(
+                f"! {child.name} exited with code {code}; restarting. Last log lines:\n{tail}",
+                file=sys.stderr,
+            )
             child.start()
 
     def stop(self) -> None:
@@ -180,18 +187,22 @@ class Stack:
         lines = [
             "",
             "Switchyard is running.",
-            f"  API        http://127.0.0.1:{port}/v1  (OpenAI-compatible; model=\"auto\" routes)",
+            f'  API        http://127.0.0.1:{port}/v1  (OpenAI-compatible; model="auto" routes)',
             f"  API key    {rel}" + ("  (created now)" if created_key else ""),
             f"  Health     http://127.0.0.1:{port}/readyz   metrics: http://127.0.0.1:{port}/metrics",
-            f"  NATS       {self.nats_url}" + (f"  (JetStream data in {_relative(self.var_dir / 'jetstream')})" if self.nats else ""),
-            f"  Database   {db}" + (f" at {_relative(self.var_dir / 'switchyard.db')}" if db.startswith("sqlite") else ""),
+            f"  NATS       {self.nats_url}"
+            + (f"  (JetStream data in {_relative(self.var_dir / 'jetstream')})" if self.nats else ""),
+            f"  Database   {db}"
+            + (f" at {_relative(self.var_dir / 'switchyard.db')}" if db.startswith("sqlite") else ""),
             f"  Logs       {_relative(self.logs)}/<service>.log",
             f"  Providers  {', '.join(providers)}",
             "",
             "Try:",
-            f"  curl -s http://127.0.0.1:{port}/v1/chat/completions -H \"Authorization: Bearer $(cat {rel})\" \\",
+            f"  curl -s http://127.0.0.1:{port}/v1/chat/completions \\",
+            f'    -H "Authorization: Bearer $(cat {rel})" \\',
             "    -H 'content-type: application/json' \\",
-            "    -d '{\"model\":\"auto\",\"messages\":[{\"role\":\"user\",\"content\":\"What is the capital of France?\"}]}'",
+            "    -d '{\"model\":\"auto\",\"messages\":[{\"role\":\"user\","
+            "\"content\":\"What is the capital of France?\"}]}'",
             "  .venv/bin/switchyard ledger verify",
             "",
             "Ctrl-C stops everything; the next run keeps the data.",
@@ -227,7 +238,10 @@ def run(settings: StackSettings) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        print(f"starting nats-server, migrating the database, starting {len(START_ORDER)} services...", flush=True)
+        print(
+            f"starting nats-server, migrating the database, starting {len(START_ORDER)} services...",
+            flush=True,
+        )
         stack.start_nats()
         created = asyncio.run(stack.prepare_database(common))
         stack.start_services()
@@ -241,4 +255,3 @@ def run(settings: StackSettings) -> int:
     finally:
         stack.stop()
         print("stopped.", flush=True)
-

@@ -14,6 +14,9 @@ COMMANDS = (
     "switchyard.cli.up_cmd",
     "switchyard.cli.db_cmd",
     "switchyard.cli.asyncapi_cmd",
+    "switchyard.cli.ledger_cmd",
+    "switchyard.cli.models_cmd",
+    "switchyard.cli.classifier_cmd",
 )
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 
-
 MAX_PAYLOAD = 8 * 1024 * 1024
 
 
@@ -62,8 +61,18 @@ class NatsServer:
         out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
-                nats_server_binary(), "-c", str(config), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1",
-                "-p", str(self.port), "-m", str(self.monitor_port),
+                nats_server_binary(),
+                "-c",
+                str(config),
+                "-js",
+                "-sd",
+                str(self.store_dir),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-m",
+                str(self.monitor_port),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -121,11 +130,30 @@ class PostgresCluster:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(self.base_dir, "postgres", "postgres")
-        self._run(str(POSTGRES_BIN / "initdb"), "-D", str(self.data_dir), "-U", "postgres", "-A", "trust",
-                  "--no-sync", "-E", "UTF8")
+        self._run(
+            str(POSTGRES_BIN / "initdb"),
+            "-D",
+            str(self.data_dir),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
         opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.base_dir} -c fsync=off"
-        self._run(str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data_dir), "-w", "-l",
-                  str(self.base_dir / "postgres.log"), "-o", opts, "start")
+        self._run(
+            str(POSTGRES_BIN / "pg_ctl"),
+            "-D",
+            str(self.data_dir),
+            "-w",
+            "-l",
+            str(self.base_dir / "postgres.log"),
+            "-o",
+            opts,
+            "start",
+        )
         return self
 
     def stop(self) -> None:

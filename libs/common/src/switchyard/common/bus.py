@@ -107,7 +107,9 @@ class EventPublisher:
         await self.publish_raw(target, body, msg_id=eid)
         return eid
 
-    async def publish_raw(self, subject: str, body: bytes, *, msg_id: str, headers: dict[str, str] | None = None) -> None:
+    async def publish_raw(
+        self, subject: str, body: bytes, *, msg_id: str, headers: dict[str, str] | None = None
+    ) -> None:
         hdrs = {"Nats-Msg-Id": msg_id, "content-type": CONTENT_TYPE, **(headers or {})}
         delay = 0.05
         for attempt in range(1, PUBLISH_ATTEMPTS + 1):

@@ -16,7 +16,9 @@ class CommonSettings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy async URL; default: SQLite at <var_dir>/switchyard.db"
     )
-    policy_path: Path | None = Field(default=None, description="routing policy YAML; default: the bundled one")
+    policy_path: Path | None = Field(
+        default=None, description="routing policy YAML; default: the bundled one"
+    )
     log_level: str = "INFO"
     log_json: bool = False
     metrics_port: int | None = Field(default=None, description="port for /metrics (services without HTTP)")

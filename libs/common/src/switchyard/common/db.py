@@ -95,4 +95,4 @@ def run_env(context: Any) -> None:
 
 
 class Base(DeclarativeBase):
-    """Declarative base; each service keeps its own tables and MetaData via a subclass with its own metadata."""
+    """Declarative base; each service keeps its own tables in a subclass with its own MetaData."""

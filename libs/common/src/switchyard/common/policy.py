@@ -18,7 +18,9 @@ TIER_ORDER = ("local", "fast", "standard", "premium")
 class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str = Field(pattern=r"^[a-z0-9_-]+/.+$", description="<provider>/<name>, what clients pass as `model`")
+    id: str = Field(
+        pattern=r"^[a-z0-9_-]+/.+$", description="<provider>/<name>, what clients pass as `model`"
+    )
     provider: str
     upstream: str = Field(description="the model name the provider knows")
     tier: str

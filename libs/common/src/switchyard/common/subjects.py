@@ -13,7 +13,12 @@ PREFIX = "switchyard"
 # Streams. EVENTS holds every domain event (limits retention, so several durable consumers read it
 # independently); DLQ holds poison messages with the reason they were rejected.
 STREAM_EVENTS = "SWITCHYARD"
-STREAM_EVENTS_SUBJECTS = (f"{PREFIX}.task.>", f"{PREFIX}.result.>", f"{PREFIX}.provider.>", f"{PREFIX}.billing.>")
+STREAM_EVENTS_SUBJECTS = (
+    f"{PREFIX}.task.>",
+    f"{PREFIX}.result.>",
+    f"{PREFIX}.provider.>",
+    f"{PREFIX}.billing.>",
+)
 STREAM_DLQ = "SWITCHYARD_DLQ"
 STREAM_DLQ_SUBJECTS = (f"{PREFIX}.dlq.>",)
 

@@ -28,8 +28,12 @@ log = logging.getLogger(__name__)
 def create_app(settings: GatewaySettings) -> FastAPI:
     policy = load_policy(settings.policy_path)
     nats = NatsRouter(
-        settings.nats_url, name="switchyard-gateway", include_in_schema=False, schema_url=None,
-        max_reconnect_attempts=-1, reconnect_time_wait=1,
+        settings.nats_url,
+        name="switchyard-gateway",
+        include_in_schema=False,
+        schema_url=None,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
     )
 
     @nats.after_startup

@@ -53,5 +53,7 @@ class Catalog:
     async def cards(self) -> list[ModelCard]:
         providers = await self.providers()
         cards = [ModelCard(id=AUTO, owned_by="switchyard")]
-        cards += [ModelCard(id=m.id, owned_by=m.provider) for m in self.policy.models if m.provider in providers]
+        cards += [
+            ModelCard(id=m.id, owned_by=m.provider) for m in self.policy.models if m.provider in providers
+        ]
         return cards

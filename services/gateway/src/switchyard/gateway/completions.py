@@ -50,7 +50,9 @@ async def read_body(request: Request, *, limit: int) -> bytes:
                 raise RequestTooLarge(f"Request body exceeds the limit of {limit} bytes")
             chunks.append(part)
     except ClientDisconnect as exc:
-        raise InvalidRequest("the client disconnected while sending the body", code="client_disconnected") from exc
+        raise InvalidRequest(
+            "the client disconnected while sending the body", code="client_disconnected"
+        ) from exc
     return b"".join(chunks)
 
 
@@ -118,7 +120,9 @@ async def complete(client: TaskClient, task: TaskSubmitted, *, timeout_s: float)
     try:
         outcome = await client.run(task, timeout_s=timeout_s)
     except TimedOut:
-        raise TaskTimeout(f"The task did not finish within {timeout_s:g} s; it was recorded as timed out") from None
+        raise TaskTimeout(
+            f"The task did not finish within {timeout_s:g} s; it was recorded as timed out"
+        ) from None
     if isinstance(outcome, TaskFailed):
         raise_for_failure(outcome)
     assert isinstance(outcome, TaskCompleted)
@@ -164,7 +168,9 @@ async def open_stream(
             if not isinstance(item, Chunk) or item.delta or item.error is not None or item.done:
                 break
     except TimedOut:
-        raise TaskTimeout(f"The task did not finish within {timeout_s:g} s; it was recorded as timed out") from None
+        raise TaskTimeout(
+            f"The task did not finish within {timeout_s:g} s; it was recorded as timed out"
+        ) from None
     return head, items
 
 
@@ -204,7 +210,9 @@ async def stream_events(
                     yield _sse_error(item.error.message, item.error.code)
                     return
                 if item.delta:
-                    delta = {"content": item.delta} if started else {"role": "assistant", "content": item.delta}
+                    delta = (
+                        {"content": item.delta} if started else {"role": "assistant", "content": item.delta}
+                    )
                     started = True
                     yield _sse(chunk_body(task_id=task.task_id, created=created, model=model, delta=delta))
                 continue
@@ -213,15 +221,39 @@ async def stream_events(
                 return
             model = item.model
             if not started:  # an answer with no streamed text: still send it, with the role
-                yield _sse(chunk_body(task_id=task.task_id, created=created, model=model,
-                                      delta={"role": "assistant", "content": item.content}))
-            yield _sse(chunk_body(task_id=task.task_id, created=created, model=model, delta={},
-                                  finish_reason=item.finish_reason))
+                yield _sse(
+                    chunk_body(
+                        task_id=task.task_id,
+                        created=created,
+                        model=model,
+                        delta={"role": "assistant", "content": item.content},
+                    )
+                )
+            yield _sse(
+                chunk_body(
+                    task_id=task.task_id,
+                    created=created,
+                    model=model,
+                    delta={},
+                    finish_reason=item.finish_reason,
+                )
+            )
             if include_usage:
-                usage = {"prompt_tokens": item.usage.prompt_tokens, "completion_tokens": item.usage.completion_tokens,
-                         "total_tokens": item.usage.total_tokens}
-                yield _sse(chunk_body(task_id=task.task_id, created=created, model=model, delta={},
-                                      usage=usage, with_choice=False))
+                usage = {
+                    "prompt_tokens": item.usage.prompt_tokens,
+                    "completion_tokens": item.usage.completion_tokens,
+                    "total_tokens": item.usage.total_tokens,
+                }
+                yield _sse(
+                    chunk_body(
+                        task_id=task.task_id,
+                        created=created,
+                        model=model,
+                        delta={},
+                        usage=usage,
+                        with_choice=False,
+                    )
+                )
             yield b"data: [DONE]\n\n"
             return
     except TimedOut:

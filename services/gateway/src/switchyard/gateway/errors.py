@@ -125,7 +125,8 @@ def install(app: FastAPI) -> None:
             return error_response(request, NotFound(f"no route {request.method} {request.url.path}"))
         if exc.status_code == 405:
             return error_response(
-                request, APIError(f"method {request.method} not allowed", status=405, code="method_not_allowed")
+                request,
+                APIError(f"method {request.method} not allowed", status=405, code="method_not_allowed"),
             )
         return error_response(request, APIError(str(exc.detail), status=exc.status_code, code="http_error"))
 

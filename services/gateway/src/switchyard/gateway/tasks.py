@@ -38,7 +38,9 @@ class TaskClient:
 
     async def _submit(self, task: TaskSubmitted) -> None:
         await self._publisher.publish(
-            task, event_id=ids.derived_id(task.task_id, "submitted"), tenant_id=task.tenant_id,
+            task,
+            event_id=ids.derived_id(task.task_id, "submitted"),
+            tenant_id=task.tenant_id,
             event_subject=task.task_id,
         )
 
@@ -105,7 +107,9 @@ class TaskClient:
         )
         try:
             await self._publisher.publish(
-                event, event_id=ids.derived_id(task.task_id, "timed_out"), tenant_id=task.tenant_id,
+                event,
+                event_id=ids.derived_id(task.task_id, "timed_out"),
+                tenant_id=task.tenant_id,
                 event_subject=task.task_id,
             )
         except Exception:

@@ -78,7 +78,9 @@ class KeyVerifier:
         if row is None or row.revoked_at is not None or not keys.matches(presented, row.key_hash):
             self._cache.pop(digest, None)
             return None
-        principal = Principal(tenant_id=row.tenant_id, api_key_id=row.id, user_id=row.user_id, key_prefix=prefix)
+        principal = Principal(
+            tenant_id=row.tenant_id, api_key_id=row.id, user_id=row.user_id, key_prefix=prefix
+        )
         self._cache[digest] = (now, principal)
         return principal
 

@@ -96,7 +96,8 @@ def decide(
 
 def _why(wanted: str, got: str, complexity: float, policy: Policy) -> str:
     th = policy.thresholds
-    base = f"complexity {complexity:.2f} -> {wanted} (fast < {th.fast_below} <= standard <= {th.premium_above} < premium)"
+    bands = f"fast < {th.fast_below} <= standard <= {th.premium_above} < premium"
+    base = f"complexity {complexity:.2f} -> {wanted} ({bands})"
     if wanted != got:
         return f"{base}; no available model in {wanted}, using {got}"
     return base

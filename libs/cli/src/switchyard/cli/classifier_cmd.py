@@ -1,0 +1,113 @@
+"""`switchyard classifier train|eval|predict`: the task classifier's heads, offline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_DATA = Path("/work/shared/data/classifier/train_pool.jsonl")
+
+
+def _settings():  # type: ignore[no-untyped-def]
+    from switchyard.classifier.config import ClassifierSettings
+
+    return ClassifierSettings()
+
+
+def _train(args: argparse.Namespace) -> int:
+    from switchyard.classifier import artifact, offline
+    from switchyard.classifier.evaluation import format_report
+
+    settings = _settings()
+    out = args.out or settings.classifier_artifact_dir or artifact.default_dir()
+    manifest = offline.train(
+        data=args.data,
+        out=out,
+        models_dir=settings.models_dir,
+        threads=args.threads,
+        seed=args.seed,
+        per_source=args.per_source,
+        version=args.version,
+    )
+    metrics = manifest["metrics"]
+    print(f"wrote {out} ({args.version})")
+    print(format_report(metrics["type_heldout"]))
+    c = metrics["complexity_heldout_mmlu_subjects"]
+    print(
+        f"\ncomplexity on held-out MMLU subjects: ECE {c['ece']}, Brier {c['brier']} "
+        f"(base rate {c['brier_of_base_rate']}), AUC {c['auc']}, n={c['n']}"
+    )
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from switchyard.classifier import offline
+    from switchyard.classifier.evaluation import format_report
+
+    settings = _settings()
+    metrics = offline.evaluate(
+        data=args.data,
+        artifact_dir=args.artifact or settings.classifier_artifact_dir,
+        models_dir=settings.models_dir,
+        threads=args.threads,
+    )
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+        return 0
+    print(format_report(metrics["type_heldout"]))
+    print("\naccuracy by held-out source:", json.dumps(metrics["type_heldout"]["accuracy_by_source"]))
+    c = metrics["complexity_heldout_mmlu_subjects"]
+    print(
+        f"\ncomplexity calibration (P(cheap model fails), held-out MMLU subjects, n={c['n']}): "
+        f"ECE {c['ece']}, Brier {c['brier']} (base rate {c['brier_of_base_rate']}), AUC {c['auc']}"
+    )
+    print("| bin | n | predicted | observed |\n|---|---|---|---|")
+    for row in c["reliability"]:
+        print(f"| {row['bin']} | {row['n']} | {row['predicted']:.3f} | {row['observed']:.3f} |")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from switchyard.classifier import offline
+
+    settings = _settings()
+    with sys.stdin if str(args.jsonl) == "-" else open(args.jsonl, encoding="utf-8") as source:
+        offline.predict(
+            source=source,
+            sink=sys.stdout,
+            artifact_dir=args.artifact or settings.classifier_artifact_dir,
+            models_dir=settings.models_dir,
+            threads=args.threads,
+        )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    cls = sub.add_parser("classifier", help="train, evaluate and run the task classifier")
+    cls_sub = cls.add_subparsers(dest="classifier_command", required=True)
+
+    train = cls_sub.add_parser("train", help="train the heads reproducibly and write the artifact")
+    train.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    train.add_argument("--out", type=Path, help="artifact folder; default: the one shipped in the package")
+    train.add_argument("--seed", type=int, default=20240601)
+    train.add_argument("--version", default="heads-1")
+    train.add_argument("--per-source", type=int, help="cap rows per source (quick runs)")
+    train.add_argument("--threads", type=int, default=1)
+    train.set_defaults(func=_train)
+
+    ev = cls_sub.add_parser("eval", help="macro-F1, per-class P/R/F1, confusion, complexity calibration")
+    ev.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ev.add_argument("--artifact", type=Path)
+    ev.add_argument("--threads", type=int, default=1)
+    ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    ev.set_defaults(func=_eval)
+
+    pr = cls_sub.add_parser(
+        "predict", help='lines {"id","prompt"} in, {"id","type","confidence","complexity"} out'
+    )
+    pr.add_argument("--jsonl", required=True, help="input file, or - for stdin")
+    pr.add_argument("--artifact", type=Path)
+    pr.add_argument("--threads", type=int, default=1)
+    pr.set_defaults(func=_predict)

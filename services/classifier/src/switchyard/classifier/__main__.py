@@ -1,0 +1,3 @@
+from switchyard.classifier.app import main
+
+main()

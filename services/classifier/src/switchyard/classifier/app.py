@@ -1,0 +1,79 @@
+"""The classifier service: TaskSubmitted in, TaskClassified out (type, complexity, urgency)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+from switchyard.classifier.batcher import MicroBatcher
+from switchyard.classifier.classify import Classifier, Prediction, classification, task_text
+from switchyard.classifier.config import ClassifierSettings
+from switchyard.common import bus, ids, subjects
+from switchyard.common.envelope import CloudEvent
+from switchyard.common.errors import ConfigurationError
+from switchyard.common.events import TaskClassified, TaskSubmitted
+from switchyard.common.service import Service, create_service, run_service
+
+log = logging.getLogger(__name__)
+
+
+def create(settings: ClassifierSettings, classifier: Classifier | None = None) -> Service:
+    """Builds the service; loading the classifier raises ConfigurationError on a missing/corrupt artifact."""
+    classifier = classifier or Classifier.load(
+        models_dir=settings.models_dir,
+        artifact_dir=settings.classifier_artifact_dir,
+        precision=settings.classifier_precision,
+        threads=settings.classifier_threads,
+        build=settings.classifier_build_models,
+    )
+    service = create_service("classifier", settings)
+    batcher: MicroBatcher[str, Prediction] = MicroBatcher(
+        classifier.predict,
+        max_batch=settings.classifier_max_batch,
+        max_wait_s=settings.classifier_max_wait_ms / 1000.0,
+    )
+    service.setup.append(batcher.start)
+    service.teardown.append(batcher.stop)
+
+    async def on_submitted(event: CloudEvent, task: TaskSubmitted) -> None:
+        started = time.perf_counter()
+        prediction = await batcher.submit(task_text(task))
+        result = classification(
+            task,
+            prediction,
+            model_version=classifier.model_version,
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+        )
+        await service.events().publish(
+            TaskClassified(task=task, classification=result),
+            event_id=ids.derived_id(event.id, "classified"),
+            tenant_id=task.tenant_id,
+            event_subject=task.task_id,
+            traceparent=event.traceparent,
+        )
+
+    bus.subscribe(
+        service.broker,
+        consumer=subjects.CLASSIFIER_CONSUMER,
+        service="classifier",
+        publisher=service.events,
+        expected=[TaskSubmitted],
+        handler=on_submitted,
+        max_workers=settings.classifier_workers,
+        description="Classifies each submitted task: type, complexity and urgency.",
+    )
+    log.info("classifier model %s", classifier.model_version)
+    return service
+
+
+def main() -> None:
+    def build() -> tuple[Service, ClassifierSettings]:
+        settings = ClassifierSettings()
+        return create(settings), settings
+
+    try:
+        run_service(build)
+    except ConfigurationError as exc:
+        print(f"switchyard-classifier: cannot start: {exc.message}", file=sys.stderr)
+        sys.exit(2)

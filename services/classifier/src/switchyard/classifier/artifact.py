@@ -1,0 +1,129 @@
+"""The heads artifact: `heads.npz` (weights) and `heads.json` (version, labels, metrics, data hash).
+
+`heads.json` records the sha256 of `heads.npz`; loading checks it, the label map and every shape, and
+refuses (ArtifactError, with the path and what is wrong) rather than classify with a damaged model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from switchyard.classifier import features
+from switchyard.classifier.heads import Heads, Mlp
+from switchyard.common.errors import ConfigurationError
+from switchyard.common.events.tasks import TASK_TYPES
+
+WEIGHTS = "heads.npz"
+MANIFEST = "heads.json"
+
+
+class ArtifactError(ConfigurationError):
+    code = "classifier_artifact_invalid"
+
+
+class ArtifactManifest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    version: str = Field(min_length=1)
+    labels: list[str]
+    lexical_features: str
+    embedding_dim: int
+    embedding_model_sha256: str
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    training_data_sha256: str
+    temperature: float = 1.0
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+
+
+def default_dir() -> Path:
+    return Path(str(files("switchyard.classifier") / "artifacts"))
+
+
+def save(folder: Path, heads: Heads, manifest: dict[str, Any]) -> Path:
+    """Writes both files deterministically (fixed array order, no timestamps in the npz)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {"norm.mean": heads.mean, "norm.std": heads.std}
+    arrays.update(heads.type_head.arrays("type"))
+    arrays.update(heads.complexity_head.arrays("complexity"))
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v, dtype=np.float32) for k, v in sorted(arrays.items())})
+    data = buf.getvalue()
+    (folder / WEIGHTS).write_bytes(data)
+    doc = {
+        **manifest,
+        "weights_sha256": hashlib.sha256(data).hexdigest(),
+        "version": heads.version,
+        "labels": list(heads.labels),
+        "temperature": heads.temperature,
+    }
+    (folder / MANIFEST).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return folder
+
+
+def load(folder: Path | None = None) -> Heads:
+    folder = folder or default_dir()
+    manifest_path, weights_path = folder / MANIFEST, folder / WEIGHTS
+    for path in (manifest_path, weights_path):
+        if not path.is_file():
+            raise ArtifactError(
+                f"classifier artifact missing: {path} not found "
+                "(train one with `switchyard classifier train`)"
+            )
+    try:
+        manifest = ArtifactManifest.model_validate_json(manifest_path.read_bytes())
+    except ValidationError as exc:
+        raise ArtifactError(f"classifier artifact {manifest_path} is corrupt: {exc.errors()[:3]}") from exc
+    data = weights_path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != manifest.weights_sha256:
+        raise ArtifactError(
+            f"classifier artifact {weights_path} is corrupt: sha256 {digest[:16]}... does not match "
+            f"{manifest.weights_sha256[:16]}... recorded in {manifest_path.name}"
+        )
+    if tuple(manifest.labels) != TASK_TYPES:
+        raise ArtifactError(
+            f"classifier artifact {manifest_path}: label map {manifest.labels} != {TASK_TYPES}"
+        )
+    if manifest.lexical_features != features.FEATURES_VERSION:
+        raise ArtifactError(
+            f"classifier artifact {manifest_path} was trained with features {manifest.lexical_features!r}, "
+            f"this code computes {features.FEATURES_VERSION!r}: retrain it"
+        )
+    try:
+        with np.load(io.BytesIO(data)) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        heads = Heads(
+            version=manifest.version,
+            labels=tuple(manifest.labels),
+            mean=arrays["norm.mean"],
+            std=arrays["norm.std"],
+            type_head=Mlp.from_arrays(arrays, "type"),
+            complexity_head=Mlp.from_arrays(arrays, "complexity"),
+            temperature=manifest.temperature,
+            manifest=manifest.model_dump(),
+        )
+    except (KeyError, ValueError, OSError) as exc:
+        raise ArtifactError(f"classifier artifact {weights_path} is unusable: {exc}") from exc
+    dim = manifest.embedding_dim + features.DIM
+    shapes_ok = (
+        heads.mean.shape == (dim,)
+        and heads.std.shape == (dim,)
+        and heads.type_head.input_dim == dim
+        and heads.type_head.output_dim == len(TASK_TYPES)
+        and heads.complexity_head.input_dim == dim
+        and heads.complexity_head.output_dim == 1
+    )
+    if not shapes_ok:
+        raise ArtifactError(
+            f"classifier artifact {weights_path}: weight shapes do not match {dim} input features"
+        )
+    return heads

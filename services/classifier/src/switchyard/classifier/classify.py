@@ -1,0 +1,111 @@
+"""Classification of prompts: embeddings + lexical features -> heads -> type, confidence, complexity.
+
+Plain domain code (no bus imports): the service's handler and the CLI both call it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from switchyard.classifier import artifact, features, model_files
+from switchyard.classifier.embedder import Embedder
+from switchyard.classifier.heads import Heads
+from switchyard.classifier.urgency import urgency
+from switchyard.common.events.tasks import Classification, TaskSubmitted
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    type: str
+    confidence: float
+    complexity: float
+    truncated: bool
+    scores: dict[str, float]
+
+
+class Classifier:
+    def __init__(self, embedder: Embedder, heads: Heads, *, model_version: str) -> None:
+        self.embedder = embedder
+        self.heads = heads
+        self.model_version = model_version
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        models_dir: Path | None = None,
+        artifact_dir: Path | None = None,
+        precision: str = "int8",
+        threads: int = 1,
+        build: bool = True,
+    ) -> Classifier:
+        """The heads are checked first: a missing or corrupt artifact fails before anything heavy loads."""
+        heads = artifact.load(artifact_dir)
+        files = model_files.ensure_built(models_dir)[0] if build else model_files.find(models_dir)
+        embedder = Embedder(files.path(precision), files.tokenizer, threads=threads)
+        version = f"{heads.version}+minilm-{precision}-{files.folder.name[:8]}"
+        return cls(embedder, heads, model_version=version)
+
+    def predict(self, texts: list[str]) -> list[Prediction]:
+        if not texts:
+            return []
+        emb = self.embedder.embed(texts)
+        probs, complexity = self.heads.predict(emb.vectors, features.lexical_matrix(texts))
+        out = []
+        for i in range(len(texts)):
+            best = int(np.argmax(probs[i]))
+            out.append(
+                Prediction(
+                    type=self.heads.labels[best],
+                    confidence=round(float(probs[i, best]), 4),
+                    complexity=round(float(complexity[i]), 4),
+                    truncated=emb.truncated[i],
+                    scores={
+                        label: round(float(p), 4)
+                        for label, p in zip(self.heads.labels, probs[i], strict=True)
+                    },
+                )
+            )
+        return out
+
+    def predict_many(self, texts: list[str], *, batch_size: int = 32) -> list[Prediction]:
+        """Offline use: batches prompts of similar length together."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        result: list[Prediction | None] = [None] * len(texts)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            for i, pred in zip(idx, self.predict([texts[i] for i in idx]), strict=True):
+                result[i] = pred
+        return [p for p in result if p is not None]
+
+
+def task_text(task: TaskSubmitted) -> str:
+    """What the user asked: the user turns (system boilerplate says little about the task), else all."""
+    users = [m.text() for m in task.request.messages if m.role == "user"]
+    return "\n".join(users) if any(users) else task.request.prompt_text()
+
+
+def classification(
+    task: TaskSubmitted,
+    prediction: Prediction,
+    *,
+    model_version: str,
+    latency_ms: float,
+    now: datetime | None = None,
+) -> Classification:
+    return Classification(
+        type=prediction.type,  # type: ignore[arg-type]
+        confidence=prediction.confidence,
+        complexity=prediction.complexity,
+        urgency=urgency(
+            priority=task.priority, deadline=task.deadline, text=task_text(task), now=now or datetime.now(UTC)
+        ),
+        model_version=model_version,
+        latency_ms=round(latency_ms, 3),
+        truncated=prediction.truncated,
+        scores=prediction.scores,
+    )

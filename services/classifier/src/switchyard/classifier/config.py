@@ -1,0 +1,29 @@
+"""The classifier's settings (env prefix SWITCHYARD_), loaded in `main()`, never at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from switchyard.common.config import CommonSettings
+
+
+class ClassifierSettings(CommonSettings):
+    models_dir: Path | None = Field(
+        default=None, description="root of the built ONNX models; default ~/.cache/switchyard/models"
+    )
+    classifier_precision: Literal["int8", "fp32"] = "int8"
+    classifier_threads: int = Field(default=1, ge=1, le=64, description="ONNX Runtime intra-op threads")
+    classifier_max_batch: int = Field(default=32, ge=1, le=256)
+    classifier_max_wait_ms: float = Field(
+        default=0.0, ge=0, le=50, description="extra wait to fill a batch; 0 batches only what is queued"
+    )
+    classifier_workers: int = Field(default=64, ge=1, le=1024, description="events handled concurrently")
+    classifier_artifact_dir: Path | None = Field(
+        default=None, description="trained heads; default: the artifact shipped in the package"
+    )
+    classifier_build_models: bool = Field(
+        default=True, description="build the ONNX files on start if `switchyard models build` has not"
+    )

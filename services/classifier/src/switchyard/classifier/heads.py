@@ -1,0 +1,89 @@
+"""The trained heads at inference time: small numpy MLPs over [embedding, lexical features]."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Mlp:
+    """Dense layers with ReLU between them; the last layer's output is returned raw (logits)."""
+
+    weights: tuple[np.ndarray, ...]
+    biases: tuple[np.ndarray, ...]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        h = x
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = h @ w + b
+            if i < last:
+                h = np.maximum(h, 0.0)
+        return h
+
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        out = {}
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            out[f"{prefix}.w{i}"] = w
+            out[f"{prefix}.b{i}"] = b
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str) -> Mlp:
+        ws, bs = [], []
+        i = 0
+        while f"{prefix}.w{i}" in arrays:
+            ws.append(np.asarray(arrays[f"{prefix}.w{i}"], dtype=np.float32))
+            bs.append(np.asarray(arrays[f"{prefix}.b{i}"], dtype=np.float32))
+            i += 1
+        if not ws:
+            raise ValueError(f"no layers for head {prefix!r}")
+        for a, b in itertools.pairwise(ws):
+            if a.shape[1] != b.shape[0]:
+                raise ValueError(f"head {prefix!r}: layer shapes {a.shape} and {b.shape} do not chain")
+        return cls(tuple(ws), tuple(bs))
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.weights[0].shape[0])
+
+    @property
+    def output_dim(self) -> int:
+        return int(self.weights[-1].shape[1])
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)  # type: ignore[no-any-return]
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Heads:
+    version: str
+    labels: tuple[str, ...]
+    mean: np.ndarray
+    std: np.ndarray
+    type_head: Mlp
+    complexity_head: Mlp
+    temperature: float = 1.0
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def features(self, vectors: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+        x = np.concatenate([vectors, lexical], axis=1).astype(np.float32)
+        return (x - self.mean) / self.std  # type: ignore[no-any-return]
+
+    def predict(self, vectors: np.ndarray, lexical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(type probabilities [n, labels], complexity [n] in [0, 1])."""
+        x = self.features(vectors, lexical)
+        probs = softmax(self.type_head(x) / self.temperature)
+        complexity = sigmoid(self.complexity_head(x)[:, 0])
+        return probs, complexity

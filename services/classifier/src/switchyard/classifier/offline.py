@@ -1,0 +1,115 @@
+"""Offline operations behind `switchyard classifier train|eval|predict`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from switchyard.classifier import artifact, dataset, embedding_cache, model_files, training
+from switchyard.classifier.classify import Classifier
+from switchyard.classifier.embedder import Embedder
+
+
+def subsample(pool: dataset.Pool, per_source: int | None) -> dataset.Pool:
+    """At most `per_source` rows of each source, chosen by a hash of the id (stable across runs)."""
+    if not per_source:
+        return pool
+    by_source: dict[str, list[dataset.Example]] = {}
+    for ex in sorted(pool.examples, key=lambda e: hashlib.sha256(e.id.encode()).hexdigest()):
+        by_source.setdefault(ex.source, []).append(ex)
+    kept = {ex.id for rows in by_source.values() for ex in rows[:per_source]}
+    return replace(pool, examples=[ex for ex in pool.examples if ex.id in kept])
+
+
+def embeddings(
+    pool: dataset.Pool, *, models_dir: Path | None, threads: int, cache_dir: Path | None = None
+) -> tuple[np.ndarray, str]:
+    """The int8 embeddings of the pool (cached), and the sha256 of the model that made them."""
+    files, _ = model_files.ensure_built(models_dir, threads=threads)
+    embedder = Embedder(files.int8, files.tokenizer, threads=threads)
+    model_sha = str(files.manifest["files"][model_files.INT8])
+    vectors, _ = embedding_cache.cached_embeddings(
+        [ex.prompt for ex in pool.examples], embedder=embedder, model_sha256=model_sha, cache_dir=cache_dir
+    )
+    return vectors, model_sha
+
+
+def train(
+    *,
+    data: Path,
+    out: Path,
+    models_dir: Path | None,
+    threads: int,
+    seed: int,
+    per_source: int | None,
+    version: str,
+) -> dict[str, Any]:
+    pool = subsample(dataset.load_pool(data), per_source)
+    vectors, model_sha = embeddings(pool, models_dir=models_dir, threads=threads)
+    run = training.TrainingRun(seed=seed, version=version)
+    heads, manifest = training.train(pool, vectors, run, embedding_model_sha256=model_sha)
+    manifest["training"]["per_source_cap"] = per_source
+    artifact.save(out, heads, manifest)
+    return manifest
+
+
+def evaluate(
+    *, data: Path, artifact_dir: Path | None, models_dir: Path | None, threads: int
+) -> dict[str, Any]:
+    heads = artifact.load(artifact_dir)
+    pool = dataset.load_pool(data)
+    vectors, _ = embeddings(pool, models_dir=models_dir, threads=threads)
+    from switchyard.classifier import features
+
+    x_raw = np.concatenate([vectors, features.lexical_matrix([ex.prompt for ex in pool.examples])], axis=1)
+    _, held = dataset.split(pool)
+    return training.evaluate(heads, pool, x_raw, np.array(held, dtype=np.int64))
+
+
+def read_jsonl(stream: TextIO) -> Iterator[tuple[Any, str]]:
+    for n, line in enumerate(stream, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            yield row.get("id", n), str(row.get("prompt") or "")
+        except (ValueError, AttributeError) as exc:
+            print(f"line {n}: skipped, not a JSON object: {exc}", file=sys.stderr)
+
+
+def predict(
+    *,
+    source: TextIO,
+    sink: TextIO,
+    artifact_dir: Path | None,
+    models_dir: Path | None,
+    threads: int,
+    chunk: int = 512,
+) -> int:
+    classifier = Classifier.load(models_dir=models_dir, artifact_dir=artifact_dir, threads=threads)
+    count = 0
+    rows = list(read_jsonl(source))
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        for (row_id, _), pred in zip(part, classifier.predict_many([p for _, p in part]), strict=True):
+            sink.write(
+                json.dumps(
+                    {
+                        "id": row_id,
+                        "type": pred.type,
+                        "confidence": pred.confidence,
+                        "complexity": pred.complexity,
+                    }
+                )
+                + "\n"
+            )
+            count += 1
+    sink.flush()
+    return count

@@ -1,0 +1,74 @@
+"""Tokenising prompts for the encoder: at most 256 tokens, keeping the HEAD and the TAIL of long prompts.
+
+Long prompts usually carry the instruction at the start and the actual question at the end, so both
+ends are kept and the middle is dropped; the batch records which prompts were cut.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from switchyard.classifier.weights import MAX_TOKENS
+
+# Characters kept from each end before tokenising: bounds the tokeniser's work on multi-megabyte prompts
+# while leaving far more text than 256 tokens can use.
+EDGE_CHARS = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class TokenBatch:
+    input_ids: np.ndarray  # int64 [batch, seq], padded with 0
+    attention_mask: np.ndarray  # int64 [batch, seq]
+    truncated: list[bool]
+    lengths: list[int]
+
+
+class PromptTokenizer:
+    def __init__(self, path: Path, *, max_tokens: int = MAX_TOKENS, head_share: float = 0.5) -> None:
+        self._tok = Tokenizer.from_file(str(path))
+        self._tok.no_padding()
+        self._tok.no_truncation()
+        self.max_tokens = max_tokens
+        self._cls = self._tok.token_to_id("[CLS]")
+        self._sep = self._tok.token_to_id("[SEP]")
+        body = max_tokens - 2
+        self._head = round(body * head_share)
+        self._tail = body - self._head
+
+    def encode(self, texts: list[str]) -> TokenBatch:
+        clipped = [_clip(t) for t in texts]
+        encodings = self._tok.encode_batch([c for c, _ in clipped], add_special_tokens=False)
+        rows: list[list[int]] = []
+        truncated: list[bool] = []
+        for enc, (_, cut) in zip(encodings, clipped, strict=True):
+            ids = enc.ids
+            if len(ids) > self._head + self._tail:
+                ids = ids[: self._head] + ids[len(ids) - self._tail :]
+                cut = True
+            rows.append([self._cls, *ids, self._sep])
+            truncated.append(cut)
+        lengths = [len(r) for r in rows]
+        width = max(lengths, default=2)
+        input_ids = np.zeros((len(rows), width), dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, row in enumerate(rows):
+            input_ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1
+        return TokenBatch(input_ids, mask, truncated, lengths)
+
+
+def _clip(text: str) -> tuple[str, bool]:
+    """Keeps both ends of very long text, and makes text safe for the tokeniser (no lone surrogates)."""
+    cut = False
+    if len(text) > 2 * EDGE_CHARS:
+        text = text[:EDGE_CHARS] + " " + text[-EDGE_CHARS:]
+        cut = True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text, cut

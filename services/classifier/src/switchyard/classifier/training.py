@@ -1,0 +1,171 @@
+"""Reproducible training of the heads from the public pool, evaluated on held-out sources.
+
+Type head: an MLP over [MiniLM embedding, lexical features], trained with weights that give every label
+the same total weight and, within a label, every source the same share (so 7k GSM8K rows do not define
+"math"). Complexity head: logistic, trained on real outcomes (RouteLLM's MMLU files: did Mixtral-8x7B
+answer correctly?) plus weak per-source priors for sources without outcome data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from switchyard.classifier import dataset, features
+from switchyard.classifier.evaluation import calibration, classification_report
+from switchyard.classifier.heads import Heads, softmax
+from switchyard.classifier.mlp_train import TrainConfig, train_mlp
+from switchyard.common.events.tasks import TASK_TYPES
+
+# P(a cheap model fails), per source without per-item outcomes: coarse priors from the sources'
+# published difficulty (arena-hard is selected to be hard; chit-chat and templated P3 tasks are easy).
+SOURCE_COMPLEXITY = {
+    "arena_hard_v2": 0.8,
+    "bbh": 0.5,
+    "gsm8k_train": 0.35,
+    "mbpp_plus": 0.4,
+    "personality_chat": 0.05,
+    "taskbench_huggingface": 0.55,
+    "taskbench_multimedia": 0.55,
+    "t0_xsum": 0.2,
+    "t0_cnn_dailymail": 0.25,
+    "t0_gigaword": 0.15,
+    "t0_advqa_wikibio": 0.3,
+    "t0_t0_gen": 0.2,
+    "t0_cbqa": 0.45,
+}
+OUTCOME_SOURCE = "mmlu_routellm"
+PRIOR_WEIGHT = 0.3  # a prior row counts this much relative to a row with a real outcome
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingRun:
+    seed: int = 20240601
+    version: str = "heads-1"
+    type_config: TrainConfig = field(default_factory=TrainConfig)
+    complexity_config: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            hidden=(), epochs=15, lr=3e-3, input_dropout=0.0, dropout=0.0, weight_decay=1e-3
+        )
+    )
+
+
+def type_weights(labels: list[str], sources: list[str]) -> np.ndarray:
+    """Equal total weight per label; within a label, equal weight per source."""
+    groups: dict[str, dict[str, int]] = {}
+    for label, source in zip(labels, sources, strict=True):
+        groups.setdefault(label, {}).setdefault(source, 0)
+        groups[label][source] += 1
+    out = np.empty(len(labels), dtype=np.float32)
+    for i, (label, source) in enumerate(zip(labels, sources, strict=True)):
+        out[i] = 1.0 / (len(groups) * len(groups[label]) * groups[label][source])
+    return out * len(labels)
+
+
+def complexity_targets(examples: list[dataset.Example]) -> tuple[np.ndarray, np.ndarray]:
+    """(target in [0, 1], weight) per example; weight 0 where nothing is known."""
+    y = np.zeros(len(examples), dtype=np.float32)
+    w = np.zeros(len(examples), dtype=np.float32)
+    for i, ex in enumerate(examples):
+        if ex.source == OUTCOME_SOURCE and ex.weak_correct is not None:
+            y[i], w[i] = (0.0 if ex.weak_correct else 1.0), 1.0
+        elif ex.source in SOURCE_COMPLEXITY:
+            y[i], w[i] = SOURCE_COMPLEXITY[ex.source], PRIOR_WEIGHT
+    return y, w
+
+
+def is_complexity_heldout(ex: dataset.Example) -> bool:
+    """MMLU subjects held out from the complexity head, for its calibration (a fifth, by subject hash)."""
+    return (
+        ex.source == OUTCOME_SOURCE and int(hashlib.sha256(ex.native_label.encode()).hexdigest(), 16) % 5 == 0
+    )
+
+
+def train(
+    pool: dataset.Pool, vectors: np.ndarray, run: TrainingRun, *, embedding_model_sha256: str
+) -> tuple[Heads, dict[str, Any]]:
+    """Trains on the training split, evaluates on the held-out split; returns heads and the manifest."""
+    examples = pool.examples
+    lex = features.lexical_matrix([ex.prompt for ex in examples])
+    x_all = np.concatenate([vectors, lex], axis=1).astype(np.float32)
+    train_idx, held_idx = (np.array(i, dtype=np.int64) for i in dataset.split(pool))
+    mean = x_all[train_idx].mean(axis=0)
+    std = x_all[train_idx].std(axis=0) + 1e-6
+    x = (x_all - mean) / std
+    label_index = {label: i for i, label in enumerate(TASK_TYPES)}
+    y = np.array([label_index[ex.label] for ex in examples], dtype=np.int64)
+    rng = np.random.default_rng(run.seed)
+
+    tw = type_weights([examples[i].label for i in train_idx], [examples[i].source for i in train_idx])
+    type_head = train_mlp(
+        x[train_idx], y[train_idx], weights=tw, outputs=len(TASK_TYPES), config=run.type_config, rng=rng
+    )
+
+    cy, cw = complexity_targets(examples)
+    c_train = np.array(
+        [i for i in train_idx if cw[i] > 0 and not is_complexity_heldout(examples[i])], dtype=np.int64
+    )
+    complexity_head = train_mlp(
+        x[c_train],
+        cy[c_train],
+        weights=cw[c_train],
+        outputs=1,
+        config=run.complexity_config,
+        rng=rng,
+        binary=True,
+    )
+
+    heads = Heads(
+        version=run.version,
+        labels=TASK_TYPES,
+        mean=mean,
+        std=std,
+        type_head=type_head,
+        complexity_head=complexity_head,
+    )
+    metrics = evaluate(heads, pool, x_all, held_idx)
+    manifest = {
+        "lexical_features": features.FEATURES_VERSION,
+        "embedding_dim": int(vectors.shape[1]),
+        "embedding_model_sha256": embedding_model_sha256,
+        "training_data_sha256": pool.sha256,
+        "metrics": metrics,
+        "training": {
+            "seed": run.seed,
+            "data": str(pool.path),
+            "rows_train": len(train_idx),
+            "rows_heldout": len(held_idx),
+            "heldout_sources": sorted(dataset.HELDOUT_SOURCES),
+            "heldout_groups": {k: sorted(v) for k, v in dataset.HELDOUT_GROUPS.items()},
+            "type_config": asdict(run.type_config),
+            "complexity_config": asdict(run.complexity_config),
+            "complexity_source_priors": SOURCE_COMPLEXITY,
+            "sources": pool.sources(),
+        },
+    }
+    return heads, manifest
+
+
+def evaluate(heads: Heads, pool: dataset.Pool, x_raw: np.ndarray, held_idx: np.ndarray) -> dict[str, Any]:
+    examples = pool.examples
+    xs = (x_raw - heads.mean) / heads.std
+    label_index = {label: i for i, label in enumerate(TASK_TYPES)}
+    probs = softmax(heads.type_head(xs[held_idx]) / heads.temperature)
+    y_true = np.array([label_index[examples[i].label] for i in held_idx], dtype=np.int64)
+    report = classification_report(y_true, probs.argmax(axis=1), TASK_TYPES)
+    by_source: dict[str, float] = {}
+    for source in sorted({examples[i].source for i in held_idx}):
+        sel = np.array([examples[i].source == source for i in held_idx])
+        by_source[source] = round(float((probs.argmax(axis=1)[sel] == y_true[sel]).mean()), 4)
+    report["accuracy_by_source"] = by_source
+
+    c_idx = np.array(
+        [i for i, ex in enumerate(examples) if is_complexity_heldout(ex) and ex.weak_correct is not None],
+        dtype=np.int64,
+    )
+    complexity = 1.0 / (1.0 + np.exp(-heads.complexity_head(xs[c_idx])[:, 0]))
+    failed = np.array([0.0 if examples[i].weak_correct else 1.0 for i in c_idx])
+    return {"type_heldout": report, "complexity_heldout_mmlu_subjects": calibration(complexity, failed)}

@@ -1,0 +1,119 @@
+"""The classifier as its own process on a real nats-server: tasks in, classified events out, poison to DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import nats
+import pytest
+
+from switchyard.cli.processes import NatsServer
+from switchyard.common import bus, ids, subjects
+from switchyard.common.envelope import decode
+from switchyard.common.events import ChatRequest, TaskClassified, TaskSubmitted
+from switchyard.common.events.tasks import TASK_TYPES
+from tests.support.procs import service_process
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def classifier(nats_server: NatsServer, tmp_path: Path) -> Iterator[NatsServer]:
+    env = {"SWITCHYARD_NATS_URL": nats_server.url, "SWITCHYARD_CLASSIFIER_WORKERS": "16"}
+    with service_process("switchyard.classifier", env=env, log_path=tmp_path / "classifier.log") as proc:
+        asyncio.run(_wait_ready(nats_server.url, proc, tmp_path / "classifier.log"))
+        yield nats_server
+
+
+async def _wait_ready(url: str, proc: object, log: Path) -> None:
+    nc = await nats.connect(url)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]  # type: ignore[attr-defined]
+            try:
+                await nc.request(subjects.ping_subject("classifier"), b"", timeout=0.5)
+                return
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+                assert time.monotonic() < deadline, "classifier never answered its ping"
+                await asyncio.sleep(0.2)
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+async def client(classifier: NatsServer) -> AsyncIterator[nats.NATS]:
+    nc = await nats.connect(classifier.url)
+    yield nc
+    await nc.close()
+
+
+def _task(task_id: str, prompt: str, **kw: object) -> TaskSubmitted:
+    return TaskSubmitted(
+        task_id=task_id,
+        tenant_id="acme",
+        request=ChatRequest(messages=[{"role": "user", "content": prompt}]),
+        submitted_at=datetime.now(UTC),
+        **kw,
+    )
+
+
+async def test_submitted_tasks_come_back_classified(client: nats.NATS) -> None:
+    got: dict[str, tuple[str, TaskClassified]] = {}
+    done = asyncio.Event()
+    tasks = {
+        "code": _task("code", "Write a Python function that reverses a linked list, with unit tests."),
+        "urgent": _task(
+            "urgent",
+            "Production is down, what do I check first?",
+            priority="high",
+            deadline=datetime.now(UTC) + timedelta(seconds=30),
+        ),
+        "empty": _task("empty", ""),
+        "huge": _task("huge", "Summarise this. " + "lorem ipsum dolor sit amet " * 40_000 + " The end?"),
+        "binary": _task("binary", "\x00\x01\x02\ufffd\x7f" * 500),
+        "chinese": _task("chinese", "请用三句话总结这篇文章的主要内容。"),
+        "code_only": _task("code_only", "def f(x):\n    return {k: v for k, v in x.items() if v}\n" * 20),
+    }
+
+    async def on_msg(msg: nats.aio.msg.Msg) -> None:
+        event, payload = decode(msg.data, (TaskClassified,))
+        assert isinstance(payload, TaskClassified)
+        got[payload.task.task_id] = (event.id, payload)
+        if len(got) == len(tasks):
+            done.set()
+
+    await client.subscribe(subjects.TASK_CLASSIFIED, cb=on_msg)
+    publisher = bus.EventPublisher(client.jetstream(), source="test/gateway")
+    sent = {tid: await publisher.publish(t, tenant_id="acme") for tid, t in tasks.items()}
+    await asyncio.wait_for(done.wait(), 30)
+
+    for tid, (event_id, payload) in got.items():
+        c = payload.classification
+        assert event_id == ids.derived_id(sent[tid], "classified")
+        assert c.type in TASK_TYPES and 0 <= c.confidence <= 1 and 0 <= c.complexity <= 1
+        assert abs(sum(c.scores.values()) - 1) < 0.01 and c.model_version and c.latency_ms > 0
+    assert got["huge"][1].classification.truncated
+    assert not got["code"][1].classification.truncated
+    assert got["urgent"][1].classification.urgency >= 0.85 > got["code"][1].classification.urgency
+    assert got["code"][1].classification.type == "coding"
+
+
+async def test_garbage_on_the_submitted_subject_goes_to_the_dead_letter_stream(client: nats.NATS) -> None:
+    js = client.jetstream()
+    await js.publish(subjects.TASK_SUBMITTED, b"\xff\xfenot an event", headers={"Nats-Msg-Id": ids.new_id()})
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            msg = await js.get_last_msg(subjects.STREAM_DLQ, subjects.dlq_subject("classifier"))
+            break
+        except nats.js.errors.NotFoundError:
+            assert time.monotonic() < deadline, "nothing reached the dead-letter stream"
+            await asyncio.sleep(0.1)
+    assert msg.data == b"\xff\xfenot an event"
+    assert msg.headers is not None and msg.headers["Switchyard-Dlq-Code"] == "invalid_event"
+    assert msg.headers["Switchyard-Dlq-Reason"]

@@ -1,0 +1,63 @@
+"""Any prompt gets a valid prediction: empty, huge, binary, non-English, code only."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from switchyard.classifier.classify import Classifier, classification, task_text
+from switchyard.classifier.features import DIM, lexical
+from switchyard.common.events import ChatRequest, TaskSubmitted
+from switchyard.common.events.tasks import TASK_TYPES
+
+pytestmark = pytest.mark.unit
+ODD_PROMPTS = [
+    "",
+    " ",
+    "\x00\x01\x02\x03" * 100,
+    "bad \ud800 surrogate",
+    "Quelle est la capitale de l'Australie ?",
+    "東京で一番高い建物は何ですか",
+    "for (int i = 0; i < n; ++i) { sum += a[i] * b[i]; }",
+    "word " * 200_000,
+    "🙂" * 1000,
+]
+
+
+@pytest.fixture(scope="module")
+def classifier() -> Classifier:
+    return Classifier.load()
+
+
+def test_odd_prompts_classify_without_error(classifier: Classifier) -> None:
+    preds = classifier.predict(ODD_PROMPTS)
+    assert len(preds) == len(ODD_PROMPTS)
+    for p in preds:
+        assert p.type in TASK_TYPES and 0 <= p.confidence <= 1 and 0 <= p.complexity <= 1
+        assert abs(sum(p.scores.values()) - 1) < 0.01
+    assert preds[7].truncated and not preds[0].truncated
+
+
+def test_lexical_features_are_defined_for_any_text() -> None:
+    for text in ODD_PROMPTS:
+        assert lexical(text).shape == (DIM,)
+
+
+def test_classification_uses_the_user_turns_and_metadata(classifier: Classifier) -> None:
+    task = TaskSubmitted(
+        task_id="t1",
+        tenant_id="acme",
+        priority="high",
+        submitted_at=datetime.now(UTC),
+        request=ChatRequest(
+            messages=[
+                {"role": "system", "content": "You are helpful."},
+                {"role": "user", "content": "Write a SQL query joining orders and users."},
+            ]
+        ),
+    )
+    assert task_text(task) == "Write a SQL query joining orders and users."
+    pred = classifier.predict([task_text(task)])[0]
+    c = classification(task, pred, model_version=classifier.model_version, latency_ms=1.5)
+    assert c.urgency >= 0.75 and c.model_version == classifier.model_version and c.type == pred.type

@@ -1,0 +1,63 @@
+"""Our torch-free ONNX graph against sentence embeddings computed once with PyTorch + transformers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from switchyard.classifier.embedder import Embedder
+from switchyard.classifier.model_files import ModelFiles, ensure_built, load
+
+pytestmark = pytest.mark.unit
+REFERENCE = json.loads((Path(__file__).parent / "reference_embeddings.json").read_text(encoding="utf-8"))
+
+
+def _cosines(embedder: Embedder) -> np.ndarray:
+    rows = REFERENCE["sentences"]
+    ours = np.concatenate([embedder.embed([r["text"]]).vectors for r in rows])
+    ref = np.array([r["embedding"] for r in rows], dtype=np.float32)
+    return (ours * ref).sum(1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(ref, axis=1))
+
+
+def test_fp32_graph_reproduces_pytorch(model_files: ModelFiles) -> None:
+    embedder = Embedder(model_files.fp32, model_files.tokenizer)
+    cos = _cosines(embedder)
+    short = [i for i, r in enumerate(REFERENCE["sentences"]) if r["tokens"] < 256]
+    # prompts under 256 tokens are identical; the long one differs only in which tokens were kept
+    assert cos[short].min() >= 0.999
+    assert cos.min() >= 0.99
+
+
+def test_int8_model_stays_close(model_files: ModelFiles) -> None:
+    cos = _cosines(Embedder(model_files.int8, model_files.tokenizer))
+    assert cos.mean() >= 0.99
+    assert cos.min() >= 0.97
+    assert model_files.manifest["int8_cosine_mean"] >= 0.99
+
+
+def test_batched_equals_single_for_fp32(model_files: ModelFiles) -> None:
+    embedder = Embedder(model_files.fp32, model_files.tokenizer)
+    texts = [r["text"] for r in REFERENCE["sentences"]]
+    batched = embedder.embed(texts).vectors
+    single = np.concatenate([embedder.embed([t]).vectors for t in texts])
+    assert np.abs(batched - single).max() < 1e-4
+    assert np.allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-4)
+
+
+def test_second_build_is_a_cheap_no_op_and_corruption_is_detected(
+    model_files: ModelFiles, tmp_path: Path
+) -> None:
+    files, built = ensure_built(model_files.folder.parent)
+    assert not built and files.folder == model_files.folder
+    copy = tmp_path / "m"
+    copy.mkdir()
+    for name in ("manifest.json", "tokenizer.json", "model-int8.onnx", "model-fp32.onnx"):
+        (copy / name).symlink_to(model_files.folder / name)
+    load(copy)
+    (copy / "tokenizer.json").unlink()
+    (copy / "tokenizer.json").write_text("{}")
+    with pytest.raises(Exception, match="missing or corrupt"):
+        load(copy)

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from switchyard.classifier.evaluation import calibration, classification_report
+from switchyard.classifier.mlp_train import TrainConfig, train_mlp
+from switchyard.classifier.training import type_weights
+
+pytestmark = pytest.mark.unit
+
+
+def _blobs(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, 600)
+    x = rng.standard_normal((600, 8)).astype(np.float32) + np.eye(3, 8, dtype=np.float32)[y] * 3
+    return x, y
+
+
+def test_training_is_reproducible_and_learns() -> None:
+    x, y = _blobs(0)
+    config = TrainConfig(hidden=(16,), epochs=30, batch_size=32, lr=3e-3)
+    a = train_mlp(x, y, weights=np.ones(len(y)), outputs=3, config=config, rng=np.random.default_rng(1))
+    b = train_mlp(x, y, weights=np.ones(len(y)), outputs=3, config=config, rng=np.random.default_rng(1))
+    for wa, wb in zip(a.weights + a.biases, b.weights + b.biases, strict=True):
+        assert np.array_equal(wa, wb)
+    assert (a(x).argmax(1) == y).mean() > 0.9
+
+
+def test_every_label_weighs_the_same_and_sources_share_it() -> None:
+    w = type_weights(["math"] * 90 + ["math"] * 10 + ["qa"] * 5, ["gsm"] * 90 + ["mmlu"] * 10 + ["cbqa"] * 5)
+    assert w[:90].sum() == pytest.approx(w[90:100].sum())
+    assert w[:100].sum() == pytest.approx(w[100:].sum())
+
+
+def test_report_counts_per_class() -> None:
+    r = classification_report(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), ("a", "b", "c"))
+    assert r["per_class"]["a"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(0.6667), "support": 2}
+    assert r["confusion"][0] == [1, 1, 0] and r["macro_f1"] == pytest.approx(0.7333, abs=1e-4)
+
+
+def test_calibration_of_perfect_and_constant_predictions() -> None:
+    outcome = np.array([0, 1] * 50)
+    assert calibration(outcome.astype(float), outcome)["ece"] == 0
+    c = calibration(np.full(100, 0.5), outcome)
+    assert c["ece"] == 0 and c["brier"] == 0.25
