@@ -60,6 +60,8 @@ def stack_env(var_dir: Path, http_port: int, nats_port: int) -> dict[str, str]:
         "SWITCHYARD_NATS_MONITOR_PORT": str(free_port()),
         "SWITCHYARD_METRICS_BASE_PORT": "0",
         "SWITCHYARD_NATS_URL": "",
+        # The local model samples; a fixed seed makes its answers repeatable so content checks are fair.
+        "SWITCHYARD_LOCAL_SEED": "7",
     }
 
 

@@ -139,7 +139,8 @@ class LocalProvider:
         """Runs on the worker thread."""
         llm = self._ensure_loaded()
         max_tokens = min(call.max_tokens or self._config.max_tokens, self._config.max_tokens)
-        kwargs: dict[str, Any] = {"max_tokens": max_tokens, "stream": True}
+        # A 135M model loops without a repetition penalty; llama.cpp's default is none (1.0).
+        kwargs: dict[str, Any] = {"max_tokens": max_tokens, "stream": True, "repeat_penalty": 1.15}
         if call.temperature is not None:
             kwargs["temperature"] = call.temperature
         if call.top_p is not None:
