@@ -46,6 +46,14 @@ lint: install
 	$(BIN)/ruff check libs services tests bench
 	$(BIN)/ruff format --check libs services tests bench
 
+# Switchyard vs LiteLLM on one mock upstream (bench/run.py); LiteLLM goes in its own venv.
+bench/.venv-litellm/bin/litellm:
+	$(PYTHON) -m venv bench/.venv-litellm
+	bench/.venv-litellm/bin/pip install --quiet --disable-pip-version-check 'litellm[proxy]==1.80.17'
+
+bench: install bench/.venv-litellm/bin/litellm
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 docs: install
 	$(BIN)/switchyard asyncapi --output docs/asyncapi.yaml
 

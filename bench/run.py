@@ -1,0 +1,146 @@
+"""`make bench`: Switchyard against LiteLLM on the same mock upstream, same load, in the same run.
+
+Each scenario (concurrency 1, 16, 64; JSON and streamed) runs every system in turn, in alternating order
+over the rounds, so drift on this shared machine hits all of them. Printed as one table and written to
+bench/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import LoadResult, cpu_seconds, peak_rss_mb, run_stream, run_wrk, tree_pids  # noqa: E402
+from systems import System, start_litellm, start_switchyard, start_upstream  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PROMPT = "What is the capital of France?"
+
+
+def _body(model: str, stream: bool) -> str:
+    req: dict[str, object] = {"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": PROMPT}]}
+    if stream:
+        req["stream"] = True
+    return json.dumps(req)
+
+
+def measure(system: System, *, stream: bool, concurrency: int, seconds: int) -> dict[str, float]:
+    pids = tree_pids(system.pid)
+    cpu_before = cpu_seconds(pids)
+    url = f"{system.base_url}/chat/completions"
+    body = _body(system.model, stream)
+    if stream:
+        result: LoadResult = run_stream(url, body, system.key, concurrency=concurrency, seconds=seconds)
+    else:
+        result = run_wrk(url, body, system.key, connections=concurrency, seconds=seconds)
+    cpu = cpu_seconds(tree_pids(system.pid)) - cpu_before
+    return {
+        "requests": result.requests, "errors": result.errors, "rps": result.rps,
+        "p50_ms": result.p50_ms, "p90_ms": result.p90_ms, "p99_ms": result.p99_ms,
+        "ttft_p50_ms": result.ttft_p50_ms if result.ttft_p50_ms is not None else float("nan"),
+        "cpu_ms_per_request": cpu * 1000 / result.requests if result.requests else float("nan"),
+    }
+
+
+def self_timed_overhead(system: System, n: int = 20) -> float | None:
+    """Median of the gateway's own `x-switchyard-overhead-ms` header, if it sends one."""
+    values = []
+    with httpx.Client(timeout=30) as client:
+        for _ in range(n):
+            r = client.post(f"{system.base_url}/chat/completions", content=_body(system.model, False),
+                            headers={"authorization": f"Bearer {system.key}", "content-type": "application/json"})
+            if "x-switchyard-overhead-ms" in r.headers:
+                values.append(float(r.headers["x-switchyard-overhead-ms"]))
+    return statistics.median(values) if values else None
+
+
+def _merge(runs: list[dict[str, float]]) -> dict[str, float]:
+    keys = runs[0].keys()
+    merged = {k: statistics.median([r[k] for r in runs]) for k in keys}
+    merged["requests"] = sum(r["requests"] for r in runs)
+    merged["errors"] = sum(r["errors"] for r in runs)
+    return merged
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=8, help="per system, scenario and round")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument("--latency-ms", type=float, default=20.0, help="the mock upstream's latency")
+    parser.add_argument("--skip-litellm", action="store_true")
+    args = parser.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",")]
+
+    upstream = start_upstream(latency_ms=args.latency_ms, chunks=8, chunk_gap_ms=2.0)
+    systems: list[System] = [upstream]
+    try:
+        systems.append(start_switchyard(upstream))
+        if not args.skip_litellm:
+            systems.append(start_litellm(upstream))
+        for s in systems:  # warm up every path once (model loads, pools, JIT caches)
+            measure(s, stream=False, concurrency=1, seconds=2)
+            measure(s, stream=True, concurrency=1, seconds=2)
+        table: dict[str, dict[str, dict[str, float]]] = {}
+        for stream in (False, True):
+            for c in levels:
+                scenario = f"{'stream' if stream else 'json'} c={c}"
+                runs: dict[str, list[dict[str, float]]] = {s.name: [] for s in systems}
+                for r in range(args.rounds):
+                    order = systems if r % 2 == 0 else list(reversed(systems))
+                    for s in order:
+                        runs[s.name].append(measure(s, stream=stream, concurrency=c, seconds=args.seconds))
+                table[scenario] = {name: _merge(v) for name, v in runs.items()}
+                print(f"  measured {scenario}", file=sys.stderr, flush=True)
+        rss = {s.name: peak_rss_mb(tree_pids(s.pid)) for s in systems}
+        overhead = self_timed_overhead(systems[1])
+    finally:
+        for s in reversed(systems):
+            s.stop()
+    report = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "conditions": {
+            "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, shared",
+            "python": platform.python_version(), "upstream_latency_ms": args.latency_ms,
+            "seconds_per_run": args.seconds, "rounds": args.rounds, "load": "wrk -t1 (JSON), asyncio raw sockets (SSE)",
+            **{s.name: s.notes for s in systems if s.notes},
+        },
+        "scenarios": table, "peak_rss_mb": rss, "self_timed_overhead_ms_p50": overhead,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2, allow_nan=True))
+    print_table(report)
+    return 0
+
+
+def print_table(report: dict[str, object]) -> None:
+    scenarios: dict[str, dict[str, dict[str, float]]] = report["scenarios"]  # type: ignore[assignment]
+    direct = "upstream (direct)"
+    print(f"\n{'scenario':<14}{'system':<19}{'req/s':>8}{'p50':>9}{'p90':>9}{'p99':>9}{'added p50':>11}"
+          f"{'TTFT+':>9}{'CPU-ms/req':>12}{'errors':>8}")
+    for scenario, systems in scenarios.items():
+        base = systems[direct]
+        for name, m in systems.items():
+            added = "" if name == direct else f"{m['p50_ms'] - base['p50_ms']:.1f}"
+            ttft = "" if name == direct or "stream" not in scenario else f"{m['ttft_p50_ms'] - base['ttft_p50_ms']:.1f}"
+            print(f"{scenario:<14}{name:<19}{m['rps']:>8.1f}{m['p50_ms']:>9.1f}{m['p90_ms']:>9.1f}{m['p99_ms']:>9.1f}"
+                  f"{added:>11}{ttft:>9}{m['cpu_ms_per_request']:>12.2f}{int(m['errors']):>8}")
+    rss: dict[str, float] = report["peak_rss_mb"]  # type: ignore[assignment]
+    print("\npeak RSS (MB, summed over each system's processes): " + ", ".join(f"{k} {v:.0f}" for k, v in rss.items()))
+    overhead = report["self_timed_overhead_ms_p50"]
+    print("self-timed overhead (x-switchyard-overhead-ms, p50): " + (f"{overhead:.2f} ms" if overhead else "not reported"))
+    print("times in ms; 'added p50' and 'TTFT+' are measured from outside, against calling the upstream directly")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
