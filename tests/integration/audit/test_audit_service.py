@@ -53,6 +53,8 @@ def audit_service(nats_server: NatsServer, db_url: str, tmp_path: Path) -> Itera
         **os.environ,
         "SWITCHYARD_NATS_URL": nats_server.url,
         "SWITCHYARD_DATABASE_URL": db_url,
+        "SWITCHYARD_VAR_DIR": str(tmp_path / "var"),
+        "SWITCHYARD_AUDIT_SIGNING_KEY": "22" * 32,
         "PYTHONUNBUFFERED": "1",
     }
     log_path = tmp_path / "audit.log"

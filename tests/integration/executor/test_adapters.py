@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
 from switchyard.cli.processes import free_port
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import ChatMessage
 from switchyard.executor.providers.anthropic import AnthropicProvider, AnthropicSettings
 from switchyard.executor.providers.base import ProviderCall, Reply, StreamingProvider, TextDelta
 from switchyard.executor.providers.openai import OpenAIProvider, OpenAISettings
-
 from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.fake_openai import BackgroundServer, FakeOpenAI
 

@@ -10,6 +10,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 
 import pytest
+
 from switchyard.cli.processes import free_port
 from switchyard.common.events import (
     ChatMessage,
@@ -28,7 +29,6 @@ from switchyard.executor.providers.base import Provider
 from switchyard.executor.providers.openai import OpenAIProvider, OpenAISettings
 from switchyard.executor.resilience.breaker import BreakerConfig, BreakerState, LocalBreakers
 from switchyard.executor.resilience.retry import RetryPolicy
-
 from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.fake_openai import BackgroundServer, FakeOpenAI
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import cast
 
 import pytest
+
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import ChatMessage
 from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta

@@ -13,6 +13,7 @@ from pathlib import Path
 import nats
 import pytest
 from nats.aio.msg import Msg
+
 from switchyard.cli.processes import NatsServer
 from switchyard.common import bus, ids, subjects
 from switchyard.common.envelope import decode, encode
@@ -30,7 +31,6 @@ from switchyard.common.events import (
 )
 from switchyard.common.providers import providers_bucket, read_all
 from switchyard.common.streaming import Chunk, decode_chunk
-
 from tests.support.fake_openai import BackgroundServer, FakeOpenAI
 from tests.support.procs import service_process
 

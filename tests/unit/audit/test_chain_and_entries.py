@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from switchyard.audit import chain
 from switchyard.audit.chain import EntryFields, entry_bytes, entry_hash
 from switchyard.audit.entries import draft_for

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from switchyard.audit import merkle
 
 pytestmark = pytest.mark.unit

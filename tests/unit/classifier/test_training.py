@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from switchyard.classifier.evaluation import calibration, classification_report
-from switchyard.classifier.mlp_train import TrainConfig, train_mlp
+from switchyard.classifier.mlp_train import TrainConfig, average_of, train_mlp
 from switchyard.classifier.training import type_weights
 
 pytestmark = pytest.mark.unit
@@ -44,3 +44,12 @@ def test_calibration_of_perfect_and_constant_predictions() -> None:
     assert calibration(outcome.astype(float), outcome)["ece"] == 0
     c = calibration(np.full(100, 0.5), outcome)
     assert c["ece"] == 0 and c["brier"] == 0.25
+
+
+def test_an_averaged_ensemble_folds_into_one_equal_mlp() -> None:
+    x, y = _blobs(2)
+    config = TrainConfig(hidden=(8,), epochs=2)
+    rng = np.random.default_rng(3)
+    mlps = [train_mlp(x, y, weights=np.ones(len(y)), outputs=3, config=config, rng=rng) for _ in range(3)]
+    folded = average_of(mlps)
+    assert np.allclose(folded(x), np.mean([m(x) for m in mlps], axis=0), atol=1e-5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from switchyard.common.events import ChatMessage
 from switchyard.executor.providers.base import ProviderCall
 from switchyard.executor.providers.testing import ScriptedProvider, reply

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+
 from switchyard.common.events import ChatMessage
 from switchyard.executor.providers import anthropic as anthropic_provider
 from switchyard.executor.providers import openai as openai_provider

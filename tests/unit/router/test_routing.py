@@ -23,15 +23,15 @@ def _req(model: str = "auto", text: str = "What is the capital of France?") -> C
 
 @pytest.mark.parametrize(
     ("complexity", "tier"),
-    [(0.0, "fast"), (0.29, "fast"), (0.3, "standard"), (0.8, "standard"), (0.81, "premium")],
+    [(0.0, "fast"), (0.29, "fast"), (0.3, "standard"), (0.55, "standard"), (0.56, "premium")],
 )
 def test_complexity_thresholds(complexity: float, tier: str) -> None:
     assert tier_for(complexity, POLICY) == tier
 
 
 def test_preference_goes_up_then_down_then_local() -> None:
-    assert tier_preference("standard") == ["standard", "premium", "fast", "local"]
-    assert tier_preference("premium") == ["premium", "standard", "fast", "local"]
+    assert tier_preference("standard") == ["standard", "premium", "coordination", "fast", "local"]
+    assert tier_preference("premium") == ["premium", "standard", "coordination", "fast", "local"]
 
 
 def test_with_only_the_local_provider_everything_goes_local() -> None:

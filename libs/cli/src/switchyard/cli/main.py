@@ -15,8 +15,11 @@ COMMANDS = (
     "switchyard.cli.db_cmd",
     "switchyard.cli.asyncapi_cmd",
     "switchyard.cli.ledger_cmd",
+    "switchyard.cli.siem_cmd",
     "switchyard.cli.models_cmd",
     "switchyard.cli.classifier_cmd",
+    "switchyard.cli.route_cmd",
+    "switchyard.cli.router_cmd",
 )
 
 

@@ -23,7 +23,8 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NoStreamResponseError
 
-from switchyard.common import subjects
+from switchyard.common import metrics, subjects
+from switchyard.common.config import CommonSettings
 from switchyard.common.envelope import CONTENT_TYPE, CloudEvent, decode, encode
 from switchyard.common.errors import InvalidEvent, SwitchyardError
 from switchyard.common.events.base import EventPayload
@@ -55,8 +56,14 @@ def jetstream(broker: NatsBroker) -> JetStreamContext:
     return broker.config.connection_state.stream  # type: ignore[no-any-return]
 
 
-async def ensure_streams(js: JetStreamContext, *, replicas: int = 1) -> None:
-    """Create or update the streams. Safe to call from every service on every start."""
+async def ensure_streams(js: JetStreamContext, *, replicas: int | None = None) -> None:
+    """Create or update the streams. Safe to call from every service on every start.
+
+    `replicas` defaults to SWITCHYARD_STREAM_REPLICAS (1): every service must agree on it, or each start
+    would move the streams back and forth; on a 3-node cluster set it to 3 everywhere.
+    """
+    if replicas is None:
+        replicas = CommonSettings().stream_replicas
     for name, subs, max_age in (
         (subjects.STREAM_EVENTS, subjects.STREAM_EVENTS_SUBJECTS, EVENTS_MAX_AGE_S),
         (subjects.STREAM_DLQ, subjects.STREAM_DLQ_SUBJECTS, DLQ_MAX_AGE_S),
@@ -104,23 +111,25 @@ class EventPublisher:
             subject=event_subject,
             traceparent=traceparent,
         )
-        await self.publish_raw(target, body, msg_id=eid)
+        ack = await self.publish_raw(target, body, msg_id=eid)
+        if not ack.duplicate:  # a redelivery's re-publish is stored once, and counted once
+            metrics.observe_published(payload)
         return eid
 
     async def publish_raw(
         self, subject: str, body: bytes, *, msg_id: str, headers: dict[str, str] | None = None
-    ) -> None:
+    ) -> api.PubAck:
         hdrs = {"Nats-Msg-Id": msg_id, "content-type": CONTENT_TYPE, **(headers or {})}
         delay = 0.05
         for attempt in range(1, PUBLISH_ATTEMPTS + 1):
             try:
-                await self._js.publish(subject, body, headers=hdrs, timeout=5.0)
-                return
+                return await self._js.publish(subject, body, headers=hdrs, timeout=5.0)
             except (NoStreamResponseError, nats.errors.TimeoutError, nats.errors.ConnectionReconnectingError):
                 if attempt == PUBLISH_ATTEMPTS:
                     raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 async def dead_letter(
@@ -142,9 +151,11 @@ async def dead_letter(
         "Switchyard-Dlq-Stream-Seq": str(seq),
         "Switchyard-Dlq-Deliveries": str(meta.num_delivered if meta is not None else 0),
     }
-    await publisher.publish_raw(
+    ack = await publisher.publish_raw(
         subjects.dlq_subject(service), raw.data or b"", msg_id=f"dlq-{service}-{seq}", headers=headers
     )
+    if not ack.duplicate:
+        metrics.observe_dead_letter(service=service, code=code)
 
 
 def _header_safe(text: str) -> str:

@@ -22,6 +22,10 @@ class CommonSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
     metrics_port: int | None = Field(default=None, description="port for /metrics (services without HTTP)")
+    metrics_host: str = Field(default="127.0.0.1", description="/metrics binds here; 0.0.0.0 in a container")
+    stream_replicas: int = Field(
+        default=1, ge=1, le=5, description="JetStream replicas of Switchyard's streams: 3 on a 3-node cluster"
+    )
     instance: str = Field(default="", description="replica name, for logs and metrics")
 
     def resolved_var_dir(self) -> Path:

@@ -12,7 +12,9 @@ from pydantic import BaseModel
 
 from switchyard.common import subjects
 from switchyard.common.events import (
+    AdminActionRecorded,
     ProviderCallRecorded,
+    TaskCancelled,
     TaskClassified,
     TaskCompleted,
     TaskFailed,
@@ -20,6 +22,15 @@ from switchyard.common.events import (
     TaskSubmitted,
     TaskTimedOut,
     UsageRecorded,
+)
+from switchyard.common.ledger_rpc import (
+    CheckpointDocument,
+    CheckpointRequest,
+    ConsistencyProof,
+    ConsistencyRequest,
+    InclusionProof,
+    InclusionRequest,
+    RpcErrorReply,
 )
 from switchyard.common.streaming import Chunk
 
@@ -65,10 +76,12 @@ CHANNELS: tuple[Channel, ...] = (
     Channel(
         "providerCall",
         subjects.PROVIDER_CALL,
-        "One call to a provider: outcome (ok or an error kind), latency, tokens.",
+        "One call to a provider: outcome (ok, cancelled or an error kind), latency, tokens. `billable` calls "
+        "(a parallel loser, a cascade step refused by a quality check) are charged by billing; the router "
+        "learns each model's EMA success and latency from all of them.",
         (ProviderCallRecorded,),
         ("executor",),
-        ("audit",),
+        ("router", "billing", "audit"),
     ),
     Channel(
         "taskResult",
@@ -103,6 +116,52 @@ CHANNELS: tuple[Channel, ...] = (
         "A completed task priced into a usage entry.",
         (UsageRecorded,),
         ("billing",),
+        ("audit",),
+    ),
+    Channel(
+        "adminAction",
+        subjects.ADMIN_ACTION,
+        "A change made through the gateway's admin API (organisation, user, API key, emergency throttle): "
+        "who, on which tenant, what changed. Never carries a key or secret.",
+        (AdminActionRecorded,),
+        ("gateway",),
+        ("audit",),
+    ),
+    Channel(
+        "ledgerCheckpoint",
+        subjects.LEDGER_RPC_CHECKPOINT,
+        "Core NATS request/reply: the latest (or a given) signed checkpoint of the audit ledger.",
+        (CheckpointRequest, CheckpointDocument, RpcErrorReply),
+        ("gateway", "external systems"),
+        ("audit",),
+        cloudevent=False,
+    ),
+    Channel(
+        "ledgerInclusion",
+        subjects.LEDGER_RPC_INCLUSION,
+        "Core NATS request/reply: an inclusion proof of one ledger entry in a signed checkpoint; with "
+        "`tenant_id`, another tenant's entry is refused (`forbidden`).",
+        (InclusionRequest, InclusionProof, RpcErrorReply),
+        ("gateway", "external systems"),
+        ("audit",),
+        cloudevent=False,
+    ),
+    Channel(
+        "ledgerConsistency",
+        subjects.LEDGER_RPC_CONSISTENCY,
+        "Core NATS request/reply: a consistency proof between two signed checkpoints.",
+        (ConsistencyRequest, ConsistencyProof, RpcErrorReply),
+        ("gateway", "external systems"),
+        ("audit",),
+        cloudevent=False,
+    ),
+    Channel(
+        "taskCancelled",
+        subjects.TASK_CANCELLED,
+        "A client cancelled a task through the gateway's task API (`DELETE /v1/tasks/{id}`): its result "
+        "is not delivered and its budget reservation is released.",
+        (TaskCancelled,),
+        ("gateway",),
         ("audit",),
     ),
 )

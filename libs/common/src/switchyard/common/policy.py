@@ -1,23 +1,35 @@
-"""The routing policy: tiers, models and their prices. Read by the router (decisions), billing (prices)
-and the gateway (the model catalogue). Validated on load with errors that name the offending field."""
+"""The routing policy: tiers, models and their prices, per-task-type chains, strategies, budgets and
+per-tenant overrides. Read by the router (decisions), billing (prices), the executor (model limits) and
+the gateway (the model catalogue). Validated on load with errors that name the offending field.
+
+Version 2 only adds sections; a version-1 file (models and thresholds) is still a valid policy.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from switchyard.common.errors import ConfigurationError
+from switchyard.common.events.tasks import TASK_TYPES
 
 DEFAULT_POLICY = Path(__file__).with_name("default_policy.yaml")
-TIER_ORDER = ("local", "fast", "standard", "premium")
+# Cheapest to most capable. `coordination` holds models that are good at tool use and multi-step plans.
+TIER_ORDER = ("local", "fast", "coordination", "standard", "premium")
+Capability = Literal["tools", "vision", "json_mode"]
+Check = Literal["json", "code", "refusal", "truncation", "confidence"]
+ALL_CHECKS: tuple[Check, ...] = ("json", "code", "refusal", "truncation", "confidence")
 
 
-class ModelSpec(BaseModel):
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+
+class ModelSpec(_Strict):
     id: str = Field(
         pattern=r"^[a-z0-9_-]+/.+$", description="<provider>/<name>, what clients pass as `model`"
     )
@@ -27,14 +39,15 @@ class ModelSpec(BaseModel):
     input_per_1k: float = Field(ge=0, description="USD per 1K input tokens")
     output_per_1k: float = Field(ge=0, description="USD per 1K output tokens")
     context_window: int = Field(gt=0)
+    capabilities: frozenset[Capability] = frozenset()
+    rpm: int | None = Field(default=None, ge=1, description="requests per minute this deployment may send")
+    tpm: int | None = Field(default=None, ge=1, description="tokens per minute this deployment may send")
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.input_per_1k + completion_tokens * self.output_per_1k) / 1000.0
 
 
-class Thresholds(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class Thresholds(_Strict):
     fast_below: float = Field(default=0.3, ge=0, le=1)
     premium_above: float = Field(default=0.8, ge=0, le=1)
 
@@ -45,13 +58,76 @@ class Thresholds(BaseModel):
         return self
 
 
-class Policy(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Chain(_Strict):
+    """Models for one task type: `primary` then `fallback` normally, `cost_sensitive` when money is short
+    or the task is easy (coding -> a strong code model, fallback another, cost-sensitive a cheap one)."""
 
+    primary: str
+    fallback: list[str] = Field(default_factory=list)
+    cost_sensitive: str | None = None
+
+    def models(self) -> list[str]:
+        return [self.primary, *self.fallback, *([self.cost_sensitive] if self.cost_sensitive else [])]
+
+
+class Cascade(_Strict):
+    enabled: bool = True
+    types: list[str] = Field(default_factory=list, description="task types cascaded; empty: all")
+    from_tiers: list[str] = Field(default_factory=lambda: ["standard"], description="wanted tiers cascaded")
+    min_confidence: float = Field(default=0.5, ge=0, le=1, description="below: the cheap answer is escalated")
+    checks: list[Check] = Field(default_factory=lambda: list(ALL_CHECKS))
+    escalation_prior: float = Field(default=0.3, ge=0, le=1, description="for the cost estimate")
+
+
+class Parallel(_Strict):
+    enabled: bool = True
+    urgency_above: float = Field(default=0.85, ge=0, le=1, description="hedge (race) tasks this urgent")
+    fan_out: int = Field(default=2, ge=2, le=4)
+    best_of_types: list[str] = Field(default_factory=list, description="task types run best-of, not raced")
+
+
+class Strategies(_Strict):
+    cascade: Cascade = Cascade()
+    parallel: Parallel = Parallel()
+
+
+class Budget(_Strict):
+    """Budget-aware downgrades on the tenant's headroom (USD left). No headroom value means no limit."""
+
+    downgrade_below_usd: float = Field(default=1.0, ge=0, description="below: the cost-sensitive route")
+    downgrade_max_tier: str = Field(default="fast", description="the best tier when downgraded")
+
+
+class Health(_Strict):
+    """How live provider health (shared EMA statistics, breakers, rate limits) reorders a chain."""
+
+    ema_alpha: float = Field(default=0.2, gt=0, le=1)
+    min_samples: int = Field(default=5, ge=1, description="before this, a model counts as healthy")
+    demote_below_success: float = Field(default=0.6, ge=0, le=1)
+    recovery_s: float = Field(default=300.0, gt=0, description="a penalty fades with this time constant")
+    min_rate_headroom: float = Field(default=0.05, ge=0, le=1, description="below: demoted")
+
+
+class TenantOverride(_Strict):
+    max_tier: str | None = None
+    denied_models: list[str] = Field(default_factory=list)
+    chains: dict[str, Chain] = Field(default_factory=dict)
+    thresholds: Thresholds | None = None
+    strategies: Strategies | None = None
+    budget: Budget | None = None
+
+
+class Policy(_Strict):
     version: str
     thresholds: Thresholds = Thresholds()
     expected_output_tokens: int = Field(default=256, gt=0)
+    expected_output_by_type: dict[str, int] = Field(default_factory=dict)
     models: list[ModelSpec] = Field(min_length=1)
+    chains: dict[str, Chain] = Field(default_factory=dict)
+    strategies: Strategies = Strategies()
+    budget: Budget = Budget()
+    health: Health = Health()
+    tenants: dict[str, TenantOverride] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
@@ -64,7 +140,42 @@ class Policy(BaseModel):
             if m.id in seen:
                 raise ValueError(f"model {m.id} is listed twice")
             seen.add(m.id)
+        self._check_refs("", self.chains, self.strategies, self.budget, seen)
+        for tenant, o in self.tenants.items():
+            where = f"tenants.{tenant}."
+            if o.max_tier is not None and o.max_tier not in TIER_ORDER:
+                raise ValueError(f"{where}max_tier: unknown tier {o.max_tier!r}")
+            for model in o.denied_models:
+                if model not in seen:
+                    raise ValueError(f"{where}denied_models: unknown model {model!r}")
+            self._check_refs(where, o.chains, o.strategies, o.budget, seen)
         return self
+
+    @staticmethod
+    def _check_refs(
+        where: str,
+        chains: dict[str, Chain],
+        strategies: Strategies | None,
+        budget: Budget | None,
+        seen: set[str],
+    ) -> None:
+        for task_type, chain in chains.items():
+            if task_type not in TASK_TYPES:
+                raise ValueError(
+                    f"{where}chains: unknown task type {task_type!r} (types: {', '.join(TASK_TYPES)})"
+                )
+            for model in chain.models():
+                if model not in seen:
+                    raise ValueError(f"{where}chains.{task_type}: unknown model {model!r}")
+        if strategies is not None:
+            for name in (*strategies.cascade.types, *strategies.parallel.best_of_types):
+                if name not in TASK_TYPES:
+                    raise ValueError(f"{where}strategies: unknown task type {name!r}")
+            for tier in strategies.cascade.from_tiers:
+                if tier not in TIER_ORDER:
+                    raise ValueError(f"{where}strategies.cascade.from_tiers: unknown tier {tier!r}")
+        if budget is not None and budget.downgrade_max_tier not in TIER_ORDER:
+            raise ValueError(f"{where}budget.downgrade_max_tier: unknown tier {budget.downgrade_max_tier!r}")
 
     def model(self, model_id: str) -> ModelSpec | None:
         for m in self.models:
@@ -74,6 +185,29 @@ class Policy(BaseModel):
 
     def in_tier(self, tier: str) -> list[ModelSpec]:
         return [m for m in self.models if m.tier == tier]
+
+    def output_tokens(self, task_type: str) -> int:
+        return self.expected_output_by_type.get(task_type, self.expected_output_tokens)
+
+    def for_tenant(self, tenant_id: str) -> Policy:
+        """This policy with the tenant's overrides applied (itself when the tenant has none)."""
+        o = self.tenants.get(tenant_id)
+        if o is None:
+            return self
+        allowed = TIER_ORDER[: TIER_ORDER.index(o.max_tier) + 1] if o.max_tier else TIER_ORDER
+        models = [m for m in self.models if m.tier in allowed and m.id not in o.denied_models]
+        kept = {m.id for m in models}
+        chains = {t: c for t, c in {**self.chains, **o.chains}.items() if c.primary in kept}
+        return self.model_copy(
+            update={
+                "models": models,
+                "chains": chains,
+                "thresholds": o.thresholds or self.thresholds,
+                "strategies": o.strategies or self.strategies,
+                "budget": o.budget or self.budget,
+                "tenants": {},
+            }
+        )
 
     def fingerprint(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]

@@ -51,3 +51,41 @@ async def read_all(kv: KeyValue) -> dict[str, ProviderStatus]:
 
 def available(statuses: dict[str, ProviderStatus]) -> set[str]:
     return {name for name, s in statuses.items() if s.available}
+
+
+# Provider state the executors share (circuit breakers, rpm/tpm buckets) in JetStream KV. The executors
+# write these records with compare-and-set; the router reads them to order its candidate chains. Times
+# are wall-clock seconds (time.time()): replicas on different hosts compare them.
+
+
+class BreakerRecord(BaseModel):
+    state: str = "closed"  # closed | open | half_open
+    failures: int = 0  # consecutive
+    opened_at: float = 0.0
+    probes: int = 0
+    probe_started: float = 0.0
+    open_s: float = 60.0
+
+    def effective_state(self, now: float) -> str:
+        """An open breaker whose cool-down is over lets a probe through: it is half open."""
+        if self.state == "open" and now - self.opened_at >= self.open_s:
+            return "half_open"
+        return self.state
+
+
+class BucketLevel(BaseModel):
+    capacity: float
+    level: float
+    at: float
+
+    def refilled(self, now: float) -> float:
+        return min(self.capacity, self.level + max(now - self.at, 0.0) * self.capacity / 60.0)
+
+
+class RateRecord(BaseModel):
+    buckets: dict[str, BucketLevel] = Field(default_factory=dict)  # "rpm", "tpm"
+
+    def headroom(self, now: float) -> float:
+        """The fullest share left of the tightest bucket, 0..1 (1 with no bucket)."""
+        shares = [b.refilled(now) / b.capacity for b in self.buckets.values() if b.capacity > 0]
+        return min(shares, default=1.0)

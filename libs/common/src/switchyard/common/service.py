@@ -18,7 +18,7 @@ import uvloop
 from faststream.nats import NatsBroker
 from prometheus_client import start_http_server
 
-from switchyard.common import bus, subjects
+from switchyard.common import bus, lag, subjects
 from switchyard.common.config import CommonSettings
 from switchyard.common.logs import configure_logging
 
@@ -36,6 +36,7 @@ class Service:
     setup: list[Hook] = field(default_factory=list)
     teardown: list[Hook] = field(default_factory=list)
     publisher: bus.EventPublisher | None = None
+    lag_exporter: lag.LagExporter | None = None
 
     def events(self) -> bus.EventPublisher:
         if self.publisher is None:
@@ -58,16 +59,20 @@ def create_service(name: str, settings: CommonSettings) -> Service:
 async def start(service: Service, settings: CommonSettings) -> None:
     await service.broker.connect()
     js = bus.jetstream(service.broker)
-    await bus.ensure_streams(js)
+    await bus.ensure_streams(js, replicas=settings.stream_replicas)
     service.publisher = bus.EventPublisher(js, source=f"switchyard/{service.name}")
     for hook in service.setup:
         await hook()
     await service.broker.start()
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr="127.0.0.1")
+        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+        service.lag_exporter = lag.LagExporter(js, lag.consumers_of(service.name))
+        service.lag_exporter.start()
 
 
 async def stop(service: Service) -> None:
+    if service.lag_exporter is not None:
+        await service.lag_exporter.stop()
     await service.broker.stop()
     for hook in reversed(service.teardown):
         await hook()

@@ -18,6 +18,7 @@ STREAM_EVENTS_SUBJECTS = (
     f"{PREFIX}.result.>",
     f"{PREFIX}.provider.>",
     f"{PREFIX}.billing.>",
+    f"{PREFIX}.admin.>",
 )
 STREAM_DLQ = "SWITCHYARD_DLQ"
 STREAM_DLQ_SUBJECTS = (f"{PREFIX}.dlq.>",)
@@ -29,6 +30,10 @@ TASK_ROUTED = f"{PREFIX}.task.routed"
 TASK_TIMED_OUT = f"{PREFIX}.task.timed_out"
 PROVIDER_CALL = f"{PREFIX}.provider.call"
 USAGE_RECORDED = f"{PREFIX}.billing.usage"
+# A client cancelled a task through the gateway's task API (its result will not be delivered).
+TASK_CANCELLED = f"{PREFIX}.task.cancelled"
+# The gateway's admin API records every change (organisations, users, keys, throttle) here; no secrets.
+ADMIN_ACTION = f"{PREFIX}.admin.action"
 
 RESULT_PREFIX = f"{PREFIX}.result"
 RESULT_ALL = f"{RESULT_PREFIX}.>"
@@ -37,8 +42,33 @@ CHUNK_PREFIX = f"{PREFIX}.chunk"
 PING_PREFIX = f"{PREFIX}.ping"
 DLQ_PREFIX = f"{PREFIX}.dlq"
 
+# Ledger proofs: core NATS request/reply answered by the audit service (a queue group, so replicas share).
+LEDGER_RPC_PREFIX = f"{PREFIX}.ledger.rpc"
+LEDGER_RPC_CHECKPOINT = f"{LEDGER_RPC_PREFIX}.checkpoint"
+LEDGER_RPC_INCLUSION = f"{LEDGER_RPC_PREFIX}.inclusion"
+LEDGER_RPC_CONSISTENCY = f"{LEDGER_RPC_PREFIX}.consistency"
+LEDGER_RPC_QUEUE = "audit-ledger-rpc"
+
 # KV buckets.
 KV_PROVIDERS = "switchyard-providers"
+# A tenant's budget headroom in USD (key: tenant id); billing/gateway write it, the router reads it.
+KV_BUDGETS = "switchyard-budgets"
+# EMA success and latency per model (key: encoded model id), written by the router replicas with CAS.
+KV_ROUTING_STATS = "switchyard-routing-stats"
+# Circuit breakers and rpm/tpm buckets shared by executor replicas (compare-and-set); the router reads them.
+KV_BREAKERS = "switchyard-breakers"
+KV_RATE_LIMITS = "switchyard-rate-limits"
+# The gateway's shared state (all compare-and-set across gateway replicas):
+# request/token/concurrency counters per user, organisation and globally (keys carry their window);
+KV_GATEWAY_LIMITS = "switchyard-gateway-limits"
+# spend counters in micro-USD: reserved worst case + settled actual cost, per user-day and org-month;
+KV_SPEND = "switchyard-spend"
+# auth changes every gateway replica watches to drop cached keys at once (key.<id>, user.<id>, org.<id>);
+KV_AUTH_CHANGES = "switchyard-auth-changes"
+# operator switches such as the global emergency throttle (key `throttle`);
+KV_GATEWAY_CONTROL = "switchyard-gateway-control"
+# the status of tasks submitted through the gateway's task API (key: task id).
+KV_TASKS = "switchyard-tasks"
 
 SERVICES = ("gateway", "classifier", "router", "executor", "billing", "audit")
 
@@ -72,7 +102,14 @@ class Consumer:
 CLASSIFIER_CONSUMER = Consumer("classifier", STREAM_EVENTS, TASK_SUBMITTED)
 ROUTER_CONSUMER = Consumer("router", STREAM_EVENTS, TASK_CLASSIFIED)
 EXECUTOR_CONSUMER = Consumer("executor", STREAM_EVENTS, TASK_ROUTED, max_deliver=3)
+# The router replicas learn provider health from every provider call (one replica handles each event).
+ROUTER_STATS_CONSUMER = Consumer("router-stats", STREAM_EVENTS, PROVIDER_CALL, max_deliver=10)
 # Billing and audit write to the database: they ride out a database outage of ~20 minutes (backoff
 # doubling to 30 s) before a message is dead-lettered.
 BILLING_CONSUMER = Consumer("billing", STREAM_EVENTS, RESULT_ALL, max_deliver=50)
+# Calls whose tokens were spent but whose answer was not delivered (parallel losers, escalated cascade
+# steps) are charged from their provider-call records.
+BILLING_CALLS_CONSUMER = Consumer("billing-calls", STREAM_EVENTS, PROVIDER_CALL, max_deliver=50)
 AUDIT_CONSUMER = Consumer("audit", STREAM_EVENTS, f"{PREFIX}.>", max_deliver=50)
+
+CONSUMERS = (CLASSIFIER_CONSUMER, ROUTER_CONSUMER, EXECUTOR_CONSUMER, BILLING_CONSUMER, AUDIT_CONSUMER)

@@ -1,30 +1,51 @@
-"""The audit service: every event on the bus becomes one entry in the append-only ledger."""
+"""The audit service: every event on the bus becomes one entry in the append-only ledger; the ledger's tree is
+signed in checkpoints, and proofs are answered over request/reply."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+from switchyard.audit import proofs, rpc
+from switchyard.audit.checkpoints import Checkpointer
 from switchyard.audit.config import AuditSettings
 from switchyard.audit.entries import draft_for
 from switchyard.audit.writer import LedgerWriter
 from switchyard.common import bus, subjects
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.envelope import CloudEvent
+from switchyard.common.errors import ConfigurationError
 from switchyard.common.events.base import EventPayload
 from switchyard.common.service import Service, create_service, run_service
 
 
 def create(settings: AuditSettings) -> Service:
     service = create_service("audit", settings)
+    signer = settings.signer(create=True)  # the embedded run makes var/ledger-signing.key on first start
+    if signer is None:
+        raise ConfigurationError(
+            "the ledger needs a signing key: set SWITCHYARD_AUDIT_SIGNING_KEY or "
+            "SWITCHYARD_AUDIT_SIGNING_KEY_FILE"
+        )
     engine = create_engine(settings.db_url())
-    writer = LedgerWriter(sessionmaker(engine), max_batch=settings.audit_max_batch)
+    sessions = sessionmaker(engine)
+    checkpointer = Checkpointer(
+        sessions,
+        signer=signer,
+        every=settings.audit_checkpoint_every,
+        interval_s=settings.audit_checkpoint_interval_s,
+    )
+    writer = LedgerWriter(sessions, max_batch=settings.audit_max_batch, on_appended=checkpointer.appended)
 
     async def start_writer() -> None:
         writer.start()
+        checkpointer.start()
 
     async def on_event(event: CloudEvent, payload: EventPayload) -> None:
         await writer.append(draft_for(event, payload))  # acked (by the bus) only once committed
 
     service.setup.append(start_writer)
-    service.teardown.extend([engine.dispose, writer.stop])  # run in reverse: writer first
+    # Run in reverse: the writer stops first, then the checkpointer, then the engine.
+    service.teardown.extend([engine.dispose, checkpointer.stop, writer.stop])
     bus.subscribe(
         service.broker,
         consumer=subjects.AUDIT_CONSUMER,
@@ -33,9 +54,20 @@ def create(settings: AuditSettings) -> Service:
         expected=None,
         handler=on_event,
         max_workers=settings.audit_workers,
+        ack_wait_s=settings.audit_ack_wait_s,
         description="Appends every event to the hash-linked, append-only audit ledger.",
     )
+    proof_server = proofs.ProofServer(settings.db_url(), engine)
+    service.teardown.insert(0, _closer(proof_server))
+    rpc.register(service.broker, proof_server)
     return service
+
+
+def _closer(server: proofs.ProofServer) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        server.close()
+
+    return close
 
 
 def main() -> None:

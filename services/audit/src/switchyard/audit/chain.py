@@ -54,9 +54,11 @@ def canonical_json(value: Any) -> str:
 
 def timestamp(value: datetime) -> str:
     """UTC RFC 3339 with microseconds. A naive value (SQLite returns those) is taken to be UTC."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    if value.year < 1000:  # isoformat pads the year to four digits; strftime (the v1 definition) does not
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.isoformat(timespec="microseconds") + "Z"
 
 
 def entry_bytes(entry: EntryFields) -> bytes:

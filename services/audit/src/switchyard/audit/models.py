@@ -1,10 +1,16 @@
-"""The audit ledger's table: append-only, hash-linked entries (see `chain.py` for the entry bytes)."""
+"""The audit ledger's tables.
+
+Append-only (the database refuses UPDATE and DELETE): `ledger_entries` (hash-linked entries, see `chain.py`),
+`merkle_nodes` (every perfect subtree hash of the entries' Merkle tree, see `tree.py`), `ledger_checkpoints`
+(signed tree heads, see `note.py`) and `ledger_archives` (exports written by retention).
+`siem_export_positions` is a cursor per SIEM exporter and is updated in place.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, String, Text
+from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, MetaData, SmallInteger, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only makes INTEGER PRIMARY KEY columns rowid aliases; BIGINT elsewhere.
@@ -30,3 +36,52 @@ class LedgerEntry(AuditBase):
     details: Mapped[str] = mapped_column(Text)  # canonical JSON, hashed byte for byte
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)  # one successor per entry: no forks
     entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class MerkleNode(AuditBase):
+    """The root of the perfect subtree over leaves [index * 2**level, (index + 1) * 2**level)."""
+
+    __tablename__ = "merkle_nodes"
+
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class Checkpoint(AuditBase):
+    """A signed tree head: the root of the first `tree_size` entries, as a C2SP signed note."""
+
+    __tablename__ = "ledger_checkpoints"
+
+    tree_size: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=False)
+    root_hash: Mapped[str] = mapped_column(String(64))  # hex
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    origin: Mapped[str] = mapped_column(String(200))
+    key_id: Mapped[str] = mapped_column(String(8))  # hex of the signed-note key hash
+    public_key: Mapped[str] = mapped_column(String(64))  # hex of the raw Ed25519 public key
+    signature: Mapped[str] = mapped_column(String(128))  # base64 of the raw Ed25519 signature
+    note: Mapped[str] = mapped_column(Text)  # the whole signed note, as signed
+
+
+class LedgerArchive(AuditBase):
+    """An export of entries (with proofs and the checkpoint they verify against) written by retention."""
+
+    __tablename__ = "ledger_archives"
+
+    id: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    first_seq: Mapped[int] = mapped_column(SeqType)
+    last_seq: Mapped[int] = mapped_column(SeqType)
+    checkpoint_size: Mapped[int] = mapped_column(SeqType)
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ExportPosition(AuditBase):
+    """How far a SIEM exporter got: every entry up to `seq` was delivered (acknowledged where possible)."""
+
+    __tablename__ = "siem_export_positions"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    seq: Mapped[int] = mapped_column(SeqType)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,7 +1,8 @@
 """Appending to the ledger: in order, gapless, once per event id, safe against concurrent writers.
 
 Several drafts are appended in one transaction. The head is read, each new entry takes the next seq and
-links to the previous hash, and the rows are inserted. Another writer (a replica) appending at the same
+links to the previous hash, and the rows are inserted together with the Merkle nodes they complete (see
+`tree.py`), so the tree always covers exactly the entries. Another writer (a replica) appending at the same
 time collides on the unique seq/prev_hash (and the database's extend-the-head trigger), so one transaction
 fails, is rolled back and retried on the new head: the chain never forks.
 """
@@ -11,17 +12,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Select, insert, or_, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from switchyard.audit.chain import GENESIS_HASH, EntryFields, canonical_json, entry_hash
+
+from switchyard.audit import tree
+from switchyard.audit.chain import (
+    GENESIS_HASH,
+    EntryFields,
+    canonical_json,
+    chain_hash,
+    entry_bytes,
+    leaf_hash,
+)
 from switchyard.audit.entries import EntryDraft
-from switchyard.audit.models import LedgerEntry
+from switchyard.audit.models import LedgerEntry, MerkleNode
 from switchyard.common.errors import SwitchyardError, TransientError
 
 log = logging.getLogger(__name__)
@@ -107,6 +117,7 @@ async def _append_once(
     ).first()
     seq, prev = (head[0], head[1]) if head is not None else (0, GENESIS_HASH)
     rows: list[dict[str, Any]] = []
+    leaves: list[bytes] = []
     for draft in drafts:
         if draft.event_id in placed:
             continue
@@ -123,13 +134,51 @@ async def _append_once(
             outcome=draft.outcome,
             details=canonical_json(draft.details),
         )
-        digest = entry_hash(fields, prev)
+        leaf = leaf_hash(entry_bytes(fields))
+        digest = chain_hash(prev, leaf)
+        leaves.append(leaf)
         rows.append({**_columns(fields), "prev_hash": prev, "entry_hash": digest})
         placed[draft.event_id] = Appended(draft.event_id, seq, created=True)
         prev = digest
     if rows:
-        await session.execute(insert(LedgerEntry), rows)
+        size = rows[0]["seq"] - 1
+        edge = await node_hashes(session, set(tree.frontier(size)))
+        made = tree.extend(size, edge, leaves)
+        await session.execute(insert(LedgerEntry.__table__), rows)
+        await session.execute(
+            insert(MerkleNode.__table__), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in made]
+        )
     return placed
+
+
+def nodes_query(nodes: set[tree.Node]) -> Select[tuple[int, int, bytes]]:
+    table = MerkleNode.__table__
+    by_level: dict[int, list[int]] = {}
+    for level, index in nodes:
+        by_level.setdefault(level, []).append(index)
+    clauses = [(table.c.level == lv) & table.c.idx.in_(ixs) for lv, ixs in by_level.items()]
+    return select(table.c.level, table.c.idx, table.c.hash).where(or_(*clauses))
+
+
+def collect_nodes(nodes: set[tree.Node], rows: Iterable[Any]) -> dict[tree.Node, bytes]:
+    found = {(level, index): bytes(digest) for level, index, digest in rows}
+    if len(found) != len(nodes):
+        missing = sorted(nodes - found.keys())[:3]
+        raise TreeIncomplete(f"merkle_nodes lacks {missing}: the tree does not cover the ledger")
+    return found
+
+
+async def node_hashes(session: AsyncSession, nodes: set[tree.Node]) -> dict[tree.Node, bytes]:
+    """The stored hashes of these perfect nodes; all of them must exist."""
+    if not nodes:
+        return {}
+    return collect_nodes(nodes, (await session.execute(nodes_query(nodes))).all())
+
+
+class TreeIncomplete(SwitchyardError):
+    """The stored tree is missing nodes the ledger's entries imply (rows removed behind our back)."""
+
+    code = "ledger_tree_incomplete"
 
 
 def _columns(fields: EntryFields) -> dict[str, Any]:

@@ -1,20 +1,32 @@
-"""Verifying the ledger: every seq in order from 1, every link, every hash recomputed from the row.
+"""Verifying the ledger: every seq in order from 1, every link, every hash, the tree, every checkpoint.
 
 Finds an altered row (its contents no longer give its hash), a removed one (a gap in seq, or a broken
 link), reordered rows (seq is inside the hashed bytes, and links break) and inserted ones (a forged hash,
-or a link that does not match), and names the first bad entry.
+or a link that does not match), and names the first bad entry. The Merkle root recomputed from the entries
+must equal every signed checkpoint's root at its size, and a checkpoint larger than the ledger means the
+tail was cut off: the hash chain alone cannot see that.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from sqlalchemy import RowMapping, select
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from switchyard.audit.chain import GENESIS_HASH, EntryFields, entry_hash
-from switchyard.audit.models import LedgerEntry
+
+from switchyard.audit import tree
+from switchyard.audit.chain import GENESIS_HASH, EntryFields, chain_hash, entry_bytes, leaf_hash
+from switchyard.audit.merkle import hash_children
+from switchyard.audit.models import Checkpoint, LedgerEntry
+from switchyard.audit.note import CheckpointBody, NoteError, VerifierKey, parse_body, split_note
+from switchyard.audit.service import TreeIncomplete, node_hashes
 
 PAGE = 5000
+COLUMNS = (*EntryFields.__slots__, "prev_hash", "entry_hash")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +49,10 @@ class Report:
     head_seq: int
     head_hash: str
     problem: Problem | None = None
+    checkpoints: int = 0  # checkpoints whose signature and root verified
+    root_hash: str = ""  # the Merkle root of the verified entries
+    keys_pinned: bool = False  # signatures checked against trusted keys (not only the stored ones)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -46,21 +62,49 @@ class Report:
 class ChainVerifier:
     """Feed rows in seq order; the first problem stops verification."""
 
-    def __init__(self) -> None:
+    def __init__(self, checkpoints: Sequence[Checkpoint] = (), trusted: Sequence[VerifierKey] = ()) -> None:
         self.expected_seq = 1
         self.prev_hash = GENESIS_HASH
         self.problem: Problem | None = None
+        self._stack: list[tuple[int, bytes]] = []  # perfect subtrees of the verified prefix
+        self._checkpoints = sorted(checkpoints, key=lambda c: c.tree_size)
+        self._next = 0
+        self._trusted = {(k.name, k.key_id): k for k in trusted}
+        self.verified_checkpoints = 0
+        self._good: int | None = None  # set when a checkpoint fails: entries up to the last good one
 
     def feed(self, row: Row) -> Problem | None:
         if self.problem is not None:
             return self.problem
-        self.problem = self._check(row)
+        leaf = leaf_hash(entry_bytes(row.fields))
+        self.problem = self._check(row, leaf)
         if self.problem is None:
             self.expected_seq += 1
             self.prev_hash = row.entry_hash
+            size, node = 1, leaf
+            stack = self._stack
+            while stack and stack[-1][0] == size:
+                left_size, left = stack.pop()
+                size, node = left_size + size, hash_children(left, node)
+            stack.append((size, node))
+            if row.fields.seq == self._next_size:
+                self._at_checkpoint(row)
         return self.problem
 
-    def _check(self, row: Row) -> Problem | None:
+    @property
+    def _next_size(self) -> int:
+        return self._checkpoints[self._next].tree_size if self._next < len(self._checkpoints) else 0
+
+    def _at_checkpoint(self, row: Row) -> None:
+        while self._next_size == row.fields.seq:
+            self.problem = self._checkpoint(self._checkpoints[self._next], row.fields.event_id)
+            if self.problem is not None:
+                self._good = self._checkpoints[self._next - 1].tree_size if self._next else 0
+                return
+            self._next += 1
+            self.verified_checkpoints += 1
+
+    def _check(self, row: Row, leaf: bytes) -> Problem | None:
         seq, event_id = row.fields.seq, row.fields.event_id
         if seq != self.expected_seq:
             if seq > self.expected_seq:
@@ -81,20 +125,86 @@ class ChainVerifier:
                 f"prev_hash does not link to {before}: entries were inserted, removed or reordered here, "
                 "or the previous entry was rewritten",
             )
-        if entry_hash(row.fields, self.prev_hash) != row.entry_hash:
+        if chain_hash(self.prev_hash, leaf) != row.entry_hash:
             return Problem(
                 seq, event_id, "entry_hash does not match the entry's contents: the entry was altered"
             )
         return None
 
-    def report(self) -> Report:
-        return Report(self.expected_seq - 1, self.expected_seq - 1, self.prev_hash, self.problem)
+    def root(self) -> bytes:
+        return tree.fold([h for _, h in self._stack])
+
+    def _checkpoint(self, cp: Checkpoint, event_id: str) -> Problem | None:
+        where = f"checkpoint {cp.tree_size} (signed {cp.created_at:%Y-%m-%d %H:%M:%S})"
+        reason = _signature_problem(cp, self._trusted)
+        if reason is None and self.root().hex() != cp.root_hash:
+            since = self._checkpoints[self._next - 1].tree_size + 1 if self._next else 1
+            reason = (
+                "its signed root differs from the root recomputed now: an entry in "
+                f"{since}..{cp.tree_size} was changed and every later hash recomputed to hide it"
+            )
+        return None if reason is None else Problem(cp.tree_size, event_id, f"{where}: {reason}")
+
+    def finish(self) -> Problem | None:
+        """After the last row: a checkpoint beyond the end means entries were cut off the tail."""
+        if self.problem is None and self._next < len(self._checkpoints):
+            cp = self._checkpoints[self._next]
+            head = self.expected_seq - 1
+            self.problem = Problem(
+                head + 1,
+                "-",
+                f"the ledger ends at seq {head} but checkpoint {cp.tree_size} (signed "
+                f"{cp.created_at:%Y-%m-%d %H:%M:%S}) covers {cp.tree_size} entries: entries "
+                f"{head + 1}..{cp.tree_size} were removed from the tail",
+            )
+        return self.problem
+
+    def report(self, notes: list[str] | None = None) -> Report:
+        entries = self.expected_seq - 1 if self._good is None else self._good
+        return Report(
+            entries=entries,
+            head_seq=entries,
+            head_hash=self.prev_hash if self._good is None else "",
+            problem=self.problem,
+            checkpoints=self.verified_checkpoints,
+            root_hash=self.root().hex(),
+            keys_pinned=bool(self._trusted),
+            notes=notes or [],
+        )
 
 
-async def verify_ledger(sessions: async_sessionmaker[AsyncSession], *, page: int = PAGE) -> Report:
-    verifier = ChainVerifier()
+def _signature_problem(cp: Checkpoint, trusted: dict[tuple[str, bytes], VerifierKey]) -> str | None:
+    try:
+        text, signatures = split_note(cp.note)
+        body: CheckpointBody = parse_body(text)
+    except NoteError as exc:
+        return f"its note is malformed ({exc})"
+    if (body.tree_size, body.root_hash.hex(), body.origin) != (cp.tree_size, cp.root_hash, cp.origin):
+        return "its columns differ from its signed note"
+    stored = (cp.origin, bytes.fromhex(cp.key_id))
+    if trusted and stored not in trusted:
+        return f"it is signed by key {cp.key_id}, which is not a trusted key"
+    public = trusted[stored].public_key if trusted else bytes.fromhex(cp.public_key)
+    for name, kid, signature in signatures:
+        if (name, kid) == stored:
+            try:
+                Ed25519PublicKey.from_public_bytes(public).verify(signature, text.encode("utf-8"))
+            except InvalidSignature:
+                return "its signature does not verify"
+            if base64.b64encode(signature).decode("ascii") != cp.signature:
+                return "its signature column differs from its note"
+            return None
+    return f"its note has no signature by key {cp.key_id}"
+
+
+async def verify_ledger(
+    sessions: async_sessionmaker[AsyncSession], *, page: int = PAGE, trusted: Sequence[VerifierKey] = ()
+) -> Report:
     after = 0
+    notes: list[str] = []
     async with sessions() as session:
+        stored = list((await session.execute(select(Checkpoint))).scalars())
+        verifier = ChainVerifier(stored, trusted)
         while True:
             try:
                 rows = await _page(session, after, page)
@@ -105,14 +215,32 @@ async def verify_ledger(sessions: async_sessionmaker[AsyncSession], *, page: int
                 if verifier.feed(row) is not None:
                     return verifier.report()
             if len(rows) < page:
-                return verifier.report()
+                break
             after = rows[-1].fields.seq
+        if verifier.finish() is None:
+            notes.extend(await _stored_tree_notes(session, verifier))
+    return verifier.report(notes)
+
+
+async def _stored_tree_notes(session: AsyncSession, verifier: ChainVerifier) -> list[str]:
+    """The stored nodes serve proofs: their root must be the recomputed one (else proofs fail to verify)."""
+    size = verifier.expected_seq - 1
+    if size == 0:
+        return []
+    try:
+        stored = tree.root_of(size, await node_hashes(session, set(tree.frontier(size))))
+    except TreeIncomplete as exc:
+        return [f"the stored Merkle nodes are incomplete ({exc.message}); proofs cannot be served"]
+    if stored != verifier.root():
+        return ["the stored Merkle nodes disagree with the entries; proofs served from them will not verify"]
+    return []
 
 
 async def _page(session: AsyncSession, after: int, limit: int) -> list[Row]:
     table = LedgerEntry.__table__
-    query = select(table).where(table.c.seq > after).order_by(table.c.seq).limit(limit)
-    return [_row(r._mapping) for r in (await session.execute(query)).all()]
+    columns = [table.c[name] for name in COLUMNS]
+    query = select(*columns).where(table.c.seq > after).order_by(table.c.seq).limit(limit)
+    return [Row(EntryFields(*r[:-2]), r[-2], r[-1]) for r in (await session.execute(query)).all()]
 
 
 async def _unreadable(session: AsyncSession, after: int, limit: int) -> Problem:
@@ -124,8 +252,3 @@ async def _unreadable(session: AsyncSession, after: int, limit: int) -> Problem:
         except (ValueError, TypeError) as exc:
             return Problem(seq, event_id, f"the row cannot be read back ({exc}): the entry was altered")
     raise RuntimeError("a ledger page could not be read, but each of its rows can")
-
-
-def _row(m: RowMapping) -> Row:
-    fields = EntryFields(**{name: m[name] for name in EntryFields.__slots__})
-    return Row(fields=fields, prev_hash=m["prev_hash"], entry_hash=m["entry_hash"])

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from switchyard.audit.entries import EntryDraft
 from switchyard.audit.service import Appended, Unwritable, append_entries
 
@@ -20,9 +22,16 @@ Pending = tuple[EntryDraft, "asyncio.Future[Appended]"]
 
 
 class LedgerWriter:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, max_batch: int = 500) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        max_batch: int = 500,
+        on_appended: Callable[[int], None] | None = None,
+    ) -> None:
         self._sessions = sessions
         self._max_batch = max_batch
+        self._on_appended = on_appended
         self._queue: asyncio.Queue[Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -74,6 +83,8 @@ class LedgerWriter:
 
     async def _write(self, batch: list[Pending]) -> None:
         results = await append_entries(self._sessions, drafts=[draft for draft, _ in batch])
+        if self._on_appended is not None:
+            self._on_appended(sum(1 for r in results if r.created))
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)

@@ -32,3 +32,24 @@ class UsageEntry(BillingBase):
     cost_usd: Mapped[Decimal] = mapped_column(Money)
     priced: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class CallUsageEntry(BillingBase):
+    """A provider call whose tokens were spent but whose answer was not the one delivered (a parallel
+    loser, a cascade step that failed its checks): charged once per call event, beside the task's entry."""
+
+    __tablename__ = "call_usage_entries"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(128), unique=True)  # the ProviderCallRecorded event
+    task_id: Mapped[str] = mapped_column(String(64), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True)
+    model: Mapped[str] = mapped_column(String(200))
+    provider: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(32))
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    usage_estimated: Mapped[bool] = mapped_column(Boolean)
+    cost_usd: Mapped[Decimal] = mapped_column(Money)
+    priced: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from switchyard.billing.models import UsageEntry
 from switchyard.billing.pricing import price
 from switchyard.common import ids

@@ -35,7 +35,11 @@ def cache_key(texts: list[str], model_sha256: str, max_tokens: int) -> str:
 
 
 def cached_embeddings(
-    texts: list[str], *, embedder: Embedder, model_sha256: str, cache_dir: Path | None = None,
+    texts: list[str],
+    *,
+    embedder: Embedder,
+    model_sha256: str,
+    cache_dir: Path | None = None,
     verbose: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(vectors [n, 384], truncated [n] bool) for `texts`, from the cache when it holds them."""

@@ -19,30 +19,48 @@ AUGMENT_SOURCE = "switchyard_augmented"
 
 INSTRUCTIONS: dict[str, tuple[str, ...]] = {
     "summarisation": (
-        "Summarise this.", "Summarize the text below.", "TL;DR?", "Give me a short summary of this passage.",
-        "What is this text about, in one or two sentences?", "Can you condense this into three bullet points?",
-        "Write a brief abstract of the following.", "Sum this up for me.", "Shorten this to a single paragraph.",
-        "What are the key points here?", "Give me the gist.", "Write a summary suitable for a newsletter.",
-        "Summarise in under 50 words:", "Create a headline and a two-line summary for this.",
+        "Summarise this.",
+        "Summarize the text below.",
+        "TL;DR?",
+        "Give me a short summary of this passage.",
+        "What is this text about, in one or two sentences?",
+        "Can you condense this into three bullet points?",
+        "Write a brief abstract of the following.",
+        "Sum this up for me.",
+        "Shorten this to a single paragraph.",
+        "What are the key points here?",
+        "Give me the gist.",
+        "Write a summary suitable for a newsletter.",
+        "Summarise in under 50 words:",
+        "Create a headline and a two-line summary for this.",
         "Recap this text for someone who has no time to read it.",
     ),
     "extraction": (
-        "Extract every name mentioned in the text below.", "List all the dates and years that appear here.",
+        "Extract every name mentioned in the text below.",
+        "List all the dates and years that appear here.",
         "Pull out the places and organisations mentioned, as a JSON list.",
         "From this passage, extract the numbers and what each one refers to.",
-        "Which people are mentioned in this text? Only list them.", "Return the key entities as a table.",
+        "Which people are mentioned in this text? Only list them.",
+        "Return the key entities as a table.",
         "Find the sentence that states when this happened and quote it exactly.",
-        "Extract the main facts as key: value pairs.", "Get all proper nouns from the following text.",
+        "Extract the main facts as key: value pairs.",
+        "Get all proper nouns from the following text.",
         "Identify and extract any quantities or measurements in this text.",
         "Quote the part of the text that answers: who was involved?",
-        "Extract the keywords from this paragraph.", "Pull the relevant fields (who, what, when, where) out of this.",
+        "Extract the keywords from this paragraph.",
+        "Pull the relevant fields (who, what, when, where) out of this.",
     ),
     "writing": (
-        "Rewrite this as a short poem.", "Turn this into an engaging blog post.",
-        "Write a short story inspired by this text.", "Rewrite the following in a more formal tone.",
-        "Write a persuasive opinion piece based on this.", "Write a diary entry from the point of view of someone in this text.",
-        "Use this as background and write a dramatic scene.", "Rewrite this for children aged eight.",
-        "Write a tweet thread that tells this as a story.", "Write a speech based on the following facts.",
+        "Rewrite this as a short poem.",
+        "Turn this into an engaging blog post.",
+        "Write a short story inspired by this text.",
+        "Rewrite the following in a more formal tone.",
+        "Write a persuasive opinion piece based on this.",
+        "Write a diary entry from the point of view of someone in this text.",
+        "Use this as background and write a dramatic scene.",
+        "Rewrite this for children aged eight.",
+        "Write a tweet thread that tells this as a story.",
+        "Write a speech based on the following facts.",
         "Compose a letter to a friend telling them about this.",
     ),
 }
@@ -55,8 +73,15 @@ def load_seed(path: Path = SEED_FILE) -> list[Example]:
     for line in path.read_text(encoding="utf-8").split("\n"):
         if line.strip():
             row = json.loads(line)
-            out.append(Example(id=row["id"], source=row["source"], prompt=row["prompt"], label=row["label_type"],
-                               native_label=row.get("native_label", "")))
+            out.append(
+                Example(
+                    id=row["id"],
+                    source=row["source"],
+                    prompt=row["prompt"],
+                    label=row["label_type"],
+                    native_label=row.get("native_label", ""),
+                )
+            )
     return out
 
 
@@ -83,6 +108,13 @@ def augment(examples: list[Example], *, per_label: int, seed: int) -> list[Examp
             doc = rng.choice(docs)
             instruction = rng.choice(instructions)
             prompt = f"{instruction}\n\n{doc}" if rng.random() < 0.7 else f"{doc}\n\n{instruction}"
-            out.append(Example(id=f"{AUGMENT_SOURCE}:{label}:{i}", source=AUGMENT_SOURCE, prompt=prompt,
-                               label=label, native_label=f"augmented/{label}"))
+            out.append(
+                Example(
+                    id=f"{AUGMENT_SOURCE}:{label}:{i}",
+                    source=AUGMENT_SOURCE,
+                    prompt=prompt,
+                    label=label,
+                    native_label=f"augmented/{label}",
+                )
+            )
     return out

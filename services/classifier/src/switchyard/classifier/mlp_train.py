@@ -101,3 +101,15 @@ def train_mlp(
     return Mlp(
         tuple(p.astype(np.float32) for p in params[:k]), tuple(p.astype(np.float32) for p in params[k:])
     )
+
+
+def average_of(mlps: list[Mlp]) -> Mlp:
+    """One-hidden-layer MLPs whose logits are averaged, folded into a single wider MLP (exactly equal)."""
+    if any(len(m.weights) != 2 for m in mlps):
+        raise ValueError("only one-hidden-layer MLPs can be folded")
+    k = len(mlps)
+    w0 = np.concatenate([m.weights[0] for m in mlps], axis=1)
+    b0 = np.concatenate([m.biases[0] for m in mlps])
+    w1 = np.concatenate([m.weights[1] for m in mlps], axis=0) / k
+    b1 = np.mean([m.biases[1] for m in mlps], axis=0)
+    return Mlp((w0, w1.astype(np.float32)), (b0, b1.astype(np.float32)))

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from switchyard.classifier import artifact, dataset, embedding_cache, model_files, training
+from switchyard.classifier import artifact, dataset, embedding_cache, mixing, model_files, training
 from switchyard.classifier.classify import Classifier
 from switchyard.classifier.embedder import Embedder
 
@@ -29,14 +29,14 @@ def subsample(pool: dataset.Pool, per_source: int | None) -> dataset.Pool:
 
 
 def embeddings(
-    pool: dataset.Pool, *, models_dir: Path | None, threads: int, cache_dir: Path | None = None
+    examples: list[dataset.Example], *, models_dir: Path | None, threads: int, cache_dir: Path | None = None
 ) -> tuple[np.ndarray, str]:
-    """The int8 embeddings of the pool (cached), and the sha256 of the model that made them."""
+    """The int8 embeddings of the prompts (cached), and the sha256 of the model that made them."""
     files, _ = model_files.ensure_built(models_dir, threads=threads)
     embedder = Embedder(files.int8, files.tokenizer, threads=threads)
     model_sha = str(files.manifest["files"][model_files.INT8])
     vectors, _ = embedding_cache.cached_embeddings(
-        [ex.prompt for ex in pool.examples], embedder=embedder, model_sha256=model_sha, cache_dir=cache_dir
+        [ex.prompt for ex in examples], embedder=embedder, model_sha256=model_sha, cache_dir=cache_dir
     )
     return vectors, model_sha
 
@@ -52,9 +52,14 @@ def train(
     version: str,
 ) -> dict[str, Any]:
     pool = subsample(dataset.load_pool(data), per_source)
-    vectors, model_sha = embeddings(pool, models_dir=models_dir, threads=threads)
+    vectors, model_sha = embeddings(pool.examples, models_dir=models_dir, threads=threads)
     run = training.TrainingRun(seed=seed, version=version)
-    heads, manifest = training.train(pool, vectors, run, embedding_model_sha256=model_sha)
+    extra = mixing.load_seed() + mixing.augment(pool.examples, per_label=run.augment_per_label, seed=seed)
+    extra_vectors, _ = embeddings(extra, models_dir=models_dir, threads=threads)
+    heads, manifest = training.train(
+        pool, vectors, run, embedding_model_sha256=model_sha, extra=extra, extra_vectors=extra_vectors
+    )
+    manifest["training"]["seed_prompts_sha256"] = embedding_cache.texts_sha256([ex.prompt for ex in extra])
     manifest["training"]["per_source_cap"] = per_source
     artifact.save(out, heads, manifest)
     return manifest
@@ -65,7 +70,7 @@ def evaluate(
 ) -> dict[str, Any]:
     heads = artifact.load(artifact_dir)
     pool = dataset.load_pool(data)
-    vectors, _ = embeddings(pool, models_dir=models_dir, threads=threads)
+    vectors, _ = embeddings(pool.examples, models_dir=models_dir, threads=threads)
     from switchyard.classifier import features
 
     x_raw = np.concatenate([vectors, features.lexical_matrix([ex.prompt for ex in pool.examples])], axis=1)

@@ -17,7 +17,7 @@ import numpy as np
 from switchyard.classifier import dataset, features
 from switchyard.classifier.evaluation import calibration, classification_report
 from switchyard.classifier.heads import Heads, softmax
-from switchyard.classifier.mlp_train import TrainConfig, train_mlp
+from switchyard.classifier.mlp_train import TrainConfig, average_of, train_mlp
 from switchyard.common.events.tasks import TASK_TYPES
 
 # P(a cheap model fails), per source without per-item outcomes: coarse priors from the sources'
@@ -45,7 +45,9 @@ PRIOR_WEIGHT = 0.3  # a prior row counts this much relative to a row with a real
 class TrainingRun:
     seed: int = 20240601
     version: str = "heads-1"
-    type_config: TrainConfig = field(default_factory=TrainConfig)
+    type_config: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20))
+    augment_per_label: int = 300
+    ensemble: int = 5
     complexity_config: TrainConfig = field(
         default_factory=lambda: TrainConfig(
             hidden=(), epochs=15, lr=3e-3, input_dropout=0.0, dropout=0.0, weight_decay=1e-3
@@ -85,23 +87,45 @@ def is_complexity_heldout(ex: dataset.Example) -> bool:
 
 
 def train(
-    pool: dataset.Pool, vectors: np.ndarray, run: TrainingRun, *, embedding_model_sha256: str
+    pool: dataset.Pool,
+    vectors: np.ndarray,
+    run: TrainingRun,
+    *,
+    embedding_model_sha256: str,
+    extra: list[dataset.Example] | None = None,
+    extra_vectors: np.ndarray | None = None,
 ) -> tuple[Heads, dict[str, Any]]:
-    """Trains on the training split, evaluates on the held-out split; returns heads and the manifest."""
+    """Trains on the training split (plus `extra`, see mixing.py) and evaluates on the held-out split."""
     examples = pool.examples
+    extra = extra or []
     lex = features.lexical_matrix([ex.prompt for ex in examples])
     x_all = np.concatenate([vectors, lex], axis=1).astype(np.float32)
     train_idx, held_idx = (np.array(i, dtype=np.int64) for i in dataset.split(pool))
-    mean = x_all[train_idx].mean(axis=0)
-    std = x_all[train_idx].std(axis=0) + 1e-6
-    x = (x_all - mean) / std
     label_index = {label: i for i, label in enumerate(TASK_TYPES)}
     y = np.array([label_index[ex.label] for ex in examples], dtype=np.int64)
+    x_type, y_type = x_all[train_idx], y[train_idx]
+    train_rows = [examples[i] for i in train_idx]
+    if extra:
+        assert extra_vectors is not None and len(extra_vectors) == len(extra)
+        x_extra = np.concatenate(
+            [extra_vectors, features.lexical_matrix([ex.prompt for ex in extra])], axis=1
+        )
+        x_type = np.concatenate([x_type, x_extra.astype(np.float32)])
+        y_type = np.concatenate([y_type, np.array([label_index[ex.label] for ex in extra], dtype=np.int64)])
+        train_rows += extra
+    mean = x_type.mean(axis=0)
+    std = x_type.std(axis=0) + 1e-6
+    x = (x_all - mean) / std
     rng = np.random.default_rng(run.seed)
 
-    tw = type_weights([examples[i].label for i in train_idx], [examples[i].source for i in train_idx])
-    type_head = train_mlp(
-        x[train_idx], y[train_idx], weights=tw, outputs=len(TASK_TYPES), config=run.type_config, rng=rng
+    tw = type_weights([ex.label for ex in train_rows], [ex.source for ex in train_rows])
+    # an ensemble (logits averaged, folded into one MLP): single runs vary a lot on unseen sources
+    type_head = average_of(
+        [
+            train_mlp((x_type - mean) / std, y_type, weights=tw, outputs=len(TASK_TYPES), config=run.type_config,
+                      rng=rng)
+            for _ in range(run.ensemble)
+        ]
     )
 
     cy, cw = complexity_targets(examples)
@@ -137,6 +161,10 @@ def train(
             "seed": run.seed,
             "data": str(pool.path),
             "rows_train": len(train_idx),
+            "ensemble": run.ensemble,
+            "rows_mixed_in": {
+                s: sum(1 for ex in extra if ex.source == s) for s in sorted({e.source for e in extra})
+            },
             "rows_heldout": len(held_idx),
             "heldout_sources": sorted(dataset.HELDOUT_SOURCES),
             "heldout_groups": {k: sorted(v) for k, v in dataset.HELDOUT_GROUPS.items()},

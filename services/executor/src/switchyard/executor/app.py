@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 
 from nats.js.errors import NotFoundError
-from switchyard.common import bus, ids, subjects
+
+from switchyard.common import bus, ids, kv, subjects
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.events import ProviderCallRecorded, TaskCompleted, TaskRouted
+from switchyard.common.policy import Policy, load_policy
 from switchyard.common.providers import announce, providers_bucket
 from switchyard.common.service import Service, create_service, run_service
 from switchyard.executor import metrics
@@ -20,8 +23,9 @@ from switchyard.executor.providers.local import LocalProvider
 from switchyard.executor.providers.openai import OpenAISettings
 from switchyard.executor.registry import ProviderSet, build_providers
 from switchyard.executor.resilience.breaker import BreakerConfig, Breakers, LocalBreakers
-from switchyard.executor.resilience.limits import LocalRateLimits
+from switchyard.executor.resilience.limits import Limit, LocalRateLimits, RateLimits
 from switchyard.executor.resilience.retry import RetryPolicy
+from switchyard.executor.resilience.shared import KVBreakers, KVRateLimits
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +42,32 @@ def policy_from(settings: ExecutorSettings) -> ExecutionPolicy:
     )
 
 
-def breakers_from(settings: ExecutorSettings) -> LocalBreakers:
-    config = BreakerConfig(
+def breaker_config(settings: ExecutorSettings) -> BreakerConfig:
+    return BreakerConfig(
         failure_threshold=settings.breaker_failures,
         open_s=settings.breaker_open_s,
         half_open_probes=settings.breaker_probes,
     )
-    return LocalBreakers(config, on_change=metrics.breaker_changed)
+
+
+def breakers_from(settings: ExecutorSettings) -> LocalBreakers:
+    return LocalBreakers(breaker_config(settings), on_change=metrics.breaker_changed)
+
+
+@dataclass
+class State:
+    """Breakers and rate limits: in this process, or (default) in KV, which exists once connected."""
+
+    breakers: Breakers | None
+    limits: RateLimits | None
+
+
+def limits_from(settings: ExecutorSettings, policy: Policy) -> dict[str, Limit]:
+    """Per provider (settings) and per model id (the policy's rpm/tpm)."""
+    by_model = {
+        m.id: Limit(rpm=m.rpm, tpm=m.tpm) for m in policy.models if m.rpm is not None or m.tpm is not None
+    }
+    return {**by_model, **settings.provider_limits}
 
 
 def create(
@@ -52,10 +75,27 @@ def create(
 ) -> Service:
     service = create_service("executor", settings)
     found = providers or build_providers(settings, openai=OpenAISettings(), anthropic=AnthropicSettings())
-    circuit = breakers or breakers_from(settings)
     policy = policy_from(settings)
-    limits = LocalRateLimits(settings.provider_limits) if settings.provider_limits else None
+    limit_table = limits_from(settings, load_policy(settings.policy_path))
     instance = settings.instance or f"executor-{os.getpid()}"
+    state = State(
+        breakers=breakers or (None if settings.shared_state else breakers_from(settings)),
+        limits=None if settings.shared_state or not limit_table else LocalRateLimits(limit_table),
+    )
+
+    async def shared_state() -> None:
+        """Breakers and buckets in KV, so every replica sees the same ones (created once connected)."""
+        if not settings.shared_state:
+            return
+        js = bus.jetstream(service.broker)
+        if state.breakers is None:
+            state.breakers = KVBreakers(
+                await kv.bucket(js, subjects.KV_BREAKERS),
+                breaker_config(settings),
+                on_change=metrics.breaker_changed,
+            )
+        if limit_table:
+            state.limits = KVRateLimits(await kv.bucket(js, subjects.KV_RATE_LIMITS), limit_table)
 
     async def warm_up() -> None:
         for provider in found.providers.values():
@@ -63,9 +103,9 @@ def create(
                 provider.warm()
 
     async def announce_providers() -> None:
-        kv = await providers_bucket(bus.jetstream(service.broker))
+        bucket = await providers_bucket(bus.jetstream(service.broker))
         for status in found.statuses(announced_by=instance):
-            await announce(kv, status)
+            await announce(bucket, status)
         log.info("providers announced: %s", ", ".join(found.endpoints) or "none")
 
     async def already_answered(task_id: str) -> bool:
@@ -98,14 +138,15 @@ def create(
         chunks = None
         if task.request.stream:
             chunks = ChunkSink(bus.connection(service.broker).publish, task_id=task.task_id)
+        assert state.breakers is not None, "set up before the consumer starts"
         outcome = await execute(
             payload,
             providers=found.providers,
-            breakers=circuit,
+            breakers=state.breakers,
             policy=policy,
             report=report,
             chunks=chunks,
-            limits=limits,
+            limits=state.limits,
         )
         metrics.TASKS.labels("completed" if isinstance(outcome, TaskCompleted) else "failed").inc()
         await events.publish(
@@ -117,7 +158,7 @@ def create(
             traceparent=event.traceparent,
         )
 
-    service.setup.extend([warm_up, announce_providers])
+    service.setup.extend([warm_up, shared_state, announce_providers])
     service.teardown.append(found.aclose)
     bus.subscribe(
         service.broker,
@@ -128,6 +169,7 @@ def create(
         handler=on_routed,
         max_workers=settings.executor_concurrency,
         heartbeat_s=settings.heartbeat_s,
+        ack_wait_s=settings.ack_wait_s,
         description="Runs each routed task on its candidate chain: retries, breakers, fallback, streaming.",
     )
     return service

@@ -4,10 +4,21 @@ from the variables its SDK reads (OPENAI_*, ANTHROPIC_*)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field, SecretStr
+
 from switchyard.common.config import CommonSettings
 from switchyard.executor.resilience.limits import Limit
+
+
+class CompatibleProvider(BaseModel):
+    """Another upstream under its own provider name (Groq, Together, a vLLM or Ollama host, a second
+    Anthropic account): it speaks the wire protocol of `kind`."""
+
+    kind: Literal["openai", "anthropic"] = "openai"
+    base_url: str
+    api_key: SecretStr
 
 
 class ExecutorSettings(CommonSettings):
@@ -24,6 +35,16 @@ class ExecutorSettings(CommonSettings):
     breaker_probes: int = Field(default=1, ge=1, description="calls let through when half open")
     provider_limits: dict[str, Limit] = Field(
         default_factory=dict, description='per provider, JSON: {"openai": {"rpm": 500, "tpm": 200000}}'
+    )
+    extra_providers: dict[str, CompatibleProvider] = Field(
+        default_factory=dict,
+        description='JSON: {"groq": {"kind": "openai", "base_url": "https://...", "api_key": "..."}}',
+    )
+    shared_state: bool = Field(
+        default=True, description="breakers and rpm/tpm buckets in JetStream KV, shared by all replicas"
+    )
+    ack_wait_s: float = Field(
+        default=30.0, gt=0, description="a replica silent this long (killed) has its tasks redelivered"
     )
     local_enabled: bool = True
     local_model_path: Path | None = Field(

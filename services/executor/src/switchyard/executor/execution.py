@@ -6,24 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from switchyard.common.errors import ProviderError
-from switchyard.common.events import (
-    ProviderCallRecorded,
-    RouteCandidate,
-    TaskCompleted,
-    TaskFailed,
-    TaskRouted,
-    Usage,
-)
+from switchyard.common.events import RouteCandidate, TaskCompleted, TaskFailed, TaskRouted
 from switchyard.common.logs import redact
+from switchyard.executor import metrics, strategies
+from switchyard.executor.callbook import CallBook, Report
 from switchyard.executor.chunks import ChunkSink
 from switchyard.executor.providers.base import Provider, ProviderCall, Reply, TextDelta
 from switchyard.executor.providers.errors import provider_error
-from switchyard.executor.providers.recording import CallRecord, RecordingProvider
+from switchyard.executor.providers.recording import RecordingProvider
+from switchyard.executor.quality import Context
 from switchyard.executor.resilience.breaker import BreakerGuard, Breakers
 from switchyard.executor.resilience.deadline import Deadline
 from switchyard.executor.resilience.fallback import FallbackProvider, Target
@@ -34,7 +30,7 @@ from switchyard.executor.resilience.retry import RetryingProvider, RetryPolicy, 
 # recorded) by themselves; the outer bound is for streams, whose timeout is per chunk.
 DEADLINE_GRACE_S = 0.5
 
-Report = Callable[[int, ProviderCallRecorded], Awaitable[None]]
+__all__ = ["ExecutionPolicy", "Outcome", "Report", "breaker_key", "execute"]
 Outcome = TaskCompleted | TaskFailed
 
 
@@ -71,26 +67,23 @@ async def execute(
     sleep: Sleep = asyncio.sleep,
 ) -> Outcome:
     task = routed.task
+    decision = routed.decision
     started = time.perf_counter()
     deadline = Deadline.for_task(
         budget_s=policy.task_deadline_s, task_deadline=task.deadline, now=datetime.now(UTC)
     )
-    attempts = 0
-
-    async def on_call(record: CallRecord) -> None:
-        nonlocal attempts
-        attempts += 1
-        await report(attempts, _call_event(routed, attempts, record))
+    book = CallBook(routed, report)
 
     def target(candidate: RouteCandidate) -> Target:
         adapter = providers.get(candidate.provider)
         if adapter is None:
             return Target(candidate.model, Unconfigured(candidate.provider), candidate.upstream_model)
         recorded = RecordingProvider(
-            adapter, provider=candidate.provider, model=candidate.model, on_call=on_call
+            adapter, provider=candidate.provider, model=candidate.model, on_call=book.on_call
         )
         guarded: Provider = BreakerGuard(recorded, breakers, key=breaker_key(candidate))
         if limits is not None:  # outside the breaker: our own limit says nothing about the provider's health
+            guarded = LimitGuard(guarded, limits, key=candidate.model)
             guarded = LimitGuard(guarded, limits, key=candidate.provider)
         return Target(
             candidate.model,
@@ -98,25 +91,44 @@ async def execute(
             candidate.upstream_model,
         )
 
-    async def on_switch(next_target: Target, _error: ProviderError) -> None:
-        if chunks is not None:
-            await chunks.reset(model=next_target.name)
-
-    candidates = routed.decision.candidates
-    chain = FallbackProvider([target(c) for c in candidates], on_switch=on_switch)
+    candidates = decision.candidates
     call = replace(ProviderCall.from_request(task.request, model=""), timeout_s=policy.call_timeout_s)
+    context = Context(task.request, routed.classification, decision.min_confidence)
+    streamed = chunks is not None and (decision.strategy == "single" or len(candidates) == 1)
     try:
         async with asyncio.timeout(deadline.remaining() + DEADLINE_GRACE_S):
-            reply = await (_stream(chain, call, chunks) if chunks is not None else chain.request(call))
+            if streamed:
+                assert chunks is not None
+                result = await _stream(candidates, target, call, chunks)
+            elif decision.strategy == "cascade":
+                result = await strategies.cascade(
+                    candidates, target, call, context=context, checks=decision.checks
+                )
+            elif decision.strategy == "parallel" and decision.fan_out > 1:
+                result = await strategies.parallel(
+                    candidates,
+                    target,
+                    call,
+                    fan_out=decision.fan_out,
+                    mode=decision.parallel_mode,
+                    context=context,
+                    checks=decision.checks,
+                )
+            else:
+                result = await strategies.single(candidates, target, call)
     except ProviderError as error:
-        return await _failed(routed, chunks, code=error.code, message=error.message, attempts=attempts)
+        await book.settle(None)
+        return await _failed(routed, chunks, code=error.code, message=error.message, attempts=book.attempts)
     except TimeoutError:
+        await book.settle(None)
         message = f"the task did not finish within its deadline ({policy.task_deadline_s:g} s)"
-        return await _failed(routed, chunks, code="provider_timeout", message=message, attempts=attempts)
-    answered = chain.answered_by
-    assert answered is not None
-    candidate = next(c for c in candidates if c.model == answered.name)
+        return await _failed(routed, chunks, code="provider_timeout", message=message, attempts=book.attempts)
+    await book.settle(result.candidate.model)
+    metrics.observe_strategy(decision.strategy, result.escalations, book.spent, result.candidate.model)
+    reply, candidate = result.reply, result.candidate
     if chunks is not None:
+        if not streamed and reply.content:  # a cascade or race is judged whole, then sent whole
+            await chunks.delta(reply.content)
         await chunks.done(finish_reason=reply.finish_reason)
     return TaskCompleted(
         task_id=task.task_id,
@@ -129,18 +141,29 @@ async def execute(
         content=reply.content,
         finish_reason=reply.finish_reason,
         usage=reply.usage,
-        attempts=attempts,
+        attempts=book.attempts,
         latency_ms=round((time.perf_counter() - started) * 1000.0, 3),
         completed_at=datetime.now(UTC),
     )
 
 
-async def _stream(chain: FallbackProvider, call: ProviderCall, chunks: ChunkSink) -> Reply:
+async def _stream(
+    candidates: Sequence[RouteCandidate],
+    target: Callable[[RouteCandidate], Target],
+    call: ProviderCall,
+    chunks: ChunkSink,
+) -> strategies.Result:
+    async def on_switch(next_target: Target, _error: ProviderError) -> None:
+        await chunks.reset(model=next_target.name)
+
+    chain = FallbackProvider([target(c) for c in candidates], on_switch=on_switch)
     async for part in chain.stream(call):
         if isinstance(part, TextDelta):
             await chunks.delta(part.text)
         else:
-            return part
+            assert chain.answered_by is not None
+            answered = next(c for c in candidates if c.model == chain.answered_by.name)
+            return strategies.Result(answered, part)
     raise provider_error("bad_response", "the stream ended without a final reply")
 
 
@@ -159,19 +182,4 @@ async def _failed(
         error_message=redact(message),
         attempts=attempts,
         failed_at=datetime.now(UTC),
-    )
-
-
-def _call_event(routed: TaskRouted, attempt: int, record: CallRecord) -> ProviderCallRecorded:
-    return ProviderCallRecorded(
-        task_id=routed.task.task_id,
-        tenant_id=routed.task.tenant_id,
-        attempt=attempt,
-        provider=record.provider,
-        model=record.model,
-        outcome=record.outcome,
-        error=None if record.error is None else redact(record.error),
-        latency_ms=record.latency_ms,
-        ttft_ms=record.ttft_ms,
-        usage=record.usage or Usage(),
     )

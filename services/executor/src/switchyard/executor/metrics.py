@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
+
 from switchyard.common.events import ProviderCallRecorded
+from switchyard.executor.providers.recording import CallRecord
 from switchyard.executor.resilience.breaker import BreakerState
 
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
@@ -35,3 +37,35 @@ def observe_call(record: ProviderCallRecorded) -> None:
 
 def breaker_changed(key: str, state: BreakerState) -> None:
     BREAKER_STATE.labels(key).set(_STATE_VALUE[state])
+
+
+CASCADE = Counter(
+    "switchyard_executor_cascade_total",
+    "Cascaded tasks by the step whose answer was accepted (0: the cheap first one)",
+    ["accepted_step"],
+)
+ESCALATIONS = Counter(
+    "switchyard_executor_cascade_escalations_total", "Answers refused by a quality check", ["check"]
+)
+SPENT_TOKENS = Counter(
+    "switchyard_executor_spent_tokens_total",
+    "Tokens spent per strategy, delivered or not (parallel losers, escalated steps)",
+    ["strategy", "delivered"],
+)
+ACCEPTED = Counter(
+    "switchyard_executor_accepted_answers_total", "Answers delivered, by strategy", ["strategy"]
+)
+
+
+def observe_strategy(strategy: str, escalations: list[str], spent: list[CallRecord], delivered: str) -> None:
+    """Escalation rate = cascade escalations / cascaded tasks; cost per accepted answer = the spent
+    tokens (priced by billing) / accepted answers."""
+    ACCEPTED.labels(strategy).inc()
+    if strategy == "cascade":
+        CASCADE.labels(str(len(escalations))).inc()
+        for why in escalations:
+            for problem in why.split(": ", 1)[1].split("; "):
+                ESCALATIONS.labels(problem.split(":", 1)[0]).inc()
+    for record in spent:
+        tokens = record.usage.total_tokens if record.usage else 0
+        SPENT_TOKENS.labels(strategy, str(record.model == delivered and record.outcome == "ok")).inc(tokens)

@@ -48,7 +48,8 @@ def local_model_path(settings: ExecutorSettings) -> Path | None:
 def build_providers(
     settings: ExecutorSettings, *, openai: OpenAISettings, anthropic: AnthropicSettings
 ) -> ProviderSet:
-    """`local` when its model file exists; `openai` and `anthropic` when their API keys are set."""
+    """`local` when its model file exists; `openai` and `anthropic` when their API keys are set; and every
+    extra OpenAI- or Anthropic-compatible upstream under its own name."""
     found = ProviderSet()
     if settings.local_enabled:
         path = local_model_path(settings)
@@ -74,4 +75,16 @@ def build_providers(
             AnthropicProvider(anthropic, timeout_s=settings.call_timeout_s),
             host_of(anthropic.resolved_base_url()),
         )
+    for name, extra in settings.extra_providers.items():
+        if name in found.providers:
+            log.warning("extra provider %s ignored: the name is taken", name)
+        elif extra.kind == "openai":
+            conf = OpenAISettings(
+                api_key=extra.api_key, base_url=extra.base_url, org_id=None, project_id=None
+            )
+            found.add(name, OpenAIProvider(conf, timeout_s=settings.call_timeout_s), host_of(extra.base_url))
+        else:
+            conf_a = AnthropicSettings(api_key=extra.api_key, base_url=extra.base_url)
+            provider = AnthropicProvider(conf_a, timeout_s=settings.call_timeout_s)
+            found.add(name, provider, host_of(extra.base_url))
     return found

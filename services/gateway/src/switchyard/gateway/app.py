@@ -9,20 +9,35 @@ import uvicorn
 from fastapi import FastAPI
 from faststream.nats.fastapi import NatsRouter
 
-from switchyard.common import bus
+from switchyard.common import bus, subjects
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.logs import configure_logging
 from switchyard.common.policy import load_policy
-from switchyard.gateway import errors
+from switchyard.gateway import errors, openapi
+from switchyard.gateway.access import views as access
+from switchyard.gateway.access.changes import AuthChanges, changes_bucket
+from switchyard.gateway.admission import Admission
+from switchyard.gateway.budgets.service import Budgets
 from switchyard.gateway.catalog import Catalog
 from switchyard.gateway.config import GatewaySettings
+from switchyard.gateway.limits import views as limits
+from switchyard.gateway.limits.control import Control, control_bucket
+from switchyard.gateway.limits.counters import Counters, counter_bucket
+from switchyard.gateway.limits.service import RateLimiter
 from switchyard.gateway.middleware import RequestContext
 from switchyard.gateway.state import Gateway
+from switchyard.gateway.taskapi import views as taskapi
+from switchyard.gateway.taskapi.service import TaskRuns
+from switchyard.gateway.taskapi.store import TaskStore, tasks_bucket
 from switchyard.gateway.tasks import TaskClient
 from switchyard.gateway.tenants import KeyVerifier
-from switchyard.gateway.views import chat, health, models
+from switchyard.gateway.views import chat, health, messages, models
+from switchyard.gateway.views import ledger as ledger_views
 
 log = logging.getLogger(__name__)
+
+LIMITS_KEEP_S = 2 * 24 * 3600.0  # longer than the longest window (a day)
+SPEND_KEEP_S = 40 * 24 * 3600.0  # longer than the longest budget period (a month)
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -41,20 +56,55 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         js = bus.jetstream(nats.broker)
         await bus.ensure_streams(js)
         engine = create_engine(settings.db_url())
+        sessions = sessionmaker(engine)
         nc = bus.connection(nats.broker)
+        events = bus.EventPublisher(js, source="switchyard/gateway")
+        verifier = KeyVerifier(sessions, ttl_s=settings.auth_cache_ttl_s)
+        changes = AuthChanges(await changes_bucket(js), verifier.invalidate)
+        await changes.start()
+        control = Control(await control_bucket(js))
+        await control.start()
+        limiter = RateLimiter(
+            Counters(await counter_bucket(js, subjects.KV_GATEWAY_LIMITS, ttl_s=LIMITS_KEEP_S)),
+            settings.limits(),
+            control,
+        )
+        budgets = Budgets(
+            Counters(await counter_bucket(js, subjects.KV_SPEND, ttl_s=SPEND_KEEP_S)),
+            await counter_bucket(js, subjects.KV_BUDGETS, ttl_s=0),
+            plan_daily_usd=settings.plan_daily_usd(),
+        )
+        tasks = TaskClient(nc, events)
+        runs = TaskRuns(
+            TaskStore(await tasks_bucket(js), js), tasks, events, timeout_s=settings.async_task_timeout_s
+        )
         app.state.gateway = Gateway(
             settings=settings,
             engine=engine,
-            verifier=KeyVerifier(sessionmaker(engine), ttl_s=settings.auth_cache_ttl_s),
+            sessions=sessions,
+            verifier=verifier,
+            changes=changes,
+            events=events,
             nc=nc,
-            tasks=TaskClient(nc, bus.EventPublisher(js, source="switchyard/gateway")),
+            tasks=tasks,
+            runs=runs,
             catalog=Catalog(policy, js, refresh_s=settings.providers_refresh_s),
+            limiter=limiter,
+            admission=Admission(
+                policy=policy,
+                limiter=limiter if settings.limits_enabled else None,
+                budgets=budgets if settings.budgets_enabled else None,
+                default_max_tokens=settings.budget_default_max_tokens,
+            ),
         )
         log.info("gateway ready on http://%s:%d", settings.http_host, settings.http_port)
         return {}
 
     @nats.on_broker_shutdown
     async def closing(app: FastAPI) -> None:
+        await app.state.gateway.changes.stop()
+        await app.state.gateway.runs.stop()
+        await app.state.gateway.limiter.control.stop()
         await app.state.gateway.engine.dispose()
 
     app = FastAPI(
@@ -64,9 +114,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=nats.lifespan_context,
     )
     app.include_router(nats)
-    for view in (chat, models, health):
+    for view in (chat, messages, taskapi, models, health, access, limits):
         app.include_router(view.router)
+    app.include_router(ledger_views.router)
     errors.install(app)
+    openapi.install(app)
     app.add_middleware(RequestContext)
     return app
 

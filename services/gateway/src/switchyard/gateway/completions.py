@@ -174,7 +174,7 @@ async def open_stream(
     return head, items
 
 
-async def _chained(
+async def chained(
     head: list[Chunk | TaskCompleted], rest: AsyncIterator[Chunk | TaskCompleted | TaskFailed]
 ) -> AsyncIterator[Chunk | TaskCompleted | TaskFailed]:
     for item in head:
@@ -199,7 +199,7 @@ async def stream_events(
     expected = 0
     started = False
     try:
-        async for item in _chained(head, rest):
+        async for item in chained(head, rest):
             if isinstance(item, Chunk):
                 if item.seq != expected:
                     yield _sse_error(f"stream gap: expected chunk {expected}, got {item.seq}", "stream_gap")

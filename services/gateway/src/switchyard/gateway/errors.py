@@ -61,6 +61,30 @@ class AuthenticationFailed(APIError):
     code = "invalid_api_key"
 
 
+class PermissionDenied(APIError):
+    status = 403
+    type = "permission_error"
+    code = "insufficient_permissions"
+
+
+class Conflict(APIError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
+class RateLimited(APIError):
+    """429 as OpenAI sends it: type `requests` or `tokens`, code `rate_limit_exceeded`, with Retry-After."""
+
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, type_: str = "requests", **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.type = type_
+
+
 class ModelNotFound(APIError):
     status = 404
     type = "invalid_request_error"

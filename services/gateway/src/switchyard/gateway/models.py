@@ -1,10 +1,11 @@
-"""The gateway's tables: tenants and their API keys (stored as SHA-256 of the key, never the key)."""
+"""The gateway's tables: organisations (tenants), their users, and API keys (stored as the SHA-256 of the
+key, never the key)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, MetaData, String
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, MetaData, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -13,12 +14,32 @@ class GatewayBase(DeclarativeBase):
 
 
 class Tenant(GatewayBase):
+    """An organisation. Every read of the admin API is scoped to the caller's tenant."""
+
     __tablename__ = "tenants"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     plan: Mapped[str] = mapped_column(String(32), default="free")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The operator's own organisation: its admins may create other organisations and set the throttle.
+    platform: Mapped[bool] = mapped_column(Boolean, default=False)
+    monthly_budget_usd: Mapped[float | None] = mapped_column(Float)
+
+
+class User(GatewayBase):
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("tenant_id", "email", name="uq_users_tenant_email"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(16))
+    # The user's plan sets the daily budget; None: the organisation's plan.
+    plan: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ApiKey(GatewayBase):
@@ -32,3 +53,7 @@ class ApiKey(GatewayBase):
     key_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Space-separated scopes; the effective ones are these intersected with the user's role.
+    scopes: Mapped[str] = mapped_column(String(200), default="inference")
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rotated_to: Mapped[str | None] = mapped_column(String(64))

@@ -6,10 +6,15 @@ from dataclasses import dataclass
 
 from fastapi import Request
 from nats.aio.client import Client
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from switchyard.common.bus import EventPublisher
+from switchyard.gateway.access.changes import AuthChanges
+from switchyard.gateway.admission import Admission
 from switchyard.gateway.catalog import Catalog
 from switchyard.gateway.config import GatewaySettings
+from switchyard.gateway.limits.service import RateLimiter
+from switchyard.gateway.taskapi.service import TaskRuns
 from switchyard.gateway.tasks import TaskClient
 from switchyard.gateway.tenants import KeyVerifier
 
@@ -18,10 +23,16 @@ from switchyard.gateway.tenants import KeyVerifier
 class Gateway:
     settings: GatewaySettings
     engine: AsyncEngine
+    sessions: async_sessionmaker  # type: ignore[type-arg]
     verifier: KeyVerifier
+    changes: AuthChanges
+    events: EventPublisher
     nc: Client
     tasks: TaskClient
     catalog: Catalog
+    limiter: RateLimiter
+    admission: Admission
+    runs: TaskRuns
 
 
 def gateway_of(request: Request) -> Gateway:

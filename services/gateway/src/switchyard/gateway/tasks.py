@@ -65,6 +65,26 @@ class TaskClient:
         finally:
             await sub.unsubscribe()
 
+    async def start(self, task: TaskSubmitted) -> asyncio.Future[Outcome]:
+        """Submits `task` and returns a future of its result without waiting for it (the task API).
+        The result subscription ends when the future is done or cancelled."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Outcome] = loop.create_future()
+
+        async def on_result(msg: Msg) -> None:
+            outcome = _decode_result(msg.data)
+            if outcome is not None and not done.done():
+                done.set_result(outcome)
+
+        sub = await self._nc.subscribe(subjects.result_subject(task.task_id), cb=on_result)
+        done.add_done_callback(lambda _: loop.create_task(sub.unsubscribe()))
+        try:
+            await self._submit(task)
+        except BaseException:
+            done.cancel()
+            raise
+        return done
+
     async def stream(self, task: TaskSubmitted, *, timeout_s: float) -> AsyncIterator[Chunk | Outcome]:
         """Submits `task` and yields its chunks in order, then its result. Raises TimedOut."""
         queue: asyncio.Queue[Chunk | Outcome] = asyncio.Queue()

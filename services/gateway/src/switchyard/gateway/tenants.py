@@ -1,11 +1,12 @@
-"""Tenants and API keys: creation, verification and the development bootstrap."""
+"""Who is calling: the principal a credential maps to, API-key verification with a short cache, and the
+development bootstrap."""
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -13,9 +14,11 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from switchyard.common.ids import new_id
 from switchyard.gateway import keys
-from switchyard.gateway.models import ApiKey, Tenant
+from switchyard.gateway.access import roles
+from switchyard.gateway.models import ApiKey, Tenant, User
 
 DEV_TENANT = "dev"
+DEV_USER = "dev"
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,13 +27,72 @@ class Principal:
     api_key_id: str
     user_id: str | None
     key_prefix: str
+    role: str = "member"
+    scopes: frozenset[str] = frozenset({roles.INFERENCE})
+    plan: str = "free"  # the user's plan (else the organisation's): sets the daily budget
+    org_monthly_budget_usd: float | None = None
+    platform: bool = False
+    expires_at: datetime | None = None
+
+    def can(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    @property
+    def subject(self) -> str:
+        """Whom per-user limits count against: the user, or the key for a key without a user."""
+        return self.user_id or f"key-{self.api_key_id}"
 
 
-async def create_tenant(sessions: async_sessionmaker, *, name: str, plan: str = "free") -> Tenant:  # type: ignore[type-arg]
-    tenant = Tenant(id=new_id()[:16], name=name, plan=plan, created_at=datetime.now(UTC))
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes for timezone-aware columns; they were written in UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+async def create_tenant(
+    sessions: async_sessionmaker,  # type: ignore[type-arg]
+    *,
+    name: str,
+    plan: str = "free",
+    platform: bool = False,
+    monthly_budget_usd: float | None = None,
+) -> Tenant:
+    tenant = Tenant(
+        id=new_id()[:16],
+        name=name,
+        plan=plan,
+        platform=platform,
+        monthly_budget_usd=monthly_budget_usd,
+        created_at=datetime.now(UTC),
+    )
     async with sessions.begin() as s:
         s.add(tenant)
     return tenant
+
+
+async def create_user(
+    sessions: async_sessionmaker,  # type: ignore[type-arg]
+    *,
+    tenant_id: str,
+    email: str,
+    role: str,
+    name: str = "",
+    plan: str | None = None,
+    user_id: str | None = None,
+) -> User:
+    user = User(
+        id=user_id or f"usr_{new_id()[:16]}",
+        tenant_id=tenant_id,
+        email=email,
+        name=name,
+        role=role,
+        plan=plan,
+        created_at=datetime.now(UTC),
+    )
+    async with sessions.begin() as s:
+        s.add(user)
+    return user
 
 
 async def create_api_key(
@@ -39,16 +101,20 @@ async def create_api_key(
     tenant_id: str,
     name: str,
     user_id: str | None = None,
+    scopes: str = "inference admin audit:read billing:read",
+    expires_at: datetime | None = None,
 ) -> tuple[str, ApiKey]:
     """Creates a key; the plaintext is returned once and never stored."""
     plaintext, prefix = keys.generate()
     row = ApiKey(
-        id=new_id()[:16],
+        id=f"key_{new_id()[:16]}",
         tenant_id=tenant_id,
         user_id=user_id,
         name=name,
         prefix=prefix,
         key_hash=keys.hash_key(plaintext),
+        scopes=scopes,
+        expires_at=expires_at,
         created_at=datetime.now(UTC),
     )
     async with sessions.begin() as s:
@@ -56,13 +122,42 @@ async def create_api_key(
     return plaintext, row
 
 
+@dataclass
+class _Cached:
+    at: float
+    principal: Principal
+
+
+@dataclass
+class _Index:
+    """Which cached digests belong to a key, a user or an organisation, to drop them on a change."""
+
+    by_id: dict[str, set[str]] = field(default_factory=dict)
+
+    def add(self, ident: str, digest: str) -> None:
+        self.by_id.setdefault(ident, set()).add(digest)
+
+    def pop(self, ident: str) -> set[str]:
+        return self.by_id.pop(ident, set())
+
+
 class KeyVerifier:
-    """Verifies presented keys against the database, caching hits briefly (and never the plaintext)."""
+    """Verifies presented keys against the database, caching hits briefly (and never the plaintext).
+
+    A revocation, expiry, disabled user or role change is seen at once on every replica: the admin API
+    announces each change on the bus and `invalidate` drops the cached entries (see access/changes.py);
+    the TTL only bounds how long a missed announcement could matter.
+    """
 
     def __init__(self, sessions: async_sessionmaker, *, ttl_s: float = 30.0) -> None:  # type: ignore[type-arg]
         self._sessions = sessions
         self._ttl_s = ttl_s
-        self._cache: dict[str, tuple[float, Principal]] = {}
+        self._cache: dict[str, _Cached] = {}
+        self._index = _Index()
+
+    def invalidate(self, kind: str, ident: str) -> None:
+        for digest in self._index.pop(f"{kind}.{ident}"):
+            self._cache.pop(digest, None)
 
     async def verify(self, presented: str) -> Principal | None:
         prefix = keys.parse_prefix(presented)
@@ -71,34 +166,88 @@ class KeyVerifier:
         digest = keys.hash_key(presented)
         hit = self._cache.get(digest)
         now = time.monotonic()
-        if hit is not None and now - hit[0] < self._ttl_s:
-            return hit[1]
-        async with self._sessions() as s:
-            row = (await s.execute(select(ApiKey).where(ApiKey.prefix == prefix))).scalar_one_or_none()
-        if row is None or row.revoked_at is not None or not keys.matches(presented, row.key_hash):
-            self._cache.pop(digest, None)
-            return None
-        principal = Principal(
-            tenant_id=row.tenant_id, api_key_id=row.id, user_id=row.user_id, key_prefix=prefix
-        )
-        self._cache[digest] = (now, principal)
+        if hit is not None and now - hit.at < self._ttl_s:
+            expires = hit.principal.expires_at
+            if expires is None or expires > datetime.now(UTC):
+                return hit.principal
+        self._cache.pop(digest, None)
+        principal = await self._load(presented, prefix)
+        if principal is not None:
+            self._cache[digest] = _Cached(now, principal)
+            for kind, ident in (
+                ("key", principal.api_key_id),
+                ("user", principal.user_id),
+                ("org", principal.tenant_id),
+            ):
+                if ident:
+                    self._index.add(f"{kind}.{ident}", digest)
         return principal
+
+    async def _load(self, presented: str, prefix: str) -> Principal | None:
+        query = (
+            select(ApiKey, Tenant, User)
+            .join(Tenant, Tenant.id == ApiKey.tenant_id)
+            .outerjoin(User, (User.id == ApiKey.user_id) & (User.tenant_id == ApiKey.tenant_id))
+            .where(ApiKey.prefix == prefix)
+        )
+        async with self._sessions() as s:
+            row = (await s.execute(query)).one_or_none()
+        if row is None:
+            return None
+        key, tenant, user = row
+        expires_at = _aware(key.expires_at)
+        if key.revoked_at is not None or not keys.matches(presented, key.key_hash):
+            return None
+        if expires_at is not None and expires_at <= datetime.now(UTC):
+            return None
+        if user is not None and user.disabled_at is not None:
+            return None
+        role = user.role if user is not None else roles.SERVICE_KEY_ROLE
+        return Principal(
+            tenant_id=key.tenant_id,
+            api_key_id=key.id,
+            user_id=key.user_id,
+            key_prefix=prefix,
+            role=role,
+            scopes=roles.effective_scopes(role, key.scopes),
+            plan=(user.plan if user is not None and user.plan else tenant.plan),
+            org_monthly_budget_usd=tenant.monthly_budget_usd,
+            platform=tenant.platform,
+            expires_at=expires_at,
+        )
 
 
 async def ensure_dev_tenant(sessions: async_sessionmaker, *, key_file: Path) -> bool:  # type: ignore[type-arg]
-    """On the first embedded run: a development tenant and key, the key written to `key_file` (0600).
+    """On the first embedded run: a development organisation (the platform's own), its admin user and
+    an admin key, the key written to `key_file` (0600).
 
-    Returns True when it created them. A later run keeps both (the key file is the only copy of the key).
+    Returns True when it created the key. A later run keeps it (the key file is the only copy of the key).
     """
     async with sessions() as s:
         tenant = (await s.execute(select(Tenant).where(Tenant.name == DEV_TENANT))).scalar_one_or_none()
+        user = await s.get(User, DEV_USER)
     if tenant is not None and key_file.exists():
         return False
     if tenant is None:
-        tenant = await create_tenant(sessions, name=DEV_TENANT, plan="enterprise")
-    plaintext, _ = await create_api_key(sessions, tenant_id=tenant.id, name="development key", user_id="dev")
+        tenant = await create_tenant(sessions, name=DEV_TENANT, plan="enterprise", platform=True)
+    if user is None:
+        await create_user(
+            sessions,
+            tenant_id=tenant.id,
+            email="dev@localhost",
+            name="Developer",
+            role="admin",
+            user_id=DEV_USER,
+        )
+    plaintext, _ = await create_api_key(
+        sessions, tenant_id=tenant.id, name="development key", user_id=DEV_USER
+    )
     key_file.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(plaintext + "\n")
     return True
+
+
+def expiry_in(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.now(UTC) + timedelta(seconds=seconds)

@@ -1,26 +1,36 @@
-"""The router service: TaskClassified in, TaskRouted out (or TaskFailed when nothing can serve it)."""
+"""The router service: TaskClassified in, TaskRouted out (or TaskFailed when nothing can serve it); and,
+as a second consumer, provider-call events folded into the model statistics the replicas share."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import UTC, datetime
+
+from pydantic import Field
 
 from switchyard.common import bus, ids, subjects
 from switchyard.common.config import CommonSettings
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.errors import NoProviderAvailable
-from switchyard.common.events import TaskClassified, TaskFailed, TaskRouted
-from switchyard.common.policy import load_policy
+from switchyard.common.events import ProviderCallRecorded, TaskClassified, TaskFailed, TaskRouted
+from switchyard.common.policy import Policy
 from switchyard.common.providers import available, providers_bucket, read_all
 from switchyard.common.service import Service, create_service, run_service
+from switchyard.router import metrics
+from switchyard.router.board import HealthBoard
+from switchyard.router.policy_source import PolicySource
 from switchyard.router.routing import UnknownModel, decide
+from switchyard.router.tokens import count_prompt, encoding
 
 log = logging.getLogger(__name__)
 
 
 class RouterSettings(CommonSettings):
     providers_refresh_s: float = 2.0
+    health_refresh_s: float = Field(default=1.0, gt=0, description="how stale the health view may be")
+    policy_check_s: float = Field(default=1.0, gt=0, description="how often the policy file is checked")
 
 
 class ProviderView:
@@ -41,21 +51,52 @@ class ProviderView:
         return self._names
 
 
+def _on_reload(policy: Policy | None, error: str | None) -> None:
+    metrics.POLICY_RELOADS.labels("ok" if error is None else "invalid").inc()
+    if policy is not None:
+        metrics.POLICY_INFO.clear()
+        metrics.POLICY_INFO.labels(policy.version, policy.fingerprint()).set(1)
+
+
 def create(settings: RouterSettings) -> Service:
     service = create_service("router", settings)
-    policy = load_policy(settings.policy_path)
+    policies = PolicySource(settings.policy_path, check_s=settings.policy_check_s, on_reload=_on_reload)
+    _on_reload(policies.current(), None)
     providers = ProviderView(service, settings.providers_refresh_s)
+    boards: list[HealthBoard] = []
+
+    def board() -> HealthBoard:
+        if not boards:
+            boards.append(HealthBoard(bus.jetstream(service.broker), refresh_s=settings.health_refresh_s))
+        return boards[0]
+
+    watcher: list[asyncio.Task[None]] = []
+
+    async def warm_up() -> None:
+        encoding()  # load the tokenizer before the first task, not during it
+        watcher.append(asyncio.create_task(policies.watch(), name="policy-watch"))
+
+    async def stop_watching() -> None:
+        for task in watcher:
+            task.cancel()
 
     async def on_classified(event: CloudEvent, payload: TaskClassified) -> None:
         task = payload.task
+        policy = policies.current()
+        started = time.perf_counter()
         try:
             decision = decide(
                 request=task.request,
                 classification=payload.classification,
                 policy=policy,
                 available=await providers.names(),
+                tenant_id=task.tenant_id,
+                prompt_tokens=count_prompt(task.request),
+                headroom_usd=await board().headroom(task.tenant_id),
+                health=await board().signals(policy),
             )
         except (UnknownModel, NoProviderAvailable) as exc:
+            metrics.REJECTED.labels(exc.code).inc()
             failed = TaskFailed(
                 task_id=task.task_id,
                 tenant_id=task.tenant_id,
@@ -73,6 +114,7 @@ def create(settings: RouterSettings) -> Service:
                 traceparent=event.traceparent,
             )
             return
+        metrics.observe_decision(decision, time.perf_counter() - started)
         routed = TaskRouted(task=task, classification=payload.classification, decision=decision)
         await service.events().publish(
             routed,
@@ -82,6 +124,12 @@ def create(settings: RouterSettings) -> Service:
             traceparent=event.traceparent,
         )
 
+    async def on_call(event: CloudEvent, payload: ProviderCallRecorded) -> None:
+        if await board().record_call(event.id, payload, alpha=policies.current().health.ema_alpha):
+            metrics.STATS_UPDATES.inc()
+
+    service.setup.append(warm_up)
+    service.teardown.append(stop_watching)
     bus.subscribe(
         service.broker,
         consumer=subjects.ROUTER_CONSUMER,
@@ -90,7 +138,17 @@ def create(settings: RouterSettings) -> Service:
         expected=[TaskClassified],
         handler=on_classified,
         max_workers=8,
-        description="Chooses a strategy and candidate chain for each classified task.",
+        description="Chooses a strategy and candidate chain for each classified task, with its reasons.",
+    )
+    bus.subscribe(
+        service.broker,
+        consumer=subjects.ROUTER_STATS_CONSUMER,
+        service="router",
+        publisher=service.events,
+        expected=[ProviderCallRecorded],
+        handler=on_call,
+        max_workers=4,
+        description="Learns EMA success and latency per model from provider calls (shared through KV).",
     )
     return service
 

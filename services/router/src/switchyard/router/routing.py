@@ -1,15 +1,32 @@
-"""Routing decisions: which tier and which ordered chain of models should run a classified task.
+"""Routing decisions: a strategy and an ordered candidate chain for a classified task, with the reasons.
 
-Pure functions: the service feeds them the policy and the providers the executors announced.
+`decide` is pure: the service feeds it the policy, the providers the executors announced, the tenant's
+budget headroom and live model health, and it returns the same decision for the same inputs; the
+reasons carry every input that mattered (features, signals, scores, chosen, rejected and why), so a
+decision can be audited and replayed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from switchyard.common.errors import NoProviderAvailable, SwitchyardError
 from switchyard.common.events import ChatRequest, Classification, RouteCandidate, RoutingDecision
-from switchyard.common.policy import TIER_ORDER, ModelSpec, Policy
+from switchyard.common.policy import ModelSpec, Policy
+from switchyard.router.chain import build_chain, model_order, needs, rank, reorder_by_health, tier_preference
+from switchyard.router.health import ModelSignal
+from switchyard.router.strategy import plan
 
 AUTO = "auto"
+__all__ = [
+    "AUTO",
+    "UnknownModel",
+    "budget_state",
+    "decide",
+    "estimate_prompt_tokens",
+    "tier_for",
+    "tier_preference",
+]
 
 
 class UnknownModel(SwitchyardError):
@@ -17,7 +34,7 @@ class UnknownModel(SwitchyardError):
 
 
 def estimate_prompt_tokens(request: ChatRequest) -> int:
-    """A cheap estimate (~4 characters a token plus per-message overhead) for cost and context checks."""
+    """A cheap estimate (~4 characters a token plus per-message overhead), when no tokenizer is given."""
     chars = sum(len(m.text()) for m in request.messages)
     return chars // 4 + 4 * len(request.messages) + 2
 
@@ -30,11 +47,14 @@ def tier_for(complexity: float, policy: Policy) -> str:
     return "standard"
 
 
-def tier_preference(tier: str) -> list[str]:
-    """The chosen tier, then the better tiers (quality first), then the cheaper ones, local last."""
-    paid = [t for t in TIER_ORDER if t != "local"]
-    idx = paid.index(tier)
-    return [*paid[idx:], *reversed(paid[:idx]), "local"]
+def budget_state(headroom_usd: float | None, policy: Policy) -> str:
+    if headroom_usd is None:
+        return "unlimited"
+    if headroom_usd <= 0:
+        return "exhausted"
+    if headroom_usd < policy.budget.downgrade_below_usd:
+        return "low"
+    return "ok"
 
 
 def _candidate(spec: ModelSpec, prompt_tokens: int, output_tokens: int) -> RouteCandidate:
@@ -53,43 +73,97 @@ def decide(
     classification: Classification,
     policy: Policy,
     available: set[str],
+    tenant_id: str = "",
+    prompt_tokens: int | None = None,
+    headroom_usd: float | None = None,
+    health: Mapping[str, ModelSignal] | None = None,
 ) -> RoutingDecision:
-    prompt_tokens = estimate_prompt_tokens(request)
-    output_tokens = request.max_tokens or policy.expected_output_tokens
+    tokens = estimate_prompt_tokens(request) if prompt_tokens is None else prompt_tokens
+    effective = policy.for_tenant(tenant_id)
+    output_tokens = request.max_tokens or effective.output_tokens(classification.type)
     if request.model != AUTO:
-        return _pinned(request.model, policy, available, prompt_tokens, output_tokens)
+        return _pinned(request.model, effective, available, tokens, output_tokens)
 
-    wanted = tier_for(classification.complexity, policy)
-    rejected: list[dict[str, str]] = []
-    chain: list[RouteCandidate] = []
-    for tier in tier_preference(wanted):
-        for spec in policy.in_tier(tier):
-            if spec.provider not in available:
-                rejected.append({"model": spec.id, "reason": f"provider {spec.provider} not available"})
-            elif prompt_tokens + output_tokens > spec.context_window:
-                rejected.append({"model": spec.id, "reason": "prompt exceeds the context window"})
-            else:
-                chain.append(_candidate(spec, prompt_tokens, output_tokens))
-    if not chain:
+    signals = health or {}
+    money = budget_state(headroom_usd, effective)
+    wanted = tier_for(classification.complexity, effective)
+    complexity_tier = wanted
+    if classification.type == "coordination" and wanted != "premium" and effective.in_tier("coordination"):
+        wanted = "coordination"
+    max_tier = None
+    if money in ("low", "exhausted"):
+        max_tier = effective.budget.downgrade_max_tier
+        if rank(wanted) > rank(max_tier):
+            wanted = max_tier
+    cost_mode = money in ("low", "exhausted") or wanted in ("fast", "local")
+    order = model_order(effective, task_type=classification.type, wanted=wanted, cost_mode=cost_mode)
+    chain = build_chain(
+        effective,
+        order=order,
+        available=available,
+        required=needs(request),
+        prompt_tokens=tokens,
+        output_tokens=output_tokens,
+        headroom_usd=headroom_usd,
+        max_tier=max_tier,
+    )
+    if not chain.kept:
         raise NoProviderAvailable("no configured provider can serve this task")
-    chosen = chain[0]
+    chain = reorder_by_health(chain, effective, signals)
+    candidates = [_candidate(s, tokens, output_tokens) for s in chain.kept]
+    healthy = len(candidates) - len(chain.demoted)
+    p = plan(
+        request=request,
+        classification=classification,
+        policy=effective,
+        candidates=candidates,
+        healthy=healthy,
+        wanted=wanted,
+        budget_state=money,
+    )
+    chosen = p.candidates[0]
     return RoutingDecision(
-        strategy="single",
+        strategy=p.strategy,  # type: ignore[arg-type]
         tier=chosen.tier,
-        candidates=chain,
-        policy_version=policy.version,
-        estimated_prompt_tokens=prompt_tokens,
+        candidates=p.candidates,
+        policy_version=effective.version,
+        estimated_prompt_tokens=tokens,
+        estimated_cost_usd=p.estimated_cost_usd,
+        fan_out=p.fan_out,
+        parallel_mode=p.parallel_mode,  # type: ignore[arg-type]
+        checks=p.checks,
+        min_confidence=p.min_confidence,
         reasons={
             "features": {
                 "type": classification.type,
                 "complexity": round(classification.complexity, 4),
                 "confidence": round(classification.confidence, 4),
                 "urgency": round(classification.urgency, 4),
+                "prompt_tokens": tokens,
+                "expected_output_tokens": output_tokens,
+                "stream": request.stream,
+                "needs": sorted(needs(request)),
             },
+            "tenant": {"id": tenant_id, "override": tenant_id in policy.tenants},
+            "budget": {"headroom_usd": headroom_usd, "state": money, "max_tier": max_tier},
+            "complexity_tier": complexity_tier,
             "wanted_tier": wanted,
+            "strategy": p.strategy,
+            "strategy_why": p.why,
             "chosen": chosen.model,
-            "why": _why(wanted, chosen.tier, classification.complexity, policy),
-            "rejected": rejected,
+            "why": _why(wanted, chosen.tier, classification.complexity, effective),
+            "scores": [
+                {
+                    "model": c.model,
+                    "tier": c.tier,
+                    "estimated_cost_usd": c.estimated_cost_usd,
+                    "demoted": chain.demoted.get(c.model),
+                    **(signals[c.model].as_reason() if c.model in signals else {}),
+                }
+                for c in p.candidates
+            ],
+            "rejected": chain.rejected,
+            "policy_fingerprint": effective.fingerprint(),
         },
     )
 
@@ -122,5 +196,6 @@ def _pinned(
         candidates=[candidate],
         policy_version=policy.version,
         estimated_prompt_tokens=prompt_tokens,
+        estimated_cost_usd=candidate.estimated_cost_usd,
         reasons={"pinned": model, "chosen": candidate.model, "why": "the client named the model"},
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from switchyard.common import subjects
@@ -22,3 +24,5 @@ class UsageRecorded(EventPayload):
     completion_tokens: int = Field(ge=0)
     cost_usd: float = Field(ge=0)
     priced: bool = True
+    kind: Literal["task", "call"] = "task"  # call: a billable provider call beside the delivered answer
+    call_event_id: str | None = None

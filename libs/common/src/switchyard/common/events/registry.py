@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from switchyard.common.events.admin import AdminActionRecorded
 from switchyard.common.events.base import EventPayload
 from switchyard.common.events.billing import UsageRecorded
+from switchyard.common.events.gateway import TaskCancelled
 from switchyard.common.events.tasks import (
     ProviderCallRecorded,
     TaskClassified,
@@ -23,6 +25,8 @@ _MODELS: tuple[type[EventPayload], ...] = (
     TaskFailed,
     TaskTimedOut,
     UsageRecorded,
+    AdminActionRecorded,
+    TaskCancelled,
 )
 EVENT_TYPES: dict[str, type[EventPayload]] = {m.EVENT_TYPE: m for m in _MODELS}
 

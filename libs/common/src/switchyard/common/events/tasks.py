@@ -15,7 +15,8 @@ TaskType = Literal[
 ]
 TASK_TYPES: tuple[str, ...] = TaskType.__args__  # type: ignore[attr-defined]
 Priority = Literal["low", "normal", "high"]
-Strategy = Literal["single"]
+Strategy = Literal["single", "parallel", "cascade"]
+ParallelMode = Literal["race", "best_of"]
 
 
 class ChatMessage(BaseModel):
@@ -46,6 +47,7 @@ class ChatRequest(BaseModel):
     top_p: float | None = Field(default=None, ge=0, le=1)
     stop: list[str] | None = None
     stream: bool = False
+    response_format: dict[str, Any] | None = None  # OpenAI's {"type": "json_object" | "json_schema", ...}
 
     def prompt_text(self) -> str:
         return "\n".join(m.text() for m in self.messages)
@@ -107,6 +109,10 @@ class RouteCandidate(BaseModel):
 
 
 class RoutingDecision(BaseModel):
+    """How to run a task. `single`: the candidates in order, each a fallback of the one before.
+    `parallel`: the first `fan_out` candidates at once (a race, or best-of with a scorer), the rest as
+    fallbacks. `cascade`: the candidates in order, the next one only when an answer fails `checks`."""
+
     model_config = ConfigDict(frozen=True)
 
     strategy: Strategy = "single"
@@ -115,6 +121,11 @@ class RoutingDecision(BaseModel):
     reasons: dict[str, Any] = Field(default_factory=dict)
     policy_version: str
     estimated_prompt_tokens: int = 0
+    estimated_cost_usd: float = 0.0
+    fan_out: int = Field(default=1, ge=1)
+    parallel_mode: ParallelMode = "race"
+    checks: list[str] = Field(default_factory=list)
+    min_confidence: float = 0.0
 
 
 class TaskRouted(EventPayload):
@@ -140,6 +151,10 @@ class ProviderCallRecorded(EventPayload):
     latency_ms: float
     ttft_ms: float | None = None
     usage: Usage = Field(default_factory=Usage)
+    # True when the tokens were spent but the answer was not the one delivered (a parallel loser, an
+    # escalated cascade step): billing charges these calls; the delivered answer is charged by its result.
+    billable: bool = False
+    usage_estimated: bool = False  # the upstream reported no usage (e.g. a cancelled call): counted here
 
 
 class TaskCompleted(EventPayload):

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
+
 from switchyard.common.errors import ProviderError
 from switchyard.executor.providers.errors import provider_error
 

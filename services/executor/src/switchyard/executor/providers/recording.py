@@ -4,6 +4,7 @@ layers above only ever see the taxonomy."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,6 +18,7 @@ from switchyard.executor.providers.base import (
     Reply,
     StreamPart,
     TextDelta,
+    estimated_usage,
     stream_any,
 )
 from switchyard.executor.providers.errors import provider_error
@@ -33,6 +35,7 @@ class CallRecord:
     ttft_ms: float | None = None
     error: str | None = None
     usage: Usage | None = None
+    usage_estimated: bool = False  # a cancelled call: the prompt (and any text received) is counted here
 
 
 OnCall = Callable[[CallRecord], Awaitable[None]]
@@ -77,6 +80,21 @@ class RecordingProvider:
             )
         )
 
+    async def _cancelled(self, started: float, call: ProviderCall, text: str, ttft_ms: float | None) -> None:
+        """A call stopped by us (a parallel loser, a deadline): the upstream already spent the prompt's
+        tokens, and any text it sent, so the call is recorded with an estimate of them."""
+        await self._on_call(
+            CallRecord(
+                provider=self._provider,
+                model=self._model,
+                outcome="cancelled",
+                latency_ms=self._ms(started),
+                ttft_ms=ttft_ms,
+                usage=estimated_usage(call, text),
+                usage_estimated=True,
+            )
+        )
+
     def _taxonomy(self, exc: Exception) -> ProviderError:
         if isinstance(exc, ProviderError):
             return exc
@@ -87,6 +105,9 @@ class RecordingProvider:
         started = self._clock()
         try:
             reply = await self._inner.request(call)
+        except asyncio.CancelledError:
+            await self._cancelled(started, call, "", None)
+            raise
         except Exception as exc:
             error = self._taxonomy(exc)
             await self._report(started, error=error)
@@ -99,13 +120,19 @@ class RecordingProvider:
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
         started = self._clock()
         ttft_ms: float | None = None
+        text: list[str] = []
         try:
             async for part in stream_any(self._inner, call):
-                if isinstance(part, TextDelta) and ttft_ms is None:
-                    ttft_ms = self._ms(started)
+                if isinstance(part, TextDelta):
+                    text.append(part.text)
+                    if ttft_ms is None:
+                        ttft_ms = self._ms(started)
                 if isinstance(part, Reply):
                     await self._report(started, reply=part, ttft_ms=ttft_ms)
                 yield part
+        except asyncio.CancelledError:
+            await self._cancelled(started, call, "".join(text), ttft_ms)
+            raise
         except Exception as exc:
             error = self._taxonomy(exc)
             await self._report(started, error=error, ttft_ms=ttft_ms)

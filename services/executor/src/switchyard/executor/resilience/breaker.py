@@ -1,9 +1,9 @@
 """Circuit breakers per provider/model: CLOSED -> OPEN after N consecutive failures -> HALF_OPEN after a
 cool-down -> one probe call -> CLOSED on success, OPEN again on failure.
 
-`Breakers` is the interface the executor uses; `LocalBreakers` keeps the state in this process. A shared
-implementation (JetStream KV with compare-and-set, so replicas agree) can replace it behind the same
-interface.
+`Breakers` is the interface the executor uses; `LocalBreakers` keeps the state in this process,
+`shared.KVBreakers` in JetStream KV with compare-and-set, so replicas agree. Both run the same state
+machine (the pure functions below) on a `BreakerRecord`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from switchyard.common.errors import ProviderError
+from switchyard.common.providers import BreakerRecord
 from switchyard.executor.providers.base import Provider, ProviderCall, Reply, StreamPart, stream_any
 from switchyard.executor.providers.errors import provider_error
 from switchyard.executor.resilience.deadline import Clock
@@ -49,13 +50,45 @@ class Breakers(Protocol):
     async def state(self, key: str) -> BreakerState: ...
 
 
-@dataclass
-class _Circuit:
-    state: BreakerState = BreakerState.CLOSED
-    failures: int = 0
-    opened_at: float = 0.0
-    probes: int = 0
-    probe_started: float = 0.0
+# The state machine as pure functions on a record, shared by the in-process and the KV implementation.
+
+
+def admit(record: BreakerRecord, now: float, config: BreakerConfig) -> tuple[bool, BreakerRecord]:
+    """Whether a call may go out, and the record after handing out (or refusing) the permission."""
+    if record.state == BreakerState.CLOSED:
+        return True, record
+    r = record.model_copy()
+    if r.state == BreakerState.OPEN:
+        if now - r.opened_at < config.open_s:
+            return False, record
+        r.state, r.probes = BreakerState.HALF_OPEN, 0
+    # HALF_OPEN: a probe that never reported back (its task was cancelled) frees its slot after open_s.
+    if r.probes and now - r.probe_started >= config.open_s:
+        r.probes = 0
+    if r.probes >= config.half_open_probes:
+        return False, r
+    r.probes += 1
+    r.probe_started = now
+    return True, r
+
+
+def succeeded(record: BreakerRecord) -> BreakerRecord:
+    if record.state == BreakerState.CLOSED and record.failures == 0:
+        return record
+    return record.model_copy(update={"state": BreakerState.CLOSED, "failures": 0, "probes": 0})
+
+
+def failed(record: BreakerRecord, now: float, config: BreakerConfig) -> BreakerRecord:
+    r = record.model_copy(update={"failures": record.failures + 1})
+    if r.state == BreakerState.HALF_OPEN or r.failures >= config.failure_threshold:
+        r.state, r.opened_at, r.probes, r.open_s = BreakerState.OPEN, now, 0, config.open_s
+    return r
+
+
+def state_of(record: BreakerRecord, now: float, config: BreakerConfig) -> BreakerState:
+    if record.state == BreakerState.OPEN and now - record.opened_at >= config.open_s:
+        return BreakerState.HALF_OPEN
+    return BreakerState(record.state)
 
 
 OnChange = Callable[[str, BreakerState], None]
@@ -74,55 +107,30 @@ class LocalBreakers:
         self.config = config or BreakerConfig()
         self._clock = clock
         self._on_change = on_change
-        self._circuits: dict[str, _Circuit] = {}
+        self._records: dict[str, BreakerRecord] = {}
 
-    def _circuit(self, key: str) -> _Circuit:
-        return self._circuits.setdefault(key, _Circuit())
+    def _set(self, key: str, record: BreakerRecord) -> None:
+        old = self._records.get(key)
+        self._records[key] = record
+        if self._on_change is not None and (old.state if old else BreakerState.CLOSED) != record.state:
+            self._on_change(key, BreakerState(record.state))
 
-    def _move(self, key: str, circuit: _Circuit, state: BreakerState) -> None:
-        if circuit.state is not state:
-            circuit.state = state
-            if self._on_change is not None:
-                self._on_change(key, state)
+    def _get(self, key: str) -> BreakerRecord:
+        return self._records.get(key) or BreakerRecord(open_s=self.config.open_s)
 
     async def allow(self, key: str) -> bool:
-        circuit = self._circuit(key)
-        now = self._clock()
-        if circuit.state is BreakerState.CLOSED:
-            return True
-        if circuit.state is BreakerState.OPEN:
-            if now - circuit.opened_at < self.config.open_s:
-                return False
-            self._move(key, circuit, BreakerState.HALF_OPEN)
-            circuit.probes = 0
-        # HALF_OPEN: a probe that never reported back (its task was cancelled) frees its slot after open_s.
-        if circuit.probes and now - circuit.probe_started >= self.config.open_s:
-            circuit.probes = 0
-        if circuit.probes >= self.config.half_open_probes:
-            return False
-        circuit.probes += 1
-        circuit.probe_started = now
-        return True
+        allowed, record = admit(self._get(key), self._clock(), self.config)
+        self._set(key, record)
+        return allowed
 
     async def record_success(self, key: str) -> None:
-        circuit = self._circuit(key)
-        circuit.failures = 0
-        circuit.probes = 0
-        self._move(key, circuit, BreakerState.CLOSED)
+        self._set(key, succeeded(self._get(key)))
 
     async def record_failure(self, key: str) -> None:
-        circuit = self._circuit(key)
-        circuit.failures += 1
-        if circuit.state is BreakerState.HALF_OPEN or circuit.failures >= self.config.failure_threshold:
-            circuit.opened_at = self._clock()
-            circuit.probes = 0
-            self._move(key, circuit, BreakerState.OPEN)
+        self._set(key, failed(self._get(key), self._clock(), self.config))
 
     async def state(self, key: str) -> BreakerState:
-        circuit = self._circuit(key)
-        if circuit.state is BreakerState.OPEN and self._clock() - circuit.opened_at >= self.config.open_s:
-            return BreakerState.HALF_OPEN
-        return circuit.state
+        return state_of(self._get(key), self._clock(), self.config)
 
 
 class BreakerGuard:

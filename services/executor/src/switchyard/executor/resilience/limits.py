@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pydantic import BaseModel, Field
+
 from switchyard.executor.providers.base import (
     Provider,
     ProviderCall,

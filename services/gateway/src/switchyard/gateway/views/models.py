@@ -3,13 +3,19 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from switchyard.gateway.auth import authenticate
+from switchyard.gateway.openapi import ERRORS
 from switchyard.gateway.schemas import ModelList
 from switchyard.gateway.state import gateway_of
 
 router = APIRouter()
 
 
-@router.get("/v1/models", response_model=ModelList, summary="List the models this deployment serves")
+@router.get(
+    "/v1/models",
+    response_model=ModelList,
+    summary="List the models this deployment serves",
+    responses={k: v for k, v in ERRORS.items() if k in (401, 403)},
+)
 async def list_models(request: Request) -> ModelList:
     gw = gateway_of(request)
     await authenticate(request, gw.verifier)

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+
 from switchyard.common.events import Usage
 from switchyard.executor.providers.anthropic.config import API_VERSION, AnthropicSettings
 from switchyard.executor.providers.anthropic.wire import (

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
+
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import ChatMessage, Usage
 from switchyard.executor.providers.base import ProviderCall, Reply

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import httpx
+
 from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta, estimated_usage
 from switchyard.executor.providers.errors import provider_error
 from switchyard.executor.providers.http import (

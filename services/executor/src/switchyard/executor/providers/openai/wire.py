@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import Usage
 from switchyard.executor.providers.base import ProviderCall, Reply, estimated_usage

@@ -1,0 +1,107 @@
+"""`python -m switchyard.common.healthcheck SERVICE`: exit 0 when this replica of a bus service is healthy.
+
+For container health checks (Docker HEALTHCHECK, Kubernetes exec probes), configured by the same
+environment as the service itself:
+
+1. if SWITCHYARD_METRICS_PORT is set, the process serves `/metrics` on it (it is alive and not wedged);
+2. the service answers its ping on the bus (`switchyard.ping.<service>`, core NATS): it is connected and
+   its consumers run. Every replica answers a ping; with SWITCHYARD_INSTANCE set, one of the replies must
+   come from this instance, so a healthy sibling cannot hide a stuck replica.
+
+`--liveness` skips the bus check: a replica that cannot reach NATS is not ready, but restarting it does
+not help (it reconnects by itself), so liveness asks only whether the process serves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+import httpx
+import nats
+import orjson
+from nats.aio.msg import Msg
+
+from switchyard.common import subjects
+from switchyard.common.config import CommonSettings
+
+
+def check_metrics(port: int, *, timeout_s: float) -> str | None:
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        return f"/metrics on port {port} did not answer: {exc}"
+    if response.status_code != 200:
+        return f"/metrics on port {port} answered {response.status_code}"
+    return None
+
+
+async def check_ping(nats_url: str, service: str, *, instance: str, timeout_s: float) -> str | None:
+    try:
+        nc = await nats.connect(
+            nats_url, connect_timeout=timeout_s, max_reconnect_attempts=0, allow_reconnect=False
+        )
+    except Exception as exc:
+        return f"cannot connect to NATS at {nats_url}: {exc}"
+    try:
+        replies: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        async def collect(msg: Msg) -> None:
+            # the server answers "no responders" (status 503, empty body) when nobody is subscribed
+            no_responders = bool(msg.headers) and msg.headers.get("Status") == "503"  # type: ignore[union-attr]
+            await replies.put(None if no_responders or not msg.data else msg.data)
+
+        inbox = nc.new_inbox()
+        await nc.subscribe(inbox, cb=collect)
+        await nc.publish(subjects.ping_subject(service), b"", reply=inbox)
+        deadline = time.monotonic() + timeout_s
+        answered = False
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                body = await asyncio.wait_for(replies.get(), timeout=left)
+            except TimeoutError:
+                break
+            if body is None:
+                break
+            answered = True
+            if not instance or orjson.loads(body).get("instance") == instance:
+                return None
+        if answered:
+            return f"{service}: other replicas answered the ping, instance {instance!r} did not"
+        return f"{service} did not answer its ping on {subjects.ping_subject(service)} within {timeout_s:g}s"
+    finally:
+        await nc.close()
+
+
+def run(service: str, *, liveness: bool, timeout_s: float, settings: CommonSettings) -> str | None:
+    if settings.metrics_port:
+        problem = check_metrics(settings.metrics_port, timeout_s=timeout_s)
+        if problem or liveness:
+            return problem
+    if liveness:
+        return None
+    ping = check_ping(settings.nats_url, service, instance=settings.instance, timeout_s=timeout_s)
+    return asyncio.run(ping)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m switchyard.common.healthcheck",
+        description="exit 0 when this replica of a bus service is healthy",
+    )
+    parser.add_argument("service", choices=[s for s in subjects.SERVICES if s != "gateway"])
+    parser.add_argument("--liveness", action="store_true", help="only check that the process serves /metrics")
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds for each check")
+    args = parser.parse_args(argv)
+    problem = run(args.service, liveness=args.liveness, timeout_s=args.timeout, settings=CommonSettings())
+    if problem:
+        print(f"unhealthy: {problem}", file=sys.stderr)
+        return 1
+    print(f"{args.service}: healthy")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

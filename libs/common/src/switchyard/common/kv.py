@@ -1,0 +1,82 @@
+"""Shared fast state in JetStream KV: buckets, safe keys and compare-and-set updates.
+
+Replicas that share a value (a breaker, a rate-limit bucket, a routing statistic) read it with its
+revision, compute the new value, and write it only if nobody wrote in between; on a conflict they read
+again. So concurrent updates are never lost and limits hold across replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import re
+from collections.abc import Callable
+from typing import TypeVar
+
+from nats.js import JetStreamContext
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.kv import KeyValue
+
+from switchyard.common.errors import TransientError
+
+T = TypeVar("T")
+_UNSAFE = re.compile(r"[^-_=.a-zA-Z0-9]")
+CAS_ATTEMPTS = 25
+
+
+async def bucket(js: JetStreamContext, name: str, *, history: int = 1) -> KeyValue:
+    """The bucket `name`, created on first use."""
+    try:
+        return await js.key_value(name)
+    except BucketNotFoundError:
+        return await js.create_key_value(bucket=name, history=history)
+
+
+def safe_key(name: str) -> str:
+    """A KV key for any name (model ids hold '/' and ':'): readable, and unique thanks to a short hash."""
+    cleaned = _UNSAFE.sub("_", name)
+    if cleaned == name:
+        return name
+    return f"{cleaned}.{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+async def read(kv: KeyValue, key: str) -> tuple[bytes | None, int | None]:
+    """(value, revision), or (None, None) when the key does not exist."""
+    try:
+        entry = await kv.get(key)
+    except KeyNotFoundError:
+        return None, None
+    return entry.value, entry.revision
+
+
+async def update(kv: KeyValue, key: str, change: Callable[[bytes | None], tuple[bytes | None, T]]) -> T:
+    """Compare-and-set: `change(current)` returns (new value or None to leave it, result); retried on a
+    conflict with another writer. Returns the result of the `change` call that took effect."""
+    for attempt in range(CAS_ATTEMPTS):
+        current, revision = await read(kv, key)
+        new, result = change(current)
+        if new is None:
+            return result
+        try:
+            if revision is None:
+                await kv.create(key, new)
+            else:
+                await kv.update(key, new, last=revision)
+            return result
+        except KeyWrongLastSequenceError:
+            await asyncio.sleep(random.random() * 0.002 * (attempt + 1))
+    raise TransientError(f"KV {key}: too many concurrent writers, gave up after {CAS_ATTEMPTS} attempts")
+
+
+async def read_all(kv: KeyValue) -> dict[str, bytes]:
+    try:
+        keys = await kv.keys()
+    except NoKeysError:
+        return {}
+    out: dict[str, bytes] = {}
+    for key in keys:
+        value, _ = await read(kv, key)
+        if value:
+            out[key] = value
+    return out

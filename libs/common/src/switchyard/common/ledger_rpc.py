@@ -1,0 +1,64 @@
+"""Ledger proof requests, core NATS request/reply on `switchyard.ledger.rpc.*`, answered by audit.
+
+Requests and replies are plain JSON (not CloudEvents). A reply is either the document asked for (a
+checkpoint, an inclusion or a consistency proof; formats in services/audit/README.md) or
+`{"error": {"code": "...", "message": "..."}}` with code `not_found`, `forbidden`, `proof_unavailable` or
+`invalid_request`.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class CheckpointRequest(BaseModel):
+    tree_size: int | None = Field(default=None, ge=1, description="a checkpoint's size; default: the latest")
+
+
+class InclusionRequest(BaseModel):
+    seq: int = Field(ge=1, description="the entry's sequence number (its leaf index is seq - 1)")
+    tree_size: int | None = Field(default=None, ge=1, description="the checkpoint to prove against")
+    tenant_id: str | None = Field(default=None, description="when set, only this tenant's entries are proved")
+
+
+class ConsistencyRequest(BaseModel):
+    first: int = Field(ge=1, description="the older checkpoint's size")
+    second: int | None = Field(default=None, ge=1, description="the newer checkpoint's size; default: latest")
+
+
+class RpcError(BaseModel):
+    code: str
+    message: str
+
+
+class RpcErrorReply(BaseModel):
+    error: RpcError
+
+
+class CheckpointDocument(BaseModel):
+    format: str = Field(description="switchyard.ledger.checkpoint.v1")
+    origin: str
+    tree_size: int
+    root_hash: str = Field(description="hex SHA-256 Merkle root (RFC 6962 MTH) of entries 1..tree_size")
+    time: str
+    verifier_key: str = Field(description="C2SP signed-note verifier key: <name>+<key id hex>+<base64 key>")
+    note: str = Field(description="the C2SP tlog-checkpoint signed note, Ed25519")
+
+
+class InclusionProof(BaseModel):
+    format: str = Field(description="switchyard.ledger.inclusion.v1")
+    seq: int
+    leaf_index: int
+    tenant_id: str
+    entry: str = Field(description="base64 of the entry bytes; leaf hash = SHA-256(0x00 || entry)")
+    leaf_hash: str
+    tree_size: int
+    proof: list[str] = Field(description="hex hashes, RFC 6962 audit path, bottom up")
+    checkpoint: CheckpointDocument
+
+
+class ConsistencyProof(BaseModel):
+    format: str = Field(description="switchyard.ledger.consistency.v1")
+    first: CheckpointDocument
+    second: CheckpointDocument
+    proof: list[str] = Field(description="hex hashes, RFC 6962 consistency proof")

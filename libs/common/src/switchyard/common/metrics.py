@@ -1,0 +1,62 @@
+"""Bus-level Prometheus series every service gets from `switchyard.common`, with no code of its own.
+
+- Events as they are published: counted once per event id (a publish JetStream reports as a duplicate is
+  a redelivery's re-publish and is not counted again), with the cost and token series derived from the
+  usage events billing publishes (`switchyard.billing.usage`).
+- Dead letters, by service and code.
+- Consumer lag of the service's durable consumers (see `switchyard.common.lag`).
+
+Each series appears on the `/metrics` of the process that publishes or consumes: billing exports cost,
+every bus service exports its own consumer's lag.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+from switchyard.common.events.base import EventPayload
+from switchyard.common.events.billing import UsageRecorded
+
+EVENTS_PUBLISHED = Counter("switchyard_events_published_total", "Events published to the bus", ["type"])
+DEAD_LETTERS = Counter(
+    "switchyard_dead_letters_total", "Messages moved to the dead-letter stream", ["service", "code"]
+)
+COST_USD = Counter(
+    "switchyard_billing_cost_usd_total", "Priced cost of delivered work, USD", ["tier", "provider", "model"]
+)
+TOKENS = Counter("switchyard_billing_tokens_total", "Billed tokens", ["tier", "provider", "model", "kind"])
+
+CONSUMER_PENDING = Gauge(
+    "switchyard_consumer_pending_messages",
+    "Messages in the stream not yet delivered to the durable consumer",
+    ["stream", "consumer"],
+)
+CONSUMER_ACK_PENDING = Gauge(
+    "switchyard_consumer_ack_pending_messages",
+    "Messages delivered to the durable consumer and not yet acknowledged",
+    ["stream", "consumer"],
+)
+CONSUMER_REDELIVERED = Gauge(
+    "switchyard_consumer_redelivered_messages",
+    "Messages delivered more than once and not yet acknowledged",
+    ["stream", "consumer"],
+)
+CONSUMER_OLDEST_UNACKED_AGE = Gauge(
+    "switchyard_consumer_oldest_unacked_age_seconds",
+    "Age of the oldest message the durable consumer has not acknowledged (0 when caught up)",
+    ["stream", "consumer"],
+)
+
+
+def observe_published(payload: EventPayload) -> None:
+    """Called once per newly stored event (never for a duplicate publish)."""
+    EVENTS_PUBLISHED.labels(payload.EVENT_TYPE).inc()
+    if isinstance(payload, UsageRecorded):
+        labels = (payload.tier, payload.provider, payload.model)
+        COST_USD.labels(*labels).inc(payload.cost_usd)
+        TOKENS.labels(*labels, "prompt").inc(payload.prompt_tokens)
+        TOKENS.labels(*labels, "completion").inc(payload.completion_tokens)
+
+
+def observe_dead_letter(*, service: str, code: str) -> None:
+    DEAD_LETTERS.labels(service, code).inc()

@@ -1,0 +1,3 @@
+from switchyard.audit.export.app import main
+
+main()

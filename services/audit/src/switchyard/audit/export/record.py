@@ -1,0 +1,61 @@
+"""What an exporter sends: one ledger entry, read from its row, with its hash (SIEMs de-duplicate on seq)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from switchyard.audit.models import LedgerEntry
+
+PRODUCT = "Switchyard"
+VENDOR = "Switchyard"
+VERSION = "0.1.0"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    seq: int
+    event_id: str
+    recorded_at: datetime
+    occurred_at: datetime
+    tenant_id: str
+    actor: str
+    action: str
+    resource: str
+    outcome: str
+    details: str  # canonical JSON, as stored
+    entry_hash: str
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome != "success"
+
+    def details_obj(self) -> Any:
+        return orjson.loads(self.details)
+
+
+def epoch_ms(value: datetime) -> int:
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return int(value.timestamp() * 1000)
+
+
+def utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+COLUMNS = tuple(Record.__slots__)
+
+
+async def read_after(sessions: async_sessionmaker[AsyncSession], *, after: int, limit: int) -> list[Record]:
+    table = LedgerEntry.__table__
+    query = (
+        select(*(table.c[c] for c in COLUMNS)).where(table.c.seq > after).order_by(table.c.seq).limit(limit)
+    )
+    async with sessions() as session:
+        rows = (await session.execute(query)).all()
+    return [Record(*row) for row in rows]

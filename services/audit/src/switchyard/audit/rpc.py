@@ -1,0 +1,68 @@
+"""Ledger proofs over core NATS request/reply (`switchyard.ledger.rpc.*`): decode, call `proofs`, encode."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from faststream.nats import NatsBroker
+from faststream.nats.annotations import NatsMessage
+from pydantic import BaseModel, ValidationError
+
+from switchyard.audit import proofs
+from switchyard.common import subjects
+from switchyard.common.errors import SwitchyardError
+from switchyard.common.ledger_rpc import CheckpointRequest, ConsistencyRequest, InclusionRequest
+
+log = logging.getLogger(__name__)
+
+
+def error_reply(code: str, message: str) -> bytes:
+    return orjson.dumps({"error": {"code": code, "message": message}})
+
+
+async def answer(
+    raw: bytes, model: type[BaseModel], work: Callable[[Any], Awaitable[dict[str, Any]]]
+) -> bytes:
+    try:
+        request = model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        return error_reply("invalid_request", f"{where}: {first['msg']}")
+    try:
+        return orjson.dumps(await work(request))
+    except SwitchyardError as exc:
+        return error_reply(exc.code, exc.message)
+    except Exception:
+        log.exception("ledger request failed")
+        return error_reply("internal_error", "the audit service could not answer; see its log")
+
+
+def register(broker: NatsBroker, server: proofs.ProofServer) -> None:
+    async def checkpoint(r: CheckpointRequest) -> dict[str, Any]:
+        return await server.checkpoint(size=r.tree_size)
+
+    async def inclusion(r: InclusionRequest) -> dict[str, Any]:
+        return await server.inclusion(seq=r.seq, tree_size=r.tree_size, tenant_id=r.tenant_id)
+
+    async def consistency(r: ConsistencyRequest) -> dict[str, Any]:
+        return await server.consistency(first=r.first, second=r.second)
+
+    routes: list[tuple[str, type[BaseModel], Callable[[Any], Awaitable[dict[str, Any]]]]] = [
+        (subjects.LEDGER_RPC_CHECKPOINT, CheckpointRequest, checkpoint),
+        (subjects.LEDGER_RPC_INCLUSION, InclusionRequest, inclusion),
+        (subjects.LEDGER_RPC_CONSISTENCY, ConsistencyRequest, consistency),
+    ]
+    for subject, model, work in routes:
+        _route(broker, subject, model, work)
+
+
+def _route(
+    broker: NatsBroker, subject: str, model: type[BaseModel], work: Callable[[Any], Awaitable[dict[str, Any]]]
+) -> None:
+    @broker.subscriber(subject, queue=subjects.LEDGER_RPC_QUEUE, include_in_schema=False)
+    async def handle(msg: NatsMessage) -> bytes:
+        return await answer(msg.raw_message.data, model, work)

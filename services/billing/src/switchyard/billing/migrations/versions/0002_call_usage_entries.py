@@ -1,0 +1,37 @@
+"""billable provider calls (parallel losers, escalated cascade steps)
+
+Revision ID: bi0002
+Revises: bi0001
+Create Date: 2026-11-22
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "bi0002"
+down_revision = "bi0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "call_usage_entries",
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("event_id", sa.String(128), nullable=False, unique=True),
+        sa.Column("task_id", sa.String(64), nullable=False, index=True),
+        sa.Column("tenant_id", sa.String(64), nullable=False, index=True),
+        sa.Column("model", sa.String(200), nullable=False),
+        sa.Column("provider", sa.String(64), nullable=False),
+        sa.Column("outcome", sa.String(32), nullable=False),
+        sa.Column("prompt_tokens", sa.Integer(), nullable=False),
+        sa.Column("completion_tokens", sa.Integer(), nullable=False),
+        sa.Column("usage_estimated", sa.Boolean(), nullable=False),
+        sa.Column("cost_usd", sa.Numeric(20, 10), nullable=False),
+        sa.Column("priced", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("call_usage_entries")

@@ -1,0 +1,61 @@
+"""The provider calls of one task, reported as events, each flagged for billing.
+
+A failed call is reported at once. An answer is held until the strategy knows whether it was delivered:
+the delivered answer is charged through the task's result; every other answer (a parallel loser, a
+cascade step that failed its checks) and every cancelled call is `billable`, so billing charges those
+tokens as well, and nothing is charged twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from switchyard.common.events import ProviderCallRecorded, TaskRouted, Usage
+from switchyard.common.logs import redact
+from switchyard.executor.providers.recording import CallRecord
+
+Report = Callable[[int, ProviderCallRecorded], Awaitable[None]]
+
+
+class CallBook:
+    def __init__(self, routed: TaskRouted, report: Report) -> None:
+        self._routed = routed
+        self._report = report
+        self.attempts = 0
+        self._held: list[tuple[int, CallRecord]] = []
+        self.spent: list[CallRecord] = []  # answers and cancelled calls: what cost tokens
+
+    async def on_call(self, record: CallRecord) -> None:
+        self.attempts += 1
+        if record.outcome == "ok":
+            self._held.append((self.attempts, record))
+            return
+        spent = record.outcome == "cancelled" and record.usage is not None and record.usage.total_tokens > 0
+        if spent:
+            self.spent.append(record)
+        await self._report(self.attempts, self._event(self.attempts, record, billable=spent))
+
+    async def settle(self, delivered_model: str | None) -> None:
+        """Reports the held answers: the one from `delivered_model` is charged with the result."""
+        held, self._held = self._held, []
+        for attempt, record in held:
+            self.spent.append(record)
+            billable = record.model != delivered_model
+            await self._report(attempt, self._event(attempt, record, billable=billable))
+
+    def _event(self, attempt: int, record: CallRecord, *, billable: bool) -> ProviderCallRecorded:
+        task = self._routed.task
+        return ProviderCallRecorded(
+            task_id=task.task_id,
+            tenant_id=task.tenant_id,
+            attempt=attempt,
+            provider=record.provider,
+            model=record.model,
+            outcome=record.outcome,
+            error=None if record.error is None else redact(record.error),
+            latency_ms=record.latency_ms,
+            ttft_ms=record.ttft_ms,
+            usage=record.usage or Usage(),
+            billable=billable,
+            usage_estimated=record.usage_estimated,
+        )

@@ -1,0 +1,129 @@
+"""The admin API's request and response bodies. Keys are shown by id and prefix; the plaintext appears
+exactly once, in the response that created it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from switchyard.gateway.access.roles import SCOPES, Plan, Role
+
+_EMAIL = r"^[^@\s]+@[^@\s]+$"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OrganizationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    plan: str
+    platform: bool
+    monthly_budget_usd: float | None
+    created_at: datetime
+
+
+class OrganizationUpdate(_Body):
+    plan: Plan | None = None
+    monthly_budget_usd: float | None = Field(default=None, ge=0, description="null: unlimited")
+
+
+class OrganizationCreate(_Body):
+    name: str = Field(min_length=1, max_length=200)
+    plan: Plan = "free"
+    monthly_budget_usd: float | None = Field(default=None, ge=0)
+    admin_email: str = Field(pattern=_EMAIL, max_length=320, description="its first admin user")
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    email: str
+    name: str
+    role: str
+    plan: str | None
+    created_at: datetime
+    disabled_at: datetime | None
+
+
+class UserCreate(_Body):
+    email: str = Field(pattern=_EMAIL, max_length=320)
+    name: str = Field(default="", max_length=200)
+    role: Role = "member"
+    plan: Plan | None = Field(
+        default=None, description="sets the daily budget; null: the organisation's plan"
+    )
+
+
+class UserUpdate(_Body):
+    name: str | None = Field(default=None, max_length=200)
+    role: Role | None = None
+    plan: Plan | None = None
+
+
+class KeyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    prefix: str
+    user_id: str | None
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    rotated_to: str | None
+
+    @field_validator("scopes", mode="before")
+    @classmethod
+    def _split(cls, v: object) -> object:
+        return v.split() if isinstance(v, str) else v
+
+
+class KeyCreate(_Body):
+    name: str = Field(min_length=1, max_length=200)
+    user_id: str | None = Field(default=None, description="the key acts as this user; default: the caller")
+    scopes: list[str] | None = Field(default=None, description="default: everything the user's role allows")
+    expires_in_s: float | None = Field(default=None, gt=0, description="null: never expires")
+
+    @field_validator("scopes")
+    @classmethod
+    def _known(cls, v: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(v or ()) - set(SCOPES))
+        if unknown:
+            raise ValueError(f"unknown scopes {unknown}; scopes are {list(SCOPES)}")
+        return v
+
+
+class KeyRotate(_Body):
+    grace_s: float = Field(
+        default=0, ge=0, le=7 * 24 * 3600, description="how long the old key keeps working (0: revoked now)"
+    )
+
+
+class CreatedKey(KeyOut):
+    key: str = Field(description="the key itself: shown once, never stored")
+
+
+class CreatedOrganization(BaseModel):
+    organization: OrganizationOut
+    admin: UserOut
+    key: CreatedKey
+
+
+class ThrottleSet(_Body):
+    requests_per_min: int | None = Field(
+        default=None,
+        ge=0,
+        description="global requests per minute while it lasts (0: refuse all); null: lift it",
+    )
+
+
+class Throttle(BaseModel):
+    requests_per_min: int | None
+    global_limit: int

@@ -1,0 +1,199 @@
+"""Organisations, users and keys: plain domain functions (no web framework), every one scoped to the
+tenant it is given. Another tenant's row is reported as not found, never as forbidden, so ids do not leak
+across organisations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from switchyard.gateway import tenants
+from switchyard.gateway.access import roles
+from switchyard.gateway.access.models import (
+    KeyCreate,
+    OrganizationCreate,
+    OrganizationUpdate,
+    UserCreate,
+    UserUpdate,
+)
+from switchyard.gateway.errors import Conflict, InvalidRequest, NotFound
+from switchyard.gateway.models import ApiKey, Tenant, User
+
+Sessions = async_sessionmaker  # type: ignore[type-arg]
+
+
+async def get_organization(sessions: Sessions, *, tenant_id: str) -> Tenant:
+    async with sessions() as s:
+        org = await s.get(Tenant, tenant_id)
+    if org is None:
+        raise NotFound("organisation not found")
+    return org
+
+
+async def update_organization(sessions: Sessions, *, tenant_id: str, changes: OrganizationUpdate) -> Tenant:
+    values = changes.model_dump(exclude_unset=True)
+    async with sessions.begin() as s:
+        org = await s.get(Tenant, tenant_id)
+        if org is None:
+            raise NotFound("organisation not found")
+        for name, value in values.items():
+            setattr(org, name, value)
+    return org
+
+
+async def create_organization(
+    sessions: Sessions, *, spec: OrganizationCreate
+) -> tuple[Tenant, User, str, ApiKey]:
+    """A new organisation with its first admin user and key (the plaintext key is returned once)."""
+    try:
+        org = await tenants.create_tenant(
+            sessions, name=spec.name, plan=spec.plan, monthly_budget_usd=spec.monthly_budget_usd
+        )
+    except IntegrityError as exc:
+        raise Conflict(f"an organisation named {spec.name!r} exists", param="name") from exc
+    admin = await tenants.create_user(sessions, tenant_id=org.id, email=spec.admin_email, role="admin")
+    plaintext, key = await tenants.create_api_key(
+        sessions,
+        tenant_id=org.id,
+        user_id=admin.id,
+        name="first admin key",
+        scopes=roles.default_scopes("admin"),
+    )
+    return org, admin, plaintext, key
+
+
+async def list_users(sessions: Sessions, *, tenant_id: str) -> list[User]:
+    async with sessions() as s:
+        rows = await s.execute(select(User).where(User.tenant_id == tenant_id).order_by(User.created_at))
+    return list(rows.scalars())
+
+
+async def get_user(sessions: Sessions, *, tenant_id: str, user_id: str) -> User:
+    async with sessions() as s:
+        user = await s.get(User, user_id)
+    if user is None or user.tenant_id != tenant_id:
+        raise NotFound(f"no user {user_id!r} in this organisation", param="user_id")
+    return user
+
+
+async def create_user(sessions: Sessions, *, tenant_id: str, spec: UserCreate) -> User:
+    try:
+        return await tenants.create_user(
+            sessions, tenant_id=tenant_id, email=spec.email, name=spec.name, role=spec.role, plan=spec.plan
+        )
+    except IntegrityError as exc:
+        raise Conflict(f"a user with email {spec.email!r} exists", param="email") from exc
+
+
+async def update_user(sessions: Sessions, *, tenant_id: str, user_id: str, changes: UserUpdate) -> User:
+    await get_user(sessions, tenant_id=tenant_id, user_id=user_id)
+    async with sessions.begin() as s:
+        user = await s.get(User, user_id)
+        assert user is not None
+        for name, value in changes.model_dump(exclude_unset=True).items():
+            setattr(user, name, value)
+    return user
+
+
+async def disable_user(sessions: Sessions, *, tenant_id: str, user_id: str) -> User:
+    """Disables the user and revokes every key of theirs."""
+    await get_user(sessions, tenant_id=tenant_id, user_id=user_id)
+    now = datetime.now(UTC)
+    async with sessions.begin() as s:
+        user = await s.get(User, user_id)
+        assert user is not None
+        user.disabled_at = user.disabled_at or now
+        await s.execute(
+            update(ApiKey)
+            .where(ApiKey.user_id == user_id, ApiKey.tenant_id == tenant_id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+    return user
+
+
+async def list_keys(sessions: Sessions, *, tenant_id: str, user_id: str | None = None) -> list[ApiKey]:
+    query = select(ApiKey).where(ApiKey.tenant_id == tenant_id)
+    if user_id is not None:
+        query = query.where(ApiKey.user_id == user_id)
+    async with sessions() as s:
+        rows = await s.execute(query.order_by(ApiKey.created_at))
+    return list(rows.scalars())
+
+
+async def get_key(sessions: Sessions, *, tenant_id: str, key_id: str) -> ApiKey:
+    async with sessions() as s:
+        key = await s.get(ApiKey, key_id)
+    if key is None or key.tenant_id != tenant_id:
+        raise NotFound(f"no key {key_id!r} in this organisation", param="key_id")
+    return key
+
+
+async def create_key(
+    sessions: Sessions, *, tenant_id: str, spec: KeyCreate, default_user_id: str | None
+) -> tuple[str, ApiKey]:
+    user_id = spec.user_id or default_user_id
+    if user_id is None:
+        role = roles.SERVICE_KEY_ROLE
+    else:
+        user = await get_user(sessions, tenant_id=tenant_id, user_id=user_id)
+        if user.disabled_at is not None:
+            raise InvalidRequest(f"user {user_id!r} is disabled", param="user_id")
+        role = user.role
+    allowed = roles.ROLE_SCOPES[role]
+    scopes = spec.scopes if spec.scopes is not None else sorted(allowed)
+    beyond = sorted(set(scopes) - allowed)
+    if beyond:
+        raise InvalidRequest(f"the role {role!r} does not allow scopes {beyond}", param="scopes")
+    return await tenants.create_api_key(
+        sessions,
+        tenant_id=tenant_id,
+        user_id=user_id,
+        name=spec.name,
+        scopes=" ".join(scopes),
+        expires_at=tenants.expiry_in(spec.expires_in_s),
+    )
+
+
+async def revoke_key(sessions: Sessions, *, tenant_id: str, key_id: str) -> ApiKey:
+    await get_key(sessions, tenant_id=tenant_id, key_id=key_id)
+    async with sessions.begin() as s:
+        key = await s.get(ApiKey, key_id)
+        assert key is not None
+        key.revoked_at = key.revoked_at or datetime.now(UTC)
+    return key
+
+
+async def rotate_key(
+    sessions: Sessions, *, tenant_id: str, key_id: str, grace_s: float
+) -> tuple[str, ApiKey, ApiKey]:
+    """A new key with the same user, name and scopes; the old one is revoked now (grace 0) or expires
+    after `grace_s`, so clients can switch without an outage. Returns (plaintext, new, old)."""
+    old = await get_key(sessions, tenant_id=tenant_id, key_id=key_id)
+    if old.revoked_at is not None:
+        raise InvalidRequest("a revoked key cannot be rotated", param="key_id")
+    plaintext, new = await tenants.create_api_key(
+        sessions,
+        tenant_id=tenant_id,
+        user_id=old.user_id,
+        name=old.name,
+        scopes=old.scopes,
+        expires_at=old.expires_at,
+    )
+    now = datetime.now(UTC)
+    async with sessions.begin() as s:
+        row = await s.get(ApiKey, key_id)
+        assert row is not None
+        row.rotated_to = new.id
+        if grace_s == 0:
+            row.revoked_at = now
+        else:
+            row.expires_at = now + timedelta(seconds=grace_s)
+    return plaintext, new, row
+
+
+def changed_fields(model: Any) -> dict[str, Any]:
+    return dict(model.model_dump(mode="json", exclude_unset=True))

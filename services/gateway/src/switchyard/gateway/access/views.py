@@ -1,0 +1,138 @@
+"""The admin API: /v1/admin/... Each view authorises by scope, calls the service scoped to the caller's
+organisation, records the change for the audit ledger and, for credentials, invalidates caches."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from switchyard.gateway.access import roles, service
+from switchyard.gateway.access.actor import Actor
+from switchyard.gateway.access.models import (
+    CreatedKey,
+    CreatedOrganization,
+    KeyCreate,
+    KeyOut,
+    KeyRotate,
+    OrganizationCreate,
+    OrganizationOut,
+    OrganizationUpdate,
+    UserCreate,
+    UserOut,
+    UserUpdate,
+)
+from switchyard.gateway.auth import require
+from switchyard.gateway.openapi import ERRORS
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=ERRORS)
+Reader = Annotated[Actor, Depends(require(*roles.DIRECTORY_READ))]
+Admin = Annotated[Actor, Depends(require(roles.ADMIN))]
+Operator = Annotated[Actor, Depends(require(roles.ADMIN, platform=True))]
+
+
+def _created(plaintext: str, key: object) -> CreatedKey:
+    return CreatedKey.model_validate({**KeyOut.model_validate(key).model_dump(), "key": plaintext})
+
+
+@router.get("/organization", response_model=OrganizationOut, summary="The caller's organisation")
+async def get_organization(actor: Reader) -> object:
+    return await service.get_organization(actor.sessions, tenant_id=actor.tenant_id)
+
+
+@router.patch("/organization", response_model=OrganizationOut, summary="Change the plan or monthly budget")
+async def update_organization(body: OrganizationUpdate, actor: Admin) -> object:
+    org = await service.update_organization(actor.sessions, tenant_id=actor.tenant_id, changes=body)
+    await actor.invalidate("org", org.id)
+    await actor.record("organization.updated", "organization", org.id, service.changed_fields(body))
+    return org
+
+
+@router.post(
+    "/organizations",
+    response_model=CreatedOrganization,
+    status_code=201,
+    summary="Create an organisation with its first admin (platform operator only)",
+)
+async def create_organization(body: OrganizationCreate, actor: Operator) -> CreatedOrganization:
+    org, user, plaintext, key = await service.create_organization(actor.sessions, spec=body)
+    await actor.record(
+        "organization.created", "organization", org.id, body.model_dump(mode="json"), tenant_id=org.id
+    )
+    return CreatedOrganization(
+        organization=OrganizationOut.model_validate(org),
+        admin=UserOut.model_validate(user),
+        key=_created(plaintext, key),
+    )
+
+
+@router.get("/users", response_model=list[UserOut], summary="The organisation's users")
+async def list_users(actor: Reader) -> object:
+    return await service.list_users(actor.sessions, tenant_id=actor.tenant_id)
+
+
+@router.post("/users", response_model=UserOut, status_code=201, summary="Add a user")
+async def create_user(body: UserCreate, actor: Admin) -> object:
+    user = await service.create_user(actor.sessions, tenant_id=actor.tenant_id, spec=body)
+    await actor.record("user.created", "user", user.id, body.model_dump(mode="json"))
+    return user
+
+
+@router.get("/users/{user_id}", response_model=UserOut, summary="One user")
+async def get_user(user_id: str, actor: Reader) -> object:
+    return await service.get_user(actor.sessions, tenant_id=actor.tenant_id, user_id=user_id)
+
+
+@router.patch("/users/{user_id}", response_model=UserOut, summary="Change a user's role, plan or name")
+async def update_user(user_id: str, body: UserUpdate, actor: Admin) -> object:
+    user = await service.update_user(actor.sessions, tenant_id=actor.tenant_id, user_id=user_id, changes=body)
+    await actor.invalidate("user", user.id)
+    await actor.record("user.updated", "user", user.id, service.changed_fields(body))
+    return user
+
+
+@router.delete("/users/{user_id}", response_model=UserOut, summary="Disable a user and revoke their keys")
+async def disable_user(user_id: str, actor: Admin) -> object:
+    user = await service.disable_user(actor.sessions, tenant_id=actor.tenant_id, user_id=user_id)
+    await actor.invalidate("user", user.id)
+    await actor.record("user.disabled", "user", user.id)
+    return user
+
+
+@router.get("/keys", response_model=list[KeyOut], summary="The organisation's API keys (never the keys)")
+async def list_keys(actor: Reader, user_id: str | None = None) -> object:
+    return await service.list_keys(actor.sessions, tenant_id=actor.tenant_id, user_id=user_id)
+
+
+@router.post("/keys", response_model=CreatedKey, status_code=201, summary="Create a key (shown once)")
+async def create_key(body: KeyCreate, actor: Admin) -> CreatedKey:
+    plaintext, key = await service.create_key(
+        actor.sessions, tenant_id=actor.tenant_id, spec=body, default_user_id=actor.principal.user_id
+    )
+    await actor.record("key.created", "key", key.id, {"prefix": key.prefix, **body.model_dump(mode="json")})
+    return _created(plaintext, key)
+
+
+@router.get("/keys/{key_id}", response_model=KeyOut, summary="One key's metadata")
+async def get_key(key_id: str, actor: Reader) -> object:
+    return await service.get_key(actor.sessions, tenant_id=actor.tenant_id, key_id=key_id)
+
+
+@router.post("/keys/{key_id}/rotate", response_model=CreatedKey, status_code=201, summary="Rotate a key")
+async def rotate_key(key_id: str, body: KeyRotate, actor: Admin) -> CreatedKey:
+    plaintext, new, old = await service.rotate_key(
+        actor.sessions, tenant_id=actor.tenant_id, key_id=key_id, grace_s=body.grace_s
+    )
+    await actor.invalidate("key", old.id)
+    await actor.record(
+        "key.rotated", "key", old.id, {"new_key_id": new.id, "prefix": new.prefix, "grace_s": body.grace_s}
+    )
+    return _created(plaintext, new)
+
+
+@router.delete("/keys/{key_id}", response_model=KeyOut, summary="Revoke a key (everywhere, at once)")
+async def revoke_key(key_id: str, actor: Admin) -> object:
+    key = await service.revoke_key(actor.sessions, tenant_id=actor.tenant_id, key_id=key_id)
+    await actor.invalidate("key", key.id)
+    await actor.record("key.revoked", "key", key.id, {"prefix": key.prefix})
+    return key

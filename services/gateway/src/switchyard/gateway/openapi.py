@@ -1,0 +1,71 @@
+"""Error responses declared on every endpoint, so the OpenAPI document says what a client can get back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    code: str
+    param: str | None = None
+    request_id: str
+
+
+class ErrorResponse(BaseModel):
+    """The one error shape of every endpoint (as OpenAI's)."""
+
+    error: ErrorDetail
+
+
+def _err(description: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description}
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _err("Invalid request (malformed JSON, missing or invalid fields)"),
+    401: _err("Missing, unknown, expired or revoked credential"),
+    403: _err("The credential lacks the scope or role this needs"),
+    404: _err("Not found (also: a resource of another organisation)"),
+    409: _err("Conflict with an existing resource"),
+}
+INFERENCE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **{k: v for k, v in ERRORS.items() if k != 409},
+    413: _err("Body or prompt too large"),
+    429: _err("Rate limit, quota or budget exceeded (see Retry-After and x-ratelimit-* headers)"),
+    502: _err("Every candidate model failed"),
+    503: _err("No provider is available"),
+    504: _err("The task did not finish in time"),
+}
+
+
+def _response(spec: dict[str, Any]) -> dict[str, Any]:
+    ref = {"$ref": "#/components/schemas/ErrorResponse"}
+    return {"description": spec["description"], "content": {"application/json": {"schema": ref}}}
+
+
+def install(app: FastAPI) -> None:
+    """Views that read the raw body declare its schema via `openapi_extra` with their nested models under
+    `x-schemas`; this moves those into `components/schemas`, where the references point."""
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            for path in doc.get("paths", {}).values():
+                for operation in path.values():
+                    schemas.update(operation.pop("x-schemas", {}))
+                    # Validation errors are answered 400 in the one error model, never FastAPI's 422.
+                    if operation.get("responses", {}).pop("422", None) is not None:
+                        operation["responses"].setdefault("400", _response(ERRORS[400]))
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = build  # type: ignore[method-assign]

@@ -1,0 +1,43 @@
+"""The native task API's resources: a task's status and, once it is done, its result or error."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+
+Status = Literal["queued", "completed", "failed", "cancelled", "timed_out"]
+TERMINAL = ("completed", "failed", "cancelled", "timed_out")
+
+
+class TaskUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class TaskResult(BaseModel):
+    model: str
+    tier: str
+    content: str
+    finish_reason: str
+    usage: TaskUsage
+
+
+class TaskError(BaseModel):
+    code: str
+    message: str
+
+
+class TaskState(BaseModel):
+    id: str
+    object: Literal["task"] = "task"
+    tenant_id: str
+    user_id: str | None = None
+    status: Status
+    model: str
+    created_at: datetime
+    updated_at: datetime
+    result: TaskResult | None = None
+    error: TaskError | None = None

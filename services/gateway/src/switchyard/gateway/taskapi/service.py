@@ -1,0 +1,120 @@
+"""Submit without waiting, read status and result, cancel: each scoped to the caller's organisation.
+
+A submitted task is admitted like any other (rate limits, concurrency, budget reservation); the replica
+that submitted it follows its result and settles the admission when it arrives, or releases it on
+cancellation or after the task timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from switchyard.common import ids
+from switchyard.common.bus import EventPublisher
+from switchyard.common.events import TaskCancelled, TaskCompleted, TaskFailed, TaskSubmitted
+from switchyard.gateway.admission import Pass
+from switchyard.gateway.errors import NotFound
+from switchyard.gateway.taskapi.models import TERMINAL, TaskState
+from switchyard.gateway.taskapi.store import TaskStore, with_outcome
+from switchyard.gateway.tasks import TaskClient
+from switchyard.gateway.tenants import Principal
+
+log = logging.getLogger(__name__)
+
+
+class TaskRuns:
+    def __init__(
+        self, store: TaskStore, client: TaskClient, events: EventPublisher, *, timeout_s: float
+    ) -> None:
+        self.store = store
+        self._client = client
+        self._events = events
+        self._timeout_s = timeout_s
+        self._following: dict[str, asyncio.Task[None]] = {}
+        self._passes: dict[str, Pass] = {}
+
+    async def submit(self, *, task: TaskSubmitted, admitted: Pass) -> TaskState:
+        now = datetime.now(UTC)
+        state = TaskState(
+            id=task.task_id,
+            tenant_id=task.tenant_id,
+            user_id=task.user_id,
+            status="queued",
+            model=task.request.model,
+            created_at=now,
+            updated_at=now,
+        )
+        await self.store.put(state)
+        self._passes[task.task_id] = admitted
+        waiting = await self._client.start(task)
+        self._following[task.task_id] = asyncio.create_task(self._follow(state, waiting))
+        return state
+
+    async def _follow(self, state: TaskState, waiting: asyncio.Future[TaskCompleted | TaskFailed]) -> None:
+        admitted = self._passes[state.id]
+        try:
+            outcome = await asyncio.wait_for(waiting, self._timeout_s)
+        except TimeoutError:
+            await self._finish(state, status="timed_out")
+            return
+        except asyncio.CancelledError:  # cancelled by the client: give the admission back
+            self._passes.pop(state.id, None)
+            await admitted.close()
+            raise
+        admitted.observe(outcome)
+        current = await self.store.get(state.id)
+        if current is not None and current.status == "queued":
+            await self.store.put(with_outcome(current, outcome))
+        await self._finish(state, status=None)
+
+    async def _finish(self, state: TaskState, *, status: str | None) -> None:
+        admitted = self._passes.pop(state.id, None)
+        self._following.pop(state.id, None)
+        if admitted is not None:
+            await admitted.close()
+        if status is not None:
+            current = await self.store.get(state.id) or state
+            if current.status == "queued":
+                await self.store.put(
+                    current.model_copy(update={"status": status, "updated_at": datetime.now(UTC)})
+                )
+
+    async def get(self, *, principal: Principal, task_id: str) -> TaskState:
+        state = await self.store.get(task_id)
+        if state is None or state.tenant_id != principal.tenant_id:
+            raise NotFound(f"no task {task_id!r} in this organisation", param="task_id")
+        if state.status == "queued":
+            outcome = await self.store.stored_outcome(task_id)
+            if outcome is not None:
+                state = with_outcome(state, outcome)
+                await self.store.put(state)
+        return state
+
+    async def cancel(self, *, principal: Principal, task_id: str) -> TaskState:
+        state = await self.get(principal=principal, task_id=task_id)
+        if state.status in TERMINAL:
+            return state
+        state = state.model_copy(update={"status": "cancelled", "updated_at": datetime.now(UTC)})
+        await self.store.put(state)
+        following = self._following.pop(task_id, None)
+        if following is not None:
+            following.cancel()
+        event = TaskCancelled(
+            task_id=task_id,
+            tenant_id=state.tenant_id,
+            user_id=principal.user_id,
+            cancelled_at=state.updated_at,
+        )
+        await self._events.publish(
+            event,
+            event_id=ids.derived_id(task_id, "cancelled"),
+            tenant_id=state.tenant_id,
+            event_subject=task_id,
+        )
+        return state
+
+    async def stop(self) -> None:
+        for following in list(self._following.values()):
+            following.cancel()

@@ -1,0 +1,42 @@
+"""The native task API: /v1/tasks. POST submits without waiting (202 with the task id), GET reads its
+status and result, DELETE cancels it. Tasks of another organisation are not found."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from switchyard.gateway import serving
+from switchyard.gateway.auth import authenticate
+from switchyard.gateway.openapi import INFERENCE_ERRORS
+from switchyard.gateway.schemas import ChatCompletionRequest
+from switchyard.gateway.state import gateway_of
+from switchyard.gateway.taskapi.models import TaskState
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=INFERENCE_ERRORS)
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=TaskState,
+    summary="Submit a task (an OpenAI chat request) without waiting for it",
+    openapi_extra=serving.schema_of(ChatCompletionRequest),
+)
+async def submit_task(request: Request) -> JSONResponse:
+    state = await serving.submit(request)
+    return JSONResponse(
+        state.model_dump(mode="json"), status_code=202, headers={"x-switchyard-task-id": state.id}
+    )
+
+
+@router.get("/{task_id}", response_model=TaskState, summary="A task's status, and its result once done")
+async def get_task(task_id: str, request: Request) -> TaskState:
+    gw = gateway_of(request)
+    return await gw.runs.get(principal=await authenticate(request, gw.verifier), task_id=task_id)
+
+
+@router.delete("/{task_id}", response_model=TaskState, summary="Cancel a task")
+async def cancel_task(task_id: str, request: Request) -> TaskState:
+    gw = gateway_of(request)
+    return await gw.runs.cancel(principal=await authenticate(request, gw.verifier), task_id=task_id)

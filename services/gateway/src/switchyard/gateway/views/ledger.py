@@ -1,0 +1,93 @@
+"""The ledger's checkpoints and proofs over HTTP, answered by the audit service over NATS request/reply.
+
+A tenant gets inclusion proofs for its own entries only; checkpoints and consistency proofs carry only sizes
+and hashes, so every authenticated tenant may have them.
+"""
+
+from __future__ import annotations
+
+import nats
+import orjson
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from switchyard.common import subjects
+from switchyard.common.ledger_rpc import (
+    CheckpointDocument,
+    CheckpointRequest,
+    ConsistencyProof,
+    ConsistencyRequest,
+    InclusionProof,
+    InclusionRequest,
+)
+from switchyard.gateway.auth import authenticate
+from switchyard.gateway.errors import APIError, InvalidRequest, NotFound, ServiceUnavailable
+from switchyard.gateway.state import Gateway, gateway_of
+
+router = APIRouter()
+RPC_TIMEOUT_S = 10.0
+
+
+class Forbidden(APIError):
+    status = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
+class ProofUnavailable(APIError):
+    status = 409
+    type = "invalid_request_error"
+    code = "proof_unavailable"
+
+
+ERRORS: dict[str, type[APIError]] = {
+    "not_found": NotFound,
+    "forbidden": Forbidden,
+    "proof_unavailable": ProofUnavailable,
+    "invalid_request": InvalidRequest,
+}
+
+
+async def _ask(gw: Gateway, subject: str, request: BaseModel) -> Response:
+    try:
+        reply = await gw.nc.request(subject, request.model_dump_json().encode(), timeout=RPC_TIMEOUT_S)
+    except (nats.errors.NoRespondersError, nats.errors.TimeoutError) as exc:
+        raise ServiceUnavailable("the audit service is not answering; try again shortly") from exc
+    body = orjson.loads(reply.data)
+    error = body.get("error") if isinstance(body, dict) else None
+    if error is not None:
+        raise ERRORS.get(error.get("code"), APIError)(str(error.get("message", "ledger request failed")))
+    return Response(reply.data, media_type="application/json")
+
+
+@router.get(
+    "/v1/ledger/checkpoint", response_model=CheckpointDocument, summary="The latest signed checkpoint"
+)
+async def checkpoint(request: Request, tree_size: int | None = Query(None, ge=1)) -> Response:
+    gw = gateway_of(request)
+    await authenticate(request, gw.verifier)
+    return await _ask(gw, subjects.LEDGER_RPC_CHECKPOINT, CheckpointRequest(tree_size=tree_size))
+
+
+@router.get("/v1/ledger/proof/inclusion", response_model=InclusionProof, summary="Prove one of your entries")
+async def inclusion(
+    request: Request, seq: int = Query(ge=1), tree_size: int | None = Query(None, ge=1)
+) -> Response:
+    gw = gateway_of(request)
+    principal = await authenticate(request, gw.verifier)
+    ask = InclusionRequest(seq=seq, tree_size=tree_size, tenant_id=principal.tenant_id)
+    return await _ask(gw, subjects.LEDGER_RPC_INCLUSION, ask)
+
+
+@router.get(
+    "/v1/ledger/proof/consistency", response_model=ConsistencyProof, summary="Prove the log only grew"
+)
+async def consistency(
+    request: Request,
+    first: int = Query(alias="from", ge=1),
+    second: int | None = Query(None, alias="to", ge=1),
+) -> Response:
+    gw = gateway_of(request)
+    await authenticate(request, gw.verifier)
+    return await _ask(gw, subjects.LEDGER_RPC_CONSISTENCY, ConsistencyRequest(first=first, second=second))

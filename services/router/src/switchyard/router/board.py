@@ -1,0 +1,121 @@
+"""The router's view of live state in JetStream KV: model statistics (which the router replicas write
+with compare-and-set as provider-call events arrive), the executors' breakers and rate-limit buckets,
+and tenants' budget headroom. Reads are cached for `refresh_s`, so a decision costs no KV round trip."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+from pydantic import ValidationError
+
+from switchyard.common import kv, subjects
+from switchyard.common.budgets import budgets_bucket, read_headroom
+from switchyard.common.events import ProviderCallRecorded
+from switchyard.common.policy import Policy
+from switchyard.common.providers import BreakerRecord, RateRecord
+from switchyard.router.health import ModelSignal, ModelStats, effective_success, observe
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], float]
+T = TypeVar("T", ModelStats, BreakerRecord, RateRecord)
+
+
+def breaker_key(provider: str, upstream: str) -> str:
+    """The executor's breaker key for a model (see executor.execution.breaker_key), made KV-safe."""
+    return kv.safe_key(f"{provider}/{upstream}")
+
+
+class HealthBoard:
+    def __init__(self, js: JetStreamContext, *, refresh_s: float = 1.0, clock: Clock = time.time) -> None:
+        self._js = js
+        self._refresh_s = refresh_s
+        self._clock = clock
+        self._buckets: dict[str, KeyValue] = {}
+        self._at = float("-inf")
+        self._stats: dict[str, ModelStats] = {}
+        self._breakers: dict[str, BreakerRecord] = {}
+        self._rates: dict[str, RateRecord] = {}
+        self._budgets: dict[str, tuple[float, float | None]] = {}
+
+    async def _bucket(self, name: str) -> KeyValue:
+        if name not in self._buckets:
+            self._buckets[name] = await kv.bucket(self._js, name)
+        return self._buckets[name]
+
+    async def record_call(self, event_id: str, call: ProviderCallRecorded, *, alpha: float) -> bool:
+        """Folds one provider call into the model's shared statistics; False when it changed nothing."""
+        bucket = await self._bucket(subjects.KV_ROUTING_STATS)
+        now = self._clock()
+
+        def change(current: bytes | None) -> tuple[bytes | None, bool]:
+            stats = ModelStats.model_validate_json(current) if current else None
+            new = observe(
+                stats,
+                event_id=event_id,
+                outcome=call.outcome,
+                latency_ms=call.latency_ms,
+                alpha=alpha,
+                now=now,
+            )
+            return (None, False) if new is None else (new.model_dump_json().encode(), True)
+
+        return await kv.update(bucket, kv.safe_key(call.model), change)
+
+    async def _refresh(self) -> None:
+        stats = await kv.read_all(await self._bucket(subjects.KV_ROUTING_STATS))
+        breakers = await kv.read_all(await self._bucket(subjects.KV_BREAKERS))
+        rates = await kv.read_all(await self._bucket(subjects.KV_RATE_LIMITS))
+        self._stats = _parse(stats, ModelStats)
+        self._breakers = _parse(breakers, BreakerRecord)
+        self._rates = _parse(rates, RateRecord)
+
+    async def signals(self, policy: Policy) -> dict[str, ModelSignal]:
+        """Per model id: EMA success (its penalty fading with time), latency, breaker, rate headroom."""
+        now = self._clock()
+        if now - self._at >= self._refresh_s:
+            self._at = now
+            try:
+                await self._refresh()
+            except Exception as exc:  # routing goes on with the last view; health is advice, not a gate
+                log.warning("could not refresh provider health from KV: %s", exc)
+        out: dict[str, ModelSignal] = {}
+        for spec in policy.models:
+            stats = self._stats.get(kv.safe_key(spec.id))
+            breaker = self._breakers.get(breaker_key(spec.provider, spec.upstream))
+            rates = [self._rates.get(kv.safe_key(k)) for k in (spec.provider, spec.id)]
+            headrooms = [r.headroom(now) for r in rates if r is not None]
+            out[spec.id] = ModelSignal(
+                success=None
+                if stats is None
+                else effective_success(stats, now=now, recovery_s=policy.health.recovery_s),
+                latency_ms=None if stats is None else stats.latency_ms,
+                samples=0 if stats is None else stats.samples,
+                breaker="closed" if breaker is None else breaker.effective_state(now),
+                rate_headroom=min(headrooms) if headrooms else None,
+            )
+        return out
+
+    async def headroom(self, tenant_id: str) -> float | None:
+        """The tenant's budget headroom in USD (None: no limit), cached like the rest."""
+        now = self._clock()
+        cached = self._budgets.get(tenant_id)
+        if cached is not None and now - cached[0] < self._refresh_s:
+            return cached[1]
+        value = await read_headroom(await budgets_bucket(self._js), tenant_id)
+        self._budgets[tenant_id] = (now, value)
+        return value
+
+
+def _parse(raw: dict[str, bytes], model: type[T]) -> dict[str, T]:
+    out: dict[str, T] = {}
+    for key, value in raw.items():
+        try:
+            out[key] = model.model_validate_json(value)
+        except ValidationError as exc:
+            log.warning("ignoring unreadable KV entry %s: %s", key, exc)
+    return out

@@ -1,0 +1,83 @@
+"""Routing evaluation on recorded outcomes (RouteLLM-style): for prompts where we know whether a weak
+and a strong model answered correctly, how much of always-premium quality does the router keep, and how
+many premium calls does it make?
+
+A row routed to the premium tier scores the strong model's outcome, any other tier the weak model's
+(RouteLLM's MMLU files: Mixtral-8x7B vs GPT-4). The curve sweeps the premium threshold through the
+router's own `decide`, so type chains, tiers and tenant rules all count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from switchyard.common.events import ChatRequest, Classification
+from switchyard.common.policy import Policy, Thresholds
+from switchyard.router.routing import decide
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    request: ChatRequest
+    classification: Classification
+    weak_correct: bool
+    strong_correct: bool
+    prompt_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    threshold: float
+    premium_share: float
+    quality: float  # share of rows answered correctly
+    relative_quality: float  # quality / always-premium quality
+    cost_per_correct_usd: float  # estimated cost of the routed calls / rows answered correctly
+
+
+def with_premium_threshold(policy: Policy, threshold: float) -> Policy:
+    fast = min(policy.thresholds.fast_below, threshold)
+    return policy.model_copy(update={"thresholds": Thresholds(fast_below=fast, premium_above=threshold)})
+
+
+def evaluate(rows: Sequence[Outcome], policy: Policy, *, available: set[str], threshold: float) -> Point:
+    p = with_premium_threshold(policy, threshold)
+    strong_quality = sum(r.strong_correct for r in rows) / len(rows)
+    premium = correct = 0
+    cost = 0.0
+    for r in rows:
+        d = decide(
+            request=r.request,
+            classification=r.classification,
+            policy=p,
+            available=available,
+            prompt_tokens=r.prompt_tokens,
+        )
+        # A cascade starts cheap but exists to reach the wanted tier; what matters is the best tier asked.
+        to_premium = d.reasons.get("wanted_tier") == "premium"
+        premium += to_premium
+        correct += r.strong_correct if to_premium else r.weak_correct
+        cost += d.estimated_cost_usd
+    quality = correct / len(rows)
+    return Point(
+        threshold=threshold,
+        premium_share=premium / len(rows),
+        quality=quality,
+        relative_quality=quality / strong_quality if strong_quality else 0.0,
+        cost_per_correct_usd=cost / correct if correct else 0.0,
+    )
+
+
+def curve(rows: Sequence[Outcome], policy: Policy, *, available: set[str], steps: int = 20) -> list[Point]:
+    """Thresholds at quantiles of the rows' complexity, so the points spread over premium shares."""
+    values = sorted(r.classification.complexity for r in rows)
+    cuts = {round(values[min(int(len(values) * q / steps), len(values) - 1)], 4) for q in range(steps)}
+    cuts |= {0.0, 1.0, policy.thresholds.premium_above}
+    points = [evaluate(rows, policy, available=available, threshold=t) for t in sorted(cuts)]
+    return sorted(points, key=lambda pt: pt.premium_share)
+
+
+def best_within(points: Sequence[Point], *, max_premium_share: float) -> Point | None:
+    """The highest relative quality among points with at most that share of premium calls."""
+    ok = [p for p in points if p.premium_share <= max_premium_share]
+    return max(ok, key=lambda p: p.relative_quality, default=None)

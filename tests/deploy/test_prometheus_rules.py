@@ -1,0 +1,68 @@
+"""The SLO recording rules and alerts: promtool checks and the rule unit tests in deploy/prometheus/tests."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+# promtool comes from Debian's prometheus package (scripts/test-prerequisites.sh)
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+PROM = ROOT / "deploy" / "prometheus"
+
+
+def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("promtool")
+    if binary is None:
+        pytest.fail("promtool not found: `make test` installs it (apt-get install prometheus)")
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_rules_pass_promtool_check() -> None:
+    files = sorted(str(p) for p in (PROM / "rules").glob("*.yml"))
+    assert len(files) >= 2
+    done = _promtool("check", "rules", *files)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_rule_unit_tests() -> None:
+    tests = sorted(str(p) for p in (PROM / "tests").glob("*_test.yml"))
+    assert len(tests) >= 2
+    done = _promtool("test", "rules", *tests)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("SUCCESS") == len(tests)
+
+
+def test_a_wrong_expectation_fails(tmp_path: Path) -> None:
+    """The unit tests can fail: the same error-burn scenario, expecting silence, must not pass."""
+    (tmp_path / "rules").symlink_to(PROM / "rules")
+    case = tmp_path / "tests" / "wrong_test.yml"
+    case.parent.mkdir()
+    case.write_text(
+        """rule_files: [../rules/slo.yml, ../rules/alerts.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'switchyard_gateway_requests_total{route="/v1/chat/completions", status="200"}'
+        values: '0+90x30'
+      - series: 'switchyard_gateway_requests_total{route="/v1/chat/completions", status="500"}'
+        values: '0+10x30'
+    alert_rule_test:
+      - {alertname: SwitchyardErrorBudgetBurnFast, eval_time: 20m, exp_alerts: []}
+"""
+    )
+    done = _promtool("test", "rules", str(case))
+    assert done.returncode != 0 and "SwitchyardErrorBudgetBurnFast" in done.stdout + done.stderr
+
+
+def test_compose_prometheus_config_is_valid(tmp_path: Path) -> None:
+    config = (PROM / "prometheus.yml").read_text().replace("/etc/prometheus/rules/", f"{PROM / 'rules'}/")
+    (tmp_path / "prometheus.yml").write_text(config)
+    done = _promtool("check", "config", str(tmp_path / "prometheus.yml"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS: 2 rule files found" in done.stdout + done.stderr

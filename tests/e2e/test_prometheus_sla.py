@@ -1,0 +1,126 @@
+"""Debian's Prometheus scrapes the running stack's gateway with Switchyard's SLO rules loaded, and the SLA
+series are read back through its HTTP API (deploy/prometheus/rules, issue 9)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from switchyard.cli.processes import free_port
+from tests.e2e.conftest import RunningStack
+
+pytestmark = pytest.mark.e2e
+
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules"
+
+
+@pytest.fixture
+def prometheus(stack: RunningStack, tmp_path: Path) -> Iterator[str]:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus not found: `make test` installs it (apt-get install prometheus)")
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(p) for p in sorted(RULES.glob("*.yml"))],
+        # The same job and labels as deploy/prometheus/prometheus.yml: the rules select on them.
+        "scrape_configs": [
+            {
+                "job_name": "switchyard",
+                "static_configs": [
+                    {"targets": [f"127.0.0.1:{stack.http_port}"], "labels": {"service": "gateway"}}
+                ],
+            }
+        ],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()[-3000:]
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "prometheus did not become ready"
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _query(url: str, expr: str) -> list[dict[str, object]]:
+    body = httpx.get(f"{url}/api/v1/query", params={"query": expr}, timeout=5).json()
+    assert body["status"] == "success", body
+    return body["data"]["result"]  # type: ignore[no-any-return]
+
+
+def _value(url: str, expr: str, *, timeout: float = 30.0) -> float:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = _query(url, expr)
+        if result and result[0]["value"][1] not in ("NaN",):  # type: ignore[index]
+            return float(result[0]["value"][1])  # type: ignore[index]
+        assert time.monotonic() < deadline, f"no value for {expr}"
+        time.sleep(0.5)
+
+
+def test_prometheus_reads_the_sla_series_of_a_running_stack(stack: RunningStack, prometheus: str) -> None:
+    headers = {"Authorization": f"Bearer {stack.api_key}"}
+    with httpx.Client(base_url=stack.base_url, headers=headers, timeout=120) as client:
+        # API routes only: the SLIs do not depend on a model answering (the other e2e tests cover that)
+        for _ in range(5):
+            assert client.get("/v1/models").status_code == 200
+        assert client.post("/v1/chat/completions", content=b"{not json").status_code == 400
+        deadline = time.monotonic() + 15  # keep traffic coming while Prometheus collects a few samples
+        while time.monotonic() < deadline and not _query(
+            prometheus, "switchyard:gateway_requests:rate5m > 0"
+        ):
+            client.get("/v1/models")
+            time.sleep(0.5)
+
+    assert _value(prometheus, 'up{job="switchyard", service="gateway"}') == 1
+    assert _value(prometheus, "switchyard:gateway_up:max") == 1
+    assert _value(prometheus, "switchyard:gateway_unavailable:ratio_avg5m") == 0
+    assert _value(prometheus, "switchyard:gateway_requests:rate5m") > 0
+    # a 400 is the client's error: it does not spend the availability budget
+    assert _value(prometheus, "switchyard:gateway_errors:ratio_rate5m") == 0
+    p50 = _value(prometheus, "switchyard:gateway_request_seconds:p50_5m")
+    p99 = _value(prometheus, "switchyard:gateway_request_seconds:p99_5m")
+    assert 0 < p50 <= p99 <= 120
+    slow = _value(prometheus, "switchyard:gateway_slower_than_2s:ratio_rate5m")
+    assert 0 <= slow <= 1
+    # no SLO alert fires on a healthy stack
+    firing = [
+        a["labels"]["alertname"]
+        for a in httpx.get(f"{prometheus}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+        if a["state"] == "firing"
+    ]
+    assert not [name for name in firing if "Budget" in name or "Latency" in name], firing

@@ -1,0 +1,149 @@
+"""Checkpoints and proofs from the audit service over NATS request/reply, and through the gateway's HTTP API
+with tenant scoping: real processes, a real nats-server, SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import nats
+import orjson
+import pytest
+from switchyard.audit.db import migrations as audit_migrations
+from switchyard.audit.proof_check import check_document
+from switchyard.audit.service import append_entries
+from switchyard.audit.signing import parse_private_key, signer_from
+from switchyard.cli.processes import NatsServer, free_port
+from switchyard.common import subjects
+from switchyard.common.db import create_engine, sessionmaker
+from switchyard.gateway.db import migrations as gateway_migrations
+from switchyard.gateway.tenants import create_api_key, create_tenant
+
+from tests.support.bus_services import BusService
+from tests.support.ledger import draft
+from tests.support.procs import service_process
+
+pytestmark = pytest.mark.integration
+
+SEED = "77" * 32
+ORIGIN = "ledger.test/api"
+
+
+async def _wait_checkpoint(nc: nats.NATS, size: int) -> dict[str, object]:
+    deadline = time.monotonic() + 20
+    while True:
+        reply = orjson.loads((await nc.request(subjects.LEDGER_RPC_CHECKPOINT, b"{}", timeout=5)).data)
+        if reply.get("tree_size", 0) >= size:
+            return reply  # type: ignore[no-any-return]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no checkpoint of size {size}: {reply}")
+        await asyncio.sleep(0.2)
+
+
+@pytest.fixture
+async def stack(nats_server: NatsServer, sqlite_url: str, tmp_path: Path) -> AsyncIterator[dict[str, object]]:
+    await gateway_migrations().upgrade(sqlite_url)
+    await audit_migrations().upgrade(sqlite_url)
+    engine = create_engine(sqlite_url)
+    sessions = sessionmaker(engine)
+    acme = await create_tenant(sessions, name="acme")
+    globex = await create_tenant(sessions, name="globex")
+    key_acme, _ = await create_api_key(sessions, tenant_id=acme.id, name="k")
+    key_globex, _ = await create_api_key(sessions, tenant_id=globex.id, name="k")
+    await engine.dispose()
+    env = {
+        "SWITCHYARD_NATS_URL": nats_server.url,
+        "SWITCHYARD_DATABASE_URL": sqlite_url,
+        "SWITCHYARD_VAR_DIR": str(tmp_path / "var"),
+        "SWITCHYARD_AUDIT_SIGNING_KEY": SEED,
+        "SWITCHYARD_AUDIT_LOG_ORIGIN": ORIGIN,
+        "SWITCHYARD_AUDIT_CHECKPOINT_INTERVAL_S": "0.3",
+    }
+    audit = await BusService("audit", env=env, log_path=tmp_path / "audit.log").start()
+    port = free_port()
+    try:
+        with service_process(
+            "switchyard.gateway",
+            env={**env, "SWITCHYARD_HTTP_PORT": str(port)},
+            log_path=tmp_path / "gateway.log",
+            ready_url=f"http://127.0.0.1:{port}/healthz",
+        ):
+            yield {
+                "base": f"http://127.0.0.1:{port}",
+                "acme": (acme.id, key_acme),
+                "globex": (globex.id, key_globex),
+                "url": sqlite_url,
+            }
+    finally:
+        audit.stop()
+
+
+async def test_proofs_over_nats_and_http_with_tenant_scope(
+    stack: dict[str, object], nats_server: NatsServer
+) -> None:
+    acme_id, acme_key = stack["acme"]  # type: ignore[misc]
+    globex_id, globex_key = stack["globex"]  # type: ignore[misc]
+    engine = create_engine(str(stack["url"]))
+    sessions = sessionmaker(engine)
+    await append_entries(
+        sessions, drafts=[draft(n, tenant=acme_id if n % 2 else globex_id) for n in range(1, 41)]
+    )
+    trusted = signer_from(parse_private_key(SEED.encode()), origin=ORIGIN).key
+    nc = await nats.connect(nats_server.url)
+    try:
+        first = await _wait_checkpoint(nc, 40)
+        await append_entries(sessions, drafts=[draft(n, tenant=acme_id) for n in range(41, 61)])
+        second = await _wait_checkpoint(nc, 60)
+        # Directly over NATS (another system can do this, no HTTP involved).
+        request = orjson.dumps({"seq": 7, "tenant_id": acme_id})
+        doc = orjson.loads((await nc.request(subjects.LEDGER_RPC_INCLUSION, request, timeout=5)).data)
+        assert check_document(doc, trusted=trusted).pinned
+        refused = orjson.loads(
+            (
+                await nc.request(
+                    subjects.LEDGER_RPC_INCLUSION, orjson.dumps({"seq": 8, "tenant_id": acme_id})
+                )
+            ).data
+        )
+        assert refused["error"]["code"] == "forbidden"
+        invalid = orjson.loads((await nc.request(subjects.LEDGER_RPC_INCLUSION, b'{"seq": 0}')).data)
+        assert invalid["error"]["code"] == "invalid_request"
+    finally:
+        await nc.close()
+        await engine.dispose()
+
+    base = str(stack["base"])
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        acme = {"Authorization": f"Bearer {acme_key}"}
+        globex = {"Authorization": f"Bearer {globex_key}"}
+        assert (await http.get("/v1/ledger/checkpoint")).status_code == 401
+        cp = await http.get("/v1/ledger/checkpoint", headers=acme)
+        assert cp.status_code == 200 and check_document(cp.json(), trusted=trusted)
+        mine = await http.get("/v1/ledger/proof/inclusion", params={"seq": 7}, headers=acme)
+        assert mine.status_code == 200, mine.text
+        assert "entry 7" in check_document(mine.json(), trusted=trusted).summary
+        theirs = await http.get("/v1/ledger/proof/inclusion", params={"seq": 8}, headers=acme)
+        assert theirs.status_code == 403 and theirs.json()["error"]["code"] == "forbidden"
+        assert (
+            await http.get("/v1/ledger/proof/inclusion", params={"seq": 8}, headers=globex)
+        ).status_code == 200
+        missing = await http.get("/v1/ledger/proof/inclusion", params={"seq": 9999}, headers=acme)
+        assert missing.status_code == 404
+        pinned = await http.get(
+            "/v1/ledger/proof/inclusion", params={"seq": 7, "tree_size": first["tree_size"]}, headers=acme
+        )
+        assert pinned.json()["tree_size"] == first["tree_size"]
+        grown = await http.get(
+            "/v1/ledger/proof/consistency",
+            params={"from": first["tree_size"], "to": second["tree_size"]},
+            headers=globex,
+        )
+        assert (
+            grown.status_code == 200
+            and "is a prefix" in check_document(grown.json(), trusted=trusted).summary
+        )
+        bad = await http.get("/v1/ledger/proof/consistency", params={"from": 0}, headers=acme)
+        assert bad.status_code == 400

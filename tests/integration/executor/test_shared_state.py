@@ -1,0 +1,86 @@
+"""Breakers and rate limits shared by executor replicas through JetStream KV (compare-and-set): several
+instances on one bucket behave as one breaker and one limit, also when they race."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import nats
+import pytest
+
+from switchyard.cli.processes import NatsServer
+from switchyard.common import kv, subjects
+from switchyard.common.providers import BreakerRecord
+from switchyard.executor.resilience.breaker import BreakerConfig, BreakerState
+from switchyard.executor.resilience.limits import Limit
+from switchyard.executor.resilience.shared import KVBreakers, KVRateLimits
+
+pytestmark = pytest.mark.integration
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def js(nats_server: NatsServer) -> AsyncIterator[nats.js.JetStreamContext]:
+    nc = await nats.connect(nats_server.url)
+    yield nc.jetstream()
+    await nc.close()
+
+
+async def test_replicas_share_one_breaker(js: nats.js.JetStreamContext) -> None:
+    bucket = await kv.bucket(js, subjects.KV_BREAKERS)
+    clock = Clock()
+    config = BreakerConfig(failure_threshold=5, open_s=10.0, half_open_probes=1)
+    changes: list[BreakerState] = []
+    replicas = [
+        KVBreakers(bucket, config, clock=clock, on_change=lambda _k, s: changes.append(s)) for _ in range(3)
+    ]
+    key = "down/gpt-4o:latest"  # ':' is not a KV key character: the key is made safe
+    # Five failures seen by different replicas, concurrently, open it: no update is lost.
+    await asyncio.gather(*(replicas[n % 3].record_failure(key) for n in range(5)))
+    for r in replicas:
+        assert await r.state(key) is BreakerState.OPEN
+        assert not await r.allow(key)
+    assert changes == [BreakerState.OPEN]
+    raw, _ = await kv.read(bucket, kv.safe_key(key))
+    assert raw is not None and BreakerRecord.model_validate_json(raw).failures == 5
+
+    clock.now += 10.0  # cool-down over: exactly one probe among all replicas racing for it
+    granted = await asyncio.gather(*(r.allow(key) for r in replicas for _ in range(4)))
+    assert sum(granted) == 1
+    await replicas[2].record_success(key)
+    assert all([await r.state(key) is BreakerState.CLOSED for r in replicas])
+    assert await replicas[0].allow(key)
+
+
+async def test_a_failed_probe_opens_it_again_for_everyone(js: nats.js.JetStreamContext) -> None:
+    bucket = await kv.bucket(js, subjects.KV_BREAKERS)
+    clock = Clock()
+    a, b = (KVBreakers(bucket, BreakerConfig(failure_threshold=1, open_s=5.0), clock=clock) for _ in range(2))
+    await a.record_failure("p/m")
+    clock.now += 5.0
+    assert await b.allow("p/m")
+    await b.record_failure("p/m")
+    assert await a.state("p/m") is BreakerState.OPEN and not await a.allow("p/m")
+
+
+async def test_a_rate_limit_holds_across_replicas(js: nats.js.JetStreamContext) -> None:
+    bucket = await kv.bucket(js, subjects.KV_RATE_LIMITS)
+    clock = Clock()
+    limits = {"openai": Limit(rpm=10), "openai/gpt-4o": Limit(tpm=1000)}
+    replicas = [KVRateLimits(bucket, limits, clock=clock) for _ in range(4)]
+    granted = await asyncio.gather(*(replicas[n % 4].try_acquire("openai", tokens=1) for n in range(40)))
+    assert sum(granted) == 10  # not 10 per replica
+    clock.now += 6.0  # a tenth of a minute refills one request
+    assert await replicas[1].try_acquire("openai", tokens=1)
+    assert not await replicas[2].try_acquire("openai", tokens=1)
+    assert await replicas[0].try_acquire("openai/gpt-4o", tokens=600)
+    assert not await replicas[3].try_acquire("openai/gpt-4o", tokens=600)
+    assert await replicas[3].try_acquire("unlimited", tokens=10**9)

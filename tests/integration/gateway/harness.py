@@ -1,0 +1,154 @@
+"""Gateways as real processes on a real nats-server and SQLite, for the gateway's integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nats
+
+from switchyard.cli.processes import NatsServer, free_port
+from switchyard.common import bus, subjects
+from switchyard.common.db import create_engine, sessionmaker
+from switchyard.common.envelope import decode, encode
+from switchyard.common.events import TaskCompleted, TaskSubmitted, Usage
+from switchyard.common.providers import ProviderStatus, announce, providers_bucket
+from switchyard.common.streaming import Chunk, encode_chunk
+from switchyard.gateway.db import migrations
+from switchyard.gateway.tenants import create_api_key, create_tenant, create_user
+from tests.support.procs import service_process
+
+
+@dataclass
+class Org:
+    id: str
+    name: str
+    keys: dict[str, str] = field(default_factory=dict)  # role -> plaintext key
+    users: dict[str, str] = field(default_factory=dict)  # role -> user id
+
+
+async def make_org(
+    db_url: str, name: str, *, roles: tuple[str, ...] = ("admin",), plan: str = "enterprise", **org: object
+) -> Org:
+    engine = create_engine(db_url)
+    sessions = sessionmaker(engine)
+    try:
+        tenant = await create_tenant(sessions, name=name, plan=plan, **org)  # type: ignore[arg-type]
+        made = Org(tenant.id, name)
+        for role in roles:
+            user = await create_user(sessions, tenant_id=tenant.id, email=f"{role}@{name}.test", role=role)
+            key, _ = await create_api_key(sessions, tenant_id=tenant.id, name=role, user_id=user.id)
+            made.keys[role], made.users[role] = key, user.id
+        return made
+    finally:
+        await engine.dispose()
+
+
+async def prepare_bus(nats_url: str, db_url: str) -> None:
+    await migrations().upgrade(db_url)
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await bus.ensure_streams(js)
+    await announce(await providers_bucket(js), ProviderStatus(provider="local"))
+    await nc.close()
+
+
+@contextmanager
+def gateways(
+    nats_server: NatsServer, db_url: str, tmp_path: Path, *, count: int = 1, env: dict[str, str] | None = None
+) -> Iterator[list[str]]:
+    """`count` gateway replicas sharing the bus and the database; yields their base URLs."""
+    asyncio.run(prepare_bus(nats_server.url, db_url))
+    bases = []
+    with ExitStack() as stack:
+        for i in range(count):
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            full_env = {
+                "SWITCHYARD_NATS_URL": nats_server.url,
+                "SWITCHYARD_DATABASE_URL": db_url,
+                "SWITCHYARD_HTTP_PORT": str(port),
+                "SWITCHYARD_TASK_TIMEOUT_S": "3",
+                "SWITCHYARD_MAX_BODY_BYTES": "65536",
+                "SWITCHYARD_INSTANCE": f"gateway-{i}",
+                **(env or {}),
+            }
+            stack.enter_context(
+                service_process(
+                    "switchyard.gateway",
+                    env=full_env,
+                    log_path=tmp_path / f"gateway-{i}.log",
+                    ready_url=f"{base}/healthz",
+                )
+            )
+            bases.append(base)
+        yield bases
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+class Answerer:
+    """Stands in for the pipeline: answers every submitted task (2 output tokens), at once or when
+    `release` is called."""
+
+    def __init__(self, nc: nats.NATS, *, hold: bool = False) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.seen: list[TaskSubmitted] = []
+        self.held: list[TaskSubmitted] = []
+        self.hold = hold
+
+    @classmethod
+    async def start(cls, url: str, *, hold: bool = False) -> Answerer:
+        nc = await nats.connect(url)
+        me = cls(nc, hold=hold)
+        await nc.subscribe(subjects.TASK_SUBMITTED, cb=me._on_task)
+        return me
+
+    async def _on_task(self, msg: nats.aio.msg.Msg) -> None:
+        _, task = decode(msg.data, (TaskSubmitted,))
+        assert isinstance(task, TaskSubmitted)
+        self.seen.append(task)
+        if self.hold:
+            self.held.append(task)
+        else:
+            await self.answer(task)
+
+    async def release(self) -> None:
+        self.hold = False
+        held, self.held = self.held, []
+        for task in held:
+            await self.answer(task)
+
+    async def answer(self, task: TaskSubmitted) -> None:
+        if task.request.stream:
+            for seq, piece in enumerate(["Par", "is"]):
+                await self.nc.publish(
+                    subjects.chunk_subject(task.task_id), encode_chunk(Chunk(seq=seq, delta=piece))
+                )
+            done_chunk = Chunk(seq=2, done=True, finish_reason="stop")
+            await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(done_chunk))
+        done = TaskCompleted(
+            task_id=task.task_id,
+            tenant_id=task.tenant_id,
+            model="local/smollm2-135m-instruct",
+            provider="local",
+            tier="local",
+            content="Paris",
+            finish_reason="stop",
+            usage=Usage(prompt_tokens=9, completion_tokens=2),
+            attempts=1,
+            latency_ms=1.0,
+            completed_at=datetime.now(UTC),
+        )
+        _, raw = encode(done, source="test")
+        await self.js.publish(subjects.result_subject(task.task_id), raw)
+
+    async def close(self) -> None:
+        await self.nc.close()

@@ -1,0 +1,55 @@
+"""The access tables on SQLite and PostgreSQL: the migration keeps existing keys working (as admins of
+their organisation), and the development bootstrap makes an admin key of the platform organisation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from switchyard.common.db import create_engine, sessionmaker
+from switchyard.gateway import keys
+from switchyard.gateway.db import migrations
+from switchyard.gateway.tenants import KeyVerifier, ensure_dev_tenant
+
+pytestmark = pytest.mark.integration
+
+
+async def test_upgrade_keeps_existing_keys_as_admins(db_url: str) -> None:
+    await migrations().upgrade(db_url, "gw0001")
+    plaintext, prefix = keys.generate()
+    engine = create_engine(db_url)
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO tenants (id, name, plan, created_at) VALUES ('t1', 'dev', 'enterprise', :now)"),
+            {"now": now},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO api_keys (id, tenant_id, user_id, name, prefix, key_hash, created_at) "
+                "VALUES ('k1', 't1', 'dev', 'old', :prefix, :hash, :now)"
+            ),
+            {"prefix": prefix, "hash": keys.hash_key(plaintext), "now": now},
+        )
+    await migrations().upgrade(db_url)
+    principal = await KeyVerifier(sessionmaker(engine)).verify(plaintext)
+    await engine.dispose()
+    assert principal is not None
+    assert (principal.role, principal.platform, principal.user_id) == ("admin", True, "dev")
+    assert principal.can("admin") and principal.can("inference")
+
+
+async def test_dev_bootstrap_is_an_admin_of_the_platform_org(db_url: str, tmp_path: Path) -> None:
+    await migrations().upgrade(db_url)
+    engine = create_engine(db_url)
+    sessions = sessionmaker(engine)
+    key_file = tmp_path / "dev-api-key"
+    assert await ensure_dev_tenant(sessions, key_file=key_file) is True
+    assert await ensure_dev_tenant(sessions, key_file=key_file) is False
+    principal = await KeyVerifier(sessions).verify(key_file.read_text().strip())
+    await engine.dispose()
+    assert principal is not None and principal.role == "admin" and principal.platform
+    assert principal.plan == "enterprise"

@@ -1,0 +1,140 @@
+"""More ingress: the Anthropic Messages endpoint driven by the official Anthropic SDK (plain and
+streamed), and the native task API (submit without waiting, status and result, cancel), per tenant."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import anthropic
+import httpx
+import nats
+import pytest
+
+from switchyard.cli.processes import NatsServer
+from switchyard.common import subjects
+from switchyard.common.envelope import decode
+from switchyard.common.events import TaskCancelled
+from tests.integration.gateway.harness import Answerer, Org, auth, gateways, make_org
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer, str, Org, Org]]:
+    tmp = tmp_path_factory.mktemp("ingress")
+    server = NatsServer(tmp / "jetstream").start()
+    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
+    try:
+        with gateways(server, db_url, tmp) as (base,):
+            a = asyncio.run(make_org(db_url, "acme", roles=("member",), plan="pro"))
+            b = asyncio.run(make_org(db_url, "globex", roles=("member",)))
+            yield server, base, a, b
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def answerer(stack: tuple[NatsServer, str, Org, Org]) -> AsyncIterator[Answerer]:
+    me = await Answerer.start(stack[0].url)
+    yield me
+    await me.close()
+
+
+async def test_anthropic_sdk_plain_and_streamed(
+    stack: tuple[NatsServer, str, Org, Org], answerer: Answerer
+) -> None:
+    _, base, a, _ = stack
+    client = anthropic.AsyncAnthropic(base_url=base, api_key=a.keys["member"], max_retries=0)
+    ask = [{"role": "user", "content": "What is the capital of France?"}]
+    message = await client.messages.create(model="auto", max_tokens=64, system="Be brief.", messages=ask)
+    assert message.type == "message" and message.role == "assistant"
+    assert message.content[0].type == "text" and message.content[0].text == "Paris"
+    assert message.stop_reason == "end_turn"
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (9, 2)
+    assert [m.role for m in answerer.seen[0].request.messages] == ["system", "user"]
+
+    async with client.messages.stream(model="auto", max_tokens=64, messages=ask) as stream:
+        text = "".join([piece async for piece in stream.text_stream])
+        final = await stream.get_final_message()
+    assert text == "Paris" and final.content[0].text == "Paris"
+    assert final.stop_reason == "end_turn" and final.usage.output_tokens == 2
+
+    async with httpx.AsyncClient() as c:  # the raw wire: the event names in order
+        raw = await c.post(
+            f"{base}/v1/messages",
+            json={"model": "auto", "max_tokens": 8, "stream": True, "messages": ask},
+            headers={"x-api-key": a.keys["member"], "anthropic-version": "2023-06-01"},
+        )
+    names = [line[7:] for line in raw.text.splitlines() if line.startswith("event: ")]
+    assert names == [
+        "message_start",
+        "content_block_start",
+        "ping",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    with pytest.raises(anthropic.BadRequestError):
+        await client.messages.create(model="auto", max_tokens=0, messages=ask)
+    with pytest.raises(anthropic.AuthenticationError):
+        await anthropic.AsyncAnthropic(base_url=base, api_key="sy_nope", max_retries=0).messages.create(
+            model="auto", max_tokens=8, messages=ask
+        )
+    with pytest.raises(anthropic.NotFoundError):
+        await client.messages.create(model="claude-imaginary", max_tokens=8, messages=ask)
+
+
+BODY = {"model": "auto", "max_tokens": 50, "messages": [{"role": "user", "content": "capital of France?"}]}
+
+
+async def _until(c: httpx.AsyncClient, url: str, key: str, status: str) -> dict[str, object]:
+    deadline = time.monotonic() + 10
+    while True:
+        got = (await c.get(url, headers=auth(key))).json()
+        if got["status"] == status or time.monotonic() > deadline:
+            return got  # type: ignore[no-any-return]
+        await asyncio.sleep(0.05)
+
+
+async def test_task_api_submit_read_cancel_per_tenant(
+    stack: tuple[NatsServer, str, Org, Org], answerer: Answerer
+) -> None:
+    server, base, a, b = stack
+    async with httpx.AsyncClient(base_url=base) as c:
+        submitted = await c.post("/v1/tasks", json=BODY, headers=auth(a.keys["member"]))
+        assert submitted.status_code == 202, submitted.text
+        task = submitted.json()
+        assert task["status"] == "queued" and task["object"] == "task"
+        done = await _until(c, f"/v1/tasks/{task['id']}", a.keys["member"], "completed")
+        assert done["status"] == "completed"
+        assert done["result"]["content"] == "Paris" and done["result"]["usage"]["total_tokens"] == 11  # type: ignore[index]
+
+        # Another organisation cannot read or cancel it.
+        other = await c.get(f"/v1/tasks/{task['id']}", headers=auth(b.keys["member"]))
+        other_cancel = await c.delete(f"/v1/tasks/{task['id']}", headers=auth(b.keys["member"]))
+        assert (other.status_code, other_cancel.status_code) == (404, 404)
+        missing = await c.get("/v1/tasks/nope", headers=auth(a.keys["member"]))
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+        # Cancel a task that is still running: it stays cancelled even when its result arrives later.
+        answerer.hold = True
+        held = (await c.post("/v1/tasks", json=BODY, headers=auth(a.keys["member"]))).json()
+        cancelled = await c.delete(f"/v1/tasks/{held['id']}", headers=auth(a.keys["member"]))
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        await answerer.release()
+        await asyncio.sleep(0.3)
+        after = (await c.get(f"/v1/tasks/{held['id']}", headers=auth(a.keys["member"]))).json()
+        assert after["status"] == "cancelled"
+        bad = await c.post(
+            "/v1/tasks", json={"model": "auto", "messages": []}, headers=auth(a.keys["member"])
+        )
+        assert bad.status_code == 400
+    nc = await nats.connect(server.url)
+    msg = await nc.jetstream().get_last_msg(subjects.STREAM_EVENTS, subjects.TASK_CANCELLED)
+    await nc.close()
+    _, event = decode(msg.data, (TaskCancelled,))
+    assert event.task_id == held["id"] and event.tenant_id == a.id  # type: ignore[attr-defined]

@@ -1,0 +1,61 @@
+"""A bus service as its own process, ready once it answers its ping; stopped (or killed) by PID."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nats
+from switchyard.common import subjects
+
+
+class BusService:
+    def __init__(self, name: str, *, env: dict[str, str], log_path: Path, module: str | None = None) -> None:
+        self.name = name
+        self.module = module or f"switchyard.{name}"
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self, timeout: float = 60.0) -> BusService:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", self.module], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        nc = await nats.connect(self.env["SWITCHYARD_NATS_URL"])
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if self.proc.poll() is not None:
+                    tail = self.log_path.read_text()[-3000:]
+                    raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{tail}")
+                try:
+                    await nc.request(subjects.ping_subject(self.name), b"", timeout=0.5)
+                    return self
+                except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{self.name} did not answer its ping") from None
+                    await asyncio.sleep(0.1)
+        finally:
+            await nc.close()
+
+    def kill(self) -> None:
+        """kill -9: no shutdown, no flush, transactions in flight are lost."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

@@ -1,0 +1,111 @@
+"""Pure parts of tenancy, limits and budgets: roles and scopes, windows and headers, prices."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from switchyard.common.events import ChatMessage, ChatRequest, TaskCompleted, Usage
+from switchyard.common.policy import load_policy
+from switchyard.gateway.access import roles
+from switchyard.gateway.budgets import pricing
+from switchyard.gateway.budgets.service import accounts
+from switchyard.gateway.limits.headers import duration, ratelimit_headers
+from switchyard.gateway.limits.models import Limits, checks, window
+from switchyard.gateway.tenants import Principal
+
+pytestmark = pytest.mark.unit
+
+
+def test_effective_scopes_are_the_key_scopes_the_role_allows() -> None:
+    assert roles.effective_scopes("admin", "inference admin") == {"inference", "admin"}
+    assert roles.effective_scopes("member", "inference admin audit:read") == {"inference"}
+    assert roles.effective_scopes("auditor", "inference admin audit:read") == {"audit:read"}
+    assert roles.effective_scopes("nobody", "inference") == frozenset()
+    assert roles.default_scopes("billing") == "billing:read"
+
+
+def test_windows_and_checks() -> None:
+    assert window(125.0, 60) == (2, 180.0)
+    made = checks(Limits(), now=125.0, tenant_id="t", subject="u", tokens=50, global_requests_per_min=7)
+    by = {(c.scope, c.kind): c for c in made}
+    assert by[("global", "requests")].limit == 7
+    assert by[("org", "requests")].key == "req.org.t.2" and by[("org", "requests")].limit == 1_000
+    assert by[("user", "tokens")].delta == 50 and by[("user", "tokens")].limit == 1_000_000
+    assert by[("org", "concurrency")].reset_at is None and by[("org", "concurrency")].limit == 20
+
+
+def test_openai_style_headers_name_the_tightest_limit() -> None:
+    assert [duration(s) for s in (0.02, 1, 59.2, 360, 3725)] == ["20ms", "1s", "1m0s", "6m0s", "1h2m5s"]
+    made = checks(Limits(), now=120.0, tenant_id="t", subject="u", tokens=10, global_requests_per_min=10_000)
+    used = {"global": 5, "org": 990, "user": 3}
+    seen = [(c, used[c.scope] if c.kind == "requests" else 10) for c in made]
+    headers = ratelimit_headers(seen, now=150.0)
+    assert headers["x-ratelimit-limit-requests"] == "1000"
+    assert headers["x-ratelimit-remaining-requests"] == "10"
+    assert headers["x-ratelimit-reset-requests"] == "30s"
+    assert headers["x-ratelimit-limit-tokens"] == "1000000"
+
+
+def _request(max_tokens: int | None, model: str = "auto") -> ChatRequest:
+    return ChatRequest(
+        model=model, messages=[ChatMessage(role="user", content="x" * 400)], max_tokens=max_tokens
+    )
+
+
+def test_worst_case_is_the_dearest_available_candidate() -> None:
+    policy = load_policy()
+    local = {"local"}
+    everything = {m.provider for m in policy.models}
+    assert pricing.prompt_tokens(_request(10)) == 104
+    assert pricing.worst_case_micro(policy, _request(100), providers=local, default_max_tokens=4096) == 0
+    dearest = max(policy.models, key=lambda m: m.cost(104, 100))
+    expected = dearest.cost(104, 100) * pricing.MICRO
+    assert pricing.worst_case_micro(policy, _request(100), providers=everything, default_max_tokens=4096) == (
+        pytest.approx(expected, abs=1)
+    )
+    no_max = pricing.worst_case_micro(policy, _request(None), providers=everything, default_max_tokens=4096)
+    assert no_max > pricing.worst_case_micro(
+        policy, _request(100), providers=everything, default_max_tokens=4096
+    )
+    done = TaskCompleted(
+        task_id="t",
+        tenant_id="t",
+        model=dearest.id,
+        provider=dearest.provider,
+        tier=dearest.tier,
+        content="",
+        finish_reason="stop",
+        usage=Usage(prompt_tokens=1000, completion_tokens=1000),
+        attempts=1,
+        latency_ms=1,
+        completed_at=datetime.now(UTC),
+    )
+    assert pricing.actual_micro(policy, done) == pytest.approx(
+        (dearest.input_per_1k + dearest.output_per_1k) * pricing.MICRO, abs=1
+    )
+    assert pricing.actual_micro(policy, done.model_copy(update={"model": "openai/unpriced"})) is None
+
+
+def test_budget_accounts_by_plan_and_period() -> None:
+    plans = {"free": 0.5, "pro": 10.0, "enterprise": None}
+    now = datetime(2026, 12, 31, 23, 0, tzinfo=UTC)
+    free = Principal(tenant_id="t", api_key_id="k", user_id="u", key_prefix="p", plan="free")
+    org, user = accounts(free, now=now, plan_daily_usd=plans)
+    assert (org.key, org.ceiling, org.ends_at) == (
+        "spend.org.t.202612",
+        None,
+        datetime(2027, 1, 1, tzinfo=UTC),
+    )
+    assert (user.key, user.ceiling) == ("spend.user.u.20261231", 500_000)
+    rich = Principal(
+        tenant_id="t",
+        api_key_id="k",
+        user_id=None,
+        key_prefix="p",
+        plan="enterprise",
+        org_monthly_budget_usd=100,
+    )
+    org, user = accounts(rich, now=now, plan_daily_usd=plans)
+    assert org.ceiling == 100_000_000 and user.ceiling is None and user.key == "spend.user.key-k.20261231"

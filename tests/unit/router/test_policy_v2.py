@@ -1,0 +1,80 @@
+"""Policy v2: validation with clear errors, and reloading without a restart."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from switchyard.common.errors import ConfigurationError
+from switchyard.common.policy import DEFAULT_POLICY, load_policy
+from switchyard.router.policy_source import PolicySource
+
+pytestmark = pytest.mark.unit
+
+
+def write(path: Path, **changes: object) -> Path:
+    raw = yaml.safe_load(DEFAULT_POLICY.read_text())
+    raw.update(changes)
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_the_bundled_policy_has_every_section() -> None:
+    p = load_policy()
+    assert {m.tier for m in p.models} == {"local", "fast", "coordination", "standard", "premium"}
+    assert p.chains["coding"].cost_sensitive == "openai/gpt-4o-mini"
+    assert "json_mode" in p.model("openai/gpt-4o").capabilities  # type: ignore[union-attr]
+    assert p.model("openai/o3").rpm == 500  # type: ignore[union-attr]
+    assert p.output_tokens("coding") == 600 and p.output_tokens("unknown") == p.expected_output_tokens
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"chains": {"coding": {"primary": "openai/nope"}}}, "chains.coding: unknown model 'openai/nope'"),
+        ({"chains": {"poetry": {"primary": "openai/gpt-4o"}}}, "unknown task type 'poetry'"),
+        ({"budget": {"downgrade_max_tier": "gold"}}, "budget.downgrade_max_tier: unknown tier 'gold'"),
+        ({"tenants": {"acme": {"max_tier": "gold"}}}, "tenants.acme.max_tier"),
+        ({"tenants": {"acme": {"denied_models": ["x/y"]}}}, "tenants.acme.denied_models: unknown model"),
+        ({"strategies": {"parallel": {"fan_out": 9}}}, "strategies.parallel.fan_out"),
+        ({"strategies": {"cascade": {"checks": ["vibes"]}}}, "strategies.cascade.checks"),
+        ({"health": {"ema_alpha": 0}}, "health.ema_alpha"),
+    ],
+)
+def test_invalid_policies_name_the_field(tmp_path: Path, changes: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ConfigurationError) as err:
+        load_policy(write(tmp_path / "p.yaml", **changes))
+    assert fragment in err.value.message
+
+
+def test_a_version_1_policy_still_loads() -> None:
+    text = (
+        "version: v1\nmodels:\n - {id: a/b, provider: a, upstream: b, tier: fast, input_per_1k: 0.001, "
+        "output_per_1k: 0.002, context_window: 1000}\n"
+    )
+    from switchyard.common.policy import Policy
+
+    p = Policy.model_validate(yaml.safe_load(text))
+    assert p.chains == {} and p.strategies.cascade.enabled and p.model("a/b").cost(1000, 0) == 0.001  # type: ignore[union-attr]
+
+
+def test_the_policy_reloads_when_the_file_changes_and_keeps_the_last_good_one(tmp_path: Path) -> None:
+    path = write(tmp_path / "p.yaml", version="one")
+    now = [0.0]
+    seen: list[tuple[str | None, str | None]] = []
+    source = PolicySource(
+        path, check_s=1.0, clock=lambda: now[0], on_reload=lambda p, e: seen.append((p and p.version, e))
+    )
+    assert source.current().version == "one"
+    write(path, version="two")
+    os.utime(path, ns=(1, 10**18))
+    assert source.current().version == "one"  # not checked again yet
+    now[0] = 2.0
+    assert source.current().version == "two"
+    path.write_text("version: [broken\n")
+    now[0] = 4.0
+    assert source.current().version == "two" and "not valid YAML" in (source.last_error or "")
+    assert seen[0] == ("two", None) and seen[1][0] is None
