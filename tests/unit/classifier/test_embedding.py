@@ -61,3 +61,12 @@ def test_second_build_is_a_cheap_no_op_and_corruption_is_detected(
     (copy / "tokenizer.json").write_text("{}")
     with pytest.raises(Exception, match="missing or corrupt"):
         load(copy)
+
+
+def test_mixed_length_batches_match_one_by_one(model_files: ModelFiles) -> None:
+    embedder = Embedder(model_files.fp32, model_files.tokenizer)
+    texts = ["hi", "word " * 300, "a medium sized prompt about databases and indexes", "", "x " * 40]
+    batched = embedder.embed(texts)
+    single = np.concatenate([embedder.embed([t]).vectors for t in texts])
+    assert np.abs(batched.vectors - single).max() < 1e-4
+    assert batched.truncated == [False, True, False, False, False]

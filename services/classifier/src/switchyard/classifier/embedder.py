@@ -38,14 +38,23 @@ class Embedder:
         self.dim = int(self._session.get_outputs()[0].shape[1])
 
     def embed(self, texts: list[str]) -> Embeddings:
-        """Embeds one batch (padded to its longest prompt)."""
+        """Embeds one batch. Prompts of very different lengths run in separate sub-batches, so one long
+        prompt does not make every short one in the batch pay for its padding."""
         if not texts:
             return Embeddings(np.zeros((0, self.dim), dtype=np.float32), [], [])
         batch = self.tokenizer.encode(texts)
-        (vectors,) = self._session.run(
-            None, {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
-        )
-        return Embeddings(np.asarray(vectors, dtype=np.float32), batch.truncated, batch.lengths)
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for group in _length_groups(batch.lengths):
+            width = max(batch.lengths[i] for i in group)
+            (out,) = self._session.run(
+                None,
+                {
+                    "input_ids": batch.input_ids[group, :width],
+                    "attention_mask": batch.attention_mask[group, :width],
+                },
+            )
+            vectors[group] = out
+        return Embeddings(vectors, batch.truncated, batch.lengths)
 
     def embed_many(
         self, texts: list[str], *, batch_size: int = 32, progress: Callable[[int, int], None] | None = None
@@ -66,3 +75,15 @@ class Embedder:
             if progress is not None:
                 progress(min(start + batch_size, len(texts)), len(texts))
         return Embeddings(vectors, truncated, tokens)
+
+
+def _length_groups(lengths: list[int], *, max_ratio: float = 1.5) -> list[list[int]]:
+    """Indices grouped by similar length: within a group the longest is at most `max_ratio` x the shortest."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and lengths[i] <= max_ratio * lengths[groups[-1][0]]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups

@@ -122,8 +122,14 @@ def train(
     # an ensemble (logits averaged, folded into one MLP): single runs vary a lot on unseen sources
     type_head = average_of(
         [
-            train_mlp((x_type - mean) / std, y_type, weights=tw, outputs=len(TASK_TYPES), config=run.type_config,
-                      rng=rng)
+            train_mlp(
+                (x_type - mean) / std,
+                y_type,
+                weights=tw,
+                outputs=len(TASK_TYPES),
+                config=run.type_config,
+                rng=rng,
+            )
             for _ in range(run.ensemble)
         ]
     )
