@@ -131,11 +131,13 @@ def build_sqlite(path: Path, n: int) -> None:
         size += len(rows)
         known = {(lv, ix): h for lv, ix, h in made} | edge
         edge = {node: known[node] for node in tree.frontier(size)}
+        if size % 100_000 == 0 or size == n:
+            asyncio.run(sign_checkpoints(f"sqlite+aiosqlite:///{path}"))
     db.close()
     print(f"build   {n:,d} entries in {time.perf_counter() - start:.1f}s (generated straight into SQLite)")
 
 
-async def sign_checkpoints(url: str, n: int) -> None:
+async def sign_checkpoints(url: str) -> None:
     engine = create_engine(url)
     try:
         await make_checkpoint(sessionmaker(engine), signer=SIGNER)
@@ -154,7 +156,7 @@ async def bench_verify(url: str, n: int) -> float:
     assert report.ok and report.entries == n and report.checkpoints >= 1, report
     print(
         f"verify  {n:>9,d} entries in {elapsed:6.1f}s  ({n / elapsed:,.0f} entries/s; "
-        "chain, tree, checkpoints)"
+        f"chain, tree, {report.checkpoints} checkpoints)"
     )
     return elapsed
 
@@ -221,6 +223,7 @@ def _report(what: str, label: str, ms: list[float]) -> None:
 
 
 async def bench_export(url: str, n: int, folder: Path) -> None:
+    (folder / "rsyslog" / "received.jsonl").unlink(missing_ok=True)
     receiver = Rsyslog(folder / "rsyslog").start()
     engine = create_engine(url)
     try:
@@ -297,7 +300,6 @@ def main() -> None:
         url = f"sqlite+aiosqlite:///{big}"
         if not big.exists():
             build_sqlite(big, args.verify)
-            asyncio.run(sign_checkpoints(url, args.verify))
         asyncio.run(bench_verify(url, args.verify))
         asyncio.run(bench_proofs(url, args.verify, args.proofs))
         asyncio.run(bench_proofs_rpc(url, args.verify, args.proofs, folder))

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import nats
+
 from switchyard.common import subjects
 
 

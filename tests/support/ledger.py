@@ -1,4 +1,4 @@
-"""Filling a ledger for tests and benchmarks: drafts with awkward content (non-ASCII, escapes, big details)."""
+"""Filling a ledger for tests and benchmarks: drafts with awkward content (non-ASCII, escapes, big ones)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from switchyard.audit.entries import EntryDraft
 from switchyard.audit.models import LedgerEntry
 from switchyard.audit.service import append_entries

@@ -123,10 +123,12 @@ class Rsyslog:
         if self.tls is not None:
             lines.append(
                 f'global(defaultNetstreamDriver="gtls" defaultNetstreamDriverCAFile="{self.tls.ca}" '
-                f'defaultNetstreamDriverCertFile="{self.tls.cert}" defaultNetstreamDriverKeyFile="{self.tls.key}")'
+                f'defaultNetstreamDriverCertFile="{self.tls.cert}" '
+                f'defaultNetstreamDriverKeyFile="{self.tls.key}")'
             )
             lines.append(
-                'module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")'
+                'module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" '
+                'streamDriver.authMode="anon")'
             )
         else:
             lines.append('module(load="imtcp")')

@@ -6,6 +6,7 @@ import hashlib
 from typing import Any
 
 import orjson
+
 from switchyard.audit.chain import canonical_json
 from switchyard.audit.export import cef, leef
 from switchyard.audit.models import LedgerEntry

@@ -10,13 +10,13 @@ import uuid
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+
 from switchyard.audit.checkpoints import make_checkpoint
 from switchyard.audit.db import migrations
 from switchyard.audit.export import positions
 from switchyard.audit.signing import parse_private_key, signer_from
 from switchyard.audit.verify import verify_ledger
 from switchyard.common.db import create_engine, sessionmaker
-
 from tests.support.ledger import fill
 
 pytestmark = pytest.mark.integration

@@ -16,6 +16,7 @@ from pathlib import Path
 import nats
 import pytest
 from sqlalchemy import select
+
 from switchyard.audit.db import migrations
 from switchyard.audit.models import LedgerEntry
 from switchyard.audit.verify import verify_ledger

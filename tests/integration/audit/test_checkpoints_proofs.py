@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
 from switchyard.audit import checkpoints, merkle, proofs, retention
 from switchyard.audit.chain import EntryFields, entry_bytes, entry_hash, leaf_hash
 from switchyard.audit.db import migrations
@@ -22,13 +23,13 @@ from switchyard.audit.report import compliance_report
 from switchyard.audit.signing import Signer, parse_private_key, signer_from
 from switchyard.audit.verify import verify_ledger
 from switchyard.common.db import create_engine, sessionmaker
-
 from tests.support.ledger import fill
 
 pytestmark = pytest.mark.integration
 
 Sessions = async_sessionmaker[AsyncSession]
 ORIGIN = "ledger.test/acme"
+COPY = "root_hash, created_at, origin, key_id, public_key, signature, note"
 
 
 def _signer(seed: str = "33" * 32) -> Signer:
@@ -131,10 +132,8 @@ async def test_checkpoints_are_append_only_and_only_grow(ledger: tuple[AsyncEngi
         "DELETE FROM ledger_checkpoints WHERE tree_size = 377",
         "DELETE FROM merkle_nodes WHERE level = 0 AND idx = 5",
         "UPDATE merkle_nodes SET hash = hash WHERE level = 1",
-        "INSERT INTO ledger_checkpoints SELECT 200, root_hash, created_at, origin, key_id, public_key, signature, "
-        "note FROM ledger_checkpoints WHERE tree_size = 300",
-        "INSERT INTO ledger_checkpoints SELECT 999, root_hash, created_at, origin, key_id, public_key, signature, "
-        "note FROM ledger_checkpoints WHERE tree_size = 300",
+        f"INSERT INTO ledger_checkpoints SELECT 200, {COPY} FROM ledger_checkpoints WHERE tree_size = 300",
+        f"INSERT INTO ledger_checkpoints SELECT 999, {COPY} FROM ledger_checkpoints WHERE tree_size = 300",
     ):
         with pytest.raises(DBAPIError):
             await _sql(engine, statement)
@@ -220,8 +219,8 @@ async def test_nodes_are_backfilled_for_a_ledger_written_before_the_tree(db_url:
                 leaves.append(leaf_hash(entry_bytes(fields)))
                 await conn.execute(
                     text(
-                        "INSERT INTO ledger_entries VALUES (:seq,:event_id,:recorded_at,:occurred_at,:tenant_id,"
-                        ":actor,:action,:resource,:outcome,:details,:prev,:digest)"
+                        "INSERT INTO ledger_entries VALUES (:seq,:event_id,:recorded_at,:occurred_at,"
+                        ":tenant_id,:actor,:action,:resource,:outcome,:details,:prev,:digest)"
                     ),
                     {
                         **{k: getattr(fields, k) for k in EntryFields.__slots__},

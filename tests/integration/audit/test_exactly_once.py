@@ -15,6 +15,7 @@ import pytest
 from nats.js import api
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from switchyard.audit.db import migrations as audit_migrations
 from switchyard.audit.models import LedgerEntry
 from switchyard.audit.verify import verify_ledger
@@ -26,7 +27,6 @@ from switchyard.common import bus, subjects
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.envelope import encode
 from switchyard.common.events import TaskCompleted, Usage
-
 from tests.support.bus_services import BusService
 
 pytestmark = pytest.mark.integration

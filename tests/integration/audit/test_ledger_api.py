@@ -12,6 +12,7 @@ import httpx
 import nats
 import orjson
 import pytest
+
 from switchyard.audit.db import migrations as audit_migrations
 from switchyard.audit.proof_check import check_document
 from switchyard.audit.service import append_entries
@@ -21,7 +22,6 @@ from switchyard.common import subjects
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.gateway.db import migrations as gateway_migrations
 from switchyard.gateway.tenants import create_api_key, create_tenant
-
 from tests.support.bus_services import BusService
 from tests.support.ledger import draft
 from tests.support.procs import service_process

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
 from switchyard.audit.chain import EntryFields, entry_hash
 from switchyard.audit.db import migrations
 from switchyard.audit.entries import EntryDraft

@@ -10,13 +10,13 @@ import orjson
 import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from switchyard.audit.db import migrations
 from switchyard.audit.export import positions
 from switchyard.audit.export.config import ExportSettings
 from switchyard.audit.export.sinks import SinkFatal
 from switchyard.cli.siem_cmd import export_once
 from switchyard.common.db import create_engine, sessionmaker
-
 from tests.support.fake_hec import FakeHec
 from tests.support.ledger import fill, rows
 

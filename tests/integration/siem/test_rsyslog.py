@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from switchyard.audit.db import migrations
 from switchyard.audit.export import positions
 from switchyard.audit.export.config import ExportSettings
 from switchyard.audit.export.destinations import destination
 from switchyard.audit.export.sinks import SinkError
 from switchyard.common.db import create_engine, sessionmaker
-
 from tests.support.ledger import fill, rows
 from tests.support.rsyslog import Rsyslog, make_tls_files
 from tests.support.siem_checks import check_syslog

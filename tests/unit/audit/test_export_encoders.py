@@ -9,6 +9,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from switchyard.audit.chain import canonical_json
 from switchyard.audit.export import cef, leef, structured, syslog
 from switchyard.audit.export.formats import Encoder

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
 from switchyard.audit.config import AuditSettings
 from switchyard.audit.note import CheckpointBody, NoteError, open_note, parse_verifier_key, signed_note
 from switchyard.audit.signing import generate_key_file, load_signer, parse_private_key, signer_from

@@ -76,7 +76,7 @@ def check_inclusion(doc: dict[str, Any], trusted: VerifierKey | None) -> str:
     except orjson.JSONDecodeError as exc:
         raise CheckFailed("the entry is not JSON") from exc
     seq = entry.get("seq") if isinstance(entry, dict) else None
-    if seq != doc.get("seq") or doc.get("leaf_index") != (seq or 0) - 1:
+    if not isinstance(seq, int) or seq != doc.get("seq") or doc.get("leaf_index") != seq - 1:
         raise CheckFailed("seq / leaf_index do not match the entry (leaf index = seq - 1)")
     if doc.get("tree_size") != body.tree_size:
         raise CheckFailed("tree_size differs from the signed checkpoint's")

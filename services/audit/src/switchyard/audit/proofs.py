@@ -26,13 +26,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, select
+from sqlalchemy import Connection, Engine, bindparam, create_engine, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from switchyard.audit import checkpoints, tree
 from switchyard.audit.chain import EntryFields, entry_bytes, leaf_hash
 from switchyard.audit.models import Checkpoint, LedgerEntry
-from switchyard.audit.service import collect_nodes, nodes_query
+from switchyard.audit.service import NODES_PER_QUERY, collect_nodes, nodes_params, nodes_query
 from switchyard.common.db import is_sqlite
 from switchyard.common.errors import SwitchyardError
 
@@ -69,7 +69,7 @@ class NodeCache:
             found = {n: self._hashes[n] for n in nodes if n in self._hashes}
         missing = nodes - found.keys()
         if missing:
-            loaded = collect_nodes(missing, conn.execute(nodes_query(missing)).all())
+            loaded = read(conn, missing)
             found.update(loaded)
             with self._lock:
                 self._hashes.update(loaded)
@@ -81,17 +81,33 @@ class NodeCache:
 def _nodes(conn: Connection, nodes: set[tree.Node], cache: NodeCache | None) -> dict[tree.Node, bytes]:
     if cache is not None:
         return cache.get(conn, nodes)
-    return collect_nodes(nodes, conn.execute(nodes_query(nodes)).all()) if nodes else {}
+    return read(conn, nodes) if nodes else {}
+
+
+def read(conn: Connection, nodes: set[tree.Node]) -> dict[tree.Node, bytes]:
+    found: dict[tree.Node, bytes] = {}
+    ordered = sorted(nodes)
+    for start in range(0, len(ordered), NODES_PER_QUERY):
+        chunk = set(ordered[start : start + NODES_PER_QUERY])
+        found.update(collect_nodes(chunk, conn.execute(nodes_query(len(chunk)), nodes_params(chunk)).all()))
+    return found
+
+
+_CP = Checkpoint.__table__
+_ENTRY = LedgerEntry.__table__
+# Built once, so SQLAlchemy compiles each once: a proof is three indexed reads and no query building.
+CHECKPOINT_AT = select(_CP).where(_CP.c.tree_size == bindparam("size"))
+LATEST_CHECKPOINT = select(_CP).order_by(_CP.c.tree_size.desc()).limit(1)
+ENTRY_AT = select(*(_ENTRY.c[n] for n in EntryFields.__slots__)).where(_ENTRY.c.seq == bindparam("seq"))
 
 
 def _checkpoint(conn: Connection, size: int | None, *, covering: int = 1) -> Any:
-    table = Checkpoint.__table__
     if size is not None:
-        row = conn.execute(select(table).where(table.c.tree_size == size)).first()
+        row = conn.execute(CHECKPOINT_AT, {"size": size}).first()
         if row is None:
             raise NotFound(f"no checkpoint of size {size}")
     else:
-        row = conn.execute(select(table).order_by(table.c.tree_size.desc()).limit(1)).first()
+        row = conn.execute(LATEST_CHECKPOINT).first()
         if row is None:
             raise ProofUnavailable("the ledger has no checkpoint yet")
     if row.tree_size < covering:
@@ -112,8 +128,7 @@ def inclusion_sync(
     """Proves entry `seq` is in checkpoint `tree_size` (default: the latest). `tenant_id` scopes it."""
     if seq < 1:
         raise NotFound(f"no entry {seq}: entries start at 1")
-    table = LedgerEntry.__table__
-    row = conn.execute(select(*(table.c[n] for n in EntryFields.__slots__)).where(table.c.seq == seq)).first()
+    row = conn.execute(ENTRY_AT, {"seq": seq}).first()
     if row is None:
         raise NotFound(f"no entry {seq}")
     fields = EntryFields(*row)

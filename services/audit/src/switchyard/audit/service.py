@@ -10,6 +10,7 @@ fails, is rolled back and retried on the new head: the chain never forks.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections.abc import Callable, Iterable, Sequence
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, insert, or_, select
+from sqlalchemy import Select, bindparam, insert, or_, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -37,6 +38,7 @@ from switchyard.common.errors import SwitchyardError, TransientError
 log = logging.getLogger(__name__)
 
 APPEND_ATTEMPTS = 12
+NODES_PER_QUERY = 64  # a proof needs at most ~2 per level
 Clock = Callable[[], datetime]
 
 
@@ -106,6 +108,11 @@ async def _append_once(
     session: AsyncSession, drafts: Sequence[EntryDraft], now: datetime
 ) -> dict[str, Appended]:
     ids = list(dict.fromkeys(d.event_id for d in drafts))
+    if session.get_bind().dialect.name == "postgresql":
+        # A prepared statement (asyncpg's, and the triggers' in PL/pgSQL) keeps the generic plan made while
+        # the table was small: a sequential scan per batch, slower as the ledger grows. Plan for the table
+        # as it is now.
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
     existing = await session.execute(
         select(LedgerEntry.event_id, LedgerEntry.seq).where(LedgerEntry.event_id.in_(ids))
     )
@@ -144,20 +151,31 @@ async def _append_once(
         size = rows[0]["seq"] - 1
         edge = await node_hashes(session, set(tree.frontier(size)))
         made = tree.extend(size, edge, leaves)
-        await session.execute(insert(LedgerEntry.__table__), rows)
+        # With RETURNING, SQLAlchemy sends "insertmanyvalues" batches (multi-row VALUES, compiled once) rather
+        # than one statement per row: PostgreSQL then checks the head once per batch.
+        entries, nodes = LedgerEntry.__table__, MerkleNode.__table__
+        await session.execute(insert(entries).returning(entries.c.seq), rows)
         await session.execute(
-            insert(MerkleNode.__table__), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in made]
+            insert(nodes).returning(nodes.c.level),
+            [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in made],
         )
     return placed
 
 
-def nodes_query(nodes: set[tree.Node]) -> Select[tuple[int, int, bytes]]:
-    table = MerkleNode.__table__
-    by_level: dict[int, list[int]] = {}
-    for level, index in nodes:
-        by_level.setdefault(level, []).append(index)
-    clauses = [(table.c.level == lv) & table.c.idx.in_(ixs) for lv, ixs in by_level.items()]
-    return select(table.c.level, table.c.idx, table.c.hash).where(or_(*clauses))
+@functools.cache
+def nodes_query(count: int) -> Select[tuple[int, int, bytes]]:
+    """`(level = ? AND idx = ?) OR ...`: each pair an index lookup on both databases (SQLite scans the table
+    for a row-value IN list). One statement per count, so SQLAlchemy compiles each once."""
+    t = MerkleNode.__table__
+    pairs = [(t.c.level == bindparam(f"l{i}")) & (t.c.idx == bindparam(f"i{i}")) for i in range(count)]
+    return select(t.c.level, t.c.idx, t.c.hash).where(or_(*pairs))
+
+
+def nodes_params(nodes: set[tree.Node]) -> dict[str, int]:
+    params: dict[str, int] = {}
+    for i, (level, index) in enumerate(nodes):
+        params[f"l{i}"], params[f"i{i}"] = level, index
+    return params
 
 
 def collect_nodes(nodes: set[tree.Node], rows: Iterable[Any]) -> dict[tree.Node, bytes]:
@@ -172,7 +190,13 @@ async def node_hashes(session: AsyncSession, nodes: set[tree.Node]) -> dict[tree
     """The stored hashes of these perfect nodes; all of them must exist."""
     if not nodes:
         return {}
-    return collect_nodes(nodes, (await session.execute(nodes_query(nodes))).all())
+    found: dict[tree.Node, bytes] = {}
+    ordered = sorted(nodes)
+    for start in range(0, len(ordered), NODES_PER_QUERY):
+        chunk = set(ordered[start : start + NODES_PER_QUERY])
+        rows = await session.execute(nodes_query(len(chunk)), nodes_params(chunk))
+        found.update(collect_nodes(chunk, rows.all()))
+    return found
 
 
 class TreeIncomplete(SwitchyardError):

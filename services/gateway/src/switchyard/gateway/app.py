@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from faststream.nats.fastapi import NatsRouter
 
 from switchyard.common import bus, subjects
+from switchyard.common.budgets import budgets_bucket
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.logs import configure_logging
 from switchyard.common.policy import load_policy
@@ -71,7 +72,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         )
         budgets = Budgets(
             Counters(await counter_bucket(js, subjects.KV_SPEND, ttl_s=SPEND_KEEP_S)),
-            await counter_bucket(js, subjects.KV_BUDGETS, ttl_s=0),
+            await budgets_bucket(js),
             plan_daily_usd=settings.plan_daily_usd(),
         )
         tasks = TaskClient(nc, events)

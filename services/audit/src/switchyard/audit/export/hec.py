@@ -106,7 +106,8 @@ class HecSink:
                 if reply.get("code") == 14:  # acknowledgement disabled after all: 200 was the confirmation
                     return
                 raise self._error(response.status_code, reply, "ack")
-            if reply.get("acks", {}).get(str(ack_id)) is True:
+            acks = reply.get("acks")
+            if isinstance(acks, dict) and acks.get(str(ack_id)) is True:
                 return
             if time.monotonic() > deadline:
                 raise SinkError(

@@ -3,7 +3,7 @@
 A request reserves its worst-case cost before it runs (compare-and-set against the budget, so concurrent
 requests on any replica cannot overshoot it), then settles to the real cost when its result arrives, or
 gives the reservation back when it fails or times out. After each change the organisation's headroom is
-published for the router (bucket `switchyard-budgets`, key = tenant id; see `Headroom`).
+published for the router (bucket `switchyard-budgets`, key = tenant id; see `switchyard.common.budgets`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import orjson
 from nats.js.kv import KeyValue
 
+from switchyard.common.budgets import BudgetHeadroom, write_headroom
 from switchyard.gateway.budgets.pricing import MICRO
 from switchyard.gateway.errors import RateLimited
 from switchyard.gateway.limits.counters import Counters
@@ -123,9 +123,8 @@ class Budgets:
         task.add_done_callback(self._pending.discard)
 
     async def _put_headroom(self, tenant_id: str, org: Account, spent: int) -> None:
-        body = Headroom.body(org, spent)
         try:
-            await self._headroom.put(tenant_id, body)
+            await write_headroom(self._headroom, tenant_id, headroom_of(org, spent))
         except Exception as exc:  # advisory for the router: the next change publishes again
             log.warning("could not publish the budget headroom of %s: %s", tenant_id, exc)
 
@@ -134,23 +133,16 @@ class Budgets:
             await asyncio.gather(*self._pending, return_exceptions=True)
 
 
-class Headroom:
-    """The value the router reads: `{"headroom_usd": float | null, "limit_usd", "spent_usd", "period",
-    "updated_at"}`. `headroom_usd` is the organisation's monthly budget minus what is spent or reserved
-    this month; null means no monthly budget (unlimited)."""
-
-    @staticmethod
-    def body(org: Account, spent: int) -> bytes:
-        limit = None if org.ceiling is None else org.ceiling / MICRO
-        return orjson.dumps(
-            {
-                "headroom_usd": None if org.ceiling is None else max(org.ceiling - spent, 0) / MICRO,
-                "limit_usd": limit,
-                "spent_usd": spent / MICRO,
-                "period": org.period,
-                "updated_at": time.time(),
-            }
-        )
+def headroom_of(org: Account, spent: int) -> BudgetHeadroom:
+    """What the router reads (see `switchyard.common.budgets`): the organisation's monthly budget minus
+    what is spent or reserved this month; `headroom_usd` null means no monthly budget."""
+    return BudgetHeadroom(
+        headroom_usd=None if org.ceiling is None else max(org.ceiling - spent, 0) / MICRO,
+        limit_usd=None if org.ceiling is None else org.ceiling / MICRO,
+        spent_usd=spent / MICRO,
+        period=org.period,
+        updated_at=time.time(),
+    )
 
 
 def _exhausted(account: Account, spent: int, *, worst_case: int) -> RateLimited:

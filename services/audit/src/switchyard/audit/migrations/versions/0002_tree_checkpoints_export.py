@@ -121,7 +121,7 @@ def _backfill(bind: sa.engine.Connection) -> None:
     columns = [sa.column(n, stamp) if n.endswith("_at") else sa.column(n) for n in EntryFields.__slots__]
     entries = sa.table("ledger_entries", *columns)
     nodes = sa.table("merkle_nodes", sa.column("level"), sa.column("idx"), sa.column("hash"))
-    size, edge = 0, {}
+    size, edge = 0, dict[tuple[int, int], bytes]()
     while True:
         query = sa.select(entries).where(entries.c.seq > size).order_by(entries.c.seq).limit(BACKFILL_PAGE)
         rows = bind.execute(query).mappings().all()
