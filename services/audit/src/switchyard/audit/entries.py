@@ -22,7 +22,9 @@ from switchyard.common.events import (
     TaskTimedOut,
     UsageRecorded,
 )
+from switchyard.common.events.admin import AdminActionRecorded
 from switchyard.common.events.base import EventPayload
+from switchyard.common.events.gateway import TaskCancelled
 from switchyard.common.logs import redact
 
 SUCCESS = "success"
@@ -48,7 +50,7 @@ class EntryDraft:
 
 def draft_for(event: CloudEvent, payload: EventPayload) -> EntryDraft:
     action, resource, outcome, details, when = _describe(payload)
-    actor = _submitter(payload) if isinstance(payload, TaskSubmitted) else _service(event.source)
+    actor = _actor(payload) or _service(event.source)
     # Clamped to the columns: an over-long value from another system must not make its entry unwritable.
     return EntryDraft(
         event_id=event.id,
@@ -139,6 +141,11 @@ def _describe(p: EventPayload) -> Description:
             "priced": p.priced,
         }
         return "billing.usage", f"task/{p.task_id}", SUCCESS, _compact(details), None
+    if isinstance(p, AdminActionRecorded):
+        details = {"changes": p.changes or None, "request_id": p.request_id, "key_id": p.actor_key_id}
+        return f"admin.{p.action}", f"{p.target_type}/{p.target_id}", SUCCESS, _compact(details), p.at
+    if isinstance(p, TaskCancelled):
+        return "task.cancel", f"task/{p.task_id}", SUCCESS, {"task_id": p.task_id}, p.cancelled_at
     return None, None, SUCCESS, {}, None  # a type added after this service: recorded, not described
 
 
@@ -191,6 +198,19 @@ def _rejected(value: Any) -> list[dict[str, str]] | None:
         for r in value[:MAX_REJECTED]
         if isinstance(r, dict)
     ]
+
+
+def _actor(p: EventPayload) -> str | None:
+    """Who acted, for events a person caused; None for a service's own events."""
+    if isinstance(p, TaskSubmitted):
+        return _submitter(p)
+    if isinstance(p, AdminActionRecorded):
+        if p.actor_user_id:
+            return f"user:{p.actor_user_id}"
+        return f"api_key:{p.actor_key_id}" if p.actor_key_id else None
+    if isinstance(p, TaskCancelled) and p.user_id:
+        return f"user:{p.user_id}"
+    return None
 
 
 def _submitter(p: TaskSubmitted) -> str:
