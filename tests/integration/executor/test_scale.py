@@ -95,7 +95,7 @@ async def results(nc: nats.NATS, task_ids: list[str], *, timeout: float) -> dict
         sub = await nc.jetstream().pull_subscribe(
             subjects.RESULT_ALL,
             stream=subjects.STREAM_EVENTS,
-            config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL),
+            config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL, ack_policy=api.AckPolicy.NONE),
         )
         try:
             while True:

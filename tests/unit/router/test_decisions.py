@@ -200,3 +200,35 @@ def test_a_decision_replays_from_its_reasons() -> None:
         health=replayed_health,
     )
     assert again == first and r["policy_fingerprint"] == POLICY.fingerprint()
+
+
+def test_the_adaptive_threshold_sends_the_hardest_share_to_premium() -> None:
+    from switchyard.router.adaptive import RollingQuantile
+
+    recent = RollingQuantile(window=100)
+    for n in range(100):
+        recent.add(n / 100)  # 0.00 .. 0.99
+    assert recent.threshold(0.3, min_samples=100) == 0.69  # 0.70 .. 0.99 lie above: 30 of 100
+    assert recent.threshold(0.3, min_samples=101) is None  # not warmed up
+    recent.add(1.0)  # the window slides: 0.00 leaves
+    assert len(recent) == 100 and recent.upper(0.3) == 0.70
+
+    def adaptive(th: object) -> float | None:
+        return recent.threshold(0.3, min_samples=100)
+
+    d = decide(
+        request=req(), classification=cls(0.72), policy=POLICY, available=ALL, adaptive_premium=adaptive
+    )
+    assert d.tier == "premium" and d.reasons["thresholds"] == {
+        "fast_below": 0.3,
+        "premium_above": 0.7,
+        "adaptive_share": 0.3,
+    }
+    static = decide(request=req(), classification=cls(0.72), policy=POLICY, available=ALL)
+    assert static.reasons["thresholds"]["adaptive_share"] is None and static.tier == "premium"
+    d = decide(
+        request=req(), classification=cls(0.6), policy=POLICY, available=ALL, adaptive_premium=adaptive
+    )
+    assert (
+        d.reasons["wanted_tier"] == "standard"
+    )  # 0.6 is above the static 0.5 but not among the hardest 30 %

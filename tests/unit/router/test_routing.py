@@ -23,7 +23,7 @@ def _req(model: str = "auto", text: str = "What is the capital of France?") -> C
 
 @pytest.mark.parametrize(
     ("complexity", "tier"),
-    [(0.0, "fast"), (0.29, "fast"), (0.3, "standard"), (0.55, "standard"), (0.56, "premium")],
+    [(0.0, "fast"), (0.29, "fast"), (0.3, "standard"), (0.5, "standard"), (0.51, "premium")],
 )
 def test_complexity_thresholds(complexity: float, tier: str) -> None:
     assert tier_for(complexity, POLICY) == tier

@@ -195,12 +195,15 @@ def subscribe(
     ack_wait_s: float = 30.0,
     description: str | None = None,
     heartbeat_s: float | None = None,
+    batch_size: int | None = None,
 ) -> None:
     """Registers `handler` as a durable pull consumer with manual, deliberate acknowledgement.
 
     `publisher` is a callable because the JetStream context exists only once the broker is connected.
     With `heartbeat_s`, a handler that runs longer than that tells the server every `heartbeat_s` seconds
     that the message is still in progress, so a long task is not redelivered after `ack_wait_s`.
+    `batch_size` bounds what one replica pulls ahead of its workers (a work queue of long tasks wants 1:
+    a message waiting in one replica's buffer is neither running nor available to another replica).
     """
     expected_types = tuple(expected) if expected is not None else None
     config = ConsumerConfig(
@@ -250,7 +253,7 @@ def subscribe(
         stream=JStream(consumer.stream, declare=False),  # streams are ours: see ensure_streams
         durable=consumer.durable,
         config=config,
-        pull_sub=PullSub(batch_size=max(16, max_workers), timeout=5.0),
+        pull_sub=PullSub(batch_size=batch_size or max(16, max_workers), timeout=5.0),
         ack_policy=AckPolicy.MANUAL,
         title=f"{service}:{consumer.durable}",
         description=description,

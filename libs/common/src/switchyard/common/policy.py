@@ -50,6 +50,17 @@ class ModelSpec(_Strict):
 class Thresholds(_Strict):
     fast_below: float = Field(default=0.3, ge=0, le=1)
     premium_above: float = Field(default=0.8, ge=0, le=1)
+    premium_share: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="when set, the premium threshold follows the traffic: the complexity above which this "
+        "share of the last `window` tasks falls (never below fast_below); premium_above until warmed up",
+    )
+    window: int = Field(default=2000, ge=50, description="recent tasks the adaptive threshold looks at")
+    min_samples: int = Field(
+        default=200, ge=1, description="tasks seen before the adaptive threshold is used"
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:

@@ -170,6 +170,7 @@ def create(
         max_workers=settings.executor_concurrency,
         heartbeat_s=settings.heartbeat_s,
         ack_wait_s=settings.ack_wait_s,
+        batch_size=1,  # pull one at a time, so idle replicas get the next task rather than a busy one
         description="Runs each routed task on its candidate chain: retries, breakers, fallback, streaming.",
     )
     return service

@@ -15,13 +15,14 @@ from switchyard.common.config import CommonSettings
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.errors import NoProviderAvailable
 from switchyard.common.events import ProviderCallRecorded, TaskClassified, TaskFailed, TaskRouted
-from switchyard.common.policy import Policy
+from switchyard.common.policy import Policy, Thresholds
 from switchyard.common.providers import available, providers_bucket, read_all
 from switchyard.common.service import Service, create_service, run_service
 from switchyard.router import metrics
+from switchyard.router.adaptive import RollingQuantile
 from switchyard.router.board import HealthBoard
 from switchyard.router.policy_source import PolicySource
-from switchyard.router.routing import UnknownModel, decide
+from switchyard.router.routing import AUTO, UnknownModel, decide
 from switchyard.router.tokens import count_prompt, encoding
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def create(settings: RouterSettings) -> Service:
     _on_reload(policies.current(), None)
     providers = ProviderView(service, settings.providers_refresh_s)
     boards: list[HealthBoard] = []
+    recent = [RollingQuantile(policies.current().thresholds.window)]
 
     def board() -> HealthBoard:
         if not boards:
@@ -84,6 +86,13 @@ def create(settings: RouterSettings) -> Service:
         task = payload.task
         policy = policies.current()
         started = time.perf_counter()
+        if task.request.model == AUTO:
+            recent[0].add(payload.classification.complexity)
+
+        def adaptive(th: Thresholds) -> float | None:
+            share = th.premium_share
+            return None if share is None else recent[0].threshold(share, min_samples=th.min_samples)
+
         try:
             decision = decide(
                 request=task.request,
@@ -94,6 +103,7 @@ def create(settings: RouterSettings) -> Service:
                 prompt_tokens=count_prompt(task.request),
                 headroom_usd=await board().headroom(task.tenant_id),
                 health=await board().signals(policy),
+                adaptive_premium=adaptive,
             )
         except (UnknownModel, NoProviderAvailable) as exc:
             metrics.REJECTED.labels(exc.code).inc()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from switchyard.common.events import ChatRequest, Classification
 from switchyard.common.policy import Policy, Thresholds
+from switchyard.router.adaptive import RollingQuantile
 from switchyard.router.routing import decide
 
 
@@ -36,23 +37,41 @@ class Point:
 
 
 def with_premium_threshold(policy: Policy, threshold: float) -> Policy:
+    """A static threshold (no adaptive share), for the curve."""
     fast = min(policy.thresholds.fast_below, threshold)
     return policy.model_copy(update={"thresholds": Thresholds(fast_below=fast, premium_above=threshold)})
 
 
-def evaluate(rows: Sequence[Outcome], policy: Policy, *, available: set[str], threshold: float) -> Point:
-    p = with_premium_threshold(policy, threshold)
+def evaluate(
+    rows: Sequence[Outcome], policy: Policy, *, available: set[str], threshold: float | None = None
+) -> Point:
+    """With `threshold`, that static premium threshold; without, the policy as configured, run online
+    over the rows in order (an adaptive threshold learns from the rows routed before, as in service)."""
+    p = policy if threshold is None else with_premium_threshold(policy, threshold)
+    recent = RollingQuantile(p.thresholds.window)
+
+    def adaptive(th: Thresholds) -> float | None:
+        return (
+            None
+            if th.premium_share is None
+            else recent.threshold(th.premium_share, min_samples=th.min_samples)
+        )
+
     strong_quality = sum(r.strong_correct for r in rows) / len(rows)
     premium = correct = 0
     cost = 0.0
+    used: list[float] = []
     for r in rows:
+        recent.add(r.classification.complexity)
         d = decide(
             request=r.request,
             classification=r.classification,
             policy=p,
             available=available,
             prompt_tokens=r.prompt_tokens,
+            adaptive_premium=adaptive,
         )
+        used.append(d.reasons["thresholds"]["premium_above"])
         # A cascade starts cheap but exists to reach the wanted tier; what matters is the best tier asked.
         to_premium = d.reasons.get("wanted_tier") == "premium"
         premium += to_premium
@@ -60,7 +79,7 @@ def evaluate(rows: Sequence[Outcome], policy: Policy, *, available: set[str], th
         cost += d.estimated_cost_usd
     quality = correct / len(rows)
     return Point(
-        threshold=threshold,
+        threshold=threshold if threshold is not None else round(sum(used) / len(used), 4),
         premium_share=premium / len(rows),
         quality=quality,
         relative_quality=quality / strong_quality if strong_quality else 0.0,
@@ -72,7 +91,7 @@ def curve(rows: Sequence[Outcome], policy: Policy, *, available: set[str], steps
     """Thresholds at quantiles of the rows' complexity, so the points spread over premium shares."""
     values = sorted(r.classification.complexity for r in rows)
     cuts = {round(values[min(int(len(values) * q / steps), len(values) - 1)], 4) for q in range(steps)}
-    cuts |= {0.0, 1.0, policy.thresholds.premium_above}
+    cuts |= {0.0, 1.0}
     points = [evaluate(rows, policy, available=available, threshold=t) for t in sorted(cuts)]
     return sorted(points, key=lambda pt: pt.premium_share)
 

@@ -8,11 +8,11 @@ decision can be audited and replayed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from switchyard.common.errors import NoProviderAvailable, SwitchyardError
 from switchyard.common.events import ChatRequest, Classification, RouteCandidate, RoutingDecision
-from switchyard.common.policy import ModelSpec, Policy
+from switchyard.common.policy import ModelSpec, Policy, Thresholds
 from switchyard.router.chain import build_chain, model_order, needs, rank, reorder_by_health, tier_preference
 from switchyard.router.health import ModelSignal
 from switchyard.router.strategy import plan
@@ -77,9 +77,19 @@ def decide(
     prompt_tokens: int | None = None,
     headroom_usd: float | None = None,
     health: Mapping[str, ModelSignal] | None = None,
+    adaptive_premium: Callable[[Thresholds], float | None] | None = None,
 ) -> RoutingDecision:
+    """`adaptive_premium` gives the premium threshold for the policy's `premium_share` (None while it
+    warms up); the threshold used is in the reasons, so a replay passes it back."""
     tokens = estimate_prompt_tokens(request) if prompt_tokens is None else prompt_tokens
     effective = policy.for_tenant(tenant_id)
+    adaptive = None
+    if effective.thresholds.premium_share is not None and adaptive_premium is not None:
+        adaptive = adaptive_premium(effective.thresholds)
+    if adaptive is not None:
+        th = effective.thresholds
+        moved = th.model_copy(update={"premium_above": max(adaptive, th.fast_below)})
+        effective = effective.model_copy(update={"thresholds": moved})
     output_tokens = request.max_tokens or effective.output_tokens(classification.type)
     if request.model != AUTO:
         return _pinned(request.model, effective, available, tokens, output_tokens)
@@ -146,6 +156,11 @@ def decide(
             },
             "tenant": {"id": tenant_id, "override": tenant_id in policy.tenants},
             "budget": {"headroom_usd": headroom_usd, "state": money, "max_tier": max_tier},
+            "thresholds": {
+                "fast_below": effective.thresholds.fast_below,
+                "premium_above": round(effective.thresholds.premium_above, 6),
+                "adaptive_share": effective.thresholds.premium_share if adaptive is not None else None,
+            },
             "complexity_tier": complexity_tier,
             "wanted_tier": wanted,
             "strategy": p.strategy,
@@ -163,7 +178,7 @@ def decide(
                 for c in p.candidates
             ],
             "rejected": chain.rejected,
-            "policy_fingerprint": effective.fingerprint(),
+            "policy_fingerprint": policy.fingerprint(),
         },
     )
 
