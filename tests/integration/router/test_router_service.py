@@ -187,4 +187,6 @@ async def test_replicas_learn_health_together_and_demote_a_failing_model(
         d = (await route(nc, complexity=0.95)).decision
         assert d.candidates[0].model == "anthropic/claude-opus-4-1"
         demoted = {s["model"]: s["demoted"] for s in d.reasons["scores"] if s["demoted"]}
-        assert demoted["openai/o3"].startswith("success EMA 0.00")
+        # demoted for its success EMA, learned near zero (the penalty fades with time, so not exactly 0)
+        reason = demoted["openai/o3"]
+        assert reason.startswith("success EMA ") and float(reason.split()[2]) < 0.05, reason
