@@ -99,8 +99,22 @@ def run_wrk(url: str, body: str, key: str, *, connections: int, seconds: int) ->
         script = f.name
     try:
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "30s", "-s", script, url],
-            capture_output=True, text=True, check=True, timeout=seconds + 60,
+            [
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "--latency",
+                "--timeout",
+                "30s",
+                "-s",
+                script,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=seconds + 60,
         ).stdout
     finally:
         os.unlink(script)
@@ -124,8 +138,10 @@ async def _stream_once(host: str, port: int, path: str, body: bytes, key: str) -
     started = time.perf_counter()
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(
-        f"POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\nauthorization: Bearer {key}\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body
+        f"POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+        f"authorization: Bearer {key}\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+        + body
     )
     await writer.drain()
     ttft = None
@@ -181,8 +197,15 @@ async def _stream_load(url: str, body: str, key: str, concurrency: int, seconds:
     if not totals:
         return LoadResult(0, elapsed, 0, 0, 0, errors)
     q = statistics.quantiles(totals, n=100) if len(totals) > 1 else [totals[0]] * 99
-    return LoadResult(len(totals), elapsed, q[49] * 1000, q[89] * 1000, q[98] * 1000, errors,
-                      ttft_p50_ms=statistics.median(ttfts) * 1000)
+    return LoadResult(
+        len(totals),
+        elapsed,
+        q[49] * 1000,
+        q[89] * 1000,
+        q[98] * 1000,
+        errors,
+        ttft_p50_ms=statistics.median(ttfts) * 1000,
+    )
 
 
 def run_stream(url: str, body: str, key: str, *, concurrency: int, seconds: float) -> LoadResult:

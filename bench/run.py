@@ -12,23 +12,25 @@ import json
 import platform
 import statistics
 import sys
-import time
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import LoadResult, cpu_seconds, peak_rss_mb, run_stream, run_wrk, tree_pids  # noqa: E402
-from systems import System, start_litellm, start_switchyard, start_upstream  # noqa: E402
+from measure import LoadResult, cpu_seconds, peak_rss_mb, run_stream, run_wrk, tree_pids
+from systems import System, start_litellm, start_switchyard, start_upstream
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROMPT = "What is the capital of France?"
 
 
 def _body(model: str, stream: bool) -> str:
-    req: dict[str, object] = {"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": PROMPT}]}
+    req: dict[str, object] = {
+        "model": model,
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": PROMPT}],
+    }
     if stream:
         req["stream"] = True
     return json.dumps(req)
@@ -45,8 +47,12 @@ def measure(system: System, *, stream: bool, concurrency: int, seconds: int) -> 
         result = run_wrk(url, body, system.key, connections=concurrency, seconds=seconds)
     cpu = cpu_seconds(tree_pids(system.pid)) - cpu_before
     return {
-        "requests": result.requests, "errors": result.errors, "rps": result.rps,
-        "p50_ms": result.p50_ms, "p90_ms": result.p90_ms, "p99_ms": result.p99_ms,
+        "requests": result.requests,
+        "errors": result.errors,
+        "rps": result.rps,
+        "p50_ms": result.p50_ms,
+        "p90_ms": result.p90_ms,
+        "p99_ms": result.p99_ms,
         "ttft_p50_ms": result.ttft_p50_ms if result.ttft_p50_ms is not None else float("nan"),
         "cpu_ms_per_request": cpu * 1000 / result.requests if result.requests else float("nan"),
     }
@@ -57,8 +63,11 @@ def self_timed_overhead(system: System, n: int = 20) -> float | None:
     values = []
     with httpx.Client(timeout=30) as client:
         for _ in range(n):
-            r = client.post(f"{system.base_url}/chat/completions", content=_body(system.model, False),
-                            headers={"authorization": f"Bearer {system.key}", "content-type": "application/json"})
+            r = client.post(
+                f"{system.base_url}/chat/completions",
+                content=_body(system.model, False),
+                headers={"authorization": f"Bearer {system.key}", "content-type": "application/json"},
+            )
             if "x-switchyard-overhead-ms" in r.headers:
                 values.append(float(r.headers["x-switchyard-overhead-ms"]))
     return statistics.median(values) if values else None
@@ -111,11 +120,16 @@ def main() -> int:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "conditions": {
             "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, shared",
-            "python": platform.python_version(), "upstream_latency_ms": args.latency_ms,
-            "seconds_per_run": args.seconds, "rounds": args.rounds, "load": "wrk -t1 (JSON), asyncio raw sockets (SSE)",
+            "python": platform.python_version(),
+            "upstream_latency_ms": args.latency_ms,
+            "seconds_per_run": args.seconds,
+            "rounds": args.rounds,
+            "load": "wrk -t1 (JSON), asyncio raw sockets (SSE)",
             **{s.name: s.notes for s in systems if s.notes},
         },
-        "scenarios": table, "peak_rss_mb": rss, "self_timed_overhead_ms_p50": overhead,
+        "scenarios": table,
+        "peak_rss_mb": rss,
+        "self_timed_overhead_ms_p50": overhead,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2, allow_nan=True))
@@ -126,20 +140,37 @@ def main() -> int:
 def print_table(report: dict[str, object]) -> None:
     scenarios: dict[str, dict[str, dict[str, float]]] = report["scenarios"]  # type: ignore[assignment]
     direct = "upstream (direct)"
-    print(f"\n{'scenario':<14}{'system':<19}{'req/s':>8}{'p50':>9}{'p90':>9}{'p99':>9}{'added p50':>11}"
-          f"{'TTFT+':>9}{'CPU-ms/req':>12}{'errors':>8}")
+    print(
+        f"\n{'scenario':<14}{'system':<19}{'req/s':>8}{'p50':>9}{'p90':>9}{'p99':>9}{'added p50':>11}"
+        f"{'TTFT+':>9}{'CPU-ms/req':>12}{'errors':>8}"
+    )
     for scenario, systems in scenarios.items():
         base = systems[direct]
         for name, m in systems.items():
             added = "" if name == direct else f"{m['p50_ms'] - base['p50_ms']:.1f}"
-            ttft = "" if name == direct or "stream" not in scenario else f"{m['ttft_p50_ms'] - base['ttft_p50_ms']:.1f}"
-            print(f"{scenario:<14}{name:<19}{m['rps']:>8.1f}{m['p50_ms']:>9.1f}{m['p90_ms']:>9.1f}{m['p99_ms']:>9.1f}"
-                  f"{added:>11}{ttft:>9}{m['cpu_ms_per_request']:>12.2f}{int(m['errors']):>8}")
+            ttft = (
+                ""
+                if name == direct or "stream" not in scenario
+                else f"{m['ttft_p50_ms'] - base['ttft_p50_ms']:.1f}"
+            )
+            print(
+                f"{scenario:<14}{name:<19}{m['rps']:>8.1f}{m['p50_ms']:>9.1f}{m['p90_ms']:>9.1f}{m['p99_ms']:>9.1f}"
+                f"{added:>11}{ttft:>9}{m['cpu_ms_per_request']:>12.2f}{int(m['errors']):>8}"
+            )
     rss: dict[str, float] = report["peak_rss_mb"]  # type: ignore[assignment]
-    print("\npeak RSS (MB, summed over each system's processes): " + ", ".join(f"{k} {v:.0f}" for k, v in rss.items()))
+    print(
+        "\npeak RSS (MB, summed over each system's processes): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in rss.items())
+    )
     overhead = report["self_timed_overhead_ms_p50"]
-    print("self-timed overhead (x-switchyard-overhead-ms, p50): " + (f"{overhead:.2f} ms" if overhead else "not reported"))
-    print("times in ms; 'added p50' and 'TTFT+' are measured from outside, against calling the upstream directly")
+    print(
+        "self-timed overhead (x-switchyard-overhead-ms, p50): "
+        + (f"{overhead:.2f} ms" if overhead else "not reported")
+    )
+    print(
+        "times in ms; 'added p50' and 'TTFT+' are measured from outside, "
+        "against calling the upstream directly"
+    )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes], headers: dict[str, str] | None = None) -> None:
+def _wait_http(
+    url: str, timeout: float, proc: subprocess.Popen[bytes], headers: dict[str, str] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -69,8 +71,18 @@ class System:
 def start_upstream(*, latency_ms: float, chunks: int, chunk_gap_ms: float) -> System:
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "upstream.py"), "--port", str(port), "--latency-ms", str(latency_ms),
-         "--chunks", str(chunks), "--chunk-gap-ms", str(chunk_gap_ms)],
+        [
+            sys.executable,
+            str(ROOT / "bench" / "upstream.py"),
+            "--port",
+            str(port),
+            "--latency-ms",
+            str(latency_ms),
+            "--chunks",
+            str(chunks),
+            "--chunk-gap-ms",
+            str(chunk_gap_ms),
+        ],
         start_new_session=True,
     )
     system = System("upstream (direct)", f"http://127.0.0.1:{port}/v1", "sk-bench", "bench-model", proc)
@@ -94,16 +106,28 @@ def start_switchyard(upstream: System) -> System:
     }
     env.pop("SWITCHYARD_NATS_URL", None)
     log = open(workdir / "up.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "switchyard"), "up"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "switchyard"), "up"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 240
     while "Switchyard is running." not in (workdir / "up.log").read_text(errors="replace"):
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"switchyard up failed:\n{(workdir / 'up.log').read_text()[-3000:]}")
         time.sleep(0.25)
     key = (workdir / "var" / "dev-api-key").read_text().strip()
-    return System("switchyard", f"http://127.0.0.1:{port}/v1", key, "auto", proc, workdir,
-                  {"mode": "embedded defaults, everything on (classifier, router, billing, audit ledger)"})
+    return System(
+        "switchyard",
+        f"http://127.0.0.1:{port}/v1",
+        key,
+        "auto",
+        proc,
+        workdir,
+        {"mode": "embedded defaults, everything on (classifier, router, billing, audit ledger)"},
+    )
 
 
 def start_litellm(upstream: System) -> System:
@@ -129,11 +153,31 @@ def start_litellm(upstream: System) -> System:
     env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False", "NO_DOCS": "True"}
     log = open(workdir / "litellm.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [str(LITELLM_BIN), "--config", str(workdir / "config.yaml"), "--host", "127.0.0.1", "--port", str(port),
-         "--num_workers", "1"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=workdir,
+        [
+            str(LITELLM_BIN),
+            "--config",
+            str(workdir / "config.yaml"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num_workers",
+            "1",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=workdir,
     )
-    system = System("litellm", f"http://127.0.0.1:{port}/v1", "sk-litellm-bench", "bench-model", proc, workdir,
-                    {"version": LITELLM_VERSION, "mode": "proxy, no database, 1 worker"})
+    system = System(
+        "litellm",
+        f"http://127.0.0.1:{port}/v1",
+        "sk-litellm-bench",
+        "bench-model",
+        proc,
+        workdir,
+        {"version": LITELLM_VERSION, "mode": "proxy, no database, 1 worker"},
+    )
     _wait_http(f"http://127.0.0.1:{port}/health/liveliness", 180, proc)
     return system

@@ -17,6 +17,7 @@ import nats
 import pytest
 from nats.js import api
 from sqlalchemy import select
+
 from switchyard.billing.db import migrations
 from switchyard.billing.models import UsageEntry
 from switchyard.billing.service import usage_entry_id

@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
 from switchyard.billing.db import migrations
 from switchyard.billing.models import UsageEntry
 from switchyard.billing.service import record_usage, usage_entry_id, usage_event, usage_for_task

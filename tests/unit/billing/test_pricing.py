@@ -3,6 +3,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+
 from switchyard.billing.pricing import price
 from switchyard.common.policy import load_policy
 
