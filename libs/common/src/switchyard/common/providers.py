@@ -6,6 +6,8 @@ announcements (they never see a key). A provider nobody announced is not routed 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
@@ -51,6 +53,27 @@ async def read_all(kv: KeyValue) -> dict[str, ProviderStatus]:
 
 def available(statuses: dict[str, ProviderStatus]) -> set[str]:
     return {name for name, s in statuses.items() if s.available}
+
+
+class AvailableProviders:
+    """The names of the providers the executors announced as available, re-read from KV at most every
+    `refresh_s` seconds (and on every call while none is known yet).
+
+    `js` is a callable because a service's JetStream context exists only once its broker is connected.
+    """
+
+    def __init__(self, js: Callable[[], JetStreamContext], *, refresh_s: float) -> None:
+        self._js = js
+        self._refresh_s = refresh_s
+        self._at = 0.0
+        self._names: set[str] = set()
+
+    async def names(self) -> set[str]:
+        now = time.monotonic()
+        if now - self._at > self._refresh_s or not self._names:
+            self._names = available(await read_all(await providers_bucket(self._js())))
+            self._at = now
+        return self._names
 
 
 # Provider state the executors share (circuit breakers, rpm/tpm buckets) in JetStream KV. The executors

@@ -3,12 +3,10 @@ the executors announced."""
 
 from __future__ import annotations
 
-import time
-
 from nats.js import JetStreamContext
 
 from switchyard.common.policy import Policy
-from switchyard.common.providers import available, providers_bucket, read_all
+from switchyard.common.providers import AvailableProviders
 from switchyard.gateway.errors import ModelNotFound, ServiceUnavailable
 from switchyard.gateway.schemas import ModelCard
 
@@ -20,17 +18,10 @@ PASS_THROUGH = ("openai", "anthropic")
 class Catalog:
     def __init__(self, policy: Policy, js: JetStreamContext, *, refresh_s: float) -> None:
         self.policy = policy
-        self._js = js
-        self._refresh_s = refresh_s
-        self._at = 0.0
-        self._providers: set[str] = set()
+        self._announced = AvailableProviders(lambda: js, refresh_s=refresh_s)
 
     async def providers(self) -> set[str]:
-        now = time.monotonic()
-        if now - self._at > self._refresh_s or not self._providers:
-            self._providers = available(await read_all(await providers_bucket(self._js)))
-            self._at = now
-        return self._providers
+        return await self._announced.names()
 
     async def check(self, model: str) -> None:
         """Raises ModelNotFound unless `model` is `auto`, a configured model, or a pass-through name."""

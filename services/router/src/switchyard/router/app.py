@@ -16,7 +16,7 @@ from switchyard.common.envelope import CloudEvent
 from switchyard.common.errors import NoProviderAvailable
 from switchyard.common.events import ProviderCallRecorded, TaskClassified, TaskFailed, TaskRouted
 from switchyard.common.policy import Policy, Thresholds
-from switchyard.common.providers import available, providers_bucket, read_all
+from switchyard.common.providers import AvailableProviders
 from switchyard.common.service import Service, create_service, run_service
 from switchyard.router import metrics
 from switchyard.router.adaptive import RollingQuantile
@@ -34,24 +34,6 @@ class RouterSettings(CommonSettings):
     policy_check_s: float = Field(default=1.0, gt=0, description="how often the policy file is checked")
 
 
-class ProviderView:
-    """The providers the executors announced, re-read from KV at most every `refresh_s` seconds."""
-
-    def __init__(self, service: Service, refresh_s: float) -> None:
-        self._service = service
-        self._refresh_s = refresh_s
-        self._at = 0.0
-        self._names: set[str] = set()
-
-    async def names(self) -> set[str]:
-        now = time.monotonic()
-        if now - self._at > self._refresh_s or not self._names:
-            kv = await providers_bucket(bus.jetstream(self._service.broker))
-            self._names = available(await read_all(kv))
-            self._at = now
-        return self._names
-
-
 def _on_reload(policy: Policy | None, error: str | None) -> None:
     metrics.POLICY_RELOADS.labels("ok" if error is None else "invalid").inc()
     if policy is not None:
@@ -63,7 +45,9 @@ def create(settings: RouterSettings) -> Service:
     service = create_service("router", settings)
     policies = PolicySource(settings.policy_path, check_s=settings.policy_check_s, on_reload=_on_reload)
     _on_reload(policies.current(), None)
-    providers = ProviderView(service, settings.providers_refresh_s)
+    providers = AvailableProviders(
+        lambda: bus.jetstream(service.broker), refresh_s=settings.providers_refresh_s
+    )
     boards: list[HealthBoard] = []
     recent = [RollingQuantile(policies.current().thresholds.window)]
 
