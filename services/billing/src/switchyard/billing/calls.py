@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from switchyard.billing.models import CallUsageEntry
 from switchyard.billing.pricing import price
-from switchyard.billing.service import Clock, usage_entry_id
+from switchyard.billing.service import Clock, store_once, usage_entry_id
 from switchyard.common.events import ProviderCallRecorded, UsageRecorded
 from switchyard.common.policy import Policy
 
@@ -64,15 +63,8 @@ async def record_call_usage(
         priced=cost.priced,
         created_at=clock(),
     )
-    try:
-        async with sessions() as session, session.begin():
-            session.add(entry)
-    except IntegrityError:  # another replica stored it first
-        stored = await call_entry(sessions, event_id=event_id)
-        if stored is None:
-            raise
-        return CallRecorded(stored, created=False)
-    return CallRecorded(entry, created=True)
+    kept, created = await store_once(sessions, entry, stored=lambda: call_entry(sessions, event_id=event_id))
+    return CallRecorded(kept, created=created)
 
 
 async def call_entry(sessions: async_sessionmaker[AsyncSession], *, event_id: str) -> CallUsageEntry | None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -17,6 +18,7 @@ from switchyard.common.events import TaskCompleted, UsageRecorded
 from switchyard.common.policy import Policy
 
 Clock = Callable[[], datetime]
+E = TypeVar("E")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,15 +69,28 @@ async def record_usage(
         priced=cost.priced,
         created_at=clock(),
     )
+    kept, created = await store_once(
+        sessions, entry, stored=lambda: usage_for_task(sessions, task_id=completed.task_id)
+    )
+    return Recorded(kept, created=created)
+
+
+async def store_once(
+    sessions: async_sessionmaker[AsyncSession], entry: E, *, stored: Callable[[], Awaitable[E | None]]
+) -> tuple[E, bool]:
+    """Inserts `entry`; when a unique key shows another replica stored it first, returns that one instead.
+
+    Returns (the entry kept, whether this call created it).
+    """
     try:
         async with sessions() as session, session.begin():
             session.add(entry)
-    except IntegrityError:  # another replica stored it first
-        stored = await usage_for_task(sessions, task_id=completed.task_id)
-        if stored is None:
+    except IntegrityError:
+        winner = await stored()
+        if winner is None:
             raise
-        return Recorded(stored, created=False)
-    return Recorded(entry, created=True)
+        return winner, False
+    return entry, True
 
 
 async def usage_for_task(sessions: async_sessionmaker[AsyncSession], *, task_id: str) -> UsageEntry | None:
