@@ -48,10 +48,10 @@ def test_dry_run_reports_unroutable_rows_instead_of_stopping() -> None:
 
 
 def test_the_cli_reads_jsonl_lines() -> None:
-    from switchyard.cli.route_cmd import read_rows
+    from switchyard.classifier.offline import read_jsonl
 
     text = '{"id": 1, "prompt": "a"}\n\nnot json\n{"prompt": "b"}\n'
-    assert list(read_rows(io.StringIO(text))) == [(1, "a"), (4, "b")]
+    assert list(read_jsonl(io.StringIO(text))) == [(1, "a"), (4, "b")]
 
 
 def outcome(complexity: float, weak: bool, strong: bool) -> Outcome:

@@ -6,22 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
 
 from switchyard.common.events import Classification, TaskSubmitted
-
-
-def read_rows(stream: TextIO) -> Iterator[tuple[Any, str]]:
-    for n, line in enumerate(stream, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            yield row.get("id", n), str(row.get("prompt") or "")
-        except (ValueError, AttributeError) as exc:
-            print(f"line {n}: skipped, not a JSON object: {exc}", file=sys.stderr)
 
 
 def classifier_predictor(*, artifact: Path | None, threads: int):  # type: ignore[no-untyped-def]
@@ -56,6 +43,7 @@ def _route(args: argparse.Namespace) -> int:
             "only --dry-run is supported: submit real tasks through the gateway or the bus", file=sys.stderr
         )
         return 2
+    from switchyard.classifier.offline import read_jsonl  # the same {"id","prompt"} lines as `predict`
     from switchyard.common.policy import load_policy
     from switchyard.router.dry_run import route_rows
 
@@ -64,7 +52,7 @@ def _route(args: argparse.Namespace) -> int:
     classify = classifier_predictor(artifact=args.artifact, threads=args.threads)
     with sys.stdin if str(args.jsonl) == "-" else open(args.jsonl, encoding="utf-8") as source:
         for row in route_rows(
-            read_rows(source),
+            read_jsonl(source),
             classify=classify,
             policy=policy,
             available=available,
