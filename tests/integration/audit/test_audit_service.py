@@ -4,10 +4,7 @@ duplicates and redeliveries included, with no prompt or answer text in the ledge
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -40,6 +37,7 @@ from switchyard.common.events import (
     Usage,
     UsageRecorded,
 )
+from tests.support.bus_services import BusService
 
 pytestmark = pytest.mark.integration
 
@@ -51,45 +49,18 @@ ANSWER = "Paris, obviously"
 def audit_service(nats_server: NatsServer, db_url: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     asyncio.run(migrations().upgrade(db_url))
     env = {
-        **os.environ,
         "SWITCHYARD_NATS_URL": nats_server.url,
         "SWITCHYARD_DATABASE_URL": db_url,
         "SWITCHYARD_VAR_DIR": str(tmp_path / "var"),
         "SWITCHYARD_AUDIT_SIGNING_KEY": "22" * 32,
-        "PYTHONUNBUFFERED": "1",
     }
-    log_path = tmp_path / "audit.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "switchyard.audit"], env=env, stdout=log, stderr=log)
+    service = BusService("audit", env=env, log_path=tmp_path / "audit.log")
+    asyncio.run(service.start())
     try:
-        asyncio.run(_wait_ready(nats_server.url, proc, log_path))
-        yield proc
+        assert service.proc is not None
+        yield service.proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-async def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
-    nc = await nats.connect(url)
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"audit exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                await nc.request(subjects.ping_subject("audit"), b"", timeout=0.5)
-                return
-            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("audit did not answer its ping") from None
-                await asyncio.sleep(0.1)
-    finally:
-        await nc.close()
+        service.stop()
 
 
 @pytest.fixture

@@ -4,10 +4,7 @@ once per task, however often a result is delivered."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -26,6 +23,7 @@ from switchyard.common import bus, subjects
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.envelope import decode, encode
 from switchyard.common.events import TaskCompleted, TaskFailed, Usage, UsageRecorded
+from tests.support.bus_services import BusService
 
 pytestmark = pytest.mark.integration
 
@@ -36,43 +34,16 @@ def billing_service(
 ) -> Iterator[subprocess.Popen[bytes]]:
     asyncio.run(migrations().upgrade(db_url))
     env = {
-        **os.environ,
         "SWITCHYARD_NATS_URL": nats_server.url,
         "SWITCHYARD_DATABASE_URL": db_url,
-        "PYTHONUNBUFFERED": "1",
     }
-    log_path = tmp_path / "billing.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "switchyard.billing"], env=env, stdout=log, stderr=log)
+    service = BusService("billing", env=env, log_path=tmp_path / "billing.log")
+    asyncio.run(service.start())
     try:
-        asyncio.run(_wait_ready(nats_server.url, proc, log_path))
-        yield proc
+        assert service.proc is not None
+        yield service.proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-async def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
-    nc = await nats.connect(url)
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"billing exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                await nc.request(subjects.ping_subject("billing"), b"", timeout=0.5)
-                return
-            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("billing did not answer its ping") from None
-                await asyncio.sleep(0.1)
-    finally:
-        await nc.close()
+        service.stop()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from switchyard.common import bus, ids, subjects
 from switchyard.common.envelope import decode
 from switchyard.common.events import ChatRequest, TaskClassified, TaskSubmitted
 from switchyard.common.events.tasks import TASK_TYPES
-from tests.support.procs import service_process
+from tests.support.bus_services import BusService
 
 pytestmark = pytest.mark.integration
 
@@ -24,25 +24,12 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def classifier(nats_server: NatsServer, tmp_path: Path) -> Iterator[NatsServer]:
     env = {"SWITCHYARD_NATS_URL": nats_server.url, "SWITCHYARD_CLASSIFIER_WORKERS": "16"}
-    with service_process("switchyard.classifier", env=env, log_path=tmp_path / "classifier.log") as proc:
-        asyncio.run(_wait_ready(nats_server.url, proc, tmp_path / "classifier.log"))
-        yield nats_server
-
-
-async def _wait_ready(url: str, proc: object, log: Path) -> None:
-    nc = await nats.connect(url)
+    service = BusService("classifier", env=env, log_path=tmp_path / "classifier.log")
+    asyncio.run(service.start(timeout=90))
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]  # type: ignore[attr-defined]
-            try:
-                await nc.request(subjects.ping_subject("classifier"), b"", timeout=0.5)
-                return
-            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
-                assert time.monotonic() < deadline, "classifier never answered its ping"
-                await asyncio.sleep(0.2)
+        yield nats_server
     finally:
-        await nc.close()
+        service.stop()
 
 
 @pytest.fixture
