@@ -20,6 +20,7 @@ COMMANDS = (
     "switchyard.cli.classifier_cmd",
     "switchyard.cli.route_cmd",
     "switchyard.cli.router_cmd",
+    "switchyard.cli.dlq_cmd",
 )
 
 

@@ -1,0 +1,117 @@
+"""`switchyard dlq list|show|replay`: what the services rejected, why, and sending it back once fixed.
+
+Listings never print message bodies (a task carries its prompt); `show --body` does, on purpose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import nats
+import orjson
+from nats.js import JetStreamContext
+
+from switchyard.common import dlq
+from switchyard.common.config import CommonSettings
+
+T = TypeVar("T")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("dlq", help="inspect and replay the dead-letter stream")
+    parser.add_argument("--nats-url", help="default: SWITCHYARD_NATS_URL")
+    cmds = parser.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+
+    listing = cmds.add_parser("list", help="dead letters with their reasons, oldest first")
+    listing.add_argument("--service", help="only those this service rejected")
+    listing.add_argument("--from-seq", type=int, default=1, help="start at this DLQ sequence")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.set_defaults(func=_list)
+
+    show = cmds.add_parser("show", help="one dead letter's headers (and body with --body)")
+    show.add_argument("seq", type=int)
+    show.add_argument("--body", action="store_true", help="also print the original bytes (may hold a prompt)")
+    show.set_defaults(func=_show)
+
+    again = cmds.add_parser("replay", help="publish dead letters again on their original subjects")
+    again.add_argument("seqs", type=int, nargs="*", metavar="SEQ")
+    again.add_argument("--all", action="store_true", help="every dead letter (of --service, if given)")
+    again.add_argument("--service", help="with --all: only those this service rejected")
+    again.add_argument("--keep", action="store_true", help="keep the dead letters after replaying them")
+    again.set_defaults(func=_replay)
+
+
+def _run(args: argparse.Namespace, work: Callable[[JetStreamContext], Awaitable[T]]) -> T:
+    async def go() -> T:
+        nc = await nats.connect(
+            args.nats_url or CommonSettings().nats_url, connect_timeout=5, max_reconnect_attempts=1
+        )
+        try:
+            return await work(nc.jetstream())
+        finally:
+            await nc.close()
+
+    return asyncio.run(go())
+
+
+def _list(args: argparse.Namespace) -> int:
+    async def work(js: JetStreamContext) -> list[dlq.DeadLetter]:
+        return [
+            letter
+            async for letter in dlq.scan(js, service=args.service, start_seq=args.from_seq, limit=args.limit)
+        ]
+
+    letters = _run(args, work)
+    if args.json:
+        for letter in letters:
+            sys.stdout.write(orjson.dumps(letter.summary()).decode() + "\n")
+        return 0
+    if not letters:
+        print("no dead letters")
+        return 0
+    print(f"{'SEQ':>6}  {'SERVICE':<10}  {'CODE':<18}  {'SUBJECT':<32}  REASON")
+    for letter in letters:
+        print(
+            f"{letter.seq:>6}  {letter.service:<10}  {letter.code:<18}  {letter.original_subject:<32}  "
+            f"{letter.reason}"
+        )
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    try:
+        letter = _run(args, lambda js: dlq.get(js, args.seq))
+    except dlq.DeadLetterNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    doc: dict[str, object] = {**letter.summary(), "headers": letter.headers}
+    if args.body:
+        doc["body"] = letter.data.decode("utf-8", errors="backslashreplace")
+    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    if bool(args.seqs) == bool(args.all):
+        print("error: give dead-letter sequences, or --all", file=sys.stderr)
+        return 2
+
+    async def work(js: JetStreamContext) -> int:
+        seqs = args.seqs or [letter.seq async for letter in dlq.scan(js, service=args.service)]
+        failed = 0
+        for seq in seqs:
+            try:
+                letter = await dlq.replay(js, seq, keep=args.keep)
+            except dlq.DeadLetterNotFound as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            print(f"replayed {seq} -> {letter.original_subject} (event {letter.event_id or '?'})")
+        return 1 if failed else 0
+
+    return _run(args, work)

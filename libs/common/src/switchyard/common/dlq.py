@@ -1,0 +1,138 @@
+"""Reading and replaying the dead-letter stream.
+
+A dead letter is the original message, byte for byte, with `Switchyard-Dlq-*` headers saying which service
+rejected it, why, from which subject and stream sequence (see `bus.dead_letter`). Once the cause is fixed
+(a consumer bug, a provider outage that outlasted the redeliveries), an operator replays it: the original
+bytes are published again on the original subject with a new `Nats-Msg-Id` (the old one may still be in
+the stream's duplicate window), then the dead letter is deleted so it cannot be replayed twice by mistake.
+Consumers are idempotent on the event id, so a consumer that had already handled the event ignores it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from switchyard.common import subjects
+from switchyard.common.envelope import CONTENT_TYPE
+
+REPLAY_HEADER = "Switchyard-Replay-Of"
+
+
+class DeadLetterNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    seq: int
+    service: str
+    code: str
+    reason: str
+    original_subject: str
+    original_seq: int
+    deliveries: int
+    time: datetime | None
+    data: bytes
+    headers: dict[str, str]
+
+    @property
+    def event_id(self) -> str | None:
+        return self._event_field("id")
+
+    @property
+    def event_type(self) -> str | None:
+        return self._event_field("type")
+
+    def _event_field(self, name: str) -> str | None:
+        try:
+            doc = orjson.loads(self.data)
+        except orjson.JSONDecodeError:
+            return None
+        value = doc.get(name) if isinstance(doc, dict) else None
+        return value if isinstance(value, str) else None
+
+    def summary(self) -> dict[str, object]:
+        """What an operator sees in a listing (never the body: it may hold a prompt)."""
+        return {
+            "seq": self.seq,
+            "service": self.service,
+            "code": self.code,
+            "reason": self.reason,
+            "subject": self.original_subject,
+            "stream_seq": self.original_seq,
+            "deliveries": self.deliveries,
+            "time": self.time.isoformat() if self.time else None,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "bytes": len(self.data),
+        }
+
+
+def _from_raw(
+    seq: int, subject: str, data: bytes | None, headers: dict[str, str] | None, time: object
+) -> DeadLetter:
+    h = headers or {}
+    service = h.get("Switchyard-Dlq-Service") or subject.removeprefix(subjects.DLQ_PREFIX + ".")
+    return DeadLetter(
+        seq=seq,
+        service=service,
+        code=h.get("Switchyard-Dlq-Code", ""),
+        reason=h.get("Switchyard-Dlq-Reason", ""),
+        original_subject=h.get("Switchyard-Dlq-Subject", ""),
+        original_seq=int(h.get("Switchyard-Dlq-Stream-Seq", "0") or 0),
+        deliveries=int(h.get("Switchyard-Dlq-Deliveries", "0") or 0),
+        time=time if isinstance(time, datetime) else None,
+        data=data or b"",
+        headers=dict(h),
+    )
+
+
+async def get(js: JetStreamContext, seq: int) -> DeadLetter:
+    try:
+        raw = await js.get_msg(subjects.STREAM_DLQ, seq=seq)
+    except NotFoundError as exc:
+        raise DeadLetterNotFound(f"no dead letter with sequence {seq}") from exc
+    return _from_raw(raw.seq or seq, raw.subject or "", raw.data, raw.headers, raw.time)
+
+
+async def scan(
+    js: JetStreamContext, *, service: str | None = None, start_seq: int = 1, limit: int | None = None
+) -> AsyncIterator[DeadLetter]:
+    """Dead letters in stream order from `start_seq`, optionally only those one service rejected."""
+    subject = subjects.dlq_subject(service) if service else f"{subjects.DLQ_PREFIX}.>"
+    seq, found = max(start_seq, 1), 0
+    while limit is None or found < limit:
+        try:
+            raw = await js.get_msg(subjects.STREAM_DLQ, seq=seq, subject=subject, next=True)
+        except NotFoundError:
+            return
+        assert raw.seq is not None
+        yield _from_raw(raw.seq, raw.subject or "", raw.data, raw.headers, raw.time)
+        found += 1
+        seq = raw.seq + 1
+
+
+async def replay(js: JetStreamContext, seq: int, *, keep: bool = False) -> DeadLetter:
+    """Publishes a dead letter's original bytes on its original subject, then deletes it (unless `keep`)."""
+    letter = await get(js, seq)
+    if not letter.original_subject:
+        raise DeadLetterNotFound(f"dead letter {seq} does not say where it came from; it cannot be replayed")
+    await js.publish(
+        letter.original_subject,
+        letter.data,
+        headers={
+            "Nats-Msg-Id": f"replay-{seq}-{letter.original_seq}",
+            "content-type": letter.headers.get("content-type", CONTENT_TYPE),
+            REPLAY_HEADER: str(seq),
+        },
+        timeout=5.0,
+    )
+    if not keep:
+        await js.delete_msg(subjects.STREAM_DLQ, seq)
+    return letter

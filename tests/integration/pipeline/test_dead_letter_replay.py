@@ -1,0 +1,137 @@
+"""Dead letters on a real nats-server: a consumer that keeps failing dead-letters the event with the
+reason; once it is fixed, `switchyard dlq replay` sends it back and it is handled exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import nats
+import orjson
+import pytest
+
+from switchyard.cli.processes import NatsServer
+from switchyard.common import bus, dlq, subjects
+from switchyard.common.envelope import CloudEvent
+from switchyard.common.errors import SwitchyardError
+from switchyard.common.events import ChatRequest, TaskSubmitted
+
+pytestmark = pytest.mark.integration
+
+CONSUMER = subjects.Consumer(
+    durable="dlq-replay-probe",
+    stream=subjects.STREAM_EVENTS,
+    filter_subject=subjects.TASK_SUBMITTED,
+    max_deliver=2,
+)
+
+
+def _task(task_id: str) -> TaskSubmitted:
+    return TaskSubmitted(
+        task_id=task_id,
+        tenant_id="acme",
+        request=ChatRequest(messages=[{"role": "user", "content": "hello"}]),
+        submitted_at=datetime.now(UTC),
+    )
+
+
+def _cli(nats_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "switchyard.cli.main", "dlq", "--nats-url", nats_url, *args],
+        env={**os.environ},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def _wait_for(predicate: Any, timeout: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(0.1)
+
+
+async def test_a_dead_letter_is_listed_with_its_reason_and_replayed_once_fixed(
+    nats_server: NatsServer,
+) -> None:
+    handled: list[str] = []
+    broken = True
+
+    async def handler(event: CloudEvent, payload: Any) -> None:
+        if broken:
+            raise SwitchyardError("the database is down", code="db_unavailable", retryable=True)
+        handled.append(event.id)
+
+    broker = bus.make_broker(nats_server.url, name="dlq-test")
+    publisher: list[bus.EventPublisher] = []
+    bus.subscribe(
+        broker,
+        consumer=CONSUMER,
+        service="probe",
+        publisher=lambda: publisher[0],
+        expected=[TaskSubmitted],
+        handler=handler,
+    )
+    await broker.connect()
+    js = bus.jetstream(broker)
+    await bus.ensure_streams(js)
+    publisher.append(bus.EventPublisher(js, source="test"))
+    await broker.start()
+    try:
+        event_id = await publisher[0].publish(_task("t-dlq-1"), tenant_id="acme")
+        letters: list[dlq.DeadLetter] = []
+
+        async def dead_lettered() -> bool:
+            letters[:] = [x async for x in dlq.scan(js, service="probe")]
+            return bool(letters)
+
+        await _wait_for(dead_lettered)
+        (letter,) = letters
+        assert (letter.code, letter.reason) == ("db_unavailable", "the database is down")
+        assert letter.original_subject == subjects.TASK_SUBMITTED
+        assert letter.deliveries == 2
+        assert letter.event_id == event_id
+        assert handled == []
+
+        listed = _cli(nats_server.url, "list", "--service", "probe", "--json")
+        assert listed.returncode == 0, listed.stderr
+        (row,) = [orjson.loads(line) for line in listed.stdout.splitlines()]
+        assert row["seq"] == letter.seq and row["reason"] == "the database is down"
+        assert "body" not in row and "hello" not in listed.stdout  # listings never print the prompt
+
+        broken = False
+        replayed = _cli(nats_server.url, "replay", str(letter.seq))
+        assert replayed.returncode == 0, replayed.stderr
+
+        async def handled_once() -> bool:
+            return handled == [event_id]
+
+        await _wait_for(handled_once)
+        assert [x async for x in dlq.scan(js, service="probe")] == []  # gone: it cannot be replayed twice
+        again = _cli(nats_server.url, "replay", str(letter.seq))
+        assert again.returncode == 1 and f"no dead letter with sequence {letter.seq}" in again.stderr
+        await asyncio.sleep(1.0)
+        assert handled == [event_id]
+    finally:
+        await broker.stop()
+
+
+async def test_replay_refuses_an_ambiguous_request_and_an_unknown_sequence(nats_server: NatsServer) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        await bus.ensure_streams(nc.jetstream())
+    finally:
+        await nc.close()
+    neither = _cli(nats_server.url, "replay")
+    assert neither.returncode == 2 and "give dead-letter sequences, or --all" in neither.stderr
+    unknown = _cli(nats_server.url, "show", "999")
+    assert unknown.returncode == 1 and "no dead letter with sequence 999" in unknown.stderr
+    empty = _cli(nats_server.url, "list")
+    assert empty.returncode == 0 and "no dead letters" in empty.stdout
