@@ -124,7 +124,7 @@ class Stack:
             self.children.append(child)
 
     def wait_ready(self, stopping: Callable[[], bool]) -> None:
-        url = f"http://127.0.0.1:{self.settings.http_port}/readyz"
+        url = f"http://127.0.0.1:{self.settings.http_port}/readyz?strict=true"
         deadline = time.monotonic() + self.settings.ready_timeout_s
         last = ""
         while time.monotonic() < deadline:
