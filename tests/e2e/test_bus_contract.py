@@ -111,5 +111,5 @@ async def test_invalid_events_go_to_the_dead_letter_stream(
         assert headers["Switchyard-Dlq-Code"] == "invalid_event"
     await nc.close()
     async with httpx.AsyncClient() as c:
-        ready = await c.get(f"{stack.base_url}/readyz")
+        ready = await c.get(f"{stack.base_url}/readyz", params={"strict": "true"})
     assert ready.status_code == 200, "every service is still running"
