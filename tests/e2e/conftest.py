@@ -70,7 +70,11 @@ def start_stack(
 ) -> RunningStack:
     http_port = http_port or free_port()
     nats_port = nats_port or free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENAI_", "ANTHROPIC_", "GEMINI_", "GOOGLE_API_KEY"))
+    }
     env.update(stack_env(var_dir, http_port, nats_port))
     env.pop("SWITCHYARD_NATS_URL")
     with open(output, "ab") as out:

@@ -2,7 +2,9 @@
 sequence (message_start, content_block_start, ping, content_block_delta..., content_block_stop,
 message_delta, message_stop), and the real error bodies and status codes. The model name picks the
 behaviour, as in `fake_openai` (error-<status>: 401, 404, 429 + Retry-After, 500, 503, 529;
-error-context, error-policy, flaky-<n>, limited-<n>, slow-<seconds>, break, stream-error, garbage).
+error-context, error-policy, flaky-<n>, limited-<n>, slow-<seconds>, break, stream-error, garbage;
+tool-call with tools: a `tool_use` of the first tool, input {"city": "Paris"}, streamed as
+`input_json_delta`s).
 
 Requests without the `x-api-key` the server was given get 401; without `anthropic-version`, or without
 `max_tokens`, 400 — as the real API answers.
@@ -92,6 +94,8 @@ class FakeAnthropic:
             return error_response("429")
         await asyncio.sleep(slow_seconds(model))
         text = answer_text(body)
+        if model == "tool-call" and body.get("tools"):
+            return self._tool_use(body)
         if body.get("stream"):
             return StreamingResponse(self._stream(model, text), media_type="text/event-stream")
         if model == "garbage":
@@ -120,6 +124,33 @@ class FakeAnthropic:
                 "cache_read_input_tokens": 0,
             },
         }
+
+    def _tool_use(self, body: dict[str, Any]) -> Response:
+        name = (body.get("tools") or [{}])[0].get("name", "unknown")
+        block = {"type": "tool_use", "id": "toolu_fake_1", "name": name, "input": {"city": "Paris"}}
+        message = self._message("tool-call", "")
+        message.update(content=[block], stop_reason="tool_use")
+        if not body.get("stream"):
+            return JSONResponse(message)
+
+        async def events() -> AsyncIterator[bytes]:
+            start = {**message, "content": [], "stop_reason": None}
+            yield sse({"type": "message_start", "message": start}, "message_start")
+            empty = {**block, "input": {}}
+            yield sse(
+                {"type": "content_block_start", "index": 0, "content_block": empty}, "content_block_start"
+            )
+            for piece in ('{"city"', ': "Paris"}'):
+                delta = {"type": "input_json_delta", "partial_json": piece}
+                yield sse({"type": "content_block_delta", "index": 0, "delta": delta}, "content_block_delta")
+            yield sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+            delta = {"stop_reason": "tool_use", "stop_sequence": None}
+            yield sse(
+                {"type": "message_delta", "delta": delta, "usage": {"output_tokens": 7}}, "message_delta"
+            )
+            yield sse({"type": "message_stop"}, "message_stop")
+
+        return StreamingResponse(events(), media_type="text/event-stream")
 
     async def _stream(self, model: str, text: str) -> AsyncIterator[bytes]:
         start = self._message(model, "")

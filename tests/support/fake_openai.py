@@ -12,6 +12,7 @@ scenario, also to an executor running in another process:
     break               a stream (or body) that drops the connection after some text
     stream-error        a stream that sends text, then an error object
     garbage             200 with a body (or stream chunk) that is not JSON
+    tool-call           with `tools`: a call of the first tool, arguments {"city": "Paris"} (streamed)
 
 A request without the right `Authorization: Bearer <key>` gets 401, as the real API answers.
 """
@@ -196,6 +197,8 @@ class FakeOpenAI:
             return error_response("429")
         await asyncio.sleep(slow_seconds(model))
         text = answer_text(body)
+        if model == "tool-call" and body.get("tools"):
+            return self._tool_call(body)
         if body.get("stream"):
             return StreamingResponse(self._stream(body, model, text), media_type="text/event-stream")
         if model == "garbage":
@@ -226,6 +229,30 @@ class FakeOpenAI:
             },
             "system_fingerprint": "fp_fake",
         }
+
+    def _tool_call(self, body: dict[str, Any]) -> Response:
+        name = ((body.get("tools") or [{}])[0].get("function") or {}).get("name", "unknown")
+        call = {"id": "call_fake_1", "type": "function", "function": {"name": name, "arguments": ""}}
+        arguments = ['{"city"', ': "Paris"}']
+        if not body.get("stream"):
+            completion = self._completion("tool-call", "")
+            call["function"]["arguments"] = "".join(arguments)
+            message = {"role": "assistant", "content": None, "tool_calls": [call], "refusal": None}
+            completion["choices"][0].update(message=message, finish_reason="tool_calls")
+            return JSONResponse(completion)
+        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": "tool-call"}
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            return sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+        async def parts() -> AsyncIterator[bytes]:
+            yield chunk({"role": "assistant", "content": None, "tool_calls": [{"index": 0, **call}]})
+            for piece in arguments:
+                yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+            yield chunk({}, "tool_calls")
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(parts(), media_type="text/event-stream")
 
     async def _stream(self, body: dict[str, Any], model: str, text: str) -> AsyncIterator[bytes]:
         base = {

@@ -360,6 +360,27 @@ async def test_the_writer_batches_concurrent_appends_once(
     assert report.ok and report.entries == 300
 
 
+async def test_a_lingering_writer_commits_drafts_arriving_apart_in_one_transaction(
+    ledger: tuple[AsyncEngine, Sessions],
+) -> None:
+    _, sessions = ledger
+    batches: list[int] = []
+    writer = LedgerWriter(sessions, linger_s=0.3, on_appended=batches.append)
+    writer.start()
+    try:
+
+        async def later(n: int) -> object:
+            await asyncio.sleep(0.02 * n)  # a task's events arrive a few milliseconds apart
+            return await writer.append(draft(n))
+
+        results = await asyncio.gather(*(later(n) for n in range(1, 7)))
+    finally:
+        await writer.stop()
+    assert batches == [6]  # one transaction, not six
+    assert sorted(r.seq for r in results) == list(range(1, 7))  # type: ignore[attr-defined]
+    assert (await verify_ledger(sessions)).ok
+
+
 async def test_verify_names_a_row_that_cannot_even_be_read(ledger: tuple[AsyncEngine, Sessions]) -> None:
     engine, sessions = ledger
     if engine.dialect.name != "sqlite":

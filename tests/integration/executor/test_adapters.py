@@ -7,16 +7,19 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pytest
 
 from switchyard.cli.processes import free_port
 from switchyard.common.errors import ProviderError
-from switchyard.common.events import ChatMessage
+from switchyard.common.events import ChatMessage, FunctionCall, FunctionSpec, ToolCall, ToolSpec
 from switchyard.executor.providers.anthropic import AnthropicProvider, AnthropicSettings
 from switchyard.executor.providers.base import ProviderCall, Reply, StreamingProvider, TextDelta
+from switchyard.executor.providers.gemini import GeminiProvider, GeminiSettings
 from switchyard.executor.providers.openai import OpenAIProvider, OpenAISettings
 from tests.support.fake_anthropic import FakeAnthropic
-from tests.support.fake_openai import BackgroundServer, FakeOpenAI
+from tests.support.fake_gemini import FakeGemini
+from tests.support.fake_openai import BackgroundServer, FakeOpenAI, Recorded
 
 pytestmark = pytest.mark.integration
 QUESTION = "Capital of France?"
@@ -25,27 +28,40 @@ QUESTION = "Capital of France?"
 @dataclass
 class Upstream:
     name: str
-    fake: FakeOpenAI | FakeAnthropic
+    fake: FakeOpenAI | FakeAnthropic | FakeGemini
     url: str
 
     def adapter(self, *, key: str | None = None, url: str | None = None) -> StreamingProvider:
         key = key or self.fake.api_key
         if self.name == "openai":
             return OpenAIProvider(OpenAISettings(api_key=key, base_url=f"{url or self.url}/v1"), timeout_s=10)
+        if self.name == "gemini":
+            return GeminiProvider(GeminiSettings(api_key=key, base_url=url or self.url), timeout_s=10)
         return AnthropicProvider(AnthropicSettings(api_key=key, base_url=url or self.url), timeout_s=10)
+
+    def sent(self, model: str) -> Recorded:
+        """The last request for `model` (Gemini names the model in the URL, the others in the body)."""
+        return [
+            r for r in self.fake.requests if r.body.get("model") == model or f"/models/{model}:" in r.path
+        ][-1]
 
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[dict[str, Upstream]]:
-    openai, anthropic = FakeOpenAI(), FakeAnthropic()
-    with BackgroundServer(openai.app) as o, BackgroundServer(anthropic.app) as a:
+    openai, anthropic, gemini = FakeOpenAI(), FakeAnthropic(), FakeGemini()
+    with (
+        BackgroundServer(openai.app) as o,
+        BackgroundServer(anthropic.app) as a,
+        BackgroundServer(gemini.app) as g,
+    ):
         yield {
             "openai": Upstream("openai", openai, o.url),
             "anthropic": Upstream("anthropic", anthropic, a.url),
+            "gemini": Upstream("gemini", gemini, g.url),
         }
 
 
-@pytest.fixture(params=["openai", "anthropic"])
+@pytest.fixture(params=["openai", "anthropic", "gemini"])
 def upstream(request: pytest.FixtureRequest, servers: dict[str, Upstream]) -> Upstream:
     return servers[request.param]
 
@@ -98,7 +114,15 @@ async def test_the_request_speaks_the_providers_protocol(
     upstream: Upstream, adapter: StreamingProvider
 ) -> None:
     await adapter.request(call("model-wire", temperature=0.3, stop=("\n\n",)))
-    sent = [r for r in upstream.fake.requests if r.body.get("model") == "model-wire"][-1]
+    sent = upstream.sent("model-wire")
+    if upstream.name == "gemini":
+        assert sent.path == "/v1beta/models/model-wire:generateContent"
+        assert sent.headers["x-goog-api-key"] == upstream.fake.api_key
+        assert sent.body["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
+        assert sent.body["contents"] == [{"role": "user", "parts": [{"text": QUESTION}]}]
+        config = sent.body["generationConfig"]
+        assert config == {"maxOutputTokens": 50, "temperature": 0.3, "stopSequences": ["\n\n"]}
+        return
     if upstream.name == "openai":
         assert sent.path == "/v1/chat/completions"
         assert sent.headers["authorization"] == f"Bearer {upstream.fake.api_key}"
@@ -181,3 +205,107 @@ async def test_nobody_listening_is_a_network_error(upstream: Upstream) -> None:
         await provider.request(call("model-a"))
     await provider.aclose()  # type: ignore[attr-defined]
     assert caught.value.kind == "network" and caught.value.retryable
+
+
+WEATHER = ToolSpec(
+    function=FunctionSpec(
+        name="get_weather",
+        description="The weather in a city",
+        parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    )
+)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_tool_calls_come_back(adapter: StreamingProvider, streamed: bool) -> None:
+    c = call("tool-call", tools=(WEATHER,), tool_choice="auto")
+    if streamed:
+        deltas, final, error = await collect(adapter, c)
+        assert error is None and final is not None and deltas == []
+    else:
+        final = await adapter.request(c)
+    assert final.finish_reason == "tool_calls" and final.content == ""
+    [tool_call] = final.tool_calls
+    assert tool_call.id and tool_call.function.name == "get_weather"
+    assert orjson.loads(tool_call.function.arguments) == {"city": "Paris"}
+
+
+SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+CONVERSATION = (
+    ChatMessage(role="system", content="Be brief."),
+    ChatMessage(role="user", content="Weather in Paris?"),
+    ChatMessage(
+        role="assistant",
+        content=None,
+        tool_calls=[
+            ToolCall(id="call_1", function=FunctionCall(name="get_weather", arguments='{"city": "Paris"}'))
+        ],
+    ),
+    ChatMessage(role="tool", tool_call_id="call_1", content='{"celsius": 21}'),
+)
+
+
+async def test_tools_tool_turns_and_json_mode_speak_the_providers_protocol(
+    upstream: Upstream, adapter: StreamingProvider
+) -> None:
+    """What a client asks beyond text (tools, a forced tool, a JSON schema, a seed, tool turns) reaches
+    each provider in its own terms."""
+    await adapter.request(
+        ProviderCall(
+            model="model-tools",
+            messages=CONVERSATION,
+            tools=(WEATHER,),
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+            response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": SCHEMA}},
+            seed=7,
+        )
+    )
+    body = upstream.sent("model-tools").body
+    if upstream.name == "openai":
+        assert body["tools"] == [WEATHER.model_dump(exclude_none=True)]
+        assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+        assert body["response_format"]["json_schema"]["schema"] == SCHEMA and body["seed"] == 7
+        assert body["messages"][2]["tool_calls"][0]["function"]["name"] == "get_weather"
+        assert body["messages"][3] == {"role": "tool", "tool_call_id": "call_1", "content": '{"celsius": 21}'}
+    elif upstream.name == "anthropic":
+        assert body["tools"] == [
+            {"name": "get_weather", "description": "The weather in a city", "input_schema": WEATHER_PARAMS}
+        ]
+        assert body["tool_choice"] == {"type": "tool", "name": "get_weather"}
+        assert "JSON" in body["system"] and '"required":["answer"]' in body["system"]
+        assert body["messages"][1] == {
+            "role": "assistant",
+            "content": [
+                {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}}
+            ],
+        }
+        assert body["messages"][2] == {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": '{"celsius": 21}'}],
+        }
+    else:
+        declaration = {
+            "name": "get_weather",
+            "description": "The weather in a city",
+            "parametersJsonSchema": WEATHER_PARAMS,
+        }
+        assert body["tools"] == [{"functionDeclarations": [declaration]}]
+        assert body["toolConfig"] == {
+            "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}
+        }
+        config = body["generationConfig"]
+        assert config["responseMimeType"] == "application/json" and config["responseJsonSchema"] == SCHEMA
+        assert config["seed"] == 7
+        assert body["contents"][1:] == [
+            {
+                "role": "model",
+                "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}],
+            },
+            {
+                "role": "user",
+                "parts": [{"functionResponse": {"name": "get_weather", "response": {"celsius": 21}}}],
+            },
+        ]
+
+
+WEATHER_PARAMS = WEATHER.function.parameters

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import cast
 
@@ -70,3 +71,20 @@ async def test_a_prompt_longer_than_the_context_window(local: LocalProvider) -> 
     with pytest.raises(ProviderError) as caught:
         await local.request(ask("word " * 3000))
     assert caught.value.kind == "context_too_long" and not caught.value.retryable
+
+
+async def test_json_mode_constrains_the_local_model_with_a_grammar(local: LocalProvider) -> None:
+    """A schema's grammar leaves the model no way to answer in prose: what it writes is the schema's JSON
+    (cut at max_tokens, it is still the schema's prefix)."""
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    call = ProviderCall(
+        model="SmolLM2-135M-Instruct",
+        messages=(ChatMessage(role="user", content=QUESTION + " Reply as JSON."),),
+        max_tokens=24,
+        timeout_s=60,
+        response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}},
+    )
+    answer = await local.request(call)
+    assert answer.content.lstrip().startswith("{") and '"city"' in answer.content
+    if answer.finish_reason == "stop":
+        assert isinstance(json.loads(answer.content)["city"], str)

@@ -11,7 +11,7 @@ import pytest
 
 from switchyard.cli.processes import NatsServer
 from switchyard.common import kv, subjects
-from switchyard.common.providers import BreakerRecord
+from switchyard.common.providers import BreakerRecord, RateRecord
 from switchyard.executor.resilience.breaker import BreakerConfig, BreakerState
 from switchyard.executor.resilience.limits import Limit
 from switchyard.executor.resilience.shared import KVBreakers, KVRateLimits
@@ -84,3 +84,17 @@ async def test_a_rate_limit_holds_across_replicas(js: nats.js.JetStreamContext) 
     assert await replicas[0].try_acquire("openai/gpt-4o", tokens=600)
     assert not await replicas[3].try_acquire("openai/gpt-4o", tokens=600)
     assert await replicas[3].try_acquire("unlimited", tokens=10**9)
+
+
+async def test_many_concurrent_calls_in_one_process_all_get_through_the_shared_bucket(
+    js: nats.js.JetStreamContext,
+) -> None:
+    # 64 tasks of one executor taking the same model's bucket at once: they queue in-process instead of
+    # colliding with each other until compare-and-set gives up (and the limit is skipped).
+    bucket = await kv.bucket(js, subjects.KV_RATE_LIMITS)
+    limits = KVRateLimits(bucket, {"busy": Limit(rpm=10_000)}, clock=Clock())
+    granted = await asyncio.gather(*(limits.try_acquire("busy", tokens=1) for _ in range(64)))
+    assert all(granted)
+    raw, revision = await kv.read(bucket, kv.safe_key("busy"))
+    assert raw is not None and RateRecord.model_validate_json(raw).buckets["rpm"].level == 10_000 - 64
+    assert revision is not None

@@ -112,6 +112,7 @@ class Pipeline:
                 usage=Usage(prompt_tokens=9, completion_tokens=2),
                 attempts=1,
                 latency_ms=5.0,
+                provider_ms=4.0,
                 completed_at=datetime.now(UTC),
             )
         )
@@ -154,6 +155,7 @@ async def test_answer_in_openai_shape(gateway: tuple[str, str], pipeline: Pipeli
     assert body["choices"][0]["message"] == {"role": "assistant", "content": "Paris"}
     assert body["usage"] == {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
     assert r.headers["x-switchyard-model"] == "local/smollm2-135m-instruct"
+    assert float(r.headers["x-switchyard-overhead-ms"]) >= 0  # the gateway's time less the provider's
     task = pipeline.seen[0]
     assert task.origin == "http" and task.user_id == "u1" and task.tenant_id
 

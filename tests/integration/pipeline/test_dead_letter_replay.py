@@ -84,6 +84,7 @@ async def test_a_dead_letter_is_listed_with_its_reason_and_replayed_once_fixed(
     await bus.ensure_streams(js)
     publisher.append(bus.EventPublisher(js, source="test"))
     await broker.start()
+    await bus.start_consumers(broker)
     try:
         event_id = await publisher[0].publish(_task("t-dlq-1"), tenant_id="acme")
         letters: list[dlq.DeadLetter] = []
@@ -120,6 +121,7 @@ async def test_a_dead_letter_is_listed_with_its_reason_and_replayed_once_fixed(
         await asyncio.sleep(1.0)
         assert handled == [event_id]
     finally:
+        await bus.stop_consumers(broker)
         await broker.stop()
 
 

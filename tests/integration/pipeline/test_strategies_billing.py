@@ -49,6 +49,7 @@ def model(model_id: str, upstream: str, tier: str, price: float) -> dict[str, An
         "input_per_1k": price,
         "output_per_1k": price * 2,
         "context_window": 8000,
+        "capabilities": ["json_mode"],  # the cascade task asks for JSON: only json_mode models may take it
     }
 
 

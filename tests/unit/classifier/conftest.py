@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from switchyard.classifier.model_files import ModelFiles, ensure_built
+from switchyard.common.embedding.model_files import ModelFiles, ensure_built
 
 
 @pytest.fixture(scope="session")

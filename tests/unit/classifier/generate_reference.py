@@ -4,7 +4,8 @@ It needs torch, so it runs in a scratch venv OUTSIDE the project (the project ne
 
     python3 -m venv /tmp/torchref
     /tmp/torchref/bin/pip install torch==2.13.0 safetensors tokenizers transformers numpy
-    MODEL=$(.venv/bin/python -c "import switchyard.classifier.weights as w; print(w.locate_source().folder)")
+    MODEL=$(.venv/bin/python -c \\
+        "from switchyard.common.embedding.weights import locate_source; print(locate_source().folder)")
     /tmp/torchref/bin/python tests/unit/classifier/generate_reference.py "$MODEL" \\
         > tests/unit/classifier/reference_embeddings.json
 """

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from switchyard.classifier.embedder import Embedder
-from switchyard.classifier.model_files import ModelFiles, ensure_built, load
+from switchyard.common.embedding.embedder import Embedder
+from switchyard.common.embedding.model_files import ModelFiles, ensure_built, load
 
 pytestmark = pytest.mark.unit
 REFERENCE = json.loads((Path(__file__).parent / "reference_embeddings.json").read_text(encoding="utf-8"))

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from switchyard.classifier.model_files import ModelFiles
-from switchyard.classifier.tokens import PromptTokenizer
+from switchyard.common.embedding.model_files import ModelFiles
+from switchyard.common.embedding.tokens import PromptTokenizer
 
 pytestmark = pytest.mark.unit
 

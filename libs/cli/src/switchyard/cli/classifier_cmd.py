@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 DEFAULT_DATA = Path("/work/shared/data/classifier/train_pool.jsonl")
 
@@ -34,12 +36,22 @@ def _train(args: argparse.Namespace) -> int:
     metrics = manifest["metrics"]
     print(f"wrote {out} ({args.version})")
     print(format_report(metrics["type_heldout"]))
+    _print_confidence(metrics)
     c = metrics["complexity_heldout_mmlu_subjects"]
     print(
         f"\ncomplexity on held-out MMLU subjects: ECE {c['ece']}, Brier {c['brier']} "
         f"(base rate {c['brier_of_base_rate']}), AUC {c['auc']}, n={c['n']}"
     )
     return 0
+
+
+def _print_confidence(metrics: dict[str, Any]) -> None:
+    conf = metrics.get("type_confidence_heldout")
+    if conf:
+        print(
+            f"\ntype confidence on held-out sources: ECE {conf['ece']} at temperature "
+            f"{conf['temperature']} (ECE {conf['ece_at_temperature_1']} at 1.0), Brier {conf['brier']}"
+        )
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -58,6 +70,7 @@ def _eval(args: argparse.Namespace) -> int:
         return 0
     print(format_report(metrics["type_heldout"]))
     print("\naccuracy by held-out source:", json.dumps(metrics["type_heldout"]["accuracy_by_source"]))
+    _print_confidence(metrics)
     c = metrics["complexity_heldout_mmlu_subjects"]
     print(
         f"\ncomplexity calibration (P(cheap model fails), held-out MMLU subjects, n={c['n']}): "
@@ -84,6 +97,63 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _ledger_records(url: str) -> list[Any]:
+    """The ledger entries retraining reads (classifications, feedback, results), from the audit database."""
+    import orjson
+    from sqlalchemy import select
+
+    from switchyard.audit.models import LedgerEntry
+    from switchyard.classifier.outcomes.ledger import ACTIONS, LedgerRecord
+    from switchyard.common.db import create_engine
+
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(select(LedgerEntry).where(LedgerEntry.action.in_(ACTIONS)))
+            return [
+                LedgerRecord(r.seq, r.occurred_at, r.tenant_id, r.action, orjson.loads(r.details))
+                for r in rows
+            ]
+    finally:
+        await engine.dispose()
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    from switchyard.audit.config import AuditSettings
+    from switchyard.classifier.outcomes.offline import retrain_from_ledger
+
+    if not args.from_ledger:
+        print("retrain: only --from-ledger is supported", file=sys.stderr)
+        return 2
+    settings = _settings()
+    out = args.out or settings.classifier_artifact_dir
+    if out is None and not args.dry_run:
+        print("retrain: give --out or set SWITCHYARD_CLASSIFIER_ARTIFACT_DIR", file=sys.stderr)
+        return 2
+    records = asyncio.run(_ledger_records(args.ledger_db or AuditSettings().db_url()))
+    decision = asyncio.run(
+        retrain_from_ledger(
+            records,
+            database_url=settings.db_url(),
+            artifact_dir=args.artifact or settings.classifier_artifact_dir,
+            out=out or Path("."),
+            holdout=args.holdout,
+            min_rows=args.min_rows,
+            dry_run=args.dry_run,
+        )
+    )
+    if args.json:
+        print(json.dumps({"promoted": decision.promoted, "reasons": decision.reasons, **decision.report}))
+    else:
+        for reason in decision.reasons:
+            print(reason)
+        verdict = (
+            f"promoted {decision.heads.version} -> {out}" if decision.promoted else "kept the current heads"
+        )
+        print(("dry run: would have " if args.dry_run and decision.promoted else "") + verdict)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cls = sub.add_parser("classifier", help="train, evaluate and run the task classifier")
     cls_sub = cls.add_subparsers(dest="classifier_command", required=True)
@@ -92,7 +162,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     train.add_argument("--data", type=Path, default=DEFAULT_DATA)
     train.add_argument("--out", type=Path, help="artifact folder; default: the one shipped in the package")
     train.add_argument("--seed", type=int, default=20240601)
-    train.add_argument("--version", default="heads-1")
+    train.add_argument("--version", default="heads-2")
     train.add_argument("--per-source", type=int, help="cap rows per source (quick runs)")
     train.add_argument("--threads", type=int, default=1)
     train.set_defaults(func=_train)
@@ -111,3 +181,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pr.add_argument("--artifact", type=Path)
     pr.add_argument("--threads", type=int, default=1)
     pr.set_defaults(func=_predict)
+
+    rt = cls_sub.add_parser(
+        "retrain",
+        help="fine-tune the heads on the platform's outcomes; promote only if they beat the current",
+    )
+    rt.add_argument("--from-ledger", action="store_true", required=True, help="labels from the audit ledger")
+    rt.add_argument("--ledger-db", help="the audit database URL; default: the audit service's settings")
+    rt.add_argument("--artifact", type=Path, help="the current heads; default: the configured artifact")
+    rt.add_argument("--out", type=Path, help="where a promoted artifact is written")
+    rt.add_argument("--holdout", type=float, default=0.2, help="newest fraction held out (time split)")
+    rt.add_argument("--min-rows", type=int, default=20)
+    rt.add_argument("--dry-run", action="store_true", help="decide, write nothing")
+    rt.add_argument("--json", action="store_true")
+    rt.set_defaults(func=_retrain)

@@ -39,6 +39,10 @@ class StackSettings(BaseSettings):
     nats_url: str | None = Field(default=None, description="use this NATS instead of starting one")
     metrics_base_port: int = Field(default=9101, description="services get base+0..4 for /metrics; 0 = off")
     ready_timeout_s: float = 180.0
+    # Replicas (for scaling measurements): executors share the work queue; gateways share the HTTP port
+    # (SO_REUSEPORT, the kernel spreads connections).
+    executor_replicas: int = Field(default=1, ge=1, le=16)
+    gateway_replicas: int = Field(default=1, ge=1, le=16)
 
 
 @dataclass
@@ -98,30 +102,44 @@ class Stack:
         finally:
             await engine.dispose()
 
-    def service_env(self, index: int, name: str) -> dict[str, str]:
+    def replicas(self, name: str) -> int:
+        if name == "executor":
+            return self.settings.executor_replicas
+        if name == "gateway":
+            return self.settings.gateway_replicas
+        return 1
+
+    def service_env(self, index: int, name: str, replica: int = 1) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
             SWITCHYARD_NATS_URL=self.nats_url,
             SWITCHYARD_VAR_DIR=str(self.var_dir),
             SWITCHYARD_HTTP_PORT=str(self.settings.http_port),
-            SWITCHYARD_INSTANCE=f"{name}-1",
+            SWITCHYARD_INSTANCE=f"{name}-{replica}",
             HF_HUB_OFFLINE="1",
             PYTHONUNBUFFERED="1",
         )
+        if name == "gateway" and self.settings.gateway_replicas > 1:
+            env["SWITCHYARD_HTTP_REUSE_PORT"] = "true"
         if self.settings.metrics_base_port and name != "gateway":
-            env["SWITCHYARD_METRICS_PORT"] = str(self.settings.metrics_base_port + index)
+            # Replica 1 keeps base+index; further replicas go above every first one.
+            offset = index if replica == 1 else len(START_ORDER) * (replica - 1) + index
+            env["SWITCHYARD_METRICS_PORT"] = str(self.settings.metrics_base_port + offset)
         return env
 
     def start_services(self) -> None:
         for index, name in enumerate(START_ORDER):
-            child = Child(
-                name=name,
-                cmd=[sys.executable, "-m", f"switchyard.{name}"],
-                env=self.service_env(index, name),
-                log_path=self.logs / f"{name}.log",
-            )
-            child.start()
-            self.children.append(child)
+            count = self.replicas(name)
+            for replica in range(1, count + 1):
+                label = name if count == 1 else f"{name}-{replica}"
+                child = Child(
+                    name=label,
+                    cmd=[sys.executable, "-m", f"switchyard.{name}"],
+                    env=self.service_env(index, name, replica),
+                    log_path=self.logs / f"{label}.log",
+                )
+                child.start()
+                self.children.append(child)
 
     def wait_ready(self, stopping: Callable[[], bool]) -> None:
         url = f"http://127.0.0.1:{self.settings.http_port}/readyz?strict=true"
@@ -183,6 +201,8 @@ class Stack:
             providers.append(f"openai ({os.environ.get('OPENAI_BASE_URL', 'https://api.openai.com/v1')})")
         if os.environ.get("ANTHROPIC_API_KEY"):
             providers.append("anthropic")
+        if os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY"):
+            providers.append("gemini")
         db = common.db_url().split("://", 1)[0]
         lines = [
             "",
@@ -201,8 +221,8 @@ class Stack:
             f"  curl -s http://127.0.0.1:{port}/v1/chat/completions \\",
             f'    -H "Authorization: Bearer $(cat {rel})" \\',
             "    -H 'content-type: application/json' \\",
-            "    -d '{\"model\":\"auto\",\"messages\":[{\"role\":\"user\","
-            "\"content\":\"What is the capital of France?\"}]}'",
+            '    -d \'{"model":"auto","messages":[{"role":"user",'
+            '"content":"What is the capital of France?"}]}\'',
             "  .venv/bin/switchyard ledger verify",
             "",
             "Ctrl-C stops everything; the next run keeps the data.",

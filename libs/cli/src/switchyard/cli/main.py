@@ -21,6 +21,8 @@ COMMANDS = (
     "switchyard.cli.route_cmd",
     "switchyard.cli.router_cmd",
     "switchyard.cli.dlq_cmd",
+    "switchyard.cli.billing_cmd",
+    "switchyard.cli.keys_cmd",
 )
 
 

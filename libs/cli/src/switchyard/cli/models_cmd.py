@@ -9,7 +9,7 @@ from pathlib import Path
 
 def _build(args: argparse.Namespace) -> int:
     from switchyard.classifier.config import ClassifierSettings
-    from switchyard.classifier.model_files import default_models_root, ensure_built
+    from switchyard.common.embedding.model_files import default_models_root, ensure_built
 
     settings = ClassifierSettings()
     root = args.models_dir or settings.models_dir or default_models_root()

@@ -40,3 +40,35 @@ async def read_headroom(bucket: KeyValue, tenant_id: str) -> float | None:
     if not value:
         return None
     return BudgetHeadroom.model_validate_json(value).headroom_usd
+
+
+# Budget ceilings (bucket `switchyard-budget-limits`), so billing can raise alerts at 50/80/100 % of the
+# budgets the gateway enforces: `org.<tenant>` (monthly) and `user.<tenant>.<user>` (daily), value
+# `{"micro_usd": int | null}` (null: no limit). The gateway writes one when it first sees or changes it.
+class BudgetLimit(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    micro_usd: int | None = Field(description="the ceiling in micro-USD; null: no limit")
+    updated_at: float = Field(default_factory=time.time)
+
+
+def limit_key(tenant_id: str, user: str | None = None) -> str:
+    if user is None:
+        return f"org.{kv.safe_key(tenant_id)}"
+    return f"user.{kv.safe_key(tenant_id)}.{kv.safe_key(user)}"
+
+
+async def limits_bucket(js: JetStreamContext) -> KeyValue:
+    return await kv.bucket(js, subjects.KV_BUDGET_LIMITS)
+
+
+async def write_limit(bucket: KeyValue, key: str, micro_usd: int | None) -> None:
+    await bucket.put(key, BudgetLimit(micro_usd=micro_usd).model_dump_json().encode())
+
+
+async def read_limit(bucket: KeyValue, key: str) -> int | None:
+    """The ceiling in micro-USD, or None (no limit, or none published yet)."""
+    value, _ = await kv.read(bucket, key)
+    if not value:
+        return None
+    return BudgetLimit.model_validate_json(value).micro_usd

@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import nats
-from faststream import AckPolicy
-from faststream.nats import ConsumerConfig, JStream, NatsBroker, PullSub
-from faststream.nats.annotations import NatsMessage
+from faststream.nats import ConsumerConfig, NatsBroker
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NoStreamResponseError
 
 from switchyard.common import metrics, subjects
 from switchyard.common.config import CommonSettings
+from switchyard.common.consumer import PullConsumer
 from switchyard.common.envelope import CONTENT_TYPE, CloudEvent, decode, encode
 from switchyard.common.errors import InvalidEvent, SwitchyardError
 from switchyard.common.events.base import EventPayload
@@ -45,7 +46,15 @@ def redelivery_backoff(max_deliver: int) -> list[float]:
 
 
 def make_broker(nats_url: str, *, name: str) -> NatsBroker:
-    return NatsBroker(nats_url, name=f"switchyard-{name}", max_reconnect_attempts=-1, reconnect_time_wait=1)
+    # FastStream logs two lines per message it handles ("Received", "Processed") at `log_level`; at INFO
+    # every ping and RPC (and, before bus.subscribe left FastStream, every event) wrote them. Debug output.
+    return NatsBroker(
+        nats_url,
+        name=f"switchyard-{name}",
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        log_level=logging.DEBUG,
+    )
 
 
 def connection(broker: NatsBroker) -> Client:
@@ -197,7 +206,8 @@ def subscribe(
     heartbeat_s: float | None = None,
     batch_size: int | None = None,
 ) -> None:
-    """Registers `handler` as a durable pull consumer with manual, deliberate acknowledgement.
+    """Registers `handler` as a durable pull consumer with manual, deliberate acknowledgement; it runs
+    between `start_consumers(broker)` and `stop_consumers(broker)` (the service lifecycle calls both).
 
     `publisher` is a callable because the JetStream context exists only once the broker is connected.
     With `heartbeat_s`, a handler that runs longer than that tells the server every `heartbeat_s` seconds
@@ -217,8 +227,7 @@ def subscribe(
         max_ack_pending=max(1000, max_workers * 4),
     )
 
-    async def on_message(msg: NatsMessage) -> None:
-        raw = msg.raw_message
+    async def on_message(raw: Msg) -> None:
         delivered = raw.metadata.num_delivered if raw.metadata is not None else 1
         try:
             event, payload = decode(raw.data, expected_types)
@@ -245,17 +254,29 @@ def subscribe(
         await dead_letter(publisher(), service=service, raw=raw, reason=reason, code=code)
         await raw.term()
 
-    kwargs: dict[str, Any] = {}
-    if max_workers > 1:
-        kwargs["max_workers"] = max_workers
-    broker.subscriber(
-        consumer.filter_subject,
-        stream=JStream(consumer.stream, declare=False),  # streams are ours: see ensure_streams
-        durable=consumer.durable,
-        config=config,
-        pull_sub=PullSub(batch_size=batch_size or max(16, max_workers), timeout=5.0),
-        ack_policy=AckPolicy.MANUAL,
-        title=f"{service}:{consumer.durable}",
-        description=description,
-        **kwargs,
-    )(on_message)
+    # `description` documents the consumer in code; the AsyncAPI document is generated from contract.py.
+    _CONSUMERS.setdefault(broker, []).append(
+        PullConsumer(
+            stream=consumer.stream,  # streams are ours: see ensure_streams
+            subject=consumer.filter_subject,
+            durable=consumer.durable,
+            config=config,
+            on_message=on_message,
+            max_workers=max_workers,
+            batch_size=batch_size or max(16, max_workers),
+        )
+    )
+
+
+# The consumers `subscribe` registered, per broker: started once it is connected, stopped before it closes.
+_CONSUMERS: weakref.WeakKeyDictionary[NatsBroker, list[PullConsumer]] = weakref.WeakKeyDictionary()
+
+
+async def start_consumers(broker: NatsBroker) -> None:
+    for pull in _CONSUMERS.get(broker, []):
+        await pull.start(jetstream(broker))
+
+
+async def stop_consumers(broker: NatsBroker) -> None:
+    for pull in _CONSUMERS.get(broker, []):
+        await pull.stop()

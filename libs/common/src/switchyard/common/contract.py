@@ -11,13 +11,33 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from switchyard.common import subjects
+from switchyard.common.billing_rpc import (
+    CreatedWebhook,
+    Forecast,
+    ForecastQuery,
+    SavingsQuery,
+    SavingsReport,
+    Statement,
+    StatementQuery,
+    UsageQuery,
+    UsageReport,
+    Webhook,
+    WebhookCreate,
+    WebhookList,
+    WebhookRef,
+    Webhooks,
+)
 from switchyard.common.events import (
     AdminActionRecorded,
+    AuthFailureRecorded,
+    BudgetAlert,
+    GuardrailTriggered,
     ProviderCallRecorded,
     TaskCancelled,
     TaskClassified,
     TaskCompleted,
     TaskFailed,
+    TaskFeedback,
     TaskRouted,
     TaskSubmitted,
     TaskTimedOut,
@@ -119,6 +139,16 @@ CHANNELS: tuple[Channel, ...] = (
         ("audit",),
     ),
     Channel(
+        "budgetAlert",
+        subjects.BUDGET_ALERT,
+        "Billed spend passed 50, 80 or 100 % of a user's daily or an organisation's monthly budget: once per "
+        "threshold, account and period (the event id is derived from them). Billing also delivers it to the "
+        "organisation's signed webhooks.",
+        (BudgetAlert,),
+        ("billing",),
+        ("billing", "audit", "external systems"),
+    ),
+    Channel(
         "adminAction",
         subjects.ADMIN_ACTION,
         "A change made through the gateway's admin API (organisation, user, API key, emergency throttle): "
@@ -126,6 +156,75 @@ CHANNELS: tuple[Channel, ...] = (
         (AdminActionRecorded,),
         ("gateway",),
         ("audit",),
+    ),
+    Channel(
+        "billingUsage",
+        subjects.BILLING_RPC_USAGE,
+        "Core NATS request/reply: an organisation's usage, filtered (dates, user, model, tier) and grouped; "
+        "scoped to the request's `tenant_id`.",
+        (UsageQuery, UsageReport, RpcErrorReply),
+        ("gateway",),
+        ("billing",),
+        cloudevent=False,
+    ),
+    Channel(
+        "billingStatement",
+        subjects.BILLING_RPC_STATEMENT,
+        "Core NATS request/reply: an organisation's monthly statement, reconciled with its usage entries; "
+        "scoped to the request's `tenant_id`.",
+        (StatementQuery, Statement, RpcErrorReply),
+        ("gateway",),
+        ("billing",),
+        cloudevent=False,
+    ),
+    Channel(
+        "billingSavings",
+        subjects.BILLING_RPC_SAVINGS,
+        "Core NATS request/reply: what was paid against always-premium routing; "
+        "scoped to the request's `tenant_id`.",
+        (SavingsQuery, SavingsReport, RpcErrorReply),
+        ("gateway",),
+        ("billing",),
+        cloudevent=False,
+    ),
+    Channel(
+        "billingForecast",
+        subjects.BILLING_RPC_FORECAST,
+        "Core NATS request/reply: the month-end cost forecast and spend anomaly flags; "
+        "scoped to the request's `tenant_id`.",
+        (ForecastQuery, Forecast, RpcErrorReply),
+        ("gateway",),
+        ("billing",),
+        cloudevent=False,
+    ),
+    Channel(
+        "billingWebhookCreate",
+        subjects.BILLING_RPC_WEBHOOK_CREATE,
+        "Core NATS request/reply: add a budget-alert webhook endpoint (the answer holds its secret, once); "
+        "scoped to the request's `tenant_id`.",
+        (WebhookCreate, CreatedWebhook, RpcErrorReply),
+        ("gateway",),
+        ("billing",),
+        cloudevent=False,
+    ),
+    Channel(
+        "billingWebhookList",
+        subjects.BILLING_RPC_WEBHOOK_LIST,
+        "Core NATS request/reply: an organisation's webhook endpoints (never their secrets); "
+        "scoped to the request's `tenant_id`.",
+        (WebhookList, Webhooks, RpcErrorReply),
+        ("gateway",),
+        ("billing",),
+        cloudevent=False,
+    ),
+    Channel(
+        "billingWebhookDelete",
+        subjects.BILLING_RPC_WEBHOOK_DELETE,
+        "Core NATS request/reply: remove a webhook endpoint; scoped to the request's `tenant_id`.",
+        (WebhookRef, Webhook, RpcErrorReply),
+        ("gateway",),
+        ("billing",),
+        cloudevent=False,
     ),
     Channel(
         "ledgerCheckpoint",
@@ -161,6 +260,35 @@ CHANNELS: tuple[Channel, ...] = (
         "A client cancelled a task through the gateway's task API (`DELETE /v1/tasks/{id}`): its result "
         "is not delivered and its budget reservation is released.",
         (TaskCancelled,),
+        ("gateway",),
+        ("audit",),
+    ),
+    Channel(
+        "taskFeedback",
+        subjects.TASK_FEEDBACK,
+        "A user rated a task's answer (`POST /v1/feedback`): good or bad, optionally the task type it "
+        "really was and a reason from a fixed list; never text. The ledger keeps it, and "
+        "`switchyard classifier retrain --from-ledger` learns from it.",
+        (TaskFeedback,),
+        ("gateway", "external systems"),
+        ("audit",),
+    ),
+    Channel(
+        "guardrailTriggered",
+        subjects.SECURITY_GUARDRAIL,
+        "A gateway guardrail refused a request (prompt injection, PII, prompt size) or redacted PII from a "
+        "prompt or an answer: which guardrail and rule, the action, counts. Never the matched text.",
+        (GuardrailTriggered,),
+        ("gateway",),
+        ("audit",),
+    ),
+    Channel(
+        "authFailure",
+        subjects.SECURITY_AUTH_FAILURE,
+        "A request failed authentication (missing, unknown, expired or revoked API key; invalid OIDC token) "
+        "or was throttled after repeated failures from its client address or key prefix. Never carries the "
+        "credential.",
+        (AuthFailureRecorded,),
         ("gateway",),
         ("audit",),
     ),

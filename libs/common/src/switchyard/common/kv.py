@@ -50,9 +50,25 @@ async def read(kv: KeyValue, key: str) -> tuple[bytes | None, int | None]:
     return entry.value, entry.revision
 
 
+# Writers of one key in this process take turns, so a conflict can only come from another process: under
+# load, concurrent tasks updating one model's bucket otherwise collided with each other up to CAS_ATTEMPTS
+# times (two round trips each) and gave up.
+_LOCKS: dict[tuple[int, str], asyncio.Lock] = {}
+
+
 async def update(kv: KeyValue, key: str, change: Callable[[bytes | None], tuple[bytes | None, T]]) -> T:
     """Compare-and-set: `change(current)` returns (new value or None to leave it, result); retried on a
     conflict with another writer. Returns the result of the `change` call that took effect."""
+    lock = _LOCKS.setdefault((id(kv), key), asyncio.Lock())
+    try:
+        async with lock:
+            return await _update(kv, key, change)
+    finally:
+        if not lock.locked() and not getattr(lock, "_waiters", None):
+            _LOCKS.pop((id(kv), key), None)
+
+
+async def _update(kv: KeyValue, key: str, change: Callable[[bytes | None], tuple[bytes | None, T]]) -> T:
     for attempt in range(CAS_ATTEMPTS):
         current, revision = await read(kv, key)
         new, result = change(current)

@@ -64,6 +64,7 @@ async def start(service: Service, settings: CommonSettings) -> None:
     for hook in service.setup:
         await hook()
     await service.broker.start()
+    await bus.start_consumers(service.broker)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.metrics_host)
         service.lag_exporter = lag.LagExporter(js, lag.consumers_of(service.name))
@@ -73,6 +74,7 @@ async def start(service: Service, settings: CommonSettings) -> None:
 async def stop(service: Service) -> None:
     if service.lag_exporter is not None:
         await service.lag_exporter.stop()
+    await bus.stop_consumers(service.broker)
     await service.broker.stop()
     for hook in reversed(service.teardown):
         await hook()

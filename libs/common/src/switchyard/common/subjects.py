@@ -19,6 +19,7 @@ STREAM_EVENTS_SUBJECTS = (
     f"{PREFIX}.provider.>",
     f"{PREFIX}.billing.>",
     f"{PREFIX}.admin.>",
+    f"{PREFIX}.security.>",
 )
 STREAM_DLQ = "SWITCHYARD_DLQ"
 STREAM_DLQ_SUBJECTS = (f"{PREFIX}.dlq.>",)
@@ -30,10 +31,19 @@ TASK_ROUTED = f"{PREFIX}.task.routed"
 TASK_TIMED_OUT = f"{PREFIX}.task.timed_out"
 PROVIDER_CALL = f"{PREFIX}.provider.call"
 USAGE_RECORDED = f"{PREFIX}.billing.usage"
+# A budget passed 50, 80 or 100 % (once per threshold, account and period); billing sends its webhooks.
+BUDGET_ALERT = f"{PREFIX}.billing.alert"
 # A client cancelled a task through the gateway's task API (its result will not be delivered).
 TASK_CANCELLED = f"{PREFIX}.task.cancelled"
+# A user rated a task's answer (rating, optionally the real task type; never text): the classifier's
+# learning signal, kept by the ledger.
+TASK_FEEDBACK = f"{PREFIX}.task.feedback"
 # The gateway's admin API records every change (organisations, users, keys, throttle) here; no secrets.
 ADMIN_ACTION = f"{PREFIX}.admin.action"
+# Security events of the gateway (no secrets, no matched text): guardrail refusals and redactions, and
+# authentication failures (also the throttling of repeated ones).
+SECURITY_GUARDRAIL = f"{PREFIX}.security.guardrail"
+SECURITY_AUTH_FAILURE = f"{PREFIX}.security.auth_failure"
 
 RESULT_PREFIX = f"{PREFIX}.result"
 RESULT_ALL = f"{RESULT_PREFIX}.>"
@@ -49,7 +59,22 @@ LEDGER_RPC_INCLUSION = f"{LEDGER_RPC_PREFIX}.inclusion"
 LEDGER_RPC_CONSISTENCY = f"{LEDGER_RPC_PREFIX}.consistency"
 LEDGER_RPC_QUEUE = "audit-ledger-rpc"
 
+# Billing queries (usage, statements, analytics, webhook endpoints): core NATS request/reply answered by
+# billing (see billing_rpc.py). Not under `switchyard.billing.>`, which the events stream stores.
+BILLING_RPC_PREFIX = f"{PREFIX}.usage.rpc"
+BILLING_RPC_USAGE = f"{BILLING_RPC_PREFIX}.usage"
+BILLING_RPC_STATEMENT = f"{BILLING_RPC_PREFIX}.statement"
+BILLING_RPC_SAVINGS = f"{BILLING_RPC_PREFIX}.savings"
+BILLING_RPC_FORECAST = f"{BILLING_RPC_PREFIX}.forecast"
+BILLING_RPC_WEBHOOK_CREATE = f"{BILLING_RPC_PREFIX}.webhooks.create"
+BILLING_RPC_WEBHOOK_LIST = f"{BILLING_RPC_PREFIX}.webhooks.list"
+BILLING_RPC_WEBHOOK_DELETE = f"{BILLING_RPC_PREFIX}.webhooks.delete"
+BILLING_RPC_QUEUE = "billing-rpc"
+
 # KV buckets.
+# Budget ceilings the gateway enforces (`user.<tenant>.<user>` daily, `org.<tenant>` monthly, in USD),
+# written by the gateway when it reserves, read by billing to raise budget alerts.
+KV_BUDGET_LIMITS = "switchyard-budget-limits"
 KV_PROVIDERS = "switchyard-providers"
 # A tenant's budget headroom in USD (key: tenant id); billing/gateway write it, the router reads it.
 KV_BUDGETS = "switchyard-budgets"
@@ -69,6 +94,9 @@ KV_AUTH_CHANGES = "switchyard-auth-changes"
 KV_GATEWAY_CONTROL = "switchyard-gateway-control"
 # the status of tasks submitted through the gateway's task API (key: task id).
 KV_TASKS = "switchyard-tasks"
+# the response cache: answers by tenant and request hash (`a.<tenant>.<hash>`) and their hit counts
+# (`h.<tenant>.<hash>`); every entry expires (the bucket's max age bounds the longest TTL).
+KV_CACHE = "switchyard-cache"
 
 SERVICES = ("gateway", "classifier", "router", "executor", "billing", "audit")
 
@@ -100,6 +128,8 @@ class Consumer:
 
 
 CLASSIFIER_CONSUMER = Consumer("classifier", STREAM_EVENTS, TASK_SUBMITTED)
+# Opt-in: features (never text) of classified tasks of consenting tenants, for retraining the heads.
+CLASSIFIER_OUTCOMES_CONSUMER = Consumer("classifier-outcomes", STREAM_EVENTS, TASK_CLASSIFIED)
 ROUTER_CONSUMER = Consumer("router", STREAM_EVENTS, TASK_CLASSIFIED)
 EXECUTOR_CONSUMER = Consumer("executor", STREAM_EVENTS, TASK_ROUTED, max_deliver=3)
 # The router replicas learn provider health from every provider call (one replica handles each event).
@@ -111,5 +141,8 @@ BILLING_CONSUMER = Consumer("billing", STREAM_EVENTS, RESULT_ALL, max_deliver=50
 # steps) are charged from their provider-call records.
 BILLING_CALLS_CONSUMER = Consumer("billing-calls", STREAM_EVENTS, PROVIDER_CALL, max_deliver=50)
 AUDIT_CONSUMER = Consumer("audit", STREAM_EVENTS, f"{PREFIX}.>", max_deliver=50)
+# Budget alerts to the organisations' webhook endpoints: retried with backoff (0.5 s doubling to 30 s,
+# ~5 minutes in all) while an endpoint fails, then dead-lettered.
+BILLING_WEBHOOKS_CONSUMER = Consumer("billing-webhooks", STREAM_EVENTS, BUDGET_ALERT, max_deliver=16)
 
 CONSUMERS = (CLASSIFIER_CONSUMER, ROUTER_CONSUMER, EXECUTOR_CONSUMER, BILLING_CONSUMER, AUDIT_CONSUMER)

@@ -34,7 +34,12 @@ def create(settings: AuditSettings) -> Service:
         every=settings.audit_checkpoint_every,
         interval_s=settings.audit_checkpoint_interval_s,
     )
-    writer = LedgerWriter(sessions, max_batch=settings.audit_max_batch, on_appended=checkpointer.appended)
+    writer = LedgerWriter(
+        sessions,
+        max_batch=settings.audit_max_batch,
+        linger_s=settings.audit_linger_ms / 1000.0,
+        on_appended=checkpointer.appended,
+    )
 
     async def start_writer() -> None:
         writer.start()

@@ -24,7 +24,8 @@ from switchyard.common.events import (
 )
 from switchyard.common.events.admin import AdminActionRecorded
 from switchyard.common.events.base import EventPayload
-from switchyard.common.events.gateway import TaskCancelled
+from switchyard.common.events.feedback import TaskFeedback
+from switchyard.common.events.gateway import AuthFailureRecorded, GuardrailTriggered, TaskCancelled
 from switchyard.common.logs import redact
 
 SUCCESS = "success"
@@ -114,6 +115,8 @@ def _describe(p: EventPayload) -> Description:
             "attempts": p.attempts,
             "latency_ms": _r(p.latency_ms),
             "answer_chars": len(p.content),
+            # answered from the gateway's cache: which kind, whose answer, how similar
+            "cache": p.cache.model_dump(exclude_none=True) if p.cache else None,
         }
         return "task.complete", f"task/{p.task_id}", SUCCESS, _compact(details), p.completed_at
     if isinstance(p, TaskFailed):
@@ -139,6 +142,7 @@ def _describe(p: EventPayload) -> Description:
             "completion_tokens": p.completion_tokens,
             "cost_usd": round(p.cost_usd, 10),
             "priced": p.priced,
+            "cached": p.cached or None,
         }
         return "billing.usage", f"task/{p.task_id}", SUCCESS, _compact(details), None
     if isinstance(p, AdminActionRecorded):
@@ -146,6 +150,42 @@ def _describe(p: EventPayload) -> Description:
         return f"admin.{p.action}", f"{p.target_type}/{p.target_id}", SUCCESS, _compact(details), p.at
     if isinstance(p, TaskCancelled):
         return "task.cancel", f"task/{p.task_id}", SUCCESS, {"task_id": p.task_id}, p.cancelled_at
+    if isinstance(p, TaskFeedback):
+        details = {
+            "task_id": p.task_id,
+            "user_id": p.user_id,
+            "api_key_id": p.api_key_id,
+            "rating": p.rating,
+            "task_type": p.task_type,
+            "reason": p.reason,
+        }
+        return "task.feedback", f"task/{p.task_id}", SUCCESS, _compact(details), p.at
+    if isinstance(p, GuardrailTriggered):  # names the rule, never the matched text (the event has none)
+        details = {
+            "request_id": p.request_id,
+            "endpoint": p.endpoint,
+            "stage": p.stage,
+            "guardrail": p.guardrail,
+            "rule": p.rule,
+            "code": p.code,
+            "counts": p.counts or None,
+            "user_id": p.user_id,
+            "api_key_id": p.api_key_id,
+        }
+        outcome = FAILURE if p.action == "refused" else SUCCESS
+        return f"guardrail.{p.action}", f"request/{p.request_id}", outcome, _compact(details), p.at
+    if isinstance(p, AuthFailureRecorded):  # never the credential: a key's public prefix at most
+        details = {
+            "request_id": p.request_id,
+            "endpoint": p.endpoint,
+            "reason": p.reason,
+            "credential": p.credential,
+            "key_prefix": p.key_prefix,
+            "client": p.client,
+            "throttled": p.throttled or None,
+        }
+        action = "auth.throttled" if p.throttled else "auth.failure"
+        return action, f"request/{p.request_id}", FAILURE, _compact(details), p.at
     return None, None, SUCCESS, {}, None  # a type added after this service: recorded, not described
 
 
@@ -210,6 +250,10 @@ def _actor(p: EventPayload) -> str | None:
         return f"api_key:{p.actor_key_id}" if p.actor_key_id else None
     if isinstance(p, TaskCancelled) and p.user_id:
         return f"user:{p.user_id}"
+    if isinstance(p, GuardrailTriggered):
+        return f"api_key:{p.api_key_id}" if p.api_key_id else (f"user:{p.user_id}" if p.user_id else None)
+    if isinstance(p, AuthFailureRecorded):
+        return f"client:{p.client}"
     return None
 
 

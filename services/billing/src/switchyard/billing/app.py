@@ -1,16 +1,24 @@
-"""The billing service: task results in; a priced usage entry stored and a UsageRecorded event out."""
+"""The billing service: task results in; a priced usage entry stored and a UsageRecorded event out; budget
+alerts and their webhooks; usage, statements and analytics answered over request/reply (rpc.py)."""
 
 from __future__ import annotations
 
 import logging
 
+import httpx
+from pydantic import Field, SecretStr
+
+from switchyard.billing import rpc
 from switchyard.billing.calls import call_usage_event, is_billable, record_call_usage
+from switchyard.billing.notify import Notifier, deliver_alert
 from switchyard.billing.service import record_usage, usage_event
+from switchyard.billing.webhooks import Deliverer, SecretBox, secret_box
 from switchyard.common import bus, subjects
+from switchyard.common.budgets import limits_bucket
 from switchyard.common.config import CommonSettings
-from switchyard.common.db import create_engine, sessionmaker
+from switchyard.common.db import create_engine, is_sqlite, sessionmaker
 from switchyard.common.envelope import CloudEvent
-from switchyard.common.events import ProviderCallRecorded, TaskCompleted, TaskFailed
+from switchyard.common.events import BudgetAlert, ProviderCallRecorded, TaskCompleted, TaskFailed
 from switchyard.common.policy import load_policy
 from switchyard.common.service import Service, create_service, run_service
 
@@ -19,6 +27,15 @@ log = logging.getLogger(__name__)
 
 class BillingSettings(CommonSettings):
     billing_workers: int = 8
+    billing_webhook_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key encrypting webhook secrets at rest; default: <var_dir>/billing-webhook.key",
+    )
+    billing_webhook_timeout_s: float = Field(default=10.0, gt=0, description="per webhook request")
+    billing_webhook_allow_private: bool | None = Field(
+        default=None,
+        description="webhooks may reach loopback/private addresses; default: only in the SQLite run",
+    )
 
 
 def create(settings: BillingSettings) -> Service:
@@ -26,6 +43,28 @@ def create(settings: BillingSettings) -> Service:
     policy = load_policy(settings.policy_path)
     engine = create_engine(settings.db_url())
     sessions = sessionmaker(engine)
+    notifier = Notifier(sessions)
+    embedded = is_sqlite(settings.db_url())
+    if not embedded and settings.billing_webhook_key is None:
+        log.warning(
+            "SWITCHYARD_BILLING_WEBHOOK_KEY is not set: budget-alert webhooks cannot be managed or sent"
+        )
+    allow_private = (
+        embedded if settings.billing_webhook_allow_private is None else settings.billing_webhook_allow_private
+    )
+    boxes: list[SecretBox] = []
+    client = httpx.AsyncClient(timeout=settings.billing_webhook_timeout_s, follow_redirects=False)
+
+    def box() -> SecretBox:  # made on first use, so a key problem shows on the request that needs it
+        if not boxes:
+            key = settings.billing_webhook_key
+            secret = key.get_secret_value() if key else None
+            # The embedded run (SQLite, one machine) makes its key file; elsewhere replicas must share a key.
+            boxes.append(secret_box(secret, var_dir=settings.resolved_var_dir(), create=embedded))
+        return boxes[0]
+
+    async def connect_limits() -> None:
+        notifier.limits = await limits_bucket(bus.jetstream(service.broker))
 
     async def on_result(event: CloudEvent, payload: TaskCompleted | TaskFailed) -> None:
         if isinstance(payload, TaskFailed):
@@ -41,6 +80,13 @@ def create(settings: BillingSettings) -> Service:
             event_subject=entry.task_id,
             traceparent=event.traceparent,
         )
+        await notifier.after_entry(
+            service.events(),
+            tenant_id=entry.tenant_id,
+            user_id=entry.user_id,
+            created_at=entry.created_at,
+            redelivered=not recorded.created,
+        )
 
     async def on_call(event: CloudEvent, payload: ProviderCallRecorded) -> None:
         if not is_billable(payload):
@@ -54,8 +100,25 @@ def create(settings: BillingSettings) -> Service:
             event_subject=entry.task_id,
             traceparent=event.traceparent,
         )
+        await notifier.after_entry(
+            service.events(),
+            tenant_id=entry.tenant_id,
+            user_id=None,
+            created_at=entry.created_at,
+            redelivered=not recorded.created,
+        )
 
+    deliverers: list[Deliverer] = []
+
+    async def on_alert(event: CloudEvent, payload: BudgetAlert) -> None:
+        if not deliverers:
+            deliverers.append(Deliverer(sessions, box(), client, allow_private=allow_private))
+        await deliver_alert(deliverers[0], event, payload)
+
+    service.setup.append(connect_limits)
     service.teardown.append(engine.dispose)
+    service.teardown.append(client.aclose)
+    rpc.register(service.broker, sessions, policy=policy, box=box, allow_private=allow_private)
     bus.subscribe(
         service.broker,
         consumer=subjects.BILLING_CONSUMER,
@@ -75,6 +138,16 @@ def create(settings: BillingSettings) -> Service:
         handler=on_call,
         max_workers=settings.billing_workers,
         description="Charges provider calls whose tokens were spent on answers not delivered.",
+    )
+    bus.subscribe(
+        service.broker,
+        consumer=subjects.BILLING_WEBHOOKS_CONSUMER,
+        service="billing",
+        publisher=service.events,
+        expected=[BudgetAlert],
+        handler=on_alert,
+        max_workers=4,
+        description="Delivers budget alerts to the organisation's signed webhook endpoints, with retries.",
     )
     return service
 

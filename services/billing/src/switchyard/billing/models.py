@@ -1,11 +1,21 @@
-"""Billing's table: one priced usage entry per completed task."""
+"""Billing's tables: priced usage entries, their daily aggregates, budget alerts and webhook endpoints."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Boolean, DateTime, Integer, MetaData, Numeric, String
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # USD with 10 decimal places: a single token of the cheapest priced model costs ~1e-7 USD.
@@ -53,3 +63,72 @@ class CallUsageEntry(BillingBase):
     cost_usd: Mapped[Decimal] = mapped_column(Money)
     priced: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class UsageDaily(BillingBase):
+    """Aggregates per organisation, day (UTC), user, model, tier and kind, updated in the same transaction
+    as the usage entry they count, so each entry is counted exactly once. Money is an integer count of
+    1e-10 USD (the entries' precision): sums are exact on SQLite (which stores Numeric as a float) and on
+    PostgreSQL alike."""
+
+    __tablename__ = "usage_daily"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)  # "" when no user (a service key)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tier: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # task | call
+    requests: Mapped[int] = mapped_column(BigInteger)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger)
+    cost_e10: Mapped[int] = mapped_column(BigInteger)  # USD x 1e10
+    unpriced: Mapped[int] = mapped_column(BigInteger)  # entries whose model had no price
+
+
+class BudgetAlert(BillingBase):
+    """One budget threshold crossed, once per account and period: the row is the idempotency key and the
+    outbox of its event (`published` turns true once the bus acknowledged it)."""
+
+    __tablename__ = "budget_alerts"
+    __table_args__ = (UniqueConstraint("tenant_id", "scope", "account", "period", "threshold_pct"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # also the event id
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True)
+    scope: Mapped[str] = mapped_column(String(8))  # user (daily) | org (monthly)
+    account: Mapped[str] = mapped_column(String(64))  # the user id, or the tenant id for org
+    period: Mapped[str] = mapped_column(String(8))  # YYYYMMDD | YYYYMM
+    threshold_pct: Mapped[int] = mapped_column(Integer)
+    limit_e10: Mapped[int] = mapped_column(BigInteger)
+    spent_e10: Mapped[int] = mapped_column(BigInteger)
+    published: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookEndpoint(BillingBase):
+    """An organisation's webhook receiver. The signing secret is stored encrypted (Fernet, key from the
+    settings), shown once when created, and never logged."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    secret_encrypted: Mapped[str] = mapped_column(String(500))
+    secret_hint: Mapped[str] = mapped_column(String(16))  # the last 4 characters, to tell secrets apart
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookDelivery(BillingBase):
+    """A delivered (2xx) webhook: one row per endpoint and event, so a retry skips those already done."""
+
+    __tablename__ = "webhook_deliveries"
+
+    endpoint_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer)
+    delivered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

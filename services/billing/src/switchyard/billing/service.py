@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from switchyard.billing.aggregates import count_entry
 from switchyard.billing.models import UsageEntry
 from switchyard.billing.pricing import price
 from switchyard.common import ids
@@ -18,6 +19,8 @@ from switchyard.common.events import TaskCompleted, UsageRecorded
 from switchyard.common.policy import Policy
 
 Clock = Callable[[], datetime]
+# The provider of an entry answered from the gateway's cache: its tokens are recorded, its cost is 0.
+CACHE_PROVIDER = "cache"
 E = TypeVar("E")
 
 
@@ -48,11 +51,12 @@ async def record_usage(
     existing = await usage_for_task(sessions, task_id=completed.task_id)
     if existing is not None:
         return Recorded(existing, created=False)
+    cached = completed.cache is not None  # answered from the gateway's cache: no provider was paid
     cost = price(
         policy=policy,
         model=completed.model,
-        prompt_tokens=completed.usage.prompt_tokens,
-        completion_tokens=completed.usage.completion_tokens,
+        prompt_tokens=0 if cached else completed.usage.prompt_tokens,
+        completion_tokens=0 if cached else completed.usage.completion_tokens,
     )
     entry = UsageEntry(
         id=usage_entry_id(event_id),
@@ -61,7 +65,7 @@ async def record_usage(
         tenant_id=completed.tenant_id,
         user_id=completed.user_id,
         model=completed.model,
-        provider=completed.provider,
+        provider=CACHE_PROVIDER if cached else completed.provider,
         tier=completed.tier,
         prompt_tokens=completed.usage.prompt_tokens,
         completion_tokens=completed.usage.completion_tokens,
@@ -78,13 +82,16 @@ async def record_usage(
 async def store_once(
     sessions: async_sessionmaker[AsyncSession], entry: E, *, stored: Callable[[], Awaitable[E | None]]
 ) -> tuple[E, bool]:
-    """Inserts `entry`; when a unique key shows another replica stored it first, returns that one instead.
+    """Inserts `entry` and adds it to its daily aggregate in one transaction; when a unique key shows
+    another replica stored it first, returns that one instead (and the aggregate is left untouched).
 
     Returns (the entry kept, whether this call created it).
     """
     try:
         async with sessions() as session, session.begin():
             session.add(entry)
+            await session.flush()  # the unique key decides first: a duplicate never reaches the aggregate
+            await count_entry(session, entry)  # type: ignore[arg-type]
     except IntegrityError:
         winner = await stored()
         if winner is None:
@@ -112,4 +119,5 @@ def usage_event(entry: UsageEntry) -> UsageRecorded:
         completion_tokens=entry.completion_tokens,
         cost_usd=float(entry.cost_usd),
         priced=entry.priced,
+        cached=entry.provider == CACHE_PROVIDER,
     )

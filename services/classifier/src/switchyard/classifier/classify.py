@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from switchyard.classifier import artifact, features, model_files
-from switchyard.classifier.embedder import Embedder
+from switchyard.classifier import artifact, features
 from switchyard.classifier.heads import Heads
 from switchyard.classifier.urgency import urgency
+from switchyard.common.embedding import model_files
+from switchyard.common.embedding.embedder import Embedder
 from switchyard.common.events.tasks import Classification, TaskSubmitted
 
 

@@ -27,3 +27,11 @@ class ClassifierSettings(CommonSettings):
     classifier_build_models: bool = Field(
         default=True, description="build the ONNX files on start if `switchyard models build` has not"
     )
+    classifier_outcome_tenants: list[str] = Field(
+        default_factory=list,
+        description="tenants whose classified tasks' features (never text) are kept for retraining; "
+        '"*" for all; empty: none (the outcome recorder stores nothing)',
+    )
+    classifier_outcome_retention_days: float = Field(
+        default=30.0, gt=0, description="outcome features older than this are deleted"
+    )

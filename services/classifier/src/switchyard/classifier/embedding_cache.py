@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from switchyard.classifier.embedder import Embedder
+from switchyard.common.embedding.embedder import Embedder
 
 log = logging.getLogger(__name__)
 

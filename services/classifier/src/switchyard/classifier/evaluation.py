@@ -71,6 +71,24 @@ def calibration(prob: np.ndarray, outcome: np.ndarray, bins: int = 10) -> dict[s
     }
 
 
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """The temperature that minimises the negative log-likelihood of `y` (a grid search, deterministic)."""
+    best, best_nll = 1.0, float("inf")
+    for t in np.exp(np.linspace(np.log(0.25), np.log(8.0), 121)):
+        z = logits / t
+        z = z - z.max(axis=1, keepdims=True)
+        nll = float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]))
+        if nll < best_nll:
+            best, best_nll = float(t), nll
+    return round(best, 4)
+
+
+def confidence_calibration(probs: np.ndarray, y_true: np.ndarray, bins: int = 10) -> dict[str, Any]:
+    """Is the top label's probability the chance it is right? ECE/Brier/reliability of the confidence."""
+    conf = probs.max(axis=1)
+    return calibration(conf, (probs.argmax(axis=1) == y_true).astype(np.float64), bins=bins)
+
+
 def _auc(score: np.ndarray, outcome: np.ndarray) -> float:
     pos, neg = score[outcome > 0.5], score[outcome <= 0.5]
     if not len(pos) or not len(neg):

@@ -42,10 +42,15 @@ def train_mlp(
     config: TrainConfig,
     rng: np.random.Generator,
     binary: bool = False,
+    init: Mlp | None = None,
 ) -> Mlp:
-    """`y`: class indices (softmax) or targets in [0, 1] (binary, outputs=1)."""
+    """`y`: class indices (softmax) or targets in [0, 1] (binary, outputs=1). With `init`, training starts
+    from that MLP's weights (fine-tuning; `config.hidden` is then ignored)."""
     n, d = x.shape
-    ws, bs = _init([d, *config.hidden, outputs], rng)
+    if init is not None:
+        ws, bs = [w.copy() for w in init.weights], [b.copy() for b in init.biases]
+    else:
+        ws, bs = _init([d, *config.hidden, outputs], rng)
     params = ws + bs
     m = [np.zeros_like(p) for p in params]
     v = [np.zeros_like(p) for p in params]

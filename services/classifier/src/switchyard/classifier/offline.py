@@ -12,9 +12,10 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from switchyard.classifier import artifact, dataset, embedding_cache, mixing, model_files, training
+from switchyard.classifier import artifact, dataset, embedding_cache, mixing, puzzles, training
 from switchyard.classifier.classify import Classifier
-from switchyard.classifier.embedder import Embedder
+from switchyard.common.embedding import model_files
+from switchyard.common.embedding.embedder import Embedder
 
 
 def subsample(pool: dataset.Pool, per_source: int | None) -> dataset.Pool:
@@ -55,6 +56,7 @@ def train(
     vectors, model_sha = embeddings(pool.examples, models_dir=models_dir, threads=threads)
     run = training.TrainingRun(seed=seed, version=version)
     extra = mixing.load_seed() + mixing.augment(pool.examples, per_label=run.augment_per_label, seed=seed)
+    extra += puzzles.generate(run.puzzles, seed=seed)
     extra_vectors, _ = embeddings(extra, models_dir=models_dir, threads=threads)
     heads, manifest = training.train(
         pool, vectors, run, embedding_model_sha256=model_sha, extra=extra, extra_vectors=extra_vectors

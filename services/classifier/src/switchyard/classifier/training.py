@@ -15,7 +15,12 @@ from typing import Any
 import numpy as np
 
 from switchyard.classifier import dataset, features
-from switchyard.classifier.evaluation import calibration, classification_report
+from switchyard.classifier.evaluation import (
+    calibration,
+    classification_report,
+    confidence_calibration,
+    fit_temperature,
+)
 from switchyard.classifier.heads import Heads, softmax
 from switchyard.classifier.mlp_train import TrainConfig, average_of, train_mlp
 from switchyard.common.events.tasks import TASK_TYPES
@@ -38,15 +43,19 @@ SOURCE_COMPLEXITY = {
     "t0_cbqa": 0.45,
 }
 OUTCOME_SOURCE = "mmlu_routellm"
+# Training sources held out of a calibration model whose logits on them fit the softmax temperature: the
+# temperature then reflects prompts from sources the model has not seen (never the held-out split's).
+CALIBRATION_FOLD = frozenset({"gsm8k_train", "t0_cnn_dailymail", "mbpp_plus", "personality_chat"})
 PRIOR_WEIGHT = 0.3  # a prior row counts this much relative to a row with a real outcome
 
 
 @dataclass(frozen=True, slots=True)
 class TrainingRun:
     seed: int = 20240601
-    version: str = "heads-1"
+    version: str = "heads-2"
     type_config: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20))
     augment_per_label: int = 300
+    puzzles: int = 700
     ensemble: int = 5
     complexity_config: TrainConfig = field(
         default_factory=lambda: TrainConfig(
@@ -134,6 +143,8 @@ def train(
         ]
     )
 
+    temperature, temperature_fit = _fit_temperature(x_type, y_type, train_rows, tw, run)
+
     cy, cw = complexity_targets(examples)
     c_train = np.array(
         [i for i in train_idx if cw[i] > 0 and not is_complexity_heldout(examples[i])], dtype=np.int64
@@ -155,6 +166,7 @@ def train(
         std=std,
         type_head=type_head,
         complexity_head=complexity_head,
+        temperature=temperature,
     )
     metrics = evaluate(heads, pool, x_all, held_idx)
     manifest = {
@@ -175,12 +187,44 @@ def train(
             "heldout_sources": sorted(dataset.HELDOUT_SOURCES),
             "heldout_groups": {k: sorted(v) for k, v in dataset.HELDOUT_GROUPS.items()},
             "type_config": asdict(run.type_config),
+            "temperature_fit": temperature_fit,
             "complexity_config": asdict(run.complexity_config),
             "complexity_source_priors": SOURCE_COMPLEXITY,
             "sources": pool.sources(),
         },
     }
     return heads, manifest
+
+
+def _fit_temperature(
+    x: np.ndarray, y: np.ndarray, rows: list[dataset.Example], weights: np.ndarray, run: TrainingRun
+) -> tuple[float, dict[str, Any]]:
+    """A model trained without CALIBRATION_FOLD's sources; the temperature that best fits its logits there."""
+    fold = np.array([ex.source in CALIBRATION_FOLD for ex in rows])
+    if not fold.any() or fold.all():
+        return 1.0, {"skipped": "no calibration fold in this data"}
+    xt = x[~fold]
+    mean, std = xt.mean(axis=0), xt.std(axis=0) + 1e-6
+    model = train_mlp(
+        (xt - mean) / std,
+        y[~fold],
+        weights=weights[~fold],
+        outputs=len(TASK_TYPES),
+        config=run.type_config,
+        rng=np.random.default_rng(run.seed + 1),
+    )
+    logits = model((x[fold] - mean) / std)
+    t = fit_temperature(logits, y[fold])
+    before = confidence_calibration(softmax(logits), y[fold])
+    after = confidence_calibration(softmax(logits / t), y[fold])
+    return t, {
+        "temperature": t,
+        "fold_sources": sorted(CALIBRATION_FOLD),
+        "n": int(fold.sum()),
+        "fold_accuracy": round(float((logits.argmax(axis=1) == y[fold]).mean()), 4),
+        "fold_ece_before": before["ece"],
+        "fold_ece_after": after["ece"],
+    }
 
 
 def evaluate(heads: Heads, pool: dataset.Pool, x_raw: np.ndarray, held_idx: np.ndarray) -> dict[str, Any]:
@@ -195,6 +239,10 @@ def evaluate(heads: Heads, pool: dataset.Pool, x_raw: np.ndarray, held_idx: np.n
         sel = np.array([examples[i].source == source for i in held_idx])
         by_source[source] = round(float((probs.argmax(axis=1)[sel] == y_true[sel]).mean()), 4)
     report["accuracy_by_source"] = by_source
+    confidence = confidence_calibration(probs, y_true)
+    raw = confidence_calibration(softmax(heads.type_head(xs[held_idx])), y_true)
+    confidence["ece_at_temperature_1"] = raw["ece"]
+    confidence["temperature"] = heads.temperature
 
     c_idx = np.array(
         [i for i, ex in enumerate(examples) if is_complexity_heldout(ex) and ex.weak_correct is not None],
@@ -202,4 +250,8 @@ def evaluate(heads: Heads, pool: dataset.Pool, x_raw: np.ndarray, held_idx: np.n
     )
     complexity = 1.0 / (1.0 + np.exp(-heads.complexity_head(xs[c_idx])[:, 0]))
     failed = np.array([0.0 if examples[i].weak_correct else 1.0 for i in c_idx])
-    return {"type_heldout": report, "complexity_heldout_mmlu_subjects": calibration(complexity, failed)}
+    return {
+        "type_heldout": report,
+        "type_confidence_heldout": confidence,
+        "complexity_heldout_mmlu_subjects": calibration(complexity, failed),
+    }

@@ -19,6 +19,7 @@ from switchyard.executor.chunks import ChunkSink
 from switchyard.executor.config import ExecutorSettings
 from switchyard.executor.execution import ExecutionPolicy, execute
 from switchyard.executor.providers.anthropic import AnthropicSettings
+from switchyard.executor.providers.gemini import GeminiSettings
 from switchyard.executor.providers.local import LocalProvider
 from switchyard.executor.providers.openai import OpenAISettings
 from switchyard.executor.registry import ProviderSet, build_providers
@@ -74,7 +75,9 @@ def create(
     settings: ExecutorSettings, *, providers: ProviderSet | None = None, breakers: Breakers | None = None
 ) -> Service:
     service = create_service("executor", settings)
-    found = providers or build_providers(settings, openai=OpenAISettings(), anthropic=AnthropicSettings())
+    found = providers or build_providers(
+        settings, openai=OpenAISettings(), anthropic=AnthropicSettings(), gemini=GeminiSettings()
+    )
     policy = policy_from(settings)
     limit_table = limits_from(settings, load_policy(settings.policy_path))
     instance = settings.instance or f"executor-{os.getpid()}"

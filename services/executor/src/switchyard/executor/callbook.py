@@ -8,6 +8,7 @@ tokens as well, and nothing is charged twice.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from switchyard.common.events import ProviderCallRecorded, TaskRouted, Usage
@@ -24,9 +25,12 @@ class CallBook:
         self.attempts = 0
         self._held: list[tuple[int, CallRecord]] = []
         self.spent: list[CallRecord] = []  # answers and cancelled calls: what cost tokens
+        self._spans: list[tuple[float, float]] = []  # (start, end) of each call, perf_counter seconds
 
     async def on_call(self, record: CallRecord) -> None:
         self.attempts += 1
+        end = time.perf_counter()
+        self._spans.append((end - record.latency_ms / 1000.0, end))
         if record.outcome == "ok":
             self._held.append((self.attempts, record))
             return
@@ -42,6 +46,10 @@ class CallBook:
             self.spent.append(record)
             billable = record.model != delivered_model
             await self._report(attempt, self._event(attempt, record, billable=billable))
+
+    def provider_ms(self) -> float:
+        """Wall time with at least one provider call in flight (parallel calls' overlap counted once)."""
+        return round(waited_ms(self._spans), 3)
 
     def _event(self, attempt: int, record: CallRecord, *, billable: bool) -> ProviderCallRecorded:
         task = self._routed.task
@@ -59,3 +67,14 @@ class CallBook:
             billable=billable,
             usage_estimated=record.usage_estimated,
         )
+
+
+def waited_ms(spans: list[tuple[float, float]]) -> float:
+    """The length of the union of (start, end) spans in seconds, in milliseconds."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end <= reach:
+            continue
+        total += end - max(start, reach)
+        reach = end
+    return total * 1000.0

@@ -1,5 +1,5 @@
 """The executor's settings (SWITCHYARD_*); provider credentials are read by each provider's own settings,
-from the variables its SDK reads (OPENAI_*, ANTHROPIC_*)."""
+from the variables its SDK reads (OPENAI_*, ANTHROPIC_*, GEMINI_*)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ class CompatibleProvider(BaseModel):
     """Another upstream under its own provider name (Groq, Together, a vLLM or Ollama host, a second
     Anthropic account): it speaks the wire protocol of `kind`."""
 
-    kind: Literal["openai", "anthropic"] = "openai"
+    kind: Literal["openai", "anthropic", "gemini"] = "openai"
     base_url: str
     api_key: SecretStr
 

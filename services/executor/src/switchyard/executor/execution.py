@@ -141,8 +141,10 @@ async def execute(
         content=reply.content,
         finish_reason=reply.finish_reason,
         usage=reply.usage,
+        tool_calls=list(reply.tool_calls) or None,
         attempts=book.attempts,
         latency_ms=round((time.perf_counter() - started) * 1000.0, 3),
+        provider_ms=book.provider_ms(),
         completed_at=datetime.now(UTC),
     )
 

@@ -29,6 +29,7 @@ REFUSAL = re.compile(  # \u2019: the typographic apostrophe many models write
 class Answer:
     content: str
     finish_reason: str
+    called_tools: bool = False  # an answer that calls tools has no text to judge, and is not empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +43,7 @@ Check = Callable[[Answer, Context], str | None]
 
 
 def wants_json(request: ChatRequest) -> bool:
-    fmt = (request.response_format or {}).get("type")
-    return fmt in ("json_object", "json_schema")
+    return request.json_format() is not None
 
 
 def _strip_fence(text: str) -> str:
@@ -53,14 +53,14 @@ def _strip_fence(text: str) -> str:
 
 def check_json(answer: Answer, ctx: Context) -> str | None:
     """JSON was asked for (response_format): the answer must parse, and match the schema's basics."""
-    if not wants_json(ctx.request):
+    if not wants_json(ctx.request) or answer.called_tools:
         return None
     try:
         value = json.loads(_strip_fence(answer.content))
     except json.JSONDecodeError as exc:
         return f"asked for JSON, got text that does not parse ({exc.msg})"
-    schema = ((ctx.request.response_format or {}).get("json_schema") or {}).get("schema")
-    if isinstance(schema, dict):
+    schema = ctx.request.json_schema()
+    if schema is not None:
         return _schema_problem(value, schema, "$")
     return None
 
@@ -115,6 +115,8 @@ def check_code(answer: Answer, ctx: Context) -> str | None:
 
 
 def check_refusal(answer: Answer, ctx: Context) -> str | None:
+    if answer.called_tools:
+        return None
     if not answer.content.strip():
         return "empty answer"
     if REFUSAL.search(answer.content[:300]):

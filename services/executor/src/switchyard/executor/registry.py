@@ -10,6 +10,7 @@ from switchyard.common.providers import ProviderStatus
 from switchyard.executor.config import ExecutorSettings
 from switchyard.executor.providers.anthropic import AnthropicProvider, AnthropicSettings
 from switchyard.executor.providers.base import Closeable, Provider
+from switchyard.executor.providers.gemini import GeminiProvider, GeminiSettings
 from switchyard.executor.providers.http import host_of
 from switchyard.executor.providers.local import LocalModelConfig, LocalProvider, default_model_path
 from switchyard.executor.providers.openai import OpenAIProvider, OpenAISettings
@@ -46,10 +47,14 @@ def local_model_path(settings: ExecutorSettings) -> Path | None:
 
 
 def build_providers(
-    settings: ExecutorSettings, *, openai: OpenAISettings, anthropic: AnthropicSettings
+    settings: ExecutorSettings,
+    *,
+    openai: OpenAISettings,
+    anthropic: AnthropicSettings,
+    gemini: GeminiSettings | None = None,
 ) -> ProviderSet:
-    """`local` when its model file exists; `openai` and `anthropic` when their API keys are set; and every
-    extra OpenAI- or Anthropic-compatible upstream under its own name."""
+    """`local` when its model file exists; `openai`, `anthropic` and `gemini` when their API keys are
+    set; and every extra OpenAI-, Anthropic- or Gemini-compatible upstream under its own name."""
     found = ProviderSet()
     if settings.local_enabled:
         path = local_model_path(settings)
@@ -75,9 +80,20 @@ def build_providers(
             AnthropicProvider(anthropic, timeout_s=settings.call_timeout_s),
             host_of(anthropic.resolved_base_url()),
         )
+    if gemini is not None and gemini.configured:
+        found.add(
+            "gemini",
+            GeminiProvider(gemini, timeout_s=settings.call_timeout_s),
+            host_of(gemini.resolved_base_url()),
+        )
     for name, extra in settings.extra_providers.items():
         if name in found.providers:
             log.warning("extra provider %s ignored: the name is taken", name)
+        elif extra.kind == "gemini":
+            conf_g = GeminiSettings(api_key=extra.api_key, base_url=extra.base_url)
+            found.add(
+                name, GeminiProvider(conf_g, timeout_s=settings.call_timeout_s), host_of(extra.base_url)
+            )
         elif extra.kind == "openai":
             conf = OpenAISettings(
                 api_key=extra.api_key, base_url=extra.base_url, org_id=None, project_id=None

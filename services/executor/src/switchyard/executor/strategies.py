@@ -64,7 +64,9 @@ async def cascade(
                 raise
             last_error = error
             continue
-        problems = failures(Answer(reply.content, reply.finish_reason), context, checks)
+        problems = failures(
+            Answer(reply.content, reply.finish_reason, bool(reply.tool_calls)), context, checks
+        )
         if not problems or index == len(candidates) - 1:
             return Result(candidate, reply, escalations)
         escalations.append(f"{candidate.model}: {'; '.join(problems)}")
@@ -110,7 +112,9 @@ async def parallel(
     if answers:
         return max(
             answers,
-            key=lambda r: score(Answer(r.reply.content, r.reply.finish_reason), context, checks),
+            key=lambda r: score(
+                Answer(r.reply.content, r.reply.finish_reason, bool(r.reply.tool_calls)), context, checks
+            ),
         )
     if any(not should_fall_back(e) for e in errors):
         raise next(e for e in errors if not should_fall_back(e))

@@ -44,7 +44,9 @@ class Pass:
     async def close(self) -> None:
         done = self.outcome
         if self.ticket is not None:
-            await self.ticket.finish(tokens_used=done.usage.total_tokens if done else None)
+            # an answer from the cache used no model tokens
+            used = (0 if done.cache else done.usage.total_tokens) if done else None
+            await self.ticket.finish(tokens_used=used)
         if self.reservation is not None:
             if done is None:
                 await self.reservation.release()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 import uvicorn
@@ -10,17 +11,20 @@ from fastapi import FastAPI
 from faststream.nats.fastapi import NatsRouter
 
 from switchyard.common import bus, subjects
-from switchyard.common.budgets import budgets_bucket
+from switchyard.common.budgets import budgets_bucket, limits_bucket
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.logs import configure_logging
 from switchyard.common.policy import load_policy
 from switchyard.gateway import errors, openapi
+from switchyard.gateway.access import lockout, oidc
 from switchyard.gateway.access import views as access
 from switchyard.gateway.access.changes import AuthChanges, changes_bucket
 from switchyard.gateway.admission import Admission
 from switchyard.gateway.budgets.service import Budgets
+from switchyard.gateway.cache.setup import create_cache
 from switchyard.gateway.catalog import Catalog
 from switchyard.gateway.config import GatewaySettings
+from switchyard.gateway.guardrails import service as guardrails
 from switchyard.gateway.limits import views as limits
 from switchyard.gateway.limits.control import Control, control_bucket
 from switchyard.gateway.limits.counters import Counters, counter_bucket
@@ -33,7 +37,10 @@ from switchyard.gateway.taskapi.store import TaskStore, tasks_bucket
 from switchyard.gateway.tasks import TaskClient
 from switchyard.gateway.tenants import KeyVerifier
 from switchyard.gateway.views import chat, health, messages, models
+from switchyard.gateway.views import feedback as feedback_views
 from switchyard.gateway.views import ledger as ledger_views
+from switchyard.gateway.views import usage as usage_views
+from switchyard.gateway.views import webhooks as webhook_views
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +68,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         nc = bus.connection(nats.broker)
         events = bus.EventPublisher(js, source="switchyard/gateway")
         verifier = KeyVerifier(sessions, ttl_s=settings.auth_cache_ttl_s)
-        changes = AuthChanges(await changes_bucket(js), verifier.invalidate)
+        sso = oidc.from_settings(settings, sessions, events)
+
+        def invalidate(kind: str, ident: str) -> None:
+            verifier.invalidate(kind, ident)
+            if sso is not None:
+                sso.invalidate(kind, ident)
+
+        changes = AuthChanges(await changes_bucket(js), invalidate)
         await changes.start()
         control = Control(await control_bucket(js))
         await control.start()
@@ -74,11 +88,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             Counters(await counter_bucket(js, subjects.KV_SPEND, ttl_s=SPEND_KEEP_S)),
             await budgets_bucket(js),
             plan_daily_usd=settings.plan_daily_usd(),
+            limits=await limits_bucket(js),
         )
         tasks = TaskClient(nc, events)
         runs = TaskRuns(
             TaskStore(await tasks_bucket(js), js), tasks, events, timeout_s=settings.async_task_timeout_s
         )
+        # the start-up hook can run twice in one process: the embedded vector index is opened once
+        previous = getattr(app.state, "gateway", None)
+        cache = previous.cache if previous is not None else await create_cache(settings, js, events)
         app.state.gateway = Gateway(
             settings=settings,
             engine=engine,
@@ -97,6 +115,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 budgets=budgets if settings.budgets_enabled else None,
                 default_max_tokens=settings.budget_default_max_tokens,
             ),
+            guardrails=guardrails.from_settings(settings, events),
+            sso=sso,
+            lockout=await lockout.from_settings(settings, js, events, keep_s=LIMITS_KEEP_S),
+            cache=cache,
         )
         log.info("gateway ready on http://%s:%d", settings.http_host, settings.http_port)
         return {}
@@ -106,7 +128,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await app.state.gateway.changes.stop()
         await app.state.gateway.runs.stop()
         await app.state.gateway.limiter.control.stop()
+        if app.state.gateway.lockout is not None:
+            await app.state.gateway.lockout.stop()
         await app.state.gateway.engine.dispose()
+        if app.state.gateway.cache is not None:
+            await app.state.gateway.cache.close()
 
     app = FastAPI(
         title="Switchyard",
@@ -118,6 +144,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     for view in (chat, messages, taskapi, models, health, access, limits):
         app.include_router(view.router)
     app.include_router(ledger_views.router)
+    app.include_router(feedback_views.router)
+    app.include_router(usage_views.router)
+    app.include_router(webhook_views.router)
     errors.install(app)
     openapi.install(app)
     app.add_middleware(RequestContext)
@@ -127,7 +156,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 def main() -> None:
     settings = GatewaySettings()
     configure_logging(service="gateway", level=settings.log_level, json=settings.log_json)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.http_host,
         port=settings.http_port,
@@ -137,3 +166,17 @@ def main() -> None:
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+    sockets = (
+        [_reuse_port_socket(settings.http_host, settings.http_port)] if settings.http_reuse_port else None
+    )
+    uvicorn.Server(config).run(sockets=sockets)
+
+
+def _reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that other gateway processes on this host can bind too (the kernel balances)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock

@@ -1,5 +1,10 @@
-"""Authentication (`Authorization: Bearer <key>` as OpenAI SDKs send it, or `x-api-key` as Anthropic's)
-and authorisation by scope."""
+"""Authentication and authorisation by scope.
+
+A credential comes as `Authorization: Bearer <credential>` (as OpenAI SDKs send it) or `x-api-key` (as
+Anthropic's do). It is an API key (`sy_<prefix>_<secret>`), or, when SSO is configured, an OIDC JWT from
+the organisation's identity provider; both yield the same `Principal`. Repeated failures from one client
+or against one key prefix are throttled (access/lockout.py) and every failure is recorded.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,18 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 
+from switchyard.gateway import keys
 from switchyard.gateway.access.actor import Actor
-from switchyard.gateway.errors import AuthenticationFailed, PermissionDenied, request_id_of
-from switchyard.gateway.state import gateway_of
+from switchyard.gateway.access.lockout import Attempt
+from switchyard.gateway.access.oidc import TokenRejected, looks_like_jwt
+from switchyard.gateway.access.oidc_keys import JwksUnavailable
+from switchyard.gateway.errors import (
+    AuthenticationFailed,
+    PermissionDenied,
+    ServiceUnavailable,
+    request_id_of,
+)
+from switchyard.gateway.state import Gateway, gateway_of
 from switchyard.gateway.tenants import KeyVerifier, Principal
 
 
@@ -22,17 +36,57 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-async def authenticate(
-    request: Request, verifier: KeyVerifier, *, scope: str | None = "inference"
+def _attempt(request: Request, credential: str | None, gw: Gateway | None) -> Attempt:
+    if credential is None:
+        kind, prefix = "none", None
+    elif gw is not None and gw.sso is not None and looks_like_jwt(credential):
+        kind, prefix = "jwt", None
+    else:
+        kind, prefix = "api_key", keys.parse_prefix(credential)
+    client = request.client.host if request.client is not None else "unknown"
+    return Attempt(client, kind, prefix, request.url.path, request_id_of(request))
+
+
+async def _verify(
+    attempt: Attempt, credential: str | None, verifier: KeyVerifier, gw: Gateway | None
 ) -> Principal:
-    key = presented_key(request)
-    if key is None:
+    if credential is None:
         raise AuthenticationFailed(
             "Missing API key: send it as `Authorization: Bearer <key>`", code="missing_api_key"
         )
-    principal = await verifier.verify(key)
+    if attempt.credential == "jwt":
+        assert gw is not None and gw.sso is not None
+        try:
+            return await gw.sso.verify(credential)
+        except TokenRejected as exc:
+            raise AuthenticationFailed(exc.message, code=exc.code) from None
+        except JwksUnavailable as exc:
+            raise ServiceUnavailable(
+                "The identity provider's signing keys are unavailable; try again",
+                code="identity_provider_unavailable",
+                headers={"retry-after": "5"},
+            ) from exc
+    principal = await verifier.verify(credential)
     if principal is None:
         raise AuthenticationFailed("Invalid API key", code="invalid_api_key")
+    return principal
+
+
+async def authenticate(
+    request: Request, verifier: KeyVerifier, *, scope: str | None = "inference"
+) -> Principal:
+    gw: Gateway | None = getattr(request.app.state, "gateway", None)
+    credential = presented_key(request)
+    attempt = _attempt(request, credential, gw)
+    lockout = gw.lockout if gw is not None else None
+    if lockout is not None:
+        await lockout.check(attempt)
+    try:
+        principal = await _verify(attempt, credential, verifier, gw)
+    except AuthenticationFailed as exc:
+        if lockout is not None:
+            await lockout.failed(attempt, reason=exc.code)
+        raise
     if scope is not None and not principal.can(scope):
         raise PermissionDenied(f"this key lacks the scope {scope!r} (role {principal.role!r})")
     return principal

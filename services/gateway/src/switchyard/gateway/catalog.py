@@ -12,7 +12,7 @@ from switchyard.gateway.schemas import ModelCard
 
 AUTO = "auto"
 # Providers whose upstream serves more than the policy lists: `<provider>/<any name>` is passed through.
-PASS_THROUGH = ("openai", "anthropic")
+PASS_THROUGH = ("openai", "anthropic", "gemini")
 
 
 class Catalog:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -30,6 +31,7 @@ PRIORITIES = ("low", "normal", "high")
 # Task failures that are the client's doing map to 4xx; the rest are upstream failures (502).
 CLIENT_FAILURES: dict[str, type[APIError]] = {
     "model_not_found": ModelNotFoundError,
+    "model_lacks_capability": InvalidRequest,
     "provider_context_too_long": InvalidRequest,
     "provider_content_policy": InvalidRequest,
     "provider_bad_request": InvalidRequest,
@@ -93,6 +95,13 @@ def build_task(parsed: ChatCompletionRequest, principal: Principal, *, priority:
         top_p=parsed.top_p,
         stop=parsed.stop,  # type: ignore[arg-type]
         stream=parsed.stream,
+        response_format=parsed.response_format,
+        tools=parsed.tools,
+        tool_choice=parsed.tool_choice,
+        parallel_tool_calls=parsed.parallel_tool_calls,
+        seed=parsed.seed,
+        presence_penalty=parsed.presence_penalty,
+        frequency_penalty=parsed.frequency_penalty,
     )
     return TaskSubmitted(
         task_id=new_id(),
@@ -109,7 +118,7 @@ def build_task(parsed: ChatCompletionRequest, principal: Principal, *, priority:
 def raise_for_failure(failed: TaskFailed) -> None:
     if failed.error_code in CLIENT_FAILURES:
         error = CLIENT_FAILURES[failed.error_code]
-        param = "model" if error is ModelNotFoundError else None
+        param = "model" if failed.error_code in ("model_not_found", "model_lacks_capability") else None
         raise error(failed.error_message, code=failed.error_code, param=param)
     if failed.error_code in UNAVAILABLE_FAILURES:
         raise ServiceUnavailable(failed.error_message, code=failed.error_code)
@@ -139,8 +148,16 @@ def completion_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
             finish_reason=done.finish_reason,
             prompt=done.usage.prompt_tokens,
             completion=done.usage.completion_tokens,
+            tool_calls=done.tool_calls,
         )
     )
+
+
+def tool_call_deltas(done: TaskCompleted) -> dict[str, Any]:
+    """A streamed answer's tool calls, sent whole in one delta when the answer is complete (OpenAI's
+    clients accumulate `tool_calls` deltas by index, so one delta per call is a valid stream)."""
+    calls = [{"index": i, **c.model_dump(mode="json")} for i, c in enumerate(done.tool_calls or [])]
+    return {"tool_calls": calls}
 
 
 def _sse(obj: object) -> bytes:
@@ -226,7 +243,15 @@ async def stream_events(
                         task_id=task.task_id,
                         created=created,
                         model=model,
-                        delta={"role": "assistant", "content": item.content},
+                        delta={"role": "assistant", "content": item.content or None}
+                        if item.tool_calls
+                        else {"role": "assistant", "content": item.content},
+                    )
+                )
+            if item.tool_calls:
+                yield _sse(
+                    chunk_body(
+                        task_id=task.task_id, created=created, model=model, delta=tool_call_deltas(item)
                     )
                 )
             yield _sse(

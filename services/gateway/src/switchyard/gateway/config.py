@@ -1,14 +1,21 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
 
 from switchyard.common.config import CommonSettings
+from switchyard.gateway.cache.models import CacheRule
 from switchyard.gateway.limits.models import Limits
 
 
 class GatewaySettings(CommonSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    http_reuse_port: bool = Field(
+        default=False, description="bind with SO_REUSEPORT, so several gateway processes share the port"
+    )
     task_timeout_s: float = Field(default=120.0, gt=0, description="how long a request waits for its task")
     max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="larger bodies get 413")
     max_prompt_chars: int = Field(default=400_000, gt=0, description="larger prompts get 413")
@@ -34,6 +41,54 @@ class GatewaySettings(CommonSettings):
     budget_default_max_tokens: int = Field(
         default=4096, gt=0, description="output tokens reserved for a request that sets no max_tokens"
     )
+
+    # Guardrails (guardrails/): these are the defaults; SWITCHYARD_GUARDRAILS_PATH names a YAML file that
+    # overrides them by plan and by tenant (`defaults:`, `plans: {free: ...}`, `tenants: {<id>: ...}`).
+    guardrails_enabled: bool = True
+    guardrails_path: Path | None = None
+    guardrail_injection: Literal["off", "refuse"] = "refuse"
+    guardrail_pii: Literal["off", "redact", "refuse"] = "off"
+    guardrail_pii_output: bool = False
+    guardrail_max_prompt_tokens: int | None = Field(default=None, gt=0)
+
+    # Response cache (cache/): off unless enabled. `cache_plans` / `cache_tenants` (JSON) override these
+    # defaults by plan, then by tenant id: {"free": {"semantic": false, "ttl_s": 600}}.
+    cache_enabled: bool = False
+    cache_semantic: bool = Field(default=True, description="semantic lookups (when the cache is on)")
+    cache_ttl_s: float = Field(default=3600.0, gt=0, description="how long an answer is reused")
+    cache_max_ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0, description="the KV bucket's max age")
+    cache_semantic_threshold: float = Field(default=0.92, gt=0, le=1, description="min cosine similarity")
+    cache_semantic_multi_turn: bool = False
+    cache_semantic_tools: bool = False
+    cache_plans: dict[str, CacheRule] = Field(default_factory=dict)
+    cache_tenants: dict[str, CacheRule] = Field(default_factory=dict)
+    qdrant_url: str | None = Field(default=None, description="a Qdrant server; unset: embedded Qdrant Edge")
+    qdrant_api_key: SecretStr | None = None
+    qdrant_collection: str = "switchyard_cache"
+    models_dir: Path | None = Field(default=None, description="root of the built ONNX embedding model")
+    cache_build_models: bool = Field(default=True, description="build the ONNX files on start if missing")
+
+    # Key guessing: repeated authentication failures from one client address, or against one API-key
+    # prefix, within a window are answered 429 until the window ends (shared by replicas via KV).
+    auth_lockout_enabled: bool = True
+    auth_lockout_window_s: int = Field(default=300, gt=0)
+    auth_lockout_client_failures: int = Field(default=50, gt=0)
+    auth_lockout_prefix_failures: int = Field(default=20, gt=0)
+
+    # OIDC single sign-on (off unless an issuer is set): bearer JWTs from this issuer, for this audience.
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = Field(default=None, description="default: from the issuer's discovery")
+    oidc_algorithms: str = Field(default="RS256 ES256 EdDSA", description="space-separated allow-list")
+    oidc_leeway_s: float = Field(default=30.0, ge=0, le=300)
+    oidc_org_claim: str = "org"
+    oidc_org_match: Literal["name", "id"] = "name"
+    oidc_role_claim: str = "role"
+    oidc_default_role: Literal["admin", "member", "auditor", "billing"] = "member"
+    oidc_email_claim: str = "email"
+    oidc_create_users: bool = False
+    oidc_jwks_max_age_s: float = Field(default=3600.0, gt=0)
+    oidc_jwks_min_refresh_s: float = Field(default=30.0, ge=0)
 
     def limits(self) -> Limits:
         return Limits(

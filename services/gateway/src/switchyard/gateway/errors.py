@@ -55,6 +55,14 @@ class RequestTooLarge(APIError):
     code = "request_too_large"
 
 
+class GuardrailRefused(APIError):
+    """A guardrail refused the prompt: 400 (injection, PII) or 413 (size), with the guardrail's code."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "guardrail_refused"
+
+
 class AuthenticationFailed(APIError):
     status = 401
     type = "authentication_error"

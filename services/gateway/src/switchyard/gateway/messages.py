@@ -11,7 +11,16 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from switchyard.common.events import ChatMessage, TaskCompleted, TaskFailed, TaskSubmitted
+from switchyard.common.events import (
+    ChatMessage,
+    FunctionCall,
+    FunctionSpec,
+    TaskCompleted,
+    TaskFailed,
+    TaskSubmitted,
+    ToolCall,
+    ToolSpec,
+)
 from switchyard.common.streaming import Chunk
 from switchyard.gateway.completions import chained
 from switchyard.gateway.errors import InvalidRequest, RequestTooLarge
@@ -38,6 +47,21 @@ class InputMessage(BaseModel):
     content: str | list[TextBlock]
 
 
+class Tool(BaseModel):
+    """A client tool (`custom`); Anthropic's server tools (web search, code execution) are not served."""
+
+    name: str = Field(min_length=1, max_length=256)
+    description: str | None = None
+    input_schema: dict[str, Any]
+    type: Literal["custom"] | None = None
+
+
+class ToolChoice(BaseModel):
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = None
+    disable_parallel_tool_use: bool | None = None
+
+
 class MessagesRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -49,15 +73,91 @@ class MessagesRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=1)
     top_p: float | None = Field(default=None, ge=0, le=1)
     stop_sequences: list[str] | None = None
+    tools: list[Tool] | None = Field(default=None, max_length=128)
+    tool_choice: ToolChoice | None = None
+
+
+TOOL_BLOCKS = ("tool_use", "tool_result")
 
 
 def _text(content: str | list[TextBlock]) -> str:
     if isinstance(content, str):
         return content
-    unsupported = sorted({b.type for b in content if b.type != "text"})
+    unsupported = sorted({b.type for b in content if b.type not in ("text", *TOOL_BLOCKS)})
     if unsupported:
         raise InvalidRequest(f"content blocks of type {unsupported} are not supported here", param="messages")
-    return "\n".join(b.text or "" for b in content)
+    return "\n".join(b.text or "" for b in content if b.type == "text")
+
+
+def _extra(block: TextBlock, name: str) -> Any:
+    return (block.model_extra or {}).get(name)
+
+
+def chat_messages(message: InputMessage) -> list[ChatMessage]:
+    """One Anthropic turn as pipeline messages: `tool_use` blocks become the assistant's tool calls, and
+    each `tool_result` block a `tool` message answering its call (before any text of the same turn)."""
+    text = _text(message.content)
+    if isinstance(message.content, str):
+        return [ChatMessage(role=message.role, content=text)]
+    out: list[ChatMessage] = []
+    calls: list[ToolCall] = []
+    for block in message.content:
+        if block.type == "tool_use":
+            if not _extra(block, "id") or not _extra(block, "name"):
+                raise InvalidRequest("a tool_use block needs an id and a name", param="messages")
+            arguments = orjson.dumps(_extra(block, "input") or {}).decode()
+            calls.append(
+                ToolCall(
+                    id=str(_extra(block, "id")),
+                    function=FunctionCall(name=str(_extra(block, "name")), arguments=arguments),
+                )
+            )
+        elif block.type == "tool_result":
+            out.append(
+                ChatMessage(
+                    role="tool",
+                    tool_call_id=str(_extra(block, "tool_use_id") or ""),
+                    content=_result_text(block),
+                )
+            )
+    if message.role == "assistant":
+        return [ChatMessage(role="assistant", content=text or None, tool_calls=calls or None)]
+    if text or not out:
+        out.append(ChatMessage(role="user", content=text))
+    return out
+
+
+def _result_text(block: TextBlock) -> str:
+    content = _extra(block, "content")
+    if isinstance(content, list):
+        return "\n".join(
+            str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text"
+        )
+    return "" if content is None else str(content)
+
+
+def pipeline_tools(
+    parsed: MessagesRequest,
+) -> tuple[list[ToolSpec] | None, str | dict[str, Any] | None, bool | None]:
+    """Anthropic's tools and tool_choice in the pipeline's (OpenAI's) terms."""
+    if not parsed.tools:
+        return None, None, None
+    tools = [
+        ToolSpec(function=FunctionSpec(name=t.name, description=t.description, parameters=t.input_schema))
+        for t in parsed.tools
+    ]
+    choice = parsed.tool_choice
+    if choice is None:
+        return tools, None, None
+    if choice.type == "tool" and not choice.name:
+        raise InvalidRequest("tool_choice of type tool needs a name", param="tool_choice")
+    mapped: str | dict[str, Any] = (
+        {"type": "function", "function": {"name": choice.name}}
+        if choice.type == "tool"
+        else {"auto": "auto", "any": "required", "none": "none"}[choice.type]
+    )
+    parallel = False if choice.disable_parallel_tool_use else None
+    return tools, mapped, parallel
 
 
 def model_name(model: str) -> str:
@@ -81,7 +181,9 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
         code = "missing_field" if err["type"] == "missing" else "invalid_value"
         raise InvalidRequest(f"{param or 'body'}: {err['msg']}", code=code, param=param) from exc
     messages = [ChatMessage(role="system", content=_text(parsed.system))] if parsed.system else []
-    messages += [ChatMessage(role=m.role, content=_text(m.content)) for m in parsed.messages]
+    for m in parsed.messages:
+        messages += chat_messages(m)
+    tools, tool_choice, parallel = pipeline_tools(parsed)
     chars = sum(len(m.text()) for m in messages)
     if chars > max_prompt_chars:
         raise RequestTooLarge(
@@ -95,17 +197,32 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
         temperature=parsed.temperature,
         top_p=parsed.top_p,
         stop=parsed.stop_sequences,
+        tools=tools,
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel,
     )
 
 
+def tool_use_blocks(done: TaskCompleted) -> list[dict[str, Any]]:
+    out = []
+    for call in done.tool_calls or []:
+        try:
+            arguments = orjson.loads(call.function.arguments or "{}")
+        except orjson.JSONDecodeError:
+            arguments = {"input": call.function.arguments}
+        out.append({"type": "tool_use", "id": call.id, "name": call.function.name, "input": arguments})
+    return out
+
+
 def message_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
+    text = [{"type": "text", "text": done.content}] if done.content or not done.tool_calls else []
     return orjson.dumps(
         {
             "id": f"msg_{task.task_id}",
             "type": "message",
             "role": "assistant",
             "model": done.model,
-            "content": [{"type": "text", "text": done.content}],
+            "content": text + tool_use_blocks(done),
             "stop_reason": STOP_REASONS.get(done.finish_reason, "end_turn"),
             "stop_sequence": None,
             "usage": {
@@ -173,6 +290,14 @@ async def stream_events(
                     "content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": item.content}}
                 )
             yield _event("content_block_stop", {"index": 0})
+            for index, block in enumerate(tool_use_blocks(item), start=1):
+                arguments = orjson.dumps(block["input"]).decode()
+                yield _event("content_block_start", {"index": index, "content_block": {**block, "input": {}}})
+                yield _event(
+                    "content_block_delta",
+                    {"index": index, "delta": {"type": "input_json_delta", "partial_json": arguments}},
+                )
+                yield _event("content_block_stop", {"index": index})
             delta = {"stop_reason": STOP_REASONS.get(item.finish_reason, "end_turn"), "stop_sequence": None}
             usage = {"input_tokens": item.usage.prompt_tokens, "output_tokens": item.usage.completion_tokens}
             yield _event("message_delta", {"delta": delta, "usage": usage})

@@ -10,3 +10,18 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
 TASKS = Counter("switchyard_gateway_tasks_total", "Tasks by outcome", ["outcome"])
+CACHE = Counter(
+    "switchyard_gateway_cache_total",
+    "Response cache lookups and stores (kind: exact, semantic, any; outcome: hit, miss, bypass, stored)",
+    ["kind", "outcome"],
+)
+GUARDRAILS = Counter(
+    "switchyard_gateway_guardrail_total",
+    "Guardrail refusals and redactions (stage: input, output; action: refused, redacted)",
+    ["guardrail", "stage", "action"],
+)
+AUTH_FAILURES = Counter(
+    "switchyard_gateway_auth_failures_total",
+    "Failed authentications by reason code, and requests throttled for repeated failures",
+    ["reason", "credential"],
+)

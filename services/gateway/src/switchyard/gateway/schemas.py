@@ -6,7 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from switchyard.common.events import ChatMessage
+from switchyard.common.events import ChatMessage, ToolCall, ToolSpec
+
+RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 
 
 class StreamOptions(BaseModel):
@@ -28,6 +30,13 @@ class ChatCompletionRequest(BaseModel):
     n: int = Field(default=1, ge=1, le=1)
     stop: str | list[str] | None = None
     user: str | None = None
+    response_format: dict[str, Any] | None = None
+    tools: list[ToolSpec] | None = Field(default=None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    seed: int | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
 
     @field_validator("stop")
     @classmethod
@@ -36,13 +45,49 @@ class ChatCompletionRequest(BaseModel):
             return [v]
         return v
 
+    @field_validator("response_format")
+    @classmethod
+    def _known_format(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is None:
+            return None
+        if v.get("type") not in RESPONSE_FORMATS:
+            raise ValueError(f"type must be one of {', '.join(RESPONSE_FORMATS)}")
+        if v["type"] == "json_schema":
+            spec = v.get("json_schema")
+            if not isinstance(spec, dict) or not isinstance(spec.get("schema", {}), dict):
+                raise ValueError("json_schema must be an object with a `schema` object")
+        return v
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _known_choice(cls, v: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        if isinstance(v, dict) and not (
+            v.get("type") == "function" and isinstance((v.get("function") or {}).get("name"), str)
+        ):
+            raise ValueError(
+                'must be "none", "auto", "required" or {"type": "function", "function": {"name"}}'
+            )
+        return v
+
     def limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
 
 def completion_body(
-    *, task_id: str, created: int, model: str, content: str, finish_reason: str, prompt: int, completion: int
+    *,
+    task_id: str,
+    created: int,
+    model: str,
+    content: str,
+    finish_reason: str,
+    prompt: int,
+    completion: int,
+    tool_calls: list[ToolCall] | None = None,
 ) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if tool_calls:
+        message["content"] = content or None  # OpenAI sends null content with tool calls
+        message["tool_calls"] = [c.model_dump(mode="json") for c in tool_calls]
     return {
         "id": f"chatcmpl-{task_id}",
         "object": "chat.completion",
@@ -51,7 +96,7 @@ def completion_body(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": content},
+                "message": message,
                 "finish_reason": finish_reason,
                 "logprobs": None,
             }

@@ -4,6 +4,7 @@ messages): authenticate, read and validate, admit (limits, budget), run the task
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,8 +13,10 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from switchyard.common.events import TaskCompleted, TaskSubmitted
-from switchyard.gateway import completions, messages
+from switchyard.gateway import completions, messages, overhead
 from switchyard.gateway.auth import authenticate
+from switchyard.gateway.cache import replay
+from switchyard.gateway.errors import request_id_of
 from switchyard.gateway.schemas import ChatCompletionRequest
 from switchyard.gateway.state import gateway_of
 from switchyard.gateway.taskapi.models import TaskState
@@ -31,24 +34,42 @@ ANTHROPIC = Face(messages.parse_request, messages.message_json, messages.stream_
 
 
 async def serve(request: Request, face: Face) -> Response:
+    started = getattr(request.state, "started", None) or time.perf_counter()
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
     body = await completions.read_body(request, limit=gw.settings.max_body_bytes)
     parsed = face.parse(body, max_prompt_chars=gw.settings.max_prompt_chars)
+    if gw.guardrails is not None:
+        parsed = await gw.guardrails.screen_input(parsed, principal=principal, **_where(request))
     await gw.catalog.check(parsed.model)
     task = completions.build_task(parsed, principal, priority=request.headers.get("x-switchyard-priority"))
+    cached = await replay.look_up(gw.cache, request, principal, task)
     admitted = await gw.admission.admit(principal, task.request, providers=await gw.catalog.providers())
-    headers = {"x-switchyard-task-id": task.task_id, **admitted.headers}
+    headers = {"x-switchyard-task-id": task.task_id, **admitted.headers, **(cached.headers if cached else {})}
+    if cached is not None and cached.hit is not None and gw.cache is not None:
+        return await replay.answer(gw.cache, face, parsed, task, cached, admitted, headers)
     timeout = gw.settings.task_timeout_s
-    if not parsed.stream:
+    # Output guardrails need the whole answer: a stream is then answered whole, as one SSE event.
+    whole = parsed.stream and gw.guardrails is not None and gw.guardrails.screens_output(principal)
+    if not parsed.stream or whole:
         try:
             done = await completions.complete(gw.tasks, task, timeout_s=timeout)
             admitted.observe(done)
         finally:
             await admitted.close()
+        if gw.guardrails is not None:
+            done = await gw.guardrails.screen_output(done, principal=principal, **_where(request))
+        if cached is not None and gw.cache is not None:
+            await gw.cache.keep(cached, done)
         headers["x-switchyard-model"] = done.model
         headers["x-switchyard-tier"] = done.tier
-        return Response(face.render(task, done), media_type="application/json", headers=headers)
+        if whole:
+            headers.update(overhead.headers(started, done))
+            sse = _whole(face, parsed, task, done, timeout)
+            return StreamingResponse(sse, media_type="text/event-stream", headers=headers)
+        content = face.render(task, done)
+        headers.update(overhead.headers(started, done))
+        return Response(content, media_type="application/json", headers=headers)
     try:
         head, rest = await completions.open_stream(gw.tasks, task, timeout_s=timeout)
     except BaseException:
@@ -65,6 +86,8 @@ async def serve(request: Request, face: Face) -> Response:
                 yield chunk
         finally:
             await admitted.close()
+            if cached is not None and gw.cache is not None and admitted.outcome is not None:
+                await gw.cache.keep(cached, admitted.outcome)
 
     return StreamingResponse(body_then_settle(), media_type="text/event-stream", headers=headers)
 
@@ -76,6 +99,8 @@ async def submit(request: Request) -> TaskState:
     body = await completions.read_body(request, limit=gw.settings.max_body_bytes)
     parsed = completions.parse_request(body, max_prompt_chars=gw.settings.max_prompt_chars)
     parsed = parsed.model_copy(update={"stream": False})
+    if gw.guardrails is not None:
+        parsed = await gw.guardrails.screen_input(parsed, principal=principal, **_where(request))
     await gw.catalog.check(parsed.model)
     task = completions.build_task(parsed, principal, priority=request.headers.get("x-switchyard-priority"))
     admitted = await gw.admission.admit(principal, task.request, providers=await gw.catalog.providers())
@@ -84,6 +109,31 @@ async def submit(request: Request) -> TaskState:
     except BaseException:
         await admitted.close()
         raise
+
+
+async def read_task(request: Request, task_id: str, *, cancel: bool = False) -> TaskState:
+    """The task API's status read (or cancellation): its result passes the output guardrails."""
+    gw = gateway_of(request)
+    principal = await authenticate(request, gw.verifier)
+    state = await (gw.runs.cancel if cancel else gw.runs.get)(principal=principal, task_id=task_id)
+    if gw.guardrails is not None:
+        state = await gw.guardrails.screen_task(state, principal=principal, **_where(request))
+    return state
+
+
+def _whole(
+    face: Face, parsed: ChatCompletionRequest, task: TaskSubmitted, done: TaskCompleted, timeout: float
+) -> AsyncIterator[bytes]:
+    async def nothing() -> AsyncIterator[Any]:
+        return
+        yield
+
+    include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
+    return face.stream(task, [done], nothing(), timeout_s=timeout, include_usage=include_usage)
+
+
+def _where(request: Request) -> dict[str, str]:
+    return {"request_id": request_id_of(request), "endpoint": request.url.path}
 
 
 def schema_of(model: Any) -> dict[str, Any]:

@@ -10,9 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from switchyard.common.bus import EventPublisher
 from switchyard.gateway.access.changes import AuthChanges
+from switchyard.gateway.access.lockout import Lockout
+from switchyard.gateway.access.oidc import OidcVerifier
 from switchyard.gateway.admission import Admission
+from switchyard.gateway.cache.service import ResponseCache
 from switchyard.gateway.catalog import Catalog
 from switchyard.gateway.config import GatewaySettings
+from switchyard.gateway.guardrails.service import Guardrails
 from switchyard.gateway.limits.service import RateLimiter
 from switchyard.gateway.taskapi.service import TaskRuns
 from switchyard.gateway.tasks import TaskClient
@@ -33,6 +37,10 @@ class Gateway:
     limiter: RateLimiter
     admission: Admission
     runs: TaskRuns
+    guardrails: Guardrails | None = None
+    cache: ResponseCache | None = None
+    sso: OidcVerifier | None = None
+    lockout: Lockout | None = None
 
 
 def gateway_of(request: Request) -> Gateway:

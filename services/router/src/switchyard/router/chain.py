@@ -26,11 +26,16 @@ def rank(tier: str) -> int:
 
 
 def needs(request: ChatRequest) -> set[str]:
-    """Capabilities a model must have to serve the request."""
+    """Capabilities a model must have to serve the request: images in it need vision; tools offered, or
+    tool calls and results in the conversation, need tools; a JSON response format needs JSON mode."""
     out: set[str] = set()
     for m in request.messages:
         if isinstance(m.content, list) and any(p.get("type") == "image_url" for p in m.content):
             out.add("vision")
+    if request.uses_tools():
+        out.add("tools")
+    if request.json_format() is not None:
+        out.add("json_mode")
     return out
 
 
@@ -78,7 +83,7 @@ def build_chain(
             reason = f"provider {spec.provider} not available"
         elif prompt_tokens + output_tokens > spec.context_window:
             reason = f"prompt exceeds the context window ({spec.context_window} tokens)"
-        elif missing and spec.provider != "local":
+        elif missing:  # the local model too: it would ignore the images or tools, not refuse them
             reason = f"lacks {', '.join(sorted(missing))}"
         elif max_tier is not None and rank(spec.tier) > rank(max_tier) and cost > 0:
             reason = f"budget low: tiers above {max_tier} are not used"

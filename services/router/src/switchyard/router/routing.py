@@ -33,6 +33,12 @@ class UnknownModel(SwitchyardError):
     code = "model_not_found"
 
 
+class ModelLacksCapability(UnknownModel):
+    """The client named a model the policy says cannot serve the request (tools, JSON mode, images)."""
+
+    code = "model_lacks_capability"
+
+
 def estimate_prompt_tokens(request: ChatRequest) -> int:
     """A cheap estimate (~4 characters a token plus per-message overhead), when no tokenizer is given."""
     chars = sum(len(m.text()) for m in request.messages)
@@ -92,7 +98,7 @@ def decide(
         effective = effective.model_copy(update={"thresholds": moved})
     output_tokens = request.max_tokens or effective.output_tokens(classification.type)
     if request.model != AUTO:
-        return _pinned(request.model, effective, available, tokens, output_tokens)
+        return _pinned(request.model, effective, available, tokens, output_tokens, required=needs(request))
 
     signals = health or {}
     money = budget_state(headroom_usd, effective)
@@ -107,18 +113,20 @@ def decide(
             wanted = max_tier
     cost_mode = money in ("low", "exhausted") or wanted in ("fast", "local")
     order = model_order(effective, task_type=classification.type, wanted=wanted, cost_mode=cost_mode)
+    required = needs(request)
     chain = build_chain(
         effective,
         order=order,
         available=available,
-        required=needs(request),
+        required=required,
         prompt_tokens=tokens,
         output_tokens=output_tokens,
         headroom_usd=headroom_usd,
         max_tier=max_tier,
     )
     if not chain.kept:
-        raise NoProviderAvailable("no configured provider can serve this task")
+        needed = f" (it needs {', '.join(sorted(required))})" if required else ""
+        raise NoProviderAvailable(f"no configured provider can serve this task{needed}")
     chain = reorder_by_health(chain, effective, signals)
     candidates = [_candidate(s, tokens, output_tokens) for s in chain.kept]
     healthy = len(candidates) - len(chain.demoted)
@@ -193,8 +201,16 @@ def _why(wanted: str, got: str, complexity: float, policy: Policy) -> str:
 
 
 def _pinned(
-    model: str, policy: Policy, available: set[str], prompt_tokens: int, output_tokens: int
+    model: str,
+    policy: Policy,
+    available: set[str],
+    prompt_tokens: int,
+    output_tokens: int,
+    *,
+    required: set[str],
 ) -> RoutingDecision:
+    """A model the policy does not list is passed through as asked; a listed one must have what the
+    request needs, or the client hears why instead of an answer that ignored its tools or schema."""
     spec = policy.model(model)
     if spec is None:
         provider, _, upstream = model.partition("/")
@@ -204,6 +220,12 @@ def _pinned(
     else:
         if spec.provider not in available:
             raise NoProviderAvailable(f"the model '{model}' is configured but its provider is not available")
+        missing = required - set(spec.capabilities)
+        if missing:
+            raise ModelLacksCapability(
+                f"the model '{model}' lacks {', '.join(sorted(missing))}, which this request needs; "
+                'use model "auto" to route to a model that has it'
+            )
         candidate = _candidate(spec, prompt_tokens, output_tokens)
     return RoutingDecision(
         strategy="single",

@@ -1,13 +1,17 @@
 """Versioned event payloads, one module per bounded context, and the registry of CloudEvents types."""
 
 from switchyard.common.events.admin import AdminActionRecorded
-from switchyard.common.events.billing import UsageRecorded
-from switchyard.common.events.gateway import TaskCancelled
+from switchyard.common.events.billing import BudgetAlert, UsageRecorded
+from switchyard.common.events.feedback import TaskFeedback
+from switchyard.common.events.gateway import AuthFailureRecorded, GuardrailTriggered, TaskCancelled
 from switchyard.common.events.registry import EVENT_TYPES, event_model, event_type_of
 from switchyard.common.events.tasks import (
+    CacheHit,
     ChatMessage,
     ChatRequest,
     Classification,
+    FunctionCall,
+    FunctionSpec,
     ProviderCallRecorded,
     RouteCandidate,
     RoutingDecision,
@@ -17,15 +21,23 @@ from switchyard.common.events.tasks import (
     TaskRouted,
     TaskSubmitted,
     TaskTimedOut,
+    ToolCall,
+    ToolSpec,
     Usage,
 )
 
 __all__ = [
     "EVENT_TYPES",
     "AdminActionRecorded",
+    "AuthFailureRecorded",
+    "BudgetAlert",
+    "CacheHit",
     "ChatMessage",
     "ChatRequest",
     "Classification",
+    "FunctionCall",
+    "FunctionSpec",
+    "GuardrailTriggered",
     "ProviderCallRecorded",
     "RouteCandidate",
     "RoutingDecision",
@@ -33,9 +45,12 @@ __all__ = [
     "TaskClassified",
     "TaskCompleted",
     "TaskFailed",
+    "TaskFeedback",
     "TaskRouted",
     "TaskSubmitted",
     "TaskTimedOut",
+    "ToolCall",
+    "ToolSpec",
     "Usage",
     "UsageRecorded",
     "event_model",

@@ -24,6 +24,8 @@ AdminActionName = Literal[
     "key.rotated",
     "key.revoked",
     "throttle.set",
+    "webhook.created",
+    "webhook.deleted",
 ]
 
 
@@ -35,7 +37,7 @@ class AdminActionRecorded(EventPayload):
     tenant_id: str = Field(description="the organisation the change belongs to")
     actor_user_id: str | None = Field(default=None, description="who did it (user id)")
     actor_key_id: str | None = Field(default=None, description="with which credential (key id, or jwt:<sub>)")
-    target_type: Literal["organization", "user", "key", "throttle"]
+    target_type: Literal["organization", "user", "key", "throttle", "webhook"]
     target_id: str
     changes: dict[str, Any] = Field(default_factory=dict, description="the fields set; never a secret")
     request_id: str | None = None

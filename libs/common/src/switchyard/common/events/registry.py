@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from switchyard.common.events.admin import AdminActionRecorded
 from switchyard.common.events.base import EventPayload
-from switchyard.common.events.billing import UsageRecorded
-from switchyard.common.events.gateway import TaskCancelled
+from switchyard.common.events.billing import BudgetAlert, UsageRecorded
+from switchyard.common.events.feedback import TaskFeedback
+from switchyard.common.events.gateway import AuthFailureRecorded, GuardrailTriggered, TaskCancelled
 from switchyard.common.events.tasks import (
     ProviderCallRecorded,
     TaskClassified,
@@ -25,8 +26,12 @@ _MODELS: tuple[type[EventPayload], ...] = (
     TaskFailed,
     TaskTimedOut,
     UsageRecorded,
+    BudgetAlert,
     AdminActionRecorded,
     TaskCancelled,
+    GuardrailTriggered,
+    AuthFailureRecorded,
+    TaskFeedback,
 )
 EVENT_TYPES: dict[str, type[EventPayload]] = {m.EVENT_TYPE: m for m in _MODELS}
 

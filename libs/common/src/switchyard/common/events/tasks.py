@@ -19,12 +19,43 @@ Strategy = Literal["single", "parallel", "cascade"]
 ParallelMode = Literal["race", "best_of"]
 
 
+class FunctionCall(BaseModel):
+    name: str = Field(min_length=1, max_length=256)
+    arguments: str = "{}"  # a JSON object, as a string (OpenAI's shape; adapters parse it)
+
+
+class ToolCall(BaseModel):
+    """A call the model asks the caller to make, in OpenAI's shape (every face and adapter maps to it)."""
+
+    id: str = Field(min_length=1, max_length=256)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class FunctionSpec(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1, max_length=256)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # JSON Schema of the arguments
+    strict: bool | None = None
+
+
+class ToolSpec(BaseModel):
+    """A tool the model may call, in OpenAI's shape."""
+
+    type: Literal["function"] = "function"
+    function: FunctionSpec
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "user", "assistant", "tool", "developer"]
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None  # an assistant turn that called tools
+    tool_call_id: str | None = None  # a `tool` turn: the result of that call
 
     def text(self) -> str:
         """The message's text, with content parts of type text joined."""
@@ -48,9 +79,33 @@ class ChatRequest(BaseModel):
     stop: list[str] | None = None
     stream: bool = False
     response_format: dict[str, Any] | None = None  # OpenAI's {"type": "json_object" | "json_schema", ...}
+    tools: list[ToolSpec] | None = None
+    tool_choice: str | dict[str, Any] | None = None  # "auto", "none", "required" or a named function
+    parallel_tool_calls: bool | None = None
+    seed: int | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
 
     def prompt_text(self) -> str:
         return "\n".join(m.text() for m in self.messages)
+
+    def json_format(self) -> str | None:
+        """`json_object` or `json_schema` when the client asked for JSON, else None."""
+        kind = (self.response_format or {}).get("type")
+        return kind if kind in ("json_object", "json_schema") else None
+
+    def json_schema(self) -> dict[str, Any] | None:
+        """The schema of a `json_schema` response format."""
+        if self.json_format() != "json_schema":
+            return None
+        schema = ((self.response_format or {}).get("json_schema") or {}).get("schema")
+        return schema if isinstance(schema, dict) else None
+
+    def uses_tools(self) -> bool:
+        """Tools are offered, or the conversation holds tool calls or results: a model must speak tools."""
+        if self.tools and self.tool_choice != "none":
+            return True
+        return any(m.tool_calls or m.role == "tool" for m in self.messages)
 
 
 class Usage(BaseModel):
@@ -157,6 +212,17 @@ class ProviderCallRecorded(EventPayload):
     usage_estimated: bool = False  # the upstream reported no usage (e.g. a cancelled call): counted here
 
 
+class CacheHit(BaseModel):
+    """The gateway answered from its cache instead of a provider: no provider was called, and billing
+    records the answer at zero provider cost with its tokens marked cached."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["exact", "semantic"]
+    source_task_id: str  # the task whose answer was reused
+    similarity: float | None = None  # semantic hits: cosine similarity of the two prompts
+
+
 class TaskCompleted(EventPayload):
     EVENT_TYPE = "switchyard.task.completed.v1"
 
@@ -170,9 +236,14 @@ class TaskCompleted(EventPayload):
     content: str
     finish_reason: str
     usage: Usage
+    tool_calls: list[ToolCall] | None = None
     attempts: int
     latency_ms: float
+    # Wall time the executor spent waiting on provider calls (overlapping calls counted once): the gateway
+    # subtracts it from its own time to report `x-switchyard-overhead-ms`.
+    provider_ms: float | None = None
     completed_at: datetime
+    cache: CacheHit | None = None  # set when the answer came from the gateway's cache (attempts: 0)
 
 
 class TaskFailed(EventPayload):

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from switchyard.common.events import ChatMessage, ChatRequest, Usage
+from switchyard.common.events import ChatMessage, ChatRequest, ToolCall, ToolSpec, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,15 @@ class ProviderCall:
     top_p: float | None = None
     stop: Sequence[str] | None = None
     timeout_s: float | None = None
+    # What the client asked beyond plain text, in OpenAI's terms; each adapter translates what its
+    # provider supports (the router sends tool and JSON tasks only to models with those capabilities).
+    response_format: dict[str, Any] | None = None
+    tools: Sequence[ToolSpec] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
 
     @classmethod
     def from_request(cls, request: ChatRequest, *, model: str) -> ProviderCall:
@@ -35,7 +44,25 @@ class ProviderCall:
             temperature=request.temperature,
             top_p=request.top_p,
             stop=tuple(request.stop) if request.stop else None,
+            response_format=request.response_format,
+            tools=tuple(request.tools) if request.tools else None,
+            tool_choice=request.tool_choice,
+            parallel_tool_calls=request.parallel_tool_calls,
+            seed=request.seed,
+            presence_penalty=request.presence_penalty,
+            frequency_penalty=request.frequency_penalty,
         )
+
+    def json_format(self) -> str | None:
+        """`json_object` or `json_schema` when JSON was asked for."""
+        kind = (self.response_format or {}).get("type")
+        return kind if kind in ("json_object", "json_schema") else None
+
+    def json_schema(self) -> dict[str, Any] | None:
+        if self.json_format() != "json_schema":
+            return None
+        schema = ((self.response_format or {}).get("json_schema") or {}).get("schema")
+        return schema if isinstance(schema, dict) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +73,7 @@ class Reply:
     finish_reason: str
     model: str
     usage: Usage = field(default_factory=Usage)
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +81,7 @@ class TextDelta:
     text: str
 
 
-# A stream yields text deltas and ends with the whole Reply (content, finish reason, usage).
+# A stream yields text deltas and ends with the whole Reply (content, tool calls, finish reason, usage).
 StreamPart = TextDelta | Reply
 
 

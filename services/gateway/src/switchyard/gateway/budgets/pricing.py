@@ -47,6 +47,8 @@ def worst_case_micro(
 
 def actual_micro(policy: Policy, done: TaskCompleted) -> int | None:
     """The real cost, or None when the model has no price here (the reservation then stands)."""
+    if done.cache is not None:  # answered from the gateway's cache: no provider was paid
+        return 0
     spec = policy.model(done.model)
     if spec is None:
         return None

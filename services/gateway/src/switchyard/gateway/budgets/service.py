@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from nats.js.kv import KeyValue
 
-from switchyard.common.budgets import BudgetHeadroom, write_headroom
+from switchyard.common.budgets import BudgetHeadroom, limit_key, write_headroom, write_limit
 from switchyard.gateway.budgets.pricing import MICRO
 from switchyard.gateway.errors import RateLimited
 from switchyard.gateway.limits.counters import Counters
@@ -84,10 +84,17 @@ class Reservation:
 
 class Budgets:
     def __init__(
-        self, counters: Counters, headroom: KeyValue, *, plan_daily_usd: dict[str, float | None] | None = None
+        self,
+        counters: Counters,
+        headroom: KeyValue,
+        *,
+        plan_daily_usd: dict[str, float | None] | None = None,
+        limits: KeyValue | None = None,
     ) -> None:
         self._counters = counters
         self._headroom = headroom
+        self._limits = limits  # ceilings for billing's budget alerts (switchyard.common.budgets)
+        self._limits_written: dict[str, int | None] = {}
         self._plan_daily = plan_daily_usd or PLAN_DAILY_USD
         self._pending: set[asyncio.Task[None]] = set()
 
@@ -105,6 +112,7 @@ class Budgets:
             )
             raise _exhausted(*refused[0], worst_case=worst_case)
         self._publish(principal, mine[0], results[0][1])
+        self._publish_limits(principal, mine)
         return Reservation(self, principal, mine, worst_case)
 
     async def adjust(self, principal: Principal, mine: list[Account], delta: int) -> None:
@@ -121,6 +129,28 @@ class Budgets:
         task = asyncio.create_task(self._put_headroom(principal.tenant_id, org, spent))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    def _publish_limits(self, principal: Principal, mine: list[Account]) -> None:
+        if self._limits is None:
+            return
+        for account in mine:
+            if account.scope == "user" and principal.user_id is None:
+                continue  # billing alerts users by user id; a service key has none
+            key = limit_key(principal.tenant_id, principal.user_id if account.scope == "user" else None)
+            if key in self._limits_written and self._limits_written[key] == account.ceiling:
+                continue
+            self._limits_written[key] = account.ceiling
+            task = asyncio.create_task(self._put_limit(key, account.ceiling))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _put_limit(self, key: str, ceiling: int | None) -> None:
+        assert self._limits is not None
+        try:
+            await write_limit(self._limits, key, ceiling)
+        except Exception as exc:  # alerts wait for the next reservation, which writes again
+            self._limits_written.pop(key, None)
+            log.warning("could not publish the budget limit %s: %s", key, exc)
 
     async def _put_headroom(self, tenant_id: str, org: Account, spent: int) -> None:
         try:

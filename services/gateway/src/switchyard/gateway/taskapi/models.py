@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from switchyard.common.events import ToolCall
+
 Status = Literal["queued", "completed", "failed", "cancelled", "timed_out"]
 TERMINAL = ("completed", "failed", "cancelled", "timed_out")
 
@@ -23,6 +25,7 @@ class TaskResult(BaseModel):
     content: str
     finish_reason: str
     usage: TaskUsage
+    tool_calls: list[ToolCall] | None = None
 
 
 class TaskError(BaseModel):

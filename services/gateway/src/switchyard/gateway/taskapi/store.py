@@ -38,6 +38,7 @@ def with_outcome(state: TaskState, outcome: TaskCompleted | TaskFailed) -> TaskS
             tier=outcome.tier,
             content=outcome.content,
             finish_reason=outcome.finish_reason,
+            tool_calls=outcome.tool_calls,
             usage=TaskUsage(
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,

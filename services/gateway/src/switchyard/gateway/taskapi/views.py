@@ -7,10 +7,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from switchyard.gateway import serving
-from switchyard.gateway.auth import authenticate
 from switchyard.gateway.openapi import INFERENCE_ERRORS
 from switchyard.gateway.schemas import ChatCompletionRequest
-from switchyard.gateway.state import gateway_of
 from switchyard.gateway.taskapi.models import TaskState
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=INFERENCE_ERRORS)
@@ -32,11 +30,9 @@ async def submit_task(request: Request) -> JSONResponse:
 
 @router.get("/{task_id}", response_model=TaskState, summary="A task's status, and its result once done")
 async def get_task(task_id: str, request: Request) -> TaskState:
-    gw = gateway_of(request)
-    return await gw.runs.get(principal=await authenticate(request, gw.verifier), task_id=task_id)
+    return await serving.read_task(request, task_id)
 
 
 @router.delete("/{task_id}", response_model=TaskState, summary="Cancel a task")
 async def cancel_task(task_id: str, request: Request) -> TaskState:
-    gw = gateway_of(request)
-    return await gw.runs.cancel(principal=await authenticate(request, gw.verifier), task_id=task_id)
+    return await serving.read_task(request, task_id, cancel=True)

@@ -14,7 +14,7 @@ router = APIRouter()
     "/v1/models",
     response_model=ModelList,
     summary="List the models this deployment serves",
-    responses={k: v for k, v in ERRORS.items() if k in (401, 403)},
+    responses={k: v for k, v in ERRORS.items() if k in (401, 403, 429, 503)},
 )
 async def list_models(request: Request) -> ModelList:
     gw = gateway_of(request)

@@ -14,6 +14,7 @@ from switchyard.executor.providers.anthropic.wire import (
     finish_reason,
     parse_reply,
     request_body,
+    tool_use,
     usage_of,
 )
 from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta
@@ -96,6 +97,8 @@ class AnthropicProvider:
         """message_start, content_block_start/delta/stop..., message_delta, message_stop (pings and
         unknown event types are skipped, as Anthropic asks clients to do)."""
         text: list[str] = []
+        blocks: dict[int, dict[str, Any]] = {}  # tool_use blocks by index
+        partial: dict[int, list[str]] = {}
         usage = Usage()
         model = call.model
         stop_reason: Any = None
@@ -112,11 +115,19 @@ class AnthropicProvider:
                     message = data.get("message") or {}
                     model = str(message.get("model") or model)
                     usage = usage_of(message.get("usage"), usage)
+                elif kind == "content_block_start":
+                    block = data.get("content_block") or {}
+                    if block.get("type") == "tool_use":
+                        blocks[int(data.get("index", 0))] = block
                 elif kind == "content_block_delta":
                     delta = data.get("delta") or {}
                     if delta.get("type") == "text_delta" and delta.get("text"):
                         text.append(delta["text"])
                         yield TextDelta(delta["text"])
+                    elif delta.get("type") == "input_json_delta":
+                        partial.setdefault(int(data.get("index", 0)), []).append(
+                            str(delta.get("partial_json") or "")
+                        )
                 elif kind == "message_delta":
                     stop_reason = (data.get("delta") or {}).get("stop_reason") or stop_reason
                     usage = usage_of(data.get("usage"), usage)
@@ -125,7 +136,14 @@ class AnthropicProvider:
                     break
         if not stopped:
             raise provider_error("network", "anthropic: the stream ended before message_stop")
-        yield Reply(content="".join(text), finish_reason=finish_reason(stop_reason), model=model, usage=usage)
+        calls = tuple(tool_use(b, arguments="".join(partial.get(i, []))) for i, b in sorted(blocks.items()))
+        yield Reply(
+            content="".join(text),
+            finish_reason=finish_reason(stop_reason),
+            model=model,
+            usage=usage,
+            tool_calls=calls,
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -8,10 +8,11 @@ from typing import Any
 import httpx
 
 from switchyard.common.errors import ProviderError
-from switchyard.common.events import ChatMessage, Usage
+from switchyard.common.events import ChatMessage, FunctionCall, ToolCall, Usage
 from switchyard.executor.providers.base import ProviderCall, Reply
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
 from switchyard.executor.providers.http import parse_json, retry_after
+from switchyard.executor.providers.tools import arguments_of, arguments_text, forced_function
 
 STOP_REASONS = {
     "end_turn": "stop",
@@ -35,8 +36,20 @@ _ERROR_KINDS: dict[str, ErrorKind] = {
 }
 
 
+# The Messages API has no JSON mode: the router sends JSON tasks to models with `json_mode`, so this is
+# only the fallback when a client names a Claude model and asks for JSON anyway.
+JSON_INSTRUCTION = "Answer with one JSON value only: no prose, no code fence."
+
+
 def request_body(call: ProviderCall, *, stream: bool, default_max_tokens: int) -> dict[str, Any]:
     system, messages = split_messages(call.messages)
+    json_format = call.json_format()
+    if json_format is not None:
+        schema = call.json_schema()
+        hint = JSON_INSTRUCTION
+        if schema:
+            hint += f" It must match this JSON Schema: {arguments_text(schema)}"
+        system = f"{system}\n\n{hint}" if system else hint
     body: dict[str, Any] = {
         "model": call.model,
         "max_tokens": call.max_tokens or default_max_tokens,
@@ -44,6 +57,18 @@ def request_body(call: ProviderCall, *, stream: bool, default_max_tokens: int) -
     }
     if system:
         body["system"] = system
+    if call.tools:
+        body["tools"] = [
+            {
+                "name": t.function.name,
+                "description": t.function.description or "",
+                "input_schema": t.function.parameters or {"type": "object", "properties": {}},
+            }
+            for t in call.tools
+        ]
+        choice = tool_choice(call.tool_choice, call.parallel_tool_calls)
+        if choice is not None:
+            body["tool_choice"] = choice
     if call.temperature is not None:
         body["temperature"] = min(call.temperature, 1.0)  # OpenAI's range is 0-2, Anthropic's 0-1
     if call.top_p is not None:
@@ -55,17 +80,62 @@ def request_body(call: ProviderCall, *, stream: bool, default_max_tokens: int) -
     return body
 
 
+def tool_choice(choice: str | dict[str, Any] | None, parallel: bool | None) -> dict[str, Any] | None:
+    """OpenAI's tool_choice in Anthropic's terms ("required" is "any"; a named function is "tool")."""
+    name = forced_function(choice)
+    out: dict[str, Any] | None
+    if name is not None:
+        out = {"type": "tool", "name": name}
+    elif choice == "required":
+        out = {"type": "any"}
+    elif choice == "none":
+        return {"type": "none"}
+    elif choice == "auto" or parallel is False:
+        out = {"type": "auto"}
+    else:
+        out = None
+    if out is not None and parallel is False:
+        out["disable_parallel_tool_use"] = True
+    return out
+
+
 def split_messages(messages: Sequence[ChatMessage]) -> tuple[str, list[dict[str, Any]]]:
-    """System and developer messages become the top-level `system`; tool results are sent as user turns."""
+    """System and developer messages become the top-level `system`; an assistant's tool calls become
+    `tool_use` blocks, and tool results `tool_result` blocks of one user turn."""
     system: list[str] = []
     out: list[dict[str, Any]] = []
     for message in messages:
         if message.role in ("system", "developer"):
             system.append(message.text())
             continue
+        if message.role == "tool":
+            block = {
+                "type": "tool_result",
+                "tool_use_id": message.tool_call_id or "",
+                "content": message.text(),
+            }
+            if out and out[-1]["role"] == "user" and _is_results(out[-1]["content"]):
+                out[-1]["content"].append(block)
+            else:
+                out.append({"role": "user", "content": [block]})
+            continue
         role = "assistant" if message.role == "assistant" else "user"
-        out.append({"role": role, "content": _content(message)})
+        content = _content(message)
+        if message.tool_calls:
+            blocks = [{"type": "text", "text": content}] if isinstance(content, str) and content else []
+            if isinstance(content, list):
+                blocks = content
+            blocks += [
+                {"type": "tool_use", "id": c.id, "name": c.function.name, "input": arguments_of(c)}
+                for c in message.tool_calls
+            ]
+            content = blocks
+        out.append({"role": role, "content": content})
     return "\n\n".join(s for s in system if s), out
+
+
+def _is_results(content: Any) -> bool:
+    return isinstance(content, list) and all(b.get("type") == "tool_result" for b in content)
 
 
 def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
@@ -116,12 +186,22 @@ def parse_reply(raw: bytes, call: ProviderCall) -> Reply:
     text = "".join(
         str(b.get("text", "")) for b in data["content"] if isinstance(b, dict) and b.get("type") == "text"
     )
+    calls = tuple(tool_use(b) for b in data["content"] if isinstance(b, dict) and b.get("type") == "tool_use")
     return Reply(
         content=text,
         finish_reason=finish_reason(data.get("stop_reason")),
         model=str(data.get("model") or call.model),
         usage=usage_of(data.get("usage")),
+        tool_calls=calls,
     )
+
+
+def tool_use(block: dict[str, Any], *, arguments: str | None = None) -> ToolCall:
+    """A `tool_use` block as a tool call; `arguments` is the streamed `partial_json`, when streamed."""
+    if not block.get("id") or not block.get("name"):
+        raise provider_error("bad_response", f"a tool_use block without id or name: {str(block)[:200]}")
+    text = arguments if arguments else arguments_text(block.get("input"))
+    return ToolCall(id=str(block["id"]), function=FunctionCall(name=str(block["name"]), arguments=text))
 
 
 def error_from_body(status: int, raw: bytes, headers: httpx.Headers | None = None) -> ProviderError:

@@ -149,6 +149,12 @@ class LocalProvider:
             kwargs["stop"] = list(call.stop)
         if self._config.seed is not None:
             kwargs["seed"] = self._config.seed
+        if call.seed is not None:
+            kwargs["seed"] = call.seed
+        if call.json_format() is not None:
+            # llama.cpp constrains sampling with a JSON grammar (of the schema, when one is given).
+            schema = call.json_schema()
+            kwargs["response_format"] = {"type": "json_object", **({"schema": schema} if schema else {})}
         messages = [{"role": _role(m.role), "content": m.text()} for m in call.messages]
         for chunk in llm.create_chat_completion(messages=messages, **kwargs):
             if stop.is_set():

@@ -19,7 +19,13 @@ from switchyard.executor.providers.http import (
     transport_errors,
 )
 from switchyard.executor.providers.openai.config import OpenAISettings
-from switchyard.executor.providers.openai.wire import error_from_body, parse_reply, request_body, usage_of
+from switchyard.executor.providers.openai.wire import (
+    ToolCallDeltas,
+    error_from_body,
+    parse_reply,
+    request_body,
+    usage_of,
+)
 
 NAME = "openai"
 PATH = "chat/completions"
@@ -87,6 +93,7 @@ class OpenAIProvider:
 
     async def _parts(self, response: httpx.Response, call: ProviderCall) -> AsyncIterator[StreamPart]:
         text: list[str] = []
+        tools = ToolCallDeltas()
         finish_reason: str | None = None
         model = call.model
         usage = None
@@ -106,6 +113,7 @@ class OpenAIProvider:
                 for choice in chunk.get("choices") or []:
                     if choice.get("index", 0) != 0:
                         continue
+                    tools.add((choice.get("delta") or {}).get("tool_calls"))
                     delta = (choice.get("delta") or {}).get("content")
                     if delta:
                         text.append(delta)
@@ -119,6 +127,7 @@ class OpenAIProvider:
             finish_reason=finish_reason or "stop",
             model=model,
             usage=usage or estimated_usage(call, content),
+            tool_calls=tools.calls(),
         )
 
     async def aclose(self) -> None:

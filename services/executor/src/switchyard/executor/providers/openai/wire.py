@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from switchyard.common.errors import ProviderError
-from switchyard.common.events import Usage
+from switchyard.common.events import FunctionCall, ToolCall, Usage
 from switchyard.executor.providers.base import ProviderCall, Reply, estimated_usage
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
 from switchyard.executor.providers.http import parse_json, retry_after
@@ -32,9 +32,62 @@ def request_body(call: ProviderCall, *, stream: bool, max_completion_tokens: boo
         body["top_p"] = call.top_p
     if call.stop:
         body["stop"] = list(call.stop)
+    if call.response_format is not None:
+        body["response_format"] = call.response_format
+    if call.tools:
+        body["tools"] = [t.model_dump(mode="json", exclude_none=True) for t in call.tools]
+        if call.tool_choice is not None:
+            body["tool_choice"] = call.tool_choice
+        if call.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = call.parallel_tool_calls
+    for name in ("seed", "presence_penalty", "frequency_penalty"):
+        if getattr(call, name) is not None:
+            body[name] = getattr(call, name)
     if stream:
         body["stream_options"] = {"include_usage": True}
     return body
+
+
+def tool_calls_of(data: Any) -> tuple[ToolCall, ...]:
+    if not isinstance(data, list):
+        return ()
+    out = []
+    for item in data:
+        fn = item.get("function") if isinstance(item, dict) else None
+        if not isinstance(fn, dict) or not fn.get("name"):
+            raise provider_error("bad_response", f"a tool call without a function name: {str(item)[:200]}")
+        arguments = fn.get("arguments")
+        out.append(
+            ToolCall(
+                id=str(item.get("id") or f"call_{len(out)}"),
+                function=FunctionCall(name=str(fn["name"]), arguments=arguments or "{}"),
+            )
+        )
+    return tuple(out)
+
+
+class ToolCallDeltas:
+    """Streamed tool calls arrive in pieces keyed by `index`: the id and name first, then the arguments."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, dict[str, str]] = {}
+
+    def add(self, deltas: Any) -> None:
+        for delta in deltas if isinstance(deltas, list) else []:
+            empty = {"id": "", "name": "", "arguments": ""}
+            entry = self._calls.setdefault(int(delta.get("index", 0)), empty)
+            entry["id"] = str(delta.get("id") or entry["id"])
+            fn = delta.get("function") or {}
+            entry["name"] += str(fn.get("name") or "")
+            entry["arguments"] += str(fn.get("arguments") or "")
+
+    def calls(self) -> tuple[ToolCall, ...]:
+        return tool_calls_of(
+            [
+                {"id": c["id"], "function": {"name": c["name"], "arguments": c["arguments"]}}
+                for _, c in sorted(self._calls.items())
+            ]
+        )
 
 
 def usage_of(data: Any) -> Usage | None:
@@ -64,6 +117,7 @@ def parse_reply(raw: bytes, call: ProviderCall) -> Reply:
         finish_reason=choice.get("finish_reason") or "stop",
         model=str(data.get("model") or call.model),
         usage=usage,
+        tool_calls=tool_calls_of(message.get("tool_calls")),
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from switchyard.classifier.weights import MAX_TOKENS
+from switchyard.common.embedding.weights import MAX_TOKENS
 
 # Characters kept from each end before tokenising: bounds the tokeniser's work on multi-megabyte prompts
 # while leaving far more text than 256 tokens can use.

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from switchyard.classifier.weights import (
+from switchyard.common.embedding.weights import (
     ModelSource,
     file_sha256,
     locate_source,
@@ -145,7 +145,7 @@ def _build_into(work: Path, source: ModelSource, *, threads: int) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 
-    from switchyard.classifier.onnx_graph import build_graph
+    from switchyard.common.embedding.onnx_graph import build_graph
 
     model = build_graph(read_safetensors(source.safetensors), read_config(source.config))
     onnx.save(model, str(work / FP32))
@@ -174,7 +174,7 @@ def _build_into(work: Path, source: ModelSource, *, threads: int) -> None:
 
 
 def _int8_cosines(work: Path, *, threads: int) -> list[float]:
-    from switchyard.classifier.embedder import Embedder
+    from switchyard.common.embedding.embedder import Embedder
 
     fp32 = Embedder(work / FP32, work / TOKENIZER, threads=threads)
     int8 = Embedder(work / INT8, work / TOKENIZER, threads=threads)

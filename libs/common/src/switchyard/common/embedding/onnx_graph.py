@@ -16,7 +16,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
-PRODUCER = "switchyard-classifier"
+PRODUCER = "switchyard-classifier"  # kept after the move to common: the built files keep their bytes
 
 
 class _Builder:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from switchyard.classifier.tokens import PromptTokenizer
-from switchyard.classifier.weights import MAX_TOKENS
+from switchyard.common.embedding.tokens import PromptTokenizer
+from switchyard.common.embedding.weights import MAX_TOKENS
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,122 @@
+"""`switchyard keys list|create|revoke`: an organisation's API keys through the gateway's admin API, so
+every change is authorised, scoped to the caller's organisation, recorded for the audit ledger and applied
+on every replica at once, exactly as over HTTP. The plaintext of a new key is printed once."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("keys", help="list, create and revoke API keys (through the admin API)")
+    parser.add_argument("--url", help=f"the gateway; default: SWITCHYARD_GATEWAY_URL or {DEFAULT_URL}")
+    parser.add_argument(
+        "--api-key", help="an admin's key; default: SWITCHYARD_API_KEY, else the file var/dev-api-key"
+    )
+    cmds = parser.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+
+    listing = cmds.add_parser("list", help="the organisation's keys (never the keys themselves)")
+    listing.add_argument("--user", help="only this user's keys")
+    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
+    listing.set_defaults(func=_list)
+
+    create = cmds.add_parser("create", help="create a key; it is printed once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--user", help="the user it acts as; default: the caller")
+    create.add_argument("--scopes", help="space- or comma-separated; default: all the user's role allows")
+    create.add_argument("--expires-in", help="e.g. 3600, 90m, 12h, 30d; default: never")
+    create.add_argument("--json", action="store_true", help="the whole response as JSON")
+    create.set_defaults(func=_create)
+
+    revoke = cmds.add_parser("revoke", help="revoke a key by id (everywhere, at once)")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(func=_revoke)
+
+
+def duration_s(text: str) -> int:
+    m = _DURATION.match(text.strip())
+    if m is None:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 3600, 90m, 12h, 30d)")
+    return int(m.group(1)) * _SECONDS[m.group(2)]
+
+
+def _credential(args: argparse.Namespace) -> str:
+    key = args.api_key or os.environ.get("SWITCHYARD_API_KEY")
+    if key:
+        return str(key)
+    path = Path(os.environ.get("SWITCHYARD_VAR_DIR", "var")) / "dev-api-key"
+    if path.exists():
+        return path.read_text().strip()
+    raise SystemExit("no API key: pass --api-key, set SWITCHYARD_API_KEY, or run `switchyard up` first")
+
+
+def _call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> Any:
+    base = (args.url or os.environ.get("SWITCHYARD_GATEWAY_URL") or DEFAULT_URL).rstrip("/")
+    headers = {"authorization": f"Bearer {_credential(args)}"}
+    try:
+        response = httpx.request(method, f"{base}{path}", headers=headers, timeout=30.0, **kwargs)
+    except httpx.HTTPError as exc:
+        raise SystemExit(f"cannot reach the gateway at {base}: {exc}") from None
+    if response.status_code >= 400:
+        try:
+            error = response.json()["error"]
+            detail = f"{error['code']}: {error['message']} (request {error.get('request_id')})"
+        except (ValueError, KeyError, TypeError):
+            detail = response.text[:300]
+        raise SystemExit(f"{method} {path} failed with {response.status_code}: {detail}")
+    return response.json()
+
+
+def _list(args: argparse.Namespace) -> int:
+    keys = _call(args, "GET", "/v1/admin/keys", params={"user_id": args.user} if args.user else None)
+    if args.json:
+        print(json.dumps(keys, indent=2))
+        return 0
+    columns = ("id", "prefix", "name", "user_id", "scopes", "expires_at", "revoked_at")
+    rows = [[" ".join(k["scopes"]) if c == "scopes" else str(k.get(c) or "-") for c in columns] for k in keys]
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+    for row in [list(columns), *rows]:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _create(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"name": args.name}
+    if args.user:
+        body["user_id"] = args.user
+    if args.scopes:
+        body["scopes"] = args.scopes.replace(",", " ").split()
+    if args.expires_in:
+        try:
+            body["expires_in_s"] = duration_s(args.expires_in)
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
+    created = _call(args, "POST", "/v1/admin/keys", json=body)
+    if args.json:
+        print(json.dumps(created, indent=2))
+    else:
+        print(created["key"])
+        print(
+            f"id {created['id']}, prefix {created['prefix']}, scopes {' '.join(created['scopes'])}; "
+            "the key is shown only this once",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    revoked = _call(args, "DELETE", f"/v1/admin/keys/{args.key_id}")
+    print(f"revoked {revoked['id']} (prefix {revoked['prefix']}) at {revoked['revoked_at']}")
+    return 0

@@ -1,0 +1,257 @@
+"""Billing queries, core NATS request/reply on `switchyard.usage.rpc.*`, answered by the billing service.
+
+The gateway (usage API, admin webhooks) and anything else on the bus ask billing here instead of reading
+its tables. Requests and replies are plain JSON (not CloudEvents); every request names the tenant it is
+scoped to, and billing answers for that tenant only. Money is a decimal string in USD with 10 places
+(exact: `"0.0094950000"`). A reply is the document asked for, or `{"error": {"code", "message"}}` with
+code `not_found` or `invalid_request` (the same shape as the ledger's, `switchyard.common.ledger_rpc`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, PlainSerializer, model_validator
+
+# Errors have the ledger requests' shape: {"error": {"code", "message"}}.
+from switchyard.common.ledger_rpc import RpcError as RpcError
+from switchyard.common.ledger_rpc import RpcErrorReply as RpcErrorReply
+
+# USD as an exact decimal, written in fixed point ("0.0000000000", never "0E-10").
+Money = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
+GroupBy = Literal["day", "month", "user", "model", "tier", "kind"]
+GROUP_BY: tuple[str, ...] = GroupBy.__args__  # type: ignore[attr-defined]
+
+
+def _by_day() -> list[GroupBy]:
+    return ["day"]
+
+
+class _Scoped(BaseModel):
+    tenant_id: str = Field(min_length=1, max_length=64)
+
+
+class _Range(_Scoped):
+    start: date = Field(description="first day (UTC), inclusive")
+    end: date = Field(description="last day (UTC), inclusive")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _Range:
+        if self.end < self.start:
+            raise ValueError("end is before start")
+        if (self.end - self.start).days > 731:
+            raise ValueError("at most two years at a time")
+        return self
+
+
+class UsageQuery(_Range):
+    user_id: str | None = None
+    model: str | None = None
+    tier: str | None = None
+    group_by: list[GroupBy] = Field(default_factory=_by_day)
+
+
+class UsageRow(BaseModel):
+    day: date | None = None
+    month: str | None = None
+    user_id: str | None = None
+    model: str | None = None
+    tier: str | None = None
+    kind: str | None = None
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: Money
+    unpriced: int = Field(description="entries whose model had no price (charged nothing)")
+
+
+class UsageTotals(BaseModel):
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: Money
+    unpriced: int
+
+
+class UsageReport(BaseModel):
+    format: str = "switchyard.usage.v1"
+    tenant_id: str
+    start: date
+    end: date
+    group_by: list[str]
+    rows: list[UsageRow]
+    totals: UsageTotals
+
+
+class StatementQuery(_Scoped):
+    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")
+
+
+class StatementLine(BaseModel):
+    model: str
+    tier: str
+    kind: str = Field(description="task: delivered answers; call: extra billable calls (losers, retries)")
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: Money
+
+
+class Statement(BaseModel):
+    format: str = "switchyard.statement.v1"
+    tenant_id: str
+    month: str
+    period_start: date
+    period_end: date
+    lines: list[StatementLine]
+    totals: UsageTotals
+    entries: int = Field(description="usage entries in the month (tasks and billable calls)")
+    entries_cost_usd: Money = Field(description="the same month summed entry by entry")
+    reconciled: bool = Field(description="lines and totals equal the entries, to the last 1e-10 USD")
+    generated_at: datetime
+
+
+class SavingsQuery(_Range):
+    pass
+
+
+class SavingsLine(BaseModel):
+    tier: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    paid_usd: Money
+    premium_usd: Money = Field(description="the same tokens at the premium reference model")
+
+
+class SavingsReport(BaseModel):
+    format: str = "switchyard.savings.v1"
+    tenant_id: str
+    start: date
+    end: date
+    premium_model: str | None = Field(description="the reference model: the policy's first premium model")
+    lines: list[SavingsLine]
+    paid_usd: Money
+    premium_usd: Money
+    saved_usd: Money
+    saved_pct: float | None
+
+
+class ForecastQuery(_Scoped):
+    as_of: date | None = Field(default=None, description="default: today (UTC)")
+    window_days: int = Field(default=14, ge=3, le=90, description="trailing days the trend is fitted on")
+
+
+class DayCost(BaseModel):
+    day: date
+    cost_usd: Money
+
+
+class Anomaly(BaseModel):
+    day: date
+    cost_usd: Money
+    baseline_usd: Money = Field(description="median of the trailing window")
+    score: float = Field(
+        description="robust z-score: (cost - median) / spread (1.4826 x MAD, see analytics.anomalies)"
+    )
+    direction: Literal["spike", "drop"]
+
+
+class Forecast(BaseModel):
+    format: str = "switchyard.forecast.v1"
+    tenant_id: str
+    month: str
+    as_of: date
+    spent_to_date_usd: Money
+    forecast_usd: Money = Field(description="month-end spend: to date plus the trend over the days left")
+    trend_daily_usd: Money = Field(description="the fitted daily spend for the last day of the window")
+    method: str
+    daily: list[DayCost]
+    anomalies: list[Anomaly]
+
+
+class WebhookCreate(_Scoped):
+    url: str = Field(min_length=8, max_length=2000, pattern=r"^https?://")
+    description: str = Field(default="", max_length=200)
+
+
+class WebhookRef(_Scoped):
+    id: str
+
+
+class WebhookList(_Scoped):
+    pass
+
+
+class Webhook(BaseModel):
+    id: str
+    url: str
+    description: str
+    secret_hint: str = Field(description="the secret's last 4 characters")
+    active: bool
+    created_at: datetime
+
+
+class CreatedWebhook(Webhook):
+    secret: str = Field(description="the signing secret, shown once")
+
+
+class Webhooks(BaseModel):
+    data: list[Webhook]
+
+
+USAGE_CSV_COLUMNS = ("requests", "prompt_tokens", "completion_tokens", "cost_usd", "unpriced")
+
+
+def usage_csv(report: UsageReport) -> str:
+    """The report as CSV: the group-by columns, then the sums; money as exact decimal strings."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*report.group_by, *USAGE_CSV_COLUMNS])
+    for row in report.rows:
+        data = row.model_dump(mode="json")
+        writer.writerow(
+            [data.get("user_id" if g == "user" else g) or "" for g in report.group_by]
+            + [data[c] for c in USAGE_CSV_COLUMNS]
+        )
+    return out.getvalue()
+
+
+def statement_csv(statement: Statement) -> str:
+    """One line per model, tier and kind, then a total line."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        ["month", "model", "tier", "kind", "requests", "prompt_tokens", "completion_tokens", "cost_usd"]
+    )
+    for line in statement.lines:
+        writer.writerow(
+            [
+                statement.month,
+                line.model,
+                line.tier,
+                line.kind,
+                line.requests,
+                line.prompt_tokens,
+                line.completion_tokens,
+                format(line.cost_usd, "f"),
+            ]
+        )
+    t = statement.totals
+    writer.writerow(
+        [
+            statement.month,
+            "TOTAL",
+            "",
+            "",
+            t.requests,
+            t.prompt_tokens,
+            t.completion_tokens,
+            format(t.cost_usd, "f"),
+        ]
+    )
+    return out.getvalue()

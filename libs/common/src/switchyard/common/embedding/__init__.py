@@ -1,0 +1,8 @@
+"""The all-MiniLM-L6-v2 sentence embedder on ONNX Runtime, shared by the classifier and the gateway's
+semantic cache (the optional extra `switchyard-common[embedding]`).
+
+Modules: `weights` (the registry package's safetensors, read without torch), `onnx_graph` (the BERT graph
+built with `onnx`), `model_files` (fp32 and int8 files built once, hash-checked), `tokens` (256-token
+head+tail tokenising) and `embedder` (one ONNX Runtime session, a batch API). Importing this package
+imports none of them.
+"""

@@ -1,0 +1,3 @@
+from switchyard.classifier.outcomes.recorder import main
+
+main()

@@ -1,0 +1,5 @@
+from alembic import context
+
+from switchyard.common.db import run_env
+
+run_env(context)

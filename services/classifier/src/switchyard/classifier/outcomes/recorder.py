@@ -1,0 +1,96 @@
+"""The outcome recorder: a durable consumer of `TaskClassified` that keeps the features of opted-in tenants.
+
+Runs as its own process (`python -m switchyard.classifier.outcomes`) so the classifier's hot path is
+unchanged; it embeds the same text the classifier did (the user turns) with the same model files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from datetime import timedelta
+
+import numpy as np
+
+from switchyard.classifier import artifact, features
+from switchyard.classifier.classify import task_text
+from switchyard.classifier.config import ClassifierSettings
+from switchyard.classifier.outcomes import store
+from switchyard.common import bus, db, subjects
+from switchyard.common.embedding import model_files
+from switchyard.common.embedding.embedder import Embedder
+from switchyard.common.envelope import CloudEvent
+from switchyard.common.errors import ConfigurationError
+from switchyard.common.events import TaskClassified
+from switchyard.common.service import Service, create_service, run_service
+
+log = logging.getLogger(__name__)
+PURGE_EVERY = 500  # records between retention sweeps (and one at start)
+
+
+def create(settings: ClassifierSettings) -> Service:
+    consent = store.Consent(frozenset(settings.classifier_outcome_tenants))
+    retention = timedelta(days=settings.classifier_outcome_retention_days)
+    heads = artifact.load(settings.classifier_artifact_dir)  # the feature version the heads expect
+    files = model_files.ensure_built(settings.models_dir)[0]
+    embedder = Embedder(files.path(settings.classifier_precision), files.tokenizer, threads=1)
+    onnx_file = model_files.INT8 if settings.classifier_precision == "int8" else model_files.FP32
+    model_sha = str(files.manifest["files"][onnx_file])
+    engine = db.create_engine(settings.db_url())
+    service = create_service("classifier-outcomes", settings)
+    recorded = 0
+
+    async def setup() -> None:
+        await store.migrations().upgrade(settings.db_url())
+        await store.purge(engine, retention=retention)
+
+    async def teardown() -> None:
+        await engine.dispose()
+
+    service.setup.append(setup)
+    service.teardown.append(teardown)
+
+    async def on_classified(event: CloudEvent, payload: TaskClassified) -> None:
+        nonlocal recorded
+        task = payload.task
+        if not consent.covers(task.tenant_id):
+            return
+        text = task_text(task)
+        emb = await asyncio.to_thread(embedder.embed, [text])
+        vector = np.concatenate([emb.vectors[0], features.lexical(text)])
+        await store.record(
+            engine,
+            tenant_id=task.tenant_id,
+            task_id=task.task_id,
+            vector=vector,
+            embedding_model_sha256=model_sha,
+            features_version=str(heads.manifest.get("lexical_features", features.FEATURES_VERSION)),
+        )
+        recorded += 1
+        if recorded % PURGE_EVERY == 0:
+            await store.purge(engine, retention=retention)
+
+    bus.subscribe(
+        service.broker,
+        consumer=subjects.CLASSIFIER_OUTCOMES_CONSUMER,
+        service="classifier-outcomes",
+        publisher=service.events,
+        expected=[TaskClassified],
+        handler=on_classified,
+        description="Keeps the features (never text) of opted-in tenants' classified tasks for retraining.",
+    )
+    log.info("outcome recorder: tenants %s, retention %s", sorted(consent.tenants) or "none", retention)
+    return service
+
+
+def main() -> None:
+    def build() -> tuple[Service, ClassifierSettings]:
+        settings = ClassifierSettings()
+        return create(settings), settings
+
+    try:
+        run_service(build)
+    except ConfigurationError as exc:
+        print(f"switchyard-classifier-outcomes: cannot start: {exc.message}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,154 @@
+"""Retraining the heads from the platform's own outcomes, with a time-split holdout and a promotion gate.
+
+The dataset joins the ledger's outcomes (labels) with the opt-in feature store (inputs) by (tenant, task).
+The oldest rows train, the newest `holdout` fraction judges: the candidate heads start from the current
+ones (fine-tuning, so what the public data taught is kept) and a head is promoted only if it beats the
+current one on the holdout — type by macro-F1, complexity by Brier score. Otherwise the current artifact
+stays, and the decision says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from switchyard.classifier.evaluation import calibration, classification_report
+from switchyard.classifier.heads import Heads, sigmoid, softmax
+from switchyard.classifier.mlp_train import TrainConfig, train_mlp
+from switchyard.classifier.outcomes.ledger import TaskOutcome
+from switchyard.classifier.outcomes.store import StoredFeatures
+
+FINE_TUNE = TrainConfig(epochs=30, batch_size=32, lr=3e-4, weight_decay=1e-4, input_dropout=0.0, dropout=0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeData:
+    x: np.ndarray  # raw features [n, dim] (not standardised)
+    type_y: np.ndarray  # label index, -1 where unknown
+    failed_y: np.ndarray  # 1.0 / 0.0, nan where unknown
+    order: list[TaskOutcome]
+
+    def sha256(self) -> str:
+        h = hashlib.sha256()
+        for o, t, f in zip(self.order, self.type_y, self.failed_y, strict=True):
+            h.update(f"{o.tenant_id}/{o.task_id}/{int(t)}/{f}\n".encode())
+        h.update(self.x.tobytes())
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Decision:
+    promoted: bool
+    heads: Heads  # the new heads when promoted, else the current ones
+    reasons: list[str]
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def dataset(
+    found: list[TaskOutcome], stored: dict[tuple[str, str], StoredFeatures], labels: tuple[str, ...]
+) -> OutcomeData:
+    index = {label: i for i, label in enumerate(labels)}
+    rows, xs, ty, fy = [], [], [], []
+    for o in found:
+        feats = stored.get((o.tenant_id, o.task_id))
+        label, failed = o.type_label, o.cheap_failed
+        if feats is None or (label not in index and failed is None):
+            continue
+        rows.append(o)
+        xs.append(feats.vector)
+        ty.append(index.get(label, -1) if label else -1)
+        fy.append(np.nan if failed is None else float(failed))
+    dim = len(xs[0]) if xs else 0
+    x = np.stack(xs).astype(np.float32) if xs else np.zeros((0, dim), dtype=np.float32)
+    return OutcomeData(x, np.array(ty, dtype=np.int64), np.array(fy, dtype=np.float64), rows)
+
+
+def next_version(version: str) -> str:
+    m = re.fullmatch(r"(.*-)(\d+)", version)
+    return f"{m.group(1)}{int(m.group(2)) + 1}" if m else f"{version}-2"
+
+
+def retrain(
+    current: Heads,
+    data: OutcomeData,
+    *,
+    holdout: float = 0.2,
+    min_rows: int = 20,
+    seed: int = 20240601,
+) -> Decision:
+    n = len(data.order)
+    cut = round(n * (1 - holdout))
+    train, test = np.arange(cut), np.arange(cut, n)
+    if n < min_rows or len(test) == 0:
+        return Decision(False, current, [f"{n} usable outcomes (need {min_rows}): current heads kept"])
+    if data.x.shape[1] != current.mean.shape[0]:
+        return Decision(False, current, ["stored features do not match the current heads' input size"])
+    xs = (data.x - current.mean) / current.std
+    rng = np.random.default_rng(seed)
+    report: dict[str, Any] = {
+        "rows": n,
+        "train_rows": cut,
+        "holdout_rows": len(test),
+        "holdout_from": data.order[cut].classified_at.isoformat(),
+        "data_sha256": data.sha256(),
+    }
+    reasons: list[str] = []
+    new = current
+
+    tr = train[data.type_y[train] >= 0]
+    te = test[data.type_y[test] >= 0]
+    if len(tr) and len(te):
+        cand = train_mlp(
+            xs[tr], data.type_y[tr], weights=np.ones(len(tr)), outputs=len(current.labels),
+            config=FINE_TUNE, rng=rng, init=current.type_head,
+        )  # fmt: skip
+        before = _type_report(current.type_head, current.temperature, xs[te], data.type_y[te], current.labels)
+        after = _type_report(cand, current.temperature, xs[te], data.type_y[te], current.labels)
+        report["type"] = {"current": before, "candidate": after, "train_rows": len(tr)}
+        if after["macro_f1"] > before["macro_f1"]:
+            new = replace(new, type_head=cand)
+            reasons.append(
+                f"type head promoted: holdout macro-F1 {before['macro_f1']} -> {after['macro_f1']}"
+            )
+        else:
+            reasons.append(
+                f"type head kept: candidate macro-F1 {after['macro_f1']} does not beat {before['macro_f1']}"
+            )
+    else:
+        reasons.append(f"type head kept: {len(tr)} train / {len(te)} holdout rows with a known type")
+
+    tr = train[~np.isnan(data.failed_y[train])]
+    te = test[~np.isnan(data.failed_y[test])]
+    if len(tr) and len(te):
+        cand = train_mlp(
+            xs[tr], data.failed_y[tr].astype(np.float32), weights=np.ones(len(tr)), outputs=1,
+            config=FINE_TUNE, rng=rng, binary=True, init=current.complexity_head,
+        )  # fmt: skip
+        before = calibration(sigmoid(current.complexity_head(xs[te])[:, 0]), data.failed_y[te])
+        after = calibration(sigmoid(cand(xs[te])[:, 0]), data.failed_y[te])
+        report["complexity"] = {"current": before, "candidate": after, "train_rows": len(tr)}
+        if after["brier"] < before["brier"]:
+            new = replace(new, complexity_head=cand)
+            reasons.append(f"complexity head promoted: holdout Brier {before['brier']} -> {after['brier']}")
+        else:
+            reasons.append(
+                f"complexity head kept: candidate Brier {after['brier']} does not beat {before['brier']}"
+            )
+    else:
+        reasons.append(f"complexity head kept: {len(tr)} train / {len(te)} holdout rows with an outcome")
+
+    if new is current:
+        return Decision(False, current, reasons, report)
+    return Decision(True, replace(new, version=next_version(current.version)), reasons, report)
+
+
+def _type_report(
+    head: Any, temperature: float, x: np.ndarray, y: np.ndarray, labels: tuple[str, ...]
+) -> dict[str, Any]:
+    probs = softmax(head(x) / temperature)
+    report = classification_report(y, probs.argmax(axis=1), labels)
+    return {"macro_f1": report["macro_f1"], "accuracy": report["accuracy"], "n": report["n"]}

@@ -1,0 +1,125 @@
+"""The Google Gemini adapter: generateContent, and streamGenerateContent as Server-Sent Events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from switchyard.common.events import Usage
+from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta, estimated_usage
+from switchyard.executor.providers.errors import provider_error
+from switchyard.executor.providers.gemini.config import GeminiSettings
+from switchyard.executor.providers.gemini.wire import (
+    Candidate,
+    error_from_body,
+    finish_reason,
+    model_path,
+    parse_reply,
+    request_body,
+    tool_calls_of,
+)
+from switchyard.executor.providers.http import (
+    DEFAULT_TIMEOUT_S,
+    make_client,
+    parse_json,
+    read_error_body,
+    request_timeout,
+    sse_events,
+    time_limit,
+    transport_errors,
+)
+
+NAME = "gemini"
+
+
+class GeminiProvider:
+    def __init__(
+        self,
+        settings: GeminiSettings,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._settings = settings
+        self._timeout_s = timeout_s
+        self._client = client or make_client(base_url=settings.resolved_base_url(), timeout_s=timeout_s)
+
+    def __repr__(self) -> str:
+        return f"GeminiProvider(base_url={self._settings.resolved_base_url()!r})"
+
+    def _headers(self, *, stream: bool) -> dict[str, str]:
+        # The key goes in a header, never in the URL's `?key=`: URLs end up in logs and error messages.
+        headers = {"Accept": "text/event-stream" if stream else "application/json"}
+        if self._settings.api_key is not None:
+            headers["x-goog-api-key"] = self._settings.api_key.get_secret_value()
+        return headers
+
+    def _path(self, call: ProviderCall, *, stream: bool) -> str:
+        return model_path(call.model, api_version=self._settings.api_version, stream=stream)
+
+    async def request(self, call: ProviderCall) -> Reply:
+        async with transport_errors(NAME), time_limit(call.timeout_s):
+            response = await self._client.post(
+                self._path(call, stream=False),
+                json=request_body(call),
+                headers=self._headers(stream=False),
+                timeout=request_timeout(call.timeout_s, self._timeout_s),
+            )
+            if response.status_code != 200:
+                raise error_from_body(response.status_code, response.content, response.headers)
+            return parse_reply(response.content, call)
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
+        request = self._client.build_request(
+            "POST",
+            self._path(call, stream=True),
+            json=request_body(call),
+            headers=self._headers(stream=True),
+            timeout=request_timeout(call.timeout_s, self._timeout_s),
+        )
+        async with transport_errors(NAME):
+            response = await self._client.send(request, stream=True)
+        try:
+            if response.status_code != 200:
+                async with transport_errors(NAME):
+                    raw = await read_error_body(response)
+                raise error_from_body(response.status_code, raw, response.headers)
+            async for part in self._parts(response, call):
+                yield part
+        finally:
+            await response.aclose()
+
+    async def _parts(self, response: httpx.Response, call: ProviderCall) -> AsyncIterator[StreamPart]:
+        """Each event is a whole GenerateContentResponse holding the next piece of text; the last one
+        carries the finish reason and the usage. There is no end marker: a stream that closes before a
+        finish reason arrived was cut off."""
+        text: list[str] = []
+        calls: list[Any] = []
+        finish: str | None = None
+        model = call.model
+        usage: Usage | None = None
+        async with transport_errors(NAME):
+            async for event in sse_events(response):
+                candidate = Candidate(parse_json(event.data.encode(), what="a stream chunk"))
+                model = candidate.model or model
+                usage = candidate.usage or usage
+                calls += candidate.calls
+                finish = candidate.finish or finish
+                if candidate.text:
+                    text.append(candidate.text)
+                    yield TextDelta(candidate.text)
+        if finish is None:
+            raise provider_error("network", "gemini: the stream ended before a finish reason")
+        content = "".join(text)
+        yield Reply(
+            content=content,
+            finish_reason=finish_reason(finish, text=content, calls=calls),
+            model=model,
+            usage=usage or estimated_usage(call, content),
+            tool_calls=tool_calls_of(calls),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

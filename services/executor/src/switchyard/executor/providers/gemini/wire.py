@@ -1,0 +1,293 @@
+"""Gemini's generateContent on the wire: the request (contents with `user`/`model` roles, the system
+instruction, generationConfig, function declarations), the response (candidates, finish reasons, usage
+metadata, prompt feedback) and the error bodies (`{"error": {"code", "message", "status", "details"}}`)."""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from switchyard.common.errors import ProviderError
+from switchyard.common.events import ChatMessage, FunctionCall, ToolCall, Usage
+from switchyard.executor.providers.base import ProviderCall, Reply, estimated_usage
+from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
+from switchyard.executor.providers.http import parse_json, retry_after
+from switchyard.executor.providers.tools import (
+    arguments_of,
+    arguments_text,
+    forced_function,
+    function_names,
+    result_value,
+)
+
+# Gemini's finish reasons in OpenAI's terms. The safety family ends an answer the provider blocked.
+FINISH_REASONS = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+    "LANGUAGE": "stop",
+    "OTHER": "stop",
+    "FINISH_REASON_UNSPECIFIED": "stop",
+}
+_STATUS_KINDS: dict[str, ErrorKind] = {
+    "INVALID_ARGUMENT": "bad_request",
+    "FAILED_PRECONDITION": "bad_request",
+    "OUT_OF_RANGE": "bad_request",
+    "NOT_FOUND": "bad_request",
+    "UNAUTHENTICATED": "auth",
+    "PERMISSION_DENIED": "auth",
+    "RESOURCE_EXHAUSTED": "rate_limited",
+    "INTERNAL": "overloaded",
+    "UNAVAILABLE": "overloaded",
+    "DEADLINE_EXCEEDED": "timeout",
+}
+_AUTH_REASONS = {"API_KEY_INVALID", "API_KEY_SERVICE_BLOCKED", "API_KEY_HTTP_REFERRER_BLOCKED"}
+
+
+def model_path(model: str, *, api_version: str, stream: bool) -> str:
+    name = model.removeprefix("models/")
+    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    return f"{api_version}/models/{name}:{method}"
+
+
+def request_body(call: ProviderCall) -> dict[str, Any]:
+    system, contents = split_messages(call.messages)
+    body: dict[str, Any] = {"contents": contents}
+    if system:
+        body["systemInstruction"] = {"parts": [{"text": system}]}
+    config = generation_config(call)
+    if config:
+        body["generationConfig"] = config
+    if call.tools:
+        body["tools"] = [
+            {
+                "functionDeclarations": [
+                    {
+                        "name": t.function.name,
+                        "description": t.function.description or "",
+                        **({"parametersJsonSchema": t.function.parameters} if t.function.parameters else {}),
+                    }
+                    for t in call.tools
+                ]
+            }
+        ]
+        mode = function_calling_config(call.tool_choice)
+        if mode is not None:
+            body["toolConfig"] = {"functionCallingConfig": mode}
+    return body
+
+
+def generation_config(call: ProviderCall) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    if call.max_tokens is not None:
+        config["maxOutputTokens"] = call.max_tokens
+    if call.temperature is not None:
+        config["temperature"] = call.temperature  # 0-2, as OpenAI's
+    if call.top_p is not None:
+        config["topP"] = call.top_p
+    if call.stop:
+        config["stopSequences"] = list(call.stop)
+    if call.seed is not None:
+        config["seed"] = call.seed
+    if call.presence_penalty is not None:
+        config["presencePenalty"] = call.presence_penalty
+    if call.frequency_penalty is not None:
+        config["frequencyPenalty"] = call.frequency_penalty
+    if call.json_format() is not None:
+        config["responseMimeType"] = "application/json"
+        schema = call.json_schema()
+        if schema is not None:
+            config["responseJsonSchema"] = schema
+    return config
+
+
+def function_calling_config(choice: str | dict[str, Any] | None) -> dict[str, Any] | None:
+    name = forced_function(choice)
+    if name is not None:
+        return {"mode": "ANY", "allowedFunctionNames": [name]}
+    modes = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
+    return {"mode": modes[choice]} if isinstance(choice, str) and choice in modes else None
+
+
+def split_messages(messages: Sequence[ChatMessage]) -> tuple[str, list[dict[str, Any]]]:
+    """System and developer messages become the system instruction; `assistant` is the `model` role; a
+    tool result is a `functionResponse` part of a user turn, named by the function that was called.
+    Consecutive turns of one role are merged into one content, as the API expects turns to alternate."""
+    system: list[str] = []
+    contents: list[dict[str, Any]] = []
+    names = function_names(messages)
+    for message in messages:
+        if message.role in ("system", "developer"):
+            system.append(message.text())
+            continue
+        role = "model" if message.role == "assistant" else "user"
+        if message.role == "tool":
+            name = names.get(message.tool_call_id or "", message.name or "tool")
+            response = result_value(message)
+            parts: list[dict[str, Any]] = [
+                {
+                    "functionResponse": {
+                        "name": name,
+                        "response": response if isinstance(response, dict) else {"result": response},
+                    }
+                }
+            ]
+        else:
+            parts = _parts(message)
+            parts += [
+                {"functionCall": {"name": c.function.name, "args": arguments_of(c)}}
+                for c in message.tool_calls or []
+            ]
+        if not parts:
+            continue
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": role, "parts": parts})
+    return "\n\n".join(s for s in system if s), contents
+
+
+def _parts(message: ChatMessage) -> list[dict[str, Any]]:
+    if message.content is None:
+        return []
+    if isinstance(message.content, str):
+        return [{"text": message.content}] if message.content else []
+    parts: list[dict[str, Any]] = []
+    for part in message.content:
+        if part.get("type") == "text":
+            parts.append({"text": str(part.get("text", ""))})
+        elif part.get("type") == "image_url":
+            parts.append(_image(str((part.get("image_url") or {}).get("url", ""))))
+    return parts
+
+
+def _image(url: str) -> dict[str, Any]:
+    if url.startswith("data:") and ";base64," in url:
+        media, _, data = url[5:].partition(";base64,")
+        return {"inlineData": {"mimeType": media, "data": data}}
+    media = mimetypes.guess_type(url)[0] or "image/jpeg"
+    return {"fileData": {"mimeType": media, "fileUri": url}}
+
+
+def usage_of(data: Any) -> Usage | None:
+    """Thinking tokens are output the caller pays for; tool-use prompt tokens are input."""
+    if not isinstance(data, dict):
+        return None
+    prompt = int(data.get("promptTokenCount") or 0) + int(data.get("toolUsePromptTokenCount") or 0)
+    completion = int(data.get("candidatesTokenCount") or 0) + int(data.get("thoughtsTokenCount") or 0)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion)
+
+
+class Candidate:
+    """What one response (or one streamed chunk) says about the first candidate."""
+
+    def __init__(self, data: Any) -> None:
+        if not isinstance(data, dict):
+            raise provider_error("bad_response", f"a response that is not an object: {str(data)[:200]}")
+        if "error" in data:
+            raise error_from_data(500, data)
+        blocked = (data.get("promptFeedback") or {}).get("blockReason")
+        candidates = data.get("candidates") or []
+        if blocked and not candidates:
+            raise provider_error("content_policy", f"gemini blocked the prompt ({blocked})")
+        first = candidates[0] if candidates and isinstance(candidates[0], dict) else {}
+        parts = (first.get("content") or {}).get("parts") or []
+        self.text = "".join(
+            str(p["text"]) for p in parts if isinstance(p, dict) and "text" in p and not p.get("thought")
+        )
+        self.calls = [p["functionCall"] for p in parts if isinstance(p, dict) and p.get("functionCall")]
+        self.finish: str | None = first.get("finishReason")
+        self.model: str | None = data.get("modelVersion")
+        self.usage = usage_of(data.get("usageMetadata"))
+
+
+def tool_calls_of(calls: Sequence[Any]) -> tuple[ToolCall, ...]:
+    out = []
+    for i, call in enumerate(calls):
+        if not isinstance(call, dict) or not call.get("name"):
+            raise provider_error("bad_response", f"a functionCall without a name: {str(call)[:200]}")
+        out.append(
+            ToolCall(
+                id=str(call.get("id") or f"call_{i}"),
+                function=FunctionCall(name=str(call["name"]), arguments=arguments_text(call.get("args"))),
+            )
+        )
+    return tuple(out)
+
+
+def finish_reason(finish: str | None, *, text: str, calls: Sequence[Any]) -> str:
+    """OpenAI's finish reason; a safety stop with nothing to show is an error, not an empty answer."""
+    if finish == "MALFORMED_FUNCTION_CALL":
+        raise provider_error("bad_response", "gemini produced a malformed function call")
+    reason = FINISH_REASONS.get(str(finish), "stop") if finish else "stop"
+    if reason == "content_filter" and not text and not calls:
+        raise provider_error("content_policy", f"gemini blocked the answer ({finish})")
+    return "tool_calls" if calls and reason == "stop" else reason
+
+
+def parse_reply(raw: bytes, call: ProviderCall) -> Reply:
+    candidate = Candidate(parse_json(raw, what="the generateContent response"))
+    if candidate.finish is None and not candidate.text and not candidate.calls:
+        raise provider_error("bad_response", f"a response without a candidate: {raw[:200]!r}")
+    return Reply(
+        content=candidate.text,
+        finish_reason=finish_reason(candidate.finish, text=candidate.text, calls=candidate.calls),
+        model=candidate.model or call.model,
+        usage=candidate.usage or estimated_usage(call, candidate.text),
+        tool_calls=tool_calls_of(candidate.calls),
+    )
+
+
+def error_from_body(status: int, raw: bytes, headers: httpx.Headers | None = None) -> ProviderError:
+    try:
+        data = parse_json(raw, what="the error body")
+    except ProviderError:
+        data = None
+    if isinstance(data, list) and data:  # the JSON-array framing of a non-SSE stream
+        data = data[0]
+    return error_from_data(status, data, headers, raw=raw)
+
+
+def error_from_data(
+    status: int, data: Any, headers: httpx.Headers | None = None, *, raw: bytes = b""
+) -> ProviderError:
+    """Maps `{"error": {"code", "message", "status", "details"}}` (google.rpc.Status) to the taxonomy."""
+    err = data.get("error") if isinstance(data, dict) else None
+    err = err if isinstance(err, dict) else {}
+    message = str(err.get("message") or "")
+    code = str(err.get("status") or "")
+    details = [d for d in err.get("details") or [] if isinstance(d, dict)]
+    reasons = {str(d.get("reason")) for d in details if d.get("reason")}
+    kind: ErrorKind = _STATUS_KINDS.get(code) or kind_for_status(status)
+    lowered = message.lower()
+    if reasons & _AUTH_REASONS or "api key not valid" in lowered:
+        kind = "auth"
+    elif "exceeds the maximum number of tokens" in lowered or "input token count" in lowered:
+        kind = "context_too_long"
+    elif "safety" in lowered and kind == "bad_request":
+        kind = "content_policy"
+    delay = retry_after(headers) if headers is not None else None
+    if delay is None:
+        delay = _retry_delay(details)
+    text = f"gemini {status} {code}: {message or raw[:200].decode('utf-8', 'replace') or 'no error body'}"
+    return provider_error(kind, text, retry_after=delay)
+
+
+def _retry_delay(details: list[dict[str, Any]]) -> float | None:
+    """google.rpc.RetryInfo's `retryDelay`, a protobuf Duration in JSON ("37s", "1.5s")."""
+    for detail in details:
+        if str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            value = str(detail.get("retryDelay") or "").removesuffix("s")
+            try:
+                return max(float(value), 0.0)
+            except ValueError:
+                return None
+    return None

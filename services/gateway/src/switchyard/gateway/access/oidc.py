@@ -1,0 +1,270 @@
+"""OIDC single sign-on: a bearer JWT from the organisation's identity provider, validated against its
+JWKS (signature, issuer, audience, expiry and not-before with a small leeway, an algorithm allow-list that
+never includes `none` or HMAC), then mapped to a principal exactly like an API key's: the organisation
+from one claim, the role from another, the user matched by email (or created on first sight, if enabled).
+
+Everything downstream (scopes, limits, budgets, tenancy) sees the same `Principal` an API key yields;
+its `api_key_id` is `jwt:<sub>` so the audit ledger can tell the credential apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import jwt
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from switchyard.common import ids
+from switchyard.common.bus import EventPublisher
+from switchyard.common.events import AdminActionRecorded
+from switchyard.gateway import tenants
+from switchyard.gateway.access import roles
+from switchyard.gateway.access.oidc_keys import Jwks
+from switchyard.gateway.config import GatewaySettings
+from switchyard.gateway.models import Tenant, User
+
+ALLOWED_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"})
+
+
+class TokenRejected(Exception):
+    """The token is not accepted: `code` is the error code of the 401."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class OidcConfig:
+    issuer: str
+    audience: str
+    algorithms: frozenset[str] = frozenset({"RS256", "ES256", "EdDSA"})
+    leeway_s: float = 30.0
+    org_claim: str = "org"
+    org_match: str = "name"  # the claim holds the organisation's "name" or its "id"
+    role_claim: str = "role"
+    default_role: str = "member"
+    email_claim: str = "email"
+    create_users: bool = False
+
+    def __post_init__(self) -> None:
+        refused = set(self.algorithms) - ALLOWED_ALGORITHMS
+        if refused or not self.algorithms:
+            raise ValueError(
+                f"OIDC algorithms must be among {sorted(ALLOWED_ALGORITHMS)}; refused {sorted(refused)}"
+            )
+
+
+def looks_like_jwt(credential: str) -> bool:
+    return credential.count(".") == 2 and credential.startswith("eyJ")
+
+
+def _role(value: Any, default: str) -> str:
+    """The first known role the claim names (a string or a list, as groups claims are)."""
+    if value is None:
+        return default
+    names = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    for name in names:
+        if isinstance(name, str) and name in roles.ROLES:
+            return name
+    raise TokenRejected("token_role_invalid", "The token's role claim names no Switchyard role")
+
+
+@dataclass
+class _Cached:
+    until: float
+    principal: tenants.Principal
+
+
+@dataclass
+class OidcVerifier:
+    config: OidcConfig
+    jwks: Jwks
+    sessions: async_sessionmaker  # type: ignore[type-arg]
+    ttl_s: float = 30.0
+    events: EventPublisher | None = None  # records the users created on first sight
+    _cache: dict[str, _Cached] = field(default_factory=dict)
+    _index: dict[str, set[str]] = field(default_factory=dict)
+
+    def invalidate(self, kind: str, ident: str) -> None:
+        for digest in self._index.pop(f"{kind}.{ident}", set()):
+            self._cache.pop(digest, None)
+
+    async def verify(self, token: str) -> tenants.Principal:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        hit = self._cache.get(digest)
+        if hit is not None and time.monotonic() < hit.until:
+            expires = hit.principal.expires_at
+            if expires is None or expires.timestamp() + self.config.leeway_s > time.time():
+                return hit.principal
+        self._cache.pop(digest, None)
+        claims = await self.claims(token)
+        principal = await self._principal(claims)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+            self._index.clear()
+        self._cache[digest] = _Cached(time.monotonic() + self.ttl_s, principal)
+        for key in (f"user.{principal.user_id}", f"org.{principal.tenant_id}"):
+            self._index.setdefault(key, set()).add(digest)
+        return principal
+
+    async def claims(self, token: str) -> dict[str, Any]:
+        """The token's claims, once its signature and registered claims are valid."""
+        try:
+            header = jwt.get_unverified_header(token)
+            jwt.decode(token, options={"verify_signature": False})  # well-formed claims, before any key
+        except jwt.DecodeError as exc:
+            raise TokenRejected("invalid_token", f"The bearer token is not a valid JWT: {exc}") from None
+        alg = header.get("alg")
+        if alg not in self.config.algorithms:
+            raise TokenRejected(
+                "token_algorithm_not_allowed",
+                f"The token's algorithm {alg!r} is not accepted (allowed: {sorted(self.config.algorithms)})",
+            )
+        kid = header.get("kid")
+        key = await self.jwks.key(kid if isinstance(kid, str) else None)
+        if key is None:
+            raise TokenRejected(
+                "token_key_unknown", f"The token's signing key {str(kid)[:64]!r} is not the issuer's"
+            )
+        try:
+            return jwt.decode(
+                token,
+                key=key,
+                algorithms=[alg],
+                audience=self.config.audience,
+                issuer=self.config.issuer,
+                leeway=self.config.leeway_s,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenRejected("token_expired", "The token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise TokenRejected("token_not_yet_valid", "The token is not valid yet (nbf/iat)") from None
+        except jwt.InvalidAudienceError:
+            raise TokenRejected(
+                "token_audience_invalid", "The token is not meant for this audience"
+            ) from None
+        except jwt.InvalidIssuerError:
+            raise TokenRejected("token_issuer_invalid", "The token's issuer is not trusted") from None
+        except jwt.InvalidSignatureError:
+            raise TokenRejected("token_signature_invalid", "The token's signature does not verify") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise TokenRejected("token_claims_invalid", f"The token lacks the {exc.claim!r} claim") from None
+        except jwt.InvalidAlgorithmError:
+            raise TokenRejected(
+                "token_algorithm_not_allowed", "The token's algorithm does not match its key"
+            ) from None
+        except jwt.InvalidTokenError as exc:
+            raise TokenRejected("invalid_token", f"The token is invalid: {exc}") from None
+
+    async def _principal(self, claims: dict[str, Any]) -> tenants.Principal:
+        cfg = self.config
+        org = claims.get(cfg.org_claim)
+        email = claims.get(cfg.email_claim)
+        if not isinstance(org, str) or not org:
+            raise TokenRejected("token_claims_invalid", f"The token lacks the {cfg.org_claim!r} claim")
+        if not isinstance(email, str) or "@" not in email:
+            raise TokenRejected("token_claims_invalid", f"The token lacks the {cfg.email_claim!r} claim")
+        role_claim = claims.get(cfg.role_claim)
+        tenant = await self._tenant(org)
+        if tenant is None:
+            raise TokenRejected("unknown_organization", "The token's organisation is not known here")
+        user = await self._user(
+            tenant.id, email, role=_role(role_claim, cfg.default_role), sub=str(claims["sub"])
+        )
+        if user.disabled_at is not None:
+            raise TokenRejected("user_disabled", "This user is disabled")
+        role = _role(role_claim, user.role)
+        return tenants.Principal(
+            tenant_id=tenant.id,
+            api_key_id=f"jwt:{claims['sub']}"[:64],
+            user_id=user.id,
+            key_prefix="jwt",
+            role=role,
+            scopes=roles.ROLE_SCOPES.get(role, frozenset()),
+            plan=user.plan or tenant.plan,
+            org_monthly_budget_usd=tenant.monthly_budget_usd,
+            platform=tenant.platform,
+            expires_at=datetime.fromtimestamp(float(claims["exp"]), UTC),
+        )
+
+    async def _tenant(self, org: str) -> Tenant | None:
+        column = Tenant.id if self.config.org_match == "id" else Tenant.name
+        async with self.sessions() as s:
+            return (await s.execute(select(Tenant).where(column == org))).scalar_one_or_none()
+
+    async def _user(self, tenant_id: str, email: str, *, role: str, sub: str) -> User:
+        query = select(User).where(
+            User.tenant_id == tenant_id, or_(User.email == email, User.email == email.lower())
+        )
+        async with self.sessions() as s:
+            user = (await s.execute(query)).scalars().first()
+        if user is not None:
+            return user
+        if not self.config.create_users:
+            raise TokenRejected("unknown_user", "No user with this email in the organisation")
+        try:
+            user = await tenants.create_user(self.sessions, tenant_id=tenant_id, email=email, role=role)
+        except IntegrityError:  # created by a concurrent first request
+            async with self.sessions() as s:
+                found = (await s.execute(query)).scalars().first()
+            if found is None:
+                raise
+            return found
+        await self._record_created(user, sub=sub)
+        return user
+
+    async def _record_created(self, user: User, *, sub: str) -> None:
+        """The admin event an admin's `POST /v1/admin/users` would record, with the token as the actor."""
+        if self.events is None:
+            return
+        event = AdminActionRecorded(
+            action="user.created",
+            tenant_id=user.tenant_id,
+            actor_key_id=f"jwt:{sub}"[:64],
+            target_type="user",
+            target_id=user.id,
+            changes={"email": user.email, "role": user.role, "via": "oidc"},
+            at=datetime.now(UTC),
+        )
+        await self.events.publish(
+            event, event_id=ids.derived_id(user.id, "user.created"), tenant_id=user.tenant_id
+        )
+
+
+def from_settings(
+    settings: GatewaySettings,
+    sessions: async_sessionmaker,  # type: ignore[type-arg]
+    events: EventPublisher | None = None,
+) -> OidcVerifier | None:
+    if not settings.oidc_issuer:
+        return None
+    if not settings.oidc_audience:
+        raise ValueError("SWITCHYARD_OIDC_AUDIENCE must be set with SWITCHYARD_OIDC_ISSUER")
+    config = OidcConfig(
+        issuer=settings.oidc_issuer,
+        audience=settings.oidc_audience,
+        algorithms=frozenset(settings.oidc_algorithms.replace(",", " ").split()),
+        leeway_s=settings.oidc_leeway_s,
+        org_claim=settings.oidc_org_claim,
+        org_match=settings.oidc_org_match,
+        role_claim=settings.oidc_role_claim,
+        default_role=settings.oidc_default_role,
+        email_claim=settings.oidc_email_claim,
+        create_users=settings.oidc_create_users,
+    )
+    jwks = Jwks(
+        issuer=settings.oidc_issuer,
+        url=settings.oidc_jwks_url,
+        max_age_s=settings.oidc_jwks_max_age_s,
+        min_refresh_s=settings.oidc_jwks_min_refresh_s,
+    )
+    return OidcVerifier(config, jwks, sessions, ttl_s=settings.auth_cache_ttl_s, events=events)

@@ -1,0 +1,1 @@
+"""The gateway's response cache: exact (JetStream KV) and semantic (MiniLM + Qdrant), per tenant."""

@@ -1,0 +1,67 @@
+"""Stored answers in JetStream KV (bucket `switchyard-cache`), shared by every gateway replica.
+
+Keys: `a.<tenant>.<hash>` holds a `CachedAnswer`, `h.<tenant>.<hash>` its hit count. The tenant is part of
+every key and of the stored value, and a value whose tenant differs from the reader's is never returned.
+Each answer carries its own expiry (per tenant TTLs); the bucket's max age removes what nobody reads.
+"""
+
+from __future__ import annotations
+
+import time
+
+from nats.js import JetStreamContext
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.kv import KeyValue
+from pydantic import ValidationError
+
+from switchyard.common import kv, subjects
+from switchyard.gateway.cache.models import CachedAnswer
+
+
+async def cache_bucket(js: JetStreamContext, *, max_ttl_s: float) -> KeyValue:
+    try:
+        return await js.key_value(subjects.KV_CACHE)
+    except BucketNotFoundError:
+        return await js.create_key_value(bucket=subjects.KV_CACHE, history=1, ttl=max_ttl_s)
+
+
+def answer_key(tenant_id: str, key: str) -> str:
+    return f"a.{kv.safe_key(tenant_id)}.{key}"
+
+
+def hits_key(tenant_id: str, key: str) -> str:
+    return f"h.{kv.safe_key(tenant_id)}.{key}"
+
+
+class ExactStore:
+    def __init__(self, bucket: KeyValue) -> None:
+        self._kv = bucket
+
+    async def get(self, tenant_id: str, key: str, *, now: float | None = None) -> CachedAnswer | None:
+        try:
+            entry = await self._kv.get(answer_key(tenant_id, key))
+        except KeyNotFoundError:
+            return None
+        try:
+            answer = CachedAnswer.model_validate_json(entry.value or b"")
+        except ValidationError:
+            return None
+        if answer.tenant_id != tenant_id or answer.key != key:
+            return None
+        if answer.expires_at <= (time.time() if now is None else now):
+            return None
+        return answer
+
+    async def put(self, answer: CachedAnswer) -> None:
+        await self._kv.put(answer_key(answer.tenant_id, answer.key), answer.model_dump_json().encode())
+
+    async def count_hit(self, tenant_id: str, key: str) -> int:
+        def add(current: bytes | None) -> tuple[bytes, int]:
+            n = int(current or b"0") + 1
+            return str(n).encode(), n
+
+        return await kv.update(self._kv, hits_key(tenant_id, key), add)
+
+    async def hits(self, tenant_id: str, key: str) -> int:
+        value, _ = await kv.read(self._kv, hits_key(tenant_id, key))
+        return int(value or b"0")

@@ -1,0 +1,167 @@
+"""The response cache's pure parts: what a request's keys are, which kinds of cache it may use, and what
+is stored. No I/O here (the stores are in `exact.py` and `backends.py`, the orchestration in `service.py`).
+
+Exact key: tenant + SHA-256 of the normalised request: every field of the chat request that can change
+the answer (model, messages, max_tokens, temperature, top_p, stop, response_format, tools, seed, ...),
+never `stream`, the request id, the user agent or the `user` field. Semantic scope: the same, minus the
+conversation's user turns, whose text is embedded instead; a neighbour must share the tenant and the scope.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from switchyard.common.events import ChatRequest, Usage
+from switchyard.gateway.errors import InvalidRequest
+
+CACHE_HEADER = "x-switchyard-cache"
+DIRECTIVES = ("no-cache", "no-store")
+Kind = Literal["exact", "semantic"]
+
+
+class CacheRule(BaseModel):
+    """Overrides for a plan or a tenant; fields left unset keep the value from the level above."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool | None = None
+    semantic: bool | None = None
+    ttl_s: float | None = Field(default=None, gt=0)
+    threshold: float | None = Field(default=None, gt=0, le=1)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """The cache settings in force for one tenant."""
+
+    enabled: bool
+    semantic: bool
+    ttl_s: float
+    threshold: float
+    semantic_multi_turn: bool = False
+    semantic_tools: bool = False
+
+    def apply(self, rule: CacheRule | None) -> CacheConfig:
+        if rule is None:
+            return self
+        return CacheConfig(
+            enabled=self.enabled if rule.enabled is None else rule.enabled,
+            semantic=self.semantic if rule.semantic is None else rule.semantic,
+            ttl_s=self.ttl_s if rule.ttl_s is None else rule.ttl_s,
+            threshold=self.threshold if rule.threshold is None else rule.threshold,
+            semantic_multi_turn=self.semantic_multi_turn,
+            semantic_tools=self.semantic_tools,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Directive:
+    """The request's `x-switchyard-cache` header: `no-cache` (do not answer from the cache, but store the
+    fresh answer) and/or `no-store` (the request neither reads nor writes the cache)."""
+
+    read: bool = True
+    write: bool = True
+
+
+def parse_directive(header: str | None) -> Directive:
+    if header is None or not header.strip():
+        return Directive()
+    tokens = {t.strip().lower() for t in header.split(",") if t.strip()}
+    unknown = tokens - set(DIRECTIVES)
+    if unknown:
+        raise InvalidRequest(
+            f"{CACHE_HEADER} takes {' and/or '.join(DIRECTIVES)}; got {', '.join(sorted(unknown))}",
+            param=CACHE_HEADER,
+        )
+    return Directive(read=not tokens, write="no-store" not in tokens)
+
+
+class CachedAnswer(BaseModel):
+    """One stored answer (the value in KV), with the tenant it belongs to and when it expires."""
+
+    tenant_id: str
+    key: str
+    source_task_id: str
+    model: str
+    provider: str
+    tier: str
+    content: str
+    finish_reason: str
+    usage: Usage
+    created_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    kind: Kind
+    answer: CachedAnswer
+    similarity: float | None = None
+
+
+def _text(content: Any) -> Any:
+    """Content as the model sees it: a list of text parts is the same prompt as the joined string."""
+    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in content):
+        return "\n".join(str(p.get("text", "")) for p in content).strip()
+    if isinstance(content, str):
+        return content.strip()
+    return content
+
+
+def _normalised(request: ChatRequest, *, without_user_turns: bool = False) -> dict[str, Any]:
+    body = request.model_dump(mode="json", exclude_none=True, exclude={"stream"})
+    messages = []
+    for message in body.pop("messages"):
+        if without_user_turns and message.get("role") == "user":
+            continue
+        if "content" in message:
+            message["content"] = _text(message["content"])
+        messages.append(message)
+    body["messages"] = messages
+    return body
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def exact_key(tenant_id: str, request: ChatRequest) -> str:
+    """The request's hash within its tenant (the tenant is hashed in too, and is also the key's prefix)."""
+    return _digest({"tenant": tenant_id, "request": _normalised(request)})
+
+
+def semantic_scope(tenant_id: str, request: ChatRequest) -> str:
+    """What a semantic neighbour must share: tenant, model, parameters and every non-user message."""
+    return _digest({"tenant": tenant_id, "request": _normalised(request, without_user_turns=True)})
+
+
+def point_id(tenant_id: str, key: str) -> str:
+    """The vector's id: one point per stored answer, so storing it again replaces it."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"switchyard-cache:{tenant_id}:{key}"))
+
+
+def semantic_text(request: ChatRequest, config: CacheConfig) -> str | None:
+    """The text to embed, or None when this request may not use the semantic cache: tool calls and
+    multi-turn conversations are exact-only unless the configuration allows them."""
+    if not config.semantic:
+        return None
+    if not config.semantic_tools and (
+        request.tools or any(m.tool_calls or m.role == "tool" for m in request.messages)
+    ):
+        return None
+    turns = [m for m in request.messages if m.role not in ("system", "developer")]
+    if not config.semantic_multi_turn and (len(turns) != 1 or turns[0].role != "user"):
+        return None
+    text = "\n".join(m.text() for m in turns if m.role == "user").strip()
+    return text or None
+
+
+def storable(*, content: str, finish_reason: str, tool_calls: object) -> bool:
+    """Only plain, finished text answers are reused (never tool calls, errors or empty answers)."""
+    return bool(content) and finish_reason in ("stop", "length") and not tool_calls

@@ -1,0 +1,125 @@
+"""Prompt-injection patterns: a maintained list of named rules, each a regular expression over the
+normalised text of user and tool messages (the operator's own system and developer messages are trusted).
+
+Normalisation folds case and Unicode compatibility forms (NFKC), drops zero-width characters and collapses
+whitespace, so fullwidth letters or a zero-width space inside a word do not slip past. Each rule is tested
+with prompts it must catch and ordinary prompts it must let through (tests/unit/gateway/test_guardrails.py);
+add both when adding a rule.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from switchyard.common.events import ChatMessage
+from switchyard.gateway.guardrails.models import Finding, Refusal
+
+CHECKED_ROLES = frozenset({"user", "tool"})
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
+_SPACE = re.compile(r"\s+")
+
+_PRIOR = r"(?:all\s+|any\s+|the\s+|your\s+|of\s+)*(?:previous|prior|above|earlier|preceding|foregoing|system)"
+_ORDERS = r"(?:instructions?|prompts?|rules|directions|directives|guidelines|programming)"
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    name: str
+    regex: re.Pattern[str]
+    description: str
+
+
+def _p(name: str, pattern: str, description: str) -> Pattern:
+    """Patterns are written in lower case: they run on case-folded text."""
+    return Pattern(name, re.compile(pattern), description)
+
+
+PATTERNS: tuple[Pattern, ...] = (
+    _p(
+        "ignore_previous_instructions",
+        rf"\b(?:ignore|disregard|forget|override)\b\W+(?:\w+\W+){{0,3}}?{_PRIOR}\W+"
+        rf"(?:\w+\W+){{0,2}}?{_ORDERS}\b",
+        "tells the model to drop the instructions it was given",
+    ),
+    _p(
+        "reveal_system_prompt",
+        r"\b(?:reveal|show|print|repeat|output|leak|dump|display|disclose|tell\s+me)\b\W+(?:\w+\W+){0,4}?"
+        r"(?:your\s+(?:system|hidden|secret|initial|original)\s+(?:prompt|instructions|message)"
+        r"|the\s+(?:hidden|secret)\s+(?:prompt|instructions))\b"
+        r"|\bwhat\s+(?:is|are|was|were)\s+your\s+(?:system|hidden|secret|initial|original)\s+"
+        r"(?:prompt|instructions)\b",
+        "asks the model for its hidden system prompt",
+    ),
+    _p(
+        "jailbreak_persona",
+        r"\b(?:you\s+are\s+now|act\s+as|pretend\s+(?:to\s+be|you\s+are)|from\s+now\s+on\s+you\s+are)\W+"
+        r"(?:\w+\W+){0,3}?(?:dan|jailbroken|unfiltered|uncensored|evil|amoral)\b"
+        r"|\b(?:dan|jailbreak)\s+mode\b|\bwith\s+developer\s+mode\s+(?:enabled|activated)\b"
+        r"|\bdo\s+anything\s+now\b",
+        "switches the model into a persona without its rules (DAN and the like)",
+    ),
+    _p(
+        "chat_template_tokens",
+        r"<\|(?:im_start|start_header_id)\|>\s*(?:system|assistant)|<\|system\|>|<<sys>>"
+        r"|\[inst\].{0,2000}?\[/inst\]",
+        "smuggles chat-template control tokens to fake a system turn",
+    ),
+    _p(
+        "new_instructions",
+        r"^\W*(?:new|updated|real)\s+(?:system\s+)?instructions\s*:|\bsystem\s*(?:override|prompt)\s*:",
+        "announces replacement system instructions inside user content",
+    ),
+)
+
+
+def normalise(text: str) -> str:
+    if not text.isascii():  # the usual prompt is ASCII: no compatibility forms, no zero-width characters
+        text = unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH)
+    return _SPACE.sub(" ", text).strip().casefold()
+
+
+def _combined(patterns: tuple[Pattern, ...]) -> re.Pattern[str]:
+    """One alternation of every rule as a named group: one scan of the text instead of one per rule."""
+    return re.compile("|".join(f"(?P<{p.name}>{p.regex.pattern})" for p in patterns))
+
+
+_ALL = _combined(PATTERNS)
+
+
+def first_match(text: str, patterns: tuple[Pattern, ...] = PATTERNS) -> Pattern | None:
+    """The rule of the leftmost match in the text, if any."""
+    return _search(_ALL if patterns is PATTERNS else _combined(patterns), patterns, text)
+
+
+def _search(combined: re.Pattern[str], patterns: tuple[Pattern, ...], text: str) -> Pattern | None:
+    m = combined.search(normalise(text))
+    if m is None:
+        return None
+    return next(p for p in patterns if p.name == m.lastgroup)
+
+
+class PromptInjection:
+    """Refuses a prompt whose user or tool messages match a pattern (400 `prompt_injection_detected`)."""
+
+    name = "prompt_injection"
+
+    def __init__(self, patterns: tuple[Pattern, ...] = PATTERNS) -> None:
+        self.patterns = patterns
+        self._combined = _ALL if patterns is PATTERNS else _combined(patterns)
+
+    def on_input(self, messages: list[ChatMessage]) -> tuple[list[ChatMessage], list[Finding]]:
+        for message in messages:
+            if message.role not in CHECKED_ROLES:
+                continue
+            hit = _search(self._combined, self.patterns, message.text())
+            if hit is not None:
+                raise Refusal(
+                    guardrail=self.name,
+                    rule=hit.name,
+                    code="prompt_injection_detected",
+                    message=f"The prompt was refused by the prompt-injection guardrail (rule {hit.name}: "
+                    f"{hit.description}).",
+                )
+        return messages, []

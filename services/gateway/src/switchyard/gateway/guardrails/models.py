@@ -1,0 +1,94 @@
+"""Guardrails: what a hook sees and returns, the refusal it may raise, and the configuration of a chain.
+
+A hook is pure (no web framework, no bus): it reads messages or an answer, and either returns them
+(possibly redacted) with what it found, or raises `Refusal`. Findings and refusals name a rule, never the
+text that matched, so they can go to the audit ledger as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from switchyard.common.events import ChatMessage
+
+PiiMode = Literal["off", "redact", "refuse"]
+PiiKind = Literal["email", "phone", "credit_card", "iban", "us_ssn", "es_dni"]
+PII_KINDS: tuple[str, ...] = PiiKind.__args__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A rule that fired without refusing (a redaction): `count` places were changed."""
+
+    guardrail: str
+    rule: str
+    count: int = 1
+
+
+class Refusal(Exception):
+    """A hook refuses the request: `code` is the error code the client gets, `status` its HTTP status."""
+
+    def __init__(self, *, guardrail: str, rule: str, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.guardrail = guardrail
+        self.rule = rule
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+@runtime_checkable
+class InputHook(Protocol):
+    """Runs on the prompt before it leaves the gateway."""
+
+    name: str
+
+    def on_input(self, messages: list[ChatMessage]) -> tuple[list[ChatMessage], list[Finding]]: ...
+
+
+@runtime_checkable
+class OutputHook(Protocol):
+    """Runs on a (non-streamed) answer before the client gets it."""
+
+    name: str
+
+    def on_output(self, text: str) -> tuple[str, list[Finding]]: ...
+
+
+class GuardrailConfig(BaseModel):
+    """One layer of guardrail settings. Layers stack: the gateway's settings, then the file's `defaults`,
+    then the plan, then the tenant; a field a layer leaves unset keeps the value below it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    injection: Literal["off", "refuse"] | None = Field(
+        default=None, description="refuse prompts matching the prompt-injection patterns"
+    )
+    pii: PiiMode | None = Field(default=None, description="redact or refuse PII in prompts")
+    pii_kinds: list[PiiKind] | None = Field(default=None, description="which PII kinds (default: all)")
+    pii_output: bool | None = Field(default=None, description="also redact PII in (non-streamed) answers")
+    max_prompt_tokens: int | None = Field(default=None, gt=0, description="estimated prompt tokens allowed")
+    max_prompt_chars: int | None = Field(default=None, gt=0, description="prompt characters allowed")
+
+    @field_validator("injection", "pii", mode="before")
+    @classmethod
+    def _yaml_off(cls, v: object) -> object:
+        """YAML 1.1 reads a bare `off` as false."""
+        return "off" if v is False else v
+
+    def over(self, base: GuardrailConfig) -> GuardrailConfig:
+        """This layer on top of `base`."""
+        return base.model_copy(update=self.model_dump(exclude_unset=True))
+
+
+class GuardrailFile(BaseModel):
+    """The YAML file named by SWITCHYARD_GUARDRAILS_PATH."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    defaults: GuardrailConfig = Field(default_factory=GuardrailConfig)
+    plans: dict[Literal["free", "pro", "enterprise"], GuardrailConfig] = Field(default_factory=dict)
+    tenants: dict[str, GuardrailConfig] = Field(default_factory=dict, description="by tenant id")

@@ -1,0 +1,161 @@
+"""Guardrails at the gateway's edge: the tenant's chain runs on the prompt before it leaves the gateway
+and on the answer before the client gets it. A refusal becomes the gateway's error (400 or 413 with the
+guardrail's code); a refusal or a redaction is recorded as an event for the audit ledger, naming the rule
+and never the matched text."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from switchyard.common import ids
+from switchyard.common.bus import EventPublisher
+from switchyard.common.events import GuardrailTriggered, TaskCompleted
+from switchyard.gateway.config import GatewaySettings
+from switchyard.gateway.errors import GuardrailRefused
+from switchyard.gateway.guardrails.chain import GuardrailPolicy, load_file
+from switchyard.gateway.guardrails.models import Finding, GuardrailConfig, Refusal
+from switchyard.gateway.metrics import GUARDRAILS
+from switchyard.gateway.schemas import ChatCompletionRequest
+from switchyard.gateway.taskapi.models import TaskState
+from switchyard.gateway.tenants import Principal
+
+log = logging.getLogger(__name__)
+
+
+class Guardrails:
+    def __init__(self, policy: GuardrailPolicy, events: EventPublisher | None) -> None:
+        self.policy = policy
+        self._events = events
+
+    async def screen_input(
+        self, parsed: ChatCompletionRequest, *, principal: Principal, request_id: str, endpoint: str
+    ) -> ChatCompletionRequest:
+        chain = self.policy.chain_for(tenant_id=principal.tenant_id, plan=principal.plan)
+        if not chain.inputs:
+            return parsed
+        try:
+            messages, found = chain.run_input(list(parsed.messages))
+        except Refusal as refusal:
+            await self._record(
+                principal, request_id, endpoint, "input", refusal.guardrail, refusal.rule, "refused",
+                code=refusal.code,
+            )  # fmt: skip
+            raise GuardrailRefused(
+                refusal.message, code=refusal.code, param="messages", status=refusal.status
+            ) from None
+        if not found:
+            return parsed
+        await self._record_findings(principal, request_id, endpoint, "input", found)
+        return parsed.model_copy(update={"messages": messages})
+
+    async def screen_output(
+        self, done: TaskCompleted, *, principal: Principal, request_id: str, endpoint: str
+    ) -> TaskCompleted:
+        chain = self.policy.chain_for(tenant_id=principal.tenant_id, plan=principal.plan)
+        if not chain.outputs:
+            return done
+        content, found = chain.run_output(done.content)
+        if not found:
+            return done
+        await self._record_findings(principal, request_id, endpoint, "output", found)
+        return done.model_copy(update={"content": content})
+
+    async def screen_task(
+        self, state: TaskState, *, principal: Principal, request_id: str, endpoint: str
+    ) -> TaskState:
+        """A task API result, as `screen_output` does for a completion. The redaction is recorded once per
+        task (the event id derives from the task), however often the client reads it."""
+        chain = self.policy.chain_for(tenant_id=principal.tenant_id, plan=principal.plan)
+        if state.result is None or not chain.outputs:
+            return state
+        content, found = chain.run_output(state.result.content)
+        if not found:
+            return state
+        await self._record_findings(principal, request_id, endpoint, "output", found, once_for=state.id)
+        result = state.result.model_copy(update={"content": content})
+        return state.model_copy(update={"result": result})
+
+    def screens_output(self, principal: Principal) -> bool:
+        """Whether this tenant's answers pass output hooks (which need the whole answer)."""
+        return bool(self.policy.chain_for(tenant_id=principal.tenant_id, plan=principal.plan).outputs)
+
+    async def _record_findings(
+        self,
+        principal: Principal,
+        request_id: str,
+        endpoint: str,
+        stage: str,
+        found: list[Finding],
+        *,
+        once_for: str | None = None,
+    ) -> None:
+        by_guardrail: dict[str, dict[str, int]] = {}
+        for f in found:
+            counts = by_guardrail.setdefault(f.guardrail, {})
+            counts[f.rule] = counts.get(f.rule, 0) + f.count
+        for guardrail, counts in by_guardrail.items():
+            rule = ",".join(sorted(counts))
+            await self._record(
+                principal,
+                request_id,
+                endpoint,
+                stage,
+                guardrail,
+                rule,
+                "redacted",
+                counts=counts,
+                once_for=once_for,
+            )
+
+    async def _record(
+        self,
+        principal: Principal,
+        request_id: str,
+        endpoint: str,
+        stage: str,
+        guardrail: str,
+        rule: str,
+        action: str,
+        *,
+        code: str | None = None,
+        counts: dict[str, int] | None = None,
+        once_for: str | None = None,
+    ) -> None:
+        GUARDRAILS.labels(guardrail, stage, action).inc()
+        if self._events is None:
+            return
+        event = GuardrailTriggered(
+            tenant_id=principal.tenant_id,
+            user_id=principal.user_id,
+            api_key_id=principal.api_key_id,
+            request_id=request_id,
+            endpoint=endpoint,
+            stage=stage,  # type: ignore[arg-type]
+            guardrail=guardrail,
+            rule=rule,
+            action=action,  # type: ignore[arg-type]
+            code=code,
+            counts=counts or {},
+            at=datetime.now(UTC),
+        )
+        try:
+            await self._events.publish(
+                event,
+                event_id=ids.derived_id(once_for or request_id, f"guardrail.{stage}.{guardrail}"),
+                tenant_id=principal.tenant_id,
+            )
+        except Exception:  # the refusal or redaction stands; the record is what we could not make
+            log.exception("could not record a guardrail event for request %s", request_id)
+
+
+def from_settings(settings: GatewaySettings, events: EventPublisher | None) -> Guardrails | None:
+    if not settings.guardrails_enabled:
+        return None
+    base = GuardrailConfig(
+        injection=settings.guardrail_injection,
+        pii=settings.guardrail_pii,
+        pii_output=settings.guardrail_pii_output,
+        max_prompt_tokens=settings.guardrail_max_prompt_tokens,
+    )
+    return Guardrails(GuardrailPolicy(base, load_file(settings.guardrails_path)), events)

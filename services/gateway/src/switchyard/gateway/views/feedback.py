@@ -1,0 +1,57 @@
+"""`POST /v1/feedback`: a user rates a task's answer; recorded as a `TaskFeedback` event the ledger keeps.
+
+Scoped to the caller's organisation: the event carries the caller's tenant, and whoever learns from it
+joins feedback to tasks by (tenant, task id), so feedback can never touch another organisation's task.
+No free text is accepted (it would end up in the ledger).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from switchyard.common.events.feedback import FeedbackReason, Rating, TaskFeedback
+from switchyard.common.events.tasks import TaskType
+from switchyard.gateway.auth import authenticate
+from switchyard.gateway.state import gateway_of
+
+router = APIRouter(tags=["feedback"])
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    rating: Rating
+    task_type: TaskType | None = Field(default=None, description="the type the task really was")
+    reason: FeedbackReason | None = None
+
+
+class FeedbackRecorded(BaseModel):
+    id: str
+    task_id: str
+    rating: Rating
+    task_type: TaskType | None = None
+    reason: FeedbackReason | None = None
+
+
+@router.post("/v1/feedback", status_code=202, response_model=FeedbackRecorded, summary="Rate a task's answer")
+async def post_feedback(body: FeedbackRequest, request: Request) -> JSONResponse:
+    gw = gateway_of(request)
+    principal = await authenticate(request, gw.verifier)
+    event = TaskFeedback(
+        task_id=body.task_id,
+        tenant_id=principal.tenant_id,
+        user_id=principal.user_id,
+        api_key_id=principal.api_key_id,
+        rating=body.rating,
+        task_type=body.task_type,
+        reason=body.reason,
+        at=datetime.now(UTC),
+    )
+    event_id = await gw.events.publish(event, tenant_id=principal.tenant_id, event_subject=body.task_id)
+    out = FeedbackRecorded(id=event_id, **body.model_dump())
+    return JSONResponse(out.model_dump(mode="json"), status_code=202)

@@ -1,0 +1,183 @@
+"""A steady load of tasks through the task API (`POST /v1/tasks`, 202 = accepted), and the invariants
+checked once the faults are over: every accepted task ends completed or failed with a reason; every
+completed task is charged exactly once and has its audit entries; the ledger verifies; the SIEM received
+every entry."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import httpx
+import nats
+from nats.js import api
+from sqlalchemy import select
+
+from switchyard.audit.models import LedgerEntry
+from switchyard.billing.models import UsageEntry
+from switchyard.common import subjects
+from switchyard.common.db import create_engine, sessionmaker
+from switchyard.common.envelope import decode
+from switchyard.common.events import TaskCompleted, TaskFailed
+
+
+@dataclass
+class LoadStats:
+    accepted: list[str] = field(default_factory=list)
+    refused: Counter[str] = field(default_factory=Counter)  # why a submission was not accepted
+    latencies_ms: list[float] = field(default_factory=list)  # of accepted submissions
+
+    def summary(self) -> str:
+        return (
+            f"accepted {len(self.accepted)}, not accepted {sum(self.refused.values())} {dict(self.refused)}"
+        )
+
+
+async def steady_load(
+    base_url: str, api_key: str, *, rate: float, stop: asyncio.Event, stats: LoadStats, max_tokens: int = 16
+) -> None:
+    """Submits `rate` tasks a second until `stop` is set; a refused submission is counted, not retried."""
+    interval = 1.0 / rate
+    headers = {"Authorization": f"Bearer {api_key}"}
+    pending: set[asyncio.Task[None]] = set()
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=15.0) as client:
+
+        async def one(n: int) -> None:
+            body = {
+                "model": "auto",
+                "max_tokens": max_tokens,
+                "messages": [{"role": "user", "content": f"Chaos task {n}: name a prime number."}],
+            }
+            started = time.perf_counter()
+            try:
+                r = await client.post("/v1/tasks", json=body)
+            except httpx.HTTPError as exc:
+                stats.refused[type(exc).__name__] += 1
+                return
+            if r.status_code == 202:
+                stats.accepted.append(r.json()["id"])
+                stats.latencies_ms.append((time.perf_counter() - started) * 1000)
+            else:
+                stats.refused[f"http {r.status_code}"] += 1
+
+        n = 0
+        next_at = time.monotonic()
+        while not stop.is_set():
+            n += 1
+            task = asyncio.create_task(one(n))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            next_at += interval
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        if pending:
+            await asyncio.gather(*pending)
+
+
+async def read_results(nats_url: str) -> dict[str, list[TaskCompleted | TaskFailed]]:
+    """Every result event stored so far, by task id (a pull consumer that acks nothing)."""
+    nc = await nats.connect(nats_url)
+    out: dict[str, list[TaskCompleted | TaskFailed]] = {}
+    try:
+        sub = await nc.jetstream().pull_subscribe(
+            subjects.RESULT_ALL,
+            stream=subjects.STREAM_EVENTS,
+            config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL, ack_policy=api.AckPolicy.NONE),
+        )
+        while True:
+            try:
+                for msg in await sub.fetch(1000, timeout=1.0):
+                    _, payload = decode(msg.data)
+                    if isinstance(payload, TaskCompleted | TaskFailed):
+                        out.setdefault(payload.task_id, []).append(payload)
+            except (nats.errors.TimeoutError, TimeoutError):
+                if (await sub.consumer_info()).num_pending == 0:
+                    break
+        await sub.unsubscribe()
+    finally:
+        await nc.close()
+    return out
+
+
+async def wait_results(
+    nats_url: str, task_ids: list[str], timeout: float
+) -> dict[str, list[TaskCompleted | TaskFailed]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await read_results(nats_url)
+        if set(task_ids) <= set(found) or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(1.0)
+
+
+@dataclass
+class Outcome:
+    accepted: int
+    completed: int
+    failed: Counter[str]
+    duplicate_results: int
+    charges: Counter[str]
+    ledger_rows: dict[int, LedgerEntry]
+
+
+async def check_invariants(
+    nats_url: str, db_url: str, accepted: list[str], *, timeout: float = 90.0
+) -> tuple[Outcome, list[str]]:
+    """Returns the outcome and the list of broken invariants (empty: nothing lost)."""
+    problems: list[str] = []
+    results = await wait_results(nats_url, accepted, timeout)
+    missing = [t for t in accepted if t not in results]
+    if missing:
+        problems.append(f"{len(missing)} accepted tasks have no result, e.g. {missing[:5]}")
+    completed = {t for t in accepted if any(isinstance(r, TaskCompleted) for r in results.get(t, []))}
+    failed = Counter(
+        r.error_code for t in accepted for r in results.get(t, [])[:1] if isinstance(r, TaskFailed)
+    )
+    for t in accepted:
+        for r in results.get(t, []):
+            if isinstance(r, TaskFailed) and not (r.error_code and r.error_message):
+                problems.append(f"task {t} failed without a reason")
+    mixed = [t for t in accepted if len({type(r) for r in results.get(t, [])}) > 1]
+    if mixed:
+        problems.append(f"{len(mixed)} tasks both completed and failed, e.g. {mixed[:3]}")
+    duplicates = sum(len(results.get(t, [])) - 1 for t in accepted if results.get(t))
+
+    engine = create_engine(db_url)
+    sessions = sessionmaker(engine)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            async with sessions() as s:
+                charges = Counter((await s.execute(select(UsageEntry.task_id))).scalars().all())
+                rows = {r.seq: r for r in (await s.execute(select(LedgerEntry))).scalars()}
+            actions: dict[str, set[str]] = {}
+            for row in rows.values():
+                actions.setdefault(row.resource, set()).add(row.action)
+            uncharged = [t for t in completed if charges[t] == 0]
+            unaudited = [
+                t
+                for t in completed
+                if not {"task.submit", "task.complete", "billing.usage"} <= actions.get(f"task/{t}", set())
+            ]
+            if (not uncharged and not unaudited) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1.0)
+    finally:
+        await engine.dispose()
+    if uncharged:
+        problems.append(f"{len(uncharged)} completed tasks never charged, e.g. {uncharged[:3]}")
+    twice = [t for t, n in charges.items() if n > 1]
+    if twice:
+        problems.append(f"{len(twice)} tasks charged more than once, e.g. {twice[:3]}")
+    if unaudited:
+        problems.append(f"{len(unaudited)} completed tasks lack audit entries, e.g. {unaudited[:3]}")
+    outcome = Outcome(len(accepted), len(completed), failed, duplicates, charges, rows)
+    return outcome, problems
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]

@@ -1,0 +1,149 @@
+"""The chaos scenarios, shared by the bounded tests (tests/chaos/test_chaos.py) and the long run
+(`make chaos`, tests/chaos/run.py). Each runs a steady load, injects its faults, stops the load, then checks
+the invariants and returns what it measured."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+from switchyard.cli.processes import PostgresCluster
+from switchyard.common import subjects
+from tests.chaos.cluster import NatsCluster, restart_postgres
+from tests.chaos.load import LoadStats, Outcome, check_invariants, steady_load
+from tests.chaos.stack import SERVICES, ChaosStack, restart_exporter_after_kill
+from tests.support.siem_checks import check_syslog
+
+
+@dataclass
+class Report:
+    faults: list[str] = field(default_factory=list)  # "<fault>: back in <s> s"
+    load: LoadStats = field(default_factory=LoadStats)
+    outcome: Outcome | None = None
+    siem: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def text(self) -> str:
+        o = self.outcome
+        lines = [f"{len(self.faults)} faults in {self.seconds:.0f} s:", *(f"  {f}" for f in self.faults)]
+        lines.append(f"load: {self.load.summary()}")
+        if o is not None:
+            lines.append(
+                f"results: {o.completed} completed, failed {dict(o.failed)}, {o.duplicate_results} duplicate "
+                f"result events; charges {sum(o.charges.values())} for {len(o.charges)} tasks; "
+                f"ledger {len(o.ledger_rows)} entries"
+            )
+        lines.append(f"SIEM: {self.siem}")
+        lines.append(f"invariants: {'all hold' if not self.problems else self.problems}")
+        return "\n".join(lines)
+
+
+async def _timed(fault: str, report: Report, action: object) -> None:
+    started = time.monotonic()
+    await asyncio.to_thread(action)  # type: ignore[arg-type]
+    report.faults.append(f"{fault}: back in {time.monotonic() - started:.1f} s")
+
+
+async def finish(stack: ChaosStack, report: Report, *, settle_s: float = 90.0) -> Report:
+    """Checks the invariants after the load stopped."""
+    outcome, problems = await check_invariants(
+        stack.bus_url, stack.db_url, report.load.accepted, timeout=settle_s
+    )
+    report.outcome = outcome
+    report.problems += problems
+    verify = await asyncio.to_thread(stack.cli, "ledger", "verify")
+    if verify.returncode != 0:
+        report.problems.append(f"ledger verify: {verify.stdout.strip()} {verify.stderr.strip()[-500:]}")
+    if stack.rsyslog is not None:
+        deadline = time.monotonic() + settle_s
+        while True:
+            try:
+                report.siem = check_syslog(stack.rsyslog.records(), outcome.ledger_rows, "cef")
+                break
+            except AssertionError as exc:
+                if time.monotonic() > deadline:
+                    report.problems.append(f"SIEM: {exc}")
+                    break
+                await asyncio.sleep(1.0)
+    return report
+
+
+async def kill_services(stack: ChaosStack, report: Report, *, gap_s: float, wait_each: bool) -> None:
+    """kill -9 each service in turn (the supervisor restarts it), then the SIEM exporter. `wait_each`: wait
+    until everything is ready again before the next kill; otherwise the outages overlap."""
+    for name in SERVICES:
+        pid = stack.kill_service(name)
+        if wait_each:
+            await asyncio.sleep(0.3)
+            await _timed(f"kill -9 {name} (pid {pid})", report, stack.wait_ready)
+        else:
+            report.faults.append(f"kill -9 {name} (pid {pid})")
+        await asyncio.sleep(gap_s)
+    if not wait_each:
+        await _timed("every service ready again after the kills", report, stack.wait_ready)
+    restart_exporter_after_kill(stack)
+    report.faults.append("kill -9 the SIEM exporter, restarted")
+
+
+async def kill_stream_leader(cluster: NatsCluster, report: Report, *, gap_s: float) -> None:
+    """kill -9 the node leading the events stream (R3), wait for a new leader, bring the node back."""
+    leader = cluster.node(await asyncio.to_thread(cluster.stream_leader, subjects.STREAM_EVENTS))
+    leader.kill()
+    t0 = time.monotonic()
+    new = leader.name
+    while new == leader.name:  # a new leader is elected among the two left
+        with contextlib.suppress(LookupError):
+            new = await asyncio.to_thread(cluster.stream_leader, subjects.STREAM_EVENTS)
+        await asyncio.sleep(0.2)
+    report.faults.append(
+        f"kill -9 the {subjects.STREAM_EVENTS} stream leader {leader.name}: new leader {new} in "
+        f"{time.monotonic() - t0:.1f} s"
+    )
+    await asyncio.sleep(gap_s)
+    leader.start()
+    await asyncio.to_thread(cluster.wait_healthy)
+
+
+async def restart_database(stack: ChaosStack, postgres: PostgresCluster, report: Report) -> None:
+    down = await asyncio.to_thread(restart_postgres, postgres)
+    report.faults.append(f"PostgreSQL stopped (immediate) and restarted: down {down:.1f} s")
+    await _timed("every service ready after the database restart", report, stack.wait_ready)
+
+
+async def under_load(
+    stack: ChaosStack,
+    *,
+    rate: float,
+    rounds: int = 1,
+    gap_s: float = 1.0,
+    wait_each: bool = True,
+    cluster: NatsCluster | None = None,
+    postgres: PostgresCluster | None = None,
+) -> Report:
+    """A steady load; each round kills every service, then (if given) the stream leader and the database;
+    then the invariants. Providers misbehave throughout (see stack.policy)."""
+    report = Report()
+    stop = asyncio.Event()
+    started = time.monotonic()
+    load = asyncio.create_task(
+        steady_load(stack.base_url, stack.api_key, rate=rate, stop=stop, stats=report.load)
+    )
+    try:
+        await asyncio.sleep(gap_s * 2)
+        for _ in range(rounds):
+            await kill_services(stack, report, gap_s=gap_s, wait_each=wait_each)
+            await asyncio.sleep(gap_s)
+            if cluster is not None:
+                await kill_stream_leader(cluster, report, gap_s=gap_s)
+                await asyncio.sleep(gap_s)
+            if postgres is not None:
+                await restart_database(stack, postgres, report)
+                await asyncio.sleep(gap_s)
+    finally:
+        stop.set()
+        await load
+    report.seconds = time.monotonic() - started
+    return await finish(stack, report)

@@ -1,0 +1,123 @@
+"""`switchyard billing ...` on a real database, and the aggregates backfilled for entries recorded before
+the aggregates existed (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from switchyard.billing.db import migrations
+from switchyard.billing.models import UsageEntry
+from switchyard.billing.reports import usage_report
+from switchyard.billing.service import record_usage
+from switchyard.cli.main import main
+from switchyard.common.billing_rpc import UsageQuery
+from switchyard.common.db import create_engine, sessionmaker
+from switchyard.common.events import TaskCompleted, Usage
+from switchyard.common.policy import load_policy
+
+pytestmark = pytest.mark.integration
+
+
+def _done(task_id: str, prompt: int) -> TaskCompleted:
+    return TaskCompleted(
+        task_id=task_id,
+        tenant_id="acme",
+        user_id="u1",
+        model="openai/gpt-4o-mini",
+        provider="openai",
+        tier="fast",
+        content="ok",
+        finish_reason="stop",
+        usage=Usage(prompt_tokens=prompt, completion_tokens=7),
+        attempts=1,
+        latency_ms=1.0,
+        completed_at=datetime.now(UTC),
+    )
+
+
+async def _seed(url: str) -> None:
+    await migrations().upgrade(url)
+    engine = create_engine(url)
+    try:
+        for n, prompt in enumerate((13, 1001, 77)):
+            await record_usage(
+                sessionmaker(engine),
+                event_id=f"e{n}",
+                completed=_done(f"t{n}", prompt),
+                policy=load_policy(),
+                clock=lambda: datetime(2026, 11, 5, 9, tzinfo=UTC),
+            )
+    finally:
+        await engine.dispose()
+
+
+def test_cli_prints_usage_statement_savings_and_forecast(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asyncio.run(_seed(sqlite_url))
+    db = ["billing", "--database-url", sqlite_url]
+
+    assert main([*db, "statement", "--tenant", "acme", "--month", "2026-11", "--csv"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0][:4] == ["month", "model", "tier", "kind"]
+    assert rows[1][:4] == ["2026-11", "openai/gpt-4o-mini", "fast", "task"] and rows[1][4] == "3"
+    # (13 + 1001 + 77) x 0.00015/1K + 21 x 0.0006/1K
+    assert rows[-1][1] == "TOTAL" and Decimal(rows[-1][-1]) == Decimal("0.00017625")
+
+    assert main([*db, "usage", "--tenant", "acme", "--from", "2026-11-01", "--to", "2026-11-30"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [(r["day"], r["requests"]) for r in report["rows"]] == [("2026-11-05", 3)]
+
+    assert main([*db, "savings", "--tenant", "acme", "--from", "2026-11-01", "--to", "2026-11-30"]) == 0
+    assert Decimal(json.loads(capsys.readouterr().out)["saved_usd"]) > 0
+
+    assert main([*db, "forecast", "--tenant", "acme", "--as-of", "2026-11-06"]) == 0
+    assert Decimal(json.loads(capsys.readouterr().out)["spent_to_date_usd"]) == Decimal("0.00017625")
+
+    assert main([*db, "usage", "--tenant", "acme", "--group-by", "colour"]) == 2
+    assert "group_by" in capsys.readouterr().err
+
+
+async def test_upgrade_backfills_aggregates_from_existing_entries(db_url: str) -> None:
+    await migrations().upgrade(db_url, "bi0002")
+    engine = create_engine(db_url)
+    sessions = sessionmaker(engine)
+    try:
+        costs = [Decimal("0.0000001234"), Decimal("0.5000000001"), Decimal("0.1")]
+        async with sessions() as session, session.begin():
+            for n, cost in enumerate(costs):
+                session.add(
+                    UsageEntry(
+                        id=f"id{n}",
+                        task_id=f"t{n}",
+                        event_id=f"e{n}",
+                        tenant_id="acme",
+                        user_id="u1",
+                        model="openai/gpt-4o-mini",
+                        provider="openai",
+                        tier="fast",
+                        prompt_tokens=10,
+                        completion_tokens=1,
+                        cost_usd=cost,
+                        priced=True,
+                        created_at=datetime(2026, 11, 3 + n % 2, 23, 59, tzinfo=UTC),
+                    )
+                )
+        await migrations().upgrade(db_url)
+        report = await usage_report(
+            sessions,
+            UsageQuery(
+                tenant_id="acme", start=datetime(2026, 11, 1).date(), end=datetime(2026, 11, 30).date()
+            ),
+        )
+    finally:
+        await engine.dispose()
+    assert [(str(r.day), r.requests) for r in report.rows] == [("2026-11-03", 2), ("2026-11-04", 1)]
+    assert report.totals.cost_usd == sum(costs, Decimal(0))

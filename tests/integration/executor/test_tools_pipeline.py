@@ -1,0 +1,301 @@
+"""Tools and JSON mode through the real pipeline: the gateway, router and executor as processes on a real
+nats-server, each provider a local server speaking its protocol (OpenAI, Anthropic, Gemini). The test
+plays the classifier. A task that needs tools or JSON mode is routed only to models that have them, the
+request reaches the provider in its own terms, and the tool calls come back through both faces (OpenAI's
+and Anthropic's), whole and streamed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+import nats
+import openai
+import pytest
+import yaml
+
+from switchyard.cli.processes import NatsServer
+from switchyard.common import bus, ids, subjects
+from switchyard.common.envelope import decode
+from switchyard.common.events import Classification, TaskClassified, TaskSubmitted
+from tests.integration.gateway.harness import Org, gateways, make_org
+from tests.integration.pipeline.services import Fleet
+from tests.support.fake_anthropic import FakeAnthropic
+from tests.support.fake_gemini import FakeGemini
+from tests.support.fake_openai import BackgroundServer, FakeOpenAI
+
+pytestmark = pytest.mark.integration
+
+
+def _model(provider: str, upstream: str, capabilities: list[str]) -> dict[str, Any]:
+    return {
+        "id": f"{provider}/{upstream}",
+        "provider": provider,
+        "upstream": upstream,
+        "tier": "fast",
+        "input_per_1k": 0.0001,
+        "output_per_1k": 0.0002,
+        "context_window": 8000,
+        "capabilities": capabilities,
+    }
+
+
+# In preference order: a model with no capabilities, one with tools only, then tools and JSON mode.
+POLICY = {
+    "version": "tools",
+    "models": [
+        _model("plain", "model-a", []),
+        _model("ant", "tool-call", ["tools"]),
+        _model("oai", "tool-call", ["tools", "json_mode"]),
+        _model("gem", "tool-call", ["tools", "json_mode"]),
+    ],
+    "strategies": {"cascade": {"enabled": False}, "parallel": {"enabled": False}},
+}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+@dataclass
+class Stack:
+    base: str
+    org: Org
+    openai: FakeOpenAI
+    anthropic: FakeAnthropic
+    gemini: FakeGemini
+    nats_url: str
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("tools")
+    server = NatsServer(tmp / "jetstream").start()
+    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
+    policy = tmp / "policy.yaml"
+    policy.write_text(yaml.safe_dump(POLICY))
+    fakes = FakeOpenAI(), FakeAnthropic(), FakeGemini()
+    base_env = {
+        "SWITCHYARD_NATS_URL": server.url,
+        "SWITCHYARD_DATABASE_URL": db_url,
+        "SWITCHYARD_POLICY_PATH": str(policy),
+        **{f"{p}_API_KEY": "" for p in ("OPENAI", "ANTHROPIC", "GEMINI", "GOOGLE")},
+    }
+    fleet = Fleet(tmp, base_env)
+    try:
+        with (
+            BackgroundServer(fakes[0].app) as o,
+            BackgroundServer(fakes[1].app) as a,
+            BackgroundServer(fakes[2].app) as g,
+        ):
+            extra = {
+                "plain": {"kind": "openai", "base_url": f"{o.url}/v1", "api_key": fakes[0].api_key},
+                "oai": {"kind": "openai", "base_url": f"{o.url}/v1", "api_key": fakes[0].api_key},
+                "ant": {"kind": "anthropic", "base_url": a.url, "api_key": fakes[1].api_key},
+                "gem": {"kind": "gemini", "base_url": g.url, "api_key": fakes[2].api_key},
+            }
+            env = {"SWITCHYARD_LOCAL_ENABLED": "false", "SWITCHYARD_EXTRA_PROVIDERS": json.dumps(extra)}
+            fleet.start("switchyard.router", name="router")  # they start while the gateway does
+            fleet.start("switchyard.executor", name="executor", env=env)
+            with gateways(server, db_url, tmp, env={**base_env, "SWITCHYARD_TASK_TIMEOUT_S": "20"}) as (
+                base,
+            ):
+                fleet.wait_ready()
+                org = asyncio.run(make_org(db_url, "acme", roles=("member",)))
+                yield Stack(base, org, *fakes, server.url)
+    finally:
+        fleet.stop_all()
+        server.stop()
+
+
+@pytest.fixture
+async def classifier(stack: Stack) -> AsyncIterator[list[TaskSubmitted]]:
+    """Plays the classifier: every submitted task is classified as an easy question."""
+    nc = await nats.connect(stack.nats_url)
+    seen: list[TaskSubmitted] = []
+    publisher = bus.EventPublisher(nc.jetstream(), source="test/classifier")
+
+    async def on_task(msg: Any) -> None:
+        _, task = decode(msg.data, (TaskSubmitted,))
+        assert isinstance(task, TaskSubmitted)
+        seen.append(task)
+        classification = Classification(
+            type="qa", confidence=0.9, complexity=0.1, urgency=0.5, model_version="t", latency_ms=1
+        )
+        await publisher.publish(
+            TaskClassified(task=task, classification=classification),
+            event_id=ids.derived_id(task.task_id, "classified"),
+            tenant_id=task.tenant_id,
+            event_subject=task.task_id,
+        )
+
+    await nc.subscribe(subjects.TASK_SUBMITTED, cb=on_task)
+    yield seen
+    await nc.close()
+
+
+def _openai(stack: Stack) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        base_url=f"{stack.base}/v1", api_key=stack.org.keys["member"], max_retries=0, timeout=30
+    )
+
+
+async def test_a_tool_task_skips_the_model_without_tools_and_the_call_comes_back(
+    stack: Stack, classifier: list[TaskSubmitted]
+) -> None:
+    client = _openai(stack)
+    plain = await client.chat.completions.create(model="auto", messages=ASK)  # type: ignore[arg-type]
+    assert plain.model == "plain/model-a" and plain.choices[0].message.tool_calls is None
+
+    reply = await client.chat.completions.create(
+        model="auto",
+        messages=ASK,  # type: ignore[arg-type]
+        tools=[WEATHER],  # type: ignore[list-item]
+        tool_choice="auto",
+        seed=11,
+    )
+    assert reply.model == "ant/tool-call"  # the first model with tools, in the policy's order
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    [call] = choice.message.tool_calls or []
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
+    submitted = classifier[-1].request
+    assert submitted.tools and submitted.tools[0].function.name == "get_weather" and submitted.seed == 11
+    sent = stack.anthropic.requests[-1].body
+    assert sent["tools"][0]["input_schema"] == WEATHER["function"]["parameters"]  # type: ignore[index]
+
+    # The client runs the tool and sends the result back: the tool turns travel to the provider too.
+    followup = [
+        *ASK,
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": '{"celsius": 21}'},
+    ]
+    await client.chat.completions.create(model="auto", messages=followup)  # type: ignore[arg-type]
+    messages = stack.anthropic.requests[-1].body["messages"]
+    assert messages[1]["content"][0]["type"] == "tool_use" and messages[1]["content"][0]["id"] == call.id
+    assert messages[2]["content"][0] == {
+        "type": "tool_result",
+        "tool_use_id": call.id,
+        "content": '{"celsius": 21}',
+    }
+
+
+async def test_streamed_tool_calls_through_the_openai_face(
+    stack: Stack, classifier: list[TaskSubmitted]
+) -> None:
+    stream = await _openai(stack).chat.completions.create(
+        model="gem/tool-call",
+        messages=ASK,  # type: ignore[arg-type]
+        tools=[WEATHER],  # type: ignore[list-item]
+        stream=True,
+    )
+    calls: dict[int, dict[str, str]] = {}
+    finish = None
+    async for chunk in stream:
+        for choice in chunk.choices:
+            for delta in choice.delta.tool_calls or []:
+                entry = calls.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
+                entry["id"] = delta.id or entry["id"]
+                if delta.function is not None:
+                    entry["name"] += delta.function.name or ""
+                    entry["arguments"] += delta.function.arguments or ""
+            finish = choice.finish_reason or finish
+    assert finish == "tool_calls"
+    assert [c["name"] for c in calls.values()] == ["get_weather"]
+    assert json.loads(calls[0]["arguments"]) == {"city": "Paris"} and calls[0]["id"]
+    sent = stack.gemini.requests[-1]
+    assert sent.path.endswith(":streamGenerateContent")
+    assert sent.body["tools"][0]["functionDeclarations"][0]["name"] == "get_weather"
+
+
+async def test_a_json_task_goes_to_a_model_with_json_mode(
+    stack: Stack, classifier: list[TaskSubmitted]
+) -> None:
+    before = len(stack.anthropic.requests)
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    reply = await _openai(stack).chat.completions.create(
+        model="auto",
+        messages=ASK,  # type: ignore[arg-type]
+        response_format={"type": "json_schema", "json_schema": {"name": "w", "schema": schema}},  # type: ignore[typeddict-item]
+    )
+    assert reply.model == "oai/tool-call"  # the tools-only model (and the plain one) lack json_mode
+    assert len(stack.anthropic.requests) == before
+    sent = stack.openai.requests[-1].body
+    assert sent["response_format"]["json_schema"]["schema"] == schema
+    assert classifier[-1].request.response_format == sent["response_format"]
+
+
+async def test_tool_use_through_the_anthropic_face(stack: Stack, classifier: list[TaskSubmitted]) -> None:
+    client = anthropic.AsyncAnthropic(base_url=stack.base, api_key=stack.org.keys["member"], max_retries=0)
+    tool = {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "input_schema": WEATHER["function"]["parameters"],  # type: ignore[index]
+    }
+    message = await client.messages.create(
+        model="gem/tool-call",
+        max_tokens=64,
+        messages=ASK,  # type: ignore[arg-type]
+        tools=[tool],  # type: ignore[list-item]
+        tool_choice={"type": "any"},
+    )
+    assert message.stop_reason == "tool_use"
+    [block] = [b for b in message.content if b.type == "tool_use"]
+    assert block.name == "get_weather" and block.input == {"city": "Paris"}
+    sent = stack.gemini.requests[-1].body
+    assert sent["toolConfig"] == {"functionCallingConfig": {"mode": "ANY"}}
+
+    async with client.messages.stream(
+        model="gem/tool-call",
+        max_tokens=64,
+        messages=ASK,  # type: ignore[arg-type]
+        tools=[tool],  # type: ignore[list-item]
+    ) as stream:
+        final = await stream.get_final_message()
+    assert final.stop_reason == "tool_use"
+    assert [(b.name, b.input) for b in final.content if b.type == "tool_use"] == [
+        ("get_weather", {"city": "Paris"})
+    ]
+
+    # The result goes back as a tool_result block; Gemini gets it as a functionResponse of that function.
+    await client.messages.create(
+        model="gem/tool-call",
+        max_tokens=64,
+        messages=[
+            *ASK,
+            {"role": "assistant", "content": [block.model_dump()]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": block.id, "content": "21C"}]},
+        ],  # type: ignore[list-item]
+    )
+    contents = stack.gemini.requests[-1].body["contents"]
+    assert contents[1] == {
+        "role": "model",
+        "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}],
+    }
+    assert contents[2] == {
+        "role": "user",
+        "parts": [{"functionResponse": {"name": "get_weather", "response": {"result": "21C"}}}],
+    }
+
+
+async def test_pinning_a_model_without_tools_is_a_400_that_says_why(
+    stack: Stack, classifier: list[TaskSubmitted]
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await _openai(stack).chat.completions.create(
+            model="plain/model-a",
+            messages=ASK,  # type: ignore[arg-type]
+            tools=[WEATHER],  # type: ignore[list-item]
+        )
+    error = caught.value.body
+    assert isinstance(error, dict) and error["code"] == "model_lacks_capability"
+    assert "lacks tools" in error["message"] and error["param"] == "model"

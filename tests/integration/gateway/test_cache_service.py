@@ -1,0 +1,208 @@
+"""The response cache's service layer on a real nats-server (JetStream KV), the real MiniLM embedder, and
+both semantic backends: Qdrant Edge (embedded default) and qdrant-client (local mode, the server path)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+
+from switchyard.cli.processes import NatsServer
+from switchyard.common import bus, subjects
+from switchyard.common.embedding.embedder import Embedder
+from switchyard.common.embedding.model_files import ensure_built
+from switchyard.common.envelope import decode
+from switchyard.common.events import ChatRequest, TaskCompleted, TaskSubmitted, Usage
+from switchyard.common.ids import new_id
+from switchyard.gateway.cache.backends import EdgeIndex, QdrantIndex, VectorIndex
+from switchyard.gateway.cache.exact import ExactStore, cache_bucket
+from switchyard.gateway.cache.models import CacheConfig, CacheRule, Directive
+from switchyard.gateway.cache.service import Configs, ResponseCache
+
+pytestmark = pytest.mark.integration
+QUESTION = "What is the capital of France?"
+PARAPHRASE = "What's the capital city of France?"
+DEFAULT = CacheConfig(enabled=True, semantic=True, ttl_s=60, threshold=0.92)
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    files = ensure_built()[0]
+    return Embedder(files.int8, files.tokenizer)
+
+
+@pytest.fixture(params=["edge", "qdrant-client"])
+def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorIndex]:
+    if request.param == "edge":
+        made: VectorIndex = EdgeIndex(tmp_path / "edge")
+    else:
+        from qdrant_client import QdrantClient
+
+        made = QdrantIndex(QdrantClient(":memory:"))
+    yield made
+    made.close()
+
+
+@pytest.fixture
+async def parts(nats_server: NatsServer) -> AsyncIterator[tuple[nats.NATS, ExactStore, bus.EventPublisher]]:
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await bus.ensure_streams(js)
+    yield nc, ExactStore(await cache_bucket(js, max_ttl_s=3600)), bus.EventPublisher(js, source="test")
+    await nc.close()
+
+
+def task(tenant: str, content: str, **fields: Any) -> TaskSubmitted:
+    request = ChatRequest.model_validate({"messages": [{"role": "user", "content": content}], **fields})
+    return TaskSubmitted(
+        task_id=new_id(), tenant_id=tenant, user_id="u1", request=request, submitted_at=datetime.now(UTC)
+    )
+
+
+def completed(t: TaskSubmitted, content: str = "Paris") -> TaskCompleted:
+    return TaskCompleted(
+        task_id=t.task_id,
+        tenant_id=t.tenant_id,
+        model="local/smollm2-135m-instruct",
+        provider="local",
+        tier="local",
+        content=content,
+        finish_reason="stop",
+        usage=Usage(prompt_tokens=9, completion_tokens=2),
+        attempts=1,
+        latency_ms=100.0,
+        completed_at=datetime.now(UTC),
+    )
+
+
+async def ask(cache: ResponseCache, tenant: str, content: str, **directive: bool) -> Any:
+    return await cache.lookup(
+        tenant_id=tenant, plan="pro", task=task(tenant, content), directive=Directive(**directive)
+    )
+
+
+async def remember(cache: ResponseCache, tenant: str, content: str, answer: str = "Paris") -> TaskSubmitted:
+    t = task(tenant, content)
+    found = await cache.lookup(tenant_id=tenant, plan="pro", task=t, directive=Directive())
+    assert found is not None and found.hit is None
+    assert await cache.keep(found, completed(t, answer))
+    return t
+
+
+async def test_exact_and_semantic_hits_stay_inside_their_tenant(
+    parts: tuple[nats.NATS, ExactStore, bus.EventPublisher], index: VectorIndex, embedder: Embedder
+) -> None:
+    nc, store, events = parts
+    cache = ResponseCache(
+        store=store, configs=Configs(DEFAULT), events=events, index=index, embedder=embedder
+    )
+    source = await remember(cache, "acme", QUESTION)
+
+    exact = await ask(cache, "acme", QUESTION)
+    assert exact.hit is not None and exact.hit.kind == "exact" and exact.hit.answer.content == "Paris"
+    assert exact.headers == {"x-switchyard-cache": "hit", "x-switchyard-cache-kind": "exact"}
+    semantic = await ask(cache, "acme", PARAPHRASE)
+    assert semantic.hit is not None and semantic.hit.kind == "semantic"
+    assert 0.92 <= semantic.hit.similarity < 1.0
+    assert semantic.headers["x-switchyard-cache-similarity"] == f"{semantic.hit.similarity:.4f}"
+    assert semantic.hit.answer.source_task_id == source.task_id
+    # a different question is not a neighbour
+    assert (await ask(cache, "acme", "What is the capital of Germany?")).hit is None
+    # another tenant never gets acme's answer: not by the same request, not by a paraphrase
+    for content in (QUESTION, PARAPHRASE):
+        other = await ask(cache, "globex", content)
+        assert other.hit is None and other.headers == {"x-switchyard-cache": "miss"}
+    # ...and its own answer to the same question stays its own
+    await remember(cache, "globex", QUESTION, answer="Paris (globex)")
+    assert (await ask(cache, "globex", PARAPHRASE)).hit.answer.content == "Paris (globex)"
+    assert (await ask(cache, "acme", PARAPHRASE)).hit.answer.content == "Paris"
+
+    # a hit is published as the new task's result, marked as a cache hit, with the original answer
+    sub = await nc.subscribe(subjects.RESULT_ALL)
+    again = task("acme", QUESTION)
+    found = await cache.lookup(tenant_id="acme", plan="pro", task=again, directive=Directive())
+    done = await cache.answer(again, found)
+    _, event = decode((await sub.next_msg(timeout=5)).data, (TaskCompleted,))
+    assert isinstance(event, TaskCompleted) and event.task_id == again.task_id == done.task_id
+    assert event.cache is not None and event.cache.kind == "exact"
+    assert event.cache.source_task_id == source.task_id
+    assert (event.content, event.usage.completion_tokens, event.attempts) == ("Paris", 2, 0)
+    await cache.close()  # waits for the background hit counter
+    assert await store.hits("acme", found.key) == 1
+
+
+async def test_answers_expire_and_requests_can_opt_out(
+    parts: tuple[nats.NATS, ExactStore, bus.EventPublisher], index: VectorIndex, embedder: Embedder
+) -> None:
+    _, store, events = parts
+    configs = Configs(DEFAULT, tenants={"acme": CacheRule(ttl_s=1.0)})
+    cache = ResponseCache(store=store, configs=configs, events=events, index=index, embedder=embedder)
+    await remember(cache, "acme", QUESTION)
+    assert (await ask(cache, "acme", QUESTION)).hit is not None
+    assert (await ask(cache, "acme", PARAPHRASE)).hit is not None
+    # no-cache: not answered from the cache (the fresh answer may be stored); no-store: the cache is skipped
+    skipped = await ask(cache, "acme", QUESTION, read=False)
+    assert skipped.hit is None and skipped.headers == {"x-switchyard-cache": "bypass"}
+    assert await ask(cache, "acme", QUESTION, read=False, write=False) is None
+    await asyncio.sleep(1.2)
+    assert (await ask(cache, "acme", QUESTION)).hit is None
+    assert (await ask(cache, "acme", PARAPHRASE)).hit is None
+    # a no-store request's answer is never kept
+    t = task("acme", "Name a prime number.")
+    found = await cache.lookup(
+        tenant_id="acme", plan="pro", task=t, directive=Directive(read=False, write=False)
+    )
+    assert found is None
+    bypass = await cache.lookup(tenant_id="acme", plan="pro", task=t, directive=Directive(read=False))
+    assert bypass is not None
+    bypass.directive = Directive(read=False, write=False)
+    assert not await cache.keep(bypass, completed(t))
+    assert (await ask(cache, "acme", "Name a prime number.")).hit is None
+    await cache.close()
+
+
+async def test_multi_turn_and_tool_requests_are_exact_only(
+    parts: tuple[nats.NATS, ExactStore, bus.EventPublisher], index: VectorIndex, embedder: Embedder
+) -> None:
+    _, store, events = parts
+    cache = ResponseCache(
+        store=store, configs=Configs(DEFAULT), events=events, index=index, embedder=embedder
+    )
+    tools = [{"type": "function", "function": {"name": "lookup"}}]
+    t = task("acme", QUESTION, tools=tools)
+    found = await cache.lookup(tenant_id="acme", plan="pro", task=t, directive=Directive())
+    assert found.text is None  # no semantic lookup, no vector stored
+    await cache.keep(found, completed(t))
+    same = await cache.lookup(
+        tenant_id="acme", plan="pro", task=task("acme", QUESTION, tools=tools), directive=Directive()
+    )
+    assert same.hit is not None and same.hit.kind == "exact"
+    near = task("acme", PARAPHRASE, tools=tools)
+    assert (await cache.lookup(tenant_id="acme", plan="pro", task=near, directive=Directive())).hit is None
+    await cache.close()
+
+
+async def test_a_disabled_tenant_never_touches_the_cache(
+    parts: tuple[nats.NATS, ExactStore, bus.EventPublisher],
+) -> None:
+    _, store, events = parts
+    cache = ResponseCache(
+        store=store, configs=Configs(DEFAULT, plans={"free": CacheRule(enabled=False)}), events=events
+    )
+    assert (
+        await cache.lookup(tenant_id="acme", plan="free", task=task("acme", QUESTION), directive=Directive())
+        is None
+    )
+    found = await cache.lookup(
+        tenant_id="acme", plan="pro", task=task("acme", QUESTION), directive=Directive()
+    )
+    assert found is not None and found.text is None  # no embedder: exact only
+    started = time.perf_counter()
+    await cache.close()
+    assert time.perf_counter() - started < 1

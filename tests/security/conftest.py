@@ -1,0 +1,68 @@
+"""One platform (`switchyard up`, fake OpenAI upstream with a secret-looking key) for the security tests,
+and two organisations on it: the victim's resources and the attacker's key."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.chaos.stack import ChaosStack
+from tests.integration.gateway.harness import Org, auth, make_org
+
+
+@dataclass
+class Tenants:
+    stack: ChaosStack
+    victim: Org
+    attacker: Org
+    ids: dict[str, str] = field(default_factory=dict)  # path parameter name -> the victim's resource id
+    doc: dict[str, Any] = field(default_factory=dict)  # the OpenAPI document the gateway serves
+
+
+@pytest.fixture(scope="package")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosStack]:
+    stack = ChaosStack(tmp_path_factory.mktemp("security"), siem=False).start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="package")
+def tenants(platform: ChaosStack) -> Tenants:
+    victim = asyncio.run(make_org(platform.db_url, "victim-org", roles=("admin",)))
+    attacker = asyncio.run(make_org(platform.db_url, "attacker-org", roles=("admin",)))
+    made = Tenants(platform, victim, attacker)
+    with httpx.Client(base_url=platform.base_url, headers=auth(victim.keys["admin"]), timeout=30) as c:
+        task = c.post(
+            "/v1/tasks",
+            json={
+                "model": "auto",
+                "max_tokens": 8,
+                "messages": [{"role": "user", "content": "victim secret plan"}],
+            },
+        )
+        assert task.status_code == 202, task.text
+        made.ids["task_id"] = task.json()["id"]
+        user = c.post("/v1/admin/users", json={"email": "someone@victim.test"})
+        assert user.status_code == 201, user.text
+        made.ids["user_id"] = user.json()["id"]
+        key = c.post("/v1/admin/keys", json={"name": "victim-key", "user_id": made.ids["user_id"]})
+        assert key.status_code in (200, 201), key.text
+        made.ids["key_id"] = key.json()["id"]
+        hook = c.post("/v1/admin/webhooks", json={"url": "https://hooks.victim.test/budget"})
+        made.ids["webhook_id"] = (
+            hook.json().get("id", "wh_missing") if hook.status_code < 300 else "wh_missing"
+        )
+        deadline = time.monotonic() + 60
+        while c.get(f"/v1/tasks/{made.ids['task_id']}").json().get("status") == "queued":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        made.doc = c.get("/openapi.json").json()
+    return made

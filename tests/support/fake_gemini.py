@@ -1,0 +1,222 @@
+"""A local server speaking the Gemini API's generateContent protocol, for tests: the response JSON
+(candidates, finishReason, usageMetadata, modelVersion), streamGenerateContent as SSE (`alt=sse`; without
+it, the JSON-array framing), and Google's error bodies (`{"error": {"code", "message", "status",
+"details"}}`). The model name in the URL picks the behaviour, as in `fake_openai`:
+
+    error-401      400 INVALID_ARGUMENT with reason API_KEY_INVALID (what Gemini answers a wrong key)
+    error-404      404 NOT_FOUND
+    error-429      429 RESOURCE_EXHAUSTED with a google.rpc.RetryInfo `retryDelay` (no Retry-After header)
+    error-500      500 INTERNAL; error-503 and error-529 503 UNAVAILABLE (Gemini has no 529)
+    error-context  400 INVALID_ARGUMENT "The input token count ... exceeds the maximum ..."
+    error-policy   200 with `promptFeedback.blockReason: SAFETY` and no candidates (a blocked prompt)
+    tool-call      with tools: a functionCall of the first declared function, args {"city": "Paris"}
+    flaky-<n>, limited-<n>, slow-<seconds>, break, stream-error, garbage: as in fake_openai
+
+Requests without the `x-goog-api-key` (or `?key=`) the server was given get the wrong-key answer; a
+content role other than `user`/`model`, or no contents, gets 400 INVALID_ARGUMENT, as the real API answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tests.support.fake_openai import (
+    RETRY_AFTER_S,
+    BackgroundServer,
+    ConnectionDropped,
+    Recorded,
+    Scenarios,
+    flaky_failures,
+    limited_calls,
+    slow_seconds,
+    sse,
+    words,
+)
+
+__all__ = ["BackgroundServer", "FakeGemini"]
+
+PROMPT_TOKENS = 9
+ERRORS: dict[str, tuple[int, str, str]] = {
+    "401": (400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key."),
+    "404": (
+        404,
+        "NOT_FOUND",
+        "models/error-404 is not found for API version v1beta, or is not supported for generateContent.",
+    ),
+    "429": (429, "RESOURCE_EXHAUSTED", "You exceeded your current quota, please check your plan."),
+    "500": (500, "INTERNAL", "An internal error has occurred. Please retry or report."),
+    "503": (503, "UNAVAILABLE", "The model is overloaded. Please try again later."),
+    "529": (503, "UNAVAILABLE", "The model is overloaded. Please try again later."),
+    "context": (
+        400,
+        "INVALID_ARGUMENT",
+        "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).",
+    ),
+}
+
+
+def error_body(name: str) -> dict[str, Any]:
+    status, code, message = ERRORS[name]
+    error: dict[str, Any] = {"code": status, "message": message, "status": code}
+    if name == "401":
+        error["details"] = [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+                "metadata": {"service": "generativelanguage.googleapis.com"},
+            }
+        ]
+    if name == "429":
+        error["details"] = [
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{RETRY_AFTER_S}s"}
+        ]
+    return {"error": error}
+
+
+def error_response(name: str) -> Response:
+    return JSONResponse(error_body(name), status_code=ERRORS[name][0])
+
+
+def invalid(message: str) -> Response:
+    body = {"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}}
+    return JSONResponse(body, status_code=400)
+
+
+def answer_text(body: dict[str, Any]) -> str:
+    users = [c for c in body.get("contents", []) if c.get("role", "user") == "user"]
+    parts = users[-1].get("parts", []) if users else []
+    return "Hello! You said: " + " ".join(str(p["text"]) for p in parts if "text" in p)
+
+
+class FakeGemini:
+    def __init__(self, *, api_key: str = "AIza-test-fake-gemini-key") -> None:
+        self.api_key = api_key
+        self.scenarios = Scenarios()
+        self.app = Starlette(routes=[Route("/v1beta/models/{target}", self.generate, methods=["POST"])])
+
+    @property
+    def requests(self) -> list[Recorded]:
+        return self.scenarios.requests
+
+    async def generate(self, request: Request) -> Response:
+        model, _, method = request.path_params["target"].partition(":")
+        raw = await request.body()
+        try:
+            body = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            return invalid("Invalid JSON payload received.")
+        self.requests.append(Recorded(request.url.path, dict(request.headers), body))
+        self.scenarios.calls[model] += 1
+        n = self.scenarios.calls[model]
+        key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
+        if key != self.api_key:
+            return error_response("401")
+        if method not in ("generateContent", "streamGenerateContent"):
+            return JSONResponse({"error": {"code": 404, "message": "Not Found", "status": "NOT_FOUND"}}, 404)
+        problem = self._problem(body)
+        if problem:
+            return invalid(problem)
+        if model.startswith("error-") and model != "error-policy":
+            return error_response(model.removeprefix("error-"))
+        if n <= flaky_failures(model):
+            return error_response("503")
+        if n <= limited_calls(model):
+            return error_response("429")
+        await asyncio.sleep(slow_seconds(model))
+        chunks = self._chunks(model, body)
+        if method == "streamGenerateContent":
+            if request.query_params.get("alt") == "sse":
+                return StreamingResponse(self._sse(model, chunks), media_type="text/event-stream")
+            return JSONResponse(chunks)
+        if model == "garbage":
+            return Response(b"<html>502 Bad Gateway</html>{", media_type="application/json")
+        whole = self._whole(chunks)
+        if model == "break":
+            return StreamingResponse(_dropping(orjson.dumps(whole)), media_type="application/json")
+        return JSONResponse(whole)
+
+    def _problem(self, body: dict[str, Any]) -> str | None:
+        contents = body.get("contents")
+        if not isinstance(contents, list) or not contents:
+            return "* GenerateContentRequest.contents: contents is not specified"
+        for i, content in enumerate(contents):
+            if content.get("role", "user") not in ("user", "model"):
+                return f"Please use a valid role: user, model. (contents[{i}])"
+            if not content.get("parts"):
+                return f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty."
+        return None
+
+    def _chunks(self, model: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """The streamed responses; the whole response is their sum."""
+        usage = {
+            "promptTokenCount": PROMPT_TOKENS,
+            "candidatesTokenCount": 0,
+            "totalTokenCount": PROMPT_TOKENS,
+        }
+        if model == "error-policy":
+            feedback = {"blockReason": "SAFETY", "safetyRatings": []}
+            return [{"promptFeedback": feedback, "usageMetadata": usage, "modelVersion": model}]
+        if model == "tool-call" and body.get("tools"):
+            tools = body.get("tools") or [{}]
+            name = ((tools[0].get("functionDeclarations") or [{}])[0]).get("name", "unknown")
+            parts: list[list[dict[str, Any]]] = [
+                [{"functionCall": {"name": name, "args": {"city": "Paris"}}}]
+            ]
+        else:
+            parts = [[{"text": w}] for w in words(answer_text(body))]
+        out = []
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            candidate: dict[str, Any] = {"content": {"role": "model", "parts": part}, "index": 0}
+            count = i + 1
+            if last:
+                candidate["finishReason"] = "STOP"
+            out.append(
+                {
+                    "candidates": [candidate],
+                    "usageMetadata": {
+                        **usage,
+                        "candidatesTokenCount": count,
+                        "totalTokenCount": PROMPT_TOKENS + count,
+                    },
+                    "modelVersion": model,
+                    "responseId": f"resp-{model}",
+                }
+            )
+        return out
+
+    def _whole(self, chunks: list[dict[str, Any]]) -> dict[str, Any]:
+        whole = orjson.loads(orjson.dumps(chunks[-1]))
+        if "candidates" in whole:
+            text = "".join(p.get("text", "") for c in chunks for p in c["candidates"][0]["content"]["parts"])
+            calls = [p for c in chunks for p in c["candidates"][0]["content"]["parts"] if "functionCall" in p]
+            whole["candidates"][0]["content"]["parts"] = ([{"text": text}] if text else []) + calls
+        return whole
+
+    async def _sse(self, model: str, chunks: list[dict[str, Any]]) -> AsyncIterator[bytes]:
+        if model == "garbage":
+            yield b'data: {"candidates": [{"content": {"parts": [{"te\r\n\r\n'
+            return
+        for i, chunk in enumerate(chunks):
+            if i == 2 and model == "break":
+                raise ConnectionDropped
+            if i == 2 and model == "stream-error":
+                yield sse(error_body("503"))
+                return
+            # Gemini separates events with CRLF pairs.
+            yield sse(chunk).replace(b"\n\n", b"\r\n\r\n")
+            await asyncio.sleep(0)
+
+
+async def _dropping(body: bytes) -> AsyncIterator[bytes]:
+    yield body[: len(body) // 2]
+    raise ConnectionDropped

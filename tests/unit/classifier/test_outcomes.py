@@ -1,0 +1,113 @@
+"""Outcomes from ledger entries, the dataset join, and the promotion gate of retraining."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+
+from switchyard.classifier.heads import Heads, Mlp
+from switchyard.classifier.outcomes import retrain
+from switchyard.classifier.outcomes.ledger import LedgerRecord, outcomes
+from switchyard.classifier.outcomes.store import Consent, StoredFeatures
+from switchyard.common.events.tasks import TASK_TYPES
+
+pytestmark = pytest.mark.unit
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _rec(seq: int, tenant: str, action: str, **details: Any) -> LedgerRecord:
+    return LedgerRecord(seq, T0 + timedelta(minutes=seq), tenant, action, details)
+
+
+def test_outcomes_join_by_tenant_and_task_and_read_failures_and_feedback() -> None:
+    found = outcomes(
+        [
+            _rec(1, "acme", "task.classify", task_id="a", type="qa", model_version="h1"),
+            _rec(2, "acme", "task.classify", task_id="b", type="math", model_version="h1"),
+            _rec(3, "acme", "task.classify", task_id="c", type="coding", model_version="h1"),
+            _rec(4, "acme", "task.complete", task_id="a", attempts=1),
+            _rec(5, "acme", "task.feedback", task_id="a", rating="good"),
+            _rec(6, "evil", "task.feedback", task_id="a", rating="bad", task_type="chitchat"),
+            _rec(7, "acme", "provider.call", task_id="b"),
+            _rec(8, "acme", "provider.call", task_id="b"),
+            _rec(9, "acme", "task.complete", task_id="b", attempts=2),
+            _rec(
+                10,
+                "acme",
+                "task.feedback",
+                task_id="b",
+                rating="bad",
+                task_type="reasoning",
+                reason="wrong_type",
+            ),
+            _rec(11, "acme", "task.fail", task_id="c"),
+        ]
+    )
+    by_id = {o.task_id: o for o in found}
+    assert [o.task_id for o in found] == ["a", "b", "c"]
+    assert (
+        by_id["a"].type_label == "qa" and by_id["a"].cheap_failed is False
+    )  # another tenant's feedback ignored
+    assert by_id["b"].type_label == "reasoning" and by_id["b"].cheap_failed is True  # escalated
+    assert by_id["c"].type_label is None and by_id["c"].cheap_failed is True
+
+
+def test_consent_is_opt_in() -> None:
+    assert not Consent(frozenset()).covers("acme")
+    assert Consent(frozenset({"acme"})).covers("acme") and not Consent(frozenset({"acme"})).covers("other")
+    assert Consent(frozenset({"*"})).covers("anyone")
+
+
+def _heads(dim: int, rng: np.random.Generator) -> Heads:
+    w0 = rng.standard_normal((dim, 16)).astype(np.float32)
+    w1 = rng.standard_normal((16, 9)).astype(np.float32) * 0.1
+    type_head = Mlp((w0, w1), (np.zeros(16, np.float32), np.zeros(9, np.float32)))
+    comp = Mlp((np.zeros((dim, 1), np.float32),), (np.zeros(1, np.float32),))
+    return Heads("heads-4", TASK_TYPES, np.zeros(dim, np.float32), np.ones(dim, np.float32), type_head, comp)
+
+
+def _data(labels: list[str], x: np.ndarray) -> retrain.OutcomeData:
+    found, stored = [], {}
+    for i, label in enumerate(labels):
+        found.append(
+            outcomes([_rec(i, "acme", "task.classify", task_id=f"t{i}", type=label, model_version="h")])[0]
+        )
+        found[-1].rating = "good"
+        stored[("acme", f"t{i}")] = StoredFeatures("acme", f"t{i}", x[i], T0)
+    return retrain.dataset(found, stored, TASK_TYPES)
+
+
+def test_a_candidate_that_cannot_beat_the_current_heads_is_not_promoted() -> None:
+    rng = np.random.default_rng(0)
+    heads = _heads(8, rng)
+    x = rng.standard_normal((50, 8)).astype(np.float32)
+    # users confirmed exactly what the current heads predict: nothing to gain
+    current = [TASK_TYPES[int(i)] for i in heads.type_head(x).argmax(axis=1)]
+    decision = retrain.retrain(heads, _data(current, x), holdout=0.2)
+    assert not decision.promoted and decision.heads is heads
+    assert any("type head kept" in r for r in decision.reasons)
+    assert decision.report["type"]["current"]["accuracy"] == 1.0
+
+
+def test_a_candidate_that_learns_the_users_labels_is_promoted_with_a_new_version() -> None:
+    rng = np.random.default_rng(1)
+    heads = _heads(8, rng)
+    x = rng.standard_normal((120, 8)).astype(np.float32)
+    labels = ["math" if v > 0 else "coding" for v in x[:, 0]]  # a rule the current heads do not know
+    decision = retrain.retrain(heads, _data(labels, x), holdout=0.25)
+    assert decision.promoted, decision.reasons
+    assert decision.heads.version == "heads-5"
+    t = decision.report["type"]
+    assert t["candidate"]["macro_f1"] > t["current"]["macro_f1"]
+    assert decision.report["holdout_rows"] == 30 and decision.report["train_rows"] == 90
+
+
+def test_too_few_outcomes_keep_the_current_heads() -> None:
+    rng = np.random.default_rng(2)
+    heads = _heads(8, rng)
+    decision = retrain.retrain(heads, _data(["qa"] * 5, rng.standard_normal((5, 8)).astype(np.float32)))
+    assert not decision.promoted and "need 20" in decision.reasons[0]
+    assert retrain.next_version("heads-1") == "heads-2" and retrain.next_version("custom") == "custom-2"

@@ -1,0 +1,135 @@
+"""The Gemini adapter's wire mapping: settings, roles, finish reasons, usage and error bodies."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from switchyard.common.errors import ProviderError
+from switchyard.common.events import ChatMessage
+from switchyard.executor.config import ExecutorSettings
+from switchyard.executor.providers.anthropic import AnthropicSettings
+from switchyard.executor.providers.base import ProviderCall
+from switchyard.executor.providers.gemini import GeminiProvider, GeminiSettings, wire
+from switchyard.executor.providers.openai import OpenAISettings
+from switchyard.executor.registry import build_providers
+
+pytestmark = pytest.mark.unit
+
+
+def test_settings_read_googles_variables_and_keep_the_key_out_of_reprs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    monkeypatch.setenv("GOOGLE_API_KEY", "AIza-secret-value-123456")
+    monkeypatch.setenv("GEMINI_BASE_URL", "")
+    settings = GeminiSettings()
+    assert settings.configured and settings.resolved_base_url() == "https://generativelanguage.googleapis.com"
+    monkeypatch.setenv("GEMINI_API_KEY", "AIza-other-secret-654321")
+    assert GeminiSettings().api_key.get_secret_value() == "AIza-other-secret-654321"  # type: ignore[union-attr]
+    shown = repr(settings) + str(settings) + repr(GeminiProvider(settings))
+    assert "secret-value" not in shown
+    monkeypatch.delenv("GOOGLE_API_KEY")
+    monkeypatch.setenv("GEMINI_API_KEY", "")
+    assert not GeminiSettings().configured
+
+
+def test_the_registry_announces_gemini_by_host_only_when_a_key_is_set() -> None:
+    settings = ExecutorSettings(local_enabled=False)
+    plain = dict(openai=OpenAISettings(api_key=None), anthropic=AnthropicSettings(api_key=None))
+    off = build_providers(settings, **plain, gemini=GeminiSettings(api_key=None))
+    assert "gemini" not in off.providers
+    on = build_providers(
+        settings,
+        **plain,
+        gemini=GeminiSettings(api_key="k", base_url="https://user:pw@gemini.example:8443/x"),
+    )
+    assert on.endpoints == {"gemini": "gemini.example:8443"}
+
+
+def test_roles_merge_into_alternating_turns_and_the_system_prompt_moves_out() -> None:
+    messages = [
+        ChatMessage(role="system", content="Be brief."),
+        ChatMessage(role="developer", content="Use metric units."),
+        ChatMessage(role="user", content="Hi"),
+        ChatMessage(
+            role="user",
+            content=[
+                {"type": "text", "text": "and"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+            ],
+        ),
+        ChatMessage(role="assistant", content="Hello"),
+    ]
+    system, contents = wire.split_messages(messages)
+    assert system == "Be brief.\n\nUse metric units."
+    assert contents == [
+        {
+            "role": "user",
+            "parts": [
+                {"text": "Hi"},
+                {"text": "and"},
+                {"inlineData": {"mimeType": "image/png", "data": "AAAA"}},
+            ],
+        },
+        {"role": "model", "parts": [{"text": "Hello"}]},
+    ]
+
+
+def _response(parts: list[dict[str, object]], finish: str | None, **extra: object) -> bytes:
+    candidate: dict[str, object] = {"content": {"role": "model", "parts": parts}}
+    if finish:
+        candidate["finishReason"] = finish
+    usage = {"promptTokenCount": 4, "candidatesTokenCount": 3, "thoughtsTokenCount": 5}
+    return orjson.dumps({"candidates": [candidate], "usageMetadata": usage, **extra})
+
+
+CALL = ProviderCall(model="gemini-x", messages=(ChatMessage(role="user", content="q"),))
+
+
+def test_replies_finish_reasons_and_thinking_tokens() -> None:
+    reply = wire.parse_reply(
+        _response(
+            [{"text": "thinking...", "thought": True}, {"text": "Paris"}], "MAX_TOKENS", modelVersion="g-1"
+        ),
+        CALL,
+    )
+    assert (reply.content, reply.finish_reason, reply.model) == ("Paris", "length", "g-1")
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (4, 8)  # thoughts are output
+    cut = wire.parse_reply(_response([{"text": "Some text"}], "SAFETY"), CALL)
+    assert cut.finish_reason == "content_filter" and cut.content == "Some text"
+    with pytest.raises(ProviderError) as blocked:
+        wire.parse_reply(_response([], "SAFETY"), CALL)
+    assert blocked.value.kind == "content_policy" and not blocked.value.retryable
+    with pytest.raises(ProviderError) as malformed:
+        wire.parse_reply(_response([], "MALFORMED_FUNCTION_CALL"), CALL)
+    assert malformed.value.kind == "bad_response"
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "message", "kind"),
+    [
+        (403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers.", "auth"),
+        (400, "FAILED_PRECONDITION", "User location is not supported for the API use.", "bad_request"),
+        (500, "INTERNAL", "An internal error has occurred.", "overloaded"),
+        (504, "DEADLINE_EXCEEDED", "Deadline expired before operation could complete.", "timeout"),
+        (
+            400,
+            "INVALID_ARGUMENT",
+            "The input token count (2000000) exceeds the maximum number of tokens allowed (1048576).",
+            "context_too_long",
+        ),
+    ],
+)
+def test_error_bodies_map_to_the_taxonomy(status: int, code: str, message: str, kind: str) -> None:
+    raw = orjson.dumps([{"error": {"code": status, "message": message, "status": code}}])  # array framing
+    assert wire.error_from_body(status, raw).kind == kind
+
+
+def test_a_retry_delay_in_the_details_is_honoured() -> None:
+    details = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "37.5s"}]
+    raw = orjson.dumps(
+        {"error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED", "details": details}}
+    )
+    error = wire.error_from_body(429, raw)
+    assert error.kind == "rate_limited" and error.retry_after == 37.5

@@ -1,0 +1,149 @@
+"""The response cache's pure parts: keys, scopes, eligibility, directives and per-plan/tenant settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from switchyard.common.events import ChatRequest
+from switchyard.gateway.cache.models import (
+    CacheConfig,
+    CacheRule,
+    exact_key,
+    parse_directive,
+    point_id,
+    semantic_scope,
+    semantic_text,
+    storable,
+)
+from switchyard.gateway.cache.service import Configs
+from switchyard.gateway.errors import InvalidRequest
+
+pytestmark = pytest.mark.unit
+ON = CacheConfig(enabled=True, semantic=True, ttl_s=60, threshold=0.92)
+
+
+def req(content: Any = "What is the capital of France?", **fields: Any) -> ChatRequest:
+    return ChatRequest.model_validate(
+        {"model": "auto", "messages": [{"role": "user", "content": content}], **fields}
+    )
+
+
+def test_the_exact_key_ignores_what_cannot_change_the_answer() -> None:
+    base = exact_key("acme", req())
+    assert exact_key("acme", req(stream=True)) == base
+    assert exact_key("acme", req("  What is the capital of France?\n")) == base
+    assert exact_key("acme", req([{"type": "text", "text": "What is the capital of France?"}])) == base
+    # extra OpenAI fields the pipeline does not read (`user`) are not part of the request it runs
+    assert exact_key("acme", ChatRequest.model_validate({**req().model_dump(), "user": "u1"})) == base
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"model": "openai/gpt-4o-mini"},
+        {"temperature": 0.7},
+        {"top_p": 0.5},
+        {"max_tokens": 10},
+        {"stop": ["\n"]},
+        {"seed": 7},
+        {"response_format": {"type": "json_object"}},
+    ],
+)
+def test_the_exact_key_changes_with_every_parameter_that_changes_the_answer(change: dict[str, Any]) -> None:
+    assert exact_key("acme", req(**change)) != exact_key("acme", req())
+
+
+def test_keys_and_scopes_are_partitioned_by_tenant() -> None:
+    assert exact_key("acme", req()) != exact_key("globex", req())
+    assert semantic_scope("acme", req()) != semantic_scope("globex", req())
+    assert point_id("acme", "k") != point_id("globex", "k")
+
+
+def test_the_semantic_scope_is_everything_but_the_user_turn() -> None:
+    assert semantic_scope("acme", req("a")) == semantic_scope("acme", req("b"))
+    assert semantic_scope("acme", req("a", temperature=1)) != semantic_scope("acme", req("a"))
+    system = ChatRequest.model_validate(
+        {"messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "a"}]}
+    )
+    assert semantic_scope("acme", system) != semantic_scope("acme", req("a"))
+
+
+def test_semantic_lookups_are_off_for_multi_turn_and_tools_unless_configured() -> None:
+    assert semantic_text(req("hello"), ON) == "hello"
+    multi = ChatRequest.model_validate(
+        {
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello"},
+                {"role": "user", "content": "capital of France?"},
+            ]
+        }
+    )
+    assert semantic_text(multi, ON) is None
+    multi_on = CacheConfig(enabled=True, semantic=True, ttl_s=60, threshold=0.9, semantic_multi_turn=True)
+    assert semantic_text(multi, multi_on) == "hi\ncapital of France?"
+    tools = req(tools=[{"type": "function", "function": {"name": "f"}}])
+    assert semantic_text(tools, ON) is None
+    assert semantic_text(req("x"), CacheConfig(enabled=True, semantic=False, ttl_s=1, threshold=0.9)) is None
+
+
+def test_directives() -> None:
+    assert parse_directive(None) == parse_directive("") == parse_directive(" ")
+    assert (parse_directive(None).read, parse_directive(None).write) == (True, True)
+    assert (parse_directive("no-cache").read, parse_directive("no-cache").write) == (False, True)
+    assert (parse_directive("No-Store").read, parse_directive("No-Store").write) == (False, False)
+    with pytest.raises(InvalidRequest) as err:
+        parse_directive("no-cache, forever")
+    assert err.value.status == 400 and err.value.param == "x-switchyard-cache"
+
+
+def test_plan_then_tenant_rules_override_the_defaults() -> None:
+    configs = Configs(
+        ON,
+        plans={"free": CacheRule(semantic=False, ttl_s=10)},
+        tenants={"acme": CacheRule(enabled=False), "globex": CacheRule(threshold=0.99)},
+    )
+    assert configs.for_tenant("initech", "pro") == ON
+    free = configs.for_tenant("initech", "free")
+    assert (free.enabled, free.semantic, free.ttl_s) == (True, False, 10)
+    assert not configs.for_tenant("acme", "free").enabled
+    assert configs.for_tenant("globex", "free").threshold == 0.99
+    assert configs.for_tenant("globex", "free").semantic is False
+    with pytest.raises(ValueError):
+        CacheRule.model_validate({"ttl": 5})
+
+
+def test_only_finished_text_answers_are_stored() -> None:
+    assert storable(content="Paris", finish_reason="stop", tool_calls=None)
+    assert not storable(content="", finish_reason="stop", tool_calls=None)
+    assert not storable(content="x", finish_reason="content_filter", tool_calls=None)
+    assert not storable(content="x", finish_reason="stop", tool_calls=[{"id": "1"}])
+
+
+def test_a_cached_answer_settles_the_budget_at_zero() -> None:
+    from datetime import UTC, datetime
+
+    from switchyard.common.events import CacheHit, TaskCompleted, Usage
+    from switchyard.common.policy import load_policy
+    from switchyard.gateway.budgets.pricing import actual_micro
+
+    policy = load_policy(None)
+    priced = next(m for m in policy.models if m.output_per_1k > 0)
+    done = TaskCompleted(
+        task_id="t1",
+        tenant_id="acme",
+        model=priced.id,
+        provider=priced.provider,
+        tier=priced.tier,
+        content="Paris",
+        finish_reason="stop",
+        usage=Usage(prompt_tokens=1000, completion_tokens=1000),
+        attempts=1,
+        latency_ms=1.0,
+        completed_at=datetime.now(UTC),
+    )
+    assert actual_micro(policy, done) > 0
+    cached = done.model_copy(update={"cache": CacheHit(kind="exact", source_task_id="t0"), "attempts": 0})
+    assert actual_micro(policy, cached) == 0

@@ -1,0 +1,164 @@
+"""The request fields beyond text (response_format, tools, tool turns, seed) on both faces: validated,
+carried into the task, and tool calls rendered back in each face's shape."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from switchyard.common.events import FunctionCall, TaskCompleted, TaskSubmitted, ToolCall, Usage
+from switchyard.gateway import completions, messages
+from switchyard.gateway.errors import InvalidRequest
+from switchyard.gateway.tenants import Principal
+
+pytestmark = pytest.mark.unit
+PRINCIPAL = Principal(tenant_id="acme", api_key_id="k1", user_id="u1", key_prefix="sy_test")
+TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+CALL = ToolCall(id="call_1", function=FunctionCall(name="get_weather", arguments='{"city": "Paris"}'))
+
+
+def _openai(**fields: object) -> bytes:
+    return orjson.dumps({"model": "auto", "messages": [{"role": "user", "content": "hi"}], **fields})
+
+
+def test_the_fields_reach_the_task() -> None:
+    body = _openai(
+        tools=[TOOL],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
+        seed=3,
+        parallel_tool_calls=False,
+        messages=[
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": None, "tool_calls": [CALL.model_dump()]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "21C"},
+        ],
+    )
+    task = completions.build_task(
+        completions.parse_request(body, max_prompt_chars=1000), PRINCIPAL, priority=None
+    )
+    request = task.request
+    assert request.tools and request.tools[0].function.name == "get_weather"
+    assert request.tool_choice == {"type": "function", "function": {"name": "get_weather"}}
+    assert request.json_schema() == {"type": "object"} and request.seed == 3
+    assert request.parallel_tool_calls is False
+    assert request.messages[1].tool_calls == [CALL] and request.messages[2].tool_call_id == "call_1"
+    again = TaskSubmitted.model_validate_json(task.model_dump_json())  # the event round-trips
+    assert again.request == request
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"response_format": {"type": "yaml"}}, "response_format"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"schema": 3}}}, "response_format"),
+        ({"tool_choice": "sometimes"}, "tool_choice"),
+        ({"tool_choice": {"type": "function"}}, "tool_choice"),
+        ({"tools": [{"type": "function", "function": {}}]}, "tools.0.function.name"),
+    ],
+)
+def test_malformed_fields_are_a_400_naming_them(fields: dict[str, object], param: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        completions.parse_request(_openai(**fields), max_prompt_chars=1000)
+    assert caught.value.param is not None and caught.value.param.startswith(param)
+
+
+def _done(**kw: object) -> TaskCompleted:
+    fields: dict[str, object] = dict(
+        task_id="t1",
+        tenant_id="acme",
+        model="openai/gpt-4o-mini",
+        provider="openai",
+        tier="fast",
+        content="",
+        finish_reason="tool_calls",
+        usage=Usage(prompt_tokens=5, completion_tokens=7),
+        tool_calls=[CALL],
+        attempts=1,
+        latency_ms=1.0,
+        completed_at=datetime.now(UTC),
+    )
+    fields.update(kw)
+    return TaskCompleted(**fields)  # type: ignore[arg-type]
+
+
+def test_tool_calls_render_in_both_faces() -> None:
+    task = completions.build_task(
+        completions.parse_request(_openai(), max_prompt_chars=1000), PRINCIPAL, priority=None
+    )
+    choice = orjson.loads(completions.completion_json(task, _done()))["choices"][0]
+    assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
+    assert choice["message"]["tool_calls"] == [CALL.model_dump(mode="json")]
+    message = orjson.loads(messages.message_json(task, _done()))
+    assert message["stop_reason"] == "tool_use"
+    assert message["content"] == [
+        {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}}
+    ]
+    plain = orjson.loads(
+        messages.message_json(task, _done(content="Hi", finish_reason="stop", tool_calls=None))
+    )
+    assert plain["content"] == [{"type": "text", "text": "Hi"}]
+
+
+def test_anthropic_tools_and_tool_blocks_become_the_pipelines() -> None:
+    body = orjson.dumps(
+        {
+            "model": "auto",
+            "max_tokens": 10,
+            "tools": [{"name": "get_weather", "description": "d", "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "any", "disable_parallel_tool_use": True},
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "text", "text": "Let me look."},
+                        {
+                            "type": "tool_use",
+                            "id": "toolu_1",
+                            "name": "get_weather",
+                            "input": {"city": "Paris"},
+                        },
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "toolu_1",
+                            "content": [{"type": "text", "text": "21C"}],
+                        },
+                        {"type": "text", "text": "And tomorrow?"},
+                    ],
+                },
+            ],
+        }
+    )
+    parsed = messages.parse_request(body, max_prompt_chars=1000)
+    assert parsed.tools and parsed.tools[0].function.parameters == {"type": "object"}
+    assert parsed.tool_choice == "required" and parsed.parallel_tool_calls is False
+    roles = [(m.role, m.text()) for m in parsed.messages]
+    assert roles == [
+        ("user", "weather?"),
+        ("assistant", "Let me look."),
+        ("tool", "21C"),
+        ("user", "And tomorrow?"),
+    ]
+    assert parsed.messages[1].tool_calls == [
+        ToolCall(id="toolu_1", function=FunctionCall(name="get_weather", arguments='{"city":"Paris"}'))
+    ]
+    assert parsed.messages[2].tool_call_id == "toolu_1"
+    with pytest.raises(InvalidRequest):
+        messages.parse_request(
+            orjson.dumps(
+                {
+                    "model": "auto",
+                    "max_tokens": 5,
+                    "messages": [{"role": "user", "content": [{"type": "document"}]}],
+                }
+            ),
+            max_prompt_chars=1000,
+        )

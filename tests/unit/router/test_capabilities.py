@@ -1,0 +1,93 @@
+"""Routing on capabilities: a task that needs tools, JSON mode or vision goes only to models that have
+them, the local model included."""
+
+from __future__ import annotations
+
+import pytest
+
+from switchyard.common.errors import NoProviderAvailable
+from switchyard.common.events import ChatMessage, ChatRequest, Classification, FunctionCall, ToolCall
+from switchyard.common.policy import load_policy
+from switchyard.router.chain import needs
+from switchyard.router.routing import ModelLacksCapability, decide
+
+pytestmark = pytest.mark.unit
+POLICY = load_policy()
+ALL = {"local", "openai", "anthropic", "gemini"}
+CLS = Classification(type="qa", confidence=0.9, complexity=0.1, urgency=0.5, model_version="t", latency_ms=1)
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+
+
+def _req(**kw: object) -> ChatRequest:
+    messages = kw.pop("messages", [ChatMessage(role="user", content="Weather in Paris?")])
+    return ChatRequest.model_validate({"messages": messages, **kw})
+
+
+def _models(request: ChatRequest, available: set[str] = ALL) -> list[str]:
+    return [
+        c.model
+        for c in decide(request=request, classification=CLS, policy=POLICY, available=available).candidates
+    ]
+
+
+def test_what_a_request_needs() -> None:
+    assert needs(_req()) == set()
+    assert needs(_req(tools=TOOLS)) == {"tools"}
+    assert needs(_req(tools=TOOLS, tool_choice="none")) == set()
+    assert needs(_req(response_format={"type": "json_object"})) == {"json_mode"}
+    assert needs(_req(response_format={"type": "text"})) == set()
+    call = ToolCall(id="c1", function=FunctionCall(name="get_weather"))
+    history = [
+        ChatMessage(role="user", content="Weather?"),
+        ChatMessage(role="assistant", tool_calls=[call]),
+        ChatMessage(role="tool", tool_call_id="c1", content="21C"),
+    ]
+    assert needs(_req(messages=history)) == {"tools"}  # a conversation with tool turns
+
+
+def test_a_tool_task_never_goes_to_a_model_without_tools() -> None:
+    models = _models(_req(tools=TOOLS))
+    assert "local/smollm2-135m-instruct" not in models
+    assert all("tools" in POLICY.model(m).capabilities for m in models)  # type: ignore[union-attr]
+    assert "gemini/gemini-2.5-flash" in models and "anthropic/claude-3-5-haiku-latest" in models
+    plain = _models(_req())
+    assert plain[-1] == "local/smollm2-135m-instruct"
+
+
+def test_a_json_task_skips_models_without_json_mode_and_keeps_the_local_grammar() -> None:
+    models = _models(_req(response_format={"type": "json_object"}))
+    assert not any(m.startswith("anthropic/") for m in models)
+    assert models[-1] == "local/smollm2-135m-instruct"
+    decision = decide(
+        request=_req(response_format={"type": "json_object"}),
+        classification=CLS,
+        policy=POLICY,
+        available=ALL,
+    )
+    rejected = {r["model"]: r["reason"] for r in decision.reasons["rejected"]}
+    assert rejected["anthropic/claude-sonnet-4-5"] == "lacks json_mode"
+
+
+def test_an_image_is_not_sent_to_the_local_model() -> None:
+    image = [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": "https://x/a.png"}},
+    ]
+    models = _models(_req(messages=[ChatMessage(role="user", content=image)]))
+    assert models and "local/smollm2-135m-instruct" not in models
+
+
+def test_with_only_the_local_model_a_tool_task_has_no_provider_and_says_why() -> None:
+    with pytest.raises(NoProviderAvailable) as caught:
+        _models(_req(tools=TOOLS), {"local"})
+    assert "tools" in caught.value.message
+
+
+def test_a_pinned_model_without_the_capability_is_refused_with_the_reason() -> None:
+    with pytest.raises(ModelLacksCapability) as caught:
+        _models(_req(model="local/smollm2-135m-instruct", tools=TOOLS))
+    assert caught.value.code == "model_lacks_capability" and "tools" in caught.value.message
+    assert _models(_req(model="openai/gpt-4o-mini", tools=TOOLS)) == ["openai/gpt-4o-mini"]
+    assert _models(_req(model="openai/some-new-model", tools=TOOLS)) == [
+        "openai/some-new-model"
+    ]  # not listed
