@@ -58,8 +58,8 @@ def _bounded(node: Any) -> Any:
 
 
 def _i_json(value: Any) -> bool:
-    """Integers within 64 bits (RFC 7493 I-JSON asks for +-2**53): the models set no upper bound on counts,
-    so the schema admits 2**64, which no JSON encoder here writes (see docs/reliability.md)."""
+    """Integers within 64 bits. Token counts are bounded by the models (10**9); a `seed` is any integer as
+    in OpenAI's API, and 2**64 is one no JSON encoder here writes (see docs/reliability.md)."""
     if isinstance(value, bool):
         return True
     if isinstance(value, int):

@@ -16,7 +16,6 @@ from schemathesis import checks
 
 from tests.integration.gateway.harness import auth
 from tests.security.conftest import Tenants
-from tests.security.test_tenant_isolation import KNOWN_ISSUES
 
 pytestmark = pytest.mark.e2e
 EXAMPLES = 4 * (25 if os.environ.get("SWITCHYARD_LONG_TESTS") == "1" else 1)
@@ -64,17 +63,9 @@ def test_every_operation_answers_without_5xx_and_as_documented(tenants: Tenants)
     operations = [result.ok() for result in schema.get_all_operations()]
     for operation in operations:
         name = f"{operation.method.upper()} {operation.path}"
-        if name in KNOWN_ISSUES:
-            continue
         found: list[str] = []
         _fuzz(operation, base, headers, tried, found)
         if found:
             failures[name] = "; ".join(sorted(set(found)))[:500]
     print(f"\nschemathesis: {len(tried)} requests on {len(operations)} operations, statuses {Counter(tried)}")
-    # Found here, in the admin views (not ours to change): on SQLite, timestamps come back without a UTC
-    # offset ("2026-11-22T08:22:21.340038"), which the document's `date-time` (RFC 3339) does not allow.
-    naive = {k for k, v in failures.items() if all('is not a "date-time"' in p for p in v.split("; "))}
-    unknown = {k: v for k, v in failures.items() if k not in naive}
-    assert not unknown, unknown
-    if naive:
-        pytest.xfail(f"known issue: naive timestamps (no UTC offset) from {sorted(naive)}")
+    assert not failures, failures

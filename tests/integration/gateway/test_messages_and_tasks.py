@@ -15,7 +15,7 @@ import pytest
 from switchyard.cli.processes import NatsServer
 from switchyard.common import subjects
 from switchyard.common.envelope import decode
-from switchyard.common.events import TaskCancelled
+from switchyard.common.events import TaskCancelled, TaskSubmitted
 from tests.integration.gateway.harness import Answerer, Org, auth, gateways, make_org
 
 pytestmark = pytest.mark.integration
@@ -138,3 +138,67 @@ async def test_task_api_submit_read_cancel_per_tenant(
     await nc.close()
     _, event = decode(msg.data, (TaskCancelled,))
     assert event.task_id == held["id"] and event.tenant_id == a.id  # type: ignore[attr-defined]
+
+
+async def _submitted_events(url: str, task_id: str) -> int:
+    """How many `task.submitted` events for this task the events stream holds."""
+    nc = await nats.connect(url)
+    try:
+        sub = await nc.jetstream().pull_subscribe(subjects.TASK_SUBMITTED, durable=None)
+        count = 0
+        while True:
+            try:
+                batch = await sub.fetch(100, timeout=0.5)
+            except nats.errors.TimeoutError:
+                return count
+            for msg in batch:
+                _, task = decode(msg.data, (TaskSubmitted,))
+                count += task.task_id == task_id  # type: ignore[attr-defined]
+    finally:
+        await nc.close()
+
+
+async def test_task_api_idempotency_key_gives_a_retry_the_first_task(
+    stack: tuple[NatsServer, str, Org, Org], answerer: Answerer
+) -> None:
+    server, base, a, b = stack
+    keyed = {**auth(a.keys["member"]), "Idempotency-Key": "order-42"}
+    async with httpx.AsyncClient(base_url=base) as c:
+        first = await c.post("/v1/tasks", json=BODY, headers=keyed)
+        assert first.status_code == 202, first.text
+        task = first.json()
+        assert task["idempotency_key"] == "order-42" and "request_sha256" not in task
+        await _until(c, f"/v1/tasks/{task['id']}", a.keys["member"], "completed")
+        again = await c.post("/v1/tasks", json=BODY, headers=keyed)
+        assert again.status_code == 202 and again.json()["id"] == task["id"]
+        assert again.json()["status"] == "completed", "the retry sees the first request's outcome"
+
+        # The same key in another organisation is another task; a different body is refused.
+        other = await c.post(
+            "/v1/tasks", json=BODY, headers={**auth(b.keys["member"]), "Idempotency-Key": "order-42"}
+        )
+        assert other.status_code == 202 and other.json()["id"] != task["id"]
+        changed = await c.post("/v1/tasks", json={**BODY, "max_tokens": 7}, headers=keyed)
+        assert changed.status_code == 409, changed.text
+        assert changed.json()["error"]["code"] == "idempotency_key_reused"
+        too_long = await c.post("/v1/tasks", json=BODY, headers={**keyed, "Idempotency-Key": "k" * 256})
+        assert too_long.status_code == 400 and too_long.json()["error"]["param"] == "idempotency-key"
+
+        # Retries racing each other: one task, submitted once.
+        burst = {**auth(a.keys["member"]), "Idempotency-Key": "burst-1"}
+        answers = await asyncio.gather(*(c.post("/v1/tasks", json=BODY, headers=burst) for _ in range(5)))
+        assert {r.status_code for r in answers} == {202}, [r.text for r in answers]
+        ids = {r.json()["id"] for r in answers}
+        assert len(ids) == 1
+    assert await _submitted_events(server.url, task["id"]) == 1
+    assert await _submitted_events(server.url, ids.pop()) == 1
+
+
+async def test_task_ids_that_cannot_be_ours_are_not_found(stack: tuple[NatsServer, str, Org, Org]) -> None:
+    _, base, a, _ = stack
+    async with httpx.AsyncClient(base_url=base) as c:
+        for odd in ("a b", "it's", "a.b", "x" * 200, "%00", "ü"):
+            for method in ("GET", "DELETE"):
+                r = await c.request(method, f"/v1/tasks/{odd}", headers=auth(a.keys["member"]))
+                assert r.status_code == 404, (method, odd, r.text)
+                assert r.json()["error"]["code"] == "not_found"

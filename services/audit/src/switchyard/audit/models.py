@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, MetaData, SmallInteger, String, Text
+from sqlalchemy import BigInteger, Integer, LargeBinary, MetaData, SmallInteger, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from switchyard.common.db import UTCDateTime
 
 # SQLite only makes INTEGER PRIMARY KEY columns rowid aliases; BIGINT elsewhere.
 SeqType = BigInteger().with_variant(Integer(), "sqlite")
@@ -26,8 +28,8 @@ class LedgerEntry(AuditBase):
 
     seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=False)
     event_id: Mapped[str] = mapped_column(String(128), unique=True)
-    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     tenant_id: Mapped[str] = mapped_column(String(64), index=True)
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(64), index=True)
@@ -55,7 +57,7 @@ class Checkpoint(AuditBase):
 
     tree_size: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=False)
     root_hash: Mapped[str] = mapped_column(String(64))  # hex
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     origin: Mapped[str] = mapped_column(String(200))
     key_id: Mapped[str] = mapped_column(String(8))  # hex of the signed-note key hash
     public_key: Mapped[str] = mapped_column(String(64))  # hex of the raw Ed25519 public key
@@ -74,7 +76,7 @@ class LedgerArchive(AuditBase):
     checkpoint_size: Mapped[int] = mapped_column(SeqType)
     path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class ExportPosition(AuditBase):
@@ -84,4 +86,4 @@ class ExportPosition(AuditBase):
 
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     seq: Mapped[int] = mapped_column(SeqType)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

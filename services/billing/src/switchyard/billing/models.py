@@ -9,7 +9,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Date,
-    DateTime,
     Integer,
     MetaData,
     Numeric,
@@ -17,6 +16,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from switchyard.common.db import UTCDateTime
 
 # USD with 10 decimal places: a single token of the cheapest priced model costs ~1e-7 USD.
 Money = Numeric(20, 10, asdecimal=True)
@@ -41,7 +42,7 @@ class UsageEntry(BillingBase):
     completion_tokens: Mapped[int] = mapped_column(Integer)
     cost_usd: Mapped[Decimal] = mapped_column(Money)
     priced: Mapped[bool] = mapped_column(Boolean)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class CallUsageEntry(BillingBase):
@@ -62,7 +63,7 @@ class CallUsageEntry(BillingBase):
     usage_estimated: Mapped[bool] = mapped_column(Boolean)
     cost_usd: Mapped[Decimal] = mapped_column(Money)
     priced: Mapped[bool] = mapped_column(Boolean)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class UsageDaily(BillingBase):
@@ -102,7 +103,7 @@ class BudgetAlert(BillingBase):
     limit_e10: Mapped[int] = mapped_column(BigInteger)
     spent_e10: Mapped[int] = mapped_column(BigInteger)
     published: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class WebhookEndpoint(BillingBase):
@@ -118,7 +119,7 @@ class WebhookEndpoint(BillingBase):
     secret_encrypted: Mapped[str] = mapped_column(String(500))
     secret_hint: Mapped[str] = mapped_column(String(16))  # the last 4 characters, to tell secrets apart
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class WebhookDelivery(BillingBase):
@@ -131,4 +132,4 @@ class WebhookDelivery(BillingBase):
     tenant_id: Mapped[str] = mapped_column(String(64))
     status: Mapped[int] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer)
-    delivered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -28,6 +28,7 @@ class Pass:
     reservation: Reservation | None = None
     outcome: TaskCompleted | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    closed: bool = False
 
     def observe(self, item: object) -> None:
         if isinstance(item, TaskCompleted):
@@ -42,6 +43,10 @@ class Pass:
             await items.aclose()  # type: ignore[attr-defined]
 
     async def close(self) -> None:
+        """Give back (or settle) what was admitted; once, however many paths end here."""
+        if self.closed:
+            return
+        self.closed = True
         done = self.outcome
         if self.ticket is not None:
             # an answer from the cache used no model tokens

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+import nats.errors
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -161,6 +162,20 @@ def install(app: FastAPI) -> None:
                 APIError(f"method {request.method} not allowed", status=405, code="method_not_allowed"),
             )
         return error_response(request, APIError(str(exc.detail), status=exc.status_code, code="http_error"))
+
+    @app.exception_handler(nats.errors.Error)
+    async def _bus(request: Request, exc: nats.errors.Error) -> Response:
+        # The bus is reconnecting or JetStream is electing a leader (a node restarted): nothing was
+        # accepted, and a retry in a moment will be.
+        log.warning("bus unavailable on %s %s: %r", request.method, request.url.path, exc)
+        return error_response(
+            request,
+            ServiceUnavailable(
+                "the message bus is not accepting requests right now; retry shortly",
+                code="bus_unavailable",
+                headers={"retry-after": "1"},
+            ),
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Float, ForeignKey, MetaData, String, UniqueConstraint
+from sqlalchemy import Boolean, Float, ForeignKey, MetaData, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from switchyard.common.db import UTCDateTime
 
 
 class GatewayBase(DeclarativeBase):
@@ -21,7 +23,7 @@ class Tenant(GatewayBase):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     plan: Mapped[str] = mapped_column(String(32), default="free")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # The operator's own organisation: its admins may create other organisations and set the throttle.
     platform: Mapped[bool] = mapped_column(Boolean, default=False)
     monthly_budget_usd: Mapped[float | None] = mapped_column(Float)
@@ -38,8 +40,8 @@ class User(GatewayBase):
     role: Mapped[str] = mapped_column(String(16))
     # The user's plan sets the daily budget; None: the organisation's plan.
     plan: Mapped[str | None] = mapped_column(String(32))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ApiKey(GatewayBase):
@@ -51,9 +53,9 @@ class ApiKey(GatewayBase):
     name: Mapped[str] = mapped_column(String(200))
     prefix: Mapped[str] = mapped_column(String(16), unique=True)
     key_hash: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Space-separated scopes; the effective ones are these intersected with the user's role.
     scopes: Mapped[str] = mapped_column(String(200), default="inference")
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     rotated_to: Mapped[str | None] = mapped_column(String(64))

@@ -23,42 +23,50 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-def _err(description: str) -> dict[str, Any]:
+def error_doc(description: str) -> dict[str, Any]:
     return {"model": ErrorResponse, "description": description}
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _err("Invalid request (malformed JSON, missing or invalid fields)"),
-    401: _err(
+    400: error_doc("Invalid request (malformed JSON, missing or invalid fields)"),
+    401: error_doc(
         "Missing, unknown, expired or revoked credential. Codes: `missing_api_key`, `invalid_api_key`; "
         "for OIDC tokens `invalid_token`, `token_expired`, `token_not_yet_valid`, `token_issuer_invalid`, "
         "`token_audience_invalid`, `token_signature_invalid`, `token_algorithm_not_allowed`, "
         "`token_key_unknown`, `token_claims_invalid`, `token_role_invalid`, `unknown_organization`, "
         "`unknown_user`, `user_disabled`"
     ),
-    403: _err("The credential lacks the scope or role this needs"),
-    404: _err("Not found (also: a resource of another organisation)"),
-    409: _err("Conflict with an existing resource"),
-    429: _err(
+    403: error_doc("The credential lacks the scope or role this needs"),
+    404: error_doc("Not found (also: a resource of another organisation)"),
+    409: error_doc("Conflict with an existing resource"),
+    429: error_doc(
         "Too many failed authentication attempts from this client address or against this key prefix "
         "(code `too_many_auth_failures`; see Retry-After)"
     ),
-    503: _err("The identity provider's keys are unavailable (code `identity_provider_unavailable`)"),
+    503: error_doc(
+        "The identity provider's keys are unavailable (code `identity_provider_unavailable`), or the "
+        "message bus is briefly unavailable (`bus_unavailable`, see Retry-After)"
+    ),
 }
 INFERENCE_ERRORS: dict[int | str, dict[str, Any]] = {
     **{k: v for k, v in ERRORS.items() if k != 409},
-    400: _err(
+    400: error_doc(
         "Invalid request (malformed JSON, missing or invalid fields), or refused by a guardrail: "
         "`prompt_injection_detected`, `pii_detected`"
     ),
-    413: _err("Body or prompt too large (`request_too_large`, `prompt_too_large`: also a plan's guardrail)"),
-    429: _err(
+    413: error_doc(
+        "Body or prompt too large (`request_too_large`, `prompt_too_large`: also a plan's guardrail)"
+    ),
+    429: error_doc(
         "Rate limit, quota or budget exceeded (see Retry-After and x-ratelimit-* headers), or too many "
         "failed authentication attempts (`too_many_auth_failures`)"
     ),
-    502: _err("Every candidate model failed"),
-    503: _err("No provider is available, or the identity provider's keys are unavailable"),
-    504: _err("The task did not finish in time"),
+    502: error_doc("Every candidate model failed"),
+    503: error_doc(
+        "No provider is available, the message bus is briefly unavailable (`bus_unavailable`, retry after "
+        "Retry-After), or the identity provider's keys are unavailable"
+    ),
+    504: error_doc("The task did not finish in time"),
 }
 
 

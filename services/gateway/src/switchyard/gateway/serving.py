@@ -4,6 +4,7 @@ messages): authenticate, read and validate, admit (limits, budget), run the task
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from switchyard.gateway.cache import replay
 from switchyard.gateway.errors import request_id_of
 from switchyard.gateway.schemas import ChatCompletionRequest
 from switchyard.gateway.state import gateway_of
+from switchyard.gateway.taskapi import idempotency
 from switchyard.gateway.taskapi.models import TaskState
 
 
@@ -103,9 +105,18 @@ async def submit(request: Request) -> TaskState:
         parsed = await gw.guardrails.screen_input(parsed, principal=principal, **_where(request))
     await gw.catalog.check(parsed.model)
     task = completions.build_task(parsed, principal, priority=request.headers.get("x-switchyard-priority"))
+    key = idempotency.idempotency_key(request)
+    digest = hashlib.sha256(body).hexdigest()
+    if key is not None:
+        task = task.model_copy(update={"task_id": idempotency.task_id_for(principal.tenant_id, key)})
+        if (existing := await gw.runs.store.get(task.task_id)) is not None:
+            return idempotency.replayed(existing, digest)
     admitted = await gw.admission.admit(principal, task.request, providers=await gw.catalog.providers())
     try:
-        return await gw.runs.submit(task=task, admitted=admitted)
+        state = await gw.runs.submit(
+            task=task, admitted=admitted, idempotency_key=key, request_sha256=digest if key else None
+        )
+        return idempotency.replayed(state, digest)
     except BaseException:
         await admitted.close()
         raise

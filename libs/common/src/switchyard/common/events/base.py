@@ -1,8 +1,14 @@
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+# Token counts and costs have ceilings far above any real request, so that a corrupt or hostile event
+# cannot overflow a database column or a sum (and stays within I-JSON's exact integers).
+MAX_TOKENS = 10**9
+TokenCount = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
+Money = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
 
 
 class EventPayload(BaseModel):

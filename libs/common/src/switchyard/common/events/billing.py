@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from switchyard.common import subjects
-from switchyard.common.events.base import EventPayload
+from switchyard.common.events.base import EventPayload, Money, TokenCount
 
 
 class UsageRecorded(EventPayload):
@@ -21,9 +21,9 @@ class UsageRecorded(EventPayload):
     model: str
     provider: str
     tier: str
-    prompt_tokens: int = Field(ge=0)
-    completion_tokens: int = Field(ge=0)
-    cost_usd: float = Field(ge=0)
+    prompt_tokens: TokenCount
+    completion_tokens: TokenCount
+    cost_usd: Money
     priced: bool = True
     kind: Literal["task", "call"] = "task"  # call: a billable provider call beside the delivered answer
     call_event_id: str | None = None

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from switchyard.common import subjects
-from switchyard.common.events.base import EventPayload
+from switchyard.common.events.base import MAX_TOKENS, EventPayload, Money, TokenCount
 
 TaskType = Literal[
     "coding", "math", "reasoning", "writing", "extraction", "summarisation", "qa", "chitchat", "coordination"
@@ -73,7 +73,7 @@ class ChatRequest(BaseModel):
 
     model: str = "auto"
     messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     stop: list[str] | None = None
@@ -109,8 +109,8 @@ class ChatRequest(BaseModel):
 
 
 class Usage(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    prompt_tokens: TokenCount = 0
+    completion_tokens: TokenCount = 0
 
     @property
     def total_tokens(self) -> int:
@@ -160,7 +160,7 @@ class RouteCandidate(BaseModel):
     provider: str
     upstream_model: str  # the name the provider knows it by
     tier: str
-    estimated_cost_usd: float = 0.0
+    estimated_cost_usd: Money = 0.0
 
 
 class RoutingDecision(BaseModel):
@@ -175,8 +175,8 @@ class RoutingDecision(BaseModel):
     candidates: list[RouteCandidate] = Field(min_length=1)
     reasons: dict[str, Any] = Field(default_factory=dict)
     policy_version: str
-    estimated_prompt_tokens: int = 0
-    estimated_cost_usd: float = 0.0
+    estimated_prompt_tokens: TokenCount = 0
+    estimated_cost_usd: Money = 0.0
     fan_out: int = Field(default=1, ge=1)
     parallel_mode: ParallelMode = "race"
     checks: list[str] = Field(default_factory=list)

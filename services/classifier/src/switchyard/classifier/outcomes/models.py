@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, LargeBinary, MetaData, String, UniqueConstraint
+from sqlalchemy import Integer, LargeBinary, MetaData, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from switchyard.common.db import UTCDateTime
 
 
 class ClassifierBase(DeclarativeBase):
@@ -24,4 +26,4 @@ class OutcomeFeatures(ClassifierBase):
     embedding_model_sha256: Mapped[str] = mapped_column(String(64))
     features_version: Mapped[str] = mapped_column(String(32))
     vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32 [embedding_dim + lexical DIM]
-    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from switchyard.common.events import ToolCall
 
@@ -44,3 +44,7 @@ class TaskState(BaseModel):
     updated_at: datetime
     result: TaskResult | None = None
     error: TaskError | None = None
+    idempotency_key: str | None = None
+    # Kept with the stored task, never answered: a retry with the same Idempotency-Key must carry the
+    # same body.
+    request_sha256: str | None = Field(default=None, exclude=True)

@@ -15,7 +15,7 @@ from switchyard.common import ids
 from switchyard.common.bus import EventPublisher
 from switchyard.common.events import TaskCancelled, TaskCompleted, TaskFailed, TaskSubmitted
 from switchyard.gateway.admission import Pass
-from switchyard.gateway.errors import NotFound
+from switchyard.gateway.errors import Conflict, NotFound
 from switchyard.gateway.taskapi.models import TERMINAL, TaskState
 from switchyard.gateway.taskapi.store import TaskStore, with_outcome
 from switchyard.gateway.tasks import TaskClient
@@ -35,7 +35,16 @@ class TaskRuns:
         self._following: dict[str, asyncio.Task[None]] = {}
         self._passes: dict[str, Pass] = {}
 
-    async def submit(self, *, task: TaskSubmitted, admitted: Pass) -> TaskState:
+    async def submit(
+        self,
+        *,
+        task: TaskSubmitted,
+        admitted: Pass,
+        idempotency_key: str | None = None,
+        request_sha256: str | None = None,
+    ) -> TaskState:
+        """Store and submit a new task. With an idempotency key the task id is derived from it, and a
+        retry that raced the first request gets the first request's task (its admission given back)."""
         now = datetime.now(UTC)
         state = TaskState(
             id=task.task_id,
@@ -45,8 +54,15 @@ class TaskRuns:
             model=task.request.model,
             created_at=now,
             updated_at=now,
+            idempotency_key=idempotency_key,
+            request_sha256=request_sha256,
         )
-        await self.store.put(state)
+        if not await self.store.create(state):
+            await admitted.close()
+            existing = await self.store.get(task.task_id)
+            if existing is None:  # expired between the two reads: nothing to replay
+                raise Conflict("a task with this Idempotency-Key just expired; retry", code="conflict")
+            return existing
         self._passes[task.task_id] = admitted
         waiting = await self._client.start(task)
         self._following[task.task_id] = asyncio.create_task(self._follow(state, waiting))

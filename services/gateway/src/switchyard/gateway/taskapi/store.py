@@ -7,10 +7,12 @@ itself, so a task whose submitting replica went away still reports its outcome.
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from switchyard.common import subjects
@@ -20,6 +22,8 @@ from switchyard.common.events import TaskCompleted, TaskFailed
 from switchyard.gateway.taskapi.models import TaskError, TaskResult, TaskState, TaskUsage
 
 KEEP_S = 7 * 24 * 3600.0  # as long as the events stream keeps the result
+# Task ids are ours (hex); anything else is no task, and must not reach a KV key or a subject token.
+_TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 async def tasks_bucket(js: JetStreamContext) -> KeyValue:
@@ -56,9 +60,20 @@ class TaskStore:
         self._js = js
 
     async def put(self, state: TaskState) -> None:
-        await self._kv.put(state.id, state.model_dump_json().encode())
+        await self._kv.put(state.id, _stored(state))
+
+    async def create(self, state: TaskState) -> bool:
+        """Store a new task; False when a task with this id is already there (an idempotent retry that
+        raced the first request)."""
+        try:
+            await self._kv.create(state.id, _stored(state))
+        except KeyWrongLastSequenceError:
+            return False
+        return True
 
     async def get(self, task_id: str) -> TaskState | None:
+        if not _TASK_ID.fullmatch(task_id):
+            return None
         try:
             entry = await self._kv.get(task_id)
         except (KeyNotFoundError, ValueError):
@@ -66,6 +81,8 @@ class TaskStore:
         return TaskState.model_validate_json(entry.value or b"{}")
 
     async def stored_outcome(self, task_id: str) -> TaskCompleted | TaskFailed | None:
+        if not _TASK_ID.fullmatch(task_id):
+            return None
         try:
             msg = await self._js.get_last_msg(subjects.STREAM_EVENTS, subjects.result_subject(task_id))
         except NotFoundError:
@@ -75,3 +92,8 @@ class TaskStore:
         except InvalidEvent:
             return None
         return payload  # type: ignore[return-value]
+
+
+def _stored(state: TaskState) -> bytes:
+    # `request_sha256` is excluded from answers, not from the store.
+    return json.dumps({**state.model_dump(mode="json"), "request_sha256": state.request_sha256}).encode()

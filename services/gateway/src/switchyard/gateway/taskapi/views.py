@@ -7,8 +7,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from switchyard.gateway import serving
-from switchyard.gateway.openapi import INFERENCE_ERRORS
+from switchyard.gateway.openapi import INFERENCE_ERRORS, error_doc
 from switchyard.gateway.schemas import ChatCompletionRequest
+from switchyard.gateway.taskapi import idempotency
 from switchyard.gateway.taskapi.models import TaskState
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=INFERENCE_ERRORS)
@@ -19,7 +20,23 @@ router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=INFERENCE_ERROR
     status_code=202,
     response_model=TaskState,
     summary="Submit a task (an OpenAI chat request) without waiting for it",
-    openapi_extra=serving.schema_of(ChatCompletionRequest),
+    openapi_extra={
+        **serving.schema_of(ChatCompletionRequest),
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": (
+                    "Retrying with the same key (and the same body) returns the task the first request "
+                    "created; kept seven days. A different body under the same key is 409 "
+                    "`idempotency_key_reused`."
+                ),
+                "schema": {"type": "string", "minLength": 1, "maxLength": idempotency.MAX_KEY_CHARS},
+            }
+        ],
+    },
+    responses={409: error_doc("`idempotency_key_reused`: the Idempotency-Key came with a different body")},
 )
 async def submit_task(request: Request) -> JSONResponse:
     state = await serving.submit(request)
