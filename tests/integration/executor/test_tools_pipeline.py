@@ -139,6 +139,7 @@ async def classifier(stack: Stack) -> AsyncIterator[list[TaskSubmitted]]:
         )
 
     await nc.subscribe(subjects.TASK_SUBMITTED, cb=on_task)
+    await nc.flush()
     yield seen
     await nc.close()
 

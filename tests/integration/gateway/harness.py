@@ -109,6 +109,7 @@ class Answerer:
         nc = await nats.connect(url)
         me = cls(nc, hold=hold)
         await nc.subscribe(subjects.TASK_SUBMITTED, cb=me._on_task)
+        await nc.flush()  # the server has the subscription before the test submits
         return me
 
     async def _on_task(self, msg: nats.aio.msg.Msg) -> None:

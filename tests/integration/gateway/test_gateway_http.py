@@ -127,6 +127,7 @@ async def pipeline(nats_server: NatsServer, request: pytest.FixtureRequest) -> A
     nc = await nats.connect(nats_server.url)
     p = Pipeline(nc, getattr(request, "param", "answer"))
     await nc.subscribe(subjects.TASK_SUBMITTED, cb=p.on_task)
+    await nc.flush()  # the server has the subscription before the test submits
     yield p
     await nc.close()
 

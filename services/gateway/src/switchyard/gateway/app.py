@@ -94,9 +94,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         runs = TaskRuns(
             TaskStore(await tasks_bucket(js), js), tasks, events, timeout_s=settings.async_task_timeout_s
         )
-        # the start-up hook can run twice in one process: the embedded vector index is opened once
-        previous = getattr(app.state, "gateway", None)
-        cache = previous.cache if previous is not None else await create_cache(settings, js, events)
+        cache = await create_cache(settings, js, events)
         app.state.gateway = Gateway(
             settings=settings,
             engine=engine,
@@ -138,9 +136,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         title="Switchyard",
         version="0.1.0",
         description="OpenAI-compatible gateway: routes each task to the right model and records every step.",
-        lifespan=nats.lifespan_context,
     )
-    app.include_router(nats)
+    app.include_router(nats)  # brings the broker's lifespan (FastAPI merges an included router's)
     for view in (chat, messages, taskapi, models, health, access, limits):
         app.include_router(view.router)
     app.include_router(ledger_views.router)
