@@ -133,6 +133,13 @@ def test_health_check_modules_exist() -> None:
         assert importlib.util.find_spec(f"switchyard.{service}.__main__") is not None
 
 
+def _uv() -> str:
+    """uv as `make install` has it: on PATH, or the copy the Makefile installs under .cache/tools."""
+    found = shutil.which("uv") or ROOT / ".cache" / "tools" / "bin" / "uv"
+    assert Path(found).exists(), "uv is installed by `make install`"
+    return str(found)
+
+
 def _emulate_build_stage(image: str, work: Path) -> Path:
     """Replays the build stage's COPY and `uv sync` steps (nothing else) in `work`; returns the venv."""
     ctx, venv = work / "src", work / "venv"
@@ -160,7 +167,7 @@ def _emulate_build_stage(image: str, work: Path) -> Path:
         elif ins.keyword == "RUN":
             for sync in re.findall(r"uv sync[^&;]*", ins.args):
                 done = subprocess.run(
-                    shlex.split(sync),
+                    [_uv(), *shlex.split(sync)[1:]],
                     cwd=ctx,
                     env=env,
                     capture_output=True,
