@@ -77,6 +77,8 @@ def start_stack(
     }
     env.update(stack_env(var_dir, http_port, nats_port))
     env.pop("SWITCHYARD_NATS_URL")
+    # `switchyard up` also starts the SIEM exporter when a destination is set: here JSON Lines in OCSF.
+    env.update(SWITCHYARD_SIEM_URL=f"file://{var_dir / 'siem.jsonl'}", SWITCHYARD_SIEM_FORMAT="ocsf")
     with open(output, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "switchyard.cli.main", "up"], env=env, stdout=out, stderr=subprocess.STDOUT

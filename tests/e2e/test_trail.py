@@ -66,6 +66,19 @@ def test_a_task_leaves_its_whole_trail(stack: RunningStack) -> None:
     assert usage[0]["model"] == "local/smollm2-135m-instruct"
     assert usage[0]["completion_tokens"] > 0 and float(usage[0]["cost_usd"]) == 0.0
 
+    # The SIEM exporter `switchyard up` started (the e2e stack sets a JSON Lines destination) sent the trail.
+    assert "SIEM       exporting the ledger to file://" in stack.output.read_text()
+
+    def exported() -> list[dict[str, object]] | None:
+        path = stack.var_dir / "siem.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        mine = [json.loads(line) for line in lines if task_id in line]
+        return mine if len(mine) >= len(TRAIL) else None
+
+    records = wait_for(exported, timeout=30)
+    assert isinstance(records, list) and len(records) == len(TRAIL), "each entry once"
+    assert all(r["class_uid"] == 6003 for r in records)
+
     everything = " ".join(r["details"] for r in _rows(stack, "SELECT details FROM ledger_entries"))
     assert stack.api_key not in everything and "hello to the auditors" not in everything, (
         "no secrets or prompts"

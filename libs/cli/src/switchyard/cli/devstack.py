@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import Field
@@ -26,6 +27,12 @@ from switchyard.common.config import CommonSettings
 from switchyard.common.db import create_engine, sessionmaker
 
 START_ORDER = ("audit", "billing", "executor", "router", "classifier", "gateway")
+# Started too when their setting is in the environment: the SIEM exporter (a destination to send the
+# ledger to) and the classifier's outcome recorder (organisations that opted in to learning from outcomes).
+OPTIONAL = (
+    ("siem-exporter", "switchyard.audit.export", "SWITCHYARD_SIEM_URL"),
+    ("classifier-outcomes", "switchyard.classifier.outcomes", "SWITCHYARD_CLASSIFIER_OUTCOME_TENANTS"),
+)
 MAX_RESTARTS = 5
 
 
@@ -140,6 +147,20 @@ class Stack:
                 )
                 child.start()
                 self.children.append(child)
+        for name, module, setting in OPTIONAL:
+            if not os.environ.get(setting, "").strip():
+                continue
+            env = self.service_env(0, name)
+            env.pop("SWITCHYARD_METRICS_PORT", None)
+            env["SWITCHYARD_INSTANCE"] = name
+            child = Child(
+                name=name,
+                cmd=[sys.executable, "-m", module],
+                env=env,
+                log_path=self.logs / f"{name}.log",
+            )
+            child.start()
+            self.children.append(child)
 
     def wait_ready(self, stopping: Callable[[], bool]) -> None:
         url = f"http://127.0.0.1:{self.settings.http_port}/readyz?strict=true"
@@ -193,6 +214,17 @@ class Stack:
         if self.nats is not None:
             self.nats.stop()
 
+    def _optional_lines(self) -> list[str]:
+        lines = []
+        if siem := os.environ.get("SWITCHYARD_SIEM_URL", "").strip():
+            where = urlsplit(siem)  # scheme, host and port only: never credentials in a banner
+            fmt = os.environ.get("SWITCHYARD_SIEM_FORMAT", "cef")
+            target = f"{where.scheme}://{where.hostname}" + (f":{where.port}" if where.port else "")
+            lines.append(f"  SIEM       exporting the ledger to {target} as {fmt}")
+        if os.environ.get("SWITCHYARD_CLASSIFIER_OUTCOME_TENANTS", "").strip():
+            lines.append("  Outcomes   recording classified tasks of the opted-in organisations")
+        return lines
+
     def banner(self, created_key: bool, common: CommonSettings) -> str:
         port = self.settings.http_port
         rel = _relative(self.key_file)
@@ -216,6 +248,7 @@ class Stack:
             + (f" at {_relative(self.var_dir / 'switchyard.db')}" if db.startswith("sqlite") else ""),
             f"  Logs       {_relative(self.logs)}/<service>.log",
             f"  Providers  {', '.join(providers)}",
+            *self._optional_lines(),
             "",
             "Try:",
             f"  curl -s http://127.0.0.1:{port}/v1/chat/completions \\",
