@@ -75,8 +75,13 @@ def test_six_services_configured_by_environment(model: dict[str, Any]) -> None:
 
 def test_provider_keys_reach_the_executor_only(model: dict[str, Any]) -> None:
     for name, svc in model["services"].items():
-        keys = {k for k in (svc.get("environment") or {}) if k.startswith(("OPENAI_", "ANTHROPIC_"))}
+        keys = {
+            k for k in (svc.get("environment") or {}) if k.startswith(("OPENAI_", "ANTHROPIC_", "GEMINI_"))
+        }
         assert bool(keys) == (name == "executor"), (name, keys)
+        assert ("GEMINI_API_KEY" in keys) == (name == "executor")
+        webhook_key = "SWITCHYARD_BILLING_WEBHOOK_KEY" in (svc.get("environment") or {})
+        assert webhook_key == (name == "billing"), name
 
 
 def test_migrate_runs_db_upgrade_against_postgres(model: dict[str, Any]) -> None:

@@ -240,12 +240,20 @@ def test_gateway_hpa() -> None:
 
 def test_provider_keys_are_referenced_by_the_executor_only() -> None:
     secrets = {s["metadata"]["name"]: s for s in _of_kind("Secret")}
-    assert set(secrets["switchyard-providers"]["stringData"]) == {"OPENAI_API_KEY", "ANTHROPIC_API_KEY"}
+    assert set(secrets["switchyard-providers"]["stringData"]) == {
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "GEMINI_API_KEY",
+    }
     for deployment in _of_kind("Deployment"):
         text = yaml.safe_dump(deployment)
         is_executor = deployment["metadata"]["name"] == "switchyard-executor"
         assert ("switchyard-providers" in text) == is_executor
         assert ("API_KEY" in text) == is_executor
+        # the webhook-secret key goes to billing alone
+        assert ("switchyard-billing-webhooks" in text) == (
+            deployment["metadata"]["name"] == "switchyard-billing"
+        )
 
 
 def test_network_policies_allow_ingress_to_the_gateway_only() -> None:
