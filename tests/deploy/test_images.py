@@ -93,14 +93,16 @@ def test_executor_compiles_llama_cpp_portably() -> None:
 
 
 @pytest.mark.unit
-def test_classifier_bakes_its_model_files_in() -> None:
-    build = stages(IMAGES["classifier"])[1][0]
+@pytest.mark.parametrize(("image", "no_build"), [("classifier", "CLASSIFIER"), ("gateway", "CACHE")])
+def test_the_embedding_model_files_are_baked_in(image: str, no_build: str) -> None:
+    """The classifier, and the gateway's semantic cache, embed with MiniLM: the files are in the image."""
+    build = stages(IMAGES[image])[1][0]
     assert any("ensure_built(Path('/opt/switchyard/models'))" in run for run in build.all("RUN"))
-    final = _final("classifier")
+    final = _final(image)
     assert any(c.startswith("--from=build /opt/switchyard/models") for c in final.all("COPY"))
     env = " ".join(final.all("ENV"))
     assert "SWITCHYARD_MODELS_DIR=/opt/switchyard/models" in env
-    assert "SWITCHYARD_CLASSIFIER_BUILD_MODELS=false" in env
+    assert f"SWITCHYARD_{no_build}_BUILD_MODELS=false" in env
     # the function the build calls exists with the signature used
     from switchyard.common.embedding.model_files import ensure_built
 
