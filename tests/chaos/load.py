@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -26,22 +27,38 @@ from switchyard.common.events import TaskCompleted, TaskFailed
 @dataclass
 class LoadStats:
     accepted: list[str] = field(default_factory=list)
-    refused: Counter[str] = field(default_factory=Counter)  # why a submission was not accepted
-    latencies_ms: list[float] = field(default_factory=list)  # of accepted submissions
+    refused: Counter[str] = field(default_factory=Counter)  # why a submission was never accepted
+    retried: Counter[str] = field(default_factory=Counter)  # why an attempt was retried
+    latencies_ms: list[float] = field(default_factory=list)  # of accepted submissions, retries included
+    keys: dict[str, str] = field(default_factory=dict)  # idempotency key -> the task id it got
 
     def summary(self) -> str:
         return (
-            f"accepted {len(self.accepted)}, not accepted {sum(self.refused.values())} {dict(self.refused)}"
+            f"accepted {len(self.accepted)}, not accepted {sum(self.refused.values())} {dict(self.refused)}, "
+            f"retried {sum(self.retried.values())} {dict(self.retried)}"
         )
 
 
+RETRYABLE = {429, 502, 503, 504}
+
+
 async def steady_load(
-    base_url: str, api_key: str, *, rate: float, stop: asyncio.Event, stats: LoadStats, max_tokens: int = 16
+    base_url: str,
+    api_key: str,
+    *,
+    rate: float,
+    stop: asyncio.Event,
+    stats: LoadStats,
+    max_tokens: int = 16,
+    retry_for_s: float = 30.0,
 ) -> None:
-    """Submits `rate` tasks a second until `stop` is set; a refused submission is counted, not retried."""
+    """Submits `rate` tasks a second until `stop` is set, as a careful client does: each submission has an
+    Idempotency-Key and is retried (after Retry-After, else 0.5 s) on a dropped connection or a 429/5xx
+    for up to `retry_for_s`; a retry that gets a second task id for one key is a lost guarantee."""
     interval = 1.0 / rate
     headers = {"Authorization": f"Bearer {api_key}"}
     pending: set[asyncio.Task[None]] = set()
+    run = uuid.uuid4().hex[:8]
     async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=15.0) as client:
 
         async def one(n: int) -> None:
@@ -50,17 +67,34 @@ async def steady_load(
                 "max_tokens": max_tokens,
                 "messages": [{"role": "user", "content": f"Chaos task {n}: name a prime number."}],
             }
+            key = f"chaos-{run}-{n}"
             started = time.perf_counter()
-            try:
-                r = await client.post("/v1/tasks", json=body)
-            except httpx.HTTPError as exc:
-                stats.refused[type(exc).__name__] += 1
-                return
-            if r.status_code == 202:
-                stats.accepted.append(r.json()["id"])
-                stats.latencies_ms.append((time.perf_counter() - started) * 1000)
-            else:
-                stats.refused[f"http {r.status_code}"] += 1
+            give_up = time.monotonic() + retry_for_s
+            while True:
+                wait = 0.5
+                try:
+                    r = await client.post("/v1/tasks", json=body, headers={"Idempotency-Key": key})
+                except httpx.HTTPError as exc:
+                    reason = type(exc).__name__
+                else:
+                    if r.status_code == 202:
+                        task_id = r.json()["id"]
+                        if stats.keys.setdefault(key, task_id) != task_id:
+                            stats.refused[f"second task for one key {key}"] += 1
+                        elif task_id not in stats.accepted:
+                            stats.accepted.append(task_id)
+                            stats.latencies_ms.append((time.perf_counter() - started) * 1000)
+                        return
+                    reason = f"http {r.status_code}"
+                    if r.status_code not in RETRYABLE:
+                        stats.refused[reason] += 1
+                        return
+                    wait = float(r.headers.get("retry-after", wait))
+                if time.monotonic() + wait > give_up:
+                    stats.refused[reason] += 1
+                    return
+                stats.retried[reason] += 1
+                await asyncio.sleep(wait)
 
         n = 0
         next_at = time.monotonic()

@@ -146,4 +146,7 @@ async def under_load(
         stop.set()
         await load
     report.seconds = time.monotonic() - started
+    doubled = [k for k in report.load.refused if k.startswith("second task")]
+    if doubled:
+        report.problems.append(f"an Idempotency-Key got a second task: {doubled}")
     return await finish(stack, report)

@@ -60,7 +60,9 @@ async def test_every_fault_under_load(
     assert killed == [f"kill -9 {s}" for s in SERVICES], report.faults
     assert any("stream leader" in f for f in report.faults) and any("PostgreSQL" in f for f in report.faults)
     outcome = report.outcome
+    # A careful client (Idempotency-Key, retries on 503 and dropped connections) gets nearly every task in.
     assert outcome is not None and outcome.accepted >= 40, report.text()
+    assert sum(report.load.refused.values()) <= 0.1 * outcome.accepted, report.text()
     assert outcome.completed == outcome.accepted, report.text()  # every chain reaches a healthy provider
     assert not report.problems, report.text()
     assert report.siem.get("received", 0) >= len(outcome.ledger_rows), report.text()

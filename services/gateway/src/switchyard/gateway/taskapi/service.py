@@ -43,8 +43,11 @@ class TaskRuns:
         idempotency_key: str | None = None,
         request_sha256: str | None = None,
     ) -> TaskState:
-        """Store and submit a new task. With an idempotency key the task id is derived from it, and a
-        retry that raced the first request gets the first request's task (its admission given back)."""
+        """Submit a new task, then store its state. With an idempotency key the task id is derived from
+        it, and a retry that raced the first request gets the first request's task (its admission given
+        back). Submitting first means a submission that failed on the bus stored nothing, so a retry
+        with the same key submits again (JetStream's duplicate window drops a second copy) instead of
+        finding a task that was never sent."""
         now = datetime.now(UTC)
         state = TaskState(
             id=task.task_id,
@@ -57,14 +60,20 @@ class TaskRuns:
             idempotency_key=idempotency_key,
             request_sha256=request_sha256,
         )
-        if not await self.store.create(state):
+        waiting = await self._client.start(task)
+        try:
+            created = await self.store.create(state)
+        except BaseException:
+            waiting.cancel()
+            raise
+        if not created:
+            waiting.cancel()
             await admitted.close()
             existing = await self.store.get(task.task_id)
             if existing is None:  # expired between the two reads: nothing to replay
                 raise Conflict("a task with this Idempotency-Key just expired; retry", code="conflict")
             return existing
         self._passes[task.task_id] = admitted
-        waiting = await self._client.start(task)
         self._following[task.task_id] = asyncio.create_task(self._follow(state, waiting))
         return state
 
