@@ -67,7 +67,8 @@ def test_a_task_leaves_its_whole_trail(stack: RunningStack) -> None:
     assert usage[0]["completion_tokens"] > 0 and float(usage[0]["cost_usd"]) == 0.0
 
     # The SIEM exporter `switchyard up` started (the e2e stack sets a JSON Lines destination) sent the trail.
-    assert "SIEM       exporting the ledger to file://" in stack.output.read_text()
+    siem = stack.var_dir / "siem.jsonl"
+    assert f"SIEM       exporting the ledger to file://{siem} as ocsf" in stack.output.read_text()
 
     def exported() -> list[dict[str, object]] | None:
         path = stack.var_dir / "siem.jsonl"

@@ -219,7 +219,10 @@ class Stack:
         if siem := os.environ.get("SWITCHYARD_SIEM_URL", "").strip():
             where = urlsplit(siem)  # scheme, host and port only: never credentials in a banner
             fmt = os.environ.get("SWITCHYARD_SIEM_FORMAT", "cef")
-            target = f"{where.scheme}://{where.hostname}" + (f":{where.port}" if where.port else "")
+            if where.scheme == "file":
+                target = f"file://{where.path}"
+            else:
+                target = f"{where.scheme}://{where.hostname}" + (f":{where.port}" if where.port else "")
             lines.append(f"  SIEM       exporting the ledger to {target} as {fmt}")
         if os.environ.get("SWITCHYARD_CLASSIFIER_OUTCOME_TENANTS", "").strip():
             lines.append("  Outcomes   recording classified tasks of the opted-in organisations")
