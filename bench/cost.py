@@ -116,6 +116,7 @@ def main() -> int:
         n = result.requests or 1
         print(
             f"{result.requests} requests, {result.rps:.1f} req/s, p50 {result.p50_ms:.1f} ms, "
+            f"p90 {result.p90_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
             f"errors {result.errors}, concurrency {args.concurrency}"
         )
         print("CPU-ms per request by process:")

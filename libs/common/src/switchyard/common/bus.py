@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -22,6 +23,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NoStreamResponseError
+from prometheus_client import Histogram
 
 from switchyard.common import metrics, subjects
 from switchyard.common.config import CommonSettings
@@ -38,6 +40,23 @@ DUPLICATE_WINDOW_S = 120.0
 EVENTS_MAX_AGE_S = 7 * 24 * 3600.0
 DLQ_MAX_AGE_S = 30 * 24 * 3600.0
 PUBLISH_ATTEMPTS = 8
+SEND_ACK_TIMEOUT_S = 5.0
+
+# Where a hop's time goes: waiting (stored on the stream -> handler starts, first deliveries only) and work
+# (handler start -> settled). `bench/trace.py` reads both per consumer to break a request down by stage.
+_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+CONSUME_WAIT = Histogram(
+    "switchyard_consume_wait_seconds",
+    "From an event's storage on the stream to its handler starting (first deliveries)",
+    ["consumer"],
+    buckets=_BUCKETS,
+)
+HANDLE_TIME = Histogram(
+    "switchyard_handle_seconds",
+    "From a handler starting to the message settled",
+    ["consumer"],
+    buckets=_BUCKETS,
+)
 
 
 def redelivery_backoff(max_deliver: int) -> list[float]:
@@ -109,6 +128,62 @@ class EventPublisher:
         event_subject: str | None = None,
         traceparent: str | None = None,
     ) -> str:
+        target, eid, body = self._encode(payload, subject, event_id, tenant_id, event_subject, traceparent)
+        ack = await self.publish_raw(target, body, msg_id=eid)
+        if not ack.duplicate:  # a redelivery's re-publish is stored once, and counted once
+            metrics.observe_published(payload)
+        return eid
+
+    async def send(
+        self,
+        payload: EventPayload,
+        *,
+        subject: str | None = None,
+        event_id: str | None = None,
+        tenant_id: str | None = None,
+        event_subject: str | None = None,
+        traceparent: str | None = None,
+    ) -> Callable[[], Awaitable[str]]:
+        """Puts the event on the wire now and returns `confirm`, which waits for the stream's ack (and,
+        if none comes, publishes it like `publish`: same id, so it is stored once).
+
+        Events sent in turn are stored in that order (one connection, and the server handles a
+        connection's messages in order), so a caller can send several and confirm them together: one
+        round trip for all of them instead of one each. Until `confirm` returns, nothing says the event
+        is stored; a caller acks its own message only after every confirmation."""
+        target, eid, body = self._encode(payload, subject, event_id, tenant_id, event_subject, traceparent)
+        headers = {"Nats-Msg-Id": eid, "content-type": CONTENT_TYPE}
+        future: asyncio.Future[api.PubAck] | None
+        try:
+            future = await self._js.publish_async(target, body, headers=headers)
+        except Exception as exc:  # not connected, too many in flight: `confirm` publishes it the slow way
+            log.warning("could not send %s at once (%s); publishing it with retries", eid, exc)
+            future = None
+
+        async def confirm() -> str:
+            ack: api.PubAck | None = None
+            if future is not None:
+                try:
+                    ack = await asyncio.wait_for(future, SEND_ACK_TIMEOUT_S)
+                except (TimeoutError, nats.errors.Error) as exc:
+                    log.warning("no ack for %s (%s); publishing it again", eid, exc)
+            if ack is None:
+                ack = await self.publish_raw(target, body, msg_id=eid)
+            if not ack.duplicate:
+                metrics.observe_published(payload)
+            return eid
+
+        return confirm
+
+    def _encode(
+        self,
+        payload: EventPayload,
+        subject: str | None,
+        event_id: str | None,
+        tenant_id: str | None,
+        event_subject: str | None,
+        traceparent: str | None,
+    ) -> tuple[str, str, bytes]:
         target = subject or type(payload).SUBJECT
         if target is None:
             raise ValueError(f"{type(payload).__name__} has no default subject; pass one")
@@ -120,10 +195,7 @@ class EventPublisher:
             subject=event_subject,
             traceparent=traceparent,
         )
-        ack = await self.publish_raw(target, body, msg_id=eid)
-        if not ack.duplicate:  # a redelivery's re-publish is stored once, and counted once
-            metrics.observe_published(payload)
-        return eid
+        return target, eid, body
 
     async def publish_raw(
         self, subject: str, body: bytes, *, msg_id: str, headers: dict[str, str] | None = None
@@ -227,8 +299,21 @@ def subscribe(
         max_ack_pending=max(1000, max_workers * 4),
     )
 
+    waited = CONSUME_WAIT.labels(consumer.durable)
+    handled = HANDLE_TIME.labels(consumer.durable)
+
     async def on_message(raw: Msg) -> None:
-        delivered = raw.metadata.num_delivered if raw.metadata is not None else 1
+        begun = time.time()
+        meta = raw.metadata
+        delivered = meta.num_delivered if meta is not None else 1
+        if meta is not None and delivered == 1 and meta.timestamp is not None:
+            waited.observe(max(begun - meta.timestamp.timestamp(), 0.0))
+        try:
+            await settle(raw, delivered)
+        finally:
+            handled.observe(time.time() - begun)
+
+    async def settle(raw: Msg, delivered: int) -> None:
         try:
             event, payload = decode(raw.data, expected_types)
         except InvalidEvent as exc:

@@ -1,4 +1,5 @@
-"""A durable JetStream pull consumer on plain nats-py: fetch, run up to `max_workers` handlers, repeat.
+"""A durable JetStream pull consumer on plain nats-py: ask the server for messages, run up to `max_workers`
+handlers, ask again as handlers finish.
 
 `bus.subscribe` registers one per consumer of a service; `bus.start_consumers` starts them once the broker
 is connected and `bus.stop_consumers` stops them before it disconnects. It replaces FastStream's pull
@@ -6,7 +7,17 @@ subscriber on the event path, which cost ~0.3-0.5 ms of CPU per message on this 
 injection resolves the message argument in a worker thread, every time, plus middlewares and two log
 lines). FastStream still owns the connection and the request/reply handlers (pings, ledger proofs).
 
-Acknowledgement stays with the caller's `on_message` (ack, nak with delay, term): this loop only fetches,
+It sends its own pull requests (`$JS.API.CONSUMER.MSG.NEXT`) rather than nats-py's `fetch`, and hands
+each message to a handler the moment it arrives. `fetch(n)` returns only once its batch is full or its
+request ends; when a stale status from an earlier request sends it on to its second, lingering request
+(nats-py 2.16's code path; not caught in the act here), a message that has arrived can wait in the client
+for the rest of the batch, up to the fetch timeout (5 s).
+Each request here has its own reply subject (`<inbox>.<n>`, where the server's statuses arrive), so a
+late status from an earlier request cannot end the current one, and at most `max(batch_size,
+max_workers)` messages are asked for or in hand at once (a late message from a request given up as lost
+can pass that bound by the few it brings; `max_workers` still bounds the handlers).
+
+Acknowledgement stays with the caller's `on_message` (ack, nak with delay, term): this loop only asks,
 bounds concurrency and survives reconnects.
 """
 
@@ -17,16 +28,22 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-import nats.errors
+import orjson
+from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext, api
+from nats.js.errors import NotFoundError
 
 log = logging.getLogger(__name__)
 
 OnMessage = Callable[[Msg], Awaitable[None]]
-FETCH_TIMEOUT_S = 5.0
+REQUEST_EXPIRES_S = 5.0  # a pull request waits this long on the server for messages, then ends (408)
+LOST_AFTER_S = 2.0  # no end of a request this long after it expired: lost (reconnect), ask again
 RETRY_DELAY_S = 1.0
 STOP_GRACE_S = 10.0
+_STATUS = api.Header.STATUS.value
+_ENDS_REQUEST = (api.StatusCode.NO_MESSAGES.value, api.StatusCode.REQUEST_TIMEOUT.value)
 
 
 class PullConsumer:
@@ -48,29 +65,57 @@ class PullConsumer:
         self._on_message = on_message
         self._max_workers = max(1, max_workers)
         self._batch_size = max(1, batch_size)
-        self._loop_task: asyncio.Task[None] | None = None
-        self._running: set[asyncio.Task[None]] = set()
-        # Fetched but not yet settled (a batch waits here for a worker), and running.
-        self._slots = asyncio.Semaphore(max(self._batch_size, self._max_workers))
+        self._limit = max(self._batch_size, self._max_workers)  # asked for, in hand or running
         self._workers = asyncio.Semaphore(self._max_workers)
+        self._loop_task: asyncio.Task[None] | None = None
+        self._inbox_sub: Subscription | None = None
+        self._running: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._in_hand = 0  # delivered and not yet settled
+        self._room = asyncio.Event()  # set whenever a message is settled
+        self._request = 0  # the current pull request's number (its reply subject's last token)
+        self._asked = 0  # messages the current request may still deliver
+        self._ended = asyncio.Event()  # the current request delivered all it asked for, or ended
+        self._trouble: str | None = None  # an unexpected status ended the current request
 
     async def start(self, js: JetStreamContext) -> None:
         if self._loop_task is not None:
             return
-        sub = await js.pull_subscribe(
-            self.subject, durable=self.durable, stream=self.stream, config=self._config
-        )
-        self._loop_task = asyncio.create_task(self._fetch_loop(sub), name=f"consumer-{self.durable}")
+        await self._ensure_consumer(js)
+        nc: Client = js._nc  # the broker's connection: pull requests and their replies go over it
+        inbox = nc.new_inbox()
+        self._stopping = False
+        self._inbox_sub = await nc.subscribe(f"{inbox}.*", cb=self._on_delivery)
+        self._loop_task = asyncio.create_task(self._pull_loop(nc, inbox), name=f"consumer-{self.durable}")
+
+    async def _ensure_consumer(self, js: JetStreamContext) -> None:
+        """Creates the durable consumer if it does not exist (what `js.pull_subscribe` did)."""
+        try:
+            await js.consumer_info(self.stream, self.durable)
+            return
+        except NotFoundError:
+            pass
+        config = self._config
+        if not config.filter_subjects:
+            config.filter_subject = self.subject
+        config.name = self.durable
+        config.durable_name = self.durable
+        await js.add_consumer(self.stream, config=config)
 
     async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
-        """Stops fetching, lets running handlers finish (up to `grace_s`), then cancels the rest: an
+        """Stops asking, lets running handlers finish (up to `grace_s`), then cancels the rest: an
         unacked message is redelivered after `ack_wait`, and every handler is idempotent."""
         if self._loop_task is None:
             return
+        self._stopping = True
         self._loop_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._loop_task
         self._loop_task = None
+        if self._inbox_sub is not None:
+            with contextlib.suppress(Exception):
+                await self._inbox_sub.unsubscribe()
+            self._inbox_sub = None
         if self._running:
             _, late = await asyncio.wait(set(self._running), timeout=grace_s)
             for task in late:
@@ -78,38 +123,58 @@ class PullConsumer:
             if late:
                 await asyncio.wait(late)
 
-    async def _fetch_loop(self, sub: JetStreamContext.PullSubscription) -> None:
-        try:
-            while True:
-                await self._slots.acquire()  # room for at least one more before asking the server
-                room = 1
-                while room < self._batch_size and not self._slots.locked():
-                    await self._slots.acquire()
-                    room += 1
-                try:
-                    msgs = await sub.fetch(room, timeout=FETCH_TIMEOUT_S)
-                except (nats.errors.TimeoutError, TimeoutError):
-                    msgs = []
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # reconnecting, or the server is briefly gone: try again
-                    log.warning("fetch from %s failed (%s); retrying", self.durable, exc)
-                    msgs = []
-                    self._release(room)
-                    await asyncio.sleep(RETRY_DELAY_S)
-                    continue
-                self._release(room - len(msgs))
-                for msg in msgs:
-                    task = asyncio.create_task(self._handle(msg))
-                    self._running.add(task)
-                    task.add_done_callback(self._running.discard)
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+    async def _pull_loop(self, nc: Client, inbox: str) -> None:
+        subject = f"{api.DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{self.stream}.{self.durable}"
+        expires_ns = int(REQUEST_EXPIRES_S * 1_000_000_000)
+        while True:
+            while self._in_hand >= self._limit:
+                self._room.clear()
+                await self._room.wait()
+            room = min(self._batch_size, self._limit - self._in_hand)
+            self._request += 1
+            self._asked = room
+            self._trouble = None
+            self._ended.clear()
+            try:
+                request = orjson.dumps({"batch": room, "expires": expires_ns})
+                await nc.publish(subject, request, reply=f"{inbox}.{self._request}")
+            except Exception as exc:  # closed or not yet reconnected: try again
+                log.warning("pull request to %s failed (%s); retrying", self.durable, exc)
+                await asyncio.sleep(RETRY_DELAY_S)
+                continue
+            try:
+                await asyncio.wait_for(self._ended.wait(), REQUEST_EXPIRES_S + LOST_AFTER_S)
+            except TimeoutError:  # the request or its end was lost (a reconnect): ask again
+                continue
+            if self._trouble is not None:
+                log.warning("pull request to %s refused (%s); retrying", self.durable, self._trouble)
+                await asyncio.sleep(RETRY_DELAY_S)
 
-    def _release(self, n: int) -> None:
-        for _ in range(n):
-            self._slots.release()
+    async def _on_delivery(self, msg: Msg) -> None:
+        """Runs for everything the server sends the inbox, in order: a message goes to a handler at once; a
+        status ends the request it answers (404 nothing left, 408 expired, 409 refused)."""
+        status = msg.headers.get(_STATUS) if msg.headers else None
+        if status is None:  # a message keeps its own subject: count it against the current request
+            self._asked -= 1
+            if self._asked <= 0:
+                self._ended.set()
+            self._dispatch(msg)
+        elif status == api.StatusCode.CONTROL_MESSAGE.value:
+            pass  # an idle heartbeat (not asked for)
+        elif msg.subject.rpartition(".")[2] == str(self._request):  # statuses come on the reply subject
+            if status not in _ENDS_REQUEST:
+                description = msg.headers.get(api.Header.DESCRIPTION.value, "") if msg.headers else ""
+                self._trouble = f"{status} {description}".strip()
+            self._ended.set()
+
+    def _dispatch(self, msg: Msg) -> None:
+        if self._stopping:  # give it back at once, for another replica or the next start
+            task = asyncio.create_task(_nak(msg))
+        else:
+            self._in_hand += 1
+            task = asyncio.create_task(self._handle(msg))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
     async def _handle(self, msg: Msg) -> None:
         try:
@@ -118,4 +183,10 @@ class PullConsumer:
         except Exception:  # on_message settles every message itself; this is a bug, logged not raised
             log.exception("unhandled error on %s", self.durable)
         finally:
-            self._slots.release()
+            self._in_hand -= 1
+            self._room.set()
+
+
+async def _nak(msg: Msg) -> None:
+    with contextlib.suppress(Exception):
+        await msg.nak()

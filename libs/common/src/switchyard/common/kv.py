@@ -3,6 +3,12 @@
 Replicas that share a value (a breaker, a rate-limit bucket, a routing statistic) read it with its
 revision, compute the new value, and write it only if nobody wrote in between; on a conflict they read
 again. So concurrent updates are never lost and limits hold across replicas.
+
+A process remembers the value and revision of its own last write to a key, and its next change starts
+from them: when nobody wrote in between (one replica, or a key mostly this replica's), the update is one
+round trip instead of a read and a write; otherwise the write is refused and the change is retried on a
+fresh read, as before. A change that writes nothing is always decided on a fresh read (a remembered value
+may be stale, and nothing would check it).
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ import asyncio
 import hashlib
 import random
 import re
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -23,6 +31,7 @@ from switchyard.common.errors import TransientError
 T = TypeVar("T")
 _UNSAFE = re.compile(r"[^-_=.a-zA-Z0-9]")
 CAS_ATTEMPTS = 25
+KEEP_KEYS = 4096  # remembered (value, revision) per bucket
 
 
 async def bucket(js: JetStreamContext, name: str, *, history: int = 1) -> KeyValue:
@@ -69,20 +78,41 @@ async def update(kv: KeyValue, key: str, change: Callable[[bytes | None], tuple[
 
 
 async def _update(kv: KeyValue, key: str, change: Callable[[bytes | None], tuple[bytes | None, T]]) -> T:
+    known = _KNOWN.setdefault(kv, OrderedDict())
+    remembered = known.get(key)
+    fresh = remembered is None
+    current, revision = remembered if remembered is not None else await read(kv, key)
     for attempt in range(CAS_ATTEMPTS):
-        current, revision = await read(kv, key)
         new, result = change(current)
         if new is None:
+            if not fresh:  # decided on a remembered value: decide again on the stored one
+                current, revision = await read(kv, key)
+                fresh = True
+                continue
             return result
         try:
             if revision is None:
-                await kv.create(key, new)
+                written = await kv.create(key, new)
             else:
-                await kv.update(key, new, last=revision)
-            return result
+                written = await kv.update(key, new, last=revision)
         except KeyWrongLastSequenceError:
-            await asyncio.sleep(random.random() * 0.002 * (attempt + 1))
+            known.pop(key, None)
+            if attempt:  # the first conflict is usually a remembered revision: read again at once
+                await asyncio.sleep(random.random() * 0.002 * attempt)
+            current, revision = await read(kv, key)
+            fresh = True
+            continue
+        known[key] = (new, written)
+        known.move_to_end(key)
+        while len(known) > KEEP_KEYS:
+            known.popitem(last=False)
+        return result
     raise TransientError(f"KV {key}: too many concurrent writers, gave up after {CAS_ATTEMPTS} attempts")
+
+
+# Per bucket object (weakly: a bucket that goes away takes its entries along): key -> (value, revision)
+# of this process's last write.
+_KNOWN: weakref.WeakKeyDictionary[KeyValue, OrderedDict[str, tuple[bytes, int]]] = weakref.WeakKeyDictionary()
 
 
 async def read_all(kv: KeyValue) -> dict[str, bytes]:

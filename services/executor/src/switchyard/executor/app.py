@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from nats.js.errors import NotFoundError
@@ -127,15 +129,22 @@ def create(
             log.info("task %s already has a result; not running it again", task.task_id)
             return
         events = service.events()
+        # The call records go on the wire as they come and the result after them, in that order (one
+        # connection: the stream stores them so), and their acks are awaited together at the end, before
+        # the message is acked: the result no longer waits a round trip for the records' acks. A record
+        # the stream refused is published again (same id) by its confirmation before the ack.
+        sent: list[Callable[[], Awaitable[str]]] = []
 
         async def report(attempt: int, record: ProviderCallRecorded) -> None:
             metrics.observe_call(record)
-            await events.publish(
-                record,
-                event_id=ids.derived_id(event.id, f"call-{attempt}"),
-                tenant_id=task.tenant_id,
-                event_subject=task.task_id,
-                traceparent=event.traceparent,
+            sent.append(
+                await events.send(
+                    record,
+                    event_id=ids.derived_id(event.id, f"call-{attempt}"),
+                    tenant_id=task.tenant_id,
+                    event_subject=task.task_id,
+                    traceparent=event.traceparent,
+                )
             )
 
         chunks = None
@@ -152,14 +161,19 @@ def create(
             limits=state.limits,
         )
         metrics.TASKS.labels("completed" if isinstance(outcome, TaskCompleted) else "failed").inc()
-        await events.publish(
-            outcome,
-            subject=subjects.result_subject(task.task_id),
-            event_id=ids.derived_id(event.id, "result"),
-            tenant_id=task.tenant_id,
-            event_subject=task.task_id,
-            traceparent=event.traceparent,
+        sent.append(
+            await events.send(
+                outcome,
+                subject=subjects.result_subject(task.task_id),
+                event_id=ids.derived_id(event.id, "result"),
+                tenant_id=task.tenant_id,
+                event_subject=task.task_id,
+                traceparent=event.traceparent,
+            )
         )
+        # Each confirmation re-publishes (same id) what was not acked; a failure leaves the message
+        # unacked, so it is redelivered.
+        await asyncio.gather(*(confirm() for confirm in sent))
 
     service.setup.extend([warm_up, shared_state, announce_providers])
     service.teardown.append(found.aclose)

@@ -6,6 +6,11 @@ classification, routing, the executor's own work) and excludes the provider's la
 when the request enters the gateway's middleware and stops when the response is built, so the client's
 network and uvicorn's socket handling are outside it: compare it with an outside measurement, not instead.
 Only non-streamed answers carry it (a stream's headers leave before the provider has finished).
+
+Beside it, `server-timing` (W3C Server Timing) splits the same request into the gateway's stages: `prep`
+(auth, body, guardrails, catalog, cache look-up), `admit` (limits and budget reservation), `pipeline` (the
+task on the bus: submitted to result received, provider time included), `settle` (limits and budget given
+back) and `total`, in milliseconds. `bench/trace.py` reads it to break the overhead down.
 """
 
 from __future__ import annotations
@@ -26,6 +31,28 @@ def overhead_ms(started: float, done: TaskCompleted, *, now: float | None = None
     return round(max(elapsed - waited, 0.0), 3)
 
 
-def headers(started: float, done: TaskCompleted) -> dict[str, str]:
+def headers(started: float, done: TaskCompleted, stages: Stages | None = None) -> dict[str, str]:
     value = overhead_ms(started, done)
-    return {} if value is None else {HEADER: f"{value:.3f}"}
+    out = {} if value is None else {HEADER: f"{value:.3f}"}
+    if stages is not None:
+        out["server-timing"] = stages.header()
+    return out
+
+
+class Stages:
+    """Consecutive stages of a request: `mark(name)` ends the stage that began at the previous mark."""
+
+    def __init__(self, started: float) -> None:
+        self._started = started
+        self._last = started
+        self._spans: list[tuple[str, float]] = []
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self._spans.append((name, now - self._last))
+        self._last = now
+
+    def header(self) -> str:
+        parts = [f"{name};dur={seconds * 1000.0:.3f}" for name, seconds in self._spans]
+        parts.append(f"total;dur={(time.perf_counter() - self._started) * 1000.0:.3f}")
+        return ", ".join(parts)

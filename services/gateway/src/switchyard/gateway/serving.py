@@ -46,7 +46,10 @@ async def serve(request: Request, face: Face) -> Response:
     await gw.catalog.check(parsed.model)
     task = completions.build_task(parsed, principal, priority=request.headers.get("x-switchyard-priority"))
     cached = await replay.look_up(gw.cache, request, principal, task)
+    stages = overhead.Stages(started)
+    stages.mark("prep")
     admitted = await gw.admission.admit(principal, task.request, providers=await gw.catalog.providers())
+    stages.mark("admit")
     headers = {"x-switchyard-task-id": task.task_id, **admitted.headers, **(cached.headers if cached else {})}
     if cached is not None and cached.hit is not None and gw.cache is not None:
         return await replay.answer(gw.cache, face, parsed, task, cached, admitted, headers)
@@ -56,9 +59,11 @@ async def serve(request: Request, face: Face) -> Response:
     if not parsed.stream or whole:
         try:
             done = await completions.complete(gw.tasks, task, timeout_s=timeout)
+            stages.mark("pipeline")
             admitted.observe(done)
         finally:
             await admitted.close()
+        stages.mark("settle")
         if gw.guardrails is not None:
             done = await gw.guardrails.screen_output(done, principal=principal, **_where(request))
         if cached is not None and gw.cache is not None:
@@ -70,7 +75,7 @@ async def serve(request: Request, face: Face) -> Response:
             sse = _whole(face, parsed, task, done, timeout)
             return StreamingResponse(sse, media_type="text/event-stream", headers=headers)
         content = face.render(task, done)
-        headers.update(overhead.headers(started, done))
+        headers.update(overhead.headers(started, done, stages))
         return Response(content, media_type="application/json", headers=headers)
     try:
         head, rest = await completions.open_stream(gw.tasks, task, timeout_s=timeout)

@@ -1,0 +1,94 @@
+"""Admission takes the rate-limit counters and the budget reservation at once (real JetStream KV): a
+request refused by either leaves the other as it was, and the refusal a client sees is the same as when
+they ran in turn (the rate limit's first)."""
+
+from __future__ import annotations
+
+import nats
+import pytest
+
+from switchyard.cli.processes import NatsServer
+from switchyard.common.budgets import budgets_bucket
+from switchyard.common.events import ChatRequest
+from switchyard.common.policy import Policy
+from switchyard.gateway.admission import Admission
+from switchyard.gateway.budgets.service import Budgets
+from switchyard.gateway.errors import RateLimited
+from switchyard.gateway.limits.control import Control, control_bucket
+from switchyard.gateway.limits.counters import Counters, counter_bucket
+from switchyard.gateway.limits.models import Limits
+from switchyard.gateway.limits.service import RateLimiter
+from switchyard.gateway.tenants import Principal
+
+pytestmark = pytest.mark.integration
+
+# One priced model: output $0.50 per 1K tokens, so max_tokens=100 reserves $0.05.
+POLICY = Policy.model_validate(
+    {
+        "version": "test-priced",
+        "models": [
+            {
+                "id": "local/smollm2-135m-instruct",
+                "provider": "local",
+                "upstream": "smollm2-135m-instruct",
+                "tier": "local",
+                "input_per_1k": 0.0,
+                "output_per_1k": 0.5,
+                "context_window": 8192,
+            }
+        ],
+    }
+)
+REQUEST = ChatRequest(model="auto", max_tokens=100, messages=[{"role": "user", "content": "hi"}])
+ALICE = Principal(tenant_id="acme", api_key_id="k1", user_id="alice", key_prefix="sk-1", plan="free")
+
+
+async def _admission(js: object, limits: Limits) -> tuple[Admission, Counters, Counters]:
+    limit_counters = Counters(await counter_bucket(js, "test-limits", ttl_s=3600))  # type: ignore[arg-type]
+    spend = Counters(await counter_bucket(js, "test-spend", ttl_s=3600))  # type: ignore[arg-type]
+    limiter = RateLimiter(limit_counters, limits, Control(await control_bucket(js)))  # type: ignore[arg-type]
+    budgets = Budgets(spend, await budgets_bucket(js))  # type: ignore[arg-type]
+    return Admission(POLICY, limiter, budgets, default_max_tokens=256), limit_counters, spend
+
+
+async def _spent(spend: Counters) -> list[int]:
+    keys = await spend._kv.keys()  # the counters the gateway keeps
+    return sorted([(await spend.read(k))[0] for k in keys])
+
+
+async def test_a_request_refused_by_its_rate_limit_leaves_the_budget_as_it_was(
+    nats_server: NatsServer,
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        admission, limit_counters, spend = await _admission(nc.jetstream(), Limits(user_requests_per_min=1))
+        first = await admission.admit(ALICE, REQUEST, providers={"local"})
+        assert first.reservation is not None and first.reservation.reserved == 50_000
+        with pytest.raises(RateLimited) as refused:
+            await admission.admit(ALICE, REQUEST, providers={"local"})
+        assert refused.value.code == "rate_limit_exceeded"
+        assert await _spent(spend) == [50_000, 50_000]  # org and user: the first request's reservation only
+        await first.close()
+        assert await _spent(spend) == [0, 0]
+        assert (await limit_counters.read("conc.org.acme"))[0] == 0
+    finally:
+        await nc.close()
+
+
+async def test_a_request_refused_by_its_budget_gives_back_its_rate_limit_counters(
+    nats_server: NatsServer,
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        admission, limit_counters, spend = await _admission(nc.jetstream(), Limits())
+        held = [await admission.admit(ALICE, REQUEST, providers={"local"}) for _ in range(10)]  # $0.50
+        with pytest.raises(RateLimited) as refused:
+            await admission.admit(ALICE, REQUEST, providers={"local"})
+        assert refused.value.code == "budget_exceeded"
+        assert (await limit_counters.read("conc.org.acme"))[0] == 10  # the refused one's slot is back
+        for admitted in held:
+            await admitted.close()
+        assert (await limit_counters.read("conc.org.acme"))[0] == 0
+        assert await _spent(spend) == [0, 0]
+    finally:
+        await nc.close()

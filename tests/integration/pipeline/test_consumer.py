@@ -1,0 +1,145 @@
+"""The pull consumer under every service (`bus.subscribe`), on a real nats-server: a message goes to its
+handler as soon as it arrives, not once a batch is full or a pull request ends; no more than
+`max_workers` handlers run; every message is handled once and acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import nats
+import pytest
+
+from switchyard.cli.processes import NatsServer
+from switchyard.common import bus, consumer, subjects
+from switchyard.common.envelope import CloudEvent
+from switchyard.common.events import ChatRequest, TaskSubmitted
+
+pytestmark = pytest.mark.integration
+
+
+def _task(task_id: str) -> TaskSubmitted:
+    return TaskSubmitted(
+        task_id=task_id,
+        tenant_id="acme",
+        request=ChatRequest(messages=[{"role": "user", "content": "hello"}]),
+        submitted_at=datetime.now(UTC),
+    )
+
+
+async def _start(url: str, durable: str, handler: Any, **options: Any) -> tuple[Any, bus.EventPublisher]:
+    broker = bus.make_broker(url, name=durable)
+    publisher: list[bus.EventPublisher] = []
+    bus.subscribe(
+        broker,
+        consumer=subjects.Consumer(durable, subjects.STREAM_EVENTS, subjects.TASK_SUBMITTED),
+        service="probe",
+        publisher=lambda: publisher[0],
+        expected=[TaskSubmitted],
+        handler=handler,
+        **options,
+    )
+    await broker.connect()
+    js = bus.jetstream(broker)
+    await bus.ensure_streams(js)
+    publisher.append(bus.EventPublisher(js, source="probe"))
+    await broker.start()
+    await bus.start_consumers(broker)
+    return broker, publisher[0]
+
+
+async def _stop(broker: Any) -> None:
+    await bus.stop_consumers(broker)
+    await broker.stop()
+
+
+async def test_a_lone_message_is_handled_before_its_pull_request_would_end(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A request open for 60 s that asks for 16: waiting for a full batch, or for the request to end,
+    # would hold each of these messages for a minute.
+    monkeypatch.setattr(consumer, "REQUEST_EXPIRES_S", 60.0)
+    arrived: asyncio.Queue[str] = asyncio.Queue()
+
+    async def handler(event: CloudEvent, payload: Any) -> None:
+        arrived.put_nowait(payload.task_id)
+
+    broker, publisher = await _start(nats_server.url, "lone", handler, max_workers=4, batch_size=16)
+    try:
+        for i in range(3):
+            await asyncio.sleep(0.3)  # idle: the consumer's request is open on the server
+            await publisher.publish(_task(f"t-{i}"), tenant_id="acme")
+            assert await asyncio.wait_for(arrived.get(), 15) == f"t-{i}"
+    finally:
+        await _stop(broker)
+
+
+async def test_no_more_than_max_workers_run_and_each_message_is_handled_once(
+    nats_server: NatsServer,
+) -> None:
+    running = 0
+    peak = 0
+    handled: list[str] = []
+
+    async def handler(event: CloudEvent, payload: Any) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.02)
+        handled.append(payload.task_id)
+        running -= 1
+
+    broker, publisher = await _start(nats_server.url, "bounded", handler, max_workers=2, batch_size=3)
+    try:
+        await asyncio.gather(*(publisher.publish(_task(f"t-{i}"), tenant_id="acme") for i in range(40)))
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(handled) < 40 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # nothing more arrives (no redelivery of what was acked)
+        js = bus.jetstream(broker)
+        info = await js.consumer_info(subjects.STREAM_EVENTS, "bounded")
+    finally:
+        await _stop(broker)
+    assert sorted(handled) == sorted(f"t-{i}" for i in range(40))
+    assert peak == 2
+    assert info.num_ack_pending == 0
+    assert info.num_pending == 0
+
+
+async def test_sent_events_are_stored_in_the_order_sent_and_confirmed(nats_server: NatsServer) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        await bus.ensure_streams(js)
+        publisher = bus.EventPublisher(js, source="probe")
+        confirms = [await publisher.send(_task(f"t-{i}"), tenant_id="acme") for i in range(50)]
+        ids = await asyncio.gather(*(confirm() for confirm in confirms))
+        stored = [
+            (await js.get_msg(subjects.STREAM_EVENTS, seq)).headers["Nats-Msg-Id"]  # type: ignore[index]
+            for seq in range(1, 51)
+        ]
+        assert stored == ids
+        assert len(set(ids)) == 50
+    finally:
+        await nc.close()
+
+
+async def test_an_event_the_stream_could_not_take_is_published_by_its_confirmation(
+    nats_server: NatsServer,
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        publisher = bus.EventPublisher(js, source="probe")
+        confirm = await publisher.send(_task("t-late"), tenant_id="acme")  # no stream yet: no ack
+        confirming = asyncio.create_task(confirm())
+        await asyncio.sleep(0.2)
+        await bus.ensure_streams(js)
+        event_id = await asyncio.wait_for(confirming, 30)
+        stored = await js.get_last_msg(subjects.STREAM_EVENTS, subjects.TASK_SUBMITTED)
+        assert stored.headers is not None and stored.headers["Nats-Msg-Id"] == event_id
+        info = await js.stream_info(subjects.STREAM_EVENTS)
+        assert info.state.messages == 1
+    finally:
+        await nc.close()
