@@ -3,9 +3,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from switchyard.classifier.dataset import Example
 from switchyard.classifier.evaluation import calibration, classification_report
 from switchyard.classifier.mlp_train import TrainConfig, average_of, train_mlp
-from switchyard.classifier.training import type_weights
+from switchyard.classifier.training import (
+    OUTCOME_SOURCE,
+    complexity_role,
+    is_complexity_heldout,
+    type_weights,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -53,3 +59,26 @@ def test_an_averaged_ensemble_folds_into_one_equal_mlp() -> None:
     mlps = [train_mlp(x, y, weights=np.ones(len(y)), outputs=3, config=config, rng=rng) for _ in range(3)]
     folded = average_of(mlps)
     assert np.allclose(folded(x), np.mean([m(x) for m in mlps], axis=0), atol=1e-5)
+
+
+def _mmlu(subject: str, weak: int, strong: int) -> Example:
+    return Example(
+        id=f"{subject}-{weak}-{strong}",
+        source=OUTCOME_SOURCE,
+        prompt="q",
+        label="qa",
+        native_label=subject,
+        weak_correct=bool(weak),
+        strong_correct=bool(strong),
+    )
+
+
+def test_mmlu_subjects_split_into_disjoint_roles_by_subject() -> None:
+    subjects = [f"subject_{i}" for i in range(200)]
+    roles = {s: complexity_role(_mmlu(s, 1, 1)) for s in subjects}
+    assert set(roles.values()) == {"heldout", "train"}
+    assert 0.1 < sum(r == "heldout" for r in roles.values()) / 200 < 0.3
+    assert all(complexity_role(_mmlu(s, 0, 1)) == roles[s] for s in subjects)  # by subject only
+    assert all(is_complexity_heldout(_mmlu(s, 1, 1)) == (roles[s] == "heldout") for s in subjects)
+    other = Example(id="g", source="gsm8k_train", prompt="x", label="math", native_label="subject_0")
+    assert complexity_role(other) is None

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pytest
 
 from switchyard.common.events import ChatMessage, ChatRequest, Classification, TaskSubmitted
 from switchyard.common.policy import load_policy
 from switchyard.router.dry_run import route_rows
-from switchyard.router.evaluation import Outcome, best_within, curve, evaluate
+from switchyard.router.evaluation import (
+    Outcome,
+    best_within,
+    curve,
+    evaluate,
+    fit_threshold,
+    interval,
+    route,
+    score,
+)
 
 pytestmark = pytest.mark.unit
 POLICY = load_policy()
@@ -73,3 +83,60 @@ def test_a_perfect_complexity_signal_reaches_premium_quality_with_few_premium_ca
     best = best_within(points, max_premium_share=0.3)
     assert best is not None and best.relative_quality == 1.0
     assert at.cost_per_correct_usd > 0
+
+
+def grouped(complexity: float, weak: bool, strong: bool, group: str) -> Outcome:
+    o = outcome(complexity, weak, strong)
+    return Outcome(o.request, o.classification, weak, strong, prompt_tokens=10, group=group)
+
+
+def test_a_threshold_fit_on_one_split_is_scored_on_another() -> None:
+    # fit split: the weak model fails above 0.6; the report split: it fails above 0.4, so the threshold
+    # chosen on the fit split (0.6) misses the report split's 0.4-0.6 band (premium would have helped).
+    fit = [outcome(c / 10, c < 6, True) for c in range(10)]
+    at = fit_threshold(fit, POLICY, available=ALL, max_premium_share=0.5)
+    assert at is not None and at.premium_share <= 0.5 and at.relative_quality == 1.0
+    report = [outcome(c / 10, c < 4, True) for c in range(10)]
+    scored = score(report, route(report, POLICY, available=ALL, threshold=at.threshold))
+    assert scored.relative_quality == 0.8 and scored.premium_share == at.premium_share
+    hindsight = best_within(curve(report, POLICY, available=ALL), max_premium_share=0.6)
+    assert hindsight is not None and hindsight.relative_quality == 1.0  # why hindsight is not a result
+
+
+def test_the_interval_resamples_whole_subjects_and_brackets_the_estimate() -> None:
+    # subject "a": premium rescues every row; subject "b": premium changes nothing
+    rows = [grouped(0.9, False, True, "a")] * 5 + [grouped(0.1, True, True, "b")] * 5
+    rows += [grouped(0.1, False, True, "c")] * 5  # the router misses subject "c"
+    routed = route(rows, POLICY, available=ALL, threshold=0.5)
+    point = score(rows, routed, threshold=0.5)
+    lo, hi = interval(rows, routed, samples=400)
+    assert lo <= point.relative_quality <= hi and hi - lo > 0.2  # 3 subjects: a wide interval
+    same = [grouped(0.9, False, True, "a")] * 15
+    assert interval(same, route(same, POLICY, available=ALL, threshold=0.5), samples=50) == (1.0, 1.0)
+
+
+def test_router_eval_reports_and_fits_on_disjoint_subjects(tmp_path: Path) -> None:
+    from switchyard.cli.router_cmd import load_rows
+
+    lines = [
+        {
+            "id": f"{s}-{i}",
+            "source": "mmlu_routellm",
+            "prompt": "q",
+            "label_type": "qa",
+            "native_label": f"subject_{s}",
+            "weak_correct": True,
+            "strong_correct": True,
+        }
+        for s in range(40)
+        for i in range(3)
+    ]
+    lines.append({**lines[0], "id": "no-outcome", "weak_correct": None})
+    lines.append({**lines[0], "id": "other", "source": "gsm8k_train"})
+    data = tmp_path / "pool.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in lines) + "\n", encoding="utf-8")
+    split = {name: load_rows(data, split=name, limit=None) for name in ("heldout", "train", "all")}
+    subjects = {name: {r["native_label"] for r in rows} for name, rows in split.items()}
+    assert subjects["heldout"] and subjects["train"] and not subjects["heldout"] & subjects["train"]
+    assert len(split["all"]) == 120 == sum(len(split[n]) for n in ("heldout", "train"))
+    assert load_rows(data, split="all", limit=7) == split["all"][:7]

@@ -88,11 +88,18 @@ def complexity_targets(examples: list[dataset.Example]) -> tuple[np.ndarray, np.
     return y, w
 
 
+def complexity_role(ex: dataset.Example) -> str | None:
+    """What an MMLU subject is for (by subject hash): "heldout" (a fifth), never trained on nor used to
+    choose anything, where the complexity head and routing are reported; "train", the complexity head's
+    training rows (also where `switchyard router eval` chooses its static threshold). None: not MMLU."""
+    if ex.source != OUTCOME_SOURCE:
+        return None
+    return "heldout" if int(hashlib.sha256(ex.native_label.encode()).hexdigest(), 16) % 5 == 0 else "train"
+
+
 def is_complexity_heldout(ex: dataset.Example) -> bool:
     """MMLU subjects held out from the complexity head, for its calibration (a fifth, by subject hash)."""
-    return (
-        ex.source == OUTCOME_SOURCE and int(hashlib.sha256(ex.native_label.encode()).hexdigest(), 16) % 5 == 0
-    )
+    return complexity_role(ex) == "heldout"
 
 
 def train(
