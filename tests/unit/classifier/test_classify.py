@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from switchyard.classifier.classify import Classifier, classification, task_text
+from switchyard.classifier.classify import PROMPT_TOKENS, Classifier, classification, task_text
 from switchyard.classifier.features import DIM, lexical
 from switchyard.common.events import ChatRequest, TaskSubmitted
 from switchyard.common.events.tasks import TASK_TYPES
@@ -37,6 +37,17 @@ def test_odd_prompts_classify_without_error(classifier: Classifier) -> None:
         assert p.type in TASK_TYPES and 0 <= p.confidence <= 1 and 0 <= p.complexity <= 1
         assert abs(sum(p.scores.values()) - 1) < 0.01
     assert preds[7].truncated and not preds[0].truncated
+
+
+def test_the_service_reads_at_most_prompt_tokens_keeping_head_and_tail(classifier: Classifier) -> None:
+    # the cap the heads were evaluated at (README); the recorder and train/eval/predict use the same value
+    words = [f"w{i}" for i in range(400)]
+    long, short = " ".join(words), " ".join(words[: PROMPT_TOKENS // 4])
+    emb = classifier.embedder.embed([long, short])
+    assert emb.tokens == [PROMPT_TOKENS, emb.tokens[1]] and emb.tokens[1] < PROMPT_TOKENS
+    assert emb.truncated == [True, False]
+    preds = classifier.predict([long, short])
+    assert preds[0].truncated and not preds[1].truncated
 
 
 def test_lexical_features_are_defined_for_any_text() -> None:

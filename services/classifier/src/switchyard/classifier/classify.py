@@ -18,6 +18,10 @@ from switchyard.common.embedding import model_files
 from switchyard.common.embedding.embedder import Embedder
 from switchyard.common.events.tasks import Classification, TaskSubmitted
 
+# Tokens the encoder reads per prompt (head and tail of longer ones kept). Part of what the heads see, so the
+# service, the outcome recorder and `switchyard classifier train|eval|predict` all use this one value.
+PROMPT_TOKENS = 128
+
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
@@ -47,7 +51,7 @@ class Classifier:
         """The heads are checked first: a missing or corrupt artifact fails before anything heavy loads."""
         heads = artifact.load(artifact_dir)
         files = model_files.ensure_built(models_dir)[0] if build else model_files.find(models_dir)
-        embedder = Embedder(files.path(precision), files.tokenizer, threads=threads)
+        embedder = Embedder(files.path(precision), files.tokenizer, threads=threads, max_tokens=PROMPT_TOKENS)
         version = f"{heads.version}+minilm-{precision}-{files.folder.name[:8]}"
         return cls(embedder, heads, model_version=version)
 

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from switchyard.classifier import artifact, dataset, embedding_cache, mixing, puzzles, training
-from switchyard.classifier.classify import Classifier
+from switchyard.classifier.classify import PROMPT_TOKENS, Classifier
 from switchyard.common.embedding import model_files
 from switchyard.common.embedding.embedder import Embedder
 
@@ -34,7 +34,7 @@ def embeddings(
 ) -> tuple[np.ndarray, str]:
     """The int8 embeddings of the prompts (cached), and the sha256 of the model that made them."""
     files, _ = model_files.ensure_built(models_dir, threads=threads)
-    embedder = Embedder(files.int8, files.tokenizer, threads=threads)
+    embedder = Embedder(files.int8, files.tokenizer, threads=threads, max_tokens=PROMPT_TOKENS)
     model_sha = str(files.manifest["files"][model_files.INT8])
     vectors, _ = embedding_cache.cached_embeddings(
         [ex.prompt for ex in examples], embedder=embedder, model_sha256=model_sha, cache_dir=cache_dir

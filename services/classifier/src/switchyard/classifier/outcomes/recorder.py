@@ -14,7 +14,7 @@ from datetime import timedelta
 import numpy as np
 
 from switchyard.classifier import artifact, features
-from switchyard.classifier.classify import task_text
+from switchyard.classifier.classify import PROMPT_TOKENS, task_text
 from switchyard.classifier.config import ClassifierSettings
 from switchyard.classifier.outcomes import store
 from switchyard.common import bus, db, subjects
@@ -34,7 +34,9 @@ def create(settings: ClassifierSettings) -> Service:
     retention = timedelta(days=settings.classifier_outcome_retention_days)
     heads = artifact.load(settings.classifier_artifact_dir)  # the feature version the heads expect
     files = model_files.ensure_built(settings.models_dir)[0]
-    embedder = Embedder(files.path(settings.classifier_precision), files.tokenizer, threads=1)
+    embedder = Embedder(
+        files.path(settings.classifier_precision), files.tokenizer, threads=1, max_tokens=PROMPT_TOKENS
+    )
     onnx_file = model_files.INT8 if settings.classifier_precision == "int8" else model_files.FP32
     model_sha = str(files.manifest["files"][onnx_file])
     engine = db.create_engine(settings.db_url())
