@@ -52,7 +52,7 @@ PRIOR_WEIGHT = 0.3  # a prior row counts this much relative to a row with a real
 @dataclass(frozen=True, slots=True)
 class TrainingRun:
     seed: int = 20240601
-    version: str = "heads-2"
+    version: str = "heads-3"
     type_config: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20))
     augment_per_label: int = 300
     puzzles: int = 700
