@@ -2,7 +2,7 @@
 
 Starts the mock upstream and `switchyard up`, drives JSON requests with wrk at one concurrency for a
 bounded time, and reads each process's user+system CPU from /proc before and after. With `--profile`,
-py-spy samples every Python service during the run (`uv pip install py-spy` into .venv first) and the
+py-spy samples every Python service during the run (py-spy from $PY_SPY, .venv or PATH) and the
 top functions by inclusive samples are printed per service.
 
     .venv/bin/python bench/cost.py --seconds 10 --concurrency 4 [--profile]
@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import collections
 import itertools
+import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -36,6 +38,14 @@ def _name(pid: int) -> str:
         if name in cmd:
             return name
     return "switchyard up" if "switchyard" in cmd else cmd[:40]
+
+
+def _py_spy() -> str:
+    """py-spy from $PY_SPY, the project's venv, or PATH (it need not be a project dependency)."""
+    found = os.environ.get("PY_SPY") or (ROOT / ".venv/bin/py-spy")
+    if Path(found).exists():
+        return str(found)
+    return shutil.which("py-spy") or sys.exit("py-spy not found: set PY_SPY or install it")
 
 
 def _frame(f: str) -> str:
@@ -103,7 +113,7 @@ def main() -> int:
                 name = _name(p)
                 if name in NAMES[:-1]:
                     raw = out / f"{name}-{p}.txt"
-                    cmd = [str(ROOT / ".venv/bin/py-spy"), "record", "-r", "200", "-f", "raw", "-o", str(raw)]
+                    cmd = [_py_spy(), "record", "-r", "200", "-f", "raw", "-o", str(raw)]
                     cmd += ["-d", str(args.seconds), "-p", str(p), "--nonblocking"]
                     spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     spies.append((name, raw, spy))

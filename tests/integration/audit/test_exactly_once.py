@@ -104,6 +104,9 @@ async def test_kill_9_duplicates_and_redelivery_leave_each_entry_once(
         "SWITCHYARD_AUDIT_ACK_WAIT_S": str(ACK_WAIT_S),
         "SWITCHYARD_AUDIT_SIGNING_KEY": SIGNING_SEED,
         "SWITCHYARD_AUDIT_MAX_BATCH": "50",
+        # Within the run's last quiet seconds, however fast billing settles (the default, 10 s, made the
+        # checkpoint depend on how long the run took).
+        "SWITCHYARD_AUDIT_CHECKPOINT_INTERVAL_S": "2",
     }
     audit = BusService("audit", env=env, log_path=tmp_path / "audit.log")
     billing = BusService("billing", env=env, log_path=tmp_path / "billing.log")

@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import nats
@@ -216,8 +216,12 @@ async def test_a_redelivered_task_is_not_run_twice(client: nats.NATS, stack: Sta
     _, first, routed = await run_task(client, [openai("once-only")], event_id=event_id)
     assert isinstance(outcome(first), TaskCompleted)
     before = stack.fake.scenarios.calls["once-only"]
-    # The same event again under another Nats-Msg-Id, as a redelivery after a crash would bring it.
-    _, body = encode(routed, source="test/router", event_id=event_id, tenant_id="acme")
+    # The same event again under another Nats-Msg-Id, as a copy re-published after JetStream's duplicate
+    # window would bring it (a router that crashed before its ack and came back minutes later): its task
+    # was submitted longer ago than that window.
+    old = routed.task.model_copy(update={"submitted_at": datetime.now(UTC) - timedelta(minutes=10)})
+    copy = routed.model_copy(update={"task": old})
+    _, body = encode(copy, source="test/router", event_id=event_id, tenant_id="acme")
     await client.jetstream().publish(subjects.TASK_ROUTED, body, headers={"Nats-Msg-Id": ids.new_id()})
     await asyncio.sleep(1.0)
     assert stack.fake.scenarios.calls["once-only"] == before

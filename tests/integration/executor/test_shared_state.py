@@ -71,6 +71,50 @@ async def test_a_failed_probe_opens_it_again_for_everyone(js: nats.js.JetStreamC
     assert await a.state("p/m") is BreakerState.OPEN and not await a.allow("p/m")
 
 
+async def test_replicas_deciding_on_mirrors_still_share_one_breaker(js: nats.js.JetStreamContext) -> None:
+    bucket = await kv.bucket(js, subjects.KV_BREAKERS)
+    clock = Clock()
+    config = BreakerConfig(failure_threshold=3, open_s=10.0, half_open_probes=1)
+    # A long ttl: within this test a replica learns of another's change only through its watch.
+    mirrors = [kv.Mirror(bucket, ttl_s=600.0) for _ in range(3)]
+    for m in mirrors:
+        await m.start()
+    try:
+        replicas = [KVBreakers(bucket, config, clock=clock, mirror=m) for m in mirrors]
+        key = "mirrored/gpt-4o"
+        assert all([await r.allow(key) for r in replicas])  # closed: each has read (and now mirrors) it
+        await asyncio.gather(*(replicas[n % 3].record_failure(key) for n in range(3)))
+        for r in replicas:
+            for _ in range(100):  # the watch delivers the change within milliseconds
+                if await r.state(key) is BreakerState.OPEN:
+                    break
+                await asyncio.sleep(0.02)
+            assert await r.state(key) is BreakerState.OPEN
+            assert not await r.allow(key)
+        clock.now += 10.0  # the probe is a write: still exactly one among the replicas racing for it
+        granted = await asyncio.gather(*(r.allow(key) for r in replicas for _ in range(4)))
+        assert sum(granted) == 1
+    finally:
+        for m in mirrors:
+            await m.stop()
+
+
+async def test_a_mirror_whose_watch_is_gone_reads_again_after_its_ttl(js: nats.js.JetStreamContext) -> None:
+    bucket = await kv.bucket(js, subjects.KV_BREAKERS)
+    clock = Clock()
+    mirror = kv.Mirror(bucket, ttl_s=1.0, clock=clock)
+    await bucket.put("ttl-key", b"one")
+    await mirror.start()
+    assert await mirror.get("ttl-key") == b"one"
+    await mirror.stop()  # no more watch: what it holds goes stale
+    await bucket.put("ttl-key", b"two")
+    await asyncio.sleep(0.1)
+    assert await mirror.get("ttl-key") == b"one"
+    clock.now += 1.0
+    assert await mirror.get("ttl-key") == b"two"
+    assert await mirror.get("never-written") is None
+
+
 async def test_a_rate_limit_holds_across_replicas(js: nats.js.JetStreamContext) -> None:
     bucket = await kv.bucket(js, subjects.KV_RATE_LIMITS)
     clock = Clock()

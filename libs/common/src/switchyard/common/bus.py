@@ -11,6 +11,7 @@ Nothing is dropped silently.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 import weakref
@@ -57,6 +58,16 @@ HANDLE_TIME = Histogram(
     ["consumer"],
     buckets=_BUCKETS,
 )
+
+
+# The delivery count of the message whose handler is running (1 = first delivery). A handler whose
+# idempotency check costs a round trip can skip it on a first delivery: nothing can have handled it yet.
+_DELIVERY: contextvars.ContextVar[int] = contextvars.ContextVar("switchyard_delivery", default=1)
+
+
+def delivery() -> int:
+    """How many times the bus has delivered the event being handled (1 outside a handler)."""
+    return _DELIVERY.get()
 
 
 def redelivery_backoff(max_deliver: int) -> list[float]:
@@ -308,6 +319,7 @@ def subscribe(
         delivered = meta.num_delivered if meta is not None else 1
         if meta is not None and delivered == 1 and meta.timestamp is not None:
             waited.observe(max(begun - meta.timestamp.timestamp(), 0.0))
+        _DELIVERY.set(delivered)  # each message is handled in its own task, so its own context
         try:
             await settle(raw, delivered)
         finally:

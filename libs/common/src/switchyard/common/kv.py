@@ -14,9 +14,12 @@ may be stale, and nothing would check it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import logging
 import random
 import re
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
@@ -24,10 +27,11 @@ from typing import TypeVar
 
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
-from nats.js.kv import KeyValue
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from switchyard.common.errors import TransientError
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 _UNSAFE = re.compile(r"[^-_=.a-zA-Z0-9]")
 CAS_ATTEMPTS = 25
@@ -126,3 +130,63 @@ async def read_all(kv: KeyValue) -> dict[str, bytes]:
         if value:
             out[key] = value
     return out
+
+
+class Mirror:
+    """A bucket's values as the server announces them (a KV watch), read without a round trip.
+
+    An entry is trusted for `ttl_s` after the watch delivered it or it was read; past that (a key nobody
+    changed, or a watch that stopped delivering after a reconnect) `get` reads the server again. So a
+    change another replica writes is seen as soon as the watch delivers it (about a millisecond here), and
+    never later than `ttl_s` whatever happens to the watch. Writes still go through `update`.
+    """
+
+    def __init__(self, bucket: KeyValue, *, ttl_s: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        self._kv = bucket
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._values: dict[str, tuple[bytes | None, int, float]] = {}  # key -> (value, revision, seen at)
+        self._watcher: KeyValue.KeyWatcher | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._watcher = await self._kv.watchall()
+            self._task = asyncio.create_task(self._follow(self._watcher), name="kv-mirror")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()  # type: ignore[no-untyped-call]
+            self._watcher = None
+
+    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
+        async for entry in watcher:
+            if entry is None:  # the end of the initial values
+                continue
+            gone = entry.operation in (KV_DEL, KV_PURGE)
+            self._keep(entry.key, None if gone else entry.value, entry.revision or 0)
+        log.warning(
+            "KV mirror of %s stopped: reads go to the server every %.1f s", self._kv._name, self._ttl_s
+        )
+
+    def _keep(self, key: str, value: bytes | None, revision: int) -> None:
+        known = self._values.get(key)
+        if known is not None and known[1] > revision:  # a newer value arrived first: keep it
+            return
+        if len(self._values) > KEEP_KEYS:
+            self._values.clear()
+        self._values[key] = (value, revision, self._clock())
+
+    async def get(self, key: str) -> bytes | None:
+        known = self._values.get(key)
+        if known is not None and self._clock() - known[2] < self._ttl_s:
+            return known[0]
+        value, revision = await read(self._kv, key)
+        self._keep(key, value, revision or 0)
+        return value

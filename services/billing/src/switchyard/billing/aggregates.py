@@ -3,6 +3,7 @@ same transaction that stores the entry, so an entry is counted exactly once howe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -30,10 +31,9 @@ def utc_day(moment: datetime) -> date:
     return moment.date()
 
 
-async def count_entry(session: AsyncSession, entry: UsageEntry | CallUsageEntry) -> None:
-    """Adds `entry` to its daily row (created on first use) inside the caller's transaction."""
+def _daily_values(entry: UsageEntry | CallUsageEntry) -> dict[str, object]:
     is_task = isinstance(entry, UsageEntry)
-    values = {
+    return {
         "tenant_id": entry.tenant_id,
         "day": utc_day(entry.created_at),
         "user_id": (entry.user_id or "") if isinstance(entry, UsageEntry) else "",
@@ -46,13 +46,36 @@ async def count_entry(session: AsyncSession, entry: UsageEntry | CallUsageEntry)
         "cost_e10": to_e10(entry.cost_usd),
         "unpriced": 0 if entry.priced else 1,
     }
+
+
+_KEY = ("tenant_id", "day", "user_id", "model", "tier", "kind")
+_ADDED = ("requests", "prompt_tokens", "completion_tokens", "cost_e10", "unpriced")
+
+
+async def count_entry(session: AsyncSession, entry: UsageEntry | CallUsageEntry) -> None:
+    """Adds `entry` to its daily row (created on first use) inside the caller's transaction."""
+    await count_entries(session, [entry])
+
+
+async def count_entries(session: AsyncSession, entries: Sequence[UsageEntry | CallUsageEntry]) -> None:
+    """Adds `entries` to their daily rows inside the caller's transaction: one upsert per row they touch."""
+    rows: dict[tuple[object, ...], dict[str, object]] = {}
+    for entry in entries:
+        values = _daily_values(entry)
+        key = tuple(values[k] for k in _KEY)
+        row = rows.get(key)
+        if row is None:
+            rows[key] = values
+        else:
+            for name in _ADDED:
+                row[name] += values[name]  # type: ignore[operator]
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(UsageDaily).values(**values)
     table = UsageDaily.__table__.c
-    added = ("requests", "prompt_tokens", "completion_tokens", "cost_e10", "unpriced")
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["tenant_id", "day", "user_id", "model", "tier", "kind"],
-        set_={name: table[name] + stmt.excluded[name] for name in added},
-    )
-    await session.execute(stmt)
+    for values in rows.values():
+        stmt = insert(UsageDaily).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(_KEY),
+            set_={name: table[name] + stmt.excluded[name] for name in _ADDED},
+        )
+        await session.execute(stmt)

@@ -11,8 +11,9 @@ from pydantic import Field, SecretStr
 from switchyard.billing import rpc
 from switchyard.billing.calls import call_usage_event, is_billable, record_call_usage
 from switchyard.billing.notify import Notifier, deliver_alert
-from switchyard.billing.service import record_usage, usage_event
+from switchyard.billing.service import usage_event
 from switchyard.billing.webhooks import Deliverer, SecretBox, secret_box
+from switchyard.billing.writer import UsageWriter
 from switchyard.common import bus, subjects
 from switchyard.common.budgets import limits_bucket
 from switchyard.common.config import CommonSettings
@@ -26,7 +27,17 @@ log = logging.getLogger(__name__)
 
 
 class BillingSettings(CommonSettings):
-    billing_workers: int = 8
+    billing_workers: int = Field(
+        default=32, ge=1, description="results handled concurrently (batched writes)"
+    )
+    billing_max_batch: int = Field(
+        default=200, ge=1, description="most usage entries stored in one transaction"
+    )
+    billing_linger_ms: float = Field(
+        default=100.0,
+        ge=0,
+        description="how long a batch of usage entries waits for more before it is stored",
+    )
     billing_webhook_key: SecretStr | None = Field(
         default=None,
         description="Fernet key encrypting webhook secrets at rest; default: <var_dir>/billing-webhook.key",
@@ -44,6 +55,12 @@ def create(settings: BillingSettings) -> Service:
     engine = create_engine(settings.db_url())
     sessions = sessionmaker(engine)
     notifier = Notifier(sessions)
+    writer = UsageWriter(
+        sessions,
+        policy=policy,
+        max_batch=settings.billing_max_batch,
+        linger_s=settings.billing_linger_ms / 1000,
+    )
     embedded = is_sqlite(settings.db_url())
     if not embedded and settings.billing_webhook_key is None:
         log.warning(
@@ -65,11 +82,12 @@ def create(settings: BillingSettings) -> Service:
 
     async def connect_limits() -> None:
         notifier.limits = await limits_bucket(bus.jetstream(service.broker))
+        writer.start()
 
     async def on_result(event: CloudEvent, payload: TaskCompleted | TaskFailed) -> None:
         if isinstance(payload, TaskFailed):
             return  # nothing was delivered, nothing is charged
-        recorded = await record_usage(sessions, event_id=event.id, completed=payload, policy=policy)
+        recorded = await writer.record(event_id=event.id, completed=payload)  # once committed
         entry = recorded.entry
         # Published after the commit, every time: a redelivery re-publishes the same event id (the entry's
         # id), which JetStream's duplicate window and every consumer drop.
@@ -117,6 +135,7 @@ def create(settings: BillingSettings) -> Service:
 
     service.setup.append(connect_limits)
     service.teardown.append(engine.dispose)
+    service.teardown.append(writer.stop)  # teardown runs in reverse: the writer stops before the engine
     service.teardown.append(client.aclose)
     rpc.register(service.broker, sessions, policy=policy, box=box, allow_private=allow_private)
     bus.subscribe(

@@ -51,6 +51,15 @@ async def record_usage(
     existing = await usage_for_task(sessions, task_id=completed.task_id)
     if existing is not None:
         return Recorded(existing, created=False)
+    entry = new_entry(event_id=event_id, completed=completed, policy=policy, now=clock())
+    kept, created = await store_once(
+        sessions, entry, stored=lambda: usage_for_task(sessions, task_id=completed.task_id)
+    )
+    return Recorded(kept, created=created)
+
+
+def new_entry(*, event_id: str, completed: TaskCompleted, policy: Policy, now: datetime) -> UsageEntry:
+    """The priced usage entry of `completed` (not stored)."""
     cached = completed.cache is not None  # answered from the gateway's cache: no provider was paid
     cost = price(
         policy=policy,
@@ -58,7 +67,7 @@ async def record_usage(
         prompt_tokens=0 if cached else completed.usage.prompt_tokens,
         completion_tokens=0 if cached else completed.usage.completion_tokens,
     )
-    entry = UsageEntry(
+    return UsageEntry(
         id=usage_entry_id(event_id),
         task_id=completed.task_id,
         event_id=event_id,
@@ -71,12 +80,8 @@ async def record_usage(
         completion_tokens=completed.usage.completion_tokens,
         cost_usd=cost.cost_usd,
         priced=cost.priced,
-        created_at=clock(),
+        created_at=now,
     )
-    kept, created = await store_once(
-        sessions, entry, stored=lambda: usage_for_task(sessions, task_id=completed.task_id)
-    )
-    return Recorded(kept, created=created)
 
 
 async def store_once(

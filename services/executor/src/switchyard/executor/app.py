@@ -7,12 +7,13 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from nats.js.errors import NotFoundError
 
 from switchyard.common import bus, ids, kv, subjects
 from switchyard.common.envelope import CloudEvent
-from switchyard.common.events import ProviderCallRecorded, TaskCompleted, TaskRouted
+from switchyard.common.events import ProviderCallRecorded, TaskCompleted, TaskRouted, TaskSubmitted
 from switchyard.common.policy import Policy, load_policy
 from switchyard.common.providers import announce, providers_bucket
 from switchyard.common.service import Service, create_service, run_service
@@ -31,6 +32,10 @@ from switchyard.executor.resilience.retry import RetryPolicy
 from switchyard.executor.resilience.shared import KVBreakers, KVRateLimits
 
 log = logging.getLogger(__name__)
+
+# How far the gateway's clock (a task's `submitted_at`) may be from this one's: beyond it, a first delivery
+# is checked against the stream like a redelivery.
+CLOCK_SKEW_S = 30.0
 
 
 def policy_from(settings: ExecutorSettings) -> ExecutionPolicy:
@@ -94,10 +99,12 @@ def create(
             return
         js = bus.jetstream(service.broker)
         if state.breakers is None:
+            breakers = await kv.bucket(js, subjects.KV_BREAKERS)
+            mirror = kv.Mirror(breakers)
+            await mirror.start()
+            service.teardown.append(mirror.stop)
             state.breakers = KVBreakers(
-                await kv.bucket(js, subjects.KV_BREAKERS),
-                breaker_config(settings),
-                on_change=metrics.breaker_changed,
+                breakers, breaker_config(settings), on_change=metrics.breaker_changed, mirror=mirror
             )
         if limit_table:
             state.limits = KVRateLimits(await kv.bucket(js, subjects.KV_RATE_LIMITS), limit_table)
@@ -113,11 +120,21 @@ def create(
             await announce(bucket, status)
         log.info("providers announced: %s", ", ".join(found.endpoints) or "none")
 
-    async def already_answered(task_id: str) -> bool:
-        """A redelivered task whose result is already on the stream is not run (and paid for) twice."""
+    async def already_answered(task: TaskSubmitted) -> bool:
+        """A redelivered task whose result is already on the stream is not run (and paid for) twice.
+
+        Only a redelivery, or a copy of the event stored past JetStream's duplicate window, can find one,
+        so a first delivery of a task submitted well inside that window skips the stream look-up (a
+        JetStream API round trip per task): the router publishes its TaskRouted with an id derived from
+        its input, and any earlier copy of it was published after `submitted_at`, so within the window of
+        this one, where the server drops it as a duplicate."""
+        submitted = task.submitted_at if task.submitted_at.tzinfo else task.submitted_at.replace(tzinfo=UTC)
+        age_s = (datetime.now(UTC) - submitted).total_seconds()
+        if bus.delivery() == 1 and -CLOCK_SKEW_S <= age_s < bus.DUPLICATE_WINDOW_S - CLOCK_SKEW_S:
+            return False
         try:
             await bus.jetstream(service.broker).get_last_msg(
-                subjects.STREAM_EVENTS, subjects.result_subject(task_id)
+                subjects.STREAM_EVENTS, subjects.result_subject(task.task_id)
             )
         except NotFoundError:
             return False
@@ -125,7 +142,7 @@ def create(
 
     async def on_routed(event: CloudEvent, payload: TaskRouted) -> None:
         task = payload.task
-        if await already_answered(task.task_id):
+        if await already_answered(task):
             log.info("task %s already has a result; not running it again", task.task_id)
             return
         events = service.events()

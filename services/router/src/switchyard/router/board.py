@@ -14,7 +14,7 @@ from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from switchyard.common import kv, subjects
-from switchyard.common.budgets import budgets_bucket, read_headroom
+from switchyard.common.budgets import read_headroom
 from switchyard.common.events import ProviderCallRecorded
 from switchyard.common.policy import Policy
 from switchyard.common.providers import BreakerRecord, RateRecord
@@ -106,7 +106,7 @@ class HealthBoard:
         cached = self._budgets.get(tenant_id)
         if cached is not None and now - cached[0] < self._refresh_s:
             return cached[1]
-        value = await read_headroom(await budgets_bucket(self._js), tenant_id)
+        value = await read_headroom(await self._bucket(subjects.KV_BUDGETS), tenant_id)
         self._budgets[tenant_id] = (now, value)
         return value
 

@@ -4,7 +4,7 @@ Same interfaces and the same state machine as the in-process versions (`LocalBre
 `LocalRateLimits`); every change is a read-modify-write that succeeds only if nobody wrote in between,
 so five failures seen by five replicas open the breaker once, and a limit of 60 rpm is 60 rpm across all
 of them. Times are wall-clock (replicas may run on different hosts). The fast path (a closed breaker
-with no failures) writes nothing.
+with no failures) writes nothing and, with a `kv.Mirror` of the bucket, reads nothing from the server.
 """
 
 from __future__ import annotations
@@ -45,11 +45,16 @@ class KVBreakers:
         *,
         clock: Clock = time.time,
         on_change: OnChange | None = None,
+        mirror: kv.Mirror | None = None,
     ) -> None:
         self._kv = bucket
         self.config = config or BreakerConfig()
         self._clock = clock
         self._on_change = on_change
+        # With a mirror (a watch on the bucket), a step that changes nothing (a closed breaker admitting a
+        # call or hearing of a success: nearly every call) is decided without a round trip; any change is
+        # still a compare-and-set on the stored value.
+        self._mirror = mirror
 
     def _load(self, raw: bytes | None) -> BreakerRecord:
         return BreakerRecord.model_validate_json(raw) if raw else BreakerRecord(open_s=self.config.open_s)
@@ -63,6 +68,10 @@ class KVBreakers:
             return new.model_dump_json().encode(), (result, old.state, new.state)
 
         try:
+            if self._mirror is not None:
+                new, (result, before, after) = change(await self._mirror.get(kv.safe_key(key)))
+                if new is None:
+                    return result
             result, before, after = await kv.update(self._kv, kv.safe_key(key), change)
         except KV_ERRORS as exc:
             log.warning("breaker %s: shared state unavailable, letting the call through: %s", key, exc)
@@ -81,6 +90,8 @@ class KVBreakers:
         await self._apply(key, lambda r: (True, failed(r, self._clock(), self.config)))
 
     async def state(self, key: str) -> BreakerState:
+        if self._mirror is not None:
+            return state_of(self._load(await self._mirror.get(kv.safe_key(key))), self._clock(), self.config)
         raw, _ = await kv.read(self._kv, kv.safe_key(key))
         return state_of(self._load(raw), self._clock(), self.config)
 

@@ -1,0 +1,159 @@
+"""One usage writer per process: task results queue their entries and one task stores them in batches.
+
+Each entry used to cost two database sessions (a read for an earlier charge, then the insert and its daily
+aggregate), each several round trips through aiosqlite's thread. A batch costs one transaction: one read
+of the tasks already charged, one insert of the new entries, one aggregate upsert per (tenant, day, user,
+model, tier) row. With `linger_s` the writer waits that long after the first entry of a batch for others
+(billing is off the request path: the delay only postpones the acks). A caller's `record` returns once its
+entry is committed, so the bus acks only what is stored.
+
+Exactly once, as before: the task id is unique in the database. An entry already stored (a redelivery)
+is returned as it is; when another replica stores one in between, the batch's unique key fails, the
+transaction rolls back, and its entries are stored one at a time by `record_usage`, which settles each
+collision on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from switchyard.billing.aggregates import count_entries
+from switchyard.billing.models import UsageEntry
+from switchyard.billing.service import Clock, Recorded, _now, new_entry, record_usage
+from switchyard.common.events import TaskCompleted
+from switchyard.common.policy import Policy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    event_id: str
+    completed: TaskCompleted
+    future: asyncio.Future[Recorded]
+
+
+class UsageWriter:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        policy: Policy,
+        max_batch: int = 200,
+        linger_s: float = 0.0,
+        clock: Clock = _now,
+    ) -> None:
+        self._sessions = sessions
+        self._policy = policy
+        self._max_batch = max_batch
+        self._linger_s = linger_s
+        self._clock = clock
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="usage-writer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        while not self._queue.empty():  # never acked: the bus redelivers them
+            pending = self._queue.get_nowait()
+            if not pending.future.done():
+                pending.future.set_exception(RuntimeError("the usage writer stopped"))
+
+    async def record(self, *, event_id: str, completed: TaskCompleted) -> Recorded:
+        """Prices and stores `completed` once per task, like `record_usage`, batched with its neighbours."""
+        if self._task is None:
+            raise RuntimeError("the usage writer is not running")
+        future: asyncio.Future[Recorded] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(event_id, completed, future))
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            if self._linger_s > 0:
+                await self._linger(batch)
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                try:
+                    await self._write(batch)
+                except IntegrityError:  # another replica charged one of these meanwhile: settle each alone
+                    await self._write_each(batch)
+            except asyncio.CancelledError:
+                for pending in batch:
+                    pending.future.cancel()
+                raise
+            except Exception as exc:  # the database is unavailable: every caller naks, the bus redelivers
+                _fail(batch, exc)
+
+    async def _linger(self, batch: list[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._linger_s
+        while len(batch) < self._max_batch and (left := deadline - loop.time()) > 0:
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), left))
+            except TimeoutError:
+                return
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        now = self._clock()
+        results: list[Recorded] = []
+        async with self._sessions() as session, session.begin():
+            task_ids = list({p.completed.task_id for p in batch})
+            rows = await session.execute(select(UsageEntry).where(UsageEntry.task_id.in_(task_ids)))
+            known: dict[str, UsageEntry] = {e.task_id: e for e in rows.scalars()}
+            fresh: list[UsageEntry] = []
+            for p in batch:
+                stored = known.get(p.completed.task_id)
+                if stored is not None:  # charged before, or earlier in this batch
+                    results.append(Recorded(stored, created=False))
+                    continue
+                entry = new_entry(event_id=p.event_id, completed=p.completed, policy=self._policy, now=now)
+                known[entry.task_id] = entry
+                fresh.append(entry)
+                results.append(Recorded(entry, created=True))
+            if fresh:
+                session.add_all(fresh)
+                await session.flush()  # the unique key decides first: a duplicate never reaches the aggregate
+                await count_entries(session, fresh)
+        for p, result in zip(batch, results, strict=True):
+            if not p.future.done():
+                p.future.set_result(result)
+
+    async def _write_each(self, batch: list[_Pending]) -> None:
+        for p in batch:
+            try:
+                result = await record_usage(
+                    self._sessions,
+                    event_id=p.event_id,
+                    completed=p.completed,
+                    policy=self._policy,
+                    clock=self._clock,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # that caller's event is naked and redelivered
+                _fail([p], exc)
+            else:
+                if not p.future.done():
+                    p.future.set_result(result)
+
+
+def _fail(batch: list[_Pending], exc: BaseException) -> None:
+    for p in batch:
+        if not p.future.done():
+            p.future.set_exception(exc)
