@@ -16,7 +16,6 @@ collision on its own.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -27,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from switchyard.billing.aggregates import count_entries
 from switchyard.billing.models import UsageEntry
 from switchyard.billing.service import Clock, Recorded, _now, new_entry, record_usage
+from switchyard.common.batching import BatchWriter, Pending
 from switchyard.common.events import TaskCompleted
 from switchyard.common.policy import Policy
 
@@ -34,13 +34,14 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class _Pending:
+class _Result:
     event_id: str
     completed: TaskCompleted
-    future: asyncio.Future[Recorded]
 
 
-class UsageWriter:
+class UsageWriter(BatchWriter[_Result, Recorded]):
+    name = "usage writer"
+
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -50,79 +51,38 @@ class UsageWriter:
         linger_s: float = 0.0,
         clock: Clock = _now,
     ) -> None:
+        super().__init__(max_batch=max_batch, linger_s=linger_s)
         self._sessions = sessions
         self._policy = policy
-        self._max_batch = max_batch
-        self._linger_s = linger_s
         self._clock = clock
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="usage-writer")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        while not self._queue.empty():  # never acked: the bus redelivers them
-            pending = self._queue.get_nowait()
-            if not pending.future.done():
-                pending.future.set_exception(RuntimeError("the usage writer stopped"))
 
     async def record(self, *, event_id: str, completed: TaskCompleted) -> Recorded:
         """Prices and stores `completed` once per task, like `record_usage`, batched with its neighbours."""
-        if self._task is None:
-            raise RuntimeError("the usage writer is not running")
-        future: asyncio.Future[Recorded] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(event_id, completed, future))
-        return await future
+        return await self.submit(_Result(event_id, completed))
 
-    async def _run(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            if self._linger_s > 0:
-                await self._linger(batch)
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                try:
-                    await self._write(batch)
-                except IntegrityError:  # another replica charged one of these meanwhile: settle each alone
-                    await self._write_each(batch)
-            except asyncio.CancelledError:
-                for pending in batch:
-                    pending.future.cancel()
-                raise
-            except Exception as exc:  # the database is unavailable: every caller naks, the bus redelivers
-                _fail(batch, exc)
+    async def write(self, batch: list[Pending[_Result, Recorded]]) -> None:
+        try:
+            await self._write(batch)
+        except IntegrityError:  # another replica charged one of these meanwhile: settle each alone
+            await self._write_each(batch)
 
-    async def _linger(self, batch: list[_Pending]) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._linger_s
-        while len(batch) < self._max_batch and (left := deadline - loop.time()) > 0:
-            try:
-                batch.append(await asyncio.wait_for(self._queue.get(), left))
-            except TimeoutError:
-                return
-
-    async def _write(self, batch: list[_Pending]) -> None:
+    async def _write(self, batch: list[Pending[_Result, Recorded]]) -> None:
         now = self._clock()
         results: list[Recorded] = []
         async with self._sessions() as session, session.begin():
-            task_ids = list({p.completed.task_id for p in batch})
+            task_ids = list({p.item.completed.task_id for p in batch})
             rows = await session.execute(select(UsageEntry).where(UsageEntry.task_id.in_(task_ids)))
             known: dict[str, UsageEntry] = {e.task_id: e for e in rows.scalars()}
             fresh: list[UsageEntry] = []
             for p in batch:
-                stored = known.get(p.completed.task_id)
+                stored = known.get(p.item.completed.task_id)
                 if stored is not None:  # charged before, or earlier in this batch
                     results.append(Recorded(stored, created=False))
                     continue
-                entry = new_entry(event_id=p.event_id, completed=p.completed, policy=self._policy, now=now)
+                incoming = p.item
+                entry = new_entry(
+                    event_id=incoming.event_id, completed=incoming.completed, policy=self._policy, now=now
+                )
                 known[entry.task_id] = entry
                 fresh.append(entry)
                 results.append(Recorded(entry, created=True))
@@ -131,29 +91,21 @@ class UsageWriter:
                 await session.flush()  # the unique key decides first: a duplicate never reaches the aggregate
                 await count_entries(session, fresh)
         for p, result in zip(batch, results, strict=True):
-            if not p.future.done():
-                p.future.set_result(result)
+            p.done(result)
 
-    async def _write_each(self, batch: list[_Pending]) -> None:
+    async def _write_each(self, batch: list[Pending[_Result, Recorded]]) -> None:
         for p in batch:
             try:
                 result = await record_usage(
                     self._sessions,
-                    event_id=p.event_id,
-                    completed=p.completed,
+                    event_id=p.item.event_id,
+                    completed=p.item.completed,
                     policy=self._policy,
                     clock=self._clock,
                 )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # that caller's event is naked and redelivered
-                _fail([p], exc)
+                p.fail(exc)
             else:
-                if not p.future.done():
-                    p.future.set_result(result)
-
-
-def _fail(batch: list[_Pending], exc: BaseException) -> None:
-    for p in batch:
-        if not p.future.done():
-            p.future.set_exception(exc)
+                p.done(result)
