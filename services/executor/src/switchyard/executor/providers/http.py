@@ -1,10 +1,12 @@
-"""What the HTTP adapters share: a pooled client, Server-Sent Events, Retry-After, transport errors."""
+"""What the HTTP adapters share: a pooled client, Server-Sent Events, Retry-After, transport errors, and
+the call itself (`HttpProvider`)."""
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
 import time
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ import httpx
 import orjson
 
 from switchyard.common.errors import ProviderError
+from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart
 from switchyard.executor.providers.errors import provider_error
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -137,3 +140,66 @@ async def time_limit(timeout_s: float | None) -> AsyncIterator[None]:
         return
     async with asyncio.timeout(timeout_s):
         yield
+
+
+class HttpProvider(ABC):
+    """An adapter that POSTs one JSON request per call, to a JSON answer or a Server-Sent Events stream.
+    A provider says where (`_path`), what (`_body`, `_headers`), how its errors and answers read
+    (`_error`, `_reply`) and how its stream reads (`_parts`); the calling, time limits, error bodies and
+    closing of streams are here."""
+
+    name: str
+
+    def __init__(self, *, base_url: str, timeout_s: float, client: httpx.AsyncClient | None) -> None:
+        self._timeout_s = timeout_s
+        self._client = client or make_client(base_url=base_url, timeout_s=timeout_s)
+
+    @abstractmethod
+    def _path(self, call: ProviderCall, *, stream: bool) -> str: ...
+
+    @abstractmethod
+    def _body(self, call: ProviderCall, *, stream: bool) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _headers(self, *, stream: bool) -> dict[str, str]: ...
+
+    @abstractmethod
+    def _error(self, status: int, raw: bytes, headers: httpx.Headers) -> ProviderError: ...
+
+    @abstractmethod
+    def _reply(self, raw: bytes, call: ProviderCall) -> Reply: ...
+
+    @abstractmethod
+    def _parts(self, response: httpx.Response, call: ProviderCall) -> AsyncIterator[StreamPart]: ...
+
+    async def request(self, call: ProviderCall) -> Reply:
+        async with transport_errors(self.name), time_limit(call.timeout_s):
+            response = await self._client.post(
+                self._path(call, stream=False),
+                json=self._body(call, stream=False),
+                headers=self._headers(stream=False),
+                timeout=request_timeout(call.timeout_s, self._timeout_s),
+            )
+            if response.status_code != 200:
+                raise self._error(response.status_code, response.content, response.headers)
+            return self._reply(response.content, call)
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
+        request = self._client.build_request(
+            "POST",
+            self._path(call, stream=True),
+            json=self._body(call, stream=True),
+            headers=self._headers(stream=True),
+            timeout=request_timeout(call.timeout_s, self._timeout_s),
+        )
+        async with transport_errors(self.name):
+            response = await self._client.send(request, stream=True)
+        try:
+            if response.status_code != 200:
+                async with transport_errors(self.name):
+                    raw = await read_error_body(response)
+                raise self._error(response.status_code, raw, response.headers)
+            async for part in self._parts(response, call):
+                yield part
+        finally:
+            await response.aclose()

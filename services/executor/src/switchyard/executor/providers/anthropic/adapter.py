@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from switchyard.common.errors import ProviderError
 from switchyard.common.events import Usage
 from switchyard.executor.providers.anthropic.config import API_VERSION, AnthropicSettings
 from switchyard.executor.providers.anthropic.wire import (
@@ -21,12 +22,9 @@ from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, 
 from switchyard.executor.providers.errors import provider_error
 from switchyard.executor.providers.http import (
     DEFAULT_TIMEOUT_S,
-    make_client,
+    HttpProvider,
     parse_json,
-    read_error_body,
-    request_timeout,
     sse_events,
-    time_limit,
     transport_errors,
 )
 
@@ -34,7 +32,9 @@ NAME = "anthropic"
 PATH = "v1/messages"
 
 
-class AnthropicProvider:
+class AnthropicProvider(HttpProvider):
+    name = NAME
+
     def __init__(
         self,
         settings: AnthropicSettings,
@@ -42,9 +42,8 @@ class AnthropicProvider:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         client: httpx.AsyncClient | None = None,
     ) -> None:
+        super().__init__(base_url=settings.resolved_base_url(), timeout_s=timeout_s, client=client)
         self._settings = settings
-        self._timeout_s = timeout_s
-        self._client = client or make_client(base_url=settings.resolved_base_url(), timeout_s=timeout_s)
 
     def __repr__(self) -> str:
         return f"AnthropicProvider(base_url={self._settings.resolved_base_url()!r})"
@@ -58,40 +57,17 @@ class AnthropicProvider:
             headers["x-api-key"] = self._settings.api_key.get_secret_value()
         return headers
 
+    def _path(self, call: ProviderCall, *, stream: bool) -> str:
+        return PATH
+
     def _body(self, call: ProviderCall, *, stream: bool) -> dict[str, Any]:
         return request_body(call, stream=stream, default_max_tokens=self._settings.default_max_tokens)
 
-    async def request(self, call: ProviderCall) -> Reply:
-        async with transport_errors(NAME), time_limit(call.timeout_s):
-            response = await self._client.post(
-                PATH,
-                json=self._body(call, stream=False),
-                headers=self._headers(stream=False),
-                timeout=request_timeout(call.timeout_s, self._timeout_s),
-            )
-            if response.status_code != 200:
-                raise error_from_body(response.status_code, response.content, response.headers)
-            return parse_reply(response.content, call)
+    def _error(self, status: int, raw: bytes, headers: httpx.Headers) -> ProviderError:
+        return error_from_body(status, raw, headers)
 
-    async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
-        request = self._client.build_request(
-            "POST",
-            PATH,
-            json=self._body(call, stream=True),
-            headers=self._headers(stream=True),
-            timeout=request_timeout(call.timeout_s, self._timeout_s),
-        )
-        async with transport_errors(NAME):
-            response = await self._client.send(request, stream=True)
-        try:
-            if response.status_code != 200:
-                async with transport_errors(NAME):
-                    raw = await read_error_body(response)
-                raise error_from_body(response.status_code, raw, response.headers)
-            async for part in self._parts(response, call):
-                yield part
-        finally:
-            await response.aclose()
+    def _reply(self, raw: bytes, call: ProviderCall) -> Reply:
+        return parse_reply(raw, call)
 
     async def _parts(self, response: httpx.Response, call: ProviderCall) -> AsyncIterator[StreamPart]:
         """message_start, content_block_start/delta/stop..., message_delta, message_stop (pings and

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from switchyard.common.errors import ProviderError
 from switchyard.common.events import Usage
 from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta, estimated_usage
 from switchyard.executor.providers.errors import provider_error
@@ -22,19 +23,18 @@ from switchyard.executor.providers.gemini.wire import (
 )
 from switchyard.executor.providers.http import (
     DEFAULT_TIMEOUT_S,
-    make_client,
+    HttpProvider,
     parse_json,
-    read_error_body,
-    request_timeout,
     sse_events,
-    time_limit,
     transport_errors,
 )
 
 NAME = "gemini"
 
 
-class GeminiProvider:
+class GeminiProvider(HttpProvider):
+    name = NAME
+
     def __init__(
         self,
         settings: GeminiSettings,
@@ -42,9 +42,8 @@ class GeminiProvider:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         client: httpx.AsyncClient | None = None,
     ) -> None:
+        super().__init__(base_url=settings.resolved_base_url(), timeout_s=timeout_s, client=client)
         self._settings = settings
-        self._timeout_s = timeout_s
-        self._client = client or make_client(base_url=settings.resolved_base_url(), timeout_s=timeout_s)
 
     def __repr__(self) -> str:
         return f"GeminiProvider(base_url={self._settings.resolved_base_url()!r})"
@@ -59,37 +58,14 @@ class GeminiProvider:
     def _path(self, call: ProviderCall, *, stream: bool) -> str:
         return model_path(call.model, api_version=self._settings.api_version, stream=stream)
 
-    async def request(self, call: ProviderCall) -> Reply:
-        async with transport_errors(NAME), time_limit(call.timeout_s):
-            response = await self._client.post(
-                self._path(call, stream=False),
-                json=request_body(call),
-                headers=self._headers(stream=False),
-                timeout=request_timeout(call.timeout_s, self._timeout_s),
-            )
-            if response.status_code != 200:
-                raise error_from_body(response.status_code, response.content, response.headers)
-            return parse_reply(response.content, call)
+    def _body(self, call: ProviderCall, *, stream: bool) -> dict[str, Any]:
+        return request_body(call)
 
-    async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
-        request = self._client.build_request(
-            "POST",
-            self._path(call, stream=True),
-            json=request_body(call),
-            headers=self._headers(stream=True),
-            timeout=request_timeout(call.timeout_s, self._timeout_s),
-        )
-        async with transport_errors(NAME):
-            response = await self._client.send(request, stream=True)
-        try:
-            if response.status_code != 200:
-                async with transport_errors(NAME):
-                    raw = await read_error_body(response)
-                raise error_from_body(response.status_code, raw, response.headers)
-            async for part in self._parts(response, call):
-                yield part
-        finally:
-            await response.aclose()
+    def _error(self, status: int, raw: bytes, headers: httpx.Headers) -> ProviderError:
+        return error_from_body(status, raw, headers)
+
+    def _reply(self, raw: bytes, call: ProviderCall) -> Reply:
+        return parse_reply(raw, call)
 
     async def _parts(self, response: httpx.Response, call: ProviderCall) -> AsyncIterator[StreamPart]:
         """Each event is a whole GenerateContentResponse holding the next piece of text; the last one

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 
+from switchyard.common.errors import ProviderError
 from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta, estimated_usage
 from switchyard.executor.providers.errors import provider_error
 from switchyard.executor.providers.http import (
     DEFAULT_TIMEOUT_S,
-    make_client,
+    HttpProvider,
     parse_json,
-    read_error_body,
-    request_timeout,
     sse_events,
-    time_limit,
     transport_errors,
 )
 from switchyard.executor.providers.openai.config import OpenAISettings
@@ -31,7 +30,9 @@ NAME = "openai"
 PATH = "chat/completions"
 
 
-class OpenAIProvider:
+class OpenAIProvider(HttpProvider):
+    name = NAME
+
     def __init__(
         self,
         settings: OpenAISettings,
@@ -39,9 +40,8 @@ class OpenAIProvider:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         client: httpx.AsyncClient | None = None,
     ) -> None:
+        super().__init__(base_url=settings.resolved_base_url(), timeout_s=timeout_s, client=client)
         self._settings = settings
-        self._timeout_s = timeout_s
-        self._client = client or make_client(base_url=settings.resolved_base_url(), timeout_s=timeout_s)
         self._max_completion_tokens = settings.is_openai_itself()
 
     def __repr__(self) -> str:
@@ -57,39 +57,17 @@ class OpenAIProvider:
             headers["OpenAI-Project"] = self._settings.project_id
         return headers
 
-    async def request(self, call: ProviderCall) -> Reply:
-        body = request_body(call, stream=False, max_completion_tokens=self._max_completion_tokens)
-        async with transport_errors(NAME), time_limit(call.timeout_s):
-            response = await self._client.post(
-                PATH,
-                json=body,
-                headers=self._headers(stream=False),
-                timeout=request_timeout(call.timeout_s, self._timeout_s),
-            )
-            if response.status_code != 200:
-                raise error_from_body(response.status_code, response.content, response.headers)
-            return parse_reply(response.content, call)
+    def _path(self, call: ProviderCall, *, stream: bool) -> str:
+        return PATH
 
-    async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
-        body = request_body(call, stream=True, max_completion_tokens=self._max_completion_tokens)
-        request = self._client.build_request(
-            "POST",
-            PATH,
-            json=body,
-            headers=self._headers(stream=True),
-            timeout=request_timeout(call.timeout_s, self._timeout_s),
-        )
-        async with transport_errors(NAME):
-            response = await self._client.send(request, stream=True)
-        try:
-            if response.status_code != 200:
-                async with transport_errors(NAME):
-                    raw = await read_error_body(response)
-                raise error_from_body(response.status_code, raw, response.headers)
-            async for part in self._parts(response, call):
-                yield part
-        finally:
-            await response.aclose()
+    def _body(self, call: ProviderCall, *, stream: bool) -> dict[str, Any]:
+        return request_body(call, stream=stream, max_completion_tokens=self._max_completion_tokens)
+
+    def _error(self, status: int, raw: bytes, headers: httpx.Headers) -> ProviderError:
+        return error_from_body(status, raw, headers)
+
+    def _reply(self, raw: bytes, call: ProviderCall) -> Reply:
+        return parse_reply(raw, call)
 
     async def _parts(self, response: httpx.Response, call: ProviderCall) -> AsyncIterator[StreamPart]:
         text: list[str] = []
