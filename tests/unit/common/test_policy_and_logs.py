@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from switchyard.common.errors import ConfigurationError
-from switchyard.common.logs import redact
+from switchyard.common.logs import configure_logging, redact
 from switchyard.common.policy import load_policy
 from switchyard.common.streaming import Chunk, ChunkError, decode_chunk, encode_chunk
 
@@ -76,3 +77,22 @@ def test_chunk_wire_format_round_trips_compactly() -> None:
     assert raw == b'{"seq":0,"delta":"Hi"}'
     err = decode_chunk(encode_chunk(Chunk(seq=3, error=ChunkError(code="provider_network", message="reset"))))
     assert err.seq == 3 and err.error is not None and err.error.code == "provider_network"
+
+
+def test_a_logged_exception_shows_no_local_variables_and_is_redacted(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A traceback never prints frames' locals (a header dict with a key, a prompt), and a secret in the
+    exception's own message is redacted like any log text."""
+    for json in (False, True):
+        configure_logging(service="test", json=json)
+        try:
+            headers = {"Authorization": "Bearer sk-local-variable-secret-0123456789abcdef"}
+            raise RuntimeError(f"upstream refused sk-proj-{'a' * 40} ({len(headers)} headers)")
+        except RuntimeError:
+            logging.getLogger("switchyard.test").exception("call failed")
+        err = capsys.readouterr().err
+        assert "call failed" in err and "RuntimeError" in err and "Traceback" in err
+        assert "sk-local-variable-secret" not in err, "locals are never printed"
+        assert "sk-proj-" + "a" * 40 not in err, "the exception text is redacted"
+        assert len(err.splitlines()) < 40, "a plain traceback, not a rich one with every frame's locals"

@@ -339,7 +339,16 @@ def subscribe(
             await _fail(raw, exc.message, exc.code, exc.retryable, delivered)
             return
         except Exception as exc:  # a bug or an unexpected dependency failure: retry, then dead-letter
-            log.exception("handler failed on event %s (delivery %d)", event.id, delivered)
+            if delivered < consumer.max_deliver:  # one line while it is retried (a database restarting)
+                log.warning(
+                    "handler failed on event %s (delivery %d, retried): %s: %s",
+                    event.id,
+                    delivered,
+                    type(exc).__name__,
+                    exc,
+                )
+            else:
+                log.exception("handler failed on event %s (last delivery %d)", event.id, delivered)
             await _fail(raw, f"{type(exc).__name__}: {exc}", "handler_error", True, delivered)
             return
         await raw.ack()

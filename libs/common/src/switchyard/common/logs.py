@@ -48,6 +48,10 @@ def configure_logging(*, service: str, level: str = "INFO", json: bool = False) 
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        # Tracebacks as plain text, before redaction, so it covers them too; never rich's tracebacks,
+        # which print every frame's local variables (request headers with keys, prompts) and cost
+        # thousands of lines per failure.
+        structlog.processors.format_exc_info,
         _redact_processor,
     ]
     formatter = structlog.stdlib.ProcessorFormatter(
