@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from prometheus_client import start_http_server
 
 from switchyard.common import bus, lag, subjects
 from switchyard.common.config import CommonSettings
+from switchyard.common.errors import ConfigurationError
 from switchyard.common.logs import configure_logging
 
 log = logging.getLogger(__name__)
@@ -92,8 +94,14 @@ async def serve(service: Service, settings: CommonSettings) -> None:
     await stop(service)
 
 
-def run_service(build: Callable[[], tuple[Service, CommonSettings]]) -> None:
-    """Entry point helper: `build` creates settings and the service inside the event loop's process."""
-    service, settings = build()
+def run_service(build: Callable[[], tuple[Service, CommonSettings]], *, name: str) -> None:
+    """Entry point helper: `build` creates settings and the service inside the event loop's process. A
+    configuration the service cannot start with (a missing or corrupt artifact, an invalid setting) is one
+    clear line and exit code 2, not a traceback."""
+    try:
+        service, settings = build()
+    except ConfigurationError as exc:
+        print(f"switchyard-{name}: cannot start: {exc.message}", file=sys.stderr)
+        sys.exit(2)
     configure_logging(service=service.name, level=settings.log_level, json=settings.log_json)
     uvloop.run(serve(service, settings))

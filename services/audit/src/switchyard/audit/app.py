@@ -80,4 +80,4 @@ def main() -> None:
         settings = AuditSettings()
         return create(settings), settings
 
-    run_service(build)
+    run_service(build, name="audit")

@@ -176,4 +176,4 @@ def main() -> None:
         settings = BillingSettings()
         return create(settings), settings
 
-    run_service(build)
+    run_service(build, name="billing")

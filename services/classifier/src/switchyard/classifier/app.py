@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import time
 
 from switchyard.classifier.batcher import MicroBatcher
@@ -11,7 +10,6 @@ from switchyard.classifier.classify import Classifier, Prediction, classificatio
 from switchyard.classifier.config import ClassifierSettings
 from switchyard.common import bus, ids, subjects
 from switchyard.common.envelope import CloudEvent
-from switchyard.common.errors import ConfigurationError
 from switchyard.common.events import TaskClassified, TaskSubmitted
 from switchyard.common.service import Service, create_service, run_service
 
@@ -72,8 +70,4 @@ def main() -> None:
         settings = ClassifierSettings()
         return create(settings), settings
 
-    try:
-        run_service(build)
-    except ConfigurationError as exc:
-        print(f"switchyard-classifier: cannot start: {exc.message}", file=sys.stderr)
-        sys.exit(2)
+    run_service(build, name="classifier")

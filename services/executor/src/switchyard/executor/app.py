@@ -215,4 +215,4 @@ def main() -> None:
         settings = ExecutorSettings()
         return create(settings), settings
 
-    run_service(build)
+    run_service(build, name="executor")

@@ -152,4 +152,4 @@ def main() -> None:
         settings = RouterSettings()
         return create(settings), settings
 
-    run_service(build)
+    run_service(build, name="router")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from datetime import timedelta
 
 import numpy as np
@@ -21,7 +20,6 @@ from switchyard.common import bus, db, subjects
 from switchyard.common.embedding import model_files
 from switchyard.common.embedding.embedder import Embedder
 from switchyard.common.envelope import CloudEvent
-from switchyard.common.errors import ConfigurationError
 from switchyard.common.events import TaskClassified
 from switchyard.common.service import Service, create_service, run_service
 
@@ -91,8 +89,4 @@ def main() -> None:
         settings = ClassifierSettings()
         return create(settings), settings
 
-    try:
-        run_service(build)
-    except ConfigurationError as exc:
-        print(f"switchyard-classifier-outcomes: cannot start: {exc.message}", file=sys.stderr)
-        sys.exit(2)
+    run_service(build, name="classifier-outcomes")
