@@ -151,8 +151,12 @@ class HttpProvider(ABC):
     name: str
 
     def __init__(self, *, base_url: str, timeout_s: float, client: httpx.AsyncClient | None) -> None:
+        self._base_url = base_url
         self._timeout_s = timeout_s
         self._client = client or make_client(base_url=base_url, timeout_s=timeout_s)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self._base_url!r})"
 
     @abstractmethod
     def _path(self, call: ProviderCall, *, stream: bool) -> str: ...

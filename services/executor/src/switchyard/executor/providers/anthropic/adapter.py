@@ -45,9 +45,6 @@ class AnthropicProvider(HttpProvider):
         super().__init__(base_url=settings.resolved_base_url(), timeout_s=timeout_s, client=client)
         self._settings = settings
 
-    def __repr__(self) -> str:
-        return f"AnthropicProvider(base_url={self._settings.resolved_base_url()!r})"
-
     def _headers(self, *, stream: bool) -> dict[str, str]:
         headers = {
             "anthropic-version": API_VERSION,

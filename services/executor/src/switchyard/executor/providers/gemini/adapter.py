@@ -45,9 +45,6 @@ class GeminiProvider(HttpProvider):
         super().__init__(base_url=settings.resolved_base_url(), timeout_s=timeout_s, client=client)
         self._settings = settings
 
-    def __repr__(self) -> str:
-        return f"GeminiProvider(base_url={self._settings.resolved_base_url()!r})"
-
     def _headers(self, *, stream: bool) -> dict[str, str]:
         # The key goes in a header, never in the URL's `?key=`: URLs end up in logs and error messages.
         headers = {"Accept": "text/event-stream" if stream else "application/json"}

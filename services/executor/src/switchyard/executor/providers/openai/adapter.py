@@ -44,9 +44,6 @@ class OpenAIProvider(HttpProvider):
         self._settings = settings
         self._max_completion_tokens = settings.is_openai_itself()
 
-    def __repr__(self) -> str:
-        return f"OpenAIProvider(base_url={self._settings.resolved_base_url()!r})"
-
     def _headers(self, *, stream: bool) -> dict[str, str]:
         headers = {"Accept": "text/event-stream" if stream else "application/json"}
         if self._settings.api_key is not None:
