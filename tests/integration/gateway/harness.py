@@ -8,6 +8,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import nats
 
@@ -16,6 +17,7 @@ from switchyard.common import bus, subjects
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.envelope import decode, encode
 from switchyard.common.events import TaskCompleted, TaskSubmitted, Usage
+from switchyard.common.events.base import EventPayload
 from switchyard.common.providers import ProviderStatus, announce, providers_bucket
 from switchyard.common.streaming import Chunk, encode_chunk
 from switchyard.gateway.db import migrations
@@ -153,3 +155,23 @@ class Answerer:
 
     async def close(self) -> None:
         await self.nc.close()
+
+
+E = TypeVar("E", bound=EventPayload)
+
+
+async def stored_events(url: str, subject: str, kind: type[E]) -> tuple[list[E], bytes]:
+    """Every event of `kind` stored on `subject` so far, and their raw bytes (to grep for secrets)."""
+    nc = await nats.connect(url)
+    sub = await nc.jetstream().subscribe(subject, ordered_consumer=True)
+    seen: list[E] = []
+    raw = b""
+    while True:
+        try:
+            msg = await sub.next_msg(timeout=1.0)
+        except nats.errors.TimeoutError:
+            break
+        raw += msg.data
+        seen.append(decode(msg.data, (kind,))[1])  # type: ignore[arg-type]
+    await nc.close()
+    return seen, raw

@@ -10,15 +10,13 @@ import time
 from collections.abc import Iterator
 
 import httpx
-import nats
 import pytest
 
 from switchyard.cli.processes import NatsServer
 from switchyard.common import subjects
-from switchyard.common.envelope import decode
 from switchyard.common.events import AuthFailureRecorded
 from switchyard.gateway import keys
-from tests.integration.gateway.harness import Org, auth, gateways, make_org
+from tests.integration.gateway.harness import Org, auth, gateways, make_org, stored_events
 
 pytestmark = pytest.mark.integration
 
@@ -59,19 +57,7 @@ def _guess() -> str:
 
 
 async def _failures(url: str) -> tuple[list[AuthFailureRecorded], bytes]:
-    nc = await nats.connect(url)
-    sub = await nc.jetstream().subscribe(subjects.SECURITY_AUTH_FAILURE, ordered_consumer=True)
-    seen: list[AuthFailureRecorded] = []
-    raw = b""
-    while True:
-        try:
-            msg = await sub.next_msg(timeout=1.0)
-        except nats.errors.TimeoutError:
-            break
-        raw += msg.data
-        seen.append(decode(msg.data, (AuthFailureRecorded,))[1])  # type: ignore[arg-type]
-    await nc.close()
-    return seen, raw
+    return await stored_events(url, subjects.SECURITY_AUTH_FAILURE, AuthFailureRecorded)
 
 
 async def test_a_guessing_client_is_throttled_on_every_replica(

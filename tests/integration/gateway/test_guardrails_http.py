@@ -10,17 +10,16 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
 import httpx
-import nats
 import orjson
 import pytest
 import yaml
 
 from switchyard.cli.processes import NatsServer
 from switchyard.common import subjects
-from switchyard.common.envelope import decode, encode
+from switchyard.common.envelope import encode
 from switchyard.common.events import GuardrailTriggered, TaskCompleted, TaskSubmitted, Usage
 from switchyard.gateway.db import migrations
-from tests.integration.gateway.harness import Answerer, Org, auth, gateways, make_org
+from tests.integration.gateway.harness import Answerer, Org, auth, gateways, make_org, stored_events
 
 pytestmark = pytest.mark.integration
 
@@ -92,19 +91,7 @@ def _chat(text: str, **extra: object) -> dict[str, object]:
 
 
 async def _guardrail_events(url: str) -> tuple[list[GuardrailTriggered], bytes]:
-    nc = await nats.connect(url)
-    sub = await nc.jetstream().subscribe(subjects.SECURITY_GUARDRAIL, ordered_consumer=True)
-    seen: list[GuardrailTriggered] = []
-    raw = b""
-    while True:
-        try:
-            msg = await sub.next_msg(timeout=1.0)
-        except nats.errors.TimeoutError:
-            break
-        raw += msg.data
-        seen.append(decode(msg.data, (GuardrailTriggered,))[1])  # type: ignore[arg-type]
-    await nc.close()
-    return seen, raw
+    return await stored_events(url, subjects.SECURITY_GUARDRAIL, GuardrailTriggered)
 
 
 async def test_injection_is_refused_on_every_face_before_the_pipeline(
