@@ -10,12 +10,13 @@ import pytest
 from switchyard.cli.processes import NatsServer
 from switchyard.common.budgets import budgets_bucket
 from switchyard.common.events import ChatRequest
+from switchyard.common.leases import IntCounters, Leases, SlotTable
 from switchyard.common.policy import Policy
 from switchyard.gateway.admission import Admission
 from switchyard.gateway.budgets.service import Budgets
 from switchyard.gateway.errors import RateLimited
 from switchyard.gateway.limits.control import Control, control_bucket
-from switchyard.gateway.limits.counters import Counters, counter_bucket
+from switchyard.gateway.limits.counters import counter_bucket
 from switchyard.gateway.limits.models import Limits
 from switchyard.gateway.limits.service import RateLimiter
 from switchyard.gateway.tenants import Principal
@@ -43,17 +44,28 @@ REQUEST = ChatRequest(model="auto", max_tokens=100, messages=[{"role": "user", "
 ALICE = Principal(tenant_id="acme", api_key_id="k1", user_id="alice", key_prefix="sk-1", plan="free")
 
 
-async def _admission(js: object, limits: Limits) -> tuple[Admission, Counters, Counters]:
-    limit_counters = Counters(await counter_bucket(js, "test-limits", ttl_s=3600))  # type: ignore[arg-type]
-    spend = Counters(await counter_bucket(js, "test-spend", ttl_s=3600))  # type: ignore[arg-type]
-    limiter = RateLimiter(limit_counters, limits, Control(await control_bucket(js)))  # type: ignore[arg-type]
-    budgets = Budgets(spend, await budgets_bucket(js))  # type: ignore[arg-type]
-    return Admission(POLICY, limiter, budgets, default_max_tokens=256), limit_counters, spend
+async def _admission(js: object, limits: Limits) -> tuple[Admission, SlotTable, IntCounters, list[Leases]]:
+    limit_bucket = await counter_bucket(js, "test-limits", ttl_s=3600)  # type: ignore[arg-type]
+    slots = SlotTable(limit_bucket)
+    spend = IntCounters(await counter_bucket(js, "test-spend", ttl_s=3600))  # type: ignore[arg-type]
+    leases = [Leases(IntCounters(limit_bucket)), Leases(slots), Leases(spend, divisor=64)]
+    limiter = RateLimiter(leases[0], leases[1], limits, Control(await control_bucket(js)))  # type: ignore[arg-type]
+    budgets = Budgets(leases[2], await budgets_bucket(js))  # type: ignore[arg-type]
+    return Admission(POLICY, limiter, budgets, default_max_tokens=256), slots, spend, leases
 
 
-async def _spent(spend: Counters) -> list[int]:
-    keys = await spend._kv.keys()  # the counters the gateway keeps
-    return sorted([(await spend.read(k))[0] for k in keys])
+async def _spent(spend: IntCounters, leases: list[Leases]) -> list[int]:
+    """The stored spend counters, once this replica's unused leases are handed back."""
+    for lease in leases:
+        await lease.tidy(everything=True)
+    keys = await spend.kv.keys()  # the counters the gateway keeps
+    return sorted([await spend.read(k) for k in keys])
+
+
+async def _slots(slots: SlotTable, leases: list[Leases]) -> int:
+    for lease in leases:
+        await lease.tidy(everything=True)
+    return await slots.read("conc.org.acme")
 
 
 async def test_a_request_refused_by_its_rate_limit_leaves_the_budget_as_it_was(
@@ -61,16 +73,16 @@ async def test_a_request_refused_by_its_rate_limit_leaves_the_budget_as_it_was(
 ) -> None:
     nc = await nats.connect(nats_server.url)
     try:
-        admission, limit_counters, spend = await _admission(nc.jetstream(), Limits(user_requests_per_min=1))
+        admission, slots, spend, leases = await _admission(nc.jetstream(), Limits(user_requests_per_min=1))
         first = await admission.admit(ALICE, REQUEST, providers={"local"})
         assert first.reservation is not None and first.reservation.reserved == 50_000
         with pytest.raises(RateLimited) as refused:
             await admission.admit(ALICE, REQUEST, providers={"local"})
         assert refused.value.code == "rate_limit_exceeded"
-        assert await _spent(spend) == [50_000, 50_000]  # org and user: the first request's reservation only
+        assert await _spent(spend, leases) == [50_000, 50_000]  # org and user: the first one's reservation
         await first.close()
-        assert await _spent(spend) == [0, 0]
-        assert (await limit_counters.read("conc.org.acme"))[0] == 0
+        assert await _spent(spend, leases) == [0, 0]
+        assert await _slots(slots, leases) == 0
     finally:
         await nc.close()
 
@@ -80,15 +92,33 @@ async def test_a_request_refused_by_its_budget_gives_back_its_rate_limit_counter
 ) -> None:
     nc = await nats.connect(nats_server.url)
     try:
-        admission, limit_counters, spend = await _admission(nc.jetstream(), Limits())
+        admission, slots, spend, leases = await _admission(nc.jetstream(), Limits())
         held = [await admission.admit(ALICE, REQUEST, providers={"local"}) for _ in range(10)]  # $0.50
         with pytest.raises(RateLimited) as refused:
             await admission.admit(ALICE, REQUEST, providers={"local"})
         assert refused.value.code == "budget_exceeded"
-        assert (await limit_counters.read("conc.org.acme"))[0] == 10  # the refused one's slot is back
+        assert await _slots(slots, leases) == 10  # the refused one's slot is back
         for admitted in held:
             await admitted.close()
-        assert (await limit_counters.read("conc.org.acme"))[0] == 0
-        assert await _spent(spend) == [0, 0]
+        assert await _slots(slots, leases) == 0
+        assert await _spent(spend, leases) == [0, 0]
+    finally:
+        await nc.close()
+
+
+async def test_settlement_after_the_response_is_tracked_and_drained(nats_server: NatsServer) -> None:
+    """Near a limit a give-back is a KV write: `settle_soon` leaves it to a tracked task (the response
+    does not wait for it), and `drain` (shutdown) waits for it, so nothing is lost."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        admission, slots, spend, leases = await _admission(nc.jetstream(), Limits(org_concurrent_tasks=2))
+        first = await admission.admit(ALICE, REQUEST, providers={"local"})
+        assert await slots.read("conc.org.acme") == 1  # 1 of 2: near the ceiling, no spare taken
+        admission.settle_soon(first)
+        assert first.closed and admission._settling, "the KV write runs after the response"
+        await admission.drain()
+        assert not admission._settling
+        assert await slots.read("conc.org.acme") == 0  # given back without any lease hand-back
+        assert await _spent(spend, leases) == [0, 0]
     finally:
         await nc.close()

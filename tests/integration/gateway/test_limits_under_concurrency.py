@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import httpx
 import nats
@@ -15,6 +15,7 @@ import pytest
 
 from switchyard.cli.processes import NatsServer
 from switchyard.common import subjects
+from switchyard.common.leases import SlotTable
 from tests.integration.gateway.harness import Answerer, auth, gateways, make_org
 
 pytestmark = pytest.mark.integration
@@ -135,7 +136,9 @@ async def test_concurrent_tasks_quota(stack: tuple[NatsServer, str, list[str]], 
         (r.status_code, r.json()["error"]["code"] if r.status_code != 200 else "") for r in responses
     )
     assert codes == {(200, ""): ORG_CONCURRENT, (429, "concurrency_limit_exceeded"): 10}
-    # The slots were given back: the organisation can run again.
+    # The slots were given back (after the responses, and the replicas' idle leases within 250 ms): the
+    # organisation can run again.
+    assert await _eventually(lambda: _slots_taken(stack[0], org.id), 0) == 0
     again = await _fire(bases, [org.keys["member"]], n=ORG_CONCURRENT, clients=ORG_CONCURRENT)
     assert all(r.status_code == 200 for r in again)
 
@@ -165,14 +168,45 @@ async def test_budget_admits_exactly_what_it_can_pay_for(
         refused.json()["error"]["type"] == "insufficient_quota" and int(refused.headers["retry-after"]) >= 1
     )
 
-    # Settled to the real cost (2 output tokens = $0.001 each): the rest of the day's budget is free again,
-    # and the router sees the organisation's headroom.
+    # Settled to the real cost (2 output tokens = $0.001 each; settlement runs after the response, and
+    # the replicas' unused leases come back within 250 ms): the router sees the organisation's headroom,
+    # and the rest of the day's budget is free again.
+    assert await _eventually(lambda: _headroom(server, org.id), 5.0 - 10 * 0.001) == pytest.approx(4.99)
     more = await _fire(bases, [org.keys["member"]], n=1, clients=1)
     assert more[0].status_code == 200
+    assert await _eventually(lambda: _headroom(server, org.id), 5.0 - 11 * 0.001) == pytest.approx(4.989)
     nc = await nats.connect(server.url)
     kv = await nc.jetstream().key_value(subjects.KV_BUDGETS)
-    await asyncio.sleep(0.2)
     headroom = orjson.loads((await kv.get(org.id)).value)
     await nc.close()
     assert headroom["limit_usd"] == 5.0
-    assert headroom["headroom_usd"] == pytest.approx(5.0 - 11 * 0.001, abs=1e-6)
+
+
+async def _eventually(
+    read: Callable[[], Awaitable[float]], expected: float, *, within_s: float = 3.0
+) -> float:
+    """`read()` polled until it gives `expected` (to 1e-6) or `within_s` passes; its last value."""
+    deadline = time.monotonic() + within_s
+    while True:
+        value = await read()
+        if abs(value - expected) < 1e-6 or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.05)
+
+
+async def _headroom(server: NatsServer, tenant_id: str) -> float:
+    nc = await nats.connect(server.url)
+    try:
+        kv = await nc.jetstream().key_value(subjects.KV_BUDGETS)
+        return float(orjson.loads((await kv.get(tenant_id)).value)["headroom_usd"])
+    finally:
+        await nc.close()
+
+
+async def _slots_taken(server: NatsServer, tenant_id: str) -> float:
+    nc = await nats.connect(server.url)
+    try:
+        kv = await nc.jetstream().key_value(subjects.KV_GATEWAY_LIMITS)
+        return await SlotTable(kv).read(f"conc.org.{tenant_id}")
+    finally:
+        await nc.close()

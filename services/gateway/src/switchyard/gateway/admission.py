@@ -1,19 +1,27 @@
 """Admission of a task: rate limits and quotas first, then the budget reservation; and, when the task
-ends, settlement of both to what it really used (or release, when it failed)."""
+ends, settlement of both to what it really used (or release, when it failed).
+
+Every counter comes from a lease (`switchyard.common.leases`): taken in memory while this replica's
+lease covers it, by compare-and-set in KV when not (all of a request's counters at once, one round
+trip). Settlement gives back into the leases in memory; near a limit it is a KV write, which runs after
+the response in a tracked task (`settle_soon`; `drain` awaits them at shutdown).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable
+import time
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from switchyard.common.events import ChatRequest, TaskCompleted
+from switchyard.common.leases import Want, give_all, take_local_all
 from switchyard.common.policy import Policy
 from switchyard.gateway.budgets import pricing
 from switchyard.gateway.budgets.service import Budgets, Reservation
-from switchyard.gateway.limits.service import RateLimiter, Ticket
+from switchyard.gateway.limits.service import RateLimiter, Ticket, take_or_unavailable
 from switchyard.gateway.tenants import Principal
 
 log = logging.getLogger(__name__)
@@ -43,24 +51,38 @@ class Pass:
         finally:
             await items.aclose()  # type: ignore[attr-defined]
 
-    async def close(self) -> None:
-        """Give back (or settle) what was admitted; once, however many paths end here."""
+    def _backs(self) -> list[tuple[Want, int]]:
         if self.closed:
-            return
+            return []
         self.closed = True
         done = self.outcome
-        steps = []
+        backs: list[tuple[Want, int]] = []
         if self.ticket is not None:
             # an answer from the cache used no model tokens
             used = (0 if done.cache else done.usage.total_tokens) if done else None
-            steps.append(self.ticket.finish(tokens_used=used))
+            backs += self.ticket.give_backs(tokens_used=used)
         if self.reservation is not None:
             if done is None:
-                steps.append(self.reservation.release())
+                backs += self.reservation.release_backs()
             else:
-                steps.append(self.reservation.settle(cost=pricing.actual_micro(self.policy, done)))
-        # Independent counters (neither step raises): one round trip for all of them, not one per step.
-        await asyncio.gather(*steps)
+                backs += self.reservation.give_backs(cost=pricing.actual_micro(self.policy, done))
+        return backs
+
+    def close_local(self) -> list[tuple[Want, int]]:
+        """Gives back what the leases take in memory; returns what must go to KV (near a limit)."""
+        backs = self._backs()
+        slow = [(w, a) for w, a in backs if a and not w.leases.give_local(w.key, a)]
+        if backs and self.reservation is not None:
+            self.reservation.budgets.spent_changed(self.reservation)
+        return slow
+
+    async def close(self) -> None:
+        """Give back (or settle) what was admitted; once, however many paths end here. Never raises."""
+        slow = self.close_local()
+        if slow:
+            await give_all([w for w, _ in slow], [a for _, a in slow])
+            if self.reservation is not None:
+                self.reservation.budgets.spent_changed(self.reservation)
 
 
 @dataclass
@@ -69,54 +91,70 @@ class Admission:
     limiter: RateLimiter | None
     budgets: Budgets | None
     default_max_tokens: int
+    _settling: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def admit(self, principal: Principal, request: ChatRequest, *, providers: set[str]) -> Pass:
-        """Takes the rate-limit counters and the budget reservation at once (one round trip to KV, not
-        two); when either refuses, what the other took is given back, and the rate limit's refusal is
-        the one raised (as when they ran in turn)."""
+        """Takes the rate-limit counters and the budget reservation at once (one round trip to KV at
+        most, none when the leases cover them); when either refuses, what the other took is given back,
+        and the rate limit's refusal is the one raised (as when they ran in turn)."""
         admitted = Pass(self.policy)
         tokens = pricing.prompt_tokens(request) + pricing.output_tokens(
             request, default_max_tokens=self.default_max_tokens
         )
-        steps: list[Awaitable[object]] = []
-        if self.limiter is not None:
-            steps.append(self.limiter.admit(principal, tokens=tokens))
+        now = time.time()
+        limited = [] if self.limiter is None else self.limiter.wants(principal, tokens=tokens, now=now)
+        worst = 0
+        accounts, spend = [], []
         if self.budgets is not None:
             worst = pricing.worst_case_micro(
                 self.policy, request, providers=providers, default_max_tokens=self.default_max_tokens
             )
-            steps.append(self.budgets.reserve(principal, worst_case=worst))
-        both = asyncio.gather(*steps, return_exceptions=True)
-        try:
-            results = await asyncio.shield(both)
-        except asyncio.CancelledError:  # the request went away: give back what the steps take
-            both.add_done_callback(lambda done: _give_back(self.policy, done))
-            raise
-        _hold(admitted, results)
-        refusal = next((r for r in results if isinstance(r, BaseException)), None)
-        if refusal is not None:
-            await admitted.close()
-            raise refusal
+            accounts, spend = self.budgets.wants(principal, worst_case=worst)
+        wants = [w for _, w in limited] + spend
+        partial = take_local_all(wants)
+        results = [r for r in partial if r is not None]
+        if len(results) < len(wants):
+            taking = asyncio.ensure_future(take_or_unavailable(wants, partial))
+            try:
+                results = await asyncio.shield(taking)
+            except asyncio.CancelledError:  # the request went away: give back what the takes got
+                taking.add_done_callback(lambda done: self._give_back(wants, done))
+                raise
+        n = len(limited)
+        if self.limiter is not None:
+            admitted.ticket = self.limiter.ticket(limited, results[:n], tokens=tokens, now=now)
+            admitted.headers.update(admitted.ticket.headers)
+        if self.budgets is not None:
+            admitted.reservation = self.budgets.reservation(
+                principal, accounts, spend, results[n:], worst_case=worst
+            )
         return admitted
 
+    def settle_soon(self, admitted: Pass) -> None:
+        """Closes `admitted` now in memory, and in a tracked task for what needs KV (near a limit), so
+        a response need not wait for it."""
+        slow = admitted.close_local()
+        if slow:
+            self._track(self._settle(admitted, slow))
 
-def _hold(admitted: Pass, results: list[object]) -> None:
-    for result in results:
-        if isinstance(result, Ticket):
-            admitted.ticket = result
-            admitted.headers.update(result.headers)
-        elif isinstance(result, Reservation):
-            admitted.reservation = result
+    async def _settle(self, admitted: Pass, slow: list[tuple[Want, int]]) -> None:
+        await give_all([w for w, _ in slow], [a for _, a in slow])
+        if admitted.reservation is not None:
+            admitted.reservation.budgets.spent_changed(admitted.reservation)
 
+    def _give_back(self, wants: list[Want], done: asyncio.Future[list[tuple[bool, int]]]) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return  # nothing was kept: take_all gives back on failure
+        granted = [w for w, (ok, _) in zip(wants, done.result(), strict=True) if ok]
+        if len(granted) == len(wants):  # a refusal was already given back by take_all
+            self._track(give_all(granted))
 
-_GIVING_BACK: set[asyncio.Task[None]] = set()
+    def _track(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
 
-
-def _give_back(policy: Policy, done: asyncio.Future[list[object]]) -> None:
-    if done.cancelled():
-        return
-    orphan = Pass(policy)
-    _hold(orphan, done.result())
-    task = asyncio.get_running_loop().create_task(orphan.close())
-    _GIVING_BACK.add(task)
-    task.add_done_callback(_GIVING_BACK.discard)
+    async def drain(self) -> None:
+        """Waits for every settlement still running (at shutdown, before the leases are handed back)."""
+        while self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)

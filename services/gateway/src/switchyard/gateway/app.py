@@ -13,6 +13,7 @@ from faststream.nats.fastapi import NatsRouter
 from switchyard.common import bus, subjects
 from switchyard.common.budgets import budgets_bucket, limits_bucket
 from switchyard.common.db import create_engine, sessionmaker
+from switchyard.common.leases import IntCounters, Leases, SlotTable
 from switchyard.common.logs import configure_logging
 from switchyard.common.policy import load_policy
 from switchyard.gateway import errors, openapi
@@ -27,7 +28,7 @@ from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.guardrails import service as guardrails
 from switchyard.gateway.limits import views as limits
 from switchyard.gateway.limits.control import Control, control_bucket
-from switchyard.gateway.limits.counters import Counters, counter_bucket
+from switchyard.gateway.limits.counters import counter_bucket
 from switchyard.gateway.limits.service import RateLimiter
 from switchyard.gateway.middleware import RequestContext
 from switchyard.gateway.state import Gateway
@@ -79,17 +80,25 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await changes.start()
         control = Control(await control_bucket(js))
         await control.start()
+        limit_bucket = await counter_bucket(js, subjects.KV_GATEWAY_LIMITS, ttl_s=LIMITS_KEEP_S)
         limiter = RateLimiter(
-            Counters(await counter_bucket(js, subjects.KV_GATEWAY_LIMITS, ttl_s=LIMITS_KEEP_S)),
+            Leases(IntCounters(limit_bucket)),
+            Leases(SlotTable(limit_bucket, ttl_s=settings.concurrency_slot_ttl_s)),
             settings.limits(),
             control,
         )
+        spend = Leases(
+            IntCounters(await counter_bucket(js, subjects.KV_SPEND, ttl_s=SPEND_KEEP_S)), divisor=64
+        )
         budgets = Budgets(
-            Counters(await counter_bucket(js, subjects.KV_SPEND, ttl_s=SPEND_KEEP_S)),
+            spend,
             await budgets_bucket(js),
             plan_daily_usd=settings.plan_daily_usd(),
             limits=await limits_bucket(js),
         )
+        spend.on_returned(budgets.returned)
+        for leases in (limiter.windows, limiter.slots, spend):
+            await leases.start()
         tasks = TaskClient(nc, events)
         runs = TaskRuns(
             TaskStore(await tasks_bucket(js), js), tasks, events, timeout_s=settings.async_task_timeout_s
@@ -107,6 +116,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             runs=runs,
             catalog=Catalog(policy, js, refresh_s=settings.providers_refresh_s),
             limiter=limiter,
+            budgets=budgets,
             admission=Admission(
                 policy=policy,
                 limiter=limiter if settings.limits_enabled else None,
@@ -123,6 +133,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @nats.on_broker_shutdown
     async def closing(app: FastAPI) -> None:
+        gateway = app.state.gateway
+        await gateway.admission.drain()  # settlements still running, then every unused lease unit back
+        for leases in (gateway.limiter.windows, gateway.limiter.slots, gateway.budgets.spend):
+            await leases.close()
+        await gateway.budgets.drain()
         await app.state.gateway.changes.stop()
         await app.state.gateway.runs.stop()
         await app.state.gateway.limiter.control.stop()

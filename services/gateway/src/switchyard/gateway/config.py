@@ -34,6 +34,9 @@ class GatewaySettings(CommonSettings):
     limit_org_tokens_per_day: int = Field(default=10_000_000, ge=0)
     limit_org_concurrent_tasks: int = Field(default=20, ge=0)
     limit_global_requests_per_min: int = Field(default=10_000, ge=0)
+    concurrency_slot_ttl_s: float = Field(
+        default=30.0, gt=0, description="a crashed replica's concurrency slots come back after this long"
+    )
     # Budgets: daily per user by plan, monthly per organisation (set through the admin API).
     budgets_enabled: bool = True
     budget_free_daily_usd: float = Field(default=0.50, ge=0)

@@ -62,7 +62,8 @@ async def serve(request: Request, face: Face) -> Response:
             stages.mark("pipeline")
             admitted.observe(done)
         finally:
-            await admitted.close()
+            # in memory from the leases; what needs KV (near a limit) is written after the response
+            gw.admission.settle_soon(admitted)
         stages.mark("settle")
         if gw.guardrails is not None:
             done = await gw.guardrails.screen_output(done, principal=principal, **_where(request))
@@ -80,7 +81,7 @@ async def serve(request: Request, face: Face) -> Response:
     try:
         head, rest = await completions.open_stream(gw.tasks, task, timeout_s=timeout)
     except BaseException:
-        await admitted.close()
+        gw.admission.settle_soon(admitted)
         raise
     for item in head:
         admitted.observe(item)
@@ -92,7 +93,7 @@ async def serve(request: Request, face: Face) -> Response:
             async for chunk in events:
                 yield chunk
         finally:
-            await admitted.close()
+            gw.admission.settle_soon(admitted)
             if cached is not None and gw.cache is not None and admitted.outcome is not None:
                 await gw.cache.keep(cached, admitted.outcome)
 

@@ -13,6 +13,7 @@ from switchyard.gateway.access.changes import AuthChanges
 from switchyard.gateway.access.lockout import Lockout
 from switchyard.gateway.access.oidc import OidcVerifier
 from switchyard.gateway.admission import Admission
+from switchyard.gateway.budgets.service import Budgets
 from switchyard.gateway.cache.service import ResponseCache
 from switchyard.gateway.catalog import Catalog
 from switchyard.gateway.config import GatewaySettings
@@ -35,6 +36,7 @@ class Gateway:
     tasks: TaskClient
     catalog: Catalog
     limiter: RateLimiter
+    budgets: Budgets
     admission: Admission
     runs: TaskRuns
     guardrails: Guardrails | None = None

@@ -1,9 +1,12 @@
 """Budgets: daily per user (by plan) and monthly per organisation, held in JetStream KV in micro-USD.
 
-A request reserves its worst-case cost before it runs (compare-and-set against the budget, so concurrent
-requests on any replica cannot overshoot it), then settles to the real cost when its result arrives, or
-gives the reservation back when it fails or times out. After each change the organisation's headroom is
-published for the router (bucket `switchyard-budgets`, key = tenant id; see `switchyard.common.budgets`).
+A request reserves its worst-case cost before it runs (from this replica's lease of the budget, taken by
+compare-and-set, so concurrent requests on any replica cannot overshoot it), then settles to the real cost
+when its result arrives, or gives the reservation back when it fails or times out. After changes the
+organisation's headroom is published for the router (bucket `switchyard-budgets`, key = tenant id; see
+`switchyard.common.budgets`), at most every HEADROOM_EVERY_S per tenant, the latest value winning. What
+this replica has leased but not spent is not counted as spent in what it publishes; another replica's
+unspent lease is (at most 1/64 of what was left when it was taken, and handed back within 250 ms idle).
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ from datetime import UTC, datetime
 from nats.js.kv import KeyValue
 
 from switchyard.common.budgets import BudgetHeadroom, limit_key, write_headroom, write_limit
+from switchyard.common.leases import Leases, Want, give_all, take_all
 from switchyard.gateway.budgets.pricing import MICRO
 from switchyard.gateway.errors import RateLimited
-from switchyard.gateway.limits.counters import Counters
 from switchyard.gateway.tenants import Principal
 
 log = logging.getLogger(__name__)
@@ -63,70 +66,109 @@ class Reservation:
     budgets: Budgets
     principal: Principal
     accounts: list[Account]
+    wants: list[Want]
     reserved: int
     settled: bool = False
 
-    async def settle(self, *, cost: int | None) -> None:
-        """To the real cost (None: keep the worst case); `release` when nothing ran. Never raises."""
+    def give_backs(self, *, cost: int | None) -> list[tuple[Want, int]]:
+        """What to give back: down to the real cost (None: keep the worst case; `release` when nothing
+        ran). Empty the second time."""
         if self.settled:
-            return
+            return []
         self.settled = True
-        delta = (self.reserved if cost is None else cost) - self.reserved
-        if delta:
-            await self.budgets.adjust(self.principal, self.accounts, delta)
+        unused = 0 if cost is None else self.reserved - cost
+        return [(w, unused) for w in self.wants] if unused else []
+
+    def release_backs(self) -> list[tuple[Want, int]]:
+        if self.settled:
+            return []
+        self.settled = True
+        return [(w, self.reserved) for w in self.wants] if self.reserved else []
+
+    async def settle(self, *, cost: int | None) -> None:
+        """To the real cost (None: keep the worst case). Never raises."""
+        await self.budgets.give_back(self, self.give_backs(cost=cost))
 
     async def release(self) -> None:
-        if self.settled:
-            return
-        self.settled = True
-        await self.budgets.adjust(self.principal, self.accounts, -self.reserved)
+        await self.budgets.give_back(self, self.release_backs())
 
 
 class Budgets:
+    """Spend counters from `spend`: leases of KV counters (`switchyard.common.leases`), sized small
+    against a budget (the spend leases' divisor is 64: one replica holds at most 1/64 of what is left)."""
+
+    HEADROOM_EVERY_S = 0.25  # the router caches a tenant's headroom for a second: coalesce writes
+
     def __init__(
         self,
-        counters: Counters,
+        spend: Leases,
         headroom: KeyValue,
         *,
         plan_daily_usd: dict[str, float | None] | None = None,
         limits: KeyValue | None = None,
     ) -> None:
-        self._counters = counters
+        self.spend = spend
         self._headroom = headroom
         self._limits = limits  # ceilings for billing's budget alerts (switchyard.common.budgets)
         self._limits_written: dict[str, int | None] = {}
         self._plan_daily = plan_daily_usd or PLAN_DAILY_USD
         self._pending: set[asyncio.Task[None]] = set()
+        self._orgs: dict[str, tuple[str, Account]] = {}  # org spend key -> (tenant id, account)
+        self._headroom_due: dict[str, Account] = {}  # tenant -> its org account, headroom not yet written
+        self._headroom_at: dict[str, float] = {}
+
+    def wants(self, principal: Principal, *, worst_case: int) -> tuple[list[Account], list[Want]]:
+        mine = accounts(principal, now=datetime.now(UTC), plan_daily_usd=self._plan_daily)
+        return mine, [Want(self.spend, a.key, worst_case, a.ceiling, a.ends_at.timestamp()) for a in mine]
+
+    def reservation(
+        self,
+        principal: Principal,
+        mine: list[Account],
+        wants: list[Want],
+        results: list[tuple[bool, int]],
+        *,
+        worst_case: int,
+    ) -> Reservation:
+        """The reservation, or its refusal (raised) when an account could not pay."""
+        refused = [(a, used) for a, (ok, used) in zip(mine, results, strict=True) if not ok]
+        if refused:
+            raise _exhausted(*refused[0], worst_case=worst_case)
+        if len(self._orgs) > 4096:
+            self._orgs.clear()
+        self._orgs[mine[0].key] = (principal.tenant_id, mine[0])
+        self._publish(principal.tenant_id, mine[0])
+        self._publish_limits(principal, mine)
+        return Reservation(self, principal, mine, wants, worst_case)
 
     async def reserve(self, principal: Principal, *, worst_case: int) -> Reservation:
-        now = datetime.now(UTC)
-        mine = accounts(principal, now=now, plan_daily_usd=self._plan_daily)
-        results = await asyncio.gather(
-            *(self._counters.add(a.key, worst_case, ceiling=a.ceiling) for a in mine)
-        )
-        refused = [(a, v) for a, (ok, v) in zip(mine, results, strict=True) if not ok]
-        if refused:
-            applied = [a for a, (ok, _) in zip(mine, results, strict=True) if ok]
-            await asyncio.gather(
-                *(self._counters.add(a.key, -worst_case) for a in applied), return_exceptions=True
-            )
-            raise _exhausted(*refused[0], worst_case=worst_case)
-        self._publish(principal, mine[0], results[0][1])
-        self._publish_limits(principal, mine)
-        return Reservation(self, principal, mine, worst_case)
+        mine, wants = self.wants(principal, worst_case=worst_case)
+        results = await take_all(wants)
+        return self.reservation(principal, mine, wants, results, worst_case=worst_case)
 
-    async def adjust(self, principal: Principal, mine: list[Account], delta: int) -> None:
-        results = await asyncio.gather(
-            *(self._counters.add(a.key, delta) for a in mine), return_exceptions=True
-        )
-        for account, result in zip(mine, results, strict=True):
-            if isinstance(result, BaseException):
-                log.error("could not settle budget %s by %d: %s", account.key, delta, result)
-        if not isinstance(results[0], BaseException):
-            self._publish(principal, mine[0], results[0][1])
+    async def give_back(self, reservation: Reservation, backs: list[tuple[Want, int]]) -> None:
+        if backs:
+            await give_all([w for w, _ in backs], [a for _, a in backs])
+        self.spent_changed(reservation)
 
-    def _publish(self, principal: Principal, org: Account, spent: int) -> None:
-        task = asyncio.create_task(self._put_headroom(principal.tenant_id, org, spent))
+    def spent_changed(self, reservation: Reservation) -> None:
+        self._publish(reservation.principal.tenant_id, reservation.accounts[0])
+
+    def returned(self, key: str, used: int) -> None:
+        """Told by the spend leases after an idle hand-back: the headroom the router sees grows again."""
+        known = self._orgs.get(key)
+        if known is not None:
+            self._publish(*known)
+
+    def _publish(self, tenant_id: str, org: Account) -> None:
+        """The org's headroom for the router: written at once, or (written less than HEADROOM_EVERY_S
+        ago) once that interval is up, from a fresh read of the spend counter less this replica's unused
+        lease (so the last writer's value includes every hand-back before it)."""
+        waiting = tenant_id in self._headroom_due
+        self._headroom_due[tenant_id] = org
+        if waiting:
+            return
+        task = asyncio.create_task(self._put_headroom(tenant_id))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
@@ -152,14 +194,22 @@ class Budgets:
             self._limits_written.pop(key, None)
             log.warning("could not publish the budget limit %s: %s", key, exc)
 
-    async def _put_headroom(self, tenant_id: str, org: Account, spent: int) -> None:
+    async def _put_headroom(self, tenant_id: str) -> None:
+        wait = self._headroom_at.get(tenant_id, 0.0) + self.HEADROOM_EVERY_S - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        org = self._headroom_due.pop(tenant_id)
+        self._headroom_at[tenant_id] = time.monotonic()
+        if len(self._headroom_at) > 4096:
+            self._headroom_at.clear()
         try:
+            spent = await self.spend.store.read(org.key) - self.spend.free(org.key)
             await write_headroom(self._headroom, tenant_id, headroom_of(org, spent))
         except Exception as exc:  # advisory for the router: the next change publishes again
             log.warning("could not publish the budget headroom of %s: %s", tenant_id, exc)
 
     async def drain(self) -> None:
-        if self._pending:
+        while self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
 
 

@@ -1,17 +1,18 @@
-"""Admission against the rate limits and quotas: every counter of a request is taken with
-compare-and-set, and given back if any one of them refuses, so a refused request costs nothing."""
+"""Admission against the rate limits and quotas: every counter of a request is taken (from this replica's
+lease, or with compare-and-set in KV), and given back if any one of them refuses, so a refused request
+costs nothing."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
 from dataclasses import dataclass, field
 
+from switchyard.common.errors import TransientError
+from switchyard.common.leases import Leases, Want, give_all, take_all
 from switchyard.gateway.errors import RateLimited, ServiceUnavailable
 from switchyard.gateway.limits.control import Control
-from switchyard.gateway.limits.counters import CounterContention, Counters
 from switchyard.gateway.limits.headers import duration, ratelimit_headers
 from switchyard.gateway.limits.models import Check, Limits, checks
 from switchyard.gateway.tenants import Principal
@@ -23,32 +24,34 @@ log = logging.getLogger(__name__)
 class Ticket:
     """An admitted request: its headers, and what to give back when it ends."""
 
-    counters: Counters
     tokens_reserved: int
-    token_checks: list[Check]
-    concurrency: list[Check]
+    token_wants: list[Want]
+    concurrency: list[Want]
     headers: dict[str, str] = field(default_factory=dict)
     finished: bool = False
 
-    async def finish(self, *, tokens_used: int | None) -> None:
-        """Settles the token counters to what was used (None: nothing, the task failed) and frees the
-        concurrency slot. Safe to call twice; never raises (it runs while a response is ending)."""
+    def give_backs(self, *, tokens_used: int | None) -> list[tuple[Want, int]]:
+        """What to give back when the task ends: the token counters settle to what was used (None:
+        nothing, the task failed), the concurrency slot is freed. Empty the second time."""
         if self.finished:
-            return
+            return []
         self.finished = True
-        delta = (tokens_used or 0) - self.tokens_reserved
-        changes = [(c.key, delta) for c in self.token_checks if delta] + [
-            (c.key, -1) for c in self.concurrency
-        ]
-        results = await asyncio.gather(*(self.counters.add(k, d) for k, d in changes), return_exceptions=True)
-        for (key, _), result in zip(changes, results, strict=True):
-            if isinstance(result, BaseException):
-                log.error("could not settle counter %s: %s", key, result)
+        unused = self.tokens_reserved - (tokens_used or 0)
+        return [(w, unused) for w in self.token_wants if unused] + [(w, 1) for w in self.concurrency]
+
+    async def finish(self, *, tokens_used: int | None) -> None:
+        """`give_backs`, given back. Never raises (it runs while a response is ending)."""
+        backs = self.give_backs(tokens_used=tokens_used)
+        await give_all([w for w, _ in backs], [a for _, a in backs])
 
 
 class RateLimiter:
-    def __init__(self, counters: Counters, limits: Limits, control: Control) -> None:
-        self._counters = counters
+    """Counters of requests and tokens (fixed windows) from `windows`, concurrency slots from `slots`:
+    leases of KV counters (`switchyard.common.leases`), so a request usually takes them in memory."""
+
+    def __init__(self, windows: Leases, slots: Leases, limits: Limits, control: Control) -> None:
+        self.windows = windows
+        self.slots = slots
         self.limits = limits
         self.control = control
 
@@ -57,8 +60,8 @@ class RateLimiter:
         base = self.limits.global_requests_per_min
         return base if throttle is None else min(base, throttle)
 
-    async def admit(self, principal: Principal, *, tokens: int) -> Ticket:
-        now = time.time()
+    def wants(self, principal: Principal, *, tokens: int, now: float) -> list[tuple[Check, Want]]:
+        """The counters a request must take, broadest first; raises at once under a full throttle."""
         if self.control.throttle == 0:
             raise RateLimited(
                 "The service is under an emergency throttle; try again later",
@@ -73,30 +76,45 @@ class RateLimiter:
             tokens=tokens,
             global_requests_per_min=self.global_limit(),
         )
-        try:
-            results = await asyncio.gather(
-                *(self._counters.add(c.key, c.delta, ceiling=c.limit) for c in wanted)
-            )
-        except (CounterContention, OSError, TimeoutError) as exc:
-            log.error("rate limiter unavailable: %s", exc)
-            raise ServiceUnavailable(
-                "the rate limiter is unavailable; try again", headers={"retry-after": "1"}
-            ) from exc
-        refused = [(c, v) for c, (ok, v) in zip(wanted, results, strict=True) if not ok]
-        applied = [c for c, (ok, _) in zip(wanted, results, strict=True) if ok]
-        seen = [(c, v) for c, (_, v) in zip(wanted, results, strict=True)]
+        return [(c, Want(self._leases(c), c.key, c.delta, c.limit, c.reset_at)) for c in wanted]
+
+    def _leases(self, check: Check) -> Leases:
+        return self.slots if check.kind == "concurrency" else self.windows
+
+    def ticket(
+        self, wanted: list[tuple[Check, Want]], results: list[tuple[bool, int]], *, tokens: int, now: float
+    ) -> Ticket:
+        """The admitted request's ticket, or its refusal (raised) when any counter refused."""
+        seen = [(c, used) for (c, _), (_, used) in zip(wanted, results, strict=True)]
+        headers = ratelimit_headers(seen, now=now)
+        refused = [(c, used) for (c, _), (ok, used) in zip(wanted, results, strict=True) if not ok]
         if refused:
-            await asyncio.gather(
-                *(self._counters.add(c.key, -c.delta) for c in applied), return_exceptions=True
-            )
-            raise _refusal(*refused[0], now=now, headers=ratelimit_headers(seen, now=now))
+            raise _refusal(*refused[0], now=now, headers=headers)
         return Ticket(
-            counters=self._counters,
             tokens_reserved=tokens,
-            token_checks=[c for c in wanted if c.kind == "tokens"],
-            concurrency=[c for c in wanted if c.kind == "concurrency"],
-            headers=ratelimit_headers(seen, now=now),
+            token_wants=[w for c, w in wanted if c.kind == "tokens"],
+            concurrency=[w for c, w in wanted if c.kind == "concurrency"],
+            headers=headers,
         )
+
+    async def admit(self, principal: Principal, *, tokens: int) -> Ticket:
+        now = time.time()
+        wanted = self.wants(principal, tokens=tokens, now=now)
+        results = await take_or_unavailable([w for _, w in wanted])
+        return self.ticket(wanted, results, tokens=tokens, now=now)
+
+
+async def take_or_unavailable(
+    wants: list[Want], partial: list[tuple[bool, int] | None] | None = None
+) -> list[tuple[bool, int]]:
+    """`take_all`, with a store that cannot answer turned into a 503 the client may retry."""
+    try:
+        return await take_all(wants, partial)
+    except (TransientError, OSError, TimeoutError) as exc:
+        log.error("rate limiter unavailable: %s", exc)
+        raise ServiceUnavailable(
+            "the rate limiter is unavailable; try again", headers={"retry-after": "1"}
+        ) from exc
 
 
 def _refusal(check: Check, used: int, *, now: float, headers: dict[str, str]) -> RateLimited:
