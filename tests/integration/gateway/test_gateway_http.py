@@ -4,6 +4,7 @@ on the bus, so each outcome (answer, failure, silence, broken stream) can be pro
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,6 +97,8 @@ class Pipeline:
                 return
             if self.behaviour == "gap":
                 await self.nc.publish(subjects.chunk_subject(tid), encode_chunk(Chunk(seq=5, delta="!")))
+                return
+            if self.behaviour == "stall":  # text, then nothing more
                 return
             await self.nc.publish(
                 subjects.chunk_subject(tid), encode_chunk(Chunk(seq=2, done=True, finish_reason="stop"))
@@ -216,6 +219,26 @@ async def test_timeout_is_a_504_and_is_recorded(
     msg = await js.get_last_msg(subjects.STREAM_EVENTS, subjects.TASK_TIMED_OUT)
     _, timed_out = decode(msg.data, (TaskTimedOut,))
     assert timed_out.task_id == pipeline.seen[0].task_id  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("pipeline", ["silent", "stall"], indirect=True)
+async def test_a_stream_that_stops_coming_ends_at_the_task_timeout(
+    gateway: tuple[str, str], pipeline: Pipeline
+) -> None:
+    """Silent before any text: a 504; silent after text: the stream ends with a timeout event, not [DONE].
+    Either way at the gateway's task timeout (3 s here), not later."""
+    base, key = gateway
+    async with httpx.AsyncClient(timeout=30) as c:
+        started = time.monotonic()
+        r = await c.post(f"{base}/v1/chat/completions", json={**BODY, "stream": True}, headers=_auth(key))
+        waited = time.monotonic() - started
+    assert 2.5 < waited < 10
+    if pipeline.behaviour == "silent":
+        assert r.status_code == 504 and _error(r)["type"] == "timeout"
+        return
+    events = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
+    assert orjson.loads(events[0])["choices"][0]["delta"]["content"] == "Par"
+    assert "[DONE]" not in events and orjson.loads(events[-1])["error"]["code"] == "task_timeout"
 
 
 async def test_bad_requests(gateway: tuple[str, str], pipeline: Pipeline) -> None:

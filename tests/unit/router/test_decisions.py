@@ -232,3 +232,12 @@ def test_the_adaptive_threshold_sends_the_hardest_share_to_premium() -> None:
     assert (
         d.reasons["wanted_tier"] == "standard"
     )  # 0.6 is above the static 0.5 but not among the hardest 30 %
+
+
+def test_a_reloaded_policy_is_fingerprinted_as_itself() -> None:
+    """The fingerprint is worked out once per policy object: a new (reloaded) policy gets its own."""
+    reloaded = POLICY.model_copy(update={"version": "reloaded"})
+    for policy in (POLICY, reloaded, POLICY):
+        d = decide(request=req(), classification=cls(0.5), policy=policy, available=ALL)
+        assert d.reasons["policy_fingerprint"] == policy.fingerprint()
+    assert POLICY.fingerprint() != reloaded.fingerprint()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import orjson
+
 from switchyard.common import subjects
 from switchyard.common.streaming import Chunk, ChunkError, encode_chunk
 
@@ -23,7 +25,10 @@ class ChunkSink:
 
     async def delta(self, text: str) -> None:
         if text:
-            await self._send(Chunk(seq=self._seq, delta=text))
+            # Nearly every chunk is one of these: encoded straight from a dict (what `encode_chunk` makes
+            # of `Chunk(seq=, delta=)`), without building and dumping the model for each token.
+            await self._publish(self._subject, orjson.dumps({"seq": self._seq, "delta": text}))
+            self._seq += 1
             self.text_sent = True
 
     async def reset(self, *, model: str) -> None:

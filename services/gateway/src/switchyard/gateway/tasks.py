@@ -107,10 +107,15 @@ class TaskClient:
         try:
             await self._submit(task)
             while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError
-                item = await asyncio.wait_for(queue.get(), remaining)
+                if queue.empty():  # wait; a chunk already here goes on without a timer
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError
+                    # Not `wait_for`, which wraps every get in a task of its own (one per chunk).
+                    async with asyncio.timeout(remaining):
+                        item = await queue.get()
+                else:
+                    item = queue.get_nowait()
                 yield item
                 if isinstance(item, TaskCompleted | TaskFailed):
                     return

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from pydantic import Field
 
-from switchyard.common import bus, ids, subjects
+from switchyard.common import bus, ids, kv, subjects
 from switchyard.common.config import CommonSettings
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.errors import NoProviderAvailable
@@ -23,6 +23,7 @@ from switchyard.router.adaptive import RollingQuantile
 from switchyard.router.board import HealthBoard
 from switchyard.router.policy_source import PolicySource
 from switchyard.router.routing import AUTO, UnknownModel, decide
+from switchyard.router.stats import DEFAULT_LINGER_S, StatsWriter
 from switchyard.router.tokens import count_prompt, encoding
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,9 @@ class RouterSettings(CommonSettings):
     providers_refresh_s: float = 2.0
     health_refresh_s: float = Field(default=1.0, gt=0, description="how stale the health view may be")
     policy_check_s: float = Field(default=1.0, gt=0, description="how often the policy file is checked")
+    stats_linger_s: float = Field(
+        default=DEFAULT_LINGER_S, ge=0, description="provider calls for one model gathered into one KV write"
+    )
 
 
 def _on_reload(policy: Policy | None, error: str | None) -> None:
@@ -56,6 +60,10 @@ def create(settings: RouterSettings) -> Service:
             boards.append(HealthBoard(bus.jetstream(service.broker), refresh_s=settings.health_refresh_s))
         return boards[0]
 
+    stats = StatsWriter(
+        lambda: kv.bucket(bus.jetstream(service.broker), subjects.KV_ROUTING_STATS),
+        linger_s=settings.stats_linger_s,
+    )
     watcher: list[asyncio.Task[None]] = []
 
     async def warm_up() -> None:
@@ -119,7 +127,7 @@ def create(settings: RouterSettings) -> Service:
         )
 
     async def on_call(event: CloudEvent, payload: ProviderCallRecorded) -> None:
-        if await board().record_call(event.id, payload, alpha=policies.current().health.ema_alpha):
+        if await stats.record(event.id, payload, alpha=policies.current().health.ema_alpha):
             metrics.STATS_UPDATES.inc()
 
     service.setup.append(warm_up)
@@ -141,7 +149,7 @@ def create(settings: RouterSettings) -> Service:
         publisher=service.events,
         expected=[ProviderCallRecorded],
         handler=on_call,
-        max_workers=4,
+        max_workers=64,  # handlers mostly wait for their batch's write: room for a batch to fill
         description="Learns EMA success and latency per model from provider calls (shared through KV).",
     )
     return service

@@ -1,6 +1,7 @@
 """The router's view of live state in JetStream KV: model statistics (which the router replicas write
-with compare-and-set as provider-call events arrive), the executors' breakers and rate-limit buckets,
-and tenants' budget headroom. Reads are cached for `refresh_s`, so a decision costs no KV round trip."""
+with compare-and-set as provider-call events arrive, see `stats.py`), the executors' breakers and
+rate-limit buckets, and tenants' budget headroom. Reads are cached for `refresh_s`, so a decision costs
+no KV round trip."""
 
 from __future__ import annotations
 
@@ -15,14 +16,14 @@ from pydantic import ValidationError
 
 from switchyard.common import kv, subjects
 from switchyard.common.budgets import read_headroom
-from switchyard.common.events import ProviderCallRecorded
 from switchyard.common.policy import Policy
 from switchyard.common.providers import BreakerRecord, RateRecord
-from switchyard.router.health import ModelSignal, ModelStats, effective_success, observe
+from switchyard.router.health import ModelSignal, ModelStats, effective_success
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 T = TypeVar("T", ModelStats, BreakerRecord, RateRecord)
+MAX_KEYS = 4096  # models' KV keys remembered (policies are reloaded, so bounded)
 
 
 def breaker_key(provider: str, upstream: str) -> str:
@@ -41,30 +42,12 @@ class HealthBoard:
         self._breakers: dict[str, BreakerRecord] = {}
         self._rates: dict[str, RateRecord] = {}
         self._budgets: dict[str, tuple[float, float | None]] = {}
+        self._keys: dict[tuple[str, str, str], tuple[str, str, str]] = {}
 
     async def _bucket(self, name: str) -> KeyValue:
         if name not in self._buckets:
             self._buckets[name] = await kv.bucket(self._js, name)
         return self._buckets[name]
-
-    async def record_call(self, event_id: str, call: ProviderCallRecorded, *, alpha: float) -> bool:
-        """Folds one provider call into the model's shared statistics; False when it changed nothing."""
-        bucket = await self._bucket(subjects.KV_ROUTING_STATS)
-        now = self._clock()
-
-        def change(current: bytes | None) -> tuple[bytes | None, bool]:
-            stats = ModelStats.model_validate_json(current) if current else None
-            new = observe(
-                stats,
-                event_id=event_id,
-                outcome=call.outcome,
-                latency_ms=call.latency_ms,
-                alpha=alpha,
-                now=now,
-            )
-            return (None, False) if new is None else (new.model_dump_json().encode(), True)
-
-        return await kv.update(bucket, kv.safe_key(call.model), change)
 
     async def _refresh(self) -> None:
         stats = await kv.read_all(await self._bucket(subjects.KV_ROUTING_STATS))
@@ -85,9 +68,10 @@ class HealthBoard:
                 log.warning("could not refresh provider health from KV: %s", exc)
         out: dict[str, ModelSignal] = {}
         for spec in policy.models:
-            stats = self._stats.get(kv.safe_key(spec.id))
-            breaker = self._breakers.get(breaker_key(spec.provider, spec.upstream))
-            rates = [self._rates.get(kv.safe_key(k)) for k in (spec.provider, spec.id)]
+            model_key, breaker_k, provider_key = self._keys_of(spec.id, spec.provider, spec.upstream)
+            stats = self._stats.get(model_key)
+            breaker = self._breakers.get(breaker_k)
+            rates = [self._rates.get(provider_key), self._rates.get(model_key)]
             headrooms = [r.headroom(now) for r in rates if r is not None]
             out[spec.id] = ModelSignal(
                 success=None
@@ -99,6 +83,17 @@ class HealthBoard:
                 rate_headroom=min(headrooms) if headrooms else None,
             )
         return out
+
+    def _keys_of(self, model: str, provider: str, upstream: str) -> tuple[str, str, str]:
+        """A model's KV keys (statistics and model rate limit, breaker, provider rate limit), worked out
+        once: `safe_key` hashes every name with a '/', four per model on every decision."""
+        keys = self._keys.get((model, provider, upstream))
+        if keys is None:
+            if len(self._keys) >= MAX_KEYS:
+                self._keys.clear()
+            keys = (kv.safe_key(model), breaker_key(provider, upstream), kv.safe_key(provider))
+            self._keys[(model, provider, upstream)] = keys
+        return keys
 
     async def headroom(self, tenant_id: str) -> float | None:
         """The tenant's budget headroom in USD (None: no limit), cached like the rest."""

@@ -4,6 +4,7 @@ the call itself (`HttpProvider`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import time
 from abc import ABC, abstractmethod
@@ -23,6 +24,9 @@ from switchyard.executor.providers.errors import provider_error
 DEFAULT_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 5.0
 MAX_ERROR_BODY = 64 * 1024
+FINISH_BODY_S = 1.0
+MAX_CACHED_URLS = 256  # paths per adapter (Gemini's hold the model name)
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 def make_client(
@@ -87,25 +91,53 @@ class SseEvent:
 
 
 async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
-    """Server-Sent Events from a streamed response (the subset the providers use: `event:` and `data:`)."""
+    """Server-Sent Events from a streamed response (the subset the providers use: `event:` and `data:`).
+
+    Lines are split on the raw bytes (CRLF, LF or CR, as the SSE format allows) and decoded one by one as
+    UTF-8, which the format mandates: cheaper than httpx's text and line decoders, which every event of
+    a stream went through."""
     event = ""
     data: list[str] = []
-    async for line in response.aiter_lines():
-        if not line:
-            if data:
-                yield SseEvent(event or "message", "\n".join(data))
-            event, data = "", []
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "event":
-            event = value
-        elif name == "data":
-            data.append(value)
+    pending = b""
+    async for part in response.aiter_bytes():
+        lines = (pending + part).splitlines(keepends=True)
+        # An unterminated last line, or one ending in CR (half of a CRLF?), waits for the next part.
+        pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
+        for raw in lines:
+            line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
+            if not line:
+                if data:
+                    yield SseEvent(event or "message", "\n".join(data))
+                event, data = "", []
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "event":
+                event = value
+            elif name == "data":
+                data.append(value)
+    for raw in pending.splitlines():  # the body ended without a line end
+        name, _, value = raw.decode("utf-8", "replace").partition(":")
+        if name == "data":
+            data.append(value.removeprefix(" "))
+        elif name == "event":
+            event = value.removeprefix(" ")
     if data:
         yield SseEvent(event or "message", "\n".join(data))
+
+
+async def finish_body(rest: AsyncIterator[Any], *, within_s: float = FINISH_BODY_S) -> None:
+    """Reads what is left of a stream after its end marker (in practice: the body's last chunk), so httpx
+    puts the connection back in its pool. A response closed before its body ended loses the connection,
+    and every streamed call then paid a new TCP (or TLS) connection before its first byte. A server that
+    keeps the body open past its end marker only costs the connection, after `within_s`."""
+    # The answer is complete either way: a failure here only loses the connection.
+    with contextlib.suppress(TimeoutError, httpx.HTTPError, httpx.StreamError):
+        async with asyncio.timeout(within_s):
+            async for _ in rest:
+                pass
 
 
 @asynccontextmanager
@@ -154,6 +186,7 @@ class HttpProvider(ABC):
         self._base_url = base_url
         self._timeout_s = timeout_s
         self._client = client or make_client(base_url=base_url, timeout_s=timeout_s)
+        self._urls: dict[str, httpx.URL] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self._base_url!r})"
@@ -176,26 +209,36 @@ class HttpProvider(ABC):
     @abstractmethod
     def _parts(self, response: httpx.Response, call: ProviderCall) -> AsyncIterator[StreamPart]: ...
 
+    def _url(self, path: str) -> httpx.URL:
+        """The absolute URL of `path`, merged with the client's base URL once (httpx re-parses a relative
+        URL on every request)."""
+        url = self._urls.get(path)
+        if url is None:
+            if len(self._urls) >= MAX_CACHED_URLS:
+                self._urls.clear()
+            url = self._urls[path] = self._client.build_request("POST", path).url
+        return url
+
+    def _build(self, call: ProviderCall, *, stream: bool) -> httpx.Request:
+        """The request, its body encoded with orjson (httpx's `json=` goes through the stdlib encoder)."""
+        return self._client.build_request(
+            "POST",
+            self._url(self._path(call, stream=stream)),
+            content=orjson.dumps(self._body(call, stream=stream)),
+            headers={**JSON_HEADERS, **self._headers(stream=stream)},
+            timeout=request_timeout(call.timeout_s, self._timeout_s),
+        )
+
     async def request(self, call: ProviderCall) -> Reply:
+        request = self._build(call, stream=False)
         async with transport_errors(self.name), time_limit(call.timeout_s):
-            response = await self._client.post(
-                self._path(call, stream=False),
-                json=self._body(call, stream=False),
-                headers=self._headers(stream=False),
-                timeout=request_timeout(call.timeout_s, self._timeout_s),
-            )
+            response = await self._client.send(request)
             if response.status_code != 200:
                 raise self._error(response.status_code, response.content, response.headers)
             return self._reply(response.content, call)
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
-        request = self._client.build_request(
-            "POST",
-            self._path(call, stream=True),
-            json=self._body(call, stream=True),
-            headers=self._headers(stream=True),
-            timeout=request_timeout(call.timeout_s, self._timeout_s),
-        )
+        request = self._build(call, stream=True)
         async with transport_errors(self.name):
             response = await self._client.send(request, stream=True)
         try:

@@ -13,6 +13,7 @@ from switchyard.executor.providers.errors import provider_error
 from switchyard.executor.providers.http import (
     DEFAULT_TIMEOUT_S,
     HttpProvider,
+    finish_body,
     parse_json,
     sse_events,
     transport_errors,
@@ -74,7 +75,8 @@ class OpenAIProvider(HttpProvider):
         usage = None
         done = False
         async with transport_errors(NAME):
-            async for event in sse_events(response):
+            events = sse_events(response)
+            async for event in events:
                 if event.data.strip() == "[DONE]":
                     done = True
                     break
@@ -96,6 +98,8 @@ class OpenAIProvider(HttpProvider):
                     finish_reason = choice.get("finish_reason") or finish_reason
         if not done and finish_reason is None:
             raise provider_error("network", "openai: the stream ended before it finished")
+        if done:
+            await finish_body(events)
         content = "".join(text)
         yield Reply(
             content=content,
