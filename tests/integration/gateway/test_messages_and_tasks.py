@@ -141,19 +141,20 @@ async def test_task_api_submit_read_cancel_per_tenant(
 
 
 async def _submitted_events(url: str, task_id: str) -> int:
-    """How many `task.submitted` events for this task the events stream holds."""
+    """How many `task.submitted` events for this task the events stream holds: reads exactly what the
+    consumer had pending when created (no idle timeout deciding the end, which a loaded machine can hit)."""
     nc = await nats.connect(url)
     try:
-        sub = await nc.jetstream().pull_subscribe(subjects.TASK_SUBMITTED, durable=None)
+        sub = await nc.jetstream(timeout=30).pull_subscribe(subjects.TASK_SUBMITTED, durable=None)
+        left = (await sub.consumer_info()).num_pending
         count = 0
-        while True:
-            try:
-                batch = await sub.fetch(100, timeout=0.5)
-            except nats.errors.TimeoutError:
-                return count
+        while left > 0:
+            batch = await sub.fetch(min(left, 100), timeout=30)
+            left -= len(batch)
             for msg in batch:
                 _, task = decode(msg.data, (TaskSubmitted,))
                 count += task.task_id == task_id  # type: ignore[attr-defined]
+        return count
     finally:
         await nc.close()
 
