@@ -1,6 +1,7 @@
 """Classifier speed on the bus: a real nats-server, the classifier as its own process, tasks over JetStream.
 
     .venv/bin/python bench/classifier_bench.py [--single 300] [--seconds 20] [--concurrency 256] [--threads 2]
+        [--precision int8|int8-fused|fp32]
 
 Single: one task in flight, p50/p90/p99 from publish to the TaskClassified event received (and the
 service's own `latency_ms`). Sustained: `--concurrency` tasks kept in flight for `--seconds` (micro-batched in
@@ -150,6 +151,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=256, help="tasks in flight, sustained phase")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads in the service")
     parser.add_argument("--max-batch", type=int, default=None)
+    parser.add_argument("--precision", default=None, help="encoder file (SWITCHYARD_CLASSIFIER_PRECISION)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
 
@@ -165,6 +167,8 @@ def main() -> None:
             env["SWITCHYARD_CLASSIFIER_THREADS"] = str(args.threads)
         if args.max_batch is not None:
             env["SWITCHYARD_CLASSIFIER_MAX_BATCH"] = str(args.max_batch)
+        if args.precision is not None:
+            env["SWITCHYARD_CLASSIFIER_PRECISION"] = args.precision
         log = open(Path(tmp) / "classifier.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
             [sys.executable, "-m", "switchyard.classifier"], env=env, stdout=log, stderr=log
@@ -177,7 +181,10 @@ def main() -> None:
             proc.wait(timeout=15)
             log.close()
             server.stop()
-    settings = f"threads={args.threads or 'default'}, max batch={args.max_batch or 'default'}"
+    settings = (
+        f"threads={args.threads or 'default'}, max batch={args.max_batch or 'default'}, "
+        f"precision={args.precision or 'default'}"
+    )
     print(f"classifier bench ({settings}, cores={os.cpu_count()})")
     for key, value in results.items():
         print(f"  {key:28s} {value:10.2f}")

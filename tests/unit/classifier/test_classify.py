@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 import pytest
 
 from switchyard.classifier.classify import PROMPT_TOKENS, Classifier, classification, task_text
 from switchyard.classifier.features import DIM, lexical
+from switchyard.common.embedding import model_files
 from switchyard.common.events import ChatRequest, TaskSubmitted
 from switchyard.common.events.tasks import TASK_TYPES
 
@@ -72,3 +74,17 @@ def test_classification_uses_the_user_turns_and_metadata(classifier: Classifier)
     pred = classifier.predict([task_text(task)])[0]
     c = classification(task, pred, model_version=classifier.model_version, latency_ms=1.5)
     assert c.urgency >= 0.75 and c.model_version == classifier.model_version and c.type == pred.type
+
+
+def test_the_shipped_heads_were_trained_on_the_default_encoder(classifier: Classifier) -> None:
+    """Changing `model_files.DEFAULT_PRECISION` (or the builder) without retraining the heads fails here."""
+    files = model_files.find()
+    assert classifier.heads.manifest["embedding_model_sha256"] == files.sha256(model_files.DEFAULT_PRECISION)
+
+
+def test_an_encoder_the_heads_were_not_trained_on_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    other = next(p for p in model_files.PRECISIONS if p != model_files.DEFAULT_PRECISION)
+    with caplog.at_level(logging.WARNING, logger="switchyard.classifier.classify"):
+        loaded = Classifier.load(precision=other)
+    assert f"not on {model_files.PRECISIONS[other]}" in caplog.text
+    assert loaded.predict(["What is the capital of France?"])[0].type in TASK_TYPES

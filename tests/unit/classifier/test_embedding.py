@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 from switchyard.common.embedding.embedder import Embedder
+from switchyard.common.embedding.fused_graph import build_fused_graph, quantised_node_names
 from switchyard.common.embedding.model_files import ModelFiles, ensure_built, load
+from switchyard.common.embedding.weights import locate_source, read_config, read_safetensors
+from switchyard.common.errors import ConfigurationError
 
 pytestmark = pytest.mark.unit
 REFERENCE = json.loads((Path(__file__).parent / "reference_embeddings.json").read_text(encoding="utf-8"))
@@ -54,7 +57,7 @@ def test_second_build_is_a_cheap_no_op_and_corruption_is_detected(
     assert not built and files.folder == model_files.folder
     copy = tmp_path / "m"
     copy.mkdir()
-    for name in ("manifest.json", "tokenizer.json", "model-int8.onnx", "model-fp32.onnx"):
+    for name in ("manifest.json", *model_files.manifest["files"]):
         (copy / name).symlink_to(model_files.folder / name)
     load(copy)
     (copy / "tokenizer.json").unlink()
@@ -70,3 +73,35 @@ def test_mixed_length_batches_match_one_by_one(model_files: ModelFiles) -> None:
     single = np.concatenate([embedder.embed([t]).vectors for t in texts])
     assert np.abs(batched.vectors - single).max() < 1e-4
     assert batched.truncated == [False, True, False, False, False]
+
+
+def test_int8_fused_model_stays_close(model_files: ModelFiles) -> None:
+    cos = _cosines(Embedder(model_files.path("int8-fused"), model_files.tokenizer))
+    assert cos.mean() >= 0.99
+    assert cos.min() >= 0.97
+    assert model_files.manifest["int8_fused_cosine_mean"] >= 0.99
+    assert model_files.manifest["int8_fused_cosine_min"] >= 0.97
+
+
+def test_fused_graph_computes_what_the_plain_graph_does(model_files: ModelFiles, tmp_path: Path) -> None:
+    """fp32 fused graph vs fp32 plain graph, in mixed-length batches: checks the packed QKV, the token
+    counts the attention reads from EmbedLayerNormalization, and that padding changes nothing."""
+    import onnx
+
+    source = locate_source()
+    model = build_fused_graph(read_safetensors(source.safetensors), read_config(source.config))
+    onnx.save(model, str(tmp_path / "fused-fp32.onnx"))
+    fused = Embedder(tmp_path / "fused-fp32.onnx", model_files.tokenizer)
+    plain = Embedder(model_files.fp32, model_files.tokenizer)
+    texts = [r["text"] for r in REFERENCE["sentences"]] + ["hi", "", "x " * 40]
+    assert np.abs(fused.embed(texts).vectors - plain.embed(texts).vectors).max() < 1e-4
+    single = np.concatenate([fused.embed([t]).vectors for t in texts])
+    assert np.abs(fused.embed(texts).vectors - single).max() < 1e-4
+    quantised = quantised_node_names(model)
+    assert len(quantised) == 6 * 4 - 1  # every weight MatMul and Attention but layer 0's attention
+
+
+def test_unknown_precision_is_refused(model_files: ModelFiles) -> None:
+    assert model_files.path("int8-fused").is_file()
+    with pytest.raises(ConfigurationError, match="precision"):
+        model_files.path("int4")

@@ -5,6 +5,7 @@ Plain domain code (no bus imports): the service's handler and the CLI both call 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,8 @@ from switchyard.common.events.tasks import Classification, TaskSubmitted
 # Tokens the encoder reads per prompt (head and tail of longer ones kept). Part of what the heads see, so the
 # service, the outcome recorder and `switchyard classifier train|eval|predict` all use this one value.
 PROMPT_TOKENS = 128
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +47,7 @@ class Classifier:
         *,
         models_dir: Path | None = None,
         artifact_dir: Path | None = None,
-        precision: str = "int8",
+        precision: str = model_files.DEFAULT_PRECISION,
         threads: int = 1,
         build: bool = True,
     ) -> Classifier:
@@ -52,6 +55,16 @@ class Classifier:
         heads = artifact.load(artifact_dir)
         files = model_files.ensure_built(models_dir)[0] if build else model_files.find(models_dir)
         embedder = Embedder(files.path(precision), files.tokenizer, threads=threads, max_tokens=PROMPT_TOKENS)
+        trained_on = heads.manifest.get("embedding_model_sha256")
+        if trained_on != files.sha256(precision):
+            log.warning(
+                "heads %s were trained on encoder %.12s, not on %s (%.12s): retrain them "
+                "(`switchyard classifier train`) for the accuracy `switchyard classifier eval` reports",
+                heads.version,
+                trained_on,
+                files.path(precision).name,
+                files.sha256(precision),
+            )
         version = f"{heads.version}+minilm-{precision}-{files.folder.name[:8]}"
         return cls(embedder, heads, model_version=version)
 

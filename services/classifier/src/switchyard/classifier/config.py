@@ -8,13 +8,18 @@ from typing import Literal
 from pydantic import Field
 
 from switchyard.common.config import CommonSettings
+from switchyard.common.embedding import model_files
 
 
 class ClassifierSettings(CommonSettings):
     models_dir: Path | None = Field(
         default=None, description="root of the built ONNX models; default ~/.cache/switchyard/models"
     )
-    classifier_precision: Literal["int8", "fp32"] = "int8"
+    classifier_precision: Literal["int8", "fp32", "int8-fused"] = Field(
+        default=model_files.DEFAULT_PRECISION,
+        description="encoder file: int8 (the plain graph), int8-fused (ONNX Runtime's fused operators) or "
+        "fp32; the heads are trained on the default's embeddings, so another one should get retrained heads",
+    )
     classifier_threads: int = Field(default=1, ge=1, le=64, description="ONNX Runtime intra-op threads")
     classifier_max_batch: int = Field(default=32, ge=1, le=256)
     classifier_max_wait_ms: float = Field(

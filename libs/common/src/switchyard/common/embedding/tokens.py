@@ -33,19 +33,24 @@ class PromptTokenizer:
         self._tok.no_padding()
         self._tok.no_truncation()
         self.max_tokens = max_tokens
-        self._cls = self._tok.token_to_id("[CLS]")
-        self._sep = self._tok.token_to_id("[SEP]")
+        cls, sep = self._tok.token_to_id("[CLS]"), self._tok.token_to_id("[SEP]")
+        if cls is None or sep is None:
+            raise ValueError(f"{path} has no [CLS]/[SEP] tokens: not a BERT tokenizer")
+        self._cls: int = cls
+        self._sep: int = sep
         body = max_tokens - 2
         self._head = round(body * head_share)
         self._tail = body - self._head
 
     def encode(self, texts: list[str]) -> TokenBatch:
-        clipped = [_clip(t) for t in texts]
-        encodings = self._tok.encode_batch([c for c, _ in clipped], add_special_tokens=False)
         rows: list[list[int]] = []
         truncated: list[bool] = []
-        for enc, (_, cut) in zip(encodings, clipped, strict=True):
-            ids = enc.ids
+        for text in texts:
+            # One at a time: `encode_batch` hands the work to the tokenizers' thread pool, which took the
+            # other core and still more time (32 short prompts: 0.93 ms vs 0.66 ms) next to an encoder
+            # that runs on one thread by design.
+            clipped, cut = _clip(text)
+            ids = self._tok.encode(clipped, add_special_tokens=False).ids
             if len(ids) > self._head + self._tail:
                 ids = ids[: self._head] + ids[len(ids) - self._tail :]
                 cut = True

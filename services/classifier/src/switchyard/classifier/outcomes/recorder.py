@@ -35,8 +35,7 @@ def create(settings: ClassifierSettings) -> Service:
     embedder = Embedder(
         files.path(settings.classifier_precision), files.tokenizer, threads=1, max_tokens=PROMPT_TOKENS
     )
-    onnx_file = model_files.INT8 if settings.classifier_precision == "int8" else model_files.FP32
-    model_sha = str(files.manifest["files"][onnx_file])
+    model_sha = files.sha256(settings.classifier_precision)
     engine = db.create_engine(settings.db_url())
     service = create_service("classifier-outcomes", settings)
     recorded = 0
