@@ -45,6 +45,7 @@ test-e2e: install
 lint: install
 	$(BIN)/ruff check libs services tests bench
 	$(BIN)/ruff format --check libs services tests bench
+	MYPYPATH=libs/common/src $(BIN)/mypy --strict -p switchyard.common
 
 # Switchyard vs LiteLLM on one mock upstream (bench/run.py); LiteLLM goes in its own venv.
 bench/.venv-litellm/bin/litellm:
