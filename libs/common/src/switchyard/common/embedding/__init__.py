@@ -2,7 +2,7 @@
 semantic cache (the optional extra `switchyard-common[embedding]`).
 
 Modules: `weights` (the registry package's safetensors, read without torch), `onnx_graph` (the BERT graph
-built with `onnx`), `model_files` (fp32 and int8 files built once, hash-checked), `tokens` (256-token
-head+tail tokenising) and `embedder` (one ONNX Runtime session, a batch API). Importing this package
-imports none of them.
+built with `onnx`), `fused_graph` (the same with ONNX Runtime's fused operators), `model_files` (fp32,
+int8 and int8-fused files built once, hash-checked), `tokens` (256-token head+tail tokenising) and
+`embedder` (one ONNX Runtime session, a batch API). Importing this package imports none of them.
 """
