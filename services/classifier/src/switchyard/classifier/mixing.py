@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 from switchyard.classifier.dataset import Example, is_heldout
@@ -117,4 +118,101 @@ def augment(examples: list[Example], *, per_label: int, seed: int) -> list[Examp
                     native_label=f"augmented/{label}",
                 )
             )
+    return out
+
+
+OPEN_QUESTION_SOURCE = "switchyard_open_questions"
+_OPTIONS_TAIL = re.compile(r"\n\s*A\.\s.*?\nAnswer:\s*$", re.DOTALL)
+_NEEDS_OPTIONS = re.compile(r"\b(?:following|these|above|below)\b|_", re.IGNORECASE)
+_FRAMES = (
+    "{q}", "{q}", "{q}", "Q: {q}", "Question: {q}", "Quick question: {q}", "I was wondering: {q}",
+    "{q} Answer briefly.", "{q} Please explain.", "Can you tell me this? {q}", "{q} Just the answer, please.",
+)  # fmt: skip
+
+
+def open_questions(examples: list[Example], *, per_label: int, seed: int) -> list[Example]:
+    """Multiple-choice training rows (MMLU) without their options: the same questions asked openly, so
+    that the options block and "Answer:" tail stop deciding qa / math / reasoning. Only stems that stand
+    on their own (a question mark at the end, no "which of the following")."""
+    rng = random.Random(seed)
+    by_label: dict[str, list[str]] = {}
+    for ex in examples:
+        if is_heldout(ex) or ex.source != "mmlu_routellm":
+            continue
+        m = _OPTIONS_TAIL.search(ex.prompt)
+        if not m:
+            continue
+        stem = ex.prompt[: m.start()].strip()
+        if len(stem) > 20 and stem.endswith("?") and not _NEEDS_OPTIONS.search(stem):
+            by_label.setdefault(ex.label, []).append((stem, ex.native_label))
+    out = []
+    for label in sorted(by_label):
+        stems = sorted(set(by_label[label]))
+        for i, (stem, subject) in enumerate(rng.sample(stems, min(per_label, len(stems)))):
+            out.append(
+                Example(
+                    id=f"{OPEN_QUESTION_SOURCE}:{label}:{i}",
+                    source=OPEN_QUESTION_SOURCE,
+                    prompt=rng.choice(_FRAMES).format(q=stem),
+                    label=label,
+                    native_label=f"open/{subject}",
+                )
+            )
+    return out
+
+
+CODING_SOURCE = "switchyard_coding_requests"
+_MBPP_TASK = re.compile(
+    r"^Write a (?:python )?function (?:to|that|which)\s+(.+?)(?:\s+Your code should.*)?$", re.DOTALL
+)
+_URL = re.compile(r"\s*https?://\S+")
+_ASSERT = re.compile(r"```python\n(assert .+?)\n```", re.DOTALL)
+_LANGS = (
+    "Python", "JavaScript", "TypeScript", "Java", "C++", "C#", "Go", "Rust", "Kotlin", "Ruby", "PHP", "Swift",
+    "Bash", "SQL", "R", "Scala",
+)  # fmt: skip
+_CODING_FRAMES = (
+    "How do I {task} in {lang}?",
+    "I need a {lang} function that can {task}.",
+    "Can you write {lang} code to {task}?",
+    "Write a {lang} script to {task}. Please add comments.",
+    "In {lang}, what is the cleanest way to {task}?",
+    "Implement this in {lang}: {task}.",
+    "{lang} question: I want to {task}. My attempt keeps failing, can you help?",
+    "Give me a {lang} snippet to {task}, with a couple of unit tests.",
+    "What's an efficient algorithm to {task}? Show it in {lang} and explain the complexity.",
+    "please help, need to {task} in {lang} asap",
+)
+
+
+def coding_requests(examples: list[Example], *, count: int, seed: int) -> list[Example]:
+    """MBPP's one-line tasks ("Write a function to ...", then an assertion) asked the way people ask for
+    code: in many languages and phrasings, sometimes with the example call, so the template does not
+    define "coding"."""
+    rng = random.Random(seed)
+    tasks = []
+    for ex in examples:
+        if is_heldout(ex) or ex.source != "mbpp_plus":
+            continue
+        m = _MBPP_TASK.match(ex.prompt.strip())
+        if m:
+            example = _ASSERT.search(ex.prompt)
+            task = _URL.sub("", m.group(1)).strip().rstrip(".")
+            tasks.append((task, example.group(1) if example else ""))
+    tasks = sorted(set(tasks))
+    out = []
+    for i in range(min(count, len(tasks)) if tasks else 0):
+        task, example = tasks[rng.randrange(len(tasks))]
+        prompt = rng.choice(_CODING_FRAMES).format(task=task, lang=rng.choice(_LANGS))
+        if example and rng.random() < 0.3:
+            prompt += f"\nFor example:\n{example}"
+        out.append(
+            Example(
+                id=f"{CODING_SOURCE}:{i}",
+                source=CODING_SOURCE,
+                prompt=prompt,
+                label="coding",
+                native_label="generated/coding",
+            )
+        )
     return out

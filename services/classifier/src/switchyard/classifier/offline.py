@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from switchyard.classifier import artifact, dataset, embedding_cache, mixing, puzzles, training
+from switchyard.classifier import artifact, dataset, embedding_cache, training
 from switchyard.classifier.classify import PROMPT_TOKENS, Classifier
 from switchyard.common.embedding import model_files
 from switchyard.common.embedding.embedder import Embedder
@@ -32,10 +32,11 @@ def subsample(pool: dataset.Pool, per_source: int | None) -> dataset.Pool:
 def embeddings(
     examples: list[dataset.Example], *, models_dir: Path | None, threads: int, cache_dir: Path | None = None
 ) -> tuple[np.ndarray, str]:
-    """The int8 embeddings of the prompts (cached), and the sha256 of the model that made them."""
+    """The prompts' embeddings by the service's encoder (cached), and the sha256 of the model file."""
     files, _ = model_files.ensure_built(models_dir, threads=threads)
-    embedder = Embedder(files.int8, files.tokenizer, threads=threads, max_tokens=PROMPT_TOKENS)
-    model_sha = str(files.manifest["files"][model_files.INT8])
+    precision = model_files.DEFAULT_PRECISION
+    embedder = Embedder(files.path(precision), files.tokenizer, threads=threads, max_tokens=PROMPT_TOKENS)
+    model_sha = files.sha256(precision)
     vectors, _ = embedding_cache.cached_embeddings(
         [ex.prompt for ex in examples], embedder=embedder, model_sha256=model_sha, cache_dir=cache_dir
     )
@@ -55,8 +56,7 @@ def train(
     pool = subsample(dataset.load_pool(data), per_source)
     vectors, model_sha = embeddings(pool.examples, models_dir=models_dir, threads=threads)
     run = training.TrainingRun(seed=seed, version=version)
-    extra = mixing.load_seed() + mixing.augment(pool.examples, per_label=run.augment_per_label, seed=seed)
-    extra += puzzles.generate(run.puzzles, seed=seed)
+    extra = training.mixed_in(pool.examples, run)
     extra_vectors, _ = embeddings(extra, models_dir=models_dir, threads=threads)
     heads, manifest = training.train(
         pool, vectors, run, embedding_model_sha256=model_sha, extra=extra, extra_vectors=extra_vectors

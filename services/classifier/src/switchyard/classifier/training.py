@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from switchyard.classifier import dataset, features
+from switchyard.classifier import dataset, features, mixing, puzzles
 from switchyard.classifier.evaluation import (
     calibration,
     classification_report,
@@ -56,12 +56,27 @@ class TrainingRun:
     type_config: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20))
     augment_per_label: int = 300
     puzzles: int = 700
+    open_questions: int = 0  # per label (mixing.open_questions); tried, see the README
+    coding_requests: int = 0  # mixing.coding_requests; tried, see the README
     ensemble: int = 5
     complexity_config: TrainConfig = field(
         default_factory=lambda: TrainConfig(
             hidden=(), epochs=15, lr=3e-3, input_dropout=0.0, dropout=0.0, weight_decay=1e-3
         )
     )
+
+
+def mixed_in(examples: list[dataset.Example], run: TrainingRun) -> list[dataset.Example]:
+    """The rows written for this project that the type head trains on besides the pool's training split:
+    seed prompts, de-templated document tasks, puzzles, open questions, coding requests (all built from
+    training-split rows only, deterministic for the run's seed)."""
+    extra = mixing.load_seed() + mixing.augment(examples, per_label=run.augment_per_label, seed=run.seed)
+    extra += puzzles.generate(run.puzzles, seed=run.seed)
+    if run.open_questions:
+        extra += mixing.open_questions(examples, per_label=run.open_questions, seed=run.seed)
+    if run.coding_requests:
+        extra += mixing.coding_requests(examples, count=run.coding_requests, seed=run.seed)
+    return extra
 
 
 def type_weights(labels: list[str], sources: list[str]) -> np.ndarray:
