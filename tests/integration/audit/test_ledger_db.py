@@ -360,6 +360,33 @@ async def test_the_writer_batches_concurrent_appends_once(
     assert report.ok and report.entries == 300
 
 
+async def test_writers_that_remember_their_head_stay_correct_when_another_appends(
+    ledger: tuple[AsyncEngine, Sessions], db_url: str
+) -> None:
+    """Each writer skips its reads while its remembered head holds. A replica's appends make it stale, and a
+    redelivered event is already stored: the database refuses the insert, the writer reads and retries."""
+    _, sessions = ledger
+    other = create_engine(db_url)
+    mine, theirs = LedgerWriter(sessions), LedgerWriter(sessionmaker(other))
+    mine.start()
+    theirs.start()
+    try:
+        results = []
+        for start in range(1, 41, 5):  # alternate: each batch finds the other's appends in between
+            writer = mine if start % 2 else theirs
+            batch = [draft(i) for i in range(start, start + 5)]
+            results += await asyncio.gather(*(writer.append(d) for d in batch))
+        again = await asyncio.gather(*(mine.append(draft(i)) for i in (3, 8, 41)))  # two were stored
+    finally:
+        await mine.stop()
+        await theirs.stop()
+        await other.dispose()
+    assert [r.seq for r in results] == list(range(1, 41)) and all(r.created for r in results)
+    assert [(a.seq, a.created) for a in again] == [(3, False), (8, False), (41, True)]
+    report = await verify_ledger(sessions)
+    assert report.ok and report.entries == 41
+
+
 async def test_a_lingering_writer_commits_drafts_arriving_apart_in_one_transaction(
     ledger: tuple[AsyncEngine, Sessions],
 ) -> None:

@@ -69,6 +69,7 @@ Description = tuple[str | None, str | None, str, dict[str, Any], datetime | None
 
 
 def _describe(p: EventPayload) -> Description:
+    details: dict[str, Any]
     if isinstance(p, TaskSubmitted):
         return "task.submit", f"task/{p.task_id}", SUCCESS, _submitted(p), p.submitted_at
     if isinstance(p, TaskClassified):

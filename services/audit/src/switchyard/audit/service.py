@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, insert, or_, select, text
+from sqlalchemy import Connection, Select, bindparam, insert, or_, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from switchyard.audit import tree
 from switchyard.audit.chain import (
@@ -58,31 +59,62 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class Tip:
+    """The head and the tree's frontier as this process last committed them."""
+
+    seq: int
+    entry_hash: str
+    frontier: dict[tree.Node, bytes]
+
+
+@dataclass(slots=True)
+class TipCache:
+    """Lets a writer's next append skip its reads (the event ids already stored, the head, the frontier).
+
+    Only a hint, checked in the same transaction: a stale head (another replica appended) collides on the
+    unique seq/prev_hash and the extend-the-head trigger, an event already stored on the unique event id.
+    Either way the transaction rolls back, the hint is forgotten, and the append is retried with the reads.
+    The frontier is right whenever the head is: the head's hash commits to every entry before it.
+    """
+
+    known: Tip | None = None
+
+
 async def append_entries(
     sessions: async_sessionmaker[AsyncSession],
     *,
     drafts: Sequence[EntryDraft],
     clock: Clock = _now,
     attempts: int = APPEND_ATTEMPTS,
+    tip: TipCache | None = None,
 ) -> list[Appended]:
     """Appends the drafts not yet in the ledger; returns, for each draft in order, where it is."""
     if not drafts:
         return []
-    for attempt in range(1, attempts + 1):
+    cache = tip if tip is not None else TipCache()
+    attempt = 1
+    while True:
+        known, cache.known = cache.known, None  # a failure, or an unknown outcome, forgets it
         try:
+            # One greenlet for the whole transaction, Core statements: no ORM work per statement.
             async with sessions() as session, session.begin():
-                placed = await _append_once(session, drafts, clock())
-            return [placed[d.event_id] for d in drafts]
+                placed, cache_after = await session.run_sync(_append_once, drafts, clock(), known)
         except DBAPIError as exc:
             if not retryable(exc):
                 raise Unwritable(f"the database rejected the entries: {exc.orig}") from exc
+            if known is not None:
+                continue  # a stale hint or a redelivered event: read what is stored and try again at once
             if attempt == attempts:
                 raise TransientError(
                     f"could not append to the ledger after {attempts} attempts: {exc}"
                 ) from exc
             log.info("ledger append collided (attempt %d): %s", attempt, exc.orig)
             await asyncio.sleep(min(0.005 * 2**attempt, 0.5) * (0.5 + random.random()))
-    raise AssertionError("unreachable")
+            attempt += 1
+            continue
+        cache.known = cache_after
+        return [placed[d.event_id] for d in drafts]
 
 
 class Unwritable(SwitchyardError):
@@ -104,25 +136,38 @@ def retryable(exc: DBAPIError) -> bool:
     return isinstance(sqlstate, str) and sqlstate[:2] in _RETRY_SQLSTATE_CLASSES
 
 
-async def _append_once(
-    session: AsyncSession, drafts: Sequence[EntryDraft], now: datetime
-) -> dict[str, Appended]:
-    ids = list(dict.fromkeys(d.event_id for d in drafts))
-    if session.get_bind().dialect.name == "postgresql":
+_HEAD = (
+    select(LedgerEntry.__table__.c.seq, LedgerEntry.__table__.c.entry_hash)
+    .order_by(LedgerEntry.__table__.c.seq.desc())
+    .limit(1)
+)
+_STORED = select(LedgerEntry.__table__.c.event_id, LedgerEntry.__table__.c.seq).where(
+    LedgerEntry.__table__.c.event_id.in_(bindparam("ids", expanding=True))
+)
+_PLAN_FOR_NOW = text("SET LOCAL plan_cache_mode = force_custom_plan")
+
+
+def _append_once(
+    session: Session, drafts: Sequence[EntryDraft], now: datetime, known: Tip | None
+) -> tuple[dict[str, Appended], Tip | None]:
+    """One attempt, inside the caller's transaction. Without `known`, reads which events are stored, the
+    head and the frontier; with it, trusts it (the database checks it). Returns where each event is and
+    the new tip (None when nothing was appended)."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
         # A prepared statement (asyncpg's, and the triggers' in PL/pgSQL) keeps the generic plan made while
         # the table was small: a sequential scan per batch, slower as the ledger grows. Plan for the table
         # as it is now.
-        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-    existing = await session.execute(
-        select(LedgerEntry.event_id, LedgerEntry.seq).where(LedgerEntry.event_id.in_(ids))
-    )
-    placed = {eid: Appended(eid, seq, created=False) for eid, seq in existing.all()}
-    head = (
-        await session.execute(
-            select(LedgerEntry.seq, LedgerEntry.entry_hash).order_by(LedgerEntry.seq.desc()).limit(1)
-        )
-    ).first()
-    seq, prev = (head[0], head[1]) if head is not None else (0, GENESIS_HASH)
+        conn.execute(_PLAN_FOR_NOW)
+    if known is None:
+        ids = list(dict.fromkeys(d.event_id for d in drafts))
+        stored = conn.execute(_STORED, {"ids": ids}).all()
+        placed = {eid: Appended(eid, seq, created=False) for eid, seq in stored}
+        top = conn.execute(_HEAD).first()
+        seq, prev = (top[0], top[1]) if top is not None else (0, GENESIS_HASH)
+    else:
+        placed, seq, prev = {}, known.seq, known.entry_hash
+    recorded_at = utc(now)
     rows: list[dict[str, Any]] = []
     leaves: list[bytes] = []
     for draft in drafts:
@@ -132,7 +177,7 @@ async def _append_once(
         fields = EntryFields(
             seq=seq,
             event_id=draft.event_id,
-            recorded_at=utc(now),
+            recorded_at=recorded_at,
             occurred_at=utc(draft.occurred_at),
             tenant_id=draft.tenant_id,
             actor=draft.actor,
@@ -147,19 +192,30 @@ async def _append_once(
         rows.append({**_columns(fields), "prev_hash": prev, "entry_hash": digest})
         placed[draft.event_id] = Appended(draft.event_id, seq, created=True)
         prev = digest
-    if rows:
-        size = rows[0]["seq"] - 1
-        edge = await node_hashes(session, set(tree.frontier(size)))
-        made = tree.extend(size, edge, leaves)
-        # With RETURNING, SQLAlchemy sends "insertmanyvalues" batches (multi-row VALUES, compiled once) rather
-        # than one statement per row: PostgreSQL then checks the head once per batch.
-        entries, nodes = LedgerEntry.__table__, MerkleNode.__table__
-        await session.execute(insert(entries).returning(entries.c.seq), rows)
-        await session.execute(
-            insert(nodes).returning(nodes.c.level),
-            [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in made],
-        )
-    return placed
+    if not rows:
+        return placed, None
+    size = rows[0]["seq"] - 1
+    edge = known.frontier if known is not None else _node_hashes(conn, set(tree.frontier(size)))
+    made = tree.extend(size, edge, leaves)
+    # With RETURNING, SQLAlchemy sends "insertmanyvalues" batches (multi-row VALUES, compiled once) rather
+    # than one statement per row: PostgreSQL then checks the head once per batch.
+    conn.execute(insert(LedgerEntry).returning(LedgerEntry.seq), rows)
+    conn.execute(
+        insert(MerkleNode).returning(MerkleNode.level),
+        [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in made],
+    )
+    known_nodes = {**edge, **{(lv, ix): h for lv, ix, h in made}}
+    return placed, Tip(seq, prev, {node: known_nodes[node] for node in tree.frontier(seq)})
+
+
+def _node_hashes(conn: Connection, nodes: set[tree.Node]) -> dict[tree.Node, bytes]:
+    found: dict[tree.Node, bytes] = {}
+    ordered = sorted(nodes)
+    for start in range(0, len(ordered), NODES_PER_QUERY):
+        chunk = set(ordered[start : start + NODES_PER_QUERY])
+        rows = conn.execute(nodes_query(len(chunk)), nodes_params(chunk))
+        found.update(collect_nodes(chunk, rows.all()))
+    return found
 
 
 @functools.cache

@@ -3,10 +3,12 @@ same transaction that stores the entry, so an entry is counted exactly once howe
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+from sqlalchemy import Connection, Insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -58,7 +60,13 @@ async def count_entry(session: AsyncSession, entry: UsageEntry | CallUsageEntry)
 
 
 async def count_entries(session: AsyncSession, entries: Sequence[UsageEntry | CallUsageEntry]) -> None:
-    """Adds `entries` to their daily rows inside the caller's transaction: one upsert per row they touch."""
+    """Adds `entries` to their daily rows inside the caller's transaction."""
+    await session.run_sync(lambda sync: add_to_daily(sync.connection(), entries))
+
+
+def add_to_daily(conn: Connection, entries: Sequence[UsageEntry | CallUsageEntry]) -> None:
+    """Adds `entries` to their daily rows inside the connection's transaction: one upsert statement, executed
+    for each row they touch (created on first use)."""
     rows: dict[tuple[object, ...], dict[str, object]] = {}
     for entry in entries:
         values = _daily_values(entry)
@@ -69,13 +77,16 @@ async def count_entries(session: AsyncSession, entries: Sequence[UsageEntry | Ca
         else:
             for name in _ADDED:
                 row[name] += values[name]  # type: ignore[operator]
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    if rows:
+        conn.execute(_upsert(conn.dialect.name), list(rows.values()))
+
+
+@functools.cache
+def _upsert(dialect: str) -> Insert:
+    """Built once per dialect, so SQLAlchemy compiles it once."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(UsageDaily)
     table = UsageDaily.__table__.c
-    for values in rows.values():
-        stmt = insert(UsageDaily).values(**values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(_KEY),
-            set_={name: table[name] + stmt.excluded[name] for name in _ADDED},
-        )
-        await session.execute(stmt)
+    return stmt.on_conflict_do_update(
+        index_elements=list(_KEY), set_={name: table[name] + stmt.excluded[name] for name in _ADDED}
+    )

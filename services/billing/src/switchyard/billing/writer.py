@@ -1,29 +1,30 @@
 """One usage writer per process: task results queue their entries and one task stores them in batches.
 
-Each entry used to cost two database sessions (a read for an earlier charge, then the insert and its daily
-aggregate), each several round trips through aiosqlite's thread. A batch costs one transaction: one read
-of the tasks already charged, one insert of the new entries, one aggregate upsert per (tenant, day, user,
-model, tier) row. With `linger_s` the writer waits that long after the first entry of a batch for others
-(billing is off the request path: the delay only postpones the acks). A caller's `record` returns once its
-entry is committed, so the bus acks only what is stored.
+A batch costs one transaction, run in one greenlet with Core statements: one insert of the new entries
+and one aggregate upsert executed per (tenant, day, user, model, tier) row. It reads nothing first: a
+task charged before (a redelivery) is refused by its unique task id, the transaction rolls back, and the
+batch is written again after reading which of its tasks are charged. With `linger_s` the writer waits that
+long after the first entry of a batch for others (billing is off the request path: the delay only
+postpones the acks). A caller's `record` returns once its entry is committed, so the bus acks only what
+is stored.
 
-Exactly once, as before: the task id is unique in the database. An entry already stored (a redelivery)
-is returned as it is; when another replica stores one in between, the batch's unique key fails, the
-transaction rolls back, and its entries are stored one at a time by `record_usage`, which settles each
-collision on its own.
-"""
+Exactly once: the task id is unique in the database. An entry already stored is returned as it is; when
+another replica stores one in between, the batch's unique key fails again, and its entries are stored one
+at a time by `record_usage`, which settles each collision on its own."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
-from switchyard.billing.aggregates import count_entries
+from switchyard.billing.aggregates import add_to_daily
 from switchyard.billing.models import UsageEntry
 from switchyard.billing.service import Clock, Recorded, _now, new_entry, record_usage
 from switchyard.common.batching import BatchWriter, Pending
@@ -31,6 +32,8 @@ from switchyard.common.events import TaskCompleted
 from switchyard.common.policy import Policy
 
 log = logging.getLogger(__name__)
+
+_COLUMNS = tuple(c.key for c in UsageEntry.__table__.columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,36 +65,50 @@ class UsageWriter(BatchWriter[_Result, Recorded]):
 
     async def write(self, batch: list[Pending[_Result, Recorded]]) -> None:
         try:
-            await self._write(batch)
-        except IntegrityError:  # another replica charged one of these meanwhile: settle each alone
-            await self._write_each(batch)
+            await self._write(batch, check=False)  # the common case: none of these tasks was charged
+        except IntegrityError:  # a redelivery: read which were
+            try:
+                await self._write(batch, check=True)
+            except IntegrityError:  # another replica charged one of these meanwhile: settle each alone
+                await self._write_each(batch)
 
-    async def _write(self, batch: list[Pending[_Result, Recorded]]) -> None:
+    async def _write(self, batch: list[Pending[_Result, Recorded]], *, check: bool) -> None:
         now = self._clock()
-        results: list[Recorded] = []
         async with self._sessions() as session, session.begin():
-            task_ids = list({p.item.completed.task_id for p in batch})
-            rows = await session.execute(select(UsageEntry).where(UsageEntry.task_id.in_(task_ids)))
-            known: dict[str, UsageEntry] = {e.task_id: e for e in rows.scalars()}
-            fresh: list[UsageEntry] = []
-            for p in batch:
-                stored = known.get(p.item.completed.task_id)
-                if stored is not None:  # charged before, or earlier in this batch
-                    results.append(Recorded(stored, created=False))
-                    continue
-                incoming = p.item
-                entry = new_entry(
-                    event_id=incoming.event_id, completed=incoming.completed, policy=self._policy, now=now
-                )
-                known[entry.task_id] = entry
-                fresh.append(entry)
-                results.append(Recorded(entry, created=True))
-            if fresh:
-                session.add_all(fresh)
-                await session.flush()  # the unique key decides first: a duplicate never reaches the aggregate
-                await count_entries(session, fresh)
+            results = await session.run_sync(self._store, batch, now, check)
         for p, result in zip(batch, results, strict=True):
             p.done(result)
+
+    def _store(
+        self, session: Session, batch: list[Pending[_Result, Recorded]], now: datetime, check: bool
+    ) -> list[Recorded]:
+        """One transaction, one greenlet, Core inserts. Without `check` nothing is read first: the unique
+        task id refuses a task charged before, and the caller retries with `check`."""
+        known: dict[str, UsageEntry] = {}
+        if check:
+            task_ids = list({p.item.completed.task_id for p in batch})
+            rows = session.execute(select(UsageEntry).where(UsageEntry.task_id.in_(task_ids)))
+            known = {e.task_id: e for e in rows.scalars()}
+        results: list[Recorded] = []
+        fresh: list[UsageEntry] = []
+        for p in batch:
+            stored = known.get(p.item.completed.task_id)
+            if stored is not None:  # charged before, or earlier in this batch
+                results.append(Recorded(stored, created=False))
+                continue
+            incoming = p.item
+            entry = new_entry(
+                event_id=incoming.event_id, completed=incoming.completed, policy=self._policy, now=now
+            )
+            known[entry.task_id] = entry
+            fresh.append(entry)
+            results.append(Recorded(entry, created=True))
+        if fresh:
+            conn = session.connection()
+            # The unique key decides first: a duplicate never reaches the aggregate.
+            conn.execute(insert(UsageEntry), [{name: getattr(e, name) for name in _COLUMNS} for e in fresh])
+            add_to_daily(conn, fresh)
+        return results
 
     async def _write_each(self, batch: list[Pending[_Result, Recorded]]) -> None:
         for p in batch:
