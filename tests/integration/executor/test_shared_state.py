@@ -4,10 +4,12 @@ instances on one bucket behave as one breaker and one limit, also when they race
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 
 import nats
 import pytest
+from nats.js.kv import KeyValue
 
 from switchyard.cli.processes import NatsServer
 from switchyard.common import kv, subjects
@@ -140,5 +142,90 @@ async def test_many_concurrent_calls_in_one_process_all_get_through_the_shared_b
     granted = await asyncio.gather(*(limits.try_acquire("busy", tokens=1) for _ in range(64)))
     assert all(granted)
     raw, revision = await kv.read(bucket, kv.safe_key("busy"))
+    assert raw is not None and revision is not None
+    await limits.close()  # the unused lease goes back: the bucket is down by exactly the calls made
+    raw, after = await kv.read(bucket, kv.safe_key("busy"))
     assert raw is not None and RateRecord.model_validate_json(raw).buckets["rpm"].level == 10_000 - 64
-    assert revision is not None
+    assert after is not None and after - revision == 1
+
+
+async def _level(bucket: KeyValue, key: str, kind: str = "rpm") -> float:
+    raw, _ = await kv.read(bucket, kv.safe_key(key))
+    assert raw is not None
+    return RateRecord.model_validate_json(raw).buckets[kind].level
+
+
+@pytest.fixture
+async def replicas_js(nats_server: NatsServer) -> AsyncIterator[list[nats.js.JetStreamContext]]:
+    """Three connections, as three executor processes would have."""
+    ncs = [await nats.connect(nats_server.url) for _ in range(3)]
+    yield [nc.jetstream() for nc in ncs]
+    for nc in ncs:
+        await nc.close()
+
+
+async def test_leased_limits_admit_exactly_the_limit_across_replicas(
+    replicas_js: list[nats.js.JetStreamContext],
+) -> None:
+    """600 calls over three replicas (each its own connection and leases) against 150 rpm (and 100,000
+    tpm): exactly 150 get through (near the limit a lease is one call, as the compare-and-set per call
+    was), and after the hand-back the bucket is empty, not short by anyone's leftover lease."""
+    clock = Clock()
+    limits = {"m": Limit(rpm=150, tpm=100_000)}
+    buckets = [await kv.bucket(js, subjects.KV_RATE_LIMITS) for js in replicas_js]
+    replicas = [KVRateLimits(b, limits, clock=clock) for b in buckets]
+    for r in replicas:
+        await r.start()
+
+    async def one(n: int) -> bool:
+        await asyncio.sleep(random.random() * 0.05)
+        return await replicas[n % 3].try_acquire("m", tokens=250)
+
+    granted = await asyncio.gather(*(one(n) for n in range(600)))
+    assert sum(granted) == 150
+    for r in replicas:
+        await r.close()
+    assert await _level(buckets[0], "m") == 0
+    assert await _level(buckets[0], "m", "tpm") == 100_000 - 150 * 250
+
+
+async def test_far_from_the_limit_calls_cost_no_round_trip_and_idle_leases_go_back(
+    js: nats.js.JetStreamContext,
+) -> None:
+    bucket = await kv.bucket(js, subjects.KV_RATE_LIMITS)
+    limits = KVRateLimits(bucket, {"far": Limit(rpm=100_000)}, clock=Clock())
+    await limits.start()
+    assert await limits.try_acquire("far", tokens=1)
+    _, revision = await kv.read(bucket, kv.safe_key("far"))
+    assert await _level(bucket, "far") == 100_000 - 17  # one call and a lease of 16
+    for _ in range(5):
+        assert await limits.try_acquire("far", tokens=1)
+    assert (await kv.read(bucket, kv.safe_key("far")))[1] == revision  # no write for those five
+    for _ in range(94):
+        assert await limits.try_acquire("far", tokens=1)
+        await asyncio.sleep(0)  # lets a background refill run, as between tasks
+    _, after = await kv.read(bucket, kv.safe_key("far"))
+    assert revision is not None and after is not None and after - revision <= 12  # 100 calls, not 100 writes
+    await asyncio.sleep(0.5)  # idle for longer than 200 ms: the upkeep hands the lease back
+    assert await _level(bucket, "far") == 100_000 - 100
+    await limits.close()
+
+
+async def test_a_crashed_replica_s_lease_refills_and_a_lowered_limit_holds_at_once(
+    js: nats.js.JetStreamContext,
+) -> None:
+    bucket = await kv.bucket(js, subjects.KV_RATE_LIMITS)
+    clock = Clock()
+    crashed = KVRateLimits(bucket, {"m": Limit(rpm=6000)}, clock=clock)
+    assert await crashed.try_acquire("m", tokens=1)
+    assert await _level(bucket, "m") == 6000 - 17  # one call and a lease of 16, never handed back
+    # As far as the bucket knows the lease was spent: it refills at the limit's rate, so the 16 units
+    # are back after 16 / 6000 of a minute.
+    clock.now += 16 * 60 / 6000
+    other = KVRateLimits(bucket, {"m": Limit(rpm=6000)}, clock=clock)
+    assert await other.leases.store.read("m#rpm") == 1  # only the call that was made
+    # A replica restarted with a lowered limit honours it at once: the level is clipped to the new
+    # capacity, whatever was stored before, and near the limit every lease is exactly one call.
+    lowered = KVRateLimits(bucket, {"m": Limit(rpm=5)}, clock=clock)
+    assert sum([await lowered.try_acquire("m", tokens=1) for _ in range(8)]) == 5
+    assert await _level(bucket, "m") == 0

@@ -31,12 +31,14 @@ Hook = Callable[[], Awaitable[None]]
 
 @dataclass
 class Service:
-    """A service's broker and lifecycle hooks. `setup` runs once connected and before consumers start."""
+    """A service's broker and lifecycle hooks. `setup` runs once connected and before consumers start;
+    `drain` once consumers have stopped, while still connected; `teardown` after the broker stopped."""
 
     name: str
     broker: NatsBroker
     setup: list[Hook] = field(default_factory=list)
     teardown: list[Hook] = field(default_factory=list)
+    drain: list[Hook] = field(default_factory=list)
     publisher: bus.EventPublisher | None = None
     lag_exporter: lag.LagExporter | None = None
 
@@ -77,6 +79,8 @@ async def stop(service: Service) -> None:
     if service.lag_exporter is not None:
         await service.lag_exporter.stop()
     await bus.stop_consumers(service.broker)
+    for hook in reversed(service.drain):
+        await hook()
     await service.broker.stop()
     for hook in reversed(service.teardown):
         await hook()

@@ -107,7 +107,10 @@ def create(
                 breakers, breaker_config(settings), on_change=metrics.breaker_changed, mirror=mirror
             )
         if limit_table:
-            state.limits = KVRateLimits(await kv.bucket(js, subjects.KV_RATE_LIMITS), limit_table)
+            limits = KVRateLimits(await kv.bucket(js, subjects.KV_RATE_LIMITS), limit_table)
+            await limits.start()
+            service.drain.append(limits.close)  # unused leases back to the buckets, while still connected
+            state.limits = limits
 
     async def warm_up() -> None:
         for provider in found.providers.values():

@@ -83,8 +83,7 @@ async def execute(
         )
         guarded: Provider = BreakerGuard(recorded, breakers, key=breaker_key(candidate))
         if limits is not None:  # outside the breaker: our own limit says nothing about the provider's health
-            guarded = LimitGuard(guarded, limits, key=candidate.model)
-            guarded = LimitGuard(guarded, limits, key=candidate.provider)
+            guarded = LimitGuard(guarded, limits, keys=(candidate.provider, candidate.model))
         return Target(
             candidate.model,
             RetryingProvider(guarded, policy.retry, deadline=deadline, sleep=sleep),

@@ -84,16 +84,22 @@ def expected_tokens(call: ProviderCall) -> int:
 
 
 class LimitGuard:
-    def __init__(self, inner: Provider, limits: RateLimits, *, key: str) -> None:
+    """Admits a call under each of `keys` (a model id, its provider) in turn: the first whose limit is
+    spent refuses it. Limits taken under an earlier key are not given back (a refused call is rare and
+    the buckets refill)."""
+
+    def __init__(
+        self, inner: Provider, limits: RateLimits, *, key: str = "", keys: tuple[str, ...] = ()
+    ) -> None:
         self._inner = inner
         self._limits = limits
-        self._key = key
+        self._keys = keys or (key,)
 
     async def _admit(self, call: ProviderCall) -> None:
-        if not await self._limits.try_acquire(self._key, tokens=expected_tokens(call)):
-            raise provider_error(
-                "rate_limited", f"{self._key}: this executor's rpm/tpm limit", retryable=False
-            )
+        tokens = expected_tokens(call)
+        for key in self._keys:
+            if not await self._limits.try_acquire(key, tokens=tokens):
+                raise provider_error("rate_limited", f"{key}: this executor's rpm/tpm limit", retryable=False)
 
     async def request(self, call: ProviderCall) -> Reply:
         await self._admit(call)

@@ -68,7 +68,8 @@ class RetryingProvider:
     def _bounded(self, call: ProviderCall) -> ProviderCall:
         if self._deadline.expired():
             raise provider_error("timeout", "the task's deadline passed before this call", retryable=False)
-        return replace(call, timeout_s=self._deadline.clamp(call.timeout_s))
+        timeout_s = self._deadline.clamp(call.timeout_s)
+        return call if timeout_s == call.timeout_s else replace(call, timeout_s=timeout_s)
 
     async def _wait(self, retry: int, error: ProviderError) -> None:
         """Sleeps before the next try, or re-raises `error` when this model should not be tried again."""

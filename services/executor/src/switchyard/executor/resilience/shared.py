@@ -5,11 +5,14 @@ Same interfaces and the same state machine as the in-process versions (`LocalBre
 so five failures seen by five replicas open the breaker once, and a limit of 60 rpm is 60 rpm across all
 of them. Times are wall-clock (replicas may run on different hosts). The fast path (a closed breaker
 with no failures) writes nothing and, with a `kv.Mirror` of the bucket, reads nothing from the server.
+Rate limits are taken from local leases of the shared buckets (`KVRateLimits`): a call costs no round trip
+unless a lease runs out.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -18,6 +21,7 @@ from nats.js.kv import KeyValue
 
 from switchyard.common import kv
 from switchyard.common.errors import SwitchyardError
+from switchyard.common.leases import Leases, Spare, Want, give_all, take_local_all
 from switchyard.common.providers import BreakerRecord, BucketLevel, RateRecord
 from switchyard.executor.resilience.breaker import (
     BreakerConfig,
@@ -96,35 +100,139 @@ class KVBreakers:
         return state_of(self._load(raw), self._clock(), self.config)
 
 
-class KVRateLimits:
-    """rpm and tpm token buckets per key (a provider or a model id), one KV entry per key."""
+class BucketStore:
+    """`leases.Store` over the token buckets in KV: one `RateRecord` per limit key (a provider or a model
+    id) with its "rpm" and "tpm" buckets; a lease key is `<limit key>#<kind>`. A counter's value is what is
+    out of the bucket: its capacity less the refilled level, rounded up (so `value + need <= capacity`
+    exactly when the level covers `need`). Units taken are spent for good (a call is a call); only a
+    replica's unused lease is given back (`add`, a negative delta raises the level, never past capacity).
+    A lowered capacity clips the level at once; a raised one refills at the new rate."""
 
-    def __init__(self, bucket: KeyValue, limits: dict[str, Limit], *, clock: Clock = time.time) -> None:
-        self._kv = bucket
-        self._limits = limits
+    expires = False
+
+    def __init__(self, bucket: KeyValue, *, clock: Clock = time.time) -> None:
+        self.kv = bucket
         self._clock = clock
+        self._keys: dict[str, tuple[str, str]] = {}
+
+    def _split(self, key: str) -> tuple[str, str]:
+        found = self._keys.get(key)
+        if found is None:
+            name, kind = key.rsplit("#", 1)
+            found = self._keys[key] = (kv.safe_key(name), kind)
+        return found
+
+    @staticmethod
+    def _level(record: RateRecord, kind: str, capacity: float | None, now: float) -> tuple[float, float]:
+        """(capacity, level now) of `kind`; a bucket never written is full."""
+        bucket = record.buckets.get(kind)
+        if bucket is None:
+            return (capacity or 0.0), (capacity or 0.0)
+        if capacity is None:
+            return bucket.capacity, bucket.refilled(now)
+        return capacity, min(bucket.refilled(now), capacity)
+
+    async def take(self, key: str, need: int, *, ceiling: int | None, spare: Spare) -> tuple[int, int]:
+        entry, kind = self._split(key)
+
+        def change(raw: bytes | None) -> tuple[bytes | None, tuple[int, int]]:
+            now = self._clock()
+            record = RateRecord.model_validate_json(raw) if raw else RateRecord()
+            capacity, level = self._level(record, kind, ceiling, now)
+            value = math.ceil(capacity - level - 1e-9)
+            if value + need > capacity:
+                return None, (0, value)
+            added = need + spare(value)
+            if not added:
+                return None, (0, value)
+            record.buckets[kind] = BucketLevel(capacity=capacity, level=level - added, at=now)
+            return record.model_dump_json().encode(), (added, value + added)
+
+        return await kv.update(self.kv, entry, change)
+
+    async def add(self, key: str, delta: int) -> int:
+        entry, kind = self._split(key)
+
+        def change(raw: bytes | None) -> tuple[bytes | None, int]:
+            now = self._clock()
+            record = RateRecord.model_validate_json(raw) if raw else RateRecord()
+            if kind not in record.buckets:
+                return None, 0
+            capacity, level = self._level(record, kind, None, now)
+            level = min(max(level - delta, 0.0), capacity)
+            record.buckets[kind] = BucketLevel(capacity=capacity, level=level, at=now)
+            return record.model_dump_json().encode(), math.ceil(capacity - level - 1e-9)
+
+        return await kv.update(self.kv, entry, change)
+
+    async def read(self, key: str) -> int:
+        entry, kind = self._split(key)
+        raw, _ = await kv.read(self.kv, entry)
+        record = RateRecord.model_validate_json(raw) if raw else RateRecord()
+        capacity, level = self._level(record, kind, None, self._clock())
+        return math.ceil(capacity - level - 1e-9)
+
+    async def renew(self, key: str) -> None:
+        return None
+
+
+class KVRateLimits:
+    """rpm and tpm token buckets per key (a provider or a model id), shared through KV and taken from local
+    leases (`switchyard.common.leases`): a call is admitted in memory from this replica's lease, and the
+    bucket is touched by a compare-and-set only to take a new lease (in the background once half of one is
+    used) or to hand an idle one back. The bucket holds what every replica has taken, so N replicas never
+    pass the limit; near it (less than 16 calls' worth left) a lease is exactly one call's worth, as the
+    per-call compare-and-set was. A crashed replica's unused lease (at most 16 calls' worth, at most 1/16
+    of what was left) is spent as far as the bucket knows: it refills at the limit's rate, as any use."""
+
+    def __init__(
+        self,
+        bucket: KeyValue,
+        limits: dict[str, Limit],
+        *,
+        clock: Clock = time.time,
+        leases: Leases | None = None,
+    ) -> None:
+        self._limits = limits
+        self.leases = leases or Leases(BucketStore(bucket, clock=clock))
+        self._rpm: dict[str, Want | None] = {}
+
+    def _wants(self, key: str, limit: Limit, tokens: int) -> list[Want]:
+        rpm = self._rpm.get(key, False)
+        if rpm is False:
+            rpm = self._rpm[key] = Want(self.leases, f"{key}#rpm", 1, limit.rpm) if limit.rpm else None
+        wants = [rpm] if rpm is not None else []
+        if limit.tpm:
+            wants.append(Want(self.leases, f"{key}#tpm", max(min(tokens, limit.tpm), 1), limit.tpm))
+        return wants
 
     async def try_acquire(self, key: str, *, tokens: int) -> bool:
         limit = self._limits.get(key)
         if limit is None:
             return True
-        wanted = {k: float(v) for k, v in (("rpm", limit.rpm), ("tpm", limit.tpm)) if v}
-        amounts = {"rpm": 1.0, "tpm": float(min(tokens, limit.tpm or tokens))}
-
-        def change(raw: bytes | None) -> tuple[bytes | None, bool]:
-            now = self._clock()
-            record = RateRecord.model_validate_json(raw) if raw else RateRecord()
-            levels: dict[str, BucketLevel] = {}
-            for kind, capacity in wanted.items():
-                bucket = record.buckets.get(kind)
-                level = capacity if bucket is None or bucket.capacity != capacity else bucket.refilled(now)
-                if level < amounts[kind]:
-                    return None, False
-                levels[kind] = BucketLevel(capacity=capacity, level=level - amounts[kind], at=now)
-            return RateRecord(buckets=levels).model_dump_json().encode(), True
-
+        wants = self._wants(key, limit, tokens)
+        local = take_local_all(wants)
+        if all(t is not None for t in local):
+            return True
+        # One bucket at a time (rpm first): a call refused by one takes nothing from the other, so near
+        # the limit a refused call costs one read, as before, and no lease churns.
+        got: list[Want] = [w for w, t in zip(wants, local, strict=True) if t is not None]
         try:
-            return await kv.update(self._kv, kv.safe_key(key), change)
+            for want, seen in zip(wants, local, strict=True):
+                if seen is not None:
+                    continue
+                granted, _ = await want.leases.take(want.key, want.need, ceiling=want.ceiling)
+                if not granted:
+                    await give_all(got)
+                    return False
+                got.append(want)
         except KV_ERRORS as exc:
             log.warning("rate limit %s: shared state unavailable, letting the call through: %s", key, exc)
-            return True
+        return True
+
+    async def start(self) -> None:
+        await self.leases.start()
+
+    async def close(self) -> None:
+        """Hands every unused lease back (at shutdown, once no call is in flight)."""
+        await self.leases.close()
