@@ -209,3 +209,25 @@ async def test_a_slot_count_from_before_slot_tables_is_replaced(connections: lis
     leases = Leases(slots)
     assert (await leases.take("conc.org.w", 1, ceiling=2))[0]
     assert await slots.read("conc.org.w") == 1
+
+
+async def test_another_replicas_unused_spare_never_turns_a_request_away(connections: list[Client]) -> None:
+    """Replica A leases spare room while far from the ceiling, then gets no more requests; replica B
+    fills the rest and reaches the ceiling with A's spare still unused. B's refusal is confirmed after
+    the idle-return time, by which A has handed its spare back: B gets the last units, and the limit
+    (64) is reached exactly. Without the confirmation B would stop at 64 less A's spare."""
+    a = Leases(await _counters(connections[0]))
+    b = Leases(await _counters(connections[1]))
+    await a.start()
+    await b.start()
+    try:
+        assert (await a.take("req.org.t.2", 1, ceiling=64))[0]
+        spare = await a.store.read("req.org.t.2") - 1
+        assert spare > 0, "far from the ceiling a take leases spare room"
+        granted = [(await b.take("req.org.t.2", 1, ceiling=64))[0] for _ in range(64)]
+        assert sum(granted) == 63, "B gets everything A does not use, A's spare included"
+        assert granted[-1] is False  # the 65th request overall: refused, after the confirmation
+    finally:
+        await a.close()
+        await b.close()
+    assert await a.store.read("req.org.t.2") == 64

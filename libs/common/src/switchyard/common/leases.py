@@ -8,8 +8,8 @@ lease cannot cover goes to the store for what is missing plus some spare, sized 
 stored value. Near the ceiling (less than `divisor` requests' worth of room) the spare is zero: every
 take and every give-back is a compare-and-set of exactly what the request needs, as without leases, so
 a limit is reached exactly. A lease nobody took from for `idle_s` is handed back (a background task, at
-most `idle_s + tick` after the last take), as is everything at `close()`, so another replica's leftover
-units cannot block a limit for long.
+most `idle_s + tick` after the last take), as is everything at `close()`; and a refusal is confirmed by a
+second take after that long, so another replica's leftover units never turn a request away.
 
 Stores: `IntCounters` (an integer per key, for windows and budgets: a replica that crashes strands its
 unused lease until the key's window ends; never more than one spare chunk) and `SlotTable` (per key, a
@@ -226,7 +226,20 @@ class Leases:
     async def take(
         self, key: str, need: int, *, ceiling: int | None, until: float | None = None
     ) -> tuple[bool, int]:
-        """(granted, units in use as seen here: the stored value less this replica's own free lease)."""
+        """(granted, units in use as seen here: the stored value less this replica's own free lease).
+
+        A refusal by the store is confirmed once more after the idle-return time: the room may be another
+        replica's spare that nobody there is using, which it hands back within `idle_s + tick_s`. So a
+        limit is reached exactly across replicas, at the price of a refusal taking that long."""
+        granted, seen = await self._take(key, need, ceiling=ceiling, until=until)
+        if granted or self._task is None or self.idle_s <= 0:
+            return granted, seen
+        await asyncio.sleep(self.idle_s + 2 * self.tick_s)
+        return await self._take(key, need, ceiling=ceiling, until=until)
+
+    async def _take(
+        self, key: str, need: int, *, ceiling: int | None, until: float | None
+    ) -> tuple[bool, int]:
         lease = self._leases.get(key)
         if lease is None:
             lease = self._leases[key] = _Lease(ceiling, until)
