@@ -21,6 +21,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from switchyard.common.embedding.onnx_graph import graph_io
+
 OPSET = 17
 MS_DOMAIN = "com.microsoft"
 PRODUCER = "switchyard-embedding-fused"
@@ -154,11 +156,7 @@ def build_fused_graph(weights: dict[str, np.ndarray], config: dict[str, Any]) ->
     graph = helper.make_graph(
         b.nodes,
         "all-MiniLM-L6-v2-fused",
-        [
-            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
-            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "sequence"]),
-        ],
-        [helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch", hidden])],
+        *graph_io(hidden),
         initializer=b.inits,
         value_info=b.value_info,
     )

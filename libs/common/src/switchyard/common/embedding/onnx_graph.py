@@ -136,14 +136,20 @@ def build_graph(weights: dict[str, np.ndarray], config: dict[str, Any]) -> onnx.
     graph = helper.make_graph(
         b.nodes,
         "all-MiniLM-L6-v2",
-        [
-            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
-            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "sequence"]),
-        ],
-        [helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch", hidden])],
+        *graph_io(hidden),
         initializer=b.inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name=PRODUCER)
     model.ir_version = 8
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def graph_io(hidden: int) -> tuple[list[Any], list[Any]]:
+    """The encoder's inputs (token ids and attention mask, [batch, sequence]) and its output (unit-length
+    sentence embeddings, [batch, hidden]): the contract every build of the encoder keeps."""
+    inputs = [
+        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
+        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "sequence"]),
+    ]
+    return inputs, [helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch", hidden])]
