@@ -78,7 +78,10 @@ class Pass:
 
     async def close(self) -> None:
         """Give back (or settle) what was admitted; once, however many paths end here. Never raises."""
-        slow = self.close_local()
+        await self.give_back(self.close_local())
+
+    async def give_back(self, slow: list[tuple[Want, int]]) -> None:
+        """Gives `close_local`'s remainder back to KV (near a limit); never raises."""
         if slow:
             await give_all([w for w, _ in slow], [a for _, a in slow])
             if self.reservation is not None:
@@ -135,12 +138,7 @@ class Admission:
         a response need not wait for it."""
         slow = admitted.close_local()
         if slow:
-            self._track(self._settle(admitted, slow))
-
-    async def _settle(self, admitted: Pass, slow: list[tuple[Want, int]]) -> None:
-        await give_all([w for w, _ in slow], [a for _, a in slow])
-        if admitted.reservation is not None:
-            admitted.reservation.budgets.spent_changed(admitted.reservation)
+            self._track(admitted.give_back(slow))
 
     def _give_back(self, wants: list[Want], done: asyncio.Future[list[tuple[bool, int]]]) -> None:
         if done.cancelled() or done.exception() is not None:

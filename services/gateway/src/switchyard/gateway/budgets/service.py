@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from nats.js.kv import KeyValue
 
 from switchyard.common.budgets import BudgetHeadroom, limit_key, write_headroom, write_limit
-from switchyard.common.leases import Leases, Want, give_all, take_all
+from switchyard.common.leases import Leases, Want
 from switchyard.gateway.budgets.pricing import MICRO
 from switchyard.gateway.errors import RateLimited
 from switchyard.gateway.tenants import Principal
@@ -71,7 +71,7 @@ class Reservation:
     settled: bool = False
 
     def give_backs(self, *, cost: int | None) -> list[tuple[Want, int]]:
-        """What to give back: down to the real cost (None: keep the worst case; `release` when nothing
+        """What to give back: down to the real cost (None: keep the worst case; `release_backs` when nothing
         ran). Empty the second time."""
         if self.settled:
             return []
@@ -84,13 +84,6 @@ class Reservation:
             return []
         self.settled = True
         return [(w, self.reserved) for w in self.wants] if self.reserved else []
-
-    async def settle(self, *, cost: int | None) -> None:
-        """To the real cost (None: keep the worst case). Never raises."""
-        await self.budgets.give_back(self, self.give_backs(cost=cost))
-
-    async def release(self) -> None:
-        await self.budgets.give_back(self, self.release_backs())
 
 
 class Budgets:
@@ -140,16 +133,6 @@ class Budgets:
         self._publish(principal.tenant_id, mine[0])
         self._publish_limits(principal, mine)
         return Reservation(self, principal, mine, wants, worst_case)
-
-    async def reserve(self, principal: Principal, *, worst_case: int) -> Reservation:
-        mine, wants = self.wants(principal, worst_case=worst_case)
-        results = await take_all(wants)
-        return self.reservation(principal, mine, wants, results, worst_case=worst_case)
-
-    async def give_back(self, reservation: Reservation, backs: list[tuple[Want, int]]) -> None:
-        if backs:
-            await give_all([w for w, _ in backs], [a for _, a in backs])
-        self.spent_changed(reservation)
 
     def spent_changed(self, reservation: Reservation) -> None:
         self._publish(reservation.principal.tenant_id, reservation.accounts[0])

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass, field
 
 from switchyard.common.errors import TransientError
-from switchyard.common.leases import Leases, Want, give_all, take_all
+from switchyard.common.leases import Leases, Want, take_all
 from switchyard.gateway.errors import RateLimited, ServiceUnavailable
 from switchyard.gateway.limits.control import Control
 from switchyard.gateway.limits.headers import duration, ratelimit_headers
@@ -38,11 +37,6 @@ class Ticket:
         self.finished = True
         unused = self.tokens_reserved - (tokens_used or 0)
         return [(w, unused) for w in self.token_wants if unused] + [(w, 1) for w in self.concurrency]
-
-    async def finish(self, *, tokens_used: int | None) -> None:
-        """`give_backs`, given back. Never raises (it runs while a response is ending)."""
-        backs = self.give_backs(tokens_used=tokens_used)
-        await give_all([w for w, _ in backs], [a for _, a in backs])
 
 
 class RateLimiter:
@@ -96,12 +90,6 @@ class RateLimiter:
             concurrency=[w for c, w in wanted if c.kind == "concurrency"],
             headers=headers,
         )
-
-    async def admit(self, principal: Principal, *, tokens: int) -> Ticket:
-        now = time.time()
-        wanted = self.wants(principal, tokens=tokens, now=now)
-        results = await take_or_unavailable([w for _, w in wanted])
-        return self.ticket(wanted, results, tokens=tokens, now=now)
 
 
 async def take_or_unavailable(
