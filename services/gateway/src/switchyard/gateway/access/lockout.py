@@ -24,9 +24,10 @@ from nats.js.kv import KeyValue
 from switchyard.common import ids, subjects
 from switchyard.common.bus import EventPublisher
 from switchyard.common.events import AuthFailureRecorded
+from switchyard.common.leases import IntCounters
 from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.errors import RateLimited
-from switchyard.gateway.limits.counters import Counters, counter_bucket
+from switchyard.gateway.limits.counters import counter_bucket
 from switchyard.gateway.metrics import AUTH_FAILURES
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class Lockout:
         prefix_failures: int = 20,
     ) -> None:
         self._kv = kv
-        self._counters = Counters(kv)
+        self._counters = IntCounters(kv)
         self._events = events
         self.window_s = window_s
         self.limits = {"client": client_failures, "prefix": prefix_failures}
@@ -122,7 +123,7 @@ class Lockout:
         for subject in self._subjects(attempt):
             kind = subject.partition(".")[0]
             try:
-                _, count = await self._counters.add(f"authfail.{subject}.{window}", 1)
+                count = await self._counters.add(f"authfail.{subject}.{window}", 1)
                 if count >= self.limits[kind] and self._blocked.get(subject, 0.0) < until:
                     self._blocked[subject] = until
                     await self._kv.put(f"{BLOCK_PREFIX}.{subject}", str(until).encode())
