@@ -53,7 +53,7 @@ async def test_the_guard_refuses_without_calling_and_without_touching_the_breake
     inner = ScriptedProvider(reply("hi"))
     breakers = LocalBreakers()
     guarded = BreakerGuard(inner, breakers, key="openai/m")
-    guard = LimitGuard(guarded, LocalRateLimits({"openai": Limit(rpm=1)}), key="openai")
+    guard = LimitGuard(guarded, LocalRateLimits({"openai": Limit(rpm=1)}), keys=("openai",))
     assert (await guard.request(_call())).content == "hi"
     for _ in range(6):
         with pytest.raises(Exception, match="rpm/tpm limit") as caught:

@@ -55,6 +55,14 @@ class Store(Protocol):
         ...
 
 
+def grant(value: int, need: int, ceiling: int | None, spare: Spare) -> int:
+    """What a store's `take` adds to a counter at `value`: `need` and the spare, or 0 when `need` would
+    pass the ceiling (or nothing is wanted). Every store decides a take with this, so all hold alike."""
+    if ceiling is not None and value + need > ceiling:
+        return 0
+    return need + spare(value)
+
+
 class IntCounters:
     """Plain integer counters (the gateway's encoding: the decimal value), by compare-and-set."""
 
@@ -66,9 +74,7 @@ class IntCounters:
     async def take(self, key: str, need: int, *, ceiling: int | None, spare: Spare) -> tuple[int, int]:
         def change(current: bytes | None) -> tuple[bytes | None, tuple[int, int]]:
             value = int(current or b"0")
-            if ceiling is not None and value + need > ceiling:
-                return None, (0, value)
-            added = need + spare(value)
+            added = grant(value, need, ceiling, spare)
             if not added:
                 return None, (0, value)
             return str(value + added).encode(), (added, value + added)
@@ -125,9 +131,7 @@ class SlotTable:
         def change(current: bytes | None) -> tuple[bytes | None, tuple[int, int]]:
             table, now = self._live(current)
             value = self._total(table)
-            if ceiling is not None and value + need > ceiling:
-                return None, (0, value)
-            added = need + spare(value)
+            added = grant(value, need, ceiling, spare)
             if not added:
                 return None, (0, value)
             mine = int(table.get(self.owner, [0, 0])[0]) + added
@@ -348,10 +352,6 @@ class Leases:
 
     def on_returned(self, returned: Callable[[str, int], None]) -> None:
         self._returned = returned
-
-    def used(self, key: str) -> int | None:
-        lease = self._leases.get(key)
-        return None if lease is None else lease.value - lease.free
 
     def free(self, key: str) -> int:
         lease = self._leases.get(key)

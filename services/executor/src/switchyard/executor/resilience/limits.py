@@ -88,12 +88,10 @@ class LimitGuard:
     spent refuses it. Limits taken under an earlier key are not given back (a refused call is rare and
     the buckets refill)."""
 
-    def __init__(
-        self, inner: Provider, limits: RateLimits, *, key: str = "", keys: tuple[str, ...] = ()
-    ) -> None:
+    def __init__(self, inner: Provider, limits: RateLimits, *, keys: tuple[str, ...]) -> None:
         self._inner = inner
         self._limits = limits
-        self._keys = keys or (key,)
+        self._keys = keys
 
     async def _admit(self, call: ProviderCall) -> None:
         tokens = expected_tokens(call)

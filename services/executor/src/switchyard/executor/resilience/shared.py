@@ -21,7 +21,7 @@ from nats.js.kv import KeyValue
 
 from switchyard.common import kv
 from switchyard.common.errors import SwitchyardError
-from switchyard.common.leases import Leases, Spare, Want, give_all, take_local_all
+from switchyard.common.leases import Leases, Spare, Want, give_all, grant, take_local_all
 from switchyard.common.providers import BreakerRecord, BucketLevel, RateRecord
 from switchyard.executor.resilience.breaker import (
     BreakerConfig,
@@ -137,12 +137,10 @@ class BucketStore:
 
         def change(raw: bytes | None) -> tuple[bytes | None, tuple[int, int]]:
             now = self._clock()
-            record = RateRecord.model_validate_json(raw) if raw else RateRecord()
+            record = _record(raw)
             capacity, level = self._level(record, kind, ceiling, now)
-            value = math.ceil(capacity - level - 1e-9)
-            if value + need > capacity:
-                return None, (0, value)
-            added = need + spare(value)
+            value = _taken(capacity, level)
+            added = grant(value, need, math.floor(capacity), spare)
             if not added:
                 return None, (0, value)
             record.buckets[kind] = BucketLevel(capacity=capacity, level=level - added, at=now)
@@ -155,25 +153,33 @@ class BucketStore:
 
         def change(raw: bytes | None) -> tuple[bytes | None, int]:
             now = self._clock()
-            record = RateRecord.model_validate_json(raw) if raw else RateRecord()
+            record = _record(raw)
             if kind not in record.buckets:
                 return None, 0
             capacity, level = self._level(record, kind, None, now)
             level = min(max(level - delta, 0.0), capacity)
             record.buckets[kind] = BucketLevel(capacity=capacity, level=level, at=now)
-            return record.model_dump_json().encode(), math.ceil(capacity - level - 1e-9)
+            return record.model_dump_json().encode(), _taken(capacity, level)
 
         return await kv.update(self.kv, entry, change)
 
     async def read(self, key: str) -> int:
         entry, kind = self._split(key)
         raw, _ = await kv.read(self.kv, entry)
-        record = RateRecord.model_validate_json(raw) if raw else RateRecord()
-        capacity, level = self._level(record, kind, None, self._clock())
-        return math.ceil(capacity - level - 1e-9)
+        capacity, level = self._level(_record(raw), kind, None, self._clock())
+        return _taken(capacity, level)
 
     async def renew(self, key: str) -> None:
         return None
+
+
+def _record(raw: bytes | None) -> RateRecord:
+    return RateRecord.model_validate_json(raw) if raw else RateRecord()
+
+
+def _taken(capacity: float, level: float) -> int:
+    """A bucket as a lease counter: what is out of it, rounded up (a fraction of a call is not there)."""
+    return math.ceil(capacity - level - 1e-9)
 
 
 class KVRateLimits:
