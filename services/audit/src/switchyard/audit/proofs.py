@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from switchyard.audit import checkpoints, tree
 from switchyard.audit.chain import EntryFields, entry_bytes, leaf_hash
 from switchyard.audit.models import Checkpoint, LedgerEntry
-from switchyard.audit.service import NODES_PER_QUERY, collect_nodes, nodes_params, nodes_query
+from switchyard.audit.service import read_nodes
 from switchyard.common.db import is_sqlite
 from switchyard.common.errors import SwitchyardError
 
@@ -69,7 +69,7 @@ class NodeCache:
             found = {n: self._hashes[n] for n in nodes if n in self._hashes}
         missing = nodes - found.keys()
         if missing:
-            loaded = read(conn, missing)
+            loaded = read_nodes(conn, missing)
             found.update(loaded)
             with self._lock:
                 self._hashes.update(loaded)
@@ -81,16 +81,7 @@ class NodeCache:
 def _nodes(conn: Connection, nodes: set[tree.Node], cache: NodeCache | None) -> dict[tree.Node, bytes]:
     if cache is not None:
         return cache.get(conn, nodes)
-    return read(conn, nodes) if nodes else {}
-
-
-def read(conn: Connection, nodes: set[tree.Node]) -> dict[tree.Node, bytes]:
-    found: dict[tree.Node, bytes] = {}
-    ordered = sorted(nodes)
-    for start in range(0, len(ordered), NODES_PER_QUERY):
-        chunk = set(ordered[start : start + NODES_PER_QUERY])
-        found.update(collect_nodes(chunk, conn.execute(nodes_query(len(chunk)), nodes_params(chunk)).all()))
-    return found
+    return read_nodes(conn, nodes) if nodes else {}
 
 
 _CP = Checkpoint.__table__

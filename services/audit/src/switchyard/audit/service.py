@@ -195,7 +195,7 @@ def _append_once(
     if not rows:
         return placed, None
     size = rows[0]["seq"] - 1
-    edge = known.frontier if known is not None else _node_hashes(conn, set(tree.frontier(size)))
+    edge = known.frontier if known is not None else read_nodes(conn, set(tree.frontier(size)))
     made = tree.extend(size, edge, leaves)
     # With RETURNING, SQLAlchemy sends "insertmanyvalues" batches (multi-row VALUES, compiled once) rather
     # than one statement per row: PostgreSQL then checks the head once per batch.
@@ -208,7 +208,8 @@ def _append_once(
     return placed, Tip(seq, prev, {node: known_nodes[node] for node in tree.frontier(seq)})
 
 
-def _node_hashes(conn: Connection, nodes: set[tree.Node]) -> dict[tree.Node, bytes]:
+def read_nodes(conn: Connection, nodes: set[tree.Node]) -> dict[tree.Node, bytes]:
+    """`node_hashes` on a synchronous connection (the ledger writer's transaction, the proof server)."""
     found: dict[tree.Node, bytes] = {}
     ordered = sorted(nodes)
     for start in range(0, len(ordered), NODES_PER_QUERY):
@@ -246,13 +247,7 @@ async def node_hashes(session: AsyncSession, nodes: set[tree.Node]) -> dict[tree
     """The stored hashes of these perfect nodes; all of them must exist."""
     if not nodes:
         return {}
-    found: dict[tree.Node, bytes] = {}
-    ordered = sorted(nodes)
-    for start in range(0, len(ordered), NODES_PER_QUERY):
-        chunk = set(ordered[start : start + NODES_PER_QUERY])
-        rows = await session.execute(nodes_query(len(chunk)), nodes_params(chunk))
-        found.update(collect_nodes(chunk, rows.all()))
-    return found
+    return await session.run_sync(lambda sync: read_nodes(sync.connection(), nodes))
 
 
 class TreeIncomplete(SwitchyardError):
