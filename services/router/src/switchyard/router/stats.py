@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from nats.js.kv import KeyValue
 
 from switchyard.common import kv
+from switchyard.common.batching import Pending
 from switchyard.common.events import ProviderCallRecorded
 from switchyard.router.health import RECENT_IDS, ModelStats, observe
 
@@ -26,17 +26,10 @@ Clock = Callable[[], float]
 DEFAULT_LINGER_S = 0.1
 
 
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    event_id: str
-    call: ProviderCallRecorded
-    alpha: float
-    done: asyncio.Future[bool]
+Call = tuple[str, ProviderCallRecorded, float]  # event id, the call, the EMA alpha
 
 
-def fold(
-    current: bytes | None, calls: list[tuple[str, ProviderCallRecorded, float]], *, now: float
-) -> tuple[bytes | None, list[bool]]:
+def fold(current: bytes | None, calls: list[Call], *, now: float) -> tuple[bytes | None, list[bool]]:
     """The stored statistics after `calls` (event id, call, EMA alpha) in order, or None when none of them
     changes anything; and, per call, whether it was counted (not a duplicate, an outcome that counts)."""
     stats = ModelStats.model_validate_json(current) if current else None
@@ -65,7 +58,7 @@ class StatsWriter:
         self._linger_s = linger_s
         self._max_batch = min(max_batch, RECENT_IDS)  # a batch must fit the remembered ids, for dedup
         self._clock = clock
-        self._batches: dict[str, list[_Pending]] = {}
+        self._batches: dict[str, list[Pending[Call, bool]]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._writes: set[asyncio.Task[None]] = set()
         self._kv: KeyValue | None = None  # looked up once (each look-up is a JetStream API request)
@@ -77,7 +70,7 @@ class StatsWriter:
         key = kv.safe_key(call.model)
         done: asyncio.Future[bool] = loop.create_future()
         batch = self._batches.setdefault(key, [])
-        batch.append(_Pending(event_id, call, alpha, done))
+        batch.append(Pending((event_id, call, alpha), done))
         if len(batch) >= self._max_batch:
             self._flush(key)
         elif key not in self._timers:
@@ -94,17 +87,15 @@ class StatsWriter:
             self._writes.add(task)
             task.add_done_callback(self._writes.discard)
 
-    async def _write(self, key: str, batch: list[_Pending]) -> None:
-        calls = [(p.event_id, p.call, p.alpha) for p in batch]
+    async def _write(self, key: str, batch: list[Pending[Call, bool]]) -> None:
+        calls = [p.item for p in batch]
         try:
             if self._kv is None:
                 self._kv = await self._bucket()
             counted = await kv.update(self._kv, key, lambda raw: fold(raw, calls, now=self._clock()))
         except Exception as exc:  # every handler of the batch fails with it: its event is redelivered
             for p in batch:
-                if not p.done.done():
-                    p.done.set_exception(exc)
+                p.fail(exc)
             return
         for p, changed in zip(batch, counted, strict=True):
-            if not p.done.done():
-                p.done.set_result(changed)
+            p.done(changed)
