@@ -91,41 +91,40 @@ class SseEvent:
 
 
 async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
-    """Server-Sent Events from a streamed response (the subset the providers use: `event:` and `data:`).
-
-    Lines are split on the raw bytes (CRLF, LF or CR, as the SSE format allows) and decoded one by one as
-    UTF-8, which the format mandates: cheaper than httpx's text and line decoders, which every event of
-    a stream went through."""
+    """Server-Sent Events from a streamed response (the subset the providers use: `event:` and `data:`)."""
     event = ""
     data: list[str] = []
+    async for line in _lines(response):
+        if not line:
+            if data:
+                yield SseEvent(event or "message", "\n".join(data))
+            event, data = "", []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+    if data:
+        yield SseEvent(event or "message", "\n".join(data))
+
+
+async def _lines(response: httpx.Response) -> AsyncIterator[str]:
+    """The body's lines, split on the raw bytes (CRLF, LF or CR, as the SSE format allows) and decoded one
+    by one as UTF-8, which the format mandates: cheaper than httpx's text and line decoders, which every
+    event of a stream went through."""
     pending = b""
     async for part in response.aiter_bytes():
         lines = (pending + part).splitlines(keepends=True)
         # An unterminated last line, or one ending in CR (half of a CRLF?), waits for the next part.
         pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
         for raw in lines:
-            line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
-            if not line:
-                if data:
-                    yield SseEvent(event or "message", "\n".join(data))
-                event, data = "", []
-                continue
-            if line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if name == "event":
-                event = value
-            elif name == "data":
-                data.append(value)
+            yield raw.rstrip(b"\r\n").decode("utf-8", "replace")
     for raw in pending.splitlines():  # the body ended without a line end
-        name, _, value = raw.decode("utf-8", "replace").partition(":")
-        if name == "data":
-            data.append(value.removeprefix(" "))
-        elif name == "event":
-            event = value.removeprefix(" ")
-    if data:
-        yield SseEvent(event or "message", "\n".join(data))
+        yield raw.decode("utf-8", "replace")
 
 
 async def finish_body(rest: AsyncIterator[Any], *, within_s: float = FINISH_BODY_S) -> None:
