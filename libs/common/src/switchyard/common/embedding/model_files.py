@@ -87,10 +87,6 @@ class ModelFiles:
     def tokenizer(self) -> Path:
         return self.folder / TOKENIZER
 
-    @property
-    def int8_fused(self) -> Path:
-        return self.folder / INT8_FUSED
-
     def path(self, precision: str) -> Path:
         if precision not in PRECISIONS:
             raise ConfigurationError(
