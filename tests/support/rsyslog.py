@@ -181,7 +181,10 @@ class Rsyslog:
         if not self.output.exists():
             return []
         out = []
-        for line in self.output.read_bytes().splitlines():
+        # rsyslog may be writing the last line as we read: only whole lines (a partial one is whole on the
+        # next read) count.
+        written, _, _ = self.output.read_bytes().rpartition(b"\n")
+        for line in written.splitlines():
             record = orjson.loads(line)
             if isinstance(record.get("sd"), str) and record["sd"]:
                 record["sd"] = orjson.loads(record["sd"])
