@@ -10,6 +10,10 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 export UV_COMPILE_BYTECODE := 1
 export UV_PYTHON := $(PYTHON)
 STAMP := $(VENV)/.switchyard-installed
+# mypy --strict checks every package in one run; each package's src folder is on MYPYPATH.
+MYPY_PACKAGES := common cli gateway classifier router executor billing audit
+empty :=
+MYPYPATH_ALL := $(subst $(empty) $(empty),:,$(wildcard libs/*/src services/*/src))
 PYTEST_ARGS ?=
 
 .PHONY: install run test test-unit test-integration test-e2e lint bench bench-scaling clean docs chaos soak fuzz
@@ -45,7 +49,7 @@ test-e2e: install
 lint: install
 	$(BIN)/ruff check libs services tests bench
 	$(BIN)/ruff format --check libs services tests bench
-	MYPYPATH=libs/common/src $(BIN)/mypy --strict -p switchyard.common
+	MYPYPATH=$(MYPYPATH_ALL) $(BIN)/mypy --strict $(addprefix -p switchyard.,$(MYPY_PACKAGES))
 
 # Switchyard vs LiteLLM on one mock upstream (bench/run.py); LiteLLM goes in its own venv.
 bench/.venv-litellm/bin/litellm:

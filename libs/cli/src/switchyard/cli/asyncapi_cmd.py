@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -92,7 +92,7 @@ def generate() -> dict[str, Any]:
 
 
 def render() -> str:
-    return yaml.safe_dump(generate(), sort_keys=False, width=110, allow_unicode=True)
+    return cast(str, yaml.safe_dump(generate(), sort_keys=False, width=110, allow_unicode=True))
 
 
 def _run(args: argparse.Namespace) -> int:

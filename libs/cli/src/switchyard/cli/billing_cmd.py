@@ -126,7 +126,7 @@ def _usage(args: argparse.Namespace) -> str:
         user_id=args.user,
         model=args.model,
         tier=args.tier,
-        group_by=[g.strip() for g in args.group_by.split(",") if g.strip()],  # type: ignore[misc]
+        group_by=[g.strip() for g in args.group_by.split(",") if g.strip()],
     )
     report: UsageReport = _run(args, lambda s: usage_report(s, query))
     return usage_csv(report) if args.csv else _json(report)

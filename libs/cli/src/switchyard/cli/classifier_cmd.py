@@ -7,12 +7,15 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from switchyard.classifier.config import ClassifierSettings
 
 DEFAULT_DATA = Path("/work/shared/data/classifier/train_pool.jsonl")
 
 
-def _settings():  # type: ignore[no-untyped-def]
+def _settings() -> ClassifierSettings:
     from switchyard.classifier.config import ClassifierSettings
 
     return ClassifierSettings()

@@ -12,6 +12,7 @@ import argparse
 import hashlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ def _subject_hash(row: dict[str, Any]) -> int:
     return int(hashlib.sha256(row["native_label"].encode()).hexdigest(), 16)
 
 
-def role_rule():  # type: ignore[no-untyped-def]
+def role_rule() -> Callable[[dict[str, Any]], str]:
     """The classifier's own rule for MMLU subjects ("heldout" or "train"), so the report split is
     never a subject the complexity head trained on; the same rule by hash if that module is not there."""
     try:

@@ -15,10 +15,11 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import String, select, type_coerce
+from sqlalchemy import ColumnElement, String, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from switchyard.audit import tree
@@ -251,7 +252,7 @@ async def _stored_tree_notes(session: AsyncSession, verifier: ChainVerifier) -> 
 async def _page(session: AsyncSession, after: int, limit: int) -> list[Row]:
     table = LedgerEntry.__table__
     if session.get_bind().dialect.name != "sqlite":
-        columns = [table.c[name] for name in COLUMNS]
+        columns: list[ColumnElement[Any]] = [table.c[name] for name in COLUMNS]
         query = select(*columns).where(table.c.seq > after).order_by(table.c.seq).limit(limit)
         return [Row(EntryFields(*r[:-2]), r[-2], r[-1]) for r in (await session.execute(query)).all()]
     # SQLite keeps timestamps as text; the C parser is several times faster than the generic processor.

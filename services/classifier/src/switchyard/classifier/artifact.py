@@ -55,7 +55,7 @@ def save(folder: Path, heads: Heads, manifest: dict[str, Any]) -> Path:
     arrays.update(heads.type_head.arrays("type"))
     arrays.update(heads.complexity_head.arrays("complexity"))
     buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v, dtype=np.float32) for k, v in sorted(arrays.items())})
+    np.savez(buf, **{k: np.asarray(v, dtype=np.float32) for k, v in sorted(arrays.items())})  # type: ignore[arg-type]
     data = buf.getvalue()
     (folder / WEIGHTS).write_bytes(data)
     doc = {

@@ -116,7 +116,7 @@ def classification(
     now: datetime | None = None,
 ) -> Classification:
     return Classification(
-        type=prediction.type,  # type: ignore[arg-type]
+        type=prediction.type,
         confidence=prediction.confidence,
         complexity=prediction.complexity,
         urgency=urgency(

@@ -81,7 +81,8 @@ def is_heldout(ex: Example) -> bool:
 
 def split(pool: Pool) -> tuple[list[int], list[int]]:
     """Indices of (train, held-out) examples."""
-    train, held = [], []
+    train: list[int] = []
+    held: list[int] = []
     for i, ex in enumerate(pool.examples):
         (held if is_heldout(ex) else train).append(i)
     return train, held

@@ -135,7 +135,7 @@ def open_questions(examples: list[Example], *, per_label: int, seed: int) -> lis
     that the options block and "Answer:" tail stop deciding qa / math / reasoning. Only stems that stand
     on their own (a question mark at the end, no "which of the following")."""
     rng = random.Random(seed)
-    by_label: dict[str, list[str]] = {}
+    by_label: dict[str, list[tuple[str, str]]] = {}
     for ex in examples:
         if is_heldout(ex) or ex.source != "mmlu_routellm":
             continue
@@ -196,9 +196,9 @@ def coding_requests(examples: list[Example], *, count: int, seed: int) -> list[E
             continue
         m = _MBPP_TASK.match(ex.prompt.strip())
         if m:
-            example = _ASSERT.search(ex.prompt)
+            shown = _ASSERT.search(ex.prompt)
             task = _URL.sub("", m.group(1)).strip().rstrip(".")
-            tasks.append((task, example.group(1) if example else ""))
+            tasks.append((task, shown.group(1) if shown else ""))
     tasks = sorted(set(tasks))
     out = []
     for i in range(min(count, len(tasks)) if tasks else 0):

@@ -20,7 +20,7 @@ from switchyard.common.events import ChatRequest, TaskCompleted
 from switchyard.common.leases import Want, give_all, take_local_all
 from switchyard.common.policy import Policy
 from switchyard.gateway.budgets import pricing
-from switchyard.gateway.budgets.service import Budgets, Reservation
+from switchyard.gateway.budgets.service import Account, Budgets, Reservation
 from switchyard.gateway.limits.service import RateLimiter, Ticket, take_or_unavailable
 from switchyard.gateway.tenants import Principal
 
@@ -107,7 +107,8 @@ class Admission:
         now = time.time()
         limited = [] if self.limiter is None else self.limiter.wants(principal, tokens=tokens, now=now)
         worst = 0
-        accounts, spend = [], []
+        accounts: list[Account] = []
+        spend: list[Want] = []
         if self.budgets is not None:
             worst = pricing.worst_case_micro(
                 self.policy, request, providers=providers, default_max_tokens=self.default_max_tokens

@@ -14,7 +14,7 @@ from fastapi import Request
 
 from switchyard.gateway import keys
 from switchyard.gateway.access.actor import Actor
-from switchyard.gateway.access.lockout import Attempt
+from switchyard.gateway.access.lockout import Attempt, Credential
 from switchyard.gateway.access.oidc import TokenRejected, looks_like_jwt
 from switchyard.gateway.access.oidc_keys import JwksUnavailable
 from switchyard.gateway.errors import (
@@ -37,6 +37,8 @@ def presented_key(request: Request) -> str | None:
 
 
 def _attempt(request: Request, credential: str | None, gw: Gateway | None) -> Attempt:
+    kind: Credential
+    prefix: str | None
     if credential is None:
         kind, prefix = "none", None
     elif gw is not None and gw.sso is not None and looks_like_jwt(credential):

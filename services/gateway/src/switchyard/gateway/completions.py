@@ -93,7 +93,7 @@ def build_task(parsed: ChatCompletionRequest, principal: Principal, *, priority:
         max_tokens=parsed.limit(),
         temperature=parsed.temperature,
         top_p=parsed.top_p,
-        stop=parsed.stop,  # type: ignore[arg-type]
+        stop=parsed.stop,
         stream=parsed.stream,
         response_format=parsed.response_format,
         tools=parsed.tools,
@@ -109,7 +109,7 @@ def build_task(parsed: ChatCompletionRequest, principal: Principal, *, priority:
         user_id=principal.user_id,
         api_key_id=principal.api_key_id,
         request=request,
-        priority=priority or "normal",  # type: ignore[arg-type]
+        priority=priority or "normal",
         origin="http",
         submitted_at=datetime.now(UTC),
     )
@@ -198,8 +198,8 @@ async def chained(
         yield item
         if isinstance(item, TaskCompleted):
             return
-    async for item in rest:
-        yield item
+    async for later in rest:
+        yield later
 
 
 async def stream_events(

@@ -250,7 +250,7 @@ async def stream_events(
     include_usage: bool = True,
 ) -> AsyncIterator[bytes]:
     """A break after text began ends with an `error` event and no `message_stop`: never a silent cut."""
-    start = {
+    start: dict[str, Any] = {
         "id": f"msg_{task.task_id}",
         "type": "message",
         "role": "assistant",

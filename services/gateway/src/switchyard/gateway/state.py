@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 from nats.aio.client import Client
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from switchyard.common.bus import EventPublisher
 from switchyard.gateway.access.changes import AuthChanges
@@ -28,7 +28,7 @@ from switchyard.gateway.tenants import KeyVerifier
 class Gateway:
     settings: GatewaySettings
     engine: AsyncEngine
-    sessions: async_sessionmaker  # type: ignore[type-arg]
+    sessions: async_sessionmaker[AsyncSession]
     verifier: KeyVerifier
     changes: AuthChanges
     events: EventPublisher

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from nats.aio.client import Client
@@ -85,7 +85,7 @@ class TaskClient:
             raise
         return done
 
-    async def stream(self, task: TaskSubmitted, *, timeout_s: float) -> AsyncIterator[Chunk | Outcome]:
+    async def stream(self, task: TaskSubmitted, *, timeout_s: float) -> AsyncGenerator[Chunk | Outcome, None]:
         """Submits `task` and yields its chunks in order, then its result. Raises TimedOut."""
         queue: asyncio.Queue[Chunk | Outcome] = asyncio.Queue()
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from switchyard.common.ids import new_id
 from switchyard.gateway import keys
@@ -51,7 +51,7 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 async def create_tenant(
-    sessions: async_sessionmaker,  # type: ignore[type-arg]
+    sessions: async_sessionmaker[AsyncSession],
     *,
     name: str,
     plan: str = "free",
@@ -72,7 +72,7 @@ async def create_tenant(
 
 
 async def create_user(
-    sessions: async_sessionmaker,  # type: ignore[type-arg]
+    sessions: async_sessionmaker[AsyncSession],
     *,
     tenant_id: str,
     email: str,
@@ -96,7 +96,7 @@ async def create_user(
 
 
 async def create_api_key(
-    sessions: async_sessionmaker,  # type: ignore[type-arg]
+    sessions: async_sessionmaker[AsyncSession],
     *,
     tenant_id: str,
     name: str,
@@ -149,7 +149,7 @@ class KeyVerifier:
     the TTL only bounds how long a missed announcement could matter.
     """
 
-    def __init__(self, sessions: async_sessionmaker, *, ttl_s: float = 30.0) -> None:  # type: ignore[type-arg]
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, ttl_s: float = 30.0) -> None:
         self._sessions = sessions
         self._ttl_s = ttl_s
         self._cache: dict[str, _Cached] = {}
@@ -217,7 +217,7 @@ class KeyVerifier:
         )
 
 
-async def ensure_dev_tenant(sessions: async_sessionmaker, *, key_file: Path) -> bool:  # type: ignore[type-arg]
+async def ensure_dev_tenant(sessions: async_sessionmaker[AsyncSession], *, key_file: Path) -> bool:
     """On the first embedded run: a development organisation (the platform's own), its admin user and
     an admin key, the key written to `key_file` (0600).
 

@@ -141,14 +141,14 @@ def decide(
     )
     chosen = p.candidates[0]
     return RoutingDecision(
-        strategy=p.strategy,  # type: ignore[arg-type]
+        strategy=p.strategy,
         tier=chosen.tier,
         candidates=p.candidates,
         policy_version=effective.version,
         estimated_prompt_tokens=tokens,
         estimated_cost_usd=p.estimated_cost_usd,
         fan_out=p.fan_out,
-        parallel_mode=p.parallel_mode,  # type: ignore[arg-type]
+        parallel_mode=p.parallel_mode,
         checks=p.checks,
         min_confidence=p.min_confidence,
         reasons={

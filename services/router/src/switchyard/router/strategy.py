@@ -5,17 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from switchyard.common.events import ChatRequest, Classification, RouteCandidate
+from switchyard.common.events.tasks import ParallelMode, Strategy
 from switchyard.common.policy import Policy
 from switchyard.router.chain import rank
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    strategy: str
+    strategy: Strategy
     candidates: list[RouteCandidate]
     why: str
     fan_out: int = 1
-    parallel_mode: str = "race"
+    parallel_mode: ParallelMode = "race"
     checks: list[str] = field(default_factory=list)
     min_confidence: float = 0.0
     estimated_cost_usd: float = 0.0
@@ -45,7 +46,7 @@ def plan(
     best_of = classification.type in par.best_of_types
     if par.enabled and money_ok and healthy >= 2 and (best_of or classification.urgency >= par.urgency_above):
         n = min(par.fan_out, healthy)
-        mode = "best_of" if best_of else "race"
+        mode: ParallelMode = "best_of" if best_of else "race"
         why = (
             f"{classification.type} is run best-of-{n}"
             if best_of

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -45,7 +45,7 @@ INT8_FUSED = "model-int8-fused.onnx"
 PRECISIONS = {"int8": INT8, "fp32": FP32, "int8-fused": INT8_FUSED}
 # What the classifier (service, outcome recorder, train/eval/predict) embeds with: the heads are trained
 # on this file's embeddings, so changing it means retraining them.
-DEFAULT_PRECISION = "int8"
+DEFAULT_PRECISION: Final = "int8"
 TOKENIZER = "tokenizer.json"
 MANIFEST = "manifest.json"
 

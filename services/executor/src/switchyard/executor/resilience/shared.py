@@ -15,6 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from typing import Literal
 
 import nats.errors
 from nats.js.kv import KeyValue
@@ -204,7 +205,7 @@ class KVRateLimits:
         self._rpm: dict[str, Want | None] = {}
 
     def _wants(self, key: str, limit: Limit, tokens: int) -> list[Want]:
-        rpm = self._rpm.get(key, False)
+        rpm: Want | Literal[False] | None = self._rpm.get(key, False)
         if rpm is False:
             rpm = self._rpm[key] = Want(self.leases, f"{key}#rpm", 1, limit.rpm) if limit.rpm else None
         wants = [rpm] if rpm is not None else []

@@ -5,21 +5,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from switchyard.common import ids
 from switchyard.common.bus import EventPublisher
 from switchyard.common.events import AdminActionRecorded
+from switchyard.common.events.admin import AdminActionName
 from switchyard.gateway.access.changes import AuthChanges
 from switchyard.gateway.tenants import Principal
+
+TargetType = Literal["organization", "user", "key", "throttle", "webhook"]
 
 
 @dataclass(frozen=True)
 class Actor:
     principal: Principal
-    sessions: async_sessionmaker  # type: ignore[type-arg]
+    sessions: async_sessionmaker[AsyncSession]
     changes: AuthChanges
     events: EventPublisher
     request_id: str
@@ -33,8 +36,8 @@ class Actor:
 
     async def record(
         self,
-        action: str,
-        target_type: str,
+        action: AdminActionName,
+        target_type: TargetType,
         target_id: str,
         changes: dict[str, Any] | None = None,
         *,
@@ -42,11 +45,11 @@ class Actor:
     ) -> None:
         tenant = tenant_id or self.tenant_id
         event = AdminActionRecorded(
-            action=action,  # type: ignore[arg-type]
+            action=action,
             tenant_id=tenant,
             actor_user_id=self.principal.user_id,
             actor_key_id=self.principal.api_key_id,
-            target_type=target_type,  # type: ignore[arg-type]
+            target_type=target_type,
             target_id=target_id,
             changes=changes or {},
             request_id=self.request_id,

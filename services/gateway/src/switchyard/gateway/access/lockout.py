@@ -17,6 +17,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
@@ -36,13 +37,15 @@ BLOCK_PREFIX = "authblock"
 KEEP_BLOCKS = 10_000
 _UNSAFE = re.compile(r"[^A-Za-z0-9_=-]")
 
+Credential = Literal["none", "api_key", "jwt"]
+
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """Who tried, with what kind of credential, where (never the credential itself)."""
 
     client: str
-    credential: str  # "none", "api_key" or "jwt"
+    credential: Credential
     key_prefix: str | None
     endpoint: str
     request_id: str
@@ -137,7 +140,7 @@ class Lockout:
             return
         event = AuthFailureRecorded(
             reason=reason,
-            credential=attempt.credential,  # type: ignore[arg-type]
+            credential=attempt.credential,
             key_prefix=attempt.key_prefix,
             client=attempt.client,
             endpoint=attempt.endpoint,

@@ -18,7 +18,7 @@ from typing import Any
 import jwt
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from switchyard.common import ids
 from switchyard.common.bus import EventPublisher
@@ -87,7 +87,7 @@ class _Cached:
 class OidcVerifier:
     config: OidcConfig
     jwks: Jwks
-    sessions: async_sessionmaker  # type: ignore[type-arg]
+    sessions: async_sessionmaker[AsyncSession]
     ttl_s: float = 30.0
     events: EventPublisher | None = None  # records the users created on first sight
     _cache: dict[str, _Cached] = field(default_factory=dict)
@@ -242,7 +242,7 @@ class OidcVerifier:
 
 def from_settings(
     settings: GatewaySettings,
-    sessions: async_sessionmaker,  # type: ignore[type-arg]
+    sessions: async_sessionmaker[AsyncSession],
     events: EventPublisher | None = None,
 ) -> OidcVerifier | None:
     if not settings.oidc_issuer:

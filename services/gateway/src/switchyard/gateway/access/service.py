@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from switchyard.gateway import tenants
 from switchyard.gateway.access import roles
@@ -23,7 +23,7 @@ from switchyard.gateway.access.models import (
 from switchyard.gateway.errors import Conflict, InvalidRequest, NotFound
 from switchyard.gateway.models import ApiKey, Tenant, User
 
-Sessions = async_sessionmaker  # type: ignore[type-arg]
+Sessions = async_sessionmaker[AsyncSession]
 
 
 async def get_organization(sessions: Sessions, *, tenant_id: str) -> Tenant:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Literal
 
 from switchyard.common import ids
 from switchyard.common.bus import EventPublisher
@@ -21,6 +22,9 @@ from switchyard.gateway.taskapi.models import TaskState
 from switchyard.gateway.tenants import Principal
 
 log = logging.getLogger(__name__)
+
+Stage = Literal["input", "output"]
+Action = Literal["refused", "redacted"]
 
 
 class Guardrails:
@@ -85,7 +89,7 @@ class Guardrails:
         principal: Principal,
         request_id: str,
         endpoint: str,
-        stage: str,
+        stage: Stage,
         found: list[Finding],
         *,
         once_for: str | None = None,
@@ -113,10 +117,10 @@ class Guardrails:
         principal: Principal,
         request_id: str,
         endpoint: str,
-        stage: str,
+        stage: Stage,
         guardrail: str,
         rule: str,
-        action: str,
+        action: Action,
         *,
         code: str | None = None,
         counts: dict[str, int] | None = None,
@@ -131,10 +135,10 @@ class Guardrails:
             api_key_id=principal.api_key_id,
             request_id=request_id,
             endpoint=endpoint,
-            stage=stage,  # type: ignore[arg-type]
+            stage=stage,
             guardrail=guardrail,
             rule=rule,
-            action=action,  # type: ignore[arg-type]
+            action=action,
             code=code,
             counts=counts or {},
             at=datetime.now(UTC),

@@ -122,7 +122,9 @@ def split_messages(messages: Sequence[ChatMessage]) -> tuple[str, list[dict[str,
         role = "assistant" if message.role == "assistant" else "user"
         content = _content(message)
         if message.tool_calls:
-            blocks = [{"type": "text", "text": content}] if isinstance(content, str) and content else []
+            blocks: list[dict[str, Any]] = (
+                [{"type": "text", "text": content}] if isinstance(content, str) and content else []
+            )
             if isinstance(content, list):
                 blocks = content
             blocks += [

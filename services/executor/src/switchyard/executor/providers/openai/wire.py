@@ -51,7 +51,7 @@ def request_body(call: ProviderCall, *, stream: bool, max_completion_tokens: boo
 def tool_calls_of(data: Any) -> tuple[ToolCall, ...]:
     if not isinstance(data, list):
         return ()
-    out = []
+    out: list[ToolCall] = []
     for item in data:
         fn = item.get("function") if isinstance(item, dict) else None
         if not isinstance(fn, dict) or not fn.get("name"):
