@@ -140,6 +140,7 @@ class Answerer:
         done = TaskCompleted(
             task_id=task.task_id,
             tenant_id=task.tenant_id,
+            user_id=task.user_id,  # as the executor does
             model="local/smollm2-135m-instruct",
             provider="local",
             tier="local",

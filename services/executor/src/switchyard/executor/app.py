@@ -21,6 +21,7 @@ from switchyard.executor import metrics
 from switchyard.executor.chunks import ChunkSink
 from switchyard.executor.config import ExecutorSettings
 from switchyard.executor.execution import ExecutionPolicy, execute
+from switchyard.executor.owed import OwedRecords
 from switchyard.executor.providers.anthropic import AnthropicSettings
 from switchyard.executor.providers.gemini import GeminiSettings
 from switchyard.executor.providers.local import LocalProvider
@@ -92,6 +93,7 @@ def create(
         breakers=breakers or (None if settings.shared_state else breakers_from(settings)),
         limits=None if settings.shared_state or not limit_table else LocalRateLimits(limit_table),
     )
+    owed = OwedRecords()
 
     async def shared_state() -> None:
         """Breakers and buckets in KV, so every replica sees the same ones (created once connected)."""
@@ -191,11 +193,23 @@ def create(
                 traceparent=event.traceparent,
             )
         )
-        # Each confirmation re-publishes (same id) what was not acked; a failure leaves the message
-        # unacked, so it is redelivered.
-        await asyncio.gather(*(confirm() for confirm in sent))
+        # Each confirmation re-publishes (same id) what was not acked. A result still refused leaves the
+        # message unacked, so it is redelivered; a record still refused is owed (see owed.py), since a
+        # redelivery finds the stored result and runs nothing.
+        confirmed = await asyncio.gather(*(confirm() for confirm in sent), return_exceptions=True)
+        refused = [
+            c for c, done in zip(sent[:-1], confirmed[:-1], strict=True) if isinstance(done, Exception)
+        ]
+        if refused:
+            log.warning(
+                "task %s: the stream refused %d provider-call records; owed", task.task_id, len(refused)
+            )
+            owed.add(refused)
+        if isinstance(confirmed[-1], BaseException):
+            raise confirmed[-1]
 
     service.setup.extend([warm_up, shared_state, announce_providers])
+    service.drain.append(owed.close)  # after the consumer stopped, while still connected
     service.teardown.append(found.aclose)
     bus.subscribe(
         service.broker,

@@ -17,7 +17,7 @@ from switchyard.common.events import TaskCancelled, TaskCompleted, TaskFailed, T
 from switchyard.gateway.admission import Pass
 from switchyard.gateway.errors import Conflict, NotFound
 from switchyard.gateway.taskapi.models import TERMINAL, TaskState
-from switchyard.gateway.taskapi.store import TaskStore, with_outcome
+from switchyard.gateway.taskapi.store import TaskStore, from_outcome, with_outcome
 from switchyard.gateway.tasks import TaskClient
 from switchyard.gateway.tenants import Principal
 
@@ -47,7 +47,8 @@ class TaskRuns:
         it, and a retry that raced the first request gets the first request's task (its admission given
         back). Submitting first means a submission that failed on the bus stored nothing, so a retry
         with the same key submits again (JetStream's duplicate window drops a second copy) instead of
-        finding a task that was never sent."""
+        finding a task that was never sent. Once published the task runs and will be charged, so it is
+        answered even if its state cannot be stored yet (the store keeps it and writes it later)."""
         now = datetime.now(UTC)
         state = TaskState(
             id=task.task_id,
@@ -89,10 +90,12 @@ class TaskRuns:
             await admitted.close()
             raise
         admitted.observe(outcome)
-        current = await self.store.get(state.id)
-        if current is not None and current.status == "queued":
-            await self.store.put(with_outcome(current, outcome))
-        await self._finish(state, status=None)
+        try:
+            current = await self.store.get(state.id)
+            if current is not None and current.status == "queued":
+                await self.store.put(with_outcome(current, outcome))
+        finally:  # the admission is settled even if the state cannot be read (GET finds the result)
+            await self._finish(state, status=None)
 
     async def _finish(self, state: TaskState, *, status: str | None) -> None:
         admitted = self._passes.pop(state.id, None)
@@ -108,6 +111,8 @@ class TaskRuns:
 
     async def get(self, *, principal: Principal, task_id: str) -> TaskState:
         state = await self.store.get(task_id)
+        if state is None:
+            state = await self._told_by_result(principal, task_id)
         if state is None or state.tenant_id != principal.tenant_id:
             raise NotFound(f"no task {task_id!r} in this organisation", param="task_id")
         if state.status == "queued":
@@ -116,6 +121,19 @@ class TaskRuns:
                 state = with_outcome(state, outcome)
                 await self.store.put(state)
         return state
+
+    async def _told_by_result(self, principal: Principal, task_id: str) -> TaskState | None:
+        """A task accepted while its state could not be stored, on a replica that does not hold it (or
+        after the one that did went away): its result event, once there, answers. Only to the user who
+        submitted it, so other tasks' results (chat completions) do not become readable here."""
+        outcome = await self.store.stored_outcome(task_id)
+        if (
+            outcome is None
+            or outcome.tenant_id != principal.tenant_id
+            or outcome.user_id != principal.user_id
+        ):
+            return None
+        return from_outcome(outcome)
 
     async def cancel(self, *, principal: Principal, task_id: str) -> TaskState:
         state = await self.get(principal=principal, task_id=task_id)
@@ -143,3 +161,4 @@ class TaskRuns:
     async def stop(self) -> None:
         for following in list(self._following.values()):
             following.cancel()
+        await self.store.close()

@@ -3,12 +3,21 @@
 The submitting replica follows the result subject and records the outcome; any replica answers a status
 request, and when the state still says `queued` it looks for the stored result event in the stream
 itself, so a task whose submitting replica went away still reports its outcome.
+
+A task's state is stored after the task was published: by then it runs and will be charged, so a write
+the bucket refuses (a leader election, a brief bus error) must not make its submission fail. A new task's
+write is retried for `retry_s`; a write still refused is kept here (this replica answers from it) and
+written in the background as soon as the bucket takes it. Should that never happen (this replica stops
+first), the task's result event on the stream still answers for it (`TaskRuns.get`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
+import time
 from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
@@ -21,7 +30,14 @@ from switchyard.common.errors import InvalidEvent
 from switchyard.common.events import TaskCompleted, TaskFailed
 from switchyard.gateway.taskapi.models import TaskError, TaskResult, TaskState, TaskUsage
 
+log = logging.getLogger(__name__)
+
 KEEP_S = 7 * 24 * 3600.0  # as long as the events stream keeps the result
+RETRY_S = 2.0  # a new task's state write is retried this long before the submission is answered anyway
+# A state write the bucket refused is retried in the background this long (then only the result event
+# on the stream answers for the task), at most every MAX_WRITE_DELAY_S.
+KEEP_TRYING_S = 3600.0
+MAX_WRITE_DELAY_S = 5.0
 # Task ids are ours (hex); anything else is no task, and must not reach a KV key or a subject token.
 _TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
@@ -54,26 +70,134 @@ def with_outcome(state: TaskState, outcome: TaskCompleted | TaskFailed) -> TaskS
     return state.model_copy(update={"status": "failed", "error": error, "updated_at": now})
 
 
+def from_outcome(outcome: TaskCompleted | TaskFailed) -> TaskState:
+    """A task whose state was never stored, told from its result event alone. The event does not say
+    which model was asked for or when the task was submitted: `model` is the model that answered
+    (`unknown` for a failure), `created_at` the time of the result."""
+    at = outcome.completed_at if isinstance(outcome, TaskCompleted) else outcome.failed_at
+    model = outcome.model if isinstance(outcome, TaskCompleted) else "unknown"
+    told = TaskState(
+        id=outcome.task_id,
+        tenant_id=outcome.tenant_id,
+        user_id=outcome.user_id,
+        status="queued",
+        model=model,
+        created_at=at,
+        updated_at=at,
+    )
+    return with_outcome(told, outcome).model_copy(update={"updated_at": at})
+
+
 class TaskStore:
-    def __init__(self, kv: KeyValue, js: JetStreamContext) -> None:
+    def __init__(
+        self,
+        kv: KeyValue,
+        js: JetStreamContext,
+        *,
+        retry_s: float = RETRY_S,
+        keep_trying_s: float = KEEP_TRYING_S,
+    ) -> None:
         self._kv = kv
         self._js = js
+        self._retry_s = retry_s
+        self._keep_trying_s = keep_trying_s
+        # States the bucket refused, newest version, and since when (monotonic); those in `_new` were never
+        # stored, so they are created (a racing replica's task under the same id is not overwritten).
+        self._pending: dict[str, tuple[TaskState, float]] = {}
+        self._new: set[str] = set()
+        self._writer: asyncio.Task[None] | None = None
 
     async def put(self, state: TaskState) -> None:
-        await self._kv.put(state.id, _stored(state))
+        """Store a task's new state; if the bucket refuses it, it is kept here and written later."""
+        if state.id in self._pending:
+            self._pending[state.id] = (state, self._pending[state.id][1])
+            return
+        try:
+            await self._kv.put(state.id, _stored(state))
+        except Exception as exc:
+            self._defer(state, new=False, reason=exc)
 
     async def create(self, state: TaskState) -> bool:
-        """Store a new task; False when a task with this id is already there (an idempotent retry that
-        raced the first request)."""
+        """Store a new (already published) task; False when a task with this id is already there (an
+        idempotent retry that raced the first request). A write the bucket refuses is retried for
+        `retry_s`, then kept here (True): the task runs, so its submission must not fail."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._retry_s
+        delay, refused = 0.05, False
+        while True:
+            try:
+                async with asyncio.timeout(max(deadline - loop.time(), 0.25)):
+                    return await self._create(state, retried=refused)
+            except Exception as exc:  # a timed-out attempt may still have stored it: `_create` knows ours
+                if loop.time() + delay >= deadline:
+                    self._defer(state, new=True, reason=exc)
+                    return True
+                refused = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    async def _create(self, state: TaskState, *, retried: bool) -> bool:
         try:
             await self._kv.create(state.id, _stored(state))
         except KeyWrongLastSequenceError:
-            return False
+            if not retried:
+                return False
+            # An earlier attempt whose answer was lost may have stored it: then it is ours, not a race.
+            entry = await self._kv.get(state.id)
+            stored = TaskState.model_validate_json(entry.value or b"{}")
+            return stored.created_at == state.created_at
         return True
+
+    def _defer(self, state: TaskState, *, new: bool, reason: BaseException) -> None:
+        log.warning("task %s: state not stored (%s); kept here until the bucket takes it", state.id, reason)
+        self._pending[state.id] = (state, time.monotonic())
+        if new:
+            self._new.add(state.id)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_pending())
+
+    async def _write_pending(self) -> None:
+        delay = 0.25
+        while self._pending:
+            await asyncio.sleep(delay)
+            try:
+                await self._write_each()
+            except Exception as exc:
+                log.warning("%d task states still not stored (%s)", len(self._pending), exc)
+                delay = min(delay * 2, MAX_WRITE_DELAY_S)
+            else:
+                delay = 0.25
+
+    async def _write_each(self) -> None:
+        for task_id, (state, since) in list(self._pending.items()):
+            if time.monotonic() - since > self._keep_trying_s:
+                log.error("task %s: state never stored; only its result event answers for it", task_id)
+            elif task_id not in self._new:
+                await self._kv.put(task_id, _stored(state))
+            elif await self._create(state, retried=True):
+                self._new.discard(task_id)  # stored; a version newer than `state` is put next round
+            else:  # another replica stored a task under this id (an idempotent retry): its state stands
+                log.warning("task %s: another request stored this task first", task_id)
+                self._pending[task_id] = (state, since)  # so it is dropped below
+            if self._pending[task_id][0] is state:
+                del self._pending[task_id]
+                self._new.discard(task_id)
+
+    async def close(self) -> None:
+        """One last attempt at the states the bucket refused (a replica going away)."""
+        if self._writer is not None:
+            self._writer.cancel()
+            await asyncio.wait([self._writer])
+        try:
+            await self._write_each()
+        except Exception:
+            log.exception("%d task states could not be stored before shutdown", len(self._pending))
 
     async def get(self, task_id: str) -> TaskState | None:
         if not _TASK_ID.fullmatch(task_id):
             return None
+        if (pending := self._pending.get(task_id)) is not None:
+            return pending[0]
         try:
             entry = await self._kv.get(task_id)
         except (KeyNotFoundError, ValueError):
@@ -88,7 +212,7 @@ class TaskStore:
         except NotFoundError:
             return None
         try:
-            _, payload = decode(msg.data, (TaskCompleted, TaskFailed))
+            _, payload = decode(msg.data or b"", (TaskCompleted, TaskFailed))
         except InvalidEvent:
             return None
         return payload  # type: ignore[return-value]
