@@ -5,6 +5,7 @@ handler as soon as it arrives, not once a batch is full or a pull request ends; 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -143,3 +144,100 @@ async def test_an_event_the_stream_could_not_take_is_published_by_its_confirmati
         assert info.state.messages == 1
     finally:
         await nc.close()
+
+
+def _bursts(times: list[float], gap_s: float) -> int:
+    """How many groups the arrival times fall into, a group ending where two arrivals are `gap_s` apart."""
+    ordered = sorted(times)
+    return 1 + sum(1 for a, b in itertools.pairwise(ordered) if b - a > gap_s)
+
+
+async def _trickle(url: str, durable: str, *, count: int, every_s: float, **options: Any) -> list[float]:
+    """Publishes `count` events `every_s` apart; the times (loop clock) their handlers started."""
+    arrived: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def handler(event: CloudEvent, payload: Any) -> None:
+        if payload.task_id.startswith(f"{durable}-"):  # not the other trickle's events on the stream
+            arrived.append(loop.time())
+
+    broker, publisher = await _start(url, durable, handler, max_workers=64, **options)
+    try:
+        await asyncio.sleep(0.3)  # idle first: the consumer waits with an open request
+        for i in range(count):
+            await publisher.publish(_task(f"{durable}-{i}"), tenant_id="acme")
+            await asyncio.sleep(every_s)
+        deadline = loop.time() + 15
+        while len(arrived) < count and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        info = await bus.jetstream(broker).consumer_info(subjects.STREAM_EVENTS, durable)
+    finally:
+        await _stop(broker)
+    assert len(arrived) == count
+    assert info.num_ack_pending == 0
+    assert info.num_pending == 0
+    return arrived
+
+
+async def test_gathering_takes_a_trickle_of_events_in_bursts(nats_server: NatsServer) -> None:
+    # 40 events 15 ms apart (0.6 s): one at a time they start 40 handlers spread evenly; gathered every
+    # 0.2 s they start in a handful of bursts (the first event at once, then what piled up).
+    spread = await _trickle(nats_server.url, "trickle-each", count=40, every_s=0.015)
+    gathered = await _trickle(nats_server.url, "trickle-gathered", count=40, every_s=0.015, gather_s=0.2)
+    assert _bursts(spread, 0.008) >= 20
+    assert _bursts(gathered, 0.008) <= 8
+
+
+async def test_gathering_handles_the_first_event_after_idle_at_once(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumer, "REQUEST_EXPIRES_S", 60.0)
+    arrived: asyncio.Queue[str] = asyncio.Queue()
+
+    async def handler(event: CloudEvent, payload: Any) -> None:
+        arrived.put_nowait(payload.task_id)
+
+    broker, publisher = await _start(nats_server.url, "gather-idle", handler, max_workers=8, gather_s=5.0)
+    try:
+        for i in range(2):
+            await asyncio.sleep(0.3)
+            await publisher.publish(_task(f"g-{i}"), tenant_id="acme")
+            # Waiting with an open request, the consumer gets the first event at once; only what comes
+            # after it waits for the gathering request (5 s here).
+            assert await asyncio.wait_for(arrived.get(), 2 if i == 0 else 15) == f"g-{i}"
+    finally:
+        await _stop(broker)
+
+
+async def test_gathering_under_a_backlog_bigger_than_its_limit_handles_each_event_once(
+    nats_server: NatsServer,
+) -> None:
+    handled: list[str] = []
+    running = 0
+    peak = 0
+
+    async def handler(event: CloudEvent, payload: Any) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        handled.append(payload.task_id)
+        running -= 1
+
+    broker, publisher = await _start(
+        nats_server.url, "gather-backlog", handler, max_workers=4, batch_size=8, gather_s=0.1
+    )
+    try:
+        await asyncio.gather(*(publisher.publish(_task(f"b-{i}"), tenant_id="acme") for i in range(120)))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while len(handled) < 120 and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        info = await bus.jetstream(broker).consumer_info(subjects.STREAM_EVENTS, "gather-backlog")
+    finally:
+        await _stop(broker)
+    assert sorted(handled) == sorted(f"b-{i}" for i in range(120))
+    assert peak == 4
+    assert info.num_ack_pending == 0
+    assert info.num_pending == 0

@@ -288,6 +288,7 @@ def subscribe(
     description: str | None = None,
     heartbeat_s: float | None = None,
     batch_size: int | None = None,
+    gather_s: float = 0.0,
 ) -> None:
     """Registers `handler` as a durable pull consumer with manual, deliberate acknowledgement; it runs
     between `start_consumers(broker)` and `stop_consumers(broker)` (the service lifecycle calls both).
@@ -297,6 +298,8 @@ def subscribe(
     that the message is still in progress, so a long task is not redelivered after `ack_wait_s`.
     `batch_size` bounds what one replica pulls ahead of its workers (a work queue of long tasks wants 1:
     a message waiting in one replica's buffer is neither running nor available to another replica).
+    `gather_s` trades that much delivery latency for one wake-up per burst (see `consumer.py`): for
+    consumers off the request path whose handlers batch their writes.
     """
     expected_types = tuple(expected) if expected is not None else None
     config = ConsumerConfig(
@@ -370,6 +373,7 @@ def subscribe(
             on_message=on_message,
             max_workers=max_workers,
             batch_size=batch_size or max(16, max_workers),
+            gather_s=gather_s,
         )
     )
 

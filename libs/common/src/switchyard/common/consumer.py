@@ -17,6 +17,13 @@ late status from an earlier request cannot end the current one, and at most `max
 max_workers)` messages are asked for or in hand at once (a late message from a request given up as lost
 can pass that bound by the few it brings; `max_workers` still bounds the handlers).
 
+With `gather_s` (consumers off the request path whose handlers batch their writes anyway: audit,
+billing, routing statistics) the loop asks for one message with a waiting request and, once it came,
+waits `gather_s` and takes what piled up meanwhile with one `no_wait` request, again and again while
+messages keep coming (at once, without the wait, after a request that came back full). A trickle of events
+then wakes the process once per `gather_s` instead of once per event; when a gathering request finds
+nothing, the loop goes back to one waiting request, so an idle consumer costs nothing more than before.
+
 Acknowledgement stays with the caller's `on_message` (ack, nak with delay, term): this loop only asks,
 bounds concurrency and survives reconnects.
 """
@@ -57,6 +64,7 @@ class PullConsumer:
         on_message: OnMessage,
         max_workers: int,
         batch_size: int,
+        gather_s: float = 0.0,
     ) -> None:
         self.stream = stream
         self.subject = subject
@@ -66,6 +74,7 @@ class PullConsumer:
         self._max_workers = max(1, max_workers)
         self._batch_size = max(1, batch_size)
         self._limit = max(self._batch_size, self._max_workers)  # asked for, in hand or running
+        self._gather_s = max(0.0, gather_s)
         self._workers = asyncio.Semaphore(self._max_workers)
         self._loop_task: asyncio.Task[None] | None = None
         self._inbox_sub: Subscription | None = None
@@ -126,29 +135,48 @@ class PullConsumer:
     async def _pull_loop(self, nc: Client, inbox: str) -> None:
         subject = f"{api.DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{self.stream}.{self.durable}"
         expires_ns = int(REQUEST_EXPIRES_S * 1_000_000_000)
+        gathering = False  # the next request takes what is there (no_wait), after `pause` seconds
+        pause = 0.0
         while True:
+            if pause:
+                await asyncio.sleep(pause)
             while self._in_hand >= self._limit:
                 self._room.clear()
                 await self._room.wait()
             room = min(self._batch_size, self._limit - self._in_hand)
+            if self._gather_s and not gathering:
+                room = 1  # wait for one message; the rest of a burst is gathered after it
             self._request += 1
             self._asked = room
             self._trouble = None
             self._ended.clear()
             try:
-                request = orjson.dumps({"batch": room, "expires": expires_ns})
-                await nc.publish(subject, request, reply=f"{inbox}.{self._request}")
+                ask: dict[str, object] = {"batch": room}
+                if gathering:
+                    ask["no_wait"] = True  # without `expires`: the server answers at once
+                else:
+                    ask["expires"] = expires_ns
+                await nc.publish(subject, orjson.dumps(ask), reply=f"{inbox}.{self._request}")
             except Exception as exc:  # closed or not yet reconnected: try again
                 log.warning("pull request to %s failed (%s); retrying", self.durable, exc)
-                await asyncio.sleep(RETRY_DELAY_S)
+                gathering, pause = False, RETRY_DELAY_S
                 continue
             try:
                 await asyncio.wait_for(self._ended.wait(), REQUEST_EXPIRES_S + LOST_AFTER_S)
             except TimeoutError:  # the request or its end was lost (a reconnect): ask again
+                gathering, pause = False, 0.0
                 continue
             if self._trouble is not None:
                 log.warning("pull request to %s refused (%s); retrying", self.durable, self._trouble)
-                await asyncio.sleep(RETRY_DELAY_S)
+                gathering, pause = False, RETRY_DELAY_S
+                continue
+            delivered = room - max(self._asked, 0)
+            if self._gather_s:
+                gathering = delivered > 0
+                full = delivered == room and room > 1  # more may be waiting: ask again at once
+                pause = self._gather_s if delivered and not full else 0.0
+            else:
+                pause = 0.0
 
     async def _on_delivery(self, msg: Msg) -> None:
         """Runs for everything the server sends the inbox, in order: a message goes to a handler at once; a

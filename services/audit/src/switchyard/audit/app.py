@@ -60,6 +60,7 @@ def create(settings: AuditSettings) -> Service:
         handler=on_event,
         max_workers=settings.audit_workers,
         ack_wait_s=settings.audit_ack_wait_s,
+        gather_s=settings.audit_linger_ms / 1000.0,  # one wake-up per burst of events (consumer.py)
         description="Appends every event to the hash-linked, append-only audit ledger.",
     )
     proof_server = proofs.ProofServer(settings.db_url(), engine)

@@ -15,7 +15,10 @@ class AuditSettings(CommonSettings):
     audit_workers: int = Field(default=64, ge=1, description="events handled concurrently (batched appends)")
     audit_max_batch: int = Field(default=500, ge=1, description="most entries appended in one transaction")
     audit_linger_ms: float = Field(
-        default=100.0, ge=0, description="how long a batch waits for more events before it is written"
+        default=100.0,
+        ge=0,
+        description="events are taken from the bus in bursts this far apart, and a batch waits this long "
+        "for more before it is written",
     )
     audit_ack_wait_s: float = Field(default=30.0, gt=0, description="redelivery delay of an unacked event")
     audit_log_origin: str = Field(

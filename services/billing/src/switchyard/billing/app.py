@@ -36,7 +36,8 @@ class BillingSettings(CommonSettings):
     billing_linger_ms: float = Field(
         default=100.0,
         ge=0,
-        description="how long a batch of usage entries waits for more before it is stored",
+        description="results and calls are taken from the bus in bursts this far apart, and a batch of "
+        "usage entries waits this long for more before it is stored",
     )
     billing_webhook_key: SecretStr | None = Field(
         default=None,
@@ -146,6 +147,7 @@ def create(settings: BillingSettings) -> Service:
         expected=[TaskCompleted, TaskFailed],
         handler=on_result,
         max_workers=settings.billing_workers,
+        gather_s=settings.billing_linger_ms / 1000,  # one wake-up per burst of events (consumer.py)
         description="Prices each completed task into a usage entry and announces it.",
     )
     bus.subscribe(
@@ -156,6 +158,7 @@ def create(settings: BillingSettings) -> Service:
         expected=[ProviderCallRecorded],
         handler=on_call,
         max_workers=settings.billing_workers,
+        gather_s=settings.billing_linger_ms / 1000,
         description="Charges provider calls whose tokens were spent on answers not delivered.",
     )
     bus.subscribe(

@@ -34,7 +34,10 @@ class RouterSettings(CommonSettings):
     health_refresh_s: float = Field(default=1.0, gt=0, description="how stale the health view may be")
     policy_check_s: float = Field(default=1.0, gt=0, description="how often the policy file is checked")
     stats_linger_s: float = Field(
-        default=DEFAULT_LINGER_S, ge=0, description="provider calls for one model gathered into one KV write"
+        default=DEFAULT_LINGER_S,
+        ge=0,
+        description="provider calls are taken from the bus in bursts this far apart, and the calls of one "
+        "model this close together are folded into one KV write",
     )
 
 
@@ -150,6 +153,7 @@ def create(settings: RouterSettings) -> Service:
         expected=[ProviderCallRecorded],
         handler=on_call,
         max_workers=64,  # handlers mostly wait for their batch's write: room for a batch to fill
+        gather_s=settings.stats_linger_s,
         description="Learns EMA success and latency per model from provider calls (shared through KV).",
     )
     return service
