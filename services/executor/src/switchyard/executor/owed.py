@@ -11,22 +11,22 @@ not publish.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+
+from switchyard.common.backlog import Backlog
 
 log = logging.getLogger(__name__)
 
 Confirm = Callable[[], Awaitable[str]]
 
-FIRST_DELAY_S = 0.5
-MAX_DELAY_S = 10.0
-
 
 class OwedRecords:
     def __init__(self) -> None:
         self._owed: list[Confirm] = []
-        self._runner: asyncio.Task[None] | None = None
+        self._backlog = Backlog(
+            self._publish_all, self.__len__, what="provider-call records", first_s=0.5, max_s=10.0
+        )
 
     def __len__(self) -> int:
         return len(self._owed)
@@ -34,20 +34,7 @@ class OwedRecords:
     def add(self, confirms: Iterable[Confirm]) -> None:
         """Owes these sends (their `confirm` publishes again with the same id) until the stream has them."""
         self._owed.extend(confirms)
-        if self._owed and (self._runner is None or self._runner.done()):
-            self._runner = asyncio.create_task(self._publish_until_stored())
-
-    async def _publish_until_stored(self) -> None:
-        delay = FIRST_DELAY_S
-        while self._owed:
-            await asyncio.sleep(delay)
-            try:
-                await self._publish_all()
-            except Exception as exc:
-                log.warning("%d provider-call records still refused by the stream (%s)", len(self._owed), exc)
-                delay = min(delay * 2, MAX_DELAY_S)
-            else:
-                delay = FIRST_DELAY_S
+        self._backlog.kick()
 
     async def _publish_all(self) -> None:
         while self._owed:
@@ -57,10 +44,4 @@ class OwedRecords:
 
     async def close(self) -> None:
         """One last attempt, while still connected; what is still refused is logged, then lost."""
-        if self._runner is not None:
-            self._runner.cancel()
-            await asyncio.wait([self._runner])
-        try:
-            await self._publish_all()
-        except Exception:
-            log.exception("%d provider-call records could not be published before shutdown", len(self._owed))
+        await self._backlog.close()

@@ -25,6 +25,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSe
 from nats.js.kv import KeyValue
 
 from switchyard.common import subjects
+from switchyard.common.backlog import Backlog
 from switchyard.common.envelope import decode
 from switchyard.common.errors import InvalidEvent
 from switchyard.common.events import TaskCompleted, TaskFailed
@@ -105,7 +106,9 @@ class TaskStore:
         # stored, so they are created (a racing replica's task under the same id is not overwritten).
         self._pending: dict[str, tuple[TaskState, float]] = {}
         self._new: set[str] = set()
-        self._writer: asyncio.Task[None] | None = None
+        self._backlog = Backlog(
+            self._write_each, self._pending.__len__, what="task states", max_s=MAX_WRITE_DELAY_S
+        )
 
     async def put(self, state: TaskState) -> None:
         """Store a task's new state; if the bucket refuses it, it is kept here and written later."""
@@ -153,20 +156,7 @@ class TaskStore:
         self._pending[state.id] = (state, time.monotonic())
         if new:
             self._new.add(state.id)
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_pending())
-
-    async def _write_pending(self) -> None:
-        delay = 0.25
-        while self._pending:
-            await asyncio.sleep(delay)
-            try:
-                await self._write_each()
-            except Exception as exc:
-                log.warning("%d task states still not stored (%s)", len(self._pending), exc)
-                delay = min(delay * 2, MAX_WRITE_DELAY_S)
-            else:
-                delay = 0.25
+        self._backlog.kick()
 
     async def _write_each(self) -> None:
         for task_id, (state, since) in list(self._pending.items()):
@@ -185,13 +175,7 @@ class TaskStore:
 
     async def close(self) -> None:
         """One last attempt at the states the bucket refused (a replica going away)."""
-        if self._writer is not None:
-            self._writer.cancel()
-            await asyncio.wait([self._writer])
-        try:
-            await self._write_each()
-        except Exception:
-            log.exception("%d task states could not be stored before shutdown", len(self._pending))
+        await self._backlog.close()
 
     async def get(self, task_id: str) -> TaskState | None:
         if not _TASK_ID.fullmatch(task_id):
