@@ -76,9 +76,11 @@ async def test_a_lone_message_is_handled_before_its_pull_request_would_end(
         await _stop(broker)
 
 
+@pytest.mark.parametrize("gather_s", [0.0, 0.1], ids=["each", "gathered"])
 async def test_no_more_than_max_workers_run_and_each_message_is_handled_once(
-    nats_server: NatsServer,
+    nats_server: NatsServer, gather_s: float
 ) -> None:
+    # A backlog far bigger than the consumer's limit: gathering takes it with full requests, back to back.
     running = 0
     peak = 0
     handled: list[str] = []
@@ -91,7 +93,9 @@ async def test_no_more_than_max_workers_run_and_each_message_is_handled_once(
         handled.append(payload.task_id)
         running -= 1
 
-    broker, publisher = await _start(nats_server.url, "bounded", handler, max_workers=2, batch_size=3)
+    broker, publisher = await _start(
+        nats_server.url, "bounded", handler, max_workers=2, batch_size=3, gather_s=gather_s
+    )
     try:
         await asyncio.gather(*(publisher.publish(_task(f"t-{i}"), tenant_id="acme") for i in range(40)))
         deadline = asyncio.get_running_loop().time() + 30
@@ -207,37 +211,3 @@ async def test_gathering_handles_the_first_event_after_idle_at_once(
             assert await asyncio.wait_for(arrived.get(), 2 if i == 0 else 15) == f"g-{i}"
     finally:
         await _stop(broker)
-
-
-async def test_gathering_under_a_backlog_bigger_than_its_limit_handles_each_event_once(
-    nats_server: NatsServer,
-) -> None:
-    handled: list[str] = []
-    running = 0
-    peak = 0
-
-    async def handler(event: CloudEvent, payload: Any) -> None:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await asyncio.sleep(0.01)
-        handled.append(payload.task_id)
-        running -= 1
-
-    broker, publisher = await _start(
-        nats_server.url, "gather-backlog", handler, max_workers=4, batch_size=8, gather_s=0.1
-    )
-    try:
-        await asyncio.gather(*(publisher.publish(_task(f"b-{i}"), tenant_id="acme") for i in range(120)))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
-        while len(handled) < 120 and loop.time() < deadline:
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)
-        info = await bus.jetstream(broker).consumer_info(subjects.STREAM_EVENTS, "gather-backlog")
-    finally:
-        await _stop(broker)
-    assert sorted(handled) == sorted(f"b-{i}" for i in range(120))
-    assert peak == 4
-    assert info.num_ack_pending == 0
-    assert info.num_pending == 0
