@@ -4,12 +4,14 @@ with wrk (JSON), and time-to-first-token with a raw-socket streaming client."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,9 +82,14 @@ class LoadResult:
 
 _WRK_SCRIPT = """
 wrk.method = "POST"
-wrk.body = {body}
 wrk.headers["content-type"] = "application/json"
 wrk.headers["authorization"] = "Bearer {key}"
+local bodies = {{ {bodies} }}
+local i = 0
+request = function()
+  i = i % #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[i])
+end
 """
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
@@ -93,9 +100,14 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def run_wrk(url: str, body: str, key: str, *, connections: int, seconds: int) -> LoadResult:
+def _bodies(body: str | Sequence[str]) -> list[str]:
+    return [body] if isinstance(body, str) else list(body)
+
+
+def run_wrk(url: str, body: str | Sequence[str], key: str, *, connections: int, seconds: int) -> LoadResult:
+    """`body`: one request body, or several sent in turn."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(_WRK_SCRIPT.format(body=_lua_string(body), key=key))
+        f.write(_WRK_SCRIPT.format(bodies=", ".join(_lua_string(b) for b in _bodies(body)), key=key))
         script = f.name
     try:
         out = subprocess.run(
@@ -167,11 +179,13 @@ def _has_text(buf: bytes) -> bool:
     return re.search(rb'"content":\s*"[^"]', buf) is not None
 
 
-async def _stream_load(url: str, body: str, key: str, concurrency: int, seconds: float) -> LoadResult:
+async def _stream_load(
+    url: str, body: str | Sequence[str], key: str, concurrency: int, seconds: float
+) -> LoadResult:
     m = re.match(r"http://([^:/]+):(\d+)(/.*)", url)
     assert m, url
     host, port, path = m.group(1), int(m.group(2)), m.group(3)
-    payload = body.encode()
+    payloads = itertools.cycle([b.encode() for b in _bodies(body)])
     ttfts: list[float] = []
     totals: list[float] = []
     errors = 0
@@ -181,6 +195,7 @@ async def _stream_load(url: str, body: str, key: str, concurrency: int, seconds:
         nonlocal errors
         while time.perf_counter() < deadline:
             try:
+                payload = next(payloads)
                 ttft, total, ok = await asyncio.wait_for(_stream_once(host, port, path, payload, key), 60)
             except (OSError, TimeoutError):
                 errors += 1
@@ -208,5 +223,7 @@ async def _stream_load(url: str, body: str, key: str, concurrency: int, seconds:
     )
 
 
-def run_stream(url: str, body: str, key: str, *, concurrency: int, seconds: float) -> LoadResult:
+def run_stream(
+    url: str, body: str | Sequence[str], key: str, *, concurrency: int, seconds: float
+) -> LoadResult:
     return asyncio.run(_stream_load(url, body, key, concurrency, seconds))

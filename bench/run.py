@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import random
 import statistics
 import sys
 from datetime import UTC, datetime
@@ -23,24 +24,39 @@ from systems import System, start_litellm, start_switchyard, start_upstream
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROMPT = "What is the capital of France?"
+# `--prompts pool`: real prompts of varied length (the classifier's training pool, public data), the same
+# ones in the same order for every system.
+POOL = Path("/work/shared/data/classifier/train_pool.jsonl")
+POOL_PROMPTS = 256
+POOL_MAX_CHARS = 4000
 
 
-def _body(model: str, stream: bool) -> str:
+def _body(model: str, stream: bool, prompt: str = PROMPT) -> str:
     req: dict[str, object] = {
         "model": model,
         "max_tokens": 64,
-        "messages": [{"role": "user", "content": PROMPT}],
+        "messages": [{"role": "user", "content": prompt}],
     }
     if stream:
         req["stream"] = True
     return json.dumps(req)
 
 
-def measure(system: System, *, stream: bool, concurrency: int, seconds: int) -> dict[str, float]:
+def pool_prompts(path: Path = POOL, n: int = POOL_PROMPTS) -> list[str]:
+    """`n` prompts drawn (seeded) from the pool, at most POOL_MAX_CHARS each."""
+    with path.open(encoding="utf-8") as f:  # by "\n" only: prompts hold other line separators
+        rows = [json.loads(line)["prompt"] for line in f if line.strip()]
+    fitting = [p for p in rows if 0 < len(p) <= POOL_MAX_CHARS]
+    return random.Random(7).sample(fitting, min(n, len(fitting)))
+
+
+def measure(
+    system: System, *, stream: bool, concurrency: int, seconds: int, prompts: list[str] | None = None
+) -> dict[str, float]:
     pids = tree_pids(system.pid)
     cpu_before = cpu_seconds(pids)
     url = f"{system.base_url}/chat/completions"
-    body = _body(system.model, stream)
+    body = [_body(system.model, stream, p) for p in prompts] if prompts else _body(system.model, stream)
     if stream:
         result: LoadResult = run_stream(url, body, system.key, concurrency=concurrency, seconds=seconds)
     else:
@@ -88,8 +104,15 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="the mock upstream's latency")
     parser.add_argument("--skip-litellm", action="store_true")
+    parser.add_argument(
+        "--prompts",
+        choices=("one", "pool"),
+        default="one",
+        help=f"one: {PROMPT!r} every time; pool: {POOL_PROMPTS} real prompts of varied length, in turn",
+    )
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
+    prompts = pool_prompts() if args.prompts == "pool" else None
 
     upstream = start_upstream(latency_ms=args.latency_ms, chunks=8, chunk_gap_ms=2.0)
     systems: list[System] = [upstream]
@@ -108,7 +131,9 @@ def main() -> int:
                 for r in range(args.rounds):
                     order = systems if r % 2 == 0 else list(reversed(systems))
                     for s in order:
-                        runs[s.name].append(measure(s, stream=stream, concurrency=c, seconds=args.seconds))
+                        runs[s.name].append(
+                            measure(s, stream=stream, concurrency=c, seconds=args.seconds, prompts=prompts)
+                        )
                 table[scenario] = {name: _merge(v) for name, v in runs.items()}
                 print(f"  measured {scenario}", file=sys.stderr, flush=True)
         rss = {s.name: peak_rss_mb(tree_pids(s.pid)) for s in systems}
@@ -125,6 +150,7 @@ def main() -> int:
             "seconds_per_run": args.seconds,
             "rounds": args.rounds,
             "load": "wrk -t1 (JSON), asyncio raw sockets (SSE)",
+            "prompts": _describe(prompts),
             **{s.name: s.notes for s in systems if s.notes},
         },
         "scenarios": table,
@@ -132,9 +158,20 @@ def main() -> int:
         "self_timed_overhead_ms_p50": overhead,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2, allow_nan=True))
+    name = "latest.json" if prompts is None else "latest-pool.json"
+    (RESULTS / name).write_text(json.dumps(report, indent=2, allow_nan=True))
     print_table(report)
     return 0
+
+
+def _describe(prompts: list[str] | None) -> str:
+    if not prompts:
+        return f"one prompt, {len(PROMPT)} characters: {PROMPT!r}"
+    lengths = sorted(len(p) for p in prompts)
+    return (
+        f"{len(prompts)} prompts from {POOL.name} in turn, characters: median {lengths[len(lengths) // 2]}, "
+        f"max {lengths[-1]}"
+    )
 
 
 def print_table(report: dict[str, object]) -> None:
@@ -168,6 +205,8 @@ def print_table(report: dict[str, object]) -> None:
         "self-timed overhead (x-switchyard-overhead-ms, p50 of 20 sequential JSON requests after the runs): "
         + (f"{overhead:.2f} ms" if overhead else "not reported")
     )
+    conditions: dict[str, object] = report["conditions"]  # type: ignore[assignment]
+    print(f"prompts: {conditions['prompts']}")
     print(
         "times in ms; 'added p50' and 'TTFT+' are measured from outside, against calling the upstream "
         "directly; 'self p50' is Switchyard's own header (gateway time less the executor's wait on the "
