@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -33,7 +34,7 @@ from switchyard.audit.db import migrations as audit_migrations
 from switchyard.audit.models import LedgerEntry
 from switchyard.billing.db import migrations as billing_migrations
 from switchyard.billing.models import CallUsageEntry, UsageEntry
-from switchyard.cli.processes import NatsServer, free_port
+from switchyard.cli.processes import NatsServer
 from switchyard.common import bus, ids, kv, subjects
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.envelope import decode
@@ -97,6 +98,7 @@ class Stack:
     nats_url: str
     db_url: str
     down_port: int
+    down_socket: socket.socket  # holds the down provider's port (bound, not listening: refused)
     openai: FakeOpenAI
     anthropic: FakeAnthropic
     fleet: Fleet
@@ -110,8 +112,16 @@ def stack(nats_server: NatsServer, tmp_path: Path) -> Iterator[Stack]:
     policy = tmp_path / "policy.yaml"
     policy.write_text(yaml.safe_dump(POLICY))
     openai, anthropic = FakeOpenAI(), FakeAnthropic()
-    down_port = free_port()
-    with BackgroundServer(openai.app) as slow, BackgroundServer(anthropic.app) as limited:
+    # Bound but not listening: connecting is refused, and no server started later (the fakes below take
+    # free ports too) can be given this port, which answering for "down" would make it healthy.
+    down_socket = socket.socket()
+    down_socket.bind(("127.0.0.1", 0))
+    down_port = int(down_socket.getsockname()[1])
+    with (
+        down_socket,
+        BackgroundServer(openai.app) as slow,
+        BackgroundServer(anthropic.app) as limited,
+    ):
         extra = {
             "down": {
                 "kind": "openai",
@@ -150,7 +160,7 @@ def stack(nats_server: NatsServer, tmp_path: Path) -> Iterator[Stack]:
             fleet.start("switchyard.executor", name="executor-1", env=executor_env)
             fleet.start("switchyard.executor", name="executor-2", env=executor_env)
             fleet.wait_ready()
-            yield Stack(nats_server.url, db_url, down_port, openai, anthropic, fleet)
+            yield Stack(nats_server.url, db_url, down_port, down_socket, openai, anthropic, fleet)
         finally:
             fleet.stop_all()
 
@@ -252,6 +262,7 @@ async def test_tasks_survive_a_down_a_rate_limited_and_a_slow_provider(stack: St
     assert any(isinstance(p, ProviderCallRecorded) and p.outcome == "rate_limited" for _, p in calls)
 
     # The provider comes back: the penalty fades, a probe succeeds, the breaker closes, traffic returns.
+    stack.down_socket.close()
     with BackgroundServer(stack.openai.app, port=stack.down_port):
         deadline = time.monotonic() + 30
         back: list[object] = []
