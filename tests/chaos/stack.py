@@ -25,6 +25,7 @@ import yaml
 
 from switchyard.cli.processes import free_port
 from tests.support.fake_openai import BackgroundServer, FakeOpenAI
+from tests.support.ports import RefusedPort
 from tests.support.rsyslog import Rsyslog
 
 PROVIDER_KEY = "sk-proj-CHAOSsecret0123456789abcdefXYZ"
@@ -76,6 +77,7 @@ class ChaosStack:
     nats_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     fake: FakeOpenAI = field(default_factory=lambda: FakeOpenAI(api_key=PROVIDER_KEY))
+    down: RefusedPort = field(default_factory=RefusedPort)  # the "down" provider's port: refused
     upstream: BackgroundServer | None = None
     rsyslog: Rsyslog | None = None
     exporter: subprocess.Popen[bytes] | None = None
@@ -106,7 +108,7 @@ class ChaosStack:
 
     def env(self) -> dict[str, str]:
         assert self.upstream is not None
-        down_port = free_port()  # nothing listens there
+        down_port = self.down.port
         extra = {
             "down": {
                 "kind": "openai",
@@ -279,6 +281,7 @@ class ChaosStack:
         if self.upstream is not None:
             self.upstream.__exit__(None, None, None)
             self.upstream = None
+        self.down.release()
 
 
 def restart_exporter_after_kill(stack: ChaosStack) -> None:

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from switchyard.cli.processes import free_port
 from switchyard.common.events import (
     ChatMessage,
     ChatRequest,
@@ -31,6 +30,7 @@ from switchyard.executor.resilience.breaker import BreakerConfig, BreakerState, 
 from switchyard.executor.resilience.retry import RetryPolicy
 from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.fake_openai import BackgroundServer, FakeOpenAI
+from tests.support.ports import RefusedPort
 
 pytestmark = pytest.mark.integration
 TASKS = 200
@@ -58,7 +58,8 @@ def routed(n: int) -> TaskRouted:
 
 async def test_tasks_survive_a_down_a_rate_limited_and_a_slow_provider() -> None:
     openai_fake, anthropic_fake = FakeOpenAI(), FakeAnthropic()
-    down_port = free_port()
+    down = RefusedPort()
+    down_port = down.port
     changes: list[tuple[str, BreakerState]] = []
     breakers = LocalBreakers(
         BreakerConfig(failure_threshold=5, open_s=OPEN_S), on_change=lambda k, s: changes.append((k, s))
@@ -74,7 +75,7 @@ async def test_tasks_survive_a_down_a_rate_limited_and_a_slow_provider() -> None
                 routed(n), providers=providers, breakers=breakers, policy=POLICY, report=report
             )
 
-    with BackgroundServer(openai_fake.app) as slow, BackgroundServer(anthropic_fake.app) as limited:
+    with down, BackgroundServer(openai_fake.app) as slow, BackgroundServer(anthropic_fake.app) as limited:
         providers: dict[str, Provider] = {
             "down": OpenAIProvider(
                 OpenAISettings(api_key=openai_fake.api_key, base_url=f"http://127.0.0.1:{down_port}/v1")
@@ -107,6 +108,7 @@ async def test_tasks_survive_a_down_a_rate_limited_and_a_slow_provider() -> None
         assert any(r.outcome == "rate_limited" for records in calls.values() for r in records)
 
         # The provider comes back: after the cool-down one probe succeeds and it takes the traffic again.
+        down.release()
         with BackgroundServer(openai_fake.app, port=down_port):
             await asyncio.sleep(OPEN_S)
             again = [await run(TASKS + n, providers, gate) for n in range(3)]

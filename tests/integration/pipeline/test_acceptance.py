@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -52,6 +51,7 @@ from switchyard.common.providers import BreakerRecord
 from tests.integration.pipeline.services import Fleet
 from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.fake_openai import BackgroundServer, FakeOpenAI
+from tests.support.ports import RefusedPort
 
 pytestmark = pytest.mark.integration
 LONG = os.environ.get("SWITCHYARD_LONG_TESTS") == "1"
@@ -98,7 +98,7 @@ class Stack:
     nats_url: str
     db_url: str
     down_port: int
-    down_socket: socket.socket  # holds the down provider's port (bound, not listening: refused)
+    down: RefusedPort  # the down provider's port, held until the test brings it back
     openai: FakeOpenAI
     anthropic: FakeAnthropic
     fleet: Fleet
@@ -112,16 +112,9 @@ def stack(nats_server: NatsServer, tmp_path: Path) -> Iterator[Stack]:
     policy = tmp_path / "policy.yaml"
     policy.write_text(yaml.safe_dump(POLICY))
     openai, anthropic = FakeOpenAI(), FakeAnthropic()
-    # Bound but not listening: connecting is refused, and no server started later (the fakes below take
-    # free ports too) can be given this port, which answering for "down" would make it healthy.
-    down_socket = socket.socket()
-    down_socket.bind(("127.0.0.1", 0))
-    down_port = int(down_socket.getsockname()[1])
-    with (
-        down_socket,
-        BackgroundServer(openai.app) as slow,
-        BackgroundServer(anthropic.app) as limited,
-    ):
+    down = RefusedPort()
+    down_port = down.port
+    with down, BackgroundServer(openai.app) as slow, BackgroundServer(anthropic.app) as limited:
         extra = {
             "down": {
                 "kind": "openai",
@@ -160,7 +153,7 @@ def stack(nats_server: NatsServer, tmp_path: Path) -> Iterator[Stack]:
             fleet.start("switchyard.executor", name="executor-1", env=executor_env)
             fleet.start("switchyard.executor", name="executor-2", env=executor_env)
             fleet.wait_ready()
-            yield Stack(nats_server.url, db_url, down_port, down_socket, openai, anthropic, fleet)
+            yield Stack(nats_server.url, db_url, down_port, down, openai, anthropic, fleet)
         finally:
             fleet.stop_all()
 
@@ -262,7 +255,7 @@ async def test_tasks_survive_a_down_a_rate_limited_and_a_slow_provider(stack: St
     assert any(isinstance(p, ProviderCallRecorded) and p.outcome == "rate_limited" for _, p in calls)
 
     # The provider comes back: the penalty fades, a probe succeeds, the breaker closes, traffic returns.
-    stack.down_socket.close()
+    stack.down.release()
     with BackgroundServer(stack.openai.app, port=stack.down_port):
         deadline = time.monotonic() + 30
         back: list[object] = []
