@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 import nats
 import pytest
 
-from switchyard.cli.processes import NatsServer
 from switchyard.common import bus, ids, subjects
 from switchyard.common.envelope import decode
 from switchyard.common.events import (
@@ -26,9 +25,7 @@ from switchyard.common.events import (
     TaskRouted,
     TaskSubmitted,
 )
-from tests.integration.executor.test_service import Stack, _wait_until_answering, openai
-from tests.support.fake_openai import BackgroundServer, FakeOpenAI
-from tests.support.procs import service_process
+from tests.integration.executor.test_service import Stack, executor_stack, openai
 
 pytestmark = pytest.mark.integration
 CALLS = f"{subjects.PREFIX}.provider.>"
@@ -36,23 +33,10 @@ CALLS = f"{subjects.PREFIX}.provider.>"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("executor-owed")
-    server = NatsServer(tmp / "jetstream").start()
-    fake = FakeOpenAI()
-    try:
-        with BackgroundServer(fake.app) as upstream:
-            env = {
-                "SWITCHYARD_NATS_URL": server.url,
-                "OPENAI_API_KEY": fake.api_key,
-                "OPENAI_BASE_URL": f"{upstream.url}/v1",
-                "ANTHROPIC_API_KEY": "",
-                "SWITCHYARD_METRICS_BASE_PORT": "0",
-            }
-            with service_process("switchyard.executor", env=env, log_path=tmp / "executor.log") as proc:
-                asyncio.run(_wait_until_answering(server.url, proc, tmp / "executor.log"))
-                yield Stack(server.url, fake, upstream.url)
-    finally:
-        server.stop()
+    # A nats-server of its own: the test changes the events stream's subjects.
+    settings = {"SWITCHYARD_METRICS_BASE_PORT": "0"}
+    with executor_stack(tmp_path_factory.mktemp("executor-owed"), settings) as running:
+        yield running
 
 
 async def _set_call_records_stored(js: nats.js.JetStreamContext, stored: bool) -> None:

@@ -4,6 +4,7 @@ model. The test plays the router: it publishes TaskRouted events and watches wha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -55,9 +56,10 @@ class Stack:
     fake_url: str
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("executor")
+@contextlib.contextmanager
+def executor_stack(tmp: Path, settings: dict[str, str]) -> Iterator[Stack]:
+    """A real nats-server, a fake OpenAI upstream and the executor as its own process (with `settings`
+    on top of the connection settings), answering pings."""
     server = NatsServer(tmp / "jetstream").start()
     fake = FakeOpenAI()
     try:
@@ -67,16 +69,25 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "OPENAI_API_KEY": fake.api_key,
                 "OPENAI_BASE_URL": f"{upstream.url}/v1",
                 "ANTHROPIC_API_KEY": "",
-                "SWITCHYARD_RETRY_MAX": "1",
-                "SWITCHYARD_RETRY_BASE_S": "0.05",
-                "SWITCHYARD_LOCAL_SEED": "42",
-                "SWITCHYARD_LOCAL_MAX_TOKENS": "24",
+                **settings,
             }
             with service_process("switchyard.executor", env=env, log_path=tmp / "executor.log") as proc:
                 asyncio.run(_wait_until_answering(server.url, proc, tmp / "executor.log"))
                 yield Stack(server.url, fake, upstream.url)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    settings = {
+        "SWITCHYARD_RETRY_MAX": "1",
+        "SWITCHYARD_RETRY_BASE_S": "0.05",
+        "SWITCHYARD_LOCAL_SEED": "42",
+        "SWITCHYARD_LOCAL_MAX_TOKENS": "24",
+    }
+    with executor_stack(tmp_path_factory.mktemp("executor"), settings) as running:
+        yield running
 
 
 async def _wait_until_answering(url: str, proc: object, log: Path) -> None:
