@@ -229,3 +229,15 @@ async def test_a_crashed_replica_s_lease_refills_and_a_lowered_limit_holds_at_on
     lowered = KVRateLimits(bucket, {"m": Limit(rpm=5)}, clock=clock)
     assert sum([await lowered.try_acquire("m", tokens=1) for _ in range(8)]) == 5
     assert await _level(bucket, "m") == 0
+
+
+async def test_read_all_lists_every_live_key_of_a_bucket(js: nats.js.JetStreamContext) -> None:
+    """From the stream's subjects, not a watch: a watch's end marker can overtake values on their way."""
+    bucket = await kv.bucket(js, "SY_TEST_READ_ALL")
+    assert await kv.read_all(bucket) == {}
+    for name in ("plain", "oai", "ant", "gem"):
+        await bucket.put(name, name.encode())
+    await bucket.put("oai", b"again")  # history 1: one value per key
+    await bucket.delete("gem")
+    assert await kv.read_all(bucket) == {"plain": b"plain", "oai": b"again", "ant": b"ant"}
+    assert sorted(await kv.keys(bucket)) == ["ant", "gem", "oai", "plain"]  # gem: its delete marker

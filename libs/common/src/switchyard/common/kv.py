@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from switchyard.common.errors import TransientError
@@ -119,13 +119,21 @@ async def _update(kv: KeyValue, key: str, change: Callable[[bytes | None], tuple
 _KNOWN: weakref.WeakKeyDictionary[KeyValue, OrderedDict[str, tuple[bytes, int]]] = weakref.WeakKeyDictionary()
 
 
+async def keys(kv: KeyValue) -> list[str]:
+    """The bucket's keys (a deleted key too, until its marker goes), from the stream's per-subject counts:
+    one request.
+
+    Not nats-py's `KeyValue.keys()`: it opens a watch and takes "nothing pending" from a consumer-info
+    reply that can overtake the values already on their way, so now and then it finds a full bucket empty
+    (a router that read the providers' announcements that way had no provider for a task, in CI)."""
+    info = await kv._js.stream_info(kv._stream, subjects_filter=f"{kv._pre}>")
+    return [subject[len(kv._pre) :] for subject in info.state.subjects or {}]
+
+
 async def read_all(kv: KeyValue) -> dict[str, bytes]:
-    try:
-        keys = await kv.keys()
-    except NoKeysError:
-        return {}
+    """Every key's value (deleted keys left out)."""
     out: dict[str, bytes] = {}
-    for key in keys:
+    for key in await keys(kv):
         value, _ = await read(kv, key)
         if value:
             out[key] = value

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError, NoKeysError
+from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
+from switchyard.common import kv as kv_store
 from switchyard.common import subjects
 
 
@@ -38,16 +39,10 @@ async def announce(kv: KeyValue, status: ProviderStatus) -> None:
 
 
 async def read_all(kv: KeyValue) -> dict[str, ProviderStatus]:
-    try:
-        keys = await kv.keys()
-    except NoKeysError:
-        return {}
     out: dict[str, ProviderStatus] = {}
-    for key in keys:
-        entry = await kv.get(key)
-        if entry.value:
-            status = ProviderStatus.model_validate_json(entry.value)
-            out[status.provider] = status
+    for value in (await kv_store.read_all(kv)).values():
+        status = ProviderStatus.model_validate_json(value)
+        out[status.provider] = status
     return out
 
 
