@@ -1,7 +1,7 @@
 """Classifier speed on the bus: a real nats-server, the classifier as its own process, tasks over JetStream.
 
     .venv/bin/python bench/classifier_bench.py [--single 300] [--seconds 20] [--concurrency 256] [--threads 2]
-        [--precision int8|int8-fused|fp32]
+        [--precision int8|int8-fused|fp32] [--max-tokens 64]
 
 Single: one task in flight, p50/p90/p99 from publish to the TaskClassified event received (and the
 service's own `latency_ms`). Sustained: `--concurrency` tasks kept in flight for `--seconds` (micro-batched in
@@ -152,6 +152,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads in the service")
     parser.add_argument("--max-batch", type=int, default=None)
     parser.add_argument("--precision", default=None, help="encoder file (SWITCHYARD_CLASSIFIER_PRECISION)")
+    parser.add_argument(
+        "--max-tokens", type=int, default=None, help="tokens per prompt (SWITCHYARD_CLASSIFIER_MAX_TOKENS)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
 
@@ -169,6 +172,8 @@ def main() -> None:
             env["SWITCHYARD_CLASSIFIER_MAX_BATCH"] = str(args.max_batch)
         if args.precision is not None:
             env["SWITCHYARD_CLASSIFIER_PRECISION"] = args.precision
+        if args.max_tokens is not None:
+            env["SWITCHYARD_CLASSIFIER_MAX_TOKENS"] = str(args.max_tokens)
         log = open(Path(tmp) / "classifier.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
             [sys.executable, "-m", "switchyard.classifier"], env=env, stdout=log, stderr=log
@@ -183,7 +188,7 @@ def main() -> None:
             server.stop()
     settings = (
         f"threads={args.threads or 'default'}, max batch={args.max_batch or 'default'}, "
-        f"precision={args.precision or 'default'}"
+        f"precision={args.precision or 'default'}, max tokens={args.max_tokens or 'default'}"
     )
     print(f"classifier bench ({settings}, cores={os.cpu_count()})")
     for key, value in results.items():

@@ -52,6 +52,28 @@ def test_the_service_reads_at_most_prompt_tokens_keeping_head_and_tail(classifie
     assert preds[0].truncated and not preds[1].truncated
 
 
+def test_an_operator_can_serve_at_a_lower_token_cap(
+    classifier: Classifier, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`SWITCHYARD_CLASSIFIER_MAX_TOKENS`: the service reads fewer tokens, and its model version says so."""
+    from switchyard.classifier.app import create
+    from switchyard.classifier.config import ClassifierSettings
+
+    settings = ClassifierSettings(classifier_max_tokens=32, metrics_port=0)
+    assert ClassifierSettings().classifier_max_tokens == PROMPT_TOKENS
+    capped = Classifier.load(max_tokens=settings.classifier_max_tokens)
+    prompt = " ".join(f"w{i}" for i in range(60))
+    assert capped.embedder.embed([prompt]).tokens == [32]
+    assert classifier.embedder.embed([prompt]).tokens[0] > 32
+    pred = capped.predict([prompt])[0]
+    assert pred.truncated and not classifier.predict([prompt])[0].truncated
+    assert capped.model_version == classifier.model_version + "+t32"
+    assert "+t" not in classifier.model_version
+    with caplog.at_level(logging.INFO, logger="switchyard.classifier.app"):
+        create(settings)  # the setting reaches the service's classifier
+    assert f"classifier model {capped.model_version}" in caplog.text
+
+
 def test_lexical_features_are_defined_for_any_text() -> None:
     for text in ODD_PROMPTS:
         assert lexical(text).shape == (DIM,)

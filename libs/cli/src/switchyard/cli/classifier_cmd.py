@@ -59,6 +59,7 @@ def _print_confidence(metrics: dict[str, Any]) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     from switchyard.classifier import offline
+    from switchyard.classifier.classify import PROMPT_TOKENS
     from switchyard.classifier.evaluation import format_report
 
     settings = _settings()
@@ -67,6 +68,7 @@ def _eval(args: argparse.Namespace) -> int:
         artifact_dir=args.artifact or settings.classifier_artifact_dir,
         models_dir=settings.models_dir,
         threads=args.threads,
+        max_tokens=args.max_tokens or PROMPT_TOKENS,
     )
     if args.json:
         print(json.dumps(metrics, indent=2))
@@ -96,6 +98,7 @@ def _predict(args: argparse.Namespace) -> int:
             artifact_dir=args.artifact or settings.classifier_artifact_dir,
             models_dir=settings.models_dir,
             threads=args.threads,
+            max_tokens=args.max_tokens or settings.classifier_max_tokens,
         )
     return 0
 
@@ -175,6 +178,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ev.add_argument("--artifact", type=Path)
     ev.add_argument("--threads", type=int, default=1)
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    ev.add_argument(
+        "--max-tokens", type=int, help="read prompts at this cap (default: the heads' training cap, 128)"
+    )
     ev.set_defaults(func=_eval)
 
     pr = cls_sub.add_parser(
@@ -183,6 +189,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pr.add_argument("--jsonl", required=True, help="input file, or - for stdin")
     pr.add_argument("--artifact", type=Path)
     pr.add_argument("--threads", type=int, default=1)
+    pr.add_argument(
+        "--max-tokens", type=int, help="read prompts at this cap (default: SWITCHYARD_CLASSIFIER_MAX_TOKENS)"
+    )
     pr.set_defaults(func=_predict)
 
     rt = cls_sub.add_parser(

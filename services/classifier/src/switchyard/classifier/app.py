@@ -24,6 +24,7 @@ def create(settings: ClassifierSettings, classifier: Classifier | None = None) -
         precision=settings.classifier_precision,
         threads=settings.classifier_threads,
         build=settings.classifier_build_models,
+        max_tokens=settings.classifier_max_tokens,
     )
     service = create_service("classifier", settings)
     batcher: MicroBatcher[str, Prediction] = MicroBatcher(

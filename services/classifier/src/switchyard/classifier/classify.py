@@ -19,8 +19,10 @@ from switchyard.common.embedding import model_files
 from switchyard.common.embedding.embedder import Embedder
 from switchyard.common.events.tasks import Classification, TaskSubmitted
 
-# Tokens the encoder reads per prompt (head and tail of longer ones kept). Part of what the heads see, so the
-# service, the outcome recorder and `switchyard classifier train|eval|predict` all use this one value.
+# Tokens the encoder reads per prompt (head and tail of longer ones kept). Part of what the heads see, so
+# training, the outcome recorder and, by default, the service and `switchyard classifier eval|predict` use
+# this one value. An operator may serve at a lower cap (`SWITCHYARD_CLASSIFIER_MAX_TOKENS`): the encoder's
+# cost is linear in the tokens; `switchyard classifier eval --max-tokens N` says what it costs in accuracy.
 PROMPT_TOKENS = 128
 
 log = logging.getLogger(__name__)
@@ -50,11 +52,14 @@ class Classifier:
         precision: str = model_files.DEFAULT_PRECISION,
         threads: int = 1,
         build: bool = True,
+        max_tokens: int = PROMPT_TOKENS,
     ) -> Classifier:
-        """The heads are checked first: a missing or corrupt artifact fails before anything heavy loads."""
+        """The heads are checked first: a missing or corrupt artifact fails before anything heavy loads.
+        `max_tokens` other than the training cap shows in the model version (`+t64`), so every classified
+        event says which cap it was made with."""
         heads = artifact.load(artifact_dir)
         files = model_files.ensure_built(models_dir)[0] if build else model_files.find(models_dir)
-        embedder = Embedder(files.path(precision), files.tokenizer, threads=threads, max_tokens=PROMPT_TOKENS)
+        embedder = Embedder(files.path(precision), files.tokenizer, threads=threads, max_tokens=max_tokens)
         trained_on = heads.manifest.get("embedding_model_sha256")
         if trained_on != files.sha256(precision):
             log.warning(
@@ -66,6 +71,8 @@ class Classifier:
                 files.sha256(precision),
             )
         version = f"{heads.version}+minilm-{precision}-{files.folder.name[:8]}"
+        if max_tokens != PROMPT_TOKENS:
+            version += f"+t{max_tokens}"
         return cls(embedder, heads, model_version=version)
 
     def predict(self, texts: list[str]) -> list[Prediction]:

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from switchyard.classifier.classify import PROMPT_TOKENS
 from switchyard.common.config import CommonSettings
 from switchyard.common.embedding import model_files
 
@@ -21,6 +22,13 @@ class ClassifierSettings(CommonSettings):
         "fp32; the heads are trained on the default's embeddings, so another one should get retrained heads",
     )
     classifier_threads: int = Field(default=1, ge=1, le=64, description="ONNX Runtime intra-op threads")
+    classifier_max_tokens: int = Field(
+        default=PROMPT_TOKENS,
+        ge=8,
+        le=512,
+        description="tokens of each prompt the encoder reads (head and tail of longer ones); the heads are "
+        "trained at 128, fewer cost less CPU and some accuracy (`switchyard classifier eval --max-tokens`)",
+    )
     classifier_max_batch: int = Field(default=32, ge=1, le=256)
     classifier_max_wait_ms: float = Field(
         default=0.0, ge=0, le=50, description="extra wait to fill a batch; 0 batches only what is queued"

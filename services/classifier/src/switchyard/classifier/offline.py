@@ -30,12 +30,17 @@ def subsample(pool: dataset.Pool, per_source: int | None) -> dataset.Pool:
 
 
 def embeddings(
-    examples: list[dataset.Example], *, models_dir: Path | None, threads: int, cache_dir: Path | None = None
+    examples: list[dataset.Example],
+    *,
+    models_dir: Path | None,
+    threads: int,
+    cache_dir: Path | None = None,
+    max_tokens: int = PROMPT_TOKENS,
 ) -> tuple[np.ndarray, str]:
     """The prompts' embeddings by the service's encoder (cached), and the sha256 of the model file."""
     files, _ = model_files.ensure_built(models_dir, threads=threads)
     precision = model_files.DEFAULT_PRECISION
-    embedder = Embedder(files.path(precision), files.tokenizer, threads=threads, max_tokens=PROMPT_TOKENS)
+    embedder = Embedder(files.path(precision), files.tokenizer, threads=threads, max_tokens=max_tokens)
     model_sha = files.sha256(precision)
     vectors, _ = embedding_cache.cached_embeddings(
         [ex.prompt for ex in examples], embedder=embedder, model_sha256=model_sha, cache_dir=cache_dir
@@ -68,11 +73,18 @@ def train(
 
 
 def evaluate(
-    *, data: Path, artifact_dir: Path | None, models_dir: Path | None, threads: int
+    *,
+    data: Path,
+    artifact_dir: Path | None,
+    models_dir: Path | None,
+    threads: int,
+    max_tokens: int = PROMPT_TOKENS,
 ) -> dict[str, Any]:
+    """The heads on the held-out split, the prompts read at `max_tokens` (the heads' training cap by
+    default; a lower one shows what serving at it costs)."""
     heads = artifact.load(artifact_dir)
     pool = dataset.load_pool(data)
-    vectors, _ = embeddings(pool.examples, models_dir=models_dir, threads=threads)
+    vectors, _ = embeddings(pool.examples, models_dir=models_dir, threads=threads, max_tokens=max_tokens)
     from switchyard.classifier import features
 
     x_raw = np.concatenate([vectors, features.lexical_matrix([ex.prompt for ex in pool.examples])], axis=1)
@@ -99,8 +111,11 @@ def predict(
     models_dir: Path | None,
     threads: int,
     chunk: int = 512,
+    max_tokens: int = PROMPT_TOKENS,
 ) -> int:
-    classifier = Classifier.load(models_dir=models_dir, artifact_dir=artifact_dir, threads=threads)
+    classifier = Classifier.load(
+        models_dir=models_dir, artifact_dir=artifact_dir, threads=threads, max_tokens=max_tokens
+    )
     count = 0
     rows = list(read_jsonl(source))
     for start in range(0, len(rows), chunk):
