@@ -110,14 +110,23 @@ def main() -> int:
         default="one",
         help=f"one: {PROMPT!r} every time; pool: {POOL_PROMPTS} real prompts of varied length, in turn",
     )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting for Switchyard (repeatable), e.g. SWITCHYARD_CLASSIFIER_MAX_TOKENS=64; recorded",
+    )
+    parser.add_argument("--out", help="results file name in bench/results (default latest[-pool].json)")
     args = parser.parse_args()
+    extra_env = dict(item.split("=", 1) for item in args.env)
     levels = [int(c) for c in args.concurrency.split(",")]
     prompts = pool_prompts() if args.prompts == "pool" else None
 
     upstream = start_upstream(latency_ms=args.latency_ms, chunks=8, chunk_gap_ms=2.0)
     systems: list[System] = [upstream]
     try:
-        systems.append(start_switchyard(upstream))
+        systems.append(start_switchyard(upstream, extra_env))
         if not args.skip_litellm:
             systems.append(start_litellm(upstream))
         for s in systems:  # warm up every path once (model loads, pools, JIT caches)
@@ -151,6 +160,7 @@ def main() -> int:
             "rounds": args.rounds,
             "load": "wrk -t1 (JSON), asyncio raw sockets (SSE)",
             "prompts": _describe(prompts),
+            "switchyard_settings": extra_env,
             **{s.name: s.notes for s in systems if s.notes},
         },
         "scenarios": table,
@@ -158,7 +168,7 @@ def main() -> int:
         "self_timed_overhead_ms_p50": overhead,
     }
     RESULTS.mkdir(exist_ok=True)
-    name = "latest.json" if prompts is None else "latest-pool.json"
+    name = args.out or ("latest.json" if prompts is None else "latest-pool.json")
     (RESULTS / name).write_text(json.dumps(report, indent=2, allow_nan=True))
     print_table(report)
     return 0
