@@ -5,7 +5,7 @@ bounded time, and reads each process's user+system CPU from /proc before and aft
 py-spy samples every Python service during the run (py-spy from $PY_SPY, .venv or PATH) and the
 top functions by inclusive samples are printed per service.
 
-    .venv/bin/python bench/cost.py --seconds 10 --concurrency 4 [--profile]
+    .venv/bin/python bench/cost.py --seconds 10 --concurrency 4 [--profile] [--prompts pool] [--env K=V]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import cpu_seconds, run_wrk, tree_pids
-from run import _body
+from run import _body, pool_prompts
 from systems import ROOT, start_switchyard, start_upstream
 
 NAMES = ("gateway", "classifier", "router", "executor", "billing", "audit", "nats-server")
@@ -95,14 +95,20 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--profile", action="store_true", help="sample each service with py-spy")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--prompts", choices=("one", "pool"), default="one", help="as in bench/run.py")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE", help="a Switchyard setting (repeatable)"
+    )
     args = parser.parse_args()
+    extra_env = dict(item.split("=", 1) for item in args.env)
 
     upstream = start_upstream(latency_ms=args.latency_ms, chunks=8, chunk_gap_ms=2.0)
     sy = None
     try:
-        sy = start_switchyard(upstream)
+        sy = start_switchyard(upstream, extra_env)
         url = f"{sy.base_url}/chat/completions"
-        body = _body(sy.model, False)
+        one = _body(sy.model, False)
+        body = [_body(sy.model, False, p) for p in pool_prompts()] if args.prompts == "pool" else [one]
         run_wrk(url, body, sy.key, connections=1, seconds=3)  # warm-up
         pids = [p for p in tree_pids(sy.pid) if p != sy.pid]
         before = {p: cpu_seconds([p]) for p in pids}
