@@ -125,7 +125,8 @@ _KNOWN: weakref.WeakKeyDictionary[KeyValue, OrderedDict[str, tuple[bytes, int]]]
 
 async def keys(kv: KeyValue) -> list[str]:
     """The bucket's keys (a deleted key too, until its marker goes), from the stream's per-subject counts:
-    one request.
+    one request, which the server answers with at most 100,000 subjects (the buckets read this way hold a
+    key per model, provider or breaker).
 
     Not nats-py's `KeyValue.keys()`: it opens a watch and takes "nothing pending" from a consumer-info
     reply that can overtake the values already on their way, so now and then it finds a full bucket empty
