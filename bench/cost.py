@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import cpu_seconds, run_wrk, tree_pids
-from run import _body, pool_prompts
+from run import PROMPT, _body, add_env_option, env_settings, pool_prompts
 from systems import ROOT, start_switchyard, start_upstream
 
 NAMES = ("gateway", "classifier", "router", "executor", "billing", "audit", "nats-server")
@@ -96,19 +96,17 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="sample each service with py-spy")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--prompts", choices=("one", "pool"), default="one", help="as in bench/run.py")
-    parser.add_argument(
-        "--env", action="append", default=[], metavar="KEY=VALUE", help="a Switchyard setting (repeatable)"
-    )
+    add_env_option(parser)
     args = parser.parse_args()
-    extra_env = dict(item.split("=", 1) for item in args.env)
+    extra_env = env_settings(parser, args.env)
 
     upstream = start_upstream(latency_ms=args.latency_ms, chunks=8, chunk_gap_ms=2.0)
     sy = None
     try:
         sy = start_switchyard(upstream, extra_env)
         url = f"{sy.base_url}/chat/completions"
-        one = _body(sy.model, False)
-        body = [_body(sy.model, False, p) for p in pool_prompts()] if args.prompts == "pool" else [one]
+        prompts = pool_prompts() if args.prompts == "pool" else [PROMPT]
+        body = [_body(sy.model, False, p) for p in prompts]
         run_wrk(url, body, sy.key, connections=1, seconds=3)  # warm-up
         pids = [p for p in tree_pids(sy.pid) if p != sy.pid]
         before = {p: cpu_seconds([p]) for p in pids}

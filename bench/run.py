@@ -97,6 +97,24 @@ def _merge(runs: list[dict[str, float]]) -> dict[str, float]:
     return merged
 
 
+def add_env_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting for Switchyard (repeatable), e.g. SWITCHYARD_CLASSIFIER_MAX_TOKENS=64; recorded",
+    )
+
+
+def env_settings(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, str]:
+    """The `--env` items as a mapping; an item without '=' is a usage error."""
+    bad = [item for item in items if "=" not in item]
+    if bad:
+        parser.error(f"--env takes KEY=VALUE, got {bad[0]!r}")
+    return dict(item.split("=", 1) for item in items)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=8, help="per system, scenario and round")
@@ -110,16 +128,10 @@ def main() -> int:
         default="one",
         help=f"one: {PROMPT!r} every time; pool: {POOL_PROMPTS} real prompts of varied length, in turn",
     )
-    parser.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a setting for Switchyard (repeatable), e.g. SWITCHYARD_CLASSIFIER_MAX_TOKENS=64; recorded",
-    )
+    add_env_option(parser)
     parser.add_argument("--out", help="results file name in bench/results (default latest[-pool].json)")
     args = parser.parse_args()
-    extra_env = dict(item.split("=", 1) for item in args.env)
+    extra_env = env_settings(parser, args.env)
     levels = [int(c) for c in args.concurrency.split(",")]
     prompts = pool_prompts() if args.prompts == "pool" else None
 
