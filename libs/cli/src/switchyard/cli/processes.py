@@ -14,6 +14,11 @@ from pathlib import Path
 import httpx
 
 MAX_PAYLOAD = 8 * 1024 * 1024
+PORT_ATTEMPTS = 3
+
+
+class PortTaken(RuntimeError):
+    """A server could not bind its port: another process holds it."""
 
 
 def free_port() -> int:
@@ -46,6 +51,9 @@ class NatsServer:
         self.store_dir = store_dir
         self.port = port or free_port()
         self.monitor_port = monitor_port or free_port()
+        # Ports chosen here were free when chosen, not when the server binds them: until its first start
+        # succeeds, a port another process took meanwhile is replaced by a new free one.
+        self._may_repick = port is None and monitor_port is None
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -53,39 +61,60 @@ class NatsServer:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self, *, log_file: Path | None = None, timeout: float = 15.0) -> NatsServer:
+        """Starts the server and waits until JetStream is ready. An early exit raises with the server's
+        last output (its log: `log_file`, else `nats-<port>.log` beside the store)."""
+        for _ in range(PORT_ATTEMPTS):
+            try:
+                self._start_once(log_file, timeout)
+            except PortTaken:
+                if not self._may_repick:
+                    raise
+                self.port, self.monitor_port = free_port(), free_port()
+                continue
+            self._may_repick = False
+            return self
+        raise PortTaken(f"nats-server found its ports taken {PORT_ATTEMPTS} times in a row")
+
+    def _start_once(self, log_file: Path | None, timeout: float) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         # Events are capped at 4 MB by the envelope; the server must carry them (its default is 1 MB) so
         # that an oversized event reaches a consumer and is dead-lettered with a reason.
         config = self.store_dir.parent / f"nats-{self.port}.conf"
         config.write_text(f"max_payload: {MAX_PAYLOAD}\n")
-        out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [
-                nats_server_binary(),
-                "-c",
-                str(config),
-                "-js",
-                "-sd",
-                str(self.store_dir),
-                "-a",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-m",
-                str(self.monitor_port),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        log = log_file or self.store_dir.parent / f"nats-{self.port}.log"
+        start_at = log.stat().st_size if log.exists() else 0
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    nats_server_binary(),
+                    "-c",
+                    str(config),
+                    "-js",
+                    "-sd",
+                    str(self.store_dir),
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-m",
+                    str(self.monitor_port),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         health = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"nats-server exited with code {self.proc.returncode}")
+                with open(log, "rb") as f:
+                    f.seek(start_at)
+                    said = f.read().decode(errors="replace").strip()[-1500:]
+                error = PortTaken if "address already in use" in said else RuntimeError
+                raise error(f"nats-server exited with code {self.proc.returncode}: {said}")
             try:
                 if httpx.get(health, timeout=0.5).status_code == 200:
-                    return self
+                    return
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
