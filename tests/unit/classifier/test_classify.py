@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from switchyard.classifier.classify import PROMPT_TOKENS, Classifier, classification, task_text
+from switchyard.classifier.classify import Classifier, classification, task_text
+from switchyard.classifier.config import PROMPT_TOKENS
 from switchyard.classifier.features import DIM, lexical
 from switchyard.common.embedding import model_files
 from switchyard.common.events import ChatRequest, TaskSubmitted

@@ -59,7 +59,7 @@ def _print_confidence(metrics: dict[str, Any]) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     from switchyard.classifier import offline
-    from switchyard.classifier.classify import PROMPT_TOKENS
+    from switchyard.classifier.config import PROMPT_TOKENS
     from switchyard.classifier.evaluation import format_report
 
     settings = _settings()

@@ -13,17 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from switchyard.classifier import artifact, features
+from switchyard.classifier.config import PROMPT_TOKENS
 from switchyard.classifier.heads import Heads
 from switchyard.classifier.urgency import urgency
 from switchyard.common.embedding import model_files
 from switchyard.common.embedding.embedder import Embedder
 from switchyard.common.events.tasks import Classification, TaskSubmitted
-
-# Tokens the encoder reads per prompt (head and tail of longer ones kept). Part of what the heads see, so
-# training, the outcome recorder and, by default, the service and `switchyard classifier eval|predict` use
-# this one value. An operator may serve at a lower cap (`SWITCHYARD_CLASSIFIER_MAX_TOKENS`): the encoder's
-# cost is linear in the tokens; `switchyard classifier eval --max-tokens N` says what it costs in accuracy.
-PROMPT_TOKENS = 128
 
 log = logging.getLogger(__name__)
 

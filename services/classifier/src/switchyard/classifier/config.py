@@ -7,9 +7,15 @@ from typing import Literal
 
 from pydantic import Field
 
-from switchyard.classifier.classify import PROMPT_TOKENS
 from switchyard.common.config import CommonSettings
 from switchyard.common.embedding import model_files
+
+# Tokens the encoder reads per prompt (head and tail of longer ones kept). Part of what the heads see, so
+# training, the outcome recorder and, by default, the service and `switchyard classifier eval|predict` use
+# this one value. An operator may serve at a lower cap (`SWITCHYARD_CLASSIFIER_MAX_TOKENS`): the encoder's
+# cost is linear in the tokens; `switchyard classifier eval --max-tokens N` says what it costs in accuracy.
+# Here, not in `classify`, so that reading the settings does not import the model code.
+PROMPT_TOKENS = 128
 
 
 class ClassifierSettings(CommonSettings):

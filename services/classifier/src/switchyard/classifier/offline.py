@@ -13,7 +13,8 @@ from typing import Any, TextIO
 import numpy as np
 
 from switchyard.classifier import artifact, dataset, embedding_cache, training
-from switchyard.classifier.classify import PROMPT_TOKENS, Classifier
+from switchyard.classifier.classify import Classifier
+from switchyard.classifier.config import PROMPT_TOKENS
 from switchyard.common.embedding import model_files
 from switchyard.common.embedding.embedder import Embedder
 

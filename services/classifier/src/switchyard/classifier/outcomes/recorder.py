@@ -13,8 +13,8 @@ from datetime import timedelta
 import numpy as np
 
 from switchyard.classifier import artifact, features
-from switchyard.classifier.classify import PROMPT_TOKENS, task_text
-from switchyard.classifier.config import ClassifierSettings
+from switchyard.classifier.classify import task_text
+from switchyard.classifier.config import PROMPT_TOKENS, ClassifierSettings
 from switchyard.classifier.outcomes import store
 from switchyard.common import bus, db, subjects
 from switchyard.common.embedding import model_files
