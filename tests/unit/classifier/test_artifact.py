@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from switchyard.classifier import artifact
+from switchyard.classifier.config import PROMPT_TOKENS
 
 pytestmark = pytest.mark.unit
 
@@ -28,6 +29,19 @@ def test_the_shipped_artifact_loads_with_its_metadata() -> None:
     assert heads.version and len(heads.labels) == 9
     m = heads.manifest
     assert len(m["training_data_sha256"]) == 64 and "type_heldout" in m["metrics"]
+    # trained at the cap `switchyard classifier train` uses, which the service reads prompts at
+    assert heads.prompt_tokens == PROMPT_TOKENS == m["prompt_tokens"]
+    assert heads.input_version == f"{m['lexical_features']}+t{PROMPT_TOKENS}"
+
+
+def test_an_artifact_from_before_the_cap_was_recorded_reads_at_128(copy: Path) -> None:
+    """heads.json without `prompt_tokens` (heads-1..3): trained at 128, and outcome vectors stored for them
+    (features version without a cap) still match."""
+    doc = json.loads((copy / artifact.MANIFEST).read_text())
+    del doc["prompt_tokens"]
+    (copy / artifact.MANIFEST).write_text(json.dumps(doc))
+    heads = artifact.load(copy)
+    assert heads.prompt_tokens == 128 and heads.input_version == doc["lexical_features"]
 
 
 def test_flipped_weight_bytes_are_refused(copy: Path) -> None:

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 import pytest
 
 from switchyard.classifier.classify import Classifier, classification, task_text
-from switchyard.classifier.config import PROMPT_TOKENS
 from switchyard.classifier.features import DIM, lexical
 from switchyard.common.embedding import model_files
 from switchyard.common.events import ChatRequest, TaskSubmitted
@@ -43,11 +42,12 @@ def test_odd_prompts_classify_without_error(classifier: Classifier) -> None:
 
 
 def test_the_service_reads_at_most_prompt_tokens_keeping_head_and_tail(classifier: Classifier) -> None:
-    # the cap the heads were evaluated at (README); the recorder and train/eval/predict use the same value
+    # the cap the heads were trained at (heads.json); the recorder and eval/predict use it by default
+    cap = classifier.heads.prompt_tokens
     words = [f"w{i}" for i in range(400)]
-    long, short = " ".join(words), " ".join(words[: PROMPT_TOKENS // 4])
+    long, short = " ".join(words), " ".join(words[: cap // 4])
     emb = classifier.embedder.embed([long, short])
-    assert emb.tokens == [PROMPT_TOKENS, emb.tokens[1]] and emb.tokens[1] < PROMPT_TOKENS
+    assert emb.tokens == [cap, emb.tokens[1]] and emb.tokens[1] < cap
     assert emb.truncated == [True, False]
     preds = classifier.predict([long, short])
     assert preds[0].truncated and not preds[1].truncated
@@ -61,11 +61,11 @@ def test_an_operator_can_serve_at_a_lower_token_cap(
     from switchyard.classifier.config import ClassifierSettings
 
     settings = ClassifierSettings(classifier_max_tokens=32, metrics_port=0)
-    assert ClassifierSettings().classifier_max_tokens == PROMPT_TOKENS
+    assert ClassifierSettings().classifier_max_tokens is None  # None: the heads' own cap
     capped = Classifier.load(max_tokens=settings.classifier_max_tokens)
-    prompt = " ".join(f"w{i}" for i in range(60))
+    prompt = " ".join(f"w{i}" for i in range(20))
     assert capped.embedder.embed([prompt]).tokens == [32]
-    assert classifier.embedder.embed([prompt]).tokens[0] > 32
+    assert 32 < classifier.embedder.embed([prompt]).tokens[0] < classifier.heads.prompt_tokens
     pred = capped.predict([prompt])[0]
     assert pred.truncated and not classifier.predict([prompt])[0].truncated
     assert capped.model_version == classifier.model_version + "+t32"

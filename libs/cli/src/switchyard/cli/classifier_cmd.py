@@ -23,6 +23,7 @@ def _settings() -> ClassifierSettings:
 
 def _train(args: argparse.Namespace) -> int:
     from switchyard.classifier import artifact, offline
+    from switchyard.classifier.config import PROMPT_TOKENS
     from switchyard.classifier.evaluation import format_report
 
     settings = _settings()
@@ -35,6 +36,7 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         per_source=args.per_source,
         version=args.version,
+        prompt_tokens=args.max_tokens or PROMPT_TOKENS,
     )
     metrics = manifest["metrics"]
     print(f"wrote {out} ({args.version})")
@@ -59,7 +61,6 @@ def _print_confidence(metrics: dict[str, Any]) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     from switchyard.classifier import offline
-    from switchyard.classifier.config import PROMPT_TOKENS
     from switchyard.classifier.evaluation import format_report
 
     settings = _settings()
@@ -68,7 +69,7 @@ def _eval(args: argparse.Namespace) -> int:
         artifact_dir=args.artifact or settings.classifier_artifact_dir,
         models_dir=settings.models_dir,
         threads=args.threads,
-        max_tokens=args.max_tokens or PROMPT_TOKENS,
+        max_tokens=args.max_tokens,
     )
     if args.json:
         print(json.dumps(metrics, indent=2))
@@ -168,9 +169,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     train.add_argument("--data", type=Path, default=DEFAULT_DATA)
     train.add_argument("--out", type=Path, help="artifact folder; default: the one shipped in the package")
     train.add_argument("--seed", type=int, default=20240601)
-    train.add_argument("--version", default="heads-3")
+    train.add_argument("--version", default="heads-4")
     train.add_argument("--per-source", type=int, help="cap rows per source (quick runs)")
     train.add_argument("--threads", type=int, default=1)
+    train.add_argument(
+        "--max-tokens",
+        type=int,
+        help="tokens per prompt to train at, recorded in heads.json (default: classifier's PROMPT_TOKENS)",
+    )
     train.set_defaults(func=_train)
 
     ev = cls_sub.add_parser("eval", help="macro-F1, per-class P/R/F1, confusion, complexity calibration")
@@ -179,7 +185,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ev.add_argument("--threads", type=int, default=1)
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ev.add_argument(
-        "--max-tokens", type=int, help="read prompts at this cap (default: the heads' training cap, 128)"
+        "--max-tokens", type=int, help="read prompts at this cap (default: the heads' training cap)"
     )
     ev.set_defaults(func=_eval)
 
@@ -190,7 +196,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pr.add_argument("--artifact", type=Path)
     pr.add_argument("--threads", type=int, default=1)
     pr.add_argument(
-        "--max-tokens", type=int, help="read prompts at this cap (default: SWITCHYARD_CLASSIFIER_MAX_TOKENS)"
+        "--max-tokens",
+        type=int,
+        help="read prompts at this cap (default: SWITCHYARD_CLASSIFIER_MAX_TOKENS, else the heads' cap)",
     )
     pr.set_defaults(func=_predict)
 

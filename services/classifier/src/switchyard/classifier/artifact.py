@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from switchyard.classifier import features
-from switchyard.classifier.heads import Heads, Mlp
+from switchyard.classifier.heads import LEGACY_PROMPT_TOKENS, Heads, Mlp
 from switchyard.common.errors import ConfigurationError
 from switchyard.common.events.tasks import TASK_TYPES
 
@@ -40,6 +40,7 @@ class ArtifactManifest(BaseModel):
     weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     training_data_sha256: str
     temperature: float = 1.0
+    prompt_tokens: int = Field(default=LEGACY_PROMPT_TOKENS, ge=8, le=512)
     metrics: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from switchyard.classifier import artifact, features
-from switchyard.classifier.config import PROMPT_TOKENS
 from switchyard.classifier.heads import Heads
 from switchyard.classifier.urgency import urgency
 from switchyard.common.embedding import model_files
@@ -47,14 +46,15 @@ class Classifier:
         precision: str = model_files.DEFAULT_PRECISION,
         threads: int = 1,
         build: bool = True,
-        max_tokens: int = PROMPT_TOKENS,
+        max_tokens: int | None = None,
     ) -> Classifier:
         """The heads are checked first: a missing or corrupt artifact fails before anything heavy loads.
-        `max_tokens` other than the training cap shows in the model version (`+t64`), so every classified
-        event says which cap it was made with."""
+        Prompts are read at the heads' training cap unless `max_tokens` says otherwise; another cap shows
+        in the model version (`+t64`), so every classified event says which cap it was made with."""
         heads = artifact.load(artifact_dir)
+        cap = max_tokens or heads.prompt_tokens
         files = model_files.ensure_built(models_dir)[0] if build else model_files.find(models_dir)
-        embedder = Embedder(files.path(precision), files.tokenizer, threads=threads, max_tokens=max_tokens)
+        embedder = Embedder(files.path(precision), files.tokenizer, threads=threads, max_tokens=cap)
         trained_on = heads.manifest.get("embedding_model_sha256")
         if trained_on != files.sha256(precision):
             log.warning(
@@ -66,8 +66,8 @@ class Classifier:
                 files.sha256(precision),
             )
         version = f"{heads.version}+minilm-{precision}-{files.folder.name[:8]}"
-        if max_tokens != PROMPT_TOKENS:
-            version += f"+t{max_tokens}"
+        if cap != heads.prompt_tokens:
+            version += f"+t{cap}"
         return cls(embedder, heads, model_version=version)
 
     def predict(self, texts: list[str]) -> list[Prediction]:

@@ -8,6 +8,9 @@ from typing import Any
 
 import numpy as np
 
+# Artifacts written before heads.json recorded the token cap were all trained on prompts read at 128 tokens.
+LEGACY_PROMPT_TOKENS = 128
+
 
 @dataclass(frozen=True, slots=True)
 class Mlp:
@@ -76,6 +79,19 @@ class Heads:
     complexity_head: Mlp
     temperature: float = 1.0
     manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Tokens per prompt the heads were trained on: the cap the service reads prompts at by default."""
+        return int(self.manifest.get("prompt_tokens", LEGACY_PROMPT_TOKENS))
+
+    @property
+    def input_version(self) -> str:
+        """What a stored input vector must have been made with, besides the encoder file: the lexical
+        features and the token cap (vectors stored before the cap was recorded were all read at 128)."""
+        lexical = str(self.manifest.get("lexical_features", ""))
+        cap = self.prompt_tokens
+        return lexical if cap == LEGACY_PROMPT_TOKENS else f"{lexical}+t{cap}"
 
     def features(self, vectors: np.ndarray, lexical: np.ndarray) -> np.ndarray:
         x = np.concatenate([vectors, lexical], axis=1).astype(np.float32)

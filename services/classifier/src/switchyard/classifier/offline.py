@@ -36,7 +36,7 @@ def embeddings(
     models_dir: Path | None,
     threads: int,
     cache_dir: Path | None = None,
-    max_tokens: int = PROMPT_TOKENS,
+    max_tokens: int,
 ) -> tuple[np.ndarray, str]:
     """The prompts' embeddings by the service's encoder (cached), and the sha256 of the model file."""
     files, _ = model_files.ensure_built(models_dir, threads=threads)
@@ -58,12 +58,15 @@ def train(
     seed: int,
     per_source: int | None,
     version: str,
+    prompt_tokens: int = PROMPT_TOKENS,
 ) -> dict[str, Any]:
     pool = subsample(dataset.load_pool(data), per_source)
-    vectors, model_sha = embeddings(pool.examples, models_dir=models_dir, threads=threads)
-    run = training.TrainingRun(seed=seed, version=version)
+    run = training.TrainingRun(seed=seed, version=version, prompt_tokens=prompt_tokens)
+    vectors, model_sha = embeddings(
+        pool.examples, models_dir=models_dir, threads=threads, max_tokens=run.prompt_tokens
+    )
     extra = training.mixed_in(pool.examples, run)
-    extra_vectors, _ = embeddings(extra, models_dir=models_dir, threads=threads)
+    extra_vectors, _ = embeddings(extra, models_dir=models_dir, threads=threads, max_tokens=run.prompt_tokens)
     heads, manifest = training.train(
         pool, vectors, run, embedding_model_sha256=model_sha, extra=extra, extra_vectors=extra_vectors
     )
@@ -79,13 +82,14 @@ def evaluate(
     artifact_dir: Path | None,
     models_dir: Path | None,
     threads: int,
-    max_tokens: int = PROMPT_TOKENS,
+    max_tokens: int | None = None,
 ) -> dict[str, Any]:
     """The heads on the held-out split, the prompts read at `max_tokens` (the heads' training cap by
-    default; a lower one shows what serving at it costs)."""
+    default; another one shows what serving at it costs)."""
     heads = artifact.load(artifact_dir)
     pool = dataset.load_pool(data)
-    vectors, _ = embeddings(pool.examples, models_dir=models_dir, threads=threads, max_tokens=max_tokens)
+    cap = max_tokens or heads.prompt_tokens
+    vectors, _ = embeddings(pool.examples, models_dir=models_dir, threads=threads, max_tokens=cap)
     from switchyard.classifier import features
 
     x_raw = np.concatenate([vectors, features.lexical_matrix([ex.prompt for ex in pool.examples])], axis=1)
@@ -112,7 +116,7 @@ def predict(
     models_dir: Path | None,
     threads: int,
     chunk: int = 512,
-    max_tokens: int = PROMPT_TOKENS,
+    max_tokens: int | None = None,
 ) -> int:
     classifier = Classifier.load(
         models_dir=models_dir, artifact_dir=artifact_dir, threads=threads, max_tokens=max_tokens

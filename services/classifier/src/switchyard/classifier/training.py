@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from switchyard.classifier import dataset, features, mixing, puzzles
+from switchyard.classifier.config import PROMPT_TOKENS
 from switchyard.classifier.evaluation import (
     calibration,
     classification_report,
@@ -52,7 +53,8 @@ PRIOR_WEIGHT = 0.3  # a prior row counts this much relative to a row with a real
 @dataclass(frozen=True, slots=True)
 class TrainingRun:
     seed: int = 20240601
-    version: str = "heads-3"
+    version: str = "heads-4"
+    prompt_tokens: int = PROMPT_TOKENS  # the cap the caller embedded the prompts at; recorded in heads.json
     type_config: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20))
     augment_per_label: int = 300
     puzzles: int = 700
@@ -195,6 +197,7 @@ def train(
         "lexical_features": features.FEATURES_VERSION,
         "embedding_dim": int(vectors.shape[1]),
         "embedding_model_sha256": embedding_model_sha256,
+        "prompt_tokens": run.prompt_tokens,
         "training_data_sha256": pool.sha256,
         "metrics": metrics,
         "training": {

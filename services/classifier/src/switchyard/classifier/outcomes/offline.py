@@ -28,7 +28,7 @@ async def retrain_from_ledger(
         stored = await store.load(
             engine,
             embedding_model_sha256=current.manifest["embedding_model_sha256"],
-            features_version=current.manifest["lexical_features"],
+            features_version=current.input_version,
         )
     finally:
         await engine.dispose()

@@ -14,7 +14,7 @@ import numpy as np
 
 from switchyard.classifier import artifact, features
 from switchyard.classifier.classify import task_text
-from switchyard.classifier.config import PROMPT_TOKENS, ClassifierSettings
+from switchyard.classifier.config import ClassifierSettings
 from switchyard.classifier.outcomes import store
 from switchyard.common import bus, db, subjects
 from switchyard.common.embedding import model_files
@@ -30,10 +30,10 @@ PURGE_EVERY = 500  # records between retention sweeps (and one at start)
 def create(settings: ClassifierSettings) -> Service:
     consent = store.Consent(frozenset(settings.classifier_outcome_tenants))
     retention = timedelta(days=settings.classifier_outcome_retention_days)
-    heads = artifact.load(settings.classifier_artifact_dir)  # the feature version the heads expect
+    heads = artifact.load(settings.classifier_artifact_dir)  # the inputs (features, token cap) it expects
     files = model_files.ensure_built(settings.models_dir)[0]
     embedder = Embedder(
-        files.path(settings.classifier_precision), files.tokenizer, threads=1, max_tokens=PROMPT_TOKENS
+        files.path(settings.classifier_precision), files.tokenizer, threads=1, max_tokens=heads.prompt_tokens
     )
     model_sha = files.sha256(settings.classifier_precision)
     engine = db.create_engine(settings.db_url())
@@ -64,7 +64,7 @@ def create(settings: ClassifierSettings) -> Service:
             task_id=task.task_id,
             vector=vector,
             embedding_model_sha256=model_sha,
-            features_version=str(heads.manifest.get("lexical_features", features.FEATURES_VERSION)),
+            features_version=heads.input_version,
         )
         recorded += 1
         if recorded % PURGE_EVERY == 0:
