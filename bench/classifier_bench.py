@@ -1,12 +1,13 @@
 """Classifier speed on the bus: a real nats-server, the classifier as its own process, tasks over JetStream.
 
     .venv/bin/python bench/classifier_bench.py [--single 300] [--seconds 20] [--concurrency 256] [--threads 2]
-        [--precision int8|int8-fused|fp32] [--max-tokens 64]
+        [--precision int8|int8-fused|fp32] [--max-tokens 64] [--replicas 2]
 
 Single: one task in flight, p50/p90/p99 from publish to the TaskClassified event received (and the
 service's own `latency_ms`). Sustained: `--concurrency` tasks kept in flight for `--seconds` (micro-batched in
 the service): completed tasks/s. Both phases also report the classifier process's CPU ms per task (from
-/proc), which a busy shared machine distorts far less than wall time, and the load average around each phase.
+/proc, summed over `--replicas` processes sharing the durable consumer), which a busy shared machine distorts
+far less than wall time, and the load average around each phase.
 Prompts are drawn from the training pool (real lengths), or synthetic ones when the pool is absent.
 Goals (issue 3): p50 <= 5 ms per single task, >= 300 tasks/s with batching on 2 cores.
 """
@@ -70,7 +71,7 @@ def load1() -> float:
     return os.getloadavg()[0]
 
 
-async def run(url: str, pid: int, single: int, seconds: float, concurrency: int) -> dict[str, Any]:
+async def run(url: str, pids: list[int], single: int, seconds: float, concurrency: int) -> dict[str, Any]:
     nc = await nats.connect(url)
     publisher = bus.EventPublisher(nc.jetstream(), source="bench/gateway")
     waiting: dict[str, asyncio.Future[TaskClassified]] = {}
@@ -97,7 +98,7 @@ async def run(url: str, pid: int, single: int, seconds: float, concurrency: int)
 
     out: dict[str, Any] = {"single_load_before": load1()}
     rtts, service = [], []
-    cpu0 = cpu_seconds([pid])
+    cpu0 = cpu_seconds(pids)
     for i in range(single):
         started = time.perf_counter()
         got = await one(i, texts[i % len(texts)])
@@ -109,7 +110,7 @@ async def run(url: str, pid: int, single: int, seconds: float, concurrency: int)
         "single_rtt_p90_ms": pct(rtts, 0.9),
         "single_rtt_p99_ms": pct(rtts, 0.99),
         "single_service_p50_ms": statistics.median(service),
-        "single_cpu_ms_per_task": (cpu_seconds([pid]) - cpu0) * 1000 / single,
+        "single_cpu_ms_per_task": (cpu_seconds(pids) - cpu0) * 1000 / single,
         "single_load_after": load1(),
     }
 
@@ -117,7 +118,7 @@ async def run(url: str, pid: int, single: int, seconds: float, concurrency: int)
     counter = itertools.count(single)
     done = 0
     out["sustained_load_before"] = load1()
-    cpu0 = cpu_seconds([pid])
+    cpu0 = cpu_seconds(pids)
     started = time.perf_counter()
     stop_at = started + seconds
 
@@ -135,7 +136,7 @@ async def run(url: str, pid: int, single: int, seconds: float, concurrency: int)
         "sustained_tasks": done,
         "sustained_seconds": took,
         "sustained_tasks_per_s": done / took,
-        "sustained_cpu_ms_per_task": (cpu_seconds([pid]) - cpu0) * 1000 / max(done, 1),
+        "sustained_cpu_ms_per_task": (cpu_seconds(pids) - cpu0) * 1000 / max(done, 1),
         "sustained_load_after": load1(),
     }
     await nc.close()
@@ -154,6 +155,9 @@ def main() -> None:
     parser.add_argument("--precision", default=None, help="encoder file (SWITCHYARD_CLASSIFIER_PRECISION)")
     parser.add_argument(
         "--max-tokens", type=int, default=None, help="tokens per prompt (SWITCHYARD_CLASSIFIER_MAX_TOKENS)"
+    )
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="classifier processes sharing the durable consumer"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
@@ -175,20 +179,25 @@ def main() -> None:
         if args.max_tokens is not None:
             env["SWITCHYARD_CLASSIFIER_MAX_TOKENS"] = str(args.max_tokens)
         log = open(Path(tmp) / "classifier.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "switchyard.classifier"], env=env, stdout=log, stderr=log
-        )
+        procs = [
+            subprocess.Popen([sys.executable, "-m", "switchyard.classifier"], env=env, stdout=log, stderr=log)
+            for _ in range(args.replicas)
+        ]
+        pids = [p.pid for p in procs]
         try:
-            asyncio.run(_ready(server.url))
-            results = asyncio.run(run(server.url, proc.pid, args.single, args.seconds, args.concurrency))
+            asyncio.run(_ready(server.url, pids))
+            results = asyncio.run(run(server.url, pids, args.single, args.seconds, args.concurrency))
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=15)
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                proc.wait(timeout=15)
             log.close()
             server.stop()
     settings = (
         f"threads={args.threads or 'default'}, max batch={args.max_batch or 'default'}, "
-        f"precision={args.precision or 'default'}, max tokens={args.max_tokens or 'default'}"
+        f"precision={args.precision or 'default'}, max tokens={args.max_tokens or 'default'}, "
+        f"replicas={args.replicas}"
     )
     print(f"classifier bench ({settings}, cores={os.cpu_count()})")
     for key, value in results.items():
@@ -197,17 +206,24 @@ def main() -> None:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
 
-async def _ready(url: str) -> None:
+async def _ready(url: str, pids: list[int]) -> None:
+    """Until every replica answers the service's ping (each one replies with its pid)."""
     nc = await nats.connect(url)
+    answered: set[int] = set()
+
+    async def on_reply(msg: nats.aio.msg.Msg) -> None:
+        if msg.data:
+            answered.add(int(json.loads(msg.data)["pid"]))
+
+    inbox = nc.new_inbox()
+    await nc.subscribe(inbox, cb=on_reply)
     deadline = time.monotonic() + 120
-    while True:
-        try:
-            await nc.request(subjects.ping_subject("classifier"), b"", timeout=0.5)
-            break
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
+    while not set(pids) <= answered:
+        if time.monotonic() > deadline:
+            missing = sorted(set(pids) - answered)
+            raise TimeoutError(f"classifier replicas {missing} did not answer their ping")
+        await nc.publish(subjects.ping_subject("classifier"), b"", reply=inbox)
+        await asyncio.sleep(0.3)
     await nc.close()
 
 

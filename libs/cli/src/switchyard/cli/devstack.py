@@ -46,10 +46,11 @@ class StackSettings(BaseSettings):
     nats_url: str | None = Field(default=None, description="use this NATS instead of starting one")
     metrics_base_port: int = Field(default=9101, description="services get base+0..4 for /metrics; 0 = off")
     ready_timeout_s: float = 180.0
-    # Replicas (for scaling measurements): executors share the work queue; gateways share the HTTP port
-    # (SO_REUSEPORT, the kernel spreads connections).
+    # Replicas (for scaling measurements): executors and classifiers share their durable consumers (each
+    # task goes to one of them); gateways share the HTTP port (SO_REUSEPORT, the kernel spreads connections).
     executor_replicas: int = Field(default=1, ge=1, le=16)
     gateway_replicas: int = Field(default=1, ge=1, le=16)
+    classifier_replicas: int = Field(default=1, ge=1, le=16)
 
 
 @dataclass
@@ -114,6 +115,8 @@ class Stack:
             return self.settings.executor_replicas
         if name == "gateway":
             return self.settings.gateway_replicas
+        if name == "classifier":
+            return self.settings.classifier_replicas
         return 1
 
     def service_env(self, index: int, name: str, replica: int = 1) -> dict[str, str]:
