@@ -17,6 +17,9 @@ from switchyard.common.embedding.weights import MAX_TOKENS
 # Characters kept from each end before tokenising: bounds the tokeniser's work on multi-megabyte prompts
 # while leaving far more text than 256 tokens can use.
 EDGE_CHARS = 8192
+# A long prompt is first tokenised from its two ends only, about this many characters per token kept (see
+# `_edges`): a 16,000-character prompt took 19 ms to tokenise in full and 0.7 ms from its ends (Xeon VM).
+PROBE_CHARS_PER_TOKEN = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +53,13 @@ class PromptTokenizer:
             # other core and still more time (32 short prompts: 0.93 ms vs 0.66 ms) next to an encoder
             # that runs on one thread by design.
             clipped, cut = _clip(text)
-            ids = self._tok.encode(clipped, add_special_tokens=False).ids
-            if len(ids) > self._head + self._tail:
-                ids = ids[: self._head] + ids[len(ids) - self._tail :]
+            ids = self._edges(clipped)
+            if ids is None:
+                ids = self._tok.encode(clipped, add_special_tokens=False).ids
+                if len(ids) > self._head + self._tail:
+                    ids = ids[: self._head] + ids[len(ids) - self._tail :]
+                    cut = True
+            else:
                 cut = True
             rows.append([self._cls, *ids, self._sep])
             truncated.append(cut)
@@ -64,6 +71,36 @@ class PromptTokenizer:
             input_ids[i, : len(row)] = row
             mask[i, : len(row)] = 1
         return TokenBatch(input_ids, mask, truncated, lengths)
+
+    def _edges(self, text: str) -> list[int] | None:
+        """The kept head and tail of a long prompt from tokenising its two ends only, or None when that
+        cannot be shown to equal the full tokenisation's (then the caller tokenises it all).
+
+        The prompt is cut at a space or a newline near each end. The tokeniser never joins anything across
+        whitespace: the normaliser works character by character (a whitespace character starts a new
+        combining sequence), the pre-tokeniser splits words at whitespace, WordPiece splits each word alone,
+        and the special tokens hold no whitespace. So the full tokenisation is the head piece's tokens,
+        then the middle's, then the tail piece's; if the head piece has at least `head` tokens, the tail
+        piece at least `tail`, and the two more than both together, the full one is cut to the same ids."""
+        probe = PROBE_CHARS_PER_TOKEN * max(self._head, self._tail)
+        if len(text) <= 4 * probe:
+            return None
+        start = max(text.rfind(" ", 0, probe), text.rfind("\n", 0, probe))
+        end = min(
+            (i for i in (text.find(" ", len(text) - probe), text.find("\n", len(text) - probe)) if i >= 0),
+            default=-1,
+        )
+        if start <= 0 or end <= start:
+            return None
+        head = self._tok.encode(text[:start], add_special_tokens=False).ids
+        tail = self._tok.encode(text[end:], add_special_tokens=False).ids
+        if (
+            len(head) < self._head
+            or len(tail) < self._tail
+            or len(head) + len(tail) <= self._head + self._tail
+        ):
+            return None
+        return head[: self._head] + tail[len(tail) - self._tail :]
 
 
 def _clip(text: str) -> tuple[str, bool]:
