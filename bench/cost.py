@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import cpu_seconds, run_wrk, tree_pids
-from run import PROMPT, _body, add_env_option, env_settings, pool_prompts
+from run import PROMPT, _body, add_env_option, env_settings, prompt_set
 from systems import ROOT, start_switchyard, start_upstream
 
 NAMES = ("gateway", "classifier", "router", "executor", "billing", "audit", "nats-server")
@@ -95,7 +95,9 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--profile", action="store_true", help="sample each service with py-spy")
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--prompts", choices=("one", "pool"), default="one", help="as in bench/run.py")
+    parser.add_argument(
+        "--prompts", choices=("one", "pool", "long"), default="one", help="as in bench/run.py"
+    )
     add_env_option(parser)
     args = parser.parse_args()
     extra_env = env_settings(parser, args.env)
@@ -105,7 +107,7 @@ def main() -> int:
     try:
         sy = start_switchyard(upstream, extra_env)
         url = f"{sy.base_url}/chat/completions"
-        prompts = pool_prompts() if args.prompts == "pool" else [PROMPT]
+        prompts = prompt_set(args.prompts) or [PROMPT]
         body = [_body(sy.model, False, p) for p in prompts]
         run_wrk(url, body, sy.key, connections=1, seconds=3)  # warm-up
         pids = [p for p in tree_pids(sy.pid) if p != sy.pid]

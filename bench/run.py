@@ -29,6 +29,9 @@ PROMPT = "What is the capital of France?"
 POOL = Path("/work/shared/data/classifier/train_pool.jsonl")
 POOL_PROMPTS = 256
 POOL_MAX_CHARS = 4000
+# `--prompts long`: 32 prompts of 16,000 characters (pool prompts joined).
+LONG_PROMPTS = 32
+LONG_CHARS = 16_000
 
 
 def _body(model: str, stream: bool, prompt: str = PROMPT) -> str:
@@ -40,6 +43,30 @@ def _body(model: str, stream: bool, prompt: str = PROMPT) -> str:
     if stream:
         req["stream"] = True
     return json.dumps(req)
+
+
+def long_prompts(n: int = LONG_PROMPTS, chars: int = LONG_CHARS) -> list[str]:
+    """`n` prompts of about `chars` characters, each the pool's prompts joined by blank lines: the size of
+    a request that carries retrieved documents or a file to review, where per-character work shows."""
+    rows, out = pool_prompts(n=n * chars // 100), []
+    for i in range(n):
+        parts, size = [], 0
+        for row in rows[i::n]:
+            if size >= chars:
+                break
+            parts.append(row)
+            size += len(row) + 2
+        out.append("\n\n".join(parts)[:chars])
+    return out
+
+
+def prompt_set(name: str) -> list[str] | None:
+    """The prompts of `--prompts NAME` (None: the one prompt)."""
+    if name == "pool":
+        return pool_prompts()
+    if name == "long":
+        return long_prompts()
+    return None
 
 
 def pool_prompts(path: Path = POOL, n: int = POOL_PROMPTS) -> list[str]:
@@ -124,16 +151,17 @@ def main() -> int:
     parser.add_argument("--skip-litellm", action="store_true")
     parser.add_argument(
         "--prompts",
-        choices=("one", "pool"),
+        choices=("one", "pool", "long"),
         default="one",
-        help=f"one: {PROMPT!r} every time; pool: {POOL_PROMPTS} real prompts of varied length, in turn",
+        help=f"one: {PROMPT!r} every time; pool: {POOL_PROMPTS} real prompts of varied length, in turn; "
+        f"long: {LONG_PROMPTS} prompts of {LONG_CHARS:,} characters (pool prompts joined), in turn",
     )
     add_env_option(parser)
     parser.add_argument("--out", help="results file name in bench/results (default latest[-pool].json)")
     args = parser.parse_args()
     extra_env = env_settings(parser, args.env)
     levels = [int(c) for c in args.concurrency.split(",")]
-    prompts = pool_prompts() if args.prompts == "pool" else None
+    prompts = prompt_set(args.prompts)
 
     upstream = start_upstream(latency_ms=args.latency_ms, chunks=8, chunk_gap_ms=2.0)
     systems: list[System] = [upstream]
@@ -180,7 +208,7 @@ def main() -> int:
         "self_timed_overhead_ms_p50": overhead,
     }
     RESULTS.mkdir(exist_ok=True)
-    name = args.out or ("latest.json" if prompts is None else "latest-pool.json")
+    name = args.out or ("latest.json" if prompts is None else f"latest-{args.prompts}.json")
     (RESULTS / name).write_text(json.dumps(report, indent=2, allow_nan=True))
     print_table(report)
     return 0
