@@ -13,14 +13,21 @@ from .test_features import unicode_texts
 pytestmark = pytest.mark.unit
 
 
-def test_the_folding_covers_every_character_an_ascii_letter_matches_case_insensitively() -> None:
-    letter = re.compile("[a-z]", re.IGNORECASE)
-    matched = {cp for cp in range(128, 0x110000) if not 0xD800 <= cp <= 0xDFFF and letter.match(chr(cp))}
-    folded = {cp for cp in range(128, 0x110000) if chr(cp).translate(casefold.FOLD) != chr(cp)}
-    assert matched == folded == {0x130, 0x131, 0x17F, 0x212A}
-    for cp in folded:
-        ch, to = chr(cp), chr(cp).translate(casefold.FOLD)
-        assert re.fullmatch(to, ch, re.IGNORECASE) and ch.isalnum() and to.isalnum()
+def test_folding_turns_exactly_the_characters_an_ascii_letter_matches_into_that_letter() -> None:
+    chars = "".join(chr(cp) for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF)
+    assert len(casefold.fold(chars)) == len(chars)
+    folded = [casefold.fold(ch) for ch in chars]
+    assert all(len(f) == 1 for f in folded)
+    # \w is isalnum() or "_", \s is isspace(), \d is isdecimal(): every character keeps its classes
+    classes = (str.isalnum, str.isspace, str.isdecimal, "_".__eq__)
+    assert all(
+        tuple(c(ch) for c in classes) == tuple(c(f) for c in classes)
+        for ch, f in zip(chars, folded, strict=True)
+    )
+    matching = {m.group() for m in re.finditer("[a-z]", chars, re.IGNORECASE)}
+    assert {ch for ch, f in zip(chars, folded, strict=True) if "a" <= f <= "z"} == matching
+    assert all(re.fullmatch(casefold.fold(ch), ch, re.IGNORECASE) for ch in matching)
+    assert {ord(ch) for ch in matching if not ch.isascii()} == {0x130, 0x131, 0x17F, 0x212A}
 
 
 def test_folding_keeps_length_and_word_class() -> None:
