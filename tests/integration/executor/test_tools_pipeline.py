@@ -300,3 +300,22 @@ async def test_pinning_a_model_without_tools_is_a_400_that_says_why(
     error = caught.value.body
     assert isinstance(error, dict) and error["code"] == "model_lacks_capability"
     assert "lacks tools" in error["message"] and error["param"] == "model"
+
+
+async def test_a_prompt_no_model_can_hold_is_a_400_that_says_so(
+    stack: Stack, classifier: list[TaskSubmitted]
+) -> None:
+    """Every model's context window is 8,000 tokens: a longer prompt is the client's to shorten (400,
+    `context_length_exceeded`, like OpenAI's), not a 503 that an SDK would retry in vain."""
+    calls = len(stack.openai.requests) + len(stack.anthropic.requests) + len(stack.gemini.requests)
+    long = [{"role": "user", "content": "word " * 9_000}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        await _openai(stack).chat.completions.create(model="auto", messages=long)  # type: ignore[arg-type]
+    error = caught.value.body
+    assert isinstance(error, dict) and error["code"] == "context_length_exceeded"
+    assert error["param"] == "messages" and "8000 tokens" in error["message"]
+    client = anthropic.AsyncAnthropic(base_url=stack.base, api_key=stack.org.keys["member"], max_retries=0)
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        await client.messages.create(model="auto", max_tokens=100, messages=long)  # type: ignore[arg-type]
+    assert "context window" in str(refused.value) and "max_tokens (100)" in str(refused.value)
+    assert len(stack.openai.requests) + len(stack.anthropic.requests) + len(stack.gemini.requests) == calls

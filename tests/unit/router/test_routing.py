@@ -5,7 +5,7 @@ import pytest
 from switchyard.common.errors import NoProviderAvailable
 from switchyard.common.events import ChatMessage, ChatRequest, Classification
 from switchyard.common.policy import load_policy
-from switchyard.router.routing import UnknownModel, decide, tier_for, tier_preference
+from switchyard.router.routing import ContextTooLong, UnknownModel, decide, tier_for, tier_preference
 
 pytestmark = pytest.mark.unit
 POLICY = load_policy()
@@ -75,5 +75,46 @@ def test_no_provider_at_all() -> None:
 
 
 def test_prompt_beyond_every_context_window_is_rejected() -> None:
-    with pytest.raises(NoProviderAvailable):
+    with pytest.raises(ContextTooLong) as caught:
         decide(request=_req(text="x" * 20_000), classification=_cls(0.1), policy=POLICY, available={"local"})
+    assert caught.value.code == "context_length_exceeded" and not caught.value.retryable
+    assert "local/smollm2-135m-instruct, takes 2048 tokens" in caught.value.message
+    assert isinstance(caught.value, NoProviderAvailable)  # still "nothing can serve it", for the router
+    # a bigger model available: routed there
+    d = decide(
+        request=_req(text="x" * 20_000),
+        classification=_cls(0.1),
+        policy=POLICY,
+        available={"local", "openai"},
+    )
+    assert d.candidates[0].provider == "openai"
+
+
+def test_no_provider_available_says_why_each_available_model_was_left_out() -> None:
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+    request = ChatRequest(
+        model="auto", messages=[ChatMessage(role="user", content="x" * 20_000)], tools=tools
+    )
+    big = ChatRequest(model="auto", messages=[ChatMessage(role="user", content="hi")], tools=tools)
+    with pytest.raises(NoProviderAvailable) as caught:
+        decide(request=big, classification=_cls(0.1), policy=POLICY, available={"local"})
+    assert not isinstance(caught.value, ContextTooLong)
+    assert "(it needs tools): local/smollm2-135m-instruct: lacks tools" in caught.value.message
+    assert "providers not available: anthropic, gemini, openai" in caught.value.message
+    # one available model too small, the other without tools: a shorter prompt alone would not do
+    small = [
+        m.model_copy(update={"context_window": 60}) if m.provider == "openai" else m for m in POLICY.models
+    ]
+    policy = POLICY.model_copy(update={"models": small})
+    short = ChatRequest(model="auto", messages=[ChatMessage(role="user", content="x" * 400)], tools=tools)
+    with pytest.raises(NoProviderAvailable) as caught:
+        decide(request=short, classification=_cls(0.1), policy=policy, available={"local", "openai"})
+    assert caught.value.code == "no_provider_available"
+    assert "local/smollm2-135m-instruct: lacks tools" in caught.value.message
+    assert "openai/gpt-4o-mini: prompt exceeds the context window (60 tokens)" in caught.value.message
+    with pytest.raises(ContextTooLong):  # and with a prompt no available model holds
+        decide(request=request, classification=_cls(0.1), policy=policy, available={"local", "openai"})
+    with pytest.raises(NoProviderAvailable) as caught:
+        decide(request=_req(), classification=_cls(0.5), policy=POLICY, available=set())
+    assert caught.value.code == "no_provider_available"
+    assert caught.value.message.endswith("providers not available: anthropic, gemini, local, openai")

@@ -32,9 +32,15 @@ PRIORITIES = ("low", "normal", "high")
 CLIENT_FAILURES: dict[str, type[APIError]] = {
     "model_not_found": ModelNotFoundError,
     "model_lacks_capability": InvalidRequest,
+    "context_length_exceeded": InvalidRequest,  # no available model's context window fits the prompt
     "provider_context_too_long": InvalidRequest,
     "provider_content_policy": InvalidRequest,
     "provider_bad_request": InvalidRequest,
+}
+FAILURE_PARAMS = {
+    "model_not_found": "model",
+    "model_lacks_capability": "model",
+    "context_length_exceeded": "messages",
 }
 UNAVAILABLE_FAILURES = ("no_provider_available",)
 
@@ -118,7 +124,7 @@ def build_task(parsed: ChatCompletionRequest, principal: Principal, *, priority:
 def raise_for_failure(failed: TaskFailed) -> None:
     if failed.error_code in CLIENT_FAILURES:
         error = CLIENT_FAILURES[failed.error_code]
-        param = "model" if failed.error_code in ("model_not_found", "model_lacks_capability") else None
+        param = FAILURE_PARAMS.get(failed.error_code)
         raise error(failed.error_message, code=failed.error_code, param=param)
     if failed.error_code in UNAVAILABLE_FAILURES:
         raise ServiceUnavailable(failed.error_message, code=failed.error_code)

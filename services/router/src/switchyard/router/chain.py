@@ -44,6 +44,10 @@ class Chain:
     kept: list[ModelSpec] = field(default_factory=list)
     rejected: list[dict[str, str]] = field(default_factory=list)
     demoted: dict[str, str] = field(default_factory=dict)  # model id -> why
+    available: int = 0  # models looked at whose provider is available
+    refused: list[str] = field(default_factory=list)  # of those, the left out ones: "model: why"
+    too_small: dict[str, int] = field(default_factory=dict)  # of those, context window < prompt + reply
+    unavailable: list[str] = field(default_factory=list)  # providers that are not, in the order met
 
 
 def model_order(policy: Policy, *, task_type: str, wanted: str, cost_mode: bool) -> list[str]:
@@ -81,8 +85,11 @@ def build_chain(
         reason = None
         if spec.provider not in available:
             reason = f"provider {spec.provider} not available"
+            if spec.provider not in out.unavailable:
+                out.unavailable.append(spec.provider)
         elif prompt_tokens + output_tokens > spec.context_window:
             reason = f"prompt exceeds the context window ({spec.context_window} tokens)"
+            out.too_small[spec.id] = spec.context_window
         elif missing:  # the local model too: it would ignore the images or tools, not refuse them
             reason = f"lacks {', '.join(sorted(missing))}"
         elif max_tier is not None and rank(spec.tier) > rank(max_tier) and cost > 0:
@@ -93,6 +100,10 @@ def build_chain(
             out.kept.append(spec)
         else:
             out.rejected.append({"model": spec.id, "reason": reason})
+        if spec.provider in available:
+            out.available += 1
+            if reason is not None:
+                out.refused.append(f"{spec.id}: {reason}")
     return out
 
 

@@ -13,13 +13,22 @@ from collections.abc import Callable, Mapping
 from switchyard.common.errors import NoProviderAvailable, SwitchyardError
 from switchyard.common.events import ChatRequest, Classification, RouteCandidate, RoutingDecision
 from switchyard.common.policy import ModelSpec, Policy, Thresholds
-from switchyard.router.chain import build_chain, model_order, needs, rank, reorder_by_health, tier_preference
+from switchyard.router.chain import (
+    Chain,
+    build_chain,
+    model_order,
+    needs,
+    rank,
+    reorder_by_health,
+    tier_preference,
+)
 from switchyard.router.health import ModelSignal
 from switchyard.router.strategy import plan
 
 AUTO = "auto"
 __all__ = [
     "AUTO",
+    "ContextTooLong",
     "UnknownModel",
     "budget_state",
     "decide",
@@ -29,8 +38,19 @@ __all__ = [
 ]
 
 
+MAX_REASONS = 6  # models named, with why each was left out, in a `no_provider_available` message
+
+
 class UnknownModel(SwitchyardError):
     code = "model_not_found"
+
+
+class ContextTooLong(NoProviderAvailable):
+    """Every available model's context window is smaller than the prompt and its reply: the client must
+    shorten one of them (a 400 at the gateway); unlike other `no_provider_available` causes, waiting
+    does not help."""
+
+    code = "context_length_exceeded"
 
 
 class ModelLacksCapability(UnknownModel):
@@ -125,8 +145,7 @@ def decide(
         max_tier=max_tier,
     )
     if not chain.kept:
-        needed = f" (it needs {', '.join(sorted(required))})" if required else ""
-        raise NoProviderAvailable(f"no configured provider can serve this task{needed}")
+        raise _unservable(chain, required, tokens, output_tokens, max_tokens=request.max_tokens)
     chain = reorder_by_health(chain, effective, signals)
     candidates = [_candidate(s, tokens, output_tokens) for s in chain.kept]
     healthy = len(candidates) - len(chain.demoted)
@@ -213,6 +232,26 @@ def _why(wanted: str, got: str, complexity: float, policy: Policy) -> str:
     if wanted != got:
         return f"{base}; no available model in {wanted}, using {got}"
     return base
+
+
+def _unservable(
+    chain: Chain, required: set[str], prompt_tokens: int, output_tokens: int, *, max_tokens: int | None
+) -> NoProviderAvailable:
+    """Why no model is left, for the client: the context window when that is what every available model
+    lacks, else each model's reason."""
+    if chain.too_small and len(chain.too_small) == chain.available:
+        largest = max(chain.too_small, key=lambda m: chain.too_small[m])
+        reply = f"max_tokens ({max_tokens})" if max_tokens else f"a reply ({output_tokens} tokens expected)"
+        fix = "shorten the prompt or lower max_tokens" if max_tokens else "shorten the prompt"
+        return ContextTooLong(
+            f"the prompt (about {prompt_tokens} tokens) and {reply} exceed the context window of every "
+            f"available model (the largest, {largest}, takes {chain.too_small[largest]} tokens): {fix}"
+        )
+    needed = f" (it needs {', '.join(sorted(required))})" if required else ""
+    why = chain.refused[:MAX_REASONS]
+    if chain.unavailable:
+        why.append(f"providers not available: {', '.join(sorted(chain.unavailable))}")
+    return NoProviderAvailable(f"no configured provider can serve this task{needed}: {'; '.join(why)}")
 
 
 def _pinned(
