@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from switchyard.cli.classifier_cmd import one_blas_thread
+from switchyard.classifier.blas import one_blas_thread
 from switchyard.common.embedding.model_files import ensure_built
 from switchyard.common.events.tasks import TASK_TYPES
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,13 +13,6 @@ if TYPE_CHECKING:
     from switchyard.classifier.config import ClassifierSettings
 
 DEFAULT_DATA = Path("/work/shared/data/classifier/train_pool.jsonl")
-
-
-def one_blas_thread() -> None:
-    """The heads' numpy products on one OpenBLAS thread, as the service runs them (its `__main__`): a second
-    thread only spins (`predict` on pool prompts: 14.2 -> 10.4 CPU-ms a prompt, the same wall time). Takes
-    effect only before numpy loads; an operator's own setting wins."""
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def _settings() -> ClassifierSettings:
@@ -68,6 +60,8 @@ def _print_confidence(metrics: dict[str, Any]) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from switchyard.classifier.blas import one_blas_thread
+
     one_blas_thread()
     from switchyard.classifier import offline
     from switchyard.classifier.evaluation import format_report
@@ -98,6 +92,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from switchyard.classifier.blas import one_blas_thread
+
     one_blas_thread()
     from switchyard.classifier import offline
 

@@ -15,7 +15,7 @@ def classifier_predictor(*, artifact: Path | None, threads: int):  # type: ignor
     """The classifier's offline predictor, behind the router's `Classify` boundary."""
     import time
 
-    from switchyard.cli.classifier_cmd import one_blas_thread
+    from switchyard.classifier.blas import one_blas_thread
 
     one_blas_thread()
 

@@ -23,7 +23,8 @@ def fold(text: str) -> str:
 
 def pattern(source: str, flags: int = 0) -> re.Pattern[str]:
     """Compiles a pattern to run on folded text; it may not hold upper-case letters (a folded text has
-    none to match). Upper-case escapes such as \\S or \\W would change meaning on folding: refused too."""
+    none to match). The check reads the source as written, so upper-case escapes (\\S, \\W) are refused
+    as well: spell them as classes ([^\\s])."""
     if re.search("[A-Z]", source):
         raise ValueError(f"a pattern for folded text must be lower-case: {source!r}")
     return re.compile(source, flags)

@@ -17,7 +17,8 @@ _EDGE = 4000  # characters looked at from each end of long prompts
 
 
 def _cue(*words: str) -> re.Pattern[str]:
-    return re.compile(r"\b(?:" + "|".join(words) + r")\b", re.IGNORECASE)
+    """Case-insensitive in effect: it runs on folded text (casefold.py), faster than with IGNORECASE."""
+    return casefold.pattern(r"\b(?:" + "|".join(words) + r")\b")
 
 
 _CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -243,8 +244,6 @@ _CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
         ),
     ),
 )
-# The cue patterns as they run, on the text folded first (see casefold.py): the same matches, faster.
-_FOLDED_CUES = tuple(casefold.pattern(p.pattern) for _, p in _CUES)
 _ASCII_UPPER = bytes(range(ord("A"), ord("Z") + 1))
 
 _CODE_CHARS = re.compile(r"[{}();=<>\[\]_#$\\|&*^%]")
@@ -310,7 +309,7 @@ def lexical(text: str) -> np.ndarray:
 def _counts(text: str) -> tuple[list[int], int, int]:
     """Matches of each cue, non-ASCII characters, upper-case characters."""
     folded = casefold.fold(text)
-    counts = [len(p.findall(folded)) for p in _FOLDED_CUES]
+    counts = [len(p.findall(folded)) for _, p in _CUES]
     if text.isascii():
         raw = text.encode("ascii")
         return counts, 0, len(raw) - len(raw.translate(None, _ASCII_UPPER))

@@ -44,8 +44,7 @@ class Chain:
     kept: list[ModelSpec] = field(default_factory=list)
     rejected: list[dict[str, str]] = field(default_factory=list)
     demoted: dict[str, str] = field(default_factory=dict)  # model id -> why
-    available: int = 0  # models looked at whose provider is available
-    refused: list[str] = field(default_factory=list)  # of those, the left out ones: "model: why"
+    refused: list[str] = field(default_factory=list)  # available models left out: "model: why"
     too_small: dict[str, int] = field(default_factory=dict)  # of those, context window < prompt + reply
     unavailable: list[str] = field(default_factory=list)  # providers that are not, in the order met
 
@@ -100,10 +99,8 @@ def build_chain(
             out.kept.append(spec)
         else:
             out.rejected.append({"model": spec.id, "reason": reason})
-        if spec.provider in available:
-            out.available += 1
-            if reason is not None:
-                out.refused.append(f"{spec.id}: {reason}")
+        if reason is not None and spec.provider in available:
+            out.refused.append(f"{spec.id}: {reason}")
     return out
 
 

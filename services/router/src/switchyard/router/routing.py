@@ -237,9 +237,9 @@ def _why(wanted: str, got: str, complexity: float, policy: Policy) -> str:
 def _unservable(
     chain: Chain, required: set[str], prompt_tokens: int, output_tokens: int, *, max_tokens: int | None
 ) -> NoProviderAvailable:
-    """Why no model is left, for the client: the context window when that is what every available model
-    lacks, else each model's reason."""
-    if chain.too_small and len(chain.too_small) == chain.available:
+    """Why no model is left (`chain.kept` is empty), for the client: the context window when that is what
+    every available model lacks, else each model's reason."""
+    if chain.too_small and len(chain.too_small) == len(chain.refused):
         largest = max(chain.too_small, key=lambda m: chain.too_small[m])
         reply = f"max_tokens ({max_tokens})" if max_tokens else f"a reply ({output_tokens} tokens expected)"
         fix = "shorten the prompt or lower max_tokens" if max_tokens else "shorten the prompt"
