@@ -8,6 +8,7 @@ import nats
 import pytest
 
 from switchyard.cli.processes import NatsServer
+from switchyard.common import kv
 from switchyard.common.budgets import budgets_bucket
 from switchyard.common.events import ChatRequest
 from switchyard.common.leases import IntCounters, Leases, SlotTable
@@ -58,7 +59,7 @@ async def _spent(spend: IntCounters, leases: list[Leases]) -> list[int]:
     """The stored spend counters, once this replica's unused leases are handed back."""
     for lease in leases:
         await lease.tidy(everything=True)
-    keys = await spend.kv.keys()  # the counters the gateway keeps
+    keys = await kv.keys(spend.kv)  # the counters the gateway keeps (not nats-py's racy `keys()`)
     return sorted([await spend.read(k) for k in keys])
 
 
