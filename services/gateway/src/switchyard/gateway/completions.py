@@ -28,19 +28,15 @@ from switchyard.gateway.tasks import TaskClient, TimedOut
 from switchyard.gateway.tenants import Principal
 
 PRIORITIES = ("low", "normal", "high")
-# Task failures that are the client's doing map to 4xx; the rest are upstream failures (502).
-CLIENT_FAILURES: dict[str, type[APIError]] = {
-    "model_not_found": ModelNotFoundError,
-    "model_lacks_capability": InvalidRequest,
-    "context_length_exceeded": InvalidRequest,  # no available model's context window fits the prompt
-    "provider_context_too_long": InvalidRequest,
-    "provider_content_policy": InvalidRequest,
-    "provider_bad_request": InvalidRequest,
-}
-FAILURE_PARAMS = {
-    "model_not_found": "model",
-    "model_lacks_capability": "model",
-    "context_length_exceeded": "messages",
+# Task failures that are the client's doing map to 4xx (the error, and the request field to name); the rest
+# are upstream failures (502).
+CLIENT_FAILURES: dict[str, tuple[type[APIError], str | None]] = {
+    "model_not_found": (ModelNotFoundError, "model"),
+    "model_lacks_capability": (InvalidRequest, "model"),
+    "context_length_exceeded": (InvalidRequest, "messages"),  # no available model's context window fits
+    "provider_context_too_long": (InvalidRequest, None),
+    "provider_content_policy": (InvalidRequest, None),
+    "provider_bad_request": (InvalidRequest, None),
 }
 UNAVAILABLE_FAILURES = ("no_provider_available",)
 
@@ -123,8 +119,7 @@ def build_task(parsed: ChatCompletionRequest, principal: Principal, *, priority:
 
 def raise_for_failure(failed: TaskFailed) -> None:
     if failed.error_code in CLIENT_FAILURES:
-        error = CLIENT_FAILURES[failed.error_code]
-        param = FAILURE_PARAMS.get(failed.error_code)
+        error, param = CLIENT_FAILURES[failed.error_code]
         raise error(failed.error_message, code=failed.error_code, param=param)
     if failed.error_code in UNAVAILABLE_FAILURES:
         raise ServiceUnavailable(failed.error_message, code=failed.error_code)
