@@ -284,6 +284,33 @@ async def test_models_lists_what_is_available(gateway: tuple[str, str]) -> None:
     assert unauth.status_code == 401
 
 
+async def test_one_model_is_retrieved_as_the_openai_sdk_asks_for_it(gateway: tuple[str, str]) -> None:
+    """`client.models.retrieve(id)`: GET /v1/models/{id}, ids with a slash included."""
+    base, key = gateway
+    async with httpx.AsyncClient() as c:
+        found = {
+            m: await c.get(f"{base}/v1/models/{m}", headers=_auth(key))
+            for m in ("auto", "local/smollm2-135m-instruct")
+        }
+        missing = {
+            m: await c.get(f"{base}/v1/models/{m}", headers=_auth(key)) for m in ("gpt-9", "openai/gpt-4o")
+        }
+        unauth = await c.get(f"{base}/v1/models/auto")
+    assert {m: (r.status_code, r.json()) for m, r in found.items()} == {
+        "auto": (200, {"id": "auto", "object": "model", "created": 0, "owned_by": "switchyard"}),
+        "local/smollm2-135m-instruct": (
+            200,
+            {"id": "local/smollm2-135m-instruct", "object": "model", "created": 0, "owned_by": "local"},
+        ),
+    }
+    # openai/... would pass through, but no executor announced an OpenAI provider here
+    assert {m: (r.status_code, _error(r)["code"]) for m, r in missing.items()} == {
+        "gpt-9": (404, "model_not_found"),
+        "openai/gpt-4o": (404, "model_not_found"),
+    }
+    assert unauth.status_code == 401
+
+
 async def test_readyz_names_the_services_that_do_not_answer(gateway: tuple[str, str]) -> None:
     base, _ = gateway
     async with httpx.AsyncClient() as c:

@@ -41,6 +41,14 @@ class Catalog:
             param="model",
         )
 
+    async def card(self, model: str) -> ModelCard:
+        """The card of one servable `model` (ModelNotFound / ServiceUnavailable as `check`)."""
+        await self.check(model)
+        if model == AUTO:
+            return ModelCard(id=AUTO, owned_by="switchyard")
+        spec = self.policy.model(model)
+        return ModelCard(id=model, owned_by=spec.provider if spec else model.partition("/")[0])
+
     async def cards(self) -> list[ModelCard]:
         providers = await self.providers()
         cards = [ModelCard(id=AUTO, owned_by="switchyard")]

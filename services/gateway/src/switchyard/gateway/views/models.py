@@ -4,7 +4,7 @@ from fastapi import APIRouter, Request
 
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.openapi import ERRORS
-from switchyard.gateway.schemas import ModelList
+from switchyard.gateway.schemas import ModelCard, ModelList
 from switchyard.gateway.state import gateway_of
 
 router = APIRouter()
@@ -20,3 +20,15 @@ async def list_models(request: Request) -> ModelList:
     gw = gateway_of(request)
     await authenticate(request, gw.verifier)
     return ModelList(data=await gw.catalog.cards())
+
+
+@router.get(
+    "/v1/models/{model:path}",
+    response_model=ModelCard,
+    summary="One model this deployment serves (`auto`, a configured model or a pass-through name)",
+    responses={k: v for k, v in ERRORS.items() if k in (401, 403, 404, 429, 503)},
+)
+async def retrieve_model(model: str, request: Request) -> ModelCard:
+    gw = gateway_of(request)
+    await authenticate(request, gw.verifier)
+    return await gw.catalog.card(model)
