@@ -105,3 +105,43 @@ def test_unknown_precision_is_refused(model_files: ModelFiles) -> None:
     assert model_files.path("int8-fused").is_file()
     with pytest.raises(ConfigurationError, match="precision"):
         model_files.path("int4")
+
+
+def test_the_classifiers_encoder_is_the_first_five_layers_pooled(
+    model_files: ModelFiles, tmp_path: Path
+) -> None:
+    """`model-int8-l5.onnx` is the plain graph cut after its fifth layer: its fp32 twin's output is the
+    masked mean of the full graph's fifth-layer states, normalised; the int8 file stays close to it."""
+    import onnx
+    import onnxruntime as ort
+
+    from switchyard.common.embedding.model_files import CLASSIFIER_LAYERS
+    from switchyard.common.embedding.onnx_graph import build_graph
+
+    source = locate_source()
+    weights, config = read_safetensors(source.safetensors), read_config(source.config)
+    short = build_graph(weights, config, layers=CLASSIFIER_LAYERS)
+    onnx.save(short, str(tmp_path / "l5-fp32.onnx"))
+    full = build_graph(weights, config)
+    # the embeddings' LayerNorm, then two per layer: layer 5 ends with the 11th
+    norms = [n.output[0] for n in full.graph.node if n.op_type == "LayerNormalization"]
+    assert len(norms) == 1 + 2 * 6
+    full.graph.output.append(onnx.helper.make_tensor_value_info(norms[2 * CLASSIFIER_LAYERS], 1, None))
+    session = ort.InferenceSession(full.SerializeToString(), providers=["CPUExecutionProvider"])
+    texts = [r["text"] for r in REFERENCE["sentences"]] + ["hi", "", "x " * 40]
+    fp32 = Embedder(tmp_path / "l5-fp32.onnx", model_files.tokenizer)
+    batch = fp32.tokenizer.encode(texts)
+    _, states = session.run(None, {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask})
+    mask = batch.attention_mask[:, :, None].astype(np.float32)
+    pooled = (states * mask).sum(1) / mask.sum(1)
+    pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
+    ours = fp32.embed(texts).vectors
+    assert np.abs(ours - pooled).max() < 1e-4
+    assert np.abs(ours - Embedder(model_files.fp32, model_files.tokenizer).embed(texts).vectors).max() > 0.05
+
+    int8 = Embedder(model_files.path("int8-l5"), model_files.tokenizer)
+    single = np.concatenate([int8.embed([t]).vectors for t in texts])
+    cos = (single * ours).sum(1) / np.linalg.norm(single, axis=1)
+    assert cos.mean() >= 0.99 and cos.min() >= 0.97
+    assert model_files.manifest["int8_l5_cosine_mean"] >= 0.99
+    assert model_files.manifest["int8_l5_cosine_min"] >= 0.97

@@ -175,7 +175,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     train.add_argument("--data", type=Path, default=DEFAULT_DATA)
     train.add_argument("--out", type=Path, help="artifact folder; default: the one shipped in the package")
     train.add_argument("--seed", type=int, default=20240601)
-    train.add_argument("--version", default="heads-4")
+    train.add_argument("--version", default="heads-5")
     train.add_argument("--per-source", type=int, help="cap rows per source (quick runs)")
     train.add_argument("--threads", type=int, default=1)
     train.add_argument(

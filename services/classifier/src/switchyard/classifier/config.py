@@ -23,10 +23,11 @@ class ClassifierSettings(CommonSettings):
     models_dir: Path | None = Field(
         default=None, description="root of the built ONNX models; default ~/.cache/switchyard/models"
     )
-    classifier_precision: Literal["int8", "fp32", "int8-fused"] = Field(
+    classifier_precision: Literal["int8-l5", "int8", "fp32", "int8-fused"] = Field(
         default=model_files.DEFAULT_PRECISION,
-        description="encoder file: int8 (the plain graph), int8-fused (ONNX Runtime's fused operators) or "
-        "fp32; the heads are trained on the default's embeddings, so another one should get retrained heads",
+        description="encoder file: int8-l5 (the plain graph's first five layers, int8), int8 (all six "
+        "layers), int8-fused (ONNX Runtime's fused operators) or fp32; the heads are trained on the "
+        "default's embeddings, so another one should get retrained heads",
     )
     classifier_threads: int = Field(default=1, ge=1, le=64, description="ONNX Runtime intra-op threads")
     classifier_max_tokens: int | None = Field(

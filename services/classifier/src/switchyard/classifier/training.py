@@ -53,7 +53,7 @@ PRIOR_WEIGHT = 0.3  # a prior row counts this much relative to a row with a real
 @dataclass(frozen=True, slots=True)
 class TrainingRun:
     seed: int = 20240601
-    version: str = "heads-4"
+    version: str = "heads-5"
     prompt_tokens: int = PROMPT_TOKENS  # the cap the caller embedded the prompts at; recorded in heads.json
     type_config: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20))
     augment_per_label: int = 300

@@ -1,7 +1,8 @@
 """Building the ONNX model files: fp32 from the package's safetensors, then int8 (dynamic, per channel).
 
 Layout: `<models root>/<key>/` with `model-fp32.onnx`, `model-int8.onnx` (the plain graph, quantised),
-`model-int8-fused.onnx` (ONNX Runtime's fused operators, quantised: `fused_graph`), `tokenizer.json` and
+`model-int8-fused.onnx` (ONNX Runtime's fused operators, quantised: `fused_graph`), `model-int8-l5.onnx`
+(the plain graph's first five layers, mean-pooled, quantised: what the classifier reads), `tokenizer.json` and
 `manifest.json` (hashes of every file and each int8 model's measured cosine to fp32). `key` is derived
 from the source files and the builder version, so a new package or builder lands in a new folder. A finished
 folder is renamed into place atomically, so concurrent builders and interrupted builds are harmless, and
@@ -34,7 +35,8 @@ from switchyard.common.errors import ConfigurationError
 log = logging.getLogger(__name__)
 
 # 2: adds model-int8-fused.onnx; model-fp32.onnx and model-int8.onnx keep builder 1's bytes.
-BUILDER_VERSION = "2"
+# 3: adds model-int8-l5.onnx; the other files keep builder 2's bytes.
+BUILDER_VERSION = "3"
 # Dynamic int8 scales each activation tensor as a whole, so single prompts drift a little more than the
 # mean: the mean must reach 0.99 (issue 3), no probe may fall below 0.97.
 MIN_INT8_COSINE_MEAN = 0.99
@@ -42,10 +44,15 @@ MIN_INT8_COSINE_FLOOR = 0.97
 FP32 = "model-fp32.onnx"
 INT8 = "model-int8.onnx"
 INT8_FUSED = "model-int8-fused.onnx"
-PRECISIONS = {"int8": INT8, "fp32": FP32, "int8-fused": INT8_FUSED}
+# The classifier's encoder: the first CLASSIFIER_LAYERS layers of the plain graph, mean-pooled. Its
+# heads were chosen on validation folds over the depth (services/classifier/README.md): the fifth layer's
+# pooled states separate the task types better than the sixth's sentence embedding, at 5/6 of the work.
+CLASSIFIER_LAYERS: Final = 5
+INT8_L5 = "model-int8-l5.onnx"
+PRECISIONS = {"int8": INT8, "fp32": FP32, "int8-fused": INT8_FUSED, "int8-l5": INT8_L5}
 # What the classifier (service, outcome recorder, train/eval/predict) embeds with: the heads are trained
 # on this file's embeddings, so changing it means retraining them.
-DEFAULT_PRECISION: Final = "int8"
+DEFAULT_PRECISION: Final = "int8-l5"
 TOKENIZER = "tokenizer.json"
 MANIFEST = "manifest.json"
 
@@ -181,6 +188,13 @@ def _build_into(work: Path, source: ModelSource, *, threads: int) -> None:
         nodes_to_quantize=quantised_node_names(fused),
     )
     fused_fp32.unlink()
+
+    # The classifier's encoder; its fp32 twin is kept only while the int8 file is checked against it.
+    short_fp32 = work / "l5-fp32.onnx"
+    onnx.save(build_graph(weights, config, layers=CLASSIFIER_LAYERS), str(short_fp32))
+    quant_pre_process(str(short_fp32), str(prepared), skip_symbolic_shape=True)
+    quantize_dynamic(str(prepared), str(work / INT8_L5), per_channel=True, weight_type=QuantType.QInt8)
+    prepared.unlink()
     shutil.copyfile(source.tokenizer, work / TOKENIZER)
 
     manifest: dict[str, Any] = {
@@ -189,8 +203,12 @@ def _build_into(work: Path, source: ModelSource, *, threads: int) -> None:
         "source_digest": source.digest(),
         "builder_version": BUILDER_VERSION,
     }
-    for name, prefix in ((INT8, "int8"), (INT8_FUSED, "int8_fused")):
-        cosines = _int8_cosines(work, name, threads=threads)
+    for name, prefix, reference in (
+        (INT8, "int8", work / FP32),
+        (INT8_FUSED, "int8_fused", work / FP32),
+        (INT8_L5, "int8_l5", short_fp32),
+    ):
+        cosines = _int8_cosines(work, name, reference, threads=threads)
         if float(np.mean(cosines)) < MIN_INT8_COSINE_MEAN or min(cosines) < MIN_INT8_COSINE_FLOOR:
             raise ConfigurationError(
                 f"{name} drifts from fp32 (cosine mean {np.mean(cosines):.4f}, min {min(cosines):.4f}); "
@@ -198,14 +216,17 @@ def _build_into(work: Path, source: ModelSource, *, threads: int) -> None:
             )
         manifest[f"{prefix}_cosine_min"] = round(float(min(cosines)), 6)
         manifest[f"{prefix}_cosine_mean"] = round(float(np.mean(cosines)), 6)
-    manifest["files"] = {name: file_sha256(work / name) for name in (FP32, INT8, INT8_FUSED, TOKENIZER)}
+    short_fp32.unlink()
+    manifest["files"] = {
+        name: file_sha256(work / name) for name in (FP32, INT8, INT8_FUSED, INT8_L5, TOKENIZER)
+    }
     (work / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _int8_cosines(work: Path, name: str, *, threads: int) -> list[float]:
+def _int8_cosines(work: Path, name: str, reference: Path, *, threads: int) -> list[float]:
     from switchyard.common.embedding.embedder import Embedder
 
-    fp32 = Embedder(work / FP32, work / TOKENIZER, threads=threads)
+    fp32 = Embedder(reference, work / TOKENIZER, threads=threads)
     int8 = Embedder(work / name, work / TOKENIZER, threads=threads)
     # one prompt at a time, as a single task is served
     a = np.concatenate([fp32.embed([t]).vectors for t in PROBE_TEXTS])

@@ -47,10 +47,16 @@ class _Builder:
         return self.op("LayerNormalization", [x, scale, bias], axis=-1, epsilon=eps)
 
 
-def build_graph(weights: dict[str, np.ndarray], config: dict[str, Any]) -> onnx.ModelProto:
+def build_graph(
+    weights: dict[str, np.ndarray], config: dict[str, Any], *, layers: int | None = None
+) -> onnx.ModelProto:
+    """The encoder; with `layers`, only its first `layers` layers, pooled and normalised the same way."""
     hidden = int(config["hidden_size"])
     heads = int(config["num_attention_heads"])
-    layers = int(config["num_hidden_layers"])
+    total = int(config["num_hidden_layers"])
+    layers = total if layers is None else layers
+    if not 1 <= layers <= total:
+        raise ValueError(f"layers must be in 1..{total}, not {layers}")
     eps = float(config["layer_norm_eps"])
     head_dim = hidden // heads
     b = _Builder()
@@ -135,7 +141,7 @@ def build_graph(weights: dict[str, np.ndarray], config: dict[str, Any]) -> onnx.
 
     graph = helper.make_graph(
         b.nodes,
-        "all-MiniLM-L6-v2",
+        "all-MiniLM-L6-v2" if layers == total else f"all-MiniLM-L6-v2, first {layers} layers",
         *graph_io(hidden),
         initializer=b.inits,
     )
