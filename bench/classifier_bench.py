@@ -1,7 +1,7 @@
 """Classifier speed on the bus: a real nats-server, the classifier as its own process, tasks over JetStream.
 
     .venv/bin/python bench/classifier_bench.py [--single 300] [--seconds 20] [--concurrency 256] [--threads 2]
-        [--precision int8|int8-fused|fp32] [--max-tokens 64] [--replicas 2]
+        [--precision int8-l5|int8|int8-fused|fp32] [--max-tokens 64] [--replicas 2]
 
 Single: one task in flight, p50/p90/p99 from publish to the TaskClassified event received (and the
 service's own `latency_ms`). Sustained: `--concurrency` tasks kept in flight for `--seconds` (micro-batched in
