@@ -168,13 +168,16 @@ def _build_into(work: Path, source: ModelSource, *, threads: int) -> None:
     from switchyard.common.embedding.fused_graph import build_fused_graph, quantised_node_names
     from switchyard.common.embedding.onnx_graph import build_graph
 
+    def quantise_plain(fp32: Path, int8: Path) -> None:
+        """The plain graph's recipe, for the whole encoder and for the classifier's first layers alike."""
+        prepared = work / "prepared.onnx"
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        quantize_dynamic(str(prepared), str(int8), per_channel=True, weight_type=QuantType.QInt8)
+        prepared.unlink()
+
     weights, config = read_safetensors(source.safetensors), read_config(source.config)
-    model = build_graph(weights, config)
-    onnx.save(model, str(work / FP32))
-    prepared = work / "prepared.onnx"
-    quant_pre_process(str(work / FP32), str(prepared), skip_symbolic_shape=True)
-    quantize_dynamic(str(prepared), str(work / INT8), per_channel=True, weight_type=QuantType.QInt8)
-    prepared.unlink()
+    onnx.save(build_graph(weights, config), str(work / FP32))
+    quantise_plain(work / FP32, work / INT8)
 
     fused = build_fused_graph(weights, config)
     fused_fp32 = work / "fused-fp32.onnx"
@@ -192,9 +195,7 @@ def _build_into(work: Path, source: ModelSource, *, threads: int) -> None:
     # The classifier's encoder; its fp32 twin is kept only while the int8 file is checked against it.
     short_fp32 = work / "l5-fp32.onnx"
     onnx.save(build_graph(weights, config, layers=CLASSIFIER_LAYERS), str(short_fp32))
-    quant_pre_process(str(short_fp32), str(prepared), skip_symbolic_shape=True)
-    quantize_dynamic(str(prepared), str(work / INT8_L5), per_channel=True, weight_type=QuantType.QInt8)
-    prepared.unlink()
+    quantise_plain(short_fp32, work / INT8_L5)
     shutil.copyfile(source.tokenizer, work / TOKENIZER)
 
     manifest: dict[str, Any] = {
