@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from switchyard.classifier import mixing
-from switchyard.classifier.dataset import Example
+from switchyard.classifier.dataset import Example, is_heldout
+from switchyard.common.events.tasks import TASK_TYPES
 
 pytestmark = pytest.mark.unit
 
@@ -47,3 +48,22 @@ def test_coding_requests_rephrase_mbpp_tasks_without_the_template() -> None:
     assert not any("Your code should" in e.prompt or "https://" in e.prompt for e in a)
     assert all("reverse list number" in e.prompt for e in a)
     assert [e.prompt for e in a] == [e.prompt for e in mixing.coding_requests(rows, count=40, seed=5)]
+
+
+def test_the_multilingual_requests_cover_every_label_in_every_language_and_none_is_held_out() -> None:
+    rows = mixing.load_multilingual()
+    languages = {e.native_label for e in rows}
+    assert len(languages) >= 14 and "en" not in languages
+    for lang in languages:
+        labels = [e.label for e in rows if e.native_label == lang]
+        assert sorted(set(labels)) == sorted(TASK_TYPES), lang
+        assert min(labels.count(t) for t in TASK_TYPES) >= 5, lang
+    assert len({e.id for e in rows}) == len(rows) == len({e.prompt for e in rows})
+    assert all(e.source == mixing.MULTILINGUAL_SOURCE and not is_heldout(e) for e in rows)
+    # written in the language's own script (code and technical terms may be in Latin letters)
+    script = {"zh": (0x4E00, 0x9FFF), "ru": (0x0400, 0x04FF), "uk": (0x0400, 0x04FF), "ar": (0x0600, 0x06FF),
+              "ko": (0xAC00, 0xD7AF), "hi": (0x0900, 0x097F), "ja": (0x3040, 0x9FFF)}  # fmt: skip
+    for e in rows:
+        if e.native_label in script:
+            lo, hi = script[e.native_label]
+            assert sum(lo <= ord(c) <= hi for c in e.prompt) >= 2, e.id

@@ -37,6 +37,7 @@ def _train(args: argparse.Namespace) -> int:
         per_source=args.per_source,
         version=args.version,
         prompt_tokens=args.max_tokens or PROMPT_TOKENS,
+        multilingual=args.multilingual,
     )
     metrics = manifest["metrics"]
     print(f"wrote {out} ({args.version})")
@@ -47,6 +48,36 @@ def _train(args: argparse.Namespace) -> int:
         f"\ncomplexity on held-out MMLU subjects: ECE {c['ece']}, Brier {c['brier']} "
         f"(base rate {c['brier_of_base_rate']}), AUC {c['auc']}, n={c['n']}"
     )
+    return 0
+
+
+def _folds(args: argparse.Namespace) -> int:
+    from switchyard.classifier import offline, training
+    from switchyard.classifier.config import PROMPT_TOKENS
+
+    run = training.TrainingRun(
+        prompt_tokens=args.max_tokens or PROMPT_TOKENS,
+        multilingual=args.multilingual,
+        multilingual_weight=args.multilingual_weight,
+        open_questions=args.open_questions,
+        coding_requests=args.coding_requests,
+    )
+    result = offline.validate(
+        data=args.data,
+        models_dir=_settings().models_dir,
+        threads=args.threads,
+        run=run,
+        seeds=tuple(int(s) for s in args.seeds.split(",")),
+        heldout=args.heldout,
+    )
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    for name, fold in result["folds"].items():
+        print(f"fold {name:<3} n={fold['n']:<5} macro-F1 {fold['mean']:.4f}  per seed {fold['f1']}")
+    print(f"validation (A, B) {result['validation']}  multilingual (M1, M2) {result['multilingual']}")
+    if "heldout" in result:
+        print(f"held-out (a guard, not a criterion) {result['heldout']}")
     return 0
 
 
@@ -183,6 +214,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         type=int,
         help="tokens per prompt to train at, recorded in heads.json (default: classifier's PROMPT_TOKENS)",
     )
+    train.add_argument(
+        "--multilingual",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="mix in the multilingual requests (tried, not the recipe: services/classifier/README.md)",
+    )
     train.set_defaults(func=_train)
 
     ev = cls_sub.add_parser("eval", help="macro-F1, per-class P/R/F1, confusion, complexity calibration")
@@ -194,6 +231,31 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--max-tokens", type=int, help="read prompts at this cap (default: the heads' training cap)"
     )
     ev.set_defaults(func=_eval)
+
+    fo = cls_sub.add_parser(
+        "folds", help="score a training recipe on validation folds of training data (how choices are made)"
+    )
+    fo.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    fo.add_argument("--seeds", default="1,11,2,3,5,7", help="one MLP per fold and seed")
+    fo.add_argument("--max-tokens", type=int, help="tokens per prompt (default: classifier's PROMPT_TOKENS)")
+    fo.add_argument(
+        "--multilingual",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="train on the multilingual requests (folds M1 / M2 score them either way)",
+    )
+    fo.add_argument(
+        "--multilingual-weight",
+        choices=("seed", "source"),
+        default="seed",
+        help="the multilingual rows share the seed prompts' weight, or weigh as a source of their own",
+    )
+    fo.add_argument("--open-questions", type=int, default=0, help="per label (mixing.open_questions)")
+    fo.add_argument("--coding-requests", type=int, default=0, help="mixing.coding_requests")
+    fo.add_argument("--heldout", action="store_true", help="also score the held-out split (a guard)")
+    fo.add_argument("--threads", type=int, default=1)
+    fo.add_argument("--json", action="store_true")
+    fo.set_defaults(func=_folds)
 
     pr = cls_sub.add_parser(
         "predict", help='lines {"id","prompt"} in, {"id","type","confidence","complexity"} out'

@@ -16,6 +16,10 @@ from pathlib import Path
 from switchyard.classifier.dataset import Example, is_heldout
 
 SEED_FILE = Path(__file__).resolve().parents[3] / "data" / "seed_prompts.jsonl"
+# Requests in sixteen languages other than English, every label (native_label = the ISO 639-1 code).
+MULTILINGUAL_FILE = SEED_FILE.with_name("multilingual_prompts.jsonl")
+MULTILINGUAL_SOURCE = "switchyard_multilingual"
+SEED_SOURCE = "switchyard_seed"
 AUGMENT_SOURCE = "switchyard_augmented"
 
 INSTRUCTIONS: dict[str, tuple[str, ...]] = {
@@ -65,6 +69,10 @@ INSTRUCTIONS: dict[str, tuple[str, ...]] = {
         "Compose a letter to a friend telling them about this.",
     ),
 }
+
+
+def load_multilingual() -> list[Example]:
+    return load_seed(MULTILINGUAL_FILE)
 
 
 def load_seed(path: Path = SEED_FILE) -> list[Example]:

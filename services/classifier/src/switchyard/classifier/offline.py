@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from switchyard.classifier import artifact, dataset, embedding_cache, training
+from switchyard.classifier import artifact, dataset, embedding_cache, folds, mixing, training
 from switchyard.classifier.classify import Classifier
 from switchyard.classifier.config import PROMPT_TOKENS
 from switchyard.common.embedding import model_files
@@ -59,9 +59,12 @@ def train(
     per_source: int | None,
     version: str,
     prompt_tokens: int = PROMPT_TOKENS,
+    multilingual: bool = False,
 ) -> dict[str, Any]:
     pool = subsample(dataset.load_pool(data), per_source)
-    run = training.TrainingRun(seed=seed, version=version, prompt_tokens=prompt_tokens)
+    run = training.TrainingRun(
+        seed=seed, version=version, prompt_tokens=prompt_tokens, multilingual=multilingual
+    )
     vectors, model_sha = embeddings(
         pool.examples, models_dir=models_dir, threads=threads, max_tokens=run.prompt_tokens
     )
@@ -140,3 +143,34 @@ def predict(
             count += 1
     sink.flush()
     return count
+
+
+def validate(
+    *,
+    data: Path,
+    models_dir: Path | None,
+    threads: int,
+    run: training.TrainingRun,
+    seeds: tuple[int, ...],
+    heldout: bool,
+) -> dict[str, Any]:
+    """`switchyard classifier folds`: the run's recipe scored on the validation folds (folds.py)."""
+    pool = dataset.load_pool(data)
+    extra = training.mixed_in(pool.examples, run)
+    # the multilingual requests are scored by folds M1 / M2 whether or not the run trains on them
+    scored_only = [] if run.multilingual else mixing.load_multilingual()
+    rows = pool.examples + extra + scored_only
+    vectors = np.concatenate(
+        [
+            embeddings(part, models_dir=models_dir, threads=threads, max_tokens=run.prompt_tokens)[0]
+            for part in (pool.examples, extra + scored_only)
+        ]
+    )
+    n_pool = len(pool.examples)
+    trained = np.array(
+        [
+            (i < n_pool and not dataset.is_heldout(ex)) or n_pool <= i < n_pool + len(extra)
+            for i, ex in enumerate(rows)
+        ]
+    )
+    return folds.score(rows, vectors, n_pool=n_pool, trained=trained, run=run, seeds=seeds, heldout=heldout)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -60,6 +60,10 @@ class TrainingRun:
     puzzles: int = 700
     open_questions: int = 0  # per label (mixing.open_questions); tried, see the README
     coding_requests: int = 0  # mixing.coding_requests; tried, see the README
+    multilingual: bool = False  # mixing.load_multilingual; tried, see the README
+    # how the multilingual rows weigh: "source" = a source of their own within each label, "seed" = one
+    # source together with the English seed prompts
+    multilingual_weight: Literal["seed", "source"] = "seed"
     ensemble: int = 5
     complexity_config: TrainConfig = field(
         default_factory=lambda: TrainConfig(
@@ -70,15 +74,24 @@ class TrainingRun:
 
 def mixed_in(examples: list[dataset.Example], run: TrainingRun) -> list[dataset.Example]:
     """The rows written for this project that the type head trains on besides the pool's training split:
-    seed prompts, de-templated document tasks, puzzles, open questions, coding requests (all built from
-    training-split rows only, deterministic for the run's seed)."""
+    seed prompts, de-templated document tasks, puzzles, multilingual requests, open questions, coding
+    requests (all built from training-split rows only, deterministic for the run's seed)."""
     extra = mixing.load_seed() + mixing.augment(examples, per_label=run.augment_per_label, seed=run.seed)
     extra += puzzles.generate(run.puzzles, seed=run.seed)
+    if run.multilingual:
+        extra += mixing.load_multilingual()
     if run.open_questions:
         extra += mixing.open_questions(examples, per_label=run.open_questions, seed=run.seed)
     if run.coding_requests:
         extra += mixing.coding_requests(examples, count=run.coding_requests, seed=run.seed)
     return extra
+
+
+def weight_source(ex: dataset.Example, run: TrainingRun) -> str:
+    """The source a row's training weight is shared with (type_weights)."""
+    if ex.source == mixing.MULTILINGUAL_SOURCE and run.multilingual_weight == "seed":
+        return mixing.SEED_SOURCE
+    return ex.source
 
 
 def type_weights(labels: list[str], sources: list[str]) -> np.ndarray:
@@ -151,7 +164,7 @@ def train(
     x = (x_all - mean) / std
     rng = np.random.default_rng(run.seed)
 
-    tw = type_weights([ex.label for ex in train_rows], [ex.source for ex in train_rows])
+    tw = type_weights([ex.label for ex in train_rows], [weight_source(ex, run) for ex in train_rows])
     # an ensemble (logits averaged, folded into one MLP): single runs vary a lot on unseen sources
     type_head = average_of(
         [
