@@ -7,12 +7,16 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from switchyard.classifier import artifact
+from switchyard.classifier import artifact, features
 from switchyard.classifier.config import PROMPT_TOKENS
+from switchyard.classifier.heads import Mlp, ScriptHead
+from switchyard.common.events.tasks import TASK_TYPES
 
 pytestmark = pytest.mark.unit
 
@@ -84,3 +88,39 @@ def test_the_service_refuses_to_start_on_a_corrupt_artifact(copy: Path) -> None:
     )
     assert proc.returncode == 2
     assert "cannot start" in proc.stderr and "corrupt" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _constant_head(dim: int, label: int) -> Mlp:
+    """A one-layer head whose logits always favour `label`."""
+    bias = np.zeros(len(TASK_TYPES), np.float32)
+    bias[label] = 5.0
+    return Mlp((np.zeros((dim, len(TASK_TYPES)), np.float32),), (bias,))
+
+
+def test_prompts_in_other_scripts_are_read_by_their_own_head_and_the_artifact_keeps_it(
+    tmp_path: Path,
+) -> None:
+    shipped = artifact.load()
+    dim = shipped.mean.shape[0]
+    other = ScriptHead(np.zeros(dim, np.float32), np.ones(dim, np.float32), _constant_head(dim, 1), 1.5, 0.3)
+    heads = replace(shipped, type_head=_constant_head(dim, 0), other_scripts=other)
+    texts = ["What is the derivative of x^3?", "求函数 f(x)=x³ 的导数。", "¿Cuál es la derivada de x³?"]
+    vectors = np.zeros((3, dim - features.DIM), np.float32)
+    probs, complexity = heads.predict(vectors, features.lexical_matrix(texts))
+    # Chinese is mostly outside ASCII; Spanish is not, and stays with the main head
+    assert probs.argmax(axis=1).tolist() == [0, 1, 0] and complexity.shape == (3,)
+    assert probs[1, 1] == pytest.approx(float(np.exp(5 / 1.5) / (np.exp(5 / 1.5) + 8)), rel=1e-5)
+
+    folder = artifact.save(tmp_path / "a", heads, dict(heads.manifest))
+    loaded = artifact.load(folder)
+    assert loaded.other_scripts is not None and loaded.other_scripts.min_non_ascii == 0.3
+    assert loaded.other_scripts.temperature == 1.5
+    again, _ = loaded.predict(vectors, features.lexical_matrix(texts))
+    assert np.allclose(again, probs)
+
+    # weights of such a head that heads.json does not describe: refused, not silently ignored
+    doc = json.loads((folder / artifact.MANIFEST).read_text())
+    del doc["other_scripts"]
+    (folder / artifact.MANIFEST).write_text(json.dumps(doc))
+    with pytest.raises(artifact.ArtifactError, match="other-scripts"):
+        artifact.load(folder)

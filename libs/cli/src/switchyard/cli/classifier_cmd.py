@@ -38,6 +38,7 @@ def _train(args: argparse.Namespace) -> int:
         version=args.version,
         prompt_tokens=args.max_tokens or PROMPT_TOKENS,
         multilingual=args.multilingual,
+        other_scripts=None if args.no_other_scripts else args.other_scripts_over,
     )
     metrics = manifest["metrics"]
     print(f"wrote {out} ({args.version})")
@@ -206,7 +207,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     train.add_argument("--data", type=Path, default=DEFAULT_DATA)
     train.add_argument("--out", type=Path, help="artifact folder; default: the one shipped in the package")
     train.add_argument("--seed", type=int, default=20240601)
-    train.add_argument("--version", default="heads-5")
+    train.add_argument("--version", default="heads-6")
     train.add_argument("--per-source", type=int, help="cap rows per source (quick runs)")
     train.add_argument("--threads", type=int, default=1)
     train.add_argument(
@@ -218,7 +219,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--multilingual",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="mix in the multilingual requests (tried, not the recipe: services/classifier/README.md)",
+        help="mix the multilingual requests into the main head (tried, not the recipe: see the README)",
+    )
+    train.add_argument(
+        "--other-scripts-over",
+        type=float,
+        default=0.3,
+        help="prompts whose share of non-ASCII characters is above this get the other-scripts head",
+    )
+    train.add_argument(
+        "--no-other-scripts", action="store_true", help="no other-scripts head (heads-5's recipe)"
     )
     train.set_defaults(func=_train)
 

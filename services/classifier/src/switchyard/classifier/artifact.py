@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from switchyard.classifier import features
-from switchyard.classifier.heads import LEGACY_PROMPT_TOKENS, Heads, Mlp
+from switchyard.classifier.heads import LEGACY_PROMPT_TOKENS, Heads, Mlp, ScriptHead
 from switchyard.common.errors import ConfigurationError
 from switchyard.common.events.tasks import TASK_TYPES
 
@@ -27,6 +27,15 @@ MANIFEST = "heads.json"
 
 class ArtifactError(ConfigurationError):
     code = "classifier_artifact_invalid"
+
+
+class OtherScripts(BaseModel):
+    """heads.ScriptHead's scalars (its arrays are in the npz under `other.`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    temperature: float = Field(gt=0)
+    min_non_ascii: float = Field(ge=0, lt=1)
 
 
 class ArtifactManifest(BaseModel):
@@ -43,6 +52,7 @@ class ArtifactManifest(BaseModel):
     prompt_tokens: int = Field(default=LEGACY_PROMPT_TOKENS, ge=8, le=512)
     metrics: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
+    other_scripts: OtherScripts | None = None
 
 
 def default_dir() -> Path:
@@ -55,6 +65,10 @@ def save(folder: Path, heads: Heads, manifest: dict[str, Any]) -> Path:
     arrays = {"norm.mean": heads.mean, "norm.std": heads.std}
     arrays.update(heads.type_head.arrays("type"))
     arrays.update(heads.complexity_head.arrays("complexity"))
+    other = heads.other_scripts
+    if other is not None:
+        arrays.update({"other.norm.mean": other.mean, "other.norm.std": other.std})
+        arrays.update(other.type_head.arrays("other.type"))
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v, dtype=np.float32) for k, v in sorted(arrays.items())})  # type: ignore[arg-type]
     data = buf.getvalue()
@@ -66,6 +80,9 @@ def save(folder: Path, heads: Heads, manifest: dict[str, Any]) -> Path:
         "labels": list(heads.labels),
         "temperature": heads.temperature,
     }
+    fit = doc.pop("other_scripts", None) or {}
+    if other is not None:
+        doc["other_scripts"] = {**fit, "temperature": other.temperature, "min_non_ascii": other.min_non_ascii}
     (folder / MANIFEST).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return folder
 
@@ -111,6 +128,7 @@ def load(folder: Path | None = None) -> Heads:
             complexity_head=Mlp.from_arrays(arrays, "complexity"),
             temperature=manifest.temperature,
             manifest=manifest.model_dump(),
+            other_scripts=_other_scripts(arrays, manifest.other_scripts),
         )
     except (KeyError, ValueError, OSError) as exc:
         raise ArtifactError(f"classifier artifact {weights_path} is unusable: {exc}") from exc
@@ -123,8 +141,30 @@ def load(folder: Path | None = None) -> Heads:
         and heads.complexity_head.input_dim == dim
         and heads.complexity_head.output_dim == 1
     )
+    other = heads.other_scripts
+    if other is not None:
+        shapes_ok = shapes_ok and (
+            other.mean.shape == (dim,)
+            and other.std.shape == (dim,)
+            and other.type_head.input_dim == dim
+            and other.type_head.output_dim == len(TASK_TYPES)
+        )
     if not shapes_ok:
         raise ArtifactError(
             f"classifier artifact {weights_path}: weight shapes do not match {dim} input features"
         )
     return heads
+
+
+def _other_scripts(arrays: dict[str, np.ndarray], scalars: OtherScripts | None) -> ScriptHead | None:
+    if scalars is None:
+        if any(k.startswith("other.") for k in arrays):
+            raise ValueError("weights for an other-scripts head that heads.json does not describe")
+        return None
+    return ScriptHead(
+        mean=arrays["other.norm.mean"],
+        std=arrays["other.norm.std"],
+        type_head=Mlp.from_arrays(arrays, "other.type"),
+        temperature=scalars.temperature,
+        min_non_ascii=scalars.min_non_ascii,
+    )

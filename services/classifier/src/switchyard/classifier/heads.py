@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from switchyard.classifier import features
+
 # Artifacts written before heads.json recorded the token cap were all trained on prompts read at 128 tokens.
 LEGACY_PROMPT_TOKENS = 128
 
@@ -69,6 +71,29 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))  # type: ignore[no-any-return]
 
 
+_NON_ASCII = features.NAMES.index("non_ascii_frac")
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptHead:
+    """The type head for prompts written mostly outside ASCII (Chinese, Russian, Arabic, ...), trained
+    with the multilingual requests besides everything the main head trains on. all-MiniLM-L6-v2 is an
+    English model: the main head reads such prompts near chance, and training it on them costs English."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    type_head: Mlp
+    temperature: float
+    min_non_ascii: float  # a prompt whose share of non-ASCII characters is above this is read by this head
+
+    def takes(self, lexical: np.ndarray) -> np.ndarray:
+        """[n] bool: the rows of a lexical feature matrix this head reads."""
+        return lexical[:, _NON_ASCII] > self.min_non_ascii  # type: ignore[no-any-return]
+
+    def probs(self, raw: np.ndarray) -> np.ndarray:
+        return softmax(self.type_head((raw - self.mean) / self.std) / self.temperature)
+
+
 @dataclass(frozen=True)
 class Heads:
     version: str
@@ -79,6 +104,7 @@ class Heads:
     complexity_head: Mlp
     temperature: float = 1.0
     manifest: dict[str, Any] = field(default_factory=dict)
+    other_scripts: ScriptHead | None = None
 
     @property
     def prompt_tokens(self) -> int:
@@ -97,9 +123,19 @@ class Heads:
         x = np.concatenate([vectors, lexical], axis=1).astype(np.float32)
         return (x - self.mean) / self.std  # type: ignore[no-any-return]
 
+    def type_probs(self, raw: np.ndarray) -> np.ndarray:
+        """Type probabilities of unnormalised inputs [embedding, lexical features]: the main head's, and
+        the other-scripts head's for the prompts it takes."""
+        probs = softmax(self.type_head((raw - self.mean) / self.std) / self.temperature)
+        other = self.other_scripts
+        if other is not None:
+            rows = other.takes(raw[:, -features.DIM :])
+            if rows.any():
+                probs[rows] = other.probs(raw[rows])
+        return probs
+
     def predict(self, vectors: np.ndarray, lexical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(type probabilities [n, labels], complexity [n] in [0, 1])."""
-        x = self.features(vectors, lexical)
-        probs = softmax(self.type_head(x) / self.temperature)
-        complexity = sigmoid(self.complexity_head(x)[:, 0])
-        return probs, complexity
+        raw = np.concatenate([vectors, lexical], axis=1).astype(np.float32)
+        complexity = sigmoid(self.complexity_head((raw - self.mean) / self.std)[:, 0])
+        return self.type_probs(raw), complexity

@@ -60,18 +60,34 @@ def train(
     version: str,
     prompt_tokens: int = PROMPT_TOKENS,
     multilingual: bool = False,
+    other_scripts: float | None = training.TrainingRun.other_scripts,
 ) -> dict[str, Any]:
     pool = subsample(dataset.load_pool(data), per_source)
     run = training.TrainingRun(
-        seed=seed, version=version, prompt_tokens=prompt_tokens, multilingual=multilingual
+        seed=seed,
+        version=version,
+        prompt_tokens=prompt_tokens,
+        multilingual=multilingual,
+        other_scripts=other_scripts,
     )
     vectors, model_sha = embeddings(
         pool.examples, models_dir=models_dir, threads=threads, max_tokens=run.prompt_tokens
     )
     extra = training.mixed_in(pool.examples, run)
     extra_vectors, _ = embeddings(extra, models_dir=models_dir, threads=threads, max_tokens=run.prompt_tokens)
+    ml_vectors = None
+    if run.other_scripts is not None:
+        ml_vectors, _ = embeddings(
+            mixing.load_multilingual(), models_dir=models_dir, threads=threads, max_tokens=run.prompt_tokens
+        )
     heads, manifest = training.train(
-        pool, vectors, run, embedding_model_sha256=model_sha, extra=extra, extra_vectors=extra_vectors
+        pool,
+        vectors,
+        run,
+        embedding_model_sha256=model_sha,
+        extra=extra,
+        extra_vectors=extra_vectors,
+        multilingual_vectors=ml_vectors,
     )
     manifest["training"]["seed_prompts_sha256"] = embedding_cache.texts_sha256([ex.prompt for ex in extra])
     manifest["training"]["per_source_cap"] = per_source

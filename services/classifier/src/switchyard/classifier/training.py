@@ -22,7 +22,7 @@ from switchyard.classifier.evaluation import (
     confidence_calibration,
     fit_temperature,
 )
-from switchyard.classifier.heads import Heads, softmax
+from switchyard.classifier.heads import Heads, ScriptHead, softmax
 from switchyard.classifier.mlp_train import TrainConfig, average_of, train_mlp
 from switchyard.common.events.tasks import TASK_TYPES
 
@@ -53,14 +53,17 @@ PRIOR_WEIGHT = 0.3  # a prior row counts this much relative to a row with a real
 @dataclass(frozen=True, slots=True)
 class TrainingRun:
     seed: int = 20240601
-    version: str = "heads-5"
+    version: str = "heads-6"
     prompt_tokens: int = PROMPT_TOKENS  # the cap the caller embedded the prompts at; recorded in heads.json
     type_config: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20))
     augment_per_label: int = 300
     puzzles: int = 700
     open_questions: int = 0  # per label (mixing.open_questions); tried, see the README
     coding_requests: int = 0  # mixing.coding_requests; tried, see the README
-    multilingual: bool = False  # mixing.load_multilingual; tried, see the README
+    multilingual: bool = False  # mixing.load_multilingual in the main head; tried, see the README
+    # a second type head, trained with the multilingual requests too, for prompts whose share of non-ASCII
+    # characters is above this (heads.ScriptHead); None: no such head
+    other_scripts: float | None = 0.3
     # how the multilingual rows weigh: "source" = a source of their own within each label, "seed" = one
     # source together with the English seed prompts
     multilingual_weight: Literal["seed", "source"] = "seed"
@@ -140,8 +143,10 @@ def train(
     embedding_model_sha256: str,
     extra: list[dataset.Example] | None = None,
     extra_vectors: np.ndarray | None = None,
+    multilingual_vectors: np.ndarray | None = None,
 ) -> tuple[Heads, dict[str, Any]]:
-    """Trains on the training split (plus `extra`, see mixing.py) and evaluates on the held-out split."""
+    """Trains on the training split (plus `extra`, see mixing.py) and evaluates on the held-out split.
+    With `run.other_scripts`, `multilingual_vectors` are mixing.load_multilingual()'s embeddings."""
     examples = pool.examples
     extra = extra or []
     lex = features.lexical_matrix([ex.prompt for ex in examples])
@@ -196,6 +201,10 @@ def train(
         binary=True,
     )
 
+    other_scripts, other_fit = None, {}
+    if run.other_scripts is not None:
+        assert multilingual_vectors is not None, "the other-scripts head needs the multilingual rows"
+        other_scripts, other_fit = _other_scripts_head(x_type, y_type, train_rows, multilingual_vectors, run)
     heads = Heads(
         version=run.version,
         labels=TASK_TYPES,
@@ -204,6 +213,7 @@ def train(
         type_head=type_head,
         complexity_head=complexity_head,
         temperature=temperature,
+        other_scripts=other_scripts,
     )
     metrics = evaluate(heads, pool, x_all, held_idx)
     manifest = {
@@ -231,7 +241,44 @@ def train(
             "sources": pool.sources(),
         },
     }
+    if other_fit:
+        manifest["other_scripts"] = other_fit
     return heads, manifest
+
+
+def _other_scripts_head(
+    x_type: np.ndarray,
+    y_type: np.ndarray,
+    rows: list[dataset.Example],
+    ml_vectors: np.ndarray,
+    run: TrainingRun,
+) -> tuple[ScriptHead, dict[str, Any]]:
+    """The main head's training rows plus the multilingual requests, the same recipe otherwise (its own
+    random stream, so the main head's weights do not depend on whether this one is trained)."""
+    ml = mixing.load_multilingual()
+    assert len(ml_vectors) == len(ml)
+    if run.multilingual:  # already among the main head's rows
+        ml, ml_vectors = [], ml_vectors[:0]
+    x_ml = np.concatenate([ml_vectors, features.lexical_matrix([ex.prompt for ex in ml])], axis=1)
+    x = np.concatenate([x_type, x_ml.astype(np.float32)])
+    label_index = {label: i for i, label in enumerate(TASK_TYPES)}
+    y = np.concatenate([y_type, np.array([label_index[ex.label] for ex in ml], dtype=np.int64)])
+    rows = rows + ml
+    tw = type_weights([ex.label for ex in rows], [weight_source(ex, run) for ex in rows])
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    rng = np.random.default_rng(run.seed + 2)
+    head = average_of(
+        [
+            train_mlp(
+                (x - mean) / std, y, weights=tw, outputs=len(TASK_TYPES), config=run.type_config, rng=rng
+            )
+            for _ in range(run.ensemble)
+        ]
+    )
+    temperature, fit = _fit_temperature(x, y, rows, tw, run)
+    assert run.other_scripts is not None
+    script_head = ScriptHead(mean, std, head, temperature, run.other_scripts)
+    return script_head, {"rows_multilingual": len(ml), "temperature_fit": fit}
 
 
 def _fit_temperature(
@@ -269,7 +316,7 @@ def evaluate(heads: Heads, pool: dataset.Pool, x_raw: np.ndarray, held_idx: np.n
     examples = pool.examples
     xs = (x_raw - heads.mean) / heads.std
     label_index = {label: i for i, label in enumerate(TASK_TYPES)}
-    probs = softmax(heads.type_head(xs[held_idx]) / heads.temperature)
+    probs = heads.type_probs(x_raw[held_idx].astype(np.float32))
     y_true = np.array([label_index[examples[i].label] for i in held_idx], dtype=np.int64)
     report = classification_report(y_true, probs.argmax(axis=1), TASK_TYPES)
     by_source: dict[str, float] = {}
@@ -277,9 +324,12 @@ def evaluate(heads: Heads, pool: dataset.Pool, x_raw: np.ndarray, held_idx: np.n
         sel = np.array([examples[i].source == source for i in held_idx])
         by_source[source] = round(float((probs.argmax(axis=1)[sel] == y_true[sel]).mean()), 4)
     report["accuracy_by_source"] = by_source
+    if heads.other_scripts is not None:
+        lexical = x_raw[held_idx][:, -features.DIM :]
+        report["other_scripts_rows"] = int(heads.other_scripts.takes(lexical).sum())
     confidence = confidence_calibration(probs, y_true)
     raw = confidence_calibration(softmax(heads.type_head(xs[held_idx])), y_true)
-    confidence["ece_at_temperature_1"] = raw["ece"]
+    confidence["ece_at_temperature_1"] = raw["ece"]  # the main head's alone
     confidence["temperature"] = heads.temperature
 
     c_idx = np.array(
