@@ -25,6 +25,7 @@ def _train(args: argparse.Namespace) -> int:
     from switchyard.classifier import artifact, offline
     from switchyard.classifier.config import PROMPT_TOKENS
     from switchyard.classifier.evaluation import format_report
+    from switchyard.classifier.training import OTHER_SCRIPTS_OVER
 
     settings = _settings()
     out = args.out or settings.classifier_artifact_dir or artifact.default_dir()
@@ -38,7 +39,9 @@ def _train(args: argparse.Namespace) -> int:
         version=args.version,
         prompt_tokens=args.max_tokens or PROMPT_TOKENS,
         multilingual=args.multilingual,
-        other_scripts=None if args.no_other_scripts else args.other_scripts_over,
+        other_scripts=None
+        if args.no_other_scripts
+        else (OTHER_SCRIPTS_OVER if args.other_scripts_over is None else args.other_scripts_over),
     )
     metrics = manifest["metrics"]
     print(f"wrote {out} ({args.version})")
@@ -224,8 +227,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     train.add_argument(
         "--other-scripts-over",
         type=float,
-        default=0.3,
-        help="prompts whose share of non-ASCII characters is above this get the other-scripts head",
+        default=None,
+        help="prompts whose share of non-ASCII characters is above this get the other-scripts head "
+        "(default: training.OTHER_SCRIPTS_OVER, 0.3)",
     )
     train.add_argument(
         "--no-other-scripts", action="store_true", help="no other-scripts head (heads-5's recipe)"

@@ -88,7 +88,7 @@ class ScriptHead:
 
     def takes(self, lexical: np.ndarray) -> np.ndarray:
         """[n] bool: the rows of a lexical feature matrix this head reads."""
-        return lexical[:, _NON_ASCII] > self.min_non_ascii  # type: ignore[no-any-return]
+        return lexical[:, _NON_ASCII] > self.min_non_ascii
 
     def probs(self, raw: np.ndarray) -> np.ndarray:
         return softmax(self.type_head((raw - self.mean) / self.std) / self.temperature)
@@ -123,10 +123,12 @@ class Heads:
         x = np.concatenate([vectors, lexical], axis=1).astype(np.float32)
         return (x - self.mean) / self.std  # type: ignore[no-any-return]
 
-    def type_probs(self, raw: np.ndarray) -> np.ndarray:
-        """Type probabilities of unnormalised inputs [embedding, lexical features]: the main head's, and
-        the other-scripts head's for the prompts it takes."""
-        probs = softmax(self.type_head((raw - self.mean) / self.std) / self.temperature)
+    def type_probs(self, raw: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
+        """Type probabilities of unnormalised inputs [embedding, lexical features] (`x`: the same,
+        normalised, if the caller has them): the main head's, and the other-scripts head's for the
+        prompts it takes."""
+        x = (raw - self.mean) / self.std if x is None else x
+        probs = softmax(self.type_head(x) / self.temperature)
         other = self.other_scripts
         if other is not None:
             rows = other.takes(raw[:, -features.DIM :])
@@ -137,5 +139,5 @@ class Heads:
     def predict(self, vectors: np.ndarray, lexical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(type probabilities [n, labels], complexity [n] in [0, 1])."""
         raw = np.concatenate([vectors, lexical], axis=1).astype(np.float32)
-        complexity = sigmoid(self.complexity_head((raw - self.mean) / self.std)[:, 0])
-        return self.type_probs(raw), complexity
+        x = (raw - self.mean) / self.std
+        return self.type_probs(raw, x), sigmoid(self.complexity_head(x)[:, 0])

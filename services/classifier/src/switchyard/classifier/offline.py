@@ -60,7 +60,7 @@ def train(
     version: str,
     prompt_tokens: int = PROMPT_TOKENS,
     multilingual: bool = False,
-    other_scripts: float | None = training.TrainingRun.other_scripts,
+    other_scripts: float | None = training.OTHER_SCRIPTS_OVER,
 ) -> dict[str, Any]:
     pool = subsample(dataset.load_pool(data), per_source)
     run = training.TrainingRun(

@@ -48,6 +48,7 @@ OUTCOME_SOURCE = "mmlu_routellm"
 # temperature then reflects prompts from sources the model has not seen (never the held-out split's).
 CALIBRATION_FOLD = frozenset({"gsm8k_train", "t0_cnn_dailymail", "mbpp_plus", "personality_chat"})
 PRIOR_WEIGHT = 0.3  # a prior row counts this much relative to a row with a real outcome
+OTHER_SCRIPTS_OVER = 0.3  # heads-6: the non-ASCII share above which the other-scripts head reads a prompt
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,7 @@ class TrainingRun:
     multilingual: bool = False  # mixing.load_multilingual in the main head; tried, see the README
     # a second type head, trained with the multilingual requests too, for prompts whose share of non-ASCII
     # characters is above this (heads.ScriptHead); None: no such head
-    other_scripts: float | None = 0.3
+    other_scripts: float | None = OTHER_SCRIPTS_OVER
     # how the multilingual rows weigh: "source" = a source of their own within each label, "seed" = one
     # source together with the English seed prompts
     multilingual_weight: Literal["seed", "source"] = "seed"
@@ -201,7 +202,8 @@ def train(
         binary=True,
     )
 
-    other_scripts, other_fit = None, {}
+    other_scripts: ScriptHead | None = None
+    other_fit: dict[str, Any] = {}
     if run.other_scripts is not None:
         assert multilingual_vectors is not None, "the other-scripts head needs the multilingual rows"
         other_scripts, other_fit = _other_scripts_head(x_type, y_type, train_rows, multilingual_vectors, run)
