@@ -202,6 +202,12 @@ def _retrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _multilingual_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "--multilingual", action=argparse.BooleanOptionalAction, default=False, help=help_text
+    )
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cls = sub.add_parser("classifier", help="train, evaluate and run the task classifier")
     cls_sub = cls.add_subparsers(dest="classifier_command", required=True)
@@ -218,12 +224,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         type=int,
         help="tokens per prompt to train at, recorded in heads.json (default: classifier's PROMPT_TOKENS)",
     )
-    train.add_argument(
-        "--multilingual",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="mix the multilingual requests into the main head (tried, not the recipe: see the README)",
-    )
+    _multilingual_flag(train, "mix the multilingual requests into the main head (tried, not the recipe)")
     train.add_argument(
         "--other-scripts-over",
         type=float,
@@ -252,12 +253,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     fo.add_argument("--data", type=Path, default=DEFAULT_DATA)
     fo.add_argument("--seeds", default="1,11,2,3,5,7", help="one MLP per fold and seed")
     fo.add_argument("--max-tokens", type=int, help="tokens per prompt (default: classifier's PROMPT_TOKENS)")
-    fo.add_argument(
-        "--multilingual",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="train on the multilingual requests (folds M1 / M2 score them either way)",
-    )
+    _multilingual_flag(fo, "train on the multilingual requests (folds M1 / M2 score them either way)")
     fo.add_argument(
         "--multilingual-weight",
         choices=("seed", "source"),
