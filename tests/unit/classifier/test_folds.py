@@ -65,7 +65,7 @@ def test_the_languages_split_every_two_language_script_family_across_the_halves(
 def test_macro_f1_counts_only_the_labels_present() -> None:
     y = np.array([0, 0, 1, 1])
     assert folds.macro_f1(y, y) == 1.0
-    assert folds.macro_f1(y, np.array([0, 0, 0, 0])) == pytest.approx((2 / 3 + 0.0) / 2)
+    assert folds.macro_f1(y, np.array([0, 0, 0, 0])) == 0.3333  # (2/3 + 0) / 2, to four places
     assert folds.macro_f1(y, np.array([1, 1, 0, 0])) == 0.0
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from switchyard.classifier import dataset, features, mixing, training
-from switchyard.classifier.mlp_train import average_of, train_mlp
+from switchyard.classifier.evaluation import classification_report
 from switchyard.common.events.tasks import TASK_TYPES
 
 FOLD_B_SOURCES = frozenset({"t0_gigaword", "t0_t0_gen"})
@@ -97,14 +97,8 @@ def folds(rows: list[dataset.Example], n_pool: int) -> list[Fold]:
 
 
 def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
-    """Mean F1 over the labels present in `y`."""
-    scores = []
-    for c in sorted(set(y.tolist())):
-        tp = int(((pred == c) & (y == c)).sum())
-        fp = int(((pred == c) & (y != c)).sum())
-        fn = int(((pred != c) & (y == c)).sum())
-        scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(scores)) if scores else 0.0
+    """Mean F1 over the labels present in `y` (evaluation.classification_report's)."""
+    return float(classification_report(y, pred, TASK_TYPES)["macro_f1"])
 
 
 def _fit(
@@ -116,24 +110,12 @@ def _fit(
     rng: np.random.Generator,
     ensemble: int,
 ) -> Callable[[np.ndarray], np.ndarray]:
-    mean, std = x[train].mean(axis=0), x[train].std(axis=0) + 1e-6
     picked = np.flatnonzero(train)
     weights = training.type_weights(
         [rows[i].label for i in picked], [training.weight_source(rows[i], run) for i in picked]
     )
-    models = [
-        train_mlp(
-            (x[train] - mean) / std,
-            labels[train],
-            weights=weights,
-            outputs=len(TASK_TYPES),
-            config=run.type_config,
-            rng=rng,
-        )
-        for _ in range(ensemble)
-    ]
-    model = average_of(models) if ensemble > 1 else models[0]
-    return lambda xs: model((xs - mean) / std)
+    mean, std, head = training.fit_type_head(x[train], labels[train], weights, run, rng, ensemble)
+    return lambda xs: head((xs - mean) / std)
 
 
 def score(

@@ -22,7 +22,7 @@ from switchyard.classifier.evaluation import (
     confidence_calibration,
     fit_temperature,
 )
-from switchyard.classifier.heads import Heads, ScriptHead, softmax
+from switchyard.classifier.heads import Heads, Mlp, ScriptHead, softmax
 from switchyard.classifier.mlp_train import TrainConfig, average_of, train_mlp
 from switchyard.common.events.tasks import TASK_TYPES
 
@@ -89,6 +89,25 @@ def mixed_in(examples: list[dataset.Example], run: TrainingRun) -> list[dataset.
     if run.coding_requests:
         extra += mixing.coding_requests(examples, count=run.coding_requests, seed=run.seed)
     return extra
+
+
+def fit_type_head(
+    x: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    run: TrainingRun,
+    rng: np.random.Generator,
+    ensemble: int,
+) -> tuple[np.ndarray, np.ndarray, Mlp]:
+    """The type recipe on unnormalised inputs: (mean, std, head). An ensemble's logits are averaged and
+    folded into one MLP (single runs vary a lot on unseen sources)."""
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    xs = (x - mean) / std
+    models = [
+        train_mlp(xs, y, weights=weights, outputs=len(TASK_TYPES), config=run.type_config, rng=rng)
+        for _ in range(ensemble)
+    ]
+    return mean, std, average_of(models) if ensemble > 1 else models[0]
 
 
 def weight_source(ex: dataset.Example, run: TrainingRun) -> str:
@@ -165,26 +184,10 @@ def train(
         x_type = np.concatenate([x_type, x_extra.astype(np.float32)])
         y_type = np.concatenate([y_type, np.array([label_index[ex.label] for ex in extra], dtype=np.int64)])
         train_rows += extra
-    mean = x_type.mean(axis=0)
-    std = x_type.std(axis=0) + 1e-6
-    x = (x_all - mean) / std
     rng = np.random.default_rng(run.seed)
-
     tw = type_weights([ex.label for ex in train_rows], [weight_source(ex, run) for ex in train_rows])
-    # an ensemble (logits averaged, folded into one MLP): single runs vary a lot on unseen sources
-    type_head = average_of(
-        [
-            train_mlp(
-                (x_type - mean) / std,
-                y_type,
-                weights=tw,
-                outputs=len(TASK_TYPES),
-                config=run.type_config,
-                rng=rng,
-            )
-            for _ in range(run.ensemble)
-        ]
-    )
+    mean, std, type_head = fit_type_head(x_type, y_type, tw, run, rng, run.ensemble)
+    x = (x_all - mean) / std
 
     temperature, temperature_fit = _fit_temperature(x_type, y_type, train_rows, tw, run)
 
@@ -267,16 +270,7 @@ def _other_scripts_head(
     y = np.concatenate([y_type, np.array([label_index[ex.label] for ex in ml], dtype=np.int64)])
     rows = rows + ml
     tw = type_weights([ex.label for ex in rows], [weight_source(ex, run) for ex in rows])
-    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
-    rng = np.random.default_rng(run.seed + 2)
-    head = average_of(
-        [
-            train_mlp(
-                (x - mean) / std, y, weights=tw, outputs=len(TASK_TYPES), config=run.type_config, rng=rng
-            )
-            for _ in range(run.ensemble)
-        ]
-    )
+    mean, std, head = fit_type_head(x, y, tw, run, np.random.default_rng(run.seed + 2), run.ensemble)
     temperature, fit = _fit_temperature(x, y, rows, tw, run)
     assert run.other_scripts is not None
     script_head = ScriptHead(mean, std, head, temperature, run.other_scripts)
