@@ -119,10 +119,6 @@ class Heads:
         cap = self.prompt_tokens
         return lexical if cap == LEGACY_PROMPT_TOKENS else f"{lexical}+t{cap}"
 
-    def features(self, vectors: np.ndarray, lexical: np.ndarray) -> np.ndarray:
-        x = np.concatenate([vectors, lexical], axis=1).astype(np.float32)
-        return (x - self.mean) / self.std  # type: ignore[no-any-return]
-
     def type_probs(self, raw: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
         """Type probabilities of unnormalised inputs [embedding, lexical features] (`x`: the same,
         normalised, if the caller has them): the main head's, and the other-scripts head's for the
