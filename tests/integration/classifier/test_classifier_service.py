@@ -11,6 +11,7 @@ from pathlib import Path
 import nats
 import pytest
 
+from switchyard.classifier.classify import Classifier
 from switchyard.cli.processes import NatsServer
 from switchyard.common import bus, ids, subjects
 from switchyard.common.envelope import decode
@@ -22,8 +23,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def classifier(nats_server: NatsServer, tmp_path: Path) -> Iterator[NatsServer]:
+def classifier(
+    nats_server: NatsServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[NatsServer]:
     env = {"SWITCHYARD_NATS_URL": nats_server.url, "SWITCHYARD_CLASSIFIER_WORKERS": "16"}
+    env.update(getattr(request, "param", {}))
     service = BusService("classifier", env=env, log_path=tmp_path / "classifier.log")
     asyncio.run(service.start(timeout=90))
     try:
@@ -104,3 +108,58 @@ async def test_garbage_on_the_submitted_subject_goes_to_the_dead_letter_stream(c
     assert msg.data == b"\xff\xfenot an event"
     assert msg.headers is not None and msg.headers["Switchyard-Dlq-Code"] == "invalid_event"
     assert msg.headers["Switchyard-Dlq-Reason"]
+
+
+BATCHED_PROMPTS = [
+    "hi",
+    "What is the capital of Australia?",
+    "Write a haiku about autumn leaves falling on a quiet pond.",
+    "Summarise the following paragraph in one sentence: "
+    + "The council met on Tuesday to discuss the budget. " * 12,
+    "Solve for x: 3x + 7 = 22, and show each step.",
+    "Extract every date and amount from this invoice: 2024-03-01 $120.50; 2024-03-15 $89.99; 2024-04-02 $12.",
+    "请用三句话总结这篇文章的主要内容。",
+    "Почему небо голубое? Объясни простыми словами.",
+    "def f(x):\n    return [y * 2 for y in x if y % 3]\n# why does this skip 3?",
+    "Plan a three-step agent workflow: search flights, compare prices, then book the cheapest via the API.",
+    "If all bloops are razzies and all razzies are lazzies, are all bloops lazzies? Explain.",
+    "Tell me about your weekend!",
+] * 2
+
+
+@pytest.mark.parametrize("classifier", [{"SWITCHYARD_CLASSIFIER_MAX_WAIT_MS": "50"}], indirect=True)
+async def test_a_tasks_classification_does_not_depend_on_the_tasks_batched_with_it(client: nats.NATS) -> None:
+    """Tasks arriving together are classified in one batch (the batcher waits 50 ms for company here);
+    each must come out exactly as the offline classifier scores its prompt alone, whatever else (of any
+    tenant) shared its batch."""
+    got: dict[str, TaskClassified] = {}
+    done = asyncio.Event()
+
+    async def on_msg(msg: nats.aio.msg.Msg) -> None:
+        _, payload = decode(msg.data, (TaskClassified,))
+        assert isinstance(payload, TaskClassified)
+        got[payload.task.task_id] = payload
+        if len(got) == len(BATCHED_PROMPTS):
+            done.set()
+
+    await client.subscribe(subjects.TASK_CLASSIFIED, cb=on_msg)
+    publisher = bus.EventPublisher(client.jetstream(), source="test/gateway")
+    await asyncio.gather(
+        *(
+            publisher.publish(_task(f"t{i}", prompt), tenant_id=("acme", "globex")[i % 2])
+            for i, prompt in enumerate(BATCHED_PROMPTS)
+        )
+    )
+    await asyncio.wait_for(done.wait(), 30)
+
+    offline = Classifier.load()
+    for i, prompt in enumerate(BATCHED_PROMPTS):
+        alone = offline.predict([prompt])[0]
+        c = got[f"t{i}"].classification
+        assert c.model_version == offline.model_version
+        assert (c.type, c.confidence, c.complexity, c.scores) == (
+            alone.type,
+            alone.confidence,
+            alone.complexity,
+            alone.scores,
+        ), prompt

@@ -25,9 +25,10 @@ def _train(args: argparse.Namespace) -> int:
     from switchyard.classifier import artifact, offline
     from switchyard.classifier.config import PROMPT_TOKENS
     from switchyard.classifier.evaluation import format_report
-    from switchyard.classifier.training import OTHER_SCRIPTS_OVER
+    from switchyard.classifier.training import OTHER_SCRIPTS_OVER, TrainingRun
 
     settings = _settings()
+    version = args.version or TrainingRun().version
     out = args.out or settings.classifier_artifact_dir or artifact.default_dir()
     manifest = offline.train(
         data=args.data,
@@ -36,7 +37,7 @@ def _train(args: argparse.Namespace) -> int:
         threads=args.threads,
         seed=args.seed,
         per_source=args.per_source,
-        version=args.version,
+        version=version,
         prompt_tokens=args.max_tokens or PROMPT_TOKENS,
         multilingual=args.multilingual,
         other_scripts=None
@@ -44,7 +45,7 @@ def _train(args: argparse.Namespace) -> int:
         else (OTHER_SCRIPTS_OVER if args.other_scripts_over is None else args.other_scripts_over),
     )
     metrics = manifest["metrics"]
-    print(f"wrote {out} ({args.version})")
+    print(f"wrote {out} ({version})")
     print(format_report(metrics["type_heldout"]))
     _print_confidence(metrics)
     c = metrics["complexity_heldout_mmlu_subjects"]
@@ -216,7 +217,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     train.add_argument("--data", type=Path, default=DEFAULT_DATA)
     train.add_argument("--out", type=Path, help="artifact folder; default: the one shipped in the package")
     train.add_argument("--seed", type=int, default=20240601)
-    train.add_argument("--version", default="heads-6")
+    train.add_argument("--version", help="the heads' version (default: training.TrainingRun's, heads-7)")
     train.add_argument("--per-source", type=int, help="cap rows per source (quick runs)")
     train.add_argument("--threads", type=int, default=1)
     train.add_argument(

@@ -30,7 +30,7 @@ def texts_sha256(texts: list[str]) -> str:
 
 def cache_key(texts: list[str], model_sha256: str, max_tokens: int) -> str:
     """Keyed by the exact texts and the exact model file, so a stale cache can never be picked up."""
-    material = f"{texts_sha256(texts)}:{model_sha256}:{max_tokens}:headtail-v1"
+    material = f"{texts_sha256(texts)}:{model_sha256}:{max_tokens}:headtail-v1:alone"
     return hashlib.sha256(material.encode()).hexdigest()[:20]
 
 

@@ -54,7 +54,7 @@ OTHER_SCRIPTS_OVER = 0.3  # heads-6: the non-ASCII share above which the other-s
 @dataclass(frozen=True, slots=True)
 class TrainingRun:
     seed: int = 20240601
-    version: str = "heads-6"
+    version: str = "heads-7"
     prompt_tokens: int = PROMPT_TOKENS  # the cap the caller embedded the prompts at; recorded in heads.json
     type_config: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20))
     augment_per_label: int = 300
