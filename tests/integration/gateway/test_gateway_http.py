@@ -255,6 +255,7 @@ async def test_bad_requests(gateway: tuple[str, str], pipeline: Pipeline) -> Non
             "unconfigured provider": await c.post(
                 url, json={**BODY, "model": "openai/gpt-4o"}, headers=_auth(key)
             ),
+            "logprobs": await c.post(url, json={**BODY, "logprobs": True}, headers=_auth(key)),
             "10 MB": await c.post(url, content=b"x" * (10 * 1024 * 1024), headers=_auth(key)),
             "no route": await c.get(f"{base}/v1/nothing", headers=_auth(key)),
         }
@@ -266,6 +267,7 @@ async def test_bad_requests(gateway: tuple[str, str], pipeline: Pipeline) -> Non
         "no messages": (400, "invalid_value"),
         "unknown model": (404, "model_not_found"),
         "unconfigured provider": (404, "model_not_found"),
+        "logprobs": (400, "unsupported_parameter"),
         "10 MB": (413, "request_too_large"),
         "no route": (404, "not_found"),
     }

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from switchyard.gateway import keys
+from switchyard.gateway import keys, messages
 from switchyard.gateway.completions import build_task, parse_request
 from switchyard.gateway.errors import InvalidRequest, RequestTooLarge
 from switchyard.gateway.tenants import Principal
@@ -40,6 +40,38 @@ def test_bad_bodies_get_specific_errors(body: bytes, code: str, param: str | Non
     assert err.value.status == 400
 
 
+ASKS = b'{"model":"auto","messages":[{"role":"user","content":"x"}],'
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        (b'"logprobs":true', "logprobs"),
+        (b'"logprobs":true,"top_logprobs":5', "logprobs"),
+        (b'"top_logprobs":3', "top_logprobs"),
+        (b'"logit_bias":{"50256":-100}', "logit_bias"),
+        (b'"functions":[{"name":"f","parameters":{}}]', "functions"),
+        (b'"function_call":"auto"', "function_call"),
+        (b'"modalities":["text","audio"]', "modalities"),
+        (b'"audio":{"voice":"alloy","format":"wav"}', "audio"),
+    ],
+)
+def test_asking_for_what_is_not_delivered_is_refused_not_ignored(extra: bytes, param: str) -> None:
+    with pytest.raises(InvalidRequest) as err:
+        parse_request(ASKS + extra + b"}", max_prompt_chars=1000)
+    assert (err.value.status, err.value.code, err.value.param) == (400, "unsupported_parameter", param)
+    assert err.value.message.startswith(f"{param}: ")
+
+
+def test_the_off_values_clients_send_by_default_and_fields_that_change_nothing_pass() -> None:
+    extra = (
+        b'"logprobs":false,"top_logprobs":null,"logit_bias":{},"function_call":"none","modalities":["text"],'
+        b'"audio":null,"store":true,"metadata":{"run":"7"},"service_tier":"auto","user":"u-1"'
+    )
+    parsed = parse_request(ASKS + extra + b"}", max_prompt_chars=1000)
+    assert parsed.messages[0].text() == "x" and parsed.user == "u-1"
+
+
 def test_oversized_prompt() -> None:
     body = b'{"model":"auto","messages":[{"role":"user","content":"' + b"a" * 2000 + b'"}]}'
     with pytest.raises(RequestTooLarge) as err:
@@ -71,3 +103,22 @@ def test_keys_are_identified_by_prefix_and_stored_hashed() -> None:
     assert keys.matches(key, digest)
     assert not keys.matches(key[:-1] + ("A" if key[-1] != "A" else "B"), digest)
     assert keys.parse_prefix("sk-not-ours") is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "refused"),
+    [
+        (b'"thinking":{"type":"enabled","budget_tokens":2048}', "thinking"),
+        (b'"top_k":40', "top_k"),
+        (b'"thinking":{"type":"disabled"}', None),
+        (b'"metadata":{"user_id":"u-1"}', None),
+    ],
+)
+def test_the_anthropic_face_refuses_what_it_does_not_deliver(extra: bytes, refused: str | None) -> None:
+    body = b'{"model":"auto","max_tokens":64,"messages":[{"role":"user","content":"x"}],' + extra + b"}"
+    if refused is None:
+        assert messages.parse_request(body, max_prompt_chars=1000).messages[0].text() == "x"
+        return
+    with pytest.raises(InvalidRequest) as err:
+        messages.parse_request(body, max_prompt_chars=1000)
+    assert (err.value.status, err.value.code, err.value.param) == (400, "unsupported_parameter", refused)

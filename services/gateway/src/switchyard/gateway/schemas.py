@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -15,8 +16,39 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+# OpenAI request fields that ask for something Switchyard does not deliver: a request that sets one to ask
+# for it is refused (400 `unsupported_parameter`) rather than answered without it. The value is when the
+# field asks (its off values, which clients send by default, pass) and what the refusal says.
+UNSUPPORTED: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "logprobs": (
+        lambda v: v not in (None, False),
+        "token log probabilities are not returned; drop `logprobs`",
+    ),
+    "top_logprobs": (lambda v: v not in (None, 0), "token log probabilities are not returned"),
+    "logit_bias": (lambda v: bool(v), "`logit_bias` is not passed to providers"),
+    "functions": (lambda v: bool(v), "the legacy `functions` field is not supported; send `tools`"),
+    "function_call": (
+        lambda v: v not in (None, "none"),
+        "the legacy `function_call` field is not supported; send `tool_choice`",
+    ),
+    "modalities": (lambda v: v not in (None, ["text"]), "only text output is supported"),
+    "audio": (lambda v: v is not None, "audio output is not supported"),
+}
+
+
+def unsupported(
+    raw: dict[str, Any], table: dict[str, tuple[Callable[[Any], bool], str]] = UNSUPPORTED
+) -> tuple[str, str] | None:
+    """(field, why) for the first field of a request body that asks for what is not delivered, or None."""
+    for name, (asks, why) in table.items():
+        if name in raw and asks(raw[name]):
+            return name, why
+    return None
+
+
 class ChatCompletionRequest(BaseModel):
-    # Fields OpenAI accepts that we do not act on are accepted and ignored, as OpenAI-compatible servers do.
+    # Other fields OpenAI accepts that change nothing Switchyard returns (`store`, `metadata`,
+    # `service_tier`, `prediction`, ...) are accepted and ignored, as OpenAI-compatible servers do.
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(min_length=1, max_length=200)
