@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from switchyard.classifier import artifact, features
+from switchyard.classifier import artifact, classify, features
 from switchyard.classifier.config import PROMPT_TOKENS
 from switchyard.classifier.heads import Mlp, ScriptHead
 from switchyard.common.events.tasks import TASK_TYPES
@@ -124,3 +124,37 @@ def test_prompts_in_other_scripts_are_read_by_their_own_head_and_the_artifact_ke
     (folder / artifact.MANIFEST).write_text(json.dumps(doc))
     with pytest.raises(artifact.ArtifactError, match="other-scripts"):
         artifact.load(folder)
+
+
+def test_heads_8_send_other_latin_script_languages_to_the_other_head_and_the_artifact_keeps_it(
+    tmp_path: Path,
+) -> None:
+    shipped = artifact.load()
+    dim = shipped.mean.shape[0]
+    other = ScriptHead(
+        np.zeros(dim, np.float32), np.ones(dim, np.float32), _constant_head(dim, 1), 1.5, 0.3, True
+    )
+    heads = replace(shipped, type_head=_constant_head(dim, 0), other_scripts=other)
+    texts = [
+        "What is the derivative of x^3 with respect to x?",
+        "求函数 f(x)=x³ 的导数。",
+        "¿Cuál es la derivada de x³ con respecto a x?",
+        "def f(x):\n    return x ** 3  # la derivada",
+    ]
+    vectors = np.zeros((len(texts), dim - features.DIM), np.float32)
+    langs = classify.other_languages(texts)
+    assert langs.tolist() == [False, False, True, False]
+    probs, _ = heads.predict(vectors, features.lexical_matrix(texts), langs)
+    assert probs.argmax(axis=1).tolist() == [0, 1, 1, 0]
+    # without the language flags (or with a heads-7 head) Spanish stays with the main head
+    assert heads.predict(vectors, features.lexical_matrix(texts))[0].argmax(axis=1).tolist() == [0, 1, 0, 0]
+
+    folder = artifact.save(tmp_path / "a", heads, dict(heads.manifest))
+    loaded = artifact.load(folder)
+    assert loaded.reads_languages and loaded.other_scripts is not None
+    assert np.allclose(loaded.predict(vectors, features.lexical_matrix(texts), langs)[0], probs)
+    doc = json.loads((folder / artifact.MANIFEST).read_text())
+    assert doc["other_scripts"]["other_languages"] is True
+    del doc["other_scripts"]["other_languages"]  # as heads-6 and heads-7 wrote it
+    (folder / artifact.MANIFEST).write_text(json.dumps(doc))
+    assert not artifact.load(folder).reads_languages

@@ -43,6 +43,7 @@ def _train(args: argparse.Namespace) -> int:
         other_scripts=None
         if args.no_other_scripts
         else (OTHER_SCRIPTS_OVER if args.other_scripts_over is None else args.other_scripts_over),
+        other_languages=not args.no_other_languages,
     )
     metrics = manifest["metrics"]
     print(f"wrote {out} ({version})")
@@ -217,7 +218,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     train.add_argument("--data", type=Path, default=DEFAULT_DATA)
     train.add_argument("--out", type=Path, help="artifact folder; default: the one shipped in the package")
     train.add_argument("--seed", type=int, default=20240601)
-    train.add_argument("--version", help="the heads' version (default: training.TrainingRun's, heads-7)")
+    train.add_argument("--version", help="the heads' version (default: training.TrainingRun's, heads-8)")
     train.add_argument("--per-source", type=int, help="cap rows per source (quick runs)")
     train.add_argument("--threads", type=int, default=1)
     train.add_argument(
@@ -235,6 +236,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     train.add_argument(
         "--no-other-scripts", action="store_true", help="no other-scripts head (heads-5's recipe)"
+    )
+    train.add_argument(
+        "--no-other-languages",
+        action="store_true",
+        help="the other-scripts head reads other scripts only, not other Latin-script languages (heads-7)",
     )
     train.set_defaults(func=_train)
 

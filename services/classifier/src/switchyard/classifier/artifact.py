@@ -36,6 +36,7 @@ class OtherScripts(BaseModel):
 
     temperature: float = Field(gt=0)
     min_non_ascii: float = Field(ge=0, lt=1)
+    other_languages: bool = False  # heads-8 on: also prompts in another Latin-script language
 
 
 class ArtifactManifest(BaseModel):
@@ -83,6 +84,8 @@ def save(folder: Path, heads: Heads, manifest: dict[str, Any]) -> Path:
     fit = doc.pop("other_scripts", None) or {}
     if other is not None:
         doc["other_scripts"] = {**fit, "temperature": other.temperature, "min_non_ascii": other.min_non_ascii}
+        if other.other_languages:  # absent before heads-8, so older artifacts keep their bytes
+            doc["other_scripts"]["other_languages"] = True
     (folder / MANIFEST).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return folder
 
@@ -167,4 +170,5 @@ def _other_scripts(arrays: dict[str, np.ndarray], scalars: OtherScripts | None) 
         type_head=Mlp.from_arrays(arrays, "other.type"),
         temperature=scalars.temperature,
         min_non_ascii=scalars.min_non_ascii,
+        other_languages=scalars.other_languages,
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from switchyard.classifier import artifact, features
+from switchyard.classifier import artifact, features, languages
 from switchyard.classifier.heads import Heads
 from switchyard.classifier.urgency import urgency
 from switchyard.common.embedding import model_files
@@ -74,7 +74,8 @@ class Classifier:
         if not texts:
             return []
         emb = self.embedder.embed(texts)
-        probs, complexity = self.heads.predict(emb.vectors, features.lexical_matrix(texts))
+        langs = other_languages(texts) if self.heads.reads_languages else None
+        probs, complexity = self.heads.predict(emb.vectors, features.lexical_matrix(texts), langs)
         out = []
         for i in range(len(texts)):
             best = int(np.argmax(probs[i]))
@@ -101,6 +102,11 @@ class Classifier:
             for i, pred in zip(idx, self.predict([texts[i] for i in idx]), strict=True):
                 result[i] = pred
         return [p for p in result if p is not None]
+
+
+def other_languages(texts: list[str]) -> np.ndarray:
+    """[n] bool: which texts are in a Latin-script language other than English."""
+    return np.array([languages.other_language(t) is not None for t in texts], dtype=bool)
 
 
 def task_text(task: TaskSubmitted) -> str:

@@ -85,10 +85,16 @@ class ScriptHead:
     type_head: Mlp
     temperature: float
     min_non_ascii: float  # a prompt whose share of non-ASCII characters is above this is read by this head
+    # heads-8: so is a prompt in another Latin-script language than English (`languages.other_language`)
+    other_languages: bool = False
 
-    def takes(self, lexical: np.ndarray) -> np.ndarray:
-        """[n] bool: the rows of a lexical feature matrix this head reads."""
-        return lexical[:, _NON_ASCII] > self.min_non_ascii
+    def takes(self, lexical: np.ndarray, other_language: np.ndarray | None = None) -> np.ndarray:
+        """[n] bool: the rows this head reads, from their lexical features and, when it reads other
+        Latin-script languages, whether each prompt is in one ([n] bool)."""
+        rows = lexical[:, _NON_ASCII] > self.min_non_ascii
+        if self.other_languages and other_language is not None:
+            rows |= other_language
+        return rows
 
     def probs(self, raw: np.ndarray) -> np.ndarray:
         return softmax(self.type_head((raw - self.mean) / self.std) / self.temperature)
@@ -119,21 +125,30 @@ class Heads:
         cap = self.prompt_tokens
         return lexical if cap == LEGACY_PROMPT_TOKENS else f"{lexical}+t{cap}"
 
-    def type_probs(self, raw: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
+    @property
+    def reads_languages(self) -> bool:
+        """Whether `type_probs` wants to know which prompts are in another Latin-script language."""
+        return self.other_scripts is not None and self.other_scripts.other_languages
+
+    def type_probs(
+        self, raw: np.ndarray, x: np.ndarray | None = None, other_language: np.ndarray | None = None
+    ) -> np.ndarray:
         """Type probabilities of unnormalised inputs [embedding, lexical features] (`x`: the same,
         normalised, if the caller has them): the main head's, and the other-scripts head's for the
-        prompts it takes."""
+        prompts it takes (`other_language`: [n] bool, a prompt in another Latin-script language)."""
         x = (raw - self.mean) / self.std if x is None else x
         probs = softmax(self.type_head(x) / self.temperature)
         other = self.other_scripts
         if other is not None:
-            rows = other.takes(raw[:, -features.DIM :])
+            rows = other.takes(raw[:, -features.DIM :], other_language)
             if rows.any():
                 probs[rows] = other.probs(raw[rows])
         return probs
 
-    def predict(self, vectors: np.ndarray, lexical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def predict(
+        self, vectors: np.ndarray, lexical: np.ndarray, other_language: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(type probabilities [n, labels], complexity [n] in [0, 1])."""
         raw = np.concatenate([vectors, lexical], axis=1).astype(np.float32)
         x = (raw - self.mean) / self.std
-        return self.type_probs(raw, x), sigmoid(self.complexity_head(x)[:, 0])
+        return self.type_probs(raw, x, other_language), sigmoid(self.complexity_head(x)[:, 0])

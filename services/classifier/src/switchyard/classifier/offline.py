@@ -61,6 +61,7 @@ def train(
     prompt_tokens: int = PROMPT_TOKENS,
     multilingual: bool = False,
     other_scripts: float | None = training.OTHER_SCRIPTS_OVER,
+    other_languages: bool = True,
 ) -> dict[str, Any]:
     pool = subsample(dataset.load_pool(data), per_source)
     run = training.TrainingRun(
@@ -69,6 +70,7 @@ def train(
         prompt_tokens=prompt_tokens,
         multilingual=multilingual,
         other_scripts=other_scripts,
+        other_languages=other_languages,
     )
     vectors, model_sha = embeddings(
         pool.examples, models_dir=models_dir, threads=threads, max_tokens=run.prompt_tokens

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from switchyard.classifier import dataset, features, mixing, puzzles
+from switchyard.classifier import dataset, features, languages, mixing, puzzles
 from switchyard.classifier.config import PROMPT_TOKENS
 from switchyard.classifier.evaluation import (
     calibration,
@@ -54,7 +54,7 @@ OTHER_SCRIPTS_OVER = 0.3  # heads-6: the non-ASCII share above which the other-s
 @dataclass(frozen=True, slots=True)
 class TrainingRun:
     seed: int = 20240601
-    version: str = "heads-7"
+    version: str = "heads-8"
     prompt_tokens: int = PROMPT_TOKENS  # the cap the caller embedded the prompts at; recorded in heads.json
     type_config: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20))
     augment_per_label: int = 300
@@ -65,6 +65,7 @@ class TrainingRun:
     # a second type head, trained with the multilingual requests too, for prompts whose share of non-ASCII
     # characters is above this (heads.ScriptHead); None: no such head
     other_scripts: float | None = OTHER_SCRIPTS_OVER
+    other_languages: bool = True  # heads-8: the other-scripts head also reads other Latin-script languages
     # how the multilingual rows weigh: "source" = a source of their own within each label, "seed" = one
     # source together with the English seed prompts
     multilingual_weight: Literal["seed", "source"] = "seed"
@@ -273,7 +274,7 @@ def _other_scripts_head(
     mean, std, head = fit_type_head(x, y, tw, run, np.random.default_rng(run.seed + 2), run.ensemble)
     temperature, fit = _fit_temperature(x, y, rows, tw, run)
     assert run.other_scripts is not None
-    script_head = ScriptHead(mean, std, head, temperature, run.other_scripts)
+    script_head = ScriptHead(mean, std, head, temperature, run.other_scripts, run.other_languages)
     return script_head, {"rows_multilingual": len(ml), "temperature_fit": fit}
 
 
@@ -312,7 +313,11 @@ def evaluate(heads: Heads, pool: dataset.Pool, x_raw: np.ndarray, held_idx: np.n
     examples = pool.examples
     xs = (x_raw - heads.mean) / heads.std
     label_index = {label: i for i, label in enumerate(TASK_TYPES)}
-    probs = heads.type_probs(x_raw[held_idx].astype(np.float32))
+    texts = [examples[i].prompt for i in held_idx]
+    langs = (
+        np.array([languages.other_language(t) is not None for t in texts]) if heads.reads_languages else None
+    )
+    probs = heads.type_probs(x_raw[held_idx].astype(np.float32), other_language=langs)
     y_true = np.array([label_index[examples[i].label] for i in held_idx], dtype=np.int64)
     report = classification_report(y_true, probs.argmax(axis=1), TASK_TYPES)
     by_source: dict[str, float] = {}
@@ -322,7 +327,7 @@ def evaluate(heads: Heads, pool: dataset.Pool, x_raw: np.ndarray, held_idx: np.n
     report["accuracy_by_source"] = by_source
     if heads.other_scripts is not None:
         lexical = x_raw[held_idx][:, -features.DIM :]
-        report["other_scripts_rows"] = int(heads.other_scripts.takes(lexical).sum())
+        report["other_scripts_rows"] = int(heads.other_scripts.takes(lexical, langs).sum())
     confidence = confidence_calibration(probs, y_true)
     raw = confidence_calibration(softmax(heads.type_head(xs[held_idx])), y_true)
     confidence["ece_at_temperature_1"] = raw["ece"]  # the main head's alone
