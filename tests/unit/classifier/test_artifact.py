@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from switchyard.classifier import artifact, classify, features
+from switchyard.classifier import artifact, features, languages
 from switchyard.classifier.config import PROMPT_TOKENS
 from switchyard.classifier.heads import Mlp, ScriptHead
 from switchyard.common.events.tasks import TASK_TYPES
@@ -142,7 +142,7 @@ def test_heads_8_send_other_latin_script_languages_to_the_other_head_and_the_art
         "def f(x):\n    return x ** 3  # la derivada",
     ]
     vectors = np.zeros((len(texts), dim - features.DIM), np.float32)
-    langs = classify.other_languages(texts)
+    langs = languages.flags(texts)
     assert langs.tolist() == [False, False, True, False]
     probs, _ = heads.predict(vectors, features.lexical_matrix(texts), langs)
     assert probs.argmax(axis=1).tolist() == [0, 1, 1, 0]

@@ -74,7 +74,7 @@ class Classifier:
         if not texts:
             return []
         emb = self.embedder.embed(texts)
-        langs = other_languages(texts) if self.heads.reads_languages else None
+        langs = languages.flags(texts) if self.heads.reads_languages else None
         probs, complexity = self.heads.predict(emb.vectors, features.lexical_matrix(texts), langs)
         out = []
         for i in range(len(texts)):
@@ -102,11 +102,6 @@ class Classifier:
             for i, pred in zip(idx, self.predict([texts[i] for i in idx]), strict=True):
                 result[i] = pred
         return [p for p in result if p is not None]
-
-
-def other_languages(texts: list[str]) -> np.ndarray:
-    """[n] bool: which texts are in a Latin-script language other than English."""
-    return np.array([languages.other_language(t) is not None for t in texts], dtype=bool)
 
 
 def task_text(task: TaskSubmitted) -> str:

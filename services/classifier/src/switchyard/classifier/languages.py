@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
@@ -84,3 +86,8 @@ def other_language(text: str) -> str | None:
     if best >= 2 and best >= MIN_SHARE * len(words) and best > counts[-1]:
         return _LANGS[counts.index(best)]
     return None
+
+
+def flags(texts: list[str]) -> np.ndarray:
+    """[n] bool: which texts `other_language` names a language for."""
+    return np.array([other_language(t) is not None for t in texts], dtype=bool)

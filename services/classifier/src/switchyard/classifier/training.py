@@ -313,10 +313,7 @@ def evaluate(heads: Heads, pool: dataset.Pool, x_raw: np.ndarray, held_idx: np.n
     examples = pool.examples
     xs = (x_raw - heads.mean) / heads.std
     label_index = {label: i for i, label in enumerate(TASK_TYPES)}
-    texts = [examples[i].prompt for i in held_idx]
-    langs = (
-        np.array([languages.other_language(t) is not None for t in texts]) if heads.reads_languages else None
-    )
+    langs = languages.flags([examples[i].prompt for i in held_idx]) if heads.reads_languages else None
     probs = heads.type_probs(x_raw[held_idx].astype(np.float32), other_language=langs)
     y_true = np.array([label_index[examples[i].label] for i in held_idx], dtype=np.int64)
     report = classification_report(y_true, probs.argmax(axis=1), TASK_TYPES)
