@@ -16,7 +16,7 @@ from pathlib import Path
 from switchyard.classifier.dataset import Example, is_heldout
 
 SEED_FILE = Path(__file__).resolve().parents[3] / "data" / "seed_prompts.jsonl"
-# Requests in sixteen languages other than English, every label (native_label = the ISO 639-1 code).
+# Requests in fourteen languages other than English, every label (native_label = the ISO 639-1 code).
 MULTILINGUAL_FILE = SEED_FILE.with_name("multilingual_prompts.jsonl")
 MULTILINGUAL_SOURCE = "switchyard_multilingual"
 SEED_SOURCE = "switchyard_seed"

@@ -23,7 +23,7 @@ from switchyard.gateway.errors import (
     UpstreamFailed,
 )
 from switchyard.gateway.errors import ModelNotFound as ModelNotFoundError
-from switchyard.gateway.schemas import ChatCompletionRequest, chunk_body, completion_body, unsupported
+from switchyard.gateway.schemas import ChatCompletionRequest, chunk_body, completion_body, refuse_unsupported
 from switchyard.gateway.tasks import TaskClient, TimedOut
 from switchyard.gateway.tenants import Principal
 
@@ -69,9 +69,7 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
         raise InvalidRequest(f"Request body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(raw, dict):
         raise InvalidRequest("Request body must be a JSON object", code="invalid_json")
-    if (refused := unsupported(raw)) is not None:
-        name, why = refused
-        raise InvalidRequest(f"{name}: {why}", code="unsupported_parameter", param=name)
+    refuse_unsupported(raw)
     try:
         parsed = ChatCompletionRequest.model_validate(raw)
     except ValidationError as exc:

@@ -5,7 +5,7 @@ content_block_stop, message_delta, message_stop)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import orjson
@@ -24,7 +24,7 @@ from switchyard.common.events import (
 from switchyard.common.streaming import Chunk
 from switchyard.gateway.completions import chained
 from switchyard.gateway.errors import InvalidRequest, RequestTooLarge
-from switchyard.gateway.schemas import ChatCompletionRequest, unsupported
+from switchyard.gateway.schemas import ChatCompletionRequest, Unsupported, refuse_unsupported
 from switchyard.gateway.tasks import TimedOut
 
 STOP_REASONS = {
@@ -63,7 +63,7 @@ class ToolChoice(BaseModel):
 
 
 # Anthropic request fields that ask for what is not delivered (see `schemas.UNSUPPORTED`).
-UNSUPPORTED: dict[str, tuple[Callable[[Any], bool], str]] = {
+UNSUPPORTED: Unsupported = {
     "thinking": (
         lambda v: isinstance(v, dict) and v.get("type") != "disabled",
         "extended thinking is not supported",
@@ -182,9 +182,8 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
         raise InvalidRequest("Request body is empty; expected a JSON object", code="invalid_json")
     try:
         raw = orjson.loads(body)
-        if isinstance(raw, dict) and (refused := unsupported(raw, UNSUPPORTED)) is not None:
-            name, why = refused
-            raise InvalidRequest(f"{name}: {why}", code="unsupported_parameter", param=name)
+        if isinstance(raw, dict):
+            refuse_unsupported(raw, UNSUPPORTED)
         parsed = MessagesRequest.model_validate(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"Request body is not valid JSON: {exc}", code="invalid_json") from exc

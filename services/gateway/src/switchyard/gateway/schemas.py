@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from switchyard.common.events import ChatMessage, ToolCall, ToolSpec
+from switchyard.gateway.errors import InvalidRequest
 
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 
@@ -19,7 +20,8 @@ class StreamOptions(BaseModel):
 # OpenAI request fields that ask for something Switchyard does not deliver: a request that sets one to ask
 # for it is refused (400 `unsupported_parameter`) rather than answered without it. The value is when the
 # field asks (its off values, which clients send by default, pass) and what the refusal says.
-UNSUPPORTED: dict[str, tuple[Callable[[Any], bool], str]] = {
+Unsupported = dict[str, tuple[Callable[[Any], bool], str]]
+UNSUPPORTED: Unsupported = {
     "logprobs": (
         lambda v: v not in (None, False),
         "token log probabilities are not returned; drop `logprobs`",
@@ -36,14 +38,12 @@ UNSUPPORTED: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-def unsupported(
-    raw: dict[str, Any], table: dict[str, tuple[Callable[[Any], bool], str]] = UNSUPPORTED
-) -> tuple[str, str] | None:
-    """(field, why) for the first field of a request body that asks for what is not delivered, or None."""
+def refuse_unsupported(raw: dict[str, Any], table: Unsupported = UNSUPPORTED) -> None:
+    """Raises 400 `unsupported_parameter` for the first field of a request body that asks for what is not
+    delivered."""
     for name, (asks, why) in table.items():
         if name in raw and asks(raw[name]):
-            return name, why
-    return None
+            raise InvalidRequest(f"{name}: {why}", code="unsupported_parameter", param=name)
 
 
 class ChatCompletionRequest(BaseModel):
