@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import nats
+import nats.js.errors
 from nats.js import api
 from sqlalchemy import select
 
@@ -139,7 +140,15 @@ async def wait_results(
 ) -> dict[str, list[TaskCompleted | TaskFailed]]:
     deadline = time.monotonic() + timeout
     while True:
-        found = await read_results(nats_url)
+        try:
+            found = await read_results(nats_url)
+        except (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError):
+            # A cluster that has just had a node restarted can answer a fetch with 503 while its
+            # consumer leader is being elected: the read starts over, inside the same deadline.
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(1.0)
+            continue
         if set(task_ids) <= set(found) or time.monotonic() > deadline:
             return found
         await asyncio.sleep(1.0)
