@@ -40,8 +40,9 @@ def test_streaming_with_the_sdk(stack: RunningStack) -> None:
         stream=True,
         stream_options={"include_usage": True},  # type: ignore[arg-type]
     )
-    pieces, finish, usage = [], None, None
+    pieces, finish, usage, models = [], None, None, set()
     for chunk in stream:
+        models.add(chunk.model)
         if chunk.usage is not None:
             usage = chunk.usage
         for choice in chunk.choices:
@@ -52,6 +53,8 @@ def test_streaming_with_the_sdk(stack: RunningStack) -> None:
     assert "paris" in text.lower(), text
     assert finish in ("stop", "length")
     assert usage is not None and usage.completion_tokens > 0
+    assert models == {"local/smollm2-135m-instruct"}, "every chunk names the model answering, not 'auto'"
+    assert stream.response.headers["x-switchyard-model"] == "local/smollm2-135m-instruct"
 
 
 def test_pinned_model_and_the_model_list(stack: RunningStack) -> None:

@@ -209,8 +209,18 @@ async def test_a_stream_arrives_in_order_and_ends_with_done(client: nats.NATS) -
     chunks = watch.chunks
     assert [c.seq for c in chunks] == list(range(len(chunks)))
     assert chunks[0].reset and chunks[0].model == "openai/gpt-fake"  # failed over before any text
+    assert all(c.model is None for c in chunks[1:])  # the reset named it; the first candidate is never named
     assert "".join(c.delta or "" for c in chunks) == done.content == f"Hello! You said: {QUESTION}"
     assert chunks[-1].done and chunks[-1].finish_reason == "stop"
+
+
+async def test_the_first_text_chunk_names_the_model_answering(client: nats.NATS) -> None:
+    _, watch, _ = await run_task(client, [openai("gpt-fake")], stream=True)
+    assert isinstance(outcome(watch), TaskCompleted)
+    texts = [c for c in watch.chunks if c.delta]
+    assert len(texts) > 1 and not any(c.reset for c in watch.chunks)
+    assert texts[0].model == "openai/gpt-fake"
+    assert all(c.model is None for c in texts[1:])  # named once
 
 
 async def test_a_stream_broken_after_text_ends_with_an_error_not_a_short_answer(client: nats.NATS) -> None:

@@ -132,9 +132,9 @@ class Answerer:
     async def answer(self, task: TaskSubmitted) -> None:
         if task.request.stream:
             for seq, piece in enumerate(["Par", "is"]):
-                await self.nc.publish(
-                    subjects.chunk_subject(task.task_id), encode_chunk(Chunk(seq=seq, delta=piece))
-                )
+                named = "local/smollm2-135m-instruct" if seq == 0 else None  # as the executor names it
+                chunk = Chunk(seq=seq, delta=piece, model=named)
+                await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(chunk))
             done_chunk = Chunk(seq=2, done=True, finish_reason="stop")
             await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(done_chunk))
         done = TaskCompleted(

@@ -88,7 +88,9 @@ class Pipeline:
             return
         if task.request.stream:
             for seq, piece in enumerate(["Par", "is"]):
-                await self.nc.publish(subjects.chunk_subject(tid), encode_chunk(Chunk(seq=seq, delta=piece)))
+                named = "local/smollm2-135m-instruct" if seq == 0 else None  # as the executor names it
+                chunk = Chunk(seq=seq, delta=piece, model=named)
+                await self.nc.publish(subjects.chunk_subject(tid), encode_chunk(chunk))
             if self.behaviour == "break":
                 await self.nc.publish(
                     subjects.chunk_subject(tid),
@@ -181,6 +183,9 @@ async def test_streamed_answer_ends_with_done(gateway: tuple[str, str], pipeline
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
     assert chunks[-1]["usage"]["total_tokens"] == 11
+    # the model answering, from the first chunk on (not the "auto" that was asked for), and in the header
+    assert {c["model"] for c in chunks} == {"local/smollm2-135m-instruct"}
+    assert r.headers["x-switchyard-model"] == "local/smollm2-135m-instruct"
 
 
 @pytest.mark.parametrize(

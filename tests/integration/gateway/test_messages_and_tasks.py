@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import anthropic
 import httpx
 import nats
+import orjson
 import pytest
 
 from switchyard.cli.processes import NatsServer
@@ -68,6 +69,8 @@ async def test_anthropic_sdk_plain_and_streamed(
             headers={"x-api-key": a.keys["member"], "anthropic-version": "2023-06-01"},
         )
     names = [line[7:] for line in raw.text.splitlines() if line.startswith("event: ")]
+    start = orjson.loads(next(line[6:] for line in raw.text.splitlines() if line.startswith("data: ")))
+    assert start["message"]["model"] == "local/smollm2-135m-instruct"  # the model answering, not "auto"
     assert names == [
         "message_start",
         "content_block_start",

@@ -17,24 +17,35 @@ class ChunkSink:
         self._publish = publish
         self._subject = subjects.chunk_subject(task_id)
         self._seq = 0
+        self._unannounced: str | None = None  # the model answering, until a chunk has named it
         self.text_sent = False
 
     async def _send(self, chunk: Chunk) -> None:
         await self._publish(self._subject, encode_chunk(chunk))
         self._seq += 1
 
+    def announce(self, model: str) -> None:
+        """`model` is the one answering: the next text chunk names it, so the client's first chunk does."""
+        self._unannounced = model
+
     async def delta(self, text: str) -> None:
         if text:
             # Nearly every chunk is one of these: encoded straight from a dict (what `encode_chunk` makes
             # of `Chunk(seq=, delta=)`), without building and dumping the model for each token.
-            await self._publish(self._subject, orjson.dumps({"seq": self._seq, "delta": text}))
+            if self._unannounced is None:
+                data = orjson.dumps({"seq": self._seq, "delta": text})
+            else:
+                data = orjson.dumps({"seq": self._seq, "delta": text, "model": self._unannounced})
+                self._unannounced = None
+            await self._publish(self._subject, data)
             self._seq += 1
             self.text_sent = True
 
     async def reset(self, *, model: str) -> None:
-        """The next candidate takes over; allowed only while no text was sent."""
+        """The next candidate takes over; allowed only while no text was sent. The reset names it."""
         if self.text_sent:
             raise RuntimeError("a stream cannot be reset after text was sent")
+        self._unannounced = None
         await self._send(Chunk(seq=self._seq, reset=True, model=model))
 
     async def error(self, *, code: str, message: str) -> None:

@@ -127,6 +127,7 @@ async def execute(
     reply, candidate = result.reply, result.candidate
     if chunks is not None:
         if not streamed and reply.content:  # a cascade or race is judged whole, then sent whole
+            chunks.announce(candidate.model)
             await chunks.delta(reply.content)
         await chunks.done(finish_reason=reply.finish_reason)
     return TaskCompleted(
@@ -158,6 +159,7 @@ async def _stream(
         await chunks.reset(model=next_target.name)
 
     chain = FallbackProvider([target(c) for c in candidates], on_switch=on_switch)
+    chunks.announce(candidates[0].model)  # a switch to another candidate names that one instead
     async for part in chain.stream(call):
         if isinstance(part, TextDelta):
             await chunks.delta(part.text)

@@ -193,6 +193,14 @@ async def open_stream(
     return head, items
 
 
+def head_model(head: list[Chunk | TaskCompleted]) -> str | None:
+    """The model answering, as far as the stream's head names it (its first text chunk names it)."""
+    model = None
+    for item in head:
+        model = item.model or model
+    return model
+
+
 async def chained(
     head: list[Chunk | TaskCompleted], rest: AsyncIterator[Chunk | TaskCompleted | TaskFailed]
 ) -> AsyncIterator[Chunk | TaskCompleted | TaskFailed]:

@@ -22,7 +22,7 @@ from switchyard.common.events import (
     ToolSpec,
 )
 from switchyard.common.streaming import Chunk
-from switchyard.gateway.completions import chained
+from switchyard.gateway.completions import chained, head_model
 from switchyard.gateway.errors import InvalidRequest, RequestTooLarge
 from switchyard.gateway.schemas import ChatCompletionRequest, Unsupported, refuse_unsupported
 from switchyard.gateway.tasks import TimedOut
@@ -266,7 +266,7 @@ async def stream_events(
         "id": f"msg_{task.task_id}",
         "type": "message",
         "role": "assistant",
-        "model": task.request.model,
+        "model": head_model(head) or task.request.model,
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,

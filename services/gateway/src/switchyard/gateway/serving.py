@@ -85,6 +85,9 @@ async def serve(request: Request, face: Face) -> Response:
         raise
     for item in head:
         admitted.observe(item)
+    model = completions.head_model(head)
+    if model is not None:
+        headers["x-switchyard-model"] = model
     include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
     events = face.stream(task, head, admitted.tap(rest), timeout_s=timeout, include_usage=include_usage)
 
