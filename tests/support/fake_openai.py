@@ -9,6 +9,8 @@ scenario, also to an executor running in another process:
     flaky-<n>           503 for the first n calls of that model, then an answer
     limited-<n>         429 + Retry-After for the first n calls of that model, then an answer
     slow-<seconds>      waits that long before answering
+    drip-<seconds>      a stream whose words come that far apart (`Scenarios.finished` counts the
+                        streams sent to their end, so a test can tell a stream cut by its client)
     break               a stream (or body) that drops the connection after some text
     stream-error        a stream that sends text, then an error object
     garbage             200 with a body (or stream chunk) that is not JSON
@@ -150,6 +152,7 @@ class Scenarios:
 
     requests: list[Recorded] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
+    finished: Counter[str] = field(default_factory=Counter)  # streams sent to their end, by model
 
     async def record(self, request: Request) -> tuple[dict[str, Any], str, int]:
         raw = await request.body()
@@ -173,6 +176,10 @@ def limited_calls(model: str) -> int:
 
 def slow_seconds(model: str) -> float:
     return float(model.removeprefix("slow-")) if model.startswith("slow-") else 0.0
+
+
+def drip_seconds(model: str) -> float:
+    return float(model.removeprefix("drip-")) if model.startswith("drip-") else 0.0
 
 
 class FakeOpenAI:
@@ -288,7 +295,7 @@ class FakeOpenAI:
                 )
                 return
             yield chunk({"content": word})
-            await asyncio.sleep(0)
+            await asyncio.sleep(drip_seconds(model))
         yield chunk({}, "stop")
         if (body.get("stream_options") or {}).get("include_usage"):
             usage = {
@@ -298,6 +305,7 @@ class FakeOpenAI:
             }
             yield sse({**base, "choices": [], "usage": usage})
         yield b"data: [DONE]\n\n"
+        self.scenarios.finished[model] += 1
 
 
 async def _dropping(body: bytes) -> AsyncIterator[bytes]:

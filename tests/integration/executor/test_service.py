@@ -25,6 +25,7 @@ from switchyard.common.events import (
     ProviderCallRecorded,
     RouteCandidate,
     RoutingDecision,
+    TaskCancelled,
     TaskCompleted,
     TaskFailed,
     TaskRouted,
@@ -126,9 +127,14 @@ async def client(stack: Stack) -> AsyncIterator[nats.NATS]:
 
 
 async def run_task(
-    nc: nats.NATS, candidates: list[RouteCandidate], *, stream: bool = False, event_id: str | None = None
+    nc: nats.NATS,
+    candidates: list[RouteCandidate],
+    *,
+    stream: bool = False,
+    event_id: str | None = None,
+    task_id: str | None = None,
 ) -> tuple[str, Watch, TaskRouted]:
-    task_id = ids.new_id()
+    task_id = task_id or ids.new_id()
     watch = Watch()
 
     async def on_call(msg: Msg) -> None:
@@ -221,6 +227,63 @@ async def test_the_first_text_chunk_names_the_model_answering(client: nats.NATS)
     assert len(texts) > 1 and not any(c.reset for c in watch.chunks)
     assert texts[0].model == "openai/gpt-fake"
     assert all(c.model is None for c in texts[1:])  # named once
+
+
+async def cancel(nc: nats.NATS, task_id: str, *, tenant_id: str = "acme") -> None:
+    """As the gateway's task API (or the gateway, when a stream's client goes away) publishes it."""
+    event = TaskCancelled(task_id=task_id, tenant_id=tenant_id, cancelled_at=datetime.now(UTC))
+    await bus.EventPublisher(nc.jetstream(), source="test/gateway").publish(
+        event, tenant_id=tenant_id, event_subject=task_id
+    )
+
+
+async def test_a_cancelled_stream_is_cut_and_what_it_spent_is_billed(client: nats.NATS, stack: Stack) -> None:
+    task_id = ids.new_id()
+    first_text = asyncio.Event()
+
+    async def on_chunk(msg: Msg) -> None:
+        if decode_chunk(msg.data).delta:
+            first_text.set()
+
+    sub = await client.subscribe(subjects.chunk_subject(task_id), cb=on_chunk)
+    started = time.monotonic()
+    # 11 words 0.5 s apart: more than 5 s if it ran to its end
+    running = asyncio.create_task(run_task(client, [openai("drip-0.5")], stream=True, task_id=task_id))
+    await asyncio.wait_for(first_text.wait(), 30)
+    await cancel(client, task_id)
+    _, watch, _ = await running
+    await sub.unsubscribe()
+    failed = outcome(watch)
+    assert isinstance(failed, TaskFailed) and failed.error_code == "task_cancelled", failed
+    assert time.monotonic() - started < 5.0
+    assert stack.fake.scenarios.finished["drip-0.5"] == 0  # the upstream's stream was cut, not drained
+    # The text already sent ends with an explicit error, and the call is billed on an estimate of what the
+    # upstream spent (the prompt and the text received): billable, since no answer was delivered.
+    assert watch.chunks[0].delta and watch.chunks[-1].error is not None
+    assert watch.chunks[-1].error.code == "task_cancelled"
+    calls = [decode(m.data)[1] for m in watch.calls]
+    assert [(c.outcome, c.billable, c.usage_estimated) for c in calls] == [  # type: ignore[attr-defined]
+        ("cancelled", True, True)
+    ]
+    assert calls[0].usage.prompt_tokens > 0 and calls[0].usage.completion_tokens > 0  # type: ignore[attr-defined]
+
+
+async def test_a_task_cancelled_before_it_runs_is_not_run(client: nats.NATS, stack: Stack) -> None:
+    task_id = ids.new_id()
+    await cancel(client, task_id)
+    await asyncio.sleep(0.3)  # heard before the task arrives
+    _, watch, _ = await run_task(client, [openai("never-called")], task_id=task_id)
+    failed = outcome(watch)
+    assert isinstance(failed, TaskFailed) and (failed.error_code, failed.attempts) == ("task_cancelled", 0)
+    assert watch.calls == [] and stack.fake.scenarios.calls["never-called"] == 0
+
+
+async def test_a_cancellation_counts_only_for_its_own_tenant(client: nats.NATS) -> None:
+    task_id = ids.new_id()
+    await cancel(client, task_id, tenant_id="someone-else")
+    await asyncio.sleep(0.3)
+    _, watch, _ = await run_task(client, [openai("gpt-fake")], task_id=task_id)
+    assert isinstance(outcome(watch), TaskCompleted)
 
 
 async def test_a_stream_broken_after_text_ends_with_an_error_not_a_short_answer(client: nats.NATS) -> None:

@@ -150,7 +150,8 @@ def _describe(p: EventPayload) -> Description:
         details = {"changes": p.changes or None, "request_id": p.request_id, "key_id": p.actor_key_id}
         return f"admin.{p.action}", f"{p.target_type}/{p.target_id}", SUCCESS, _compact(details), p.at
     if isinstance(p, TaskCancelled):
-        return "task.cancel", f"task/{p.task_id}", SUCCESS, {"task_id": p.task_id}, p.cancelled_at
+        details = {"task_id": p.task_id, "reason": p.reason}
+        return "task.cancel", f"task/{p.task_id}", SUCCESS, details, p.cancelled_at
     if isinstance(p, TaskFeedback):
         details = {
             "task_id": p.task_id,

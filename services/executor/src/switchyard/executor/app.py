@@ -9,15 +9,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 
 from switchyard.common import bus, ids, kv, subjects
 from switchyard.common.envelope import CloudEvent
-from switchyard.common.events import ProviderCallRecorded, TaskCompleted, TaskRouted, TaskSubmitted
+from switchyard.common.events import ProviderCallRecorded, TaskRouted, TaskSubmitted
 from switchyard.common.policy import Policy, load_policy
 from switchyard.common.providers import announce, providers_bucket
 from switchyard.common.service import Service, create_service, run_service
 from switchyard.executor import metrics
+from switchyard.executor.cancellations import Cancellations
 from switchyard.executor.chunks import ChunkSink
 from switchyard.executor.config import ExecutorSettings
 from switchyard.executor.execution import ExecutionPolicy, execute
@@ -94,6 +96,7 @@ def create(
         limits=None if settings.shared_state or not limit_table else LocalRateLimits(limit_table),
     )
     owed = OwedRecords()
+    cancellations = Cancellations()
 
     async def shared_state() -> None:
         """Breakers and buckets in KV, so every replica sees the same ones (created once connected)."""
@@ -124,6 +127,15 @@ def create(
         for status in found.statuses(announced_by=instance):
             await announce(bucket, status)
         log.info("providers announced: %s", ", ".join(found.endpoints) or "none")
+
+    async def hear_cancellations() -> None:
+        """Core NATS, so that every replica hears every cancellation (see cancellations.py)."""
+
+        async def on_cancelled(msg: Msg) -> None:
+            await cancellations.on_message(msg.data)
+
+        sub = await bus.connection(service.broker).subscribe(subjects.TASK_CANCELLED, cb=on_cancelled)
+        service.drain.append(sub.unsubscribe)  # after the consumer stopped, while still connected
 
     async def already_answered(task: TaskSubmitted) -> bool:
         """A redelivered task whose result is already on the stream is not run (and paid for) twice.
@@ -173,16 +185,23 @@ def create(
         if task.request.stream:
             chunks = ChunkSink(bus.connection(service.broker).publish, task_id=task.task_id)
         assert state.breakers is not None, "set up before the consumer starts"
-        outcome = await execute(
-            payload,
-            providers=found.providers,
-            breakers=state.breakers,
-            policy=policy,
-            report=report,
-            chunks=chunks,
-            limits=state.limits,
+        # Its own asyncio task, so that a cancellation stops the execution and nothing after it (a
+        # cancel that comes as it returns finds the task done and does nothing).
+        run = asyncio.create_task(
+            execute(
+                payload,
+                providers=found.providers,
+                breakers=state.breakers,
+                policy=policy,
+                report=report,
+                chunks=chunks,
+                limits=state.limits,
+                cancelled=lambda: cancellations.asked(task.tenant_id, task.task_id),
+            )
         )
-        metrics.TASKS.labels("completed" if isinstance(outcome, TaskCompleted) else "failed").inc()
+        with cancellations.running(task.tenant_id, task.task_id, run):
+            outcome = await run
+        metrics.TASKS.labels(metrics.outcome_label(outcome)).inc()
         sent.append(
             await events.send(
                 outcome,
@@ -208,7 +227,7 @@ def create(
         if isinstance(confirmed[-1], BaseException):
             raise confirmed[-1]
 
-    service.setup.extend([warm_up, shared_state, announce_providers])
+    service.setup.extend([warm_up, shared_state, announce_providers, hear_cancellations])
     service.drain.append(owed.close)  # after the consumer stopped, while still connected
     service.teardown.append(found.aclose)
     bus.subscribe(

@@ -29,6 +29,7 @@ from switchyard.executor.resilience.retry import RetryingProvider, RetryPolicy, 
 # The task deadline fires this much after the last call's own timeout would, so calls time out (and are
 # recorded) by themselves; the outer bound is for streams, whose timeout is per chunk.
 DEADLINE_GRACE_S = 0.5
+CANCELLED = "the task was cancelled (by its client, or its stream's client went away) before it finished"
 
 __all__ = ["ExecutionPolicy", "Outcome", "Report", "breaker_key", "execute"]
 Outcome = TaskCompleted | TaskFailed
@@ -65,10 +66,16 @@ async def execute(
     chunks: ChunkSink | None = None,
     limits: RateLimits | None = None,
     sleep: Sleep = asyncio.sleep,
+    cancelled: Callable[[], bool] | None = None,
 ) -> Outcome:
+    """Runs the task. `cancelled` says whether its client cancelled it: checked before it starts, and
+    when this coroutine's task is cancelled (the executor cancels it for a cancellation; any other
+    cancellation, a shutdown, goes on up)."""
     task = routed.task
     decision = routed.decision
     started = time.perf_counter()
+    if cancelled is not None and cancelled():
+        return await _failed(routed, chunks, code="task_cancelled", message=CANCELLED, attempts=0)
     deadline = Deadline.for_task(
         budget_s=policy.task_deadline_s, task_deadline=task.deadline, now=datetime.now(UTC)
     )
@@ -122,6 +129,14 @@ async def execute(
         await book.settle(None)
         message = f"the task did not finish within its deadline ({policy.task_deadline_s:g} s)"
         return await _failed(routed, chunks, code="provider_timeout", message=message, attempts=book.attempts)
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if cancelled is None or not cancelled() or current is None or current.uncancel() > 0:
+            raise
+        # The calls in flight were cut and recorded as cancelled (billable, usage estimated); answers
+        # held for a strategy's verdict are billable too, since none is delivered.
+        await book.settle(None)
+        return await _failed(routed, chunks, code="task_cancelled", message=CANCELLED, attempts=book.attempts)
     await book.settle(result.candidate.model)
     metrics.observe_strategy(decision.strategy, result.escalations, book.spent, result.candidate.model)
     reply, candidate = result.reply, result.candidate

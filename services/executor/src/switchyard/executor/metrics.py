@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from switchyard.common.events import ProviderCallRecorded
+from switchyard.common.events import ProviderCallRecorded, TaskCompleted, TaskFailed
 from switchyard.executor.providers.recording import CallRecord
 from switchyard.executor.resilience.breaker import BreakerState
 
@@ -20,12 +20,20 @@ TTFT_SECONDS = Histogram(
     ["provider"],
     buckets=_SECONDS,
 )
-TASKS = Counter("switchyard_executor_tasks_total", "Tasks by outcome", ["outcome"])
+TASKS = Counter(
+    "switchyard_executor_tasks_total", "Tasks by outcome: completed, failed, cancelled", ["outcome"]
+)
 BREAKER_STATE = Gauge(
     "switchyard_executor_breaker_state", "Circuit breaker: 0 closed, 1 half open, 2 open", ["breaker"]
 )
 
 _STATE_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+
+
+def outcome_label(outcome: TaskCompleted | TaskFailed) -> str:
+    if isinstance(outcome, TaskCompleted):
+        return "completed"
+    return "cancelled" if outcome.error_code == "task_cancelled" else "failed"
 
 
 def observe_call(record: ProviderCallRecorded) -> None:

@@ -134,6 +134,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @nats.on_broker_shutdown
     async def closing(app: FastAPI) -> None:
         gateway = app.state.gateway
+        await gateway.tasks.drain()  # cancellations of abandoned streams still being published
         await gateway.admission.drain()  # settlements still running, then every unused lease unit back
         for leases in (gateway.limiter.windows, gateway.limiter.slots, gateway.budgets.spend):
             await leases.close()

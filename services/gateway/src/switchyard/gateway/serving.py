@@ -92,10 +92,14 @@ async def serve(request: Request, face: Face) -> Response:
     events = face.stream(task, head, admitted.tap(rest), timeout_s=timeout, include_usage=include_usage)
 
     async def body_then_settle() -> AsyncIterator[bytes]:
+        ended = False
         try:
             async for chunk in events:
                 yield chunk
+            ended = True
         finally:
+            if not ended:  # the client went away (or the stream broke here): stop the task upstream
+                gw.tasks.abandon(task)
             gw.admission.settle_soon(admitted)
             if cached is not None and gw.cache is not None and admitted.outcome is not None:
                 await gw.cache.keep(cached, admitted.outcome)

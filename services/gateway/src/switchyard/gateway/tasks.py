@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator
+from datetime import UTC, datetime
 from typing import Any
 
 from nats.aio.client import Client
@@ -19,7 +20,7 @@ from switchyard.common import ids, subjects
 from switchyard.common.bus import EventPublisher
 from switchyard.common.envelope import decode
 from switchyard.common.errors import InvalidEvent
-from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted, TaskTimedOut
+from switchyard.common.events import TaskCancelled, TaskCompleted, TaskFailed, TaskSubmitted, TaskTimedOut
 from switchyard.common.streaming import Chunk, decode_chunk
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class TaskClient:
     def __init__(self, nc: Client, publisher: EventPublisher) -> None:
         self._nc = nc
         self._publisher = publisher
+        self._abandoning: set[asyncio.Task[None]] = set()
 
     async def _submit(self, task: TaskSubmitted) -> None:
         await self._publisher.publish(
@@ -125,6 +127,37 @@ class TaskClient:
         finally:
             await chunk_sub.unsubscribe()
             await result_sub.unsubscribe()
+
+    def abandon(self, task: TaskSubmitted) -> None:
+        """The client of `task`'s stream went away before the end: the executor running it is told to stop
+        (TaskCancelled, reason `disconnected`), so the provider is not paid for an answer nobody reads.
+        Never waits: called where the request is being torn down; `drain` awaits it at shutdown."""
+        work = asyncio.get_running_loop().create_task(self._cancel(task))
+        self._abandoning.add(work)
+        work.add_done_callback(self._abandoning.discard)
+
+    async def _cancel(self, task: TaskSubmitted) -> None:
+        event = TaskCancelled(
+            task_id=task.task_id,
+            tenant_id=task.tenant_id,
+            user_id=task.user_id,
+            cancelled_at=datetime.now(UTC),
+            reason="disconnected",
+        )
+        try:
+            await self._publisher.publish(
+                event,
+                event_id=ids.derived_id(task.task_id, "cancelled"),
+                tenant_id=task.tenant_id,
+                event_subject=task.task_id,
+            )
+        except Exception:
+            log.exception("could not record the cancellation of task %s", task.task_id)
+
+    async def drain(self) -> None:
+        """Waits for the cancellations still being published (at shutdown)."""
+        if self._abandoning:
+            await asyncio.gather(*self._abandoning, return_exceptions=True)
 
     async def _record_timeout(self, task: TaskSubmitted, started: float) -> None:
         event = TaskTimedOut(

@@ -13,8 +13,10 @@ from switchyard.common.events.base import EventPayload
 
 
 class TaskCancelled(EventPayload):
-    """A client cancelled the task: its result will not be delivered and its budget reservation is
-    released. Work already running upstream may still finish (and is then billed as usual)."""
+    """A client cancelled the task, or the client of its stream went away: its result will not be
+    delivered. An executor running it stops it (its provider call is cut and billed for what the upstream
+    already spent, estimated) and ends it with `task_cancelled`; one that has not started it yet skips it.
+    Best effort: an executor that was not connected when the event was published does not see it."""
 
     EVENT_TYPE = "switchyard.task.cancelled.v1"
     SUBJECT = subjects.TASK_CANCELLED
@@ -23,6 +25,11 @@ class TaskCancelled(EventPayload):
     tenant_id: str
     user_id: str | None = None
     cancelled_at: datetime
+    reason: Literal["client", "disconnected"] = Field(
+        default="client",
+        description="client: `DELETE /v1/tasks/{id}` or another system; disconnected: the client of a "
+        "stream went away before it ended",
+    )
 
 
 class GuardrailTriggered(EventPayload):
