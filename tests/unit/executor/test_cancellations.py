@@ -1,0 +1,114 @@
+"""Cancelled tasks: what the executor remembers of cancellations, and `execute` stopped by one."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from switchyard.common.envelope import encode
+from switchyard.common.events import TaskCancelled, TaskCompleted, TaskFailed
+from switchyard.executor.cancellations import Cancellations
+from switchyard.executor.execution import execute
+from switchyard.executor.providers.base import ProviderCall, Reply
+from switchyard.executor.resilience.breaker import LocalBreakers
+from tests.unit.executor.test_execution import FAST, Bus, routed
+
+pytestmark = pytest.mark.unit
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_cancellation_counts_for_its_tenant_and_is_forgotten_after_a_while() -> None:
+    clock = Clock()
+    cancellations = Cancellations(remember_s=60, clock=clock)
+    assert cancellations.cancel("acme", "t1") is False  # not running here: remembered
+    assert cancellations.asked("acme", "t1") and not cancellations.asked("other", "t1")
+    clock.now += 61
+    assert not cancellations.asked("acme", "t1")
+
+
+def test_what_is_remembered_is_bounded() -> None:
+    cancellations = Cancellations(most=3)
+    for n in range(5):
+        cancellations.cancel("acme", f"t{n}")
+    assert [cancellations.asked("acme", f"t{n}") for n in range(5)] == [False, False, True, True, True]
+
+
+async def test_a_running_task_is_cancelled_and_a_finished_one_is_not() -> None:
+    cancellations = Cancellations()
+    run = asyncio.create_task(asyncio.Event().wait())
+    with cancellations.running("acme", "t1", run):
+        assert cancellations.cancel("other", "t1") is False  # another tenant's cancellation: nothing
+        assert cancellations.cancel("acme", "t1") is True
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    done = asyncio.create_task(asyncio.sleep(0))
+    await done
+    with cancellations.running("acme", "t2", done):
+        assert cancellations.cancel("acme", "t2") is False
+
+
+async def test_only_valid_cancellation_events_count() -> None:
+    cancellations = Cancellations()
+    await cancellations.on_message(b"not json")
+    event = TaskCancelled(
+        task_id="t1", tenant_id="acme", cancelled_at=datetime.now(UTC), reason="disconnected"
+    )
+    _, raw = encode(event, source="test", tenant_id="acme")
+    await cancellations.on_message(raw)
+    assert cancellations.asked("acme", "t1")
+
+
+class Hangs:
+    """A provider that never answers (until its call is cut)."""
+
+    def __init__(self) -> None:
+        self.called = asyncio.Event()
+
+    async def request(self, call: ProviderCall) -> Reply:
+        self.called.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def _running(asked: list[bool]) -> tuple[asyncio.Task[TaskCompleted | TaskFailed], Bus]:
+    bus, upstream = Bus(), Hangs()
+    run = asyncio.create_task(
+        execute(
+            routed("openai"),
+            providers={"openai": upstream},
+            breakers=LocalBreakers(),
+            policy=FAST,
+            report=bus.report,
+            cancelled=lambda: asked[0],
+        )
+    )
+    await asyncio.wait_for(upstream.called.wait(), 5)
+    return run, bus
+
+
+async def test_execute_stopped_by_a_cancellation_ends_the_task_and_bills_the_cut_call() -> None:
+    asked = [False]
+    run, bus = await _running(asked)
+    asked[0] = True
+    run.cancel()
+    outcome = await run
+    assert isinstance(outcome, TaskFailed) and (outcome.error_code, outcome.attempts) == ("task_cancelled", 1)
+    [(_, call)] = bus.calls
+    assert (call.outcome, call.billable, call.usage_estimated) == ("cancelled", True, True)
+    assert call.usage.prompt_tokens > 0
+
+
+async def test_any_other_cancellation_of_execute_goes_on_up() -> None:
+    run, _ = await _running([False])  # a shutdown, say: nobody asked for this task to stop
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
