@@ -113,3 +113,44 @@ async def test_invalid_events_go_to_the_dead_letter_stream(
     async with httpx.AsyncClient() as c:
         ready = await c.get(f"{stack.base_url}/readyz", params={"strict": "true"})
     assert ready.status_code == 200, "every service is still running"
+
+
+async def test_another_system_cancels_its_task_on_the_bus(stack: RunningStack) -> None:
+    """A hand-written `switchyard.task.cancelled.v1` stops the task (or skips it, if it has not started):
+    its result is `task.failed` with `task_cancelled`, not a long answer."""
+    nc = await nats.connect(stack.nats_url)
+    js = nc.jetstream()
+    task_id = uuid.uuid4().hex
+    results: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def on_result(msg: nats.aio.msg.Msg) -> None:
+        await results.put(msg.data)
+
+    await nc.subscribe(f"switchyard.result.{task_id}", cb=on_result)
+    event = _task_event("bus-tenant", task_id)
+    event["data"]["request"].update(  # type: ignore[index]
+        messages=[{"role": "user", "content": "Write a long story about a lighthouse keeper and the sea."}],
+        max_tokens=400,
+    )
+    await js.publish(
+        "switchyard.task.submitted", orjson.dumps(event), headers={"Nats-Msg-Id": str(event["id"])}
+    )
+    await asyncio.sleep(0.5)
+    cancel = {
+        "specversion": "1.0",
+        "id": f"ext-cancel-{task_id}",
+        "source": "urn:example:batch-system",
+        "type": "switchyard.task.cancelled.v1",
+        "datacontenttype": "application/json",
+        "tenantid": "bus-tenant",
+        "data": {
+            "task_id": task_id,
+            "tenant_id": "bus-tenant",
+            "cancelled_at": datetime.now(UTC).isoformat(),
+        },
+    }
+    await js.publish("switchyard.task.cancelled", orjson.dumps(cancel), headers={"Nats-Msg-Id": cancel["id"]})
+    result = orjson.loads(await asyncio.wait_for(results.get(), 120))
+    assert result["type"] == "switchyard.task.failed.v1", result["type"]
+    assert result["data"]["error_code"] == "task_cancelled"
+    await nc.close()

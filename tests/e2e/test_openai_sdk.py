@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import Any
+
+import nats
+import nats.js.errors
 import openai
+import orjson
 import pytest
 from openai import OpenAI
 
@@ -77,3 +84,39 @@ def test_sdk_sees_our_errors(stack: RunningStack) -> None:
     assert missing.value.response.headers["x-request-id"].startswith("req_")
     with pytest.raises(openai.BadRequestError):
         _client(stack).chat.completions.create(model="auto", messages=[])
+
+
+async def _stored_result(nats_url: str, task_id: str, *, timeout: float = 60.0) -> dict[str, Any]:
+    """The task's result event as the stream stored it."""
+    nc = await nats.connect(nats_url)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                msg = await nc.jetstream().get_last_msg("SWITCHYARD", f"switchyard.result.{task_id}")
+                return orjson.loads(msg.data)  # type: ignore[no-any-return]
+            except nats.js.errors.NotFoundError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+    finally:
+        await nc.close()
+
+
+def test_a_stream_the_client_leaves_is_stopped(stack: RunningStack) -> None:
+    """The client reads a few chunks of a long answer and closes the stream: the local model stops (it
+    would run for seconds more) and the task ends `task_cancelled` instead of completed."""
+    stream = _client(stack).chat.completions.create(
+        model="auto",
+        messages=[{"role": "user", "content": "Write a long story about a lighthouse keeper and the sea."}],
+        max_tokens=400,
+        stream=True,
+    )
+    task_id = stream.response.headers["x-switchyard-task-id"]
+    for n, _ in enumerate(stream):
+        if n == 2:
+            break
+    stream.close()
+    result = asyncio.run(_stored_result(stack.nats_url, task_id))
+    assert result["type"] == "switchyard.task.failed.v1", result["type"]
+    assert result["data"]["error_code"] == "task_cancelled"

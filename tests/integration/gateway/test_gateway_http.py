@@ -18,7 +18,14 @@ from switchyard.cli.processes import NatsServer, free_port
 from switchyard.common import bus, subjects
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.envelope import decode, encode
-from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted, TaskTimedOut, Usage
+from switchyard.common.events import (
+    TaskCancelled,
+    TaskCompleted,
+    TaskFailed,
+    TaskSubmitted,
+    TaskTimedOut,
+    Usage,
+)
 from switchyard.common.providers import ProviderStatus, announce, providers_bucket
 from switchyard.common.streaming import Chunk, encode_chunk
 from switchyard.gateway.db import migrations
@@ -244,6 +251,50 @@ async def test_a_stream_that_stops_coming_ends_at_the_task_timeout(
     events = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
     assert orjson.loads(events[0])["choices"][0]["delta"]["content"] == "Par"
     assert "[DONE]" not in events and orjson.loads(events[-1])["error"]["code"] == "task_timeout"
+
+
+@pytest.mark.parametrize("pipeline", ["stall"], indirect=True)
+async def test_a_client_leaving_a_stream_cancels_its_task(
+    gateway: tuple[str, str], pipeline: Pipeline, nats_server: NatsServer
+) -> None:
+    """The client reads the first text and goes away: the gateway tells the executor to stop the task
+    (it would otherwise run, and be paid for, to its end). A stream that ends normally does not."""
+    base, key = gateway
+    nc = await nats.connect(nats_server.url)
+    heard: asyncio.Queue[TaskCancelled] = asyncio.Queue()
+
+    async def on_cancelled(msg: nats.aio.msg.Msg) -> None:
+        _, event = decode(msg.data, (TaskCancelled,))
+        assert isinstance(event, TaskCancelled)
+        heard.put_nowait(event)
+
+    await nc.subscribe(subjects.TASK_CANCELLED, cb=on_cancelled)
+    await nc.flush()
+    try:
+        async with (
+            httpx.AsyncClient(timeout=30) as c,
+            c.stream(
+                "POST", f"{base}/v1/chat/completions", json={**BODY, "stream": True}, headers=_auth(key)
+            ) as r,
+        ):
+            first = await anext(r.aiter_lines())
+            assert orjson.loads(first.removeprefix("data: "))["choices"][0]["delta"]["content"] == "Par"
+        cancelled = await asyncio.wait_for(heard.get(), 2.5)  # before the task's own timeout (3 s)
+        task = pipeline.seen[0]
+        assert (cancelled.task_id, cancelled.tenant_id, cancelled.reason) == (
+            task.task_id,
+            task.tenant_id,
+            "disconnected",
+        )
+        assert cancelled.user_id == "u1"
+        pipeline.behaviour = "answer"  # a stream read to its end: no cancellation
+        async with httpx.AsyncClient(timeout=30) as c:
+            r = await c.post(f"{base}/v1/chat/completions", json={**BODY, "stream": True}, headers=_auth(key))
+        assert r.text.rstrip().endswith("data: [DONE]")
+        await asyncio.sleep(0.5)
+        assert heard.empty()
+    finally:
+        await nc.close()
 
 
 async def test_bad_requests(gateway: tuple[str, str], pipeline: Pipeline) -> None:
