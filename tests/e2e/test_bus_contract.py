@@ -116,17 +116,24 @@ async def test_invalid_events_go_to_the_dead_letter_stream(
 
 
 async def test_another_system_cancels_its_task_on_the_bus(stack: RunningStack) -> None:
-    """A hand-written `switchyard.task.cancelled.v1` stops the task (or skips it, if it has not started):
-    its result is `task.failed` with `task_cancelled`, not a long answer."""
+    """A hand-written `switchyard.task.cancelled.v1`, sent as soon as the task is routed, stops the task
+    (or skips it, if no executor has started it yet): its result is `task.failed` with `task_cancelled`,
+    not the long answer the local model would take seconds to write."""
     nc = await nats.connect(stack.nats_url)
     js = nc.jetstream()
     task_id = uuid.uuid4().hex
     results: asyncio.Queue[bytes] = asyncio.Queue()
+    routed = asyncio.Event()
 
     async def on_result(msg: nats.aio.msg.Msg) -> None:
         await results.put(msg.data)
 
+    async def on_routed(msg: nats.aio.msg.Msg) -> None:
+        if orjson.loads(msg.data)["data"]["task"]["task_id"] == task_id:
+            routed.set()
+
     await nc.subscribe(f"switchyard.result.{task_id}", cb=on_result)
+    await nc.subscribe("switchyard.task.routed", cb=on_routed)
     event = _task_event("bus-tenant", task_id)
     event["data"]["request"].update(  # type: ignore[index]
         messages=[{"role": "user", "content": "Write a long story about a lighthouse keeper and the sea."}],
@@ -135,7 +142,7 @@ async def test_another_system_cancels_its_task_on_the_bus(stack: RunningStack) -
     await js.publish(
         "switchyard.task.submitted", orjson.dumps(event), headers={"Nats-Msg-Id": str(event["id"])}
     )
-    await asyncio.sleep(0.5)
+    await asyncio.wait_for(routed.wait(), 60)
     cancel = {
         "specversion": "1.0",
         "id": f"ext-cancel-{task_id}",

@@ -98,7 +98,7 @@ async def serve(request: Request, face: Face) -> Response:
                 yield chunk
             ended = True
         finally:
-            if not ended:  # the client went away (or the stream broke here): stop the task upstream
+            if not ended and admitted.outcome is None:  # the client went away mid-answer: stop the task
                 gw.tasks.abandon(task)
             gw.admission.settle_soon(admitted)
             if cached is not None and gw.cache is not None and admitted.outcome is not None:
