@@ -297,6 +297,40 @@ async def test_a_client_leaving_a_stream_cancels_its_task(
         await nc.close()
 
 
+@pytest.mark.parametrize("pipeline", ["silent"], indirect=True)
+async def test_a_client_leaving_before_a_plain_answer_cancels_its_task(
+    gateway: tuple[str, str], pipeline: Pipeline, nats_server: NatsServer
+) -> None:
+    """Not streamed: the client gives up (its own timeout) and closes the connection; the gateway notices
+    without waiting for the task and cancels it, well before the task's own timeout (3 s here)."""
+    base, key = gateway
+    nc = await nats.connect(nats_server.url)
+    heard: asyncio.Queue[TaskCancelled] = asyncio.Queue()
+    timed_out: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def on_cancelled(msg: nats.aio.msg.Msg) -> None:
+        _, event = decode(msg.data, (TaskCancelled,))
+        assert isinstance(event, TaskCancelled)
+        heard.put_nowait(event)
+
+    async def on_timed_out(msg: nats.aio.msg.Msg) -> None:
+        timed_out.put_nowait(msg.data)
+
+    await nc.subscribe(subjects.TASK_CANCELLED, cb=on_cancelled)
+    await nc.subscribe(subjects.TASK_TIMED_OUT, cb=on_timed_out)
+    await nc.flush()
+    try:
+        async with httpx.AsyncClient(timeout=0.5) as c:
+            with pytest.raises(httpx.ReadTimeout):
+                await c.post(f"{base}/v1/chat/completions", json=BODY, headers=_auth(key))
+        cancelled = await asyncio.wait_for(heard.get(), 2.0)
+        assert (cancelled.task_id, cancelled.reason) == (pipeline.seen[0].task_id, "disconnected")
+        await asyncio.sleep(3.0)  # past the task timeout: the gateway no longer waited for it
+        assert timed_out.empty()
+    finally:
+        await nc.close()
+
+
 async def test_bad_requests(gateway: tuple[str, str], pipeline: Pipeline) -> None:
     base, key = gateway
     url = f"{base}/v1/chat/completions"

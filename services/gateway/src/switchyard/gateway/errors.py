@@ -124,6 +124,15 @@ class TaskTimeout(APIError):
     code = "task_timeout"
 
 
+class ClientClosedRequest(APIError):
+    """The client went away before its answer: nobody reads this response (nginx's 499), but the access
+    log, the metrics and the trace say what happened; the task was cancelled on the bus."""
+
+    status = 499
+    type = "api_error"
+    code = "client_closed_request"
+
+
 def error_body(*, message: str, type_: str, code: str, param: str | None, request_id: str) -> bytes:
     return orjson.dumps(
         {"error": {"message": message, "type": type_, "param": param, "code": code, "request_id": request_id}}

@@ -4,11 +4,12 @@ messages): authenticate, read and validate, admit (limits, budget), run the task
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
@@ -17,11 +18,38 @@ from switchyard.common.events import TaskCompleted, TaskSubmitted
 from switchyard.gateway import completions, messages, overhead
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.cache import replay
-from switchyard.gateway.errors import request_id_of
+from switchyard.gateway.errors import ClientClosedRequest, request_id_of
 from switchyard.gateway.schemas import ChatCompletionRequest
 from switchyard.gateway.state import gateway_of
 from switchyard.gateway.taskapi import idempotency
 from switchyard.gateway.taskapi.models import TaskState
+
+T = TypeVar("T")
+
+
+async def unless_gone(request: Request, work: Coroutine[Any, Any, T], *, on_gone: Callable[[], None]) -> T:
+    """`work`'s result, unless the client goes away first: then `work` is cancelled, `on_gone` called
+    (the task is cancelled on the bus, so the provider is not paid for an answer nobody reads) and
+    ClientClosedRequest raised. Whatever `work` raises is raised."""
+    working = asyncio.ensure_future(work)
+    watching = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((working, watching), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watching.cancel()
+        answered = working.done()
+        if not answered:
+            working.cancel()
+    if answered:
+        return working.result()
+    on_gone()
+    raise ClientClosedRequest("the client went away before the answer; the task was cancelled")
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has disconnected: with the body read, ASGI's `receive` says only that."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 @dataclass(frozen=True)
@@ -58,7 +86,11 @@ async def serve(request: Request, face: Face) -> Response:
     whole = parsed.stream and gw.guardrails is not None and gw.guardrails.screens_output(principal)
     if not parsed.stream or whole:
         try:
-            done = await completions.complete(gw.tasks, task, timeout_s=timeout)
+            done = await unless_gone(
+                request,
+                completions.complete(gw.tasks, task, timeout_s=timeout),
+                on_gone=lambda: gw.tasks.abandon(task),
+            )
             stages.mark("pipeline")
             admitted.observe(done)
         finally:
