@@ -258,7 +258,7 @@ CHANNELS: tuple[Channel, ...] = (
         "taskCancelled",
         subjects.TASK_CANCELLED,
         "A client cancelled a task through the gateway's task API (`DELETE /v1/tasks/{id}`), or the "
-        "client of a stream went away before its end (`reason: disconnected`): its result is not "
+        "client of a completion went away before its answer (`reason: disconnected`): its result is not "
         "delivered and its budget reservation is released. Executors listen on core NATS: one running "
         "the task stops it (the provider call is cut and its tokens so far billed, estimated) and ends "
         "it with `task_cancelled`; one that has not started it skips it. Other systems may publish it "

@@ -29,7 +29,7 @@ from switchyard.executor.resilience.retry import RetryingProvider, RetryPolicy, 
 # The task deadline fires this much after the last call's own timeout would, so calls time out (and are
 # recorded) by themselves; the outer bound is for streams, whose timeout is per chunk.
 DEADLINE_GRACE_S = 0.5
-CANCELLED = "the task was cancelled (by its client, or its stream's client went away) before it finished"
+CANCELLED = "the task was cancelled (by its client, or its client went away) before it finished"
 
 __all__ = ["ExecutionPolicy", "Outcome", "Report", "breaker_key", "execute"]
 Outcome = TaskCompleted | TaskFailed

@@ -129,7 +129,7 @@ class TaskClient:
             await result_sub.unsubscribe()
 
     def abandon(self, task: TaskSubmitted) -> None:
-        """The client of `task`'s stream went away before the end: the executor running it is told to stop
+        """The client of `task` went away before its answer ended: the executor running it is told to stop
         (TaskCancelled, reason `disconnected`), so the provider is not paid for an answer nobody reads.
         Never waits: called where the request is being torn down; `drain` awaits it at shutdown."""
         work = asyncio.get_running_loop().create_task(self._cancel(task))

@@ -13,7 +13,7 @@ from switchyard.common.events.base import EventPayload
 
 
 class TaskCancelled(EventPayload):
-    """A client cancelled the task, or the client of its stream went away: its result will not be
+    """A client cancelled the task, or the client of a completion went away: its result will not be
     delivered. An executor running it stops it (its provider call is cut and billed for what the upstream
     already spent, estimated) and ends it with `task_cancelled`; one that has not started it yet skips it.
     Best effort: an executor that was not connected when the event was published does not see it."""
@@ -28,7 +28,7 @@ class TaskCancelled(EventPayload):
     reason: Literal["client", "disconnected"] = Field(
         default="client",
         description="client: `DELETE /v1/tasks/{id}` or another system; disconnected: the client of a "
-        "stream went away before it ended",
+        "completion (streamed or not) went away before its answer ended",
     )
 
 
