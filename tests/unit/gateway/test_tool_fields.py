@@ -65,6 +65,95 @@ def test_malformed_fields_are_a_400_naming_them(fields: dict[str, object], param
     assert caught.value.param is not None and caught.value.param.startswith(param)
 
 
+ASKED = {"role": "assistant", "content": None, "tool_calls": [CALL.model_dump()]}
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "says"),
+    [
+        ({"tool_choice": "required"}, "tool_choice", "needs `tools`"),
+        (
+            {"tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "get_time"}}},
+            "tool_choice",
+            "'get_time', which is not in `tools`",
+        ),
+        (  # a tool result nobody asked for
+            {
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "tool", "tool_call_id": "x", "content": "1"},
+                ]
+            },
+            "messages.1",
+            "must answer a tool call",
+        ),
+        (  # the right id, but a user turn came in between
+            {
+                "messages": [
+                    {"role": "user", "content": "weather?"},
+                    ASKED,
+                    {"role": "user", "content": "well?"},
+                    {"role": "tool", "tool_call_id": "call_1", "content": "21C"},
+                ]
+            },
+            "messages.3",
+            "'call_1'",
+        ),
+        (  # an id the assistant turn did not use
+            {
+                "messages": [
+                    {"role": "user", "content": "weather?"},
+                    ASKED,
+                    {"role": "tool", "tool_call_id": "call_9"},
+                ]
+            },
+            "messages.2",
+            "'call_9'",
+        ),
+    ],
+)
+def test_tool_turns_and_choices_that_openai_refuses_are_a_400(
+    fields: dict[str, object], param: str, says: str
+) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        completions.parse_request(_openai(**fields), max_prompt_chars=1000)
+    assert (caught.value.status, caught.value.param, caught.value.code) == (400, param, "invalid_value")
+    assert says in caught.value.message
+
+
+def test_several_results_answer_one_assistant_turn() -> None:
+    two = [CALL.model_dump(), {**CALL.model_dump(), "id": "call_2"}]
+    body = _openai(
+        tools=[TOOL],
+        tool_choice="required",
+        messages=[
+            {"role": "user", "content": "weather in Paris and Rome?"},
+            {"role": "assistant", "content": None, "tool_calls": two},
+            {"role": "tool", "tool_call_id": "call_2", "content": "25C"},
+            {"role": "tool", "tool_call_id": "call_1", "content": "21C"},
+        ],
+    )
+    assert len(completions.parse_request(body, max_prompt_chars=1000).messages) == 4
+
+
+def test_an_anthropic_tool_result_without_its_tool_use_is_a_400() -> None:
+    body = orjson.dumps(
+        {
+            "model": "auto",
+            "max_tokens": 10,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": "21C"}],
+                }
+            ],
+        }
+    )
+    with pytest.raises(InvalidRequest) as caught:
+        messages.parse_request(body, max_prompt_chars=1000)
+    assert caught.value.param == "messages" and "tool_use_id 'toolu_9'" in caught.value.message
+
+
 def _done(**kw: object) -> TaskCompleted:
     fields: dict[str, object] = dict(
         task_id="t1",

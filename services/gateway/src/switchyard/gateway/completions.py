@@ -23,7 +23,13 @@ from switchyard.gateway.errors import (
     UpstreamFailed,
 )
 from switchyard.gateway.errors import ModelNotFound as ModelNotFoundError
-from switchyard.gateway.schemas import ChatCompletionRequest, chunk_body, completion_body, refuse_unsupported
+from switchyard.gateway.schemas import (
+    ChatCompletionRequest,
+    check_tool_turns,
+    chunk_body,
+    completion_body,
+    refuse_unsupported,
+)
 from switchyard.gateway.tasks import TaskClient, TimedOut
 from switchyard.gateway.tenants import Principal
 
@@ -77,6 +83,7 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
         param = ".".join(str(p) for p in err["loc"]) or None
         code = "missing_field" if err["type"] == "missing" else "invalid_value"
         raise InvalidRequest(f"{param or 'body'}: {err['msg']}", code=code, param=param) from exc
+    check_tool_turns(parsed)
     chars = sum(len(m.text()) for m in parsed.messages)
     if chars > max_prompt_chars:
         raise RequestTooLarge(

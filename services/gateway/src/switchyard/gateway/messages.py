@@ -24,7 +24,12 @@ from switchyard.common.events import (
 from switchyard.common.streaming import Chunk
 from switchyard.gateway.completions import chained, head_model
 from switchyard.gateway.errors import InvalidRequest, RequestTooLarge
-from switchyard.gateway.schemas import ChatCompletionRequest, Unsupported, refuse_unsupported
+from switchyard.gateway.schemas import (
+    ChatCompletionRequest,
+    Unsupported,
+    check_tool_turns,
+    refuse_unsupported,
+)
 from switchyard.gateway.tasks import TimedOut
 
 STOP_REASONS = {
@@ -201,7 +206,7 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
         raise RequestTooLarge(
             f"The prompt has {chars} characters; the limit is {max_prompt_chars}", code="prompt_too_large"
         )
-    return ChatCompletionRequest(
+    request = ChatCompletionRequest(
         model=model_name(parsed.model),
         messages=messages,
         stream=parsed.stream,
@@ -213,6 +218,8 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
         tool_choice=tool_choice,
         parallel_tool_calls=parallel,
     )
+    check_tool_turns(request, anthropic=True)
+    return request
 
 
 def tool_use_blocks(done: TaskCompleted) -> list[dict[str, Any]]:

@@ -105,6 +105,44 @@ class ChatCompletionRequest(BaseModel):
         return self.max_completion_tokens or self.max_tokens
 
 
+def check_tool_turns(parsed: ChatCompletionRequest, *, anthropic: bool = False) -> None:
+    """What OpenAI refuses with 400 rather than sends on: a `tool` turn that answers no tool call of the
+    assistant turn before it (after that turn's other results), and a `tool_choice` that forces a tool
+    the request does not offer. Without this they were routed as "needs tools" and failed far later."""
+    offered = {t.function.name for t in parsed.tools or []}
+    choice = parsed.tool_choice
+    if choice == "required" and not offered:
+        raise InvalidRequest(
+            'tool_choice "required" needs `tools`', param="tool_choice", code="invalid_value"
+        )
+    if isinstance(choice, dict) and choice["function"]["name"] not in offered:
+        name = choice["function"]["name"]
+        raise InvalidRequest(
+            f"tool_choice names the function {name!r}, which is not in `tools`",
+            param="tool_choice",
+            code="invalid_value",
+        )
+    answerable: set[str] = set()  # ids of the calls the latest assistant turn made
+    for n, message in enumerate(parsed.messages):
+        if message.role == "tool":
+            if message.tool_call_id not in answerable and anthropic:  # its messages are not ours one to one
+                raise InvalidRequest(
+                    "a tool_result block must answer a tool_use block of the assistant message just before "
+                    f"it; tool_use_id {message.tool_call_id!r} does not",
+                    param="messages",
+                    code="invalid_value",
+                )
+            if message.tool_call_id not in answerable:
+                raise InvalidRequest(
+                    "a message with role 'tool' must answer a tool call of the assistant message before "
+                    f"it (its `tool_call_id`); message {n} answers {message.tool_call_id!r}",
+                    param=f"messages.{n}",
+                    code="invalid_value",
+                )
+            continue
+        answerable = {c.id for c in message.tool_calls or []} if message.role == "assistant" else set()
+
+
 def completion_body(
     *,
     task_id: str,
