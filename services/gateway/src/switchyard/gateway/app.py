@@ -9,6 +9,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 from faststream.nats.fastapi import NatsRouter
+from starlette.middleware.cors import CORSMiddleware
 
 from switchyard.common import bus, subjects
 from switchyard.common.budgets import budgets_bucket, limits_bucket
@@ -47,6 +48,24 @@ log = logging.getLogger(__name__)
 
 LIMITS_KEEP_S = 2 * 24 * 3600.0  # longer than the longest window (a day)
 SPEND_KEEP_S = 40 * 24 * 3600.0  # longer than the longest budget period (a month)
+
+
+# What a browser client may read of a response (CORS hides other headers from scripts).
+EXPOSED_HEADERS = [
+    "x-request-id",
+    "x-switchyard-task-id",
+    "x-switchyard-model",
+    "x-switchyard-tier",
+    "x-switchyard-overhead-ms",
+    "server-timing",
+    "retry-after",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+]
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -163,6 +182,16 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     errors.install(app)
     openapi.install(app)
     app.add_middleware(RequestContext)
+    if settings.cors_origins:  # outermost: a preflight is answered before auth, with the request id
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["*"],  # the SDKs send their own (x-stainless-*, anthropic-version, ...)
+            expose_headers=EXPOSED_HEADERS,
+            allow_credentials=False,  # keys travel in headers; cookies are never read
+            max_age=600,
+        )
     return app
 
 

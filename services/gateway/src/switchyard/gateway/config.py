@@ -22,6 +22,11 @@ class GatewaySettings(CommonSettings):
     async_task_timeout_s: float = Field(
         default=3600.0, gt=0, description="how long the task API follows a submitted task before `timed_out`"
     )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='browser origins allowed to call the API, e.g. ["https://app.example.com"] ("*": any); '
+        "empty (the default): no CORS headers, so browsers refuse cross-origin calls",
+    )
     auth_cache_ttl_s: float = 30.0
     readiness_timeout_s: float = 1.0
     providers_refresh_s: float = 2.0
