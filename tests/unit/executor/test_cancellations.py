@@ -14,16 +14,9 @@ from switchyard.executor.execution import execute
 from switchyard.executor.providers.base import ProviderCall, Reply
 from switchyard.executor.resilience.breaker import LocalBreakers
 from tests.unit.executor.test_execution import FAST, Bus, routed
+from tests.unit.executor.test_limits import Clock
 
 pytestmark = pytest.mark.unit
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_cancellation_counts_for_its_tenant_and_is_forgotten_after_a_while() -> None:

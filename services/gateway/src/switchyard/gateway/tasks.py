@@ -144,15 +144,7 @@ class TaskClient:
             cancelled_at=datetime.now(UTC),
             reason="disconnected",
         )
-        try:
-            await self._publisher.publish(
-                event,
-                event_id=ids.derived_id(task.task_id, "cancelled"),
-                tenant_id=task.tenant_id,
-                event_subject=task.task_id,
-            )
-        except Exception:
-            log.exception("could not record the cancellation of task %s", task.task_id)
+        await self._record(task, event, "cancelled")
 
     async def drain(self) -> None:
         """Waits for the cancellations still being published (at shutdown)."""
@@ -163,15 +155,19 @@ class TaskClient:
         event = TaskTimedOut(
             task_id=task.task_id, tenant_id=task.tenant_id, waited_ms=(time.monotonic() - started) * 1000
         )
+        await self._record(task, event, "timed_out")
+
+    async def _record(self, task: TaskSubmitted, event: TaskCancelled | TaskTimedOut, what: str) -> None:
+        """Publishes what became of `task` (its id derived from the task's, so once); logs a failure."""
         try:
             await self._publisher.publish(
                 event,
-                event_id=ids.derived_id(task.task_id, "timed_out"),
+                event_id=ids.derived_id(task.task_id, what),
                 tenant_id=task.tenant_id,
                 event_subject=task.task_id,
             )
         except Exception:
-            log.exception("could not record the timeout of task %s", task.task_id)
+            log.exception("could not record that task %s %s", task.task_id, what.replace("_", " "))
 
 
 def _decode_result(raw: bytes) -> Any:
