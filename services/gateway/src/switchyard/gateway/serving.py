@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from switchyard.gateway.state import gateway_of
 from switchyard.gateway.taskapi import idempotency
 from switchyard.gateway.taskapi.models import TaskState
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -47,9 +49,14 @@ async def unless_gone(request: Request, work: Coroutine[Any, Any, T], *, on_gone
 
 
 async def _disconnected(request: Request) -> None:
-    """Returns once the client has disconnected: with the body read, ASGI's `receive` says only that."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
+    """Returns once the client has disconnected: with the body read, ASGI's `receive` says only that. A
+    server whose `receive` fails here instead is never taken for a disconnect: the watch just stops."""
+    try:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+    except Exception:
+        log.debug("cannot watch a request's connection", exc_info=True)
+        await asyncio.Event().wait()  # cancelled with the request
 
 
 @dataclass(frozen=True)

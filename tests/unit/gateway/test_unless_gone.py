@@ -1,0 +1,63 @@
+"""`unless_gone`: a plain completion waits for its task unless the client goes away first."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from switchyard.gateway.errors import ClientClosedRequest, TaskTimeout
+from switchyard.gateway.serving import unless_gone
+
+pytestmark = pytest.mark.unit
+
+
+class Connection:
+    """Stands for the request: `receive` answers as ASGI does once the body was read."""
+
+    def __init__(self, *, fails: bool = False) -> None:
+        self.gone = asyncio.Event()
+        self.fails = fails
+
+    async def receive(self) -> dict[str, Any]:
+        if self.fails:
+            raise RuntimeError("this server cannot be watched")
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+
+async def _answer(after_s: float, value: str = "done") -> str:
+    await asyncio.sleep(after_s)
+    return value
+
+
+async def test_the_answer_comes_first() -> None:
+    gone: list[bool] = []
+    result = await unless_gone(Connection(), _answer(0.01), on_gone=lambda: gone.append(True))  # type: ignore[arg-type]
+    assert result == "done" and gone == []
+
+
+async def test_the_client_goes_first_and_the_wait_is_cut() -> None:
+    connection, gone = Connection(), []
+    work = asyncio.ensure_future(_answer(30))
+    asyncio.get_running_loop().call_later(0.01, connection.gone.set)
+    with pytest.raises(ClientClosedRequest) as caught:
+        await unless_gone(connection, work, on_gone=lambda: gone.append(True))  # type: ignore[arg-type]
+    assert caught.value.status == 499 and gone == [True]
+    await asyncio.sleep(0)
+    assert work.cancelled()
+
+
+async def test_an_error_of_the_work_is_its_own() -> None:
+    async def times_out() -> str:
+        raise TaskTimeout("late")
+
+    with pytest.raises(TaskTimeout):
+        await unless_gone(Connection(), times_out(), on_gone=lambda: None)  # type: ignore[arg-type]
+
+
+async def test_a_connection_that_cannot_be_watched_is_not_taken_for_gone() -> None:
+    gone: list[bool] = []
+    result = await unless_gone(Connection(fails=True), _answer(0.05), on_gone=lambda: gone.append(True))  # type: ignore[arg-type]
+    assert result == "done" and gone == []
