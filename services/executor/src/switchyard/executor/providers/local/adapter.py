@@ -110,7 +110,10 @@ class LocalProvider:
         try:
             while True:
                 try:
-                    item = await asyncio.wait_for(queue.get(), call.timeout_s)
+                    # not `wait_for`: on Python 3.11 it can swallow a cancellation that comes as a token
+                    # arrives, and a cancelled task would then run to its end
+                    async with asyncio.timeout(call.timeout_s):
+                        item = await queue.get()
                 except TimeoutError:
                     raise provider_error("timeout", f"local: no token within {call.timeout_s:g} s") from None
                 if isinstance(item, _Failed):
