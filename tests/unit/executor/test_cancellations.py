@@ -105,3 +105,28 @@ async def test_any_other_cancellation_of_execute_goes_on_up() -> None:
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run
+
+
+async def test_a_cancellation_lost_on_the_way_still_stops_the_call() -> None:
+    """The cancellation arrives while the breaker reads KV, and the read returns anyway (what
+    `asyncio.wait_for` in nats-py does on Python 3.11 when the reply comes in the same instant): the
+    call is still not made, and the task ends cancelled."""
+    asked = [False]
+
+    class Breakers(LocalBreakers):
+        async def allow(self, key: str) -> bool:
+            asked[0] = True  # heard now; the interruption itself is lost
+            return await super().allow(key)
+
+    bus, upstream = Bus(), Hangs()
+    async with asyncio.timeout(5):  # without the check, the call would hang here
+        outcome = await execute(
+            routed("openai"),
+            providers={"openai": upstream},
+            breakers=Breakers(),
+            policy=FAST,
+            report=bus.report,
+            cancelled=lambda: asked[0],
+        )
+    assert isinstance(outcome, TaskFailed) and outcome.error_code == "task_cancelled"
+    assert not upstream.called.is_set() and bus.calls == []

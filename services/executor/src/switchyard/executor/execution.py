@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -16,7 +16,14 @@ from switchyard.common.logs import redact
 from switchyard.executor import metrics, strategies
 from switchyard.executor.callbook import CallBook, Report
 from switchyard.executor.chunks import ChunkSink
-from switchyard.executor.providers.base import Provider, ProviderCall, Reply, TextDelta
+from switchyard.executor.providers.base import (
+    Provider,
+    ProviderCall,
+    Reply,
+    StreamPart,
+    TextDelta,
+    stream_any,
+)
 from switchyard.executor.providers.errors import provider_error
 from switchyard.executor.providers.recording import RecordingProvider
 from switchyard.executor.quality import Context
@@ -40,6 +47,28 @@ class ExecutionPolicy:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     call_timeout_s: float = 60.0
     task_deadline_s: float = 110.0
+
+
+class CancelGuard:
+    """Stops before a provider call when the task's client cancelled it. The cancellation itself
+    interrupts what is awaited, but on Python 3.11 `asyncio.wait_for` (nats-py's requests use it: the
+    breaker's and limits' KV reads) returns its result instead when the reply and the cancellation
+    arrive together, and the call would then run to its end."""
+
+    def __init__(self, inner: Provider, cancelled: Callable[[], bool]) -> None:
+        self._inner = inner
+        self._cancelled = cancelled
+
+    async def request(self, call: ProviderCall) -> Reply:
+        if self._cancelled():
+            raise asyncio.CancelledError
+        return await self._inner.request(call)
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
+        if self._cancelled():
+            raise asyncio.CancelledError
+        async for part in stream_any(self._inner, call):
+            yield part
 
 
 class Unconfigured:
@@ -85,9 +114,11 @@ async def execute(
         adapter = providers.get(candidate.provider)
         if adapter is None:
             return Target(candidate.model, Unconfigured(candidate.provider), candidate.upstream_model)
-        recorded = RecordingProvider(
+        recorded: Provider = RecordingProvider(
             adapter, provider=candidate.provider, model=candidate.model, on_call=book.on_call
         )
+        if cancelled is not None:  # checked again after the breaker's and limits' KV round trips
+            recorded = CancelGuard(recorded, cancelled)
         guarded: Provider = BreakerGuard(recorded, breakers, key=breaker_key(candidate))
         if limits is not None:  # outside the breaker: our own limit says nothing about the provider's health
             guarded = LimitGuard(guarded, limits, keys=(candidate.provider, candidate.model))
@@ -130,9 +161,12 @@ async def execute(
         message = f"the task did not finish within its deadline ({policy.task_deadline_s:g} s)"
         return await _failed(routed, chunks, code="provider_timeout", message=message, attempts=book.attempts)
     except asyncio.CancelledError:
+        if cancelled is None or not cancelled():
+            raise  # a shutdown: the task is redelivered
+        # The client's cancellation; a shutdown at the same moment would end the task the same way.
         current = asyncio.current_task()
-        if cancelled is None or not cancelled() or current is None or current.uncancel() > 0:
-            raise
+        while current is not None and current.uncancel() > 0:
+            pass
         # The calls in flight were cut and recorded as cancelled (billable, usage estimated); answers
         # held for a strategy's verdict are billable too, since none is delivered.
         await book.settle(None)
