@@ -10,10 +10,10 @@ import pytest
 from switchyard.common.envelope import encode
 from switchyard.common.events import TaskCancelled, TaskCompleted, TaskFailed
 from switchyard.executor.cancellations import Cancellations
-from switchyard.executor.execution import execute
 from switchyard.executor.providers.base import ProviderCall, Reply
 from switchyard.executor.resilience.breaker import LocalBreakers
-from tests.unit.executor.test_execution import FAST, Bus, routed
+from tests.unit.executor.test_execution import Bus, routed
+from tests.unit.executor.test_execution import run as run_task
 from tests.unit.executor.test_limits import Clock
 
 pytestmark = pytest.mark.unit
@@ -75,14 +75,7 @@ class Hangs:
 async def _running(asked: list[bool]) -> tuple[asyncio.Task[TaskCompleted | TaskFailed], Bus]:
     bus, upstream = Bus(), Hangs()
     run = asyncio.create_task(
-        execute(
-            routed("openai"),
-            providers={"openai": upstream},
-            breakers=LocalBreakers(),
-            policy=FAST,
-            report=bus.report,
-            cancelled=lambda: asked[0],
-        )
+        run_task(routed("openai"), {"openai": upstream}, bus, cancelled=lambda: asked[0])
     )
     await asyncio.wait_for(upstream.called.wait(), 5)
     return run, bus
@@ -120,13 +113,8 @@ async def test_a_cancellation_lost_on_the_way_still_stops_the_call() -> None:
 
     bus, upstream = Bus(), Hangs()
     async with asyncio.timeout(5):  # without the check, the call would hang here
-        outcome = await execute(
-            routed("openai"),
-            providers={"openai": upstream},
-            breakers=Breakers(),
-            policy=FAST,
-            report=bus.report,
-            cancelled=lambda: asked[0],
+        outcome = await run_task(
+            routed("openai"), {"openai": upstream}, bus, breakers=Breakers(), cancelled=lambda: asked[0]
         )
     assert isinstance(outcome, TaskFailed) and outcome.error_code == "task_cancelled"
     assert not upstream.called.is_set() and bus.calls == []

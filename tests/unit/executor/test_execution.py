@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -77,6 +78,7 @@ async def run(
     breakers: LocalBreakers | None = None,
     policy: ExecutionPolicy = FAST,
     limits: LocalRateLimits | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> TaskCompleted | TaskFailed:
     chunks = ChunkSink(bus.publish, task_id="t1") if task.task.request.stream else None
     return await execute(
@@ -87,6 +89,7 @@ async def run(
         report=bus.report,
         chunks=chunks,
         limits=limits,
+        cancelled=cancelled,
     )
 
 

@@ -97,9 +97,9 @@ async def execute(
     sleep: Sleep = asyncio.sleep,
     cancelled: Callable[[], bool] | None = None,
 ) -> Outcome:
-    """Runs the task. `cancelled` says whether its client cancelled it: checked before it starts, and
-    when this coroutine's task is cancelled (the executor cancels it for a cancellation; any other
-    cancellation, a shutdown, goes on up)."""
+    """Runs the task. `cancelled` says whether its client cancelled it: checked before it starts, before
+    each provider call (CancelGuard), and when this coroutine's task is cancelled (the executor cancels it
+    for a cancellation; any other cancellation, a shutdown, goes on up)."""
     task = routed.task
     decision = routed.decision
     started = time.perf_counter()
