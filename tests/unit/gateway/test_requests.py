@@ -24,6 +24,12 @@ OK = b'{"model":"auto","messages":[{"role":"user","content":"hi"}]}'
             "invalid_value",
             "messages.0.role",
         ),
+        (b'{"model":"auto","messages":[{"role":"user","content":5}]}', "invalid_type", "messages.0.content"),
+        (
+            b'{"model":"auto","messages":[{"role":"user","content":"x"}],"tool_choice":"always"}',
+            "invalid_value",
+            "tool_choice",
+        ),
         (
             b'{"model":"auto","messages":[{"role":"user","content":"x"}],"temperature":5}',
             "invalid_value",
@@ -70,6 +76,56 @@ def test_the_off_values_clients_send_by_default_and_fields_that_change_nothing_p
     )
     parsed = parse_request(ASKS + extra + b"}", max_prompt_chars=1000)
     assert parsed.messages[0].text() == "x" and parsed.user == "u-1"
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        (b'"stream":"yes"', "stream"),
+        (b'"stream":1', "stream"),
+        (b'"max_tokens":"5"', "max_tokens"),
+        (b'"max_tokens":5.0', "max_tokens"),
+        (b'"max_completion_tokens":"5"', "max_completion_tokens"),
+        (b'"temperature":"0.5"', "temperature"),
+        (b'"top_p":true', "top_p"),
+        (b'"seed":"42"', "seed"),
+        (b'"parallel_tool_calls":"false"', "parallel_tool_calls"),
+        (b'"stream":true,"stream_options":{"include_usage":"true"}', "stream_options.include_usage"),
+        (b'"stop":7', "stop"),
+        (b'"stop":[1]', "stop"),
+    ],
+)
+def test_a_field_of_the_wrong_json_type_is_refused_not_coerced(extra: bytes, param: str) -> None:
+    """As OpenAI does (400 `invalid_type`); pydantic's lax mode read "yes" as true and "5" as 5."""
+    with pytest.raises(InvalidRequest) as err:
+        parse_request(ASKS + extra + b"}", max_prompt_chars=1000)
+    assert (err.value.status, err.value.code, err.value.param) == (400, "invalid_type", param)
+
+
+def test_numbers_keep_their_json_meaning() -> None:
+    parsed = parse_request(
+        ASKS + b'"temperature":1,"top_p":1,"max_tokens":5,"stream":false}', max_prompt_chars=1000
+    )
+    assert (parsed.temperature, parsed.top_p, parsed.limit(), parsed.stream) == (1.0, 1.0, 5, False)
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        (b'"max_tokens":"64"', "max_tokens"),
+        (b'"max_tokens":64,"stream":"true"', "stream"),
+        (b'"max_tokens":64,"temperature":"1"', "temperature"),
+        (
+            b'"max_tokens":64,"tool_choice":{"type":"auto","disable_parallel_tool_use":1}',
+            "tool_choice.disable_parallel_tool_use",
+        ),
+    ],
+)
+def test_the_anthropic_face_refuses_wrong_json_types(extra: bytes, param: str) -> None:
+    body = b'{"model":"auto","messages":[{"role":"user","content":"x"}],' + extra + b"}"
+    with pytest.raises(InvalidRequest) as err:
+        messages.parse_request(body, max_prompt_chars=1000)
+    assert (err.value.status, err.value.code, err.value.param) == (400, "invalid_type", param)
 
 
 def test_oversized_prompt() -> None:

@@ -21,6 +21,7 @@ from switchyard.gateway.errors import (
     ServiceUnavailable,
     TaskTimeout,
     UpstreamFailed,
+    invalid_fields,
 )
 from switchyard.gateway.errors import ModelNotFound as ModelNotFoundError
 from switchyard.gateway.schemas import (
@@ -79,10 +80,7 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
     try:
         parsed = ChatCompletionRequest.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        param = ".".join(str(p) for p in err["loc"]) or None
-        code = "missing_field" if err["type"] == "missing" else "invalid_value"
-        raise InvalidRequest(f"{param or 'body'}: {err['msg']}", code=code, param=param) from exc
+        raise invalid_fields(exc.errors()) from exc
     check_tool_turns(parsed)
     chars = sum(len(m.text()) for m in parsed.messages)
     if chars > max_prompt_chars:

@@ -9,6 +9,9 @@ with the same request id in the `x-request-id` header. Clients never see a stack
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Sequence
+from typing import Any
 
 import nats.errors
 import orjson
@@ -150,6 +153,31 @@ def error_response(request: Request, exc: APIError) -> Response:
     return Response(body, status_code=exc.status, media_type="application/json", headers=headers)
 
 
+# Where a validation error's location names a union member pydantic tried (`stop.str`,
+# `tool_choice.literal['none','auto','required']`, `content.list[TextBlock]`) rather than a field or index.
+_FIELD = re.compile(r"[a-z_][a-z0-9_]*")
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def invalid_fields(errors: Sequence[Any]) -> InvalidRequest:
+    """The first of a body's validation errors (pydantic's `errors()`) as a 400 naming the field:
+    `missing_field` when it is absent, `invalid_type` when it is of the wrong JSON type (OpenAI's code for
+    `"max_tokens": "5"`), `invalid_value` otherwise."""
+    err: dict[str, Any] = errors[0] if errors else {"loc": (), "msg": "invalid", "type": "value_error"}
+    loc = list(err["loc"])
+    if loc[:1] == ["body"]:  # FastAPI's prefix for a request body's fields
+        loc = loc[1:]
+    param = ".".join(
+        str(p) for p in loc if isinstance(p, int) or (_FIELD.fullmatch(p) and p not in _TYPE_TAGS)
+    )
+    code = "invalid_value"
+    if err["type"] == "missing":
+        code = "missing_field"
+    elif err["type"].endswith("_type"):  # int_type, bool_type, string_type, list_type, ...
+        code = "invalid_type"
+    return InvalidRequest(f"{param or 'body'}: {err['msg']}", code=code, param=param or None)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> Response:
@@ -157,9 +185,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        param = ".".join(str(p) for p in first["loc"] if p != "body") or None
-        return error_response(request, InvalidRequest(f"{param or 'body'}: {first['msg']}", param=param))
+        return error_response(request, invalid_fields(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

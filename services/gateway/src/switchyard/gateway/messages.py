@@ -23,7 +23,7 @@ from switchyard.common.events import (
 )
 from switchyard.common.streaming import Chunk
 from switchyard.gateway.completions import chained, head_model
-from switchyard.gateway.errors import InvalidRequest, RequestTooLarge
+from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, invalid_fields
 from switchyard.gateway.schemas import (
     ChatCompletionRequest,
     Unsupported,
@@ -64,7 +64,7 @@ class Tool(BaseModel):
 class ToolChoice(BaseModel):
     type: Literal["auto", "any", "tool", "none"]
     name: str | None = None
-    disable_parallel_tool_use: bool | None = None
+    disable_parallel_tool_use: bool | None = Field(default=None, strict=True)
 
 
 # Anthropic request fields that ask for what is not delivered (see `schemas.UNSUPPORTED`).
@@ -81,12 +81,12 @@ class MessagesRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(min_length=1, max_length=200)
-    max_tokens: int = Field(ge=1, le=1_000_000)
+    max_tokens: int = Field(ge=1, le=1_000_000, strict=True)
     messages: list[InputMessage] = Field(min_length=1)
     system: str | list[TextBlock] | None = None
-    stream: bool = False
-    temperature: float | None = Field(default=None, ge=0, le=1)
-    top_p: float | None = Field(default=None, ge=0, le=1)
+    stream: bool = Field(default=False, strict=True)
+    temperature: float | None = Field(default=None, ge=0, le=1, strict=True)
+    top_p: float | None = Field(default=None, ge=0, le=1, strict=True)
     stop_sequences: list[str] | None = None
     tools: list[Tool] | None = Field(default=None, max_length=128)
     tool_choice: ToolChoice | None = None
@@ -193,10 +193,7 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"Request body is not valid JSON: {exc}", code="invalid_json") from exc
     except ValidationError as exc:
-        err = exc.errors()[0]
-        param = ".".join(str(p) for p in err["loc"]) or None
-        code = "missing_field" if err["type"] == "missing" else "invalid_value"
-        raise InvalidRequest(f"{param or 'body'}: {err['msg']}", code=code, param=param) from exc
+        raise invalid_fields(exc.errors()) from exc
     messages = [ChatMessage(role="system", content=_text(parsed.system))] if parsed.system else []
     for m in parsed.messages:
         messages += chat_messages(m)

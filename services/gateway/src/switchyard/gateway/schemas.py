@@ -14,7 +14,7 @@ RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 
 
 class StreamOptions(BaseModel):
-    include_usage: bool = False
+    include_usage: bool = Field(default=False, strict=True)
 
 
 # OpenAI request fields that ask for something Switchyard does not deliver: a request that sets one to ask
@@ -47,28 +47,30 @@ def refuse_unsupported(raw: dict[str, Any], table: Unsupported = UNSUPPORTED) ->
 
 
 class ChatCompletionRequest(BaseModel):
+    # Scalars are strict, as OpenAI's are: `"stream": "yes"` or `"max_tokens": "5"` is a 400 `invalid_type`,
+    # not read as true or 5 (an integer is still a number where a float is asked for).
     # Other fields OpenAI accepts that change nothing Switchyard returns (`store`, `metadata`,
     # `service_tier`, `prediction`, ...) are accepted and ignored, as OpenAI-compatible servers do.
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(min_length=1, max_length=200)
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    stream: bool = Field(default=False, strict=True)
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    n: int = Field(default=1, ge=1, le=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000, strict=True)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=1_000_000, strict=True)
+    temperature: float | None = Field(default=None, ge=0, le=2, strict=True)
+    top_p: float | None = Field(default=None, ge=0, le=1, strict=True)
+    n: int = Field(default=1, ge=1, le=1, strict=True)
     stop: str | list[str] | None = None
     user: str | None = None
     response_format: dict[str, Any] | None = None
     tools: list[ToolSpec] | None = Field(default=None, max_length=128)
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
-    parallel_tool_calls: bool | None = None
-    seed: int | None = None
-    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
-    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    parallel_tool_calls: bool | None = Field(default=None, strict=True)
+    seed: int | None = Field(default=None, strict=True)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2, strict=True)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2, strict=True)
 
     @field_validator("stop")
     @classmethod
