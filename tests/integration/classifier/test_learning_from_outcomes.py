@@ -131,11 +131,20 @@ async def test_feedback_through_the_ledger_retrains_and_promotes_a_head(
                     r = await http.post("/v1/feedback", json=body, headers=auth(acme.keys["admin"]))
                     assert r.status_code == 202, r.text
                     assert r.json()["task_type"] == "extraction" and r.json()["id"]
-                # another organisation rating acme's task ids: kept under its own tenant, joins nothing
+                # another organisation rating acme's task: no such task in its organisation, nothing kept
                 body = {"task_id": "t59", "rating": "good", "task_type": "chitchat"}
-                assert (
-                    await http.post("/v1/feedback", json=body, headers=auth(other.keys["admin"]))
-                ).status_code == 202
+                theirs = await http.post("/v1/feedback", json=body, headers=auth(other.keys["admin"]))
+                assert (theirs.status_code, theirs.json()["error"]["code"]) == (404, "task_not_found")
+                unknown = {"task_id": "t-none", "rating": "good"}
+                nothing = await http.post("/v1/feedback", json=unknown, headers=auth(acme.keys["admin"]))
+                assert (nothing.status_code, nothing.json()["error"]["param"]) == (404, "task_id")
+                # a task still queued (no classifier runs here) is rated once it has finished
+                chat = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
+                queued = await http.post("/v1/tasks", json=chat, headers=auth(acme.keys["admin"]))
+                assert queued.status_code == 202, queued.text
+                early = {"task_id": queued.json()["id"], "rating": "good"}
+                soon = await http.post("/v1/feedback", json=early, headers=auth(acme.keys["admin"]))
+                assert (soon.status_code, soon.json()["error"]["code"]) == (409, "task_not_finished")
                 bad = await http.post(
                     "/v1/feedback", json={"task_id": "t1", "rating": "meh"}, headers=auth(acme.keys["admin"])
                 )
@@ -147,7 +156,7 @@ async def test_feedback_through_the_ledger_retrains_and_promotes_a_head(
             feedback_rows = (
                 select(func.count()).select_from(LedgerEntry).where(LedgerEntry.action == "task.feedback")
             )
-            await _wait_for(engine, feedback_rows, n + 1)
+            await _wait_for(engine, feedback_rows, n)
             await _wait_for(engine, select(func.count()).select_from(OutcomeFeatures), n)
             async with engine.connect() as conn:
                 tenants = set((await conn.execute(select(OutcomeFeatures.tenant_id))).scalars())
@@ -164,7 +173,7 @@ async def test_feedback_through_the_ledger_retrains_and_promotes_a_head(
             assert all("Translate" not in d for d in details)  # the ledger never holds the prompt
             kept = [orjson.loads(d) for d in details]
             relabeled = [d for d in kept if d.get("rating") == "bad" and d.get("task_type") == "extraction"]
-            assert len(relabeled) == n
+            assert len(relabeled) == len(kept) == n  # the refused ratings left no trace
 
             current = artifact.load()
             records = await _ledger_records(sqlite_url)

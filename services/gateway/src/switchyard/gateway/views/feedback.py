@@ -2,7 +2,9 @@
 
 Scoped to the caller's organisation: the event carries the caller's tenant, and whoever learns from it
 joins feedback to tasks by (tenant, task id), so feedback can never touch another organisation's task.
-No free text is accepted (it would end up in the ledger).
+Only a finished task of the caller's organisation can be rated: its result event (kept as long as the
+events stream keeps it, 7 days) must be on the bus, so the ledger never records feedback on a task that
+does not exist. No free text is accepted (it would end up in the ledger).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from switchyard.common.events.feedback import FeedbackReason, Rating, TaskFeedback
 from switchyard.common.events.tasks import TaskType
 from switchyard.gateway.auth import authenticate
+from switchyard.gateway.errors import Conflict, NotFound
 from switchyard.gateway.state import gateway_of
 
 router = APIRouter(tags=["feedback"])
@@ -38,10 +41,30 @@ class FeedbackRecorded(BaseModel):
     reason: FeedbackReason | None = None
 
 
-@router.post("/v1/feedback", status_code=202, response_model=FeedbackRecorded, summary="Rate a task's answer")
+@router.post(
+    "/v1/feedback",
+    status_code=202,
+    response_model=FeedbackRecorded,
+    summary="Rate a finished task's answer",
+    responses={
+        404: {"description": "no finished task of that id in the caller's organisation"},
+        409: {"description": "the task has not finished"},
+    },
+)
 async def post_feedback(body: FeedbackRequest, request: Request) -> JSONResponse:
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
+    outcome = await gw.runs.store.stored_outcome(body.task_id)
+    if outcome is None or outcome.tenant_id != principal.tenant_id:
+        state = await gw.runs.store.get(body.task_id)
+        if state is not None and state.tenant_id == principal.tenant_id:
+            raise Conflict(
+                f"task {body.task_id!r} has not finished; rate it once it has", code="task_not_finished"
+            )
+        # Another organisation's task is no task here: the answer must not tell that it exists.
+        raise NotFound(
+            f"no finished task {body.task_id!r} in this organisation", code="task_not_found", param="task_id"
+        )
     event = TaskFeedback(
         task_id=body.task_id,
         tenant_id=principal.tenant_id,
