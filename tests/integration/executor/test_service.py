@@ -30,6 +30,7 @@ from switchyard.common.events import (
     TaskFailed,
     TaskRouted,
     TaskSubmitted,
+    TaskTimedOut,
 )
 from switchyard.common.providers import providers_bucket, read_all
 from switchyard.common.streaming import Chunk, decode_chunk
@@ -229,15 +230,23 @@ async def test_the_first_text_chunk_names_the_model_answering(client: nats.NATS)
     assert all(c.model is None for c in texts[1:])  # named once
 
 
-async def cancel(nc: nats.NATS, task_id: str, *, tenant_id: str = "acme") -> None:
-    """As the gateway's task API (or the gateway, when a stream's client goes away) publishes it."""
-    event = TaskCancelled(task_id=task_id, tenant_id=tenant_id, cancelled_at=datetime.now(UTC))
+async def cancel(nc: nats.NATS, task_id: str, *, tenant_id: str = "acme", how: str = "cancelled") -> None:
+    """As the gateway's task API (or the gateway, when a stream's client goes away) publishes it; or, with
+    `how="timed_out"`, as the gateway publishes a task it stopped waiting for (a 504)."""
+    event: TaskCancelled | TaskTimedOut = TaskCancelled(
+        task_id=task_id, tenant_id=tenant_id, cancelled_at=datetime.now(UTC)
+    )
+    if how == "timed_out":
+        event = TaskTimedOut(task_id=task_id, tenant_id=tenant_id, waited_ms=120_000.0)
     await bus.EventPublisher(nc.jetstream(), source="test/gateway").publish(
         event, tenant_id=tenant_id, event_subject=task_id
     )
 
 
-async def test_a_cancelled_stream_is_cut_and_what_it_spent_is_billed(client: nats.NATS, stack: Stack) -> None:
+@pytest.mark.parametrize("how", ["cancelled", "timed_out"])
+async def test_a_cancelled_stream_is_cut_and_what_it_spent_is_billed(
+    client: nats.NATS, stack: Stack, how: str
+) -> None:
     task_id = ids.new_id()
     first_text = asyncio.Event()
 
@@ -250,7 +259,7 @@ async def test_a_cancelled_stream_is_cut_and_what_it_spent_is_billed(client: nat
     # 11 words 0.5 s apart: more than 5 s if it ran to its end
     running = asyncio.create_task(run_task(client, [openai("drip-0.5")], stream=True, task_id=task_id))
     await asyncio.wait_for(first_text.wait(), 30)
-    await cancel(client, task_id)
+    await cancel(client, task_id, how=how)
     _, watch, _ = await running
     await sub.unsubscribe()
     failed = outcome(watch)
@@ -266,11 +275,15 @@ async def test_a_cancelled_stream_is_cut_and_what_it_spent_is_billed(client: nat
         ("cancelled", True, True)
     ]
     assert calls[0].usage.prompt_tokens > 0 and calls[0].usage.completion_tokens > 0  # type: ignore[attr-defined]
+    # and the outcome says so, for the gateway's budget counter
+    assert [(c.model, c.usage) for c in failed.charged] == [(calls[0].model, calls[0].usage)]  # type: ignore[attr-defined]
 
 
-async def test_a_task_cancelled_before_it_runs_is_not_run(client: nats.NATS, stack: Stack) -> None:
+@pytest.mark.parametrize("how", ["cancelled", "timed_out"])
+async def test_a_task_cancelled_before_it_runs_is_not_run(client: nats.NATS, stack: Stack, how: str) -> None:
+    """Timed out: under a backlog, a task whose client got its 504 is not run when its turn comes."""
     task_id = ids.new_id()
-    await cancel(client, task_id)
+    await cancel(client, task_id, how=how)
     await asyncio.sleep(0.3)  # heard before the task arrives
     _, watch, _ = await run_task(client, [openai("never-called")], task_id=task_id)
     failed = outcome(watch)

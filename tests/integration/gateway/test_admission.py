@@ -4,13 +4,15 @@ they ran in turn (the rate limit's first)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import nats
 import pytest
 
 from switchyard.cli.processes import NatsServer
 from switchyard.common import kv
 from switchyard.common.budgets import budgets_bucket
-from switchyard.common.events import ChatRequest
+from switchyard.common.events import ChargedCall, ChatRequest, TaskCompleted, TaskFailed, Usage
 from switchyard.common.leases import IntCounters, Leases, SlotTable
 from switchyard.common.policy import Policy
 from switchyard.gateway.admission import Admission
@@ -41,6 +43,7 @@ POLICY = Policy.model_validate(
         ],
     }
 )
+MODEL = "local/smollm2-135m-instruct"
 REQUEST = ChatRequest(model="auto", max_tokens=100, messages=[{"role": "user", "content": "hi"}])
 ALICE = Principal(tenant_id="acme", api_key_id="k1", user_id="alice", key_prefix="sk-1", plan="free")
 
@@ -121,5 +124,50 @@ async def test_settlement_after_the_response_is_tracked_and_drained(nats_server:
         assert not admission._settling
         assert await slots.read("conc.org.acme") == 0  # given back without any lease hand-back
         assert await _spent(spend, leases) == [0, 0]
+    finally:
+        await nc.close()
+
+
+def _failed(*charged: tuple[int, int]) -> TaskFailed:
+    return TaskFailed(
+        task_id="t1",
+        tenant_id="acme",
+        error_code="task_cancelled",
+        error_message="cancelled",
+        failed_at=datetime.now(UTC),
+        charged=[
+            ChargedCall(model=MODEL, usage=Usage(prompt_tokens=p, completion_tokens=c)) for p, c in charged
+        ],
+    )
+
+
+async def test_a_task_settles_at_every_call_billing_charges_not_only_its_answer(
+    nats_server: NatsServer,
+) -> None:
+    """Billing charges a cancelled stream's text so far and a race's losers (`billable` calls); the budget
+    counter settles at the same sum (it gave a failed task's reservation back in full, and counted only a
+    completed task's answer). A failure that charged nothing is released; no outcome at all too."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        admission, _, spend, leases = await _admission(nc.jetstream(), Limits())
+        cut = await admission.admit(ALICE, REQUEST, providers={"local"})
+        await admission.settle_with(cut, _failed((12, 40)))  # 40 output tokens at $0.50/1K
+        assert await _spent(spend, leases) == [20_000, 20_000]
+
+        raced = await admission.admit(ALICE, REQUEST, providers={"local"})
+        raced.observe(
+            TaskCompleted(
+                task_id="t2", tenant_id="acme", model=MODEL, provider="local", tier="local", content="ok",
+                finish_reason="stop", usage=Usage(prompt_tokens=12, completion_tokens=20), attempts=2,
+                latency_ms=5.0, completed_at=datetime.now(UTC), charged=_failed((12, 30)).charged,
+            )
+        )  # fmt: skip
+        await raced.close()
+        assert await _spent(spend, leases) == [45_000, 45_000]  # + the answer's 20 and the loser's 30
+
+        for outcome in (_failed(), None):
+            nothing = await admission.admit(ALICE, REQUEST, providers={"local"})
+            await admission.settle_with(nothing, outcome)
+            assert await _spent(spend, leases) == [45_000, 45_000]
     finally:
         await nc.close()

@@ -8,7 +8,14 @@ from datetime import UTC, datetime
 import pytest
 
 from switchyard.common.envelope import encode
-from switchyard.common.events import TaskCancelled, TaskCompleted, TaskFailed
+from switchyard.common.events import (
+    ChargedCall,
+    TaskCancelled,
+    TaskCompleted,
+    TaskFailed,
+    TaskFeedback,
+    TaskTimedOut,
+)
 from switchyard.executor.cancellations import Cancellations
 from switchyard.executor.providers.base import ProviderCall, Reply
 from switchyard.executor.resilience.breaker import LocalBreakers
@@ -58,6 +65,17 @@ async def test_only_valid_cancellation_events_count() -> None:
     _, raw = encode(event, source="test", tenant_id="acme")
     await cancellations.on_message(raw)
     assert cancellations.asked("acme", "t1")
+    # a task the gateway stopped waiting for (a 504) is not run on for nobody
+    _, raw = encode(
+        TaskTimedOut(task_id="t2", tenant_id="acme", waited_ms=120_000.0), source="t", tenant_id="acme"
+    )
+    await cancellations.on_message(raw)
+    assert cancellations.asked("acme", "t2") and not cancellations.asked("other", "t2")
+    _, raw = encode(
+        TaskFeedback(task_id="t3", tenant_id="acme", rating="bad", at=datetime.now(UTC)), source="t"
+    )
+    await cancellations.on_message(raw)  # any other event on the subject counts for nothing
+    assert not cancellations.asked("acme", "t3")
 
 
 class Hangs:
@@ -91,6 +109,8 @@ async def test_execute_stopped_by_a_cancellation_ends_the_task_and_bills_the_cut
     [(_, call)] = bus.calls
     assert (call.outcome, call.billable, call.usage_estimated) == ("cancelled", True, True)
     assert call.usage.prompt_tokens > 0
+    # the failure says what it still cost, so the gateway's budget counter settles at billing's sum
+    assert outcome.charged == [ChargedCall(model=call.model, usage=call.usage)]
 
 
 async def test_any_other_cancellation_of_execute_goes_on_up() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from switchyard.common.events import (
+    ChargedCall,
     ChatMessage,
     ChatRequest,
     Classification,
@@ -77,6 +78,11 @@ async def run(task: TaskRouted, providers: dict[str, Provider]) -> tuple[object,
     return outcome, calls
 
 
+def charged(calls: list[ProviderCallRecorded]) -> list[ChargedCall]:
+    """What billing charges besides the delivered answer: the calls reported billable."""
+    return [ChargedCall(model=c.model, usage=c.usage) for c in calls if c.billable]
+
+
 class Slow:
     """Answers after `delay` seconds; remembers whether it was cancelled."""
 
@@ -114,6 +120,7 @@ async def test_cascade_escalates_when_a_check_fails_and_bills_the_refused_answer
         ("cheap/m", "ok", True),  # spent but refused: billed as a call
         ("strong/m", "ok", False),  # delivered: billed with the result
     ]
+    assert outcome.charged == charged(calls)  # so the gateway's budget counter settles at billing's sum
 
 
 async def test_cascade_keeps_a_good_cheap_answer() -> None:
@@ -121,7 +128,7 @@ async def test_cascade_keeps_a_good_cheap_answer() -> None:
     task = routed("cheap", "strong", strategy="cascade", response_format={"type": "json_object"})
     outcome, calls = await run(task, {"cheap": ScriptedProvider(reply('{"ok": true}')), "strong": strong})
     assert isinstance(outcome, TaskCompleted) and outcome.model == "cheap/m"
-    assert not strong.calls and [c.billable for c in calls] == [False]
+    assert not strong.calls and [c.billable for c in calls] == [False] and outcome.charged == []
 
 
 async def test_cascade_validates_the_json_schema() -> None:
@@ -163,6 +170,7 @@ async def test_a_race_takes_the_first_answer_cancels_the_loser_and_bills_it() ->
     loser = by_model["slow/m"]
     assert loser.outcome == "cancelled" and loser.billable and loser.usage_estimated
     assert loser.usage.prompt_tokens > 0
+    assert outcome.charged == charged(calls) == [ChargedCall(model="slow/m", usage=loser.usage)]
 
 
 async def test_a_race_falls_back_to_the_rest_when_both_racers_fail() -> None:
@@ -184,6 +192,7 @@ async def test_best_of_keeps_the_answer_that_passes_the_checks_and_bills_the_oth
     outcome, calls = await run(task, providers)
     assert isinstance(outcome, TaskCompleted) and outcome.model == "b/m"
     assert {c.model: c.billable for c in calls} == {"a/m": True, "b/m": False}
+    assert [c.model for c in outcome.charged] == ["a/m"] and outcome.charged == charged(calls)
 
 
 async def test_a_content_policy_refusal_is_not_shopped_around() -> None:

@@ -91,6 +91,8 @@ class BatchWriter(ABC, Generic[T, R]):
         deadline = loop.time() + self._linger_s
         while len(batch) < self._max_batch and (left := deadline - loop.time()) > 0:
             try:
-                batch.append(await asyncio.wait_for(self._queue.get(), left))
+                async with asyncio.timeout(left):
+                    item = await self._queue.get()
             except TimeoutError:
                 return
+            batch.append(item)

@@ -175,7 +175,8 @@ class EventPublisher:
             ack: api.PubAck | None = None
             if future is not None:
                 try:
-                    ack = await asyncio.wait_for(future, SEND_ACK_TIMEOUT_S)
+                    async with asyncio.timeout(SEND_ACK_TIMEOUT_S):
+                        ack = await future
                 except (TimeoutError, nats.errors.Error) as exc:
                     log.warning("no ack for %s (%s); publishing it again", eid, exc)
             if ack is None:

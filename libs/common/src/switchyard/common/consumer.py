@@ -42,6 +42,8 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
+from switchyard.common.background import Background
+
 log = logging.getLogger(__name__)
 
 OnMessage = Callable[[Msg], Awaitable[None]]
@@ -78,7 +80,7 @@ class PullConsumer:
         self._workers = asyncio.Semaphore(self._max_workers)
         self._loop_task: asyncio.Task[None] | None = None
         self._inbox_sub: Subscription | None = None
-        self._running: set[asyncio.Task[None]] = set()
+        self._running = Background()
         self._stopping = False
         self._in_hand = 0  # delivered and not yet settled
         self._room = asyncio.Event()  # set whenever a message is settled
@@ -125,12 +127,7 @@ class PullConsumer:
             with contextlib.suppress(Exception):
                 await self._inbox_sub.unsubscribe()
             self._inbox_sub = None
-        if self._running:
-            _, late = await asyncio.wait(set(self._running), timeout=grace_s)
-            for task in late:
-                task.cancel()
-            if late:
-                await asyncio.wait(late)
+        await self._running.stop(grace_s)
 
     async def _pull_loop(self, nc: Client, inbox: str) -> None:
         subject = f"{api.DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{self.stream}.{self.durable}"
@@ -162,7 +159,8 @@ class PullConsumer:
                 gathering, pause = False, RETRY_DELAY_S
                 continue
             try:
-                await asyncio.wait_for(self._ended.wait(), REQUEST_EXPIRES_S + LOST_AFTER_S)
+                async with asyncio.timeout(REQUEST_EXPIRES_S + LOST_AFTER_S):
+                    await self._ended.wait()
             except TimeoutError:  # the request or its end was lost (a reconnect): ask again
                 gathering, pause = False, 0.0
                 continue
@@ -197,12 +195,10 @@ class PullConsumer:
 
     def _dispatch(self, msg: Msg) -> None:
         if self._stopping:  # give it back at once, for another replica or the next start
-            task = asyncio.create_task(_nak(msg))
+            self._running.spawn(_nak(msg))
         else:
             self._in_hand += 1
-            task = asyncio.create_task(self._handle(msg))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+            self._running.spawn(self._handle(msg))
 
     async def _handle(self, msg: Msg) -> None:
         try:

@@ -125,10 +125,11 @@ CHANNELS: tuple[Channel, ...] = (
     Channel(
         "taskTimedOut",
         subjects.TASK_TIMED_OUT,
-        "The gateway gave up waiting for a task's result.",
+        "The gateway gave up waiting for a task's result (its client got a 504). Every executor replica "
+        "hears it on core NATS, as a cancellation: the task is stopped if it runs, skipped when it comes.",
         (TaskTimedOut,),
         ("gateway",),
-        ("audit",),
+        ("executor", "audit"),
     ),
     Channel(
         "usageRecorded",

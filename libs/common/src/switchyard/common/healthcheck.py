@@ -60,7 +60,8 @@ async def check_ping(nats_url: str, service: str, *, instance: str, timeout_s: f
         answered = False
         while (left := deadline - time.monotonic()) > 0:
             try:
-                body = await asyncio.wait_for(replies.get(), timeout=left)
+                async with asyncio.timeout(left):
+                    body = await replies.get()
             except TimeoutError:
                 break
             if body is None:

@@ -32,6 +32,7 @@ import orjson
 from nats.js.kv import KeyValue
 
 from switchyard.common import kv
+from switchyard.common.background import Background
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +203,7 @@ class Leases:
         self._returned = returned  # told (key, units in use as seen here) after an idle return
         self._leases: dict[str, _Lease] = {}
         self._task: asyncio.Task[None] | None = None
-        self._refills: set[asyncio.Task[None]] = set()
+        self._refills = Background()
         self._refresh_s = getattr(store, "ttl_s", 0.0) / 3 if getattr(store, "expires", False) else 0.0
 
     # -- the hot path ---------------------------------------------------------------------------------
@@ -223,9 +224,7 @@ class Leases:
         if lease.refilling or lease.lock.locked():
             return
         lease.refilling = True
-        task = asyncio.get_running_loop().create_task(self.refill(key, need))
-        self._refills.add(task)
-        task.add_done_callback(self._refills.discard)
+        self._refills.spawn(self.refill(key, need))
 
     async def take(
         self, key: str, need: int, *, ceiling: int | None, until: float | None = None
@@ -422,8 +421,7 @@ class Leases:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        while self._refills:
-            await asyncio.gather(*self._refills, return_exceptions=True)
+        await self._refills.drain()
         await self.tidy(everything=True)
 
 

@@ -138,4 +138,5 @@ class Checkpointer:
             except Exception:
                 log.exception("making a checkpoint failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval_s)
+                async with asyncio.timeout(self._interval_s):
+                    await self._wake.wait()

@@ -58,9 +58,11 @@ class MicroBatcher(Generic[T, R]):
                 deadline = loop.time() + self.max_wait_s
                 while len(batch) < self.max_batch and (left := deadline - loop.time()) > 0:
                     try:
-                        batch.append(await asyncio.wait_for(self._queue.get(), left))
+                        async with asyncio.timeout(left):
+                            item = await self._queue.get()
                     except TimeoutError:
                         break
+                    batch.append(item)
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             live = [(item, fut) for item, fut in batch if not fut.cancelled()]

@@ -134,8 +134,10 @@ def create(
         async def on_cancelled(msg: Msg) -> None:
             await cancellations.on_message(msg.data)
 
-        sub = await bus.connection(service.broker).subscribe(subjects.TASK_CANCELLED, cb=on_cancelled)
-        service.drain.append(sub.unsubscribe)  # after the consumer stopped, while still connected
+        nc = bus.connection(service.broker)
+        for subject in (subjects.TASK_CANCELLED, subjects.TASK_TIMED_OUT):
+            sub = await nc.subscribe(subject, cb=on_cancelled)
+            service.drain.append(sub.unsubscribe)  # after the consumer stopped, while still connected
 
     async def already_answered(task: TaskSubmitted) -> bool:
         """A redelivered task whose result is already on the stream is not run (and paid for) twice.

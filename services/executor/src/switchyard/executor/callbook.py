@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
-from switchyard.common.events import ProviderCallRecorded, TaskRouted, Usage
+from switchyard.common.events import ChargedCall, ProviderCallRecorded, TaskRouted, Usage
 from switchyard.common.logs import redact
 from switchyard.executor.providers.recording import CallRecord
 
@@ -25,6 +25,7 @@ class CallBook:
         self.attempts = 0
         self._held: list[tuple[int, CallRecord]] = []
         self.spent: list[CallRecord] = []  # answers and cancelled calls: what cost tokens
+        self.charged: list[ChargedCall] = []  # what was reported billable (billed besides the result)
         self._spans: list[tuple[float, float]] = []  # (start, end) of each call, perf_counter seconds
 
     async def on_call(self, record: CallRecord) -> None:
@@ -37,15 +38,19 @@ class CallBook:
         spent = record.outcome == "cancelled" and record.usage is not None and record.usage.total_tokens > 0
         if spent:
             self.spent.append(record)
-        await self._report(self.attempts, self._event(self.attempts, record, billable=spent))
+        await self._reported(self.attempts, record, billable=spent)
 
     async def settle(self, delivered_model: str | None) -> None:
         """Reports the held answers: the one from `delivered_model` is charged with the result."""
         held, self._held = self._held, []
         for attempt, record in held:
             self.spent.append(record)
-            billable = record.model != delivered_model
-            await self._report(attempt, self._event(attempt, record, billable=billable))
+            await self._reported(attempt, record, billable=record.model != delivered_model)
+
+    async def _reported(self, attempt: int, record: CallRecord, *, billable: bool) -> None:
+        await self._report(attempt, self._event(attempt, record, billable=billable))
+        if billable and record.usage is not None:
+            self.charged.append(ChargedCall(model=record.model, usage=record.usage))
 
     def provider_ms(self) -> float:
         """Wall time with at least one provider call in flight (parallel calls' overlap counted once)."""

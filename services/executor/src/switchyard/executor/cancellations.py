@@ -1,4 +1,7 @@
-"""Cancelled tasks: `switchyard.task.cancelled` heard on core NATS, so every executor replica hears it.
+"""Cancelled tasks: `switchyard.task.cancelled` heard on core NATS, so every executor replica hears it;
+and `switchyard.task.timed_out`, which the gateway publishes when it stops waiting for a task (a 504): a
+task nobody waits for is not run, or not run on, for nobody (under a backlog, the tasks whose clients
+gave up would otherwise all still run, and be paid for, when their turn came).
 
 A task running here is stopped: its execution runs as a task of its own, which is cancelled, and
 `execute` ends it with `task_cancelled` (the provider call is cut and recorded with an estimate of what the
@@ -21,7 +24,7 @@ from typing import Any
 
 from switchyard.common.envelope import decode
 from switchyard.common.errors import InvalidEvent
-from switchyard.common.events import TaskCancelled
+from switchyard.common.events import TaskCancelled, TaskTimedOut
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +75,12 @@ class Cancellations:
         """A message on the cancellation subject (anything else there is ignored: the audit consumer,
         which reads the same subject from the stream, dead-letters invalid events)."""
         try:
-            _, payload = decode(data, (TaskCancelled,))
+            _, payload = decode(data, (TaskCancelled, TaskTimedOut))
         except InvalidEvent as exc:
             log.debug("ignoring an invalid cancellation: %s", exc)
             return
-        if isinstance(payload, TaskCancelled) and self.cancel(payload.tenant_id, payload.task_id):
-            log.info("task %s cancelled (%s): stopping it", payload.task_id, payload.reason)
+        if not isinstance(payload, TaskCancelled | TaskTimedOut):
+            return
+        why = payload.reason if isinstance(payload, TaskCancelled) else "timed out: nobody waits for it"
+        if self.cancel(payload.tenant_id, payload.task_id):
+            log.info("task %s cancelled (%s): stopping it", payload.task_id, why)

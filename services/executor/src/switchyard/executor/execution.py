@@ -104,7 +104,7 @@ async def execute(
     decision = routed.decision
     started = time.perf_counter()
     if cancelled is not None and cancelled():
-        return await _failed(routed, chunks, code="task_cancelled", message=CANCELLED, attempts=0)
+        return await _failed(routed, chunks, code="task_cancelled", message=CANCELLED)
     deadline = Deadline.for_task(
         budget_s=policy.task_deadline_s, task_deadline=task.deadline, now=datetime.now(UTC)
     )
@@ -155,11 +155,11 @@ async def execute(
                 result = await strategies.single(candidates, target, call)
     except ProviderError as error:
         await book.settle(None)
-        return await _failed(routed, chunks, code=error.code, message=error.message, attempts=book.attempts)
+        return await _failed(routed, chunks, code=error.code, message=error.message, book=book)
     except TimeoutError:
         await book.settle(None)
         message = f"the task did not finish within its deadline ({policy.task_deadline_s:g} s)"
-        return await _failed(routed, chunks, code="provider_timeout", message=message, attempts=book.attempts)
+        return await _failed(routed, chunks, code="provider_timeout", message=message, book=book)
     except asyncio.CancelledError:
         if cancelled is None or not cancelled():
             raise  # a shutdown: the task is redelivered
@@ -170,7 +170,7 @@ async def execute(
         # The calls in flight were cut and recorded as cancelled (billable, usage estimated); answers
         # held for a strategy's verdict are billable too, since none is delivered.
         await book.settle(None)
-        return await _failed(routed, chunks, code="task_cancelled", message=CANCELLED, attempts=book.attempts)
+        return await _failed(routed, chunks, code="task_cancelled", message=CANCELLED, book=book)
     await book.settle(result.candidate.model)
     metrics.observe_strategy(decision.strategy, result.escalations, book.spent, result.candidate.model)
     reply, candidate = result.reply, result.candidate
@@ -195,6 +195,7 @@ async def execute(
         latency_ms=round((time.perf_counter() - started) * 1000.0, 3),
         provider_ms=book.provider_ms(),
         completed_at=datetime.now(UTC),
+        charged=book.charged,
     )
 
 
@@ -220,7 +221,7 @@ async def _stream(
 
 
 async def _failed(
-    routed: TaskRouted, chunks: ChunkSink | None, *, code: str, message: str, attempts: int
+    routed: TaskRouted, chunks: ChunkSink | None, *, code: str, message: str, book: CallBook | None = None
 ) -> TaskFailed:
     """A stream that already showed text ends with an explicit error chunk, never a silent truncation."""
     if chunks is not None and chunks.text_sent:
@@ -232,6 +233,7 @@ async def _failed(
         user_id=task.user_id,
         error_code=code,
         error_message=redact(message),
-        attempts=attempts,
+        attempts=0 if book is None else book.attempts,
         failed_at=datetime.now(UTC),
+        charged=[] if book is None else book.charged,
     )

@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from switchyard.common.events import ChatRequest, TaskCompleted
+from switchyard.common.background import Background
+from switchyard.common.events import ChatRequest, TaskCompleted, TaskFailed
 from switchyard.common.leases import Want, give_all, take_local_all
 from switchyard.common.policy import Policy
 from switchyard.gateway.budgets import pricing
@@ -36,12 +37,15 @@ class Pass:
     ticket: Ticket | None = None
     reservation: Reservation | None = None
     outcome: TaskCompleted | None = None
+    failure: TaskFailed | None = None
     headers: dict[str, str] = field(default_factory=dict)
     closed: bool = False
 
     def observe(self, item: object) -> None:
         if isinstance(item, TaskCompleted):
             self.outcome = item
+        elif isinstance(item, TaskFailed):
+            self.failure = item
 
     async def tap(self, items: AsyncIterator[T]) -> AsyncIterator[T]:
         try:
@@ -55,17 +59,18 @@ class Pass:
         if self.closed:
             return []
         self.closed = True
-        done = self.outcome
+        # What billing charges: the answer and the calls billed besides it; a failed task pays for the
+        # calls it cut or rejected (a cancelled stream's text so far), nothing else.
+        ended = self.outcome or (self.failure if self.failure is not None and self.failure.charged else None)
         backs: list[tuple[Want, int]] = []
         if self.ticket is not None:
-            # an answer from the cache used no model tokens
-            used = (0 if done.cache else done.usage.total_tokens) if done else None
+            used = None if ended is None else sum(u.total_tokens for _, u in pricing.billed(ended))
             backs += self.ticket.give_backs(tokens_used=used)
         if self.reservation is not None:
-            if done is None:
+            if ended is None:
                 backs += self.reservation.release_backs()
             else:
-                backs += self.reservation.give_backs(cost=pricing.actual_micro(self.policy, done))
+                backs += self.reservation.give_backs(cost=pricing.actual_micro(self.policy, ended))
         return backs
 
     def close_local(self) -> list[tuple[Want, int]]:
@@ -94,7 +99,7 @@ class Admission:
     limiter: RateLimiter | None
     budgets: Budgets | None
     default_max_tokens: int
-    _settling: set[asyncio.Task[None]] = field(default_factory=set)
+    _settling: Background = field(default_factory=Background)
 
     async def admit(self, principal: Principal, request: ChatRequest, *, providers: set[str]) -> Pass:
         """Takes the rate-limit counters and the budget reservation at once (one round trip to KV at
@@ -134,6 +139,12 @@ class Admission:
             )
         return admitted
 
+    async def settle_with(self, admitted: Pass, outcome: TaskCompleted | TaskFailed | None) -> None:
+        """Settles `admitted` at `outcome` (None: released, as for a task that never ran)."""
+        if outcome is not None:
+            admitted.observe(outcome)
+        await admitted.close()
+
     def settle_soon(self, admitted: Pass) -> None:
         """Closes `admitted` now in memory, and in a tracked task for what needs KV (near a limit), so
         a response need not wait for it."""
@@ -149,11 +160,8 @@ class Admission:
             self._track(give_all(granted))
 
     def _track(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
+        self._settling.spawn(work)
 
     async def drain(self) -> None:
         """Waits for every settlement still running (at shutdown, before the leases are handed back)."""
-        while self._settling:
-            await asyncio.gather(*self._settling, return_exceptions=True)
+        await self._settling.drain()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,6 +65,10 @@ async def read_body(request: Request, *, limit: int) -> bytes:
             "the client disconnected while sending the body", code="client_disconnected"
         ) from exc
     return b"".join(chunks)
+
+
+# Sees a task's outcome (its admission settles at what it was charged), also one raised as an error.
+Observe = Callable[[TaskCompleted | TaskFailed], None] | None
 
 
 def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
@@ -132,13 +136,17 @@ def raise_for_failure(failed: TaskFailed) -> None:
     raise UpstreamFailed(f"The task failed: {failed.error_message}", code=failed.error_code)
 
 
-async def complete(client: TaskClient, task: TaskSubmitted, *, timeout_s: float) -> TaskCompleted:
+async def complete(
+    client: TaskClient, task: TaskSubmitted, *, timeout_s: float, observe: Observe = None
+) -> TaskCompleted:
     try:
         outcome = await client.run(task, timeout_s=timeout_s)
     except TimedOut:
         raise TaskTimeout(
             f"The task did not finish within {timeout_s:g} s; it was recorded as timed out"
         ) from None
+    if observe is not None:  # before a failure is raised: what it was charged is settled
+        observe(outcome)
     if isinstance(outcome, TaskFailed):
         raise_for_failure(outcome)
     assert isinstance(outcome, TaskCompleted)
@@ -176,7 +184,7 @@ def _sse_error(message: str, code: str, type_: str = "api_error") -> bytes:
 
 
 async def open_stream(
-    client: TaskClient, task: TaskSubmitted, *, timeout_s: float
+    client: TaskClient, task: TaskSubmitted, *, timeout_s: float, observe: Observe = None
 ) -> tuple[list[Chunk | TaskCompleted], AsyncIterator[Chunk | TaskCompleted | TaskFailed]]:
     """Waits for the first text (or the end) before the HTTP response starts, so that a task failing
     before any output gets a proper HTTP error status instead of a 200 stream with an error inside."""
@@ -186,6 +194,8 @@ async def open_stream(
         async for item in items:
             if isinstance(item, TaskFailed):
                 await items.aclose()
+                if observe is not None:
+                    observe(item)
                 raise_for_failure(item)
             assert not isinstance(item, TaskFailed)
             head.append(item)

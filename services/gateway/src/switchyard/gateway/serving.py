@@ -5,6 +5,7 @@ messages): authenticate, read and validate, admit (limits, budget), run the task
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -17,11 +18,12 @@ from fastapi.responses import Response, StreamingResponse
 
 from switchyard.common.events import TaskCompleted, TaskSubmitted
 from switchyard.gateway import completions, messages, overhead
+from switchyard.gateway.admission import Pass
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.cache import replay
-from switchyard.gateway.errors import ClientClosedRequest, request_id_of
+from switchyard.gateway.errors import ClientClosedRequest, TaskTimeout, request_id_of
 from switchyard.gateway.schemas import ChatCompletionRequest
-from switchyard.gateway.state import gateway_of
+from switchyard.gateway.state import Gateway, gateway_of
 from switchyard.gateway.taskapi import idempotency
 from switchyard.gateway.taskapi.models import TaskState
 
@@ -92,17 +94,28 @@ async def serve(request: Request, face: Face) -> Response:
     # Output guardrails need the whole answer: a stream is then answered whole, as one SSE event.
     whole = parsed.stream and gw.guardrails is not None and gw.guardrails.screens_output(principal)
     if not parsed.stream or whole:
+        unanswered = False  # settled when its outcome comes, not now
+
+        def on_gone() -> None:
+            nonlocal unanswered
+            unanswered = True
+            _settle_later(gw, task, admitted, cancel=True)
+
         try:
             done = await unless_gone(
                 request,
-                completions.complete(gw.tasks, task, timeout_s=timeout),
-                on_gone=lambda: gw.tasks.abandon(task),
+                completions.complete(gw.tasks, task, timeout_s=timeout, observe=admitted.observe),
+                on_gone=on_gone,
             )
             stages.mark("pipeline")
-            admitted.observe(done)
+        except TaskTimeout:
+            unanswered = True
+            _settle_later(gw, task, admitted, cancel=False)
+            raise
         finally:
             # in memory from the leases; what needs KV (near a limit) is written after the response
-            gw.admission.settle_soon(admitted)
+            if not unanswered:
+                gw.admission.settle_soon(admitted)
         stages.mark("settle")
         if gw.guardrails is not None:
             done = await gw.guardrails.screen_output(done, principal=principal, **_where(request))
@@ -118,7 +131,12 @@ async def serve(request: Request, face: Face) -> Response:
         headers.update(overhead.headers(started, done, stages))
         return Response(content, media_type="application/json", headers=headers)
     try:
-        head, rest = await completions.open_stream(gw.tasks, task, timeout_s=timeout)
+        head, rest = await completions.open_stream(
+            gw.tasks, task, timeout_s=timeout, observe=admitted.observe
+        )
+    except TaskTimeout:
+        _settle_later(gw, task, admitted, cancel=False)
+        raise
     except BaseException:
         gw.admission.settle_soon(admitted)
         raise
@@ -137,13 +155,26 @@ async def serve(request: Request, face: Face) -> Response:
                 yield chunk
             ended = True
         finally:
-            if not ended and admitted.outcome is None:  # the client went away mid-answer: stop the task
-                gw.tasks.abandon(task)
-            gw.admission.settle_soon(admitted)
+            if admitted.outcome is None and admitted.failure is None:
+                # the client went away mid-answer (stop the task), or the stream timed out or broke
+                _settle_later(gw, task, admitted, cancel=not ended)
+            else:
+                gw.admission.settle_soon(admitted)
             if cached is not None and gw.cache is not None and admitted.outcome is not None:
                 await gw.cache.keep(cached, admitted.outcome)
 
     return StreamingResponse(body_then_settle(), media_type="text/event-stream", headers=headers)
+
+
+def _settle_later(gw: Gateway, task: TaskSubmitted, admitted: Pass, *, cancel: bool) -> None:
+    """Nobody waits for the task's answer any more: its client left (`cancel`: the task is cancelled on
+    the bus) or it timed out (the executor hears the timeout). Its admission is settled at what the task
+    was still charged (the text generated before the cut), once its outcome says."""
+    settle = functools.partial(gw.admission.settle_with, admitted)
+    if cancel:
+        gw.tasks.abandon(task, then=settle)
+    else:
+        gw.tasks.follow(task, then=settle)
 
 
 async def submit(request: Request) -> TaskState:

@@ -9,14 +9,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from switchyard.common import ids, subjects
+from switchyard.common.background import Background
 from switchyard.common.bus import EventPublisher
 from switchyard.common.envelope import decode
 from switchyard.common.errors import InvalidEvent
@@ -26,6 +29,10 @@ from switchyard.common.streaming import Chunk, decode_chunk
 log = logging.getLogger(__name__)
 
 Outcome = TaskCompleted | TaskFailed
+Settle = Callable[[Outcome | None], Awaitable[None]]
+# How long the outcome of an abandoned task is waited for: the cancellation cuts a running provider call
+# within milliseconds; a task not started yet is skipped when it gets there, and none of it was charged.
+SETTLE_WAIT_S = 5.0
 
 
 class TimedOut(Exception):
@@ -36,7 +43,7 @@ class TaskClient:
     def __init__(self, nc: Client, publisher: EventPublisher) -> None:
         self._nc = nc
         self._publisher = publisher
-        self._abandoning: set[asyncio.Task[None]] = set()
+        self._abandoning = Background()
 
     async def _submit(self, task: TaskSubmitted) -> None:
         await self._publisher.publish(
@@ -60,7 +67,8 @@ class TaskClient:
         started = time.monotonic()
         try:
             await self._submit(task)
-            return await asyncio.wait_for(done, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                return await done
         except TimeoutError:
             await self._record_timeout(task, started)
             raise TimedOut from None
@@ -128,13 +136,51 @@ class TaskClient:
             await chunk_sub.unsubscribe()
             await result_sub.unsubscribe()
 
-    def abandon(self, task: TaskSubmitted) -> None:
+    def abandon(self, task: TaskSubmitted, *, then: Settle | None = None) -> None:
         """The client of `task` went away before its answer ended: the executor running it is told to stop
         (TaskCancelled, reason `disconnected`), so the provider is not paid for an answer nobody reads.
-        Never waits: called where the request is being torn down; `drain` awaits it at shutdown."""
-        work = asyncio.get_running_loop().create_task(self._cancel(task))
-        self._abandoning.add(work)
-        work.add_done_callback(self._abandoning.discard)
+        `then`, if given, gets the outcome (`follow`). Never waits: called where the request is being torn
+        down; `drain` awaits it at shutdown."""
+        self._abandoning.spawn(self._follow(task, then, cancel=True))
+
+    def follow(self, task: TaskSubmitted, *, then: Settle) -> None:
+        """`then` gets the task's outcome once it is published, or None if none comes within
+        `SETTLE_WAIT_S`: for a task nobody waits for any more (abandoned, or timed out: the executor
+        hears `switchyard.task.timed_out` too), which is stopped but still charged for the calls it cut;
+        its outcome says how much. Never waits; `drain` awaits it at shutdown."""
+        self._abandoning.spawn(self._follow(task, then, cancel=False))
+
+    async def _follow(self, task: TaskSubmitted, then: Settle | None, *, cancel: bool) -> None:
+        outcome: Outcome | None = None
+        try:
+            if then is None:
+                await self._cancel(task)
+                return
+            heard: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+
+            async def on_result(msg: Msg) -> None:
+                if (got := _decode_result(msg.data)) is not None and not heard.done():
+                    heard.set_result(got)
+
+            # Listening before the cancellation is published, so the outcome it causes cannot slip past;
+            # one published before (as the client left) is read from the stream.
+            sub = await self._nc.subscribe(subjects.result_subject(task.task_id), cb=on_result)
+            try:
+                if cancel:
+                    await self._cancel(task)
+                outcome = await stored_result(self._nc.jetstream(), task.task_id)
+                if outcome is None:
+                    async with asyncio.timeout(SETTLE_WAIT_S):
+                        outcome = await heard
+            except TimeoutError:
+                log.info("no outcome of task %s within %g s", task.task_id, SETTLE_WAIT_S)
+            finally:
+                await sub.unsubscribe()
+        except Exception as exc:
+            log.warning("following task %s failed: %r", task.task_id, exc)
+        finally:
+            if then is not None:
+                await then(outcome)
 
     async def _cancel(self, task: TaskSubmitted) -> None:
         event = TaskCancelled(
@@ -148,8 +194,7 @@ class TaskClient:
 
     async def drain(self) -> None:
         """Waits for the cancellations still being published (at shutdown)."""
-        if self._abandoning:
-            await asyncio.gather(*self._abandoning, return_exceptions=True)
+        await self._abandoning.drain()
 
     async def _record_timeout(self, task: TaskSubmitted, started: float) -> None:
         event = TaskTimedOut(
@@ -168,6 +213,15 @@ class TaskClient:
             )
         except Exception:
             log.exception("could not record that task %s %s", task.task_id, what.replace("_", " "))
+
+
+async def stored_result(js: JetStreamContext, task_id: str) -> Outcome | None:
+    """The task's result event as the events stream keeps it, if it was published."""
+    try:
+        msg = await js.get_last_msg(subjects.STREAM_EVENTS, subjects.result_subject(task_id))
+    except NotFoundError:
+        return None
+    return _decode_result(msg.data or b"")  # type: ignore[no-any-return]
 
 
 def _decode_result(raw: bytes) -> Any:

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from nats.js.kv import KeyValue
 
 from switchyard.common import kv
+from switchyard.common.background import Background
 from switchyard.common.batching import Pending
 from switchyard.common.events import ProviderCallRecorded
 from switchyard.router.health import RECENT_IDS, ModelStats, observe
@@ -60,7 +61,7 @@ class StatsWriter:
         self._clock = clock
         self._batches: dict[str, list[Pending[Call, bool]]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._writes: set[asyncio.Task[None]] = set()
+        self._writes = Background()  # each write is awaited by the handlers of its batch
         self._kv: KeyValue | None = None  # looked up once (each look-up is a JetStream API request)
 
     async def record(self, event_id: str, call: ProviderCallRecorded, *, alpha: float) -> bool:
@@ -83,9 +84,7 @@ class StatsWriter:
             timer.cancel()
         batch = self._batches.pop(key, [])
         if batch:
-            task = asyncio.get_running_loop().create_task(self._write(key, batch))
-            self._writes.add(task)
-            task.add_done_callback(self._writes.discard)
+            self._writes.spawn(self._write(key, batch))
 
     async def _write(self, key: str, batch: list[Pending[Call, bool]]) -> None:
         calls = [p.item for p in batch]

@@ -7,6 +7,7 @@ from switchyard.common.events.gateway import AuthFailureRecorded, GuardrailTrigg
 from switchyard.common.events.registry import EVENT_TYPES, event_model, event_type_of
 from switchyard.common.events.tasks import (
     CacheHit,
+    ChargedCall,
     ChatMessage,
     ChatRequest,
     Classification,
@@ -32,6 +33,7 @@ __all__ = [
     "AuthFailureRecorded",
     "BudgetAlert",
     "CacheHit",
+    "ChargedCall",
     "ChatMessage",
     "ChatRequest",
     "Classification",

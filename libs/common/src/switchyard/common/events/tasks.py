@@ -223,6 +223,16 @@ class CacheHit(BaseModel):
     similarity: float | None = None  # semantic hits: cosine similarity of the two prompts
 
 
+class ChargedCall(BaseModel):
+    """A provider call billed besides a task's delivered answer: a parallel race's loser, a cascade step
+    that failed its checks, a call cut by a cancellation (usage estimated). Billing charges each from its
+    `ProviderCallRecorded` (`billable`); the outcome lists them, so that a budget counter settles at the
+    same sum."""
+
+    model: str
+    usage: Usage
+
+
 class TaskCompleted(EventPayload):
     EVENT_TYPE = "switchyard.task.completed.v1"
 
@@ -244,6 +254,7 @@ class TaskCompleted(EventPayload):
     provider_ms: float | None = None
     completed_at: datetime
     cache: CacheHit | None = None  # set when the answer came from the gateway's cache (attempts: 0)
+    charged: list[ChargedCall] = Field(default_factory=list)  # billed besides `usage`
 
 
 class TaskFailed(EventPayload):
@@ -256,6 +267,7 @@ class TaskFailed(EventPayload):
     error_message: str
     attempts: int = 0
     failed_at: datetime
+    charged: list[ChargedCall] = Field(default_factory=list)  # calls billed although the task failed
 
 
 class TaskTimedOut(EventPayload):

@@ -113,4 +113,5 @@ async def _head(sessions: async_sessionmaker[AsyncSession]) -> int:
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await stop.wait()

@@ -63,12 +63,10 @@ class StreamSink:
 
     async def open(self) -> StreamSink:
         try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(
+            async with asyncio.timeout(self.timeout_s):
+                self._reader, self._writer = await asyncio.open_connection(
                     self.host, self.port, ssl=self.tls, server_hostname=self.server_name if self.tls else None
-                ),
-                self.timeout_s,
-            )
+                )
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             raise SinkError(f"cannot connect to {self.host}:{self.port}: {exc!r}") from exc
         return self
@@ -84,7 +82,8 @@ class StreamSink:
         assert self._writer is not None
         try:
             self._writer.writelines([data for _, data in items])
-            await asyncio.wait_for(self._writer.drain(), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):
+                await self._writer.drain()
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             raise SinkError(f"sending to {self.host}:{self.port} failed: {exc!r}") from exc
         self._written.append((time.monotonic(), items[-1][0]))
@@ -111,7 +110,8 @@ class StreamSink:
         if self._writer is not None:
             self._writer.close()
             with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
-                await asyncio.wait_for(self._writer.wait_closed(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await self._writer.wait_closed()
             self._writer = self._reader = None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from switchyard.common.events import ChatRequest, TaskCompleted
+from switchyard.common.events import ChatRequest, TaskCompleted, TaskFailed, Usage
 from switchyard.common.policy import ModelSpec, Policy
 
 MICRO = 1_000_000  # spend is counted in micro-USD: integers, so compare-and-set sums are exact
@@ -45,11 +45,22 @@ def worst_case_micro(
     return math.ceil(worst * MICRO)
 
 
-def actual_micro(policy: Policy, done: TaskCompleted) -> int | None:
-    """The real cost, or None when the model has no price here (the reservation then stands)."""
-    if done.cache is not None:  # answered from the gateway's cache: no provider was paid
-        return 0
-    spec = policy.model(done.model)
-    if spec is None:
-        return None
-    return math.ceil(spec.cost(done.usage.prompt_tokens, done.usage.completion_tokens) * MICRO)
+def billed(outcome: TaskCompleted | TaskFailed) -> list[tuple[str, Usage]]:
+    """Every call billing charges for the task: the delivered answer (of a completed task not answered from
+    the gateway's cache, which paid no provider) and the calls billed besides it (`charged`: a race's
+    losers, a cascade's rejected steps, calls cut by a cancellation)."""
+    calls = [(c.model, c.usage) for c in outcome.charged]
+    if isinstance(outcome, TaskCompleted) and outcome.cache is None:
+        calls.append((outcome.model, outcome.usage))
+    return calls
+
+
+def actual_micro(policy: Policy, outcome: TaskCompleted | TaskFailed) -> int | None:
+    """The real cost, or None when a model billed has no price here (the reservation then stands)."""
+    total = 0.0
+    for model, usage in billed(outcome):
+        spec = policy.model(model)
+        if spec is None:
+            return None
+        total += spec.cost(usage.prompt_tokens, usage.completion_tokens)
+    return math.ceil(total * MICRO)

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from nats.js.kv import KeyValue
 
+from switchyard.common.background import Background
 from switchyard.common.budgets import BudgetHeadroom, limit_key, write_headroom, write_limit
 from switchyard.common.leases import Leases, Want
 from switchyard.gateway.budgets.pricing import MICRO
@@ -105,7 +106,7 @@ class Budgets:
         self._limits = limits  # ceilings for billing's budget alerts (switchyard.common.budgets)
         self._limits_written: dict[str, int | None] = {}
         self._plan_daily = plan_daily_usd or PLAN_DAILY_USD
-        self._pending: set[asyncio.Task[None]] = set()
+        self._pending = Background()
         self._orgs: dict[str, tuple[str, Account]] = {}  # org spend key -> (tenant id, account)
         self._headroom_due: dict[str, Account] = {}  # tenant -> its org account, headroom not yet written
         self._headroom_at: dict[str, float] = {}
@@ -151,9 +152,7 @@ class Budgets:
         self._headroom_due[tenant_id] = org
         if waiting:
             return
-        task = asyncio.create_task(self._put_headroom(tenant_id))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._pending.spawn(self._put_headroom(tenant_id))
 
     def _publish_limits(self, principal: Principal, mine: list[Account]) -> None:
         if self._limits is None:
@@ -165,9 +164,7 @@ class Budgets:
             if key in self._limits_written and self._limits_written[key] == account.ceiling:
                 continue
             self._limits_written[key] = account.ceiling
-            task = asyncio.create_task(self._put_limit(key, account.ceiling))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+            self._pending.spawn(self._put_limit(key, account.ceiling))
 
     async def _put_limit(self, key: str, ceiling: int | None) -> None:
         assert self._limits is not None
@@ -192,8 +189,7 @@ class Budgets:
             log.warning("could not publish the budget headroom of %s: %s", tenant_id, exc)
 
     async def drain(self) -> None:
-        while self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        await self._pending.drain()
 
 
 def headroom_of(org: Account, spent: int) -> BudgetHeadroom:

@@ -18,7 +18,7 @@ from switchyard.gateway.admission import Pass
 from switchyard.gateway.errors import Conflict, NotFound
 from switchyard.gateway.taskapi.models import TERMINAL, TaskState
 from switchyard.gateway.taskapi.store import TaskStore, from_outcome, with_outcome
-from switchyard.gateway.tasks import TaskClient
+from switchyard.gateway.tasks import SETTLE_WAIT_S, TaskClient
 from switchyard.gateway.tenants import Principal
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ class TaskRuns:
         self._timeout_s = timeout_s
         self._following: dict[str, asyncio.Task[None]] = {}
         self._passes: dict[str, Pass] = {}
+        self._deadlines: dict[str, asyncio.Timeout] = {}
 
     async def submit(
         self,
@@ -81,14 +82,18 @@ class TaskRuns:
     async def _follow(self, state: TaskState, waiting: asyncio.Future[TaskCompleted | TaskFailed]) -> None:
         admitted = self._passes[state.id]
         try:
-            outcome = await asyncio.wait_for(waiting, self._timeout_s)
+            async with asyncio.timeout(self._timeout_s) as deadline:
+                self._deadlines[state.id] = deadline
+                outcome = await waiting
         except TimeoutError:
             await self._finish(state, status="timed_out")
             return
-        except asyncio.CancelledError:  # cancelled by the client: give the admission back
+        except asyncio.CancelledError:  # the replica is stopping: give the admission back
             self._passes.pop(state.id, None)
             await admitted.close()
             raise
+        finally:
+            self._deadlines.pop(state.id, None)
         admitted.observe(outcome)
         try:
             current = await self.store.get(state.id)
@@ -141,9 +146,10 @@ class TaskRuns:
             return state
         state = state.model_copy(update={"status": "cancelled", "updated_at": datetime.now(UTC)})
         await self.store.put(state)
-        following = self._following.pop(task_id, None)
-        if following is not None:
-            following.cancel()
+        # Followed here: its outcome (what the calls the cancellation cut cost) settles its admission, if
+        # it comes soon; a task not started yet is skipped and none of it was charged.
+        if (deadline := self._deadlines.get(task_id)) is not None:
+            deadline.reschedule(asyncio.get_running_loop().time() + SETTLE_WAIT_S)
         event = TaskCancelled(
             task_id=task_id,
             tenant_id=state.tenant_id,

@@ -21,15 +21,14 @@ import time
 from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from switchyard.common import subjects
 from switchyard.common.backlog import Backlog
-from switchyard.common.envelope import decode
-from switchyard.common.errors import InvalidEvent
 from switchyard.common.events import TaskCompleted, TaskFailed
 from switchyard.gateway.taskapi.models import TaskError, TaskResult, TaskState, TaskUsage
+from switchyard.gateway.tasks import stored_result
 
 log = logging.getLogger(__name__)
 
@@ -191,15 +190,7 @@ class TaskStore:
     async def stored_outcome(self, task_id: str) -> TaskCompleted | TaskFailed | None:
         if not _TASK_ID.fullmatch(task_id):
             return None
-        try:
-            msg = await self._js.get_last_msg(subjects.STREAM_EVENTS, subjects.result_subject(task_id))
-        except NotFoundError:
-            return None
-        try:
-            _, payload = decode(msg.data or b"", (TaskCompleted, TaskFailed))
-        except InvalidEvent:
-            return None
-        return payload  # type: ignore[return-value]
+        return await stored_result(self._js, task_id)
 
 
 def _stored(state: TaskState) -> bytes:

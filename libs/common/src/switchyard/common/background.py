@@ -1,0 +1,45 @@
+"""Work started without waiting for it, kept until it ends and awaited at shutdown.
+
+The event loop keeps only a weak reference to a task, so a task nobody holds may be collected mid-flight;
+and work still running when a service stops (a lease handed back, a settlement, a cancellation to
+publish) must end before the connection it uses closes. A `Background` holds its tasks until they end
+and waits for them in `drain` (or `stop`, which cancels what outlives a grace period).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+
+class Background:
+    __slots__ = ("_tasks",)
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self) -> None:
+        """Waits until every task has ended, those started meanwhile included. A task's error is its own to
+        log: it does not stop the others being waited for, and is not raised here."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def stop(self, grace_s: float) -> None:
+        """Waits up to `grace_s` for the tasks running now, then cancels the rest and waits for them."""
+        if not self._tasks:
+            return
+        _, late = await asyncio.wait(set(self._tasks), timeout=grace_s)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
