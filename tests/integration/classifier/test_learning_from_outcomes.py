@@ -123,7 +123,8 @@ async def test_feedback_through_the_ledger_retrains_and_promotes_a_head(
             async with httpx.AsyncClient(base_url=base, timeout=10) as http:
                 for i in range(n):  # acme's users: these are extraction tasks in their book
                     body = {
-                        "task_id": f"t{i}",
+                        # the task id, or the id of the answer the client holds
+                        "task_id": [f"t{i}", f"chatcmpl-t{i}", f"msg_t{i}"][i % 3],
                         "rating": "bad",
                         "task_type": "extraction",
                         "reason": "wrong_type",

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from switchyard.common.events.feedback import FeedbackReason, Rating, TaskFeedback
 from switchyard.common.events.tasks import TaskType
@@ -22,15 +22,30 @@ from switchyard.gateway.errors import Conflict, NotFound
 from switchyard.gateway.state import gateway_of
 
 router = APIRouter(tags=["feedback"])
+ANSWER_PREFIXES = ("chatcmpl-", "msg_")  # the OpenAI face's completion ids, the Anthropic face's message ids
 
 
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    task_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    task_id: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="the task's id, or the id of its answer (`chatcmpl-<id>`, `msg_<id>`)",
+    )
     rating: Rating
     task_type: TaskType | None = Field(default=None, description="the type the task really was")
     reason: FeedbackReason | None = None
+
+    @field_validator("task_id")
+    @classmethod
+    def _task_of_answer(cls, v: str) -> str:
+        """The id a completion or a message answered with names its task (`x-switchyard-task-id`)."""
+        for prefix in ANSWER_PREFIXES:
+            if v.startswith(prefix) and len(v) > len(prefix):
+                return v[len(prefix) :]
+        return v
 
 
 class FeedbackRecorded(BaseModel):
