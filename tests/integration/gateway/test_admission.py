@@ -171,3 +171,29 @@ async def test_a_task_settles_at_every_call_billing_charges_not_only_its_answer(
             assert await _spent(spend, leases) == [45_000, 45_000]
     finally:
         await nc.close()
+
+
+async def test_a_request_larger_than_a_whole_limit_or_budget_is_told_so_not_to_wait(
+    nats_server: NatsServer,
+) -> None:
+    """A request that could never fit, even in a fresh window or budget, gets no Retry-After (the SDKs
+    would wait and send it again) and a message that says to make it smaller."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        admission, _, _, _ = await _admission(nc.jetstream(), Limits(user_tokens_per_day=50))
+        with pytest.raises(RateLimited) as huge:
+            await admission.admit(ALICE, REQUEST, providers={"local"})  # 100 output tokens and the prompt
+        assert huge.value.code == "rate_limit_exceeded" and "retry-after" not in huge.value.headers
+        assert huge.value.message.startswith("Request too large for tokens per day (user): limit 50")
+
+        admission, _, _, _ = await _admission(nc.jetstream(), Limits())
+        dear = REQUEST.model_copy(update={"max_tokens": 2000})  # $1.00 of the free plan's $0.50 a day
+        with pytest.raises(RateLimited) as costly:
+            await admission.admit(ALICE, dear, providers={"local"})
+        assert costly.value.code == "budget_exceeded" and "retry-after" not in costly.value.headers
+        assert "more than your whole daily budget ($0.50)" in costly.value.message
+
+        fits = await admission.admit(ALICE, REQUEST, providers={"local"})  # refusals took nothing
+        await fits.close()
+    finally:
+        await nc.close()

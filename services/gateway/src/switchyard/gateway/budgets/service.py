@@ -209,6 +209,13 @@ def _exhausted(account: Account, spent: int, *, worst_case: int) -> RateLimited:
     wait = max((account.ends_at - datetime.now(UTC)).total_seconds(), 1)
     period = "daily" if account.scope == "user" else "monthly"
     who = "your" if account.scope == "user" else "the organisation's"
+    if worst_case > account.ceiling:  # more than the whole budget: waiting for it to renew will not help
+        return RateLimited(
+            f"This request could cost up to ${worst_case / MICRO:.4f}, more than {who} whole {period} "
+            f"budget (${account.ceiling / MICRO:.2f}). Lower max_tokens.",
+            type_="insufficient_quota",
+            code="budget_exceeded",
+        )
     return RateLimited(
         f"This request could cost up to ${worst_case / MICRO:.4f}, more than is left of {who} {period} "
         f"budget (${max(account.ceiling - spent, 0) / MICRO:.4f} of ${account.ceiling / MICRO:.2f}). "

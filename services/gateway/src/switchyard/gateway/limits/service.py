@@ -108,12 +108,18 @@ async def take_or_unavailable(
 def _refusal(check: Check, used: int, *, now: float, headers: dict[str, str]) -> RateLimited:
     wait = 1.0 if check.reset_at is None else max(check.reset_at - now, 0.001)
     per = {"requests": "requests per min", "tokens": "tokens per day", "concurrency": "concurrent tasks"}
+    type_ = "tokens" if check.kind == "tokens" else "requests"
+    if check.delta > check.limit:  # more than the whole limit: waiting will not help (OpenAI's wording)
+        message = (
+            f"Request too large for {per[check.kind]} ({check.scope}): limit {check.limit}, requested "
+            f"{check.delta}. The input or max_tokens must be reduced in order to run successfully."
+        )
+        return RateLimited(message, type_=type_, code="rate_limit_exceeded", headers=headers)
     message = (
         f"Rate limit reached for {per[check.kind]} ({check.scope}): limit {check.limit}, used {used}"
         + (f", requested {check.delta}" if check.kind == "tokens" else "")
         + f". Please try again in {duration(wait)}."
     )
     headers = {**headers, "retry-after": str(max(math.ceil(wait), 1))}
-    type_ = "tokens" if check.kind == "tokens" else "requests"
     code = "concurrency_limit_exceeded" if check.kind == "concurrency" else "rate_limit_exceeded"
     return RateLimited(message, type_=type_, code=code, headers=headers)
