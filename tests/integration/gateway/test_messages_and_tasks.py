@@ -81,14 +81,23 @@ async def test_anthropic_sdk_plain_and_streamed(
         "message_delta",
         "message_stop",
     ]
-    with pytest.raises(anthropic.BadRequestError):
+    # errors in Anthropic's shape: {"type": "error", "error": {"type": <Anthropic's>, "message"}}
+    with pytest.raises(anthropic.BadRequestError) as bad:
         await client.messages.create(model="auto", max_tokens=0, messages=ask)
-    with pytest.raises(anthropic.AuthenticationError):
+    with pytest.raises(anthropic.AuthenticationError) as unknown:
         await anthropic.AsyncAnthropic(base_url=base, api_key="sy_nope", max_retries=0).messages.create(
             model="auto", max_tokens=8, messages=ask
         )
-    with pytest.raises(anthropic.NotFoundError):
+    with pytest.raises(anthropic.NotFoundError) as missing:
         await client.messages.create(model="claude-imaginary", max_tokens=8, messages=ask)
+    for err, kind in (
+        (bad, "invalid_request_error"),
+        (unknown, "authentication_error"),
+        (missing, "not_found_error"),
+    ):
+        body = err.value.body
+        assert isinstance(body, dict) and body["type"] == "error" and body["error"]["type"] == kind
+        assert body["error"]["message"] and body["request_id"] == err.value.response.headers["x-request-id"]
 
 
 BODY = {"model": "auto", "max_tokens": 50, "messages": [{"role": "user", "content": "capital of France?"}]}

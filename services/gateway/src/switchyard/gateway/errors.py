@@ -146,9 +146,32 @@ def request_id_of(request: Request) -> str:
     return getattr(request.state, "request_id", "") or "req_unknown"
 
 
+# Anthropic's error types by status, for the Anthropic face (`/v1/messages`), whose clients read
+# `{"type": "error", "error": {"type", "message"}}`; our `code`, `param` and `request_id` ride along.
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+}
+
+
 def error_response(request: Request, exc: APIError) -> Response:
     rid = request_id_of(request)
-    body = error_body(message=exc.message, type_=exc.type, code=exc.code, param=exc.param, request_id=rid)
+    if request.url.path.startswith("/v1/messages"):
+        error = {
+            "type": ANTHROPIC_TYPES.get(exc.status, "api_error"),
+            "message": exc.message,
+            "code": exc.code,
+            "param": exc.param,
+            "request_id": rid,
+        }
+        body = orjson.dumps({"type": "error", "error": error, "request_id": rid})
+    else:
+        body = error_body(message=exc.message, type_=exc.type, code=exc.code, param=exc.param, request_id=rid)
     headers = {"x-request-id": rid, **exc.headers}
     return Response(body, status_code=exc.status, media_type="application/json", headers=headers)
 
