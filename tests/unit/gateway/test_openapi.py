@@ -42,3 +42,7 @@ def test_openapi_document_is_complete() -> None:
             if path.startswith(("/v1/admin", "/v1/chat", "/v1/messages", "/v1/tasks")):
                 assert {"400", "401", "403", "404"} <= set(op["responses"]), f"{method} {path}"
     assert "429" in chat["responses"] and "504" in chat["responses"]
+    # each face declares its own error shape
+    refs = {p: _refs(doc["paths"][p]["post"]["responses"]) for p in ("/v1/chat/completions", "/v1/messages")}
+    assert refs["/v1/chat/completions"] == {"#/components/schemas/ErrorResponse"}
+    assert refs["/v1/messages"] == {"#/components/schemas/AnthropicErrorResponse"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -21,6 +21,15 @@ class ErrorResponse(BaseModel):
     """The one error shape of every endpoint (as OpenAI's)."""
 
     error: ErrorDetail
+
+
+class AnthropicErrorResponse(BaseModel):
+    """The Anthropic endpoint's error shape (Anthropic's): `error.type` is Anthropic's type name
+    (`invalid_request_error`, `authentication_error`, `not_found_error`, `rate_limit_error`, ...)."""
+
+    type: Literal["error"] = "error"
+    error: ErrorDetail
+    request_id: str
 
 
 def error_doc(description: str) -> dict[str, Any]:
@@ -67,6 +76,12 @@ INFERENCE_ERRORS: dict[int | str, dict[str, Any]] = {
         "Retry-After), or the identity provider's keys are unavailable"
     ),
     504: error_doc("The task did not finish in time"),
+}
+
+
+# The same errors in Anthropic's shape, for `/v1/messages`.
+ANTHROPIC_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {**spec, "model": AnthropicErrorResponse} for status, spec in INFERENCE_ERRORS.items()
 }
 
 

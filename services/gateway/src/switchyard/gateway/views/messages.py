@@ -5,7 +5,7 @@ from fastapi.responses import Response
 
 from switchyard.gateway import serving
 from switchyard.gateway.messages import MessagesRequest
-from switchyard.gateway.openapi import INFERENCE_ERRORS
+from switchyard.gateway.openapi import ANTHROPIC_ERRORS
 
 router = APIRouter()
 
@@ -13,7 +13,7 @@ router = APIRouter()
 @router.post(
     "/v1/messages",
     summary="Create a message (Anthropic Messages-compatible; `x-api-key` or bearer auth)",
-    responses=INFERENCE_ERRORS,
+    responses=ANTHROPIC_ERRORS,
     openapi_extra=serving.schema_of(MessagesRequest),
 )
 async def create_message(request: Request) -> Response:
