@@ -19,6 +19,7 @@ from switchyard.common import bus, subjects
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.envelope import decode, encode
 from switchyard.common.events import (
+    ChargedCall,
     TaskCancelled,
     TaskCompleted,
     TaskFailed,
@@ -149,6 +150,7 @@ def _auth(key: str) -> dict[str, str]:
 
 
 BODY = {"model": "auto", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+TOKENS = "x-ratelimit-remaining-tokens"
 
 
 def _error(r: httpx.Response) -> dict[str, str]:
@@ -258,8 +260,17 @@ async def test_a_client_leaving_a_stream_cancels_its_task(
     gateway: tuple[str, str], pipeline: Pipeline, nats_server: NatsServer
 ) -> None:
     """The client reads the first text and goes away: the gateway tells the executor to stop the task
-    (it would otherwise run, and be paid for, to its end). A stream that ends normally does not."""
+    (it would otherwise run, and be paid for, to its end), and settles the user's counters at what the
+    cut call was still charged once the outcome says so. A stream that ends normally is not cancelled."""
     base, key = gateway
+    pipeline.behaviour = "answer"
+    async with httpx.AsyncClient(timeout=30) as c:  # the daily token counter, as the headers show it
+        left = [
+            int((await c.post(f"{base}/v1/chat/completions", json=BODY, headers=_auth(key))).headers[TOKENS])
+            for _ in range(2)
+        ]
+    assert left[0] - left[1] == 11  # what the first answer used (each reserves the same before it runs)
+    pipeline.behaviour = "stall"
     nc = await nats.connect(nats_server.url)
     heard: asyncio.Queue[TaskCancelled] = asyncio.Queue()
 
@@ -280,17 +291,28 @@ async def test_a_client_leaving_a_stream_cancels_its_task(
             first = await anext(r.aiter_lines())
             assert orjson.loads(first.removeprefix("data: "))["choices"][0]["delta"]["content"] == "Par"
         cancelled = await asyncio.wait_for(heard.get(), 2.5)  # before the task's own timeout (3 s)
-        task = pipeline.seen[0]
+        task = pipeline.seen[-1]
         assert (cancelled.task_id, cancelled.tenant_id, cancelled.reason) == (
             task.task_id,
             task.tenant_id,
             "disconnected",
         )
         assert cancelled.user_id == "u1"
+        cut = Usage(prompt_tokens=9, completion_tokens=500)  # as the executor reports the cut call
+        await pipeline._result(
+            TaskFailed(
+                task_id=task.task_id, tenant_id=task.tenant_id, error_code="task_cancelled",
+                error_message="cancelled", failed_at=datetime.now(UTC),
+                charged=[ChargedCall(model="local/smollm2-135m-instruct", usage=cut)],
+            )
+        )  # fmt: skip
+        await asyncio.sleep(0.5)
         pipeline.behaviour = "answer"  # a stream read to its end: no cancellation
         async with httpx.AsyncClient(timeout=30) as c:
             r = await c.post(f"{base}/v1/chat/completions", json={**BODY, "stream": True}, headers=_auth(key))
         assert r.text.rstrip().endswith("data: [DONE]")
+        # since the second answer: that answer's 11 tokens and the cut stream's 509
+        assert left[1] - int(r.headers[TOKENS]) == 11 + 509
         await asyncio.sleep(0.5)
         assert heard.empty()
     finally:
