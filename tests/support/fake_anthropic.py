@@ -68,6 +68,16 @@ def bad_request(message: str) -> Response:
     return JSONResponse(error_body("invalid_request_error", message), status_code=400)
 
 
+def stopped_at(text: str, stops: list[str] | None) -> tuple[str, str | None]:
+    """As Anthropic stops: before the first of the request's stop sequences to appear, which it names
+    (`stop_reason: stop_sequence`) and leaves out of the text."""
+    hits = [(text.find(s), s) for s in stops or [] if s and s in text]
+    if not hits:
+        return text, None
+    at, first = min(hits)
+    return text[:at], first
+
+
 class FakeAnthropic:
     def __init__(self, *, api_key: str = "sk-ant-test-fake-anthropic-key") -> None:
         self.api_key = api_key
@@ -93,30 +103,30 @@ class FakeAnthropic:
         if n <= limited_calls(model):
             return error_response("429")
         await asyncio.sleep(slow_seconds(model))
-        text = answer_text(body)
+        text, hit = stopped_at(answer_text(body), body.get("stop_sequences"))
         if model == "tool-call" and body.get("tools"):
             return self._tool_use(body)
         if body.get("stream"):
-            return StreamingResponse(self._stream(model, text), media_type="text/event-stream")
+            return StreamingResponse(self._stream(model, text, hit), media_type="text/event-stream")
         if model == "garbage":
             return Response(
                 b"upstream connect error or disconnect/reset before headers", media_type="application/json"
             )
-        message = self._message(model, text)
+        message = self._message(model, text, hit)
         if model == "break":
             raw = orjson.dumps(message)
             return StreamingResponse(_dropping(raw), media_type="application/json")
         return JSONResponse(message)
 
-    def _message(self, model: str, text: str) -> dict[str, Any]:
+    def _message(self, model: str, text: str, hit: str | None = None) -> dict[str, Any]:
         return {
             "id": f"msg_{uuid.uuid4().hex[:24]}",
             "type": "message",
             "role": "assistant",
             "model": model,
             "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn",
-            "stop_sequence": None,
+            "stop_reason": "stop_sequence" if hit else "end_turn",
+            "stop_sequence": hit,
             "usage": {
                 "input_tokens": 12,
                 "output_tokens": len(words(text)),
@@ -152,7 +162,7 @@ class FakeAnthropic:
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
-    async def _stream(self, model: str, text: str) -> AsyncIterator[bytes]:
+    async def _stream(self, model: str, text: str, hit: str | None) -> AsyncIterator[bytes]:
         start = self._message(model, "")
         start.update(content=[], stop_reason=None, usage={"input_tokens": 12, "output_tokens": 1})
         yield sse({"type": "message_start", "message": start}, "message_start")
@@ -179,7 +189,7 @@ class FakeAnthropic:
         yield sse(
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "delta": {"stop_reason": "stop_sequence" if hit else "end_turn", "stop_sequence": hit},
                 "usage": {"output_tokens": len(words(text))},
             },
             "message_delta",

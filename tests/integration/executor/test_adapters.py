@@ -309,3 +309,18 @@ async def test_tools_tool_turns_and_json_mode_speak_the_providers_protocol(
 
 
 WEATHER_PARAMS = WEATHER.function.parameters
+
+
+async def test_anthropic_names_the_stop_sequence_that_ended_the_answer(servers: dict[str, Upstream]) -> None:
+    """So the Anthropic face can answer `stop_reason: stop_sequence` with it, as Anthropic does."""
+    provider = servers["anthropic"].adapter()
+    try:
+        stopped = call("model-a", stop=("France", "You"))
+        plain = await provider.request(stopped)
+        _, streamed, error = await collect(provider, stopped)
+        assert error is None and streamed is not None
+        for reply in (plain, streamed):
+            assert (reply.content, reply.stop_sequence, reply.finish_reason) == ("Hello! ", "You", "stop")
+        assert (await provider.request(call("model-a"))).stop_sequence is None  # ended on its own
+    finally:
+        await provider.aclose()  # type: ignore[attr-defined]

@@ -3,12 +3,14 @@ carried into the task, and tool calls rendered back in each face's shape."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import orjson
 import pytest
 
-from switchyard.common.events import FunctionCall, TaskCompleted, TaskSubmitted, ToolCall, Usage
+from switchyard.common.events import FunctionCall, TaskCompleted, TaskFailed, TaskSubmitted, ToolCall, Usage
+from switchyard.common.streaming import Chunk
 from switchyard.gateway import completions, messages
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.tenants import Principal
@@ -189,6 +191,24 @@ def test_tool_calls_render_in_both_faces() -> None:
         messages.message_json(task, _done(content="Hi", finish_reason="stop", tool_calls=None))
     )
     assert plain["content"] == [{"type": "text", "text": "Hi"}]
+    assert (plain["stop_reason"], plain["stop_sequence"]) == ("end_turn", None)
+
+
+async def test_the_anthropic_face_names_the_stop_sequence_that_ended_an_answer() -> None:
+    task = completions.build_task(
+        completions.parse_request(_openai(), max_prompt_chars=1000), PRINCIPAL, priority=None
+    )
+    done = _done(content="1, 2", finish_reason="stop", tool_calls=None, stop_sequence=", 3")
+    message = orjson.loads(messages.message_json(task, done))
+    assert (message["stop_reason"], message["stop_sequence"]) == ("stop_sequence", ", 3")
+
+    async def nothing_more() -> AsyncIterator[Chunk | TaskCompleted | TaskFailed]:
+        return
+        yield
+
+    events = [e async for e in messages.stream_events(task, [done], nothing_more(), timeout_s=5)]
+    last_delta = next(orjson.loads(e.split(b"data: ", 1)[1]) for e in events if b"message_delta" in e[:30])
+    assert last_delta["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": ", 3"}
 
 
 def test_anthropic_tools_and_tool_blocks_become_the_pipelines() -> None:

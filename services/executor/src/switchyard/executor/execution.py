@@ -189,6 +189,7 @@ async def execute(
         tier=candidate.tier,
         content=reply.content,
         finish_reason=reply.finish_reason,
+        stop_sequence=reply.stop_sequence,
         usage=reply.usage,
         tool_calls=list(reply.tool_calls) or None,
         attempts=book.attempts,

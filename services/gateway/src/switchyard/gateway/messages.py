@@ -239,14 +239,21 @@ def message_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
             "role": "assistant",
             "model": done.model,
             "content": text + tool_use_blocks(done),
-            "stop_reason": STOP_REASONS.get(done.finish_reason, "end_turn"),
-            "stop_sequence": None,
+            **stop_of(done),
             "usage": {
                 "input_tokens": done.usage.prompt_tokens,
                 "output_tokens": done.usage.completion_tokens,
             },
         }
     )
+
+
+def stop_of(done: TaskCompleted) -> dict[str, Any]:
+    """`stop_reason` and `stop_sequence`: a stop sequence is named where the provider named it (an
+    Anthropic model); from other providers an answer a stop sequence ended reads `end_turn`."""
+    if done.stop_sequence is not None:
+        return {"stop_reason": "stop_sequence", "stop_sequence": done.stop_sequence}
+    return {"stop_reason": STOP_REASONS.get(done.finish_reason, "end_turn"), "stop_sequence": None}
 
 
 def _event(name: str, data: dict[str, Any]) -> bytes:
@@ -314,7 +321,7 @@ async def stream_events(
                     {"index": index, "delta": {"type": "input_json_delta", "partial_json": arguments}},
                 )
                 yield _event("content_block_stop", {"index": index})
-            delta = {"stop_reason": STOP_REASONS.get(item.finish_reason, "end_turn"), "stop_sequence": None}
+            delta = stop_of(item)
             usage = {"input_tokens": item.usage.prompt_tokens, "output_tokens": item.usage.completion_tokens}
             yield _event("message_delta", {"delta": delta, "usage": usage})
             yield _event("message_stop", {})

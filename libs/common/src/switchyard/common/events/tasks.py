@@ -245,6 +245,9 @@ class TaskCompleted(EventPayload):
     tier: str
     content: str
     finish_reason: str
+    # The request's stop sequence that ended the answer, where the provider names it (Anthropic does;
+    # OpenAI-compatible providers and the local model do not: their finish_reason is "stop" either way).
+    stop_sequence: str | None = None
     usage: Usage
     tool_calls: list[ToolCall] | None = None
     attempts: int

@@ -74,6 +74,7 @@ class Reply:
     model: str
     usage: Usage = field(default_factory=Usage)
     tool_calls: tuple[ToolCall, ...] = ()
+    stop_sequence: str | None = None  # the stop sequence that ended it, where the provider says (Anthropic)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from switchyard.executor.providers.anthropic.wire import (
     finish_reason,
     parse_reply,
     request_body,
+    stop_sequence,
     tool_use,
     usage_of,
 )
@@ -75,6 +76,7 @@ class AnthropicProvider(HttpProvider):
         usage = Usage()
         model = call.model
         stop_reason: Any = None
+        stopped_by: str | None = None
         stopped = False
         async with transport_errors(NAME):
             async for event in sse_events(response):
@@ -103,6 +105,7 @@ class AnthropicProvider(HttpProvider):
                         )
                 elif kind == "message_delta":
                     stop_reason = (data.get("delta") or {}).get("stop_reason") or stop_reason
+                    stopped_by = stop_sequence(data.get("delta")) or stopped_by
                     usage = usage_of(data.get("usage"), usage)
                 elif kind == "message_stop":
                     stopped = True
@@ -116,6 +119,7 @@ class AnthropicProvider(HttpProvider):
             model=model,
             usage=usage,
             tool_calls=calls,
+            stop_sequence=stopped_by,
         )
 
     async def aclose(self) -> None:

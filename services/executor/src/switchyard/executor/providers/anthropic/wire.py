@@ -177,6 +177,14 @@ def usage_of(data: Any, previous: Usage | None = None) -> Usage:
     return Usage(prompt_tokens=prompt, completion_tokens=completion)
 
 
+def stop_sequence(data: Any) -> str | None:
+    """The stop sequence a message (or a stream's `message_delta`) names as what ended it."""
+    if not isinstance(data, dict) or data.get("stop_reason") != "stop_sequence":
+        return None
+    seq = data.get("stop_sequence")
+    return seq if isinstance(seq, str) else None
+
+
 def finish_reason(stop_reason: Any) -> str:
     return STOP_REASONS.get(str(stop_reason), "stop") if stop_reason else "stop"
 
@@ -195,6 +203,7 @@ def parse_reply(raw: bytes, call: ProviderCall) -> Reply:
         model=str(data.get("model") or call.model),
         usage=usage_of(data.get("usage")),
         tool_calls=calls,
+        stop_sequence=stop_sequence(data),
     )
 
 
