@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -17,7 +18,7 @@ from switchyard.common.events import (
     TaskTimedOut,
 )
 from switchyard.executor.cancellations import Cancellations
-from switchyard.executor.providers.base import ProviderCall, Reply
+from switchyard.executor.providers.base import ProviderCall, Reply, TextDelta
 from switchyard.executor.resilience.breaker import LocalBreakers
 from tests.unit.executor.test_execution import Bus, routed
 from tests.unit.executor.test_execution import run as run_task
@@ -138,3 +139,41 @@ async def test_a_cancellation_lost_on_the_way_still_stops_the_call() -> None:
         )
     assert isinstance(outcome, TaskFailed) and outcome.error_code == "task_cancelled"
     assert not upstream.called.is_set() and bus.calls == []
+
+
+class Drips:
+    """A streaming provider that never ends by itself; remembers whether its stream was closed."""
+
+    def __init__(self) -> None:
+        self.sent, self.closed = 0, False
+
+    async def request(self, call: ProviderCall) -> Reply:
+        raise AssertionError("streamed")
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[TextDelta | Reply]:
+        try:
+            while True:
+                self.sent += 1
+                yield TextDelta("word ")
+                await asyncio.sleep(0)
+        finally:
+            self.closed = True
+
+
+async def test_a_stream_whose_interruption_was_lost_is_cut_between_its_parts() -> None:
+    """The cancellation is heard while a stream runs, but nothing awaited is interrupted (as when a layer
+    swallows it): the stream is cut at its next part, recorded cut and billed, and closed upstream."""
+    bus, upstream = Bus(), Drips()
+
+    def cancelled() -> bool:
+        return upstream.sent >= 3  # heard after the third part; no interruption comes
+
+    async with asyncio.timeout(5):  # without the check, the stream would never end
+        outcome = await run_task(
+            routed("openai", stream=True), {"openai": upstream}, bus, cancelled=cancelled
+        )
+    assert isinstance(outcome, TaskFailed) and outcome.error_code == "task_cancelled"
+    [(_, call)] = bus.calls
+    assert (call.outcome, call.billable, call.usage.completion_tokens > 0) == ("cancelled", True, True)
+    assert upstream.closed and upstream.sent == 3
+    assert outcome.charged == [ChargedCall(model=call.model, usage=call.usage)]

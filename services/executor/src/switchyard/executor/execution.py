@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -50,10 +50,11 @@ class ExecutionPolicy:
 
 
 class CancelGuard:
-    """Stops before a provider call when the task's client cancelled it. The cancellation itself
-    interrupts what is awaited, but on Python 3.11 `asyncio.wait_for` (nats-py's requests use it: the
-    breaker's and limits' KV reads) returns its result instead when the reply and the cancellation
-    arrive together, and the call would then run to its end."""
+    """Stops before a provider call when the task's client cancelled it, and a stream between its parts.
+    The cancellation itself interrupts what is awaited, but on Python 3.11 `asyncio.wait_for` (nats-py's
+    requests use it: the breaker's and limits' KV reads) returns its result instead when the reply and
+    the cancellation arrive together, and the call would then run to its end; a layer under a stream
+    that lost the interruption the same way would have the stream run to its end."""
 
     def __init__(self, inner: Provider, cancelled: Callable[[], bool]) -> None:
         self._inner = inner
@@ -67,8 +68,15 @@ class CancelGuard:
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
         if self._cancelled():
             raise asyncio.CancelledError
-        async for part in stream_any(self._inner, call):
+        # The inner provider's own stream (the recording's), so that a cut thrown into it is recorded.
+        own = getattr(self._inner, "stream", None)
+        parts: AsyncGenerator[StreamPart, None] = (
+            own(call) if own is not None else stream_any(self._inner, call)
+        )
+        async for part in parts:
             yield part
+            if self._cancelled():  # heard, yet nothing was interrupted: cut it as an interruption would
+                await parts.athrow(asyncio.CancelledError())
 
 
 class Unconfigured:

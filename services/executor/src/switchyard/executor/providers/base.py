@@ -7,7 +7,7 @@ implement the same port, so they compose.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -101,14 +101,18 @@ class Closeable(Protocol):
     async def aclose(self) -> None: ...
 
 
-async def stream_any(provider: Provider, call: ProviderCall) -> AsyncIterator[StreamPart]:
+async def stream_any(provider: Provider, call: ProviderCall) -> AsyncGenerator[StreamPart, None]:
     """Streams from a provider that can, or sends a non-streaming provider's whole answer as one delta."""
     # Not `isinstance(provider, StreamingProvider)`: a runtime-checkable protocol's check costs ~10 us,
     # and every wrapper of every streamed call asks.
     stream = getattr(provider, "stream", None)
     if stream is not None:
-        async for part in stream(call):
-            yield part
+        parts = stream(call)
+        try:
+            async for part in parts:
+                yield part
+        finally:  # closed early (a cut): the provider's stream (its HTTP response) closes now, not at GC
+            await parts.aclose()
         return
     reply = await provider.request(call)
     if reply.content:

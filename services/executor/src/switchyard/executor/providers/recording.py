@@ -121,8 +121,9 @@ class RecordingProvider:
         started = self._clock()
         ttft_ms: float | None = None
         text: list[str] = []
+        parts = stream_any(self._inner, call)
         try:
-            async for part in stream_any(self._inner, call):
+            async for part in parts:
                 if isinstance(part, TextDelta):
                     text.append(part.text)
                     if ttft_ms is None:
@@ -131,6 +132,7 @@ class RecordingProvider:
                     await self._report(started, reply=part, ttft_ms=ttft_ms)
                 yield part
         except asyncio.CancelledError:
+            await parts.aclose()  # cut between parts (CancelGuard): the upstream's stream closes now
             await self._cancelled(started, call, "".join(text), ttft_ms)
             raise
         except Exception as exc:
