@@ -59,6 +59,7 @@ EXPOSED_HEADERS = [
     "x-switchyard-overhead-ms",
     "server-timing",
     "retry-after",
+    "x-should-retry",
     "x-ratelimit-limit-requests",
     "x-ratelimit-remaining-requests",
     "x-ratelimit-reset-requests",

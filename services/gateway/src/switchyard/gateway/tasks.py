@@ -193,7 +193,8 @@ class TaskClient:
         await self._record(task, event, "cancelled")
 
     async def drain(self) -> None:
-        """Waits for the cancellations still being published (at shutdown)."""
+        """Waits for the cancellations still being published, and the outcomes of tasks nobody waits for
+        (at most `SETTLE_WAIT_S`), at shutdown: their admissions settle before the leases go back."""
         await self._abandoning.drain()
 
     async def _record_timeout(self, task: TaskSubmitted, started: float) -> None:

@@ -215,6 +215,7 @@ def _exhausted(account: Account, spent: int, *, worst_case: int) -> RateLimited:
             f"budget (${account.ceiling / MICRO:.2f}). Lower max_tokens.",
             type_="insufficient_quota",
             code="budget_exceeded",
+            headers={"x-should-retry": "false"},  # the SDKs would otherwise send it again
         )
     return RateLimited(
         f"This request could cost up to ${worst_case / MICRO:.4f}, more than is left of {who} {period} "

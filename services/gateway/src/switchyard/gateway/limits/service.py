@@ -114,6 +114,8 @@ def _refusal(check: Check, used: int, *, now: float, headers: dict[str, str]) ->
             f"Request too large for {per[check.kind]} ({check.scope}): limit {check.limit}, requested "
             f"{check.delta}. The input or max_tokens must be reduced in order to run successfully."
         )
+        # `x-should-retry: false`: the OpenAI and Anthropic SDKs would otherwise send it again, twice.
+        headers = {**headers, "x-should-retry": "false"}
         return RateLimited(message, type_=type_, code="rate_limit_exceeded", headers=headers)
     message = (
         f"Rate limit reached for {per[check.kind]} ({check.scope}): limit {check.limit}, used {used}"
