@@ -166,9 +166,18 @@ async def test_usage_api_statement_and_signed_budget_webhooks(
             "/v1/admin/webhooks", json={"url": receiver.url}, headers=auth(acme.keys["billing"])
         )
         assert denied.status_code == 403
-        for bad in ({"url": "ftp://example.com/x"}, {"url": receiver.url, "description": "x" * 201}, {}):
+        for bad in (
+            {"url": "ftp://example.com/x"},
+            {"url": receiver.url, "description": "x" * 201},
+            {},
+            {"url": "http://example.com:port/x"},  # urlsplit reads it; only .port fails (was a 500, kept)
+            {"url": "https://:8080/x"},  # no host
+            {"url": "https://example.com/a b"},  # whitespace
+        ):
             refused = await http.post("/v1/admin/webhooks", json=bad, headers=auth(acme.keys["admin"]))
             assert refused.status_code == 400, refused.text
+        kept = (await http.get("/v1/admin/webhooks", headers=auth(acme.keys["admin"]))).json()["data"]
+        assert [h["id"] for h in kept] == [hook["id"]]  # none of the refused was stored
 
         # The gateway publishes the ceilings it enforces; here the test sets them: $0.001 a day for the user.
         nc = await nats.connect(nats_server.url)

@@ -126,6 +126,30 @@ async def test_roles_and_scopes(world: tuple[list[str], Org, Org]) -> None:
     assert not_platform.json()["error"]["type"] == "permission_error"
 
 
+async def test_values_the_store_cannot_hold_are_refused_not_500s(world: tuple[list[str], Org, Org]) -> None:
+    """Found by the OpenAPI fuzzer: a null plan hit the database's NOT NULL, a key lifetime of 1e20 s and
+    an infinite budget overflowed; each is a 400 naming the field, and nothing changes."""
+    bases, a, _ = world
+    admin = auth(a.keys["admin"])
+    async with httpx.AsyncClient(base_url=bases[0]) as c:
+        before = (await c.get("/v1/admin/organization", headers=admin)).json()
+        for body, param in (
+            ({"plan": None}, "plan"),
+            ({"monthly_budget_usd": 1e300}, "monthly_budget_usd"),
+        ):
+            r = await c.patch("/v1/admin/organization", json=body, headers=admin)
+            assert (r.status_code, r.json()["error"]["param"]) == (400, param), r.text
+        r = await c.patch(
+            "/v1/admin/organization", content=b'{"monthly_budget_usd": Infinity}', headers=admin
+        )
+        assert r.status_code == 400, r.text
+        assert (await c.get("/v1/admin/organization", headers=admin)).json() == before
+        user = a.users["member"]
+        forever = {"name": "x", "user_id": user, "expires_in_s": 1e20}
+        r = await c.post("/v1/admin/keys", json=forever, headers=admin)
+        assert (r.status_code, r.json()["error"]["param"]) == (400, "expires_in_s"), r.text
+
+
 async def test_key_lifecycle_and_prompt_revocation_on_every_replica(
     world: tuple[list[str], Org, Org], bus_server: NatsServer
 ) -> None:

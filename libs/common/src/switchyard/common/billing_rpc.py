@@ -14,8 +14,9 @@ import io
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, PlainSerializer, model_validator
+from pydantic import AfterValidator, BaseModel, Field, PlainSerializer, model_validator
 
 # Errors have the ledger requests' shape: {"error": {"code", "message"}}.
 from switchyard.common.ledger_rpc import RpcError as RpcError
@@ -174,8 +175,28 @@ class Forecast(BaseModel):
     anomalies: list[Anomaly]
 
 
+def _a_url(url: str) -> str:
+    """An http(s) URL a request can go to: a host, and a port that is a number (urlsplit reads
+    `http://host:x/` and only raises on `.port`, which would fail the endpoint's first delivery instead)."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL: {exc}") from None
+    if not parts.hostname:
+        raise ValueError("the URL names no host")
+    return url
+
+
+WebhookUrl = Annotated[
+    str,
+    Field(min_length=8, max_length=2000, pattern=r"^https?://\S+$", description="http(s) URL"),
+    AfterValidator(_a_url),
+]
+
+
 class WebhookCreate(_Scoped):
-    url: str = Field(min_length=8, max_length=2000, pattern=r"^https?://")
+    url: WebhookUrl
     description: str = Field(default="", max_length=200)
 
 

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from switchyard.gateway.access.roles import SCOPES, Plan, Role
 
 _EMAIL = r"^[^@\s]+@[^@\s]+$"
+MAX_BUDGET_USD = 1e9  # a month's budget; above it a number is a typo, and `inf` overflowed the counters
+MAX_KEY_LIFETIME_S = 10 * 366 * 86400.0  # ten years; a key that should outlive that never expires (null)
 
 
 class _Body(BaseModel):
@@ -28,14 +30,23 @@ class OrganizationOut(BaseModel):
 
 
 class OrganizationUpdate(_Body):
-    plan: Plan | None = None
-    monthly_budget_usd: float | None = Field(default=None, ge=0, description="null: unlimited")
+    plan: Plan | None = Field(default=None, description="leave out to keep it; an organisation has a plan")
+    monthly_budget_usd: float | None = Field(
+        default=None, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="null: unlimited"
+    )
+
+    @field_validator("plan")
+    @classmethod
+    def _plan_not_null(cls, v: Plan | None) -> Plan:  # runs only for a plan that was sent
+        if v is None:
+            raise ValueError("cannot be null: send free, pro or enterprise, or leave it out")
+        return v
 
 
 class OrganizationCreate(_Body):
     name: str = Field(min_length=1, max_length=200)
     plan: Plan = "free"
-    monthly_budget_usd: float | None = Field(default=None, ge=0)
+    monthly_budget_usd: float | None = Field(default=None, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False)
     admin_email: str = Field(pattern=_EMAIL, max_length=320, description="its first admin user")
 
 
@@ -89,7 +100,9 @@ class KeyCreate(_Body):
     name: str = Field(min_length=1, max_length=200)
     user_id: str | None = Field(default=None, description="the key acts as this user; default: the caller")
     scopes: list[str] | None = Field(default=None, description="default: everything the user's role allows")
-    expires_in_s: float | None = Field(default=None, gt=0, description="null: never expires")
+    expires_in_s: float | None = Field(
+        default=None, gt=0, le=MAX_KEY_LIFETIME_S, allow_inf_nan=False, description="null: never expires"
+    )
 
     @field_validator("scopes")
     @classmethod

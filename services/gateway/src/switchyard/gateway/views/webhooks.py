@@ -19,6 +19,7 @@ from switchyard.common.billing_rpc import (
     WebhookList,
     WebhookRef,
     Webhooks,
+    WebhookUrl,
 )
 from switchyard.gateway.access import roles
 from switchyard.gateway.access.actor import Actor
@@ -32,12 +33,7 @@ Admin = Annotated[Actor, Depends(require(roles.ADMIN))]
 
 
 class WebhookIn(BaseModel):
-    url: str = Field(
-        min_length=8,
-        max_length=2000,
-        pattern=r"^https?://",
-        description="http(s) URL for signed budget alerts",
-    )
+    url: WebhookUrl = Field(description="http(s) URL for signed budget alerts")
     description: str = Field(default="", max_length=200)
 
 
