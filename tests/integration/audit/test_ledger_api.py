@@ -111,6 +111,9 @@ async def test_proofs_over_nats_and_http_with_tenant_scope(
         assert refused["error"]["code"] == "forbidden"
         invalid = orjson.loads((await nc.request(subjects.LEDGER_RPC_INCLUSION, b'{"seq": 0}')).data)
         assert invalid["error"]["code"] == "invalid_request"
+        huge = b'{"seq": 1180591620717411303424, "tenant_id": "' + acme_id.encode() + b'"}'  # 2**70
+        past = orjson.loads((await nc.request(subjects.LEDGER_RPC_INCLUSION, huge)).data)
+        assert past["error"]["code"] == "invalid_request"
     finally:
         await nc.close()
         await engine.dispose()
@@ -132,6 +135,9 @@ async def test_proofs_over_nats_and_http_with_tenant_scope(
         ).status_code == 200
         missing = await http.get("/v1/ledger/proof/inclusion", params={"seq": 9999}, headers=acme)
         assert missing.status_code == 404
+        for params in ({"seq": 2**70}, {"seq": 7, "tree_size": 2**64}):  # past a BIGINT: was a 500
+            huge = await http.get("/v1/ledger/proof/inclusion", params=params, headers=acme)
+            assert huge.status_code == 400, huge.text
         pinned = await http.get(
             "/v1/ledger/proof/inclusion", params={"seq": 7, "tree_size": first["tree_size"]}, headers=acme
         )

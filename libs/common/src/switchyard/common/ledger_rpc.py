@@ -10,20 +10,28 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+MAX_SEQ = 2**63 - 1  # a ledger sequence is a database BIGINT; a larger number is no entry (and SQLite raised)
+
 
 class CheckpointRequest(BaseModel):
-    tree_size: int | None = Field(default=None, ge=1, description="a checkpoint's size; default: the latest")
+    tree_size: int | None = Field(
+        default=None, ge=1, le=MAX_SEQ, description="a checkpoint's size; default: the latest"
+    )
 
 
 class InclusionRequest(BaseModel):
-    seq: int = Field(ge=1, description="the entry's sequence number (its leaf index is seq - 1)")
-    tree_size: int | None = Field(default=None, ge=1, description="the checkpoint to prove against")
+    seq: int = Field(ge=1, le=MAX_SEQ, description="the entry's sequence number (its leaf index is seq - 1)")
+    tree_size: int | None = Field(
+        default=None, ge=1, le=MAX_SEQ, description="the checkpoint to prove against"
+    )
     tenant_id: str | None = Field(default=None, description="when set, only this tenant's entries are proved")
 
 
 class ConsistencyRequest(BaseModel):
-    first: int = Field(ge=1, description="the older checkpoint's size")
-    second: int | None = Field(default=None, ge=1, description="the newer checkpoint's size; default: latest")
+    first: int = Field(ge=1, le=MAX_SEQ, description="the older checkpoint's size")
+    second: int | None = Field(
+        default=None, ge=1, le=MAX_SEQ, description="the newer checkpoint's size; default: latest"
+    )
 
 
 class RpcError(BaseModel):

@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from switchyard.common import subjects
 from switchyard.common.ledger_rpc import (
+    MAX_SEQ,
     CheckpointDocument,
     CheckpointRequest,
     ConsistencyProof,
@@ -64,7 +65,7 @@ async def _ask(gw: Gateway, subject: str, request: BaseModel) -> Response:
 @router.get(
     "/v1/ledger/checkpoint", response_model=CheckpointDocument, summary="The latest signed checkpoint"
 )
-async def checkpoint(request: Request, tree_size: int | None = Query(None, ge=1)) -> Response:
+async def checkpoint(request: Request, tree_size: int | None = Query(None, ge=1, le=MAX_SEQ)) -> Response:
     gw = gateway_of(request)
     await authenticate(request, gw.verifier)
     return await _ask(gw, subjects.LEDGER_RPC_CHECKPOINT, CheckpointRequest(tree_size=tree_size))
@@ -72,7 +73,9 @@ async def checkpoint(request: Request, tree_size: int | None = Query(None, ge=1)
 
 @router.get("/v1/ledger/proof/inclusion", response_model=InclusionProof, summary="Prove one of your entries")
 async def inclusion(
-    request: Request, seq: int = Query(ge=1), tree_size: int | None = Query(None, ge=1)
+    request: Request,
+    seq: int = Query(ge=1, le=MAX_SEQ),
+    tree_size: int | None = Query(None, ge=1, le=MAX_SEQ),
 ) -> Response:
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
@@ -85,8 +88,8 @@ async def inclusion(
 )
 async def consistency(
     request: Request,
-    first: int = Query(alias="from", ge=1),
-    second: int | None = Query(None, alias="to", ge=1),
+    first: int = Query(alias="from", ge=1, le=MAX_SEQ),
+    second: int | None = Query(None, alias="to", ge=1, le=MAX_SEQ),
 ) -> Response:
     gw = gateway_of(request)
     await authenticate(request, gw.verifier)
