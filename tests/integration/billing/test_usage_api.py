@@ -238,6 +238,15 @@ async def test_usage_api_statement_and_signed_budget_webhooks(
         assert other["totals"]["requests"] == 1
         bad = await http.get("/v1/usage", params={"group_by": "colour"}, headers=billing_key)
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_request"
+        for path, params in (  # days whose arithmetic leaves `date`'s range (a forecast was a 500)
+            ("/v1/usage/forecast", {"as_of": "0001-01-01"}),
+            ("/v1/usage/forecast", {"as_of": "9999-12-31"}),
+            ("/v1/usage/statement", {"month": "0000-01"}),
+            ("/v1/usage/statement", {"month": "9999-12"}),
+            ("/v1/usage", {"start": "0001-01-01", "end": "0001-01-02"}),
+        ):
+            far = await http.get(path, params=params, headers=billing_key)
+            assert far.status_code == 400, (path, params, far.text)
 
         as_csv = await http.get(
             "/v1/usage", params={"group_by": "day,model", "format": "csv"}, headers=billing_key

@@ -36,9 +36,28 @@ class _Scoped(BaseModel):
     tenant_id: str = Field(min_length=1, max_length=64)
 
 
+# Days a query may name: the arithmetic around them (windows before, month ends after) stays in `date`'s
+# range (a forecast as of 0001-01-01 raised OverflowError in the billing service: a 500).
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9998, 12, 31)
+
+
+def _a_day(day: date) -> date:
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"must be between {FIRST_DAY} and {LAST_DAY}")
+    return day
+
+
+def _a_month(month: str) -> str:
+    _a_day(date(int(month[:4]), int(month[5:7]), 1) if month[:4] != "0000" else date.min)
+    return month
+
+
+Day = Annotated[date, AfterValidator(_a_day)]
+
+
 class _Range(_Scoped):
-    start: date = Field(description="first day (UTC), inclusive")
-    end: date = Field(description="last day (UTC), inclusive")
+    start: Day = Field(description="first day (UTC), inclusive")
+    end: Day = Field(description="last day (UTC), inclusive")
 
     @model_validator(mode="after")
     def _ordered(self) -> _Range:
@@ -89,7 +108,9 @@ class UsageReport(BaseModel):
 
 
 class StatementQuery(_Scoped):
-    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")
+    month: Annotated[str, AfterValidator(_a_month)] = Field(
+        pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM"
+    )
 
 
 class StatementLine(BaseModel):
@@ -143,7 +164,7 @@ class SavingsReport(BaseModel):
 
 
 class ForecastQuery(_Scoped):
-    as_of: date | None = Field(default=None, description="default: today (UTC)")
+    as_of: Day | None = Field(default=None, description="default: today (UTC)")
     window_days: int = Field(default=14, ge=3, le=90, description="trailing days the trend is fitted on")
 
 
