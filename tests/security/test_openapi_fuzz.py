@@ -18,7 +18,7 @@ from tests.integration.gateway.harness import auth
 from tests.security.conftest import Tenants
 
 pytestmark = pytest.mark.e2e
-EXAMPLES = 4 * (25 if os.environ.get("SWITCHYARD_LONG_TESTS") == "1" else 1)
+EXAMPLES = 20 * (5 if os.environ.get("SWITCHYARD_LONG_TESTS") == "1" else 1)
 
 
 def _fuzz(operation: Any, base: str, headers: dict[str, str], tried: list[int], found: list[str]) -> None:
