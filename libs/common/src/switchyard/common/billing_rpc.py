@@ -48,7 +48,7 @@ def _a_day(day: date) -> date:
 
 
 def _a_month(month: str) -> str:
-    _a_day(date(int(month[:4]), int(month[5:7]), 1) if month[:4] != "0000" else date.min)
+    _a_day(date(int(month[:4]), int(month[5:7]), 1))  # year 0000: date() refuses it (ValueError) itself
     return month
 
 

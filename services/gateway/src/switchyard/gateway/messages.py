@@ -32,6 +32,7 @@ from switchyard.gateway.schemas import (
 )
 from switchyard.gateway.tasks import TimedOut
 
+MESSAGE_ID = "msg_"  # a message's id is this and its task's id
 STOP_REASONS = {
     "stop": "end_turn",
     "length": "max_tokens",
@@ -234,7 +235,7 @@ def message_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
     text = [{"type": "text", "text": done.content}] if done.content or not done.tool_calls else []
     return orjson.dumps(
         {
-            "id": f"msg_{task.task_id}",
+            "id": f"{MESSAGE_ID}{task.task_id}",
             "type": "message",
             "role": "assistant",
             "model": done.model,
@@ -274,7 +275,7 @@ async def stream_events(
 ) -> AsyncIterator[bytes]:
     """A break after text began ends with an `error` event and no `message_stop`: never a silent cut."""
     start: dict[str, Any] = {
-        "id": f"msg_{task.task_id}",
+        "id": f"{MESSAGE_ID}{task.task_id}",
         "type": "message",
         "role": "assistant",
         "model": head_model(head) or task.request.model,

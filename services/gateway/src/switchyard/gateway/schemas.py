@@ -11,6 +11,7 @@ from switchyard.common.events import ChatMessage, ToolCall, ToolSpec
 from switchyard.gateway.errors import InvalidRequest
 
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+COMPLETION_ID = "chatcmpl-"  # a completion's id is this and its task's id
 
 
 class StreamOptions(BaseModel):
@@ -161,7 +162,7 @@ def completion_body(
         message["content"] = content or None  # OpenAI sends null content with tool calls
         message["tool_calls"] = [c.model_dump(mode="json") for c in tool_calls]
     return {
-        "id": f"chatcmpl-{task_id}",
+        "id": f"{COMPLETION_ID}{task_id}",
         "object": "chat.completion",
         "created": created,
         "model": model,
@@ -192,7 +193,7 @@ def chunk_body(
     with_choice: bool = True,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "id": f"chatcmpl-{task_id}",
+        "id": f"{COMPLETION_ID}{task_id}",
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,

@@ -19,10 +19,12 @@ from switchyard.common.events.feedback import FeedbackReason, Rating, TaskFeedba
 from switchyard.common.events.tasks import TaskType
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.errors import Conflict, NotFound
+from switchyard.gateway.messages import MESSAGE_ID
+from switchyard.gateway.schemas import COMPLETION_ID
 from switchyard.gateway.state import gateway_of
 
 router = APIRouter(tags=["feedback"])
-ANSWER_PREFIXES = ("chatcmpl-", "msg_")  # the OpenAI face's completion ids, the Anthropic face's message ids
+ANSWER_PREFIXES = (COMPLETION_ID, MESSAGE_ID)  # the ids the OpenAI and Anthropic faces answer with
 
 
 class FeedbackRequest(BaseModel):
