@@ -18,9 +18,9 @@ from pathlib import Path
 
 from switchyard.common.events import ChatMessage, ChatRequest, Classification
 from switchyard.common.policy import load_policy
+from switchyard.common.tokens import count_prompt, encoding
 from switchyard.router.health import ModelSignal
 from switchyard.router.routing import decide
-from switchyard.router.tokens import count_prompt, encoding
 
 POOL = Path("/work/shared/data/classifier/train_pool.jsonl")
 TYPES = ["qa", "coding", "math", "writing", "extraction", "coordination", "chitchat"]

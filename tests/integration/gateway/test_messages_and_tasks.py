@@ -100,6 +100,71 @@ async def test_anthropic_sdk_plain_and_streamed(
         assert body["error"]["message"] and body["request_id"] == err.value.response.headers["x-request-id"]
 
 
+async def test_anthropic_sdk_counts_tokens_without_a_task_or_quota(
+    stack: tuple[NatsServer, str, Org, Org], answerer: Answerer
+) -> None:
+    _, base, a, _ = stack
+    client = anthropic.AsyncAnthropic(base_url=base, api_key=a.keys["member"], max_retries=0)
+    ask = [{"role": "user", "content": "What is the capital of France?"}]
+    # cl100k_base: "Be brief." is 3 tokens, the question 7; 3 per message and 3 for the reply
+    counted = await client.messages.count_tokens(model="auto", system="Be brief.", messages=ask)
+    assert counted.input_tokens == 3 + (3 + 3) + (3 + 7)
+    tool = {
+        "name": "get_weather",
+        "description": "The weather in a city, " + "today and tomorrow, " * 100,
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+    }
+    # Claude Code counts through the beta namespace (`?beta=true`), with tools and thinking settings
+    with_tool = await client.beta.messages.count_tokens(
+        model="auto",
+        system="Be brief.",
+        messages=ask,
+        tools=[tool],  # type: ignore[list-item]
+        thinking={"type": "enabled", "budget_tokens": 2048},
+    )
+    assert with_tool.input_tokens > counted.input_tokens + 400  # the tool's 100 repeated phrases count
+    turns = [
+        *ask,
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "t1", "name": "get_weather", "input": {}}],
+        },
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "sunny"}]},
+    ]
+    follow_up = await client.messages.count_tokens(model="auto", messages=turns, tools=[tool])  # type: ignore[list-item]
+    assert follow_up.input_tokens > with_tool.input_tokens - 3  # minus the system prompt, plus two turns
+
+    async with httpx.AsyncClient(base_url=base) as c:
+        headers = {"x-api-key": a.keys["member"]}
+        before = await c.post("/v1/messages", json=BODY, headers=headers)
+        for _ in range(5):
+            assert (await c.post("/v1/messages/count_tokens", json=BODY, headers=headers)).status_code == 200
+        after = await c.post("/v1/messages", json=BODY, headers=headers)
+    remaining = "x-ratelimit-remaining-requests"
+    assert int(before.headers[remaining]) - int(after.headers[remaining]) == 1  # counts take no quota
+    assert len(answerer.seen) == 2  # the two messages; no count ran a task
+
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        await client.messages.count_tokens(model="claude-imaginary", messages=ask)
+    with pytest.raises(anthropic.BadRequestError) as empty:
+        await client.messages.count_tokens(model="auto", messages=[])
+    with pytest.raises(anthropic.BadRequestError) as orphan:
+        await client.messages.count_tokens(model="auto", messages=turns[2:])  # a result of no tool_use
+    with pytest.raises(anthropic.AuthenticationError) as unknown:
+        await anthropic.AsyncAnthropic(base_url=base, api_key="sy_nope", max_retries=0).messages.count_tokens(
+            model="auto", messages=ask
+        )
+    for err, kind, code in (
+        (missing, "not_found_error", "model_not_found"),
+        (empty, "invalid_request_error", "invalid_value"),
+        (orphan, "invalid_request_error", "invalid_value"),
+        (unknown, "authentication_error", "invalid_api_key"),
+    ):
+        body = err.value.body
+        assert isinstance(body, dict) and body["type"] == "error" and body["error"]["type"] == kind
+        assert body["error"]["code"] == code, body
+
+
 BODY = {"model": "auto", "max_tokens": 50, "messages": [{"role": "user", "content": "capital of France?"}]}
 
 

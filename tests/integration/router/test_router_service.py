@@ -31,8 +31,8 @@ from switchyard.common.events import (
 )
 from switchyard.common.policy import DEFAULT_POLICY
 from switchyard.common.providers import ProviderStatus, announce, providers_bucket
+from switchyard.common.tokens import count_text
 from switchyard.router.health import ModelStats
-from switchyard.router.tokens import count_text
 from tests.integration.pipeline.services import Fleet
 
 pytestmark = pytest.mark.integration

@@ -64,9 +64,9 @@ def load_rows(path: Path, *, split: str, limit: int | None) -> list[dict[str, An
 
 
 def _outcomes(rows: list[dict[str, Any]], classify: Any) -> list[Any]:
+    from switchyard.common.tokens import count_prompt
     from switchyard.router.dry_run import task_for
     from switchyard.router.evaluation import Outcome
-    from switchyard.router.tokens import count_prompt
 
     tasks = [task_for(r["id"], r["prompt"], tenant_id="eval") for r in rows]
     return [

@@ -6,13 +6,14 @@ content_block_stop, message_delta, message_stop)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from switchyard.common.events import (
     ChatMessage,
+    ChatRequest,
     FunctionCall,
     FunctionSpec,
     TaskCompleted,
@@ -32,6 +33,7 @@ from switchyard.gateway.schemas import (
 )
 from switchyard.gateway.tasks import TimedOut
 
+M = TypeVar("M", bound=BaseModel)
 MESSAGE_ID = "msg_"  # a message's id is this and its task's id
 STOP_REASONS = {
     "stop": "end_turn",
@@ -78,19 +80,25 @@ UNSUPPORTED: Unsupported = {
 }
 
 
-class MessagesRequest(BaseModel):
+class CountTokensRequest(BaseModel):
+    """`POST /v1/messages/count_tokens`: what a message's prompt is made of (Anthropic's fields; others,
+    such as `thinking`, are ignored: they do not change the count)."""
+
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(min_length=1, max_length=200)
-    max_tokens: int = Field(ge=1, le=1_000_000, strict=True)
     messages: list[InputMessage] = Field(min_length=1)
     system: str | list[TextBlock] | None = None
+    tools: list[Tool] | None = Field(default=None, max_length=128)
+    tool_choice: ToolChoice | None = None
+
+
+class MessagesRequest(CountTokensRequest):
+    max_tokens: int = Field(ge=1, le=1_000_000, strict=True)
     stream: bool = Field(default=False, strict=True)
     temperature: float | None = Field(default=None, ge=0, le=1, strict=True)
     top_p: float | None = Field(default=None, ge=0, le=1, strict=True)
     stop_sequences: list[str] | None = None
-    tools: list[Tool] | None = Field(default=None, max_length=128)
-    tool_choice: ToolChoice | None = None
 
 
 TOOL_BLOCKS = ("tool_use", "tool_result")
@@ -153,7 +161,7 @@ def _result_text(block: TextBlock) -> str:
 
 
 def pipeline_tools(
-    parsed: MessagesRequest,
+    parsed: CountTokensRequest,
 ) -> tuple[list[ToolSpec] | None, str | dict[str, Any] | None, bool | None]:
     """Anthropic's tools and tool_choice in the pipeline's (OpenAI's) terms."""
     if not parsed.tools:
@@ -184,21 +192,8 @@ def model_name(model: str) -> str:
 
 
 def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
-    if not body:
-        raise InvalidRequest("Request body is empty; expected a JSON object", code="invalid_json")
-    try:
-        raw = orjson.loads(body)
-        if isinstance(raw, dict):
-            refuse_unsupported(raw, UNSUPPORTED)
-        parsed = MessagesRequest.model_validate(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"Request body is not valid JSON: {exc}", code="invalid_json") from exc
-    except ValidationError as exc:
-        raise invalid_fields(exc.errors()) from exc
-    messages = [ChatMessage(role="system", content=_text(parsed.system))] if parsed.system else []
-    for m in parsed.messages:
-        messages += chat_messages(m)
-    tools, tool_choice, parallel = pipeline_tools(parsed)
+    parsed = _validated(body, MessagesRequest, unsupported=UNSUPPORTED)
+    messages, tools, tool_choice, parallel = _prompt(parsed)
     chars = sum(len(m.text()) for m in messages)
     if chars > max_prompt_chars:
         raise RequestTooLarge(
@@ -218,6 +213,45 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
     )
     check_tool_turns(request, anthropic=True)
     return request
+
+
+def parse_count_request(body: bytes) -> ChatRequest:
+    """A count_tokens body as the chat request its message would become (no prompt-size limit: a count
+    says how large a prompt is, also one that `/v1/messages` would refuse as too large)."""
+    parsed = _validated(body, CountTokensRequest, unsupported={})
+    messages, tools, tool_choice, parallel = _prompt(parsed)
+    request = ChatCompletionRequest(
+        model=model_name(parsed.model),
+        messages=messages,
+        tools=tools,
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel,
+    )
+    check_tool_turns(request, anthropic=True)
+    return ChatRequest(model=request.model, messages=messages, tools=tools, tool_choice=tool_choice)
+
+
+def _validated(body: bytes, model: type[M], *, unsupported: Unsupported) -> M:
+    if not body:
+        raise InvalidRequest("Request body is empty; expected a JSON object", code="invalid_json")
+    try:
+        raw = orjson.loads(body)
+        if isinstance(raw, dict):
+            refuse_unsupported(raw, unsupported)
+        return model.model_validate(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"Request body is not valid JSON: {exc}", code="invalid_json") from exc
+    except ValidationError as exc:
+        raise invalid_fields(exc.errors()) from exc
+
+
+def _prompt(
+    parsed: CountTokensRequest,
+) -> tuple[list[ChatMessage], list[ToolSpec] | None, str | dict[str, Any] | None, bool | None]:
+    messages = [ChatMessage(role="system", content=_text(parsed.system))] if parsed.system else []
+    for m in parsed.messages:
+        messages += chat_messages(m)
+    return messages, *pipeline_tools(parsed)
 
 
 def tool_use_blocks(done: TaskCompleted) -> list[dict[str, Any]]:

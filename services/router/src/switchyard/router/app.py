@@ -18,13 +18,13 @@ from switchyard.common.events import ProviderCallRecorded, TaskClassified, TaskF
 from switchyard.common.policy import Policy, Thresholds
 from switchyard.common.providers import AvailableProviders
 from switchyard.common.service import Service, create_service, run_service
+from switchyard.common.tokens import count_prompt, encoding
 from switchyard.router import metrics
 from switchyard.router.adaptive import RollingQuantile
 from switchyard.router.board import HealthBoard
 from switchyard.router.policy_source import PolicySource
 from switchyard.router.routing import AUTO, UnknownModel, decide
 from switchyard.router.stats import DEFAULT_LINGER_S, StatsWriter
-from switchyard.router.tokens import count_prompt, encoding
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any
 from switchyard.common.errors import NoProviderAvailable
 from switchyard.common.events import ChatMessage, ChatRequest, Classification, TaskSubmitted
 from switchyard.common.policy import Policy
+from switchyard.common.tokens import count_prompt
 from switchyard.router.routing import UnknownModel, decide
-from switchyard.router.tokens import count_prompt
 
 Classify = Callable[[list[TaskSubmitted]], list[Classification]]
 

