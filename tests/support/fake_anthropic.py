@@ -127,12 +127,7 @@ class FakeAnthropic:
             "content": [{"type": "text", "text": text}],
             "stop_reason": "stop_sequence" if hit else "end_turn",
             "stop_sequence": hit,
-            "usage": {
-                "input_tokens": 12,
-                "output_tokens": len(words(text)),
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
-            },
+            "usage": {**input_usage(model), "output_tokens": len(words(text))},
         }
 
     def _tool_use(self, body: dict[str, Any]) -> Response:
@@ -164,7 +159,7 @@ class FakeAnthropic:
 
     async def _stream(self, model: str, text: str, hit: str | None) -> AsyncIterator[bytes]:
         start = self._message(model, "")
-        start.update(content=[], stop_reason=None, usage={"input_tokens": 12, "output_tokens": 1})
+        start.update(content=[], stop_reason=None, usage={**input_usage(model), "output_tokens": 1})
         yield sse({"type": "message_start", "message": start}, "message_start")
         yield sse(
             {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
@@ -195,6 +190,13 @@ class FakeAnthropic:
             "message_delta",
         )
         yield sse({"type": "message_stop"}, "message_stop")
+
+
+def input_usage(model: str) -> dict[str, int]:
+    """Anthropic counts cache reads and writes apart from `input_tokens`; `cached` reads 1,500 prompt
+    tokens from the cache and writes 300 (a stream says so in `message_start` only)."""
+    read, written = (1500, 300) if model == "cached" else (0, 0)
+    return {"input_tokens": 12, "cache_creation_input_tokens": written, "cache_read_input_tokens": read}
 
 
 async def _dropping(body: bytes) -> AsyncIterator[bytes]:

@@ -162,6 +162,8 @@ class FakeGemini:
             "candidatesTokenCount": 0,
             "totalTokenCount": PROMPT_TOKENS,
         }
+        if model == "cached":  # implicit caching: 4 of the prompt's tokens were cache hits
+            usage["cachedContentTokenCount"] = 4
         if model == "error-policy":
             feedback = {"blockReason": "SAFETY", "safetyRatings": []}
             return [{"promptFeedback": feedback, "usageMetadata": usage, "modelVersion": model}]

@@ -15,6 +15,7 @@ scenario, also to an executor running in another process:
     stream-error        a stream that sends text, then an error object
     garbage             200 with a body (or stream chunk) that is not JSON
     tool-call           with `tools`: a call of the first tool, arguments {"city": "Paris"} (streamed)
+    cached              an answer whose usage says 1,536 of its 2,048 prompt tokens were cache hits
 
 A request without the right `Authorization: Bearer <key>` gets 401, as the real API answers.
 """
@@ -178,6 +179,18 @@ def slow_seconds(model: str) -> float:
     return float(model.removeprefix("slow-")) if model.startswith("slow-") else 0.0
 
 
+def usage_body(model: str, completion: int) -> dict[str, Any]:
+    """OpenAI's usage object; `cached` reads three quarters of a long prompt from the prompt cache."""
+    prompt, cached = (2048, 1536) if model == "cached" else (11, 0)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+    }
+
+
 def drip_seconds(model: str) -> float:
     return float(model.removeprefix("drip-")) if model.startswith("drip-") else 0.0
 
@@ -229,11 +242,7 @@ class FakeOpenAI:
                     "finish_reason": "stop",
                 }
             ],
-            "usage": {
-                "prompt_tokens": 11,
-                "completion_tokens": len(words(text)),
-                "total_tokens": 11 + len(words(text)),
-            },
+            "usage": usage_body(model, len(words(text))),
             "system_fingerprint": "fp_fake",
         }
 
@@ -298,12 +307,7 @@ class FakeOpenAI:
             await asyncio.sleep(drip_seconds(model))
         yield chunk({}, "stop")
         if (body.get("stream_options") or {}).get("include_usage"):
-            usage = {
-                "prompt_tokens": 11,
-                "completion_tokens": len(words(text)),
-                "total_tokens": 11 + len(words(text)),
-            }
-            yield sse({**base, "choices": [], "usage": usage})
+            yield sse({**base, "choices": [], "usage": usage_body(model, len(words(text)))})
         yield b"data: [DONE]\n\n"
         self.scenarios.finished[model] += 1
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 
 from switchyard.billing.db import migrations
 from switchyard.billing.models import UsageEntry
@@ -91,10 +92,29 @@ async def test_upgrade_backfills_aggregates_from_existing_entries(db_url: str) -
     sessions = sessionmaker(engine)
     try:
         costs = [Decimal("0.0000001234"), Decimal("0.5000000001"), Decimal("0.1")]
+        # entries as bi0002 stored them: the columns of that revision only
+        columns = [
+            "id",
+            "task_id",
+            "event_id",
+            "tenant_id",
+            "user_id",
+            "model",
+            "provider",
+            "tier",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost_usd",
+            "priced",
+            "created_at",
+        ]
+        old_entries = sa.table(
+            "usage_entries", *(sa.column(c, UsageEntry.__table__.c[c].type) for c in columns)
+        )
         async with sessions() as session, session.begin():
             for n, cost in enumerate(costs):
-                session.add(
-                    UsageEntry(
+                await session.execute(
+                    sa.insert(old_entries).values(
                         id=f"id{n}",
                         task_id=f"t{n}",
                         event_id=f"e{n}",

@@ -128,18 +128,26 @@ async def test_results_become_usage_entries_and_events_once(
         failed_at=datetime.now(UTC),
     )
     await publisher.publish(failed, subject=subjects.result_subject("t3"))
+    cached = _completed("t4", "openai/gpt-4o-mini").model_copy(
+        update={"usage": Usage(prompt_tokens=2000, completion_tokens=1000, cache_read_tokens=1536)}
+    )
+    await publisher.publish(cached, subject=subjects.result_subject("t4"))
 
-    events = await _usage_events(js, 2)
+    events = await _usage_events(js, 3)
     await asyncio.sleep(1.0)  # a late duplicate would show now
-    events = await _usage_events(js, 2)
-    assert sorted(e.task_id for e in events) == ["t1", "t2"]
+    events = await _usage_events(js, 3)
+    assert sorted(e.task_id for e in events) == ["t1", "t2", "t4"]
     first = next(e for e in events if e.task_id == "t1")
     # gpt-4o-mini: 2000 x 0.00015/1K + 1000 x 0.0006/1K
     assert first.cost_usd == pytest.approx(0.0009) and first.priced and first.user_id == "u1"
     assert next(e for e in events if e.task_id == "t2").priced is False
+    # 1,536 prompt-cache hits at OpenAI's cached price (0.000075/1K), the other 464 at the input price
+    fourth = next(e for e in events if e.task_id == "t4")
+    assert fourth.cost_usd == pytest.approx(0.0007848) and fourth.cache_read_tokens == 1536
 
     rows = await _rows(db_url)
-    assert [(r.task_id, r.priced) for r in rows] == [("t1", True), ("t2", False)]
+    assert [(r.task_id, r.priced) for r in rows] == [("t1", True), ("t2", False), ("t4", True)]
+    assert [(r.cache_read_tokens, r.cache_write_tokens) for r in rows] == [(0, 0), (0, 0), (1536, 0)]
     assert rows[0].id == usage_entry_id("result-1")
     last = await js.get_last_msg(subjects.STREAM_EVENTS, subjects.USAGE_RECORDED)
     assert last.headers is not None and last.headers["Nats-Msg-Id"] in {r.id for r in rows}

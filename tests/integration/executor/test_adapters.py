@@ -110,6 +110,32 @@ async def test_streamed_answer(adapter: StreamingProvider) -> None:
     )
 
 
+# Each provider's own words for prompt-cache hits and writes -> (prompt, read, written) in our Usage.
+CACHED_USAGE = {
+    "openai": (2048, 1536, 0),  # prompt_tokens includes prompt_tokens_details.cached_tokens
+    "anthropic": (12 + 1500 + 300, 1500, 300),  # input_tokens excludes cache reads and writes
+    "gemini": (9, 4, 0),  # promptTokenCount includes cachedContentTokenCount
+}
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_prompt_cache_reads_and_writes_are_counted_apart(
+    adapter: StreamingProvider, upstream: Upstream, streamed: bool
+) -> None:
+    if streamed:
+        _, answer, error = await collect(adapter, call("cached"))
+        assert error is None and answer is not None
+    else:
+        answer = await adapter.request(call("cached"))
+    usage = answer.usage
+    assert (usage.prompt_tokens, usage.cache_read_tokens, usage.cache_write_tokens) == CACHED_USAGE[
+        upstream.name
+    ]
+    assert usage.completion_tokens == 6
+    plain = await adapter.request(call("model-a"))  # no cache: nothing counted apart
+    assert (plain.usage.cache_read_tokens, plain.usage.cache_write_tokens) == (0, 0)
+
+
 async def test_the_request_speaks_the_providers_protocol(
     upstream: Upstream, adapter: StreamingProvider
 ) -> None:

@@ -60,8 +60,11 @@ def test_worst_case_is_the_dearest_available_candidate() -> None:
     everything = {m.provider for m in policy.models}
     assert pricing.prompt_tokens(_request(10)) == 104
     assert pricing.worst_case_micro(policy, _request(100), providers=local, default_max_tokens=4096) == 0
-    dearest = max(policy.models, key=lambda m: m.cost(104, 100))
-    expected = dearest.cost(104, 100) * pricing.MICRO
+    dearest = max(policy.models, key=lambda m: m.worst_cost(104, 100))
+    expected = dearest.worst_cost(104, 100) * pricing.MICRO
+    # a prompt the provider writes whole to its cache costs more than plain input (Anthropic: 1.25x)
+    assert dearest.worst_cost(104, 100) == pytest.approx(dearest.cost(104, 100, written=104))
+    assert dearest.worst_cost(104, 100) > dearest.cost(104, 100)
     assert pricing.worst_case_micro(policy, _request(100), providers=everything, default_max_tokens=4096) == (
         pytest.approx(expected, abs=1)
     )
@@ -86,6 +89,14 @@ def test_worst_case_is_the_dearest_available_candidate() -> None:
         (dearest.input_per_1k + dearest.output_per_1k) * pricing.MICRO, abs=1
     )
     assert pricing.actual_micro(policy, done.model_copy(update={"model": "openai/unpriced"})) is None
+    # budgets settle at what billing charges: prompt-cache reads at the model's cached price
+    hits = Usage(prompt_tokens=1000, completion_tokens=1000, cache_read_tokens=800)
+    assert pricing.actual_micro(policy, done.model_copy(update={"usage": hits})) == pytest.approx(
+        (0.2 * dearest.input_per_1k + 0.8 * dearest.cache_read_price() + dearest.output_per_1k)
+        * pricing.MICRO,
+        abs=1,
+    )
+    assert dearest.cache_read_price() < dearest.input_per_1k
 
 
 def test_budget_accounts_by_plan_and_period() -> None:

@@ -211,6 +211,52 @@ async def test_the_anthropic_face_names_the_stop_sequence_that_ended_an_answer()
     assert last_delta["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": ", 3"}
 
 
+async def test_prompt_cache_tokens_reach_clients_in_each_faces_terms() -> None:
+    task = completions.build_task(
+        completions.parse_request(_openai(), max_prompt_chars=1000), PRINCIPAL, priority=None
+    )
+    usage = Usage(prompt_tokens=1812, completion_tokens=7, cache_read_tokens=1500, cache_write_tokens=300)
+    done = _done(content="Hi", finish_reason="stop", tool_calls=None, usage=usage)
+    # OpenAI: prompt_tokens counts everything, cache hits in prompt_tokens_details (writes have no field)
+    assert orjson.loads(completions.completion_json(task, done))["usage"] == {
+        "prompt_tokens": 1812,
+        "completion_tokens": 7,
+        "total_tokens": 1819,
+        "prompt_tokens_details": {"cached_tokens": 1500},
+    }
+    # Anthropic: input_tokens leaves out cache reads and writes, which have fields of their own
+    anthropic_usage = {
+        "input_tokens": 12,
+        "output_tokens": 7,
+        "cache_read_input_tokens": 1500,
+        "cache_creation_input_tokens": 300,
+    }
+    assert orjson.loads(messages.message_json(task, done))["usage"] == anthropic_usage
+
+    async def nothing_more() -> AsyncIterator[Chunk | TaskCompleted | TaskFailed]:
+        return
+        yield
+
+    events = [e async for e in messages.stream_events(task, [done], nothing_more(), timeout_s=5)]
+    last_delta = next(orjson.loads(e.split(b"data: ", 1)[1]) for e in events if b"message_delta" in e[:30])
+    assert last_delta["usage"] == anthropic_usage
+    chunks = [
+        e
+        async for e in completions.stream_events(
+            task, [done], nothing_more(), timeout_s=5, include_usage=True
+        )
+    ]
+    usage_chunk = orjson.loads(chunks[-2].split(b"data: ", 1)[1])
+    assert usage_chunk["usage"]["prompt_tokens_details"] == {"cached_tokens": 1500}
+    # no cache: the usage objects are as before, without the cache fields
+    plain = _done(content="Hi", finish_reason="stop", tool_calls=None)
+    assert "prompt_tokens_details" not in orjson.loads(completions.completion_json(task, plain))["usage"]
+    assert orjson.loads(messages.message_json(task, plain))["usage"] == {
+        "input_tokens": 5,
+        "output_tokens": 7,
+    }
+
+
 def test_anthropic_tools_and_tool_blocks_become_the_pipelines() -> None:
     body = orjson.dumps(
         {

@@ -38,13 +38,52 @@ class ModelSpec(_Strict):
     tier: str
     input_per_1k: float = Field(ge=0, description="USD per 1K input tokens")
     output_per_1k: float = Field(ge=0, description="USD per 1K output tokens")
+    cached_input_per_1k: float | None = Field(
+        default=None,
+        ge=0,
+        description="USD per 1K input tokens the provider read from its prompt cache (OpenAI's cached "
+        "input, Anthropic's cache reads, Gemini's cached content); unset: the input price",
+    )
+    cache_write_per_1k: float | None = Field(
+        default=None,
+        ge=0,
+        description="USD per 1K input tokens written to the provider's prompt cache (Anthropic's cache "
+        "writes, 1.25x input for 5 minutes); unset: the input price",
+    )
     context_window: int = Field(gt=0)
     capabilities: frozenset[Capability] = frozenset()
     rpm: int | None = Field(default=None, ge=1, description="requests per minute this deployment may send")
     tpm: int | None = Field(default=None, ge=1, description="tokens per minute this deployment may send")
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.input_per_1k + completion_tokens * self.output_per_1k) / 1000.0
+    def cost(self, prompt_tokens: int, completion_tokens: int, *, read: int = 0, written: int = 0) -> float:
+        """USD for a call: `read` and `written` are the prompt tokens (of `prompt_tokens`) the provider
+        read from or wrote to its prompt cache."""
+        read, written = cache_split(prompt_tokens, read, written)
+        return (
+            (prompt_tokens - read - written) * self.input_per_1k
+            + read * self.cache_read_price()
+            + written * self.cache_write_price()
+            + completion_tokens * self.output_per_1k
+        ) / 1000.0
+
+    def worst_cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """The most a call can cost: every prompt token at the dearest of the input and cache prices
+        (a cache write costs more than plain input)."""
+        dearest = max(self.input_per_1k, self.cache_read_price(), self.cache_write_price())
+        return (prompt_tokens * dearest + completion_tokens * self.output_per_1k) / 1000.0
+
+    def cache_read_price(self) -> float:
+        return self.input_per_1k if self.cached_input_per_1k is None else self.cached_input_per_1k
+
+    def cache_write_price(self) -> float:
+        return self.input_per_1k if self.cache_write_per_1k is None else self.cache_write_per_1k
+
+
+def cache_split(prompt_tokens: int, read: int, written: int) -> tuple[int, int]:
+    """The cache reads and writes of a prompt, bounded by it (a provider's counts are trusted only that
+    far: no prompt token is ever priced twice)."""
+    read = min(max(read, 0), prompt_tokens)
+    return read, min(max(written, 0), prompt_tokens - read)
 
 
 class Thresholds(_Strict):

@@ -47,6 +47,8 @@ async def record_call_usage(
         model=call.model,
         prompt_tokens=call.usage.prompt_tokens,
         completion_tokens=call.usage.completion_tokens,
+        cache_read_tokens=call.usage.cache_read_tokens,
+        cache_write_tokens=call.usage.cache_write_tokens,
     )
     entry = CallUsageEntry(
         id=usage_entry_id(event_id),
@@ -58,6 +60,8 @@ async def record_call_usage(
         outcome=call.outcome,
         prompt_tokens=call.usage.prompt_tokens,
         completion_tokens=call.usage.completion_tokens,
+        cache_read_tokens=call.usage.cache_read_tokens,
+        cache_write_tokens=call.usage.cache_write_tokens,
         usage_estimated=call.usage_estimated,
         cost_usd=cost.cost_usd,
         priced=cost.priced,
@@ -83,6 +87,8 @@ def call_usage_event(entry: CallUsageEntry) -> UsageRecorded:
         tier="call",
         prompt_tokens=entry.prompt_tokens,
         completion_tokens=entry.completion_tokens,
+        cache_read_tokens=entry.cache_read_tokens or 0,
+        cache_write_tokens=entry.cache_write_tokens or 0,
         cost_usd=float(entry.cost_usd),
         priced=entry.priced,
         kind="call",

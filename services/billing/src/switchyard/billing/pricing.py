@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from switchyard.common.policy import Policy
+from switchyard.common.policy import Policy, cache_split
 
 PLACES = Decimal("1e-10")
 THOUSAND = Decimal(1000)
@@ -17,12 +17,26 @@ class Price:
     priced: bool  # False: the model is not in the price table, so it was not charged
 
 
-def price(*, policy: Policy, model: str, prompt_tokens: int, completion_tokens: int) -> Price:
+def price(
+    *,
+    policy: Policy,
+    model: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    cache_read_tokens: int = 0,
+    cache_write_tokens: int = 0,
+) -> Price:
+    """The cost of a call: prompt tokens the provider read from or wrote to its prompt cache (part of
+    `prompt_tokens`) at the model's cache prices, the rest at its input price."""
     spec = policy.model(model)
     if spec is None:
         return Price(Decimal(0).quantize(PLACES), priced=False)
+    read, written = cache_split(prompt_tokens, cache_read_tokens, cache_write_tokens)
     # Prices are written as decimals in the policy; str() recovers exactly what was written.
-    cost = prompt_tokens * Decimal(str(spec.input_per_1k)) + completion_tokens * Decimal(
-        str(spec.output_per_1k)
+    cost = (
+        (prompt_tokens - read - written) * Decimal(str(spec.input_per_1k))
+        + read * Decimal(str(spec.cache_read_price()))
+        + written * Decimal(str(spec.cache_write_price()))
+        + completion_tokens * Decimal(str(spec.output_per_1k))
     )
     return Price((cost / THOUSAND).quantize(PLACES), priced=True)

@@ -66,6 +66,8 @@ def new_entry(*, event_id: str, completed: TaskCompleted, policy: Policy, now: d
         model=completed.model,
         prompt_tokens=0 if cached else completed.usage.prompt_tokens,
         completion_tokens=0 if cached else completed.usage.completion_tokens,
+        cache_read_tokens=completed.usage.cache_read_tokens,
+        cache_write_tokens=completed.usage.cache_write_tokens,
     )
     return UsageEntry(
         id=usage_entry_id(event_id),
@@ -78,6 +80,8 @@ def new_entry(*, event_id: str, completed: TaskCompleted, policy: Policy, now: d
         tier=completed.tier,
         prompt_tokens=completed.usage.prompt_tokens,
         completion_tokens=completed.usage.completion_tokens,
+        cache_read_tokens=completed.usage.cache_read_tokens,
+        cache_write_tokens=completed.usage.cache_write_tokens,
         cost_usd=cost.cost_usd,
         priced=cost.priced,
         created_at=now,
@@ -122,6 +126,8 @@ def usage_event(entry: UsageEntry) -> UsageRecorded:
         tier=entry.tier,
         prompt_tokens=entry.prompt_tokens,
         completion_tokens=entry.completion_tokens,
+        cache_read_tokens=entry.cache_read_tokens or 0,
+        cache_write_tokens=entry.cache_write_tokens or 0,
         cost_usd=float(entry.cost_usd),
         priced=entry.priced,
         cached=entry.provider == CACHE_PROVIDER,

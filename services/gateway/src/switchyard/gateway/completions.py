@@ -30,6 +30,7 @@ from switchyard.gateway.schemas import (
     chunk_body,
     completion_body,
     refuse_unsupported,
+    usage_json,
 )
 from switchyard.gateway.tasks import TaskClient, TimedOut
 from switchyard.gateway.tenants import Principal
@@ -161,8 +162,7 @@ def completion_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
             model=done.model,
             content=done.content,
             finish_reason=done.finish_reason,
-            prompt=done.usage.prompt_tokens,
-            completion=done.usage.completion_tokens,
+            usage=done.usage,
             tool_calls=done.tool_calls,
         )
     )
@@ -289,11 +289,7 @@ async def stream_events(
                 )
             )
             if include_usage:
-                usage = {
-                    "prompt_tokens": item.usage.prompt_tokens,
-                    "completion_tokens": item.usage.completion_tokens,
-                    "total_tokens": item.usage.total_tokens,
-                }
+                usage = usage_json(item.usage)
                 yield _sse(
                     chunk_body(
                         task_id=task.task_id,

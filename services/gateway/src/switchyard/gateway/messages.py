@@ -21,6 +21,7 @@ from switchyard.common.events import (
     TaskSubmitted,
     ToolCall,
     ToolSpec,
+    Usage,
 )
 from switchyard.common.streaming import Chunk
 from switchyard.gateway.completions import chained, head_model
@@ -275,12 +276,24 @@ def message_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
             "model": done.model,
             "content": text + tool_use_blocks(done),
             **stop_of(done),
-            "usage": {
-                "input_tokens": done.usage.prompt_tokens,
-                "output_tokens": done.usage.completion_tokens,
-            },
+            "usage": usage_json(done.usage),
         }
     )
+
+
+def usage_json(usage: Usage) -> dict[str, Any]:
+    """Anthropic's usage: `input_tokens` are the prompt tokens neither read from nor written to the
+    provider's prompt cache, which have fields of their own when there are any (from any provider:
+    OpenAI's and Gemini's cache hits are reads)."""
+    read, written = usage.cache_read_tokens, usage.cache_write_tokens
+    out: dict[str, Any] = {
+        "input_tokens": max(usage.prompt_tokens - read - written, 0),
+        "output_tokens": usage.completion_tokens,
+    }
+    if read or written:
+        out["cache_read_input_tokens"] = read
+        out["cache_creation_input_tokens"] = written
+    return out
 
 
 def stop_of(done: TaskCompleted) -> dict[str, Any]:
@@ -357,8 +370,7 @@ async def stream_events(
                 )
                 yield _event("content_block_stop", {"index": index})
             delta = stop_of(item)
-            usage = {"input_tokens": item.usage.prompt_tokens, "output_tokens": item.usage.completion_tokens}
-            yield _event("message_delta", {"delta": delta, "usage": usage})
+            yield _event("message_delta", {"delta": delta, "usage": usage_json(item.usage)})
             yield _event("message_stop", {})
             return
     except TimedOut:

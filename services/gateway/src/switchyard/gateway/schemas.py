@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from switchyard.common.events import ChatMessage, ToolCall, ToolSpec
+from switchyard.common.events import ChatMessage, ToolCall, ToolSpec, Usage
 from switchyard.gateway.errors import InvalidRequest
 
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
@@ -153,8 +153,7 @@ def completion_body(
     model: str,
     content: str,
     finish_reason: str,
-    prompt: int,
-    completion: int,
+    usage: Usage,
     tool_calls: list[ToolCall] | None = None,
 ) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": content}
@@ -174,12 +173,21 @@ def completion_body(
                 "logprobs": None,
             }
         ],
-        "usage": {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-        },
+        "usage": usage_json(usage),
     }
+
+
+def usage_json(usage: Usage) -> dict[str, Any]:
+    """OpenAI's usage object; `prompt_tokens_details.cached_tokens` when the provider read part of the
+    prompt from its cache (Anthropic's cache writes have no OpenAI field: they are in `prompt_tokens`)."""
+    out: dict[str, Any] = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+    if usage.cache_read_tokens:
+        out["prompt_tokens_details"] = {"cached_tokens": usage.cache_read_tokens}
+    return out
 
 
 def chunk_body(

@@ -23,6 +23,8 @@ class UsageRecorded(EventPayload):
     tier: str
     prompt_tokens: TokenCount
     completion_tokens: TokenCount
+    cache_read_tokens: TokenCount = 0  # of prompt_tokens: read from the provider's prompt cache
+    cache_write_tokens: TokenCount = 0  # of prompt_tokens: written to it (Anthropic)
     cost_usd: Money
     priced: bool = True
     kind: Literal["task", "call"] = "task"  # call: a billable provider call beside the delivered answer

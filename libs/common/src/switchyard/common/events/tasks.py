@@ -109,8 +109,16 @@ class ChatRequest(BaseModel):
 
 
 class Usage(BaseModel):
+    """Tokens of one answer or call. `prompt_tokens` counts every input token, including those the
+    provider read from its prompt cache (`cache_read_tokens`: OpenAI's `cached_tokens`, Anthropic's
+    `cache_read_input_tokens`, Gemini's `cachedContentTokenCount`) and those it wrote to it
+    (`cache_write_tokens`: Anthropic's `cache_creation_input_tokens`), which providers bill at their own
+    prices (`ModelSpec.cached_input_per_1k`, `cache_write_per_1k`)."""
+
     prompt_tokens: TokenCount = 0
     completion_tokens: TokenCount = 0
+    cache_read_tokens: TokenCount = 0
+    cache_write_tokens: TokenCount = 0
 
     @property
     def total_tokens(self) -> int:

@@ -41,7 +41,7 @@ def worst_case_micro(
     prompt = prompt_tokens(request)
     output = output_tokens(request, default_max_tokens=default_max_tokens)
     models = candidates(policy, model=request.model, providers=providers)
-    worst = max((m.cost(prompt, output) for m in models), default=0.0)
+    worst = max((m.worst_cost(prompt, output) for m in models), default=0.0)
     return math.ceil(worst * MICRO)
 
 
@@ -62,5 +62,10 @@ def actual_micro(policy: Policy, outcome: TaskCompleted | TaskFailed) -> int | N
         spec = policy.model(model)
         if spec is None:
             return None
-        total += spec.cost(usage.prompt_tokens, usage.completion_tokens)
+        total += spec.cost(
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            read=usage.cache_read_tokens,
+            written=usage.cache_write_tokens,
+        )
     return math.ceil(total * MICRO)

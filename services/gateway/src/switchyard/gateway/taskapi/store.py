@@ -63,6 +63,8 @@ def with_outcome(state: TaskState, outcome: TaskCompleted | TaskFailed) -> TaskS
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
                 total_tokens=usage.total_tokens,
+                cache_read_tokens=usage.cache_read_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
             ),
         )
         return state.model_copy(update={"status": "completed", "result": result, "updated_at": now})

@@ -161,20 +161,23 @@ def _image_source(url: str) -> dict[str, str]:
 
 
 def usage_of(data: Any, previous: Usage | None = None) -> Usage:
-    """Input tokens include cache writes and reads: all of them are prompt tokens the caller pays for."""
+    """Input tokens include cache writes and reads: all of them are prompt tokens the caller pays for,
+    reads and writes at their own prices (`cache_read_tokens`, `cache_write_tokens`). A stream's
+    `message_delta` may repeat them or not: what it leaves out is kept from `message_start`."""
     base = previous or Usage()
     if not isinstance(data, dict):
         return base
-    prompt = base.prompt_tokens
+    prompt, read, written = base.prompt_tokens, base.cache_read_tokens, base.cache_write_tokens
     if any(k in data for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")):
-        prompt = sum(
-            int(data.get(k) or 0)
-            for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-        )
+        read = int(data.get("cache_read_input_tokens") or 0)
+        written = int(data.get("cache_creation_input_tokens") or 0)
+        prompt = int(data.get("input_tokens") or 0) + read + written
     completion = (
         int(data["output_tokens"]) if data.get("output_tokens") is not None else base.completion_tokens
     )
-    return Usage(prompt_tokens=prompt, completion_tokens=completion)
+    return Usage(
+        prompt_tokens=prompt, completion_tokens=completion, cache_read_tokens=read, cache_write_tokens=written
+    )
 
 
 def stop_sequence(data: Any) -> str | None:

@@ -183,7 +183,8 @@ def usage_of(data: Any) -> Usage | None:
         return None
     prompt = int(data.get("promptTokenCount") or 0) + int(data.get("toolUsePromptTokenCount") or 0)
     completion = int(data.get("candidatesTokenCount") or 0) + int(data.get("thoughtsTokenCount") or 0)
-    return Usage(prompt_tokens=prompt, completion_tokens=completion)
+    read = int(data.get("cachedContentTokenCount") or 0)  # of promptTokenCount: implicit or explicit cache
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, cache_read_tokens=min(read, prompt))
 
 
 class Candidate:

@@ -91,11 +91,17 @@ class ToolCallDeltas:
 
 
 def usage_of(data: Any) -> Usage | None:
+    """`prompt_tokens` includes the prompt-cache hits OpenAI bills at its cached-input price
+    (`prompt_tokens_details.cached_tokens`, automatic for prompts from 1,024 tokens)."""
     if not isinstance(data, dict):
         return None
+    details = data.get("prompt_tokens_details")
+    prompt = int(data.get("prompt_tokens") or 0)
+    read = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
     return Usage(
-        prompt_tokens=int(data.get("prompt_tokens") or 0),
+        prompt_tokens=prompt,
         completion_tokens=int(data.get("completion_tokens") or 0),
+        cache_read_tokens=min(read, prompt),
     )
 
 
