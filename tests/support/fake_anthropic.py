@@ -96,6 +96,13 @@ class FakeAnthropic:
             return bad_request("anthropic-version: header is required")
         if "max_tokens" not in body:
             return bad_request("max_tokens: Field required")
+        marks = cache_marks(body)
+        if len(marks) > 4:
+            return bad_request(
+                f"A maximum of 4 blocks with cache_control may be provided. Found {len(marks)}."
+            )
+        if any(m.get("type") != "ephemeral" for m in marks):
+            return bad_request("cache_control.type: Input should be 'ephemeral'")
         if model.startswith("error-"):
             return error_response(model.removeprefix("error-"))
         if n <= flaky_failures(model):
@@ -190,6 +197,15 @@ class FakeAnthropic:
             "message_delta",
         )
         yield sse({"type": "message_stop"}, "message_stop")
+
+
+def cache_marks(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `cache_control` breakpoints of a request: on system blocks, content blocks and tools."""
+    blocks = [b for b in body.get("system") or [] if isinstance(b, dict)] + list(body.get("tools") or [])
+    for message in body.get("messages") or []:
+        if isinstance(message.get("content"), list):
+            blocks += message["content"]
+    return [b["cache_control"] for b in blocks if isinstance(b, dict) and "cache_control" in b]
 
 
 def input_usage(model: str) -> dict[str, int]:

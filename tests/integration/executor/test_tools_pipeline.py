@@ -49,8 +49,8 @@ POLICY = {
     "version": "tools",
     "models": [
         _model("plain", "model-a", []),
-        _model("ant", "tool-call", ["tools"]),
-        _model("oai", "tool-call", ["tools", "json_mode"]),
+        _model("ant", "tool-call", ["tools", "vision"]),
+        _model("oai", "tool-call", ["tools", "json_mode", "vision"]),
         _model("gem", "tool-call", ["tools", "json_mode"]),
     ],
     "strategies": {"cascade": {"enabled": False}, "parallel": {"enabled": False}},
@@ -319,3 +319,87 @@ async def test_a_prompt_no_model_can_hold_is_a_400_that_says_so(
         await client.messages.create(model="auto", max_tokens=100, messages=long)  # type: ignore[arg-type]
     assert "context window" in str(refused.value) and "max_tokens (100)" in str(refused.value)
     assert len(stack.openai.requests) + len(stack.anthropic.requests) + len(stack.gemini.requests) == calls
+
+
+PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8/5+hHgAHggJ/PchI7wAAAABJRU5ErkJggg=="
+EPHEMERAL = {"type": "ephemeral"}
+
+
+async def test_prompt_cache_marks_reach_anthropic_and_nobody_else(
+    stack: Stack, classifier: list[TaskSubmitted]
+) -> None:
+    """A Claude Code-like turn: a system prompt in blocks, the tools, an image and the last tool result
+    marked as Anthropic prompt-cache breakpoints. An Anthropic model gets the marks where they were; an
+    OpenAI-compatible one the same request without them (it caches by itself)."""
+    client = anthropic.AsyncAnthropic(base_url=stack.base, api_key=stack.org.keys["member"], max_retries=0)
+    tool = {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "input_schema": WEATHER["function"]["parameters"],  # type: ignore[index]
+        "cache_control": EPHEMERAL,
+    }
+    system = [
+        {"type": "text", "text": "You are a weather bot."},
+        {
+            "type": "text",
+            "text": "Long, stable instructions.",
+            "cache_control": {"type": "ephemeral", "ttl": "1h"},
+        },
+    ]
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PIXEL}}
+    turns = [
+        {"role": "user", "content": [image, {"type": "text", "text": "What is the weather where this is?"}]},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_1",
+                    "content": "21C",
+                    "cache_control": EPHEMERAL,
+                }
+            ],
+        },
+    ]
+    for model in ("ant/tool-call", "oai/tool-call"):
+        await client.messages.create(
+            model=model,
+            max_tokens=64,
+            system=system,
+            messages=turns,
+            tools=[tool],  # type: ignore[arg-type]
+        )
+    sent = stack.anthropic.requests[-1].body
+    assert sent["system"] == [
+        {"type": "text", "text": "You are a weather bot."},
+        {
+            "type": "text",
+            "text": "Long, stable instructions.",
+            "cache_control": {"type": "ephemeral", "ttl": "1h"},
+        },
+    ]
+    assert sent["tools"][0]["cache_control"] == EPHEMERAL
+    assert sent["messages"][0]["content"] == [
+        {"type": "image", "source": image["source"]},
+        {"type": "text", "text": "What is the weather where this is?"},
+    ]
+    assert sent["messages"][2]["content"] == [
+        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "21C", "cache_control": EPHEMERAL}
+    ]
+    oai = stack.openai.requests[-1].body
+    assert "cache_control" not in json.dumps(oai)
+    assert oai["messages"][0]["content"] == [  # OpenAI takes a system prompt in text parts too
+        {"type": "text", "text": "You are a weather bot."},
+        {"type": "text", "text": "Long, stable instructions."},
+    ]
+    assert oai["messages"][1]["content"][0] == {
+        "type": "image_url",
+        "image_url": {"url": f"data:image/png;base64,{PIXEL}"},
+    }
+    assert oai["messages"][3] == {"role": "tool", "tool_call_id": "toolu_1", "content": "21C"}

@@ -317,3 +317,95 @@ def test_anthropic_tools_and_tool_blocks_become_the_pipelines() -> None:
             ),
             max_prompt_chars=1000,
         )
+
+
+def _anthropic(**fields: object) -> bytes:
+    return orjson.dumps({"model": "auto", "max_tokens": 10, **fields})
+
+
+def test_anthropic_images_and_cache_marks_become_parts_and_plain_text_stays_a_string() -> None:
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+    linked = {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}}
+    marked = {"type": "text", "text": "Stable.", "cache_control": {"type": "ephemeral"}}
+    body = _anthropic(
+        system=[{"type": "text", "text": "Be brief."}, marked],
+        messages=[
+            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": [image, linked, {"type": "text", "text": "What is this?"}]},
+        ],
+    )
+    parsed = messages.parse_request(body, max_prompt_chars=1000)
+    system, plain, _, pictured = parsed.messages
+    assert system.content == [{"type": "text", "text": "Be brief."}, {**marked}]
+    assert plain.content == "a\nb"  # nothing marked, no image: one string, as before
+    assert pictured.content == [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
+        {"type": "text", "text": "What is this?"},
+    ]
+    assert pictured.text() == "What is this?"
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "file"}}]}]},
+            "an image block needs a `source`",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "image",
+                                "source": {"type": "base64", "media_type": "text/plain", "data": "eA=="},
+                            }
+                        ],
+                    }
+                ]
+            },
+            "an image block needs a `source`",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "text", "text": "x", "cache_control": {"type": "x"}}],
+                    }
+                ]
+            },
+            "cache_control must be",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "x", "cache_control": {"type": "ephemeral", "ttl": "9d"}}
+                        ],
+                    }
+                ]
+            },
+            "cache_control.ttl",
+        ),
+        (
+            {
+                "system": [{"type": "image", "source": {"type": "url", "url": "https://e.com/a.png"}}],
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+            "system takes text blocks only",
+        ),
+    ],
+)
+def test_anthropic_blocks_that_cannot_be_sent_are_a_400_naming_them(
+    fields: dict[str, object], says: str
+) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        messages.parse_request(_anthropic(**fields), max_prompt_chars=1000)
+    assert says in refused.value.message and refused.value.param in ("messages", "system")

@@ -63,6 +63,7 @@ class Tool(BaseModel):
     description: str | None = None
     input_schema: dict[str, Any]
     type: Literal["custom"] | None = None
+    cache_control: dict[str, Any] | None = None
 
 
 class ToolChoice(BaseModel):
@@ -103,15 +104,57 @@ class MessagesRequest(CountTokensRequest):
 
 
 TOOL_BLOCKS = ("tool_use", "tool_result")
+CONTENT_BLOCKS = ("text", "image")
 
 
-def _text(content: str | list[TextBlock]) -> str:
+def _content(content: str | list[TextBlock]) -> str | list[dict[str, Any]]:
+    """A turn's (or the system prompt's) text and images in the pipeline's terms: its text blocks joined
+    into one string, or, when it holds an image or a block marked with `cache_control` (Anthropic's
+    prompt-cache breakpoint, which an Anthropic model is sent), OpenAI-style parts, each keeping its
+    `cache_control`."""
     if isinstance(content, str):
         return content
-    unsupported = sorted({b.type for b in content if b.type not in ("text", *TOOL_BLOCKS)})
+    unsupported = sorted({b.type for b in content if b.type not in (*CONTENT_BLOCKS, *TOOL_BLOCKS)})
     if unsupported:
         raise InvalidRequest(f"content blocks of type {unsupported} are not supported here", param="messages")
-    return "\n".join(b.text or "" for b in content if b.type == "text")
+    blocks = [b for b in content if b.type in CONTENT_BLOCKS]
+    if all(b.type == "text" and _extra(b, "cache_control") is None for b in blocks):
+        return "\n".join(b.text or "" for b in blocks)
+    parts: list[dict[str, Any]] = []
+    for block in blocks:
+        part: dict[str, Any] = (
+            {"type": "text", "text": block.text or ""} if block.type == "text" else _image_part(block)
+        )
+        if _extra(block, "cache_control") is not None:
+            part["cache_control"] = _cache_control(_extra(block, "cache_control"))
+        parts.append(part)
+    return parts
+
+
+def _image_part(block: TextBlock) -> dict[str, Any]:
+    """An Anthropic image block (`source`: base64 with its media type, or a URL) as an `image_url` part."""
+    source = _extra(block, "source")
+    if isinstance(source, dict) and source.get("type") == "base64":
+        media, data = source.get("media_type"), source.get("data")
+        if isinstance(media, str) and media.startswith("image/") and isinstance(data, str) and data:
+            return {"type": "image_url", "image_url": {"url": f"data:{media};base64,{data}"}}
+    if isinstance(source, dict) and source.get("type") == "url":
+        url = source.get("url")
+        if isinstance(url, str) and url.startswith(("https://", "http://")):
+            return {"type": "image_url", "image_url": {"url": url}}
+    raise InvalidRequest(
+        "an image block needs a `source` of type base64 (with an image/* media_type and data) or url",
+        param="messages",
+    )
+
+
+def _cache_control(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or value.get("type") != "ephemeral":
+        raise InvalidRequest('cache_control must be {"type": "ephemeral"}', param="messages")
+    ttl = value.get("ttl")
+    if ttl is not None and ttl not in ("5m", "1h"):
+        raise InvalidRequest('cache_control.ttl must be "5m" or "1h"', param="messages")
+    return {"type": "ephemeral", **({"ttl": ttl} if ttl else {})}
 
 
 def _extra(block: TextBlock, name: str) -> Any:
@@ -121,9 +164,9 @@ def _extra(block: TextBlock, name: str) -> Any:
 def chat_messages(message: InputMessage) -> list[ChatMessage]:
     """One Anthropic turn as pipeline messages: `tool_use` blocks become the assistant's tool calls, and
     each `tool_result` block a `tool` message answering its call (before any text of the same turn)."""
-    text = _text(message.content)
+    content = _content(message.content)
     if isinstance(message.content, str):
-        return [ChatMessage(role=message.role, content=text)]
+        return [ChatMessage(role=message.role, content=content)]
     out: list[ChatMessage] = []
     calls: list[ToolCall] = []
     for block in message.content:
@@ -138,17 +181,19 @@ def chat_messages(message: InputMessage) -> list[ChatMessage]:
                 )
             )
         elif block.type == "tool_result":
+            marked = _extra(block, "cache_control")
             out.append(
                 ChatMessage(
                     role="tool",
                     tool_call_id=str(_extra(block, "tool_use_id") or ""),
                     content=_result_text(block),
+                    **({"cache_control": _cache_control(marked)} if marked is not None else {}),
                 )
             )
     if message.role == "assistant":
-        return [ChatMessage(role="assistant", content=text or None, tool_calls=calls or None)]
-    if text or not out:
-        out.append(ChatMessage(role="user", content=text))
+        return [ChatMessage(role="assistant", content=content or None, tool_calls=calls or None)]
+    if content or not out:
+        out.append(ChatMessage(role="user", content=content))
     return out
 
 
@@ -168,7 +213,14 @@ def pipeline_tools(
     if not parsed.tools:
         return None, None, None
     tools = [
-        ToolSpec(function=FunctionSpec(name=t.name, description=t.description, parameters=t.input_schema))
+        ToolSpec(
+            function=FunctionSpec(
+                name=t.name,
+                description=t.description,
+                parameters=t.input_schema,
+                **({"cache_control": _cache_control(t.cache_control)} if t.cache_control is not None else {}),
+            )
+        )
         for t in parsed.tools
     ]
     choice = parsed.tool_choice
@@ -249,7 +301,9 @@ def _validated(body: bytes, model: type[M], *, unsupported: Unsupported) -> M:
 def _prompt(
     parsed: CountTokensRequest,
 ) -> tuple[list[ChatMessage], list[ToolSpec] | None, str | dict[str, Any] | None, bool | None]:
-    messages = [ChatMessage(role="system", content=_text(parsed.system))] if parsed.system else []
+    if isinstance(parsed.system, list) and any(b.type != "text" for b in parsed.system):
+        raise InvalidRequest("system takes text blocks only", param="system")
+    messages = [ChatMessage(role="system", content=_content(parsed.system))] if parsed.system else []
     for m in parsed.messages:
         messages += chat_messages(m)
     return messages, *pipeline_tools(parsed)

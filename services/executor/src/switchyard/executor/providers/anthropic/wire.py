@@ -49,7 +49,10 @@ def request_body(call: ProviderCall, *, stream: bool, default_max_tokens: int) -
         hint = JSON_INSTRUCTION
         if schema:
             hint += f" It must match this JSON Schema: {arguments_text(schema)}"
-        system = f"{system}\n\n{hint}" if system else hint
+        if isinstance(system, list):
+            system = [*system, {"type": "text", "text": hint}]
+        else:
+            system = f"{system}\n\n{hint}" if system else hint
     body: dict[str, Any] = {
         "model": call.model,
         "max_tokens": call.max_tokens or default_max_tokens,
@@ -63,6 +66,7 @@ def request_body(call: ProviderCall, *, stream: bool, default_max_tokens: int) -
                 "name": t.function.name,
                 "description": t.function.description or "",
                 "input_schema": t.function.parameters or {"type": "object", "properties": {}},
+                **_marked(t.function.model_extra),
             }
             for t in call.tools
         ]
@@ -99,20 +103,30 @@ def tool_choice(choice: str | dict[str, Any] | None, parallel: bool | None) -> d
     return out
 
 
-def split_messages(messages: Sequence[ChatMessage]) -> tuple[str, list[dict[str, Any]]]:
-    """System and developer messages become the top-level `system`; an assistant's tool calls become
-    `tool_use` blocks, and tool results `tool_result` blocks of one user turn."""
+def split_messages(
+    messages: Sequence[ChatMessage],
+) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
+    """System and developer messages become the top-level `system` (a string, or text blocks when a part
+    of it carries a `cache_control` breakpoint); an assistant's tool calls become `tool_use` blocks, and
+    tool results `tool_result` blocks of one user turn. `cache_control` marks on text and image parts,
+    tool results and tools are passed on: they are Anthropic's prompt-cache breakpoints."""
     system: list[str] = []
+    marked: list[dict[str, Any]] = []  # the same as text blocks, sent as such when a part is marked
     out: list[dict[str, Any]] = []
     for message in messages:
         if message.role in ("system", "developer"):
             system.append(message.text())
+            if isinstance(message.content, list):
+                marked += [p for p in _content(message) if isinstance(p, dict) and p.get("type") == "text"]
+            else:
+                marked.append({"type": "text", "text": message.text()})
             continue
         if message.role == "tool":
             block = {
                 "type": "tool_result",
                 "tool_use_id": message.tool_call_id or "",
                 "content": message.text(),
+                **_marked(message.model_extra),
             }
             if out and out[-1]["role"] == "user" and _is_results(out[-1]["content"]):
                 out[-1]["content"].append(block)
@@ -133,7 +147,15 @@ def split_messages(messages: Sequence[ChatMessage]) -> tuple[str, list[dict[str,
             ]
             content = blocks
         out.append({"role": role, "content": content})
+    if any("cache_control" in b for b in marked):
+        return [b for b in marked if b["text"]], out
     return "\n\n".join(s for s in system if s), out
+
+
+def _marked(extra: dict[str, Any] | None) -> dict[str, Any]:
+    """A `cache_control` mark carried in a message's, part's or tool's extra fields, to send on."""
+    mark = (extra or {}).get("cache_control")
+    return {"cache_control": mark} if isinstance(mark, dict) else {}
 
 
 def _is_results(content: Any) -> bool:
@@ -146,10 +168,10 @@ def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     for part in message.content:
         if part.get("type") == "text":
-            parts.append({"type": "text", "text": str(part.get("text", ""))})
+            parts.append({"type": "text", "text": str(part.get("text", "")), **_marked(part)})
         elif part.get("type") == "image_url":
             url = str((part.get("image_url") or {}).get("url", ""))
-            parts.append({"type": "image", "source": _image_source(url)})
+            parts.append({"type": "image", "source": _image_source(url), **_marked(part)})
     return parts
 
 

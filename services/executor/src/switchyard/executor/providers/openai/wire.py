@@ -21,7 +21,7 @@ def request_body(call: ProviderCall, *, stream: bool, max_completion_tokens: boo
     servers (vLLM, Ollama, llama.cpp, Groq, Together) all read `max_tokens`."""
     body: dict[str, Any] = {
         "model": call.model,
-        "messages": [m.model_dump(mode="json", exclude_none=True) for m in call.messages],
+        "messages": [unmarked(m.model_dump(mode="json", exclude_none=True)) for m in call.messages],
         "stream": stream,
     }
     if call.max_tokens is not None:
@@ -35,7 +35,13 @@ def request_body(call: ProviderCall, *, stream: bool, max_completion_tokens: boo
     if call.response_format is not None:
         body["response_format"] = call.response_format
     if call.tools:
-        body["tools"] = [t.model_dump(mode="json", exclude_none=True) for t in call.tools]
+        body["tools"] = [
+            {
+                **t.model_dump(mode="json", exclude_none=True),
+                "function": unmarked(t.function.model_dump(mode="json", exclude_none=True)),
+            }
+            for t in call.tools
+        ]
         if call.tool_choice is not None:
             body["tool_choice"] = call.tool_choice
         if call.parallel_tool_calls is not None:
@@ -46,6 +52,19 @@ def request_body(call: ProviderCall, *, stream: bool, max_completion_tokens: boo
     if stream:
         body["stream_options"] = {"include_usage": True}
     return body
+
+
+def unmarked(item: dict[str, Any]) -> dict[str, Any]:
+    """A message or function without Anthropic's `cache_control` marks (on it or its content parts), which
+    the Anthropic face carries through the pipeline: OpenAI caches prompts by itself and its API, like
+    the servers that copy it, refuses fields it does not know."""
+    item.pop("cache_control", None)
+    if isinstance(item.get("content"), list):
+        item["content"] = [
+            {k: v for k, v in p.items() if k != "cache_control"} if isinstance(p, dict) else p
+            for p in item["content"]
+        ]
+    return item
 
 
 def tool_calls_of(data: Any) -> tuple[ToolCall, ...]:
