@@ -376,13 +376,9 @@ async def test_prompt_cache_marks_reach_anthropic_and_nobody_else(
             tools=[tool],  # type: ignore[arg-type]
         )
     sent = stack.anthropic.requests[-1].body
-    assert sent["system"] == [
+    assert sent["system"] == [  # a one-hour ttl is sent as the default five minutes (README)
         {"type": "text", "text": "You are a weather bot."},
-        {
-            "type": "text",
-            "text": "Long, stable instructions.",
-            "cache_control": {"type": "ephemeral", "ttl": "1h"},
-        },
+        {"type": "text", "text": "Long, stable instructions.", "cache_control": EPHEMERAL},
     ]
     assert sent["tools"][0]["cache_control"] == EPHEMERAL
     assert sent["messages"][0]["content"] == [

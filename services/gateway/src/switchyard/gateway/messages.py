@@ -149,12 +149,16 @@ def _image_part(block: TextBlock) -> dict[str, Any]:
 
 
 def _cache_control(value: Any) -> dict[str, Any]:
+    """A breakpoint as it is sent on: the default five-minute cache. A `ttl` of "1h" is accepted and not
+    passed on: Anthropic bills one-hour writes at 2x input, a price the policy and the usage events do not
+    carry (five-minute writes: `cache_write_per_1k`), so every write Switchyard asks for is one it bills
+    right."""
     if not isinstance(value, dict) or value.get("type") != "ephemeral":
         raise InvalidRequest('cache_control must be {"type": "ephemeral"}', param="messages")
     ttl = value.get("ttl")
     if ttl is not None and ttl not in ("5m", "1h"):
         raise InvalidRequest('cache_control.ttl must be "5m" or "1h"', param="messages")
-    return {"type": "ephemeral", **({"ttl": ttl} if ttl else {})}
+    return {"type": "ephemeral"}
 
 
 def _extra(block: TextBlock, name: str) -> Any:
