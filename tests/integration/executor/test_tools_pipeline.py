@@ -51,7 +51,7 @@ POLICY = {
         _model("plain", "model-a", []),
         _model("ant", "tool-call", ["tools", "vision"]),
         _model("oai", "tool-call", ["tools", "json_mode", "vision"]),
-        _model("gem", "tool-call", ["tools", "json_mode"]),
+        _model("gem", "tool-call", ["tools", "json_mode", "vision"]),
     ],
     "strategies": {"cascade": {"enabled": False}, "parallel": {"enabled": False}},
 }
@@ -399,3 +399,63 @@ async def test_prompt_cache_marks_reach_anthropic_and_nobody_else(
         "image_url": {"url": f"data:image/png;base64,{PIXEL}"},
     }
     assert oai["messages"][3] == {"role": "tool", "tool_call_id": "toolu_1", "content": "21C"}
+
+
+async def test_images_a_tool_returned_reach_each_provider_in_its_terms(
+    stack: Stack, classifier: list[TaskSubmitted]
+) -> None:
+    """A tool result holding a screenshot (as Claude Code's reads of image files come back): Anthropic
+    gets it inside the tool_result, Gemini beside the functionResponse, an OpenAI-compatible model in a
+    user message right after the tool message, which keeps the text."""
+    client = anthropic.AsyncAnthropic(base_url=stack.base, api_key=stack.org.keys["member"], max_retries=0)
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PIXEL}}
+    result = {
+        "type": "tool_result",
+        "tool_use_id": "toolu_1",
+        "content": [{"type": "text", "text": "screenshot.png"}, image],
+    }
+    turns = [
+        {"role": "user", "content": "Take a screenshot and describe it."},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
+            ],
+        },
+        {"role": "user", "content": [result, {"type": "text", "text": "What do you see?"}]},
+    ]
+    for model in ("ant/tool-call", "oai/tool-call", "gem/tool-call"):
+        await client.messages.create(model=model, max_tokens=64, messages=turns)  # type: ignore[arg-type]
+    assert stack.anthropic.requests[-1].body["messages"][2:] == [
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_1",
+                    "content": [
+                        {"type": "text", "text": "screenshot.png"},
+                        {"type": "image", "source": image["source"]},
+                    ],
+                }
+            ],
+        },
+        {"role": "user", "content": "What do you see?"},
+    ]
+    picture = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXEL}"}}
+    assert stack.openai.requests[-1].body["messages"][2:] == [
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "screenshot.png"},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "The result of toolu_1 came with these images:"}, picture],
+        },
+        {"role": "user", "content": "What do you see?"},
+    ]
+    assert stack.gemini.requests[-1].body["contents"][2] == {
+        "role": "user",
+        "parts": [
+            {"functionResponse": {"name": "get_weather", "response": {"result": "screenshot.png"}}},
+            {"inlineData": {"mimeType": "image/png", "data": PIXEL}},
+            {"text": "What do you see?"},
+        ],
+    }

@@ -401,6 +401,24 @@ def test_anthropic_images_and_cache_marks_become_parts_and_plain_text_stays_a_st
             },
             "system takes text blocks only",
         ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {
+                        "role": "assistant",
+                        "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}],
+                    },
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "tool_result", "tool_use_id": "t1", "content": [{"text": "no type"}]}
+                        ],
+                    },
+                ]
+            },
+            "a tool_result's content blocks need a type",
+        ),
     ],
 )
 def test_anthropic_blocks_that_cannot_be_sent_are_a_400_naming_them(

@@ -190,7 +190,7 @@ def chat_messages(message: InputMessage) -> list[ChatMessage]:
                 ChatMessage(
                     role="tool",
                     tool_call_id=str(_extra(block, "tool_use_id") or ""),
-                    content=_result_text(block),
+                    content=_result_content(block),
                     **({"cache_control": _cache_control(marked)} if marked is not None else {}),
                 )
             )
@@ -201,13 +201,25 @@ def chat_messages(message: InputMessage) -> list[ChatMessage]:
     return out
 
 
-def _result_text(block: TextBlock) -> str:
+def _result_content(block: TextBlock) -> str | list[dict[str, Any]]:
+    """A tool result's content: its text, or, when it holds images (a screenshot, an image file read),
+    text and `image_url` parts, which an adapter sends in its provider's terms."""
     content = _extra(block, "content")
-    if isinstance(content, list):
-        return "\n".join(
-            str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text"
-        )
-    return "" if content is None else str(content)
+    if not isinstance(content, list):
+        return "" if content is None else str(content)
+    try:
+        blocks = [TextBlock.model_validate(p) for p in content]
+    except ValidationError as exc:
+        raise InvalidRequest(
+            "a tool_result's content blocks need a type, and text as a string", param="messages"
+        ) from exc
+    if not any(b.type == "image" for b in blocks):
+        return "\n".join(b.text or "" for b in blocks if b.type == "text")
+    return [
+        {"type": "text", "text": b.text or ""} if b.type == "text" else _image_part(b)
+        for b in blocks
+        if b.type in CONTENT_BLOCKS
+    ]
 
 
 def pipeline_tools(

@@ -125,7 +125,7 @@ def split_messages(
             block = {
                 "type": "tool_result",
                 "tool_use_id": message.tool_call_id or "",
-                "content": message.text(),
+                "content": _content(message) if isinstance(message.content, list) else message.text(),
                 **_marked(message.model_extra),
             }
             if out and out[-1]["role"] == "user" and _is_results(out[-1]["content"]):

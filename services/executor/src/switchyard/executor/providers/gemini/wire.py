@@ -140,6 +140,7 @@ def split_messages(messages: Sequence[ChatMessage]) -> tuple[str, list[dict[str,
                     }
                 }
             ]
+            parts += [p for p in _parts(message) if "text" not in p]  # its images, beside the response
         else:
             parts = _parts(message)
             parts += [

@@ -21,7 +21,9 @@ def request_body(call: ProviderCall, *, stream: bool, max_completion_tokens: boo
     servers (vLLM, Ollama, llama.cpp, Groq, Together) all read `max_tokens`."""
     body: dict[str, Any] = {
         "model": call.model,
-        "messages": [unmarked(m.model_dump(mode="json", exclude_none=True)) for m in call.messages],
+        "messages": images_after_tool_turns(
+            [unmarked(m.model_dump(mode="json", exclude_none=True)) for m in call.messages]
+        ),
         "stream": stream,
     }
     if call.max_tokens is not None:
@@ -65,6 +67,32 @@ def unmarked(item: dict[str, Any]) -> dict[str, Any]:
             for p in item["content"]
         ]
     return item
+
+
+def images_after_tool_turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chat completions take only text in a `tool` message: images a tool returned (from the Anthropic
+    face's tool results) move to a user message right after the run of tool messages, each introduced by
+    the call it came from; the tool message keeps its text."""
+    out: list[dict[str, Any]] = []
+    moved: list[dict[str, Any]] = []
+    for message in messages:
+        if message.get("role") != "tool" and moved:
+            out.append({"role": "user", "content": moved})
+            moved = []
+        content = message.get("content")
+        if message.get("role") == "tool" and isinstance(content, list):
+            images = [p for p in content if isinstance(p, dict) and p.get("type") == "image_url"]
+            if images:
+                texts = [
+                    str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text"
+                ]
+                message = {**message, "content": "\n".join(texts)}
+                call = message.get("tool_call_id") or "a tool call"
+                moved += [{"type": "text", "text": f"The result of {call} came with these images:"}, *images]
+        out.append(message)
+    if moved:
+        out.append({"role": "user", "content": moved})
+    return out
 
 
 def tool_calls_of(data: Any) -> tuple[ToolCall, ...]:
