@@ -202,8 +202,8 @@ def chat_messages(message: InputMessage) -> list[ChatMessage]:
 
 
 def _result_content(block: TextBlock) -> str | list[dict[str, Any]]:
-    """A tool result's content: its text, or, when it holds images (a screenshot, an image file read),
-    text and `image_url` parts, which an adapter sends in its provider's terms."""
+    """A tool result's content, read like a turn's (`_content`): its text, or, when it holds images (a
+    screenshot, an image file read) or cache marks, parts, which an adapter sends in its provider's terms."""
     content = _extra(block, "content")
     if not isinstance(content, list):
         return "" if content is None else str(content)
@@ -213,13 +213,7 @@ def _result_content(block: TextBlock) -> str | list[dict[str, Any]]:
         raise InvalidRequest(
             "a tool_result's content blocks need a type, and text as a string", param="messages"
         ) from exc
-    if not any(b.type == "image" for b in blocks):
-        return "\n".join(b.text or "" for b in blocks if b.type == "text")
-    return [
-        {"type": "text", "text": b.text or ""} if b.type == "text" else _image_part(b)
-        for b in blocks
-        if b.type in CONTENT_BLOCKS
-    ]
+    return _content(blocks)
 
 
 def pipeline_tools(
