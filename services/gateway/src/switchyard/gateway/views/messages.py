@@ -17,7 +17,6 @@ router = APIRouter()
 
 # A body of up to this many bytes is counted on the event loop (cl100k_base: ~1 ms); a longer one on a thread.
 COUNT_INLINE_BYTES = 20_000
-_loaded: list[bool] = []
 
 
 class TokenCount(BaseModel):
@@ -39,7 +38,10 @@ async def create_message(request: Request) -> Response:
     summary="Count a message's input tokens (Anthropic-compatible). Switchyard's count: cl100k_base over "
     "the system prompt, the messages, their tool calls and the tool definitions, the count the router checks "
     "context windows with. Costs no quota, runs no task.",
-    responses={**ANTHROPIC_ERRORS, 200: {"model": TokenCount, "description": "The count"}},
+    responses={
+        **{status: spec for status, spec in ANTHROPIC_ERRORS.items() if status not in (502, 504)},  # no task
+        200: {"model": TokenCount, "description": "The count"},
+    },
     openapi_extra=serving.schema_of(CountTokensRequest),
 )
 async def count_tokens(request: Request) -> Response:
@@ -48,9 +50,8 @@ async def count_tokens(request: Request) -> Response:
     body = await completions.read_body(request, limit=gw.settings.max_body_bytes)
     parsed = parse_count_request(body)
     await gw.catalog.check(parsed.model)
-    if not _loaded:  # cl100k_base takes ~0.2 s and ~40 MB to load: on a thread, once, when first needed
+    if not encoding.cache_info().currsize:  # cl100k_base takes ~0.2 s and ~40 MB to load: on a thread
         await asyncio.to_thread(encoding)
-        _loaded.append(True)
     if len(body) > COUNT_INLINE_BYTES:
         tokens = await asyncio.to_thread(count_prompt, parsed)
     else:
