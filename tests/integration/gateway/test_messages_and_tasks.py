@@ -22,13 +22,18 @@ from tests.integration.gateway.harness import Answerer, Org, auth, gateways, mak
 pytestmark = pytest.mark.integration
 
 
+COUNTS = 12  # token counts per user and minute in this module's gateway
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer, str, Org, Org]]:
     tmp = tmp_path_factory.mktemp("ingress")
     server = NatsServer(tmp / "jetstream").start()
     db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
     try:
-        with gateways(server, db_url, tmp) as (base,):
+        with gateways(server, db_url, tmp, env={"SWITCHYARD_LIMIT_USER_COUNTS_PER_MIN": str(COUNTS)}) as (
+            base,
+        ):
             a = asyncio.run(make_org(db_url, "acme", roles=("member",), plan="pro"))
             b = asyncio.run(make_org(db_url, "globex", roles=("member",)))
             yield server, base, a, b
@@ -41,6 +46,15 @@ async def answerer(stack: tuple[NatsServer, str, Org, Org]) -> AsyncIterator[Ans
     me = await Answerer.start(stack[0].url)
     yield me
     await me.close()
+
+
+def _anthropic_error(error: anthropic.APIStatusError, kind: str) -> dict[str, object]:
+    """The error in Anthropic's shape, `{"type": "error", "error": {"type": <Anthropic's>, "message",
+    ...}, "request_id"}`, of `kind`; returns its `error` object."""
+    body = error.body
+    assert isinstance(body, dict) and body["type"] == "error" and body["error"]["type"] == kind, body
+    assert body["error"]["message"] and body["request_id"] == error.response.headers["x-request-id"]
+    return body["error"]  # type: ignore[no-any-return]
 
 
 async def test_anthropic_sdk_plain_and_streamed(
@@ -95,9 +109,7 @@ async def test_anthropic_sdk_plain_and_streamed(
         (unknown, "authentication_error"),
         (missing, "not_found_error"),
     ):
-        body = err.value.body
-        assert isinstance(body, dict) and body["type"] == "error" and body["error"]["type"] == kind
-        assert body["error"]["message"] and body["request_id"] == err.value.response.headers["x-request-id"]
+        _anthropic_error(err.value, kind)
 
 
 async def test_anthropic_sdk_counts_tokens_without_a_task_or_quota(
@@ -160,9 +172,30 @@ async def test_anthropic_sdk_counts_tokens_without_a_task_or_quota(
         (orphan, "invalid_request_error", "invalid_value"),
         (unknown, "authentication_error", "invalid_api_key"),
     ):
-        body = err.value.body
-        assert isinstance(body, dict) and body["type"] == "error" and body["error"]["type"] == kind
-        assert body["error"]["code"] == code, body
+        assert _anthropic_error(err.value, kind)["code"] == code
+
+
+async def test_token_counts_have_a_window_of_their_own(
+    stack: tuple[NatsServer, str, Org, Org], answerer: Answerer
+) -> None:
+    _, base, _, b = stack  # globex's member: no counts before this test
+    if 60 - time.time() % 60 < 15:  # all in one minute window
+        await asyncio.sleep(60 - time.time() % 60 + 0.1)
+    headers = {"x-api-key": b.keys["member"]}
+    async with httpx.AsyncClient(base_url=base) as c:
+        statuses = [
+            (await c.post("/v1/messages/count_tokens", json=BODY, headers=headers)).status_code
+            for _ in range(COUNTS)
+        ]
+        refused = await c.post("/v1/messages/count_tokens", json=BODY, headers=headers)
+        message = await c.post("/v1/messages", json=BODY, headers=headers)
+    assert statuses == [200] * COUNTS
+    assert refused.status_code == 429 and 1 <= int(refused.headers["retry-after"]) <= 60
+    error = refused.json()
+    assert error["type"] == "error" and error["error"]["type"] == "rate_limit_error"
+    assert error["error"]["code"] == "rate_limit_exceeded"
+    assert f"token counts per min (user): limit {COUNTS}" in error["error"]["message"]
+    assert message.status_code == 200  # messages have their own limits, untouched by counts
 
 
 BODY = {"model": "auto", "max_tokens": 50, "messages": [{"role": "user", "content": "capital of France?"}]}

@@ -39,6 +39,9 @@ class GatewaySettings(CommonSettings):
     limit_org_tokens_per_day: int = Field(default=10_000_000, ge=0)
     limit_org_concurrent_tasks: int = Field(default=20, ge=0)
     limit_global_requests_per_min: int = Field(default=10_000, ge=0)
+    limit_user_counts_per_min: int = Field(
+        default=600, ge=0, description="token counts (/v1/messages/count_tokens) per user and minute"
+    )
     concurrency_slot_ttl_s: float = Field(
         default=30.0, gt=0, description="a crashed replica's concurrency slots come back after this long"
     )
@@ -106,6 +109,7 @@ class GatewaySettings(CommonSettings):
             org_tokens_per_day=self.limit_org_tokens_per_day,
             org_concurrent_tasks=self.limit_org_concurrent_tasks,
             global_requests_per_min=self.limit_global_requests_per_min,
+            user_counts_per_min=self.limit_user_counts_per_min,
         )
 
     def plan_daily_usd(self) -> dict[str, float | None]:

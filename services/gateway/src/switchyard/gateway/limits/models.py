@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["requests", "tokens", "concurrency"]
+Kind = Literal["requests", "tokens", "concurrency", "counts"]
 
 MINUTE_S = 60
 DAY_S = 24 * 3600
@@ -19,6 +19,9 @@ class Limits:
     org_tokens_per_day: int = 10_000_000
     org_concurrent_tasks: int = 20
     global_requests_per_min: int = 10_000
+    # Token counts (`/v1/messages/count_tokens`) run no task and take none of the above; their own window
+    # keeps a key from spending the gateway's CPU on them (Claude Code sends a few dozen at start-up).
+    user_counts_per_min: int = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,3 +64,9 @@ def checks(
         Check("user", "tokens", f"tok.user.{subject}.{day}", limits.user_tokens_per_day, tokens, day_end),
         Check("org", "concurrency", f"conc.org.{tenant_id}", limits.org_concurrent_tasks, 1, None),
     ]
+
+
+def count_check(limits: Limits, *, now: float, subject: str) -> Check:
+    """The one counter a token count takes."""
+    minute, minute_end = window(now, MINUTE_S)
+    return Check("user", "counts", f"cnt.user.{subject}.{minute}", limits.user_counts_per_min, 1, minute_end)

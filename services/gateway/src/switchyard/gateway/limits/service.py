@@ -13,7 +13,7 @@ from switchyard.common.leases import Leases, Want, take_all
 from switchyard.gateway.errors import RateLimited, ServiceUnavailable
 from switchyard.gateway.limits.control import Control
 from switchyard.gateway.limits.headers import duration, ratelimit_headers
-from switchyard.gateway.limits.models import Check, Limits, checks
+from switchyard.gateway.limits.models import Check, Limits, checks, count_check
 from switchyard.gateway.tenants import Principal
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,15 @@ class RateLimiter:
         )
         return [(c, Want(self._leases(c), c.key, c.delta, c.limit, c.reset_at)) for c in wanted]
 
+    async def admit_count(self, principal: Principal, *, now: float) -> None:
+        """A token count's own window (`Limits.user_counts_per_min`); raises RateLimited when it is full."""
+        check = count_check(self.limits, now=now, subject=principal.subject)
+        [(ok, used)] = await take_or_unavailable(
+            [Want(self.windows, check.key, 1, check.limit, check.reset_at)]
+        )
+        if not ok:
+            raise _refusal(check, used, now=now, headers={})
+
     def _leases(self, check: Check) -> Leases:
         return self.slots if check.kind == "concurrency" else self.windows
 
@@ -107,7 +116,12 @@ async def take_or_unavailable(
 
 def _refusal(check: Check, used: int, *, now: float, headers: dict[str, str]) -> RateLimited:
     wait = 1.0 if check.reset_at is None else max(check.reset_at - now, 0.001)
-    per = {"requests": "requests per min", "tokens": "tokens per day", "concurrency": "concurrent tasks"}
+    per = {
+        "requests": "requests per min",
+        "tokens": "tokens per day",
+        "concurrency": "concurrent tasks",
+        "counts": "token counts per min",
+    }
     type_ = "tokens" if check.kind == "tokens" else "requests"
     if check.delta > check.limit:  # more than the whole limit: waiting will not help (OpenAI's wording)
         message = (

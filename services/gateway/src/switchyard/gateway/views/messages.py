@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -37,7 +38,8 @@ async def create_message(request: Request) -> Response:
     "/v1/messages/count_tokens",
     summary="Count a message's input tokens (Anthropic-compatible). Switchyard's count: cl100k_base over "
     "the system prompt, the messages, their tool calls and the tool definitions, the count the router checks "
-    "context windows with. Costs no quota, runs no task.",
+    "context windows with. Runs no task and takes no request or token quota: counts have a window of their "
+    "own per user (`SWITCHYARD_LIMIT_USER_COUNTS_PER_MIN`, 600).",
     responses={
         **{status: spec for status, spec in ANTHROPIC_ERRORS.items() if status not in (502, 504)},  # no task
         200: {"model": TokenCount, "description": "The count"},
@@ -46,7 +48,9 @@ async def create_message(request: Request) -> Response:
 )
 async def count_tokens(request: Request) -> Response:
     gw = gateway_of(request)
-    await authenticate(request, gw.verifier)
+    principal = await authenticate(request, gw.verifier)
+    if gw.admission.limiter is not None:
+        await gw.admission.limiter.admit_count(principal, now=time.time())
     body = await completions.read_body(request, limit=gw.settings.max_body_bytes)
     parsed = parse_count_request(body)
     await gw.catalog.check(parsed.model)
