@@ -7,14 +7,14 @@ import asyncio
 import csv
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
 
 from switchyard.billing.db import migrations
-from switchyard.billing.models import UsageEntry
+from switchyard.billing.models import UsageDaily, UsageEntry
 from switchyard.billing.reports import usage_report
 from switchyard.billing.service import record_usage
 from switchyard.cli.main import main
@@ -26,7 +26,7 @@ from switchyard.common.policy import load_policy
 pytestmark = pytest.mark.integration
 
 
-def _done(task_id: str, prompt: int) -> TaskCompleted:
+def _done(task_id: str, prompt: int, read: int = 0) -> TaskCompleted:
     return TaskCompleted(
         task_id=task_id,
         tenant_id="acme",
@@ -36,7 +36,7 @@ def _done(task_id: str, prompt: int) -> TaskCompleted:
         tier="fast",
         content="ok",
         finish_reason="stop",
-        usage=Usage(prompt_tokens=prompt, completion_tokens=7),
+        usage=Usage(prompt_tokens=prompt, completion_tokens=7, cache_read_tokens=read),
         attempts=1,
         latency_ms=1.0,
         completed_at=datetime.now(UTC),
@@ -47,11 +47,11 @@ async def _seed(url: str) -> None:
     await migrations().upgrade(url)
     engine = create_engine(url)
     try:
-        for n, prompt in enumerate((13, 1001, 77)):
+        for n, (prompt, read) in enumerate(((13, 0), (1001, 896), (77, 0))):
             await record_usage(
                 sessionmaker(engine),
                 event_id=f"e{n}",
-                completed=_done(f"t{n}", prompt),
+                completed=_done(f"t{n}", prompt, read),
                 policy=load_policy(),
                 clock=lambda: datetime(2026, 11, 5, 9, tzinfo=UTC),
             )
@@ -66,11 +66,23 @@ def test_cli_prints_usage_statement_savings_and_forecast(
     db = ["billing", "--database-url", sqlite_url]
 
     assert main([*db, "statement", "--tenant", "acme", "--month", "2026-11", "--csv"]) == 0
-    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
-    assert rows[0][:4] == ["month", "model", "tier", "kind"]
-    assert rows[1][:4] == ["2026-11", "openai/gpt-4o-mini", "fast", "task"] and rows[1][4] == "3"
-    # (13 + 1001 + 77) x 0.00015/1K + 21 x 0.0006/1K
-    assert rows[-1][1] == "TOTAL" and Decimal(rows[-1][-1]) == Decimal("0.00017625")
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    line, total = rows
+    assert [line[k] for k in ("month", "model", "tier", "kind", "requests")] == [
+        "2026-11",
+        "openai/gpt-4o-mini",
+        "fast",
+        "task",
+        "3",
+    ]
+    # (13 + 105 + 77) x 0.00015/1K + 896 prompt-cache hits x 0.000075/1K + 21 x 0.0006/1K
+    assert total["model"] == "TOTAL" and Decimal(total["cost_usd"]) == Decimal("0.00010905")
+    assert (line["prompt_tokens"], line["cache_read_tokens"], line["cache_write_tokens"]) == (
+        "1091",
+        "896",
+        "0",
+    )
+    assert total["cache_read_tokens"] == "896"
 
     assert main([*db, "usage", "--tenant", "acme", "--from", "2026-11-01", "--to", "2026-11-30"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -80,7 +92,9 @@ def test_cli_prints_usage_statement_savings_and_forecast(
     assert Decimal(json.loads(capsys.readouterr().out)["saved_usd"]) > 0
 
     assert main([*db, "forecast", "--tenant", "acme", "--as-of", "2026-11-06"]) == 0
-    assert Decimal(json.loads(capsys.readouterr().out)["spent_to_date_usd"]) == Decimal("0.00017625")
+    assert Decimal(json.loads(capsys.readouterr().out)["spent_to_date_usd"]) == Decimal(
+        "0.00010905"
+    )  # the statement's total
 
     assert main([*db, "usage", "--tenant", "acme", "--group-by", "colour"]) == 2
     assert "group_by" in capsys.readouterr().err
@@ -141,3 +155,61 @@ async def test_upgrade_backfills_aggregates_from_existing_entries(db_url: str) -
         await engine.dispose()
     assert [(str(r.day), r.requests) for r in report.rows] == [("2026-11-03", 2), ("2026-11-04", 1)]
     assert report.totals.cost_usd == sum(costs, Decimal(0))
+
+
+async def test_upgrade_adds_the_cache_counts_of_entries_stored_at_bi0004_to_their_days(db_url: str) -> None:
+    await migrations().upgrade(db_url, "bi0004")
+    engine = create_engine(db_url)
+    sessions = sessionmaker(engine)
+    try:
+        entry = {
+            "id": "id1",
+            "task_id": "t1",
+            "event_id": "e1",
+            "tenant_id": "acme",
+            "user_id": "u1",
+            "model": "openai/gpt-4o-mini",
+            "provider": "openai",
+            "tier": "fast",
+            "prompt_tokens": 2000,
+            "completion_tokens": 10,
+            "cache_read_tokens": 1536,
+            "cache_write_tokens": 0,
+            "cost_usd": Decimal("0.000188"),
+            "priced": True,
+            "created_at": datetime(2026, 11, 3, 23, 59, tzinfo=UTC),
+        }
+        entries = sa.table("usage_entries", *(sa.column(c, UsageEntry.__table__.c[c].type) for c in entry))
+        # its daily row, as bi0004 counted it: no cache columns yet
+        day = {
+            "tenant_id": "acme",
+            "day": date(2026, 11, 3),
+            "user_id": "u1",
+            "model": "openai/gpt-4o-mini",
+            "tier": "fast",
+            "kind": "task",
+            "requests": 1,
+            "prompt_tokens": 2000,
+            "completion_tokens": 10,
+            "cost_e10": 1_880_000,
+            "unpriced": 0,
+        }
+        days = sa.table("usage_daily", *(sa.column(c, UsageDaily.__table__.c[c].type) for c in day))
+        async with sessions() as session, session.begin():
+            await session.execute(sa.insert(entries).values(**entry))
+            await session.execute(sa.insert(days).values(**day))
+        await migrations().upgrade(db_url)
+        report = await usage_report(
+            sessions,
+            UsageQuery(tenant_id="acme", start=date(2026, 11, 1), end=date(2026, 11, 30), group_by=["day"]),
+        )
+    finally:
+        await engine.dispose()
+    [row] = report.rows
+    assert (row.requests, row.prompt_tokens, row.cache_read_tokens, row.cache_write_tokens) == (
+        1,
+        2000,
+        1536,
+        0,
+    )
+    assert report.totals.cache_read_tokens == 1536 and report.totals.cost_usd == Decimal("0.000188")

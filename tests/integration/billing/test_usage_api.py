@@ -260,6 +260,8 @@ async def test_usage_api_statement_and_signed_budget_webhooks(
                 "requests": "4",
                 "prompt_tokens": "4000",
                 "completion_tokens": "2000",
+                "cache_read_tokens": "0",
+                "cache_write_tokens": "0",
                 "cost_usd": "0.0018000000",
                 "unpriced": "0",
             }
@@ -269,8 +271,8 @@ async def test_usage_api_statement_and_signed_budget_webhooks(
         doc = statement.json()
         assert doc["reconciled"] and doc["entries"] == 4 and doc["totals"]["cost_usd"] == "0.0018000000"
         statement_csv = await http.get("/v1/usage/statement", params={"format": "csv"}, headers=billing_key)
-        last = list(csv.reader(io.StringIO(statement_csv.text)))[-1]
-        assert last[1] == "TOTAL" and last[-1] == "0.0018000000"
+        last = list(csv.DictReader(io.StringIO(statement_csv.text)))[-1]
+        assert last["model"] == "TOTAL" and last["cost_usd"] == "0.0018000000"
 
         forecast = (await http.get("/v1/usage/forecast", headers=billing_key)).json()
         assert Decimal(forecast["spent_to_date_usd"]) == Decimal("0.0018")

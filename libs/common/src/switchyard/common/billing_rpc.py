@@ -85,6 +85,12 @@ class UsageRow(BaseModel):
     requests: int
     prompt_tokens: int
     completion_tokens: int
+    cache_read_tokens: int = Field(
+        default=0, description="of prompt_tokens: read from the provider's prompt cache"
+    )
+    cache_write_tokens: int = Field(
+        default=0, description="of prompt_tokens: written to the provider's prompt cache"
+    )
     cost_usd: Money
     unpriced: int = Field(description="entries whose model had no price (charged nothing)")
 
@@ -93,6 +99,12 @@ class UsageTotals(BaseModel):
     requests: int
     prompt_tokens: int
     completion_tokens: int
+    cache_read_tokens: int = Field(
+        default=0, description="of prompt_tokens: read from the provider's prompt cache"
+    )
+    cache_write_tokens: int = Field(
+        default=0, description="of prompt_tokens: written to the provider's prompt cache"
+    )
     cost_usd: Money
     unpriced: int
 
@@ -120,6 +132,12 @@ class StatementLine(BaseModel):
     requests: int
     prompt_tokens: int
     completion_tokens: int
+    cache_read_tokens: int = Field(
+        default=0, description="of prompt_tokens: read from the provider's prompt cache"
+    )
+    cache_write_tokens: int = Field(
+        default=0, description="of prompt_tokens: written to the provider's prompt cache"
+    )
     cost_usd: Money
 
 
@@ -246,7 +264,15 @@ class Webhooks(BaseModel):
     data: list[Webhook]
 
 
-USAGE_CSV_COLUMNS = ("requests", "prompt_tokens", "completion_tokens", "cost_usd", "unpriced")
+USAGE_CSV_COLUMNS = (
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "unpriced",
+)
 
 
 def usage_csv(report: UsageReport) -> str:
@@ -268,7 +294,18 @@ def statement_csv(statement: Statement) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(
-        ["month", "model", "tier", "kind", "requests", "prompt_tokens", "completion_tokens", "cost_usd"]
+        [
+            "month",
+            "model",
+            "tier",
+            "kind",
+            "requests",
+            "prompt_tokens",
+            "completion_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "cost_usd",
+        ]
     )
     for line in statement.lines:
         writer.writerow(
@@ -280,6 +317,8 @@ def statement_csv(statement: Statement) -> str:
                 line.requests,
                 line.prompt_tokens,
                 line.completion_tokens,
+                line.cache_read_tokens,
+                line.cache_write_tokens,
                 format(line.cost_usd, "f"),
             ]
         )
@@ -293,6 +332,8 @@ def statement_csv(statement: Statement) -> str:
             t.requests,
             t.prompt_tokens,
             t.completion_tokens,
+            t.cache_read_tokens,
+            t.cache_write_tokens,
             format(t.cost_usd, "f"),
         ]
     )

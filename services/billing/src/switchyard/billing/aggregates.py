@@ -45,13 +45,23 @@ def _daily_values(entry: UsageEntry | CallUsageEntry) -> dict[str, object]:
         "requests": 1,
         "prompt_tokens": entry.prompt_tokens,
         "completion_tokens": entry.completion_tokens,
+        "cache_read_tokens": entry.cache_read_tokens or 0,
+        "cache_write_tokens": entry.cache_write_tokens or 0,
         "cost_e10": to_e10(entry.cost_usd),
         "unpriced": 0 if entry.priced else 1,
     }
 
 
 _KEY = ("tenant_id", "day", "user_id", "model", "tier", "kind")
-_ADDED = ("requests", "prompt_tokens", "completion_tokens", "cost_e10", "unpriced")
+_ADDED = (
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_e10",
+    "unpriced",
+)
 
 
 async def count_entry(session: AsyncSession, entry: UsageEntry | CallUsageEntry) -> None:

@@ -89,6 +89,8 @@ class UsageDaily(BillingBase):
     requests: Mapped[int] = mapped_column(BigInteger)
     prompt_tokens: Mapped[int] = mapped_column(BigInteger)
     completion_tokens: Mapped[int] = mapped_column(BigInteger)
+    cache_read_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cache_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cost_e10: Mapped[int] = mapped_column(BigInteger)  # USD x 1e10
     unpriced: Mapped[int] = mapped_column(BigInteger)  # entries whose model had no price
 

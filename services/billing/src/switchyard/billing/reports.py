@@ -13,7 +13,15 @@ from switchyard.billing.models import UsageDaily
 from switchyard.common.billing_rpc import UsageQuery, UsageReport, UsageRow, UsageTotals
 
 COLUMNS = {"user": "user_id"}  # group-by names -> columns
-SUMS = ("requests", "prompt_tokens", "completion_tokens", "cost_e10", "unpriced")
+SUMS = (
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_e10",
+    "unpriced",
+)
 
 
 def _month_of(column: Any, dialect: str) -> Any:
@@ -65,6 +73,8 @@ def _row(r: Any, names: list[str]) -> UsageRow:
         requests=int(r["requests"]),
         prompt_tokens=int(r["prompt_tokens"]),
         completion_tokens=int(r["completion_tokens"]),
+        cache_read_tokens=int(r["cache_read_tokens"]),
+        cache_write_tokens=int(r["cache_write_tokens"]),
         cost_usd=from_e10(int(r["cost_e10"])),
         unpriced=int(r["unpriced"]),
     )
@@ -75,6 +85,8 @@ def totals(rows: list[UsageRow]) -> UsageTotals:
         requests=sum(r.requests for r in rows),
         prompt_tokens=sum(r.prompt_tokens for r in rows),
         completion_tokens=sum(r.completion_tokens for r in rows),
+        cache_read_tokens=sum(r.cache_read_tokens for r in rows),
+        cache_write_tokens=sum(r.cache_write_tokens for r in rows),
         cost_usd=from_e10(sum(int(r.cost_usd.scaleb(10)) for r in rows)),
         unpriced=sum(r.unpriced for r in rows),
     )

@@ -37,6 +37,8 @@ async def monthly_statement(
             requests=r.requests,
             prompt_tokens=r.prompt_tokens,
             completion_tokens=r.completion_tokens,
+            cache_read_tokens=r.cache_read_tokens,
+            cache_write_tokens=r.cache_write_tokens,
             cost_usd=r.cost_usd,
         )
         for r in report.rows
