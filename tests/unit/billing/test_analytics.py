@@ -9,6 +9,8 @@ import pytest
 
 from switchyard.billing import alerts, analytics
 from switchyard.billing.aggregates import from_e10, to_e10
+from switchyard.billing.pricing import price
+from switchyard.common.policy import load_policy
 
 pytestmark = pytest.mark.unit
 
@@ -116,3 +118,25 @@ def test_the_days_before_a_tenant_first_spent_are_not_its_baseline() -> None:
         _days(date(2026, 11, 1), ["0"] * 10 + ["3", "3.1", "2.9"]), date(2026, 11, 1), date(2026, 11, 13)
     )
     assert analytics.anomalies(daily, window_days=14) == []  # first use is not a spike over zero
+
+
+def test_savings_price_prompt_cache_hits_at_the_reference_models_cache_price() -> None:
+    policy = load_policy()
+    reference = analytics.premium_reference(policy)
+    assert reference is not None and reference.cached_input_per_1k is not None
+    hits = analytics.TokenUse(
+        model="openai/gpt-4o-mini",
+        tier="fast",
+        kind="task",
+        requests=1,
+        prompt_tokens=2048,
+        completion_tokens=100,
+        cost=Decimal("0.000252"),
+        cache_read_tokens=1536,
+    )
+    [line] = analytics.savings_lines([hits], policy)
+    cached = price(
+        policy=policy, model=reference.id, prompt_tokens=2048, completion_tokens=100, cache_read_tokens=1536
+    )
+    uncached = price(policy=policy, model=reference.id, prompt_tokens=2048, completion_tokens=100)
+    assert line.premium_usd == cached.cost_usd < uncached.cost_usd

@@ -119,6 +119,8 @@ class TokenUse:
     prompt_tokens: int
     completion_tokens: int
     cost: Decimal
+    cache_read_tokens: int = 0  # of prompt_tokens: read from the provider's prompt cache
+    cache_write_tokens: int = 0  # of prompt_tokens: written to it
 
 
 def savings_lines(use: list[TokenUse], policy: Policy) -> list[SavingsLine]:
@@ -126,7 +128,9 @@ def savings_lines(use: list[TokenUse], policy: Policy) -> list[SavingsLine]:
 
     Delivered answers are re-priced at premium (premium answers keep their real cost); billable extra
     calls (parallel losers, escalated cascade steps) would not exist under always-premium routing, so
-    their counterfactual cost is zero. Unpriced models are counted at zero both ways."""
+    their counterfactual cost is zero. Unpriced models are counted at zero both ways. Prompt tokens read
+    from or written to a provider's cache are re-priced at the reference model's cache prices: the same
+    prompts would have been cached there."""
     reference = premium_reference(policy)
     by_tier: dict[str, SavingsLine] = {}
     for u in use:
@@ -140,6 +144,8 @@ def savings_lines(use: list[TokenUse], policy: Policy) -> list[SavingsLine]:
                 model=reference.id,
                 prompt_tokens=u.prompt_tokens,
                 completion_tokens=u.completion_tokens,
+                cache_read_tokens=u.cache_read_tokens,
+                cache_write_tokens=u.cache_write_tokens,
             ).cost_usd
         zero = Decimal(0).quantize(PLACES)
         line = by_tier.get(u.tier) or SavingsLine(

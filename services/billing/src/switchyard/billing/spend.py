@@ -68,6 +68,8 @@ async def savings(sessions: Sessions, query: SavingsQuery, *, policy: Policy) ->
             prompt_tokens=r.prompt_tokens,
             completion_tokens=r.completion_tokens,
             cost=r.cost_usd,
+            cache_read_tokens=r.cache_read_tokens,
+            cache_write_tokens=r.cache_write_tokens,
         )
         for r in report.rows
     ]
