@@ -264,15 +264,16 @@ class Webhooks(BaseModel):
     data: list[Webhook]
 
 
-USAGE_CSV_COLUMNS = (
+# The sums every CSV row carries, in their order (money as exact decimal strings, `Money`'s JSON form).
+SUMMED_CSV_COLUMNS = (
     "requests",
     "prompt_tokens",
     "completion_tokens",
     "cache_read_tokens",
     "cache_write_tokens",
     "cost_usd",
-    "unpriced",
 )
+USAGE_CSV_COLUMNS = (*SUMMED_CSV_COLUMNS, "unpriced")
 
 
 def usage_csv(report: UsageReport) -> str:
@@ -293,48 +294,12 @@ def statement_csv(statement: Statement) -> str:
     """One line per model, tier and kind, then a total line."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(
-        [
-            "month",
-            "model",
-            "tier",
-            "kind",
-            "requests",
-            "prompt_tokens",
-            "completion_tokens",
-            "cache_read_tokens",
-            "cache_write_tokens",
-            "cost_usd",
-        ]
-    )
+    writer.writerow(["month", "model", "tier", "kind", *SUMMED_CSV_COLUMNS])
     for line in statement.lines:
+        data = line.model_dump(mode="json")
         writer.writerow(
-            [
-                statement.month,
-                line.model,
-                line.tier,
-                line.kind,
-                line.requests,
-                line.prompt_tokens,
-                line.completion_tokens,
-                line.cache_read_tokens,
-                line.cache_write_tokens,
-                format(line.cost_usd, "f"),
-            ]
+            [statement.month, line.model, line.tier, line.kind, *(data[c] for c in SUMMED_CSV_COLUMNS)]
         )
-    t = statement.totals
-    writer.writerow(
-        [
-            statement.month,
-            "TOTAL",
-            "",
-            "",
-            t.requests,
-            t.prompt_tokens,
-            t.completion_tokens,
-            t.cache_read_tokens,
-            t.cache_write_tokens,
-            format(t.cost_usd, "f"),
-        ]
-    )
+    totals = statement.totals.model_dump(mode="json")
+    writer.writerow([statement.month, "TOTAL", "", "", *(totals[c] for c in SUMMED_CSV_COLUMNS)])
     return out.getvalue()

@@ -53,7 +53,7 @@ def _daily_values(entry: UsageEntry | CallUsageEntry) -> dict[str, object]:
 
 
 _KEY = ("tenant_id", "day", "user_id", "model", "tier", "kind")
-_ADDED = (
+SUMS = (  # a daily row's summed columns (also what the usage report sums)
     "requests",
     "prompt_tokens",
     "completion_tokens",
@@ -85,7 +85,7 @@ def add_to_daily(conn: Connection, entries: Sequence[UsageEntry | CallUsageEntry
         if row is None:
             rows[key] = values
         else:
-            for name in _ADDED:
+            for name in SUMS:
                 row[name] += values[name]  # type: ignore[operator]
     if rows:
         conn.execute(_upsert(conn.dialect.name), list(rows.values()))
@@ -98,5 +98,5 @@ def _upsert(dialect: str) -> Insert:
     stmt = insert(UsageDaily)
     table = UsageDaily.__table__.c
     return stmt.on_conflict_do_update(
-        index_elements=list(_KEY), set_={name: table[name] + stmt.excluded[name] for name in _ADDED}
+        index_elements=list(_KEY), set_={name: table[name] + stmt.excluded[name] for name in SUMS}
     )

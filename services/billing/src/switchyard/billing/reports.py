@@ -8,20 +8,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from switchyard.billing.aggregates import from_e10
+from switchyard.billing.aggregates import SUMS, from_e10
 from switchyard.billing.models import UsageDaily
 from switchyard.common.billing_rpc import UsageQuery, UsageReport, UsageRow, UsageTotals
 
 COLUMNS = {"user": "user_id"}  # group-by names -> columns
-SUMS = (
-    "requests",
-    "prompt_tokens",
-    "completion_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cost_e10",
-    "unpriced",
-)
 
 
 def _month_of(column: Any, dialect: str) -> Any:

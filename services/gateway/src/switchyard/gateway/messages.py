@@ -125,9 +125,7 @@ def _content(content: str | list[TextBlock]) -> str | list[dict[str, Any]]:
         part: dict[str, Any] = (
             {"type": "text", "text": block.text or ""} if block.type == "text" else _image_part(block)
         )
-        if _extra(block, "cache_control") is not None:
-            part["cache_control"] = _cache_control(_extra(block, "cache_control"))
-        parts.append(part)
+        parts.append({**part, **_mark(_extra(block, "cache_control"))})
     return parts
 
 
@@ -146,6 +144,11 @@ def _image_part(block: TextBlock) -> dict[str, Any]:
         "an image block needs a `source` of type base64 (with an image/* media_type and data) or url",
         param="messages",
     )
+
+
+def _mark(value: Any) -> dict[str, Any]:
+    """`{"cache_control": ...}` to merge into a part, message or tool: empty when nothing was marked."""
+    return {} if value is None else {"cache_control": _cache_control(value)}
 
 
 def _cache_control(value: Any) -> dict[str, Any]:
@@ -185,13 +188,12 @@ def chat_messages(message: InputMessage) -> list[ChatMessage]:
                 )
             )
         elif block.type == "tool_result":
-            marked = _extra(block, "cache_control")
             out.append(
                 ChatMessage(
                     role="tool",
                     tool_call_id=str(_extra(block, "tool_use_id") or ""),
                     content=_result_content(block),
-                    **({"cache_control": _cache_control(marked)} if marked is not None else {}),
+                    **_mark(_extra(block, "cache_control")),
                 )
             )
     if message.role == "assistant":
@@ -228,7 +230,7 @@ def pipeline_tools(
                 name=t.name,
                 description=t.description,
                 parameters=t.input_schema,
-                **({"cache_control": _cache_control(t.cache_control)} if t.cache_control is not None else {}),
+                **_mark(t.cache_control),
             )
         )
         for t in parsed.tools
