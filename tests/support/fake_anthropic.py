@@ -8,11 +8,20 @@ tool-call with tools: a `tool_use` of the first tool, input {"city": "Paris"}, s
 
 Requests without the `x-api-key` the server was given get 401; without `anthropic-version`, or without
 `max_tokens`, 400 — as the real API answers.
+
+Extended thinking as the API does it: `thinking` is checked (a budget of at least 1,024 tokens, below
+`max_tokens`; no temperature but 1, no forced tool), the answer starts with a thinking block whose
+signature is an HMAC of its text (model `redacted`: a redacted_thinking block after it), streamed as
+thinking_delta and signature_delta events; thinking blocks sent back must carry a valid signature, and a
+tool loop continued with thinking must send its assistant turn's thinking block first (the API's 400s).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -103,6 +112,9 @@ class FakeAnthropic:
             )
         if any(m.get("type") != "ephemeral" for m in marks):
             return bad_request("cache_control.type: Input should be 'ephemeral'")
+        refused = thinking_refusal(body)
+        if refused is not None:
+            return bad_request(refused)
         if model.startswith("error-"):
             return error_response(model.removeprefix("error-"))
         if n <= flaky_failures(model):
@@ -111,15 +123,18 @@ class FakeAnthropic:
             return error_response("429")
         await asyncio.sleep(slow_seconds(model))
         text, hit = stopped_at(answer_text(body), body.get("stop_sequences"))
+        thoughts = thinking_blocks(body, model)
         if model == "tool-call" and body.get("tools"):
-            return self._tool_use(body)
+            return self._tool_use(body, thoughts)
         if body.get("stream"):
-            return StreamingResponse(self._stream(model, text, hit), media_type="text/event-stream")
+            return StreamingResponse(self._stream(model, text, hit, thoughts), media_type="text/event-stream")
         if model == "garbage":
             return Response(
                 b"upstream connect error or disconnect/reset before headers", media_type="application/json"
             )
         message = self._message(model, text, hit)
+        message["content"] = thoughts + message["content"]
+        message["usage"]["output_tokens"] += thinking_tokens(thoughts)
         if model == "break":
             raw = orjson.dumps(message)
             return StreamingResponse(_dropping(raw), media_type="application/json")
@@ -137,39 +152,55 @@ class FakeAnthropic:
             "usage": {**input_usage(model), "output_tokens": len(words(text))},
         }
 
-    def _tool_use(self, body: dict[str, Any]) -> Response:
+    def _tool_use(self, body: dict[str, Any], thoughts: list[dict[str, Any]]) -> Response:
         name = (body.get("tools") or [{}])[0].get("name", "unknown")
         block = {"type": "tool_use", "id": "toolu_fake_1", "name": name, "input": {"city": "Paris"}}
         message = self._message("tool-call", "")
-        message.update(content=[block], stop_reason="tool_use")
+        message.update(content=[*thoughts, block], stop_reason="tool_use")
+        message["usage"]["output_tokens"] += thinking_tokens(thoughts)
         if not body.get("stream"):
             return JSONResponse(message)
 
         async def events() -> AsyncIterator[bytes]:
             start = {**message, "content": [], "stop_reason": None}
             yield sse({"type": "message_start", "message": start}, "message_start")
+            for index, thought in enumerate(thoughts):
+                for event in thinking_events(index, thought):
+                    yield event
+            at = len(thoughts)
             empty = {**block, "input": {}}
             yield sse(
-                {"type": "content_block_start", "index": 0, "content_block": empty}, "content_block_start"
+                {"type": "content_block_start", "index": at, "content_block": empty}, "content_block_start"
             )
             for piece in ('{"city"', ': "Paris"}'):
                 delta = {"type": "input_json_delta", "partial_json": piece}
-                yield sse({"type": "content_block_delta", "index": 0, "delta": delta}, "content_block_delta")
-            yield sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+                yield sse({"type": "content_block_delta", "index": at, "delta": delta}, "content_block_delta")
+            yield sse({"type": "content_block_stop", "index": at}, "content_block_stop")
             delta = {"stop_reason": "tool_use", "stop_sequence": None}
             yield sse(
-                {"type": "message_delta", "delta": delta, "usage": {"output_tokens": 7}}, "message_delta"
+                {
+                    "type": "message_delta",
+                    "delta": delta,
+                    "usage": {"output_tokens": 7 + thinking_tokens(thoughts)},
+                },
+                "message_delta",
             )
             yield sse({"type": "message_stop"}, "message_stop")
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
-    async def _stream(self, model: str, text: str, hit: str | None) -> AsyncIterator[bytes]:
+    async def _stream(
+        self, model: str, text: str, hit: str | None, thoughts: list[dict[str, Any]]
+    ) -> AsyncIterator[bytes]:
         start = self._message(model, "")
         start.update(content=[], stop_reason=None, usage={**input_usage(model), "output_tokens": 1})
         yield sse({"type": "message_start", "message": start}, "message_start")
+        for index, thought in enumerate(thoughts):
+            for event in thinking_events(index, thought):
+                yield event
+        at = len(thoughts)  # the text block's index
         yield sse(
-            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            {"type": "content_block_start", "index": at, "content_block": {"type": "text", "text": ""}},
             "content_block_start",
         )
         yield sse({"type": "ping"}, "ping")
@@ -183,20 +214,105 @@ class FakeAnthropic:
                 yield sse(error_body("overloaded_error", "Overloaded"), "error")
                 return
             yield sse(
-                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}},
+                {"type": "content_block_delta", "index": at, "delta": {"type": "text_delta", "text": word}},
                 "content_block_delta",
             )
             await asyncio.sleep(0)
-        yield sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+        yield sse({"type": "content_block_stop", "index": at}, "content_block_stop")
         yield sse(
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": "stop_sequence" if hit else "end_turn", "stop_sequence": hit},
-                "usage": {"output_tokens": len(words(text))},
+                "usage": {"output_tokens": len(words(text)) + thinking_tokens(thoughts)},
             },
             "message_delta",
         )
         yield sse({"type": "message_stop"}, "message_stop")
+
+
+SIGNING_KEY = b"fake-anthropic-thinking"
+REDACTED_DATA = "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP"
+
+
+def sign(thinking: str) -> str:
+    return base64.b64encode(hmac.new(SIGNING_KEY, thinking.encode(), hashlib.sha256).digest()).decode()
+
+
+def thinking_blocks(body: dict[str, Any], model: str) -> list[dict[str, Any]]:
+    """The answer's thinking blocks, when the request enabled thinking."""
+    if (body.get("thinking") or {}).get("type") != "enabled":
+        return []
+    thought = f"The user asked: {answer_text(body).removeprefix('Hello! You said: ')[:60]}. Answer briefly."
+    blocks = [{"type": "thinking", "thinking": thought, "signature": sign(thought)}]
+    if model == "redacted":
+        blocks.append({"type": "redacted_thinking", "data": REDACTED_DATA})
+    return blocks
+
+
+def thinking_tokens(blocks: list[dict[str, Any]]) -> int:
+    return sum(len(words(b.get("thinking", ""))) for b in blocks)
+
+
+def thinking_events(index: int, block: dict[str, Any]) -> list[bytes]:
+    """A thinking block streamed as the API streams it: its text in two deltas, then its signature."""
+    if block["type"] == "redacted_thinking":
+        start = {"type": "content_block_start", "index": index, "content_block": block}
+        return [
+            sse(start, "content_block_start"),
+            sse({"type": "content_block_stop", "index": index}, "content_block_stop"),
+        ]
+    text = block["thinking"]
+    half = len(text) // 2
+    empty = {"type": "thinking", "thinking": ""}
+    events = [
+        sse({"type": "content_block_start", "index": index, "content_block": empty}, "content_block_start")
+    ]
+    for piece in (text[:half], text[half:]):
+        delta = {"type": "thinking_delta", "thinking": piece}
+        events.append(
+            sse({"type": "content_block_delta", "index": index, "delta": delta}, "content_block_delta")
+        )
+    delta = {"type": "signature_delta", "signature": block["signature"]}
+    events.append(sse({"type": "content_block_delta", "index": index, "delta": delta}, "content_block_delta"))
+    events.append(sse({"type": "content_block_stop", "index": index}, "content_block_stop"))
+    return events
+
+
+def thinking_refusal(body: dict[str, Any]) -> str | None:
+    """What the API answers with a 400 about thinking, or None."""
+    thinking = body.get("thinking")
+    for message in body.get("messages") or []:
+        for block in message.get("content") if isinstance(message.get("content"), list) else []:
+            if block.get("type") == "thinking" and block.get("signature") != sign(block.get("thinking", "")):
+                return "Invalid `signature` in `thinking` block"
+    if thinking is None or thinking.get("type") == "disabled":
+        return None
+    budget = thinking.get("budget_tokens")
+    if thinking.get("type") != "enabled" or not isinstance(budget, int):
+        return "thinking: budget_tokens: Field required"
+    if budget < 1024:
+        return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+    if budget >= body.get("max_tokens", 0):
+        return "`max_tokens` must be greater than `thinking.budget_tokens`"
+    if body.get("temperature") not in (None, 1):
+        return "`temperature` may only be set to 1 when thinking is enabled"
+    if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+        return "Thinking may not be enabled when tool_choice forces tool use."
+    turns = body.get("messages") or []
+    if turns and turns[-1].get("role") == "user" and _tool_results(turns[-1]) and len(turns) > 1:
+        last = turns[-2].get("content")
+        if isinstance(last, list) and last and last[0].get("type") not in ("thinking", "redacted_thinking"):
+            return (
+                f"messages.{len(turns) - 2}.content.0.type: Expected `thinking` or `redacted_thinking`, "
+                f"but found `{last[0].get('type')}`. When `thinking` is enabled, a final `assistant` "
+                "message must start with a thinking block."
+            )
+    return None
+
+
+def _tool_results(message: dict[str, Any]) -> bool:
+    content = message.get("content")
+    return isinstance(content, list) and any(b.get("type") == "tool_result" for b in content)
 
 
 def cache_marks(body: dict[str, Any]) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from switchyard.common.envelope import decode
 from switchyard.common.events import Classification, TaskClassified, TaskSubmitted
 from tests.integration.gateway.harness import Org, gateways, make_org
 from tests.integration.pipeline.services import Fleet
-from tests.support.fake_anthropic import FakeAnthropic
+from tests.support.fake_anthropic import FakeAnthropic, sign
 from tests.support.fake_gemini import FakeGemini
 from tests.support.fake_openai import BackgroundServer, FakeOpenAI
 
@@ -49,8 +49,8 @@ POLICY = {
     "version": "tools",
     "models": [
         _model("plain", "model-a", []),
-        _model("ant", "tool-call", ["tools", "vision"]),
-        _model("oai", "tool-call", ["tools", "json_mode", "vision"]),
+        _model("ant", "tool-call", ["tools", "vision", "reasoning"]),
+        _model("oai", "tool-call", ["tools", "json_mode", "vision", "reasoning"]),
         _model("gem", "tool-call", ["tools", "json_mode", "vision"]),
     ],
     "strategies": {"cascade": {"enabled": False}, "parallel": {"enabled": False}},
@@ -459,3 +459,112 @@ async def test_images_a_tool_returned_reach_each_provider_in_its_terms(
             {"text": "What do you see?"},
         ],
     }
+
+
+THINKING = {"type": "enabled", "budget_tokens": 2048}
+
+
+async def test_extended_thinking_through_a_claude_code_like_tool_loop(
+    stack: Stack, classifier: list[TaskSubmitted]
+) -> None:
+    """With thinking enabled, an Anthropic model gets the budget, the answer brings its signed thinking
+    block (whole and streamed), and the next turn of the tool loop sends it back untouched: the fake, as
+    Anthropic, refuses a thinking block whose signature does not match, and a continued tool loop whose
+    assistant turn lacks one."""
+    client = anthropic.AsyncAnthropic(base_url=stack.base, api_key=stack.org.keys["member"], max_retries=0)
+    tool = {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "input_schema": WEATHER["function"]["parameters"],  # type: ignore[index]
+    }
+    first = await client.messages.create(
+        model="ant/tool-call",
+        max_tokens=4000,
+        thinking=THINKING,  # type: ignore[arg-type]
+        messages=ASK,  # type: ignore[arg-type]
+        tools=[tool],  # type: ignore[list-item]
+    )
+    assert [b.type for b in first.content] == ["thinking", "tool_use"]
+    thought = first.content[0]
+    assert thought.type == "thinking" and thought.signature == sign(thought.thinking)
+    assert stack.anthropic.requests[-1].body["thinking"] == THINKING
+    assert first.usage.output_tokens > 7  # the thinking's tokens are output tokens
+
+    turns = [
+        *ASK,
+        {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": first.content[1].id, "content": "21C"}],
+        },  # type: ignore[union-attr]
+    ]
+    async with client.messages.stream(
+        model="ant/tool-call",
+        max_tokens=4000,
+        thinking=THINKING,  # type: ignore[arg-type]
+        messages=turns,  # type: ignore[arg-type]
+        tools=[tool],  # type: ignore[list-item]
+    ) as stream:
+        kinds = [event.type async for event in stream]
+        final = await stream.get_final_message()
+    sent = stack.anthropic.requests[-1].body
+    assert sent["messages"][1]["content"][0] == thought.model_dump(exclude_none=True)  # back, intact
+    assert "thinking" in kinds and "signature" in kinds  # the SDK's events for thinking and signature deltas
+    assert kinds.index("thinking") < kinds.index("input_json")  # reasoning streams first
+    assert final.content[0].type == "thinking" and final.content[0].signature == sign(
+        final.content[0].thinking
+    )
+
+    # a thinking block altered by the client: Anthropic's 400 reaches the client as a 400
+    forged = [
+        turns[0],
+        {
+            "role": "assistant",
+            "content": [{**thought.model_dump(), "thinking": "Other."}, turns[1]["content"][1]],
+        },
+        turns[2],
+    ]  # type: ignore[index]
+    with pytest.raises(anthropic.BadRequestError):
+        await client.messages.create(
+            model="ant/tool-call",
+            max_tokens=4000,
+            thinking=THINKING,
+            messages=forged,  # type: ignore[arg-type]
+        )
+
+    # the same loop answered by a model without thinking: Anthropic would refuse thinking; it goes without
+    unthinking = [turns[0], {"role": "assistant", "content": [turns[1]["content"][1]]}, turns[2]]  # type: ignore[index]
+    plain = await client.messages.create(
+        model="ant/tool-call",
+        max_tokens=4000,
+        thinking=THINKING,
+        messages=unthinking,  # type: ignore[arg-type]
+    )
+    assert [b.type for b in plain.content] == ["text"] and "thinking" not in stack.anthropic.requests[-1].body
+
+
+async def test_reasoning_reaches_only_models_that_take_it_in_their_terms(
+    stack: Stack, classifier: list[TaskSubmitted]
+) -> None:
+    """OpenAI's reasoning_effort to an OpenAI model with `reasoning`, as itself; a model without the
+    capability gets the request without it (Gemini would otherwise be sent a thinking budget)."""
+    client = _openai(stack)
+    answer = await client.chat.completions.create(
+        model="oai/tool-call",
+        messages=ASK,
+        reasoning_effort="high",  # type: ignore[arg-type]
+    )
+    assert answer.choices[0].message.content
+    assert stack.openai.requests[-1].body["reasoning_effort"] == "high"
+    await client.chat.completions.create(model="gem/tool-call", messages=ASK, reasoning_effort="high")  # type: ignore[arg-type]
+    assert "thinkingConfig" not in stack.gemini.requests[-1].body.get("generationConfig", {})
+    # the Anthropic face's budget, to an OpenAI model: the nearest effort
+    ant = anthropic.AsyncAnthropic(base_url=stack.base, api_key=stack.org.keys["member"], max_retries=0)
+    message = await ant.messages.create(
+        model="oai/tool-call",
+        max_tokens=21000,
+        thinking={"type": "enabled", "budget_tokens": 17000},
+        messages=ASK,  # type: ignore[arg-type]
+    )
+    assert message.content[0].type == "text"  # no thinking blocks from a provider that returns none
+    assert stack.openai.requests[-1].body["reasoning_effort"] == "high"

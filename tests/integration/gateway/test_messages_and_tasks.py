@@ -87,8 +87,8 @@ async def test_anthropic_sdk_plain_and_streamed(
     assert start["message"]["model"] == "local/smollm2-135m-instruct"  # the model answering, not "auto"
     assert names == [
         "message_start",
-        "content_block_start",
         "ping",
+        "content_block_start",
         "content_block_delta",
         "content_block_delta",
         "content_block_stop",

@@ -164,7 +164,6 @@ def test_keys_are_identified_by_prefix_and_stored_hashed() -> None:
 @pytest.mark.parametrize(
     ("extra", "refused"),
     [
-        (b'"thinking":{"type":"enabled","budget_tokens":2048}', "thinking"),
         (b'"top_k":40', "top_k"),
         (b'"thinking":{"type":"disabled"}', None),
         (b'"metadata":{"user_id":"u-1"}', None),

@@ -60,6 +60,16 @@ def test_pinned_pass_through_model() -> None:
         available={"openai", "local"},
     )
     assert [(c.provider, c.upstream_model) for c in d.candidates] == [("openai", "llama3.2:1b")]
+    assert d.candidates[0].reasoning  # a model the client named gets its reasoning settings, as asked
+
+
+def test_candidates_say_whether_they_take_reasoning_from_the_policys_capability() -> None:
+    d = decide(
+        request=_req(), classification=_cls(0.9), policy=POLICY, available={"openai", "anthropic", "local"}
+    )
+    taking = {c.model: c.reasoning for c in d.candidates}
+    assert taking["openai/o3"] and taking["anthropic/claude-sonnet-4-5"]
+    assert not taking["openai/gpt-4o-mini"] and not taking["local/smollm2-135m-instruct"]
 
 
 def test_pinned_model_of_an_unavailable_provider() -> None:

@@ -20,7 +20,9 @@ from switchyard.common.events.tasks import TASK_TYPES
 DEFAULT_POLICY = Path(__file__).with_name("default_policy.yaml")
 # Cheapest to most capable. `coordination` holds models that are good at tool use and multi-step plans.
 TIER_ORDER = ("local", "fast", "coordination", "standard", "premium")
-Capability = Literal["tools", "vision", "json_mode"]
+# `reasoning`: the model takes a thinking budget or effort (Anthropic's extended thinking, OpenAI's
+# reasoning_effort, Gemini's thinkingBudget); other models are sent a task without it.
+Capability = Literal["tools", "vision", "json_mode", "reasoning"]
 Check = Literal["json", "code", "refusal", "truncation", "confidence"]
 ALL_CHECKS: tuple[Check, ...] = ("json", "code", "refusal", "truncation", "confidence")
 

@@ -8,6 +8,11 @@ ends its client's stream with an explicit error instead of a silently truncated 
     {"seq": 7, "done": true, "finish_reason": "stop"}          the end (the result event follows)
     {"seq": 3, "error": {"code": "...", "message": "..."}}     the stream broke after output began
     {"seq": 0, "reset": true, "model": "openai/gpt-4o-mini"}   a failover before any text was sent
+    {"seq": 0, "thinking": "Let me see"}                       the model's reasoning, before its text
+    {"seq": 4, "signature": "EqQB..."}                         ends a thinking block (its signature)
+    {"seq": 5, "redacted": "EmwK..."}                          a whole redacted thinking block
+
+A thinking block runs from its first `thinking` chunk to its `signature`; text never interrupts one.
 """
 
 from __future__ import annotations
@@ -31,6 +36,13 @@ class Chunk(BaseModel):
     error: ChunkError | None = None
     reset: bool = False
     model: str | None = None
+    thinking: str | None = None
+    signature: str | None = None
+    redacted: str | None = None
+
+    def reasoning(self) -> bool:
+        """A chunk of the model's reasoning (thinking text, a signature, a redacted block)."""
+        return bool(self.thinking) or self.signature is not None or self.redacted is not None
 
 
 def encode_chunk(chunk: Chunk) -> bytes:

@@ -41,6 +41,23 @@ class ChunkSink:
             self._seq += 1
             self.text_sent = True
 
+    async def thinking(
+        self, *, text: str = "", signature: str | None = None, redacted: str | None = None
+    ) -> None:
+        """Reasoning: `text` of the open thinking block, then its `signature` (which ends it), or a whole
+        `redacted` block. Output sent, as text is: no reset after it."""
+        if text:
+            await self._send(Chunk(seq=self._seq, thinking=text, model=self._take_announced()))
+        if signature is not None:
+            await self._send(Chunk(seq=self._seq, signature=signature, model=self._take_announced()))
+        if redacted is not None:
+            await self._send(Chunk(seq=self._seq, redacted=redacted, model=self._take_announced()))
+        self.text_sent = self.text_sent or bool(text) or signature is not None or redacted is not None
+
+    def _take_announced(self) -> str | None:
+        model, self._unannounced = self._unannounced, None
+        return model
+
     async def reset(self, *, model: str) -> None:
         """The next candidate takes over; allowed only while no text was sent. The reset names it."""
         if self.text_sent:

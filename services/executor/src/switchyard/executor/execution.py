@@ -22,6 +22,8 @@ from switchyard.executor.providers.base import (
     Reply,
     StreamPart,
     TextDelta,
+    ThinkingDelta,
+    reply_parts,
     stream_any,
 )
 from switchyard.executor.providers.errors import provider_error
@@ -121,7 +123,8 @@ async def execute(
     def target(candidate: RouteCandidate) -> Target:
         adapter = providers.get(candidate.provider)
         if adapter is None:
-            return Target(candidate.model, Unconfigured(candidate.provider), candidate.upstream_model)
+            unconfigured = Unconfigured(candidate.provider)
+            return Target(candidate.model, unconfigured, candidate.upstream_model, candidate.reasoning)
         recorded: Provider = RecordingProvider(
             adapter, provider=candidate.provider, model=candidate.model, on_call=book.on_call
         )
@@ -134,6 +137,7 @@ async def execute(
             candidate.model,
             RetryingProvider(guarded, policy.retry, deadline=deadline, sleep=sleep),
             candidate.upstream_model,
+            candidate.reasoning,
         )
 
     candidates = decision.candidates
@@ -183,9 +187,10 @@ async def execute(
     metrics.observe_strategy(decision.strategy, result.escalations, book.spent, result.candidate.model)
     reply, candidate = result.reply, result.candidate
     if chunks is not None:
-        if not streamed and reply.content:  # a cascade or race is judged whole, then sent whole
+        if not streamed:  # a cascade or race is judged whole, then sent whole
             chunks.announce(candidate.model)
-            await chunks.delta(reply.content)
+            for part in reply_parts(reply):
+                await _send(chunks, part)
         await chunks.done(finish_reason=reply.finish_reason)
     return TaskCompleted(
         task_id=task.task_id,
@@ -200,6 +205,7 @@ async def execute(
         stop_sequence=reply.stop_sequence,
         usage=reply.usage,
         tool_calls=list(reply.tool_calls) or None,
+        thinking=list(reply.thinking) or None,
         attempts=book.attempts,
         latency_ms=round((time.perf_counter() - started) * 1000.0, 3),
         provider_ms=book.provider_ms(),
@@ -220,13 +226,20 @@ async def _stream(
     chain = FallbackProvider([target(c) for c in candidates], on_switch=on_switch)
     chunks.announce(candidates[0].model)  # a switch to another candidate names that one instead
     async for part in chain.stream(call):
-        if isinstance(part, TextDelta):
-            await chunks.delta(part.text)
+        if not isinstance(part, Reply):
+            await _send(chunks, part)
         else:
             assert chain.answered_by is not None
             answered = next(c for c in candidates if c.model == chain.answered_by.name)
             return strategies.Result(answered, part)
     raise provider_error("bad_response", "the stream ended without a final reply")
+
+
+async def _send(chunks: ChunkSink, part: StreamPart) -> None:
+    if isinstance(part, TextDelta):
+        await chunks.delta(part.text)
+    elif isinstance(part, ThinkingDelta):
+        await chunks.thinking(text=part.text, signature=part.signature, redacted=part.redacted)
 
 
 async def _failed(

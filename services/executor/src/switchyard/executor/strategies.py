@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import RouteCandidate
@@ -31,7 +31,7 @@ class Result:
 
 
 async def _ask(target: Target, call: ProviderCall) -> Reply:
-    return await target.provider.request(replace(call, model=target.model))
+    return await target.provider.request(target.bind(call))
 
 
 async def single(candidates: Sequence[RouteCandidate], make: MakeTarget, call: ProviderCall) -> Result:

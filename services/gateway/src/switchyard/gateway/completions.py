@@ -115,6 +115,7 @@ def build_task(parsed: ChatCompletionRequest, principal: Principal, *, priority:
         seed=parsed.seed,
         presence_penalty=parsed.presence_penalty,
         frequency_penalty=parsed.frequency_penalty,
+        reasoning=parsed.reasoning(),
     )
     return TaskSubmitted(
         task_id=new_id(),
@@ -164,8 +165,15 @@ def completion_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
             finish_reason=done.finish_reason,
             usage=done.usage,
             tool_calls=done.tool_calls,
+            reasoning=reasoning_text(done),
         )
     )
+
+
+def reasoning_text(done: TaskCompleted) -> str | None:
+    """The answer's thinking blocks as one text (redacted ones have none to show)."""
+    texts = [b.thinking for b in done.thinking or [] if b.thinking]
+    return "\n\n".join(texts) or None
 
 
 def tool_call_deltas(done: TaskCompleted) -> dict[str, Any]:
@@ -186,8 +194,9 @@ def _sse_error(message: str, code: str, type_: str = "api_error") -> bytes:
 async def open_stream(
     client: TaskClient, task: TaskSubmitted, *, timeout_s: float, observe: Observe = None
 ) -> tuple[list[Chunk | TaskCompleted], AsyncIterator[Chunk | TaskCompleted | TaskFailed]]:
-    """Waits for the first text (or the end) before the HTTP response starts, so that a task failing
-    before any output gets a proper HTTP error status instead of a 200 stream with an error inside."""
+    """Waits for the first output, text or reasoning (or the end), before the HTTP response starts, so
+    that a task failing before any output gets a proper HTTP error status instead of a 200 stream with an
+    error inside."""
     items = client.stream(task, timeout_s=timeout_s)
     head: list[Chunk | TaskCompleted] = []
     try:
@@ -199,7 +208,7 @@ async def open_stream(
                 raise_for_failure(item)
             assert not isinstance(item, TaskFailed)
             head.append(item)
-            if not isinstance(item, Chunk) or item.delta or item.error is not None or item.done:
+            if not isinstance(item, Chunk) or item.delta or item.reasoning() or item.error or item.done:
                 break
     except TimedOut:
         raise TaskTimeout(
@@ -251,10 +260,10 @@ async def stream_events(
                 if item.error is not None:
                     yield _sse_error(item.error.message, item.error.code)
                     return
-                if item.delta:
-                    delta = (
-                        {"content": item.delta} if started else {"role": "assistant", "content": item.delta}
-                    )
+                if item.delta or item.thinking:
+                    delta = {"content": item.delta} if item.delta else {"reasoning_content": item.thinking}
+                    if not started:
+                        delta = {"role": "assistant", **delta}
                     started = True
                     yield _sse(chunk_body(task_id=task.task_id, created=created, model=model, delta=delta))
                 continue

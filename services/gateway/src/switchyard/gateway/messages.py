@@ -1,7 +1,9 @@
 """The Anthropic Messages API (`POST /v1/messages`) as a second face of the same pipeline: its request
 becomes the pipeline's chat request, and the result is rendered as a Message, or streamed with the real
-Anthropic SSE event sequence (message_start, content_block_start, ping, content_block_delta...,
-content_block_stop, message_delta, message_stop)."""
+Anthropic SSE event sequence (message_start, ping, then per content block content_block_start,
+content_block_delta..., content_block_stop, then message_delta, message_stop). Extended thinking is
+carried both ways: the request's budget, the thinking blocks of earlier turns (for an Anthropic model to be
+sent back, signatures and all), and the answer's thinking blocks, streamed before its text."""
 
 from __future__ import annotations
 
@@ -16,13 +18,16 @@ from switchyard.common.events import (
     ChatRequest,
     FunctionCall,
     FunctionSpec,
+    Reasoning,
     TaskCompleted,
     TaskFailed,
     TaskSubmitted,
+    ThinkingBlock,
     ToolCall,
     ToolSpec,
     Usage,
 )
+from switchyard.common.events.tasks import MIN_THINKING_BUDGET
 from switchyard.common.streaming import Chunk
 from switchyard.gateway.completions import chained, head_model
 from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, invalid_fields
@@ -72,12 +77,15 @@ class ToolChoice(BaseModel):
     disable_parallel_tool_use: bool | None = Field(default=None, strict=True)
 
 
+class Thinking(BaseModel):
+    """Extended thinking: `enabled` with a budget of at least 1,024 tokens, below `max_tokens`."""
+
+    type: Literal["enabled", "disabled"]
+    budget_tokens: int | None = Field(default=None, ge=MIN_THINKING_BUDGET, strict=True)
+
+
 # Anthropic request fields that ask for what is not delivered (see `schemas.UNSUPPORTED`).
 UNSUPPORTED: Unsupported = {
-    "thinking": (
-        lambda v: isinstance(v, dict) and v.get("type") != "disabled",
-        "extended thinking is not supported",
-    ),
     "top_k": (lambda v: v is not None, "`top_k` is not passed to providers"),
 }
 
@@ -101,10 +109,25 @@ class MessagesRequest(CountTokensRequest):
     temperature: float | None = Field(default=None, ge=0, le=1, strict=True)
     top_p: float | None = Field(default=None, ge=0, le=1, strict=True)
     stop_sequences: list[str] | None = None
+    thinking: Thinking | None = None
+
+    def reasoning(self) -> Reasoning | None:
+        """The thinking asked for in the pipeline's terms (400 when it cannot be what Anthropic takes)."""
+        if self.thinking is None or self.thinking.type == "disabled":
+            return None
+        budget = self.thinking.budget_tokens
+        if budget is None:
+            raise InvalidRequest("thinking.budget_tokens: Field required", param="thinking.budget_tokens")
+        if budget >= self.max_tokens:
+            raise InvalidRequest(
+                "`max_tokens` must be greater than `thinking.budget_tokens`", param="thinking.budget_tokens"
+            )
+        return Reasoning(budget_tokens=budget)
 
 
 TOOL_BLOCKS = ("tool_use", "tool_result")
 CONTENT_BLOCKS = ("text", "image")
+THINKING_BLOCKS = ("thinking", "redacted_thinking")  # an assistant turn's, as the model returned them
 
 
 def _content(content: str | list[TextBlock]) -> str | list[dict[str, Any]]:
@@ -114,7 +137,8 @@ def _content(content: str | list[TextBlock]) -> str | list[dict[str, Any]]:
     `cache_control`."""
     if isinstance(content, str):
         return content
-    unsupported = sorted({b.type for b in content if b.type not in (*CONTENT_BLOCKS, *TOOL_BLOCKS)})
+    known = (*CONTENT_BLOCKS, *TOOL_BLOCKS, *THINKING_BLOCKS)
+    unsupported = sorted({b.type for b in content if b.type not in known})
     if unsupported:
         raise InvalidRequest(f"content blocks of type {unsupported} are not supported here", param="messages")
     blocks = [b for b in content if b.type in CONTENT_BLOCKS]
@@ -170,14 +194,20 @@ def _extra(block: TextBlock, name: str) -> Any:
 
 def chat_messages(message: InputMessage) -> list[ChatMessage]:
     """One Anthropic turn as pipeline messages: `tool_use` blocks become the assistant's tool calls, and
-    each `tool_result` block a `tool` message answering its call (before any text of the same turn)."""
+    each `tool_result` block a `tool` message answering its call (before any text of the same turn); an
+    assistant turn's thinking blocks are kept as they came, for an Anthropic model to be sent back."""
     content = _content(message.content)
     if isinstance(message.content, str):
         return [ChatMessage(role=message.role, content=content)]
     out: list[ChatMessage] = []
     calls: list[ToolCall] = []
+    thinking: list[ThinkingBlock] = []
     for block in message.content:
-        if block.type == "tool_use":
+        if block.type in THINKING_BLOCKS:
+            if message.role != "assistant":
+                raise InvalidRequest(f"{block.type} blocks belong to assistant turns", param="messages")
+            thinking.append(_thinking_block(block))
+        elif block.type == "tool_use":
             if not _extra(block, "id") or not _extra(block, "name"):
                 raise InvalidRequest("a tool_use block needs an id and a name", param="messages")
             arguments = orjson.dumps(_extra(block, "input") or {}).decode()
@@ -197,10 +227,29 @@ def chat_messages(message: InputMessage) -> list[ChatMessage]:
                 )
             )
     if message.role == "assistant":
-        return [ChatMessage(role="assistant", content=content or None, tool_calls=calls or None)]
+        return [
+            ChatMessage(
+                role="assistant", content=content or None, tool_calls=calls or None, thinking=thinking or None
+            )
+        ]
     if content or not out:
         out.append(ChatMessage(role="user", content=content))
     return out
+
+
+def _thinking_block(block: TextBlock) -> ThinkingBlock:
+    """A thinking block sent back: its text and signature (or a redacted block's data), unchanged."""
+    if block.type == "redacted_thinking":
+        data = _extra(block, "data")
+        if not isinstance(data, str) or not data:
+            raise InvalidRequest("a redacted_thinking block needs its data", param="messages")
+        return ThinkingBlock(type="redacted_thinking", data=data)
+    thinking, signature = _extra(block, "thinking"), _extra(block, "signature")
+    if not isinstance(thinking, str) or not isinstance(signature, str):
+        raise InvalidRequest(
+            "a thinking block needs its thinking and signature, as strings", param="messages"
+        )
+    return ThinkingBlock(thinking=thinking, signature=signature)
 
 
 def _result_content(block: TextBlock) -> str | list[dict[str, Any]]:
@@ -275,7 +324,7 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
         tools=tools,
         tool_choice=tool_choice,
         parallel_tool_calls=parallel,
-    )
+    ).with_thinking(parsed.reasoning())
     check_tool_turns(request, anthropic=True)
     return request
 
@@ -332,6 +381,10 @@ def tool_use_blocks(done: TaskCompleted) -> list[dict[str, Any]]:
     return out
 
 
+def thinking_blocks(done: TaskCompleted) -> list[dict[str, Any]]:
+    return [b.model_dump(exclude_none=True) for b in done.thinking or []]
+
+
 def message_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
     text = [{"type": "text", "text": done.content}] if done.content or not done.tool_calls else []
     return orjson.dumps(
@@ -340,7 +393,7 @@ def message_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
             "type": "message",
             "role": "assistant",
             "model": done.model,
-            "content": text + tool_use_blocks(done),
+            "content": thinking_blocks(done) + text + tool_use_blocks(done),
             **stop_of(done),
             "usage": usage_json(done.usage),
         }
@@ -378,6 +431,47 @@ def _error(message: str, type_: str = "api_error") -> bytes:
     return _event("error", {"error": {"type": type_, "message": message}})
 
 
+class _Blocks:
+    """A streamed message's content blocks, opened as their first delta comes (as Anthropic streams them):
+    thinking blocks, then text, then tool_use; each gets the next index and is stopped before the next
+    one starts."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.open: str | None = None  # the type of the block being streamed
+
+    def start(self, block: dict[str, Any]) -> list[bytes]:
+        events = self.stop()
+        events.append(_event("content_block_start", {"index": self.count, "content_block": block}))
+        self.open = block["type"]
+        return events
+
+    def delta(self, delta: dict[str, Any]) -> bytes:
+        return _event("content_block_delta", {"index": self.count, "delta": delta})
+
+    def stop(self) -> list[bytes]:
+        if self.open is None:
+            return []
+        self.open = None
+        self.count += 1
+        return [_event("content_block_stop", {"index": self.count - 1})]
+
+    def thinking(self, chunk: Chunk) -> list[bytes]:
+        """A reasoning chunk: a thinking block's text, its signature (which stops it), or a redacted one."""
+        if chunk.redacted is not None:
+            return [*self.start({"type": "redacted_thinking", "data": chunk.redacted}), *self.stop()]
+        events = [] if self.open == "thinking" else self.start({"type": "thinking", "thinking": ""})
+        if chunk.thinking:
+            events.append(self.delta({"type": "thinking_delta", "thinking": chunk.thinking}))
+        if chunk.signature is not None:
+            events += [self.delta({"type": "signature_delta", "signature": chunk.signature}), *self.stop()]
+        return events
+
+    def text(self, text: str) -> list[bytes]:
+        events = [] if self.open == "text" else self.start({"type": "text", "text": ""})
+        return [*events, self.delta({"type": "text_delta", "text": text})] if text else events
+
+
 async def stream_events(
     task: TaskSubmitted,
     head: list[Chunk | TaskCompleted],
@@ -386,7 +480,7 @@ async def stream_events(
     timeout_s: float,
     include_usage: bool = True,
 ) -> AsyncIterator[bytes]:
-    """A break after text began ends with an `error` event and no `message_stop`: never a silent cut."""
+    """A break after output began ends with an `error` event and no `message_stop`: never a silent cut."""
     start: dict[str, Any] = {
         "id": f"{MESSAGE_ID}{task.task_id}",
         "type": "message",
@@ -398,8 +492,8 @@ async def stream_events(
         "usage": {"input_tokens": 0, "output_tokens": 0},
     }
     yield _event("message_start", {"message": start})
-    yield _event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
     yield _event("ping", {})
+    blocks = _Blocks()
     expected = 0
     sent = False
     try:
@@ -412,29 +506,30 @@ async def stream_events(
                 if item.error is not None:
                     yield _error(item.error.message)
                     return
-                if item.delta:
+                events: list[bytes] = []
+                if item.reasoning():
+                    events = blocks.thinking(item)
+                elif item.delta:
                     sent = True
-                    yield _event(
-                        "content_block_delta",
-                        {"index": 0, "delta": {"type": "text_delta", "text": item.delta}},
-                    )
+                    events = blocks.text(item.delta)
+                for event in events:
+                    yield event
                 continue
             if isinstance(item, TaskFailed):
                 yield _error(item.error_message)
                 return
-            if not sent and item.content:
-                yield _event(
-                    "content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": item.content}}
-                )
-            yield _event("content_block_stop", {"index": 0})
-            for index, block in enumerate(tool_use_blocks(item), start=1):
+            if not sent and (item.content or not item.tool_calls):
+                for event in blocks.text(item.content):
+                    yield event
+            for event in blocks.stop():
+                yield event
+            for block in tool_use_blocks(item):
                 arguments = orjson.dumps(block["input"]).decode()
-                yield _event("content_block_start", {"index": index, "content_block": {**block, "input": {}}})
-                yield _event(
-                    "content_block_delta",
-                    {"index": index, "delta": {"type": "input_json_delta", "partial_json": arguments}},
-                )
-                yield _event("content_block_stop", {"index": index})
+                for event in blocks.start({**block, "input": {}}):
+                    yield event
+                yield blocks.delta({"type": "input_json_delta", "partial_json": arguments})
+                for event in blocks.stop():
+                    yield event
             delta = stop_of(item)
             yield _event("message_delta", {"delta": delta, "usage": usage_json(item.usage)})
             yield _event("message_stop", {})

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from switchyard.common.events import ChatMessage, ToolCall, ToolSpec, Usage
+from switchyard.common.events import ChatMessage, Reasoning, ToolCall, ToolSpec, Usage
 from switchyard.gateway.errors import InvalidRequest
 
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
@@ -72,6 +72,9 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = Field(default=None, strict=True)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2, strict=True)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2, strict=True)
+    # OpenAI's reasoning effort ("none": no reasoning); sent to models with the `reasoning` capability.
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+    _thinking: Reasoning | None = PrivateAttr(default=None)  # the Anthropic face's thinking budget
 
     @field_validator("stop")
     @classmethod
@@ -106,6 +109,17 @@ class ChatCompletionRequest(BaseModel):
 
     def limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
+
+    def reasoning(self) -> Reasoning | None:
+        if self._thinking is not None:
+            return self._thinking
+        if self.reasoning_effort is None or self.reasoning_effort == "none":
+            return None
+        return Reasoning(effort=self.reasoning_effort)
+
+    def with_thinking(self, reasoning: Reasoning | None) -> ChatCompletionRequest:
+        self._thinking = reasoning
+        return self
 
 
 def check_tool_turns(parsed: ChatCompletionRequest, *, anthropic: bool = False) -> None:
@@ -155,8 +169,13 @@ def completion_body(
     finish_reason: str,
     usage: Usage,
     tool_calls: list[ToolCall] | None = None,
+    reasoning: str | None = None,
 ) -> dict[str, Any]:
+    """`reasoning`: the model's thinking as text, in `message.reasoning_content` (the field DeepSeek, vLLM
+    and LiteLLM use; OpenAI's own chat completions return none)."""
     message: dict[str, Any] = {"role": "assistant", "content": content}
+    if reasoning:
+        message["reasoning_content"] = reasoning
     if tool_calls:
         message["content"] = content or None  # OpenAI sends null content with tool calls
         message["tool_calls"] = [c.model_dump(mode="json") for c in tool_calls]

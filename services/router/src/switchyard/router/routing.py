@@ -90,6 +90,7 @@ def _candidate(spec: ModelSpec, prompt_tokens: int, output_tokens: int) -> Route
         upstream_model=spec.upstream,
         tier=spec.tier,
         estimated_cost_usd=round(spec.cost(prompt_tokens, output_tokens), 8),
+        reasoning="reasoning" in spec.capabilities,
     )
 
 
@@ -270,7 +271,9 @@ def _pinned(
         provider, _, upstream = model.partition("/")
         if not upstream or provider not in available or provider == "local":
             raise UnknownModel(f"the model '{model}' does not exist or is not configured")
-        candidate = RouteCandidate(model=model, provider=provider, upstream_model=upstream, tier="pinned")
+        candidate = RouteCandidate(
+            model=model, provider=provider, upstream_model=upstream, tier="pinned", reasoning=True
+        )
     else:
         if spec.provider not in available:
             raise NoProviderAvailable(f"the model '{model}' is configured but its provider is not available")

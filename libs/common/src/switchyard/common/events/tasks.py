@@ -17,6 +17,11 @@ TASK_TYPES: tuple[str, ...] = TaskType.__args__  # type: ignore[attr-defined]
 Priority = Literal["low", "normal", "high"]
 Strategy = Literal["single", "parallel", "cascade"]
 ParallelMode = Literal["race", "best_of"]
+ReasoningEffort = Literal["minimal", "low", "medium", "high"]
+# Anthropic's smallest thinking budget, and the budget an effort stands for (the same steps as Gemini's
+# OpenAI-compatible endpoint); "minimal" asks for no thinking where a model cannot think a little.
+MIN_THINKING_BUDGET = 1024
+EFFORT_BUDGETS: dict[str, int] = {"minimal": 0, "low": 1024, "medium": 8192, "high": 24576}
 
 
 class FunctionCall(BaseModel):
@@ -48,6 +53,41 @@ class ToolSpec(BaseModel):
     function: FunctionSpec
 
 
+class ThinkingBlock(BaseModel):
+    """A model's reasoning before its answer, as Anthropic returns it and needs it back within a tool loop:
+    `thinking` text with its `signature`, or `redacted_thinking` (reasoning its safety systems encrypted)
+    with `data`. The signature is Anthropic's: only Anthropic models are sent these blocks back."""
+
+    type: Literal["thinking", "redacted_thinking"] = "thinking"
+    thinking: str | None = None
+    signature: str | None = None
+    data: str | None = None
+
+
+class Reasoning(BaseModel):
+    """The client asked the model to think before it answers: an effort (OpenAI's `reasoning_effort`) or
+    a token budget (Anthropic's `thinking.budget_tokens`). Each adapter sends its provider's form of it,
+    and only to models the policy gives the `reasoning` capability; the others answer without."""
+
+    model_config = ConfigDict(frozen=True)
+
+    effort: ReasoningEffort | None = None
+    budget_tokens: int | None = Field(default=None, ge=MIN_THINKING_BUDGET, le=MAX_TOKENS)
+
+    def budget(self) -> int:
+        """Thinking tokens: the budget asked for, or the effort's (0 for "minimal")."""
+        if self.budget_tokens is not None:
+            return self.budget_tokens
+        return EFFORT_BUDGETS[self.effort or "medium"]
+
+    def level(self) -> ReasoningEffort:
+        """The effort asked for, or the one nearest the budget asked for."""
+        if self.effort is not None:
+            return self.effort
+        budget = self.budget()
+        return "low" if budget < 4096 else "medium" if budget < 16384 else "high"
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -56,6 +96,7 @@ class ChatMessage(BaseModel):
     name: str | None = None
     tool_calls: list[ToolCall] | None = None  # an assistant turn that called tools
     tool_call_id: str | None = None  # a `tool` turn: the result of that call
+    thinking: list[ThinkingBlock] | None = None  # an assistant turn's reasoning, before its content
 
     def text(self) -> str:
         """The message's text, with content parts of type text joined."""
@@ -85,6 +126,7 @@ class ChatRequest(BaseModel):
     seed: int | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    reasoning: Reasoning | None = None
 
     def prompt_text(self) -> str:
         return "\n".join(m.text() for m in self.messages)
@@ -169,6 +211,9 @@ class RouteCandidate(BaseModel):
     upstream_model: str  # the name the provider knows it by
     tier: str
     estimated_cost_usd: Money = 0.0
+    # The model takes a thinking budget or reasoning effort (the policy's `reasoning` capability, or a
+    # model the client named that the policy does not list): the executor sends it the request's.
+    reasoning: bool = False
 
 
 class RoutingDecision(BaseModel):
@@ -258,6 +303,7 @@ class TaskCompleted(EventPayload):
     stop_sequence: str | None = None
     usage: Usage
     tool_calls: list[ToolCall] | None = None
+    thinking: list[ThinkingBlock] | None = None  # the model's reasoning before `content` (Anthropic's)
     attempts: int
     latency_ms: float
     # Wall time the executor spent waiting on provider calls (overlapping calls counted once): the gateway

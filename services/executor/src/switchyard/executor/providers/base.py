@@ -11,7 +11,15 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from switchyard.common.events import ChatMessage, ChatRequest, ToolCall, ToolSpec, Usage
+from switchyard.common.events import (
+    ChatMessage,
+    ChatRequest,
+    Reasoning,
+    ThinkingBlock,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +42,7 @@ class ProviderCall:
     seed: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    reasoning: Reasoning | None = None  # left out for a model without the `reasoning` capability
 
     @classmethod
     def from_request(cls, request: ChatRequest, *, model: str) -> ProviderCall:
@@ -51,6 +60,7 @@ class ProviderCall:
             seed=request.seed,
             presence_penalty=request.presence_penalty,
             frequency_penalty=request.frequency_penalty,
+            reasoning=request.reasoning,
         )
 
     def json_format(self) -> str | None:
@@ -75,6 +85,7 @@ class Reply:
     usage: Usage = field(default_factory=Usage)
     tool_calls: tuple[ToolCall, ...] = ()
     stop_sequence: str | None = None  # the stop sequence that ended it, where the provider says (Anthropic)
+    thinking: tuple[ThinkingBlock, ...] = ()  # its reasoning before `content`, where the provider returns it
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +93,20 @@ class TextDelta:
     text: str
 
 
-# A stream yields text deltas and ends with the whole Reply (content, tool calls, finish reason, usage).
-StreamPart = TextDelta | Reply
+@dataclass(frozen=True, slots=True)
+class ThinkingDelta:
+    """Reasoning streamed before the answer: `text` of the open thinking block; `signature` ends that
+    block; `redacted` is a whole redacted block's data."""
+
+    text: str = ""
+    signature: str | None = None
+    redacted: str | None = None
+
+
+# A stream yields reasoning and text deltas and ends with the whole Reply (content, tool calls, finish
+# reason, usage, thinking). Reasoning comes first; either kind of delta is output sent.
+StreamPart = TextDelta | ThinkingDelta | Reply
+OUTPUT = (TextDelta, ThinkingDelta)
 
 
 @runtime_checkable
@@ -115,9 +138,22 @@ async def stream_any(provider: Provider, call: ProviderCall) -> AsyncGenerator[S
             await parts.aclose()
         return
     reply = await provider.request(call)
+    for part in reply_parts(reply):
+        yield part
+
+
+def reply_parts(reply: Reply) -> list[StreamPart]:
+    """A whole reply as a stream sends it: its thinking blocks, its text, then the reply."""
+    parts: list[StreamPart] = []
+    for block in reply.thinking:
+        if block.type == "redacted_thinking":
+            parts.append(ThinkingDelta(redacted=block.data or ""))
+        else:
+            parts.append(ThinkingDelta(text=block.thinking or "", signature=block.signature or ""))
     if reply.content:
-        yield TextDelta(reply.content)
-    yield reply
+        parts.append(TextDelta(reply.content))
+    parts.append(reply)
+    return parts
 
 
 def estimate_tokens(text: str) -> int:
@@ -126,5 +162,6 @@ def estimate_tokens(text: str) -> int:
 
 
 def estimated_usage(call: ProviderCall, content: str) -> Usage:
+    """A count for an upstream that reported none; `content` is all the output, reasoning included."""
     prompt = "\n".join(m.text() for m in call.messages)
     return Usage(prompt_tokens=estimate_tokens(prompt), completion_tokens=estimate_tokens(content))

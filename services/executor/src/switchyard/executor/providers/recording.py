@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import Usage
 from switchyard.executor.providers.base import (
+    OUTPUT,
     Provider,
     ProviderCall,
     Reply,
     StreamPart,
-    TextDelta,
     estimated_usage,
     stream_any,
 )
@@ -124,7 +124,7 @@ class RecordingProvider:
         parts = stream_any(self._inner, call)
         try:
             async for part in parts:
-                if isinstance(part, TextDelta):
+                if isinstance(part, OUTPUT):  # the first token, reasoning or text
                     text.append(part.text)
                     if ttft_ms is None:
                         ttft_ms = self._ms(started)

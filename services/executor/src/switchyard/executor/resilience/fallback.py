@@ -1,8 +1,8 @@
 """Fallback as a wrapper: try each target (a provider and the model to ask it for) in order.
 
 A failure moves on to the next target unless its kind forbids it (see `providers/errors.py`). In a stream,
-a failure before any text moves on too (and `on_switch` is told, so the client can be told); a failure
-after text has been sent is raised: the answer cannot be silently restarted elsewhere.
+a failure before any output (text or reasoning) moves on too (and `on_switch` is told, so the client can
+be told); a failure after output was sent is raised: the answer cannot be silently restarted elsewhere.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from dataclasses import dataclass, replace
 
 from switchyard.common.errors import ProviderError
 from switchyard.executor.providers.base import (
+    OUTPUT,
     Provider,
     ProviderCall,
     Reply,
     StreamPart,
-    TextDelta,
     stream_any,
 )
 from switchyard.executor.providers.errors import should_fall_back
@@ -27,6 +27,13 @@ class Target:
     name: str  # how the caller knows it, e.g. the policy's "openai/gpt-4o-mini"
     provider: Provider
     model: str  # the name the provider knows the model by
+    reasoning: bool = True  # the model takes the call's reasoning (RouteCandidate.reasoning)
+
+    def bind(self, call: ProviderCall) -> ProviderCall:
+        """The call as this target is asked it: its model, and no reasoning unless it takes it."""
+        if self.reasoning or call.reasoning is None:
+            return replace(call, model=self.model)
+        return replace(call, model=self.model, reasoning=None)
 
 
 OnSwitch = Callable[[Target, ProviderError], Awaitable[None]]
@@ -65,7 +72,7 @@ class FallbackProvider:
     async def request(self, call: ProviderCall) -> Reply:
         for index, target in enumerate(self._targets):
             try:
-                reply = await target.provider.request(replace(call, model=target.model))
+                reply = await target.provider.request(target.bind(call))
             except ProviderError as error:
                 await self._next(index, error)
                 continue
@@ -77,8 +84,8 @@ class FallbackProvider:
         for index, target in enumerate(self._targets):
             sent_text = False
             try:
-                async for part in stream_any(target.provider, replace(call, model=target.model)):
-                    sent_text = sent_text or isinstance(part, TextDelta)
+                async for part in stream_any(target.provider, target.bind(call)):
+                    sent_text = sent_text or isinstance(part, OUTPUT)
                     if isinstance(part, Reply):
                         self.answered_by = target
                     yield part

@@ -14,11 +14,11 @@ from dataclasses import dataclass, replace
 
 from switchyard.common.errors import ProviderError
 from switchyard.executor.providers.base import (
+    OUTPUT,
     Provider,
     ProviderCall,
     Reply,
     StreamPart,
-    TextDelta,
     stream_any,
 )
 from switchyard.executor.providers.errors import provider_error
@@ -93,7 +93,7 @@ class RetryingProvider:
             sent_text = False
             try:
                 async for part in stream_any(self._inner, self._bounded(call)):
-                    sent_text = sent_text or isinstance(part, TextDelta)
+                    sent_text = sent_text or isinstance(part, OUTPUT)
                     yield part
                 return
             except ProviderError as error:

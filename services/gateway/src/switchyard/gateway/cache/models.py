@@ -162,6 +162,7 @@ def semantic_text(request: ChatRequest, config: CacheConfig) -> str | None:
     return text or None
 
 
-def storable(*, content: str, finish_reason: str, tool_calls: object) -> bool:
-    """Only plain, finished text answers are reused (never tool calls, errors or empty answers)."""
-    return bool(content) and finish_reason in ("stop", "length") and not tool_calls
+def storable(*, content: str, finish_reason: str, tool_calls: object, thinking: object = None) -> bool:
+    """Only plain, finished text answers are reused (never tool calls, errors or empty answers, nor an
+    answer with thinking blocks, which the cache does not keep: a replay would lack them)."""
+    return bool(content) and finish_reason in ("stop", "length") and not tool_calls and not thinking

@@ -191,7 +191,12 @@ class ResponseCache:
         """Stores a fresh answer (a miss, or a `no-cache` request). Never raises."""
         if found.hit is not None or done.cache is not None or not found.directive.write:
             return False
-        if not storable(content=done.content, finish_reason=done.finish_reason, tool_calls=done.tool_calls):
+        if not storable(
+            content=done.content,
+            finish_reason=done.finish_reason,
+            tool_calls=done.tool_calls,
+            thinking=done.thinking,
+        ):
             return False
         now = time.time()
         answer = CachedAnswer(

@@ -16,10 +16,11 @@ from switchyard.executor.providers.anthropic.wire import (
     parse_reply,
     request_body,
     stop_sequence,
+    thinking_block,
     tool_use,
     usage_of,
 )
-from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta
+from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta, ThinkingDelta
 from switchyard.executor.providers.errors import provider_error
 from switchyard.executor.providers.http import (
     DEFAULT_TIMEOUT_S,
@@ -69,9 +70,11 @@ class AnthropicProvider(HttpProvider):
 
     async def _parts(self, response: httpx.Response, call: ProviderCall) -> AsyncIterator[StreamPart]:
         """message_start, content_block_start/delta/stop..., message_delta, message_stop (pings and
-        unknown event types are skipped, as Anthropic asks clients to do)."""
+        unknown event types are skipped, as Anthropic asks clients to do). A thinking block's text is
+        passed on as it comes, its signature when the block stops; a redacted one when it starts."""
         text: list[str] = []
         blocks: dict[int, dict[str, Any]] = {}  # tool_use blocks by index
+        thoughts: dict[int, dict[str, Any]] = {}  # thinking and redacted_thinking blocks by index
         partial: dict[int, list[str]] = {}
         usage = Usage()
         model = call.model
@@ -92,17 +95,32 @@ class AnthropicProvider(HttpProvider):
                     usage = usage_of(message.get("usage"), usage)
                 elif kind == "content_block_start":
                     block = data.get("content_block") or {}
+                    index = int(data.get("index", 0))
                     if block.get("type") == "tool_use":
-                        blocks[int(data.get("index", 0))] = block
+                        blocks[index] = block
+                    elif block.get("type") == "thinking":
+                        thoughts[index] = {"type": "thinking", "thinking": "", "signature": ""}
+                    elif block.get("type") == "redacted_thinking":
+                        thoughts[index] = thinking_block(block).model_dump(exclude_none=True)
+                        yield ThinkingDelta(redacted=thoughts[index]["data"])
                 elif kind == "content_block_delta":
                     delta = data.get("delta") or {}
+                    index = int(data.get("index", 0))
                     if delta.get("type") == "text_delta" and delta.get("text"):
                         text.append(delta["text"])
                         yield TextDelta(delta["text"])
                     elif delta.get("type") == "input_json_delta":
-                        partial.setdefault(int(data.get("index", 0)), []).append(
-                            str(delta.get("partial_json") or "")
-                        )
+                        partial.setdefault(index, []).append(str(delta.get("partial_json") or ""))
+                    elif delta.get("type") == "thinking_delta" and index in thoughts:
+                        thoughts[index]["thinking"] += str(delta.get("thinking") or "")
+                        if delta.get("thinking"):
+                            yield ThinkingDelta(text=str(delta["thinking"]))
+                    elif delta.get("type") == "signature_delta" and index in thoughts:
+                        thoughts[index]["signature"] += str(delta.get("signature") or "")
+                elif kind == "content_block_stop":
+                    thought = thoughts.get(int(data.get("index", 0)))
+                    if thought is not None and thought["type"] == "thinking":
+                        yield ThinkingDelta(signature=thought["signature"])
                 elif kind == "message_delta":
                     stop_reason = (data.get("delta") or {}).get("stop_reason") or stop_reason
                     stopped_by = stop_sequence(data.get("delta")) or stopped_by
@@ -120,6 +138,7 @@ class AnthropicProvider(HttpProvider):
             usage=usage,
             tool_calls=calls,
             stop_sequence=stopped_by,
+            thinking=tuple(thinking_block(b) for _, b in sorted(thoughts.items())),
         )
 
     async def aclose(self) -> None:

@@ -8,7 +8,14 @@ from typing import Any
 import httpx
 
 from switchyard.common.errors import ProviderError
-from switchyard.common.events import ChatMessage, FunctionCall, ToolCall, Usage
+from switchyard.common.events import (
+    ChatMessage,
+    FunctionCall,
+    ThinkingBlock,
+    ToolCall,
+    Usage,
+)
+from switchyard.common.events.tasks import MIN_THINKING_BUDGET
 from switchyard.executor.providers.base import ProviderCall, Reply
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
 from switchyard.executor.providers.http import parse_json, retry_after
@@ -42,7 +49,8 @@ JSON_INSTRUCTION = "Answer with one JSON value only: no prose, no code fence."
 
 
 def request_body(call: ProviderCall, *, stream: bool, default_max_tokens: int) -> dict[str, Any]:
-    system, messages = split_messages(call.messages)
+    max_tokens, budget = thinking_budget(call, default_max_tokens)
+    system, messages = split_messages(call.messages, thinking=budget is not None)
     json_format = call.json_format()
     if json_format is not None:
         schema = call.json_schema()
@@ -53,11 +61,9 @@ def request_body(call: ProviderCall, *, stream: bool, default_max_tokens: int) -
             system = [*system, {"type": "text", "text": hint}]
         else:
             system = f"{system}\n\n{hint}" if system else hint
-    body: dict[str, Any] = {
-        "model": call.model,
-        "max_tokens": call.max_tokens or default_max_tokens,
-        "messages": messages,
-    }
+    body: dict[str, Any] = {"model": call.model, "max_tokens": max_tokens, "messages": messages}
+    if budget is not None:
+        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
     if system:
         body["system"] = system
     if call.tools:
@@ -73,15 +79,47 @@ def request_body(call: ProviderCall, *, stream: bool, default_max_tokens: int) -
         choice = tool_choice(call.tool_choice, call.parallel_tool_calls)
         if choice is not None:
             body["tool_choice"] = choice
-    if call.temperature is not None:
-        body["temperature"] = min(call.temperature, 1.0)  # OpenAI's range is 0-2, Anthropic's 0-1
-    if call.top_p is not None:
+    # OpenAI's temperature range is 0-2, Anthropic's 0-1. Thinking takes neither temperature nor a top_p
+    # below 0.95: the model thinks at its own settings then.
+    if call.temperature is not None and budget is None:
+        body["temperature"] = min(call.temperature, 1.0)
+    if call.top_p is not None and (budget is None or call.top_p >= 0.95):
         body["top_p"] = call.top_p
     if call.stop:
         body["stop_sequences"] = list(call.stop)
     if stream:
         body["stream"] = True
     return body
+
+
+def thinking_budget(call: ProviderCall, default_max_tokens: int) -> tuple[int, int | None]:
+    """`max_tokens` and the thinking budget to send (None: the call is sent without thinking).
+
+    Thinking tokens count against `max_tokens`, on Anthropic's side as on OpenAI's, so a budget is kept
+    under the client's `max_tokens`; a call that set none gets the budget on top of the default. A call
+    goes without thinking when it asks for none (or "minimal"), when its budget cannot fit (under 1,024
+    tokens), when it forces a tool (Anthropic refuses thinking with a forced tool), and when it continues
+    a tool loop whose assistant turn has no thinking block (Anthropic refuses that too: the turn was
+    answered without thinking, by another model or before the client asked for it)."""
+    max_tokens = call.max_tokens or default_max_tokens
+    if call.reasoning is None or not call.reasoning.budget():
+        return max_tokens, None
+    if call.max_tokens is None:
+        max_tokens += call.reasoning.budget()
+    budget = min(call.reasoning.budget(), max_tokens - 1)
+    forced = call.tool_choice == "required" or forced_function(call.tool_choice) is not None
+    if budget < MIN_THINKING_BUDGET or forced or _loop_without_thinking(call.messages):
+        return call.max_tokens or default_max_tokens, None
+    return max_tokens, budget
+
+
+def _loop_without_thinking(messages: Sequence[ChatMessage]) -> bool:
+    """The conversation ends in tool results for an assistant turn that holds no thinking block."""
+    for message in reversed(messages):
+        if message.role == "tool":
+            continue
+        return message.role == "assistant" and bool(message.tool_calls) and not message.thinking
+    return False
 
 
 def tool_choice(choice: str | dict[str, Any] | None, parallel: bool | None) -> dict[str, Any] | None:
@@ -104,12 +142,14 @@ def tool_choice(choice: str | dict[str, Any] | None, parallel: bool | None) -> d
 
 
 def split_messages(
-    messages: Sequence[ChatMessage],
+    messages: Sequence[ChatMessage], *, thinking: bool = False
 ) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
     """System and developer messages become the top-level `system` (a string, or text blocks when a part
     of it carries a `cache_control` breakpoint); an assistant's tool calls become `tool_use` blocks, and
     tool results `tool_result` blocks of one user turn. `cache_control` marks on text and image parts,
-    tool results and tools are passed on: they are Anthropic's prompt-cache breakpoints."""
+    tool results and tools are passed on: they are Anthropic's prompt-cache breakpoints. With `thinking`,
+    an assistant turn's thinking blocks lead its content, as Anthropic returned them (without, they are
+    left out: a call without thinking takes none)."""
     system: list[str] = []
     marked: list[dict[str, Any]] = []  # the same as text blocks, sent as such when a part is marked
     out: list[dict[str, Any]] = []
@@ -146,6 +186,15 @@ def split_messages(
                 for c in message.tool_calls
             ]
             content = blocks
+        if thinking and message.thinking and role == "assistant":
+            rest: list[dict[str, Any]] = (
+                content
+                if isinstance(content, list)
+                else [{"type": "text", "text": content}]
+                if content
+                else []
+            )
+            content = [b.model_dump(exclude_none=True) for b in message.thinking] + rest
         out.append({"role": role, "content": content})
     if any("cache_control" in b for b in marked):
         return [b for b in marked if b["text"]], out
@@ -229,7 +278,24 @@ def parse_reply(raw: bytes, call: ProviderCall) -> Reply:
         usage=usage_of(data.get("usage")),
         tool_calls=calls,
         stop_sequence=stop_sequence(data),
+        thinking=tuple(thinking_block(b) for b in data["content"] if is_thinking(b)),
     )
+
+
+def is_thinking(block: Any) -> bool:
+    return isinstance(block, dict) and block.get("type") in ("thinking", "redacted_thinking")
+
+
+def thinking_block(block: dict[str, Any]) -> ThinkingBlock:
+    """A `thinking` block (text and signature) or a `redacted_thinking` one (data), kept as returned:
+    Anthropic checks them when they are sent back."""
+    if block.get("type") == "redacted_thinking":
+        if not isinstance(block.get("data"), str):
+            raise provider_error("bad_response", "a redacted_thinking block without data")
+        return ThinkingBlock(type="redacted_thinking", data=block["data"])
+    if not isinstance(block.get("thinking"), str) or not isinstance(block.get("signature"), str):
+        raise provider_error("bad_response", "a thinking block without its text or signature")
+    return ThinkingBlock(thinking=block["thinking"], signature=block["signature"])
 
 
 def tool_use(block: dict[str, Any], *, arguments: str | None = None) -> ToolCall:

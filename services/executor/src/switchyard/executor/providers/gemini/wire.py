@@ -85,6 +85,9 @@ def request_body(call: ProviderCall) -> dict[str, Any]:
     return body
 
 
+GEMINI_MAX_THINKING = 24576  # Gemini 2.5 Flash's largest thinking budget (Pro's: 32,768)
+
+
 def generation_config(call: ProviderCall) -> dict[str, Any]:
     config: dict[str, Any] = {}
     if call.max_tokens is not None:
@@ -101,6 +104,8 @@ def generation_config(call: ProviderCall) -> dict[str, Any]:
         config["presencePenalty"] = call.presence_penalty
     if call.frequency_penalty is not None:
         config["frequencyPenalty"] = call.frequency_penalty
+    if call.reasoning is not None:  # Gemini 2.5 thinks by default (a budget it picks): this sets one
+        config["thinkingConfig"] = {"thinkingBudget": min(call.reasoning.budget(), GEMINI_MAX_THINKING)}
     if call.json_format() is not None:
         config["responseMimeType"] = "application/json"
         schema = call.json_schema()

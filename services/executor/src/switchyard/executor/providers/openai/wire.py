@@ -12,6 +12,8 @@ from switchyard.executor.providers.base import ProviderCall, Reply, estimated_us
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
 from switchyard.executor.providers.http import parse_json, retry_after
 
+# An assistant turn's thinking blocks carry Anthropic's signatures: no other provider takes them.
+ANTHROPIC_ONLY = {"thinking"}
 _CONTEXT_CODES = {"context_length_exceeded", "string_above_max_length"}
 _POLICY_CODES = {"content_filter", "content_policy_violation", "moderation_blocked"}
 
@@ -22,7 +24,10 @@ def request_body(call: ProviderCall, *, stream: bool, max_completion_tokens: boo
     body: dict[str, Any] = {
         "model": call.model,
         "messages": images_after_tool_turns(
-            [unmarked(m.model_dump(mode="json", exclude_none=True)) for m in call.messages]
+            [
+                unmarked(m.model_dump(mode="json", exclude_none=True, exclude=ANTHROPIC_ONLY))
+                for m in call.messages
+            ]
         ),
         "stream": stream,
     }
@@ -48,6 +53,8 @@ def request_body(call: ProviderCall, *, stream: bool, max_completion_tokens: boo
             body["tool_choice"] = call.tool_choice
         if call.parallel_tool_calls is not None:
             body["parallel_tool_calls"] = call.parallel_tool_calls
+    if call.reasoning is not None:
+        body["reasoning_effort"] = call.reasoning.level()
     for name in ("seed", "presence_penalty", "frequency_penalty"):
         if getattr(call, name) is not None:
             body[name] = getattr(call, name)
