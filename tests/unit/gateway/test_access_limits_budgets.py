@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from switchyard.common.events import ChatMessage, ChatRequest, TaskCompleted, Usage
+from switchyard.common.events import ChatMessage, ChatRequest, Reasoning, TaskCompleted, Usage
 from switchyard.common.policy import load_policy
 from switchyard.gateway.access import roles
 from switchyard.gateway.budgets import pricing
@@ -97,6 +97,15 @@ def test_worst_case_is_the_dearest_available_candidate() -> None:
         abs=1,
     )
     assert dearest.cache_read_price() < dearest.input_per_1k
+
+
+def test_a_thinking_request_without_max_tokens_reserves_its_budget_too() -> None:
+    thinking = _request(None).model_copy(update={"reasoning": Reasoning(budget_tokens=10_000)})
+    assert pricing.output_tokens(thinking, default_max_tokens=4096) == 14_096
+    assert pricing.output_tokens(_request(None), default_max_tokens=4096) == 4096
+    # a max_tokens bounds the thinking with the answer, as the providers count it
+    bounded = _request(2000).model_copy(update={"reasoning": Reasoning(effort="high")})
+    assert pricing.output_tokens(bounded, default_max_tokens=4096) == 2000
 
 
 def test_budget_accounts_by_plan_and_period() -> None:
