@@ -12,7 +12,7 @@ import pytest
 from switchyard.common.events import FunctionCall, TaskCompleted, TaskFailed, TaskSubmitted, ToolCall, Usage
 from switchyard.common.streaming import Chunk
 from switchyard.gateway import completions, messages
-from switchyard.gateway.errors import InvalidRequest
+from switchyard.gateway.errors import APIError, InvalidRequest
 from switchyard.gateway.tenants import Principal
 
 pytestmark = pytest.mark.unit
@@ -427,3 +427,19 @@ def test_anthropic_blocks_that_cannot_be_sent_are_a_400_naming_them(
     with pytest.raises(InvalidRequest) as refused:
         messages.parse_request(_anthropic(**fields), max_prompt_chars=1000)
     assert says in refused.value.message and refused.value.param in ("messages", "system")
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [("capability_unavailable", 400), ("context_length_exceeded", 400), ("no_provider_available", 503)],
+)
+def test_what_no_model_can_serve_is_the_clients_to_change_unless_time_can_help(
+    code: str, status: int
+) -> None:
+    """SDKs retry a 503 and not a 400: a task no available model has the capabilities for gets a 400."""
+    failed = TaskFailed(
+        task_id="t1", tenant_id="acme", error_code=code, error_message="why", failed_at=datetime.now(UTC)
+    )
+    with pytest.raises(APIError) as caught:
+        completions.raise_for_failure(failed)
+    assert (caught.value.status, caught.value.code) == (status, code)

@@ -5,7 +5,14 @@ import pytest
 from switchyard.common.errors import NoProviderAvailable
 from switchyard.common.events import ChatMessage, ChatRequest, Classification
 from switchyard.common.policy import load_policy
-from switchyard.router.routing import ContextTooLong, UnknownModel, decide, tier_for, tier_preference
+from switchyard.router.routing import (
+    CapabilityUnavailable,
+    ContextTooLong,
+    UnknownModel,
+    decide,
+    tier_for,
+    tier_preference,
+)
 
 pytestmark = pytest.mark.unit
 POLICY = load_policy()
@@ -109,6 +116,8 @@ def test_no_provider_available_says_why_each_available_model_was_left_out() -> N
     with pytest.raises(NoProviderAvailable) as caught:
         decide(request=big, classification=_cls(0.1), policy=POLICY, available={"local"})
     assert not isinstance(caught.value, ContextTooLong)
+    # no available model has tools: the client's to change (a 400), not a provider to wait for (503)
+    assert isinstance(caught.value, CapabilityUnavailable) and caught.value.code == "capability_unavailable"
     assert "(it needs tools): local/smollm2-135m-instruct: lacks tools" in caught.value.message
     assert "providers not available: anthropic, gemini, openai" in caught.value.message
     # one available model too small, the other without tools: a shorter prompt alone would not do
@@ -119,9 +128,21 @@ def test_no_provider_available_says_why_each_available_model_was_left_out() -> N
     short = ChatRequest(model="auto", messages=[ChatMessage(role="user", content="x" * 400)], tools=tools)
     with pytest.raises(NoProviderAvailable) as caught:
         decide(request=short, classification=_cls(0.1), policy=policy, available={"local", "openai"})
-    assert caught.value.code == "no_provider_available"
+    assert caught.value.code == "capability_unavailable"  # neither reason passes with time
     assert "local/smollm2-135m-instruct: lacks tools" in caught.value.message
     assert "openai/gpt-4o-mini: prompt exceeds the context window (60 tokens)" in caught.value.message
+    # the models with tools refused for the budget's headroom: that can change, so still a 503
+    with pytest.raises(NoProviderAvailable) as caught:
+        decide(
+            request=big,
+            classification=_cls(0.1),
+            policy=POLICY,
+            available={"local", "openai"},
+            headroom_usd=0.0,
+        )
+    assert (
+        caught.value.code == "no_provider_available" and "exceeds the budget headroom" in caught.value.message
+    )
     with pytest.raises(ContextTooLong):  # and with a prompt no available model holds
         decide(request=request, classification=_cls(0.1), policy=policy, available={"local", "openai"})
     with pytest.raises(NoProviderAvailable) as caught:

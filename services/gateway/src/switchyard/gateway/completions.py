@@ -42,6 +42,7 @@ CLIENT_FAILURES: dict[str, tuple[type[APIError], str | None]] = {
     "model_not_found": (ModelNotFoundError, "model"),
     "model_lacks_capability": (InvalidRequest, "model"),
     "context_length_exceeded": (InvalidRequest, "messages"),  # no available model's context window fits
+    "capability_unavailable": (InvalidRequest, None),  # no available model has what the task needs
     "provider_context_too_long": (InvalidRequest, None),
     "provider_content_policy": (InvalidRequest, None),
     "provider_bad_request": (InvalidRequest, None),

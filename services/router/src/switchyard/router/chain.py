@@ -46,6 +46,7 @@ class Chain:
     demoted: dict[str, str] = field(default_factory=dict)  # model id -> why
     refused: list[str] = field(default_factory=list)  # available models left out: "model: why"
     too_small: dict[str, int] = field(default_factory=dict)  # of those, context window < prompt + reply
+    lacking: list[str] = field(default_factory=list)  # of those, without a capability the task needs
     unavailable: list[str] = field(default_factory=list)  # providers that are not, in the order met
 
 
@@ -91,6 +92,7 @@ def build_chain(
             out.too_small[spec.id] = spec.context_window
         elif missing:  # the local model too: it would ignore the images or tools, not refuse them
             reason = f"lacks {', '.join(sorted(missing))}"
+            out.lacking.append(spec.id)
         elif max_tier is not None and rank(spec.tier) > rank(max_tier) and cost > 0:
             reason = f"budget low: tiers above {max_tier} are not used"
         elif headroom_usd is not None and cost > max(headroom_usd, 0.0):

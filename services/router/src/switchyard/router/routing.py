@@ -28,6 +28,7 @@ from switchyard.router.strategy import plan
 AUTO = "auto"
 __all__ = [
     "AUTO",
+    "CapabilityUnavailable",
     "ContextTooLong",
     "UnknownModel",
     "budget_state",
@@ -51,6 +52,14 @@ class ContextTooLong(NoProviderAvailable):
     does not help."""
 
     code = "context_length_exceeded"
+
+
+class CapabilityUnavailable(NoProviderAvailable):
+    """No available model has what the task needs (vision, tools, JSON mode), and the others are too
+    small for it: the client must send a task this deployment can serve (a 400 at the gateway, which SDKs
+    do not retry); unlike a provider that is down, waiting does not help."""
+
+    code = "capability_unavailable"
 
 
 class ModelLacksCapability(UnknownModel):
@@ -252,7 +261,10 @@ def _unservable(
     why = chain.refused[:MAX_REASONS]
     if chain.unavailable:
         why.append(f"providers not available: {', '.join(sorted(chain.unavailable))}")
-    return NoProviderAvailable(f"no configured provider can serve this task{needed}: {'; '.join(why)}")
+    message = f"no configured provider can serve this task{needed}: {'; '.join(why)}"
+    if chain.lacking and len(chain.lacking) + len(chain.too_small) == len(chain.refused):
+        return CapabilityUnavailable(message)
+    return NoProviderAvailable(message)
 
 
 def _pinned(
