@@ -69,8 +69,8 @@ async def _seed(sessions: Sessions) -> list[Decimal]:
     plan = [
         ("a1", "openai/gpt-4o-mini", "fast", "u1", 7, 3, 3),
         ("a2", "openai/gpt-4o-mini", "fast", "u1", 1234, 567, 3),
-        ("a3", "anthropic/claude-sonnet-4-5", "standard", "u2", 1500, 333, 4),
-        ("a4", "anthropic/claude-sonnet-4-5", "standard", None, 11, 13, 4),
+        ("a3", "anthropic/claude-sonnet-4-6", "standard", "u2", 1500, 333, 4),
+        ("a4", "anthropic/claude-sonnet-4-6", "standard", None, 11, 13, 4),
         ("a5", "openai/not-in-the-policy", "fast", "u2", 100, 100, 20),
         ("b1", "openai/gpt-4o-mini", "fast", "u1", 999, 1, 30),  # the last day of the month
     ]

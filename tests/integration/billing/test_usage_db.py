@@ -24,7 +24,7 @@ Sessions = async_sessionmaker[AsyncSession]
 
 
 def completed(
-    task_id: str = "t1", model: str = "anthropic/claude-sonnet-4-5", **changes: object
+    task_id: str = "t1", model: str = "anthropic/claude-sonnet-4-6", **changes: object
 ) -> TaskCompleted:
     values: dict[str, object] = {
         "task_id": task_id,
@@ -66,7 +66,7 @@ async def test_a_completed_task_is_priced_and_stored(billing_db: tuple[AsyncEngi
     assert recorded.created
     stored = await usage_for_task(sessions, task_id="t1")
     assert stored is not None
-    # claude-sonnet-4-5: 0.003 per 1K input, 0.015 per 1K output
+    # claude-sonnet-4-6: 0.003 per 1K input, 0.015 per 1K output
     assert stored.cost_usd == Decimal("0.0094950000") and stored.priced
     assert (stored.id, stored.event_id, stored.tenant_id, stored.user_id) == (
         usage_entry_id("e1"),
@@ -98,7 +98,7 @@ async def test_a_task_is_charged_once(billing_db: tuple[AsyncEngine, Sessions]) 
     assert first.created and not again.created and not other.created
     assert (
         again.entry.id == other.entry.id == first.entry.id
-        and other.entry.model == "anthropic/claude-sonnet-4-5"
+        and other.entry.model == "anthropic/claude-sonnet-4-6"
     )
     assert await _count(sessions) == 1
 

@@ -185,7 +185,7 @@ async def test_replicas_learn_health_together_and_demote_a_failing_model(
     await asyncio.sleep(0.5)  # both replicas' health views refresh
     for _ in range(2):  # whichever replica routes it
         d = (await route(nc, complexity=0.95)).decision
-        assert d.candidates[0].model == "anthropic/claude-opus-4-1"
+        assert d.candidates[0].model == "anthropic/claude-opus-4-6"
         demoted = {s["model"]: s["demoted"] for s in d.reasons["scores"] if s["demoted"]}
         # demoted for its success EMA, learned near zero (the penalty fades with time, so not exactly 0)
         reason = demoted["openai/o3"]

@@ -47,10 +47,10 @@ def test_prompt_cache_reads_and_writes_are_priced_at_their_own_rates() -> None:
     assert got.cost_usd == Decimal("0.0002520000")  # 512 x 0.00015 + 1536 x 0.000075 + 100 x 0.0006, / 1K
     full = price(policy=policy, model="openai/gpt-4o-mini", prompt_tokens=2048, completion_tokens=100)
     assert full.cost_usd == Decimal("0.0003672000")  # before: every prompt token at the input price
-    # claude-sonnet-4-5: 12 input at 0.003, 1,500 cache reads at 0.0003, 300 cache writes at 0.00375
+    # claude-sonnet-4-6: 12 input at 0.003, 1,500 cache reads at 0.0003, 300 cache writes at 0.00375
     got = price(
         policy=policy,
-        model="anthropic/claude-sonnet-4-5",
+        model="anthropic/claude-sonnet-4-6",
         prompt_tokens=1812,
         completion_tokens=0,
         cache_read_tokens=1500,

@@ -144,7 +144,7 @@ def _done(**kw: Any) -> TaskCompleted:
     fields: dict[str, Any] = dict(
         task_id="t1",
         tenant_id="acme",
-        model="anthropic/claude-sonnet-4-5",
+        model="anthropic/claude-sonnet-4-6",
         provider="anthropic",
         tier="standard",
         content="It is 18C.",
@@ -180,7 +180,7 @@ def test_an_answers_thinking_renders_in_both_faces() -> None:
 
 def _stream(thinking: str = "The user wants", rest: str = " Paris weather.") -> list[Chunk | TaskCompleted]:
     return [
-        Chunk(seq=0, thinking=thinking, model="anthropic/claude-sonnet-4-5"),
+        Chunk(seq=0, thinking=thinking, model="anthropic/claude-sonnet-4-6"),
         Chunk(seq=1, thinking=rest),
         Chunk(seq=2, signature=SIGNED["signature"]),
         Chunk(seq=3, redacted=REDACTED["data"]),

@@ -49,7 +49,7 @@ def test_a_tool_task_never_goes_to_a_model_without_tools() -> None:
     models = _models(_req(tools=TOOLS))
     assert "local/smollm2-135m-instruct" not in models
     assert all("tools" in POLICY.model(m).capabilities for m in models)  # type: ignore[union-attr]
-    assert "gemini/gemini-2.5-flash" in models and "anthropic/claude-3-5-haiku-latest" in models
+    assert "gemini/gemini-2.5-flash" in models and "anthropic/claude-haiku-4-5" in models
     plain = _models(_req())
     assert plain[-1] == "local/smollm2-135m-instruct"
 
@@ -65,7 +65,7 @@ def test_a_json_task_skips_models_without_json_mode_and_keeps_the_local_grammar(
         available=ALL,
     )
     rejected = {r["model"]: r["reason"] for r in decision.reasons["rejected"]}
-    assert rejected["anthropic/claude-sonnet-4-5"] == "lacks json_mode"
+    assert rejected["anthropic/claude-sonnet-4-6"] == "lacks json_mode"
 
 
 def test_an_image_is_not_sent_to_the_local_model() -> None:

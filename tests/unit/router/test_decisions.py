@@ -65,12 +65,12 @@ def test_a_streamed_task_is_never_raced_or_cascaded() -> None:
 
 def test_the_type_chain_puts_the_code_model_first() -> None:
     d = decide(request=req(), classification=cls(0.5, "coding", confidence=0.2), policy=POLICY, available=ALL)
-    assert models(d)[:2] == ["anthropic/claude-sonnet-4-5", "openai/gpt-4o"]
+    assert models(d)[:2] == ["anthropic/claude-sonnet-4-6", "openai/gpt-4o"]
 
 
 def test_an_easy_task_takes_the_cost_sensitive_entry_of_its_chain() -> None:
     d = decide(request=req(), classification=cls(0.1, "writing"), policy=POLICY, available=ALL)
-    assert models(d)[0] == "anthropic/claude-3-5-haiku-latest"
+    assert models(d)[0] == "anthropic/claude-haiku-4-5"
 
 
 def test_a_coordination_task_goes_to_the_coordination_tier() -> None:
@@ -116,14 +116,14 @@ def test_an_unhealthy_model_is_demoted_not_dropped() -> None:
 def test_an_open_breaker_and_an_empty_bucket_demote() -> None:
     health = {
         "openai/o3": ModelSignal(breaker="open"),
-        "anthropic/claude-opus-4-1": ModelSignal(rate_headroom=0.01),
+        "anthropic/claude-opus-4-6": ModelSignal(rate_headroom=0.01),
     }
     d = decide(request=req(), classification=cls(0.95), policy=POLICY, available=ALL, health=health)
     assert models(d)[:1] == ["openai/gpt-4o"]
     demoted = {s["model"]: s["demoted"] for s in d.reasons["scores"] if s["demoted"]}
     assert demoted == {
         "openai/o3": "circuit breaker open",
-        "anthropic/claude-opus-4-1": "rate-limit headroom 1% < 5%",
+        "anthropic/claude-opus-4-6": "rate-limit headroom 1% < 5%",
     }
 
 
@@ -142,9 +142,11 @@ def test_vision_requests_skip_models_without_vision() -> None:
         request=ChatRequest(messages=[image]),
         classification=cls(0.95),
         policy=POLICY,
-        available={"anthropic", "openai"},
+        available={"anthropic", "openai", "local"},
     )
-    assert "anthropic/claude-3-5-haiku-latest" in {r["model"] for r in d.reasons["rejected"]}
+    rejected = {r["model"]: r["reason"] for r in d.reasons["rejected"]}
+    assert rejected["local/smollm2-135m-instruct"] == "lacks vision"
+    assert "local/smollm2-135m-instruct" not in models(d)
 
 
 def test_tenant_overrides_cap_the_tier_and_deny_models() -> None:

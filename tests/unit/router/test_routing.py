@@ -75,7 +75,7 @@ def test_candidates_say_whether_they_take_reasoning_from_the_policys_capability(
         request=_req(), classification=_cls(0.9), policy=POLICY, available={"openai", "anthropic", "local"}
     )
     taking = {c.model: c.reasoning for c in d.candidates}
-    assert taking["openai/o3"] and taking["anthropic/claude-sonnet-4-5"]
+    assert taking["openai/o3"] and taking["anthropic/claude-sonnet-4-6"]
     assert not taking["openai/gpt-4o-mini"] and not taking["local/smollm2-135m-instruct"]
 
 
