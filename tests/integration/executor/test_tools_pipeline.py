@@ -568,3 +568,60 @@ async def test_reasoning_reaches_only_models_that_take_it_in_their_terms(
     )
     assert message.content[0].type == "text"  # no thinking blocks from a provider that returns none
     assert stack.openai.requests[-1].body["reasoning_effort"] == "high"
+
+
+FLAT_WEATHER = {"type": "function", **WEATHER["function"]}  # type: ignore[dict-item]
+
+
+async def test_the_responses_api_through_a_tool_loop_whole_and_streamed(
+    stack: Stack, classifier: list[TaskSubmitted]
+) -> None:
+    """The OpenAI SDK's `responses` against the Responses face: a function call comes back as a
+    function_call item, its output goes back as a function_call_output item and reaches the provider as its
+    tool result, and the SDK's stream accumulator rebuilds the same response from the events."""
+    client = _openai(stack)
+    first = await client.responses.create(
+        model="oai/tool-call",
+        instructions="You are a weather bot.",
+        input="What is the weather in Paris?",
+        tools=[FLAT_WEATHER],  # type: ignore[list-item]
+    )
+    assert first.status == "completed" and first.id.startswith("resp_")
+    [call] = [item for item in first.output if item.type == "function_call"]
+    assert (call.name, json.loads(call.arguments)) == ("get_weather", {"city": "Paris"})
+    sent = stack.openai.requests[-1].body
+    assert sent["messages"][0] == {"role": "system", "content": "You are a weather bot."}
+    assert sent["tools"][0]["function"]["name"] == "get_weather"
+
+    turns = [
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+        {"type": "function_call_output", "call_id": call.call_id, "output": "21C and sunny"},
+    ]
+    after = await client.responses.create(model="oai/tool-call", input=turns)  # type: ignore[arg-type]
+    assert after.output_text and after.usage is not None and after.usage.total_tokens > 0
+    sent = stack.openai.requests[-1].body
+    assert sent["messages"][1]["tool_calls"][0]["id"] == call.call_id
+    assert sent["messages"][2] == {"role": "tool", "tool_call_id": call.call_id, "content": "21C and sunny"}
+
+    # streamed, answered by an Anthropic model: the SDK's accumulator takes the events as OpenAI's
+    async with client.responses.stream(model="ant/tool-call", input="Say hello in three words.") as stream:
+        kinds = [event.type async for event in stream]
+        final = await stream.get_final_response()
+    assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
+    assert kinds.count("response.output_text.delta") > 1  # streamed as it came
+    assert final.output_text.startswith("Hello!") and final.model == "ant/tool-call"
+    async with client.responses.stream(
+        model="gem/tool-call",
+        input="What is the weather in Paris?",
+        tools=[FLAT_WEATHER],  # type: ignore[list-item]
+    ) as stream:
+        final = await stream.get_final_response()
+    assert [(i.type, getattr(i, "name", None)) for i in final.output] == [("function_call", "get_weather")]
+
+    # what a stateless gateway cannot do is refused, not answered without the context it names
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.responses.create(
+            model="oai/tool-call", input="and tomorrow?", previous_response_id=first.id
+        )
+    assert refused.value.body["param"] == "previous_response_id"  # type: ignore[index]

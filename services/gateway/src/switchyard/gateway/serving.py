@@ -1,5 +1,5 @@
-"""Serving a completion through one of the gateway's faces (OpenAI chat completions, Anthropic
-messages): authenticate, read and validate, admit (limits, budget), run the task on the bus, answer
+"""Serving a completion through one of the gateway's faces (OpenAI chat completions and responses,
+Anthropic messages): authenticate, read and validate, admit (limits, budget), run the task on the bus, answer
 (JSON or SSE), then settle what the task used. The views only call `serve`."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from switchyard.common.events import TaskCompleted, TaskSubmitted
-from switchyard.gateway import completions, messages, overhead
+from switchyard.gateway import completions, messages, overhead, responses
 from switchyard.gateway.admission import Pass
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.cache import replay
@@ -70,6 +70,7 @@ class Face:
 
 OPENAI = Face(completions.parse_request, completions.completion_json, completions.stream_events)
 ANTHROPIC = Face(messages.parse_request, messages.message_json, messages.stream_events)
+RESPONSES = Face(responses.parse_request, responses.response_json, responses.stream_events)
 
 
 async def serve(request: Request, face: Face) -> Response:

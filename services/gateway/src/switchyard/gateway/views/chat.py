@@ -5,6 +5,7 @@ from fastapi.responses import Response
 
 from switchyard.gateway import serving
 from switchyard.gateway.openapi import INFERENCE_ERRORS
+from switchyard.gateway.responses import ResponsesRequest
 from switchyard.gateway.schemas import ChatCompletionRequest
 
 router = APIRouter()
@@ -18,3 +19,13 @@ router = APIRouter()
 )
 async def chat_completions(request: Request) -> Response:
     return await serving.serve(request, serving.OPENAI)
+
+
+@router.post(
+    "/v1/responses",
+    summary="Create a response (OpenAI Responses-compatible, stateless: the whole conversation in `input`)",
+    responses=INFERENCE_ERRORS,
+    openapi_extra=serving.schema_of(ResponsesRequest),
+)
+async def create_response(request: Request) -> Response:
+    return await serving.serve(request, serving.RESPONSES)

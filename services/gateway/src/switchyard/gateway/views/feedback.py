@@ -20,11 +20,12 @@ from switchyard.common.events.tasks import TaskType
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.errors import Conflict, NotFound
 from switchyard.gateway.messages import MESSAGE_ID
+from switchyard.gateway.responses import RESPONSE_ID
 from switchyard.gateway.schemas import COMPLETION_ID
 from switchyard.gateway.state import gateway_of
 
 router = APIRouter(tags=["feedback"])
-ANSWER_PREFIXES = (COMPLETION_ID, MESSAGE_ID)  # the ids the OpenAI and Anthropic faces answer with
+ANSWER_PREFIXES = (COMPLETION_ID, MESSAGE_ID, RESPONSE_ID)  # the ids the three faces answer with
 
 
 class FeedbackRequest(BaseModel):

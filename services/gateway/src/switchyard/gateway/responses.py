@@ -1,0 +1,498 @@
+"""OpenAI's Responses API (`POST /v1/responses`) as a third face of the same pipeline: its request (input
+items, instructions, flat function tools, `text.format`, `reasoning`) becomes the pipeline's chat request,
+and the result is rendered as a Response, or streamed with its typed event sequence (response.created,
+response.in_progress, output items with their content parts and deltas, response.completed), each event
+numbered by `sequence_number`.
+
+Stateless: Switchyard keeps no responses, so a request names its whole conversation in `input` (as Codex
+and `store: false` clients do); `previous_response_id`, `conversation` and item references are refused
+rather than answered without the context they stand for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from switchyard.common.events import (
+    ChatMessage,
+    FunctionCall,
+    FunctionSpec,
+    TaskCompleted,
+    TaskFailed,
+    TaskSubmitted,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+from switchyard.common.streaming import Chunk
+from switchyard.gateway.completions import chained, head_model
+from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, invalid_fields
+from switchyard.gateway.schemas import (
+    ChatCompletionRequest,
+    Unsupported,
+    check_tool_turns,
+    refuse_unsupported,
+)
+from switchyard.gateway.tasks import TimedOut
+
+RESPONSE_ID = "resp_"  # a response's id is this and its task's id
+MESSAGE_ITEM = "msg_"
+ROLES = ("user", "assistant", "system", "developer")
+
+# Fields that ask for what a stateless gateway cannot deliver (see `schemas.UNSUPPORTED`).
+UNSUPPORTED: Unsupported = {
+    "previous_response_id": (
+        lambda v: v is not None,
+        "responses are not stored here: send the whole conversation in `input`",
+    ),
+    "conversation": (lambda v: v is not None, "conversations are not stored here: send them in `input`"),
+    "background": (lambda v: v is True, "background responses are not supported; use POST /v1/tasks"),
+    "prompt": (lambda v: v is not None, "stored prompts are not supported"),
+}
+
+
+class FunctionTool(BaseModel):
+    """A function tool, in the Responses API's flat shape; built-in tools (web search, file search, code
+    interpreter, ...) are not served."""
+
+    type: Literal["function"]
+    name: str = Field(min_length=1, max_length=256)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ReasoningConfig(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+
+
+class ResponsesRequest(BaseModel):
+    """Other fields OpenAI accepts that change nothing Switchyard returns (`store`, `metadata`, `include`,
+    `truncation`, `service_tier`, `prompt_cache_key`, `user`, ...) are accepted and ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1, max_length=200)
+    input: str | list[dict[str, Any]] = Field(min_length=1)
+    instructions: str | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1, le=1_000_000, strict=True)
+    temperature: float | None = Field(default=None, ge=0, le=2, strict=True)
+    top_p: float | None = Field(default=None, ge=0, le=1, strict=True)
+    stream: bool = Field(default=False, strict=True)
+    tools: list[dict[str, Any]] | None = Field(default=None, max_length=128)
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = Field(default=None, strict=True)
+    text: dict[str, Any] | None = None
+    reasoning: ReasoningConfig | None = None
+
+
+def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
+    if not body:
+        raise InvalidRequest("Request body is empty; expected a JSON object", code="invalid_json")
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"Request body is not valid JSON: {exc}", code="invalid_json") from exc
+    if not isinstance(raw, dict):
+        raise InvalidRequest("Request body must be a JSON object", code="invalid_json")
+    refuse_unsupported(raw, UNSUPPORTED)
+    try:
+        parsed = ResponsesRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise invalid_fields(exc.errors()) from exc
+    messages = [ChatMessage(role="system", content=parsed.instructions)] if parsed.instructions else []
+    messages += chat_messages(parsed.input)
+    chars = sum(len(m.text()) for m in messages)
+    if chars > max_prompt_chars:
+        raise RequestTooLarge(
+            f"The prompt has {chars} characters; the limit is {max_prompt_chars}", code="prompt_too_large"
+        )
+    request = ChatCompletionRequest(
+        model=parsed.model,
+        messages=messages,
+        stream=parsed.stream,
+        max_tokens=parsed.max_output_tokens,
+        temperature=parsed.temperature,
+        top_p=parsed.top_p,
+        tools=pipeline_tools(parsed.tools),
+        tool_choice=pipeline_choice(parsed.tool_choice),
+        parallel_tool_calls=parsed.parallel_tool_calls,
+        response_format=response_format(parsed.text),
+        reasoning_effort=parsed.reasoning.effort if parsed.reasoning else None,
+    )
+    try:
+        check_tool_turns(request)
+    except InvalidRequest as exc:
+        if exc.param is None or not exc.param.startswith("messages"):
+            raise
+        orphans = [m.tool_call_id for m in messages if m.role == "tool"]
+        raise InvalidRequest(
+            "a function_call_output must answer a function_call of the turn just before it "
+            f"(call_ids answered: {orphans})",
+            code=exc.code,
+            param="input",
+        ) from exc
+    return request
+
+
+def chat_messages(items: str | list[dict[str, Any]]) -> list[ChatMessage]:
+    """`input` as pipeline messages: a string is one user turn; message items keep their role (text and
+    image parts), consecutive `function_call` items become one assistant turn's tool calls, and each
+    `function_call_output` a `tool` message. Reasoning items (another model's encrypted reasoning) are
+    left out: no provider here can read them."""
+    if isinstance(items, str):
+        return [ChatMessage(role="user", content=items)]
+    out: list[ChatMessage] = []
+    for index, item in enumerate(items):
+        kind = item.get("type", "message")
+        where = f"input.{index}"
+        if kind == "message":
+            out.append(_message(item, where))
+        elif kind == "function_call":
+            call = _function_call(item, where)
+            last = out[-1] if out else None
+            if last is not None and last.role == "assistant" and last.tool_calls is not None:
+                last.tool_calls.append(call)
+            else:
+                out.append(ChatMessage(role="assistant", tool_calls=[call]))
+        elif kind == "function_call_output":
+            call_id, output = item.get("call_id"), item.get("output")
+            if not isinstance(call_id, str) or not call_id:
+                raise InvalidRequest(
+                    f"{where}.call_id: a function_call_output needs its call_id", param=where
+                )
+            out.append(ChatMessage(role="tool", tool_call_id=call_id, content=_output_text(output, where)))
+        elif kind == "reasoning":
+            continue
+        else:
+            raise InvalidRequest(
+                f"{where}: input items of type {kind!r} are not supported here (messages, function_call, "
+                "function_call_output and reasoning are)",
+                param=where,
+            )
+    if not out:
+        raise InvalidRequest("input: no message to answer", param="input")
+    return out
+
+
+def _message(item: dict[str, Any], where: str) -> ChatMessage:
+    role = item.get("role")
+    if role not in ROLES:
+        raise InvalidRequest(f"{where}.role: must be one of {', '.join(ROLES)}", param=f"{where}.role")
+    content = item.get("content")
+    if isinstance(content, str):
+        return ChatMessage(role=role, content=content)
+    if not isinstance(content, list):
+        raise InvalidRequest(f"{where}.content: a string or a list of parts", param=f"{where}.content")
+    parts: list[dict[str, Any]] = []
+    for n, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("input_text", "output_text", "text") and isinstance(part.get("text"), str):
+            parts.append({"type": "text", "text": part["text"]})
+        elif kind == "input_image" and isinstance(part.get("image_url"), str):
+            parts.append({"type": "image_url", "image_url": {"url": part["image_url"]}})
+        elif kind == "refusal" and isinstance(part.get("refusal"), str):
+            parts.append({"type": "text", "text": part["refusal"]})
+        else:
+            raise InvalidRequest(
+                f"{where}.content.{n}: parts of type {kind!r} are not supported here (input_text, "
+                "output_text and input_image with an image_url are)",
+                param=f"{where}.content.{n}",
+            )
+    if all(p["type"] == "text" for p in parts):
+        return ChatMessage(role=role, content="\n".join(p["text"] for p in parts))
+    return ChatMessage(role=role, content=parts)
+
+
+def _function_call(item: dict[str, Any], where: str) -> ToolCall:
+    call_id, name, arguments = item.get("call_id"), item.get("name"), item.get("arguments", "{}")
+    if not isinstance(call_id, str) or not call_id or not isinstance(name, str) or not name:
+        raise InvalidRequest(f"{where}: a function_call needs its call_id and name", param=where)
+    if not isinstance(arguments, str):
+        raise InvalidRequest(f"{where}.arguments: a JSON string", param=f"{where}.arguments")
+    return ToolCall(id=call_id, function=FunctionCall(name=name, arguments=arguments))
+
+
+def _output_text(output: Any, where: str) -> str:
+    """A function call's output: a string, or text parts (joined)."""
+    if isinstance(output, str):
+        return output
+    if isinstance(output, list) and all(isinstance(p, dict) for p in output):
+        return "\n".join(
+            str(p.get("text", "")) for p in output if p.get("type") in ("input_text", "output_text")
+        )
+    raise InvalidRequest(f"{where}.output: a string or a list of text parts", param=f"{where}.output")
+
+
+def pipeline_tools(tools: list[dict[str, Any]] | None) -> list[ToolSpec] | None:
+    if not tools:
+        return None
+    out = []
+    for index, tool in enumerate(tools):
+        if tool.get("type") != "function":
+            raise InvalidRequest(
+                f"tools.{index}: tools of type {tool.get('type')!r} are not served here (function tools are)",
+                code="unsupported_parameter",
+                param=f"tools.{index}.type",
+            )
+        try:
+            spec = FunctionTool.model_validate(tool)
+        except ValidationError as exc:
+            raise invalid_fields([{**e, "loc": ("tools", index, *e["loc"])} for e in exc.errors()]) from exc
+        out.append(
+            ToolSpec(
+                function=FunctionSpec(
+                    name=spec.name,
+                    description=spec.description,
+                    parameters=spec.parameters,
+                    strict=spec.strict,
+                )
+            )
+        )
+    return out
+
+
+def pipeline_choice(choice: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+    """`none` / `auto` / `required`, or `{"type": "function", "name": ...}` as chat completions name it."""
+    if choice is None or choice in ("none", "auto", "required"):
+        return choice
+    if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
+        return {"type": "function", "function": {"name": choice["name"]}}
+    raise InvalidRequest(
+        'tool_choice: must be "none", "auto", "required" or {"type": "function", "name": ...}',
+        code="invalid_value",
+        param="tool_choice",
+    )
+
+
+def response_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`text.format` as chat completions' `response_format` (whose json_schema nests the schema)."""
+    fmt = (text or {}).get("format")
+    if fmt is None:
+        return None
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind in ("text", "json_object"):
+        return {"type": kind}
+    if kind == "json_schema" and isinstance(fmt.get("schema"), dict):
+        spec = {k: fmt[k] for k in ("name", "schema", "strict", "description") if k in fmt}
+        return {"type": "json_schema", "json_schema": spec}
+    raise InvalidRequest(
+        'text.format: must be {"type": "text"}, {"type": "json_object"} or {"type": "json_schema", '
+        '"name": ..., "schema": {...}}',
+        param="text.format",
+    )
+
+
+# -- rendering ----------------------------------------------------------------------------------------
+
+
+def usage_json(usage: Usage) -> dict[str, Any]:
+    return {
+        "input_tokens": usage.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": usage.cache_read_tokens},
+        "output_tokens": usage.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def _shell(task: TaskSubmitted, *, model: str, created: int, status: str) -> dict[str, Any]:
+    """A response's fields besides its output and usage, from the request as the pipeline holds it."""
+    request = task.request
+    fmt = request.response_format or {"type": "text"}
+    if fmt.get("type") == "json_schema":
+        fmt = {"type": "json_schema", **(fmt.get("json_schema") or {})}
+    choice: Any = request.tool_choice or "auto"
+    if isinstance(choice, dict):
+        choice = {"type": "function", "name": (choice.get("function") or {}).get("name")}
+    return {
+        "id": f"{RESPONSE_ID}{task.task_id}",
+        "object": "response",
+        "created_at": created,
+        "status": status,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": None,
+        "model": model,
+        "output": [],
+        "parallel_tool_calls": request.parallel_tool_calls is not False,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "max_output_tokens": request.max_tokens,
+        "tool_choice": choice,
+        "tools": [
+            {"type": "function", **t.function.model_dump(mode="json", exclude_none=True)}
+            for t in request.tools or []
+        ],
+        "text": {"format": fmt},
+        "reasoning": {"effort": request.reasoning.level()} if request.reasoning else None,
+        "store": False,
+        "metadata": {},
+        "usage": None,
+    }
+
+
+def message_item(task: TaskSubmitted, text: str, *, status: str) -> dict[str, Any]:
+    return {
+        "id": f"{MESSAGE_ITEM}{task.task_id}",
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    }
+
+
+def call_item(call: ToolCall, *, status: str = "completed", arguments: str | None = None) -> dict[str, Any]:
+    return {
+        "id": f"fc_{call.id}",
+        "type": "function_call",
+        "status": status,
+        "call_id": call.id,
+        "name": call.function.name,
+        "arguments": call.function.arguments if arguments is None else arguments,
+    }
+
+
+def _ending(done: TaskCompleted) -> tuple[str, dict[str, str] | None]:
+    """The response's status and incomplete_details: a cut answer is `incomplete`, as OpenAI says it."""
+    if done.finish_reason == "length":
+        return "incomplete", {"reason": "max_output_tokens"}
+    if done.finish_reason == "content_filter":
+        return "incomplete", {"reason": "content_filter"}
+    return "completed", None
+
+
+def response_body(task: TaskSubmitted, done: TaskCompleted, *, created: int) -> dict[str, Any]:
+    status, incomplete = _ending(done)
+    body = _shell(task, model=done.model, created=created, status=status)
+    output = [message_item(task, done.content, status=status)] if done.content or not done.tool_calls else []
+    output += [call_item(c) for c in done.tool_calls or []]
+    body.update(output=output, incomplete_details=incomplete, usage=usage_json(done.usage))
+    return body
+
+
+def response_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
+    return orjson.dumps(response_body(task, done, created=int(time.time())))
+
+
+class _Events:
+    """Numbered SSE events (`sequence_number` from 0), as the Responses API streams them."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+
+    def __call__(self, kind: str, **data: Any) -> bytes:
+        event = {"type": kind, "sequence_number": self.seq, **data}
+        self.seq += 1
+        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+async def stream_events(
+    task: TaskSubmitted,
+    head: list[Chunk | TaskCompleted],
+    rest: AsyncIterator[Chunk | TaskCompleted | TaskFailed],
+    *,
+    timeout_s: float,
+    include_usage: bool = True,
+) -> AsyncIterator[bytes]:
+    """response.created and .in_progress, the message item (opened at its first text) with its output_text
+    part and deltas, then each function call item, then response.completed (or .incomplete) with the
+    whole response and its usage. A break after output began is an `error` event and no completion: never
+    a silently cut answer. Reasoning chunks are not shown (the Responses API's reasoning items carry
+    OpenAI's encrypted content, which no other provider's thinking is)."""
+    event = _Events()
+    created = int(time.time())
+    shell = _shell(task, model=head_model(head) or task.request.model, created=created, status="in_progress")
+    yield event("response.created", response=shell)
+    yield event("response.in_progress", response=shell)
+    item_id = f"{MESSAGE_ITEM}{task.task_id}"
+    at = {"item_id": item_id, "output_index": 0, "content_index": 0}
+    text: list[str] = []
+    opened = False
+    expected = 0
+
+    def open_message() -> list[bytes]:
+        nonlocal opened
+        opened = True
+        empty = {"type": "output_text", "text": "", "annotations": []}
+        item = {**message_item(task, "", status="in_progress"), "content": []}
+        return [
+            event("response.output_item.added", output_index=0, item=item),
+            event("response.content_part.added", part=empty, **at),
+        ]
+
+    try:
+        async for item in chained(head, rest):
+            if isinstance(item, Chunk):
+                if item.seq != expected:
+                    yield event(
+                        "error",
+                        code="stream_gap",
+                        message=f"stream gap: expected chunk {expected}, got {item.seq}",
+                        param=None,
+                    )
+                    return
+                expected += 1
+                if item.error is not None:
+                    yield event("error", code=item.error.code, message=item.error.message, param=None)
+                    return
+                if item.delta:
+                    for opening in [] if opened else open_message():
+                        yield opening
+                    text.append(item.delta)
+                    yield event("response.output_text.delta", delta=item.delta, logprobs=[], **at)
+                continue
+            if isinstance(item, TaskFailed):
+                yield event("error", code=item.error_code, message=item.error_message, param=None)
+                return
+            body = response_body(task, item, created=created)
+            status = body["status"]
+            content = "".join(text) or item.content
+            index = 0
+            if content or not item.tool_calls:
+                for opening in [] if opened else open_message():
+                    yield opening
+                if not text and content:
+                    yield event("response.output_text.delta", delta=content, logprobs=[], **at)
+                part = {"type": "output_text", "text": content, "annotations": []}
+                yield event("response.output_text.done", text=content, logprobs=[], **at)
+                yield event("response.content_part.done", part=part, **at)
+                yield event(
+                    "response.output_item.done",
+                    output_index=0,
+                    item=message_item(task, content, status=status),
+                )
+                index = 1
+            for call in item.tool_calls or []:
+                started = call_item(call, status="in_progress", arguments="")
+                yield event("response.output_item.added", output_index=index, item=started)
+                where = {"item_id": started["id"], "output_index": index}
+                yield event("response.function_call_arguments.delta", delta=call.function.arguments, **where)
+                yield event(
+                    "response.function_call_arguments.done",
+                    arguments=call.function.arguments,
+                    name=call.function.name,
+                    **where,
+                )
+                yield event("response.output_item.done", output_index=index, item=call_item(call))
+                index += 1
+            yield event(
+                "response.completed" if status == "completed" else "response.incomplete", response=body
+            )
+            return
+    except TimedOut:
+        yield event(
+            "error",
+            code="task_timeout",
+            message=f"The task did not finish within {timeout_s:g} s",
+            param=None,
+        )
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]
