@@ -23,6 +23,8 @@ from switchyard.common.events import (
 from switchyard.common.streaming import Chunk
 from switchyard.gateway import completions, messages
 from switchyard.gateway.errors import InvalidRequest
+from switchyard.gateway.taskapi.models import TaskState
+from switchyard.gateway.taskapi.store import with_outcome
 from switchyard.gateway.tenants import Principal
 
 PRINCIPAL = Principal(tenant_id="acme", api_key_id="k1", user_id="u1", key_prefix="sy_test")
@@ -282,3 +284,14 @@ async def test_the_stream_starts_at_the_first_thinking_not_the_first_text() -> N
     head, rest = await completions.open_stream(Client(), task, timeout_s=5)  # type: ignore[arg-type]
     assert head == [_stream()[0]]
     await rest.aclose()  # type: ignore[attr-defined]
+
+
+def test_the_task_api_keeps_an_answers_thinking_with_its_result() -> None:
+    now = datetime.now(UTC)
+    queued = TaskState(
+        id="t1", tenant_id="acme", status="queued", model="auto", created_at=now, updated_at=now
+    )
+    done = with_outcome(queued, _done())
+    assert done.result is not None and done.result.thinking == _done().thinking
+    stored = TaskState.model_validate_json(done.model_dump_json())  # as the KV bucket keeps it
+    assert stored.result is not None and stored.result.thinking == _done().thinking

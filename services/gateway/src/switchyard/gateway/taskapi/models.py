@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from switchyard.common.events import ToolCall
+from switchyard.common.events import ThinkingBlock, ToolCall
 
 Status = Literal["queued", "completed", "failed", "cancelled", "timed_out"]
 TERMINAL = ("completed", "failed", "cancelled", "timed_out")
@@ -28,6 +28,7 @@ class TaskResult(BaseModel):
     finish_reason: str
     usage: TaskUsage
     tool_calls: list[ToolCall] | None = None
+    thinking: list[ThinkingBlock] | None = None  # the model's reasoning, when the request asked for it
 
 
 class TaskError(BaseModel):

@@ -59,6 +59,7 @@ def with_outcome(state: TaskState, outcome: TaskCompleted | TaskFailed) -> TaskS
             content=outcome.content,
             finish_reason=outcome.finish_reason,
             tool_calls=outcome.tool_calls,
+            thinking=outcome.thinking,
             usage=TaskUsage(
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
