@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from switchyard.common.events import ChatMessage, TaskCompleted, Usage
+from switchyard.common.events import ChatMessage, TaskCompleted, ThinkingBlock, Usage
 from switchyard.gateway.errors import GuardrailRefused
 from switchyard.gateway.guardrails.chain import GuardrailPolicy, build, load_file
 from switchyard.gateway.guardrails.injection import PATTERNS, PromptInjection, first_match, normalise
@@ -293,6 +293,20 @@ async def test_service_maps_a_refusal_to_the_error_model_and_redacts_answers() -
     )
     out = await guard.screen_output(done, principal=_principal(), request_id="req_3", endpoint="/v1/messages")
     assert out.content == "Write to [REDACTED_EMAIL]"
+    # thinking is screened too; a signed block cannot be edited, so one with a finding is left out whole
+    clean = ThinkingBlock(thinking="The user wants a mail address.", signature="s1")
+    leaky = ThinkingBlock(thinking="Bob's is bob@example.org, call him at +1 415 555 0100.", signature="s2")
+    redacted = ThinkingBlock(type="redacted_thinking", data="EmwK")
+    thoughtful = done.model_copy(update={"content": "Ask Bob.", "thinking": [clean, leaky, redacted]})
+    out = await guard.screen_output(
+        thoughtful, principal=_principal(), request_id="req_4", endpoint="/v1/messages"
+    )
+    assert out.thinking == [clean, redacted] and out.content == "Ask Bob."
+    only_leaky = thoughtful.model_copy(update={"thinking": [leaky]})
+    out = await guard.screen_output(
+        only_leaky, principal=_principal(), request_id="req_5", endpoint="/v1/messages"
+    )
+    assert out.thinking is None
 
 
 def test_a_bare_yaml_off_means_off(tmp_path: Path) -> None:

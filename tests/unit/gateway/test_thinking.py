@@ -295,3 +295,26 @@ def test_the_task_api_keeps_an_answers_thinking_with_its_result() -> None:
     assert done.result is not None and done.result.thinking == _done().thinking
     stored = TaskState.model_validate_json(done.model_dump_json())  # as the KV bucket keeps it
     assert stored.result is not None and stored.result.thinking == _done().thinking
+
+
+async def test_an_answer_sent_whole_into_a_stream_keeps_its_thinking() -> None:
+    """A cache replay, or an output guardrail's whole answer, streams from the result alone."""
+    task = _task(_anthropic(stream=True))
+    events = _events([e async for e in messages.stream_events(task, [_done()], _nothing_more(), timeout_s=5)])
+    starts = [e["content_block"] for e in events if e["type"] == "content_block_start"]
+    assert [b["type"] for b in starts] == ["thinking", "redacted_thinking", "text"]
+    assert starts[1] == REDACTED
+    deltas = [e["delta"] for e in events if e["type"] == "content_block_delta"]
+    assert deltas[:2] == [
+        {"type": "thinking_delta", "thinking": SIGNED["thinking"]},
+        {"type": "signature_delta", "signature": SIGNED["signature"]},
+    ]
+    raw = [
+        e
+        async for e in completions.stream_events(
+            task, [_done()], _nothing_more(), timeout_s=5, include_usage=False
+        )
+    ]
+    first, second = (orjson.loads(e[6:])["choices"][0]["delta"] for e in raw[:2])
+    assert first == {"role": "assistant", "reasoning_content": SIGNED["thinking"]}
+    assert second == {"content": "It is 18C."}

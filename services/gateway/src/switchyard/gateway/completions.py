@@ -272,15 +272,20 @@ async def stream_events(
                 yield _sse_error(item.error_message, item.error_code)
                 return
             model = item.model
-            if not started:  # an answer with no streamed text: still send it, with the role
+            if not started:  # an answer sent whole (no text streamed): still send it, with the role
+                first: dict[str, Any] = {"role": "assistant"}
+                reasoning = reasoning_text(item)
+                if reasoning:  # a cache replay or an output guardrail's whole answer: its thinking first
+                    delta = {**first, "reasoning_content": reasoning}
+                    yield _sse(chunk_body(task_id=task.task_id, created=created, model=model, delta=delta))
+                    first = {}
+                content = item.content or None if item.tool_calls else item.content
                 yield _sse(
                     chunk_body(
                         task_id=task.task_id,
                         created=created,
                         model=model,
-                        delta={"role": "assistant", "content": item.content or None}
-                        if item.tool_calls
-                        else {"role": "assistant", "content": item.content},
+                        delta={**first, "content": content},
                     )
                 )
             if item.tool_calls:

@@ -472,6 +472,13 @@ class _Blocks:
         return [*events, self.delta({"type": "text_delta", "text": text})] if text else events
 
 
+def _whole_block(block: ThinkingBlock) -> Chunk:
+    """A thinking block as the one chunk that carries it whole (`seq` is not read here)."""
+    if block.type == "redacted_thinking":
+        return Chunk(seq=0, redacted=block.data or "")
+    return Chunk(seq=0, thinking=block.thinking or "", signature=block.signature or "")
+
+
 async def stream_events(
     task: TaskSubmitted,
     head: list[Chunk | TaskCompleted],
@@ -495,7 +502,7 @@ async def stream_events(
     yield _event("ping", {})
     blocks = _Blocks()
     expected = 0
-    sent = False
+    sent = thought = False
     try:
         async for item in chained(head, rest):
             if isinstance(item, Chunk):
@@ -508,6 +515,7 @@ async def stream_events(
                     return
                 events: list[bytes] = []
                 if item.reasoning():
+                    thought = True
                     events = blocks.thinking(item)
                 elif item.delta:
                     sent = True
@@ -518,6 +526,10 @@ async def stream_events(
             if isinstance(item, TaskFailed):
                 yield _error(item.error_message)
                 return
+            if not thought:  # an answer sent whole (a cache replay, an output guardrail): its thinking too
+                for thinking in item.thinking or []:
+                    for event in blocks.thinking(_whole_block(thinking)):
+                        yield event
             if not sent and (item.content or not item.tool_calls):
                 for event in blocks.text(item.content):
                     yield event

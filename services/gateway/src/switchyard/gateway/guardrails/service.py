@@ -11,10 +11,10 @@ from typing import Literal
 
 from switchyard.common import ids
 from switchyard.common.bus import EventPublisher
-from switchyard.common.events import GuardrailTriggered, TaskCompleted
+from switchyard.common.events import GuardrailTriggered, TaskCompleted, ThinkingBlock
 from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.errors import GuardrailRefused
-from switchyard.gateway.guardrails.chain import GuardrailPolicy, load_file
+from switchyard.gateway.guardrails.chain import Chain, GuardrailPolicy, load_file
 from switchyard.gateway.guardrails.models import Finding, GuardrailConfig, Refusal
 from switchyard.gateway.metrics import GUARDRAILS
 from switchyard.gateway.schemas import ChatCompletionRequest
@@ -60,10 +60,12 @@ class Guardrails:
         if not chain.outputs:
             return done
         content, found = chain.run_output(done.content)
+        thinking, found_in_thinking = _screened_thinking(chain, done.thinking)
+        found += found_in_thinking
         if not found:
             return done
         await self._record_findings(principal, request_id, endpoint, "output", found)
-        return done.model_copy(update={"content": content})
+        return done.model_copy(update={"content": content, "thinking": thinking})
 
     async def screen_task(
         self, state: TaskState, *, principal: Principal, request_id: str, endpoint: str
@@ -74,10 +76,12 @@ class Guardrails:
         if state.result is None or not chain.outputs:
             return state
         content, found = chain.run_output(state.result.content)
+        thinking, found_in_thinking = _screened_thinking(chain, state.result.thinking)
+        found += found_in_thinking
         if not found:
             return state
         await self._record_findings(principal, request_id, endpoint, "output", found, once_for=state.id)
-        result = state.result.model_copy(update={"content": content})
+        result = state.result.model_copy(update={"content": content, "thinking": thinking})
         return state.model_copy(update={"result": result})
 
     def screens_output(self, principal: Principal) -> bool:
@@ -151,6 +155,22 @@ class Guardrails:
             )
         except Exception:  # the refusal or redaction stands; the record is what we could not make
             log.exception("could not record a guardrail event for request %s", request_id)
+
+
+def _screened_thinking(
+    chain: Chain, thinking: list[ThinkingBlock] | None
+) -> tuple[list[ThinkingBlock] | None, list[Finding]]:
+    """An answer's thinking blocks through the output hooks, as its text goes: a block they would change is
+    left out whole, since its signature covers its text (Anthropic refuses an altered block sent back, and
+    a tool loop goes on without thinking when its turn has none)."""
+    kept: list[ThinkingBlock] = []
+    found: list[Finding] = []
+    for block in thinking or []:
+        more = chain.run_output(block.thinking)[1] if block.thinking else []
+        found += more
+        if not more:
+            kept.append(block)
+    return (kept or None) if thinking else thinking, found
 
 
 def from_settings(settings: GatewaySettings, events: EventPublisher | None) -> Guardrails | None:
