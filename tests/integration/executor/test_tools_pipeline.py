@@ -625,3 +625,43 @@ async def test_the_responses_api_through_a_tool_loop_whole_and_streamed(
             model="oai/tool-call", input="and tomorrow?", previous_response_id=first.id
         )
     assert refused.value.body["param"] == "previous_response_id"  # type: ignore[index]
+
+
+async def test_claudes_thinking_goes_round_a_responses_tool_loop(
+    stack: Stack, classifier: list[TaskSubmitted]
+) -> None:
+    """Through the Responses face a Claude model's thinking is a reasoning item (summary text, the signed
+    block in encrypted_content); sent back with the function call's output, as the Responses API asks,
+    it reaches Anthropic intact: the fake refuses a tool loop with thinking whose turn lacks its block."""
+    client = _openai(stack)
+    async with client.responses.stream(
+        model="ant/tool-call",
+        input="What is the weather in Paris?",
+        tools=[FLAT_WEATHER],  # type: ignore[list-item]
+        reasoning={"effort": "low"},
+        max_output_tokens=4000,
+    ) as stream:
+        kinds = [event.type async for event in stream]
+        first = await stream.get_final_response()
+    assert stack.anthropic.requests[-1].body["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert "response.reasoning_summary_text.delta" in kinds
+    reasoning, call = first.output
+    assert reasoning.type == "reasoning" and reasoning.summary[0].text.startswith("The user asked")
+    assert call.type == "function_call" and call.name == "get_weather"
+    followup = [
+        {"role": "user", "content": "What is the weather in Paris?"},
+        *[item.model_dump(exclude_none=True) for item in first.output],
+        {"type": "function_call_output", "call_id": call.call_id, "output": "21C"},
+    ]
+    after = await client.responses.create(
+        model="ant/tool-call",
+        input=followup,  # type: ignore[arg-type]
+        tools=[FLAT_WEATHER],  # type: ignore[list-item]
+        reasoning={"effort": "low"},
+        max_output_tokens=4000,
+    )
+    sent = stack.anthropic.requests[-1].body
+    assert sent["thinking"]["budget_tokens"] == 1024  # the loop goes on with thinking: its block came back
+    assert sent["messages"][1]["content"][0]["type"] == "thinking"
+    assert sent["messages"][1]["content"][0]["thinking"] == reasoning.summary[0].text
+    assert [i.type for i in after.output] == ["reasoning", "function_call"]  # the fake calls its tool again

@@ -16,6 +16,7 @@ from switchyard.common.events import (
     TaskCompleted,
     TaskFailed,
     TaskSubmitted,
+    ThinkingBlock,
     ToolCall,
     Usage,
 )
@@ -27,6 +28,7 @@ from switchyard.gateway.tenants import Principal
 PRINCIPAL = Principal(tenant_id="acme", api_key_id="k1", user_id="u1", key_prefix="sy_test")
 WEATHER = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
 CALL = ToolCall(id="call_1", function=FunctionCall(name="get_weather", arguments='{"city": "Paris"}'))
+THOUGHT = ThinkingBlock(thinking="Let me think.", signature="c2ln")
 
 
 def _parse(**fields: Any) -> Any:
@@ -219,16 +221,25 @@ async def _events(task: TaskSubmitted, head: list[Chunk | TaskCompleted]) -> lis
 async def test_a_streamed_answer_is_the_responses_event_sequence() -> None:
     task = _task(stream=True, tools=[WEATHER])
     head: list[Chunk | TaskCompleted] = [
-        Chunk(seq=0, delta="Par", model="openai/gpt-4o-mini"),
-        Chunk(seq=1, thinking="not shown"),
-        Chunk(seq=2, delta="is."),
-        Chunk(seq=3, done=True, finish_reason="tool_calls"),
-        _done(content="Paris.", finish_reason="tool_calls", tool_calls=[CALL]),
+        Chunk(seq=0, thinking="Let me ", model="openai/gpt-4o-mini"),
+        Chunk(seq=1, thinking="think."),
+        Chunk(seq=2, signature="c2ln"),
+        Chunk(seq=3, delta="Par"),
+        Chunk(seq=4, delta="is."),
+        Chunk(seq=5, done=True, finish_reason="tool_calls"),
+        _done(content="Paris.", finish_reason="tool_calls", tool_calls=[CALL], thinking=[THOUGHT]),
     ]
     events = await _events(task, head)
     assert [e["type"] for e in events] == [
         "response.created",
         "response.in_progress",
+        "response.output_item.added",
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.done",
+        "response.reasoning_summary_part.done",
+        "response.output_item.done",
         "response.output_item.added",
         "response.content_part.added",
         "response.output_text.delta",
@@ -247,11 +258,14 @@ async def test_a_streamed_answer_is_the_responses_event_sequence() -> None:
         events[0]["response"]["status"] == "in_progress"
         and events[0]["response"]["model"] == "openai/gpt-4o-mini"
     )
-    assert events[6]["text"] == "Paris." and events[9]["output_index"] == 1
+    assert events[8]["item"] == responses.reasoning_item(task, 0, THOUGHT)  # the block, signature and all
+    assert events[13]["text"] == "Paris." and [events[9]["output_index"], events[16]["output_index"]] == [
+        1,
+        2,
+    ]
     final = events[-1]["response"]
-    assert [i["type"] for i in final["output"]] == ["message", "function_call"] and final["usage"][
-        "total_tokens"
-    ] == 23
+    assert [i["type"] for i in final["output"]] == ["reasoning", "message", "function_call"]
+    assert final["output"][0] == events[8]["item"] and final["usage"]["total_tokens"] == 23
 
 
 async def test_a_stream_that_breaks_ends_with_an_error_event_and_no_completion() -> None:
@@ -265,3 +279,25 @@ async def test_a_stream_that_breaks_ends_with_an_error_event_and_no_completion()
     assert not any(e["type"] == "response.completed" for e in events)
     gap = await _events(task, [Chunk(seq=0, delta="a"), Chunk(seq=2, delta="b")])
     assert gap[-1]["type"] == "error" and gap[-1]["code"] == "stream_gap"
+
+
+def test_thinking_travels_as_reasoning_items_and_comes_back_to_its_turn() -> None:
+    task = _task()
+    body = orjson.loads(responses.response_json(task, _done(thinking=[THOUGHT])))
+    item = body["output"][0]
+    assert item["type"] == "reasoning" and item["summary"] == [
+        {"type": "summary_text", "text": "Let me think."}
+    ]
+    assert item["encrypted_content"].startswith(responses.THINKING_CARRIER)
+    back = [
+        {"role": "user", "content": "Weather in Paris?"},
+        item,
+        {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "18C"},
+        {"type": "reasoning", "id": "rs_x", "summary": [], "encrypted_content": "gAAAAABo-openai-own"},
+        {"role": "assistant", "content": "18C in Paris."},
+    ]
+    messages = _task(input=back, tools=[WEATHER]).request.messages
+    assert messages[1].thinking == [THOUGHT] and messages[1].tool_calls is not None
+    assert messages[3].thinking is None  # OpenAI's own encrypted reasoning is left out
+    assert responses.carried_thinking(responses.THINKING_CARRIER + "not base64!") is None

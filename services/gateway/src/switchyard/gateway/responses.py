@@ -7,10 +7,18 @@ numbered by `sequence_number`.
 Stateless: Switchyard keeps no responses, so a request names its whole conversation in `input` (as Codex
 and `store: false` clients do); `previous_response_id`, `conversation` and item references are refused
 rather than answered without the context they stand for.
+
+A model's thinking (an Anthropic model's thinking blocks) is a `reasoning` item: its text as the summary,
+and the block itself, signature and all, in `encrypted_content` (Switchyard's own carrier, base64 JSON
+behind `THINKING_CARRIER`), so a client that sends output items back, as the Responses API asks, gives
+the model its thinking back within a tool loop. OpenAI's own encrypted reasoning is left out: no provider
+here can read it.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
@@ -25,6 +33,7 @@ from switchyard.common.events import (
     TaskCompleted,
     TaskFailed,
     TaskSubmitted,
+    ThinkingBlock,
     ToolCall,
     ToolSpec,
     Usage,
@@ -42,6 +51,8 @@ from switchyard.gateway.tasks import TimedOut
 
 RESPONSE_ID = "resp_"  # a response's id is this and its task's id
 MESSAGE_ITEM = "msg_"
+REASONING_ITEM = "rs_"
+THINKING_CARRIER = "switchyard.thinking.v1:"  # encrypted_content that holds a thinking block
 ROLES = ("user", "assistant", "system", "developer")
 
 # Fields that ask for what a stateless gateway cannot deliver (see `schemas.UNSUPPORTED`).
@@ -150,18 +161,23 @@ def chat_messages(items: str | list[dict[str, Any]]) -> list[ChatMessage]:
     if isinstance(items, str):
         return [ChatMessage(role="user", content=items)]
     out: list[ChatMessage] = []
+    thinking: list[ThinkingBlock] = []  # carried by reasoning items, for the assistant turn that follows
     for index, item in enumerate(items):
         kind = item.get("type", "message")
         where = f"input.{index}"
         if kind == "message":
-            out.append(_message(item, where))
+            message = _message(item, where)
+            if message.role == "assistant" and thinking:
+                message.thinking, thinking = thinking, []
+            out.append(message)
         elif kind == "function_call":
             call = _function_call(item, where)
             last = out[-1] if out else None
-            if last is not None and last.role == "assistant" and last.tool_calls is not None:
+            if last is not None and last.role == "assistant" and last.tool_calls is not None and not thinking:
                 last.tool_calls.append(call)
             else:
-                out.append(ChatMessage(role="assistant", tool_calls=[call]))
+                out.append(ChatMessage(role="assistant", tool_calls=[call], thinking=thinking or None))
+                thinking = []
         elif kind == "function_call_output":
             call_id, output = item.get("call_id"), item.get("output")
             if not isinstance(call_id, str) or not call_id:
@@ -170,7 +186,9 @@ def chat_messages(items: str | list[dict[str, Any]]) -> list[ChatMessage]:
                 )
             out.append(ChatMessage(role="tool", tool_call_id=call_id, content=_output_text(output, where)))
         elif kind == "reasoning":
-            continue
+            block = carried_thinking(item.get("encrypted_content"))
+            if block is not None:
+                thinking.append(block)
         else:
             raise InvalidRequest(
                 f"{where}: input items of type {kind!r} are not supported here (messages, function_call, "
@@ -180,6 +198,26 @@ def chat_messages(items: str | list[dict[str, Any]]) -> list[ChatMessage]:
     if not out:
         raise InvalidRequest("input: no message to answer", param="input")
     return out
+
+
+def carrier(block: ThinkingBlock) -> str:
+    """A thinking block as a reasoning item's `encrypted_content` (opaque to the client, which sends it
+    back)."""
+    raw = orjson.dumps(block.model_dump(exclude_none=True))
+    return THINKING_CARRIER + base64.urlsafe_b64encode(raw).decode()
+
+
+def carried_thinking(content: Any) -> ThinkingBlock | None:
+    """The thinking block a reasoning item carries, or None (OpenAI's own encrypted reasoning, nothing, or
+    a carrier that does not decode: the turn then goes on without it, as a tool loop begun without
+    thinking does)."""
+    if not isinstance(content, str) or not content.startswith(THINKING_CARRIER):
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(content[len(THINKING_CARRIER) :].encode())
+        return ThinkingBlock.model_validate_json(raw)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def _message(item: dict[str, Any], where: str) -> ChatMessage:
@@ -349,6 +387,16 @@ def message_item(task: TaskSubmitted, text: str, *, status: str) -> dict[str, An
     }
 
 
+def reasoning_item(task: TaskSubmitted, n: int, block: ThinkingBlock | None) -> dict[str, Any]:
+    """The `n`th thinking block of an answer as a reasoning item (None: the item as it starts, empty)."""
+    item: dict[str, Any] = {"id": f"{REASONING_ITEM}{task.task_id}_{n}", "type": "reasoning", "summary": []}
+    if block is not None:
+        if block.thinking:
+            item["summary"] = [{"type": "summary_text", "text": block.thinking}]
+        item["encrypted_content"] = carrier(block)
+    return item
+
+
 def call_item(call: ToolCall, *, status: str = "completed", arguments: str | None = None) -> dict[str, Any]:
     return {
         "id": f"fc_{call.id}",
@@ -372,7 +420,9 @@ def _ending(done: TaskCompleted) -> tuple[str, dict[str, str] | None]:
 def response_body(task: TaskSubmitted, done: TaskCompleted, *, created: int) -> dict[str, Any]:
     status, incomplete = _ending(done)
     body = _shell(task, model=done.model, created=created, status=status)
-    output = [message_item(task, done.content, status=status)] if done.content or not done.tool_calls else []
+    output = [reasoning_item(task, n, block) for n, block in enumerate(done.thinking or [])]
+    if done.content or not done.tool_calls:
+        output.append(message_item(task, done.content, status=status))
     output += [call_item(c) for c in done.tool_calls or []]
     body.update(output=output, incomplete_details=incomplete, usage=usage_json(done.usage))
     return body
@@ -394,6 +444,126 @@ class _Events:
         return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
+class _Output:
+    """A streamed response's output items, numbered as they open: reasoning items (one per thinking
+    block), the message (opened at its first text), then the function calls."""
+
+    def __init__(self, task: TaskSubmitted, event: _Events) -> None:
+        self.task = task
+        self.event = event
+        self.index = 0
+        self.thinking: ThinkingBlock | None = None  # the thinking block being streamed
+        self.thoughts = 0
+        self.message: int | None = None  # the message item's output index, once open
+        self.text: list[str] = []
+
+    def _where(self, item_id: str) -> dict[str, Any]:
+        return {"item_id": item_id, "output_index": self.index}
+
+    def reasoning(self, chunk: Chunk) -> list[bytes]:
+        """A thinking chunk: the item opens at a block's first text, its summary streams, and the block's
+        signature closes it; a redacted block is an item whole."""
+        out: list[bytes] = []
+        if chunk.redacted is not None:
+            block = ThinkingBlock(type="redacted_thinking", data=chunk.redacted)
+            item = reasoning_item(self.task, self.thoughts, block)
+            out.append(self.event("response.output_item.added", output_index=self.index, item=item))
+            out.append(self.event("response.output_item.done", output_index=self.index, item=item))
+            self.thoughts += 1
+            self.index += 1
+            return out
+        item_id = f"{REASONING_ITEM}{self.task.task_id}_{self.thoughts}"
+        at = {**self._where(item_id), "summary_index": 0}
+        if self.thinking is None:
+            self.thinking = ThinkingBlock(thinking="", signature="")
+            empty = reasoning_item(self.task, self.thoughts, None)
+            out.append(self.event("response.output_item.added", output_index=self.index, item=empty))
+            out.append(self.event("response.reasoning_summary_part.added", part=_summary(""), **at))
+        if chunk.thinking:
+            self.thinking.thinking = (self.thinking.thinking or "") + chunk.thinking
+            out.append(self.event("response.reasoning_summary_text.delta", delta=chunk.thinking, **at))
+        if chunk.signature is not None:
+            block = ThinkingBlock(thinking=self.thinking.thinking, signature=chunk.signature)
+            text = block.thinking or ""
+            item = reasoning_item(self.task, self.thoughts, block)
+            out.append(self.event("response.reasoning_summary_text.done", text=text, **at))
+            out.append(self.event("response.reasoning_summary_part.done", part=_summary(text), **at))
+            out.append(self.event("response.output_item.done", output_index=self.index, item=item))
+            self.thinking = None
+            self.thoughts += 1
+            self.index += 1
+        return out
+
+    def delta(self, text: str) -> list[bytes]:
+        out = [] if self.message is not None else self._open_message()
+        self.text.append(text)
+        return [*out, self.event("response.output_text.delta", delta=text, logprobs=[], **self._at())]
+
+    def _at(self) -> dict[str, Any]:
+        return {
+            "item_id": f"{MESSAGE_ITEM}{self.task.task_id}",
+            "output_index": self.message,
+            "content_index": 0,
+        }
+
+    def _open_message(self) -> list[bytes]:
+        self.message = self.index
+        self.index += 1
+        empty = {"type": "output_text", "text": "", "annotations": []}
+        item = {**message_item(self.task, "", status="in_progress"), "content": []}
+        return [
+            self.event("response.output_item.added", output_index=self.message, item=item),
+            self.event("response.content_part.added", part=empty, **self._at()),
+        ]
+
+    def finish(self, done: TaskCompleted, *, status: str) -> list[bytes]:
+        """The rest of an answer: thinking not streamed (an answer sent whole), its text, its calls."""
+        out: list[bytes] = []
+        if not self.thoughts and self.thinking is None:
+            for block in done.thinking or []:
+                whole = (
+                    Chunk(seq=0, redacted=block.data or "")
+                    if block.type == "redacted_thinking"
+                    else Chunk(seq=0, thinking=block.thinking or "", signature=block.signature or "")
+                )
+                out += self.reasoning(whole)
+        content = "".join(self.text) or done.content
+        if content or not done.tool_calls:
+            if self.message is None:
+                out += self._open_message()
+                if content:
+                    out.append(
+                        self.event("response.output_text.delta", delta=content, logprobs=[], **self._at())
+                    )
+            part = {"type": "output_text", "text": content, "annotations": []}
+            item = message_item(self.task, content, status=status)
+            out.append(self.event("response.output_text.done", text=content, logprobs=[], **self._at()))
+            out.append(self.event("response.content_part.done", part=part, **self._at()))
+            out.append(self.event("response.output_item.done", output_index=self.message, item=item))
+        for call in done.tool_calls or []:
+            started = call_item(call, status="in_progress", arguments="")
+            where = self._where(started["id"])
+            out.append(self.event("response.output_item.added", output_index=self.index, item=started))
+            out.append(
+                self.event("response.function_call_arguments.delta", delta=call.function.arguments, **where)
+            )
+            out.append(
+                self.event(
+                    "response.function_call_arguments.done",
+                    arguments=call.function.arguments,
+                    name=call.function.name,
+                    **where,
+                )
+            )
+            out.append(self.event("response.output_item.done", output_index=self.index, item=call_item(call)))
+            self.index += 1
+        return out
+
+
+def _summary(text: str) -> dict[str, str]:
+    return {"type": "summary_text", "text": text}
+
+
 async def stream_events(
     task: TaskSubmitted,
     head: list[Chunk | TaskCompleted],
@@ -402,97 +572,51 @@ async def stream_events(
     timeout_s: float,
     include_usage: bool = True,
 ) -> AsyncIterator[bytes]:
-    """response.created and .in_progress, the message item (opened at its first text) with its output_text
-    part and deltas, then each function call item, then response.completed (or .incomplete) with the
-    whole response and its usage. A break after output began is an `error` event and no completion: never
-    a silently cut answer. Reasoning chunks are not shown (the Responses API's reasoning items carry
-    OpenAI's encrypted content, which no other provider's thinking is)."""
+    """response.created and .in_progress, a reasoning item per thinking block, the message item (opened at
+    its first text) with its output_text part and deltas, then each function call item, then
+    response.completed (or .incomplete) with the whole response and its usage. A break after output
+    began is an `error` event and no completion: never a silently cut answer."""
     event = _Events()
     created = int(time.time())
     shell = _shell(task, model=head_model(head) or task.request.model, created=created, status="in_progress")
     yield event("response.created", response=shell)
     yield event("response.in_progress", response=shell)
-    item_id = f"{MESSAGE_ITEM}{task.task_id}"
-    at = {"item_id": item_id, "output_index": 0, "content_index": 0}
-    text: list[str] = []
-    opened = False
+    output = _Output(task, event)
     expected = 0
-
-    def open_message() -> list[bytes]:
-        nonlocal opened
-        opened = True
-        empty = {"type": "output_text", "text": "", "annotations": []}
-        item = {**message_item(task, "", status="in_progress"), "content": []}
-        return [
-            event("response.output_item.added", output_index=0, item=item),
-            event("response.content_part.added", part=empty, **at),
-        ]
-
     try:
         async for item in chained(head, rest):
             if isinstance(item, Chunk):
                 if item.seq != expected:
-                    yield event(
-                        "error",
-                        code="stream_gap",
-                        message=f"stream gap: expected chunk {expected}, got {item.seq}",
-                        param=None,
-                    )
+                    message = f"stream gap: expected chunk {expected}, got {item.seq}"
+                    yield event("error", code="stream_gap", message=message, param=None)
                     return
                 expected += 1
                 if item.error is not None:
                     yield event("error", code=item.error.code, message=item.error.message, param=None)
                     return
-                if item.delta:
-                    for opening in [] if opened else open_message():
-                        yield opening
-                    text.append(item.delta)
-                    yield event("response.output_text.delta", delta=item.delta, logprobs=[], **at)
+                events = (
+                    output.reasoning(item)
+                    if item.reasoning()
+                    else output.delta(item.delta)
+                    if item.delta
+                    else []
+                )
+                for out in events:
+                    yield out
                 continue
             if isinstance(item, TaskFailed):
                 yield event("error", code=item.error_code, message=item.error_message, param=None)
                 return
             body = response_body(task, item, created=created)
-            status = body["status"]
-            content = "".join(text) or item.content
-            index = 0
-            if content or not item.tool_calls:
-                for opening in [] if opened else open_message():
-                    yield opening
-                if not text and content:
-                    yield event("response.output_text.delta", delta=content, logprobs=[], **at)
-                part = {"type": "output_text", "text": content, "annotations": []}
-                yield event("response.output_text.done", text=content, logprobs=[], **at)
-                yield event("response.content_part.done", part=part, **at)
-                yield event(
-                    "response.output_item.done",
-                    output_index=0,
-                    item=message_item(task, content, status=status),
-                )
-                index = 1
-            for call in item.tool_calls or []:
-                started = call_item(call, status="in_progress", arguments="")
-                yield event("response.output_item.added", output_index=index, item=started)
-                where = {"item_id": started["id"], "output_index": index}
-                yield event("response.function_call_arguments.delta", delta=call.function.arguments, **where)
-                yield event(
-                    "response.function_call_arguments.done",
-                    arguments=call.function.arguments,
-                    name=call.function.name,
-                    **where,
-                )
-                yield event("response.output_item.done", output_index=index, item=call_item(call))
-                index += 1
+            for out in output.finish(item, status=body["status"]):
+                yield out
             yield event(
-                "response.completed" if status == "completed" else "response.incomplete", response=body
+                "response.completed" if body["status"] == "completed" else "response.incomplete",
+                response=body,
             )
             return
     except TimedOut:
-        yield event(
-            "error",
-            code="task_timeout",
-            message=f"The task did not finish within {timeout_s:g} s",
-            param=None,
-        )
+        message = f"The task did not finish within {timeout_s:g} s"
+        yield event("error", code="task_timeout", message=message, param=None)
     finally:
         await rest.aclose()  # type: ignore[attr-defined]
