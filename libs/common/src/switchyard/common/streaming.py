@@ -22,6 +22,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
+from switchyard.common.events.tasks import ThinkingBlock
+
 
 class ChunkError(BaseModel):
     code: str
@@ -43,6 +45,13 @@ class Chunk(BaseModel):
     def reasoning(self) -> bool:
         """A chunk of the model's reasoning (thinking text, a signature, a redacted block)."""
         return bool(self.thinking) or self.signature is not None or self.redacted is not None
+
+
+def thinking_chunk(block: ThinkingBlock) -> Chunk:
+    """A whole thinking block as the one chunk that carries it (for an answer sent whole; `seq` 0)."""
+    if block.type == "redacted_thinking":
+        return Chunk(seq=0, redacted=block.data or "")
+    return Chunk(seq=0, thinking=block.thinking or "", signature=block.signature or "")
 
 
 def encode_chunk(chunk: Chunk) -> bytes:

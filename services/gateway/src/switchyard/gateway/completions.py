@@ -73,7 +73,8 @@ async def read_body(request: Request, *, limit: int) -> bytes:
 Observe = Callable[[TaskCompleted | TaskFailed], None] | None
 
 
-def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body as the JSON object it must be (400 `invalid_json` otherwise)."""
     if not body:
         raise InvalidRequest("Request body is empty; expected a JSON object", code="invalid_json")
     try:
@@ -82,6 +83,11 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
         raise InvalidRequest(f"Request body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(raw, dict):
         raise InvalidRequest("Request body must be a JSON object", code="invalid_json")
+    return raw
+
+
+def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
+    raw = json_object(body)
     refuse_unsupported(raw)
     try:
         parsed = ChatCompletionRequest.model_validate(raw)

@@ -28,7 +28,7 @@ from switchyard.common.events import (
     Usage,
 )
 from switchyard.common.events.tasks import MIN_THINKING_BUDGET
-from switchyard.common.streaming import Chunk
+from switchyard.common.streaming import Chunk, thinking_chunk
 from switchyard.gateway.completions import chained, head_model
 from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, invalid_fields
 from switchyard.gateway.schemas import (
@@ -472,13 +472,6 @@ class _Blocks:
         return [*events, self.delta({"type": "text_delta", "text": text})] if text else events
 
 
-def _whole_block(block: ThinkingBlock) -> Chunk:
-    """A thinking block as the one chunk that carries it whole (`seq` is not read here)."""
-    if block.type == "redacted_thinking":
-        return Chunk(seq=0, redacted=block.data or "")
-    return Chunk(seq=0, thinking=block.thinking or "", signature=block.signature or "")
-
-
 async def stream_events(
     task: TaskSubmitted,
     head: list[Chunk | TaskCompleted],
@@ -528,7 +521,7 @@ async def stream_events(
                 return
             if not thought:  # an answer sent whole (a cache replay, an output guardrail): its thinking too
                 for thinking in item.thinking or []:
-                    for event in blocks.thinking(_whole_block(thinking)):
+                    for event in blocks.thinking(thinking_chunk(thinking)):
                         yield event
             if not sent and (item.content or not item.tool_calls):
                 for event in blocks.text(item.content):

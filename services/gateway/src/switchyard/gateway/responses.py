@@ -38,8 +38,8 @@ from switchyard.common.events import (
     ToolSpec,
     Usage,
 )
-from switchyard.common.streaming import Chunk
-from switchyard.gateway.completions import chained, head_model
+from switchyard.common.streaming import Chunk, thinking_chunk
+from switchyard.gateway.completions import chained, head_model, json_object
 from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, invalid_fields
 from switchyard.gateway.schemas import (
     ChatCompletionRequest,
@@ -105,14 +105,7 @@ class ResponsesRequest(BaseModel):
 
 
 def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
-    if not body:
-        raise InvalidRequest("Request body is empty; expected a JSON object", code="invalid_json")
-    try:
-        raw = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"Request body is not valid JSON: {exc}", code="invalid_json") from exc
-    if not isinstance(raw, dict):
-        raise InvalidRequest("Request body must be a JSON object", code="invalid_json")
+    raw = json_object(body)
     refuse_unsupported(raw, UNSUPPORTED)
     try:
         parsed = ResponsesRequest.model_validate(raw)
@@ -521,12 +514,7 @@ class _Output:
         out: list[bytes] = []
         if not self.thoughts and self.thinking is None:
             for block in done.thinking or []:
-                whole = (
-                    Chunk(seq=0, redacted=block.data or "")
-                    if block.type == "redacted_thinking"
-                    else Chunk(seq=0, thinking=block.thinking or "", signature=block.signature or "")
-                )
-                out += self.reasoning(whole)
+                out += self.reasoning(thinking_chunk(block))
         content = "".join(self.text) or done.content
         if content or not done.tool_calls:
             if self.message is None:
