@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 
 from switchyard.common.envelope import encode
@@ -34,6 +35,38 @@ def test_a_cancellation_counts_for_its_tenant_and_is_forgotten_after_a_while() -
     assert cancellations.asked("acme", "t1") and not cancellations.asked("other", "t1")
     clock.now += 61
     assert not cancellations.asked("acme", "t1")
+
+
+def test_a_replayed_cancellation_is_remembered_from_when_it_was_made() -> None:
+    """A replica that starts replays the last cancellations: each counts from its own time, so a replay
+    does not make an old one new."""
+    clock = Clock()
+    cancellations = Cancellations(remember_s=60, clock=clock)
+    assert cancellations.cancel("acme", "t1", age_s=50) is False
+    assert cancellations.asked("acme", "t1")
+    clock.now += 11
+    assert not cancellations.asked("acme", "t1")
+    cancellations.cancel("acme", "t2", age_s=61)  # older than the window: forgotten already
+    assert not cancellations.asked("acme", "t2")
+
+
+async def test_an_event_is_as_old_as_the_time_it_carries() -> None:
+    cancellations = Cancellations(remember_s=600)
+    long_ago, lately = datetime.now(UTC) - timedelta(minutes=11), datetime.now(UTC) - timedelta(minutes=9)
+    for task_id, at in (("old", long_ago), ("recent", lately)):
+        event = TaskCancelled(task_id=task_id, tenant_id="acme", cancelled_at=at)
+        await cancellations.on_message(encode(event, source="test", tenant_id="acme")[1])
+    assert not cancellations.asked("acme", "old") and cancellations.asked("acme", "recent")
+    # a timeout carries no time of its own: the envelope's, else when the stream stored it
+    timed_out = TaskTimedOut(task_id="late", tenant_id="acme", waited_ms=120_000.0)
+    envelope = orjson.loads(encode(timed_out, source="test", tenant_id="acme")[1])
+    await cancellations.on_message(orjson.dumps({**envelope, "time": long_ago.isoformat()}))
+    assert not cancellations.asked("acme", "late")
+    del envelope["time"]
+    await cancellations.on_message(orjson.dumps(envelope), stored_at=long_ago)
+    assert not cancellations.asked("acme", "late")
+    await cancellations.on_message(orjson.dumps(envelope), stored_at=lately)
+    assert cancellations.asked("acme", "late")
 
 
 def test_what_is_remembered_is_bounded() -> None:

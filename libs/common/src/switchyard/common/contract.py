@@ -126,7 +126,8 @@ CHANNELS: tuple[Channel, ...] = (
         "taskTimedOut",
         subjects.TASK_TIMED_OUT,
         "The gateway gave up waiting for a task's result (its client got a 504). Every executor replica "
-        "hears it on core NATS, as a cancellation: the task is stopped if it runs, skipped when it comes.",
+        "hears it from the stream (its own ordered consumer, which a starting replica replays from 10 "
+        "minutes back), as a cancellation: the task is stopped if it runs, skipped when it comes.",
         (TaskTimedOut,),
         ("gateway",),
         ("executor", "audit"),
@@ -260,10 +261,11 @@ CHANNELS: tuple[Channel, ...] = (
         subjects.TASK_CANCELLED,
         "A client cancelled a task through the gateway's task API (`DELETE /v1/tasks/{id}`), or the "
         "client of a completion went away before its answer (`reason: disconnected`): its result is not "
-        "delivered and its budget reservation is released. Executors listen on core NATS: one running "
-        "the task stops it (the provider call is cut and its tokens so far billed, estimated) and ends "
-        "it with `task_cancelled`; one that has not started it skips it. Other systems may publish it "
-        "for their own tasks (same tenant).",
+        "delivered and its budget reservation is released. Every executor replica hears it from the "
+        "stream, also one that was disconnected or restarting (a cancellation older than 10 minutes is "
+        "not applied): one running the task stops it (the provider call is cut and its tokens so far "
+        "billed, estimated) and ends it with `task_cancelled`; one that has not started it skips it. "
+        "Other systems may publish it for their own tasks (same tenant).",
         (TaskCancelled,),
         ("gateway", "external systems"),
         ("audit", "executor"),

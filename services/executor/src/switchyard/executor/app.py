@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 
 from switchyard.common import bus, ids, kv, subjects
@@ -18,7 +17,7 @@ from switchyard.common.events import ProviderCallRecorded, TaskRouted, TaskSubmi
 from switchyard.common.policy import Policy, load_policy
 from switchyard.common.providers import announce, providers_bucket
 from switchyard.common.service import Service, create_service, run_service
-from switchyard.executor import metrics
+from switchyard.executor import cancellation_feed, metrics
 from switchyard.executor.cancellations import Cancellations
 from switchyard.executor.chunks import ChunkSink
 from switchyard.executor.config import ExecutorSettings
@@ -129,15 +128,10 @@ def create(
         log.info("providers announced: %s", ", ".join(found.endpoints) or "none")
 
     async def hear_cancellations() -> None:
-        """Core NATS, so that every replica hears every cancellation (see cancellations.py)."""
-
-        async def on_cancelled(msg: Msg) -> None:
-            await cancellations.on_message(msg.data)
-
-        nc = bus.connection(service.broker)
-        for subject in (subjects.TASK_CANCELLED, subjects.TASK_TIMED_OUT):
-            sub = await nc.subscribe(subject, cb=on_cancelled)
-            service.drain.append(sub.unsubscribe)  # after the consumer stopped, while still connected
+        """From the stream, so that every replica hears every cancellation, including those published
+        before it started (see cancellation_feed.py); before the task consumer starts."""
+        sub = await cancellation_feed.follow(bus.jetstream(service.broker), cancellations)
+        service.drain.append(sub.unsubscribe)  # after the consumer stopped, while still connected
 
     async def already_answered(task: TaskSubmitted) -> bool:
         """A redelivered task whose result is already on the stream is not run (and paid for) twice.

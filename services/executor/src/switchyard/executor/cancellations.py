@@ -1,15 +1,20 @@
-"""Cancelled tasks: `switchyard.task.cancelled` heard on core NATS, so every executor replica hears it;
-and `switchyard.task.timed_out`, which the gateway publishes when it stops waiting for a task (a 504): a
-task nobody waits for is not run, or not run on, for nobody (under a backlog, the tasks whose clients
-gave up would otherwise all still run, and be paid for, when their turn came).
+"""Cancelled tasks: `switchyard.task.cancelled`, and `switchyard.task.timed_out`, which the gateway publishes
+when it stops waiting for a task (a 504): a task nobody waits for is not run, or not run on, for nobody
+(under a backlog, the tasks whose clients gave up would otherwise all still run, and be paid for, when
+their turn came).
+
+Every executor replica hears every one of them from the stream (see cancellation_feed.py), including
+those published while it was disconnected or (re)starting: a replica that starts replays the last
+`remember_s` of them before it takes its first task, so a task cancelled while no executor was there (or
+redelivered to a restarted one) is skipped rather than run and paid for.
 
 A task running here is stopped: its execution runs as a task of its own, which is cancelled, and
 `execute` ends it with `task_cancelled` (the provider call is cut and recorded with an estimate of what the
 upstream already spent, billed like a parallel loser). A task not started yet is remembered for a while,
 so it is skipped when it arrives. A cancellation names its tenant and counts only for that tenant's task.
 
-Best effort: a replica that was not connected when the event was published does not hear it, and a
-cancellation older than `remember_s` is forgotten (the task then runs as usual).
+A cancellation older than `remember_s` (by its own time, not when it was heard: a replay does not make an
+old one new) is forgotten, and the task then runs as usual.
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
-from switchyard.common.envelope import decode
+from switchyard.common.envelope import CloudEvent, decode
 from switchyard.common.errors import InvalidEvent
 from switchyard.common.events import TaskCancelled, TaskTimedOut
 
@@ -37,20 +43,23 @@ class Cancellations:
         most: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._remember_s = remember_s
+        self.remember_s = remember_s
         self._most = most
         self._clock = clock
         self._asked: OrderedDict[tuple[str, str], float] = OrderedDict()  # (tenant, task) -> when heard
         self._running: dict[tuple[str, str], asyncio.Task[Any]] = {}
 
-    def cancel(self, tenant_id: str, task_id: str) -> bool:
-        """Records the cancellation; True when the task was running here and is now being stopped."""
+    def cancel(self, tenant_id: str, task_id: str, *, age_s: float = 0.0) -> bool:
+        """Records the cancellation, made `age_s` ago; True when the task was running here and is now
+        being stopped. One older than `remember_s` (a replay brings them) is forgotten already."""
+        if age_s >= self.remember_s:
+            return False
         key = (tenant_id, task_id)
         now = self._clock()
-        self._asked[key] = now
+        self._asked[key] = now - max(age_s, 0.0)  # an event from a clock ahead of ours is new, not newer
         self._asked.move_to_end(key)
         while self._asked and (
-            len(self._asked) > self._most or next(iter(self._asked.values())) < now - self._remember_s
+            len(self._asked) > self._most or next(iter(self._asked.values())) < now - self.remember_s
         ):
             self._asked.popitem(last=False)
         running = self._running.get(key)
@@ -58,7 +67,7 @@ class Cancellations:
 
     def asked(self, tenant_id: str, task_id: str) -> bool:
         heard = self._asked.get((tenant_id, task_id))
-        return heard is not None and heard >= self._clock() - self._remember_s
+        return heard is not None and heard >= self._clock() - self.remember_s
 
     @contextmanager
     def running(self, tenant_id: str, task_id: str, run: asyncio.Task[Any]) -> Iterator[None]:
@@ -71,16 +80,29 @@ class Cancellations:
             if self._running.get(key) is run:
                 del self._running[key]
 
-    async def on_message(self, data: bytes) -> None:
-        """A message on the cancellation subject (anything else there is ignored: the audit consumer,
-        which reads the same subject from the stream, dead-letters invalid events)."""
+    async def on_message(self, data: bytes, *, stored_at: datetime | None = None) -> None:
+        """A message on a cancellation subject (anything else there is ignored: the audit consumer, which
+        reads the same subjects from the stream, dead-letters invalid events). Its age is the event's own
+        time (`cancelled_at`; the envelope's `time` for a timeout), else `stored_at`, when the stream
+        stored it, else none: an event without a time is taken as new."""
         try:
-            _, payload = decode(data, (TaskCancelled, TaskTimedOut))
+            event, payload = decode(data, (TaskCancelled, TaskTimedOut))
         except InvalidEvent as exc:
             log.debug("ignoring an invalid cancellation: %s", exc)
             return
         if not isinstance(payload, TaskCancelled | TaskTimedOut):
             return
         why = payload.reason if isinstance(payload, TaskCancelled) else "timed out: nobody waits for it"
-        if self.cancel(payload.tenant_id, payload.task_id):
+        made = _made_at(event, payload) or stored_at
+        age_s = 0.0 if made is None else time.time() - _aware(made).timestamp()
+        if self.cancel(payload.tenant_id, payload.task_id, age_s=age_s):
             log.info("task %s cancelled (%s): stopping it", payload.task_id, why)
+
+
+def _made_at(event: CloudEvent, payload: TaskCancelled | TaskTimedOut) -> datetime | None:
+    return payload.cancelled_at if isinstance(payload, TaskCancelled) else event.time
+
+
+def _aware(moment: datetime) -> datetime:
+    """A time without a zone is UTC (as the gateway writes them)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

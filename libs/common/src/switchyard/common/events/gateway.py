@@ -16,7 +16,8 @@ class TaskCancelled(EventPayload):
     """A client cancelled the task, or the client of a completion went away: its result will not be
     delivered. An executor running it stops it (its provider call is cut and billed for what the upstream
     already spent, estimated) and ends it with `task_cancelled`; one that has not started it yet skips it.
-    Best effort: an executor that was not connected when the event was published does not see it."""
+    Executors read it from the stream, so one that was disconnected or restarting hears it too; one made
+    (`cancelled_at`) longer ago than an executor remembers (10 minutes) is not applied."""
 
     EVENT_TYPE = "switchyard.task.cancelled.v1"
     SUBJECT = subjects.TASK_CANCELLED
