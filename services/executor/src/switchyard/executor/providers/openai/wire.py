@@ -12,8 +12,10 @@ from switchyard.executor.providers.base import ProviderCall, Reply, estimated_us
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
 from switchyard.executor.providers.http import parse_json, retry_after
 
-# An assistant turn's thinking blocks carry Anthropic's signatures: no other provider takes them.
-ANTHROPIC_ONLY = {"thinking"}
+# Never sent back upstream: an assistant turn's thinking blocks (Anthropic's signatures: no other provider
+# takes them), and the `reasoning_content` a client echoes from an earlier answer (the OpenAI face's, or
+# DeepSeek's: OpenAI refuses unknown message fields, DeepSeek refuses this one).
+NOT_SENT = {"thinking", "reasoning_content"}
 _CONTEXT_CODES = {"context_length_exceeded", "string_above_max_length"}
 _POLICY_CODES = {"content_filter", "content_policy_violation", "moderation_blocked"}
 
@@ -24,10 +26,7 @@ def request_body(call: ProviderCall, *, stream: bool, max_completion_tokens: boo
     body: dict[str, Any] = {
         "model": call.model,
         "messages": images_after_tool_turns(
-            [
-                unmarked(m.model_dump(mode="json", exclude_none=True, exclude=ANTHROPIC_ONLY))
-                for m in call.messages
-            ]
+            [unmarked(m.model_dump(mode="json", exclude_none=True, exclude=NOT_SENT)) for m in call.messages]
         ),
         "stream": stream,
     }
