@@ -165,6 +165,9 @@ def test_keys_are_identified_by_prefix_and_stored_hashed() -> None:
     ("extra", "refused"),
     [
         (b'"top_k":40', "top_k"),
+        (b'"mcp_servers":[{"type":"url","url":"https://mcp.example.com/sse","name":"x"}]', "mcp_servers"),
+        (b'"container":"container_011"', "container"),
+        (b'"mcp_servers":[]', None),
         (b'"thinking":{"type":"disabled"}', None),
         (b'"metadata":{"user_id":"u-1"}', None),
     ],

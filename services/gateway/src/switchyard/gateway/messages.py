@@ -87,6 +87,8 @@ class Thinking(BaseModel):
 # Anthropic request fields that ask for what is not delivered (see `schemas.UNSUPPORTED`).
 UNSUPPORTED: Unsupported = {
     "top_k": (lambda v: v is not None, "`top_k` is not passed to providers"),
+    "mcp_servers": (lambda v: bool(v), "the MCP connector is not served: give the tools as `tools`"),
+    "container": (lambda v: v is not None, "code execution containers are not served"),
 }
 
 
