@@ -665,3 +665,40 @@ async def test_claudes_thinking_goes_round_a_responses_tool_loop(
     assert sent["messages"][1]["content"][0]["type"] == "thinking"
     assert sent["messages"][1]["content"][0]["thinking"] == reasoning.summary[0].text
     assert [i.type for i in after.output] == ["reasoning", "function_call"]  # the fake calls its tool again
+
+
+async def test_claudes_thinking_goes_round_a_chat_completions_tool_loop(
+    stack: Stack, classifier: list[TaskSubmitted]
+) -> None:
+    """Through the OpenAI face a Claude model's thinking comes back as `reasoning_content` and
+    `thinking_blocks` (LiteLLM's field); an assistant message sent back with its `thinking_blocks` gives
+    Anthropic its signed block, so the tool loop goes on with thinking."""
+    client = _openai(stack)
+    first = await client.chat.completions.create(
+        model="ant/tool-call",
+        messages=ASK,  # type: ignore[arg-type]
+        tools=[WEATHER],  # type: ignore[list-item]
+        reasoning_effort="low",
+        max_tokens=4000,
+    )
+    message = first.choices[0].message
+    extra = message.model_extra or {}
+    assert message.tool_calls and extra["reasoning_content"].startswith("The user asked")
+    [block] = extra["thinking_blocks"]
+    assert block["signature"] == sign(block["thinking"])
+    call = message.tool_calls[0]
+    turns = [
+        *ASK,
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()], "thinking_blocks": [block]},
+        {"role": "tool", "tool_call_id": call.id, "content": "21C"},
+    ]
+    await client.chat.completions.create(
+        model="ant/tool-call",
+        messages=turns,  # type: ignore[arg-type]
+        tools=[WEATHER],  # type: ignore[list-item]
+        reasoning_effort="low",
+        max_tokens=4000,
+    )
+    sent = stack.anthropic.requests[-1].body
+    assert sent["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert sent["messages"][1]["content"][0] == block  # first in its turn, intact

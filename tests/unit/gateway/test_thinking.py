@@ -173,6 +173,7 @@ def test_an_answers_thinking_renders_in_both_faces() -> None:
         "role": "assistant",
         "content": "It is 18C.",
         "reasoning_content": SIGNED["thinking"],  # redacted thinking has no text to show
+        "thinking_blocks": [SIGNED, REDACTED],  # LiteLLM's field: the blocks, for a client to send back
     }
     assert (
         "reasoning_content"
@@ -263,7 +264,8 @@ async def test_streamed_thinking_is_reasoning_content_on_the_openai_face() -> No
     deltas = [orjson.loads(e[6:])["choices"][0]["delta"] for e in raw[:-1]]
     assert deltas[0] == {"role": "assistant", "reasoning_content": "The user wants"}
     assert deltas[1] == {"reasoning_content": " Paris weather."}
-    assert deltas[2:4] == [{"content": "It is "}, {"content": "18C."}]
+    assert deltas[2:4] == [{"thinking_blocks": [SIGNED]}, {"thinking_blocks": [REDACTED]}]  # each block whole
+    assert deltas[4:6] == [{"content": "It is "}, {"content": "18C."}]
     assert raw[-1] == b"data: [DONE]\n\n"
 
 
@@ -316,5 +318,32 @@ async def test_an_answer_sent_whole_into_a_stream_keeps_its_thinking() -> None:
         )
     ]
     first, second = (orjson.loads(e[6:])["choices"][0]["delta"] for e in raw[:2])
-    assert first == {"role": "assistant", "reasoning_content": SIGNED["thinking"]}
+    assert first == {
+        "role": "assistant",
+        "reasoning_content": SIGNED["thinking"],
+        "thinking_blocks": [SIGNED, REDACTED],
+    }
     assert second == {"content": "It is 18C."}
+
+
+def test_thinking_blocks_sent_back_on_the_openai_face_reach_their_turn() -> None:
+    def body(assistant: dict[str, Any]) -> bytes:
+        turns = [{"role": "user", "content": "Weather?"}, assistant, {"role": "user", "content": "And Rome?"}]
+        return orjson.dumps({"model": "auto", "messages": turns})
+
+    parsed = completions.parse_request(
+        body({"role": "assistant", "content": "18C.", "thinking_blocks": [SIGNED, REDACTED]}),
+        max_prompt_chars=1000,
+    )
+    assistant = parsed.messages[1]
+    assert assistant.thinking == [
+        ThinkingBlock(thinking=SIGNED["thinking"], signature=SIGNED["signature"]),
+        ThinkingBlock(type="redacted_thinking", data=REDACTED["data"]),
+    ]
+    assert "thinking_blocks" not in (assistant.model_extra or {})  # carried as thinking, not as an extra
+    for bad in ([{"type": "thinking", "thinking": "no signature"}], "not a list", [{"type": "other"}]):
+        with pytest.raises(InvalidRequest) as err:
+            completions.parse_request(
+                body({"role": "assistant", "content": "x", "thinking_blocks": bad}), max_prompt_chars=1000
+            )
+        assert err.value.param == "messages.1.thinking_blocks"

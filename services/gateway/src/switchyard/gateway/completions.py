@@ -11,7 +11,7 @@ import orjson
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect, Request
 
-from switchyard.common.events import ChatRequest, TaskCompleted, TaskFailed, TaskSubmitted
+from switchyard.common.events import ChatRequest, TaskCompleted, TaskFailed, TaskSubmitted, ThinkingBlock
 from switchyard.common.ids import new_id
 from switchyard.common.streaming import Chunk
 from switchyard.gateway.errors import (
@@ -94,12 +94,39 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
     except ValidationError as exc:
         raise invalid_fields(exc.errors()) from exc
     check_tool_turns(parsed)
+    take_thinking_blocks(parsed)
     chars = sum(len(m.text()) for m in parsed.messages)
     if chars > max_prompt_chars:
         raise RequestTooLarge(
             f"The prompt has {chars} characters; the limit is {max_prompt_chars}", code="prompt_too_large"
         )
     return parsed
+
+
+def take_thinking_blocks(parsed: ChatCompletionRequest) -> None:
+    """An assistant message's `thinking_blocks` (LiteLLM's field, which this face answers with too) become
+    its thinking, for an Anthropic model to be sent back within a tool loop; 400 when malformed."""
+    for n, message in enumerate(parsed.messages):
+        raw = (message.model_extra or {}).pop("thinking_blocks", None)
+        if raw is None:
+            continue
+        try:
+            blocks = [ThinkingBlock.model_validate(b) for b in raw] if isinstance(raw, list) else None
+        except ValidationError:
+            blocks = None
+        if message.role != "assistant" or blocks is None or not all(_signed(b) for b in blocks):
+            raise InvalidRequest(
+                "thinking_blocks: an assistant message's list of thinking blocks (thinking and signature, or "
+                "redacted_thinking and data), as returned",
+                param=f"messages.{n}.thinking_blocks",
+            )
+        message.thinking = blocks or None
+
+
+def _signed(block: ThinkingBlock) -> bool:
+    if block.type == "redacted_thinking":
+        return bool(block.data)
+    return block.thinking is not None and block.signature is not None
 
 
 def build_task(parsed: ChatCompletionRequest, principal: Principal, *, priority: str | None) -> TaskSubmitted:
@@ -173,6 +200,7 @@ def completion_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
             usage=done.usage,
             tool_calls=done.tool_calls,
             reasoning=reasoning_text(done),
+            thinking=done.thinking,
         )
     )
 
@@ -181,6 +209,24 @@ def reasoning_text(done: TaskCompleted) -> str | None:
     """The answer's thinking blocks as one text (redacted ones have none to show)."""
     texts = [b.thinking for b in done.thinking or [] if b.thinking]
     return "\n\n".join(texts) or None
+
+
+def thinking_json(done: TaskCompleted) -> list[dict[str, Any]]:
+    return [b.model_dump(exclude_none=True) for b in done.thinking or []]
+
+
+def _delta(chunk: Chunk, thought: list[str]) -> dict[str, Any]:
+    """A streamed chunk's delta: its text, its thinking text (`reasoning_content`), or, when a thinking
+    block ends, the whole block (`thinking_blocks`, LiteLLM's field: a client sends it back)."""
+    if chunk.delta:
+        return {"content": chunk.delta}
+    delta: dict[str, Any] = {"reasoning_content": chunk.thinking} if chunk.thinking else {}
+    if chunk.signature is not None:
+        text = "".join(thought) + (chunk.thinking or "")
+        delta["thinking_blocks"] = [{"type": "thinking", "thinking": text, "signature": chunk.signature}]
+    elif chunk.redacted is not None:
+        delta["thinking_blocks"] = [{"type": "redacted_thinking", "data": chunk.redacted}]
+    return delta
 
 
 def tool_call_deltas(done: TaskCompleted) -> dict[str, Any]:
@@ -256,6 +302,7 @@ async def stream_events(
     model = task.request.model
     expected = 0
     started = False
+    thought: list[str] = []  # the thinking block being streamed, for its `thinking_blocks` delta
     try:
         async for item in chained(head, rest):
             if isinstance(item, Chunk):
@@ -267,8 +314,12 @@ async def stream_events(
                 if item.error is not None:
                     yield _sse_error(item.error.message, item.error.code)
                     return
-                if item.delta or item.thinking:
-                    delta = {"content": item.delta} if item.delta else {"reasoning_content": item.thinking}
+                delta = _delta(item, thought)
+                if item.thinking:
+                    thought.append(item.thinking)
+                if item.signature is not None or item.redacted is not None:
+                    thought.clear()
+                if delta:
                     if not started:
                         delta = {"role": "assistant", **delta}
                     started = True
@@ -282,7 +333,7 @@ async def stream_events(
                 first: dict[str, Any] = {"role": "assistant"}
                 reasoning = reasoning_text(item)
                 if reasoning:  # a cache replay or an output guardrail's whole answer: its thinking first
-                    delta = {**first, "reasoning_content": reasoning}
+                    delta = {**first, "reasoning_content": reasoning, "thinking_blocks": thinking_json(item)}
                     yield _sse(chunk_body(task_id=task.task_id, created=created, model=model, delta=delta))
                     first = {}
                 content = item.content or None if item.tool_calls else item.content

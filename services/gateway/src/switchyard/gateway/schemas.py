@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from switchyard.common.events import ChatMessage, Reasoning, ToolCall, ToolSpec, Usage
+from switchyard.common.events import ChatMessage, Reasoning, ThinkingBlock, ToolCall, ToolSpec, Usage
 from switchyard.gateway.errors import InvalidRequest
 
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
@@ -170,12 +170,16 @@ def completion_body(
     usage: Usage,
     tool_calls: list[ToolCall] | None = None,
     reasoning: str | None = None,
+    thinking: list[ThinkingBlock] | None = None,
 ) -> dict[str, Any]:
     """`reasoning`: the model's thinking as text, in `message.reasoning_content` (the field DeepSeek, vLLM
-    and LiteLLM use; OpenAI's own chat completions return none)."""
+    and LiteLLM use; OpenAI's own chat completions return none); `thinking`: its blocks, signatures and
+    all, in `message.thinking_blocks` (LiteLLM's), which a client sends back in a tool loop."""
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if reasoning:
         message["reasoning_content"] = reasoning
+    if thinking:
+        message["thinking_blocks"] = [b.model_dump(exclude_none=True) for b in thinking]
     if tool_calls:
         message["content"] = content or None  # OpenAI sends null content with tool calls
         message["tool_calls"] = [c.model_dump(mode="json") for c in tool_calls]

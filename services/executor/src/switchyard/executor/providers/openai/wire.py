@@ -13,9 +13,10 @@ from switchyard.executor.providers.errors import ErrorKind, kind_for_status, pro
 from switchyard.executor.providers.http import parse_json, retry_after
 
 # Never sent back upstream: an assistant turn's thinking blocks (Anthropic's signatures: no other provider
-# takes them), and the `reasoning_content` a client echoes from an earlier answer (the OpenAI face's, or
+# takes them; `thinking_blocks` as LiteLLM names them), and the `reasoning_content` a client echoes from an
+# earlier answer (the OpenAI face's, or
 # DeepSeek's: OpenAI refuses unknown message fields, DeepSeek refuses this one).
-NOT_SENT = {"thinking", "reasoning_content"}
+NOT_SENT = {"thinking", "reasoning_content", "thinking_blocks"}
 _CONTEXT_CODES = {"context_length_exceeded", "string_above_max_length"}
 _POLICY_CODES = {"content_filter", "content_policy_violation", "moderation_blocked"}
 
