@@ -301,3 +301,13 @@ def test_thinking_travels_as_reasoning_items_and_comes_back_to_its_turn() -> Non
     assert messages[1].thinking == [THOUGHT] and messages[1].tool_calls is not None
     assert messages[3].thinking is None  # OpenAI's own encrypted reasoning is left out
     assert responses.carried_thinking(responses.THINKING_CARRIER + "not base64!") is None
+
+
+def test_an_answers_text_and_its_calls_sent_back_are_one_assistant_turn() -> None:
+    said = {"role": "assistant", "content": [{"type": "output_text", "text": "Checking."}]}
+    called = {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"}
+    result = {"type": "function_call_output", "call_id": "call_1", "output": "18C"}
+    asked = {"role": "user", "content": "Weather?"}
+    messages = _task(input=[asked, said, called, result], tools=[WEATHER]).request.messages
+    assert [m.role for m in messages] == ["user", "assistant", "tool"]
+    assert messages[1].text() == "Checking." and [c.id for c in messages[1].tool_calls or []] == ["call_1"]

@@ -148,9 +148,10 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
 
 def chat_messages(items: str | list[dict[str, Any]]) -> list[ChatMessage]:
     """`input` as pipeline messages: a string is one user turn; message items keep their role (text and
-    image parts), consecutive `function_call` items become one assistant turn's tool calls, and each
-    `function_call_output` a `tool` message. Reasoning items (another model's encrypted reasoning) are
-    left out: no provider here can read them."""
+    image parts), `function_call` items become the tool calls of the assistant turn they follow (its text,
+    or a turn of their own), and each `function_call_output` a `tool` message. A reasoning item that
+    carries a thinking block (`carrier`) gives it to the assistant turn that follows; others (OpenAI's own
+    encrypted reasoning) are left out: no provider here can read them."""
     if isinstance(items, str):
         return [ChatMessage(role="user", content=items)]
     out: list[ChatMessage] = []
@@ -166,8 +167,8 @@ def chat_messages(items: str | list[dict[str, Any]]) -> list[ChatMessage]:
         elif kind == "function_call":
             call = _function_call(item, where)
             last = out[-1] if out else None
-            if last is not None and last.role == "assistant" and last.tool_calls is not None and not thinking:
-                last.tool_calls.append(call)
+            if last is not None and last.role == "assistant" and not thinking:
+                last.tool_calls = [*(last.tool_calls or []), call]
             else:
                 out.append(ChatMessage(role="assistant", tool_calls=[call], thinking=thinking or None))
                 thinking = []
