@@ -16,6 +16,8 @@ scenario, also to an executor running in another process:
     garbage             200 with a body (or stream chunk) that is not JSON
     tool-call           with `tools`: a call of the first tool, arguments {"city": "Paris"} (streamed)
     cached              an answer whose usage says 1,536 of its 2,048 prompt tokens were cache hits
+    reasoner            as DeepSeek's reasoner and vLLM's reasoning parsers answer: `reasoning_content`
+                        beside the answer (streamed first, in its own deltas)
 
 A request without the right `Authorization: Bearer <key>` gets 401, as the real API answers.
 """
@@ -110,6 +112,9 @@ ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
         },
     ),
 }
+
+
+REASONING = "The user greets me. A short answer will do."
 
 
 def error_response(name: str) -> Response:
@@ -229,6 +234,9 @@ class FakeOpenAI:
         return JSONResponse(completion)
 
     def _completion(self, model: str, text: str) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        if model == "reasoner":
+            message["reasoning_content"] = REASONING
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
@@ -237,7 +245,7 @@ class FakeOpenAI:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "message": message,
                     "logprobs": None,
                     "finish_reason": "stop",
                 }
@@ -285,6 +293,9 @@ class FakeOpenAI:
             )
 
         yield chunk({"role": "assistant", "content": "", "refusal": None})
+        if model == "reasoner":
+            for piece in words(REASONING):
+                yield chunk({"reasoning_content": piece, "content": None})
         if model == "garbage":
             yield sse(b"{not json")
             return

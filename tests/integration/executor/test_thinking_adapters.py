@@ -13,8 +13,9 @@ from switchyard.common.errors import ProviderError
 from switchyard.common.events import ChatMessage, FunctionSpec, Reasoning, ThinkingBlock, ToolSpec
 from switchyard.executor.providers.anthropic import AnthropicProvider, AnthropicSettings
 from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta, ThinkingDelta
+from switchyard.executor.providers.openai import OpenAIProvider, OpenAISettings
 from tests.support.fake_anthropic import REDACTED_DATA, FakeAnthropic, sign
-from tests.support.fake_openai import BackgroundServer
+from tests.support.fake_openai import REASONING, BackgroundServer, FakeOpenAI
 
 pytestmark = pytest.mark.integration
 WEATHER = ToolSpec(function=FunctionSpec(name="get_weather", parameters={"type": "object"}))
@@ -100,3 +101,26 @@ async def test_a_tool_loop_goes_on_with_its_thinking_sent_back_intact(
     bare = (history[0], history[1].model_copy(update={"thinking": None}), history[2])
     plain = await provider.request(replace(_call(reasoning=THINK), messages=bare))
     assert not plain.thinking and "thinking" not in fake[0].requests[-1].body
+
+
+async def test_an_openai_compatible_servers_reasoning_is_unsigned_thinking() -> None:
+    """DeepSeek's and vLLM's `reasoning_content` comes back as a thinking block without a signature,
+    streamed before the text; no signature means no model is ever sent it back."""
+    server = FakeOpenAI()
+    with BackgroundServer(server.app) as running:
+        adapter = OpenAIProvider(
+            OpenAISettings(api_key=server.api_key, base_url=f"{running.url}/v1"), timeout_s=10
+        )
+        try:
+            whole = await adapter.request(_call("reasoner"))
+            parts = [p async for p in adapter.stream(_call("reasoner"))]
+        finally:
+            await adapter.aclose()
+    assert whole.thinking == (ThinkingBlock(thinking=REASONING, signature=""),)
+    assert whole.content.startswith("Hello!")
+    streamed = parts[-1]
+    assert isinstance(streamed, Reply) and streamed.thinking == whole.thinking
+    first_text = next(i for i, p in enumerate(parts) if isinstance(p, TextDelta))
+    reasoning = parts[:first_text]
+    assert "".join(p.text for p in reasoning if isinstance(p, ThinkingDelta)) == REASONING
+    assert reasoning[-1] == ThinkingDelta(signature="")  # the block ends where the text begins

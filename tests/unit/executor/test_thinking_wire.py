@@ -156,3 +156,15 @@ def test_anthropic_replies_keep_their_thinking_blocks_and_refuse_broken_ones() -
     with pytest.raises(ProviderError, match="signature") as caught:
         anthropic_wire.parse_reply(broken, ProviderCall(model="m", messages=()))
     assert caught.value.kind == "bad_response"
+
+
+def test_reasoning_another_provider_returned_is_never_sent_to_anthropic() -> None:
+    """Unsigned thinking (an OpenAI-compatible server's reasoning) is shown to clients, not sent back: a
+    loop whose turn holds only such goes on without thinking, as one without any does."""
+    unsigned = ThinkingBlock(thinking="Hm.", signature="")
+    body = _anthropic(reasoning=Reasoning(budget_tokens=1024), messages=_loop(thinking=[unsigned]))
+    assert "thinking" not in body
+    assert [b["type"] for b in body["messages"][1]["content"]] == ["text", "tool_use"]
+    mixed = _anthropic(reasoning=Reasoning(budget_tokens=1024), messages=_loop(thinking=[unsigned, THOUGHT]))
+    assert mixed["thinking"]["budget_tokens"] == 1024
+    assert [b["type"] for b in mixed["messages"][1]["content"]] == ["thinking", "text", "tool_use"]

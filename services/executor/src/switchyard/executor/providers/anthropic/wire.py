@@ -118,8 +118,14 @@ def _loop_without_thinking(messages: Sequence[ChatMessage]) -> bool:
     for message in reversed(messages):
         if message.role == "tool":
             continue
-        return message.role == "assistant" and bool(message.tool_calls) and not message.thinking
+        return message.role == "assistant" and bool(message.tool_calls) and not _anthropics(message.thinking)
     return False
+
+
+def _anthropics(thinking: Sequence[ThinkingBlock] | None) -> list[ThinkingBlock]:
+    """The thinking blocks Anthropic takes back: signed ones (by Anthropic) and redacted ones; reasoning
+    another provider returned has no signature and is left out."""
+    return [b for b in thinking or [] if b.type == "redacted_thinking" or b.signature]
 
 
 def tool_choice(choice: str | dict[str, Any] | None, parallel: bool | None) -> dict[str, Any] | None:
@@ -186,7 +192,7 @@ def split_messages(
                 for c in message.tool_calls
             ]
             content = blocks
-        if thinking and message.thinking and role == "assistant":
+        if thinking and _anthropics(message.thinking) and role == "assistant":
             rest: list[dict[str, Any]] = (
                 content
                 if isinstance(content, list)
@@ -194,7 +200,7 @@ def split_messages(
                 if content
                 else []
             )
-            content = [b.model_dump(exclude_none=True) for b in message.thinking] + rest
+            content = [b.model_dump(exclude_none=True) for b in _anthropics(message.thinking)] + rest
         out.append({"role": role, "content": content})
     if any("cache_control" in b for b in marked):
         return [b for b in marked if b["text"]], out

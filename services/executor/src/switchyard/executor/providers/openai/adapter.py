@@ -8,7 +8,14 @@ from typing import Any
 import httpx
 
 from switchyard.common.errors import ProviderError
-from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta, estimated_usage
+from switchyard.executor.providers.base import (
+    ProviderCall,
+    Reply,
+    StreamPart,
+    TextDelta,
+    ThinkingDelta,
+    estimated_usage,
+)
 from switchyard.executor.providers.errors import provider_error
 from switchyard.executor.providers.http import (
     DEFAULT_TIMEOUT_S,
@@ -23,7 +30,9 @@ from switchyard.executor.providers.openai.wire import (
     ToolCallDeltas,
     error_from_body,
     parse_reply,
+    reasoning_of,
     request_body,
+    unsigned,
     usage_of,
 )
 
@@ -69,6 +78,7 @@ class OpenAIProvider(HttpProvider):
 
     async def _parts(self, response: httpx.Response, call: ProviderCall) -> AsyncIterator[StreamPart]:
         text: list[str] = []
+        thought: list[str] = []
         tools = ToolCallDeltas()
         finish_reason: str | None = None
         model = call.model
@@ -91,7 +101,13 @@ class OpenAIProvider(HttpProvider):
                     if choice.get("index", 0) != 0:
                         continue
                     tools.add((choice.get("delta") or {}).get("tool_calls"))
+                    reasoning = reasoning_of(choice.get("delta"))
+                    if reasoning:
+                        thought.append(reasoning)
+                        yield ThinkingDelta(text=reasoning)
                     delta = (choice.get("delta") or {}).get("content")
+                    if delta and thought and not text:  # the reasoning is over: its block ends, unsigned
+                        yield ThinkingDelta(signature="")
                     if delta:
                         text.append(delta)
                         yield TextDelta(delta)
@@ -101,12 +117,15 @@ class OpenAIProvider(HttpProvider):
         if done:
             await finish_body(events)
         content = "".join(text)
+        if thought and not text:  # reasoning, then tool calls or nothing: its block ends here
+            yield ThinkingDelta(signature="")
         yield Reply(
             content=content,
             finish_reason=finish_reason or "stop",
             model=model,
             usage=usage or estimated_usage(call, content),
             tool_calls=tools.calls(),
+            thinking=(unsigned("".join(thought)),) if thought else (),
         )
 
     async def aclose(self) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from switchyard.common.errors import ProviderError
-from switchyard.common.events import FunctionCall, ToolCall, Usage
+from switchyard.common.events import FunctionCall, ThinkingBlock, ToolCall, Usage
 from switchyard.executor.providers.base import ProviderCall, Reply, estimated_usage
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
 from switchyard.executor.providers.http import parse_json, retry_after
@@ -172,13 +172,33 @@ def parse_reply(raw: bytes, call: ProviderCall) -> Reply:
     if not isinstance(content, str):
         raise provider_error("bad_response", "choices[0].message.content is not a string")
     usage = usage_of(data.get("usage")) or estimated_usage(call, content)
+    reasoning = reasoning_of(message)
     return Reply(
         content=content,
         finish_reason=choice.get("finish_reason") or "stop",
         model=str(data.get("model") or call.model),
         usage=usage,
         tool_calls=tool_calls_of(message.get("tool_calls")),
+        thinking=(unsigned(reasoning),) if reasoning else (),
     )
+
+
+def reasoning_of(message: Any) -> str:
+    """The reasoning text an OpenAI-compatible server returns beside the answer: `reasoning_content`
+    (DeepSeek, vLLM) or `reasoning` (OpenRouter, Ollama, newer vLLM); OpenAI itself returns none."""
+    if not isinstance(message, dict):
+        return ""
+    for field in ("reasoning_content", "reasoning"):
+        value = message.get(field)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def unsigned(text: str) -> ThinkingBlock:
+    """Reasoning with no signature: shown to clients as thinking, never sent back to a model (only an
+    Anthropic model takes thinking back, and only signed by Anthropic)."""
+    return ThinkingBlock(thinking=text, signature="")
 
 
 def error_from_body(status: int, raw: bytes, headers: httpx.Headers | None = None) -> ProviderError:
