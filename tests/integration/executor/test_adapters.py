@@ -325,7 +325,12 @@ async def test_tools_tool_turns_and_json_mode_speak_the_providers_protocol(
         assert body["contents"][1:] == [
             {
                 "role": "model",
-                "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}],
+                "parts": [
+                    {
+                        "functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+                        "thoughtSignature": "skip_thought_signature_validator",  # Gemini 3's sentinel
+                    }
+                ],
             },
             {
                 "role": "user",

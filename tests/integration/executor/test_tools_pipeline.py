@@ -280,7 +280,12 @@ async def test_tool_use_through_the_anthropic_face(stack: Stack, classifier: lis
     contents = stack.gemini.requests[-1].body["contents"]
     assert contents[1] == {
         "role": "model",
-        "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}],
+        "parts": [
+            {
+                "functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+                "thoughtSignature": "skip_thought_signature_validator",  # Gemini 3's sentinel
+            }
+        ],
     }
     assert contents[2] == {
         "role": "user",

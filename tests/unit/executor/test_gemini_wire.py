@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from switchyard.common.errors import ProviderError
-from switchyard.common.events import ChatMessage
+from switchyard.common.events import ChatMessage, FunctionCall, ToolCall
 from switchyard.executor.config import ExecutorSettings
 from switchyard.executor.providers.anthropic import AnthropicSettings
 from switchyard.executor.providers.base import ProviderCall
@@ -74,6 +74,32 @@ def test_roles_merge_into_alternating_turns_and_the_system_prompt_moves_out() ->
         },
         {"role": "model", "parts": [{"text": "Hello"}]},
     ]
+
+
+def test_gemini_3_and_later_get_the_signature_sentinel_on_replayed_calls() -> None:
+    """Gemini 3 refuses a replayed function call without its thought signature, which no client's tool
+    call carries: the first call of each model turn gets Google's documented sentinel; 2.x gets none."""
+    calls = [
+        ToolCall(id="c1", function=FunctionCall(name="get_weather", arguments='{"city": "Paris"}')),
+        ToolCall(id="c2", function=FunctionCall(name="get_weather", arguments='{"city": "Rome"}')),
+    ]
+    turns = (
+        ChatMessage(role="user", content="Weather in Paris and Rome?"),
+        ChatMessage(role="assistant", tool_calls=calls),
+        ChatMessage(role="tool", tool_call_id="c1", content="18C"),
+        ChatMessage(role="tool", tool_call_id="c2", content="21C"),
+    )
+
+    def model_turn(model: str) -> list[dict[str, object]]:
+        parts: list[dict[str, object]] = wire.request_body(ProviderCall(model=model, messages=turns))[
+            "contents"
+        ][1]["parts"]
+        return parts
+
+    signed = model_turn("gemini-3-pro-preview")
+    assert signed[0]["thoughtSignature"] == wire.SKIP_SIGNATURE and "thoughtSignature" not in signed[1]
+    assert model_turn("models/gemini-4-argon")[0]["thoughtSignature"] == wire.SKIP_SIGNATURE
+    assert all("thoughtSignature" not in p for p in model_turn("gemini-2.5-flash"))
 
 
 def _response(parts: list[dict[str, object]], finish: str | None, **extra: object) -> bytes:

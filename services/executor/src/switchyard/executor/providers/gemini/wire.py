@@ -58,8 +58,16 @@ def model_path(model: str, *, api_version: str, stream: bool) -> str:
     return f"{api_version}/models/{name}:{method}"
 
 
+# Google's documented sentinel for a function call replayed without the thought signature Gemini 3 and
+# later return with it (and require back, else 400 "Function call is missing a thought_signature"):
+# clients send tool calls in OpenAI's or Anthropic's shape, which has no place for Gemini's signature.
+SKIP_SIGNATURE = "skip_thought_signature_validator"
+UNSIGNED_GENERATIONS = ("gemini-1", "gemini-2")  # earlier models neither return nor require signatures
+
+
 def request_body(call: ProviderCall) -> dict[str, Any]:
-    system, contents = split_messages(call.messages)
+    signed = not call.model.removeprefix("models/").startswith(UNSIGNED_GENERATIONS)
+    system, contents = split_messages(call.messages, signed=signed)
     body: dict[str, Any] = {"contents": contents}
     if system:
         body["systemInstruction"] = {"parts": [{"text": system}]}
@@ -122,10 +130,14 @@ def function_calling_config(choice: str | dict[str, Any] | None) -> dict[str, An
     return {"mode": modes[choice]} if isinstance(choice, str) and choice in modes else None
 
 
-def split_messages(messages: Sequence[ChatMessage]) -> tuple[str, list[dict[str, Any]]]:
+def split_messages(
+    messages: Sequence[ChatMessage], *, signed: bool = False
+) -> tuple[str, list[dict[str, Any]]]:
     """System and developer messages become the system instruction; `assistant` is the `model` role; a
     tool result is a `functionResponse` part of a user turn, named by the function that was called.
-    Consecutive turns of one role are merged into one content, as the API expects turns to alternate."""
+    Consecutive turns of one role are merged into one content, as the API expects turns to alternate.
+    With `signed` (Gemini 3 and later), the first function call of each assistant turn carries the
+    `SKIP_SIGNATURE` sentinel as its thought signature (of parallel calls, Gemini signs the first)."""
     system: list[str] = []
     contents: list[dict[str, Any]] = []
     names = function_names(messages)
@@ -148,10 +160,13 @@ def split_messages(messages: Sequence[ChatMessage]) -> tuple[str, list[dict[str,
             parts += [p for p in _parts(message) if "text" not in p]  # its images, beside the response
         else:
             parts = _parts(message)
-            parts += [
+            calls: list[dict[str, Any]] = [
                 {"functionCall": {"name": c.function.name, "args": arguments_of(c)}}
                 for c in message.tool_calls or []
             ]
+            if calls and signed:
+                calls[0]["thoughtSignature"] = SKIP_SIGNATURE
+            parts += calls
         if not parts:
             continue
         if contents and contents[-1]["role"] == role:
