@@ -30,6 +30,7 @@ from switchyard.gateway.schemas import (
     chunk_body,
     completion_body,
     refuse_unsupported,
+    thinking_json,
     usage_json,
 )
 from switchyard.gateway.tasks import TaskClient, TimedOut
@@ -211,10 +212,6 @@ def reasoning_text(done: TaskCompleted) -> str | None:
     return "\n\n".join(texts) or None
 
 
-def thinking_json(done: TaskCompleted) -> list[dict[str, Any]]:
-    return [b.model_dump(exclude_none=True) for b in done.thinking or []]
-
-
 def _delta(chunk: Chunk, thought: list[str]) -> dict[str, Any]:
     """A streamed chunk's delta: its text, its thinking text (`reasoning_content`), or, when a thinking
     block ends, the whole block (`thinking_blocks`, LiteLLM's field: a client sends it back)."""
@@ -333,7 +330,11 @@ async def stream_events(
                 first: dict[str, Any] = {"role": "assistant"}
                 reasoning = reasoning_text(item)
                 if reasoning:  # a cache replay or an output guardrail's whole answer: its thinking first
-                    delta = {**first, "reasoning_content": reasoning, "thinking_blocks": thinking_json(item)}
+                    delta = {
+                        **first,
+                        "reasoning_content": reasoning,
+                        "thinking_blocks": thinking_json(item.thinking),
+                    }
                     yield _sse(chunk_body(task_id=task.task_id, created=created, model=model, delta=delta))
                     first = {}
                 content = item.content or None if item.tool_calls else item.content

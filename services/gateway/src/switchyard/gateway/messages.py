@@ -36,6 +36,7 @@ from switchyard.gateway.schemas import (
     Unsupported,
     check_tool_turns,
     refuse_unsupported,
+    thinking_json,
 )
 from switchyard.gateway.tasks import TimedOut
 
@@ -383,10 +384,6 @@ def tool_use_blocks(done: TaskCompleted) -> list[dict[str, Any]]:
     return out
 
 
-def thinking_blocks(done: TaskCompleted) -> list[dict[str, Any]]:
-    return [b.model_dump(exclude_none=True) for b in done.thinking or []]
-
-
 def message_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
     text = [{"type": "text", "text": done.content}] if done.content or not done.tool_calls else []
     return orjson.dumps(
@@ -395,7 +392,7 @@ def message_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
             "type": "message",
             "role": "assistant",
             "model": done.model,
-            "content": thinking_blocks(done) + text + tool_use_blocks(done),
+            "content": thinking_json(done.thinking) + text + tool_use_blocks(done),
             **stop_of(done),
             "usage": usage_json(done.usage),
         }

@@ -179,7 +179,7 @@ def completion_body(
     if reasoning:
         message["reasoning_content"] = reasoning
     if thinking:
-        message["thinking_blocks"] = [b.model_dump(exclude_none=True) for b in thinking]
+        message["thinking_blocks"] = thinking_json(thinking)
     if tool_calls:
         message["content"] = content or None  # OpenAI sends null content with tool calls
         message["tool_calls"] = [c.model_dump(mode="json") for c in tool_calls]
@@ -198,6 +198,11 @@ def completion_body(
         ],
         "usage": usage_json(usage),
     }
+
+
+def thinking_json(blocks: list[ThinkingBlock] | None) -> list[dict[str, Any]]:
+    """Thinking blocks as every face returns them: Anthropic's shape, as the model returned them."""
+    return [b.model_dump(exclude_none=True) for b in blocks or []]
 
 
 def usage_json(usage: Usage) -> dict[str, Any]:
