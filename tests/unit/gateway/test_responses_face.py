@@ -21,7 +21,7 @@ from switchyard.common.events import (
     Usage,
 )
 from switchyard.common.streaming import Chunk, ChunkError
-from switchyard.gateway import completions, responses
+from switchyard.gateway import completions, responses, responses_render
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.tenants import Principal
 
@@ -168,7 +168,7 @@ def _done(**kw: Any) -> TaskCompleted:
 
 def test_an_answer_is_a_response_with_its_output_items_and_usage() -> None:
     task = _task(tools=[WEATHER])
-    body = orjson.loads(responses.response_json(task, _done()))
+    body = orjson.loads(responses_render.response_json(task, _done()))
     assert body["id"] == f"resp_{task.task_id}" and body["object"] == "response"
     assert (body["status"], body["incomplete_details"]) == ("completed", None)
     assert body["output"] == [
@@ -189,7 +189,7 @@ def test_an_answer_is_a_response_with_its_output_items_and_usage() -> None:
     }
     assert body["tools"] == [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]
     calls = orjson.loads(
-        responses.response_json(task, _done(content="", finish_reason="tool_calls", tool_calls=[CALL]))
+        responses_render.response_json(task, _done(content="", finish_reason="tool_calls", tool_calls=[CALL]))
     )
     assert calls["output"] == [
         {
@@ -201,7 +201,7 @@ def test_an_answer_is_a_response_with_its_output_items_and_usage() -> None:
             "arguments": '{"city": "Paris"}',
         }
     ]
-    cut = orjson.loads(responses.response_json(task, _done(finish_reason="length")))
+    cut = orjson.loads(responses_render.response_json(task, _done(finish_reason="length")))
     assert (cut["status"], cut["incomplete_details"]) == ("incomplete", {"reason": "max_output_tokens"})
 
 
@@ -211,7 +211,7 @@ async def _nothing_more() -> AsyncIterator[Chunk | TaskCompleted | TaskFailed]:
 
 
 async def _events(task: TaskSubmitted, head: list[Chunk | TaskCompleted]) -> list[dict[str, Any]]:
-    raw = [e async for e in responses.stream_events(task, head, _nothing_more(), timeout_s=5)]
+    raw = [e async for e in responses_render.stream_events(task, head, _nothing_more(), timeout_s=5)]
     for e in raw:  # the SSE event name is the JSON's type
         name, data = e.split(b"\n", 1)
         assert name == b"event: " + orjson.loads(data[6:])["type"].encode()
@@ -258,7 +258,9 @@ async def test_a_streamed_answer_is_the_responses_event_sequence() -> None:
         events[0]["response"]["status"] == "in_progress"
         and events[0]["response"]["model"] == "openai/gpt-4o-mini"
     )
-    assert events[8]["item"] == responses.reasoning_item(task, 0, THOUGHT)  # the block, signature and all
+    assert events[8]["item"] == responses_render.reasoning_item(
+        task, 0, THOUGHT
+    )  # the block, signature and all
     assert events[13]["text"] == "Paris." and [events[9]["output_index"], events[16]["output_index"]] == [
         1,
         2,
@@ -283,7 +285,7 @@ async def test_a_stream_that_breaks_ends_with_an_error_event_and_no_completion()
 
 def test_thinking_travels_as_reasoning_items_and_comes_back_to_its_turn() -> None:
     task = _task()
-    body = orjson.loads(responses.response_json(task, _done(thinking=[THOUGHT])))
+    body = orjson.loads(responses_render.response_json(task, _done(thinking=[THOUGHT])))
     item = body["output"][0]
     assert item["type"] == "reasoning" and item["summary"] == [
         {"type": "summary_text", "text": "Let me think."}

@@ -1,0 +1,303 @@
+"""The Responses face's answers: a Response (reasoning, message and function_call items, usage), or its
+stream of typed events, each numbered by `sequence_number` (response.created, response.in_progress, the
+output items with their parts and deltas, response.completed). The request side is `responses.py`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted, ThinkingBlock, ToolCall, Usage
+from switchyard.common.streaming import Chunk, thinking_chunk
+from switchyard.gateway.completions import chained, head_model
+from switchyard.gateway.responses import MESSAGE_ITEM, REASONING_ITEM, RESPONSE_ID, carrier
+from switchyard.gateway.tasks import TimedOut
+
+
+def usage_json(usage: Usage) -> dict[str, Any]:
+    return {
+        "input_tokens": usage.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": usage.cache_read_tokens},
+        "output_tokens": usage.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def _shell(task: TaskSubmitted, *, model: str, created: int, status: str) -> dict[str, Any]:
+    """A response's fields besides its output and usage, from the request as the pipeline holds it."""
+    request = task.request
+    fmt = request.response_format or {"type": "text"}
+    if fmt.get("type") == "json_schema":
+        fmt = {"type": "json_schema", **(fmt.get("json_schema") or {})}
+    choice: Any = request.tool_choice or "auto"
+    if isinstance(choice, dict):
+        choice = {"type": "function", "name": (choice.get("function") or {}).get("name")}
+    return {
+        "id": f"{RESPONSE_ID}{task.task_id}",
+        "object": "response",
+        "created_at": created,
+        "status": status,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": None,
+        "model": model,
+        "output": [],
+        "parallel_tool_calls": request.parallel_tool_calls is not False,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "max_output_tokens": request.max_tokens,
+        "tool_choice": choice,
+        "tools": [
+            {"type": "function", **t.function.model_dump(mode="json", exclude_none=True)}
+            for t in request.tools or []
+        ],
+        "text": {"format": fmt},
+        "reasoning": {"effort": request.reasoning.level()} if request.reasoning else None,
+        "store": False,
+        "metadata": {},
+        "usage": None,
+    }
+
+
+def message_item(task: TaskSubmitted, text: str, *, status: str) -> dict[str, Any]:
+    return {
+        "id": f"{MESSAGE_ITEM}{task.task_id}",
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    }
+
+
+def reasoning_item(task: TaskSubmitted, n: int, block: ThinkingBlock | None) -> dict[str, Any]:
+    """The `n`th thinking block of an answer as a reasoning item (None: the item as it starts, empty)."""
+    item: dict[str, Any] = {"id": f"{REASONING_ITEM}{task.task_id}_{n}", "type": "reasoning", "summary": []}
+    if block is not None:
+        if block.thinking:
+            item["summary"] = [{"type": "summary_text", "text": block.thinking}]
+        item["encrypted_content"] = carrier(block)
+    return item
+
+
+def call_item(call: ToolCall, *, status: str = "completed", arguments: str | None = None) -> dict[str, Any]:
+    return {
+        "id": f"fc_{call.id}",
+        "type": "function_call",
+        "status": status,
+        "call_id": call.id,
+        "name": call.function.name,
+        "arguments": call.function.arguments if arguments is None else arguments,
+    }
+
+
+def _ending(done: TaskCompleted) -> tuple[str, dict[str, str] | None]:
+    """The response's status and incomplete_details: a cut answer is `incomplete`, as OpenAI says it."""
+    if done.finish_reason == "length":
+        return "incomplete", {"reason": "max_output_tokens"}
+    if done.finish_reason == "content_filter":
+        return "incomplete", {"reason": "content_filter"}
+    return "completed", None
+
+
+def response_body(task: TaskSubmitted, done: TaskCompleted, *, created: int) -> dict[str, Any]:
+    status, incomplete = _ending(done)
+    body = _shell(task, model=done.model, created=created, status=status)
+    output = [reasoning_item(task, n, block) for n, block in enumerate(done.thinking or [])]
+    if done.content or not done.tool_calls:
+        output.append(message_item(task, done.content, status=status))
+    output += [call_item(c) for c in done.tool_calls or []]
+    body.update(output=output, incomplete_details=incomplete, usage=usage_json(done.usage))
+    return body
+
+
+def response_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
+    return orjson.dumps(response_body(task, done, created=int(time.time())))
+
+
+class _Events:
+    """Numbered SSE events (`sequence_number` from 0), as the Responses API streams them."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+
+    def __call__(self, kind: str, **data: Any) -> bytes:
+        event = {"type": kind, "sequence_number": self.seq, **data}
+        self.seq += 1
+        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+class _Output:
+    """A streamed response's output items, numbered as they open: reasoning items (one per thinking
+    block), the message (opened at its first text), then the function calls."""
+
+    def __init__(self, task: TaskSubmitted, event: _Events) -> None:
+        self.task = task
+        self.event = event
+        self.index = 0
+        self.thinking: ThinkingBlock | None = None  # the thinking block being streamed
+        self.thoughts = 0
+        self.message: int | None = None  # the message item's output index, once open
+        self.text: list[str] = []
+
+    def _where(self, item_id: str) -> dict[str, Any]:
+        return {"item_id": item_id, "output_index": self.index}
+
+    def reasoning(self, chunk: Chunk) -> list[bytes]:
+        """A thinking chunk: the item opens at a block's first text, its summary streams, and the block's
+        signature closes it; a redacted block is an item whole."""
+        out: list[bytes] = []
+        if chunk.redacted is not None:
+            block = ThinkingBlock(type="redacted_thinking", data=chunk.redacted)
+            item = reasoning_item(self.task, self.thoughts, block)
+            out.append(self.event("response.output_item.added", output_index=self.index, item=item))
+            out.append(self.event("response.output_item.done", output_index=self.index, item=item))
+            self.thoughts += 1
+            self.index += 1
+            return out
+        item_id = f"{REASONING_ITEM}{self.task.task_id}_{self.thoughts}"
+        at = {**self._where(item_id), "summary_index": 0}
+        if self.thinking is None:
+            self.thinking = ThinkingBlock(thinking="", signature="")
+            empty = reasoning_item(self.task, self.thoughts, None)
+            out.append(self.event("response.output_item.added", output_index=self.index, item=empty))
+            out.append(self.event("response.reasoning_summary_part.added", part=_summary(""), **at))
+        if chunk.thinking:
+            self.thinking.thinking = (self.thinking.thinking or "") + chunk.thinking
+            out.append(self.event("response.reasoning_summary_text.delta", delta=chunk.thinking, **at))
+        if chunk.signature is not None:
+            block = ThinkingBlock(thinking=self.thinking.thinking, signature=chunk.signature)
+            text = block.thinking or ""
+            item = reasoning_item(self.task, self.thoughts, block)
+            out.append(self.event("response.reasoning_summary_text.done", text=text, **at))
+            out.append(self.event("response.reasoning_summary_part.done", part=_summary(text), **at))
+            out.append(self.event("response.output_item.done", output_index=self.index, item=item))
+            self.thinking = None
+            self.thoughts += 1
+            self.index += 1
+        return out
+
+    def delta(self, text: str) -> list[bytes]:
+        out = [] if self.message is not None else self._open_message()
+        self.text.append(text)
+        return [*out, self.event("response.output_text.delta", delta=text, logprobs=[], **self._at())]
+
+    def _at(self) -> dict[str, Any]:
+        return {
+            "item_id": f"{MESSAGE_ITEM}{self.task.task_id}",
+            "output_index": self.message,
+            "content_index": 0,
+        }
+
+    def _open_message(self) -> list[bytes]:
+        self.message = self.index
+        self.index += 1
+        empty = {"type": "output_text", "text": "", "annotations": []}
+        item = {**message_item(self.task, "", status="in_progress"), "content": []}
+        return [
+            self.event("response.output_item.added", output_index=self.message, item=item),
+            self.event("response.content_part.added", part=empty, **self._at()),
+        ]
+
+    def finish(self, done: TaskCompleted, *, status: str) -> list[bytes]:
+        """The rest of an answer: thinking not streamed (an answer sent whole), its text, its calls."""
+        out: list[bytes] = []
+        if not self.thoughts and self.thinking is None:
+            for block in done.thinking or []:
+                out += self.reasoning(thinking_chunk(block))
+        content = "".join(self.text) or done.content
+        if content or not done.tool_calls:
+            if self.message is None:
+                out += self._open_message()
+                if content:
+                    out.append(
+                        self.event("response.output_text.delta", delta=content, logprobs=[], **self._at())
+                    )
+            part = {"type": "output_text", "text": content, "annotations": []}
+            item = message_item(self.task, content, status=status)
+            out.append(self.event("response.output_text.done", text=content, logprobs=[], **self._at()))
+            out.append(self.event("response.content_part.done", part=part, **self._at()))
+            out.append(self.event("response.output_item.done", output_index=self.message, item=item))
+        for call in done.tool_calls or []:
+            started = call_item(call, status="in_progress", arguments="")
+            where = self._where(started["id"])
+            out.append(self.event("response.output_item.added", output_index=self.index, item=started))
+            out.append(
+                self.event("response.function_call_arguments.delta", delta=call.function.arguments, **where)
+            )
+            out.append(
+                self.event(
+                    "response.function_call_arguments.done",
+                    arguments=call.function.arguments,
+                    name=call.function.name,
+                    **where,
+                )
+            )
+            out.append(self.event("response.output_item.done", output_index=self.index, item=call_item(call)))
+            self.index += 1
+        return out
+
+
+def _summary(text: str) -> dict[str, str]:
+    return {"type": "summary_text", "text": text}
+
+
+async def stream_events(
+    task: TaskSubmitted,
+    head: list[Chunk | TaskCompleted],
+    rest: AsyncIterator[Chunk | TaskCompleted | TaskFailed],
+    *,
+    timeout_s: float,
+    include_usage: bool = True,
+) -> AsyncIterator[bytes]:
+    """response.created and .in_progress, a reasoning item per thinking block, the message item (opened at
+    its first text) with its output_text part and deltas, then each function call item, then
+    response.completed (or .incomplete) with the whole response and its usage. A break after output
+    began is an `error` event and no completion: never a silently cut answer."""
+    event = _Events()
+    created = int(time.time())
+    shell = _shell(task, model=head_model(head) or task.request.model, created=created, status="in_progress")
+    yield event("response.created", response=shell)
+    yield event("response.in_progress", response=shell)
+    output = _Output(task, event)
+    expected = 0
+    try:
+        async for item in chained(head, rest):
+            if isinstance(item, Chunk):
+                if item.seq != expected:
+                    message = f"stream gap: expected chunk {expected}, got {item.seq}"
+                    yield event("error", code="stream_gap", message=message, param=None)
+                    return
+                expected += 1
+                if item.error is not None:
+                    yield event("error", code=item.error.code, message=item.error.message, param=None)
+                    return
+                events = (
+                    output.reasoning(item)
+                    if item.reasoning()
+                    else output.delta(item.delta)
+                    if item.delta
+                    else []
+                )
+                for out in events:
+                    yield out
+                continue
+            if isinstance(item, TaskFailed):
+                yield event("error", code=item.error_code, message=item.error_message, param=None)
+                return
+            body = response_body(task, item, created=created)
+            for out in output.finish(item, status=body["status"]):
+                yield out
+            yield event(
+                "response.completed" if body["status"] == "completed" else "response.incomplete",
+                response=body,
+            )
+            return
+    except TimedOut:
+        message = f"The task did not finish within {timeout_s:g} s"
+        yield event("error", code="task_timeout", message=message, param=None)
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]
