@@ -219,6 +219,16 @@ async def check_invariants(
     return outcome, problems
 
 
+async def read_ledger(db_url: str) -> dict[int, LedgerEntry]:
+    """The ledger's rows by seq, as they are now."""
+    engine = create_engine(db_url)
+    try:
+        async with sessionmaker(engine)() as s:
+            return {r.seq: r for r in (await s.execute(select(LedgerEntry))).scalars()}
+    finally:
+        await engine.dispose()
+
+
 def percentile(values: list[float], p: float) -> float:
     if not values:
         return float("nan")

@@ -64,6 +64,7 @@ def check_syslog(records: list[dict[str, Any]], rows: dict[int, LedgerEntry], fm
         assert msg.startswith("\ufeff"), "RFC 5424 UTF-8 MSG starts with a BOM"
         got = fields_of(fmt, msg[1:])
         seq = int(got["seq"])
+        assert seq in rows, f"entry {seq} arrived but is not among the ledger rows read"
         row = rows[seq]
         sd = rec["sd"]["switchyard@32473"]
         assert (sd["seq"], sd["event_id"], sd["tenant"], sd["entry_hash"]) == (
