@@ -97,6 +97,13 @@ def test_thinking_blocks_sent_back_stay_with_their_assistant_turn() -> None:
         ({"role": "user", "content": [SIGNED]}, "belong to assistant turns"),
         ({"role": "assistant", "content": [{"type": "thinking", "thinking": "x"}]}, "signature"),
         ({"role": "assistant", "content": [{"type": "redacted_thinking"}]}, "data"),
+        (
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [SIGNED]}],
+            },
+            "not supported",
+        ),
     ],
 )
 def test_malformed_thinking_blocks_are_a_400(turn: dict[str, Any], says: str) -> None:

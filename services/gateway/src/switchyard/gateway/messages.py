@@ -140,8 +140,7 @@ def _content(content: str | list[TextBlock]) -> str | list[dict[str, Any]]:
     `cache_control`."""
     if isinstance(content, str):
         return content
-    known = (*CONTENT_BLOCKS, *TOOL_BLOCKS, *THINKING_BLOCKS)
-    unsupported = sorted({b.type for b in content if b.type not in known})
+    unsupported = sorted({b.type for b in content if b.type not in (*CONTENT_BLOCKS, *TOOL_BLOCKS)})
     if unsupported:
         raise InvalidRequest(f"content blocks of type {unsupported} are not supported here", param="messages")
     blocks = [b for b in content if b.type in CONTENT_BLOCKS]
@@ -199,9 +198,10 @@ def chat_messages(message: InputMessage) -> list[ChatMessage]:
     """One Anthropic turn as pipeline messages: `tool_use` blocks become the assistant's tool calls, and
     each `tool_result` block a `tool` message answering its call (before any text of the same turn); an
     assistant turn's thinking blocks are kept as they came, for an Anthropic model to be sent back."""
-    content = _content(message.content)
     if isinstance(message.content, str):
-        return [ChatMessage(role=message.role, content=content)]
+        return [ChatMessage(role=message.role, content=message.content)]
+    # Thinking blocks are the turn's own (read below), not content: elsewhere (a tool result) they are a 400.
+    content = _content([b for b in message.content if b.type not in THINKING_BLOCKS])
     out: list[ChatMessage] = []
     calls: list[ToolCall] = []
     thinking: list[ThinkingBlock] = []
