@@ -115,19 +115,13 @@ def take_thinking_blocks(parsed: ChatCompletionRequest) -> None:
             blocks = [ThinkingBlock.model_validate(b) for b in raw] if isinstance(raw, list) else None
         except ValidationError:
             blocks = None
-        if message.role != "assistant" or blocks is None or not all(_signed(b) for b in blocks):
+        if message.role != "assistant" or blocks is None or not all(b.complete() for b in blocks):
             raise InvalidRequest(
                 "thinking_blocks: an assistant message's list of thinking blocks (thinking and signature, or "
                 "redacted_thinking and data), as returned",
                 param=f"messages.{n}.thinking_blocks",
             )
         message.thinking = blocks or None
-
-
-def _signed(block: ThinkingBlock) -> bool:
-    if block.type == "redacted_thinking":
-        return bool(block.data)
-    return block.thinking is not None and block.signature is not None
 
 
 def build_task(parsed: ChatCompletionRequest, principal: Principal, *, priority: str | None) -> TaskSubmitted:

@@ -242,17 +242,17 @@ def chat_messages(message: InputMessage) -> list[ChatMessage]:
 
 def _thinking_block(block: TextBlock) -> ThinkingBlock:
     """A thinking block sent back: its text and signature (or a redacted block's data), unchanged."""
+    try:
+        thinking = ThinkingBlock.model_validate({**(block.model_extra or {}), "type": block.type})
+    except ValidationError:
+        thinking = None
+    if thinking is not None and thinking.complete():  # only its own fields, as Anthropic takes them back
+        if thinking.type == "redacted_thinking":
+            return ThinkingBlock(type="redacted_thinking", data=thinking.data)
+        return ThinkingBlock(thinking=thinking.thinking, signature=thinking.signature)
     if block.type == "redacted_thinking":
-        data = _extra(block, "data")
-        if not isinstance(data, str) or not data:
-            raise InvalidRequest("a redacted_thinking block needs its data", param="messages")
-        return ThinkingBlock(type="redacted_thinking", data=data)
-    thinking, signature = _extra(block, "thinking"), _extra(block, "signature")
-    if not isinstance(thinking, str) or not isinstance(signature, str):
-        raise InvalidRequest(
-            "a thinking block needs its thinking and signature, as strings", param="messages"
-        )
-    return ThinkingBlock(thinking=thinking, signature=signature)
+        raise InvalidRequest("a redacted_thinking block needs its data", param="messages")
+    raise InvalidRequest("a thinking block needs its thinking and signature, as strings", param="messages")
 
 
 def _result_content(block: TextBlock) -> str | list[dict[str, Any]]:

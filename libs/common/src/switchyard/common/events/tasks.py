@@ -63,6 +63,12 @@ class ThinkingBlock(BaseModel):
     signature: str | None = None
     data: str | None = None
 
+    def complete(self) -> bool:
+        """Whole, as a model returns it: text and signature, or a redacted block's data."""
+        if self.type == "redacted_thinking":
+            return bool(self.data)
+        return self.thinking is not None and self.signature is not None
+
 
 class Reasoning(BaseModel):
     """The client asked the model to think before it answers: an effort (OpenAI's `reasoning_effort`) or
