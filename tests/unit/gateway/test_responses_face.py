@@ -111,7 +111,7 @@ def test_text_format_and_reasoning_map_to_the_pipelines_fields() -> None:
         "json_schema": {"name": "answer", "schema": schema, "strict": True},
     }
     assert request.json_schema() == schema and request.reasoning == Reasoning(effort="high")
-    assert _task(reasoning={"effort": "none"}).request.reasoning is None
+    assert _task(reasoning={"effort": "none"}).request.reasoning == Reasoning(effort="none")
 
 
 @pytest.mark.parametrize(

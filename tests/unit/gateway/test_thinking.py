@@ -115,7 +115,12 @@ def test_malformed_thinking_blocks_are_a_400(turn: dict[str, Any], says: str) ->
 
 @pytest.mark.parametrize(
     ("effort", "reasoning"),
-    [("high", Reasoning(effort="high")), ("none", None), (None, None)],
+    [
+        ("high", Reasoning(effort="high")),
+        ("xhigh", Reasoning(effort="xhigh")),
+        ("none", Reasoning(effort="none")),  # said out loud: GPT-5.1 and later reason unless told so
+        (None, None),
+    ],
 )
 def test_openai_reasoning_effort_reaches_the_task(effort: str | None, reasoning: Reasoning | None) -> None:
     body: dict[str, Any] = {"model": "auto", "messages": [{"role": "user", "content": "x"}]}
@@ -126,7 +131,7 @@ def test_openai_reasoning_effort_reaches_the_task(effort: str | None, reasoning:
 
 
 def test_an_unknown_reasoning_effort_is_a_400() -> None:
-    body = {"model": "auto", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "max"}
+    body = {"model": "auto", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "maximal"}
     with pytest.raises(InvalidRequest) as err:
         completions.parse_request(orjson.dumps(body), max_prompt_chars=1000)
     assert err.value.param == "reasoning_effort"

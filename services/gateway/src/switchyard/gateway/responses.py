@@ -30,6 +30,7 @@ from switchyard.common.events import (
     ToolCall,
     ToolSpec,
 )
+from switchyard.common.events.tasks import ReasoningEffort
 from switchyard.gateway.completions import json_object
 from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, invalid_fields
 from switchyard.gateway.schemas import (
@@ -71,7 +72,7 @@ class FunctionTool(BaseModel):
 class ReasoningConfig(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+    effort: ReasoningEffort | None = None
 
 
 class ResponsesRequest(BaseModel):

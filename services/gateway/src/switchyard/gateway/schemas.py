@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from switchyard.common.events import ChatMessage, Reasoning, ThinkingBlock, ToolCall, ToolSpec, Usage
+from switchyard.common.events.tasks import ReasoningEffort
 from switchyard.gateway.errors import InvalidRequest
 
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
@@ -72,8 +73,9 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = Field(default=None, strict=True)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2, strict=True)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2, strict=True)
-    # OpenAI's reasoning effort ("none": no reasoning); sent to models with the `reasoning` capability.
-    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+    # OpenAI's reasoning effort ("none": no reasoning, said out loud: GPT-5.1 and later reason unless told
+    # so); sent to models with the `reasoning` capability.
+    reasoning_effort: ReasoningEffort | None = None
     _thinking: Reasoning | None = PrivateAttr(default=None)  # the Anthropic face's thinking budget
 
     @field_validator("stop")
@@ -113,7 +115,7 @@ class ChatCompletionRequest(BaseModel):
     def reasoning(self) -> Reasoning | None:
         if self._thinking is not None:
             return self._thinking
-        if self.reasoning_effort is None or self.reasoning_effort == "none":
+        if self.reasoning_effort is None:
             return None
         return Reasoning(effort=self.reasoning_effort)
 

@@ -17,11 +17,22 @@ TASK_TYPES: tuple[str, ...] = TaskType.__args__  # type: ignore[attr-defined]
 Priority = Literal["low", "normal", "high"]
 Strategy = Literal["single", "parallel", "cascade"]
 ParallelMode = Literal["race", "best_of"]
-ReasoningEffort = Literal["minimal", "low", "medium", "high"]
-# Anthropic's smallest thinking budget, and the budget an effort stands for (the same steps as Gemini's
-# OpenAI-compatible endpoint); "minimal" asks for no thinking where a model cannot think a little.
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+# Anthropic's smallest thinking budget, and the budget an effort stands for (low to high: the steps of
+# Gemini's OpenAI-compatible endpoint; xhigh and max: the largest budgets Claude's 64K-output models take).
+# "none" asks for no reasoning, said out loud (GPT-5.1 and later reason unless told so; a model that must
+# reason takes its lowest effort); "minimal" asks for no thinking where a model cannot think a little.
 MIN_THINKING_BUDGET = 1024
-EFFORT_BUDGETS: dict[str, int] = {"minimal": 0, "low": 1024, "medium": 8192, "high": 24576}
+EFFORT_BUDGETS: dict[str, int] = {
+    "none": 0,
+    "minimal": 0,
+    "low": 1024,
+    "medium": 8192,
+    "high": 24576,
+    "xhigh": 32768,
+    "max": 63999,
+}
+DisplayedThinking = Literal["summarized", "omitted"]
 
 
 class FunctionCall(BaseModel):
@@ -71,17 +82,22 @@ class ThinkingBlock(BaseModel):
 
 
 class Reasoning(BaseModel):
-    """The client asked the model to think before it answers: an effort (OpenAI's `reasoning_effort`) or
-    a token budget (Anthropic's `thinking.budget_tokens`). Each adapter sends its provider's form of it,
-    and only to models the policy gives the `reasoning` capability; the others answer without."""
+    """What the client asked of the model's thinking: an effort (OpenAI's `reasoning_effort`, Anthropic's
+    `output_config.effort`), a token budget (Anthropic's `thinking.budget_tokens`), or `adaptive`: the
+    model decides whether and how much to think, at the effort if one was given (Anthropic's
+    `thinking.type: adaptive`). `display` is Anthropic's choice of thinking shown or omitted (signature
+    only). Each adapter sends its provider's form of it, and only to models the policy gives the
+    `reasoning` capability; the others answer without."""
 
     model_config = ConfigDict(frozen=True)
 
     effort: ReasoningEffort | None = None
     budget_tokens: int | None = Field(default=None, ge=MIN_THINKING_BUDGET, le=MAX_TOKENS)
+    adaptive: bool = False
+    display: DisplayedThinking | None = None
 
     def budget(self) -> int:
-        """Thinking tokens: the budget asked for, or the effort's (0 for "minimal")."""
+        """Thinking tokens: the budget asked for, or the effort's (0 for "none" and "minimal")."""
         if self.budget_tokens is not None:
             return self.budget_tokens
         return EFFORT_BUDGETS[self.effort or "medium"]
@@ -91,7 +107,15 @@ class Reasoning(BaseModel):
         if self.effort is not None:
             return self.effort
         budget = self.budget()
-        return "low" if budget < 4096 else "medium" if budget < 16384 else "high"
+        if budget < 4096:
+            return "low"
+        if budget < 16384:
+            return "medium"
+        return "high" if budget < 32768 else "xhigh" if budget < 63999 else "max"
+
+    def thinks(self) -> bool:
+        """Whether it asks for any thinking at all ("none" and "minimal" do not)."""
+        return self.budget() > 0
 
 
 class ChatMessage(BaseModel):
