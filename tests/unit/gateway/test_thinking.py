@@ -21,8 +21,9 @@ from switchyard.common.events import (
     Usage,
 )
 from switchyard.common.streaming import Chunk
-from switchyard.gateway import completions, messages
+from switchyard.gateway import completions, messages, messages_render
 from switchyard.gateway.errors import InvalidRequest
+from switchyard.gateway.messages_render import stream_events
 from switchyard.gateway.taskapi.models import TaskState
 from switchyard.gateway.taskapi.store import with_outcome
 from switchyard.gateway.tenants import Principal
@@ -178,7 +179,7 @@ def _done(**kw: Any) -> TaskCompleted:
 
 def test_an_answers_thinking_renders_in_both_faces() -> None:
     task = _task(_anthropic(thinking={"type": "enabled", "budget_tokens": 1024}))
-    message = orjson.loads(messages.message_json(task, _done()))
+    message = orjson.loads(messages_render.message_json(task, _done()))
     assert message["content"] == [SIGNED, REDACTED, {"type": "text", "text": "It is 18C."}]
     openai = orjson.loads(completions.completion_json(task, _done()))["choices"][0]["message"]
     assert openai == {
@@ -217,7 +218,7 @@ def _events(raw: list[bytes]) -> list[dict[str, Any]]:
 async def test_streamed_thinking_is_anthropics_block_sequence() -> None:
     task = _task(_anthropic(stream=True, thinking={"type": "enabled", "budget_tokens": 1024}))
     head = [*_stream(), _done(tool_calls=None)]
-    events = _events([e async for e in messages.stream_events(task, head, _nothing_more(), timeout_s=5)])
+    events = _events([e async for e in stream_events(task, head, _nothing_more(), timeout_s=5)])
     shape = [
         (e["type"], e.get("index"), (e.get("delta") or e.get("content_block") or {}).get("type"))
         for e in events
@@ -255,7 +256,7 @@ async def test_streamed_thinking_before_tool_calls_numbers_the_blocks_on() -> No
         Chunk(seq=2, done=True, finish_reason="tool_calls"),
         _done(content="", finish_reason="tool_calls", tool_calls=[_call()]),
     ]
-    events = _events([e async for e in messages.stream_events(task, head, _nothing_more(), timeout_s=5)])
+    events = _events([e async for e in stream_events(task, head, _nothing_more(), timeout_s=5)])
     starts = [(e["index"], e["content_block"]["type"]) for e in events if e["type"] == "content_block_start"]
     assert starts == [(0, "thinking"), (1, "tool_use")]  # no empty text block between them
 
@@ -314,7 +315,7 @@ def test_the_task_api_keeps_an_answers_thinking_with_its_result() -> None:
 async def test_an_answer_sent_whole_into_a_stream_keeps_its_thinking() -> None:
     """A cache replay, or an output guardrail's whole answer, streams from the result alone."""
     task = _task(_anthropic(stream=True))
-    events = _events([e async for e in messages.stream_events(task, [_done()], _nothing_more(), timeout_s=5)])
+    events = _events([e async for e in stream_events(task, [_done()], _nothing_more(), timeout_s=5)])
     starts = [e["content_block"] for e in events if e["type"] == "content_block_start"]
     assert [b["type"] for b in starts] == ["thinking", "redacted_thinking", "text"]
     assert starts[1] == REDACTED

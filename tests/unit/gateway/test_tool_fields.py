@@ -11,7 +11,7 @@ import pytest
 
 from switchyard.common.events import FunctionCall, TaskCompleted, TaskFailed, TaskSubmitted, ToolCall, Usage
 from switchyard.common.streaming import Chunk
-from switchyard.gateway import completions, messages
+from switchyard.gateway import completions, messages, messages_render
 from switchyard.gateway.errors import APIError, InvalidRequest
 from switchyard.gateway.tenants import Principal
 
@@ -182,13 +182,13 @@ def test_tool_calls_render_in_both_faces() -> None:
     choice = orjson.loads(completions.completion_json(task, _done()))["choices"][0]
     assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
     assert choice["message"]["tool_calls"] == [CALL.model_dump(mode="json")]
-    message = orjson.loads(messages.message_json(task, _done()))
+    message = orjson.loads(messages_render.message_json(task, _done()))
     assert message["stop_reason"] == "tool_use"
     assert message["content"] == [
         {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}}
     ]
     plain = orjson.loads(
-        messages.message_json(task, _done(content="Hi", finish_reason="stop", tool_calls=None))
+        messages_render.message_json(task, _done(content="Hi", finish_reason="stop", tool_calls=None))
     )
     assert plain["content"] == [{"type": "text", "text": "Hi"}]
     assert (plain["stop_reason"], plain["stop_sequence"]) == ("end_turn", None)
@@ -199,14 +199,14 @@ async def test_the_anthropic_face_names_the_stop_sequence_that_ended_an_answer()
         completions.parse_request(_openai(), max_prompt_chars=1000), PRINCIPAL, priority=None
     )
     done = _done(content="1, 2", finish_reason="stop", tool_calls=None, stop_sequence=", 3")
-    message = orjson.loads(messages.message_json(task, done))
+    message = orjson.loads(messages_render.message_json(task, done))
     assert (message["stop_reason"], message["stop_sequence"]) == ("stop_sequence", ", 3")
 
     async def nothing_more() -> AsyncIterator[Chunk | TaskCompleted | TaskFailed]:
         return
         yield
 
-    events = [e async for e in messages.stream_events(task, [done], nothing_more(), timeout_s=5)]
+    events = [e async for e in messages_render.stream_events(task, [done], nothing_more(), timeout_s=5)]
     last_delta = next(orjson.loads(e.split(b"data: ", 1)[1]) for e in events if b"message_delta" in e[:30])
     assert last_delta["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": ", 3"}
 
@@ -231,13 +231,13 @@ async def test_prompt_cache_tokens_reach_clients_in_each_faces_terms() -> None:
         "cache_read_input_tokens": 1500,
         "cache_creation_input_tokens": 300,
     }
-    assert orjson.loads(messages.message_json(task, done))["usage"] == anthropic_usage
+    assert orjson.loads(messages_render.message_json(task, done))["usage"] == anthropic_usage
 
     async def nothing_more() -> AsyncIterator[Chunk | TaskCompleted | TaskFailed]:
         return
         yield
 
-    events = [e async for e in messages.stream_events(task, [done], nothing_more(), timeout_s=5)]
+    events = [e async for e in messages_render.stream_events(task, [done], nothing_more(), timeout_s=5)]
     last_delta = next(orjson.loads(e.split(b"data: ", 1)[1]) for e in events if b"message_delta" in e[:30])
     assert last_delta["usage"] == anthropic_usage
     chunks = [
@@ -251,7 +251,7 @@ async def test_prompt_cache_tokens_reach_clients_in_each_faces_terms() -> None:
     # no cache: the usage objects are as before, without the cache fields
     plain = _done(content="Hi", finish_reason="stop", tool_calls=None)
     assert "prompt_tokens_details" not in orjson.loads(completions.completion_json(task, plain))["usage"]
-    assert orjson.loads(messages.message_json(task, plain))["usage"] == {
+    assert orjson.loads(messages_render.message_json(task, plain))["usage"] == {
         "input_tokens": 5,
         "output_tokens": 7,
     }

@@ -1,13 +1,11 @@
 """The Anthropic Messages API (`POST /v1/messages`) as a second face of the same pipeline: its request
-becomes the pipeline's chat request, and the result is rendered as a Message, or streamed with the real
-Anthropic SSE event sequence (message_start, ping, then per content block content_block_start,
-content_block_delta..., content_block_stop, then message_delta, message_stop). Extended thinking is
-carried both ways: the request's budget, the thinking blocks of earlier turns (for an Anthropic model to be
-sent back, signatures and all), and the answer's thinking blocks, streamed before its text."""
+becomes the pipeline's chat request (answers: `messages_render`). Extended thinking is carried both ways:
+the request's thinking (a budget, or adaptive at an effort), the thinking blocks of earlier turns (for an
+Anthropic model to be sent back, signatures and all), and the answer's thinking blocks, streamed before
+its text."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any, Literal, TypeVar
 
 import orjson
@@ -19,35 +17,20 @@ from switchyard.common.events import (
     FunctionCall,
     FunctionSpec,
     Reasoning,
-    TaskCompleted,
-    TaskFailed,
-    TaskSubmitted,
     ThinkingBlock,
     ToolCall,
     ToolSpec,
-    Usage,
 )
 from switchyard.common.events.tasks import MIN_THINKING_BUDGET
-from switchyard.common.streaming import Chunk, thinking_chunk
-from switchyard.gateway.completions import chained, head_model
 from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, invalid_fields
 from switchyard.gateway.schemas import (
     ChatCompletionRequest,
     Unsupported,
     check_tool_turns,
     refuse_unsupported,
-    thinking_json,
 )
-from switchyard.gateway.tasks import TimedOut
 
 M = TypeVar("M", bound=BaseModel)
-MESSAGE_ID = "msg_"  # a message's id is this and its task's id
-STOP_REASONS = {
-    "stop": "end_turn",
-    "length": "max_tokens",
-    "tool_calls": "tool_use",
-    "content_filter": "refusal",
-}
 
 
 class TextBlock(BaseModel):
@@ -371,174 +354,3 @@ def _prompt(
     for m in parsed.messages:
         messages += chat_messages(m)
     return messages, *pipeline_tools(parsed)
-
-
-def tool_use_blocks(done: TaskCompleted) -> list[dict[str, Any]]:
-    out = []
-    for call in done.tool_calls or []:
-        try:
-            arguments = orjson.loads(call.function.arguments or "{}")
-        except orjson.JSONDecodeError:
-            arguments = {"input": call.function.arguments}
-        out.append({"type": "tool_use", "id": call.id, "name": call.function.name, "input": arguments})
-    return out
-
-
-def message_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
-    text = [{"type": "text", "text": done.content}] if done.content or not done.tool_calls else []
-    return orjson.dumps(
-        {
-            "id": f"{MESSAGE_ID}{task.task_id}",
-            "type": "message",
-            "role": "assistant",
-            "model": done.model,
-            "content": thinking_json(done.thinking) + text + tool_use_blocks(done),
-            **stop_of(done),
-            "usage": usage_json(done.usage),
-        }
-    )
-
-
-def usage_json(usage: Usage) -> dict[str, Any]:
-    """Anthropic's usage: `input_tokens` are the prompt tokens neither read from nor written to the
-    provider's prompt cache, which have fields of their own when there are any (from any provider:
-    OpenAI's and Gemini's cache hits are reads)."""
-    read, written = usage.cache_read_tokens, usage.cache_write_tokens
-    out: dict[str, Any] = {
-        "input_tokens": max(usage.prompt_tokens - read - written, 0),
-        "output_tokens": usage.completion_tokens,
-    }
-    if read or written:
-        out["cache_read_input_tokens"] = read
-        out["cache_creation_input_tokens"] = written
-    return out
-
-
-def stop_of(done: TaskCompleted) -> dict[str, Any]:
-    """`stop_reason` and `stop_sequence`: a stop sequence is named where the provider named it (an
-    Anthropic model); from other providers an answer a stop sequence ended reads `end_turn`."""
-    if done.stop_sequence is not None:
-        return {"stop_reason": "stop_sequence", "stop_sequence": done.stop_sequence}
-    return {"stop_reason": STOP_REASONS.get(done.finish_reason, "end_turn"), "stop_sequence": None}
-
-
-def _event(name: str, data: dict[str, Any]) -> bytes:
-    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps({"type": name, **data}) + b"\n\n"
-
-
-def _error(message: str, type_: str = "api_error") -> bytes:
-    return _event("error", {"error": {"type": type_, "message": message}})
-
-
-class _Blocks:
-    """A streamed message's content blocks, opened as their first delta comes (as Anthropic streams them):
-    thinking blocks, then text, then tool_use; each gets the next index and is stopped before the next
-    one starts."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.open: str | None = None  # the type of the block being streamed
-
-    def start(self, block: dict[str, Any]) -> list[bytes]:
-        events = self.stop()
-        events.append(_event("content_block_start", {"index": self.count, "content_block": block}))
-        self.open = block["type"]
-        return events
-
-    def delta(self, delta: dict[str, Any]) -> bytes:
-        return _event("content_block_delta", {"index": self.count, "delta": delta})
-
-    def stop(self) -> list[bytes]:
-        if self.open is None:
-            return []
-        self.open = None
-        self.count += 1
-        return [_event("content_block_stop", {"index": self.count - 1})]
-
-    def thinking(self, chunk: Chunk) -> list[bytes]:
-        """A reasoning chunk: a thinking block's text, its signature (which stops it), or a redacted one."""
-        if chunk.redacted is not None:
-            return [*self.start({"type": "redacted_thinking", "data": chunk.redacted}), *self.stop()]
-        events = [] if self.open == "thinking" else self.start({"type": "thinking", "thinking": ""})
-        if chunk.thinking:
-            events.append(self.delta({"type": "thinking_delta", "thinking": chunk.thinking}))
-        if chunk.signature is not None:
-            events += [self.delta({"type": "signature_delta", "signature": chunk.signature}), *self.stop()]
-        return events
-
-    def text(self, text: str) -> list[bytes]:
-        events = [] if self.open == "text" else self.start({"type": "text", "text": ""})
-        return [*events, self.delta({"type": "text_delta", "text": text})] if text else events
-
-
-async def stream_events(
-    task: TaskSubmitted,
-    head: list[Chunk | TaskCompleted],
-    rest: AsyncIterator[Chunk | TaskCompleted | TaskFailed],
-    *,
-    timeout_s: float,
-    include_usage: bool = True,
-) -> AsyncIterator[bytes]:
-    """A break after output began ends with an `error` event and no `message_stop`: never a silent cut."""
-    start: dict[str, Any] = {
-        "id": f"{MESSAGE_ID}{task.task_id}",
-        "type": "message",
-        "role": "assistant",
-        "model": head_model(head) or task.request.model,
-        "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-        "usage": {"input_tokens": 0, "output_tokens": 0},
-    }
-    yield _event("message_start", {"message": start})
-    yield _event("ping", {})
-    blocks = _Blocks()
-    expected = 0
-    sent = thought = False
-    try:
-        async for item in chained(head, rest):
-            if isinstance(item, Chunk):
-                if item.seq != expected:
-                    yield _error(f"stream gap: expected chunk {expected}, got {item.seq}")
-                    return
-                expected += 1
-                if item.error is not None:
-                    yield _error(item.error.message)
-                    return
-                events: list[bytes] = []
-                if item.reasoning():
-                    thought = True
-                    events = blocks.thinking(item)
-                elif item.delta:
-                    sent = True
-                    events = blocks.text(item.delta)
-                for event in events:
-                    yield event
-                continue
-            if isinstance(item, TaskFailed):
-                yield _error(item.error_message)
-                return
-            if not thought:  # an answer sent whole (a cache replay, an output guardrail): its thinking too
-                for thinking in item.thinking or []:
-                    for event in blocks.thinking(thinking_chunk(thinking)):
-                        yield event
-            if not sent and (item.content or not item.tool_calls):
-                for event in blocks.text(item.content):
-                    yield event
-            for event in blocks.stop():
-                yield event
-            for block in tool_use_blocks(item):
-                arguments = orjson.dumps(block["input"]).decode()
-                for event in blocks.start({**block, "input": {}}):
-                    yield event
-                yield blocks.delta({"type": "input_json_delta", "partial_json": arguments})
-                for event in blocks.stop():
-                    yield event
-            delta = stop_of(item)
-            yield _event("message_delta", {"delta": delta, "usage": usage_json(item.usage)})
-            yield _event("message_stop", {})
-            return
-    except TimedOut:
-        yield _error(f"The task did not finish within {timeout_s:g} s", "timeout_error")
-    finally:
-        await rest.aclose()  # type: ignore[attr-defined]

@@ -17,7 +17,7 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from switchyard.common.events import TaskCompleted, TaskSubmitted
-from switchyard.gateway import completions, messages, overhead, responses, responses_render
+from switchyard.gateway import completions, messages, messages_render, overhead, responses, responses_render
 from switchyard.gateway.admission import Pass
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.cache import replay
@@ -69,7 +69,7 @@ class Face:
 
 
 OPENAI = Face(completions.parse_request, completions.completion_json, completions.stream_events)
-ANTHROPIC = Face(messages.parse_request, messages.message_json, messages.stream_events)
+ANTHROPIC = Face(messages.parse_request, messages_render.message_json, messages_render.stream_events)
 RESPONSES = Face(responses.parse_request, responses_render.response_json, responses_render.stream_events)
 
 

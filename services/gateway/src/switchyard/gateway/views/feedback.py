@@ -19,7 +19,7 @@ from switchyard.common.events.feedback import FeedbackReason, Rating, TaskFeedba
 from switchyard.common.events.tasks import TaskType
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.errors import Conflict, NotFound
-from switchyard.gateway.messages import MESSAGE_ID
+from switchyard.gateway.messages_render import MESSAGE_ID
 from switchyard.gateway.responses import RESPONSE_ID
 from switchyard.gateway.schemas import COMPLETION_ID
 from switchyard.gateway.state import gateway_of
