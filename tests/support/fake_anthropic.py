@@ -3,7 +3,8 @@ sequence (message_start, content_block_start, ping, content_block_delta..., cont
 message_delta, message_stop), and the real error bodies and status codes. The model name picks the
 behaviour, as in `fake_openai` (error-<status>: 401, 404, 429 + Retry-After, 500, 503, 529;
 error-context, error-policy, flaky-<n>, limited-<n>, slow-<seconds>, break, stream-error, garbage;
-tool-call with tools: a `tool_use` of the first tool, input {"city": "Paris"}, streamed as
+tool-call with tools, or a name ending in `:tool-call` (`claude-opus-4-7:tool-call`: a named model's
+thinking rules with this behaviour): a `tool_use` of the first tool, input {"city": "Paris"}, streamed as
 `input_json_delta`s).
 
 Requests without the `x-api-key` the server was given get 401; without `anthropic-version`, or without
@@ -14,6 +15,10 @@ Extended thinking as the API does it: `thinking` is checked (a budget of at leas
 signature is an HMAC of its text (model `redacted`: a redacted_thinking block after it), streamed as
 thinking_delta and signature_delta events; thinking blocks sent back must carry a valid signature, and a
 tool loop continued with thinking must send its assistant turn's thinking block first (the API's 400s).
+Adaptive thinking by model name, as Claude's models take it: `claude-opus-4-6` and `claude-sonnet-4-6`
+take a budget or adaptive thinking, Opus 4.7 and later, the Claude 5 models, Mythos and Fable only
+adaptive thinking (a budget is a 400), other names only a budget; `output_config.effort` is checked
+against the levels each takes; `display: omitted` returns a thinking block without its text.
 """
 
 from __future__ import annotations
@@ -124,7 +129,7 @@ class FakeAnthropic:
         await asyncio.sleep(slow_seconds(model))
         text, hit = stopped_at(answer_text(body), body.get("stop_sequences"))
         thoughts = thinking_blocks(body, model)
-        if model == "tool-call" and body.get("tools"):
+        if (model == "tool-call" or model.endswith(":tool-call")) and body.get("tools"):
             return self._tool_use(body, thoughts)
         if body.get("stream"):
             return StreamingResponse(self._stream(model, text, hit, thoughts), media_type="text/event-stream")
@@ -155,7 +160,7 @@ class FakeAnthropic:
     def _tool_use(self, body: dict[str, Any], thoughts: list[dict[str, Any]]) -> Response:
         name = (body.get("tools") or [{}])[0].get("name", "unknown")
         block = {"type": "tool_use", "id": "toolu_fake_1", "name": name, "input": {"city": "Paris"}}
-        message = self._message("tool-call", "")
+        message = self._message(str(body.get("model")), "")
         message.update(content=[*thoughts, block], stop_reason="tool_use")
         message["usage"]["output_tokens"] += thinking_tokens(thoughts)
         if not body.get("stream"):
@@ -238,11 +243,38 @@ def sign(thinking: str) -> str:
     return base64.b64encode(hmac.new(SIGNING_KEY, thinking.encode(), hashlib.sha256).digest()).decode()
 
 
+# Which thinking a model takes, by name (Claude 4.6 added adaptive thinking; Opus 4.7 and later, and the
+# Mythos and Fable models, take only adaptive thinking); other names take only a budget.
+ADAPTIVE_ONLY = (
+    "claude-opus-4-7",
+    "claude-opus-4-8",
+    "claude-opus-5",
+    "claude-sonnet-5",
+    "claude-haiku-5",
+    "claude-mythos",
+    "claude-fable",
+)
+ADAPTIVE_TOO = ("claude-opus-4-6", "claude-sonnet-4-6")
+EFFORTS = ("low", "medium", "high")
+OMITTED = "omitted."  # a signature for a block whose thinking was left out (`display: omitted`)
+
+
+def efforts(model: str) -> tuple[str, ...]:
+    """The `output_config.effort` values a model takes: `max` from Opus 4.6, `xhigh` from Opus 4.7."""
+    if model.startswith(ADAPTIVE_ONLY):
+        return (*EFFORTS, "xhigh", "max")
+    return (*EFFORTS, "max") if model.startswith("claude-opus-4-6") else EFFORTS
+
+
 def thinking_blocks(body: dict[str, Any], model: str) -> list[dict[str, Any]]:
-    """The answer's thinking blocks, when the request enabled thinking."""
-    if (body.get("thinking") or {}).get("type") != "enabled":
+    """The answer's thinking blocks, when the request asked for thinking (a budget, or adaptive: the fake
+    always thinks then)."""
+    thinking = body.get("thinking") or {}
+    if thinking.get("type") not in ("enabled", "adaptive"):
         return []
     thought = f"The user asked: {answer_text(body).removeprefix('Hello! You said: ')[:60]}. Answer briefly."
+    if thinking.get("display") == "omitted":
+        return [{"type": "thinking", "thinking": "", "signature": OMITTED + sign(thought)}]
     blocks = [{"type": "thinking", "thinking": thought, "signature": sign(thought)}]
     if model == "redacted":
         blocks.append({"type": "redacted_thinking", "data": REDACTED_DATA})
@@ -281,23 +313,41 @@ def thinking_events(index: int, block: dict[str, Any]) -> list[bytes]:
 def thinking_refusal(body: dict[str, Any]) -> str | None:
     """What the API answers with a 400 about thinking, or None."""
     thinking = body.get("thinking")
+    model = str(body.get("model") or "")
     for message in body.get("messages") or []:
         for block in message.get("content") if isinstance(message.get("content"), list) else []:
-            if block.get("type") == "thinking" and block.get("signature") != sign(block.get("thinking", "")):
+            if block.get("type") == "thinking" and not _signed(block):
                 return "Invalid `signature` in `thinking` block"
+    effort = (body.get("output_config") or {}).get("effort")
+    if effort is not None and effort not in efforts(model):
+        allowed = ", ".join(f"'{e}'" for e in efforts(model))
+        return f"output_config.effort: Input should be {allowed} for this model"
     if thinking is None or thinking.get("type") == "disabled":
         return None
-    budget = thinking.get("budget_tokens")
-    if thinking.get("type") != "enabled" or not isinstance(budget, int):
-        return "thinking: budget_tokens: Field required"
-    if budget < 1024:
-        return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
-    if budget >= body.get("max_tokens", 0):
-        return "`max_tokens` must be greater than `thinking.budget_tokens`"
+    if thinking.get("type") == "adaptive":
+        if not model.startswith(ADAPTIVE_ONLY + ADAPTIVE_TOO):
+            return "thinking.type: adaptive thinking is not supported on this model"
+        if "budget_tokens" in thinking:
+            return "thinking.adaptive.budget_tokens: Extra inputs are not permitted"
+    elif model.startswith(ADAPTIVE_ONLY):
+        return (
+            "thinking.type.enabled is not supported for this model. Use thinking.type.adaptive and "
+            "output_config.effort to control thinking behavior."
+        )
+    else:
+        budget = thinking.get("budget_tokens")
+        if thinking.get("type") != "enabled" or not isinstance(budget, int):
+            return "thinking: budget_tokens: Field required"
+        if budget < 1024:
+            return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+        if budget >= body.get("max_tokens", 0):
+            return "`max_tokens` must be greater than `thinking.budget_tokens`"
     if body.get("temperature") not in (None, 1):
         return "`temperature` may only be set to 1 when thinking is enabled"
     if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
         return "Thinking may not be enabled when tool_choice forces tool use."
+    if thinking.get("type") == "adaptive":  # the model may have answered a turn without thinking
+        return None
     turns = body.get("messages") or []
     if turns and turns[-1].get("role") == "user" and _tool_results(turns[-1]) and len(turns) > 1:
         last = turns[-2].get("content")
@@ -308,6 +358,14 @@ def thinking_refusal(body: dict[str, Any]) -> str | None:
                 "message must start with a thinking block."
             )
     return None
+
+
+def _signed(block: dict[str, Any]) -> bool:
+    """A thinking block as this fake returned it: its text signed, or left out with an omitted mark."""
+    signature = str(block.get("signature") or "")
+    if signature.startswith(OMITTED) and not block.get("thinking"):
+        return True
+    return signature == sign(block.get("thinking", ""))
 
 
 def _tool_results(message: dict[str, Any]) -> bool:

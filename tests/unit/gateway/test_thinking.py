@@ -64,7 +64,9 @@ def test_a_thinking_budget_reaches_the_task() -> None:
         ({"type": "enabled", "budget_tokens": 4096}, "thinking.budget_tokens", "greater than"),
         ({"type": "enabled", "budget_tokens": 512}, "thinking.budget_tokens", "1024"),
         ({"type": "enabled", "budget_tokens": "2048"}, "thinking.budget_tokens", ""),
-        ({"type": "adaptive"}, "thinking.type", ""),
+        ({"type": "adaptive", "budget_tokens": 2048}, "thinking.budget_tokens", "only `enabled`"),
+        ({"type": "sometimes"}, "thinking.type", ""),
+        ({"type": "adaptive", "display": "full"}, "thinking.display", ""),
     ],
 )
 def test_thinking_that_anthropic_would_refuse_is_a_400(
@@ -73,6 +75,33 @@ def test_thinking_that_anthropic_would_refuse_is_a_400(
     with pytest.raises(InvalidRequest) as err:
         messages.parse_request(_anthropic(thinking=thinking), max_prompt_chars=1000)
     assert err.value.status == 400 and err.value.param == param and says in err.value.message
+
+
+def test_adaptive_thinking_and_its_effort_reach_the_task() -> None:
+    """Claude Code's thinking on Claude 4.6 and later: adaptive, at an effort, its display choice kept."""
+    adaptive = {"type": "adaptive", "display": "summarized"}
+    task = _task(_anthropic(thinking=adaptive, output_config={"effort": "xhigh"}))
+    assert task.request.reasoning == Reasoning(adaptive=True, effort="xhigh", display="summarized")
+    assert _task(_anthropic(thinking={"type": "adaptive"})).request.reasoning == Reasoning(adaptive=True)
+    budget = _task(
+        _anthropic(thinking={"type": "enabled", "budget_tokens": 2048}, output_config={"effort": "low"})
+    )
+    assert budget.request.reasoning == Reasoning(budget_tokens=2048, effort="low")
+    # thinking off: `between_tools` only adds progress notes; an effort alone is not a reasoning effort
+    for off in ({"type": "between_tools"}, {"type": "disabled"}):
+        assert _task(_anthropic(thinking=off, output_config={"effort": "low"})).request.reasoning is None
+    with pytest.raises(InvalidRequest) as err:
+        messages.parse_request(_anthropic(output_config={"effort": "extreme"}), max_prompt_chars=1000)
+    assert err.value.param == "output_config.effort"
+
+
+def test_structured_outputs_become_a_json_schema_answer() -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    task = _task(_anthropic(output_config={"format": {"type": "json_schema", "schema": schema}}))
+    assert task.request.json_schema() == schema and task.request.json_format() is not None
+    with pytest.raises(InvalidRequest) as err:
+        messages.parse_request(_anthropic(output_config={"format": {"type": "xml"}}), max_prompt_chars=1000)
+    assert err.value.param is not None and err.value.param.startswith("output_config.format")
 
 
 def test_thinking_blocks_sent_back_stay_with_their_assistant_turn() -> None:

@@ -21,7 +21,7 @@ from switchyard.common.events import (
     ToolCall,
     ToolSpec,
 )
-from switchyard.common.events.tasks import MIN_THINKING_BUDGET
+from switchyard.common.events.tasks import MIN_THINKING_BUDGET, DisplayedThinking
 from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, invalid_fields
 from switchyard.gateway.schemas import (
     ChatCompletionRequest,
@@ -62,10 +62,30 @@ class ToolChoice(BaseModel):
 
 
 class Thinking(BaseModel):
-    """Extended thinking: `enabled` with a budget of at least 1,024 tokens, below `max_tokens`."""
+    """Claude's thinking: `enabled` with a budget (at least 1,024 tokens, below `max_tokens`); `adaptive`
+    (Claude 4.6 and later: the model decides whether and how much to think, at `output_config.effort`);
+    `disabled`; or `between_tools` (thinking off, the model's progress notes between tool calls returned
+    as thinking blocks: served as `disabled`, the answer is the same without the notes). `display`:
+    thinking shown (`summarized`) or left out with only its signature (`omitted`)."""
 
-    type: Literal["enabled", "disabled"]
+    type: Literal["enabled", "disabled", "adaptive", "between_tools"]
     budget_tokens: int | None = Field(default=None, ge=MIN_THINKING_BUDGET, strict=True)
+    display: DisplayedThinking | None = None
+
+
+class OutputFormat(BaseModel):
+    """Structured outputs: the answer is one JSON value matching `schema`."""
+
+    type: Literal["json_schema"]
+    json_schema: dict[str, Any] = Field(alias="schema")
+
+
+class OutputConfig(BaseModel):
+    """`effort`: how much the model spends on its answer, thinking included (with thinking off it is not
+    passed on: the pipeline's effort is a reasoning effort); `format`: structured outputs."""
+
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    format: OutputFormat | None = None
 
 
 # Anthropic request fields that ask for what is not delivered (see `schemas.UNSUPPORTED`).
@@ -96,19 +116,41 @@ class MessagesRequest(CountTokensRequest):
     top_p: float | None = Field(default=None, ge=0, le=1, strict=True)
     stop_sequences: list[str] | None = None
     thinking: Thinking | None = None
+    output_config: OutputConfig | None = None
 
     def reasoning(self) -> Reasoning | None:
         """The thinking asked for in the pipeline's terms (400 when it cannot be what Anthropic takes)."""
-        if self.thinking is None or self.thinking.type == "disabled":
+        thinking = self.thinking
+        if thinking is None or thinking.type in ("disabled", "between_tools"):
             return None
-        budget = self.thinking.budget_tokens
+        effort = self.output_config.effort if self.output_config else None
+        budget = thinking.budget_tokens
+        if thinking.type == "adaptive":
+            if budget is not None:
+                raise InvalidRequest(
+                    "thinking.budget_tokens: only `enabled` thinking takes a budget; adaptive thinking is "
+                    "steered by `output_config.effort`",
+                    param="thinking.budget_tokens",
+                )
+            return Reasoning(adaptive=True, effort=effort, display=thinking.display)
         if budget is None:
             raise InvalidRequest("thinking.budget_tokens: Field required", param="thinking.budget_tokens")
         if budget >= self.max_tokens:
             raise InvalidRequest(
                 "`max_tokens` must be greater than `thinking.budget_tokens`", param="thinking.budget_tokens"
             )
-        return Reasoning(budget_tokens=budget)
+        return Reasoning(budget_tokens=budget, effort=effort, display=thinking.display)
+
+    def response_format(self) -> dict[str, Any] | None:
+        """Structured outputs as the pipeline's JSON-schema answer format (the router then picks a model
+        with `json_mode`, or a Claude model the client named is told the schema)."""
+        output = self.output_config.format if self.output_config else None
+        if output is None:
+            return None
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": output.json_schema, "strict": True},
+        }
 
 
 TOOL_BLOCKS = ("tool_use", "tool_result")
@@ -310,6 +352,7 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
         tools=tools,
         tool_choice=tool_choice,
         parallel_tool_calls=parallel,
+        response_format=parsed.response_format(),
     ).with_thinking(parsed.reasoning())
     check_tool_turns(request, anthropic=True)
     return request

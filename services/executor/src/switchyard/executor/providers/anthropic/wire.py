@@ -15,7 +15,7 @@ from switchyard.common.events import (
     ToolCall,
     Usage,
 )
-from switchyard.common.events.tasks import MIN_THINKING_BUDGET
+from switchyard.executor.providers.anthropic.thinking import anthropics, thinking_for
 from switchyard.executor.providers.base import ProviderCall, Reply
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
 from switchyard.executor.providers.http import parse_json, retry_after
@@ -49,8 +49,8 @@ JSON_INSTRUCTION = "Answer with one JSON value only: no prose, no code fence."
 
 
 def request_body(call: ProviderCall, *, stream: bool, default_max_tokens: int) -> dict[str, Any]:
-    max_tokens, budget = thinking_budget(call, default_max_tokens)
-    system, messages = split_messages(call.messages, thinking=budget is not None)
+    thinking = thinking_for(call, default_max_tokens)
+    system, messages = split_messages(call.messages, thinking=thinking.config is not None)
     json_format = call.json_format()
     if json_format is not None:
         schema = call.json_schema()
@@ -61,9 +61,11 @@ def request_body(call: ProviderCall, *, stream: bool, default_max_tokens: int) -
             system = [*system, {"type": "text", "text": hint}]
         else:
             system = f"{system}\n\n{hint}" if system else hint
-    body: dict[str, Any] = {"model": call.model, "max_tokens": max_tokens, "messages": messages}
-    if budget is not None:
-        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    body: dict[str, Any] = {"model": call.model, "max_tokens": thinking.max_tokens, "messages": messages}
+    if thinking.config is not None:
+        body["thinking"] = thinking.config
+    if thinking.effort is not None:
+        body["output_config"] = {"effort": thinking.effort}
     if system:
         body["system"] = system
     if call.tools:
@@ -81,51 +83,15 @@ def request_body(call: ProviderCall, *, stream: bool, default_max_tokens: int) -
             body["tool_choice"] = choice
     # OpenAI's temperature range is 0-2, Anthropic's 0-1. Thinking takes neither temperature nor a top_p
     # below 0.95: the model thinks at its own settings then.
-    if call.temperature is not None and budget is None:
+    if call.temperature is not None and thinking.config is None:
         body["temperature"] = min(call.temperature, 1.0)
-    if call.top_p is not None and (budget is None or call.top_p >= 0.95):
+    if call.top_p is not None and (thinking.config is None or call.top_p >= 0.95):
         body["top_p"] = call.top_p
     if call.stop:
         body["stop_sequences"] = list(call.stop)
     if stream:
         body["stream"] = True
     return body
-
-
-def thinking_budget(call: ProviderCall, default_max_tokens: int) -> tuple[int, int | None]:
-    """`max_tokens` and the thinking budget to send (None: the call is sent without thinking).
-
-    Thinking tokens count against `max_tokens`, on Anthropic's side as on OpenAI's, so a budget is kept
-    under the client's `max_tokens`; a call that set none gets the budget on top of the default. A call
-    goes without thinking when it asks for none (or "minimal"), when its budget cannot fit (under 1,024
-    tokens), when it forces a tool (Anthropic refuses thinking with a forced tool), and when it continues
-    a tool loop whose assistant turn has no thinking block (Anthropic refuses that too: the turn was
-    answered without thinking, by another model or before the client asked for it)."""
-    max_tokens = call.max_tokens or default_max_tokens
-    if call.reasoning is None or not call.reasoning.budget():
-        return max_tokens, None
-    if call.max_tokens is None:
-        max_tokens += call.reasoning.budget()
-    budget = min(call.reasoning.budget(), max_tokens - 1)
-    forced = call.tool_choice == "required" or forced_function(call.tool_choice) is not None
-    if budget < MIN_THINKING_BUDGET or forced or _loop_without_thinking(call.messages):
-        return call.max_tokens or default_max_tokens, None
-    return max_tokens, budget
-
-
-def _loop_without_thinking(messages: Sequence[ChatMessage]) -> bool:
-    """The conversation ends in tool results for an assistant turn that holds no thinking block."""
-    for message in reversed(messages):
-        if message.role == "tool":
-            continue
-        return message.role == "assistant" and bool(message.tool_calls) and not _anthropics(message.thinking)
-    return False
-
-
-def _anthropics(thinking: Sequence[ThinkingBlock] | None) -> list[ThinkingBlock]:
-    """The thinking blocks Anthropic takes back: signed ones (by Anthropic) and redacted ones; reasoning
-    another provider returned has no signature and is left out."""
-    return [b for b in thinking or [] if b.type == "redacted_thinking" or b.signature]
 
 
 def tool_choice(choice: str | dict[str, Any] | None, parallel: bool | None) -> dict[str, Any] | None:
@@ -192,7 +158,7 @@ def split_messages(
                 for c in message.tool_calls
             ]
             content = blocks
-        if thinking and _anthropics(message.thinking) and role == "assistant":
+        if thinking and anthropics(message.thinking) and role == "assistant":
             rest: list[dict[str, Any]] = (
                 content
                 if isinstance(content, list)
@@ -200,7 +166,7 @@ def split_messages(
                 if content
                 else []
             )
-            content = [b.model_dump(exclude_none=True) for b in _anthropics(message.thinking)] + rest
+            content = [b.model_dump(exclude_none=True) for b in anthropics(message.thinking)] + rest
         out.append({"role": role, "content": content})
     if any("cache_control" in b for b in marked):
         return [b for b in marked if b["text"]], out

@@ -1,0 +1,114 @@
+"""What a Claude model is sent of a call's reasoning: `thinking` (a budget, or adaptive) and the effort.
+
+Claude's thinking changed with its models. Up to Claude 4.5 it is `enabled` with `budget_tokens`. Claude
+4.6 added `adaptive` thinking (the model decides whether and how much to think, steered by
+`output_config.effort`) and deprecated budgets; Opus 4.7 and later, and the Mythos and Fable models, refuse
+a budget with a 400. Every model that takes adaptive thinking is therefore sent adaptive thinking, whatever
+the client asked for: a budget becomes the effort nearest it. The models before 4.6 are sent a budget, an
+adaptive request's effort becoming that effort's budget. Names this does not read as a Claude model (a
+proxy's own names) are sent a budget, as before adaptive thinking existed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from switchyard.common.events import ChatMessage, ThinkingBlock
+from switchyard.common.events.tasks import MIN_THINKING_BUDGET, ReasoningEffort
+from switchyard.executor.providers.base import ProviderCall
+from switchyard.executor.providers.tools import forced_function
+
+# claude-<family>-<major>[-<minor>], minor one or two digits (so a snapshot's date is not read as one),
+# anywhere in the name: claude-opus-4-6, claude-sonnet-4-5-20250929, claude-sonnet-5,
+# claude-mythos-preview, Bedrock's us.anthropic.claude-opus-4-6-v1, Vertex's claude-opus-4-6@20260205.
+_NAME = re.compile(r"claude-(opus|sonnet|haiku|mythos|fable)(?:-(\d+)(?:-(\d{1,2}))?)?(?!\d)")
+
+
+@dataclass(frozen=True)
+class ClaudeThinking:
+    """The thinking a Claude model takes: adaptive or a budget, and the efforts above `high` it knows."""
+
+    adaptive: bool = False
+    xhigh: bool = False
+    max: bool = False
+
+    def effort(self, level: ReasoningEffort) -> str:
+        """Anthropic's effort for the pipeline's level: those above `high` step down to what the model
+        takes; "none" and "minimal" never get here (they ask for no thinking)."""
+        if level == "max" and not self.max:
+            level = "xhigh"
+        if level == "xhigh" and not self.xhigh:
+            level = "high"
+        return "low" if level in ("none", "minimal") else level
+
+
+def claude_thinking(model: str) -> ClaudeThinking:
+    match = _NAME.search(model)
+    if match is None:
+        return ClaudeThinking()
+    family, major, minor = match.groups()
+    if family in ("mythos", "fable"):
+        return ClaudeThinking(adaptive=True, xhigh=True, max=True)
+    version = (int(major or 0), int(minor or 0))
+    adaptive = version >= (4, 6)
+    # `max` came with Opus 4.6, `xhigh` with Opus 4.7; a level a model may not take steps down to one it
+    # does, which costs less than a 400 and a fallback.
+    return ClaudeThinking(
+        adaptive=adaptive,
+        xhigh=version >= (4, 7),
+        max=version >= (4, 7) or (adaptive and family == "opus"),
+    )
+
+
+@dataclass(frozen=True)
+class Thinking:
+    """A call's `max_tokens`, its `thinking` object (None: sent without thinking) and its effort."""
+
+    max_tokens: int
+    config: dict[str, Any] | None = None
+    effort: str | None = None
+
+
+def thinking_for(call: ProviderCall, default_max_tokens: int) -> Thinking:
+    """Thinking tokens count against `max_tokens`, on Anthropic's side as on OpenAI's, so a call that set
+    none gets the effort's budget on top of the default (a budget is also kept under the client's
+    `max_tokens`). A call goes without thinking when it asks for none (or "minimal"), when it forces a tool
+    (Anthropic refuses thinking with a forced tool) and, with a budget, when the budget cannot fit (under
+    1,024 tokens) or the call continues a tool loop whose assistant turn has no thinking block (Anthropic
+    refuses that: the turn was answered without thinking, by another model or before the client asked
+    for it; adaptive thinking may itself leave a turn without any, so it is not held to that)."""
+    plain = Thinking(call.max_tokens or default_max_tokens)
+    reasoning = call.reasoning
+    if reasoning is None or not reasoning.thinks():
+        return plain
+    if call.tool_choice == "required" or forced_function(call.tool_choice) is not None:
+        return plain
+    max_tokens = call.max_tokens or default_max_tokens + reasoning.budget()
+    display = {"display": reasoning.display} if reasoning.display else {}
+    model = claude_thinking(call.model)
+    if model.adaptive:
+        # An adaptive request without an effort leaves the model its own default.
+        effort = None if reasoning.adaptive and reasoning.effort is None else model.effort(reasoning.level())
+        return Thinking(max_tokens, {"type": "adaptive", **display}, effort)
+    budget = min(reasoning.budget(), max_tokens - 1)
+    if budget < MIN_THINKING_BUDGET or loop_without_thinking(call.messages):
+        return plain
+    return Thinking(max_tokens, {"type": "enabled", "budget_tokens": budget, **display})
+
+
+def loop_without_thinking(messages: Sequence[ChatMessage]) -> bool:
+    """The conversation ends in tool results for an assistant turn that holds no thinking block."""
+    for message in reversed(messages):
+        if message.role == "tool":
+            continue
+        return message.role == "assistant" and bool(message.tool_calls) and not anthropics(message.thinking)
+    return False
+
+
+def anthropics(thinking: Sequence[ThinkingBlock] | None) -> list[ThinkingBlock]:
+    """The thinking blocks Anthropic takes back: signed ones (by Anthropic) and redacted ones; reasoning
+    another provider returned has no signature and is left out."""
+    return [b for b in thinking or [] if b.type == "redacted_thinking" or b.signature]

@@ -1,0 +1,121 @@
+"""Adaptive thinking through the Anthropic adapter against a server speaking the Messages protocol, which
+takes each `thinking` type only from the models Anthropic takes it from: Opus 4.7 refuses a budget, Haiku
+4.5 refuses adaptive thinking, efforts are checked per model. Whatever form the client asked for, each model
+is sent the one it takes, and its signed thinking comes back (whole, streamed, omitted) and goes back."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+
+import httpx
+import pytest
+
+from switchyard.common.events import ChatMessage, FunctionSpec, Reasoning, ToolSpec
+from switchyard.executor.providers.anthropic import AnthropicProvider, AnthropicSettings
+from switchyard.executor.providers.base import ProviderCall, Reply, ThinkingDelta
+from tests.support.fake_anthropic import OMITTED, FakeAnthropic, sign
+from tests.support.fake_openai import BackgroundServer
+
+pytestmark = pytest.mark.integration
+WEATHER = ToolSpec(function=FunctionSpec(name="get_weather", parameters={"type": "object"}))
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[tuple[FakeAnthropic, str]]:
+    server = FakeAnthropic()
+    with BackgroundServer(server.app) as running:
+        yield server, running.url
+
+
+@pytest.fixture
+async def provider(fake: tuple[FakeAnthropic, str]) -> AsyncIterator[AnthropicProvider]:
+    server, url = fake
+    adapter = AnthropicProvider(AnthropicSettings(api_key=server.api_key, base_url=url), timeout_s=10)
+    yield adapter
+    await adapter.aclose()
+
+
+def _call(model: str, reasoning: Reasoning | None, **kw: object) -> ProviderCall:
+    ask = (ChatMessage(role="user", content="Weather in Paris?"),)
+    return ProviderCall(model=model, messages=ask, max_tokens=30000, reasoning=reasoning, **kw)  # type: ignore[arg-type]
+
+
+def _sent(fake: tuple[FakeAnthropic, str]) -> dict[str, object]:
+    return fake[0].requests[-1].body  # type: ignore[no-any-return]
+
+
+async def test_a_budget_asked_of_a_model_that_refuses_budgets_is_sent_as_adaptive_thinking(
+    provider: AnthropicProvider, fake: tuple[FakeAnthropic, str]
+) -> None:
+    whole = await provider.request(_call("claude-opus-4-7", Reasoning(budget_tokens=20000), temperature=0.3))
+    assert _sent(fake)["thinking"] == {"type": "adaptive"}
+    assert _sent(fake)["output_config"] == {"effort": "high"}
+    (thought,) = whole.thinking
+    assert thought.thinking and thought.signature == sign(thought.thinking)
+    parts = [p async for p in provider.stream(_call("claude-opus-4-7", Reasoning(effort="xhigh")))]
+    assert _sent(fake)["output_config"] == {"effort": "xhigh"}
+    assert isinstance(parts[-1], Reply) and parts[-1].thinking == whole.thinking
+    assert any(isinstance(p, ThinkingDelta) and p.signature for p in parts)
+
+
+async def test_adaptive_thinking_asked_of_an_older_model_is_sent_as_its_budget(
+    provider: AnthropicProvider, fake: tuple[FakeAnthropic, str]
+) -> None:
+    reply = await provider.request(_call("claude-haiku-4-5", Reasoning(adaptive=True, effort="low")))
+    assert _sent(fake)["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert reply.thinking
+
+
+async def test_an_effort_the_model_does_not_take_steps_down(
+    provider: AnthropicProvider, fake: tuple[FakeAnthropic, str]
+) -> None:
+    await provider.request(_call("claude-sonnet-4-6", Reasoning(adaptive=True, effort="max")))
+    assert _sent(fake)["output_config"] == {"effort": "high"}
+    # the server refuses what Sonnet 4.6 does not take, so the step down is what made the call succeed
+    server, url = fake
+    body = {**_sent(fake), "output_config": {"effort": "max"}}
+    headers = {"x-api-key": server.api_key, "anthropic-version": "2023-06-01"}
+    async with httpx.AsyncClient(base_url=url) as client:
+        response = await client.post("/v1/messages", json=body, headers=headers)
+    assert response.status_code == 400 and "output_config.effort" in response.text
+    # and a budget sent to a model that takes only adaptive thinking is refused, as Anthropic refuses it
+    budget = {
+        **_sent(fake),
+        "model": "claude-opus-4-7",
+        "thinking": {"type": "enabled", "budget_tokens": 2048},
+    }
+    async with httpx.AsyncClient(base_url=url) as client:
+        response = await client.post("/v1/messages", json=budget, headers=headers)
+    assert response.status_code == 400 and "thinking.type.enabled is not supported" in response.text
+
+
+async def test_omitted_thinking_goes_round_a_tool_loop_begun_without_thinking(
+    provider: AnthropicProvider, fake: tuple[FakeAnthropic, str]
+) -> None:
+    """The loop's first turn was answered without thinking (by another model); with adaptive thinking
+    the next turn keeps it, and its omitted block (a signature, no text) goes back on the turn after."""
+    model = "claude-opus-4-7:tool-call"
+    think = Reasoning(adaptive=True, display="omitted")
+    first = await provider.request(_call(model, None, tools=(WEATHER,)))
+    (called,) = first.tool_calls
+    history = (
+        ChatMessage(role="user", content="Weather in Paris?"),
+        ChatMessage(role="assistant", tool_calls=[called]),
+        ChatMessage(role="tool", tool_call_id=called.id, content="18C and sunny"),
+    )
+    second = await provider.request(replace(_call(model, think, tools=(WEATHER,)), messages=history))
+    assert _sent(fake)["thinking"] == {"type": "adaptive", "display": "omitted"}
+    (omitted,) = second.thinking
+    assert omitted.thinking == "" and (omitted.signature or "").startswith(OMITTED)
+    again = (
+        *history,
+        ChatMessage(role="assistant", tool_calls=list(second.tool_calls), thinking=[omitted]),
+        ChatMessage(role="tool", tool_call_id=second.tool_calls[0].id, content="19C"),
+    )
+    await provider.request(replace(_call(model, think, tools=(WEATHER,)), messages=again))
+    assert _sent(fake)["messages"][3]["content"][0] == omitted.model_dump(exclude_none=True)  # type: ignore[index]
+    # a budget on the same loop would be refused by a model before 4.6 (no thinking block in turn 1):
+    # it goes without thinking there
+    older = await provider.request(replace(_call("claude-haiku-4-5", think), messages=history))
+    assert not older.thinking and "thinking" not in _sent(fake)

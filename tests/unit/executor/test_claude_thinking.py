@@ -1,0 +1,116 @@
+"""Which thinking each Claude model is sent: adaptive thinking at an effort for Claude 4.6 and later (Opus
+4.7 and later refuse a budget), a budget for the models before, efforts above `high` stepped down to one
+the model takes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from switchyard.common.events import ChatMessage, FunctionCall, Reasoning, ThinkingBlock, ToolCall
+from switchyard.executor.providers.anthropic import wire
+from switchyard.executor.providers.anthropic.thinking import ClaudeThinking, claude_thinking
+from switchyard.executor.providers.base import ProviderCall
+
+pytestmark = pytest.mark.unit
+
+ASK = (ChatMessage(role="user", content="Prove there are infinitely many primes."),)
+CALL = ToolCall(id="toolu_1", function=FunctionCall(name="get_weather", arguments="{}"))
+
+
+def _body(model: str, reasoning: Reasoning | None, **kw: Any) -> dict[str, Any]:
+    kw.setdefault("messages", ASK)
+    call = ProviderCall(model=model, reasoning=reasoning, **kw)
+    return wire.request_body(call, stream=False, default_max_tokens=4096)
+
+
+@pytest.mark.parametrize(
+    ("model", "takes"),
+    [
+        ("claude-haiku-4-5", ClaudeThinking()),
+        ("claude-haiku-4-5-20251001", ClaudeThinking()),  # a snapshot's date is not a minor version
+        ("claude-sonnet-4-5-20250929", ClaudeThinking()),
+        ("claude-opus-4-20250514", ClaudeThinking()),
+        ("claude-3-7-sonnet-20250219", ClaudeThinking()),  # the old naming: before adaptive thinking
+        ("claude-sonnet-4-6", ClaudeThinking(adaptive=True)),
+        ("claude-opus-4-6", ClaudeThinking(adaptive=True, max=True)),
+        ("claude-opus-4-7", ClaudeThinking(adaptive=True, xhigh=True, max=True)),
+        ("claude-sonnet-5", ClaudeThinking(adaptive=True, xhigh=True, max=True)),
+        ("claude-haiku-5-5", ClaudeThinking(adaptive=True, xhigh=True, max=True)),
+        ("claude-mythos-preview", ClaudeThinking(adaptive=True, xhigh=True, max=True)),
+        ("us.anthropic.claude-opus-4-6-v1", ClaudeThinking(adaptive=True, max=True)),  # Bedrock's name
+        ("claude-sonnet-4-6@20260217", ClaudeThinking(adaptive=True)),  # Vertex's
+        ("my-proxy-model", ClaudeThinking()),
+    ],
+)
+def test_what_each_model_takes_is_read_from_its_name(model: str, takes: ClaudeThinking) -> None:
+    assert claude_thinking(model) == takes
+
+
+def test_a_model_that_takes_adaptive_thinking_gets_it_for_a_budget_too() -> None:
+    """Opus 4.7 refuses a budget with a 400; the budget becomes the effort nearest it."""
+    body = _body("claude-opus-4-7", Reasoning(budget_tokens=20000), max_tokens=30000, temperature=0.2)
+    assert body["thinking"] == {"type": "adaptive"}
+    assert body["output_config"] == {"effort": "high"}
+    assert body["max_tokens"] == 30000 and "temperature" not in body
+
+
+def test_adaptive_thinking_without_an_effort_leaves_the_models_default() -> None:
+    body = _body("claude-opus-4-6", Reasoning(adaptive=True, display="omitted"), max_tokens=8000)
+    assert body["thinking"] == {"type": "adaptive", "display": "omitted"}
+    assert "output_config" not in body
+
+
+@pytest.mark.parametrize(
+    ("model", "effort", "sent"),
+    [
+        ("claude-opus-4-7", "xhigh", "xhigh"),
+        ("claude-opus-4-6", "xhigh", "high"),
+        ("claude-opus-4-6", "max", "max"),
+        ("claude-sonnet-4-6", "max", "high"),
+        ("claude-sonnet-4-6", "low", "low"),
+    ],
+)
+def test_efforts_step_down_to_one_the_model_takes(model: str, effort: Any, sent: str) -> None:
+    body = _body(model, Reasoning(adaptive=True, effort=effort), max_tokens=8000)
+    assert body["output_config"] == {"effort": sent}
+
+
+def test_a_model_before_adaptive_thinking_gets_the_efforts_budget() -> None:
+    body = _body("claude-haiku-4-5", Reasoning(adaptive=True, effort="medium"))
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 8192}
+    assert body["max_tokens"] == 4096 + 8192  # no max_tokens asked: the budget on top of the default
+    assert "output_config" not in body
+
+
+def test_no_thinking_asked_out_loud_sends_none() -> None:
+    body = _body("claude-opus-4-7", Reasoning(effort="none"), temperature=0.2)
+    assert "thinking" not in body and "output_config" not in body and body["temperature"] == 0.2
+
+
+def test_adaptive_thinking_goes_on_in_a_tool_loop_begun_without_it() -> None:
+    """A budget would be refused there (the turn has no thinking block); adaptive thinking may itself
+    leave a turn without thinking, so the model keeps it. A forced tool still goes without."""
+    loop = (
+        *ASK,
+        ChatMessage(role="assistant", tool_calls=[CALL]),
+        ChatMessage(role="tool", tool_call_id="toolu_1", content="18C"),
+    )
+    adaptive = _body("claude-opus-4-7", Reasoning(effort="high"), messages=loop)
+    assert adaptive["thinking"] == {"type": "adaptive"}
+    budget = _body("claude-haiku-4-5", Reasoning(effort="high"), messages=loop)
+    assert "thinking" not in budget
+    forced = _body("claude-opus-4-7", Reasoning(effort="high"), tool_choice="required", messages=loop)
+    assert "thinking" not in forced and "output_config" not in forced
+
+
+def test_earlier_thinking_blocks_go_back_with_adaptive_thinking() -> None:
+    thought = ThinkingBlock(thinking="", signature="c2ln")  # a block whose thinking was omitted
+    loop = (
+        *ASK,
+        ChatMessage(role="assistant", tool_calls=[CALL], thinking=[thought]),
+        ChatMessage(role="tool", tool_call_id="toolu_1", content="18C"),
+    )
+    body = _body("claude-sonnet-4-6", Reasoning(adaptive=True), messages=loop)
+    assert body["messages"][1]["content"][0] == {"type": "thinking", "thinking": "", "signature": "c2ln"}
