@@ -258,3 +258,65 @@ async def test_claudes_thinking_goes_round_a_chat_completions_tool_loop(
     sent = stack.anthropic.requests[-1].body
     assert sent["thinking"] == {"type": "enabled", "budget_tokens": 1024}
     assert sent["messages"][1]["content"][0] == block  # first in its turn, intact
+
+
+async def test_adaptive_thinking_as_claude_code_sends_it_to_claude_opus_4_7(
+    stack: Stack, classifier: list[TaskSubmitted]
+) -> None:
+    """Claude Code on Opus 4.7 sends `thinking: adaptive` and an effort (it was a 400 here); Opus 4.7
+    refuses a budget, so the model gets adaptive thinking at that effort, its signed thinking streams back
+    first, and the next turn of the tool loop sends it back."""
+    client = anthropic.AsyncAnthropic(base_url=stack.base, api_key=stack.org.keys["member"], max_retries=0)
+    tool = {
+        "name": "get_weather",
+        "description": "The weather",
+        "input_schema": WEATHER["function"]["parameters"],
+    }  # type: ignore[index]
+    model = "ant/claude-opus-4-7:tool-call"
+    adaptive = {"type": "adaptive"}
+    async with client.messages.stream(
+        model=model,
+        max_tokens=16000,
+        thinking=adaptive,  # type: ignore[arg-type]
+        output_config={"effort": "xhigh"},
+        messages=ASK,  # type: ignore[arg-type]
+        tools=[tool],  # type: ignore[list-item]
+    ) as stream:
+        kinds = [event.type async for event in stream]
+        first = await stream.get_final_message()
+    sent = stack.anthropic.requests[-1].body
+    assert sent["thinking"] == adaptive and sent["output_config"] == {"effort": "xhigh"}
+    assert [b.type for b in first.content] == ["thinking", "tool_use"]
+    assert kinds.index("thinking") < kinds.index("input_json")
+    thought = first.content[0]
+    assert thought.type == "thinking" and thought.signature == sign(thought.thinking)
+
+    turns = [
+        *ASK,
+        {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": first.content[1].id, "content": "21C"}],  # type: ignore[union-attr]
+        },
+    ]
+    after = await client.messages.create(
+        model=model,
+        max_tokens=16000,
+        thinking=adaptive,  # type: ignore[arg-type]
+        messages=turns,  # type: ignore[arg-type]
+        tools=[tool],  # type: ignore[list-item]
+    )
+    assert after.content[0].type == "thinking"
+    sent = stack.anthropic.requests[-1].body
+    assert sent["messages"][1]["content"][0] == thought.model_dump(exclude_none=True)
+    assert "output_config" not in sent  # no effort asked: the model's own default
+
+    # the same request through the OpenAI face: an effort, and Opus 4.7 still gets adaptive thinking
+    reply = await openai_client(stack).chat.completions.create(
+        model=model,
+        messages=ASK,  # type: ignore[arg-type]
+        reasoning_effort="low",
+    )
+    assert reply.choices[0].message.content
+    sent = stack.anthropic.requests[-1].body
+    assert sent["thinking"] == adaptive and sent["output_config"] == {"effort": "low"}

@@ -47,6 +47,8 @@ POLICY = {
         _model("ant", "tool-call", ["tools", "vision", "reasoning"]),
         _model("oai", "tool-call", ["tools", "json_mode", "vision", "reasoning"]),
         _model("gem", "tool-call", ["tools", "json_mode", "vision"]),
+        # last, so never picked for `auto`: a model that takes only adaptive thinking, named by clients
+        _model("ant", "claude-opus-4-7:tool-call", ["tools", "vision", "reasoning"]),
     ],
     "strategies": {"cascade": {"enabled": False}, "parallel": {"enabled": False}},
 }
