@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 
 from switchyard.common.errors import ProviderError
-from switchyard.common.events import ChatMessage, FunctionCall, ToolCall
+from switchyard.common.events import ChatMessage, FunctionCall, Reasoning, ToolCall
 from switchyard.executor.config import ExecutorSettings
 from switchyard.executor.providers.anthropic import AnthropicSettings
 from switchyard.executor.providers.base import ProviderCall
@@ -159,3 +161,24 @@ def test_a_retry_delay_in_the_details_is_honoured() -> None:
     )
     error = wire.error_from_body(429, raw)
     assert error.kind == "rate_limited" and error.retry_after == 37.5
+
+
+@pytest.mark.parametrize(
+    ("model", "reasoning", "config"),
+    [
+        ("gemini-2.5-flash", Reasoning(effort="high"), {"thinkingBudget": 24576}),
+        ("gemini-2.5-flash", Reasoning(budget_tokens=40000), {"thinkingBudget": 24576}),
+        ("my-proxy-model", Reasoning(effort="low"), {"thinkingBudget": 1024}),
+        ("gemini-3.5-flash", Reasoning(effort="medium"), {"thinkingLevel": "medium"}),
+        ("gemini-3.5-flash", Reasoning(effort="none"), {"thinkingLevel": "minimal"}),
+        ("gemini-3.1-flash-lite", Reasoning(effort="max"), {"thinkingLevel": "high"}),
+        ("gemini-3.1-flash-lite", Reasoning(budget_tokens=2048), {"thinkingLevel": "low"}),
+        ("models/gemini-3.1-pro-preview", Reasoning(effort="medium"), {"thinkingLevel": "high"}),
+        ("gemini-3.1-pro-preview", Reasoning(effort="minimal"), {"thinkingLevel": "low"}),
+    ],
+)
+def test_gemini_3_gets_a_thinking_level_and_gemini_2_5_a_budget(
+    model: str, reasoning: Reasoning, config: dict[str, Any]
+) -> None:
+    call = ProviderCall(model=model, messages=(ChatMessage(role="user", content="x"),), reasoning=reasoning)
+    assert wire.request_body(call)["generationConfig"]["thinkingConfig"] == config

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from switchyard.common.errors import ProviderError
-from switchyard.common.events import ChatMessage, FunctionCall, ToolCall, Usage
+from switchyard.common.events import ChatMessage, FunctionCall, Reasoning, ToolCall, Usage
 from switchyard.executor.providers.base import ProviderCall, Reply, estimated_usage
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
 from switchyard.executor.providers.http import parse_json, retry_after
@@ -112,14 +112,28 @@ def generation_config(call: ProviderCall) -> dict[str, Any]:
         config["presencePenalty"] = call.presence_penalty
     if call.frequency_penalty is not None:
         config["frequencyPenalty"] = call.frequency_penalty
-    if call.reasoning is not None:  # Gemini 2.5 thinks by default (a budget it picks): this sets one
-        config["thinkingConfig"] = {"thinkingBudget": min(call.reasoning.budget(), GEMINI_MAX_THINKING)}
+    if call.reasoning is not None:  # Gemini thinks by default (at a level it picks): this sets one
+        config["thinkingConfig"] = thinking_config(call.model, call.reasoning)
     if call.json_format() is not None:
         config["responseMimeType"] = "application/json"
         schema = call.json_schema()
         if schema is not None:
             config["responseJsonSchema"] = schema
     return config
+
+
+def thinking_config(model: str, reasoning: Reasoning) -> dict[str, Any]:
+    """Gemini 3 and later take a thinking level (`thinkingLevel`, which replaced the budget): Flash and
+    Flash-Lite minimal, low, medium, high; Pro low and high. Gemini 2.5, and names that are not a Gemini
+    generation (a proxy's), take a budget."""
+    name = model.removeprefix("models/")
+    if not name.startswith("gemini-") or name.startswith(UNSIGNED_GENERATIONS):
+        return {"thinkingBudget": min(reasoning.budget(), GEMINI_MAX_THINKING)}
+    level = reasoning.level()
+    if "-pro" in name:
+        return {"thinkingLevel": "high" if level in ("medium", "high", "xhigh", "max") else "low"}
+    steps = {"none": "minimal", "xhigh": "high", "max": "high"}
+    return {"thinkingLevel": steps.get(level, level)}
 
 
 def function_calling_config(choice: str | dict[str, Any] | None) -> dict[str, Any] | None:
