@@ -18,6 +18,10 @@ scenario, also to an executor running in another process:
     cached              an answer whose usage says 1,536 of its 2,048 prompt tokens were cache hits
     reasoner            as DeepSeek's reasoner and vLLM's reasoning parsers answer: `reasoning_content`
                         beside the answer (streamed first, in its own deltas)
+    o3, gpt-5, gpt-5.1 ... gpt-6.1-sol (and dated snapshots): OpenAI's reasoning models, refusing with
+                        OpenAI's 400 what those refuse (`fake_openai_refusals.py`: max_tokens, an effort
+                        they lack, sampling fields, function tools at an effort other than none), and
+                        otherwise answering as any other name
 
 A request without the right `Authorization: Bearer <key>` gets 401, as the real API answers.
 """
@@ -41,6 +45,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from switchyard.cli.processes import free_port
+from tests.support.fake_openai_refusals import refusal
 
 RETRY_AFTER_S = 1
 
@@ -216,6 +221,9 @@ class FakeOpenAI:
             return error_response("401")
         if model.startswith("error-"):
             return error_response(model.removeprefix("error-"))
+        refused = refusal(body)
+        if refused is not None:
+            return JSONResponse({"error": refused}, status_code=400)
         if n <= flaky_failures(model):
             return error_response("503")
         if n <= limited_calls(model):

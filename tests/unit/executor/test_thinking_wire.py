@@ -104,18 +104,18 @@ def test_openai_gets_the_effort_and_never_the_thinking_blocks() -> None:
     call = ProviderCall(
         model="o3", messages=_loop(thinking=[THOUGHT]), reasoning=Reasoning(budget_tokens=20000)
     )
-    body = openai_wire.request_body(call, stream=False, max_completion_tokens=True)
+    body = openai_wire.request_body(call, stream=False, openai_itself=True)
     assert body["reasoning_effort"] == "high"
     assert all("thinking" not in m for m in body["messages"])
     # an answer's reasoning_content, echoed back by a client with its message, is not sent on either
     echoed = ChatMessage.model_validate({"role": "assistant", "content": "18C.", "reasoning_content": "Hm."})
     ask = ChatMessage(role="user", content="And Rome?")
     again = openai_wire.request_body(
-        ProviderCall(model="o3", messages=(echoed, ask)), stream=False, max_completion_tokens=True
+        ProviderCall(model="o3", messages=(echoed, ask)), stream=False, openai_itself=True
     )
     assert again["messages"][0] == {"role": "assistant", "content": "18C."}
     plain = openai_wire.request_body(
-        ProviderCall(model="o3", messages=_loop(thinking=None)), stream=False, max_completion_tokens=True
+        ProviderCall(model="o3", messages=_loop(thinking=None)), stream=False, openai_itself=True
     )
     assert "reasoning_effort" not in plain
 

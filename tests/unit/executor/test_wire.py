@@ -26,12 +26,10 @@ def _call(**kw: object) -> ProviderCall:
 
 
 def test_openai_itself_gets_max_completion_tokens_and_compatible_servers_max_tokens() -> None:
-    body = openai_wire.request_body(_call(max_tokens=7), stream=True, max_completion_tokens=True)
+    body = openai_wire.request_body(_call(max_tokens=7), stream=True, openai_itself=True)
     assert body["max_completion_tokens"] == 7 and "max_tokens" not in body
     assert body["stream_options"] == {"include_usage": True}
-    body = openai_wire.request_body(
-        _call(max_tokens=7, stop=("\n",)), stream=False, max_completion_tokens=False
-    )
+    body = openai_wire.request_body(_call(max_tokens=7, stop=("\n",)), stream=False, openai_itself=False)
     assert body["max_tokens"] == 7 and body["stop"] == ["\n"] and "stream_options" not in body
     assert [m["role"] for m in body["messages"]] == ["system", "developer", "user"]
 

@@ -52,7 +52,7 @@ class OpenAIProvider(HttpProvider):
     ) -> None:
         super().__init__(base_url=settings.resolved_base_url(), timeout_s=timeout_s, client=client)
         self._settings = settings
-        self._max_completion_tokens = settings.is_openai_itself()
+        self._openai_itself = settings.is_openai_itself()
 
     def _headers(self, *, stream: bool) -> dict[str, str]:
         headers = {"Accept": "text/event-stream" if stream else "application/json"}
@@ -68,7 +68,7 @@ class OpenAIProvider(HttpProvider):
         return PATH
 
     def _body(self, call: ProviderCall, *, stream: bool) -> dict[str, Any]:
-        return request_body(call, stream=stream, max_completion_tokens=self._max_completion_tokens)
+        return request_body(call, stream=stream, openai_itself=self._openai_itself)
 
     def _error(self, status: int, raw: bytes, headers: httpx.Headers) -> ProviderError:
         return error_from_body(status, raw, headers)

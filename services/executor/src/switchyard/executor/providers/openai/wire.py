@@ -11,6 +11,7 @@ from switchyard.common.events import FunctionCall, ThinkingBlock, ToolCall, Usag
 from switchyard.executor.providers.base import ProviderCall, Reply, estimated_usage
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
 from switchyard.executor.providers.http import parse_json, retry_after
+from switchyard.executor.providers.openai.models import effort_to_send, rules_for
 
 # Never sent back upstream: an assistant turn's thinking blocks (Anthropic's signatures: no other provider
 # takes them; `thinking_blocks` as LiteLLM names them), and the `reasoning_content` a client echoes from an
@@ -21,9 +22,16 @@ _CONTEXT_CODES = {"context_length_exceeded", "string_above_max_length"}
 _POLICY_CODES = {"content_filter", "content_policy_violation", "moderation_blocked"}
 
 
-def request_body(call: ProviderCall, *, stream: bool, max_completion_tokens: bool) -> dict[str, Any]:
-    """`max_completion_tokens` for OpenAI itself (its reasoning models refuse `max_tokens`); compatible
-    servers (vLLM, Ollama, llama.cpp, Groq, Together) all read `max_tokens`."""
+def request_body(call: ProviderCall, *, stream: bool, openai_itself: bool) -> dict[str, Any]:
+    """For OpenAI itself: `max_completion_tokens` (its reasoning models refuse `max_tokens`), and only what
+    the routed model accepts (`models.py`). Compatible servers (vLLM, Ollama, llama.cpp, Groq, Together)
+    all read `max_tokens`, and get every field the client sent."""
+    rules = rules_for(call.model) if openai_itself else None
+    effort = effort_to_send(call, rules)
+    # Sampling fields the model would refuse are left out without a word: the client's SDK could not know
+    # which model its request was routed to, and the answer is the one asked for, less the tuning.
+    # (logprobs and top_logprobs belong here too, should the pipeline ever carry them.)
+    sampling = rules is None or rules.takes_sampling(effort)
     body: dict[str, Any] = {
         "model": call.model,
         "messages": images_after_tool_turns(
@@ -32,10 +40,10 @@ def request_body(call: ProviderCall, *, stream: bool, max_completion_tokens: boo
         "stream": stream,
     }
     if call.max_tokens is not None:
-        body["max_completion_tokens" if max_completion_tokens else "max_tokens"] = call.max_tokens
-    if call.temperature is not None:
+        body["max_completion_tokens" if openai_itself else "max_tokens"] = call.max_tokens
+    if sampling and call.temperature is not None:
         body["temperature"] = call.temperature
-    if call.top_p is not None:
+    if sampling and call.top_p is not None:
         body["top_p"] = call.top_p
     if call.stop:
         body["stop"] = list(call.stop)
@@ -53,10 +61,12 @@ def request_body(call: ProviderCall, *, stream: bool, max_completion_tokens: boo
             body["tool_choice"] = call.tool_choice
         if call.parallel_tool_calls is not None:
             body["parallel_tool_calls"] = call.parallel_tool_calls
-    if call.reasoning is not None:
-        body["reasoning_effort"] = call.reasoning.level()
-    for name in ("seed", "presence_penalty", "frequency_penalty"):
-        if getattr(call, name) is not None:
+    if effort is not None:
+        body["reasoning_effort"] = effort
+    if call.seed is not None:
+        body["seed"] = call.seed
+    for name in ("presence_penalty", "frequency_penalty"):
+        if sampling and getattr(call, name) is not None:
             body[name] = getattr(call, name)
     if stream:
         body["stream_options"] = {"include_usage": True}

@@ -1,0 +1,117 @@
+"""What OpenAI's reasoning models accept in /v1/chat/completions, by family, read from the model name.
+
+OpenAI answers 400 to a field its model refuses, and the executor then falls back after a wasted call.
+The client's SDK cannot know which model a request is routed to, so the adapter drops or adjusts what
+the routed model would refuse, here, for OpenAI itself only: servers copying its protocol (vLLM, Ollama,
+DeepSeek, Groq) take their own fields and get the body as the client asked it.
+
+| family                               | efforts (lowest first)         | default | function tools       |
+| ------------------------------------ | ------------------------------ | ------- | -------------------- |
+| o1, o3, o3-mini, o4-mini, ...        | low medium high                | medium  | any effort           |
+| gpt-5, gpt-5-mini, gpt-5-nano        | minimal low medium high        | medium  | any effort           |
+| gpt-5.1                              | none low medium high           | none    | any effort           |
+| gpt-5.2, gpt-5.3                     | none low medium high xhigh     | none    | any effort           |
+| gpt-5.4 and later 5.x (-mini, -sol)  | none low medium high xhigh     | none    | effort none only     |
+| gpt-6-*, gpt-6.1-* (luna, sol, ...)  | none low ... xhigh max         | medium  | effort none only     |
+| gpt-6-astra, gpt-6.1-sol             | low ... xhigh max              | medium  | Responses API only   |
+
+Sampling fields (temperature, top_p, the penalties) go only where the effort in force, the one sent or
+else the model's default, is "none": OpenAI's checklist says to remove them otherwise, and the o-series
+and gpt-5 have no "none" at all. Any other name (gpt-4o, gpt-4.1, fine-tunes, chat-latest aliases, a
+variant not listed) has no rules, and its body is sent as the client asked.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from switchyard.common.events.tasks import ReasoningEffort
+from switchyard.executor.providers.base import ProviderCall
+from switchyard.executor.providers.errors import provider_error
+
+# Every effort the pipeline knows, weakest first: the order "nearest accepted effort" is measured on.
+LADDER: tuple[ReasoningEffort, ...] = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+
+# "any": tools go with any effort; "effort_none": chat completions refuse tools with any other effort;
+# "responses_only": this model takes tools only through /v1/responses, which this adapter does not speak.
+ToolsRule = Literal["any", "effort_none", "responses_only"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRules:
+    family: str
+    efforts: tuple[ReasoningEffort, ...]  # accepted by the model, weakest first
+    default_effort: ReasoningEffort  # the effort the model reasons at when none is sent
+    tools: ToolsRule = "any"
+
+    def nearest(self, asked: ReasoningEffort) -> ReasoningEffort:
+        """The strongest accepted effort not above the one asked (xhigh becomes high on a model without
+        xhigh, minimal becomes none on one with none); below every accepted effort, the weakest."""
+        rank = LADDER.index(asked)
+        below = [e for e in self.efforts if LADDER.index(e) <= rank]
+        return below[-1] if below else self.efforts[0]
+
+    def takes_sampling(self, sent: ReasoningEffort | None) -> bool:
+        return (sent or self.default_effort) == "none"
+
+
+_TO_HIGH: tuple[ReasoningEffort, ...] = ("low", "medium", "high")
+O_SERIES = ModelRules("o-series", _TO_HIGH, "medium")
+GPT_5 = ModelRules("gpt-5", ("minimal", *_TO_HIGH), "medium")
+GPT_5_1 = ModelRules("gpt-5.1", ("none", *_TO_HIGH), "none")
+GPT_5_2 = ModelRules("gpt-5.2", ("none", *_TO_HIGH, "xhigh"), "none")
+GPT_5_4 = ModelRules("gpt-5.4", ("none", *_TO_HIGH, "xhigh"), "none", tools="effort_none")
+GPT_6 = ModelRules("gpt-6", ("none", *_TO_HIGH, "xhigh", "max"), "medium", tools="effort_none")
+GPT_6_RESPONSES_TOOLS = ModelRules(
+    "gpt-6 without none", (*_TO_HIGH, "xhigh", "max"), "medium", "responses_only"
+)
+WITHOUT_NONE = {("6", "0", "astra"), ("6", "1", "sol")}  # "GPT-6 Astra and GPT-6.1 Sol require Responses"
+
+_O_SERIES = re.compile(r"o\d+(-[a-z0-9-]+)?")
+_GPT = re.compile(
+    r"gpt-(?P<major>[56])(\.(?P<minor>\d+))?(-(?P<variant>mini|nano|sol|terra|luna|astra))?(-\d{4}-\d{2}-\d{2})?"
+)
+
+
+def rules_for(model: str) -> ModelRules | None:
+    """The rules of an OpenAI model name (a dated snapshot has its model's), or None for a model that
+    takes the body as the client sent it."""
+    if _O_SERIES.fullmatch(model):
+        return O_SERIES
+    match = _GPT.fullmatch(model)
+    if match is None:
+        return None
+    major, minor, variant = match["major"], match["minor"], match["variant"]
+    if major == "6":
+        return GPT_6_RESPONSES_TOOLS if (major, minor or "0", variant) in WITHOUT_NONE else GPT_6
+    if minor is None:  # gpt-5 itself: its sol/terra/luna/astra names do not exist
+        return GPT_5 if variant in (None, "mini", "nano") else None
+    point = int(minor)
+    if point >= 4:
+        return GPT_5_4
+    if point >= 2:
+        return GPT_5_2
+    return GPT_5_1 if point == 1 else None
+
+
+def effort_to_send(call: ProviderCall, rules: ModelRules | None) -> ReasoningEffort | None:
+    """The `reasoning_effort` to send, or None to send none. Raises `bad_request` for function tools on a
+    model that takes them only through the Responses API: refused here, before any call, the executor
+    falls back to its next candidate as it would after OpenAI's 400, without paying a round trip."""
+    asked = call.reasoning.level() if call.reasoning is not None else None
+    if rules is None:
+        return asked
+    if call.tools and rules.tools == "responses_only":
+        raise provider_error(
+            "bad_request",
+            f"openai: {call.model} takes function tools only through the Responses API (/v1/responses), "
+            "not the chat completions this adapter speaks; not sent",
+        )
+    if call.tools and rules.tools == "effort_none":
+        # Tools win over thinking, as the Anthropic adapter drops thinking for a forced tool: this model
+        # refuses function tools in chat completions at any other effort, and its default is not always
+        # "none", so "none" is said even when no reasoning was asked.
+        return "none"
+    return None if asked is None else rules.nearest(asked)

@@ -1,0 +1,126 @@
+"""The body OpenAI's reasoning models get: the effort each accepts, sampling fields only at effort none,
+function tools only where chat completions take them; other models and compatible servers unchanged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from switchyard.common.errors import ProviderError
+from switchyard.common.events import ChatMessage, FunctionSpec, Reasoning, ToolSpec
+from switchyard.executor.providers.base import ProviderCall
+from switchyard.executor.providers.openai import wire as openai_wire
+from switchyard.executor.providers.openai.models import rules_for
+
+pytestmark = pytest.mark.unit
+WEATHER = (ToolSpec(function=FunctionSpec(name="get_weather", parameters={"type": "object"})),)
+SAMPLING = {"temperature": 0.2, "top_p": 0.9, "presence_penalty": 0.5, "frequency_penalty": 0.1}
+SAMPLED = tuple(SAMPLING)
+
+
+def _body(
+    model: str, effort: str | None = None, *, tools: bool = False, itself: bool = True
+) -> dict[str, Any]:
+    call = ProviderCall(
+        model=model,
+        messages=(ChatMessage(role="user", content="Weather in Paris?"),),
+        max_tokens=100,
+        seed=7,
+        reasoning=None if effort is None else Reasoning(effort=effort),
+        tools=WEATHER if tools else None,
+        **SAMPLING,  # type: ignore[arg-type]
+    )
+    return openai_wire.request_body(call, stream=False, openai_itself=itself)
+
+
+@pytest.mark.parametrize(
+    ("model", "asked", "tools", "effort", "sampled"),
+    [
+        # o-series: low to high, never a sampling field
+        ("o3", None, False, None, ()),
+        ("o3", "xhigh", False, "high", ()),
+        ("o3-mini", "none", False, "low", ()),
+        ("o4-mini-2025-04-16", "minimal", True, "low", ()),
+        ("o1", "medium", True, "medium", ()),
+        # gpt-5: minimal to high, never a sampling field
+        ("gpt-5", "none", False, "minimal", ()),
+        ("gpt-5-mini", "max", False, "high", ()),
+        ("gpt-5-nano-2025-08-07", "low", True, "low", ()),
+        ("gpt-5-2025-08-07", None, False, None, ()),
+        # gpt-5.1: none, no xhigh; defaults to none, so sampling goes unless an effort is asked
+        ("gpt-5.1", None, False, None, SAMPLED),
+        ("gpt-5.1", "minimal", False, "none", SAMPLED),
+        ("gpt-5.1", "xhigh", True, "high", ()),
+        ("gpt-5.1-2025-11-13", "none", True, "none", SAMPLED),
+        # gpt-5.2: xhigh; tools still with any effort
+        ("gpt-5.2", "max", False, "xhigh", ()),
+        ("gpt-5.2", "high", True, "high", ()),
+        # gpt-5.4 and later: tools only at effort none, which wins over the effort asked
+        ("gpt-5.4", "high", False, "high", ()),
+        ("gpt-5.4", "high", True, "none", SAMPLED),
+        ("gpt-5.4-mini", None, True, "none", SAMPLED),
+        ("gpt-5.5", "max", False, "xhigh", ()),
+        ("gpt-5.6-sol", "xhigh", False, "xhigh", ()),
+        ("gpt-5.6-luna-2026-03-02", "medium", True, "none", SAMPLED),
+        # GPT-6: none to max, default medium (so no sampling unless none is sent)
+        ("gpt-6-luna", None, False, None, ()),
+        ("gpt-6-luna", "max", False, "max", ()),
+        ("gpt-6-sol", "none", False, "none", SAMPLED),
+        ("gpt-6-luna", None, True, "none", SAMPLED),
+        ("gpt-6.1-terra", "high", True, "none", SAMPLED),
+        # the GPT-6 models without none
+        ("gpt-6-astra", "none", False, "low", ()),
+        ("gpt-6.1-sol", "minimal", False, "low", ()),
+        ("gpt-6.1-sol-2026-05-01", "max", False, "max", ()),
+    ],
+)
+def test_openai_reasoning_models_get_what_they_accept(
+    model: str, asked: str | None, tools: bool, effort: str | None, sampled: tuple[str, ...]
+) -> None:
+    body = _body(model, asked, tools=tools)
+    assert body.get("reasoning_effort") == effort
+    assert tuple(f for f in SAMPLED if f in body) == sampled
+    assert body["seed"] == 7 and body["max_completion_tokens"] == 100 and "max_tokens" not in body
+    assert ("tools" in body) == tools
+
+
+@pytest.mark.parametrize("model", ["gpt-6-astra", "gpt-6.1-sol", "gpt-6.1-sol-2026-05-01"])
+@pytest.mark.parametrize("asked", [None, "high"])
+def test_function_tools_on_a_responses_only_model_are_refused_before_the_call(
+    model: str, asked: str | None
+) -> None:
+    with pytest.raises(ProviderError) as caught:
+        _body(model, asked, tools=True)
+    assert caught.value.kind == "bad_request" and not caught.value.retryable
+    assert model in caught.value.message and "/v1/responses" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "gpt-4o",
+        "gpt-4.1-mini",
+        "ft:gpt-4o-mini:acme::abc123",
+        "gpt-5-chat-latest",
+        "gpt-5.1-chat-latest",
+        "gpt-5.1-codex",
+        "gpt-5-sol",
+        "omni-moderation-latest",
+        "my-o3",
+    ],
+)
+def test_other_openai_models_get_the_body_as_asked(model: str) -> None:
+    assert rules_for(model) is None
+    for tools in (False, True):
+        body = _body(model, "xhigh", tools=tools)
+        assert body["reasoning_effort"] == "xhigh"
+        assert {f: body[f] for f in SAMPLED} == SAMPLING
+
+
+@pytest.mark.parametrize("model", ["o3", "gpt-5", "gpt-6-luna", "gpt-6.1-sol", "qwen3"])
+def test_compatible_servers_get_the_body_as_asked(model: str) -> None:
+    """A local server may well serve a model under OpenAI's name; it takes its own fields."""
+    body = _body(model, "max", tools=True, itself=False)
+    assert body["reasoning_effort"] == "max" and body["max_tokens"] == 100
+    assert {f: body[f] for f in SAMPLED} == SAMPLING and "tools" in body
