@@ -120,7 +120,10 @@ def test_other_openai_models_get_the_body_as_asked(model: str) -> None:
 
 @pytest.mark.parametrize("model", ["o3", "gpt-5", "gpt-6-luna", "gpt-6.1-sol", "qwen3"])
 def test_compatible_servers_get_the_body_as_asked(model: str) -> None:
-    """A local server may well serve a model under OpenAI's name; it takes its own fields."""
+    """A local server may well serve a model under OpenAI's name; it takes its own fields, and the efforts
+    it knows (OpenAI's first three: the later ones step down to high, an explicit "none" is left out)."""
     body = _body(model, "max", tools=True, itself=False)
-    assert body["reasoning_effort"] == "max" and body["max_tokens"] == 100
+    assert body["reasoning_effort"] == "high" and body["max_tokens"] == 100
     assert {f: body[f] for f in SAMPLED} == SAMPLING and "tools" in body
+    assert _body(model, "medium", tools=True, itself=False)["reasoning_effort"] == "medium"
+    assert "reasoning_effort" not in _body(model, "none", tools=True, itself=False)

@@ -115,3 +115,12 @@ def effort_to_send(call: ProviderCall, rules: ModelRules | None) -> ReasoningEff
         # "none", so "none" is said even when no reasoning was asked.
         return "none"
     return None if asked is None else rules.nearest(asked)
+
+
+def compatible_effort(asked: ReasoningEffort | None) -> ReasoningEffort | None:
+    """The effort for a server copying OpenAI's protocol (vLLM, Ollama, DeepSeek, Groq): the levels they
+    know are OpenAI's first ones (vLLM validates low, medium, high), so the efforts GPT-5.2 and GPT-6 added
+    step down to `high`, and an explicit "none" is left out, as before GPT-5.1 made it a value."""
+    if asked == "none":
+        return None
+    return "high" if asked in ("xhigh", "max") else asked

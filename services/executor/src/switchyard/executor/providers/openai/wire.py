@@ -11,7 +11,7 @@ from switchyard.common.events import FunctionCall, ThinkingBlock, ToolCall, Usag
 from switchyard.executor.providers.base import ProviderCall, Reply, estimated_usage
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
 from switchyard.executor.providers.http import parse_json, retry_after
-from switchyard.executor.providers.openai.models import effort_to_send, rules_for
+from switchyard.executor.providers.openai.models import compatible_effort, effort_to_send, rules_for
 
 # Never sent back upstream: an assistant turn's thinking blocks (Anthropic's signatures: no other provider
 # takes them; `thinking_blocks` as LiteLLM names them), and the `reasoning_content` a client echoes from an
@@ -27,7 +27,7 @@ def request_body(call: ProviderCall, *, stream: bool, openai_itself: bool) -> di
     the routed model accepts (`models.py`). Compatible servers (vLLM, Ollama, llama.cpp, Groq, Together)
     all read `max_tokens`, and get every field the client sent."""
     rules = rules_for(call.model) if openai_itself else None
-    effort = effort_to_send(call, rules)
+    effort = effort_to_send(call, rules) if openai_itself else compatible_effort(effort_to_send(call, None))
     # Sampling fields the model would refuse are left out without a word: the client's SDK could not know
     # which model its request was routed to, and the answer is the one asked for, less the tuning.
     # (logprobs and top_logprobs belong here too, should the pipeline ever carry them.)
