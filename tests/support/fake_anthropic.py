@@ -18,7 +18,9 @@ tool loop continued with thinking must send its assistant turn's thinking block 
 Adaptive thinking by model name, as Claude's models take it: `claude-opus-4-6` and `claude-sonnet-4-6`
 take a budget or adaptive thinking, Opus 4.7 and later, the Claude 5 models, Mythos and Fable only
 adaptive thinking (a budget is a 400), other names only a budget; `output_config.effort` is checked
-against the levels each takes; `display: omitted` returns a thinking block without its text.
+against the levels each takes; `display: omitted` returns a thinking block without its text. The Claude
+5.5 models always think (an omitted block by default) and refuse sampling settings, a forced tool and
+disabled thinking.
 """
 
 from __future__ import annotations
@@ -255,6 +257,15 @@ ADAPTIVE_ONLY = (
     "claude-fable",
 )
 ADAPTIVE_TOO = ("claude-opus-4-6", "claude-sonnet-4-6")
+# Claude 5.5 (and Fable and Mythos 5.1) always think: no sampling settings, no forced tool, no disabled
+# thinking (each a 400), and thinking blocks come back by default with their text omitted.
+ALWAYS_THINKING = (
+    "claude-opus-5-5",
+    "claude-sonnet-5-5",
+    "claude-haiku-5-5",
+    "claude-fable-5-1",
+    "claude-mythos-5-1",
+)
 EFFORTS = ("low", "medium", "high")
 OMITTED = "omitted."  # a signature for a block whose thinking was left out (`display: omitted`)
 
@@ -270,6 +281,8 @@ def thinking_blocks(body: dict[str, Any], model: str) -> list[dict[str, Any]]:
     """The answer's thinking blocks, when the request asked for thinking (a budget, or adaptive: the fake
     always thinks then)."""
     thinking = body.get("thinking") or {}
+    if str(body.get("model") or "").startswith(ALWAYS_THINKING):
+        thinking = {"type": "adaptive", "display": "omitted", **thinking}
     if thinking.get("type") not in ("enabled", "adaptive"):
         return []
     thought = f"The user asked: {answer_text(body).removeprefix('Hello! You said: ')[:60]}. Answer briefly."
@@ -318,6 +331,14 @@ def thinking_refusal(body: dict[str, Any]) -> str | None:
         for block in message.get("content") if isinstance(message.get("content"), list) else []:
             if block.get("type") == "thinking" and not _signed(block):
                 return "Invalid `signature` in `thinking` block"
+    if model.startswith(ALWAYS_THINKING):
+        for field in ("temperature", "top_p", "top_k"):
+            if field in body:
+                return f"{field}: is not supported on this model: it always thinks"
+        if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+            return "tool_choice: forced tool use is not supported on this model; use `auto`"
+        if (thinking or {}).get("type") == "disabled":
+            return "thinking.type: thinking cannot be disabled on this model"
     effort = (body.get("output_config") or {}).get("effort")
     if effort is not None and effort not in efforts(model):
         allowed = ", ".join(f"'{e}'" for e in efforts(model))

@@ -11,6 +11,7 @@ from dataclasses import replace
 import httpx
 import pytest
 
+from switchyard.common.errors import ProviderError
 from switchyard.common.events import ChatMessage, FunctionSpec, Reasoning, ToolSpec
 from switchyard.executor.providers.anthropic import AnthropicProvider, AnthropicSettings
 from switchyard.executor.providers.base import ProviderCall, Reply, ThinkingDelta
@@ -119,3 +120,28 @@ async def test_omitted_thinking_goes_round_a_tool_loop_begun_without_thinking(
     # it goes without thinking there
     older = await provider.request(replace(_call("claude-haiku-4-5", think), messages=history))
     assert not older.thinking and "thinking" not in _sent(fake)
+
+
+async def test_claude_5_5_answers_without_the_settings_it_refuses(
+    provider: AnthropicProvider, fake: tuple[FakeAnthropic, str]
+) -> None:
+    """Claude 5.5 always thinks: a temperature is left out (the server would refuse it), its omitted
+    thinking comes back, and a forced tool fails before any call."""
+    reply = await provider.request(_call("claude-sonnet-5-5", None, temperature=0.2))
+    assert "temperature" not in _sent(fake) and reply.content
+    (omitted,) = reply.thinking
+    assert omitted.thinking == "" and (omitted.signature or "").startswith(OMITTED)
+    calls = len(fake[0].requests)
+    with pytest.raises(ProviderError) as refused:
+        await provider.request(
+            _call("claude-opus-5-5:tool-call", None, tools=(WEATHER,), tool_choice="required")
+        )
+    assert refused.value.kind == "bad_request" and len(fake[0].requests) == calls
+    # the server's side of it: what the adapter leaves out is refused there
+    server, url = fake
+    headers = {"x-api-key": server.api_key, "anthropic-version": "2023-06-01"}
+    async with httpx.AsyncClient(base_url=url) as client:
+        response = await client.post(
+            "/v1/messages", json={**_sent(fake), "temperature": 0.2}, headers=headers
+        )
+    assert response.status_code == 400 and "temperature" in response.text

@@ -8,7 +8,16 @@ from typing import Any
 
 import pytest
 
-from switchyard.common.events import ChatMessage, FunctionCall, Reasoning, ThinkingBlock, ToolCall
+from switchyard.common.errors import ProviderError
+from switchyard.common.events import (
+    ChatMessage,
+    FunctionCall,
+    FunctionSpec,
+    Reasoning,
+    ThinkingBlock,
+    ToolCall,
+    ToolSpec,
+)
 from switchyard.executor.providers.anthropic import wire
 from switchyard.executor.providers.anthropic.thinking import ClaudeThinking, claude_thinking
 from switchyard.executor.providers.base import ProviderCall
@@ -17,6 +26,8 @@ pytestmark = pytest.mark.unit
 
 ASK = (ChatMessage(role="user", content="Prove there are infinitely many primes."),)
 CALL = ToolCall(id="toolu_1", function=FunctionCall(name="get_weather", arguments="{}"))
+CLAUDE_5_5 = ClaudeThinking(adaptive=True, xhigh=True, max=True, sampling=False, forced_tools=False)
+WEATHER = ToolSpec(function=FunctionSpec(name="get_weather", parameters={"type": "object"}))
 
 
 def _body(model: str, reasoning: Reasoning | None, **kw: Any) -> dict[str, Any]:
@@ -36,9 +47,11 @@ def _body(model: str, reasoning: Reasoning | None, **kw: Any) -> dict[str, Any]:
         ("claude-sonnet-4-6", ClaudeThinking(adaptive=True)),
         ("claude-opus-4-6", ClaudeThinking(adaptive=True, max=True)),
         ("claude-opus-4-7", ClaudeThinking(adaptive=True, xhigh=True, max=True)),
-        ("claude-sonnet-5", ClaudeThinking(adaptive=True, xhigh=True, max=True)),
-        ("claude-haiku-5-5", ClaudeThinking(adaptive=True, xhigh=True, max=True)),
-        ("claude-mythos-preview", ClaudeThinking(adaptive=True, xhigh=True, max=True)),
+        ("claude-sonnet-5", ClaudeThinking(adaptive=True, xhigh=True, max=True, sampling=False)),
+        ("claude-haiku-5-5", CLAUDE_5_5),
+        ("claude-opus-5-5", CLAUDE_5_5),
+        ("claude-fable-5-1", CLAUDE_5_5),
+        ("claude-mythos-preview", ClaudeThinking(adaptive=True, xhigh=True, max=True, sampling=False)),
         ("us.anthropic.claude-opus-4-6-v1", ClaudeThinking(adaptive=True, max=True)),  # Bedrock's name
         ("claude-sonnet-4-6@20260217", ClaudeThinking(adaptive=True)),  # Vertex's
         ("my-proxy-model", ClaudeThinking()),
@@ -114,3 +127,20 @@ def test_earlier_thinking_blocks_go_back_with_adaptive_thinking() -> None:
     )
     body = _body("claude-sonnet-4-6", Reasoning(adaptive=True), messages=loop)
     assert body["messages"][1]["content"][0] == {"type": "thinking", "thinking": "", "signature": "c2ln"}
+
+
+def test_claude_5_5_gets_no_sampling_settings_and_no_forced_tool() -> None:
+    """Claude 5.5 always thinks and refuses `temperature`, `top_p` and a forced tool with a 400: the
+    sampling settings are left out, and a forced tool fails the candidate before any call."""
+    body = _body("claude-sonnet-5-5", None, temperature=0.2, top_p=0.99)
+    assert "temperature" not in body and "top_p" not in body
+    assert _body("claude-sonnet-4-6", None, temperature=0.2)["temperature"] == 0.2
+    with pytest.raises(ProviderError) as refused:
+        _body("claude-opus-5-5", None, tools=(WEATHER,), tool_choice="required")
+    assert refused.value.kind == "bad_request" and "forced tool" in refused.value.message
+    chosen = _body("claude-opus-5-5", None, tools=(WEATHER,), tool_choice="auto")
+    assert chosen["tool_choice"] == {"type": "auto"}
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    assert (
+        _body("claude-opus-4-7", None, tools=(WEATHER,), tool_choice=named)["tool_choice"]["type"] == "tool"
+    )

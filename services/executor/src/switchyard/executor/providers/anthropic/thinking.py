@@ -29,11 +29,15 @@ _NAME = re.compile(r"claude-(opus|sonnet|haiku|mythos|fable)(?:-(\d+)(?:-(\d{1,2
 
 @dataclass(frozen=True)
 class ClaudeThinking:
-    """The thinking a Claude model takes: adaptive or a budget, and the efforts above `high` it knows."""
+    """The thinking a Claude model takes (adaptive or a budget, and the efforts above `high` it knows), and
+    two things Claude 5.5 stopped taking: sampling settings (`temperature`, `top_p`: a 400, as its thinking
+    is always on; Claude 5 ignored them) and a forced tool (`tool_choice` `any` or a named tool: a 400)."""
 
     adaptive: bool = False
     xhigh: bool = False
     max: bool = False
+    sampling: bool = True
+    forced_tools: bool = True
 
     def effort(self, level: ReasoningEffort) -> str:
         """Anthropic's effort for the pipeline's level: those above `high` step down to what the model
@@ -50,9 +54,11 @@ def claude_thinking(model: str) -> ClaudeThinking:
     if match is None:
         return ClaudeThinking()
     family, major, minor = match.groups()
-    if family in ("mythos", "fable"):
-        return ClaudeThinking(adaptive=True, xhigh=True, max=True)
     version = (int(major or 0), int(minor or 0))
+    if family in ("mythos", "fable"):  # thinking always on; 5.1 took on Opus 5.5's refusals
+        return ClaudeThinking(
+            adaptive=True, xhigh=True, max=True, sampling=False, forced_tools=version < (5, 1)
+        )
     adaptive = version >= (4, 6)
     # `max` came with Opus 4.6, `xhigh` with Opus 4.7; a level a model may not take steps down to one it
     # does, which costs less than a 400 and a fallback.
@@ -60,6 +66,8 @@ def claude_thinking(model: str) -> ClaudeThinking:
         adaptive=adaptive,
         xhigh=version >= (4, 7),
         max=version >= (4, 7) or (adaptive and family == "opus"),
+        sampling=version < (5, 0),
+        forced_tools=version < (5, 5),
     )
 
 
@@ -72,7 +80,9 @@ class Thinking:
     effort: str | None = None
 
 
-def thinking_for(call: ProviderCall, default_max_tokens: int) -> Thinking:
+def thinking_for(
+    call: ProviderCall, default_max_tokens: int, model: ClaudeThinking | None = None
+) -> Thinking:
     """Thinking tokens count against `max_tokens`, on Anthropic's side as on OpenAI's, so a call that set
     none gets the effort's budget on top of the default (a budget is also kept under the client's
     `max_tokens`). A call goes without thinking when it asks for none (or "minimal"), when it forces a tool
@@ -84,11 +94,11 @@ def thinking_for(call: ProviderCall, default_max_tokens: int) -> Thinking:
     reasoning = call.reasoning
     if reasoning is None or not reasoning.thinks():
         return plain
-    if call.tool_choice == "required" or forced_function(call.tool_choice) is not None:
+    if forces_a_tool(call):
         return plain
     max_tokens = call.max_tokens or default_max_tokens + reasoning.budget()
     display = {"display": reasoning.display} if reasoning.display else {}
-    model = claude_thinking(call.model)
+    model = model or claude_thinking(call.model)
     if model.adaptive:
         # An adaptive request without an effort leaves the model its own default.
         effort = None if reasoning.adaptive and reasoning.effort is None else model.effort(reasoning.level())
@@ -112,3 +122,7 @@ def anthropics(thinking: Sequence[ThinkingBlock] | None) -> list[ThinkingBlock]:
     """The thinking blocks Anthropic takes back: signed ones (by Anthropic) and redacted ones; reasoning
     another provider returned has no signature and is left out."""
     return [b for b in thinking or [] if b.type == "redacted_thinking" or b.signature]
+
+
+def forces_a_tool(call: ProviderCall) -> bool:
+    return call.tool_choice == "required" or forced_function(call.tool_choice) is not None

@@ -15,7 +15,12 @@ from switchyard.common.events import (
     ToolCall,
     Usage,
 )
-from switchyard.executor.providers.anthropic.thinking import anthropics, thinking_for
+from switchyard.executor.providers.anthropic.thinking import (
+    anthropics,
+    claude_thinking,
+    forces_a_tool,
+    thinking_for,
+)
 from switchyard.executor.providers.base import ProviderCall, Reply
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
 from switchyard.executor.providers.http import parse_json, retry_after
@@ -49,7 +54,14 @@ JSON_INSTRUCTION = "Answer with one JSON value only: no prose, no code fence."
 
 
 def request_body(call: ProviderCall, *, stream: bool, default_max_tokens: int) -> dict[str, Any]:
-    thinking = thinking_for(call, default_max_tokens)
+    model = claude_thinking(call.model)
+    if call.tools and not model.forced_tools and forces_a_tool(call):
+        # Refused here, before any call: the executor falls back to its next candidate as it would after
+        # Anthropic's 400, and a forced tool is not quietly turned into a tool the model may skip.
+        raise provider_error(
+            "bad_request", f"anthropic: {call.model} refuses a forced tool (tool_choice any or a named tool)"
+        )
+    thinking = thinking_for(call, default_max_tokens, model)
     system, messages = split_messages(call.messages, thinking=thinking.config is not None)
     json_format = call.json_format()
     if json_format is not None:
@@ -82,10 +94,12 @@ def request_body(call: ProviderCall, *, stream: bool, default_max_tokens: int) -
         if choice is not None:
             body["tool_choice"] = choice
     # OpenAI's temperature range is 0-2, Anthropic's 0-1. Thinking takes neither temperature nor a top_p
-    # below 0.95: the model thinks at its own settings then.
-    if call.temperature is not None and thinking.config is None:
+    # below 0.95: the model thinks at its own settings then; Claude 5 and later take none at all (left out
+    # without a word: the client could not know which model its request was routed to).
+    sampled = model.sampling and thinking.config is None
+    if call.temperature is not None and sampled:
         body["temperature"] = min(call.temperature, 1.0)
-    if call.top_p is not None and (thinking.config is None or call.top_p >= 0.95):
+    if call.top_p is not None and model.sampling and (thinking.config is None or call.top_p >= 0.95):
         body["top_p"] = call.top_p
     if call.stop:
         body["stop_sequences"] = list(call.stop)
