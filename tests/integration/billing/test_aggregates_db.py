@@ -21,12 +21,12 @@ from switchyard.billing.statements import monthly_statement
 from switchyard.common.billing_rpc import SavingsQuery, StatementQuery, UsageQuery
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.events import ProviderCallRecorded, TaskCompleted, Usage
-from switchyard.common.policy import load_policy
+from tests.support.prices import price_sheet
 
 pytestmark = pytest.mark.integration
 
 Sessions = async_sessionmaker[AsyncSession]
-POLICY = load_policy()
+POLICY = price_sheet()
 
 
 def _done(

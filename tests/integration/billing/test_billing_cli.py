@@ -21,7 +21,7 @@ from switchyard.cli.main import main
 from switchyard.common.billing_rpc import UsageQuery
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.events import TaskCompleted, Usage
-from switchyard.common.policy import load_policy
+from tests.support.prices import price_sheet
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ async def _seed(url: str) -> None:
                 sessionmaker(engine),
                 event_id=f"e{n}",
                 completed=_done(f"t{n}", prompt, read),
-                policy=load_policy(),
+                policy=price_sheet(),
                 clock=lambda: datetime(2026, 11, 5, 9, tzinfo=UTC),
             )
     finally:

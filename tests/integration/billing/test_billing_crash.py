@@ -24,6 +24,7 @@ from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.envelope import decode, encode
 from switchyard.common.events import BudgetAlert, TaskCompleted, Usage
 from tests.support.bus_services import BusService
+from tests.support.prices import PRICE_SHEET
 
 pytestmark = pytest.mark.integration
 
@@ -73,6 +74,7 @@ async def test_kill_9_leaves_aggregates_and_alerts_exactly_once(
         "SWITCHYARD_NATS_URL": nats_server.url,
         "SWITCHYARD_DATABASE_URL": sqlite_url,
         "SWITCHYARD_VAR_DIR": str(tmp_path / "var"),
+        "SWITCHYARD_POLICY_PATH": str(PRICE_SHEET),
     }
     billing = BusService("billing", env=env, log_path=tmp_path / "billing.log")
     await billing.start()

@@ -24,6 +24,7 @@ from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.envelope import decode, encode
 from switchyard.common.events import TaskCompleted, TaskFailed, Usage, UsageRecorded
 from tests.support.bus_services import BusService
+from tests.support.prices import PRICE_SHEET
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +37,7 @@ def billing_service(
     env = {
         "SWITCHYARD_NATS_URL": nats_server.url,
         "SWITCHYARD_DATABASE_URL": db_url,
+        "SWITCHYARD_POLICY_PATH": str(PRICE_SHEET),
     }
     service = BusService("billing", env=env, log_path=tmp_path / "billing.log")
     asyncio.run(service.start())

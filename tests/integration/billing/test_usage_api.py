@@ -31,6 +31,7 @@ from switchyard.common.envelope import decode
 from switchyard.common.events import BudgetAlert, ChatMessage, ChatRequest, TaskCompleted, Usage
 from tests.integration.gateway.harness import Answerer, Org, auth, gateways, make_org
 from tests.support.bus_services import BusService
+from tests.support.prices import PRICE_SHEET
 
 pytestmark = pytest.mark.integration
 
@@ -81,6 +82,7 @@ def stack(nats_server: NatsServer, sqlite_url: str, tmp_path: Path) -> Iterator[
         "SWITCHYARD_NATS_URL": nats_server.url,
         "SWITCHYARD_DATABASE_URL": sqlite_url,
         "SWITCHYARD_VAR_DIR": str(tmp_path / "var"),
+        "SWITCHYARD_POLICY_PATH": str(PRICE_SHEET),
     }
     billing = BusService("billing", env=env, log_path=tmp_path / "billing.log")
     asyncio.run(billing.start())

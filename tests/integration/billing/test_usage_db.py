@@ -16,7 +16,7 @@ from switchyard.billing.models import UsageEntry
 from switchyard.billing.service import record_usage, usage_entry_id, usage_event, usage_for_task
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.events import TaskCompleted, Usage
-from switchyard.common.policy import load_policy
+from tests.support.prices import price_sheet
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +62,7 @@ async def _count(sessions: Sessions) -> int:
 
 async def test_a_completed_task_is_priced_and_stored(billing_db: tuple[AsyncEngine, Sessions]) -> None:
     _, sessions = billing_db
-    recorded = await record_usage(sessions, event_id="e1", completed=completed(), policy=load_policy())
+    recorded = await record_usage(sessions, event_id="e1", completed=completed(), policy=price_sheet())
     assert recorded.created
     stored = await usage_for_task(sessions, task_id="t1")
     assert stored is not None
@@ -82,7 +82,7 @@ async def test_a_completed_task_is_priced_and_stored(billing_db: tuple[AsyncEngi
 async def test_an_unknown_model_is_stored_unpriced(billing_db: tuple[AsyncEngine, Sessions]) -> None:
     _, sessions = billing_db
     await record_usage(
-        sessions, event_id="e1", completed=completed(model="openai/new-model"), policy=load_policy()
+        sessions, event_id="e1", completed=completed(model="openai/new-model"), policy=price_sheet()
     )
     stored = await usage_for_task(sessions, task_id="t1")
     assert stored is not None and not stored.priced and stored.cost_usd == 0
@@ -90,7 +90,7 @@ async def test_an_unknown_model_is_stored_unpriced(billing_db: tuple[AsyncEngine
 
 async def test_a_task_is_charged_once(billing_db: tuple[AsyncEngine, Sessions]) -> None:
     _, sessions = billing_db
-    policy = load_policy()
+    policy = price_sheet()
     first = await record_usage(sessions, event_id="e1", completed=completed(), policy=policy)
     again = await record_usage(sessions, event_id="e1", completed=completed(), policy=policy)
     # A second result for the same task (another event id): still the first entry, same announcement id.
@@ -110,7 +110,7 @@ async def test_replicas_racing_on_one_task_store_one_entry(
     other = create_engine(db_url)
     try:
         replica = sessionmaker(other)
-        policy = load_policy()
+        policy = price_sheet()
         results = await asyncio.gather(
             *(
                 record_usage(s, event_id="e1", completed=completed(), policy=policy)

@@ -15,8 +15,8 @@ from switchyard.billing.models import UsageDaily, UsageEntry
 from switchyard.billing.service import record_usage
 from switchyard.billing.writer import UsageWriter
 from switchyard.common.db import create_engine, sessionmaker
-from switchyard.common.policy import load_policy
 from tests.integration.billing.test_usage_db import completed
+from tests.support.prices import price_sheet
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,7 @@ async def _totals(sessions: Sessions) -> tuple[int, int, int]:
 
 
 async def test_a_batch_charges_each_task_once_however_often_it_arrives(sessions: Sessions) -> None:
-    policy = load_policy()
+    policy = price_sheet()
     writer = UsageWriter(sessions, policy=policy, linger_s=0.2)
     writer.start()
     try:
@@ -68,7 +68,7 @@ async def test_a_batch_charges_each_task_once_however_often_it_arrives(sessions:
 
 
 async def test_a_charge_stored_meanwhile_by_another_replica_is_kept_not_doubled(sessions: Sessions) -> None:
-    policy = load_policy()
+    policy = price_sheet()
     writers = [UsageWriter(sessions, policy=policy, linger_s=0.05) for _ in range(2)]
     for w in writers:
         w.start()

@@ -122,10 +122,10 @@ async def eventually(check, timeout: float = 10.0) -> None:  # type: ignore[no-u
 async def test_decisions_carry_reasons_and_real_token_counts(routers: Fleet, nc: nats.NATS) -> None:
     routed = await route(nc, complexity=0.95)
     d = routed.decision
-    assert d.tier == "premium" and d.candidates[0].model == "openai/o3"
+    assert d.tier == "premium" and d.candidates[0].model == "openai/gpt-6.1-sol"
     text = routed.task.request.messages[0].text()
     assert d.reasons["features"]["prompt_tokens"] == count_text(text) + 3 + 3  # cl100k, plus chat framing
-    assert d.estimated_cost_usd > 0 and d.reasons["scores"][0]["model"] == "openai/o3"
+    assert d.estimated_cost_usd > 0 and d.reasons["scores"][0]["model"] == "openai/gpt-6.1-sol"
 
 
 async def test_the_policy_reloads_without_a_restart(routers: Fleet, nc: nats.NATS, policy_file: Path) -> None:
@@ -169,7 +169,7 @@ async def test_replicas_learn_health_together_and_demote_a_failing_model(
             tenant_id="acme",
             attempt=1,
             provider="openai",
-            model="openai/o3",
+            model="openai/gpt-6.1-sol",
             outcome="overloaded",
             latency_ms=30.0,
         )
@@ -178,15 +178,15 @@ async def test_replicas_learn_health_together_and_demote_a_failing_model(
     bucket = await kv.bucket(nc.jetstream(), subjects.KV_ROUTING_STATS)
 
     async def learned() -> bool:
-        raw, _ = await kv.read(bucket, kv.safe_key("openai/o3"))
+        raw, _ = await kv.read(bucket, kv.safe_key("openai/gpt-6.1-sol"))
         return raw is not None and ModelStats.model_validate_json(raw).samples == 12
 
     await eventually(learned)
     await asyncio.sleep(0.5)  # both replicas' health views refresh
     for _ in range(2):  # whichever replica routes it
         d = (await route(nc, complexity=0.95)).decision
-        assert d.candidates[0].model == "anthropic/claude-opus-4-6"
+        assert d.candidates[0].model == "anthropic/claude-opus-5-5"
         demoted = {s["model"]: s["demoted"] for s in d.reasons["scores"] if s["demoted"]}
         # demoted for its success EMA, learned near zero (the penalty fades with time, so not exactly 0)
-        reason = demoted["openai/o3"]
+        reason = demoted["openai/gpt-6.1-sol"]
         assert reason.startswith("success EMA ") and float(reason.split()[2]) < 0.05, reason

@@ -125,7 +125,7 @@ def test_savings_price_prompt_cache_hits_at_the_reference_models_cache_price() -
     reference = analytics.premium_reference(policy)
     assert reference is not None and reference.cached_input_per_1k is not None
     hits = analytics.TokenUse(
-        model="openai/gpt-4o-mini",
+        model="openai/gpt-6-luna",
         tier="fast",
         kind="task",
         requests=1,
@@ -140,3 +140,19 @@ def test_savings_price_prompt_cache_hits_at_the_reference_models_cache_price() -
     )
     uncached = price(policy=policy, model=reference.id, prompt_tokens=2048, completion_tokens=100)
     assert line.premium_usd == cached.cost_usd < uncached.cost_usd
+
+
+def test_savings_keep_answers_of_a_model_the_policy_has_since_retired() -> None:
+    """A policy update drops retired models; what they answered was priced when it was charged, so it is
+    still set against premium. An answer no policy ever priced counts at zero both ways."""
+    policy = load_policy()
+    reference = analytics.premium_reference(policy)
+    assert reference is not None and policy.model("openai/gpt-4o-mini") is None
+    use = {"tier": "fast", "kind": "task", "requests": 1, "prompt_tokens": 1000, "completion_tokens": 100}
+    retired = analytics.TokenUse(model="openai/gpt-4o-mini", cost=Decimal("0.00021"), **use)  # type: ignore[arg-type]
+    [line] = analytics.savings_lines([retired], policy)
+    at_premium = price(policy=policy, model=reference.id, prompt_tokens=1000, completion_tokens=100)
+    assert line.paid_usd == Decimal("0.00021") and line.premium_usd == at_premium.cost_usd > line.paid_usd
+    unpriced = analytics.TokenUse(model="acme/own-model", cost=Decimal(0), **use)  # type: ignore[arg-type]
+    [line] = analytics.savings_lines([unpriced], policy)
+    assert line.paid_usd == line.premium_usd == 0

@@ -15,9 +15,9 @@ pytestmark = pytest.mark.unit
 
 def test_bundled_policy_loads_and_prices() -> None:
     policy = load_policy()
-    mini = policy.model("openai/gpt-4o-mini")
-    assert mini is not None and mini.tier == "fast"
-    assert mini.cost(1000, 1000) == pytest.approx(0.00015 + 0.0006)
+    luna = policy.model("openai/gpt-6-luna")
+    assert luna is not None and luna.tier == "fast"
+    assert luna.cost(1000, 1000) == pytest.approx(0.0001 + 0.0005)
     assert policy.model("local/smollm2-135m-instruct") is not None
 
 

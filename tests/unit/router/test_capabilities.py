@@ -49,7 +49,7 @@ def test_a_tool_task_never_goes_to_a_model_without_tools() -> None:
     models = _models(_req(tools=TOOLS))
     assert "local/smollm2-135m-instruct" not in models
     assert all("tools" in POLICY.model(m).capabilities for m in models)  # type: ignore[union-attr]
-    assert "gemini/gemini-2.5-flash" in models and "anthropic/claude-haiku-4-5" in models
+    assert "gemini/gemini-3.1-flash-lite" in models and "anthropic/claude-haiku-5-5" in models
     plain = _models(_req())
     assert plain[-1] == "local/smollm2-135m-instruct"
 
@@ -65,7 +65,7 @@ def test_a_json_task_skips_models_without_json_mode_and_keeps_the_local_grammar(
         available=ALL,
     )
     rejected = {r["model"]: r["reason"] for r in decision.reasons["rejected"]}
-    assert rejected["anthropic/claude-sonnet-4-6"] == "lacks json_mode"
+    assert rejected["anthropic/claude-sonnet-5-5"] == "lacks json_mode"
 
 
 def test_an_image_is_not_sent_to_the_local_model() -> None:
@@ -87,7 +87,7 @@ def test_a_pinned_model_without_the_capability_is_refused_with_the_reason() -> N
     with pytest.raises(ModelLacksCapability) as caught:
         _models(_req(model="local/smollm2-135m-instruct", tools=TOOLS))
     assert caught.value.code == "model_lacks_capability" and "tools" in caught.value.message
-    assert _models(_req(model="openai/gpt-4o-mini", tools=TOOLS)) == ["openai/gpt-4o-mini"]
+    assert _models(_req(model="openai/gpt-6-luna", tools=TOOLS)) == ["openai/gpt-6-luna"]
     assert _models(_req(model="openai/some-new-model", tools=TOOLS)) == [
         "openai/some-new-model"
     ]  # not listed

@@ -39,8 +39,8 @@ def models(d: object) -> list[str]:
 def test_a_standard_task_cascades_from_a_cheap_model_to_the_standard_chain() -> None:
     d = decide(request=req(), classification=cls(0.5), policy=POLICY, available=ALL)
     assert d.strategy == "cascade"
-    assert models(d)[0] == "openai/gpt-4o-mini"
-    assert models(d)[1] == "openai/gpt-4o"
+    assert models(d)[0] == "openai/gpt-6-luna"
+    assert models(d)[1] == "openai/gpt-6-sol"
     assert d.checks and d.min_confidence == POLICY.strategies.cascade.min_confidence
     cheap, strong = d.candidates[0].estimated_cost_usd, d.candidates[1].estimated_cost_usd
     assert d.estimated_cost_usd == pytest.approx(cheap + 0.3 * strong, rel=1e-6)
@@ -48,7 +48,7 @@ def test_a_standard_task_cascades_from_a_cheap_model_to_the_standard_chain() -> 
 
 def test_low_classifier_confidence_skips_the_cheap_step() -> None:
     d = decide(request=req(), classification=cls(0.5, confidence=0.2), policy=POLICY, available=ALL)
-    assert d.strategy == "single" and models(d)[0] == "openai/gpt-4o"
+    assert d.strategy == "single" and models(d)[0] == "openai/gpt-6-sol"
     assert "confidence" in d.reasons["strategy_why"]
 
 
@@ -65,17 +65,17 @@ def test_a_streamed_task_is_never_raced_or_cascaded() -> None:
 
 def test_the_type_chain_puts_the_code_model_first() -> None:
     d = decide(request=req(), classification=cls(0.5, "coding", confidence=0.2), policy=POLICY, available=ALL)
-    assert models(d)[:2] == ["anthropic/claude-sonnet-4-6", "openai/gpt-4o"]
+    assert models(d)[:2] == ["anthropic/claude-sonnet-5-5", "openai/gpt-6-sol"]
 
 
 def test_an_easy_task_takes_the_cost_sensitive_entry_of_its_chain() -> None:
     d = decide(request=req(), classification=cls(0.1, "writing"), policy=POLICY, available=ALL)
-    assert models(d)[0] == "anthropic/claude-haiku-4-5"
+    assert models(d)[0] == "anthropic/claude-haiku-5-5"
 
 
 def test_a_coordination_task_goes_to_the_coordination_tier() -> None:
     d = decide(request=req(), classification=cls(0.5, "coordination"), policy=POLICY, available=ALL)
-    assert d.tier == "coordination" and models(d)[0] == "openai/gpt-4.1-mini"
+    assert d.tier == "coordination" and models(d)[0] == "openai/gpt-6.1-terra"
 
 
 def test_a_hard_task_goes_premium() -> None:
@@ -101,36 +101,37 @@ def test_an_estimate_above_the_headroom_is_rejected_with_the_reason() -> None:
     d = decide(request=req(), classification=cls(0.5), policy=POLICY, available=ALL, headroom_usd=0.0004)
     reasons = {r["model"]: r["reason"] for r in d.reasons["rejected"]}
     assert (
-        "exceeds the budget headroom" in reasons["openai/gpt-4o"] or "budget low" in reasons["openai/gpt-4o"]
+        "exceeds the budget headroom" in reasons["openai/gpt-6-sol"]
+        or "budget low" in reasons["openai/gpt-6-sol"]
     )
 
 
 def test_an_unhealthy_model_is_demoted_not_dropped() -> None:
-    health = {"openai/gpt-4o": ModelSignal(success=0.2, samples=20, latency_ms=900.0)}
+    health = {"openai/gpt-6-sol": ModelSignal(success=0.2, samples=20, latency_ms=900.0)}
     d = decide(request=req(), classification=cls(0.95), policy=POLICY, available=ALL, health=health)
-    assert models(d)[-1] == "openai/gpt-4o"
-    score = next(s for s in d.reasons["scores"] if s["model"] == "openai/gpt-4o")
+    assert models(d)[-1] == "openai/gpt-6-sol"
+    score = next(s for s in d.reasons["scores"] if s["model"] == "openai/gpt-6-sol")
     assert score["demoted"].startswith("success EMA 0.20") and score["samples"] == 20
 
 
 def test_an_open_breaker_and_an_empty_bucket_demote() -> None:
     health = {
-        "openai/o3": ModelSignal(breaker="open"),
-        "anthropic/claude-opus-4-6": ModelSignal(rate_headroom=0.01),
+        "openai/gpt-6.1-sol": ModelSignal(breaker="open"),
+        "anthropic/claude-opus-5-5": ModelSignal(rate_headroom=0.01),
     }
     d = decide(request=req(), classification=cls(0.95), policy=POLICY, available=ALL, health=health)
-    assert models(d)[:1] == ["openai/gpt-4o"]
+    assert models(d)[:1] == ["openai/gpt-6-sol"]
     demoted = {s["model"]: s["demoted"] for s in d.reasons["scores"] if s["demoted"]}
     assert demoted == {
-        "openai/o3": "circuit breaker open",
-        "anthropic/claude-opus-4-6": "rate-limit headroom 1% < 5%",
+        "openai/gpt-6.1-sol": "circuit breaker open",
+        "anthropic/claude-opus-5-5": "rate-limit headroom 1% < 5%",
     }
 
 
 def test_few_samples_do_not_condemn_a_model() -> None:
-    health = {"openai/o3": ModelSignal(success=0.0, samples=2)}
+    health = {"openai/gpt-6.1-sol": ModelSignal(success=0.0, samples=2)}
     d = decide(request=req(), classification=cls(0.95), policy=POLICY, available=ALL, health=health)
-    assert models(d)[0] == "openai/o3"
+    assert models(d)[0] == "openai/gpt-6.1-sol"
 
 
 def test_vision_requests_skip_models_without_vision() -> None:
@@ -151,10 +152,10 @@ def test_vision_requests_skip_models_without_vision() -> None:
 
 def test_tenant_overrides_cap_the_tier_and_deny_models() -> None:
     raw = POLICY.model_dump()
-    raw["tenants"] = {"frugal": {"max_tier": "standard", "denied_models": ["openai/gpt-4o"]}}
+    raw["tenants"] = {"frugal": {"max_tier": "standard", "denied_models": ["openai/gpt-6-sol"]}}
     policy = Policy.model_validate(raw)
     d = decide(request=req(), classification=cls(0.95), policy=policy, available=ALL, tenant_id="frugal")
-    assert all(c.tier not in ("premium",) for c in d.candidates) and "openai/gpt-4o" not in models(d)
+    assert all(c.tier not in ("premium",) for c in d.candidates) and "openai/gpt-6-sol" not in models(d)
     assert d.reasons["tenant"] == {"id": "frugal", "override": True}
     other = decide(request=req(), classification=cls(0.95), policy=policy, available=ALL, tenant_id="other")
     assert other.tier == "premium"
@@ -167,7 +168,7 @@ def test_nothing_available_is_a_clear_error() -> None:
 
 def test_a_decision_replays_from_its_reasons() -> None:
     """The reasons carry every input that mattered: the same inputs give the same decision."""
-    health = {"openai/gpt-4o": ModelSignal(success=0.3, samples=9, latency_ms=420.0)}
+    health = {"openai/gpt-6-sol": ModelSignal(success=0.3, samples=9, latency_ms=420.0)}
     first = decide(
         request=req(),
         classification=cls(0.5),

@@ -48,7 +48,7 @@ def test_dry_run_writes_one_line_per_prompt_in_order() -> None:
     assert [r["id"] for r in out] == [1, "b", 3]
     assert [r["tier"] for r in out] == ["fast", "premium", "fast"]  # the cascade starts on the fast tier
     assert [r["strategy"] for r in out] == ["single", "single", "cascade"]
-    assert out[1]["model"] == "openai/o3" and set(out[0]) == {"id", "tier", "model", "strategy"}
+    assert out[1]["model"] == "openai/gpt-6.1-sol" and set(out[0]) == {"id", "tier", "model", "strategy"}
     json.dumps(out)  # JSON lines
 
 

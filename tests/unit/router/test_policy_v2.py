@@ -25,9 +25,9 @@ def write(path: Path, **changes: object) -> Path:
 def test_the_bundled_policy_has_every_section() -> None:
     p = load_policy()
     assert {m.tier for m in p.models} == {"local", "fast", "coordination", "standard", "premium"}
-    assert p.chains["coding"].cost_sensitive == "openai/gpt-4o-mini"
-    assert "json_mode" in p.model("openai/gpt-4o").capabilities  # type: ignore[union-attr]
-    assert p.model("openai/o3").rpm == 500  # type: ignore[union-attr]
+    assert p.chains["coding"].cost_sensitive == "openai/gpt-6-luna"
+    assert "json_mode" in p.model("openai/gpt-6-sol").capabilities  # type: ignore[union-attr]
+    assert p.model("openai/gpt-6.1-sol").rpm == 500  # type: ignore[union-attr]
     assert p.output_tokens("coding") == 600 and p.output_tokens("unknown") == p.expected_output_tokens
 
 
@@ -35,7 +35,7 @@ def test_the_bundled_policy_has_every_section() -> None:
     ("changes", "fragment"),
     [
         ({"chains": {"coding": {"primary": "openai/nope"}}}, "chains.coding: unknown model 'openai/nope'"),
-        ({"chains": {"poetry": {"primary": "openai/gpt-4o"}}}, "unknown task type 'poetry'"),
+        ({"chains": {"poetry": {"primary": "openai/gpt-6-sol"}}}, "unknown task type 'poetry'"),
         ({"budget": {"downgrade_max_tier": "gold"}}, "budget.downgrade_max_tier: unknown tier 'gold'"),
         ({"tenants": {"acme": {"max_tier": "gold"}}}, "tenants.acme.max_tier"),
         ({"tenants": {"acme": {"denied_models": ["x/y"]}}}, "tenants.acme.denied_models: unknown model"),

@@ -48,13 +48,13 @@ def test_with_only_the_local_provider_everything_goes_local() -> None:
     assert d.reasons["wanted_tier"] == "premium"
     assert "no available model in premium" in d.reasons["why"]
     rejected = {r["model"] for r in d.reasons["rejected"]}
-    assert "openai/o3" in rejected
+    assert "openai/gpt-6.1-sol" in rejected
 
 
 def test_chain_starts_in_the_wanted_tier_and_falls_back() -> None:
     d = decide(request=_req(), classification=_cls(0.1), policy=POLICY, available={"local", "openai"})
     models = [c.model for c in d.candidates]
-    assert models[0] == "openai/gpt-4o-mini"
+    assert models[0] == "openai/gpt-6-luna"
     assert models[-1] == "local/smollm2-135m-instruct"
     assert d.candidates[0].estimated_cost_usd > 0
 
@@ -75,15 +75,17 @@ def test_candidates_say_whether_they_take_reasoning_from_the_policys_capability(
         request=_req(), classification=_cls(0.9), policy=POLICY, available={"openai", "anthropic", "local"}
     )
     taking = {c.model: c.reasoning for c in d.candidates}
-    assert taking["openai/o3"] and taking["anthropic/claude-sonnet-4-6"]
-    assert not taking["openai/gpt-4o-mini"] and not taking["local/smollm2-135m-instruct"]
+    assert (
+        taking["openai/gpt-6.1-sol"] and taking["anthropic/claude-sonnet-5-5"] and taking["openai/gpt-6-luna"]
+    )
+    assert not taking["local/smollm2-135m-instruct"]  # the one bundled model without `reasoning`
 
 
 def test_pinned_model_of_an_unavailable_provider() -> None:
     with pytest.raises(UnknownModel):
         decide(request=_req("openai/gpt-x"), classification=_cls(0.5), policy=POLICY, available={"local"})
     with pytest.raises(NoProviderAvailable):
-        decide(request=_req("openai/gpt-4o"), classification=_cls(0.5), policy=POLICY, available={"local"})
+        decide(request=_req("openai/gpt-6-sol"), classification=_cls(0.5), policy=POLICY, available={"local"})
 
 
 def test_no_provider_at_all() -> None:
@@ -130,7 +132,7 @@ def test_no_provider_available_says_why_each_available_model_was_left_out() -> N
         decide(request=short, classification=_cls(0.1), policy=policy, available={"local", "openai"})
     assert caught.value.code == "capability_unavailable"  # neither reason passes with time
     assert "local/smollm2-135m-instruct: lacks tools" in caught.value.message
-    assert "openai/gpt-4o-mini: prompt exceeds the context window (60 tokens)" in caught.value.message
+    assert "openai/gpt-6-luna: prompt exceeds the context window (60 tokens)" in caught.value.message
     # the models with tools refused for the budget's headroom: that can change, so still a 503
     with pytest.raises(NoProviderAvailable) as caught:
         decide(

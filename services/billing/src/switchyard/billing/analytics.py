@@ -128,15 +128,16 @@ def savings_lines(use: list[TokenUse], policy: Policy) -> list[SavingsLine]:
 
     Delivered answers are re-priced at premium (premium answers keep their real cost); billable extra
     calls (parallel losers, escalated cascade steps) would not exist under always-premium routing, so
-    their counterfactual cost is zero. Unpriced models are counted at zero both ways. Prompt tokens read
-    from or written to a provider's cache are re-priced at the reference model's cache prices: the same
-    prompts would have been cached there."""
+    their counterfactual cost is zero. Unpriced answers (a model no policy priced) are counted at zero
+    both ways; an answer priced when it was charged, by a model the policy no longer lists (retired since),
+    is re-priced at premium like any other. Prompt tokens read from or written to a provider's cache are
+    re-priced at the reference model's cache prices: the same prompts would have been cached there."""
     reference = premium_reference(policy)
     by_tier: dict[str, SavingsLine] = {}
     for u in use:
         if u.kind == "call":
             premium = Decimal(0)
-        elif u.tier == "premium" or reference is None or policy.model(u.model) is None:
+        elif u.tier == "premium" or reference is None or (not u.cost and policy.model(u.model) is None):
             premium = u.cost
         else:
             premium = price(
