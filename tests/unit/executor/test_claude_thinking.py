@@ -4,6 +4,7 @@ the model takes."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -26,7 +27,10 @@ pytestmark = pytest.mark.unit
 
 ASK = (ChatMessage(role="user", content="Prove there are infinitely many primes."),)
 CALL = ToolCall(id="toolu_1", function=FunctionCall(name="get_weather", arguments="{}"))
-CLAUDE_5_5 = ClaudeThinking(adaptive=True, xhigh=True, max=True, sampling=False, forced_tools=False)
+CLAUDE_5 = ClaudeThinking(adaptive=True, xhigh=True, max=True, sampling=False, default_on=True)
+CLAUDE_5_5 = ClaudeThinking(
+    adaptive=True, xhigh=True, max=True, sampling=False, forced_tools=False, default_on=True
+)
 WEATHER = ToolSpec(function=FunctionSpec(name="get_weather", parameters={"type": "object"}))
 
 
@@ -47,11 +51,12 @@ def _body(model: str, reasoning: Reasoning | None, **kw: Any) -> dict[str, Any]:
         ("claude-sonnet-4-6", ClaudeThinking(adaptive=True)),
         ("claude-opus-4-6", ClaudeThinking(adaptive=True, max=True)),
         ("claude-opus-4-7", ClaudeThinking(adaptive=True, xhigh=True, max=True)),
-        ("claude-sonnet-5", ClaudeThinking(adaptive=True, xhigh=True, max=True, sampling=False)),
+        ("claude-sonnet-5", replace(CLAUDE_5, off={"type": "disabled"})),
+        ("claude-sonnet-5-5", replace(CLAUDE_5_5, off={"type": "between_tools"})),
         ("claude-haiku-5-5", CLAUDE_5_5),
         ("claude-opus-5-5", CLAUDE_5_5),
         ("claude-fable-5-1", CLAUDE_5_5),
-        ("claude-mythos-preview", ClaudeThinking(adaptive=True, xhigh=True, max=True, sampling=False)),
+        ("claude-mythos-preview", CLAUDE_5),
         ("us.anthropic.claude-opus-4-6-v1", ClaudeThinking(adaptive=True, max=True)),  # Bedrock's name
         ("claude-sonnet-4-6@20260217", ClaudeThinking(adaptive=True)),  # Vertex's
         ("my-proxy-model", ClaudeThinking()),
@@ -143,4 +148,39 @@ def test_claude_5_5_gets_no_sampling_settings_and_no_forced_tool() -> None:
     named = {"type": "function", "function": {"name": "get_weather"}}
     assert (
         _body("claude-opus-4-7", None, tools=(WEATHER,), tool_choice=named)["tool_choice"]["type"] == "tool"
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "off"),
+    [
+        ("claude-haiku-4-5", None),  # thinks only when asked
+        ("claude-sonnet-5", {"type": "disabled"}),
+        ("claude-sonnet-5-5", {"type": "between_tools"}),  # refuses `disabled`: its lowest setting
+        ("claude-opus-5-5", None),  # always thinks: nothing turns it off
+    ],
+)
+def test_no_thinking_is_said_the_way_each_model_takes_it(model: str, off: dict[str, str] | None) -> None:
+    body = _body(model, Reasoning(effort="none"))
+    assert body.get("thinking") == off and "output_config" not in body
+    assert "thinking" not in _body(model, None)  # nothing asked: the model's own default
+
+
+def test_a_model_that_thinks_by_default_gets_its_blocks_back_unasked() -> None:
+    """Sonnet 5.5 thinks with no `thinking` field: a tool loop continued without a word about thinking
+    still sends the turn's blocks back (a model that did not think by default would drop them)."""
+    thought = ThinkingBlock(thinking="", signature="c2ln")
+    loop = (
+        *ASK,
+        ChatMessage(role="assistant", tool_calls=[CALL], thinking=[thought]),
+        ChatMessage(role="tool", tool_call_id="toolu_1", content="18C"),
+    )
+    body = _body("claude-sonnet-5-5", None, messages=loop)
+    assert "thinking" not in body and body["messages"][1]["content"][0]["type"] == "thinking"
+    older = _body("claude-haiku-4-5", None, messages=loop)
+    assert older["messages"][1]["content"][0]["type"] == "tool_use"
+    disabled = _body("claude-sonnet-5", Reasoning(effort="none"), messages=loop)
+    assert (
+        disabled["thinking"] == {"type": "disabled"}
+        and disabled["messages"][1]["content"][0]["type"] == "tool_use"
     )

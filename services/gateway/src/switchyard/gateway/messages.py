@@ -65,8 +65,8 @@ class Thinking(BaseModel):
     """Claude's thinking: `enabled` with a budget (at least 1,024 tokens, below `max_tokens`); `adaptive`
     (Claude 4.6 and later: the model decides whether and how much to think, at `output_config.effort`);
     `disabled`; or `between_tools` (thinking off, the model's progress notes between tool calls returned
-    as thinking blocks: served as `disabled`, the answer is the same without the notes). `display`:
-    thinking shown (`summarized`) or left out with only its signature (`omitted`)."""
+    as thinking blocks: served as `disabled`, which a Claude model that takes it gets as `between_tools`).
+    `display`: thinking shown (`summarized`) or left out with only its signature (`omitted`)."""
 
     type: Literal["enabled", "disabled", "adaptive", "between_tools"]
     budget_tokens: int | None = Field(default=None, ge=MIN_THINKING_BUDGET, strict=True)
@@ -121,8 +121,12 @@ class MessagesRequest(CountTokensRequest):
     def reasoning(self) -> Reasoning | None:
         """The thinking asked for in the pipeline's terms (400 when it cannot be what Anthropic takes)."""
         thinking = self.thinking
-        if thinking is None or thinking.type in ("disabled", "between_tools"):
+        if thinking is None:
             return None
+        if thinking.type in ("disabled", "between_tools"):
+            # No thinking, said out loud: models that think by default (Claude 5, GPT-5.1 and later) are
+            # told so, each in its own terms.
+            return Reasoning(effort="none")
         effort = self.output_config.effort if self.output_config else None
         budget = thinking.budget_tokens
         if thinking.type == "adaptive":

@@ -30,14 +30,18 @@ _NAME = re.compile(r"claude-(opus|sonnet|haiku|mythos|fable)(?:-(\d+)(?:-(\d{1,2
 @dataclass(frozen=True)
 class ClaudeThinking:
     """The thinking a Claude model takes (adaptive or a budget, and the efforts above `high` it knows), and
-    two things Claude 5.5 stopped taking: sampling settings (`temperature`, `top_p`: a 400, as its thinking
-    is always on; Claude 5 ignored them) and a forced tool (`tool_choice` `any` or a named tool: a 400)."""
+    what changed with Claude 5: it thinks unless told not to (`default_on`), and is told so by `off` (5:
+    `disabled`; Sonnet 5.5: `between_tools`, its lowest setting, which refuses `disabled`; Opus and Haiku
+    5.5, Mythos and Fable cannot be: None); 5 ignored sampling settings and 5.5 refuses them
+    (`temperature`, `top_p`: a 400), and 5.5 refuses a forced tool (`tool_choice` `any` or a named tool)."""
 
     adaptive: bool = False
     xhigh: bool = False
     max: bool = False
     sampling: bool = True
     forced_tools: bool = True
+    default_on: bool = False
+    off: dict[str, str] | None = None
 
     def effort(self, level: ReasoningEffort) -> str:
         """Anthropic's effort for the pipeline's level: those above `high` step down to what the model
@@ -57,9 +61,19 @@ def claude_thinking(model: str) -> ClaudeThinking:
     version = (int(major or 0), int(minor or 0))
     if family in ("mythos", "fable"):  # thinking always on; 5.1 took on Opus 5.5's refusals
         return ClaudeThinking(
-            adaptive=True, xhigh=True, max=True, sampling=False, forced_tools=version < (5, 1)
+            adaptive=True,
+            xhigh=True,
+            max=True,
+            sampling=False,
+            forced_tools=version < (5, 1),
+            default_on=True,
         )
     adaptive = version >= (4, 6)
+    off: dict[str, str] | None = None
+    if (5, 0) <= version < (5, 5):
+        off = {"type": "disabled"}
+    elif version >= (5, 5) and family == "sonnet":
+        off = {"type": "between_tools"}
     # `max` came with Opus 4.6, `xhigh` with Opus 4.7; a level a model may not take steps down to one it
     # does, which costs less than a 400 and a fallback.
     return ClaudeThinking(
@@ -68,16 +82,27 @@ def claude_thinking(model: str) -> ClaudeThinking:
         max=version >= (4, 7) or (adaptive and family == "opus"),
         sampling=version < (5, 0),
         forced_tools=version < (5, 5),
+        default_on=version >= (5, 0),
+        off=off,
     )
 
 
 @dataclass(frozen=True)
 class Thinking:
-    """A call's `max_tokens`, its `thinking` object (None: sent without thinking) and its effort."""
+    """A call's `max_tokens`, its `thinking` object (None: none sent) and its effort."""
 
     max_tokens: int
     config: dict[str, Any] | None = None
     effort: str | None = None
+
+    def blocks_back(self, model: ClaudeThinking) -> bool:
+        """Whether earlier turns' thinking blocks go back: with thinking on (asked, or the model's default)
+        and with `between_tools`, whose progress notes go back as they came; not with `disabled`."""
+        kind = (self.config or {}).get("type")
+        return kind in ("enabled", "adaptive", "between_tools") or (kind is None and model.default_on)
+
+    def on(self) -> bool:
+        return (self.config or {}).get("type") in ("enabled", "adaptive")
 
 
 def thinking_for(
@@ -90,22 +115,23 @@ def thinking_for(
     1,024 tokens) or the call continues a tool loop whose assistant turn has no thinking block (Anthropic
     refuses that: the turn was answered without thinking, by another model or before the client asked
     for it; adaptive thinking may itself leave a turn without any, so it is not held to that)."""
-    plain = Thinking(call.max_tokens or default_max_tokens)
+    model = model or claude_thinking(call.model)
+    plain = Thinking(call.max_tokens or default_max_tokens)  # the model's own default
+    off = Thinking(plain.max_tokens, model.off)  # no thinking: said where the model thinks by default
     reasoning = call.reasoning
-    if reasoning is None or not reasoning.thinks():
-        return plain
-    if forces_a_tool(call):
+    if forces_a_tool(call) or (reasoning is not None and not reasoning.thinks()):
+        return off
+    if reasoning is None:
         return plain
     max_tokens = call.max_tokens or default_max_tokens + reasoning.budget()
     display = {"display": reasoning.display} if reasoning.display else {}
-    model = model or claude_thinking(call.model)
     if model.adaptive:
         # An adaptive request without an effort leaves the model its own default.
         effort = None if reasoning.adaptive and reasoning.effort is None else model.effort(reasoning.level())
         return Thinking(max_tokens, {"type": "adaptive", **display}, effort)
     budget = min(reasoning.budget(), max_tokens - 1)
     if budget < MIN_THINKING_BUDGET or loop_without_thinking(call.messages):
-        return plain
+        return off
     return Thinking(max_tokens, {"type": "enabled", "budget_tokens": budget, **display})
 
 

@@ -62,7 +62,7 @@ def request_body(call: ProviderCall, *, stream: bool, default_max_tokens: int) -
             "bad_request", f"anthropic: {call.model} refuses a forced tool (tool_choice any or a named tool)"
         )
     thinking = thinking_for(call, default_max_tokens, model)
-    system, messages = split_messages(call.messages, thinking=thinking.config is not None)
+    system, messages = split_messages(call.messages, thinking=thinking.blocks_back(model))
     json_format = call.json_format()
     if json_format is not None:
         schema = call.json_schema()
@@ -96,10 +96,9 @@ def request_body(call: ProviderCall, *, stream: bool, default_max_tokens: int) -
     # OpenAI's temperature range is 0-2, Anthropic's 0-1. Thinking takes neither temperature nor a top_p
     # below 0.95: the model thinks at its own settings then; Claude 5 and later take none at all (left out
     # without a word: the client could not know which model its request was routed to).
-    sampled = model.sampling and thinking.config is None
-    if call.temperature is not None and sampled:
+    if call.temperature is not None and model.sampling and not thinking.on():
         body["temperature"] = min(call.temperature, 1.0)
-    if call.top_p is not None and model.sampling and (thinking.config is None or call.top_p >= 0.95):
+    if call.top_p is not None and model.sampling and (not thinking.on() or call.top_p >= 0.95):
         body["top_p"] = call.top_p
     if call.stop:
         body["stop_sequences"] = list(call.stop)
