@@ -10,6 +10,8 @@ it, the JSON-array framing), and Google's error bodies (`{"error": {"code", "mes
     error-context  400 INVALID_ARGUMENT "The input token count ... exceeds the maximum ..."
     error-policy   200 with `promptFeedback.blockReason: SAFETY` and no candidates (a blocked prompt)
     tool-call      with tools: a functionCall of the first declared function, args {"city": "Paris"}
+
+With `thinkingConfig.includeThoughts`, the answer starts with a thought summary (`thought: true` parts).
     flaky-<n>, limited-<n>, slow-<seconds>, break, stream-error, garbage: as in fake_openai
 
 Requests without the `x-goog-api-key` (or `?key=`) the server was given get the wrong-key answer; a
@@ -61,6 +63,9 @@ ERRORS: dict[str, tuple[int, str, str]] = {
         "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).",
     ),
 }
+
+
+THOUGHT_SUMMARY = ("**Answering briefly**\n\n", "The user greeted me; I reply in kind.")
 
 
 def error_body(name: str) -> dict[str, Any]:
@@ -175,6 +180,9 @@ class FakeGemini:
             ]
         else:
             parts = [[{"text": w}] for w in words(answer_text(body))]
+        thinking = (body.get("generationConfig") or {}).get("thinkingConfig") or {}
+        if thinking.get("includeThoughts"):  # a thought summary first, in two pieces, as Gemini streams it
+            parts = [[{"text": t, "thought": True}] for t in THOUGHT_SUMMARY] + parts
         out = []
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
@@ -199,9 +207,15 @@ class FakeGemini:
     def _whole(self, chunks: list[dict[str, Any]]) -> dict[str, Any]:
         whole = orjson.loads(orjson.dumps(chunks[-1]))
         if "candidates" in whole:
-            text = "".join(p.get("text", "") for c in chunks for p in c["candidates"][0]["content"]["parts"])
-            calls = [p for c in chunks for p in c["candidates"][0]["content"]["parts"] if "functionCall" in p]
-            whole["candidates"][0]["content"]["parts"] = ([{"text": text}] if text else []) + calls
+            every = [p for c in chunks for p in c["candidates"][0]["content"]["parts"]]
+            thought = "".join(p["text"] for p in every if "text" in p and p.get("thought"))
+            text = "".join(p["text"] for p in every if "text" in p and not p.get("thought"))
+            calls = [p for p in every if "functionCall" in p]
+            whole["candidates"][0]["content"]["parts"] = (
+                ([{"text": thought, "thought": True}] if thought else [])
+                + ([{"text": text}] if text else [])
+                + calls
+            )
         return whole
 
     async def _sse(self, model: str, chunks: list[dict[str, Any]]) -> AsyncIterator[bytes]:

@@ -13,8 +13,10 @@ from switchyard.common.errors import ProviderError
 from switchyard.common.events import ChatMessage, FunctionSpec, Reasoning, ThinkingBlock, ToolSpec
 from switchyard.executor.providers.anthropic import AnthropicProvider, AnthropicSettings
 from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta, ThinkingDelta
+from switchyard.executor.providers.gemini import GeminiProvider, GeminiSettings
 from switchyard.executor.providers.openai import OpenAIProvider, OpenAISettings
 from tests.support.fake_anthropic import REDACTED_DATA, FakeAnthropic, sign
+from tests.support.fake_gemini import THOUGHT_SUMMARY, FakeGemini
 from tests.support.fake_openai import REASONING, BackgroundServer, FakeOpenAI
 
 pytestmark = pytest.mark.integration
@@ -124,3 +126,29 @@ async def test_an_openai_compatible_servers_reasoning_is_unsigned_thinking() -> 
     reasoning = parts[:first_text]
     assert "".join(p.text for p in reasoning if isinstance(p, ThinkingDelta)) == REASONING
     assert reasoning[-1] == ThinkingDelta(signature="")  # the block ends where the text begins
+
+
+async def test_geminis_thought_summary_is_unsigned_thinking_whole_and_streamed() -> None:
+    """Gemini is asked for its thought summary with thinking, which comes back as an unsigned thinking
+    block before the text (it was billed but not shown)."""
+    server = FakeGemini()
+    with BackgroundServer(server.app) as running:
+        adapter = GeminiProvider(GeminiSettings(api_key=server.api_key, base_url=running.url), timeout_s=10)
+        try:
+            call = _call("gemini-3.5-flash", reasoning=Reasoning(effort="medium"))
+            whole = await adapter.request(call)
+            sent = server.requests[-1].body["generationConfig"]["thinkingConfig"]
+            parts = [p async for p in adapter.stream(call)]
+            plain = await adapter.request(_call("gemini-3.5-flash"))
+        finally:
+            await adapter.aclose()
+    assert sent == {"thinkingLevel": "medium", "includeThoughts": True}
+    summary = "".join(THOUGHT_SUMMARY)
+    assert whole.thinking == (ThinkingBlock(thinking=summary, signature=""),)
+    assert whole.content.startswith("Hello!") and summary not in whole.content
+    streamed = parts[-1]
+    assert isinstance(streamed, Reply) and streamed.thinking == whole.thinking
+    first_text = next(i for i, p in enumerate(parts) if isinstance(p, TextDelta))
+    assert "".join(p.text for p in parts[:first_text] if isinstance(p, ThinkingDelta)) == summary
+    assert parts[first_text - 1] == ThinkingDelta(signature="")  # the block ends where the text begins
+    assert not plain.thinking  # no thinking asked: no summary

@@ -181,4 +181,23 @@ def test_gemini_3_gets_a_thinking_level_and_gemini_2_5_a_budget(
     model: str, reasoning: Reasoning, config: dict[str, Any]
 ) -> None:
     call = ProviderCall(model=model, messages=(ChatMessage(role="user", content="x"),), reasoning=reasoning)
-    assert wire.request_body(call)["generationConfig"]["thinkingConfig"] == config
+    shown = {"includeThoughts": True} if reasoning.thinks() else {}  # summaries, when thinking is asked
+    assert wire.request_body(call)["generationConfig"]["thinkingConfig"] == {**config, **shown}
+
+
+def test_a_thought_summary_is_the_answers_thinking_unsigned() -> None:
+    raw = orjson.dumps(
+        {
+            "candidates": [
+                {
+                    "content": {
+                        "parts": [{"text": "Paris is the capital.", "thought": True}, {"text": "Paris"}]
+                    },
+                    "finishReason": "STOP",
+                }
+            ]
+        }
+    )
+    reply = wire.parse_reply(raw, ProviderCall(model="gemini-3.5-flash", messages=()))
+    assert reply.content == "Paris"
+    assert [(b.thinking, b.signature) for b in reply.thinking] == [("Paris is the capital.", "")]

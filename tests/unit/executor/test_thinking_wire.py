@@ -125,12 +125,13 @@ def test_gemini_gets_a_thinking_budget_within_its_range() -> None:
         model="gemini-2.5-flash", messages=_loop(thinking=[THOUGHT]), reasoning=Reasoning(budget_tokens=31999)
     )
     body = gemini_wire.request_body(call)
-    assert body["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 24576}
+    assert body["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 24576, "includeThoughts": True}
     assert "Look it up." not in str(body)
     low = ProviderCall(
         model="gemini-2.5-flash", messages=_loop(thinking=None), reasoning=Reasoning(effort="low")
     )
-    assert gemini_wire.request_body(low)["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 1024}
+    config = gemini_wire.request_body(low)["generationConfig"]["thinkingConfig"]
+    assert config == {"thinkingBudget": 1024, "includeThoughts": True}
 
 
 def test_a_whole_reply_streams_its_thinking_first() -> None:

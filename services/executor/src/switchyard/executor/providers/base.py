@@ -165,3 +165,9 @@ def estimated_usage(call: ProviderCall, content: str) -> Usage:
     """A count for an upstream that reported none; `content` is all the output, reasoning included."""
     prompt = "\n".join(m.text() for m in call.messages)
     return Usage(prompt_tokens=estimate_tokens(prompt), completion_tokens=estimate_tokens(content))
+
+
+def unsigned(text: str) -> ThinkingBlock:
+    """Reasoning with no signature: shown to clients as thinking, never sent back to a model (only an
+    Anthropic model takes thinking back, and only signed by Anthropic)."""
+    return ThinkingBlock(thinking=text, signature="")

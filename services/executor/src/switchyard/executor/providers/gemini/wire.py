@@ -12,7 +12,7 @@ import httpx
 
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import ChatMessage, FunctionCall, Reasoning, ToolCall, Usage
-from switchyard.executor.providers.base import ProviderCall, Reply, estimated_usage
+from switchyard.executor.providers.base import ProviderCall, Reply, estimated_usage, unsigned
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
 from switchyard.executor.providers.http import parse_json, retry_after
 from switchyard.executor.providers.tools import (
@@ -125,15 +125,17 @@ def generation_config(call: ProviderCall) -> dict[str, Any]:
 def thinking_config(model: str, reasoning: Reasoning) -> dict[str, Any]:
     """Gemini 3 and later take a thinking level (`thinkingLevel`, which replaced the budget): Flash and
     Flash-Lite minimal, low, medium, high; Pro low and high. Gemini 2.5, and names that are not a Gemini
-    generation (a proxy's), take a budget."""
+    generation (a proxy's), take a budget. With thinking asked for, its summaries are too."""
+    # Thought summaries are asked for whenever thinking is: they come back as the answer's thinking.
+    shown = {"includeThoughts": True} if reasoning.thinks() else {}
     name = model.removeprefix("models/")
     if not name.startswith("gemini-") or name.startswith(UNSIGNED_GENERATIONS):
-        return {"thinkingBudget": min(reasoning.budget(), GEMINI_MAX_THINKING)}
+        return {"thinkingBudget": min(reasoning.budget(), GEMINI_MAX_THINKING), **shown}
     level = reasoning.level()
     if "-pro" in name:
-        return {"thinkingLevel": "high" if level in ("medium", "high", "xhigh", "max") else "low"}
+        return {"thinkingLevel": "high" if level in ("medium", "high", "xhigh", "max") else "low", **shown}
     steps = {"none": "minimal", "xhigh": "high", "max": "high"}
-    return {"thinkingLevel": steps.get(level, level)}
+    return {"thinkingLevel": steps.get(level, level), **shown}
 
 
 def function_calling_config(choice: str | dict[str, Any] | None) -> dict[str, Any] | None:
@@ -236,9 +238,9 @@ class Candidate:
             raise provider_error("content_policy", f"gemini blocked the prompt ({blocked})")
         first = candidates[0] if candidates and isinstance(candidates[0], dict) else {}
         parts = (first.get("content") or {}).get("parts") or []
-        self.text = "".join(
-            str(p["text"]) for p in parts if isinstance(p, dict) and "text" in p and not p.get("thought")
-        )
+        texts = [p for p in parts if isinstance(p, dict) and "text" in p]
+        self.text = "".join(str(p["text"]) for p in texts if not p.get("thought"))
+        self.thought = "".join(str(p["text"]) for p in texts if p.get("thought"))  # the thought summary
         self.calls = [p["functionCall"] for p in parts if isinstance(p, dict) and p.get("functionCall")]
         self.finish: str | None = first.get("finishReason")
         self.model: str | None = data.get("modelVersion")
@@ -279,6 +281,7 @@ def parse_reply(raw: bytes, call: ProviderCall) -> Reply:
         model=candidate.model or call.model,
         usage=candidate.usage or estimated_usage(call, candidate.text),
         tool_calls=tool_calls_of(candidate.calls),
+        thinking=(unsigned(candidate.thought),) if candidate.thought else (),
     )
 
 

@@ -15,6 +15,7 @@ from switchyard.executor.providers.base import (
     TextDelta,
     ThinkingDelta,
     estimated_usage,
+    unsigned,
 )
 from switchyard.executor.providers.errors import provider_error
 from switchyard.executor.providers.http import (
@@ -32,7 +33,6 @@ from switchyard.executor.providers.openai.wire import (
     parse_reply,
     reasoning_of,
     request_body,
-    unsigned,
     usage_of,
 )
 

@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 
 from switchyard.common.errors import ProviderError
-from switchyard.common.events import FunctionCall, ThinkingBlock, ToolCall, Usage
-from switchyard.executor.providers.base import ProviderCall, Reply, estimated_usage
+from switchyard.common.events import FunctionCall, ToolCall, Usage
+from switchyard.executor.providers.base import ProviderCall, Reply, estimated_usage, unsigned
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
 from switchyard.executor.providers.http import parse_json, retry_after
 from switchyard.executor.providers.openai.models import compatible_effort, effort_to_send, rules_for
@@ -203,12 +203,6 @@ def reasoning_of(message: Any) -> str:
         if isinstance(value, str) and value:
             return value
     return ""
-
-
-def unsigned(text: str) -> ThinkingBlock:
-    """Reasoning with no signature: shown to clients as thinking, never sent back to a model (only an
-    Anthropic model takes thinking back, and only signed by Anthropic)."""
-    return ThinkingBlock(thinking=text, signature="")
 
 
 def error_from_body(status: int, raw: bytes, headers: httpx.Headers | None = None) -> ProviderError:
