@@ -20,13 +20,16 @@ take a budget or adaptive thinking, Opus 4.7 and later, the Claude 5 models, Myt
 adaptive thinking (a budget is a 400), other names only a budget; `output_config.effort` is checked
 against the levels each takes; `display: omitted` returns a thinking block without its text. The Claude
 5.5 models always think (an omitted block by default) and refuse sampling settings, a forced tool and
-disabled thinking.
+disabled thinking; their blocks are signed with the model's name, and a block from another model is a
+400 ("bound to a different conversation") unless the request asks for it to be dropped
+(`thinking.block_binding.prefix_mismatch_behavior: drop_block`, with its beta header).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import hashlib
 import hmac
 import uuid
@@ -119,7 +122,8 @@ class FakeAnthropic:
             )
         if any(m.get("type") != "ephemeral" for m in marks):
             return bad_request("cache_control.type: Input should be 'ephemeral'")
-        refused = thinking_refusal(body)
+        body = copy.deepcopy(body)  # the record keeps the request as sent; the API may drop blocks from it
+        refused = thinking_refusal(body, beta=request.headers.get("anthropic-beta", ""))
         if refused is not None:
             return bad_request(refused)
         if model.startswith("error-"):
@@ -268,6 +272,7 @@ ALWAYS_THINKING = (
 )
 EFFORTS = ("low", "medium", "high")
 OMITTED = "omitted."  # a signature for a block whose thinking was left out (`display: omitted`)
+BLOCK_BINDING_BETA = "thinking-binding-controls-2026-08-01"
 
 
 def efforts(model: str) -> tuple[str, ...]:
@@ -287,8 +292,8 @@ def thinking_blocks(body: dict[str, Any], model: str) -> list[dict[str, Any]]:
         return []
     thought = f"The user asked: {answer_text(body).removeprefix('Hello! You said: ')[:60]}. Answer briefly."
     if thinking.get("display") == "omitted":
-        return [{"type": "thinking", "thinking": "", "signature": OMITTED + sign(thought)}]
-    blocks = [{"type": "thinking", "thinking": thought, "signature": sign(thought)}]
+        return [{"type": "thinking", "thinking": "", "signature": omitted_signature(model, thought)}]
+    blocks = [{"type": "thinking", "thinking": thought, "signature": signature(model, thought)}]
     if model == "redacted":
         blocks.append({"type": "redacted_thinking", "data": REDACTED_DATA})
     return blocks
@@ -323,14 +328,32 @@ def thinking_events(index: int, block: dict[str, Any]) -> list[bytes]:
     return events
 
 
-def thinking_refusal(body: dict[str, Any]) -> str | None:
-    """What the API answers with a 400 about thinking, or None."""
+def thinking_refusal(body: dict[str, Any], *, beta: str = "") -> str | None:
+    """What the API answers with a 400 about thinking, or None. A block of another model sent to a model
+    whose blocks are bound is dropped from `body` when the request asks for that (with its beta header),
+    as the API drops it; else it is the 400."""
     thinking = body.get("thinking")
     model = str(body.get("model") or "")
-    for message in body.get("messages") or []:
-        for block in message.get("content") if isinstance(message.get("content"), list) else []:
-            if block.get("type") == "thinking" and not _signed(block):
+    binding = (thinking or {}).get("block_binding")
+    if binding is not None and BLOCK_BINDING_BETA not in beta:
+        return f"thinking.block_binding: requires the `anthropic-beta: {BLOCK_BINDING_BETA}` header"
+    drop = (binding or {}).get("prefix_mismatch_behavior") == "drop_block"
+    for i, message in enumerate(body.get("messages") or []):
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        for j, block in enumerate(list(content)):
+            if block.get("type") != "thinking" or _signed(block, model):
+                continue
+            if not model.startswith(ALWAYS_THINKING):
                 return "Invalid `signature` in `thinking` block"
+            if not drop:
+                return (
+                    f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block. The block is bound "
+                    "to a different conversation. Remove the block, or set "
+                    '`thinking.block_binding.prefix_mismatch_behavior` to "drop_block".'
+                )
+            content.remove(block)
     if model.startswith(ALWAYS_THINKING):
         for field in ("temperature", "top_p", "top_k"):
             if field in body:
@@ -381,12 +404,24 @@ def thinking_refusal(body: dict[str, Any]) -> str | None:
     return None
 
 
-def _signed(block: dict[str, Any]) -> bool:
-    """A thinking block as this fake returned it: its text signed, or left out with an omitted mark."""
-    signature = str(block.get("signature") or "")
-    if signature.startswith(OMITTED) and not block.get("thinking"):
-        return True
-    return signature == sign(block.get("thinking", ""))
+def signature(model: str, thought: str) -> str:
+    """A block's signature: its text's; for a model whose blocks are bound, its text's and the model's."""
+    return sign(f"{model}\n{thought}") if model.startswith(ALWAYS_THINKING) else sign(thought)
+
+
+def omitted_signature(model: str, thought: str) -> str:
+    bound = f"{model}:" if model.startswith(ALWAYS_THINKING) else ""
+    return f"{OMITTED}{bound}{sign(thought)}"
+
+
+def _signed(block: dict[str, Any], model: str) -> bool:
+    """A thinking block as this fake returned it (to this model, where blocks are bound): its text signed,
+    or left out with an omitted mark."""
+    given = str(block.get("signature") or "")
+    if given.startswith(OMITTED) and not block.get("thinking"):
+        bound = given.removeprefix(OMITTED).rpartition(":")[0]
+        return not model.startswith(ALWAYS_THINKING) or bound == model
+    return given == signature(model, block.get("thinking", ""))
 
 
 def _tool_results(message: dict[str, Any]) -> bool:

@@ -145,3 +145,35 @@ async def test_claude_5_5_answers_without_the_settings_it_refuses(
             "/v1/messages", json={**_sent(fake), "temperature": 0.2}, headers=headers
         )
     assert response.status_code == 400 and "temperature" in response.text
+
+
+async def test_a_claude_5_5_turn_after_another_models_turn_drops_its_blocks_instead_of_failing(
+    provider: AnthropicProvider, fake: tuple[FakeAnthropic, str]
+) -> None:
+    """Claude 5.5's thinking blocks are bound to the model that made them: Opus 5.5 refuses Sonnet 5.5's
+    with a 400 ("bound to a different conversation") unless the request asks for such blocks to be
+    dropped. A router moves a conversation between models, so the adapter asks for it whenever blocks go
+    back to such a model (with the beta header the setting needs), and the turn is answered."""
+    first = await provider.request(_call("claude-sonnet-5-5:tool-call", None, tools=(WEATHER,)))
+    (called,) = first.tool_calls
+    assert first.thinking  # Sonnet 5.5 thinks unasked
+    history = (
+        ChatMessage(role="user", content="Weather in Paris?"),
+        ChatMessage(role="assistant", tool_calls=[called], thinking=list(first.thinking)),
+        ChatMessage(role="tool", tool_call_id=called.id, content="18C and sunny"),
+    )
+    after = await provider.request(
+        replace(_call("claude-opus-5-5", None, tools=(WEATHER,)), messages=history)
+    )
+    assert after.content
+    sent = fake[0].requests[-1]
+    assert sent.body["messages"][1]["content"][0] == first.thinking[0].model_dump(exclude_none=True)
+    assert sent.body["thinking"]["block_binding"] == {"prefix_mismatch_behavior": "drop_block"}
+    assert sent.headers.get("anthropic-beta") == "thinking-binding-controls-2026-08-01"
+    # the same request without the setting is what Opus 5.5 refuses
+    server, url = fake
+    headers = {"x-api-key": server.api_key, "anthropic-version": "2023-06-01"}
+    bare = {k: v for k, v in sent.body.items() if k != "thinking"}
+    async with httpx.AsyncClient(base_url=url) as client:
+        response = await client.post("/v1/messages", json=bare, headers=headers)
+    assert response.status_code == 400 and "bound to a different conversation" in response.text

@@ -29,7 +29,7 @@ ASK = (ChatMessage(role="user", content="Prove there are infinitely many primes.
 CALL = ToolCall(id="toolu_1", function=FunctionCall(name="get_weather", arguments="{}"))
 CLAUDE_5 = ClaudeThinking(adaptive=True, xhigh=True, max=True, sampling=False, default_on=True)
 CLAUDE_5_5 = ClaudeThinking(
-    adaptive=True, xhigh=True, max=True, sampling=False, forced_tools=False, default_on=True
+    adaptive=True, xhigh=True, max=True, sampling=False, forced_tools=False, default_on=True, preserved=True
 )
 WEATHER = ToolSpec(function=FunctionSpec(name="get_weather", parameters={"type": "object"}))
 
@@ -176,7 +176,16 @@ def test_a_model_that_thinks_by_default_gets_its_blocks_back_unasked() -> None:
         ChatMessage(role="tool", tool_call_id="toolu_1", content="18C"),
     )
     body = _body("claude-sonnet-5-5", None, messages=loop)
-    assert "thinking" not in body and body["messages"][1]["content"][0]["type"] == "thinking"
+    assert body["messages"][1]["content"][0]["type"] == "thinking"
+    # its blocks are bound to the model that made them: one from another model is dropped, not a 400
+    drop = {"prefix_mismatch_behavior": "drop_block"}
+    assert body["thinking"] == {"type": "adaptive", "block_binding": drop}  # adaptive is its default
+    assert "thinking" not in _body("claude-sonnet-5-5", None)  # no blocks sent back: nothing to say
+    asked = _body("claude-opus-5-5", Reasoning(adaptive=True, effort="low"), messages=loop)
+    assert asked["thinking"] == {"type": "adaptive", "block_binding": drop}
+    assert _body("claude-opus-4-7", Reasoning(adaptive=True), messages=loop)["thinking"] == {
+        "type": "adaptive"
+    }
     older = _body("claude-haiku-4-5", None, messages=loop)
     assert older["messages"][1]["content"][0]["type"] == "tool_use"
     disabled = _body("claude-sonnet-5", Reasoning(effort="none"), messages=loop)

@@ -218,13 +218,18 @@ class HttpProvider(ABC):
             url = self._urls[path] = self._client.build_request("POST", path).url
         return url
 
+    def _body_headers(self, body: dict[str, Any]) -> dict[str, str]:
+        """Headers a particular body needs (a beta feature it uses); none by default."""
+        return {}
+
     def _build(self, call: ProviderCall, *, stream: bool) -> httpx.Request:
         """The request, its body encoded with orjson (httpx's `json=` goes through the stdlib encoder)."""
+        body = self._body(call, stream=stream)
         return self._client.build_request(
             "POST",
             self._url(self._path(call, stream=stream)),
-            content=orjson.dumps(self._body(call, stream=stream)),
-            headers={**JSON_HEADERS, **self._headers(stream=stream)},
+            content=orjson.dumps(body),
+            headers={**JSON_HEADERS, **self._headers(stream=stream), **self._body_headers(body)},
             timeout=request_timeout(call.timeout_s, self._timeout_s),
         )
 

@@ -10,6 +10,7 @@ import httpx
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import Usage
 from switchyard.executor.providers.anthropic.config import API_VERSION, AnthropicSettings
+from switchyard.executor.providers.anthropic.thinking import BLOCK_BINDING_BETA
 from switchyard.executor.providers.anthropic.wire import (
     error_from_body,
     finish_reason,
@@ -55,6 +56,10 @@ class AnthropicProvider(HttpProvider):
         if self._settings.api_key is not None:
             headers["x-api-key"] = self._settings.api_key.get_secret_value()
         return headers
+
+    def _body_headers(self, body: dict[str, Any]) -> dict[str, str]:
+        thinking = body.get("thinking") or {}
+        return {"anthropic-beta": BLOCK_BINDING_BETA} if "block_binding" in thinking else {}
 
     def _path(self, call: ProviderCall, *, stream: bool) -> str:
         return PATH

@@ -24,6 +24,14 @@ from switchyard.executor.providers.tools import forced_function
 # claude-<family>-<major>[-<minor>], minor one or two digits (so a snapshot's date is not read as one),
 # anywhere in the name: claude-opus-4-6, claude-sonnet-4-5-20250929, claude-sonnet-5,
 # claude-mythos-preview, Bedrock's us.anthropic.claude-opus-4-6-v1, Vertex's claude-opus-4-6@20260205.
+# Claude 5.5's thinking blocks (and Fable's and Mythos's from 5.1) are checked against the model and the
+# prefix they were produced on. A router sends one conversation's turns to different models (and a
+# fallback does within a turn), so a block from another model, refused with a 400 by default ("The block
+# is bound to a different conversation"), is dropped instead: the turn is answered without that earlier
+# reasoning rather than not at all. The setting is per request, behind a beta header.
+BLOCK_BINDING_BETA = "thinking-binding-controls-2026-08-01"
+DROP_MISMATCHED_BLOCKS = {"prefix_mismatch_behavior": "drop_block"}
+
 _NAME = re.compile(r"claude-(opus|sonnet|haiku|mythos|fable)(?:-(\d+)(?:-(\d{1,2}))?)?(?!\d)")
 
 
@@ -42,6 +50,7 @@ class ClaudeThinking:
     forced_tools: bool = True
     default_on: bool = False
     off: dict[str, str] | None = None
+    preserved: bool = False  # its thinking blocks are bound to the model and to what came before them
 
     def effort(self, level: ReasoningEffort) -> str:
         """Anthropic's effort for the pipeline's level: those above `high` step down to what the model
@@ -67,6 +76,7 @@ def claude_thinking(model: str) -> ClaudeThinking:
             sampling=False,
             forced_tools=version < (5, 1),
             default_on=True,
+            preserved=version >= (5, 1),
         )
     adaptive = version >= (4, 6)
     off: dict[str, str] | None = None
@@ -84,6 +94,7 @@ def claude_thinking(model: str) -> ClaudeThinking:
         forced_tools=version < (5, 5),
         default_on=version >= (5, 0),
         off=off,
+        preserved=version >= (5, 5),
     )
 
 
@@ -152,3 +163,20 @@ def anthropics(thinking: Sequence[ThinkingBlock] | None) -> list[ThinkingBlock]:
 
 def forces_a_tool(call: ProviderCall) -> bool:
     return call.tool_choice == "required" or forced_function(call.tool_choice) is not None
+
+
+def bound_blocks(
+    thinking: dict[str, Any] | None, messages: Sequence[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The `thinking` object to send a model whose blocks are bound (`preserved`), when earlier turns'
+    blocks go back with the call: adaptive thinking (the model's default when no `thinking` is sent, so
+    saying it changes nothing else) that drops a block the binding check fails. Other objects as they are."""
+    sent_back = any(
+        isinstance(block, dict) and block.get("type") in ("thinking", "redacted_thinking")
+        for m in messages
+        if m.get("role") == "assistant" and isinstance(m.get("content"), list)
+        for block in m["content"]
+    )
+    if not sent_back or (thinking is not None and thinking.get("type") != "adaptive"):
+        return thinking
+    return {**(thinking or {"type": "adaptive"}), "block_binding": DROP_MISMATCHED_BLOCKS}

@@ -17,6 +17,7 @@ from switchyard.common.events import (
 )
 from switchyard.executor.providers.anthropic.thinking import (
     anthropics,
+    bound_blocks,
     claude_thinking,
     forces_a_tool,
     thinking_for,
@@ -74,8 +75,9 @@ def request_body(call: ProviderCall, *, stream: bool, default_max_tokens: int) -
         else:
             system = f"{system}\n\n{hint}" if system else hint
     body: dict[str, Any] = {"model": call.model, "max_tokens": thinking.max_tokens, "messages": messages}
-    if thinking.config is not None:
-        body["thinking"] = thinking.config
+    config = bound_blocks(thinking.config, messages) if model.preserved else thinking.config
+    if config is not None:
+        body["thinking"] = config
     if thinking.effort is not None:
         body["output_config"] = {"effort": thinking.effort}
     if system:
