@@ -11,6 +11,8 @@ import pytest
 
 from switchyard.common.events import FunctionCall, TaskCompleted, TaskFailed, TaskSubmitted, ToolCall, Usage
 from switchyard.common.streaming import Chunk
+from switchyard.executor.providers.anthropic import wire as anthropic_wire
+from switchyard.executor.providers.base import ProviderCall
 from switchyard.gateway import completions, messages, messages_render
 from switchyard.gateway.errors import APIError, InvalidRequest
 from switchyard.gateway.tenants import Principal
@@ -331,14 +333,23 @@ def test_anthropic_images_and_cache_marks_become_parts_and_plain_text_stays_a_st
         system=[{"type": "text", "text": "Be brief."}, marked],
         messages=[
             {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
-            {"role": "assistant", "content": "ok"},
+            {"role": "assistant", "content": [{"type": "text", "text": "ok"}]},
             {"role": "user", "content": [image, linked, {"type": "text", "text": "What is this?"}]},
         ],
     )
     parsed = messages.parse_request(body, max_prompt_chars=1000)
-    system, plain, _, pictured = parsed.messages
+    system, several, one, pictured = parsed.messages
     assert system.content == [{"type": "text", "text": "Be brief."}, {**marked}]
-    assert plain.content == "a\nb"  # nothing marked, no image: one string, as before
+    # several text blocks stay blocks (Claude 5.5 checks that earlier turns come back unchanged); one
+    # unmarked block is a string, which Anthropic reads the same
+    assert several.content == [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+    assert several.text() == "a\nb" and one.content == "ok"
+    sent = anthropic_wire.request_body(
+        ProviderCall(model="claude-sonnet-5-5", messages=tuple(parsed.messages)),
+        stream=False,
+        default_max_tokens=64,
+    )
+    assert sent["messages"][0]["content"] == [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
     assert pictured.content == [
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},

@@ -163,18 +163,20 @@ THINKING_BLOCKS = ("thinking", "redacted_thinking")  # an assistant turn's, as t
 
 
 def _content(content: str | list[TextBlock]) -> str | list[dict[str, Any]]:
-    """A turn's (or the system prompt's) text and images in the pipeline's terms: its text blocks joined
-    into one string, or, when it holds an image or a block marked with `cache_control` (Anthropic's
-    prompt-cache breakpoint, which an Anthropic model is sent), OpenAI-style parts, each keeping its
-    `cache_control`."""
+    """A turn's (or the system prompt's) text and images in the pipeline's terms: one text block as a
+    string, or OpenAI-style parts, each keeping its `cache_control` (Anthropic's prompt-cache breakpoint,
+    which an Anthropic model is sent). Several text blocks stay several parts, as the client sent them:
+    Claude 5.5 checks that what came before a thinking block is unchanged when the block goes back, and
+    Claude Code moves its cache breakpoint every turn, so joining unmarked blocks would change a turn it
+    had sent as blocks the turn before."""
     if isinstance(content, str):
         return content
     unsupported = sorted({b.type for b in content if b.type not in (*CONTENT_BLOCKS, *TOOL_BLOCKS)})
     if unsupported:
         raise InvalidRequest(f"content blocks of type {unsupported} are not supported here", param="messages")
     blocks = [b for b in content if b.type in CONTENT_BLOCKS]
-    if all(b.type == "text" and _extra(b, "cache_control") is None for b in blocks):
-        return "\n".join(b.text or "" for b in blocks)
+    if len(blocks) <= 1 and all(b.type == "text" and _extra(b, "cache_control") is None for b in blocks):
+        return blocks[0].text or "" if blocks else ""
     parts: list[dict[str, Any]] = []
     for block in blocks:
         part: dict[str, Any] = (
