@@ -6,6 +6,7 @@ import pytest
 
 from switchyard.common.events import ChatMessage
 from switchyard.executor.providers.base import ProviderCall, Reply, TextDelta
+from switchyard.executor.providers.errors import provider_error
 from switchyard.executor.providers.testing import BreaksAfter, ScriptedProvider, fails, reply
 from switchyard.executor.resilience.breaker import BreakerConfig, BreakerGuard, BreakerState, LocalBreakers
 from switchyard.executor.resilience.deadline import Deadline
@@ -142,6 +143,24 @@ async def test_breaker_guard_refuses_while_open_and_ignores_the_callers_own_mist
         await guard.request(CALL)
     assert caught.value.kind == "circuit_open"  # type: ignore[attr-defined]
     assert len(down.calls) == 2
+
+
+async def test_a_call_refused_before_it_was_sent_gives_its_probe_back_and_teaches_nothing() -> None:
+    """A model known to refuse a call (a forced tool to Claude 5.5, tools to gpt-6.1-sol) is refused by
+    the adapter before anything goes out. Taken for a success, it would close a half-open breaker on a
+    provider nobody heard from; the probe slot goes back instead, for a call that reaches the provider."""
+    clock = Clock()
+    breakers = LocalBreakers(BreakerConfig(failure_threshold=1, open_s=60.0), clock=clock)
+    await breakers.record_failure("p/m")
+    clock.now += 61
+    refused = provider_error("bad_request", "p: refuses a forced tool; not sent", sent=False)
+    guard = BreakerGuard(ScriptedProvider(refused), breakers, key="p/m")
+    with pytest.raises(Exception, match="not sent"):
+        await guard.request(CALL)
+    assert await breakers.state("p/m") is BreakerState.HALF_OPEN  # not closed by it
+    assert await breakers.allow("p/m")  # its probe slot came back at once, not after open_s
+    await breakers.record_failure("p/m")
+    assert await breakers.state("p/m") is BreakerState.OPEN
 
 
 async def test_fallback_moves_on_and_says_who_answered() -> None:

@@ -39,10 +39,21 @@ class ProviderError(SwitchyardError):
 
     code = "provider_error"
 
-    def __init__(self, message: str, *, kind: str, retryable: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        retryable: bool,
+        retry_after: float | None = None,
+        sent: bool = True,
+    ) -> None:
         super().__init__(message, code=f"provider_{kind}", retryable=retryable)
         self.kind = kind
         self.retry_after = retry_after
+        # False: refused before anything was sent (the model is known to refuse the call): it says
+        # nothing about the provider's health.
+        self.sent = sent
 
 
 class TransientError(SwitchyardError):

@@ -39,14 +39,21 @@ NO_FALLBACK: frozenset[str] = frozenset({"content_policy"})
 
 
 def provider_error(
-    kind: ErrorKind, message: str, *, retry_after: float | None = None, retryable: bool | None = None
+    kind: ErrorKind,
+    message: str,
+    *,
+    retry_after: float | None = None,
+    retryable: bool | None = None,
+    sent: bool = True,
 ) -> ProviderError:
-    """A ProviderError of `kind`; `retryable` defaults to the kind's row in the table above."""
+    """A ProviderError of `kind`; `retryable` defaults to the kind's row in the table above. `sent=False`
+    for a call refused before it went out (the model is known to refuse it)."""
     return ProviderError(
         message,
         kind=kind,
         retryable=kind in RETRYABLE if retryable is None else retryable,
         retry_after=retry_after,
+        sent=sent,
     )
 
 

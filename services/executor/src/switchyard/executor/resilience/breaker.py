@@ -47,6 +47,11 @@ class Breakers(Protocol):
 
     async def record_failure(self, key: str) -> None: ...
 
+    async def release(self, key: str) -> None:
+        """A call let through went nowhere (refused before it was sent): its probe slot, if it held one,
+        goes back, and nothing is learnt about the provider."""
+        ...
+
     async def state(self, key: str) -> BreakerState: ...
 
 
@@ -76,6 +81,12 @@ def succeeded(record: BreakerRecord) -> BreakerRecord:
     if record.state == BreakerState.CLOSED and record.failures == 0:
         return record
     return record.model_copy(update={"state": BreakerState.CLOSED, "failures": 0, "probes": 0})
+
+
+def released(record: BreakerRecord) -> BreakerRecord:
+    if record.state != BreakerState.HALF_OPEN or not record.probes:
+        return record
+    return record.model_copy(update={"probes": record.probes - 1})
 
 
 def failed(record: BreakerRecord, now: float, config: BreakerConfig) -> BreakerRecord:
@@ -129,6 +140,9 @@ class LocalBreakers:
     async def record_failure(self, key: str) -> None:
         self._set(key, failed(self._get(key), self._clock(), self.config))
 
+    async def release(self, key: str) -> None:
+        self._set(key, released(self._get(key)))
+
     async def state(self, key: str) -> BreakerState:
         return state_of(self._get(key), self._clock(), self.config)
 
@@ -146,7 +160,9 @@ class BreakerGuard:
             raise provider_error("circuit_open", f"{self._key}: circuit open after repeated failures")
 
     async def _failed(self, error: ProviderError) -> None:
-        if error.kind in HEALTH_FAILURES:
+        if not error.sent:  # refused before it went out: neither a success nor a failure of the provider
+            await self._breakers.release(self._key)
+        elif error.kind in HEALTH_FAILURES:
             await self._breakers.record_failure(self._key)
         else:
             await self._breakers.record_success(self._key)

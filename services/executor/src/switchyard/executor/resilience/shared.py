@@ -30,6 +30,7 @@ from switchyard.executor.resilience.breaker import (
     OnChange,
     admit,
     failed,
+    released,
     state_of,
     succeeded,
 )
@@ -93,6 +94,9 @@ class KVBreakers:
 
     async def record_failure(self, key: str) -> None:
         await self._apply(key, lambda r: (True, failed(r, self._clock(), self.config)))
+
+    async def release(self, key: str) -> None:
+        await self._apply(key, lambda r: (True, released(r)))
 
     async def state(self, key: str) -> BreakerState:
         if self._mirror is not None:

@@ -60,7 +60,9 @@ def request_body(call: ProviderCall, *, stream: bool, default_max_tokens: int) -
         # Refused here, before any call: the executor falls back to its next candidate as it would after
         # Anthropic's 400, and a forced tool is not quietly turned into a tool the model may skip.
         raise provider_error(
-            "bad_request", f"anthropic: {call.model} refuses a forced tool (tool_choice any or a named tool)"
+            "bad_request",
+            f"anthropic: {call.model} refuses a forced tool (tool_choice any or a named tool); not sent",
+            sent=False,
         )
     thinking = thinking_for(call, default_max_tokens, model)
     system, messages = split_messages(call.messages, thinking=thinking.blocks_back(model))

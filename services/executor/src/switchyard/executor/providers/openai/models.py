@@ -108,6 +108,7 @@ def effort_to_send(call: ProviderCall, rules: ModelRules | None) -> ReasoningEff
             "bad_request",
             f"openai: {call.model} takes function tools only through the Responses API (/v1/responses), "
             "not the chat completions this adapter speaks; not sent",
+            sent=False,
         )
     if call.tools and rules.tools == "effort_none":
         # Tools win over thinking, as the Anthropic adapter drops thinking for a forced tool: this model
