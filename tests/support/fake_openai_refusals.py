@@ -29,6 +29,7 @@ GPT_5_2 = Model(("none", *HIGH, "xhigh"), "none")
 GPT_5_4 = Model(("none", *HIGH, "xhigh"), "none", tools="none_effort")
 GPT_6 = Model(("none", *HIGH, "xhigh", "max"), "medium", tools="none_effort")
 GPT_6_RESPONSES = Model((*HIGH, "xhigh", "max"), "medium", tools="responses")
+GPT_6_1_SOL = Model((*HIGH, "xhigh"), "medium", tools="responses")  # max: only through /v1/responses
 
 MODELS: dict[str, Model] = {
     **dict.fromkeys(("o1", "o1-pro", "o3", "o3-mini", "o3-pro", "o4-mini"), O_SERIES),
@@ -38,7 +39,8 @@ MODELS: dict[str, Model] = {
     **dict.fromkeys(("gpt-5.4", "gpt-5.4-mini", "gpt-5.5"), GPT_5_4),
     **dict.fromkeys(("gpt-5.6-sol", "gpt-5.6-terra", "gpt-5.6-luna"), GPT_5_4),
     **dict.fromkeys(("gpt-6-luna", "gpt-6-sol", "gpt-6.1-terra", "gpt-6.1-luna"), GPT_6),
-    **dict.fromkeys(("gpt-6-astra", "gpt-6.1-sol"), GPT_6_RESPONSES),
+    "gpt-6-astra": GPT_6_RESPONSES,
+    "gpt-6.1-sol": GPT_6_1_SOL,
 }
 
 

@@ -72,7 +72,8 @@ def _body(
         # the GPT-6 models without none
         ("gpt-6-astra", "none", False, "low", ()),
         ("gpt-6.1-sol", "minimal", False, "low", ()),
-        ("gpt-6.1-sol-2026-05-01", "max", False, "max", ()),
+        ("gpt-6.1-sol-2026-05-01", "max", False, "xhigh", ()),  # max only through the Responses API
+        ("gpt-6-astra", "max", False, "max", ()),
     ],
 )
 def test_openai_reasoning_models_get_what_they_accept(

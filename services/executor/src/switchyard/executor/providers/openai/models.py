@@ -13,7 +13,8 @@ DeepSeek, Groq) take their own fields and get the body as the client asked it.
 | gpt-5.2, gpt-5.3                     | none low medium high xhigh     | none    | any effort           |
 | gpt-5.4 and later 5.x (-mini, -sol)  | none low medium high xhigh     | none    | effort none only     |
 | gpt-6-*, gpt-6.1-* (luna, sol, ...)  | none low ... xhigh max         | medium  | effort none only     |
-| gpt-6-astra, gpt-6.1-sol             | low ... xhigh max              | medium  | Responses API only   |
+| gpt-6-astra                          | low ... xhigh max              | medium  | Responses API only   |
+| gpt-6.1-sol                          | low ... xhigh                  | medium  | Responses API only   |
 
 Sampling fields (temperature, top_p, the penalties) go only where the effort in force, the one sent or
 else the model's default, is "none": OpenAI's checklist says to remove them otherwise, and the o-series
@@ -67,7 +68,10 @@ GPT_6 = ModelRules("gpt-6", ("none", *_TO_HIGH, "xhigh", "max"), "medium", tools
 GPT_6_RESPONSES_TOOLS = ModelRules(
     "gpt-6 without none", (*_TO_HIGH, "xhigh", "max"), "medium", "responses_only"
 )
-WITHOUT_NONE = {("6", "0", "astra"), ("6", "1", "sol")}  # "GPT-6 Astra and GPT-6.1 Sol require Responses"
+# GPT-6.1 Sol in chat completions: effort up to xhigh (max only through the Responses API).
+GPT_6_1_SOL = ModelRules("gpt-6.1-sol", (*_TO_HIGH, "xhigh"), "medium", "responses_only")
+WITHOUT_NONE = {("6", "0", "astra"): GPT_6_RESPONSES_TOOLS, ("6", "1", "sol"): GPT_6_1_SOL}
+# ("GPT-6 Astra and GPT-6.1 Sol require Responses for tool calling")
 
 _O_SERIES = re.compile(r"o\d+(-[a-z0-9-]+)?")
 _GPT = re.compile(
@@ -85,7 +89,7 @@ def rules_for(model: str) -> ModelRules | None:
         return None
     major, minor, variant = match["major"], match["minor"], match["variant"]
     if major == "6":
-        return GPT_6_RESPONSES_TOOLS if (major, minor or "0", variant) in WITHOUT_NONE else GPT_6
+        return WITHOUT_NONE.get((major, minor or "0", variant), GPT_6)
     if minor is None:  # gpt-5 itself: its sol/terra/luna/astra names do not exist
         return GPT_5 if variant in (None, "mini", "nano") else None
     point = int(minor)
