@@ -5,36 +5,20 @@ is sent the one it takes, and its signed thinking comes back (whole, streamed, o
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 
 import httpx
 import pytest
 
 from switchyard.common.errors import ProviderError
-from switchyard.common.events import ChatMessage, FunctionSpec, Reasoning, ToolSpec
-from switchyard.executor.providers.anthropic import AnthropicProvider, AnthropicSettings
+from switchyard.common.events import ChatMessage, Reasoning
+from switchyard.executor.providers.anthropic import AnthropicProvider
 from switchyard.executor.providers.base import ProviderCall, Reply, ThinkingDelta
+from tests.integration.executor.test_thinking_adapters import WEATHER, fake, provider
 from tests.support.fake_anthropic import OMITTED, FakeAnthropic, sign
-from tests.support.fake_openai import BackgroundServer
 
 pytestmark = pytest.mark.integration
-WEATHER = ToolSpec(function=FunctionSpec(name="get_weather", parameters={"type": "object"}))
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[tuple[FakeAnthropic, str]]:
-    server = FakeAnthropic()
-    with BackgroundServer(server.app) as running:
-        yield server, running.url
-
-
-@pytest.fixture
-async def provider(fake: tuple[FakeAnthropic, str]) -> AsyncIterator[AnthropicProvider]:
-    server, url = fake
-    adapter = AnthropicProvider(AnthropicSettings(api_key=server.api_key, base_url=url), timeout_s=10)
-    yield adapter
-    await adapter.aclose()
+__all__ = ["fake", "provider"]  # fixtures, shared with the extended-thinking tests
 
 
 def _call(model: str, reasoning: Reasoning | None, **kw: object) -> ProviderCall:
