@@ -22,7 +22,8 @@ against the levels each takes; `display: omitted` returns a thinking block witho
 5.5 models always think (an omitted block by default) and refuse sampling settings, a forced tool and
 disabled thinking; their blocks are signed with the model's name, and a block from another model is a
 400 ("bound to a different conversation") unless the request asks for it to be dropped
-(`thinking.block_binding.prefix_mismatch_behavior: drop_block`, with its beta header).
+(`thinking.block_binding.prefix_mismatch_behavior: drop_block`, with its beta header). Structured outputs
+(`output_config.format`): the answer is JSON held to the schema, whose objects must be closed.
 """
 
 from __future__ import annotations
@@ -123,7 +124,9 @@ class FakeAnthropic:
         if any(m.get("type") != "ephemeral" for m in marks):
             return bad_request("cache_control.type: Input should be 'ephemeral'")
         body = copy.deepcopy(body)  # the record keeps the request as sent; the API may drop blocks from it
-        refused = thinking_refusal(body, beta=request.headers.get("anthropic-beta", ""))
+        refused = thinking_refusal(body, beta=request.headers.get("anthropic-beta", "")) or format_refusal(
+            body
+        )
         if refused is not None:
             return bad_request(refused)
         if model.startswith("error-"):
@@ -133,7 +136,9 @@ class FakeAnthropic:
         if n <= limited_calls(model):
             return error_response("429")
         await asyncio.sleep(slow_seconds(model))
-        text, hit = stopped_at(answer_text(body), body.get("stop_sequences"))
+        schema = ((body.get("output_config") or {}).get("format") or {}).get("schema")
+        answer = orjson.dumps(sample(schema)).decode() if schema is not None else answer_text(body)
+        text, hit = stopped_at(answer, body.get("stop_sequences"))
         thoughts = thinking_blocks(body, model)
         if (model == "tool-call" or model.endswith(":tool-call")) and body.get("tools"):
             return self._tool_use(body, thoughts)
@@ -412,6 +417,40 @@ def signature(model: str, thought: str) -> str:
 def omitted_signature(model: str, thought: str) -> str:
     bound = f"{model}:" if model.startswith(ALWAYS_THINKING) else ""
     return f"{OMITTED}{bound}{sign(thought)}"
+
+
+def format_refusal(body: dict[str, Any]) -> str | None:
+    """Structured outputs: a JSON schema whose objects are closed (`additionalProperties: false`), as
+    Anthropic requires."""
+    output = (body.get("output_config") or {}).get("format")
+    if output is None:
+        return None
+    if output.get("type") != "json_schema" or not isinstance(output.get("schema"), dict):
+        return "output_config.format: Input should be a json_schema format with a schema"
+    if not _closed(output["schema"]):
+        return (
+            "output_config.format.schema: For 'object' type, 'additionalProperties' must be explicitly "
+            "set to false"
+        )
+    return None
+
+
+def _closed(schema: Any) -> bool:
+    if not isinstance(schema, dict):
+        return True
+    if schema.get("type") == "object" and schema.get("additionalProperties") is not False:
+        return False
+    return all(_closed(s) for s in (schema.get("properties") or {}).values()) and _closed(schema.get("items"))
+
+
+def sample(schema: Any) -> Any:
+    """An answer held to a schema, as structured outputs make one."""
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    if kind == "object":
+        return {name: sample(sub) for name, sub in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [sample(schema.get("items"))]
+    return {"integer": 1, "number": 1.5, "boolean": True, "null": None}.get(str(kind), "Paris")
 
 
 def _signed(block: dict[str, Any], model: str) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import httpx
+import orjson
 import pytest
 
 from switchyard.common.errors import ProviderError
@@ -161,3 +162,23 @@ async def test_a_claude_5_5_turn_after_another_models_turn_drops_its_blocks_inst
     async with httpx.AsyncClient(base_url=url) as client:
         response = await client.post("/v1/messages", json=bare, headers=headers)
     assert response.status_code == 400 and "bound to a different conversation" in response.text
+
+
+async def test_a_json_schema_goes_to_claude_as_structured_outputs(
+    provider: AnthropicProvider, fake: tuple[FakeAnthropic, str]
+) -> None:
+    """A schema the answer must match goes as `output_config.format` (held to it, not asked for it), and
+    the server refuses one Anthropic would (an object left open), so the next candidate would answer."""
+    closed = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+        "additionalProperties": False,
+    }
+    fmt = {"type": "json_schema", "json_schema": {"name": "trip", "schema": closed, "strict": True}}
+    reply = await provider.request(_call("claude-sonnet-5-5", None, response_format=fmt))
+    assert _sent(fake)["output_config"] == {"format": {"type": "json_schema", "schema": closed}}
+    assert "system" not in _sent(fake) and orjson.loads(reply.content) == {"city": "Paris", "days": 1}
+    open_schema = {**fmt, "json_schema": {**fmt["json_schema"], "schema": {"type": "object"}}}
+    with pytest.raises(ProviderError) as refused:
+        await provider.request(_call("claude-sonnet-5-5", None, response_format=open_schema))
+    assert refused.value.kind == "bad_request" and "additionalProperties" in refused.value.message

@@ -27,10 +27,11 @@ pytestmark = pytest.mark.unit
 
 ASK = (ChatMessage(role="user", content="Prove there are infinitely many primes."),)
 CALL = ToolCall(id="toolu_1", function=FunctionCall(name="get_weather", arguments="{}"))
-CLAUDE_5 = ClaudeThinking(adaptive=True, xhigh=True, max=True, sampling=False, default_on=True)
-CLAUDE_5_5 = ClaudeThinking(
-    adaptive=True, xhigh=True, max=True, sampling=False, forced_tools=False, default_on=True, preserved=True
+CLAUDE_4_5 = ClaudeThinking(structured=True)
+CLAUDE_5 = ClaudeThinking(
+    adaptive=True, xhigh=True, max=True, sampling=False, default_on=True, structured=True
 )
+CLAUDE_5_5 = replace(CLAUDE_5, forced_tools=False, preserved=True)
 WEATHER = ToolSpec(function=FunctionSpec(name="get_weather", parameters={"type": "object"}))
 
 
@@ -43,22 +44,22 @@ def _body(model: str, reasoning: Reasoning | None, **kw: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("model", "takes"),
     [
-        ("claude-haiku-4-5", ClaudeThinking()),
-        ("claude-haiku-4-5-20251001", ClaudeThinking()),  # a snapshot's date is not a minor version
-        ("claude-sonnet-4-5-20250929", ClaudeThinking()),
+        ("claude-haiku-4-5", CLAUDE_4_5),
+        ("claude-haiku-4-5-20251001", CLAUDE_4_5),  # a snapshot's date is not a minor version
+        ("claude-sonnet-4-5-20250929", CLAUDE_4_5),
         ("claude-opus-4-20250514", ClaudeThinking()),
         ("claude-3-7-sonnet-20250219", ClaudeThinking()),  # the old naming: before adaptive thinking
-        ("claude-sonnet-4-6", ClaudeThinking(adaptive=True)),
-        ("claude-opus-4-6", ClaudeThinking(adaptive=True, max=True)),
-        ("claude-opus-4-7", ClaudeThinking(adaptive=True, xhigh=True, max=True)),
+        ("claude-sonnet-4-6", replace(CLAUDE_4_5, adaptive=True)),
+        ("claude-opus-4-6", replace(CLAUDE_4_5, adaptive=True, max=True)),
+        ("claude-opus-4-7", replace(CLAUDE_4_5, adaptive=True, xhigh=True, max=True)),
         ("claude-sonnet-5", replace(CLAUDE_5, off={"type": "disabled"})),
         ("claude-sonnet-5-5", replace(CLAUDE_5_5, off={"type": "between_tools"})),
         ("claude-haiku-5-5", CLAUDE_5_5),
         ("claude-opus-5-5", CLAUDE_5_5),
         ("claude-fable-5-1", CLAUDE_5_5),
         ("claude-mythos-preview", CLAUDE_5),
-        ("us.anthropic.claude-opus-4-6-v1", ClaudeThinking(adaptive=True, max=True)),  # Bedrock's name
-        ("claude-sonnet-4-6@20260217", ClaudeThinking(adaptive=True)),  # Vertex's
+        ("us.anthropic.claude-opus-4-6-v1", replace(CLAUDE_4_5, adaptive=True, max=True)),  # Bedrock's
+        ("claude-sonnet-4-6@20260217", replace(CLAUDE_4_5, adaptive=True)),  # Vertex's
         ("my-proxy-model", ClaudeThinking()),
     ],
 )
@@ -193,3 +194,17 @@ def test_a_model_that_thinks_by_default_gets_its_blocks_back_unasked() -> None:
         disabled["thinking"] == {"type": "disabled"}
         and disabled["messages"][1]["content"][0]["type"] == "tool_use"
     )
+
+
+def test_a_json_schema_is_held_by_structured_outputs_where_the_model_takes_them() -> None:
+    """Claude 4.5 and later take the schema as `output_config.format`: the answer is held to it, not
+    asked for it. Earlier models, unknown names, and JSON without a schema get the instruction."""
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "additionalProperties": False}
+    fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+    body = _body("claude-haiku-5-5", Reasoning(adaptive=True, effort="low"), response_format=fmt)
+    assert body["output_config"] == {"format": {"type": "json_schema", "schema": schema}, "effort": "low"}
+    assert "system" not in body
+    older = _body("claude-3-7-sonnet-20250219", None, response_format=fmt)
+    assert "output_config" not in older and "JSON Schema" in older["system"]
+    plain = _body("claude-haiku-5-5", None, response_format={"type": "json_object"})
+    assert "output_config" not in plain and plain["system"].startswith("Answer with one JSON value")

@@ -51,6 +51,7 @@ class ClaudeThinking:
     default_on: bool = False
     off: dict[str, str] | None = None
     preserved: bool = False  # its thinking blocks are bound to the model and to what came before them
+    structured: bool = False  # takes a JSON schema for its answer (`output_config.format`): 4.5 and later
 
     def effort(self, level: ReasoningEffort) -> str:
         """Anthropic's effort for the pipeline's level: those above `high` step down to what the model
@@ -77,6 +78,7 @@ def claude_thinking(model: str) -> ClaudeThinking:
             forced_tools=version < (5, 1),
             default_on=True,
             preserved=version >= (5, 1),
+            structured=True,
         )
     adaptive = version >= (4, 6)
     off: dict[str, str] | None = None
@@ -95,6 +97,7 @@ def claude_thinking(model: str) -> ClaudeThinking:
         default_on=version >= (5, 0),
         off=off,
         preserved=version >= (5, 5),
+        structured=version >= (4, 5),
     )
 
 

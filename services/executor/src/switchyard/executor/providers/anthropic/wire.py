@@ -49,8 +49,9 @@ _ERROR_KINDS: dict[str, ErrorKind] = {
 }
 
 
-# The Messages API has no JSON mode: the router sends JSON tasks to models with `json_mode`, so this is
-# only the fallback when a client names a Claude model and asks for JSON anyway.
+# The Messages API has no JSON mode (structured outputs take a schema, and only closed objects): the
+# router sends JSON tasks to models with `json_mode`, so this is only the fallback when a client names a
+# Claude model and asks for JSON without a schema, or a model before structured outputs.
 JSON_INSTRUCTION = "Answer with one JSON value only: no prose, no code fence."
 
 
@@ -66,9 +67,15 @@ def request_body(call: ProviderCall, *, stream: bool, default_max_tokens: int) -
         )
     thinking = thinking_for(call, default_max_tokens, model)
     system, messages = split_messages(call.messages, thinking=thinking.blocks_back(model))
+    output: dict[str, Any] = {}
     json_format = call.json_format()
-    if json_format is not None:
-        schema = call.json_schema()
+    schema = call.json_schema() if json_format is not None else None
+    if schema and model.structured:
+        # Structured outputs: the answer is held to the schema, not asked for it. Anthropic takes a subset
+        # of JSON Schema (objects closed with `additionalProperties: false`); one it refuses is a 400,
+        # and the next candidate answers.
+        output["format"] = {"type": "json_schema", "schema": schema}
+    elif json_format is not None:
         hint = JSON_INSTRUCTION
         if schema:
             hint += f" It must match this JSON Schema: {arguments_text(schema)}"
@@ -81,7 +88,9 @@ def request_body(call: ProviderCall, *, stream: bool, default_max_tokens: int) -
     if config is not None:
         body["thinking"] = config
     if thinking.effort is not None:
-        body["output_config"] = {"effort": thinking.effort}
+        output["effort"] = thinking.effort
+    if output:
+        body["output_config"] = output
     if system:
         body["system"] = system
     if call.tools:
