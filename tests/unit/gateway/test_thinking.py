@@ -87,12 +87,12 @@ def test_adaptive_thinking_and_its_effort_reach_the_task() -> None:
         _anthropic(thinking={"type": "enabled", "budget_tokens": 2048}, output_config={"effort": "low"})
     )
     assert budget.request.reasoning == Reasoning(budget_tokens=2048, effort="low")
-    # thinking off (`between_tools` only adds progress notes), said out loud; an effort alone is not a
-    # reasoning effort
+    # thinking off (`between_tools` only adds progress notes), said out loud, whatever the effort
     for off in ({"type": "between_tools"}, {"type": "disabled"}):
         off_task = _task(_anthropic(thinking=off, output_config={"effort": "low"}))
         assert off_task.request.reasoning == Reasoning(effort="none")
-    assert _task(_anthropic(output_config={"effort": "low"})).request.reasoning is None
+    # an effort alone (Claude 5 thinks by default, at it): the task's effort
+    assert _task(_anthropic(output_config={"effort": "low"})).request.reasoning == Reasoning(effort="low")
     with pytest.raises(InvalidRequest) as err:
         messages.parse_request(_anthropic(output_config={"effort": "extreme"}), max_prompt_chars=1000)
     assert err.value.param == "output_config.effort"

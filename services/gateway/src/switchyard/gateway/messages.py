@@ -82,7 +82,8 @@ class OutputFormat(BaseModel):
 
 class OutputConfig(BaseModel):
     """`effort`: how much the model spends on its answer, thinking included (with thinking off it is not
-    passed on: the pipeline's effort is a reasoning effort); `format`: structured outputs."""
+    passed on: the pipeline's effort is a reasoning effort; with no `thinking` at all it is the task's
+    effort); `format`: structured outputs."""
 
     effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
     format: OutputFormat | None = None
@@ -121,13 +122,15 @@ class MessagesRequest(CountTokensRequest):
     def reasoning(self) -> Reasoning | None:
         """The thinking asked for in the pipeline's terms (400 when it cannot be what Anthropic takes)."""
         thinking = self.thinking
+        effort = self.output_config.effort if self.output_config else None
         if thinking is None:
-            return None
+            # An effort alone: Claude 5 thinks by default, at this effort (its depth and its cost); other
+            # models take it as their reasoning effort.
+            return Reasoning(effort=effort) if effort else None
         if thinking.type in ("disabled", "between_tools"):
             # No thinking, said out loud: models that think by default (Claude 5, GPT-5.1 and later) are
             # told so, each in its own terms.
             return Reasoning(effort="none")
-        effort = self.output_config.effort if self.output_config else None
         budget = thinking.budget_tokens
         if thinking.type == "adaptive":
             if budget is not None:
