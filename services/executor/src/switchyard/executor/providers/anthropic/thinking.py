@@ -1,4 +1,5 @@
-"""What a Claude model is sent of a call's reasoning: `thinking` (a budget, or adaptive) and the effort.
+"""What a Claude model is sent of a call's reasoning (`thinking`: a budget, adaptive, or off; the effort),
+and what else each model takes, read from its name (see `ClaudeThinking`).
 
 Claude's thinking changed with its models. Up to Claude 4.5 it is `enabled` with `budget_tokens`. Claude
 4.6 added `adaptive` thinking (the model decides whether and how much to think, steered by
@@ -21,9 +22,6 @@ from switchyard.common.events.tasks import MIN_THINKING_BUDGET, ReasoningEffort
 from switchyard.executor.providers.base import ProviderCall
 from switchyard.executor.providers.tools import forced_function
 
-# claude-<family>-<major>[-<minor>], minor one or two digits (so a snapshot's date is not read as one),
-# anywhere in the name: claude-opus-4-6, claude-sonnet-4-5-20250929, claude-sonnet-5,
-# claude-mythos-preview, Bedrock's us.anthropic.claude-opus-4-6-v1, Vertex's claude-opus-4-6@20260205.
 # Claude 5.5's thinking blocks (and Fable's and Mythos's from 5.1) are checked against the model and the
 # prefix they were produced on. A router sends one conversation's turns to different models (and a
 # fallback does within a turn), so a block from another model, refused with a 400 by default ("The block
@@ -32,6 +30,9 @@ from switchyard.executor.providers.tools import forced_function
 BLOCK_BINDING_BETA = "thinking-binding-controls-2026-08-01"
 DROP_MISMATCHED_BLOCKS = {"prefix_mismatch_behavior": "drop_block"}
 
+# claude-<family>-<major>[-<minor>], minor one or two digits (so a snapshot's date is not read as one),
+# anywhere in the name: claude-opus-4-6, claude-sonnet-4-5-20250929, claude-sonnet-5,
+# claude-mythos-preview, Bedrock's us.anthropic.claude-opus-4-6-v1, Vertex's claude-opus-4-6@20260205.
 _NAME = re.compile(r"claude-(opus|sonnet|haiku|mythos|fable)(?:-(\d+)(?:-(\d{1,2}))?)?(?!\d)")
 
 
