@@ -86,3 +86,29 @@ def test_a_model_without_cache_prices_bills_cache_tokens_at_the_input_price() ->
     bare = spec.model_copy(update={"cached_input_per_1k": None, "cache_write_per_1k": None})
     assert bare.cost(2048, 100, read=1536, written=0) == pytest.approx(bare.cost(2048, 100))
     assert spec.cost(2048, 100, read=1536) == pytest.approx(0.00011656)  # the policy's float twin agrees
+
+
+def test_a_long_prompt_is_priced_whole_at_the_providers_long_context_rate() -> None:
+    """OpenAI bills a GPT-6 request whose prompt passes 272K tokens at 2x input (and cache) and 1.5x
+    output, the whole request; Haiku 5.5 above 100K at 5x. Billing, the router's estimates and the
+    budgets' worst case all price it so."""
+    policy = load_policy()
+    at = price(policy=policy, model="openai/gpt-6-luna", prompt_tokens=272_000, completion_tokens=1000)
+    assert at.cost_usd == Decimal("0.0277000000")  # 272,000 x 0.0001 + 1,000 x 0.0005, / 1K
+    past = price(
+        policy=policy,
+        model="openai/gpt-6-luna",
+        prompt_tokens=272_001,
+        completion_tokens=1000,
+        cache_read_tokens=200_000,
+    )
+    # (72,001 x 0.0001 + 200,000 x 0.00001) x 2 + 1,000 x 0.0005 x 1.5, / 1K
+    assert past.cost_usd == Decimal("0.0191502000")
+    haiku = price(
+        policy=policy, model="anthropic/claude-haiku-5-5", prompt_tokens=150_000, completion_tokens=2000
+    )
+    assert haiku.cost_usd == Decimal("0.0800000000")  # (150,000 x 0.0001 + 2,000 x 0.0005) x 5, / 1K
+    spec = policy.model("anthropic/claude-haiku-5-5")
+    assert spec is not None and spec.cost(150_000, 2000) == pytest.approx(0.08)
+    assert spec.worst_cost(150_000, 2000) == pytest.approx((150_000 * 0.000125 + 2000 * 0.0005) * 5 / 1000)
+    assert spec.cost(100_000, 0) == pytest.approx(0.01)  # at the threshold: the ordinary rate

@@ -42,6 +42,12 @@ def test_bundled_policy_loads_and_prices() -> None:
             "fast_below",
         ),
         ("version: [unclosed\n", "not valid YAML"),
+        (
+            "version: x\nmodels:\n - {id: a/b, provider: a, upstream: b, tier: fast, input_per_1k: 0, "
+            "output_per_1k: 0, context_window: 1000, long_context: {above: 1000, input_multiplier: 2, "
+            "output_multiplier: 1.5}}\n",
+            "long_context.above",
+        ),
     ],
 )
 def test_invalid_policies_name_the_problem(tmp_path: Path, text: str, fragment: str) -> None:

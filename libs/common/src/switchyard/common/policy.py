@@ -31,6 +31,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class LongContext(_Strict):
+    """A provider's dearer rate for long prompts: a request whose prompt (cache reads and writes included)
+    has more than `above` tokens is priced whole at the multipliers (OpenAI's GPT-6 above 272K tokens: 2x
+    input and cache, 1.5x output; Claude Haiku 5.5 above 100K: 5x)."""
+
+    above: int = Field(gt=0, description="prompt tokens above which the whole request costs more")
+    input_multiplier: float = Field(gt=0, description="on the input and prompt-cache prices")
+    output_multiplier: float = Field(gt=0, description="on the output price")
+
+
 class ModelSpec(_Strict):
     id: str = Field(
         pattern=r"^[a-z0-9_-]+/.+$", description="<provider>/<name>, what clients pass as `model`"
@@ -53,26 +63,50 @@ class ModelSpec(_Strict):
         "writes, 1.25x input for 5 minutes); unset: the input price",
     )
     context_window: int = Field(gt=0)
+    long_context: LongContext | None = None
     capabilities: frozenset[Capability] = frozenset()
     rpm: int | None = Field(default=None, ge=1, description="requests per minute this deployment may send")
     tpm: int | None = Field(default=None, ge=1, description="tokens per minute this deployment may send")
+
+    @model_validator(mode="after")
+    def _long_context_within_the_window(self) -> ModelSpec:
+        if self.long_context is not None and self.long_context.above >= self.context_window:
+            raise ValueError(
+                f"long_context.above ({self.long_context.above}) must be below context_window "
+                f"({self.context_window})"
+            )
+        return self
+
+    def multipliers(self, prompt_tokens: int) -> tuple[float, float]:
+        """The input (and cache) and output price multipliers for a prompt of this size: 1 and 1 unless
+        it is long enough for the provider's long-context rate."""
+        long = self.long_context
+        if long is None or prompt_tokens <= long.above:
+            return 1.0, 1.0
+        return long.input_multiplier, long.output_multiplier
 
     def cost(self, prompt_tokens: int, completion_tokens: int, *, read: int = 0, written: int = 0) -> float:
         """USD for a call: `read` and `written` are the prompt tokens (of `prompt_tokens`) the provider
         read from or wrote to its prompt cache."""
         read, written = cache_split(prompt_tokens, read, written)
+        into, out = self.multipliers(prompt_tokens)
         return (
-            (prompt_tokens - read - written) * self.input_per_1k
-            + read * self.cache_read_price()
-            + written * self.cache_write_price()
-            + completion_tokens * self.output_per_1k
+            (
+                (prompt_tokens - read - written) * self.input_per_1k
+                + read * self.cache_read_price()
+                + written * self.cache_write_price()
+            )
+            * into
+            + completion_tokens * self.output_per_1k * out
         ) / 1000.0
 
     def worst_cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         """The most a call can cost: every prompt token at the dearest of the input and cache prices
-        (a cache write costs more than plain input)."""
+        (a cache write costs more than plain input), at the long-context rate where the prompt reaches
+        it."""
         dearest = max(self.input_per_1k, self.cache_read_price(), self.cache_write_price())
-        return (prompt_tokens * dearest + completion_tokens * self.output_per_1k) / 1000.0
+        into, out = self.multipliers(prompt_tokens)
+        return (prompt_tokens * dearest * into + completion_tokens * self.output_per_1k * out) / 1000.0
 
     def cache_read_price(self) -> float:
         return self.input_per_1k if self.cached_input_per_1k is None else self.cached_input_per_1k

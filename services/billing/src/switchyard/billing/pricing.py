@@ -32,11 +32,12 @@ def price(
     if spec is None:
         return Price(Decimal(0).quantize(PLACES), priced=False)
     read, written = cache_split(prompt_tokens, cache_read_tokens, cache_write_tokens)
-    # Prices are written as decimals in the policy; str() recovers exactly what was written.
+    # Prices (and multipliers) are written as decimals in the policy; str() recovers exactly what was
+    # written. A long prompt is priced whole at the provider's long-context rate.
+    into, out = (Decimal(str(m)) for m in spec.multipliers(prompt_tokens))
     cost = (
         (prompt_tokens - read - written) * Decimal(str(spec.input_per_1k))
         + read * Decimal(str(spec.cache_read_price()))
         + written * Decimal(str(spec.cache_write_price()))
-        + completion_tokens * Decimal(str(spec.output_per_1k))
-    )
+    ) * into + completion_tokens * Decimal(str(spec.output_per_1k)) * out
     return Price((cost / THOUSAND).quantize(PLACES), priced=True)
