@@ -158,12 +158,14 @@ def test_claude_5_5_gets_no_sampling_settings_and_no_forced_tool() -> None:
         ("claude-haiku-4-5", None),  # thinks only when asked
         ("claude-sonnet-5", {"type": "disabled"}),
         ("claude-sonnet-5-5", {"type": "between_tools"}),  # refuses `disabled`: its lowest setting
-        ("claude-opus-5-5", None),  # always thinks: nothing turns it off
+        ("claude-opus-5-5", None),  # always thinks: nothing turns it off, it is asked for its least
     ],
 )
 def test_no_thinking_is_said_the_way_each_model_takes_it(model: str, off: dict[str, str] | None) -> None:
     body = _body(model, Reasoning(effort="none"))
-    assert body.get("thinking") == off and "output_config" not in body
+    assert body.get("thinking") == off
+    least = {"effort": "low"} if model == "claude-opus-5-5" else None
+    assert body.get("output_config") == least
     assert "thinking" not in _body(model, None)  # nothing asked: the model's own default
 
 

@@ -132,7 +132,9 @@ def thinking_for(
     for it; adaptive thinking may itself leave a turn without any, so it is not held to that)."""
     model = model or claude_thinking(call.model)
     plain = Thinking(call.max_tokens or default_max_tokens)  # the model's own default
-    off = Thinking(plain.max_tokens, model.off)  # no thinking: said where the model thinks by default
+    # No thinking: said where the model thinks by default; one that cannot stop is asked for its least.
+    least = "low" if model.default_on and model.off is None else None
+    off = Thinking(plain.max_tokens, model.off, least)
     reasoning = call.reasoning
     if forces_a_tool(call) or (reasoning is not None and not reasoning.thinks()):
         return off
