@@ -1,5 +1,5 @@
-"""Routing on capabilities: a task that needs tools, JSON mode or vision goes only to models that have
-them, the local model included."""
+"""Routing on capabilities: a task that needs tools, JSON mode (or an answer held to a schema) or vision
+goes only to models that have them, the local model included."""
 
 from __future__ import annotations
 
@@ -43,6 +43,22 @@ def test_what_a_request_needs() -> None:
         ChatMessage(role="tool", tool_call_id="c1", content="21C"),
     ]
     assert needs(_req(messages=history)) == {"tools"}  # a conversation with tool turns
+
+
+def test_a_schema_task_may_go_to_claude_and_a_schemaless_json_task_may_not() -> None:
+    """Claude 5.5 holds an answer to a JSON schema (structured outputs) but has no free JSON mode: a
+    schema task may go to it, routed or named; JSON without a schema skips it, and naming it is a 400."""
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "additionalProperties": False}
+    structured = {"type": "json_schema", "json_schema": {"name": "a", "schema": schema, "strict": True}}
+    assert needs(_req(response_format=structured)) == {"json_schema"}
+    routed = _models(_req(response_format=structured))
+    assert "anthropic/claude-haiku-5-5" in routed and "openai/gpt-6-luna" in routed  # JSON mode implies it
+    assert _models(_req(model="anthropic/claude-sonnet-5-5", response_format=structured)) == [
+        "anthropic/claude-sonnet-5-5"
+    ]
+    with pytest.raises(ModelLacksCapability) as lacking:
+        _models(_req(model="anthropic/claude-sonnet-5-5", response_format={"type": "json_object"}))
+    assert "json_mode" in str(lacking.value)
 
 
 def test_a_tool_task_never_goes_to_a_model_without_tools() -> None:

@@ -21,8 +21,10 @@ DEFAULT_POLICY = Path(__file__).with_name("default_policy.yaml")
 # Cheapest to most capable. `coordination` holds models that are good at tool use and multi-step plans.
 TIER_ORDER = ("local", "fast", "coordination", "standard", "premium")
 # `reasoning`: the model takes a thinking budget or effort (Anthropic's extended thinking, OpenAI's
-# reasoning_effort, Gemini's thinkingBudget); other models are sent a task without it.
-Capability = Literal["tools", "vision", "json_mode", "reasoning"]
+# reasoning_effort, Gemini's thinkingBudget); other models are sent a task without it. `json_schema`: its
+# answers can be held to a JSON schema (Anthropic's structured outputs) without a free JSON mode; a model
+# with `json_mode` does both.
+Capability = Literal["tools", "vision", "json_mode", "json_schema", "reasoning"]
 Check = Literal["json", "code", "refusal", "truncation", "confidence"]
 ALL_CHECKS: tuple[Check, ...] = ("json", "code", "refusal", "truncation", "confidence")
 
@@ -76,6 +78,12 @@ class ModelSpec(_Strict):
                 f"({self.context_window})"
             )
         return self
+
+    def serves(self) -> frozenset[str]:
+        """Its capabilities, with what they imply: JSON mode holds an answer to a schema too."""
+        if "json_mode" in self.capabilities:
+            return self.capabilities | {"json_schema"}
+        return frozenset(self.capabilities)
 
     def multipliers(self, prompt_tokens: int) -> tuple[float, float]:
         """The input (and cache) and output price multipliers for a prompt of this size: 1 and 1 unless

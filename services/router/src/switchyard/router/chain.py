@@ -27,7 +27,8 @@ def rank(tier: str) -> int:
 
 def needs(request: ChatRequest) -> set[str]:
     """Capabilities a model must have to serve the request: images in it need vision; tools offered, or
-    tool calls and results in the conversation, need tools; a JSON response format needs JSON mode."""
+    tool calls and results in the conversation, need tools; a JSON answer held to a schema needs a model
+    that does structured outputs (`json_schema`, which JSON mode implies), JSON without one JSON mode."""
     out: set[str] = set()
     for m in request.messages:
         if isinstance(m.content, list) and any(p.get("type") == "image_url" for p in m.content):
@@ -35,7 +36,7 @@ def needs(request: ChatRequest) -> set[str]:
     if request.uses_tools():
         out.add("tools")
     if request.json_format() is not None:
-        out.add("json_mode")
+        out.add("json_schema" if request.json_schema() else "json_mode")
     return out
 
 
@@ -81,7 +82,7 @@ def build_chain(
         if spec is None:
             continue
         cost = spec.cost(prompt_tokens, output_tokens)
-        missing = required - set(spec.capabilities)
+        missing = required - spec.serves()
         reason = None
         if spec.provider not in available:
             reason = f"provider {spec.provider} not available"

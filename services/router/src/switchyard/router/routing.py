@@ -289,7 +289,7 @@ def _pinned(
     else:
         if spec.provider not in available:
             raise NoProviderAvailable(f"the model '{model}' is configured but its provider is not available")
-        missing = required - set(spec.capabilities)
+        missing = required - spec.serves()
         if missing:
             raise ModelLacksCapability(
                 f"the model '{model}' lacks {', '.join(sorted(missing))}, which this request needs; "
