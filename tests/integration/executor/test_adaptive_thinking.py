@@ -167,8 +167,8 @@ async def test_a_claude_5_5_turn_after_another_models_turn_drops_its_blocks_inst
 async def test_a_json_schema_goes_to_claude_as_structured_outputs(
     provider: AnthropicProvider, fake: tuple[FakeAnthropic, str]
 ) -> None:
-    """A schema the answer must match goes as `output_config.format` (held to it, not asked for it), and
-    the server refuses one Anthropic would (an object left open), so the next candidate would answer."""
+    """A schema the answer must match goes as `output_config.format` (held to it, not asked for it). One
+    Anthropic refuses (an object left open) fails before any call, so the next candidate answers."""
     closed = {
         "type": "object",
         "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
@@ -179,6 +179,15 @@ async def test_a_json_schema_goes_to_claude_as_structured_outputs(
     assert _sent(fake)["output_config"] == {"format": {"type": "json_schema", "schema": closed}}
     assert "system" not in _sent(fake) and orjson.loads(reply.content) == {"city": "Paris", "days": 1}
     open_schema = {**fmt, "json_schema": {**fmt["json_schema"], "schema": {"type": "object"}}}
+    calls = len(fake[0].requests)
     with pytest.raises(ProviderError) as refused:
         await provider.request(_call("claude-sonnet-5-5", None, response_format=open_schema))
     assert refused.value.kind == "bad_request" and "additionalProperties" in refused.value.message
+    assert len(fake[0].requests) == calls and not refused.value.sent
+    # what the adapter spares the server: it refuses that schema
+    server, url = fake
+    headers = {"x-api-key": server.api_key, "anthropic-version": "2023-06-01"}
+    body = {**_sent(fake), "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}}}
+    async with httpx.AsyncClient(base_url=url) as client:
+        response = await client.post("/v1/messages", json=body, headers=headers)
+    assert response.status_code == 400 and "additionalProperties" in response.text

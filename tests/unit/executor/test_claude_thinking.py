@@ -210,3 +210,19 @@ def test_a_json_schema_is_held_by_structured_outputs_where_the_model_takes_them(
     assert "output_config" not in older and "JSON Schema" in older["system"]
     plain = _body("claude-haiku-5-5", None, response_format={"type": "json_object"})
     assert "output_config" not in plain and plain["system"].startswith("Answer with one JSON value")
+
+
+def test_an_open_schema_is_refused_before_the_call() -> None:
+    """Anthropic holds an answer only to closed objects and refuses the rest with a 400; the candidate
+    fails before any call and the next one (OpenAI's and Gemini's structured outputs take it) answers."""
+    open_inside = {
+        "type": "object",
+        "properties": {"trip": {"type": "object", "properties": {"city": {"type": "string"}}}},
+        "additionalProperties": False,
+    }
+    fmt = {"type": "json_schema", "json_schema": {"name": "a", "schema": open_inside}}
+    with pytest.raises(ProviderError) as refused:
+        _body("claude-sonnet-5-5", None, response_format=fmt)
+    assert refused.value.kind == "bad_request" and not refused.value.sent
+    older = _body("claude-3-7-sonnet-20250219", None, response_format=fmt)  # an instruction there
+    assert "JSON Schema" in older["system"]

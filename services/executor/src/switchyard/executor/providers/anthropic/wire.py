@@ -70,6 +70,15 @@ def request_body(call: ProviderCall, *, stream: bool, default_max_tokens: int) -
     output: dict[str, Any] = {}
     json_format = call.json_format()
     schema = call.json_schema() if json_format is not None else None
+    if schema and model.structured and not closed(schema):
+        # Anthropic holds an answer only to closed objects, and refuses the rest with a 400: the next
+        # candidate (OpenAI's or Gemini's structured outputs take open objects) is asked without one.
+        raise provider_error(
+            "bad_request",
+            f"anthropic: {call.model} holds an answer only to a schema whose objects set "
+            "additionalProperties: false; not sent",
+            sent=False,
+        )
     if schema and model.structured:
         # Structured outputs: the answer is held to the schema, not asked for it. Anthropic takes a subset
         # of JSON Schema (objects closed with `additionalProperties: false`); one it refuses is a 400,
@@ -118,6 +127,24 @@ def request_body(call: ProviderCall, *, stream: bool, default_max_tokens: int) -
     if stream:
         body["stream"] = True
     return body
+
+
+def closed(schema: Any) -> bool:
+    """Whether every object in a JSON schema is closed (`additionalProperties: false`), as Anthropic's
+    structured outputs require; `$defs` and the combinators are looked into too."""
+    if isinstance(schema, list):
+        return all(closed(s) for s in schema)
+    if not isinstance(schema, dict):
+        return True
+    if schema.get("type") == "object" and schema.get("additionalProperties") is not False:
+        return False
+    nested = [
+        *(schema.get("properties") or {}).values(),
+        *(schema.get("$defs") or schema.get("definitions") or {}).values(),
+        schema.get("items"),
+        *(schema.get(k) or [] for k in ("anyOf", "allOf", "oneOf")),
+    ]
+    return all(closed(s) for s in nested)
 
 
 def tool_choice(choice: str | dict[str, Any] | None, parallel: bool | None) -> dict[str, Any] | None:
