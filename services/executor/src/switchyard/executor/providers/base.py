@@ -171,3 +171,29 @@ def unsigned(text: str) -> ThinkingBlock:
     """Reasoning with no signature: shown to clients as thinking, never sent back to a model (only an
     Anthropic model takes thinking back, and only signed by Anthropic)."""
     return ThinkingBlock(thinking=text, signature="")
+
+
+class UnsignedThinking:
+    """Reasoning a provider streams before its answer with no signature (an OpenAI-compatible server's
+    `reasoning_content`, Gemini's thought summary): each piece as a delta, one end to its block where the
+    answer's text begins or the stream ends, and the block for the reply."""
+
+    def __init__(self) -> None:
+        self._pieces: list[str] = []
+        self._ended = False
+
+    def add(self, text: str) -> list[StreamPart]:
+        if not text:
+            return []
+        self._pieces.append(text)
+        return [ThinkingDelta(text=text)]
+
+    def end(self) -> list[StreamPart]:
+        """The block's end, once, if there was reasoning: the text begins, or the stream ends."""
+        if not self._pieces or self._ended:
+            return []
+        self._ended = True
+        return [ThinkingDelta(signature="")]
+
+    def blocks(self) -> tuple[ThinkingBlock, ...]:
+        return (unsigned("".join(self._pieces)),) if self._pieces else ()

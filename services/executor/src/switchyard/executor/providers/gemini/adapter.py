@@ -14,9 +14,8 @@ from switchyard.executor.providers.base import (
     Reply,
     StreamPart,
     TextDelta,
-    ThinkingDelta,
+    UnsignedThinking,
     estimated_usage,
-    unsigned,
 )
 from switchyard.executor.providers.errors import provider_error
 from switchyard.executor.providers.gemini.config import GeminiSettings
@@ -77,7 +76,7 @@ class GeminiProvider(HttpProvider):
         carries the finish reason and the usage. There is no end marker: a stream that closes before a
         finish reason arrived was cut off."""
         text: list[str] = []
-        thought: list[str] = []
+        thought = UnsignedThinking()
         calls: list[Any] = []
         finish: str | None = None
         model = call.model
@@ -89,26 +88,25 @@ class GeminiProvider(HttpProvider):
                 usage = candidate.usage or usage
                 calls += candidate.calls
                 finish = candidate.finish or finish
-                if candidate.thought:
-                    thought.append(candidate.thought)
-                    yield ThinkingDelta(text=candidate.thought)
-                if candidate.text and thought and not text:  # the summary is over: its block ends, unsigned
-                    yield ThinkingDelta(signature="")
+                for part in thought.add(candidate.thought):
+                    yield part
                 if candidate.text:
+                    for part in thought.end():  # the summary is over: its block ends, unsigned
+                        yield part
                     text.append(candidate.text)
                     yield TextDelta(candidate.text)
         if finish is None:
             raise provider_error("network", "gemini: the stream ended before a finish reason")
         content = "".join(text)
-        if thought and not text:  # a summary, then function calls or nothing: its block ends here
-            yield ThinkingDelta(signature="")
+        for part in thought.end():  # a summary, then function calls or nothing: its block ends here
+            yield part
         yield Reply(
             content=content,
             finish_reason=finish_reason(finish, text=content, calls=calls),
             model=model,
             usage=usage or estimated_usage(call, content),
             tool_calls=tool_calls_of(calls),
-            thinking=(unsigned("".join(thought)),) if thought else (),
+            thinking=thought.blocks(),
         )
 
     async def aclose(self) -> None:

@@ -13,9 +13,8 @@ from switchyard.executor.providers.base import (
     Reply,
     StreamPart,
     TextDelta,
-    ThinkingDelta,
+    UnsignedThinking,
     estimated_usage,
-    unsigned,
 )
 from switchyard.executor.providers.errors import provider_error
 from switchyard.executor.providers.http import (
@@ -78,7 +77,7 @@ class OpenAIProvider(HttpProvider):
 
     async def _parts(self, response: httpx.Response, call: ProviderCall) -> AsyncIterator[StreamPart]:
         text: list[str] = []
-        thought: list[str] = []
+        thought = UnsignedThinking()
         tools = ToolCallDeltas()
         finish_reason: str | None = None
         model = call.model
@@ -101,14 +100,12 @@ class OpenAIProvider(HttpProvider):
                     if choice.get("index", 0) != 0:
                         continue
                     tools.add((choice.get("delta") or {}).get("tool_calls"))
-                    reasoning = reasoning_of(choice.get("delta"))
-                    if reasoning:
-                        thought.append(reasoning)
-                        yield ThinkingDelta(text=reasoning)
+                    for part in thought.add(reasoning_of(choice.get("delta"))):
+                        yield part
                     delta = (choice.get("delta") or {}).get("content")
-                    if delta and thought and not text:  # the reasoning is over: its block ends, unsigned
-                        yield ThinkingDelta(signature="")
                     if delta:
+                        for part in thought.end():  # the reasoning is over: its block ends, unsigned
+                            yield part
                         text.append(delta)
                         yield TextDelta(delta)
                     finish_reason = choice.get("finish_reason") or finish_reason
@@ -117,15 +114,15 @@ class OpenAIProvider(HttpProvider):
         if done:
             await finish_body(events)
         content = "".join(text)
-        if thought and not text:  # reasoning, then tool calls or nothing: its block ends here
-            yield ThinkingDelta(signature="")
+        for part in thought.end():  # reasoning, then tool calls or nothing: its block ends here
+            yield part
         yield Reply(
             content=content,
             finish_reason=finish_reason or "stop",
             model=model,
             usage=usage or estimated_usage(call, content),
             tool_calls=tools.calls(),
-            thinking=(unsigned("".join(thought)),) if thought else (),
+            thinking=thought.blocks(),
         )
 
     async def aclose(self) -> None:
