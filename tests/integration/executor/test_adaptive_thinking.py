@@ -27,6 +27,14 @@ def _call(model: str, reasoning: Reasoning | None, **kw: object) -> ProviderCall
     return ProviderCall(model=model, messages=ask, max_tokens=30000, reasoning=reasoning, **kw)  # type: ignore[arg-type]
 
 
+async def _raw(fake: tuple[FakeAnthropic, str], body: dict[str, object]) -> httpx.Response:
+    """A body sent to the fake as is, not through the adapter: what the server says of it."""
+    server, url = fake
+    headers = {"x-api-key": server.api_key, "anthropic-version": "2023-06-01"}
+    async with httpx.AsyncClient(base_url=url) as client:
+        return await client.post("/v1/messages", json=body, headers=headers)
+
+
 def _sent(fake: tuple[FakeAnthropic, str]) -> dict[str, object]:
     return fake[0].requests[-1].body  # type: ignore[no-any-return]
 
@@ -59,11 +67,7 @@ async def test_an_effort_the_model_does_not_take_steps_down(
     await provider.request(_call("claude-sonnet-4-6", Reasoning(adaptive=True, effort="max")))
     assert _sent(fake)["output_config"] == {"effort": "high"}
     # the server refuses what Sonnet 4.6 does not take, so the step down is what made the call succeed
-    server, url = fake
-    body = {**_sent(fake), "output_config": {"effort": "max"}}
-    headers = {"x-api-key": server.api_key, "anthropic-version": "2023-06-01"}
-    async with httpx.AsyncClient(base_url=url) as client:
-        response = await client.post("/v1/messages", json=body, headers=headers)
+    response = await _raw(fake, {**_sent(fake), "output_config": {"effort": "max"}})
     assert response.status_code == 400 and "output_config.effort" in response.text
     # and a budget sent to a model that takes only adaptive thinking is refused, as Anthropic refuses it
     budget = {
@@ -71,8 +75,7 @@ async def test_an_effort_the_model_does_not_take_steps_down(
         "model": "claude-opus-4-7",
         "thinking": {"type": "enabled", "budget_tokens": 2048},
     }
-    async with httpx.AsyncClient(base_url=url) as client:
-        response = await client.post("/v1/messages", json=budget, headers=headers)
+    response = await _raw(fake, budget)
     assert response.status_code == 400 and "thinking.type.enabled is not supported" in response.text
 
 
@@ -123,12 +126,7 @@ async def test_claude_5_5_answers_without_the_settings_it_refuses(
         )
     assert refused.value.kind == "bad_request" and len(fake[0].requests) == calls
     # the server's side of it: what the adapter leaves out is refused there
-    server, url = fake
-    headers = {"x-api-key": server.api_key, "anthropic-version": "2023-06-01"}
-    async with httpx.AsyncClient(base_url=url) as client:
-        response = await client.post(
-            "/v1/messages", json={**_sent(fake), "temperature": 0.2}, headers=headers
-        )
+    response = await _raw(fake, {**_sent(fake), "temperature": 0.2})
     assert response.status_code == 400 and "temperature" in response.text
 
 
@@ -156,11 +154,8 @@ async def test_a_claude_5_5_turn_after_another_models_turn_drops_its_blocks_inst
     assert sent.body["thinking"]["block_binding"] == {"prefix_mismatch_behavior": "drop_block"}
     assert sent.headers.get("anthropic-beta") == "thinking-binding-controls-2026-08-01"
     # the same request without the setting is what Opus 5.5 refuses
-    server, url = fake
-    headers = {"x-api-key": server.api_key, "anthropic-version": "2023-06-01"}
     bare = {k: v for k, v in sent.body.items() if k != "thinking"}
-    async with httpx.AsyncClient(base_url=url) as client:
-        response = await client.post("/v1/messages", json=bare, headers=headers)
+    response = await _raw(fake, bare)
     assert response.status_code == 400 and "bound to a different conversation" in response.text
 
 
@@ -185,9 +180,6 @@ async def test_a_json_schema_goes_to_claude_as_structured_outputs(
     assert refused.value.kind == "bad_request" and "additionalProperties" in refused.value.message
     assert len(fake[0].requests) == calls and not refused.value.sent
     # what the adapter spares the server: it refuses that schema
-    server, url = fake
-    headers = {"x-api-key": server.api_key, "anthropic-version": "2023-06-01"}
     body = {**_sent(fake), "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}}}
-    async with httpx.AsyncClient(base_url=url) as client:
-        response = await client.post("/v1/messages", json=body, headers=headers)
+    response = await _raw(fake, body)
     assert response.status_code == 400 and "additionalProperties" in response.text
