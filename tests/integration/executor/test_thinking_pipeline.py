@@ -11,7 +11,15 @@ import openai
 import pytest
 
 from switchyard.common.events import TaskSubmitted
-from tests.integration.executor.tools_stack import ASK, WEATHER, Stack, classifier, openai_client, stack
+from tests.integration.executor.tools_stack import (
+    ASK,
+    WEATHER,
+    Stack,
+    anthropic_client,
+    classifier,
+    openai_client,
+    stack,
+)
 from tests.support.fake_anthropic import sign
 
 pytestmark = pytest.mark.integration
@@ -27,7 +35,7 @@ async def test_extended_thinking_through_a_claude_code_like_tool_loop(
     block (whole and streamed), and the next turn of the tool loop sends it back untouched: the fake, as
     Anthropic, refuses a thinking block whose signature does not match, and a continued tool loop whose
     assistant turn lacks one."""
-    client = anthropic.AsyncAnthropic(base_url=stack.base, api_key=stack.org.keys["member"], max_retries=0)
+    client = anthropic_client(stack)
     tool = {
         "name": "get_weather",
         "description": "The weather in a city",
@@ -115,7 +123,7 @@ async def test_reasoning_reaches_only_models_that_take_it_in_their_terms(
     await client.chat.completions.create(model="gem/tool-call", messages=ASK, reasoning_effort="high")  # type: ignore[arg-type]
     assert "thinkingConfig" not in stack.gemini.requests[-1].body.get("generationConfig", {})
     # the Anthropic face's budget, to an OpenAI model: the nearest effort
-    ant = anthropic.AsyncAnthropic(base_url=stack.base, api_key=stack.org.keys["member"], max_retries=0)
+    ant = anthropic_client(stack)
     message = await ant.messages.create(
         model="oai/tool-call",
         max_tokens=21000,
@@ -266,7 +274,7 @@ async def test_adaptive_thinking_as_claude_code_sends_it_to_claude_opus_4_7(
     """Claude Code on Opus 4.7 sends `thinking: adaptive` and an effort (it was a 400 here); Opus 4.7
     refuses a budget, so the model gets adaptive thinking at that effort, its signed thinking streams back
     first, and the next turn of the tool loop sends it back."""
-    client = anthropic.AsyncAnthropic(base_url=stack.base, api_key=stack.org.keys["member"], max_retries=0)
+    client = anthropic_client(stack)
     tool = {
         "name": "get_weather",
         "description": "The weather",

@@ -13,7 +13,15 @@ import openai
 import pytest
 
 from switchyard.common.events import TaskSubmitted
-from tests.integration.executor.tools_stack import ASK, WEATHER, Stack, classifier, openai_client, stack
+from tests.integration.executor.tools_stack import (
+    ASK,
+    WEATHER,
+    Stack,
+    anthropic_client,
+    classifier,
+    openai_client,
+    stack,
+)
 
 pytestmark = pytest.mark.integration
 __all__ = ["classifier", "stack"]  # fixtures
@@ -105,7 +113,7 @@ async def test_a_json_task_goes_to_a_model_with_json_mode(
 
 
 async def test_tool_use_through_the_anthropic_face(stack: Stack, classifier: list[TaskSubmitted]) -> None:
-    client = anthropic.AsyncAnthropic(base_url=stack.base, api_key=stack.org.keys["member"], max_retries=0)
+    client = anthropic_client(stack)
     tool = {
         "name": "get_weather",
         "description": "The weather in a city",
@@ -188,7 +196,7 @@ async def test_a_prompt_no_model_can_hold_is_a_400_that_says_so(
     error = caught.value.body
     assert isinstance(error, dict) and error["code"] == "context_length_exceeded"
     assert error["param"] == "messages" and "8000 tokens" in error["message"]
-    client = anthropic.AsyncAnthropic(base_url=stack.base, api_key=stack.org.keys["member"], max_retries=0)
+    client = anthropic_client(stack)
     with pytest.raises(anthropic.BadRequestError) as refused:
         await client.messages.create(model="auto", max_tokens=100, messages=long)  # type: ignore[arg-type]
     assert "context window" in str(refused.value) and "max_tokens (100)" in str(refused.value)
@@ -205,7 +213,7 @@ async def test_prompt_cache_marks_reach_anthropic_and_nobody_else(
     """A Claude Code-like turn: a system prompt in blocks, the tools, an image and the last tool result
     marked as Anthropic prompt-cache breakpoints. An Anthropic model gets the marks where they were; an
     OpenAI-compatible one the same request without them (it caches by itself)."""
-    client = anthropic.AsyncAnthropic(base_url=stack.base, api_key=stack.org.keys["member"], max_retries=0)
+    client = anthropic_client(stack)
     tool = {
         "name": "get_weather",
         "description": "The weather in a city",
@@ -281,7 +289,7 @@ async def test_images_a_tool_returned_reach_each_provider_in_its_terms(
     """A tool result holding a screenshot (as Claude Code's reads of image files come back): Anthropic
     gets it inside the tool_result, Gemini beside the functionResponse, an OpenAI-compatible model in a
     user message right after the tool message, which keeps the text."""
-    client = anthropic.AsyncAnthropic(base_url=stack.base, api_key=stack.org.keys["member"], max_retries=0)
+    client = anthropic_client(stack)
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PIXEL}}
     result = {
         "type": "tool_result",

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import anthropic
 import nats
 import openai
 import pytest
@@ -139,6 +140,10 @@ async def classifier(stack: Stack) -> AsyncIterator[list[TaskSubmitted]]:
     await nc.flush()
     yield seen
     await nc.close()
+
+
+def anthropic_client(stack: Stack) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(base_url=stack.base, api_key=stack.org.keys["member"], max_retries=0)
 
 
 def openai_client(stack: Stack) -> openai.AsyncOpenAI:
