@@ -120,9 +120,7 @@ class Thinking:
         return (self.config or {}).get("type") in ("enabled", "adaptive")
 
 
-def thinking_for(
-    call: ProviderCall, default_max_tokens: int, model: ClaudeThinking | None = None
-) -> Thinking:
+def thinking_for(call: ProviderCall, default_max_tokens: int, model: ClaudeThinking) -> Thinking:
     """Thinking tokens count against `max_tokens`, on Anthropic's side as on OpenAI's, so a call that set
     none gets the effort's budget on top of the default (a budget is also kept under the client's
     `max_tokens`). A call goes without thinking when it asks for none (or "minimal"), when it forces a tool
@@ -130,7 +128,6 @@ def thinking_for(
     1,024 tokens) or the call continues a tool loop whose assistant turn has no thinking block (Anthropic
     refuses that: the turn was answered without thinking, by another model or before the client asked
     for it; adaptive thinking may itself leave a turn without any, so it is not held to that)."""
-    model = model or claude_thinking(call.model)
     plain = Thinking(call.max_tokens or default_max_tokens)  # the model's own default
     # No thinking: said where the model thinks by default; one that cannot stop is asked for its least.
     least = "low" if model.default_on and model.off is None else None
