@@ -23,6 +23,9 @@ scenario, also to an executor running in another process:
                         they lack, sampling fields, function tools at an effort other than none), and
                         otherwise answering as any other name
 
+`/v1/responses` speaks OpenAI's Responses API (`fake_openai_responses.py`) with the same key check and
+the `error-*`, `flaky-*`, `tool-call`, `break` and `stream-error` names.
+
 A request without the right `Authorization: Bearer <key>` gets 401, as the real API answers.
 """
 
@@ -45,6 +48,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from switchyard.cli.processes import free_port
+from tests.support import fake_openai_responses as responses
 from tests.support.fake_openai_refusals import refusal
 
 RETRY_AFTER_S = 1
@@ -209,7 +213,12 @@ class FakeOpenAI:
     def __init__(self, *, api_key: str = "sk-test-fake-openai-key") -> None:
         self.api_key = api_key
         self.scenarios = Scenarios()
-        self.app = Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"])])
+        self.app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/v1/responses", self.responses, methods=["POST"]),
+            ]
+        )
 
     @property
     def requests(self) -> list[Recorded]:
@@ -240,6 +249,20 @@ class FakeOpenAI:
         if model == "break":
             return StreamingResponse(_dropping(orjson.dumps(completion)), media_type="application/json")
         return JSONResponse(completion)
+
+    async def responses(self, request: Request) -> Response:
+        """OpenAI's Responses API (`fake_openai_responses.py`), with the same key and error scenarios."""
+        body, model, n = await self.scenarios.record(request)
+        if request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return error_response("401")
+        if model.startswith("error-"):
+            return error_response(model.removeprefix("error-"))
+        refused = responses.refusal(body)
+        if refused is not None:
+            return JSONResponse({"error": refused}, status_code=400)
+        if n <= flaky_failures(model):
+            return error_response("503")
+        return responses.answer(body, model)
 
     def _completion(self, model: str, text: str) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}

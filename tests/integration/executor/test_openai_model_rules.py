@@ -89,14 +89,24 @@ async def test_the_fake_refuses_what_openai_refuses_these_models(fake: tuple[Fak
 
 
 @pytest.mark.parametrize("streamed", [False, True])
-async def test_tools_with_temperature_on_gpt_6_go_at_effort_none(
+async def test_tools_with_reasoning_on_gpt_6_go_through_the_responses_api(
     openai: OpenAIProvider, fake: tuple[FakeOpenAI, str], streamed: bool
 ) -> None:
+    """Chat completions would take these tools only at effort none (the fake refuses them otherwise): the
+    Responses API takes them with the effort asked, and the sampling field goes where the effort allows."""
     call = _call("gpt-6-luna", tools=(WEATHER,), temperature=0.2, reasoning=Reasoning(effort="high"))
     reply = await _answer(openai, call, streamed)
     assert reply.content.startswith("Hello!")
-    sent = fake[0].requests[-1].body
-    assert (sent["reasoning_effort"], sent["temperature"], len(sent["tools"])) == ("none", 0.2, 1)
+    sent = fake[0].requests[-1]
+    assert sent.path == "/v1/responses"
+    assert (sent.body["reasoning"], len(sent.body["tools"])) == ({"effort": "high"}, 1)
+    assert "temperature" not in sent.body
+    await _answer(
+        openai,
+        _call("gpt-6-luna", tools=(WEATHER,), temperature=0.2, reasoning=Reasoning(effort="none")),
+        streamed,
+    )
+    assert fake[0].requests[-1].body["temperature"] == 0.2
 
 
 @pytest.mark.parametrize("streamed", [False, True])
@@ -113,16 +123,16 @@ async def test_o3_answers_without_the_sampling_fields_it_refuses(
 
 @pytest.mark.parametrize("streamed", [False, True])
 @pytest.mark.parametrize("model", ["gpt-6.1-sol", "gpt-6-astra"])
-async def test_tools_on_a_responses_only_model_fail_before_any_call(
+async def test_tools_on_a_responses_only_model_are_called_through_the_responses_api(
     openai: OpenAIProvider, fake: tuple[FakeOpenAI, str], model: str, streamed: bool
 ) -> None:
-    before = len(fake[0].requests)
-    with pytest.raises(ProviderError) as caught:
-        await _answer(openai, _call(model, tools=(WEATHER,)), streamed)
-    assert caught.value.kind == "bad_request" and model in caught.value.message
-    assert len(fake[0].requests) == before
-    # without tools the model is called as any other
+    reply = await _answer(openai, _call(model, tools=(WEATHER,), reasoning=Reasoning(effort="max")), streamed)
+    assert reply.content.startswith("Hello!") and reply.finish_reason == "stop"
+    sent = fake[0].requests[-1]
+    assert (sent.path, sent.body["reasoning"]) == ("/v1/responses", {"effort": "max"})
+    # without tools the model is called through chat completions, as any other
     await _answer(openai, _call(model, reasoning=Reasoning(effort="none")), streamed)
+    assert fake[0].requests[-1].path == "/v1/chat/completions"
     assert fake[0].requests[-1].body["reasoning_effort"] == "low"
 
 
@@ -141,10 +151,11 @@ async def test_the_effort_sent_is_the_nearest_the_model_takes(
 async def test_a_refusal_before_the_call_falls_back_and_is_recorded_as_a_400_is(
     openai: OpenAIProvider, fake: tuple[FakeOpenAI, str]
 ) -> None:
-    """The whole executor path: the first candidate takes tools only through Responses, so the task goes
-    to the next one, and the refusal is in the call records, as OpenAI's own 400 would be."""
+    """The whole executor path: the first candidate takes tools only through the Responses API, which has
+    no stop sequences, so the task goes to the next one, and the refusal is in the call records, as
+    OpenAI's own 400 would be."""
     request = ChatRequest(
-        messages=list(ASK), tools=[WEATHER], temperature=0.4, reasoning=Reasoning(effort="max")
+        messages=list(ASK), tools=[WEATHER], stop=["END"], reasoning=Reasoning(effort="max")
     )
     task = TaskSubmitted(
         task_id="t-rules", tenant_id="acme", user_id="u1", request=request, submitted_at=datetime.now(UTC)
@@ -178,6 +189,13 @@ async def test_a_refusal_before_the_call_falls_back_and_is_recorded_as_a_400_is(
         ("openai/gpt-6.1-sol", "bad_request"),  # not retried: a bad request is not
         ("openai/gpt-6-luna", "ok"),
     ]
-    assert "/v1/responses" in (records[0].error or "")
+    assert "stop sequences" in (records[0].error or "")
     assert [r.body["model"] for r in fake[0].requests[before:]] == ["gpt-6-luna"]
-    assert fake[0].requests[-1].body["reasoning_effort"] == "none"
+    # gpt-6-luna takes tools with an effort through the Responses API, but stop sequences only in chat
+    # completions, where its tools go only at effort none
+    sent = fake[0].requests[-1]
+    assert (sent.path, sent.body["reasoning_effort"], sent.body["stop"]) == (
+        "/v1/chat/completions",
+        "none",
+        ["END"],
+    )

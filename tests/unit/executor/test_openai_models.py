@@ -1,5 +1,6 @@
 """The body OpenAI's reasoning models get: the effort each accepts, sampling fields only at effort none,
-function tools only where chat completions take them; other models and compatible servers unchanged."""
+function tools through chat completions where it takes them at any effort and through the Responses API
+where not; other models and compatible servers unchanged."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from switchyard.common.events import ChatMessage, FunctionSpec, Reasoning, ToolS
 from switchyard.executor.providers.base import ProviderCall
 from switchyard.executor.providers.openai import wire as openai_wire
 from switchyard.executor.providers.openai.models import rules_for
+from switchyard.executor.providers.openai.responses import responses_body, uses_responses
 
 pytestmark = pytest.mark.unit
 WEATHER = (ToolSpec(function=FunctionSpec(name="get_weather", parameters={"type": "object"})),)
@@ -19,18 +21,23 @@ SAMPLING = {"temperature": 0.2, "top_p": 0.9, "presence_penalty": 0.5, "frequenc
 SAMPLED = tuple(SAMPLING)
 
 
-def _body(
-    model: str, effort: str | None = None, *, tools: bool = False, itself: bool = True
-) -> dict[str, Any]:
-    call = ProviderCall(
+def _call(model: str, effort: str | None = None, *, tools: bool = False, **kw: Any) -> ProviderCall:
+    return ProviderCall(
         model=model,
         messages=(ChatMessage(role="user", content="Weather in Paris?"),),
         max_tokens=100,
         seed=7,
         reasoning=None if effort is None else Reasoning(effort=effort),
         tools=WEATHER if tools else None,
-        **SAMPLING,  # type: ignore[arg-type]
+        **(SAMPLING | kw),
     )
+
+
+def _body(
+    model: str, effort: str | None = None, *, tools: bool = False, itself: bool = True
+) -> dict[str, Any]:
+    call = _call(model, effort, tools=tools)
+    assert not (itself and uses_responses(call, rules_for(model)))  # a chat-completions case
     return openai_wire.request_body(call, stream=False, openai_itself=itself)
 
 
@@ -56,19 +63,14 @@ def _body(
         # gpt-5.2: xhigh; tools still with any effort
         ("gpt-5.2", "max", False, "xhigh", ()),
         ("gpt-5.2", "high", True, "high", ()),
-        # gpt-5.4 and later: tools only at effort none, which wins over the effort asked
+        # gpt-5.4 and later (with tools: the Responses API, below)
         ("gpt-5.4", "high", False, "high", ()),
-        ("gpt-5.4", "high", True, "none", SAMPLED),
-        ("gpt-5.4-mini", None, True, "none", SAMPLED),
         ("gpt-5.5", "max", False, "xhigh", ()),
         ("gpt-5.6-sol", "xhigh", False, "xhigh", ()),
-        ("gpt-5.6-luna-2026-03-02", "medium", True, "none", SAMPLED),
         # GPT-6: none to max, default medium (so no sampling unless none is sent)
         ("gpt-6-luna", None, False, None, ()),
         ("gpt-6-luna", "max", False, "max", ()),
         ("gpt-6-sol", "none", False, "none", SAMPLED),
-        ("gpt-6-luna", None, True, "none", SAMPLED),
-        ("gpt-6.1-terra", "high", True, "none", SAMPLED),
         # the GPT-6 models without none
         ("gpt-6-astra", "none", False, "low", ()),
         ("gpt-6.1-sol", "minimal", False, "low", ()),
@@ -86,15 +88,55 @@ def test_openai_reasoning_models_get_what_they_accept(
     assert ("tools" in body) == tools
 
 
-@pytest.mark.parametrize("model", ["gpt-6-astra", "gpt-6.1-sol", "gpt-6.1-sol-2026-05-01"])
-@pytest.mark.parametrize("asked", [None, "high"])
-def test_function_tools_on_a_responses_only_model_are_refused_before_the_call(
-    model: str, asked: str | None
+@pytest.mark.parametrize(
+    ("model", "asked", "effort", "sampled"),
+    [
+        # chat completions take their tools only at effort none: here they go with the effort asked
+        ("gpt-5.4", "high", "high", ()),
+        ("gpt-5.4-mini", None, None, ("temperature", "top_p")),  # its default is none
+        ("gpt-5.6-luna-2026-03-02", "medium", "medium", ()),
+        ("gpt-6-luna", None, None, ()),  # its default is medium
+        ("gpt-6-luna", "none", "none", ("temperature", "top_p")),
+        ("gpt-6.1-terra", "high", "high", ()),
+        # chat completions take no tools at all for these
+        ("gpt-6-astra", "none", "low", ()),
+        ("gpt-6-astra", "max", "max", ()),
+        ("gpt-6.1-sol", "max", "max", ()),  # max: the Responses API's, not chat completions'
+        ("gpt-6.1-sol-2026-05-01", None, None, ()),
+    ],
+)
+def test_function_tools_go_through_the_responses_api_where_chat_completions_would_refuse_them(
+    model: str, asked: str | None, effort: str | None, sampled: tuple[str, ...]
 ) -> None:
+    call = _call(model, asked, tools=True)
+    rules = rules_for(model)
+    assert rules is not None and uses_responses(call, rules)
+    body = responses_body(call, stream=False, rules=rules)
+    assert body.get("reasoning") == (None if effort is None else {"effort": effort})
+    assert tuple(f for f in SAMPLED if f in body) == sampled
+    assert (body["max_output_tokens"], body["store"], body["input"]) == (
+        100,
+        False,
+        [{"role": "user", "content": "Weather in Paris?"}],
+    )
+    assert body["tools"] == [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]
+    assert not {"seed", "presence_penalty", "frequency_penalty", "max_tokens", "messages"} & set(body)
+    # without tools, the same model stays on chat completions
+    assert not uses_responses(_call(model, asked), rules)
+
+
+def test_stop_sequences_cannot_go_through_the_responses_api() -> None:
+    call = _call("gpt-6.1-sol", "high", tools=True, stop=("END",))
+    rules = rules_for("gpt-6.1-sol")
+    assert rules is not None
     with pytest.raises(ProviderError) as caught:
-        _body(model, asked, tools=True)
-    assert caught.value.kind == "bad_request" and not caught.value.retryable
-    assert model in caught.value.message and "/v1/responses" in caught.value.message
+        responses_body(call, stream=False, rules=rules)
+    assert caught.value.kind == "bad_request" and not caught.value.sent and "stop" in caught.value.message
+    # a model that takes tools in chat completions at effort none goes there instead, at none
+    luna = _call("gpt-6-luna", "high", tools=True, stop=("END",))
+    assert not uses_responses(luna, rules_for("gpt-6-luna"))
+    body = openai_wire.request_body(luna, stream=False, openai_itself=True)
+    assert (body["reasoning_effort"], body["stop"], body["temperature"]) == ("none", ["END"], 0.2)
 
 
 @pytest.mark.parametrize(

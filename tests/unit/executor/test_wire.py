@@ -150,3 +150,18 @@ def test_openai_defaults_to_the_public_api_when_the_base_url_is_unset_or_empty(
     settings = openai_provider.OpenAISettings()
     assert settings.resolved_base_url() == "https://api.openai.com/v1"
     assert settings.is_openai_itself() and not settings.configured
+
+
+def test_openai_itself_is_the_public_url_unless_said_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy in front of OpenAI (an egress proxy, an AI gateway) is OpenAI for the model rules and the
+    Responses API when OPENAI_ITSELF says so; a server at OpenAI's URL is not when it says false."""
+    monkeypatch.delenv("OPENAI_ITSELF", raising=False)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:8443/openai/v1")
+    assert not openai_provider.OpenAISettings().is_openai_itself()
+    monkeypatch.setenv("OPENAI_ITSELF", "true")
+    assert openai_provider.OpenAISettings().is_openai_itself()
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://api.openai.com/v1/")
+    monkeypatch.setenv("OPENAI_ITSELF", "false")
+    assert not openai_provider.OpenAISettings().is_openai_itself()
+    monkeypatch.delenv("OPENAI_ITSELF")
+    assert openai_provider.OpenAISettings().is_openai_itself()

@@ -66,6 +66,11 @@ def test_a_tool_task_never_goes_to_a_model_without_tools() -> None:
     assert "local/smollm2-135m-instruct" not in models
     assert all("tools" in POLICY.model(m).capabilities for m in models)  # type: ignore[union-attr]
     assert "gemini/gemini-3.1-flash-lite" in models and "anthropic/claude-haiku-5-5" in models
+    # GPT-6.1 Sol's tools go through OpenAI's Responses API: a hard tool task may start there
+    hard = CLS.model_copy(update={"complexity": 0.95})
+    decision = decide(request=_req(tools=TOOLS), classification=hard, policy=POLICY, available=ALL)
+    assert decision.tier == "premium"
+    assert [c.model for c in decision.candidates][:2] == ["openai/gpt-6.1-sol", "anthropic/claude-opus-5-5"]
     plain = _models(_req())
     assert plain[-1] == "local/smollm2-135m-instruct"
 

@@ -95,8 +95,8 @@ def build_providers(
                 name, GeminiProvider(conf_g, timeout_s=settings.call_timeout_s), host_of(extra.base_url)
             )
         elif extra.kind == "openai":
-            conf = OpenAISettings(
-                api_key=extra.api_key, base_url=extra.base_url, org_id=None, project_id=None
+            conf = OpenAISettings(  # none of the OPENAI_* variables: they are the `openai` provider's
+                api_key=extra.api_key, base_url=extra.base_url, org_id=None, project_id=None, itself=None
             )
             found.add(name, OpenAIProvider(conf, timeout_s=settings.call_timeout_s), host_of(extra.base_url))
         else:

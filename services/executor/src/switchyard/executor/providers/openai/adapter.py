@@ -1,4 +1,5 @@
-"""The OpenAI chat-completions adapter: OpenAI itself and every server that speaks its protocol."""
+"""The OpenAI adapter: chat completions for OpenAI itself and every server that speaks its protocol, and
+OpenAI's Responses API for the calls to OpenAI that chat completions cannot carry (`responses.py`)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,15 @@ from switchyard.executor.providers.http import (
     sse_events,
     transport_errors,
 )
+from switchyard.executor.providers.openai import responses
 from switchyard.executor.providers.openai.config import OpenAISettings
+from switchyard.executor.providers.openai.models import ModelRules, rules_for
+from switchyard.executor.providers.openai.responses import (
+    parse_response,
+    response_parts,
+    responses_body,
+    uses_responses,
+)
 from switchyard.executor.providers.openai.wire import (
     ToolCallDeltas,
     error_from_body,
@@ -63,19 +72,32 @@ class OpenAIProvider(HttpProvider):
             headers["OpenAI-Project"] = self._settings.project_id
         return headers
 
+    def _rules(self, call: ProviderCall) -> ModelRules | None:
+        return rules_for(call.model) if self._openai_itself else None
+
     def _path(self, call: ProviderCall, *, stream: bool) -> str:
-        return PATH
+        return responses.PATH if uses_responses(call, self._rules(call)) else PATH
 
     def _body(self, call: ProviderCall, *, stream: bool) -> dict[str, Any]:
+        rules = self._rules(call)
+        if rules is not None and uses_responses(call, rules):
+            return responses_body(call, stream=stream, rules=rules)
         return request_body(call, stream=stream, openai_itself=self._openai_itself)
 
     def _error(self, status: int, raw: bytes, headers: httpx.Headers) -> ProviderError:
         return error_from_body(status, raw, headers)
 
     def _reply(self, raw: bytes, call: ProviderCall) -> Reply:
+        if uses_responses(call, self._rules(call)):
+            return parse_response(raw, call)
         return parse_reply(raw, call)
 
-    async def _parts(self, response: httpx.Response, call: ProviderCall) -> AsyncIterator[StreamPart]:
+    def _parts(self, response: httpx.Response, call: ProviderCall) -> AsyncIterator[StreamPart]:
+        if uses_responses(call, self._rules(call)):
+            return response_parts(response, call)
+        return self._chunks(response, call)
+
+    async def _chunks(self, response: httpx.Response, call: ProviderCall) -> AsyncIterator[StreamPart]:
         text: list[str] = []
         thought = UnsignedThinking()
         tools = ToolCallDeltas()

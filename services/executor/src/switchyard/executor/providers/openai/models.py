@@ -11,10 +11,13 @@ DeepSeek, Groq) take their own fields and get the body as the client asked it.
 | gpt-5, gpt-5-mini, gpt-5-nano        | minimal low medium high        | medium  | any effort           |
 | gpt-5.1                              | none low medium high           | none    | any effort           |
 | gpt-5.2, gpt-5.3                     | none low medium high xhigh     | none    | any effort           |
-| gpt-5.4 and later 5.x (-mini, -sol)  | none low medium high xhigh     | none    | effort none only     |
-| gpt-6-*, gpt-6.1-* (luna, sol, ...)  | none low ... xhigh max         | medium  | effort none only     |
+| gpt-5.4 and later 5.x (-mini, -sol)  | none low medium high xhigh     | none    | effort none only (*) |
+| gpt-6-*, gpt-6.1-* (luna, sol, ...)  | none low ... xhigh max         | medium  | effort none only (*) |
 | gpt-6-astra                          | low ... xhigh max              | medium  | Responses API only   |
-| gpt-6.1-sol                          | low ... xhigh                  | medium  | Responses API only   |
+| gpt-6.1-sol                          | low ... xhigh (max: Responses) | medium  | Responses API only   |
+
+(*) in chat completions. A call with function tools to a model whose tools are not "any effort" goes
+through the Responses API instead (`responses.py`), where tools go with any effort the model takes.
 
 Sampling fields (temperature, top_p, the penalties) go only where the effort in force, the one sent or
 else the model's default, is "none": OpenAI's checklist says to remove them otherwise, and the o-series
@@ -30,13 +33,13 @@ from typing import Literal
 
 from switchyard.common.events.tasks import ReasoningEffort
 from switchyard.executor.providers.base import ProviderCall
-from switchyard.executor.providers.errors import provider_error
 
 # Every effort the pipeline knows, weakest first: the order "nearest accepted effort" is measured on.
 LADDER: tuple[ReasoningEffort, ...] = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 
 # "any": tools go with any effort; "effort_none": chat completions refuse tools with any other effort;
-# "responses_only": this model takes tools only through /v1/responses, which this adapter does not speak.
+# "responses_only": this model takes tools only through /v1/responses. Either way a call with tools goes
+# there (`responses.uses_responses`), and these rules then say what chat completions would refuse.
 ToolsRule = Literal["any", "effort_none", "responses_only"]
 
 
@@ -46,13 +49,16 @@ class ModelRules:
     efforts: tuple[ReasoningEffort, ...]  # accepted by the model, weakest first
     default_effort: ReasoningEffort  # the effort the model reasons at when none is sent
     tools: ToolsRule = "any"
+    responses_efforts: tuple[ReasoningEffort, ...] | None = None  # where /v1/responses takes others
 
-    def nearest(self, asked: ReasoningEffort) -> ReasoningEffort:
+    def nearest(self, asked: ReasoningEffort, *, responses: bool = False) -> ReasoningEffort:
         """The strongest accepted effort not above the one asked (xhigh becomes high on a model without
-        xhigh, minimal becomes none on one with none); below every accepted effort, the weakest."""
+        xhigh, minimal becomes none on one with none); below every accepted effort, the weakest. With
+        `responses`, among the efforts the Responses API takes."""
+        efforts = (self.responses_efforts or self.efforts) if responses else self.efforts
         rank = LADDER.index(asked)
-        below = [e for e in self.efforts if LADDER.index(e) <= rank]
-        return below[-1] if below else self.efforts[0]
+        below = [e for e in efforts if LADDER.index(e) <= rank]
+        return below[-1] if below else efforts[0]
 
     def takes_sampling(self, sent: ReasoningEffort | None) -> bool:
         return (sent or self.default_effort) == "none"
@@ -69,7 +75,9 @@ GPT_6_RESPONSES_TOOLS = ModelRules(
     "gpt-6 without none", (*_TO_HIGH, "xhigh", "max"), "medium", "responses_only"
 )
 # GPT-6.1 Sol in chat completions: effort up to xhigh (max only through the Responses API).
-GPT_6_1_SOL = ModelRules("gpt-6.1-sol", (*_TO_HIGH, "xhigh"), "medium", "responses_only")
+GPT_6_1_SOL = ModelRules(
+    "gpt-6.1-sol", (*_TO_HIGH, "xhigh"), "medium", "responses_only", (*_TO_HIGH, "xhigh", "max")
+)
 WITHOUT_NONE = {("6", "0", "astra"): GPT_6_RESPONSES_TOOLS, ("6", "1", "sol"): GPT_6_1_SOL}
 # ("GPT-6 Astra and GPT-6.1 Sol require Responses for tool calling")
 
@@ -101,23 +109,15 @@ def rules_for(model: str) -> ModelRules | None:
 
 
 def effort_to_send(call: ProviderCall, rules: ModelRules | None) -> ReasoningEffort | None:
-    """The `reasoning_effort` to send, or None to send none. Raises `bad_request` for function tools on a
-    model that takes them only through the Responses API: refused here, before any call, the executor
-    falls back to its next candidate as it would after OpenAI's 400, without paying a round trip."""
+    """The `reasoning_effort` to send in chat completions, or None to send none. (A call with function
+    tools to a model whose chat completions refuse them, or take them only at effort none, goes through
+    the Responses API instead, `responses.uses_responses`, unless it has stop sequences.)"""
     asked = call.reasoning.level() if call.reasoning is not None else None
     if rules is None:
         return asked
-    if call.tools and rules.tools == "responses_only":
-        raise provider_error(
-            "bad_request",
-            f"openai: {call.model} takes function tools only through the Responses API (/v1/responses), "
-            "not the chat completions this adapter speaks; not sent",
-            sent=False,
-        )
     if call.tools and rules.tools == "effort_none":
-        # Tools win over thinking, as the Anthropic adapter drops thinking for a forced tool: this model
-        # refuses function tools in chat completions at any other effort, and its default is not always
-        # "none", so "none" is said even when no reasoning was asked.
+        # Tools and stop sequences: only chat completions have stop, and there this model refuses tools
+        # at any other effort (its default is not always "none", so it is said even when none was asked)
         return "none"
     return None if asked is None else rules.nearest(asked)
 

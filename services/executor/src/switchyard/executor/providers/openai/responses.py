@@ -1,0 +1,301 @@
+"""OpenAI's Responses API on the wire (`/v1/responses`), for the calls chat completions cannot carry:
+
+- function tools on GPT-6 Astra and GPT-6.1 Sol, which take them only here;
+- function tools with reasoning on GPT-5.4 and later and on GPT-6, whose chat completions take tools only
+  at effort `none` (so an agent's tool turns ran without reasoning).
+
+Stateless, like every other call of the pipeline: `store: false`, the whole conversation sent each time,
+no `previous_response_id`. The reasoning items a model returns are not sent back (the pipeline keeps
+no encrypted reasoning), so it reasons afresh each turn.
+
+What this API has no field for: `stop` (a call with stop sequences is refused before it is sent, so the
+next candidate answers it as asked), `seed` and the two penalties (tuning: left out, as the sampling
+fields are where the model refuses them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from switchyard.common.events import ChatMessage, FunctionCall, ToolCall, Usage
+from switchyard.executor.providers.base import (
+    ProviderCall,
+    Reply,
+    StreamPart,
+    TextDelta,
+    UnsignedThinking,
+    estimated_usage,
+    unsigned,
+)
+from switchyard.executor.providers.errors import ErrorKind, provider_error
+from switchyard.executor.providers.http import finish_body, parse_json, sse_events, transport_errors
+from switchyard.executor.providers.openai.models import ModelRules
+from switchyard.executor.providers.openai.wire import images_after_tool_turns, unmarked
+
+NAME = "openai"
+PATH = "responses"
+# `response.failed`'s error codes that are the provider's trouble, not the request's
+_SERVER_CODES = {"server_error", "rate_limit_exceeded", "vector_store_timeout"}
+_MESSAGE_FIELDS = {"role", "content", "tool_call_id"}
+_INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
+
+
+def uses_responses(call: ProviderCall, rules: ModelRules | None) -> bool:
+    """Whether this call to OpenAI itself goes through /v1/responses: function tools on a model whose chat
+    completions refuse them, or take them only without reasoning. (With stop sequences, which only chat
+    completions have, the latter stay there, at effort none.)"""
+    if rules is None or not call.tools:
+        return False
+    return rules.tools == "responses_only" or (rules.tools == "effort_none" and not call.stop)
+
+
+def responses_body(call: ProviderCall, *, stream: bool, rules: ModelRules) -> dict[str, Any]:
+    if call.stop:
+        raise provider_error(
+            "bad_request",
+            f"openai: {call.model} takes function tools only through the Responses API, which has no stop "
+            "sequences; not sent",
+            sent=False,
+        )
+    asked = call.reasoning.level() if call.reasoning is not None else None
+    effort = None if asked is None else rules.nearest(asked, responses=True)
+    body: dict[str, Any] = {
+        "model": call.model,
+        "input": input_items(call.messages),
+        "store": False,
+        "stream": stream,
+    }
+    if call.max_tokens is not None:
+        body["max_output_tokens"] = call.max_tokens
+    if effort is not None:
+        body["reasoning"] = {"effort": effort}
+    if rules.takes_sampling(effort):
+        if call.temperature is not None:
+            body["temperature"] = call.temperature
+        if call.top_p is not None:
+            body["top_p"] = call.top_p
+    fmt = text_format(call.response_format)
+    if fmt is not None:
+        body["text"] = {"format": fmt}
+    if call.tools:
+        body["tools"] = [
+            {"type": "function", **unmarked(t.function.model_dump(mode="json", exclude_none=True))}
+            for t in call.tools
+        ]
+        if call.tool_choice is not None:
+            body["tool_choice"] = tool_choice(call.tool_choice)
+        if call.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = call.parallel_tool_calls
+    return body
+
+
+def text_format(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Chat completions' `response_format` as the Responses API's `text.format` (the schema's fields move up
+    one level: `{"type": "json_schema", "name", "schema", "strict"}`)."""
+    kind = (response_format or {}).get("type")
+    if kind == "json_schema":
+        return {"type": "json_schema", **((response_format or {}).get("json_schema") or {})}
+    if kind == "json_object":
+        return {"type": "json_object"}
+    return None
+
+
+def tool_choice(choice: str | dict[str, Any]) -> str | dict[str, Any]:
+    """`{"type": "function", "function": {"name": X}}` becomes `{"type": "function", "name": X}`."""
+    if isinstance(choice, dict) and choice.get("type") == "function" and "function" in choice:
+        return {"type": "function", "name": (choice.get("function") or {}).get("name")}
+    return choice
+
+
+def input_items(messages: Any) -> list[dict[str, Any]]:
+    """The conversation as input items: a message per turn (its text and images as `input_*` parts, an
+    assistant's text as `output_text`), a `function_call` item per tool call of an assistant turn, a
+    `function_call_output` per tool result. Images a tool returned follow its result in a user message,
+    as for chat completions."""
+    dumped = images_after_tool_turns(
+        [
+            unmarked(m.model_dump(mode="json", exclude_none=True, include=_MESSAGE_FIELDS))
+            | {"tool_calls": m.tool_calls or []}
+            for m in messages
+        ]
+    )
+    items: list[dict[str, Any]] = []
+    for message in dumped:
+        role = message["role"]
+        if role == "tool":
+            items.append(
+                {
+                    "type": "function_call_output",
+                    "call_id": str(message.get("tool_call_id") or ""),
+                    "output": ChatMessage(role="tool", content=message.get("content")).text(),
+                }
+            )
+            continue
+        content = message.get("content")
+        if content:
+            items.append({"role": role, "content": _parts(content, output=role == "assistant")})
+        for call in message.get("tool_calls") or []:
+            items.append(
+                {
+                    "type": "function_call",
+                    "call_id": call.id,
+                    "name": call.function.name,
+                    "arguments": call.function.arguments,
+                }
+            )
+    return items
+
+
+def _parts(content: str | list[dict[str, Any]], *, output: bool) -> str | list[dict[str, Any]]:
+    if isinstance(content, str):
+        return content
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        kind = part.get("type")
+        if kind == "text":
+            text = str(part.get("text", ""))
+            parts.append({"type": "output_text" if output else "input_text", "text": text})
+        elif kind == "image_url" and not output:
+            image = part.get("image_url")
+            image = image if isinstance(image, dict) else {"url": image}
+            parts.append(
+                {"type": "input_image", "image_url": image.get("url"), "detail": image.get("detail", "auto")}
+            )
+        elif kind == "file" and not output:
+            parts.append({"type": "input_file", **(part.get("file") or {})})
+        else:
+            raise provider_error(
+                "bad_request",
+                f"openai: a content part of type {kind!r} has no form in the Responses API; not sent",
+                sent=False,
+            )
+    return parts
+
+
+def usage_of(data: Any) -> Usage | None:
+    """`input_tokens` includes the cache hits (`input_tokens_details.cached_tokens`); `output_tokens`
+    includes the reasoning."""
+    if not isinstance(data, dict):
+        return None
+    prompt = int(data.get("input_tokens") or 0)
+    details = data.get("input_tokens_details")
+    read = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=int(data.get("output_tokens") or 0),
+        cache_read_tokens=min(read, prompt),
+    )
+
+
+def reply_of(data: Any, call: ProviderCall) -> Reply:
+    """A Reply from a response object (the JSON body, or the one `response.completed` carries)."""
+    if not isinstance(data, dict) or not isinstance(data.get("output"), list):
+        raise provider_error("bad_response", f"a response without output items: {str(data)[:200]}")
+    if data.get("status") == "failed":
+        raise failed(data.get("error"))
+    texts: list[str] = []
+    refusals: list[str] = []
+    summaries: list[str] = []
+    calls: list[ToolCall] = []
+    for item in data["output"]:
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == "message":
+            for part in item.get("content") or []:
+                if part.get("type") == "output_text":
+                    texts.append(str(part.get("text") or ""))
+                elif part.get("type") == "refusal":
+                    refusals.append(str(part.get("refusal") or ""))
+        elif kind == "function_call":
+            if not item.get("name"):
+                raise provider_error("bad_response", f"a function call without a name: {str(item)[:200]}")
+            calls.append(
+                ToolCall(
+                    id=str(item.get("call_id") or f"call_{len(calls)}"),
+                    function=FunctionCall(name=str(item["name"]), arguments=item.get("arguments") or "{}"),
+                )
+            )
+        elif kind == "reasoning":
+            summaries += [str(s.get("text") or "") for s in item.get("summary") or [] if isinstance(s, dict)]
+    content = "".join(texts) or "".join(refusals)
+    reasoning = "\n\n".join(s for s in summaries if s)
+    if data.get("status") == "incomplete":
+        reason = (data.get("incomplete_details") or {}).get("reason")
+        finish = _INCOMPLETE.get(str(reason), "length")
+    else:
+        finish = "tool_calls" if calls else "stop"
+    return Reply(
+        content=content,
+        finish_reason=finish,
+        model=str(data.get("model") or call.model),
+        usage=usage_of(data.get("usage")) or estimated_usage(call, content),
+        tool_calls=tuple(calls),
+        thinking=(unsigned(reasoning),) if reasoning else (),
+    )
+
+
+def parse_response(raw: bytes, call: ProviderCall) -> Reply:
+    return reply_of(parse_json(raw, what="the response"), call)
+
+
+def failed(error: Any) -> Exception:
+    """`response.failed`'s (or a stream's `error` event's) error as the taxonomy's."""
+    err = error if isinstance(error, dict) else {}
+    code = str(err.get("code") or "")
+    message = str(err.get("message") or "no error message")
+    kind: ErrorKind = "overloaded" if code in _SERVER_CODES or not code else "bad_request"
+    if code == "rate_limit_exceeded":
+        kind = "rate_limited"
+    elif code in ("context_length_exceeded",):
+        kind = "context_too_long"
+    return provider_error(kind, f"openai: the response failed ({code or 'no code'}): {message}")
+
+
+async def response_parts(response: httpx.Response, call: ProviderCall) -> AsyncIterator[StreamPart]:
+    """The Responses API's typed events: text and reasoning-summary deltas as they come; the whole reply
+    (tool calls, usage, finish) from `response.completed` or `response.incomplete`."""
+    thought = UnsignedThinking()
+    streamed: list[str] = []
+    final: Reply | None = None
+    async with transport_errors(NAME):
+        events = sse_events(response)
+        async for event in events:
+            data = parse_json(event.data.encode(), what="a stream event")
+            if not isinstance(data, dict):
+                raise provider_error("bad_response", f"stream event is not an object: {event.data[:200]}")
+            kind = data.get("type") or event.event
+            if kind == "response.reasoning_summary_text.delta":
+                for part in thought.add(str(data.get("delta") or "")):
+                    yield part
+            elif kind == "response.output_text.delta":
+                delta = str(data.get("delta") or "")
+                if delta:
+                    for part in thought.end():
+                        yield part
+                    streamed.append(delta)
+                    yield TextDelta(delta)
+            elif kind in ("response.completed", "response.incomplete"):
+                final = reply_of(data.get("response"), call)
+                break
+            elif kind == "response.failed":
+                raise failed((data.get("response") or {}).get("error"))
+            elif kind == "error":
+                raise failed(data)
+        if final is None:
+            raise provider_error("network", "openai: the response stream ended before it completed")
+        await finish_body(events)
+    for part in thought.end():
+        yield part
+    if not streamed and final.content:  # a refusal, or text only the final event carried
+        yield TextDelta(final.content)
+    # The text is what was streamed (the final event repeats it); the rest is the final event's.
+    yield Reply(
+        content="".join(streamed) or final.content,
+        finish_reason=final.finish_reason,
+        model=final.model,
+        usage=final.usage,
+        tool_calls=final.tool_calls,
+        thinking=thought.blocks() or final.thinking,
+    )
