@@ -328,3 +328,57 @@ async def test_adaptive_thinking_as_claude_code_sends_it_to_claude_opus_4_7(
     assert reply.choices[0].message.content
     sent = stack.anthropic.requests[-1].body
     assert sent["thinking"] == adaptive and sent["output_config"] == {"effort": "low"}
+
+
+async def test_a_tool_loop_to_a_model_that_takes_tools_only_through_openais_responses_api(
+    stack: Stack, classifier: list[TaskSubmitted]
+) -> None:
+    """GPT-6.1 Sol takes function tools only through OpenAI's Responses API: a chat-completions tool loop
+    pinned to it reaches the upstream as input items, with the effort asked, and its function call
+    comes back as the SDK's tool call, whole and streamed."""
+    client = openai_client(stack)
+    forced = {"type": "function", "function": {"name": "get_weather"}}
+    first = await client.chat.completions.create(
+        model="openai/gpt-6.1-sol",
+        messages=ASK,  # type: ignore[arg-type]
+        tools=[WEATHER],  # type: ignore[list-item]
+        tool_choice=forced,  # type: ignore[arg-type]
+        reasoning_effort="high",
+    )
+    [call] = first.choices[0].message.tool_calls or []
+    assert first.choices[0].finish_reason == "tool_calls"
+    assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"city": "Paris"})  # type: ignore[union-attr]
+    sent = stack.openai.requests[-1]
+    assert sent.path == "/v1/responses"
+    assert (sent.body["reasoning"], sent.body["tool_choice"]) == (
+        {"effort": "high"},
+        {"type": "function", "name": "get_weather"},
+    )
+
+    turns = [
+        *ASK,
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump(exclude_none=True)]},
+        {"role": "tool", "tool_call_id": call.id, "content": "21C and sunny"},
+        {"role": "user", "content": "And tomorrow?"},
+    ]
+    stream = await client.chat.completions.create(
+        model="openai/gpt-6.1-sol",
+        messages=turns,  # type: ignore[arg-type]
+        tools=[WEATHER],  # type: ignore[list-item]
+        stream=True,
+    )
+    pieces = [c.choices[0].delta.content async for c in stream if c.choices and c.choices[0].delta.content]
+    assert len(pieces) > 1 and "".join(pieces) == "Hello! You said: And tomorrow?"
+    sent = stack.openai.requests[-1]
+    assert sent.path == "/v1/responses" and sent.body["stream"] is True
+    assert [i.get("type", i.get("role")) for i in sent.body["input"]] == [
+        "user",
+        "function_call",
+        "function_call_output",
+        "user",
+    ]
+    assert sent.body["input"][2] == {
+        "type": "function_call_output",
+        "call_id": call.id,
+        "output": "21C and sunny",
+    }

@@ -50,6 +50,9 @@ POLICY = {
         _model("gem", "tool-call", ["tools", "json_mode", "vision"]),
         # last, so never picked for `auto`: a model that takes only adaptive thinking, named by clients
         _model("ant", "claude-opus-4-7:tool-call", ["tools", "vision", "reasoning"]),
+        # and one that takes tools only through OpenAI's Responses API (the `openai` provider: OpenAI
+        # itself, as OPENAI_ITSELF says of the fake)
+        _model("openai", "gpt-6.1-sol", ["tools", "json_mode", "vision", "reasoning"]),
     ],
     "strategies": {"cascade": {"enabled": False}, "parallel": {"enabled": False}},
 }
@@ -101,7 +104,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "ant": {"kind": "anthropic", "base_url": a.url, "api_key": fakes[1].api_key},
                 "gem": {"kind": "gemini", "base_url": g.url, "api_key": fakes[2].api_key},
             }
-            env = {"SWITCHYARD_LOCAL_ENABLED": "false", "SWITCHYARD_EXTRA_PROVIDERS": json.dumps(extra)}
+            env = {
+                "SWITCHYARD_LOCAL_ENABLED": "false",
+                "SWITCHYARD_EXTRA_PROVIDERS": json.dumps(extra),
+                "OPENAI_API_KEY": fakes[0].api_key,
+                "OPENAI_BASE_URL": f"{o.url}/v1",
+                "OPENAI_ITSELF": "true",
+            }
             fleet.start("switchyard.router", name="router")  # they start while the gateway does
             fleet.start("switchyard.executor", name="executor", env=env)
             with gateways(server, db_url, tmp, env={**base_env, "SWITCHYARD_TASK_TIMEOUT_S": "20"}) as (
