@@ -146,9 +146,10 @@ async def test_breaker_guard_refuses_while_open_and_ignores_the_callers_own_mist
 
 
 async def test_a_call_refused_before_it_was_sent_gives_its_probe_back_and_teaches_nothing() -> None:
-    """A model known to refuse a call (a forced tool to Claude 5.5, tools to gpt-6.1-sol) is refused by
-    the adapter before anything goes out. Taken for a success, it would close a half-open breaker on a
-    provider nobody heard from; the probe slot goes back instead, for a call that reaches the provider."""
+    """A model known to refuse a call (a forced tool to Claude 5.5, stop sequences with tools to
+    gpt-6.1-sol) is refused by the adapter before anything goes out. Taken for a success, it would close a
+    half-open breaker on a provider nobody heard from; the probe slot goes back instead, for a call that
+    reaches the provider."""
     clock = Clock()
     breakers = LocalBreakers(BreakerConfig(failure_threshold=1, open_s=60.0), clock=clock)
     await breakers.record_failure("p/m")
