@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from switchyard.common.events import ChatMessage, FunctionCall, ToolCall, Usage
+from switchyard.common.events import ChatMessage, FunctionCall, ToolCall
 from switchyard.executor.providers.base import (
     ProviderCall,
     Reply,
@@ -33,7 +33,7 @@ from switchyard.executor.providers.base import (
 from switchyard.executor.providers.errors import ErrorKind, provider_error
 from switchyard.executor.providers.http import finish_body, parse_json, sse_events, transport_errors
 from switchyard.executor.providers.openai.models import ModelRules
-from switchyard.executor.providers.openai.wire import images_after_tool_turns, unmarked
+from switchyard.executor.providers.openai.wire import images_after_tool_turns, unmarked, usage_of
 
 NAME = "openai"
 PATH = "responses"
@@ -175,21 +175,6 @@ def _parts(content: str | list[dict[str, Any]], *, output: bool) -> str | list[d
     return parts
 
 
-def usage_of(data: Any) -> Usage | None:
-    """`input_tokens` includes the cache hits (`input_tokens_details.cached_tokens`); `output_tokens`
-    includes the reasoning."""
-    if not isinstance(data, dict):
-        return None
-    prompt = int(data.get("input_tokens") or 0)
-    details = data.get("input_tokens_details")
-    read = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
-    return Usage(
-        prompt_tokens=prompt,
-        completion_tokens=int(data.get("output_tokens") or 0),
-        cache_read_tokens=min(read, prompt),
-    )
-
-
 def reply_of(data: Any, call: ProviderCall) -> Reply:
     """A Reply from a response object (the JSON body, or the one `response.completed` carries)."""
     if not isinstance(data, dict) or not isinstance(data.get("output"), list):
@@ -230,7 +215,8 @@ def reply_of(data: Any, call: ProviderCall) -> Reply:
         content=content,
         finish_reason=finish,
         model=str(data.get("model") or call.model),
-        usage=usage_of(data.get("usage")) or estimated_usage(call, content),
+        usage=usage_of(data.get("usage"), prompt="input", completion="output")
+        or estimated_usage(call, content),
         tool_calls=tuple(calls),
         thinking=(unsigned(reasoning),) if reasoning else (),
     )

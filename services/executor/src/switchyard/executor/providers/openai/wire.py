@@ -154,18 +154,19 @@ class ToolCallDeltas:
         )
 
 
-def usage_of(data: Any) -> Usage | None:
+def usage_of(data: Any, *, prompt: str = "prompt", completion: str = "completion") -> Usage | None:
     """`prompt_tokens` includes the prompt-cache hits OpenAI bills at its cached-input price
-    (`prompt_tokens_details.cached_tokens`, automatic for prompts from 1,024 tokens)."""
+    (`prompt_tokens_details.cached_tokens`, automatic for prompts from 1,024 tokens). The Responses API
+    names the same counts `input_tokens` and `output_tokens` (`prompt="input", completion="output"`)."""
     if not isinstance(data, dict):
         return None
-    details = data.get("prompt_tokens_details")
-    prompt = int(data.get("prompt_tokens") or 0)
+    details = data.get(f"{prompt}_tokens_details")
+    prompted = int(data.get(f"{prompt}_tokens") or 0)
     read = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
     return Usage(
-        prompt_tokens=prompt,
-        completion_tokens=int(data.get("completion_tokens") or 0),
-        cache_read_tokens=min(read, prompt),
+        prompt_tokens=prompted,
+        completion_tokens=int(data.get(f"{completion}_tokens") or 0),
+        cache_read_tokens=min(read, prompted),
     )
 
 
