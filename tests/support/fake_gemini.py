@@ -12,6 +12,12 @@ it, the JSON-array framing), and Google's error bodies (`{"error": {"code", "mes
     tool-call      with tools: a functionCall of the first declared function, args {"city": "Paris"}
 
 With `thinkingConfig.includeThoughts`, the answer starts with a thought summary (`thought: true` parts).
+As Gemini 3 does, every model but `gemini-1*`/`gemini-2*` signs its function calls (`thoughtSignature`
+on the call's part) and checks the current turn's calls when they come back (the model turns after the
+last user text): the first call of each such turn must carry a signature this server issued, or Google's
+`skip_thought_signature_validator` sentinel; missing is 400 "Function call is missing a
+thought_signature", one it never issued 400 "Corrupted thought signature". `signatures` records what
+each checked call brought: "issued", "sentinel".
     flaky-<n>, limited-<n>, slow-<seconds>, break, stream-error, garbage: as in fake_openai
 
 Requests without the `x-goog-api-key` (or `?key=`) the server was given get the wrong-key answer; a
@@ -21,6 +27,8 @@ content role other than `user`/`model`, or no contents, gets 400 INVALID_ARGUMEN
 from __future__ import annotations
 
 import asyncio
+import base64
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -46,6 +54,8 @@ from tests.support.fake_openai import (
 __all__ = ["BackgroundServer", "FakeGemini"]
 
 PROMPT_TOKENS = 9
+SENTINEL = "skip_thought_signature_validator"
+UNSIGNED = ("gemini-1", "gemini-2")  # models that neither sign their function calls nor check them
 ERRORS: dict[str, tuple[int, str, str]] = {
     "401": (400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key."),
     "404": (
@@ -106,6 +116,8 @@ class FakeGemini:
     def __init__(self, *, api_key: str = "AIza-test-fake-gemini-key") -> None:
         self.api_key = api_key
         self.scenarios = Scenarios()
+        self.issued: dict[str, None] = {}  # thought signatures given out, in order
+        self.signatures: list[str] = []  # what each checked function call came back with
         self.app = Starlette(routes=[Route("/v1beta/models/{target}", self.generate, methods=["POST"])])
 
     @property
@@ -127,7 +139,7 @@ class FakeGemini:
             return error_response("401")
         if method not in ("generateContent", "streamGenerateContent"):
             return JSONResponse({"error": {"code": 404, "message": "Not Found", "status": "NOT_FOUND"}}, 404)
-        problem = self._problem(body)
+        problem = self._problem(body) or self._unsigned(model, body)
         if problem:
             return invalid(problem)
         if model.startswith("error-") and model != "error-policy":
@@ -160,6 +172,31 @@ class FakeGemini:
                 return f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty."
         return None
 
+    def _unsigned(self, model: str, body: dict[str, Any]) -> str | None:
+        """What Gemini 3 says of the current turn's function calls without a valid thought signature."""
+        if model.startswith(UNSIGNED):
+            return None
+        contents = body.get("contents") or []
+        user_texts = [
+            i
+            for i, c in enumerate(contents)
+            if c.get("role", "user") == "user" and any("text" in p for p in c["parts"])
+        ]
+        for i, content in enumerate(contents[(user_texts[-1] if user_texts else -1) + 1 :], start=0):
+            calls = [p for p in content.get("parts", []) if "functionCall" in p]
+            if content.get("role") != "model" or not calls:
+                continue
+            signature = calls[0].get("thoughtSignature")
+            if signature == SENTINEL:
+                self.signatures.append("sentinel")
+            elif signature in self.issued:
+                self.signatures.append("issued")
+            elif signature is None:
+                return f"Function call is missing a thought_signature in functionCall parts. (model turn {i})"
+            else:
+                return "Corrupted thought signature."
+        return None
+
     def _chunks(self, model: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         """The streamed responses; the whole response is their sum."""
         usage = {
@@ -175,9 +212,12 @@ class FakeGemini:
         if model == "tool-call" and body.get("tools"):
             tools = body.get("tools") or [{}]
             name = ((tools[0].get("functionDeclarations") or [{}])[0]).get("name", "unknown")
-            parts: list[list[dict[str, Any]]] = [
-                [{"functionCall": {"name": name, "args": {"city": "Paris"}}}]
-            ]
+            call: dict[str, Any] = {"functionCall": {"name": name, "args": {"city": "Paris"}}}
+            if not model.startswith(UNSIGNED):
+                signature = base64.b64encode(f"sig:{uuid.uuid4().hex}".encode()).decode()
+                self.issued[signature] = None
+                call["thoughtSignature"] = signature
+            parts: list[list[dict[str, Any]]] = [[call]]
         else:
             parts = [[{"text": w}] for w in words(answer_text(body))]
         thinking = (body.get("generationConfig") or {}).get("thinkingConfig") or {}

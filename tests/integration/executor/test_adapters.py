@@ -254,6 +254,10 @@ async def test_tool_calls_come_back(adapter: StreamingProvider, streamed: bool) 
     [tool_call] = final.tool_calls
     assert tool_call.id and tool_call.function.name == "get_weather"
     assert orjson.loads(tool_call.function.arguments) == {"city": "Paris"}
+    if isinstance(adapter, GeminiProvider):  # Gemini 3 signs the call: carried for the next turn
+        assert list(final.carry) == [tool_call.id] and final.carry[tool_call.id]["gemini_thought_signature"]
+    else:
+        assert final.carry == {}
 
 
 SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}

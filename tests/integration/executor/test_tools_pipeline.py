@@ -131,6 +131,7 @@ async def test_tool_use_through_the_anthropic_face(stack: Stack, classifier: lis
     assert block.name == "get_weather" and block.input == {"city": "Paris"}
     sent = stack.gemini.requests[-1].body
     assert sent["toolConfig"] == {"functionCallingConfig": {"mode": "ANY"}}
+    signature = list(stack.gemini.issued)[-1]  # what Gemini 3 signed this call with
 
     async with client.messages.stream(
         model="gem/tool-call",
@@ -144,7 +145,8 @@ async def test_tool_use_through_the_anthropic_face(stack: Stack, classifier: lis
         ("get_weather", {"city": "Paris"})
     ]
 
-    # The result goes back as a tool_result block; Gemini gets it as a functionResponse of that function.
+    # The result goes back as a tool_result block; Gemini gets it as a functionResponse of that function,
+    # and its call with the thought signature Gemini gave it, which the executor kept by the call's id
     await client.messages.create(
         model="gem/tool-call",
         max_tokens=64,
@@ -160,7 +162,7 @@ async def test_tool_use_through_the_anthropic_face(stack: Stack, classifier: lis
         "parts": [
             {
                 "functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
-                "thoughtSignature": "skip_thought_signature_validator",  # Gemini 3's sentinel
+                "thoughtSignature": signature,
             }
         ],
     }
@@ -168,6 +170,7 @@ async def test_tool_use_through_the_anthropic_face(stack: Stack, classifier: lis
         "role": "user",
         "parts": [{"functionResponse": {"name": "get_weather", "response": {"result": "21C"}}}],
     }
+    assert stack.gemini.signatures[-1] == "issued"  # not the sentinel: its reasoning is restored
 
 
 async def test_pinning_a_model_without_tools_is_a_400_that_says_why(

@@ -103,6 +103,28 @@ def test_gemini_3_and_later_get_the_signature_sentinel_on_replayed_calls() -> No
     assert model_turn("models/gemini-4-argon")[0]["thoughtSignature"] == wire.SKIP_SIGNATURE
     assert all("thoughtSignature" not in p for p in model_turn("gemini-2.5-flash"))
 
+    # the signature Gemini gave a call, kept by its id, goes back in place of the sentinel
+    kept = {"c1": {wire.SIGNATURE: "c2lnOnJlYWw="}, "other": {wire.SIGNATURE: "x"}}
+    body = wire.request_body(ProviderCall(model="gemini-3-pro-preview", messages=turns, carried=kept))
+    parts = body["contents"][1]["parts"]
+    assert parts[0]["thoughtSignature"] == "c2lnOnJlYWw=" and "thoughtSignature" not in parts[1]
+    body = wire.request_body(ProviderCall(model="gemini-2.5-flash", messages=turns, carried=kept))
+    assert all("thoughtSignature" not in p for p in body["contents"][1]["parts"])
+
+
+def test_a_replys_signatures_are_carried_by_fresh_tool_call_ids() -> None:
+    """Gemini gives its calls no id: each gets one of its own (two answers' calls never share one), and
+    the signature on a call's part is carried under it, for the executor to keep."""
+    parts = [
+        {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "c2ln"},
+        {"functionCall": {"name": "get_weather", "args": {"city": "Rome"}}},
+    ]
+    reply = wire.parse_reply(_response(parts, "STOP"), ProviderCall(model="gemini-3-pro", messages=()))
+    again = wire.parse_reply(_response(parts, "STOP"), ProviderCall(model="gemini-3-pro", messages=()))
+    first, second = reply.tool_calls
+    assert len({first.id, second.id, *(c.id for c in again.tool_calls)}) == 4
+    assert reply.carry == {first.id: {wire.SIGNATURE: "c2ln"}}
+
 
 def _response(parts: list[dict[str, object]], finish: str | None, **extra: object) -> bytes:
     candidate: dict[str, object] = {"content": {"role": "model", "parts": parts}}

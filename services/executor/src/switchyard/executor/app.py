@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from nats.js.errors import NotFoundError
@@ -32,6 +32,7 @@ from switchyard.executor.resilience.breaker import BreakerConfig, Breakers, Loca
 from switchyard.executor.resilience.limits import Limit, LocalRateLimits, RateLimits
 from switchyard.executor.resilience.retry import RetryPolicy
 from switchyard.executor.resilience.shared import KVBreakers, KVRateLimits
+from switchyard.executor.tool_state import KVToolStates, LocalToolStates, ToolStates, tool_state_bucket
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +67,12 @@ def breakers_from(settings: ExecutorSettings) -> LocalBreakers:
 
 @dataclass
 class State:
-    """Breakers and rate limits: in this process, or (default) in KV, which exists once connected."""
+    """Breakers, rate limits and tool-call state: in this process, or (default) in KV, which exists once
+    connected."""
 
     breakers: Breakers | None
     limits: RateLimits | None
+    tool_states: ToolStates = field(default_factory=LocalToolStates)
 
 
 def limits_from(settings: ExecutorSettings, policy: Policy) -> dict[str, Limit]:
@@ -110,6 +113,8 @@ def create(
             state.breakers = KVBreakers(
                 breakers, breaker_config(settings), on_change=metrics.breaker_changed, mirror=mirror
             )
+        if not isinstance(state.tool_states, KVToolStates):
+            state.tool_states = KVToolStates(await tool_state_bucket(js))
         if limit_table:
             limits = KVRateLimits(await kv.bucket(js, subjects.KV_RATE_LIMITS), limit_table)
             await limits.start()
@@ -193,6 +198,7 @@ def create(
                 chunks=chunks,
                 limits=state.limits,
                 cancelled=lambda: cancellations.asked(task.tenant_id, task.task_id),
+                states=state.tool_states,
             )
         )
         with cancellations.running(task.tenant_id, task.task_id, run):

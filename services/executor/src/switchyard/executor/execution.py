@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import RouteCandidate, TaskCompleted, TaskFailed, TaskRouted
 from switchyard.common.logs import redact
-from switchyard.executor import metrics, strategies
+from switchyard.executor import metrics, strategies, tool_state
 from switchyard.executor.callbook import CallBook, Report
 from switchyard.executor.chunks import ChunkSink
 from switchyard.executor.providers.base import (
@@ -106,10 +106,12 @@ async def execute(
     limits: RateLimits | None = None,
     sleep: Sleep = asyncio.sleep,
     cancelled: Callable[[], bool] | None = None,
+    states: tool_state.ToolStates | None = None,
 ) -> Outcome:
     """Runs the task. `cancelled` says whether its client cancelled it: checked before it starts, before
     each provider call (CancelGuard), and when this coroutine's task is cancelled (the executor cancels it
-    for a cancellation; any other cancellation, a shutdown, goes on up)."""
+    for a cancellation; any other cancellation, a shutdown, goes on up). `states` keeps what providers
+    return beside tool calls for the conversation's next turn (tool_state.py)."""
     task = routed.task
     decision = routed.decision
     started = time.perf_counter()
@@ -141,7 +143,11 @@ async def execute(
         )
 
     candidates = decision.candidates
-    call = replace(ProviderCall.from_request(task.request, model=""), timeout_s=policy.call_timeout_s)
+    call = replace(
+        ProviderCall.from_request(task.request, model=""),
+        timeout_s=policy.call_timeout_s,
+        carried=await tool_state.carried(states, task.tenant_id, task.request.messages),
+    )
     context = Context(task.request, routed.classification, decision.min_confidence)
     streamed = chunks is not None and (decision.strategy == "single" or len(candidates) == 1)
     try:
@@ -184,6 +190,7 @@ async def execute(
         await book.settle(None)
         return await _failed(routed, chunks, code="task_cancelled", message=CANCELLED, book=book)
     await book.settle(result.candidate.model)
+    await tool_state.keep(states, task.tenant_id, result.reply.carry)
     metrics.observe_strategy(decision.strategy, result.escalations, book.spent, result.candidate.model)
     reply, candidate = result.reply, result.candidate
     if chunks is not None:

@@ -7,7 +7,7 @@ implement the same port, so they compose.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -43,6 +43,9 @@ class ProviderCall:
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     reasoning: Reasoning | None = None  # left out for a model without the `reasoning` capability
+    # What providers returned beside the earlier tool calls of this conversation and need back with them
+    # (Gemini's thought signatures), by tool call id: `Reply.carry` kept by the executor (tool_state.py)
+    carried: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @classmethod
     def from_request(cls, request: ChatRequest, *, model: str) -> ProviderCall:
@@ -86,6 +89,7 @@ class Reply:
     tool_calls: tuple[ToolCall, ...] = ()
     stop_sequence: str | None = None  # the stop sequence that ended it, where the provider says (Anthropic)
     thinking: tuple[ThinkingBlock, ...] = ()  # its reasoning before `content`, where the provider returns it
+    carry: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # by tool call id: see `carried`
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,13 +100,15 @@ class GeminiProvider(HttpProvider):
         content = "".join(text)
         for part in thought.end():  # a summary, then function calls or nothing: its block ends here
             yield part
+        tool_calls, carry = tool_calls_of(calls)
         yield Reply(
             content=content,
             finish_reason=finish_reason(finish, text=content, calls=calls),
             model=model,
             usage=usage or estimated_usage(call, content),
-            tool_calls=tool_calls_of(calls),
+            tool_calls=tool_calls,
             thinking=thought.blocks(),
+            carry=carry,
         )
 
     async def aclose(self) -> None:

@@ -5,7 +5,8 @@ metadata, prompt feedback) and the error bodies (`{"error": {"code", "message", 
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -58,16 +59,21 @@ def model_path(model: str, *, api_version: str, stream: bool) -> str:
     return f"{api_version}/models/{name}:{method}"
 
 
-# Google's documented sentinel for a function call replayed without the thought signature Gemini 3 and
-# later return with it (and require back, else 400 "Function call is missing a thought_signature"):
-# clients send tool calls in OpenAI's or Anthropic's shape, which has no place for Gemini's signature.
+# Gemini 3 and later sign their function calls (`thoughtSignature` on the call's part: its reasoning,
+# encrypted) and require the signature back with the call (else 400 "Function call is missing a
+# thought_signature"). Clients send tool calls in OpenAI's or Anthropic's shape, which has no place for it,
+# so a reply's signatures go to the executor by tool call id (`Reply.carry`, under SIGNATURE) and come
+# back as `ProviderCall.carried`; a call whose signature is not known (from another provider, or older
+# than the executor keeps them) gets Google's documented sentinel, which passes the check without the
+# reasoning it would have restored.
 SKIP_SIGNATURE = "skip_thought_signature_validator"
+SIGNATURE = "gemini_thought_signature"
 UNSIGNED_GENERATIONS = ("gemini-1", "gemini-2")  # earlier models neither return nor require signatures
 
 
 def request_body(call: ProviderCall) -> dict[str, Any]:
     signed = not call.model.removeprefix("models/").startswith(UNSIGNED_GENERATIONS)
-    system, contents = split_messages(call.messages, signed=signed)
+    system, contents = split_messages(call.messages, signed=signed, carried=call.carried)
     body: dict[str, Any] = {"contents": contents}
     if system:
         body["systemInstruction"] = {"parts": [{"text": system}]}
@@ -147,13 +153,17 @@ def function_calling_config(choice: str | dict[str, Any] | None) -> dict[str, An
 
 
 def split_messages(
-    messages: Sequence[ChatMessage], *, signed: bool = False
+    messages: Sequence[ChatMessage],
+    *,
+    signed: bool = False,
+    carried: Mapping[str, Mapping[str, str]] | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
     """System and developer messages become the system instruction; `assistant` is the `model` role; a
     tool result is a `functionResponse` part of a user turn, named by the function that was called.
     Consecutive turns of one role are merged into one content, as the API expects turns to alternate.
-    With `signed` (Gemini 3 and later), the first function call of each assistant turn carries the
-    `SKIP_SIGNATURE` sentinel as its thought signature (of parallel calls, Gemini signs the first)."""
+    With `signed` (Gemini 3 and later), each function call goes back with the thought signature Gemini
+    gave it (`carried`, by tool call id); an assistant turn none of whose calls has one gets the
+    `SKIP_SIGNATURE` sentinel on its first call (of parallel calls, Gemini signs the first)."""
     system: list[str] = []
     contents: list[dict[str, Any]] = []
     names = function_names(messages)
@@ -176,11 +186,14 @@ def split_messages(
             parts += [p for p in _parts(message) if "text" not in p]  # its images, beside the response
         else:
             parts = _parts(message)
-            calls: list[dict[str, Any]] = [
-                {"functionCall": {"name": c.function.name, "args": arguments_of(c)}}
-                for c in message.tool_calls or []
-            ]
-            if calls and signed:
+            calls: list[dict[str, Any]] = []
+            for c in message.tool_calls or []:
+                call: dict[str, Any] = {"functionCall": {"name": c.function.name, "args": arguments_of(c)}}
+                signature = (carried or {}).get(c.id, {}).get(SIGNATURE) if signed else None
+                if signature:
+                    call["thoughtSignature"] = signature
+                calls.append(call)
+            if calls and signed and not any("thoughtSignature" in c for c in calls):
                 calls[0]["thoughtSignature"] = SKIP_SIGNATURE
             parts += calls
         if not parts:
@@ -241,24 +254,30 @@ class Candidate:
         texts = [p for p in parts if isinstance(p, dict) and "text" in p]
         self.text = "".join(str(p["text"]) for p in texts if not p.get("thought"))
         self.thought = "".join(str(p["text"]) for p in texts if p.get("thought"))  # the thought summary
-        self.calls = [p["functionCall"] for p in parts if isinstance(p, dict) and p.get("functionCall")]
+        self.calls = [p for p in parts if isinstance(p, dict) and p.get("functionCall")]  # with signatures
         self.finish: str | None = first.get("finishReason")
         self.model: str | None = data.get("modelVersion")
         self.usage = usage_of(data.get("usageMetadata"))
 
 
-def tool_calls_of(calls: Sequence[Any]) -> tuple[ToolCall, ...]:
-    out = []
-    for i, call in enumerate(calls):
+def tool_calls_of(parts: Sequence[Any]) -> tuple[tuple[ToolCall, ...], dict[str, dict[str, str]]]:
+    """The function calls of `functionCall` parts, and their thought signatures by tool call id (for
+    `Reply.carry`). Gemini gives its calls no id: each gets a new one, unique across the conversation,
+    which is what its signature is kept under."""
+    calls: list[ToolCall] = []
+    carry: dict[str, dict[str, str]] = {}
+    for part in parts:
+        call = part.get("functionCall")
         if not isinstance(call, dict) or not call.get("name"):
             raise provider_error("bad_response", f"a functionCall without a name: {str(call)[:200]}")
-        out.append(
-            ToolCall(
-                id=str(call.get("id") or f"call_{i}"),
-                function=FunctionCall(name=str(call["name"]), arguments=arguments_text(call.get("args"))),
-            )
+        tool_call = ToolCall(
+            id=str(call.get("id") or f"call_{uuid.uuid4().hex[:24]}"),
+            function=FunctionCall(name=str(call["name"]), arguments=arguments_text(call.get("args"))),
         )
-    return tuple(out)
+        calls.append(tool_call)
+        if isinstance(part.get("thoughtSignature"), str) and part["thoughtSignature"]:
+            carry[tool_call.id] = {SIGNATURE: part["thoughtSignature"]}
+    return tuple(calls), carry
 
 
 def finish_reason(finish: str | None, *, text: str, calls: Sequence[Any]) -> str:
@@ -275,13 +294,15 @@ def parse_reply(raw: bytes, call: ProviderCall) -> Reply:
     candidate = Candidate(parse_json(raw, what="the generateContent response"))
     if candidate.finish is None and not candidate.text and not candidate.calls:
         raise provider_error("bad_response", f"a response without a candidate: {raw[:200]!r}")
+    tool_calls, carry = tool_calls_of(candidate.calls)
     return Reply(
         content=candidate.text,
         finish_reason=finish_reason(candidate.finish, text=candidate.text, calls=candidate.calls),
         model=candidate.model or call.model,
         usage=candidate.usage or estimated_usage(call, candidate.text),
-        tool_calls=tool_calls_of(candidate.calls),
+        tool_calls=tool_calls,
         thinking=(unsigned(candidate.thought),) if candidate.thought else (),
+        carry=carry,
     )
 
 
