@@ -213,6 +213,7 @@ class FakeOpenAI:
     def __init__(self, *, api_key: str = "sk-test-fake-openai-key") -> None:
         self.api_key = api_key
         self.scenarios = Scenarios()
+        self.reasoning = responses.Reasoning()  # encrypted reasoning given out by /v1/responses
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
@@ -257,12 +258,12 @@ class FakeOpenAI:
             return error_response("401")
         if model.startswith("error-"):
             return error_response(model.removeprefix("error-"))
-        refused = responses.refusal(body)
+        refused = responses.refusal(body, self.reasoning)
         if refused is not None:
             return JSONResponse({"error": refused}, status_code=400)
         if n <= flaky_failures(model):
             return error_response("503")
-        return responses.answer(body, model)
+        return responses.answer(body, model, self.reasoning)
 
     def _completion(self, model: str, text: str) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}

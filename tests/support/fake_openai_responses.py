@@ -8,6 +8,12 @@ whose call is not in the input, a tool or a tool choice in chat completions' nes
 format without its name, and what the reasoning models refuse (`fake_openai_refusals.py`: an effort
 they lack, sampling fields at an effort other than none). Tools go with any effort here.
 
+Reasoning, as OpenAI keeps it for a stateless caller: with `include: ["reasoning.encrypted_content"]` a
+reasoning model's reasoning item carries `encrypted_content`; an input reasoning item must bring back
+content this server issued under that id (else 400, as OpenAI cannot decrypt or find it) and be
+followed by the item it preceded (a function call or an assistant message), and `Reasoning.back`
+records the ids that came back.
+
 Answers: "Hello! You said: <last user text>", cut at `max_output_tokens` words (status `incomplete`);
 with tools and a tool choice that forces one (`required` or a named function), or for the model
 `tool-call`, a call of the forced (else the first) tool with {"city": "Paris"}; a reasoning model's output
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -81,7 +88,15 @@ def _quoted(values: tuple[str, ...]) -> str:
     return q[0] if len(q) == 1 else ", ".join(q[:-1]) + f" and {q[-1]}"
 
 
-def refusal(body: dict[str, Any]) -> dict[str, Any] | None:
+@dataclass
+class Reasoning:
+    """The encrypted reasoning this server gave out (by item id) and the ids that came back."""
+
+    issued: dict[str, str] = field(default_factory=dict)
+    back: list[str] = field(default_factory=list)
+
+
+def refusal(body: dict[str, Any], reasoning: Reasoning | None = None) -> dict[str, Any] | None:
     """OpenAI's error object for what /v1/responses refuses in `body`, or None."""
     for name in body:
         if name not in PARAMETERS:
@@ -93,7 +108,7 @@ def refusal(body: dict[str, Any]) -> dict[str, Any] | None:
         return _error("Missing required parameter: 'input'.", "input", "missing_required_parameter")
     calls: set[str] = set()
     for i, item in enumerate(items if isinstance(items, list) else []):
-        refused = _item_refusal(i, item, calls)
+        refused = _item_refusal(i, item, calls) or _reasoning_refusal(i, items, reasoning or Reasoning())
         if refused is not None:
             return refused
     for i, tool in enumerate(body.get("tools") or []):
@@ -122,8 +137,35 @@ def refusal(body: dict[str, Any]) -> dict[str, Any] | None:
     return _model_refusal(body)
 
 
+def _reasoning_refusal(i: int, items: list[dict[str, Any]], reasoning: Reasoning) -> dict[str, Any] | None:
+    item = items[i]
+    if item.get("type") != "reasoning":
+        return None
+    rid = str(item.get("id"))
+    if "encrypted_content" not in item:
+        return _error(
+            f"Item with id '{rid}' not found. Items are not persisted when `store` is set to false. "
+            "Try again with `store` set to true, or remove this item from your input.",
+            "input",
+            None,
+        )
+    if reasoning.issued.get(rid) != item["encrypted_content"]:
+        return _error(f"The encrypted content for item {rid} could not be verified.", "input", None)
+    following = items[i + 1] if i + 1 < len(items) else {}
+    if following.get("type") != "function_call" and following.get("role") != "assistant":
+        return _error(
+            f"Item '{rid}' of type 'reasoning' was provided without its required following item.",
+            "input",
+            None,
+        )
+    reasoning.back.append(rid)
+    return None
+
+
 def _item_refusal(i: int, item: dict[str, Any], calls: set[str]) -> dict[str, Any] | None:
     kind = item.get("type", "message")
+    if kind == "reasoning":
+        return None
     if kind == "function_call":
         calls.add(str(item.get("call_id")))
         if not item.get("name") or not isinstance(item.get("arguments"), str):
@@ -169,11 +211,11 @@ def _model_refusal(body: dict[str, Any]) -> dict[str, Any] | None:
             "reasoning.effort",
             "unsupported_value",
         )
-    for field in (f for f in SAMPLING if f in body):
+    for name in (f for f in SAMPLING if f in body):
         if effort != "none":
             return _error(
-                f"Unsupported parameter: '{field}' is not supported with this model.",
-                field,
+                f"Unsupported parameter: '{name}' is not supported with this model.",
+                name,
                 "unsupported_parameter",
             )
     return None
@@ -190,7 +232,9 @@ def last_user_text(body: dict[str, Any]) -> str:
     return str(content)
 
 
-def output_of(body: dict[str, Any], model: str) -> tuple[list[dict[str, Any]], str | None]:
+def output_of(
+    body: dict[str, Any], model: str, reasoning: Reasoning | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
     """The output items, and the incomplete reason (None: completed)."""
     out: list[dict[str, Any]] = []
     if SNAPSHOT.sub("", model) in MODELS:
@@ -199,7 +243,11 @@ def output_of(body: dict[str, Any], model: str) -> tuple[list[dict[str, Any]], s
             if (body.get("reasoning") or {}).get("summary")
             else []
         )
-        out.append({"id": f"rs_{uuid.uuid4().hex[:16]}", "type": "reasoning", "summary": summary})
+        item = {"id": f"rs_{uuid.uuid4().hex[:16]}", "type": "reasoning", "summary": summary}
+        if "reasoning.encrypted_content" in (body.get("include") or []):
+            item["encrypted_content"] = f"gAAAA{uuid.uuid4().hex}"
+            (reasoning or Reasoning()).issued[item["id"]] = item["encrypted_content"]
+        out.append(item)
     choice = body.get("tool_choice")
     forced = choice == "required" or isinstance(choice, dict)
     if body.get("tools") and (model == "tool-call" or forced):
@@ -256,8 +304,8 @@ def response_object(
     }
 
 
-def answer(body: dict[str, Any], model: str) -> Response:
-    output, cut = output_of(body, model)
+def answer(body: dict[str, Any], model: str, reasoning: Reasoning | None = None) -> Response:
+    output, cut = output_of(body, model, reasoning)
     whole = response_object(body, model, output, cut)
     if body.get("stream"):
         return StreamingResponse(_events(whole, last_user_text(body)), media_type="text/event-stream")

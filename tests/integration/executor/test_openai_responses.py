@@ -87,9 +87,13 @@ async def test_the_fake_refuses_chat_completions_shapes(fake: tuple[FakeOpenAI, 
             **ok,
             "input": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
         },
-        "input": {**ok, "input": [{"type": "function_call_output", "call_id": "call_1", "output": "sunny"}]},
+        "input ": {**ok, "input": [{"type": "function_call_output", "call_id": "call_1", "output": "sunny"}]},
         "text.format.name": {**ok, "text": {"format": {"type": "json_schema", "schema": {"type": "object"}}}},
         "reasoning.effort": {**ok, "model": "gpt-6.1-sol", "reasoning": {"effort": "none"}},
+        "input": {
+            **ok,
+            "input": [{"type": "reasoning", "id": "rs_1", "summary": []}, {"role": "user", "content": "Hi"}],
+        },
     }
     async with httpx.AsyncClient(
         base_url=url, headers={"authorization": f"Bearer {server.api_key}"}
@@ -98,7 +102,7 @@ async def test_the_fake_refuses_chat_completions_shapes(fake: tuple[FakeOpenAI, 
         for param, body in refused.items():
             response = await client.post("/responses", json=body)
             assert response.status_code == 400, param
-            assert response.json()["error"]["param"] == param
+            assert response.json()["error"]["param"] == param.strip()
 
 
 @pytest.mark.parametrize("streamed", [False, True])
@@ -266,3 +270,39 @@ def test_a_reasoning_summary_and_a_refusal_are_read() -> None:
         4,
         30,
     )
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_the_reasoning_before_a_call_goes_back_before_it(
+    openai: OpenAIProvider, fake: tuple[FakeOpenAI, str], streamed: bool
+) -> None:
+    """Stateless, the model's reasoning comes back encrypted beside its function call; carried under the
+    call's id, it goes back before that call on the next turn, and the fake (which decrypts only what it
+    issued, in the place it belongs) takes it."""
+    from switchyard.executor.providers.openai.responses import REASONING
+
+    forced = {"type": "function", "function": {"name": "get_weather"}}
+    first, _ = await _answer(openai, _call("gpt-6.1-sol", tool_choice=forced), streamed)
+    assert fake[0].requests[-1].body["include"] == ["reasoning.encrypted_content"]
+    [call] = first.tool_calls
+    [kept] = orjson.loads(first.carry[call.id][REASONING])
+    assert kept["type"] == "reasoning" and fake[0].reasoning.issued[kept["id"]] == kept["encrypted_content"]
+    history = (
+        ChatMessage(role="user", content="Weather in Paris?"),
+        ChatMessage(role="assistant", content="Checking.", tool_calls=[call]),
+        ChatMessage(role="tool", tool_call_id=call.id, content="sunny"),
+    )
+    reply, _ = await _answer(openai, _call("gpt-6.1-sol", history, carried=first.carry), streamed)
+    assert reply.content.startswith("Hello!")
+    sent = fake[0].requests[-1].body["input"]
+    assert [i.get("type", i.get("role")) for i in sent] == [
+        "user",
+        "reasoning",
+        "assistant",
+        "function_call",
+        "function_call_output",
+    ]
+    assert fake[0].reasoning.back[-1] == kept["id"]
+    # without what was kept (another provider's call, or expired) the call goes back alone
+    await _answer(openai, _call("gpt-6.1-sol", history), streamed)
+    assert "reasoning" not in [i.get("type") for i in fake[0].requests[-1].body["input"]]

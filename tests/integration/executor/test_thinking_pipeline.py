@@ -334,8 +334,9 @@ async def test_a_tool_loop_to_a_model_that_takes_tools_only_through_openais_resp
     stack: Stack, classifier: list[TaskSubmitted]
 ) -> None:
     """GPT-6.1 Sol takes function tools only through OpenAI's Responses API: a chat-completions tool loop
-    pinned to it reaches the upstream as input items, with the effort asked, and its function call
-    comes back as the SDK's tool call, whole and streamed."""
+    pinned to it reaches the upstream as input items, with the effort asked, its function call comes
+    back as the SDK's tool call, and the reasoning before the call goes back with it (encrypted, kept by
+    the executor: the client's messages have no place for it), whole and streamed."""
     client = openai_client(stack)
     forced = {"type": "function", "function": {"name": "get_weather"}}
     first = await client.chat.completions.create(
@@ -371,13 +372,16 @@ async def test_a_tool_loop_to_a_model_that_takes_tools_only_through_openais_resp
     assert len(pieces) > 1 and "".join(pieces) == "Hello! You said: And tomorrow?"
     sent = stack.openai.requests[-1]
     assert sent.path == "/v1/responses" and sent.body["stream"] is True
+    # the model's encrypted reasoning before its call, kept by the executor, goes back before the call
     assert [i.get("type", i.get("role")) for i in sent.body["input"]] == [
         "user",
+        "reasoning",
         "function_call",
         "function_call_output",
         "user",
     ]
-    assert sent.body["input"][2] == {
+    assert stack.openai.reasoning.back[-1] == sent.body["input"][1]["id"]
+    assert sent.body["input"][3] == {
         "type": "function_call_output",
         "call_id": call.id,
         "output": "21C and sunny",

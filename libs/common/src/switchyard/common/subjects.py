@@ -83,8 +83,8 @@ KV_ROUTING_STATS = "switchyard-routing-stats"
 # Circuit breakers and rpm/tpm buckets shared by executor replicas (compare-and-set); the router reads them.
 KV_BREAKERS = "switchyard-breakers"
 KV_RATE_LIMITS = "switchyard-rate-limits"
-# What a provider returned beside a tool call and needs back with it (Gemini's thought signatures), by a
-# hash of tenant and tool call id, for a day: written and read by the executors (executor/tool_state.py).
+# What a provider returned beside a tool call and needs back with it (Gemini's thought signatures, OpenAI's
+# encrypted reasoning), by a hash of tenant and tool call id, for a day: the executors' (tool_state.py).
 KV_TOOL_STATE = "switchyard-tool-state"
 # The gateway's shared state (all compare-and-set across gateway replicas):
 # request/token/concurrency counters per user, organisation and globally (keys carry their window);

@@ -2,11 +2,13 @@
 conversation, by tool call id.
 
 Gemini 3 and later sign each function call (its `thoughtSignature`, the model's reasoning, encrypted) and
-want the signature back when the call comes back in the history. A client sends that history in OpenAI's
-or Anthropic's shape, which has no place for it, so the executor keeps what an adapter puts in
-`Reply.carry` and hands it back as `ProviderCall.carried` when a later task of the same tenant holds
-those tool calls. Without it the adapter falls back to Google's sentinel: the call passes, without the
-reasoning it would have restored.
+want the signature back when the call comes back in the history; OpenAI's reasoning models, called
+statelessly through the Responses API, return their reasoning encrypted and want it back before the call
+it led to. A client sends that history in OpenAI's or Anthropic's shape, which has no place for either,
+so the executor keeps what an adapter puts in `Reply.carry` and hands it back as `ProviderCall.carried`
+when a later task of the same tenant holds those tool calls. Without it the adapters fall back to
+Google's sentinel, or send the call alone: the call passes, without the reasoning it would have
+restored.
 
 Kept per tenant (the key is a hash of the tenant and the call id, so another organisation's call ids
 find nothing), for `KEEP_S`, in JetStream KV where the executors share state (every replica sees what

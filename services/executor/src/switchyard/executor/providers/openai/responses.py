@@ -5,8 +5,10 @@
   at effort `none` (so an agent's tool turns ran without reasoning).
 
 Stateless, like every other call of the pipeline: `store: false`, the whole conversation sent each time,
-no `previous_response_id`. The reasoning items a model returns are not sent back (the pipeline keeps
-no encrypted reasoning), so it reasons afresh each turn.
+no `previous_response_id`. The model's reasoning before a function call comes back encrypted
+(`include: ["reasoning.encrypted_content"]`); it goes to the executor under the call's id (`Reply.carry`,
+REASONING) and back before that call on the conversation's next turns (`ProviderCall.carried`), as
+OpenAI asks of a stateless tool loop, so the model goes on from its reasoning instead of starting over.
 
 What this API has no field for: `stop` (a call with stop sequences is refused before it is sent, so the
 next candidate answers it as asked), `seed` and the two penalties (tuning: left out, as the sampling
@@ -15,10 +17,11 @@ fields are where the model refuses them).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
+import orjson
 
 from switchyard.common.events import ChatMessage, FunctionCall, ToolCall
 from switchyard.executor.providers.base import (
@@ -40,6 +43,8 @@ PATH = "responses"
 # `response.failed`'s error codes that are the provider's trouble, not the request's
 _SERVER_CODES = {"server_error", "rate_limit_exceeded", "vector_store_timeout"}
 _MESSAGE_FIELDS = {"role", "content", "tool_call_id"}
+REASONING = "openai_reasoning"  # in `carry`: the reasoning items before a function call, as JSON
+INCLUDE = ["reasoning.encrypted_content"]
 _INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
 
 
@@ -64,9 +69,10 @@ def responses_body(call: ProviderCall, *, stream: bool, rules: ModelRules) -> di
     effort = None if asked is None else rules.nearest(asked, responses=True)
     body: dict[str, Any] = {
         "model": call.model,
-        "input": input_items(call.messages),
+        "input": input_items(call.messages, call.carried),
         "store": False,
         "stream": stream,
+        "include": INCLUDE,
     }
     if call.max_tokens is not None:
         body["max_output_tokens"] = call.max_tokens
@@ -110,11 +116,14 @@ def tool_choice(choice: str | dict[str, Any]) -> str | dict[str, Any]:
     return choice
 
 
-def input_items(messages: Any) -> list[dict[str, Any]]:
+def input_items(
+    messages: Any, carried: Mapping[str, Mapping[str, str]] | None = None
+) -> list[dict[str, Any]]:
     """The conversation as input items: a message per turn (its text and images as `input_*` parts, an
     assistant's text as `output_text`), a `function_call` item per tool call of an assistant turn, a
     `function_call_output` per tool result. Images a tool returned follow its result in a user message,
-    as for chat completions."""
+    as for chat completions. An assistant turn whose calls came with reasoning (`carried`) starts with
+    those reasoning items."""
     dumped = images_after_tool_turns(
         [
             unmarked(m.model_dump(mode="json", exclude_none=True, include=_MESSAGE_FIELDS))
@@ -134,6 +143,7 @@ def input_items(messages: Any) -> list[dict[str, Any]]:
                 }
             )
             continue
+        items += _reasoning_before(message.get("tool_calls") or [], carried or {})
         content = message.get("content")
         if content:
             items.append({"role": role, "content": _parts(content, output=role == "assistant")})
@@ -147,6 +157,19 @@ def input_items(messages: Any) -> list[dict[str, Any]]:
                 }
             )
     return items
+
+
+def _reasoning_before(calls: list[Any], carried: Mapping[str, Mapping[str, str]]) -> list[dict[str, Any]]:
+    """The reasoning items kept with a turn's function calls, each once, in their order."""
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for call in calls:
+        kept = carried.get(call.id, {}).get(REASONING)
+        for item in orjson.loads(kept) if kept else []:
+            if isinstance(item, dict) and item.get("id") not in seen:
+                seen.add(str(item.get("id")))
+                out.append(item)
+    return out
 
 
 def _parts(content: str | list[dict[str, Any]], *, output: bool) -> str | list[dict[str, Any]]:
@@ -185,6 +208,7 @@ def reply_of(data: Any, call: ProviderCall) -> Reply:
     refusals: list[str] = []
     summaries: list[str] = []
     calls: list[ToolCall] = []
+    reasoning: list[dict[str, Any]] = []  # encrypted, for the next turn
     for item in data["output"]:
         kind = item.get("type") if isinstance(item, dict) else None
         if kind == "message":
@@ -204,8 +228,17 @@ def reply_of(data: Any, call: ProviderCall) -> Reply:
             )
         elif kind == "reasoning":
             summaries += [str(s.get("text") or "") for s in item.get("summary") or [] if isinstance(s, dict)]
+            if item.get("encrypted_content"):
+                reasoning.append(
+                    {
+                        "type": "reasoning",
+                        "id": item.get("id"),
+                        "summary": item.get("summary") or [],
+                        "encrypted_content": item["encrypted_content"],
+                    }
+                )
     content = "".join(texts) or "".join(refusals)
-    reasoning = "\n\n".join(s for s in summaries if s)
+    summary = "\n\n".join(s for s in summaries if s)
     if data.get("status") == "incomplete":
         reason = (data.get("incomplete_details") or {}).get("reason")
         finish = _INCOMPLETE.get(str(reason), "length")
@@ -218,7 +251,8 @@ def reply_of(data: Any, call: ProviderCall) -> Reply:
         usage=usage_of(data.get("usage"), prompt="input", completion="output")
         or estimated_usage(call, content),
         tool_calls=tuple(calls),
-        thinking=(unsigned(reasoning),) if reasoning else (),
+        thinking=(unsigned(summary),) if summary else (),
+        carry={calls[0].id: {REASONING: orjson.dumps(reasoning).decode()}} if calls and reasoning else {},
     )
 
 
@@ -284,4 +318,5 @@ async def response_parts(response: httpx.Response, call: ProviderCall) -> AsyncI
         usage=final.usage,
         tool_calls=final.tool_calls,
         thinking=thought.blocks() or final.thinking,
+        carry=final.carry,
     )
