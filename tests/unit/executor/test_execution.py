@@ -221,3 +221,68 @@ async def test_a_provider_over_its_rate_limit_is_skipped_without_a_call() -> Non
     assert isinstance(first, TaskCompleted) and first.provider == "openai"
     assert isinstance(second, TaskCompleted) and second.provider == "local"
     assert len(openai.calls) == 1 and [c.provider for _, c in bus.calls] == ["local"]
+
+
+async def test_tool_call_state_is_looked_up_for_adapters_that_carry_it_and_kept_after() -> None:
+    """What an answer carried beside its tool calls is kept for the tenant; the next task holding those
+    calls gets it in its provider call, looked up only when a candidate's adapter uses such state."""
+    from dataclasses import replace
+
+    from switchyard.common.events import FunctionCall, ToolCall
+    from switchyard.executor.tool_state import LocalToolStates
+
+    states = LocalToolStates()
+    call = ToolCall(id="call_g1", function=FunctionCall(name="get_weather", arguments="{}"))
+    signed = replace(
+        reply(""), tool_calls=(call,), finish_reason="tool_calls", carry={"call_g1": {"sig": "s1"}}
+    )
+    gemini = ScriptedProvider(signed, reply("21C, sunny."))
+    gemini.carries = True  # type: ignore[attr-defined]
+    first = routed("gemini")
+    await execute(
+        first,
+        providers={"gemini": gemini},
+        breakers=LocalBreakers(),
+        policy=FAST,
+        report=Bus().report,
+        states=states,
+    )
+    assert await states.load("acme", ["call_g1"]) == {"call_g1": {"sig": "s1"}}
+    assert await states.load("other-org", ["call_g1"]) == {}
+
+    history = [
+        ChatMessage(role="user", content="Weather?"),
+        ChatMessage(role="assistant", tool_calls=[call]),
+        ChatMessage(role="tool", tool_call_id="call_g1", content="21C"),
+    ]
+    second = first.model_copy(
+        update={"task": first.task.model_copy(update={"request": ChatRequest(messages=history)})}
+    )
+    outcome = await execute(
+        second,
+        providers={"gemini": gemini},
+        breakers=LocalBreakers(),
+        policy=FAST,
+        report=Bus().report,
+        states=states,
+    )
+    assert isinstance(outcome, TaskCompleted) and gemini.calls[-1].carried == {"call_g1": {"sig": "s1"}}
+
+    class Counting(LocalToolStates):
+        loads = 0
+
+        async def load(self, tenant_id: str, call_ids: list[str]) -> dict[str, dict[str, str]]:
+            Counting.loads += 1
+            return await super().load(tenant_id, call_ids)
+
+    claude = ScriptedProvider(reply("21C."))  # no `carries`: nothing to look up
+    plain = second.model_copy(update={"decision": routed("anthropic").decision})
+    await execute(
+        plain,
+        providers={"anthropic": claude},
+        breakers=LocalBreakers(),
+        policy=FAST,
+        report=Bus().report,
+        states=Counting(),
+    )
+    assert Counting.loads == 0 and claude.calls[-1].carried == {}

@@ -143,10 +143,12 @@ async def execute(
         )
 
     candidates = decision.candidates
+    # Only where a candidate's adapter uses what was kept: no look-up for a chain of Claude models
+    carries = any(getattr(providers.get(c.provider), "carries", False) for c in decision.candidates)
     call = replace(
         ProviderCall.from_request(task.request, model=""),
         timeout_s=policy.call_timeout_s,
-        carried=await tool_state.carried(states, task.tenant_id, task.request.messages),
+        carried=await tool_state.carried(states if carries else None, task.tenant_id, task.request.messages),
     )
     context = Context(task.request, routed.classification, decision.min_confidence)
     streamed = chunks is not None and (decision.strategy == "single" or len(candidates) == 1)

@@ -44,7 +44,8 @@ class ProviderCall:
     frequency_penalty: float | None = None
     reasoning: Reasoning | None = None  # left out for a model without the `reasoning` capability
     # What providers returned beside the earlier tool calls of this conversation and need back with them
-    # (Gemini's thought signatures), by tool call id: `Reply.carry` kept by the executor (tool_state.py)
+    # (Gemini's thought signatures, OpenAI's encrypted reasoning), by tool call id: `Reply.carry` kept by
+    # the executor (tool_state.py), looked up where an adapter says it `carries` such state
     carried: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @classmethod

@@ -41,6 +41,7 @@ NAME = "gemini"
 
 class GeminiProvider(HttpProvider):
     name = NAME
+    carries = True  # its function calls' thought signatures: see `ProviderCall.carried`
 
     def __init__(
         self,

@@ -61,6 +61,7 @@ class OpenAIProvider(HttpProvider):
         super().__init__(base_url=settings.resolved_base_url(), timeout_s=timeout_s, client=client)
         self._settings = settings
         self._openai_itself = settings.is_openai_itself()
+        self.carries = self._openai_itself  # encrypted reasoning, through the Responses API only
 
     def _headers(self, *, stream: bool) -> dict[str, str]:
         headers = {"Accept": "text/event-stream" if stream else "application/json"}
