@@ -27,6 +27,7 @@ from switchyard.executor.providers.testing import BreaksAfter, ScriptedProvider,
 from switchyard.executor.resilience.breaker import BreakerConfig, LocalBreakers
 from switchyard.executor.resilience.limits import Limit, LocalRateLimits
 from switchyard.executor.resilience.retry import RetryPolicy
+from switchyard.executor.tool_state import LocalToolStates, ToolStates
 
 pytestmark = pytest.mark.unit
 FAST = ExecutionPolicy(
@@ -79,6 +80,7 @@ async def run(
     policy: ExecutionPolicy = FAST,
     limits: LocalRateLimits | None = None,
     cancelled: Callable[[], bool] | None = None,
+    states: ToolStates | None = None,
 ) -> TaskCompleted | TaskFailed:
     chunks = ChunkSink(bus.publish, task_id="t1") if task.task.request.stream else None
     return await execute(
@@ -90,6 +92,7 @@ async def run(
         chunks=chunks,
         limits=limits,
         cancelled=cancelled,
+        states=states,
     )
 
 
@@ -229,7 +232,6 @@ async def test_tool_call_state_is_looked_up_for_adapters_that_carry_it_and_kept_
     from dataclasses import replace
 
     from switchyard.common.events import FunctionCall, ToolCall
-    from switchyard.executor.tool_state import LocalToolStates
 
     states = LocalToolStates()
     call = ToolCall(id="call_g1", function=FunctionCall(name="get_weather", arguments="{}"))
@@ -239,14 +241,7 @@ async def test_tool_call_state_is_looked_up_for_adapters_that_carry_it_and_kept_
     gemini = ScriptedProvider(signed, reply("21C, sunny."))
     gemini.carries = True  # type: ignore[attr-defined]
     first = routed("gemini")
-    await execute(
-        first,
-        providers={"gemini": gemini},
-        breakers=LocalBreakers(),
-        policy=FAST,
-        report=Bus().report,
-        states=states,
-    )
+    await run(first, {"gemini": gemini}, Bus(), states=states)
     assert await states.load("acme", ["call_g1"]) == {"call_g1": {"sig": "s1"}}
     assert await states.load("other-org", ["call_g1"]) == {}
 
@@ -258,14 +253,7 @@ async def test_tool_call_state_is_looked_up_for_adapters_that_carry_it_and_kept_
     second = first.model_copy(
         update={"task": first.task.model_copy(update={"request": ChatRequest(messages=history)})}
     )
-    outcome = await execute(
-        second,
-        providers={"gemini": gemini},
-        breakers=LocalBreakers(),
-        policy=FAST,
-        report=Bus().report,
-        states=states,
-    )
+    outcome = await run(second, {"gemini": gemini}, Bus(), states=states)
     assert isinstance(outcome, TaskCompleted) and gemini.calls[-1].carried == {"call_g1": {"sig": "s1"}}
 
     class Counting(LocalToolStates):
@@ -277,12 +265,5 @@ async def test_tool_call_state_is_looked_up_for_adapters_that_carry_it_and_kept_
 
     claude = ScriptedProvider(reply("21C."))  # no `carries`: nothing to look up
     plain = second.model_copy(update={"decision": routed("anthropic").decision})
-    await execute(
-        plain,
-        providers={"anthropic": claude},
-        breakers=LocalBreakers(),
-        policy=FAST,
-        report=Bus().report,
-        states=Counting(),
-    )
+    await run(plain, {"anthropic": claude}, Bus(), states=Counting())
     assert Counting.loads == 0 and claude.calls[-1].carried == {}
