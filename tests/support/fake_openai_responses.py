@@ -4,9 +4,10 @@ the API, not against itself. Stateless, as the adapter uses it: `store` must be 
 
 It refuses, with OpenAI's 400 bodies: a parameter the API does not have (chat completions' `stop`,
 `seed`, `max_tokens`, `messages`, ...), a message part of the wrong kind for its role, a function output
-whose call is not in the input, a tool or a tool choice in chat completions' nested shape, a JSON schema
-format without its name, and what the reasoning models refuse (`fake_openai_refusals.py`: an effort
-they lack, sampling fields at an effort other than none). Tools go with any effort here.
+whose call is not in the input, a tool or a tool choice in chat completions' nested shape, a strict
+function (the default here) whose schema leaves an object open, a JSON schema format without its name,
+and what the reasoning models refuse (`fake_openai_refusals.py`: an effort they lack, sampling fields at
+an effort other than none). Tools go with any effort here.
 
 Reasoning, as OpenAI keeps it for a stateless caller: with `include: ["reasoning.encrypted_content"]` a
 reasoning model's reasoning item carries `encrypted_content`; an input reasoning item must bring back
@@ -112,6 +113,14 @@ def refusal(body: dict[str, Any], reasoning: Reasoning | None = None) -> dict[st
         if refused is not None:
             return refused
     for i, tool in enumerate(body.get("tools") or []):
+        open_object = _open_object(tool.get("parameters") or {})
+        if tool.get("strict", True) and open_object is not None:  # strict unless said otherwise
+            return _error(
+                f"Invalid schema for function '{tool.get('name')}': In context={open_object}, "
+                "'additionalProperties' is required to be supplied and to be false.",
+                f"tools[{i}].parameters",
+                "invalid_function_parameters",
+            )
         if "function" in tool:
             return _error(
                 f"Unknown parameter: 'tools[{i}].function'.", f"tools[{i}].function", "unknown_parameter"
@@ -135,6 +144,19 @@ def refusal(body: dict[str, Any], reasoning: Reasoning | None = None) -> dict[st
             "missing_required_parameter",
         )
     return _model_refusal(body)
+
+
+def _open_object(schema: Any, path: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+    """Where a schema has an object that strict mode refuses (additionalProperties not false), or None."""
+    if not isinstance(schema, dict):
+        return None
+    if schema.get("type") == "object" and schema.get("additionalProperties") is not False:
+        return path
+    for name, sub in (schema.get("properties") or {}).items():
+        found = _open_object(sub, (*path, "properties", name))
+        if found is not None:
+            return found
+    return _open_object(schema.get("items"), (*path, "items")) if "items" in schema else None
 
 
 def _reasoning_refusal(i: int, items: list[dict[str, Any]], reasoning: Reasoning) -> dict[str, Any] | None:

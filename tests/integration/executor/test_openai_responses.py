@@ -6,6 +6,7 @@ function tools to models that take them only there (GPT-6.1 Sol) or only there w
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -90,6 +91,10 @@ async def test_the_fake_refuses_chat_completions_shapes(fake: tuple[FakeOpenAI, 
         "input ": {**ok, "input": [{"type": "function_call_output", "call_id": "call_1", "output": "sunny"}]},
         "text.format.name": {**ok, "text": {"format": {"type": "json_schema", "schema": {"type": "object"}}}},
         "reasoning.effort": {**ok, "model": "gpt-6.1-sol", "reasoning": {"effort": "none"}},
+        "tools[0].parameters": {
+            **ok,
+            "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+        },
         "input": {
             **ok,
             "input": [{"type": "reasoning", "id": "rs_1", "summary": []}, {"role": "user", "content": "Hi"}],
@@ -119,6 +124,7 @@ async def test_a_forced_tool_call_comes_back_as_the_pipelines_tool_call(
     assert sent.body["tools"] == [
         {
             "type": "function",
+            "strict": False,  # chat completions' default; the Responses API's is strict
             "name": "get_weather",
             "description": "The weather in a city",
             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
@@ -221,6 +227,11 @@ async def test_structured_outputs_go_as_the_text_format(
     assert sent["text"] == {
         "format": {"type": "json_schema", "name": "place", "schema": schema, "strict": True}
     }
+    # a strict function stays strict; its schema closes every object, as strict mode requires
+    closed = {**schema, "required": ["city"]}
+    strict = ToolSpec(function=FunctionSpec(name="get_weather", parameters=closed, strict=True))
+    await openai.request(replace(_call("gpt-6.1-sol"), tools=(strict,)))
+    assert fake[0].requests[-1].body["tools"][0]["strict"] is True
 
 
 @pytest.mark.parametrize(("scenario", "kind"), [("stream-error", "overloaded"), ("break", "network")])

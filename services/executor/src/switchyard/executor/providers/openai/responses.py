@@ -87,8 +87,14 @@ def responses_body(call: ProviderCall, *, stream: bool, rules: ModelRules) -> di
     if fmt is not None:
         body["text"] = {"format": fmt}
     if call.tools:
+        # Functions are strict by default here and not in chat completions, where the client's schema
+        # was written for: strict only when asked (a strict schema must close every object).
         body["tools"] = [
-            {"type": "function", **unmarked(t.function.model_dump(mode="json", exclude_none=True))}
+            {
+                "type": "function",
+                "strict": False,
+                **unmarked(t.function.model_dump(mode="json", exclude_none=True)),
+            }
             for t in call.tools
         ]
         if call.tool_choice is not None:
@@ -102,8 +108,8 @@ def text_format(response_format: dict[str, Any] | None) -> dict[str, Any] | None
     """Chat completions' `response_format` as the Responses API's `text.format` (the schema's fields move up
     one level: `{"type": "json_schema", "name", "schema", "strict"}`)."""
     kind = (response_format or {}).get("type")
-    if kind == "json_schema":
-        return {"type": "json_schema", **((response_format or {}).get("json_schema") or {})}
+    if kind == "json_schema":  # strict only when asked, as in chat completions
+        return {"type": "json_schema", "strict": False, **((response_format or {}).get("json_schema") or {})}
     if kind == "json_object":
         return {"type": "json_object"}
     return None
