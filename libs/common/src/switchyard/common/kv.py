@@ -39,12 +39,15 @@ CAS_ATTEMPTS = 25
 KEEP_KEYS = 4096  # remembered (value, revision) per bucket
 
 
-async def bucket(js: JetStreamContext, name: str, *, history: int = 1) -> KeyValue:
-    """The bucket `name`, created on first use."""
+async def bucket(
+    js: JetStreamContext, name: str, *, history: int = 1, ttl_s: float | None = None
+) -> KeyValue:
+    """The bucket `name`, created on first use (with `ttl_s`: its entries expire that long after their last
+    write)."""
     try:
         return await js.key_value(name)
     except BucketNotFoundError:
-        return await js.create_key_value(bucket=name, history=history)
+        return await js.create_key_value(bucket=name, history=history, ttl=ttl_s)
 
 
 @functools.lru_cache(maxsize=KEEP_KEYS)

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
@@ -28,10 +27,7 @@ class ProviderStatus(BaseModel):
 
 
 async def providers_bucket(js: JetStreamContext) -> KeyValue:
-    try:
-        return await js.key_value(subjects.KV_PROVIDERS)
-    except BucketNotFoundError:
-        return await js.create_key_value(bucket=subjects.KV_PROVIDERS, history=1)
+    return await kv_store.bucket(js, subjects.KV_PROVIDERS)
 
 
 async def announce(kv: KeyValue, status: ProviderStatus) -> None:

@@ -28,10 +28,10 @@ from typing import Protocol
 
 import orjson
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from switchyard.common import subjects
+from switchyard.common import kv, subjects
 from switchyard.common.events import ChatMessage
 
 log = logging.getLogger(__name__)
@@ -109,10 +109,7 @@ class KVToolStates:
 
 
 async def tool_state_bucket(js: JetStreamContext) -> KeyValue:
-    try:
-        return await js.key_value(subjects.KV_TOOL_STATE)
-    except BucketNotFoundError:
-        return await js.create_key_value(bucket=subjects.KV_TOOL_STATE, history=1, ttl=KEEP_S)
+    return await kv.bucket(js, subjects.KV_TOOL_STATE, ttl_s=KEEP_S)
 
 
 async def carried(states: ToolStates | None, tenant_id: str, messages: Iterable[ChatMessage]) -> State:

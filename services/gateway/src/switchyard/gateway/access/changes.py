@@ -15,10 +15,9 @@ import time
 from collections.abc import Callable
 
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
-from switchyard.common import subjects
+from switchyard.common import kv, subjects
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +27,7 @@ Invalidate = Callable[[str, str], None]
 
 
 async def changes_bucket(js: JetStreamContext) -> KeyValue:
-    try:
-        return await js.key_value(subjects.KV_AUTH_CHANGES)
-    except BucketNotFoundError:
-        return await js.create_key_value(bucket=subjects.KV_AUTH_CHANGES, history=1, ttl=KEEP_S)
+    return await kv.bucket(js, subjects.KV_AUTH_CHANGES, ttl_s=KEEP_S)
 
 
 class AuthChanges:

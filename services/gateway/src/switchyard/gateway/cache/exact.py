@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
@@ -19,10 +19,7 @@ from switchyard.gateway.cache.models import CachedAnswer
 
 
 async def cache_bucket(js: JetStreamContext, *, max_ttl_s: float) -> KeyValue:
-    try:
-        return await js.key_value(subjects.KV_CACHE)
-    except BucketNotFoundError:
-        return await js.create_key_value(bucket=subjects.KV_CACHE, history=1, ttl=max_ttl_s)
+    return await kv.bucket(js, subjects.KV_CACHE, ttl_s=max_ttl_s)
 
 
 def answer_key(tenant_id: str, key: str) -> str:

@@ -8,10 +8,9 @@ import logging
 
 import orjson
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
-from switchyard.common import subjects
+from switchyard.common import kv, subjects
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +18,7 @@ THROTTLE_KEY = "throttle"
 
 
 async def control_bucket(js: JetStreamContext) -> KeyValue:
-    try:
-        return await js.key_value(subjects.KV_GATEWAY_CONTROL)
-    except BucketNotFoundError:
-        return await js.create_key_value(bucket=subjects.KV_GATEWAY_CONTROL, history=5)
+    return await kv.bucket(js, subjects.KV_GATEWAY_CONTROL, history=5)
 
 
 class Control:

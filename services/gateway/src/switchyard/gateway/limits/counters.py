@@ -5,12 +5,10 @@ logins). The counters themselves are `switchyard.common.leases.IntCounters` (com
 from __future__ import annotations
 
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
+
+from switchyard.common import kv
 
 
 async def counter_bucket(js: JetStreamContext, name: str, *, ttl_s: float) -> KeyValue:
-    try:
-        return await js.key_value(name)
-    except BucketNotFoundError:
-        return await js.create_key_value(bucket=name, history=1, ttl=ttl_s)
+    return await kv.bucket(js, name, ttl_s=ttl_s)

@@ -21,10 +21,10 @@ import time
 from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from switchyard.common import subjects
+from switchyard.common import kv, subjects
 from switchyard.common.backlog import Backlog
 from switchyard.common.events import TaskCompleted, TaskFailed
 from switchyard.gateway.taskapi.models import TaskError, TaskResult, TaskState, TaskUsage
@@ -43,10 +43,7 @@ _TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 async def tasks_bucket(js: JetStreamContext) -> KeyValue:
-    try:
-        return await js.key_value(subjects.KV_TASKS)
-    except BucketNotFoundError:
-        return await js.create_key_value(bucket=subjects.KV_TASKS, history=1, ttl=KEEP_S)
+    return await kv.bucket(js, subjects.KV_TASKS, ttl_s=KEEP_S)
 
 
 def with_outcome(state: TaskState, outcome: TaskCompleted | TaskFailed) -> TaskState:
