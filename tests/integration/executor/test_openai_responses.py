@@ -317,3 +317,19 @@ async def test_the_reasoning_before_a_call_goes_back_before_it(
     # without what was kept (another provider's call, or expired) the call goes back alone
     await _answer(openai, _call("gpt-6.1-sol", history), streamed)
     assert "reasoning" not in [i.get("type") for i in fake[0].requests[-1].body["input"]]
+
+
+def test_a_failed_responses_error_code_maps_to_the_taxonomy() -> None:
+    from switchyard.executor.providers.openai.responses import failed
+
+    kinds = {
+        code: getattr(failed({"code": code, "message": "m"}), "kind", None)
+        for code in ("server_error", "rate_limit_exceeded", "context_length_exceeded", "invalid_prompt", None)
+    }
+    assert kinds == {
+        "server_error": "overloaded",
+        "rate_limit_exceeded": "rate_limited",
+        "context_length_exceeded": "context_too_long",
+        "invalid_prompt": "bad_request",
+        None: "overloaded",  # no code: the provider's trouble, retried
+    }

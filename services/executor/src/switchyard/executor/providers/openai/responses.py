@@ -40,8 +40,14 @@ from switchyard.executor.providers.openai.wire import images_after_tool_turns, u
 
 NAME = "openai"
 PATH = "responses"
-# `response.failed`'s error codes that are the provider's trouble, not the request's
-_SERVER_CODES = {"server_error", "rate_limit_exceeded", "vector_store_timeout"}
+# `response.failed`'s error codes in the taxonomy; another code is the request's (bad_request), none the
+# provider's trouble (overloaded)
+_FAILED_KINDS: dict[str, ErrorKind] = {
+    "server_error": "overloaded",
+    "vector_store_timeout": "overloaded",
+    "rate_limit_exceeded": "rate_limited",
+    "context_length_exceeded": "context_too_long",
+}
 _MESSAGE_FIELDS = {"role", "content", "tool_call_id"}
 REASONING = "openai_reasoning"  # in `carry`: the reasoning items before a function call, as JSON
 INCLUDE = ["reasoning.encrypted_content"]
@@ -271,11 +277,7 @@ def failed(error: Any) -> Exception:
     err = error if isinstance(error, dict) else {}
     code = str(err.get("code") or "")
     message = str(err.get("message") or "no error message")
-    kind: ErrorKind = "overloaded" if code in _SERVER_CODES or not code else "bad_request"
-    if code == "rate_limit_exceeded":
-        kind = "rate_limited"
-    elif code in ("context_length_exceeded",):
-        kind = "context_too_long"
+    kind = _FAILED_KINDS.get(code, "bad_request" if code else "overloaded")
     return provider_error(kind, f"openai: the response failed ({code or 'no code'}): {message}")
 
 
