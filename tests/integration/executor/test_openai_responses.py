@@ -79,35 +79,53 @@ async def test_the_fake_refuses_chat_completions_shapes(fake: tuple[FakeOpenAI, 
     server, url = fake
     ok: dict[str, Any] = {"model": "gpt-6-luna", "input": "Hi", "store": False}
     nested_tool = {"type": "function", "function": {"name": "get_weather"}}
-    refused = {
-        "stop": {**ok, "stop": ["END"]},
-        "max_tokens": {**ok, "max_tokens": 10},
-        "tools[0].function": {**ok, "tools": [nested_tool]},
-        "tool_choice.function": {**ok, "tool_choice": {"type": "function", "function": {"name": "x"}}},
-        "input[0].content[0]": {
-            **ok,
-            "input": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
-        },
-        "input ": {**ok, "input": [{"type": "function_call_output", "call_id": "call_1", "output": "sunny"}]},
-        "text.format.name": {**ok, "text": {"format": {"type": "json_schema", "schema": {"type": "object"}}}},
-        "reasoning.effort": {**ok, "model": "gpt-6.1-sol", "reasoning": {"effort": "none"}},
-        "tools[0].parameters": {
-            **ok,
-            "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
-        },
-        "input": {
-            **ok,
-            "input": [{"type": "reasoning", "id": "rs_1", "summary": []}, {"role": "user", "content": "Hi"}],
-        },
-    }
+    refused = [  # (the parameter OpenAI names, the body)
+        ("stop", {**ok, "stop": ["END"]}),
+        ("max_tokens", {**ok, "max_tokens": 10}),
+        ("tools[0].function", {**ok, "tools": [nested_tool]}),
+        ("tool_choice.function", {**ok, "tool_choice": {"type": "function", "function": {"name": "x"}}}),
+        (
+            "input[0].content[0]",
+            {
+                **ok,
+                "input": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
+            },
+        ),
+        (
+            "input",
+            {**ok, "input": [{"type": "function_call_output", "call_id": "call_1", "output": "sunny"}]},
+        ),
+        (
+            "text.format.name",
+            {**ok, "text": {"format": {"type": "json_schema", "schema": {"type": "object"}}}},
+        ),
+        ("reasoning.effort", {**ok, "model": "gpt-6.1-sol", "reasoning": {"effort": "none"}}),
+        (
+            "tools[0].parameters",
+            {
+                **ok,
+                "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+            },
+        ),
+        (
+            "input",
+            {
+                **ok,
+                "input": [
+                    {"type": "reasoning", "id": "rs_1", "summary": []},
+                    {"role": "user", "content": "Hi"},
+                ],
+            },
+        ),
+    ]
     async with httpx.AsyncClient(
         base_url=url, headers={"authorization": f"Bearer {server.api_key}"}
     ) as client:
         assert (await client.post("/responses", json=ok)).status_code == 200
-        for param, body in refused.items():
+        for param, body in refused:
             response = await client.post("/responses", json=body)
             assert response.status_code == 400, param
-            assert response.json()["error"]["param"] == param.strip()
+            assert response.json()["error"]["param"] == param
 
 
 @pytest.mark.parametrize("streamed", [False, True])
