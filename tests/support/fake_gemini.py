@@ -182,7 +182,7 @@ class FakeGemini:
             for i, c in enumerate(contents)
             if c.get("role", "user") == "user" and any("text" in p for p in c["parts"])
         ]
-        for i, content in enumerate(contents[(user_texts[-1] if user_texts else -1) + 1 :], start=0):
+        for i, content in enumerate(contents[(user_texts[-1] if user_texts else -1) + 1 :]):
             calls = [p for p in content.get("parts", []) if "functionCall" in p]
             if content.get("role") != "model" or not calls:
                 continue

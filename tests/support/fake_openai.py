@@ -24,7 +24,7 @@ scenario, also to an executor running in another process:
                         otherwise answering as any other name
 
 `/v1/responses` speaks OpenAI's Responses API (`fake_openai_responses.py`) with the same key check and
-the `error-*`, `flaky-*`, `tool-call`, `break` and `stream-error` names.
+the `error-*`, `flaky-*` and `tool-call` names (`break` and `stream-error` there are the last user text).
 
 A request without the right `Authorization: Bearer <key>` gets 401, as the real API answers.
 """
