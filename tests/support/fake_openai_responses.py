@@ -301,9 +301,7 @@ def output_of(
     return out, "max_output_tokens" if cut else None
 
 
-def response_object(
-    body: dict[str, Any], model: str, output: list[dict[str, Any]], cut: str | None
-) -> dict[str, Any]:
+def response_object(model: str, output: list[dict[str, Any]], cut: str | None) -> dict[str, Any]:
     text = " ".join(p["text"] for it in output if it["type"] == "message" for p in it["content"])
     reasoning = 64 if any(it["type"] == "reasoning" for it in output) else 0
     return {
@@ -328,7 +326,7 @@ def response_object(
 
 def answer(body: dict[str, Any], model: str, reasoning: Reasoning | None = None) -> Response:
     output, cut = output_of(body, model, reasoning)
-    whole = response_object(body, model, output, cut)
+    whole = response_object(model, output, cut)
     if body.get("stream"):
         return StreamingResponse(_events(whole, last_user_text(body)), media_type="text/event-stream")
     return JSONResponse(whole)
