@@ -28,7 +28,6 @@ from typing import Protocol
 
 import orjson
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from switchyard.common import kv, subjects
@@ -93,11 +92,8 @@ class KVToolStates:
 
     async def load(self, tenant_id: str, call_ids: list[str]) -> dict[str, dict[str, str]]:
         async def one(call_id: str) -> tuple[str, dict[str, str] | None]:
-            try:
-                entry = await self.kv.get(state_key(tenant_id, call_id))
-            except KeyNotFoundError:
-                return call_id, None
-            return call_id, orjson.loads(entry.value) if entry.value else None
+            value, _ = await kv.read(self.kv, state_key(tenant_id, call_id))
+            return call_id, orjson.loads(value) if value else None
 
         found = await asyncio.gather(*(one(c) for c in call_ids))
         return {call_id: state for call_id, state in found if isinstance(state, dict)}
