@@ -113,6 +113,10 @@ def start_switchyard(upstream: System, extra_env: dict[str, str] | None = None) 
         "SWITCHYARD_LIMIT_ORG_TOKENS_PER_DAY": "10000000000",
         "SWITCHYARD_BUDGET_FREE_DAILY_USD": "1000000",
         "SWITCHYARD_BUDGET_PRO_DAILY_USD": "1000000",
+        # Every task goes through the encoder, as if every prompt were new: the benchmarks repeat their
+        # prompts, and the classifier's reuse of a tenant's repeated prompt would otherwise take it off
+        # the measurement (`--env SWITCHYARD_CLASSIFIER_REUSE_SIZE=4096` measures the default).
+        "SWITCHYARD_CLASSIFIER_REUSE_SIZE": "0",
     }
     env.update(extra_env or {})
     env.pop("SWITCHYARD_NATS_URL", None)
@@ -137,7 +141,10 @@ def start_switchyard(upstream: System, extra_env: dict[str, str] | None = None) 
         "auto",
         proc,
         workdir,
-        {"mode": "embedded defaults, everything on (classifier, router, billing, audit ledger)"},
+        {
+            "mode": "embedded defaults, everything on (classifier, router, billing, audit ledger); every "
+            "task classified (no reuse of repeated prompts)"
+        },
     )
 
 

@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import nats
 import pytest
 
 from switchyard.classifier.classify import Classifier
-from switchyard.cli.processes import NatsServer
+from switchyard.cli.processes import NatsServer, free_port
 from switchyard.common import bus, ids, subjects
 from switchyard.common.envelope import decode
 from switchyard.common.events import ChatRequest, TaskClassified, TaskSubmitted
@@ -163,3 +164,71 @@ async def test_a_tasks_classification_does_not_depend_on_the_tasks_batched_with_
             alone.complexity,
             alone.scores,
         ), prompt
+
+
+async def test_a_tenants_repeated_user_turns_reuse_their_prediction_and_no_other_tenants(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """An agent's tool loop re-sends the same user turns with each tool result: the second turn is not
+    encoded again, and gets the first one's prediction (with its own urgency). The same text from another
+    tenant is classified afresh."""
+    metrics_port = free_port()
+    service = BusService(
+        "classifier",
+        env={"SWITCHYARD_NATS_URL": nats_server.url, "SWITCHYARD_METRICS_PORT": str(metrics_port)},
+        log_path=tmp_path / "classifier.log",
+    )
+    await service.start(timeout=90)
+    ask = {"role": "user", "content": "What's the weather in Lisbon tomorrow? Use the forecast tool."}
+    loop_turn = [
+        ask,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "forecast", "arguments": '{"city":"Lisbon"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"high": 19, "low": 12, "rain": 0.1}'},
+    ]
+    tasks = [
+        ("first", "acme", [ask], {}),
+        ("loop", "acme", loop_turn, {"priority": "high"}),
+        ("other", "globex", [ask], {}),
+    ]
+    nc = await nats.connect(nats_server.url)
+    try:
+        publisher = bus.EventPublisher(nc.jetstream(), source="test/gateway")
+        sub = await nc.subscribe(subjects.TASK_CLASSIFIED)
+        got: dict[str, TaskClassified] = {}
+        for task_id, tenant, messages, extra in tasks:  # one at a time: each finds the one before it kept
+            await publisher.publish(
+                TaskSubmitted(
+                    task_id=task_id,
+                    tenant_id=tenant,
+                    request=ChatRequest(messages=messages),
+                    submitted_at=datetime.now(UTC),
+                    **extra,
+                ),
+                tenant_id=tenant,
+            )
+            _, payload = decode((await sub.next_msg(timeout=30)).data, (TaskClassified,))
+            assert isinstance(payload, TaskClassified) and payload.task.task_id == task_id
+            got[task_id] = payload
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    finally:
+        await nc.close()
+        service.stop()
+
+    def prediction(task_id: str) -> tuple[object, ...]:
+        c = got[task_id].classification
+        return c.type, c.confidence, c.complexity, c.scores, c.truncated, c.model_version
+
+    assert prediction("loop") == prediction("first") == prediction("other")
+    assert got["loop"].classification.urgency > got["first"].classification.urgency  # its own priority
+    assert 'switchyard_classifier_predictions_total{source="encoder"} 2.0' in metrics
+    assert 'switchyard_classifier_predictions_total{source="reused"} 1.0' in metrics

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+from switchyard.classifier import metrics, reuse
 from switchyard.classifier.batcher import MicroBatcher
 from switchyard.classifier.classify import Classifier, Prediction, classification, task_text
 from switchyard.classifier.config import ClassifierSettings
@@ -32,12 +33,21 @@ def create(settings: ClassifierSettings, classifier: Classifier | None = None) -
         max_batch=settings.classifier_max_batch,
         max_wait_s=settings.classifier_max_wait_ms / 1000.0,
     )
+    predictions = reuse.Predictions(settings.classifier_reuse_size)
     service.setup.append(batcher.start)
     service.teardown.append(batcher.stop)
 
     async def on_submitted(event: CloudEvent, task: TaskSubmitted) -> None:
         started = time.perf_counter()
-        prediction = await batcher.submit(task_text(task))
+        text = task_text(task)
+        key = reuse.key(task.tenant_id, text)
+        prediction = predictions.get(key)
+        if prediction is None:
+            prediction = await batcher.submit(text)
+            predictions.put(key, prediction)
+            metrics.REUSED.labels("encoder").inc()
+        else:
+            metrics.REUSED.labels("reused").inc()
         result = classification(
             task,
             prediction,

@@ -42,6 +42,13 @@ class ClassifierSettings(CommonSettings):
     classifier_max_wait_ms: float = Field(
         default=0.0, ge=0, le=50, description="extra wait to fill a batch; 0 batches only what is queued"
     )
+    classifier_reuse_size: int = Field(
+        default=4096,
+        ge=0,
+        le=1_000_000,
+        description="predictions kept for reuse when a tenant sends the same user turns again (an agent's "
+        "tool loop, a retry), least recently used out; 0: classify every task",
+    )
     classifier_workers: int = Field(default=64, ge=1, le=1024, description="events handled concurrently")
     classifier_artifact_dir: Path | None = Field(
         default=None, description="trained heads; default: the artifact shipped in the package"
