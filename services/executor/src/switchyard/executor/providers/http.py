@@ -20,6 +20,7 @@ import orjson
 from switchyard.common.errors import ProviderError
 from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart
 from switchyard.executor.providers.errors import provider_error
+from switchyard.executor.providers.transport import AiohttpTransport
 
 DEFAULT_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 5.0
@@ -32,13 +33,12 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 def make_client(
     *, base_url: str, timeout_s: float = DEFAULT_TIMEOUT_S, max_connections: int = 100
 ) -> httpx.AsyncClient:
-    """One pooled client per adapter. Keys go into each request's headers, never the client's defaults."""
+    """One pooled client per adapter, its calls sent through aiohttp's pool (`transport.py`). Keys go into
+    each request's headers, never the client's defaults."""
     return httpx.AsyncClient(
         base_url=base_url.rstrip("/") + "/",
         timeout=httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s)),
-        limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections // 4 or 1
-        ),
+        transport=AiohttpTransport(max_connections=max_connections),
         follow_redirects=False,
     )
 

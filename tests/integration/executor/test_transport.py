@@ -1,0 +1,255 @@
+"""The aiohttp transport under httpx, against raw local servers: what arrives, what comes back, and each
+failure as the httpx exception the adapters map into the error taxonomy."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import httpx
+import pytest
+
+from switchyard.common.errors import ProviderError
+from switchyard.executor.providers.http import make_client, transport_errors
+from switchyard.executor.providers.transport import _mapped
+from tests.support.ports import RefusedPort
+
+pytestmark = pytest.mark.integration
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class RawServer:
+    """A loopback TCP server running `handler` per connection; counts connections, keeps what it read."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.server: asyncio.Server | None = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.handler(reader, writer)
+        finally:
+            writer.close()
+
+    async def read_request(self, reader: asyncio.StreamReader) -> bytes:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            (
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length")
+            ),
+            0,
+        )
+        request = head + await reader.readexactly(length)
+        self.requests.append(request)
+        return request
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1"
+
+
+Serve = Callable[[Callable[[RawServer], Handler]], Awaitable[RawServer]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    servers: list[RawServer] = []
+
+    async def start(make: Callable[[RawServer], Handler]) -> RawServer:
+        raw = RawServer(lambda r, w: make(raw)(r, w))
+        raw.server = await asyncio.start_server(raw._serve, "127.0.0.1", 0)
+        servers.append(raw)
+        return raw
+
+    yield start
+    for raw in servers:
+        assert raw.server is not None
+        raw.server.close()
+
+
+def _answer(body: bytes, *headers: str) -> bytes:
+    head = ["HTTP/1.1 200 OK", f"Content-Length: {len(body)}", "Content-Type: application/json", *headers]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+async def _post(client: httpx.AsyncClient, *, stream: bool = False, read_s: float = 5.0) -> httpx.Response:
+    request = client.build_request(
+        "POST",
+        "chat/completions",
+        content=b'{"model":"m"}',
+        headers={"Content-Type": "application/json", "Authorization": "Bearer sk-test"},
+        timeout=httpx.Timeout(read_s, connect=1.0),
+    )
+    return await client.send(request, stream=stream)
+
+
+async def test_a_call_sends_what_httpx_built_and_reuses_its_connection(serve: Serve) -> None:
+    def make(raw: RawServer) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while not reader.at_eof():
+                try:
+                    await raw.read_request(reader)
+                except asyncio.IncompleteReadError:
+                    return
+                writer.write(_answer(b'{"ok":true}'))
+                await writer.drain()
+
+        return handler
+
+    raw = await serve(make)
+    client = make_client(base_url=raw.url)
+    try:
+        for _ in range(3):
+            response = await _post(client)
+            assert response.status_code == 200 and response.json() == {"ok": True}
+    finally:
+        await client.aclose()
+    assert raw.connections == 1  # kept alive between calls
+    head, _, body = raw.requests[0].partition(b"\r\n\r\n")
+    lines = [line.lower() for line in head.split(b"\r\n")]
+    assert lines[0] == b"post /v1/chat/completions http/1.1"
+    assert b"authorization: bearer sk-test" in lines and b"content-type: application/json" in lines
+    assert b"content-length: 13" in lines and body == b'{"model":"m"}'
+    assert sum(line.startswith(b"content-length") for line in lines) == 1
+
+
+async def test_compressed_bodies_are_decoded_by_httpx(serve: Serve) -> None:
+    def make(raw: RawServer) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await raw.read_request(reader)
+            writer.write(_answer(gzip.compress(b'{"text":"zipped"}'), "Content-Encoding: gzip"))
+            await writer.drain()
+
+        return handler
+
+    raw = await serve(make)
+    client = make_client(base_url=raw.url)
+    try:
+        response = await _post(client)
+    finally:
+        await client.aclose()
+    assert response.json() == {"text": "zipped"}
+    assert b"accept-encoding: gzip" in raw.requests[0].lower()
+
+
+async def test_a_stream_arrives_as_it_is_sent_and_a_cut_one_closes_its_connection(serve: Serve) -> None:
+    sent_second = asyncio.Event()
+    release = asyncio.Event()
+
+    def make(raw: RawServer) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await raw.read_request(reader)
+            if raw.connections > 1:
+                writer.write(_answer(b'{"ok":true}'))
+                await writer.drain()
+                return
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            writer.write(b"7\r\ndata:1\n\r\n")
+            await writer.drain()
+            await release.wait()
+            writer.write(b"7\r\ndata:2\n\r\n")
+            await writer.drain()
+            sent_second.set()
+            await asyncio.sleep(5)  # never ends the body
+
+        return handler
+
+    raw = await serve(make)
+    client = make_client(base_url=raw.url)
+    try:
+        response = await _post(client, stream=True)
+        parts = response.aiter_bytes()
+        assert await asyncio.wait_for(anext(parts), 2) == b"data:1\n"  # before the second chunk exists
+        release.set()
+        assert await asyncio.wait_for(anext(parts), 2) == b"data:2\n"
+        await response.aclose()  # mid-body: the connection cannot go back to the pool
+        assert (await _post(client)).json() == {"ok": True}
+    finally:
+        await client.aclose()
+    assert sent_second.is_set() and raw.connections == 2
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        (b"this is not HTTP at all\r\n\r\n", httpx.RemoteProtocolError),
+        (b"", httpx.RemoteProtocolError),  # hangs up without a word
+        (b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"cut', httpx.RemoteProtocolError),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", httpx.RemoteProtocolError),
+    ],
+    ids=["garbage", "hang-up", "short-body", "bad-chunk"],
+)
+async def test_broken_answers_are_httpx_protocol_errors_and_network_errors(
+    serve: Serve, reply: bytes, expected: type[Exception]
+) -> None:
+    def make(raw: RawServer) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await raw.read_request(reader)
+            writer.write(reply)
+            await writer.drain()
+
+        return handler
+
+    raw = await serve(make)
+    client = make_client(base_url=raw.url)
+    try:
+        with pytest.raises(expected):
+            await _post(client)
+        with pytest.raises(ProviderError) as caught:
+            async with transport_errors("test"):
+                await _post(client)
+    finally:
+        await client.aclose()
+    assert caught.value.kind == "network" and caught.value.retryable
+
+
+async def test_a_silent_server_is_a_read_timeout(serve: Serve) -> None:
+    def make(raw: RawServer) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await raw.read_request(reader)
+            await asyncio.sleep(5)
+
+        return handler
+
+    raw = await serve(make)
+    client = make_client(base_url=raw.url)
+    try:
+        with pytest.raises(httpx.ReadTimeout):
+            await _post(client, read_s=0.3)
+        with pytest.raises(ProviderError) as caught:
+            async with transport_errors("test"):
+                await _post(client, read_s=0.3)
+    finally:
+        await client.aclose()
+    assert caught.value.kind == "timeout"
+
+
+async def test_a_refused_connection_is_a_connect_error() -> None:
+    with RefusedPort() as port:
+        client = make_client(base_url=f"http://127.0.0.1:{port.port}/v1")
+        try:
+            with pytest.raises(httpx.ConnectError):
+                await _post(client)
+        finally:
+            await client.aclose()
+
+
+def test_each_aiohttp_failure_maps_to_the_httpx_exception_httpcore_raises() -> None:
+    assert isinstance(_mapped(aiohttp.ConnectionTimeoutError("connect")), httpx.ConnectTimeout)
+    assert isinstance(_mapped(aiohttp.SocketTimeoutError("read")), httpx.ReadTimeout)
+    assert isinstance(_mapped(aiohttp.ServerTimeoutError("read")), httpx.ReadTimeout)
+    assert isinstance(_mapped(aiohttp.ServerDisconnectedError()), httpx.RemoteProtocolError)
+    assert isinstance(_mapped(aiohttp.ClientPayloadError("cut")), httpx.RemoteProtocolError)
+    assert isinstance(_mapped(aiohttp.ClientOSError(104, "reset")), httpx.ReadError)
+    assert isinstance(_mapped(aiohttp.InvalidURL("nope")), httpx.UnsupportedProtocol)
+    assert type(_mapped(aiohttp.ClientError("other"))) is httpx.NetworkError
