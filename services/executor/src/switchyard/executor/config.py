@@ -22,7 +22,13 @@ class CompatibleProvider(BaseModel):
 
 
 class ExecutorSettings(CommonSettings):
-    executor_concurrency: int = Field(default=32, ge=1, description="tasks run at once by one replica")
+    executor_concurrency: int = Field(
+        default=256,
+        ge=1,
+        description="tasks run at once by one replica: mostly waiting on providers, so a replica holds many "
+        "(at 32, a provider answering in 1 s capped a replica at ~30 tasks/s); the local model still runs "
+        "one generation at a time, its tasks queue inside the replica",
+    )
     heartbeat_s: float = Field(default=10.0, gt=0, description="in-progress signal while a task runs")
     call_timeout_s: float = Field(default=60.0, gt=0, description="one provider call (a stream: each chunk)")
     task_deadline_s: float = Field(default=110.0, gt=0, description="all attempts of one task together")

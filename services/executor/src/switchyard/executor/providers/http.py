@@ -28,10 +28,13 @@ MAX_ERROR_BODY = 64 * 1024
 FINISH_BODY_S = 1.0
 MAX_CACHED_URLS = 256  # paths per adapter (Gemini's hold the model name)
 JSON_HEADERS = {"Content-Type": "application/json"}
+# Connections per adapter: as many as the tasks one replica runs at once (`SWITCHYARD_EXECUTOR_CONCURRENCY`,
+# 256), so calls to one provider wait for the provider, not for a connection.
+MAX_CONNECTIONS = 256
 
 
 def make_client(
-    *, base_url: str, timeout_s: float = DEFAULT_TIMEOUT_S, max_connections: int = 100
+    *, base_url: str, timeout_s: float = DEFAULT_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS
 ) -> httpx.AsyncClient:
     """One pooled client per adapter, its calls sent through aiohttp's pool (`transport.py`). Keys go into
     each request's headers, never the client's defaults."""
