@@ -253,3 +253,43 @@ def test_each_aiohttp_failure_maps_to_the_httpx_exception_httpcore_raises() -> N
     assert isinstance(_mapped(aiohttp.ClientOSError(104, "reset")), httpx.ReadError)
     assert isinstance(_mapped(aiohttp.InvalidURL("nope")), httpx.UnsupportedProtocol)
     assert type(_mapped(aiohttp.ClientError("other"))) is httpx.NetworkError
+
+
+def _ok(raw: RawServer) -> Handler:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await raw.read_request(reader)
+        writer.write(_answer(b'{"ok":true}'))
+        await writer.drain()
+
+    return handler
+
+
+async def test_calls_go_through_the_environments_proxy_with_its_credentials(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = await serve(_ok)
+    port = proxy.url.split(":")[2].split("/")[0]
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://user:s3cret@127.0.0.1:{port}")
+    client = make_client(base_url="http://provider.test/v1")  # the proxy is read when the client is made
+    try:
+        assert (await _post(client)).json() == {"ok": True}
+    finally:
+        await client.aclose()
+    head = proxy.requests[0].split(b"\r\n\r\n")[0].lower().split(b"\r\n")
+    assert head[0] == b"post http://provider.test/v1/chat/completions http/1.1"  # absolute form, to a proxy
+    assert b"proxy-authorization: basic dxnlcjpzm2nyzxq=" in head  # base64("user:s3cret"), lowercased
+
+
+async def test_no_proxy_hosts_are_called_directly(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    direct = await serve(_ok)
+    with RefusedPort() as dead_proxy:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{dead_proxy.port}")
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        client = make_client(base_url=direct.url)
+        try:
+            assert (await _post(client)).json() == {"ok": True}
+        finally:
+            await client.aclose()
+    assert direct.requests[0].startswith(b"POST /v1/chat/completions HTTP/1.1")

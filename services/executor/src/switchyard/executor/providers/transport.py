@@ -2,9 +2,9 @@
 
 The adapters speak httpx (requests, responses, timeouts, streams); this transport sends what they build
 through aiohttp's pooled HTTP/1.1 client, whose C parser and asyncio-native connections cost far less CPU
-per call than httpcore over anyio. Measured on loopback against the bench's mock upstream (one POST and a
-JSON answer, 4,000 calls, AMD EPYC VM): 3.4-3.9 CPU-ms per call through httpcore at 64 calls in flight
-against 0.45-0.53 here, and 2.4 against 1.4 one call at a time (docs/performance.md).
+per call than httpcore over anyio, whose cost grows with the calls in flight. `bench/transport_bench.py`
+(the bench's mock upstream at 5 ms, 3,000 calls, uvloop, AMD EPYC VM): CPU-ms per call through httpcore /
+here, 1.4-1.6 / 0.8-1.0 one call at a time, 2.1-2.3 / 0.46-0.49 at 16 in flight, 2.7-3.2 / 0.42 at 64.
 
 What the adapters rely on is kept: the same httpx exceptions for the same failures (a read timeout is
 `httpx.ReadTimeout`, a refused connection `httpx.ConnectError`, a server that hangs up or sends what is
@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import httpx
+import yarl
 
 KEEPALIVE_S = 5.0  # httpx's default keep-alive expiry
 # The server hung up, cut its body short, or sent what is not HTTP.
@@ -79,6 +81,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._keepalive_s = keepalive_s
         self._ssl: ssl.SSLContext = httpx.create_ssl_context()  # certifi, or SSL_CERT_FILE / SSL_CERT_DIR
         self._session: aiohttp.ClientSession | None = None
+        # Read once, as httpx reads them when its client is made: asking the environment on every call
+        # (aiohttp's `trust_env`) cost ~0.5-0.9 ms of CPU per call.
+        self._env_proxies = urllib.request.getproxies_environment()
+        self._proxies: dict[tuple[str, str], tuple[str, dict[str, str] | None] | None] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         """On first use, in the event loop that makes the calls (aiohttp binds a session to its loop)."""
@@ -89,23 +95,49 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
-            trust_env=True,
+            trust_env=False,  # proxies from the environment are read once (`_proxy`), not per call
             timeout=aiohttp.ClientTimeout(total=None),
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),  # httpx's own are sent
         )
+
+    def _proxy(self, url: httpx.URL) -> tuple[str, dict[str, str] | None] | None:
+        """The proxy for `url` (`HTTP(S)_PROXY`, `ALL_PROXY`, unless `NO_PROXY` names its host), by scheme and
+        host, and the proxy's headers: credentials in its URL become its Basic auth."""
+        key = (url.scheme, url.host)
+        if key not in self._proxies:
+            found = self._env_proxies.get(url.scheme) or self._env_proxies.get("all")
+            if not found or urllib.request.proxy_bypass_environment(url.host, self._env_proxies):
+                self._proxies[key] = None
+            else:
+                proxy = yarl.URL(found if "://" in found else f"http://{found}")
+                auth = (
+                    {"Proxy-Authorization": aiohttp.encode_basic_auth(proxy.user, proxy.password or "")}
+                    if proxy.user
+                    else None
+                )
+                self._proxies[key] = (str(proxy.with_user(None)), auth)
+        return self._proxies[key]
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._session is None:
             self._session = self._open()
         timeout = request.extensions.get("timeout", {})
         body = await request.aread()
+        proxy, proxy_headers = self._proxy(request.url) or (None, None)
+        headers = [(k, v) for k, v in request.headers.multi_items() if k != "content-length"]
+        if proxy_headers and request.url.scheme == "http":
+            # A plain-HTTP call goes to the proxy as it is: its credentials travel in the request (aiohttp
+            # sends `proxy_headers` only on the CONNECT of an HTTPS tunnel, never to the origin).
+            headers.extend(proxy_headers.items())
         with _httpx_errors():
             response = await self._session.request(
                 request.method,
                 str(request.url),
-                headers=[(k, v) for k, v in request.headers.multi_items() if k != "content-length"],
+                headers=headers,
                 data=body or None,
                 allow_redirects=False,
+                proxy=proxy,
+                proxy_headers=proxy_headers,
                 timeout=aiohttp.ClientTimeout(
                     total=None,
                     connect=timeout.get("pool"),  # a free connection, then connecting
