@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 import httpx
@@ -15,6 +17,7 @@ from switchyard.common.errors import ProviderError
 from switchyard.executor.providers.http import make_client, transport_errors
 from switchyard.executor.providers.transport import _mapped
 from tests.support.ports import RefusedPort
+from tests.support.rsyslog import make_tls_files
 
 pytestmark = pytest.mark.integration
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -293,3 +296,33 @@ async def test_no_proxy_hosts_are_called_directly(serve: Serve, monkeypatch: pyt
         finally:
             await client.aclose()
     assert direct.requests[0].startswith(b"POST /v1/chat/completions HTTP/1.1")
+
+
+async def test_https_verifies_the_providers_certificate(
+    serve: Serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Certificates are checked against the trusted roots (certifi, or SSL_CERT_FILE): a server whose CA is
+    not trusted is a connect error, the same server with its CA trusted answers."""
+    tls = make_tls_files(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls.cert, tls.key)
+    raw = RawServer(lambda r, w: _ok(raw)(r, w))
+    raw.server = await asyncio.start_server(raw._serve, "127.0.0.1", 0, ssl=context)
+    url = raw.url.replace("http://", "https://")
+    try:
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        untrusted = make_client(base_url=url)
+        try:
+            with pytest.raises(httpx.ConnectError, match=r"(?i)certificate"):
+                await _post(untrusted)
+        finally:
+            await untrusted.aclose()
+        monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca))  # read when the client is made
+        trusted = make_client(base_url=url)
+        try:
+            assert (await _post(trusted)).json() == {"ok": True}
+        finally:
+            await trusted.aclose()
+    finally:
+        raw.server.close()
+    assert raw.requests and raw.requests[0].startswith(b"POST /v1/chat/completions HTTP/1.1")
