@@ -326,3 +326,29 @@ async def test_https_verifies_the_providers_certificate(
     finally:
         raw.server.close()
     assert raw.requests and raw.requests[0].startswith(b"POST /v1/chat/completions HTTP/1.1")
+
+
+async def test_cookies_a_provider_sets_are_not_sent_on_later_calls(serve: Serve) -> None:
+    """A provider's (or its load balancer's) Set-Cookie would otherwise ride on every later call of every
+    tenant through the same pooled client."""
+
+    def make(raw: RawServer) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while not reader.at_eof():
+                try:
+                    await raw.read_request(reader)
+                except asyncio.IncompleteReadError:
+                    return
+                writer.write(_answer(b'{"ok":true}', "Set-Cookie: __cf_bm=tenant-a-session; Path=/"))
+                await writer.drain()
+
+        return handler
+
+    raw = await serve(make)
+    client = make_client(base_url=raw.url)
+    try:
+        for _ in range(2):
+            assert (await _post(client)).json() == {"ok": True}
+    finally:
+        await client.aclose()
+    assert len(raw.requests) == 2 and b"cookie:" not in raw.requests[1].lower()

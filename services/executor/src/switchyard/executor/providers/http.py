@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import http.cookiejar
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
@@ -37,9 +38,11 @@ def make_client(
     *, base_url: str, timeout_s: float = DEFAULT_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS
 ) -> httpx.AsyncClient:
     """One pooled client per adapter, its calls sent through aiohttp's pool (`transport.py`). Keys go into
-    each request's headers, never the client's defaults."""
+    each request's headers, never the client's defaults. No cookies: httpx's client would keep what a
+    provider (or a load balancer in front of it) sets and send it on every later call, of any tenant."""
     return httpx.AsyncClient(
         base_url=base_url.rstrip("/") + "/",
+        cookies=http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[])),
         timeout=httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s)),
         transport=AiohttpTransport(max_connections=max_connections),
         follow_redirects=False,

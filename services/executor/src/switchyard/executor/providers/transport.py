@@ -9,8 +9,8 @@ here, 1.4-1.6 / 0.8-1.0 one call at a time, 2.1-2.3 / 0.46-0.49 at 16 in flight,
 What the adapters rely on is kept: the same httpx exceptions for the same failures (a read timeout is
 `httpx.ReadTimeout`, a refused connection `httpx.ConnectError`, a server that hangs up or sends what is
 not HTTP `httpx.RemoteProtocolError`), bodies streamed as they arrive, content decoding left to httpx
-(so `Accept-Encoding` and `Content-Encoding` mean what they did), redirects never followed, cookies
-left to httpx's client as before (aiohttp keeps no jar of its own), and `HTTP(S)_PROXY` / `NO_PROXY`
+(so `Accept-Encoding` and `Content-Encoding` mean what they did), redirects never followed, no cookies
+kept (aiohttp gets no jar; `make_client` gives httpx's client one that accepts none), and `HTTP(S)_PROXY` / `NO_PROXY`
 honoured as httpx honoured them. A response closed before its body ended closes its connection instead
 of returning it to the pool.
 """
