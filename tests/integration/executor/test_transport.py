@@ -15,7 +15,7 @@ import pytest
 
 from switchyard.common.errors import ProviderError
 from switchyard.executor.providers.http import make_client, transport_errors
-from switchyard.executor.providers.transport import _mapped
+from switchyard.executor.providers.transport import _mapped, _no_proxy
 from tests.support.ports import RefusedPort
 from tests.support.rsyslog import make_tls_files
 
@@ -352,3 +352,11 @@ async def test_cookies_a_provider_sets_are_not_sent_on_later_calls(serve: Serve)
     finally:
         await client.aclose()
     assert len(raw.requests) == 2 and b"cookie:" not in raw.requests[1].lower()
+
+
+def test_no_proxy_entries_match_the_host_or_its_domains() -> None:
+    assert _no_proxy("api.openai.com", "openai.com") and _no_proxy("api.openai.com", ".openai.com")
+    assert _no_proxy("API.OpenAI.com", "localhost, openai.com:443") and _no_proxy("anything", "*")
+    assert _no_proxy("127.0.0.1", "127.0.0.1") and _no_proxy("::1", "[::1]")
+    assert not _no_proxy("notopenai.com", "openai.com") and not _no_proxy("api.openai.com", "")
+    assert not _no_proxy("api.anthropic.com", "openai.com,localhost")

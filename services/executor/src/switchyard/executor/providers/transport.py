@@ -10,9 +10,9 @@ What the adapters rely on is kept: the same httpx exceptions for the same failur
 `httpx.ReadTimeout`, a refused connection `httpx.ConnectError`, a server that hangs up or sends what is
 not HTTP `httpx.RemoteProtocolError`), bodies streamed as they arrive, content decoding left to httpx
 (so `Accept-Encoding` and `Content-Encoding` mean what they did), redirects never followed, no cookies
-kept (aiohttp gets no jar; `make_client` gives httpx's client one that accepts none), and `HTTP(S)_PROXY` / `NO_PROXY`
-honoured as httpx honoured them. A response closed before its body ended closes its connection instead
-of returning it to the pool.
+kept (aiohttp gets no jar; `make_client` gives httpx's client one that accepts none), and
+`HTTP(S)_PROXY` / `NO_PROXY` honoured as httpx honoured them. A response closed before its body ended
+closes its connection instead of returning it to the pool.
 """
 
 from __future__ import annotations
@@ -51,6 +51,21 @@ def _mapped(exc: aiohttp.ClientError) -> httpx.TransportError:
     if isinstance(exc, aiohttp.ClientOSError):
         return httpx.ReadError(message)
     return httpx.NetworkError(message)
+
+
+def _no_proxy(host: str, no_proxy: str) -> bool:
+    """`NO_PROXY` names the host: `*`, the host itself, or a domain it is in (`example.com` and
+    `.example.com` both cover `api.example.com`); a port on an entry is ignored, as urllib ignores it."""
+    host = host.lower().rstrip(".")
+    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+        if entry == "*":
+            return True
+        if entry.count(":") == 1:  # a port (an IPv6 address has more colons)
+            entry = entry.partition(":")[0]
+        entry = entry.strip("[]").lstrip(".")
+        if entry and (host.strip("[]") == entry or host.endswith("." + entry)):
+            return True
+    return False
 
 
 @contextlib.contextmanager
@@ -106,7 +121,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         key = (url.scheme, url.host)
         if key not in self._proxies:
             found = self._env_proxies.get(url.scheme) or self._env_proxies.get("all")
-            if not found or urllib.request.proxy_bypass_environment(url.host, self._env_proxies):
+            if not found or _no_proxy(url.host, self._env_proxies.get("no", "")):
                 self._proxies[key] = None
             else:
                 proxy = yarl.URL(found if "://" in found else f"http://{found}")
