@@ -83,6 +83,24 @@ def _answer(body: bytes, *headers: str) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
+def _keep_alive(*headers: str) -> Callable[[RawServer], Handler]:
+    """A server answering every request on a connection with `{"ok": true}` (and `headers`)."""
+
+    def make(raw: RawServer) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while not reader.at_eof():
+                try:
+                    await raw.read_request(reader)
+                except asyncio.IncompleteReadError:
+                    return
+                writer.write(_answer(b'{"ok":true}', *headers))
+                await writer.drain()
+
+        return handler
+
+    return make
+
+
 async def _post(client: httpx.AsyncClient, *, stream: bool = False, read_s: float = 5.0) -> httpx.Response:
     request = client.build_request(
         "POST",
@@ -95,19 +113,7 @@ async def _post(client: httpx.AsyncClient, *, stream: bool = False, read_s: floa
 
 
 async def test_a_call_sends_what_httpx_built_and_reuses_its_connection(serve: Serve) -> None:
-    def make(raw: RawServer) -> Handler:
-        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            while not reader.at_eof():
-                try:
-                    await raw.read_request(reader)
-                except asyncio.IncompleteReadError:
-                    return
-                writer.write(_answer(b'{"ok":true}'))
-                await writer.drain()
-
-        return handler
-
-    raw = await serve(make)
+    raw = await serve(_keep_alive())
     client = make_client(base_url=raw.url)
     try:
         for _ in range(3):
@@ -332,19 +338,7 @@ async def test_cookies_a_provider_sets_are_not_sent_on_later_calls(serve: Serve)
     """A provider's (or its load balancer's) Set-Cookie would otherwise ride on every later call of every
     tenant through the same pooled client."""
 
-    def make(raw: RawServer) -> Handler:
-        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            while not reader.at_eof():
-                try:
-                    await raw.read_request(reader)
-                except asyncio.IncompleteReadError:
-                    return
-                writer.write(_answer(b'{"ok":true}', "Set-Cookie: __cf_bm=tenant-a-session; Path=/"))
-                await writer.drain()
-
-        return handler
-
-    raw = await serve(make)
+    raw = await serve(_keep_alive("Set-Cookie: __cf_bm=tenant-a-session; Path=/"))
     client = make_client(base_url=raw.url)
     try:
         for _ in range(2):
