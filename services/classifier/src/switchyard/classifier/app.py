@@ -45,9 +45,9 @@ def create(settings: ClassifierSettings, classifier: Classifier | None = None) -
         if prediction is None:
             prediction = await batcher.submit(text)
             predictions.put(key, prediction)
-            metrics.REUSED.labels("encoder").inc()
+            metrics.PREDICTIONS.labels("encoder").inc()
         else:
-            metrics.REUSED.labels("reused").inc()
+            metrics.PREDICTIONS.labels("reused").inc()
         result = classification(
             task,
             prediction,
