@@ -21,7 +21,7 @@ import orjson
 import uvloop
 from systems import start_upstream
 
-from switchyard.executor.providers.http import JSON_HEADERS, make_client, request_timeout
+from switchyard.executor.providers.http import JSON_HEADERS, MAX_CONNECTIONS, make_client, request_timeout
 
 BODY = orjson.dumps(
     {"model": "bench-model", "messages": [{"role": "user", "content": "What is the capital?"}]}
@@ -34,7 +34,7 @@ def _client(kind: str, base_url: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(  # what make_client built before the aiohttp transport
         base_url=base_url.rstrip("/") + "/",
         timeout=request_timeout(None, 60.0),
-        limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
+        limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS),
         follow_redirects=False,
     )
 

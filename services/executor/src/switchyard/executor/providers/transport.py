@@ -91,7 +91,7 @@ class _Body(httpx.AsyncByteStream):
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
-    def __init__(self, *, max_connections: int = 100, keepalive_s: float = KEEPALIVE_S) -> None:
+    def __init__(self, *, max_connections: int, keepalive_s: float = KEEPALIVE_S) -> None:
         self._max_connections = max_connections
         self._keepalive_s = keepalive_s
         self._ssl: ssl.SSLContext = httpx.create_ssl_context()  # certifi, or SSL_CERT_FILE / SSL_CERT_DIR
