@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import nats
 import pytest
 
@@ -43,3 +44,19 @@ def test_a_given_port_that_is_taken_fails_with_the_reason(tmp_path: Path) -> Non
     port = free_port()
     with held(port), pytest.raises(PortTaken, match="address already in use"):
         NatsServer(tmp_path / "jetstream", port=port).start()
+
+
+@pytest.mark.parametrize(("environment", "expected"), [(None, 1), ("2", 2)])
+def test_the_server_runs_on_one_thread_unless_gomaxprocs_says_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, environment: str | None, expected: int
+) -> None:
+    if environment is None:
+        monkeypatch.delenv("GOMAXPROCS", raising=False)
+    else:
+        monkeypatch.setenv("GOMAXPROCS", environment)
+    server = NatsServer(tmp_path / "jetstream").start()
+    try:
+        varz = httpx.get(f"http://127.0.0.1:{server.monitor_port}/varz", timeout=5).json()
+        assert varz["gomaxprocs"] == expected
+    finally:
+        server.stop()

@@ -14,6 +14,10 @@ from pathlib import Path
 import httpx
 
 MAX_PAYLOAD = 8 * 1024 * 1024
+# The Go scheduler's threads for nats-server, unless GOMAXPROCS is set. Here it shares the machine with the
+# six services, and on one thread it spends ~25 % less CPU per message than on two (fewer wake-ups across
+# threads; docs/performance.md, "nats-server on one thread"): one core carries far more than a local run sends.
+NATS_GOMAXPROCS = "1"
 PORT_ATTEMPTS = 3
 
 
@@ -102,6 +106,7 @@ class NatsServer:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                env={"GOMAXPROCS": NATS_GOMAXPROCS, **os.environ},
             )
         deadline = time.monotonic() + timeout
         health = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
