@@ -16,7 +16,14 @@ async def test_every_sqlite_connection_gets_the_settings(tmp_path: Path) -> None
             for conn in (one, two):
                 got = {
                     name: (await conn.execute(text(f"PRAGMA {name}"))).scalar()
-                    for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys", "temp_store", "mmap_size")
+                    for name in (
+                        "journal_mode",
+                        "synchronous",
+                        "busy_timeout",
+                        "foreign_keys",
+                        "temp_store",
+                        "mmap_size",
+                    )
                 }
                 assert got == {
                     "journal_mode": "wal",

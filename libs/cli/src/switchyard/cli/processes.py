@@ -15,8 +15,9 @@ import httpx
 
 MAX_PAYLOAD = 8 * 1024 * 1024
 # The Go scheduler's threads for nats-server, unless GOMAXPROCS is set. Here it shares the machine with the
-# six services, and on one thread it spends ~25 % less CPU per message than on two (fewer wake-ups across
-# threads; docs/performance.md, "nats-server on one thread"): one core carries far more than a local run sends.
+# six services, and on one thread it spends 20-25 % less CPU per message than on two (fewer wake-ups across
+# threads; docs/performance.md, "nats-server on one thread"): one core carries far more than a local run
+# sends.
 NATS_GOMAXPROCS = "1"
 PORT_ATTEMPTS = 3
 
