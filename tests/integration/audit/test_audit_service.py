@@ -45,14 +45,16 @@ PROMPT = "What is the capital of France? my secret plan is sk-live-abcdefghijklm
 ANSWER = "Paris, obviously"
 
 
-@pytest.fixture
-def audit_service(nats_server: NatsServer, db_url: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def _audit(
+    nats_server: NatsServer, db_url: str, tmp_path: Path, **settings: str
+) -> Iterator[subprocess.Popen[bytes]]:
     asyncio.run(migrations().upgrade(db_url))
     env = {
         "SWITCHYARD_NATS_URL": nats_server.url,
         "SWITCHYARD_DATABASE_URL": db_url,
         "SWITCHYARD_VAR_DIR": str(tmp_path / "var"),
         "SWITCHYARD_AUDIT_SIGNING_KEY": "22" * 32,
+        **settings,
     }
     service = BusService("audit", env=env, log_path=tmp_path / "audit.log")
     asyncio.run(service.start())
@@ -61,6 +63,21 @@ def audit_service(nats_server: NatsServer, db_url: str, tmp_path: Path) -> Itera
         yield service.proc
     finally:
         service.stop()
+
+
+@pytest.fixture
+def audit_service(nats_server: NatsServer, db_url: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    yield from _audit(nats_server, db_url, tmp_path)
+
+
+@pytest.fixture
+def slow_linger_audit(
+    nats_server: NatsServer, db_url: str, tmp_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Few events in hand and a long linger: what a batch waits for shows in seconds."""
+    yield from _audit(
+        nats_server, db_url, tmp_path, SWITCHYARD_AUDIT_WORKERS="16", SWITCHYARD_AUDIT_LINGER_MS="2000"
+    )
 
 
 @pytest.fixture
@@ -241,3 +258,26 @@ async def test_duplicate_publishes_make_one_entry(
     finally:
         await nc.close()
     assert dead.state.messages == 1
+
+
+async def test_a_batch_holding_every_event_in_hand_is_written_without_lingering(
+    slow_linger_audit: subprocess.Popen[bytes], publisher: bus.EventPublisher, db_url: str
+) -> None:
+    """The consumer hands the writer at most `audit_workers` events; no more can come until they are
+    written. A writer that lingered on for `audit_max_batch` (500) wrote 16 events per 2 s linger here,
+    so 160 events took ~20 s: the ledger's pace under load was workers per linger (64 per 100 ms by
+    default, ~550 events a second, below what the stack publishes at ~200 requests a second)."""
+    published = []
+    for n in range(160):
+        event = TaskTimedOut(task_id=f"t{n}", tenant_id="acme", waited_ms=1.0)
+        published.append(await publisher.publish(event))
+    began = time.monotonic()
+    rows = await _entries(db_url, len(published), timeout=30.0)
+    took = time.monotonic() - began
+    assert sorted(r.event_id for r in rows) == sorted(published)
+    # one gathering pause (2 s) before the first full batch, then batches of 16 back to back
+    assert took < 8.0, f"160 events took {took:.1f} s to reach the ledger"
+    batches: dict[object, int] = {}
+    for r in rows:
+        batches[r.recorded_at] = batches.get(r.recorded_at, 0) + 1
+    assert max(batches.values()) <= 16  # never more than the consumer had in hand

@@ -29,15 +29,15 @@ from tests.support.prices import PRICE_SHEET
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def billing_service(
-    nats_server: NatsServer, db_url: str, tmp_path: Path
+def _billing(
+    nats_server: NatsServer, db_url: str, tmp_path: Path, **settings: str
 ) -> Iterator[subprocess.Popen[bytes]]:
     asyncio.run(migrations().upgrade(db_url))
     env = {
         "SWITCHYARD_NATS_URL": nats_server.url,
         "SWITCHYARD_DATABASE_URL": db_url,
         "SWITCHYARD_POLICY_PATH": str(PRICE_SHEET),
+        **settings,
     }
     service = BusService("billing", env=env, log_path=tmp_path / "billing.log")
     asyncio.run(service.start())
@@ -46,6 +46,23 @@ def billing_service(
         yield service.proc
     finally:
         service.stop()
+
+
+@pytest.fixture
+def billing_service(
+    nats_server: NatsServer, db_url: str, tmp_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    yield from _billing(nats_server, db_url, tmp_path)
+
+
+@pytest.fixture
+def slow_linger_billing(
+    nats_server: NatsServer, db_url: str, tmp_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Few results in hand and a long linger: what a batch waits for shows in seconds."""
+    yield from _billing(
+        nats_server, db_url, tmp_path, SWITCHYARD_BILLING_WORKERS="16", SWITCHYARD_BILLING_LINGER_MS="2000"
+    )
 
 
 @pytest.fixture
@@ -153,3 +170,22 @@ async def test_results_become_usage_entries_and_events_once(
     assert rows[0].id == usage_entry_id("result-1")
     last = await js.get_last_msg(subjects.STREAM_EVENTS, subjects.USAGE_RECORDED)
     assert last.headers is not None and last.headers["Nats-Msg-Id"] in {r.id for r in rows}
+
+
+async def test_a_batch_holding_every_result_in_hand_is_stored_without_lingering(
+    slow_linger_billing: subprocess.Popen[bytes], js: nats.js.JetStreamContext, db_url: str
+) -> None:
+    """As the ledger's writer (tests/integration/audit): a batch of `billing_workers` results is complete.
+    Lingering on for `billing_max_batch` (200) stored 16 results per 2 s linger here (~20 s for 160)."""
+    publisher = bus.EventPublisher(js, source="switchyard/executor")
+    for n in range(160):
+        await publisher.publish(
+            _completed(f"t{n}", "openai/gpt-4o-mini"), subject=subjects.result_subject(f"t{n}")
+        )
+    began = time.monotonic()
+    deadline = began + 30.0
+    while len(rows := await _rows(db_url)) < 160 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    took = time.monotonic() - began
+    assert sorted(r.task_id for r in rows) == sorted(f"t{n}" for n in range(160))
+    assert took < 8.0, f"160 results took {took:.1f} s to be stored"

@@ -36,7 +36,10 @@ def create(settings: AuditSettings) -> Service:
     )
     writer = LedgerWriter(
         sessions,
-        max_batch=settings.audit_max_batch,
+        # A batch is complete once it holds every event the consumer may have in hand (`audit_workers`):
+        # no more can come until it is written. Lingering on for `audit_max_batch` capped the ledger at
+        # ~audit_workers events per linger (~550 a second), below what the stack publishes under load.
+        max_batch=min(settings.audit_max_batch, settings.audit_workers),
         linger_s=settings.audit_linger_ms / 1000.0,
         on_appended=checkpointer.appended,
     )

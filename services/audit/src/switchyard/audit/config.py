@@ -12,8 +12,14 @@ MIN_RETENTION_DAYS = 90
 
 
 class AuditSettings(CommonSettings):
-    audit_workers: int = Field(default=64, ge=1, description="events handled concurrently (batched appends)")
-    audit_max_batch: int = Field(default=500, ge=1, description="most entries appended in one transaction")
+    audit_workers: int = Field(
+        default=64,
+        ge=1,
+        description="events handled concurrently; a batch holding this many is written without lingering",
+    )
+    audit_max_batch: int = Field(
+        default=500, ge=1, description="most entries appended in one transaction (at most audit_workers)"
+    )
     audit_linger_ms: float = Field(
         default=100.0,
         ge=0,

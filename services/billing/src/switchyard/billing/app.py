@@ -28,10 +28,14 @@ log = logging.getLogger(__name__)
 
 class BillingSettings(CommonSettings):
     billing_workers: int = Field(
-        default=32, ge=1, description="results handled concurrently (batched writes)"
+        default=32,
+        ge=1,
+        description="results handled concurrently; a batch holding this many is stored without lingering",
     )
     billing_max_batch: int = Field(
-        default=200, ge=1, description="most usage entries stored in one transaction"
+        default=200,
+        ge=1,
+        description="most usage entries stored in one transaction (at most billing_workers)",
     )
     billing_linger_ms: float = Field(
         default=100.0,
@@ -59,7 +63,8 @@ def create(settings: BillingSettings) -> Service:
     writer = UsageWriter(
         sessions,
         policy=policy,
-        max_batch=settings.billing_max_batch,
+        # Complete once it holds every result the consumer may have in hand (see audit's writer).
+        max_batch=min(settings.billing_max_batch, settings.billing_workers),
         linger_s=settings.billing_linger_ms / 1000,
     )
     embedded = is_sqlite(settings.db_url())
