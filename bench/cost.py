@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import cpu_seconds, run_wrk, tree_pids
+from measure import cpu_seconds, run_wrk, tree_pids, wait_drained
 from run import PROMPT, _body, add_env_option, env_settings, prompt_set
 from systems import ROOT, start_switchyard, start_upstream
 
@@ -124,6 +124,7 @@ def main() -> int:
                     spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     spies.append((name, raw, spy))
         result = run_wrk(url, body, sy.key, connections=args.concurrency, seconds=args.seconds)
+        drain_s = wait_drained(sy.monitor_port) if sy.monitor_port else 0.0  # deferred work counts too
         by_name: collections.Counter[str] = collections.Counter()
         for p in pids:
             by_name[_name(p)] += cpu_seconds([p]) - before[p]
@@ -133,7 +134,7 @@ def main() -> int:
         print(
             f"{result.requests} requests, {result.rps:.1f} req/s, p50 {result.p50_ms:.1f} ms, "
             f"p90 {result.p90_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
-            f"errors {result.errors}, concurrency {args.concurrency}"
+            f"errors {result.errors}, concurrency {args.concurrency}, consumers drained {drain_s:.1f} s after"
         )
         print("CPU-ms per request by process:")
         for name, cpu in by_name.most_common():

@@ -53,6 +53,30 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def wait_drained(monitor_port: int, *, timeout_s: float = 120.0) -> float:
+    """Waits until every JetStream consumer of the nats-server behind `monitor_port` has nothing pending
+    and nothing unacked; returns the seconds waited (timeout_s if it never happened). The work a system
+    defers past the load (Switchyard's ledger and billing, off the request path) is then done, so CPU read
+    afterwards includes it, and it does not run into the next system's measurement."""
+    import httpx
+
+    began = time.monotonic()
+    url = f"http://127.0.0.1:{monitor_port}/jsz?consumers=1"
+    while time.monotonic() - began < timeout_s:
+        data = httpx.get(url, timeout=5).json()
+        busy = [
+            consumer
+            for account in data.get("account_details", [])
+            for stream in account.get("stream_detail", [])
+            for consumer in stream.get("consumer_detail") or []
+            if consumer["num_pending"] or consumer["num_ack_pending"]
+        ]
+        if not busy:
+            return time.monotonic() - began
+        time.sleep(0.1)
+    return timeout_s
+
+
 def peak_rss_mb(pids: list[int]) -> float:
     total = 0
     for pid in pids:

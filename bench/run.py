@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import LoadResult, cpu_seconds, peak_rss_mb, run_stream, run_wrk, tree_pids
+from measure import LoadResult, cpu_seconds, peak_rss_mb, run_stream, run_wrk, tree_pids, wait_drained
 from systems import System, start_litellm, start_switchyard, start_upstream
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -88,6 +88,7 @@ def measure(
         result: LoadResult = run_stream(url, body, system.key, concurrency=concurrency, seconds=seconds)
     else:
         result = run_wrk(url, body, system.key, connections=concurrency, seconds=seconds)
+    drain_s = wait_drained(system.monitor_port) if system.monitor_port else 0.0
     cpu = cpu_seconds(tree_pids(system.pid)) - cpu_before
     return {
         "requests": result.requests,
@@ -98,6 +99,7 @@ def measure(
         "p99_ms": result.p99_ms,
         "ttft_p50_ms": result.ttft_p50_ms if result.ttft_p50_ms is not None else float("nan"),
         "cpu_ms_per_request": cpu * 1000 / result.requests if result.requests else float("nan"),
+        "drain_s": drain_s,  # how long its consumers took to finish after the load (CPU includes it)
     }
 
 
@@ -230,7 +232,7 @@ def print_table(report: dict[str, object]) -> None:
     overhead = report["self_timed_overhead_ms_p50"]
     print(
         f"\n{'scenario':<14}{'system':<19}{'req/s':>8}{'p50':>9}{'p90':>9}{'p99':>9}{'added p50':>11}"
-        f"{'self p50':>10}{'TTFT+':>9}{'CPU-ms/req':>12}{'errors':>8}"
+        f"{'self p50':>10}{'TTFT+':>9}{'CPU-ms/req':>12}{'drain s':>9}{'errors':>8}"
     )
     for scenario, systems in scenarios.items():
         base = systems[direct]
@@ -244,7 +246,8 @@ def print_table(report: dict[str, object]) -> None:
             )
             print(
                 f"{scenario:<14}{name:<19}{m['rps']:>8.1f}{m['p50_ms']:>9.1f}{m['p90_ms']:>9.1f}{m['p99_ms']:>9.1f}"
-                f"{added:>11}{own:>10}{ttft:>9}{m['cpu_ms_per_request']:>12.2f}{int(m['errors']):>8}"
+                f"{added:>11}{own:>10}{ttft:>9}{m['cpu_ms_per_request']:>12.2f}{m.get('drain_s', 0.0):>9.1f}"
+                f"{int(m['errors']):>8}"
             )
     rss: dict[str, float] = report["peak_rss_mb"]  # type: ignore[assignment]
     print(
@@ -260,7 +263,9 @@ def print_table(report: dict[str, object]) -> None:
     print(
         "times in ms; 'added p50' and 'TTFT+' are measured from outside, against calling the upstream "
         "directly; 'self p50' is Switchyard's own header (gateway time less the executor's wait on the "
-        "provider: excludes the client's socket and uvicorn's parsing, includes everything else)"
+        "provider: excludes the client's socket and uvicorn's parsing, includes everything else); "
+        "'drain s' is how long Switchyard's consumers (ledger, billing) took to finish after the load, and "
+        "its CPU-ms/req includes that work"
     )
 
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import cpu_seconds, run_wrk, tree_pids
+from measure import cpu_seconds, run_wrk, tree_pids, wait_drained
 from run import RESULTS, _body
 from systems import start_switchyard, start_upstream
 
@@ -40,6 +40,8 @@ def main() -> int:
                 for c in [int(x) for x in args.concurrency.split(",")]:
                     before = cpu_seconds(tree_pids(sy.pid))
                     r = run_wrk(url, body, sy.key, connections=c, seconds=args.seconds)
+                    if sy.monitor_port:  # the ledger's and billing's share of the load counts too
+                        wait_drained(sy.monitor_port)
                     cpu = cpu_seconds(tree_pids(sy.pid)) - before
                     row = {
                         "replicas": n,

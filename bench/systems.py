@@ -51,6 +51,8 @@ class System:
     proc: subprocess.Popen[bytes] | None = None
     workdir: Path | None = None
     notes: dict[str, str] = field(default_factory=dict)
+    # Switchyard's nats-server monitor: measurements wait until its consumers have drained (measure.py)
+    monitor_port: int | None = None
 
     @property
     def pid(self) -> int:
@@ -92,13 +94,13 @@ def start_upstream(*, latency_ms: float, chunks: int, chunk_gap_ms: float) -> Sy
 
 def start_switchyard(upstream: System, extra_env: dict[str, str] | None = None) -> System:
     workdir = Path(tempfile.mkdtemp(prefix="sy-bench-"))
-    port, nats_port = _free_port(), _free_port()
+    port, nats_port, monitor_port = _free_port(), _free_port(), _free_port()
     env = {
         **os.environ,
         "SWITCHYARD_VAR_DIR": str(workdir / "var"),
         "SWITCHYARD_HTTP_PORT": str(port),
         "SWITCHYARD_NATS_PORT": str(nats_port),
-        "SWITCHYARD_NATS_MONITOR_PORT": str(_free_port()),
+        "SWITCHYARD_NATS_MONITOR_PORT": str(monitor_port),
         "SWITCHYARD_METRICS_BASE_PORT": "0",
         "SWITCHYARD_LOG_LEVEL": "WARNING",
         "OPENAI_API_KEY": "sk-bench-upstream",
@@ -143,8 +145,10 @@ def start_switchyard(upstream: System, extra_env: dict[str, str] | None = None) 
         workdir,
         {
             "mode": "embedded defaults, everything on (classifier, router, billing, audit ledger); every "
-            "task classified (no reuse of repeated prompts)"
+            "task classified (no reuse of repeated prompts); CPU includes the work left after the load "
+            "(ledger, billing) until every consumer has drained"
         },
+        monitor_port=monitor_port,
     )
 
 
