@@ -9,6 +9,7 @@ import os
 import re
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -62,19 +63,22 @@ def wait_drained(monitor_port: int, *, timeout_s: float = 120.0) -> float:
 
     began = time.monotonic()
     url = f"http://127.0.0.1:{monitor_port}/jsz?consumers=1"
+    busy: dict[str, tuple[int, int]] = {}
     while time.monotonic() - began < timeout_s:
         data = httpx.get(url, timeout=5).json()
-        busy = [
-            consumer
+        busy = {
+            consumer["name"]: (consumer["num_pending"], consumer["num_ack_pending"])
             for account in data.get("account_details", [])
             for stream in account.get("stream_detail", [])
             for consumer in stream.get("consumer_detail") or []
             if consumer["num_pending"] or consumer["num_ack_pending"]
-        ]
+        }
         if not busy:
-            return time.monotonic() - began
+            break
+        if time.monotonic() - began > 2 and int((time.monotonic() - began) * 10) % 20 == 0:
+            print(f"    still draining (pending, unacked): {busy}", file=sys.stderr, flush=True)
         time.sleep(0.1)
-    return timeout_s
+    return min(time.monotonic() - began, timeout_s)
 
 
 def peak_rss_mb(pids: list[int]) -> float:

@@ -152,6 +152,12 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=float, default=20.0, help="the mock upstream's latency")
     parser.add_argument("--skip-litellm", action="store_true")
     parser.add_argument(
+        "--litellm-workers",
+        type=int,
+        default=1,
+        help="LiteLLM proxy processes (its default: 1; Switchyard's processes use every core)",
+    )
+    parser.add_argument(
         "--prompts",
         choices=("one", "pool", "long"),
         default="one",
@@ -170,7 +176,7 @@ def main() -> int:
     try:
         systems.append(start_switchyard(upstream, extra_env))
         if not args.skip_litellm:
-            systems.append(start_litellm(upstream))
+            systems.append(start_litellm(upstream, workers=args.litellm_workers))
         for s in systems:  # warm up every path once (model loads, pools, JIT caches)
             measure(s, stream=False, concurrency=1, seconds=2)
             measure(s, stream=True, concurrency=1, seconds=2)
@@ -203,6 +209,7 @@ def main() -> int:
             "load": "wrk -t1 (JSON), asyncio raw sockets (SSE)",
             "prompts": _describe(prompts),
             "switchyard_settings": extra_env,
+            "litellm_workers": args.litellm_workers,
             **{s.name: s.notes for s in systems if s.notes},
         },
         "scenarios": table,
@@ -259,7 +266,7 @@ def print_table(report: dict[str, object]) -> None:
         + (f"{overhead:.2f} ms" if overhead else "not reported")
     )
     conditions: dict[str, object] = report["conditions"]  # type: ignore[assignment]
-    print(f"prompts: {conditions['prompts']}")
+    print(f"prompts: {conditions['prompts']}; LiteLLM workers: {conditions.get('litellm_workers', 1)}")
     print(
         "times in ms; 'added p50' and 'TTFT+' are measured from outside, against calling the upstream "
         "directly; 'self p50' is Switchyard's own header (gateway time less the executor's wait on the "

@@ -152,7 +152,7 @@ def start_switchyard(upstream: System, extra_env: dict[str, str] | None = None) 
     )
 
 
-def start_litellm(upstream: System) -> System:
+def start_litellm(upstream: System, *, workers: int = 1) -> System:
     if not LITELLM_BIN.exists():
         raise FileNotFoundError(
             f"LiteLLM is not installed: python3 -m venv bench/.venv-litellm && "
@@ -184,7 +184,7 @@ def start_litellm(upstream: System) -> System:
             "--port",
             str(port),
             "--num_workers",
-            "1",
+            str(workers),
         ],
         env=env,
         stdout=log,

@@ -12,6 +12,7 @@ import pytest
 from switchyard.common.envelope import encode
 from switchyard.common.events import (
     ChargedCall,
+    ProviderCallRecorded,
     TaskCancelled,
     TaskCompleted,
     TaskFailed,
@@ -19,9 +20,11 @@ from switchyard.common.events import (
     TaskTimedOut,
 )
 from switchyard.executor.cancellations import Cancellations
-from switchyard.executor.providers.base import ProviderCall, Reply, TextDelta
+from switchyard.executor.execution import execute
+from switchyard.executor.providers.base import Provider, ProviderCall, Reply, TextDelta
+from switchyard.executor.providers.testing import ScriptedProvider, reply
 from switchyard.executor.resilience.breaker import LocalBreakers
-from tests.unit.executor.test_execution import Bus, routed
+from tests.unit.executor.test_execution import FAST, Bus, routed
 from tests.unit.executor.test_execution import run as run_task
 from tests.unit.executor.test_limits import Clock
 
@@ -210,3 +213,62 @@ async def test_a_stream_whose_interruption_was_lost_is_cut_between_its_parts() -
     assert (call.outcome, call.billable, call.usage.completion_tokens > 0) == ("cancelled", True, True)
     assert upstream.closed and upstream.sent == 3
     assert outcome.charged == [ChargedCall(model=call.model, usage=call.usage)]
+
+
+class SlowBooks(Bus):
+    """Reports provider calls only when released: the moment between an answer and its record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reporting = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def report(self, attempt: int, record: ProviderCallRecorded) -> None:
+        self.reporting.set()
+        await self.release.wait()
+        await super().report(attempt, record)
+
+
+def _execute(
+    upstream: Provider, bus: Bus, cancellations: Cancellations
+) -> asyncio.Task[TaskCompleted | TaskFailed]:
+    """`execute` wired as the executor's service wires it: interruptible only around its calls."""
+    run: asyncio.Task[TaskCompleted | TaskFailed] = asyncio.create_task(
+        execute(
+            routed("openai"),
+            providers={"openai": upstream},
+            breakers=LocalBreakers(),
+            policy=FAST,
+            report=bus.report,
+            cancelled=lambda: cancellations.asked("acme", "t1"),
+            interruptible=lambda: cancellations.running("acme", "t1", run),
+        )
+    )
+    return run
+
+
+async def test_a_cancellation_heard_after_the_calls_leaves_their_records_and_outcome_alone() -> None:
+    """The client leaves once the answer is in, while its record is being reported: nothing is cut.
+    When the whole execution could be cancelled, the report was interrupted and the cancellation escaped
+    as a shutdown would: the task stayed unacked until redelivered (30 s), and the redelivery, finding
+    it cancelled, never reported the answer the provider had already charged for."""
+    cancellations, bus = Cancellations(), SlowBooks()
+    run = _execute(ScriptedProvider(reply("Paris.")), bus, cancellations)
+    await asyncio.wait_for(bus.reporting.wait(), 5)
+    assert cancellations.cancel("acme", "t1") is False  # remembered, with nothing left to interrupt
+    bus.release.set()
+    outcome = await asyncio.wait_for(run, 5)
+    assert isinstance(outcome, TaskCompleted) and outcome.content == "Paris."
+    [(_, record)] = bus.calls
+    assert record.outcome == "ok"
+
+
+async def test_a_cancellation_heard_during_a_call_still_cuts_it() -> None:
+    cancellations, bus, upstream = Cancellations(), Bus(), Hangs()
+    run = _execute(upstream, bus, cancellations)
+    await asyncio.wait_for(upstream.called.wait(), 5)
+    assert cancellations.cancel("acme", "t1") is True
+    outcome = await asyncio.wait_for(run, 5)
+    assert isinstance(outcome, TaskFailed) and outcome.error_code == "task_cancelled"
+    [(_, record)] = bus.calls
+    assert (record.outcome, record.billable) == ("cancelled", True)

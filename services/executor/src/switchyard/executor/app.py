@@ -186,8 +186,9 @@ def create(
         if task.request.stream:
             chunks = ChunkSink(bus.connection(service.broker).publish, task_id=task.task_id)
         assert state.breakers is not None, "set up before the consumer starts"
-        # Its own asyncio task, so that a cancellation stops the execution and nothing after it (a
-        # cancel that comes as it returns finds the task done and does nothing).
+        # Its own asyncio task, so that a client's cancellation can stop it, and only while its provider
+        # calls run (`interruptible`): one heard later finds nothing to stop, and the answer, its records
+        # and this handler's publishing and ack go on as for any task.
         run = asyncio.create_task(
             execute(
                 payload,
@@ -198,11 +199,11 @@ def create(
                 chunks=chunks,
                 limits=state.limits,
                 cancelled=lambda: cancellations.asked(task.tenant_id, task.task_id),
+                interruptible=lambda: cancellations.running(task.tenant_id, task.task_id, run),
                 states=state.tool_states,
             )
         )
-        with cancellations.running(task.tenant_id, task.task_id, run):
-            outcome = await run
+        outcome = await run
         metrics.TASKS.labels(metrics.outcome_label(outcome)).inc()
         sent.append(
             await events.send(

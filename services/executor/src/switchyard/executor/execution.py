@@ -5,6 +5,7 @@ and what it reports."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -106,11 +107,15 @@ async def execute(
     limits: RateLimits | None = None,
     sleep: Sleep = asyncio.sleep,
     cancelled: Callable[[], bool] | None = None,
+    interruptible: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
     states: tool_state.ToolStates | None = None,
 ) -> Outcome:
     """Runs the task. `cancelled` says whether its client cancelled it: checked before it starts, before
     each provider call (CancelGuard), and when this coroutine's task is cancelled (the executor cancels it
-    for a cancellation; any other cancellation, a shutdown, goes on up). `states` keeps what providers
+    for a cancellation; any other cancellation, a shutdown, goes on up). Only inside `interruptible()`
+    may a client's cancellation cancel this coroutine's task: around the provider calls, not while their
+    records are settled and the outcome built, where a cancellation would escape as a shutdown (the task
+    unacked until redelivered, the calls already made never reported). `states` keeps what providers
     return beside tool calls for the conversation's next turn (tool_state.py)."""
     task = routed.task
     decision = routed.decision
@@ -145,34 +150,39 @@ async def execute(
     candidates = decision.candidates
     # Only where a candidate's adapter uses what was kept: no look-up for a chain of Claude models
     carries = any(getattr(providers.get(c.provider), "carries", False) for c in decision.candidates)
-    call = replace(
-        ProviderCall.from_request(task.request, model=""),
-        timeout_s=policy.call_timeout_s,
-        carried=await tool_state.carried(states if carries else None, task.tenant_id, task.request.messages),
-    )
     context = Context(task.request, routed.classification, decision.min_confidence)
     streamed = chunks is not None and (decision.strategy == "single" or len(candidates) == 1)
     try:
-        async with asyncio.timeout(deadline.remaining() + DEADLINE_GRACE_S):
-            if streamed:
-                assert chunks is not None
-                result = await _stream(candidates, target, call, chunks)
-            elif decision.strategy == "cascade":
-                result = await strategies.cascade(
-                    candidates, target, call, context=context, checks=decision.checks
-                )
-            elif decision.strategy == "parallel" and decision.fan_out > 1:
-                result = await strategies.parallel(
-                    candidates,
-                    target,
-                    call,
-                    fan_out=decision.fan_out,
-                    mode=decision.parallel_mode,
-                    context=context,
-                    checks=decision.checks,
-                )
-            else:
-                result = await strategies.single(candidates, target, call)
+        # Left (synchronously, before any handler below runs) however the calls end: a cancellation
+        # heard after that finds nothing to interrupt, and the task ends as its calls did.
+        with interruptible():
+            call = replace(
+                ProviderCall.from_request(task.request, model=""),
+                timeout_s=policy.call_timeout_s,
+                carried=await tool_state.carried(
+                    states if carries else None, task.tenant_id, task.request.messages
+                ),
+            )
+            async with asyncio.timeout(deadline.remaining() + DEADLINE_GRACE_S):
+                if streamed:
+                    assert chunks is not None
+                    result = await _stream(candidates, target, call, chunks)
+                elif decision.strategy == "cascade":
+                    result = await strategies.cascade(
+                        candidates, target, call, context=context, checks=decision.checks
+                    )
+                elif decision.strategy == "parallel" and decision.fan_out > 1:
+                    result = await strategies.parallel(
+                        candidates,
+                        target,
+                        call,
+                        fan_out=decision.fan_out,
+                        mode=decision.parallel_mode,
+                        context=context,
+                        checks=decision.checks,
+                    )
+                else:
+                    result = await strategies.single(candidates, target, call)
     except ProviderError as error:
         await book.settle(None)
         return await _failed(routed, chunks, code=error.code, message=error.message, book=book)
