@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import pytest
@@ -61,3 +62,32 @@ async def test_a_connection_that_cannot_be_watched_is_not_taken_for_gone() -> No
     gone: list[bool] = []
     result = await unless_gone(Connection(fails=True), _answer(0.05), on_gone=lambda: gone.append(True))  # type: ignore[arg-type]
     assert result == "done" and gone == []
+
+
+async def test_what_abandoned_work_ends_with_is_not_logged_as_unretrieved() -> None:
+    """Cancelled, the work may still end with an error of its own (the gateway's wait ends with the task's
+    "cancelled" failure): nobody reads it, and asyncio must not report it as never retrieved."""
+    reported: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    connection = Connection()
+
+    async def fails_when_cancelled() -> str:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(0)
+            raise RuntimeError("the task failed: cancelled") from None
+        return "unreachable"
+
+    work = asyncio.ensure_future(fails_when_cancelled())
+    loop.call_later(0.01, connection.gone.set)
+    with pytest.raises(ClientClosedRequest):
+        await unless_gone(connection, work, on_gone=lambda: None)  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    assert work.done() and not work.cancelled()  # it ended with its error (not read here)
+    del work
+    gc.collect()
+    await asyncio.sleep(0)
+    loop.set_exception_handler(None)
+    assert [c for c in reported if "never retrieved" in str(c.get("message"))] == []

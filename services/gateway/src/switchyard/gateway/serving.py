@@ -44,10 +44,18 @@ async def unless_gone(request: Request, work: Coroutine[Any, Any, T], *, on_gone
         answered = working.done()
         if not answered:
             working.cancel()
+            # Abandoned: whatever it still ends with (the task's own failure once it heard the cancel)
+            # is nobody's, and unread it would be logged as "Task exception was never retrieved".
+            working.add_done_callback(_unread)
     if answered:
         return working.result()
     on_gone()
     raise ClientClosedRequest("the client went away before the answer; the task was cancelled")
+
+
+def _unread(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled():
+        done.exception()
 
 
 async def _disconnected(request: Request) -> None:
