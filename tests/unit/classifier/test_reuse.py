@@ -46,3 +46,8 @@ def test_size_zero_keeps_nothing() -> None:
     cache = Predictions(0)
     cache.put(b"a", _prediction("qa"))
     assert len(cache) == 0 and cache.get(b"a") is None
+    assert cache.key("acme", "x" * 400_000) is None  # and hashes nothing
+
+
+def test_the_map_keys_prompts_as_key_does() -> None:
+    assert Predictions(8).key("acme", "hello") == key("acme", "hello")

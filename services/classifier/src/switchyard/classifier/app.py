@@ -40,11 +40,12 @@ def create(settings: ClassifierSettings, classifier: Classifier | None = None) -
     async def on_submitted(event: CloudEvent, task: TaskSubmitted) -> None:
         started = time.perf_counter()
         text = task_text(task)
-        key = reuse.key(task.tenant_id, text)
-        prediction = predictions.get(key)
+        key = predictions.key(task.tenant_id, text)
+        prediction = predictions.get(key) if key is not None else None
         if prediction is None:
             prediction = await batcher.submit(text)
-            predictions.put(key, prediction)
+            if key is not None:
+                predictions.put(key, prediction)
             metrics.PREDICTIONS.labels("encoder").inc()
         else:
             metrics.PREDICTIONS.labels("reused").inc()

@@ -38,6 +38,10 @@ class Predictions:
     def __len__(self) -> int:
         return len(self._items)
 
+    def key(self, tenant_id: str, text: str) -> bytes | None:
+        """The prompt's key, or None when nothing is kept (size 0): a long prompt is then not hashed."""
+        return key(tenant_id, text) if self.size > 0 else None
+
     def get(self, k: bytes) -> Prediction | None:
         found = self._items.get(k)
         if found is not None:
