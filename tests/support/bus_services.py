@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import nats
@@ -60,3 +61,12 @@ class BusService:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+    def running(self) -> Iterator[subprocess.Popen[bytes]]:
+        """For a synchronous fixture (`yield from service.running()`): started, its process, then stopped."""
+        asyncio.run(self.start())
+        try:
+            assert self.proc is not None
+            yield self.proc
+        finally:
+            self.stop()

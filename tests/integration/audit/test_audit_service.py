@@ -56,13 +56,7 @@ def _audit(
         "SWITCHYARD_AUDIT_SIGNING_KEY": "22" * 32,
         **settings,
     }
-    service = BusService("audit", env=env, log_path=tmp_path / "audit.log")
-    asyncio.run(service.start())
-    try:
-        assert service.proc is not None
-        yield service.proc
-    finally:
-        service.stop()
+    yield from BusService("audit", env=env, log_path=tmp_path / "audit.log").running()
 
 
 @pytest.fixture

@@ -39,13 +39,7 @@ def _billing(
         "SWITCHYARD_POLICY_PATH": str(PRICE_SHEET),
         **settings,
     }
-    service = BusService("billing", env=env, log_path=tmp_path / "billing.log")
-    asyncio.run(service.start())
-    try:
-        assert service.proc is not None
-        yield service.proc
-    finally:
-        service.stop()
+    yield from BusService("billing", env=env, log_path=tmp_path / "billing.log").running()
 
 
 @pytest.fixture
