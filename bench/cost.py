@@ -124,7 +124,7 @@ def main() -> int:
                     spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     spies.append((name, raw, spy))
         result = run_wrk(url, body, sy.key, connections=args.concurrency, seconds=args.seconds)
-        drain_s = wait_drained(sy.monitor_port) if sy.monitor_port else 0.0  # deferred work counts too
+        drain_s = wait_drained(sy.monitor_port)  # deferred work counts too
         by_name: collections.Counter[str] = collections.Counter()
         for p in pids:
             by_name[_name(p)] += cpu_seconds([p]) - before[p]

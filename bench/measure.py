@@ -54,13 +54,16 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def wait_drained(monitor_port: int, *, timeout_s: float = 120.0) -> float:
+def wait_drained(monitor_port: int | None, *, timeout_s: float = 120.0) -> float:
     """Waits until every JetStream consumer of the nats-server behind `monitor_port` has nothing pending
-    and nothing unacked; returns the seconds waited (timeout_s if it never happened). The work a system
-    defers past the load (Switchyard's ledger and billing, off the request path) is then done, so CPU read
-    afterwards includes it, and it does not run into the next system's measurement."""
+    and nothing unacked; returns the seconds waited (timeout_s if it never happened; 0 for a system without
+    a bus). The work a system defers past the load (Switchyard's ledger and billing, off the request path)
+    is then done, so CPU read afterwards includes it, and it does not run into the next system's
+    measurement."""
     import httpx
 
+    if monitor_port is None:
+        return 0.0
     began = time.monotonic()
     url = f"http://127.0.0.1:{monitor_port}/jsz?consumers=1"
     report_at = began + 2.0  # a slow drain says, every 2 s, which consumers hold it up

@@ -88,7 +88,7 @@ def measure(
         result: LoadResult = run_stream(url, body, system.key, concurrency=concurrency, seconds=seconds)
     else:
         result = run_wrk(url, body, system.key, connections=concurrency, seconds=seconds)
-    drain_s = wait_drained(system.monitor_port) if system.monitor_port else 0.0
+    drain_s = wait_drained(system.monitor_port)
     cpu = cpu_seconds(tree_pids(system.pid)) - cpu_before
     return {
         "requests": result.requests,

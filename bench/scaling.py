@@ -40,8 +40,7 @@ def main() -> int:
                 for c in [int(x) for x in args.concurrency.split(",")]:
                     before = cpu_seconds(tree_pids(sy.pid))
                     r = run_wrk(url, body, sy.key, connections=c, seconds=args.seconds)
-                    if sy.monitor_port:  # the ledger's and billing's share of the load counts too
-                        wait_drained(sy.monitor_port)
+                    wait_drained(sy.monitor_port)  # the ledger's and billing's share of the load counts too
                     cpu = cpu_seconds(tree_pids(sy.pid)) - before
                     row = {
                         "replicas": n,

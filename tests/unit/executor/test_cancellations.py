@@ -20,11 +20,10 @@ from switchyard.common.events import (
     TaskTimedOut,
 )
 from switchyard.executor.cancellations import Cancellations
-from switchyard.executor.execution import execute
 from switchyard.executor.providers.base import Provider, ProviderCall, Reply, TextDelta
 from switchyard.executor.providers.testing import ScriptedProvider, reply
 from switchyard.executor.resilience.breaker import LocalBreakers
-from tests.unit.executor.test_execution import FAST, Bus, routed
+from tests.unit.executor.test_execution import Bus, routed
 from tests.unit.executor.test_execution import run as run_task
 from tests.unit.executor.test_limits import Clock
 
@@ -234,12 +233,10 @@ def _execute(
 ) -> asyncio.Task[TaskCompleted | TaskFailed]:
     """`execute` wired as the executor's service wires it: interruptible only around its calls."""
     run: asyncio.Task[TaskCompleted | TaskFailed] = asyncio.create_task(
-        execute(
+        run_task(
             routed("openai"),
-            providers={"openai": upstream},
-            breakers=LocalBreakers(),
-            policy=FAST,
-            report=bus.report,
+            {"openai": upstream},
+            bus,
             cancelled=lambda: cancellations.asked("acme", "t1"),
             interruptible=lambda: cancellations.running("acme", "t1", run),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -80,6 +81,7 @@ async def run(
     policy: ExecutionPolicy = FAST,
     limits: LocalRateLimits | None = None,
     cancelled: Callable[[], bool] | None = None,
+    interruptible: Callable[[], AbstractContextManager[object]] = nullcontext,
     states: ToolStates | None = None,
 ) -> TaskCompleted | TaskFailed:
     chunks = ChunkSink(bus.publish, task_id="t1") if task.task.request.stream else None
@@ -92,6 +94,7 @@ async def run(
         chunks=chunks,
         limits=limits,
         cancelled=cancelled,
+        interruptible=interruptible,
         states=states,
     )
 
