@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from switchyard.classifier import mixing
+from switchyard.classifier import mixing, training
 from switchyard.classifier.dataset import Example, is_heldout
 from switchyard.common.events.tasks import TASK_TYPES
 
@@ -67,3 +67,20 @@ def test_the_multilingual_requests_cover_every_label_in_every_language_and_none_
         if e.native_label in script:
             lo, hi = script[e.native_label]
             assert sum(lo <= ord(c) <= hi for c in e.prompt) >= 2, e.id
+
+
+def test_the_natural_requests_cover_every_label_and_none_is_held_out() -> None:
+    rows = mixing.load_natural()
+    labels = [e.label for e in rows]
+    assert sorted(set(labels)) == sorted(TASK_TYPES)
+    assert min(labels.count(t) for t in TASK_TYPES) >= 40
+    assert len({e.id for e in rows}) == len(rows) == len({e.prompt for e in rows})
+    assert all(e.source == mixing.NATURAL_SOURCE and not is_heldout(e) for e in rows)
+    # a document task carries its document
+    assert min(len(e.prompt) for e in rows if e.label in ("summarisation", "extraction")) >= 80
+
+
+def test_a_run_mixes_the_natural_requests_in_only_when_asked() -> None:
+    natural = {e.id for e in mixing.load_natural()}
+    assert not natural & {e.id for e in training.mixed_in([], training.TrainingRun())}
+    assert natural <= {e.id for e in training.mixed_in([], training.TrainingRun(natural=True))}

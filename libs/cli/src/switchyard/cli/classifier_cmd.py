@@ -40,6 +40,7 @@ def _train(args: argparse.Namespace) -> int:
         version=version,
         prompt_tokens=args.max_tokens or PROMPT_TOKENS,
         multilingual=args.multilingual,
+        natural=args.natural,
         other_scripts=None
         if args.no_other_scripts
         else (OTHER_SCRIPTS_OVER if args.other_scripts_over is None else args.other_scripts_over),
@@ -65,6 +66,7 @@ def _folds(args: argparse.Namespace) -> int:
         prompt_tokens=args.max_tokens or PROMPT_TOKENS,
         multilingual=args.multilingual,
         multilingual_weight=args.multilingual_weight,
+        natural=args.natural,
         open_questions=args.open_questions,
         coding_requests=args.coding_requests,
     )
@@ -210,6 +212,15 @@ def _multilingual_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
     )
 
 
+def _natural_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--natural",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="mix in the natural English requests (data/natural_requests.jsonl), a source of their own",
+    )
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cls = sub.add_parser("classifier", help="train, evaluate and run the task classifier")
     cls_sub = cls.add_subparsers(dest="classifier_command", required=True)
@@ -227,6 +238,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="tokens per prompt to train at, recorded in heads.json (default: classifier's PROMPT_TOKENS)",
     )
     _multilingual_flag(train, "mix the multilingual requests into the main head (tried, not the recipe)")
+    _natural_flag(train)
     train.add_argument(
         "--other-scripts-over",
         type=float,
@@ -261,6 +273,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     fo.add_argument("--seeds", default="1,11,2,3,5,7", help="one MLP per fold and seed")
     fo.add_argument("--max-tokens", type=int, help="tokens per prompt (default: classifier's PROMPT_TOKENS)")
     _multilingual_flag(fo, "train on the multilingual requests (folds M1 / M2 score them either way)")
+    _natural_flag(fo)
     fo.add_argument(
         "--multilingual-weight",
         choices=("seed", "source"),

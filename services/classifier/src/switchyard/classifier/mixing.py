@@ -19,6 +19,10 @@ SEED_FILE = Path(__file__).resolve().parents[3] / "data" / "seed_prompts.jsonl"
 # Requests in fourteen languages other than English, every label (native_label = the ISO 639-1 code).
 MULTILINGUAL_FILE = SEED_FILE.with_name("multilingual_prompts.jsonl")
 MULTILINGUAL_SOURCE = "switchyard_multilingual"
+# Requests in English written the way people type to an assistant (long briefs, pasted code, logs and
+# documents, sloppy or terse wording), every label.
+NATURAL_FILE = SEED_FILE.with_name("natural_requests.jsonl")
+NATURAL_SOURCE = "switchyard_natural"
 SEED_SOURCE = "switchyard_seed"
 AUGMENT_SOURCE = "switchyard_augmented"
 
@@ -73,6 +77,10 @@ INSTRUCTIONS: dict[str, tuple[str, ...]] = {
 
 def load_multilingual() -> list[Example]:
     return load_seed(MULTILINGUAL_FILE)
+
+
+def load_natural() -> list[Example]:
+    return load_seed(NATURAL_FILE)
 
 
 def load_seed(path: Path = SEED_FILE) -> list[Example]:

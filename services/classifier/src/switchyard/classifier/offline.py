@@ -60,6 +60,7 @@ def train(
     version: str,
     prompt_tokens: int = PROMPT_TOKENS,
     multilingual: bool = False,
+    natural: bool = False,
     other_scripts: float | None = training.OTHER_SCRIPTS_OVER,
     other_languages: bool = True,
 ) -> dict[str, Any]:
@@ -69,6 +70,7 @@ def train(
         version=version,
         prompt_tokens=prompt_tokens,
         multilingual=multilingual,
+        natural=natural,
         other_scripts=other_scripts,
         other_languages=other_languages,
     )

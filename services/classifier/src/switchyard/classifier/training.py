@@ -62,6 +62,7 @@ class TrainingRun:
     open_questions: int = 0  # per label (mixing.open_questions); tried, see the README
     coding_requests: int = 0  # mixing.coding_requests; tried, see the README
     multilingual: bool = False  # mixing.load_multilingual in the main head; tried, see the README
+    natural: bool = False  # mixing.load_natural, a source of its own in every label
     # a second type head, trained with the multilingual requests too, for prompts whose share of non-ASCII
     # characters is above this (heads.ScriptHead); None: no such head
     other_scripts: float | None = OTHER_SCRIPTS_OVER
@@ -85,6 +86,8 @@ def mixed_in(examples: list[dataset.Example], run: TrainingRun) -> list[dataset.
     extra += puzzles.generate(run.puzzles, seed=run.seed)
     if run.multilingual:
         extra += mixing.load_multilingual()
+    if run.natural:
+        extra += mixing.load_natural()
     if run.open_questions:
         extra += mixing.open_questions(examples, per_label=run.open_questions, seed=run.seed)
     if run.coding_requests:
