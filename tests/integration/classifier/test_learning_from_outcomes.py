@@ -38,6 +38,9 @@ ACTS = ("is arriving tomorrow", "lost the keys again", "loves old films", "canno
 LANGS = ("French", "German", "Spanish")
 
 
+SPANISH = "Escribe un poema corto sobre el mar y las olas para mi madre, que vive en la costa."
+
+
 def _prompts(n: int) -> list[str]:
     combos = itertools.cycle(itertools.product(SUBJECTS, ACTS, LANGS))
     return [
@@ -117,6 +120,8 @@ async def test_feedback_through_the_ledger_retrains_and_promotes_a_head(
                     attempts=2 if i % 3 == 0 else 1, latency_ms=5.0, completed_at=datetime.now(UTC),
                 )  # fmt: skip
                 await publisher.publish(done, subject=subjects.result_subject(f"t{i}"), tenant_id=acme.id)
+            # in Spanish: stored with the flag that sends it to the other-scripts head (no outcome: unused)
+            await publisher.publish(_classified(acme.id, "t-es", SPANISH, "writing"), tenant_id=acme.id)
             # a tenant that did not opt in: recorded in the ledger, never in the feature store
             await publisher.publish(_classified(other.id, "t0", prompts[0], "writing"), tenant_id=other.id)
 
@@ -158,9 +163,13 @@ async def test_feedback_through_the_ledger_retrains_and_promotes_a_head(
                 select(func.count()).select_from(LedgerEntry).where(LedgerEntry.action == "task.feedback")
             )
             await _wait_for(engine, feedback_rows, n)
-            await _wait_for(engine, select(func.count()).select_from(OutcomeFeatures), n)
+            await _wait_for(engine, select(func.count()).select_from(OutcomeFeatures), n + 1)
             async with engine.connect() as conn:
                 tenants = set((await conn.execute(select(OutcomeFeatures.tenant_id))).scalars())
+                flagged = (
+                    await conn.execute(select(OutcomeFeatures.task_id).where(OutcomeFeatures.other_language))
+                ).scalars()
+                assert list(flagged) == ["t-es"]
                 details = (
                     (
                         await conn.execute(
@@ -181,8 +190,8 @@ async def test_feedback_through_the_ledger_retrains_and_promotes_a_head(
             decision = await retrain_from_ledger(
                 records, database_url=sqlite_url, artifact_dir=None, out=tmp_path / "heads-new"
             )
-            assert decision.report["classified_tasks_in_ledger"] == n + 1
-            assert decision.report["tasks_with_stored_features"] == n
+            assert decision.report["classified_tasks_in_ledger"] == n + 2
+            assert decision.report["tasks_with_stored_features"] == n + 1
             assert decision.report["holdout_rows"] == 12
             typ = decision.report["type"]
             assert typ["current"]["accuracy"] < 0.5, "precondition: the shipped heads disagree with acme"
@@ -194,7 +203,7 @@ async def test_feedback_through_the_ledger_retrains_and_promotes_a_head(
             assert lineage["parent_version"] == current.version and lineage["decision"] == decision.reasons
 
             removed = await store.purge(engine, retention=timedelta(0))
-            assert removed == n
+            assert removed == n + 1
         finally:
             await nc.close()
             await engine.dispose()

@@ -26,7 +26,9 @@ async def test_record_load_and_purge(db_url: str) -> None:
         await store.record(
             engine, tenant_id="acme", task_id="t1", vector=v * 0, now=now, **common
         )  # redelivery
-        await store.record(engine, tenant_id="acme", task_id="t2", vector=v + 1, now=now, **common)
+        await store.record(
+            engine, tenant_id="acme", task_id="t2", vector=v + 1, now=now, other_language=True, **common
+        )
         await store.record(engine, tenant_id="other", task_id="t1", vector=v, now=now, **common)
         await store.record(
             engine,
@@ -40,6 +42,7 @@ async def test_record_load_and_purge(db_url: str) -> None:
         got = await store.load(engine, embedding_model_sha256="m1", features_version="lex-v1")
         assert set(got) == {("acme", "t1"), ("acme", "t2"), ("other", "t1")}
         assert np.array_equal(got[("acme", "t1")].vector, v)  # the first write stays
+        assert got[("acme", "t2")].other_language and not got[("acme", "t1")].other_language
         only = await store.load(
             engine, embedding_model_sha256="m1", features_version="lex-v1", tenants=["other"]
         )

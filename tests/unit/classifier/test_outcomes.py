@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pytest
 
-from switchyard.classifier.heads import Heads, Mlp
+from switchyard.classifier import features
+from switchyard.classifier.heads import Heads, Mlp, ScriptHead
 from switchyard.classifier.outcomes import retrain
 from switchyard.classifier.outcomes.ledger import LedgerRecord, outcomes
 from switchyard.classifier.outcomes.store import Consent, StoredFeatures
@@ -69,14 +71,15 @@ def _heads(dim: int, rng: np.random.Generator) -> Heads:
     return Heads("heads-4", TASK_TYPES, np.zeros(dim, np.float32), np.ones(dim, np.float32), type_head, comp)
 
 
-def _data(labels: list[str], x: np.ndarray) -> retrain.OutcomeData:
+def _data(labels: list[str], x: np.ndarray, other_language: np.ndarray | None = None) -> retrain.OutcomeData:
     found, stored = [], {}
     for i, label in enumerate(labels):
         found.append(
             outcomes([_rec(i, "acme", "task.classify", task_id=f"t{i}", type=label, model_version="h")])[0]
         )
         found[-1].rating = "good"
-        stored[("acme", f"t{i}")] = StoredFeatures("acme", f"t{i}", x[i], T0)
+        flag = bool(other_language[i]) if other_language is not None else False
+        stored[("acme", f"t{i}")] = StoredFeatures("acme", f"t{i}", x[i], T0, other_language=flag)
     return retrain.dataset(found, stored, TASK_TYPES)
 
 
@@ -111,3 +114,32 @@ def test_too_few_outcomes_keep_the_current_heads() -> None:
     decision = retrain.retrain(heads, _data(["qa"] * 5, rng.standard_normal((5, 8)).astype(np.float32)))
     assert not decision.promoted and "need 20" in decision.reasons[0]
     assert retrain.next_version("heads-1") == "heads-2" and retrain.next_version("custom") == "custom-2"
+
+
+def test_each_type_head_learns_from_and_is_judged_on_the_prompts_it_reads() -> None:
+    rng = np.random.default_rng(3)
+    dim = 4 + features.DIM  # the embedding part, then the lexical features (no non-ASCII text here)
+    base = _heads(dim, rng)
+    w0 = rng.standard_normal((dim, 16)).astype(np.float32)
+    w1 = rng.standard_normal((16, 9)).astype(np.float32) * 0.1
+    second = ScriptHead(
+        mean=np.zeros(dim, np.float32), std=np.ones(dim, np.float32),
+        type_head=Mlp((w0, w1), (np.zeros(16, np.float32), np.zeros(9, np.float32))),
+        temperature=1.0, min_non_ascii=0.3, other_languages=True,
+    )  # fmt: skip
+    heads = replace(base, other_scripts=second)
+    x = rng.standard_normal((160, dim)).astype(np.float32)
+    x[:, -features.DIM :] = 0.0
+    spanish = np.arange(160) % 2 == 1
+    # the English prompts' users agree with the main head; the Spanish ones follow a rule neither knows
+    main_says = [TASK_TYPES[int(i)] for i in base.type_head(x).argmax(axis=1)]
+    labels = [("math" if x[i, 0] > 0 else "coding") if spanish[i] else main_says[i] for i in range(160)]
+    decision = retrain.retrain(heads, _data(labels, x, spanish), holdout=0.25)
+    assert decision.promoted, decision.reasons
+    assert decision.heads.type_head is base.type_head  # the Spanish rows never reached the main head
+    assert decision.heads.other_scripts is not None
+    assert decision.heads.other_scripts.type_head is not second.type_head
+    main, other = decision.report["type"], decision.report["type_other_scripts"]
+    assert main["current"]["accuracy"] == 1.0 and main["current"]["n"] == 20 and main["train_rows"] == 60
+    assert other["candidate"]["macro_f1"] > other["current"]["macro_f1"] and other["train_rows"] == 60
+    assert any(r.startswith("other-scripts type head promoted") for r in decision.reasons)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Integer, LargeBinary, MetaData, String, UniqueConstraint
+from sqlalchemy import Boolean, Integer, LargeBinary, MetaData, String, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from switchyard.common.db import UTCDateTime
@@ -26,4 +26,7 @@ class OutcomeFeatures(ClassifierBase):
     embedding_model_sha256: Mapped[str] = mapped_column(String(64))
     features_version: Mapped[str] = mapped_column(String(32))
     vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32 [embedding_dim + lexical DIM]
+    # written in a Latin-script language other than English (`languages.other_language`): with the
+    # lexical features, says which type head reads the prompt (heads.ScriptHead.takes)
+    other_language: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import numpy as np
 
-from switchyard.classifier import artifact, features
+from switchyard.classifier import artifact, features, languages
 from switchyard.classifier.classify import task_text
 from switchyard.classifier.config import ClassifierSettings
 from switchyard.classifier.outcomes import store
@@ -65,6 +65,7 @@ def create(settings: ClassifierSettings) -> Service:
             vector=vector,
             embedding_model_sha256=model_sha,
             features_version=heads.input_version,
+            other_language=languages.other_language(text) is not None,
         )
         recorded += 1
         if recorded % PURGE_EVERY == 0:

@@ -4,7 +4,9 @@ The dataset joins the ledger's outcomes (labels) with the opt-in feature store (
 The oldest rows train, the newest `holdout` fraction judges: the candidate heads start from the current
 ones (fine-tuning, so what the public data taught is kept) and a head is promoted only if it beats the
 current one on the holdout — type by macro-F1, complexity by Brier score. Otherwise the current artifact
-stays, and the decision says why.
+stays, and the decision says why. Each type head learns from, and is judged on, the prompts it reads in
+service: the other-scripts head (heads.ScriptHead) those in other scripts and other Latin-script
+languages, the main head the rest; the complexity head reads every prompt.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from switchyard.classifier import features
 from switchyard.classifier.evaluation import calibration, classification_report
-from switchyard.classifier.heads import Heads, sigmoid, softmax
+from switchyard.classifier.heads import Heads, Mlp, sigmoid, softmax
 from switchyard.classifier.mlp_train import TrainConfig, train_mlp
 from switchyard.classifier.outcomes.ledger import TaskOutcome
 from switchyard.classifier.outcomes.store import StoredFeatures
@@ -31,6 +34,7 @@ class OutcomeData:
     type_y: np.ndarray  # label index, -1 where unknown
     failed_y: np.ndarray  # 1.0 / 0.0, nan where unknown
     order: list[TaskOutcome]
+    other_language: np.ndarray | None = None  # [n] bool: in another Latin-script language (store)
 
     def sha256(self) -> str:
         h = hashlib.sha256()
@@ -52,7 +56,7 @@ def dataset(
     found: list[TaskOutcome], stored: dict[tuple[str, str], StoredFeatures], labels: tuple[str, ...]
 ) -> OutcomeData:
     index = {label: i for i, label in enumerate(labels)}
-    rows, xs, ty, fy = [], [], [], []
+    rows, xs, ty, fy, lang = [], [], [], [], []
     for o in found:
         feats = stored.get((o.tenant_id, o.task_id))
         label, failed = o.type_label, o.cheap_failed
@@ -62,9 +66,12 @@ def dataset(
         xs.append(feats.vector)
         ty.append(index.get(label, -1) if label else -1)
         fy.append(np.nan if failed is None else float(failed))
+        lang.append(feats.other_language)
     dim = len(xs[0]) if xs else 0
     x = np.stack(xs).astype(np.float32) if xs else np.zeros((0, dim), dtype=np.float32)
-    return OutcomeData(x, np.array(ty, dtype=np.int64), np.array(fy, dtype=np.float64), rows)
+    return OutcomeData(
+        x, np.array(ty, dtype=np.int64), np.array(fy, dtype=np.float64), rows, np.array(lang, dtype=bool)
+    )
 
 
 def next_version(version: str) -> str:
@@ -99,27 +106,33 @@ def retrain(
     reasons: list[str] = []
     new = current
 
-    tr = train[data.type_y[train] >= 0]
-    te = test[data.type_y[test] >= 0]
-    if len(tr) and len(te):
-        cand = train_mlp(
-            xs[tr], data.type_y[tr], weights=np.ones(len(tr)), outputs=len(current.labels),
-            config=FINE_TUNE, rng=rng, init=current.type_head,
+    other = current.other_scripts
+    read_by_other = (
+        other.takes(data.x[:, -features.DIM :], data.other_language)
+        if other is not None
+        else np.zeros(n, dtype=bool)
+    )
+    known = data.type_y >= 0
+    main = _fine_tune_type(
+        "type head", current.type_head, xs, data.type_y, current.temperature, current.labels,
+        train[known[train] & ~read_by_other[train]], test[known[test] & ~read_by_other[test]], rng,
+    )  # fmt: skip
+    if main.report:
+        report["type"] = main.report
+    reasons.append(main.reason)
+    if main.head is not None:
+        new = replace(new, type_head=main.head)
+    if other is not None:
+        second = _fine_tune_type(
+            "other-scripts type head", other.type_head, (data.x - other.mean) / other.std, data.type_y,
+            other.temperature, current.labels,
+            train[known[train] & read_by_other[train]], test[known[test] & read_by_other[test]], rng,
         )  # fmt: skip
-        before = _type_report(current.type_head, current.temperature, xs[te], data.type_y[te], current.labels)
-        after = _type_report(cand, current.temperature, xs[te], data.type_y[te], current.labels)
-        report["type"] = {"current": before, "candidate": after, "train_rows": len(tr)}
-        if after["macro_f1"] > before["macro_f1"]:
-            new = replace(new, type_head=cand)
-            reasons.append(
-                f"type head promoted: holdout macro-F1 {before['macro_f1']} -> {after['macro_f1']}"
-            )
-        else:
-            reasons.append(
-                f"type head kept: candidate macro-F1 {after['macro_f1']} does not beat {before['macro_f1']}"
-            )
-    else:
-        reasons.append(f"type head kept: {len(tr)} train / {len(te)} holdout rows with a known type")
+        if second.report:
+            report["type_other_scripts"] = second.report
+        reasons.append(second.reason)
+        if second.head is not None:
+            new = replace(new, other_scripts=replace(other, type_head=second.head))
 
     tr = train[~np.isnan(data.failed_y[train])]
     te = test[~np.isnan(data.failed_y[test])]
@@ -144,6 +157,41 @@ def retrain(
     if new is current:
         return Decision(False, current, reasons, report)
     return Decision(True, replace(new, version=next_version(current.version)), reasons, report)
+
+
+@dataclass(frozen=True, slots=True)
+class _TypeFit:
+    head: Mlp | None  # the candidate, when it beat the current head
+    reason: str
+    report: dict[str, Any]
+
+
+def _fine_tune_type(
+    name: str,
+    head: Mlp,
+    xs: np.ndarray,
+    y: np.ndarray,
+    temperature: float,
+    labels: tuple[str, ...],
+    tr: np.ndarray,
+    te: np.ndarray,
+    rng: np.random.Generator,
+) -> _TypeFit:
+    """One type head fine-tuned on its training rows `tr` and judged against itself on `te` (standardised
+    inputs `xs`, its own normalisation)."""
+    if not len(tr) or not len(te):
+        return _TypeFit(None, f"{name} kept: {len(tr)} train / {len(te)} holdout rows with a known type", {})
+    cand = train_mlp(
+        xs[tr], y[tr], weights=np.ones(len(tr)), outputs=len(labels), config=FINE_TUNE, rng=rng, init=head
+    )
+    before = _type_report(head, temperature, xs[te], y[te], labels)
+    after = _type_report(cand, temperature, xs[te], y[te], labels)
+    report = {"current": before, "candidate": after, "train_rows": len(tr)}
+    if after["macro_f1"] > before["macro_f1"]:
+        promoted = f"{name} promoted: holdout macro-F1 {before['macro_f1']} -> {after['macro_f1']}"
+        return _TypeFit(cand, promoted, report)
+    kept = f"{name} kept: candidate macro-F1 {after['macro_f1']} does not beat {before['macro_f1']}"
+    return _TypeFit(None, kept, report)
 
 
 def _type_report(

@@ -46,6 +46,7 @@ class StoredFeatures:
     task_id: str
     vector: np.ndarray
     recorded_at: datetime
+    other_language: bool = False
 
 
 async def record(
@@ -56,6 +57,7 @@ async def record(
     vector: np.ndarray,
     embedding_model_sha256: str,
     features_version: str,
+    other_language: bool = False,
     now: datetime | None = None,
 ) -> None:
     """Stores one task's features once (a redelivered event changes nothing)."""
@@ -65,6 +67,7 @@ async def record(
         "embedding_model_sha256": embedding_model_sha256,
         "features_version": features_version,
         "vector": np.asarray(vector, dtype="<f4").tobytes(),
+        "other_language": other_language,
         "recorded_at": now or datetime.now(UTC),
     }
     insert = sqlite_insert if is_sqlite(str(engine.url)) else pg_insert
@@ -95,6 +98,7 @@ async def load(
                 task_id=row["task_id"],
                 vector=np.frombuffer(row["vector"], dtype="<f4").astype(np.float32),
                 recorded_at=row["recorded_at"],
+                other_language=bool(row["other_language"]),
             )
     return out
 
