@@ -199,10 +199,12 @@ def _retrain(args: argparse.Namespace) -> int:
     else:
         for reason in decision.reasons:
             print(reason)
-        verdict = (
-            f"promoted {decision.heads.version} -> {out}" if decision.promoted else "kept the current heads"
-        )
-        print(("dry run: would have " if args.dry_run and decision.promoted else "") + verdict)
+        if not decision.promoted:
+            print("kept the current heads")
+        elif args.dry_run:
+            print(f"dry run: would have promoted {decision.heads.version}" + (f" -> {out}" if out else ""))
+        else:
+            print(f"promoted {decision.heads.version} -> {out}")
     return 0
 
 
