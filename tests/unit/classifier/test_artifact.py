@@ -158,3 +158,24 @@ def test_heads_8_send_other_latin_script_languages_to_the_other_head_and_the_art
     del doc["other_scripts"]["other_languages"]  # as heads-6 and heads-7 wrote it
     (folder / artifact.MANIFEST).write_text(json.dumps(doc))
     assert not artifact.load(folder).reads_languages
+
+
+def test_a_save_that_fails_leaves_the_artifact_there_whole(
+    copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retrain writes into the live folder: a failure while writing must not leave a damaged pair."""
+    before = artifact.load(copy)
+    weights = (copy / artifact.WEIGHTS).read_bytes()
+    heads = replace(before, version="heads-99", temperature=before.temperature + 1.0)
+
+    def full_disk(*args: object, **kwargs: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full_disk)  # the manifest, written after the weights
+    with pytest.raises(OSError, match="No space left"):
+        artifact.save(copy, heads, dict(before.manifest))
+    monkeypatch.undo()
+    assert (copy / artifact.WEIGHTS).read_bytes() == weights
+    assert artifact.load(copy).version == before.version
+    assert sorted(p.name for p in copy.iterdir()) == sorted([artifact.WEIGHTS, artifact.MANIFEST])
+    assert artifact.load(artifact.save(copy, heads, dict(before.manifest))).version == "heads-99"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,10 @@ def default_dir() -> Path:
 
 
 def save(folder: Path, heads: Heads, manifest: dict[str, Any]) -> Path:
-    """Writes both files deterministically (fixed array order, no timestamps in the npz)."""
+    """Writes both files deterministically (fixed array order, no timestamps in the npz). Both are staged
+    beside their final names first and then put in place back to back (`os.replace`), so a write that
+    fails or is interrupted leaves the artifact already there (often the live one, for a retrain) whole:
+    never a truncated file, and a mismatched pair only if the process dies between the two renames."""
     folder.mkdir(parents=True, exist_ok=True)
     arrays = {"norm.mean": heads.mean, "norm.std": heads.std}
     arrays.update(heads.type_head.arrays("type"))
@@ -73,7 +77,6 @@ def save(folder: Path, heads: Heads, manifest: dict[str, Any]) -> Path:
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v, dtype=np.float32) for k, v in sorted(arrays.items())})  # type: ignore[arg-type]
     data = buf.getvalue()
-    (folder / WEIGHTS).write_bytes(data)
     doc = {
         **manifest,
         "weights_sha256": hashlib.sha256(data).hexdigest(),
@@ -86,7 +89,19 @@ def save(folder: Path, heads: Heads, manifest: dict[str, Any]) -> Path:
         doc["other_scripts"] = {**fit, "temperature": other.temperature, "min_non_ascii": other.min_non_ascii}
         if other.other_languages:  # absent before heads-8, so older artifacts keep their bytes
             doc["other_scripts"]["other_languages"] = True
-    (folder / MANIFEST).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    staged = [
+        (folder / f".{WEIGHTS}.tmp", folder / WEIGHTS),
+        (folder / f".{MANIFEST}.tmp", folder / MANIFEST),
+    ]
+    try:
+        staged[0][0].write_bytes(data)
+        staged[1][0].write_text(text, encoding="utf-8")
+        for tmp, final in staged:
+            os.replace(tmp, final)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
     return folder
 
 
