@@ -143,3 +143,11 @@ def test_each_type_head_learns_from_and_is_judged_on_the_prompts_it_reads() -> N
     assert main["current"]["accuracy"] == 1.0 and main["current"]["n"] == 20 and main["train_rows"] == 60
     assert other["candidate"]["macro_f1"] > other["current"]["macro_f1"] and other["train_rows"] == 60
     assert any(r.startswith("other-scripts type head promoted") for r in decision.reasons)
+
+
+def test_the_data_hash_covers_which_head_each_row_trains() -> None:
+    x = np.random.default_rng(4).standard_normal((4, 8)).astype(np.float32)
+    labels = ["qa", "math", "qa", "coding"]
+    english = _data(labels, x, np.zeros(4, dtype=bool))
+    assert english.sha256() == _data(labels, x, np.zeros(4, dtype=bool)).sha256()
+    assert english.sha256() != _data(labels, x, np.array([False, True, False, False])).sha256()

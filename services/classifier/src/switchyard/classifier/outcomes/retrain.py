@@ -41,6 +41,8 @@ class OutcomeData:
         for o, t, f in zip(self.order, self.type_y, self.failed_y, strict=True):
             h.update(f"{o.tenant_id}/{o.task_id}/{int(t)}/{f}\n".encode())
         h.update(self.x.tobytes())
+        if self.other_language is not None:  # which head each row trains
+            h.update(np.packbits(self.other_language).tobytes())
         return h.hexdigest()
 
 
