@@ -63,10 +63,14 @@ def test_consent_is_opt_in() -> None:
     assert Consent(frozenset({"*"})).covers("anyone")
 
 
-def _heads(dim: int, rng: np.random.Generator) -> Heads:
+def _type_mlp(dim: int, rng: np.random.Generator) -> Mlp:
     w0 = rng.standard_normal((dim, 16)).astype(np.float32)
     w1 = rng.standard_normal((16, 9)).astype(np.float32) * 0.1
-    type_head = Mlp((w0, w1), (np.zeros(16, np.float32), np.zeros(9, np.float32)))
+    return Mlp((w0, w1), (np.zeros(16, np.float32), np.zeros(9, np.float32)))
+
+
+def _heads(dim: int, rng: np.random.Generator) -> Heads:
+    type_head = _type_mlp(dim, rng)
     comp = Mlp((np.zeros((dim, 1), np.float32),), (np.zeros(1, np.float32),))
     return Heads("heads-4", TASK_TYPES, np.zeros(dim, np.float32), np.ones(dim, np.float32), type_head, comp)
 
@@ -120,11 +124,8 @@ def test_each_type_head_learns_from_and_is_judged_on_the_prompts_it_reads() -> N
     rng = np.random.default_rng(3)
     dim = 4 + features.DIM  # the embedding part, then the lexical features (no non-ASCII text here)
     base = _heads(dim, rng)
-    w0 = rng.standard_normal((dim, 16)).astype(np.float32)
-    w1 = rng.standard_normal((16, 9)).astype(np.float32) * 0.1
     second = ScriptHead(
-        mean=np.zeros(dim, np.float32), std=np.ones(dim, np.float32),
-        type_head=Mlp((w0, w1), (np.zeros(16, np.float32), np.zeros(9, np.float32))),
+        mean=np.zeros(dim, np.float32), std=np.ones(dim, np.float32), type_head=_type_mlp(dim, rng),
         temperature=1.0, min_non_ascii=0.3, other_languages=True,
     )  # fmt: skip
     heads = replace(base, other_scripts=second)

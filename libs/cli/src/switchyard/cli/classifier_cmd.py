@@ -208,19 +208,12 @@ def _retrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _multilingual_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
-    parser.add_argument(
-        "--multilingual", action=argparse.BooleanOptionalAction, default=False, help=help_text
-    )
+def _switch(parser: argparse.ArgumentParser, flag: str, help_text: str) -> None:
+    """`--flag` / `--no-flag`, off by default."""
+    parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=False, help=help_text)
 
 
-def _natural_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--natural",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="mix in the natural English requests (data/natural_requests.jsonl), a source of their own",
-    )
+NATURAL_HELP = "mix in the natural English requests (data/natural_requests.jsonl), a source of their own"
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -239,8 +232,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         type=int,
         help="tokens per prompt to train at, recorded in heads.json (default: classifier's PROMPT_TOKENS)",
     )
-    _multilingual_flag(train, "mix the multilingual requests into the main head (tried, not the recipe)")
-    _natural_flag(train)
+    _switch(
+        train, "--multilingual", "mix the multilingual requests into the main head (tried, not the recipe)"
+    )
+    _switch(train, "--natural", NATURAL_HELP)
     train.add_argument(
         "--other-scripts-over",
         type=float,
@@ -274,8 +269,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     fo.add_argument("--data", type=Path, default=DEFAULT_DATA)
     fo.add_argument("--seeds", default="1,11,2,3,5,7", help="one MLP per fold and seed")
     fo.add_argument("--max-tokens", type=int, help="tokens per prompt (default: classifier's PROMPT_TOKENS)")
-    _multilingual_flag(fo, "train on the multilingual requests (folds M1 / M2 score them either way)")
-    _natural_flag(fo)
+    _switch(fo, "--multilingual", "train on the multilingual requests (folds M1 / M2 score them either way)")
+    _switch(fo, "--natural", NATURAL_HELP)
     fo.add_argument(
         "--multilingual-weight",
         choices=("seed", "source"),
