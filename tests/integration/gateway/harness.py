@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -59,13 +60,20 @@ async def prepare_bus(nats_url: str, db_url: str) -> None:
     await nc.close()
 
 
+class Bases(list[str]):
+    """The replicas' base URLs, and their processes (to kill one)."""
+
+    procs: list[subprocess.Popen[bytes]]
+
+
 @contextmanager
 def gateways(
     nats_server: NatsServer, db_url: str, tmp_path: Path, *, count: int = 1, env: dict[str, str] | None = None
-) -> Iterator[list[str]]:
+) -> Iterator[Bases]:
     """`count` gateway replicas sharing the bus and the database; yields their base URLs."""
     asyncio.run(prepare_bus(nats_server.url, db_url))
-    bases = []
+    bases = Bases()
+    bases.procs = []
     with ExitStack() as stack:
         for i in range(count):
             port = free_port()
@@ -79,7 +87,7 @@ def gateways(
                 "SWITCHYARD_INSTANCE": f"gateway-{i}",
                 **(env or {}),
             }
-            stack.enter_context(
+            proc = stack.enter_context(
                 service_process(
                     "switchyard.gateway",
                     env=full_env,
@@ -88,6 +96,7 @@ def gateways(
                 )
             )
             bases.append(base)
+            bases.procs.append(proc)
         yield bases
 
 

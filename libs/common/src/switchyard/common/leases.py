@@ -201,6 +201,7 @@ class Leases:
         self.tick_s = tick_s
         self._clock = clock
         self._returned = returned  # told (key, units in use as seen here) after an idle return
+        self._before_return: Callable[[], Awaitable[None]] | None = None
         self._leases: dict[str, _Lease] = {}
         self._task: asyncio.Task[None] | None = None
         self._refills = Background()
@@ -344,6 +345,15 @@ class Leases:
             keep = max(min(lease.grant - lease.free, amount), 0)
             lease.free += keep
             amount -= keep
+        if amount > 0 and self._before_return is not None:
+            try:
+                await self._before_return()
+            except Exception as exc:
+                if lease is None:
+                    raise
+                lease.free += amount  # kept here: handed back once the store may have it
+                log.warning("keeping %d units of %s for now: %s", amount, key, exc)
+                return
         value = await self.store.add(key, -amount)
         if lease is not None:
             lease.held = max(lease.held - amount, 0)
@@ -351,6 +361,12 @@ class Leases:
 
     def on_returned(self, returned: Callable[[str, int], None]) -> None:
         self._returned = returned
+
+    def before_return(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """`hook` is awaited before any units go back to the store, and may refuse (raise): the units
+        then stay in this replica's lease. The gateway's in-flight list is written there first, so a
+        task it lists has given nothing back yet (`switchyard.gateway.inflight`)."""
+        self._before_return = hook
 
     def free(self, key: str) -> int:
         lease = self._leases.get(key)
@@ -362,6 +378,8 @@ class Leases:
         if not amount:
             return
         try:
+            if self._before_return is not None:
+                await self._before_return()
             lease.value = await self.store.add(key, -amount)
             lease.held = max(lease.held - amount, 0)
         except Exception as exc:  # kept: the next idle pass tries again

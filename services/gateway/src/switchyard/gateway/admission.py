@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from switchyard.common.background import Background
 from switchyard.common.events import ChatRequest, TaskCompleted, TaskFailed
@@ -24,6 +24,9 @@ from switchyard.gateway.budgets import pricing
 from switchyard.gateway.budgets.service import Account, Budgets, Reservation
 from switchyard.gateway.limits.service import RateLimiter, Ticket, take_or_unavailable
 from switchyard.gateway.tenants import Principal
+
+if TYPE_CHECKING:
+    from switchyard.gateway.inflight import InFlight
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,6 +43,7 @@ class Pass:
     failure: TaskFailed | None = None
     headers: dict[str, str] = field(default_factory=dict)
     closed: bool = False
+    unlist: Callable[[], None] | None = None  # takes it off this replica's in-flight list (`inflight`)
 
     def observe(self, item: object) -> None:
         if isinstance(item, TaskCompleted):
@@ -59,18 +63,19 @@ class Pass:
         if self.closed:
             return []
         self.closed = True
-        # What billing charges: the answer and the calls billed besides it; a failed task pays for the
-        # calls it cut or rejected (a cancelled stream's text so far), nothing else.
-        ended = self.outcome or (self.failure if self.failure is not None and self.failure.charged else None)
+        if self.unlist is not None:
+            self.unlist()  # before anything is given back: see `inflight`
+        tokens, spend = unused(
+            self.policy,
+            charged(self.outcome or self.failure),
+            tokens=0 if self.ticket is None else self.ticket.tokens_reserved,
+            spend=0 if self.reservation is None else self.reservation.reserved,
+        )
         backs: list[tuple[Want, int]] = []
         if self.ticket is not None:
-            used = None if ended is None else sum(u.total_tokens for _, u in pricing.billed(ended))
-            backs += self.ticket.give_backs(tokens_used=used)
+            backs += self.ticket.give_backs(unused=tokens)
         if self.reservation is not None:
-            if ended is None:
-                backs += self.reservation.release_backs()
-            else:
-                backs += self.reservation.give_backs(cost=pricing.actual_micro(self.policy, ended))
+            backs += self.reservation.give_backs(unused=spend)
         return backs
 
     def close_local(self) -> list[tuple[Want, int]]:
@@ -93,18 +98,48 @@ class Pass:
                 self.reservation.budgets.spent_changed(self.reservation)
 
 
+def charged(ended: TaskCompleted | TaskFailed | None) -> TaskCompleted | TaskFailed | None:
+    """The outcome billing charges a task for (its answer and the calls billed besides it; a failed task,
+    the calls it cut or rejected: a cancelled stream's text so far), or None when it charges nothing."""
+    return None if isinstance(ended, TaskFailed) and not ended.charged else ended
+
+
+def unused(
+    policy: Policy, ended: TaskCompleted | TaskFailed | None, *, tokens: int, spend: int
+) -> tuple[int, int]:
+    """What a task gives back of the `tokens` and the micro-USD (`spend`) it reserved, once it ended as
+    `ended` (`charged`; None: everything). Negative: it used more than it reserved. A model with no price
+    here keeps the money's worst case."""
+    if ended is None:
+        return tokens, spend
+    used = sum(u.total_tokens for _, u in pricing.billed(ended))
+    cost = pricing.actual_micro(policy, ended)
+    return tokens - used, 0 if cost is None else spend - cost
+
+
 @dataclass
 class Admission:
     policy: Policy
     limiter: RateLimiter | None
     budgets: Budgets | None
     default_max_tokens: int
+    inflight: InFlight | None = None
     _settling: Background = field(default_factory=Background)
 
-    async def admit(self, principal: Principal, request: ChatRequest, *, providers: set[str]) -> Pass:
+    async def admit(
+        self,
+        principal: Principal,
+        request: ChatRequest,
+        *,
+        providers: set[str],
+        task_id: str | None = None,
+        timeout_s: float = 0.0,
+    ) -> Pass:
         """Takes the rate-limit counters and the budget reservation at once (one round trip to KV at
         most, none when the leases cover them); when either refuses, what the other took is given back,
-        and the rate limit's refusal is the one raised (as when they ran in turn)."""
+        and the rate limit's refusal is the one raised (as when they ran in turn). With a `task_id`, the
+        admitted task is on this replica's in-flight list until it is settled (`inflight`), so that another
+        replica settles it if this one dies; `timeout_s` is how long its result is waited for."""
         admitted = Pass(self.policy)
         tokens = pricing.prompt_tokens(request) + pricing.output_tokens(
             request, default_max_tokens=self.default_max_tokens
@@ -136,6 +171,10 @@ class Admission:
         if self.budgets is not None:
             admitted.reservation = self.budgets.reservation(
                 principal, accounts, spend, results[n:], worst_case=worst
+            )
+        if self.inflight is not None and task_id is not None:
+            self.inflight.add(
+                admitted, task_id=task_id, tenant_id=principal.tenant_id, ends_by=now + timeout_s
             )
         return admitted
 

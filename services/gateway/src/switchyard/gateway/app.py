@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import socket
 from typing import Any
 
@@ -27,6 +29,7 @@ from switchyard.gateway.cache.setup import create_cache
 from switchyard.gateway.catalog import Catalog
 from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.guardrails import service as guardrails
+from switchyard.gateway.inflight import SPEND, WINDOWS, InFlight, Orphans, gateways_bucket, replica_name
 from switchyard.gateway.limits import views as limits
 from switchyard.gateway.limits.control import Control, control_bucket
 from switchyard.gateway.limits.counters import counter_bucket
@@ -117,6 +120,20 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             limits=await limits_bucket(js),
         )
         spend.on_returned(budgets.returned)
+        inflight = InFlight(
+            await gateways_bucket(js),
+            replica=replica_name(settings.instance or "gateway"),
+            ttl_s=settings.replica_ttl_s,
+            beat_s=min(1.0, settings.replica_ttl_s / 4),
+            on_fenced=lambda: os.kill(os.getpid(), signal.SIGTERM),
+        )
+        for leases in (limiter.windows, spend):  # slots need not: their table expires by itself
+            leases.before_return(inflight.before_return)
+        await inflight.start()
+        orphans = Orphans(
+            inflight, js, stores={WINDOWS: limiter.windows.store, SPEND: spend.store}, policy=policy
+        )
+        await orphans.start()
         for leases in (limiter.windows, limiter.slots, spend):
             await leases.start()
         tasks = TaskClient(nc, events)
@@ -134,6 +151,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             nc=nc,
             tasks=tasks,
             runs=runs,
+            inflight=inflight,
+            orphans=orphans,
             catalog=Catalog(policy, js, refresh_s=settings.providers_refresh_s),
             limiter=limiter,
             budgets=budgets,
@@ -142,6 +161,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 limiter=limiter if settings.limits_enabled else None,
                 budgets=budgets if settings.budgets_enabled else None,
                 default_max_tokens=settings.budget_default_max_tokens,
+                inflight=inflight,
             ),
             guardrails=guardrails.from_settings(settings, events),
             sso=sso,
@@ -158,6 +178,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await gateway.admission.drain()  # settlements still running, then every unused lease unit back
         for leases in (gateway.limiter.windows, gateway.limiter.slots, gateway.budgets.spend):
             await leases.close()
+        await gateway.orphans.stop()
+        await gateway.inflight.stop()  # after the hand-backs: the entry goes (or lists what is unsettled)
         await gateway.budgets.drain()
         await app.state.gateway.changes.stop()
         await app.state.gateway.runs.stop()

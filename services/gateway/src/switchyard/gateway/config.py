@@ -45,6 +45,12 @@ class GatewaySettings(CommonSettings):
     concurrency_slot_ttl_s: float = Field(
         default=30.0, gt=0, description="a crashed replica's concurrency slots come back after this long"
     )
+    replica_ttl_s: float = Field(
+        default=10.0,
+        ge=1.0,
+        description="a gateway replica whose in-flight list is this old is taken for dead: another settles "
+        "the tasks it admitted (their reserved tokens and spend) once their results come",
+    )
     # Budgets: daily per user by plan, monthly per organisation (set through the admin API).
     budgets_enabled: bool = True
     budget_free_daily_usd: float = Field(default=0.50, ge=0)

@@ -94,12 +94,18 @@ async def serve(request: Request, face: Face) -> Response:
     cached = await replay.look_up(gw.cache, request, principal, task)
     stages = overhead.Stages(started)
     stages.mark("prep")
-    admitted = await gw.admission.admit(principal, task.request, providers=await gw.catalog.providers())
+    timeout = gw.settings.task_timeout_s
+    admitted = await gw.admission.admit(
+        principal,
+        task.request,
+        providers=await gw.catalog.providers(),
+        task_id=task.task_id,
+        timeout_s=timeout,
+    )
     stages.mark("admit")
     headers = {"x-switchyard-task-id": task.task_id, **admitted.headers, **(cached.headers if cached else {})}
     if cached is not None and cached.hit is not None and gw.cache is not None:
         return await replay.answer(gw.cache, face, parsed, task, cached, admitted, headers)
-    timeout = gw.settings.task_timeout_s
     # Output guardrails need the whole answer: a stream is then answered whole, as one SSE event.
     whole = parsed.stream and gw.guardrails is not None and gw.guardrails.screens_output(principal)
     if not parsed.stream or whole:
@@ -203,7 +209,13 @@ async def submit(request: Request) -> TaskState:
         task = task.model_copy(update={"task_id": idempotency.task_id_for(principal.tenant_id, key)})
         if (existing := await gw.runs.store.get(task.task_id)) is not None:
             return idempotency.replayed(existing, digest)
-    admitted = await gw.admission.admit(principal, task.request, providers=await gw.catalog.providers())
+    admitted = await gw.admission.admit(
+        principal,
+        task.request,
+        providers=await gw.catalog.providers(),
+        task_id=task.task_id,
+        timeout_s=gw.settings.async_task_timeout_s,
+    )
     try:
         state = await gw.runs.submit(
             task=task, admitted=admitted, idempotency_key=key, request_sha256=digest if key else None

@@ -18,6 +18,7 @@ from switchyard.gateway.cache.service import ResponseCache
 from switchyard.gateway.catalog import Catalog
 from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.guardrails.service import Guardrails
+from switchyard.gateway.inflight import InFlight, Orphans
 from switchyard.gateway.limits.service import RateLimiter
 from switchyard.gateway.taskapi.service import TaskRuns
 from switchyard.gateway.tasks import TaskClient
@@ -39,6 +40,8 @@ class Gateway:
     budgets: Budgets
     admission: Admission
     runs: TaskRuns
+    inflight: InFlight
+    orphans: Orphans
     guardrails: Guardrails | None = None
     cache: ResponseCache | None = None
     sso: OidcVerifier | None = None

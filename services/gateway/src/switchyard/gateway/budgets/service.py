@@ -71,20 +71,13 @@ class Reservation:
     reserved: int
     settled: bool = False
 
-    def give_backs(self, *, cost: int | None) -> list[tuple[Want, int]]:
-        """What to give back: down to the real cost (None: keep the worst case; `release_backs` when nothing
-        ran). Empty the second time."""
+    def give_backs(self, *, unused: int) -> list[tuple[Want, int]]:
+        """What to give back: `unused` micro-USD of the worst case (`admission.unused`) to each account.
+        Empty the second time."""
         if self.settled:
             return []
         self.settled = True
-        unused = 0 if cost is None else self.reserved - cost
         return [(w, unused) for w in self.wants] if unused else []
-
-    def release_backs(self) -> list[tuple[Want, int]]:
-        if self.settled:
-            return []
-        self.settled = True
-        return [(w, self.reserved) for w in self.wants] if self.reserved else []
 
 
 class Budgets:

@@ -29,13 +29,12 @@ class Ticket:
     headers: dict[str, str] = field(default_factory=dict)
     finished: bool = False
 
-    def give_backs(self, *, tokens_used: int | None) -> list[tuple[Want, int]]:
-        """What to give back when the task ends: the token counters settle to what was used (None:
-        nothing, the task failed), the concurrency slot is freed. Empty the second time."""
+    def give_backs(self, *, unused: int) -> list[tuple[Want, int]]:
+        """What to give back when the task ends: `unused` tokens of the reservation to the token counters
+        (`admission.unused`), and the concurrency slot. Empty the second time."""
         if self.finished:
             return []
         self.finished = True
-        unused = self.tokens_reserved - (tokens_used or 0)
         return [(w, unused) for w in self.token_wants if unused] + [(w, 1) for w in self.concurrency]
 
 

@@ -1,0 +1,225 @@
+"""A gateway replica's admitted, unsettled tasks are listed in JetStream KV (real nats-server), so that when
+the replica dies another one settles them: the reserved tokens and spend come back to exactly what the
+tasks used, once, and a replica taken for dead gives nothing back itself."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import nats
+import orjson
+import pytest
+from nats.js import JetStreamContext
+
+from switchyard.cli.processes import NatsServer
+from switchyard.common import bus, kv, subjects
+from switchyard.common.budgets import budgets_bucket
+from switchyard.common.envelope import encode
+from switchyard.common.events import TaskCompleted, TaskFailed, Usage
+from switchyard.common.events.base import EventPayload
+from switchyard.common.leases import IntCounters, Leases, SlotTable
+from switchyard.gateway import inflight as inflight_module
+from switchyard.gateway.admission import Admission, Pass
+from switchyard.gateway.budgets import pricing
+from switchyard.gateway.budgets.service import Budgets
+from switchyard.gateway.inflight import SPEND, WINDOWS, Fenced, InFlight, Orphans, gateways_bucket
+from switchyard.gateway.limits.control import Control, control_bucket
+from switchyard.gateway.limits.counters import counter_bucket
+from switchyard.gateway.limits.models import Limits
+from switchyard.gateway.limits.service import RateLimiter
+from tests.integration.gateway.test_admission import ALICE, MODEL, POLICY, REQUEST
+
+pytestmark = pytest.mark.integration
+
+COST = 1_000  # micro-USD: 2 output tokens at $0.50 per 1K
+USED = 11  # tokens: 9 in, 2 out
+RESERVED = pricing.prompt_tokens(REQUEST) + 100  # tokens: the prompt's estimate and max_tokens
+
+
+class Watched(IntCounters):
+    """Real counters that note which tasks the gateways bucket lists each time units are given back."""
+
+    def __init__(self, bucket: object, gateways: object) -> None:
+        super().__init__(bucket)  # type: ignore[arg-type]
+        self.gateways = gateways
+        self.listed_at_returns: list[set[str]] = []
+
+    async def add(self, key: str, delta: int) -> int:
+        if delta < 0:
+            listed: set[str] = set()
+            for value in (await kv.read_all(self.gateways)).values():  # type: ignore[arg-type]
+                listed |= {t["task"] for t in orjson.loads(value)["tasks"].values()}
+            self.listed_at_returns.append(listed)
+        return await super().add(key, delta)
+
+
+@dataclass
+class Replica:
+    admission: Admission
+    inflight: InFlight
+    windows: Leases
+    spend: Leases
+    tokens: Watched
+    money: Watched
+
+    def orphans(self, js: JetStreamContext) -> Orphans:
+        return Orphans(
+            self.inflight, js, stores={WINDOWS: self.tokens, SPEND: self.money}, policy=POLICY, skew_s=0.1
+        )
+
+    async def admit(self, task_id: str, *, timeout_s: float = 60.0) -> Pass:
+        return await self.admission.admit(
+            ALICE, REQUEST, providers={"local"}, task_id=task_id, timeout_s=timeout_s
+        )
+
+
+async def _replica(js: JetStreamContext, name: str, *, ttl_s: float = 1.0) -> Replica:
+    gateways = await gateways_bucket(js)
+    limit_bucket = await counter_bucket(js, "test-limits", ttl_s=3600)
+    tokens = Watched(limit_bucket, gateways)
+    money = Watched(await counter_bucket(js, "test-spend", ttl_s=3600), gateways)
+    windows, spend = Leases(tokens), Leases(money, divisor=64)
+    limiter = RateLimiter(
+        windows, Leases(SlotTable(limit_bucket)), Limits(), Control(await control_bucket(js))
+    )
+    listed = InFlight(gateways, replica=name, ttl_s=ttl_s, beat_s=0.2)
+    for leases in (windows, spend):
+        leases.before_return(listed.before_return)
+    admission = Admission(
+        POLICY, limiter, Budgets(spend, await budgets_bucket(js)), default_max_tokens=256, inflight=listed
+    )
+    return Replica(admission, listed, windows, spend, tokens, money)
+
+
+@pytest.fixture
+async def js(nats_server: NatsServer) -> AsyncIterator[JetStreamContext]:
+    nc = await nats.connect(nats_server.url)
+    await bus.ensure_streams(nc.jetstream())
+    yield nc.jetstream()
+    await nc.close()
+
+
+async def _publish_result(js: JetStreamContext, task_id: str, *, failed: bool = False) -> None:
+    result: EventPayload
+    if failed:  # nothing charged: everything it reserved comes back
+        result = TaskFailed(
+            task_id=task_id,
+            tenant_id="acme",
+            error_code="no_model",
+            error_message="x",
+            failed_at=datetime.now(UTC),
+        )
+    else:
+        result = TaskCompleted(
+            task_id=task_id, tenant_id="acme", model=MODEL, provider="local", tier="local", content="ok",
+            finish_reason="stop", usage=Usage(prompt_tokens=9, completion_tokens=2), attempts=1,
+            latency_ms=1.0, completed_at=datetime.now(UTC),
+        )  # fmt: skip
+    _, raw = encode(result, source="test")
+    await js.publish(subjects.result_subject(task_id), raw)
+
+
+def _counters(admitted: Pass) -> tuple[list[str], list[str]]:
+    assert admitted.ticket is not None and admitted.reservation is not None
+    return [w.key for w in admitted.ticket.token_wants], [w.key for w in admitted.reservation.wants]
+
+
+async def test_a_task_leaves_the_list_before_any_of_its_units_go_back(js: JetStreamContext) -> None:
+    """A settled task's units wait in the lease; when they are handed back, the list written first no longer
+    holds the task (the task still running stays listed)."""
+    replica = await _replica(js, "r-1")
+    await replica.inflight.start()
+    done, running = await replica.admit("t-done"), await replica.admit("t-running")
+    await replica.inflight.write()
+    entry = orjson.loads((await replica.inflight.kv.get("r-1")).value)
+    held = {t["task"]: t for t in entry["tasks"].values()}
+    assert set(held) == {"t-done", "t-running"}
+    assert held["t-done"][SPEND][0] == 50_000 and held["t-done"][WINDOWS][0] == RESERVED
+
+    await replica.admission.settle_with(done, None)  # released: all of it goes back, into the leases
+    for leases in (replica.windows, replica.spend):
+        await leases.tidy(everything=True)
+    returns = replica.tokens.listed_at_returns + replica.money.listed_at_returns
+    assert returns and all(listed == {"t-running"} for listed in returns)
+
+    await replica.admission.settle_with(running, None)
+    await replica.inflight.stop()
+    assert await kv.read(replica.inflight.kv, "r-1") == (None, None)  # nothing left in flight: gone
+
+
+async def test_a_dead_replicas_tasks_are_settled_once_by_another(
+    js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replica A admits three tasks and dies (stops writing). B and C scan at once: one claims A's entry
+    and settles each task at its outcome (an answer, a failure with nothing charged, no result by the
+    deadline); the counters hold exactly what the tasks used plus the lease A held unused."""
+    monkeypatch.setattr(inflight_module, "SETTLE_WAIT_S", 0.2)
+    a = await _replica(js, "a")
+    answered = await a.admit("t-answered")
+    await a.admit("t-failed")
+    await a.admit("t-lost", timeout_s=0)  # its result never comes
+    await a.inflight.write()  # A's last write; then it is gone
+    token_keys, spend_keys = _counters(answered)
+    await _publish_result(js, "t-answered")
+    await _publish_result(js, "t-failed", failed=True)
+
+    b, c = await _replica(js, "b"), await _replica(js, "c")
+    settlers = [b.orphans(js), c.orphans(js)]
+    assert [await s.scan() for s in settlers] == [[], []]  # A is alive for ttl_s after its write
+    await asyncio.sleep(1.2)
+    claimed = await asyncio.gather(*(s.scan() for s in settlers))
+    assert sorted(claimed) == [[], ["a"]]
+    deadline = time.monotonic() + 10
+    while (await kv.read(a.inflight.kv, "a"))[0] is not None and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert (await kv.read(a.inflight.kv, "a"))[0] is None  # everything settled: the entry is gone
+    assert sum(s.settled for s in settlers) == 3
+    for key in spend_keys:
+        assert await b.money.read(key) == COST + a.spend.free(key)
+    for key in token_keys:
+        assert await b.tokens.read(key) == USED + a.windows.free(key)
+    for s in settlers:
+        await s.stop()
+
+
+async def test_a_replica_taken_for_dead_gives_nothing_back(js: JetStreamContext) -> None:
+    """A was only slow: its entry expired and B claimed it. A's own settlement then stays in A's lease (the
+    hand-back is refused, A is told to stop), and B settles the task: counted once."""
+    a = await _replica(js, "a")
+    fenced: list[bool] = []
+    a.inflight._on_fenced = lambda: fenced.append(True)
+    admitted = await a.admit("t-1")
+    await a.inflight.write()
+    token_keys, spend_keys = _counters(admitted)
+    b = await _replica(js, "b")
+    settler = b.orphans(js)
+    await asyncio.sleep(1.2)
+    assert await settler.scan() == ["a"]
+
+    await _publish_result(js, "t-1")
+    outcome = TaskCompleted(
+        task_id="t-1", tenant_id="acme", model=MODEL, provider="local", tier="local", content="ok",
+        finish_reason="stop", usage=Usage(prompt_tokens=9, completion_tokens=2), attempts=1, latency_ms=1.0,
+        completed_at=datetime.now(UTC),
+    )  # fmt: skip
+    await a.admission.settle_with(admitted, outcome)
+    with pytest.raises(Fenced):
+        await a.inflight.before_return()
+    assert fenced == [True]
+    for leases in (a.windows, a.spend):
+        await leases.tidy(everything=True)  # refused: the units stay in A's leases
+    assert a.tokens.listed_at_returns == [] and a.money.listed_at_returns == []
+
+    deadline = time.monotonic() + 10
+    while settler.settled < 1 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert settler.settled == 1
+    for key in spend_keys:
+        assert await b.money.read(key) == COST + a.spend.free(key) - (50_000 - COST)
+    for key in token_keys:
+        assert await b.tokens.read(key) == USED + a.windows.free(key) - (RESERVED - USED)
+    await settler.stop()

@@ -1,0 +1,117 @@
+"""A gateway replica killed with SIGKILL while its tasks are in flight: another replica settles them, so the
+budget they reserved comes back to what they cost, and the user can spend the rest of it the same day
+(before, the five worst cases stayed counted until the day and the month ended)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+
+from switchyard.cli.processes import NatsServer
+from switchyard.common import kv, subjects
+from tests.integration.gateway.harness import Answerer, Bases, auth, gateways, make_org
+
+pytestmark = pytest.mark.integration
+
+# One priced model: output $0.50 per 1K tokens, so max_tokens=100 reserves $0.05 and 2 tokens cost $0.001.
+POLICY = """
+version: "test-priced"
+models:
+  - id: local/smollm2-135m-instruct
+    provider: local
+    upstream: smollm2-135m-instruct
+    tier: local
+    input_per_1k: 0.0
+    output_per_1k: 0.5
+    context_window: 8192
+"""
+BODY = {"model": "auto", "max_tokens": 100, "messages": [{"role": "user", "content": "capital of France?"}]}
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[tuple[NatsServer, str, Bases]]:
+    server = NatsServer(tmp_path / "jetstream").start()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'switchyard.db'}"
+    env = {
+        "SWITCHYARD_POLICY_PATH": str(policy),
+        "SWITCHYARD_REPLICA_TTL_S": "1",
+        "SWITCHYARD_TASK_TIMEOUT_S": "30",
+    }
+    try:
+        with gateways(server, db_url, tmp_path, count=2, env=env) as bases:
+            yield server, db_url, bases
+    finally:
+        server.stop()
+
+
+async def _spend(url: str) -> list[int]:
+    nc = await nats.connect(url)
+    try:
+        values = await kv.read_all(await nc.jetstream().key_value(subjects.KV_SPEND))
+    finally:
+        await nc.close()
+    return sorted(int(v) for v in values.values())
+
+
+async def _post(base: str, key: str, n: int) -> list[httpx.Response | BaseException]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        calls = (client.post(f"{base}/v1/chat/completions", json=BODY, headers=auth(key)) for _ in range(n))
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+
+async def test_a_killed_replicas_reservations_are_settled_by_another(
+    stack: tuple[NatsServer, str, Bases], tmp_path: Path
+) -> None:
+    server, db_url, bases = stack
+    # A free user ($0.50 a day) of an organisation with $0.50 a month: both budgets exact (no spare leases).
+    org = await make_org(db_url, "fragile", roles=("member",), plan="free", monthly_budget_usd=0.5)
+    key = org.keys["member"]
+    answerer = await Answerer.start(server.url, hold=True)
+    try:
+        firing = asyncio.create_task(_post(bases[0], key, 5))
+        deadline = time.monotonic() + 20
+        while len(answerer.held) < 5 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert len(answerer.held) == 5
+        assert await _spend(server.url) == [250_000, 250_000]  # five worst cases, the day's and the month's
+        await asyncio.sleep(1.0)  # the replica's in-flight list is written every 250 ms
+
+        bases.procs[0].kill()
+        bases.procs[0].wait()
+        assert all(isinstance(r, httpx.HTTPError) for r in await firing)
+        await answerer.release()  # the five tasks end: 2 output tokens each, $0.001
+
+        deadline = time.monotonic() + 20
+        while (spent := await _spend(server.url)) != [5_000, 5_000] and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert spent == [5_000, 5_000]
+        log = (tmp_path / "gateway-1.log").read_text()
+        assert log.count("for a gone replica") == 5
+
+        # The rest of the budget is there: $0.495 pays for nine more worst cases, not the five it would
+        # have paid for with the dead replica's reservations still counted.
+        answerer.hold = True
+        firing = asyncio.create_task(_post(bases[1], key, 12))
+        deadline = time.monotonic() + 20
+        while len(answerer.held) < 9 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # time for any overshoot to show
+        assert len(answerer.held) == 9
+        await answerer.release()
+        codes = Counter(
+            r.status_code if r.status_code == 200 else r.json()["error"]["code"]
+            for r in await firing
+            if isinstance(r, httpx.Response)
+        )
+        assert codes == {200: 9, "budget_exceeded": 3}
+    finally:
+        await answerer.close()
