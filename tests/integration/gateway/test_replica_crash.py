@@ -89,11 +89,13 @@ async def test_a_killed_replicas_reservations_are_settled_by_another(
         bases.procs[0].wait()
         assert all(isinstance(r, httpx.HTTPError) for r in await firing)
         await answerer.release()  # the five tasks end: 2 output tokens each, $0.001
+        released = time.monotonic()
 
         deadline = time.monotonic() + 20
         while (spent := await _spend(server.url)) != [5_000, 5_000] and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
         assert spent == [5_000, 5_000]
+        print(f"\nsettled by the other replica {time.monotonic() - released:.1f} s after the results")
         log = (tmp_path / "gateway-1.log").read_text()
         assert log.count("for a gone replica") == 5
 

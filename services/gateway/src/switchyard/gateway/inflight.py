@@ -135,13 +135,16 @@ class InFlight:
         """Awaited by the leases before units go back to a store: the entry must no longer list a task
         whose units may be among them. Raises Fenced when this replica was taken for dead."""
         if self._written_gone < self._gone or self.fenced:
-            await self.write()
+            await self.write(unless_written=self._gone)
 
-    async def write(self) -> None:
-        """Writes this replica's entry as the list is now (compare-and-set: never over a claim)."""
+    async def write(self, *, unless_written: int | None = None) -> None:
+        """Writes this replica's entry as the list is now (compare-and-set: never over a claim); with
+        `unless_written`, not when a write since has already stored the list that far on."""
         async with self._lock:
             if self.fenced:
                 raise Fenced(f"gateway replica {self.replica} was taken for dead")
+            if unless_written is not None and self._written_gone >= unless_written:
+                return  # concurrent give-backs share one write
             gone = self._gone
             now = self._clock()
             body = orjson.dumps(
