@@ -18,8 +18,8 @@ from nats.js import JetStreamContext
 from switchyard.cli.processes import NatsServer
 from switchyard.common import bus, kv, subjects
 from switchyard.common.budgets import budgets_bucket
-from switchyard.common.envelope import encode
-from switchyard.common.events import TaskCompleted, TaskFailed, Usage
+from switchyard.common.envelope import decode, encode
+from switchyard.common.events import TaskCompleted, TaskFailed, TaskTimedOut, Usage
 from switchyard.common.events.base import EventPayload
 from switchyard.common.leases import IntCounters, Leases, SlotTable
 from switchyard.gateway import inflight as inflight_module
@@ -68,7 +68,12 @@ class Replica:
 
     def orphans(self, js: JetStreamContext) -> Orphans:
         return Orphans(
-            self.inflight, js, stores={WINDOWS: self.tokens, SPEND: self.money}, policy=POLICY, skew_s=0.1
+            self.inflight,
+            js,
+            bus.EventPublisher(js, source="switchyard/gateway"),
+            stores={WINDOWS: self.tokens, SPEND: self.money},
+            policy=POLICY,
+            skew_s=0.1,
         )
 
     async def admit(self, task_id: str, *, timeout_s: float = 60.0) -> Pass:
@@ -155,8 +160,8 @@ async def test_a_dead_replicas_tasks_are_settled_once_by_another(
     js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Replica A admits three tasks and dies (stops writing). B and C scan at once: one claims A's entry
-    and settles each task at its outcome (an answer, a failure with nothing charged, no result by the
-    deadline); the counters hold exactly what the tasks used plus the lease A held unused."""
+    and settles each task at its outcome (an answer, a failure with nothing charged, none: timed out at its
+    deadline and released); the counters hold exactly what the tasks used plus the lease A held unused."""
     monkeypatch.setattr(inflight_module, "SETTLE_WAIT_S", 0.2)
     a = await _replica(js, "a")
     answered = await a.admit("t-answered")
@@ -178,6 +183,8 @@ async def test_a_dead_replicas_tasks_are_settled_once_by_another(
         await asyncio.sleep(0.1)
     assert (await kv.read(a.inflight.kv, "a"))[0] is None  # everything settled: the entry is gone
     assert sum(s.settled for s in settlers) == 3
+    timed_out = await js.get_last_msg(subjects.STREAM_EVENTS, subjects.TASK_TIMED_OUT)
+    assert decode(timed_out.data, (TaskTimedOut,))[1].task_id == "t-lost"  # the executor stops it
     for key in spend_keys:
         assert await b.money.read(key) == COST + a.spend.free(key)
     for key in token_keys:

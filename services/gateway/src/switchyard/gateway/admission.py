@@ -174,7 +174,7 @@ class Admission:
             )
         if self.inflight is not None and task_id is not None:
             self.inflight.add(
-                admitted, task_id=task_id, tenant_id=principal.tenant_id, ends_by=now + timeout_s
+                admitted, task_id=task_id, tenant_id=principal.tenant_id, at=now, ends_by=now + timeout_s
             )
         return admitted
 

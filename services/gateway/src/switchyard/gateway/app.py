@@ -131,7 +131,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             leases.before_return(inflight.before_return)
         await inflight.start()
         orphans = Orphans(
-            inflight, js, stores={WINDOWS: limiter.windows.store, SPEND: spend.store}, policy=policy
+            inflight, js, events, stores={WINDOWS: limiter.windows.store, SPEND: spend.store}, policy=policy
         )
         await orphans.start()
         for leases in (limiter.windows, limiter.slots, spend):

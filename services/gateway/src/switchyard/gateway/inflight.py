@@ -10,12 +10,12 @@ admitted and not settled: each task's id, its deadline and what it reserved of w
 entry is rewritten every `beat_s`, and always before this replica gives units back to a counter store
 (`Leases.before_return`), so **a task on the list has given nothing back to any store**. A replica whose
 entry has not been rewritten for `ttl_s` (plus `skew_s` for the replicas' clocks) is dead: another
-replica claims its entry by compare-and-set (`Orphans`), waits for each listed task's result (until
-its deadline and `SETTLE_WAIT_S` more, as the task's own gateway would), and settles it as that gateway
-would have; it takes the task off the entry before it gives anything back, so a settler that dies in
-between strands that one task's units (counted, never counted twice), and another replica claims what
-is left. A replica that finds its entry claimed has been taken for dead: it gives nothing back to any
-store from then on, and stops (`on_fenced`).
+replica claims its entry by compare-and-set (`Orphans`), waits for each listed task's result (past its
+deadline it times the task out, and waits `SETTLE_WAIT_S` more, as the task's own gateway would), and
+settles it as that gateway would have; it takes the task off the entry before it gives anything back,
+so a settler that dies in between strands that one task's units (counted, never counted twice), and
+another replica claims what is left. A replica that finds its entry claimed has been taken for dead: it
+gives nothing back to any store from then on, and stops (`on_fenced`).
 
 What stays stranded, bounded: the units a dead replica held unused in its leases (at most one spare
 chunk per counter, `switchyard.common.leases`), tasks admitted after its last write (under `beat_s` of
@@ -40,9 +40,10 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from switchyard.common import kv, subjects
+from switchyard.common import ids, kv, subjects
 from switchyard.common.background import Background
-from switchyard.common.events import TaskCompleted, TaskFailed
+from switchyard.common.bus import EventPublisher
+from switchyard.common.events import TaskCompleted, TaskFailed, TaskTimedOut
 from switchyard.common.leases import Store, Want
 from switchyard.common.policy import Policy
 from switchyard.gateway.admission import Pass, charged, unused
@@ -71,6 +72,7 @@ def replica_name(instance: str) -> str:
 class _Listed:
     task_id: str
     tenant_id: str
+    at: float  # wall clock: admitted
     ends_by: float  # wall clock: the task's result is waited for until then (and SETTLE_WAIT_S more)
     admitted: Pass
 
@@ -120,11 +122,11 @@ class InFlight:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def add(self, admitted: Pass, *, task_id: str, tenant_id: str, ends_by: float) -> None:
+    def add(self, admitted: Pass, *, task_id: str, tenant_id: str, at: float, ends_by: float) -> None:
         """Lists `admitted` (in memory; the next write stores it); `admitted.close` takes it off."""
         n = self._next
         self._next += 1
-        self._tasks[n] = _Listed(task_id, tenant_id, ends_by, admitted)
+        self._tasks[n] = _Listed(task_id, tenant_id, at, ends_by, admitted)
         admitted.unlist = functools.partial(self._remove, n)
 
     def _remove(self, n: int) -> None:
@@ -156,6 +158,7 @@ class InFlight:
                         str(n): {
                             "task": t.task_id,
                             "tenant": t.tenant_id,
+                            "at": t.at,
                             "ends_by": t.ends_by,
                             **_held(t.admitted),
                         }
@@ -227,6 +230,7 @@ class Orphans:
         self,
         inflight: InFlight,
         js: JetStreamContext,
+        events: EventPublisher,
         *,
         stores: dict[str, Store],
         policy: Policy,
@@ -238,6 +242,8 @@ class Orphans:
         self.kv = inflight.kv
         self.me = inflight.replica
         self.js = js
+        self.events = events
+        self._told: dict[str, float] = {}  # task id -> when `task.timed_out` was published for it
         self.stores = stores
         self.policy = policy
         self.skew_s = skew_s
@@ -299,14 +305,35 @@ class Orphans:
             self._settling.pop(key, None)
 
     async def _ended(self, listed: dict[str, dict[str, Any]]) -> dict[str, TaskCompleted | TaskFailed | None]:
-        """The listed tasks that have ended, with their outcome (None: none came by the deadline)."""
+        """The listed tasks that have ended, with their outcome (None: none came by the deadline). As its own
+        gateway would, a task past its deadline is timed out (`task.timed_out`, under the id its gateway
+        would have used: stored once), so the executor stops it and says what it still charged; its outcome
+        is waited for SETTLE_WAIT_S more."""
         ended: dict[str, TaskCompleted | TaskFailed | None] = {}
         now = self._clock()
         for n, task in listed.items():
             outcome = await stored_result(self.js, task["task"])
-            if outcome is not None or now > task["ends_by"] + SETTLE_WAIT_S:
+            if outcome is not None:
                 ended[n] = outcome
+            elif now > task["ends_by"]:
+                told = self._told.setdefault(task["task"], now)
+                if told == now:
+                    await self._time_out(task, now)
+                elif now > told + SETTLE_WAIT_S:
+                    ended[n] = None
+                    del self._told[task["task"]]
         return ended
+
+    async def _time_out(self, task: dict[str, Any], now: float) -> None:
+        event = TaskTimedOut(
+            task_id=task["task"], tenant_id=task["tenant"], waited_ms=(now - task["at"]) * 1000
+        )
+        await self.events.publish(
+            event,
+            event_id=ids.derived_id(task["task"], "timed_out"),
+            tenant_id=task["tenant"],
+            event_subject=task["task"],
+        )
 
     def _take_off(self, ns: set[str], current: bytes | None) -> tuple[bytes | None, list[str] | None]:
         """Takes `ns` off the entry and renews the claim; None if the claim is no longer this replica's."""
