@@ -98,6 +98,8 @@ async def test_a_killed_replicas_reservations_are_settled_by_another(
         print(f"\nsettled by the other replica {time.monotonic() - released:.1f} s after the results")
         log = (tmp_path / "gateway-1.log").read_text()
         assert log.count("for a gone replica") == 5
+        metrics = httpx.get(f"{bases[1]}/metrics").text
+        assert 'switchyard_gateway_orphaned_tasks_total{outcome="answered"} 5.0' in metrics
 
         # The rest of the budget is there: $0.495 pays for nine more worst cases, not the five it would
         # have paid for with the dead replica's reservations still counted.

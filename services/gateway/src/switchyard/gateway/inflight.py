@@ -47,6 +47,7 @@ from switchyard.common.events import TaskCompleted, TaskFailed, TaskTimedOut
 from switchyard.common.leases import Store, Want
 from switchyard.common.policy import Policy
 from switchyard.gateway.admission import Pass, charged, unused
+from switchyard.gateway.metrics import ORPHANS
 from switchyard.gateway.tasks import SETTLE_WAIT_S, stored_result
 
 log = logging.getLogger(__name__)
@@ -363,6 +364,13 @@ class Orphans:
                 if until is None or until > now:  # a window that has ended is worth nothing
                     await self.stores[store].add(counter, -amount)
         self.settled += 1
+        ORPHANS.labels(
+            "answered"
+            if isinstance(outcome, TaskCompleted)
+            else "failed"
+            if outcome is not None
+            else "timed_out"
+        ).inc()
         log.info(
             "settled task %s of tenant %s for a gone replica: %d tokens and %d micro-USD given back",
             task["task"],

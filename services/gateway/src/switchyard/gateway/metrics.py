@@ -25,3 +25,8 @@ AUTH_FAILURES = Counter(
     "Failed authentications by reason code, and requests throttled for repeated failures",
     ["reason", "credential"],
 )
+ORPHANS = Counter(
+    "switchyard_gateway_orphaned_tasks_total",
+    "Tasks a dead gateway replica left in flight, settled by this one (outcome: answered, failed, timed_out)",
+    ["outcome"],
+)
