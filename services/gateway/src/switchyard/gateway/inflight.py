@@ -2,12 +2,13 @@
 
 A task reserves its worst case of the shared token and spend counters when it is admitted, and its
 replica gives back what it did not use when the result arrives (`admission`). A replica killed in
-between used to leave those reservations counted until the counters' windows ended: a day for tokens
-and user budgets, the rest of the month for an organisation's budget.
+between would leave those reservations counted until the counters' windows end: a day for tokens and
+user budgets, the rest of the month for an organisation's budget.
 
-Now every replica keeps, in the KV bucket `switchyard-gateways` under its own key, the tasks it has
+So every replica keeps, in the KV bucket `switchyard-gateways` under its own key, the tasks it has
 admitted and not settled: each task's id, its deadline and what it reserved of which counters. The
-entry is rewritten every `beat_s`, and always before this replica gives units back to a counter store
+entry is rewritten `soon_s` after a task is admitted (the admissions of that time share the write), at
+least every `beat_s`, and always before this replica gives units back to a counter store
 (`Leases.before_return`), so **a task on the list has given nothing back to any store**. A replica whose
 entry has not been rewritten for `ttl_s` (plus `skew_s` for the replicas' clocks) is dead: another
 replica claims its entry by compare-and-set (`Orphans`), waits for each listed task's result (past its
@@ -18,7 +19,7 @@ another replica claims what is left. A replica that finds its entry claimed has 
 gives nothing back to any store from then on, and stops (`on_fenced`).
 
 What stays stranded, bounded: the units a dead replica held unused in its leases (at most one spare
-chunk per counter, `switchyard.common.leases`), tasks admitted after its last write (under `beat_s` of
+chunk per counter, `switchyard.common.leases`), tasks admitted after its last write (`soon_s` of
 admissions), and tasks it settled in memory and had not handed back. Concurrency slots need none of
 this: their table expires by itself (`SlotTable`).
 """
@@ -102,6 +103,7 @@ class InFlight:
         replica: str,
         ttl_s: float = 10.0,
         beat_s: float = 1.0,
+        soon_s: float = 0.1,
         on_fenced: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -109,6 +111,8 @@ class InFlight:
         self.replica = replica
         self.ttl_s = ttl_s
         self.beat_s = beat_s
+        self.soon_s = soon_s
+        self._added = asyncio.Event()
         self.fenced = False
         self._on_fenced = on_fenced
         self._clock = clock
@@ -128,6 +132,7 @@ class InFlight:
         n = self._next
         self._next += 1
         self._tasks[n] = _Listed(task_id, tenant_id, at, ends_by, admitted)
+        self._added.set()
         admitted.unlist = functools.partial(self._remove, n)
 
     def _remove(self, n: int) -> None:
@@ -195,7 +200,11 @@ class InFlight:
 
     async def _beat(self) -> None:
         while not self.fenced:
-            await asyncio.sleep(self.beat_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.beat_s):
+                    await self._added.wait()
+                await asyncio.sleep(self.soon_s)  # what is admitted meanwhile joins this write
+            self._added.clear()
             try:
                 await self.write()
             except Fenced:
