@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 import httpx
 import nats
 import nats.js.errors
+import orjson
 from nats.js import api
 from sqlalchemy import select
 
 from switchyard.audit.models import LedgerEntry
 from switchyard.billing.models import UsageEntry
-from switchyard.common import subjects
+from switchyard.common import kv, subjects
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.envelope import decode
 from switchyard.common.events import TaskCompleted, TaskFailed
@@ -215,8 +216,29 @@ async def check_invariants(
         problems.append(f"{len(twice)} tasks charged more than once, e.g. {twice[:3]}")
     if unaudited:
         problems.append(f"{len(unaudited)} completed tasks lack audit entries, e.g. {unaudited[:3]}")
+    problems += await wait_gateways_settled(nats_url, timeout)
     outcome = Outcome(len(accepted), len(completed), failed, duplicates, charges, rows)
     return outcome, problems
+
+
+async def wait_gateways_settled(nats_url: str, timeout: float) -> list[str]:
+    """Once every task has ended, no gateway replica still lists an admitted task as unsettled, and a
+    killed replica's list is gone (another replica settled its tasks' reservations and deleted it): every
+    entry of `switchyard-gateways` is a live replica's (renewed) and empty."""
+    nc = await nats.connect(nats_url)
+    try:
+        bucket = await nc.jetstream().key_value(subjects.KV_GATEWAYS)
+        deadline = time.monotonic() + timeout
+        while True:
+            entries = {k: orjson.loads(v) for k, v in (await kv.read_all(bucket)).items()}
+            now = time.time()
+            left = {k: len(e["tasks"]) for k, e in entries.items() if e["tasks"] or e["expires_at"] < now}
+            if not left or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1.0)
+    finally:
+        await nc.close()
+    return [f"gateway replicas with unsettled tasks or gone unsettled (tasks listed): {left}"] if left else []
 
 
 async def read_ledger(db_url: str) -> dict[int, LedgerEntry]:

@@ -173,6 +173,8 @@ async def test_a_dead_replicas_tasks_are_settled_once_by_another(
     await _publish_result(js, "t-failed", failed=True)
 
     b, c = await _replica(js, "b"), await _replica(js, "c")
+    await b.inflight.start()  # B and C live on: they renew their (empty) entries
+    await c.inflight.start()
     settlers = [b.orphans(js), c.orphans(js)]
     assert [await s.scan() for s in settlers] == [[], []]  # A is alive for ttl_s after its write
     await asyncio.sleep(1.2)
@@ -191,6 +193,7 @@ async def test_a_dead_replicas_tasks_are_settled_once_by_another(
         assert await b.tokens.read(key) == USED + a.windows.free(key)
     for s in settlers:
         await s.stop()
+        await s.inflight.stop()
 
 
 async def test_a_replica_taken_for_dead_gives_nothing_back(js: JetStreamContext) -> None:
@@ -203,6 +206,7 @@ async def test_a_replica_taken_for_dead_gives_nothing_back(js: JetStreamContext)
     await a.inflight.write()
     token_keys, spend_keys = _counters(admitted)
     b = await _replica(js, "b")
+    await b.inflight.start()
     settler = b.orphans(js)
     await asyncio.sleep(1.2)
     assert await settler.scan() == ["a"]
@@ -230,3 +234,23 @@ async def test_a_replica_taken_for_dead_gives_nothing_back(js: JetStreamContext)
     for key in token_keys:
         assert await b.tokens.read(key) == USED + a.windows.free(key) - (RESERVED - USED)
     await settler.stop()
+    await b.inflight.stop()
+
+
+async def test_a_replica_that_could_not_write_judges_nobody(js: JetStreamContext) -> None:
+    """After an outage of the bus nobody could write: a replica whose own writes failed does not take
+    the others for dead until it has written for as long as they may have been cut off."""
+    a, b = await _replica(js, "a"), await _replica(js, "b")
+    await a.admit("t-1")
+    await a.inflight.write()
+    await b.inflight.start()
+    settler = b.orphans(js)
+    await asyncio.sleep(1.2)  # A's entry has expired
+    b.inflight.steady_since = None  # as after a failed write
+    assert await settler.scan() == []
+    await b.inflight.write()
+    assert await settler.scan() == []  # written again just now: A may have been cut off as long
+    await asyncio.sleep(1.2)
+    assert await settler.scan() == ["a"]
+    await settler.stop()
+    await b.inflight.stop()

@@ -113,6 +113,10 @@ class InFlight:
         self.beat_s = beat_s
         self.soon_s = soon_s
         self._added = asyncio.Event()
+        # Since when every write has succeeded (None: the last one failed). Only a replica that has written
+        # for longer than another could have gone silent takes that one for dead: after an outage of the
+        # bus, when nobody could write, the replicas do not claim each other's entries.
+        self.steady_since: float | None = None
         self.fenced = False
         self._on_fenced = on_fenced
         self._clock = clock
@@ -181,7 +185,12 @@ class InFlight:
                     return None, False
                 return body, True
 
-            if not await kv.update(self.kv, self.replica, change):
+            try:
+                written = await kv.update(self.kv, self.replica, change)
+            except Exception:
+                self.steady_since = None
+                raise
+            if not written:
                 self.fenced = True
                 log.error(
                     "gateway replica %s was taken for dead (its entry is claimed or gone): it gives "
@@ -193,6 +202,8 @@ class InFlight:
                 raise Fenced(f"gateway replica {self.replica} was taken for dead")
             self._written = True
             self._written_gone = max(self._written_gone, gone)
+            if self.steady_since is None:
+                self.steady_since = now
 
     async def start(self) -> None:
         await self.write()
@@ -266,6 +277,9 @@ class Orphans:
 
     async def scan(self) -> list[str]:
         """Claims the entries of dead replicas and starts settling them; returns the replicas claimed."""
+        steady = self.inflight.steady_since
+        if steady is None or self._clock() - steady < self.inflight.ttl_s + self.skew_s:
+            return []  # this replica may have been cut off as long as the others: it judges nobody yet
         claimed = []
         for key in await kv.keys(self.kv):
             if key == self.me or key in self._settling:
