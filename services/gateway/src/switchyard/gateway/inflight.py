@@ -33,7 +33,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -70,13 +69,11 @@ def replica_name(instance: str) -> str:
     return f"{kv.safe_key(instance)}-{uuid.uuid4().hex[:8]}"
 
 
-@dataclass(frozen=True, slots=True)
-class _Listed:
-    task_id: str
-    tenant_id: str
-    at: float  # wall clock: admitted
-    ends_by: float  # wall clock: the task's result is waited for until then (and SETTLE_WAIT_S more)
-    admitted: Pass
+def _listed(admitted: Pass, *, task_id: str, tenant_id: str, at: float, ends_by: float) -> bytes:
+    """A task as its entry lists it (JSON, made once at admission): its id and tenant, when it was
+    admitted, until when its result is waited for (and SETTLE_WAIT_S more), and what it holds."""
+    task = {"task": task_id, "tenant": tenant_id, "at": at, "ends_by": ends_by, **_held(admitted)}
+    return orjson.dumps(task)
 
 
 def _held(admitted: Pass) -> dict[str, Any]:
@@ -120,7 +117,7 @@ class InFlight:
         self.fenced = False
         self._on_fenced = on_fenced
         self._clock = clock
-        self._tasks: dict[int, _Listed] = {}
+        self._tasks: dict[int, bytes] = {}
         self._next = 0
         self._gone = 0  # counts tasks taken off the list: units given back may now include theirs
         self._written_gone = 0  # ... as of the entry last written
@@ -135,7 +132,7 @@ class InFlight:
         """Lists `admitted` (in memory; the next write stores it); `admitted.close` takes it off."""
         n = self._next
         self._next += 1
-        self._tasks[n] = _Listed(task_id, tenant_id, at, ends_by, admitted)
+        self._tasks[n] = _listed(admitted, task_id=task_id, tenant_id=tenant_id, at=at, ends_by=ends_by)
         self._added.set()
         admitted.unlist = functools.partial(self._remove, n)
 
@@ -159,29 +156,19 @@ class InFlight:
                 return  # concurrent give-backs share one write
             gone = self._gone
             now = self._clock()
-            body = orjson.dumps(
-                {
-                    "replica": self.replica,
-                    "written_at": round(now, 3),
-                    "expires_at": round(now + self.ttl_s, 3),
-                    "tasks": {
-                        str(n): {
-                            "task": t.task_id,
-                            "tenant": t.tenant_id,
-                            "at": t.at,
-                            "ends_by": t.ends_by,
-                            **_held(t.admitted),
-                        }
-                        for n, t in self._tasks.items()
-                    },
-                }
-            )
+            head = {
+                "replica": self.replica,
+                "written_at": round(now, 3),
+                "expires_at": round(now + self.ttl_s, 3),
+            }
+            tasks = b",".join(b'"%d":%s' % (n, task) for n, task in self._tasks.items())
+            body = orjson.dumps(head)[:-1] + b',"tasks":{' + tasks + b"}}"
             created = self._written
 
             def change(current: bytes | None) -> tuple[bytes | None, bool]:
-                if (current is None and created) or (
-                    current is not None and orjson.loads(current).get("claim")
-                ):
+                if current is None:
+                    return (None, False) if created else (body, True)
+                if b'"claim"' in current and orjson.loads(current).get("claim"):  # parsed only if it may be
                     return None, False
                 return body, True
 
