@@ -25,6 +25,25 @@ from switchyard.gateway.db import migrations
 from switchyard.gateway.tenants import create_api_key, create_tenant, create_user
 from tests.support.procs import service_process
 
+# One priced model: output $0.50 per 1K tokens, so max_tokens=100 reserves exactly $0.05 (PRICED_BODY) and
+# the Answerer's 2 output tokens cost $0.001.
+PRICED_POLICY = """
+version: "test-priced"
+models:
+  - id: local/smollm2-135m-instruct
+    provider: local
+    upstream: smollm2-135m-instruct
+    tier: local
+    input_per_1k: 0.0
+    output_per_1k: 0.5
+    context_window: 8192
+"""
+PRICED_BODY = {
+    "model": "auto",
+    "max_tokens": 100,
+    "messages": [{"role": "user", "content": "capital of France?"}],
+}
+
 
 @dataclass
 class Org:
@@ -98,6 +117,22 @@ def gateways(
             bases.append(base)
             bases.procs.append(proc)
         yield bases
+
+
+@contextmanager
+def priced_stack(tmp: Path, *, count: int, env: dict[str, str]) -> Iterator[tuple[NatsServer, str, Bases]]:
+    """A nats-server, SQLite and `count` gateway replicas serving PRICED_POLICY (with `env`)."""
+    server = NatsServer(tmp / "jetstream").start()
+    policy = tmp / "policy.yaml"
+    policy.write_text(PRICED_POLICY)
+    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
+    try:
+        with gateways(
+            server, db_url, tmp, count=count, env={"SWITCHYARD_POLICY_PATH": str(policy), **env}
+        ) as bases:
+            yield server, db_url, bases
+    finally:
+        server.stop()
 
 
 def auth(key: str) -> dict[str, str]:

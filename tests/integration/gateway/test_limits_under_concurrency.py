@@ -16,44 +16,23 @@ import pytest
 from switchyard.cli.processes import NatsServer
 from switchyard.common import subjects
 from switchyard.common.leases import SlotTable
-from tests.integration.gateway.harness import Answerer, auth, gateways, make_org
+from tests.integration.gateway.harness import PRICED_BODY, Answerer, auth, make_org, priced_stack
 
 pytestmark = pytest.mark.integration
 
 ORG_RPM = 150
 ORG_CONCURRENT = 60
-# One priced model: output $0.50 per 1K tokens, so max_tokens=100 reserves exactly $0.05.
-POLICY = """
-version: "test-priced"
-models:
-  - id: local/smollm2-135m-instruct
-    provider: local
-    upstream: smollm2-135m-instruct
-    tier: local
-    input_per_1k: 0.0
-    output_per_1k: 0.5
-    context_window: 8192
-"""
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer, str, list[str]]]:
-    tmp = tmp_path_factory.mktemp("limits")
-    server = NatsServer(tmp / "jetstream").start()
-    policy = tmp / "policy.yaml"
-    policy.write_text(POLICY)
-    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
     env = {
-        "SWITCHYARD_POLICY_PATH": str(policy),
         "SWITCHYARD_LIMIT_ORG_REQUESTS_PER_MIN": str(ORG_RPM),
         "SWITCHYARD_LIMIT_ORG_CONCURRENT_TASKS": str(ORG_CONCURRENT),
         "SWITCHYARD_LIMIT_USER_REQUESTS_PER_MIN": "1000",
     }
-    try:
-        with gateways(server, db_url, tmp, count=3, env=env) as bases:
-            yield server, db_url, bases
-    finally:
-        server.stop()
+    with priced_stack(tmp_path_factory.mktemp("limits"), count=3, env=env) as stack:
+        yield stack
 
 
 @pytest.fixture
@@ -61,9 +40,6 @@ async def answerer(stack: tuple[NatsServer, str, list[str]]) -> AsyncIterator[An
     me = await Answerer.start(stack[0].url)
     yield me
     await me.close()
-
-
-BODY = {"model": "auto", "max_tokens": 100, "messages": [{"role": "user", "content": "capital of France?"}]}
 
 
 async def _fire(bases: list[str], keys: list[str], n: int, clients: int) -> list[httpx.Response]:
@@ -77,7 +53,7 @@ async def _fire(bases: list[str], keys: list[str], n: int, clients: int) -> list
         while not queue.empty():
             i = queue.get_nowait()
             url = f"{bases[i % len(bases)]}/v1/chat/completions"
-            out.append(await c.post(url, json=BODY, headers=auth(keys[i % len(keys)])))
+            out.append(await c.post(url, json=PRICED_BODY, headers=auth(keys[i % len(keys)])))
 
     async with httpx.AsyncClient(timeout=30, limits=limits) as c:
         await asyncio.gather(*(client(c) for _ in range(clients)))

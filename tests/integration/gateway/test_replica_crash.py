@@ -16,41 +16,23 @@ import pytest
 
 from switchyard.cli.processes import NatsServer
 from switchyard.common import kv, subjects
-from tests.integration.gateway.harness import Answerer, Bases, auth, gateways, make_org
+from tests.integration.gateway.harness import (
+    PRICED_BODY,
+    Answerer,
+    Bases,
+    auth,
+    make_org,
+    priced_stack,
+)
 
 pytestmark = pytest.mark.integration
-
-# One priced model: output $0.50 per 1K tokens, so max_tokens=100 reserves $0.05 and 2 tokens cost $0.001.
-POLICY = """
-version: "test-priced"
-models:
-  - id: local/smollm2-135m-instruct
-    provider: local
-    upstream: smollm2-135m-instruct
-    tier: local
-    input_per_1k: 0.0
-    output_per_1k: 0.5
-    context_window: 8192
-"""
-BODY = {"model": "auto", "max_tokens": 100, "messages": [{"role": "user", "content": "capital of France?"}]}
 
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[NatsServer, str, Bases]]:
-    server = NatsServer(tmp_path / "jetstream").start()
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
-    db_url = f"sqlite+aiosqlite:///{tmp_path / 'switchyard.db'}"
-    env = {
-        "SWITCHYARD_POLICY_PATH": str(policy),
-        "SWITCHYARD_REPLICA_TTL_S": "1",
-        "SWITCHYARD_TASK_TIMEOUT_S": "30",
-    }
-    try:
-        with gateways(server, db_url, tmp_path, count=2, env=env) as bases:
-            yield server, db_url, bases
-    finally:
-        server.stop()
+    env = {"SWITCHYARD_REPLICA_TTL_S": "1", "SWITCHYARD_TASK_TIMEOUT_S": "30"}
+    with priced_stack(tmp_path, count=2, env=env) as stack:
+        yield stack
 
 
 async def _spend(url: str) -> list[int]:
@@ -64,7 +46,9 @@ async def _spend(url: str) -> list[int]:
 
 async def _post(base: str, key: str, n: int) -> list[httpx.Response | BaseException]:
     async with httpx.AsyncClient(timeout=30) as client:
-        calls = (client.post(f"{base}/v1/chat/completions", json=BODY, headers=auth(key)) for _ in range(n))
+        calls = (
+            client.post(f"{base}/v1/chat/completions", json=PRICED_BODY, headers=auth(key)) for _ in range(n)
+        )
         return await asyncio.gather(*calls, return_exceptions=True)
 
 
