@@ -5,6 +5,7 @@ budget they reserved comes back to what they cost, and the user can spend the re
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import nats
+import orjson
 import pytest
 
 from switchyard.cli.processes import NatsServer
@@ -103,3 +105,26 @@ async def test_a_killed_replicas_reservations_are_settled_by_another(
         assert codes == {200: 9, "budget_exceeded": 3}
     finally:
         await answerer.close()
+
+
+async def test_a_replica_taken_for_dead_stops(stack: tuple[NatsServer, str, Bases], tmp_path: Path) -> None:
+    """A replica that finds its in-flight list claimed (it was alive but silent past the TTL, and another
+    replica is settling its tasks) gives nothing back from then on and stops itself."""
+    server, _, bases = stack
+    nc = await nats.connect(server.url)
+    try:
+        bucket = await nc.jetstream().key_value(subjects.KV_GATEWAYS)
+        [name] = [k for k in await kv.keys(bucket) if k.startswith("gateway-0-")]
+
+        def claim(current: bytes | None) -> tuple[bytes | None, None]:
+            entry = orjson.loads(current or b"{}")
+            entry["claim"] = {"by": "another-replica", "until": time.time() + 60}
+            return orjson.dumps(entry), None
+
+        await kv.update(bucket, name, claim)
+    finally:
+        await nc.close()
+    code = await asyncio.to_thread(bases.procs[0].wait, 15)
+    assert code == -signal.SIGTERM  # it sent itself SIGTERM (uvicorn stops, then re-raises the signal)
+    assert f"gateway replica {name} was taken for dead" in (tmp_path / "gateway-0.log").read_text()
+    assert httpx.get(f"{bases[1]}/healthz").status_code == 200  # the other replica serves on
