@@ -87,13 +87,12 @@ async def _replica(js: JetStreamContext, name: str, *, ttl_s: float = 1.0) -> Re
     limit_bucket = await counter_bucket(js, "test-limits", ttl_s=3600)
     tokens = Watched(limit_bucket, gateways)
     money = Watched(await counter_bucket(js, "test-spend", ttl_s=3600), gateways)
-    windows, spend = Leases(tokens), Leases(money, divisor=64)
+    listed = InFlight(gateways, replica=name, ttl_s=ttl_s, beat_s=0.2)
+    windows = Leases(tokens, before_return=listed.before_return)
+    spend = Leases(money, divisor=64, before_return=listed.before_return)
     limiter = RateLimiter(
         windows, Leases(SlotTable(limit_bucket)), Limits(), Control(await control_bucket(js))
     )
-    listed = InFlight(gateways, replica=name, ttl_s=ttl_s, beat_s=0.2)
-    for leases in (windows, spend):
-        leases.before_return(listed.before_return)
     admission = Admission(
         POLICY, limiter, Budgets(spend, await budgets_bucket(js)), default_max_tokens=256, inflight=listed
     )

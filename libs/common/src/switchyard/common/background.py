@@ -9,6 +9,7 @@ and waits for them in `drain` (or `stop`, which cancels what outlives a grace pe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine
 from typing import Any
 
@@ -43,3 +44,13 @@ class Background:
             task.cancel()
         if late:
             await asyncio.wait(late)
+
+
+async def cancel(task: asyncio.Task[Any] | None) -> None:
+    """Cancels `task` (a service's loop, at shutdown) and waits until it has ended; its cancellation is
+    not raised here. None: nothing to do."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

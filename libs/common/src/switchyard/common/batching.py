@@ -11,10 +11,11 @@ them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from switchyard.common.background import cancel
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -54,11 +55,8 @@ class BatchWriter(ABC, Generic[T, R]):
             self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         while not self._queue.empty():  # never acked: the bus redelivers them
             self._queue.get_nowait().fail(RuntimeError(f"the {self.name} stopped"))
 

@@ -42,7 +42,7 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
-from switchyard.common.background import Background
+from switchyard.common.background import Background, cancel
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +119,7 @@ class PullConsumer:
         if self._loop_task is None:
             return
         self._stopping = True
-        self._loop_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._loop_task
+        await cancel(self._loop_task)
         self._loop_task = None
         if self._inbox_sub is not None:
             with contextlib.suppress(Exception):

@@ -30,6 +30,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from switchyard.common.background import cancel
 from switchyard.common.errors import TransientError
 
 log = logging.getLogger(__name__)
@@ -171,11 +172,8 @@ class Mirror:
             self._task = asyncio.create_task(self._follow(self._watcher), name="kv-mirror")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         if self._watcher is not None:
             with contextlib.suppress(Exception):
                 await self._watcher.stop()  # type: ignore[no-untyped-call]

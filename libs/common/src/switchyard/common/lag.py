@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from switchyard.common import metrics, subjects
+from switchyard.common.background import cancel
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,7 @@ class LagExporter:
             self._task = asyncio.create_task(self._run(), name="switchyard-lag-exporter")
 
     async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel(self._task)
         self._task = None
 
     async def _run(self) -> None:

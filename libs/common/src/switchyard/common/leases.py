@@ -20,7 +20,6 @@ slots, whose key has no window, come back `ttl_s` after their replica stopped re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -32,7 +31,7 @@ import orjson
 from nats.js.kv import KeyValue
 
 from switchyard.common import kv
-from switchyard.common.background import Background
+from switchyard.common.background import Background, cancel
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +192,7 @@ class Leases:
         tick_s: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
         returned: Callable[[str, int], None] | None = None,
+        before_return: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.divisor = divisor
@@ -201,7 +201,9 @@ class Leases:
         self.tick_s = tick_s
         self._clock = clock
         self._returned = returned  # told (key, units in use as seen here) after an idle return
-        self._before_return: Callable[[], Awaitable[None]] | None = None
+        # awaited before any units go back to the store; it may refuse (raise): they stay in the lease
+        # (the gateway writes its in-flight list there first: `switchyard.gateway.inflight`)
+        self._before_return = before_return
         self._leases: dict[str, _Lease] = {}
         self._task: asyncio.Task[None] | None = None
         self._refills = Background()
@@ -362,12 +364,6 @@ class Leases:
     def on_returned(self, returned: Callable[[str, int], None]) -> None:
         self._returned = returned
 
-    def before_return(self, hook: Callable[[], Awaitable[None]]) -> None:
-        """`hook` is awaited before any units go back to the store, and may refuse (raise): the units
-        then stay in this replica's lease. The gateway's in-flight list is written there first, so a
-        task it lists has given nothing back yet (`switchyard.gateway.inflight`)."""
-        self._before_return = hook
-
     def free(self, key: str) -> int:
         lease = self._leases.get(key)
         return 0 if lease is None else lease.free
@@ -434,11 +430,8 @@ class Leases:
 
     async def close(self) -> None:
         """Stops the upkeep and hands every unused unit back (at shutdown, once requests are done)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         await self._refills.drain()
         await self.tidy(everything=True)
 

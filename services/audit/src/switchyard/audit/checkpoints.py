@@ -20,6 +20,7 @@ from switchyard.audit.models import Checkpoint, LedgerEntry
 from switchyard.audit.note import CheckpointBody, VerifierKey, signed_note, verifier_key
 from switchyard.audit.service import node_hashes, utc
 from switchyard.audit.signing import Signer
+from switchyard.common.background import cancel
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +120,8 @@ class Checkpointer:
             self._task = asyncio.create_task(self._run(), name="ledger-checkpointer")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:  # the first round catches up on entries appended before a crash

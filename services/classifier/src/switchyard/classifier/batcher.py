@@ -8,10 +8,11 @@ a lone request is never delayed; under load batches fill by themselves.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
+
+from switchyard.common.background import cancel
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -35,11 +36,8 @@ class MicroBatcher(Generic[T, R]):
         self._task = asyncio.create_task(self._run(), name="micro-batcher")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         self._pool.shutdown(wait=True)
 
     async def submit(self, item: T) -> R:

@@ -103,15 +103,26 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await changes.start()
         control = Control(await control_bucket(js))
         await control.start()
+        inflight = InFlight(
+            await gateways_bucket(js),
+            replica=replica_name(settings.instance or "gateway"),
+            ttl_s=settings.replica_ttl_s,
+            beat_s=min(1.0, settings.replica_ttl_s / 4),
+            on_fenced=lambda: os.kill(os.getpid(), signal.SIGTERM),
+        )
+        # the token windows and spend write the in-flight list before they give back (slots need not:
+        # their table expires by itself)
         limit_bucket = await counter_bucket(js, subjects.KV_GATEWAY_LIMITS, ttl_s=LIMITS_KEEP_S)
         limiter = RateLimiter(
-            Leases(IntCounters(limit_bucket)),
+            Leases(IntCounters(limit_bucket), before_return=inflight.before_return),
             Leases(SlotTable(limit_bucket, ttl_s=settings.concurrency_slot_ttl_s)),
             settings.limits(),
             control,
         )
         spend = Leases(
-            IntCounters(await counter_bucket(js, subjects.KV_SPEND, ttl_s=SPEND_KEEP_S)), divisor=64
+            IntCounters(await counter_bucket(js, subjects.KV_SPEND, ttl_s=SPEND_KEEP_S)),
+            divisor=64,
+            before_return=inflight.before_return,
         )
         budgets = Budgets(
             spend,
@@ -120,15 +131,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             limits=await limits_bucket(js),
         )
         spend.on_returned(budgets.returned)
-        inflight = InFlight(
-            await gateways_bucket(js),
-            replica=replica_name(settings.instance or "gateway"),
-            ttl_s=settings.replica_ttl_s,
-            beat_s=min(1.0, settings.replica_ttl_s / 4),
-            on_fenced=lambda: os.kill(os.getpid(), signal.SIGTERM),
-        )
-        for leases in (limiter.windows, spend):  # slots need not: their table expires by itself
-            leases.before_return(inflight.before_return)
         await inflight.start()
         orphans = Orphans(
             inflight, js, events, stores={WINDOWS: limiter.windows.store, SPEND: spend.store}, policy=policy

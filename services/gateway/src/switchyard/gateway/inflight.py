@@ -41,7 +41,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from switchyard.common import ids, kv, subjects
-from switchyard.common.background import Background
+from switchyard.common.background import Background, cancel
 from switchyard.common.bus import EventPublisher
 from switchyard.common.events import TaskCompleted, TaskFailed, TaskTimedOut
 from switchyard.common.leases import Store, Want
@@ -213,11 +213,8 @@ class InFlight:
     async def stop(self) -> None:
         """At shutdown, after every settlement and hand-back: the entry goes, or stays for another replica
         to settle what is still listed (a task whose result never came in time)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         if self.fenced:
             return
         try:
@@ -401,9 +398,6 @@ class Orphans:
                 log.warning("could not look for gone gateway replicas: %s", exc)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         await self._work.stop(grace_s=1.0)
