@@ -323,6 +323,7 @@ class Orphans:
             outcome = await stored_result(self.js, task["task"])
             if outcome is not None:
                 ended[n] = outcome
+                self._told.pop(task["task"], None)
             elif now > task["ends_by"]:
                 told = self._told.setdefault(task["task"], now)
                 if told == now:
