@@ -40,7 +40,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from switchyard.common import ids, kv, subjects
+from switchyard.common import kv, subjects
 from switchyard.common.background import Background, cancel
 from switchyard.common.bus import EventPublisher
 from switchyard.common.events import TaskCompleted, TaskFailed, TaskTimedOut
@@ -48,7 +48,7 @@ from switchyard.common.leases import Store, Want
 from switchyard.common.policy import Policy
 from switchyard.gateway.admission import Pass, charged, unused
 from switchyard.gateway.metrics import ORPHANS
-from switchyard.gateway.tasks import SETTLE_WAIT_S, stored_result
+from switchyard.gateway.tasks import SETTLE_WAIT_S, record, stored_result
 
 log = logging.getLogger(__name__)
 
@@ -337,12 +337,7 @@ class Orphans:
         event = TaskTimedOut(
             task_id=task["task"], tenant_id=task["tenant"], waited_ms=(now - task["at"]) * 1000
         )
-        await self.events.publish(
-            event,
-            event_id=ids.derived_id(task["task"], "timed_out"),
-            tenant_id=task["tenant"],
-            event_subject=task["task"],
-        )
+        await record(self.events, event, "timed_out")
 
     def _take_off(self, ns: set[str], current: bytes | None) -> tuple[bytes | None, list[str] | None]:
         """Takes `ns` off the entry and renews the claim; None if the claim is no longer this replica's."""

@@ -204,16 +204,22 @@ class TaskClient:
         await self._record(task, event, "timed_out")
 
     async def _record(self, task: TaskSubmitted, event: TaskCancelled | TaskTimedOut, what: str) -> None:
-        """Publishes what became of `task` (its id derived from the task's, so once); logs a failure."""
+        """Publishes what became of `task` (`record`); logs a failure."""
         try:
-            await self._publisher.publish(
-                event,
-                event_id=ids.derived_id(task.task_id, what),
-                tenant_id=task.tenant_id,
-                event_subject=task.task_id,
-            )
+            await record(self._publisher, event, what)
         except Exception:
             log.exception("could not record that task %s %s", task.task_id, what.replace("_", " "))
+
+
+async def record(publisher: EventPublisher, event: TaskCancelled | TaskTimedOut, what: str) -> None:
+    """Publishes what became of a task (`what`: cancelled, timed_out) under an event id derived from the
+    task's: stored once, whoever publishes it (its gateway, or the replica settling for a dead one)."""
+    await publisher.publish(
+        event,
+        event_id=ids.derived_id(event.task_id, what),
+        tenant_id=event.tenant_id,
+        event_subject=event.task_id,
+    )
 
 
 async def stored_result(js: JetStreamContext, task_id: str) -> Outcome | None:
