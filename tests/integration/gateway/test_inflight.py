@@ -118,13 +118,18 @@ async def _publish_result(js: JetStreamContext, task_id: str, *, failed: bool = 
             failed_at=datetime.now(UTC),
         )
     else:
-        result = TaskCompleted(
-            task_id=task_id, tenant_id="acme", model=MODEL, provider="local", tier="local", content="ok",
-            finish_reason="stop", usage=Usage(prompt_tokens=9, completion_tokens=2), attempts=1,
-            latency_ms=1.0, completed_at=datetime.now(UTC),
-        )  # fmt: skip
+        result = _answered(task_id)
     _, raw = encode(result, source="test")
     await js.publish(subjects.result_subject(task_id), raw)
+
+
+def _answered(task_id: str) -> TaskCompleted:
+    """The task's answer: 9 tokens in, 2 out (USED), costing COST."""
+    return TaskCompleted(
+        task_id=task_id, tenant_id="acme", model=MODEL, provider="local", tier="local", content="ok",
+        finish_reason="stop", usage=Usage(prompt_tokens=9, completion_tokens=2), attempts=1,
+        latency_ms=1.0, completed_at=datetime.now(UTC),
+    )  # fmt: skip
 
 
 def _counters(admitted: Pass) -> tuple[list[str], list[str]]:
@@ -211,12 +216,7 @@ async def test_a_replica_taken_for_dead_gives_nothing_back(js: JetStreamContext)
     assert await settler.scan() == ["a"]
 
     await _publish_result(js, "t-1")
-    outcome = TaskCompleted(
-        task_id="t-1", tenant_id="acme", model=MODEL, provider="local", tier="local", content="ok",
-        finish_reason="stop", usage=Usage(prompt_tokens=9, completion_tokens=2), attempts=1, latency_ms=1.0,
-        completed_at=datetime.now(UTC),
-    )  # fmt: skip
-    await a.admission.settle_with(admitted, outcome)
+    await a.admission.settle_with(admitted, _answered("t-1"))
     with pytest.raises(Fenced):
         await a.inflight.before_return()
     assert fenced == [True]
