@@ -252,7 +252,7 @@ async def test_verify_catches_reordered_entries(ledger: tuple[AsyncEngine, Sessi
 
 async def test_verify_catches_an_entry_inserted_in_the_middle(ledger: tuple[AsyncEngine, Sessions]) -> None:
     """A forged row linked to its predecessor; the rows after it renumbered and its successor re-linked (the
-    unique prev_hash allows nothing less): the successor's hash no longer matches its contents."""
+    seq primary key allows nothing less): the successor's hash no longer matches its contents."""
     engine, sessions = ledger
     await _fill(sessions, 5)
     await _drop_guards(engine)

@@ -77,19 +77,26 @@ class Migrations:
 
     async def upgrade(self, url: str, revision: str = "head") -> None:
         """Runs `alembic upgrade` on an async engine (the env.py of every service calls `run_env`)."""
-        from alembic import command
+        await self._run(url, "upgrade", revision)
 
+    async def downgrade(self, url: str, revision: str) -> None:
+        """Runs `alembic downgrade` to `revision`, as `upgrade` runs its command."""
+        await self._run(url, "downgrade", revision)
+
+    async def _run(self, url: str, direction: str, revision: str) -> None:
         engine = create_engine(url)
         try:
             async with engine.begin() as conn:
-                await conn.run_sync(self._upgrade_sync, url, revision, command)
+                await conn.run_sync(self._run_sync, url, direction, revision)
         finally:
             await engine.dispose()
 
-    def _upgrade_sync(self, conn: Connection, url: str, revision: str, command: Any) -> None:
+    def _run_sync(self, conn: Connection, url: str, direction: str, revision: str) -> None:
+        from alembic import command
+
         cfg = self.config(url)
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+        getattr(command, direction)(cfg, revision)
 
 
 def run_env(context: Any) -> None:

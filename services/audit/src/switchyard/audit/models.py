@@ -36,8 +36,10 @@ class LedgerEntry(AuditBase):
     resource: Mapped[str] = mapped_column(String(200))
     outcome: Mapped[str] = mapped_column(String(16))
     details: Mapped[str] = mapped_column(Text)  # canonical JSON, hashed byte for byte
-    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)  # one successor per entry: no forks
-    entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Not indexed: the extend-the-head trigger (seq = head + 1, prev_hash = the head's entry_hash) is what
+    # forbids forks, and nothing looks an entry up by its hashes (migration au0004).
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64))
 
 
 class MerkleNode(AuditBase):

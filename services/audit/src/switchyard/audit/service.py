@@ -3,7 +3,7 @@
 Several drafts are appended in one transaction. The head is read, each new entry takes the next seq and
 links to the previous hash, and the rows are inserted together with the Merkle nodes they complete (see
 `tree.py`), so the tree always covers exactly the entries. Another writer (a replica) appending at the same
-time collides on the unique seq/prev_hash (and the database's extend-the-head trigger), so one transaction
+time collides on the seq primary key (and the database's extend-the-head trigger), so one transaction
 fails, is rolled back and retried on the new head: the chain never forks.
 """
 
@@ -73,7 +73,7 @@ class TipCache:
     """Lets a writer's next append skip its reads (the event ids already stored, the head, the frontier).
 
     Only a hint, checked in the same transaction: a stale head (another replica appended) collides on the
-    unique seq/prev_hash and the extend-the-head trigger, an event already stored on the unique event id.
+    seq primary key and the extend-the-head trigger, an event already stored on the unique event id.
     Either way the transaction rolls back, the hint is forgotten, and the append is retried with the reads.
     The frontier is right whenever the head is: the head's hash commits to every entry before it.
     """

@@ -1,0 +1,109 @@
+"""The ledger's schema changes on real SQLite and PostgreSQL: a ledger written under the previous revision
+keeps every row, every guard and its verification through an upgrade and back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, inspect, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from switchyard.audit.db import migrations
+from switchyard.audit.service import append_entries, head
+from switchyard.audit.verify import verify_ledger
+from switchyard.common.db import create_engine, sessionmaker
+from tests.integration.audit.test_ledger_db import draft
+
+pytestmark = pytest.mark.integration
+
+HASHES = {"prev_hash", "entry_hash"}
+
+# Every column of seq 10 after its seq, with prev_hash set to seq 10's own hash: it extends the head, so only
+# the unique event id can refuse it.
+_COPY = (
+    "event_id",
+    "recorded_at",
+    "occurred_at",
+    "tenant_id",
+    "actor",
+    "action",
+    "resource",
+    "outcome",
+    "details",
+    "entry_hash",
+    "entry_hash",
+)
+
+
+def _unique_columns(conn: Connection) -> set[str]:
+    """Columns of ledger_entries that a unique constraint or a unique index covers, one column each."""
+    found = inspect(conn)
+    constraints = found.get_unique_constraints("ledger_entries")
+    indexes = [i for i in found.get_indexes("ledger_entries") if i["unique"]]
+    return {c for group in (*constraints, *indexes) for c in group["column_names"] if c is not None}
+
+
+async def _state(engine: AsyncEngine) -> tuple[set[str], list[Any]]:
+    async with engine.connect() as conn:
+        unique = await conn.run_sync(_unique_columns)
+        rows = (await conn.execute(text("SELECT * FROM ledger_entries ORDER BY seq"))).all()
+    return unique, [tuple(r) for r in rows]
+
+
+async def _refused(engine: AsyncEngine, statement: str) -> str:
+    with pytest.raises(DBAPIError) as caught:
+        async with engine.begin() as conn:
+            await conn.execute(text(statement))
+    return str(caught.value)
+
+
+async def _guards_hold(engine: AsyncEngine) -> None:
+    """Every refusal the ledger's tables make, whatever the revision."""
+    for change in ("UPDATE ledger_entries SET outcome = 'failure'", "DELETE FROM ledger_entries"):
+        assert "append-only" in await _refused(engine, change)
+    _, head_hash = await head(sessionmaker(engine))
+    row = "'x', '2026-11-22 09:30:00', '2026-11-22 09:30:00', 'acme', 'a', 'x', 'r', 'success', '{}'"
+
+    def insert(seq: int, prev: str) -> str:
+        return f"INSERT INTO ledger_entries VALUES ({seq}, {row}, '{prev}', '{'f' * 64}')"
+
+    assert "extend the head" in await _refused(engine, insert(99, head_hash))  # a gap
+    assert await _refused(engine, insert(2, "0" * 64))  # a fork (PostgreSQL: the seq key refuses first)
+    checkpoint = (
+        "INSERT INTO ledger_checkpoints (tree_size, root_hash, created_at, origin, key_id, public_key,"
+        " signature, note) VALUES (1000, 'r', '2026-11-22 09:30:00', 'o', 'k', 'p', 's', 'n')"
+    )
+    assert "larger than the last one and within the ledger" in await _refused(engine, checkpoint)
+
+
+async def test_au0004_drops_the_hash_indexes_and_keeps_every_entry_and_guard(db_url: str) -> None:
+    await migrations().upgrade(db_url, "au0003")
+    engine = create_engine(db_url)
+    try:
+        sessions = sessionmaker(engine)
+        await append_entries(sessions, drafts=[draft(i) for i in range(1, 8)])
+        unique, rows = await _state(engine)
+        assert unique >= HASHES and "event_id" in unique
+
+        await migrations().upgrade(db_url)
+        unique, after = await _state(engine)
+        assert after == rows
+        assert "event_id" in unique and not HASHES & unique
+        await _guards_hold(engine)
+        # The writer goes on, an event already stored is still refused, and the chain verifies.
+        await append_entries(sessions, drafts=[draft(i) for i in range(5, 11)])
+        report = await verify_ledger(sessions)
+        assert report.ok and report.entries == 10
+        copy = f"INSERT INTO ledger_entries SELECT 11, {', '.join(_COPY)} FROM ledger_entries WHERE seq = 10"
+        duplicate = await _refused(engine, copy)
+        assert "unique" in duplicate.lower()
+
+        await migrations().downgrade(db_url, "au0003")
+        unique, back = await _state(engine)
+        assert unique >= HASHES and len(back) == 10 and back[:7] == rows
+        await _guards_hold(engine)
+        assert (await verify_ledger(sessions)).ok
+    finally:
+        await engine.dispose()
