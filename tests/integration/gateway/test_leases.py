@@ -13,7 +13,8 @@ import pytest
 from nats.aio.client import Client
 
 from switchyard.cli.processes import NatsServer
-from switchyard.common.leases import IntCounters, Leases, SlotTable, Want, take_all
+from switchyard.common.leases import IntCounters, Leases, SlotTable
+from switchyard.common.wants import Want, take_all
 from switchyard.gateway.limits.counters import counter_bucket
 
 pytestmark = pytest.mark.integration

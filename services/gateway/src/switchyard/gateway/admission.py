@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from switchyard.common.background import Background
 from switchyard.common.events import ChatRequest, TaskCompleted, TaskFailed
-from switchyard.common.leases import Want, give_all, take_local_all
 from switchyard.common.policy import Policy
+from switchyard.common.wants import Want, give_all, take_local_all
 from switchyard.gateway.budgets import pricing
 from switchyard.gateway.budgets.service import Account, Budgets, Reservation
 from switchyard.gateway.limits.service import RateLimiter, Ticket, take_or_unavailable

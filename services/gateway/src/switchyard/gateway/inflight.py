@@ -44,8 +44,9 @@ from switchyard.common import kv, subjects
 from switchyard.common.background import Background, cancel
 from switchyard.common.bus import EventPublisher
 from switchyard.common.events import TaskCompleted, TaskFailed, TaskTimedOut
-from switchyard.common.leases import Store, Want
+from switchyard.common.leases import Store
 from switchyard.common.policy import Policy
+from switchyard.common.wants import Want
 from switchyard.gateway.admission import Pass, charged, unused
 from switchyard.gateway.metrics import ORPHANS
 from switchyard.gateway.tasks import SETTLE_WAIT_S, record, stored_result

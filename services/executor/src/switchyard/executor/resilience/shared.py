@@ -22,8 +22,9 @@ from nats.js.kv import KeyValue
 
 from switchyard.common import kv
 from switchyard.common.errors import SwitchyardError
-from switchyard.common.leases import Leases, Spare, Want, give_all, grant, take_local_all
+from switchyard.common.leases import Leases, Spare, grant
 from switchyard.common.providers import BreakerRecord, BucketLevel, RateRecord
+from switchyard.common.wants import Want, give_all, take_local_all
 from switchyard.executor.resilience.breaker import (
     BreakerConfig,
     BreakerState,

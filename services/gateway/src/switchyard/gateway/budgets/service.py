@@ -22,7 +22,8 @@ from nats.js.kv import KeyValue
 
 from switchyard.common.background import Background
 from switchyard.common.budgets import BudgetHeadroom, limit_key, write_headroom, write_limit
-from switchyard.common.leases import Leases, Want
+from switchyard.common.leases import Leases
+from switchyard.common.wants import Want
 from switchyard.gateway.budgets.pricing import MICRO
 from switchyard.gateway.errors import RateLimited
 from switchyard.gateway.tenants import Principal

@@ -9,7 +9,8 @@ import math
 from dataclasses import dataclass, field
 
 from switchyard.common.errors import TransientError
-from switchyard.common.leases import Leases, Want, take_all
+from switchyard.common.leases import Leases
+from switchyard.common.wants import Want, take_all
 from switchyard.gateway.errors import RateLimited, ServiceUnavailable
 from switchyard.gateway.limits.control import Control
 from switchyard.gateway.limits.headers import duration, ratelimit_headers
