@@ -1,12 +1,16 @@
 """Ledger and SIEM export speed: append, verify, inclusion proofs, export to a real rsyslog.
 
     .venv/bin/python bench/ledger_bench.py [--append 20000] [--verify 1000000] [--proofs 2000]
-                                           [--export 100000] [--no-postgres] [--keep DIR]
+                                           [--export 100000] [--append-onto 20000] [--revision REV]
+                                           [--no-postgres] [--keep DIR]
 
 1. append entries/s through the service's path (batches of 500, Merkle nodes included), SQLite and
    PostgreSQL (a throwaway cluster);
 2. verify: a ledger of `--verify` entries is built straight into SQLite (same bytes as the service writes),
-   then `verify_ledger` recomputes every hash, link, root and checkpoint;
+   then `verify_ledger` recomputes every hash, link, root and checkpoint; on a copy of it, `--append-onto`
+   more entries are appended as the audit writer appends them (batches of 64, random event ids): entries/s,
+   CPU and bytes written per entry once the ledger is large (`--revision au0003`: the ledger's schema
+   before its hash indexes were dropped, to compare);
 3. inclusion proofs on that ledger: in-process p50/p99 (cold and warm node cache), and over NATS
    request/reply to the audit service (a real process, the API path);
 4. export to rsyslog (octet-counted TCP, CEF): events/s until rsyslog has written every one.
@@ -41,12 +45,13 @@ from switchyard.audit.db import migrations
 from switchyard.audit.export.exporter import ExportJob, run_export
 from switchyard.audit.export.formats import Encoder
 from switchyard.audit.export.sinks import StreamSink
-from switchyard.audit.service import append_entries
+from switchyard.audit.service import TipCache, append_entries, head
 from switchyard.audit.signing import parse_private_key, signer_from
 from switchyard.audit.verify import verify_ledger
 from switchyard.cli.processes import NatsServer, PostgresCluster
 from switchyard.common import subjects
 from switchyard.common.db import create_engine, sessionmaker
+from switchyard.common.ids import new_id
 from tests.support.bus_services import BusService
 from tests.support.ledger import draft
 from tests.support.rsyslog import Rsyslog
@@ -56,8 +61,8 @@ SIGNER = signer_from(parse_private_key(SEED.encode()), origin="bench.local/ledge
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-async def bench_append(url: str, n: int, label: str) -> float:
-    await migrations().upgrade(url)
+async def bench_append(url: str, n: int, label: str, revision: str) -> float:
+    await migrations().upgrade(url, revision)
     engine = create_engine(url)
     sessions = sessionmaker(engine)
     try:
@@ -78,9 +83,9 @@ def _stamp(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def build_sqlite(path: Path, n: int) -> None:
+def build_sqlite(path: Path, n: int, revision: str) -> None:
     """Writes n entries, their Merkle nodes and checkpoints every 100,000 straight into SQLite."""
-    asyncio.run(migrations().upgrade(f"sqlite+aiosqlite:///{path}"))
+    asyncio.run(migrations().upgrade(f"sqlite+aiosqlite:///{path}", revision))
     db = sqlite3.connect(path)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=OFF")
@@ -135,6 +140,39 @@ def build_sqlite(path: Path, n: int) -> None:
             asyncio.run(sign_checkpoints(f"sqlite+aiosqlite:///{path}"))
     db.close()
     print(f"build   {n:,d} entries in {time.perf_counter() - start:.1f}s (generated straight into SQLite)")
+
+
+def _written() -> int:
+    """Bytes this process has handed to write calls so far (the database file and its WAL)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def bench_append_onto(big: Path, n: int, folder: Path, batch: int = 64) -> None:
+    """Appends n entries onto a copy of the built ledger as the audit writer does: batches of the events its
+    consumer holds (64), its tip remembered, event ids random as the bus's are."""
+    path = folder / "append-onto.db"
+    shutil.copyfile(big, path)
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    sessions, tip = sessionmaker(engine), TipCache()
+    try:
+        size, _ = await head(sessions)
+        last = size + n
+        cpu, wrote, start = time.process_time(), _written(), time.perf_counter()
+        for first in range(size + 1, last + 1, batch):
+            drafts = [draft(i, event_id=new_id()) for i in range(first, min(first + batch, last + 1))]
+            await append_entries(sessions, drafts=drafts, tip=tip)
+        elapsed = time.perf_counter() - start
+        cpu_us, kib = (time.process_time() - cpu) / n * 1e6, (_written() - wrote) / n / 1024
+    finally:
+        await engine.dispose()
+        path.unlink(missing_ok=True)
+    print(
+        f"append  onto {size:,d} entries: {n:,d} in batches of {batch}: {n / elapsed:,.0f} entries/s, "
+        f"{cpu_us:,.0f} us CPU and {kib:.1f} KiB written per entry"
+    )
 
 
 async def sign_checkpoints(url: str) -> None:
@@ -279,6 +317,8 @@ def main() -> None:
     parser.add_argument("--verify", type=int, default=1_000_000)
     parser.add_argument("--proofs", type=int, default=2_000)
     parser.add_argument("--export", type=int, default=100_000)
+    parser.add_argument("--append-onto", type=int, default=20_000)
+    parser.add_argument("--revision", default="head", help="the audit schema to bench (e.g. au0003)")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--keep", help="keep the built ledger in this folder (reused when present)")
     args = parser.parse_args()
@@ -286,21 +326,25 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     print(f"ledger bench on {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; data in {folder}")
     try:
-        asyncio.run(bench_append(f"sqlite+aiosqlite:///{folder / 'append.db'}", args.append, "SQLite"))
+        asyncio.run(
+            bench_append(f"sqlite+aiosqlite:///{folder / 'append.db'}", args.append, "SQLite", args.revision)
+        )
         (folder / "append.db").unlink(missing_ok=True)
         if not args.no_postgres and PostgresCluster.available():
             pg_base = Path(tempfile.mkdtemp(prefix="ledger-bench-pg-"))
             cluster = PostgresCluster(pg_base).start()
             try:
-                asyncio.run(bench_append(cluster.url(), args.append, "PostgreSQL"))
+                asyncio.run(bench_append(cluster.url(), args.append, "PostgreSQL", args.revision))
             finally:
                 cluster.stop()
                 shutil.rmtree(pg_base, ignore_errors=True)
-        big = folder / f"ledger-{args.verify}.db"
+        big = folder / f"ledger-{args.verify}-{args.revision}.db"
         url = f"sqlite+aiosqlite:///{big}"
         if not big.exists():
-            build_sqlite(big, args.verify)
+            build_sqlite(big, args.verify, args.revision)
         asyncio.run(bench_verify(url, args.verify))
+        if args.append_onto:
+            asyncio.run(bench_append_onto(big, args.append_onto, folder))
         asyncio.run(bench_proofs(url, args.verify, args.proofs))
         asyncio.run(bench_proofs_rpc(url, args.verify, args.proofs, folder))
         if Rsyslog.available():
