@@ -107,3 +107,36 @@ async def test_au0004_drops_the_hash_indexes_and_keeps_every_entry_and_guard(db_
         assert (await verify_ledger(sessions)).ok
     finally:
         await engine.dispose()
+
+
+async def test_a_rebuild_that_fails_halfway_changes_nothing(db_url: str) -> None:
+    """The downgrade needs the hashes unique again; an entry appended behind the writer's back (the head
+    trigger checks the link, not the entry's own hash) repeats one, so the copy (SQLite) or the constraint
+    (PostgreSQL) fails after the rebuild began: the schema, the guards and the rows stay as they were."""
+    await migrations().upgrade(db_url)
+    engine = create_engine(db_url)
+    try:
+        sessions = sessionmaker(engine)
+        await append_entries(sessions, drafts=[draft(i) for i in range(1, 6)])
+        _, head_hash = await head(sessions)
+        async with engine.begin() as conn:
+            first = (
+                await conn.execute(text("SELECT entry_hash FROM ledger_entries WHERE seq = 1"))
+            ).scalar_one()
+            columns = "recorded_at, occurred_at, tenant_id, actor, action, resource, outcome, details"
+            forged = f"SELECT 6, 'evt-forged', {columns}, :prev, :again FROM ledger_entries WHERE seq = 5"
+            await conn.execute(
+                text(f"INSERT INTO ledger_entries {forged}"), {"prev": head_hash, "again": first}
+            )
+        before = await _state(engine)
+
+        with pytest.raises(DBAPIError):
+            await migrations().downgrade(db_url, "au0003")
+        assert await _state(engine) == before
+        async with engine.connect() as conn:
+            version = (await conn.execute(text("SELECT version_num FROM alembic_version_audit"))).scalar_one()
+            tables = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
+        assert version == "au0004" and "ledger_entries_rebuilt" not in tables
+        await _guards_hold(engine)
+    finally:
+        await engine.dispose()

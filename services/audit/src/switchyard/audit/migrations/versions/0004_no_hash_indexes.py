@@ -10,8 +10,10 @@ recomputes both for every entry, in seq order. event_id keeps its unique index: 
 an event recorded once however often it arrives.
 
 PostgreSQL drops the two constraints in place. SQLite cannot drop the index behind a UNIQUE column
-constraint, so the table is rebuilt: created without them, the rows copied as they are, the old table
-dropped (its triggers with it) and the new one renamed, then its indexes and triggers created again.
+constraint, so the table is rebuilt, in one transaction: created without them, the rows copied as they are
+(byte for byte: `switchyard ledger verify` checks them as before), the old table dropped (its triggers with
+it) and the new one renamed, then its indexes and triggers created again. The downgrade puts the indexes
+back the same way; it fails, changing nothing, if entries written since share a hash.
 On SQLite the copy takes time in proportion to the ledger (22 s for a million entries on a 2-core VM), and
 the old table's pages stay in the file as free pages that later entries reuse (`VACUUM` returns them).
 
@@ -56,6 +58,11 @@ SQLITE_TRIGGERS = [
 
 
 def _rebuild_sqlite(*, unique_hashes: bool) -> None:
+    # Python's sqlite3 opens a transaction only before a data change, so the DDL before the copy would run
+    # (and commit) on its own: a savepoint opens one first (or nests in the one already open), and the
+    # migration's commit takes everything, the version row included. A failure anywhere leaves the ledger
+    # as it was.
+    op.execute("SAVEPOINT ledger_rebuild")
     op.execute("DROP TRIGGER ledger_checkpoints_grow")
     op.create_table(
         "ledger_entries_rebuilt",
