@@ -8,14 +8,18 @@ Version 2 only adds sections; a version-1 file (models and thresholds) is still 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from switchyard.common.errors import ConfigurationError
 from switchyard.common.events.tasks import TASK_TYPES
+
+Number = TypeVar("Number", float, Decimal)
 
 DEFAULT_POLICY = Path(__file__).with_name("default_policy.yaml")
 # Cheapest to most capable. `coordination` holds models that are good at tool use and multi-step plans.
@@ -94,19 +98,33 @@ class ModelSpec(_Strict):
         return long.input_multiplier, long.output_multiplier
 
     def cost(self, prompt_tokens: int, completion_tokens: int, *, read: int = 0, written: int = 0) -> float:
-        """USD for a call: `read` and `written` are the prompt tokens (of `prompt_tokens`) the provider
-        read from or wrote to its prompt cache."""
+        """USD for a call, in floats (estimates, budget counters): `read` and `written` are the prompt
+        tokens (of `prompt_tokens`) the provider read from or wrote to its prompt cache."""
+        return self.cost_in(float, prompt_tokens, completion_tokens, read=read, written=written)
+
+    def cost_in(
+        self,
+        number: Callable[[float], Number],
+        prompt_tokens: int,
+        completion_tokens: int,
+        *,
+        read: int = 0,
+        written: int = 0,
+    ) -> Number:
+        """USD for a call, computed in `number`s: floats for estimates, decimals made from the prices as
+        the policy writes them for billing, by the one formula. A long prompt is priced whole at the
+        provider's long-context rate."""
         read, written = cache_split(prompt_tokens, read, written)
-        into, out = self.multipliers(prompt_tokens)
+        into, out = (number(m) for m in self.multipliers(prompt_tokens))
         return (
             (
-                (prompt_tokens - read - written) * self.input_per_1k
-                + read * self.cache_read_price()
-                + written * self.cache_write_price()
+                (prompt_tokens - read - written) * number(self.input_per_1k)
+                + read * number(self.cache_read_price())
+                + written * number(self.cache_write_price())
             )
             * into
-            + completion_tokens * self.output_per_1k * out
-        ) / 1000.0
+            + completion_tokens * number(self.output_per_1k) * out
+        ) / number(1000)
 
     def worst_cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         """The most a call can cost: every prompt token at the dearest of the input and cache prices

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from switchyard.common.policy import Policy, cache_split
+from switchyard.common.policy import Policy
 
 PLACES = Decimal("1e-10")
-THOUSAND = Decimal(1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,13 +30,12 @@ def price(
     spec = policy.model(model)
     if spec is None:
         return Price(Decimal(0).quantize(PLACES), priced=False)
-    read, written = cache_split(prompt_tokens, cache_read_tokens, cache_write_tokens)
-    # Prices (and multipliers) are written as decimals in the policy; str() recovers exactly what was
-    # written. A long prompt is priced whole at the provider's long-context rate.
-    into, out = (Decimal(str(m)) for m in spec.multipliers(prompt_tokens))
-    cost = (
-        (prompt_tokens - read - written) * Decimal(str(spec.input_per_1k))
-        + read * Decimal(str(spec.cache_read_price()))
-        + written * Decimal(str(spec.cache_write_price()))
-    ) * into + completion_tokens * Decimal(str(spec.output_per_1k)) * out
-    return Price((cost / THOUSAND).quantize(PLACES), priced=True)
+    cost = spec.cost_in(
+        _exact, prompt_tokens, completion_tokens, read=cache_read_tokens, written=cache_write_tokens
+    )
+    return Price(cost.quantize(PLACES), priced=True)
+
+
+def _exact(value: float) -> Decimal:
+    """A price or multiplier as the policy writes it: str() recovers the decimal that was written."""
+    return Decimal(str(value))
