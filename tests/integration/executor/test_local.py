@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import replace
 from typing import cast
 
 import pytest
@@ -65,6 +67,29 @@ async def test_generations_run_one_at_a_time_and_an_abandoned_stream_frees_the_m
         asyncio.gather(local.request(ask(max_tokens=8)), local.request(ask(max_tokens=8))), timeout=60
     )
     assert all(r.content and r.usage.completion_tokens <= 8 for r in replies)
+
+
+async def test_a_call_that_gives_up_waiting_for_the_model_leaves_at_once() -> None:
+    """A call queued behind another generation that times out (or is cancelled) before its turn is taken
+    off the queue: its caller hears of it at once, not when the generation ahead of it ends."""
+    path = default_model_path()
+    assert path is not None
+    provider = LocalProvider(LocalModelConfig(model_path=path, max_tokens=256, seed=42))
+    try:
+        ahead = provider.stream(ask("Write a long story about a dragon and a knight.", max_tokens=256))
+        assert isinstance(await anext(ahead), TextDelta)  # loaded, and generating on the only thread
+        started = time.perf_counter()
+        with pytest.raises(ProviderError) as caught:
+            await provider.request(replace(ask(), timeout_s=0.2))
+        gave_up = time.perf_counter() - started
+        parts = [p async for p in ahead]
+        took = time.perf_counter() - started
+        final = parts[-1]
+        assert caught.value.kind == "timeout"
+        assert isinstance(final, Reply) and final.usage.completion_tokens > 100
+        assert gave_up < took / 2, (gave_up, took)  # it waited for the generation ahead: gave_up ~ took
+    finally:
+        await provider.aclose()
 
 
 async def test_a_prompt_longer_than_the_context_window(local: LocalProvider) -> None:

@@ -3,7 +3,8 @@
 The model is loaded on first use, once. llama.cpp is not safe to call from two threads at once, and two
 generations would only halve each other's speed on this size of machine, so every load and generation
 runs on one dedicated worker thread, one at a time; tokens cross into asyncio through a queue. A caller
-that stops reading (cancelled, timed out, client gone) stops the generation at the next token.
+that stops reading (cancelled, timed out, client gone) stops the generation at the next token, or, while
+its generation still waits for the thread, takes it off the queue.
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ class LocalProvider:
             except BaseException as exc:  # handed to the caller's task, which raises it there
                 put(_Failed(exc))
 
-        future = loop.run_in_executor(self._worker, work)
+        queued = self._worker.submit(work)
+        future = asyncio.wrap_future(queued)
         text: list[str] = []
         finish_reason: str | None = None
         total_tokens = 0
@@ -127,7 +129,10 @@ class LocalProvider:
                     yield TextDelta(item.text)
         finally:
             stop.set()
-            if not future.done():
+            # Still queued behind another generation (this caller timed out or was cancelled while it
+            # waited): taken off the queue, so the caller leaves at once and the model never reads the
+            # prompt. Running: it stops at its next token, and the thread is free when this returns.
+            if not queued.cancel() and not future.done():
                 await asyncio.shield(future)
         completion = len(text)  # llama.cpp streams one token per chunk
         usage = Usage(prompt_tokens=max(total_tokens - completion, 0), completion_tokens=completion)
