@@ -87,21 +87,21 @@ def _rebuild_sqlite(*, unique_hashes: bool) -> None:
         op.execute(statement)
 
 
+def _hash_indexes(*, unique: bool) -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        _rebuild_sqlite(unique_hashes=unique)
+        return
+    change = (
+        "ADD CONSTRAINT ledger_entries_{0}_key UNIQUE ({0})"
+        if unique
+        else "DROP CONSTRAINT ledger_entries_{0}_key"
+    )
+    op.execute("ALTER TABLE ledger_entries " + ", ".join(change.format(name) for name in HASHES))
+
+
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(
-            "ALTER TABLE ledger_entries "
-            + ", ".join(f"DROP CONSTRAINT ledger_entries_{name}_key" for name in HASHES)
-        )
-    else:
-        _rebuild_sqlite(unique_hashes=False)
+    _hash_indexes(unique=False)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(
-            "ALTER TABLE ledger_entries "
-            + ", ".join(f"ADD CONSTRAINT ledger_entries_{name}_key UNIQUE ({name})" for name in HASHES)
-        )
-    else:
-        _rebuild_sqlite(unique_hashes=True)
+    _hash_indexes(unique=True)
