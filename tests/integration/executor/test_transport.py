@@ -334,6 +334,87 @@ async def test_https_verifies_the_providers_certificate(
     assert raw.requests and raw.requests[0].startswith(b"POST /v1/chat/completions HTTP/1.1")
 
 
+PROXY_CREDENTIALS = b"proxy-authorization: basic dxnlcjpzm2nyzxq="  # base64("user:s3cret"), lowercased
+
+
+def _tunnel(raw: RawServer) -> Handler:
+    """An HTTPS proxy: a CONNECT with the right credentials is answered 200 and its bytes relayed both ways to
+    the host and port it names; anything else is answered 407."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        raw.requests.append(head)
+        if not head.startswith(b"CONNECT ") or PROXY_CREDENTIALS not in head.lower():
+            writer.write(
+                b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                b'Proxy-Authenticate: Basic realm="test"\r\nContent-Length: 0\r\n\r\n'
+            )
+            await writer.drain()
+            return
+        host, port = head.split(b" ")[1].decode().rsplit(":", 1)
+        upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await writer.drain()
+
+        async def relay(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            finally:
+                sink.close()
+
+        await asyncio.gather(
+            relay(reader, upstream_writer), relay(upstream_reader, writer), return_exceptions=True
+        )
+
+    return handler
+
+
+async def test_https_calls_tunnel_through_the_proxy_and_its_credentials_stay_with_it(
+    serve: Serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What every provider call does behind a corporate proxy: CONNECT with the proxy's credentials, then TLS
+    to the provider through the tunnel, its certificate checked as on a direct call. The provider never sees
+    the proxy's credentials; wrong ones are the proxy's 407, said as such (a network error to the executor,
+    not a malformed answer)."""
+    tls = make_tls_files(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls.cert, tls.key)
+    provider = RawServer(lambda r, w: _ok(provider)(r, w))
+    provider.server = await asyncio.start_server(provider._serve, "127.0.0.1", 0, ssl=context)
+    provider_port = provider.server.sockets[0].getsockname()[1]
+    proxy = await serve(_tunnel)
+    proxy_port = proxy.url.split(":")[2].split("/")[0]
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca))
+    try:
+        for password, answered in (("s3cret", True), ("wrong", False)):
+            monkeypatch.setenv("HTTPS_PROXY", f"http://user:{password}@127.0.0.1:{proxy_port}")
+            client = make_client(base_url=f"https://localhost:{provider_port}/v1")  # reads the proxy now
+            try:
+                if answered:
+                    assert (await _post(client)).json() == {"ok": True}
+                    continue
+                with pytest.raises(httpx.ProxyError, match="407") as refused:
+                    await _post(client)
+            finally:
+                await client.aclose()
+            with pytest.raises(ProviderError, match="407") as mapped:
+                async with transport_errors("openai"):
+                    raise refused.value
+            assert mapped.value.kind == "network"
+    finally:
+        provider.server.close()
+    connect = proxy.requests[0].lower().split(b"\r\n")
+    assert connect[0] == b"connect localhost:%d http/1.1" % provider_port and PROXY_CREDENTIALS in connect
+    assert len(provider.requests) == 1 and provider.requests[0].startswith(
+        b"POST /v1/chat/completions HTTP/1.1"
+    )
+    assert b"proxy-authorization" not in provider.requests[0].lower()
+
+
 async def test_cookies_a_provider_sets_are_not_sent_on_later_calls(serve: Serve) -> None:
     """A provider's (or its load balancer's) Set-Cookie would otherwise ride on every later call of every
     tenant through the same pooled client."""

@@ -40,6 +40,8 @@ def _mapped(exc: aiohttp.ClientError) -> httpx.TransportError:
         return httpx.ReadTimeout(message)
     if isinstance(exc, aiohttp.ClientProxyConnectionError):
         return httpx.ProxyError(message)
+    if isinstance(exc, aiohttp.ClientHttpProxyError):  # the proxy refused the tunnel (407, 403, 502...)
+        return httpx.ProxyError(f"the proxy refused the tunnel: {exc.status} {exc.message}")
     if isinstance(exc, aiohttp.ClientConnectorError):
         return httpx.ConnectError(message)
     if isinstance(
