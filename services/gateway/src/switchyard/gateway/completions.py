@@ -227,12 +227,12 @@ def tool_call_deltas(done: TaskCompleted) -> dict[str, Any]:
     return {"tool_calls": calls}
 
 
-def _sse(obj: object) -> bytes:
+def sse(obj: object) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
-def _sse_error(message: str, code: str, type_: str = "api_error") -> bytes:
-    return _sse({"error": {"message": message, "type": type_, "code": code, "param": None}})
+def sse_error(message: str, code: str, type_: str = "api_error") -> bytes:
+    return sse({"error": {"message": message, "type": type_, "code": code, "param": None}})
 
 
 async def open_stream(
@@ -298,12 +298,12 @@ async def stream_events(
         async for item in chained(head, rest):
             if isinstance(item, Chunk):
                 if item.seq != expected:
-                    yield _sse_error(f"stream gap: expected chunk {expected}, got {item.seq}", "stream_gap")
+                    yield sse_error(f"stream gap: expected chunk {expected}, got {item.seq}", "stream_gap")
                     return
                 expected += 1
                 model = item.model or model
                 if item.error is not None:
-                    yield _sse_error(item.error.message, item.error.code)
+                    yield sse_error(item.error.message, item.error.code)
                     return
                 delta = _delta(item, thought)
                 if item.thinking:
@@ -314,10 +314,10 @@ async def stream_events(
                     if not started:
                         delta = {"role": "assistant", **delta}
                     started = True
-                    yield _sse(chunk_body(task_id=task.task_id, created=created, model=model, delta=delta))
+                    yield sse(chunk_body(task_id=task.task_id, created=created, model=model, delta=delta))
                 continue
             if isinstance(item, TaskFailed):
-                yield _sse_error(item.error_message, item.error_code)
+                yield sse_error(item.error_message, item.error_code)
                 return
             model = item.model
             if not started:  # an answer sent whole (no text streamed): still send it, with the role
@@ -329,10 +329,10 @@ async def stream_events(
                         "reasoning_content": reasoning,
                         "thinking_blocks": thinking_json(item.thinking),
                     }
-                    yield _sse(chunk_body(task_id=task.task_id, created=created, model=model, delta=delta))
+                    yield sse(chunk_body(task_id=task.task_id, created=created, model=model, delta=delta))
                     first = {}
                 content = item.content or None if item.tool_calls else item.content
-                yield _sse(
+                yield sse(
                     chunk_body(
                         task_id=task.task_id,
                         created=created,
@@ -341,12 +341,12 @@ async def stream_events(
                     )
                 )
             if item.tool_calls:
-                yield _sse(
+                yield sse(
                     chunk_body(
                         task_id=task.task_id, created=created, model=model, delta=tool_call_deltas(item)
                     )
                 )
-            yield _sse(
+            yield sse(
                 chunk_body(
                     task_id=task.task_id,
                     created=created,
@@ -357,7 +357,7 @@ async def stream_events(
             )
             if include_usage:
                 usage = usage_json(item.usage)
-                yield _sse(
+                yield sse(
                     chunk_body(
                         task_id=task.task_id,
                         created=created,
@@ -370,6 +370,6 @@ async def stream_events(
             yield b"data: [DONE]\n\n"
             return
     except TimedOut:
-        yield _sse_error(f"The task did not finish within {timeout_s:g} s", "task_timeout", "timeout")
+        yield sse_error(f"The task did not finish within {timeout_s:g} s", "task_timeout", "timeout")
     finally:
         await rest.aclose()  # type: ignore[attr-defined]

@@ -1,6 +1,6 @@
-"""Serving a completion through one of the gateway's faces (OpenAI chat completions and responses,
-Anthropic messages): authenticate, read and validate, admit (limits, budget), run the task on the bus, answer
-(JSON or SSE), then settle what the task used. The views only call `serve`."""
+"""Serving a completion through one of the gateway's faces (OpenAI chat completions, responses and legacy
+completions, Anthropic messages): authenticate, read and validate, admit (limits, budget), run the task on
+the bus, answer (JSON or SSE), then settle what the task used. The views only call `serve`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,15 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from switchyard.common.events import TaskCompleted, TaskSubmitted
-from switchyard.gateway import completions, messages, messages_render, overhead, responses, responses_render
+from switchyard.gateway import (
+    completions,
+    legacy,
+    messages,
+    messages_render,
+    overhead,
+    responses,
+    responses_render,
+)
 from switchyard.gateway.admission import Pass
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.cache import replay
@@ -79,6 +87,7 @@ class Face:
 OPENAI = Face(completions.parse_request, completions.completion_json, completions.stream_events)
 ANTHROPIC = Face(messages.parse_request, messages_render.message_json, messages_render.stream_events)
 RESPONSES = Face(responses.parse_request, responses_render.response_json, responses_render.stream_events)
+LEGACY = Face(legacy.parse_request, legacy.completion_json, legacy.stream_events)
 
 
 async def serve(request: Request, face: Face) -> Response:

@@ -1,0 +1,186 @@
+"""OpenAI's legacy completions (`POST /v1/completions`) as a fourth face of the same pipeline, for the
+clients and tools that still call it.
+
+The models behind the gateway are chat models, so the prompt becomes the user's turn (as LiteLLM serves the
+endpoint from chat models): the answer is a reply to the prompt, not a continuation of its text. One
+prompt per request. What only a completion model's own machinery gives (insertion with `suffix`, `echo`,
+`logprobs`, `best_of`, prompts as token ids, several prompts at once) is refused with 400
+`unsupported_parameter` rather than answered without it. `max_tokens` defaults to 16, as OpenAI's does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from switchyard.common.events import ChatMessage, TaskCompleted, TaskFailed, TaskSubmitted
+from switchyard.common.streaming import Chunk
+from switchyard.gateway.completions import chained, json_object, sse, sse_error
+from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, invalid_fields
+from switchyard.gateway.schemas import (
+    ChatCompletionRequest,
+    StreamOptions,
+    Unsupported,
+    refuse_unsupported,
+    usage_json,
+)
+from switchyard.gateway.tasks import TimedOut
+
+COMPLETION_ID = "cmpl-"  # a completion's id is this and its task's id
+DEFAULT_MAX_TOKENS = 16  # OpenAI's default for this endpoint
+
+UNSUPPORTED: Unsupported = {
+    "suffix": (
+        lambda v: v not in (None, ""),
+        "insertion (a suffix) needs a completion model; none is served",
+    ),
+    "echo": (lambda v: v is True, "the prompt is not echoed back"),
+    "logprobs": (lambda v: v not in (None, 0), "token log probabilities are not returned"),
+    "best_of": (lambda v: v not in (None, 1), "one completion per request: `best_of` must be 1"),
+    "logit_bias": (lambda v: bool(v), "`logit_bias` is not passed to providers"),
+}
+
+
+class CompletionsRequest(BaseModel):
+    """Other fields OpenAI accepts that change nothing Switchyard returns are accepted and ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1, max_length=200)
+    prompt: str | list[Any]
+    max_tokens: int | None = Field(default=DEFAULT_MAX_TOKENS, ge=1, le=1_000_000, strict=True)
+    temperature: float | None = Field(default=None, ge=0, le=2, strict=True)
+    top_p: float | None = Field(default=None, ge=0, le=1, strict=True)
+    n: int = Field(default=1, ge=1, le=1, strict=True)
+    stream: bool = Field(default=False, strict=True)
+    stream_options: StreamOptions | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = Field(default=None, strict=True)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2, strict=True)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2, strict=True)
+    user: str | None = None
+
+
+def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
+    raw = json_object(body)
+    refuse_unsupported(raw, UNSUPPORTED)
+    try:
+        parsed = CompletionsRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise invalid_fields(exc.errors()) from exc
+    prompt = _one_prompt(parsed.prompt)
+    if len(prompt) > max_prompt_chars:
+        raise RequestTooLarge(
+            f"The prompt has {len(prompt)} characters; the limit is {max_prompt_chars}",
+            code="prompt_too_large",
+        )
+    return ChatCompletionRequest(
+        model=parsed.model,
+        messages=[ChatMessage(role="user", content=prompt)],
+        stream=parsed.stream,
+        stream_options=parsed.stream_options,
+        max_tokens=parsed.max_tokens or DEFAULT_MAX_TOKENS,
+        temperature=parsed.temperature,
+        top_p=parsed.top_p,
+        stop=parsed.stop,
+        seed=parsed.seed,
+        presence_penalty=parsed.presence_penalty,
+        frequency_penalty=parsed.frequency_penalty,
+        user=parsed.user,
+    )
+
+
+def _one_prompt(prompt: str | list[Any]) -> str:
+    """The request's one prompt, as text: a string, or a list holding one string."""
+    if isinstance(prompt, list):
+        if prompt and all(isinstance(p, int | list) for p in prompt):
+            raise InvalidRequest(
+                "prompts as token ids are not served (the models behind this gateway have other tokenizers);"
+                " send the text",
+                code="unsupported_parameter",
+                param="prompt",
+            )
+        if len(prompt) != 1 or not isinstance(prompt[0], str):
+            raise InvalidRequest(
+                f"one prompt per request (this one has {len(prompt)}); send a request for each",
+                code="unsupported_parameter",
+                param="prompt",
+            )
+        prompt = prompt[0]
+    if not prompt.strip():
+        raise InvalidRequest("prompt is empty", code="invalid_value", param="prompt")
+    return prompt
+
+
+def _body(
+    task: TaskSubmitted, *, created: int, model: str, text: str, finish_reason: str | None
+) -> dict[str, Any]:
+    return {
+        "id": f"{COMPLETION_ID}{task.task_id}",
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish_reason}],
+    }
+
+
+def completion_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
+    body = _body(
+        task, created=int(time.time()), model=done.model, text=done.content, finish_reason=done.finish_reason
+    )
+    return orjson.dumps({**body, "usage": usage_json(done.usage)})
+
+
+async def stream_events(
+    task: TaskSubmitted,
+    head: list[Chunk | TaskCompleted],
+    rest: AsyncIterator[Chunk | TaskCompleted | TaskFailed],
+    *,
+    timeout_s: float,
+    include_usage: bool,
+) -> AsyncIterator[bytes]:
+    """SSE in OpenAI's legacy format: the text as it comes, a last chunk with the finish reason, the usage
+    (`stream_options.include_usage`), `[DONE]`. The model's thinking is not part of a text completion. A
+    break after text began ends with an explicit error event, never [DONE]."""
+    created = int(time.time())
+    model = task.request.model
+    expected = 0
+    streamed = False
+    try:
+        async for item in chained(head, rest):
+            if isinstance(item, Chunk):
+                if item.seq != expected:
+                    yield sse_error(f"stream gap: expected chunk {expected}, got {item.seq}", "stream_gap")
+                    return
+                expected += 1
+                model = item.model or model
+                if item.error is not None:
+                    yield sse_error(item.error.message, item.error.code)
+                    return
+                if item.delta:
+                    streamed = True
+                    yield sse(_body(task, created=created, model=model, text=item.delta, finish_reason=None))
+                continue
+            if isinstance(item, TaskFailed):
+                yield sse_error(item.error_message, item.error_code)
+                return
+            model = item.model
+            if not streamed and item.content:  # an answer sent whole: a cache replay, an output guardrail
+                yield sse(_body(task, created=created, model=model, text=item.content, finish_reason=None))
+            yield sse(_body(task, created=created, model=model, text="", finish_reason=item.finish_reason))
+            if include_usage:
+                usage = {
+                    **_body(task, created=created, model=model, text="", finish_reason=None),
+                    "choices": [],
+                }
+                yield sse({**usage, "usage": usage_json(item.usage)})
+            yield b"data: [DONE]\n\n"
+            return
+    except TimedOut:
+        yield sse_error(f"The task did not finish within {timeout_s:g} s", "task_timeout", "timeout")
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]
