@@ -35,13 +35,19 @@ from pathlib import Path
 
 import nats
 import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from measure import cpu_seconds, tree_pids
 
 from switchyard.audit import proofs, tree
 from switchyard.audit.chain import EntryFields, canonical_json, chain_hash, entry_bytes, leaf_hash
 from switchyard.audit.checkpoints import make_checkpoint
 from switchyard.audit.db import migrations
+from switchyard.audit.entries import EntryDraft
 from switchyard.audit.export.exporter import ExportJob, run_export
 from switchyard.audit.export.formats import Encoder
 from switchyard.audit.export.sinks import StreamSink
@@ -150,6 +156,11 @@ def _written() -> int:
     return 0
 
 
+def _drafts(first: int, end: int) -> list[EntryDraft]:
+    """Entries first..end-1 with random event ids, as the bus's are (derived ids are uuid5 hex)."""
+    return [draft(i, event_id=new_id()) for i in range(first, end)]
+
+
 async def bench_append_onto(big: Path, n: int, folder: Path, batch: int = 64) -> None:
     """Appends n entries onto a copy of the built ledger as the audit writer does: batches of the events its
     consumer holds (64), its tip remembered, event ids random as the bus's are."""
@@ -162,8 +173,7 @@ async def bench_append_onto(big: Path, n: int, folder: Path, batch: int = 64) ->
         last = size + n
         cpu, wrote, start = time.process_time(), _written(), time.perf_counter()
         for first in range(size + 1, last + 1, batch):
-            drafts = [draft(i, event_id=new_id()) for i in range(first, min(first + batch, last + 1))]
-            await append_entries(sessions, drafts=drafts, tip=tip)
+            await append_entries(sessions, drafts=_drafts(first, min(first + batch, last + 1)), tip=tip)
         elapsed = time.perf_counter() - start
         cpu_us, kib = (time.process_time() - cpu) / n * 1e6, (_written() - wrote) / n / 1024
     finally:
@@ -173,6 +183,42 @@ async def bench_append_onto(big: Path, n: int, folder: Path, batch: int = 64) ->
         f"append  onto {size:,d} entries: {n:,d} in batches of {batch}: {n / elapsed:,.0f} entries/s, "
         f"{cpu_us:,.0f} us CPU and {kib:.1f} KiB written per entry"
     )
+
+
+async def bench_append_onto_postgres(cluster: PostgresCluster, size: int, n: int, batch: int = 64) -> None:
+    """`bench_append_onto` on PostgreSQL: the ledger filled to `size` entries through the service's path
+    (batches of 500), then n more appended as the audit writer does; the server's CPU (every process of
+    the cluster) and the WAL it wrote are counted besides this process's CPU."""
+    engine = create_engine(cluster.url())
+    sessions, tip = sessionmaker(engine), TipCache()
+    try:
+        first, _ = await head(sessions)
+        for start_at in range(first + 1, size + 1, 500):
+            await append_entries(sessions, drafts=_drafts(start_at, min(start_at + 500, size + 1)), tip=tip)
+        postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
+        wal = await _wal_bytes(engine)
+        server, cpu, start = cpu_seconds(tree_pids(postmaster)), time.process_time(), time.perf_counter()
+        for start_at in range(size + 1, size + n + 1, batch):
+            drafts = _drafts(start_at, min(start_at + batch, size + n + 1))
+            await append_entries(sessions, drafts=drafts, tip=tip)
+        elapsed = time.perf_counter() - start
+        client_us = (time.process_time() - cpu) / n * 1e6
+        server_us = (cpu_seconds(tree_pids(postmaster)) - server) / n * 1e6
+        wal_kib = (await _wal_bytes(engine) - wal) / n / 1024
+    finally:
+        await engine.dispose()
+    print(
+        f"append  onto {size:,d} entries (PostgreSQL): {n:,d} in batches of {batch}: {n / elapsed:,.0f} "
+        f"entries/s, {client_us:,.0f} us CPU here and {server_us:,.0f} us in the server, {wal_kib:.1f} KiB "
+        "of WAL per entry"
+    )
+
+
+async def _wal_bytes(engine: AsyncEngine) -> float:
+    """How far the server's write-ahead log has come, in bytes."""
+    async with engine.connect() as conn:
+        query = text("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')")
+        return float((await conn.execute(query)).scalar_one())
 
 
 async def sign_checkpoints(url: str) -> None:
@@ -335,6 +381,8 @@ def main() -> None:
             cluster = PostgresCluster(pg_base).start()
             try:
                 asyncio.run(bench_append(cluster.url(), args.append, "PostgreSQL", args.revision))
+                if args.append_onto:
+                    asyncio.run(bench_append_onto_postgres(cluster, args.verify, args.append_onto))
             finally:
                 cluster.stop()
                 shutil.rmtree(pg_base, ignore_errors=True)
