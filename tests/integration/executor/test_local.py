@@ -92,6 +92,37 @@ async def test_a_call_that_gives_up_waiting_for_the_model_leaves_at_once() -> No
         await provider.aclose()
 
 
+async def test_a_call_that_could_not_start_before_its_timeout_is_refused_at_once() -> None:
+    """Behind more generations than its timeout allows (at their recent average), a call is refused as
+    `overloaded`, not sent, with the wait as its Retry-After: it would have timed out in the queue (and been
+    retried at the back of it). A call with time to wait is queued and answered."""
+    path = default_model_path()
+    assert path is not None
+    provider = LocalProvider(LocalModelConfig(model_path=path, max_tokens=48, seed=42))
+    story = ask("Write a long story about a dragon and a knight.", max_tokens=48)
+    try:
+        assert provider.expected_wait_s() is None  # nothing known yet: nothing refused
+        await provider.request(story)
+        took = provider.generation_s
+        assert took is not None and took > 0
+        ahead = [asyncio.ensure_future(provider.request(story)) for _ in range(3)]
+        await asyncio.sleep(0.05)  # all three submitted: one running, two queued
+        wait = provider.expected_wait_s()
+        assert wait is not None and wait >= 2.5 * took
+        started = time.perf_counter()
+        with pytest.raises(ProviderError) as refused:
+            await provider.request(replace(story, timeout_s=wait / 2))
+        assert time.perf_counter() - started < 0.1
+        error = refused.value
+        assert (error.kind, error.sent, error.retryable) == ("overloaded", False, True)
+        assert error.retry_after is not None and error.retry_after >= 2.5 * took
+        patient = await provider.request(replace(story, timeout_s=60))  # time enough: queued and answered
+        assert patient.content and all(r.content for r in await asyncio.gather(*ahead))
+        assert provider.expected_wait_s() == 0  # nothing ahead any more
+    finally:
+        await provider.aclose()
+
+
 async def test_a_prompt_longer_than_the_context_window(local: LocalProvider) -> None:
     with pytest.raises(ProviderError) as caught:
         await local.request(ask("word " * 3000))

@@ -4,7 +4,9 @@ The model is loaded on first use, once. llama.cpp is not safe to call from two t
 generations would only halve each other's speed on this size of machine, so every load and generation
 runs on one dedicated worker thread, one at a time; tokens cross into asyncio through a queue. A caller
 that stops reading (cancelled, timed out, client gone) stops the generation at the next token, or, while
-its generation still waits for the thread, takes it off the queue.
+its generation still waits for the thread, takes it off the queue. A call that would wait longer than its
+own timeout (the generations ahead of it at their recent average) is refused at once as `overloaded`,
+not sent, so that the executor moves on instead of letting it time out in the queue.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -67,6 +70,8 @@ class LocalProvider:
         self._config = config
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-model")
         self._llm: Any = None
+        self._pending = 0  # generations submitted and not yet over: the one running and those queued
+        self.generation_s: float | None = None  # how long a whole generation takes (moving average)
 
     def __repr__(self) -> str:
         return f"LocalProvider(model={self._config.model_name!r})"
@@ -88,7 +93,28 @@ class LocalProvider:
         assert reply is not None
         return reply
 
+    def expected_wait_s(self) -> float | None:
+        """How long a call made now would wait for the thread: the generations ahead of it at their
+        recent average (None until one has run)."""
+        return None if self.generation_s is None else self._pending * self.generation_s
+
+    def _ran(self, seconds: float) -> None:
+        """A whole generation took `seconds` (on the worker thread; a float's assignment is atomic)."""
+        self.generation_s = seconds if self.generation_s is None else 0.7 * self.generation_s + 0.3 * seconds
+
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
+        wait = self.expected_wait_s()
+        if call.timeout_s is not None and wait is not None and wait > call.timeout_s:
+            # Behind more work than its timeout allows it would time out in the queue and be retried at the
+            # back of it: refused now, not sent, so the executor falls back at once (a Retry-After longer
+            # than it waits for moves to the next candidate).
+            raise provider_error(
+                "overloaded",
+                f"local: {self._pending} generations ahead (~{wait:.0f} s), more than this call's "
+                f"{call.timeout_s:g} s",
+                retry_after=wait,
+                sent=False,
+            )
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[_Token | _End | _Failed] = asyncio.Queue()
         stop = threading.Event()
@@ -98,13 +124,18 @@ class LocalProvider:
 
         def work() -> None:
             try:
+                self._ensure_loaded()  # the first load is not a generation's time
+                began = time.perf_counter()
                 for token in self._generate(call, stop):
                     put(token)
+                if not stop.is_set():
+                    self._ran(time.perf_counter() - began)
                 put(_End(self._llm.n_tokens))
             except BaseException as exc:  # handed to the caller's task, which raises it there
                 put(_Failed(exc))
 
         queued = self._worker.submit(work)
+        self._pending += 1
         future = asyncio.wrap_future(queued)
         text: list[str] = []
         finish_reason: str | None = None
@@ -132,8 +163,11 @@ class LocalProvider:
             # Still queued behind another generation (this caller timed out or was cancelled while it
             # waited): taken off the queue, so the caller leaves at once and the model never reads the
             # prompt. Running: it stops at its next token, and the thread is free when this returns.
-            if not queued.cancel() and not future.done():
-                await asyncio.shield(future)
+            try:
+                if not queued.cancel() and not future.done():
+                    await asyncio.shield(future)
+            finally:
+                self._pending -= 1
         completion = len(text)  # llama.cpp streams one token per chunk
         usage = Usage(prompt_tokens=max(total_tokens - completion, 0), completion_tokens=completion)
         yield Reply(
