@@ -84,13 +84,14 @@ class Pipeline:
         tid = task.task_id
         if self.behaviour == "silent":
             return
-        if self.behaviour == "fail":
+        if self.behaviour in ("fail", "busy"):  # every candidate down; every candidate at capacity
             out = TaskFailed(
                 task_id=tid,
                 tenant_id=task.tenant_id,
-                error_code="provider_overloaded",
+                error_code="provider_network" if self.behaviour == "fail" else "provider_overloaded",
                 error_message="every candidate failed",
                 failed_at=datetime.now(UTC),
+                retry_after_s=None if self.behaviour == "fail" else 7.2,
             )
             await self._result(out)
             return
@@ -217,8 +218,27 @@ async def test_failed_task_is_a_502(gateway: tuple[str, str], pipeline: Pipeline
     async with httpx.AsyncClient() as c:
         r = await c.post(f"{base}/v1/chat/completions", json=BODY, headers=_auth(key))
         rs = await c.post(f"{base}/v1/chat/completions", json={**BODY, "stream": True}, headers=_auth(key))
-    assert r.status_code == 502 and _error(r)["code"] == "provider_overloaded"
+    assert r.status_code == 502 and _error(r)["code"] == "provider_network"
     assert rs.status_code == 502, "a stream that fails before any text gets a real HTTP error"
+    assert "retry-after" not in r.headers
+
+
+@pytest.mark.parametrize("pipeline", ["busy"], indirect=True)
+async def test_a_task_every_provider_was_too_busy_for_is_a_503_with_retry_after(
+    gateway: tuple[str, str], pipeline: Pipeline
+) -> None:
+    """Capacity, not breakage: 503 (Anthropic's face: `overloaded_error`) with the last provider's
+    Retry-After rounded up, which the SDKs' retries honour."""
+    base, key = gateway
+    async with httpx.AsyncClient() as c:
+        r = await c.post(f"{base}/v1/chat/completions", json=BODY, headers=_auth(key))
+        rs = await c.post(f"{base}/v1/chat/completions", json={**BODY, "stream": True}, headers=_auth(key))
+        anthropic = {"model": "auto", "max_tokens": 20, "messages": [{"role": "user", "content": "Hi"}]}
+        ra = await c.post(f"{base}/v1/messages", json=anthropic, headers=_auth(key))
+    for response in (r, rs):
+        assert response.status_code == 503 and response.headers["retry-after"] == "8"
+        assert _error(response)["code"] == "provider_overloaded"
+    assert ra.status_code == 503 and ra.json()["error"]["type"] == "overloaded_error"
 
 
 @pytest.mark.parametrize("pipeline", ["silent"], indirect=True)

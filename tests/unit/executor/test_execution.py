@@ -133,6 +133,20 @@ async def test_every_candidate_failing_is_a_task_failure_naming_each() -> None:
     assert "openai/model-openai: auth" in outcome.error_message
 
 
+async def test_a_chain_at_capacity_fails_with_the_last_providers_retry_after() -> None:
+    """A Retry-After longer than the retry policy waits for moves on at once; the failure keeps it, so the
+    gateway can tell the client when to come back. Other failures say nothing of when."""
+    busy = {
+        "openai": ScriptedProvider(fails("overloaded", retry_after=12)),
+        "local": ScriptedProvider(fails("rate_limited", retry_after=30.5)),
+    }
+    outcome = await run(routed("openai", "local"), busy, Bus())
+    assert isinstance(outcome, TaskFailed) and outcome.error_code == "provider_rate_limited"
+    assert outcome.retry_after_s == 30.5 and outcome.attempts == 2  # neither retried: both waits too long
+    broken = await run(routed("openai"), {"openai": ScriptedProvider(fails("network"))}, Bus())
+    assert isinstance(broken, TaskFailed) and broken.retry_after_s is None
+
+
 async def test_a_candidate_this_executor_cannot_call_is_skipped_without_a_call_record() -> None:
     bus = Bus()
     outcome = await run(routed("gemini", "local"), {"local": ScriptedProvider(reply("hi"))}, bus)

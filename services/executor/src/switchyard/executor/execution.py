@@ -185,7 +185,9 @@ async def execute(
                     result = await strategies.single(candidates, target, call)
     except ProviderError as error:
         await book.settle(None)
-        return await _failed(routed, chunks, code=error.code, message=error.message, book=book)
+        return await _failed(
+            routed, chunks, code=error.code, message=error.message, book=book, retry_after=error.retry_after
+        )
     except TimeoutError:
         await book.settle(None)
         message = f"the task did not finish within its deadline ({policy.task_deadline_s:g} s)"
@@ -262,7 +264,13 @@ async def _send(chunks: ChunkSink, part: StreamPart) -> None:
 
 
 async def _failed(
-    routed: TaskRouted, chunks: ChunkSink | None, *, code: str, message: str, book: CallBook | None = None
+    routed: TaskRouted,
+    chunks: ChunkSink | None,
+    *,
+    code: str,
+    message: str,
+    book: CallBook | None = None,
+    retry_after: float | None = None,
 ) -> TaskFailed:
     """A stream that already showed text ends with an explicit error chunk, never a silent truncation."""
     if chunks is not None and chunks.text_sent:
@@ -277,4 +285,5 @@ async def _failed(
         attempts=0 if book is None else book.attempts,
         failed_at=datetime.now(UTC),
         charged=[] if book is None else book.charged,
+        retry_after_s=retry_after,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -49,6 +50,9 @@ CLIENT_FAILURES: dict[str, tuple[type[APIError], str | None]] = {
     "provider_bad_request": (InvalidRequest, None),
 }
 UNAVAILABLE_FAILURES = ("no_provider_available",)
+# Every candidate was at capacity: the deployment is busy, not broken (503, with the last provider's
+# Retry-After when it gave one).
+BUSY_FAILURES = ("provider_overloaded", "provider_rate_limited")
 
 
 async def read_body(request: Request, *, limit: int) -> bytes:
@@ -164,6 +168,12 @@ def raise_for_failure(failed: TaskFailed) -> None:
         raise error(failed.error_message, code=failed.error_code, param=param)
     if failed.error_code in UNAVAILABLE_FAILURES:
         raise ServiceUnavailable(failed.error_message, code=failed.error_code)
+    if failed.error_code in BUSY_FAILURES:
+        wait = failed.retry_after_s
+        headers = {"Retry-After": str(max(1, math.ceil(wait)))} if wait is not None else None
+        raise ServiceUnavailable(
+            f"The task failed: {failed.error_message}", code=failed.error_code, headers=headers
+        )
     raise UpstreamFailed(f"The task failed: {failed.error_message}", code=failed.error_code)
 
 

@@ -355,6 +355,8 @@ class TaskFailed(EventPayload):
     attempts: int = 0
     failed_at: datetime
     charged: list[ChargedCall] = Field(default_factory=list)  # calls billed although the task failed
+    # When the last provider said to come back (its Retry-After: rate limited, overloaded), in seconds.
+    retry_after_s: float | None = Field(default=None, ge=0)
 
 
 class TaskTimedOut(EventPayload):
