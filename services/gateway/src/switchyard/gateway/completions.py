@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 
 from switchyard.common.events import ChatRequest, TaskCompleted, TaskFailed, TaskSubmitted, ThinkingBlock
@@ -26,7 +27,9 @@ from switchyard.gateway.errors import (
 )
 from switchyard.gateway.errors import ModelNotFound as ModelNotFoundError
 from switchyard.gateway.schemas import (
+    UNSUPPORTED,
     ChatCompletionRequest,
+    Unsupported,
     check_tool_turns,
     chunk_body,
     completion_body,
@@ -37,6 +40,7 @@ from switchyard.gateway.schemas import (
 from switchyard.gateway.tasks import TaskClient, TimedOut
 from switchyard.gateway.tenants import Principal
 
+M = TypeVar("M", bound=BaseModel)
 PRIORITIES = ("low", "normal", "high")
 # Task failures that are the client's doing map to 4xx (the error, and the request field to name); the rest
 # are upstream failures (502).
@@ -91,13 +95,19 @@ def json_object(body: bytes) -> dict[str, Any]:
     return raw
 
 
-def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
+def validated(body: bytes, model: type[M], unsupported: Unsupported = UNSUPPORTED) -> M:
+    """A request body read as `model`: a JSON object (400 `invalid_json`), with no field that asks for what
+    is not delivered (400 `unsupported_parameter`), valid (400 naming each field)."""
     raw = json_object(body)
-    refuse_unsupported(raw)
+    refuse_unsupported(raw, unsupported)
     try:
-        parsed = ChatCompletionRequest.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         raise invalid_fields(exc.errors()) from exc
+
+
+def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
+    parsed = validated(body, ChatCompletionRequest)
     check_tool_turns(parsed)
     take_thinking_blocks(parsed)
     chars = sum(len(m.text()) for m in parsed.messages)
@@ -290,6 +300,35 @@ async def chained(
         yield later
 
 
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """Why a stream ended without its answer: a chunk missing, a chunk's error, or the task's failure."""
+
+    code: str
+    message: str
+
+
+async def in_order(
+    head: list[Chunk | TaskCompleted], rest: AsyncIterator[Chunk | TaskCompleted | TaskFailed]
+) -> AsyncIterator[Chunk | TaskCompleted | Fault]:
+    """A stream's chunks in their order, then its answer; a gap in the chunks' numbering, an error chunk or
+    the task's failure ends it as a Fault, which every face renders as its error event (never as an end)."""
+    expected = 0
+    async for item in chained(head, rest):
+        if isinstance(item, TaskFailed):
+            yield Fault(item.error_code, item.error_message)
+            return
+        if isinstance(item, Chunk):
+            if item.seq != expected:
+                yield Fault("stream_gap", f"stream gap: expected chunk {expected}, got {item.seq}")
+                return
+            expected += 1
+            if item.error is not None:
+                yield Fault(item.error.code, item.error.message)
+                return
+        yield item
+
+
 async def stream_events(
     task: TaskSubmitted,
     head: list[Chunk | TaskCompleted],
@@ -301,20 +340,15 @@ async def stream_events(
     """SSE in OpenAI's format. A break after text began ends with an explicit error event, never [DONE]."""
     created = int(time.time())
     model = task.request.model
-    expected = 0
     started = False
     thought: list[str] = []  # the thinking block being streamed, for its `thinking_blocks` delta
     try:
-        async for item in chained(head, rest):
+        async for item in in_order(head, rest):
+            if isinstance(item, Fault):
+                yield sse_error(item.message, item.code)
+                return
             if isinstance(item, Chunk):
-                if item.seq != expected:
-                    yield sse_error(f"stream gap: expected chunk {expected}, got {item.seq}", "stream_gap")
-                    return
-                expected += 1
                 model = item.model or model
-                if item.error is not None:
-                    yield sse_error(item.error.message, item.error.code)
-                    return
                 delta = _delta(item, thought)
                 if item.thinking:
                     thought.append(item.thinking)
@@ -326,9 +360,6 @@ async def stream_events(
                     started = True
                     yield sse(chunk_body(task_id=task.task_id, created=created, model=model, delta=delta))
                 continue
-            if isinstance(item, TaskFailed):
-                yield sse_error(item.error_message, item.error_code)
-                return
             model = item.model
             if not started:  # an answer sent whole (no text streamed): still send it, with the role
                 first: dict[str, Any] = {"role": "assistant"}

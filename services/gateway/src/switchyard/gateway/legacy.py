@@ -15,17 +15,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from switchyard.common.events import ChatMessage, TaskCompleted, TaskFailed, TaskSubmitted
 from switchyard.common.streaming import Chunk
-from switchyard.gateway.completions import chained, json_object, sse, sse_error
-from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, invalid_fields
+from switchyard.gateway.completions import Fault, in_order, sse, sse_error, validated
+from switchyard.gateway.errors import InvalidRequest, RequestTooLarge
 from switchyard.gateway.schemas import (
     ChatCompletionRequest,
     StreamOptions,
     Unsupported,
-    refuse_unsupported,
     usage_json,
 )
 from switchyard.gateway.tasks import TimedOut
@@ -66,12 +65,7 @@ class CompletionsRequest(BaseModel):
 
 
 def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
-    raw = json_object(body)
-    refuse_unsupported(raw, UNSUPPORTED)
-    try:
-        parsed = CompletionsRequest.model_validate(raw)
-    except ValidationError as exc:
-        raise invalid_fields(exc.errors()) from exc
+    parsed = validated(body, CompletionsRequest, UNSUPPORTED)
     prompt = _one_prompt(parsed.prompt)
     if len(prompt) > max_prompt_chars:
         raise RequestTooLarge(
@@ -148,26 +142,18 @@ async def stream_events(
     break after text began ends with an explicit error event, never [DONE]."""
     created = int(time.time())
     model = task.request.model
-    expected = 0
     streamed = False
     try:
-        async for item in chained(head, rest):
+        async for item in in_order(head, rest):
+            if isinstance(item, Fault):
+                yield sse_error(item.message, item.code)
+                return
             if isinstance(item, Chunk):
-                if item.seq != expected:
-                    yield sse_error(f"stream gap: expected chunk {expected}, got {item.seq}", "stream_gap")
-                    return
-                expected += 1
                 model = item.model or model
-                if item.error is not None:
-                    yield sse_error(item.error.message, item.error.code)
-                    return
                 if item.delta:
                     streamed = True
                     yield sse(_body(task, created=created, model=model, text=item.delta, finish_reason=None))
                 continue
-            if isinstance(item, TaskFailed):
-                yield sse_error(item.error_message, item.error_code)
-                return
             model = item.model
             if not streamed and item.content:  # an answer sent whole: a cache replay, an output guardrail
                 yield sse(_body(task, created=created, model=model, text=item.content, finish_reason=None))

@@ -11,7 +11,7 @@ import orjson
 
 from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted, Usage
 from switchyard.common.streaming import Chunk, thinking_chunk
-from switchyard.gateway.completions import chained, head_model
+from switchyard.gateway.completions import Fault, head_model, in_order
 from switchyard.gateway.schemas import thinking_json
 from switchyard.gateway.tasks import TimedOut
 
@@ -144,18 +144,13 @@ async def stream_events(
     yield _event("message_start", {"message": start})
     yield _event("ping", {})
     blocks = _Blocks()
-    expected = 0
     sent = thought = False
     try:
-        async for item in chained(head, rest):
+        async for item in in_order(head, rest):
+            if isinstance(item, Fault):
+                yield _error(item.message)
+                return
             if isinstance(item, Chunk):
-                if item.seq != expected:
-                    yield _error(f"stream gap: expected chunk {expected}, got {item.seq}")
-                    return
-                expected += 1
-                if item.error is not None:
-                    yield _error(item.error.message)
-                    return
                 events: list[bytes] = []
                 if item.reasoning():
                     thought = True
@@ -166,9 +161,6 @@ async def stream_events(
                 for event in events:
                     yield event
                 continue
-            if isinstance(item, TaskFailed):
-                yield _error(item.error_message)
-                return
             if not thought:  # an answer sent whole (a cache replay, an output guardrail): its thinking too
                 for thinking in item.thinking or []:
                     for event in blocks.thinking(thinking_chunk(thinking)):

@@ -31,13 +31,12 @@ from switchyard.common.events import (
     ToolSpec,
 )
 from switchyard.common.events.tasks import ReasoningEffort
-from switchyard.gateway.completions import json_object
+from switchyard.gateway.completions import validated
 from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, invalid_fields
 from switchyard.gateway.schemas import (
     ChatCompletionRequest,
     Unsupported,
     check_tool_turns,
-    refuse_unsupported,
 )
 
 RESPONSE_ID = "resp_"  # a response's id is this and its task's id
@@ -96,12 +95,7 @@ class ResponsesRequest(BaseModel):
 
 
 def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
-    raw = json_object(body)
-    refuse_unsupported(raw, UNSUPPORTED)
-    try:
-        parsed = ResponsesRequest.model_validate(raw)
-    except ValidationError as exc:
-        raise invalid_fields(exc.errors()) from exc
+    parsed = validated(body, ResponsesRequest, UNSUPPORTED)
     messages = [ChatMessage(role="system", content=parsed.instructions)] if parsed.instructions else []
     messages += chat_messages(parsed.input)
     chars = sum(len(m.text()) for m in messages)

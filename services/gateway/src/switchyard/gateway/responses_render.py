@@ -12,7 +12,7 @@ import orjson
 
 from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted, ThinkingBlock, ToolCall, Usage
 from switchyard.common.streaming import Chunk, thinking_chunk
-from switchyard.gateway.completions import chained, head_model
+from switchyard.gateway.completions import Fault, head_model, in_order
 from switchyard.gateway.responses import MESSAGE_ITEM, REASONING_ITEM, RESPONSE_ID, carrier
 from switchyard.gateway.tasks import TimedOut
 
@@ -263,18 +263,12 @@ async def stream_events(
     yield event("response.created", response=shell)
     yield event("response.in_progress", response=shell)
     output = _Output(task, event)
-    expected = 0
     try:
-        async for item in chained(head, rest):
+        async for item in in_order(head, rest):
+            if isinstance(item, Fault):
+                yield event("error", code=item.code, message=item.message, param=None)
+                return
             if isinstance(item, Chunk):
-                if item.seq != expected:
-                    message = f"stream gap: expected chunk {expected}, got {item.seq}"
-                    yield event("error", code="stream_gap", message=message, param=None)
-                    return
-                expected += 1
-                if item.error is not None:
-                    yield event("error", code=item.error.code, message=item.error.message, param=None)
-                    return
                 events = (
                     output.reasoning(item)
                     if item.reasoning()
@@ -285,9 +279,6 @@ async def stream_events(
                 for out in events:
                     yield out
                 continue
-            if isinstance(item, TaskFailed):
-                yield event("error", code=item.error_code, message=item.error_message, param=None)
-                return
             body = response_body(task, item, created=created)
             for out in output.finish(item, status=body["status"]):
                 yield out
