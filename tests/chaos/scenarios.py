@@ -9,6 +9,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 
+from switchyard.audit.models import LedgerEntry
 from switchyard.cli.processes import PostgresCluster
 from switchyard.common import subjects
 from tests.chaos.cluster import NatsCluster, restart_postgres
@@ -58,22 +59,28 @@ async def finish(stack: ChaosStack, report: Report, *, settle_s: float = 90.0) -
     if verify.returncode != 0:
         report.problems.append(f"ledger verify: {verify.stdout.strip()} {verify.stderr.strip()[-500:]}")
     if stack.rsyslog is not None:
-        # Against the ledger as it is at each try: the invariants' rows were read once every task's
-        # submit, completion and charge were in it, and entries of other events (routing, provider calls)
-        # may be appended after, by an audit service catching up after its restart.
-        deadline = time.monotonic() + settle_s
-        rows = outcome.ledger_rows
-        while True:
-            try:
-                report.siem = check_syslog(stack.rsyslog.records(), rows, "cef")
-                break
-            except AssertionError as exc:
-                if time.monotonic() > deadline:
-                    report.problems.append(f"SIEM: {exc}")
-                    break
-                await asyncio.sleep(1.0)
-                rows = await read_ledger(stack.db_url)
+        report.siem, problem = await check_siem(stack, outcome.ledger_rows, settle_s=settle_s)
+        report.problems += [problem] if problem else []
     return report
+
+
+async def check_siem(
+    stack: ChaosStack, rows: dict[int, LedgerEntry], *, settle_s: float
+) -> tuple[dict[str, int], str | None]:
+    """What the SIEM received against the ledger, and the problem if it does not match within `settle_s`.
+    Against the ledger as it is at each try: `rows` were read once every task's submit, completion and
+    charge were in it, and entries of other events (routing, provider calls) may be appended after, by an
+    audit service catching up after its restart."""
+    assert stack.rsyslog is not None
+    deadline = time.monotonic() + settle_s
+    while True:
+        try:
+            return check_syslog(stack.rsyslog.records(), rows, "cef"), None
+        except AssertionError as exc:
+            if time.monotonic() > deadline:
+                return {}, f"SIEM: {exc}"
+            await asyncio.sleep(1.0)
+            rows = await read_ledger(stack.db_url)
 
 
 async def kill_services(stack: ChaosStack, report: Report, *, gap_s: float, wait_each: bool) -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 
 from tests.chaos.load import LoadStats, check_invariants, percentile, steady_load
+from tests.chaos.scenarios import check_siem
 from tests.chaos.stack import SERVICES, ChaosStack
-from tests.support.siem_checks import check_syslog
 
 PAGE = 4096
 
@@ -90,13 +90,8 @@ async def soak(duration: float, rate: float, warmup: float, folder: Path) -> int
         verify = stack.cli("ledger", "verify")
         if verify.returncode != 0:
             problems.append(f"ledger verify failed: {verify.stdout}{verify.stderr[-500:]}")
-        await asyncio.sleep(3)
-        assert stack.rsyslog is not None
-        try:
-            siem = check_syslog(stack.rsyslog.records(), outcome.ledger_rows, "cef")
-        except AssertionError as exc:
-            problems.append(f"SIEM: {exc}")
-            siem = {}
+        siem, problem = await check_siem(stack, outcome.ledger_rows, settle_s=60.0)
+        problems += [problem] if problem else []
     finally:
         stop.set()
         stack.stop()
