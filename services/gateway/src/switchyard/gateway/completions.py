@@ -30,6 +30,7 @@ from switchyard.gateway.schemas import (
     UNSUPPORTED,
     ChatCompletionRequest,
     Unsupported,
+    check_prompt_size,
     check_tool_turns,
     chunk_body,
     completion_body,
@@ -110,11 +111,7 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
     parsed = validated(body, ChatCompletionRequest)
     check_tool_turns(parsed)
     take_thinking_blocks(parsed)
-    chars = sum(len(m.text()) for m in parsed.messages)
-    if chars > max_prompt_chars:
-        raise RequestTooLarge(
-            f"The prompt has {chars} characters; the limit is {max_prompt_chars}", code="prompt_too_large"
-        )
+    check_prompt_size(parsed.messages, max_prompt_chars)
     return parsed
 
 

@@ -19,12 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from switchyard.common.events import ChatMessage, TaskCompleted, TaskFailed, TaskSubmitted
 from switchyard.common.streaming import Chunk
+from switchyard.gateway import schemas
 from switchyard.gateway.completions import Fault, in_order, sse, sse_error, validated
-from switchyard.gateway.errors import InvalidRequest, RequestTooLarge
+from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.schemas import (
     ChatCompletionRequest,
     StreamOptions,
     Unsupported,
+    check_prompt_size,
     usage_json,
 )
 from switchyard.gateway.tasks import TimedOut
@@ -40,7 +42,7 @@ UNSUPPORTED: Unsupported = {
     "echo": (lambda v: v is True, "the prompt is not echoed back"),
     "logprobs": (lambda v: v not in (None, 0), "token log probabilities are not returned"),
     "best_of": (lambda v: v not in (None, 1), "one completion per request: `best_of` must be 1"),
-    "logit_bias": (lambda v: bool(v), "`logit_bias` is not passed to providers"),
+    "logit_bias": schemas.UNSUPPORTED["logit_bias"],
 }
 
 
@@ -51,7 +53,7 @@ class CompletionsRequest(BaseModel):
 
     model: str = Field(min_length=1, max_length=200)
     prompt: str | list[Any]
-    max_tokens: int | None = Field(default=DEFAULT_MAX_TOKENS, ge=1, le=1_000_000, strict=True)
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000, strict=True)  # none: OpenAI's 16
     temperature: float | None = Field(default=None, ge=0, le=2, strict=True)
     top_p: float | None = Field(default=None, ge=0, le=1, strict=True)
     n: int = Field(default=1, ge=1, le=1, strict=True)
@@ -66,15 +68,11 @@ class CompletionsRequest(BaseModel):
 
 def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
     parsed = validated(body, CompletionsRequest, UNSUPPORTED)
-    prompt = _one_prompt(parsed.prompt)
-    if len(prompt) > max_prompt_chars:
-        raise RequestTooLarge(
-            f"The prompt has {len(prompt)} characters; the limit is {max_prompt_chars}",
-            code="prompt_too_large",
-        )
+    messages = [ChatMessage(role="user", content=_one_prompt(parsed.prompt))]
+    check_prompt_size(messages, max_prompt_chars)
     return ChatCompletionRequest(
         model=parsed.model,
-        messages=[ChatMessage(role="user", content=prompt)],
+        messages=messages,
         stream=parsed.stream,
         stream_options=parsed.stream_options,
         max_tokens=parsed.max_tokens or DEFAULT_MAX_TOKENS,

@@ -22,10 +22,11 @@ from switchyard.common.events import (
     ToolSpec,
 )
 from switchyard.common.events.tasks import MIN_THINKING_BUDGET, DisplayedThinking
-from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, invalid_fields
+from switchyard.gateway.errors import InvalidRequest, invalid_fields
 from switchyard.gateway.schemas import (
     ChatCompletionRequest,
     Unsupported,
+    check_prompt_size,
     check_tool_turns,
     refuse_unsupported,
 )
@@ -345,11 +346,7 @@ def model_name(model: str) -> str:
 def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
     parsed = _validated(body, MessagesRequest, unsupported=UNSUPPORTED)
     messages, tools, tool_choice, parallel = _prompt(parsed)
-    chars = sum(len(m.text()) for m in messages)
-    if chars > max_prompt_chars:
-        raise RequestTooLarge(
-            f"The prompt has {chars} characters; the limit is {max_prompt_chars}", code="prompt_too_large"
-        )
+    check_prompt_size(messages, max_prompt_chars)
     request = ChatCompletionRequest(
         model=model_name(parsed.model),
         messages=messages,

@@ -32,10 +32,11 @@ from switchyard.common.events import (
 )
 from switchyard.common.events.tasks import ReasoningEffort
 from switchyard.gateway.completions import validated
-from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, invalid_fields
+from switchyard.gateway.errors import InvalidRequest, invalid_fields
 from switchyard.gateway.schemas import (
     ChatCompletionRequest,
     Unsupported,
+    check_prompt_size,
     check_tool_turns,
 )
 
@@ -98,11 +99,7 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
     parsed = validated(body, ResponsesRequest, UNSUPPORTED)
     messages = [ChatMessage(role="system", content=parsed.instructions)] if parsed.instructions else []
     messages += chat_messages(parsed.input)
-    chars = sum(len(m.text()) for m in messages)
-    if chars > max_prompt_chars:
-        raise RequestTooLarge(
-            f"The prompt has {chars} characters; the limit is {max_prompt_chars}", code="prompt_too_large"
-        )
+    check_prompt_size(messages, max_prompt_chars)
     request = ChatCompletionRequest(
         model=parsed.model,
         messages=messages,

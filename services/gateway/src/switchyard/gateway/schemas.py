@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from switchyard.common.events import ChatMessage, Reasoning, ThinkingBlock, ToolCall, ToolSpec, Usage
 from switchyard.common.events.tasks import ReasoningEffort
-from switchyard.gateway.errors import InvalidRequest
+from switchyard.gateway.errors import InvalidRequest, RequestTooLarge
 
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 COMPLETION_ID = "chatcmpl-"  # a completion's id is this and its task's id
@@ -38,6 +38,15 @@ UNSUPPORTED: Unsupported = {
     "modalities": (lambda v: v not in (None, ["text"]), "only text output is supported"),
     "audio": (lambda v: v is not None, "audio output is not supported"),
 }
+
+
+def check_prompt_size(messages: list[ChatMessage], max_prompt_chars: int) -> None:
+    """413 `prompt_too_large` for a prompt whose text is longer than the gateway takes."""
+    chars = sum(len(m.text()) for m in messages)
+    if chars > max_prompt_chars:
+        raise RequestTooLarge(
+            f"The prompt has {chars} characters; the limit is {max_prompt_chars}", code="prompt_too_large"
+        )
 
 
 def refuse_unsupported(raw: dict[str, Any], table: Unsupported = UNSUPPORTED) -> None:
