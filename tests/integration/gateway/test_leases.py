@@ -232,3 +232,47 @@ async def test_another_replicas_unused_spare_never_turns_a_request_away(connecti
         await a.close()
         await b.close()
     assert await a.store.read("req.org.t.2") == 64
+
+
+async def test_shutdown_during_an_idle_hand_back_loses_no_unit(connections: list[Client]) -> None:
+    """`close()` arriving while the upkeep is handing an idle lease back (here held up before the store
+    write, as the gateway's in-flight list can hold it) waits for that hand-back instead of cutting it off
+    after the lease was emptied and before the store heard of it: the stored counter ends at what is in
+    use, not short of the lease."""
+    store = await _counters(connections[0])
+    returning = asyncio.Event()
+
+    async def before_return() -> None:
+        returning.set()
+        await asyncio.sleep(0.2)
+
+    leases = Leases(store, before_return=before_return)
+    await leases.start()
+    assert (await leases.take("req.global.3", 1, ceiling=10_000))[0]
+    assert await store.read("req.global.3") == 17
+    await asyncio.wait_for(returning.wait(), 1.0)  # the idle lease's hand-back has begun
+    await leases.close()
+    assert await store.read("req.global.3") == 1
+    assert leases.free("req.global.3") == 0
+
+
+async def test_a_request_gone_during_a_lease_hand_back_loses_no_unit(connections: list[Client]) -> None:
+    """A take under a lowered ceiling hands the old lease back first; the request going away meanwhile
+    (its task cancelled) does not cut the hand-back off after the lease was emptied."""
+    store = await _counters(connections[1])
+    returning = asyncio.Event()
+
+    async def before_return() -> None:
+        returning.set()
+        await asyncio.sleep(0.2)
+
+    leases = Leases(store, before_return=before_return)
+    assert (await leases.take("req.global.4", 1, ceiling=10_000))[0]
+    assert await store.read("req.global.4") == 17
+    request = asyncio.create_task(leases.take("req.global.4", 1, ceiling=5_000))
+    await asyncio.wait_for(returning.wait(), 1.0)
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    await leases.close()
+    assert await store.read("req.global.4") == 1

@@ -206,7 +206,7 @@ class Leases:
         self._before_return = before_return
         self._leases: dict[str, _Lease] = {}
         self._task: asyncio.Task[None] | None = None
-        self._refills = Background()
+        self._background = Background()
         self._refresh_s = getattr(store, "ttl_s", 0.0) / 3 if getattr(store, "expires", False) else 0.0
 
     # -- the hot path ---------------------------------------------------------------------------------
@@ -227,7 +227,7 @@ class Leases:
         if lease.refilling or lease.lock.locked():
             return
         lease.refilling = True
-        self._refills.spawn(self.refill(key, need))
+        self._background.spawn(self.refill(key, need))
 
     async def take(
         self, key: str, need: int, *, ceiling: int | None, until: float | None = None
@@ -371,8 +371,13 @@ class Leases:
     # -- handing back -----------------------------------------------------------------------------------
     async def _hand_back(self, key: str, lease: _Lease) -> None:
         amount, lease.free = lease.free, 0
-        if not amount:
-            return
+        if amount:
+            # Emptied the lease: the store must now hear of the units whatever becomes of the caller (a
+            # request that went away, the upkeep stopped), or they are stranded there for good. The write
+            # runs on its own, awaited here, and `close` waits for it.
+            await asyncio.shield(self._background.spawn(self._return(key, lease, amount)))
+
+    async def _return(self, key: str, lease: _Lease, amount: int) -> None:
         try:
             if self._before_return is not None:
                 await self._before_return()
@@ -429,8 +434,9 @@ class Leases:
                 log.exception("lease upkeep failed")
 
     async def close(self) -> None:
-        """Stops the upkeep and hands every unused unit back (at shutdown, once requests are done)."""
+        """Stops the upkeep and hands every unused unit back (at shutdown, once requests are done); a
+        hand-back the upkeep had begun is finished, not cut off (`_hand_back`)."""
         await cancel(self._task)
         self._task = None
-        await self._refills.drain()
+        await self._background.drain()
         await self.tidy(everything=True)
