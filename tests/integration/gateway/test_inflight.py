@@ -14,6 +14,7 @@ import nats
 import orjson
 import pytest
 from nats.js import JetStreamContext
+from prometheus_client import REGISTRY
 
 from switchyard.cli.processes import NatsServer
 from switchyard.common import bus, kv, subjects
@@ -198,6 +199,57 @@ async def test_a_dead_replicas_tasks_are_settled_once_by_another(
     for s in settlers:
         await s.stop()
         await s.inflight.stop()
+
+
+async def test_a_replica_that_stops_hands_its_tasks_over_without_waiting_out_the_ttl(
+    js: JetStreamContext,
+) -> None:
+    """A stops (a rolling restart) with two tasks running: one's outcome comes while A waits for it and A
+    settles it; the other's does not, so A leaves it listed rather than releasing it as a task that never
+    ran. A's last write marks the entry stopped and expired, so B claims it at its next scan although A's
+    TTL is 60 s, settles the task at its outcome, and counts it handed over, not lost (the alert on lost
+    replicas stays quiet)."""
+    a = await _replica(js, "a", ttl_s=60.0)
+    await a.inflight.start()
+    admitted, quick = await a.admit("t-long"), await a.admit("t-quick")
+    token_keys, spend_keys = _counters(admitted)
+    before = _orphans("answered", "handed_over"), _orphans("answered", "lost")
+    a.admission.stopping()
+    await a.admission.settle_with(admitted, None)  # no outcome in time: left listed, not released
+    await a.admission.settle_with(quick, _answered("t-quick"))  # an outcome came: settled here
+    assert not admitted.closed and quick.closed
+    for leases in (a.windows, a.spend):
+        await leases.close()
+    await a.inflight.stop()
+    entry = orjson.loads((await a.inflight.kv.get("a")).value)
+    assert entry["stopped"] is True and entry["expires_at"] <= time.time()
+    assert [t["task"] for t in entry["tasks"].values()] == ["t-long"]
+
+    b = await _replica(js, "b")
+    await b.inflight.start()
+    settler = b.orphans(js)
+    await asyncio.sleep(1.2)  # B's own writes must hold ttl_s + skew_s before it judges anyone
+    assert await settler.scan() == ["a"]
+    await _publish_result(js, "t-long")
+    deadline = time.monotonic() + 10
+    while settler.settled < 1 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert settler.settled == 1
+    assert _orphans("answered", "handed_over") == before[0] + 1
+    assert _orphans("answered", "lost") == before[1]
+    for key in spend_keys:
+        assert await b.money.read(key) == 2 * COST
+    for key in token_keys:
+        assert await b.tokens.read(key) == 2 * USED
+    await settler.stop()
+    await b.inflight.stop()
+
+
+def _orphans(outcome: str, cause: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "switchyard_gateway_orphaned_tasks_total", {"outcome": outcome, "cause": cause}
+    )
+    return value or 0.0
 
 
 async def test_a_replica_taken_for_dead_gives_nothing_back(js: JetStreamContext) -> None:

@@ -46,10 +46,16 @@ async def _spend(url: str) -> list[int]:
     return sorted(int(v) for v in values.values())
 
 
-async def _post(base: str, key: str, n: int) -> list[httpx.Response | BaseException]:
+async def _post(base: str, key: str, n: int, *, streamed: int = 0) -> list[httpx.Response | BaseException]:
+    """`n` requests, the last `streamed` of them streamed."""
     async with httpx.AsyncClient(timeout=30) as client:
         calls = (
-            client.post(f"{base}/v1/chat/completions", json=PRICED_BODY, headers=auth(key)) for _ in range(n)
+            client.post(
+                f"{base}/v1/chat/completions",
+                json={**PRICED_BODY, "stream": i >= n - streamed},
+                headers=auth(key),
+            )
+            for i in range(n)
         )
         return await asyncio.gather(*calls, return_exceptions=True)
 
@@ -85,7 +91,7 @@ async def test_a_killed_replicas_reservations_are_settled_by_another(
         log = (tmp_path / "gateway-1.log").read_text()
         assert log.count("for a gone replica") == 5
         metrics = httpx.get(f"{bases[1]}/metrics").text
-        assert 'switchyard_gateway_orphaned_tasks_total{outcome="answered"} 5.0' in metrics
+        assert 'switchyard_gateway_orphaned_tasks_total{cause="lost",outcome="answered"} 5.0' in metrics
 
         # The rest of the budget is there: $0.495 pays for nine more worst cases, not the five it would
         # have paid for with the dead replica's reservations still counted.
@@ -103,6 +109,49 @@ async def test_a_killed_replicas_reservations_are_settled_by_another(
             if isinstance(r, httpx.Response)
         )
         assert codes == {200: 9, "budget_exceeded": 3}
+    finally:
+        await answerer.close()
+
+
+async def test_a_replica_stopped_with_tasks_in_flight_hands_them_over(
+    stack: tuple[NatsServer, str, Bases], tmp_path: Path
+) -> None:
+    """A rolling restart: the replica gets SIGTERM while five tasks (two of them streamed) are in flight,
+    and its graceful stop (10 s) ends before they do. It cancels them on the bus, waits 5 s for their
+    outcomes, and since none came (the stand-in pipeline ignores cancellations) its last write hands them
+    over; the other replica settles them at their outcomes, as handed over, not lost:
+    `SwitchyardGatewayReplicaLost` does not fire for a restart. Before, the cut requests were settled
+    as if their tasks had never run (the five worst cases given back, their cost never counted)."""
+    server, db_url, bases = stack
+    org = await make_org(db_url, "restarted", roles=("member",), plan="free", monthly_budget_usd=0.5)
+    key = org.keys["member"]
+    answerer = await Answerer.start(server.url, hold=True)
+    try:
+        firing = asyncio.create_task(_post(bases[0], key, 5, streamed=2))
+        deadline = time.monotonic() + 20
+        while len(answerer.held) < 5 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert len(answerer.held) == 5
+        assert sum(t.request.stream for t in answerer.held) == 2
+        bases.procs[0].send_signal(signal.SIGTERM)
+        await asyncio.to_thread(bases.procs[0].wait, 30)
+        assert all(not isinstance(r, httpx.Response) or r.status_code != 200 for r in await firing)
+        stopped = (tmp_path / "gateway-0.log").read_text()
+        assert "5 admitted tasks left unsettled for another replica" in stopped
+        assert stopped.count("a request was cut by the graceful stop's timeout") == 5
+        assert "Traceback" not in stopped
+        await answerer.release()
+
+        deadline = time.monotonic() + 20
+        while (spent := await _spend(server.url)) != [5_000, 5_000] and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert spent == [5_000, 5_000]
+        log = (tmp_path / "gateway-1.log").read_text()
+        assert "stopped with tasks in flight: settling them" in log and "is gone" not in log
+        metrics = httpx.get(f"{bases[1]}/metrics").text
+        handed_over = 'switchyard_gateway_orphaned_tasks_total{cause="handed_over",outcome="answered"} 5.0'
+        assert handed_over in metrics
+        assert 'cause="lost"' not in metrics
     finally:
         await answerer.close()
 

@@ -91,3 +91,21 @@ async def test_what_abandoned_work_ends_with_is_not_logged_as_unretrieved() -> N
     await asyncio.sleep(0)
     loop.set_exception_handler(None)
     assert [c for c in reported if "never retrieved" in str(c.get("message"))] == []
+
+
+async def test_the_request_cut_by_the_servers_stop_abandons_the_task() -> None:
+    """The server's graceful stop runs out and cancels the request: for the task that is a client gone
+    (cancelled on the bus, settled at its outcome), not an answer: before, the admission was settled as
+    if the task had never run while it went on running and was charged."""
+    gone: list[bool] = []
+    work = asyncio.ensure_future(_answer(30))
+    request = asyncio.ensure_future(
+        unless_gone(Connection(), work, on_gone=lambda: gone.append(True))  # type: ignore[arg-type]
+    )
+    await asyncio.sleep(0.01)
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    assert gone == [True]
+    await asyncio.sleep(0)
+    assert work.cancelled()

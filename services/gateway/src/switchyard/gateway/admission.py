@@ -125,6 +125,7 @@ class Admission:
     default_max_tokens: int
     inflight: InFlight | None = None
     _settling: Background = field(default_factory=Background)
+    _stopping: bool = False
 
     async def admit(
         self,
@@ -179,10 +180,19 @@ class Admission:
         return admitted
 
     async def settle_with(self, admitted: Pass, outcome: TaskCompleted | TaskFailed | None) -> None:
-        """Settles `admitted` at `outcome` (None: released, as for a task that never ran)."""
+        """Settles `admitted` at `outcome` (None: released, as for a task that never ran). While this
+        replica stops, a listed task whose outcome did not come is left listed instead: the replica's last
+        write hands it over, and another settles it at its outcome (`inflight`)."""
+        if outcome is None and self._stopping and admitted.unlist is not None and not admitted.closed:
+            log.info("a task's outcome did not come before this replica stopped: handed over")
+            return
         if outcome is not None:
             admitted.observe(outcome)
         await admitted.close()
+
+    def stopping(self) -> None:
+        """This replica is stopping (called before the last settlements are waited for)."""
+        self._stopping = True
 
     def settle_soon(self, admitted: Pass) -> None:
         """Closes `admitted` now in memory, and in a tracked task for what needs KV (near a limit), so

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -176,6 +177,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @nats.on_broker_shutdown
     async def closing(app: FastAPI) -> None:
         gateway = app.state.gateway
+        gateway.admission.stopping()  # a task whose outcome does not come in time is handed over
         await gateway.tasks.drain()  # cancellations of abandoned streams still being published
         await gateway.admission.drain()  # settlements still running, then every unused lease unit back
         for leases in (gateway.limiter.windows, gateway.limiter.slots, gateway.budgets.spend):
@@ -220,15 +222,32 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     return app
 
 
+class CutByStop(logging.Filter):
+    """uvicorn logs each request its graceful stop cancels as "Exception in ASGI application" with the
+    cancellation's traceback, some sixty lines a request at every rolling restart. Such a request's task
+    was cancelled on the bus and is settled at its outcome or handed over (`serving`, `inflight`): one line
+    says so."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
+            record.msg = "a request was cut by the graceful stop's timeout: its task was cancelled"
+            record.args = ()
+            record.exc_info = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def main() -> None:
     settings = GatewaySettings()
     configure_logging(service="gateway", level=settings.log_level, json=settings.log_json)
+    logging.getLogger("uvicorn.error").addFilter(CutByStop())
     config = uvicorn.Config(
         create_app(settings),
         host=settings.http_host,
         port=settings.http_port,
         loop="uvloop",
         http="httptools",
+        log_config=None,  # uvicorn's records go through ours: redacted, JSON when asked
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=10,

@@ -16,7 +16,10 @@ deadline it times the task out, and waits `SETTLE_WAIT_S` more, as the task's ow
 settles it as that gateway would have; it takes the task off the entry before it gives anything back,
 so a settler that dies in between strands that one task's units (counted, never counted twice), and
 another replica claims what is left. A replica that finds its entry claimed has been taken for dead: it
-gives nothing back to any store from then on, and stops (`on_fenced`).
+gives nothing back to any store from then on, and stops (`on_fenced`). A replica that stops with tasks
+still listed (streams outlasting its graceful stop) hands them over: its last write marks the entry
+stopped and expired, so another replica claims it without waiting out `ttl_s`, and counts them apart
+(`cause="handed_over"`: a rolling restart, not a replica lost).
 
 What stays stranded, bounded: the units a dead replica held unused in its leases (at most one spare
 chunk per counter, `switchyard.common.leases`), tasks admitted after its last write (`soon_s` of
@@ -147,9 +150,10 @@ class InFlight:
         if self._written_gone < self._gone or self.fenced:
             await self.write(unless_written=self._gone)
 
-    async def write(self, *, unless_written: int | None = None) -> None:
+    async def write(self, *, unless_written: int | None = None, stopped: bool = False) -> None:
         """Writes this replica's entry as the list is now (compare-and-set: never over a claim); with
-        `unless_written`, not when a write since has already stored the list that far on."""
+        `unless_written`, not when a write since has already stored the list that far on; `stopped`:
+        this replica's last write, the entry expired at once for another to settle."""
         async with self._lock:
             if self.fenced:
                 raise Fenced(f"gateway replica {self.replica} was taken for dead")
@@ -157,11 +161,13 @@ class InFlight:
                 return  # concurrent give-backs share one write
             gone = self._gone
             now = self._clock()
-            head = {
+            head: dict[str, Any] = {
                 "replica": self.replica,
                 "written_at": round(now, 3),
-                "expires_at": round(now + self.ttl_s, 3),
+                "expires_at": round(now if stopped else now + self.ttl_s, 3),
             }
+            if stopped:
+                head["stopped"] = True
             tasks = b",".join(b'"%d":%s' % (n, task) for n, task in self._tasks.items())
             body = orjson.dumps(head)[:-1] + b',"tasks":{' + tasks + b"}}"
             created = self._written
@@ -221,7 +227,7 @@ class InFlight:
         try:
             if self._tasks:
                 log.warning("%d admitted tasks left unsettled for another replica", len(self._tasks))
-                await self.write()
+                await self.write(stopped=True)
             else:
                 await self.kv.delete(self.replica)
         except Exception as exc:
@@ -269,26 +275,33 @@ class Orphans:
         for key in await kv.keys(self.kv):
             if key == self.me or key in self._settling:
                 continue
-            if await kv.update(self.kv, key, self._claim):
-                log.warning("gateway replica %s is gone: settling what it left in flight", key)
+            if cause := await kv.update(self.kv, key, self._claim):
+                if cause == "handed_over":
+                    log.info("gateway replica %s stopped with tasks in flight: settling them", key)
+                else:
+                    log.warning("gateway replica %s is gone: settling what it left in flight", key)
                 claimed.append(key)
-                self._settling[key] = self._work.spawn(self._settle(key))
+                self._settling[key] = self._work.spawn(self._settle(key, cause))
         return claimed
 
-    def _claim(self, current: bytes | None) -> tuple[bytes | None, bool]:
+    def _claim(self, current: bytes | None) -> tuple[bytes | None, str | None]:
+        """Claims an entry whose replica is gone: returns why, "handed_over" (it stopped with tasks listed)
+        or "lost" (it died, or was silent past `ttl_s`); None when it is alive or another replica is
+        settling it."""
         if current is None:
-            return None, False
+            return None, None
         entry = orjson.loads(current)
         now = self._clock()
-        if entry["expires_at"] + self.skew_s > now:
-            return None, False  # alive
+        stopped = entry.get("stopped", False)
+        if entry["expires_at"] + (0.0 if stopped else self.skew_s) > now:
+            return None, None  # alive
         claim = entry.get("claim")
         if claim and claim["by"] != self.me and claim["until"] + self.skew_s > now:
-            return None, False  # another replica is settling it
+            return None, None  # another replica is settling it
         entry["claim"] = {"by": self.me, "until": round(now + self.inflight.ttl_s, 3)}
-        return orjson.dumps(entry), True
+        return orjson.dumps(entry), "handed_over" if stopped else "lost"
 
-    async def _settle(self, key: str) -> None:
+    async def _settle(self, key: str, cause: str) -> None:
         try:
             while True:
                 entry, revision = await kv.read(self.kv, key)
@@ -305,7 +318,7 @@ class Orphans:
                 if taken is None:
                     return  # claimed by another replica meanwhile (this one was too slow to renew)
                 for n in taken:
-                    await self._give_back(listed[n], ended[n])
+                    await self._give_back(listed[n], ended[n], cause)
                 if not ended:
                     await asyncio.sleep(self.inflight.beat_s)
         except Exception:
@@ -354,7 +367,9 @@ class Orphans:
         claim["until"] = round(self._clock() + self.inflight.ttl_s, 3)
         return orjson.dumps(entry), taken
 
-    async def _give_back(self, task: dict[str, Any], outcome: TaskCompleted | TaskFailed | None) -> None:
+    async def _give_back(
+        self, task: dict[str, Any], outcome: TaskCompleted | TaskFailed | None, cause: str
+    ) -> None:
         """Settles one task as its own gateway would have (`admission.unused`), straight to the stores."""
         reserved = {store: held[0] for store, held in task.items() if store in (WINDOWS, SPEND)}
         tokens, spend = unused(
@@ -373,7 +388,8 @@ class Orphans:
             if isinstance(outcome, TaskCompleted)
             else "failed"
             if outcome is not None
-            else "timed_out"
+            else "timed_out",
+            cause,
         ).inc()
         log.info(
             "settled task %s of tenant %s for a gone replica: %d tokens and %d micro-USD given back",

@@ -27,6 +27,7 @@ AUTH_FAILURES = Counter(
 )
 ORPHANS = Counter(
     "switchyard_gateway_orphaned_tasks_total",
-    "Tasks a dead gateway replica left in flight, settled by this one (outcome: answered, failed, timed_out)",
-    ["outcome"],
+    "Tasks another gateway replica left in flight, settled by this one (outcome: answered, failed, "
+    "timed_out; cause: lost, the replica died or was taken for dead; handed_over, it stopped with them)",
+    ["outcome", "cause"],
 )

@@ -42,23 +42,35 @@ T = TypeVar("T")
 async def unless_gone(request: Request, work: Coroutine[Any, Any, T], *, on_gone: Callable[[], None]) -> T:
     """`work`'s result, unless the client goes away first: then `work` is cancelled, `on_gone` called
     (the task is cancelled on the bus, so the provider is not paid for an answer nobody reads) and
-    ClientClosedRequest raised. Whatever `work` raises is raised."""
+    ClientClosedRequest raised. The request itself being cancelled (the server's graceful stop ran out
+    before the answer came) is the same for the task: `on_gone`, and the cancellation goes on. Whatever
+    `work` raises is raised."""
     working = asyncio.ensure_future(work)
     watching = asyncio.ensure_future(_disconnected(request))
     try:
         await asyncio.wait((working, watching), return_when=asyncio.FIRST_COMPLETED)
-    finally:
+    except asyncio.CancelledError:
+        _abandon(working, watching, on_gone)
+        raise
+    if working.done():
         watching.cancel()
-        answered = working.done()
-        if not answered:
-            working.cancel()
-            # Abandoned: whatever it still ends with (the task's own failure once it heard the cancel)
-            # is nobody's, and unread it would be logged as "Task exception was never retrieved".
-            working.add_done_callback(_unread)
-    if answered:
         return working.result()
-    on_gone()
+    _abandon(working, watching, on_gone)
     raise ClientClosedRequest("the client went away before the answer; the task was cancelled")
+
+
+def _abandon(
+    working: asyncio.Future[Any], watching: asyncio.Future[Any], on_gone: Callable[[], None]
+) -> None:
+    """Nobody will read `working`'s answer: what it still ends with (the task's own failure once it heard
+    the cancel) is nobody's, and unread it would be logged as "Task exception was never retrieved"."""
+    watching.cancel()
+    if working.done():  # answered as the request was cut: settled at its outcome, as any answer
+        _unread(working)
+        return
+    working.cancel()
+    working.add_done_callback(_unread)
+    on_gone()
 
 
 def _unread(done: asyncio.Future[Any]) -> None:
@@ -160,6 +172,9 @@ async def serve(request: Request, face: Face) -> Response:
         )
     except TaskTimeout:
         _settle_later(gw, task, admitted, cancel=False)
+        raise
+    except asyncio.CancelledError:  # the request was cut (the server's graceful stop ran out): stop the task
+        _settle_later(gw, task, admitted, cancel=True)
         raise
     except BaseException:
         gw.admission.settle_soon(admitted)
