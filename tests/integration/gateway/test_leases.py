@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import nats
 import pytest
@@ -234,6 +234,17 @@ async def test_another_replicas_unused_spare_never_turns_a_request_away(connecti
     assert await a.store.read("req.org.t.2") == 64
 
 
+def _held_up(returning: asyncio.Event) -> Callable[[], Awaitable[None]]:
+    """A `before_return` hook that says a hand-back has begun and holds it up for 0.2 s before the store
+    write, as the gateway's in-flight list write can."""
+
+    async def before_return() -> None:
+        returning.set()
+        await asyncio.sleep(0.2)
+
+    return before_return
+
+
 async def test_shutdown_during_an_idle_hand_back_loses_no_unit(connections: list[Client]) -> None:
     """`close()` arriving while the upkeep is handing an idle lease back (here held up before the store
     write, as the gateway's in-flight list can hold it) waits for that hand-back instead of cutting it off
@@ -241,12 +252,7 @@ async def test_shutdown_during_an_idle_hand_back_loses_no_unit(connections: list
     use, not short of the lease."""
     store = await _counters(connections[0])
     returning = asyncio.Event()
-
-    async def before_return() -> None:
-        returning.set()
-        await asyncio.sleep(0.2)
-
-    leases = Leases(store, before_return=before_return)
+    leases = Leases(store, before_return=_held_up(returning))
     await leases.start()
     assert (await leases.take("req.global.3", 1, ceiling=10_000))[0]
     assert await store.read("req.global.3") == 17
@@ -261,12 +267,7 @@ async def test_a_request_gone_during_a_lease_hand_back_loses_no_unit(connections
     (its task cancelled) does not cut the hand-back off after the lease was emptied."""
     store = await _counters(connections[1])
     returning = asyncio.Event()
-
-    async def before_return() -> None:
-        returning.set()
-        await asyncio.sleep(0.2)
-
-    leases = Leases(store, before_return=before_return)
+    leases = Leases(store, before_return=_held_up(returning))
     assert (await leases.take("req.global.4", 1, ceiling=10_000))[0]
     assert await store.read("req.global.4") == 17
     request = asyncio.create_task(leases.take("req.global.4", 1, ceiling=5_000))
