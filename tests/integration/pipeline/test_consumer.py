@@ -112,6 +112,33 @@ async def test_no_more_than_max_workers_run_and_each_message_is_handled_once(
     assert info.num_pending == 0
 
 
+async def test_a_handler_cut_by_a_stop_gives_its_message_back_at_once(nats_server: NatsServer) -> None:
+    """A replica stopping (a rolling restart) cancels the handlers still running after its grace; their
+    messages go back to the stream at once, for another replica, rather than after `ack_wait` (30 s)."""
+    begun = asyncio.Event()
+
+    async def stuck(event: CloudEvent, payload: Any) -> None:
+        begun.set()
+        await asyncio.Event().wait()
+
+    arrived: asyncio.Queue[str] = asyncio.Queue()
+
+    async def handler(event: CloudEvent, payload: Any) -> None:
+        arrived.put_nowait(payload.task_id)
+
+    first, publisher = await _start(nats_server.url, "restarted", stuck)
+    await publisher.publish(_task("t-cut"), tenant_id="acme")
+    await asyncio.wait_for(begun.wait(), 15)
+    for pull in bus._CONSUMERS[first]:
+        await pull.stop(grace_s=0.1)
+    await first.stop()
+    second, _ = await _start(nats_server.url, "restarted", handler)
+    try:
+        assert await asyncio.wait_for(arrived.get(), 5) == "t-cut"
+    finally:
+        await _stop(second)
+
+
 async def test_sent_events_are_stored_in_the_order_sent_and_confirmed(nats_server: NatsServer) -> None:
     nc = await nats.connect(nats_server.url)
     try:

@@ -11,6 +11,7 @@ Nothing is dropped silently.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import time
@@ -339,6 +340,12 @@ def subscribe(
             return
         try:
             await _with_heartbeat(handler(event, payload), raw, heartbeat_s)
+        except asyncio.CancelledError:
+            # The service is stopping and this handler outlasted its grace: the message goes back now, for
+            # another replica, not after `ack_wait` (handlers are idempotent on the event id).
+            with contextlib.suppress(Exception):
+                await raw.nak()
+            raise
         except SwitchyardError as exc:
             await _fail(raw, exc.message, exc.code, exc.retryable, delivered)
             return
