@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from switchyard.common import subjects
+from tests.deploy.grace import DRAIN_S, running_work_s, stop_grace_s
 
 pytestmark = pytest.mark.unit
 
@@ -71,6 +72,22 @@ def test_six_services_configured_by_environment(model: dict[str, Any]) -> None:
         assert svc["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
         assert svc["depends_on"]["nats"]["condition"] == "service_healthy", name
     assert services["gateway"]["ports"][0]["target"] == 8080
+
+
+def test_running_work_finishes_before_a_container_is_stopped(model: dict[str, Any]) -> None:
+    """As on Kubernetes (test_kubernetes): `docker compose stop`/`up` lets running work finish, and only
+    then kills (stop_grace_period)."""
+    for name in subjects.SERVICES:
+        svc = model["services"][name]
+        grace = stop_grace_s(svc["environment"])
+        assert grace >= running_work_s(name), name
+        assert _seconds(svc["stop_grace_period"]) >= grace + DRAIN_S, name
+
+
+def _seconds(duration: str) -> float:
+    """A Go duration as compose prints it ("2m25s", "30s")."""
+    minutes, _, rest = duration.rpartition("m")
+    return float(minutes or 0) * 60 + float(rest.rstrip("s") or 0)
 
 
 def test_provider_keys_reach_the_executor_only(model: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from switchyard.common import subjects
+from tests.deploy.grace import DRAIN_S, running_work_s, stop_grace_s
 
 pytestmark = pytest.mark.unit
 
@@ -226,6 +227,19 @@ def test_every_service_has_probes_resources_and_a_disruption_budget() -> None:
             assert container["livenessProbe"]["httpGet"]["port"] == "metrics"
         # replicas are owned by the autoscalers where there is one
         assert ("replicas" in deployment["spec"]) == (name not in ("gateway", "executor")), name
+
+
+def test_running_work_finishes_before_a_replica_is_stopped() -> None:
+    """On a rolling restart or a scale-down, a replica lets what is running finish (its stop grace covers
+    an executor's task deadline and a gateway's request timeout) and is not killed first (the pod's grace
+    period covers the stop grace and the drain after it)."""
+    for deployment in _of_kind("Deployment"):
+        name = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        grace = stop_grace_s({e["name"]: e["value"] for e in container["env"] if "value" in e})
+        assert grace >= running_work_s(name), name
+        assert pod["terminationGracePeriodSeconds"] >= grace + DRAIN_S, name
 
 
 def test_gateway_hpa() -> None:

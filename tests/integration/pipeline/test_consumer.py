@@ -129,14 +129,33 @@ async def test_a_handler_cut_by_a_stop_gives_its_message_back_at_once(nats_serve
     first, publisher = await _start(nats_server.url, "restarted", stuck)
     await publisher.publish(_task("t-cut"), tenant_id="acme")
     await asyncio.wait_for(begun.wait(), 15)
-    for pull in bus._CONSUMERS[first]:
-        await pull.stop(grace_s=0.1)
+    await bus.stop_consumers(first, grace_s=0.1)
     await first.stop()
     second, _ = await _start(nats_server.url, "restarted", handler)
     try:
         assert await asyncio.wait_for(arrived.get(), 5) == "t-cut"
     finally:
         await _stop(second)
+
+
+async def test_a_handler_within_the_stop_grace_finishes_and_is_acked(nats_server: NatsServer) -> None:
+    """The stop grace (`SWITCHYARD_STOP_GRACE_S`) is what a running handler is let finish in: one that
+    ends inside it is acked, and nothing is redelivered."""
+    begun, handled = asyncio.Event(), []
+
+    async def slow(event: CloudEvent, payload: Any) -> None:
+        begun.set()
+        await asyncio.sleep(0.5)
+        handled.append(payload.task_id)
+
+    broker, publisher = await _start(nats_server.url, "graceful", slow)
+    await publisher.publish(_task("t-slow"), tenant_id="acme")
+    await asyncio.wait_for(begun.wait(), 15)
+    await bus.stop_consumers(broker, grace_s=5.0)
+    assert handled == ["t-slow"]
+    info = await bus.jetstream(broker).consumer_info(subjects.STREAM_EVENTS, "graceful")
+    await broker.stop()
+    assert info.num_ack_pending == 0 and info.num_pending == 0
 
 
 async def test_sent_events_are_stored_in_the_order_sent_and_confirmed(nats_server: NatsServer) -> None:

@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from switchyard.cli.db_cmd import upgrade_all
 from switchyard.cli.processes import NatsServer, port_open
-from switchyard.common.config import CommonSettings
+from switchyard.common.config import STOP_GRACE_S, CommonSettings
 from switchyard.common.db import create_engine, sessionmaker
 
 START_ORDER = ("audit", "billing", "executor", "router", "classifier", "gateway")
@@ -51,6 +51,7 @@ class StackSettings(BaseSettings):
     executor_replicas: int = Field(default=1, ge=1, le=16)
     gateway_replicas: int = Field(default=1, ge=1, le=16)
     classifier_replicas: int = Field(default=1, ge=1, le=16)
+    stop_grace_s: float = Field(default=STOP_GRACE_S, gt=0, le=3600)
 
 
 @dataclass
@@ -205,7 +206,9 @@ class Stack:
             if child.alive():
                 assert child.proc is not None
                 child.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
+        # each service lets its work run for its stop grace, then drains (the gateway: 5 s for the
+        # outcomes of the tasks it cut) and disconnects; killed only past that
+        deadline = time.monotonic() + self.settings.stop_grace_s + 10
         for child in self.children:
             if child.proc is None:
                 continue

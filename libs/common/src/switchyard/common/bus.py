@@ -28,7 +28,7 @@ from nats.js.errors import BadRequestError, NoStreamResponseError
 from prometheus_client import Histogram
 
 from switchyard.common import metrics, subjects
-from switchyard.common.config import CommonSettings
+from switchyard.common.config import STOP_GRACE_S, CommonSettings
 from switchyard.common.consumer import PullConsumer
 from switchyard.common.envelope import CONTENT_TYPE, CloudEvent, decode, encode
 from switchyard.common.errors import InvalidEvent, SwitchyardError
@@ -395,6 +395,6 @@ async def start_consumers(broker: NatsBroker) -> None:
         await pull.start(jetstream(broker))
 
 
-async def stop_consumers(broker: NatsBroker) -> None:
-    for pull in _CONSUMERS.get(broker, []):
-        await pull.stop()
+async def stop_consumers(broker: NatsBroker, *, grace_s: float = STOP_GRACE_S) -> None:
+    """Stops every consumer at once; handlers still running after `grace_s` are cut."""
+    await asyncio.gather(*(pull.stop(grace_s) for pull in _CONSUMERS.get(broker, [])))

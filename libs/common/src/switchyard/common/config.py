@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+STOP_GRACE_S = 10.0  # after SIGTERM, running work may finish this long (`CommonSettings.stop_grace_s`)
+
 
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SWITCHYARD_", extra="ignore")
@@ -27,6 +29,13 @@ class CommonSettings(BaseSettings):
         default=1, ge=1, le=5, description="JetStream replicas of Switchyard's streams: 3 on a 3-node cluster"
     )
     instance: str = Field(default="", description="replica name, for logs and metrics")
+    stop_grace_s: float = Field(
+        default=STOP_GRACE_S,
+        gt=0,
+        le=3600,
+        description="after SIGTERM, how long running work (bus handlers; the gateway's requests) may finish "
+        "before it is cut; keep it below the orchestrator's kill timeout",
+    )
 
     def resolved_var_dir(self) -> Path:
         return self.var_dir.expanduser().resolve()

@@ -43,6 +43,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
 from switchyard.common.background import Background, cancel
+from switchyard.common.config import STOP_GRACE_S
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,6 @@ OnMessage = Callable[[Msg], Awaitable[None]]
 REQUEST_EXPIRES_S = 5.0  # a pull request waits this long on the server for messages, then ends (408)
 LOST_AFTER_S = 2.0  # no end of a request this long after it expired: lost (reconnect), ask again
 RETRY_DELAY_S = 1.0
-STOP_GRACE_S = 10.0
 _STATUS = api.Header.STATUS.value
 _ENDS_REQUEST = (api.StatusCode.NO_MESSAGES.value, api.StatusCode.REQUEST_TIMEOUT.value)
 

@@ -75,10 +75,12 @@ async def start(service: Service, settings: CommonSettings) -> None:
         service.lag_exporter.start()
 
 
-async def stop(service: Service) -> None:
+async def stop(service: Service, *, grace_s: float) -> None:
+    """Stops asking for messages, lets running handlers finish for up to `grace_s` (then cuts them: their
+    messages go back to the stream), drains, disconnects."""
     if service.lag_exporter is not None:
         await service.lag_exporter.stop()
-    await bus.stop_consumers(service.broker)
+    await bus.stop_consumers(service.broker, grace_s=grace_s)
     for hook in reversed(service.drain):
         await hook()
     await service.broker.stop()
@@ -95,7 +97,7 @@ async def serve(service: Service, settings: CommonSettings) -> None:
     log.info("%s ready (nats %s)", service.name, settings.nats_url)
     await stopping.wait()
     log.info("%s stopping", service.name)
-    await stop(service)
+    await stop(service, grace_s=settings.stop_grace_s)
 
 
 def run_service(build: Callable[[], tuple[Service, CommonSettings]], *, name: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import signal
 import socket
@@ -250,7 +251,7 @@ def main() -> None:
         log_config=None,  # uvicorn's records go through ours: redacted, JSON when asked
         log_level="warning",
         access_log=False,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=math.ceil(settings.stop_grace_s),
     )
     sockets = (
         [_reuse_port_socket(settings.http_host, settings.http_port)] if settings.http_reuse_port else None

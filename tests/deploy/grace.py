@@ -1,0 +1,24 @@
+"""What a replica of each service must be let finish when it is stopped (a rolling restart, a scale-down):
+the deployments' stop grace must cover it, and the orchestrator's kill timeout the stop grace."""
+
+from __future__ import annotations
+
+from switchyard.common.config import STOP_GRACE_S
+from switchyard.executor.config import ExecutorSettings
+from switchyard.gateway.config import GatewaySettings
+
+DRAIN_S = 10.0  # after the stop grace: the gateway's 5 s wait for cut tasks' outcomes, hand-backs, teardown
+
+
+def running_work_s(service: str) -> float:
+    """The longest a piece of work already running may take: an executor's task (its deadline), a
+    gateway's request (how long it waits for its task); 0 for the rest (handlers of single events)."""
+    if service == "executor":
+        return ExecutorSettings().task_deadline_s
+    if service == "gateway":
+        return GatewaySettings().task_timeout_s
+    return 0.0
+
+
+def stop_grace_s(env: dict[str, str]) -> float:
+    return float(env.get("SWITCHYARD_STOP_GRACE_S", STOP_GRACE_S))
