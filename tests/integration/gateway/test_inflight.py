@@ -206,9 +206,9 @@ async def test_a_replica_that_stops_hands_its_tasks_over_without_waiting_out_the
 ) -> None:
     """A stops (a rolling restart) with two tasks running: one's outcome comes while A waits for it and A
     settles it; the other's does not, so A leaves it listed rather than releasing it as a task that never
-    ran. A's last write marks the entry stopped and expired, so B claims it at its next scan although A's
-    TTL is 60 s, settles the task at its outcome, and counts it handed over, not lost (the alert on lost
-    replicas stays quiet)."""
+    ran. A's last write marks the entry stopped and expired, so B, just started, claims it at its first
+    scan although A's TTL is 60 s, settles the task at its outcome, and counts it handed over, not lost
+    (the alert on lost replicas stays quiet)."""
     a = await _replica(js, "a", ttl_s=60.0)
     await a.inflight.start()
     admitted, quick = await a.admit("t-long"), await a.admit("t-quick")
@@ -228,7 +228,8 @@ async def test_a_replica_that_stops_hands_its_tasks_over_without_waiting_out_the
     b = await _replica(js, "b")
     await b.inflight.start()
     settler = b.orphans(js)
-    await asyncio.sleep(1.2)  # B's own writes must hold ttl_s + skew_s before it judges anyone
+    # B has just started: it judges no silent replica yet (its own writes must hold ttl_s + skew_s
+    # first), but a list handed over needs no judging
     assert await settler.scan() == ["a"]
     await _publish_result(js, "t-long")
     deadline = time.monotonic() + 10

@@ -18,8 +18,9 @@ so a settler that dies in between strands that one task's units (counted, never 
 another replica claims what is left. A replica that finds its entry claimed has been taken for dead: it
 gives nothing back to any store from then on, and stops (`on_fenced`). A replica that stops with tasks
 still listed (streams outlasting its graceful stop) hands them over: its last write marks the entry
-stopped and expired, so another replica claims it without waiting out `ttl_s`, and counts them apart
-(`cause="handed_over"`: a rolling restart, not a replica lost).
+stopped and expired, so another replica claims it without waiting out `ttl_s` (even one that has just
+started, and judges no silent replica yet), and counts them apart (`cause="handed_over"`: a rolling
+restart, not a replica lost).
 
 What stays stranded, bounded: the units a dead replica held unused in its leases (at most one spare
 chunk per counter, `switchyard.common.leases`), tasks admitted after its last write (`soon_s` of
@@ -269,13 +270,14 @@ class Orphans:
     async def scan(self) -> list[str]:
         """Claims the entries of dead replicas and starts settling them; returns the replicas claimed."""
         steady = self.inflight.steady_since
-        if steady is None or self._clock() - steady < self.inflight.ttl_s + self.skew_s:
-            return []  # this replica may have been cut off as long as the others: it judges nobody yet
+        # A replica that has not written steadily for longer than another could have been silent may have
+        # been cut off as long as the others: it judges nobody yet, and takes only lists handed over.
+        judges = steady is not None and self._clock() - steady >= self.inflight.ttl_s + self.skew_s
         claimed = []
         for key in await kv.keys(self.kv):
             if key == self.me or key in self._settling:
                 continue
-            if cause := await kv.update(self.kv, key, self._claim):
+            if cause := await kv.update(self.kv, key, functools.partial(self._claim, judges=judges)):
                 if cause == "handed_over":
                     log.info("gateway replica %s stopped with tasks in flight: settling them", key)
                 else:
@@ -284,17 +286,17 @@ class Orphans:
                 self._settling[key] = self._work.spawn(self._settle(key, cause))
         return claimed
 
-    def _claim(self, current: bytes | None) -> tuple[bytes | None, str | None]:
+    def _claim(self, current: bytes | None, *, judges: bool) -> tuple[bytes | None, str | None]:
         """Claims an entry whose replica is gone: returns why, "handed_over" (it stopped with tasks listed)
-        or "lost" (it died, or was silent past `ttl_s`); None when it is alive or another replica is
-        settling it."""
+        or "lost" (it died, or was silent past `ttl_s`: only when this replica `judges`); None when it is
+        alive or another replica is settling it."""
         if current is None:
             return None, None
         entry = orjson.loads(current)
         now = self._clock()
         stopped = entry.get("stopped", False)
-        if entry["expires_at"] + (0.0 if stopped else self.skew_s) > now:
-            return None, None  # alive
+        if not (stopped or judges) or entry["expires_at"] + (0.0 if stopped else self.skew_s) > now:
+            return None, None  # alive (or this replica cannot tell yet)
         claim = entry.get("claim")
         if claim and claim["by"] != self.me and claim["until"] + self.skew_s > now:
             return None, None  # another replica is settling it
