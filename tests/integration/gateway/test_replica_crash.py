@@ -120,8 +120,9 @@ async def test_a_replica_stopped_with_tasks_in_flight_hands_them_over(
     and its graceful stop (10 s) ends before they do. It cancels them on the bus, waits 5 s for their
     outcomes, and since none came (the stand-in pipeline ignores cancellations) its last write hands them
     over; the other replica settles them at their outcomes, as handed over, not lost:
-    `SwitchyardGatewayReplicaLost` does not fire for a restart. Before, the cut requests were settled
-    as if their tasks had never run (the five worst cases given back, their cost never counted)."""
+    `SwitchyardGatewayReplicaLost` does not fire for a restart. The clients get a 503 to retry at once.
+    Before, the cut requests were settled as if their tasks had never run (the five worst cases given
+    back, their cost never counted), and answered uvicorn's plain-text 500."""
     server, db_url, bases = stack
     org = await make_org(db_url, "restarted", roles=("member",), plan="free", monthly_budget_usd=0.5)
     key = org.keys["member"]
@@ -135,7 +136,10 @@ async def test_a_replica_stopped_with_tasks_in_flight_hands_them_over(
         assert sum(t.request.stream for t in answerer.held) == 2
         bases.procs[0].send_signal(signal.SIGTERM)
         await asyncio.to_thread(bases.procs[0].wait, 30)
-        assert all(not isinstance(r, httpx.Response) or r.status_code != 200 for r in await firing)
+        answers = await firing
+        assert all(isinstance(r, httpx.Response) and r.status_code == 503 for r in answers), answers
+        assert {r.json()["error"]["code"] for r in answers} == {"gateway_stopping"}  # type: ignore[union-attr]
+        assert {r.headers["retry-after"] for r in answers} == {"1"}  # type: ignore[union-attr]
         stopped = (tmp_path / "gateway-0.log").read_text()
         assert "5 admitted tasks left unsettled for another replica" in stopped
         assert stopped.count("a request was cut by the graceful stop's timeout") == 5

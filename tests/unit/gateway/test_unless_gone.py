@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from switchyard.gateway.errors import ClientClosedRequest, TaskTimeout
+from switchyard.gateway.errors import ClientClosedRequest, ServiceUnavailable, TaskTimeout
 from switchyard.gateway.serving import unless_gone
 
 pytestmark = pytest.mark.unit
@@ -93,19 +93,26 @@ async def test_what_abandoned_work_ends_with_is_not_logged_as_unretrieved() -> N
     assert [c for c in reported if "never retrieved" in str(c.get("message"))] == []
 
 
-async def test_the_request_cut_by_the_servers_stop_abandons_the_task() -> None:
+async def test_the_request_cut_by_the_servers_stop_abandons_the_task_and_says_so() -> None:
     """The server's graceful stop runs out and cancels the request: for the task that is a client gone
-    (cancelled on the bus, settled at its outcome), not an answer: before, the admission was settled as
-    if the task had never run while it went on running and was charged."""
+    (cancelled on the bus, settled at its outcome), not an answer (before, the admission was settled as
+    if the task had never run while it went on running and was charged); the client gets a 503 it may
+    retry at once (uvicorn answered a plain-text 500), and the request's task is no longer cancelling."""
     gone: list[bool] = []
     work = asyncio.ensure_future(_answer(30))
-    request = asyncio.ensure_future(
-        unless_gone(Connection(), work, on_gone=lambda: gone.append(True))  # type: ignore[arg-type]
-    )
+
+    async def request() -> int:
+        with pytest.raises(ServiceUnavailable) as caught:
+            await unless_gone(Connection(), work, on_gone=lambda: gone.append(True))  # type: ignore[arg-type]
+        assert caught.value.code == "gateway_stopping" and caught.value.headers == {"Retry-After": "1"}
+        current = asyncio.current_task()
+        assert current is not None
+        return current.cancelling()
+
+    serving = asyncio.ensure_future(request())
     await asyncio.sleep(0.01)
-    request.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await request
+    serving.cancel()
+    assert await serving == 0
     assert gone == [True]
     await asyncio.sleep(0)
     assert work.cancelled()

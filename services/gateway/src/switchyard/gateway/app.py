@@ -21,7 +21,7 @@ from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.leases import IntCounters, Leases, SlotTable
 from switchyard.common.logs import configure_logging
 from switchyard.common.policy import load_policy
-from switchyard.gateway import errors, openapi
+from switchyard.gateway import errors, openapi, serving
 from switchyard.gateway.access import lockout, oidc
 from switchyard.gateway.access import views as access
 from switchyard.gateway.access.changes import AuthChanges, changes_bucket
@@ -224,14 +224,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
 
 class CutByStop(logging.Filter):
-    """uvicorn logs each request its graceful stop cancels as "Exception in ASGI application" with the
-    cancellation's traceback, some sixty lines a request at every rolling restart. Such a request's task
-    was cancelled on the bus and is settled at its outcome or handed over (`serving`, `inflight`): one line
-    says so."""
+    """uvicorn logs each request its graceful stop cancels after the response began (a stream under way;
+    one cut before is answered 503, `serving.cut`) as "Exception in ASGI application" with the
+    cancellation's traceback, some sixty lines a request. Such a request's task was cancelled on the bus
+    and is settled at its outcome or handed over (`serving`, `inflight`): one line says so."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
-            record.msg = "a request was cut by the graceful stop's timeout: its task was cancelled"
+            record.msg = serving.CUT
             record.args = ()
             record.exc_info = None
             record.levelno, record.levelname = logging.WARNING, "WARNING"

@@ -29,7 +29,7 @@ from switchyard.gateway import (
 from switchyard.gateway.admission import Pass
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.cache import replay
-from switchyard.gateway.errors import ClientClosedRequest, TaskTimeout, request_id_of
+from switchyard.gateway.errors import ClientClosedRequest, ServiceUnavailable, TaskTimeout, request_id_of
 from switchyard.gateway.schemas import ChatCompletionRequest
 from switchyard.gateway.state import Gateway, gateway_of
 from switchyard.gateway.taskapi import idempotency
@@ -37,26 +37,44 @@ from switchyard.gateway.taskapi.models import TaskState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+CUT = "a request was cut by the graceful stop's timeout: its task was cancelled"
 
 
 async def unless_gone(request: Request, work: Coroutine[Any, Any, T], *, on_gone: Callable[[], None]) -> T:
     """`work`'s result, unless the client goes away first: then `work` is cancelled, `on_gone` called
     (the task is cancelled on the bus, so the provider is not paid for an answer nobody reads) and
     ClientClosedRequest raised. The request itself being cancelled (the server's graceful stop ran out
-    before the answer came) is the same for the task: `on_gone`, and the cancellation goes on. Whatever
-    `work` raises is raised."""
+    before the answer came) is the same for the task, `on_gone`, and the client is told so (`cut`).
+    Whatever `work` raises is raised."""
     working = asyncio.ensure_future(work)
     watching = asyncio.ensure_future(_disconnected(request))
     try:
         await asyncio.wait((working, watching), return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
         _abandon(working, watching, on_gone)
-        raise
+        raise cut() from None
     if working.done():
         watching.cancel()
         return working.result()
     _abandon(working, watching, on_gone)
     raise ClientClosedRequest("the client went away before the answer; the task was cancelled")
+
+
+def cut() -> ServiceUnavailable:
+    """The error for a request the server cut as it stopped (uvicorn cancels what outlasts its graceful
+    stop): a 503 the client may retry at once (another replica answers; the OpenAI and Anthropic SDKs
+    retry a 503 by themselves), instead of uvicorn's plain-text 500. The request's task no longer counts
+    the cancellation (it has become this error), so the error is answered as any other."""
+    current = asyncio.current_task()
+    if current is not None:
+        current.uncancel()
+    log.warning(CUT)
+    return ServiceUnavailable(
+        "the gateway stopped (a restart) before this request's answer came; its task was cancelled: "
+        "send the request again",
+        code="gateway_stopping",
+        headers={"Retry-After": "1"},
+    )
 
 
 def _abandon(
@@ -175,7 +193,7 @@ async def serve(request: Request, face: Face) -> Response:
         raise
     except asyncio.CancelledError:  # the request was cut (the server's graceful stop ran out): stop the task
         _settle_later(gw, task, admitted, cancel=True)
-        raise
+        raise cut() from None
     except BaseException:
         gw.admission.settle_soon(admitted)
         raise
