@@ -116,23 +116,26 @@ async def test_a_killed_replicas_reservations_are_settled_by_another(
 async def test_a_replica_stopped_with_tasks_in_flight_hands_them_over(
     stack: tuple[NatsServer, str, Bases], tmp_path: Path
 ) -> None:
-    """A rolling restart: the replica gets SIGTERM while five tasks (two of them streamed) are in flight,
-    and its graceful stop (10 s) ends before they do. It cancels them on the bus, waits 5 s for their
-    outcomes, and since none came (the stand-in pipeline ignores cancellations) its last write hands them
-    over; the other replica settles them at their outcomes, as handed over, not lost:
+    """A rolling restart: the replica gets SIGTERM while five requests (two of them streamed) and a task
+    of the task API are in flight, and its graceful stop (10 s) ends before they do. It cancels the
+    requests' tasks on the bus, waits 5 s for their outcomes, and since none came (the stand-in pipeline
+    ignores cancellations) its last write hands them over with the task API's task, which runs on; the
+    other replica settles all six at their outcomes, as handed over, not lost:
     `SwitchyardGatewayReplicaLost` does not fire for a restart. The clients get a 503 to retry at once.
-    Before, the cut requests were settled as if their tasks had never run (the five worst cases given
-    back, their cost never counted), and answered uvicorn's plain-text 500."""
+    Before, the cut requests and the task API's task were settled as if they had never run (their worst
+    cases given back, their cost never counted), and the requests answered uvicorn's plain-text 500."""
     server, db_url, bases = stack
     org = await make_org(db_url, "restarted", roles=("member",), plan="free", monthly_budget_usd=0.5)
     key = org.keys["member"]
     answerer = await Answerer.start(server.url, hold=True)
     try:
         firing = asyncio.create_task(_post(bases[0], key, 5, streamed=2))
+        queued = httpx.post(f"{bases[0]}/v1/tasks", json=PRICED_BODY, headers=auth(key), timeout=30)
+        assert queued.status_code == 202, queued.text
         deadline = time.monotonic() + 20
-        while len(answerer.held) < 5 and time.monotonic() < deadline:
+        while len(answerer.held) < 6 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        assert len(answerer.held) == 5
+        assert len(answerer.held) == 6
         assert sum(t.request.stream for t in answerer.held) == 2
         bases.procs[0].send_signal(signal.SIGTERM)
         await asyncio.to_thread(bases.procs[0].wait, 30)
@@ -141,21 +144,23 @@ async def test_a_replica_stopped_with_tasks_in_flight_hands_them_over(
         assert {r.json()["error"]["code"] for r in answers} == {"gateway_stopping"}  # type: ignore[union-attr]
         assert {r.headers["retry-after"] for r in answers} == {"1"}  # type: ignore[union-attr]
         stopped = (tmp_path / "gateway-0.log").read_text()
-        assert "5 admitted tasks left unsettled for another replica" in stopped
+        assert "6 admitted tasks left unsettled for another replica" in stopped
         assert stopped.count("a request was cut by the graceful stop's timeout") == 5
         assert "Traceback" not in stopped
         await answerer.release()
 
         deadline = time.monotonic() + 20
-        while (spent := await _spend(server.url)) != [5_000, 5_000] and time.monotonic() < deadline:
+        while (spent := await _spend(server.url)) != [6_000, 6_000] and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-        assert spent == [5_000, 5_000]
+        assert spent == [6_000, 6_000]
         log = (tmp_path / "gateway-1.log").read_text()
         assert "stopped with tasks in flight: settling them" in log and "is gone" not in log
         metrics = httpx.get(f"{bases[1]}/metrics").text
-        handed_over = 'switchyard_gateway_orphaned_tasks_total{cause="handed_over",outcome="answered"} 5.0'
+        handed_over = 'switchyard_gateway_orphaned_tasks_total{cause="handed_over",outcome="answered"} 6.0'
         assert handed_over in metrics
         assert 'cause="lost"' not in metrics
+        task = httpx.get(f"{bases[1]}/v1/tasks/{queued.json()['id']}", headers=auth(key), timeout=30)
+        assert task.json()["status"] == "completed"  # the other replica answers for it
     finally:
         await answerer.close()
 

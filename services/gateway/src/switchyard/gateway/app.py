@@ -180,6 +180,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         gateway = app.state.gateway
         gateway.admission.stopping()  # a task whose outcome does not come in time is handed over
         await gateway.tasks.drain()  # cancellations of abandoned streams still being published
+        await gateway.runs.stop()  # the task API's tasks run on: handed over too
         await gateway.admission.drain()  # settlements still running, then every unused lease unit back
         for leases in (gateway.limiter.windows, gateway.limiter.slots, gateway.budgets.spend):
             await leases.close()
@@ -187,7 +188,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await gateway.inflight.stop()  # after the hand-backs: the entry goes (or lists what is unsettled)
         await gateway.budgets.drain()
         await app.state.gateway.changes.stop()
-        await app.state.gateway.runs.stop()
         await app.state.gateway.limiter.control.stop()
         if app.state.gateway.lockout is not None:
             await app.state.gateway.lockout.stop()

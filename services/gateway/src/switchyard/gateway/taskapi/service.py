@@ -88,9 +88,11 @@ class TaskRuns:
         except TimeoutError:
             await self._finish(state, status="timed_out")
             return
-        except asyncio.CancelledError:  # the replica is stopping: give the admission back
+        except asyncio.CancelledError:
+            # The replica is stopping (`stop`) and the task runs on: its admission stays on the in-flight
+            # list, which the replica's last write hands over, and another replica settles it at its
+            # outcome (`inflight`). Giving it back here counted the task as if it had never run.
             self._passes.pop(state.id, None)
-            await admitted.close()
             raise
         finally:
             self._deadlines.pop(state.id, None)
@@ -165,6 +167,10 @@ class TaskRuns:
         return state
 
     async def stop(self) -> None:
-        for following in list(self._following.values()):
-            following.cancel()
+        """Stops following the tasks (their admissions are handed over, see `_follow`); before the leases
+        close, so that no settlement gives units back after them."""
+        following = list(self._following.values())
+        for task in following:
+            task.cancel()
+        await asyncio.gather(*following, return_exceptions=True)
         await self.store.close()
