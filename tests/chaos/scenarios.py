@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from dataclasses import dataclass, field
 
@@ -100,6 +101,24 @@ async def kill_services(stack: ChaosStack, report: Report, *, gap_s: float, wait
     report.faults.append("kill -9 the SIEM exporter, restarted")
 
 
+async def restart_services(stack: ChaosStack, report: Report, *, gap_s: float) -> None:
+    """A rolling restart: SIGTERM each service in turn (a graceful stop: work running past the stop grace is
+    cut, the gateway's requests answered 503 and its admissions handed over, the consumers' messages given
+    back), and wait until the supervisor's new process is ready before the next."""
+    for name in SERVICES:
+        pid = stack.kill_service(name, signal.SIGTERM)
+        t0 = time.monotonic()
+        while stack.service_pid(name) in (pid, None):
+            if time.monotonic() - t0 > 60:
+                raise RuntimeError(f"{name} (pid {pid}) did not stop within 60 s of SIGTERM")
+            await asyncio.sleep(0.1)
+        stopped = time.monotonic() - t0
+        ready = await asyncio.to_thread(stack.wait_ready)
+        fault = f"SIGTERM {name} (pid {pid}): replaced in {stopped:.1f} s, ready in {ready:.1f} s"
+        report.faults.append(fault)
+        await asyncio.sleep(gap_s)
+
+
 async def kill_stream_leader(cluster: NatsCluster, report: Report, *, gap_s: float) -> None:
     """kill -9 the node leading the events stream (R3), wait for a new leader, bring the node back."""
     leader = cluster.node(await asyncio.to_thread(cluster.stream_leader, subjects.STREAM_EVENTS))
@@ -135,8 +154,9 @@ async def under_load(
     cluster: NatsCluster | None = None,
     postgres: PostgresCluster | None = None,
 ) -> Report:
-    """A steady load; each round kills every service, then (if given) the stream leader and the database;
-    then the invariants. Providers misbehave throughout (see stack.policy)."""
+    """A steady load; each round kills every service, restarts each in turn (SIGTERM), then (if given)
+    kills the stream leader and restarts the database; then the invariants. Providers misbehave
+    throughout (see stack.policy)."""
     report = Report()
     stop = asyncio.Event()
     started = time.monotonic()
@@ -147,6 +167,8 @@ async def under_load(
         await asyncio.sleep(gap_s * 2)
         for _ in range(rounds):
             await kill_services(stack, report, gap_s=gap_s, wait_each=wait_each)
+            await asyncio.sleep(gap_s)
+            await restart_services(stack, report, gap_s=gap_s)
             await asyncio.sleep(gap_s)
             if cluster is not None:
                 await kill_stream_leader(cluster, report, gap_s=gap_s)

@@ -155,6 +155,9 @@ class ChaosStack:
                 "SWITCHYARD_LIMIT_ORG_CONCURRENT_TASKS": "100000",
                 "SWITCHYARD_LIMIT_GLOBAL_REQUESTS_PER_MIN": "1000000",
                 "SWITCHYARD_ASYNC_TASK_TIMEOUT_S": "600",
+                # A stopped service lets its work run this long, then cuts it: short, so the rolling
+                # restart (`scenarios.restart_services`) cuts some and the run stays bounded.
+                "SWITCHYARD_STOP_GRACE_S": "2",
             }
         )
         if self.database_url:
@@ -227,11 +230,12 @@ class ChaosStack:
                 return int(pid)
         return None
 
-    def kill_service(self, name: str) -> int:
-        """kill -9 the service; returns its PID. The supervisor starts a new one."""
+    def kill_service(self, name: str, sig: signal.Signals = signal.SIGKILL) -> int:
+        """kill -9 the service (or send it `sig`: SIGTERM stops it gracefully); returns its PID. The
+        supervisor starts a new one once it has exited."""
         pid = self.service_pid(name)
         assert pid is not None, f"{name} is not running"
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, sig)
         return pid
 
     def wait_ready(self, timeout: float = 90.0) -> float:

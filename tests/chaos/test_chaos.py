@@ -1,6 +1,7 @@
 """Chaos, bounded to one round (the long form is `make chaos`): under a steady load of tasks on a 3-node
 JetStream cluster (R3 streams) and PostgreSQL, kill -9 every service in turn (outages overlapping), the SIEM
-exporter, the stream leader, and restart PostgreSQL, while the providers fail, answer 429 and slow down.
+exporter, then restart every service in turn with SIGTERM (a rolling restart), kill the stream leader, and
+restart PostgreSQL, while the providers fail, answer 429 and slow down.
 Nothing accepted may be lost, charged twice or left unaudited; the ledger verifies and the SIEM received
 every entry."""
 
@@ -58,6 +59,8 @@ async def test_every_fault_under_load(
     print("\n" + report.text())
     killed = [f.split(" (")[0] for f in report.faults[: len(SERVICES)]]
     assert killed == [f"kill -9 {s}" for s in SERVICES], report.faults
+    restarted = [f.split(" (")[0] for f in report.faults if f.startswith("SIGTERM")]
+    assert restarted == [f"SIGTERM {s}" for s in SERVICES], report.faults
     assert any("stream leader" in f for f in report.faults) and any("PostgreSQL" in f for f in report.faults)
     outcome = report.outcome
     # A careful client (Idempotency-Key, retries on 503 and dropped connections) gets nearly every task in.
