@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from switchyard.gateway.limits.control import Control, control_bucket
 from switchyard.gateway.limits.counters import counter_bucket
 from switchyard.gateway.limits.models import Limits
 from switchyard.gateway.limits.service import RateLimiter
+from switchyard.gateway.tasks import stored_result
 from tests.integration.gateway.test_admission import ALICE, MODEL, POLICY, REQUEST
 
 pytestmark = pytest.mark.integration
@@ -242,6 +244,44 @@ async def test_a_replica_that_stops_hands_its_tasks_over_without_waiting_out_the
         assert await b.money.read(key) == 2 * COST
     for key in token_keys:
         assert await b.tokens.read(key) == 2 * USED
+    await settler.stop()
+    await b.inflight.stop()
+
+
+async def test_a_long_task_is_looked_for_less_and_less_often(
+    js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The settler of a handed-over list looks for a running task's result at growing intervals (from
+    `beat_s`, doubling), not at every pass: eight tasks running for 2 s at a 0.05 s beat are looked up
+    about six times each, not forty; the one whose result then comes is still settled within its wait."""
+    looked: Counter[str] = Counter()
+
+    async def counted(js_: JetStreamContext, task_id: str) -> TaskCompleted | TaskFailed | None:
+        looked[task_id] += 1
+        return await stored_result(js_, task_id)
+
+    monkeypatch.setattr(inflight_module, "stored_result", counted)
+    a = await _replica(js, "a", ttl_s=60.0)
+    await a.inflight.start()
+    for i in range(8):  # eight worst cases: within the user's daily $0.50
+        await a.admit(f"t-long-{i}")
+    a.admission.stopping()
+    for leases in (a.windows, a.spend):
+        await leases.close()
+    await a.inflight.stop()
+    b = await _replica(js, "b")
+    b.inflight.beat_s = 0.05
+    await b.inflight.start()
+    settler = b.orphans(js)
+    assert await settler.scan() == ["a"]
+    await asyncio.sleep(2.0)
+    assert 8 * 4 <= sum(looked.values()) <= 8 * 8, looked  # each at ~0, .05, .15, .35, .75, 1.55 s
+    await _publish_result(js, "t-long-0")
+    published = time.monotonic()
+    while settler.settled < 1 and time.monotonic() - published < 10:
+        await asyncio.sleep(0.05)
+    assert settler.settled == 1
+    assert time.monotonic() - published < 3.5  # within the interval reached (1.6 s here, then 3.2 s)
     await settler.stop()
     await b.inflight.stop()
 

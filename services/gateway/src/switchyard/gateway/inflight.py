@@ -58,6 +58,7 @@ from switchyard.gateway.tasks import SETTLE_WAIT_S, record, stored_result
 log = logging.getLogger(__name__)
 
 KEEP_S = 7 * 24 * 3600.0  # an entry nobody settled (no replica ran for a week) goes with the bucket's max age
+LOOK_MAX_S = 30.0  # a listed task still running is looked for (its stored result) at most this far apart
 WINDOWS, SPEND = "w", "s"  # the stores a listed task holds units of: token windows, spend
 
 
@@ -257,6 +258,9 @@ class Orphans:
         self.js = js
         self.events = events
         self._told: dict[str, float] = {}  # task id -> when `task.timed_out` was published for it
+        # task id -> (when to look for its result next, the wait after that): from `beat_s`, doubling to
+        # LOOK_MAX_S while it runs (a task API task may run an hour), every pass once past its deadline
+        self._looks: dict[str, tuple[float, float]] = {}
         self.stores = stores
         self.policy = policy
         self.skew_s = skew_s
@@ -332,21 +336,27 @@ class Orphans:
         """The listed tasks that have ended, with their outcome (None: none came by the deadline). As its own
         gateway would, a task past its deadline is timed out (`task.timed_out`, under the id its gateway
         would have used: stored once), so the executor stops it and says what it still charged; its outcome
-        is waited for SETTLE_WAIT_S more."""
+        is waited for SETTLE_WAIT_S more. A task still running is looked for less and less often (`_looks`):
+        a list of many long tasks costs a few look-ups a second, not one per task each pass."""
         ended: dict[str, TaskCompleted | TaskFailed | None] = {}
         now = self._clock()
         for n, task in listed.items():
-            outcome = await stored_result(self.js, task["task"])
+            task_id, late = task["task"], now > task["ends_by"]
+            due, wait = self._looks.get(task_id, (now, self.inflight.beat_s))
+            if now < due and not late:
+                continue
+            outcome = await stored_result(self.js, task_id)
             if outcome is not None:
                 ended[n] = outcome
-                self._told.pop(task["task"], None)
-            elif now > task["ends_by"]:
-                told = self._told.setdefault(task["task"], now)
-                if told == now:
-                    await self._time_out(task, now)
-                elif now > told + SETTLE_WAIT_S:
-                    ended[n] = None
-                    del self._told[task["task"]]
+            elif not late:
+                self._looks[task_id] = (now + wait, min(2 * wait, LOOK_MAX_S))
+            elif (told := self._told.setdefault(task_id, now)) == now:
+                await self._time_out(task, now)
+            elif now > told + SETTLE_WAIT_S:
+                ended[n] = None
+            if n in ended:
+                self._told.pop(task_id, None)
+                self._looks.pop(task_id, None)
         return ended
 
     async def _time_out(self, task: dict[str, Any], now: float) -> None:
