@@ -60,6 +60,15 @@ async def _post(base: str, key: str, n: int, *, streamed: int = 0) -> list[httpx
         return await asyncio.gather(*calls, return_exceptions=True)
 
 
+async def _metrics_with(base: str, line: str, timeout_s: float = 5.0) -> str:
+    """The replica's /metrics once it shows `line`, or as it is after `timeout_s`: a task's counter is
+    incremented just after its last give-back, which the test may have seen first."""
+    deadline = time.monotonic() + timeout_s
+    while line not in (text := httpx.get(f"{base}/metrics").text) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    return text
+
+
 async def test_a_killed_replicas_reservations_are_settled_by_another(
     stack: tuple[NatsServer, str, Bases], tmp_path: Path
 ) -> None:
@@ -90,8 +99,9 @@ async def test_a_killed_replicas_reservations_are_settled_by_another(
         print(f"\nsettled by the other replica {time.monotonic() - released:.1f} s after the results")
         log = (tmp_path / "gateway-1.log").read_text()
         assert log.count("for a gone replica") == 5
-        metrics = httpx.get(f"{bases[1]}/metrics").text
-        assert 'switchyard_gateway_orphaned_tasks_total{cause="lost",outcome="answered"} 5.0' in metrics
+        lost = 'switchyard_gateway_orphaned_tasks_total{cause="lost",outcome="answered"} 5.0'
+        metrics = await _metrics_with(bases[1], lost)
+        assert lost in metrics
 
         # The rest of the budget is there: $0.495 pays for nine more worst cases, not the five it would
         # have paid for with the dead replica's reservations still counted.
@@ -155,8 +165,8 @@ async def test_a_replica_stopped_with_tasks_in_flight_hands_them_over(
         assert spent == [6_000, 6_000]
         log = (tmp_path / "gateway-1.log").read_text()
         assert "stopped with tasks in flight: settling them" in log and "is gone" not in log
-        metrics = httpx.get(f"{bases[1]}/metrics").text
         handed_over = 'switchyard_gateway_orphaned_tasks_total{cause="handed_over",outcome="answered"} 6.0'
+        metrics = await _metrics_with(bases[1], handed_over)
         assert handed_over in metrics
         assert 'cause="lost"' not in metrics
         task = httpx.get(f"{bases[1]}/v1/tasks/{queued.json()['id']}", headers=auth(key), timeout=30)

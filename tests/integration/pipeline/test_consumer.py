@@ -153,9 +153,14 @@ async def test_a_handler_within_the_stop_grace_finishes_and_is_acked(nats_server
     await asyncio.wait_for(begun.wait(), 15)
     await bus.stop_consumers(broker, grace_s=5.0)
     assert handled == ["t-slow"]
-    info = await bus.jetstream(broker).consumer_info(subjects.STREAM_EVENTS, "graceful")
+    js = bus.jetstream(broker)
+    deadline = asyncio.get_running_loop().time() + 5  # an ack is a publish: the server applies it shortly
+    while (info := await js.consumer_info(subjects.STREAM_EVENTS, "graceful")).num_ack_pending:
+        if asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.05)
     await broker.stop()
-    assert info.num_ack_pending == 0 and info.num_pending == 0
+    assert info.num_ack_pending == 0 and info.num_pending == 0  # unacked, it would wait out ack_wait (30 s)
 
 
 async def test_sent_events_are_stored_in_the_order_sent_and_confirmed(nats_server: NatsServer) -> None:
