@@ -141,7 +141,7 @@ def auth(key: str) -> dict[str, str]:
 
 class Answerer:
     """Stands in for the pipeline: answers every submitted task (2 output tokens), at once or when
-    `release` is called."""
+    `release` is called. The first `begin` streamed tasks held get their first chunk at once."""
 
     def __init__(self, nc: nats.NATS, *, hold: bool = False) -> None:
         self.nc = nc
@@ -149,6 +149,8 @@ class Answerer:
         self.seen: list[TaskSubmitted] = []
         self.held: list[TaskSubmitted] = []
         self.hold = hold
+        self.begin = 0
+        self._begun: set[str] = set()
 
     @classmethod
     async def start(cls, url: str, *, hold: bool = False) -> Answerer:
@@ -164,6 +166,9 @@ class Answerer:
         self.seen.append(task)
         if self.hold:
             self.held.append(task)
+            if task.request.stream and len(self._begun) < self.begin:
+                self._begun.add(task.task_id)
+                await self._chunk(task, 0)
         else:
             await self.answer(task)
 
@@ -175,10 +180,8 @@ class Answerer:
 
     async def answer(self, task: TaskSubmitted) -> None:
         if task.request.stream:
-            for seq, piece in enumerate(["Par", "is"]):
-                named = "local/smollm2-135m-instruct" if seq == 0 else None  # as the executor names it
-                chunk = Chunk(seq=seq, delta=piece, model=named)
-                await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(chunk))
+            for seq in range(1 if task.task_id in self._begun else 0, 2):
+                await self._chunk(task, seq)
             done_chunk = Chunk(seq=2, done=True, finish_reason="stop")
             await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(done_chunk))
         done = TaskCompleted(
@@ -197,6 +200,11 @@ class Answerer:
         )
         _, raw = encode(done, source="test")
         await self.js.publish(subjects.result_subject(task.task_id), raw)
+
+    async def _chunk(self, task: TaskSubmitted, seq: int) -> None:
+        named = "local/smollm2-135m-instruct" if seq == 0 else None  # as the executor names it
+        chunk = Chunk(seq=seq, delta=["Par", "is"][seq], model=named)
+        await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(chunk))
 
     async def close(self) -> None:
         await self.nc.close()

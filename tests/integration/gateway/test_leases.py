@@ -277,3 +277,20 @@ async def test_a_request_gone_during_a_lease_hand_back_loses_no_unit(connections
         await request
     await leases.close()
     assert await store.read("req.global.4") == 1
+
+
+async def test_a_caller_gone_during_a_give_to_the_store_loses_no_unit(connections: list[Client]) -> None:
+    """Units given back to the store (no lease here to keep them) whose caller goes away meanwhile (a call
+    cancelled mid-way) still reach the store: before, the cancellation cut the write off and the units
+    stayed counted until the counter's window ended."""
+    store = await _counters(connections[2])
+    assert await store.add("req.global.5", 5) == 5  # five units in use, taken by another replica's lease
+    returning = asyncio.Event()
+    leases = Leases(store, before_return=_held_up(returning))
+    giving = asyncio.create_task(leases.give("req.global.5", 5))
+    await asyncio.wait_for(returning.wait(), 1.0)
+    giving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await giving
+    await leases.close()
+    assert await store.read("req.global.5") == 0

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[NatsServer, str, Bases]]:
-    env = {"SWITCHYARD_REPLICA_TTL_S": "1", "SWITCHYARD_TASK_TIMEOUT_S": "30"}
+    env = {"SWITCHYARD_REPLICA_TTL_S": "1", "SWITCHYARD_TASK_TIMEOUT_S": "30", "SWITCHYARD_STOP_GRACE_S": "4"}
     with priced_stack(tmp_path, count=2, env=env) as stack:
         yield stack
 
@@ -123,21 +123,39 @@ async def test_a_killed_replicas_reservations_are_settled_by_another(
         await answerer.close()
 
 
+async def _body_never_finished(base: str, key: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A request whose client sends half its body and then nothing: still reading it when the stop ends."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    body = orjson.dumps(PRICED_BODY)
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body[: len(body) // 2]
+    )
+    await writer.drain()
+    return reader, writer
+
+
 async def test_a_replica_stopped_with_tasks_in_flight_hands_them_over(
     stack: tuple[NatsServer, str, Bases], tmp_path: Path
 ) -> None:
-    """A rolling restart: the replica gets SIGTERM while five requests (two of them streamed) and a task
-    of the task API are in flight, and its graceful stop (10 s) ends before they do. It cancels the
-    requests' tasks on the bus, waits 5 s for their outcomes, and since none came (the stand-in pipeline
-    ignores cancellations) its last write hands them over with the task API's task, which runs on; the
-    other replica settles all six at their outcomes, as handed over, not lost:
-    `SwitchyardGatewayReplicaLost` does not fire for a restart. The clients get a 503 to retry at once.
-    Before, the cut requests and the task API's task were settled as if they had never run (their worst
-    cases given back, their cost never counted), and the requests answered uvicorn's plain-text 500."""
+    """A rolling restart: the replica gets SIGTERM while five requests (two of them streamed, one of those
+    under way) and a task of the task API are in flight, and its graceful stop (4 s here) ends before they
+    do. A second before it ends, the gateway ends them itself: the requests waiting for their answer get
+    a 503 to retry at once, the stream under way its error event (before, uvicorn cut its connection
+    without a word); their tasks are cancelled on the bus. It waits 5 s for their outcomes, and since none
+    came (the stand-in pipeline ignores cancellations) its last write hands them over with the task API's
+    task, which runs on; the other replica settles all six at their outcomes, as handed over, not lost:
+    `SwitchyardGatewayReplicaLost` does not fire for a restart. A request still sending its body when
+    uvicorn cuts what is left gets a 503 with its request id too (before: uvicorn's plain-text 500).
+    Before all this, the cut requests and the task API's task were settled as if they had never run
+    (their worst cases given back, their cost never counted)."""
     server, db_url, bases = stack
     org = await make_org(db_url, "restarted", roles=("member",), plan="free", monthly_budget_usd=0.5)
     key = org.keys["member"]
     answerer = await Answerer.start(server.url, hold=True)
+    answerer.begin = 1
     try:
         firing = asyncio.create_task(_post(bases[0], key, 5, streamed=2))
         queued = httpx.post(f"{bases[0]}/v1/tasks", json=PRICED_BODY, headers=auth(key), timeout=30)
@@ -147,15 +165,37 @@ async def test_a_replica_stopped_with_tasks_in_flight_hands_them_over(
             await asyncio.sleep(0.05)
         assert len(answerer.held) == 6
         assert sum(t.request.stream for t in answerer.held) == 2
+        reader, writer = await _body_never_finished(bases[0], key)
+        await asyncio.sleep(0.3)  # the server has read the headers
+        signalled = time.monotonic()
         bases.procs[0].send_signal(signal.SIGTERM)
-        await asyncio.to_thread(bases.procs[0].wait, 30)
         answers = await firing
-        assert all(isinstance(r, httpx.Response) and r.status_code == 503 for r in answers), answers
-        assert {r.json()["error"]["code"] for r in answers} == {"gateway_stopping"}  # type: ignore[union-attr]
-        assert {r.headers["retry-after"] for r in answers} == {"1"}  # type: ignore[union-attr]
+        ended_s = time.monotonic() - signalled
+        cut_short = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        await asyncio.to_thread(bases.procs[0].wait, 30)
+
+        assert all(isinstance(r, httpx.Response) for r in answers), answers
+        refused = [r for r in answers if isinstance(r, httpx.Response) and r.status_code == 503]
+        assert len(refused) == 4  # the three plain requests and the stream with no output yet
+        assert {r.json()["error"]["code"] for r in refused} == {"gateway_stopping"}
+        assert {r.headers["retry-after"] for r in refused} == {"1"}
+        (begun,) = [r for r in answers if isinstance(r, httpx.Response) and r.status_code == 200]
+        events = [line for line in begun.text.splitlines() if line.startswith("data: ")]
+        assert orjson.loads(events[0][6:])["choices"][0]["delta"]["content"] == "Par"
+        assert orjson.loads(events[-1][6:])["error"]["code"] == "gateway_stopping"
+        assert "data: [DONE]" not in begun.text
+        assert 2.5 < ended_s < 3.9, ended_s  # a second before the 4 s grace ran out
+
+        head, _, body = cut_short.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503"), cut_short
+        error = orjson.loads(body)["error"]
+        assert error["code"] == "gateway_stopping" and error["request_id"].encode() in head
+
         stopped = (tmp_path / "gateway-0.log").read_text()
         assert "6 admitted tasks left unsettled for another replica" in stopped
-        assert stopped.count("a request was cut by the graceful stop's timeout") == 5
+        assert stopped.count("a request was cut by the gateway's stop: its task was cancelled") == 5
+        assert stopped.count("cut by the gateway's stop before its answer began") == 1
         assert "Traceback" not in stopped
         await answerer.release()
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from typing import Any
 
 import pytest
 
-from switchyard.gateway.errors import ClientClosedRequest, ServiceUnavailable, TaskTimeout
+from switchyard.gateway.errors import ClientClosedRequest, GatewayStopping, ServiceUnavailable, TaskTimeout
 from switchyard.gateway.serving import unless_gone
+from switchyard.gateway.stopping import Stop
 
 pytestmark = pytest.mark.unit
 
@@ -116,3 +118,41 @@ async def test_the_request_cut_by_the_servers_stop_abandons_the_task_and_says_so
     assert gone == [True]
     await asyncio.sleep(0)
     assert work.cancelled()
+
+
+async def test_the_gateway_stopping_ends_the_wait_before_the_server_cuts_it() -> None:
+    """The gateway's stop reaches the moment it ends its requests (`Stop.cut`) before the answer: the
+    task is abandoned as for a client gone, and the client is told to retry; the request's task was never
+    cancelled, so nothing is left to undo."""
+    gone: list[bool] = []
+    work = asyncio.ensure_future(_answer(30))
+    stop = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_later(0.01, stop.set_result, None)
+    with pytest.raises(GatewayStopping) as caught:
+        await unless_gone(Connection(), work, on_gone=lambda: gone.append(True), stop=stop)  # type: ignore[arg-type]
+    assert caught.value.status == 503 and caught.value.headers == {"Retry-After": "1"}
+    assert gone == [True]
+    await asyncio.sleep(0)
+    assert work.cancelled()
+
+
+async def test_an_answer_there_when_the_gateway_stops_is_answered() -> None:
+    gone: list[bool] = []
+    work = asyncio.ensure_future(_answer(0))
+    await asyncio.sleep(0.01)
+    stop = asyncio.get_running_loop().create_future()
+    stop.set_result(None)
+    result = await unless_gone(Connection(), work, on_gone=lambda: gone.append(True), stop=stop)  # type: ignore[arg-type]
+    assert result == "done" and gone == []
+
+
+async def test_the_stop_ends_requests_its_margin_before_the_grace_runs_out() -> None:
+    stop = Stop(0.2)
+    assert not stop.cutting and not stop.begun
+    began = time.monotonic()
+    stop.begin()
+    assert stop.begun and not stop.cutting
+    await stop.cut
+    assert stop.cutting
+    assert 0.14 <= time.monotonic() - began < 0.2  # a quarter of a short grace before its end
+    assert Stop(10).margin_s == 1.0

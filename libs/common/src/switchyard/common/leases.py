@@ -347,6 +347,12 @@ class Leases:
             keep = max(min(lease.grant - lease.free, amount), 0)
             lease.free += keep
             amount -= keep
+        # Taken from the caller's hands: the store must now hear of the units whatever becomes of the
+        # caller (a call cancelled mid-way), or they are stranded there. The write runs on its own, awaited
+        # here, and `close` waits for it (as a hand-back's).
+        await asyncio.shield(self._background.spawn(self._give(key, lease, amount)))
+
+    async def _give(self, key: str, lease: _Lease | None, amount: int) -> None:
         if amount > 0 and self._before_return is not None:
             try:
                 await self._before_return()

@@ -86,6 +86,9 @@ KV_RATE_LIMITS = "switchyard-rate-limits"
 # What a provider returned beside a tool call and needs back with it (Gemini's thought signatures, OpenAI's
 # encrypted reasoning), by a hash of tenant and tool call id, for a day: the executors' (tool_state.py).
 KV_TOOL_STATE = "switchyard-tool-state"
+# What a run of a task cut by its executor's stop was billed for (key: task id), for the run that redoes it
+# to report in its result's `charged` (carried.py).
+KV_CARRIED = "switchyard-carried-calls"
 # The gateway's shared state (all compare-and-set across gateway replicas):
 # request/token/concurrency counters per user, organisation and globally (keys carry their window);
 KV_GATEWAY_LIMITS = "switchyard-gateway-limits"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ from switchyard.common.providers import announce, providers_bucket
 from switchyard.common.service import Service, create_service, run_service
 from switchyard.executor import cancellation_feed, metrics
 from switchyard.executor.cancellations import Cancellations
+from switchyard.executor.carried import CarriedCalls, carried_bucket
 from switchyard.executor.chunks import ChunkSink
 from switchyard.executor.config import ExecutorSettings
 from switchyard.executor.execution import ExecutionPolicy, execute
@@ -73,6 +75,7 @@ class State:
     breakers: Breakers | None
     limits: RateLimits | None
     tool_states: ToolStates = field(default_factory=LocalToolStates)
+    carried: CarriedCalls | None = None  # what runs cut by a stop were billed for (KV, once connected)
 
 
 def limits_from(settings: ExecutorSettings, policy: Policy) -> dict[str, Limit]:
@@ -120,6 +123,9 @@ def create(
             await limits.start()
             service.drain.append(limits.close)  # unused leases back to the buckets, while still connected
             state.limits = limits
+
+    async def carry_calls() -> None:
+        state.carried = CarriedCalls(await carried_bucket(bus.jetstream(service.broker)))
 
     async def warm_up() -> None:
         for provider in found.providers.values():
@@ -169,13 +175,18 @@ def create(
         # the message is acked: the result no longer waits a round trip for the records' acks. A record
         # the stream refused is published again (same id) by its confirmation before the ack.
         sent: list[Callable[[], Awaitable[str]]] = []
+        # A redelivery runs the task again: its calls are new ones (paid again), recorded under ids of
+        # their own, not dropped by the stream as copies of an earlier run's records.
+        delivery = bus.delivery()
+        run_of = "" if delivery == 1 else f"run-{delivery}-"
+        carried = [] if delivery == 1 or state.carried is None else await state.carried.take(task.task_id)
 
         async def report(attempt: int, record: ProviderCallRecorded) -> None:
             metrics.observe_call(record)
             sent.append(
                 await events.send(
                     record,
-                    event_id=ids.derived_id(event.id, f"call-{attempt}"),
+                    event_id=ids.derived_id(event.id, f"{run_of}call-{attempt}"),
                     tenant_id=task.tenant_id,
                     event_subject=task.task_id,
                     traceparent=event.traceparent,
@@ -201,6 +212,8 @@ def create(
                 cancelled=lambda: cancellations.asked(task.tenant_id, task.task_id),
                 interruptible=lambda: cancellations.running(task.tenant_id, task.task_id, run),
                 states=state.tool_states,
+                carried=carried,
+                on_cut=None if state.carried is None else functools.partial(state.carried.keep, task.task_id),
             )
         )
         outcome = await run
@@ -230,7 +243,7 @@ def create(
         if isinstance(confirmed[-1], BaseException):
             raise confirmed[-1]
 
-    service.setup.extend([warm_up, shared_state, announce_providers, hear_cancellations])
+    service.setup.extend([warm_up, shared_state, carry_calls, announce_providers, hear_cancellations])
     service.drain.append(owed.close)  # after the consumer stopped, while still connected
     service.teardown.append(found.aclose)
     bus.subscribe(

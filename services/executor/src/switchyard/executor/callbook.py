@@ -9,7 +9,7 @@ tokens as well, and nothing is charged twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from switchyard.common.events import ChargedCall, ProviderCallRecorded, TaskRouted, Usage
 from switchyard.common.logs import redact
@@ -19,13 +19,14 @@ Report = Callable[[int, ProviderCallRecorded], Awaitable[None]]
 
 
 class CallBook:
-    def __init__(self, routed: TaskRouted, report: Report) -> None:
+    def __init__(self, routed: TaskRouted, report: Report, *, carried: Sequence[ChargedCall] = ()) -> None:
         self._routed = routed
         self._report = report
         self.attempts = 0
         self._held: list[tuple[int, CallRecord]] = []
         self.spent: list[CallRecord] = []  # answers and cancelled calls: what cost tokens
-        self.charged: list[ChargedCall] = []  # what was reported billable (billed besides the result)
+        # what was reported billable (billed besides the result), from earlier runs cut by a stop too
+        self.charged: list[ChargedCall] = list(carried)
         self._spans: list[tuple[float, float]] = []  # (start, end) of each call, perf_counter seconds
 
     async def on_call(self, record: CallRecord) -> None:

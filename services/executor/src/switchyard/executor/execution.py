@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from switchyard.common.errors import ProviderError
-from switchyard.common.events import RouteCandidate, TaskCompleted, TaskFailed, TaskRouted
+from switchyard.common.events import ChargedCall, RouteCandidate, TaskCompleted, TaskFailed, TaskRouted
 from switchyard.common.logs import redact
 from switchyard.executor import metrics, strategies, tool_state
 from switchyard.executor.callbook import CallBook, Report
@@ -109,6 +109,8 @@ async def execute(
     cancelled: Callable[[], bool] | None = None,
     interruptible: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
     states: tool_state.ToolStates | None = None,
+    carried: Sequence[ChargedCall] = (),
+    on_cut: Callable[[list[ChargedCall]], Awaitable[None]] | None = None,
 ) -> Outcome:
     """Runs the task. `cancelled` says whether its client cancelled it: checked before it starts, before
     each provider call (CancelGuard), and when this coroutine's task is cancelled (the executor cancels it
@@ -116,16 +118,18 @@ async def execute(
     may a client's cancellation cancel this coroutine's task: around the provider calls, not while their
     records are settled and the outcome built, where a cancellation would escape as a shutdown (the task
     unacked until redelivered, the calls already made never reported). `states` keeps what providers
-    return beside tool calls for the conversation's next turn (tool_state.py)."""
+    return beside tool calls for the conversation's next turn (tool_state.py). `carried`: what earlier
+    runs of the task, cut by their executor's stop, were billed for; a run cut so hands `on_cut` all it
+    was billed for, theirs included (carried.py)."""
     task = routed.task
     decision = routed.decision
     started = time.perf_counter()
+    book = CallBook(routed, report, carried=carried)
     if cancelled is not None and cancelled():
-        return await _failed(routed, chunks, code="task_cancelled", message=CANCELLED)
+        return await _failed(routed, chunks, code="task_cancelled", message=CANCELLED, book=book)
     deadline = Deadline.for_task(
         budget_s=policy.task_deadline_s, task_deadline=task.deadline, now=datetime.now(UTC)
     )
-    book = CallBook(routed, report)
 
     def target(candidate: RouteCandidate) -> Target:
         adapter = providers.get(candidate.provider)
@@ -194,7 +198,12 @@ async def execute(
         return await _failed(routed, chunks, code="provider_timeout", message=message, book=book)
     except asyncio.CancelledError:
         if cancelled is None or not cancelled():
-            raise  # a shutdown: the task is redelivered
+            # A shutdown: the task is redelivered. An answer held for a strategy's verdict is billed (this
+            # run delivers none), and what this run was billed for goes to the run that redoes it.
+            await book.settle(None)
+            if on_cut is not None and book.charged:
+                await on_cut(book.charged)
+            raise
         # The client's cancellation; a shutdown at the same moment would end the task the same way.
         current = asyncio.current_task()
         while current is not None and current.uncancel() > 0:

@@ -38,6 +38,7 @@ from switchyard.gateway.limits.counters import counter_bucket
 from switchyard.gateway.limits.service import RateLimiter
 from switchyard.gateway.middleware import RequestContext
 from switchyard.gateway.state import Gateway
+from switchyard.gateway.stopping import Server, Stop
 from switchyard.gateway.taskapi import views as taskapi
 from switchyard.gateway.taskapi.service import TaskRuns
 from switchyard.gateway.taskapi.store import TaskStore, tasks_bucket
@@ -74,8 +75,10 @@ EXPOSED_HEADERS = [
 ]
 
 
-def create_app(settings: GatewaySettings) -> FastAPI:
+def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
+    """The gateway's app; `stop` hears when the server's graceful stop begins (`main` passes its own)."""
     policy = load_policy(settings.policy_path)
+    stop = stop or Stop(settings.stop_grace_s)
     nats = NatsRouter(
         settings.nats_url,
         name="switchyard-gateway",
@@ -157,6 +160,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             runs=runs,
             inflight=inflight,
             orphans=orphans,
+            stop=stop,
             catalog=Catalog(policy, js, refresh_s=settings.providers_refresh_s),
             limiter=limiter,
             budgets=budgets,
@@ -209,7 +213,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(webhook_views.router)
     errors.install(app)
     openapi.install(app)
-    app.add_middleware(RequestContext)
+    app.add_middleware(RequestContext, stop=stop)
     if settings.cors_origins:  # outermost: a preflight is answered before auth, with the request id
         app.add_middleware(
             CORSMiddleware,
@@ -224,10 +228,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
 
 class CutByStop(logging.Filter):
-    """uvicorn logs each request its graceful stop cancels after the response began (a stream under way;
-    one cut before is answered 503, `serving.cut`) as "Exception in ASGI application" with the
-    cancellation's traceback, some sixty lines a request. Such a request's task was cancelled on the bus
-    and is settled at its outcome or handed over (`serving`, `inflight`): one line says so."""
+    """uvicorn logs each request its graceful stop cancels after the response began as "Exception in ASGI
+    application" with the cancellation's traceback, some sixty lines a request. The gateway ends its
+    requests a little before (`stopping`), so this is a stream whose last event was still being written;
+    its task was cancelled on the bus and is settled at its outcome or handed over (`serving`,
+    `inflight`): one line says so."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
@@ -242,8 +247,9 @@ def main() -> None:
     settings = GatewaySettings()
     configure_logging(service="gateway", level=settings.log_level, json=settings.log_json)
     logging.getLogger("uvicorn.error").addFilter(CutByStop())
+    stop = Stop(settings.stop_grace_s)
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, stop),
         host=settings.http_host,
         port=settings.http_port,
         loop="uvloop",
@@ -256,7 +262,7 @@ def main() -> None:
     sockets = (
         [_reuse_port_socket(settings.http_host, settings.http_port)] if settings.http_reuse_port else None
     )
-    uvicorn.Server(config).run(sockets=sockets)
+    Server(config, stop).run(sockets=sockets)
 
 
 def _reuse_port_socket(host: str, port: int) -> socket.socket:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -38,7 +39,7 @@ from switchyard.gateway.schemas import (
     thinking_json,
     usage_json,
 )
-from switchyard.gateway.tasks import TaskClient, TimedOut
+from switchyard.gateway.tasks import Stopped, TaskClient, TimedOut
 from switchyard.gateway.tenants import Principal
 
 M = TypeVar("M", bound=BaseModel)
@@ -253,12 +254,17 @@ def sse_error(message: str, code: str, type_: str = "api_error") -> bytes:
 
 
 async def open_stream(
-    client: TaskClient, task: TaskSubmitted, *, timeout_s: float, observe: Observe = None
+    client: TaskClient,
+    task: TaskSubmitted,
+    *,
+    timeout_s: float,
+    observe: Observe = None,
+    stop: asyncio.Future[None] | None = None,
 ) -> tuple[list[Chunk | TaskCompleted], AsyncIterator[Chunk | TaskCompleted | TaskFailed]]:
     """Waits for the first output, text or reasoning (or the end), before the HTTP response starts, so
     that a task failing before any output gets a proper HTTP error status instead of a 200 stream with an
-    error inside."""
-    items = client.stream(task, timeout_s=timeout_s)
+    error inside. Raises Stopped once `stop` is done (the gateway is stopping), as the stream does later."""
+    items = client.stream(task, timeout_s=timeout_s, stop=stop)
     head: list[Chunk | TaskCompleted] = []
     try:
         async for item in items:
@@ -409,5 +415,7 @@ async def stream_events(
             return
     except TimedOut:
         yield sse_error(f"The task did not finish within {timeout_s:g} s", "task_timeout", "timeout")
+    except Stopped:
+        yield sse_error(Stopped.message, Stopped.code, "service_unavailable")
     finally:
         await rest.aclose()  # type: ignore[attr-defined]

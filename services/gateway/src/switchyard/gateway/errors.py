@@ -121,6 +121,21 @@ class ServiceUnavailable(APIError):
     code = "service_unavailable"
 
 
+class GatewayStopping(ServiceUnavailable):
+    """The gateway stopped (a restart) before the request's answer came: retry at once (another replica
+    answers; the OpenAI and Anthropic SDKs retry a 503 by themselves)."""
+
+    code = "gateway_stopping"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or "the gateway stopped (a restart) before this request's answer came; any task it started was "
+            "cancelled: send the request again",
+            headers={"Retry-After": "1"},
+        )
+
+
 class TaskTimeout(APIError):
     status = 504
     type = "timeout"

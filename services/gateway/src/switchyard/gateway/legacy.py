@@ -29,7 +29,7 @@ from switchyard.gateway.schemas import (
     check_prompt_size,
     usage_json,
 )
-from switchyard.gateway.tasks import TimedOut
+from switchyard.gateway.tasks import Stopped, TimedOut
 
 COMPLETION_ID = "cmpl-"  # a completion's id is this and its task's id
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for this endpoint
@@ -166,5 +166,7 @@ async def stream_events(
             return
     except TimedOut:
         yield sse_error(f"The task did not finish within {timeout_s:g} s", "task_timeout", "timeout")
+    except Stopped:
+        yield sse_error(Stopped.message, Stopped.code, "service_unavailable")
     finally:
         await rest.aclose()  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted, U
 from switchyard.common.streaming import Chunk, thinking_chunk
 from switchyard.gateway.completions import Fault, head_model, in_order
 from switchyard.gateway.schemas import thinking_json
-from switchyard.gateway.tasks import TimedOut
+from switchyard.gateway.tasks import Stopped, TimedOut
 
 MESSAGE_ID = "msg_"  # a message's id is this and its task's id
 STOP_REASONS = {
@@ -183,5 +183,7 @@ async def stream_events(
             return
     except TimedOut:
         yield _error(f"The task did not finish within {timeout_s:g} s", "timeout_error")
+    except Stopped:
+        yield _error(Stopped.message, "overloaded_error")
     finally:
         await rest.aclose()  # type: ignore[attr-defined]

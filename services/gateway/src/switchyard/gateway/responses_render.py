@@ -14,7 +14,7 @@ from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted, T
 from switchyard.common.streaming import Chunk, thinking_chunk
 from switchyard.gateway.completions import Fault, head_model, in_order
 from switchyard.gateway.responses import MESSAGE_ITEM, REASONING_ITEM, RESPONSE_ID, carrier
-from switchyard.gateway.tasks import TimedOut
+from switchyard.gateway.tasks import Stopped, TimedOut
 
 
 def usage_json(usage: Usage) -> dict[str, Any]:
@@ -290,5 +290,7 @@ async def stream_events(
     except TimedOut:
         message = f"The task did not finish within {timeout_s:g} s"
         yield event("error", code="task_timeout", message=message, param=None)
+    except Stopped:
+        yield event("error", code=Stopped.code, message=Stopped.message, param=None)
     finally:
         await rest.aclose()  # type: ignore[attr-defined]

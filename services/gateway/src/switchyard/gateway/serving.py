@@ -29,52 +29,60 @@ from switchyard.gateway import (
 from switchyard.gateway.admission import Pass
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.cache import replay
-from switchyard.gateway.errors import ClientClosedRequest, ServiceUnavailable, TaskTimeout, request_id_of
+from switchyard.gateway.errors import ClientClosedRequest, GatewayStopping, TaskTimeout, request_id_of
 from switchyard.gateway.schemas import ChatCompletionRequest
 from switchyard.gateway.state import Gateway, gateway_of
 from switchyard.gateway.taskapi import idempotency
 from switchyard.gateway.taskapi.models import TaskState
+from switchyard.gateway.tasks import Stopped
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-CUT = "a request was cut by the graceful stop's timeout: its task was cancelled"
+CUT = "a request was cut by the gateway's stop: its task was cancelled"
 
 
-async def unless_gone(request: Request, work: Coroutine[Any, Any, T], *, on_gone: Callable[[], None]) -> T:
+async def unless_gone(
+    request: Request,
+    work: Coroutine[Any, Any, T],
+    *,
+    on_gone: Callable[[], None],
+    stop: asyncio.Future[None] | None = None,
+) -> T:
     """`work`'s result, unless the client goes away first: then `work` is cancelled, `on_gone` called
     (the task is cancelled on the bus, so the provider is not paid for an answer nobody reads) and
-    ClientClosedRequest raised. The request itself being cancelled (the server's graceful stop ran out
-    before the answer came) is the same for the task, `on_gone`, and the client is told so (`cut`).
-    Whatever `work` raises is raised."""
+    ClientClosedRequest raised. The gateway stopping first (`stop` done: its graceful stop is about to
+    run out) is the same for the task, `on_gone`, and the client is told so (GatewayStopping); so is the
+    request itself being cancelled (uvicorn's cut, `cut`). Whatever `work` raises is raised."""
     working = asyncio.ensure_future(work)
     watching = asyncio.ensure_future(_disconnected(request))
     try:
-        await asyncio.wait((working, watching), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            (working, watching) if stop is None else (working, watching, stop),
+            return_when=asyncio.FIRST_COMPLETED,
+        )
     except asyncio.CancelledError:
         _abandon(working, watching, on_gone)
         raise cut() from None
     if working.done():
         watching.cancel()
         return working.result()
+    gone = watching.done()
     _abandon(working, watching, on_gone)
-    raise ClientClosedRequest("the client went away before the answer; the task was cancelled")
+    if gone:
+        raise ClientClosedRequest("the client went away before the answer; the task was cancelled")
+    log.warning(CUT)
+    raise GatewayStopping()
 
 
-def cut() -> ServiceUnavailable:
-    """The error for a request the server cut as it stopped (uvicorn cancels what outlasts its graceful
-    stop): a 503 the client may retry at once (another replica answers; the OpenAI and Anthropic SDKs
-    retry a 503 by themselves), instead of uvicorn's plain-text 500. The request's task no longer counts
-    the cancellation (it has become this error), so the error is answered as any other."""
+def cut() -> GatewayStopping:
+    """The error for a request the server cancelled as it stopped (uvicorn cancels what outlasts its
+    graceful stop), instead of uvicorn's plain-text 500. The request's task no longer counts the
+    cancellation (it has become this error), so the error is answered as any other."""
     current = asyncio.current_task()
     if current is not None:
         current.uncancel()
     log.warning(CUT)
-    return ServiceUnavailable(
-        "the gateway stopped (a restart) before this request's answer came; its task was cancelled: "
-        "send the request again",
-        code="gateway_stopping",
-        headers={"Retry-After": "1"},
-    )
+    return GatewayStopping()
 
 
 def _abandon(
@@ -133,6 +141,8 @@ async def serve(request: Request, face: Face) -> Response:
     cached = await replay.look_up(gw.cache, request, principal, task)
     stages = overhead.Stages(started)
     stages.mark("prep")
+    if gw.stop.cutting:  # the gateway's stop is ending what runs: nothing new is started
+        raise GatewayStopping()
     timeout = gw.settings.task_timeout_s
     admitted = await gw.admission.admit(
         principal,
@@ -160,6 +170,7 @@ async def serve(request: Request, face: Face) -> Response:
                 request,
                 completions.complete(gw.tasks, task, timeout_s=timeout, observe=admitted.observe),
                 on_gone=on_gone,
+                stop=gw.stop.cut,
             )
             stages.mark("pipeline")
         except TaskTimeout:
@@ -186,11 +197,15 @@ async def serve(request: Request, face: Face) -> Response:
         return Response(content, media_type="application/json", headers=headers)
     try:
         head, rest = await completions.open_stream(
-            gw.tasks, task, timeout_s=timeout, observe=admitted.observe
+            gw.tasks, task, timeout_s=timeout, observe=admitted.observe, stop=gw.stop.cut
         )
     except TaskTimeout:
         _settle_later(gw, task, admitted, cancel=False)
         raise
+    except Stopped:  # the gateway is stopping before the first output: stop the task
+        _settle_later(gw, task, admitted, cancel=True)
+        log.warning(CUT)
+        raise GatewayStopping() from None
     except asyncio.CancelledError:  # the request was cut (the server's graceful stop ran out): stop the task
         _settle_later(gw, task, admitted, cancel=True)
         raise cut() from None
@@ -213,8 +228,12 @@ async def serve(request: Request, face: Face) -> Response:
             ended = True
         finally:
             if admitted.outcome is None and admitted.failure is None:
-                # the client went away mid-answer (stop the task), or the stream timed out or broke
-                _settle_later(gw, task, admitted, cancel=not ended)
+                # the client went away mid-answer or the gateway's stop ended it (stop the task), or the
+                # stream timed out or broke
+                stopped = gw.stop.cutting
+                if stopped:
+                    log.warning(CUT)
+                _settle_later(gw, task, admitted, cancel=not ended or stopped)
             else:
                 gw.admission.settle_soon(admitted)
             if cached is not None and gw.cache is not None and admitted.outcome is not None:

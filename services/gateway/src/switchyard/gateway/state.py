@@ -20,6 +20,7 @@ from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.guardrails.service import Guardrails
 from switchyard.gateway.inflight import InFlight, Orphans
 from switchyard.gateway.limits.service import RateLimiter
+from switchyard.gateway.stopping import Stop
 from switchyard.gateway.taskapi.service import TaskRuns
 from switchyard.gateway.tasks import TaskClient
 from switchyard.gateway.tenants import KeyVerifier
@@ -42,6 +43,7 @@ class Gateway:
     runs: TaskRuns
     inflight: InFlight
     orphans: Orphans
+    stop: Stop
     guardrails: Guardrails | None = None
     cache: ResponseCache | None = None
     sso: OidcVerifier | None = None

@@ -39,6 +39,17 @@ class TimedOut(Exception):
     pass
 
 
+class Stopped(Exception):
+    """The gateway's stop is ending the requests still running (`stopping.Stop`): a stream ends here, with
+    its face's error event saying so."""
+
+    code = "gateway_stopping"
+    message = (
+        "the gateway stopped (a restart) before this answer ended; its task was cancelled: "
+        "send the request again"
+    )
+
+
 class TaskClient:
     def __init__(self, nc: Client, publisher: EventPublisher) -> None:
         self._nc = nc
@@ -95,9 +106,15 @@ class TaskClient:
             raise
         return done
 
-    async def stream(self, task: TaskSubmitted, *, timeout_s: float) -> AsyncGenerator[Chunk | Outcome, None]:
-        """Submits `task` and yields its chunks in order, then its result. Raises TimedOut."""
-        queue: asyncio.Queue[Chunk | Outcome] = asyncio.Queue()
+    async def stream(
+        self, task: TaskSubmitted, *, timeout_s: float, stop: asyncio.Future[None] | None = None
+    ) -> AsyncGenerator[Chunk | Outcome, None]:
+        """Submits `task` and yields its chunks in order, then its result. Raises TimedOut, or Stopped
+        once `stop` is done."""
+        queue: asyncio.Queue[Chunk | Outcome | None] = asyncio.Queue()
+
+        def stopping(_: asyncio.Future[None]) -> None:
+            queue.put_nowait(None)
 
         async def on_chunk(msg: Msg) -> None:
             try:
@@ -114,6 +131,8 @@ class TaskClient:
         result_sub = await self._nc.subscribe(subjects.result_subject(task.task_id), cb=on_result)
         started = time.monotonic()
         deadline = started + timeout_s
+        if stop is not None:
+            stop.add_done_callback(stopping)
         try:
             await self._submit(task)
             while True:
@@ -126,6 +145,8 @@ class TaskClient:
                         item = await queue.get()
                 else:
                     item = queue.get_nowait()
+                if item is None:
+                    raise Stopped
                 yield item
                 if isinstance(item, TaskCompleted | TaskFailed):
                     return
@@ -133,6 +154,8 @@ class TaskClient:
             await self._record_timeout(task, started)
             raise TimedOut from None
         finally:
+            if stop is not None:
+                stop.remove_done_callback(stopping)
             await chunk_sub.unsubscribe()
             await result_sub.unsubscribe()
 
