@@ -121,38 +121,53 @@ async def test_the_request_cut_by_the_servers_stop_abandons_the_task_and_says_so
 
 
 async def test_the_gateway_stopping_ends_the_wait_before_the_server_cuts_it() -> None:
-    """The gateway's stop reaches the moment it ends its requests (`Stop.cut`) before the answer: the
-    task is abandoned as for a client gone, and the client is told to retry; the request's task was never
-    cancelled, so nothing is left to undo."""
+    """The gateway's stop reaches the moment it ends its requests before the answer: the task is abandoned
+    as for a client gone, and the client is told to retry; the request's task was never cancelled, so
+    nothing is left to undo."""
     gone: list[bool] = []
     work = asyncio.ensure_future(_answer(30))
-    stop = asyncio.get_running_loop().create_future()
-    asyncio.get_running_loop().call_later(0.01, stop.set_result, None)
+    stop = Stop(0.04)
+    stop.begin()
     with pytest.raises(GatewayStopping) as caught:
         await unless_gone(Connection(), work, on_gone=lambda: gone.append(True), stop=stop)  # type: ignore[arg-type]
     assert caught.value.status == 503 and caught.value.headers == {"Retry-After": "1"}
     assert gone == [True]
     await asyncio.sleep(0)
     assert work.cancelled()
+    assert stop.watched == 0  # what it registered is forgotten
 
 
 async def test_an_answer_there_when_the_gateway_stops_is_answered() -> None:
     gone: list[bool] = []
     work = asyncio.ensure_future(_answer(0))
     await asyncio.sleep(0.01)
-    stop = asyncio.get_running_loop().create_future()
-    stop.set_result(None)
+    stop = Stop(0)
+    stop.begin()
+    await asyncio.sleep(0.01)
+    assert stop.cutting
     result = await unless_gone(Connection(), work, on_gone=lambda: gone.append(True), stop=stop)  # type: ignore[arg-type]
     assert result == "done" and gone == []
 
 
+async def test_a_request_that_ends_forgets_its_hook() -> None:
+    stop = Stop(10)
+    for _ in range(3):
+        await unless_gone(Connection(), _answer(0), on_gone=lambda: None, stop=stop)  # type: ignore[arg-type]
+    assert stop.watched == 0
+
+
 async def test_the_stop_ends_requests_its_margin_before_the_grace_runs_out() -> None:
     stop = Stop(0.2)
+    ended = asyncio.Event()
+    stop.on_cut(ended.set)
     assert not stop.cutting and not stop.begun
     began = time.monotonic()
     stop.begin()
     assert stop.begun and not stop.cutting
-    await stop.cut
+    await ended.wait()
     assert stop.cutting
     assert 0.14 <= time.monotonic() - began < 0.2  # a quarter of a short grace before its end
+    late = asyncio.Event()
+    stop.on_cut(late.set)  # registered after the moment: called at once
+    await asyncio.wait_for(late.wait(), 1)
     assert Stop(10).margin_s == 1.0

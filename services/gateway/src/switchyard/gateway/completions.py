@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -39,6 +38,7 @@ from switchyard.gateway.schemas import (
     thinking_json,
     usage_json,
 )
+from switchyard.gateway.stopping import Stop
 from switchyard.gateway.tasks import Stopped, TaskClient, TimedOut
 from switchyard.gateway.tenants import Principal
 
@@ -259,11 +259,11 @@ async def open_stream(
     *,
     timeout_s: float,
     observe: Observe = None,
-    stop: asyncio.Future[None] | None = None,
+    stop: Stop | None = None,
 ) -> tuple[list[Chunk | TaskCompleted], AsyncIterator[Chunk | TaskCompleted | TaskFailed]]:
     """Waits for the first output, text or reasoning (or the end), before the HTTP response starts, so
     that a task failing before any output gets a proper HTTP error status instead of a 200 stream with an
-    error inside. Raises Stopped once `stop` is done (the gateway is stopping), as the stream does later."""
+    error inside. Raises Stopped once the gateway's `stop` ends its requests, as the stream does later."""
     items = client.stream(task, timeout_s=timeout_s, stop=stop)
     head: list[Chunk | TaskCompleted] = []
     try:

@@ -32,6 +32,7 @@ from switchyard.gateway.cache import replay
 from switchyard.gateway.errors import ClientClosedRequest, GatewayStopping, TaskTimeout, request_id_of
 from switchyard.gateway.schemas import ChatCompletionRequest
 from switchyard.gateway.state import Gateway, gateway_of
+from switchyard.gateway.stopping import Stop
 from switchyard.gateway.taskapi import idempotency
 from switchyard.gateway.taskapi.models import TaskState
 from switchyard.gateway.tasks import Stopped
@@ -46,23 +47,31 @@ async def unless_gone(
     work: Coroutine[Any, Any, T],
     *,
     on_gone: Callable[[], None],
-    stop: asyncio.Future[None] | None = None,
+    stop: Stop | None = None,
 ) -> T:
     """`work`'s result, unless the client goes away first: then `work` is cancelled, `on_gone` called
     (the task is cancelled on the bus, so the provider is not paid for an answer nobody reads) and
-    ClientClosedRequest raised. The gateway stopping first (`stop` done: its graceful stop is about to
-    run out) is the same for the task, `on_gone`, and the client is told so (GatewayStopping); so is the
-    request itself being cancelled (uvicorn's cut, `cut`). Whatever `work` raises is raised."""
+    ClientClosedRequest raised. The gateway's `stop` ending its requests first (its graceful stop is
+    about to run out) is the same for the task, `on_gone`, and the client is told so (GatewayStopping); so
+    is the request itself being cancelled (uvicorn's cut, `cut`). Whatever `work` raises is raised."""
     working = asyncio.ensure_future(work)
     watching = asyncio.ensure_future(_disconnected(request))
+    ending: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def end() -> None:
+        if not ending.done():
+            ending.set_result(None)
+
+    if stop is not None:
+        stop.on_cut(end)
     try:
-        await asyncio.wait(
-            (working, watching) if stop is None else (working, watching, stop),
-            return_when=asyncio.FIRST_COMPLETED,
-        )
+        await asyncio.wait((working, watching, ending), return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
         _abandon(working, watching, on_gone)
         raise cut() from None
+    finally:
+        if stop is not None:
+            stop.forget(end)
     if working.done():
         watching.cancel()
         return working.result()
@@ -170,7 +179,7 @@ async def serve(request: Request, face: Face) -> Response:
                 request,
                 completions.complete(gw.tasks, task, timeout_s=timeout, observe=admitted.observe),
                 on_gone=on_gone,
-                stop=gw.stop.cut,
+                stop=gw.stop,
             )
             stages.mark("pipeline")
         except TaskTimeout:
@@ -197,7 +206,7 @@ async def serve(request: Request, face: Face) -> Response:
         return Response(content, media_type="application/json", headers=headers)
     try:
         head, rest = await completions.open_stream(
-            gw.tasks, task, timeout_s=timeout, observe=admitted.observe, stop=gw.stop.cut
+            gw.tasks, task, timeout_s=timeout, observe=admitted.observe, stop=gw.stop
         )
     except TaskTimeout:
         _settle_later(gw, task, admitted, cancel=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -22,24 +23,32 @@ MARGIN_S = 1.0  # how long before uvicorn's cut the gateway ends its requests (a
 
 
 class Stop:
-    """The moment the requests still running are ended, once the graceful stop has begun (`begin`)."""
+    """The moment the requests still running are ended, once the graceful stop has begun (`begin`).
+    Requests register a hook (`on_cut`) and forget it when they end: a set, so that thousands of
+    requests in flight cost nothing to add or remove (one future shared by all would rebuild its list of
+    callbacks each time a request ends)."""
 
     def __init__(self, grace_s: float) -> None:
         self.grace_s = grace_s
         self.margin_s = min(MARGIN_S, grace_s / 4)
-        self._cut: asyncio.Future[None] | None = None
         self.begun = False
+        self.cutting = False
+        self._hooks: set[Callable[[], None]] = set()
+
+    def on_cut(self, hook: Callable[[], None]) -> None:
+        """`hook` is called at the moment (soon, if it has passed)."""
+        if self.cutting:
+            asyncio.get_running_loop().call_soon(hook)
+        else:
+            self._hooks.add(hook)
+
+    def forget(self, hook: Callable[[], None]) -> None:
+        self._hooks.discard(hook)
 
     @property
-    def cut(self) -> asyncio.Future[None]:
-        """Done at the moment: requests wait on it beside their answer (one future for all: no task each)."""
-        if self._cut is None:
-            self._cut = asyncio.get_running_loop().create_future()
-        return self._cut
-
-    @property
-    def cutting(self) -> bool:
-        return self._cut is not None and self._cut.done()
+    def watched(self) -> int:
+        """How many hooks wait for the moment (a request each)."""
+        return len(self._hooks)
 
     def begin(self) -> None:
         self.begun = True
@@ -48,8 +57,10 @@ class Stop:
         asyncio.get_running_loop().call_later(after_s, self._end)
 
     def _end(self) -> None:
-        if not self.cut.done():
-            self.cut.set_result(None)
+        self.cutting = True
+        hooks, self._hooks = self._hooks, set()
+        for hook in hooks:
+            hook()
 
 
 class Server(uvicorn.Server):

@@ -25,6 +25,7 @@ from switchyard.common.envelope import decode
 from switchyard.common.errors import InvalidEvent
 from switchyard.common.events import TaskCancelled, TaskCompleted, TaskFailed, TaskSubmitted, TaskTimedOut
 from switchyard.common.streaming import Chunk, decode_chunk
+from switchyard.gateway.stopping import Stop
 
 log = logging.getLogger(__name__)
 
@@ -107,13 +108,13 @@ class TaskClient:
         return done
 
     async def stream(
-        self, task: TaskSubmitted, *, timeout_s: float, stop: asyncio.Future[None] | None = None
+        self, task: TaskSubmitted, *, timeout_s: float, stop: Stop | None = None
     ) -> AsyncGenerator[Chunk | Outcome, None]:
         """Submits `task` and yields its chunks in order, then its result. Raises TimedOut, or Stopped
-        once `stop` is done."""
+        once the gateway's `stop` ends its requests."""
         queue: asyncio.Queue[Chunk | Outcome | None] = asyncio.Queue()
 
-        def stopping(_: asyncio.Future[None]) -> None:
+        def stopping() -> None:
             queue.put_nowait(None)
 
         async def on_chunk(msg: Msg) -> None:
@@ -132,7 +133,7 @@ class TaskClient:
         started = time.monotonic()
         deadline = started + timeout_s
         if stop is not None:
-            stop.add_done_callback(stopping)
+            stop.on_cut(stopping)
         try:
             await self._submit(task)
             while True:
@@ -155,7 +156,7 @@ class TaskClient:
             raise TimedOut from None
         finally:
             if stop is not None:
-                stop.remove_done_callback(stopping)
+                stop.forget(stopping)
             await chunk_sub.unsubscribe()
             await result_sub.unsubscribe()
 
