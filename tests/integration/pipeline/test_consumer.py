@@ -207,9 +207,13 @@ def _bursts(times: list[float], gap_s: float) -> int:
     return 1 + sum(1 for a, b in itertools.pairwise(ordered) if b - a > gap_s)
 
 
-async def _trickle(url: str, durable: str, *, count: int, every_s: float, **options: Any) -> list[float]:
-    """Publishes `count` events `every_s` apart; the times (loop clock) their handlers started."""
+async def _trickle(
+    url: str, durable: str, *, count: int, every_s: float, **options: Any
+) -> tuple[list[float], list[float]]:
+    """Publishes `count` events `every_s` apart; the times (loop clock) they were published and their
+    handlers started."""
     arrived: list[float] = []
+    published: list[float] = []
     loop = asyncio.get_running_loop()
 
     async def handler(event: CloudEvent, payload: Any) -> None:
@@ -221,6 +225,7 @@ async def _trickle(url: str, durable: str, *, count: int, every_s: float, **opti
         await asyncio.sleep(0.3)  # idle first: the consumer waits with an open request
         for i in range(count):
             await publisher.publish(_task(f"{durable}-{i}"), tenant_id="acme")
+            published.append(loop.time())
             await asyncio.sleep(every_s)
         deadline = loop.time() + 15
         while len(arrived) < count and loop.time() < deadline:
@@ -231,15 +236,18 @@ async def _trickle(url: str, durable: str, *, count: int, every_s: float, **opti
     assert len(arrived) == count
     assert info.num_ack_pending == 0
     assert info.num_pending == 0
-    return arrived
+    return published, arrived
 
 
 async def test_gathering_takes_a_trickle_of_events_in_bursts(nats_server: NatsServer) -> None:
     # 40 events 15 ms apart (0.6 s): one at a time they start 40 handlers spread evenly; gathered every
     # 0.2 s they start in a handful of bursts (the first event at once, then what piled up).
-    spread = await _trickle(nats_server.url, "trickle-each", count=40, every_s=0.015)
-    gathered = await _trickle(nats_server.url, "trickle-gathered", count=40, every_s=0.015, gather_s=0.2)
-    assert _bursts(spread, 0.008) >= 20
+    # On a busy machine the publisher's own sleeps bunch events too: one at a time, the handlers start in
+    # about as many groups as the events were published in.
+    published, spread = await _trickle(nats_server.url, "trickle-each", count=40, every_s=0.015)
+    _, gathered = await _trickle(nats_server.url, "trickle-gathered", count=40, every_s=0.015, gather_s=0.2)
+    assert _bursts(published, 0.008) >= 12, published  # the trickle was one (the check below means something)
+    assert _bursts(spread, 0.008) >= 0.75 * _bursts(published, 0.008)
     assert _bursts(gathered, 0.008) <= 8
 
 
