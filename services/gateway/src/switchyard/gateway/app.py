@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
 import signal
 import socket
-from typing import Any
+from collections.abc import AsyncIterator
 
 import uvicorn
 from fastapi import FastAPI
-from faststream.nats.fastapi import NatsRouter
 from starlette.middleware.cors import CORSMiddleware
 
 from switchyard.common import bus, subjects
@@ -79,22 +79,14 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
     """The gateway's app; `stop` hears when the server's graceful stop begins (`main` passes its own)."""
     policy = load_policy(settings.policy_path)
     stop = stop or Stop(settings.stop_grace_s)
-    nats = NatsRouter(
-        settings.nats_url,
-        name="switchyard-gateway",
-        include_in_schema=False,
-        schema_url=None,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=1,
-    )
+    broker = bus.make_broker(settings.nats_url, name="gateway")
 
-    @nats.after_startup
-    async def connected(app: FastAPI) -> dict[str, Any]:
-        js = bus.jetstream(nats.broker)
+    async def connected(app: FastAPI) -> None:
+        js = bus.jetstream(broker)
         await bus.ensure_streams(js)
         engine = create_engine(settings.db_url())
         sessions = sessionmaker(engine)
-        nc = bus.connection(nats.broker)
+        nc = bus.connection(broker)
         events = bus.EventPublisher(js, source="switchyard/gateway")
         verifier = KeyVerifier(sessions, ttl_s=settings.auth_cache_ttl_s)
         sso = oidc.from_settings(settings, sessions, events)
@@ -177,9 +169,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
             cache=cache,
         )
         log.info("gateway ready on http://%s:%d", settings.http_host, settings.http_port)
-        return {}
 
-    @nats.on_broker_shutdown
     async def closing(app: FastAPI) -> None:
         gateway = app.state.gateway
         gateway.admission.stopping()  # a task whose outcome does not come in time is handed over
@@ -199,12 +189,23 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
         if app.state.gateway.cache is not None:
             await app.state.gateway.cache.close()
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        """Connected to NATS before the first request is served; closed after the last one."""
+        await broker.connect()
+        try:
+            await connected(app)
+            yield
+            await closing(app)
+        finally:
+            await broker.stop()
+
     app = FastAPI(
         title="Switchyard",
         version="0.1.0",
         description="OpenAI-compatible gateway: routes each task to the right model and records every step.",
+        lifespan=lifespan,
     )
-    app.include_router(nats)  # brings the broker's lifespan (FastAPI merges an included router's)
     for view in (chat, messages, taskapi, models, health, access, limits):
         app.include_router(view.router)
     app.include_router(ledger_views.router)
