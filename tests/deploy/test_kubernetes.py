@@ -229,17 +229,40 @@ def test_every_service_has_probes_resources_and_a_disruption_budget() -> None:
         assert ("replicas" in deployment["spec"]) == (name not in ("gateway", "executor")), name
 
 
+def _pre_stop_s(container: dict[str, Any]) -> float:
+    """How long the container's preStop hook sleeps before the kubelet sends SIGTERM (0: none)."""
+    hook = container.get("lifecycle", {}).get("preStop")
+    if hook is None:
+        return 0.0
+    command = hook["exec"]["command"]
+    assert command[0] == "sleep" and len(command) == 2, command
+    return float(command[1])
+
+
 def test_running_work_finishes_before_a_replica_is_stopped() -> None:
     """On a rolling restart or a scale-down, a replica lets what is running finish (its stop grace covers
     an executor's task deadline and a gateway's request timeout) and is not killed first (the pod's grace
-    period covers the stop grace and the drain after it)."""
+    period covers the preStop hook, the stop grace and the drain after it)."""
     for deployment in _of_kind("Deployment"):
         name = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]
         grace = stop_grace_s({e["name"]: e["value"] for e in container["env"] if "value" in e})
         assert grace >= running_work_s(name), name
-        assert pod["terminationGracePeriodSeconds"] >= grace + DRAIN_S, name
+        assert pod["terminationGracePeriodSeconds"] >= _pre_stop_s(container) + grace + DRAIN_S, name
+
+
+def test_the_gateway_takes_connections_until_the_service_stops_sending_them() -> None:
+    """The gateway is the one service clients connect to, through a Service: SIGTERM closes its listening
+    socket at once, while the endpoints take seconds to drop the pod everywhere, so a rolling restart
+    refused the connections sent meanwhile. A preStop sleep keeps the pod serving through that."""
+    (gateway,) = [
+        d
+        for d in _of_kind("Deployment")
+        if d["metadata"]["labels"]["app.kubernetes.io/component"] == "gateway"
+    ]
+    (container,) = gateway["spec"]["template"]["spec"]["containers"]
+    assert _pre_stop_s(container) >= 5
 
 
 def test_gateway_hpa() -> None:
