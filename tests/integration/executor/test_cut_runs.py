@@ -16,7 +16,8 @@ from nats.aio.msg import Msg
 from switchyard.cli.processes import NatsServer
 from switchyard.common import bus, ids, subjects
 from switchyard.common.envelope import decode
-from switchyard.common.events import ProviderCallRecorded, TaskCompleted
+from switchyard.common.events import ChargedCall, ProviderCallRecorded, TaskCompleted, Usage
+from switchyard.executor.carried import CarriedCalls, carried_bucket, carried_key
 from tests.integration.executor.test_cancellations_replayed import route
 from tests.integration.executor.test_service import _wait_until_answering
 from tests.support.fake_openai import BackgroundServer, FakeOpenAI
@@ -92,3 +93,22 @@ async def test_a_task_cut_by_a_stop_is_redone_and_its_result_counts_the_cut_runs
     assert [(c.model, c.usage) for c in done.charged] == [("openai/slow-3", cut.usage)]
     assert [(r.outcome, r.billable) for _, r in records] == [("cancelled", True), ("ok", False)]
     assert len({event_id for event_id, _ in records}) == 2
+
+
+async def test_what_a_cut_run_was_billed_for_is_kept_per_tenant(nats_server: NatsServer) -> None:
+    """Kept by tenant and task: another tenant's task of the same id (a task published by another system
+    names its own id) finds nothing; an id no KV key could hold is kept all the same; an unreadable entry
+    is taken as none (logged), never an error for the task."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        carried = CarriedCalls(await carried_bucket(nc.jetstream()))
+        calls = [ChargedCall(model="openai/gpt-x", usage=Usage(prompt_tokens=12, completion_tokens=3))]
+        await carried.keep("acme", "order 7 * >", calls)
+        assert await carried.take("acme", "order 7 * >") == calls
+        assert await carried.take("globex", "order 7 * >") == []
+        assert await carried.take("acme", "never-cut") == []
+        bucket = await nc.jetstream().key_value(subjects.KV_CARRIED)
+        await bucket.put(carried_key("acme", "garbled"), b"{not json")
+        assert await carried.take("acme", "garbled") == []
+    finally:
+        await nc.close()

@@ -179,7 +179,11 @@ def create(
         # their own, not dropped by the stream as copies of an earlier run's records.
         delivery = bus.delivery()
         run_of = "" if delivery == 1 else f"run-{delivery}-"
-        carried = [] if delivery == 1 or state.carried is None else await state.carried.take(task.task_id)
+        carried = (
+            []
+            if delivery == 1 or state.carried is None
+            else await state.carried.take(task.tenant_id, task.task_id)
+        )
 
         async def report(attempt: int, record: ProviderCallRecorded) -> None:
             metrics.observe_call(record)
@@ -213,7 +217,9 @@ def create(
                 interruptible=lambda: cancellations.running(task.tenant_id, task.task_id, run),
                 states=state.tool_states,
                 carried=carried,
-                on_cut=None if state.carried is None else functools.partial(state.carried.keep, task.task_id),
+                on_cut=None
+                if state.carried is None
+                else functools.partial(state.carried.keep, task.tenant_id, task.task_id),
             )
         )
         outcome = await run

@@ -6,13 +6,15 @@ and its message goes back to the stream for another replica. The run that redoes
 calls in its result's `charged`, so the gateway's budgets, which settle from the result, never counted
 what the cut run was billed. The cut run keeps its billed calls here, by task id, and a redelivered run
 starts from them: its result then says everything the task was billed for, whichever run made the calls.
-Billing is unchanged (it charges each call once, from its record). Best effort: a store that fails costs
-the budgets those calls, never the task.
+Billing is unchanged (it charges each call once, from its record). Kept by a hash of tenant and task id
+(a task published by another system may carry an id no KV key can, or one another tenant uses). Best
+effort: a store that fails costs the budgets those calls, never the task.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 
 import orjson
@@ -31,6 +33,10 @@ STORE_TIMEOUT_S = 2.0
 _CALLS = TypeAdapter(list[ChargedCall])
 
 
+def carried_key(tenant_id: str, task_id: str) -> str:
+    return hashlib.sha256(f"{tenant_id}\x00{task_id}".encode()).hexdigest()
+
+
 async def carried_bucket(js: JetStreamContext) -> KeyValue:
     return await kv.bucket(js, subjects.KV_CARRIED, ttl_s=KEEP_S)
 
@@ -39,12 +45,12 @@ class CarriedCalls:
     def __init__(self, bucket: KeyValue) -> None:
         self._bucket = bucket
 
-    async def keep(self, task_id: str, calls: list[ChargedCall]) -> None:
+    async def keep(self, tenant_id: str, task_id: str, calls: list[ChargedCall]) -> None:
         """Keeps what a cut run of `task_id` was billed for (earlier cut runs' calls included)."""
         raw = orjson.dumps([c.model_dump(mode="json") for c in calls])
         try:
             async with asyncio.timeout(STORE_TIMEOUT_S):
-                await self._bucket.put(task_id, raw)
+                await self._bucket.put(carried_key(tenant_id, task_id), raw)
         except Exception as exc:
             log.warning(
                 "task %s: could not keep the %d calls its cut run was billed for: %r",
@@ -53,11 +59,11 @@ class CarriedCalls:
                 exc,
             )
 
-    async def take(self, task_id: str) -> list[ChargedCall]:
+    async def take(self, tenant_id: str, task_id: str) -> list[ChargedCall]:
         """What earlier runs of `task_id` cut by a stop were billed for (none: an empty list)."""
         try:
             async with asyncio.timeout(STORE_TIMEOUT_S):
-                entry = await self._bucket.get(task_id)
+                entry = await self._bucket.get(carried_key(tenant_id, task_id))
         except KeyNotFoundError:
             return []
         except Exception as exc:
