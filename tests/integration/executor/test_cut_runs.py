@@ -17,7 +17,13 @@ from switchyard.cli.processes import NatsServer
 from switchyard.common import bus, ids, subjects
 from switchyard.common.envelope import decode
 from switchyard.common.events import ChargedCall, ProviderCallRecorded, TaskCompleted, Usage
+from switchyard.common.service import start, stop
+from switchyard.executor import tool_state
+from switchyard.executor.app import create
 from switchyard.executor.carried import CarriedCalls, carried_bucket, carried_key
+from switchyard.executor.config import ExecutorSettings
+from switchyard.executor.providers.base import ProviderCall, Reply
+from switchyard.executor.registry import ProviderSet
 from tests.integration.executor.test_cancellations_replayed import route
 from tests.integration.executor.test_service import _wait_until_answering
 from tests.support.fake_openai import BackgroundServer, FakeOpenAI
@@ -110,5 +116,51 @@ async def test_what_a_cut_run_was_billed_for_is_kept_per_tenant(nats_server: Nat
         bucket = await nc.jetstream().key_value(subjects.KV_CARRIED)
         await bucket.put(carried_key("acme", "garbled"), b"{not json")
         assert await carried.take("acme", "garbled") == []
+    finally:
+        await nc.close()
+
+
+class _Answers:
+    """A provider that answers at once."""
+
+    async def request(self, call: ProviderCall) -> Reply:
+        return Reply(
+            content="Paris",
+            finish_reason="stop",
+            model=call.model,
+            usage=Usage(prompt_tokens=5, completion_tokens=1),
+        )
+
+
+async def test_a_stop_after_the_calls_ended_delivers_the_answer_instead_of_redoing_it(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The executor's stop (0.1 s grace here) cuts a task whose provider call has ended while its answer is
+    being settled (held up 1 s here, as a slow KV write of the tool state can): the answer exists and was
+    paid for, so the run finishes and its result is published and acked, rather than the message going
+    back to be redone (paid again) with nobody billing the first answer. Before, the cut ended the run
+    there: no result, the message unacked."""
+    keeping = asyncio.Event()
+
+    async def slow_keep(*_: object, **__: object) -> None:
+        keeping.set()
+        await asyncio.sleep(1.0)
+
+    monkeypatch.setattr(tool_state, "keep", slow_keep)
+    settings = ExecutorSettings(nats_url=nats_server.url, local_enabled=False, shared_state=False)
+    found = ProviderSet()
+    found.add("openai", _Answers(), "test")
+    service = create(settings, providers=found)
+    nc = await nats.connect(nats_server.url)
+    try:
+        await start(service, settings)
+        result = await route(nc, ids.new_id(), "gpt-fake")
+        await asyncio.wait_for(keeping.wait(), 10)
+        await stop(service, grace_s=0.1)
+        done = await asyncio.wait_for(result, 5)
+        assert isinstance(done, TaskCompleted) and done.content == "Paris", done
+        consumer = subjects.EXECUTOR_CONSUMER
+        info = await nc.jetstream().consumer_info(consumer.stream, consumer.durable)
+        assert (info.num_ack_pending, info.num_pending, info.num_redelivered) == (0, 0, 0)
     finally:
         await nc.close()

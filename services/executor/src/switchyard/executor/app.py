@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -201,9 +202,51 @@ def create(
         if task.request.stream:
             chunks = ChunkSink(bus.connection(service.broker).publish, task_id=task.task_id)
         assert state.breakers is not None, "set up before the consumer starts"
+        calls_over = False
+
+        @contextlib.contextmanager
+        def calling() -> Iterator[None]:
+            """Around the run's provider calls: a client's cancellation may stop them (`Cancellations`)."""
+            nonlocal calls_over
+            try:
+                with cancellations.running(task.tenant_id, task.task_id, run):
+                    yield
+            finally:
+                calls_over = True
+
+        async def deliver() -> None:
+            """The run's result, published once its records are (one connection: the stream stores them
+            in that order), then every ack awaited together."""
+            outcome = await run
+            metrics.TASKS.labels(metrics.outcome_label(outcome)).inc()
+            sent.append(
+                await events.send(
+                    outcome,
+                    subject=subjects.result_subject(task.task_id),
+                    event_id=ids.derived_id(event.id, "result"),
+                    tenant_id=task.tenant_id,
+                    event_subject=task.task_id,
+                    traceparent=event.traceparent,
+                )
+            )
+            # Each confirmation re-publishes (same id) what was not acked. A result still refused leaves
+            # the message unacked, so it is redelivered; a record still refused is owed (see owed.py),
+            # since a redelivery finds the stored result and runs nothing.
+            confirmed = await asyncio.gather(*(confirm() for confirm in sent), return_exceptions=True)
+            refused = [
+                c for c, done in zip(sent[:-1], confirmed[:-1], strict=True) if isinstance(done, Exception)
+            ]
+            if refused:
+                log.warning(
+                    "task %s: the stream refused %d provider-call records; owed", task.task_id, len(refused)
+                )
+                owed.add(refused)
+            if isinstance(confirmed[-1], BaseException):
+                raise confirmed[-1]
+
         # Its own asyncio task, so that a client's cancellation can stop it, and only while its provider
-        # calls run (`interruptible`): one heard later finds nothing to stop, and the answer, its records
-        # and this handler's publishing and ack go on as for any task.
+        # calls run (`calling`): one heard later finds nothing to stop, and the answer, its records and
+        # this handler's publishing and ack go on as for any task.
         run = asyncio.create_task(
             execute(
                 payload,
@@ -214,7 +257,7 @@ def create(
                 chunks=chunks,
                 limits=state.limits,
                 cancelled=lambda: cancellations.asked(task.tenant_id, task.task_id),
-                interruptible=lambda: cancellations.running(task.tenant_id, task.task_id, run),
+                interruptible=calling,
                 states=state.tool_states,
                 carried=carried,
                 on_cut=None
@@ -222,32 +265,24 @@ def create(
                 else functools.partial(state.carried.keep, task.tenant_id, task.task_id),
             )
         )
-        outcome = await run
-        metrics.TASKS.labels(metrics.outcome_label(outcome)).inc()
-        sent.append(
-            await events.send(
-                outcome,
-                subject=subjects.result_subject(task.task_id),
-                event_id=ids.derived_id(event.id, "result"),
-                tenant_id=task.tenant_id,
-                event_subject=task.task_id,
-                traceparent=event.traceparent,
-            )
-        )
-        # Each confirmation re-publishes (same id) what was not acked. A result still refused leaves the
-        # message unacked, so it is redelivered; a record still refused is owed (see owed.py), since a
-        # redelivery finds the stored result and runs nothing.
-        confirmed = await asyncio.gather(*(confirm() for confirm in sent), return_exceptions=True)
-        refused = [
-            c for c, done in zip(sent[:-1], confirmed[:-1], strict=True) if isinstance(done, Exception)
-        ]
-        if refused:
-            log.warning(
-                "task %s: the stream refused %d provider-call records; owed", task.task_id, len(refused)
-            )
-            owed.add(refused)
-        if isinstance(confirmed[-1], BaseException):
-            raise confirmed[-1]
+        delivering = asyncio.ensure_future(deliver())
+        try:
+            await asyncio.shield(delivering)
+        except asyncio.CancelledError:
+            # The service's stop cut this handler (its grace ran out). Provider calls still running are
+            # cut: the run records them, keeps what it was billed for for the run that redoes the task,
+            # and the message goes back to the stream. Once the calls have ended, the answer exists and
+            # was paid for: its settling and delivery take milliseconds and go on, rather than a redo
+            # paying for it again and nobody billing the first.
+            if not calls_over and not run.done():
+                run.cancel()
+                await asyncio.gather(delivering, return_exceptions=True)
+                raise
+            log.info("task %s: answered as its executor stopped; delivering its result", task.task_id)
+            await delivering
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
 
     service.setup.extend([warm_up, shared_state, carry_calls, announce_providers, hear_cancellations])
     service.drain.append(owed.close)  # after the consumer stopped, while still connected
