@@ -7,16 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import nats
 import pytest
 from nats.aio.msg import Msg
 
-from switchyard.cli.processes import NatsServer
 from switchyard.common import bus, ids, subjects
 from switchyard.common.envelope import decode
 from switchyard.common.events import (
@@ -30,40 +27,11 @@ from switchyard.common.events import (
     TaskRouted,
     TaskSubmitted,
 )
+from tests.integration.executor.conftest import Upstream
 from tests.integration.executor.test_service import _wait_until_answering, cancel, openai
-from tests.support.fake_openai import BackgroundServer, FakeOpenAI
 from tests.support.procs import service_process
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass
-class Upstream:
-    nats: NatsServer
-    fake: FakeOpenAI
-    env: dict[str, str]
-    tmp: Path
-
-
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
-    """A nats-server and a fake OpenAI; each test starts its own executor when it wants one."""
-    tmp = tmp_path_factory.mktemp("replayed")
-    server = NatsServer(tmp / "jetstream").start()
-    fake = FakeOpenAI()
-    try:
-        with BackgroundServer(fake.app) as http:
-            env = {
-                "SWITCHYARD_NATS_URL": server.url,
-                "OPENAI_API_KEY": fake.api_key,
-                "OPENAI_BASE_URL": f"{http.url}/v1",
-                "ANTHROPIC_API_KEY": "",
-                "SWITCHYARD_LOCAL_ENABLED": "false",
-                "SWITCHYARD_RETRY_MAX": "0",
-            }
-            yield Upstream(server, fake, env, tmp)
-    finally:
-        server.stop()
 
 
 @pytest.fixture

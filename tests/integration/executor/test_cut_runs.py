@@ -24,9 +24,9 @@ from switchyard.executor.carried import CarriedCalls, carried_bucket, carried_ke
 from switchyard.executor.config import ExecutorSettings
 from switchyard.executor.providers.base import ProviderCall, Reply
 from switchyard.executor.registry import ProviderSet
+from tests.integration.executor.conftest import Upstream
 from tests.integration.executor.test_cancellations_replayed import route
 from tests.integration.executor.test_service import _wait_until_answering
-from tests.support.fake_openai import BackgroundServer, FakeOpenAI
 from tests.support.procs import service_process
 
 pytestmark = pytest.mark.integration
@@ -41,7 +41,7 @@ async def executor(url: str, env: dict[str, str], log: Path) -> AsyncIterator[No
 
 
 async def test_a_task_cut_by_a_stop_is_redone_and_its_result_counts_the_cut_runs_calls(
-    tmp_path: Path,
+    upstream: Upstream,
 ) -> None:
     """The first executor stops (1 s grace) 0.5 s into a 3 s call: the call is cut, recorded as billed
     (its prompt, estimated) and the task goes back to the stream; the next executor runs it again. Its
@@ -49,51 +49,40 @@ async def test_a_task_cut_by_a_stop_is_redone_and_its_result_counts_the_cut_runs
     what billing charges; and both runs' call records are stored. Before: `charged` was empty (the cut
     call billed, never counted against the budget), and the second run's record had the first one's id,
     so the stream dropped it as a duplicate (missing from the ledger)."""
-    server = NatsServer(tmp_path / "jetstream").start()
-    fake = FakeOpenAI()
+    url, fake = upstream.nats.url, upstream.fake
+    env = {**upstream.env, "SWITCHYARD_STOP_GRACE_S": "1"}
+    nc = await nats.connect(url)
     try:
-        with BackgroundServer(fake.app) as http:
-            env = {
-                "SWITCHYARD_NATS_URL": server.url,
-                "OPENAI_API_KEY": fake.api_key,
-                "OPENAI_BASE_URL": f"{http.url}/v1",
-                "ANTHROPIC_API_KEY": "",
-                "SWITCHYARD_LOCAL_ENABLED": "false",
-                "SWITCHYARD_RETRY_MAX": "0",
-                "SWITCHYARD_STOP_GRACE_S": "1",
-            }
-            nc = await nats.connect(server.url)
-            await bus.ensure_streams(nc.jetstream())
-            task_id = ids.new_id()
-            records: list[tuple[str, ProviderCallRecorded]] = []
+        await bus.ensure_streams(nc.jetstream())
+        task_id = ids.new_id()
+        records: list[tuple[str, ProviderCallRecorded]] = []
 
-            async def on_record(msg: Msg) -> None:
-                event, payload = decode(msg.data, (ProviderCallRecorded,))
-                assert isinstance(payload, ProviderCallRecorded)
-                if payload.task_id == task_id:
-                    records.append((event.id, payload))
+        async def on_record(msg: Msg) -> None:
+            event, payload = decode(msg.data, (ProviderCallRecorded,))
+            assert isinstance(payload, ProviderCallRecorded)
+            if payload.task_id == task_id:
+                records.append((event.id, payload))
 
-            await nc.subscribe(subjects.PROVIDER_CALL, cb=on_record)
-            async with executor(server.url, env, tmp_path / "first.log"):
-                result = await route(nc, task_id, "slow-3")
-                while fake.scenarios.calls["slow-3"] < 1:
-                    await asyncio.sleep(0.05)
-                await asyncio.sleep(0.5)
-            assert not result.done()
-            for _ in range(20):  # published before the process ended; maybe not read here yet
-                if records:
-                    break
-                await asyncio.sleep(0.1)
-            assert [(r.outcome, r.billable) for _, r in records] == [("cancelled", True)]
-            cut = records[0][1]
-            assert cut.usage.prompt_tokens > 0 and cut.usage_estimated
+        await nc.subscribe(subjects.PROVIDER_CALL, cb=on_record)
+        async with executor(url, env, upstream.tmp / "first.log"):
+            result = await route(nc, task_id, "slow-3")
+            while fake.scenarios.calls["slow-3"] < 1:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)
+        assert not result.done()
+        for _ in range(20):  # published before the process ended; maybe not read here yet
+            if records:
+                break
+            await asyncio.sleep(0.1)
+        assert [(r.outcome, r.billable) for _, r in records] == [("cancelled", True)]
+        cut = records[0][1]
+        assert cut.usage.prompt_tokens > 0 and cut.usage_estimated
 
-            async with executor(server.url, env, tmp_path / "second.log"):
-                done = await asyncio.wait_for(result, 30)
-                await asyncio.sleep(0.3)  # the second run's record, published before its result
-            await nc.close()
+        async with executor(url, env, upstream.tmp / "second.log"):
+            done = await asyncio.wait_for(result, 30)
+            await asyncio.sleep(0.3)  # the second run's record, published before its result
     finally:
-        server.stop()
+        await nc.close()
     assert isinstance(done, TaskCompleted), done
     assert fake.scenarios.calls["slow-3"] == 2
     assert [(c.model, c.usage) for c in done.charged] == [("openai/slow-3", cut.usage)]

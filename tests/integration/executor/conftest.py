@@ -1,0 +1,41 @@
+"""Shared by the executor's integration tests: a nats-server and a fake OpenAI upstream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from switchyard.cli.processes import NatsServer
+from tests.support.fake_openai import BackgroundServer, FakeOpenAI
+
+
+@dataclass
+class Upstream:
+    nats: NatsServer
+    fake: FakeOpenAI
+    env: dict[str, str]
+    tmp: Path
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
+    """A nats-server and a fake OpenAI; each test starts its own executor when it wants one."""
+    tmp = tmp_path_factory.mktemp("upstream")
+    server = NatsServer(tmp / "jetstream").start()
+    fake = FakeOpenAI()
+    try:
+        with BackgroundServer(fake.app) as http:
+            env = {
+                "SWITCHYARD_NATS_URL": server.url,
+                "OPENAI_API_KEY": fake.api_key,
+                "OPENAI_BASE_URL": f"{http.url}/v1",
+                "ANTHROPIC_API_KEY": "",
+                "SWITCHYARD_LOCAL_ENABLED": "false",
+                "SWITCHYARD_RETRY_MAX": "0",
+            }
+            yield Upstream(server, fake, env, tmp)
+    finally:
+        server.stop()
