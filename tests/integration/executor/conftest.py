@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,14 +17,14 @@ from tests.support.fake_openai import BackgroundServer, FakeOpenAI
 class Upstream:
     nats: NatsServer
     fake: FakeOpenAI
-    env: dict[str, str]
+    env: dict[str, str]  # the executor's settings to reach both
     tmp: Path
+    url: str  # the fake's
 
 
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
-    """A nats-server and a fake OpenAI; each test starts its own executor when it wants one."""
-    tmp = tmp_path_factory.mktemp("upstream")
+@contextlib.contextmanager
+def nats_and_fake_openai(tmp: Path) -> Iterator[Upstream]:
+    """A real nats-server and a fake OpenAI upstream, with the executor's settings to reach them."""
     server = NatsServer(tmp / "jetstream").start()
     fake = FakeOpenAI()
     try:
@@ -33,9 +34,15 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
                 "OPENAI_API_KEY": fake.api_key,
                 "OPENAI_BASE_URL": f"{http.url}/v1",
                 "ANTHROPIC_API_KEY": "",
-                "SWITCHYARD_LOCAL_ENABLED": "false",
-                "SWITCHYARD_RETRY_MAX": "0",
             }
-            yield Upstream(server, fake, env, tmp)
+            yield Upstream(server, fake, env, tmp, http.url)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
+    """A nats-server and a fake OpenAI; each test starts its own executor when it wants one."""
+    with nats_and_fake_openai(tmp_path_factory.mktemp("upstream")) as running:
+        running.env.update({"SWITCHYARD_LOCAL_ENABLED": "false", "SWITCHYARD_RETRY_MAX": "0"})
+        yield running

@@ -15,7 +15,6 @@ import nats
 import pytest
 from nats.aio.msg import Msg
 
-from switchyard.cli.processes import NatsServer
 from switchyard.common import bus, ids, subjects
 from switchyard.common.envelope import decode, encode
 from switchyard.common.events import (
@@ -34,7 +33,8 @@ from switchyard.common.events import (
 )
 from switchyard.common.providers import providers_bucket, read_all
 from switchyard.common.streaming import Chunk, decode_chunk
-from tests.support.fake_openai import BackgroundServer, FakeOpenAI
+from tests.integration.executor.conftest import nats_and_fake_openai
+from tests.support.fake_openai import FakeOpenAI
 from tests.support.procs import service_process
 
 pytestmark = pytest.mark.integration
@@ -62,22 +62,11 @@ class Stack:
 def executor_stack(tmp: Path, settings: dict[str, str]) -> Iterator[Stack]:
     """A real nats-server, a fake OpenAI upstream and the executor as its own process (with `settings`
     on top of the connection settings), answering pings."""
-    server = NatsServer(tmp / "jetstream").start()
-    fake = FakeOpenAI()
-    try:
-        with BackgroundServer(fake.app) as upstream:
-            env = {
-                "SWITCHYARD_NATS_URL": server.url,
-                "OPENAI_API_KEY": fake.api_key,
-                "OPENAI_BASE_URL": f"{upstream.url}/v1",
-                "ANTHROPIC_API_KEY": "",
-                **settings,
-            }
-            with service_process("switchyard.executor", env=env, log_path=tmp / "executor.log") as proc:
-                asyncio.run(_wait_until_answering(server.url, proc, tmp / "executor.log"))
-                yield Stack(server.url, fake, upstream.url)
-    finally:
-        server.stop()
+    with nats_and_fake_openai(tmp) as upstream:
+        env = {**upstream.env, **settings}
+        with service_process("switchyard.executor", env=env, log_path=tmp / "executor.log") as proc:
+            asyncio.run(_wait_until_answering(upstream.nats.url, proc, tmp / "executor.log"))
+            yield Stack(upstream.nats.url, upstream.fake, upstream.url)
 
 
 @pytest.fixture(scope="module")
