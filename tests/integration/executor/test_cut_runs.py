@@ -14,13 +14,13 @@ import pytest
 from nats.aio.msg import Msg
 
 from switchyard.cli.processes import NatsServer
-from switchyard.common import bus, ids, subjects
+from switchyard.common import bus, ids, kv, subjects
 from switchyard.common.envelope import decode
 from switchyard.common.events import ChargedCall, ProviderCallRecorded, TaskCompleted, Usage
 from switchyard.common.service import start, stop
 from switchyard.executor import tool_state
 from switchyard.executor.app import create
-from switchyard.executor.carried import CarriedCalls, carried_bucket, carried_key
+from switchyard.executor.carried import CarriedCalls, carried_bucket
 from switchyard.executor.config import ExecutorSettings
 from switchyard.executor.providers.base import ProviderCall, Reply
 from switchyard.executor.registry import ProviderSet
@@ -103,7 +103,7 @@ async def test_what_a_cut_run_was_billed_for_is_kept_per_tenant(nats_server: Nat
         assert await carried.take("globex", "order 7 * >") == []
         assert await carried.take("acme", "never-cut") == []
         bucket = await nc.jetstream().key_value(subjects.KV_CARRIED)
-        await bucket.put(carried_key("acme", "garbled"), b"{not json")
+        await bucket.put(kv.tenant_key("acme", "garbled"), b"{not json")
         assert await carried.take("acme", "garbled") == []
     finally:
         await nc.close()

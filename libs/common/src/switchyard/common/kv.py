@@ -62,6 +62,12 @@ def safe_key(name: str) -> str:
     return f"{cleaned}.{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
+def tenant_key(tenant_id: str, name: str) -> str:
+    """A KV key for a tenant's `name` (a tool call id, a task id: whatever its sender chose): a hash, so
+    another tenant's same name finds nothing, neither appears in clear, and any name is a valid key."""
+    return hashlib.sha256(f"{tenant_id}\x00{name}".encode()).hexdigest()
+
+
 async def read(kv: KeyValue, key: str) -> tuple[bytes | None, int | None]:
     """(value, revision), or (None, None) when the key does not exist."""
     try:

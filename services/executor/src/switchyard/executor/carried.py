@@ -14,12 +14,10 @@ effort: a store that fails costs the budgets those calls, never the task.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 
 import orjson
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import TypeAdapter, ValidationError
 
@@ -31,10 +29,6 @@ log = logging.getLogger(__name__)
 KEEP_S = 24 * 3600.0  # far past the stream's redeliveries of a task (its max_deliver backoff)
 STORE_TIMEOUT_S = 2.0
 _CALLS = TypeAdapter(list[ChargedCall])
-
-
-def carried_key(tenant_id: str, task_id: str) -> str:
-    return hashlib.sha256(f"{tenant_id}\x00{task_id}".encode()).hexdigest()
 
 
 async def carried_bucket(js: JetStreamContext) -> KeyValue:
@@ -50,7 +44,7 @@ class CarriedCalls:
         raw = orjson.dumps([c.model_dump(mode="json") for c in calls])
         try:
             async with asyncio.timeout(STORE_TIMEOUT_S):
-                await self._bucket.put(carried_key(tenant_id, task_id), raw)
+                await self._bucket.put(kv.tenant_key(tenant_id, task_id), raw)
         except Exception as exc:
             log.warning(
                 "task %s: could not keep the %d calls its cut run was billed for: %r",
@@ -63,14 +57,12 @@ class CarriedCalls:
         """What earlier runs of `task_id` cut by a stop were billed for (none: an empty list)."""
         try:
             async with asyncio.timeout(STORE_TIMEOUT_S):
-                entry = await self._bucket.get(carried_key(tenant_id, task_id))
-        except KeyNotFoundError:
-            return []
+                value, _ = await kv.read(self._bucket, kv.tenant_key(tenant_id, task_id))
         except Exception as exc:
             log.warning("task %s: could not read what its earlier runs were billed for: %r", task_id, exc)
             return []
         try:
-            return _CALLS.validate_json(entry.value or b"[]")
+            return _CALLS.validate_json(value or b"[]")
         except ValidationError as exc:
             log.warning("task %s: ignoring unreadable calls of its earlier runs: %s", task_id, exc)
             return []

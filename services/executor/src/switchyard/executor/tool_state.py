@@ -19,7 +19,6 @@ signature, never the task.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections import OrderedDict
@@ -48,7 +47,7 @@ class ToolStates(Protocol):
 
 
 def state_key(tenant_id: str, call_id: str) -> str:
-    return hashlib.sha256(f"{tenant_id}\x00{call_id}".encode()).hexdigest()
+    return kv.tenant_key(tenant_id, call_id)
 
 
 def tool_call_ids(messages: Iterable[ChatMessage]) -> list[str]:
