@@ -6,7 +6,6 @@ cancels at its stop before any response began (still authenticating or reading i
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from typing import Any
 
@@ -14,11 +13,9 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from switchyard.common.ids import new_id
-from switchyard.gateway.errors import GatewayStopping, error_response
+from switchyard.gateway.errors import error_response
 from switchyard.gateway.metrics import LATENCY, REQUESTS
-from switchyard.gateway.stopping import Stop
-
-log = logging.getLogger(__name__)
+from switchyard.gateway.stopping import Stop, cut
 
 
 class RequestContext:
@@ -53,11 +50,8 @@ class RequestContext:
         except asyncio.CancelledError:
             if began or self.stop is None or not self.stop.begun:  # not the stop's, or a stream under way
                 raise
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
-            log.warning("a request was cut by the gateway's stop before its answer began")
-            await error_response(Request(scope), GatewayStopping())(scope, receive, send_wrapper)
+            stopping = cut("a request was cut by the gateway's stop before its answer began")
+            await error_response(Request(scope), stopping)(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")

@@ -32,7 +32,7 @@ from switchyard.gateway.cache import replay
 from switchyard.gateway.errors import ClientClosedRequest, GatewayStopping, TaskTimeout, request_id_of
 from switchyard.gateway.schemas import ChatCompletionRequest
 from switchyard.gateway.state import Gateway, gateway_of
-from switchyard.gateway.stopping import Stop
+from switchyard.gateway.stopping import Stop, cut
 from switchyard.gateway.taskapi import idempotency
 from switchyard.gateway.taskapi.models import TaskState
 from switchyard.gateway.tasks import Stopped
@@ -68,7 +68,7 @@ async def unless_gone(
         await asyncio.wait((working, watching, ending), return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
         _abandon(working, watching, on_gone)
-        raise cut() from None
+        raise cut(CUT) from None
     finally:
         if stop is not None:
             stop.forget(end)
@@ -81,17 +81,6 @@ async def unless_gone(
         raise ClientClosedRequest("the client went away before the answer; the task was cancelled")
     log.warning(CUT)
     raise GatewayStopping()
-
-
-def cut() -> GatewayStopping:
-    """The error for a request the server cancelled as it stopped (uvicorn cancels what outlasts its
-    graceful stop), instead of uvicorn's plain-text 500. The request's task no longer counts the
-    cancellation (it has become this error), so the error is answered as any other."""
-    current = asyncio.current_task()
-    if current is not None:
-        current.uncancel()
-    log.warning(CUT)
-    return GatewayStopping()
 
 
 def _abandon(
@@ -217,7 +206,7 @@ async def serve(request: Request, face: Face) -> Response:
         raise GatewayStopping() from None
     except asyncio.CancelledError:  # the request was cut (the server's graceful stop ran out): stop the task
         _settle_later(gw, task, admitted, cancel=True)
-        raise cut() from None
+        raise cut(CUT) from None
     except BaseException:
         gw.admission.settle_soon(admitted)
         raise

@@ -17,6 +17,8 @@ from typing import Any
 
 import uvicorn
 
+from switchyard.gateway.errors import GatewayStopping
+
 log = logging.getLogger(__name__)
 
 MARGIN_S = 1.0  # how long before uvicorn's cut the gateway ends its requests (a quarter of a short grace)
@@ -61,6 +63,17 @@ class Stop:
         hooks, self._hooks = self._hooks, set()
         for hook in hooks:
             hook()
+
+
+def cut(said: str) -> GatewayStopping:
+    """The error for a request the server cancelled as it stopped (uvicorn cancels what outlasts its
+    graceful stop), instead of uvicorn's plain-text 500; `said` is logged. The request's task no longer
+    counts the cancellation (it has become this error), so the error is answered as any other."""
+    current = asyncio.current_task()
+    if current is not None:
+        current.uncancel()
+    log.warning(said)
+    return GatewayStopping()
 
 
 class Server(uvicorn.Server):
