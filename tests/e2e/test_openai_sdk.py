@@ -120,3 +120,41 @@ def test_a_stream_the_client_leaves_is_stopped(stack: RunningStack) -> None:
     result = asyncio.run(_stored_result(stack.nats_url, task_id))
     assert result["type"] == "switchyard.task.failed.v1", result["type"]
     assert result["data"]["error_code"] == "task_cancelled"
+
+
+def test_several_answers_with_the_sdk(stack: RunningStack) -> None:
+    """`n`: every answer comes back, by its index, in one response, one stream, or a legacy completion;
+    the local model gives them one after another from one call."""
+    client = _client(stack)
+    reply = client.chat.completions.create(model="auto", n=2, messages=QUESTION, max_tokens=12)  # type: ignore[arg-type]
+    assert [c.index for c in reply.choices] == [0, 1]
+    assert all(c.message.content and c.finish_reason in ("stop", "length") for c in reply.choices)
+    assert reply.usage is not None and reply.usage.completion_tokens >= 2
+
+    stream = client.chat.completions.create(
+        model="auto",
+        n=2,
+        messages=QUESTION,  # type: ignore[arg-type]
+        max_tokens=12,
+        stream=True,
+        stream_options={"include_usage": True},  # type: ignore[arg-type]
+    )
+    texts: dict[int, str] = {}
+    finishes: dict[int, str] = {}
+    usage = None
+    for chunk in stream:
+        usage = chunk.usage or usage
+        for choice in chunk.choices:
+            texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+            if choice.finish_reason:
+                finishes[choice.index] = choice.finish_reason
+    assert sorted(texts) == [0, 1] and all(texts.values()), texts
+    assert sorted(finishes) == [0, 1]
+    assert usage is not None and usage.completion_tokens >= 2
+
+    legacy = client.completions.create(model="auto", prompt="Say hello.", n=2, max_tokens=8)
+    assert [c.index for c in legacy.choices] == [0, 1] and all(c.text for c in legacy.choices)
+
+    with pytest.raises(openai.BadRequestError) as too_many:
+        client.chat.completions.create(model="auto", n=9, messages=QUESTION)  # type: ignore[arg-type]
+    assert too_many.value.code == "invalid_value" and too_many.value.param == "n"

@@ -157,6 +157,9 @@ class FakeGemini:
         if model == "garbage":
             return Response(b"<html>502 Bad Gateway</html>{", media_type="application/json")
         whole = self._whole(chunks)
+        answers = int((body.get("generationConfig") or {}).get("candidateCount") or 1)
+        if answers > 1 and whole.get("candidates"):
+            whole = self._several(whole, answers)
         if model == "break":
             return StreamingResponse(_dropping(orjson.dumps(whole)), media_type="application/json")
         return JSONResponse(whole)
@@ -257,6 +260,23 @@ class FakeGemini:
                 + calls
             )
         return whole
+
+    @staticmethod
+    def _several(whole: dict[str, Any], answers: int) -> dict[str, Any]:
+        """`candidateCount`: the i-th candidate (from 2) says the first's text and "(answer i)", each with
+        its `index`, listed last first; `candidatesTokenCount` counts them all."""
+        first = whole["candidates"][0]
+        text = "".join(p.get("text", "") for p in first["content"]["parts"] if not p.get("thought"))
+        others = []
+        for index in range(1, answers):
+            said = f"{text} (answer {index + 1})"
+            content = {"role": "model", "parts": [{"text": said}]}
+            others.append({"content": content, "finishReason": "STOP", "index": index})
+        usage = whole["usageMetadata"]
+        more = sum(len(words(o["content"]["parts"][0]["text"])) for o in others)
+        usage["candidatesTokenCount"] += more
+        usage["totalTokenCount"] += more
+        return {**whole, "candidates": [*reversed(others), first]}
 
     async def _sse(self, model: str, chunks: list[dict[str, Any]]) -> AsyncIterator[bytes]:
         if model == "garbage":

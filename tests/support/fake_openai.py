@@ -246,7 +246,7 @@ class FakeOpenAI:
             return StreamingResponse(self._stream(body, model, text), media_type="text/event-stream")
         if model == "garbage":
             return Response(b"<html>502 Bad Gateway</html>{", media_type="application/json")
-        completion = self._completion(model, text)
+        completion = self._completion(model, text, answers=body.get("n", 1))
         if model == "break":
             return StreamingResponse(_dropping(orjson.dumps(completion)), media_type="application/json")
         return JSONResponse(completion)
@@ -265,24 +265,24 @@ class FakeOpenAI:
             return error_response("503")
         return responses.answer(body, model, self.reasoning)
 
-    def _completion(self, model: str, text: str) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
-        if model == "reasoner":
-            message["reasoning_content"] = REASONING
+    def _completion(self, model: str, text: str, *, answers: int = 1) -> dict[str, Any]:
+        """`answers` (`n`): the first says `text`, the i-th (from 2) `text` and "(answer i)"; listed last
+        first, as nothing in OpenAI's API promises their order but their `index`."""
+        choices = []
+        for index in reversed(range(answers)):
+            said = text if index == 0 else f"{text} (answer {index + 1})"
+            message: dict[str, Any] = {"role": "assistant", "content": said, "refusal": None}
+            if model == "reasoner":
+                message["reasoning_content"] = REASONING
+            choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": "stop"})
+        spoken = sum(len(words(c["message"]["content"])) for c in choices)
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "logprobs": None,
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": usage_body(model, len(words(text))),
+            "choices": choices,
+            "usage": usage_body(model, spoken),
             "system_fingerprint": "fp_fake",
         }
 

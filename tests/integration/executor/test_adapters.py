@@ -110,6 +110,52 @@ async def test_streamed_answer(adapter: StreamingProvider) -> None:
     )
 
 
+@pytest.mark.parametrize("name", ["openai", "gemini"])
+async def test_several_answers_come_from_one_call_in_their_order(
+    servers: dict[str, Upstream], name: str
+) -> None:
+    """`n` = 3: one request with the provider's own field, the answers by their index (the fakes list them
+    last first), the usage of all three."""
+    upstream = servers[name]
+    adapter = upstream.adapter()
+    try:
+        answer = await adapter.request(call("model-three", n=3))
+    finally:
+        await adapter.aclose()  # type: ignore[attr-defined]
+    sent = upstream.sent("model-three").body
+    asked = sent["n"] if name == "openai" else sent["generationConfig"]["candidateCount"]
+    assert asked == 3
+    said = f"Hello! You said: {QUESTION}"
+    assert answer.content == said
+    assert [c.content for c in answer.other_choices] == [f"{said} (answer 2)", f"{said} (answer 3)"]
+    assert all(c.finish_reason == "stop" for c in answer.other_choices)
+    assert answer.usage.completion_tokens == 6 + 8 + 8  # each "(answer i)" adds two words
+
+
+async def test_one_answer_asks_for_no_more(servers: dict[str, Upstream]) -> None:
+    """`n` is left out of a request for one answer (servers that copy OpenAI's API may not take it)."""
+    for name in ("openai", "gemini"):
+        adapter = servers[name].adapter()
+        try:
+            await adapter.request(call("model-one"))
+        finally:
+            await adapter.aclose()  # type: ignore[attr-defined]
+        sent = servers[name].sent("model-one").body
+        assert "n" not in sent and "candidateCount" not in sent.get("generationConfig", {})
+
+
+async def test_anthropic_is_not_sent_a_request_for_several_answers(servers: dict[str, Upstream]) -> None:
+    adapter = servers["anthropic"].adapter()
+    before = len(servers["anthropic"].fake.requests)
+    try:
+        with pytest.raises(ProviderError) as err:
+            await adapter.request(call("claude-three", n=3))
+    finally:
+        await adapter.aclose()  # type: ignore[attr-defined]
+    assert err.value.kind == "bad_request" and "one answer per request" in err.value.message
+    assert len(servers["anthropic"].fake.requests) == before
+
+
 # Each provider's own words for prompt-cache hits and writes -> (prompt, read, written) in our Usage.
 CACHED_USAGE = {
     "openai": (2048, 1536, 0),  # prompt_tokens includes prompt_tokens_details.cached_tokens

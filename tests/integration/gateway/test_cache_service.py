@@ -167,6 +167,23 @@ async def test_answers_expire_and_requests_can_opt_out(
     await cache.close()
 
 
+async def test_a_request_for_several_answers_is_neither_answered_nor_kept(
+    parts: tuple[nats.NATS, ExactStore, bus.EventPublisher], index: VectorIndex, embedder: Embedder
+) -> None:
+    """`n` > 1 asks for fresh samples: a stored answer to the same question is not one of them, and its
+    answers are not kept for anyone else."""
+    _, store, events = parts
+    cache = ResponseCache(
+        store=store, configs=Configs(DEFAULT), events=events, index=index, embedder=embedder
+    )
+    await remember(cache, "acme", QUESTION)
+    several = task("acme", QUESTION, n=2)
+    assert await cache.lookup(tenant_id="acme", plan="pro", task=several, directive=Directive()) is None
+    # the one-answer request still finds its own answer, under its key of before
+    assert (await ask(cache, "acme", QUESTION)).hit is not None
+    await cache.close()
+
+
 async def test_multi_turn_and_tool_requests_are_exact_only(
     parts: tuple[nats.NATS, ExactStore, bus.EventPublisher], index: VectorIndex, embedder: Embedder
 ) -> None:

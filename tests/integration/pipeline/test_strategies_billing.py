@@ -49,7 +49,8 @@ def model(model_id: str, upstream: str, tier: str, price: float) -> dict[str, An
         "input_per_1k": price,
         "output_per_1k": price * 2,
         "context_window": 8000,
-        "capabilities": ["json_mode"],  # the cascade task asks for JSON: only json_mode models may take it
+        # The cascade task asks for JSON: only json_mode models may take it; `choices`: several answers.
+        "capabilities": ["json_mode", "choices"],
     }
 
 
@@ -182,3 +183,32 @@ async def test_a_race_bills_the_cancelled_loser_and_a_cascade_bills_refused_answ
     assert [c.billable for c in steps] == [True] * (len(steps) - 1) + [False]
     tasks, extra = await charges(stack, "cascade", len(steps) - 1)
     assert len(tasks) == 1 and sorted(e.model for e in extra) == sorted(c.model for c in steps[:-1])
+
+
+async def test_several_answers_are_one_call_billed_for_all_of_them(nc: nats.NATS, stack: str) -> None:
+    """`n` = 3 on a task urgent enough to race: one call, no race; the result carries the three answers
+    and billing charges the task once, for every answer's tokens."""
+    await submit(nc, "three", task_type="qa", urgency=0.95, n=3)
+    found = await results_for(nc, {"three"}, timeout=30)
+    done = found["three"][0]
+    decision = next(
+        p.decision
+        for _, p in await read_stream(nc, subjects.TASK_ROUTED)
+        if isinstance(p, TaskRouted) and p.task.task_id == "three"
+    )
+    assert decision.strategy == "single" and decision.reasons["features"]["answers"] == 3
+    assert isinstance(done, TaskCompleted)
+    said = "Hello! You said: Extract the name: Ada"
+    assert done.content == said
+    assert [c.content for c in done.other_choices] == [f"{said} (answer 2)", f"{said} (answer 3)"]
+    calls = [
+        p
+        for _, p in await read_stream(nc, subjects.PROVIDER_CALL)
+        if isinstance(p, ProviderCallRecorded) and p.task_id == "three"
+    ]
+    assert len(calls) == 1 and calls[0].usage.completion_tokens == 7 + 9 + 9
+    tasks, extra = await charges(stack, "three", 0)
+    assert extra == [] and [(t.model, t.completion_tokens) for t in tasks] == [(done.model, 25)]
+    spec = next(m for m in POLICY["models"] if m["id"] == done.model)
+    expected = (11 * spec["input_per_1k"] + 25 * spec["output_per_1k"]) / 1000
+    assert float(tasks[0].cost_usd) == pytest.approx(expected)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from switchyard.common.events import (
     ChatMessage,
     ChatRequest,
+    Choice,
     Classification,
     ProviderCallRecorded,
     RouteCandidate,
@@ -36,12 +38,14 @@ FAST = ExecutionPolicy(
 )
 
 
-def routed(*providers: str, stream: bool = False, deadline: datetime | None = None) -> TaskRouted:
+def routed(*providers: str, stream: bool = False, deadline: datetime | None = None, n: int = 1) -> TaskRouted:
     task = TaskSubmitted(
         task_id="t1",
         tenant_id="acme",
         user_id="u1",
-        request=ChatRequest(messages=[ChatMessage(role="user", content="Capital of France?")], stream=stream),
+        request=ChatRequest(
+            messages=[ChatMessage(role="user", content="Capital of France?")], stream=stream, n=n
+        ),
         deadline=deadline,
         submitted_at=datetime.now(UTC),
     )
@@ -186,6 +190,27 @@ async def test_a_stream_sends_numbered_deltas_then_done() -> None:
     assert "".join(str(c.get("delta", "")) for c in chunks) == "The capital is Paris." == outcome.content
     assert chunks[-1] == {"seq": len(chunks) - 1, "done": True, "finish_reason": "stop"}
     assert bus.calls[0][1].ttft_ms is not None
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_several_answers_come_from_one_plain_call_and_are_all_in_the_outcome(stream: bool) -> None:
+    """`n` = 3: the provider is asked once, for three answers, with a plain request (streamed or not, the
+    answers come whole); a stream is sent the first answer's text, then done; the outcome has them all."""
+    bus = Bus()
+    others = (
+        Choice(content="Paris, France.", finish_reason="stop"),
+        Choice(content="Paris", finish_reason="length"),
+    )
+    provider = ScriptedProvider(replace(reply("The capital is Paris."), other_choices=others))
+    outcome = await run(routed("local", stream=stream, n=3), {"local": provider}, bus)
+    assert isinstance(outcome, TaskCompleted)
+    assert [c.n for c in provider.calls] == [3]
+    assert outcome.content == "The capital is Paris." and outcome.other_choices == list(others)
+    assert len(bus.calls) == 1 and bus.calls[0][1].outcome == "ok"
+    if stream:
+        chunks = bus.decoded()
+        assert [c["delta"] for c in chunks if c.get("delta")] == ["The capital is Paris."]  # whole
+        assert chunks[-1]["done"] is True
 
 
 async def test_a_stream_failing_before_text_resets_and_fails_over() -> None:

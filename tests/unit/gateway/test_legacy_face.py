@@ -54,7 +54,7 @@ def test_the_prompt_is_the_user_turn_and_max_tokens_defaults_to_openais_16() -> 
         ({"prompt": ["first", "second"]}, "prompt", "unsupported_parameter"),  # a batch
         ({"prompt": []}, "prompt", "unsupported_parameter"),
         ({"prompt": "  "}, "prompt", "invalid_value"),
-        ({"n": 2}, "n", "invalid_value"),
+        ({"n": 9}, "n", "invalid_value"),
         ({"max_tokens": "5"}, "max_tokens", "invalid_type"),
         ({"stream": "yes"}, "stream", "invalid_type"),
     ],

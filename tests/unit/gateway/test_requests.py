@@ -35,7 +35,8 @@ OK = b'{"model":"auto","messages":[{"role":"user","content":"hi"}]}'
             "invalid_value",
             "temperature",
         ),
-        (b'{"model":"auto","messages":[{"role":"user","content":"x"}],"n":2}', "invalid_value", "n"),
+        (b'{"model":"auto","messages":[{"role":"user","content":"x"}],"n":9}', "invalid_value", "n"),
+        (b'{"model":"auto","messages":[{"role":"user","content":"x"}],"n":0}', "invalid_value", "n"),
     ],
 )
 def test_bad_bodies_get_specific_errors(body: bytes, code: str, param: str | None) -> None:

@@ -112,3 +112,44 @@ def test_a_pinned_model_without_the_capability_is_refused_with_the_reason() -> N
     assert _models(_req(model="openai/some-new-model", tools=TOOLS)) == [
         "openai/some-new-model"
     ]  # not listed
+
+
+def test_several_answers_go_to_models_that_give_them_in_one_call() -> None:
+    """`n` > 1 needs `choices`: Claude (one answer per Messages call) is left out, routed or named, and
+    the plan is one call: a cascade or race would judge or race one answer of several."""
+    assert needs(_req(n=3)) == {"choices"} and needs(_req(n=1)) == set()
+    urgent = CLS.model_copy(update={"urgency": 0.99, "complexity": 0.5})  # would race two candidates
+    decision = decide(request=_req(n=3), classification=urgent, policy=POLICY, available=ALL)
+    models = [c.model for c in decision.candidates]
+    assert models and not any(m.startswith("anthropic/") for m in models)
+    assert "local/smollm2-135m-instruct" in models
+    assert decision.strategy == "single" and decision.fan_out == 1
+    assert decision.reasons["features"]["answers"] == 3
+    raced = decide(request=_req(n=1), classification=urgent, policy=POLICY, available=ALL)
+    assert raced.strategy == "parallel"  # the same task with one answer
+    with pytest.raises(ModelLacksCapability) as named:
+        _models(_req(model="anthropic/claude-haiku-5-5", n=2))
+    assert "choices" in str(named.value)
+    with pytest.raises(ModelLacksCapability) as passed_through:  # a name the policy does not list
+        _models(_req(model="anthropic/claude-next", n=2))
+    assert "one answer per request" in str(passed_through.value)
+    assert _models(_req(model="openai/gpt-next", n=2)) == ["openai/gpt-next"]
+
+
+def test_several_answers_are_estimated_as_output_each_within_the_context_window() -> None:
+    """Each answer is output paid for (the prompt once); each must fit the window beside the prompt on its
+    own, not all of them together."""
+    luna = "openai/gpt-6-luna"
+    one = decide(request=_req(model=luna, max_tokens=1000), classification=CLS, policy=POLICY, available=ALL)
+    four = decide(
+        request=_req(model=luna, max_tokens=1000, n=4), classification=CLS, policy=POLICY, available=ALL
+    )
+    spec = POLICY.model(luna)
+    assert spec is not None
+    prompt = one.estimated_prompt_tokens
+    assert one.estimated_cost_usd == pytest.approx(spec.cost(prompt, 1000))
+    assert four.estimated_cost_usd == pytest.approx(spec.cost(prompt, 4000))
+    local = POLICY.model("local/smollm2-135m-instruct")
+    assert local is not None
+    wide = _req(max_tokens=local.context_window // 2, n=4)  # 4 x half the window: each still fits
+    assert "local/smollm2-135m-instruct" in _models(wide, {"local"})

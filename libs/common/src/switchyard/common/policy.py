@@ -27,8 +27,9 @@ TIER_ORDER = ("local", "fast", "coordination", "standard", "premium")
 # `reasoning`: the model takes a thinking budget or effort (Anthropic's extended thinking, OpenAI's
 # reasoning_effort, Gemini's thinkingBudget); other models are sent a task without it. `json_schema`: its
 # answers can be held to a JSON schema (Anthropic's structured outputs) without a free JSON mode; a model
-# with `json_mode` does both.
-Capability = Literal["tools", "vision", "json_mode", "json_schema", "reasoning"]
+# with `json_mode` does both. `choices`: one call gives several answers to the same messages (OpenAI's `n`,
+# Gemini's `candidateCount`); Anthropic's Messages API gives one.
+Capability = Literal["tools", "vision", "json_mode", "json_schema", "reasoning", "choices"]
 Check = Literal["json", "code", "refusal", "truncation", "confidence"]
 ALL_CHECKS: tuple[Check, ...] = ("json", "code", "refusal", "truncation", "confidence")
 

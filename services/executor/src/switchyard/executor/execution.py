@@ -155,7 +155,10 @@ async def execute(
     # Only where a candidate's adapter uses what was kept: no look-up for a chain of Claude models
     carries = any(getattr(providers.get(c.provider), "carries", False) for c in decision.candidates)
     context = Context(task.request, routed.classification, decision.min_confidence)
-    streamed = chunks is not None and (decision.strategy == "single" or len(candidates) == 1)
+    # Several answers (`n`) come whole from one call, and are sent whole, as a cascade's are.
+    streamed = (
+        chunks is not None and task.request.n == 1 and (decision.strategy == "single" or len(candidates) == 1)
+    )
     try:
         # Left (synchronously, before any handler below runs) however the calls end: a cancellation
         # heard after that finds nothing to interrupt, and the task ends as its calls did.
@@ -217,7 +220,7 @@ async def execute(
     metrics.observe_strategy(decision.strategy, result.escalations, book.spent, result.candidate.model)
     reply, candidate = result.reply, result.candidate
     if chunks is not None:
-        if not streamed:  # a cascade or race is judged whole, then sent whole
+        if not streamed:  # a cascade, a race or several answers: judged or made whole, then sent whole
             chunks.announce(candidate.model)
             for part in reply_parts(reply):
                 await _send(chunks, part)
@@ -241,6 +244,7 @@ async def execute(
         provider_ms=book.provider_ms(),
         completed_at=datetime.now(UTC),
         charged=book.charged,
+        other_choices=list(reply.other_choices),
     )
 
 

@@ -13,7 +13,14 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 
-from switchyard.common.events import ChatRequest, TaskCompleted, TaskFailed, TaskSubmitted, ThinkingBlock
+from switchyard.common.events import (
+    ChatRequest,
+    Choice,
+    TaskCompleted,
+    TaskFailed,
+    TaskSubmitted,
+    ThinkingBlock,
+)
 from switchyard.common.ids import new_id
 from switchyard.common.streaming import Chunk
 from switchyard.gateway.errors import (
@@ -36,6 +43,7 @@ from switchyard.gateway.schemas import (
     completion_body,
     refuse_unsupported,
     thinking_json,
+    thinking_text,
     usage_json,
 )
 from switchyard.gateway.stopping import Stop
@@ -157,6 +165,7 @@ def build_task(parsed: ChatCompletionRequest, principal: Principal, *, priority:
         presence_penalty=parsed.presence_penalty,
         frequency_penalty=parsed.frequency_penalty,
         reasoning=parsed.reasoning(),
+        n=parsed.n,
     )
     return TaskSubmitted(
         task_id=new_id(),
@@ -214,14 +223,14 @@ def completion_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
             tool_calls=done.tool_calls,
             reasoning=reasoning_text(done),
             thinking=done.thinking,
+            other_choices=done.other_choices,
         )
     )
 
 
 def reasoning_text(done: TaskCompleted) -> str | None:
     """The answer's thinking blocks as one text (redacted ones have none to show)."""
-    texts = [b.thinking for b in done.thinking or [] if b.thinking]
-    return "\n\n".join(texts) or None
+    return thinking_text(done.thinking)
 
 
 def _delta(chunk: Chunk, thought: list[str]) -> dict[str, Any]:
@@ -243,6 +252,22 @@ def tool_call_deltas(done: TaskCompleted) -> dict[str, Any]:
     clients accumulate `tool_calls` deltas by index, so one delta per call is a valid stream)."""
     calls = [{"index": i, **c.model_dump(mode="json")} for i, c in enumerate(done.tool_calls or [])]
     return {"tool_calls": calls}
+
+
+def choice_deltas(choice: Choice) -> list[tuple[dict[str, Any], str | None]]:
+    """Another answer of a request for several (`n`), streamed whole after the first: its role, thinking
+    and text, its tool calls, then its finish reason."""
+    first: dict[str, Any] = {"role": "assistant"}
+    reasoning = thinking_text(choice.thinking)
+    if reasoning:
+        first |= {"reasoning_content": reasoning, "thinking_blocks": thinking_json(choice.thinking)}
+    first["content"] = choice.content or None if choice.tool_calls else choice.content
+    out: list[tuple[dict[str, Any], str | None]] = [(first, None)]
+    if choice.tool_calls:
+        calls = [{"index": i, **c.model_dump(mode="json")} for i, c in enumerate(choice.tool_calls)]
+        out.append(({"tool_calls": calls}, None))
+    out.append(({}, choice.finish_reason))
+    return out
 
 
 def sse(obj: object) -> bytes:
@@ -399,6 +424,17 @@ async def stream_events(
                     finish_reason=item.finish_reason,
                 )
             )
+            for index, other in enumerate(item.other_choices, start=1):  # several answers, each whole
+                for delta, finish in choice_deltas(other):
+                    body = chunk_body(
+                        task_id=task.task_id,
+                        created=created,
+                        model=model,
+                        delta=delta,
+                        finish_reason=finish,
+                        index=index,
+                    )
+                    yield sse(body)
             if include_usage:
                 usage = usage_json(item.usage)
                 yield sse(

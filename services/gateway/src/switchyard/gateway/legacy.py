@@ -3,9 +3,10 @@ clients and tools that still call it.
 
 The models behind the gateway are chat models, so the prompt becomes the user's turn (as LiteLLM serves the
 endpoint from chat models): the answer is a reply to the prompt, not a continuation of its text. One
-prompt per request. What only a completion model's own machinery gives (insertion with `suffix`, `echo`,
-`logprobs`, `best_of`, prompts as token ids, several prompts at once) is refused with 400
-`unsupported_parameter` rather than answered without it. `max_tokens` defaults to 16, as OpenAI's does.
+prompt per request; several answers to it (`n`) as the chat face gives them. What only a completion
+model's own machinery gives (insertion with `suffix`, `echo`, `logprobs`, `best_of`, prompts as token ids,
+several prompts at once) is refused with 400 `unsupported_parameter` rather than answered without it.
+`max_tokens` defaults to 16, as OpenAI's does.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from switchyard.common.events import ChatMessage, TaskCompleted, TaskFailed, TaskSubmitted
+from switchyard.common.events.tasks import MAX_CHOICES
 from switchyard.common.streaming import Chunk
 from switchyard.gateway import schemas
 from switchyard.gateway.completions import Fault, in_order, sse, sse_error, validated
@@ -41,7 +43,10 @@ UNSUPPORTED: Unsupported = {
     ),
     "echo": (lambda v: v is True, "the prompt is not echoed back"),
     "logprobs": (lambda v: v not in (None, 0), "token log probabilities are not returned"),
-    "best_of": (lambda v: v not in (None, 1), "one completion per request: `best_of` must be 1"),
+    "best_of": (
+        lambda v: v not in (None, 1),
+        "no server-side best-of: `best_of` must be 1 (`n` asks for several answers, all returned)",
+    ),
     "logit_bias": schemas.UNSUPPORTED["logit_bias"],
 }
 
@@ -56,7 +61,7 @@ class CompletionsRequest(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000, strict=True)  # none: OpenAI's 16
     temperature: float | None = Field(default=None, ge=0, le=2, strict=True)
     top_p: float | None = Field(default=None, ge=0, le=1, strict=True)
-    n: int = Field(default=1, ge=1, le=1, strict=True)
+    n: int = Field(default=1, ge=1, le=MAX_CHOICES, strict=True)
     stream: bool = Field(default=False, strict=True)
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
@@ -83,6 +88,7 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
         presence_penalty=parsed.presence_penalty,
         frequency_penalty=parsed.frequency_penalty,
         user=parsed.user,
+        n=parsed.n,
     )
 
 
@@ -109,14 +115,20 @@ def _one_prompt(prompt: str | list[Any]) -> str:
 
 
 def _body(
-    task: TaskSubmitted, *, created: int, model: str, text: str, finish_reason: str | None
+    task: TaskSubmitted,
+    *,
+    created: int,
+    model: str,
+    text: str,
+    finish_reason: str | None,
+    index: int = 0,
 ) -> dict[str, Any]:
     return {
         "id": f"{COMPLETION_ID}{task.task_id}",
         "object": "text_completion",
         "created": created,
         "model": model,
-        "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish_reason}],
+        "choices": [{"text": text, "index": index, "logprobs": None, "finish_reason": finish_reason}],
     }
 
 
@@ -124,6 +136,11 @@ def completion_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
     body = _body(
         task, created=int(time.time()), model=done.model, text=done.content, finish_reason=done.finish_reason
     )
+    others = [
+        {"text": c.content, "index": i, "logprobs": None, "finish_reason": c.finish_reason}
+        for i, c in enumerate(done.other_choices, start=1)
+    ]
+    body["choices"] += others
     return orjson.dumps({**body, "usage": usage_json(done.usage)})
 
 
@@ -156,6 +173,20 @@ async def stream_events(
             if not streamed and item.content:  # an answer sent whole: a cache replay, an output guardrail
                 yield sse(_body(task, created=created, model=model, text=item.content, finish_reason=None))
             yield sse(_body(task, created=created, model=model, text="", finish_reason=item.finish_reason))
+            for index, other in enumerate(item.other_choices, start=1):  # several answers, each whole
+                whole = _body(
+                    task, created=created, model=model, text=other.content, finish_reason=None, index=index
+                )
+                yield sse(whole)
+                end = _body(
+                    task,
+                    created=created,
+                    model=model,
+                    text="",
+                    finish_reason=other.finish_reason,
+                    index=index,
+                )
+                yield sse(end)
             if include_usage:
                 usage = {
                     **_body(task, created=created, model=model, text="", finish_reason=None),

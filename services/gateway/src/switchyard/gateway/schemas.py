@@ -7,8 +7,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from switchyard.common.events import ChatMessage, Reasoning, ThinkingBlock, ToolCall, ToolSpec, Usage
-from switchyard.common.events.tasks import ReasoningEffort
+from switchyard.common.events import (
+    ChatMessage,
+    Choice,
+    Reasoning,
+    ThinkingBlock,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+from switchyard.common.events.tasks import MAX_CHOICES, ReasoningEffort
 from switchyard.gateway.errors import InvalidRequest, RequestTooLarge
 
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
@@ -72,7 +80,7 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1, le=1_000_000, strict=True)
     temperature: float | None = Field(default=None, ge=0, le=2, strict=True)
     top_p: float | None = Field(default=None, ge=0, le=1, strict=True)
-    n: int = Field(default=1, ge=1, le=1, strict=True)
+    n: int = Field(default=1, ge=1, le=MAX_CHOICES, strict=True)  # several answers, from one call
     stop: str | list[str] | None = None
     user: str | None = None
     response_format: dict[str, Any] | None = None
@@ -182,10 +190,44 @@ def completion_body(
     tool_calls: list[ToolCall] | None = None,
     reasoning: str | None = None,
     thinking: list[ThinkingBlock] | None = None,
+    other_choices: list[Choice] | None = None,
 ) -> dict[str, Any]:
     """`reasoning`: the model's thinking as text, in `message.reasoning_content` (the field DeepSeek, vLLM
     and LiteLLM use; OpenAI's own chat completions return none); `thinking`: its blocks, signatures and
-    all, in `message.thinking_blocks` (LiteLLM's), which a client sends back in a tool loop."""
+    all, in `message.thinking_blocks` (LiteLLM's), which a client sends back in a tool loop.
+    `other_choices`: the second to n-th answers of a request for several (`n`)."""
+    first = {
+        "index": 0,
+        "message": message_json(content, tool_calls, reasoning, thinking),
+        "finish_reason": finish_reason,
+        "logprobs": None,
+    }
+    others = [
+        {
+            "index": i,
+            "message": message_json(c.content, c.tool_calls, thinking_text(c.thinking), c.thinking),
+            "finish_reason": c.finish_reason,
+            "logprobs": None,
+        }
+        for i, c in enumerate(other_choices or [], start=1)
+    ]
+    return {
+        "id": f"{COMPLETION_ID}{task_id}",
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [first, *others],
+        "usage": usage_json(usage),
+    }
+
+
+def message_json(
+    content: str,
+    tool_calls: list[ToolCall] | None,
+    reasoning: str | None,
+    thinking: list[ThinkingBlock] | None,
+) -> dict[str, Any]:
+    """One choice's `message`."""
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if reasoning:
         message["reasoning_content"] = reasoning
@@ -194,21 +236,13 @@ def completion_body(
     if tool_calls:
         message["content"] = content or None  # OpenAI sends null content with tool calls
         message["tool_calls"] = [c.model_dump(mode="json") for c in tool_calls]
-    return {
-        "id": f"{COMPLETION_ID}{task_id}",
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "finish_reason": finish_reason,
-                "logprobs": None,
-            }
-        ],
-        "usage": usage_json(usage),
-    }
+    return message
+
+
+def thinking_text(blocks: list[ThinkingBlock] | None) -> str | None:
+    """Thinking blocks as one text (redacted ones have none to show)."""
+    texts = [b.thinking for b in blocks or [] if b.thinking]
+    return "\n\n".join(texts) or None
 
 
 def thinking_json(blocks: list[ThinkingBlock] | None) -> list[dict[str, Any]]:
@@ -238,13 +272,15 @@ def chunk_body(
     finish_reason: str | None = None,
     usage: dict[str, int] | None = None,
     with_choice: bool = True,
+    index: int = 0,
 ) -> dict[str, Any]:
+    """`index`: the choice the delta belongs to (a request for several answers, `n`)."""
     body: dict[str, Any] = {
         "id": f"{COMPLETION_ID}{task_id}",
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
+        "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
         if with_choice
         else [],
     }

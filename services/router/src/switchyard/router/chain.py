@@ -28,7 +28,8 @@ def rank(tier: str) -> int:
 def needs(request: ChatRequest) -> set[str]:
     """Capabilities a model must have to serve the request: images in it need vision; tools offered, or
     tool calls and results in the conversation, need tools; a JSON answer held to a schema needs a model
-    that does structured outputs (`json_schema`, which JSON mode implies), JSON without one JSON mode."""
+    that does structured outputs (`json_schema`, which JSON mode implies), JSON without one JSON mode;
+    several answers (`n`) a model that gives them in one call."""
     out: set[str] = set()
     for m in request.messages:
         if isinstance(m.content, list) and any(p.get("type") == "image_url" for p in m.content):
@@ -37,6 +38,8 @@ def needs(request: ChatRequest) -> set[str]:
         out.add("tools")
     if request.json_format() is not None:
         out.add("json_schema" if request.json_schema() else "json_mode")
+    if request.n > 1:
+        out.add("choices")
     return out
 
 
@@ -75,13 +78,16 @@ def build_chain(
     output_tokens: int,
     headroom_usd: float | None,
     max_tier: str | None,
+    answers: int = 1,
 ) -> Chain:
+    """`output_tokens` of each answer; `answers` the request asks for (`n`), each one output paid for,
+    each within the context window on its own."""
     out = Chain()
     for model_id in order:
         spec = policy.model(model_id)
         if spec is None:
             continue
-        cost = spec.cost(prompt_tokens, output_tokens)
+        cost = spec.cost(prompt_tokens, output_tokens * answers)
         missing = required - spec.serves()
         reason = None
         if spec.provider not in available:

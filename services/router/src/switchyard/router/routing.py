@@ -39,6 +39,9 @@ __all__ = [
 ]
 
 
+# Providers whose API gives one answer per call: a model of theirs the policy does not list cannot serve a
+# request for several (`n`); listed models say so by their `choices` capability.
+ONE_ANSWER_PROVIDERS = frozenset({"anthropic"})
 MAX_REASONS = 6  # models named, with why each was left out, in a `no_provider_available` message
 
 
@@ -92,13 +95,14 @@ def budget_state(headroom_usd: float | None, policy: Policy) -> str:
     return "ok"
 
 
-def _candidate(spec: ModelSpec, prompt_tokens: int, output_tokens: int) -> RouteCandidate:
+def _candidate(spec: ModelSpec, prompt_tokens: int, output_tokens: int, answers: int = 1) -> RouteCandidate:
+    """`answers`: how many the request asks for (`n`); each is output paid for, the prompt once."""
     return RouteCandidate(
         model=spec.id,
         provider=spec.provider,
         upstream_model=spec.upstream,
         tier=spec.tier,
-        estimated_cost_usd=round(spec.cost(prompt_tokens, output_tokens), 8),
+        estimated_cost_usd=round(spec.cost(prompt_tokens, output_tokens * answers), 8),
         reasoning="reasoning" in spec.capabilities,
     )
 
@@ -126,9 +130,12 @@ def decide(
         th = effective.thresholds
         moved = th.model_copy(update={"premium_above": max(adaptive, th.fast_below)})
         effective = effective.model_copy(update={"thresholds": moved})
-    output_tokens = request.max_tokens or effective.output_tokens(classification.type)
+    output_tokens = request.max_tokens or effective.output_tokens(classification.type)  # of each answer
     if request.model != AUTO:
-        return _pinned(request.model, effective, available, tokens, output_tokens, required=needs(request))
+        required = needs(request)
+        return _pinned(
+            request.model, effective, available, tokens, output_tokens, required=required, answers=request.n
+        )
 
     signals = health or {}
     money = budget_state(headroom_usd, effective)
@@ -151,13 +158,14 @@ def decide(
         required=required,
         prompt_tokens=tokens,
         output_tokens=output_tokens,
+        answers=request.n,
         headroom_usd=headroom_usd,
         max_tier=max_tier,
     )
     if not chain.kept:
         raise _unservable(chain, required, tokens, output_tokens, max_tokens=request.max_tokens)
     chain = reorder_by_health(chain, effective, signals)
-    candidates = [_candidate(s, tokens, output_tokens) for s in chain.kept]
+    candidates = [_candidate(s, tokens, output_tokens, request.n) for s in chain.kept]
     healthy = len(candidates) - len(chain.demoted)
     p = plan(
         request=request,
@@ -188,6 +196,7 @@ def decide(
                 "urgency": round(classification.urgency, 4),
                 "prompt_tokens": tokens,
                 "expected_output_tokens": output_tokens,
+                "answers": request.n,
                 "stream": request.stream,
                 "needs": sorted(needs(request)),
             },
@@ -275,6 +284,7 @@ def _pinned(
     output_tokens: int,
     *,
     required: set[str],
+    answers: int = 1,
 ) -> RoutingDecision:
     """A model the policy does not list is passed through as asked; a listed one must have what the
     request needs, or the client hears why instead of an answer that ignored its tools or schema."""
@@ -283,6 +293,11 @@ def _pinned(
         provider, _, upstream = model.partition("/")
         if not upstream or provider not in available or provider == "local":
             raise UnknownModel(f"the model '{model}' does not exist or is not configured")
+        if "choices" in required and provider in ONE_ANSWER_PROVIDERS:
+            raise ModelLacksCapability(
+                f"the model '{model}' gives one answer per request ({provider}'s API has no `n`); "
+                "ask for n = 1, or name a model that gives several"
+            )
         candidate = RouteCandidate(
             model=model, provider=provider, upstream_model=upstream, tier="pinned", reasoning=True
         )
@@ -295,7 +310,7 @@ def _pinned(
                 f"the model '{model}' lacks {', '.join(sorted(missing))}, which this request needs; "
                 'use model "auto" to route to a model that has it'
             )
-        candidate = _candidate(spec, prompt_tokens, output_tokens)
+        candidate = _candidate(spec, prompt_tokens, output_tokens, answers)
     return RoutingDecision(
         strategy="single",
         tier=candidate.tier,

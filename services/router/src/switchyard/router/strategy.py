@@ -42,6 +42,8 @@ def plan(
     )
     if request.stream:
         return _why(single, "streamed: one answer at a time, so text is never taken back")
+    if request.n > 1:
+        return _why(single, f"{request.n} answers asked for: one call gives them all")
     money_ok = budget_state in ("unlimited", "ok")
     best_of = classification.type in par.best_of_types
     if par.enabled and money_ok and healthy >= 2 and (best_of or classification.urgency >= par.urgency_above):

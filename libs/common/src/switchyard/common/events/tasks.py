@@ -33,6 +33,8 @@ EFFORT_BUDGETS: dict[str, int] = {
     "max": 63999,
 }
 DisplayedThinking = Literal["summarized", "omitted"]
+# The most answers one request may ask for (`n`): Gemini's `candidateCount` takes up to 8.
+MAX_CHOICES = 8
 
 
 class FunctionCall(BaseModel):
@@ -157,6 +159,9 @@ class ChatRequest(BaseModel):
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     reasoning: Reasoning | None = None
+    # How many answers to the same messages (OpenAI's `n`): one call to a model that gives several
+    # (the `choices` capability); the first is the task's `content`, the others its `other_choices`.
+    n: int = Field(default=1, ge=1, le=MAX_CHOICES)
 
     def prompt_text(self) -> str:
         return "\n".join(m.text() for m in self.messages)
@@ -316,6 +321,16 @@ class ChargedCall(BaseModel):
     usage: Usage
 
 
+class Choice(BaseModel):
+    """An answer beside a task's first, when the request asked for several (`n`)."""
+
+    content: str
+    finish_reason: str
+    stop_sequence: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    thinking: list[ThinkingBlock] | None = None
+
+
 class TaskCompleted(EventPayload):
     EVENT_TYPE = "switchyard.task.completed.v1"
 
@@ -342,6 +357,9 @@ class TaskCompleted(EventPayload):
     completed_at: datetime
     cache: CacheHit | None = None  # set when the answer came from the gateway's cache (attempts: 0)
     charged: list[ChargedCall] = Field(default_factory=list)  # billed besides `usage`
+    # The second to n-th answers of a request for several (`n`); `usage` counts them all, as the one
+    # call that gave them was billed.
+    other_choices: list[Choice] = Field(default_factory=list)
 
 
 class TaskFailed(EventPayload):

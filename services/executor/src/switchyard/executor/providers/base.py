@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 from switchyard.common.events import (
     ChatMessage,
     ChatRequest,
+    Choice,
     Reasoning,
     ThinkingBlock,
     ToolCall,
@@ -47,6 +48,7 @@ class ProviderCall:
     # (Gemini's thought signatures, OpenAI's encrypted reasoning), by tool call id: `Reply.carry` kept by
     # the executor (tool_state.py), looked up where an adapter says it `carries` such state
     carried: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    n: int = 1  # answers asked for: sent only to models with the `choices` capability (see `Reply`)
 
     @classmethod
     def from_request(cls, request: ChatRequest, *, model: str) -> ProviderCall:
@@ -65,6 +67,7 @@ class ProviderCall:
             presence_penalty=request.presence_penalty,
             frequency_penalty=request.frequency_penalty,
             reasoning=request.reasoning,
+            n=request.n,
         )
 
     def json_format(self) -> str | None:
@@ -91,6 +94,9 @@ class Reply:
     stop_sequence: str | None = None  # the stop sequence that ended it, where the provider says (Anthropic)
     thinking: tuple[ThinkingBlock, ...] = ()  # its reasoning before `content`, where the provider returns it
     carry: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # by tool call id: see `carried`
+    # The second to n-th answers of a call that asked for several (`ProviderCall.n`); `usage` is the
+    # whole call's. Never streamed: the executor asks for several answers whole.
+    other_choices: tuple[Choice, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,11 +20,13 @@ def prompt_tokens(request: ChatRequest) -> int:
 
 
 def output_tokens(request: ChatRequest, *, default_max_tokens: int) -> int:
-    """The most output a request can bring. Its `max_tokens` bounds thinking too; without one, a model
-    that thinks may write the default and its thinking budget (as the Anthropic adapter allows it)."""
+    """The most output a request can bring: each of its answers (`n`) up to its `max_tokens`, which bounds
+    thinking too; without one, a model that thinks may write the default and its thinking budget (as the
+    Anthropic adapter allows it)."""
     if request.max_tokens is not None:
-        return request.max_tokens
-    return default_max_tokens + (request.reasoning.budget() if request.reasoning is not None else 0)
+        return request.max_tokens * request.n
+    thinking = request.reasoning.budget() if request.reasoning is not None else 0
+    return (default_max_tokens + thinking) * request.n
 
 
 def candidates(policy: Policy, *, model: str, providers: set[str]) -> list[ModelSpec]:

@@ -115,7 +115,8 @@ def _text(content: Any) -> Any:
 
 
 def _normalised(request: ChatRequest, *, without_user_turns: bool = False) -> dict[str, Any]:
-    body = request.model_dump(mode="json", exclude_none=True, exclude={"stream"})
+    # `n` is always 1 here (several answers bypass the cache), and left out so keys stay what they were.
+    body = request.model_dump(mode="json", exclude_none=True, exclude={"stream", "n"})
     messages = []
     for message in body.pop("messages"):
         if without_user_turns and message.get("role") == "user":

@@ -98,9 +98,11 @@ class ResponseCache:
     async def lookup(
         self, *, tenant_id: str, plan: str | None, task: TaskSubmitted, directive: Directive
     ) -> Lookup | None:
-        """None when the cache is off for this tenant or the request opted out entirely (`no-store`)."""
+        """None when the cache is off for this tenant, the request opted out entirely (`no-store`) or asks
+        for several answers."""
         config = self.configs.for_tenant(tenant_id, plan)
-        if not config.enabled or not directive.write:
+        # Several answers (`n`) are samples the client wants fresh: never read from nor kept in the cache.
+        if not config.enabled or not directive.write or task.request.n > 1:
             if config.enabled:
                 metrics.CACHE.labels("any", "bypass").inc()
             return None

@@ -11,7 +11,7 @@ from typing import Literal
 
 from switchyard.common import ids
 from switchyard.common.bus import EventPublisher
-from switchyard.common.events import GuardrailTriggered, TaskCompleted, ThinkingBlock
+from switchyard.common.events import Choice, GuardrailTriggered, TaskCompleted, ThinkingBlock
 from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.errors import GuardrailRefused
 from switchyard.gateway.guardrails.chain import Chain, GuardrailPolicy, load_file
@@ -59,13 +59,13 @@ class Guardrails:
         chain = self.policy.chain_for(tenant_id=principal.tenant_id, plan=principal.plan)
         if not chain.outputs:
             return done
-        content, found = chain.run_output(done.content)
-        thinking, found_in_thinking = _screened_thinking(chain, done.thinking)
-        found += found_in_thinking
+        content, thinking, found = _screened(chain, done.content, done.thinking)
+        others, found_in_others = _screened_choices(chain, done.other_choices)
+        found += found_in_others
         if not found:
             return done
         await self._record_findings(principal, request_id, endpoint, "output", found)
-        return done.model_copy(update={"content": content, "thinking": thinking})
+        return done.model_copy(update={"content": content, "thinking": thinking, "other_choices": others})
 
     async def screen_task(
         self, state: TaskState, *, principal: Principal, request_id: str, endpoint: str
@@ -75,13 +75,14 @@ class Guardrails:
         chain = self.policy.chain_for(tenant_id=principal.tenant_id, plan=principal.plan)
         if state.result is None or not chain.outputs:
             return state
-        content, found = chain.run_output(state.result.content)
-        thinking, found_in_thinking = _screened_thinking(chain, state.result.thinking)
-        found += found_in_thinking
+        content, thinking, found = _screened(chain, state.result.content, state.result.thinking)
+        others, found_in_others = _screened_choices(chain, state.result.other_choices)
+        found += found_in_others
         if not found:
             return state
         await self._record_findings(principal, request_id, endpoint, "output", found, once_for=state.id)
-        result = state.result.model_copy(update={"content": content, "thinking": thinking})
+        update = {"content": content, "thinking": thinking, "other_choices": others}
+        result = state.result.model_copy(update=update)
         return state.model_copy(update={"result": result})
 
     def screens_output(self, principal: Principal) -> bool:
@@ -155,6 +156,26 @@ class Guardrails:
             )
         except Exception:  # the refusal or redaction stands; the record is what we could not make
             log.exception("could not record a guardrail event for request %s", request_id)
+
+
+def _screened(
+    chain: Chain, content: str, thinking: list[ThinkingBlock] | None
+) -> tuple[str, list[ThinkingBlock] | None, list[Finding]]:
+    """An answer's text and thinking through the output hooks."""
+    screened, found = chain.run_output(content)
+    kept, found_in_thinking = _screened_thinking(chain, thinking)
+    return screened, kept, found + found_in_thinking
+
+
+def _screened_choices(chain: Chain, choices: list[Choice]) -> tuple[list[Choice], list[Finding]]:
+    """The other answers of a request for several (`n`), each as the first is screened."""
+    out: list[Choice] = []
+    found: list[Finding] = []
+    for choice in choices:
+        content, thinking, more = _screened(chain, choice.content, choice.thinking)
+        found += more
+        out.append(choice.model_copy(update={"content": content, "thinking": thinking}) if more else choice)
+    return out, found
 
 
 def _screened_thinking(

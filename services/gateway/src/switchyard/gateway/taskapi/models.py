@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from switchyard.common.events import ThinkingBlock, ToolCall
+from switchyard.common.events import Choice, ThinkingBlock, ToolCall
 
 Status = Literal["queued", "completed", "failed", "cancelled", "timed_out"]
 TERMINAL = ("completed", "failed", "cancelled", "timed_out")
@@ -29,6 +29,7 @@ class TaskResult(BaseModel):
     usage: TaskUsage
     tool_calls: list[ToolCall] | None = None
     thinking: list[ThinkingBlock] | None = None  # the model's reasoning, when the request asked for it
+    other_choices: list[Choice] = Field(default_factory=list)  # the 2nd to n-th answers (`n`)
 
 
 class TaskError(BaseModel):

@@ -57,6 +57,7 @@ def with_outcome(state: TaskState, outcome: TaskCompleted | TaskFailed) -> TaskS
             finish_reason=outcome.finish_reason,
             tool_calls=outcome.tool_calls,
             thinking=outcome.thinking,
+            other_choices=outcome.other_choices,
             usage=TaskUsage(
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,

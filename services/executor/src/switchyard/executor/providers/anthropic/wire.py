@@ -57,6 +57,13 @@ JSON_INSTRUCTION = "Answer with one JSON value only: no prose, no code fence."
 
 def request_body(call: ProviderCall, *, stream: bool, default_max_tokens: int) -> dict[str, Any]:
     model = claude_thinking(call.model)
+    if call.n > 1:  # the router sends several answers only to models that give them: a policy's mistake
+        raise provider_error(
+            "bad_request",
+            f"anthropic: the Messages API gives one answer per request, not the {call.n} asked for (`n`); "
+            "not sent",
+            sent=False,
+        )
     if call.tools and not model.forced_tools and forces_a_tool(call):
         # Refused here, before any call: the executor falls back to its next candidate as it would after
         # Anthropic's 400, and a forced tool is not quietly turned into a tool the model may skip.

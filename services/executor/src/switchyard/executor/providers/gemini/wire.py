@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from switchyard.common.errors import ProviderError
-from switchyard.common.events import ChatMessage, FunctionCall, Reasoning, ToolCall, Usage
+from switchyard.common.events import ChatMessage, Choice, FunctionCall, Reasoning, ToolCall, Usage
 from switchyard.executor.providers.base import ProviderCall, Reply, estimated_usage, unsigned
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
 from switchyard.executor.providers.http import parse_json, retry_after
@@ -114,6 +114,8 @@ def generation_config(call: ProviderCall) -> dict[str, Any]:
         config["stopSequences"] = list(call.stop)
     if call.seed is not None:
         config["seed"] = call.seed
+    if call.n > 1:
+        config["candidateCount"] = call.n
     if call.presence_penalty is not None:
         config["presencePenalty"] = call.presence_penalty
     if call.frequency_penalty is not None:
@@ -238,9 +240,10 @@ def usage_of(data: Any) -> Usage | None:
 
 
 class Candidate:
-    """What one response (or one streamed chunk) says about the first candidate."""
+    """What one response (or one streamed chunk) says about its first candidate (or the one at
+    `position`, of a call that asked for several)."""
 
-    def __init__(self, data: Any) -> None:
+    def __init__(self, data: Any, position: int = 0) -> None:
         if not isinstance(data, dict):
             raise provider_error("bad_response", f"a response that is not an object: {str(data)[:200]}")
         if "error" in data:
@@ -249,7 +252,11 @@ class Candidate:
         candidates = data.get("candidates") or []
         if blocked and not candidates:
             raise provider_error("content_policy", f"gemini blocked the prompt ({blocked})")
-        first = candidates[0] if candidates and isinstance(candidates[0], dict) else {}
+        ordered = sorted(
+            (c for c in candidates if isinstance(c, dict)), key=lambda c: int(c.get("index") or 0)
+        )
+        first = ordered[position] if position < len(ordered) else {}
+        self.count = len(ordered)
         parts = (first.get("content") or {}).get("parts") or []
         texts = [p for p in parts if isinstance(p, dict) and "text" in p]
         self.text = "".join(str(p["text"]) for p in texts if not p.get("thought"))
@@ -291,18 +298,38 @@ def finish_reason(finish: str | None, *, text: str, calls: Sequence[Any]) -> str
 
 
 def parse_reply(raw: bytes, call: ProviderCall) -> Reply:
-    candidate = Candidate(parse_json(raw, what="the generateContent response"))
+    """The first candidate as the reply; the others (a call that asked for several, `n`) as its
+    `other_choices`; `usageMetadata` counts them all."""
+    data = parse_json(raw, what="the generateContent response")
+    candidate = Candidate(data)
     if candidate.finish is None and not candidate.text and not candidate.calls:
         raise provider_error("bad_response", f"a response without a candidate: {raw[:200]!r}")
+    if candidate.count < call.n:
+        raise provider_error("bad_response", f"{call.n} candidates asked for, {candidate.count} returned")
     tool_calls, carry = tool_calls_of(candidate.calls)
+    others: list[Choice] = []
+    for position in range(1, call.n):
+        other = Candidate(data, position)
+        calls, kept = tool_calls_of(other.calls)
+        carry = {**carry, **kept}
+        others.append(
+            Choice(
+                content=other.text,
+                finish_reason=finish_reason(other.finish, text=other.text, calls=other.calls),
+                tool_calls=list(calls) or None,
+                thinking=[unsigned(other.thought)] if other.thought else None,
+            )
+        )
+    text = candidate.text + "".join(o.content for o in others)
     return Reply(
         content=candidate.text,
         finish_reason=finish_reason(candidate.finish, text=candidate.text, calls=candidate.calls),
         model=candidate.model or call.model,
-        usage=candidate.usage or estimated_usage(call, candidate.text),
+        usage=candidate.usage or estimated_usage(call, text),
         tool_calls=tool_calls,
         thinking=(unsigned(candidate.thought),) if candidate.thought else (),
         carry=carry,
+        other_choices=tuple(others),
     )
 
 

@@ -17,11 +17,11 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from switchyard.common.events import Usage
+from switchyard.common.events import Choice, Usage
 from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta
 from switchyard.executor.providers.errors import provider_error
 
@@ -86,8 +86,25 @@ class LocalProvider:
         return self._llm
 
     async def request(self, call: ProviderCall) -> Reply:
+        """One generation; for several answers (`n`), one after another, each with its own seed (the
+        next after the one asked for, if any), the prompt counted once, as OpenAI counts it."""
+        replies = [await self._whole(replace(call, n=1), answer) for answer in range(call.n)]
+        first, others = replies[0], replies[1:]
+        if not others:
+            return first
+        usage = Usage(
+            prompt_tokens=first.usage.prompt_tokens,
+            completion_tokens=sum(r.usage.completion_tokens for r in replies),
+        )
+        return replace(
+            first,
+            usage=usage,
+            other_choices=tuple(Choice(content=r.content, finish_reason=r.finish_reason) for r in others),
+        )
+
+    async def _whole(self, call: ProviderCall, answer: int) -> Reply:
         reply: Reply | None = None
-        async for part in self.stream(call):
+        async for part in self._generation(call, answer):
             if isinstance(part, Reply):
                 reply = part
         assert reply is not None
@@ -102,7 +119,11 @@ class LocalProvider:
         """A whole generation took `seconds` (on the worker thread; a float's assignment is atomic)."""
         self.generation_s = seconds if self.generation_s is None else 0.7 * self.generation_s + 0.3 * seconds
 
-    async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
+    def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
+        return self._generation(call, 0)
+
+    async def _generation(self, call: ProviderCall, answer: int) -> AsyncIterator[StreamPart]:
+        """`answer`: which of several answers this is (0 for the first): it moves a fixed seed."""
         wait = self.expected_wait_s()
         if call.timeout_s is not None and wait is not None and wait > call.timeout_s:
             # Behind more work than its timeout allows it would time out in the queue and be retried at the
@@ -126,7 +147,7 @@ class LocalProvider:
             try:
                 self._ensure_loaded()  # the first load is not a generation's time
                 began = time.perf_counter()
-                for token in self._generate(call, stop):
+                for token in self._generate(call, stop, answer):
                     put(token)
                 if not stop.is_set():
                     self._ran(time.perf_counter() - began)
@@ -177,7 +198,7 @@ class LocalProvider:
             usage=usage,
         )
 
-    def _generate(self, call: ProviderCall, stop: threading.Event) -> Iterator[_Token]:
+    def _generate(self, call: ProviderCall, stop: threading.Event, answer: int = 0) -> Iterator[_Token]:
         """Runs on the worker thread."""
         llm = self._ensure_loaded()
         max_tokens = min(call.max_tokens or self._config.max_tokens, self._config.max_tokens)
@@ -190,9 +211,9 @@ class LocalProvider:
         if call.stop:
             kwargs["stop"] = list(call.stop)
         if self._config.seed is not None:
-            kwargs["seed"] = self._config.seed
+            kwargs["seed"] = self._config.seed + answer
         if call.seed is not None:
-            kwargs["seed"] = call.seed
+            kwargs["seed"] = call.seed + answer
         if call.json_format() is not None:
             # llama.cpp constrains sampling with a JSON grammar (of the schema, when one is given).
             schema = call.json_schema()

@@ -71,6 +71,13 @@ def responses_body(call: ProviderCall, *, stream: bool, rules: ModelRules) -> di
             "sequences; not sent",
             sent=False,
         )
+    if call.n > 1:
+        raise provider_error(
+            "bad_request",
+            f"openai: {call.model} takes function tools only through the Responses API, which gives one "
+            f"answer per request, not the {call.n} asked for (`n`); not sent",
+            sent=False,
+        )
     asked = call.reasoning.level() if call.reasoning is not None else None
     effort = None if asked is None else rules.nearest(asked, responses=True)
     body: dict[str, Any] = {

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from switchyard.common.errors import ProviderError
-from switchyard.common.events import FunctionCall, ToolCall, Usage
+from switchyard.common.events import Choice, FunctionCall, ToolCall, Usage
 from switchyard.executor.providers.base import ProviderCall, Reply, estimated_usage, unsigned
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
 from switchyard.executor.providers.http import parse_json, retry_after
@@ -65,6 +65,8 @@ def request_body(call: ProviderCall, *, stream: bool, openai_itself: bool) -> di
         body["reasoning_effort"] = effort
     if call.seed is not None:
         body["seed"] = call.seed
+    if call.n > 1:
+        body["n"] = call.n
     for name in ("presence_penalty", "frequency_penalty"):
         if sampling and getattr(call, name) is not None:
             body[name] = getattr(call, name)
@@ -171,27 +173,46 @@ def usage_of(data: Any, *, prompt: str = "prompt", completion: str = "completion
 
 
 def parse_reply(raw: bytes, call: ProviderCall) -> Reply:
+    """The first choice as the reply; the others (a call that asked for several, `n`) as its
+    `other_choices`, in the order of their `index`."""
     data = parse_json(raw, what="the chat completion")
-    try:
-        choice = data["choices"][0]
-        message = choice["message"]
-    except (KeyError, IndexError, TypeError) as exc:
-        raise provider_error(
-            "bad_response", f"chat completion without choices[0].message: {raw[:200]!r}"
-        ) from exc
-    content = message.get("content") or ""
-    if not isinstance(content, str):
-        raise provider_error("bad_response", "choices[0].message.content is not a string")
-    usage = usage_of(data.get("usage")) or estimated_usage(call, content)
-    reasoning = reasoning_of(message)
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or not choices:
+        raise provider_error("bad_response", f"chat completion without choices[0].message: {raw[:200]!r}")
+    ordered = sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0)
+    answers = [_choice(c, i) for i, c in enumerate(ordered)]
+    if len(answers) < call.n:
+        raise provider_error("bad_response", f"{call.n} choices asked for, {len(answers)} returned")
+    first, reasoning = answers[0]
+    spoken = "".join(a.content + r for a, r in answers)  # every answer's text and reasoning
+    usage = usage_of(data.get("usage")) or estimated_usage(call, spoken)
     return Reply(
-        content=content,
-        finish_reason=choice.get("finish_reason") or "stop",
+        content=first.content,
+        finish_reason=first.finish_reason,
         model=str(data.get("model") or call.model),
         usage=usage,
-        tool_calls=tool_calls_of(message.get("tool_calls")),
+        tool_calls=tuple(first.tool_calls or ()),
         thinking=(unsigned(reasoning),) if reasoning else (),
+        other_choices=tuple(a for a, _ in answers[1:]),
     )
+
+
+def _choice(choice: Any, position: int) -> tuple[Choice, str]:
+    """One choice of a chat completion, and the reasoning text beside it."""
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        raise provider_error("bad_response", f"chat completion without choices[{position}].message")
+    content = message.get("content") or ""
+    if not isinstance(content, str):
+        raise provider_error("bad_response", f"choices[{position}].message.content is not a string")
+    reasoning = reasoning_of(message)
+    answer = Choice(
+        content=content,
+        finish_reason=choice.get("finish_reason") or "stop",
+        tool_calls=list(tool_calls_of(message.get("tool_calls"))) or None,
+        thinking=[unsigned(reasoning)] if reasoning else None,
+    )
+    return answer, reasoning
 
 
 def reasoning_of(message: Any) -> str:
