@@ -36,7 +36,7 @@ def test_dev_admin_creates_a_member_who_uses_every_face(stack: RunningStack) -> 
 
         task = c.post(
             "/v1/tasks",
-            json={"model": "auto", "max_tokens": 40, "messages": QUESTION},
+            json={"model": "auto", "max_tokens": 40, "messages": QUESTION, "n": 2},
             headers={"x-api-key": key},
         )
         assert task.status_code == 202
@@ -47,6 +47,8 @@ def test_dev_admin_creates_a_member_who_uses_every_face(stack: RunningStack) -> 
             assert time.monotonic() < deadline
             time.sleep(0.2)
         assert state["status"] == "completed" and state["result"]["usage"]["completion_tokens"] > 0
+        others = state["result"]["other_choices"]  # the second answer asked for (`n`)
+        assert len(others) == 1 and others[0]["content"] and others[0]["finish_reason"] in ("stop", "length")
 
         assert c.delete(f"/v1/admin/keys/{made['id']}", headers=admin).status_code == 200
         assert c.get("/v1/models", headers={"x-api-key": key}).status_code == 401
