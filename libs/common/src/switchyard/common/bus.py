@@ -25,9 +25,10 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NoStreamResponseError
+from opentelemetry.trace import SpanKind
 from prometheus_client import Histogram
 
-from switchyard.common import metrics, subjects
+from switchyard.common import metrics, subjects, tracing
 from switchyard.common.config import STOP_GRACE_S, CommonSettings
 from switchyard.common.consumer import PullConsumer
 from switchyard.common.envelope import CONTENT_TYPE, CloudEvent, decode, encode
@@ -200,6 +201,8 @@ class EventPublisher:
         target = subject or type(payload).SUBJECT
         if target is None:
             raise ValueError(f"{type(payload).__name__} has no default subject; pass one")
+        if traceparent is None:  # the span this is published in (a consumer's, a request's): tracing.py
+            traceparent = tracing.current_traceparent()
         eid, body = encode(
             payload,
             source=self.source,
@@ -255,6 +258,21 @@ async def dead_letter(
 def _header_safe(text: str) -> str:
     cleaned = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
     return cleaned[:1000]
+
+
+def _span_attributes(event: CloudEvent, subject: str, durable: str, delivered: int) -> dict[str, Any]:
+    """A consumer span's attributes (OpenTelemetry's messaging conventions): ids, never the payload."""
+    if not tracing.enabled():
+        return {}
+    return {
+        "messaging.system": "nats",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": subject,
+        "messaging.consumer.group.name": durable,
+        "messaging.message.id": event.id,
+        "switchyard.tenant_id": event.tenantid or "",
+        "switchyard.delivery": delivered,
+    }
 
 
 async def _with_heartbeat(work: Awaitable[None], raw: Any, every_s: float | None) -> None:
@@ -339,7 +357,13 @@ def subscribe(
             await raw.term()
             return
         try:
-            await _with_heartbeat(handler(event, payload), raw, heartbeat_s)
+            with tracing.span(
+                f"process {event.type}",
+                kind=SpanKind.CONSUMER,
+                traceparent=event.traceparent,
+                attributes=_span_attributes(event, raw.subject, consumer.durable, delivered),
+            ):
+                await _with_heartbeat(handler(event, payload), raw, heartbeat_s)
         except asyncio.CancelledError:
             # The service is stopping and this handler outlasted its grace: the message goes back now, for
             # another replica, not after `ack_wait` (handlers are idempotent on the event id).

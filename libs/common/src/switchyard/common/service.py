@@ -19,7 +19,7 @@ import uvloop
 from faststream.nats import NatsBroker
 from prometheus_client import start_http_server
 
-from switchyard.common import bus, lag, subjects
+from switchyard.common import bus, lag, subjects, tracing
 from switchyard.common.config import CommonSettings
 from switchyard.common.errors import ConfigurationError
 from switchyard.common.logs import configure_logging
@@ -110,4 +110,9 @@ def run_service(build: Callable[[], tuple[Service, CommonSettings]], *, name: st
         print(f"switchyard-{name}: cannot start: {exc.message}", file=sys.stderr)
         sys.exit(2)
     configure_logging(service=service.name, level=settings.log_level, json=settings.log_json)
-    uvloop.run(serve(service, settings))
+    if tracing.configure(service.name):
+        log.info("exporting traces to %s", tracing.endpoint())
+    try:
+        uvloop.run(serve(service, settings))
+    finally:
+        tracing.shutdown()

@@ -102,7 +102,6 @@ def create(settings: BillingSettings) -> Service:
             event_id=entry.id,
             tenant_id=entry.tenant_id,
             event_subject=entry.task_id,
-            traceparent=event.traceparent,
         )
         await notifier.after_entry(
             service.events(),
@@ -122,7 +121,6 @@ def create(settings: BillingSettings) -> Service:
             event_id=entry.id,
             tenant_id=entry.tenant_id,
             event_subject=entry.task_id,
-            traceparent=event.traceparent,
         )
         await notifier.after_entry(
             service.events(),

@@ -9,7 +9,7 @@ from switchyard.classifier import metrics, reuse
 from switchyard.classifier.batcher import MicroBatcher
 from switchyard.classifier.classify import Classifier, Prediction, classification, task_text
 from switchyard.classifier.config import ClassifierSettings
-from switchyard.common import bus, ids, subjects
+from switchyard.common import bus, ids, subjects, tracing
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.events import TaskClassified, TaskSubmitted
 from switchyard.common.service import Service, create_service, run_service
@@ -42,6 +42,7 @@ def create(settings: ClassifierSettings, classifier: Classifier | None = None) -
         text = task_text(task)
         key = predictions.key(task.tenant_id, text)
         prediction = predictions.get(key) if key is not None else None
+        reused = prediction is not None
         if prediction is None:
             prediction = await batcher.submit(text)
             if key is not None:
@@ -55,12 +56,19 @@ def create(settings: ClassifierSettings, classifier: Classifier | None = None) -
             model_version=classifier.model_version,
             latency_ms=(time.perf_counter() - started) * 1000.0,
         )
+        tracing.annotate(
+            task_id=task.task_id,
+            task_type=result.type,
+            confidence=round(result.confidence, 4),
+            complexity=round(result.complexity, 4),
+            classifier_model=result.model_version,
+            reused=reused,
+        )
         await service.events().publish(
             TaskClassified(task=task, classification=result),
             event_id=ids.derived_id(event.id, "classified"),
             tenant_id=task.tenant_id,
             event_subject=task.task_id,
-            traceparent=event.traceparent,
         )
 
     bus.subscribe(

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 
 from nats.js.errors import NotFoundError
 
-from switchyard.common import bus, ids, kv, subjects
+from switchyard.common import bus, ids, kv, subjects, tracing
 from switchyard.common.envelope import CloudEvent
-from switchyard.common.events import ProviderCallRecorded, TaskRouted, TaskSubmitted
+from switchyard.common.events import ProviderCallRecorded, TaskCompleted, TaskRouted, TaskSubmitted
 from switchyard.common.policy import Policy, load_policy
 from switchyard.common.providers import announce, providers_bucket
 from switchyard.common.service import Service, create_service, run_service
@@ -194,7 +194,6 @@ def create(
                     event_id=ids.derived_id(event.id, f"{run_of}call-{attempt}"),
                     tenant_id=task.tenant_id,
                     event_subject=task.task_id,
-                    traceparent=event.traceparent,
                 )
             )
 
@@ -219,6 +218,12 @@ def create(
             in that order), then every ack awaited together."""
             outcome = await run
             metrics.TASKS.labels(metrics.outcome_label(outcome)).inc()
+            tracing.annotate(
+                task_id=task.task_id,
+                outcome=metrics.outcome_label(outcome),
+                answered_by=outcome.model if isinstance(outcome, TaskCompleted) else None,
+                attempts=outcome.attempts,
+            )
             sent.append(
                 await events.send(
                     outcome,
@@ -226,7 +231,6 @@ def create(
                     event_id=ids.derived_id(event.id, "result"),
                     tenant_id=task.tenant_id,
                     event_subject=task.task_id,
-                    traceparent=event.traceparent,
                 )
             )
             # Each confirmation re-publishes (same id) what was not acked. A result still refused leaves

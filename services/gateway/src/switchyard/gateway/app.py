@@ -15,7 +15,7 @@ import uvicorn
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from switchyard.common import bus, subjects
+from switchyard.common import bus, subjects, tracing
 from switchyard.common.budgets import budgets_bucket, limits_bucket
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.leases import IntCounters, Leases, SlotTable
@@ -263,7 +263,12 @@ def main() -> None:
     sockets = (
         [_reuse_port_socket(settings.http_host, settings.http_port)] if settings.http_reuse_port else None
     )
-    Server(config, stop).run(sockets=sockets)
+    if tracing.configure("gateway"):
+        log.info("exporting traces to %s", tracing.endpoint())
+    try:
+        Server(config, stop).run(sockets=sockets)
+    finally:
+        tracing.shutdown()
 
 
 def _reuse_port_socket(host: str, port: int) -> socket.socket:

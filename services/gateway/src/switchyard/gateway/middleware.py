@@ -1,5 +1,6 @@
 """A plain ASGI middleware (no BaseHTTPMiddleware: it buffers and slows streams): assigns each request
-an id, returns it as `x-request-id`, and records the request's latency and status. A request the server
+an id, returns it as `x-request-id`, records the request's latency and status, and its span when tracing
+is on (a `traceparent` header makes it part of the caller's trace). A request the server
 cancels at its stop before any response began (still authenticating or reading its body) is answered
 503 `gateway_stopping` here, instead of uvicorn's plain-text 500 without a request id."""
 
@@ -9,9 +10,11 @@ import asyncio
 import time
 from typing import Any
 
+from opentelemetry.trace import Span, SpanKind, StatusCode
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from switchyard.common import tracing
 from switchyard.common.ids import new_id
 from switchyard.gateway.errors import error_response
 from switchyard.gateway.metrics import LATENCY, REQUESTS
@@ -45,15 +48,52 @@ class RequestContext:
                 message["headers"] = headers
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_wrapper)
-        except asyncio.CancelledError:
-            if began or self.stop is None or not self.stop.begun:  # not the stop's, or a stream under way
-                raise
-            stopping = cut("a request was cut by the gateway's stop before its answer began")
-            await error_response(Request(scope), stopping)(scope, receive, send_wrapper)
-        finally:
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            REQUESTS.labels(path, str(status)).inc()
-            LATENCY.labels(path).observe(time.perf_counter() - started)
+        with tracing.span(
+            f"{scope['method']} {scope['path']}",
+            kind=SpanKind.SERVER,
+            traceparent=_header(scope, b"traceparent"),
+            attributes=_span_attributes(scope, request_id),
+        ) as span:
+            try:
+                await self.app(scope, receive, send_wrapper)
+            except asyncio.CancelledError:
+                if began or self.stop is None or not self.stop.begun:  # not the stop's, or a stream under way
+                    raise
+                stopping = cut("a request was cut by the gateway's stop before its answer began")
+                await error_response(Request(scope), stopping)(scope, receive, send_wrapper)
+            finally:
+                route = scope.get("route")
+                path = getattr(route, "path", "unmatched")
+                REQUESTS.labels(path, str(status)).inc()
+                LATENCY.labels(path).observe(time.perf_counter() - started)
+                if span is not None:
+                    _end_attributes(span, scope, path, status)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _span_attributes(scope: Scope, request_id: str) -> dict[str, Any]:
+    """The request's span (OpenTelemetry's HTTP conventions): method, path, request id; no query, no
+    header but the trace context."""
+    if not tracing.enabled():
+        return {}
+    return {
+        "http.request.method": scope["method"],
+        "url.path": scope["path"],
+        "url.scheme": scope.get("scheme", "http"),
+        "switchyard.request_id": request_id,
+    }
+
+
+def _end_attributes(span: Span, scope: Scope, path: str, status: int) -> None:
+    if path != "unmatched":
+        span.update_name(f"{scope['method']} {path}")
+        span.set_attribute("http.route", path)
+    span.set_attribute("http.response.status_code", status)
+    if status >= 500:
+        span.set_status(StatusCode.ERROR)

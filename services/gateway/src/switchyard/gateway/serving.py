@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
+from switchyard.common import tracing
 from switchyard.common.events import TaskCompleted, TaskSubmitted
 from switchyard.gateway import (
     completions,
@@ -136,6 +137,7 @@ async def serve(request: Request, face: Face) -> Response:
         parsed = await gw.guardrails.screen_input(parsed, principal=principal, **_where(request))
     await gw.catalog.check(parsed.model)
     task = completions.build_task(parsed, principal, priority=request.headers.get("x-switchyard-priority"))
+    tracing.annotate(task_id=task.task_id, tenant_id=principal.tenant_id, gen_ai__request__model=parsed.model)
     cached = await replay.look_up(gw.cache, request, principal, task)
     stages = overhead.Stages(started)
     stages.mark("prep")
@@ -262,6 +264,7 @@ async def submit(request: Request) -> TaskState:
         parsed = await gw.guardrails.screen_input(parsed, principal=principal, **_where(request))
     await gw.catalog.check(parsed.model)
     task = completions.build_task(parsed, principal, priority=request.headers.get("x-switchyard-priority"))
+    tracing.annotate(tenant_id=principal.tenant_id, gen_ai__request__model=parsed.model)
     key = idempotency.idempotency_key(request)
     digest = hashlib.sha256(body).hexdigest()
     if key is not None:

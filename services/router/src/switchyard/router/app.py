@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from pydantic import Field
 
-from switchyard.common import bus, ids, kv, subjects
+from switchyard.common import bus, ids, kv, subjects, tracing
 from switchyard.common.config import CommonSettings
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.errors import NoProviderAvailable
@@ -102,6 +102,7 @@ def create(settings: RouterSettings) -> Service:
             )
         except (UnknownModel, NoProviderAvailable) as exc:
             metrics.REJECTED.labels(exc.code).inc()
+            tracing.annotate(task_id=task.task_id, refused=exc.code)
             failed = TaskFailed(
                 task_id=task.task_id,
                 tenant_id=task.tenant_id,
@@ -116,17 +117,22 @@ def create(settings: RouterSettings) -> Service:
                 event_id=ids.derived_id(event.id, "result"),
                 tenant_id=task.tenant_id,
                 event_subject=task.task_id,
-                traceparent=event.traceparent,
             )
             return
         metrics.observe_decision(decision, time.perf_counter() - started)
+        tracing.annotate(
+            task_id=task.task_id,
+            route_strategy=decision.strategy,
+            route_tier=decision.tier,
+            route_model=decision.candidates[0].model,
+            route_candidates=len(decision.candidates),
+        )
         routed = TaskRouted(task=task, classification=payload.classification, decision=decision)
         await service.events().publish(
             routed,
             event_id=ids.derived_id(event.id, "routed"),
             tenant_id=task.tenant_id,
             event_subject=task.task_id,
-            traceparent=event.traceparent,
         )
 
     async def on_call(event: CloudEvent, payload: ProviderCallRecorded) -> None:

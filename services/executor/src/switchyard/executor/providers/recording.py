@@ -9,9 +9,14 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
+from opentelemetry.trace import Span, StatusCode
+
+from switchyard.common import tracing
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import Usage
+from switchyard.common.logs import redact
 from switchyard.executor.providers.base import (
     OUTPUT,
     Provider,
@@ -24,6 +29,8 @@ from switchyard.executor.providers.base import (
 from switchyard.executor.providers.errors import provider_error
 
 log = logging.getLogger(__name__)
+# OpenTelemetry's names for the providers it knows (`gen_ai.provider.name`); others go by their own.
+GENAI_PROVIDERS = {"gemini": "gcp.gemini"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,37 +70,63 @@ class RecordingProvider:
     async def _report(
         self,
         started: float,
+        span: Span | None,
         *,
         error: ProviderError | None = None,
         reply: Reply | None = None,
         ttft_ms: float | None = None,
     ) -> None:
-        await self._on_call(
-            CallRecord(
-                provider=self._provider,
-                model=self._model,
-                outcome="ok" if error is None else error.kind,
-                latency_ms=self._ms(started),
-                ttft_ms=ttft_ms,
-                error=None if error is None else error.message,
-                usage=None if reply is None else reply.usage,
-            )
+        record = CallRecord(
+            provider=self._provider,
+            model=self._model,
+            outcome="ok" if error is None else error.kind,
+            latency_ms=self._ms(started),
+            ttft_ms=ttft_ms,
+            error=None if error is None else error.message,
+            usage=None if reply is None else reply.usage,
         )
+        _end(span, record, reply)
+        await self._on_call(record)
 
-    async def _cancelled(self, started: float, call: ProviderCall, text: str, ttft_ms: float | None) -> None:
+    async def _cancelled(
+        self, started: float, span: Span | None, call: ProviderCall, text: str, ttft_ms: float | None
+    ) -> None:
         """A call stopped by us (a parallel loser, a deadline): the upstream already spent the prompt's
         tokens, and any text it sent, so the call is recorded with an estimate of them."""
-        await self._on_call(
-            CallRecord(
-                provider=self._provider,
-                model=self._model,
-                outcome="cancelled",
-                latency_ms=self._ms(started),
-                ttft_ms=ttft_ms,
-                usage=estimated_usage(call, text),
-                usage_estimated=True,
-            )
+        record = CallRecord(
+            provider=self._provider,
+            model=self._model,
+            outcome="cancelled",
+            latency_ms=self._ms(started),
+            ttft_ms=ttft_ms,
+            usage=estimated_usage(call, text),
+            usage_estimated=True,
         )
+        _end(span, record, None)
+        await self._on_call(record)
+
+    def _span(self, call: ProviderCall, *, stream: bool) -> Span | None:
+        """The call's span (OpenTelemetry's GenAI conventions): what was asked of which model, never the
+        messages."""
+        if not tracing.enabled():
+            return None
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": GENAI_PROVIDERS.get(self._provider, self._provider),
+            "gen_ai.request.model": call.model,
+            "switchyard.model": self._model,
+            "switchyard.stream": stream,
+        }
+        for name, value in (
+            ("gen_ai.request.max_tokens", call.max_tokens),
+            ("gen_ai.request.temperature", call.temperature),
+            ("gen_ai.request.top_p", call.top_p),
+            ("gen_ai.request.seed", call.seed),
+            ("gen_ai.request.choice.count", call.n if call.n > 1 else None),
+        ):
+            if value is not None:
+                attributes[name] = value
+        return tracing.start(f"chat {call.model}", attributes=attributes)
 
     def _taxonomy(self, exc: Exception) -> ProviderError:
         if isinstance(exc, ProviderError):
@@ -103,22 +136,24 @@ class RecordingProvider:
 
     async def request(self, call: ProviderCall) -> Reply:
         started = self._clock()
+        span = self._span(call, stream=False)
         try:
             reply = await self._inner.request(call)
         except asyncio.CancelledError:
-            await self._cancelled(started, call, "", None)
+            await self._cancelled(started, span, call, "", None)
             raise
         except Exception as exc:
             error = self._taxonomy(exc)
-            await self._report(started, error=error)
+            await self._report(started, span, error=error)
             if error is exc:
                 raise
             raise error from exc
-        await self._report(started, reply=reply)
+        await self._report(started, span, reply=reply)
         return reply
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
         started = self._clock()
+        span = self._span(call, stream=True)
         ttft_ms: float | None = None
         text: list[str] = []
         parts = stream_any(self._inner, call)
@@ -129,15 +164,39 @@ class RecordingProvider:
                     if ttft_ms is None:
                         ttft_ms = self._ms(started)
                 if isinstance(part, Reply):
-                    await self._report(started, reply=part, ttft_ms=ttft_ms)
+                    await self._report(started, span, reply=part, ttft_ms=ttft_ms)
                 yield part
         except asyncio.CancelledError:
             await parts.aclose()  # cut between parts (CancelGuard): the upstream's stream closes now
-            await self._cancelled(started, call, "".join(text), ttft_ms)
+            await self._cancelled(started, span, call, "".join(text), ttft_ms)
             raise
         except Exception as exc:
             error = self._taxonomy(exc)
-            await self._report(started, error=error, ttft_ms=ttft_ms)
+            await self._report(started, span, error=error, ttft_ms=ttft_ms)
             if error is exc:
                 raise
             raise error from exc
+        finally:
+            if span is not None and span.is_recording():  # closed early without a reply (GeneratorExit)
+                span.end()
+
+
+def _end(span: Span | None, record: CallRecord, reply: Reply | None) -> None:
+    """Ends a call's span with what came back: the answering model, tokens, finish reasons, outcome."""
+    if span is None:
+        return
+    span.set_attribute("switchyard.call.outcome", record.outcome)
+    if record.ttft_ms is not None:
+        span.set_attribute("switchyard.ttft_ms", record.ttft_ms)
+    if record.usage is not None:
+        span.set_attribute("gen_ai.usage.input_tokens", record.usage.prompt_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", record.usage.completion_tokens)
+        span.set_attribute("switchyard.usage_estimated", record.usage_estimated)
+    if reply is not None:
+        span.set_attribute("gen_ai.response.model", reply.model)
+        reasons = [reply.finish_reason, *(c.finish_reason for c in reply.other_choices)]
+        span.set_attribute("gen_ai.response.finish_reasons", reasons)
+    if record.outcome != "ok":
+        span.set_attribute("error.type", record.outcome)
+        span.set_status(StatusCode.ERROR, redact(record.error or record.outcome))
+    span.end()
