@@ -121,6 +121,8 @@ def test_without_a_traceparent_the_gateway_starts_the_trace(
 ) -> None:
     stack, collector = traced
     before = {s.trace_id for s in collector.spans}
+    for probe in ("/readyz", "/healthz", "/metrics"):  # probes and scrapes make no spans
+        assert httpx.get(f"{stack.base_url}{probe}", timeout=10).status_code == 200
     r = httpx.post(
         f"{stack.base_url}/v1/chat/completions",
         headers={"Authorization": f"Bearer {stack.api_key}"},
@@ -141,6 +143,7 @@ def test_without_a_traceparent_the_gateway_starts_the_trace(
     assert len(roots) == 1 and roots[0].parent_span_id == ""
     spans = _wait(collector, roots[0].trace_id, lambda s: any(x.service == "switchyard-executor" for x in s))
     assert {"switchyard-classifier", "switchyard-router", "switchyard-executor"} <= {s.service for s in spans}
+    assert not [s.name for s in collector.spans if s.name.startswith("GET /")]
 
 
 def test_tracing_off_exports_nothing_and_passes_the_callers_context_on(tmp_path: Path) -> None:

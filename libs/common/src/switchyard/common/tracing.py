@@ -135,13 +135,14 @@ def span(
     kind: SpanKind = SpanKind.INTERNAL,
     traceparent: str | None = None,
     attributes: Mapping[str, Any] | None = None,
+    record: bool = True,
 ) -> Iterator[Span | None]:
     """A span around a unit of work, made current: the child of `traceparent` when one is given (an
-    event's, a request header's), else of the current span. With tracing off and no `traceparent`,
-    nothing at all (None); off with one, the remote parent is made current, so that what is published
-    inside carries it on."""
+    event's, a request header's), else of the current span. With tracing off (or `record` false) and no
+    `traceparent`, nothing at all (None); with one, the remote parent is made current, so that what is
+    published inside carries it on."""
     parent = _parent(traceparent)
-    if _tracer is None:
+    if _tracer is None or not record:
         if parent is None:
             yield None
             return

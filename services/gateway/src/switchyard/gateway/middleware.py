@@ -20,6 +20,9 @@ from switchyard.gateway.errors import error_response
 from switchyard.gateway.metrics import LATENCY, REQUESTS
 from switchyard.gateway.stopping import Stop, cut
 
+# Probes and scrapes: a span each would bury the requests in noise.
+UNTRACED = frozenset({"/metrics", "/healthz", "/readyz"})
+
 
 class RequestContext:
     def __init__(self, app: ASGIApp, stop: Stop | None = None) -> None:
@@ -48,11 +51,13 @@ class RequestContext:
                 message["headers"] = headers
             await send(message)
 
+        traced = scope["path"] not in UNTRACED
         with tracing.span(
             f"{scope['method']} {scope['path']}",
             kind=SpanKind.SERVER,
-            traceparent=_header(scope, b"traceparent"),
+            traceparent=_header(scope, b"traceparent") if traced else None,
             attributes=_span_attributes(scope, request_id),
+            record=traced,
         ) as span:
             try:
                 await self.app(scope, receive, send_wrapper)
