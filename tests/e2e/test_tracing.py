@@ -84,6 +84,7 @@ def test_a_request_is_one_trace_through_every_service(traced: tuple[RunningStack
     spans = _wait(collector, trace_id, complete)
     gateway = _one(spans, "gateway", "POST /v1/chat/completions")
     assert gateway.kind == SERVER and gateway.parent_span_id == caller  # the caller's trace, continued
+    assert r.headers["traceresponse"] == f"00-{trace_id}-{gateway.span_id}-01"  # where to look
     assert gateway.attributes["http.response.status_code"] == 200
     assert gateway.attributes["switchyard.task_id"] == task_id
     classify = _one(spans, "classifier", "process switchyard.task.submitted.v1")
@@ -160,6 +161,7 @@ def test_tracing_off_exports_nothing_and_passes_the_callers_context_on(tmp_path:
             timeout=120,
         )
         assert r.status_code == 200, r.text
+        assert "traceresponse" not in r.headers  # no span of its own
         task_id = r.headers["x-switchyard-task-id"]
         carried = asyncio.run(_traceparents(stack.nats_url, task_id))
         assert carried == dict.fromkeys(carried, parent) and len(carried) == 4, carried

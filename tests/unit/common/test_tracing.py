@@ -96,3 +96,14 @@ def test_no_endpoint_means_off(monkeypatch: pytest.MonkeyPatch) -> None:
     assert tracing.endpoint() == "http://collector:4318/v1/traces"
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     assert tracing.endpoint() is None
+
+
+def test_log_lines_name_the_trace_they_were_logged_in(exported: InMemorySpanExporter) -> None:
+    from switchyard.common.logs import _trace_processor
+
+    assert _trace_processor(None, "info", {"event": "x"}) == {"event": "x"}
+    with tracing.span("work", traceparent=PARENT) as span:
+        assert span is not None
+        line = _trace_processor(None, "info", {"event": "x"})
+    assert line["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert line["span_id"] == f"{span.get_span_context().span_id:016x}"

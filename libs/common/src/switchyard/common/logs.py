@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 
 _SECRET_PATTERNS = (
     re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),  # OpenAI-style and our own keys
@@ -21,6 +22,16 @@ def redact(text: str) -> str:
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "[REDACTED]", text)
     return text
+
+
+def _trace_processor(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """The trace and span a line was logged in (tracing.py), so a log line leads to its trace: the
+    current span's, or, with tracing off, the caller's context a request or an event brought."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict.setdefault("trace_id", f"{context.trace_id:032x}")
+        event_dict.setdefault("span_id", f"{context.span_id:016x}")
+    return event_dict
 
 
 def _redact_processor(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -48,6 +59,7 @@ def configure_logging(*, service: str, level: str = "INFO", json: bool = False) 
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _trace_processor,
         # Tracebacks as plain text, before redaction, so it covers them too; never rich's tracebacks,
         # which print every frame's local variables (request headers with keys, prompts) and cost
         # thousands of lines per failure.

@@ -40,6 +40,7 @@ class RequestContext:
         state["started"] = started  # the self-timed overhead (overhead.py) counts from here
         status = 500
         began = False
+        traceresponse: bytes | None = None  # W3C Trace Context's response header: the trace to look for
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, began
@@ -48,6 +49,8 @@ class RequestContext:
                 headers: list[Any] = list(message.get("headers", []))
                 if not any(k == b"x-request-id" for k, _ in headers):
                     headers.append((b"x-request-id", request_id.encode()))
+                if traceresponse is not None:
+                    headers.append((b"traceresponse", traceresponse))
                 message["headers"] = headers
             await send(message)
 
@@ -59,6 +62,8 @@ class RequestContext:
             attributes=_span_attributes(scope, request_id),
             record=traced,
         ) as span:
+            if span is not None:
+                traceresponse = tracing.format_traceparent(span.get_span_context()).encode()
             try:
                 await self.app(scope, receive, send_wrapper)
             except asyncio.CancelledError:
