@@ -64,6 +64,7 @@ EXPOSED_HEADERS = [
     "x-switchyard-tier",
     "x-switchyard-overhead-ms",
     "server-timing",
+    "traceresponse",
     "retry-after",
     "x-should-retry",
     "x-ratelimit-limit-requests",
