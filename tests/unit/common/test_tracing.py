@@ -107,3 +107,26 @@ def test_log_lines_name_the_trace_they_were_logged_in(exported: InMemorySpanExpo
         line = _trace_processor(None, "info", {"event": "x"})
     assert line["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert line["span_id"] == f"{span.get_span_context().span_id:016x}"
+
+
+def test_a_collector_that_hangs_does_not_hold_up_a_stop() -> None:
+    import threading
+    import time
+
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    release = threading.Event()
+
+    class Hanging(SpanExporter):
+        def export(self, spans: object) -> SpanExportResult:
+            release.wait(10)  # a collector that never answers (the exporter's own timeout is 10 s)
+            return SpanExportResult.FAILURE
+
+    assert tracing.configure("test", exporter=Hanging())
+    with tracing.span("work"):
+        pass
+    began = time.monotonic()
+    tracing.shutdown(timeout_s=0.3)
+    took = time.monotonic() - began
+    release.set()
+    assert took < 1.5 and not tracing.enabled()

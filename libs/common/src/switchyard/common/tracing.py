@@ -18,7 +18,9 @@ Spans carry ids, models, token counts, outcomes and timings: never prompt or ans
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +63,8 @@ def configure(service: str, *, exporter: SpanExporter | None = None) -> bool:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         exporter = OTLPSpanExporter()  # endpoint, headers, timeout, compression: OTEL_EXPORTER_OTLP_*
+        # A collector that is down: one error line per batch given up, not a warning per retry.
+        logging.getLogger("opentelemetry.exporter.otlp.proto.http").setLevel(logging.ERROR)
     resource = Resource.create(
         {
             "service.name": os.environ.get("OTEL_SERVICE_NAME") or f"switchyard-{service}",
@@ -79,12 +83,20 @@ def flush(timeout_s: float = 5.0) -> bool:
     return True if _provider is None else bool(_provider.force_flush(int(timeout_s * 1000)))
 
 
-def shutdown() -> None:
-    """Sends what is still batched (the exporter's own timeout bounds it) and stops exporting."""
+SHUTDOWN_S = 2.0  # at a process's stop, how long what is still batched may take to go out
+
+
+def shutdown(timeout_s: float = SHUTDOWN_S) -> None:
+    """Sends what is still batched and stops exporting, waiting at most `timeout_s`: a collector that is
+    down (the exporter retries for 10 s) must not hold up a service's stop. What is not sent by then is
+    lost with the process."""
     global _provider, _tracer
-    if _provider is not None:
-        _provider.shutdown()
-        _provider, _tracer = None, None
+    if _provider is None:
+        return
+    provider, _provider, _tracer = _provider, None, None
+    closing = threading.Thread(target=provider.shutdown, name="otel-shutdown", daemon=True)
+    closing.start()
+    closing.join(timeout_s)
 
 
 def enabled() -> bool:
