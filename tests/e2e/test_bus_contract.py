@@ -51,6 +51,8 @@ async def test_submit_on_the_bus_and_receive_the_result(stack: RunningStack) -> 
 
     await nc.subscribe(f"switchyard.result.{task_id}", cb=on_result)
     event = _task_event("bus-tenant", task_id)
+    trace_id = uuid.uuid4().hex
+    event["traceparent"] = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"  # the other system's trace
     body = orjson.dumps(event)
     ack = await js.publish("switchyard.task.submitted", body, headers={"Nats-Msg-Id": str(event["id"])})
     assert ack.stream == "SWITCHYARD"
@@ -63,6 +65,7 @@ async def test_submit_on_the_bus_and_receive_the_result(stack: RunningStack) -> 
     assert result["data"]["task_id"] == task_id
     assert result["data"]["content"].strip()
     assert result["data"]["usage"]["completion_tokens"] > 0
+    assert result["traceparent"].split("-")[1] == trace_id  # the result joins the caller's trace
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(results.get(), 3)  # exactly one result
     await nc.close()
