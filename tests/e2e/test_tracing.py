@@ -74,6 +74,26 @@ def test_a_request_is_one_trace_through_every_service(traced: tuple[RunningStack
     answer = r.json()["choices"][0]["message"]["content"]
     task_id = r.headers["x-switchyard-task-id"]
 
+    # the gateway's latency bucket links to this trace (an exemplar), for a scraper that takes OpenMetrics
+    # (observed as the response ends, so a scrape may come a moment before it)
+    def linked() -> bool:
+        scraped = httpx.get(
+            f"{stack.base_url}/metrics",
+            headers={"accept": "application/openmetrics-text; version=1.0.0"},
+            timeout=10,
+        ).text
+        return any(
+            line.startswith("switchyard_gateway_request_seconds_bucket")
+            and 'route="/v1/chat/completions"' in line
+            and f'trace_id="{trace_id}"' in line
+            for line in scraped.splitlines()
+        )
+
+    deadline = time.monotonic() + 5
+    while not linked():
+        assert time.monotonic() < deadline, "no exemplar links the latency bucket to the trace"
+        time.sleep(0.1)
+
     def complete(spans: list[ReceivedSpan]) -> bool:
         services = {s.service for s in spans}
         names = {s.name for s in spans}

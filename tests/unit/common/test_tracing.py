@@ -130,3 +130,23 @@ def test_a_collector_that_hangs_does_not_hold_up_a_stop() -> None:
     took = time.monotonic() - began
     release.set()
     assert took < 1.5 and not tracing.enabled()
+
+
+def test_a_histogram_observed_in_a_span_links_its_bucket_to_the_trace(exported: InMemorySpanExporter) -> None:
+    from prometheus_client import CollectorRegistry, Histogram
+    from prometheus_client.openmetrics.exposition import generate_latest
+
+    registry = CollectorRegistry()
+    seconds = Histogram("work_seconds", "Work", registry=registry, buckets=(0.1, 1.0))
+    with tracing.span("work", traceparent=PARENT):
+        seconds.observe(0.05, tracing.exemplar())
+    with tracing.span("unsampled", traceparent=PARENT[:-2] + "00"):  # the caller did not sample it
+        assert tracing.exemplar() is None
+    text = generate_latest(registry).decode()
+    line = next(x for x in text.splitlines() if x.startswith('work_seconds_bucket{le="0.1"}'))
+    assert 'trace_id="4bf92f3577b34da6a3ce929d0e0e4736"' in line
+
+
+def test_no_exemplar_with_tracing_off() -> None:
+    with tracing.span("work", traceparent=PARENT):
+        assert tracing.exemplar() is None

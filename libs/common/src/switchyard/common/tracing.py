@@ -177,6 +177,18 @@ def start(
     return _tracer.start_span(name, kind=kind, attributes=dict(attributes or {}))
 
 
+def exemplar() -> dict[str, str] | None:
+    """The current span as a Prometheus exemplar (`trace_id`, `span_id`): a histogram observed in a span
+    then links its bucket to a trace that is exported (Grafana jumps from a latency spike to it). None
+    when tracing is off or the span is not sampled."""
+    if _provider is None:
+        return None
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid or not context.trace_flags.sampled:
+        return None
+    return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}
+
+
 def annotate(**attributes: Any) -> None:
     """Sets attributes on the current span (`switchyard.<name>` unless the name has a dot, with `_` in
     place of dots: `gen_ai__request__model`); nothing when tracing is off."""

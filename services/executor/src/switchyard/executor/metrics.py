@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from switchyard.common import tracing
 from switchyard.common.events import ProviderCallRecorded, TaskCompleted, TaskFailed
 from switchyard.executor.providers.recording import CallRecord
 from switchyard.executor.resilience.breaker import BreakerState
@@ -38,9 +39,10 @@ def outcome_label(outcome: TaskCompleted | TaskFailed) -> str:
 
 def observe_call(record: ProviderCallRecorded) -> None:
     CALLS.labels(record.provider, record.model, record.outcome).inc()
-    CALL_SECONDS.labels(record.provider).observe(record.latency_ms / 1000.0)
+    linked = tracing.exemplar()  # the task's span (recorded in it): its trace, from the bucket
+    CALL_SECONDS.labels(record.provider).observe(record.latency_ms / 1000.0, linked)
     if record.ttft_ms is not None:
-        TTFT_SECONDS.labels(record.provider).observe(record.ttft_ms / 1000.0)
+        TTFT_SECONDS.labels(record.provider).observe(record.ttft_ms / 1000.0, linked)
 
 
 def breaker_changed(key: str, state: BreakerState) -> None:

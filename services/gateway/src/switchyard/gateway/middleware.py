@@ -75,7 +75,7 @@ class RequestContext:
                 route = scope.get("route")
                 path = getattr(route, "path", "unmatched")
                 REQUESTS.labels(path, str(status)).inc()
-                LATENCY.labels(path).observe(time.perf_counter() - started)
+                LATENCY.labels(path).observe(time.perf_counter() - started, tracing.exemplar())
                 if span is not None:
                     _end_attributes(span, scope, path, status)
 

@@ -4,7 +4,8 @@ import asyncio
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import REGISTRY
+from prometheus_client.exposition import choose_encoder
 
 from switchyard.common import subjects
 from switchyard.gateway.state import gateway_of
@@ -47,5 +48,8 @@ async def readyz(request: Request, strict: bool = False) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics")
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request) -> Response:
+    """Prometheus' text format, or OpenMetrics (with exemplars: traces behind the latency buckets) when
+    the scraper asks for it, as the bus services' metrics servers answer."""
+    encoder, media_type = choose_encoder(request.headers.get("accept"))
+    return Response(encoder(REGISTRY), media_type=media_type)
