@@ -51,5 +51,5 @@ async def readyz(request: Request, strict: bool = False) -> JSONResponse:
 async def metrics(request: Request) -> Response:
     """Prometheus' text format, or OpenMetrics (with exemplars: traces behind the latency buckets) when
     the scraper asks for it, as the bus services' metrics servers answer."""
-    encoder, media_type = choose_encoder(request.headers.get("accept"))
+    encoder, media_type = choose_encoder(request.headers.get("accept", ""))
     return Response(encoder(REGISTRY), media_type=media_type)
