@@ -144,6 +144,8 @@ def test_without_a_traceparent_the_gateway_starts_the_trace(
     before = {s.trace_id for s in collector.spans}
     for probe in ("/readyz", "/healthz", "/metrics"):  # probes and scrapes make no spans
         assert httpx.get(f"{stack.base_url}{probe}", timeout=10).status_code == 200
+    lost = httpx.get(f"{stack.base_url}/wp-login.php", timeout=10)  # no route: named by its method alone
+    assert lost.status_code == 404
     r = httpx.post(
         f"{stack.base_url}/v1/chat/completions",
         headers={"Authorization": f"Bearer {stack.api_key}"},
@@ -156,7 +158,7 @@ def test_without_a_traceparent_the_gateway_starts_the_trace(
         roots = [
             s
             for s in collector.spans
-            if s.trace_id not in before and s.service == "switchyard-gateway" and s.kind == SERVER
+            if s.trace_id not in before and s.name == "POST /v1/chat/completions" and s.kind == SERVER
         ]
         if roots:
             break
@@ -165,6 +167,7 @@ def test_without_a_traceparent_the_gateway_starts_the_trace(
     spans = _wait(collector, roots[0].trace_id, lambda s: any(x.service == "switchyard-executor" for x in s))
     assert {"switchyard-classifier", "switchyard-router", "switchyard-executor"} <= {s.service for s in spans}
     assert not [s.name for s in collector.spans if s.name.startswith("GET /")]
+    assert [s.attributes["http.response.status_code"] for s in collector.spans if s.name == "GET"] == [404]
 
 
 def test_tracing_off_exports_nothing_and_passes_the_callers_context_on(tmp_path: Path) -> None:

@@ -101,9 +101,13 @@ def _span_attributes(scope: Scope, request_id: str) -> dict[str, Any]:
 
 
 def _end_attributes(span: Span, scope: Scope, path: str, status: int) -> None:
+    """Named by its route (`GET /v1/tasks/{task_id}`), or by its method alone when no route matched, as
+    OpenTelemetry's HTTP conventions say: a name per raw path (a scanner's probes) would be unbounded."""
     if path != "unmatched":
         span.update_name(f"{scope['method']} {path}")
         span.set_attribute("http.route", path)
+    else:
+        span.update_name(str(scope["method"]))
     span.set_attribute("http.response.status_code", status)
     if status >= 500:
         span.set_status(StatusCode.ERROR)
