@@ -17,7 +17,8 @@ on the call's part) and checks the current turn's calls when they come back (the
 last user text): the first call of each such turn must carry a signature this server issued, or Google's
 `skip_thought_signature_validator` sentinel; missing is 400 "Function call is missing a
 thought_signature", one it never issued 400 "Corrupted thought signature". `signatures` records what
-each checked call brought: "issued", "sentinel".
+each checked call brought: "issued", "sentinel". A text answer is signed too, on its last part (the
+real API does not check those); `text_signatures` records what each model turn's text came back with.
     flaky-<n>, limited-<n>, slow-<seconds>, break, stream-error, garbage: as in fake_openai
 
 Requests without the `x-goog-api-key` (or `?key=`) the server was given get the wrong-key answer; a
@@ -118,6 +119,8 @@ class FakeGemini:
         self.scenarios = Scenarios()
         self.issued: dict[str, None] = {}  # thought signatures given out, in order
         self.signatures: list[str] = []  # what each checked function call came back with
+        self.text_issued: dict[str, None] = {}  # signatures given out on answers' text (Gemini 3)
+        self.text_signatures: list[str] = []  # what each model turn's text came back with
         self.app = Starlette(routes=[Route("/v1beta/models/{target}", self.generate, methods=["POST"])])
 
     @property
@@ -139,6 +142,7 @@ class FakeGemini:
             return error_response("401")
         if method not in ("generateContent", "streamGenerateContent"):
             return JSONResponse({"error": {"code": 404, "message": "Not Found", "status": "NOT_FOUND"}}, 404)
+        self._text_signed(body)
         problem = self._problem(body) or self._unsigned(model, body)
         if problem:
             return invalid(problem)
@@ -174,6 +178,17 @@ class FakeGemini:
             if not content.get("parts"):
                 return f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty."
         return None
+
+    def _text_signed(self, body: dict[str, Any]) -> None:
+        """Notes what each model turn's text came back with: "issued" (a signature this server gave), "none",
+        or "unknown"; the real API does not check these (a missing one costs the restored reasoning)."""
+        for content in body.get("contents") or []:
+            texts = [p for p in content.get("parts", []) if "text" in p and not p.get("thought")]
+            if content.get("role") != "model" or not texts:
+                continue
+            signature = next((p["thoughtSignature"] for p in texts if "thoughtSignature" in p), None)
+            seen = "none" if signature is None else "issued" if signature in self.text_issued else "unknown"
+            self.text_signatures.append(seen)
 
     def _unsigned(self, model: str, body: dict[str, Any]) -> str | None:
         """What Gemini 3 says of the current turn's function calls without a valid thought signature."""
@@ -223,6 +238,10 @@ class FakeGemini:
             parts: list[list[dict[str, Any]]] = [[call]]
         else:
             parts = [[{"text": w}] for w in words(answer_text(body))]
+            if not model.startswith(UNSIGNED):  # Gemini 3 signs its answer's text on its last part
+                signature = base64.b64encode(f"text-sig:{uuid.uuid4().hex}".encode()).decode()
+                self.text_issued[signature] = None
+                parts[-1][0]["thoughtSignature"] = signature
         thinking = (body.get("generationConfig") or {}).get("thinkingConfig") or {}
         if thinking.get("includeThoughts"):  # a thought summary first, in two pieces, as Gemini streams it
             parts = [[{"text": t, "thought": True}] for t in THOUGHT_SUMMARY] + parts
@@ -253,11 +272,11 @@ class FakeGemini:
             every = [p for c in chunks for p in c["candidates"][0]["content"]["parts"]]
             thought = "".join(p["text"] for p in every if "text" in p and p.get("thought"))
             text = "".join(p["text"] for p in every if "text" in p and not p.get("thought"))
+            signed = [p["thoughtSignature"] for p in every if "text" in p and "thoughtSignature" in p]
             calls = [p for p in every if "functionCall" in p]
+            answer = {"text": text, **({"thoughtSignature": signed[-1]} if signed else {})}
             whole["candidates"][0]["content"]["parts"] = (
-                ([{"text": thought, "thought": True}] if thought else [])
-                + ([{"text": text}] if text else [])
-                + calls
+                ([{"text": thought, "thought": True}] if thought else []) + ([answer] if text else []) + calls
             )
         return whole
 

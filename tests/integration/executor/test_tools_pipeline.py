@@ -344,3 +344,38 @@ async def test_images_a_tool_returned_reach_each_provider_in_its_terms(
             {"text": "What do you see?"},
         ],
     }
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_gemini_gets_its_answers_signature_back_with_the_next_turn(
+    stack: Stack, classifier: list[TaskSubmitted], streamed: bool
+) -> None:
+    """Gemini 3 signs an answer's text (its reasoning, encrypted); the client sends the answer back as
+    plain text in the next turn's history, and the executor puts the signature back on it (kept by a
+    hash of the text, per tenant). An answer the client edited goes back unsigned."""
+    client = openai_client(stack)
+    question = {"role": "user", "content": "What is the capital of France?"}
+    if streamed:
+        stream = await client.chat.completions.create(
+            model="gem/tool-call", messages=[question], max_tokens=32, stream=True
+        )
+        answer = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    else:
+        first = await client.chat.completions.create(
+            model="gem/tool-call", messages=[question], max_tokens=32
+        )
+        answer = first.choices[0].message.content or ""
+    assert answer.startswith("Hello! You said:")
+    issued = list(stack.gemini.text_issued)[-1]
+    follow_up = {"role": "user", "content": "And of Spain?"}
+
+    await client.chat.completions.create(
+        model="gem/tool-call", messages=[question, {"role": "assistant", "content": answer}, follow_up]
+    )
+    contents = stack.gemini.requests[-1].body["contents"]
+    assert contents[1] == {"role": "model", "parts": [{"text": answer, "thoughtSignature": issued}]}
+    assert stack.gemini.text_signatures[-1] == "issued"
+
+    edited = {"role": "assistant", "content": answer + " (edited)"}
+    await client.chat.completions.create(model="gem/tool-call", messages=[question, edited, follow_up])
+    assert stack.gemini.text_signatures[-1] == "none"

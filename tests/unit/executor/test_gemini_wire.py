@@ -15,6 +15,7 @@ from switchyard.executor.providers.base import ProviderCall
 from switchyard.executor.providers.gemini import GeminiProvider, GeminiSettings, wire
 from switchyard.executor.providers.openai import OpenAISettings
 from switchyard.executor.registry import build_providers
+from switchyard.executor.tool_state import text_id, tool_call_ids
 
 pytestmark = pytest.mark.unit
 
@@ -124,6 +125,49 @@ def test_a_replys_signatures_are_carried_by_fresh_tool_call_ids() -> None:
     first, second = reply.tool_calls
     assert len({first.id, second.id, *(c.id for c in again.tool_calls)}) == 4
     assert reply.carry == {first.id: {wire.SIGNATURE: "c2ln"}}
+
+
+def test_an_answers_text_signature_is_carried_by_its_text_and_goes_back_on_it() -> None:
+    """Gemini 3 signs an answer's text on its last part (a part of its own, or the text's last piece);
+    a thought summary's or a function call's signature is not the text's. The signature is carried by a
+    hash of the text, and goes back on that text when it comes back as an assistant turn, to Gemini 3
+    only."""
+    call = ProviderCall(model="gemini-3-pro", messages=())
+    signed = wire.parse_reply(
+        _response(
+            [
+                {"text": "Pondering.", "thought": True, "thoughtSignature": "dGhvdWdodA=="},
+                {"text": "Paris."},
+                {"text": "", "thoughtSignature": "dGV4dA=="},
+            ],
+            "STOP",
+        ),
+        call,
+    )
+    assert signed.content == "Paris."
+    assert signed.carry == {text_id("Paris."): {wire.SIGNATURE: "dGV4dA=="}}
+    on_text = wire.parse_reply(_response([{"text": "Rome.", "thoughtSignature": "cm9tZQ=="}], "STOP"), call)
+    assert on_text.carry == {text_id("Rome."): {wire.SIGNATURE: "cm9tZQ=="}}
+    thought_only = wire.parse_reply(
+        _response([{"text": "Hm.", "thought": True, "thoughtSignature": "aG0="}, {"text": "Oslo."}], "STOP"),
+        call,
+    )
+    assert thought_only.carry == {}
+
+    history = [
+        ChatMessage(role="user", content="Capital of France?"),
+        ChatMessage(role="assistant", content="Paris."),
+        ChatMessage(role="user", content="And of Italy?"),
+    ]
+    carried = dict(signed.carry)
+    assert text_id("Paris.") in tool_call_ids(history)
+    _, contents = wire.split_messages(history, signed=True, carried=carried)
+    assert contents[1] == {"role": "model", "parts": [{"text": "Paris.", "thoughtSignature": "dGV4dA=="}]}
+    _, unsigned = wire.split_messages(history, signed=False, carried=carried)  # Gemini 2 takes none
+    assert unsigned[1] == {"role": "model", "parts": [{"text": "Paris."}]}
+    edited = [history[0], ChatMessage(role="assistant", content="Paris!"), history[2]]
+    _, contents = wire.split_messages(edited, signed=True, carried=carried)
+    assert contents[1] == {"role": "model", "parts": [{"text": "Paris!"}]}
 
 
 def _response(parts: list[dict[str, object]], finish: str | None, **extra: object) -> bytes:

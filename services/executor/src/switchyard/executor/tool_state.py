@@ -1,12 +1,14 @@
-"""What a provider returns beside a tool call and needs back with it, kept between the tasks of one
-conversation, by tool call id.
+"""What a provider returns beside a tool call (or an answer's text) and needs back with it, kept between
+the tasks of one conversation, by tool call id (or a hash of the text: `text_id`).
 
 Gemini 3 and later sign each function call (its `thoughtSignature`, the model's reasoning, encrypted) and
 want the signature back when the call comes back in the history; OpenAI's reasoning models, called
 statelessly through the Responses API, return their reasoning encrypted and want it back before the call
 it led to. A client sends that history in OpenAI's or Anthropic's shape, which has no place for either,
 so the executor keeps what an adapter puts in `Reply.carry` and hands it back as `ProviderCall.carried`
-when a later task of the same tenant holds those tool calls. Without it the adapters fall back to
+when a later task of the same tenant holds those tool calls. Gemini 3 also signs an answer's text; that
+signature is kept by a hash of the text (`text_id`) and found again when the client sends the answer back
+as an assistant turn (one KV write per signed answer, one read per assistant turn of a Gemini task). Without it the adapters fall back to
 Google's sentinel, or send the call alone: the call passes, without the reasoning it would have
 restored.
 
@@ -19,6 +21,7 @@ signature, never the task.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections import OrderedDict
@@ -50,9 +53,23 @@ def state_key(tenant_id: str, call_id: str) -> str:
     return kv.tenant_key(tenant_id, call_id)
 
 
+def text_id(text: str) -> str:
+    """What an answer's text is kept under (a model's signature on its text, Gemini's): a hash of the
+    text, the same when the client sends the answer back in the next turn's history."""
+    return "text-" + hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
 def tool_call_ids(messages: Iterable[ChatMessage]) -> list[str]:
-    """The ids of the history's tool calls, the latest `MOST_LOADED` of them."""
-    ids = [c.id for m in messages if m.role == "assistant" for c in m.tool_calls or []]
+    """The ids of the history's tool calls and of its assistant turns' texts (`text_id`), the latest
+    `MOST_LOADED` of them."""
+    ids: list[str] = []
+    for m in messages:
+        if m.role != "assistant":
+            continue
+        text = m.text()
+        if text:
+            ids.append(text_id(text))
+        ids += [c.id for c in m.tool_calls or []]
     return ids[-MOST_LOADED:]
 
 

@@ -26,6 +26,7 @@ from switchyard.executor.providers.gemini.wire import (
     model_path,
     parse_reply,
     request_body,
+    text_signatures,
     tool_calls_of,
 )
 from switchyard.executor.providers.http import (
@@ -79,6 +80,7 @@ class GeminiProvider(HttpProvider):
         text: list[str] = []
         thought = UnsignedThinking()
         calls: list[Any] = []
+        signature: str | None = None  # the answer's text's, which comes on its last part
         finish: str | None = None
         model = call.model
         usage: Usage | None = None
@@ -88,6 +90,7 @@ class GeminiProvider(HttpProvider):
                 model = candidate.model or model
                 usage = candidate.usage or usage
                 calls += candidate.calls
+                signature = candidate.text_signature or signature
                 finish = candidate.finish or finish
                 for part in thought.add(candidate.thought):
                     yield part
@@ -102,6 +105,7 @@ class GeminiProvider(HttpProvider):
         for part in thought.end():  # a summary, then function calls or nothing: its block ends here
             yield part
         tool_calls, carry = tool_calls_of(calls)
+        carry |= text_signatures(content, signature)
         yield Reply(
             content=content,
             finish_reason=finish_reason(finish, text=content, calls=calls),

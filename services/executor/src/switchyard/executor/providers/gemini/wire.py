@@ -23,6 +23,7 @@ from switchyard.executor.providers.tools import (
     function_names,
     result_value,
 )
+from switchyard.executor.tool_state import text_id
 
 # Gemini's finish reasons in OpenAI's terms. The safety family ends an answer the provider blocked.
 FINISH_REASONS = {
@@ -66,6 +67,9 @@ def model_path(model: str, *, api_version: str, stream: bool) -> str:
 # back as `ProviderCall.carried`; a call whose signature is not known (from another provider, or older
 # than the executor keeps them) gets Google's documented sentinel, which passes the check without the
 # reasoning it would have restored.
+# Gemini 3 signs an answer's text too (on its last part) when it thought before it: not required back, but
+# the reasoning it restores is lost without it. It is kept by a hash of the text (`tool_state.text_id`)
+# and goes back on the text of the assistant turn that repeats it.
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 SIGNATURE = "gemini_thought_signature"
 UNSIGNED_GENERATIONS = ("gemini-1", "gemini-2")  # earlier models neither return nor require signatures
@@ -188,6 +192,8 @@ def split_messages(
             parts += [p for p in _parts(message) if "text" not in p]  # its images, beside the response
         else:
             parts = _parts(message)
+            if signed and message.role == "assistant":
+                _sign_text(parts, message.text(), carried or {})
             calls: list[dict[str, Any]] = []
             for c in message.tool_calls or []:
                 call: dict[str, Any] = {"functionCall": {"name": c.function.name, "args": arguments_of(c)}}
@@ -205,6 +211,19 @@ def split_messages(
         else:
             contents.append({"role": role, "parts": parts})
     return "\n\n".join(s for s in system if s), contents
+
+
+def _sign_text(parts: list[dict[str, Any]], text: str, carried: Mapping[str, Mapping[str, str]]) -> None:
+    """An assistant turn's text goes back with the signature Gemini gave it, on its last text part."""
+    signature = carried.get(text_id(text), {}).get(SIGNATURE) if text else None
+    texts = [p for p in parts if "text" in p]
+    if signature and texts:
+        texts[-1]["thoughtSignature"] = signature
+
+
+def text_signatures(text: str, signature: str | None) -> dict[str, dict[str, str]]:
+    """What a reply carries for its text's signature (`Reply.carry`), by `text_id`."""
+    return {text_id(text): {SIGNATURE: signature}} if text and signature else {}
 
 
 def _parts(message: ChatMessage) -> list[dict[str, Any]]:
@@ -259,6 +278,17 @@ class Candidate:
         self.count = len(ordered)
         parts = (first.get("content") or {}).get("parts") or []
         texts = [p for p in parts if isinstance(p, dict) and "text" in p]
+        # the text's signature: on a text part of the answer (not a thought), or a part of its own
+        signed = [
+            p["thoughtSignature"]
+            for p in parts
+            if isinstance(p, dict)
+            and isinstance(p.get("thoughtSignature"), str)
+            and p["thoughtSignature"]
+            and not p.get("functionCall")
+            and not p.get("thought")
+        ]
+        self.text_signature: str | None = signed[-1] if signed else None
         self.text = "".join(str(p["text"]) for p in texts if not p.get("thought"))
         self.thought = "".join(str(p["text"]) for p in texts if p.get("thought"))  # the thought summary
         self.calls = [p for p in parts if isinstance(p, dict) and p.get("functionCall")]  # with signatures
@@ -307,6 +337,7 @@ def parse_reply(raw: bytes, call: ProviderCall) -> Reply:
     if candidate.count < call.n:
         raise provider_error("bad_response", f"{call.n} candidates asked for, {candidate.count} returned")
     tool_calls, carry = tool_calls_of(candidate.calls)
+    carry |= text_signatures(candidate.text, candidate.text_signature)
     others: list[Choice] = []
     for position in range(1, call.n):
         other = Candidate(data, position)
