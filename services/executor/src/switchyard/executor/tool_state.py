@@ -6,11 +6,11 @@ want the signature back when the call comes back in the history; OpenAI's reason
 statelessly through the Responses API, return their reasoning encrypted and want it back before the call
 it led to. A client sends that history in OpenAI's or Anthropic's shape, which has no place for either,
 so the executor keeps what an adapter puts in `Reply.carry` and hands it back as `ProviderCall.carried`
-when a later task of the same tenant holds those tool calls. Gemini 3 also signs an answer's text; that
-signature is kept by a hash of the text (`text_id`) and found again when the client sends the answer back
-as an assistant turn (one KV write per signed answer, one read per assistant turn of a Gemini task). Without it the adapters fall back to
+when a later task of the same tenant holds those tool calls. Without it the adapters fall back to
 Google's sentinel, or send the call alone: the call passes, without the reasoning it would have
-restored.
+restored. Gemini 3 also signs an answer's text; that signature is kept by a hash of the text (`text_id`)
+and found again when the client sends the answer back as an assistant turn (one KV write per signed
+answer, one read per assistant turn of a Gemini task).
 
 Kept per tenant (the key is a hash of the tenant and the call id, so another organisation's call ids
 find nothing), for `KEEP_S`, in JetStream KV where the executors share state (every replica sees what
