@@ -15,11 +15,11 @@ from starlette.requests import ClientDisconnect, Request
 
 from switchyard.common.events import (
     ChatRequest,
-    Choice,
     TaskCompleted,
     TaskFailed,
     TaskSubmitted,
     ThinkingBlock,
+    ToolCall,
 )
 from switchyard.common.ids import new_id
 from switchyard.common.streaming import Chunk
@@ -221,16 +221,11 @@ def completion_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
             finish_reason=done.finish_reason,
             usage=done.usage,
             tool_calls=done.tool_calls,
-            reasoning=reasoning_text(done),
+            reasoning=thinking_text(done.thinking),
             thinking=done.thinking,
             other_choices=done.other_choices,
         )
     )
-
-
-def reasoning_text(done: TaskCompleted) -> str | None:
-    """The answer's thinking blocks as one text (redacted ones have none to show)."""
-    return thinking_text(done.thinking)
 
 
 def _delta(chunk: Chunk, thought: list[str]) -> dict[str, Any]:
@@ -247,26 +242,35 @@ def _delta(chunk: Chunk, thought: list[str]) -> dict[str, Any]:
     return delta
 
 
-def tool_call_deltas(done: TaskCompleted) -> dict[str, Any]:
-    """A streamed answer's tool calls, sent whole in one delta when the answer is complete (OpenAI's
-    clients accumulate `tool_calls` deltas by index, so one delta per call is a valid stream)."""
-    calls = [{"index": i, **c.model_dump(mode="json")} for i, c in enumerate(done.tool_calls or [])]
-    return {"tool_calls": calls}
+Deltas = list[tuple[dict[str, Any], str | None]]  # each chunk's delta and finish reason
 
 
-def choice_deltas(choice: Choice) -> list[tuple[dict[str, Any], str | None]]:
-    """Another answer of a request for several (`n`), streamed whole after the first: its role, thinking
-    and text, its tool calls, then its finish reason."""
+def whole_deltas(
+    content: str, tool_calls: list[ToolCall] | None, thinking: list[ThinkingBlock] | None
+) -> Deltas:
+    """An answer sent whole (a cache replay, an output guardrail's answer, a cascade's, each of several):
+    the role with its thinking first, if any, then its text (null beside tool calls, as OpenAI sends)."""
     first: dict[str, Any] = {"role": "assistant"}
-    reasoning = thinking_text(choice.thinking)
+    out: Deltas = []
+    reasoning = thinking_text(thinking)
     if reasoning:
-        first |= {"reasoning_content": reasoning, "thinking_blocks": thinking_json(choice.thinking)}
-    first["content"] = choice.content or None if choice.tool_calls else choice.content
-    out: list[tuple[dict[str, Any], str | None]] = [(first, None)]
-    if choice.tool_calls:
-        calls = [{"index": i, **c.model_dump(mode="json")} for i, c in enumerate(choice.tool_calls)]
+        out.append(
+            ({**first, "reasoning_content": reasoning, "thinking_blocks": thinking_json(thinking)}, None)
+        )
+        first = {}
+    out.append(({**first, "content": content or None if tool_calls else content}, None))
+    return out
+
+
+def end_deltas(tool_calls: list[ToolCall] | None, finish_reason: str) -> Deltas:
+    """An answer's end: its tool calls, sent whole in one delta once the answer is complete (OpenAI's
+    clients accumulate `tool_calls` deltas by index, so one delta per call is a valid stream), then its
+    finish reason."""
+    out: Deltas = []
+    if tool_calls:
+        calls = [{"index": i, **c.model_dump(mode="json")} for i, c in enumerate(tool_calls)]
         out.append(({"tool_calls": calls}, None))
-    out.append(({}, choice.finish_reason))
+    out.append(({}, finish_reason))
     return out
 
 
@@ -389,43 +393,14 @@ async def stream_events(
                     yield sse(chunk_body(task_id=task.task_id, created=created, model=model, delta=delta))
                 continue
             model = item.model
-            if not started:  # an answer sent whole (no text streamed): still send it, with the role
-                first: dict[str, Any] = {"role": "assistant"}
-                reasoning = reasoning_text(item)
-                if reasoning:  # a cache replay or an output guardrail's whole answer: its thinking first
-                    delta = {
-                        **first,
-                        "reasoning_content": reasoning,
-                        "thinking_blocks": thinking_json(item.thinking),
-                    }
-                    yield sse(chunk_body(task_id=task.task_id, created=created, model=model, delta=delta))
-                    first = {}
-                content = item.content or None if item.tool_calls else item.content
-                yield sse(
-                    chunk_body(
-                        task_id=task.task_id,
-                        created=created,
-                        model=model,
-                        delta={**first, "content": content},
-                    )
-                )
-            if item.tool_calls:
-                yield sse(
-                    chunk_body(
-                        task_id=task.task_id, created=created, model=model, delta=tool_call_deltas(item)
-                    )
-                )
-            yield sse(
-                chunk_body(
-                    task_id=task.task_id,
-                    created=created,
-                    model=model,
-                    delta={},
-                    finish_reason=item.finish_reason,
-                )
-            )
-            for index, other in enumerate(item.other_choices, start=1):  # several answers, each whole
-                for delta, finish in choice_deltas(other):
+            # the first answer's deltas (all of them when none was streamed), then each other answer whole
+            head = whole_deltas(item.content, item.tool_calls, item.thinking) if not started else []
+            answers = [(0, head + end_deltas(item.tool_calls, item.finish_reason))]
+            for index, other in enumerate(item.other_choices, start=1):
+                whole = whole_deltas(other.content, other.tool_calls, other.thinking)
+                answers.append((index, whole + end_deltas(other.tool_calls, other.finish_reason)))
+            for index, sent in answers:
+                for delta, finish in sent:
                     body = chunk_body(
                         task_id=task.task_id,
                         created=created,
