@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from switchyard.common import ids
 from switchyard.common.bus import EventPublisher
@@ -59,13 +59,11 @@ class Guardrails:
         chain = self.policy.chain_for(tenant_id=principal.tenant_id, plan=principal.plan)
         if not chain.outputs:
             return done
-        content, thinking, found = _screened(chain, done.content, done.thinking)
-        others, found_in_others = _screened_choices(chain, done.other_choices)
-        found += found_in_others
+        update, found = _screened_answers(chain, done.content, done.thinking, done.other_choices)
         if not found:
             return done
         await self._record_findings(principal, request_id, endpoint, "output", found)
-        return done.model_copy(update={"content": content, "thinking": thinking, "other_choices": others})
+        return done.model_copy(update=update)
 
     async def screen_task(
         self, state: TaskState, *, principal: Principal, request_id: str, endpoint: str
@@ -75,14 +73,12 @@ class Guardrails:
         chain = self.policy.chain_for(tenant_id=principal.tenant_id, plan=principal.plan)
         if state.result is None or not chain.outputs:
             return state
-        content, thinking, found = _screened(chain, state.result.content, state.result.thinking)
-        others, found_in_others = _screened_choices(chain, state.result.other_choices)
-        found += found_in_others
+        result = state.result
+        update, found = _screened_answers(chain, result.content, result.thinking, result.other_choices)
         if not found:
             return state
         await self._record_findings(principal, request_id, endpoint, "output", found, once_for=state.id)
-        update = {"content": content, "thinking": thinking, "other_choices": others}
-        result = state.result.model_copy(update=update)
+        result = result.model_copy(update=update)
         return state.model_copy(update={"result": result})
 
     def screens_output(self, principal: Principal) -> bool:
@@ -167,15 +163,18 @@ def _screened(
     return screened, kept, found + found_in_thinking
 
 
-def _screened_choices(chain: Chain, choices: list[Choice]) -> tuple[list[Choice], list[Finding]]:
-    """The other answers of a request for several (`n`), each as the first is screened."""
-    out: list[Choice] = []
-    found: list[Finding] = []
-    for choice in choices:
-        content, thinking, more = _screened(chain, choice.content, choice.thinking)
+def _screened_answers(
+    chain: Chain, content: str, thinking: list[ThinkingBlock] | None, others: list[Choice]
+) -> tuple[dict[str, Any], list[Finding]]:
+    """A result's answers through the output hooks (the first, and the others of a request for several,
+    `n`), as the update of the result's fields and what the hooks found."""
+    content, thinking, found = _screened(chain, content, thinking)
+    screened: list[Choice] = []
+    for choice in others:
+        text, blocks, more = _screened(chain, choice.content, choice.thinking)
         found += more
-        out.append(choice.model_copy(update={"content": content, "thinking": thinking}) if more else choice)
-    return out, found
+        screened.append(choice.model_copy(update={"content": text, "thinking": blocks}) if more else choice)
+    return {"content": content, "thinking": thinking, "other_choices": screened}, found
 
 
 def _screened_thinking(
