@@ -394,18 +394,18 @@ async def stream_events(
                 continue
             model = item.model
             # the first answer's deltas (all of them when none was streamed), then each other answer whole
-            head = whole_deltas(item.content, item.tool_calls, item.thinking) if not started else []
-            answers = [(0, head + end_deltas(item.tool_calls, item.finish_reason))]
+            unsent = whole_deltas(item.content, item.tool_calls, item.thinking) if not started else []
+            answers = [(0, unsent + end_deltas(item.tool_calls, item.finish_reason))]
             for index, other in enumerate(item.other_choices, start=1):
                 whole = whole_deltas(other.content, other.tool_calls, other.thinking)
                 answers.append((index, whole + end_deltas(other.tool_calls, other.finish_reason)))
-            for index, sent in answers:
-                for delta, finish in sent:
+            for index, deltas in answers:
+                for piece, finish in deltas:
                     body = chunk_body(
                         task_id=task.task_id,
                         created=created,
                         model=model,
-                        delta=delta,
+                        delta=piece,
                         finish_reason=finish,
                         index=index,
                     )
