@@ -99,6 +99,28 @@ class Reply:
     other_choices: tuple[Choice, ...] = ()
 
 
+def reply_of(
+    answers: Sequence[Choice],
+    *,
+    model: str,
+    usage: Usage,
+    carry: Mapping[str, Mapping[str, str]] | None = None,
+) -> Reply:
+    """A reply from the answers of one call, the first first (the others: a call that asked for several)."""
+    first, *others = answers
+    return Reply(
+        content=first.content,
+        finish_reason=first.finish_reason,
+        model=model,
+        usage=usage,
+        tool_calls=tuple(first.tool_calls or ()),
+        stop_sequence=first.stop_sequence,
+        thinking=tuple(first.thinking or ()),
+        carry=carry or {},
+        other_choices=tuple(others),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class TextDelta:
     text: str

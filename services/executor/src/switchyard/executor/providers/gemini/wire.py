@@ -13,7 +13,7 @@ import httpx
 
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import ChatMessage, Choice, FunctionCall, Reasoning, ToolCall, Usage
-from switchyard.executor.providers.base import ProviderCall, Reply, estimated_usage, unsigned
+from switchyard.executor.providers.base import ProviderCall, Reply, estimated_usage, reply_of, unsigned
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
 from switchyard.executor.providers.http import parse_json, retry_after
 from switchyard.executor.providers.tools import (
@@ -336,32 +336,26 @@ def parse_reply(raw: bytes, call: ProviderCall) -> Reply:
         raise provider_error("bad_response", f"a response without a candidate: {raw[:200]!r}")
     if candidate.count < call.n:
         raise provider_error("bad_response", f"{call.n} candidates asked for, {candidate.count} returned")
-    tool_calls, carry = tool_calls_of(candidate.calls)
-    carry |= text_signatures(candidate.text, candidate.text_signature)
-    others: list[Choice] = []
-    for position in range(1, call.n):
-        other = Candidate(data, position)
-        calls, kept = tool_calls_of(other.calls)
-        carry = {**carry, **kept}
-        others.append(
-            Choice(
-                content=other.text,
-                finish_reason=finish_reason(other.finish, text=other.text, calls=other.calls),
-                tool_calls=list(calls) or None,
-                thinking=[unsigned(other.thought)] if other.thought else None,
-            )
-        )
-    text = candidate.text + "".join(o.content for o in others)
-    return Reply(
+    answers: list[Choice] = []
+    carry: dict[str, dict[str, str]] = text_signatures(candidate.text, candidate.text_signature)
+    for position in range(call.n):
+        answer, kept = _answer(candidate if position == 0 else Candidate(data, position))
+        answers.append(answer)
+        carry |= kept
+    usage = candidate.usage or estimated_usage(call, "".join(a.content for a in answers))
+    return reply_of(answers, model=candidate.model or call.model, usage=usage, carry=carry)
+
+
+def _answer(candidate: Candidate) -> tuple[Choice, dict[str, dict[str, str]]]:
+    """One candidate as an answer, and its function calls' signatures by tool call id."""
+    calls, carry = tool_calls_of(candidate.calls)
+    answer = Choice(
         content=candidate.text,
         finish_reason=finish_reason(candidate.finish, text=candidate.text, calls=candidate.calls),
-        model=candidate.model or call.model,
-        usage=candidate.usage or estimated_usage(call, text),
-        tool_calls=tool_calls,
-        thinking=(unsigned(candidate.thought),) if candidate.thought else (),
-        carry=carry,
-        other_choices=tuple(others),
+        tool_calls=list(calls) or None,
+        thinking=[unsigned(candidate.thought)] if candidate.thought else None,
     )
+    return answer, carry
 
 
 def error_from_body(status: int, raw: bytes, headers: httpx.Headers | None = None) -> ProviderError:

@@ -8,7 +8,7 @@ import httpx
 
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import Choice, FunctionCall, ToolCall, Usage
-from switchyard.executor.providers.base import ProviderCall, Reply, estimated_usage, unsigned
+from switchyard.executor.providers.base import ProviderCall, Reply, estimated_usage, reply_of, unsigned
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
 from switchyard.executor.providers.http import parse_json, retry_after
 from switchyard.executor.providers.openai.models import compatible_effort, effort_to_send, rules_for
@@ -183,22 +183,14 @@ def parse_reply(raw: bytes, call: ProviderCall) -> Reply:
     answers = [_choice(c, i) for i, c in enumerate(ordered)]
     if len(answers) < call.n:
         raise provider_error("bad_response", f"{call.n} choices asked for, {len(answers)} returned")
-    first, reasoning = answers[0]
-    spoken = "".join(a.content + r for a, r in answers)  # every answer's text and reasoning
+    # every answer's text and reasoning, for an estimate when the server reports no usage
+    spoken = "".join(a.content + "".join(b.thinking or "" for b in a.thinking or ()) for a in answers)
     usage = usage_of(data.get("usage")) or estimated_usage(call, spoken)
-    return Reply(
-        content=first.content,
-        finish_reason=first.finish_reason,
-        model=str(data.get("model") or call.model),
-        usage=usage,
-        tool_calls=tuple(first.tool_calls or ()),
-        thinking=(unsigned(reasoning),) if reasoning else (),
-        other_choices=tuple(a for a, _ in answers[1:]),
-    )
+    return reply_of(answers, model=str(data.get("model") or call.model), usage=usage)
 
 
-def _choice(choice: Any, position: int) -> tuple[Choice, str]:
-    """One choice of a chat completion, and the reasoning text beside it."""
+def _choice(choice: Any, position: int) -> Choice:
+    """One choice of a chat completion, with the reasoning text beside it as its thinking."""
     message = choice.get("message") if isinstance(choice, dict) else None
     if not isinstance(message, dict):
         raise provider_error("bad_response", f"chat completion without choices[{position}].message")
@@ -206,13 +198,12 @@ def _choice(choice: Any, position: int) -> tuple[Choice, str]:
     if not isinstance(content, str):
         raise provider_error("bad_response", f"choices[{position}].message.content is not a string")
     reasoning = reasoning_of(message)
-    answer = Choice(
+    return Choice(
         content=content,
         finish_reason=choice.get("finish_reason") or "stop",
         tool_calls=list(tool_calls_of(message.get("tool_calls"))) or None,
         thinking=[unsigned(reasoning)] if reasoning else None,
     )
-    return answer, reasoning
 
 
 def reasoning_of(message: Any) -> str:
