@@ -8,7 +8,8 @@ import sys
 from typing import Any
 
 import structlog
-from opentelemetry import trace
+
+from switchyard.common import tracing
 
 _SECRET_PATTERNS = (
     re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),  # OpenAI-style and our own keys
@@ -27,10 +28,10 @@ def redact(text: str) -> str:
 def _trace_processor(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """The trace and span a line was logged in (tracing.py), so a log line leads to its trace: the
     current span's, or, with tracing off, the caller's context a request or an event brought."""
-    context = trace.get_current_span().get_span_context()
-    if context.is_valid:
-        event_dict.setdefault("trace_id", f"{context.trace_id:032x}")
-        event_dict.setdefault("span_id", f"{context.span_id:016x}")
+    context = tracing.current()
+    if context is not None:
+        for name, value in tracing.ids(context).items():
+            event_dict.setdefault(name, value)
     return event_dict
 
 

@@ -129,10 +129,21 @@ def format_traceparent(context: SpanContext) -> str:
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
 
 
+def current() -> SpanContext | None:
+    """The current span's context (a recorded span's, or a remote parent made current), or None."""
+    context = trace.get_current_span().get_span_context()
+    return context if context.is_valid else None
+
+
+def ids(context: SpanContext) -> dict[str, str]:
+    """`trace_id` and `span_id` in hex, as log lines and exemplars name them."""
+    return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}
+
+
 def current_traceparent() -> str | None:
     """The current span's `traceparent` (what an event published now carries), or None outside one."""
-    context = trace.get_current_span().get_span_context()
-    return format_traceparent(context) if context.is_valid else None
+    context = current()
+    return None if context is None else format_traceparent(context)
 
 
 def _parent(traceparent: str | None) -> Context | None:
@@ -183,10 +194,8 @@ def exemplar() -> dict[str, str] | None:
     when tracing is off or the span is not sampled."""
     if _provider is None:
         return None
-    context = trace.get_current_span().get_span_context()
-    if not context.is_valid or not context.trace_flags.sampled:
-        return None
-    return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}
+    context = current()
+    return None if context is None or not context.trace_flags.sampled else ids(context)
 
 
 def annotate(**attributes: Any) -> None:
