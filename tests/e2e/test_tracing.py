@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,6 +136,30 @@ def test_a_request_is_one_trace_through_every_service(traced: tuple[RunningStack
     for span in spans:
         for value in span.attributes.values():
             assert PROMPT not in str(value) and (not answer or answer not in str(value)), span
+    # the ledger's entries of the task (what a SIEM gets) name the trace and the span that published each
+    # event, so an auditor goes from an entry to its trace
+    entries = _ledger(stack, task_id, 6)
+    assert {e["trace_id"] for e in entries.values()} == {trace_id}
+    assert entries["task.submit"]["span_id"] == gateway.span_id
+    assert entries["task.classify"]["span_id"] == classify.span_id
+    assert entries["task.route"]["span_id"] == route.span_id
+    assert entries["task.complete"]["span_id"] == execute.span_id
+
+
+def _ledger(stack: RunningStack, task_id: str, count: int) -> dict[str, dict[str, object]]:
+    """The details of the task's ledger entries by action, once `count` of them are written."""
+    deadline = time.monotonic() + 30
+    while True:
+        con = sqlite3.connect(stack.var_dir / "switchyard.db")
+        try:
+            rows = con.execute(
+                "SELECT action, details FROM ledger_entries WHERE resource = ?", (f"task/{task_id}",)
+            ).fetchall()
+        finally:
+            con.close()
+        if len(rows) >= count or time.monotonic() > deadline:
+            return {action: orjson.loads(details) for action, details in rows}
+        time.sleep(0.2)
 
 
 def test_without_a_traceparent_the_gateway_starts_the_trace(
@@ -188,6 +213,9 @@ def test_tracing_off_exports_nothing_and_passes_the_callers_context_on(tmp_path:
         task_id = r.headers["x-switchyard-task-id"]
         carried = asyncio.run(_traceparents(stack.nats_url, task_id))
         assert carried == dict.fromkeys(carried, parent) and len(carried) == 4, carried
+        # and the ledger names the caller's trace and span on each of the task's entries
+        entries = _ledger(stack, task_id, 6)
+        assert {(e["trace_id"], e["span_id"]) for e in entries.values()} == {tuple(parent.split("-")[1:3])}
         assert "exporting traces" not in (tmp_path / "up.log").read_text()
     finally:
         stop_stack(stack)

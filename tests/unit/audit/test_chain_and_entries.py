@@ -163,3 +163,16 @@ def test_failures_are_failures_and_secrets_in_messages_are_redacted() -> None:
 def test_timestamps_fall_back_to_the_event_time() -> None:
     d = _roundtrip(TaskTimedOut(task_id="t1", tenant_id="acme", waited_ms=12.0))
     assert d.action == "task.timeout" and abs(d.occurred_at - datetime.now(UTC)) < timedelta(seconds=5)
+
+
+def test_an_event_in_a_trace_records_its_trace_and_span_ids() -> None:
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    d = _roundtrip(_submitted(), traceparent=traceparent)
+    assert (d.details["trace_id"], d.details["span_id"]) == (
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "00f067aa0ba902b7",
+    )
+    assert "trace_id" not in _roundtrip(_submitted()).details
+    # another system's malformed or all-zero context is not recorded as one
+    for bad in ("00-xyz-00f067aa0ba902b7-01", "00-" + "0" * 32 + "-00f067aa0ba902b7-01", "garbage"):
+        assert "trace_id" not in _roundtrip(_submitted(), traceparent=bad).details, bad

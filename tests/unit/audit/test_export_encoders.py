@@ -129,3 +129,37 @@ def test_ocsf_api_activity_and_ecs() -> None:
         and hec["event"]["class_uid"] == 6003
         and hec["time"] == pytest.approx(WHEN.timestamp())
     )
+
+
+def test_an_entry_in_a_trace_names_it_in_every_format() -> None:
+    traced = record(details=canonical_json({"task_id": "t1", "trace_id": "ab" * 16, "span_id": "cd" * 8}))
+    _, ext = cef.parse(cef.encode(traced))
+    assert (ext["cs5Label"], ext["cs5"], ext["cs6Label"], ext["cs6"]) == (
+        "traceId",
+        "ab" * 16,
+        "spanId",
+        "cd" * 8,
+    )
+    _, attrs = leef.parse(leef.encode(traced))
+    assert (attrs["traceId"], attrs["spanId"]) == ("ab" * 16, "cd" * 8)
+    assert structured.ocsf(traced)["metadata"]["correlation_uid"] == "ab" * 16
+    e = structured.ecs(traced)
+    assert (e["trace"], e["span"]) == ({"id": "ab" * 16}, {"id": "cd" * 8})
+    assert f'trace_id="{"ab" * 16}"'.encode() in syslog.message(traced, "x", hostname="h")
+    hec = orjson.loads(Encoder(fmt="cef", framing="hec", hostname="h").encode(traced))
+    assert hec["fields"]["trace_id"] == "ab" * 16
+    # without one (or with ids that are not W3C hex) nothing is made up
+    for plain in (
+        record(),
+        record(details=canonical_json({"trace_id": "AB" * 16, "span_id": "cd" * 8})),
+        record(details=canonical_json({"trace_id": "ab" * 16})),
+    ):
+        assert (
+            "cs5" not in cef.parse(cef.encode(plain))[1]
+            and "traceId" not in leef.parse(leef.encode(plain))[1]
+        )
+        assert "correlation_uid" not in structured.ocsf(plain)["metadata"] and "trace" not in structured.ecs(
+            plain
+        )
+        assert b"trace_id=" not in syslog.message(plain, "x", hostname="h")
+    assert record(details='not json "trace_id"').trace() is None  # the text encoders take any details

@@ -1,7 +1,9 @@
 """What each event says in the ledger: actor, action, resource, outcome and details.
 
 Details carry identifiers, timings, token counts, costs and models — never prompt or answer text, and never
-secrets: a prompt is represented by its SHA-256 and length, error messages are redacted and truncated.
+secrets: a prompt is represented by its SHA-256 and length, error messages are redacted and truncated. An
+event that carries a valid W3C `traceparent` adds its `trace_id` and `span_id` (the span that published it,
+or with tracing off the caller's), so an entry in a SIEM leads to its trace.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from switchyard.common import tracing
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.events import (
     ProviderCallRecorded,
@@ -61,8 +64,13 @@ def draft_for(event: CloudEvent, payload: EventPayload) -> EntryDraft:
         action=(action or _action_of(event.type))[:64],
         resource=(resource or (f"task/{event.subject}" if event.subject else f"event/{event.id}"))[:200],
         outcome=outcome,
-        details={"event_type": event.type, **details},
+        details={"event_type": event.type, **_trace(event), **details},
     )
+
+
+def _trace(event: CloudEvent) -> dict[str, str]:
+    context = tracing.parse(event.traceparent)
+    return {} if context is None else tracing.ids(context)
 
 
 Description = tuple[str | None, str | None, str, dict[str, Any], datetime | None]

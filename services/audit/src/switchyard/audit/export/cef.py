@@ -7,7 +7,8 @@ and `=`, and write CR/LF as `\\r`/`\\n`. A space follows the last header `|`: CE
 liblognorm (rsyslog's mmnormalize) otherwise drops the first character of the first key.
 
 Extension: rt (recorded, ms since epoch), start (occurred), act, outcome, suser (actor), externalId (event
-id), cn1 seq, cs1 tenant, cs2 resource, cs3 details (JSON), cs4 entry hash, each csN/cnN with its label.
+id), cn1 seq, cs1 tenant, cs2 resource, cs3 details (JSON), cs4 entry hash, and when the entry's event
+carried a trace context cs5 trace id and cs6 span id; each csN/cnN with its label.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ def encode(record: Record, *, details: str | None = None) -> str:
         ("cs4Label", "entryHash"),
         ("cs4", record.entry_hash),
     ]
+    trace = record.trace()
+    if trace is not None:
+        pairs += [("cs5Label", "traceId"), ("cs5", trace[0]), ("cs6Label", "spanId"), ("cs6", trace[1])]
     return "|".join(header) + "| " + extension(pairs)
 
 

@@ -82,12 +82,16 @@ class Encoder:
             return syslog.message(record, body, hostname=self.hostname, sd_id=self.sd_id)
         if self.framing == "line":
             return _text(self.fmt)(record, details).encode("utf-8") + b"\n"
+        fields: dict[str, Any] = {"seq": record.seq, "tenant": record.tenant_id, "event_id": record.event_id}
+        trace = record.trace()
+        if trace is not None:
+            fields["trace_id"] = trace[0]
         event = {
             "time": round(utc(record.recorded_at).timestamp(), 6),
             "host": self.hostname,
             "source": "switchyard:ledger",
             "sourcetype": f"switchyard:{self.fmt}",
             "event": _object(self.fmt, record, details),
-            "fields": {"seq": record.seq, "tenant": record.tenant_id, "event_id": record.event_id},
+            "fields": fields,
         }
         return orjson.dumps(event)

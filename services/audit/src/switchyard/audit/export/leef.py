@@ -7,7 +7,8 @@ tabs become spaces); attribute values escape `\\`, and write tab, CR and LF as `
 value never contains the delimiter.
 
 Attributes: devTime + devTimeFormat (occurred, ms precision), cat (action), sev, usrName (actor), resource,
-outcome, seq, eventId, tenant, recordedAt (RFC 3339, microseconds), details (JSON), entryHash.
+outcome, seq, eventId, tenant, recordedAt (RFC 3339, microseconds), details (JSON), entryHash, and when the
+entry's event carried a trace context traceId and spanId.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ def encode(record: Record, *, details: str | None = None) -> str:
         ("details", record.details if details is None else details),
         ("entryHash", record.entry_hash),
     ]
+    trace = record.trace()
+    if trace is not None:
+        pairs += [("traceId", trace[0]), ("spanId", trace[1])]
     attrs = DELIMITER.join(f"{k}={value_escape(v)}" for k, v in pairs)
     return "|".join(header_escape(h) for h in header) + "|x09|" + attrs
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,8 @@ from switchyard.audit.models import LedgerEntry
 PRODUCT = "Switchyard"
 VENDOR = "Switchyard"
 VERSION = "0.1.0"
+TRACE_ID = re.compile(r"[0-9a-f]{32}")
+SPAN_ID = re.compile(r"[0-9a-f]{16}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,23 @@ class Record:
 
     def details_obj(self) -> Any:
         return orjson.loads(self.details)
+
+    def trace(self) -> tuple[str, str] | None:
+        """(trace id, span id) in hex, when the entry's event carried a W3C trace context (entries.py)."""
+        if '"trace_id"' not in self.details:
+            return None
+        try:
+            details = self.details_obj()
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(details, dict):
+            return None
+        trace_id, span_id = details.get("trace_id"), details.get("span_id")
+        if not isinstance(trace_id, str) or not isinstance(span_id, str):
+            return None
+        if TRACE_ID.fullmatch(trace_id) is None or SPAN_ID.fullmatch(span_id) is None:
+            return None
+        return trace_id, span_id
 
 
 def epoch_ms(value: datetime) -> int:

@@ -3,11 +3,12 @@
 OCSF (schema 1.1.0): class_uid 6003, category_uid 6, activity_id from the action's verb (1 create, 2 read,
 3 update, 4 delete, 99 other), type_uid = 600300 + activity_id, status_id 1 success / 2 failure,
 metadata.uid = event id, metadata.sequence = seq, metadata.tenant_uid = tenant, actor.user.name = actor,
-api.operation = action, resources[0].uid = resource, unmapped = details and the entry hash.
+api.operation = action, resources[0].uid = resource, metadata.correlation_uid = the trace id (when the
+entry's event carried a trace context), unmapped = details and the entry hash.
 
 ECS (8.11): @timestamp = occurred, event.{action, outcome, id, sequence, created (recorded), kind, category,
-type, dataset, module, provider, hash}, user.name = actor, organization.id = tenant, and the rest under
-`switchyard.ledger`.
+type, dataset, module, provider, hash}, user.name = actor, organization.id = tenant, trace.id and span.id
+(when the entry's event carried a trace context), and the rest under `switchyard.ledger`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,18 @@ def activity(action: str) -> tuple[int, str]:
 def ocsf(record: Record, *, details: Any = None) -> dict[str, Any]:
     activity_id, activity_name = activity(record.action)
     failed = record.failed
+    metadata: dict[str, Any] = {
+        "version": OCSF_VERSION,
+        "product": {"name": PRODUCT, "vendor_name": VENDOR, "version": VERSION},
+        "uid": record.event_id,
+        "sequence": record.seq,
+        "tenant_uid": record.tenant_id,
+        "logged_time": epoch_ms(record.recorded_at),
+        "log_name": "ledger",
+    }
+    trace = record.trace()
+    if trace is not None:
+        metadata["correlation_uid"] = trace[0]
     return {
         "class_uid": API_ACTIVITY,
         "class_name": "API Activity",
@@ -63,15 +76,7 @@ def ocsf(record: Record, *, details: Any = None) -> dict[str, Any]:
         "src_endpoint": {"name": record.actor},
         "resources": [{"uid": record.resource, "type": record.resource.split("/", 1)[0]}],
         "cloud": {"provider": PRODUCT},
-        "metadata": {
-            "version": OCSF_VERSION,
-            "product": {"name": PRODUCT, "vendor_name": VENDOR, "version": VERSION},
-            "uid": record.event_id,
-            "sequence": record.seq,
-            "tenant_uid": record.tenant_id,
-            "logged_time": epoch_ms(record.recorded_at),
-            "log_name": "ledger",
-        },
+        "metadata": metadata,
         "unmapped": {
             "details": record.details_obj() if details is None else details,
             "entry_hash": record.entry_hash,
@@ -83,7 +88,7 @@ def ocsf(record: Record, *, details: Any = None) -> dict[str, Any]:
 
 def ecs(record: Record, *, details: Any = None) -> dict[str, Any]:
     admin = record.action.startswith(("admin.", "key.", "api_key.", "policy.", "tenant.", "user."))
-    return {
+    out: dict[str, Any] = {
         "@timestamp": timestamp(record.occurred_at),
         "ecs": {"version": ECS_VERSION},
         "message": f"{record.action} {record.resource} {record.outcome}",
@@ -113,3 +118,7 @@ def ecs(record: Record, *, details: Any = None) -> dict[str, Any]:
             }
         },
     }
+    trace = record.trace()
+    if trace is not None:
+        out["trace"], out["span"] = {"id": trace[0]}, {"id": trace[1]}
+    return out

@@ -1,11 +1,13 @@
 """RFC 5424 syslog messages in RFC 6587 octet-counted frames (the framing RFC 5425 uses over TLS). Pure.
 
-    <PRI>1 TIMESTAMP HOSTNAME switchyard - MSGID [switchyard@32473 seq="N" event_id=".." tenant=".."] BOM MSG
+    <PRI>1 TIMESTAMP HOSTNAME switchyard - MSGID [switchyard@32473 seq="N" event_id=".." tenant=".."
+        entry_hash=".." trace_id=".."] BOM MSG
 
 PRI is facility 13 (log audit) with severity 6 (informational) or 4 (warning, a failure). TIMESTAMP is the
 entry's recorded_at; MSGID its action (printable ASCII, at most 32). The SD-ID's number is IANA's example
 enterprise number (RFC 5612) unless configured. SD values escape `"`, `\\` and `]`. MSG is UTF-8 with a
-BOM, as RFC 5424 asks. A frame is `<byte length> SP <message>`: the count is of UTF-8 bytes.
+BOM, as RFC 5424 asks. `trace_id` is there when the entry's event carried a trace context. A frame is
+`<byte length> SP <message>`: the count is of UTF-8 bytes.
 """
 
 from __future__ import annotations
@@ -35,12 +37,15 @@ def sd_escape(value: str) -> str:
 def message(record: Record, body: str, *, hostname: str, sd_id: str = DEFAULT_SD_ID) -> bytes:
     severity = SEVERITY_WARNING if record.failed else SEVERITY_INFO
     pri = FACILITY_AUDIT * 8 + severity
-    params = (
+    params = [
         ("seq", str(record.seq)),
         ("event_id", record.event_id),
         ("tenant", record.tenant_id),
         ("entry_hash", record.entry_hash),
-    )
+    ]
+    trace = record.trace()
+    if trace is not None:
+        params.append(("trace_id", trace[0]))
     sd = "[" + sd_id + "".join(f' {k}="{sd_escape(v)}"' for k, v in params) + "]"
     head = (
         f"<{pri}>1 {timestamp(record.recorded_at)} {printable(hostname, 255)} {APP_NAME} {NIL} "
