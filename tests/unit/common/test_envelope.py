@@ -64,7 +64,7 @@ def test_invalid_payload_names_the_field() -> None:
     _, raw = encode(_task(), source="s")
     obj = orjson.loads(raw)
     obj["data"]["request"]["messages"] = []
-    with pytest.raises(InvalidEvent, match=r"request\.messages"):
+    with pytest.raises(InvalidEvent, match=r"request\.chat\.messages"):
         decode(orjson.dumps(obj))
 
 

@@ -71,11 +71,11 @@ def _outcomes(rows: list[dict[str, Any]], classify: Any) -> list[Any]:
     tasks = [task_for(r["id"], r["prompt"], tenant_id="eval") for r in rows]
     return [
         Outcome(
-            t.request,
+            t.chat(),
             c,
             bool(r["weak_correct"]),
             bool(r["strong_correct"]),
-            count_prompt(t.request),
+            count_prompt(t.chat()),
             group=r.get("native_label", ""),
         )
         for r, t, c in zip(rows, tasks, classify(tasks), strict=True)

@@ -48,6 +48,35 @@ class LongContext(_Strict):
     output_multiplier: float = Field(gt=0, description="on the output price")
 
 
+class EmbeddingSpec(_Strict):
+    """What an embedding model returns. `space` names its vectors' space: a task falls back only to a model
+    of the same space (vectors of two models are not comparable even at the same length; the default, the
+    model's upstream name, allows no fallback but another deployment of the same model)."""
+
+    dimensions: int = Field(gt=0, description="the length of its vectors")
+    min_dimensions: int | None = Field(
+        default=None,
+        gt=0,
+        description="the shortest vectors it gives when asked (`dimensions`); unset: only its own length",
+    )
+    max_inputs: int = Field(default=2048, gt=0, description="texts one call may hold")
+    space: str | None = Field(default=None, description="its vector space; unset: its upstream name")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EmbeddingSpec:
+        if self.min_dimensions is not None and self.min_dimensions > self.dimensions:
+            raise ValueError(f"min_dimensions ({self.min_dimensions}) exceeds dimensions ({self.dimensions})")
+        return self
+
+    def gives(self, dimensions: int | None) -> int | None:
+        """The length of the vectors asked for (`dimensions`, or None: its own), None if it cannot."""
+        if dimensions is None or dimensions == self.dimensions:
+            return self.dimensions
+        if self.min_dimensions is not None and self.min_dimensions <= dimensions <= self.dimensions:
+            return dimensions
+        return None
+
+
 class ModelSpec(_Strict):
     id: str = Field(
         pattern=r"^[a-z0-9_-]+/.+$", description="<provider>/<name>, what clients pass as `model`"
@@ -74,6 +103,11 @@ class ModelSpec(_Strict):
     capabilities: frozenset[Capability] = frozenset()
     rpm: int | None = Field(default=None, ge=1, description="requests per minute this deployment may send")
     tpm: int | None = Field(default=None, ge=1, description="tokens per minute this deployment may send")
+    embedding: EmbeddingSpec | None = Field(
+        default=None,
+        description="set for an embedding model (`/v1/embeddings`): it serves embeddings only, priced by "
+        "`input_per_1k`; `context_window` is the most tokens of one input",
+    )
 
     @model_validator(mode="after")
     def _long_context_within_the_window(self) -> ModelSpec:
@@ -82,7 +116,19 @@ class ModelSpec(_Strict):
                 f"long_context.above ({self.long_context.above}) must be below context_window "
                 f"({self.context_window})"
             )
+        if self.embedding is not None and (self.capabilities or self.output_per_1k or self.long_context):
+            raise ValueError("an embedding model has no capabilities, output price or long-context rate")
         return self
+
+    @property
+    def embeds(self) -> bool:
+        return self.embedding is not None
+
+    def space(self) -> str | None:
+        """An embedding model's vector space (None for a chat model)."""
+        if self.embedding is None:
+            return None
+        return self.embedding.space or self.upstream
 
     def serves(self) -> frozenset[str]:
         """Its capabilities, with what they imply: JSON mode holds an answer to a schema too."""
@@ -253,7 +299,8 @@ class Policy(_Strict):
             if m.id in seen:
                 raise ValueError(f"model {m.id} is listed twice")
             seen.add(m.id)
-        self._check_refs("", self.chains, self.strategies, self.budget, seen)
+        embedders = {m.id for m in self.models if m.embeds}
+        self._check_refs("", self.chains, self.strategies, self.budget, seen, embedders)
         for tenant, o in self.tenants.items():
             where = f"tenants.{tenant}."
             if o.max_tier is not None and o.max_tier not in TIER_ORDER:
@@ -261,7 +308,7 @@ class Policy(_Strict):
             for model in o.denied_models:
                 if model not in seen:
                     raise ValueError(f"{where}denied_models: unknown model {model!r}")
-            self._check_refs(where, o.chains, o.strategies, o.budget, seen)
+            self._check_refs(where, o.chains, o.strategies, o.budget, seen, embedders)
         return self
 
     @staticmethod
@@ -271,6 +318,7 @@ class Policy(_Strict):
         strategies: Strategies | None,
         budget: Budget | None,
         seen: set[str],
+        embedders: set[str],
     ) -> None:
         for task_type, chain in chains.items():
             if task_type not in TASK_TYPES:
@@ -280,6 +328,8 @@ class Policy(_Strict):
             for model in chain.models():
                 if model not in seen:
                     raise ValueError(f"{where}chains.{task_type}: unknown model {model!r}")
+                if model in embedders:
+                    raise ValueError(f"{where}chains.{task_type}: {model!r} is an embedding model")
         if strategies is not None:
             for name in (*strategies.cascade.types, *strategies.parallel.best_of_types):
                 if name not in TASK_TYPES:
@@ -297,7 +347,15 @@ class Policy(_Strict):
         return None
 
     def in_tier(self, tier: str) -> list[ModelSpec]:
-        return [m for m in self.models if m.tier == tier]
+        """The tier's chat models (embedding models have a tier for budgets and limits, but are never
+        routed to by complexity)."""
+        return [m for m in self.models if m.tier == tier and not m.embeds]
+
+    def chat_models(self) -> list[ModelSpec]:
+        return [m for m in self.models if not m.embeds]
+
+    def embedding_models(self) -> list[ModelSpec]:
+        return [m for m in self.models if m.embeds]
 
     def output_tokens(self, task_type: str) -> int:
         return self.expected_output_by_type.get(task_type, self.expected_output_tokens)

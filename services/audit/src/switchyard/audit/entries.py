@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from switchyard.common import tracing
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.events import (
+    EmbeddingRequest,
     ProviderCallRecorded,
     TaskClassified,
     TaskCompleted,
@@ -123,7 +126,9 @@ def _describe(p: EventPayload) -> Description:
             "completion_tokens": p.usage.completion_tokens,
             "attempts": p.attempts,
             "latency_ms": _r(p.latency_ms),
-            "answer_chars": len(p.content),
+            "answer_chars": len(p.content) if p.embedding is None else None,
+            # an embedding task's vectors by their digest, never the numbers
+            "embedding": _vectors(p),
             # answered from the gateway's cache: which kind, whose answer, how similar
             "cache": p.cache.model_dump(exclude_none=True) if p.cache else None,
         }
@@ -200,23 +205,45 @@ def _describe(p: EventPayload) -> Description:
 
 
 def _submitted(p: TaskSubmitted) -> dict[str, Any]:
-    prompt = p.request.prompt_text()
+    request = p.request
+    prompt = request.prompt_text()
+    common = {
+        "task_id": p.task_id,
+        "user_id": p.user_id,
+        "api_key_id": p.api_key_id,
+        "origin": p.origin,
+        "priority": p.priority,
+        "requested_model": request.model,
+    }
+    if isinstance(request, EmbeddingRequest):
+        # the texts by their digest (of the JSON list: no separator could make two lists look alike)
+        return _compact(
+            {
+                **common,
+                "kind": request.kind,
+                "inputs": len(request.input),
+                "input_sha256": hashlib.sha256(orjson.dumps(request.input)).hexdigest(),
+                "input_chars": sum(len(text) for text in request.input),
+                "dimensions": request.dimensions,
+                "deadline": p.deadline.isoformat() if p.deadline else None,
+            }
+        )
     return _compact(
         {
-            "task_id": p.task_id,
-            "user_id": p.user_id,
-            "api_key_id": p.api_key_id,
-            "origin": p.origin,
-            "priority": p.priority,
-            "requested_model": p.request.model,
-            "stream": p.request.stream,
-            "max_tokens": p.request.max_tokens,
-            "messages": len(p.request.messages),
+            **common,
+            "stream": request.stream,
+            "max_tokens": request.max_tokens,
+            "messages": len(request.messages),
             "prompt_sha256": hashlib.sha256(prompt.encode("utf-8")).hexdigest(),
             "prompt_chars": len(prompt),
             "deadline": p.deadline.isoformat() if p.deadline else None,
         }
     )
+
+
+def _vectors(p: TaskCompleted) -> dict[str, Any] | None:
+    e = p.embedding
+    return None if e is None else {"count": e.count, "dimensions": e.dimensions, "sha256": e.sha256}
 
 
 def _routed(p: TaskRouted) -> dict[str, Any]:

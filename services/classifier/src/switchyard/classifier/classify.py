@@ -17,9 +17,11 @@ from switchyard.classifier.heads import Heads
 from switchyard.classifier.urgency import urgency
 from switchyard.common.embedding import model_files
 from switchyard.common.embedding.embedder import Embedder
-from switchyard.common.events.tasks import Classification, TaskSubmitted
+from switchyard.common.events.tasks import EMBEDDING, Classification, TaskSubmitted
 
 log = logging.getLogger(__name__)
+# The model version of a classification made without the encoder (an embedding task's).
+PASSTHROUGH = "passthrough"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +108,9 @@ class Classifier:
 
 def task_text(task: TaskSubmitted) -> str:
     """What the user asked: the user turns (system boilerplate says little about the task), else all."""
-    users = [m.text() for m in task.request.messages if m.role == "user"]
-    return "\n".join(users) if any(users) else task.request.prompt_text()
+    request = task.chat()
+    users = [m.text() for m in request.messages if m.role == "user"]
+    return "\n".join(users) if any(users) else request.prompt_text()
 
 
 def classification(
@@ -129,4 +132,18 @@ def classification(
         latency_ms=round(latency_ms, 3),
         truncated=prediction.truncated,
         scores=prediction.scores,
+    )
+
+
+def passthrough(task: TaskSubmitted, *, latency_ms: float, now: datetime | None = None) -> Classification:
+    """An embedding task's classification, made without the encoder: it has no type or complexity to
+    learn (the client names the model, and its texts are a corpus, not a question), so only its urgency
+    is read, from the priority and deadline (a corpus saying "urgent" is not a request to hurry)."""
+    return Classification(
+        type=EMBEDDING,
+        confidence=1.0,
+        complexity=0.0,
+        urgency=urgency(priority=task.priority, deadline=task.deadline, text="", now=now or datetime.now(UTC)),
+        model_version=PASSTHROUGH,
+        latency_ms=round(latency_ms, 3),
     )

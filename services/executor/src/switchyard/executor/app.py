@@ -198,7 +198,7 @@ def create(
             )
 
         chunks = None
-        if task.request.stream:
+        if task.chat().stream:
             chunks = ChunkSink(bus.connection(service.broker).publish, task_id=task.task_id)
         assert state.breakers is not None, "set up before the consumer starts"
         calls_over = False

@@ -154,20 +154,21 @@ async def execute(
     candidates = decision.candidates
     # Only where a candidate's adapter uses what was kept: no look-up for a chain of Claude models
     carries = any(getattr(providers.get(c.provider), "carries", False) for c in decision.candidates)
-    context = Context(task.request, routed.classification, decision.min_confidence)
+    request = task.chat()
+    context = Context(request, routed.classification, decision.min_confidence)
     # Several answers (`n`) come whole from one call, and are sent whole, as a cascade's are.
     streamed = (
-        chunks is not None and task.request.n == 1 and (decision.strategy == "single" or len(candidates) == 1)
+        chunks is not None and request.n == 1 and (decision.strategy == "single" or len(candidates) == 1)
     )
     try:
         # Left (synchronously, before any handler below runs) however the calls end: a cancellation
         # heard after that finds nothing to interrupt, and the task ends as its calls did.
         with interruptible():
             call = replace(
-                ProviderCall.from_request(task.request, model=""),
+                ProviderCall.from_request(request, model=""),
                 timeout_s=policy.call_timeout_s,
                 carried=await tool_state.carried(
-                    states if carries else None, task.tenant_id, task.request.messages
+                    states if carries else None, task.tenant_id, request.messages
                 ),
             )
             async with asyncio.timeout(deadline.remaining() + DEADLINE_GRACE_S):

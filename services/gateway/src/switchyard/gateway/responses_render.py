@@ -29,7 +29,7 @@ def usage_json(usage: Usage) -> dict[str, Any]:
 
 def _shell(task: TaskSubmitted, *, model: str, created: int, status: str) -> dict[str, Any]:
     """A response's fields besides its output and usage, from the request as the pipeline holds it."""
-    request = task.request
+    request = task.chat()
     fmt = request.response_format or {"type": "text"}
     if fmt.get("type") == "json_schema":
         fmt = {"type": "json_schema", **(fmt.get("json_schema") or {})}

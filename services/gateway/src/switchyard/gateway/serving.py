@@ -146,7 +146,7 @@ async def serve(request: Request, face: Face) -> Response:
     timeout = gw.settings.task_timeout_s
     admitted = await gw.admission.admit(
         principal,
-        task.request,
+        task.chat(),
         providers=await gw.catalog.providers(),
         task_id=task.task_id,
         timeout_s=timeout,
@@ -273,7 +273,7 @@ async def submit(request: Request) -> TaskState:
             return idempotency.replayed(existing, digest)
     admitted = await gw.admission.admit(
         principal,
-        task.request,
+        task.chat(),
         providers=await gw.catalog.providers(),
         task_id=task.task_id,
         timeout_s=gw.settings.async_task_timeout_s,

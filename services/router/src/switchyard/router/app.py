@@ -90,12 +90,12 @@ def create(settings: RouterSettings) -> Service:
 
         try:
             decision = decide(
-                request=task.request,
+                request=task.chat(),
                 classification=payload.classification,
                 policy=policy,
                 available=await providers.names(),
                 tenant_id=task.tenant_id,
-                prompt_tokens=count_prompt(task.request),
+                prompt_tokens=count_prompt(task.chat()),
                 headroom_usd=await board().headroom(task.tenant_id),
                 health=await board().signals(policy),
                 adaptive_premium=adaptive,

@@ -67,12 +67,12 @@ def _row(
 ) -> dict[str, Any]:
     try:
         d = decide(
-            request=task.request,
+            request=task.chat(),
             classification=cls,
             policy=policy,
             available=available,
             tenant_id=task.tenant_id,
-            prompt_tokens=count_prompt(task.request),
+            prompt_tokens=count_prompt(task.chat()),
         )
     except (UnknownModel, NoProviderAvailable) as exc:
         return {"id": row_id, "tier": None, "model": None, "strategy": None, "error": exc.message}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from switchyard.common import subjects
 from switchyard.common.events.base import MAX_TOKENS, EventPayload, Money, TokenCount
@@ -35,6 +35,10 @@ EFFORT_BUDGETS: dict[str, int] = {
 DisplayedThinking = Literal["summarized", "omitted"]
 # The most answers one request may ask for (`n`): Gemini's `candidateCount` takes up to 8.
 MAX_CHOICES = 8
+# The most texts one embedding request may hold (OpenAI's limit for `input`).
+MAX_EMBEDDING_INPUTS = 2048
+# An embedding task's class: it is not classified (no type to learn), so its classification says this.
+EMBEDDING = "embedding"
 
 
 class FunctionCall(BaseModel):
@@ -144,6 +148,9 @@ class ChatRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
+    # The request's kind on the bus (TaskSubmitted.request): absent on the wire (chat is the default, so a
+    # chat task's bytes are what they were before embeddings), declared so the schema names it.
+    kind: Literal["chat"] = Field(default="chat", exclude=True)
     model: str = "auto"
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
@@ -185,6 +192,42 @@ class ChatRequest(BaseModel):
         return any(m.tool_calls or m.role == "tool" for m in self.messages)
 
 
+class EmbeddingRequest(BaseModel):
+    """Texts to turn into vectors (OpenAI's embeddings). The client names the model: vectors of different
+    models cannot be compared, so there is no `auto` and a fallback goes only to a model of the same
+    vector space (the policy's `embedding.space`). `dimensions` shortens the vectors of a model that can
+    (OpenAI's text-embedding-3, Gemini's `outputDimensionality`)."""
+
+    # `kind` is required on the wire (the union's tag: without it a request is chat), defaulted in code.
+    model_config = ConfigDict(extra="ignore", json_schema_extra=lambda schema: _require(schema, "kind"))
+
+    kind: Literal["embedding"] = "embedding"
+    model: str = Field(min_length=1, max_length=200)
+    input: list[str] = Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)
+    dimensions: int | None = Field(default=None, ge=1, le=65536)
+
+    def prompt_text(self) -> str:
+        return "\n".join(self.input)
+
+
+def _require(schema: dict[str, Any], name: str) -> None:
+    required = schema.setdefault("required", [])
+    if name not in required:
+        required.append(name)
+
+
+def _request_kind(value: Any) -> str:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return "embedding" if kind == "embedding" else "chat"
+
+
+# What a task asks for: a chat completion (no `kind` on the wire) or embeddings (`kind: "embedding"`).
+TaskRequest = Annotated[
+    Annotated[ChatRequest, Tag("chat")] | Annotated[EmbeddingRequest, Tag("embedding")],
+    Discriminator(_request_kind),
+]
+
+
 class Usage(BaseModel):
     """Tokens of one answer or call. `prompt_tokens` counts every input token, including those the
     provider read from its prompt cache (`cache_read_tokens`: OpenAI's `cached_tokens`, Anthropic's
@@ -210,17 +253,27 @@ class TaskSubmitted(EventPayload):
     tenant_id: str = Field(min_length=1, max_length=64)
     user_id: str | None = None
     api_key_id: str | None = None
-    request: ChatRequest
+    request: TaskRequest
     priority: Priority = "normal"
     deadline: datetime | None = None
     origin: Literal["http", "bus"] = "bus"
     submitted_at: datetime
 
+    def chat(self) -> ChatRequest:
+        """The request of a chat task; a TypeError for an embedding task (code that only chat reaches)."""
+        if not isinstance(self.request, ChatRequest):
+            raise TypeError(f"task {self.task_id} is an embedding task, not a chat task")
+        return self.request
+
+    def embedding(self) -> EmbeddingRequest | None:
+        """The request of an embedding task, or None for a chat task."""
+        return self.request if isinstance(self.request, EmbeddingRequest) else None
+
 
 class Classification(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    type: TaskType
+    type: TaskType | Literal["embedding"]  # "embedding": an embedding task, passed through unclassified
     confidence: float = Field(ge=0, le=1)
     complexity: float = Field(ge=0, le=1)
     urgency: float = Field(ge=0, le=1)
@@ -249,6 +302,9 @@ class RouteCandidate(BaseModel):
     # The model takes a thinking budget or reasoning effort (the policy's `reasoning` capability, or a
     # model the client named that the policy does not list): the executor sends it the request's.
     reasoning: bool = False
+    # An embedding task: the length of the vectors this candidate must return (the request's
+    # `dimensions`, or the model's own); None when not known (a model the policy does not list).
+    dimensions: int | None = Field(default=None, ge=1)
 
 
 class RoutingDecision(BaseModel):
@@ -331,6 +387,23 @@ class Choice(BaseModel):
     thinking: list[ThinkingBlock] | None = None
 
 
+class EmbeddingResult(BaseModel):
+    """An embedding task's vectors: `count` rows of `dimensions` little-endian float32 numbers, row-major
+    (row i is input i), base64 in `data`, with the SHA-256 of the raw bytes."""
+
+    count: int = Field(ge=1)
+    dimensions: int = Field(ge=1)
+    encoding: Literal["f32le"] = "f32le"
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    data: str
+
+    @model_validator(mode="after")
+    def _sized(self) -> EmbeddingResult:
+        if len(self.data) != 4 * ((self.count * self.dimensions * 4 + 2) // 3):
+            raise ValueError(f"data does not hold {self.count} x {self.dimensions} float32 numbers")
+        return self
+
+
 class TaskCompleted(EventPayload):
     EVENT_TYPE = "switchyard.task.completed.v1"
 
@@ -360,6 +433,8 @@ class TaskCompleted(EventPayload):
     # The second to n-th answers of a request for several (`n`); `usage` counts them all, as the one
     # call that gave them was billed.
     other_choices: list[Choice] = Field(default_factory=list)
+    # An embedding task's vectors (its `content` is empty, its finish reason "stop").
+    embedding: EmbeddingResult | None = None
 
 
 class TaskFailed(EventPayload):

@@ -1,4 +1,4 @@
-"""The provider port: one required method, `request`; streaming is an optional capability.
+"""The provider port: one required method, `request`; streaming and embeddings are optional capabilities.
 
 Adapters (`providers/<name>/`) translate a `ProviderCall` into one provider's wire protocol and back, and
 raise `ProviderError` (see `errors.py`) for every failure. Wrappers (retry, breaker, fallback, recording)
@@ -150,6 +150,38 @@ class Provider(Protocol):
 @runtime_checkable
 class StreamingProvider(Provider, Protocol):
     def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingCall:
+    """Texts to embed with one model. `dimensions`: shorter vectors than the model's own, when asked."""
+
+    model: str
+    inputs: Sequence[str]
+    dimensions: int | None = None
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingReply:
+    """The vectors of an `EmbeddingCall`: `count` rows of `dimensions` little-endian float32 numbers,
+    row-major, row i for input i. `model` is the name the upstream answered with."""
+
+    vectors: bytes
+    count: int
+    dimensions: int
+    model: str
+    usage: Usage = field(default_factory=Usage)
+
+
+@runtime_checkable
+class EmbeddingProvider(Protocol):
+    async def embed(self, call: EmbeddingCall) -> EmbeddingReply: ...
+
+
+def estimated_embedding_usage(call: EmbeddingCall) -> Usage:
+    """A count for an upstream that reported none (its input tokens: embeddings have no output)."""
+    return Usage(prompt_tokens=sum(estimate_tokens(text) for text in call.inputs))
 
 
 @runtime_checkable

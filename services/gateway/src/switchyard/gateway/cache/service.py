@@ -102,12 +102,12 @@ class ResponseCache:
         for several answers."""
         config = self.configs.for_tenant(tenant_id, plan)
         # Several answers (`n`) are samples the client wants fresh: never read from nor kept in the cache.
-        if not config.enabled or not directive.write or task.request.n > 1:
+        if not config.enabled or not directive.write or task.chat().n > 1:
             if config.enabled:
                 metrics.CACHE.labels("any", "bypass").inc()
             return None
         started = time.perf_counter()
-        request = task.request
+        request = task.chat()
         found = Lookup(tenant_id, config, directive, exact_key(tenant_id, request))
         if self.embedder is not None:
             found.text = semantic_text(request, config)
