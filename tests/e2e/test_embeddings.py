@@ -1,0 +1,169 @@
+"""Embeddings through the whole stack that `make run` starts: the official OpenAI SDK against
+`/v1/embeddings` on the local MiniLM (no keys), the vectors sentence-transformers gives, the errors a
+client sees, the ledger's trail (digests, never the texts), and another system's embedding task on the bus."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import sqlite3
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import nats
+import numpy as np
+import openai
+import orjson
+import pytest
+from openai import OpenAI
+
+from switchyard.common import vectors
+from switchyard.common.events import EmbeddingResult
+from tests.e2e.conftest import RunningStack
+
+pytestmark = pytest.mark.e2e
+MODEL = "local/all-minilm-l6-v2"
+REFERENCE = Path(__file__).parents[1] / "unit" / "classifier" / "reference_embeddings.json"
+TRAIL = {"task.submit", "task.classify", "task.route", "provider.call", "task.complete", "billing.usage"}
+
+
+def _client(stack: RunningStack) -> OpenAI:
+    return OpenAI(base_url=f"{stack.base_url}/v1", api_key=stack.api_key, max_retries=0, timeout=120)
+
+
+def _reference() -> list[tuple[str, np.ndarray]]:
+    data = json.loads(REFERENCE.read_text())
+    return [(s["text"], np.asarray(s["embedding"], dtype=np.float32)) for s in data["sentences"]]
+
+
+def test_the_sdk_gets_sentence_transformers_vectors_from_the_local_model(stack: RunningStack) -> None:
+    reference = _reference()[:3]
+    texts = [text for text, _ in reference]
+    # The SDK asks for base64 by default and decodes it itself.
+    raw = _client(stack).embeddings.with_raw_response.create(model=MODEL, input=texts)
+    reply = raw.parse()
+    assert raw.headers["x-switchyard-model"] == MODEL and raw.headers["x-switchyard-task-id"]
+    assert reply.model == MODEL and [d.index for d in reply.data] == [0, 1, 2]
+    assert reply.usage.prompt_tokens > len(texts) and reply.usage.total_tokens == reply.usage.prompt_tokens
+    for (text, expected), got in zip(reference, reply.data, strict=True):
+        vector = np.asarray(got.embedding, dtype=np.float32)
+        assert vector.shape == (384,), text
+        assert float(vector @ expected) / float(np.linalg.norm(vector) * np.linalg.norm(expected)) > 0.9999, (
+            text
+        )
+    # floats, asked for, are the same numbers
+    floats = _client(stack).embeddings.create(model=MODEL, input=texts[0], encoding_format="float")
+    assert np.allclose(floats.data[0].embedding, reply.data[0].embedding, atol=1e-6)
+
+
+def test_similar_texts_are_near(stack: RunningStack) -> None:
+    reply = _client(stack).embeddings.create(
+        model=MODEL,
+        input=[
+            "How do I reset my password?",
+            "I forgot my password, how can I change it?",
+            "Paris is in France.",
+        ],
+    )
+    a, b, c = (np.asarray(d.embedding) for d in reply.data)
+    assert float(a @ b) > float(a @ c) + 0.3
+
+
+def test_errors_a_client_sees(stack: RunningStack) -> None:
+    client = _client(stack)
+    with pytest.raises(openai.BadRequestError) as auto:
+        client.embeddings.create(model="auto", input="hello")
+    assert auto.value.code == "model_lacks_capability"
+    with pytest.raises(openai.BadRequestError) as shorter:
+        client.embeddings.create(model=MODEL, input="hello", dimensions=100)  # MiniLM gives 384 only
+    assert shorter.value.code == "invalid_value" and shorter.value.param == "dimensions"
+    with pytest.raises(openai.BadRequestError) as chat:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    assert chat.value.code == "model_lacks_capability" and "/v1/embeddings" in chat.value.message
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model="local/no-such-model", input="hello")
+    bad = httpx.post(
+        f"{stack.base_url}/v1/embeddings",
+        headers={"Authorization": f"Bearer {stack.api_key}"},
+        json={"model": MODEL, "input": []},
+        timeout=30,
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "input", bad.text
+
+
+def test_the_ledger_records_the_task_by_digest(stack: RunningStack) -> None:
+    secret = f"confidential corpus line {uuid.uuid4().hex}"
+    raw = _client(stack).embeddings.with_raw_response.create(model=MODEL, input=[secret, "second line"])
+    task_id = raw.headers["x-switchyard-task-id"]
+    deadline = time.monotonic() + 30
+    while True:
+        rows = _ledger(stack, task_id)
+        if set(rows) >= TRAIL or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert set(rows) == TRAIL, sorted(rows)
+    submitted, completed = rows["task.submit"], rows["task.complete"]
+    assert submitted["kind"] == "embedding" and submitted["inputs"] == 2
+    assert submitted["input_sha256"] == hashlib.sha256(orjson.dumps([secret, "second line"])).hexdigest()
+    assert completed["embedding"]["count"] == 2 and completed["embedding"]["dimensions"] == 384
+    assert rows["task.classify"]["type"] == "embedding"
+    assert rows["billing.usage"]["prompt_tokens"] > 0 and rows["billing.usage"]["cost_usd"] == 0
+    everything = json.dumps(rows)
+    assert secret not in everything
+
+
+def _ledger(stack: RunningStack, task_id: str) -> dict[str, dict[str, object]]:
+    con = sqlite3.connect(stack.var_dir / "switchyard.db")
+    try:
+        found = con.execute(
+            "SELECT action, details FROM ledger_entries WHERE resource = ?", (f"task/{task_id}",)
+        ).fetchall()
+    finally:
+        con.close()
+    return {action: orjson.loads(details) for action, details in found}
+
+
+async def test_another_system_submits_an_embedding_task_on_the_bus(stack: RunningStack) -> None:
+    nc = await nats.connect(stack.nats_url)
+    try:
+        js = nc.jetstream()
+        task_id = uuid.uuid4().hex
+        results: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def on_result(msg: nats.aio.msg.Msg) -> None:
+            await results.put(msg.data)
+
+        await nc.subscribe(f"switchyard.result.{task_id}", cb=on_result)
+        event = {
+            "specversion": "1.0",
+            "id": f"ext-{task_id}",
+            "source": "urn:example:indexer",
+            "type": "switchyard.task.submitted.v1",
+            "time": datetime.now(UTC).isoformat(),
+            "datacontenttype": "application/json",
+            "tenantid": "bus-tenant",
+            "data": {
+                "task_id": task_id,
+                "tenant_id": "bus-tenant",
+                "request": {"kind": "embedding", "model": MODEL, "input": ["one", "two", "three"]},
+                "submitted_at": datetime.now(UTC).isoformat(),
+            },
+        }
+        await js.publish(
+            "switchyard.task.submitted", orjson.dumps(event), headers={"Nats-Msg-Id": event["id"]}
+        )
+        result = orjson.loads(await asyncio.wait_for(results.get(), 120))
+        assert result["type"] == "switchyard.task.completed.v1", result
+        embedding = EmbeddingResult.model_validate(result["data"]["embedding"])
+        rows = np.frombuffer(vectors.unpack(embedding), dtype="<f4").reshape(
+            embedding.count, embedding.dimensions
+        )
+        assert rows.shape == (3, 384) and np.allclose(np.linalg.norm(rows, axis=1), 1, atol=1e-4)
+        assert base64.b64decode(embedding.data) == rows.tobytes()
+    finally:
+        await nc.close()
