@@ -11,12 +11,21 @@ from pathlib import Path
 import httpx
 import nats
 import pytest
+from sqlalchemy import select
 
 from switchyard.classifier.classify import Classifier
+from switchyard.classifier.outcomes.models import OutcomeFeatures
 from switchyard.cli.processes import NatsServer, free_port
 from switchyard.common import bus, ids, subjects
+from switchyard.common.db import create_engine
 from switchyard.common.envelope import decode
-from switchyard.common.events import ChatRequest, TaskClassified, TaskSubmitted
+from switchyard.common.events import (
+    ChatRequest,
+    Classification,
+    EmbeddingRequest,
+    TaskClassified,
+    TaskSubmitted,
+)
 from switchyard.common.events.tasks import TASK_TYPES
 from tests.support.bus_services import BusService
 
@@ -232,3 +241,110 @@ async def test_a_tenants_repeated_user_turns_reuse_their_prediction_and_no_other
     assert got["loop"].classification.urgency > got["first"].classification.urgency  # its own priority
     assert 'switchyard_classifier_predictions_total{source="encoder"} 2.0' in metrics
     assert 'switchyard_classifier_predictions_total{source="reused"} 1.0' in metrics
+
+
+async def test_an_embedding_task_comes_back_classified_without_the_encoder(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """An embedding task has no type to learn: it is published classified `embedding` (pass-through),
+    with its urgency from its metadata, and neither the encoder nor the reuse cache sees its texts."""
+    metrics_port = free_port()
+    service = BusService(
+        "classifier",
+        env={"SWITCHYARD_NATS_URL": nats_server.url, "SWITCHYARD_METRICS_PORT": str(metrics_port)},
+        log_path=tmp_path / "classifier.log",
+    )
+    await service.start(timeout=90)
+    nc = await nats.connect(nats_server.url)
+    try:
+        publisher = bus.EventPublisher(nc.jetstream(), source="test/gateway")
+        sub = await nc.subscribe(subjects.TASK_CLASSIFIED)
+        embedding = TaskSubmitted(
+            task_id="emb",
+            tenant_id="acme",
+            request=EmbeddingRequest(
+                model="local/all-minilm-l6-v2", input=["Production is down, urgent!", "a second text"]
+            ),
+            priority="high",
+            submitted_at=datetime.now(UTC),
+        )
+        sent = await publisher.publish(embedding, tenant_id="acme")
+        event, payload = decode((await sub.next_msg(timeout=30)).data, (TaskClassified,))
+        await publisher.publish(_task("chat", "What is the capital of Australia?"), tenant_id="acme")
+        _, chat = decode((await sub.next_msg(timeout=30)).data, (TaskClassified,))
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    finally:
+        await nc.close()
+        service.stop()
+
+    assert isinstance(payload, TaskClassified) and event.id == ids.derived_id(sent, "classified")
+    assert payload.task == embedding  # the texts travel on unchanged, for the router and the executor
+    c = payload.classification
+    assert (c.type, c.confidence, c.complexity, c.model_version) == ("embedding", 1.0, 0.0, "passthrough")
+    assert c.urgency == 0.75 and c.scores == {}  # high priority; the word "urgent" in a corpus is not a cue
+    assert isinstance(chat, TaskClassified) and chat.classification.type in TASK_TYPES
+    assert 'switchyard_classifier_predictions_total{source="passthrough"} 1.0' in metrics
+    assert 'switchyard_classifier_predictions_total{source="encoder"} 1.0' in metrics  # the chat task only
+
+
+async def test_the_outcome_recorder_skips_embedding_tasks(
+    nats_server: NatsServer, sqlite_url: str, tmp_path: Path
+) -> None:
+    """A consenting tenant's embedding task is not a classified prompt: the recorder keeps no features
+    for it (and does not fail on it), while the chat task after it is recorded."""
+    recorder = BusService(
+        "classifier-outcomes",
+        module="switchyard.classifier.outcomes",
+        env={
+            "SWITCHYARD_NATS_URL": nats_server.url,
+            "SWITCHYARD_DATABASE_URL": sqlite_url,
+            "SWITCHYARD_CLASSIFIER_OUTCOME_TENANTS": '["acme"]',
+        },
+        log_path=tmp_path / "recorder.log",
+    )
+    await recorder.start(timeout=90)
+    engine = create_engine(sqlite_url)
+    nc = await nats.connect(nats_server.url)
+    try:
+        publisher = bus.EventPublisher(nc.jetstream(), source="test/classifier")
+        embedding = TaskSubmitted(
+            task_id="emb",
+            tenant_id="acme",
+            request=EmbeddingRequest(model="local/all-minilm-l6-v2", input=["a text to embed"]),
+            submitted_at=datetime.now(UTC),
+        )
+        passed = Classification(
+            type="embedding",
+            confidence=1,
+            complexity=0,
+            urgency=0.4,
+            model_version="passthrough",
+            latency_ms=0,
+        )
+        await publisher.publish(TaskClassified(task=embedding, classification=passed), tenant_id="acme")
+        chat = Classification(
+            type="qa", confidence=0.9, complexity=0.2, urgency=0.4, model_version="h", latency_ms=1
+        )
+        await publisher.publish(
+            TaskClassified(task=_task("chat", "Why is the sky blue?"), classification=chat)
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            async with engine.connect() as conn:
+                rows = (await conn.execute(select(OutcomeFeatures.task_id))).scalars().all()
+            if rows:
+                break
+            assert time.monotonic() < deadline, "the chat task was not recorded"
+            await asyncio.sleep(0.2)
+        info = await nc.jetstream().consumer_info(
+            subjects.STREAM_EVENTS, subjects.CLASSIFIER_OUTCOMES_CONSUMER.durable
+        )
+    finally:
+        await nc.close()
+        await engine.dispose()
+        recorder.stop()
+    assert rows == ["chat"]
+    assert (
+        info.num_redelivered == 0 and info.num_ack_pending == 0
+    )  # the embedding task was handled, not failed
+    assert "handler failed" not in (tmp_path / "recorder.log").read_text()

@@ -152,3 +152,18 @@ def test_the_data_hash_covers_which_head_each_row_trains() -> None:
     english = _data(labels, x, np.zeros(4, dtype=bool))
     assert english.sha256() == _data(labels, x, np.zeros(4, dtype=bool)).sha256()
     assert english.sha256() != _data(labels, x, np.array([False, True, False, False])).sha256()
+
+
+def test_embedding_tasks_are_not_outcomes_to_learn_from() -> None:
+    """An embedding task is classified `embedding` without the encoder: there is no prediction to judge,
+    so its results and feedback make no training row."""
+    found = outcomes(
+        [
+            _rec(1, "acme", "task.classify", task_id="e", type="embedding", model_version="passthrough"),
+            _rec(2, "acme", "task.classify", task_id="q", type="qa", model_version="h1"),
+            _rec(3, "acme", "task.fail", task_id="e"),
+            _rec(4, "acme", "task.feedback", task_id="e", rating="good"),
+            _rec(5, "acme", "task.complete", task_id="q", attempts=1),
+        ]
+    )
+    assert [o.task_id for o in found] == ["q"]

@@ -7,11 +7,17 @@ import time
 
 from switchyard.classifier import metrics, reuse
 from switchyard.classifier.batcher import MicroBatcher
-from switchyard.classifier.classify import Classifier, Prediction, classification, task_text
+from switchyard.classifier.classify import (
+    Classifier,
+    Prediction,
+    classification,
+    passthrough,
+    task_text,
+)
 from switchyard.classifier.config import ClassifierSettings
 from switchyard.common import bus, ids, subjects, tracing
 from switchyard.common.envelope import CloudEvent
-from switchyard.common.events import TaskClassified, TaskSubmitted
+from switchyard.common.events import Classification, TaskClassified, TaskSubmitted
 from switchyard.common.service import Service, create_service, run_service
 
 log = logging.getLogger(__name__)
@@ -37,8 +43,24 @@ def create(settings: ClassifierSettings, classifier: Classifier | None = None) -
     service.setup.append(batcher.start)
     service.teardown.append(batcher.stop)
 
+    async def publish(event: CloudEvent, task: TaskSubmitted, result: Classification) -> None:
+        await service.events().publish(
+            TaskClassified(task=task, classification=result),
+            event_id=ids.derived_id(event.id, "classified"),
+            tenant_id=task.tenant_id,
+            event_subject=task.task_id,
+        )
+
     async def on_submitted(event: CloudEvent, task: TaskSubmitted) -> None:
         started = time.perf_counter()
+        if task.embedding() is not None:  # nothing to classify: neither the reuse cache nor the encoder
+            result = passthrough(task, latency_ms=(time.perf_counter() - started) * 1000.0)
+            metrics.PREDICTIONS.labels(result.model_version).inc()
+            tracing.annotate(
+                task_id=task.task_id, task_type=result.type, classifier_model=result.model_version
+            )
+            await publish(event, task, result)
+            return
         text = task_text(task)
         key = predictions.key(task.tenant_id, text)
         prediction = predictions.get(key) if key is not None else None
@@ -64,12 +86,7 @@ def create(settings: ClassifierSettings, classifier: Classifier | None = None) -
             classifier_model=result.model_version,
             reused=reused,
         )
-        await service.events().publish(
-            TaskClassified(task=task, classification=result),
-            event_id=ids.derived_id(event.id, "classified"),
-            tenant_id=task.tenant_id,
-            event_subject=task.task_id,
-        )
+        await publish(event, task, result)
 
     bus.subscribe(
         service.broker,

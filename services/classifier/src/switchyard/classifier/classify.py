@@ -143,7 +143,9 @@ def passthrough(task: TaskSubmitted, *, latency_ms: float, now: datetime | None 
         type=EMBEDDING,
         confidence=1.0,
         complexity=0.0,
-        urgency=urgency(priority=task.priority, deadline=task.deadline, text="", now=now or datetime.now(UTC)),
+        urgency=urgency(
+            priority=task.priority, deadline=task.deadline, text="", now=now or datetime.now(UTC)
+        ),
         model_version=PASSTHROUGH,
         latency_ms=round(latency_ms, 3),
     )

@@ -4,6 +4,7 @@ from prometheus_client import Counter
 
 PREDICTIONS = Counter(
     "switchyard_classifier_predictions_total",
-    "Classified tasks by where the prediction came from: the encoder, or an earlier identical prompt",
+    "Classified tasks by where the prediction came from: the encoder, an earlier identical prompt, or "
+    "none (passthrough: an embedding task, not classified)",
     ["source"],
 )

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from switchyard.common.events.tasks import EMBEDDING
+
 ACTIONS = ("task.classify", "task.feedback", "task.complete", "task.fail", "task.timeout", "provider.call")
 
 
@@ -62,7 +64,8 @@ class TaskOutcome:
 
 def outcomes(records: Iterable[LedgerRecord]) -> list[TaskOutcome]:
     """One outcome per classified task, keyed by (tenant, task id): feedback or results from another tenant
-    never attach to a task. The latest feedback of a task wins."""
+    never attach to a task. The latest feedback of a task wins. Embedding tasks are left out (their
+    classification is a pass-through, not a prediction)."""
     by_task: dict[tuple[str, str], TaskOutcome] = {}
     later: list[LedgerRecord] = []
     for rec in sorted(records, key=lambda r: r.seq):
@@ -71,6 +74,8 @@ def outcomes(records: Iterable[LedgerRecord]) -> list[TaskOutcome]:
             continue
         if rec.action == "task.classify":
             key = (rec.tenant_id, task_id)
+            if rec.details.get("type") == EMBEDDING:
+                continue  # passed through unclassified: no prediction to judge, nothing to learn
             if key not in by_task:
                 by_task[key] = TaskOutcome(
                     tenant_id=rec.tenant_id,

@@ -53,8 +53,8 @@ def create(settings: ClassifierSettings) -> Service:
     async def on_classified(event: CloudEvent, payload: TaskClassified) -> None:
         nonlocal recorded
         task = payload.task
-        if not consent.covers(task.tenant_id):
-            return
+        if task.embedding() is not None or not consent.covers(task.tenant_id):
+            return  # an embedding task was not classified: it has nothing to teach the heads
         text = task_text(task)
         emb = await asyncio.to_thread(embedder.embed, [text])
         vector = np.concatenate([emb.vectors[0], features.lexical(text)])
