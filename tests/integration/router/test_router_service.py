@@ -24,8 +24,10 @@ from switchyard.common.events import (
     ChatMessage,
     ChatRequest,
     Classification,
+    EmbeddingRequest,
     ProviderCallRecorded,
     TaskClassified,
+    TaskFailed,
     TaskRouted,
     TaskSubmitted,
 )
@@ -190,3 +192,67 @@ async def test_replicas_learn_health_together_and_demote_a_failing_model(
         # demoted for its success EMA, learned near zero (the penalty fades with time, so not exactly 0)
         reason = demoted["openai/gpt-6.1-sol"]
         assert reason.startswith("success EMA ") and float(reason.split()[2]) < 0.05, reason
+
+
+async def _route_embedding(
+    nc: nats.NATS, request: EmbeddingRequest, tenant: str = "acme"
+) -> TaskRouted | TaskFailed:
+    task_id = ids.new_id()
+    got: asyncio.Future[TaskRouted | TaskFailed] = asyncio.get_running_loop().create_future()
+
+    async def on_msg(msg: Msg) -> None:
+        _, payload = decode(msg.data)
+        mine = isinstance(payload, TaskRouted) and payload.task.task_id == task_id
+        mine = mine or (isinstance(payload, TaskFailed) and payload.task_id == task_id)
+        if mine and not got.done():
+            got.set_result(payload)  # type: ignore[arg-type]
+
+    subs = [
+        await nc.subscribe(subjects.TASK_ROUTED, cb=on_msg),
+        await nc.subscribe(subjects.result_subject(task_id), cb=on_msg),
+    ]
+    task = TaskSubmitted(task_id=task_id, tenant_id=tenant, request=request, submitted_at=datetime.now(UTC))
+    passed = Classification(
+        type="embedding", confidence=1, complexity=0, urgency=0.4, model_version="passthrough", latency_ms=0
+    )
+    await bus.EventPublisher(nc.jetstream(), source="test/classifier").publish(
+        TaskClassified(task=task, classification=passed), event_id=ids.new_id(), tenant_id=tenant
+    )
+    try:
+        return await asyncio.wait_for(got, timeout=20)
+    finally:
+        for sub in subs:
+            await sub.unsubscribe()
+
+
+async def test_an_embedding_task_is_routed_to_its_model_with_real_token_counts(
+    routers: Fleet, nc: nats.NATS
+) -> None:
+    texts = ["Summarise the causes of WWI.", "The Treaty of Versailles was signed in 1919.", "héllo wörld"]
+    routed = await _route_embedding(
+        nc, EmbeddingRequest(model="openai/text-embedding-3-small", input=texts, dimensions=512)
+    )
+    assert isinstance(routed, TaskRouted)
+    d = routed.decision
+    assert d.strategy == "single" and [c.model for c in d.candidates] == ["openai/text-embedding-3-small"]
+    assert d.candidates[0].dimensions == 512
+    tokens = sum(count_text(t) for t in texts)  # cl100k, each input, no chat framing
+    assert d.estimated_prompt_tokens == tokens == d.reasons["features"]["prompt_tokens"]
+    assert d.estimated_cost_usd == pytest.approx(tokens * 0.00002 / 1000)
+    assert d.reasons["kind"] == "embedding" and d.reasons["pinned"] == "openai/text-embedding-3-small"
+    assert routed.classification.type == "embedding" and routed.task.embedding() is not None
+
+
+async def test_an_embedding_task_that_cannot_be_served_fails_with_the_reason(
+    routers: Fleet, nc: nats.NATS
+) -> None:
+    auto = await _route_embedding(nc, EmbeddingRequest(model="auto", input=["x"]))
+    assert isinstance(auto, TaskFailed) and auto.error_code == "model_lacks_capability"
+    assert "embeddings need an embedding model: one of local/all-minilm-l6-v2" in auto.error_message
+    short = await _route_embedding(
+        nc, EmbeddingRequest(model="local/all-minilm-l6-v2", input=["x"], dimensions=128)
+    )
+    assert isinstance(short, TaskFailed) and short.error_code == "embedding_dimensions_unsupported"
+    many = await _route_embedding(nc, EmbeddingRequest(model="local/all-minilm-l6-v2", input=["x"] * 1400))
+    assert isinstance(many, TaskFailed) and many.error_code == "embedding_result_too_large"
+    assert "send at most 1365 inputs" in many.error_message

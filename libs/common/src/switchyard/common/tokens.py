@@ -17,6 +17,7 @@ that of what either sends. The router checks context windows with this count, an
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
@@ -78,3 +79,9 @@ def count_prompt(request: ChatRequest) -> int:
         spec = tool.function.model_dump(exclude_none=True)
         total += PER_TOOL + count_text(orjson.dumps(spec).decode())
     return total
+
+
+def count_inputs(texts: Sequence[str]) -> int:
+    """Prompt tokens of an embedding request: each text's tokens, with no framing (OpenAI counts an
+    embedding request's `usage.prompt_tokens` so)."""
+    return sum(count_text(text) for text in texts)

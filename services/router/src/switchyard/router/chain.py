@@ -85,7 +85,7 @@ def build_chain(
     out = Chain()
     for model_id in order:
         spec = policy.model(model_id)
-        if spec is None:
+        if spec is None or spec.embeds:  # an embedding model answers no chat (the policy's chains name none)
             continue
         cost = spec.cost(prompt_tokens, output_tokens * answers)
         missing = required - spec.serves()

@@ -132,6 +132,11 @@ def decide(
         effective = effective.model_copy(update={"thresholds": moved})
     output_tokens = request.max_tokens or effective.output_tokens(classification.type)  # of each answer
     if request.model != AUTO:
+        listed = policy.model(request.model)  # the whole policy's: a model the tenant may not use too
+        if listed is not None and listed.embeds:
+            raise ModelLacksCapability(
+                f"the model '{request.model}' is an embedding model: send it to /v1/embeddings"
+            )
         required = needs(request)
         return _pinned(
             request.model, effective, available, tokens, output_tokens, required=required, answers=request.n
