@@ -3,6 +3,7 @@
 it, the JSON-array framing), and Google's error bodies (`{"error": {"code", "message", "status",
 "details"}}`). The model name in the URL picks the behaviour, as in `fake_openai`:
 
+    error-400      400 INVALID_ARGUMENT "Request contains an invalid argument."
     error-401      400 INVALID_ARGUMENT with reason API_KEY_INVALID (what Gemini answers a wrong key)
     error-404      404 NOT_FOUND
     error-429      429 RESOURCE_EXHAUSTED with a google.rpc.RetryInfo `retryDelay` (no Retry-After header)
@@ -23,6 +24,15 @@ real API does not check those); `text_signatures` records what each model turn's
 
 Requests without the `x-goog-api-key` (or `?key=`) the server was given get the wrong-key answer; a
 content role other than `user`/`model`, or no contents, gets 400 INVALID_ARGUMENT, as the real API answers.
+
+`:batchEmbedContents` speaks Gemini's batch embeddings (`fake_embeddings.py`: a vector per text, drawn from
+its hash, shortened to `outputDimensionality` without normalising it again; at most 100 requests a batch;
+Google's 400s) with the same key check and the `error-*`, `flaky-*`, `limited-*`, `slow-*`, `garbage` and
+`break` names, and:
+
+    counted        a reply with `usageMetadata` (the reference documents none)
+    staggered-*    the n-th batch of that model waits 0.3/n seconds: batches sent at once end last first
+`most_in_flight` records, by model, the most batches the server held at once.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -39,6 +50,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.support import fake_embeddings
 from tests.support.fake_openai import (
     RETRY_AFTER_S,
     BackgroundServer,
@@ -58,6 +70,7 @@ PROMPT_TOKENS = 9
 SENTINEL = "skip_thought_signature_validator"
 UNSIGNED = ("gemini-1", "gemini-2")  # models that neither sign their function calls nor check them
 ERRORS: dict[str, tuple[int, str, str]] = {
+    "400": (400, "INVALID_ARGUMENT", "Request contains an invalid argument."),
     "401": (400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key."),
     "404": (
         404,
@@ -121,6 +134,8 @@ class FakeGemini:
         self.signatures: list[str] = []  # what each checked function call came back with
         self.text_issued: dict[str, None] = {}  # signatures given out on answers' text (Gemini 3)
         self.text_signatures: list[str] = []  # what each model turn's text came back with
+        self.in_flight: Counter[str] = Counter()  # batchEmbedContents requests being answered, by model
+        self.most_in_flight: Counter[str] = Counter()
         self.app = Starlette(routes=[Route("/v1beta/models/{target}", self.generate, methods=["POST"])])
 
     @property
@@ -140,6 +155,8 @@ class FakeGemini:
         key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
         if key != self.api_key:
             return error_response("401")
+        if method == "batchEmbedContents":
+            return await self._embed(model, body, n)
         if method not in ("generateContent", "streamGenerateContent"):
             return JSONResponse({"error": {"code": 404, "message": "Not Found", "status": "NOT_FOUND"}}, 404)
         self._text_signed(body)
@@ -167,6 +184,30 @@ class FakeGemini:
         if model == "break":
             return StreamingResponse(_dropping(orjson.dumps(whole)), media_type="application/json")
         return JSONResponse(whole)
+
+    async def _embed(self, model: str, body: dict[str, Any], n: int) -> Response:
+        """One batchEmbedContents request (the `n`-th of this model)."""
+        if model.startswith("error-"):
+            return error_response(model.removeprefix("error-"))
+        problem = fake_embeddings.gemini_refusal(model, body)
+        if problem:
+            return invalid(problem)
+        if n <= flaky_failures(model):
+            return error_response("503")
+        if n <= limited_calls(model):
+            return error_response("429")
+        self.in_flight[model] += 1
+        self.most_in_flight[model] = max(self.most_in_flight[model], self.in_flight[model])
+        try:
+            await asyncio.sleep(0.3 / n if model.startswith("staggered") else slow_seconds(model))
+        finally:
+            self.in_flight[model] -= 1
+        if model == "garbage":
+            return Response(b"<html>502 Bad Gateway</html>{", media_type="application/json")
+        answer = fake_embeddings.gemini_answer(body, usage=model == "counted")
+        if model == "break":
+            return StreamingResponse(_dropping(orjson.dumps(answer)), media_type="application/json")
+        return JSONResponse(answer)
 
     def _problem(self, body: dict[str, Any]) -> str | None:
         contents = body.get("contents")

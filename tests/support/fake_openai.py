@@ -3,7 +3,7 @@ error bodies and status codes. The requested model name picks the behaviour, so 
 scenario, also to an executor running in another process:
 
     any other name      an answer: "Hello! You said: <last user message>"
-    error-<status>      that status with OpenAI's error body (401, 404, 429 + Retry-After, 500, 503, 529)
+    error-<status>      that status with OpenAI's error body (400, 401, 404, 429 + Retry-After, 500, 503, 529)
     error-context       400 context_length_exceeded
     error-policy        400 content_policy_violation
     flaky-<n>           503 for the first n calls of that model, then an answer
@@ -25,6 +25,14 @@ scenario, also to an executor running in another process:
 
 `/v1/responses` speaks OpenAI's Responses API (`fake_openai_responses.py`) with the same key check and
 the `error-*`, `flaky-*` and `tool-call` names (`break` and `stream-error` there are the last user text).
+
+`/v1/embeddings` speaks OpenAI's embeddings API (`fake_embeddings.py`: a vector per text, drawn from its
+hash; rows listed last first; base64 or floats as asked; OpenAI's 400s) with the same key check and the
+`error-*`, `flaky-*`, `limited-*`, `slow-*`, `garbage` and `break` names, and:
+
+    no-usage            a reply without `usage` (as some compatible servers answer)
+    floats-only         floats, even when base64 was asked for (a server that ignores the encoding)
+    short               one row fewer than the inputs
 
 A request without the right `Authorization: Bearer <key>` gets 401, as the real API answers.
 """
@@ -48,12 +56,22 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from switchyard.cli.processes import free_port
+from tests.support import fake_embeddings
 from tests.support import fake_openai_responses as responses
 from tests.support.fake_openai_refusals import refusal
 
 RETRY_AFTER_S = 1
 
 ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
+    "400": (
+        400,
+        {
+            "message": "We could not parse the JSON body of your request.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        },
+    ),
     "401": (
         401,
         {
@@ -218,6 +236,7 @@ class FakeOpenAI:
             routes=[
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
                 Route("/v1/responses", self.responses, methods=["POST"]),
+                Route("/v1/embeddings", self.embeddings, methods=["POST"]),
             ]
         )
 
@@ -264,6 +283,32 @@ class FakeOpenAI:
         if n <= flaky_failures(model):
             return error_response("503")
         return responses.answer(body, model, self.reasoning)
+
+    async def embeddings(self, request: Request) -> Response:
+        """OpenAI's embeddings API (`fake_embeddings.py`), with the same key and failure scenarios."""
+        body, model, n = await self.scenarios.record(request)
+        if request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return error_response("401")
+        if model.startswith("error-"):
+            return error_response(model.removeprefix("error-"))
+        refused = fake_embeddings.openai_refusal(body)
+        if refused is not None:
+            return JSONResponse({"error": refused}, status_code=400)
+        if n <= flaky_failures(model):
+            return error_response("503")
+        if n <= limited_calls(model):
+            return error_response("429")
+        await asyncio.sleep(slow_seconds(model))
+        if model == "garbage":
+            return Response(b"<html>502 Bad Gateway</html>{", media_type="application/json")
+        answer = fake_embeddings.openai_answer(
+            body, floats_only=model == "floats-only", usage=model != "no-usage"
+        )
+        if model == "short":
+            answer["data"] = [row for row in answer["data"] if row["index"] != 0]
+        if model == "break":
+            return StreamingResponse(_dropping(orjson.dumps(answer)), media_type="application/json")
+        return JSONResponse(answer)
 
     def _completion(self, model: str, text: str, *, answers: int = 1) -> dict[str, Any]:
         """`answers` (`n`): the first says `text`, the i-th (from 2) `text` and "(answer i)"; listed last

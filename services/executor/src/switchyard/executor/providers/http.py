@@ -242,10 +242,26 @@ class HttpProvider(ABC):
     async def request(self, call: ProviderCall) -> Reply:
         request = self._build(call, stream=False)
         async with transport_errors(self.name), time_limit(call.timeout_s):
-            response = await self._client.send(request)
-            if response.status_code != 200:
-                raise self._error(response.status_code, response.content, response.headers)
-            return self._reply(response.content, call)
+            return self._reply(await self._answer(request), call)
+
+    async def _post(self, path: str, body: dict[str, Any], *, timeout_s: float | None) -> bytes:
+        """One JSON POST beside the chat call (an embeddings call): the answer's body, or the provider's
+        error, with `request`'s transport errors and time limit."""
+        request = self._client.build_request(
+            "POST",
+            self._url(path),
+            content=orjson.dumps(body),
+            headers={**JSON_HEADERS, **self._headers(stream=False)},
+            timeout=request_timeout(timeout_s, self._timeout_s),
+        )
+        async with transport_errors(self.name), time_limit(timeout_s):
+            return await self._answer(request)
+
+    async def _answer(self, request: httpx.Request) -> bytes:
+        response = await self._client.send(request)
+        if response.status_code != 200:
+            raise self._error(response.status_code, response.content, response.headers)
+        return response.content
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
         request = self._build(call, stream=True)

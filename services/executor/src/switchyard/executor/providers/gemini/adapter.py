@@ -1,15 +1,19 @@
-"""The Google Gemini adapter: generateContent, and streamGenerateContent as Server-Sent Events."""
+"""The Google Gemini adapter: generateContent, streamGenerateContent as Server-Sent Events, and
+batchEmbedContents (`embeddings.py`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from typing import Any, TypeVar
 
 import httpx
 
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import Usage
 from switchyard.executor.providers.base import (
+    EmbeddingCall,
+    EmbeddingReply,
     ProviderCall,
     Reply,
     StreamPart,
@@ -18,6 +22,7 @@ from switchyard.executor.providers.base import (
     estimated_usage,
 )
 from switchyard.executor.providers.errors import provider_error
+from switchyard.executor.providers.gemini import embeddings
 from switchyard.executor.providers.gemini.config import GeminiSettings
 from switchyard.executor.providers.gemini.wire import (
     Candidate,
@@ -38,6 +43,7 @@ from switchyard.executor.providers.http import (
 )
 
 NAME = "gemini"
+T = TypeVar("T")
 
 
 class GeminiProvider(HttpProvider):
@@ -116,5 +122,32 @@ class GeminiProvider(HttpProvider):
             carry=carry,
         )
 
+    async def embed(self, call: EmbeddingCall) -> EmbeddingReply:
+        """One batchEmbedContents request per 100 inputs, sent at once, each bounded by the call's time;
+        the first failure fails the call and stops the other requests."""
+        parts = await _all([self._embed_batch(call, texts) for texts in embeddings.batches(call.inputs)])
+        return embeddings.joined(call, parts)
+
+    async def _embed_batch(self, call: EmbeddingCall, texts: Sequence[str]) -> embeddings.Batch:
+        path = embeddings.batch_path(call.model, api_version=self._settings.api_version)
+        body = embeddings.request_body(call.model, texts, dimensions=call.dimensions)
+        raw = await self._post(path, body, timeout_s=call.timeout_s)
+        return embeddings.parse_batch(raw, call, texts)
+
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+async def _all(calls: Sequence[Awaitable[T]]) -> list[T]:
+    """The results of `calls` run concurrently, in their order; on the first failure the others are
+    cancelled (and awaited) before it is raised. (`asyncio.gather` leaves them running, and a TaskGroup
+    would raise its failures wrapped in an ExceptionGroup.)"""
+    if len(calls) == 1:
+        return [await calls[0]]
+    tasks = [asyncio.ensure_future(c) for c in calls]
+    try:
+        return await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

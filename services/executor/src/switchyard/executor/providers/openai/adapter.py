@@ -1,5 +1,6 @@
-"""The OpenAI adapter: chat completions for OpenAI itself and every server that speaks its protocol, and
-OpenAI's Responses API for the calls to OpenAI that chat completions cannot carry (`responses.py`)."""
+"""The OpenAI adapter: chat completions for OpenAI itself and every server that speaks its protocol,
+OpenAI's Responses API for the calls to OpenAI that chat completions cannot carry (`responses.py`), and
+embeddings (`embeddings.py`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import httpx
 
 from switchyard.common.errors import ProviderError
 from switchyard.executor.providers.base import (
+    EmbeddingCall,
+    EmbeddingReply,
     ProviderCall,
     Reply,
     StreamPart,
@@ -26,7 +29,7 @@ from switchyard.executor.providers.http import (
     sse_events,
     transport_errors,
 )
-from switchyard.executor.providers.openai import responses
+from switchyard.executor.providers.openai import embeddings, responses
 from switchyard.executor.providers.openai.config import OpenAISettings
 from switchyard.executor.providers.openai.models import ModelRules, rules_for
 from switchyard.executor.providers.openai.responses import (
@@ -147,6 +150,11 @@ class OpenAIProvider(HttpProvider):
             tool_calls=tools.calls(),
             thinking=thought.blocks(),
         )
+
+    async def embed(self, call: EmbeddingCall) -> EmbeddingReply:
+        body = embeddings.request_body(call, base64=self._openai_itself)
+        raw = await self._post(embeddings.PATH, body, timeout_s=call.timeout_s)
+        return embeddings.parse_reply(raw, call)
 
     async def aclose(self) -> None:
         await self._client.aclose()
