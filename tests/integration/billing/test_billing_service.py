@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import nats
@@ -19,10 +20,11 @@ from switchyard.billing.db import migrations
 from switchyard.billing.models import UsageEntry
 from switchyard.billing.service import usage_entry_id
 from switchyard.cli.processes import NatsServer
-from switchyard.common import bus, subjects
+from switchyard.common import bus, subjects, vectors
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.envelope import decode, encode
 from switchyard.common.events import TaskCompleted, TaskFailed, Usage, UsageRecorded
+from switchyard.common.policy import DEFAULT_POLICY
 from tests.support.bus_services import BusService
 from tests.support.prices import PRICE_SHEET
 
@@ -183,3 +185,47 @@ async def test_a_batch_holding_every_result_in_hand_is_stored_without_lingering(
     took = time.monotonic() - began
     assert sorted(r.task_id for r in rows) == sorted(f"t{n}" for n in range(160))
     assert took < 8.0, f"160 results took {took:.1f} s to be stored"
+
+
+@pytest.fixture
+def default_policy_billing(
+    nats_server: NatsServer, db_url: str, tmp_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Billing on the bundled policy: it lists the embedding models."""
+    yield from _billing(nats_server, db_url, tmp_path, SWITCHYARD_POLICY_PATH=str(DEFAULT_POLICY))
+
+
+async def test_an_embedding_result_becomes_one_entry_at_the_input_price(
+    default_policy_billing: subprocess.Popen[bytes], js: nats.js.JetStreamContext, db_url: str
+) -> None:
+    raw = b"\x00\x00\x80\x3f" * 3072  # two vectors of 1,536 numbers (1.0)
+    done = TaskCompleted(
+        task_id="e1",
+        tenant_id="acme",
+        model="openai/text-embedding-3-small",
+        provider="openai",
+        tier="fast",
+        content="",
+        finish_reason="stop",
+        usage=Usage(prompt_tokens=123_456, completion_tokens=0),
+        attempts=1,
+        latency_ms=20.0,
+        completed_at=datetime.now(UTC),
+        embedding=vectors.pack(raw, count=2, dimensions=1536),
+    )
+    publisher = bus.EventPublisher(js, source="switchyard/executor")
+    for _ in range(2):  # redelivered: still one entry
+        await publisher.publish(done, subject=subjects.result_subject("e1"), event_id="result-e1")
+    await _usage_events(js, 1)
+    await asyncio.sleep(1.0)  # a late duplicate would show now
+    [event] = await _usage_events(js, 1)
+    assert event.task_id == "e1" and event.priced and event.kind == "task"
+    assert event.prompt_tokens == 123_456 and event.completion_tokens == 0
+    assert event.cost_usd == pytest.approx(0.00246912)  # 123,456 x 0.00002 / 1K: the input price only
+    [row] = await _rows(db_url)
+    assert (row.model, row.prompt_tokens, row.completion_tokens) == (
+        "openai/text-embedding-3-small",
+        123_456,
+        0,
+    )
+    assert row.cost_usd == Decimal("0.0024691200") and row.priced

@@ -156,3 +156,29 @@ def test_savings_keep_answers_of_a_model_the_policy_has_since_retired() -> None:
     unpriced = analytics.TokenUse(model="acme/own-model", cost=Decimal(0), **use)  # type: ignore[arg-type]
     [line] = analytics.savings_lines([unpriced], policy)
     assert line.paid_usd == line.premium_usd == 0
+
+
+def test_savings_never_reprice_embeddings_at_the_premium_chat_model() -> None:
+    """Always-premium routing would have embedded with the same model (a chat model gives no vectors):
+    embedding entries count at their own cost both ways, beside a chat answer that is re-priced."""
+    policy = load_policy()
+    reference = analytics.premium_reference(policy)
+    assert reference is not None and not reference.embeds
+    embed = {"kind": "task", "requests": 1, "prompt_tokens": 100_000, "completion_tokens": 0}
+    small = analytics.TokenUse(model="openai/text-embedding-3-small", tier="fast", cost=D("0.002"), **embed)  # type: ignore[arg-type]
+    local = analytics.TokenUse(model="local/all-minilm-l6-v2", tier="local", cost=D(0), **embed)  # type: ignore[arg-type]
+    retired = analytics.TokenUse(model="openai/text-embedding-ada-002", tier="fast", cost=D("0.01"), **embed)  # type: ignore[arg-type]
+    chat = analytics.TokenUse(
+        model="openai/gpt-6-luna",
+        tier="fast",
+        kind="task",
+        requests=1,
+        prompt_tokens=1000,
+        completion_tokens=100,
+        cost=D("0.00015"),
+    )
+    lines = {line.tier: line for line in analytics.savings_lines([small, local, retired, chat], policy)}
+    assert lines["local"].paid_usd == lines["local"].premium_usd == 0
+    at_premium = price(policy=policy, model=reference.id, prompt_tokens=1000, completion_tokens=100).cost_usd
+    fast = lines["fast"]
+    assert fast.paid_usd == D("0.01215") and fast.premium_usd == D("0.012") + at_premium

@@ -112,3 +112,14 @@ def test_a_long_prompt_is_priced_whole_at_the_providers_long_context_rate() -> N
     assert spec is not None and spec.cost(150_000, 2000) == pytest.approx(0.08)
     assert spec.worst_cost(150_000, 2000) == pytest.approx((150_000 * 0.000125 + 2000 * 0.0005) * 5 / 1000)
     assert spec.cost(100_000, 0) == pytest.approx(0.01)  # at the threshold: the ordinary rate
+
+
+def test_an_embedding_model_is_priced_by_its_input_tokens() -> None:
+    policy = load_policy()
+    # text-embedding-3-small: 0.00002 per 1K input tokens; an embedding task has no completion tokens
+    small = price(
+        policy=policy, model="openai/text-embedding-3-small", prompt_tokens=123_456, completion_tokens=0
+    )
+    assert small.priced and small.cost_usd == Decimal("0.0024691200")
+    local = price(policy=policy, model="local/all-minilm-l6-v2", prompt_tokens=5000, completion_tokens=0)
+    assert local.priced and local.cost_usd == 0

@@ -131,13 +131,18 @@ def savings_lines(use: list[TokenUse], policy: Policy) -> list[SavingsLine]:
     their counterfactual cost is zero. Unpriced answers (a model no policy priced) are counted at zero
     both ways; an answer priced when it was charged, by a model the policy no longer lists (retired since),
     is re-priced at premium like any other. Prompt tokens read from or written to a provider's cache are
-    re-priced at the reference model's cache prices: the same prompts would have been cached there."""
+    re-priced at the reference model's cache prices: the same prompts would have been cached there.
+
+    Embeddings are not re-priced (premium routing would have used the same embedding model: a chat model
+    cannot stand in for it): an embedding model's entries, and those without completion tokens of a model
+    the policy no longer lists (they cannot be told from a retired embedding model's), count at their
+    cost both ways."""
     reference = premium_reference(policy)
     by_tier: dict[str, SavingsLine] = {}
     for u in use:
         if u.kind == "call":
             premium = Decimal(0)
-        elif u.tier == "premium" or reference is None or (not u.cost and policy.model(u.model) is None):
+        elif u.tier == "premium" or reference is None or not _premium_instead(u, policy.model(u.model)):
             premium = u.cost
         else:
             premium = price(
@@ -162,3 +167,11 @@ def savings_lines(use: list[TokenUse], policy: Policy) -> list[SavingsLine]:
             }
         )
     return [by_tier[t] for t in sorted(by_tier)]
+
+
+def _premium_instead(u: TokenUse, spec: ModelSpec | None) -> bool:
+    """Whether always-premium routing would have given this answer with the reference model: a chat
+    answer, priced; an entry of a model the policy no longer lists, when it has completion tokens."""
+    if spec is None:
+        return bool(u.cost and u.completion_tokens)
+    return not spec.embeds
