@@ -24,7 +24,7 @@ from switchyard.executor.cancellations import Cancellations
 from switchyard.executor.carried import CarriedCalls, carried_bucket
 from switchyard.executor.chunks import ChunkSink
 from switchyard.executor.config import ExecutorSettings
-from switchyard.executor.execution import ExecutionPolicy, execute
+from switchyard.executor.execution import ExecutionPolicy, execute, execute_embedding
 from switchyard.executor.owed import OwedRecords
 from switchyard.executor.providers.anthropic import AnthropicSettings
 from switchyard.executor.providers.gemini import GeminiSettings
@@ -197,8 +197,9 @@ def create(
                 )
             )
 
+        embedding = task.embedding() is not None  # no chunks: its vectors come whole, in the result
         chunks = None
-        if task.chat().stream:
+        if not embedding and task.chat().stream:
             chunks = ChunkSink(bus.connection(service.broker).publish, task_id=task.task_id)
         assert state.breakers is not None, "set up before the consumer starts"
         calls_over = False
@@ -251,24 +252,24 @@ def create(
         # Its own asyncio task, so that a client's cancellation can stop it, and only while its provider
         # calls run (`calling`): one heard later finds nothing to stop, and the answer, its records and
         # this handler's publishing and ack go on as for any task.
-        run = asyncio.create_task(
-            execute(
-                payload,
-                providers=found.providers,
-                breakers=state.breakers,
-                policy=policy,
-                report=report,
-                chunks=chunks,
-                limits=state.limits,
-                cancelled=lambda: cancellations.asked(task.tenant_id, task.task_id),
-                interruptible=calling,
-                states=state.tool_states,
-                carried=carried,
-                on_cut=None
-                if state.carried is None
-                else functools.partial(state.carried.keep, task.tenant_id, task.task_id),
-            )
+        running = functools.partial(
+            execute_embedding
+            if embedding
+            else functools.partial(execute, chunks=chunks, states=state.tool_states),
+            payload,
+            providers=found.providers,
+            breakers=state.breakers,
+            policy=policy,
+            report=report,
+            limits=state.limits,
+            cancelled=lambda: cancellations.asked(task.tenant_id, task.task_id),
+            interruptible=calling,
+            carried=carried,
+            on_cut=None
+            if state.carried is None
+            else functools.partial(state.carried.keep, task.tenant_id, task.task_id),
         )
+        run = asyncio.create_task(running())
         delivering = asyncio.ensure_future(deliver())
         try:
             await asyncio.shield(delivering)

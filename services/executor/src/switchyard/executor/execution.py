@@ -1,16 +1,22 @@
 """Running one routed task: walk its candidate chain with retries, breakers and a deadline, stream if
 asked, and say how it ended. A plain domain function: the bus handler (app.py) publishes what it returns
-and what it reports."""
+and what it reports. An embedding task (`execute_embedding`) walks its chain the same way, one model
+after another (the router lists only models of one vector space), and ends with the vectors packed."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
+import numpy as np
+
+from switchyard.common import vectors
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import ChargedCall, RouteCandidate, TaskCompleted, TaskFailed, TaskRouted
 from switchyard.common.logs import redact
@@ -18,6 +24,8 @@ from switchyard.executor import metrics, strategies, tool_state
 from switchyard.executor.callbook import CallBook, Report
 from switchyard.executor.chunks import ChunkSink
 from switchyard.executor.providers.base import (
+    EmbeddingCall,
+    EmbeddingReply,
     Provider,
     ProviderCall,
     Reply,
@@ -28,7 +36,7 @@ from switchyard.executor.providers.base import (
     stream_any,
 )
 from switchyard.executor.providers.errors import provider_error
-from switchyard.executor.providers.recording import RecordingProvider
+from switchyard.executor.providers.recording import RecordingProvider, embedder_of
 from switchyard.executor.quality import Context
 from switchyard.executor.resilience.breaker import BreakerGuard, Breakers
 from switchyard.executor.resilience.deadline import Deadline
@@ -40,9 +48,13 @@ from switchyard.executor.resilience.retry import RetryingProvider, RetryPolicy, 
 # recorded) by themselves; the outer bound is for streams, whose timeout is per chunk.
 DEADLINE_GRACE_S = 0.5
 CANCELLED = "the task was cancelled (by its client, or its client went away) before it finished"
+# The vectors are more than one result event may carry (vectors.MAX_RESULT_BYTES).
+EMBEDDING_TOO_LARGE = "embedding_result_too_large"
 
-__all__ = ["ExecutionPolicy", "Outcome", "Report", "breaker_key", "execute"]
+__all__ = ["ExecutionPolicy", "Outcome", "Report", "breaker_key", "execute", "execute_embedding"]
 Outcome = TaskCompleted | TaskFailed
+R = TypeVar("R")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +93,12 @@ class CancelGuard:
             if self._cancelled():  # heard, yet nothing was interrupted: cut it as an interruption would
                 await parts.athrow(asyncio.CancelledError())
 
+    async def embed(self, call: EmbeddingCall) -> EmbeddingReply:
+        inner = embedder_of(self._inner, call.model)
+        if self._cancelled():
+            raise asyncio.CancelledError
+        return await inner.embed(call)
+
 
 class Unconfigured:
     """Stands in for a provider this executor holds no credentials for: fails without calling anyone."""
@@ -88,12 +106,130 @@ class Unconfigured:
     def __init__(self, name: str) -> None:
         self._name = name
 
+    def _refused(self) -> ProviderError:
+        return provider_error("auth", f"provider {self._name!r} is not configured on this executor")
+
     async def request(self, call: ProviderCall) -> Reply:
-        raise provider_error("auth", f"provider {self._name!r} is not configured on this executor")
+        raise self._refused()
+
+    async def embed(self, call: EmbeddingCall) -> EmbeddingReply:
+        raise self._refused()
 
 
 def breaker_key(candidate: RouteCandidate) -> str:
     return f"{candidate.provider}/{candidate.upstream_model}"
+
+
+@dataclass
+class _Run:
+    """What a task's run shares however it is asked (chat or embeddings): its calls' records, its
+    deadline, each candidate's chain of wrappers, and how cut, cancelled or failed calls end it."""
+
+    routed: TaskRouted
+    providers: Mapping[str, Provider]
+    breakers: Breakers
+    policy: ExecutionPolicy
+    book: CallBook
+    limits: RateLimits | None
+    sleep: Sleep
+    cancelled: Callable[[], bool] | None
+    interruptible: Callable[[], contextlib.AbstractContextManager[object]]
+    on_cut: Callable[[list[ChargedCall]], Awaitable[None]] | None
+    started: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        self.deadline = Deadline.for_task(
+            budget_s=self.policy.task_deadline_s,
+            task_deadline=self.routed.task.deadline,
+            now=datetime.now(UTC),
+        )
+
+    def was_cancelled(self) -> bool:
+        return self.cancelled is not None and self.cancelled()
+
+    def target(self, candidate: RouteCandidate) -> Target:
+        adapter = self.providers.get(candidate.provider)
+        if adapter is None:
+            unconfigured = Unconfigured(candidate.provider)
+            return Target(candidate.model, unconfigured, candidate.upstream_model, candidate.reasoning)
+        recorded: Provider = RecordingProvider(
+            adapter, provider=candidate.provider, model=candidate.model, on_call=self.book.on_call
+        )
+        if self.cancelled is not None:  # checked again after the breaker's and limits' KV round trips
+            recorded = CancelGuard(recorded, self.cancelled)
+        guarded: Provider = BreakerGuard(recorded, self.breakers, key=breaker_key(candidate))
+        if (
+            self.limits is not None
+        ):  # outside the breaker: our own limit says nothing about the provider's health
+            guarded = LimitGuard(guarded, self.limits, keys=(candidate.provider, candidate.model))
+        return Target(
+            candidate.model,
+            RetryingProvider(guarded, self.policy.retry, deadline=self.deadline, sleep=self.sleep),
+            candidate.upstream_model,
+            candidate.reasoning,
+        )
+
+    def within_deadline(self) -> contextlib.AbstractAsyncContextManager[object]:
+        return asyncio.timeout(self.deadline.remaining() + DEADLINE_GRACE_S)
+
+    async def calls(
+        self, work: Callable[[], Awaitable[R]], chunks: ChunkSink | None = None
+    ) -> R | TaskFailed:
+        """What `work` (the task's provider calls) gives, or the failure that ended it."""
+        book, routed = self.book, self.routed
+        try:
+            # Left (synchronously, before any handler below runs) however the calls end: a cancellation
+            # heard after that finds nothing to interrupt, and the task ends as its calls did.
+            with self.interruptible():
+                return await work()
+        except ProviderError as error:
+            await book.settle(None)
+            return await _failed(
+                routed,
+                chunks,
+                code=error.code,
+                message=error.message,
+                book=book,
+                retry_after=error.retry_after,
+            )
+        except TimeoutError:
+            await book.settle(None)
+            message = f"the task did not finish within its deadline ({self.policy.task_deadline_s:g} s)"
+            return await _failed(routed, chunks, code="provider_timeout", message=message, book=book)
+        except asyncio.CancelledError:
+            if not self.was_cancelled():
+                # A shutdown: the task is redelivered. An answer held for a strategy's verdict is billed
+                # (this run delivers none), and what this run was billed for goes to the run that redoes it.
+                await book.settle(None)
+                if self.on_cut is not None and book.charged:
+                    await self.on_cut(book.charged)
+                raise
+            # The client's cancellation; a shutdown at the same moment would end the task the same way.
+            current = asyncio.current_task()
+            while current is not None and current.uncancel() > 0:
+                pass
+            # The calls in flight were cut and recorded as cancelled (billable, usage estimated); answers
+            # held for a strategy's verdict are billable too, since none is delivered.
+            await book.settle(None)
+            return await _failed(routed, chunks, code="task_cancelled", message=CANCELLED, book=book)
+
+    def answered(self, candidate: RouteCandidate) -> dict[str, Any]:
+        """The fields of the task's TaskCompleted that are not the answer itself."""
+        task, book = self.routed.task, self.book
+        return {
+            "task_id": task.task_id,
+            "tenant_id": task.tenant_id,
+            "user_id": task.user_id,
+            "api_key_id": task.api_key_id,
+            "model": candidate.model,
+            "provider": candidate.provider,
+            "tier": candidate.tier,
+            "attempts": book.attempts,
+            "latency_ms": round((time.perf_counter() - self.started) * 1000.0, 3),
+            "provider_ms": book.provider_ms(),
+            "completed_at": datetime.now(UTC),
+            "charged": book.charged,
+        }
 
 
 async def execute(
@@ -123,34 +259,11 @@ async def execute(
     was billed for, theirs included (carried.py)."""
     task = routed.task
     decision = routed.decision
-    started = time.perf_counter()
     book = CallBook(routed, report, carried=carried)
-    if cancelled is not None and cancelled():
+    run = _Run(routed, providers, breakers, policy, book, limits, sleep, cancelled, interruptible, on_cut)
+    if run.was_cancelled():
         return await _failed(routed, chunks, code="task_cancelled", message=CANCELLED, book=book)
-    deadline = Deadline.for_task(
-        budget_s=policy.task_deadline_s, task_deadline=task.deadline, now=datetime.now(UTC)
-    )
-
-    def target(candidate: RouteCandidate) -> Target:
-        adapter = providers.get(candidate.provider)
-        if adapter is None:
-            unconfigured = Unconfigured(candidate.provider)
-            return Target(candidate.model, unconfigured, candidate.upstream_model, candidate.reasoning)
-        recorded: Provider = RecordingProvider(
-            adapter, provider=candidate.provider, model=candidate.model, on_call=book.on_call
-        )
-        if cancelled is not None:  # checked again after the breaker's and limits' KV round trips
-            recorded = CancelGuard(recorded, cancelled)
-        guarded: Provider = BreakerGuard(recorded, breakers, key=breaker_key(candidate))
-        if limits is not None:  # outside the breaker: our own limit says nothing about the provider's health
-            guarded = LimitGuard(guarded, limits, keys=(candidate.provider, candidate.model))
-        return Target(
-            candidate.model,
-            RetryingProvider(guarded, policy.retry, deadline=deadline, sleep=sleep),
-            candidate.upstream_model,
-            candidate.reasoning,
-        )
-
+    target = run.target
     candidates = decision.candidates
     # Only where a candidate's adapter uses what was kept: no look-up for a chain of Claude models
     carries = any(getattr(providers.get(c.provider), "carries", False) for c in decision.candidates)
@@ -160,62 +273,36 @@ async def execute(
     streamed = (
         chunks is not None and request.n == 1 and (decision.strategy == "single" or len(candidates) == 1)
     )
-    try:
-        # Left (synchronously, before any handler below runs) however the calls end: a cancellation
-        # heard after that finds nothing to interrupt, and the task ends as its calls did.
-        with interruptible():
-            call = replace(
-                ProviderCall.from_request(request, model=""),
-                timeout_s=policy.call_timeout_s,
-                carried=await tool_state.carried(
-                    states if carries else None, task.tenant_id, request.messages
-                ),
-            )
-            async with asyncio.timeout(deadline.remaining() + DEADLINE_GRACE_S):
-                if streamed:
-                    assert chunks is not None
-                    result = await _stream(candidates, target, call, chunks)
-                elif decision.strategy == "cascade":
-                    result = await strategies.cascade(
-                        candidates, target, call, context=context, checks=decision.checks
-                    )
-                elif decision.strategy == "parallel" and decision.fan_out > 1:
-                    result = await strategies.parallel(
-                        candidates,
-                        target,
-                        call,
-                        fan_out=decision.fan_out,
-                        mode=decision.parallel_mode,
-                        context=context,
-                        checks=decision.checks,
-                    )
-                else:
-                    result = await strategies.single(candidates, target, call)
-    except ProviderError as error:
-        await book.settle(None)
-        return await _failed(
-            routed, chunks, code=error.code, message=error.message, book=book, retry_after=error.retry_after
+
+    async def work() -> strategies.Result:
+        call = replace(
+            ProviderCall.from_request(request, model=""),
+            timeout_s=policy.call_timeout_s,
+            carried=await tool_state.carried(states if carries else None, task.tenant_id, request.messages),
         )
-    except TimeoutError:
-        await book.settle(None)
-        message = f"the task did not finish within its deadline ({policy.task_deadline_s:g} s)"
-        return await _failed(routed, chunks, code="provider_timeout", message=message, book=book)
-    except asyncio.CancelledError:
-        if cancelled is None or not cancelled():
-            # A shutdown: the task is redelivered. An answer held for a strategy's verdict is billed (this
-            # run delivers none), and what this run was billed for goes to the run that redoes it.
-            await book.settle(None)
-            if on_cut is not None and book.charged:
-                await on_cut(book.charged)
-            raise
-        # The client's cancellation; a shutdown at the same moment would end the task the same way.
-        current = asyncio.current_task()
-        while current is not None and current.uncancel() > 0:
-            pass
-        # The calls in flight were cut and recorded as cancelled (billable, usage estimated); answers
-        # held for a strategy's verdict are billable too, since none is delivered.
-        await book.settle(None)
-        return await _failed(routed, chunks, code="task_cancelled", message=CANCELLED, book=book)
+        async with run.within_deadline():
+            if streamed:
+                assert chunks is not None
+                return await _stream(candidates, target, call, chunks)
+            if decision.strategy == "cascade":
+                return await strategies.cascade(
+                    candidates, target, call, context=context, checks=decision.checks
+                )
+            if decision.strategy == "parallel" and decision.fan_out > 1:
+                return await strategies.parallel(
+                    candidates,
+                    target,
+                    call,
+                    fan_out=decision.fan_out,
+                    mode=decision.parallel_mode,
+                    context=context,
+                    checks=decision.checks,
+                )
+            return await strategies.single(candidates, target, call)
+
+    result = await run.calls(work, chunks)
+    if isinstance(result, TaskFailed):
+        return result
     await book.settle(result.candidate.model)
     await tool_state.keep(states, task.tenant_id, result.reply.carry)
     metrics.observe_strategy(decision.strategy, result.escalations, book.spent, result.candidate.model)
@@ -227,26 +314,116 @@ async def execute(
                 await _send(chunks, part)
         await chunks.done(finish_reason=reply.finish_reason)
     return TaskCompleted(
-        task_id=task.task_id,
-        tenant_id=task.tenant_id,
-        user_id=task.user_id,
-        api_key_id=task.api_key_id,
-        model=candidate.model,
-        provider=candidate.provider,
-        tier=candidate.tier,
+        **run.answered(candidate),
+        usage=reply.usage,
         content=reply.content,
         finish_reason=reply.finish_reason,
         stop_sequence=reply.stop_sequence,
-        usage=reply.usage,
         tool_calls=list(reply.tool_calls) or None,
         thinking=list(reply.thinking) or None,
-        attempts=book.attempts,
-        latency_ms=round((time.perf_counter() - started) * 1000.0, 3),
-        provider_ms=book.provider_ms(),
-        completed_at=datetime.now(UTC),
-        charged=book.charged,
         other_choices=list(reply.other_choices),
     )
+
+
+async def execute_embedding(
+    routed: TaskRouted,
+    *,
+    providers: Mapping[str, Provider],
+    breakers: Breakers,
+    policy: ExecutionPolicy,
+    report: Report,
+    limits: RateLimits | None = None,
+    sleep: Sleep = asyncio.sleep,
+    cancelled: Callable[[], bool] | None = None,
+    interruptible: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
+    carried: Sequence[ChargedCall] = (),
+    on_cut: Callable[[list[ChargedCall]], Awaitable[None]] | None = None,
+) -> Outcome:
+    """Runs an embedding task (the arguments as `execute`'s): its candidates one after another, each
+    with its retries and breaker (the router lists only models of the request's vector space, so any of
+    them will do). Each reply is checked (`_fault`); a wrong one is `bad_response`, billed and passed over
+    for the next candidate. The vectors travel inline in the result, so a reply larger than a result may
+    be fails the task `embedding_result_too_large`, its call billed."""
+    request = routed.task.embedding()
+    if request is None:
+        raise TypeError(f"task {routed.task.task_id} is a chat task, not an embedding task")
+    book = CallBook(routed, report, carried=carried)
+    run = _Run(routed, providers, breakers, policy, book, limits, sleep, cancelled, interruptible, on_cut)
+    if run.was_cancelled():
+        return await _failed(routed, None, code="task_cancelled", message=CANCELLED, book=book)
+    candidates = routed.decision.candidates
+    call = EmbeddingCall(
+        model="", inputs=tuple(request.input), dimensions=request.dimensions, timeout_s=policy.call_timeout_s
+    )
+
+    def target(candidate: RouteCandidate) -> Target:
+        plain = run.target(candidate)
+        return replace(plain, provider=_Checked(plain.provider, candidate, count=len(request.input)))
+
+    async def work() -> tuple[RouteCandidate, EmbeddingReply]:
+        chain = FallbackProvider([target(c) for c in candidates])
+        async with run.within_deadline():
+            reply = await chain.embed(call)
+        assert chain.answered_by is not None
+        return next(c for c in candidates if c.model == chain.answered_by.name), reply
+
+    result = await run.calls(work)
+    if isinstance(result, TaskFailed):
+        return result
+    candidate, reply = result
+    if not vectors.fits(reply.count, reply.dimensions):
+        await book.settle(None)  # answered, and paid for, but not delivered
+        message = (
+            f"{reply.count} vectors of {reply.dimensions} numbers are more than one result holds "
+            f"({vectors.MAX_RESULT_BYTES // (1024 * 1024)} MiB): send at most "
+            f"{vectors.most_inputs(reply.dimensions)} inputs of this length per request"
+        )
+        return await _failed(routed, None, code=EMBEDDING_TOO_LARGE, message=message, book=book)
+    await book.settle(candidate.model)
+    metrics.observe_strategy("single", [], book.spent, candidate.model)
+    return TaskCompleted(
+        **run.answered(candidate),
+        usage=reply.usage,
+        content="",
+        finish_reason="stop",
+        embedding=vectors.pack(reply.vectors, count=reply.count, dimensions=reply.dimensions),
+    )
+
+
+class _Checked:
+    """An embedding candidate whose replies are checked before they are taken: a wrong one is
+    `bad_response`, not retried (the model would answer so again), so the chain moves on. The call
+    itself succeeded and is recorded so, and billed, as a cascade's refused answer is."""
+
+    def __init__(self, inner: Provider, candidate: RouteCandidate, *, count: int) -> None:
+        self._inner = inner
+        self._candidate = candidate
+        self._count = count
+
+    async def request(self, call: ProviderCall) -> Reply:
+        return await self._inner.request(call)
+
+    async def embed(self, call: EmbeddingCall) -> EmbeddingReply:
+        reply = await embedder_of(self._inner, self._candidate.model).embed(call)
+        fault = _fault(reply, count=self._count, dimensions=self._candidate.dimensions)
+        if fault is not None:
+            log.warning("%s: embeddings refused: %s", self._candidate.model, fault)
+            raise provider_error("bad_response", f"{self._candidate.model}: {fault}", retryable=False)
+        return reply
+
+
+def _fault(reply: EmbeddingReply, *, count: int, dimensions: int | None) -> str | None:
+    """What is wrong with a reply: one vector per input, each of the candidate's length (when known),
+    the bytes they take, every number finite."""
+    if reply.count != count:
+        return f"{reply.count} vectors for {count} inputs"
+    if dimensions is not None and reply.dimensions != dimensions:
+        return f"vectors of {reply.dimensions} numbers, not {dimensions}"
+    if reply.dimensions < 1 or len(reply.vectors) != vectors.result_bytes(count, reply.dimensions):
+        return f"{len(reply.vectors)} bytes are not {count} vectors of {reply.dimensions} float32 numbers"
+    if not np.isfinite(np.frombuffer(reply.vectors, dtype="<f4")).all():
+        return "a vector holds a number that is not finite"
+    return None
 
 
 async def _stream(

@@ -1,6 +1,7 @@
 """Instrumentation as a wrapper: every call that went out is reported with its outcome, latency, time to
 first token and usage. Unexpected exceptions from an adapter become `bad_response` errors here, so the
-layers above only ever see the taxonomy."""
+layers above only ever see the taxonomy, and so does an adapter without embeddings asked for them
+(`embedder_of`)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,14 @@ from switchyard.common.events import Usage
 from switchyard.common.logs import redact
 from switchyard.executor.providers.base import (
     OUTPUT,
+    EmbeddingCall,
+    EmbeddingProvider,
+    EmbeddingReply,
     Provider,
     ProviderCall,
     Reply,
     StreamPart,
+    estimated_embedding_usage,
     estimated_usage,
     stream_any,
 )
@@ -46,6 +51,14 @@ class CallRecord:
 
 
 OnCall = Callable[[CallRecord], Awaitable[None]]
+
+
+def embedder_of(provider: object, name: str) -> EmbeddingProvider:
+    """`provider` as an embedding provider (every wrapper is one); one without `embed` refuses the call
+    before it is sent, so no breaker is charged for it."""
+    if isinstance(provider, EmbeddingProvider):
+        return provider
+    raise provider_error("bad_request", f"{name} serves no embeddings", sent=False)
 
 
 class RecordingProvider:
@@ -73,7 +86,7 @@ class RecordingProvider:
         span: Span | None,
         *,
         error: ProviderError | None = None,
-        reply: Reply | None = None,
+        reply: Reply | EmbeddingReply | None = None,
         ttft_ms: float | None = None,
     ) -> None:
         record = CallRecord(
@@ -89,17 +102,17 @@ class RecordingProvider:
         await self._on_call(record)
 
     async def _cancelled(
-        self, started: float, span: Span | None, call: ProviderCall, text: str, ttft_ms: float | None
+        self, started: float, span: Span | None, usage: Usage, ttft_ms: float | None
     ) -> None:
         """A call stopped by us (a parallel loser, a deadline): the upstream already spent the prompt's
-        tokens, and any text it sent, so the call is recorded with an estimate of them."""
+        tokens, and any text it sent, so the call is recorded with an estimate of them (`usage`)."""
         record = CallRecord(
             provider=self._provider,
             model=self._model,
             outcome="cancelled",
             latency_ms=self._ms(started),
             ttft_ms=ttft_ms,
-            usage=estimated_usage(call, text),
+            usage=usage,
             usage_estimated=True,
         )
         _end(span, record, None)
@@ -128,6 +141,20 @@ class RecordingProvider:
                 attributes[name] = value
         return tracing.start(f"chat {call.model}", attributes=attributes)
 
+    def _embedding_span(self, call: EmbeddingCall) -> Span | None:
+        if not tracing.enabled():
+            return None
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "embeddings",
+            "gen_ai.provider.name": GENAI_PROVIDERS.get(self._provider, self._provider),
+            "gen_ai.request.model": call.model,
+            "switchyard.model": self._model,
+            "switchyard.embedding.inputs": len(call.inputs),
+        }
+        if call.dimensions is not None:
+            attributes["gen_ai.embeddings.dimension.count"] = call.dimensions
+        return tracing.start(f"embeddings {call.model}", attributes=attributes)
+
     def _taxonomy(self, exc: Exception) -> ProviderError:
         if isinstance(exc, ProviderError):
             return exc
@@ -140,7 +167,7 @@ class RecordingProvider:
         try:
             reply = await self._inner.request(call)
         except asyncio.CancelledError:
-            await self._cancelled(started, span, call, "", None)
+            await self._cancelled(started, span, estimated_usage(call, ""), None)
             raise
         except Exception as exc:
             error = self._taxonomy(exc)
@@ -168,7 +195,7 @@ class RecordingProvider:
                 yield part
         except asyncio.CancelledError:
             await parts.aclose()  # cut between parts (CancelGuard): the upstream's stream closes now
-            await self._cancelled(started, span, call, "".join(text), ttft_ms)
+            await self._cancelled(started, span, estimated_usage(call, "".join(text)), ttft_ms)
             raise
         except Exception as exc:
             error = self._taxonomy(exc)
@@ -180,8 +207,26 @@ class RecordingProvider:
             if span is not None and span.is_recording():  # closed early without a reply (GeneratorExit)
                 span.end()
 
+    async def embed(self, call: EmbeddingCall) -> EmbeddingReply:
+        inner = embedder_of(self._inner, self._provider)  # no record: nothing was sent
+        started = self._clock()
+        span = self._embedding_span(call)
+        try:
+            reply = await inner.embed(call)
+        except asyncio.CancelledError:
+            await self._cancelled(started, span, estimated_embedding_usage(call), None)
+            raise
+        except Exception as exc:
+            error = self._taxonomy(exc)
+            await self._report(started, span, error=error)
+            if error is exc:
+                raise
+            raise error from exc
+        await self._report(started, span, reply=reply)
+        return reply
 
-def _end(span: Span | None, record: CallRecord, reply: Reply | None) -> None:
+
+def _end(span: Span | None, record: CallRecord, reply: Reply | EmbeddingReply | None) -> None:
     """Ends a call's span with what came back: the answering model, tokens, finish reasons, outcome."""
     if span is None:
         return
@@ -192,10 +237,13 @@ def _end(span: Span | None, record: CallRecord, reply: Reply | None) -> None:
         span.set_attribute("gen_ai.usage.input_tokens", record.usage.prompt_tokens)
         span.set_attribute("gen_ai.usage.output_tokens", record.usage.completion_tokens)
         span.set_attribute("switchyard.usage_estimated", record.usage_estimated)
-    if reply is not None:
-        span.set_attribute("gen_ai.response.model", reply.model)
+    if isinstance(reply, Reply):
         reasons = [reply.finish_reason, *(c.finish_reason for c in reply.other_choices)]
         span.set_attribute("gen_ai.response.finish_reasons", reasons)
+    elif reply is not None:
+        span.set_attribute("gen_ai.embeddings.dimension.count", reply.dimensions)
+    if reply is not None:
+        span.set_attribute("gen_ai.response.model", reply.model)
     if record.outcome != "ok":
         span.set_attribute("error.type", record.outcome)
         span.set_status(StatusCode.ERROR, redact(record.error or record.outcome))

@@ -4,12 +4,20 @@ same ones. No network, no model."""
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import Usage
-from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta
+from switchyard.executor.providers.base import (
+    EmbeddingCall,
+    EmbeddingReply,
+    ProviderCall,
+    Reply,
+    StreamPart,
+    TextDelta,
+)
 from switchyard.executor.providers.errors import ErrorKind, provider_error
 
 
@@ -70,3 +78,43 @@ class ScriptedProvider:
 
 def _words(text: str) -> list[str]:
     return re.findall(r"\s*\S+\s*", text) or ([text] if text else [])
+
+
+def embedding_reply(
+    count: int, dimensions: int = 4, *, model: str = "scripted", prompt_tokens: int | None = None
+) -> EmbeddingReply:
+    """`count` vectors of `dimensions` float32 numbers, row i holding i + 1 everywhere; two tokens an
+    input unless told."""
+    rows = (struct.pack(f"<{dimensions}f", *([float(i + 1)] * dimensions)) for i in range(count))
+    tokens = 2 * count if prompt_tokens is None else prompt_tokens
+    return EmbeddingReply(
+        vectors=b"".join(rows),
+        count=count,
+        dimensions=dimensions,
+        model=model,
+        usage=Usage(prompt_tokens=tokens),
+    )
+
+
+EmbeddingStep = EmbeddingReply | ProviderError
+
+
+class ScriptedEmbedder:
+    """An embedding model: each call plays the next step of the script; the last step repeats. Asked for
+    a chat answer it refuses, unsent, as a model that gives none would."""
+
+    def __init__(self, *steps: EmbeddingStep) -> None:
+        if not steps:
+            raise ValueError("a script needs at least one step")
+        self._steps = list(steps)
+        self.calls: list[EmbeddingCall] = []
+
+    async def request(self, call: ProviderCall) -> Reply:
+        raise provider_error("bad_request", "a scripted embedder gives no chat answers", sent=False)
+
+    async def embed(self, call: EmbeddingCall) -> EmbeddingReply:
+        self.calls.append(call)
+        step = self._steps.pop(0) if len(self._steps) > 1 else self._steps[0]
+        if isinstance(step, ProviderError):
+            raise step
+        return step

@@ -9,20 +9,30 @@ machine (the pure functions below) on a `BreakerRecord`.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from switchyard.common.errors import ProviderError
 from switchyard.common.providers import BreakerRecord
-from switchyard.executor.providers.base import Provider, ProviderCall, Reply, StreamPart, stream_any
+from switchyard.executor.providers.base import (
+    EmbeddingCall,
+    EmbeddingReply,
+    Provider,
+    ProviderCall,
+    Reply,
+    StreamPart,
+    stream_any,
+)
 from switchyard.executor.providers.errors import provider_error
+from switchyard.executor.providers.recording import embedder_of
 from switchyard.executor.resilience.deadline import Clock
 
 # Errors that say something about the provider's health. The others (bad request, context too long,
 # content policy) are about the request: the provider answered properly.
 HEALTH_FAILURES = frozenset({"rate_limited", "overloaded", "timeout", "network", "bad_response", "auth"})
+R = TypeVar("R")
 
 
 class BreakerState(StrEnum):
@@ -167,15 +177,22 @@ class BreakerGuard:
         else:
             await self._breakers.record_success(self._key)
 
-    async def request(self, call: ProviderCall) -> Reply:
+    async def _guarded(self, send: Callable[[], Awaitable[R]]) -> R:
         await self._admit()
         try:
-            reply = await self._inner.request(call)
+            reply = await send()
         except ProviderError as error:
             await self._failed(error)
             raise
         await self._breakers.record_success(self._key)
         return reply
+
+    async def request(self, call: ProviderCall) -> Reply:
+        return await self._guarded(lambda: self._inner.request(call))
+
+    async def embed(self, call: EmbeddingCall) -> EmbeddingReply:
+        inner = embedder_of(self._inner, self._key)
+        return await self._guarded(lambda: inner.embed(call))
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
         await self._admit()

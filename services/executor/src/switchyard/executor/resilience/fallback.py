@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from switchyard.common.errors import ProviderError
 from switchyard.executor.providers.base import (
     OUTPUT,
+    EmbeddingCall,
+    EmbeddingReply,
     Provider,
     ProviderCall,
     Reply,
@@ -20,6 +23,7 @@ from switchyard.executor.providers.base import (
     stream_any,
 )
 from switchyard.executor.providers.errors import should_fall_back
+from switchyard.executor.providers.recording import embedder_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +39,12 @@ class Target:
             return replace(call, model=self.model)
         return replace(call, model=self.model, reasoning=None)
 
+    def bind_embedding(self, call: EmbeddingCall) -> EmbeddingCall:
+        return replace(call, model=self.model)
+
 
 OnSwitch = Callable[[Target, ProviderError], Awaitable[None]]
+R = TypeVar("R")
 
 
 class FallbackProvider:
@@ -69,16 +77,29 @@ class FallbackProvider:
             retry_after=last.retry_after,
         )
 
-    async def request(self, call: ProviderCall) -> Reply:
+    async def _first(self, send: Callable[[Target], Awaitable[R]]) -> R:
+        """The first target's answer that `send` gets without an error that stops the chain."""
         for index, target in enumerate(self._targets):
             try:
-                reply = await target.provider.request(target.bind(call))
+                reply = await send(target)
             except ProviderError as error:
                 await self._next(index, error)
                 continue
             self.answered_by = target
             return reply
         raise AssertionError("unreachable: the last target either answers or raises")
+
+    async def request(self, call: ProviderCall) -> Reply:
+        return await self._first(lambda target: target.provider.request(target.bind(call)))
+
+    async def embed(self, call: EmbeddingCall) -> EmbeddingReply:
+        """Embeddings from the first target that gives them (the router lists only models of the
+        request's vector space)."""
+
+        async def send(target: Target) -> EmbeddingReply:
+            return await embedder_of(target.provider, target.name).embed(target.bind_embedding(call))
+
+        return await self._first(send)
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
         for index, target in enumerate(self._targets):

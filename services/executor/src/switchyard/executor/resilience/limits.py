@@ -16,14 +16,18 @@ from typing import Protocol
 from pydantic import BaseModel, Field
 
 from switchyard.executor.providers.base import (
+    EmbeddingCall,
+    EmbeddingReply,
     Provider,
     ProviderCall,
     Reply,
     StreamPart,
     estimate_tokens,
+    estimated_embedding_usage,
     stream_any,
 )
 from switchyard.executor.providers.errors import provider_error
+from switchyard.executor.providers.recording import embedder_of
 from switchyard.executor.resilience.deadline import Clock
 
 DEFAULT_OUTPUT_TOKENS = 256  # what a call without max_tokens is assumed to spend
@@ -83,6 +87,11 @@ def expected_tokens(call: ProviderCall) -> int:
     return prompt + (call.max_tokens or DEFAULT_OUTPUT_TOKENS)
 
 
+def expected_embedding_tokens(call: EmbeddingCall) -> int:
+    """The inputs' tokens: an embedding has no output."""
+    return estimated_embedding_usage(call).prompt_tokens
+
+
 class LimitGuard:
     """Admits a call under each of `keys` (a model id, its provider) in turn: the first whose limit is
     spent refuses it. Limits taken under an earlier key are not given back (a refused call is rare and
@@ -93,17 +102,21 @@ class LimitGuard:
         self._limits = limits
         self._keys = keys
 
-    async def _admit(self, call: ProviderCall) -> None:
-        tokens = expected_tokens(call)
+    async def _admit(self, tokens: int) -> None:
         for key in self._keys:
             if not await self._limits.try_acquire(key, tokens=tokens):
                 raise provider_error("rate_limited", f"{key}: this executor's rpm/tpm limit", retryable=False)
 
     async def request(self, call: ProviderCall) -> Reply:
-        await self._admit(call)
+        await self._admit(expected_tokens(call))
         return await self._inner.request(call)
 
+    async def embed(self, call: EmbeddingCall) -> EmbeddingReply:
+        inner = embedder_of(self._inner, self._keys[0])
+        await self._admit(expected_embedding_tokens(call))
+        return await inner.embed(call)
+
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
-        await self._admit(call)
+        await self._admit(expected_tokens(call))
         async for part in stream_any(self._inner, call):
             yield part

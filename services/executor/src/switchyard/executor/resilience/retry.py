@@ -11,10 +11,13 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from switchyard.common.errors import ProviderError
 from switchyard.executor.providers.base import (
     OUTPUT,
+    EmbeddingCall,
+    EmbeddingReply,
     Provider,
     ProviderCall,
     Reply,
@@ -22,9 +25,12 @@ from switchyard.executor.providers.base import (
     stream_any,
 )
 from switchyard.executor.providers.errors import provider_error
+from switchyard.executor.providers.recording import embedder_of
 from switchyard.executor.resilience.deadline import Deadline
 
 Sleep = Callable[[float], Awaitable[None]]
+Call = TypeVar("Call", ProviderCall, EmbeddingCall)
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +71,7 @@ class RetryingProvider:
         self._sleep = sleep
         self._rand = rand
 
-    def _bounded(self, call: ProviderCall) -> ProviderCall:
+    def _bounded(self, call: Call) -> Call:
         if self._deadline.expired():
             raise provider_error("timeout", "the task's deadline passed before this call", retryable=False)
         timeout_s = self._deadline.clamp(call.timeout_s)
@@ -78,14 +84,20 @@ class RetryingProvider:
             raise error
         await self._sleep(delay)
 
-    async def request(self, call: ProviderCall) -> Reply:
+    async def _retried(self, send: Callable[[Call], Awaitable[R]], call: Call) -> R:
         retry = 0
         while True:
             try:
-                return await self._inner.request(self._bounded(call))
+                return await send(self._bounded(call))
             except ProviderError as error:
                 retry += 1
                 await self._wait(retry, error)
+
+    async def request(self, call: ProviderCall) -> Reply:
+        return await self._retried(self._inner.request, call)
+
+    async def embed(self, call: EmbeddingCall) -> EmbeddingReply:
+        return await self._retried(embedder_of(self._inner, call.model).embed, call)
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
         retry = 0
