@@ -136,6 +136,7 @@ class _Run:
     interruptible: Callable[[], contextlib.AbstractContextManager[object]]
     on_cut: Callable[[list[ChargedCall]], Awaitable[None]] | None
     started: float = field(default_factory=time.perf_counter)
+    deadline: Deadline = field(init=False)
 
     def __post_init__(self) -> None:
         self.deadline = Deadline.for_task(
@@ -158,9 +159,8 @@ class _Run:
         if self.cancelled is not None:  # checked again after the breaker's and limits' KV round trips
             recorded = CancelGuard(recorded, self.cancelled)
         guarded: Provider = BreakerGuard(recorded, self.breakers, key=breaker_key(candidate))
-        if (
-            self.limits is not None
-        ):  # outside the breaker: our own limit says nothing about the provider's health
+        # outside the breaker: our own limit says nothing about the provider's health
+        if self.limits is not None:
             guarded = LimitGuard(guarded, self.limits, keys=(candidate.provider, candidate.model))
         return Target(
             candidate.model,
@@ -343,7 +343,7 @@ async def execute_embedding(
     with its retries and breaker (the router lists only models of the request's vector space, so any of
     them will do). Each reply is checked (`_fault`); a wrong one is `bad_response`, billed and passed over
     for the next candidate. The vectors travel inline in the result, so a reply larger than a result may
-    be fails the task `embedding_result_too_large`, its call billed."""
+    carry fails the task `embedding_result_too_large`, its call billed."""
     request = routed.task.embedding()
     if request is None:
         raise TypeError(f"task {routed.task.task_id} is a chat task, not an embedding task")
