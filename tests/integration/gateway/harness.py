@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -12,12 +13,13 @@ from pathlib import Path
 from typing import TypeVar
 
 import nats
+import numpy as np
 
 from switchyard.cli.processes import NatsServer, free_port
-from switchyard.common import bus, subjects
+from switchyard.common import bus, subjects, vectors
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.envelope import decode, encode
-from switchyard.common.events import TaskCompleted, TaskSubmitted, Usage
+from switchyard.common.events import EmbeddingRequest, TaskCompleted, TaskFailed, TaskSubmitted, Usage
 from switchyard.common.events.base import EventPayload
 from switchyard.common.providers import ProviderStatus, announce, providers_bucket
 from switchyard.common.streaming import Chunk, encode_chunk
@@ -139,9 +141,27 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+# The fake pipeline's vectors when a task asks for no length (MiniLM's, the local embedding model's).
+EMBED_DIMENSIONS = 384
+
+
+def fake_vectors(request: EmbeddingRequest) -> np.ndarray:
+    """The vectors the Answerer gives an embedding task: row i from input i's SHA-256 (so a test recomputes
+    them from the texts it sent), as float32, `dimensions` long (EMBED_DIMENSIONS when not asked)."""
+    dims = request.dimensions or EMBED_DIMENSIONS
+    rows = [
+        np.random.default_rng(int.from_bytes(hashlib.sha256(text.encode()).digest()[:8])).standard_normal(
+            dims
+        )
+        for text in request.input
+    ]
+    return np.asarray(rows, dtype="<f4")
+
+
 class Answerer:
-    """Stands in for the pipeline: answers every submitted task (2 output tokens), at once or when
-    `release` is called. The first `begin` streamed tasks held get their first chunk at once."""
+    """Stands in for the pipeline: answers every submitted task (2 output tokens; an embedding task with
+    `fake_vectors`, one prompt token per input), at once or when `release` is called; with `fail`, fails
+    each with that error code instead. The first `begin` streamed tasks held get their first chunk at once."""
 
     def __init__(self, nc: nats.NATS, *, hold: bool = False) -> None:
         self.nc = nc
@@ -149,6 +169,7 @@ class Answerer:
         self.seen: list[TaskSubmitted] = []
         self.held: list[TaskSubmitted] = []
         self.hold = hold
+        self.fail: str | None = None
         self.begin = 0
         self._begun: set[str] = set()
 
@@ -166,7 +187,7 @@ class Answerer:
         self.seen.append(task)
         if self.hold:
             self.held.append(task)
-            if task.request.stream and len(self._begun) < self.begin:
+            if task.embedding() is None and task.chat().stream and len(self._begun) < self.begin:
                 self._begun.add(task.task_id)
                 await self._chunk(task, 0)
         else:
@@ -179,7 +200,20 @@ class Answerer:
             await self.answer(task)
 
     async def answer(self, task: TaskSubmitted) -> None:
-        if task.request.stream:
+        if self.fail is not None:
+            failed = TaskFailed(
+                task_id=task.task_id,
+                tenant_id=task.tenant_id,
+                error_code=self.fail,
+                error_message=f"the pipeline failed the task: {self.fail}",
+                failed_at=datetime.now(UTC),
+            )
+            await self._result(failed)
+            return
+        if (request := task.embedding()) is not None:
+            await self._result(self._vectors(task, request))
+            return
+        if task.chat().stream:
             for seq in range(1 if task.task_id in self._begun else 0, 2):
                 await self._chunk(task, seq)
             done_chunk = Chunk(seq=2, done=True, finish_reason="stop")
@@ -198,8 +232,30 @@ class Answerer:
             latency_ms=1.0,
             completed_at=datetime.now(UTC),
         )
-        _, raw = encode(done, source="test")
-        await self.js.publish(subjects.result_subject(task.task_id), raw)
+        await self._result(done)
+
+    def _vectors(self, task: TaskSubmitted, request: EmbeddingRequest) -> TaskCompleted:
+        rows = fake_vectors(request)
+        return TaskCompleted(
+            task_id=task.task_id,
+            tenant_id=task.tenant_id,
+            user_id=task.user_id,
+            model=request.model,
+            provider=request.model.partition("/")[0],
+            tier="local",
+            content="",
+            finish_reason="stop",
+            usage=Usage(prompt_tokens=len(request.input), completion_tokens=0),
+            attempts=1,
+            latency_ms=1.0,
+            provider_ms=0.5,
+            completed_at=datetime.now(UTC),
+            embedding=vectors.pack(rows.tobytes(), count=rows.shape[0], dimensions=rows.shape[1]),
+        )
+
+    async def _result(self, outcome: TaskCompleted | TaskFailed) -> None:
+        _, raw = encode(outcome, source="test")
+        await self.js.publish(subjects.result_subject(outcome.task_id), raw)
 
     async def _chunk(self, task: TaskSubmitted, seq: int) -> None:
         named = "local/smollm2-135m-instruct" if seq == 0 else None  # as the executor names it

@@ -414,7 +414,8 @@ async def test_models_lists_what_is_available(gateway: tuple[str, str]) -> None:
         r = await c.get(f"{base}/v1/models", headers=_auth(key))
         unauth = await c.get(f"{base}/v1/models")
     ids = [m["id"] for m in r.json()["data"]]
-    assert ids == ["auto", "local/smollm2-135m-instruct"]
+    # the local chat model and the local embedding model (as OpenAI's list holds its embedding models)
+    assert ids == ["auto", "local/smollm2-135m-instruct", "local/all-minilm-l6-v2"]
     assert unauth.status_code == 401
 
 

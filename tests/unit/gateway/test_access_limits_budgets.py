@@ -6,8 +6,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from switchyard.common.events import ChatMessage, ChatRequest, Reasoning, TaskCompleted, Usage
-from switchyard.common.policy import load_policy
+from switchyard.common.events import (
+    ChatMessage,
+    ChatRequest,
+    EmbeddingRequest,
+    Reasoning,
+    TaskCompleted,
+    Usage,
+)
+from switchyard.common.policy import Policy, load_policy
 from switchyard.gateway.access import roles
 from switchyard.gateway.budgets import pricing
 from switchyard.gateway.budgets.service import accounts
@@ -97,6 +104,63 @@ def test_worst_case_is_the_dearest_available_candidate() -> None:
         abs=1,
     )
     assert dearest.cache_read_price() < dearest.input_per_1k
+
+
+def _embedder(id_: str, price: float, space: str | None = None) -> dict[str, object]:
+    provider, _, name = id_.partition("/")
+    embedding: dict[str, object] = {"dimensions": 1536} | ({"space": space} if space else {})
+    return {
+        "id": id_, "provider": provider, "upstream": name, "tier": "fast", "input_per_1k": price,
+        "output_per_1k": 0.0, "context_window": 8191, "embedding": embedding,
+    }  # fmt: skip
+
+
+def test_an_embedding_request_reserves_its_inputs_at_the_dearest_model_of_its_space() -> None:
+    """Input tokens only (no output), at the dearest of the model named and the available models it may
+    fall back to (the same vector space); never at a dearer model of another space, nor a chat model."""
+    policy = Policy.model_validate(
+        {
+            "version": "t",
+            "models": [
+                {
+                    "id": "openai/gpt-x",
+                    "provider": "openai",
+                    "upstream": "gpt-x",
+                    "tier": "premium",
+                    "input_per_1k": 0.5,
+                    "output_per_1k": 2.0,
+                    "context_window": 100000,
+                },
+                _embedder("openai/te3", 0.00002, space="te3"),
+                _embedder("azure/te3", 0.00004, space="te3"),  # the same model elsewhere: dearer
+                _embedder("gemini/ge", 0.1),  # another space: never a fallback, however dear
+            ],
+        }
+    )
+    request = EmbeddingRequest(model="openai/te3", input=["x" * 400, "y" * 40])
+    assert pricing.prompt_tokens(request) == (100 + 1) + (10 + 1)  # 4 characters a token, one more each
+    assert pricing.output_tokens(request, default_max_tokens=4096) == 0
+    everything = {"openai", "azure", "gemini"}
+
+    def worst(req: EmbeddingRequest, providers: set[str]) -> int:
+        return pricing.worst_case_micro(policy, req, providers=providers, default_max_tokens=4096)
+
+    assert worst(request, everything) == pytest.approx(112 * 0.00004 / 1000 * pricing.MICRO, abs=1)
+    # the fallback's provider not announced: the model named bounds it
+    assert worst(request, {"openai"}) == pytest.approx(112 * 0.00002 / 1000 * pricing.MICRO, abs=1)
+    # a pass-through name (unpriced): the dearest embedding model of its provider, not its chat model
+    passed = request.model_copy(update={"model": "openai/text-embedding-ada-002"})
+    assert worst(passed, everything) == pytest.approx(112 * 0.00002 / 1000 * pricing.MICRO, abs=1)
+    # and a chat task's `auto` never counts an embedding model, however dear its input
+    assert [m.id for m in pricing.candidates(policy, model="auto", providers=everything)] == ["openai/gpt-x"]
+    # settled at what it used: its prompt tokens at the model that answered
+    done = TaskCompleted(
+        task_id="t", tenant_id="t", model="azure/te3", provider="azure", tier="fast", content="",
+        finish_reason="stop", usage=Usage(prompt_tokens=50_000, completion_tokens=0), attempts=1,
+        latency_ms=1, completed_at=datetime.now(UTC),
+    )  # fmt: skip
+    assert pricing.actual_micro(policy, done) == 2_000  # 50K tokens at $0.00004 per 1K: $0.002
+    assert sum(u.total_tokens for _, u in pricing.billed(done)) == 50_000
 
 
 def test_a_thinking_request_without_max_tokens_reserves_its_budget_too() -> None:

@@ -32,17 +32,28 @@ def test_openapi_document_is_complete() -> None:
         for method, op in ops.items()
         if "requestBody" in op
     }
-    for needed in ("/v1/chat/completions", "/v1/messages", "/v1/tasks", "/v1/admin/users", "/v1/admin/keys"):
-        assert ("POST", needed) in with_body
+    needed = ("/v1/chat/completions", "/v1/embeddings", "/v1/messages", "/v1/tasks", "/v1/admin/users")
+    for path in (*needed, "/v1/admin/keys"):
+        assert ("POST", path) in with_body
     chat = doc["paths"]["/v1/chat/completions"]["post"]
     assert "messages" in chat["requestBody"]["content"]["application/json"]["schema"]["properties"]
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             assert "422" not in op["responses"], f"{method} {path} declares FastAPI's 422; errors are 400"
-            if path.startswith(("/v1/admin", "/v1/chat", "/v1/messages", "/v1/tasks")):
+            if path.startswith(("/v1/admin", "/v1/chat", "/v1/embeddings", "/v1/messages", "/v1/tasks")):
                 assert {"400", "401", "403", "404"} <= set(op["responses"]), f"{method} {path}"
     assert "429" in chat["responses"] and "504" in chat["responses"]
+    embeddings = doc["paths"]["/v1/embeddings"]["post"]
+    body = embeddings["requestBody"]["content"]["application/json"]["schema"]
+    assert {"model", "input"} <= set(body["required"]) and len(body["properties"]["input"]["anyOf"]) == 4
+    assert {"413", "429", "502", "503", "504"} <= set(embeddings["responses"])
+    assert embeddings["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/EmbeddingsResponse"
+    }
     # each face declares its own error shape
-    refs = {p: _refs(doc["paths"][p]["post"]["responses"]) for p in ("/v1/chat/completions", "/v1/messages")}
-    assert refs["/v1/chat/completions"] == {"#/components/schemas/ErrorResponse"}
+    faces = ("/v1/chat/completions", "/v1/embeddings", "/v1/messages")
+    refs = {
+        p: _refs({k: v for k, v in doc["paths"][p]["post"]["responses"].items() if k != "200"}) for p in faces
+    }
+    assert refs["/v1/chat/completions"] == refs["/v1/embeddings"] == {"#/components/schemas/ErrorResponse"}
     assert refs["/v1/messages"] == {"#/components/schemas/AnthropicErrorResponse"}

@@ -81,6 +81,22 @@ def count_prompt(request: ChatRequest) -> int:
     return total
 
 
+def decode_ids(ids: Sequence[int]) -> str:
+    """The text of cl100k token ids: OpenAI's embeddings take an input as token ids (LangChain's
+    OpenAIEmbeddings sends them so by default). A multi-byte character cut between two inputs decodes as
+    U+FFFD. ValueError names an id cl100k does not have."""
+    try:
+        return encoding().decode(list(ids))
+    except (KeyError, OverflowError):
+        top = encoding().max_token_value
+        for token in ids:
+            try:
+                encoding().decode_single_token_bytes(token)
+            except (KeyError, OverflowError):
+                raise ValueError(f"{token} is not a token id of cl100k_base (0-{top})") from None
+        raise
+
+
 def count_inputs(texts: Sequence[str]) -> int:
     """Prompt tokens of an embedding request: each text's tokens, with no framing (OpenAI counts an
     embedding request's `usage.prompt_tokens` so)."""

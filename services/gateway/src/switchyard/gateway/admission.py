@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from switchyard.common.background import Background
-from switchyard.common.events import ChatRequest, TaskCompleted, TaskFailed
+from switchyard.common.events import ChatRequest, EmbeddingRequest, TaskCompleted, TaskFailed
 from switchyard.common.policy import Policy
 from switchyard.common.wants import Want, give_all, take_local_all
 from switchyard.gateway.budgets import pricing
@@ -130,7 +130,7 @@ class Admission:
     async def admit(
         self,
         principal: Principal,
-        request: ChatRequest,
+        request: ChatRequest | EmbeddingRequest,
         *,
         providers: set[str],
         task_id: str | None = None,
@@ -140,7 +140,8 @@ class Admission:
         most, none when the leases cover them); when either refuses, what the other took is given back,
         and the rate limit's refusal is the one raised (as when they ran in turn). With a `task_id`, the
         admitted task is on this replica's in-flight list until it is settled (`inflight`), so that another
-        replica settles it if this one dies; `timeout_s` is how long its result is waited for."""
+        replica settles it if this one dies; `timeout_s` is how long its result is waited for. An embedding
+        request takes its inputs' tokens only, priced at the dearest model of its vector space."""
         admitted = Pass(self.policy)
         tokens = pricing.prompt_tokens(request) + pricing.output_tokens(
             request, default_max_tokens=self.default_max_tokens

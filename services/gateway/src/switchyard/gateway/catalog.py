@@ -1,19 +1,23 @@
 """The model catalogue: what `model` values this deployment serves, from the policy and the providers
-the executors announced."""
+the executors announced. Chat models serve the chat faces, embedding models `/v1/embeddings`: a model
+named on the other kind's endpoint is refused here, early (the router refuses it too)."""
 
 from __future__ import annotations
 
 from nats.js import JetStreamContext
 
-from switchyard.common.policy import Policy
+from switchyard.common import vectors
+from switchyard.common.policy import EmbeddingSpec, Policy
 from switchyard.common.providers import AvailableProviders
-from switchyard.gateway.errors import ModelNotFound, ServiceUnavailable
+from switchyard.gateway.errors import InvalidRequest, ModelNotFound, ServiceUnavailable
 from switchyard.gateway.schemas import ModelCard
 
 AUTO = "auto"
 SELF = "switchyard"  # owner of `auto`
 # Providers whose upstream serves more than the policy lists: `<provider>/<any name>` is passed through.
 PASS_THROUGH = ("openai", "anthropic", "gemini")
+EMBEDDING_PASS_THROUGH = ("openai", "gemini")  # Anthropic serves no embeddings
+LACKS = "model_lacks_capability"
 
 
 class Catalog:
@@ -26,7 +30,62 @@ class Catalog:
 
     async def check(self, model: str) -> str:
         """Who serves `model`: SELF for `auto`, else its provider. Raises ModelNotFound unless it
-        is `auto`, a configured model, or a pass-through name."""
+        is `auto`, a configured model, or a pass-through name; 400 for an embedding model."""
+        spec = self.policy.model(model)
+        if spec is not None and spec.embeds:
+            raise InvalidRequest(
+                f"'{model}' is an embedding model: send it to /v1/embeddings", code=LACKS, param="model"
+            )
+        return await self._served(model)
+
+    async def check_embedding(self, model: str, *, inputs: int, dimensions: int | None) -> str:
+        """Who serves `model` for embeddings: its provider. 400 `model_lacks_capability` for `auto`, a chat
+        model or a provider with no embeddings; 400 `invalid_value` when the model cannot give vectors of
+        `dimensions`, or `inputs` of them would not fit one answer (`vectors.MAX_RESULT_BYTES`); 404 as
+        `check` (unless configured and available, or a pass-through name)."""
+        spec = self.policy.model(model)
+        provider = model.partition("/")[0]
+        if model == AUTO or (spec is not None and not spec.embeds):
+            what = "`auto` picks among chat models" if model == AUTO else f"'{model}' is a chat model"
+            raise InvalidRequest(
+                f"{what}; embeddings need an embedding model: one of {await self._embedders()}",
+                code=LACKS,
+                param="model",
+            )
+        if spec is None and provider in PASS_THROUGH and provider not in EMBEDDING_PASS_THROUGH:
+            raise InvalidRequest(
+                f"'{model}': {provider} serves no embeddings; embeddings need an embedding model: one of "
+                f"{await self._embedders()}",
+                code=LACKS,
+                param="model",
+            )
+        served = await self._served(model)
+        length = dimensions
+        if spec is not None and spec.embedding is not None:
+            length = spec.embedding.gives(dimensions)
+            if length is None:
+                raise InvalidRequest(
+                    f"'{model}' cannot give vectors of {dimensions} numbers: {_lengths(spec.embedding)}",
+                    code="invalid_value",
+                    param="dimensions",
+                )
+        if length is not None and not vectors.fits(inputs, length):
+            raise InvalidRequest(
+                f"{inputs} vectors of {length} numbers exceed what one answer holds: send at most "
+                f"{vectors.most_inputs(length)} inputs per request",
+                code="invalid_value",
+                param="input",
+            )
+        return served
+
+    async def _embedders(self) -> str:
+        """The embedding models a client may name: those available here, else all the policy lists."""
+        providers = await self.providers()
+        models = self.policy.embedding_models()
+        available = [m.id for m in models if m.provider in providers]
+        return ", ".join(available or [m.id for m in models]) or "none is configured"
+
+    async def _served(self, model: str) -> str:
         providers = await self.providers()
         if model == AUTO:
             if not providers:
@@ -45,7 +104,7 @@ class Catalog:
 
     async def card(self, model: str) -> ModelCard:
         """The card of one servable `model` (ModelNotFound / ServiceUnavailable as `check`)."""
-        return ModelCard(id=model, owned_by=await self.check(model))
+        return ModelCard(id=model, owned_by=await self._served(model))
 
     async def cards(self) -> list[ModelCard]:
         providers = await self.providers()
@@ -54,3 +113,9 @@ class Catalog:
             ModelCard(id=m.id, owned_by=m.provider) for m in self.policy.models if m.provider in providers
         ]
         return cards
+
+
+def _lengths(spec: EmbeddingSpec) -> str:
+    if spec.min_dimensions is None:
+        return f"its vectors have {spec.dimensions} (leave `dimensions` out, or send {spec.dimensions})"
+    return f"`dimensions` may be {spec.min_dimensions} to {spec.dimensions}"

@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -21,6 +21,7 @@ from switchyard.common.events import (
     ThinkingBlock,
     ToolCall,
 )
+from switchyard.common.events.tasks import Priority
 from switchyard.common.ids import new_id
 from switchyard.common.streaming import Chunk
 from switchyard.gateway.errors import (
@@ -51,7 +52,7 @@ from switchyard.gateway.tasks import Stopped, TaskClient, TimedOut
 from switchyard.gateway.tenants import Principal
 
 M = TypeVar("M", bound=BaseModel)
-PRIORITIES = ("low", "normal", "high")
+PRIORITIES: tuple[Priority, ...] = ("low", "normal", "high")
 # Task failures that are the client's doing map to 4xx (the error, and the request field to name); the rest
 # are upstream failures (502).
 CLIENT_FAILURES: dict[str, tuple[type[APIError], str | None]] = {
@@ -144,11 +145,20 @@ def take_thinking_blocks(parsed: ChatCompletionRequest) -> None:
         message.thinking = blocks or None
 
 
+def checked_priority(priority: str | None) -> Priority:
+    """The request's `x-switchyard-priority` (400 unless one of PRIORITIES); `normal` when absent."""
+    if priority is None:
+        return "normal"
+    for known in PRIORITIES:
+        if priority == known:
+            return known
+    raise InvalidRequest(
+        f"x-switchyard-priority must be one of {', '.join(PRIORITIES)}", param="x-switchyard-priority"
+    )
+
+
 def build_task(parsed: ChatCompletionRequest, principal: Principal, *, priority: str | None) -> TaskSubmitted:
-    if priority is not None and priority not in PRIORITIES:
-        raise InvalidRequest(
-            f"x-switchyard-priority must be one of {', '.join(PRIORITIES)}", param="x-switchyard-priority"
-        )
+    checked = checked_priority(priority)
     request = ChatRequest(
         model=parsed.model,
         messages=parsed.messages,
@@ -173,13 +183,13 @@ def build_task(parsed: ChatCompletionRequest, principal: Principal, *, priority:
         user_id=principal.user_id,
         api_key_id=principal.api_key_id,
         request=request,
-        priority=priority or "normal",
+        priority=checked,
         origin="http",
         submitted_at=datetime.now(UTC),
     )
 
 
-def raise_for_failure(failed: TaskFailed) -> None:
+def raise_for_failure(failed: TaskFailed) -> NoReturn:
     if failed.error_code in CLIENT_FAILURES:
         error, param = CLIENT_FAILURES[failed.error_code]
         raise error(failed.error_message, code=failed.error_code, param=param)
@@ -195,8 +205,14 @@ def raise_for_failure(failed: TaskFailed) -> None:
 
 
 async def complete(
-    client: TaskClient, task: TaskSubmitted, *, timeout_s: float, observe: Observe = None
+    client: TaskClient,
+    task: TaskSubmitted,
+    *,
+    timeout_s: float,
+    observe: Observe = None,
+    fail: Callable[[TaskFailed], NoReturn] = raise_for_failure,
 ) -> TaskCompleted:
+    """The task's answer; its failure raised as the error `fail` makes of it (a face's own mapping)."""
     try:
         outcome = await client.run(task, timeout_s=timeout_s)
     except TimedOut:
@@ -206,7 +222,7 @@ async def complete(
     if observe is not None:  # before a failure is raised: what it was charged is settled
         observe(outcome)
     if isinstance(outcome, TaskFailed):
-        raise_for_failure(outcome)
+        fail(outcome)
     assert isinstance(outcome, TaskCompleted)
     return outcome
 

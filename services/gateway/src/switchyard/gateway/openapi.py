@@ -78,6 +78,19 @@ INFERENCE_ERRORS: dict[int | str, dict[str, Any]] = {
     504: error_doc("The task did not finish in time"),
 }
 
+EMBEDDING_ERRORS: dict[int | str, dict[str, Any]] = {
+    **INFERENCE_ERRORS,
+    400: error_doc(
+        "Invalid request (malformed JSON, missing or invalid fields; `invalid_value` naming `dimensions` for "
+        "a length the model cannot give, `input` for more vectors than one answer holds), "
+        "`model_lacks_capability` (`auto` or a chat model: embeddings need an embedding model), or "
+        "refused by a guardrail: `pii_detected`"
+    ),
+    413: error_doc(
+        "Body or an input too large (`request_too_large`, `prompt_too_large`: also a plan's guardrail)"
+    ),
+}
+
 
 # The same errors in Anthropic's shape, for `/v1/messages`.
 ANTHROPIC_ERRORS: dict[int | str, dict[str, Any]] = {

@@ -1,6 +1,7 @@
 """Serving a completion through one of the gateway's faces (OpenAI chat completions, responses and legacy
 completions, Anthropic messages): authenticate, read and validate, admit (limits, budget), run the task on
-the bus, answer (JSON or SSE), then settle what the task used. The views only call `serve`."""
+the bus, answer (JSON or SSE), then settle what the task used. The views only call `serve` (and
+`serve_embeddings`, the same steps for OpenAI's embeddings)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,17 @@ import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, NoReturn, TypeVar
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from switchyard.common import tracing
-from switchyard.common.events import TaskCompleted, TaskSubmitted
+from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted
 from switchyard.gateway import (
     completions,
+    embeddings,
     legacy,
     messages,
     messages_render,
@@ -30,7 +32,13 @@ from switchyard.gateway import (
 from switchyard.gateway.admission import Pass
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.cache import replay
-from switchyard.gateway.errors import ClientClosedRequest, GatewayStopping, TaskTimeout, request_id_of
+from switchyard.gateway.errors import (
+    ClientClosedRequest,
+    GatewayStopping,
+    InvalidRequest,
+    TaskTimeout,
+    request_id_of,
+)
 from switchyard.gateway.schemas import ChatCompletionRequest
 from switchyard.gateway.state import Gateway, gateway_of
 from switchyard.gateway.stopping import Stop, cut
@@ -158,30 +166,7 @@ async def serve(request: Request, face: Face) -> Response:
     # Output guardrails need the whole answer: a stream is then answered whole, as one SSE event.
     whole = parsed.stream and gw.guardrails is not None and gw.guardrails.screens_output(principal)
     if not parsed.stream or whole:
-        unanswered = False  # settled when its outcome comes, not now
-
-        def on_gone() -> None:
-            nonlocal unanswered
-            unanswered = True
-            _settle_later(gw, task, admitted, cancel=True)
-
-        try:
-            done = await unless_gone(
-                request,
-                completions.complete(gw.tasks, task, timeout_s=timeout, observe=admitted.observe),
-                on_gone=on_gone,
-                stop=gw.stop,
-            )
-            stages.mark("pipeline")
-        except TaskTimeout:
-            unanswered = True
-            _settle_later(gw, task, admitted, cancel=False)
-            raise
-        finally:
-            # in memory from the leases; what needs KV (near a limit) is written after the response
-            if not unanswered:
-                gw.admission.settle_soon(admitted)
-        stages.mark("settle")
+        done = await _answer(request, gw, task, admitted, timeout_s=timeout, stages=stages)
         if gw.guardrails is not None:
             done = await gw.guardrails.screen_output(done, principal=principal, **_where(request))
         if cached is not None and gw.cache is not None:
@@ -242,6 +227,86 @@ async def serve(request: Request, face: Face) -> Response:
     return StreamingResponse(body_then_settle(), media_type="text/event-stream", headers=headers)
 
 
+async def _answer(
+    request: Request,
+    gw: Gateway,
+    task: TaskSubmitted,
+    admitted: Pass,
+    *,
+    timeout_s: float,
+    stages: overhead.Stages,
+    fail: Callable[[TaskFailed], NoReturn] = completions.raise_for_failure,
+) -> TaskCompleted:
+    """The task's whole answer (its failure raised as `fail` maps it), unless the client goes away first
+    or it times out: the task is then cancelled or followed, and its admission settled at its outcome."""
+    unanswered = False  # settled when its outcome comes, not now
+
+    def on_gone() -> None:
+        nonlocal unanswered
+        unanswered = True
+        _settle_later(gw, task, admitted, cancel=True)
+
+    try:
+        done = await unless_gone(
+            request,
+            completions.complete(gw.tasks, task, timeout_s=timeout_s, observe=admitted.observe, fail=fail),
+            on_gone=on_gone,
+            stop=gw.stop,
+        )
+        stages.mark("pipeline")
+    except TaskTimeout:
+        unanswered = True
+        _settle_later(gw, task, admitted, cancel=False)
+        raise
+    finally:
+        # in memory from the leases; what needs KV (near a limit) is written after the response
+        if not unanswered:
+            gw.admission.settle_soon(admitted)
+    stages.mark("settle")
+    return done
+
+
+async def serve_embeddings(request: Request) -> Response:
+    """`POST /v1/embeddings`: as a completion is served, with no response cache, no stream and no output
+    guardrails; the named model is checked before the inputs pass the input guardrails."""
+    started = getattr(request.state, "started", None) or time.perf_counter()
+    gw = gateway_of(request)
+    principal = await authenticate(request, gw.verifier)
+    limit = gw.settings.max_body_bytes
+    body = await completions.read_body(request, limit=limit)
+    parsed = embeddings.parse_request(
+        body, max_prompt_chars=gw.settings.max_prompt_chars, max_text_bytes=limit
+    )
+    await gw.catalog.check_embedding(parsed.model, inputs=len(parsed.inputs), dimensions=parsed.dimensions)
+    if gw.guardrails is not None:
+        screened = await gw.guardrails.screen_inputs(parsed.inputs, principal=principal, **_where(request))
+        parsed = replace(parsed, inputs=screened)
+    task = embeddings.build_task(parsed, principal, priority=request.headers.get("x-switchyard-priority"))
+    tracing.annotate(task_id=task.task_id, tenant_id=principal.tenant_id, gen_ai__request__model=parsed.model)
+    stages = overhead.Stages(started)
+    stages.mark("prep")
+    if gw.stop.cutting:
+        raise GatewayStopping()
+    timeout = gw.settings.task_timeout_s
+    admitted = await gw.admission.admit(
+        principal,
+        task.request,
+        providers=await gw.catalog.providers(),
+        task_id=task.task_id,
+        timeout_s=timeout,
+    )
+    stages.mark("admit")
+    headers = {"x-switchyard-task-id": task.task_id, **admitted.headers}
+    done = await _answer(
+        request, gw, task, admitted, timeout_s=timeout, stages=stages, fail=embeddings.raise_for_failure
+    )
+    content = embeddings.embeddings_json(task, done, encoding_format=parsed.encoding_format)
+    headers["x-switchyard-model"] = done.model
+    headers["x-switchyard-tier"] = done.tier
+    headers.update(overhead.headers(started, done, stages))
+    return Response(content, media_type="application/json", headers=headers)
+
+
 def _settle_later(gw: Gateway, task: TaskSubmitted, admitted: Pass, *, cancel: bool) -> None:
     """Nobody waits for the task's answer any more: its client left (`cancel`: the task is cancelled on
     the bus) or it timed out (the executor hears the timeout). Its admission is settled at what the task
@@ -258,7 +323,13 @@ async def submit(request: Request) -> TaskState:
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
     body = await completions.read_body(request, limit=gw.settings.max_body_bytes)
-    parsed = completions.parse_request(body, max_prompt_chars=gw.settings.max_prompt_chars)
+    try:
+        parsed = completions.parse_request(body, max_prompt_chars=gw.settings.max_prompt_chars)
+    except InvalidRequest as exc:
+        embedding = "input" in completions.json_object(body)
+        if embedding and exc.code == "missing_field" and exc.param == "messages":
+            exc.message += "; the task API runs chat tasks: embeddings are served by POST /v1/embeddings"
+        raise
     parsed = parsed.model_copy(update={"stream": False})
     if gw.guardrails is not None:
         parsed = await gw.guardrails.screen_input(parsed, principal=principal, **_where(request))

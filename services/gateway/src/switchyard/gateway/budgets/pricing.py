@@ -1,28 +1,34 @@
 """Costs from the policy's price table: the worst case a request could cost (reserved before it runs) and
-what it did cost (settled after)."""
+what it did cost (settled after). A chat request's tokens are its prompt and the most output it can bring;
+an embedding request's, its inputs only (vectors are not priced as output)."""
 
 from __future__ import annotations
 
 import math
 
-from switchyard.common.events import ChatRequest, TaskCompleted, TaskFailed, Usage
+from switchyard.common.events import ChatRequest, EmbeddingRequest, TaskCompleted, TaskFailed, Usage
 from switchyard.common.policy import ModelSpec, Policy
 
 MICRO = 1_000_000  # spend is counted in micro-USD: integers, so compare-and-set sums are exact
 CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 4
+TOKENS_PER_INPUT = 1  # an embedding input's own token beyond its text's (rounding up each short text)
 
 
-def prompt_tokens(request: ChatRequest) -> int:
+def prompt_tokens(request: ChatRequest | EmbeddingRequest) -> int:
     """A deliberately generous estimate (no tokenizer at the gateway): 1 token per 4 characters."""
+    if isinstance(request, EmbeddingRequest):
+        return sum(math.ceil(len(text) / CHARS_PER_TOKEN) + TOKENS_PER_INPUT for text in request.input)
     chars = sum(len(m.text()) for m in request.messages)
     return math.ceil(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(request.messages)
 
 
-def output_tokens(request: ChatRequest, *, default_max_tokens: int) -> int:
+def output_tokens(request: ChatRequest | EmbeddingRequest, *, default_max_tokens: int) -> int:
     """The most output a request can bring: each of its answers (`n`) up to its `max_tokens`, which bounds
     thinking too; without one, a model that thinks may write the default and its thinking budget (as the
-    Anthropic adapter allows it)."""
+    Anthropic adapter allows it). Embeddings have none."""
+    if isinstance(request, EmbeddingRequest):
+        return 0
     if request.max_tokens is not None:
         return request.max_tokens * request.n
     thinking = request.reasoning.budget() if request.reasoning is not None else 0
@@ -30,23 +36,41 @@ def output_tokens(request: ChatRequest, *, default_max_tokens: int) -> int:
 
 
 def candidates(policy: Policy, *, model: str, providers: set[str]) -> list[ModelSpec]:
-    """The models that could serve `model`: all available ones for `auto`; for a pass-through name with no
-    price of its own, every model of its provider (the dearest then bounds it)."""
+    """The chat models that could serve `model`: all available ones for `auto`; for a pass-through name
+    with no price of its own, every chat model of its provider (the dearest then bounds it)."""
+    chat = policy.chat_models()
     if model == "auto":
-        return [m for m in policy.models if m.provider in providers]
+        return [m for m in chat if m.provider in providers]
     spec = policy.model(model)
     if spec is not None:
         return [spec]
     provider = model.partition("/")[0]
-    return [m for m in policy.models if m.provider == provider] or list(policy.models)
+    return [m for m in chat if m.provider == provider] or chat
+
+
+def embedding_candidates(policy: Policy, *, model: str, providers: set[str]) -> list[ModelSpec]:
+    """The models that could serve an embedding task naming `model`: it, and the available embedding
+    models of its vector space (a fallback); for a pass-through name with no price of its own, the
+    embedding models of its provider (else all its models, else every model: the dearest bounds it)."""
+    spec = policy.model(model)
+    if spec is not None:
+        space = spec.space()
+        same = [m for m in policy.embedding_models() if m.space() == space and m.provider in providers]
+        return [spec, *(m for m in same if m.id != spec.id)]
+    provider = model.partition("/")[0]
+    mine = [m for m in policy.models if m.provider == provider]
+    return [m for m in mine if m.embeds] or mine or list(policy.models)
 
 
 def worst_case_micro(
-    policy: Policy, request: ChatRequest, *, providers: set[str], default_max_tokens: int
+    policy: Policy, request: ChatRequest | EmbeddingRequest, *, providers: set[str], default_max_tokens: int
 ) -> int:
     prompt = prompt_tokens(request)
     output = output_tokens(request, default_max_tokens=default_max_tokens)
-    models = candidates(policy, model=request.model, providers=providers)
+    if isinstance(request, EmbeddingRequest):
+        models = embedding_candidates(policy, model=request.model, providers=providers)
+    else:
+        models = candidates(policy, model=request.model, providers=providers)
     worst = max((m.worst_cost(prompt, output) for m in models), default=0.0)
     return math.ceil(worst * MICRO)
 

@@ -18,6 +18,7 @@ from switchyard.gateway.guardrails.models import (
     GuardrailFile,
     InputHook,
     OutputHook,
+    Refusal,
 )
 from switchyard.gateway.guardrails.pii import Pii
 from switchyard.gateway.guardrails.size import PromptSize
@@ -37,12 +38,42 @@ class Chain:
             found += more
         return messages, found
 
+    def for_embeddings(self) -> Chain:
+        """The hooks an embedding request's inputs pass: the input hooks but prompt injection (a corpus may
+        well quote "ignore previous instructions": it is indexed, not obeyed); no output (vectors)."""
+        return Chain(tuple(h for h in self.inputs if not isinstance(h, PromptInjection)))
+
+    def run_inputs(self, texts: list[str]) -> tuple[list[str], list[Finding]]:
+        """Each text as a prompt of its own (a user message): a size limit holds per input, as OpenAI's
+        per-input token limit does. A refusal names the input."""
+        screened: list[str] = []
+        found: list[Finding] = []
+        for n, text in enumerate(texts):
+            try:
+                messages, more = self.run_input([ChatMessage(role="user", content=text)])
+            except Refusal as refusal:
+                raise _of_input(refusal, n) from None
+            screened.append(messages[0].text())
+            found += more
+        return screened, found
+
     def run_output(self, text: str) -> tuple[str, list[Finding]]:
         found: list[Finding] = []
         for hook in self.outputs:
             text, more = hook.on_output(text)
             found += more
         return text, found
+
+
+def _of_input(refusal: Refusal, n: int) -> Refusal:
+    """`refusal`, its message naming the input (`n`) it refused."""
+    return Refusal(
+        guardrail=refusal.guardrail,
+        rule=refusal.rule,
+        code=refusal.code,
+        message=f"Input item {n}: {refusal.message}",
+        status=refusal.status,
+    )
 
 
 def build(config: GuardrailConfig, extra: Sequence[InputHook | OutputHook] = ()) -> Chain:

@@ -53,6 +53,29 @@ class Guardrails:
         await self._record_findings(principal, request_id, endpoint, "input", found)
         return parsed.model_copy(update={"messages": messages})
 
+    async def screen_inputs(
+        self, texts: list[str], *, principal: Principal, request_id: str, endpoint: str
+    ) -> list[str]:
+        """An embedding request's inputs, each as a prompt of its own, through the input hooks but prompt
+        injection (`Chain.for_embeddings`): a refusal (size, PII to refuse) is the gateway's error naming
+        `input`, redactions are recorded as for a prompt."""
+        chain = self.policy.chain_for(tenant_id=principal.tenant_id, plan=principal.plan).for_embeddings()
+        if not chain.inputs:
+            return texts
+        try:
+            screened, found = chain.run_inputs(texts)
+        except Refusal as refusal:
+            await self._record(
+                principal, request_id, endpoint, "input", refusal.guardrail, refusal.rule, "refused",
+                code=refusal.code,
+            )  # fmt: skip
+            raise GuardrailRefused(
+                refusal.message, code=refusal.code, param="input", status=refusal.status
+            ) from None
+        if found:
+            await self._record_findings(principal, request_id, endpoint, "input", found)
+        return screened
+
     async def screen_output(
         self, done: TaskCompleted, *, principal: Principal, request_id: str, endpoint: str
     ) -> TaskCompleted:
