@@ -85,7 +85,9 @@ def test_every_shape_of_input_becomes_texts() -> None:
 
 
 def test_defaults_and_fields_that_change_nothing() -> None:
-    parsed = _parse({"model": MODEL, "input": "hi", "user": "u-1", "extra_body": {"x": 1}, "store": True})
+    # chat's fields that ask for what is not delivered mean nothing here (the chat face refuses them)
+    ignored = {"user": "u-1", "extra_body": {"x": 1}, "store": True, "logprobs": True, "logit_bias": {"1": 5}}
+    parsed = _parse({"model": MODEL, "input": "hi", **ignored})
     assert (parsed.model, parsed.encoding_format, parsed.dimensions) == (MODEL, "float", None)
     asked = _parse({"model": MODEL, "input": "hi", "encoding_format": "base64", "dimensions": 256})
     assert (asked.encoding_format, asked.dimensions) == ("base64", 256)

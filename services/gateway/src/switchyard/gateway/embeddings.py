@@ -119,7 +119,7 @@ def parse_request(body: bytes, *, max_prompt_chars: int, max_text_bytes: int) ->
     """400 for a body that is not a valid request (as the chat face answers); 413 for an input longer than
     the gateway takes as one prompt (`max_prompt_chars`), or texts, decoded from token ids, larger than
     `max_text_bytes` (the body's limit: what a task carries on the bus stays bounded)."""
-    parsed = completions.validated(body, EmbeddingsRequest)
+    parsed = completions.validated(body, EmbeddingsRequest, unsupported={})  # chat's fields: ignored
     texts, decoded = _texts(parsed.input)
     for n, text in enumerate(texts):
         if len(text) > max_prompt_chars:
