@@ -8,7 +8,7 @@ from switchyard.common.errors import NoProviderAvailable
 from switchyard.common.events import ChatMessage, ChatRequest, Classification
 from switchyard.common.policy import Policy, load_policy
 from switchyard.router.health import ModelSignal
-from switchyard.router.routing import decide
+from switchyard.router.routing import UnknownModel, decide
 
 pytestmark = pytest.mark.unit
 POLICY = load_policy()
@@ -159,6 +159,21 @@ def test_tenant_overrides_cap_the_tier_and_deny_models() -> None:
     assert d.reasons["tenant"] == {"id": "frugal", "override": True}
     other = decide(request=req(), classification=cls(0.95), policy=policy, available=ALL, tenant_id="other")
     assert other.tier == "premium"
+    # naming a denied model, or one above the tenant's tier, is no way round either: the policy lists it, so
+    # it is not a pass-through name (it was sent unpriced as one)
+    for named in ("openai/gpt-6-sol", "openai/gpt-6.1-sol"):
+        with pytest.raises(UnknownModel, match="not available to this tenant"):
+            decide(
+                request=req(model=named),
+                classification=cls(0.5),
+                policy=policy,
+                available=ALL,
+                tenant_id="frugal",
+            )
+        allowed = decide(
+            request=req(model=named), classification=cls(0.5), policy=policy, available=ALL, tenant_id="x"
+        )
+        assert models(allowed) == [named] and allowed.candidates[0].tier != "pinned"
 
 
 def test_nothing_available_is_a_clear_error() -> None:

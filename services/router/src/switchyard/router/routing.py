@@ -137,6 +137,9 @@ def decide(
             raise ModelLacksCapability(
                 f"the model '{request.model}' is an embedding model: send it to /v1/embeddings"
             )
+        if listed is not None and effective.model(request.model) is None:
+            # listed, but not for this tenant (denied, or above its max_tier): not a pass-through name
+            raise UnknownModel(f"the model '{request.model}' is not available to this tenant")
         required = needs(request)
         return _pinned(
             request.model, effective, available, tokens, output_tokens, required=required, answers=request.n
