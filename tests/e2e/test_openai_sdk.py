@@ -67,7 +67,7 @@ def test_streaming_with_the_sdk(stack: RunningStack) -> None:
 def test_pinned_model_and_the_model_list(stack: RunningStack) -> None:
     client = _client(stack)
     ids = [m.id for m in client.models.list()]
-    assert ids == ["auto", "local/smollm2-135m-instruct"]
+    assert ids == ["auto", "local/smollm2-135m-instruct", "local/all-minilm-l6-v2"]  # chat, then embeddings
     reply = client.chat.completions.create(
         model="local/smollm2-135m-instruct", messages=QUESTION, max_tokens=16
     )  # type: ignore[arg-type]

@@ -41,12 +41,8 @@ class Guardrails:
         try:
             messages, found = chain.run_input(list(parsed.messages))
         except Refusal as refusal:
-            await self._record(
-                principal, request_id, endpoint, "input", refusal.guardrail, refusal.rule, "refused",
-                code=refusal.code,
-            )  # fmt: skip
-            raise GuardrailRefused(
-                refusal.message, code=refusal.code, param="messages", status=refusal.status
+            raise await self._input_refused(
+                refusal, principal, request_id, endpoint, param="messages"
             ) from None
         if not found:
             return parsed
@@ -65,13 +61,7 @@ class Guardrails:
         try:
             screened, found = chain.run_inputs(texts)
         except Refusal as refusal:
-            await self._record(
-                principal, request_id, endpoint, "input", refusal.guardrail, refusal.rule, "refused",
-                code=refusal.code,
-            )  # fmt: skip
-            raise GuardrailRefused(
-                refusal.message, code=refusal.code, param="input", status=refusal.status
-            ) from None
+            raise await self._input_refused(refusal, principal, request_id, endpoint, param="input") from None
         if found:
             await self._record_findings(principal, request_id, endpoint, "input", found)
         return screened
@@ -135,6 +125,16 @@ class Guardrails:
                 counts=counts,
                 once_for=once_for,
             )
+
+    async def _input_refused(
+        self, refusal: Refusal, principal: Principal, request_id: str, endpoint: str, *, param: str
+    ) -> GuardrailRefused:
+        """A refused input, recorded: the gateway's error naming the request's field `param`."""
+        await self._record(
+            principal, request_id, endpoint, "input", refusal.guardrail, refusal.rule, "refused",
+            code=refusal.code,
+        )  # fmt: skip
+        return GuardrailRefused(refusal.message, code=refusal.code, param=param, status=refusal.status)
 
     async def _record(
         self,
