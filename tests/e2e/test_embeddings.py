@@ -1,6 +1,7 @@
 """Embeddings through the whole stack that `make run` starts: the official OpenAI SDK against
 `/v1/embeddings` on the local MiniLM (no keys), the vectors sentence-transformers gives, the errors a
-client sees, the ledger's trail (digests, never the texts), and another system's embedding task on the bus."""
+client sees, a request over the inline limit (its vectors through the object store), the ledger's trail
+(digests, never the texts), and another system's embedding tasks on the bus, small and large."""
 
 from __future__ import annotations
 
@@ -74,6 +75,23 @@ def test_similar_texts_are_near(stack: RunningStack) -> None:
     assert float(a @ b) > float(a @ c) + 0.3
 
 
+def test_a_request_over_the_inline_limit_is_answered_whole(stack: RunningStack) -> None:
+    """1,500 short texts: 2.3 MB of vectors, nine times what travels in the result event, so they come
+    through the object store; the local model takes ~3 ms a text."""
+    texts = [f"support ticket {n}: my invoice {n % 97} is wrong" for n in range(1500)]
+    started = time.perf_counter()
+    raw = _client(stack).embeddings.with_raw_response.create(model=MODEL, input=texts)
+    took = time.perf_counter() - started
+    reply = raw.parse()
+    print(f"\n1,500 texts to {MODEL}: {took:.2f} s ({raw.headers['server-timing']})")
+    assert [d.index for d in reply.data] == list(range(1500))
+    got = np.asarray([d.embedding for d in reply.data], dtype=np.float32)
+    assert got.shape == (1500, 384) and np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-4)
+    alone = _client(stack).embeddings.create(model=MODEL, input=texts[1234])  # the same text alone
+    assert np.allclose(alone.data[0].embedding, got[1234], atol=1e-5)
+    assert took < 20
+
+
 def test_errors_a_client_sees(stack: RunningStack) -> None:
     client = _client(stack)
     with pytest.raises(openai.BadRequestError) as auto:
@@ -111,6 +129,7 @@ def test_the_ledger_records_the_task_by_digest(stack: RunningStack) -> None:
     assert submitted["kind"] == "embedding" and submitted["inputs"] == 2
     assert submitted["input_sha256"] == hashlib.sha256(orjson.dumps([secret, "second line"])).hexdigest()
     assert completed["embedding"]["count"] == 2 and completed["embedding"]["dimensions"] == 384
+    assert completed["embedding"]["kept"] == "inline"
     assert rows["task.classify"]["type"] == "embedding"
     assert rows["billing.usage"]["prompt_tokens"] > 0 and rows["billing.usage"]["cost_usd"] == 0
     everything = json.dumps(rows)
@@ -128,42 +147,76 @@ def _ledger(stack: RunningStack, task_id: str) -> dict[str, dict[str, object]]:
     return {action: orjson.loads(details) for action, details in found}
 
 
+def _embedding_task(task_id: str, texts: list[str]) -> dict[str, object]:
+    return {
+        "specversion": "1.0",
+        "id": f"ext-{task_id}",
+        "source": "urn:example:indexer",
+        "type": "switchyard.task.submitted.v1",
+        "time": datetime.now(UTC).isoformat(),
+        "datacontenttype": "application/json",
+        "tenantid": "bus-tenant",
+        "data": {
+            "task_id": task_id,
+            "tenant_id": "bus-tenant",
+            "request": {"kind": "embedding", "model": MODEL, "input": texts},
+            "submitted_at": datetime.now(UTC).isoformat(),
+        },
+    }
+
+
+async def _submit_and_wait(nc: nats.NATS, texts: list[str]) -> dict[str, object]:
+    """Submits an embedding task as another system would (plain nats-py); its result event."""
+    task_id = uuid.uuid4().hex
+    results: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def on_result(msg: nats.aio.msg.Msg) -> None:
+        await results.put(msg.data)
+
+    await nc.subscribe(f"switchyard.result.{task_id}", cb=on_result)
+    event = _embedding_task(task_id, texts)
+    await nc.jetstream().publish(
+        "switchyard.task.submitted", orjson.dumps(event), headers={"Nats-Msg-Id": str(event["id"])}
+    )
+    result: dict[str, object] = orjson.loads(await asyncio.wait_for(results.get(), 120))
+    return result
+
+
 async def test_another_system_submits_an_embedding_task_on_the_bus(stack: RunningStack) -> None:
     nc = await nats.connect(stack.nats_url)
     try:
-        js = nc.jetstream()
-        task_id = uuid.uuid4().hex
-        results: asyncio.Queue[bytes] = asyncio.Queue()
-
-        async def on_result(msg: nats.aio.msg.Msg) -> None:
-            await results.put(msg.data)
-
-        await nc.subscribe(f"switchyard.result.{task_id}", cb=on_result)
-        event = {
-            "specversion": "1.0",
-            "id": f"ext-{task_id}",
-            "source": "urn:example:indexer",
-            "type": "switchyard.task.submitted.v1",
-            "time": datetime.now(UTC).isoformat(),
-            "datacontenttype": "application/json",
-            "tenantid": "bus-tenant",
-            "data": {
-                "task_id": task_id,
-                "tenant_id": "bus-tenant",
-                "request": {"kind": "embedding", "model": MODEL, "input": ["one", "two", "three"]},
-                "submitted_at": datetime.now(UTC).isoformat(),
-            },
-        }
-        await js.publish(
-            "switchyard.task.submitted", orjson.dumps(event), headers={"Nats-Msg-Id": event["id"]}
-        )
-        result = orjson.loads(await asyncio.wait_for(results.get(), 120))
+        result = await _submit_and_wait(nc, ["one", "two", "three"])
         assert result["type"] == "switchyard.task.completed.v1", result
-        embedding = EmbeddingResult.model_validate(result["data"]["embedding"])
+        embedding = EmbeddingResult.model_validate(result["data"]["embedding"])  # type: ignore[index]
+        assert embedding.object is None  # small: in the event
         rows = np.frombuffer(vectors.unpack(embedding), dtype="<f4").reshape(
             embedding.count, embedding.dimensions
         )
         assert rows.shape == (3, 384) and np.allclose(np.linalg.norm(rows, axis=1), 1, atol=1e-4)
-        assert base64.b64decode(embedding.data) == rows.tobytes()
+        assert base64.b64decode(embedding.data or "") == rows.tobytes()
+    finally:
+        await nc.close()
+
+
+async def test_another_system_reads_a_large_result_from_the_object_store(stack: RunningStack) -> None:
+    """300 texts: 460,800 bytes of vectors, over the inline limit: the event names an object of the
+    bucket `switchyard-embeddings`, which nats-py's own object store reads (no Switchyard code)."""
+    nc = await nats.connect(stack.nats_url)
+    try:
+        texts = [f"catalogue entry {n}" for n in range(300)]
+        result = await _submit_and_wait(nc, texts)
+        assert result["type"] == "switchyard.task.completed.v1", result
+        embedding = result["data"]["embedding"]  # type: ignore[index]
+        assert "data" not in embedding and embedding["object"], embedding  # unset fields are left out
+        assert len(orjson.dumps(result)) < 4096, "the event names the object; the numbers are not in it"
+        js = nc.jetstream()
+        stored = await (await js.object_store("switchyard-embeddings")).get(embedding["object"])
+        assert hashlib.sha256(stored.data or b"").hexdigest() == embedding["sha256"]
+        rows = np.frombuffer(stored.data or b"", dtype="<f4").reshape(
+            embedding["count"], embedding["dimensions"]
+        )
+        assert rows.shape == (300, 384) and np.allclose(np.linalg.norm(rows, axis=1), 1, atol=1e-4)
+        # the pull reader gives the same bytes
+        assert await vectors.fetch(js, EmbeddingResult.model_validate(embedding)) == stored.data
     finally:
         await nc.close()

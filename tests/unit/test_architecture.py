@@ -60,6 +60,23 @@ def test_subjects_are_written_only_in_the_subject_table() -> None:
     assert offenders == []
 
 
+def test_bucket_names_are_written_only_in_the_subject_table() -> None:
+    from switchyard.common import subjects
+
+    buckets = [v for k, v in vars(subjects).items() if k.startswith(("KV_", "OBJ_")) and isinstance(v, str)]
+    assert "switchyard-embeddings" in buckets
+    literal = re.compile("|".join(rf"""["']{re.escape(name)}["']""" for name in buckets))
+    offenders = []
+    for folder in (ROOT / "services", ROOT / "libs"):
+        for path in _python_files(folder):
+            if path.name == "subjects.py":
+                continue
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if literal.search(line):
+                    offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert offenders == []
+
+
 def test_the_committed_asyncapi_document_is_the_generated_one() -> None:
     from switchyard.cli.asyncapi_cmd import render
 

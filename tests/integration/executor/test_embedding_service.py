@@ -1,6 +1,7 @@
 """The executor as its own process on a real nats-server running embedding tasks on its local embedding
 model. The test plays the router: it publishes TaskRouted events for embedding tasks and reads what comes
-back: the call records and the result, whose vectors `vectors.unpack` reads."""
+back: the call records and the result, whose vectors `vectors.fetch` reads (inline in the event, or from
+the object store, which this stack keeps small: 16 KiB inline at most, 128 KiB of objects)."""
 
 from __future__ import annotations
 
@@ -44,12 +45,19 @@ GEMINI = RouteCandidate(
     tier="fast",
     dimensions=384,
 )
+INLINE = 16 * 1024  # 10 vectors of 384 numbers
+STORE = 128 * 1024  # 85 of them
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with executor_stack(
-        tmp_path_factory.mktemp("embedding-executor"), {"SWITCHYARD_RETRY_MAX": "0"}
+        tmp_path_factory.mktemp("embedding-executor"),
+        {
+            "SWITCHYARD_RETRY_MAX": "0",
+            "SWITCHYARD_EMBEDDING_INLINE_BYTES": str(INLINE),
+            "SWITCHYARD_EMBEDDING_STORE_MAX_BYTES": str(STORE),
+        },
     ) as running:
         yield running
 
@@ -64,8 +72,9 @@ async def client(stack: Stack) -> AsyncIterator[nats.NATS]:
 
 async def embed(
     nc: nats.NATS, texts: list[str], candidates: list[RouteCandidate]
-) -> tuple[TaskCompleted | TaskFailed, list[ProviderCallRecorded]]:
-    """Publishes a routed embedding task; returns its result and its call records."""
+) -> tuple[TaskCompleted | TaskFailed, list[ProviderCallRecorded], int]:
+    """Publishes a routed embedding task; returns its result, its call records and the result event's
+    size in bytes."""
     task_id = ids.new_id()
     records: list[ProviderCallRecorded] = []
     result: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
@@ -108,12 +117,12 @@ async def embed(
             await sub.unsubscribe()
     _, outcome = decode(result.result().data)
     assert isinstance(outcome, TaskCompleted | TaskFailed)
-    return outcome, records
+    return outcome, records, len(result.result().data)
 
 
 async def test_a_routed_embedding_task_comes_back_with_its_vectors(client: nats.NATS) -> None:
     texts = ["How do I reset my password?", "I forgot my password and cannot log in.", "Best pizza in Naples"]
-    done, records = await embed(client, texts, [GEMINI, MINILM])
+    done, records, _ = await embed(client, texts, [GEMINI, MINILM])
     assert isinstance(done, TaskCompleted), done
     assert (done.model, done.provider, done.content, done.finish_reason) == (
         MINILM.model,
@@ -122,7 +131,8 @@ async def test_a_routed_embedding_task_comes_back_with_its_vectors(client: nats.
         "stop",
     )
     assert done.embedding is not None and (done.embedding.count, done.embedding.dimensions) == (3, 384)
-    rows = np.frombuffer(vectors.unpack(done.embedding), dtype="<f4").reshape(3, 384)
+    assert done.embedding.data is not None  # 4.6 KB: inline
+    rows = np.frombuffer(await vectors.fetch(client.jetstream(), done.embedding), dtype="<f4").reshape(3, 384)
     assert np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)
     similar, unrelated = float(rows[0] @ rows[1]), float(rows[0] @ rows[2])
     assert similar > 0.5 > unrelated, (similar, unrelated)
@@ -138,13 +148,26 @@ async def test_a_routed_embedding_task_comes_back_with_its_vectors(client: nats.
     assert done.attempts == 1 and done.charged == []
 
 
-async def test_vectors_larger_than_a_result_fail_the_task_and_the_call_is_billed(client: nats.NATS) -> None:
-    """The router refuses such requests for models it knows; the executor still never publishes a result
-    over the bound, whatever it was sent."""
-    count = vectors.most_inputs(384) + 1
-    failed, records = await embed(client, ["a"] * count, [MINILM])
-    assert isinstance(failed, TaskFailed) and failed.error_code == "embedding_result_too_large", failed
-    assert f"at most {vectors.most_inputs(384)} inputs" in failed.error_message
+async def test_vectors_over_the_inline_limit_go_to_the_object_store(client: nats.NATS) -> None:
+    texts = [f"line {n} of a corpus" for n in range(40)]  # 61,440 bytes of vectors
+    done, _, size = await embed(client, texts, [MINILM])
+    assert isinstance(done, TaskCompleted) and done.embedding is not None, done
+    assert done.embedding.data is None and done.embedding.object == vectors.object_name("acme", done.task_id)
+    assert size < 2000, "the event names the object; the numbers are not in it"
+    js = client.jetstream()
+    rows = np.frombuffer(await vectors.fetch(js, done.embedding), dtype="<f4").reshape(40, 384)
+    assert np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)
+    first, _, _ = await embed(client, texts[:1], [MINILM])  # the same text alone: the same vector, inline
+    assert isinstance(first, TaskCompleted) and first.embedding is not None
+    assert np.allclose(np.frombuffer(vectors.unpack(first.embedding), dtype="<f4"), rows[0], atol=1e-5)
+    await vectors.discard(js, done.embedding)  # as the gateway does once it has read them
+
+
+async def test_vectors_the_full_store_refuses_fail_the_task_and_the_call_is_billed(client: nats.NATS) -> None:
+    count = 100  # 153,600 bytes: more than the whole store holds
+    failed, records, _ = await embed(client, ["a"] * count, [MINILM])
+    assert isinstance(failed, TaskFailed) and failed.error_code == "embedding_result_unavailable", failed
+    assert "could not be kept for delivery" in failed.error_message
     [record] = records
     assert record.outcome == "ok" and record.billable and record.usage.prompt_tokens == 3 * count
     assert [c.model for c in failed.charged] == [MINILM.model]

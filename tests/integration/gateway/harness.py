@@ -160,8 +160,9 @@ def fake_vectors(request: EmbeddingRequest) -> np.ndarray:
 
 class Answerer:
     """Stands in for the pipeline: answers every submitted task (2 output tokens; an embedding task with
-    `fake_vectors`, one prompt token per input), at once or when `release` is called; with `fail`, fails
-    each with that error code instead. The first `begin` streamed tasks held get their first chunk at once."""
+    `fake_vectors`, one prompt token per input, kept as the executor keeps them: inline when small, else in
+    the object store), at once or when `release` is called; with `fail`, fails each with that error code
+    instead. The first `begin` streamed tasks held get their first chunk at once."""
 
     def __init__(self, nc: nats.NATS, *, hold: bool = False) -> None:
         self.nc = nc
@@ -177,6 +178,7 @@ class Answerer:
     async def start(cls, url: str, *, hold: bool = False) -> Answerer:
         nc = await nats.connect(url)
         me = cls(nc, hold=hold)
+        await vectors.open_store(me.js, ttl_s=600, max_bytes=256 * 1024 * 1024, replicas=1)
         await nc.subscribe(subjects.TASK_SUBMITTED, cb=me._on_task)
         await nc.flush()  # the server has the subscription before the test submits
         return me
@@ -211,7 +213,7 @@ class Answerer:
             await self._result(failed)
             return
         if (request := task.embedding()) is not None:
-            await self._result(self._vectors(task, request))
+            await self._result(await self._vectors(task, request))
             return
         if task.chat().stream:
             for seq in range(1 if task.task_id in self._begun else 0, 2):
@@ -234,8 +236,12 @@ class Answerer:
         )
         await self._result(done)
 
-    def _vectors(self, task: TaskSubmitted, request: EmbeddingRequest) -> TaskCompleted:
+    async def _vectors(self, task: TaskSubmitted, request: EmbeddingRequest) -> TaskCompleted:
         rows = fake_vectors(request)
+        name = vectors.object_name(task.tenant_id, task.task_id)
+        kept = await vectors.keep(
+            self.js, rows.tobytes(), count=rows.shape[0], dimensions=rows.shape[1], name=name
+        )
         return TaskCompleted(
             task_id=task.task_id,
             tenant_id=task.tenant_id,
@@ -250,7 +256,7 @@ class Answerer:
             latency_ms=1.0,
             provider_ms=0.5,
             completed_at=datetime.now(UTC),
-            embedding=vectors.pack(rows.tobytes(), count=rows.shape[0], dimensions=rows.shape[1]),
+            embedding=kept,
         )
 
     async def _result(self, outcome: TaskCompleted | TaskFailed) -> None:

@@ -1,6 +1,7 @@
 """`POST /v1/embeddings` on a gateway process, a real nats-server and SQLite; the harness's Answerer plays
-the pipeline (its vectors derive from the texts, so the test knows what the client must get back). The
-official OpenAI SDK is the client where the shape matters: it asks for base64 by default and decodes it."""
+the pipeline (its vectors derive from the texts, so the test knows what the client must get back; large
+ones go through the object store, as the executor's do). The official OpenAI SDK is the client where the
+shape matters: it asks for base64 by default and decodes it."""
 
 from __future__ import annotations
 
@@ -13,17 +14,20 @@ import nats
 import numpy as np
 import openai
 import pytest
+from nats.js.errors import ObjectNotFoundError
 
 from switchyard.cli.processes import NatsServer
-from switchyard.common import subjects
+from switchyard.common import subjects, vectors
 from switchyard.common.envelope import decode
-from switchyard.common.events import EmbeddingRequest, TaskCancelled, TaskTimedOut
+from switchyard.common.events import EmbeddingRequest, EmbeddingResult, TaskCancelled, TaskTimedOut
+from switchyard.common.providers import ProviderStatus, announce, providers_bucket
 from switchyard.common.tokens import encoding
 from switchyard.gateway.db import migrations
 from tests.integration.gateway.harness import Answerer, Org, auth, fake_vectors, gateways, make_org
 
 pytestmark = pytest.mark.integration
 MODEL = "local/all-minilm-l6-v2"  # the default policy's local embedding model (384 numbers)
+SMALL = "openai/text-embedding-3-small"  # 1,536 numbers (openai is announced here; the Answerer answers)
 TEXTS = ["The food was delicious.", "The weather is cold today.", "naïve café"]
 
 
@@ -34,11 +38,20 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer
     db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
     asyncio.run(migrations().upgrade(db_url))
     org = asyncio.run(make_org(db_url, "acme", roles=("member",)))
+    asyncio.run(_announce(server.url, "openai"))
     try:
         with gateways(server, db_url, tmp) as (base,):
             yield server, base, org
     finally:
         server.stop()
+
+
+async def _announce(url: str, provider: str) -> None:
+    nc = await nats.connect(url)
+    try:
+        await announce(await providers_bucket(nc.jetstream()), ProviderStatus(provider=provider))
+    finally:
+        await nc.close()
 
 
 @pytest.fixture
@@ -133,10 +146,16 @@ async def test_refusals_come_before_the_pipeline(
             "anthropic": await c.post(url, json={**ok, "model": "anthropic/claude-embed"}, headers=key),
             "unknown": await c.post(url, json={**ok, "model": "local/no-such-model"}, headers=key),
             "unannounced": await c.post(
-                url, json={**ok, "model": "openai/text-embedding-3-small"}, headers=key
+                url, json={**ok, "model": "gemini/gemini-embedding-001"}, headers=key
             ),
             "length": await c.post(url, json={**ok, "dimensions": 100}, headers=key),
-            "too many vectors": await c.post(url, json={**ok, "input": ["x"] * 1366}, headers=key),
+            # 1,025 vectors of 8,192 numbers: 33.6 MB, over the 32 MiB one answer holds (a pass-through
+            # model: the length asked for is the length it gives)
+            "too many vectors": await c.post(
+                url,
+                json={"model": "openai/text-embedding-ada-002", "input": ["x"] * 1025, "dimensions": 8192},
+                headers=key,
+            ),
             "too large": await c.post(url, json={**ok, "input": "x" * 70_000}, headers=key),
             "chat face": await c.post(f"{base}/v1/chat/completions", json=chat, headers=key),
             "legacy face": await c.post(
@@ -166,7 +185,7 @@ async def test_refusals_come_before_the_pipeline(
     }
     message = {name: r.json()["error"]["message"] for name, r in cases.items()}
     assert MODEL in message["auto"] and MODEL in message["a chat model"]  # what to name instead
-    assert "384" in message["length"] and "1365 inputs" in message["too many vectors"]
+    assert "384" in message["length"] and "send at most 1024 inputs" in message["too many vectors"]
     assert "/v1/embeddings" in message["chat face"] and "/v1/embeddings" in message["task api"]
     assert answerer.seen == [], "no refused request may become a task"
 
@@ -176,6 +195,7 @@ async def test_refusals_come_before_the_pipeline(
     [
         ("embedding_dimensions_unsupported", 400, "invalid_value", "dimensions"),
         ("embedding_result_too_large", 400, "invalid_value", "input"),
+        ("embedding_result_unavailable", 503, "embedding_result_unavailable", None),
         ("provider_network", 502, "provider_network", None),
     ],
 )
@@ -198,6 +218,71 @@ async def test_a_failed_task_is_the_clients_error_or_the_upstreams(
     error = r.json()["error"]
     assert (r.status_code, error["code"], error["param"]) == (status, client_code, param)
     assert code in error["message"] and error["request_id"] == r.headers["x-request-id"]
+
+
+async def test_a_large_answer_comes_through_the_object_store_and_is_deleted_after(
+    world: tuple[NatsServer, str, Org], answerer: Answerer
+) -> None:
+    """LangChain's default batch: 1,000 texts, 1,536 numbers each (6.1 MB of vectors, 24 times the inline
+    limit), as base64 (the SDK's default) and as floats."""
+    _, base, org = world
+    client = _sdk(base, org.keys["member"])
+    texts = [f"document {n}: a line of a corpus" for n in range(1000)]
+    expected = _expected(texts, 1536)
+    store = await answerer.js.object_store(vectors.BUCKET)
+    for asked in ({}, {"encoding_format": "float"}):  # the SDK's default: base64, which it decodes
+        started = time.perf_counter()
+        raw = await client.embeddings.with_raw_response.create(
+            model=SMALL,
+            input=texts,
+            dimensions=1536,
+            **asked,  # type: ignore[arg-type]
+        )
+        reply = raw.parse()
+        took = time.perf_counter() - started
+        print(f"\n1,000 x 1,536 {asked or 'base64'}: {took * 1000:.0f} ms ({raw.headers['server-timing']})")
+        got = np.asarray([d.embedding for d in reply.data], dtype=np.float32)
+        assert got.tobytes() == expected.tobytes(), asked
+        assert [d.index for d in reply.data] == list(range(1000))
+        name = vectors.object_name(org.id, raw.headers["x-switchyard-task-id"])
+        deadline = time.monotonic() + 5
+        while True:  # deleted in the background, after the response
+            try:
+                await store.get_info(name)
+            except ObjectNotFoundError:
+                break
+            assert time.monotonic() < deadline, f"the object {name} was not deleted"
+            await asyncio.sleep(0.05)
+
+
+async def test_vectors_the_gateway_cannot_read_are_a_502(
+    world: tuple[NatsServer, str, Org], answerer: Answerer
+) -> None:
+    _, base, org = world
+    answerer.hold = True
+    async with httpx.AsyncClient(timeout=30) as c:
+        asking = asyncio.ensure_future(
+            c.post(
+                f"{base}/v1/embeddings",
+                json={"model": MODEL, "input": ["a", "b"]},
+                headers=auth(org.keys["member"]),
+            )
+        )
+        while not answerer.held:
+            await asyncio.sleep(0.01)
+        [task] = answerer.held
+        done = (await answerer._vectors(task, task.embedding())).model_copy(  # type: ignore[arg-type]
+            update={
+                "embedding": EmbeddingResult(
+                    count=2, dimensions=384, sha256="0" * 64, object=vectors.object_name(org.id, task.task_id)
+                )
+            }
+        )
+        await answerer._result(done)  # names an object nobody kept
+        r = await asking
+    error = r.json()["error"]
+    assert (r.status_code, error["code"]) == (502, "bad_response"), r.text
+    assert "vectors are unreadable" in error["message"] and "not in switchyard-embeddings" in error["message"]
 
 
 async def test_a_task_that_does_not_answer_is_a_504_and_is_recorded(

@@ -253,6 +253,8 @@ async def test_an_embedding_task_that_cannot_be_served_fails_with_the_reason(
         nc, EmbeddingRequest(model="local/all-minilm-l6-v2", input=["x"], dimensions=128)
     )
     assert isinstance(short, TaskFailed) and short.error_code == "embedding_dimensions_unsupported"
-    many = await _route_embedding(nc, EmbeddingRequest(model="local/all-minilm-l6-v2", input=["x"] * 1400))
+    many = await _route_embedding(
+        nc, EmbeddingRequest(model="openai/text-embedding-ada-002", input=["x"] * 1100, dimensions=8192)
+    )
     assert isinstance(many, TaskFailed) and many.error_code == "embedding_result_too_large"
-    assert "send at most 1365 inputs" in many.error_message
+    assert "send at most 1024 inputs" in many.error_message

@@ -16,6 +16,7 @@ from switchyard.common.events import (
     ChargedCall,
     Classification,
     EmbeddingRequest,
+    EmbeddingResult,
     RouteCandidate,
     RoutingDecision,
     TaskCompleted,
@@ -88,6 +89,7 @@ async def run(
     limits: LocalRateLimits | None = None,
     cancelled: Callable[[], bool] | None = None,
     on_cut: Callable[[list[ChargedCall]], object] | None = None,
+    keep: vectors.Keep = vectors.inline,
 ) -> TaskCompleted | TaskFailed:
     async def cut(charged: list[ChargedCall]) -> None:
         if on_cut is not None:
@@ -102,6 +104,7 @@ async def run(
         limits=limits,
         cancelled=cancelled,
         on_cut=cut,
+        keep=keep,
     )
 
 
@@ -247,7 +250,7 @@ async def test_a_model_the_policy_does_not_size_is_taken_at_its_own_length() -> 
 
 
 async def test_vectors_larger_than_a_result_fail_the_task_and_the_call_is_billed() -> None:
-    dims = 3072
+    dims = 8192  # a pass-through model's length: 1,025 vectors are 33.6 MB, over the 32 MiB a result holds
     count = vectors.most_inputs(dims) + 1
     texts = [f"text {i}" for i in range(count)]
     answer = embedding_reply(count, dims, prompt_tokens=900)
@@ -260,6 +263,34 @@ async def test_vectors_larger_than_a_result_fail_the_task_and_the_call_is_billed
     [(_, record)] = bus.calls
     assert record.outcome == "ok" and record.billable
     assert outcome.charged == [ChargedCall(model="openai/embed-openai", usage=answer.usage)]
+
+
+async def test_vectors_that_cannot_be_kept_fail_the_task_and_the_call_is_billed() -> None:
+    asked: list[tuple[int, int, str]] = []
+
+    async def full(raw: bytes, *, count: int, dimensions: int, name: str) -> EmbeddingResult:
+        asked.append((count, dimensions, name))
+        raise vectors.VectorsNotKept("the bucket is full")
+
+    answer = embedding_reply(3, 4, prompt_tokens=17)
+    bus = Bus()
+    outcome = await run(routed("openai", asked=4), {"openai": ScriptedEmbedder(answer)}, bus, keep=full)
+    assert isinstance(outcome, TaskFailed) and outcome.error_code == "embedding_result_unavailable"
+    assert "could not be kept for delivery: the bucket is full" in outcome.error_message
+    assert asked == [(3, 4, "acme.t1")]  # the object's name: tenant and task
+    [(_, record)] = bus.calls
+    assert record.outcome == "ok" and record.billable
+    assert outcome.charged == [ChargedCall(model="openai/embed-openai", usage=answer.usage)]
+
+
+async def test_the_result_is_what_keep_made_of_the_vectors() -> None:
+    async def stored(raw: bytes, *, count: int, dimensions: int, name: str) -> EmbeddingResult:
+        return EmbeddingResult(count=count, dimensions=dimensions, sha256="0" * 64, object=name)
+
+    answer = embedding_reply(3, 4)
+    outcome = await run(routed("openai", asked=4), {"openai": ScriptedEmbedder(answer)}, Bus(), keep=stored)
+    assert isinstance(outcome, TaskCompleted) and outcome.embedding is not None
+    assert (outcome.embedding.object, outcome.embedding.data, outcome.charged) == ("acme.t1", None, [])
 
 
 class Hangs:

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
+from typing import cast
 
 import numpy as np
 import orjson
 import pytest
+from nats.js import JetStreamContext
 
 from switchyard.common import vectors
 from switchyard.common.events import EmbeddingRequest, TaskCompleted, TaskFailed, TaskSubmitted, Usage
 from switchyard.common.tokens import encoding
 from switchyard.gateway.embeddings import (
+    EmbeddingResults,
     Embeddings,
+    EncodingFormat,
     build_task,
     embeddings_json,
     parse_request,
@@ -157,10 +161,17 @@ def _done(rows: np.ndarray, **update: object) -> TaskCompleted:
 
 
 ROWS = np.random.default_rng(7).standard_normal((3, 5)).astype("<f4")
+# Inline results only: reading them never touches the bus (stored ones: tests/integration/gateway).
+RESULTS = EmbeddingResults(cast(JetStreamContext, None))
 
 
-def test_floats_read_back_to_the_very_float32_numbers_in_input_order() -> None:
-    body = orjson.loads(embeddings_json(_task(["a", "b", "c"]), _done(ROWS), encoding_format="float"))
+async def _json(task: TaskSubmitted, done: TaskCompleted, encoding_format: EncodingFormat) -> bytes:
+    rows = await RESULTS.rows(task, done)
+    return embeddings_json(rows, model=done.model, usage=done.usage, encoding_format=encoding_format)
+
+
+async def test_floats_read_back_to_the_very_float32_numbers_in_input_order() -> None:
+    body = orjson.loads(await _json(_task(["a", "b", "c"]), _done(ROWS), "float"))
     assert body["object"] == "list" and body["model"] == MODEL
     assert body["usage"] == {"prompt_tokens": 7, "total_tokens": 7}
     assert [(d["object"], d["index"]) for d in body["data"]] == [("embedding", i) for i in range(3)]
@@ -168,8 +179,8 @@ def test_floats_read_back_to_the_very_float32_numbers_in_input_order() -> None:
     assert got.tobytes() == ROWS.tobytes()  # exact: the shortest decimal of each float32
 
 
-def test_base64_is_what_the_openai_sdk_decodes() -> None:
-    body = orjson.loads(embeddings_json(_task(["a", "b", "c"]), _done(ROWS), encoding_format="base64"))
+async def test_base64_is_what_the_openai_sdk_decodes() -> None:
+    body = orjson.loads(await _json(_task(["a", "b", "c"]), _done(ROWS), "base64"))
     for n, item in enumerate(body["data"]):
         assert isinstance(item["embedding"], str)
         # openai-python: np.frombuffer(base64.b64decode(data), dtype="float32").tolist()
@@ -177,7 +188,7 @@ def test_base64_is_what_the_openai_sdk_decodes() -> None:
         assert decoded.tobytes() == ROWS[n].tobytes()
 
 
-def test_vectors_that_do_not_answer_the_inputs_are_a_502() -> None:
+async def test_vectors_that_do_not_answer_the_inputs_are_a_502() -> None:
     task = _task(["a", "b"])
     cases = {
         "count": _done(ROWS),  # three vectors for two inputs
@@ -188,7 +199,7 @@ def test_vectors_that_do_not_answer_the_inputs_are_a_502() -> None:
     }
     for name, done in cases.items():
         with pytest.raises(APIError) as err:
-            embeddings_json(task, done, encoding_format="float")
+            await _json(task, done, "float")
         assert (err.value.status, err.value.code) == (502, "bad_response"), name
 
 
@@ -207,6 +218,7 @@ def _failed(code: str) -> TaskFailed:
     [
         ("embedding_dimensions_unsupported", 400, "invalid_value", "dimensions"),
         ("embedding_result_too_large", 400, "invalid_value", "input"),
+        ("embedding_result_unavailable", 503, "embedding_result_unavailable", None),
         ("model_lacks_capability", 400, "model_lacks_capability", "model"),
         ("model_not_found", 404, "model_not_found", "model"),
         ("provider_bad_request", 400, "provider_bad_request", None),

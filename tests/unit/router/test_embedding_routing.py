@@ -166,19 +166,18 @@ def test_a_twin_that_cannot_shorten_its_vectors_is_dropped() -> None:
 
 
 def test_vectors_too_large_for_one_answer_are_refused_naming_the_most_inputs() -> None:
-    most = vectors.most_inputs(384)
-    assert most == 1365
-    assert len(_route(_emb(MINILM, n=most)).candidates) == 1
+    # 32 MiB: OpenAI's largest request (2,048 vectors of 3,072 numbers) fits; absurd lengths do not
+    assert vectors.most_inputs(3072) == 2730
+    assert len(_route(_emb(LARGE, n=2048)).candidates) == 1
+    ada = "openai/text-embedding-ada-002"  # pass-through, length given
+    assert _route(_emb(ada, n=1024, dimensions=8192)).candidates
     with pytest.raises(ResultTooLarge) as caught:
-        _route(_emb(MINILM, n=most + 1))
+        _route(_emb(ada, n=1025, dimensions=8192))
     assert caught.value.code == "embedding_result_too_large"
-    assert caught.value.message.endswith("send at most 1365 inputs per request")
-    assert _route(_emb(LARGE, n=300, dimensions=1536)).candidates[0].dimensions == 1536  # shortened: fits
-    with pytest.raises(ResultTooLarge, match="send at most 170 inputs"):
-        _route(_emb(LARGE, n=171))
-    with pytest.raises(ResultTooLarge, match="send at most 170 inputs"):
-        _route(_emb("openai/text-embedding-ada-002", n=171, dimensions=3072))  # pass-through, length given
-    assert _route(_emb("openai/text-embedding-ada-002", n=171)).candidates  # not known: the executor checks
+    assert caught.value.message.endswith("send at most 1024 inputs per request")
+    with pytest.raises(ResultTooLarge, match="send at most 128 inputs"):
+        _route(_emb(ada, n=129, dimensions=65536))
+    assert _route(_emb(ada, n=2048)).candidates  # length not known: the executor checks
 
 
 def test_a_tenants_denied_models_and_tier_cap_hold_for_embeddings() -> None:

@@ -106,6 +106,12 @@ KV_GATEWAYS = "switchyard-gateways"
 # (`h.<tenant>.<hash>`); every entry expires (the bucket's max age bounds the longest TTL).
 KV_CACHE = "switchyard-cache"
 
+# Object store buckets.
+# An embedding task's vectors too large to travel in its result event (`vectors.py`): the executor puts them
+# under a name of tenant and task id, the result names the object, the gateway deletes it once read; every
+# object expires (the bucket's TTL). Outside the SWITCHYARD stream: audit and billing never receive them.
+OBJ_EMBEDDINGS = "switchyard-embeddings"
+
 SERVICES = ("gateway", "classifier", "router", "executor", "billing", "audit")
 
 

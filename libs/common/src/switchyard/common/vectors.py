@@ -1,24 +1,75 @@
-"""An embedding task's vectors on the bus: little-endian float32 rows, base64 in the result event.
+"""An embedding task's vectors on the bus: little-endian float32 rows, row-major, with their SHA-256.
 
-The result travels inline in `TaskCompleted.embedding`, so it is bounded: `MAX_RESULT_BYTES` of raw vectors
-(2 MiB: 1,365 vectors of 384 numbers, 341 of 1,536, 170 of 3,072) keeps the event well inside the envelope's
-4 MiB. The router refuses a request whose vectors would be larger (it knows their count and length), the
-executor a reply that is (a model the policy does not list).
+Small results travel inline, base64 in `TaskCompleted.embedding.data` (`keep` puts up to `inline_bytes` of
+raw vectors there, by default `INLINE_BYTES`, 256 KiB: 170 vectors of 384 numbers, 42 of 1,536, 21 of
+3,072; an event of ~350 KB, which fits even a nats-server's default 1 MiB payload). Larger ones go to the
+JetStream object store `switchyard-embeddings` (`subjects.OBJ_EMBEDDINGS`, stream `OBJ_switchyard-embeddings`)
+under a name made of the tenant and the task id (`object_name`), and the result carries that name in
+`embedding.object` (with `count`, `dimensions`, `sha256`). The bucket lies outside the `SWITCHYARD` stream:
+audit and billing never receive the numbers, and every object expires after the bucket's TTL (the gateway
+deletes the one it read). A bucket that is full refuses a put (the task then fails
+`embedding_result_unavailable`, its calls billed).
+
+`MAX_RESULT_BYTES` (32 MiB: 2,048 vectors of 4,096 numbers; OpenAI's largest request, 2,048 of 3,072, is
+24 MiB) bounds one result. The router and the gateway refuse a request whose vectors would be larger (they
+know their count and length), the executor a reply that is (a model the policy does not list).
+
+Reading a result from another system: `data` is base64 of the raw bytes. For `object`, any NATS client's
+object store reads the bucket `switchyard-embeddings`: with nats-py, `(await js.object_store(bucket))
+.get(name)` returns the bytes (its own digest checked); check them against `sha256` and read `count x
+dimensions` float32 numbers. nats-py's `get` (an ordered push consumer) stalls ~250 ms per few MiB on large
+objects (~1 s for 25 MiB), so `fetch` here reads the object's chunks (`$O.switchyard-embeddings.C.<nuid>`,
+its meta says which) through a pull consumer instead: 25 MiB in 60-80 ms.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import json
+import re
+from typing import Protocol
+
+import nats.errors
+from nats.js import JetStreamContext, api
+from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.object_store import ObjectStore
 
 from switchyard.common.events import EmbeddingResult
+from switchyard.common.subjects import OBJ_EMBEDDINGS
 
 FLOAT_BYTES = 4
-MAX_RESULT_BYTES = 2 * 1024 * 1024
+MAX_RESULT_BYTES = 32 * 1024 * 1024
+INLINE_BYTES = 256 * 1024
+BUCKET = OBJ_EMBEDDINGS
+STREAM = f"OBJ_{BUCKET}"  # the object store's stream, as every NATS client names it
+FETCH_BATCH = 256  # chunks (of 128 KiB) asked for at once
+READ_TIMEOUT_S = 5.0  # a chunk that does not come within this long is missing (the object expired)
+_SAFE = re.compile(r"[-_a-zA-Z0-9]{1,64}")
+_UNSAFE = re.compile(r"[^-_a-zA-Z0-9]")
 
 
-class VectorsCorrupt(ValueError):
-    """The numbers do not match the digest they came with."""
+class VectorsUnreadable(Exception):
+    """A result's vectors cannot be read."""
+
+
+class VectorsCorrupt(VectorsUnreadable, ValueError):
+    """The numbers do not match the size or the digest they came with."""
+
+
+class VectorsGone(VectorsUnreadable, LookupError):
+    """The object holding the vectors is not in the store (expired, deleted, or never kept)."""
+
+
+class VectorsNotKept(Exception):
+    """The vectors could not be put in the object store (the bucket is full, the bus is down)."""
+
+
+class Keep(Protocol):
+    """What the executor calls to make a result of its vectors (`keep`, bound to a JetStream context)."""
+
+    async def __call__(self, raw: bytes, *, count: int, dimensions: int, name: str) -> EmbeddingResult: ...
 
 
 def result_bytes(count: int, dimensions: int) -> int:
@@ -34,10 +85,22 @@ def most_inputs(dimensions: int) -> int:
     return max(1, MAX_RESULT_BYTES // (dimensions * FLOAT_BYTES))
 
 
+def object_name(tenant_id: str, task_id: str) -> str:
+    """The object of a task's vectors: `<tenant>.<task id>`, each part kept as it is when it is made of
+    letters, digits, `-` and `_` (a gateway's ids are), else cleaned and suffixed with a hash of itself. The
+    same task gives the same name, so a redelivered run overwrites its own object."""
+    return f"{_part(tenant_id)}.{_part(task_id)}"
+
+
+def _part(value: str) -> str:
+    if _SAFE.fullmatch(value):
+        return value
+    return f"{_UNSAFE.sub('_', value)[:40]}-{hashlib.sha256(value.encode()).hexdigest()[:16]}"
+
+
 def pack(vectors: bytes, *, count: int, dimensions: int) -> EmbeddingResult:
-    """`count` rows of `dimensions` float32 numbers (little-endian, row-major) as a result."""
-    if len(vectors) != result_bytes(count, dimensions):
-        raise ValueError(f"{len(vectors)} bytes are not {count} x {dimensions} float32 numbers")
+    """`count` rows of `dimensions` float32 numbers (little-endian, row-major) as an inline result."""
+    _check_size(vectors, count, dimensions)
     return EmbeddingResult(
         count=count,
         dimensions=dimensions,
@@ -47,10 +110,139 @@ def pack(vectors: bytes, *, count: int, dimensions: int) -> EmbeddingResult:
 
 
 def unpack(result: EmbeddingResult) -> bytes:
-    """The raw rows of a result, checked against its digest."""
+    """The raw rows of an inline result, checked against its digest."""
+    if result.data is None:
+        raise ValueError(f"the vectors are in the object {result.object!r}: read them with `fetch`")
     raw = base64.b64decode(result.data, validate=True)
+    _check(raw, result)
+    return raw
+
+
+async def inline(raw: bytes, *, count: int, dimensions: int, name: str) -> EmbeddingResult:
+    """Every result inline (a `Keep` with no store, for tests: a large one makes an event over the bus's
+    payload limit)."""
+    return pack(raw, count=count, dimensions=dimensions)
+
+
+async def open_store(js: JetStreamContext, *, ttl_s: float, max_bytes: int, replicas: int) -> None:
+    """Creates the bucket, or brings an existing one to this configuration (safe from every executor on
+    every start; they must agree on it): file storage, objects expiring `ttl_s` after they were put, at
+    most `max_bytes` in all, a put into a full bucket refused (discard new)."""
+    config = api.StreamConfig(
+        name=STREAM,
+        description="Switchyard: embedding results too large for their result event",
+        subjects=[f"$O.{BUCKET}.C.>", f"$O.{BUCKET}.M.>"],
+        max_age=ttl_s,
+        max_bytes=max_bytes,
+        storage=api.StorageType.FILE,
+        num_replicas=replicas,
+        discard=api.DiscardPolicy.NEW,
+        allow_rollup_hdrs=True,
+        allow_direct=True,
+    )
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        await js.update_stream(config)
+
+
+async def keep(
+    js: JetStreamContext,
+    raw: bytes,
+    *,
+    count: int,
+    dimensions: int,
+    name: str,
+    inline_bytes: int = INLINE_BYTES,
+) -> EmbeddingResult:
+    """The result of `raw`: inline up to `inline_bytes`, else put in the bucket as the object `name`
+    (replacing one of that name). VectorsNotKept when the put fails."""
+    if len(raw) <= inline_bytes:
+        return pack(raw, count=count, dimensions=dimensions)
+    _check_size(raw, count, dimensions)
+    try:
+        await _store(js).put(name, raw)
+    except (nats.errors.Error, TimeoutError) as exc:  # nats-py's put removes the chunks it had sent
+        reason = str(exc) or type(exc).__name__
+        message = f"{len(raw)} bytes could not be put in the object store {BUCKET}: {reason}"
+        raise VectorsNotKept(message) from exc
+    return EmbeddingResult(
+        count=count, dimensions=dimensions, sha256=hashlib.sha256(raw).hexdigest(), object=name
+    )
+
+
+async def fetch(js: JetStreamContext, result: EmbeddingResult, *, timeout_s: float = READ_TIMEOUT_S) -> bytes:
+    """The raw rows of a result, inline or stored, checked against its size and digest. VectorsGone when
+    the object is not there (or vanishes while it is read), VectorsCorrupt when its bytes do not match."""
+    if result.object is None:
+        return unpack(result)
+    raw = await _read(js, result.object, timeout_s=timeout_s)
+    _check(raw, result)
+    return raw
+
+
+async def discard(js: JetStreamContext, result: EmbeddingResult) -> None:
+    """Deletes a result's object once it has been read (nothing for an inline result or a gone object)."""
+    if result.object is None:
+        return
+    with contextlib.suppress(NotFoundError):
+        await _store(js).delete(result.object)
+
+
+def _store(js: JetStreamContext) -> ObjectStore:
+    return ObjectStore(name=BUCKET, stream=STREAM, js=js)
+
+
+async def _read(js: JetStreamContext, name: str, *, timeout_s: float) -> bytes:
+    """The object's bytes: its meta (the last message on its meta subject), then its chunks through a
+    pull consumer of their own, in batches."""
+    meta = f"$O.{BUCKET}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
+    try:
+        found = await js.get_last_msg(STREAM, meta)
+    except NotFoundError:
+        missing = f"the object {name!r} is not in {BUCKET} (expired, deleted or never kept)"
+        raise VectorsGone(missing) from None
+    try:
+        info = api.ObjectInfo.from_response(json.loads(found.data or b""))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise VectorsCorrupt(f"the object {name!r} has an unreadable description: {exc}") from None
+    if info.deleted or not info.nuid:
+        raise VectorsGone(f"the object {name!r} was deleted from {BUCKET}")
+    chunks = info.chunks or 0
+    config = api.ConsumerConfig(
+        ack_policy=api.AckPolicy.NONE,
+        deliver_policy=api.DeliverPolicy.ALL,
+        inactive_threshold=timeout_s,
+        mem_storage=True,
+        num_replicas=1,
+    )
+    sub = await js.pull_subscribe(f"$O.{BUCKET}.C.{info.nuid}", stream=STREAM, config=config)
+    parts: list[bytes] = []
+    try:
+        while len(parts) < chunks:
+            try:
+                msgs = await sub.fetch(min(FETCH_BATCH, chunks - len(parts)), timeout=timeout_s)
+            except nats.errors.TimeoutError:
+                raise VectorsGone(
+                    f"the object {name!r} lost its chunks while read ({len(parts)} of {chunks}): "
+                    "expired or replaced"
+                ) from None
+            parts.extend(msg.data for msg in msgs)
+    finally:
+        await sub.unsubscribe()
+        if config.name is not None:  # pull_subscribe named the consumer; gone by itself if this fails
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await js.delete_consumer(STREAM, config.name)
+    return b"".join(parts)
+
+
+def _check_size(raw: bytes, count: int, dimensions: int) -> None:
+    if len(raw) != result_bytes(count, dimensions):
+        raise ValueError(f"{len(raw)} bytes are not {count} x {dimensions} float32 numbers")
+
+
+def _check(raw: bytes, result: EmbeddingResult) -> None:
     if len(raw) != result_bytes(result.count, result.dimensions):
         raise VectorsCorrupt(f"{len(raw)} bytes, not {result.count} x {result.dimensions} float32 numbers")
     if hashlib.sha256(raw).hexdigest() != result.sha256:
         raise VectorsCorrupt("the vectors do not match their sha256")
-    return raw

@@ -242,8 +242,13 @@ def _submitted(p: TaskSubmitted) -> dict[str, Any]:
 
 
 def _vectors(p: TaskCompleted) -> dict[str, Any] | None:
+    """Where the vectors were kept (in the result event, or the object store), never the numbers. Not the
+    object's name: it is made of the tenant and task id the entry already has, and expires within minutes."""
     e = p.embedding
-    return None if e is None else {"count": e.count, "dimensions": e.dimensions, "sha256": e.sha256}
+    if e is None:
+        return None
+    kept = "inline" if e.object is None else "object"
+    return {"count": e.count, "dimensions": e.dimensions, "sha256": e.sha256, "kept": kept}
 
 
 def _routed(p: TaskRouted) -> dict[str, Any]:

@@ -13,9 +13,15 @@ from datetime import UTC, datetime
 
 from nats.js.errors import NotFoundError
 
-from switchyard.common import bus, ids, kv, subjects, tracing
+from switchyard.common import bus, ids, kv, subjects, tracing, vectors
 from switchyard.common.envelope import CloudEvent
-from switchyard.common.events import ProviderCallRecorded, TaskCompleted, TaskRouted, TaskSubmitted
+from switchyard.common.events import (
+    EmbeddingResult,
+    ProviderCallRecorded,
+    TaskCompleted,
+    TaskRouted,
+    TaskSubmitted,
+)
 from switchyard.common.policy import Policy, load_policy
 from switchyard.common.providers import announce, providers_bucket
 from switchyard.common.service import Service, create_service, run_service
@@ -124,6 +130,25 @@ def create(
             await limits.start()
             service.drain.append(limits.close)  # unused leases back to the buckets, while still connected
             state.limits = limits
+
+    async def embedding_store() -> None:
+        """The object store for embedding results too large for their event (configured by every start)."""
+        await vectors.open_store(
+            bus.jetstream(service.broker),
+            ttl_s=settings.embedding_store_ttl_s,
+            max_bytes=settings.embedding_store_max_bytes,
+            replicas=settings.stream_replicas,
+        )
+
+    async def keep(raw: bytes, *, count: int, dimensions: int, name: str) -> EmbeddingResult:
+        return await vectors.keep(
+            bus.jetstream(service.broker),
+            raw,
+            count=count,
+            dimensions=dimensions,
+            name=name,
+            inline_bytes=settings.embedding_inline_bytes,
+        )
 
     async def carry_calls() -> None:
         state.carried = CarriedCalls(await carried_bucket(bus.jetstream(service.broker)))
@@ -253,7 +278,7 @@ def create(
         # calls run (`calling`): one heard later finds nothing to stop, and the answer, its records and
         # this handler's publishing and ack go on as for any task.
         running = functools.partial(
-            execute_embedding
+            functools.partial(execute_embedding, keep=keep)
             if embedding
             else functools.partial(execute, chunks=chunks, states=state.tool_states),
             payload,
@@ -289,7 +314,9 @@ def create(
             if current is not None:
                 current.uncancel()
 
-    service.setup.extend([warm_up, shared_state, carry_calls, announce_providers, hear_cancellations])
+    service.setup.extend(
+        [warm_up, shared_state, embedding_store, carry_calls, announce_providers, hear_cancellations]
+    )
     service.drain.append(owed.close)  # after the consumer stopped, while still connected
     service.teardown.append(found.aclose)
     bus.subscribe(

@@ -66,6 +66,24 @@ class ExecutorSettings(CommonSettings):
     models_dir: Path | None = Field(
         default=None, description="root of the built ONNX embedding model; default ~/.cache/switchyard/models"
     )
+    embedding_inline_bytes: int = Field(
+        default=256 * 1024,
+        ge=0,
+        le=2 * 1024 * 1024,
+        description="an embedding result's vectors up to this many raw bytes travel in its result event; "
+        "larger ones go to the object store `switchyard-embeddings` (0: always)",
+    )
+    embedding_store_ttl_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="how long a stored embedding result is kept (the gateway deletes it once read)",
+    )
+    embedding_store_max_bytes: int = Field(
+        default=1024 * 1024 * 1024,
+        gt=0,
+        description="the object store's size: a result that would not fit fails its task "
+        "(embedding_result_unavailable)",
+    )
     local_embedding_build_models: bool = Field(
         default=True, description="build the ONNX files on first use if `switchyard models build` has not"
     )

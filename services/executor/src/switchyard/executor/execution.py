@@ -1,7 +1,8 @@
 """Running one routed task: walk its candidate chain with retries, breakers and a deadline, stream if
 asked, and say how it ended. A plain domain function: the bus handler (app.py) publishes what it returns
 and what it reports. An embedding task (`execute_embedding`) walks its chain the same way, one model
-after another (the router lists only models of one vector space), and ends with the vectors packed."""
+after another (the router lists only models of one vector space), and ends with its vectors kept (in the
+result, or in the object store when large)."""
 
 from __future__ import annotations
 
@@ -48,8 +49,10 @@ from switchyard.executor.resilience.retry import RetryingProvider, RetryPolicy, 
 # recorded) by themselves; the outer bound is for streams, whose timeout is per chunk.
 DEADLINE_GRACE_S = 0.5
 CANCELLED = "the task was cancelled (by its client, or its client went away) before it finished"
-# The vectors are more than one result event may carry (vectors.MAX_RESULT_BYTES).
+# The vectors are more than one result may hold (vectors.MAX_RESULT_BYTES).
 EMBEDDING_TOO_LARGE = "embedding_result_too_large"
+# The vectors could not be kept for delivery (the object store is full, or the bus failed).
+EMBEDDING_UNAVAILABLE = "embedding_result_unavailable"
 
 __all__ = ["ExecutionPolicy", "Outcome", "Report", "breaker_key", "execute", "execute_embedding"]
 Outcome = TaskCompleted | TaskFailed
@@ -338,12 +341,15 @@ async def execute_embedding(
     interruptible: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
     carried: Sequence[ChargedCall] = (),
     on_cut: Callable[[list[ChargedCall]], Awaitable[None]] | None = None,
+    keep: vectors.Keep = vectors.inline,
 ) -> Outcome:
     """Runs an embedding task (the arguments as `execute`'s): its candidates one after another, each
     with its retries and breaker (the router lists only models of the request's vector space, so any of
     them will do). Each reply is checked (`_fault`); a wrong one is `bad_response`, billed and passed over
-    for the next candidate. The vectors travel inline in the result, so a reply larger than a result may
-    carry fails the task `embedding_result_too_large`, its call billed."""
+    for the next candidate. `keep` makes the result of the vectors (`vectors.keep`: inline when small, else
+    in the object store, under a name of the tenant and task). A reply larger than a result may hold fails
+    the task `embedding_result_too_large`, vectors that could not be kept `embedding_result_unavailable`;
+    either way the call is billed."""
     request = routed.task.embedding()
     if request is None:
         raise TypeError(f"task {routed.task.task_id} is a chat task, not an embedding task")
@@ -379,14 +385,23 @@ async def execute_embedding(
             f"{vectors.most_inputs(reply.dimensions)} inputs of this length per request"
         )
         return await _failed(routed, None, code=EMBEDDING_TOO_LARGE, message=message, book=book)
+    task = routed.task
+    try:
+        kept = await keep(
+            reply.vectors,
+            count=reply.count,
+            dimensions=reply.dimensions,
+            name=vectors.object_name(task.tenant_id, task.task_id),
+        )
+    except vectors.VectorsNotKept as exc:
+        log.warning("task %s: %s", task.task_id, exc)
+        await book.settle(None)  # answered, and paid for, but not delivered
+        message = f"the vectors could not be kept for delivery: {exc}"
+        return await _failed(routed, None, code=EMBEDDING_UNAVAILABLE, message=message, book=book)
     await book.settle(candidate.model)
     metrics.observe_strategy("single", [], book.spent, candidate.model)
     return TaskCompleted(
-        **run.answered(candidate),
-        usage=reply.usage,
-        content="",
-        finish_reason="stop",
-        embedding=vectors.pack(reply.vectors, count=reply.count, dimensions=reply.dimensions),
+        **run.answered(candidate), usage=reply.usage, content="", finish_reason="stop", embedding=kept
     )
 
 

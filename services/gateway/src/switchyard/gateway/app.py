@@ -30,6 +30,7 @@ from switchyard.gateway.budgets.service import Budgets
 from switchyard.gateway.cache.setup import create_cache
 from switchyard.gateway.catalog import Catalog
 from switchyard.gateway.config import GatewaySettings
+from switchyard.gateway.embeddings import EmbeddingResults
 from switchyard.gateway.guardrails import service as guardrails
 from switchyard.gateway.inflight import SPEND, WINDOWS, InFlight, Orphans, gateways_bucket, replica_name
 from switchyard.gateway.limits import views as limits
@@ -154,6 +155,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
             inflight=inflight,
             orphans=orphans,
             stop=stop,
+            embedding_results=EmbeddingResults(js),
             catalog=Catalog(policy, js, refresh_s=settings.providers_refresh_s),
             limiter=limiter,
             budgets=budgets,
@@ -175,6 +177,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
         gateway = app.state.gateway
         gateway.admission.stopping()  # a task whose outcome does not come in time is handed over
         await gateway.tasks.drain()  # cancellations of abandoned streams still being published
+        await gateway.embedding_results.drain()  # stored vectors already read, still being deleted
         await gateway.runs.stop()  # the task API's tasks run on: handed over too
         await gateway.admission.drain()  # settlements still running, then every unused lease unit back
         for leases in (gateway.limiter.windows, gateway.limiter.slots, gateway.budgets.spend):

@@ -6,26 +6,41 @@ OpenAIEmbeddings sends by default: decoded here, since the models behind the gat
 tokenizers). The vectors come back as OpenAI returns them: `embedding` a list of numbers, or with
 `encoding_format: "base64"` (the OpenAI Python SDK's default) the base64 of each vector's little-endian
 float32 bytes. Other fields OpenAI accepts (`user`) are accepted and ignored, as the chat face does.
+
+The vectors come in the result event, or, when large, from the object store the executor put them in
+(`vectors.py`): `EmbeddingResults` reads them there and deletes the object once the response is built, in the
+background.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NoReturn, cast
 
+import nats.errors
 import numpy as np
 import orjson
+from nats.js import JetStreamContext
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from switchyard.common import tokens, vectors
-from switchyard.common.events import EmbeddingRequest, TaskCompleted, TaskFailed, TaskSubmitted
+from switchyard.common.background import Background
+from switchyard.common.events import (
+    EmbeddingRequest,
+    EmbeddingResult,
+    TaskCompleted,
+    TaskFailed,
+    TaskSubmitted,
+    Usage,
+)
 from switchyard.common.events.tasks import MAX_EMBEDDING_INPUTS
 from switchyard.common.ids import new_id
 from switchyard.gateway import completions
-from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, UpstreamFailed
+from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, ServiceUnavailable, UpstreamFailed
 from switchyard.gateway.tenants import Principal
 
 EncodingFormat = Literal["float", "base64"]
@@ -34,6 +49,11 @@ SHAPES = "a string, a list of strings, a list of token ids, or a list of lists o
 # Task failures of an embedding task that are the client's doing: the request field to name (400
 # `invalid_value`). The rest map as a chat task's do.
 FAILURES = {"embedding_dimensions_unsupported": "dimensions", "embedding_result_too_large": "input"}
+# The vectors were made (and billed) but could not be kept for delivery: the object store was full or the
+# bus failed (503: another try may well pass).
+UNAVAILABLE = "embedding_result_unavailable"
+log = logging.getLogger(__name__)
+Rows = np.ndarray[Any, np.dtype[np.float32]]
 
 Text = Annotated[str, Field(min_length=1)]
 TokenIds = Annotated[list[Annotated[int, Field(ge=0, strict=True)]], Field(min_length=1)]
@@ -175,37 +195,72 @@ def raise_for_failure(failed: TaskFailed) -> NoReturn:
     param = FAILURES.get(failed.error_code)
     if param is not None:
         raise InvalidRequest(failed.error_message, code="invalid_value", param=param)
+    if failed.error_code == UNAVAILABLE:
+        raise ServiceUnavailable(
+            f"The vectors were made but could not be delivered ({failed.error_message}); try again shortly",
+            code=UNAVAILABLE,
+        )
     completions.raise_for_failure(failed)
 
 
-def rows(task: TaskSubmitted, done: TaskCompleted) -> np.ndarray[Any, np.dtype[np.float32]]:
-    """The answer's vectors, one row per input, checked against their digest and the inputs' count
-    (502 `bad_response` otherwise: nothing the client could use)."""
-    request = task.embedding()
-    result = done.embedding
-    assert request is not None
-    if result is None or result.count != len(request.input):
-        got = "no vectors" if result is None else f"{result.count} vectors"
-        raise UpstreamFailed(f"The task answered {got} for {len(request.input)} inputs", code="bad_response")
-    try:
-        raw = vectors.unpack(result)
-    except (vectors.VectorsCorrupt, ValueError) as exc:
-        raise UpstreamFailed(f"The task's vectors are unreadable: {exc}", code="bad_response") from None
-    return np.frombuffer(raw, dtype="<f4").reshape(result.count, result.dimensions)
+class EmbeddingResults:
+    """Reads an answer's vectors where the executor kept them (the result event, or the object store), and
+    deletes a stored object once read, in the background: a response never waits for it, and what a
+    failed delete leaves expires with the bucket's TTL."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self._js = js
+        self._deleting = Background()
+
+    async def rows(self, task: TaskSubmitted, done: TaskCompleted) -> Rows:
+        """The answer's vectors, one row per input, checked against their digest and the inputs' count
+        (502 `bad_response` otherwise: nothing the client could use)."""
+        request = task.embedding()
+        result = done.embedding
+        assert request is not None
+        if result is None or result.count != len(request.input):
+            got = "no vectors" if result is None else f"{result.count} vectors"
+            raise UpstreamFailed(
+                f"The task answered {got} for {len(request.input)} inputs", code="bad_response"
+            )
+        try:
+            raw = await vectors.fetch(self._js, result)
+        except (vectors.VectorsUnreadable, ValueError) as exc:
+            raise UpstreamFailed(f"The task's vectors are unreadable: {exc}", code="bad_response") from None
+        except (nats.errors.Error, TimeoutError) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise UpstreamFailed(
+                f"The task's vectors could not be read from the object store: {reason}", code="bad_response"
+            ) from None
+        return np.frombuffer(raw, dtype="<f4").reshape(result.count, result.dimensions)
+
+    def discard(self, done: TaskCompleted) -> None:
+        """Deletes the answer's stored object, if it has one, without waiting."""
+        if done.embedding is not None and done.embedding.object is not None:
+            self._deleting.spawn(self._discard(done.embedding))
+
+    async def _discard(self, result: EmbeddingResult) -> None:
+        try:
+            await vectors.discard(self._js, result)
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("could not delete the stored vectors %s (they expire): %s", result.object, exc)
+
+    async def drain(self) -> None:
+        await self._deleting.drain()
 
 
-def embeddings_json(task: TaskSubmitted, done: TaskCompleted, *, encoding_format: EncodingFormat) -> bytes:
+def embeddings_json(rows: Rows, *, model: str, usage: Usage, encoding_format: EncodingFormat) -> bytes:
     """OpenAI's response: `data[i]` is input i's vector, as numbers (float32's shortest decimal, which reads
     back to the same float32) or as the base64 of its little-endian float32 bytes."""
     data: list[dict[str, Any]] = []
-    for n, row in enumerate(rows(task, done)):
+    for n, row in enumerate(rows):
         embedding: Any = row if encoding_format == "float" else base64.b64encode(row.tobytes()).decode()
         data.append({"object": "embedding", "index": n, "embedding": embedding})
-    used = done.usage.prompt_tokens
+    used = usage.prompt_tokens
     body = {
         "object": "list",
         "data": data,
-        "model": done.model,
+        "model": model,
         "usage": {"prompt_tokens": used, "total_tokens": used},
     }
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -10,7 +10,8 @@ Only non-streamed answers carry it (a stream's headers leave before the provider
 Beside it, `server-timing` (W3C Server Timing) splits the same request into the gateway's stages: `prep`
 (auth, body, guardrails, catalog, cache look-up), `admit` (limits and budget reservation), `pipeline` (the
 task on the bus: submitted to result received, provider time included), `settle` (limits and budget given
-back) and `total`, in milliseconds. `bench/trace.py` reads it to break the overhead down.
+back), for embeddings `vectors` (reading the vectors, from the result or the object store, and rendering
+them) and `total`, in milliseconds. `bench/trace.py` reads it to break the overhead down.
 """
 
 from __future__ import annotations

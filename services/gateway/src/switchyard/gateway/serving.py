@@ -300,7 +300,14 @@ async def serve_embeddings(request: Request) -> Response:
     done = await _answer(
         request, gw, task, admitted, timeout_s=timeout, stages=stages, fail=embeddings.raise_for_failure
     )
-    content = embeddings.embeddings_json(task, done, encoding_format=parsed.encoding_format)
+    try:
+        rows = await gw.embedding_results.rows(task, done)
+        content = embeddings.embeddings_json(
+            rows, model=done.model, usage=done.usage, encoding_format=parsed.encoding_format
+        )
+    finally:
+        gw.embedding_results.discard(done)  # read or unreadable, nobody else reads it
+    stages.mark("vectors")
     headers["x-switchyard-model"] = done.model
     headers["x-switchyard-tier"] = done.tier
     headers.update(overhead.headers(started, done, stages))

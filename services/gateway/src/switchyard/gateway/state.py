@@ -17,6 +17,7 @@ from switchyard.gateway.budgets.service import Budgets
 from switchyard.gateway.cache.service import ResponseCache
 from switchyard.gateway.catalog import Catalog
 from switchyard.gateway.config import GatewaySettings
+from switchyard.gateway.embeddings import EmbeddingResults
 from switchyard.gateway.guardrails.service import Guardrails
 from switchyard.gateway.inflight import InFlight, Orphans
 from switchyard.gateway.limits.service import RateLimiter
@@ -44,6 +45,7 @@ class Gateway:
     inflight: InFlight
     orphans: Orphans
     stop: Stop
+    embedding_results: EmbeddingResults
     guardrails: Guardrails | None = None
     cache: ResponseCache | None = None
     sso: OidcVerifier | None = None

@@ -389,17 +389,23 @@ class Choice(BaseModel):
 
 class EmbeddingResult(BaseModel):
     """An embedding task's vectors: `count` rows of `dimensions` little-endian float32 numbers, row-major
-    (row i is input i), base64 in `data`, with the SHA-256 of the raw bytes."""
+    (row i is input i), with the SHA-256 of the raw bytes. Exactly one of `data` (the bytes in base64, in
+    the event: small results) and `object` (the name of the object in the JetStream object store
+    `switchyard-embeddings` holding the raw bytes: large ones, kept for a while) is set; `vectors.fetch`
+    reads either."""
 
     count: int = Field(ge=1)
     dimensions: int = Field(ge=1)
     encoding: Literal["f32le"] = "f32le"
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    data: str
+    data: str | None = None
+    object: str | None = Field(default=None, pattern=r"^[-_.a-zA-Z0-9]{1,255}$")
 
     @model_validator(mode="after")
     def _sized(self) -> EmbeddingResult:
-        if len(self.data) != 4 * ((self.count * self.dimensions * 4 + 2) // 3):
+        if (self.data is None) == (self.object is None):
+            raise ValueError("exactly one of data (inline vectors) and object (a stored object) is set")
+        if self.data is not None and len(self.data) != 4 * ((self.count * self.dimensions * 4 + 2) // 3):
             raise ValueError(f"data does not hold {self.count} x {self.dimensions} float32 numbers")
         return self
 
