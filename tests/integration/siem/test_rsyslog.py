@@ -104,6 +104,11 @@ async def test_tcp_cef_survives_exporter_kill_and_receiver_restart(
     exporter = _exporter(env, log_path)
     try:
         await _until(lambda: len(_seqs(receiver)) >= 6000, 60, "the first entries never arrived")
+        # and some of them confirmed (a loaded machine can deliver thousands within one settle period)
+        deadline = time.monotonic() + 60
+        while await positions.load(ledger, "rsyslog-tcp") == 0:
+            assert time.monotonic() < deadline, "the exporter confirmed nothing"
+            await asyncio.sleep(0.05)
         exporter.kill()  # kill -9 mid-stream: whatever was not yet confirmed is sent again
         exporter.wait()
         saved = await positions.load(ledger, "rsyslog-tcp")
