@@ -14,14 +14,14 @@ import nats
 import pytest
 
 from switchyard.cli.processes import NatsServer
-from switchyard.common import bus, subjects
+from switchyard.common import bus, subjects, vectors
 from switchyard.common.embedding.embedder import Embedder
 from switchyard.common.embedding.model_files import ensure_built
 from switchyard.common.envelope import decode
-from switchyard.common.events import ChatRequest, TaskCompleted, TaskSubmitted, Usage
+from switchyard.common.events import ChatRequest, EmbeddingRequest, TaskCompleted, TaskSubmitted, Usage
 from switchyard.common.ids import new_id
 from switchyard.gateway.cache.backends import EdgeIndex, QdrantIndex, VectorIndex
-from switchyard.gateway.cache.exact import ExactStore, cache_bucket
+from switchyard.gateway.cache.exact import ExactStore, answer_key, cache_bucket
 from switchyard.gateway.cache.models import CacheConfig, CacheRule, Directive
 from switchyard.gateway.cache.service import Configs, ResponseCache
 
@@ -223,3 +223,45 @@ async def test_a_disabled_tenant_never_touches_the_cache(
     started = time.perf_counter()
     await cache.close()
     assert time.perf_counter() - started < 1
+
+
+async def test_embeddings_are_exact_only_and_never_read_as_chat_answers(
+    parts: tuple[nats.NATS, ExactStore, bus.EventPublisher], index: VectorIndex, embedder: Embedder
+) -> None:
+    """An embedding is kept with its vectors under its own key, found again only by the same texts (never by
+    a near text), and its entry is never a chat answer: not by key, and not even if it were stored where a
+    chat answer is (the stored entry says which kind it is)."""
+    nc, store, events = parts
+    cache = ResponseCache(
+        store=store, configs=Configs(DEFAULT), events=events, index=index, embedder=embedder
+    )
+
+    def embedding_task(*texts: str) -> TaskSubmitted:
+        request = EmbeddingRequest(model="local/all-minilm-l6-v2", input=list(texts))
+        return TaskSubmitted(
+            task_id=new_id(), tenant_id="acme", request=request, submitted_at=datetime.now(UTC)
+        )
+
+    t = embedding_task(QUESTION)
+    found = await cache.lookup(tenant_id="acme", plan="pro", task=t, directive=Directive())
+    assert found is not None and found.hit is None and found.text is None  # no semantic lookup
+    result = vectors.pack(bytes(range(256)) * 6, count=1, dimensions=384)
+    done = completed(t, "").model_copy(update={"embedding": result, "usage": Usage(prompt_tokens=8)})
+    assert await cache.keep(found, done)
+    again = await cache.lookup(
+        tenant_id="acme", plan="pro", task=embedding_task(QUESTION), directive=Directive()
+    )
+    assert again is not None and again.hit is not None and again.hit.answer.embedding == result
+    near = await cache.lookup(
+        tenant_id="acme", plan="pro", task=embedding_task(PARAPHRASE), directive=Directive()
+    )
+    assert near is not None and near.hit is None
+    assert (await ask(cache, "acme", QUESTION)).hit is None  # the chat request with the same text
+
+    # the entry copied to where a chat answer of that key would be is still not a chat answer
+    entry = await store.get("acme", found.key, embedding=True)
+    assert entry is not None
+    bucket = await nc.jetstream().key_value(subjects.KV_CACHE)
+    await bucket.put(answer_key("acme", found.key), entry.model_dump_json().encode())
+    assert await store.get("acme", found.key) is None
+    await cache.close()

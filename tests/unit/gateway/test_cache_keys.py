@@ -6,16 +6,20 @@ from typing import Any
 
 import pytest
 
-from switchyard.common.events import ChatRequest
+from switchyard.common import vectors
+from switchyard.common.events import ChatRequest, EmbeddingRequest, EmbeddingResult
+from switchyard.gateway.cache.exact import answer_key, hits_key
 from switchyard.gateway.cache.models import (
     CacheConfig,
     CacheRule,
+    embedding_key,
     exact_key,
     parse_directive,
     point_id,
     semantic_scope,
     semantic_text,
     storable,
+    storable_embedding,
 )
 from switchyard.gateway.cache.service import Configs
 from switchyard.gateway.errors import InvalidRequest
@@ -147,3 +151,52 @@ def test_a_cached_answer_settles_the_budget_at_zero() -> None:
     assert actual_micro(policy, done) > 0
     cached = done.model_copy(update={"cache": CacheHit(kind="exact", source_task_id="t0"), "attempts": 0})
     assert actual_micro(policy, cached) == 0
+
+
+def emb(
+    *texts: str, model: str = "local/all-minilm-l6-v2", dimensions: int | None = None
+) -> EmbeddingRequest:
+    return EmbeddingRequest(
+        model=model, input=list(texts or ("How do I reset my password?",)), dimensions=dimensions
+    )
+
+
+def test_the_embedding_key_is_the_exact_texts_model_and_dimensions_within_the_tenant() -> None:
+    base = embedding_key("acme", emb("a", "b"))
+    assert embedding_key("acme", emb("a", "b")) == base
+    assert len(base) == 64 and int(base, 16) >= 0  # a SHA-256, hex: a safe KV key token
+    different = [
+        embedding_key("globex", emb("a", "b")),
+        embedding_key("acme", emb("b", "a")),  # order: row i is input i's vector
+        embedding_key("acme", emb("a")),
+        embedding_key("acme", emb("a", "b", "b")),
+        embedding_key("acme", emb("a ", "b")),  # never normalised: a near text is another text
+        embedding_key("acme", emb("A", "b")),
+        embedding_key("acme", emb("ab")),
+        embedding_key("acme", emb("a", "b", dimensions=256)),
+        embedding_key("acme", emb("a", "b", model="openai/text-embedding-3-small")),
+    ]
+    assert base not in different and len(set(different)) == len(different)
+
+
+def test_an_embedding_entry_never_shares_a_key_with_a_chat_answer() -> None:
+    text = "What is the capital of France?"
+    chat = exact_key("acme", req(text, model="local/all-minilm-l6-v2"))
+    embedding = embedding_key("acme", emb(text))
+    assert chat != embedding
+    assert answer_key("acme", embedding, embedding=True).startswith("e.")
+    assert answer_key("acme", chat).startswith("a.")
+    # even one hash under both kinds lands on different KV keys, and so do their hit counts
+    assert answer_key("acme", chat, embedding=True) != answer_key("acme", chat)
+    assert hits_key("acme", chat, embedding=True) != hits_key("acme", chat)
+    assert {answer_key("acme", chat), hits_key("acme", chat)}.isdisjoint(
+        {answer_key("acme", chat, embedding=True), hits_key("acme", chat, embedding=True)}
+    )
+
+
+def test_only_inline_vectors_are_stored() -> None:
+    raw = bytes(4 * 384)
+    assert storable_embedding(vectors.pack(raw, count=1, dimensions=384))
+    stored = EmbeddingResult(count=1, dimensions=384, sha256="0" * 64, object="acme.task1")
+    assert not storable_embedding(stored)
+    assert not storable_embedding(None)

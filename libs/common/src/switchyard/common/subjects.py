@@ -103,7 +103,8 @@ KV_TASKS = "switchyard-tasks"
 # each gateway replica's admitted, unsettled tasks (key: replica name), so another settles them if it dies.
 KV_GATEWAYS = "switchyard-gateways"
 # the response cache: answers by tenant and request hash (`a.<tenant>.<hash>`) and their hit counts
-# (`h.<tenant>.<hash>`); every entry expires (the bucket's max age bounds the longest TTL).
+# (`h.<tenant>.<hash>`), embeddings under `e.` and `eh.`; every entry expires (the bucket's max age bounds
+# the longest TTL).
 KV_CACHE = "switchyard-cache"
 
 # Object store buckets.

@@ -267,8 +267,9 @@ async def _answer(
 
 
 async def serve_embeddings(request: Request) -> Response:
-    """`POST /v1/embeddings`: as a completion is served, with no response cache, no stream and no output
-    guardrails; the named model is checked before the inputs pass the input guardrails."""
+    """`POST /v1/embeddings`: as a completion is served, with no stream and no output guardrails; the named
+    model is checked before the inputs pass the input guardrails. The response cache is exact only, keyed on
+    the texts as sent (after decoding and the guardrails); a hit is answered from the stored vectors."""
     started = getattr(request.state, "started", None) or time.perf_counter()
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
@@ -283,6 +284,7 @@ async def serve_embeddings(request: Request) -> Response:
         parsed = replace(parsed, inputs=screened)
     task = embeddings.build_task(parsed, principal, priority=request.headers.get("x-switchyard-priority"))
     tracing.annotate(task_id=task.task_id, tenant_id=principal.tenant_id, gen_ai__request__model=parsed.model)
+    cached = await replay.look_up(gw.cache, request, principal, task)
     stages = overhead.Stages(started)
     stages.mark("prep")
     if gw.stop.cutting:
@@ -296,10 +298,13 @@ async def serve_embeddings(request: Request) -> Response:
         timeout_s=timeout,
     )
     stages.mark("admit")
-    headers = {"x-switchyard-task-id": task.task_id, **admitted.headers}
-    done = await _answer(
-        request, gw, task, admitted, timeout_s=timeout, stages=stages, fail=embeddings.raise_for_failure
-    )
+    headers = {"x-switchyard-task-id": task.task_id, **admitted.headers, **(cached.headers if cached else {})}
+    if cached is not None and cached.hit is not None and gw.cache is not None:
+        done = await replay.settle(gw.cache, task, cached, admitted)
+    else:
+        done = await _answer(
+            request, gw, task, admitted, timeout_s=timeout, stages=stages, fail=embeddings.raise_for_failure
+        )
     try:
         rows = await gw.embedding_results.rows(task, done)
         content = embeddings.embeddings_json(
@@ -308,6 +313,8 @@ async def serve_embeddings(request: Request) -> Response:
     finally:
         gw.embedding_results.discard(done)  # read or unreadable, nobody else reads it
     stages.mark("vectors")
+    if cached is not None and gw.cache is not None:
+        await gw.cache.keep(cached, done)  # inline vectors only, read and checked above
     headers["x-switchyard-model"] = done.model
     headers["x-switchyard-tier"] = done.tier
     headers.update(overhead.headers(started, done, stages))

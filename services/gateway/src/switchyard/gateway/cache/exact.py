@@ -1,7 +1,9 @@
 """Stored answers in JetStream KV (bucket `switchyard-cache`), shared by every gateway replica.
 
-Keys: `a.<tenant>.<hash>` holds a `CachedAnswer`, `h.<tenant>.<hash>` its hit count. The tenant is part of
-every key and of the stored value, and a value whose tenant differs from the reader's is never returned.
+Keys: `a.<tenant>.<hash>` holds a chat `CachedAnswer`, `h.<tenant>.<hash>` its hit count; an embedding answer
+is kept under `e.<tenant>.<hash>`, its hit count under `eh.<tenant>.<hash>`, so a chat read never looks where
+embeddings are (and the stored value says which it is, checked on every read). The tenant is part of every
+key and of the stored value, and a value whose tenant differs from the reader's is never returned.
 Each answer carries its own expiry (per tenant TTLs); the bucket's max age removes what nobody reads.
 """
 
@@ -22,43 +24,47 @@ async def cache_bucket(js: JetStreamContext, *, max_ttl_s: float) -> KeyValue:
     return await kv.bucket(js, subjects.KV_CACHE, ttl_s=max_ttl_s)
 
 
-def answer_key(tenant_id: str, key: str) -> str:
-    return f"a.{kv.safe_key(tenant_id)}.{key}"
+def answer_key(tenant_id: str, key: str, *, embedding: bool = False) -> str:
+    return f"{'e' if embedding else 'a'}.{kv.safe_key(tenant_id)}.{key}"
 
 
-def hits_key(tenant_id: str, key: str) -> str:
-    return f"h.{kv.safe_key(tenant_id)}.{key}"
+def hits_key(tenant_id: str, key: str, *, embedding: bool = False) -> str:
+    return f"{'eh' if embedding else 'h'}.{kv.safe_key(tenant_id)}.{key}"
 
 
 class ExactStore:
     def __init__(self, bucket: KeyValue) -> None:
         self._kv = bucket
 
-    async def get(self, tenant_id: str, key: str, *, now: float | None = None) -> CachedAnswer | None:
+    async def get(
+        self, tenant_id: str, key: str, *, embedding: bool = False, now: float | None = None
+    ) -> CachedAnswer | None:
+        """The tenant's live answer under `key`: a chat answer, or with `embedding` an embedding's."""
         try:
-            entry = await self._kv.get(answer_key(tenant_id, key))
+            entry = await self._kv.get(answer_key(tenant_id, key, embedding=embedding))
         except KeyNotFoundError:
             return None
         try:
             answer = CachedAnswer.model_validate_json(entry.value or b"")
         except ValidationError:
             return None
-        if answer.tenant_id != tenant_id or answer.key != key:
+        if answer.tenant_id != tenant_id or answer.key != key or (answer.embedding is not None) != embedding:
             return None
         if answer.expires_at <= (time.time() if now is None else now):
             return None
         return answer
 
     async def put(self, answer: CachedAnswer) -> None:
-        await self._kv.put(answer_key(answer.tenant_id, answer.key), answer.model_dump_json().encode())
+        where = answer_key(answer.tenant_id, answer.key, embedding=answer.embedding is not None)
+        await self._kv.put(where, answer.model_dump_json(exclude_none=True).encode())
 
-    async def count_hit(self, tenant_id: str, key: str) -> int:
+    async def count_hit(self, tenant_id: str, key: str, *, embedding: bool = False) -> int:
         def add(current: bytes | None) -> tuple[bytes, int]:
             n = int(current or b"0") + 1
             return str(n).encode(), n
 
-        return await kv.update(self._kv, hits_key(tenant_id, key), add)
+        return await kv.update(self._kv, hits_key(tenant_id, key, embedding=embedding), add)
 
-    async def hits(self, tenant_id: str, key: str) -> int:
-        value, _ = await kv.read(self._kv, hits_key(tenant_id, key))
+    async def hits(self, tenant_id: str, key: str, *, embedding: bool = False) -> int:
+        value, _ = await kv.read(self._kv, hits_key(tenant_id, key, embedding=embedding))
         return int(value or b"0")

@@ -5,6 +5,11 @@ Exact key: tenant + SHA-256 of the normalised request: every field of the chat r
 the answer (model, messages, max_tokens, temperature, top_p, stop, response_format, tools, seed, ...),
 never `stream`, the request id, the user agent or the `user` field. Semantic scope: the same, minus the
 conversation's user turns, whose text is embedded instead; a neighbour must share the tenant and the scope.
+
+Embedding key (`POST /v1/embeddings`, exact only): tenant + SHA-256 of a version tag, "embedding", the model,
+`dimensions` and the texts exactly as they are sent (token ids decoded, guardrails' redactions made): nothing
+is normalised, since any change to a text changes its vector. Its hashed object has other fields than a chat
+key's, and it is stored under another prefix (`exact.py`), so the two never meet.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from switchyard.common.events import ChatRequest, Usage
+from switchyard.common.events import ChatRequest, EmbeddingRequest, EmbeddingResult, Usage
 from switchyard.gateway.errors import InvalidRequest
 
 CACHE_HEADER = "x-switchyard-cache"
 DIRECTIVES = ("no-cache", "no-store")
 Kind = Literal["exact", "semantic"]
+# Part of every embedding key: changing what the key covers changes the tag, and old entries are not found.
+EMBEDDING_KEY_VERSION = "embedding-key-v1"
 
 
 class CacheRule(BaseModel):
@@ -96,6 +103,8 @@ class CachedAnswer(BaseModel):
     usage: Usage
     created_at: float
     expires_at: float
+    # An embedding answer's vectors, inline (its `content` is empty); None for a chat answer.
+    embedding: EmbeddingResult | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +146,20 @@ def exact_key(tenant_id: str, request: ChatRequest) -> str:
     return _digest({"tenant": tenant_id, "request": _normalised(request)})
 
 
+def embedding_key(tenant_id: str, request: EmbeddingRequest) -> str:
+    """An embedding request's hash within its tenant: the texts as sent, in order, byte for byte."""
+    return _digest(
+        {
+            "version": EMBEDDING_KEY_VERSION,
+            "kind": "embedding",
+            "tenant": tenant_id,
+            "model": request.model,
+            "dimensions": request.dimensions,
+            "input": request.input,
+        }
+    )
+
+
 def semantic_scope(tenant_id: str, request: ChatRequest) -> str:
     """What a semantic neighbour must share: tenant, model, parameters and every non-user message."""
     return _digest({"tenant": tenant_id, "request": _normalised(request, without_user_turns=True)})
@@ -167,3 +190,9 @@ def storable(*, content: str, finish_reason: str, tool_calls: object, thinking: 
     """Only plain, finished text answers are reused (never tool calls, errors or empty answers, nor an
     answer with thinking blocks, which the cache does not keep: a replay would lack them)."""
     return bool(content) and finish_reason in ("stop", "length") and not tool_calls and not thinking
+
+
+def storable_embedding(result: EmbeddingResult | None) -> bool:
+    """Only vectors that came inline in the result are kept (up to the executor's inline limit, 256 KiB of
+    float32 by default); larger ones, read from the object store, are not."""
+    return result is not None and result.data is not None

@@ -1,5 +1,6 @@
-"""The HTTP side of the cache for `serving.serve`: read the request's cache directive and look it up, and
-answer a hit through the request's face (JSON, or SSE replayed from the stored answer)."""
+"""The HTTP side of the cache for `serving.serve` and `serving.serve_embeddings`: read the request's cache
+directive and look it up, settle a hit, and answer a completion's hit through the request's face (JSON, or
+SSE replayed from the stored answer)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,17 @@ async def _nothing() -> AsyncIterator[Chunk | TaskCompleted | TaskFailed]:
     yield
 
 
+async def settle(cache: ResponseCache, task: TaskSubmitted, found: Lookup, admitted: Pass) -> TaskCompleted:
+    """A hit as the task's result: published on the bus (the ledger records it, billing at zero cost), and
+    its admission settled: the request counted against the rate limits, no tokens, no spend."""
+    try:
+        done = await cache.answer(task, found)
+        admitted.observe(done)
+    finally:
+        await admitted.close()
+    return done
+
+
 async def answer(
     cache: ResponseCache,
     face: Any,
@@ -45,11 +57,7 @@ async def answer(
     headers: dict[str, str],
 ) -> Response:
     """A hit: recorded on the bus, settled at zero cost, and answered as the face answers a completion."""
-    try:
-        done = await cache.answer(task, found)
-        admitted.observe(done)
-    finally:
-        await admitted.close()
+    done = await settle(cache, task, found, admitted)
     headers = {**headers, "x-switchyard-model": done.model, "x-switchyard-tier": done.tier}
     if not parsed.stream:
         return Response(face.render(task, done), media_type="application/json", headers=headers)

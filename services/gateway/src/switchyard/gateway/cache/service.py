@@ -1,5 +1,7 @@
 """The response cache: look a request up (exact, then semantic), answer a hit as a completed task that is
-recorded on the bus (ledger, zero-cost billing), and keep fresh answers for the next request.
+recorded on the bus (ledger, zero-cost billing), and keep fresh answers for the next request. An embedding
+task is looked up exact only (a near text must never get another text's vectors), and kept only when its
+vectors came inline.
 
 A cache failure never fails a request: a lookup that cannot reach its store is a miss, a store that fails
 is logged. A hit is published as `switchyard.task.completed.v1` with `cache` set, on the task's result
@@ -30,11 +32,13 @@ from switchyard.gateway.cache.models import (
     CacheRule,
     Directive,
     Hit,
+    embedding_key,
     exact_key,
     point_id,
     semantic_scope,
     semantic_text,
     storable,
+    storable_embedding,
 )
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,7 @@ class Lookup:
     config: CacheConfig
     directive: Directive
     key: str
+    embedding: bool = False  # an embedding request (its own keys, exact only)
     text: str | None = None  # what the semantic cache embeds; None: exact only
     scope: str | None = None
     vector: np.ndarray | None = None
@@ -101,18 +106,24 @@ class ResponseCache:
         """None when the cache is off for this tenant, the request opted out entirely (`no-store`) or asks
         for several answers."""
         config = self.configs.for_tenant(tenant_id, plan)
+        embedding = task.embedding()
         # Several answers (`n`) are samples the client wants fresh: never read from nor kept in the cache.
-        if not config.enabled or not directive.write or task.chat().n > 1:
+        several = embedding is None and task.chat().n > 1
+        if not config.enabled or not directive.write or several:
             if config.enabled:
                 metrics.CACHE.labels("any", "bypass").inc()
             return None
         started = time.perf_counter()
-        request = task.chat()
-        found = Lookup(tenant_id, config, directive, exact_key(tenant_id, request))
-        if self.embedder is not None:
-            found.text = semantic_text(request, config)
-            if found.text is not None:
-                found.scope = semantic_scope(tenant_id, request)
+        if embedding is not None:
+            key = embedding_key(tenant_id, embedding)
+            found = Lookup(tenant_id, config, directive, key, embedding=True)
+        else:
+            request = task.chat()
+            found = Lookup(tenant_id, config, directive, exact_key(tenant_id, request))
+            if self.embedder is not None:
+                found.text = semantic_text(request, config)
+                if found.text is not None:
+                    found.scope = semantic_scope(tenant_id, request)
         if directive.read:
             try:
                 found.hit = await self._find(found)
@@ -131,7 +142,7 @@ class ResponseCache:
 
     async def _find(self, found: Lookup) -> Hit | None:
         now = time.time()
-        answer = await self.store.get(found.tenant_id, found.key, now=now)
+        answer = await self.store.get(found.tenant_id, found.key, embedding=found.embedding, now=now)
         if answer is not None:
             return Hit("exact", answer)
         if found.text is None or found.scope is None:
@@ -170,6 +181,7 @@ class ResponseCache:
             content=cached.content,
             finish_reason=cached.finish_reason,
             usage=cached.usage,
+            embedding=cached.embedding,
             attempts=0,
             latency_ms=round(found.took_ms, 3),
             completed_at=datetime.now(UTC),
@@ -186,14 +198,18 @@ class ResponseCache:
                 tenant_id=task.tenant_id,
                 event_subject=task.task_id,
             )
-        self._later(self.store.count_hit(found.tenant_id, cached.key))
+        self._later(self.store.count_hit(found.tenant_id, cached.key, embedding=found.embedding))
         return done
 
     async def keep(self, found: Lookup, done: TaskCompleted) -> bool:
-        """Stores a fresh answer (a miss, or a `no-cache` request). Never raises."""
+        """Stores a fresh answer (a miss, or a `no-cache` request); an embedding's once its vectors were read
+        and checked. Never raises."""
         if found.hit is not None or done.cache is not None or not found.directive.write:
             return False
-        if not storable(
+        if found.embedding:
+            if not storable_embedding(done.embedding):
+                return False
+        elif not storable(
             content=done.content,
             finish_reason=done.finish_reason,
             tool_calls=done.tool_calls,
@@ -213,6 +229,7 @@ class ResponseCache:
             usage=done.usage,
             created_at=now,
             expires_at=now + found.config.ttl_s,
+            embedding=done.embedding if found.embedding else None,
         )
         try:
             await self.store.put(answer)
