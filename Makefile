@@ -57,10 +57,12 @@ bench/.venv-litellm/bin/litellm:
 	bench/.venv-litellm/bin/pip install --quiet --disable-pip-version-check 'litellm[proxy]==1.80.17'
 
 bench: install bench/.venv-litellm/bin/litellm
+	scripts/bench-prerequisites.sh
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # Switchyard alone: throughput and CPU with 1, 2 and 4 executor and gateway replicas (docs/performance.md).
 bench-scaling: install
+	scripts/bench-prerequisites.sh
 	$(BIN)/python bench/scaling.py $(BENCH_ARGS)
 
 # Reliability (docs/reliability.md): long forms of the bounded suites in tests/chaos, tests/soak, tests/fuzz.
