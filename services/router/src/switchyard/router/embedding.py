@@ -102,12 +102,7 @@ def decide_embedding(
         estimated_cost_usd=chosen.estimated_cost_usd,
         reasons={
             "kind": "embedding",
-            "features": {
-                "type": "embedding",
-                "inputs": len(request.input),
-                "prompt_tokens": tokens,
-                "dimensions": request.dimensions,
-            },
+            "features": _features(request, tokens),
             "tenant": {"id": tenant_id, "override": tenant_id in policy.tenants},
             "budget": {"headroom_usd": headroom_usd, "state": budget_state(headroom_usd, effective)},
             "pinned": request.model,
@@ -130,6 +125,16 @@ def decide_embedding(
             "policy_fingerprint": fingerprint(policy),
         },
     )
+
+
+def _features(request: EmbeddingRequest, tokens: int) -> dict[str, object]:
+    """What the decision was made on, in its reasons (as a chat decision's `features`)."""
+    return {
+        "type": "embedding",
+        "inputs": len(request.input),
+        "prompt_tokens": tokens,
+        "dimensions": request.dimensions,
+    }
 
 
 def _candidate(spec: ModelSpec, prompt_tokens: int, dimensions: int) -> RouteCandidate:
@@ -189,12 +194,7 @@ def _passed_through(
         estimated_cost_usd=0.0,
         reasons={
             "kind": "embedding",
-            "features": {
-                "type": "embedding",
-                "inputs": len(request.input),
-                "prompt_tokens": tokens,
-                "dimensions": request.dimensions,
-            },
+            "features": _features(request, tokens),
             "pinned": model,
             "chosen": model,
             "why": "the client named a model the policy does not list: passed through as named",
