@@ -32,6 +32,7 @@ from switchyard.gateway import (
 from switchyard.gateway.admission import Pass
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.cache import replay
+from switchyard.gateway.cache.service import Lookup
 from switchyard.gateway.errors import (
     ClientClosedRequest,
     GatewayStopping,
@@ -45,6 +46,7 @@ from switchyard.gateway.stopping import Stop, cut
 from switchyard.gateway.taskapi import idempotency
 from switchyard.gateway.taskapi.models import TaskState
 from switchyard.gateway.tasks import Stopped
+from switchyard.gateway.tenants import Principal
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -145,22 +147,8 @@ async def serve(request: Request, face: Face) -> Response:
         parsed = await gw.guardrails.screen_input(parsed, principal=principal, **_where(request))
     await gw.catalog.check(parsed.model)
     task = completions.build_task(parsed, principal, priority=request.headers.get("x-switchyard-priority"))
-    tracing.annotate(task_id=task.task_id, tenant_id=principal.tenant_id, gen_ai__request__model=parsed.model)
-    cached = await replay.look_up(gw.cache, request, principal, task)
-    stages = overhead.Stages(started)
-    stages.mark("prep")
-    if gw.stop.cutting:  # the gateway's stop is ending what runs: nothing new is started
-        raise GatewayStopping()
+    cached, stages, admitted, headers = await _admit(request, gw, principal, task, started=started)
     timeout = gw.settings.task_timeout_s
-    admitted = await gw.admission.admit(
-        principal,
-        task.chat(),
-        providers=await gw.catalog.providers(),
-        task_id=task.task_id,
-        timeout_s=timeout,
-    )
-    stages.mark("admit")
-    headers = {"x-switchyard-task-id": task.task_id, **admitted.headers, **(cached.headers if cached else {})}
     if cached is not None and cached.hit is not None and gw.cache is not None:
         return await replay.answer(gw.cache, face, parsed, task, cached, admitted, headers)
     # Output guardrails need the whole answer: a stream is then answered whole, as one SSE event.
@@ -227,6 +215,31 @@ async def serve(request: Request, face: Face) -> Response:
     return StreamingResponse(body_then_settle(), media_type="text/event-stream", headers=headers)
 
 
+async def _admit(
+    request: Request, gw: Gateway, principal: Principal, task: TaskSubmitted, *, started: float
+) -> tuple[Lookup | None, overhead.Stages, Pass, dict[str, str]]:
+    """A built task up to its admission: its cache look-up, the stages so far, its admission (rate limits,
+    budget), and the response headers these give."""
+    tracing.annotate(
+        task_id=task.task_id, tenant_id=principal.tenant_id, gen_ai__request__model=task.request.model
+    )
+    cached = await replay.look_up(gw.cache, request, principal, task)
+    stages = overhead.Stages(started)
+    stages.mark("prep")
+    if gw.stop.cutting:  # the gateway's stop is ending what runs: nothing new is started
+        raise GatewayStopping()
+    admitted = await gw.admission.admit(
+        principal,
+        task.request,
+        providers=await gw.catalog.providers(),
+        task_id=task.task_id,
+        timeout_s=gw.settings.task_timeout_s,
+    )
+    stages.mark("admit")
+    headers = {"x-switchyard-task-id": task.task_id, **admitted.headers, **(cached.headers if cached else {})}
+    return cached, stages, admitted, headers
+
+
 async def _answer(
     request: Request,
     gw: Gateway,
@@ -283,22 +296,8 @@ async def serve_embeddings(request: Request) -> Response:
         screened = await gw.guardrails.screen_inputs(parsed.inputs, principal=principal, **_where(request))
         parsed = replace(parsed, inputs=screened)
     task = embeddings.build_task(parsed, principal, priority=request.headers.get("x-switchyard-priority"))
-    tracing.annotate(task_id=task.task_id, tenant_id=principal.tenant_id, gen_ai__request__model=parsed.model)
-    cached = await replay.look_up(gw.cache, request, principal, task)
-    stages = overhead.Stages(started)
-    stages.mark("prep")
-    if gw.stop.cutting:
-        raise GatewayStopping()
+    cached, stages, admitted, headers = await _admit(request, gw, principal, task, started=started)
     timeout = gw.settings.task_timeout_s
-    admitted = await gw.admission.admit(
-        principal,
-        task.request,
-        providers=await gw.catalog.providers(),
-        task_id=task.task_id,
-        timeout_s=timeout,
-    )
-    stages.mark("admit")
-    headers = {"x-switchyard-task-id": task.task_id, **admitted.headers, **(cached.headers if cached else {})}
     if cached is not None and cached.hit is not None and gw.cache is not None:
         done = await replay.settle(gw.cache, task, cached, admitted)
     else:
