@@ -265,3 +265,49 @@ async def test_embeddings_are_exact_only_and_never_read_as_chat_answers(
     await bucket.put(answer_key("acme", found.key), entry.model_dump_json().encode())
     assert await store.get("acme", found.key) is None
     await cache.close()
+
+
+async def test_an_embedding_entry_whose_vectors_fail_their_digest_is_a_miss_and_publishes_nothing(
+    parts: tuple[nats.NATS, ExactStore, bus.EventPublisher],
+) -> None:
+    """A stored embedding is checked when it is found, before its hit is published: a corrupt entry is a
+    miss (the fresh answer then replaces it), not a completed task on the bus followed by a 502."""
+    nc, store, events = parts
+    cache = ResponseCache(store=store, configs=Configs(DEFAULT), events=events)
+    request = EmbeddingRequest(model="local/all-minilm-l6-v2", input=[QUESTION])
+
+    def embedding_task() -> TaskSubmitted:
+        return TaskSubmitted(
+            task_id=new_id(), tenant_id="acme", request=request, submitted_at=datetime.now(UTC)
+        )
+
+    first = embedding_task()
+    found = await cache.lookup(tenant_id="acme", plan="pro", task=first, directive=Directive())
+    assert found is not None and found.hit is None
+    good = vectors.pack(bytes(range(256)) * 6, count=1, dimensions=384)
+    done = completed(first, "").model_copy(update={"embedding": good, "usage": Usage(prompt_tokens=8)})
+    assert await cache.keep(found, done)
+    entry = await store.get("acme", found.key, embedding=True)
+    assert entry is not None and entry.embedding is not None
+    # one byte of the stored vectors changed, the digest kept
+    raw = bytearray(vectors.unpack(entry.embedding))
+    raw[0] ^= 1
+    bad = good.model_copy(update={"data": vectors.pack(bytes(raw), count=1, dimensions=384).data})
+    bucket = await nc.jetstream().key_value(subjects.KV_CACHE)
+    await bucket.put(
+        answer_key("acme", found.key, embedding=True),
+        entry.model_copy(update={"embedding": bad}).model_dump_json().encode(),
+    )
+
+    results = await nc.subscribe(subjects.result_subject(">"))
+    second = embedding_task()
+    again = await cache.lookup(tenant_id="acme", plan="pro", task=second, directive=Directive())
+    assert again is not None and again.hit is None and again.headers["x-switchyard-cache"] == "miss"
+    with pytest.raises(TimeoutError):
+        await results.next_msg(timeout=0.3)  # nothing published for the corrupt entry
+    # the fresh answer replaces it, and is found again
+    redone = completed(second, "").model_copy(update={"embedding": good, "usage": Usage(prompt_tokens=8)})
+    assert await cache.keep(again, redone)
+    third = await cache.lookup(tenant_id="acme", plan="pro", task=embedding_task(), directive=Directive())
+    assert third is not None and third.hit is not None and third.hit.answer.embedding == good
+    await cache.close()

@@ -12,7 +12,8 @@ LATENCY = Histogram(
 TASKS = Counter("switchyard_gateway_tasks_total", "Tasks by outcome", ["outcome"])
 CACHE = Counter(
     "switchyard_gateway_cache_total",
-    "Response cache lookups and stores (kind: exact, semantic, any; outcome: hit, miss, bypass, stored)",
+    "Response cache lookups and stores "
+    "(kind: exact, semantic, any; outcome: hit, miss, bypass, stored, corrupt)",
     ["kind", "outcome"],
 )
 GUARDRAILS = Counter(

@@ -20,9 +20,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from switchyard.common import subjects
+from switchyard.common import subjects, vectors
 from switchyard.common.bus import EventPublisher
-from switchyard.common.events import CacheHit, TaskCompleted, TaskSubmitted
+from switchyard.common.events import CacheHit, EmbeddingResult, TaskCompleted, TaskSubmitted
 from switchyard.gateway import metrics
 from switchyard.gateway.cache.backends import VectorIndex
 from switchyard.gateway.cache.exact import ExactStore
@@ -143,6 +143,12 @@ class ResponseCache:
     async def _find(self, found: Lookup) -> Hit | None:
         now = time.time()
         answer = await self.store.get(found.tenant_id, found.key, embedding=found.embedding, now=now)
+        if answer is not None and found.embedding and not _intact(answer.embedding):
+            # Checked before the hit is published: a corrupt entry is a miss (the fresh answer replaces
+            # it), not a completed task in the ledger followed by a 502.
+            log.warning("cache entry %s has corrupt vectors: served as a miss", answer.key)
+            metrics.CACHE.labels("exact", "corrupt").inc()
+            return None
         if answer is not None:
             return Hit("exact", answer)
         if found.text is None or found.scope is None:
@@ -269,3 +275,14 @@ class ResponseCache:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self.index is not None:
             await asyncio.to_thread(self.index.close)
+
+
+def _intact(result: EmbeddingResult | None) -> bool:
+    """A stored embedding's vectors are there and match their digest."""
+    if result is None:
+        return False
+    try:
+        vectors.unpack(result)
+    except ValueError:  # VectorsCorrupt, bad base64, or no inline data
+        return False
+    return True
