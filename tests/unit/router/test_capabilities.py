@@ -153,3 +153,25 @@ def test_several_answers_are_estimated_as_output_each_within_the_context_window(
     assert local is not None
     wide = _req(max_tokens=local.context_window // 2, n=4)  # 4 x half the window: each still fits
     assert "local/smollm2-135m-instruct" in _models(wide, {"local"})
+
+
+def test_token_log_probabilities_go_to_models_that_return_them() -> None:
+    """`logprobs` needs `logprobs`: neither Claude (the Messages API has none) nor the local model (llama.cpp
+    would keep logits for every position) is a candidate, routed or named; a pass-through OpenAI or
+    Gemini name goes as named, an Anthropic one is refused with the reason."""
+    assert needs(_req(logprobs=True)) == {"logprobs"} and needs(_req(logprobs=False)) == set()
+    assert needs(_req(logprobs=True, top_logprobs=3, n=2)) == {"logprobs", "choices"}
+    models = _models(_req(logprobs=True, top_logprobs=5))
+    assert models and not any(m.startswith(("anthropic/", "local/")) for m in models)
+    assert "local/smollm2-135m-instruct" in _models(_req())  # the same task without them
+    with pytest.raises(NoProviderAvailable) as local_only:
+        _models(_req(logprobs=True), {"local", "anthropic"})
+    assert "logprobs" in local_only.value.message
+    with pytest.raises(ModelLacksCapability) as named:
+        _models(_req(model="local/smollm2-135m-instruct", logprobs=True))
+    assert "logprobs" in str(named.value)
+    with pytest.raises(ModelLacksCapability) as passed_through:
+        _models(_req(model="anthropic/claude-next", logprobs=True))
+    assert "no token log probabilities" in str(passed_through.value)
+    assert _models(_req(model="gemini/gemini-next", logprobs=True)) == ["gemini/gemini-next"]
+    assert _models(_req(model="openai/gpt-6-luna", logprobs=True)) == ["openai/gpt-6-luna"]

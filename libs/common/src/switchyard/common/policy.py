@@ -28,8 +28,10 @@ TIER_ORDER = ("local", "fast", "coordination", "standard", "premium")
 # reasoning_effort, Gemini's thinkingBudget); other models are sent a task without it. `json_schema`: its
 # answers can be held to a JSON schema (Anthropic's structured outputs) without a free JSON mode; a model
 # with `json_mode` does both. `choices`: one call gives several answers to the same messages (OpenAI's `n`,
-# Gemini's `candidateCount`); Anthropic's Messages API gives one.
-Capability = Literal["tools", "vision", "json_mode", "json_schema", "reasoning", "choices"]
+# Gemini's `candidateCount`); Anthropic's Messages API gives one. `logprobs`: it returns its output tokens'
+# log probabilities (OpenAI's `logprobs` / `top_logprobs`, Gemini's `responseLogprobs`); Anthropic's API and
+# the local model (llama-cpp-python computes them only with logits kept for every position) do not.
+Capability = Literal["tools", "vision", "json_mode", "json_schema", "reasoning", "choices", "logprobs"]
 Check = Literal["json", "code", "refusal", "truncation", "confidence"]
 ALL_CHECKS: tuple[Check, ...] = ("json", "code", "refusal", "truncation", "confidence")
 

@@ -11,6 +11,8 @@ ends its client's stream with an explicit error instead of a silently truncated 
     {"seq": 0, "thinking": "Let me see"}                       the model's reasoning, before its text
     {"seq": 4, "signature": "EqQB..."}                         ends a thinking block (its signature)
     {"seq": 5, "redacted": "EmwK..."}                          a whole redacted thinking block
+    {"seq": 1, "delta": " Paris", "logprobs": [{"token": " Paris", "logprob": -0.01, ...}]}
+                                                               text with its tokens' log probabilities
 
 A thinking block runs from its first `thinking` chunk to its `signature`; text never interrupts one.
 """
@@ -22,7 +24,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from switchyard.common.events.tasks import ThinkingBlock
+from switchyard.common.events.tasks import ThinkingBlock, TokenLogprob
 
 
 class ChunkError(BaseModel):
@@ -41,6 +43,7 @@ class Chunk(BaseModel):
     thinking: str | None = None
     signature: str | None = None
     redacted: str | None = None
+    logprobs: list[TokenLogprob] | None = None  # the delta's tokens, when the request asked for them
 
     def reasoning(self) -> bool:
         """A chunk of the model's reasoning (thinking text, a signature, a redacted block)."""

@@ -29,7 +29,8 @@ def needs(request: ChatRequest) -> set[str]:
     """Capabilities a model must have to serve the request: images in it need vision; tools offered, or
     tool calls and results in the conversation, need tools; a JSON answer held to a schema needs a model
     that does structured outputs (`json_schema`, which JSON mode implies), JSON without one JSON mode;
-    several answers (`n`) a model that gives them in one call."""
+    several answers (`n`) a model that gives them in one call; token log probabilities a model that
+    returns them."""
     out: set[str] = set()
     for m in request.messages:
         if isinstance(m.content, list) and any(p.get("type") == "image_url" for p in m.content):
@@ -40,6 +41,8 @@ def needs(request: ChatRequest) -> set[str]:
         out.add("json_schema" if request.json_schema() else "json_mode")
     if request.n > 1:
         out.add("choices")
+    if request.logprobs:
+        out.add("logprobs")
     return out
 
 

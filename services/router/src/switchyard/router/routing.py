@@ -42,6 +42,8 @@ __all__ = [
 # Providers whose API gives one answer per call: a model of theirs the policy does not list cannot serve a
 # request for several (`n`); listed models say so by their `choices` capability.
 ONE_ANSWER_PROVIDERS = frozenset({"anthropic"})
+# Providers whose API returns no token log probabilities (Anthropic's Messages API has no such field).
+NO_LOGPROBS_PROVIDERS = frozenset({"anthropic"})
 MAX_REASONS = 6  # models named, with why each was left out, in a `no_provider_available` message
 
 
@@ -305,6 +307,11 @@ def _pinned(
             raise ModelLacksCapability(
                 f"the model '{model}' gives one answer per request ({provider}'s API has no `n`); "
                 "ask for n = 1, or name a model that gives several"
+            )
+        if "logprobs" in required and provider in NO_LOGPROBS_PROVIDERS:
+            raise ModelLacksCapability(
+                f"the model '{model}' returns no token log probabilities ({provider}'s API has none); "
+                "drop `logprobs`, or name a model that returns them"
             )
         candidate = RouteCandidate(
             model=model, provider=provider, upstream_model=upstream, tier="pinned", reasoning=True

@@ -27,8 +27,10 @@ from switchyard.common.events.tasks import (
     TaskSubmitted,
     TaskTimedOut,
     ThinkingBlock,
+    TokenLogprob,
     ToolCall,
     ToolSpec,
+    TopLogprob,
     Usage,
 )
 
@@ -61,8 +63,10 @@ __all__ = [
     "TaskSubmitted",
     "TaskTimedOut",
     "ThinkingBlock",
+    "TokenLogprob",
     "ToolCall",
     "ToolSpec",
+    "TopLogprob",
     "Usage",
     "UsageRecorded",
     "event_model",

@@ -35,6 +35,13 @@ EFFORT_BUDGETS: dict[str, int] = {
 DisplayedThinking = Literal["summarized", "omitted"]
 # The most answers one request may ask for (`n`): Gemini's `candidateCount` takes up to 8.
 MAX_CHOICES = 8
+# The most alternatives per output token a request may ask for (`top_logprobs`; OpenAI's and Gemini's limit).
+MAX_TOP_LOGPROBS = 20
+# The most token entries (each output token and each of its alternatives) a task's result carries: token
+# log probabilities of a long answer with many alternatives would outgrow the bus's 8 MiB message limit
+# (~40-60 bytes an entry in JSON). An answer beyond it carries the first tokens' entries up to the limit
+# and says so (`logprobs_truncated`).
+MAX_LOGPROB_ENTRIES = 65536
 # The most texts one embedding request may hold (OpenAI's limit for `input`).
 MAX_EMBEDDING_INPUTS = 2048
 # An embedding task's class: it is not classified (no type to learn), so its classification says this.
@@ -169,6 +176,10 @@ class ChatRequest(BaseModel):
     # How many answers to the same messages (OpenAI's `n`): one call to a model that gives several
     # (the `choices` capability); the first is the task's `content`, the others its `other_choices`.
     n: int = Field(default=1, ge=1, le=MAX_CHOICES)
+    # The answer's token log probabilities (OpenAI's `logprobs`, and `top_logprobs` alternatives per
+    # token): sent only to models with the `logprobs` capability; the result carries them per answer.
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
 
     def prompt_text(self) -> str:
         return "\n".join(m.text() for m in self.messages)
@@ -377,6 +388,31 @@ class ChargedCall(BaseModel):
     usage: Usage
 
 
+class TopLogprob(BaseModel):
+    """A token and its log probability (OpenAI's shape). `bytes`: the token's bytes where they are not its
+    text's UTF-8 (a token that holds part of a character), else None: a reader takes `token.encode()`."""
+
+    token: str
+    logprob: float = Field(allow_inf_nan=False)
+    bytes: list[int] | None = None
+
+    def utf8(self) -> list[int]:
+        """The token's bytes, as OpenAI's `bytes` field gives them."""
+        return list(self.token.encode()) if self.bytes is None else self.bytes
+
+
+class TokenLogprob(TopLogprob):
+    """One output token, with the most likely tokens at its place (as many as `top_logprobs` asked for,
+    most likely first; the chosen token may be among them)."""
+
+    top_logprobs: list[TopLogprob] = Field(default_factory=list)
+
+
+def logprob_entries(tokens: list[TokenLogprob] | None) -> int:
+    """How many entries the tokens hold: each token and each of its alternatives."""
+    return sum(1 + len(t.top_logprobs) for t in tokens or ())
+
+
 class Choice(BaseModel):
     """An answer beside a task's first, when the request asked for several (`n`)."""
 
@@ -385,6 +421,7 @@ class Choice(BaseModel):
     stop_sequence: str | None = None
     tool_calls: list[ToolCall] | None = None
     thinking: list[ThinkingBlock] | None = None
+    logprobs: list[TokenLogprob] | None = None  # its tokens' log probabilities, when the request asked
 
 
 class EmbeddingResult(BaseModel):
@@ -441,6 +478,10 @@ class TaskCompleted(EventPayload):
     other_choices: list[Choice] = Field(default_factory=list)
     # An embedding task's vectors (its `content` is empty, its finish reason "stop").
     embedding: EmbeddingResult | None = None
+    # The first answer's token log probabilities, when the request asked (`logprobs`), in output order;
+    # `logprobs_truncated`: the answers' entries were cut at MAX_LOGPROB_ENTRIES (the later tokens have none).
+    logprobs: list[TokenLogprob] | None = None
+    logprobs_truncated: bool = False
 
 
 class TaskFailed(EventPayload):

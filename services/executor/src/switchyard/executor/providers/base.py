@@ -17,6 +17,7 @@ from switchyard.common.events import (
     Choice,
     Reasoning,
     ThinkingBlock,
+    TokenLogprob,
     ToolCall,
     ToolSpec,
     Usage,
@@ -49,6 +50,10 @@ class ProviderCall:
     # the executor (tool_state.py), looked up where an adapter says it `carries` such state
     carried: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     n: int = 1  # answers asked for: sent only to models with the `choices` capability (see `Reply`)
+    # The output tokens' log probabilities, with `top_logprobs` alternatives each (None: the provider's
+    # default, none): sent only to models with the `logprobs` capability (see `Reply.logprobs`).
+    logprobs: bool = False
+    top_logprobs: int | None = None
 
     @classmethod
     def from_request(cls, request: ChatRequest, *, model: str) -> ProviderCall:
@@ -68,6 +73,8 @@ class ProviderCall:
             frequency_penalty=request.frequency_penalty,
             reasoning=request.reasoning,
             n=request.n,
+            logprobs=request.logprobs,
+            top_logprobs=request.top_logprobs,
         )
 
     def json_format(self) -> str | None:
@@ -97,6 +104,9 @@ class Reply:
     # The second to n-th answers of a call that asked for several (`ProviderCall.n`); `usage` is the
     # whole call's. Never streamed: the executor asks for several answers whole.
     other_choices: tuple[Choice, ...] = ()
+    # The first answer's output tokens with their log probabilities, when the call asked (`logprobs`), in
+    # order (the others': each `Choice.logprobs`); None when it did not.
+    logprobs: tuple[TokenLogprob, ...] | None = None
 
 
 def reply_of(
@@ -118,12 +128,16 @@ def reply_of(
         thinking=tuple(first.thinking or ()),
         carry=carry or {},
         other_choices=tuple(others),
+        logprobs=None if first.logprobs is None else tuple(first.logprobs),
     )
 
 
 @dataclass(frozen=True, slots=True)
 class TextDelta:
+    """Answer text; `logprobs`: its tokens with their log probabilities, when the call asked."""
+
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +230,7 @@ def reply_parts(reply: Reply) -> list[StreamPart]:
         else:
             parts.append(ThinkingDelta(text=block.thinking or "", signature=block.signature or ""))
     if reply.content:
-        parts.append(TextDelta(reply.content))
+        parts.append(TextDelta(reply.content, reply.logprobs or ()))
     parts.append(reply)
     return parts
 

@@ -124,8 +124,11 @@ def _text(content: Any) -> Any:
 
 
 def _normalised(request: ChatRequest, *, without_user_turns: bool = False) -> dict[str, Any]:
-    # `n` is always 1 here (several answers bypass the cache), and left out so keys stay what they were.
-    body = request.model_dump(mode="json", exclude_none=True, exclude={"stream", "n"})
+    # `n` is always 1 and `logprobs` off here (several answers and log probabilities bypass the cache), and
+    # both are left out so keys stay what they were.
+    body = request.model_dump(
+        mode="json", exclude_none=True, exclude={"stream", "n", "logprobs", "top_logprobs"}
+    )
     messages = []
     for message in body.pop("messages"):
         if without_user_turns and message.get("role") == "user":
