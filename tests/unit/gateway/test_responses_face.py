@@ -182,7 +182,7 @@ def test_an_answer_is_a_response_with_its_output_items_and_usage() -> None:
     ]
     assert body["usage"] == {
         "input_tokens": 20,
-        "input_tokens_details": {"cached_tokens": 8},
+        "input_tokens_details": {"cached_tokens": 8, "cache_write_tokens": 0},
         "output_tokens": 3,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": 23,
