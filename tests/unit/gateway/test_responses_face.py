@@ -177,7 +177,7 @@ def test_an_answer_is_a_response_with_its_output_items_and_usage() -> None:
             "type": "message",
             "status": "completed",
             "role": "assistant",
-            "content": [{"type": "output_text", "text": "Paris.", "annotations": []}],
+            "content": [{"type": "output_text", "text": "Paris.", "annotations": [], "logprobs": []}],
         }
     ]
     assert body["usage"] == {

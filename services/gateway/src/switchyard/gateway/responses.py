@@ -30,7 +30,7 @@ from switchyard.common.events import (
     ToolCall,
     ToolSpec,
 )
-from switchyard.common.events.tasks import ReasoningEffort
+from switchyard.common.events.tasks import MAX_TOP_LOGPROBS, ReasoningEffort
 from switchyard.gateway.completions import validated
 from switchyard.gateway.errors import InvalidRequest, invalid_fields
 from switchyard.gateway.schemas import (
@@ -45,6 +45,7 @@ MESSAGE_ITEM = "msg_"
 REASONING_ITEM = "rs_"
 THINKING_CARRIER = "switchyard.thinking.v1:"  # encrypted_content that holds a thinking block
 ROLES = ("user", "assistant", "system", "developer")
+LOGPROBS_INCLUDE = "message.output_text.logprobs"  # the `include` entry that asks for token log probabilities
 
 # Fields that ask for what a stateless gateway cannot deliver (see `schemas.UNSUPPORTED`).
 UNSUPPORTED: Unsupported = {
@@ -76,8 +77,9 @@ class ReasoningConfig(BaseModel):
 
 
 class ResponsesRequest(BaseModel):
-    """Other fields OpenAI accepts that change nothing Switchyard returns (`store`, `metadata`, `include`,
-    `truncation`, `service_tier`, `prompt_cache_key`, `user`, ...) are accepted and ignored."""
+    """Other fields OpenAI accepts that change nothing Switchyard returns (`store`, `metadata`,
+    `truncation`, `service_tier`, `prompt_cache_key`, `user`, ...) are accepted and ignored, and so are
+    `include` entries other than LOGPROBS_INCLUDE."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -93,6 +95,8 @@ class ResponsesRequest(BaseModel):
     parallel_tool_calls: bool | None = Field(default=None, strict=True)
     text: dict[str, Any] | None = None
     reasoning: ReasoningConfig | None = None
+    include: list[Any] | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS, strict=True)
 
 
 def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
@@ -100,6 +104,10 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
     messages = [ChatMessage(role="system", content=parsed.instructions)] if parsed.instructions else []
     messages += chat_messages(parsed.input)
     check_prompt_size(messages, max_prompt_chars)
+    # Token log probabilities are asked by the `include` entry; `top_logprobs` without it is accepted and
+    # asks for nothing, as OpenAI answers it (the chat face's 400 for `top_logprobs` without `logprobs`
+    # follows chat completions, which refuse it).
+    asked = LOGPROBS_INCLUDE in (parsed.include or [])
     request = ChatCompletionRequest(
         model=parsed.model,
         messages=messages,
@@ -112,6 +120,8 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
         parallel_tool_calls=parsed.parallel_tool_calls,
         response_format=response_format(parsed.text),
         reasoning_effort=parsed.reasoning.effort if parsed.reasoning else None,
+        logprobs=asked,
+        top_logprobs=(parsed.top_logprobs or 0) if asked else None,
     )
     try:
         check_tool_turns(request)

@@ -1,6 +1,10 @@
 """The Responses face's answers: a Response (reasoning, message and function_call items, usage), or its
 stream of typed events, each numbered by `sequence_number` (response.created, response.in_progress, the
-output items with their parts and deltas, response.completed). The request side is `responses.py`."""
+output items with their parts and deltas, response.completed). The request side is `responses.py`.
+
+Token log probabilities, when the request asked (`include`), are the output_text part's `logprobs`: the
+answer's tokens whole, and each text delta's own in its `response.output_text.delta` event; `[]` when not
+asked or withheld (an answer the output guardrails changed), as OpenAI gives a part that has none."""
 
 from __future__ import annotations
 
@@ -10,7 +14,15 @@ from typing import Any
 
 import orjson
 
-from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted, ThinkingBlock, ToolCall, Usage
+from switchyard.common.events import (
+    TaskCompleted,
+    TaskFailed,
+    TaskSubmitted,
+    ThinkingBlock,
+    TokenLogprob,
+    ToolCall,
+    Usage,
+)
 from switchyard.common.streaming import Chunk, thinking_chunk
 from switchyard.gateway.completions import Fault, head_model, in_order
 from switchyard.gateway.responses import MESSAGE_ITEM, REASONING_ITEM, RESPONSE_ID, carrier
@@ -66,13 +78,35 @@ def _shell(task: TaskSubmitted, *, model: str, created: int, status: str) -> dic
     }
 
 
-def message_item(task: TaskSubmitted, text: str, *, status: str) -> dict[str, Any]:
+def logprobs_json(tokens: list[TokenLogprob] | None) -> list[dict[str, Any]]:
+    """Tokens as OpenAI's entries, which always give `bytes` (the pipeline keeps them only where they are
+    not the token's UTF-8); None (not asked) is none."""
+    return [
+        {
+            "token": t.token,
+            "logprob": t.logprob,
+            "bytes": t.utf8(),
+            "top_logprobs": [
+                {"token": a.token, "logprob": a.logprob, "bytes": a.utf8()} for a in t.top_logprobs
+            ],
+        }
+        for t in tokens or ()
+    ]
+
+
+def text_part(text: str, tokens: list[TokenLogprob] | None) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs_json(tokens)}
+
+
+def message_item(
+    task: TaskSubmitted, text: str, *, status: str, tokens: list[TokenLogprob] | None = None
+) -> dict[str, Any]:
     return {
         "id": f"{MESSAGE_ITEM}{task.task_id}",
         "type": "message",
         "status": status,
         "role": "assistant",
-        "content": [{"type": "output_text", "text": text, "annotations": []}],
+        "content": [text_part(text, tokens)],
     }
 
 
@@ -111,7 +145,7 @@ def response_body(task: TaskSubmitted, done: TaskCompleted, *, created: int) -> 
     body = _shell(task, model=done.model, created=created, status=status)
     output = [reasoning_item(task, n, block) for n, block in enumerate(done.thinking or [])]
     if done.content or not done.tool_calls:
-        output.append(message_item(task, done.content, status=status))
+        output.append(message_item(task, done.content, status=status, tokens=done.logprobs))
     output += [call_item(c) for c in done.tool_calls or []]
     body.update(output=output, incomplete_details=incomplete, usage=usage_json(done.usage))
     return body
@@ -183,10 +217,11 @@ class _Output:
             self.index += 1
         return out
 
-    def delta(self, text: str) -> list[bytes]:
+    def delta(self, text: str, tokens: list[TokenLogprob] | None = None) -> list[bytes]:
         out = [] if self.message is not None else self._open_message()
         self.text.append(text)
-        return [*out, self.event("response.output_text.delta", delta=text, logprobs=[], **self._at())]
+        logprobs = logprobs_json(tokens)
+        return [*out, self.event("response.output_text.delta", delta=text, logprobs=logprobs, **self._at())]
 
     def _at(self) -> dict[str, Any]:
         return {
@@ -198,7 +233,7 @@ class _Output:
     def _open_message(self) -> list[bytes]:
         self.message = self.index
         self.index += 1
-        empty = {"type": "output_text", "text": "", "annotations": []}
+        empty = text_part("", None)
         item = {**message_item(self.task, "", status="in_progress"), "content": []}
         return [
             self.event("response.output_item.added", output_index=self.message, item=item),
@@ -206,7 +241,8 @@ class _Output:
         ]
 
     def finish(self, done: TaskCompleted, *, status: str) -> list[bytes]:
-        """The rest of an answer: thinking not streamed (an answer sent whole), its text, its calls."""
+        """The rest of an answer: thinking not streamed (an answer sent whole), its text, its calls. The
+        text's done events carry all its tokens, as the completed response does (the task's result)."""
         out: list[bytes] = []
         if not self.thoughts and self.thinking is None:
             for block in done.thinking or []:
@@ -216,12 +252,12 @@ class _Output:
             if self.message is None:
                 out += self._open_message()
                 if content:
-                    out.append(
-                        self.event("response.output_text.delta", delta=content, logprobs=[], **self._at())
-                    )
-            part = {"type": "output_text", "text": content, "annotations": []}
-            item = message_item(self.task, content, status=status)
-            out.append(self.event("response.output_text.done", text=content, logprobs=[], **self._at()))
+                    out += self.delta(content, done.logprobs)  # an answer sent whole: one delta
+            part = text_part(content, done.logprobs)
+            item = message_item(self.task, content, status=status, tokens=done.logprobs)
+            out.append(
+                self.event("response.output_text.done", text=content, logprobs=part["logprobs"], **self._at())
+            )
             out.append(self.event("response.content_part.done", part=part, **self._at()))
             out.append(self.event("response.output_item.done", output_index=self.message, item=item))
         for call in done.tool_calls or []:
@@ -275,7 +311,7 @@ async def stream_events(
                 events = (
                     output.reasoning(item)
                     if item.reasoning()
-                    else output.delta(item.delta)
+                    else output.delta(item.delta, item.logprobs)
                     if item.delta
                     else []
                 )
