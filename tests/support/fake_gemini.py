@@ -21,6 +21,13 @@ thought_signature", one it never issued 400 "Corrupted thought signature". `sign
 each checked call brought: "issued", "sentinel". A text answer is signed too, on its last part (the
 real API does not check those); `text_signatures` records what each model turn's text came back with.
     flaky-<n>, limited-<n>, slow-<seconds>, break, stream-error, garbage: as in fake_openai
+    bad-logprobs   asked for logprobs: its first token's `logProbability` is "NaN" (proto3 JSON's NaN)
+
+With `generationConfig.responseLogprobs` each candidate carries `logprobsResult`: its text's tokens
+(`fake_logprobs.py`) as `chosenCandidates`, and with `generationConfig.logprobs` (1-20) as many
+alternatives per step as `topCandidates`; the whole response's candidate also has `avgLogprobs`. A stream
+then sends two tokens a chunk, each chunk's candidate with the steps of its tokens. `logprobs` without
+`responseLogprobs`, or outside 0-20, is a 400.
 
 Requests without the `x-goog-api-key` (or `?key=`) the server was given get the wrong-key answer; a
 content role other than `user`/`model`, or no contents, gets 400 INVALID_ARGUMENT, as the real API answers.
@@ -50,7 +57,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.support import fake_embeddings
+from tests.support import fake_embeddings, fake_logprobs
 from tests.support.fake_openai import (
     RETRY_AFTER_S,
     BackgroundServer,
@@ -160,7 +167,7 @@ class FakeGemini:
         if method not in ("generateContent", "streamGenerateContent"):
             return JSONResponse({"error": {"code": 404, "message": "Not Found", "status": "NOT_FOUND"}}, 404)
         self._text_signed(body)
-        problem = self._problem(body) or self._unsigned(model, body)
+        problem = self._problem(body) or _logprobs_problem(body) or self._unsigned(model, body)
         if problem:
             return invalid(problem)
         if model.startswith("error-") and model != "error-policy":
@@ -180,7 +187,7 @@ class FakeGemini:
         whole = self._whole(chunks)
         answers = int((body.get("generationConfig") or {}).get("candidateCount") or 1)
         if answers > 1 and whole.get("candidates"):
-            whole = self._several(whole, answers)
+            whole = self._several(whole, answers, _asked_logprobs(body))
         if model == "break":
             return StreamingResponse(_dropping(orjson.dumps(whole)), media_type="application/json")
         return JSONResponse(whole)
@@ -278,7 +285,9 @@ class FakeGemini:
                 call["thoughtSignature"] = signature
             parts: list[list[dict[str, Any]]] = [[call]]
         else:
-            parts = [[{"text": w}] for w in words(answer_text(body))]
+            parts = [
+                [{"text": w}] for w in _pieces(answer_text(body), logprobs=_asked_logprobs(body) is not None)
+            ]
             if not model.startswith(UNSIGNED):  # Gemini 3 signs its answer's text on its last part
                 signature = base64.b64encode(f"text-sig:{uuid.uuid4().hex}".encode()).decode()
                 self.text_issued[signature] = None
@@ -286,10 +295,18 @@ class FakeGemini:
         thinking = (body.get("generationConfig") or {}).get("thinkingConfig") or {}
         if thinking.get("includeThoughts"):  # a thought summary first, in two pieces, as Gemini streams it
             parts = [[{"text": t, "thought": True}] for t in THOUGHT_SUMMARY] + parts
+        top = _asked_logprobs(body)
+        told = 0  # the answer's tokens in the chunks before
         out = []
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
             candidate: dict[str, Any] = {"content": {"role": "model", "parts": part}, "index": 0}
+            if top is not None:
+                said = fake_logprobs.tokens(
+                    "".join(p["text"] for p in part if "text" in p and not p.get("thought"))
+                )
+                candidate["logprobsResult"] = _result(model, said, top, first=told)
+                told += len(said)
             count = i + 1
             if last:
                 candidate["finishReason"] = "STOP"
@@ -319,19 +336,34 @@ class FakeGemini:
             whole["candidates"][0]["content"]["parts"] = (
                 ([{"text": thought, "thought": True}] if thought else []) + ([answer] if text else []) + calls
             )
+            results = [
+                c["candidates"][0]["logprobsResult"] for c in chunks if "logprobsResult" in c["candidates"][0]
+            ]
+            if results:
+                steps = [s for r in results for s in r["chosenCandidates"]]
+                merged: dict[str, Any] = {"chosenCandidates": steps}
+                if "topCandidates" in results[0]:
+                    merged["topCandidates"] = [s for r in results for s in r["topCandidates"]]
+                whole["candidates"][0]["logprobsResult"] = merged
+                whole["candidates"][0]["avgLogprobs"] = _average(steps)
         return whole
 
     @staticmethod
-    def _several(whole: dict[str, Any], answers: int) -> dict[str, Any]:
+    def _several(whole: dict[str, Any], answers: int, top: int | None = None) -> dict[str, Any]:
         """`candidateCount`: the i-th candidate (from 2) says the first's text and "(answer i)", each with
-        its `index`, listed last first; `candidatesTokenCount` counts them all."""
+        its `index` (and its tokens' log probabilities, when asked: `top`), listed last first;
+        `candidatesTokenCount` counts them all."""
         first = whole["candidates"][0]
         text = "".join(p.get("text", "") for p in first["content"]["parts"] if not p.get("thought"))
         others = []
         for index in range(1, answers):
             said = f"{text} (answer {index + 1})"
             content = {"role": "model", "parts": [{"text": said}]}
-            others.append({"content": content, "finishReason": "STOP", "index": index})
+            other: dict[str, Any] = {"content": content, "finishReason": "STOP", "index": index}
+            if top is not None:
+                other["logprobsResult"] = fake_logprobs.gemini_result(fake_logprobs.tokens(said), top)
+                other["avgLogprobs"] = _average(other["logprobsResult"]["chosenCandidates"])
+            others.append(other)
         usage = whole["usageMetadata"]
         more = sum(len(words(o["content"]["parts"][0]["text"])) for o in others)
         usage["candidatesTokenCount"] += more
@@ -351,6 +383,44 @@ class FakeGemini:
             # Gemini separates events with CRLF pairs.
             yield sse(chunk).replace(b"\n\n", b"\r\n\r\n")
             await asyncio.sleep(0)
+
+
+def _asked_logprobs(body: dict[str, Any]) -> int | None:
+    """The alternatives asked for per step (0: none), or None: no logprobs asked for."""
+    config = body.get("generationConfig") or {}
+    return int(config.get("logprobs") or 0) if config.get("responseLogprobs") else None
+
+
+def _logprobs_problem(body: dict[str, Any]) -> str | None:
+    config = body.get("generationConfig") or {}
+    top = config.get("logprobs")
+    if top is None:
+        return None
+    if not config.get("responseLogprobs"):
+        return "logprobs can only be set when response_logprobs is true."
+    if not isinstance(top, int) or not 0 <= top <= 20:
+        return f"logprobs must be in the range [0, 20], got {top}."
+    return None
+
+
+def _pieces(text: str, *, logprobs: bool) -> list[str]:
+    """The streamed pieces of an answer: its words, or with logprobs asked for two tokens each."""
+    if not logprobs:
+        return words(text)
+    split = fake_logprobs.tokens(text)
+    return ["".join(split[i : i + 2]) for i in range(0, len(split), 2)]
+
+
+def _result(model: str, split: list[str], top: int, *, first: int) -> dict[str, Any]:
+    result = fake_logprobs.gemini_result(split, top, first=first)
+    if model == "bad-logprobs" and first == 0 and result["chosenCandidates"]:
+        result["chosenCandidates"][0]["logProbability"] = "NaN"
+    return result
+
+
+def _average(steps: list[dict[str, Any]]) -> float:
+    values = [s["logProbability"] for s in steps if isinstance(s["logProbability"], float)]
+    return sum(values) / len(values) if values else 0.0
 
 
 async def _dropping(body: bytes) -> AsyncIterator[bytes]:

@@ -18,6 +18,7 @@ scenario, also to an executor running in another process:
     cached              an answer whose usage says 1,536 of its 2,048 prompt tokens were cache hits
     reasoner            as DeepSeek's reasoner and vLLM's reasoning parsers answer: `reasoning_content`
                         beside the answer (streamed first, in its own deltas)
+    bad-logprobs        asked for logprobs: its first token's entry has `"logprob": null`
     o3, gpt-5, gpt-5.1 ... gpt-6.1-sol (and dated snapshots): OpenAI's reasoning models, refusing with
                         OpenAI's 400 what those refuse (`fake_openai_refusals.py`: max_tokens, an effort
                         they lack, sampling fields, function tools at an effort other than none), and
@@ -35,6 +36,10 @@ hash; rows listed last first; base64 or floats as asked; OpenAI's 400s) with the
     short               one row fewer than the inputs
 
 A request without the right `Authorization: Bearer <key>` gets 401, as the real API answers.
+
+With `logprobs: true` each choice carries `logprobs.content`: its text's tokens (`fake_logprobs.py`),
+each with `top_logprobs` alternatives (none without the field); a stream then sends one token a chunk,
+with its entry. Without it, `logprobs` is null; `top_logprobs` without it, or above 20, is OpenAI's 400.
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from switchyard.cli.processes import free_port
-from tests.support import fake_embeddings
+from tests.support import fake_embeddings, fake_logprobs
 from tests.support import fake_openai_responses as responses
 from tests.support.fake_openai_refusals import refusal
 
@@ -250,7 +255,7 @@ class FakeOpenAI:
             return error_response("401")
         if model.startswith("error-"):
             return error_response(model.removeprefix("error-"))
-        refused = refusal(body)
+        refused = refusal(body) or logprobs_refusal(body)
         if refused is not None:
             return JSONResponse({"error": refused}, status_code=400)
         if n <= flaky_failures(model):
@@ -265,7 +270,7 @@ class FakeOpenAI:
             return StreamingResponse(self._stream(body, model, text), media_type="text/event-stream")
         if model == "garbage":
             return Response(b"<html>502 Bad Gateway</html>{", media_type="application/json")
-        completion = self._completion(model, text, answers=body.get("n", 1))
+        completion = self._completion(model, text, answers=body.get("n", 1), logprobs=asked_logprobs(body))
         if model == "break":
             return StreamingResponse(_dropping(orjson.dumps(completion)), media_type="application/json")
         return JSONResponse(completion)
@@ -310,16 +315,25 @@ class FakeOpenAI:
             return StreamingResponse(_dropping(orjson.dumps(answer)), media_type="application/json")
         return JSONResponse(answer)
 
-    def _completion(self, model: str, text: str, *, answers: int = 1) -> dict[str, Any]:
+    def _completion(
+        self, model: str, text: str, *, answers: int = 1, logprobs: int | None = None
+    ) -> dict[str, Any]:
         """`answers` (`n`): the first says `text`, the i-th (from 2) `text` and "(answer i)"; listed last
-        first, as nothing in OpenAI's API promises their order but their `index`."""
+        first, as nothing in OpenAI's API promises their order but their `index`. `logprobs`: the
+        alternatives asked for per token, when the tokens' log probabilities were."""
         choices = []
         for index in reversed(range(answers)):
             said = text if index == 0 else f"{text} (answer {index + 1})"
             message: dict[str, Any] = {"role": "assistant", "content": said, "refusal": None}
             if model == "reasoner":
                 message["reasoning_content"] = REASONING
-            choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": "stop"})
+            entries = None
+            if logprobs is not None:
+                entries = {
+                    "content": logprob_entries(model, fake_logprobs.tokens(said), logprobs),
+                    "refusal": None,
+                }
+            choices.append({"index": index, "message": message, "logprobs": entries, "finish_reason": "stop"})
         spoken = sum(len(words(c["message"]["content"])) for c in choices)
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
@@ -364,9 +378,15 @@ class FakeOpenAI:
             "system_fingerprint": "fp_fake",
         }
 
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        top = asked_logprobs(body)
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, entries: Any = None) -> bytes:
+            logprobs = None if entries is None else {"content": entries, "refusal": None}
             return sse(
-                {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+                {
+                    **base,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}],
+                }
             )
 
         yield chunk({"role": "assistant", "content": "", "refusal": None})
@@ -376,7 +396,10 @@ class FakeOpenAI:
         if model == "garbage":
             yield sse(b"{not json")
             return
-        for i, word in enumerate(words(text)):
+        # With logprobs asked for, a token a chunk (as OpenAI streams), with its entry; else a word a chunk.
+        pieces = words(text) if top is None else fake_logprobs.tokens(text)
+        entries = [] if top is None else logprob_entries(model, pieces, top)
+        for i, word in enumerate(pieces):
             if i == 2 and model == "break":
                 raise ConnectionDropped
             if i == 2 and model == "stream-error":
@@ -391,13 +414,50 @@ class FakeOpenAI:
                     }
                 )
                 return
-            yield chunk({"content": word})
+            yield chunk({"content": word}, entries=None if top is None else entries[i : i + 1])
             await asyncio.sleep(drip_seconds(model))
         yield chunk({}, "stop")
         if (body.get("stream_options") or {}).get("include_usage"):
             yield sse({**base, "choices": [], "usage": usage_body(model, len(words(text)))})
         yield b"data: [DONE]\n\n"
         self.scenarios.finished[model] += 1
+
+
+def asked_logprobs(body: dict[str, Any]) -> int | None:
+    """The alternatives asked for per token (0 without `top_logprobs`), or None: no logprobs asked for."""
+    return int(body.get("top_logprobs") or 0) if body.get("logprobs") else None
+
+
+def logprobs_refusal(body: dict[str, Any]) -> dict[str, Any] | None:
+    """OpenAI's 400 for `top_logprobs` without `logprobs: true`, or out of its range."""
+    top = body.get("top_logprobs")
+    if top is None:
+        return None
+    if not body.get("logprobs"):
+        return {
+            "message": "Invalid value for 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' "
+            "is used.",
+            "type": "invalid_request_error",
+            "param": "top_logprobs",
+            "code": "invalid_value",
+        }
+    if not isinstance(top, int) or not 0 <= top <= 20:
+        return {
+            "message": "Invalid 'top_logprobs': integer above maximum value. Expected a value <= 20, "
+            f"but got {top} instead.",
+            "type": "invalid_request_error",
+            "param": "top_logprobs",
+            "code": "integer_above_max_value",
+        }
+    return None
+
+
+def logprob_entries(model: str, split: list[str], top: int) -> list[dict[str, Any]]:
+    """The entries of these tokens; `bad-logprobs` sends the first without its log probability."""
+    entries = fake_logprobs.openai_entries(split, top)
+    if model == "bad-logprobs" and entries:
+        entries[0]["logprob"] = None
+    return entries
 
 
 async def _dropping(body: bytes) -> AsyncIterator[bytes]:

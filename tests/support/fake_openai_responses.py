@@ -21,7 +21,12 @@ with tools and a tool choice that forces one (`required` or a named function), o
 starts with a reasoning item (with a summary when `reasoning.summary` asks for one). Streams send the
 typed events in OpenAI's order, ending with `response.completed` (or `.incomplete`). The last user text
 picks the failures, so any model name can meet them: `stream-error` sends `response.failed` after some
-text, `break` drops the connection.
+text, `break` drops the connection, `bad-logprobs` sends its first token's log probability as null.
+
+With `include: ["message.output_text.logprobs"]` the output text part carries `logprobs`: its tokens
+(`fake_logprobs.py`), each with `top_logprobs` alternatives (`top_logprobs`, 0 by default); a stream then
+sends a token a `response.output_text.delta`, with its entry in the event's `logprobs`. Without it, the
+part has no `logprobs` and the deltas an empty list.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any
 import orjson
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from tests.support import fake_logprobs
 from tests.support.fake_openai_refusals import HIGH, MODELS, SAMPLING, SNAPSHOT
 
 PARAMETERS = frozenset(
@@ -70,6 +76,7 @@ OUTPUT_PARTS = ("output_text", "refusal")
 # Efforts the Responses API takes beyond chat completions' (GPT-6.1 Sol's max)
 RESPONSES_EFFORTS = {"gpt-6.1-sol": (*HIGH, "xhigh", "max")}
 SUMMARY = "The user wants the weather; I should call the tool."
+LOGPROBS = "message.output_text.logprobs"
 
 
 class Dropped(Exception):
@@ -289,13 +296,20 @@ def output_of(
     cap = body.get("max_output_tokens")
     cut = isinstance(cap, int) and len(words) > cap
     text = " ".join(words[:cap] if cut else words)
+    part: dict[str, Any] = {"type": "output_text", "text": text, "annotations": []}
+    if LOGPROBS in (body.get("include") or []):
+        part["logprobs"] = fake_logprobs.openai_entries(
+            fake_logprobs.tokens(text), int(body.get("top_logprobs") or 0)
+        )
+        if last_user_text(body) == "bad-logprobs" and part["logprobs"]:
+            part["logprobs"][0]["logprob"] = None
     out.append(
         {
             "id": f"msg_{uuid.uuid4().hex[:16]}",
             "type": "message",
             "status": "incomplete" if cut else "completed",
             "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": []}],
+            "content": [part],
         }
     )
     return out, "max_output_tokens" if cut else None
@@ -365,10 +379,11 @@ async def _events(whole: dict[str, Any], scenario: str) -> AsyncIterator[bytes]:
             yield event("response.output_item.done", output_index=index, item=item)
         else:
             text = item["content"][0]["text"]
+            entries = item["content"][0].get("logprobs")  # asked for: a token a delta, with its entry
             yield event("response.output_item.added", output_index=index, item={**item, "content": []})
             empty = {"type": "output_text", "text": "", "annotations": []}
             yield event("response.content_part.added", content_index=0, part=empty, **at)
-            pieces = text.split(" ")
+            pieces = text.split(" ") if entries is None else [e["token"] for e in entries]
             for i, piece in enumerate(pieces):
                 if i == 2 and scenario == "break":
                     raise Dropped
@@ -379,10 +394,19 @@ async def _events(whole: dict[str, Any], scenario: str) -> AsyncIterator[bytes]:
                     }
                     yield event("response.failed", response={**shell, "status": "failed", "error": error})
                     return
-                delta = piece if i == len(pieces) - 1 else piece + " "
-                yield event("response.output_text.delta", content_index=0, delta=delta, logprobs=[], **at)
-            yield event("response.output_text.done", content_index=0, text=text, logprobs=[], **at)
-            yield event("response.content_part.done", content_index=0, part={**empty, "text": text}, **at)
+                if entries is None:
+                    delta = piece if i == len(pieces) - 1 else piece + " "
+                    yield event("response.output_text.delta", content_index=0, delta=delta, logprobs=[], **at)
+                else:
+                    yield event(
+                        "response.output_text.delta",
+                        content_index=0,
+                        delta=piece,
+                        logprobs=entries[i : i + 1],
+                        **at,
+                    )
+            yield event("response.output_text.done", content_index=0, text=text, logprobs=entries or [], **at)
+            yield event("response.content_part.done", content_index=0, part=item["content"][0], **at)
             yield event("response.output_item.done", output_index=index, item=item)
     done = "response.completed" if whole["status"] == "completed" else "response.incomplete"
     yield event(done, response=whole)
