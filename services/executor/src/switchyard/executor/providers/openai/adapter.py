@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from switchyard.common.errors import ProviderError
+from switchyard.common.events import TokenLogprob
 from switchyard.executor.providers.base import (
     EmbeddingCall,
     EmbeddingReply,
@@ -40,6 +41,7 @@ from switchyard.executor.providers.openai.responses import (
 )
 from switchyard.executor.providers.openai.wire import (
     ToolCallDeltas,
+    choice_logprobs,
     error_from_body,
     parse_reply,
     reasoning_of,
@@ -103,6 +105,8 @@ class OpenAIProvider(HttpProvider):
 
     async def _chunks(self, response: httpx.Response, call: ProviderCall) -> AsyncIterator[StreamPart]:
         text: list[str] = []
+        tokens: list[TokenLogprob] = []  # the answer's, when the call asked for their log probabilities
+        told = 0  # how many went out on text deltas (a chunk's tokens without text go with the next text)
         thought = UnsignedThinking()
         tools = ToolCallDeltas()
         finish_reason: str | None = None
@@ -128,12 +132,15 @@ class OpenAIProvider(HttpProvider):
                     tools.add((choice.get("delta") or {}).get("tool_calls"))
                     for part in thought.add(reasoning_of(choice.get("delta"))):
                         yield part
+                    if call.logprobs:
+                        tokens += choice_logprobs(choice, 0)
                     delta = (choice.get("delta") or {}).get("content")
                     if delta:
                         for part in thought.end():  # the reasoning is over: its block ends, unsigned
                             yield part
                         text.append(delta)
-                        yield TextDelta(delta)
+                        yield TextDelta(delta, tuple(tokens[told:]))
+                        told = len(tokens)
                     finish_reason = choice.get("finish_reason") or finish_reason
         if not done and finish_reason is None:
             raise provider_error("network", "openai: the stream ended before it finished")
@@ -149,6 +156,7 @@ class OpenAIProvider(HttpProvider):
             usage=usage or estimated_usage(call, content),
             tool_calls=tools.calls(),
             thinking=thought.blocks(),
+            logprobs=tuple(tokens) if call.logprobs else None,
         )
 
     async def embed(self, call: EmbeddingCall) -> EmbeddingReply:

@@ -12,7 +12,9 @@ OpenAI asks of a stateless tool loop, so the model goes on from its reasoning in
 
 What this API has no field for: `stop` (a call with stop sequences is refused before it is sent, so the
 next candidate answers it as asked), `seed` and the two penalties (tuning: left out, as the sampling
-fields are where the model refuses them).
+fields are where the model refuses them). Token log probabilities go as the sampling fields do (only at
+effort none): `top_logprobs` and `include: ["message.output_text.logprobs"]`, each output text part's
+`logprobs` coming back.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import httpx
 import orjson
 
-from switchyard.common.events import ChatMessage, FunctionCall, ToolCall
+from switchyard.common.events import ChatMessage, FunctionCall, TokenLogprob, ToolCall
 from switchyard.executor.providers.base import (
     ProviderCall,
     Reply,
@@ -36,7 +38,7 @@ from switchyard.executor.providers.base import (
 from switchyard.executor.providers.errors import ErrorKind, provider_error
 from switchyard.executor.providers.http import finish_body, parse_json, sse_events, transport_errors
 from switchyard.executor.providers.openai.models import ModelRules
-from switchyard.executor.providers.openai.wire import images_after_tool_turns, unmarked, usage_of
+from switchyard.executor.providers.openai.wire import images_after_tool_turns, tokens_of, unmarked, usage_of
 
 NAME = "openai"
 PATH = "responses"
@@ -51,6 +53,7 @@ _FAILED_KINDS: dict[str, ErrorKind] = {
 _MESSAGE_FIELDS = {"role", "content", "tool_call_id"}
 REASONING = "openai_reasoning"  # in `carry`: the reasoning items before a function call, as JSON
 INCLUDE = ["reasoning.encrypted_content"]
+LOGPROBS = "message.output_text.logprobs"  # in `include`: each output text part's token log probabilities
 _INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
 
 
@@ -85,7 +88,7 @@ def responses_body(call: ProviderCall, *, stream: bool, rules: ModelRules) -> di
         "input": input_items(call.messages, call.carried),
         "store": False,
         "stream": stream,
-        "include": INCLUDE,
+        "include": list(INCLUDE),
     }
     if call.max_tokens is not None:
         body["max_output_tokens"] = call.max_tokens
@@ -96,6 +99,9 @@ def responses_body(call: ProviderCall, *, stream: bool, rules: ModelRules) -> di
             body["temperature"] = call.temperature
         if call.top_p is not None:
             body["top_p"] = call.top_p
+        if call.logprobs:  # else the answer comes with none: see `wire.request_body`
+            body["include"].append(LOGPROBS)
+            body["top_logprobs"] = call.top_logprobs or 0
     fmt = text_format(call.response_format)
     if fmt is not None:
         body["text"] = {"format": fmt}
@@ -224,6 +230,7 @@ def reply_of(data: Any, call: ProviderCall) -> Reply:
     if data.get("status") == "failed":
         raise failed(data.get("error"))
     texts: list[str] = []
+    tokens: list[TokenLogprob] = []
     refusals: list[str] = []
     summaries: list[str] = []
     calls: list[ToolCall] = []
@@ -234,6 +241,8 @@ def reply_of(data: Any, call: ProviderCall) -> Reply:
             for part in item.get("content") or []:
                 if part.get("type") == "output_text":
                     texts.append(str(part.get("text") or ""))
+                    if call.logprobs:
+                        tokens += tokens_of(part.get("logprobs"), "an output_text part's logprobs")
                 elif part.get("type") == "refusal":
                     refusals.append(str(part.get("refusal") or ""))
         elif kind == "function_call":
@@ -272,6 +281,7 @@ def reply_of(data: Any, call: ProviderCall) -> Reply:
         tool_calls=tuple(calls),
         thinking=(unsigned(summary),) if summary else (),
         carry={calls[0].id: {REASONING: orjson.dumps(reasoning).decode()}} if calls and reasoning else {},
+        logprobs=tuple(tokens) if call.logprobs else None,
     )
 
 
@@ -293,6 +303,7 @@ async def response_parts(response: httpx.Response, call: ProviderCall) -> AsyncI
     (tool calls, usage, finish) from `response.completed` or `response.incomplete`."""
     thought = UnsignedThinking()
     streamed: list[str] = []
+    tokens: list[TokenLogprob] = []  # the streamed text's, when the call asked for them
     final: Reply | None = None
     async with transport_errors(NAME):
         events = sse_events(response)
@@ -306,11 +317,13 @@ async def response_parts(response: httpx.Response, call: ProviderCall) -> AsyncI
                     yield part
             elif kind == "response.output_text.delta":
                 delta = str(data.get("delta") or "")
+                told = tokens_of(data.get("logprobs"), "a text delta's logprobs") if call.logprobs else ()
+                tokens += told
                 if delta:
                     for part in thought.end():
                         yield part
                     streamed.append(delta)
-                    yield TextDelta(delta)
+                    yield TextDelta(delta, told)
             elif kind in ("response.completed", "response.incomplete"):
                 final = reply_of(data.get("response"), call)
                 break
@@ -324,8 +337,9 @@ async def response_parts(response: httpx.Response, call: ProviderCall) -> AsyncI
     for part in thought.end():
         yield part
     if not streamed and final.content:  # a refusal, or text only the final event carried
-        yield TextDelta(final.content)
-    # The text is what was streamed (the final event repeats it); the rest is the final event's.
+        yield TextDelta(final.content, final.logprobs or ())
+    # The text is what was streamed (the final event repeats it), with its tokens; the rest is the final
+    # event's.
     yield Reply(
         content="".join(streamed) or final.content,
         finish_reason=final.finish_reason,
@@ -334,4 +348,5 @@ async def response_parts(response: httpx.Response, call: ProviderCall) -> AsyncI
         tool_calls=final.tool_calls,
         thinking=thought.blocks() or final.thinking,
         carry=final.carry,
+        logprobs=(tuple(tokens) if streamed else final.logprobs) if call.logprobs else None,
     )

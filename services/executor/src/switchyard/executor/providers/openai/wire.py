@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import httpx
 
 from switchyard.common.errors import ProviderError
-from switchyard.common.events import Choice, FunctionCall, ToolCall, Usage
+from switchyard.common.events import Choice, FunctionCall, TokenLogprob, ToolCall, TopLogprob, Usage
 from switchyard.executor.providers.base import ProviderCall, Reply, estimated_usage, reply_of, unsigned
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
 from switchyard.executor.providers.http import parse_json, retry_after
@@ -29,8 +30,9 @@ def request_body(call: ProviderCall, *, stream: bool, openai_itself: bool) -> di
     rules = rules_for(call.model) if openai_itself else None
     effort = effort_to_send(call, rules) if openai_itself else compatible_effort(effort_to_send(call, None))
     # Sampling fields the model would refuse are left out without a word: the client's SDK could not know
-    # which model its request was routed to, and the answer is the one asked for, less the tuning.
-    # (logprobs and top_logprobs belong here too, should the pipeline ever carry them.)
+    # which model its request was routed to, and the answer is the one asked for, less the tuning. So are
+    # logprobs and top_logprobs (OpenAI's reasoning models take them only at effort none): the answer
+    # then comes with no token log probabilities (an empty list, not none: they were asked for).
     sampling = rules is None or rules.takes_sampling(effort)
     body: dict[str, Any] = {
         "model": call.model,
@@ -70,6 +72,10 @@ def request_body(call: ProviderCall, *, stream: bool, openai_itself: bool) -> di
     for name in ("presence_penalty", "frequency_penalty"):
         if sampling and getattr(call, name) is not None:
             body[name] = getattr(call, name)
+    if sampling and call.logprobs:
+        body["logprobs"] = True
+        if call.top_logprobs is not None:
+            body["top_logprobs"] = call.top_logprobs
     if stream:
         body["stream_options"] = {"include_usage": True}
     return body
@@ -180,7 +186,7 @@ def parse_reply(raw: bytes, call: ProviderCall) -> Reply:
     if not isinstance(choices, list) or not choices:
         raise provider_error("bad_response", f"chat completion without choices[0].message: {raw[:200]!r}")
     ordered = sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0)
-    answers = [_choice(c, i) for i, c in enumerate(ordered)]
+    answers = [_choice(c, i, logprobs=call.logprobs) for i, c in enumerate(ordered)]
     if len(answers) < call.n:
         raise provider_error("bad_response", f"{call.n} choices asked for, {len(answers)} returned")
     # every answer's text and reasoning, for an estimate when the server reports no usage
@@ -189,8 +195,9 @@ def parse_reply(raw: bytes, call: ProviderCall) -> Reply:
     return reply_of(answers, model=str(data.get("model") or call.model), usage=usage)
 
 
-def _choice(choice: Any, position: int) -> Choice:
-    """One choice of a chat completion, with the reasoning text beside it as its thinking."""
+def _choice(choice: Any, position: int, *, logprobs: bool) -> Choice:
+    """One choice of a chat completion, with the reasoning text beside it as its thinking (and its tokens'
+    log probabilities when the call asked for them)."""
     message = choice.get("message") if isinstance(choice, dict) else None
     if not isinstance(message, dict):
         raise provider_error("bad_response", f"chat completion without choices[{position}].message")
@@ -203,7 +210,61 @@ def _choice(choice: Any, position: int) -> Choice:
         finish_reason=choice.get("finish_reason") or "stop",
         tool_calls=list(tool_calls_of(message.get("tool_calls"))) or None,
         thinking=[unsigned(reasoning)] if reasoning else None,
+        logprobs=list(choice_logprobs(choice, position)) if logprobs else None,
     )
+
+
+def choice_logprobs(choice: Any, position: int) -> tuple[TokenLogprob, ...]:
+    """A choice's (or a stream chunk's choice's) `logprobs.content`; none for `logprobs: null` (as an
+    answer of only tool calls or a refusal has, or a model that did not take the field)."""
+    data = choice.get("logprobs") if isinstance(choice, dict) else None
+    if data is None:
+        return ()
+    if not isinstance(data, dict):
+        raise provider_error("bad_response", f"choices[{position}].logprobs is not an object")
+    return tokens_of(data.get("content"), f"choices[{position}].logprobs.content")
+
+
+def tokens_of(entries: Any, where: str) -> tuple[TokenLogprob, ...]:
+    """OpenAI's token entries (`{"token", "logprob", "bytes", "top_logprobs": [...]}`, as chat completions
+    and the Responses API give them; null: none) in the pipeline's form, where `bytes` is kept only when it
+    is not the token's UTF-8."""
+    if entries is None:
+        return ()
+    if not isinstance(entries, list):
+        raise provider_error("bad_response", f"{where} is not a list: {str(entries)[:200]}")
+    # Checked here, field by field, and constructed without pydantic's validation, which would cost an
+    # answer of many tokens with many alternatives milliseconds.
+    out: list[TokenLogprob] = []
+    for i, entry in enumerate(entries):
+        token, logprob, raw = _entry(entry, f"{where}[{i}]")
+        alternatives = entry.get("top_logprobs")
+        if alternatives is not None and not isinstance(alternatives, list):
+            raise provider_error("bad_response", f"{where}[{i}].top_logprobs is not a list")
+        top = [
+            TopLogprob.model_construct(token=t, logprob=lp, bytes=b)
+            for t, lp, b in (
+                _entry(a, f"{where}[{i}].top_logprobs[{j}]") for j, a in enumerate(alternatives or ())
+            )
+        ]
+        out.append(TokenLogprob.model_construct(token=token, logprob=logprob, bytes=raw, top_logprobs=top))
+    return tuple(out)
+
+
+def _entry(entry: Any, where: str) -> tuple[str, float, list[int] | None]:
+    """An entry's token, its finite log probability, and its bytes where they are not its UTF-8."""
+    if not isinstance(entry, dict):
+        raise provider_error("bad_response", f"{where} is not an object: {str(entry)[:200]}")
+    token, logprob, raw = entry.get("token"), entry.get("logprob"), entry.get("bytes")
+    if not isinstance(token, str):
+        raise provider_error("bad_response", f"{where} has no token: {str(entry)[:200]}")
+    if isinstance(logprob, bool) or not isinstance(logprob, int | float) or not math.isfinite(logprob):
+        raise provider_error("bad_response", f"{where} has no finite logprob: {str(entry)[:200]}")
+    if raw is None:
+        return token, float(logprob), None
+    if not isinstance(raw, list) or not all(type(b) is int and 0 <= b <= 255 for b in raw):
+        raise provider_error("bad_response", f"{where} has bytes that are not bytes: {str(entry)[:200]}")
+    return token, float(logprob), None if raw == list(token.encode()) else raw
 
 
 def reasoning_of(message: Any) -> str:
