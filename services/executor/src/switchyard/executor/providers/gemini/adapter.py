@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import httpx
 
 from switchyard.common.errors import ProviderError
-from switchyard.common.events import Usage
+from switchyard.common.events import TokenLogprob, Usage
 from switchyard.executor.providers.base import (
     EmbeddingCall,
     EmbeddingReply,
@@ -84,6 +84,8 @@ class GeminiProvider(HttpProvider):
         carries the finish reason and the usage. There is no end marker: a stream that closes before a
         finish reason arrived was cut off."""
         text: list[str] = []
+        tokens: list[TokenLogprob] = []  # the answer's, when the call asked for their log probabilities
+        told = 0  # how many went out on text deltas (a chunk's tokens without text go with the next text)
         thought = UnsignedThinking()
         calls: list[Any] = []
         signature: str | None = None  # the answer's text's, which comes on its last part
@@ -100,11 +102,14 @@ class GeminiProvider(HttpProvider):
                 finish = candidate.finish or finish
                 for part in thought.add(candidate.thought):
                     yield part
+                if call.logprobs:
+                    tokens += candidate.logprobs()
                 if candidate.text:
                     for part in thought.end():  # the summary is over: its block ends, unsigned
                         yield part
                     text.append(candidate.text)
-                    yield TextDelta(candidate.text)
+                    yield TextDelta(candidate.text, tuple(tokens[told:]))
+                    told = len(tokens)
         if finish is None:
             raise provider_error("network", "gemini: the stream ended before a finish reason")
         content = "".join(text)
@@ -120,6 +125,7 @@ class GeminiProvider(HttpProvider):
             tool_calls=tool_calls,
             thinking=thought.blocks(),
             carry=carry,
+            logprobs=tuple(tokens) if call.logprobs else None,
         )
 
     async def embed(self, call: EmbeddingCall) -> EmbeddingReply:

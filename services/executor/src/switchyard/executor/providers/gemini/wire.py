@@ -4,6 +4,7 @@ metadata, prompt feedback) and the error bodies (`{"error": {"code", "message", 
 
 from __future__ import annotations
 
+import math
 import mimetypes
 import uuid
 from collections.abc import Mapping, Sequence
@@ -12,7 +13,16 @@ from typing import Any
 import httpx
 
 from switchyard.common.errors import ProviderError
-from switchyard.common.events import ChatMessage, Choice, FunctionCall, Reasoning, ToolCall, Usage
+from switchyard.common.events import (
+    ChatMessage,
+    Choice,
+    FunctionCall,
+    Reasoning,
+    TokenLogprob,
+    ToolCall,
+    TopLogprob,
+    Usage,
+)
 from switchyard.executor.providers.base import ProviderCall, Reply, estimated_usage, reply_of, unsigned
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
 from switchyard.executor.providers.http import parse_json, retry_after
@@ -126,6 +136,10 @@ def generation_config(call: ProviderCall) -> dict[str, Any]:
         config["frequencyPenalty"] = call.frequency_penalty
     if call.reasoning is not None:  # Gemini thinks by default (at a level it picks): this sets one
         config["thinkingConfig"] = thinking_config(call.model, call.reasoning)
+    if call.logprobs:
+        config["responseLogprobs"] = True
+        if call.top_logprobs:  # alternatives per token: Gemini takes 1-20 (0 is OpenAI's "none")
+            config["logprobs"] = call.top_logprobs
     if call.json_format() is not None:
         config["responseMimeType"] = "application/json"
         schema = call.json_schema()
@@ -292,9 +306,45 @@ class Candidate:
         self.text = "".join(str(p["text"]) for p in texts if not p.get("thought"))
         self.thought = "".join(str(p["text"]) for p in texts if p.get("thought"))  # the thought summary
         self.calls = [p for p in parts if isinstance(p, dict) and p.get("functionCall")]  # with signatures
+        self._logprobs = first.get("logprobsResult")
         self.finish: str | None = first.get("finishReason")
         self.model: str | None = data.get("modelVersion")
         self.usage = usage_of(data.get("usageMetadata"))
+
+    def logprobs(self) -> tuple[TokenLogprob, ...]:
+        """Its tokens (of the whole answer, or of a streamed chunk) with their log probabilities, from
+        `logprobsResult`: `chosenCandidates[i]` is step i's token, `topCandidates[i]` its alternatives."""
+        result = self._logprobs
+        if result is None:
+            return ()
+        chosen = (result.get("chosenCandidates") or []) if isinstance(result, dict) else None
+        steps = (result.get("topCandidates") or []) if isinstance(result, dict) else None
+        if not isinstance(chosen, list) or not isinstance(steps, list):
+            raise provider_error("bad_response", f"a malformed logprobsResult: {str(result)[:200]}")
+        # checked by `_step`, and constructed without pydantic's validation, as OpenAI's (`openai/wire.py`)
+        out: list[TokenLogprob] = []
+        for i, step in enumerate(chosen):
+            token, logprob = _step(step)
+            at = steps[i] if i < len(steps) else {}
+            alternatives = (at.get("candidates") or []) if isinstance(at, dict) else None
+            if not isinstance(alternatives, list):
+                raise provider_error("bad_response", f"topCandidates[{i}] is malformed: {str(at)[:200]}")
+            top = [TopLogprob.model_construct(token=t, logprob=lp) for t, lp in map(_step, alternatives)]
+            out.append(TokenLogprob.model_construct(token=token, logprob=logprob, top_logprobs=top))
+        return tuple(out)
+
+
+def _step(candidate: Any) -> tuple[str, float]:
+    """A logprobs candidate's token and log probability. Google's JSON leaves out fields at their default
+    (proto3): a token whose log probability is 0 comes without one."""
+    if not isinstance(candidate, dict):
+        raise provider_error("bad_response", f"a logprobs candidate is not an object: {str(candidate)[:200]}")
+    token, logprob = candidate.get("token", ""), candidate.get("logProbability", 0.0)
+    if not isinstance(token, str):
+        raise provider_error("bad_response", f"a logprobs candidate without a token: {str(candidate)[:200]}")
+    if isinstance(logprob, bool) or not isinstance(logprob, int | float) or not math.isfinite(logprob):
+        raise provider_error("bad_response", f"a logprobs candidate's logProbability: {str(candidate)[:200]}")
+    return token, float(logprob)
 
 
 def tool_calls_of(parts: Sequence[Any]) -> tuple[tuple[ToolCall, ...], dict[str, dict[str, str]]]:
@@ -339,21 +389,23 @@ def parse_reply(raw: bytes, call: ProviderCall) -> Reply:
     answers: list[Choice] = []
     carry: dict[str, dict[str, str]] = text_signatures(candidate.text, candidate.text_signature)
     for position in range(call.n):
-        answer, kept = _answer(candidate if position == 0 else Candidate(data, position))
+        answer, kept = _answer(candidate if position == 0 else Candidate(data, position), call.logprobs)
         answers.append(answer)
         carry |= kept
     usage = candidate.usage or estimated_usage(call, "".join(a.content for a in answers))
     return reply_of(answers, model=candidate.model or call.model, usage=usage, carry=carry)
 
 
-def _answer(candidate: Candidate) -> tuple[Choice, dict[str, dict[str, str]]]:
-    """One candidate as an answer, and its function calls' signatures by tool call id."""
+def _answer(candidate: Candidate, logprobs: bool) -> tuple[Choice, dict[str, dict[str, str]]]:
+    """One candidate as an answer (with its tokens' log probabilities, when the call asked for them), and
+    its function calls' signatures by tool call id."""
     calls, carry = tool_calls_of(candidate.calls)
     answer = Choice(
         content=candidate.text,
         finish_reason=finish_reason(candidate.finish, text=candidate.text, calls=candidate.calls),
         tool_calls=list(calls) or None,
         thinking=[unsigned(candidate.thought)] if candidate.thought else None,
+        logprobs=list(candidate.logprobs()) if logprobs else None,
     )
     return answer, carry
 
