@@ -64,6 +64,12 @@ def request_body(call: ProviderCall, *, stream: bool, default_max_tokens: int) -
             "not sent",
             sent=False,
         )
+    if call.logprobs:  # the router sends these only to models with the `logprobs` capability
+        raise provider_error(
+            "bad_request",
+            "anthropic: the Messages API returns no token log probabilities (`logprobs`); not sent",
+            sent=False,
+        )
     if call.tools and not model.forced_tools and forces_a_tool(call):
         # Refused here, before any call: the executor falls back to its next candidate as it would after
         # Anthropic's 400, and a forced tool is not quietly turned into a tool the model may skip.
