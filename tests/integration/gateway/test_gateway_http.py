@@ -387,7 +387,8 @@ async def test_bad_requests(gateway: tuple[str, str], pipeline: Pipeline) -> Non
             "unconfigured provider": await c.post(
                 url, json={**BODY, "model": "openai/gpt-4o"}, headers=_auth(key)
             ),
-            "logprobs": await c.post(url, json={**BODY, "logprobs": True}, headers=_auth(key)),
+            "top_logprobs alone": await c.post(url, json={**BODY, "top_logprobs": 2}, headers=_auth(key)),
+            "logit_bias": await c.post(url, json={**BODY, "logit_bias": {"1": 5}}, headers=_auth(key)),
             "10 MB": await c.post(url, content=b"x" * (10 * 1024 * 1024), headers=_auth(key)),
             "no route": await c.get(f"{base}/v1/nothing", headers=_auth(key)),
         }
@@ -399,7 +400,8 @@ async def test_bad_requests(gateway: tuple[str, str], pipeline: Pipeline) -> Non
         "no messages": (400, "invalid_value"),
         "unknown model": (404, "model_not_found"),
         "unconfigured provider": (404, "model_not_found"),
-        "logprobs": (400, "unsupported_parameter"),
+        "top_logprobs alone": (400, "invalid_value"),
+        "logit_bias": (400, "unsupported_parameter"),
         "10 MB": (413, "request_too_large"),
         "no route": (404, "not_found"),
     }

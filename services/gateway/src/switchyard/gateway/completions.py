@@ -19,6 +19,7 @@ from switchyard.common.events import (
     TaskFailed,
     TaskSubmitted,
     ThinkingBlock,
+    TokenLogprob,
     ToolCall,
 )
 from switchyard.common.events.tasks import Priority
@@ -38,10 +39,12 @@ from switchyard.gateway.schemas import (
     UNSUPPORTED,
     ChatCompletionRequest,
     Unsupported,
+    check_logprobs,
     check_prompt_size,
     check_tool_turns,
     chunk_body,
     completion_body,
+    logprobs_json,
     refuse_unsupported,
     thinking_json,
     thinking_text,
@@ -119,6 +122,7 @@ def validated(body: bytes, model: type[M], unsupported: Unsupported = UNSUPPORTE
 
 def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
     parsed = validated(body, ChatCompletionRequest)
+    check_logprobs(parsed)
     check_tool_turns(parsed)
     take_thinking_blocks(parsed)
     check_prompt_size(parsed.messages, max_prompt_chars)
@@ -176,6 +180,8 @@ def build_task(parsed: ChatCompletionRequest, principal: Principal, *, priority:
         frequency_penalty=parsed.frequency_penalty,
         reasoning=parsed.reasoning(),
         n=parsed.n,
+        logprobs=parsed.logprobs is True,
+        top_logprobs=parsed.top_logprobs,
     )
     return TaskSubmitted(
         task_id=new_id(),
@@ -240,6 +246,7 @@ def completion_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
             reasoning=thinking_text(done.thinking),
             thinking=done.thinking,
             other_choices=done.other_choices,
+            logprobs=done.logprobs,
         )
     )
 
@@ -258,23 +265,34 @@ def _delta(chunk: Chunk, thought: list[str]) -> dict[str, Any]:
     return delta
 
 
-Deltas = list[tuple[dict[str, Any], str | None]]  # each chunk's delta and finish reason
+# Each chunk's delta, finish reason and `logprobs` (its tokens', when the request asked for them).
+Deltas = list[tuple[dict[str, Any], str | None, dict[str, Any] | None]]
 
 
 def whole_deltas(
-    content: str, tool_calls: list[ToolCall] | None, thinking: list[ThinkingBlock] | None
+    content: str,
+    tool_calls: list[ToolCall] | None,
+    thinking: list[ThinkingBlock] | None,
+    logprobs: list[TokenLogprob] | None = None,
 ) -> Deltas:
     """An answer sent whole (a cache replay, an output guardrail's answer, a cascade's, each of several):
-    the role with its thinking first, if any, then its text (null beside tool calls, as OpenAI sends)."""
+    the role with its thinking first, if any, then its text (null beside tool calls, as OpenAI sends) with
+    all its tokens' `logprobs`."""
     first: dict[str, Any] = {"role": "assistant"}
     out: Deltas = []
     reasoning = thinking_text(thinking)
     if reasoning:
         out.append(
-            ({**first, "reasoning_content": reasoning, "thinking_blocks": thinking_json(thinking)}, None)
+            (
+                {**first, "reasoning_content": reasoning, "thinking_blocks": thinking_json(thinking)},
+                None,
+                None,
+            )
         )
         first = {}
-    out.append(({**first, "content": content or None if tool_calls else content}, None))
+    out.append(
+        ({**first, "content": content or None if tool_calls else content}, None, logprobs_json(logprobs))
+    )
     return out
 
 
@@ -285,8 +303,8 @@ def end_deltas(tool_calls: list[ToolCall] | None, finish_reason: str) -> Deltas:
     out: Deltas = []
     if tool_calls:
         calls = [{"index": i, **c.model_dump(mode="json")} for i, c in enumerate(tool_calls)]
-        out.append(({"tool_calls": calls}, None))
-    out.append(({}, finish_reason))
+        out.append(({"tool_calls": calls}, None, None))
+    out.append(({}, finish_reason, None))
     return out
 
 
@@ -388,6 +406,7 @@ async def stream_events(
     """SSE in OpenAI's format. A break after text began ends with an explicit error event, never [DONE]."""
     created = int(time.time())
     model = task.request.model
+    asked = task.chat().logprobs
     started = False
     thought: list[str] = []  # the thinking block being streamed, for its `thinking_blocks` delta
     try:
@@ -406,17 +425,33 @@ async def stream_events(
                     if not started:
                         delta = {"role": "assistant", **delta}
                     started = True
-                    yield sse(chunk_body(task_id=task.task_id, created=created, model=model, delta=delta))
+                    # a text chunk's tokens, when asked ([] for a chunk that carries none); null beside
+                    # thinking
+                    tokens = (item.logprobs or []) if asked and item.delta else None
+                    body = chunk_body(
+                        task_id=task.task_id,
+                        created=created,
+                        model=model,
+                        delta=delta,
+                        logprobs=logprobs_json(tokens),
+                    )
+                    yield sse(body)
                 continue
             model = item.model
-            # the first answer's deltas (all of them when none was streamed), then each other answer whole
-            unsent = whole_deltas(item.content, item.tool_calls, item.thinking) if not started else []
+            # The first answer's deltas (all of them when none was streamed), then each other answer whole.
+            # Whether their log probabilities were cut (`logprobs_truncated`) is known only here, after a
+            # streamed answer's headers went out: only one sent whole says it in x-switchyard-logprobs.
+            unsent = (
+                whole_deltas(item.content, item.tool_calls, item.thinking, item.logprobs)
+                if not started
+                else []
+            )
             answers = [(0, unsent + end_deltas(item.tool_calls, item.finish_reason))]
             for index, other in enumerate(item.other_choices, start=1):
-                whole = whole_deltas(other.content, other.tool_calls, other.thinking)
+                whole = whole_deltas(other.content, other.tool_calls, other.thinking, other.logprobs)
                 answers.append((index, whole + end_deltas(other.tool_calls, other.finish_reason)))
             for index, deltas in answers:
-                for piece, finish in deltas:
+                for piece, finish, logprobs in deltas:
                     body = chunk_body(
                         task_id=task.task_id,
                         created=created,
@@ -424,6 +459,7 @@ async def stream_events(
                         delta=piece,
                         finish_reason=finish,
                         index=index,
+                        logprobs=logprobs,
                     )
                     yield sse(body)
             if include_usage:

@@ -12,11 +12,13 @@ from switchyard.common.events import (
     Choice,
     Reasoning,
     ThinkingBlock,
+    TokenLogprob,
     ToolCall,
     ToolSpec,
+    TopLogprob,
     Usage,
 )
-from switchyard.common.events.tasks import MAX_CHOICES, ReasoningEffort
+from switchyard.common.events.tasks import MAX_CHOICES, MAX_TOP_LOGPROBS, ReasoningEffort
 from switchyard.gateway.errors import InvalidRequest, RequestTooLarge
 
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
@@ -32,11 +34,6 @@ class StreamOptions(BaseModel):
 # field asks (its off values, which clients send by default, pass) and what the refusal says.
 Unsupported = dict[str, tuple[Callable[[Any], bool], str]]
 UNSUPPORTED: Unsupported = {
-    "logprobs": (
-        lambda v: v not in (None, False),
-        "token log probabilities are not returned; drop `logprobs`",
-    ),
-    "top_logprobs": (lambda v: v not in (None, 0), "token log probabilities are not returned"),
     "logit_bias": (lambda v: bool(v), "`logit_bias` is not passed to providers"),
     "functions": (lambda v: bool(v), "the legacy `functions` field is not supported; send `tools`"),
     "function_call": (
@@ -93,6 +90,10 @@ class ChatCompletionRequest(BaseModel):
     # OpenAI's reasoning effort ("none": no reasoning, said out loud: GPT-5.1 and later reason unless told
     # so); sent to models with the `reasoning` capability.
     reasoning_effort: ReasoningEffort | None = None
+    # The answer's token log probabilities, with `top_logprobs` alternatives per token (only with
+    # `logprobs: true`, see `check_logprobs`); sent to models with the `logprobs` capability.
+    logprobs: bool | None = Field(default=None, strict=True)
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS, strict=True)
     _thinking: Reasoning | None = PrivateAttr(default=None)  # the Anthropic face's thinking budget
 
     @field_validator("stop")
@@ -139,6 +140,15 @@ class ChatCompletionRequest(BaseModel):
     def with_thinking(self, reasoning: Reasoning | None) -> ChatCompletionRequest:
         self._thinking = reasoning
         return self
+
+
+def check_logprobs(parsed: ChatCompletionRequest) -> None:
+    """`top_logprobs` without `logprobs: true` is a 400, as OpenAI refuses it (the alternatives are given
+    only beside the chosen tokens' log probabilities)."""
+    if parsed.top_logprobs is not None and parsed.logprobs is not True:
+        raise InvalidRequest(
+            "top_logprobs needs `logprobs: true`", param="top_logprobs", code="invalid_value"
+        )
 
 
 def check_tool_turns(parsed: ChatCompletionRequest, *, anthropic: bool = False) -> None:
@@ -191,23 +201,25 @@ def completion_body(
     reasoning: str | None = None,
     thinking: list[ThinkingBlock] | None = None,
     other_choices: list[Choice] | None = None,
+    logprobs: list[TokenLogprob] | None = None,
 ) -> dict[str, Any]:
     """`reasoning`: the model's thinking as text, in `message.reasoning_content` (the field DeepSeek, vLLM
     and LiteLLM use; OpenAI's own chat completions return none); `thinking`: its blocks, signatures and
     all, in `message.thinking_blocks` (LiteLLM's), which a client sends back in a tool loop.
-    `other_choices`: the second to n-th answers of a request for several (`n`)."""
+    `other_choices`: the second to n-th answers of a request for several (`n`), each with its own
+    `logprobs`; `logprobs`: the first answer's tokens, when the request asked for them."""
     first = {
         "index": 0,
         "message": message_json(content, tool_calls, reasoning, thinking),
         "finish_reason": finish_reason,
-        "logprobs": None,
+        "logprobs": logprobs_json(logprobs),
     }
     others = [
         {
             "index": i,
             "message": message_json(c.content, c.tool_calls, thinking_text(c.thinking), c.thinking),
             "finish_reason": c.finish_reason,
-            "logprobs": None,
+            "logprobs": logprobs_json(c.logprobs),
         }
         for i, c in enumerate(other_choices or [], start=1)
     ]
@@ -237,6 +249,23 @@ def message_json(
         message["content"] = content or None  # OpenAI sends null content with tool calls
         message["tool_calls"] = [c.model_dump(mode="json") for c in tool_calls]
     return message
+
+
+def logprobs_json(tokens: list[TokenLogprob] | None) -> dict[str, Any] | None:
+    """A choice's (or a streamed chunk's) `logprobs`: its tokens in OpenAI's shape, or None (null) when the
+    request did not ask for them or they were withheld."""
+    if tokens is None:
+        return None
+    return {"content": [token_json(t) for t in tokens], "refusal": None}
+
+
+def token_json(token: TokenLogprob) -> dict[str, Any]:
+    """One output token with its alternatives; `bytes` always given, as OpenAI gives it."""
+    return {**_top_json(token), "top_logprobs": [_top_json(t) for t in token.top_logprobs]}
+
+
+def _top_json(token: TopLogprob) -> dict[str, Any]:
+    return {"token": token.token, "logprob": token.logprob, "bytes": token.utf8()}
 
 
 def thinking_text(blocks: list[ThinkingBlock] | None) -> str | None:
@@ -273,14 +302,16 @@ def chunk_body(
     usage: dict[str, int] | None = None,
     with_choice: bool = True,
     index: int = 0,
+    logprobs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """`index`: the choice the delta belongs to (a request for several answers, `n`)."""
+    """`index`: the choice the delta belongs to (a request for several answers, `n`); `logprobs`: its
+    tokens' (`logprobs_json`)."""
     body: dict[str, Any] = {
         "id": f"{COMPLETION_ID}{task_id}",
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
-        "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
+        "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": logprobs}]
         if with_choice
         else [],
     }

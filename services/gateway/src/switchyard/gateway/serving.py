@@ -161,6 +161,8 @@ async def serve(request: Request, face: Face) -> Response:
             await gw.cache.keep(cached, done)
         headers["x-switchyard-model"] = done.model
         headers["x-switchyard-tier"] = done.tier
+        if done.logprobs_truncated:  # a stream's is known only at its end, after its headers
+            headers["x-switchyard-logprobs"] = "truncated"
         if whole:
             headers.update(overhead.headers(started, done))
             sse = _whole(face, parsed, task, done, timeout)
