@@ -46,7 +46,10 @@ def test_the_prompt_is_the_user_turn_and_max_tokens_defaults_to_openais_16() -> 
     [
         ({"suffix": "\n}"}, "suffix", "unsupported_parameter"),
         ({"echo": True}, "echo", "unsupported_parameter"),
-        ({"logprobs": 2}, "logprobs", "unsupported_parameter"),
+        ({"logprobs": 6}, "logprobs", "invalid_value"),
+        ({"logprobs": -1}, "logprobs", "invalid_value"),
+        ({"logprobs": True}, "logprobs", "invalid_type"),
+        ({"logprobs": "2"}, "logprobs", "invalid_type"),
         ({"best_of": 3}, "best_of", "unsupported_parameter"),
         ({"logit_bias": {"50256": -100}}, "logit_bias", "unsupported_parameter"),
         ({"prompt": [1212, 318, 257]}, "prompt", "unsupported_parameter"),  # token ids

@@ -3,14 +3,16 @@ clients and tools that still call it.
 
 The models behind the gateway are chat models, so the prompt becomes the user's turn (as LiteLLM serves the
 endpoint from chat models): the answer is a reply to the prompt, not a continuation of its text. One
-prompt per request; several answers to it (`n`) as the chat face gives them. What only a completion
-model's own machinery gives (insertion with `suffix`, `echo`, `logprobs`, `best_of`, prompts as token ids,
-several prompts at once) is refused with 400 `unsupported_parameter` rather than answered without it.
-`max_tokens` defaults to 16, as OpenAI's does.
+prompt per request; several answers to it (`n`) as the chat face gives them; token log probabilities
+(`logprobs`: N alternatives per token) in this endpoint's shape. What only a completion model's own
+machinery gives (insertion with `suffix`, `echo`, `best_of`, prompts as token ids, several prompts at once)
+is refused with 400 `unsupported_parameter` rather than answered without it. `max_tokens` defaults to 16,
+as OpenAI's does.
 """
 
 from __future__ import annotations
 
+import codecs
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,7 +20,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from switchyard.common.events import ChatMessage, TaskCompleted, TaskFailed, TaskSubmitted
+from switchyard.common.events import ChatMessage, TaskCompleted, TaskFailed, TaskSubmitted, TokenLogprob
 from switchyard.common.events.tasks import MAX_CHOICES
 from switchyard.common.streaming import Chunk
 from switchyard.gateway import schemas
@@ -35,6 +37,7 @@ from switchyard.gateway.tasks import Stopped, TimedOut
 
 COMPLETION_ID = "cmpl-"  # a completion's id is this and its task's id
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for this endpoint
+MAX_LOGPROBS = 5  # OpenAI's limit for this endpoint's `logprobs` (alternatives per token)
 
 UNSUPPORTED: Unsupported = {
     "suffix": (
@@ -42,7 +45,6 @@ UNSUPPORTED: Unsupported = {
         "insertion (a suffix) needs a completion model; none is served",
     ),
     "echo": (lambda v: v is True, "the prompt is not echoed back"),
-    "logprobs": (lambda v: v not in (None, 0), "token log probabilities are not returned"),
     "best_of": (
         lambda v: v not in (None, 1),
         "no server-side best-of: `best_of` must be 1 (`n` asks for several answers, all returned)",
@@ -69,6 +71,8 @@ class CompletionsRequest(BaseModel):
     presence_penalty: float | None = Field(default=None, ge=-2, le=2, strict=True)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2, strict=True)
     user: str | None = None
+    # The chosen tokens' log probabilities with this many alternatives each (0: none); null: not asked.
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_LOGPROBS, strict=True)
 
 
 def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
@@ -89,6 +93,8 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
         frequency_penalty=parsed.frequency_penalty,
         user=parsed.user,
         n=parsed.n,
+        logprobs=parsed.logprobs is not None,
+        top_logprobs=parsed.logprobs,
     )
 
 
@@ -114,6 +120,38 @@ def _one_prompt(prompt: str | list[Any]) -> str:
     return prompt
 
 
+class Offsets:
+    """Where each token of one answer starts in its text (`text_offset`), counted in characters from the
+    answer's start, token after token (a stream's chunks continue the count). A token that ends inside a
+    character (its `bytes` hold part of it) is counted from that character's start, as is the next."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._chars = 0
+
+    def logprobs_json(self, tokens: list[TokenLogprob] | None) -> dict[str, Any] | None:
+        """The tokens in this endpoint's shape (null when the request did not ask for them, or they were
+        withheld). `top_logprobs`: each token's alternatives as {token: logprob}, with the chosen token
+        among them, as OpenAI gives up to N + 1."""
+        if tokens is None:
+            return None
+        offsets = []
+        tops = []
+        for token in tokens:
+            offsets.append(self._chars)
+            self._chars += len(self._decoder.decode(bytes(token.utf8())))
+            top: dict[str, float] = {}
+            for alternative in (*token.top_logprobs, token):  # most likely first; a repeated text once
+                top.setdefault(alternative.token, alternative.logprob)
+            tops.append(top)
+        return {
+            "tokens": [t.token for t in tokens],
+            "token_logprobs": [t.logprob for t in tokens],
+            "top_logprobs": tops,
+            "text_offset": offsets,
+        }
+
+
 def _body(
     task: TaskSubmitted,
     *,
@@ -122,22 +160,33 @@ def _body(
     text: str,
     finish_reason: str | None,
     index: int = 0,
+    logprobs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "id": f"{COMPLETION_ID}{task.task_id}",
         "object": "text_completion",
         "created": created,
         "model": model,
-        "choices": [{"text": text, "index": index, "logprobs": None, "finish_reason": finish_reason}],
+        "choices": [{"text": text, "index": index, "logprobs": logprobs, "finish_reason": finish_reason}],
     }
 
 
 def completion_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
     body = _body(
-        task, created=int(time.time()), model=done.model, text=done.content, finish_reason=done.finish_reason
+        task,
+        created=int(time.time()),
+        model=done.model,
+        text=done.content,
+        finish_reason=done.finish_reason,
+        logprobs=Offsets().logprobs_json(done.logprobs),
     )
     others = [
-        {"text": c.content, "index": i, "logprobs": None, "finish_reason": c.finish_reason}
+        {
+            "text": c.content,
+            "index": i,
+            "logprobs": Offsets().logprobs_json(c.logprobs),
+            "finish_reason": c.finish_reason,
+        }
         for i, c in enumerate(done.other_choices, start=1)
     ]
     body["choices"] += others
@@ -157,6 +206,8 @@ async def stream_events(
     break after text began ends with an explicit error event, never [DONE]."""
     created = int(time.time())
     model = task.request.model
+    asked = task.chat().logprobs
+    offsets = Offsets()  # the first answer's, across its chunks
     streamed = False
     try:
         async for item in in_order(head, rest):
@@ -167,15 +218,39 @@ async def stream_events(
                 model = item.model or model
                 if item.delta:
                     streamed = True
-                    yield sse(_body(task, created=created, model=model, text=item.delta, finish_reason=None))
+                    logprobs = offsets.logprobs_json((item.logprobs or []) if asked else None)
+                    body = _body(
+                        task,
+                        created=created,
+                        model=model,
+                        text=item.delta,
+                        finish_reason=None,
+                        logprobs=logprobs,
+                    )
+                    yield sse(body)
                 continue
             model = item.model
             if not streamed and item.content:  # an answer sent whole: a cache replay, an output guardrail
-                yield sse(_body(task, created=created, model=model, text=item.content, finish_reason=None))
+                logprobs = offsets.logprobs_json(item.logprobs)
+                body = _body(
+                    task,
+                    created=created,
+                    model=model,
+                    text=item.content,
+                    finish_reason=None,
+                    logprobs=logprobs,
+                )
+                yield sse(body)
             yield sse(_body(task, created=created, model=model, text="", finish_reason=item.finish_reason))
             for index, other in enumerate(item.other_choices, start=1):  # several answers, each whole
                 whole = _body(
-                    task, created=created, model=model, text=other.content, finish_reason=None, index=index
+                    task,
+                    created=created,
+                    model=model,
+                    text=other.content,
+                    finish_reason=None,
+                    index=index,
+                    logprobs=Offsets().logprobs_json(other.logprobs),
                 )
                 yield sse(whole)
                 end = _body(
