@@ -103,13 +103,14 @@ class ResponseCache:
     async def lookup(
         self, *, tenant_id: str, plan: str | None, task: TaskSubmitted, directive: Directive
     ) -> Lookup | None:
-        """None when the cache is off for this tenant, the request opted out entirely (`no-store`) or asks
-        for several answers."""
+        """None when the cache is off for this tenant, the request opted out entirely (`no-store`), asks
+        for several answers or for token log probabilities."""
         config = self.configs.for_tenant(tenant_id, plan)
         embedding = task.embedding()
-        # Several answers (`n`) are samples the client wants fresh: never read from nor kept in the cache.
-        several = embedding is None and task.chat().n > 1
-        if not config.enabled or not directive.write or several:
+        # Several answers (`n`) are samples the client wants fresh, and a stored answer has no token log
+        # probabilities (nor would they be its own sample's): neither is read from nor kept in the cache.
+        fresh = embedding is None and (task.chat().n > 1 or task.chat().logprobs)
+        if not config.enabled or not directive.write or fresh:
             if config.enabled:
                 metrics.CACHE.labels("any", "bypass").inc()
             return None

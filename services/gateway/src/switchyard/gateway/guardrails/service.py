@@ -190,14 +190,21 @@ def _screened_answers(
     chain: Chain, content: str, thinking: list[ThinkingBlock] | None, others: list[Choice]
 ) -> tuple[dict[str, Any], list[Finding]]:
     """A result's answers through the output hooks (the first, and the others of a request for several,
-    `n`), as the update of the result's fields and what the hooks found."""
-    content, thinking, found = _screened(chain, content, thinking)
+    `n`), as the update of the result's fields and what the hooks found. An answer whose text they change
+    loses its token log probabilities: its tokens would spell out what was redacted."""
+    text, thinking, found = _screened(chain, content, thinking)
+    update: dict[str, Any] = {"content": text, "thinking": thinking}
+    if text != content:
+        update["logprobs"] = None
     screened: list[Choice] = []
     for choice in others:
         text, blocks, more = _screened(chain, choice.content, choice.thinking)
         found += more
-        screened.append(choice.model_copy(update={"content": text, "thinking": blocks}) if more else choice)
-    return {"content": content, "thinking": thinking, "other_choices": screened}, found
+        changed = {"content": text, "thinking": blocks}
+        if text != choice.content:
+            changed["logprobs"] = None
+        screened.append(choice.model_copy(update=changed) if more else choice)
+    return {**update, "other_choices": screened}, found
 
 
 def _screened_thinking(

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from switchyard.common.events import Choice, ThinkingBlock, ToolCall
+from switchyard.common.events import Choice, ThinkingBlock, TokenLogprob, ToolCall
 
 Status = Literal["queued", "completed", "failed", "cancelled", "timed_out"]
 TERMINAL = ("completed", "failed", "cancelled", "timed_out")
@@ -30,6 +30,11 @@ class TaskResult(BaseModel):
     tool_calls: list[ToolCall] | None = None
     thinking: list[ThinkingBlock] | None = None  # the model's reasoning, when the request asked for it
     other_choices: list[Choice] = Field(default_factory=list)  # the 2nd to n-th answers (`n`)
+    # The answer's token log probabilities, when the request asked (`logprobs`; each other answer's in
+    # its choice), `bytes` null where they are the token's UTF-8; `logprobs_truncated`: the answers' entries
+    # were cut at MAX_LOGPROB_ENTRIES (the later tokens have none).
+    logprobs: list[TokenLogprob] | None = None
+    logprobs_truncated: bool = False
 
 
 class TaskError(BaseModel):

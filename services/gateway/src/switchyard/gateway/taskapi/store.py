@@ -58,6 +58,8 @@ def with_outcome(state: TaskState, outcome: TaskCompleted | TaskFailed) -> TaskS
             tool_calls=outcome.tool_calls,
             thinking=outcome.thinking,
             other_choices=outcome.other_choices,
+            logprobs=outcome.logprobs,
+            logprobs_truncated=outcome.logprobs_truncated,
             usage=TaskUsage(
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
