@@ -184,3 +184,30 @@ async def test_hits_skip_the_pipeline_stay_in_their_tenant_and_are_billed_at_zer
 def test_the_embedded_index_lives_under_the_var_dir(stack: tuple[NatsServer, str, str, Org, Org]) -> None:
     var = Path(stack[1].removeprefix("sqlite+aiosqlite:///")).parent / "var" / "cache"
     assert [p.name for p in var.iterdir()] == ["semantic-gateway-0"]
+
+
+async def test_a_request_for_logprobs_bypasses_the_cache(
+    stack: tuple[NatsServer, str, str, Org, Org], answerer: Answerer
+) -> None:
+    """A stored answer has no token log probabilities: a request for them always reaches the pipeline
+    (counted as a bypass, as several answers are), even when the same question is stored."""
+    question = "Which river runs through Paris?"
+    a = auth(stack[3].keys["admin"])
+
+    def bypasses(metrics: str) -> float:
+        line = 'switchyard_gateway_cache_total{kind="any",outcome="bypass"} '
+        return next((float(x[len(line) :]) for x in metrics.splitlines() if x.startswith(line)), 0.0)
+
+    async with httpx.AsyncClient(base_url=stack[2], timeout=10) as http:
+        stored = await http.post("/v1/chat/completions", json=chat(question), headers=a)
+        assert stored.headers["x-switchyard-cache"] == "miss"
+        before = bypasses((await http.get("/metrics")).text)
+        seen = len(answerer.seen)
+        for _ in range(2):
+            asked = await http.post("/v1/chat/completions", json=chat(question, logprobs=True), headers=a)
+            assert asked.status_code == 200, asked.text
+            assert "x-switchyard-cache" not in asked.headers
+        assert len(answerer.seen) == seen + 2 and all(t.chat().logprobs for t in answerer.seen[seen:])
+        assert bypasses((await http.get("/metrics")).text) == before + 2
+        again = await http.post("/v1/chat/completions", json=chat(question), headers=a)
+        assert again.headers["x-switchyard-cache"] == "hit"
