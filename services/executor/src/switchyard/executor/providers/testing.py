@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from switchyard.common.errors import ProviderError
-from switchyard.common.events import Usage
+from switchyard.common.events import TokenLogprob, TopLogprob, Usage
 from switchyard.executor.providers.base import (
     EmbeddingCall,
     EmbeddingReply,
@@ -21,13 +21,34 @@ from switchyard.executor.providers.base import (
 from switchyard.executor.providers.errors import ErrorKind, provider_error
 
 
-def reply(text: str, *, model: str = "scripted", finish_reason: str = "stop") -> Reply:
+def reply(
+    text: str,
+    *,
+    model: str = "scripted",
+    finish_reason: str = "stop",
+    logprobs: Sequence[TokenLogprob] | None = None,
+) -> Reply:
+    """`logprobs`: the answer's tokens (`tokens(text)`), their texts in order making `text`."""
+    if logprobs is not None and "".join(t.token for t in logprobs) != text:
+        raise ValueError("a scripted reply's tokens spell its text")
     return Reply(
         content=text,
         finish_reason=finish_reason,
         model=model,
         usage=Usage(prompt_tokens=3, completion_tokens=len(text.split())),
+        logprobs=None if logprobs is None else tuple(logprobs),
     )
+
+
+def tokens(text: str, *, top: int = 0, start: float = -0.25) -> tuple[TokenLogprob, ...]:
+    """`text` as tokens (its words, each with the spaces around it), the i-th of log probability
+    `start` * (i + 1), with `top` alternatives (`alt0`, `alt1`...) less likely each."""
+    out = []
+    for index, word in enumerate(_words(text)):
+        logprob = start * (index + 1)
+        alternatives = [TopLogprob(token=f"alt{k}", logprob=logprob - k - 1) for k in range(top)]
+        out.append(TokenLogprob(token=word, logprob=logprob, top_logprobs=alternatives))
+    return tuple(out)
 
 
 def fails(kind: ErrorKind, message: str = "", *, retry_after: float | None = None) -> ProviderError:
@@ -46,7 +67,8 @@ Step = Reply | ProviderError | BreaksAfter
 
 
 class ScriptedProvider:
-    """Each call plays the next step of the script; the last step repeats. Streams send word by word."""
+    """Each call plays the next step of the script; the last step repeats. Streams send word by word, or,
+    for a reply with its tokens' log probabilities, token by token (each delta with its token)."""
 
     def __init__(self, *steps: Step) -> None:
         if not steps:
@@ -68,9 +90,12 @@ class ScriptedProvider:
         step = self._step(call)
         if isinstance(step, ProviderError):
             raise step
-        text = step.content if isinstance(step, Reply) else step.text
-        for word in _words(text):
-            yield TextDelta(word)
+        if isinstance(step, Reply) and step.logprobs is not None:
+            for token in step.logprobs:
+                yield TextDelta(token.token, (token,))
+        else:
+            for word in _words(step.content if isinstance(step, Reply) else step.text):
+                yield TextDelta(word)
         if isinstance(step, BreaksAfter):
             raise step.error
         yield step
