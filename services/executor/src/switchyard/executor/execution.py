@@ -21,7 +21,7 @@ from switchyard.common import vectors
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import ChargedCall, RouteCandidate, TaskCompleted, TaskFailed, TaskRouted
 from switchyard.common.logs import redact
-from switchyard.executor import metrics, strategies, tool_state
+from switchyard.executor import logprobs, metrics, strategies, tool_state
 from switchyard.executor.callbook import CallBook, Report
 from switchyard.executor.chunks import ChunkSink
 from switchyard.executor.providers.base import (
@@ -310,11 +310,14 @@ async def execute(
     await tool_state.keep(states, task.tenant_id, result.reply.carry)
     metrics.observe_strategy(decision.strategy, result.escalations, book.spent, result.candidate.model)
     reply, candidate = result.reply, result.candidate
+    tokens = logprobs.kept(reply.logprobs, reply.other_choices, asked=request.logprobs)
     if chunks is not None:
         if not streamed:  # a cascade, a race or several answers: judged or made whole, then sent whole
             chunks.announce(candidate.model)
-            for part in reply_parts(reply):
-                await _send(chunks, part)
+            # the tokens the result carries: all of them could outgrow a message as they outgrow a result
+            whole = replace(reply, logprobs=None if tokens.first is None else tuple(tokens.first))
+            for part in reply_parts(whole):
+                await _send(chunks, part, logprobs=request.logprobs)
         await chunks.done(finish_reason=reply.finish_reason)
     return TaskCompleted(
         **run.answered(candidate),
@@ -324,7 +327,9 @@ async def execute(
         stop_sequence=reply.stop_sequence,
         tool_calls=list(reply.tool_calls) or None,
         thinking=list(reply.thinking) or None,
-        other_choices=list(reply.other_choices),
+        other_choices=tokens.others,
+        logprobs=tokens.first,
+        logprobs_truncated=tokens.truncated,
     )
 
 
@@ -454,7 +459,7 @@ async def _stream(
     chunks.announce(candidates[0].model)  # a switch to another candidate names that one instead
     async for part in chain.stream(call):
         if not isinstance(part, Reply):
-            await _send(chunks, part)
+            await _send(chunks, part, logprobs=call.logprobs)
         else:
             assert chain.answered_by is not None
             answered = next(c for c in candidates if c.model == chain.answered_by.name)
@@ -462,9 +467,10 @@ async def _stream(
     raise provider_error("bad_response", "the stream ended without a final reply")
 
 
-async def _send(chunks: ChunkSink, part: StreamPart) -> None:
+async def _send(chunks: ChunkSink, part: StreamPart, *, logprobs: bool) -> None:
+    """`logprobs`: the call asked for its tokens (a chunk carries none otherwise)."""
     if isinstance(part, TextDelta):
-        await chunks.delta(part.text)
+        await chunks.delta(part.text, part.logprobs if logprobs else ())
     elif isinstance(part, ThinkingDelta):
         await chunks.thinking(text=part.text, signature=part.signature, redacted=part.redacted)
 
