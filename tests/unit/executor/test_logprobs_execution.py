@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from switchyard.common.errors import ProviderError
 from switchyard.common.events import (
     ChatMessage,
     ChatRequest,
@@ -32,6 +34,7 @@ from switchyard.executor import logprobs
 from switchyard.executor.chunks import ChunkSink
 from switchyard.executor.execution import ExecutionPolicy, execute
 from switchyard.executor.providers.base import Provider, ProviderCall, Reply
+from switchyard.executor.providers.local import LocalModelConfig, LocalProvider
 from switchyard.executor.providers.testing import ScriptedProvider, fails, reply, tokens
 from switchyard.executor.resilience.breaker import LocalBreakers
 from switchyard.executor.resilience.limits import Limit, LocalRateLimits
@@ -302,3 +305,18 @@ async def test_a_race_and_a_best_of_deliver_the_chosen_answers_tokens() -> None:
         routed("a", "b", strategy="parallel", fan_out=2, mode="best_of", logprobs=True), providers
     )
     assert best.model == "b/m" and best.logprobs == list(tokens(good))
+
+
+async def test_the_local_model_refuses_a_call_for_log_probabilities_before_queuing_it(tmp_path: Path) -> None:
+    """No model is loaded, no generation queued: the call is refused, unsent, so the chain moves on."""
+    local = LocalProvider(LocalModelConfig(model_path=tmp_path / "absent.gguf"))
+    call = ProviderCall(model="m", messages=[ChatMessage(role="user", content="Hi")], logprobs=True)
+    try:
+        for attempt in (local.request(call), anext(aiter(local.stream(call)))):
+            with pytest.raises(ProviderError) as refused:
+                await attempt
+            assert (refused.value.kind, refused.value.sent) == ("bad_request", False)
+            assert refused.value.message == "local: the local model returns no token log probabilities"
+            assert local.expected_wait_s() is None and local._pending == 0
+    finally:
+        await local.aclose()

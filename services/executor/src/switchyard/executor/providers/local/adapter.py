@@ -140,6 +140,12 @@ class LocalProvider:
 
     async def _generation(self, call: ProviderCall, answer: int) -> AsyncIterator[StreamPart]:
         """`answer`: which of several answers this is (0 for the first): it moves a fixed seed."""
+        if call.logprobs:
+            # The router sends no such call here (no `logprobs` capability): llama-cpp-python computes
+            # them only with the logits of every position kept, which this model is not loaded with.
+            raise provider_error(
+                "bad_request", "local: the local model returns no token log probabilities", sent=False
+            )
         wait = self.expected_wait_s()
         if call.timeout_s is not None and wait is not None and wait > call.timeout_s:
             # Behind more work than its timeout allows it would time out in the queue and be retried at the
