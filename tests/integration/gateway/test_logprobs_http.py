@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import openai
 import orjson
 import pytest
 import yaml
@@ -278,3 +279,28 @@ async def test_the_task_api_passes_logprobs_through_and_returns_them(
     assert result["logprobs_truncated"] is False
     assert (answerer.seen[0].chat().logprobs, answerer.seen[0].chat().top_logprobs) == (True, 1)
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "top_logprobs"
+
+
+async def test_the_openai_sdk_reads_them_on_both_faces(
+    world: tuple[NatsServer, str, Org, Org], answerer: LogprobsAnswerer
+) -> None:
+    _, base, acme, _ = world
+    client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=acme.keys["member"], max_retries=0)
+    messages: list[Any] = [{"role": "user", "content": "Capital?"}]
+    async with client:
+        chat = await client.chat.completions.create(
+            model="auto", messages=messages, logprobs=True, top_logprobs=2
+        )
+        stream = await client.chat.completions.create(
+            model="auto", messages=messages, logprobs=True, stream=True
+        )
+        streamed = [c.choices[0].logprobs async for c in stream if c.choices and c.choices[0].logprobs]
+        legacy = await client.completions.create(model="auto", prompt="Capital?", logprobs=1)
+    content = chat.choices[0].logprobs and chat.choices[0].logprobs.content
+    assert content and [(t.token, t.bytes, len(t.top_logprobs)) for t in content] == [
+        ("Par", [80, 97, 114], 2),
+        ("is", [105, 115], 2),
+    ]
+    assert [t.token for lp in streamed for t in lp.content or []] == ["Par", "is"]
+    logprobs = legacy.choices[0].logprobs
+    assert logprobs is not None and (logprobs.tokens, logprobs.text_offset) == (["Par", "is"], [0, 3])
