@@ -172,23 +172,27 @@ async def test_malformed_log_probabilities_are_a_bad_response(
 
 
 @pytest.mark.parametrize("streamed", [False, True])
-async def test_an_openai_reasoning_model_gives_them_only_at_effort_none(fakes: Fakes, streamed: bool) -> None:
-    """OpenAI refuses logprobs at any other effort (the fake too, with its 400): they are left out, as the
-    sampling fields are, and the answer comes with an empty list."""
+async def test_an_openai_reasoning_model_is_asked_at_effort_none_or_not_at_all(
+    fakes: Fakes, streamed: bool
+) -> None:
+    """OpenAI returns logprobs only at effort none (the fake too: a 400 at any other): GPT-6 Sol is asked at
+    none, said out loud (its default is medium); asked for more, the call is refused and nothing is sent."""
     asked = {"logprobs": True, "top_logprobs": 1}
     reply, _ = await answer(
         fakes.adapter("openai", openai_itself=True), call("gpt-6-sol", **asked), streamed=streamed
     )
-    assert "logprobs" not in fakes.sent("openai", "gpt-6-sol").body
-    assert reply.content == SAID and reply.logprobs == ()
-    none = Reasoning(effort="none")
-    reply, _ = await answer(
-        fakes.adapter("openai", openai_itself=True),
-        call("gpt-6-sol", reasoning=none, **asked),
-        streamed=streamed,
-    )
-    assert fakes.sent("openai", "gpt-6-sol").body["logprobs"] is True
+    sent = fakes.sent("openai", "gpt-6-sol").body
+    assert sent["reasoning_effort"] == "none" and sent["logprobs"] is True
     assert_plausible(reply.logprobs, SAID, 1)
+    before = len(fakes.openai.requests)
+    with pytest.raises(ProviderError) as refused:
+        await answer(
+            fakes.adapter("openai", openai_itself=True),
+            call("gpt-6-sol", reasoning=Reasoning(effort="high"), **asked),
+            streamed=streamed,
+        )
+    assert refused.value.kind == "bad_request" and not refused.value.sent
+    assert len(fakes.openai.requests) == before
 
 
 @pytest.mark.parametrize("streamed", [False, True])
@@ -212,13 +216,21 @@ async def test_the_responses_api_gives_the_output_texts_tokens(fakes: Fakes, str
 
 
 @pytest.mark.parametrize("streamed", [False, True])
-async def test_the_responses_api_at_another_effort_is_not_asked(fakes: Fakes, streamed: bool) -> None:
-    """GPT-6.1 Sol takes tools only through /v1/responses and has no effort none: no logprobs there."""
-    c = call("gpt-6.1-sol", tools=(WEATHER,), logprobs=True)
-    reply, _ = await answer(fakes.adapter("openai", openai_itself=True), c, streamed=streamed)
-    sent = fakes.sent("openai", "gpt-6.1-sol")
-    assert sent.path == "/v1/responses" and "top_logprobs" not in sent.body
-    assert reply.content == SAID and reply.logprobs == ()
+async def test_a_model_without_effort_none_is_not_sent_a_call_for_logprobs(
+    fakes: Fakes, streamed: bool
+) -> None:
+    """GPT-6.1 Sol takes tools only through /v1/responses and has no effort none, so it can return no
+    logprobs: refused unsent (the executor's next candidate answers), not answered without them."""
+    before = len(fakes.openai.requests)
+    with pytest.raises(ProviderError) as refused:
+        await answer(
+            fakes.adapter("openai", openai_itself=True),
+            call("gpt-6.1-sol", tools=(WEATHER,), logprobs=True),
+            streamed=streamed,
+        )
+    assert refused.value.kind == "bad_request" and not refused.value.sent
+    assert "returns no token log probabilities" in refused.value.message
+    assert len(fakes.openai.requests) == before
 
 
 @pytest.mark.parametrize("streamed", [False, True])

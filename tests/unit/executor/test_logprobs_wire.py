@@ -95,22 +95,36 @@ def test_openai_is_asked_for_logprobs_and_top_logprobs_only_when_the_call_asks(o
     assert "logprobs" not in body and "top_logprobs" not in body
 
 
-def test_an_openai_reasoning_model_is_asked_for_logprobs_only_at_effort_none() -> None:
-    """As the sampling fields: OpenAI refuses logprobs at any other effort, so they are left out, and the
-    answer comes with an empty list (they were asked for) instead of a wasted call."""
+def test_an_openai_reasoning_model_is_asked_for_logprobs_at_effort_none_or_not_called() -> None:
+    """OpenAI's reasoning models return logprobs only at effort none: a call for them goes at none, said
+    out loud (GPT-6 defaults to medium), and one the model cannot serve there is refused unsent
+    (bad_request, so the executor tries the next candidate) instead of answered without them."""
     asked = {"logprobs": True, "top_logprobs": 2}
     at_default = openai_wire.request_body(_call("gpt-6-sol", **asked), stream=False, openai_itself=True)
-    assert "logprobs" not in at_default and "top_logprobs" not in at_default
+    assert at_default["reasoning_effort"] == "none"
+    assert at_default["logprobs"] is True and at_default["top_logprobs"] == 2
     none = Reasoning(effort="none")
     at_none = openai_wire.request_body(
-        _call("gpt-6-sol", reasoning=none, **asked), stream=False, openai_itself=True
+        _call("gpt-6-sol", reasoning=none, temperature=0.3, **asked), stream=False, openai_itself=True
     )
-    assert at_none["logprobs"] is True and at_none["top_logprobs"] == 2
+    assert at_none["reasoning_effort"] == "none" and at_none["logprobs"] is True
+    assert at_none["temperature"] == 0.3  # at none the sampling fields go too
+    for model, reasoning, why in (
+        ("gpt-6-sol", Reasoning(effort="high"), "only at reasoning effort none"),
+        ("gpt-6.1-sol", None, "does not take"),  # no effort none at all
+        ("o3", None, "does not take"),
+        ("gpt-5-mini", Reasoning(effort="minimal"), "does not take"),
+    ):
+        with pytest.raises(ProviderError) as refused:
+            openai_wire.request_body(
+                _call(model, reasoning=reasoning, **asked), stream=False, openai_itself=True
+            )
+        assert refused.value.kind == "bad_request" and not refused.value.sent and why in str(refused.value)
     # a server copying OpenAI's protocol gets what the client asked, whatever the model's name
     compatible = openai_wire.request_body(_call("gpt-6-sol", **asked), stream=False, openai_itself=False)
-    assert compatible["logprobs"] is True
+    assert compatible["logprobs"] is True and "reasoning_effort" not in compatible
     reply = openai_wire.parse_reply(_completion([{"role": "assistant", "content": "Hi"}]), _call(**asked))
-    assert reply.logprobs == ()
+    assert reply.logprobs == ()  # asked for, and the upstream sent none
 
 
 def _completion(messages: list[dict[str, Any]], logprobs: list[Any] | None = None) -> bytes:
@@ -270,20 +284,23 @@ def test_the_responses_api_is_asked_for_the_output_texts_logprobs_at_effort_none
         _call("gpt-6-sol", tools=(WEATHER,), reasoning=none, logprobs=True), stream=False, rules=rules
     )
     assert body["include"] == ["reasoning.encrypted_content", "message.output_text.logprobs"]
-    assert body["top_logprobs"] == 0
+    assert body["top_logprobs"] == 0 and body["reasoning"] == {"effort": "none"}
     body = openai_responses.responses_body(
-        _call("gpt-6-sol", tools=(WEATHER,), reasoning=none, logprobs=True, top_logprobs=5),
-        stream=True,
-        rules=rules,
+        _call("gpt-6-sol", tools=(WEATHER,), logprobs=True, top_logprobs=5), stream=True, rules=rules
     )
-    assert body["top_logprobs"] == 5
-    for call in (
-        _call("gpt-6-sol", tools=(WEATHER,), logprobs=True),
-        _call("gpt-6-sol", tools=(WEATHER,), reasoning=none),
-    ):
-        body = openai_responses.responses_body(call, stream=False, rules=rules)
-        assert body["include"] == ["reasoning.encrypted_content"] and "top_logprobs" not in body
+    assert body["top_logprobs"] == 5 and body["reasoning"] == {"effort": "none"}  # said, not the default
+    body = openai_responses.responses_body(
+        _call("gpt-6-sol", tools=(WEATHER,), reasoning=none), stream=False, rules=rules
+    )
+    assert body["include"] == ["reasoning.encrypted_content"] and "top_logprobs" not in body
     assert openai_responses.INCLUDE == ["reasoning.encrypted_content"]  # the module's list is not changed
+    sol = rules_for("gpt-6.1-sol")  # takes tools only here, and never at effort none
+    assert sol is not None
+    with pytest.raises(ProviderError) as refused:
+        openai_responses.responses_body(
+            _call("gpt-6.1-sol", tools=(WEATHER,), logprobs=True), stream=False, rules=sol
+        )
+    assert refused.value.kind == "bad_request" and not refused.value.sent
 
 
 def _response(parts: list[dict[str, Any]]) -> dict[str, Any]:

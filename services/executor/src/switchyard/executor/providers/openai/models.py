@@ -21,7 +21,12 @@ through the Responses API instead (`responses.py`), where tools go with any effo
 
 Sampling fields (temperature, top_p, the penalties) go only where the effort in force, the one sent or
 else the model's default, is "none": OpenAI's checklist says to remove them otherwise, and the o-series
-and gpt-5 have no "none" at all. Any other name (gpt-4o, gpt-4.1, fine-tunes, chat-latest aliases, a
+and gpt-5 have no "none" at all. Token log probabilities (`logprobs`) follow the same rule, but they are
+what the client asked to get, not tuning: a call for them goes at effort "none", said out loud, and one
+the model cannot serve there (no "none", or a higher effort asked for) is refused before it is sent
+(`logprobs_effort`), so the executor tries the next candidate instead of answering without them.
+
+Any other name (gpt-4o, gpt-4.1, fine-tunes, chat-latest aliases, a
 variant not listed) has no rules, and its body is sent as the client asked.
 """
 
@@ -33,6 +38,7 @@ from typing import Literal
 
 from switchyard.common.events.tasks import ReasoningEffort
 from switchyard.executor.providers.base import ProviderCall
+from switchyard.executor.providers.errors import provider_error
 
 # Every effort the pipeline knows, weakest first: the order "nearest accepted effort" is measured on.
 LADDER: tuple[ReasoningEffort, ...] = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
@@ -115,11 +121,37 @@ def effort_to_send(call: ProviderCall, rules: ModelRules | None) -> ReasoningEff
     asked = call.reasoning.level() if call.reasoning is not None else None
     if rules is None:
         return asked
+    if call.logprobs:
+        return logprobs_effort(call.model, rules, asked)
     if call.tools and rules.tools == "effort_none":
         # Tools and stop sequences: only chat completions have stop, and there this model refuses tools
         # at any other effort (its default is not always "none", so it is said even when none was asked)
         return "none"
     return None if asked is None else rules.nearest(asked)
+
+
+def logprobs_effort(
+    model: str, rules: ModelRules, asked: ReasoningEffort | None, *, responses: bool = False
+) -> ReasoningEffort:
+    """The effort of a call that asks for token log probabilities: "none", the only one at which OpenAI's
+    reasoning models return them (sent even when not asked: some default to medium). A model that cannot
+    reason at "none", or a call that asks for more, is refused unsent (`bad_request`), naming why."""
+    efforts = (rules.responses_efforts or rules.efforts) if responses else rules.efforts
+    if "none" not in efforts:
+        raise provider_error(
+            "bad_request",
+            f"openai: {model} returns no token log probabilities (OpenAI's reasoning models return them only "
+            "at reasoning effort none, which this model does not take); not sent",
+            sent=False,
+        )
+    if asked is not None and rules.nearest(asked, responses=responses) != "none":
+        raise provider_error(
+            "bad_request",
+            f"openai: {model} returns token log probabilities only at reasoning effort none, and this call "
+            f"asks for {asked}; not sent",
+            sent=False,
+        )
+    return "none"
 
 
 def compatible_effort(asked: ReasoningEffort | None) -> ReasoningEffort | None:

@@ -12,9 +12,9 @@ OpenAI asks of a stateless tool loop, so the model goes on from its reasoning in
 
 What this API has no field for: `stop` (a call with stop sequences is refused before it is sent, so the
 next candidate answers it as asked), `seed` and the two penalties (tuning: left out, as the sampling
-fields are where the model refuses them). Token log probabilities go as the sampling fields do (only at
-effort none): `top_logprobs` and `include: ["message.output_text.logprobs"]`, each output text part's
-`logprobs` coming back.
+fields are where the model refuses them). Token log probabilities are asked at effort none, or the call is
+refused unsent (`models.logprobs_effort`): `top_logprobs` and `include: ["message.output_text.logprobs"]`,
+each output text part's `logprobs` coming back.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import httpx
 import orjson
 
 from switchyard.common.events import ChatMessage, FunctionCall, TokenLogprob, ToolCall
+from switchyard.common.events.tasks import ReasoningEffort
 from switchyard.executor.providers.base import (
     ProviderCall,
     Reply,
@@ -37,7 +38,7 @@ from switchyard.executor.providers.base import (
 )
 from switchyard.executor.providers.errors import ErrorKind, provider_error
 from switchyard.executor.providers.http import finish_body, parse_json, sse_events, transport_errors
-from switchyard.executor.providers.openai.models import ModelRules
+from switchyard.executor.providers.openai.models import ModelRules, logprobs_effort
 from switchyard.executor.providers.openai.wire import images_after_tool_turns, tokens_of, unmarked, usage_of
 
 NAME = "openai"
@@ -82,7 +83,10 @@ def responses_body(call: ProviderCall, *, stream: bool, rules: ModelRules) -> di
             sent=False,
         )
     asked = call.reasoning.level() if call.reasoning is not None else None
-    effort = None if asked is None else rules.nearest(asked, responses=True)
+    if call.logprobs:  # at effort none, or refused unsent: see `models.logprobs_effort`
+        effort: ReasoningEffort | None = logprobs_effort(call.model, rules, asked, responses=True)
+    else:
+        effort = None if asked is None else rules.nearest(asked, responses=True)
     body: dict[str, Any] = {
         "model": call.model,
         "input": input_items(call.messages, call.carried),
@@ -99,7 +103,7 @@ def responses_body(call: ProviderCall, *, stream: bool, rules: ModelRules) -> di
             body["temperature"] = call.temperature
         if call.top_p is not None:
             body["top_p"] = call.top_p
-        if call.logprobs:  # else the answer comes with none: see `wire.request_body`
+        if call.logprobs:
             body["include"].append(LOGPROBS)
             body["top_logprobs"] = call.top_logprobs or 0
     fmt = text_format(call.response_format)

@@ -30,9 +30,8 @@ def request_body(call: ProviderCall, *, stream: bool, openai_itself: bool) -> di
     rules = rules_for(call.model) if openai_itself else None
     effort = effort_to_send(call, rules) if openai_itself else compatible_effort(effort_to_send(call, None))
     # Sampling fields the model would refuse are left out without a word: the client's SDK could not know
-    # which model its request was routed to, and the answer is the one asked for, less the tuning. So are
-    # logprobs and top_logprobs (OpenAI's reasoning models take them only at effort none): the answer
-    # then comes with no token log probabilities (an empty list, not none: they were asked for).
+    # which model its request was routed to, and the answer is the one asked for, less the tuning. A call
+    # for logprobs goes at effort none, where they are taken, or is refused unsent (`effort_to_send`).
     sampling = rules is None or rules.takes_sampling(effort)
     body: dict[str, Any] = {
         "model": call.model,
