@@ -485,3 +485,18 @@ def test_anthropic_refuses_a_call_for_logprobs_before_sending_it() -> None:
     assert err.value.kind == "bad_request" and not err.value.sent and not err.value.retryable
     assert "returns no token log probabilities" in err.value.message
     anthropic_wire.request_body(_call("claude-sonnet-4-5"), stream=False, default_max_tokens=1024)
+
+
+async def test_an_openai_streams_tokens_after_its_last_text_go_out_before_the_reply() -> None:
+    """Tokens of no text of their own at the end of a stream (a character cut at the end, a finishing
+    chunk that carries one) reach the stream's client too, not only the reply."""
+    stream = _sse(
+        _chunk("Hi", [_entry("Hi", -0.5, top=[])]),
+        _chunk(None, [_entry("\\xe2", -2.0, [226], top=[])], "length"),
+        b"[DONE]",
+    )
+    parts = await _streamed(_openai(stream), _call(logprobs=True))
+    deltas = _texts(parts)
+    assert [d.text for d in deltas] == ["Hi", ""]
+    assert [[t.token for t in d.logprobs] for d in deltas] == [["Hi"], ["\\xe2"]]
+    assert _final(parts).logprobs == tuple(t for d in deltas for t in d.logprobs)

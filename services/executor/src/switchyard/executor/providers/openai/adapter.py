@@ -149,6 +149,8 @@ class OpenAIProvider(HttpProvider):
         content = "".join(text)
         for part in thought.end():  # reasoning, then tool calls or nothing: its block ends here
             yield part
+        if len(tokens) > told:  # tokens after the last text (no text of their own): a stream sends them too
+            yield TextDelta("", tuple(tokens[told:]))
         yield Reply(
             content=content,
             finish_reason=finish_reason or "stop",
