@@ -66,8 +66,15 @@ def stack_env(var_dir: Path, http_port: int, nats_port: int) -> dict[str, str]:
 
 
 def start_stack(
-    var_dir: Path, output: Path, *, http_port: int | None = None, nats_port: int | None = None
+    var_dir: Path,
+    output: Path,
+    *,
+    http_port: int | None = None,
+    nats_port: int | None = None,
+    providers: dict[str, str] | None = None,
 ) -> RunningStack:
+    """`providers`: provider variables (`OPENAI_API_KEY`, `OPENAI_BASE_URL`, ...) for this stack; the
+    caller's own are never passed on."""
     http_port = http_port or free_port()
     nats_port = nats_port or free_port()
     env = {
@@ -75,7 +82,7 @@ def start_stack(
         for k, v in os.environ.items()
         if not k.startswith(("OPENAI_", "ANTHROPIC_", "GEMINI_", "GOOGLE_API_KEY"))
     }
-    env.update(stack_env(var_dir, http_port, nats_port))
+    env.update(stack_env(var_dir, http_port, nats_port), **(providers or {}))
     env.pop("SWITCHYARD_NATS_URL")
     # `switchyard up` also starts the SIEM exporter when a destination is set: here JSON Lines in OCSF.
     env.update(SWITCHYARD_SIEM_URL=f"file://{var_dir / 'siem.jsonl'}", SWITCHYARD_SIEM_FORMAT="ocsf")

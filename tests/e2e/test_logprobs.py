@@ -1,0 +1,129 @@
+"""Token log probabilities through the whole stack that `make run` starts, with an OpenAI-compatible
+upstream (the stand-in speaks OpenAI's wire, logprobs included): the official SDK asks for them on each
+face, JSON and streamed, and reads each output token with its alternatives; a model that returns none is
+refused with the reason."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import openai
+import pytest
+from openai import OpenAI
+
+from tests.e2e.conftest import RunningStack, start_stack, stop_stack
+from tests.support.fake_openai import BackgroundServer, FakeOpenAI
+
+pytestmark = pytest.mark.e2e
+MODEL = "openai/gpt-4.1-mini"  # passed through as named (the bundled policy's GPT-6 names are OpenAI's own)
+QUESTION = [{"role": "user", "content": "Name the capital of France."}]
+
+
+@pytest.fixture(scope="module")
+def upstream_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    fake = FakeOpenAI()
+    with BackgroundServer(fake.app) as server:
+        base = tmp_path_factory.mktemp("logprobs")
+        providers = {"OPENAI_API_KEY": fake.api_key, "OPENAI_BASE_URL": f"{server.url}/v1"}
+        running = start_stack(base / "var", base / "up.log", providers=providers)
+        try:
+            yield running
+        finally:
+            stop_stack(running)
+
+
+def _client(stack: RunningStack) -> OpenAI:
+    return OpenAI(base_url=f"{stack.base_url}/v1", api_key=stack.api_key, max_retries=0, timeout=120)
+
+
+def test_chat_completions_return_each_tokens_log_probability(upstream_stack: RunningStack) -> None:
+    reply = _client(upstream_stack).chat.completions.create(
+        model=MODEL,
+        messages=QUESTION,  # type: ignore[arg-type]
+        max_tokens=40,
+        logprobs=True,
+        top_logprobs=2,
+    )
+    assert reply.model == MODEL
+    choice = reply.choices[0]
+    assert choice.logprobs is not None and choice.logprobs.content
+    tokens = choice.logprobs.content
+    assert "".join(t.token for t in tokens) == choice.message.content
+    for t in tokens:
+        assert t.logprob <= 0 and t.bytes == list(t.token.encode())
+        assert len(t.top_logprobs) == 2
+        assert [a.logprob for a in t.top_logprobs] == sorted(
+            (a.logprob for a in t.top_logprobs), reverse=True
+        )
+
+    plain = _client(upstream_stack).chat.completions.create(
+        model=MODEL,
+        messages=QUESTION,  # type: ignore[arg-type]
+        max_tokens=40,
+    )
+    assert plain.choices[0].logprobs is None  # not asked: none, as OpenAI answers
+
+
+def test_a_stream_carries_each_chunks_tokens(upstream_stack: RunningStack) -> None:
+    stream = _client(upstream_stack).chat.completions.create(
+        model=MODEL,
+        messages=QUESTION,  # type: ignore[arg-type]
+        max_tokens=40,
+        logprobs=True,
+        top_logprobs=1,
+        stream=True,
+    )
+    text, tokens = [], []
+    for chunk in stream:
+        if not chunk.choices:
+            continue
+        text.append(chunk.choices[0].delta.content or "")
+        if chunk.choices[0].logprobs is not None and chunk.choices[0].logprobs.content:
+            tokens.extend(chunk.choices[0].logprobs.content)
+    assert len(tokens) > 1 and "".join(t.token for t in tokens) == "".join(text)
+    assert all(len(t.top_logprobs) == 1 for t in tokens)
+
+
+def test_legacy_completions_and_responses_return_them_in_their_shapes(upstream_stack: RunningStack) -> None:
+    client = _client(upstream_stack)
+    legacy = client.completions.create(
+        model=MODEL, prompt="Name the capital of France.", max_tokens=30, logprobs=1
+    )
+    logprobs = legacy.choices[0].logprobs
+    assert logprobs is not None and logprobs.tokens and logprobs.token_logprobs and logprobs.text_offset
+    text = legacy.choices[0].text
+    assert "".join(logprobs.tokens) == text
+    assert logprobs.text_offset == [
+        sum(len(t) for t in logprobs.tokens[:i]) for i in range(len(logprobs.tokens))
+    ]
+    assert logprobs.top_logprobs is not None
+    assert all(token in top for token, top in zip(logprobs.tokens, logprobs.top_logprobs, strict=True))
+
+    response = client.responses.create(
+        model=MODEL,
+        input="Name the capital of France.",
+        max_output_tokens=30,
+        include=["message.output_text.logprobs"],
+        top_logprobs=1,
+    )
+    part = response.output[0].content[0]  # type: ignore[union-attr]
+    assert part.type == "output_text" and part.logprobs
+    assert "".join(t.token for t in part.logprobs) == part.text == response.output_text
+
+
+def test_a_model_that_returns_none_is_refused_with_the_reason(upstream_stack: RunningStack) -> None:
+    client = _client(upstream_stack)
+    with pytest.raises(openai.BadRequestError) as lacking:
+        client.chat.completions.create(
+            model="local/smollm2-135m-instruct",
+            messages=QUESTION,  # type: ignore[arg-type]
+            logprobs=True,
+        )
+    assert lacking.value.code == "model_lacks_capability" and "logprobs" in lacking.value.message
+    with pytest.raises(openai.BadRequestError) as alone:
+        client.chat.completions.create(
+            model=MODEL,
+            messages=QUESTION,  # type: ignore[arg-type]
+            top_logprobs=2,
+        )
+    assert alone.value.code == "invalid_value" and "top_logprobs" in alone.value.message
