@@ -75,6 +75,9 @@ def request_body(call: ProviderCall, *, stream: bool, openai_itself: bool) -> di
         body["logprobs"] = True
         if call.top_logprobs is not None:
             body["top_logprobs"] = call.top_logprobs
+        elif not openai_itself:
+            # OpenAI's "no alternatives", said: llama.cpp's server returns no logprobs at all without it
+            body["top_logprobs"] = 0
     if stream:
         body["stream_options"] = {"include_usage": True}
     return body
