@@ -311,3 +311,44 @@ async def test_a_request_for_logprobs_never_reaches_the_cache() -> None:
     # the same request without them is looked up (a miss here: the store cannot be read)
     found = await cache.lookup(tenant_id="acme", plan=None, task=task, directive=Directive())
     assert found is not None and found.hit is None
+
+
+async def test_tokens_that_come_without_text_are_streamed_on_both_faces() -> None:
+    """A chunk with tokens and no text (the end of a character cut between tokens, a last token after the
+    text) is still a chunk to the client, on the chat and the legacy face, with its tokens."""
+    items: list[Chunk | TaskCompleted] = [
+        Chunk(seq=0, delta="Par", logprobs=[PAR], model="openai/gpt-6-luna"),
+        Chunk(seq=1, delta="", logprobs=[DASH_START]),
+        Chunk(seq=2, done=True, finish_reason="length"),
+        _done(content="Par", logprobs=[PAR, DASH_START]),
+    ]
+    chat = _chat(logprobs=True, stream=True)
+    events = [
+        e
+        async for e in completions.stream_events(
+            chat, items[:1], _items(*items[1:]), timeout_s=5, include_usage=False
+        )
+    ]
+    choices = [c for body in _sse(events) for c in body["choices"] if c["logprobs"] is not None]
+    assert [(c["delta"].get("content"), [t["token"] for t in c["logprobs"]["content"]]) for c in choices] == [
+        ("Par", ["Par"]),
+        ("", [" \\xe2\\x80"]),
+    ]
+    # a stream whose first chunk is tokens without text starts with them
+    first = [Chunk(seq=0, delta="", logprobs=[DASH_START], model="openai/gpt-6-luna")]
+    rest = _items(Chunk(seq=1, done=True, finish_reason="length"), _done(content="", logprobs=[DASH_START]))
+    events = [e async for e in completions.stream_events(chat, first, rest, timeout_s=5, include_usage=False)]
+    tokens = [c["logprobs"] for body in _sse(events) for c in body.get("choices", []) if c["logprobs"]]
+    assert [t["content"][0]["token"] for t in tokens] == [" \\xe2\\x80"]
+    text = _legacy(logprobs=0, stream=True)
+    events = [
+        e
+        async for e in legacy.stream_events(
+            text, items[:1], _items(*items[1:]), timeout_s=5, include_usage=False
+        )
+    ]
+    shown = [c for body in _sse(events) for c in body["choices"] if c["logprobs"] is not None]
+    assert [(c["text"], c["logprobs"]["tokens"], c["logprobs"]["text_offset"]) for c in shown] == [
+        ("Par", ["Par"], [0]),
+        ("", [" \\xe2\\x80"], [3]),
+    ]

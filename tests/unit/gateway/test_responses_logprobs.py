@@ -201,3 +201,20 @@ async def test_a_stream_not_asked_for_logprobs_has_empty_lists() -> None:
     assert [d["logprobs"] for d in _of(events, "response.output_text.delta")] == [[]]
     assert _of(events, "response.output_text.done")[0]["logprobs"] == []
     assert _text_part(events[-1]["response"])["logprobs"] == []
+
+
+async def test_tokens_that_come_without_text_are_a_delta_of_their_own() -> None:
+    """A chunk with tokens and no text (the end of a character cut between tokens, a last token after the
+    text) is still streamed: the client gets every token the result has."""
+    task = _task(stream=True, include=INCLUDE)
+    head: list[Chunk | TaskCompleted] = [
+        Chunk(seq=0, delta="Paris", model="openai/gpt-4o-mini", logprobs=[PAR, IS]),
+        Chunk(seq=1, delta="", logprobs=[PART]),
+        Chunk(seq=2, done=True, finish_reason="length"),
+        _done(logprobs=[PAR, IS, PART]),
+    ]
+    deltas = _of(await _events(task, head), "response.output_text.delta")
+    assert [(d["delta"], d["logprobs"]) for d in deltas] == [
+        ("Paris", [PAR_JSON, IS_JSON]),
+        ("", [PART_JSON]),
+    ]

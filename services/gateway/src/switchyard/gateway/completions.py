@@ -251,11 +251,16 @@ def completion_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
     )
 
 
+def _output(chunk: Chunk) -> bool:
+    """The chunk is output: text, tokens (which may come without text) or reasoning."""
+    return bool(chunk.delta or chunk.logprobs or chunk.reasoning())
+
+
 def _delta(chunk: Chunk, thought: list[str]) -> dict[str, Any]:
     """A streamed chunk's delta: its text, its thinking text (`reasoning_content`), or, when a thinking
     block ends, the whole block (`thinking_blocks`, LiteLLM's field: a client sends it back)."""
-    if chunk.delta:
-        return {"content": chunk.delta}
+    if chunk.delta or chunk.logprobs:  # tokens may come without text (the end of a cut character)
+        return {"content": chunk.delta or ""}
     delta: dict[str, Any] = {"reasoning_content": chunk.thinking} if chunk.thinking else {}
     if chunk.signature is not None:
         text = "".join(thought) + (chunk.thinking or "")
@@ -338,7 +343,7 @@ async def open_stream(
                 raise_for_failure(item)
             assert not isinstance(item, TaskFailed)
             head.append(item)
-            if not isinstance(item, Chunk) or item.delta or item.reasoning() or item.error or item.done:
+            if not isinstance(item, Chunk) or item.error or item.done or _output(item):
                 break
     except TimedOut:
         raise TaskTimeout(
@@ -427,7 +432,7 @@ async def stream_events(
                     started = True
                     # a text chunk's tokens, when asked ([] for a chunk that carries none); null beside
                     # thinking
-                    tokens = (item.logprobs or []) if asked and item.delta else None
+                    tokens = (item.logprobs or []) if asked and (item.delta or item.logprobs) else None
                     body = chunk_body(
                         task_id=task.task_id,
                         created=created,

@@ -216,14 +216,14 @@ async def stream_events(
                 return
             if isinstance(item, Chunk):
                 model = item.model or model
-                if item.delta:
+                if item.delta or item.logprobs:  # tokens may come without text (a cut character's end)
                     streamed = True
                     logprobs = offsets.logprobs_json((item.logprobs or []) if asked else None)
                     body = _body(
                         task,
                         created=created,
                         model=model,
-                        text=item.delta,
+                        text=item.delta or "",
                         finish_reason=None,
                         logprobs=logprobs,
                     )

@@ -311,8 +311,8 @@ async def stream_events(
                 events = (
                     output.reasoning(item)
                     if item.reasoning()
-                    else output.delta(item.delta, item.logprobs)
-                    if item.delta
+                    else output.delta(item.delta or "", item.logprobs)
+                    if item.delta or item.logprobs  # tokens may come without text (a cut character's end)
                     else []
                 )
                 for out in events:
