@@ -65,6 +65,7 @@ async def test_a_listed_origin_is_answered_and_may_read_our_headers(
     assert r.headers["access-control-allow-origin"] == APP
     exposed = r.headers["access-control-expose-headers"].lower()
     assert "x-request-id" in exposed and "x-switchyard-model" in exposed and "retry-after" in exposed
+    assert "x-switchyard-cache" in exposed and "x-switchyard-logprobs" in exposed
 
 
 async def test_other_origins_and_the_default_get_no_cors(
