@@ -71,24 +71,27 @@ def start_stack(
     *,
     http_port: int | None = None,
     nats_port: int | None = None,
-    providers: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> RunningStack:
-    """`providers`: provider variables (`OPENAI_API_KEY`, `OPENAI_BASE_URL`, ...) for this stack; the
-    caller's own are never passed on."""
+    """`env`: more variables for this stack (a provider's `OPENAI_API_KEY`, `OPENAI_BASE_URL`, ...); the
+    caller's own provider variables are never passed on."""
     http_port = http_port or free_port()
     nats_port = nats_port or free_port()
-    env = {
+    environ = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("OPENAI_", "ANTHROPIC_", "GEMINI_", "GOOGLE_API_KEY"))
     }
-    env.update(stack_env(var_dir, http_port, nats_port), **(providers or {}))
-    env.pop("SWITCHYARD_NATS_URL")
+    environ.update(stack_env(var_dir, http_port, nats_port), **(env or {}))
+    environ.pop("SWITCHYARD_NATS_URL")
     # `switchyard up` also starts the SIEM exporter when a destination is set: here JSON Lines in OCSF.
-    env.update(SWITCHYARD_SIEM_URL=f"file://{var_dir / 'siem.jsonl'}", SWITCHYARD_SIEM_FORMAT="ocsf")
+    environ.update(SWITCHYARD_SIEM_URL=f"file://{var_dir / 'siem.jsonl'}", SWITCHYARD_SIEM_FORMAT="ocsf")
     with open(output, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "switchyard.cli.main", "up"], env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "switchyard.cli.main", "up"],
+            env=environ,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     stack = RunningStack(proc, var_dir, http_port, nats_port, output)
     deadline = time.monotonic() + 240

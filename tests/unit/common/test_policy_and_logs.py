@@ -7,7 +7,7 @@ import pytest
 
 from switchyard.common.errors import ConfigurationError
 from switchyard.common.logs import configure_logging, redact
-from switchyard.common.policy import load_policy
+from switchyard.common.policy import Policy, load_policy
 from switchyard.common.streaming import Chunk, ChunkError, decode_chunk, encode_chunk
 
 pytestmark = pytest.mark.unit
@@ -47,6 +47,31 @@ def test_bundled_policy_loads_and_prices() -> None:
             "output_per_1k: 0, context_window: 1000, long_context: {above: 1000, input_multiplier: 2, "
             "output_multiplier: 1.5}}\n",
             "long_context.above",
+        ),
+        (
+            "version: x\nmodels:\n - {id: a/b, provider: a, upstream: b, tier: fast, input_per_1k: 0, "
+            "output_per_1k: 0, context_window: 1}\naliases: {mini: a/c}\n",
+            "neither a listed model",
+        ),
+        (
+            "version: x\nmodels:\n - {id: a/b, provider: a, upstream: b, tier: fast, input_per_1k: 0, "
+            "output_per_1k: 0, context_window: 1}\naliases: {a/b: auto}\n",
+            "a model's own name",
+        ),
+        (
+            "version: x\nmodels:\n - {id: a/b, provider: a, upstream: b, tier: fast, input_per_1k: 0, "
+            "output_per_1k: 0, context_window: 1}\naliases: {auto: a/b}\n",
+            "a model's own name",
+        ),
+        (
+            "version: x\nmodels:\n - {id: a/b, provider: a, upstream: b, tier: fast, input_per_1k: 0, "
+            "output_per_1k: 0, context_window: 1}\naliases: {mini: big, big: a/b}\n",
+            "neither a listed model",
+        ),
+        (
+            "version: x\nmodels:\n - {id: a/b, provider: a, upstream: b, tier: fast, input_per_1k: 0, "
+            'output_per_1k: 0, context_window: 1}\naliases: {" mini": a/b}\n',
+            "is not a model name",
         ),
     ],
 )
@@ -102,3 +127,27 @@ def test_a_logged_exception_shows_no_local_variables_and_is_redacted(
         assert "sk-local-variable-secret" not in err, "locals are never printed"
         assert "sk-proj-" + "a" * 40 not in err, "the exception text is redacted"
         assert len(err.splitlines()) < 40, "a plain traceback, not a rich one with every frame's locals"
+
+
+def test_an_alias_stands_for_a_model_or_auto() -> None:
+    policy = Policy.model_validate(
+        {
+            "version": "x",
+            "models": [
+                {
+                    "id": "a/b",
+                    "provider": "a",
+                    "upstream": "b",
+                    "tier": "fast",
+                    "input_per_1k": 0,
+                    "output_per_1k": 0,
+                    "context_window": 1,
+                },
+            ],
+            "aliases": {"gpt-4o-mini": "a/b", "fast": "auto"},
+        }
+    )
+    assert policy.resolve("gpt-4o-mini") == "a/b" and policy.resolve("fast") == "auto"
+    assert policy.resolve("a/b") == "a/b" and policy.resolve("other") == "other"
+    assert policy.for_tenant("t").aliases == policy.aliases
+    assert load_policy().aliases == {}  # the bundled policy names none

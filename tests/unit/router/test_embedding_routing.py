@@ -257,3 +257,10 @@ def test_no_chain_of_the_policy_or_a_tenant_may_name_an_embedding_model() -> Non
         _with(chains={**POLICY.model_dump()["chains"], "qa": chain})
     with pytest.raises(ValueError, match="is an embedding model"):
         _with(tenants={"acme": {"chains": {"qa": chain}}})
+
+
+def test_an_alias_of_an_embedding_model_routes_as_the_model() -> None:
+    """`text-embedding-ada-002` in a client's code, served by the model the policy names for it."""
+    policy = _with(aliases={"text-embedding-ada-002": SMALL})
+    d = _route(_emb("text-embedding-ada-002"), policy=policy, prompt_tokens=10)
+    assert [c.model for c in d.candidates] == [SMALL] and d.reasons["pinned"] == SMALL

@@ -4,7 +4,7 @@ import pytest
 
 from switchyard.common.errors import NoProviderAvailable
 from switchyard.common.events import ChatMessage, ChatRequest, Classification
-from switchyard.common.policy import load_policy
+from switchyard.common.policy import Policy, load_policy
 from switchyard.router.routing import (
     CapabilityUnavailable,
     ContextTooLong,
@@ -151,3 +151,26 @@ def test_no_provider_available_says_why_each_available_model_was_left_out() -> N
         decide(request=_req(), classification=_cls(0.5), policy=POLICY, available=set())
     assert caught.value.code == "no_provider_available"
     assert caught.value.message.endswith("providers not available: anthropic, gemini, local, openai")
+
+
+def test_an_alias_is_routed_as_the_model_or_auto_it_stands_for() -> None:
+    """A name a client's code sends ("gpt-4o-mini") routes as its target: a named model (pinned), `auto`
+    (classified and routed), or, for a tenant the target is not allowed to, the same 404 as naming it."""
+    aliases = {"gpt-4o-mini": "openai/gpt-6-luna", "smart": "auto", "big": "openai/gpt-6.1-sol"}
+    tenants = {"capped": {"max_tier": "fast"}}
+    policy = Policy.model_validate({**POLICY.model_dump(), "aliases": aliases, "tenants": tenants})
+    every = {"local", "openai", "anthropic", "gemini"}
+    pinned = decide(request=_req("gpt-4o-mini"), classification=_cls(0.9), policy=policy, available=every)
+    assert [c.model for c in pinned.candidates] == ["openai/gpt-6-luna"]
+    assert pinned.reasons["alias"] == "gpt-4o-mini" and pinned.reasons["pinned"] == "openai/gpt-6-luna"
+    routed = decide(request=_req("smart"), classification=_cls(0.9), policy=policy, available=every)
+    assert routed.reasons["alias"] == "smart" and routed.tier == "premium"  # as `auto` routes it
+    with pytest.raises(UnknownModel) as denied:
+        decide(
+            request=_req("big"), classification=_cls(0.1), policy=policy, available=every, tenant_id="capped"
+        )
+    assert "not available to this tenant" in denied.value.message
+    plain = decide(
+        request=_req("openai/gpt-6-luna"), classification=_cls(0.1), policy=policy, available=every
+    )
+    assert "alias" not in plain.reasons

@@ -32,6 +32,8 @@ TIER_ORDER = ("local", "fast", "coordination", "standard", "premium")
 # log probabilities (OpenAI's `logprobs` / `top_logprobs`, Gemini's `responseLogprobs`); Anthropic's API and
 # the local model (llama-cpp-python computes them only with logits kept for every position) do not.
 Capability = Literal["tools", "vision", "json_mode", "json_schema", "reasoning", "choices", "logprobs"]
+AUTO = "auto"  # the model name that asks the router to choose
+MAX_ALIAS_CHARS = 200
 Check = Literal["json", "code", "refusal", "truncation", "confidence"]
 ALL_CHECKS: tuple[Check, ...] = ("json", "code", "refusal", "truncation", "confidence")
 
@@ -289,6 +291,10 @@ class Policy(_Strict):
     budget: Budget = Budget()
     health: Health = Health()
     tenants: dict[str, TenantOverride] = Field(default_factory=dict)
+    # Names clients send for a model of this policy, or for `auto`: what their code says ("gpt-4o-mini",
+    # "text-embedding-ada-002", "fast") served by what the deployment has. A task is routed as if the
+    # target had been named; an alias is never a model id or another alias.
+    aliases: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
@@ -302,6 +308,13 @@ class Policy(_Strict):
                 raise ValueError(f"model {m.id} is listed twice")
             seen.add(m.id)
         embedders = {m.id for m in self.models if m.embeds}
+        for alias, target in self.aliases.items():
+            if not alias or len(alias) > MAX_ALIAS_CHARS or alias.strip() != alias:
+                raise ValueError(f"aliases: {alias!r} is not a model name (1-{MAX_ALIAS_CHARS} characters)")
+            if alias == AUTO or alias in seen:
+                raise ValueError(f"aliases: {alias!r} is a model's own name")
+            if target != AUTO and target not in seen:
+                raise ValueError(f"aliases.{alias}: {target!r} is neither a listed model nor {AUTO!r}")
         self._check_refs("", self.chains, self.strategies, self.budget, seen, embedders)
         for tenant, o in self.tenants.items():
             where = f"tenants.{tenant}."
@@ -341,6 +354,10 @@ class Policy(_Strict):
                     raise ValueError(f"{where}strategies.cascade.from_tiers: unknown tier {tier!r}")
         if budget is not None and budget.downgrade_max_tier not in TIER_ORDER:
             raise ValueError(f"{where}budget.downgrade_max_tier: unknown tier {budget.downgrade_max_tier!r}")
+
+    def resolve(self, name: str) -> str:
+        """The model id (or `auto`) a name a client sent stands for: an alias's target, else the name."""
+        return self.aliases.get(name, name)
 
     def model(self, model_id: str) -> ModelSpec | None:
         for m in self.models:

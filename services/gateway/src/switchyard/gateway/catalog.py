@@ -28,25 +28,30 @@ class Catalog:
     async def providers(self) -> set[str]:
         return await self._announced.names()
 
-    async def check(self, model: str) -> str:
-        """Who serves `model`: SELF for `auto`, else its provider. Raises ModelNotFound unless it
-        is `auto`, a configured model, or a pass-through name; 400 for an embedding model."""
+    async def check(self, name: str) -> str:
+        """The model `name` stands for (an alias's target, else `name`), once it is known to be served.
+        Raises ModelNotFound unless it is `auto`, a configured model, or a pass-through name; 400 for an
+        embedding model."""
+        model = self.policy.resolve(name)
         spec = self.policy.model(model)
         if spec is not None and spec.embeds:
             raise InvalidRequest(
-                f"'{model}' is an embedding model: send it to /v1/embeddings", code=LACKS, param="model"
+                f"'{name}' is an embedding model: send it to /v1/embeddings", code=LACKS, param="model"
             )
-        return await self._served(model)
+        await self._served(model, name)
+        return model
 
-    async def check_embedding(self, model: str, *, inputs: int, dimensions: int | None) -> str:
-        """Who serves `model` for embeddings: its provider. 400 `model_lacks_capability` for `auto`, a chat
-        model or a provider with no embeddings; 400 `invalid_value` when the model cannot give vectors of
-        `dimensions`, or `inputs` of them would not fit one answer (`vectors.MAX_RESULT_BYTES`); 404 as
-        `check` (unless configured and available, or a pass-through name)."""
+    async def check_embedding(self, name: str, *, inputs: int, dimensions: int | None) -> str:
+        """The embedding model `name` stands for (an alias's target, else `name`), once it is known to be
+        served. 400 `model_lacks_capability` for `auto`, a chat model or a provider with no embeddings; 400
+        `invalid_value` when the model cannot give vectors of `dimensions`, or `inputs` of them would not
+        fit one answer (`vectors.MAX_RESULT_BYTES`); 404 as `check` (unless configured and available, or a
+        pass-through name)."""
+        model = self.policy.resolve(name)
         spec = self.policy.model(model)
         provider = model.partition("/")[0]
         if model == AUTO or (spec is not None and not spec.embeds):
-            what = "`auto` picks among chat models" if model == AUTO else f"'{model}' is a chat model"
+            what = "`auto` picks among chat models" if model == AUTO else f"'{name}' is a chat model"
             raise InvalidRequest(
                 f"{what}; embeddings need an embedding model: one of {await self._embedders()}",
                 code=LACKS,
@@ -59,7 +64,7 @@ class Catalog:
                 code=LACKS,
                 param="model",
             )
-        served = await self._served(model)
+        await self._served(model, name)
         length = dimensions
         if spec is not None and spec.embedding is not None:
             length = spec.embedding.gives(dimensions)
@@ -76,7 +81,7 @@ class Catalog:
                 code="invalid_value",
                 param="input",
             )
-        return served
+        return model
 
     async def _embedders(self) -> str:
         """The embedding models a client may name: those available here, else all the policy lists."""
@@ -85,7 +90,8 @@ class Catalog:
         available = [m.id for m in models if m.provider in providers]
         return ", ".join(available or [m.id for m in models]) or "none is configured"
 
-    async def _served(self, model: str) -> str:
+    async def _served(self, model: str, asked: str | None = None) -> str:
+        """Who serves `model` (SELF for `auto`); `asked`: what the client sent for it, for the 404."""
         providers = await self.providers()
         if model == AUTO:
             if not providers:
@@ -97,20 +103,28 @@ class Catalog:
         provider, _, name = model.partition("/")
         if spec is None and name and provider in PASS_THROUGH and provider in providers:
             return provider
+        what = f"'{model}'" if asked in (None, model) else f"'{asked}' (an alias of '{model}')"
         raise ModelNotFound(
-            f"The model '{model}' does not exist or is not available here; GET /v1/models lists the models",
+            f"The model {what} does not exist or is not available here; GET /v1/models lists the models",
             param="model",
         )
 
-    async def card(self, model: str) -> ModelCard:
-        """The card of one servable `model` (ModelNotFound / ServiceUnavailable as `check`)."""
-        return ModelCard(id=model, owned_by=await self._served(model))
+    async def card(self, name: str) -> ModelCard:
+        """The card of one servable model or alias (ModelNotFound / ServiceUnavailable as `check`)."""
+        return ModelCard(id=name, owned_by=await self._served(self.policy.resolve(name), name))
 
     async def cards(self) -> list[ModelCard]:
+        """`auto`, the models whose provider is announced, and the aliases of those (owned by theirs)."""
         providers = await self.providers()
         cards = [ModelCard(id=AUTO, owned_by=SELF)]
         cards += [
             ModelCard(id=m.id, owned_by=m.provider) for m in self.policy.models if m.provider in providers
+        ]
+        owners = {card.id: card.owned_by for card in cards}
+        cards += [
+            ModelCard(id=alias, owned_by=owners[target])
+            for alias, target in self.policy.aliases.items()
+            if target in owners
         ]
         return cards
 

@@ -145,7 +145,7 @@ async def serve(request: Request, face: Face) -> Response:
     parsed = face.parse(body, max_prompt_chars=gw.settings.max_prompt_chars)
     if gw.guardrails is not None:
         parsed = await gw.guardrails.screen_input(parsed, principal=principal, **_where(request))
-    await gw.catalog.check(parsed.model)
+    parsed.model = await gw.catalog.check(parsed.model)  # an alias: the model it stands for
     task = completions.build_task(parsed, principal, priority=request.headers.get("x-switchyard-priority"))
     cached, stages, admitted, headers = await _admit(request, gw, principal, task, started=started)
     timeout = gw.settings.task_timeout_s
@@ -293,7 +293,10 @@ async def serve_embeddings(request: Request) -> Response:
     parsed = embeddings.parse_request(
         body, max_prompt_chars=gw.settings.max_prompt_chars, max_text_bytes=limit
     )
-    await gw.catalog.check_embedding(parsed.model, inputs=len(parsed.inputs), dimensions=parsed.dimensions)
+    model = await gw.catalog.check_embedding(
+        parsed.model, inputs=len(parsed.inputs), dimensions=parsed.dimensions
+    )
+    parsed = replace(parsed, model=model)
     if gw.guardrails is not None:
         screened = await gw.guardrails.screen_inputs(parsed.inputs, principal=principal, **_where(request))
         parsed = replace(parsed, inputs=screened)
@@ -348,7 +351,7 @@ async def submit(request: Request) -> TaskState:
     parsed = parsed.model_copy(update={"stream": False})
     if gw.guardrails is not None:
         parsed = await gw.guardrails.screen_input(parsed, principal=principal, **_where(request))
-    await gw.catalog.check(parsed.model)
+    parsed.model = await gw.catalog.check(parsed.model)
     task = completions.build_task(parsed, principal, priority=request.headers.get("x-switchyard-priority"))
     tracing.annotate(tenant_id=principal.tenant_id, gen_ai__request__model=parsed.model)
     key = idempotency.idempotency_key(request)

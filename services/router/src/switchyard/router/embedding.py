@@ -51,8 +51,10 @@ def decide_embedding(
 ) -> RoutingDecision:
     """The named model first, then the others of its space whose provider is announced, that the
     tenant's policy allows, that give the vectors' length asked for and whose cost (input tokens only)
-    fits the budget headroom; the healthy ones before the demoted ones."""
+    fits the budget headroom; the healthy ones before the demoted ones. An alias is its target."""
     tokens = estimate_input_tokens(request) if prompt_tokens is None else prompt_tokens
+    if request.model in policy.aliases:
+        request = request.model_copy(update={"model": policy.resolve(request.model)})
     named = policy.model(request.model)
     if named is None or named.embedding is None:
         return _passed_through(request, policy, available, tokens)

@@ -122,7 +122,39 @@ def decide(
     adaptive_premium: Callable[[Thresholds], float | None] | None = None,
 ) -> RoutingDecision:
     """`adaptive_premium` gives the premium threshold for the policy's `premium_share` (None while it
-    warms up); the threshold used is in the reasons, so a replay passes it back."""
+    warms up); the threshold used is in the reasons, so a replay passes it back. A model name that is one
+    of the policy's aliases is routed as its target (`auto` or a model), the alias named in the reasons."""
+    alias = request.model if request.model in policy.aliases else None
+    if alias is not None:
+        request = request.model_copy(update={"model": policy.resolve(alias)})
+    decision = _decide(
+        request=request,
+        classification=classification,
+        policy=policy,
+        available=available,
+        tenant_id=tenant_id,
+        prompt_tokens=prompt_tokens,
+        headroom_usd=headroom_usd,
+        health=health,
+        adaptive_premium=adaptive_premium,
+    )
+    if alias is not None:
+        decision.reasons["alias"] = alias
+    return decision
+
+
+def _decide(
+    *,
+    request: ChatRequest,
+    classification: Classification,
+    policy: Policy,
+    available: set[str],
+    tenant_id: str,
+    prompt_tokens: int | None,
+    headroom_usd: float | None,
+    health: Mapping[str, ModelSignal] | None,
+    adaptive_premium: Callable[[Thresholds], float | None] | None,
+) -> RoutingDecision:
     tokens = estimate_prompt_tokens(request) if prompt_tokens is None else prompt_tokens
     effective = policy.for_tenant(tenant_id)
     adaptive = None

@@ -1,7 +1,8 @@
-"""Token log probabilities through the whole stack that `make run` starts, with an OpenAI-compatible
-upstream (the stand-in speaks OpenAI's wire, logprobs included): the official SDK asks for them on each
-face, JSON and streamed, and reads each output token with its alternatives; a model that returns none is
-refused with the reason."""
+"""The stack that `make run` starts with an OpenAI-compatible upstream (the stand-in speaks OpenAI's wire,
+logprobs included) and a policy of its own: token log probabilities, which the official SDK asks for on
+each face, JSON and streamed, and reads each output token with its alternatives (a model that returns none
+refused with the reason); and model aliases, the names a client's code sends served by the policy's
+models."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ from collections.abc import Iterator
 
 import openai
 import pytest
+import yaml
 from openai import OpenAI
 
+from switchyard.common.policy import DEFAULT_POLICY
 from tests.e2e.conftest import RunningStack, start_stack, stop_stack
 from tests.support.fake_openai import BackgroundServer, FakeOpenAI
 
 pytestmark = pytest.mark.e2e
 MODEL = "openai/gpt-4.1-mini"  # passed through as named (the bundled policy's GPT-6 names are OpenAI's own)
+LISTED = "openai/gpt-4.1-nano"  # listed by this stack's policy, with an alias
+ALIASES = {"gpt-4o-mini": LISTED, "smart": "auto"}
 QUESTION = [{"role": "user", "content": "Name the capital of France."}]
 
 
@@ -23,9 +28,28 @@ QUESTION = [{"role": "user", "content": "Name the capital of France."}]
 def upstream_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     fake = FakeOpenAI()
     with BackgroundServer(fake.app) as server:
-        base = tmp_path_factory.mktemp("logprobs")
-        providers = {"OPENAI_API_KEY": fake.api_key, "OPENAI_BASE_URL": f"{server.url}/v1"}
-        running = start_stack(base / "var", base / "up.log", providers=providers)
+        base = tmp_path_factory.mktemp("upstream")
+        policy = yaml.safe_load(DEFAULT_POLICY.read_text())
+        policy["models"].append(
+            {
+                "id": LISTED,
+                "provider": "openai",
+                "upstream": "gpt-4.1-nano",
+                "tier": "fast",
+                "input_per_1k": 0.0001,
+                "output_per_1k": 0.0004,
+                "context_window": 1_000_000,
+                "capabilities": ["tools", "json_mode", "choices", "logprobs"],
+            }
+        )
+        policy["aliases"] = ALIASES
+        (base / "policy.yaml").write_text(yaml.safe_dump(policy))
+        env = {
+            "OPENAI_API_KEY": fake.api_key,
+            "OPENAI_BASE_URL": f"{server.url}/v1",
+            "SWITCHYARD_POLICY_PATH": str(base / "policy.yaml"),
+        }
+        running = start_stack(base / "var", base / "up.log", env=env)
         try:
             yield running
         finally:
@@ -127,3 +151,22 @@ def test_a_model_that_returns_none_is_refused_with_the_reason(upstream_stack: Ru
             top_logprobs=2,
         )
     assert alone.value.code == "invalid_value" and "top_logprobs" in alone.value.message
+
+
+def test_an_alias_is_answered_by_the_model_it_stands_for(upstream_stack: RunningStack) -> None:
+    """A client whose code says "gpt-4o-mini" is served by the model the policy names for it, sees the
+    alias in the model list, and is billed for the model that answered."""
+    client = _client(upstream_stack)
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini",
+        messages=QUESTION,  # type: ignore[arg-type]
+        max_tokens=20,
+    )
+    reply = raw.parse()
+    assert reply.model == LISTED and raw.headers["x-switchyard-model"] == LISTED
+    assert reply.choices[0].message.content
+    models = {m.id: m.owned_by for m in client.models.list()}
+    assert models["gpt-4o-mini"] == "openai" and models["smart"] == "switchyard"
+    assert client.models.retrieve("gpt-4o-mini").id == "gpt-4o-mini"
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gpt-4o", messages=QUESTION)  # type: ignore[arg-type]
