@@ -48,3 +48,9 @@ def test_the_vectors_are_recorded_by_digest_and_where_they_were_kept() -> None:
     assert details["embedding"] == {"count": 1000, "dimensions": 1536, "sha256": "a" * 64, "kept": "object"}
     assert "answer_chars" not in details
     assert "acme.t1" not in str(details)  # not the object's name
+
+
+def test_a_count_the_executor_estimated_is_marked_and_a_counted_one_is_not() -> None:
+    estimated = _completed(vectors.pack(b"\x00" * 8, count=1, dimensions=2))
+    assert _details(estimated.model_copy(update={"usage_estimated": True}))["usage_estimated"] is True
+    assert "usage_estimated" not in _details(estimated)

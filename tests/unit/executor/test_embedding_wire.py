@@ -72,7 +72,9 @@ def test_openai_usage_is_estimated_when_the_server_reports_none() -> None:
     estimate = len("first text here") // 4 + 1 + len("the third text") // 4  # "second": at least one
     for extra in ({}, {"usage": None}, {"usage": {"prompt_tokens": 0, "total_tokens": 0}}):
         reply = openai.parse_reply(_openai_reply(rows, as_base64=False, **extra), call)
-        assert reply.usage.prompt_tokens == estimate
+        assert reply.usage.prompt_tokens == estimate and reply.usage_estimated
+    counted = {"usage": {"prompt_tokens": 9, "total_tokens": 9}}
+    assert not openai.parse_reply(_openai_reply(rows, as_base64=False, **counted), call).usage_estimated
     assert (
         openai.parse_reply(
             orjson.dumps({"data": orjson.loads(_openai_reply(rows, as_base64=True))["data"]}), call
@@ -195,6 +197,8 @@ def test_gemini_usage_comes_from_usage_metadata_when_present_else_is_estimated()
     assert estimated.usage.prompt_tokens == 2 + 10  # these texts' estimate, not the whole call's
     reply = gemini.joined(call, [counted, estimated])
     assert reply.usage.prompt_tokens == 29 and reply.count == 4 and reply.dimensions == 4
+    assert reply.usage_estimated  # one batch's count is an estimate
+    assert not gemini.joined(call, [counted]).usage_estimated
 
 
 def test_gemini_batches_join_in_the_order_of_the_inputs() -> None:

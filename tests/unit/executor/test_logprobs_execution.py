@@ -320,3 +320,16 @@ async def test_the_local_model_refuses_a_call_for_log_probabilities_before_queui
             assert local.expected_wait_s() is None and local._pending == 0
     finally:
         await local.aclose()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_estimated_count_is_flagged_on_the_call_and_the_result(stream: bool) -> None:
+    """A reply whose usage the upstream did not report (`usage_estimated`): the call's record and the
+    task's result say so, whole or streamed; a counted one says nothing."""
+    estimated = replace(reply(ANSWER), usage_estimated=True)
+    bus = Bus()
+    outcome = await run(routed("openai", stream=stream), {"openai": ScriptedProvider(estimated)}, bus)
+    assert outcome.usage_estimated and [c.usage_estimated for c in bus.calls] == [True]
+    counted = Bus()
+    outcome = await run(routed("openai", stream=stream), {"openai": ScriptedProvider(reply(ANSWER))}, counted)
+    assert not outcome.usage_estimated and [c.usage_estimated for c in counted.calls] == [False]

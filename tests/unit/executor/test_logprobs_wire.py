@@ -501,3 +501,15 @@ async def test_an_openai_streams_tokens_after_its_last_text_go_out_before_the_re
     assert [d.text for d in deltas] == ["Hi", ""]
     assert [[t.token for t in d.logprobs] for d in deltas] == [["Hi"], ["\\xe2"]]
     assert _final(parts).logprobs == tuple(t for d in deltas for t in d.logprobs)
+
+
+def test_a_reply_without_usage_is_counted_by_estimate_and_says_so() -> None:
+    """An OpenAI-compatible server that reports no usage: the executor's estimate, flagged, so the call's
+    record and the task's result say the count was not the upstream's."""
+    said = _completion([{"role": "assistant", "content": "Paris is the capital."}])
+    reply = openai_wire.parse_reply(said, _call())
+    assert reply.usage_estimated and reply.usage.completion_tokens > 0
+    counted = orjson.loads(said)
+    counted["usage"] = {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}
+    reply = openai_wire.parse_reply(orjson.dumps(counted), _call())
+    assert not reply.usage_estimated and reply.usage.completion_tokens == 5

@@ -109,6 +109,7 @@ def _describe(p: EventPayload) -> Description:
             "ttft_ms": _r(p.ttft_ms),
             "prompt_tokens": p.usage.prompt_tokens,
             "completion_tokens": p.usage.completion_tokens,
+            "usage_estimated": p.usage_estimated or None,  # counted by the executor, not the upstream
             "error": _message(p.error),
         }
         outcome = SUCCESS if p.outcome == "ok" else FAILURE
@@ -124,6 +125,7 @@ def _describe(p: EventPayload) -> Description:
             "finish_reason": p.finish_reason,
             "prompt_tokens": p.usage.prompt_tokens,
             "completion_tokens": p.usage.completion_tokens,
+            "usage_estimated": p.usage_estimated or None,
             "attempts": p.attempts,
             "latency_ms": _r(p.latency_ms),
             "answer_chars": len(p.content) if p.embedding is None else None,

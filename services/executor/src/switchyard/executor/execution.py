@@ -322,6 +322,7 @@ async def execute(
     return TaskCompleted(
         **run.answered(candidate),
         usage=reply.usage,
+        usage_estimated=reply.usage_estimated,
         content=reply.content,
         finish_reason=reply.finish_reason,
         stop_sequence=reply.stop_sequence,
@@ -406,7 +407,12 @@ async def execute_embedding(
     await book.settle(candidate.model)
     metrics.observe_strategy("single", [], book.spent, candidate.model)
     return TaskCompleted(
-        **run.answered(candidate), usage=reply.usage, content="", finish_reason="stop", embedding=kept
+        **run.answered(candidate),
+        usage=reply.usage,
+        usage_estimated=reply.usage_estimated,
+        content="",
+        finish_reason="stop",
+        embedding=kept,
     )
 
 

@@ -463,6 +463,9 @@ class TaskCompleted(EventPayload):
     # OpenAI-compatible providers and the local model do not: their finish_reason is "stop" either way).
     stop_sequence: str | None = None
     usage: Usage
+    # The upstream reported no usage (an OpenAI-compatible server that counts none, Gemini's batch
+    # embeddings): `usage` is the executor's estimate, about four characters a token.
+    usage_estimated: bool = False
     tool_calls: list[ToolCall] | None = None
     thinking: list[ThinkingBlock] | None = None  # the model's reasoning before `content` (Anthropic's)
     attempts: int

@@ -107,6 +107,7 @@ class Reply:
     # The first answer's output tokens with their log probabilities, when the call asked (`logprobs`), in
     # order (the others': each `Choice.logprobs`); None when it did not.
     logprobs: tuple[TokenLogprob, ...] | None = None
+    usage_estimated: bool = False  # the upstream reported no usage: `usage` is `estimated_usage`'s
 
 
 def reply_of(
@@ -115,6 +116,7 @@ def reply_of(
     model: str,
     usage: Usage,
     carry: Mapping[str, Mapping[str, str]] | None = None,
+    usage_estimated: bool = False,
 ) -> Reply:
     """A reply from the answers of one call, the first first (the others: a call that asked for several)."""
     first, *others = answers
@@ -129,6 +131,7 @@ def reply_of(
         carry=carry or {},
         other_choices=tuple(others),
         logprobs=None if first.logprobs is None else tuple(first.logprobs),
+        usage_estimated=usage_estimated,
     )
 
 
@@ -186,6 +189,7 @@ class EmbeddingReply:
     dimensions: int
     model: str
     usage: Usage = field(default_factory=Usage)
+    usage_estimated: bool = False  # the upstream reported no usage: `usage` is an estimate
 
 
 @runtime_checkable

@@ -97,6 +97,7 @@ class RecordingProvider:
             ttft_ms=ttft_ms,
             error=None if error is None else error.message,
             usage=None if reply is None else reply.usage,
+            usage_estimated=reply is not None and reply.usage_estimated,
         )
         _end(span, record, reply)
         await self._on_call(record)

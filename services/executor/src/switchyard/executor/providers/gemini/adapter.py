@@ -122,6 +122,7 @@ class GeminiProvider(HttpProvider):
             finish_reason=finish_reason(finish, text=content, calls=calls),
             model=model,
             usage=usage or estimated_usage(call, content),
+            usage_estimated=usage is None,
             tool_calls=tool_calls,
             thinking=thought.blocks(),
             carry=carry,

@@ -35,6 +35,7 @@ class Batch:
 
     rows: list[Row]
     usage: Usage
+    estimated: bool = False  # the reply had no `usageMetadata` (as batchEmbedContents gives none)
 
 
 def batch_path(model: str, *, api_version: str) -> str:
@@ -66,7 +67,7 @@ def parse_batch(raw: bytes, call: EmbeddingCall, texts: Sequence[str]) -> Batch:
         rows.append(normalised(from_list(values, where=f"embeddings[{i}].values")))
     usage = usage_of(data.get("usageMetadata"))
     if usage is None or not usage.prompt_tokens:
-        usage = estimated_embedding_usage(dataclasses.replace(call, inputs=texts))
+        return Batch(rows, estimated_embedding_usage(dataclasses.replace(call, inputs=texts)), estimated=True)
     return Batch(rows, usage)
 
 
@@ -88,4 +89,5 @@ def joined(call: EmbeddingCall, parts: Sequence[Batch]) -> EmbeddingReply:
         dimensions=dimensions,
         model=call.model,
         usage=Usage(prompt_tokens=sum(part.usage.prompt_tokens for part in parts)),
+        usage_estimated=any(part.estimated for part in parts),
     )

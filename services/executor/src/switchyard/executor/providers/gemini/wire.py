@@ -393,7 +393,13 @@ def parse_reply(raw: bytes, call: ProviderCall) -> Reply:
         answers.append(answer)
         carry |= kept
     usage = candidate.usage or estimated_usage(call, "".join(a.content for a in answers))
-    return reply_of(answers, model=candidate.model or call.model, usage=usage, carry=carry)
+    return reply_of(
+        answers,
+        model=candidate.model or call.model,
+        usage=usage,
+        carry=carry,
+        usage_estimated=candidate.usage is None,
+    )
 
 
 def _answer(candidate: Candidate, logprobs: bool) -> tuple[Choice, dict[str, dict[str, str]]]:

@@ -156,6 +156,7 @@ class OpenAIProvider(HttpProvider):
             finish_reason=finish_reason or "stop",
             model=model,
             usage=usage or estimated_usage(call, content),
+            usage_estimated=usage is None,
             tool_calls=tools.calls(),
             thinking=thought.blocks(),
             logprobs=tuple(tokens) if call.logprobs else None,

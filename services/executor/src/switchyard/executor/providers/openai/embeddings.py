@@ -56,10 +56,12 @@ def parse_reply(raw: bytes, call: EmbeddingCall) -> EmbeddingReply:
         )
     vectors, dimensions = stacked([row for row in placed if row is not None], dimensions=call.dimensions)
     usage = usage_of(data.get("usage"))
+    counted = usage is not None and usage.prompt_tokens > 0
     return EmbeddingReply(
         vectors=vectors,
         count=count,
         dimensions=dimensions,
         model=str(data.get("model") or call.model),
-        usage=usage if usage is not None and usage.prompt_tokens else estimated_embedding_usage(call),
+        usage=usage if usage is not None and counted else estimated_embedding_usage(call),
+        usage_estimated=not counted,
     )

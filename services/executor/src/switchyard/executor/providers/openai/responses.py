@@ -276,12 +276,13 @@ def reply_of(data: Any, call: ProviderCall) -> Reply:
         finish = _INCOMPLETE.get(str(reason), "length")
     else:
         finish = "tool_calls" if calls else "stop"
+    counted = usage_of(data.get("usage"), prompt="input", completion="output")
     return Reply(
         content=content,
         finish_reason=finish,
         model=str(data.get("model") or call.model),
-        usage=usage_of(data.get("usage"), prompt="input", completion="output")
-        or estimated_usage(call, content),
+        usage=counted or estimated_usage(call, content),
+        usage_estimated=counted is None,
         tool_calls=tuple(calls),
         thinking=(unsigned(summary),) if summary else (),
         carry={calls[0].id: {REASONING: orjson.dumps(reasoning).decode()}} if calls and reasoning else {},
@@ -349,6 +350,7 @@ async def response_parts(response: httpx.Response, call: ProviderCall) -> AsyncI
         finish_reason=final.finish_reason,
         model=final.model,
         usage=final.usage,
+        usage_estimated=final.usage_estimated,
         tool_calls=final.tool_calls,
         thinking=thought.blocks() or final.thinking,
         carry=final.carry,

@@ -193,8 +193,13 @@ def parse_reply(raw: bytes, call: ProviderCall) -> Reply:
         raise provider_error("bad_response", f"{call.n} choices asked for, {len(answers)} returned")
     # every answer's text and reasoning, for an estimate when the server reports no usage
     spoken = "".join(a.content + "".join(b.thinking or "" for b in a.thinking or ()) for a in answers)
-    usage = usage_of(data.get("usage")) or estimated_usage(call, spoken)
-    return reply_of(answers, model=str(data.get("model") or call.model), usage=usage)
+    counted = usage_of(data.get("usage"))
+    return reply_of(
+        answers,
+        model=str(data.get("model") or call.model),
+        usage=counted or estimated_usage(call, spoken),
+        usage_estimated=counted is None,
+    )
 
 
 def _choice(choice: Any, position: int, *, logprobs: bool) -> Choice:
