@@ -26,6 +26,7 @@ from switchyard.common.events import (
 from switchyard.common.streaming import Chunk, thinking_chunk
 from switchyard.gateway.completions import Fault, head_model, in_order
 from switchyard.gateway.responses import MESSAGE_ITEM, REASONING_ITEM, RESPONSE_ID, carrier
+from switchyard.gateway.schemas import token_json
 from switchyard.gateway.tasks import Stopped, TimedOut
 
 
@@ -79,19 +80,9 @@ def _shell(task: TaskSubmitted, *, model: str, created: int, status: str) -> dic
 
 
 def logprobs_json(tokens: list[TokenLogprob] | None) -> list[dict[str, Any]]:
-    """Tokens as OpenAI's entries, which always give `bytes` (the pipeline keeps them only where they are
-    not the token's UTF-8); None (not asked) is none."""
-    return [
-        {
-            "token": t.token,
-            "logprob": t.logprob,
-            "bytes": t.utf8(),
-            "top_logprobs": [
-                {"token": a.token, "logprob": a.logprob, "bytes": a.utf8()} for a in t.top_logprobs
-            ],
-        }
-        for t in tokens or ()
-    ]
+    """Tokens as OpenAI's entries (chat's, `schemas.token_json`: `bytes` always given); None (not asked)
+    is none."""
+    return [token_json(t) for t in tokens or ()]
 
 
 def text_part(text: str, tokens: list[TokenLogprob] | None) -> dict[str, Any]:
