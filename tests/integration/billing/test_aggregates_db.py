@@ -291,3 +291,36 @@ async def test_the_monthly_budget_counts_every_user_and_extra_calls(sessions: Se
     )
     # December is a new period.
     assert await alerts.check(sessions, limit, tenant_id="acme", user_id=None, day=date(2026, 12, 1)) == 0
+
+
+async def test_estimated_counts_are_flagged_and_counted_in_the_report(sessions: Sessions) -> None:
+    """A task whose usage the upstream did not report is flagged on its entry and counted as `estimated`
+    in its day, as a cut call's is; counted ones are not."""
+    estimated = _done("e1", model="openai/gpt-4o-mini", tier="fast", user="u1", prompt=40, completion=8)
+    estimated = estimated.model_copy(update={"usage_estimated": True})
+    counted = _done("e2", model="openai/gpt-4o-mini", tier="fast", user="u1", prompt=40, completion=8)
+    for event_id, done in (("ev-e1", estimated), ("ev-e2", counted)):
+        for _ in range(2):  # redelivered: counted once
+            rec = await record_usage(
+                sessions, event_id=event_id, completed=done, policy=POLICY, clock=lambda: _at(5)
+            )
+        assert rec.entry.usage_estimated == done.usage_estimated
+    cut = ProviderCallRecorded(
+        task_id="e2",
+        tenant_id="acme",
+        attempt=1,
+        provider="openai",
+        model="openai/gpt-4o-mini",
+        outcome="cancelled",
+        latency_ms=3.0,
+        usage=Usage(prompt_tokens=40, completion_tokens=2),
+        billable=True,
+        usage_estimated=True,
+    )
+    await record_call_usage(sessions, event_id="call-cut", call=cut, policy=POLICY, clock=lambda: _at(5))
+    report = await usage_report(
+        sessions,
+        UsageQuery(tenant_id="acme", start=date(2026, 11, 5), end=date(2026, 11, 5), group_by=["kind"]),
+    )
+    assert [(r.kind, r.requests, r.estimated) for r in report.rows] == [("call", 1, 1), ("task", 2, 1)]
+    assert report.totals.estimated == 2

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from switchyard.billing.db import migrations
-from switchyard.billing.models import UsageDaily, UsageEntry
+from switchyard.billing.models import CallUsageEntry, UsageDaily, UsageEntry
 from switchyard.billing.reports import usage_report
 from switchyard.billing.service import record_usage
 from switchyard.cli.main import main
@@ -213,3 +213,64 @@ async def test_upgrade_adds_the_cache_counts_of_entries_stored_at_bi0004_to_thei
         0,
     )
     assert report.totals.cache_read_tokens == 1536 and report.totals.cost_usd == Decimal("0.000188")
+
+
+async def test_upgrade_counts_the_estimated_calls_stored_at_bi0005_in_their_days(db_url: str) -> None:
+    """bi0006 adds the daily `estimated` count; a cut call stored before it (its counts the executor's
+    estimate) is counted in its day's row, a counted one is not."""
+    await migrations().upgrade(db_url, "bi0005")
+    engine = create_engine(db_url)
+    sessions = sessionmaker(engine)
+    try:
+        calls = []
+        for n, estimated in ((1, True), (2, False)):
+            calls.append(
+                {
+                    "id": f"c{n}",
+                    "event_id": f"call-{n}",
+                    "task_id": "t1",
+                    "tenant_id": "acme",
+                    "model": "openai/gpt-4o-mini",
+                    "provider": "openai",
+                    "outcome": "cancelled" if estimated else "ok",
+                    "prompt_tokens": 100,
+                    "completion_tokens": 5,
+                    "cache_read_tokens": 0,
+                    "cache_write_tokens": 0,
+                    "usage_estimated": estimated,
+                    "cost_usd": Decimal("0.000018"),
+                    "priced": True,
+                    "created_at": datetime(2026, 11, 3, 12, n, tzinfo=UTC),
+                }
+            )
+        columns = CallUsageEntry.__table__.c
+        entries = sa.table("call_usage_entries", *(sa.column(c, columns[c].type) for c in calls[0]))
+        day = {
+            "tenant_id": "acme",
+            "day": date(2026, 11, 3),
+            "user_id": "",
+            "model": "openai/gpt-4o-mini",
+            "tier": "call",
+            "kind": "call",
+            "requests": 2,
+            "prompt_tokens": 200,
+            "completion_tokens": 10,
+            "cache_read_tokens": 0,
+            "cache_write_tokens": 0,
+            "cost_e10": 360_000,
+            "unpriced": 0,
+        }
+        days = sa.table("usage_daily", *(sa.column(c, UsageDaily.__table__.c[c].type) for c in day))
+        async with sessions() as session, session.begin():
+            for call in calls:
+                await session.execute(sa.insert(entries).values(**call))
+            await session.execute(sa.insert(days).values(**day))
+        await migrations().upgrade(db_url)
+        report = await usage_report(
+            sessions,
+            UsageQuery(tenant_id="acme", start=date(2026, 11, 1), end=date(2026, 11, 30), group_by=["kind"]),
+        )
+    finally:
+        await engine.dispose()
+    [row] = report.rows
+    assert (row.kind, row.requests, row.estimated) == ("call", 2, 1) and report.totals.estimated == 1

@@ -266,6 +266,7 @@ async def test_usage_api_statement_and_signed_budget_webhooks(
                 "cache_write_tokens": "0",
                 "cost_usd": "0.0018000000",
                 "unpriced": "0",
+                "estimated": "0",
             }
         ]
 

@@ -93,6 +93,9 @@ class UsageRow(BaseModel):
     )
     cost_usd: Money
     unpriced: int = Field(description="entries whose model had no price (charged nothing)")
+    estimated: int = Field(
+        default=0, description="entries whose token counts are an estimate (the upstream reported none)"
+    )
 
 
 class UsageTotals(BaseModel):
@@ -107,6 +110,7 @@ class UsageTotals(BaseModel):
     )
     cost_usd: Money
     unpriced: int
+    estimated: int = 0
 
 
 class UsageReport(BaseModel):
@@ -273,7 +277,7 @@ SUMMED_CSV_COLUMNS = (
     "cache_write_tokens",
     "cost_usd",
 )
-USAGE_CSV_COLUMNS = (*SUMMED_CSV_COLUMNS, "unpriced")
+USAGE_CSV_COLUMNS = (*SUMMED_CSV_COLUMNS, "unpriced", "estimated")
 
 
 def usage_csv(report: UsageReport) -> str:

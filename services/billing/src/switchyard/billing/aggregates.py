@@ -49,6 +49,7 @@ def _daily_values(entry: UsageEntry | CallUsageEntry) -> dict[str, object]:
         "cache_write_tokens": entry.cache_write_tokens or 0,
         "cost_e10": to_e10(entry.cost_usd),
         "unpriced": 0 if entry.priced else 1,
+        "estimated": 1 if entry.usage_estimated else 0,
     }
 
 
@@ -61,6 +62,7 @@ SUMS = (  # a daily row's summed columns (also what the usage report sums)
     "cache_write_tokens",
     "cost_e10",
     "unpriced",
+    "estimated",
 )
 
 

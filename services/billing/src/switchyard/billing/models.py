@@ -14,6 +14,7 @@ from sqlalchemy import (
     Numeric,
     String,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -45,6 +46,8 @@ class UsageEntry(BillingBase):
     cache_write_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     cost_usd: Mapped[Decimal] = mapped_column(Money)
     priced: Mapped[bool] = mapped_column(Boolean)
+    # the upstream reported no usage: the token counts are the executor's estimate
+    usage_estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
@@ -93,6 +96,8 @@ class UsageDaily(BillingBase):
     cache_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cost_e10: Mapped[int] = mapped_column(BigInteger)  # USD x 1e10
     unpriced: Mapped[int] = mapped_column(BigInteger)  # entries whose model had no price
+    # entries whose token counts are the executor's estimate (the upstream reported none)
+    estimated: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class BudgetAlert(BillingBase):

@@ -68,6 +68,7 @@ def _row(r: Any, names: list[str]) -> UsageRow:
         cache_write_tokens=int(r["cache_write_tokens"]),
         cost_usd=from_e10(int(r["cost_e10"])),
         unpriced=int(r["unpriced"]),
+        estimated=int(r["estimated"]),
     )
 
 
@@ -80,4 +81,5 @@ def totals(rows: list[UsageRow]) -> UsageTotals:
         cache_write_tokens=sum(r.cache_write_tokens for r in rows),
         cost_usd=from_e10(sum(int(r.cost_usd.scaleb(10)) for r in rows)),
         unpriced=sum(r.unpriced for r in rows),
+        estimated=sum(r.estimated for r in rows),
     )

@@ -84,6 +84,7 @@ def new_entry(*, event_id: str, completed: TaskCompleted, policy: Policy, now: d
         cache_write_tokens=completed.usage.cache_write_tokens,
         cost_usd=cost.cost_usd,
         priced=cost.priced,
+        usage_estimated=completed.usage_estimated,
         created_at=now,
     )
 
