@@ -127,34 +127,6 @@ def decide(
     alias = request.model if request.model in policy.aliases else None
     if alias is not None:
         request = request.model_copy(update={"model": policy.resolve(alias)})
-    decision = _decide(
-        request=request,
-        classification=classification,
-        policy=policy,
-        available=available,
-        tenant_id=tenant_id,
-        prompt_tokens=prompt_tokens,
-        headroom_usd=headroom_usd,
-        health=health,
-        adaptive_premium=adaptive_premium,
-    )
-    if alias is not None:
-        decision.reasons["alias"] = alias
-    return decision
-
-
-def _decide(
-    *,
-    request: ChatRequest,
-    classification: Classification,
-    policy: Policy,
-    available: set[str],
-    tenant_id: str,
-    prompt_tokens: int | None,
-    headroom_usd: float | None,
-    health: Mapping[str, ModelSignal] | None,
-    adaptive_premium: Callable[[Thresholds], float | None] | None,
-) -> RoutingDecision:
     tokens = estimate_prompt_tokens(request) if prompt_tokens is None else prompt_tokens
     effective = policy.for_tenant(tenant_id)
     adaptive = None
@@ -175,9 +147,10 @@ def _decide(
             # listed, but not for this tenant (denied, or above its max_tier): not a pass-through name
             raise UnknownModel(f"the model '{request.model}' is not available to this tenant")
         required = needs(request)
-        return _pinned(
+        pinned = _pinned(
             request.model, effective, available, tokens, output_tokens, required=required, answers=request.n
         )
+        return _named(pinned, alias)
 
     signals = health or {}
     money = budget_state(headroom_usd, effective)
@@ -219,7 +192,7 @@ def _decide(
         budget_state=money,
     )
     chosen = p.candidates[0]
-    return RoutingDecision(
+    decision = RoutingDecision(
         strategy=p.strategy,
         tier=chosen.tier,
         candidates=p.candidates,
@@ -269,6 +242,14 @@ def _decide(
             "policy_fingerprint": fingerprint(policy),
         },
     )
+    return _named(decision, alias)
+
+
+def _named(decision: RoutingDecision, alias: str | None) -> RoutingDecision:
+    """The decision, naming the alias the client sent when it sent one."""
+    if alias is not None:
+        decision.reasons["alias"] = alias
+    return decision
 
 
 # Policies are frozen models, replaced (never changed) on a reload: id -> (the policy, its fingerprint).
