@@ -10,7 +10,7 @@ import yaml
 
 from switchyard.common.errors import ConfigurationError
 from switchyard.common.policy import DEFAULT_POLICY, load_policy
-from switchyard.router.policy_source import PolicySource
+from switchyard.common.policy_source import PolicySource
 
 pytestmark = pytest.mark.unit
 

@@ -21,6 +21,7 @@ class CommonSettings(BaseSettings):
     policy_path: Path | None = Field(
         default=None, description="routing policy YAML; default: the bundled one"
     )
+    policy_check_s: float = Field(default=1.0, gt=0, description="how often the policy file is checked")
     log_level: str = "INFO"
     log_json: bool = False
     metrics_port: int | None = Field(default=None, description="port for /metrics (services without HTTP)")

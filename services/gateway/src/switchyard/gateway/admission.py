@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from switchyard.common.background import Background
 from switchyard.common.events import ChatRequest, EmbeddingRequest, TaskCompleted, TaskFailed
 from switchyard.common.policy import Policy
+from switchyard.common.policy_source import PolicySource
 from switchyard.common.wants import Want, give_all, take_local_all
 from switchyard.gateway.budgets import pricing
 from switchyard.gateway.budgets.service import Account, Budgets, Reservation
@@ -119,13 +120,17 @@ def unused(
 
 @dataclass
 class Admission:
-    policy: Policy
+    policy: Policy | PolicySource  # a source: the policy in force, re-read when its file changes
     limiter: RateLimiter | None
     budgets: Budgets | None
     default_max_tokens: int
     inflight: InFlight | None = None
     _settling: Background = field(default_factory=Background)
     _stopping: bool = False
+
+    def current(self) -> Policy:
+        """The policy in force."""
+        return self.policy.current() if isinstance(self.policy, PolicySource) else self.policy
 
     async def admit(
         self,
@@ -142,7 +147,8 @@ class Admission:
         admitted task is on this replica's in-flight list until it is settled (`inflight`), so that another
         replica settles it if this one dies; `timeout_s` is how long its result is waited for. An embedding
         request takes its inputs' tokens only, priced at the dearest model of its vector space."""
-        admitted = Pass(self.policy)
+        policy = self.current()  # one policy for the whole request: its reservation and its settlement
+        admitted = Pass(policy)
         tokens = pricing.prompt_tokens(request) + pricing.output_tokens(
             request, default_max_tokens=self.default_max_tokens
         )
@@ -153,7 +159,7 @@ class Admission:
         spend: list[Want] = []
         if self.budgets is not None:
             worst = pricing.worst_case_micro(
-                self.policy, request, providers=providers, default_max_tokens=self.default_max_tokens
+                policy, request, providers=providers, default_max_tokens=self.default_max_tokens
             )
             accounts, spend = self.budgets.wants(principal, worst_case=worst)
         wants = [w for _, w in limited] + spend

@@ -20,7 +20,7 @@ from switchyard.common.budgets import budgets_bucket, limits_bucket
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.leases import IntCounters, Leases, SlotTable
 from switchyard.common.logs import configure_logging
-from switchyard.common.policy import load_policy
+from switchyard.common.policy_source import PolicySource
 from switchyard.gateway import errors, openapi, serving
 from switchyard.gateway.access import lockout, oidc
 from switchyard.gateway.access import views as access
@@ -83,7 +83,8 @@ EXPOSED_HEADERS = [
 
 def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
     """The gateway's app; `stop` hears when the server's graceful stop begins (`main` passes its own)."""
-    policy = load_policy(settings.policy_path)
+    # re-read when its file changes, as the router's: models, aliases and prices without a restart
+    policy = PolicySource(settings.policy_path, check_s=settings.policy_check_s)
     stop = stop or Stop(settings.stop_grace_s)
     broker = bus.make_broker(settings.nats_url, name="gateway")
 

@@ -8,6 +8,7 @@ from nats.js import JetStreamContext
 
 from switchyard.common import vectors
 from switchyard.common.policy import EmbeddingSpec, Policy
+from switchyard.common.policy_source import PolicySource, current_of
 from switchyard.common.providers import AvailableProviders
 from switchyard.gateway.errors import InvalidRequest, ModelNotFound, ServiceUnavailable
 from switchyard.gateway.schemas import ModelCard
@@ -21,9 +22,15 @@ LACKS = "model_lacks_capability"
 
 
 class Catalog:
-    def __init__(self, policy: Policy, js: JetStreamContext, *, refresh_s: float) -> None:
-        self.policy = policy
+    def __init__(self, policy: Policy | PolicySource, js: JetStreamContext, *, refresh_s: float) -> None:
+        self._policy = current_of(policy)
         self._announced = AvailableProviders(lambda: js, refresh_s=refresh_s)
+
+    @property
+    def policy(self) -> Policy:
+        """The policy in force (a source's: re-read when its file changes, so new models and aliases are
+        served without a restart)."""
+        return self._policy()
 
     async def providers(self) -> set[str]:
         return await self._announced.names()

@@ -50,6 +50,7 @@ from switchyard.common.bus import EventPublisher
 from switchyard.common.events import TaskCompleted, TaskFailed, TaskTimedOut
 from switchyard.common.leases import Store
 from switchyard.common.policy import Policy
+from switchyard.common.policy_source import PolicySource, current_of
 from switchyard.common.wants import Want
 from switchyard.gateway.admission import Pass, charged, unused
 from switchyard.gateway.metrics import ORPHANS
@@ -247,7 +248,7 @@ class Orphans:
         events: EventPublisher,
         *,
         stores: dict[str, Store],
-        policy: Policy,
+        policy: Policy | PolicySource,
         skew_s: float = 2.0,
         scan_s: float | None = None,
         clock: Callable[[], float] = time.time,
@@ -262,7 +263,7 @@ class Orphans:
         # LOOK_MAX_S while it runs (a task API task may run an hour), every pass once past its deadline
         self._looks: dict[str, tuple[float, float]] = {}
         self.stores = stores
-        self.policy = policy
+        self.policy = current_of(policy)  # the policy in force when a task is settled
         self.skew_s = skew_s
         self.scan_s = inflight.ttl_s / 2 if scan_s is None else scan_s
         self._clock = clock
@@ -385,7 +386,7 @@ class Orphans:
         """Settles one task as its own gateway would have (`admission.unused`), straight to the stores."""
         reserved = {store: held[0] for store, held in task.items() if store in (WINDOWS, SPEND)}
         tokens, spend = unused(
-            self.policy, charged(outcome), tokens=reserved.get(WINDOWS, 0), spend=reserved.get(SPEND, 0)
+            self.policy(), charged(outcome), tokens=reserved.get(WINDOWS, 0), spend=reserved.get(SPEND, 0)
         )
         now = self._clock()
         for store, amount in ((WINDOWS, tokens), (SPEND, spend)):

@@ -24,6 +24,7 @@ from switchyard.common.events import (
     TaskSubmitted,
 )
 from switchyard.common.policy import Policy, Thresholds
+from switchyard.common.policy_source import PolicySource
 from switchyard.common.providers import AvailableProviders
 from switchyard.common.service import Service, create_service, run_service
 from switchyard.common.tokens import count_inputs, count_prompt, encoding
@@ -31,7 +32,6 @@ from switchyard.router import metrics
 from switchyard.router.adaptive import RollingQuantile
 from switchyard.router.board import HealthBoard
 from switchyard.router.embedding import EmbeddingRefused, decide_embedding
-from switchyard.router.policy_source import PolicySource
 from switchyard.router.routing import AUTO, UnknownModel, decide
 from switchyard.router.stats import DEFAULT_LINGER_S, StatsWriter
 
@@ -44,7 +44,6 @@ TOKENISE_INLINE_CHARS = 100_000
 class RouterSettings(CommonSettings):
     providers_refresh_s: float = 2.0
     health_refresh_s: float = Field(default=1.0, gt=0, description="how stale the health view may be")
-    policy_check_s: float = Field(default=1.0, gt=0, description="how often the policy file is checked")
     stats_linger_s: float = Field(
         default=DEFAULT_LINGER_S,
         ge=0,

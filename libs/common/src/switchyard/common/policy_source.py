@@ -1,4 +1,5 @@
-"""The routing policy, re-read when its file changes: no restart needed.
+"""The routing policy, re-read when its file changes: no restart needed (the router routes, and the
+gateway checks model names, aliases and prices by the policy in force).
 
 `watch()` (a background task in the service) checks the file's modification time and size every
 `check_s` seconds and reloads it when they changed, so every replica follows every good edit;
@@ -78,3 +79,10 @@ class PolicySource:
         if self._on_reload is not None:
             self._on_reload(policy, None)
         return True
+
+
+def current_of(policy: Policy | PolicySource) -> Callable[[], Policy]:
+    """A getter of the policy in force: a source's current one, or a fixed policy (tests, tools)."""
+    if isinstance(policy, PolicySource):
+        return policy.current
+    return lambda: policy
