@@ -30,7 +30,7 @@ from switchyard.common.events import (
     TaskSubmitted,
     TokenLogprob,
 )
-from switchyard.common.events.tasks import MAX_LOGPROB_ENTRIES
+from switchyard.common.events.logprobs import MAX_LOGPROB_ENTRIES
 from switchyard.common.service import start, stop
 from switchyard.executor.app import create
 from switchyard.executor.config import ExecutorSettings

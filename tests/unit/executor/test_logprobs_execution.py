@@ -28,7 +28,7 @@ from switchyard.common.events import (
     TokenLogprob,
     TopLogprob,
 )
-from switchyard.common.events.tasks import MAX_LOGPROB_ENTRIES, logprob_entries
+from switchyard.common.events.logprobs import MAX_LOGPROB_ENTRIES, logprob_entries
 from switchyard.common.streaming import decode_chunk
 from switchyard.executor import logprobs
 from switchyard.executor.chunks import ChunkSink

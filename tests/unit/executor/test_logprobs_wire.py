@@ -12,7 +12,6 @@ import pytest
 
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import ChatMessage, FunctionSpec, Reasoning, TokenLogprob, ToolSpec, TopLogprob
-from switchyard.executor.providers.anthropic import wire as anthropic_wire
 from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta
 from switchyard.executor.providers.gemini import GeminiProvider, GeminiSettings
 from switchyard.executor.providers.gemini import wire as gemini_wire
@@ -274,6 +273,21 @@ async def test_a_malformed_openai_stream_chunk_is_a_bad_response() -> None:
     assert err.value.kind == "bad_response"
 
 
+async def test_an_openai_streams_tokens_after_its_last_text_go_out_before_the_reply() -> None:
+    """Tokens of no text of their own at the end of a stream (a character cut at the end, a finishing
+    chunk that carries one) reach the stream's client too, not only the reply."""
+    stream = _sse(
+        _chunk("Hi", [_entry("Hi", -0.5, top=[])]),
+        _chunk(None, [_entry("\\xe2", -2.0, [226], top=[])], "length"),
+        b"[DONE]",
+    )
+    parts = await _streamed(_openai(stream), _call(logprobs=True))
+    deltas = _texts(parts)
+    assert [d.text for d in deltas] == ["Hi", ""]
+    assert [[t.token for t in d.logprobs] for d in deltas] == [["Hi"], ["\\xe2"]]
+    assert _final(parts).logprobs == tuple(t for d in deltas for t in d.logprobs)
+
+
 # --- OpenAI's Responses API ---
 
 
@@ -473,43 +487,3 @@ async def test_a_gemini_streams_chunks_carry_their_steps() -> None:
     with pytest.raises(ProviderError) as err:
         await _streamed(_gemini(bad), _call(logprobs=True))
     assert err.value.kind == "bad_response"
-
-
-# --- Anthropic ---
-
-
-def test_anthropic_refuses_a_call_for_logprobs_before_sending_it() -> None:
-    with pytest.raises(ProviderError) as err:
-        anthropic_wire.request_body(
-            _call("claude-sonnet-4-5", logprobs=True), stream=False, default_max_tokens=1024
-        )
-    assert err.value.kind == "bad_request" and not err.value.sent and not err.value.retryable
-    assert "returns no token log probabilities" in err.value.message
-    anthropic_wire.request_body(_call("claude-sonnet-4-5"), stream=False, default_max_tokens=1024)
-
-
-async def test_an_openai_streams_tokens_after_its_last_text_go_out_before_the_reply() -> None:
-    """Tokens of no text of their own at the end of a stream (a character cut at the end, a finishing
-    chunk that carries one) reach the stream's client too, not only the reply."""
-    stream = _sse(
-        _chunk("Hi", [_entry("Hi", -0.5, top=[])]),
-        _chunk(None, [_entry("\\xe2", -2.0, [226], top=[])], "length"),
-        b"[DONE]",
-    )
-    parts = await _streamed(_openai(stream), _call(logprobs=True))
-    deltas = _texts(parts)
-    assert [d.text for d in deltas] == ["Hi", ""]
-    assert [[t.token for t in d.logprobs] for d in deltas] == [["Hi"], ["\\xe2"]]
-    assert _final(parts).logprobs == tuple(t for d in deltas for t in d.logprobs)
-
-
-def test_a_reply_without_usage_is_counted_by_estimate_and_says_so() -> None:
-    """An OpenAI-compatible server that reports no usage: the executor's estimate, flagged, so the call's
-    record and the task's result say the count was not the upstream's."""
-    said = _completion([{"role": "assistant", "content": "Paris is the capital."}])
-    reply = openai_wire.parse_reply(said, _call())
-    assert reply.usage_estimated and reply.usage.completion_tokens > 0
-    counted = orjson.loads(said)
-    counted["usage"] = {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}
-    reply = openai_wire.parse_reply(orjson.dumps(counted), _call())
-    assert not reply.usage_estimated and reply.usage.completion_tokens == 5

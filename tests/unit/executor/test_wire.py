@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import httpx
+import orjson
 import pytest
 
+from switchyard.common.errors import ProviderError
 from switchyard.common.events import ChatMessage
 from switchyard.executor.providers import anthropic as anthropic_provider
 from switchyard.executor.providers import openai as openai_provider
@@ -165,3 +169,26 @@ def test_openai_itself_is_the_public_url_unless_said_otherwise(monkeypatch: pyte
     assert not openai_provider.OpenAISettings().is_openai_itself()
     monkeypatch.delenv("OPENAI_ITSELF")
     assert openai_provider.OpenAISettings().is_openai_itself()
+
+
+def test_a_reply_without_usage_is_counted_by_estimate_and_says_so() -> None:
+    """An OpenAI-compatible server that reports no usage: the executor's estimate, flagged, so the call's
+    record and the task's result say the count was not the upstream's."""
+    said = {"model": "m", "choices": [{"index": 0, "message": {"content": "Paris is the capital."}}]}
+    reply = openai_wire.parse_reply(orjson.dumps(said), _call())
+    assert reply.usage_estimated and reply.usage.completion_tokens > 0
+    counted = {**said, "usage": {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}}
+    reply = openai_wire.parse_reply(orjson.dumps(counted), _call())
+    assert not reply.usage_estimated and reply.usage.completion_tokens == 5
+
+
+def test_anthropic_refuses_a_call_for_logprobs_before_sending_it() -> None:
+    with pytest.raises(ProviderError) as err:
+        anthropic_wire.request_body(
+            replace(_call(logprobs=True), model="claude-sonnet-4-5"), stream=False, default_max_tokens=1024
+        )
+    assert err.value.kind == "bad_request" and not err.value.sent and not err.value.retryable
+    assert "returns no token log probabilities" in err.value.message
+    anthropic_wire.request_body(
+        replace(_call(), model="claude-sonnet-4-5"), stream=False, default_max_tokens=1024
+    )

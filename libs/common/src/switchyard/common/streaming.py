@@ -24,7 +24,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from switchyard.common.events.tasks import ThinkingBlock, TokenLogprob
+from switchyard.common.events.logprobs import TokenLogprob
+from switchyard.common.events.tasks import ThinkingBlock
 
 
 class ChunkError(BaseModel):

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import numpy as np
-
 from switchyard.common import vectors
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import ChargedCall, RouteCandidate, TaskCompleted, TaskFailed, TaskRouted
@@ -24,6 +22,7 @@ from switchyard.common.logs import redact
 from switchyard.executor import logprobs, metrics, strategies, tool_state
 from switchyard.executor.callbook import CallBook, Report
 from switchyard.executor.chunks import ChunkSink
+from switchyard.executor.embedding_replies import Checked
 from switchyard.executor.providers.base import (
     EmbeddingCall,
     EmbeddingReply,
@@ -351,11 +350,11 @@ async def execute_embedding(
 ) -> Outcome:
     """Runs an embedding task (the arguments as `execute`'s): its candidates one after another, each
     with its retries and breaker (the router lists only models of the request's vector space, so any of
-    them will do). Each reply is checked (`_fault`); a wrong one is `bad_response`, billed and passed over
-    for the next candidate. `keep` makes the result of the vectors (`vectors.keep`: inline when small, else
-    in the object store, under a name of the tenant and task). A reply larger than a result may hold fails
-    the task `embedding_result_too_large`, vectors that could not be kept `embedding_result_unavailable`;
-    either way the call is billed."""
+    them will do). Each reply is checked (`embedding_replies.fault`); a wrong one is `bad_response`,
+    billed and passed over for the next candidate. `keep` makes the result of the vectors (`vectors.keep`:
+    inline when small, else in the object store, under a name of the tenant and task). A reply larger than
+    a result may hold fails the task `embedding_result_too_large`, vectors that could not be kept
+    `embedding_result_unavailable`; either way the call is billed."""
     request = routed.task.embedding()
     if request is None:
         raise TypeError(f"task {routed.task.task_id} is a chat task, not an embedding task")
@@ -370,7 +369,7 @@ async def execute_embedding(
 
     def target(candidate: RouteCandidate) -> Target:
         plain = run.target(candidate)
-        return replace(plain, provider=_Checked(plain.provider, candidate, count=len(request.input)))
+        return replace(plain, provider=Checked(plain.provider, candidate, count=len(request.input)))
 
     async def work() -> tuple[RouteCandidate, EmbeddingReply]:
         chain = FallbackProvider([target(c) for c in candidates])
@@ -414,42 +413,6 @@ async def execute_embedding(
         finish_reason="stop",
         embedding=kept,
     )
-
-
-class _Checked:
-    """An embedding candidate whose replies are checked before they are taken: a wrong one is
-    `bad_response`, not retried (the model would answer so again), so the chain moves on. The call
-    itself succeeded and is recorded so, and billed, as a cascade's refused answer is."""
-
-    def __init__(self, inner: Provider, candidate: RouteCandidate, *, count: int) -> None:
-        self._inner = inner
-        self._candidate = candidate
-        self._count = count
-
-    async def request(self, call: ProviderCall) -> Reply:
-        return await self._inner.request(call)
-
-    async def embed(self, call: EmbeddingCall) -> EmbeddingReply:
-        reply = await embedder_of(self._inner, self._candidate.model).embed(call)
-        fault = _fault(reply, count=self._count, dimensions=self._candidate.dimensions)
-        if fault is not None:
-            log.warning("%s: embeddings refused: %s", self._candidate.model, fault)
-            raise provider_error("bad_response", f"{self._candidate.model}: {fault}", retryable=False)
-        return reply
-
-
-def _fault(reply: EmbeddingReply, *, count: int, dimensions: int | None) -> str | None:
-    """What is wrong with a reply: one vector per input, each of the candidate's length (when known),
-    the bytes they take, every number finite."""
-    if reply.count != count:
-        return f"{reply.count} vectors for {count} inputs"
-    if dimensions is not None and reply.dimensions != dimensions:
-        return f"vectors of {reply.dimensions} numbers, not {dimensions}"
-    if reply.dimensions < 1 or len(reply.vectors) != vectors.result_bytes(count, reply.dimensions):
-        return f"{len(reply.vectors)} bytes are not {count} vectors of {reply.dimensions} float32 numbers"
-    if not np.isfinite(np.frombuffer(reply.vectors, dtype="<f4")).all():
-        return "a vector holds a number that is not finite"
-    return None
 
 
 async def _stream(

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from switchyard.common.events import Choice, TokenLogprob
-from switchyard.common.events.tasks import MAX_LOGPROB_ENTRIES, logprob_entries
+from switchyard.common.events.logprobs import MAX_LOGPROB_ENTRIES, logprob_entries
 
 
 @dataclass(frozen=True, slots=True)

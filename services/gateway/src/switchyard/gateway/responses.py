@@ -30,7 +30,8 @@ from switchyard.common.events import (
     ToolCall,
     ToolSpec,
 )
-from switchyard.common.events.tasks import MAX_TOP_LOGPROBS, ReasoningEffort
+from switchyard.common.events.logprobs import MAX_TOP_LOGPROBS
+from switchyard.common.events.tasks import ReasoningEffort
 from switchyard.gateway.completions import validated
 from switchyard.gateway.errors import InvalidRequest, invalid_fields
 from switchyard.gateway.schemas import (

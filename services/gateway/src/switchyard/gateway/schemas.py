@@ -18,7 +18,8 @@ from switchyard.common.events import (
     TopLogprob,
     Usage,
 )
-from switchyard.common.events.tasks import MAX_CHOICES, MAX_TOP_LOGPROBS, ReasoningEffort
+from switchyard.common.events.logprobs import MAX_TOP_LOGPROBS
+from switchyard.common.events.tasks import MAX_CHOICES, ReasoningEffort
 from switchyard.gateway.errors import InvalidRequest, RequestTooLarge
 
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")

@@ -4,6 +4,7 @@ from switchyard.common.events.admin import AdminActionRecorded
 from switchyard.common.events.billing import BudgetAlert, UsageRecorded
 from switchyard.common.events.feedback import TaskFeedback
 from switchyard.common.events.gateway import AuthFailureRecorded, GuardrailTriggered, TaskCancelled
+from switchyard.common.events.logprobs import TokenLogprob, TopLogprob
 from switchyard.common.events.registry import EVENT_TYPES, event_model, event_type_of
 from switchyard.common.events.tasks import (
     CacheHit,
@@ -27,10 +28,8 @@ from switchyard.common.events.tasks import (
     TaskSubmitted,
     TaskTimedOut,
     ThinkingBlock,
-    TokenLogprob,
     ToolCall,
     ToolSpec,
-    TopLogprob,
     Usage,
 )
 
