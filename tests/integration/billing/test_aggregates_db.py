@@ -18,7 +18,7 @@ from switchyard.billing.models import BudgetAlert, UsageDaily
 from switchyard.billing.reports import usage_report
 from switchyard.billing.service import record_usage
 from switchyard.billing.statements import monthly_statement
-from switchyard.common.billing_rpc import SavingsQuery, StatementQuery, UsageQuery
+from switchyard.common.billing_rpc import SavingsQuery, StatementQuery, UsageQuery, statement_csv
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.events import ProviderCallRecorded, TaskCompleted, Usage
 from tests.support.prices import price_sheet
@@ -324,3 +324,8 @@ async def test_estimated_counts_are_flagged_and_counted_in_the_report(sessions: 
     )
     assert [(r.kind, r.requests, r.estimated) for r in report.rows] == [("call", 1, 1), ("task", 2, 1)]
     assert report.totals.estimated == 2
+    statement = await monthly_statement(sessions, StatementQuery(tenant_id="acme", month="2026-11"))
+    assert sorted((line.kind, line.estimated) for line in statement.lines) == [("call", 1), ("task", 1)]
+    assert statement.totals.estimated == 2 and statement.reconciled
+    header, *_, total = statement_csv(statement).splitlines()
+    assert header.endswith(",cost_usd,estimated") and total.endswith(",2")

@@ -143,6 +143,9 @@ class StatementLine(BaseModel):
         default=0, description="of prompt_tokens: written to the provider's prompt cache"
     )
     cost_usd: Money
+    estimated: int = Field(
+        default=0, description="of requests: those whose token counts are an estimate (none reported)"
+    )
 
 
 class Statement(BaseModel):
@@ -298,12 +301,11 @@ def statement_csv(statement: Statement) -> str:
     """One line per model, tier and kind, then a total line."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["month", "model", "tier", "kind", *SUMMED_CSV_COLUMNS])
+    columns = (*SUMMED_CSV_COLUMNS, "estimated")
+    writer.writerow(["month", "model", "tier", "kind", *columns])
     for line in statement.lines:
         data = line.model_dump(mode="json")
-        writer.writerow(
-            [statement.month, line.model, line.tier, line.kind, *(data[c] for c in SUMMED_CSV_COLUMNS)]
-        )
+        writer.writerow([statement.month, line.model, line.tier, line.kind, *(data[c] for c in columns)])
     totals = statement.totals.model_dump(mode="json")
-    writer.writerow([statement.month, "TOTAL", "", "", *(totals[c] for c in SUMMED_CSV_COLUMNS)])
+    writer.writerow([statement.month, "TOTAL", "", "", *(totals[c] for c in columns)])
     return out.getvalue()

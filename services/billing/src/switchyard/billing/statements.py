@@ -40,6 +40,7 @@ async def monthly_statement(
             cache_read_tokens=r.cache_read_tokens,
             cache_write_tokens=r.cache_write_tokens,
             cost_usd=r.cost_usd,
+            estimated=r.estimated,
         )
         for r in report.rows
     ]
