@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from opentelemetry.trace import Span, StatusCode
 
@@ -156,11 +156,18 @@ class RecordingProvider:
             attributes["gen_ai.embeddings.dimension.count"] = call.dimensions
         return tracing.start(f"embeddings {call.model}", attributes=attributes)
 
-    def _taxonomy(self, exc: Exception) -> ProviderError:
+    async def _raise(
+        self, exc: Exception, started: float, span: Span | None, *, ttft_ms: float | None = None
+    ) -> NoReturn:
+        """Records a failed call and raises its error: the adapter's own, or `bad_response` for one raised
+        outside the taxonomy (logged with its traceback)."""
         if isinstance(exc, ProviderError):
-            return exc
-        log.exception("%s adapter raised outside the taxonomy", self._provider)
-        return provider_error("bad_response", f"{self._provider}: {type(exc).__name__}: {exc}")
+            await self._report(started, span, error=exc, ttft_ms=ttft_ms)
+            raise exc
+        log.error("%s adapter raised outside the taxonomy", self._provider, exc_info=exc)
+        error = provider_error("bad_response", f"{self._provider}: {type(exc).__name__}: {exc}")
+        await self._report(started, span, error=error, ttft_ms=ttft_ms)
+        raise error from exc
 
     async def request(self, call: ProviderCall) -> Reply:
         started = self._clock()
@@ -171,11 +178,7 @@ class RecordingProvider:
             await self._cancelled(started, span, estimated_usage(call, ""), None)
             raise
         except Exception as exc:
-            error = self._taxonomy(exc)
-            await self._report(started, span, error=error)
-            if error is exc:
-                raise
-            raise error from exc
+            await self._raise(exc, started, span)
         await self._report(started, span, reply=reply)
         return reply
 
@@ -199,11 +202,7 @@ class RecordingProvider:
             await self._cancelled(started, span, estimated_usage(call, "".join(text)), ttft_ms)
             raise
         except Exception as exc:
-            error = self._taxonomy(exc)
-            await self._report(started, span, error=error, ttft_ms=ttft_ms)
-            if error is exc:
-                raise
-            raise error from exc
+            await self._raise(exc, started, span, ttft_ms=ttft_ms)
         finally:
             if span is not None and span.is_recording():  # closed early without a reply (GeneratorExit)
                 span.end()
@@ -218,11 +217,7 @@ class RecordingProvider:
             await self._cancelled(started, span, estimated_embedding_usage(call), None)
             raise
         except Exception as exc:
-            error = self._taxonomy(exc)
-            await self._report(started, span, error=error)
-            if error is exc:
-                raise
-            raise error from exc
+            await self._raise(exc, started, span)
         await self._report(started, span, reply=reply)
         return reply
 
