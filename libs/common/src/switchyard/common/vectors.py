@@ -183,10 +183,14 @@ async def fetch(js: JetStreamContext, result: EmbeddingResult, *, timeout_s: flo
 
 async def discard(js: JetStreamContext, result: EmbeddingResult) -> None:
     """Deletes a result's object once it has been read (nothing for an inline result or a gone object)."""
-    if result.object is None:
-        return
+    if result.object is not None:
+        await delete(js, result.object)
+
+
+async def delete(js: JetStreamContext, name: str) -> None:
+    """Deletes the object `name`, if it is there."""
     with contextlib.suppress(NotFoundError):
-        await _store(js).delete(result.object)
+        await _store(js).delete(name)
 
 
 def _store(js: JetStreamContext) -> ObjectStore:

@@ -16,7 +16,6 @@ from nats.js.errors import NotFoundError
 from switchyard.common import bus, ids, kv, subjects, tracing, vectors
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.events import (
-    EmbeddingResult,
     ProviderCallRecorded,
     TaskCompleted,
     TaskRouted,
@@ -31,6 +30,7 @@ from switchyard.executor.carried import CarriedCalls, carried_bucket
 from switchyard.executor.chunks import ChunkSink
 from switchyard.executor.config import ExecutorSettings
 from switchyard.executor.execution import ExecutionPolicy, execute, execute_embedding
+from switchyard.executor.kept_vectors import KeptVectors
 from switchyard.executor.owed import OwedRecords
 from switchyard.executor.providers.anthropic import AnthropicSettings
 from switchyard.executor.providers.gemini import GeminiSettings
@@ -108,7 +108,12 @@ def create(
         limits=None if settings.shared_state or not limit_table else LocalRateLimits(limit_table),
     )
     owed = OwedRecords()
-    cancellations = Cancellations()
+    kept = KeptVectors(
+        lambda: bus.jetstream(service.broker),
+        inline_bytes=settings.embedding_inline_bytes,
+        remember_s=settings.embedding_store_ttl_s,
+    )
+    cancellations = Cancellations(on_cancel=kept.abandon)
 
     async def shared_state() -> None:
         """Breakers and buckets in KV, so every replica sees the same ones (created once connected)."""
@@ -138,16 +143,6 @@ def create(
             ttl_s=settings.embedding_store_ttl_s,
             max_bytes=settings.embedding_store_max_bytes,
             replicas=settings.stream_replicas,
-        )
-
-    async def keep(raw: bytes, *, count: int, dimensions: int, name: str) -> EmbeddingResult:
-        return await vectors.keep(
-            bus.jetstream(service.broker),
-            raw,
-            count=count,
-            dimensions=dimensions,
-            name=name,
-            inline_bytes=settings.embedding_inline_bytes,
         )
 
     async def carry_calls() -> None:
@@ -278,7 +273,7 @@ def create(
         # calls run (`calling`): one heard later finds nothing to stop, and the answer, its records and
         # this handler's publishing and ack go on as for any task.
         running = functools.partial(
-            functools.partial(execute_embedding, keep=keep)
+            functools.partial(execute_embedding, keep=kept.keep)
             if embedding
             else functools.partial(execute, chunks=chunks, states=state.tool_states),
             payload,
@@ -318,6 +313,7 @@ def create(
         [warm_up, shared_state, embedding_store, carry_calls, announce_providers, hear_cancellations]
     )
     service.drain.append(owed.close)  # after the consumer stopped, while still connected
+    service.drain.append(kept.drain)  # abandoned vectors still being deleted
     service.teardown.append(found.aclose)
     bus.subscribe(
         service.broker,

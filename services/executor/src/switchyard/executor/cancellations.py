@@ -42,8 +42,12 @@ class Cancellations:
         remember_s: float = 600.0,
         most: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
+        on_cancel: Callable[[str, str], None] | None = None,
     ) -> None:
+        """`on_cancel(tenant_id, task_id)`: told of every cancellation recorded (what a task left behind,
+        such as its stored vectors, may go: `kept_vectors.py`)."""
         self.remember_s = remember_s
+        self._on_cancel = on_cancel
         self._most = most
         self._clock = clock
         self._asked: OrderedDict[tuple[str, str], float] = OrderedDict()  # (tenant, task) -> when heard
@@ -62,6 +66,8 @@ class Cancellations:
             len(self._asked) > self._most or next(iter(self._asked.values())) < now - self.remember_s
         ):
             self._asked.popitem(last=False)
+        if self._on_cancel is not None:
+            self._on_cancel(tenant_id, task_id)
         running = self._running.get(key)
         return running is not None and running.cancel(msg="cancelled by the client")
 

@@ -1,0 +1,88 @@
+"""Stored vectors nobody will read. An embedding task's vectors above the inline limit are put in the
+object store, and the gateway deletes them once it has read them; those of a task whose client left, or
+whose gateway gave up on it (a cancellation or a timeout heard for the task, before the put or after it),
+are deleted here at once. Otherwise they would stay until the bucket's TTL, and a client that sent large
+requests and left could fill the bucket (discard-new, 1 GiB by default) and make other tenants' large
+results fail as unavailable until the objects expired.
+
+Every replica hears every cancellation; only the one that put the object knows it put it. A replica that
+restarts forgets what it put: those objects expire with the bucket's TTL.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+import nats.errors
+from nats.js import JetStreamContext
+
+from switchyard.common import vectors
+from switchyard.common.background import Background
+from switchyard.common.events import EmbeddingResult
+
+log = logging.getLogger(__name__)
+
+
+class KeptVectors:
+    def __init__(
+        self,
+        js: Callable[[], JetStreamContext],
+        *,
+        inline_bytes: int = vectors.INLINE_BYTES,
+        remember_s: float = 600.0,
+        most: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._js = js
+        self._inline_bytes = inline_bytes
+        self._remember_s = remember_s  # the bucket's TTL: an object older than it is gone anyway
+        self._most = most
+        self._clock = clock
+        self._stored: OrderedDict[str, float] = OrderedDict()  # object name -> when it was put
+        self._abandoned: OrderedDict[str, float] = OrderedDict()  # object name -> when its task was
+        self._deleting = Background()
+
+    async def keep(self, raw: bytes, *, count: int, dimensions: int, name: str) -> EmbeddingResult:
+        """`vectors.keep`, remembering what was put; deleted at once if its task was abandoned meanwhile."""
+        result = await vectors.keep(
+            self._js(), raw, count=count, dimensions=dimensions, name=name, inline_bytes=self._inline_bytes
+        )
+        if result.object is not None:
+            if self._abandoned.pop(name, None) is not None:
+                self._delete(name)
+            else:
+                self._remember(self._stored, name)
+        return result
+
+    def abandon(self, tenant_id: str, task_id: str) -> None:
+        """Nobody will read the task's vectors: deleted if this replica put them, else remembered, in case
+        they are put later (the put of a run that ends after the cancellation was heard)."""
+        name = vectors.object_name(tenant_id, task_id)
+        if self._stored.pop(name, None) is not None:
+            self._delete(name)
+        else:
+            self._remember(self._abandoned, name)
+
+    def _remember(self, names: OrderedDict[str, float], name: str) -> None:
+        now = self._clock()
+        names[name] = now
+        names.move_to_end(name)
+        while names and (len(names) > self._most or next(iter(names.values())) < now - self._remember_s):
+            names.popitem(last=False)
+
+    def _delete(self, name: str) -> None:
+        self._deleting.spawn(self._deleted(name))
+
+    async def _deleted(self, name: str) -> None:
+        try:
+            await vectors.delete(self._js(), name)
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("could not delete the abandoned vectors %s (they expire): %s", name, exc)
+        else:
+            log.info("deleted the vectors %s: their task was abandoned", name)
+
+    async def drain(self) -> None:
+        await self._deleting.drain()
