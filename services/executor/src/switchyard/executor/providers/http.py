@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import email.utils
 import http.cookiejar
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
@@ -81,6 +82,11 @@ def retry_after(headers: httpx.Headers, *, now: Callable[[], float] = time.time)
     except (TypeError, ValueError):
         return None
     return max(when.timestamp() - now(), 0.0)
+
+
+def finite(value: Any) -> bool:
+    """A JSON number, and a finite one (`true` is not one, though Python's bool is an int)."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
 
 def parse_json(raw: bytes, *, what: str) -> Any:

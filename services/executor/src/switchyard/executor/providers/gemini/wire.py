@@ -4,7 +4,6 @@ metadata, prompt feedback) and the error bodies (`{"error": {"code", "message", 
 
 from __future__ import annotations
 
-import math
 import mimetypes
 import uuid
 from collections.abc import Mapping, Sequence
@@ -25,7 +24,7 @@ from switchyard.common.events import (
 )
 from switchyard.executor.providers.base import ProviderCall, Reply, estimated_usage, reply_of, unsigned
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
-from switchyard.executor.providers.http import parse_json, retry_after
+from switchyard.executor.providers.http import finite, parse_json, retry_after
 from switchyard.executor.providers.tools import (
     arguments_of,
     arguments_text,
@@ -342,7 +341,7 @@ def _step(candidate: Any) -> tuple[str, float]:
     token, logprob = candidate.get("token", ""), candidate.get("logProbability", 0.0)
     if not isinstance(token, str):
         raise provider_error("bad_response", f"a logprobs candidate without a token: {str(candidate)[:200]}")
-    if isinstance(logprob, bool) or not isinstance(logprob, int | float) or not math.isfinite(logprob):
+    if not finite(logprob):
         raise provider_error("bad_response", f"a logprobs candidate's logProbability: {str(candidate)[:200]}")
     return token, float(logprob)
 

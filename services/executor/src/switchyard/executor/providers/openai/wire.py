@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import httpx
@@ -11,7 +10,7 @@ from switchyard.common.errors import ProviderError
 from switchyard.common.events import Choice, FunctionCall, TokenLogprob, ToolCall, TopLogprob, Usage
 from switchyard.executor.providers.base import ProviderCall, Reply, estimated_usage, reply_of, unsigned
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
-from switchyard.executor.providers.http import parse_json, retry_after
+from switchyard.executor.providers.http import finite, parse_json, retry_after
 from switchyard.executor.providers.openai.models import compatible_effort, effort_to_send, rules_for
 
 # Never sent back upstream: an assistant turn's thinking blocks (Anthropic's signatures: no other provider
@@ -265,7 +264,7 @@ def _entry(entry: Any, where: str) -> tuple[str, float, list[int] | None]:
     token, logprob, raw = entry.get("token"), entry.get("logprob"), entry.get("bytes")
     if not isinstance(token, str):
         raise provider_error("bad_response", f"{where} has no token: {str(entry)[:200]}")
-    if isinstance(logprob, bool) or not isinstance(logprob, int | float) or not math.isfinite(logprob):
+    if not finite(logprob):
         raise provider_error("bad_response", f"{where} has no finite logprob: {str(entry)[:200]}")
     if raw is None:
         return token, float(logprob), None
