@@ -167,8 +167,14 @@ def _body(
         "object": "text_completion",
         "created": created,
         "model": model,
-        "choices": [{"text": text, "index": index, "logprobs": logprobs, "finish_reason": finish_reason}],
+        "choices": [_choice(text, index, finish_reason, logprobs)],
     }
+
+
+def _choice(
+    text: str, index: int, finish_reason: str | None, logprobs: dict[str, Any] | None
+) -> dict[str, Any]:
+    return {"text": text, "index": index, "logprobs": logprobs, "finish_reason": finish_reason}
 
 
 def completion_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
@@ -181,12 +187,7 @@ def completion_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
         logprobs=Offsets().logprobs_json(done.logprobs),
     )
     others = [
-        {
-            "text": c.content,
-            "index": i,
-            "logprobs": Offsets().logprobs_json(c.logprobs),
-            "finish_reason": c.finish_reason,
-        }
+        _choice(c.content, i, c.finish_reason, Offsets().logprobs_json(c.logprobs))
         for i, c in enumerate(done.other_choices, start=1)
     ]
     body["choices"] += others
