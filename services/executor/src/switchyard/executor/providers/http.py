@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 import httpx
@@ -84,7 +84,7 @@ def retry_after(headers: httpx.Headers, *, now: Callable[[], float] = time.time)
     return max(when.timestamp() - now(), 0.0)
 
 
-def finite(value: Any) -> bool:
+def finite(value: Any) -> TypeGuard[float]:
     """A JSON number, and a finite one (`true` is not one, though Python's bool is an int)."""
     return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
