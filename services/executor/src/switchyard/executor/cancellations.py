@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -31,6 +30,7 @@ from typing import Any
 from switchyard.common.envelope import CloudEvent, decode
 from switchyard.common.errors import InvalidEvent
 from switchyard.common.events import TaskCancelled, TaskTimedOut
+from switchyard.executor.recent import Recent
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,7 @@ class Cancellations:
         such as its stored vectors, may go: `kept_vectors.py`)."""
         self.remember_s = remember_s
         self._on_cancel = on_cancel
-        self._most = most
-        self._clock = clock
-        self._asked: OrderedDict[tuple[str, str], float] = OrderedDict()  # (tenant, task) -> when heard
+        self._asked: Recent[tuple[str, str]] = Recent(keep_s=remember_s, most=most, clock=clock)
         self._running: dict[tuple[str, str], asyncio.Task[Any]] = {}
 
     def cancel(self, tenant_id: str, task_id: str, *, age_s: float = 0.0) -> bool:
@@ -59,21 +57,14 @@ class Cancellations:
         if age_s >= self.remember_s:
             return False
         key = (tenant_id, task_id)
-        now = self._clock()
-        self._asked[key] = now - max(age_s, 0.0)  # an event from a clock ahead of ours is new, not newer
-        self._asked.move_to_end(key)
-        while self._asked and (
-            len(self._asked) > self._most or next(iter(self._asked.values())) < now - self.remember_s
-        ):
-            self._asked.popitem(last=False)
+        self._asked.add(key, age_s=age_s)
         if self._on_cancel is not None:
             self._on_cancel(tenant_id, task_id)
         running = self._running.get(key)
         return running is not None and running.cancel(msg="cancelled by the client")
 
     def asked(self, tenant_id: str, task_id: str) -> bool:
-        heard = self._asked.get((tenant_id, task_id))
-        return heard is not None and heard >= self._clock() - self.remember_s
+        return (tenant_id, task_id) in self._asked
 
     @contextmanager
     def running(self, tenant_id: str, task_id: str, run: asyncio.Task[Any]) -> Iterator[None]:

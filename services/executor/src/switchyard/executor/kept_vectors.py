@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
 import nats.errors
@@ -22,6 +21,7 @@ from nats.js import JetStreamContext
 from switchyard.common import vectors
 from switchyard.common.background import Background
 from switchyard.common.events import EmbeddingResult
+from switchyard.executor.recent import Recent
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,9 @@ class KeptVectors:
     ) -> None:
         self._js = js
         self._inline_bytes = inline_bytes
-        self._remember_s = remember_s  # the bucket's TTL: an object older than it is gone anyway
-        self._most = most
-        self._clock = clock
-        self._stored: OrderedDict[str, float] = OrderedDict()  # object name -> when it was put
-        self._abandoned: OrderedDict[str, float] = OrderedDict()  # object name -> when its task was
+        # `remember_s`: the bucket's TTL (an object older than it is gone anyway)
+        self._stored: Recent[str] = Recent(keep_s=remember_s, most=most, clock=clock)  # names put here
+        self._abandoned: Recent[str] = Recent(keep_s=remember_s, most=most, clock=clock)  # tasks' given up
         self._deleting = Background()
 
     async def keep(self, raw: bytes, *, count: int, dimensions: int, name: str) -> EmbeddingResult:
@@ -51,27 +49,20 @@ class KeptVectors:
             self._js(), raw, count=count, dimensions=dimensions, name=name, inline_bytes=self._inline_bytes
         )
         if result.object is not None:
-            if self._abandoned.pop(name, None) is not None:
+            if self._abandoned.pop(name):
                 self._delete(name)
             else:
-                self._remember(self._stored, name)
+                self._stored.add(name)
         return result
 
     def abandon(self, tenant_id: str, task_id: str) -> None:
         """Nobody will read the task's vectors: deleted if this replica put them, else remembered, in case
         they are put later (the put of a run that ends after the cancellation was heard)."""
         name = vectors.object_name(tenant_id, task_id)
-        if self._stored.pop(name, None) is not None:
+        if self._stored.pop(name):
             self._delete(name)
         else:
-            self._remember(self._abandoned, name)
-
-    def _remember(self, names: OrderedDict[str, float], name: str) -> None:
-        now = self._clock()
-        names[name] = now
-        names.move_to_end(name)
-        while names and (len(names) > self._most or next(iter(names.values())) < now - self._remember_s):
-            names.popitem(last=False)
+            self._abandoned.add(name)
 
     def _delete(self, name: str) -> None:
         self._deleting.spawn(self._deleted(name))
