@@ -106,12 +106,17 @@ KV_GATEWAYS = "switchyard-gateways"
 # (`h.<tenant>.<hash>`), embeddings under `e.` and `eh.`; every entry expires (the bucket's max age bounds
 # the longest TTL).
 KV_CACHE = "switchyard-cache"
+# the Files API's file descriptions (OpenAI's file object) by tenant hash and file id (files/store.py).
+KV_FILES = "switchyard-files-index"
 
 # Object store buckets.
 # An embedding task's vectors too large to travel in its result event (`vectors.py`): the executor puts them
 # under a name of tenant and task id, the result names the object, the gateway deletes it once read; every
 # object expires (the bucket's TTL). Outside the SWITCHYARD stream: audit and billing never receive them.
 OBJ_EMBEDDINGS = "switchyard-embeddings"
+# The Files API's files (batch input and output), by tenant hash and file id; kept until deleted or their
+# `expires_at` (gateway files/store.py). Outside the SWITCHYARD stream.
+OBJ_FILES = "switchyard-files"
 
 SERVICES = ("gateway", "classifier", "router", "executor", "billing", "audit")
 

@@ -31,6 +31,7 @@ from switchyard.gateway.cache.setup import create_cache
 from switchyard.gateway.catalog import Catalog
 from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.embeddings import EmbeddingResults
+from switchyard.gateway.files.store import files_bucket
 from switchyard.gateway.guardrails import service as guardrails
 from switchyard.gateway.inflight import SPEND, WINDOWS, InFlight, Orphans, gateways_bucket, replica_name
 from switchyard.gateway.limits import views as limits
@@ -161,6 +162,9 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
             orphans=orphans,
             stop=stop,
             embedding_results=EmbeddingResults(js),
+            files=await files_bucket(
+                js, max_bytes=settings.files_bucket_bytes, replicas=settings.stream_replicas
+            ),
             catalog=Catalog(policy, js, refresh_s=settings.providers_refresh_s),
             limiter=limiter,
             budgets=budgets,

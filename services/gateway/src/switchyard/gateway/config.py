@@ -27,6 +27,12 @@ class GatewaySettings(CommonSettings):
         description='browser origins allowed to call the API, e.g. ["https://app.example.com"] ("*": any); '
         "empty (the default): no CORS headers, so browsers refuse cross-origin calls",
     )
+    # Files API (/v1/files): one upload's limit (its own: `max_body_bytes` does not apply), and the
+    # object store's for all files together (a full store refuses uploads: 507 `files_storage_full`).
+    files_max_bytes: int = Field(default=100 * 1024 * 1024, gt=0, description="larger uploads get 413")
+    files_bucket_bytes: int = Field(
+        default=4 * 1024**3, gt=0, description="the files object store's size limit, all organisations"
+    )
     auth_cache_ttl_s: float = 30.0
     readiness_timeout_s: float = 1.0
     providers_refresh_s: float = 2.0

@@ -18,6 +18,7 @@ from switchyard.gateway.cache.service import ResponseCache
 from switchyard.gateway.catalog import Catalog
 from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.embeddings import EmbeddingResults
+from switchyard.gateway.files.store import FileStore
 from switchyard.gateway.guardrails.service import Guardrails
 from switchyard.gateway.inflight import InFlight, Orphans
 from switchyard.gateway.limits.service import RateLimiter
@@ -46,6 +47,7 @@ class Gateway:
     orphans: Orphans
     stop: Stop
     embedding_results: EmbeddingResults
+    files: FileStore
     guardrails: Guardrails | None = None
     cache: ResponseCache | None = None
     sso: OidcVerifier | None = None

@@ -1,0 +1,266 @@
+"""Files in JetStream: each file's bytes are an object in the object store `switchyard-files`
+(`subjects.OBJ_FILES`, stream `OBJ_switchyard-files`), its description (OpenAI's file object) an entry of
+the KV bucket `switchyard-files-index` (`subjects.KV_FILES`), both under `<tenant>.<file id>`, where
+`<tenant>` is a hash of the organisation's id. A list reads the organisation's descriptions alone (a KV
+watch filtered to its keys), never a file's bytes nor another organisation's entries; a file of another
+organisation is not found.
+
+A file id is `file-` followed by 24 characters of [0-9A-Za-z]: 8 of its creation time in milliseconds, then
+16 random, so ids sort in creation order and a list's `after` cursor works even when that file has since
+been deleted.
+
+A put writes the object, then its description (a file is listed only once its bytes are all stored); a
+delete removes the description, then the object. A put refused by a full bucket (its limit is
+`SWITCHYARD_FILES_BUCKET_BYTES`: the stream discards new messages) raises `FilesFull` and keeps nothing.
+A file with an `expires_at` is gone once that time passes: a read or a list that finds it expired deletes
+it. Both stores lie outside the SWITCHYARD stream: audit and billing never receive a file's bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import re
+import secrets
+import time
+from typing import IO, Literal
+
+import nats.errors
+from nats.js import JetStreamContext, api
+from nats.js.errors import BadRequestError, BucketNotFoundError, KeyNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
+
+from switchyard.common import subjects
+from switchyard.gateway.errors import APIError, NotFound
+from switchyard.gateway.files.models import FileObject, FilePurpose
+
+log = logging.getLogger(__name__)
+
+BUCKET = subjects.OBJ_FILES
+STREAM = f"OBJ_{BUCKET}"  # the object store's stream, as every NATS client names it
+DEFAULT_BUCKET_BYTES = 4 * 1024**3
+LIST_WAIT_S = 5.0  # a list whose descriptions do not all arrive within this long fails (bus unavailable)
+_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # ASCII order: ids sort by time
+_TIME_CHARS = 8  # 62**8 ms: beyond the year 8000
+_RANDOM_CHARS = 16
+_FILE_ID = re.compile(r"file-[0-9A-Za-z]{24}")
+
+
+class FilesFull(APIError):
+    """The files bucket holds its configured limit: nothing more is stored until files are deleted."""
+
+    status = 507
+    type = "api_error"
+    code = "files_storage_full"
+
+
+def file_not_found(file_id: str) -> NotFound:
+    return NotFound(f"No such File object: {file_id}", code="file_not_found", param="file_id")
+
+
+def new_file_id(now_ms: int | None = None) -> str:
+    """`file-` + 8 base-62 digits of the time in ms + 16 random base-62 digits."""
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    digits = []
+    for _ in range(_TIME_CHARS):
+        ms, digit = divmod(ms, len(_ALPHABET))
+        digits.append(_ALPHABET[digit])
+    random = "".join(secrets.choice(_ALPHABET) for _ in range(_RANDOM_CHARS))
+    return f"file-{''.join(reversed(digits))}{random}"
+
+
+def is_file_id(value: str) -> bool:
+    return _FILE_ID.fullmatch(value) is not None
+
+
+def tenant_part(tenant_id: str) -> str:
+    """The tenant's part of a key: a hash (any id makes a valid key token, and none appears in clear)."""
+    return hashlib.sha256(f"files\x00{tenant_id}".encode()).hexdigest()[:32]
+
+
+def page(
+    files: list[FileObject], *, limit: int, after: str | None, order: Literal["asc", "desc"]
+) -> tuple[list[FileObject], bool]:
+    """One page of a tenant's files in id (creation) order: those after the cursor `after` (a file id,
+    present or not), at most `limit`, and whether more follow."""
+    ordered = sorted(files, key=lambda f: f.id, reverse=order == "desc")
+    if after is not None:
+        ordered = [f for f in ordered if (f.id > after if order == "asc" else f.id < after)]
+    return ordered[:limit], len(ordered) > limit
+
+
+def expired(file: FileObject, now: float) -> bool:
+    return file.expires_at is not None and file.expires_at <= now
+
+
+class FileStore:
+    """Every replica's view of the files: the object store for bytes, the KV bucket for descriptions."""
+
+    def __init__(self, js: JetStreamContext, index: KeyValue) -> None:
+        self._js = js
+        self._objects = ObjectStore(name=BUCKET, stream=STREAM, js=js)
+        self._index = index
+
+    async def put(
+        self,
+        *,
+        tenant_id: str,
+        purpose: FilePurpose,
+        filename: str,
+        data: bytes | IO[bytes],
+        expires_at: int | None = None,
+    ) -> FileObject:
+        """Stores a new file (`data`: its bytes, or a binary file read from where it stands, in chunks).
+        FilesFull when the bucket has no room left for it."""
+        file_id = new_file_id()
+        key = f"{tenant_part(tenant_id)}.{file_id}"
+        try:
+            info = await self._objects.put(key, data)  # type: ignore[arg-type]  # nats-py takes any reader
+        except nats.js.errors.APIError as exc:  # nats-py's put removes the chunks it had sent
+            if _full(exc):
+                raise FilesFull(
+                    "the file store is full (SWITCHYARD_FILES_BUCKET_BYTES): delete files you no longer "
+                    "need, or ask the operator to raise the limit"
+                ) from exc
+            raise
+        file = FileObject(
+            id=file_id,
+            bytes=info.size or 0,
+            created_at=int(time.time()),
+            filename=filename,
+            purpose=purpose,
+            expires_at=expires_at,
+        )
+        try:
+            await self._index.put(key, file.model_dump_json().encode())
+        except BaseException:
+            await self._forget_object(key)
+            raise
+        return file
+
+    async def get(self, *, tenant_id: str, file_id: str) -> FileObject:
+        """The file's description: NotFound (`file_not_found`) if it is absent, expired or another
+        tenant's."""
+        key = self._key(tenant_id, file_id)
+        try:
+            entry = await self._index.get(key)
+        except KeyNotFoundError:
+            raise file_not_found(file_id) from None
+        if not entry.value:
+            raise file_not_found(file_id)
+        file = FileObject.model_validate_json(entry.value)
+        if expired(file, time.time()):
+            await self._remove(key)
+            raise file_not_found(file_id)
+        return file
+
+    async def content(self, *, tenant_id: str, file_id: str) -> bytes:
+        """The file's bytes (their digest checked by the object store). NotFound as `get`."""
+        await self.get(tenant_id=tenant_id, file_id=file_id)
+        try:
+            result = await self._objects.get(self._key(tenant_id, file_id))
+        except NotFoundError:  # deleted between the two reads
+            raise file_not_found(file_id) from None
+        return result.data or b""
+
+    async def delete(self, *, tenant_id: str, file_id: str) -> bool:
+        """Deletes the file (its description first: it is gone for every reader at once). NotFound as
+        `get`."""
+        await self.get(tenant_id=tenant_id, file_id=file_id)
+        await self._remove(self._key(tenant_id, file_id))
+        return True
+
+    async def list(
+        self,
+        *,
+        tenant_id: str,
+        purpose: str | None,
+        limit: int,
+        after: str | None,
+        order: Literal["asc", "desc"],
+    ) -> tuple[list[FileObject], bool]:
+        """One page of the tenant's files (of `purpose`, when given) and whether more follow."""
+        now = time.time()
+        files = []
+        for key, file in await _described(self._index, tenant_part(tenant_id)):
+            if expired(file, now):
+                await self._remove(key)
+            elif purpose is None or file.purpose == purpose:
+                files.append(file)
+        return page(files, limit=limit, after=after, order=order)
+
+    def _key(self, tenant_id: str, file_id: str) -> str:
+        if not is_file_id(file_id):  # not one of ours: must not reach a key
+            raise file_not_found(file_id)
+        return f"{tenant_part(tenant_id)}.{file_id}"
+
+    async def _remove(self, key: str) -> None:
+        with contextlib.suppress(KeyNotFoundError):
+            await self._index.delete(key)
+        await self._forget_object(key)
+
+    async def _forget_object(self, key: str) -> None:
+        """Deletes an object whose description is gone; one that stays (the bus failed) is unlisted, only
+        its bytes still count against the bucket."""
+        try:
+            await self._objects.delete(key)
+        except NotFoundError:
+            pass
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("the object %s stays in %s after its file was removed: %r", key, BUCKET, exc)
+
+
+async def _described(index: KeyValue, tenant: str) -> list[tuple[str, FileObject]]:
+    """Every description under the tenant's keys, read through a KV watch (its current values, no history,
+    no deleted keys)."""
+    watcher = await index.watch(f"{tenant}.*", ignore_deletes=True, inactive_threshold=LIST_WAIT_S)
+    found: list[tuple[str, FileObject]] = []
+    try:
+        while (entry := await watcher.updates(timeout=LIST_WAIT_S)) is not None:  # type: ignore[no-untyped-call]
+            if entry.value:
+                found.append((entry.key, FileObject.model_validate_json(entry.value)))
+    finally:
+        with contextlib.suppress(nats.errors.Error, TimeoutError):
+            await watcher.stop()  # type: ignore[no-untyped-call]
+    return found
+
+
+def _full(exc: nats.js.errors.APIError) -> bool:
+    # JetStream's "maximum bytes exceeded" (err_code 10047), also as nats-server words other limits.
+    return exc.err_code == 10047 or "maximum bytes" in (exc.description or "").lower()
+
+
+async def files_bucket(
+    js: JetStreamContext, *, max_bytes: int = DEFAULT_BUCKET_BYTES, replicas: int = 1
+) -> FileStore:
+    """Creates the object store and the index, or brings existing ones to this configuration (safe from
+    every gateway on every start): file storage, no expiry, at most `max_bytes` of files in all, a put into
+    a full bucket refused (discard new). Returns the store over them."""
+    config = api.StreamConfig(
+        name=STREAM,
+        description="Switchyard: files of the Files API (batch input and output)",
+        subjects=[f"$O.{BUCKET}.C.>", f"$O.{BUCKET}.M.>"],
+        max_bytes=max_bytes,
+        storage=api.StorageType.FILE,
+        num_replicas=replicas,
+        discard=api.DiscardPolicy.NEW,
+        allow_rollup_hdrs=True,
+        allow_direct=True,
+    )
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        await js.update_stream(config)
+    try:
+        index = await js.key_value(subjects.KV_FILES)
+    except BucketNotFoundError:
+        index = await js.create_key_value(
+            bucket=subjects.KV_FILES,
+            history=1,
+            storage=api.StorageType.FILE,
+            replicas=replicas,
+            description="Switchyard: the Files API's file descriptions",
+        )
+    return FileStore(js, index)
