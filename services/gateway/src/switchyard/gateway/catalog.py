@@ -29,7 +29,8 @@ class Catalog:
     @property
     def policy(self) -> Policy:
         """The policy in force (a source's: re-read when its file changes, so new models and aliases are
-        served without a restart)."""
+        served without a restart). Each check reads it once: an edit landing between two reads must not
+        make one answer of two policies (an alias of one, the model list of the other)."""
         return self._policy()
 
     async def providers(self) -> set[str]:
@@ -39,13 +40,14 @@ class Catalog:
         """The model `name` stands for (an alias's target, else `name`), once it is known to be served.
         Raises ModelNotFound unless it is `auto`, a configured model, or a pass-through name; 400 for an
         embedding model."""
-        model = self.policy.resolve(name)
-        spec = self.policy.model(model)
+        policy = self.policy
+        model = policy.resolve(name)
+        spec = policy.model(model)
         if spec is not None and spec.embeds:
             raise InvalidRequest(
                 f"'{name}' is an embedding model: send it to /v1/embeddings", code=LACKS, param="model"
             )
-        await self._served(model, name)
+        await self._served(policy, model, name)
         return model
 
     async def check_embedding(self, name: str, *, inputs: int, dimensions: int | None) -> str:
@@ -54,24 +56,25 @@ class Catalog:
         `invalid_value` when the model cannot give vectors of `dimensions`, or `inputs` of them would not
         fit one answer (`vectors.MAX_RESULT_BYTES`); 404 as `check` (unless configured and available, or a
         pass-through name)."""
-        model = self.policy.resolve(name)
-        spec = self.policy.model(model)
+        policy = self.policy
+        model = policy.resolve(name)
+        spec = policy.model(model)
         provider = model.partition("/")[0]
         if model == AUTO or (spec is not None and not spec.embeds):
             what = "`auto` picks among chat models" if model == AUTO else f"'{name}' is a chat model"
             raise InvalidRequest(
-                f"{what}; embeddings need an embedding model: one of {await self._embedders()}",
+                f"{what}; embeddings need an embedding model: one of {await self._embedders(policy)}",
                 code=LACKS,
                 param="model",
             )
         if spec is None and provider in PASS_THROUGH and provider not in EMBEDDING_PASS_THROUGH:
             raise InvalidRequest(
                 f"'{model}': {provider} serves no embeddings; embeddings need an embedding model: one of "
-                f"{await self._embedders()}",
+                f"{await self._embedders(policy)}",
                 code=LACKS,
                 param="model",
             )
-        await self._served(model, name)
+        await self._served(policy, model, name)
         length = dimensions
         if spec is not None and spec.embedding is not None:
             length = spec.embedding.gives(dimensions)
@@ -90,21 +93,21 @@ class Catalog:
             )
         return model
 
-    async def _embedders(self) -> str:
+    async def _embedders(self, policy: Policy) -> str:
         """The embedding models a client may name: those available here, else all the policy lists."""
         providers = await self.providers()
-        models = self.policy.embedding_models()
+        models = policy.embedding_models()
         available = [m.id for m in models if m.provider in providers]
         return ", ".join(available or [m.id for m in models]) or "none is configured"
 
-    async def _served(self, model: str, asked: str | None = None) -> str:
+    async def _served(self, policy: Policy, model: str, asked: str | None = None) -> str:
         """Who serves `model` (SELF for `auto`); `asked`: what the client sent for it, for the 404."""
         providers = await self.providers()
         if model == AUTO:
             if not providers:
                 raise ServiceUnavailable("no provider is available yet (is the executor running?)")
             return SELF
-        spec = self.policy.model(model)
+        spec = policy.model(model)
         if spec is not None and spec.provider in providers:
             return spec.provider
         provider, _, name = model.partition("/")
@@ -118,19 +121,19 @@ class Catalog:
 
     async def card(self, name: str) -> ModelCard:
         """The card of one servable model or alias (ModelNotFound / ServiceUnavailable as `check`)."""
-        return ModelCard(id=name, owned_by=await self._served(self.policy.resolve(name), name))
+        policy = self.policy
+        return ModelCard(id=name, owned_by=await self._served(policy, policy.resolve(name), name))
 
     async def cards(self) -> list[ModelCard]:
         """`auto`, the models whose provider is announced, and the aliases of those (owned by theirs)."""
+        policy = self.policy
         providers = await self.providers()
         cards = [ModelCard(id=AUTO, owned_by=SELF)]
-        cards += [
-            ModelCard(id=m.id, owned_by=m.provider) for m in self.policy.models if m.provider in providers
-        ]
+        cards += [ModelCard(id=m.id, owned_by=m.provider) for m in policy.models if m.provider in providers]
         owners = {card.id: card.owned_by for card in cards}
         cards += [
             ModelCard(id=alias, owned_by=owners[target])
-            for alias, target in self.policy.aliases.items()
+            for alias, target in policy.aliases.items()
             if target in owners
         ]
         return cards
