@@ -31,6 +31,7 @@ from switchyard.gateway.cache.setup import create_cache
 from switchyard.gateway.catalog import Catalog
 from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.embeddings import EmbeddingResults
+from switchyard.gateway.files import views as files_views
 from switchyard.gateway.files.store import files_bucket
 from switchyard.gateway.guardrails import service as guardrails
 from switchyard.gateway.inflight import SPEND, WINDOWS, InFlight, Orphans, gateways_bucket, replica_name
@@ -225,6 +226,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
     app.include_router(feedback_views.router)
     app.include_router(usage_views.router)
     app.include_router(webhook_views.router)
+    app.include_router(files_views.router)
     errors.install(app)
     openapi.install(app)
     app.add_middleware(RequestContext, stop=stop)

@@ -1,0 +1,173 @@
+"""OpenAI's Files API, for the Batch API: `POST /v1/files` (multipart: `file`, `purpose` = `batch`),
+`GET /v1/files`, `GET /v1/files/{file_id}`, `GET /v1/files/{file_id}/content`, `DELETE /v1/files/{file_id}`.
+Every call is scoped to the caller's organisation: another organisation's file is 404 `file_not_found` and
+never listed. Any key that may run inference (the task API's rule) may upload, read and delete its
+organisation's files. Nothing of a file (name or bytes) is logged or sent on the events stream."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from switchyard.gateway.auth import authenticate
+from switchyard.gateway.errors import InvalidRequest
+from switchyard.gateway.files import upload
+from switchyard.gateway.files.models import UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
+from switchyard.gateway.files.store import FilesFull
+from switchyard.gateway.openapi import ERRORS, error_doc
+from switchyard.gateway.state import gateway_of
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1/files", tags=["files"], responses=ERRORS)
+MAX_LIST = 10_000  # OpenAI's bounds for `limit`: 1 to 10,000, 10,000 by default
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "purpose"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "a batch input file: JSONL named `.jsonl`, one request per line",
+                        },
+                        "purpose": {"type": "string", "enum": list(UPLOAD_PURPOSES)},
+                        "expires_after[anchor]": {"type": "string", "enum": ["created_at"]},
+                        "expires_after[seconds]": {
+                            "type": "integer",
+                            "minimum": upload.EXPIRES_AFTER_S[0],
+                            "maximum": upload.EXPIRES_AFTER_S[1],
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    response_model=FileObject,
+    summary="Upload a batch input file",
+    openapi_extra=_UPLOAD_BODY,
+    responses={
+        400: error_doc(
+            "`invalid_multipart`, `missing_field` / `invalid_type` / `invalid_value` naming `file`, "
+            "`purpose` or `expires_after.*`, `invalid_file_format` (not `.jsonl`), `invalid_jsonl` (a line "
+            "that is not a UTF-8 JSON object), `empty_file`"
+        ),
+        413: error_doc("`file_too_large`: over SWITCHYARD_FILES_MAX_BYTES"),
+        507: error_doc("`files_storage_full`: the file store holds SWITCHYARD_FILES_BUCKET_BYTES"),
+    },
+)
+async def create_file(request: Request) -> FileObject:
+    gw = gateway_of(request)
+    principal = await authenticate(request, gw.verifier)
+    sent = await upload.read(request, limit=gw.settings.files_max_bytes)
+    try:
+        await asyncio.to_thread(upload.check_batch_input, sent.filename, sent.file.file)
+        stored = await gw.files.put(
+            tenant_id=principal.tenant_id,
+            purpose="batch",
+            filename=sent.filename,
+            data=sent.file.file,
+            expires_at=sent.expires_at(),
+        )
+    except FilesFull:
+        log.warning("files store full: an upload of %s bytes refused", sent.file.size)
+        raise
+    finally:
+        await sent.form.close()
+    log.info("file %s stored: %d bytes for tenant %s", stored.id, stored.bytes, principal.tenant_id)
+    return stored
+
+
+@router.get("", response_model=FileList, summary="The organisation's files, newest first by default")
+async def list_files(request: Request) -> FileList:
+    gw = gateway_of(request)
+    principal = await authenticate(request, gw.verifier)
+    query = request.query_params
+    purpose = query.get("purpose")
+    if purpose is not None and purpose not in ("batch", "batch_output", *upload.OPENAI_PURPOSES):
+        raise InvalidRequest(
+            f"purpose: {purpose[:40]!r} is not a purpose", code="invalid_value", param="purpose"
+        )
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise InvalidRequest("order: `asc` or `desc`", code="invalid_value", param="order")
+    files, has_more = await gw.files.list(
+        tenant_id=principal.tenant_id,
+        purpose=purpose,
+        limit=_limit(query.get("limit")),
+        after=query.get("after") or None,
+        order=_order(order),
+    )
+    return FileList(
+        data=files,
+        first_id=files[0].id if files else None,
+        last_id=files[-1].id if files else None,
+        has_more=has_more,
+    )
+
+
+@router.get(
+    "/{file_id}",
+    response_model=FileObject,
+    summary="A file's description",
+    responses={404: error_doc("`file_not_found` (also: another organisation's file)")},
+)
+async def retrieve_file(file_id: str, request: Request) -> FileObject:
+    gw = gateway_of(request)
+    principal = await authenticate(request, gw.verifier)
+    return await gw.files.get(tenant_id=principal.tenant_id, file_id=file_id)
+
+
+@router.get(
+    "/{file_id}/content",
+    summary="A file's bytes",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "the file as it was stored"},
+        404: error_doc("`file_not_found` (also: another organisation's file)"),
+    },
+)
+async def file_content(file_id: str, request: Request) -> Response:
+    gw = gateway_of(request)
+    principal = await authenticate(request, gw.verifier)
+    data = await gw.files.content(tenant_id=principal.tenant_id, file_id=file_id)
+    return Response(data, media_type="application/octet-stream")
+
+
+@router.delete(
+    "/{file_id}",
+    response_model=FileDeleted,
+    summary="Delete a file",
+    responses={404: error_doc("`file_not_found` (also: another organisation's file)")},
+)
+async def delete_file(file_id: str, request: Request) -> FileDeleted:
+    gw = gateway_of(request)
+    principal = await authenticate(request, gw.verifier)
+    deleted = await gw.files.delete(tenant_id=principal.tenant_id, file_id=file_id)
+    log.info("file %s deleted for tenant %s", file_id, principal.tenant_id)
+    return FileDeleted(id=file_id, deleted=deleted)
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return MAX_LIST
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST:
+        raise InvalidRequest(f"limit: an integer from 1 to {MAX_LIST}", code="invalid_value", param="limit")
+    return int(raw)
+
+
+def _order(raw: str) -> Literal["asc", "desc"]:
+    return "asc" if raw == "asc" else "desc"

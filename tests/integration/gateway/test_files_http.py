@@ -1,0 +1,195 @@
+"""The Files API (`/v1/files`) on a gateway process, a real nats-server and SQLite, through the official
+OpenAI SDK where it can send the request (`client.files.create/list/retrieve/content/delete`), raw HTTP for
+bodies the SDK never sends. The gateway's upload limit is 256 KiB here (its generic body limit 64 KiB, which
+must not apply), and its file store 1 MiB, so a few uploads fill it."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from switchyard.cli.processes import NatsServer
+from switchyard.gateway.db import migrations
+from tests.integration.gateway.harness import Org, auth, gateways, make_org
+
+pytestmark = pytest.mark.integration
+MAX_BYTES = 256 * 1024
+BUCKET_BYTES = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Org, Org]]:
+    tmp = tmp_path_factory.mktemp("files")
+    server = NatsServer(tmp / "jetstream").start()
+    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
+    asyncio.run(migrations().upgrade(db_url))
+    acme = asyncio.run(make_org(db_url, "acme", roles=("member",)))
+    other = asyncio.run(make_org(db_url, "other", roles=("member",)))
+    env = {"SWITCHYARD_FILES_MAX_BYTES": str(MAX_BYTES), "SWITCHYARD_FILES_BUCKET_BYTES": str(BUCKET_BYTES)}
+    try:
+        with gateways(server, db_url, tmp, env=env) as (base,):
+            yield base, acme, other
+    finally:
+        server.stop()
+
+
+def _sdk(base: str, org: Org) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=org.keys["member"], max_retries=0, timeout=30)
+
+
+def _jsonl(size: int) -> bytes:
+    """Batch input lines (with a non-ASCII character) up to about `size` bytes."""
+    line = b'{"custom_id": "r-%06d", "method": "POST", "url": "/v1/chat/completions", "body": {"x": "%s"}}\n'
+    line = line.replace(b"%s", "café".encode())
+    count = max(1, size // len(line % 0))
+    return b"".join(line % i for i in range(count))
+
+
+async def test_upload_list_retrieve_content_delete_round_trip(world: tuple[str, Org, Org]) -> None:
+    base, acme, other = world
+    client, stranger = _sdk(base, acme), _sdk(base, other)
+    data = _jsonl(200 * 1024)  # over the generic 64 KiB body limit, under the upload limit
+    first = await client.files.create(file=("requests.jsonl", io.BytesIO(data)), purpose="batch")
+    assert first.id.startswith("file-") and len(first.id) == 29
+    assert (first.object, first.bytes, first.filename, first.purpose) == (
+        "file",
+        len(data),
+        "requests.jsonl",
+        "batch",
+    )
+    assert first.expires_at is None and first.status == "processed"
+    second = await client.files.create(
+        file=("b.jsonl", io.BytesIO(b'{"custom_id": "a"}\n')),
+        purpose="batch",
+        expires_after={"anchor": "created_at", "seconds": 3600},
+    )
+    assert second.expires_at == second.created_at + 3600
+
+    assert (await client.files.retrieve(first.id)).model_dump() == first.model_dump()
+    assert (await client.files.content(first.id)).content == data  # byte-exact
+    page = await client.files.list()
+    assert [f.id for f in page.data] == [second.id, first.id]  # newest first
+    assert page.has_more is False
+    one = await client.files.list(limit=1, order="asc")
+    assert [f.id for f in one.data] == [first.id] and one.has_more is True
+    rest = await client.files.list(limit=1, order="asc", after=first.id)
+    assert [f.id for f in rest.data] == [second.id] and rest.has_more is False
+    assert (await client.files.list(purpose="batch_output")).data == []
+
+    # another organisation sees nothing of them
+    assert (await stranger.files.list()).data == []
+    for call in (stranger.files.retrieve, stranger.files.content, stranger.files.delete):
+        with pytest.raises(openai.NotFoundError) as missing:
+            await call(first.id)  # type: ignore[operator]
+        assert missing.value.code == "file_not_found"
+
+    deleted = await client.files.delete(first.id)
+    assert (deleted.id, deleted.object, deleted.deleted) == (first.id, "file", True)
+    for call in (client.files.retrieve, client.files.content, client.files.delete):
+        with pytest.raises(openai.NotFoundError):
+            await call(first.id)  # type: ignore[operator]
+    assert [f.id for f in (await client.files.list()).data] == [second.id]
+    await client.files.delete(second.id)
+    with pytest.raises(openai.NotFoundError) as unknown:
+        await client.files.retrieve("file-nothing")
+    assert unknown.value.code == "file_not_found"
+
+
+@pytest.mark.parametrize(
+    ("purpose", "says"),
+    [("fine-tune", "not served"), ("batch_output", "written by Switchyard"), ("nonsense", "not a purpose")],
+)
+async def test_a_purpose_other_than_batch_is_refused_naming_batch(
+    world: tuple[str, Org, Org], purpose: str, says: str
+) -> None:
+    base, acme, _ = world
+    with pytest.raises(openai.BadRequestError) as refused:
+        await _sdk(base, acme).files.create(file=("r.jsonl", io.BytesIO(b"{}\n")), purpose=purpose)  # type: ignore[arg-type]
+    assert refused.value.code == "invalid_value" and refused.value.param == "purpose"
+    assert says in refused.value.message and "`batch`" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    ("files", "data", "code", "param"),
+    [
+        (None, {"purpose": "batch"}, "missing_field", "file"),
+        ({"file": ("r.jsonl", b"{}\n")}, None, "missing_field", "purpose"),
+        (None, {"purpose": "batch", "file": "{}"}, "invalid_type", "file"),
+        ({"file": ("r.csv", b"{}\n")}, {"purpose": "batch"}, "invalid_file_format", "file"),
+        ({"file": ("r.jsonl", b"{}\n[1]\n")}, {"purpose": "batch"}, "invalid_jsonl", "file"),
+        ({"file": ("r.jsonl", b"{}\n{oops\n")}, {"purpose": "batch"}, "invalid_jsonl", "file"),
+        ({"file": ("r.jsonl", b'{"a": "\xff"}\n')}, {"purpose": "batch"}, "invalid_jsonl", "file"),
+        ({"file": ("r.jsonl", b"\n  \n")}, {"purpose": "batch"}, "empty_file", "file"),
+        (
+            {"file": ("r.jsonl", b"{}\n")},
+            {"purpose": "batch", "expires_after[anchor]": "created_at", "expires_after[seconds]": "60"},
+            "invalid_value",
+            "expires_after.seconds",
+        ),
+    ],
+)
+async def test_bad_uploads_get_400_naming_the_field(
+    world: tuple[str, Org, Org],
+    files: dict[str, object] | None,
+    data: dict[str, str] | None,
+    code: str,
+    param: str,
+) -> None:
+    base, acme, _ = world
+    async with httpx.AsyncClient(base_url=base, headers=auth(acme.keys["member"]), timeout=10) as http:
+        if files is None:  # a body that still is multipart
+            files = {"unrelated": ("x.txt", b"x")}
+        r = await http.post("/v1/files", files=files, data=data)  # type: ignore[arg-type]
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert (error["code"], error["param"]) == (code, param), error
+    assert error["request_id"] == r.headers["x-request-id"]
+
+
+async def test_a_body_that_is_not_multipart_gets_400(world: tuple[str, Org, Org]) -> None:
+    base, acme, _ = world
+    async with httpx.AsyncClient(base_url=base, headers=auth(acme.keys["member"]), timeout=10) as http:
+        as_json = await http.post("/v1/files", json={"purpose": "batch"})
+        broken = await http.post(
+            "/v1/files",
+            content=b"--b\r\nnot a part",
+            headers={"content-type": "multipart/form-data; boundary=b"},
+        )
+        listing = await http.get("/v1/files", params={"limit": "0"})
+        unauthenticated = await http.get("/v1/files", headers={"authorization": ""})
+    assert (as_json.status_code, as_json.json()["error"]["code"]) == (400, "invalid_multipart")
+    assert (broken.status_code, broken.json()["error"]["code"]) == (400, "invalid_multipart")
+    assert (listing.status_code, listing.json()["error"]["param"]) == (400, "limit")
+    assert unauthenticated.status_code == 401
+
+
+async def test_an_upload_over_the_limit_gets_413(world: tuple[str, Org, Org]) -> None:
+    base, acme, _ = world
+    client = _sdk(base, acme)
+    with pytest.raises(openai.APIStatusError) as refused:
+        await client.files.create(file=("big.jsonl", io.BytesIO(_jsonl(MAX_BYTES + 1024))), purpose="batch")
+    assert refused.value.status_code == 413
+    assert refused.value.code == "file_too_large" and str(MAX_BYTES) in refused.value.message
+    assert (await client.files.list()).data == []
+
+
+async def test_a_full_store_refuses_uploads_until_files_are_deleted(world: tuple[str, Org, Org]) -> None:
+    base, acme, _ = world
+    client = _sdk(base, acme)
+    data = _jsonl(200 * 1024)
+    stored = []
+    with pytest.raises(openai.APIStatusError) as full:
+        for _ in range(BUCKET_BYTES // len(data) + 2):
+            stored.append(await client.files.create(file=("r.jsonl", io.BytesIO(data)), purpose="batch"))
+    assert full.value.status_code == 507 and full.value.code == "files_storage_full"
+    assert len(stored) >= 3
+    assert len((await client.files.list()).data) == len(stored)  # the refused upload left nothing listed
+    for file in stored:
+        await client.files.delete(file.id)
+    again = await client.files.create(file=("r.jsonl", io.BytesIO(data)), purpose="batch")
+    await client.files.delete(again.id)
