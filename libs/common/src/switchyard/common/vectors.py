@@ -17,9 +17,8 @@ know their count and length), the executor a reply that is (a model the policy d
 Reading a result from another system: `data` is base64 of the raw bytes. For `object`, any NATS client's
 object store reads the bucket `switchyard-embeddings`: with nats-py, `(await js.object_store(bucket))
 .get(name)` returns the bytes (its own digest checked); check them against `sha256` and read `count x
-dimensions` float32 numbers. nats-py's `get` (an ordered push consumer) stalls ~250 ms per few MiB on large
-objects (~1 s for 25 MiB), so `fetch` here reads the object's chunks (`$O.switchyard-embeddings.C.<nuid>`,
-its meta says which) through a pull consumer instead: 25 MiB in 60-80 ms.
+dimensions` float32 numbers. nats-py's `get` stalls on large objects, so `fetch` here reads the object's
+chunks through a pull consumer instead (`objects.py`): 25 MiB in 60-80 ms.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import json
 import re
 from typing import Protocol
 
@@ -36,6 +34,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError
 from nats.js.object_store import ObjectStore
 
+from switchyard.common import objects
 from switchyard.common.events import EmbeddingResult
 from switchyard.common.subjects import OBJ_EMBEDDINGS
 
@@ -44,8 +43,7 @@ MAX_RESULT_BYTES = 32 * 1024 * 1024
 INLINE_BYTES = 256 * 1024
 BUCKET = OBJ_EMBEDDINGS
 STREAM = f"OBJ_{BUCKET}"  # the object store's stream, as every NATS client names it
-FETCH_BATCH = 256  # chunks (of 128 KiB) asked for at once
-READ_TIMEOUT_S = 5.0  # a chunk that does not come within this long is missing (the object expired)
+READ_TIMEOUT_S = objects.READ_TIMEOUT_S  # a chunk that does not come within this long is missing (expired)
 _SAFE = re.compile(r"[-_a-zA-Z0-9]{1,64}")
 _UNSAFE = re.compile(r"[^-_a-zA-Z0-9]")
 
@@ -198,46 +196,12 @@ def _store(js: JetStreamContext) -> ObjectStore:
 
 
 async def _read(js: JetStreamContext, name: str, *, timeout_s: float) -> bytes:
-    """The object's bytes: its meta (the last message on its meta subject), then its chunks through a
-    pull consumer of their own, in batches."""
-    meta = f"$O.{BUCKET}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
     try:
-        found = await js.get_last_msg(STREAM, meta)
-    except NotFoundError:
-        missing = f"the object {name!r} is not in {BUCKET} (expired, deleted or never kept)"
-        raise VectorsGone(missing) from None
-    try:
-        info = api.ObjectInfo.from_response(json.loads(found.data or b""))
-    except (ValueError, TypeError, KeyError) as exc:
-        raise VectorsCorrupt(f"the object {name!r} has an unreadable description: {exc}") from None
-    if info.deleted or not info.nuid:
-        raise VectorsGone(f"the object {name!r} was deleted from {BUCKET}")
-    chunks = info.chunks or 0
-    config = api.ConsumerConfig(
-        ack_policy=api.AckPolicy.NONE,
-        deliver_policy=api.DeliverPolicy.ALL,
-        inactive_threshold=timeout_s,
-        mem_storage=True,
-        num_replicas=1,
-    )
-    sub = await js.pull_subscribe(f"$O.{BUCKET}.C.{info.nuid}", stream=STREAM, config=config)
-    parts: list[bytes] = []
-    try:
-        while len(parts) < chunks:
-            try:
-                msgs = await sub.fetch(min(FETCH_BATCH, chunks - len(parts)), timeout=timeout_s)
-            except nats.errors.TimeoutError:
-                raise VectorsGone(
-                    f"the object {name!r} lost its chunks while read ({len(parts)} of {chunks}): "
-                    "expired or replaced"
-                ) from None
-            parts.extend(msg.data for msg in msgs)
-    finally:
-        await sub.unsubscribe()
-        if config.name is not None:  # pull_subscribe named the consumer; gone by itself if this fails
-            with contextlib.suppress(nats.errors.Error, TimeoutError):
-                await js.delete_consumer(STREAM, config.name)
-    return b"".join(parts)
+        return await objects.read(js, BUCKET, name, timeout_s=timeout_s)
+    except objects.ObjectGone as exc:
+        raise VectorsGone(str(exc)) from None
+    except objects.ObjectUnreadable as exc:
+        raise VectorsCorrupt(str(exc)) from None
 
 
 def _check_size(raw: bytes, count: int, dimensions: int) -> None:

@@ -18,12 +18,14 @@ it. Both stores lie outside the SWITCHYARD stream: audit and billing never recei
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import logging
 import re
 import secrets
 import time
+from collections.abc import AsyncIterator
 from typing import IO, Literal
 
 import nats.errors
@@ -32,7 +34,7 @@ from nats.js.errors import BadRequestError, BucketNotFoundError, KeyNotFoundErro
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
-from switchyard.common import subjects
+from switchyard.common import objects, subjects
 from switchyard.gateway.errors import APIError, NotFound
 from switchyard.gateway.files.models import FileObject, FilePurpose
 
@@ -54,6 +56,12 @@ class FilesFull(APIError):
     status = 507
     type = "api_error"
     code = "files_storage_full"
+
+
+class FileUnreadable(APIError):
+    """A file's bytes came back different from what was stored, or vanished while read."""
+
+    code = "file_unreadable"
 
 
 def file_not_found(file_id: str) -> NotFound:
@@ -156,14 +164,21 @@ class FileStore:
             raise file_not_found(file_id)
         return file
 
-    async def content(self, *, tenant_id: str, file_id: str) -> bytes:
-        """The file's bytes (their digest checked by the object store). NotFound as `get`."""
-        await self.get(tenant_id=tenant_id, file_id=file_id)
+    async def open(self, *, tenant_id: str, file_id: str) -> tuple[FileObject, AsyncIterator[bytes]]:
+        """The file's description and its bytes as they come from the store, in chunks (128 KiB), checked
+        against the stored size and SHA-256 at the end (FileUnreadable then, or when the file vanishes
+        while read). NotFound as `get`, raised before any chunk."""
+        file = await self.get(tenant_id=tenant_id, file_id=file_id)
         try:
-            result = await self._objects.get(self._key(tenant_id, file_id))
-        except NotFoundError:  # deleted between the two reads
+            info = await objects.describe(self._js, BUCKET, self._key(tenant_id, file_id))
+        except objects.ObjectGone:  # deleted between the two reads
             raise file_not_found(file_id) from None
-        return result.data or b""
+        return file, _checked(objects.chunks(self._js, BUCKET, info), info)
+
+    async def content(self, *, tenant_id: str, file_id: str) -> bytes:
+        """The file's bytes, checked. NotFound as `get`."""
+        _, chunks = await self.open(tenant_id=tenant_id, file_id=file_id)
+        return b"".join([chunk async for chunk in chunks])
 
     async def delete(self, *, tenant_id: str, file_id: str) -> bool:
         """Deletes the file (its description first: it is gone for every reader at once). NotFound as
@@ -210,6 +225,20 @@ class FileStore:
             pass
         except (nats.errors.Error, TimeoutError) as exc:
             log.warning("the object %s stays in %s after its file was removed: %r", key, BUCKET, exc)
+
+
+async def _checked(chunks: AsyncIterator[bytes], info: api.ObjectInfo) -> AsyncIterator[bytes]:
+    digest, size = hashlib.sha256(), 0
+    try:
+        async for chunk in chunks:
+            digest.update(chunk)
+            size += len(chunk)
+            yield chunk
+    except objects.ObjectGone as exc:
+        raise FileUnreadable(f"the file vanished while read: {exc}") from None
+    stored = (info.digest or "").partition("=")[2]  # `SHA-256=<url-safe base64>`
+    if size != info.size or base64.urlsafe_b64encode(digest.digest()).decode() != stored:
+        raise FileUnreadable(f"the file's bytes do not match their stored size and digest ({info.name})")
 
 
 async def _described(index: KeyValue, tenant: str) -> list[tuple[str, FileObject]]:

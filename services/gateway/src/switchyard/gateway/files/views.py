@@ -11,7 +11,7 @@ import logging
 from typing import Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.errors import InvalidRequest
@@ -143,8 +143,9 @@ async def retrieve_file(file_id: str, request: Request) -> FileObject:
 async def file_content(file_id: str, request: Request) -> Response:
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
-    data = await gw.files.content(tenant_id=principal.tenant_id, file_id=file_id)
-    return Response(data, media_type="application/octet-stream")
+    file, chunks = await gw.files.open(tenant_id=principal.tenant_id, file_id=file_id)
+    headers = {"content-length": str(file.bytes)}  # a cut stream (the file vanished) shows short
+    return StreamingResponse(chunks, media_type="application/octet-stream", headers=headers)
 
 
 @router.delete(
