@@ -1,5 +1,6 @@
-"""The routing policy, re-read when its file changes: no restart needed (the router routes, and the
-gateway checks model names, aliases and prices by the policy in force).
+"""The routing policy, re-read when its file changes: no restart needed (the router routes, the gateway
+checks model names, aliases and prices, billing charges and the executor limits rates by the policy in
+force).
 
 `watch()` (a background task in the service) checks the file's modification time and size every
 `check_s` seconds and reloads it when they changed, so every replica follows every good edit;
@@ -11,6 +12,7 @@ must not stop routing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -40,6 +42,7 @@ class PolicySource:
         self._stamp = self._file_stamp()
         self._checked = clock()
         self.last_error: str | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     def _file_stamp(self) -> tuple[int, int] | None:
         try:
@@ -60,6 +63,18 @@ class PolicySource:
             await asyncio.sleep(self._check_s)
             self._checked = self._clock()
             self.reload_if_changed()
+
+    async def start(self) -> None:
+        """Runs `watch()` in the background (a service's setup hook; `stop` is its teardown)."""
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(self.watch(), name="policy-watch")
+
+    async def stop(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
 
     def reload_if_changed(self) -> bool:
         stamp = self._file_stamp()

@@ -21,7 +21,8 @@ from switchyard.common.events import (
     TaskRouted,
     TaskSubmitted,
 )
-from switchyard.common.policy import Policy, load_policy
+from switchyard.common.policy import Policy
+from switchyard.common.policy_source import PolicySource
 from switchyard.common.providers import announce, providers_bucket
 from switchyard.common.service import Service, create_service, run_service
 from switchyard.executor import cancellation_feed, metrics
@@ -93,6 +94,20 @@ def limits_from(settings: ExecutorSettings, policy: Policy) -> dict[str, Limit]:
     return {**by_model, **settings.provider_limits}
 
 
+def followed_policy(settings: ExecutorSettings, state: State) -> PolicySource:
+    """The policy file, followed: a reloaded policy's rpm/tpm apply to `state.limits` from the next call
+    (the limiter keeps the state of unchanged limits: `RateLimits.set_limits`); an edit that does not
+    load changes nothing. The limits are the only thing the executor takes from the policy: a task's
+    candidates, their upstream names and prices come with it (the router's decision). The per-provider
+    limits are settings, read at start as every setting."""
+
+    def follow(new: Policy | None, error: str | None) -> None:
+        if new is not None and state.limits is not None:
+            state.limits.set_limits(limits_from(settings, new))
+
+    return PolicySource(settings.policy_path, check_s=settings.policy_check_s, on_reload=follow)
+
+
 def create(
     settings: ExecutorSettings, *, providers: ProviderSet | None = None, breakers: Breakers | None = None
 ) -> Service:
@@ -101,12 +116,13 @@ def create(
         settings, openai=OpenAISettings(), anthropic=AnthropicSettings(), gemini=GeminiSettings()
     )
     policy = policy_from(settings)
-    limit_table = limits_from(settings, load_policy(settings.policy_path))
     instance = settings.instance or f"executor-{os.getpid()}"
     state = State(
-        breakers=breakers or (None if settings.shared_state else breakers_from(settings)),
-        limits=None if settings.shared_state or not limit_table else LocalRateLimits(limit_table),
+        breakers=breakers or (None if settings.shared_state else breakers_from(settings)), limits=None
     )
+    policies = followed_policy(settings, state)
+    if not settings.shared_state:  # a limiter even when nothing is limited yet: an edit may add limits
+        state.limits = LocalRateLimits(limits_from(settings, policies.current()))
     owed = OwedRecords()
     kept = KeptVectors(
         lambda: bus.jetstream(service.broker),
@@ -130,11 +146,11 @@ def create(
             )
         if not isinstance(state.tool_states, KVToolStates):
             state.tool_states = KVToolStates(await tool_state_bucket(js))
-        if limit_table:
-            limits = KVRateLimits(await kv.bucket(js, subjects.KV_RATE_LIMITS), limit_table)
-            await limits.start()
-            service.drain.append(limits.close)  # unused leases back to the buckets, while still connected
-            state.limits = limits
+        table = limits_from(settings, policies.current())
+        limits = KVRateLimits(await kv.bucket(js, subjects.KV_RATE_LIMITS), table)
+        await limits.start()
+        service.drain.append(limits.close)  # unused leases back to the buckets, while still connected
+        state.limits = limits
 
     async def embedding_store() -> None:
         """The object store for embedding results too large for their event (configured by every start)."""
@@ -310,11 +326,20 @@ def create(
                 current.uncancel()
 
     service.setup.extend(
-        [warm_up, shared_state, embedding_store, carry_calls, announce_providers, hear_cancellations]
+        [
+            warm_up,
+            shared_state,
+            policies.start,
+            embedding_store,
+            carry_calls,
+            announce_providers,
+            hear_cancellations,
+        ]
     )
     service.drain.append(owed.close)  # after the consumer stopped, while still connected
     service.drain.append(kept.drain)  # abandoned vectors still being deleted
     service.teardown.append(found.aclose)
+    service.teardown.append(policies.stop)
     bus.subscribe(
         service.broker,
         consumer=subjects.EXECUTOR_CONSUMER,

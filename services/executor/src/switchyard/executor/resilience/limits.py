@@ -43,6 +43,12 @@ class RateLimits(Protocol):
         """Takes one request and `tokens` tokens from `key`'s buckets, or nothing when either is short."""
         ...
 
+    def set_limits(self, limits: dict[str, Limit]) -> None:
+        """Follows a new limit table (a reloaded policy): a key whose limit is unchanged keeps its
+        buckets as they are; a changed one keeps its level (what is left), clipped to a lowered capacity
+        and refilling at the new rate; a key no longer listed is not limited."""
+        ...
+
 
 @dataclass
 class _Bucket:
@@ -67,6 +73,21 @@ class LocalRateLimits:
             bucket = self._buckets[(key, kind)] = _Bucket(capacity, capacity, self._clock())
         bucket.refill(self._clock())
         return bucket
+
+    def set_limits(self, limits: dict[str, Limit]) -> None:
+        """As `RateLimits.set_limits`: a new limit is no fresh allowance. A limit dropped (a key, or its
+        rpm or tpm) drops its bucket."""
+        now = self._clock()
+        for (key, kind), bucket in list(self._buckets.items()):
+            limit = limits.get(key)
+            capacity = None if limit is None else (limit.rpm if kind == "rpm" else limit.tpm)
+            if capacity is None:
+                del self._buckets[(key, kind)]
+            elif capacity != bucket.capacity:
+                bucket.refill(now)
+                bucket.capacity = capacity
+                bucket.level = min(bucket.level, capacity)
+        self._limits = limits
 
     async def try_acquire(self, key: str, *, tokens: int) -> bool:
         limit = self._limits.get(key)

@@ -242,6 +242,17 @@ class KVRateLimits:
             log.warning("rate limit %s: shared state unavailable, letting the call through: %s", key, exc)
         return True
 
+    def set_limits(self, limits: dict[str, Limit]) -> None:
+        """As `RateLimits.set_limits`. A changed key's wants are made afresh under its new ceilings: its
+        lease, taken under the old ones, goes back to the bucket at its next take (`Leases`), and the
+        bucket keeps its level, clipped to a lowered capacity (`BucketStore`). A key no longer listed is
+        let through, and its idle lease handed back by the upkeep. Unchanged keys keep their wants and
+        leases."""
+        for key in self._limits.keys() | limits.keys():
+            if self._limits.get(key) != limits.get(key):
+                self._rpm.pop(key, None)
+        self._limits = limits
+
     async def start(self) -> None:
         await self.leases.start()
 
