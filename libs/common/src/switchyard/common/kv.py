@@ -133,15 +133,15 @@ async def _update(kv: KeyValue, key: str, change: Callable[[bytes | None], tuple
 _KNOWN: weakref.WeakKeyDictionary[KeyValue, OrderedDict[str, tuple[bytes, int]]] = weakref.WeakKeyDictionary()
 
 
-async def keys(kv: KeyValue) -> list[str]:
+async def keys(kv: KeyValue, prefix: str = "") -> list[str]:
     """The bucket's keys (a deleted key too, until its marker goes), from the stream's per-subject counts:
     one request, which the server answers with at most 100,000 subjects (the buckets read this way hold a
-    key per model, provider or breaker).
+    key per model, provider or breaker). `prefix`: only the keys under it (`a.` for `a.<anything>`).
 
     Not nats-py's `KeyValue.keys()`: it opens a watch and takes "nothing pending" from a consumer-info
     reply that can overtake the values already on their way, so now and then it finds a full bucket empty
     (a router that read the providers' announcements that way had no provider for a task, in CI)."""
-    info = await kv._js.stream_info(kv._stream, subjects_filter=f"{kv._pre}>")
+    info = await kv._js.stream_info(kv._stream, subjects_filter=f"{kv._pre}{prefix}>")
     return [subject[len(kv._pre) :] for subject in info.state.subjects or {}]
 
 

@@ -102,6 +102,10 @@ KV_GATEWAY_CONTROL = "switchyard-gateway-control"
 KV_TASKS = "switchyard-tasks"
 # each gateway replica's admitted, unsettled tasks (key: replica name), so another settles them if it dies.
 KV_GATEWAYS = "switchyard-gateways"
+# OpenAI batches run by the gateway (`b.<batch id>`: the batch and its runner's lease; `t.<tenant>.<batch
+# id>`: a tenant's batches, to list them; `a.<batch id>`: the batches not finished yet, for the runners;
+# `e.<batch id>.<line>`: a line refused before it became a task).
+KV_BATCHES = "switchyard-batches"
 # the response cache: answers by tenant and request hash (`a.<tenant>.<hash>`) and their hit counts
 # (`h.<tenant>.<hash>`), embeddings under `e.` and `eh.`; every entry expires (the bucket's max age bounds
 # the longest TTL).

@@ -26,6 +26,8 @@ from switchyard.gateway.access import lockout, oidc
 from switchyard.gateway.access import views as access
 from switchyard.gateway.access.changes import AuthChanges, changes_bucket
 from switchyard.gateway.admission import Admission
+from switchyard.gateway.batches import views as batch_views
+from switchyard.gateway.batches.setup import start_batches
 from switchyard.gateway.budgets.service import Budgets
 from switchyard.gateway.cache.setup import create_cache
 from switchyard.gateway.catalog import Catalog
@@ -181,10 +183,13 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
             lockout=await lockout.from_settings(settings, js, events, keep_s=LIMITS_KEEP_S),
             cache=cache,
         )
+        app.state.gateway.batches = await start_batches(app.state.gateway, js, replica=inflight.replica)
         log.info("gateway ready on http://%s:%d", settings.http_host, settings.http_port)
 
     async def closing(app: FastAPI) -> None:
         gateway = app.state.gateway
+        if gateway.batches is not None:  # first: no line is submitted once the replica stops
+            await gateway.batches.runner.stop()
         gateway.admission.stopping()  # a task whose outcome does not come in time is handed over
         await gateway.tasks.drain()  # cancellations of abandoned streams still being published
         await gateway.embedding_results.drain()  # stored vectors already read, still being deleted
@@ -226,6 +231,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
     app.include_router(feedback_views.router)
     app.include_router(usage_views.router)
     app.include_router(webhook_views.router)
+    app.include_router(batch_views.router)
     app.include_router(files_views.router)
     errors.install(app)
     openapi.install(app)

@@ -33,6 +33,15 @@ class GatewaySettings(CommonSettings):
     files_bucket_bytes: int = Field(
         default=4 * 1024**3, gt=0, description="the files object store's size limit, all organisations"
     )
+    # Batches (/v1/batches): each line runs as a low-priority task; a replica runs at most
+    # `batch_max_running` batches, each with at most `batch_concurrency` lines in flight.
+    batch_concurrency: int = Field(default=8, ge=1, description="a batch's lines in flight at once")
+    batch_max_running: int = Field(default=4, ge=1, description="batches one gateway replica runs at once")
+    batch_lease_s: float = Field(
+        default=30.0, ge=1.0, description="a batch whose runner's lease is this old is taken over by another"
+    )
+    batch_scan_s: float = Field(default=5.0, gt=0, description="how often a replica looks for batches to run")
+    batch_poll_s: float = Field(default=1.0, gt=0, description="how often a running line's task is read")
     auth_cache_ttl_s: float = 30.0
     readiness_timeout_s: float = 1.0
     providers_refresh_s: float = 2.0

@@ -348,16 +348,42 @@ async def submit(request: Request) -> TaskState:
         if embedding and exc.code == "missing_field" and exc.param == "messages":
             exc.message += "; the task API runs chat tasks: embeddings are served by POST /v1/embeddings"
         raise
+    return await submit_parsed(
+        gw,
+        principal,
+        parsed,
+        digest=hashlib.sha256(body).hexdigest(),
+        key=idempotency.idempotency_key(request),
+        priority=request.headers.get("x-switchyard-priority"),
+        where=_where(request),
+    )
+
+
+async def submit_parsed(
+    gw: Gateway,
+    principal: Principal,
+    parsed: ChatCompletionRequest,
+    *,
+    digest: str,
+    key: str | None,
+    priority: str | None,
+    where: dict[str, str],
+    task_id: str | None = None,
+) -> TaskState:
+    """A parsed chat request submitted as a task (the task API's steps after reading the body: input
+    guardrails, the model catalogue, admission); `digest` is the body's SHA-256. With an idempotency `key`
+    the task id is derived from it (or is `task_id`, a caller's own derivation: the batch runner's), and
+    a task already there is answered instead."""
     parsed = parsed.model_copy(update={"stream": False})
     if gw.guardrails is not None:
-        parsed = await gw.guardrails.screen_input(parsed, principal=principal, **_where(request))
+        parsed = await gw.guardrails.screen_input(parsed, principal=principal, **where)
     parsed.model = await gw.catalog.check(parsed.model)
-    task = completions.build_task(parsed, principal, priority=request.headers.get("x-switchyard-priority"))
+    task = completions.build_task(parsed, principal, priority=priority)
     tracing.annotate(tenant_id=principal.tenant_id, gen_ai__request__model=parsed.model)
-    key = idempotency.idempotency_key(request)
-    digest = hashlib.sha256(body).hexdigest()
     if key is not None:
-        task = task.model_copy(update={"task_id": idempotency.task_id_for(principal.tenant_id, key)})
+        task = task.model_copy(
+            update={"task_id": task_id or idempotency.task_id_for(principal.tenant_id, key)}
+        )
         if (existing := await gw.runs.store.get(task.task_id)) is not None:
             return idempotency.replayed(existing, digest)
     admitted = await gw.admission.admit(

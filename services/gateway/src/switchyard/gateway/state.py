@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 from nats.aio.client import Client
@@ -26,6 +27,9 @@ from switchyard.gateway.stopping import Stop
 from switchyard.gateway.taskapi.service import TaskRuns
 from switchyard.gateway.tasks import TaskClient
 from switchyard.gateway.tenants import KeyVerifier
+
+if TYPE_CHECKING:  # the batches' runner reaches the gateway through this module
+    from switchyard.gateway.batches.service import Batches
 
 
 @dataclass
@@ -52,6 +56,7 @@ class Gateway:
     cache: ResponseCache | None = None
     sso: OidcVerifier | None = None
     lockout: Lockout | None = None
+    batches: Batches | None = None
 
 
 def gateway_of(request: Request) -> Gateway:

@@ -1,0 +1,100 @@
+"""The batches every gateway replica takes up: each replica looks for active batches whose runner's lease
+is free or has lapsed (its replica died) and claims them by compare-and-set, at most `max_running` at a
+time; the claim's winner runs the batch (`running.BatchRun`) and renews the lease while it does."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from switchyard.common.background import cancel
+from switchyard.gateway.batches.models import TERMINAL, BatchRecord, Runner
+from switchyard.gateway.batches.running import BatchRun, Knobs, Lost
+from switchyard.gateway.batches.store import BatchStore
+from switchyard.gateway.state import Gateway
+
+log = logging.getLogger(__name__)
+STOP_WAIT_S = 2.0  # a stopping replica's runs finish the step they are in this long, then are cut
+
+
+class BatchRunner:
+    def __init__(self, gw: Gateway, store: BatchStore, knobs: Knobs, *, max_running: int, scan_s: float):
+        self.gw = gw
+        self.store = store
+        self.knobs = knobs
+        self._max_running = max_running
+        self._scan_s = scan_s
+        self._runs: dict[str, tuple[BatchRun, asyncio.Task[None]]] = {}
+        self._poked = asyncio.Event()
+        self._scanning: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._scanning = asyncio.create_task(self._scan_loop(), name="batch-runner")
+
+    def poke(self) -> None:
+        """A batch was created or cancelled here: look now rather than at the next scan."""
+        self._poked.set()
+
+    async def stop(self) -> None:
+        """Stops the runs (their tasks run on) and gives their leases up, so another replica takes them
+        over at once."""
+        await cancel(self._scanning)
+        runs = list(self._runs.values())
+        for run, _ in runs:
+            run.halt()
+        tasks = [task for _, task in runs]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=STOP_WAIT_S)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _scan_loop(self) -> None:
+        while True:
+            try:
+                await self.scan()
+            except Exception:
+                log.exception("batch runner: scan failed")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._scan_s):
+                    await self._poked.wait()
+            self._poked.clear()
+
+    async def scan(self) -> None:
+        for batch_id in await self.store.active():
+            if len(self._runs) >= self._max_running:
+                return
+            if batch_id in self._runs:
+                continue
+            record = await self.store.change(batch_id, self._claim)
+            if record is None or record.batch.status in TERMINAL:
+                await self.store.finished(batch_id)
+                continue
+            if record.runner is not None and record.runner.owner == self.knobs.replica:
+                run = BatchRun(self.gw, self.store, self.knobs, record)
+                task = asyncio.create_task(self._run(run), name=f"batch-{batch_id}")
+                self._runs[batch_id] = (run, task)
+
+    def _claim(self, record: BatchRecord) -> BatchRecord | None:
+        now = time.time()
+        held = record.runner
+        if record.batch.status in TERMINAL or (held is not None and held.until > now):
+            return None
+        if held is not None:
+            log.info("batch %s: the lease of %s lapsed; taken over", record.batch.id, held.owner)
+        runner = Runner(owner=self.knobs.replica, until=now + self.knobs.lease_s)
+        return record.model_copy(update={"runner": runner})
+
+    async def _run(self, run: BatchRun) -> None:
+        try:
+            await run.run()
+        except Lost:
+            log.warning("batch %s: lost its lease to another replica", run.batch_id)
+        except Exception:
+            log.exception("batch %s: run failed; taken up again at a later scan", run.batch_id)
+        finally:
+            self._runs.pop(run.batch_id, None)
+            with contextlib.suppress(Exception):
+                await run.release()

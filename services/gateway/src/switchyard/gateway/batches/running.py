@@ -1,0 +1,438 @@
+"""One batch run by the replica that holds its lease: validate the input file, submit its lines as tasks
+(at most `concurrency` at a time), follow them to their results, then write the output and error files.
+
+Everything it does can be done again: a line's task id is derived from the batch and the line, so a
+runner that takes over after another died finds the tasks already submitted (the task store) and the
+lines already refused (`e.` keys), and submits only the rest; it starts from the record's `done_below`,
+the first line whose result was not yet known when the last progress was written."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from switchyard.common.events import TaskCompleted
+from switchyard.gateway import completions, serving
+from switchyard.gateway.batches import lines, principals, render
+from switchyard.gateway.batches.models import BatchError, BatchErrors, BatchRecord, LineError, RequestCounts
+from switchyard.gateway.batches.store import BatchStore
+from switchyard.gateway.errors import APIError, NotFound, RateLimited, ServiceUnavailable
+from switchyard.gateway.files.models import FileObject
+from switchyard.gateway.state import Gateway
+from switchyard.gateway.taskapi.models import TERMINAL as TASK_TERMINAL
+from switchyard.gateway.taskapi.models import TaskState
+from switchyard.gateway.tenants import Principal
+
+log = logging.getLogger(__name__)
+MAX_WAIT_S = 30.0  # a line refused for a rate limit waits at most this long before it is tried again
+REVOKED = LineError(
+    status=401,
+    type="authentication_error",
+    code="invalid_api_key",
+    message="the API key that created this batch is no longer valid (revoked or expired, or its user "
+    "disabled): this request was not run",
+)
+UNAVAILABLE = LineError(
+    status=500,
+    type="api_error",
+    code="result_unavailable",
+    message="this request's task completed, but its result is no longer stored",
+)
+
+
+class Lost(Exception):
+    """Another replica holds the batch now: this one stops, leaving the tasks running to it."""
+
+
+@dataclass
+class Knobs:
+    replica: str
+    concurrency: int
+    lease_s: float
+    poll_s: float
+    principal_ttl_s: float
+
+
+@dataclass
+class BatchRun:
+    gw: Gateway
+    store: BatchStore
+    knobs: Knobs
+    record: BatchRecord
+    principal: Principal | None = None
+    ending: str | None = None  # "cancelled" or "expired": in-flight tasks are cancelled, no more submitted
+    halting: bool = False  # the lease is lost or the replica stops: the tasks run on, another takes over
+    outcomes: dict[int, str] = field(default_factory=dict)  # line index -> completed / failed
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _resolved_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.start = self.record.done_below  # where this run began, and the results before it
+        self.start_below = self.record.below
+
+    @property
+    def batch_id(self) -> str:
+        return self.record.batch.id
+
+    @property
+    def stopping(self) -> bool:
+        return self.ending is not None or self.halting
+
+    def halt(self) -> None:
+        self.halting = True
+        self._wake.set()
+
+    def end(self, how: str) -> None:
+        if self.ending is None:
+            self.ending = how
+            self._wake.set()
+
+    async def run(self) -> None:
+        keeper = asyncio.create_task(self._keep(), name=f"batch-lease-{self.batch_id}")
+        try:
+            await self._refresh_principal()
+            if self.record.batch.status == "validating" and not await self._validate():
+                return
+            self._heard(self.record)
+            checked = await self._read()
+            if self.record.batch.status in ("in_progress", "cancelling"):
+                await self._run_lines(checked.lines)
+            if not self.halting:
+                await self._finish(checked.lines)
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+
+    def _heard(self, record: BatchRecord) -> None:
+        """A cancellation asked for, or the completion window past: the batch ends."""
+        if record.batch.status == "cancelling":
+            self.end("cancelled")
+        elif record.batch.status == "in_progress" and time.time() >= record.batch.expires_at:
+            self.end("expired")
+
+    # -- validation --------------------------------------------------------------------------------
+
+    async def _read(self) -> lines.Checked:
+        batch = self.record.batch
+        try:
+            content = await self.gw.files.content(
+                tenant_id=self.record.tenant_id, file_id=batch.input_file_id
+            )
+        except NotFound:
+            return lines.Checked(
+                [], [("file_not_found", f"the input file {batch.input_file_id} is gone", None, None)]
+            )
+        settings = self.gw.settings
+        return lines.read(
+            content,
+            endpoint=batch.endpoint,
+            max_prompt_chars=settings.max_prompt_chars,
+            max_body_bytes=settings.max_body_bytes,
+        )
+
+    async def _validate(self) -> bool:
+        """Reads and checks the input file: the batch fails (its problems listed), or runs."""
+        checked = await self._read()
+        await lines.check_models(checked, check=self.gw.catalog.check)
+        now = int(time.time())
+        errors = [BatchError(code=c, message=m, param=p, line=n) for c, m, p, n in checked.errors]
+
+        def validated(r: BatchRecord) -> BatchRecord:
+            b = r.batch
+            if b.status == "cancelling":  # cancelled while it was being read: nothing ran
+                return r
+            if errors:
+                b = b.model_copy(
+                    update={"status": "failed", "failed_at": now, "errors": BatchErrors(data=errors)}
+                )
+            else:
+                counts = RequestCounts(total=len(checked.lines))
+                b = b.model_copy(
+                    update={"status": "in_progress", "in_progress_at": now, "request_counts": counts}
+                )
+            return r.model_copy(update={"batch": b})
+
+        record = await self._write(validated)
+        if record.batch.status == "failed":
+            await self.store.finished(self.batch_id)
+            return False
+        return True
+
+    # -- running the lines ---------------------------------------------------------------------------
+
+    async def _run_lines(self, todo: list[lines.Line]) -> None:
+        """Each line from `done_below` on, `concurrency` at a time. Once the batch ends (cancelled,
+        expired) no line is submitted any more, and the tasks still running are cancelled."""
+        slots = asyncio.Semaphore(self.knobs.concurrency)
+        running: set[asyncio.Task[None]] = set()
+
+        def done(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            slots.release()
+
+        for line in todo[self.record.done_below :]:
+            await slots.acquire()
+            if self.halting:
+                slots.release()
+                break
+            task = asyncio.create_task(self._line(line))
+            running.add(task)
+            task.add_done_callback(done)
+        await asyncio.gather(*running, return_exceptions=True)
+
+    async def _line(self, line: lines.Line) -> None:
+        task_id = render.task_id(self.record.tenant_id, self.batch_id, line.index)
+        try:
+            state = await self.gw.runs.store.get(task_id)
+            if state is None:
+                if await self.store.line_error(self.batch_id, line.index) is not None:
+                    self.outcomes[line.index] = "failed"
+                    return
+                state = await self._submit(line, task_id)
+                if state is None:
+                    return
+            while state.status not in TASK_TERMINAL:
+                if self.halting:
+                    return
+                if self.ending is not None:
+                    state = await self.gw.runs.cancel(principal=self._owner(), task_id=task_id)
+                    break
+                await self._pause(self.knobs.poll_s)
+                state = await self.gw.runs.get(principal=self._owner(), task_id=task_id)
+        except Exception:
+            log.exception(
+                "batch %s: line %d not followed; the next run takes it up", self.batch_id, line.index
+            )
+            return
+        if state.status != "cancelled":
+            self.outcomes[line.index] = "completed" if state.status == "completed" else "failed"
+
+    async def _submit(self, line: lines.Line, task_id: str) -> TaskState | None:
+        """The line's task, submitted as POST /v1/tasks submits one (low priority); None when it was not
+        (refused: its error kept; or the batch stopped first). A rate limit or a busy limiter waits."""
+        endpoint = self.record.batch.endpoint
+        while not self.stopping:
+            await self._refresh_principal()
+            if self.principal is None:
+                await self._refused(line, REVOKED)
+                return None
+            try:
+                parsed = lines.parse(line, endpoint, max_prompt_chars=self.gw.settings.max_prompt_chars)
+                return await serving.submit_parsed(
+                    self.gw,
+                    self.principal,
+                    parsed,
+                    digest=hashlib.sha256(line.body).hexdigest(),
+                    key=render.idempotency_key(self.batch_id, line.index),
+                    priority="low",
+                    where={"request_id": task_id, "endpoint": endpoint},
+                    task_id=task_id,
+                )
+            except APIError as exc:
+                if not _waits(exc):
+                    await self._refused(line, render.line_error(exc))
+                    return None
+                await self._pause(_wait_s(exc))
+        return None
+
+    async def _refused(self, line: lines.Line, error: LineError) -> None:
+        await self.store.keep_line_error(self.batch_id, line.index, error)
+        self.outcomes[line.index] = "failed"
+
+    # -- finishing -------------------------------------------------------------------------------------
+
+    async def _finish(self, todo: list[lines.Line]) -> None:
+        """Writes the output and error files from every line's result, then the batch's end."""
+        final = self.ending or ("cancelled" if self.record.batch.status == "cancelling" else "completed")
+        now = int(time.time())
+        if final == "completed":
+            await self._write(lambda r: _with(r, status="finalizing", finalizing_at=now))
+        output: list[bytes] = []
+        errors: list[bytes] = []
+        failed = 0
+        for line in todo:
+            kind, text = await self._result(line, final)
+            (output if kind == "completed" else errors).append(text)
+            failed += kind == "failed"
+        out = await self._file("output", output)
+        err = await self._file("error", errors)
+        counts = RequestCounts(total=len(todo), completed=len(output), failed=failed)
+        ended = {"completed": "completed_at", "cancelled": "cancelled_at", "expired": "expired_at"}[final]
+        await self._write(
+            lambda r: _with(
+                r,
+                status=final,
+                request_counts=counts,
+                output_file_id=out.id if out else None,
+                error_file_id=err.id if err else None,
+                **{ended: int(time.time())},
+            )
+        )
+        await self.store.finished(self.batch_id)
+
+    async def _file(self, kind: str, content: list[bytes]) -> FileObject | None:
+        if not content:
+            return None
+        return await self.gw.files.put(
+            tenant_id=self.record.tenant_id,
+            purpose="batch_output",
+            filename=f"{self.batch_id}_{kind}.jsonl",
+            data=b"".join(content),
+        )
+
+    async def _result(self, line: lines.Line, final: str) -> tuple[str, bytes]:
+        """The line's output line (`completed`) or error line (`failed`, or `unfinished`: never run)."""
+        task_id = render.task_id(self.record.tenant_id, self.batch_id, line.index)
+        args = (self.batch_id, line.index, line.custom_id)
+        state = await self.gw.runs.store.get(task_id)
+        if state is None:
+            refused = await self.store.line_error(self.batch_id, line.index)
+            if refused is not None:
+                return "failed", render.failed(*args, request_id=task_id, error=refused)
+        elif state.status == "completed":
+            return await self._answer(line, task_id)
+        elif state.status in ("failed", "timed_out"):
+            return "failed", render.failed(*args, request_id=task_id, error=render.task_error(state))
+        if final == "completed":
+            return "failed", render.failed(*args, request_id=task_id, error=UNAVAILABLE)
+        return "unfinished", render.unfinished(*args, ended=final)
+
+    async def _answer(self, line: lines.Line, task_id: str) -> tuple[str, bytes]:
+        """What the endpoint answers for the line's completed task (its output guardrails included)."""
+        args = (self.batch_id, line.index, line.custom_id)
+        done = await self.gw.runs.store.stored_outcome(task_id)
+        if done is None or not isinstance(done, TaskCompleted):
+            return "failed", render.failed(*args, request_id=task_id, error=UNAVAILABLE)
+        endpoint = self.record.batch.endpoint
+        owner = self.principal or self._owner()
+        parsed = lines.parse(line, endpoint, max_prompt_chars=self.gw.settings.max_prompt_chars)
+        task = completions.build_task(parsed, owner, priority="low").model_copy(update={"task_id": task_id})
+        try:
+            if self.gw.guardrails is not None:
+                done = await self.gw.guardrails.screen_output(
+                    done, principal=owner, request_id=task_id, endpoint=endpoint
+                )
+        except APIError as exc:
+            return "failed", render.failed(*args, request_id=task_id, error=render.line_error(exc))
+        body = lines.FACES[endpoint].render(task, done)
+        return "completed", render.succeeded(*args, request_id=task_id, body=body)
+
+    # -- the lease ---------------------------------------------------------------------------------
+
+    async def _keep(self) -> None:
+        """Renews the lease with the progress so far, and hears a cancellation, the expiry, a lost lease."""
+        every = self.knobs.lease_s / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                record = await self.store.change(self.batch_id, self._renewed)
+            except Exception as exc:
+                log.warning("batch %s: lease not renewed (%r)", self.batch_id, exc)
+                runner = self.record.runner
+                if runner is None or runner.until < time.time():
+                    self.halt()
+                continue
+            if record is None or record.runner is None or record.runner.owner != self.knobs.replica:
+                log.warning("batch %s: another replica holds it now", self.batch_id)
+                self.halt()
+                return
+            self.record = record
+            self._heard(record)
+
+    def _renewed(self, r: BatchRecord) -> BatchRecord | None:
+        if r.runner is None or r.runner.owner != self.knobs.replica:
+            return None
+        runner = r.runner.model_copy(update={"until": time.time() + self.knobs.lease_s})
+        if r.batch.status != "in_progress":
+            return r.model_copy(update={"runner": runner})
+        done_below, below, counts = self._progress(r.batch.request_counts.total)
+        batch = r.batch.model_copy(update={"request_counts": counts})
+        return r.model_copy(
+            update={"runner": runner, "done_below": done_below, "below": below, "batch": batch}
+        )
+
+    def _progress(self, total: int) -> tuple[int, RequestCounts, RequestCounts]:
+        """The first line whose result is not known yet; the counts of the lines before it; the counts of
+        all. This run started at the record's `done_below`: the earlier lines are in its `below`."""
+        done_below = self.start
+        while done_below in self.outcomes:
+            done_below += 1
+        below = self.start_below.model_copy()
+        counts = self.start_below.model_copy(update={"total": total})
+        for index, outcome in self.outcomes.items():
+            for tally in (counts, below) if index < done_below else (counts,):
+                setattr(tally, outcome, getattr(tally, outcome) + 1)
+        return done_below, below, counts
+
+    async def _write(self, edit: Callable[[BatchRecord], BatchRecord | None]) -> BatchRecord:
+        """A change only the lease's holder may make; Lost when it is not this replica any more."""
+        me = self.knobs.replica
+
+        def mine(r: BatchRecord) -> BatchRecord | None:
+            return edit(r) if r.runner is not None and r.runner.owner == me else None
+
+        record = await self.store.change(self.batch_id, mine)
+        if record is None or record.runner is None or record.runner.owner != me:
+            self.halt()
+            raise Lost(self.batch_id)
+        self.record = record
+        return record
+
+    async def release(self) -> None:
+        """Gives the lease up, if this replica still holds it (the batch is done, or this replica stops:
+        another takes it over at once)."""
+        me = self.knobs.replica
+        await self.store.change(
+            self.batch_id,
+            lambda r: r.model_copy(update={"runner": None}) if r.runner and r.runner.owner == me else None,
+        )
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _owner(self) -> Principal:
+        """The submitter as the record names them: enough to read and cancel their tasks."""
+        r = self.record
+        return Principal(
+            tenant_id=r.tenant_id, api_key_id=r.api_key_id, user_id=r.user_id, key_prefix="batch"
+        )
+
+    async def _refresh_principal(self) -> None:
+        now = time.monotonic()
+        if self._resolved_at and now - self._resolved_at < self.knobs.principal_ttl_s:
+            return
+        r = self.record
+        self.principal = await principals.resolve(
+            self.gw.sessions, tenant_id=r.tenant_id, api_key_id=r.api_key_id, user_id=r.user_id
+        )
+        self._resolved_at = now
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+
+
+def _with(record: BatchRecord, **changes: object) -> BatchRecord:
+    return record.model_copy(update={"batch": record.batch.model_copy(update=changes)})
+
+
+def _waits(exc: APIError) -> bool:
+    """A refusal that passes (a rate limit, the concurrency cap, a busy limiter): the line waits. A budget
+    refusal, or a request larger than a whole limit, is the line's failure."""
+    if isinstance(exc, RateLimited):
+        return exc.code != "budget_exceeded" and exc.headers.get("x-should-retry") != "false"
+    return isinstance(exc, ServiceUnavailable)
+
+
+def _wait_s(exc: APIError) -> float:
+    try:
+        wait = float(exc.headers.get("retry-after") or exc.headers.get("Retry-After") or 1.0)
+    except ValueError:
+        wait = 1.0
+    return min(max(wait, 0.2), MAX_WAIT_S)

@@ -1,0 +1,117 @@
+"""The Batch API's operations, each scoped to the caller's organisation."""
+
+from __future__ import annotations
+
+import time
+
+from pydantic import ValidationError
+
+from switchyard.gateway.batches.lines import FACES
+from switchyard.gateway.batches.models import (
+    COMPLETION_WINDOW_S,
+    Batch,
+    BatchList,
+    BatchRecord,
+    CreateBatch,
+)
+from switchyard.gateway.batches.runner import BatchRunner
+from switchyard.gateway.batches.store import BatchStore, new_batch_id
+from switchyard.gateway.completions import json_object
+from switchyard.gateway.errors import Conflict, InvalidRequest, invalid_fields
+from switchyard.gateway.files.store import FileStore
+from switchyard.gateway.tenants import Principal
+
+WINDOWS = ("24h",)
+MAX_LIST = 100
+
+
+class Batches:
+    def __init__(self, store: BatchStore, files: FileStore, runner: BatchRunner) -> None:
+        self.store = store
+        self.files = files
+        self.runner = runner
+
+    async def create(self, *, principal: Principal, body: bytes) -> Batch:
+        """A new batch, `validating`: the runner reads and checks its file, then runs it. 404 for an input
+        file that is not the organisation's."""
+        try:
+            asked = CreateBatch.model_validate(json_object(body))
+        except ValidationError as exc:
+            raise invalid_fields(exc.errors()) from exc
+        if asked.endpoint not in FACES:
+            raise InvalidRequest(
+                f"endpoint {asked.endpoint!r} is not supported in a batch here: one of {', '.join(FACES)}",
+                code="invalid_value",
+                param="endpoint",
+            )
+        if asked.completion_window not in WINDOWS:
+            raise InvalidRequest(
+                f"completion_window must be {' or '.join(WINDOWS)}",
+                code="invalid_value",
+                param="completion_window",
+            )
+        file = await self.files.get(tenant_id=principal.tenant_id, file_id=asked.input_file_id)
+        if file.purpose != "batch":
+            raise InvalidRequest(
+                f"the input file's purpose is {file.purpose!r}: a batch reads a file uploaded with purpose "
+                "'batch'",
+                code="invalid_value",
+                param="input_file_id",
+            )
+        now = int(time.time())
+        batch = Batch(
+            id=new_batch_id(),
+            endpoint=asked.endpoint,
+            input_file_id=file.id,
+            completion_window=asked.completion_window,
+            status="validating",
+            created_at=now,
+            expires_at=now + COMPLETION_WINDOW_S,
+            metadata=asked.metadata,
+        )
+        record = BatchRecord(
+            batch=batch,
+            tenant_id=principal.tenant_id,
+            user_id=principal.user_id,
+            api_key_id=principal.api_key_id,
+        )
+        await self.store.create(record)
+        self.runner.poke()
+        return batch
+
+    async def retrieve(self, *, principal: Principal, batch_id: str) -> Batch:
+        return (await self.store.get(tenant_id=principal.tenant_id, batch_id=batch_id)).batch
+
+    async def list(self, *, principal: Principal, after: str | None, limit: int) -> BatchList:
+        if not 1 <= limit <= MAX_LIST:
+            raise InvalidRequest(f"limit must be 1 to {MAX_LIST}", code="invalid_value", param="limit")
+        page, more = await self.store.page(tenant_id=principal.tenant_id, after=after, limit=limit)
+        return BatchList(
+            data=page,
+            first_id=page[0].id if page else None,
+            last_id=page[-1].id if page else None,
+            has_more=more,
+        )
+
+    async def cancel(self, *, principal: Principal, batch_id: str) -> Batch:
+        """`cancelling` (the runner cancels what runs, writes the partial output, then `cancelled`); a
+        batch already cancelling or cancelled is answered as it stands; one that ended otherwise is 409."""
+        await self.store.get(tenant_id=principal.tenant_id, batch_id=batch_id)
+        now = int(time.time())
+
+        def cancelling(r: BatchRecord) -> BatchRecord | None:
+            status = r.batch.status
+            if status in ("cancelling", "cancelled"):
+                return None
+            if status not in ("validating", "in_progress"):
+                raise Conflict(
+                    f"the batch is {status}: only a batch validating or in progress can be cancelled",
+                    code="batch_not_cancellable",
+                )
+            batch = r.batch.model_copy(update={"status": "cancelling", "cancelling_at": now})
+            return r.model_copy(update={"batch": batch})
+
+        record = await self.store.change(batch_id, cancelling)
+        assert record is not None  # batches are never deleted while their organisation can read them
+        self.runner.poke()
+        return record.batch

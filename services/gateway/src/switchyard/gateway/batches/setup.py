@@ -1,0 +1,28 @@
+"""The Batch API's parts, built and started by `create_app` once the gateway's state exists."""
+
+from __future__ import annotations
+
+from nats.js import JetStreamContext
+
+from switchyard.gateway.batches.runner import BatchRunner
+from switchyard.gateway.batches.running import Knobs
+from switchyard.gateway.batches.service import Batches
+from switchyard.gateway.batches.store import BatchStore, batches_bucket
+from switchyard.gateway.state import Gateway
+
+
+async def start_batches(gw: Gateway, js: JetStreamContext, *, replica: str) -> Batches:
+    settings = gw.settings
+    store = BatchStore(await batches_bucket(js))
+    knobs = Knobs(
+        replica=replica,
+        concurrency=settings.batch_concurrency,
+        lease_s=settings.batch_lease_s,
+        poll_s=settings.batch_poll_s,
+        principal_ttl_s=settings.auth_cache_ttl_s,
+    )
+    runner = BatchRunner(
+        gw, store, knobs, max_running=settings.batch_max_running, scan_s=settings.batch_scan_s
+    )
+    runner.start()
+    return Batches(store, gw.files, runner)

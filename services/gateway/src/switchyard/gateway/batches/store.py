@@ -1,0 +1,101 @@
+"""Batches in JetStream KV (bucket `switchyard-batches`), shared by every gateway replica. Every change is
+a compare-and-set on the record's revision, so the API's cancel and the runner's progress never overwrite
+each other, and two replicas never both hold a batch's lease."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable
+
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+
+from switchyard.common import kv, subjects
+from switchyard.gateway.batches.models import Batch, BatchRecord, LineError
+from switchyard.gateway.errors import NotFound
+
+KEEP_S = 30 * 24 * 3600.0  # a batch is listed this long after its last change
+_BATCH_ID = re.compile(r"batch_[0-9a-f]{1,64}")
+
+
+async def batches_bucket(js: JetStreamContext) -> KeyValue:
+    bucket: KeyValue = await kv.bucket(js, subjects.KV_BATCHES, ttl_s=KEEP_S)
+    return bucket
+
+
+def new_batch_id() -> str:
+    """`batch_` and hex: microseconds since the epoch (so ids sort by creation, newest listed first), then
+    random."""
+    return f"batch_{time.time_ns() // 1000:014x}{secrets.token_hex(8)}"
+
+
+class BatchStore:
+    def __init__(self, bucket: KeyValue) -> None:
+        self._kv = bucket
+
+    async def create(self, record: BatchRecord) -> None:
+        batch_id = record.batch.id
+        await self._kv.create(f"b.{batch_id}", record.model_dump_json().encode())
+        await self._kv.put(f"t.{record.tenant_id}.{batch_id}", b"")
+        await self._kv.put(f"a.{batch_id}", b"")
+
+    async def read(self, batch_id: str) -> BatchRecord | None:
+        if not _BATCH_ID.fullmatch(batch_id):
+            return None
+        value, _ = await kv.read(self._kv, f"b.{batch_id}")
+        return None if value is None else BatchRecord.model_validate_json(value)
+
+    async def get(self, *, tenant_id: str, batch_id: str) -> BatchRecord:
+        """The organisation's batch; NotFound for none, or another organisation's."""
+        record = await self.read(batch_id)
+        if record is None or record.tenant_id != tenant_id:
+            raise NotFound(f"no batch {batch_id!r} in this organisation", param="batch_id")
+        return record
+
+    async def change(
+        self, batch_id: str, edit: Callable[[BatchRecord], BatchRecord | None]
+    ) -> BatchRecord | None:
+        """`edit` applied by compare-and-set (run again on a conflict; None: no change); the record as it
+        then stands, or None when there is no such batch."""
+
+        def step(current: bytes | None) -> tuple[bytes | None, BatchRecord | None]:
+            if current is None:
+                return None, None
+            record = BatchRecord.model_validate_json(current)
+            edited = edit(record)
+            if edited is None:
+                return None, record
+            return edited.model_dump_json().encode(), edited
+
+        return await kv.update(self._kv, f"b.{batch_id}", step)
+
+    async def page(self, *, tenant_id: str, after: str | None, limit: int) -> tuple[list[Batch], bool]:
+        """The organisation's batches, newest first, from the one after `after`; and whether more follow."""
+        prefix = f"t.{tenant_id}."
+        ids = sorted((k[len(prefix) :] for k in await kv.keys(self._kv, prefix)), reverse=True)
+        if after is not None:
+            ids = [i for i in ids if i < after]
+        page: list[Batch] = []
+        for batch_id in ids:
+            if len(page) > limit:
+                break
+            record = await self.read(batch_id)
+            if record is not None and record.tenant_id == tenant_id:
+                page.append(record.batch)
+        return page[:limit], len(page) > limit
+
+    async def active(self) -> list[str]:
+        """The batches not finished yet, oldest first."""
+        return sorted(k[2:] for k in await kv.keys(self._kv, "a."))
+
+    async def finished(self, batch_id: str) -> None:
+        await self._kv.delete(f"a.{batch_id}")  # a delete marker: no error when it is gone already
+
+    async def line_error(self, batch_id: str, index: int) -> LineError | None:
+        value, _ = await kv.read(self._kv, f"e.{batch_id}.{index}")
+        return None if not value else LineError.model_validate_json(value)
+
+    async def keep_line_error(self, batch_id: str, index: int, error: LineError) -> None:
+        await self._kv.put(f"e.{batch_id}.{index}", error.model_dump_json().encode())

@@ -1,0 +1,71 @@
+"""OpenAI's Batch API: /v1/batches (create, list), /v1/batches/{id} (retrieve), /v1/batches/{id}/cancel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+
+from switchyard.gateway.auth import authenticate
+from switchyard.gateway.batches.models import Batch, BatchList, CreateBatch
+from switchyard.gateway.batches.service import MAX_LIST, Batches
+from switchyard.gateway.completions import read_body
+from switchyard.gateway.openapi import ERRORS, error_doc
+from switchyard.gateway.state import gateway_of
+from switchyard.gateway.tenants import Principal
+
+router = APIRouter(prefix="/v1/batches", tags=["batches"])
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    k: v for k, v in ERRORS.items() if k in (400, 401, 403, 404, 429, 503)
+}
+
+
+async def _caller(request: Request) -> tuple[Batches, Principal]:
+    gw = gateway_of(request)
+    assert gw.batches is not None
+    return gw.batches, await authenticate(request, gw.verifier)
+
+
+@router.post(
+    "",
+    response_model=Batch,
+    summary="Create a batch from an uploaded JSONL file (purpose `batch`)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": CreateBatch.model_json_schema()}},
+        }
+    },
+    responses=_ERRORS,
+)
+async def create_batch(request: Request) -> Batch:
+    batches, principal = await _caller(request)
+    body = await read_body(request, limit=gateway_of(request).settings.max_body_bytes)
+    return await batches.create(principal=principal, body=body)
+
+
+@router.get(
+    "", response_model=BatchList, summary="The organisation's batches, newest first", responses=_ERRORS
+)
+async def list_batches(
+    request: Request, after: str | None = None, limit: int = Query(default=20, ge=1, le=MAX_LIST)
+) -> BatchList:
+    batches, principal = await _caller(request)
+    return await batches.list(principal=principal, after=after, limit=limit)
+
+
+@router.get("/{batch_id}", response_model=Batch, summary="A batch", responses=_ERRORS)
+async def retrieve_batch(batch_id: str, request: Request) -> Batch:
+    batches, principal = await _caller(request)
+    return await batches.retrieve(principal=principal, batch_id=batch_id)
+
+
+@router.post(
+    "/{batch_id}/cancel",
+    response_model=Batch,
+    summary="Cancel a batch: `cancelling`, then `cancelled` with the partial output",
+    responses={**_ERRORS, 409: error_doc("`batch_not_cancellable`: the batch already ended")},
+)
+async def cancel_batch(batch_id: str, request: Request) -> Batch:
+    batches, principal = await _caller(request)
+    return await batches.cancel(principal=principal, batch_id=batch_id)

@@ -1,0 +1,288 @@
+"""OpenAI's Batch API on two gateway processes, a real nats-server and SQLite, through the official OpenAI
+SDK (`client.files.create`, `client.batches.create/retrieve/list/cancel`). The pipeline is the harness's
+Answerer (a line whose prompt says FAIL fails as a provider error). Each line runs as a task: its result
+is read back through the task API, and no line is submitted twice, even when the replica running the batch
+is killed and the other takes it over."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import nats
+import openai
+import pytest
+
+from switchyard.cli.processes import NatsServer
+from switchyard.common import subjects
+from switchyard.common.events import TaskFailed, TaskSubmitted
+from switchyard.gateway.batches.models import BatchRecord
+from tests.integration.gateway.harness import Answerer, Bases, Org, auth, gateways, make_org
+
+pytestmark = pytest.mark.integration
+LEASE_S = 2.0
+ENV = {
+    "SWITCHYARD_BATCH_CONCURRENCY": "2",
+    "SWITCHYARD_BATCH_LEASE_S": str(LEASE_S),
+    "SWITCHYARD_BATCH_SCAN_S": "0.3",
+    "SWITCHYARD_BATCH_POLL_S": "0.1",
+    "SWITCHYARD_REPLICA_TTL_S": "2",
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer, Bases, Org, Org]]:
+    tmp = tmp_path_factory.mktemp("batches")
+    server = NatsServer(tmp / "jetstream").start()
+    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
+    try:
+        with gateways(server, db_url, tmp, count=2, env=ENV) as bases:
+            acme = asyncio.run(make_org(db_url, "acme", roles=("member",)))
+            other = asyncio.run(make_org(db_url, "other", roles=("member",)))
+            yield server, bases, acme, other
+    finally:
+        server.stop()
+
+
+class Pipeline(Answerer):
+    """The Answerer, failing a task whose prompt says FAIL as the executor fails a provider error."""
+
+    async def answer(self, task: TaskSubmitted) -> None:
+        if "FAIL" in str(task.chat().messages[-1].content):
+            failed = TaskFailed(
+                task_id=task.task_id,
+                tenant_id=task.tenant_id,
+                user_id=task.user_id,
+                error_code="provider_error",
+                error_message="the upstream answered 500",
+                failed_at=datetime.now(UTC),
+            )
+            await self._result(failed)
+            return
+        await super().answer(task)
+
+
+@pytest.fixture
+async def pipeline(world: tuple[NatsServer, Bases, Org, Org]) -> AsyncIterator[Pipeline]:
+    me = await Pipeline.start(world[0].url)
+    yield me  # type: ignore[misc]
+    await me.close()
+
+
+def _sdk(base: str, org: Org) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=org.keys["member"], max_retries=0, timeout=30)
+
+
+def _line(custom_id: str, prompt: str, **body: Any) -> dict[str, Any]:
+    request = {"model": "auto", "max_tokens": 16, "messages": [{"role": "user", "content": prompt}], **body}
+    return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": request}
+
+
+async def _upload(client: openai.AsyncOpenAI, lines: list[dict[str, Any]]) -> str:
+    data = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+    return (await client.files.create(file=("in.jsonl", io.BytesIO(data)), purpose="batch")).id
+
+
+async def _until(client: openai.AsyncOpenAI, batch_id: str, *statuses: str, within_s: float = 20.0) -> Any:
+    deadline = time.monotonic() + within_s
+    while True:
+        batch = await client.batches.retrieve(batch_id)
+        if batch.status in statuses:
+            return batch
+        assert time.monotonic() < deadline, f"batch still {batch.status}"
+        await asyncio.sleep(0.1)
+
+
+async def _jsonl(client: openai.AsyncOpenAI, file_id: str) -> list[dict[str, Any]]:
+    content = await client.files.content(file_id)
+    return [json.loads(line) for line in content.text.splitlines()]
+
+
+async def test_batch_runs_each_line_as_a_task(
+    world: tuple[NatsServer, Bases, Org, Org], pipeline: Pipeline
+) -> None:
+    _, bases, acme, other = world
+    client = _sdk(bases[0], acme)
+    file_id = await _upload(
+        client, [_line("first", "capital of France?"), _line("broken", "FAIL now"), _line("third", "again?")]
+    )
+    created = await client.batches.create(
+        input_file_id=file_id,
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+        metadata={"run": "nightly"},
+    )
+    assert created.id.startswith("batch_") and created.status == "validating"
+    assert created.expires_at == created.created_at + 24 * 3600 and created.metadata == {"run": "nightly"}
+    done = await _until(client, created.id, "completed", "failed")
+    assert done.status == "completed", done.errors
+    assert (done.request_counts.total, done.request_counts.completed, done.request_counts.failed) == (3, 2, 1)
+    assert done.in_progress_at and done.finalizing_at and done.completed_at and not done.failed_at
+
+    output = await _jsonl(client, done.output_file_id)
+    assert [line["custom_id"] for line in output] == ["first", "third"]  # input order
+    for line in output:
+        assert line["id"].startswith("batch_req_") and line["error"] is None
+        response = line["response"]
+        assert response["status_code"] == 200
+        body = response["body"]
+        assert body["object"] == "chat.completion" and body["choices"][0]["message"]["content"] == "Paris"
+        assert body["usage"]["completion_tokens"] == 2
+    errors = await _jsonl(client, done.error_file_id)
+    assert [line["custom_id"] for line in errors] == ["broken"]
+    failed = errors[0]["response"]
+    assert failed["status_code"] == 502 and failed["body"]["error"]["code"] == "provider_error"
+    assert errors[0]["error"] is None
+    file = await client.files.retrieve(done.output_file_id)
+    assert file.purpose == "batch_output"
+
+    # Every line was one low-priority task, submitted once; its result is the task API's.
+    assert len(pipeline.seen) == 3 and len({t.task_id for t in pipeline.seen}) == 3
+    assert {t.priority for t in pipeline.seen} == {"low"}
+    async with httpx.AsyncClient(base_url=bases[1]) as http:
+        task = await http.get(
+            f"/v1/tasks/{output[0]['response']['request_id']}", headers=auth(acme.keys["member"])
+        )
+        assert task.status_code == 200 and task.json()["status"] == "completed"
+        assert task.json()["result"]["content"] == "Paris"
+
+    listed = await client.batches.list(limit=10)
+    assert created.id in [b.id for b in listed.data]
+    stranger = _sdk(bases[1], other)
+    with pytest.raises(openai.NotFoundError):
+        await stranger.batches.retrieve(created.id)
+    with pytest.raises(openai.NotFoundError):
+        await stranger.batches.cancel(created.id)
+    assert created.id not in [b.id for b in (await stranger.batches.list()).data]
+    with pytest.raises(openai.NotFoundError):  # nor may another organisation run its file
+        await stranger.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+
+
+async def test_a_file_with_bad_lines_fails_the_batch(
+    world: tuple[NatsServer, Bases, Org, Org], pipeline: Pipeline
+) -> None:
+    _, bases, acme, _ = world
+    client = _sdk(bases[0], acme)
+    file_id = await _upload(
+        client,
+        [
+            _line("ok", "hello"),
+            _line("unknown-model", "hello", model="nope/not-a-model"),
+            _line("streamed", "hello", stream=True),
+            _line("ok", "a duplicate id"),
+        ],
+    )
+    batch = await client.batches.create(
+        input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    failed = await _until(client, batch.id, "failed", "completed")
+    assert failed.status == "failed" and failed.failed_at and failed.output_file_id is None
+    assert failed.errors is not None and failed.errors.object == "list"
+    found = [(e.code, e.param, e.line) for e in failed.errors.data or []]
+    assert found == [
+        ("model_not_found", "body.model", 2),
+        ("invalid_value", "body.stream", 3),
+        ("duplicate_custom_id", "custom_id", 4),
+    ]
+    assert pipeline.seen == []  # nothing of a failed batch runs
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.batches.create(input_file_id=file_id, endpoint="/v1/embeddings", completion_window="24h")
+    assert "/v1/chat/completions" in refused.value.message
+    with pytest.raises(openai.BadRequestError):
+        await client.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="1h"
+        )  # type: ignore[arg-type]
+    with pytest.raises(openai.BadRequestError):
+        await client.batches.create(
+            input_file_id=file_id,
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+            metadata={f"k{i}": "v" for i in range(17)},
+        )
+    with pytest.raises(openai.NotFoundError):
+        await client.batches.create(
+            input_file_id="file-nope", endpoint="/v1/chat/completions", completion_window="24h"
+        )
+
+
+async def test_cancel_stops_a_running_batch(world: tuple[NatsServer, Bases, Org, Org]) -> None:
+    server, bases, acme, _ = world
+    pipeline = await Pipeline.start(server.url, hold=True)
+    try:
+        client = _sdk(bases[0], acme)
+        file_id = await _upload(client, [_line(f"r{i}", f"question {i}") for i in range(5)])
+        batch = await client.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        deadline = time.monotonic() + 10
+        while len(pipeline.held) < 2:  # two in flight (the concurrency), the rest waiting
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        await pipeline.answer(pipeline.held.pop(0))  # one answered before the cancel
+        cancelling = await client.batches.cancel(batch.id)
+        assert cancelling.status == "cancelling" and cancelling.cancelling_at
+        cancelled = await _until(client, batch.id, "cancelled")
+        assert cancelled.cancelled_at and cancelled.request_counts.completed >= 1
+        output = await _jsonl(client, cancelled.output_file_id)
+        errors = await _jsonl(client, cancelled.error_file_id)
+        assert sorted(line["custom_id"] for line in output + errors) == [f"r{i}" for i in range(5)]
+        assert all(e["response"] is None and e["error"]["code"] == "batch_cancelled" for e in errors)
+        assert 2 <= len(pipeline.seen) <= 3  # at most one more, as r0 was answered; none once cancelling
+        async with httpx.AsyncClient(base_url=bases[0]) as http:  # the held task was cancelled as a task
+            held = pipeline.held[0].task_id
+            state = (await http.get(f"/v1/tasks/{held}", headers=auth(acme.keys["member"]))).json()
+        assert state["status"] == "cancelled"
+    finally:
+        await pipeline.close()
+
+
+async def _record(url: str, batch_id: str) -> BatchRecord:
+    nc = await nats.connect(url)
+    try:
+        kv = await nc.jetstream().key_value(subjects.KV_BATCHES)
+        entry = await kv.get(f"b.{batch_id}")
+        return BatchRecord.model_validate_json(entry.value or b"{}")
+    finally:
+        await nc.close()
+
+
+async def test_another_replica_takes_over_a_batch_whose_runner_died(
+    world: tuple[NatsServer, Bases, Org, Org],
+) -> None:
+    """Last in this module: it kills a replica."""
+    server, bases, acme, _ = world
+    pipeline = await Pipeline.start(server.url, hold=True)
+    try:
+        file_id = await _upload(_sdk(bases[0], acme), [_line(f"r{i}", f"question {i}") for i in range(4)])
+        batch = await _sdk(bases[0], acme).batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        deadline = time.monotonic() + 10
+        while len(pipeline.held) < 2:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        record = await _record(server.url, batch.id)
+        assert record.runner is not None
+        dying = 0 if record.runner.owner.startswith("gateway-0") else 1
+        bases.procs[dying].kill()
+        bases.procs[dying].wait(5)
+        survivor = _sdk(bases[1 - dying], acme)
+        await pipeline.release()  # the dead runner's tasks end; the survivor finds their results
+        done = await _until(survivor, batch.id, "completed", within_s=20)
+        assert done.request_counts.completed == 4
+        output = await _jsonl(survivor, done.output_file_id)
+        assert [line["custom_id"] for line in output] == [f"r{i}" for i in range(4)]
+        assert len(pipeline.seen) == 4 and len({t.task_id for t in pipeline.seen}) == 4  # none twice
+        taken = await _record(server.url, batch.id)
+        assert taken.runner is None and taken.batch.status == "completed"
+    finally:
+        await pipeline.close()
