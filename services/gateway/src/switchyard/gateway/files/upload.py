@@ -152,19 +152,13 @@ def check_batch_input(filename: str, data: IO[bytes]) -> None:
         )
     data.seek(0)
     requests = 0
-    for line_no, raw in enumerate(data, 1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            message = f"file: line {line_no} is not UTF-8 ({exc.reason} at byte {exc.start})"
-            raise InvalidRequest(message, code="invalid_jsonl", param="file") from None
-        if not line.strip():
+    for line_no, line in enumerate(data, 1):
+        if line.isspace():
             continue
         try:
-            value = orjson.loads(line)
+            value = orjson.loads(line)  # checks UTF-8 too
         except orjson.JSONDecodeError as exc:
-            message = f"file: line {line_no} is not valid JSON ({exc})"
-            raise InvalidRequest(message, code="invalid_jsonl", param="file") from None
+            raise _bad_line(line, line_no, exc) from None
         if not isinstance(value, dict):
             message = f"file: line {line_no} is not a JSON object"
             raise InvalidRequest(message, code="invalid_jsonl", param="file")
@@ -174,3 +168,13 @@ def check_batch_input(filename: str, data: IO[bytes]) -> None:
         raise InvalidRequest(
             "file: empty; a batch input file holds one request per line", code="empty_file", param="file"
         )
+
+
+def _bad_line(line: bytes, line_no: int, exc: orjson.JSONDecodeError) -> InvalidRequest:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        message = f"file: line {line_no} is not UTF-8 ({bad.reason} at byte {bad.start})"
+    else:
+        message = f"file: line {line_no} is not valid JSON ({exc})"
+    return InvalidRequest(message, code="invalid_jsonl", param="file")

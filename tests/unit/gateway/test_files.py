@@ -1,0 +1,122 @@
+"""The Files API's pure parts: file ids that sort by creation, a list's page and cursor, expiry, the batch
+input check, the content check against the stored size and digest, the refusals of a purpose."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+from collections.abc import AsyncIterator
+
+import pytest
+from nats.js import api
+
+from switchyard.gateway.errors import InvalidRequest
+from switchyard.gateway.files import store, upload
+from switchyard.gateway.files.models import FileObject
+
+pytestmark = pytest.mark.unit
+
+
+def _file(file_id: str, *, purpose: str = "batch", expires_at: int | None = None) -> FileObject:
+    return FileObject(
+        id=file_id,
+        bytes=1,
+        created_at=0,
+        filename="f.jsonl",
+        purpose=purpose,
+        expires_at=expires_at,  # type: ignore[arg-type]
+    )
+
+
+def test_file_ids_are_ours_and_sort_by_creation_time() -> None:
+    ids = [store.new_file_id(ms) for ms in (1_000, 1_001, 62**5, 1_796_517_309_000)]
+    assert all(store.is_file_id(i) and len(i) == 29 for i in ids)
+    assert ids == sorted(ids)
+    assert len({store.new_file_id(5) for _ in range(100)}) == 100  # the random part tells same-ms ids apart
+    for foreign in ("file-abc", "file-" + "a" * 23 + "_", "x" * 29, "file-" + "a" * 24 + ".>"):
+        assert not store.is_file_id(foreign)
+
+
+def test_tenant_part_is_a_hash_that_makes_a_key_token() -> None:
+    part = store.tenant_part("org.with spaces/and>wildcards")
+    assert len(part) == 32 and part.isalnum()
+    assert part != store.tenant_part("another")
+
+
+def test_a_page_follows_the_cursor_in_either_order_even_when_its_file_is_gone() -> None:
+    files = [_file(store.new_file_id(ms)) for ms in (10, 20, 30, 40)]
+    ids = [f.id for f in files]
+    newest, more = store.page(files, limit=2, after=None, order="desc")
+    assert [f.id for f in newest] == [ids[3], ids[2]] and more
+    rest, more = store.page(files, limit=2, after=ids[2], order="desc")
+    assert [f.id for f in rest] == [ids[1], ids[0]] and not more
+    oldest, more = store.page(files, limit=10, after=None, order="asc")
+    assert [f.id for f in oldest] == ids and not more
+    gone = store.new_file_id(25)  # a cursor whose file was deleted still places the page
+    assert [f.id for f in store.page(files, limit=10, after=gone, order="asc")[0]] == ids[2:]
+    assert [f.id for f in store.page(files, limit=10, after=gone, order="desc")[0]] == [ids[1], ids[0]]
+
+
+def test_a_file_expires_at_its_expiry() -> None:
+    assert not store.expired(_file(store.new_file_id()), 1e12)
+    assert store.expired(_file(store.new_file_id(), expires_at=100), 100.0)
+    assert not store.expired(_file(store.new_file_id(), expires_at=100), 99.5)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "code", "says"),
+    [
+        ("r.txt", b"{}\n", "invalid_file_format", ".jsonl"),
+        ("r.jsonl", b"", "empty_file", "empty"),
+        ("r.jsonl", b"\n \r\n\t\n", "empty_file", "empty"),
+        ("r.jsonl", b'{"a": 1}\n[1, 2]\n', "invalid_jsonl", "line 2 is not a JSON object"),
+        ("r.jsonl", b'{"a": 1}\n\n{"a": \n', "invalid_jsonl", "line 3 is not valid JSON"),
+        ("r.jsonl", b'{"a": "\xc3"}\n', "invalid_jsonl", "line 1 is not UTF-8"),
+    ],
+)
+def test_a_bad_batch_input_file_is_refused_naming_its_fault(
+    name: str, data: bytes, code: str, says: str
+) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        upload.check_batch_input(name, io.BytesIO(data))
+    assert (refused.value.code, refused.value.param) == (code, "file")
+    assert says in refused.value.message
+
+
+def test_a_good_batch_input_file_passes_and_is_left_at_its_start() -> None:
+    data = io.BytesIO(
+        b'{"custom_id": "1", "body": {"x": "caf\xc3\xa9"}}\r\n\n{"custom_id": "2"}'
+    )  # no last newline
+    data.seek(5)
+    upload.check_batch_input("Requests.JSONL", data)
+    assert data.tell() == 0
+
+
+@pytest.mark.parametrize(
+    ("purpose", "says"),
+    [("batch_output", "written by Switchyard"), ("fine-tune", "not served"), ("x" * 100, "not a purpose")],
+)
+def test_a_refused_purpose_names_the_accepted_one(purpose: str, says: str) -> None:
+    message = upload._purpose_refused(purpose)
+    assert says in message and "`batch`" in message and len(message) < 200
+
+
+async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+def _info(data: bytes) -> api.ObjectInfo:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
+    return api.ObjectInfo(
+        name="k", bucket="b", nuid="n", size=len(data), chunks=2, digest=f"SHA-256={digest}"
+    )
+
+
+async def test_content_is_checked_against_its_stored_size_and_digest() -> None:
+    info = _info(b"hello world")
+    assert b"".join([c async for c in store._checked(_chunks(b"hello ", b"world"), info)]) == b"hello world"
+    for parts in ((b"hello ", b"World"), (b"hello ",)):
+        with pytest.raises(store.FileUnreadable):
+            _ = [c async for c in store._checked(_chunks(*parts), info)]
