@@ -4,36 +4,19 @@ lets calls through. A real nats-server."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import nats
 import pytest
 
-from switchyard.cli.processes import NatsServer
 from switchyard.common import kv, subjects
 from switchyard.executor.resilience.limits import Limit
 from switchyard.executor.resilience.shared import KVRateLimits
+from tests.integration.executor.test_shared_state import Clock, js  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.integration
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-async def js(nats_server: NatsServer) -> AsyncIterator[nats.js.JetStreamContext]:
-    nc = await nats.connect(nats_server.url)
-    yield nc.jetstream()
-    await nc.close()
-
-
 async def test_shared_limits_follow_a_new_table_and_keep_the_leases_of_unchanged_ones(
-    js: nats.js.JetStreamContext,
+    js: nats.js.JetStreamContext,  # noqa: F811
 ) -> None:
     bucket = await kv.bucket(js, subjects.KV_RATE_LIMITS)
     limits = KVRateLimits(

@@ -13,16 +13,9 @@ from switchyard.executor.app import State, followed_policy, limits_from
 from switchyard.executor.config import ExecutorSettings
 from switchyard.executor.resilience.limits import Limit, LocalRateLimits
 from tests.support.prices import PRICE_SHEET
+from tests.unit.executor.test_limits import Clock
 
 pytestmark = pytest.mark.unit
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def _granted(limits: LocalRateLimits, key: str, calls: int, tokens: int = 1) -> int:
