@@ -18,11 +18,15 @@ import httpx
 import nats
 import openai
 import pytest
+from sqlalchemy import select
 
 from switchyard.cli.processes import NatsServer
 from switchyard.common import subjects
+from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.events import TaskFailed, TaskSubmitted
 from switchyard.gateway.batches.models import BatchRecord
+from switchyard.gateway.keys import parse_prefix
+from switchyard.gateway.models import ApiKey
 from tests.integration.gateway.harness import Answerer, Bases, Org, auth, gateways, make_org
 
 pytestmark = pytest.mark.integration
@@ -33,6 +37,7 @@ ENV = {
     "SWITCHYARD_BATCH_SCAN_S": "0.3",
     "SWITCHYARD_BATCH_POLL_S": "0.1",
     "SWITCHYARD_REPLICA_TTL_S": "2",
+    "SWITCHYARD_AUTH_CACHE_TTL_S": "0.5",  # how soon a running batch hears its key was revoked
 }
 
 
@@ -43,8 +48,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer
     db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
     try:
         with gateways(server, db_url, tmp, count=2, env=ENV) as bases:
-            acme = asyncio.run(make_org(db_url, "acme", roles=("member",)))
+            acme = asyncio.run(make_org(db_url, "acme", roles=("member", "admin")))
             other = asyncio.run(make_org(db_url, "other", roles=("member",)))
+            bases.db_url = db_url  # type: ignore[attr-defined]
             yield server, bases, acme, other
     finally:
         server.stop()
@@ -75,8 +81,8 @@ async def pipeline(world: tuple[NatsServer, Bases, Org, Org]) -> AsyncIterator[P
     await me.close()
 
 
-def _sdk(base: str, org: Org) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=org.keys["member"], max_retries=0, timeout=30)
+def _sdk(base: str, org: Org, role: str = "member") -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=org.keys[role], max_retries=0, timeout=30)
 
 
 def _line(custom_id: str, prompt: str, **body: Any) -> dict[str, Any]:
@@ -245,6 +251,46 @@ async def test_cancel_stops_a_running_batch(world: tuple[NatsServer, Bases, Org,
         await pipeline.close()
 
 
+async def _revoke(db_url: str, key: str) -> None:
+    engine = create_engine(db_url)
+    try:
+        async with sessionmaker(engine).begin() as s:
+            row = (await s.execute(select(ApiKey).where(ApiKey.prefix == parse_prefix(key)))).scalar_one()
+            row.revoked_at = datetime.now(UTC)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_key_revoked_while_its_batch_runs_fails_the_lines_not_yet_submitted(
+    world: tuple[NatsServer, Bases, Org, Org],
+) -> None:
+    server, bases, acme, _ = world
+    pipeline = await Pipeline.start(server.url, hold=True)
+    try:
+        client = _sdk(bases[0], acme)
+        file_id = await _upload(client, [_line(f"r{i}", f"question {i}") for i in range(4)])
+        batch = await client.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        deadline = time.monotonic() + 10
+        while len(pipeline.held) < 2:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        await _revoke(bases.db_url, acme.keys["member"])  # type: ignore[attr-defined]
+        await asyncio.sleep(1.0)  # longer than the principal is trusted for (SWITCHYARD_AUTH_CACHE_TTL_S)
+        await pipeline.release()
+        admin = _sdk(bases[0], acme, "admin")
+        done = await _until(admin, batch.id, "completed")
+        assert (done.request_counts.completed, done.request_counts.failed) == (2, 2)
+        errors = await _jsonl(admin, done.error_file_id)
+        assert [e["custom_id"] for e in errors] == ["r2", "r3"]
+        assert {e["response"]["status_code"] for e in errors} == {401}
+        assert {e["response"]["body"]["error"]["code"] for e in errors} == {"invalid_api_key"}
+        assert len(pipeline.seen) == 2  # the tasks already submitted ran; no other was
+    finally:
+        await pipeline.close()
+
+
 async def _record(url: str, batch_id: str) -> BatchRecord:
     nc = await nats.connect(url)
     try:
@@ -258,12 +304,14 @@ async def _record(url: str, batch_id: str) -> BatchRecord:
 async def test_another_replica_takes_over_a_batch_whose_runner_died(
     world: tuple[NatsServer, Bases, Org, Org],
 ) -> None:
-    """Last in this module: it kills a replica."""
+    """Last in this module: it kills a replica (and runs as the admin: the member's key was revoked)."""
     server, bases, acme, _ = world
     pipeline = await Pipeline.start(server.url, hold=True)
     try:
-        file_id = await _upload(_sdk(bases[0], acme), [_line(f"r{i}", f"question {i}") for i in range(4)])
-        batch = await _sdk(bases[0], acme).batches.create(
+        file_id = await _upload(
+            _sdk(bases[0], acme, "admin"), [_line(f"r{i}", f"question {i}") for i in range(4)]
+        )
+        batch = await _sdk(bases[0], acme, "admin").batches.create(
             input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
         )
         deadline = time.monotonic() + 10
@@ -275,7 +323,7 @@ async def test_another_replica_takes_over_a_batch_whose_runner_died(
         dying = 0 if record.runner.owner.startswith("gateway-0") else 1
         bases.procs[dying].kill()
         bases.procs[dying].wait(5)
-        survivor = _sdk(bases[1 - dying], acme)
+        survivor = _sdk(bases[1 - dying], acme, "admin")
         await pipeline.release()  # the dead runner's tasks end; the survivor finds their results
         done = await _until(survivor, batch.id, "completed", within_s=20)
         assert done.request_counts.completed == 4

@@ -87,8 +87,10 @@ class BatchStore:
         return page[:limit], len(page) > limit
 
     async def active(self) -> list[str]:
-        """The batches not finished yet, oldest first."""
-        return sorted(k[2:] for k in await kv.keys(self._kv, "a."))
+        """The batches not finished yet, oldest first (a finished one's key stays listed as deleted until
+        the bucket's max age removes its marker: read to tell)."""
+        listed = sorted(await kv.keys(self._kv, "a."))
+        return [key[2:] for key in listed if (await kv.read(self._kv, key))[1] is not None]
 
     async def finished(self, batch_id: str) -> None:
         await self._kv.delete(f"a.{batch_id}")  # a delete marker: no error when it is gone already

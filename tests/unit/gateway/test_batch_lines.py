@@ -1,0 +1,222 @@
+"""The Batch API's pure parts: the input file's checks (each line's envelope, its body as the endpoint
+parses it, the model catalogue), the output and error lines, a task's failure as the endpoint's error,
+and a run's progress."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from switchyard.gateway.batches import lines, render
+from switchyard.gateway.batches.models import Batch as BatchObject
+from switchyard.gateway.batches.models import BatchRecord, CreateBatch, LineError, RequestCounts
+from switchyard.gateway.batches.running import BatchRun, _waits
+from switchyard.gateway.errors import ModelNotFound, RateLimited, ServiceUnavailable
+from switchyard.gateway.taskapi.models import TaskError, TaskState
+
+pytestmark = pytest.mark.unit
+CHAT = "/v1/chat/completions"
+
+
+def _request(custom_id: str = "a", **body: Any) -> dict[str, Any]:
+    request = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], **body}
+    return {"custom_id": custom_id, "method": "POST", "url": CHAT, "body": request}
+
+
+def _file(*rows: object) -> bytes:
+    return b"\n".join(r if isinstance(r, bytes) else json.dumps(r).encode() for r in rows) + b"\n"
+
+
+def _read(content: bytes, endpoint: str = CHAT) -> lines.Checked:
+    return lines.read(content, endpoint=endpoint, max_prompt_chars=10_000, max_body_bytes=4096)
+
+
+def test_a_good_file_gives_its_requests_in_order_with_line_numbers() -> None:
+    checked = _read(_file(_request("x"), b"", _request("y", model="local/smollm2-135m-instruct")))
+    assert checked.errors == []
+    assert [(line.index, line.number, line.custom_id, line.model) for line in checked.lines] == [
+        (0, 1, "x", "auto"),
+        (1, 3, "y", "local/smollm2-135m-instruct"),  # a blank line counts in the numbering, not as a request
+    ]
+    assert orjson.loads(checked.lines[0].body)["messages"][0]["content"] == "hi"
+
+
+def test_legacy_completions_lines_are_read_by_that_endpoint() -> None:
+    line = {
+        "custom_id": "p",
+        "method": "POST",
+        "url": "/v1/completions",
+        "body": {"model": "auto", "prompt": "Hi"},
+    }
+    assert _read(_file(line), "/v1/completions").errors == []
+    assert _read(_file(_request()), "/v1/completions").errors[0][0] == "mismatched_url"
+
+
+@pytest.mark.parametrize(
+    ("row", "code", "param"),
+    [
+        (b"{not json", "invalid_json_line", None),
+        (b"[1, 2]", "invalid_json_line", None),
+        ({**_request(), "custom_id": 7}, "missing_custom_id", "custom_id"),
+        ({**_request(), "method": "GET"}, "invalid_method", "method"),
+        ({**_request(), "url": "/v1/embeddings"}, "mismatched_url", "url"),
+        ({**_request(), "body": "hi"}, "invalid_body", "body"),
+        (_request(stream=True), "invalid_value", "body.stream"),
+        (_request(max_tokens="5"), "invalid_type", "body.max_tokens"),
+        ({**_request(), "body": {"model": "auto"}}, "missing_field", "body.messages"),
+        (_request(logit_bias={"1": 2}), "unsupported_parameter", "body.logit_bias"),
+        (_request(messages=[{"role": "user", "content": "x" * 5000}]), "request_too_large", "body"),
+    ],
+)
+def test_a_bad_line_is_named_with_its_line_number(row: object, code: str, param: str | None) -> None:
+    checked = _read(_file(_request("ok"), row))
+    assert [(c, p, n) for c, _, p, n in checked.errors] == [(code, param, 2)]
+    assert [line.custom_id for line in checked.lines] == ["ok"]
+
+
+def test_custom_ids_are_unique_and_the_listed_errors_are_capped() -> None:
+    dup = _read(_file(_request("a"), _request("a")))
+    assert dup.errors[0][0] == "duplicate_custom_id" and dup.errors[0][3] == 2
+    many = _read(_file(*[b"{" for _ in range(lines.MAX_ERRORS + 10)]))
+    assert len(many.errors) == lines.MAX_ERRORS
+
+
+def test_empty_oversized_and_binary_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _read(b"\n\n").errors[0][0] == "empty_file"
+    assert _read(b"\xff\xfe").errors[0][0] == "invalid_file"
+    monkeypatch.setattr(lines, "MAX_LINES", 2)
+    too_many = _read(_file(_request("a"), _request("b"), _request("c")))
+    assert too_many.errors == [("too_many_requests", "the file holds more than 2 requests", None, 3)]
+
+
+async def test_models_are_checked_once_each_through_the_catalogue() -> None:
+    asked: list[str] = []
+
+    async def check(model: str) -> str:
+        asked.append(model)
+        if model == "nope":
+            raise ModelNotFound("The model 'nope' does not exist", param="model")
+        return model
+
+    checked = _read(_file(_request("a", model="nope"), b"{", _request("b"), _request("c", model="nope")))
+    await lines.check_models(checked, check=check)
+    assert asked == ["nope", "auto"]
+    assert [(c, p, n) for c, _, p, n in checked.errors] == [
+        ("model_not_found", "body.model", 1),
+        ("invalid_json_line", None, 2),
+        ("model_not_found", "body.model", 4),
+    ]
+
+    async def unavailable(model: str) -> str:
+        raise ServiceUnavailable("no provider is available yet")
+
+    with pytest.raises(ServiceUnavailable):  # not the file's fault: validated again later
+        await lines.check_models(_read(_file(_request())), check=unavailable)
+
+
+def test_create_request_keeps_openais_metadata_limits() -> None:
+    CreateBatch(input_file_id="f", endpoint=CHAT, completion_window="24h", metadata={"k": "v" * 512})
+    for metadata in ({f"k{i}": "v" for i in range(17)}, {"k" * 65: "v"}, {"k": "v" * 513}):
+        with pytest.raises(ValueError):
+            CreateBatch(input_file_id="f", endpoint=CHAT, completion_window="24h", metadata=metadata)
+
+
+def test_output_and_error_lines_in_openais_shape() -> None:
+    body = b'{"id":"chatcmpl-1","object":"chat.completion","choices":[]}'
+    out = render.succeeded("batch_1", 0, "a", request_id="t1", body=body)
+    assert out.endswith(b"\n") and body in out  # the endpoint's answer byte for byte
+    parsed = orjson.loads(out)
+    assert parsed["id"] == render.line_id("batch_1", 0) and parsed["id"].startswith("batch_req_")
+    assert parsed["custom_id"] == "a" and parsed["error"] is None
+    assert parsed["response"]["status_code"] == 200 and parsed["response"]["request_id"] == "t1"
+
+    error = LineError(status=429, type="insufficient_quota", code="budget_exceeded", message="no money")
+    failed = orjson.loads(render.failed("batch_1", 1, "b", request_id="t2", error=error))
+    assert failed["response"] == {
+        "status_code": 429,
+        "request_id": "t2",
+        "body": {
+            "error": {
+                "message": "no money",
+                "type": "insufficient_quota",
+                "param": None,
+                "code": "budget_exceeded",
+                "request_id": "t2",
+            }
+        },
+    }
+    expired = orjson.loads(render.unfinished("batch_1", 2, "c", ended="expired"))
+    assert expired["response"] is None and expired["error"]["code"] == "batch_expired"
+    assert (
+        orjson.loads(render.unfinished("batch_1", 2, "c", ended="cancelled"))["error"]["code"]
+        == "batch_cancelled"
+    )
+
+
+def test_task_ids_are_derived_from_organisation_batch_and_line() -> None:
+    assert render.task_id("t", "batch_1", 0) == render.task_id("t", "batch_1", 0)
+    ids = {render.task_id(t, b, n) for t in ("t", "u") for b in ("batch_1", "batch_2") for n in (0, 1)}
+    assert len(ids) == 8
+
+
+def _state(status: str, code: str | None = None) -> TaskState:
+    now = datetime.now(UTC)
+    error = TaskError(code=code, message="it broke") if code else None
+    return TaskState(
+        id="t",
+        tenant_id="org",
+        status=status,
+        model="auto",
+        created_at=now,
+        updated_at=now,
+        error=error,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "http", "answered"),
+    [
+        ("failed", "provider_error", 502, "provider_error"),
+        ("failed", "model_not_found", 404, "model_not_found"),
+        ("failed", "provider_overloaded", 503, "provider_overloaded"),
+        ("failed", "context_length_exceeded", 400, "context_length_exceeded"),
+        ("timed_out", None, 504, "task_timeout"),
+    ],
+)
+def test_a_failed_task_is_the_error_its_endpoint_answers(
+    status: str, code: str | None, http: int, answered: str
+) -> None:
+    error = render.task_error(_state(status, code))
+    assert (error.status, error.code) == (http, answered)
+
+
+def test_rate_limits_wait_budgets_fail() -> None:
+    assert _waits(RateLimited("slow down", headers={"retry-after": "1"}))
+    assert _waits(ServiceUnavailable("the rate limiter is unavailable"))
+    assert not _waits(RateLimited("no budget", type_="insufficient_quota", code="budget_exceeded"))
+    assert not _waits(RateLimited("too large", headers={"x-should-retry": "false"}))
+
+
+def test_progress_counts_the_lines_before_the_first_unknown_result() -> None:
+    now = 0
+    batch = BatchObject(
+        id="batch_1", endpoint=CHAT, input_file_id="f", status="in_progress", created_at=now, expires_at=now
+    )
+    record = BatchRecord(
+        batch=batch,
+        tenant_id="org",
+        user_id=None,
+        api_key_id="k",
+        done_below=2,
+        below=RequestCounts(completed=1, failed=1),
+    )
+    run = BatchRun(gw=None, store=None, knobs=None, record=record)  # type: ignore[arg-type]
+    run.outcomes.update({2: "completed", 3: "failed", 5: "completed"})
+    done_below, below, counts = run._progress(total=7)
+    assert done_below == 4  # line 4 still runs
+    assert (below.completed, below.failed) == (2, 2)
+    assert (counts.total, counts.completed, counts.failed) == (7, 3, 2)
