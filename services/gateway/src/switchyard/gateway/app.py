@@ -184,6 +184,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
             cache=cache,
         )
         app.state.gateway.batches = await start_batches(app.state.gateway, js, replica=inflight.replica)
+        app.state.gateway.files.start()
         log.info("gateway ready on http://%s:%d", settings.http_host, settings.http_port)
 
     async def closing(app: FastAPI) -> None:
@@ -194,6 +195,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
         await gateway.tasks.drain()  # cancellations of abandoned streams still being published
         await gateway.embedding_results.drain()  # stored vectors already read, still being deleted
         await gateway.runs.stop()  # the task API's tasks run on: handed over too
+        await gateway.files.stop()  # its sweep of expired files
         await gateway.admission.drain()  # settlements still running, then every unused lease unit back
         for leases in (gateway.limiter.windows, gateway.limiter.slots, gateway.budgets.spend):
             await leases.close()

@@ -12,16 +12,19 @@ been deleted.
 A put writes the object, then its description (a file is listed only once its bytes are all stored); a
 delete removes the description, then the object. A put refused by a full bucket (its limit is
 `SWITCHYARD_FILES_BUCKET_BYTES`: the stream discards new messages) raises `FilesFull` and keeps nothing.
-A file with an `expires_at` is gone once that time passes: a read or a list that finds it expired deletes
-it. Both stores lie outside the SWITCHYARD stream: audit and billing never receive a file's bytes.
+A file with an `expires_at` is gone for readers once that time passes; a read or a list that finds it
+expired deletes it, and every gateway replica sweeps all expired files every 15 minutes or so. Both stores
+lie outside the SWITCHYARD stream: audit and billing never receive a file's bytes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
 import logging
+import random
 import re
 import secrets
 import time
@@ -35,6 +38,7 @@ from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
 from switchyard.common import objects, subjects
+from switchyard.common.background import cancel
 from switchyard.gateway.errors import APIError, NotFound
 from switchyard.gateway.files.models import FileObject, FilePurpose
 
@@ -43,6 +47,7 @@ log = logging.getLogger(__name__)
 BUCKET = subjects.OBJ_FILES
 STREAM = f"OBJ_{BUCKET}"  # the object store's stream, as every NATS client names it
 DEFAULT_BUCKET_BYTES = 4 * 1024**3
+SWEEP_S = 900.0  # how often a replica deletes expired files (readers never see them: this frees their bytes)
 LIST_WAIT_S = 5.0  # a list whose descriptions do not all arrive within this long fails (bus unavailable)
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # ASCII order: ids sort by time
 _TIME_CHARS = 8  # 62**8 ms: beyond the year 8000
@@ -75,8 +80,8 @@ def new_file_id(now_ms: int | None = None) -> str:
     for _ in range(_TIME_CHARS):
         ms, digit = divmod(ms, len(_ALPHABET))
         digits.append(_ALPHABET[digit])
-    random = "".join(secrets.choice(_ALPHABET) for _ in range(_RANDOM_CHARS))
-    return f"file-{''.join(reversed(digits))}{random}"
+    tail = "".join(secrets.choice(_ALPHABET) for _ in range(_RANDOM_CHARS))
+    return f"file-{''.join(reversed(digits))}{tail}"
 
 
 def is_file_id(value: str) -> bool:
@@ -110,6 +115,32 @@ class FileStore:
         self._js = js
         self._objects = ObjectStore(name=BUCKET, stream=STREAM, js=js)
         self._index = index
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def start(self, every_s: float = SWEEP_S) -> None:
+        """Sweeps expired files every `every_s` (give or take half, so replicas do not sweep together)."""
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweeping(every_s))
+
+    async def stop(self) -> None:
+        await cancel(self._sweeper)
+
+    async def sweep(self) -> int:
+        """Deletes every organisation's expired files (reading descriptions only); how many."""
+        now, removed = time.time(), 0
+        for key, file in await _described(self._index, "*"):
+            if expired(file, now):
+                await self._remove(key)
+                removed += 1
+        return removed
+
+    async def _sweeping(self, every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s * random.uniform(0.5, 1.5))
+            try:
+                if removed := await self.sweep():
+                    log.info("files: %d expired files deleted", removed)
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning("files: the sweep of expired files failed, tried again later: %r", exc)
 
     async def put(
         self,
