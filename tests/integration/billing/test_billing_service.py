@@ -26,7 +26,7 @@ from switchyard.common.envelope import decode, encode
 from switchyard.common.events import TaskCompleted, TaskFailed, Usage, UsageRecorded
 from switchyard.common.policy import DEFAULT_POLICY
 from tests.support.bus_services import BusService
-from tests.support.prices import PRICE_SHEET
+from tests.support.prices import PRICE_SHEET, write_price_sheet
 
 pytestmark = pytest.mark.integration
 
@@ -229,3 +229,52 @@ async def test_an_embedding_result_becomes_one_entry_at_the_input_price(
         0,
     )
     assert row.cost_usd == Decimal("0.0024691200") and row.priced
+
+
+@pytest.fixture
+def repriced_billing(
+    nats_server: NatsServer, sqlite_url: str, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """Billing on a policy file of its own, checked every 0.2 s."""
+    policy = write_price_sheet(tmp_path / "policy.yaml", version="before")
+    for process in _billing(
+        nats_server,
+        sqlite_url,
+        tmp_path,
+        SWITCHYARD_POLICY_PATH=str(policy),
+        SWITCHYARD_POLICY_CHECK_S="0.2",
+    ):
+        yield process, policy
+
+
+async def test_a_price_changed_in_the_file_charges_the_next_task_without_a_restart(
+    repriced_billing: tuple[subprocess.Popen[bytes], Path], js: nats.js.JetStreamContext, sqlite_url: str
+) -> None:
+    _, policy = repriced_billing
+    publisher = bus.EventPublisher(js, source="switchyard/executor")
+    await publisher.publish(
+        _completed("t1", "openai/gpt-4o-mini"), subject=subjects.result_subject("t1"), event_id="result-1"
+    )
+    await _usage_events(js, 1)
+    write_price_sheet(policy, version="after", prices={"openai/gpt-4o-mini": 0.0012})  # output x2
+    await asyncio.sleep(0.6)  # three check periods
+    await publisher.publish(_completed("t2", "openai/gpt-4o-mini"), subject=subjects.result_subject("t2"))
+    _, copy = encode(
+        _completed("t1", "openai/gpt-4o-mini"),
+        source="switchyard/executor",
+        event_id="result-1",
+        tenant_id="acme",
+    )
+    await publisher.publish_raw(subjects.result_subject("t1"), copy, msg_id="t1-redelivered")
+
+    events = {e.task_id: e for e in await _usage_events(js, 2)}
+    # gpt-4o-mini: 2000 x 0.00015/1K + 1000 x 0.0006/1K, then 1000 x 0.0012/1K for the output
+    assert (events["t1"].cost_usd, events["t1"].policy_version) == (pytest.approx(0.0009), "before")
+    assert (events["t2"].cost_usd, events["t2"].policy_version) == (pytest.approx(0.0015), "after")
+    await asyncio.sleep(0.5)  # the redelivered t1 is handled by now: still one charge, at its first price
+    rows = await _rows(sqlite_url)
+    assert [(r.task_id, r.cost_usd, r.policy_version) for r in rows] == [
+        ("t1", Decimal("0.0009000000"), "before"),
+        ("t2", Decimal("0.0015000000"), "after"),
+    ]
+    assert len(await _usage_events(js, 2)) == 2

@@ -20,7 +20,7 @@ from switchyard.common.config import CommonSettings
 from switchyard.common.db import create_engine, is_sqlite, sessionmaker
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.events import BudgetAlert, ProviderCallRecorded, TaskCompleted, TaskFailed
-from switchyard.common.policy import load_policy
+from switchyard.common.policy_source import PolicySource
 from switchyard.common.service import Service, create_service, run_service
 
 log = logging.getLogger(__name__)
@@ -56,13 +56,15 @@ class BillingSettings(CommonSettings):
 
 def create(settings: BillingSettings) -> Service:
     service = create_service("billing", settings)
-    policy = load_policy(settings.policy_path)
+    # Re-read when its file changes, as the router's and the gateway's: each charge is priced by the
+    # policy in force when it is made, and its entry records that policy's version.
+    policies = PolicySource(settings.policy_path, check_s=settings.policy_check_s)
     engine = create_engine(settings.db_url())
     sessions = sessionmaker(engine)
     notifier = Notifier(sessions)
     writer = UsageWriter(
         sessions,
-        policy=policy,
+        policy=policies,
         # Complete once it holds every result the consumer may have in hand (see audit's writer).
         max_batch=min(settings.billing_max_batch, settings.billing_workers),
         linger_s=settings.billing_linger_ms / 1000,
@@ -114,7 +116,9 @@ def create(settings: BillingSettings) -> Service:
     async def on_call(event: CloudEvent, payload: ProviderCallRecorded) -> None:
         if not is_billable(payload):
             return  # the delivered answer is charged from the task's result
-        recorded = await record_call_usage(sessions, event_id=event.id, call=payload, policy=policy)
+        recorded = await record_call_usage(
+            sessions, event_id=event.id, call=payload, policy=policies.current()
+        )
         entry = recorded.entry
         await service.events().publish(
             call_usage_event(entry),
@@ -137,11 +141,12 @@ def create(settings: BillingSettings) -> Service:
             deliverers.append(Deliverer(sessions, box(), client, allow_private=allow_private))
         await deliver_alert(deliverers[0], event, payload)
 
-    service.setup.append(connect_limits)
+    service.setup.extend([policies.start, connect_limits])
     service.teardown.append(engine.dispose)
     service.teardown.append(writer.stop)  # teardown runs in reverse: the writer stops before the engine
     service.teardown.append(client.aclose)
-    rpc.register(service.broker, sessions, policy=policy, box=box, allow_private=allow_private)
+    service.teardown.append(policies.stop)
+    rpc.register(service.broker, sessions, policy=policies, box=box, allow_private=allow_private)
     bus.subscribe(
         service.broker,
         consumer=subjects.BILLING_CONSUMER,

@@ -66,6 +66,7 @@ async def record_call_usage(
         cost_usd=cost.cost_usd,
         priced=cost.priced,
         created_at=clock(),
+        policy_version=cost.policy_version,
     )
     kept, created = await store_once(sessions, entry, stored=lambda: call_entry(sessions, event_id=event_id))
     return CallRecorded(kept, created=created)
@@ -93,4 +94,5 @@ def call_usage_event(entry: CallUsageEntry) -> UsageRecorded:
         priced=entry.priced,
         kind="call",
         call_event_id=entry.event_id,
+        policy_version=entry.policy_version,
     )

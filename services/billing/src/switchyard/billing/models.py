@@ -18,6 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from switchyard.billing.pricing import POLICY_VERSION_CHARS
 from switchyard.common.db import UTCDateTime
 
 # USD with 10 decimal places: a single token of the cheapest priced model costs ~1e-7 USD.
@@ -49,6 +50,8 @@ class UsageEntry(BillingBase):
     # the upstream reported no usage: the token counts are the executor's estimate
     usage_estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # the `version` of the policy whose prices charged it (None: charged before bi0007 recorded it)
+    policy_version: Mapped[str | None] = mapped_column(String(POLICY_VERSION_CHARS))
 
 
 class CallUsageEntry(BillingBase):
@@ -73,6 +76,7 @@ class CallUsageEntry(BillingBase):
     cost_usd: Mapped[Decimal] = mapped_column(Money)
     priced: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    policy_version: Mapped[str | None] = mapped_column(String(POLICY_VERSION_CHARS))  # as UsageEntry's
 
 
 class UsageDaily(BillingBase):

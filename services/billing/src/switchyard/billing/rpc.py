@@ -29,6 +29,7 @@ from switchyard.common.billing_rpc import (
 )
 from switchyard.common.errors import SwitchyardError
 from switchyard.common.policy import Policy
+from switchyard.common.policy_source import PolicySource, current_of
 
 log = logging.getLogger(__name__)
 Work = Callable[[Any], Awaitable[BaseModel]]
@@ -60,10 +61,12 @@ def register(
     broker: NatsBroker,
     sessions: async_sessionmaker[AsyncSession],
     *,
-    policy: Policy,
+    policy: Policy | PolicySource,
     box: Callable[[], webhooks.SecretBox],
     allow_private: bool = True,
 ) -> None:
+    policy_in_force = current_of(policy)
+
     async def usage(q: UsageQuery) -> BaseModel:
         return await usage_report(sessions, q)
 
@@ -71,7 +74,7 @@ def register(
         return await monthly_statement(sessions, q)
 
     async def savings(q: SavingsQuery) -> BaseModel:
-        return await spend.savings(sessions, q, policy=policy)
+        return await spend.savings(sessions, q, policy=policy_in_force())
 
     async def forecast(q: ForecastQuery) -> BaseModel:
         return await spend.forecast(sessions, q)

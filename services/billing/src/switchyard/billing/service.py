@@ -86,6 +86,7 @@ def new_entry(*, event_id: str, completed: TaskCompleted, policy: Policy, now: d
         priced=cost.priced,
         usage_estimated=completed.usage_estimated,
         created_at=now,
+        policy_version=cost.policy_version,
     )
 
 
@@ -132,4 +133,5 @@ def usage_event(entry: UsageEntry) -> UsageRecorded:
         cost_usd=float(entry.cost_usd),
         priced=entry.priced,
         cached=entry.provider == CACHE_PROVIDER,
+        policy_version=entry.policy_version,
     )

@@ -30,6 +30,7 @@ from switchyard.billing.service import Clock, Recorded, _now, new_entry, record_
 from switchyard.common.batching import BatchWriter, Pending
 from switchyard.common.events import TaskCompleted
 from switchyard.common.policy import Policy
+from switchyard.common.policy_source import PolicySource, current_of
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +50,14 @@ class UsageWriter(BatchWriter[_Result, Recorded]):
         self,
         sessions: async_sessionmaker[AsyncSession],
         *,
-        policy: Policy,
+        policy: Policy | PolicySource,
         max_batch: int = 200,
         linger_s: float = 0.0,
         clock: Clock = _now,
     ) -> None:
         super().__init__(max_batch=max_batch, linger_s=linger_s)
         self._sessions = sessions
-        self._policy = policy
+        self._policy = current_of(policy)  # read per batch: each is priced by the policy in force
         self._clock = clock
 
     async def record(self, *, event_id: str, completed: TaskCompleted) -> Recorded:
@@ -73,14 +74,19 @@ class UsageWriter(BatchWriter[_Result, Recorded]):
                 await self._write_each(batch)
 
     async def _write(self, batch: list[Pending[_Result, Recorded]], *, check: bool) -> None:
-        now = self._clock()
+        now, policy = self._clock(), self._policy()
         async with self._sessions() as session, session.begin():
-            results = await session.run_sync(self._store, batch, now, check)
+            results = await session.run_sync(self._store, batch, now, policy, check)
         for p, result in zip(batch, results, strict=True):
             p.done(result)
 
     def _store(
-        self, session: Session, batch: list[Pending[_Result, Recorded]], now: datetime, check: bool
+        self,
+        session: Session,
+        batch: list[Pending[_Result, Recorded]],
+        now: datetime,
+        policy: Policy,
+        check: bool,
     ) -> list[Recorded]:
         """One transaction, one greenlet, Core inserts. Without `check` nothing is read first: the unique
         task id refuses a task charged before, and the caller retries with `check`."""
@@ -98,7 +104,7 @@ class UsageWriter(BatchWriter[_Result, Recorded]):
                 continue
             incoming = p.item
             entry = new_entry(
-                event_id=incoming.event_id, completed=incoming.completed, policy=self._policy, now=now
+                event_id=incoming.event_id, completed=incoming.completed, policy=policy, now=now
             )
             known[entry.task_id] = entry
             fresh.append(entry)
@@ -117,7 +123,7 @@ class UsageWriter(BatchWriter[_Result, Recorded]):
                     self._sessions,
                     event_id=p.item.event_id,
                     completed=p.item.completed,
-                    policy=self._policy,
+                    policy=self._policy(),
                     clock=self._clock,
                 )
             except asyncio.CancelledError:

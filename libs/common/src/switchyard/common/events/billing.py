@@ -30,6 +30,9 @@ class UsageRecorded(EventPayload):
     kind: Literal["task", "call"] = "task"  # call: a billable provider call beside the delivered answer
     call_event_id: str | None = None
     cached: bool = False  # the answer came from the gateway's cache: its tokens cost no provider anything
+    # the `version` of the routing policy whose prices gave cost_usd (None: an entry charged before it was
+    # recorded)
+    policy_version: str | None = None
 
 
 class BudgetAlert(EventPayload):
