@@ -110,6 +110,19 @@ async def _jsonl(client: openai.AsyncOpenAI, file_id: str) -> list[dict[str, Any
     return [json.loads(line) for line in content.text.splitlines()]
 
 
+async def _running(client: openai.AsyncOpenAI, pipeline: Pipeline, count: int) -> Any:
+    """A batch of `count` questions, once its first two lines (the concurrency) are held in flight."""
+    file_id = await _upload(client, [_line(f"r{i}", f"question {i}") for i in range(count)])
+    batch = await client.batches.create(
+        input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    deadline = time.monotonic() + 10
+    while len(pipeline.held) < 2:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    return batch
+
+
 async def test_batch_runs_each_line_as_a_task(
     world: tuple[NatsServer, Bases, Org, Org], pipeline: Pipeline
 ) -> None:
@@ -225,14 +238,7 @@ async def test_cancel_stops_a_running_batch(world: tuple[NatsServer, Bases, Org,
     pipeline = await Pipeline.start(server.url, hold=True)
     try:
         client = _sdk(bases[0], acme)
-        file_id = await _upload(client, [_line(f"r{i}", f"question {i}") for i in range(5)])
-        batch = await client.batches.create(
-            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
-        )
-        deadline = time.monotonic() + 10
-        while len(pipeline.held) < 2:  # two in flight (the concurrency), the rest waiting
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
+        batch = await _running(client, pipeline, 5)
         await pipeline.answer(pipeline.held.pop(0))  # one answered before the cancel
         cancelling = await client.batches.cancel(batch.id)
         assert cancelling.status == "cancelling" and cancelling.cancelling_at
@@ -267,15 +273,7 @@ async def test_a_key_revoked_while_its_batch_runs_fails_the_lines_not_yet_submit
     server, bases, acme, _ = world
     pipeline = await Pipeline.start(server.url, hold=True)
     try:
-        client = _sdk(bases[0], acme)
-        file_id = await _upload(client, [_line(f"r{i}", f"question {i}") for i in range(4)])
-        batch = await client.batches.create(
-            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
-        )
-        deadline = time.monotonic() + 10
-        while len(pipeline.held) < 2:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
+        batch = await _running(_sdk(bases[0], acme), pipeline, 4)
         await _revoke(bases.db_url, acme.keys["member"])  # type: ignore[attr-defined]
         await asyncio.sleep(1.0)  # longer than the principal is trusted for (SWITCHYARD_AUTH_CACHE_TTL_S)
         await pipeline.release()
@@ -308,16 +306,7 @@ async def test_another_replica_takes_over_a_batch_whose_runner_died(
     server, bases, acme, _ = world
     pipeline = await Pipeline.start(server.url, hold=True)
     try:
-        file_id = await _upload(
-            _sdk(bases[0], acme, "admin"), [_line(f"r{i}", f"question {i}") for i in range(4)]
-        )
-        batch = await _sdk(bases[0], acme, "admin").batches.create(
-            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
-        )
-        deadline = time.monotonic() + 10
-        while len(pipeline.held) < 2:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
+        batch = await _running(_sdk(bases[0], acme, "admin"), pipeline, 4)
         record = await _record(server.url, batch.id)
         assert record.runner is not None
         dying = 0 if record.runner.owner.startswith("gateway-0") else 1
