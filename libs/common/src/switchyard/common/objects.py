@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 import nats.errors
 from nats.js import JetStreamContext, api
-from nats.js.errors import NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError
 
 FETCH_BATCH = 256  # chunks (of 128 KiB) asked for at once
 READ_TIMEOUT_S = 5.0  # a chunk that does not come within this long is missing (expired or replaced)
@@ -28,6 +28,36 @@ class ObjectGone(LookupError):
 
 class ObjectUnreadable(ValueError):
     """The object's description cannot be read."""
+
+
+async def open_bucket(
+    js: JetStreamContext,
+    bucket: str,
+    *,
+    description: str,
+    max_bytes: int,
+    replicas: int,
+    ttl_s: float | None = None,
+) -> None:
+    """Creates the object store `bucket`, or brings an existing one to this configuration (safe from every
+    replica on every start; they must agree on it): file storage, at most `max_bytes` in all, a put into a
+    full bucket refused (discard new), objects expiring `ttl_s` after they were put (None: never)."""
+    config = api.StreamConfig(
+        name=f"OBJ_{bucket}",
+        description=description,
+        subjects=[f"$O.{bucket}.C.>", f"$O.{bucket}.M.>"],
+        max_age=ttl_s,
+        max_bytes=max_bytes,
+        storage=api.StorageType.FILE,
+        num_replicas=replicas,
+        discard=api.DiscardPolicy.NEW,
+        allow_rollup_hdrs=True,
+        allow_direct=True,
+    )
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        await js.update_stream(config)
 
 
 async def describe(js: JetStreamContext, bucket: str, name: str) -> api.ObjectInfo:

@@ -30,8 +30,8 @@ import re
 from typing import Protocol
 
 import nats.errors
-from nats.js import JetStreamContext, api
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from nats.js.object_store import ObjectStore
 
 from switchyard.common import objects
@@ -126,22 +126,14 @@ async def open_store(js: JetStreamContext, *, ttl_s: float, max_bytes: int, repl
     """Creates the bucket, or brings an existing one to this configuration (safe from every executor on
     every start; they must agree on it): file storage, objects expiring `ttl_s` after they were put, at
     most `max_bytes` in all, a put into a full bucket refused (discard new)."""
-    config = api.StreamConfig(
-        name=STREAM,
+    await objects.open_bucket(
+        js,
+        BUCKET,
         description="Switchyard: embedding results too large for their result event",
-        subjects=[f"$O.{BUCKET}.C.>", f"$O.{BUCKET}.M.>"],
-        max_age=ttl_s,
+        ttl_s=ttl_s,
         max_bytes=max_bytes,
-        storage=api.StorageType.FILE,
-        num_replicas=replicas,
-        discard=api.DiscardPolicy.NEW,
-        allow_rollup_hdrs=True,
-        allow_direct=True,
+        replicas=replicas,
     )
-    try:
-        await js.add_stream(config)
-    except BadRequestError:
-        await js.update_stream(config)
 
 
 async def keep(

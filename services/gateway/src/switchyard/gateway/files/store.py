@@ -33,7 +33,7 @@ from typing import IO, Literal
 
 import nats.errors
 from nats.js import JetStreamContext, api
-from nats.js.errors import BadRequestError, BucketNotFoundError, KeyNotFoundError, NotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
@@ -298,21 +298,13 @@ async def files_bucket(
     """Creates the object store and the index, or brings existing ones to this configuration (safe from
     every gateway on every start): file storage, no expiry, at most `max_bytes` of files in all, a put into
     a full bucket refused (discard new). Returns the store over them."""
-    config = api.StreamConfig(
-        name=STREAM,
+    await objects.open_bucket(
+        js,
+        BUCKET,
         description="Switchyard: files of the Files API (batch input and output)",
-        subjects=[f"$O.{BUCKET}.C.>", f"$O.{BUCKET}.M.>"],
         max_bytes=max_bytes,
-        storage=api.StorageType.FILE,
-        num_replicas=replicas,
-        discard=api.DiscardPolicy.NEW,
-        allow_rollup_hdrs=True,
-        allow_direct=True,
+        replicas=replicas,
     )
-    try:
-        await js.add_stream(config)
-    except BadRequestError:
-        await js.update_stream(config)
     try:
         index = await js.key_value(subjects.KV_FILES)
     except BucketNotFoundError:

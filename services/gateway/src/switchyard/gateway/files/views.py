@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
@@ -17,12 +17,15 @@ from switchyard.gateway.auth import authenticate
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.files import upload
 from switchyard.gateway.files.models import UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
-from switchyard.gateway.files.store import FilesFull
+from switchyard.gateway.files.store import FilesFull, FileStore
 from switchyard.gateway.openapi import ERRORS, error_doc
 from switchyard.gateway.state import gateway_of
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/files", tags=["files"], responses=ERRORS)
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: error_doc("`file_not_found` (also: another organisation's file)")
+}
 MAX_LIST = 10_000  # OpenAI's bounds for `limit`: 1 to 10,000, 10,000 by default
 
 _UPLOAD_BODY = {
@@ -93,8 +96,7 @@ async def create_file(request: Request) -> FileObject:
 
 @router.get("", response_model=FileList, summary="The organisation's files, newest first by default")
 async def list_files(request: Request) -> FileList:
-    gw = gateway_of(request)
-    principal = await authenticate(request, gw.verifier)
+    files, tenant_id = await _files_of(request)
     query = request.query_params
     purpose = query.get("purpose")
     if purpose is not None and purpose not in ("batch", "batch_output", *upload.OPENAI_PURPOSES):
@@ -104,17 +106,17 @@ async def list_files(request: Request) -> FileList:
     order = query.get("order", "desc")
     if order not in ("asc", "desc"):
         raise InvalidRequest("order: `asc` or `desc`", code="invalid_value", param="order")
-    files, has_more = await gw.files.list(
-        tenant_id=principal.tenant_id,
+    page, has_more = await files.list(
+        tenant_id=tenant_id,
         purpose=purpose,
         limit=_limit(query.get("limit")),
         after=query.get("after") or None,
         order=_order(order),
     )
     return FileList(
-        data=files,
-        first_id=files[0].id if files else None,
-        last_id=files[-1].id if files else None,
+        data=page,
+        first_id=page[0].id if page else None,
+        last_id=page[-1].id if page else None,
         has_more=has_more,
     )
 
@@ -123,12 +125,11 @@ async def list_files(request: Request) -> FileList:
     "/{file_id}",
     response_model=FileObject,
     summary="A file's description",
-    responses={404: error_doc("`file_not_found` (also: another organisation's file)")},
+    responses=NOT_FOUND,
 )
 async def retrieve_file(file_id: str, request: Request) -> FileObject:
-    gw = gateway_of(request)
-    principal = await authenticate(request, gw.verifier)
-    return await gw.files.get(tenant_id=principal.tenant_id, file_id=file_id)
+    files, tenant_id = await _files_of(request)
+    return await files.get(tenant_id=tenant_id, file_id=file_id)
 
 
 @router.get(
@@ -137,13 +138,12 @@ async def retrieve_file(file_id: str, request: Request) -> FileObject:
     response_class=Response,
     responses={
         200: {"content": {"application/octet-stream": {}}, "description": "the file as it was stored"},
-        404: error_doc("`file_not_found` (also: another organisation's file)"),
+        **NOT_FOUND,
     },
 )
 async def file_content(file_id: str, request: Request) -> Response:
-    gw = gateway_of(request)
-    principal = await authenticate(request, gw.verifier)
-    file, chunks = await gw.files.open(tenant_id=principal.tenant_id, file_id=file_id)
+    files, tenant_id = await _files_of(request)
+    file, chunks = await files.open(tenant_id=tenant_id, file_id=file_id)
     headers = {"content-length": str(file.bytes)}  # a cut stream (the file vanished) shows short
     return StreamingResponse(chunks, media_type="application/octet-stream", headers=headers)
 
@@ -152,14 +152,20 @@ async def file_content(file_id: str, request: Request) -> Response:
     "/{file_id}",
     response_model=FileDeleted,
     summary="Delete a file",
-    responses={404: error_doc("`file_not_found` (also: another organisation's file)")},
+    responses=NOT_FOUND,
 )
 async def delete_file(file_id: str, request: Request) -> FileDeleted:
+    files, tenant_id = await _files_of(request)
+    deleted = await files.delete(tenant_id=tenant_id, file_id=file_id)
+    log.info("file %s deleted for tenant %s", file_id, tenant_id)
+    return FileDeleted(id=file_id, deleted=deleted)
+
+
+async def _files_of(request: Request) -> tuple[FileStore, str]:
+    """The file store and the caller's organisation (any key that may run inference)."""
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
-    deleted = await gw.files.delete(tenant_id=principal.tenant_id, file_id=file_id)
-    log.info("file %s deleted for tenant %s", file_id, principal.tenant_id)
-    return FileDeleted(id=file_id, deleted=deleted)
+    return gw.files, principal.tenant_id
 
 
 def _limit(raw: str | None) -> int:
