@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -178,14 +179,16 @@ class FakeGemini:
             return error_response("429")
         await asyncio.sleep(slow_seconds(model))
         chunks = self._chunks(model, body)
+        answers = int((body.get("generationConfig") or {}).get("candidateCount") or 1)
         if method == "streamGenerateContent":
+            if answers > 1 and chunks[0].get("candidates"):
+                chunks = self._interleaved(chunks, answers, _asked_logprobs(body))
             if request.query_params.get("alt") == "sse":
                 return StreamingResponse(self._sse(model, chunks), media_type="text/event-stream")
             return JSONResponse(chunks)
         if model == "garbage":
             return Response(b"<html>502 Bad Gateway</html>{", media_type="application/json")
         whole = self._whole(chunks)
-        answers = int((body.get("generationConfig") or {}).get("candidateCount") or 1)
         if answers > 1 and whole.get("candidates"):
             whole = self._several(whole, answers, _asked_logprobs(body))
         if model == "break":
@@ -369,6 +372,44 @@ class FakeGemini:
         usage["candidatesTokenCount"] += more
         usage["totalTokenCount"] += more
         return {**whole, "candidates": [*reversed(others), first]}
+
+    @staticmethod
+    def _interleaved(chunks: list[dict[str, Any]], answers: int, top: int | None) -> list[dict[str, Any]]:
+        """`candidateCount` in a stream: the other candidates (worded as `_several` words them) streamed
+        beside the first, a piece of each in turn, each response holding the next piece of one candidate
+        by its `index` (its last with its finishReason); `usageMetadata` counts the pieces so far, the
+        last response all the answers' tokens, as the whole response counts them."""
+        text = "".join(
+            p["text"] for c in chunks for p in c["candidates"][0]["content"]["parts"] if not p.get("thought")
+        )
+        streams: list[list[dict[str, Any]]] = [[c["candidates"][0] for c in chunks]]
+        for index in range(1, answers):
+            said = f"{text} (answer {index + 1})"
+            told = 0
+            pieces: list[dict[str, Any]] = []
+            for piece in _pieces(said, logprobs=top is not None):
+                candidate: dict[str, Any] = {
+                    "content": {"role": "model", "parts": [{"text": piece}]},
+                    "index": index,
+                }
+                if top is not None:
+                    split = fake_logprobs.tokens(piece)
+                    candidate["logprobsResult"] = fake_logprobs.gemini_result(split, top, first=told)
+                    told += len(split)
+                pieces.append(candidate)
+            pieces[-1]["finishReason"] = "STOP"
+            streams.append(pieces)
+        total = chunks[-1]["usageMetadata"]["candidatesTokenCount"] + sum(
+            len(words(f"{text} (answer {i + 1})")) for i in range(1, answers)
+        )
+        merged = [c for turn in itertools.zip_longest(*streams) for c in turn if c is not None]
+        out = []
+        for count, candidate in enumerate(merged, start=1):
+            count = total if count == len(merged) else count
+            usage = {**chunks[0]["usageMetadata"], "candidatesTokenCount": count}
+            usage["totalTokenCount"] = PROMPT_TOKENS + count
+            out.append({**chunks[0], "candidates": [candidate], "usageMetadata": usage})
+        return out
 
     async def _sse(self, model: str, chunks: list[dict[str, Any]]) -> AsyncIterator[bytes]:
         if model == "garbage":

@@ -45,6 +45,7 @@ with its entry. Without it, `logprobs` is null; `top_logprobs` without it, or ab
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 import uuid
@@ -147,6 +148,13 @@ ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
 
 
 REASONING = "The user greets me. A short answer will do."
+BREAK, END = object(), object()  # where a stream drops its connection, where it ends without [DONE]
+STREAM_ERROR = {
+    "message": "The server had an error while processing your request.",
+    "type": "server_error",
+    "param": None,
+    "code": None,
+}
 
 
 def error_response(name: str) -> Response:
@@ -370,6 +378,9 @@ class FakeOpenAI:
         return StreamingResponse(parts(), media_type="text/event-stream")
 
     async def _stream(self, body: dict[str, Any], model: str, text: str) -> AsyncIterator[bytes]:
+        """As OpenAI streams: each chunk holds one choice, by its `index`; with `n` > 1 the answers come
+        interleaved (a piece of each in turn, as they are generated), each starting with its role and
+        ending with its finish reason; the usage (all the answers') last."""
         base = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion.chunk",
@@ -377,50 +388,57 @@ class FakeOpenAI:
             "model": model,
             "system_fingerprint": "fp_fake",
         }
-
         top = asked_logprobs(body)
+        answers = int(body.get("n") or 1)
+        said = [text if i == 0 else f"{text} (answer {i + 1})" for i in range(answers)]
+        streams = [self._choice_chunks(base, model, i, s, top) for i, s in enumerate(said)]
+        for turn in itertools.zip_longest(*streams):
+            for item in turn:
+                if item is None:
+                    continue
+                if item is BREAK:
+                    raise ConnectionDropped
+                if item is END:
+                    return
+                data, worded = item
+                yield data
+                if worded:
+                    await asyncio.sleep(drip_seconds(model))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            yield sse({**base, "choices": [], "usage": usage_body(model, sum(len(words(s)) for s in said))})
+        yield b"data: [DONE]\n\n"
+        self.scenarios.finished[model] += 1
+
+    @staticmethod
+    def _choice_chunks(
+        base: dict[str, Any], model: str, index: int, text: str, top: int | None
+    ) -> list[tuple[bytes, bool] | object]:
+        """One answer's chunks, each with whether it holds a piece of its text: its role, its reasoning
+        (`reasoner`), its text (with logprobs asked for, a token a chunk, as OpenAI streams, with its
+        entry; else a word a chunk), its finish reason. At the first answer's third piece `break` drops the
+        connection (BREAK), `stream-error` sends an error object and ends the stream (END)."""
 
         def chunk(delta: dict[str, Any], finish: str | None = None, entries: Any = None) -> bytes:
             logprobs = None if entries is None else {"content": entries, "refusal": None}
-            return sse(
-                {
-                    **base,
-                    "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}],
-                }
-            )
+            choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+            return sse({**base, "choices": [choice]})
 
-        yield chunk({"role": "assistant", "content": "", "refusal": None})
+        out: list[tuple[bytes, bool] | object] = [
+            (chunk({"role": "assistant", "content": "", "refusal": None}), False)
+        ]
         if model == "reasoner":
-            for piece in words(REASONING):
-                yield chunk({"reasoning_content": piece, "content": None})
+            out += [(chunk({"reasoning_content": p, "content": None}), False) for p in words(REASONING)]
         if model == "garbage":
-            yield sse(b"{not json")
-            return
-        # With logprobs asked for, a token a chunk (as OpenAI streams), with its entry; else a word a chunk.
+            return [*out, (sse(b"{not json"), False), END]
         pieces = words(text) if top is None else fake_logprobs.tokens(text)
         entries = [] if top is None else logprob_entries(model, pieces, top)
         for i, word in enumerate(pieces):
-            if i == 2 and model == "break":
-                raise ConnectionDropped
-            if i == 2 and model == "stream-error":
-                yield sse(
-                    {
-                        "error": {
-                            "message": "The server had an error while processing your request.",
-                            "type": "server_error",
-                            "param": None,
-                            "code": None,
-                        }
-                    }
-                )
-                return
-            yield chunk({"content": word}, entries=None if top is None else entries[i : i + 1])
-            await asyncio.sleep(drip_seconds(model))
-        yield chunk({}, "stop")
-        if (body.get("stream_options") or {}).get("include_usage"):
-            yield sse({**base, "choices": [], "usage": usage_body(model, len(words(text)))})
-        yield b"data: [DONE]\n\n"
-        self.scenarios.finished[model] += 1
+            if i == 2 and index == 0 and model == "break":
+                return [*out, BREAK]
+            if i == 2 and index == 0 and model == "stream-error":
+                return [*out, (sse({"error": STREAM_ERROR}), False), END]
+            out.append((chunk({"content": word}, entries=None if top is None else entries[i : i + 1]), True))
+        return [*out, (chunk({}, "stop"), False)]
 
 
 def asked_logprobs(body: dict[str, Any]) -> int | None:

@@ -132,6 +132,39 @@ async def test_several_answers_come_from_one_call_in_their_order(
     assert answer.usage.completion_tokens == 6 + 8 + 8  # each "(answer i)" adds two words
 
 
+@pytest.mark.parametrize("logprobs", [False, True])
+@pytest.mark.parametrize("name", ["openai", "gemini"])
+async def test_several_answers_stream_interleaved_and_end_as_the_whole_reply(
+    servers: dict[str, Upstream], name: str, logprobs: bool
+) -> None:
+    """`n` = 3 streamed: each answer's deltas as they come, interleaved, each under its index, with its
+    tokens when asked; the stream ends with the reply a plain request gets (its other answers, their
+    tokens and finish reasons, the usage of all three)."""
+    adapter = servers[name].adapter()
+    asked = call("model-three", n=3, logprobs=logprobs)
+    try:
+        whole = await adapter.request(asked)
+        parts = [p async for p in adapter.stream(asked)]
+    finally:
+        await adapter.aclose()  # type: ignore[attr-defined]
+    deltas = [p for p in parts if isinstance(p, TextDelta)]
+    final = parts[-1]
+    assert isinstance(final, Reply)
+    order = [d.choice for d in deltas if d.text]
+    assert order[:3] == [0, 1, 2] and sorted(set(order)) == [0, 1, 2]  # interleaved, not one after another
+    texts = ["".join(d.text for d in deltas if d.choice == i) for i in range(3)]
+    assert texts == [whole.content, *(c.content for c in whole.other_choices)]
+    assert (final.content, final.other_choices, final.usage) == (
+        whole.content,
+        whole.other_choices,
+        whole.usage,
+    )
+    assert final.logprobs == whole.logprobs and (final.logprobs is not None) == logprobs
+    if logprobs:
+        for i, answer in enumerate(whole.other_choices, start=1):
+            assert [t for d in deltas if d.choice == i for t in d.logprobs] == answer.logprobs
+
+
 async def test_one_answer_asks_for_no_more(servers: dict[str, Upstream]) -> None:
     """`n` is left out of a request for one answer (servers that copy OpenAI's API may not take it)."""
     for name in ("openai", "gemini"):

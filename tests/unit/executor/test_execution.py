@@ -193,9 +193,10 @@ async def test_a_stream_sends_numbered_deltas_then_done() -> None:
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_several_answers_come_from_one_plain_call_and_are_all_in_the_outcome(stream: bool) -> None:
-    """`n` = 3: the provider is asked once, for three answers, with a plain request (streamed or not, the
-    answers come whole); a stream is sent the first answer's text, then done; the outcome has them all."""
+async def test_several_answers_come_from_one_call_and_are_all_in_the_outcome(stream: bool) -> None:
+    """`n` = 3: the provider is asked once, for three answers; a stream is sent each answer's text as it
+    comes, interleaved, each chunk under its answer's `choice` (left out for the first), then done; the
+    outcome has them all, streamed or not the same."""
     bus = Bus()
     others = (
         Choice(content="Paris, France.", finish_reason="stop"),
@@ -209,8 +210,29 @@ async def test_several_answers_come_from_one_plain_call_and_are_all_in_the_outco
     assert len(bus.calls) == 1 and bus.calls[0][1].outcome == "ok"
     if stream:
         chunks = bus.decoded()
-        assert [c["delta"] for c in chunks if c.get("delta")] == ["The capital is Paris."]  # whole
-        assert chunks[-1]["done"] is True
+        assert [c["seq"] for c in chunks] == list(range(len(chunks)))
+        texts = [(c.get("choice", 0), c["delta"]) for c in chunks if c.get("delta")]
+        assert texts[:4] == [(0, "The "), (1, "Paris, "), (2, "Paris"), (0, "capital ")]  # as they came
+        assert {i: "".join(t for j, t in texts if j == i) for i in (0, 1, 2)} == {
+            0: "The capital is Paris.",
+            1: "Paris, France.",
+            2: "Paris",
+        }
+        assert b'"choice"' not in bus.chunks[0] and b'"choice":1' in bus.chunks[1]
+        assert chunks[-1] == {"seq": len(chunks) - 1, "done": True, "finish_reason": "stop"}
+
+
+async def test_a_cascade_sends_several_answers_whole_each_under_its_choice() -> None:
+    """A judged strategy sends its chosen reply whole once judged: every answer's text in one chunk."""
+    bus = Bus()
+    others = (Choice(content="Paris, France.", finish_reason="stop"),)
+    provider = ScriptedProvider(replace(reply("The capital is Paris."), other_choices=others))
+    task = routed("local", "openai", stream=True, n=2)
+    task = task.model_copy(update={"decision": task.decision.model_copy(update={"strategy": "cascade"})})
+    outcome = await run(task, {"local": provider, "openai": provider}, bus)
+    assert isinstance(outcome, TaskCompleted) and outcome.other_choices == list(others)
+    texts = [(c.get("choice", 0), c["delta"]) for c in bus.decoded() if c.get("delta")]
+    assert texts == [(0, "The capital is Paris."), (1, "Paris, France.")]
 
 
 async def test_a_stream_failing_before_text_resets_and_fails_over() -> None:

@@ -197,18 +197,42 @@ def test_a_token_is_kept_only_with_all_its_entries_and_the_cut_ends_every_list()
 
 
 async def test_a_whole_answer_sent_to_a_stream_carries_the_tokens_the_result_keeps() -> None:
-    """Several answers streamed: the first is sent whole, its tokens with it, as many as the result keeps
-    (3,120 of 3,200 tokens of 21 entries: all of them would outgrow a message as they outgrow a result)."""
+    """Several answers of a cascade, sent to a stream whole once judged: each in one chunk under its
+    `choice`, with as many of its tokens as the result keeps (3,120 of the first's 3,200 tokens of 21
+    entries, none of the second's: all of them would outgrow a message as they outgrow a result)."""
     first = words(3200)
     answer = tokens(first, top=20)
-    whole = replace(reply(first, logprobs=answer), other_choices=(Choice(content="x", finish_reason="stop"),))
+    other = Choice(content="x", finish_reason="stop", logprobs=list(tokens("x")))
+    whole = replace(reply(first, logprobs=answer), other_choices=(other,))
+    bus = Bus()
+    task = routed("openai", "local", strategy="cascade", n=2, stream=True, logprobs=True, top_logprobs=20)
+    provider = ScriptedProvider(whole)
+    outcome = await run(task, {"openai": provider, "local": provider}, bus)
+    assert outcome.logprobs_truncated and outcome.logprobs == list(answer[:3120])
+    assert outcome.other_choices[0].logprobs == []
+    sent = [orjson.loads(raw) for raw in bus.chunks]
+    assert [(c.get("choice", 0), c["delta"]) for c in sent if c.get("delta")] == [(0, first), (1, "x")]
+    assert [t for c in sent for t in c.get("logprobs", ())] == [dumped(t) for t in answer[:3120]]
+
+
+async def test_several_answers_streamed_send_every_token_and_the_result_keeps_the_cut() -> None:
+    """Streamed as they come, each answer's chunks carry their own tokens (each chunk is small); the
+    result holds the cut over all the answers, the first's first."""
+    first, second = words(3000), words(200)
+    answer, second_answer = tokens(first, top=20), tokens(second, top=20)
+    other = Choice(content=second, finish_reason="stop", logprobs=list(second_answer))
     bus = Bus()
     task = routed("openai", n=2, stream=True, logprobs=True, top_logprobs=20)
-    outcome = await run(task, {"openai": ScriptedProvider(whole)}, bus)
-    assert outcome.logprobs_truncated and outcome.logprobs == list(answer[:3120])
-    sent = [orjson.loads(raw) for raw in bus.chunks]
-    assert [c["delta"] for c in sent if c.get("delta")] == [first]
-    assert [t for c in sent for t in c.get("logprobs", ())] == [dumped(t) for t in answer[:3120]]
+    outcome = await run(
+        task,
+        {"openai": ScriptedProvider(replace(reply(first, logprobs=answer), other_choices=(other,)))},
+        bus,
+    )
+    assert outcome.logprobs_truncated and outcome.logprobs == list(answer)
+    assert outcome.other_choices[0].logprobs == list(second_answer[:120])
+    sent = [decode_chunk(raw) for raw in bus.chunks]
+    assert [t for c in sent if c.choice == 1 for t in c.logprobs or ()] == list(second_answer)
+    assert [t for c in sent if c.choice == 0 for t in c.logprobs or ()] == list(answer)
 
 
 async def test_a_stream_sends_each_deltas_tokens_compactly_and_the_result_has_them_all() -> None:

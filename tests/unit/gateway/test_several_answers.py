@@ -1,4 +1,5 @@
-"""Several answers to one request (`n`): each face returns them all by their index, plain or streamed;
+"""Several answers to one request (`n`): each face returns them all by their index, plain or streamed (as
+they come, interleaved);
 budgets and token limits reserve each one's output; output guardrails screen each one; the cache never
 serves nor keeps them."""
 
@@ -13,7 +14,7 @@ import pytest
 from switchyard.common.events import ChatRequest, Choice, TaskCompleted, TaskFailed, ToolCall, Usage
 from switchyard.common.events.tasks import FunctionCall
 from switchyard.common.policy import load_policy
-from switchyard.common.streaming import Chunk
+from switchyard.common.streaming import Chunk, decode_chunk, encode_chunk
 from switchyard.gateway import completions, legacy
 from switchyard.gateway.budgets import pricing
 from switchyard.gateway.cache.models import exact_key
@@ -97,47 +98,106 @@ def test_a_chat_completion_lists_every_answer_by_its_index() -> None:
     assert body["usage"]["completion_tokens"] == 9  # the whole call's
 
 
-async def test_a_stream_sends_the_first_answer_then_each_other_whole_by_its_index() -> None:
-    task = _task(completions, stream=True)
-    head: list[Chunk | TaskCompleted] = [Chunk(seq=0, delta="Paris.", model="openai/gpt-6-luna")]
-    events = [
-        e
-        async for e in completions.stream_events(task, head, _items(_done()), timeout_s=5, include_usage=True)
-    ]
-    assert events[-1] == b"data: [DONE]\n\n"
-    bodies = _sse(events)
-    texts: dict[int, str] = {}
-    finishes: dict[int, str] = {}
-    calls: dict[int, list[Any]] = {}
+def _by_index(bodies: list[dict[str, Any]], field: str) -> dict[int, Any]:
+    """Each choice's `field` accumulated by its index, as OpenAI's clients accumulate a stream."""
+    out: dict[int, Any] = {}
     for body in bodies:
         for choice in body["choices"]:
-            i = choice["index"]
-            texts[i] = texts.get(i, "") + (choice["delta"].get("content") or "")
-            calls[i] = calls.get(i, []) + choice["delta"].get("tool_calls", [])
-            if choice["finish_reason"]:
-                finishes[i] = choice["finish_reason"]
-    assert texts == {0: "Paris.", 1: "Oslo, I think.", 2: ""}
-    assert finishes == {0: "stop", 1: "stop", 2: "tool_calls"}
-    assert [c["function"]["name"] for c in calls[2]] == ["get_weather"]
+            value = (choice.get("delta") or {}).get(field) if field != "text" else choice["text"]
+            out[choice["index"]] = out.get(choice["index"], "") + (value or "")
+    return out
+
+
+# Three answers as the executor streams them: interleaved as generated, the second's chunks under
+# `choice` 1; the third (only a tool call) streams nothing.
+INTERLEAVED = [
+    Chunk(seq=0, delta="Par", model="openai/gpt-6-luna"),
+    Chunk(seq=1, delta="Oslo, ", choice=1),
+    Chunk(seq=2, delta="is.", choice=0),
+    Chunk(seq=3, delta="I think.", choice=1),
+]
+
+
+def test_a_chunk_names_its_answer_only_beyond_the_first() -> None:
+    assert encode_chunk(Chunk(seq=0, delta="Par")) == b'{"seq":0,"delta":"Par"}'  # as before, byte for byte
+    assert encode_chunk(INTERLEAVED[1]) == b'{"seq":1,"delta":"Oslo, ","choice":1}'
+    assert decode_chunk(encode_chunk(INTERLEAVED[1])).choice == 1
+
+
+async def test_a_stream_sends_every_answer_as_it_comes_each_under_its_index() -> None:
+    """Interleaved chunks become OpenAI's chunks in their order, each with its answer's `index` and the
+    role on each answer's first; at the result only what no chunk carried (the third answer whole, its
+    tool calls), each answer's finish reason, then the usage."""
+    task = _task(completions, stream=True)
+    head: list[Chunk | TaskCompleted] = [INTERLEAVED[0]]
+    done = _done(
+        content="Paris.", other_choices=[Choice(content="Oslo, I think.", finish_reason="length"), OTHERS[1]]
+    )
+    rest = _items(*INTERLEAVED[1:], done)
+    events = [e async for e in completions.stream_events(task, head, rest, timeout_s=5, include_usage=True)]
+    assert events[-1] == b"data: [DONE]\n\n"
+    bodies = _sse(events)
+    choices = [b["choices"][0] for b in bodies[:-1]]
+    assert [(c["index"], c["delta"].get("content")) for c in choices[:4]] == [
+        (0, "Par"),
+        (1, "Oslo, "),
+        (0, "is."),
+        (1, "I think."),
+    ]
+    roles = [c["index"] for c in choices if c["delta"].get("role") == "assistant"]
+    assert roles == [0, 1, 2]  # once each, on its first delta
+    assert _by_index(bodies, "content") == {0: "Paris.", 1: "Oslo, I think.", 2: ""}
+    finishes = {c["index"]: c["finish_reason"] for c in choices if c["finish_reason"]}
+    assert finishes == {0: "stop", 1: "length", 2: "tool_calls"}
+    calls = [t for c in choices for t in c["delta"].get("tool_calls", [])]
+    assert [(t["index"], t["function"]["name"]) for t in calls] == [(0, "get_weather")]
+    assert all(c["index"] == 2 for c in choices if c["delta"].get("tool_calls"))
     assert bodies[-1]["choices"] == [] and bodies[-1]["usage"]["completion_tokens"] == 9  # usage last
 
 
+async def test_a_stream_of_answers_made_whole_sends_each_whole_by_its_index() -> None:
+    """A result no chunk carried (an answer sent whole: an output guardrail's, a replay): every answer
+    whole, by its index, then the usage."""
+    task = _task(completions, stream=True)
+    events = [
+        e async for e in completions.stream_events(task, [_done()], _items(), timeout_s=5, include_usage=True)
+    ]
+    bodies = _sse(events)
+    assert _by_index(bodies, "content") == {0: "Paris.", 1: "Oslo, I think.", 2: ""}
+    assert [c["index"] for b in bodies for c in b["choices"] if c["delta"].get("role")] == [0, 1, 2]
+    assert bodies[-1]["choices"] == [] and events[-1] == b"data: [DONE]\n\n"
+
+
 async def test_the_legacy_face_lists_and_streams_every_answer() -> None:
-    done = _done(other_choices=[Choice(content="Oslo.", finish_reason="length")])
+    done = _done(content="Paris.", other_choices=[Choice(content="Oslo, I think.", finish_reason="length")])
     body = orjson.loads(legacy.completion_json(_task(legacy), done))
     assert [(c["index"], c["text"], c["finish_reason"]) for c in body["choices"]] == [
         (0, "Paris.", "stop"),
-        (1, "Oslo.", "length"),
+        (1, "Oslo, I think.", "length"),
     ]
     task = _task(legacy, stream=True)
-    head: list[Chunk | TaskCompleted] = [Chunk(seq=0, delta="Paris.", model="openai/gpt-6-luna")]
     events = [
-        e async for e in legacy.stream_events(task, head, _items(done), timeout_s=5, include_usage=False)
+        e
+        async for e in legacy.stream_events(
+            task, [INTERLEAVED[0]], _items(*INTERLEAVED[1:], done), timeout_s=5, include_usage=False
+        )
     ]
-    choices = [c for b in _sse(events) for c in b["choices"]]
-    assert "".join(c["text"] for c in choices if c["index"] == 1) == "Oslo."
-    assert [c["finish_reason"] for c in choices if c["finish_reason"]] == ["stop", "length"]
+    bodies = _sse(events)
+    choices = [c for b in bodies for c in b["choices"]]
+    assert [(c["index"], c["text"]) for c in choices[:4]] == [
+        (0, "Par"),
+        (1, "Oslo, "),
+        (0, "is."),
+        (1, "I think."),
+    ]
+    assert _by_index(bodies, "text") == {0: "Paris.", 1: "Oslo, I think."}  # nothing sent twice
+    assert [(c["index"], c["finish_reason"]) for c in choices if c["finish_reason"]] == [
+        (0, "stop"),
+        (1, "length"),
+    ]
     assert events[-1] == b"data: [DONE]\n\n"
+    whole = [e async for e in legacy.stream_events(task, [done], _items(), timeout_s=5, include_usage=False)]
+    assert _by_index(_sse(whole), "text") == {0: "Paris.", 1: "Oslo, I think."}
 
 
 def test_budgets_and_token_limits_reserve_each_answers_output() -> None:

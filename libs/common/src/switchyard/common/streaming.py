@@ -13,8 +13,12 @@ ends its client's stream with an explicit error instead of a silently truncated 
     {"seq": 5, "redacted": "EmwK..."}                          a whole redacted thinking block
     {"seq": 1, "delta": " Paris", "logprobs": [{"token": " Paris", "logprob": -0.01, ...}]}
                                                                text with its tokens' log probabilities
+    {"seq": 2, "delta": "Oslo", "choice": 1}                   text of the second answer (`n` > 1)
 
-A thinking block runs from its first `thinking` chunk to its `signature`; text never interrupts one.
+`choice` says which of several answers (`n`) a text or reasoning chunk belongs to: 0, the first, is left
+out, so a single answer's chunks never carry it; the answers' chunks come interleaved as they are generated.
+A thinking block runs from its first `thinking` chunk to its `signature`; text of the same answer never
+interrupts one.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class Chunk(BaseModel):
     signature: str | None = None
     redacted: str | None = None
     logprobs: list[TokenLogprob] | None = None  # the delta's tokens, when the request asked for them
+    choice: int = 0  # which answer a text or reasoning chunk is of (`n` > 1); left out when 0
 
     def reasoning(self) -> bool:
         """A chunk of the model's reasoning (thinking text, a signature, a redacted block)."""

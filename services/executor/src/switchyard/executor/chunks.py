@@ -33,16 +33,20 @@ class ChunkSink:
         """`model` is the one answering: the next text chunk names it, so the client's first chunk does."""
         self._unannounced = model
 
-    async def delta(self, text: str, logprobs: Sequence[TokenLogprob] = ()) -> None:
-        """Answer text, with its tokens' log probabilities when the request asked for them. Tokens may come
-        without text (a token holding part of a character: its text comes with a later one)."""
-        if logprobs:
+    async def delta(self, text: str, logprobs: Sequence[TokenLogprob] = (), choice: int = 0) -> None:
+        """Answer text, with its tokens' log probabilities when the request asked for them; `choice`: which
+        of several answers it is of. Tokens may come without text (a token holding part of a character:
+        its text comes with a later one)."""
+        if logprobs or (choice and text):
             chunk: dict[str, Any] = {"seq": self._seq, "delta": text}
             model = self._take_announced()
             if model is not None:
                 chunk["model"] = model
-            # compact: a token's `bytes` only where they are not its text's UTF-8 (None is left out)
-            chunk["logprobs"] = TOKENS.dump_python(list(logprobs), exclude_none=True)
+            if logprobs:
+                # compact: a token's `bytes` only where they are not its text's UTF-8 (None is left out)
+                chunk["logprobs"] = TOKENS.dump_python(list(logprobs), exclude_none=True)
+            if choice:
+                chunk["choice"] = choice
             data = orjson.dumps(chunk)
         elif text:
             # Nearly every chunk is one of these: encoded straight from a dict (what `encode_chunk` makes
@@ -59,16 +63,23 @@ class ChunkSink:
         self.text_sent = True
 
     async def thinking(
-        self, *, text: str = "", signature: str | None = None, redacted: str | None = None
+        self,
+        *,
+        text: str = "",
+        signature: str | None = None,
+        redacted: str | None = None,
+        choice: int = 0,
     ) -> None:
         """Reasoning: `text` of the open thinking block, then its `signature` (which ends it), or a whole
-        `redacted` block. Output sent, as text is: no reset after it."""
+        `redacted` block; `choice` as a delta's. Output sent, as text is: no reset after it."""
         if text:
-            await self._send(Chunk(seq=self._seq, thinking=text, model=self._take_announced()))
+            await self._send(Chunk(seq=self._seq, thinking=text, model=self._take_announced(), choice=choice))
         if signature is not None:
-            await self._send(Chunk(seq=self._seq, signature=signature, model=self._take_announced()))
+            chunk = Chunk(seq=self._seq, signature=signature, model=self._take_announced(), choice=choice)
+            await self._send(chunk)
         if redacted is not None:
-            await self._send(Chunk(seq=self._seq, redacted=redacted, model=self._take_announced()))
+            chunk = Chunk(seq=self._seq, redacted=redacted, model=self._take_announced(), choice=choice)
+            await self._send(chunk)
         self.text_sent = self.text_sent or bool(text) or signature is not None or redacted is not None
 
     def _take_announced(self) -> str | None:

@@ -271,10 +271,8 @@ async def execute(
     carries = any(getattr(providers.get(c.provider), "carries", False) for c in decision.candidates)
     request = task.chat()
     context = Context(request, routed.classification, decision.min_confidence)
-    # Several answers (`n`) come whole from one call, and are sent whole, as a cascade's are.
-    streamed = (
-        chunks is not None and request.n == 1 and (decision.strategy == "single" or len(candidates) == 1)
-    )
+    # Several answers (`n`) come from one call and stream interleaved, each chunk under its answer's index.
+    streamed = chunks is not None and (decision.strategy == "single" or len(candidates) == 1)
 
     async def work() -> strategies.Result:
         call = replace(
@@ -311,10 +309,14 @@ async def execute(
     reply, candidate = result.reply, result.candidate
     tokens = logprobs.kept(reply.logprobs, reply.other_choices, asked=request.logprobs)
     if chunks is not None:
-        if not streamed:  # a cascade, a race or several answers: judged or made whole, then sent whole
+        if not streamed:  # a cascade or a race: judged, then sent whole
             chunks.announce(candidate.model)
             # the tokens the result carries: all of them could outgrow a message as they outgrow a result
-            whole = replace(reply, logprobs=None if tokens.first is None else tuple(tokens.first))
+            whole = replace(
+                reply,
+                logprobs=None if tokens.first is None else tuple(tokens.first),
+                other_choices=tuple(tokens.others),
+            )
             for part in reply_parts(whole):
                 await _send(chunks, part, logprobs=request.logprobs)
         await chunks.done(finish_reason=reply.finish_reason)
@@ -439,9 +441,11 @@ async def _stream(
 async def _send(chunks: ChunkSink, part: StreamPart, *, logprobs: bool) -> None:
     """`logprobs`: the call asked for its tokens (a chunk carries none otherwise)."""
     if isinstance(part, TextDelta):
-        await chunks.delta(part.text, part.logprobs if logprobs else ())
+        await chunks.delta(part.text, part.logprobs if logprobs else (), part.choice)
     elif isinstance(part, ThinkingDelta):
-        await chunks.thinking(text=part.text, signature=part.signature, redacted=part.redacted)
+        await chunks.thinking(
+            text=part.text, signature=part.signature, redacted=part.redacted, choice=part.choice
+        )
 
 
 async def _failed(

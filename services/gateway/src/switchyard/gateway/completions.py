@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NamedTuple, NoReturn, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -313,6 +313,25 @@ def end_deltas(tool_calls: list[ToolCall] | None, finish_reason: str) -> Deltas:
     return out
 
 
+class Answer(NamedTuple):
+    """One answer of a result (the first, or another of several: `n`)."""
+
+    content: str
+    tool_calls: list[ToolCall] | None
+    thinking: list[ThinkingBlock] | None
+    logprobs: list[TokenLogprob] | None
+    finish_reason: str
+
+
+def answers_of(done: TaskCompleted) -> list[Answer]:
+    """A result's answers, the first first, in the order of their index."""
+    first = Answer(done.content, done.tool_calls, done.thinking, done.logprobs, done.finish_reason)
+    others = [
+        Answer(c.content, c.tool_calls, c.thinking, c.logprobs, c.finish_reason) for c in done.other_choices
+    ]
+    return [first, *others]
+
+
 def sse(obj: object) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
@@ -408,12 +427,15 @@ async def stream_events(
     timeout_s: float,
     include_usage: bool,
 ) -> AsyncIterator[bytes]:
-    """SSE in OpenAI's format. A break after text began ends with an explicit error event, never [DONE]."""
+    """SSE in OpenAI's format: each answer's deltas under its `index` as they come (several answers, `n`,
+    interleaved), the role on each one's first; at the result, what no chunk carried (an answer sent whole,
+    tool calls), each answer's finish reason, then the usage. A break after text began ends with an
+    explicit error event, never [DONE]."""
     created = int(time.time())
     model = task.request.model
     asked = task.chat().logprobs
-    started = False
-    thought: list[str] = []  # the thinking block being streamed, for its `thinking_blocks` delta
+    started: set[int] = set()  # the answers whose deltas began (the first carried the role)
+    thoughts: dict[int, list[str]] = {}  # each answer's thinking block being streamed, for its end's delta
     try:
         async for item in in_order(head, rest):
             if isinstance(item, Fault):
@@ -421,15 +443,17 @@ async def stream_events(
                 return
             if isinstance(item, Chunk):
                 model = item.model or model
+                index = item.choice
+                thought = thoughts.setdefault(index, [])
                 delta = _delta(item, thought)
                 if item.thinking:
                     thought.append(item.thinking)
                 if item.signature is not None or item.redacted is not None:
                     thought.clear()
                 if delta:
-                    if not started:
+                    if index not in started:
                         delta = {"role": "assistant", **delta}
-                    started = True
+                        started.add(index)
                     # a text chunk's tokens, when asked ([] for a chunk that carries none); null beside
                     # thinking
                     tokens = (item.logprobs or []) if asked and (item.delta or item.logprobs) else None
@@ -438,25 +462,21 @@ async def stream_events(
                         created=created,
                         model=model,
                         delta=delta,
+                        index=index,
                         logprobs=logprobs_json(tokens),
                     )
                     yield sse(body)
                 continue
             model = item.model
-            # The first answer's deltas (all of them when none was streamed), then each other answer whole.
-            # Whether their log probabilities were cut (`logprobs_truncated`) is known only here, after a
-            # streamed answer's headers went out: only one sent whole says it in x-switchyard-logprobs.
-            unsent = (
-                whole_deltas(item.content, item.tool_calls, item.thinking, item.logprobs)
-                if not started
-                else []
-            )
-            answers = [(0, unsent + end_deltas(item.tool_calls, item.finish_reason))]
-            for index, other in enumerate(item.other_choices, start=1):
-                whole = whole_deltas(other.content, other.tool_calls, other.thinking, other.logprobs)
-                answers.append((index, whole + end_deltas(other.tool_calls, other.finish_reason)))
-            for index, deltas in answers:
-                for piece, finish, logprobs in deltas:
+            # Each answer's end: all its deltas when none was streamed, then its tool calls and finish
+            # reason. Whether their log probabilities were cut (`logprobs_truncated`) is known only here,
+            # after a streamed answer's headers went out: only one sent whole says it in
+            # x-switchyard-logprobs.
+            for index, a in enumerate(answers_of(item)):
+                unsent = (
+                    [] if index in started else whole_deltas(a.content, a.tool_calls, a.thinking, a.logprobs)
+                )
+                for piece, finish, logprobs in unsent + end_deltas(a.tool_calls, a.finish_reason):
                     body = chunk_body(
                         task_id=task.task_id,
                         created=created,

@@ -24,7 +24,7 @@ from switchyard.common.events import ChatMessage, TaskCompleted, TaskFailed, Tas
 from switchyard.common.events.tasks import MAX_CHOICES
 from switchyard.common.streaming import Chunk
 from switchyard.gateway import schemas
-from switchyard.gateway.completions import Fault, in_order, sse, sse_error, validated
+from switchyard.gateway.completions import Fault, answers_of, in_order, sse, sse_error, validated
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.schemas import (
     ChatCompletionRequest,
@@ -202,14 +202,14 @@ async def stream_events(
     timeout_s: float,
     include_usage: bool,
 ) -> AsyncIterator[bytes]:
-    """SSE in OpenAI's legacy format: the text as it comes, a last chunk with the finish reason, the usage
-    (`stream_options.include_usage`), `[DONE]`. The model's thinking is not part of a text completion. A
-    break after text began ends with an explicit error event, never [DONE]."""
+    """SSE in OpenAI's legacy format: each answer's text as it comes, under its `index` (several answers,
+    `n`, interleaved); at the result, the text of an answer no chunk carried, each answer's last chunk with
+    its finish reason, the usage (`stream_options.include_usage`), `[DONE]`. The model's thinking is not
+    part of a text completion. A break after text began ends with an explicit error event, never [DONE]."""
     created = int(time.time())
     model = task.request.model
     asked = task.chat().logprobs
-    offsets = Offsets()  # the first answer's, across its chunks
-    streamed = False
+    offsets: dict[int, Offsets] = {}  # each streamed answer's, across its chunks
     try:
         async for item in in_order(head, rest):
             if isinstance(item, Fault):
@@ -218,48 +218,38 @@ async def stream_events(
             if isinstance(item, Chunk):
                 model = item.model or model
                 if item.delta or item.logprobs:  # tokens may come without text (a cut character's end)
-                    streamed = True
-                    logprobs = offsets.logprobs_json((item.logprobs or []) if asked else None)
+                    counted = offsets.get(item.choice) or offsets.setdefault(item.choice, Offsets())
                     body = _body(
                         task,
                         created=created,
                         model=model,
                         text=item.delta or "",
                         finish_reason=None,
-                        logprobs=logprobs,
+                        index=item.choice,
+                        logprobs=counted.logprobs_json((item.logprobs or []) if asked else None),
                     )
                     yield sse(body)
                 continue
             model = item.model
-            if not streamed and item.content:  # an answer sent whole: a cache replay, an output guardrail
-                logprobs = offsets.logprobs_json(item.logprobs)
-                body = _body(
-                    task,
-                    created=created,
-                    model=model,
-                    text=item.content,
-                    finish_reason=None,
-                    logprobs=logprobs,
-                )
-                yield sse(body)
-            yield sse(_body(task, created=created, model=model, text="", finish_reason=item.finish_reason))
-            for index, other in enumerate(item.other_choices, start=1):  # several answers, each whole
-                whole = _body(
-                    task,
-                    created=created,
-                    model=model,
-                    text=other.content,
-                    finish_reason=None,
-                    index=index,
-                    logprobs=Offsets().logprobs_json(other.logprobs),
-                )
-                yield sse(whole)
+            for index, answer in enumerate(answers_of(item)):
+                # an answer sent whole: a cache replay, an output guardrail, a cascade's
+                if index not in offsets and answer.content:
+                    whole = _body(
+                        task,
+                        created=created,
+                        model=model,
+                        text=answer.content,
+                        finish_reason=None,
+                        index=index,
+                        logprobs=Offsets().logprobs_json(answer.logprobs),
+                    )
+                    yield sse(whole)
                 end = _body(
                     task,
                     created=created,
                     model=model,
                     text="",
-                    finish_reason=other.finish_reason,
+                    finish_reason=answer.finish_reason,
                     index=index,
                 )
                 yield sse(end)

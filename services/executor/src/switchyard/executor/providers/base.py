@@ -102,7 +102,7 @@ class Reply:
     thinking: tuple[ThinkingBlock, ...] = ()  # its reasoning before `content`, where the provider returns it
     carry: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # by tool call id: see `carried`
     # The second to n-th answers of a call that asked for several (`ProviderCall.n`); `usage` is the
-    # whole call's. Never streamed: the executor asks for several answers whole.
+    # whole call's. A stream sends their deltas as they come, each under its `choice`.
     other_choices: tuple[Choice, ...] = ()
     # The first answer's output tokens with their log probabilities, when the call asked (`logprobs`), in
     # order (the others': each `Choice.logprobs`); None when it did not.
@@ -137,24 +137,28 @@ def reply_of(
 
 @dataclass(frozen=True, slots=True)
 class TextDelta:
-    """Answer text; `logprobs`: its tokens with their log probabilities, when the call asked."""
+    """Answer text; `logprobs`: its tokens with their log probabilities, when the call asked; `choice`:
+    which answer it is of (0, the first; a call for several, `n`, streams them interleaved)."""
 
     text: str
     logprobs: tuple[TokenLogprob, ...] = ()
+    choice: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class ThinkingDelta:
     """Reasoning streamed before the answer: `text` of the open thinking block; `signature` ends that
-    block; `redacted` is a whole redacted block's data."""
+    block; `redacted` is a whole redacted block's data; `choice` as a TextDelta's."""
 
     text: str = ""
     signature: str | None = None
     redacted: str | None = None
+    choice: int = 0
 
 
 # A stream yields reasoning and text deltas and ends with the whole Reply (content, tool calls, finish
-# reason, usage, thinking). Reasoning comes first; either kind of delta is output sent.
+# reason, usage, thinking, the other answers). Each answer's reasoning comes before its text; either kind of
+# delta is output sent.
 StreamPart = TextDelta | ThinkingDelta | Reply
 OUTPUT = (TextDelta, ThinkingDelta)
 
@@ -226,16 +230,31 @@ async def stream_any(provider: Provider, call: ProviderCall) -> AsyncGenerator[S
 
 
 def reply_parts(reply: Reply) -> list[StreamPart]:
-    """A whole reply as a stream sends it: its thinking blocks, its text, then the reply."""
-    parts: list[StreamPart] = []
-    for block in reply.thinking:
-        if block.type == "redacted_thinking":
-            parts.append(ThinkingDelta(redacted=block.data or ""))
-        else:
-            parts.append(ThinkingDelta(text=block.thinking or "", signature=block.signature or ""))
-    if reply.content:
-        parts.append(TextDelta(reply.content, reply.logprobs or ()))
+    """A whole reply as a stream sends it: each answer's thinking blocks and text, the first answer's
+    first, the others' under their `choice`, then the reply."""
+    parts = _answer_parts(0, reply.thinking, reply.content, reply.logprobs)
+    for choice, other in enumerate(reply.other_choices, start=1):
+        parts += _answer_parts(choice, other.thinking or (), other.content, other.logprobs)
     parts.append(reply)
+    return parts
+
+
+def _answer_parts(
+    choice: int,
+    thinking: Sequence[ThinkingBlock],
+    content: str,
+    logprobs: Sequence[TokenLogprob] | None,
+) -> list[StreamPart]:
+    parts: list[StreamPart] = []
+    for block in thinking:
+        if block.type == "redacted_thinking":
+            parts.append(ThinkingDelta(redacted=block.data or "", choice=choice))
+        else:
+            parts.append(
+                ThinkingDelta(text=block.thinking or "", signature=block.signature or "", choice=choice)
+            )
+    if content:
+        parts.append(TextDelta(content, tuple(logprobs or ()), choice))
     return parts
 
 
@@ -261,22 +280,59 @@ class UnsignedThinking:
     `reasoning_content`, Gemini's thought summary): each piece as a delta, one end to its block where the
     answer's text begins or the stream ends, and the block for the reply."""
 
-    def __init__(self) -> None:
+    def __init__(self, choice: int = 0) -> None:
         self._pieces: list[str] = []
         self._ended = False
+        self._choice = choice  # which answer's (a call for several, `n`)
 
     def add(self, text: str) -> list[StreamPart]:
         if not text:
             return []
         self._pieces.append(text)
-        return [ThinkingDelta(text=text)]
+        return [ThinkingDelta(text=text, choice=self._choice)]
 
     def end(self) -> list[StreamPart]:
         """The block's end, once, if there was reasoning: the text begins, or the stream ends."""
         if not self._pieces or self._ended:
             return []
         self._ended = True
-        return [ThinkingDelta(signature="")]
+        return [ThinkingDelta(signature="", choice=self._choice)]
 
     def blocks(self) -> tuple[ThinkingBlock, ...]:
         return (unsigned("".join(self._pieces)),) if self._pieces else ()
+
+
+class StreamedAnswer:
+    """One answer of a stream, by its index (`choice`: a call for several, `n`, streams them interleaved):
+    its text and tokens so far and its unsigned reasoning (`UnsignedThinking`), sent as deltas under its
+    index."""
+
+    def __init__(self, choice: int) -> None:
+        self.choice = choice
+        self.text: list[str] = []
+        self.tokens: list[TokenLogprob] = []  # when the call asked for their log probabilities
+        self._told = 0  # how many went out on text deltas (tokens without text go with the next text)
+        self.thought = UnsignedThinking(choice)
+
+    def says(self, *, text: str, reasoning: str, tokens: Sequence[TokenLogprob] = ()) -> list[StreamPart]:
+        """The next piece: reasoning, then text (which ends the reasoning's block), as deltas."""
+        parts = self.thought.add(reasoning)
+        self.tokens += tokens
+        if text:
+            parts += self.thought.end()
+            self.text.append(text)
+            parts.append(TextDelta(text, tuple(self.tokens[self._told :]), self.choice))
+            self._told = len(self.tokens)
+        return parts
+
+    def end(self) -> list[StreamPart]:
+        """Its reasoning's block ends, if the text never did end it (tool calls or nothing came after);
+        tokens after the last text (none of their own) go out too."""
+        parts = self.thought.end()
+        if len(self.tokens) > self._told:
+            parts.append(TextDelta("", tuple(self.tokens[self._told :]), self.choice))
+            self._told = len(self.tokens)
+        return parts
+
+    def content(self) -> str:
+        return "".join(self.text)

@@ -3,6 +3,7 @@ same ones. No network, no model."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import struct
 from collections.abc import AsyncIterator, Sequence
@@ -68,7 +69,8 @@ Step = Reply | ProviderError | BreaksAfter
 
 class ScriptedProvider:
     """Each call plays the next step of the script; the last step repeats. Streams send word by word, or,
-    for a reply with its tokens' log probabilities, token by token (each delta with its token)."""
+    for a reply with its tokens' log probabilities, token by token (each delta with its token); a reply
+    with several answers (`other_choices`) streams them interleaved, a word (or token) of each in turn."""
 
     def __init__(self, *steps: Step) -> None:
         if not steps:
@@ -90,15 +92,24 @@ class ScriptedProvider:
         step = self._step(call)
         if isinstance(step, ProviderError):
             raise step
-        if isinstance(step, Reply) and step.logprobs is not None:
-            for token in step.logprobs:
-                yield TextDelta(token.token, (token,))
-        else:
-            for word in _words(step.content if isinstance(step, Reply) else step.text):
-                yield TextDelta(word)
         if isinstance(step, BreaksAfter):
+            for word in _words(step.text):
+                yield TextDelta(word)
             raise step.error
+        answers = [_deltas(step.content, step.logprobs, 0)] + [
+            _deltas(c.content, c.logprobs, i) for i, c in enumerate(step.other_choices, start=1)
+        ]
+        for turn in itertools.zip_longest(*answers):
+            for delta in turn:
+                if delta is not None:
+                    yield delta
         yield step
+
+
+def _deltas(content: str, tokens: Sequence[TokenLogprob] | None, choice: int) -> list[TextDelta]:
+    if tokens is not None:
+        return [TextDelta(token.token, (token,), choice) for token in tokens]
+    return [TextDelta(word, (), choice) for word in _words(content)]
 
 
 def _words(text: str) -> list[str]:

@@ -10,16 +10,16 @@ from typing import Any, TypeVar
 import httpx
 
 from switchyard.common.errors import ProviderError
-from switchyard.common.events import TokenLogprob, Usage
+from switchyard.common.events import Choice, Usage
 from switchyard.executor.providers.base import (
     EmbeddingCall,
     EmbeddingReply,
     ProviderCall,
     Reply,
+    StreamedAnswer,
     StreamPart,
-    TextDelta,
-    UnsignedThinking,
     estimated_usage,
+    reply_of,
 )
 from switchyard.executor.providers.errors import provider_error
 from switchyard.executor.providers.gemini import embeddings
@@ -80,53 +80,45 @@ class GeminiProvider(HttpProvider):
         return parse_reply(raw, call)
 
     async def _parts(self, response: httpx.Response, call: ProviderCall) -> AsyncIterator[StreamPart]:
-        """Each event is a whole GenerateContentResponse holding the next piece of text; the last one
-        carries the finish reason and the usage. There is no end marker: a stream that closes before a
-        finish reason arrived was cut off."""
-        text: list[str] = []
-        tokens: list[TokenLogprob] = []  # the answer's, when the call asked for their log probabilities
-        told = 0  # how many went out on text deltas (a chunk's tokens without text go with the next text)
-        thought = UnsignedThinking()
-        calls: list[Any] = []
-        signature: str | None = None  # the answer's text's, which comes on its last part
-        finish: str | None = None
+        """Each event is a whole GenerateContentResponse holding the next piece of text of one or more
+        candidates (each by its `index`: a call for several, `n`, gets them interleaved); a candidate's
+        last piece carries its finish reason, the last event the usage. There is no end marker: a stream
+        that closes before every candidate's finish reason arrived was cut off."""
+        answers: dict[int, _Answer] = {0: _Answer(0)}
         model = call.model
         usage: Usage | None = None
         async with transport_errors(NAME):
             async for event in sse_events(response):
-                candidate = Candidate(parse_json(event.data.encode(), what="a stream chunk"))
-                model = candidate.model or model
-                usage = candidate.usage or usage
-                calls += candidate.calls
-                signature = candidate.text_signature or signature
-                finish = candidate.finish or finish
-                for part in thought.add(candidate.thought):
-                    yield part
-                if call.logprobs:
-                    tokens += candidate.logprobs()
-                if candidate.text:
-                    for part in thought.end():  # the summary is over: its block ends, unsigned
-                        yield part
-                    text.append(candidate.text)
-                    yield TextDelta(candidate.text, tuple(tokens[told:]))
-                    told = len(tokens)
-        if finish is None:
+                first = Candidate(parse_json(event.data.encode(), what="a stream chunk"))
+                model = first.model or model
+                usage = first.usage or usage
+                for candidate in first.all():
+                    if candidate.index < call.n:
+                        answer = answers.get(candidate.index) or answers.setdefault(
+                            candidate.index, _Answer(candidate.index)
+                        )
+                        for part in answer.add(candidate, logprobs=call.logprobs):
+                            yield part
+        if any(a.finish is None for a in answers.values()):
             raise provider_error("network", "gemini: the stream ended before a finish reason")
-        content = "".join(text)
-        for part in thought.end():  # a summary, then function calls or nothing: its block ends here
-            yield part
-        tool_calls, carry = tool_calls_of(calls)
-        carry |= text_signatures(content, signature)
-        yield Reply(
-            content=content,
-            finish_reason=finish_reason(finish, text=content, calls=calls),
+        if len(answers) < call.n:
+            raise provider_error("bad_response", f"{call.n} candidates asked for, {len(answers)} streamed")
+        ordered = [answers[i] for i in range(call.n)]
+        carry = text_signatures(ordered[0].content(), ordered[0].signature)  # the first answer's goes back
+        choices = []
+        for answer in ordered:
+            for part in answer.end():  # a summary, then function calls or nothing: it ends here
+                yield part
+            choice, kept = answer.answer(logprobs=call.logprobs)
+            choices.append(choice)
+            carry |= kept
+        content = "".join(c.content for c in choices)
+        yield reply_of(
+            choices,
             model=model,
             usage=usage or estimated_usage(call, content),
-            usage_estimated=usage is None,
-            tool_calls=tool_calls,
-            thinking=thought.blocks(),
             carry=carry,
-            logprobs=tuple(tokens) if call.logprobs else None,
+            usage_estimated=usage is None,
         )
 
     async def embed(self, call: EmbeddingCall) -> EmbeddingReply:
@@ -158,3 +150,34 @@ async def _all(calls: Sequence[Awaitable[T]]) -> list[T]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _Answer(StreamedAnswer):
+    """One candidate of a stream, by its `index`, with its function calls, its text's signature and its
+    finish reason."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.calls: list[Any] = []
+        self.signature: str | None = None  # its text's, which comes on its last part
+        self.finish: str | None = None
+
+    def add(self, candidate: Candidate, *, logprobs: bool) -> list[StreamPart]:
+        self.calls += candidate.calls
+        self.signature = candidate.text_signature or self.signature
+        self.finish = candidate.finish or self.finish
+        tokens = candidate.logprobs() if logprobs else ()
+        return self.says(text=candidate.text, reasoning=candidate.thought, tokens=tokens)
+
+    def answer(self, *, logprobs: bool) -> tuple[Choice, dict[str, dict[str, str]]]:
+        """The answer, and its function calls' signatures by tool call id."""
+        content = self.content()
+        tool_calls, carry = tool_calls_of(self.calls)
+        answer = Choice(
+            content=content,
+            finish_reason=finish_reason(self.finish, text=content, calls=self.calls),
+            tool_calls=list(tool_calls) or None,
+            thinking=list(self.thought.blocks()) or None,
+            logprobs=list(self.tokens) if logprobs else None,
+        )
+        return answer, carry

@@ -288,7 +288,9 @@ class Candidate:
             (c for c in candidates if isinstance(c, dict)), key=lambda c: int(c.get("index") or 0)
         )
         first = ordered[position] if position < len(ordered) else {}
+        self._data = data
         self.count = len(ordered)
+        self.index = int(first.get("index") or 0)  # Google's JSON leaves out 0, the first's
         parts = (first.get("content") or {}).get("parts") or []
         texts = [p for p in parts if isinstance(p, dict) and "text" in p]
         # the text's signature: on a text part of the answer (not a thought), or a part of its own
@@ -309,6 +311,10 @@ class Candidate:
         self.finish: str | None = first.get("finishReason")
         self.model: str | None = data.get("modelVersion")
         self.usage = usage_of(data.get("usageMetadata"))
+
+    def all(self) -> list[Candidate]:
+        """This (the first) and every other candidate of its response, each with its own `index`."""
+        return [self, *(Candidate(self._data, position) for position in range(1, self.count))]
 
     def logprobs(self) -> tuple[TokenLogprob, ...]:
         """Its tokens (of the whole answer, or of a streamed chunk) with their log probabilities, from

@@ -102,25 +102,9 @@ class LocalProvider:
         return self._llm
 
     async def request(self, call: ProviderCall) -> Reply:
-        """One generation; for several answers (`n`), one after another, each with its own seed (the
-        next after the one asked for, if any), the prompt counted once, as OpenAI counts it."""
-        replies = [await self._whole(replace(call, n=1), answer) for answer in range(call.n)]
-        first, others = replies[0], replies[1:]
-        if not others:
-            return first
-        usage = Usage(
-            prompt_tokens=first.usage.prompt_tokens,
-            completion_tokens=sum(r.usage.completion_tokens for r in replies),
-        )
-        return replace(
-            first,
-            usage=usage,
-            other_choices=tuple(Choice(content=r.content, finish_reason=r.finish_reason) for r in others),
-        )
-
-    async def _whole(self, call: ProviderCall, answer: int) -> Reply:
+        """One generation, or several (`n`): the whole of what `stream` streams."""
         reply: Reply | None = None
-        async for part in self._generation(call, answer):
+        async for part in self.stream(call):
             if isinstance(part, Reply):
                 reply = part
         assert reply is not None
@@ -136,7 +120,29 @@ class LocalProvider:
         self.generation_s = seconds if self.generation_s is None else 0.7 * self.generation_s + 0.3 * seconds
 
     def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
-        return self._generation(call, 0)
+        return self._generation(call, 0) if call.n == 1 else self._answers(call)
+
+    async def _answers(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
+        """Several answers (`n`): generated one after another, each with its own seed (the next after the
+        one asked for, if any), each streamed under its index as it is generated; the prompt counted once,
+        as OpenAI counts it."""
+        replies: list[Reply] = []
+        for answer in range(call.n):
+            async for part in self._generation(replace(call, n=1), answer):
+                if isinstance(part, Reply):
+                    replies.append(part)
+                elif isinstance(part, TextDelta):
+                    yield replace(part, choice=answer)
+        first, others = replies[0], replies[1:]
+        usage = Usage(
+            prompt_tokens=first.usage.prompt_tokens,
+            completion_tokens=sum(r.usage.completion_tokens for r in replies),
+        )
+        yield replace(
+            first,
+            usage=usage,
+            other_choices=tuple(Choice(content=r.content, finish_reason=r.finish_reason) for r in others),
+        )
 
     async def _generation(self, call: ProviderCall, answer: int) -> AsyncIterator[StreamPart]:
         """`answer`: which of several answers this is (0 for the first): it moves a fixed seed."""

@@ -10,16 +10,16 @@ from typing import Any
 import httpx
 
 from switchyard.common.errors import ProviderError
-from switchyard.common.events import TokenLogprob
+from switchyard.common.events import Choice
 from switchyard.executor.providers.base import (
     EmbeddingCall,
     EmbeddingReply,
     ProviderCall,
     Reply,
+    StreamedAnswer,
     StreamPart,
-    TextDelta,
-    UnsignedThinking,
     estimated_usage,
+    reply_of,
 )
 from switchyard.executor.providers.errors import provider_error
 from switchyard.executor.providers.http import (
@@ -104,12 +104,9 @@ class OpenAIProvider(HttpProvider):
         return self._chunks(response, call)
 
     async def _chunks(self, response: httpx.Response, call: ProviderCall) -> AsyncIterator[StreamPart]:
-        text: list[str] = []
-        tokens: list[TokenLogprob] = []  # the answer's, when the call asked for their log probabilities
-        told = 0  # how many went out on text deltas (a chunk's tokens without text go with the next text)
-        thought = UnsignedThinking()
-        tools = ToolCallDeltas()
-        finish_reason: str | None = None
+        """Each chunk's choices advance their answers by `index` (a call for several, `n`, gets them
+        interleaved); each answer's deltas go out under its index as they come."""
+        answers: dict[int, _Answer] = {0: _Answer(0)}
         model = call.model
         usage = None
         done = False
@@ -127,39 +124,29 @@ class OpenAIProvider(HttpProvider):
                 model = str(chunk.get("model") or model)
                 usage = usage_of(chunk.get("usage")) or usage
                 for choice in chunk.get("choices") or []:
-                    if choice.get("index", 0) != 0:
-                        continue
-                    tools.add((choice.get("delta") or {}).get("tool_calls"))
-                    for part in thought.add(reasoning_of(choice.get("delta"))):
+                    index = choice.get("index", 0) if isinstance(choice, dict) else None
+                    if not isinstance(index, int) or not 0 <= index < call.n:
+                        continue  # not an answer asked for
+                    answer = answers.get(index) or answers.setdefault(index, _Answer(index))
+                    for part in answer.add(choice, logprobs=call.logprobs):
                         yield part
-                    if call.logprobs:
-                        tokens += choice_logprobs(choice, 0)
-                    delta = (choice.get("delta") or {}).get("content")
-                    if delta:
-                        for part in thought.end():  # the reasoning is over: its block ends, unsigned
-                            yield part
-                        text.append(delta)
-                        yield TextDelta(delta, tuple(tokens[told:]))
-                        told = len(tokens)
-                    finish_reason = choice.get("finish_reason") or finish_reason
-        if not done and finish_reason is None:
+        if not done and any(a.finish_reason is None for a in answers.values()):
             raise provider_error("network", "openai: the stream ended before it finished")
         if done:
             await finish_body(events)
-        content = "".join(text)
-        for part in thought.end():  # reasoning, then tool calls or nothing: its block ends here
-            yield part
-        if len(tokens) > told:  # tokens after the last text (no text of their own): a stream sends them too
-            yield TextDelta("", tuple(tokens[told:]))
-        yield Reply(
-            content=content,
-            finish_reason=finish_reason or "stop",
+        if len(answers) < call.n:
+            raise provider_error("bad_response", f"{call.n} choices asked for, {len(answers)} streamed")
+        ordered = [answers[i] for i in range(call.n)]
+        for answer in ordered:
+            for part in answer.end():
+                yield part
+        choices = [a.answer(logprobs=call.logprobs) for a in ordered]
+        content = "".join(c.content for c in choices)
+        yield reply_of(
+            choices,
             model=model,
             usage=usage or estimated_usage(call, content),
             usage_estimated=usage is None,
-            tool_calls=tools.calls(),
-            thinking=thought.blocks(),
-            logprobs=tuple(tokens) if call.logprobs else None,
         )
 
     async def embed(self, call: EmbeddingCall) -> EmbeddingReply:
@@ -169,3 +156,30 @@ class OpenAIProvider(HttpProvider):
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+class _Answer(StreamedAnswer):
+    """One answer of a stream, by its `index`, with its tool calls and finish reason."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.tools = ToolCallDeltas()
+        self.finish_reason: str | None = None
+
+    def add(self, choice: dict[str, Any], *, logprobs: bool) -> list[StreamPart]:
+        """A streamed choice of this answer: its reasoning, then its text, as deltas."""
+        delta = choice.get("delta") or {}
+        self.tools.add(delta.get("tool_calls"))
+        tokens = choice_logprobs(choice, self.choice) if logprobs else ()
+        parts = self.says(text=delta.get("content") or "", reasoning=reasoning_of(delta), tokens=tokens)
+        self.finish_reason = choice.get("finish_reason") or self.finish_reason
+        return parts
+
+    def answer(self, *, logprobs: bool) -> Choice:
+        return Choice(
+            content=self.content(),
+            finish_reason=self.finish_reason or "stop",
+            tool_calls=list(self.tools.calls()) or None,
+            thinking=list(self.thought.blocks()) or None,
+            logprobs=list(self.tokens) if logprobs else None,
+        )
