@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import select
 
 from switchyard.cli.processes import NatsServer
-from switchyard.common import subjects
+from switchyard.common import kv, subjects
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.events import TaskFailed, TaskSubmitted
 from switchyard.gateway.batches.models import BatchRecord
@@ -257,6 +257,37 @@ async def test_cancel_stops_a_running_batch(world: tuple[NatsServer, Bases, Org,
         await pipeline.close()
 
 
+def _expire(current: bytes | None) -> tuple[bytes, None]:
+    record = BatchRecord.model_validate_json(current or b"{}")
+    past = record.batch.model_copy(update={"expires_at": int(time.time()) - 1})
+    return record.model_copy(update={"batch": past}).model_dump_json().encode(), None
+
+
+async def test_a_batch_past_its_window_expires_with_what_it_finished(
+    world: tuple[NatsServer, Bases, Org, Org],
+) -> None:
+    server, bases, acme, _ = world
+    pipeline = await Pipeline.start(server.url, hold=True)
+    try:
+        client = _sdk(bases[0], acme)
+        batch = await _running(client, pipeline, 4)
+        await pipeline.answer(pipeline.held.pop(0))
+        nc = await nats.connect(server.url)  # 24 hours later, as far as the runner can tell
+        try:
+            bucket = await nc.jetstream().key_value(subjects.KV_BATCHES)
+            await kv.update(bucket, f"b.{batch.id}", _expire)
+        finally:
+            await nc.close()
+        expired = await _until(client, batch.id, "expired")
+        assert expired.expired_at and expired.request_counts.completed >= 1
+        output = await _jsonl(client, expired.output_file_id)
+        errors = await _jsonl(client, expired.error_file_id)
+        assert sorted(line["custom_id"] for line in output + errors) == [f"r{i}" for i in range(4)]
+        assert errors and all(e["error"]["code"] == "batch_expired" for e in errors)
+    finally:
+        await pipeline.close()
+
+
 async def _revoke(db_url: str, key: str) -> None:
     engine = create_engine(db_url)
     try:
@@ -292,8 +323,8 @@ async def test_a_key_revoked_while_its_batch_runs_fails_the_lines_not_yet_submit
 async def _record(url: str, batch_id: str) -> BatchRecord:
     nc = await nats.connect(url)
     try:
-        kv = await nc.jetstream().key_value(subjects.KV_BATCHES)
-        entry = await kv.get(f"b.{batch_id}")
+        bucket = await nc.jetstream().key_value(subjects.KV_BATCHES)
+        entry = await bucket.get(f"b.{batch_id}")
         return BatchRecord.model_validate_json(entry.value or b"{}")
     finally:
         await nc.close()
