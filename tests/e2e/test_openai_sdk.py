@@ -124,7 +124,8 @@ def test_a_stream_the_client_leaves_is_stopped(stack: RunningStack) -> None:
 
 def test_several_answers_with_the_sdk(stack: RunningStack) -> None:
     """`n`: every answer comes back, by its index, in one response, one stream, or a legacy completion;
-    the local model gives them one after another from one call."""
+    the local model gives them one after another from one call, and a stream sends each as it is
+    generated (token by token, the role on each one's first chunk), accumulated by index."""
     client = _client(stack)
     reply = client.chat.completions.create(model="auto", n=2, messages=QUESTION, max_tokens=12)  # type: ignore[arg-type]
     assert [c.index for c in reply.choices] == [0, 1]
@@ -140,16 +141,22 @@ def test_several_answers_with_the_sdk(stack: RunningStack) -> None:
         stream_options={"include_usage": True},  # type: ignore[arg-type]
     )
     texts: dict[int, str] = {}
+    pieces: dict[int, int] = {}  # the chunks of text each answer came in
+    roles: list[int] = []
     finishes: dict[int, str] = {}
     usage = None
     for chunk in stream:
         usage = chunk.usage or usage
         for choice in chunk.choices:
             texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+            pieces[choice.index] = pieces.get(choice.index, 0) + bool(choice.delta.content)
+            if choice.delta.role:
+                roles.append(choice.index)
             if choice.finish_reason:
                 finishes[choice.index] = choice.finish_reason
     assert sorted(texts) == [0, 1] and all(texts.values()), texts
-    assert sorted(finishes) == [0, 1]
+    assert pieces[0] > 1 and pieces[1] > 1, pieces  # streamed as generated, not each sent whole
+    assert roles == [0, 1] and sorted(finishes) == [0, 1]
     assert usage is not None and usage.completion_tokens >= 2
 
     legacy = client.completions.create(model="auto", prompt="Say hello.", n=2, max_tokens=8)

@@ -144,3 +144,22 @@ async def test_json_mode_constrains_the_local_model_with_a_grammar(local: LocalP
     assert answer.content.lstrip().startswith("{") and '"city"' in answer.content
     if answer.finish_reason == "stop":
         assert isinstance(json.loads(answer.content)["city"], str)
+
+
+async def test_several_answers_stream_one_after_another_each_under_its_index(local: LocalProvider) -> None:
+    """`n` = 2: the first answer streams under index 0, then the second under 1 (its own seed), and the
+    stream ends with what a plain request gives."""
+    call = replace(ask(max_tokens=6), n=2)
+    parts = [p async for p in local.stream(call)]
+    whole = await local.request(call)
+    final = parts[-1]
+    assert isinstance(final, Reply)
+    order = [p.choice for p in parts if isinstance(p, TextDelta)]
+    assert order == sorted(order) and order[0] == 0 and order[-1] == 1 and len(order) > 2
+    second = "".join(p.text for p in parts if isinstance(p, TextDelta) and p.choice == 1)
+    assert (final.content, final.other_choices, final.usage) == (
+        whole.content,
+        whole.other_choices,
+        whole.usage,
+    )
+    assert second == final.other_choices[0].content
