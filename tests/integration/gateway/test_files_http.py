@@ -1,7 +1,8 @@
 """The Files API (`/v1/files`) on a gateway process, a real nats-server and SQLite, through the official
 OpenAI SDK where it can send the request (`client.files.create/list/retrieve/content/delete`), raw HTTP for
 bodies the SDK never sends. The gateway's upload limit is 256 KiB here (its generic body limit 64 KiB, which
-must not apply), and its file store 1 MiB, so a few uploads fill it."""
+must not apply), its file store 1 MiB and an organisation's share of it 640 KiB, so a few uploads fill
+them."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tests.integration.gateway.harness import Org, auth, gateways, make_org
 pytestmark = pytest.mark.integration
 MAX_BYTES = 256 * 1024
 BUCKET_BYTES = 1024 * 1024
+ORG_BYTES = 640 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Org, 
     asyncio.run(migrations().upgrade(db_url))
     acme = asyncio.run(make_org(db_url, "acme", roles=("member",)))
     other = asyncio.run(make_org(db_url, "other", roles=("member",)))
-    env = {"SWITCHYARD_FILES_MAX_BYTES": str(MAX_BYTES), "SWITCHYARD_FILES_BUCKET_BYTES": str(BUCKET_BYTES)}
+    env = {
+        "SWITCHYARD_FILES_MAX_BYTES": str(MAX_BYTES),
+        "SWITCHYARD_FILES_BUCKET_BYTES": str(BUCKET_BYTES),
+        "SWITCHYARD_FILES_ORG_BYTES": str(ORG_BYTES),
+    }
     try:
         with gateways(server, db_url, tmp, env=env) as (base,):
             yield base, acme, other
@@ -178,18 +184,24 @@ async def test_an_upload_over_the_limit_gets_413(world: tuple[str, Org, Org]) ->
     assert (await client.files.list()).data == []
 
 
-async def test_a_full_store_refuses_uploads_until_files_are_deleted(world: tuple[str, Org, Org]) -> None:
-    base, acme, _ = world
-    client = _sdk(base, acme)
+async def test_an_organisation_past_its_share_or_a_full_store_refuses_uploads(
+    world: tuple[str, Org, Org],
+) -> None:
+    base, acme, other = world
+    client, stranger = _sdk(base, acme), _sdk(base, other)
     data = _jsonl(200 * 1024)
-    stored = []
+    mine = [await client.files.create(file=("r.jsonl", io.BytesIO(data)), purpose="batch") for _ in range(3)]
+    with pytest.raises(openai.APIStatusError) as share:
+        await client.files.create(file=("r.jsonl", io.BytesIO(data)), purpose="batch")
+    assert share.value.status_code == 507 and share.value.code == "organization_files_full"
+    theirs = []
     with pytest.raises(openai.APIStatusError) as full:
-        for _ in range(BUCKET_BYTES // len(data) + 2):
-            stored.append(await client.files.create(file=("r.jsonl", io.BytesIO(data)), purpose="batch"))
+        for _ in range(3):  # the store fills before the other organisation reaches its share
+            theirs.append(await stranger.files.create(file=("r.jsonl", io.BytesIO(data)), purpose="batch"))
     assert full.value.status_code == 507 and full.value.code == "files_storage_full"
-    assert len(stored) >= 3
-    assert len((await client.files.list()).data) == len(stored)  # the refused upload left nothing listed
-    for file in stored:
+    assert len((await stranger.files.list()).data) == len(theirs)  # the refused upload left nothing listed
+    for file in mine:
         await client.files.delete(file.id)
-    again = await client.files.create(file=("r.jsonl", io.BytesIO(data)), purpose="batch")
-    await client.files.delete(again.id)
+    again = await stranger.files.create(file=("r.jsonl", io.BytesIO(data)), purpose="batch")
+    for file in (*theirs, again):
+        await stranger.files.delete(file.id)

@@ -33,6 +33,9 @@ class GatewaySettings(CommonSettings):
     files_bucket_bytes: int = Field(
         default=4 * 1024**3, gt=0, description="the files object store's size limit, all organisations"
     )
+    files_org_bytes: int = Field(
+        default=1024**3, gt=0, description="one organisation's files; an upload past it gets 507"
+    )
     # Batches (/v1/batches): each line runs as a low-priority task; a replica runs at most
     # `batch_max_running` batches, each with at most `batch_concurrency` lines in flight.
     batch_concurrency: int = Field(default=8, ge=1, description="a batch's lines in flight at once")

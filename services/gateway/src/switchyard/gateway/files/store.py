@@ -63,6 +63,12 @@ class FilesFull(APIError):
     code = "files_storage_full"
 
 
+class OrganisationFilesFull(FilesFull):
+    """The organisation's files hold its share of the store (`SWITCHYARD_FILES_ORG_BYTES`)."""
+
+    code = "organization_files_full"
+
+
 class FileUnreadable(APIError):
     """A file's bytes came back different from what was stored, or vanished while read."""
 
@@ -132,6 +138,13 @@ class FileStore:
                 await self._remove(key)
                 removed += 1
         return removed
+
+    async def used_bytes(self, *, tenant_id: str) -> int:
+        """The bytes of the organisation's files (those not expired), from their descriptions."""
+        now = time.time()
+        return sum(
+            f.bytes for _, f in await _described(self._index, tenant_part(tenant_id)) if not expired(f, now)
+        )
 
     async def _sweeping(self, every_s: float) -> None:
         while True:

@@ -17,7 +17,7 @@ from switchyard.gateway.auth import authenticate
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.files import upload
 from switchyard.gateway.files.models import UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
-from switchyard.gateway.files.store import FilesFull, FileStore
+from switchyard.gateway.files.store import FilesFull, FileStore, OrganisationFilesFull
 from switchyard.gateway.openapi import ERRORS, error_doc
 from switchyard.gateway.state import gateway_of
 
@@ -69,7 +69,10 @@ _UPLOAD_BODY = {
             "that is not a UTF-8 JSON object), `empty_file`"
         ),
         413: error_doc("`file_too_large`: over SWITCHYARD_FILES_MAX_BYTES"),
-        507: error_doc("`files_storage_full`: the file store holds SWITCHYARD_FILES_BUCKET_BYTES"),
+        507: error_doc(
+            "`files_storage_full`: the file store holds SWITCHYARD_FILES_BUCKET_BYTES; "
+            "`organization_files_full`: the organisation's files hold SWITCHYARD_FILES_ORG_BYTES"
+        ),
     },
 )
 async def create_file(request: Request) -> FileObject:
@@ -78,6 +81,7 @@ async def create_file(request: Request) -> FileObject:
     sent = await upload.read(request, limit=gw.settings.files_max_bytes)
     try:
         await asyncio.to_thread(upload.check_batch_input, sent.filename, sent.file.file)
+        await _within_share(gw.files, principal.tenant_id, sent.file.size or 0, gw.settings.files_org_bytes)
         stored = await gw.files.put(
             tenant_id=principal.tenant_id,
             purpose="batch",
@@ -85,8 +89,8 @@ async def create_file(request: Request) -> FileObject:
             data=sent.file.file,
             expires_at=sent.expires_at(),
         )
-    except FilesFull:
-        log.warning("files store full: an upload of %s bytes refused", sent.file.size)
+    except FilesFull as exc:
+        log.warning("an upload of %s bytes refused: %s", sent.file.size, exc.code)
         raise
     finally:
         await sent.form.close()
@@ -159,6 +163,17 @@ async def delete_file(file_id: str, request: Request) -> FileDeleted:
     deleted = await files.delete(tenant_id=tenant_id, file_id=file_id)
     log.info("file %s deleted for tenant %s", file_id, tenant_id)
     return FileDeleted(id=file_id, deleted=deleted)
+
+
+async def _within_share(files: FileStore, tenant_id: str, size: int, share: int) -> None:
+    """507 `organization_files_full` when this upload would take the organisation past its share of the
+    store (uploads racing each other may pass it by one upload each)."""
+    used = await files.used_bytes(tenant_id=tenant_id)
+    if used + size > share:
+        raise OrganisationFilesFull(
+            f"your organisation's files hold {used} of its {share} bytes (SWITCHYARD_FILES_ORG_BYTES); this "
+            f"file of {size} bytes does not fit: delete files you no longer need"
+        )
 
 
 async def _files_of(request: Request) -> tuple[FileStore, str]:
