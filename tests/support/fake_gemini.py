@@ -29,6 +29,10 @@ alternatives per step as `topCandidates`; the whole response's candidate also ha
 then sends two tokens a chunk, each chunk's candidate with the steps of its tokens. `logprobs` without
 `responseLogprobs`, or outside 0-20, is a 400.
 
+With `generationConfig.candidateCount` > 1 the i-th candidate (from 2) says the first's text and
+"(answer i)", with its `index`; a stream sends each response with the next piece of one candidate, a piece
+of each in turn, each candidate's last piece with its finishReason.
+
 Requests without the `x-goog-api-key` (or `?key=`) the server was given get the wrong-key answer; a
 content role other than `user`/`model`, or no contents, gets 400 INVALID_ARGUMENT, as the real API answers.
 

@@ -37,6 +37,10 @@ hash; rows listed last first; base64 or floats as asked; OpenAI's 400s) with the
 
 A request without the right `Authorization: Bearer <key>` gets 401, as the real API answers.
 
+With `n` > 1 the i-th answer (from 2) says the first's text and "(answer i)"; a stream sends them as
+OpenAI does: one choice a chunk, by its `index`, interleaved (a piece of each answer in turn), each
+answer's first chunk with its role and its last with its finish reason, the usage (of all) last.
+
 With `logprobs: true` each choice carries `logprobs.content`: its text's tokens (`fake_logprobs.py`),
 each with `top_logprobs` alternatives (none without the field); a stream then sends one token a chunk,
 with its entry. Without it, `logprobs` is null; `top_logprobs` without it, or above 20, is OpenAI's 400.

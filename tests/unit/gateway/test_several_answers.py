@@ -155,6 +155,36 @@ async def test_a_stream_sends_every_answer_as_it_comes_each_under_its_index() ->
     assert bodies[-1]["choices"] == [] and bodies[-1]["usage"]["completion_tokens"] == 9  # usage last
 
 
+async def test_each_answers_reasoning_streams_under_its_index_and_ends_as_its_own_block() -> None:
+    """Two answers' thinking interleaved: each block's end carries that answer's reasoning only, and the
+    text after it is not marked as the answer's first delta again."""
+    task = _task(completions, stream=True)
+    chunks = [
+        Chunk(seq=0, thinking="Paris is ", model="openai/gpt-6-luna"),
+        Chunk(seq=1, thinking="Oslo? ", choice=1),
+        Chunk(seq=2, thinking="the capital.", signature=""),
+        Chunk(seq=3, signature="", choice=1),
+        Chunk(seq=4, delta="Oslo.", choice=1),
+        Chunk(seq=5, delta="Paris."),
+    ]
+    done = _done(other_choices=[Choice(content="Oslo.", finish_reason="stop")])
+    events = [
+        e
+        async for e in completions.stream_events(
+            task, chunks[:1], _items(*chunks[1:], done), timeout_s=5, include_usage=False
+        )
+    ]
+    choices = [c for b in _sse(events) for c in b["choices"]]
+    blocks = {
+        c["index"]: c["delta"]["thinking_blocks"][0]["thinking"]
+        for c in choices
+        if "thinking_blocks" in c["delta"]
+    }
+    assert blocks == {0: "Paris is the capital.", 1: "Oslo? "}
+    assert [c["index"] for c in choices if c["delta"].get("role")] == [0, 1]
+    assert _by_index(_sse(events), "content") == {0: "Paris.", 1: "Oslo."}
+
+
 async def test_a_stream_of_answers_made_whole_sends_each_whole_by_its_index() -> None:
     """A result no chunk carried (an answer sent whole: an output guardrail's, a replay): every answer
     whole, by its index, then the usage."""

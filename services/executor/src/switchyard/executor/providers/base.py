@@ -314,10 +314,12 @@ class StreamedAnswer:
         self._told = 0  # how many went out on text deltas (tokens without text go with the next text)
         self.thought = UnsignedThinking(choice)
 
-    def says(self, *, text: str, reasoning: str, tokens: Sequence[TokenLogprob] = ()) -> list[StreamPart]:
-        """The next piece: reasoning, then text (which ends the reasoning's block), as deltas."""
-        parts = self.thought.add(reasoning)
-        self.tokens += tokens
+    def says(self, text: str, reasoning: str, tokens: Sequence[TokenLogprob] = ()) -> list[StreamPart]:
+        """The next piece: reasoning, then text (which ends the reasoning's block), as deltas. (Called for
+        every streamed token: kept to what a piece holds.)"""
+        parts = self.thought.add(reasoning) if reasoning else []
+        if tokens:
+            self.tokens += tokens
         if text:
             parts += self.thought.end()
             self.text.append(text)

@@ -167,7 +167,7 @@ class _Answer(StreamedAnswer):
         self.signature = candidate.text_signature or self.signature
         self.finish = candidate.finish or self.finish
         tokens = candidate.logprobs() if logprobs else ()
-        return self.says(text=candidate.text, reasoning=candidate.thought, tokens=tokens)
+        return self.says(candidate.text, candidate.thought, tokens)
 
     def answer(self, *, logprobs: bool) -> tuple[Choice, dict[str, dict[str, str]]]:
         """The answer, and its function calls' signatures by tool call id."""

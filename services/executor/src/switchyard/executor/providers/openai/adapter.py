@@ -171,7 +171,7 @@ class _Answer(StreamedAnswer):
         delta = choice.get("delta") or {}
         self.tools.add(delta.get("tool_calls"))
         tokens = choice_logprobs(choice, self.choice) if logprobs else ()
-        parts = self.says(text=delta.get("content") or "", reasoning=reasoning_of(delta), tokens=tokens)
+        parts = self.says(delta.get("content") or "", reasoning_of(delta), tokens)
         self.finish_reason = choice.get("finish_reason") or self.finish_reason
         return parts
 
