@@ -17,7 +17,7 @@ from switchyard.gateway.batches.models import (
 from switchyard.gateway.batches.runner import BatchRunner
 from switchyard.gateway.batches.store import BatchStore, new_batch_id
 from switchyard.gateway.completions import json_object
-from switchyard.gateway.errors import Conflict, InvalidRequest, invalid_fields
+from switchyard.gateway.errors import Conflict, InvalidRequest, NotFound, invalid_fields
 from switchyard.gateway.files.store import FileStore
 from switchyard.gateway.tenants import Principal
 
@@ -50,7 +50,11 @@ class Batches:
                 code="invalid_value",
                 param="completion_window",
             )
-        file = await self.files.get(tenant_id=principal.tenant_id, file_id=asked.input_file_id)
+        try:
+            file = await self.files.get(tenant_id=principal.tenant_id, file_id=asked.input_file_id)
+        except NotFound as exc:
+            exc.param = "input_file_id"  # the field of this request that names it
+            raise
         if file.purpose != "batch":
             raise InvalidRequest(
                 f"the input file's purpose is {file.purpose!r}: a batch reads a file uploaded with purpose "
