@@ -13,6 +13,7 @@ from switchyard.common.background import cancel
 from switchyard.gateway.batches.models import TERMINAL, BatchRecord, Runner
 from switchyard.gateway.batches.running import BatchRun, Knobs, Lost
 from switchyard.gateway.batches.store import BatchStore
+from switchyard.gateway.errors import ServiceUnavailable
 from switchyard.gateway.state import Gateway
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,8 @@ class BatchRunner:
             await run.run()
         except Lost:
             log.warning("batch %s: lost its lease to another replica", run.batch_id)
+        except ServiceUnavailable as exc:  # no provider announced yet, say: its models cannot be checked
+            log.warning("batch %s: put off (%s); taken up again at a later scan", run.batch_id, exc.message)
         except Exception:
             log.exception("batch %s: run failed; taken up again at a later scan", run.batch_id)
         finally:

@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from switchyard.common.events import TaskCompleted
-from switchyard.gateway import completions, serving
+from switchyard.gateway import serving
 from switchyard.gateway.batches import lines, principals, render
 from switchyard.gateway.batches.models import BatchError, BatchErrors, BatchRecord, LineError, RequestCounts
+from switchyard.gateway.batches.results import Results
 from switchyard.gateway.batches.store import BatchStore
 from switchyard.gateway.errors import APIError, NotFound, RateLimited, ServiceUnavailable
 from switchyard.gateway.files.models import FileObject
@@ -35,12 +35,6 @@ REVOKED = LineError(
     code="invalid_api_key",
     message="the API key that created this batch is no longer valid (revoked or expired, or its user "
     "disabled): this request was not run",
-)
-UNAVAILABLE = LineError(
-    status=500,
-    type="api_error",
-    code="result_unavailable",
-    message="this request's task completed, but its result is no longer stored",
 )
 
 
@@ -95,10 +89,12 @@ class BatchRun:
         keeper = asyncio.create_task(self._keep(), name=f"batch-lease-{self.batch_id}")
         try:
             await self._refresh_principal()
-            if self.record.batch.status == "validating" and not await self._validate():
+            checked = await self._read()
+            if self.record.batch.status == "validating":
+                await lines.check_models(checked, check=self.gw.catalog.check)
+            if not await self._validated(checked):
                 return
             self._heard(self.record)
-            checked = await self._read()
             if self.record.batch.status in ("in_progress", "cancelling"):
                 await self._run_lines(checked.lines)
             if not self.halting:
@@ -134,27 +130,21 @@ class BatchRun:
             max_body_bytes=settings.max_body_bytes,
         )
 
-    async def _validate(self) -> bool:
-        """Reads and checks the input file: the batch fails (its problems listed), or runs."""
-        checked = await self._read()
-        await lines.check_models(checked, check=self.gw.catalog.check)
+    async def _validated(self, checked: lines.Checked) -> bool:
+        """A batch being validated runs, or fails with its file's problems listed; so does one whose file
+        became unreadable since (deleted while it ran: its lines cannot be known again). False: failed."""
         now = int(time.time())
         errors = [BatchError(code=c, message=m, param=p, line=n) for c, m, p, n in checked.errors]
 
-        def validated(r: BatchRecord) -> BatchRecord:
+        def validated(r: BatchRecord) -> BatchRecord | None:
             b = r.batch
-            if b.status == "cancelling":  # cancelled while it was being read: nothing ran
-                return r
+            if b.status not in ("validating", "in_progress") or (b.status == "in_progress" and not errors):
+                return None  # cancelling (nothing more runs), or running already
             if errors:
-                b = b.model_copy(
-                    update={"status": "failed", "failed_at": now, "errors": BatchErrors(data=errors)}
-                )
-            else:
-                counts = RequestCounts(total=len(checked.lines))
-                b = b.model_copy(
-                    update={"status": "in_progress", "in_progress_at": now, "request_counts": counts}
-                )
-            return r.model_copy(update={"batch": b})
+                failed = {"status": "failed", "failed_at": now, "errors": BatchErrors(data=errors)}
+                return _with(r, **failed)
+            counts = RequestCounts(total=len(checked.lines))
+            return _with(r, status="in_progress", in_progress_at=now, request_counts=counts)
 
         record = await self._write(validated)
         if record.batch.status == "failed":
@@ -254,8 +244,9 @@ class BatchRun:
         output: list[bytes] = []
         errors: list[bytes] = []
         failed = 0
+        results = Results(self.gw, self.store, self.record, self.principal or self._owner())
         for line in todo:
-            kind, text = await self._result(line, final)
+            kind, text = await results.of(line, final=final)
             (output if kind == "completed" else errors).append(text)
             failed += kind == "failed"
         out = await self._file("output", output)
@@ -283,43 +274,6 @@ class BatchRun:
             filename=f"{self.batch_id}_{kind}.jsonl",
             data=b"".join(content),
         )
-
-    async def _result(self, line: lines.Line, final: str) -> tuple[str, bytes]:
-        """The line's output line (`completed`) or error line (`failed`, or `unfinished`: never run)."""
-        task_id = render.task_id(self.record.tenant_id, self.batch_id, line.index)
-        args = (self.batch_id, line.index, line.custom_id)
-        state = await self.gw.runs.store.get(task_id)
-        if state is None:
-            refused = await self.store.line_error(self.batch_id, line.index)
-            if refused is not None:
-                return "failed", render.failed(*args, request_id=task_id, error=refused)
-        elif state.status == "completed":
-            return await self._answer(line, task_id)
-        elif state.status in ("failed", "timed_out"):
-            return "failed", render.failed(*args, request_id=task_id, error=render.task_error(state))
-        if final == "completed":
-            return "failed", render.failed(*args, request_id=task_id, error=UNAVAILABLE)
-        return "unfinished", render.unfinished(*args, ended=final)
-
-    async def _answer(self, line: lines.Line, task_id: str) -> tuple[str, bytes]:
-        """What the endpoint answers for the line's completed task (its output guardrails included)."""
-        args = (self.batch_id, line.index, line.custom_id)
-        done = await self.gw.runs.store.stored_outcome(task_id)
-        if done is None or not isinstance(done, TaskCompleted):
-            return "failed", render.failed(*args, request_id=task_id, error=UNAVAILABLE)
-        endpoint = self.record.batch.endpoint
-        owner = self.principal or self._owner()
-        parsed = lines.parse(line, endpoint, max_prompt_chars=self.gw.settings.max_prompt_chars)
-        task = completions.build_task(parsed, owner, priority="low").model_copy(update={"task_id": task_id})
-        try:
-            if self.gw.guardrails is not None:
-                done = await self.gw.guardrails.screen_output(
-                    done, principal=owner, request_id=task_id, endpoint=endpoint
-                )
-        except APIError as exc:
-            return "failed", render.failed(*args, request_id=task_id, error=render.line_error(exc))
-        body = lines.FACES[endpoint].render(task, done)
-        return "completed", render.succeeded(*args, request_id=task_id, body=body)
 
     # -- the lease ---------------------------------------------------------------------------------
 
