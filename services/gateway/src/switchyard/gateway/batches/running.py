@@ -15,6 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from nats.aio.msg import Msg
+
+from switchyard.common import subjects
 from switchyard.gateway import serving
 from switchyard.gateway.batches import lines, principals, render
 from switchyard.gateway.batches.models import BatchError, BatchErrors, BatchRecord, LineError, RequestCounts
@@ -176,30 +179,44 @@ class BatchRun:
 
     async def _line(self, line: lines.Line) -> None:
         task_id = render.task_id(self.record.tenant_id, self.batch_id, line.index)
+        heard = asyncio.Event()  # its result event was published: read its state now, not at the next poll
+
+        async def on_result(_: Msg) -> None:
+            heard.set()
+
+        # Listening before it is submitted, so the result cannot slip past; the poll still reads it when
+        # it came before (a task submitted by the runner before this one).
+        listening = await self.gw.nc.subscribe(subjects.result_subject(task_id), cb=on_result)
         try:
-            state = await self.gw.runs.store.get(task_id)
-            if state is None:
-                if await self.store.line_error(self.batch_id, line.index) is not None:
-                    self.outcomes[line.index] = "failed"
-                    return
-                state = await self._submit(line, task_id)
-                if state is None:
-                    return
-            while state.status not in TASK_TERMINAL:
-                if self.halting:
-                    return
-                if self.ending is not None:
-                    state = await self.gw.runs.cancel(principal=self._owner(), task_id=task_id)
-                    break
-                await self._pause(self.knobs.poll_s)
-                state = await self.gw.runs.get(principal=self._owner(), task_id=task_id)
+            state = await self._follow(line, task_id, heard)
         except Exception:
             log.exception(
                 "batch %s: line %d not followed; the next run takes it up", self.batch_id, line.index
             )
             return
-        if state.status != "cancelled":
+        finally:
+            await listening.unsubscribe()
+        if state is not None and state.status != "cancelled":
             self.outcomes[line.index] = "completed" if state.status == "completed" else "failed"
+
+    async def _follow(self, line: lines.Line, task_id: str, heard: asyncio.Event) -> TaskState | None:
+        """The line's task once it ended (cancelled, if the batch ended first); None when it is not a task
+        (refused, or not submitted before the batch stopped) or this run stopped following it."""
+        state = await self.gw.runs.store.get(task_id)
+        if state is None:
+            if await self.store.line_error(self.batch_id, line.index) is not None:
+                self.outcomes[line.index] = "failed"
+                return None
+            state = await self._submit(line, task_id)
+        while state is not None and state.status not in TASK_TERMINAL:
+            if self.halting:
+                return None
+            if self.ending is not None:
+                return await self.gw.runs.cancel(principal=self._owner(), task_id=task_id)
+            await self._pause(self.knobs.poll_s, heard)
+            heard.clear()
+            state = await self.gw.runs.get(principal=self._owner(), task_id=task_id)
+        return state
 
     async def _submit(self, line: lines.Line, task_id: str) -> TaskState | None:
         """The line's task, submitted as POST /v1/tasks submits one (low priority); None when it was not
@@ -364,12 +381,14 @@ class BatchRun:
         )
         self._resolved_at = now
 
-    async def _pause(self, seconds: float) -> None:
+    async def _pause(self, seconds: float, heard: asyncio.Event | None = None) -> None:
+        """Waits `seconds`, or less: until the batch ends or stops, or `heard` is set."""
+        waits = [asyncio.ensure_future(e.wait()) for e in (self._wake, heard) if e is not None]
         try:
-            async with asyncio.timeout(seconds):
-                await self._wake.wait()
-        except TimeoutError:
-            pass
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
 
 
 def _with(record: BatchRecord, **changes: object) -> BatchRecord:
