@@ -4,6 +4,7 @@ and two organisations on it: the victim's resources and the attacker's key."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -60,6 +61,33 @@ def tenants(platform: ChaosStack) -> Tenants:
         made.ids["webhook_id"] = (
             hook.json().get("id", "wh_missing") if hook.status_code < 300 else "wh_missing"
         )
+        line = {
+            "custom_id": "victim-line",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {
+                "model": "auto",
+                "max_tokens": 8,
+                "messages": [{"role": "user", "content": "victim secret plan"}],
+            },
+        }
+        upload = c.post(
+            "/v1/files",
+            data={"purpose": "batch"},
+            files={"file": ("victim.jsonl", json.dumps(line).encode() + b"\n", "application/jsonl")},
+        )
+        assert upload.status_code == 200, upload.text
+        made.ids["file_id"] = made.ids["input_file_id"] = upload.json()["id"]
+        batch = c.post(
+            "/v1/batches",
+            json={
+                "input_file_id": made.ids["file_id"],
+                "endpoint": "/v1/chat/completions",
+                "completion_window": "24h",
+            },
+        )
+        assert batch.status_code == 200, batch.text
+        made.ids["batch_id"] = batch.json()["id"]
         deadline = time.monotonic() + 60
         while c.get(f"/v1/tasks/{made.ids['task_id']}").json().get("status") == "queued":
             assert time.monotonic() < deadline

@@ -153,6 +153,8 @@ def test_cross_tenant_attempts_on_every_endpoint(tenants: Tenants) -> None:
         key = c.get(f"/v1/admin/keys/{t.ids['key_id']}").json()
         assert not key.get("revoked_at") and key.get("status", "active") == "active", key
         assert c.get("/v1/models").status_code == 200, "the victim's own key still works"
+        batch = c.get(f"/v1/batches/{t.ids['batch_id']}").json()
+        assert batch["status"] not in ("cancelling", "cancelled"), batch
     print(f"\n{tried} cross-tenant requests, none answered with the victim's data")
 
 
