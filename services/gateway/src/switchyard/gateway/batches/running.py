@@ -188,12 +188,15 @@ class BatchRun:
         # it came before (a task submitted by the runner before this one).
         listening = await self.gw.nc.subscribe(subjects.result_subject(task_id), cb=on_result)
         try:
-            state = await self._follow(line, task_id, heard)
-        except Exception:
-            log.exception(
-                "batch %s: line %d not followed; the next run takes it up", self.batch_id, line.index
-            )
-            return
+            while True:
+                try:
+                    state = await self._follow(line, task_id, heard)
+                    break
+                except Exception as exc:  # the bus or a bucket, briefly: following again is safe
+                    log.warning("batch %s: line %d: %r; following it again", self.batch_id, line.index, exc)
+                    if self.stopping:
+                        return
+                    await self._pause(self.knobs.poll_s)
         finally:
             await listening.unsubscribe()
         if state is not None and state.status != "cancelled":
@@ -257,7 +260,16 @@ class BatchRun:
         final = self.ending or ("cancelled" if self.record.batch.status == "cancelling" else "completed")
         now = int(time.time())
         if final == "completed":
-            await self._write(lambda r: _with(r, status="finalizing", finalizing_at=now))
+            # a cancellation that came as the last lines ended: it ends as cancelled (nothing is left)
+            finalizing = await self._write(
+                lambda r: (
+                    None
+                    if r.batch.status == "cancelling"
+                    else _with(r, status="finalizing", finalizing_at=now)
+                )
+            )
+            if finalizing.batch.status == "cancelling":
+                final = "cancelled"
         output: list[bytes] = []
         errors: list[bytes] = []
         failed = 0
