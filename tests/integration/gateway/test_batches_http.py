@@ -81,6 +81,14 @@ async def pipeline(world: tuple[NatsServer, Bases, Org, Org]) -> AsyncIterator[P
     await me.close()
 
 
+@pytest.fixture
+async def held(world: tuple[NatsServer, Bases, Org, Org]) -> AsyncIterator[Pipeline]:
+    """The pipeline holding every task until `release` (or `answer`)."""
+    me = await Pipeline.start(world[0].url, hold=True)
+    yield me  # type: ignore[misc]
+    await me.close()
+
+
 def _sdk(base: str, org: Org, role: str = "member") -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=org.keys[role], max_retries=0, timeout=30)
 
@@ -233,28 +241,35 @@ async def test_a_file_with_bad_lines_fails_the_batch(
         )
 
 
-async def test_cancel_stops_a_running_batch(world: tuple[NatsServer, Bases, Org, Org]) -> None:
-    server, bases, acme, _ = world
-    pipeline = await Pipeline.start(server.url, hold=True)
-    try:
-        client = _sdk(bases[0], acme)
-        batch = await _running(client, pipeline, 5)
-        await pipeline.answer(pipeline.held.pop(0))  # one answered before the cancel
-        cancelling = await client.batches.cancel(batch.id)
-        assert cancelling.status == "cancelling" and cancelling.cancelling_at
-        cancelled = await _until(client, batch.id, "cancelled")
-        assert cancelled.cancelled_at and cancelled.request_counts.completed >= 1
-        output = await _jsonl(client, cancelled.output_file_id)
-        errors = await _jsonl(client, cancelled.error_file_id)
-        assert sorted(line["custom_id"] for line in output + errors) == [f"r{i}" for i in range(5)]
-        assert all(e["response"] is None and e["error"]["code"] == "batch_cancelled" for e in errors)
-        assert 2 <= len(pipeline.seen) <= 3  # at most one more, as r0 was answered; none once cancelling
-        async with httpx.AsyncClient(base_url=bases[0]) as http:  # the held task was cancelled as a task
-            held = pipeline.held[0].task_id
-            state = (await http.get(f"/v1/tasks/{held}", headers=auth(acme.keys["member"]))).json()
-        assert state["status"] == "cancelled"
-    finally:
-        await pipeline.close()
+async def _ended(client: openai.AsyncOpenAI, batch_id: str, status: str, count: int, code: str) -> Any:
+    """The batch once `status`, what finished in its output, every other line of `count` in its error
+    file with `response: null` and `error.code` `code`."""
+    ended = await _until(client, batch_id, status)
+    assert ended.request_counts.completed >= 1
+    output = await _jsonl(client, ended.output_file_id)
+    errors = await _jsonl(client, ended.error_file_id)
+    assert sorted(line["custom_id"] for line in output + errors) == [f"r{i}" for i in range(count)]
+    assert errors and all(e["response"] is None and e["error"]["code"] == code for e in errors)
+    return ended
+
+
+async def test_cancel_stops_a_running_batch(
+    world: tuple[NatsServer, Bases, Org, Org], held: Pipeline
+) -> None:
+    _, bases, acme, _ = world
+    client = _sdk(bases[0], acme)
+    batch = await _running(client, held, 5)
+    await held.answer(held.held.pop(0))  # one answered before the cancel
+    cancelling = await client.batches.cancel(batch.id)
+    assert cancelling.status == "cancelling" and cancelling.cancelling_at
+    cancelled = await _ended(client, batch.id, "cancelled", 5, "batch_cancelled")
+    assert cancelled.cancelled_at
+    assert 2 <= len(held.seen) <= 3  # at most one more, as r0 was answered; none once cancelling
+    async with httpx.AsyncClient(base_url=bases[0]) as http:  # the held task was cancelled as a task
+        state = (
+            await http.get(f"/v1/tasks/{held.held[0].task_id}", headers=auth(acme.keys["member"]))
+        ).json()
+    assert state["status"] == "cancelled"
 
 
 def _expire(current: bytes | None) -> tuple[bytes, None]:
@@ -264,28 +279,20 @@ def _expire(current: bytes | None) -> tuple[bytes, None]:
 
 
 async def test_a_batch_past_its_window_expires_with_what_it_finished(
-    world: tuple[NatsServer, Bases, Org, Org],
+    world: tuple[NatsServer, Bases, Org, Org], held: Pipeline
 ) -> None:
     server, bases, acme, _ = world
-    pipeline = await Pipeline.start(server.url, hold=True)
+    client = _sdk(bases[0], acme)
+    batch = await _running(client, held, 4)
+    await held.answer(held.held.pop(0))
+    nc = await nats.connect(server.url)  # 24 hours later, as far as the runner can tell
     try:
-        client = _sdk(bases[0], acme)
-        batch = await _running(client, pipeline, 4)
-        await pipeline.answer(pipeline.held.pop(0))
-        nc = await nats.connect(server.url)  # 24 hours later, as far as the runner can tell
-        try:
-            bucket = await nc.jetstream().key_value(subjects.KV_BATCHES)
-            await kv.update(bucket, f"b.{batch.id}", _expire)
-        finally:
-            await nc.close()
-        expired = await _until(client, batch.id, "expired")
-        assert expired.expired_at and expired.request_counts.completed >= 1
-        output = await _jsonl(client, expired.output_file_id)
-        errors = await _jsonl(client, expired.error_file_id)
-        assert sorted(line["custom_id"] for line in output + errors) == [f"r{i}" for i in range(4)]
-        assert errors and all(e["error"]["code"] == "batch_expired" for e in errors)
+        bucket = await nc.jetstream().key_value(subjects.KV_BATCHES)
+        await kv.update(bucket, f"b.{batch.id}", _expire)
     finally:
-        await pipeline.close()
+        await nc.close()
+    expired = await _ended(client, batch.id, "expired", 4, "batch_expired")
+    assert expired.expired_at
 
 
 async def _revoke(db_url: str, key: str) -> None:
@@ -299,25 +306,21 @@ async def _revoke(db_url: str, key: str) -> None:
 
 
 async def test_a_key_revoked_while_its_batch_runs_fails_the_lines_not_yet_submitted(
-    world: tuple[NatsServer, Bases, Org, Org],
+    world: tuple[NatsServer, Bases, Org, Org], held: Pipeline
 ) -> None:
-    server, bases, acme, _ = world
-    pipeline = await Pipeline.start(server.url, hold=True)
-    try:
-        batch = await _running(_sdk(bases[0], acme), pipeline, 4)
-        await _revoke(bases.db_url, acme.keys["member"])  # type: ignore[attr-defined]
-        await asyncio.sleep(1.0)  # longer than the principal is trusted for (SWITCHYARD_AUTH_CACHE_TTL_S)
-        await pipeline.release()
-        admin = _sdk(bases[0], acme, "admin")
-        done = await _until(admin, batch.id, "completed")
-        assert (done.request_counts.completed, done.request_counts.failed) == (2, 2)
-        errors = await _jsonl(admin, done.error_file_id)
-        assert [e["custom_id"] for e in errors] == ["r2", "r3"]
-        assert {e["response"]["status_code"] for e in errors} == {401}
-        assert {e["response"]["body"]["error"]["code"] for e in errors} == {"invalid_api_key"}
-        assert len(pipeline.seen) == 2  # the tasks already submitted ran; no other was
-    finally:
-        await pipeline.close()
+    _, bases, acme, _ = world
+    batch = await _running(_sdk(bases[0], acme), held, 4)
+    await _revoke(bases.db_url, acme.keys["member"])  # type: ignore[attr-defined]
+    await asyncio.sleep(1.0)  # longer than the principal is trusted for (SWITCHYARD_AUTH_CACHE_TTL_S)
+    await held.release()
+    admin = _sdk(bases[0], acme, "admin")
+    done = await _until(admin, batch.id, "completed")
+    assert (done.request_counts.completed, done.request_counts.failed) == (2, 2)
+    errors = await _jsonl(admin, done.error_file_id)
+    assert [e["custom_id"] for e in errors] == ["r2", "r3"]
+    assert {e["response"]["status_code"] for e in errors} == {401}
+    assert {e["response"]["body"]["error"]["code"] for e in errors} == {"invalid_api_key"}
+    assert len(held.seen) == 2  # the tasks already submitted ran; no other was
 
 
 async def _record(url: str, batch_id: str) -> BatchRecord:
@@ -331,26 +334,22 @@ async def _record(url: str, batch_id: str) -> BatchRecord:
 
 
 async def test_another_replica_takes_over_a_batch_whose_runner_died(
-    world: tuple[NatsServer, Bases, Org, Org],
+    world: tuple[NatsServer, Bases, Org, Org], held: Pipeline
 ) -> None:
     """Last in this module: it kills a replica (and runs as the admin: the member's key was revoked)."""
     server, bases, acme, _ = world
-    pipeline = await Pipeline.start(server.url, hold=True)
-    try:
-        batch = await _running(_sdk(bases[0], acme, "admin"), pipeline, 4)
-        record = await _record(server.url, batch.id)
-        assert record.runner is not None
-        dying = 0 if record.runner.owner.startswith("gateway-0") else 1
-        bases.procs[dying].kill()
-        bases.procs[dying].wait(5)
-        survivor = _sdk(bases[1 - dying], acme, "admin")
-        await pipeline.release()  # the dead runner's tasks end; the survivor finds their results
-        done = await _until(survivor, batch.id, "completed", within_s=20)
-        assert done.request_counts.completed == 4
-        output = await _jsonl(survivor, done.output_file_id)
-        assert [line["custom_id"] for line in output] == [f"r{i}" for i in range(4)]
-        assert len(pipeline.seen) == 4 and len({t.task_id for t in pipeline.seen}) == 4  # none twice
-        taken = await _record(server.url, batch.id)
-        assert taken.runner is None and taken.batch.status == "completed"
-    finally:
-        await pipeline.close()
+    batch = await _running(_sdk(bases[0], acme, "admin"), held, 4)
+    record = await _record(server.url, batch.id)
+    assert record.runner is not None
+    dying = 0 if record.runner.owner.startswith("gateway-0") else 1
+    bases.procs[dying].kill()
+    bases.procs[dying].wait(5)
+    survivor = _sdk(bases[1 - dying], acme, "admin")
+    await held.release()  # the dead runner's tasks end; the survivor finds their results
+    done = await _until(survivor, batch.id, "completed", within_s=20)
+    assert done.request_counts.completed == 4
+    output = await _jsonl(survivor, done.output_file_id)
+    assert [line["custom_id"] for line in output] == [f"r{i}" for i in range(4)]
+    assert len(held.seen) == 4 and len({t.task_id for t in held.seen}) == 4  # none twice
+    taken = await _record(server.url, batch.id)
+    assert taken.runner is None and taken.batch.status == "completed"
