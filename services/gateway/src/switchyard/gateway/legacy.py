@@ -232,7 +232,7 @@ async def stream_events(
                 continue
             model = item.model
             for index, answer in enumerate(answers_of(item)):
-                # an answer sent whole: a cache replay, an output guardrail, a cascade's
+                # an answer no chunk carried: a cache replay, an output guardrail's
                 if index not in offsets and answer.content:
                     whole = _body(
                         task,

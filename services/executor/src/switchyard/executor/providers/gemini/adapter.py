@@ -93,7 +93,7 @@ class GeminiProvider(HttpProvider):
                 model = first.model or model
                 usage = first.usage or usage
                 for candidate in first.all():
-                    if candidate.index < call.n:
+                    if 0 <= candidate.index < call.n:
                         answer = answers.get(candidate.index) or answers.setdefault(
                             candidate.index, _Answer(candidate.index)
                         )
