@@ -14,7 +14,14 @@ from switchyard.audit.chain import EntryFields, entry_bytes, entry_hash
 from switchyard.audit.entries import draft_for
 from switchyard.audit.verify import ChainVerifier, Row
 from switchyard.common.envelope import decode, encode
-from switchyard.common.events import ChatMessage, ChatRequest, TaskFailed, TaskSubmitted, TaskTimedOut
+from switchyard.common.events import (
+    ChatMessage,
+    ChatRequest,
+    TaskFailed,
+    TaskSubmitted,
+    TaskTimedOut,
+    UsageRecorded,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -158,6 +165,25 @@ def test_failures_are_failures_and_secrets_in_messages_are_redacted() -> None:
     d = _roundtrip(failed)
     assert (d.action, d.outcome, d.actor) == ("task.fail", "failure", "service:gateway")
     assert "abcdefghijklmnop" not in d.details["error_message"]
+
+
+def test_a_usage_entry_names_the_policy_version_that_priced_it_or_null() -> None:
+    usage = UsageRecorded(
+        task_id="t1",
+        tenant_id="acme",
+        model="openai/gpt-4o-mini",
+        provider="openai",
+        tier="cheap",
+        prompt_tokens=12,
+        completion_tokens=4,
+        cost_usd=0.0000042,
+        policy_version="2026-12-06.1",
+    )
+    d = _roundtrip(usage)
+    assert (d.action, d.resource) == ("billing.usage", "task/t1")
+    assert d.details["policy_version"] == "2026-12-06.1"
+    before = _roundtrip(usage.model_copy(update={"policy_version": None}))
+    assert '"policy_version":null' in chain.canonical_json(before.details)
 
 
 def test_timestamps_fall_back_to_the_event_time() -> None:

@@ -160,7 +160,9 @@ def _describe(p: EventPayload) -> Description:
             "priced": p.priced,
             "cached": p.cached or None,
         }
-        return "billing.usage", f"task/{p.task_id}", SUCCESS, _compact(details), None
+        # the price list that charged it, null for a charge made before billing recorded it
+        details = {**_compact(details), "policy_version": p.policy_version}
+        return "billing.usage", f"task/{p.task_id}", SUCCESS, details, None
     if isinstance(p, AdminActionRecorded):
         details = {"changes": p.changes or None, "request_id": p.request_id, "key_id": p.actor_key_id}
         return f"admin.{p.action}", f"{p.target_type}/{p.target_id}", SUCCESS, _compact(details), p.at
