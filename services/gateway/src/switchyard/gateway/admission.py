@@ -140,20 +140,24 @@ class Admission:
         providers: set[str],
         task_id: str | None = None,
         timeout_s: float = 0.0,
+        batch: bool = False,
     ) -> Pass:
         """Takes the rate-limit counters and the budget reservation at once (one round trip to KV at
         most, none when the leases cover them); when either refuses, what the other took is given back,
         and the rate limit's refusal is the one raised (as when they ran in turn). With a `task_id`, the
         admitted task is on this replica's in-flight list until it is settled (`inflight`), so that another
         replica settles it if this one dies; `timeout_s` is how long its result is waited for. An embedding
-        request takes its inputs' tokens only, priced at the dearest model of its vector space."""
+        request takes its inputs' tokens only, priced at the dearest model of its vector space. A `batch` line
+        also takes one of its organisation's batch slots (`limits.models.checks`)."""
         policy = self.current()  # one policy for the whole request: its reservation and its settlement
         admitted = Pass(policy)
         tokens = pricing.prompt_tokens(request) + pricing.output_tokens(
             request, default_max_tokens=self.default_max_tokens
         )
         now = time.time()
-        limited = [] if self.limiter is None else self.limiter.wants(principal, tokens=tokens, now=now)
+        limited = (
+            [] if self.limiter is None else self.limiter.wants(principal, tokens=tokens, now=now, batch=batch)
+        )
         worst = 0
         accounts: list[Account] = []
         spend: list[Want] = []

@@ -45,6 +45,13 @@ class GatewaySettings(CommonSettings):
     )
     batch_scan_s: float = Field(default=5.0, gt=0, description="how often a replica looks for batches to run")
     batch_poll_s: float = Field(default=1.0, gt=0, description="how often a running line's task is read")
+    batch_interactive_share: float = Field(
+        default=0.5,
+        ge=0,
+        lt=1,
+        description="the share of an organisation's concurrent tasks its batch lines leave free for its "
+        "interactive requests (enforced across replicas)",
+    )
     auth_cache_ttl_s: float = 30.0
     readiness_timeout_s: float = 1.0
     providers_refresh_s: float = 2.0
@@ -134,6 +141,7 @@ class GatewaySettings(CommonSettings):
             org_concurrent_tasks=self.limit_org_concurrent_tasks,
             global_requests_per_min=self.limit_global_requests_per_min,
             user_counts_per_min=self.limit_user_counts_per_min,
+            batch_interactive_share=self.batch_interactive_share,
         )
 
     def plan_daily_usd(self) -> dict[str, float | None]:

@@ -369,11 +369,13 @@ async def submit_parsed(
     priority: str | None,
     where: dict[str, str],
     task_id: str | None = None,
+    batch: bool = False,
 ) -> TaskState:
     """A parsed chat request submitted as a task (the task API's steps after reading the body: input
     guardrails, the model catalogue, admission); `digest` is the body's SHA-256. With an idempotency `key`
     the task id is derived from it (or is `task_id`, a caller's own derivation: the batch runner's), and
-    a task already there is answered instead."""
+    a task already there is answered instead. A `batch` line is admitted within its organisation's batch
+    slots (`limits.models.checks`)."""
     parsed = parsed.model_copy(update={"stream": False})
     if gw.guardrails is not None:
         parsed = await gw.guardrails.screen_input(parsed, principal=principal, **where)
@@ -392,6 +394,7 @@ async def submit_parsed(
         providers=await gw.catalog.providers(),
         task_id=task.task_id,
         timeout_s=gw.settings.async_task_timeout_s,
+        batch=batch,
     )
     try:
         state = await gw.runs.submit(

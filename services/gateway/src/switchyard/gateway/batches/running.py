@@ -241,6 +241,7 @@ class BatchRun:
                     priority="low",
                     where={"request_id": task_id, "endpoint": endpoint},
                     task_id=task_id,
+                    batch=True,
                 )
             except APIError as exc:
                 if not _waits(exc):

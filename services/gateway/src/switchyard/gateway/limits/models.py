@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,6 +23,14 @@ class Limits:
     # Token counts (`/v1/messages/count_tokens`) run no task and take none of the above; their own window
     # keeps a key from spending the gateway's CPU on them (Claude Code sends a few dozen at start-up).
     user_counts_per_min: int = 600
+    # The share of `org_concurrent_tasks` batch lines leave free for interactive requests (`batch_slots`).
+    batch_interactive_share: float = 0.5
+
+    def batch_slots(self) -> int:
+        """How many of an organisation's concurrent tasks its batch lines may hold together: all but the
+        interactive share (rounded up), and at least one, so a batch still runs under a limit of 1."""
+        org = self.org_concurrent_tasks
+        return max(org - math.ceil(org * self.batch_interactive_share), 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +59,14 @@ def checks(
     subject: str,
     tokens: int,
     global_requests_per_min: int,
+    batch: bool = False,
 ) -> list[Check]:
-    """The counters of one request, broadest first (so a refusal names the widest limit it hit)."""
+    """The counters of one request, broadest first (so a refusal names the widest limit it hit). A batch
+    line also takes one of its organisation's batch slots: batch lines never hold more than those, so the
+    rest of the organisation's concurrency stays free for its interactive requests, on every replica."""
     minute, minute_end = window(now, MINUTE_S)
     day, day_end = window(now, DAY_S)
-    return [
+    counters = [
         Check("global", "requests", f"req.global.{minute}", global_requests_per_min, 1, minute_end),
         Check("org", "requests", f"req.org.{tenant_id}.{minute}", limits.org_requests_per_min, 1, minute_end),
         Check(
@@ -64,6 +76,11 @@ def checks(
         Check("user", "tokens", f"tok.user.{subject}.{day}", limits.user_tokens_per_day, tokens, day_end),
         Check("org", "concurrency", f"conc.org.{tenant_id}", limits.org_concurrent_tasks, 1, None),
     ]
+    if batch:
+        counters.append(
+            Check("org batches", "concurrency", f"conc.batch.{tenant_id}", limits.batch_slots(), 1, None)
+        )
+    return counters
 
 
 def count_check(limits: Limits, *, now: float, subject: str) -> Check:

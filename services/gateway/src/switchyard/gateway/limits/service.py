@@ -54,8 +54,11 @@ class RateLimiter:
         base = self.limits.global_requests_per_min
         return base if throttle is None else min(base, throttle)
 
-    def wants(self, principal: Principal, *, tokens: int, now: float) -> list[tuple[Check, Want]]:
-        """The counters a request must take, broadest first; raises at once under a full throttle."""
+    def wants(
+        self, principal: Principal, *, tokens: int, now: float, batch: bool = False
+    ) -> list[tuple[Check, Want]]:
+        """The counters a request must take (a batch line's: its organisation's batch slots too, `checks`),
+        broadest first; raises at once under a full throttle."""
         if self.control.throttle == 0:
             raise RateLimited(
                 "The service is under an emergency throttle; try again later",
@@ -69,6 +72,7 @@ class RateLimiter:
             subject=principal.subject,
             tokens=tokens,
             global_requests_per_min=self.global_limit(),
+            batch=batch,
         )
         return [(c, Want(self._leases(c), c.key, c.delta, c.limit, c.reset_at)) for c in wanted]
 
