@@ -125,7 +125,8 @@ def test_a_stream_the_client_leaves_is_stopped(stack: RunningStack) -> None:
 def test_several_answers_with_the_sdk(stack: RunningStack) -> None:
     """`n`: every answer comes back, by its index, in one response, one stream, or a legacy completion;
     the local model gives them one after another from one call, and a stream sends each as it is
-    generated (token by token, the role on each one's first chunk), accumulated by index."""
+    generated (token by token, the role on each one's first chunk, its finish reason when it ended),
+    accumulated by index."""
     client = _client(stack)
     reply = client.chat.completions.create(model="auto", n=2, messages=QUESTION, max_tokens=12)  # type: ignore[arg-type]
     assert [c.index for c in reply.choices] == [0, 1]
@@ -144,6 +145,7 @@ def test_several_answers_with_the_sdk(stack: RunningStack) -> None:
     pieces: dict[int, int] = {}  # the chunks of text each answer came in
     roles: list[int] = []
     finishes: dict[int, str] = {}
+    seen: list[tuple[int, str]] = []  # (index, "text" or "finish") in the order they came
     usage = None
     for chunk in stream:
         usage = chunk.usage or usage
@@ -152,11 +154,17 @@ def test_several_answers_with_the_sdk(stack: RunningStack) -> None:
             pieces[choice.index] = pieces.get(choice.index, 0) + bool(choice.delta.content)
             if choice.delta.role:
                 roles.append(choice.index)
+            if choice.delta.content:
+                seen.append((choice.index, "text"))
             if choice.finish_reason:
+                assert choice.index not in finishes  # once each
                 finishes[choice.index] = choice.finish_reason
+                seen.append((choice.index, "finish"))
     assert sorted(texts) == [0, 1] and all(texts.values()), texts
     assert pieces[0] > 1 and pieces[1] > 1, pieces  # streamed as generated, not each sent whole
     assert roles == [0, 1] and sorted(finishes) == [0, 1]
+    # the first answer's finish reason comes when it ended, before the second answer's first token
+    assert seen.index((0, "finish")) < seen.index((1, "text")), seen
     assert usage is not None and usage.completion_tokens >= 2
 
     legacy = client.completions.create(model="auto", prompt="Say hello.", n=2, max_tokens=8)

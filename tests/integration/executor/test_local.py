@@ -13,7 +13,7 @@ import pytest
 
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import ChatMessage
-from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta
+from switchyard.executor.providers.base import AnswerEnd, ProviderCall, Reply, StreamPart, TextDelta
 from switchyard.executor.providers.local import LocalModelConfig, LocalProvider, default_model_path
 
 pytestmark = pytest.mark.integration
@@ -147,8 +147,8 @@ async def test_json_mode_constrains_the_local_model_with_a_grammar(local: LocalP
 
 
 async def test_several_answers_stream_one_after_another_each_under_its_index(local: LocalProvider) -> None:
-    """`n` = 2: the first answer streams under index 0, then the second under 1 (its own seed), and the
-    stream ends with what a plain request gives."""
+    """`n` = 2: the first answer streams under index 0 and ends, then the second under 1 (its own seed),
+    and the stream ends with what a plain request gives."""
     call = replace(ask(max_tokens=6), n=2)
     parts = [p async for p in local.stream(call)]
     whole = await local.request(call)
@@ -156,6 +156,14 @@ async def test_several_answers_stream_one_after_another_each_under_its_index(loc
     assert isinstance(final, Reply)
     order = [p.choice for p in parts if isinstance(p, TextDelta)]
     assert order == sorted(order) and order[0] == 0 and order[-1] == 1 and len(order) > 2
+    # each ends as soon as it is generated: the first before the second begins
+    ends = [(n, p) for n, p in enumerate(parts) if isinstance(p, AnswerEnd)]
+    first_of_second = next(n for n, p in enumerate(parts) if isinstance(p, TextDelta) and p.choice == 1)
+    assert [(p.choice, p.finish_reason) for _, p in ends] == [
+        (0, final.finish_reason),
+        (1, final.other_choices[0].finish_reason),
+    ]
+    assert ends[0][0] < first_of_second < ends[1][0] == len(parts) - 2
     second = "".join(p.text for p in parts if isinstance(p, TextDelta) and p.choice == 1)
     assert (final.content, final.other_choices, final.usage) == (
         whole.content,

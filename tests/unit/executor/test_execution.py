@@ -189,6 +189,7 @@ async def test_a_stream_sends_numbered_deltas_then_done() -> None:
     assert [c["seq"] for c in chunks] == list(range(len(chunks)))
     assert "".join(str(c.get("delta", "")) for c in chunks) == "The capital is Paris." == outcome.content
     assert chunks[-1] == {"seq": len(chunks) - 1, "done": True, "finish_reason": "stop"}
+    assert not any("finish_reason" in c for c in chunks[:-1])  # a single answer's end is the done chunk
     assert bus.calls[0][1].ttft_ms is not None
 
 
@@ -219,6 +220,17 @@ async def test_several_answers_come_from_one_call_and_are_all_in_the_outcome(str
             2: "Paris",
         }
         assert b'"choice"' not in bus.chunks[0] and b'"choice":1' in bus.chunks[1]
+        # each answer's end as soon as it ended, after its last text (the shortest first), then done
+        ends = [
+            (n, c.get("choice", 0), c["finish_reason"])
+            for n, c in enumerate(chunks[:-1])
+            if "finish_reason" in c
+        ]
+        assert [(i, reason) for _, i, reason in ends] == [(2, "length"), (1, "stop"), (0, "stop")]
+        texts_at = [(n, c.get("choice", 0)) for n, c in enumerate(chunks) if c.get("delta")]
+        last_text = {i: max(n for n, j in texts_at if j == i) for i in (0, 1, 2)}
+        assert all(last_text[i] < n for n, i, _ in ends)
+        assert ends[0][0] < last_text[0]  # the third answer's end came while the first went on
         assert chunks[-1] == {"seq": len(chunks) - 1, "done": True, "finish_reason": "stop"}
 
 
@@ -231,8 +243,15 @@ async def test_a_cascade_sends_several_answers_whole_each_under_its_choice() -> 
     task = task.model_copy(update={"decision": task.decision.model_copy(update={"strategy": "cascade"})})
     outcome = await run(task, {"local": provider, "openai": provider}, bus)
     assert isinstance(outcome, TaskCompleted) and outcome.other_choices == list(others)
-    texts = [(c.get("choice", 0), c["delta"]) for c in bus.decoded() if c.get("delta")]
-    assert texts == [(0, "The capital is Paris."), (1, "Paris, France.")]
+    shown = [(c.get("choice", 0), c.get("delta") or c["finish_reason"]) for c in bus.decoded()]
+    assert shown == [  # each answer's text, then its end; then the stream's
+        (0, "The capital is Paris."),
+        (0, "stop"),
+        (1, "Paris, France."),
+        (1, "stop"),
+        (0, "stop"),
+    ]
+    assert bus.decoded()[-1]["done"] is True
 
 
 async def test_a_stream_failing_before_text_resets_and_fails_over() -> None:

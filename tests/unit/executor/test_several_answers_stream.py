@@ -4,6 +4,7 @@ answer did is a failure, not a shorter reply."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -12,7 +13,14 @@ import pytest
 
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import ChatMessage
-from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta, ThinkingDelta
+from switchyard.executor.providers.base import (
+    AnswerEnd,
+    ProviderCall,
+    Reply,
+    StreamPart,
+    TextDelta,
+    ThinkingDelta,
+)
 from switchyard.executor.providers.gemini import GeminiProvider, GeminiSettings
 from switchyard.executor.providers.openai import OpenAIProvider, OpenAISettings
 
@@ -34,9 +42,9 @@ def _provider(name: str, *events: Any) -> OpenAIProvider | GeminiProvider:
     return GeminiProvider(GeminiSettings(api_key="AIza-test", base_url="http://upstream.test"), client=client)
 
 
-async def _parts(provider: OpenAIProvider | GeminiProvider) -> list[StreamPart]:
+async def _parts(provider: OpenAIProvider | GeminiProvider, call: ProviderCall = CALL) -> list[StreamPart]:
     try:
-        return [part async for part in provider.stream(CALL)]
+        return [part async for part in provider.stream(call)]
     finally:
         await provider.aclose()
 
@@ -77,6 +85,18 @@ async def test_openai_answers_keep_their_own_reasoning_text_and_tool_calls() -> 
     assert (other.content, other.finish_reason) == ("Let me look.", "tool_calls")
     assert [c.function.name for c in other.tool_calls or []] == ["weather"]
     assert [b.thinking for b in other.thinking or []] == ["Oslo? "]
+    # each answer ends at the chunk of its finish reason, with its tool calls, as the reply holds them
+    assert parts[4:7] == [
+        TextDelta(".", (), 0),
+        AnswerEnd(0, "stop"),
+        AnswerEnd(1, "tool_calls", tuple(other.tool_calls or ())),
+    ]
+
+
+async def test_a_single_openai_answer_ends_with_its_reply_alone() -> None:
+    events = (_choice(0, content="Paris"), _choice(0, "stop", content="."), b"[DONE]")
+    parts = await _parts(_provider("openai", *events), call=replace(CALL, n=1))
+    assert [type(p).__name__ for p in parts] == ["TextDelta", "TextDelta", "Reply"]
 
 
 @pytest.mark.parametrize(
@@ -123,6 +143,12 @@ async def test_gemini_candidates_by_their_index_also_several_in_one_response() -
         (1, "Oslo"),
         (0, "."),
         (1, ", I think."),
+    ]
+    assert parts[2:6] == [  # each candidate ends with the part that carries its finish reason
+        TextDelta(".", (), 0),
+        AnswerEnd(0, "stop"),
+        TextDelta(", I think.", (), 1),
+        AnswerEnd(1, "length"),
     ]
     final = parts[-1]
     assert isinstance(final, Reply) and final.content == "Paris." and final.usage.completion_tokens == 4

@@ -261,3 +261,74 @@ async def test_output_guardrails_screen_every_answer() -> None:
     )
     assert [c.content for c in out.other_choices] == ["Mail [REDACTED_EMAIL].", "Oslo, I think."]
     assert out.content == "Paris."
+
+
+# Each answer's end chunk comes when it ended: the first's before the second's first text, the third (a
+# tool call, no text) ends before it began.
+ENDED = [
+    Chunk(seq=0, delta="Paris.", model="openai/gpt-6-luna"),
+    Chunk(seq=1, finish_reason="stop"),
+    Chunk(seq=2, delta="Oslo", choice=1),
+    Chunk(seq=3, finish_reason="tool_calls", choice=2, tool_calls=[CALL]),
+    Chunk(seq=4, delta=", I think.", choice=1),
+    Chunk(seq=5, finish_reason="length", choice=1),
+    Chunk(seq=6, done=True, finish_reason="stop"),
+]
+ENDED_DONE = _done(other_choices=[Choice(content="Oslo, I think.", finish_reason="length"), OTHERS[1]])
+
+
+def test_an_answers_end_chunk_carries_its_finish_reason_and_tool_calls_and_no_done() -> None:
+    raw = encode_chunk(ENDED[3])
+    assert raw.startswith(b'{"seq":3,"finish_reason":"tool_calls","choice":2,"tool_calls":[{"id":"call_1"')
+    end = decode_chunk(raw)
+    assert end.ends_answer() and end.tool_calls == [CALL]
+    assert not decode_chunk(encode_chunk(ENDED[-1])).ends_answer()  # the stream's end
+    assert encode_chunk(ENDED[1]) == b'{"seq":1,"finish_reason":"stop"}'
+
+
+async def test_each_answers_finish_reason_and_tool_calls_go_out_when_it_ends_once() -> None:
+    task = _task(completions, stream=True)
+    events = [
+        e
+        async for e in completions.stream_events(
+            task, ENDED[:1], _items(*ENDED[1:], ENDED_DONE), timeout_s=5, include_usage=True
+        )
+    ]
+    bodies = _sse(events)
+    shown = [
+        (c["index"], c["delta"].get("content"), bool(c["delta"].get("tool_calls")), c["finish_reason"])
+        for b in bodies
+        for c in b["choices"]
+    ]
+    assert shown == [
+        (0, "Paris.", False, None),
+        (0, None, False, "stop"),  # before the second answer's first text
+        (1, "Oslo", False, None),
+        (2, None, False, None),  # the role, no text beside tool calls
+        (2, None, True, None),
+        (2, None, False, "tool_calls"),
+        (1, ", I think.", False, None),
+        (1, None, False, "length"),
+    ]
+    assert [c["index"] for b in bodies for c in b["choices"] if c["delta"].get("role")] == [0, 1, 2]
+    assert bodies[-1]["usage"]["completion_tokens"] == 9 and events[-1] == b"data: [DONE]\n\n"
+
+
+async def test_the_legacy_face_sends_each_answers_finish_reason_when_it_ends_once() -> None:
+    task = _task(legacy, stream=True)
+    events = [
+        e
+        async for e in legacy.stream_events(
+            task, ENDED[:1], _items(*ENDED[1:], ENDED_DONE), timeout_s=5, include_usage=False
+        )
+    ]
+    choices = [c for b in _sse(events) for c in b["choices"]]
+    assert [(c["index"], c["text"], c["finish_reason"]) for c in choices] == [
+        (0, "Paris.", None),
+        (0, "", "stop"),
+        (1, "Oslo", None),
+        (2, "", "tool_calls"),
+        (1, ", I think.", None),
+        (1, "", "length"),
+    ]
+    assert events[-1] == b"data: [DONE]\n\n"

@@ -14,11 +14,17 @@ ends its client's stream with an explicit error instead of a silently truncated 
     {"seq": 1, "delta": " Paris", "logprobs": [{"token": " Paris", "logprob": -0.01, ...}]}
                                                                text with its tokens' log probabilities
     {"seq": 2, "delta": "Oslo", "choice": 1}                   text of the second answer (`n` > 1)
+    {"seq": 5, "finish_reason": "length"}                      the first of several answers ended
+    {"seq": 9, "finish_reason": "tool_calls", "choice": 1,     the second ended, with its tool calls
+     "tool_calls": [{"id": "call_1", "function": {...}}]}
 
-`choice` says which of several answers (`n`) a text or reasoning chunk belongs to: 0, the first, is left
-out, so a single answer's chunks never carry it; the answers' chunks come interleaved as they are generated.
-A thinking block runs from its first `thinking` chunk to its `signature`; text of the same answer never
-interrupts one.
+`choice` says which of several answers (`n`) a chunk belongs to: 0, the first, is left out, so a single
+answer's chunks never carry it; the answers' chunks come interleaved as they are generated. Each of several
+answers ends with a chunk of its `finish_reason` (and its tool calls, if any) but no `done`, sent as soon as
+it ended, after its last text and before the `done` chunk (other answers may go on between); a single
+answer has no such chunk: its end is the `done` chunk, as ever. The `done` chunk ends the stream and says
+the first answer's finish reason. A thinking block runs from its first `thinking` chunk to its
+`signature`; text of the same answer never interrupts one.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import orjson
 from pydantic import BaseModel
 
 from switchyard.common.events.logprobs import TokenLogprob
-from switchyard.common.events.tasks import ThinkingBlock
+from switchyard.common.events.tasks import ThinkingBlock, ToolCall
 
 
 class ChunkError(BaseModel):
@@ -49,11 +55,16 @@ class Chunk(BaseModel):
     signature: str | None = None
     redacted: str | None = None
     logprobs: list[TokenLogprob] | None = None  # the delta's tokens, when the request asked for them
-    choice: int = 0  # which answer a text or reasoning chunk is of (`n` > 1); left out when 0
+    choice: int = 0  # which answer a chunk is of (`n` > 1); left out when 0
+    tool_calls: list[ToolCall] | None = None  # on the end of one of several answers: its tool calls
 
     def reasoning(self) -> bool:
         """A chunk of the model's reasoning (thinking text, a signature, a redacted block)."""
         return bool(self.thinking) or self.signature is not None or self.redacted is not None
+
+    def ends_answer(self) -> bool:
+        """The end of one of several answers (`choice`): its finish reason, not the stream's end."""
+        return self.finish_reason is not None and not self.done
 
 
 def thinking_chunk(block: ThinkingBlock) -> Chunk:

@@ -9,7 +9,7 @@ import orjson
 from pydantic import TypeAdapter
 
 from switchyard.common import subjects
-from switchyard.common.events import TokenLogprob
+from switchyard.common.events import TokenLogprob, ToolCall
 from switchyard.common.streaming import Chunk, ChunkError, encode_chunk
 
 Publish = Callable[[str, bytes], Awaitable[None]]
@@ -95,6 +95,21 @@ class ChunkSink:
 
     async def error(self, *, code: str, message: str) -> None:
         await self._send(Chunk(seq=self._seq, error=ChunkError(code=code, message=message)))
+
+    async def answer_end(
+        self, *, choice: int, finish_reason: str, tool_calls: Sequence[ToolCall] = ()
+    ) -> None:
+        """One of several answers ended (its finish reason and tool calls); the others may go on. Output
+        sent, as text is."""
+        chunk = Chunk(
+            seq=self._seq,
+            finish_reason=finish_reason,
+            choice=choice,
+            tool_calls=list(tool_calls) or None,
+            model=self._take_announced(),
+        )
+        await self._send(chunk)
+        self.text_sent = True
 
     async def done(self, *, finish_reason: str) -> None:
         await self._send(Chunk(seq=self._seq, done=True, finish_reason=finish_reason))

@@ -24,6 +24,7 @@ from switchyard.executor.callbook import CallBook, Report
 from switchyard.executor.chunks import ChunkSink
 from switchyard.executor.embedding_replies import Checked
 from switchyard.executor.providers.base import (
+    AnswerEnd,
     EmbeddingCall,
     EmbeddingReply,
     Provider,
@@ -445,6 +446,10 @@ async def _send(chunks: ChunkSink, part: StreamPart, *, logprobs: bool) -> None:
     elif isinstance(part, ThinkingDelta):
         await chunks.thinking(
             text=part.text, signature=part.signature, redacted=part.redacted, choice=part.choice
+        )
+    elif isinstance(part, AnswerEnd):
+        await chunks.answer_end(
+            choice=part.choice, finish_reason=part.finish_reason, tool_calls=part.tool_calls
         )
 
 

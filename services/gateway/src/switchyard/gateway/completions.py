@@ -419,6 +419,24 @@ async def in_order(
         yield item
 
 
+def _bodies(
+    task: TaskSubmitted, created: int, model: str, index: int, deltas: Deltas
+) -> list[dict[str, Any]]:
+    """The chunks of one answer's `deltas`."""
+    return [
+        chunk_body(
+            task_id=task.task_id,
+            created=created,
+            model=model,
+            delta=piece,
+            finish_reason=finish,
+            index=index,
+            logprobs=logprobs,
+        )
+        for piece, finish, logprobs in deltas
+    ]
+
+
 async def stream_events(
     task: TaskSubmitted,
     head: list[Chunk | TaskCompleted],
@@ -428,13 +446,15 @@ async def stream_events(
     include_usage: bool,
 ) -> AsyncIterator[bytes]:
     """SSE in OpenAI's format: each answer's deltas under its `index` as they come (several answers, `n`,
-    interleaved), the role on each one's first; at the result, what no chunk carried (an answer sent whole,
-    tool calls), each answer's finish reason, then the usage. A break after text began ends with an
-    explicit error event, never [DONE]."""
+    interleaved), the role on each one's first, and each of several answers' tool calls and finish reason
+    when its end chunk comes; at the result, what no chunk carried (an answer sent whole, a single answer's
+    tool calls and finish reason), then the usage. A break after text began ends with an explicit error
+    event, never [DONE]."""
     created = int(time.time())
     model = task.request.model
     asked = task.chat().logprobs
     started: set[int] = set()  # the answers whose deltas began (the first carried the role)
+    ended: set[int] = set()  # the answers whose end (tool calls, finish reason) went out
     thoughts: dict[int, list[str]] = {}  # each answer's thinking block being streamed, for its end's delta
     try:
         async for item in in_order(head, rest):
@@ -444,6 +464,15 @@ async def stream_events(
             if isinstance(item, Chunk):
                 model = item.model or model
                 index = item.choice
+                if item.ends_answer():  # one of several answers ended: its end now, the others go on
+                    # the role first if none of its deltas went out (nothing but tool calls, or nothing)
+                    unsent = [] if index in started else whole_deltas("", item.tool_calls, None)
+                    end = end_deltas(item.tool_calls, item.finish_reason or "stop")
+                    for body in _bodies(task, created, model, index, unsent + end):
+                        yield sse(body)
+                    started.add(index)
+                    ended.add(index)
+                    continue
                 thought = thoughts.setdefault(index, [])
                 delta = _delta(item, thought)
                 if item.thinking:
@@ -468,24 +497,19 @@ async def stream_events(
                     yield sse(body)
                 continue
             model = item.model
-            # Each answer's end: all its deltas when none was streamed, then its tool calls and finish
-            # reason. Whether their log probabilities were cut (`logprobs_truncated`) is known only here,
-            # after a streamed answer's headers went out: only one sent whole says it in
-            # x-switchyard-logprobs.
+            # Each answer's end, unless its end chunk sent it: all its deltas when none was streamed, then
+            # its tool calls and finish reason. Whether their log probabilities were cut
+            # (`logprobs_truncated`) is known only here, after a streamed answer's headers went out: only
+            # one sent whole says it in x-switchyard-logprobs.
             for index, a in enumerate(answers_of(item)):
+                if index in ended:
+                    continue
                 unsent = (
                     [] if index in started else whole_deltas(a.content, a.tool_calls, a.thinking, a.logprobs)
                 )
-                for piece, finish, logprobs in unsent + end_deltas(a.tool_calls, a.finish_reason):
-                    body = chunk_body(
-                        task_id=task.task_id,
-                        created=created,
-                        model=model,
-                        delta=piece,
-                        finish_reason=finish,
-                        index=index,
-                        logprobs=logprobs,
-                    )
+                for body in _bodies(
+                    task, created, model, index, unsent + end_deltas(a.tool_calls, a.finish_reason)
+                ):
                     yield sse(body)
             if include_usage:
                 usage = usage_json(item.usage)

@@ -203,13 +203,15 @@ async def stream_events(
     include_usage: bool,
 ) -> AsyncIterator[bytes]:
     """SSE in OpenAI's legacy format: each answer's text as it comes, under its `index` (several answers,
-    `n`, interleaved); at the result, the text of an answer no chunk carried, each answer's last chunk with
+    `n`, interleaved), and each of several answers' last chunk with its finish reason when its end chunk
+    comes; at the result, the text of an answer no chunk carried, each other answer's last chunk with
     its finish reason, the usage (`stream_options.include_usage`), `[DONE]`. The model's thinking is not
     part of a text completion. A break after text began ends with an explicit error event, never [DONE]."""
     created = int(time.time())
     model = task.request.model
     asked = task.chat().logprobs
     offsets: dict[int, Offsets] = {}  # each streamed answer's, across its chunks
+    ended: set[int] = set()  # the answers whose finish reason went out (of several, at their end chunk)
     try:
         async for item in in_order(head, rest):
             if isinstance(item, Fault):
@@ -217,7 +219,20 @@ async def stream_events(
                 return
             if isinstance(item, Chunk):
                 model = item.model or model
-                if item.delta or item.logprobs:  # tokens may come without text (a cut character's end)
+                if item.ends_answer():  # one of several answers ended: its finish reason now
+                    ended.add(item.choice)
+                    reason = item.finish_reason
+                    yield sse(
+                        _body(
+                            task,
+                            created=created,
+                            model=model,
+                            text="",
+                            finish_reason=reason,
+                            index=item.choice,
+                        )
+                    )
+                elif item.delta or item.logprobs:  # tokens may come without text (a cut character's end)
                     counted = offsets.get(item.choice) or offsets.setdefault(item.choice, Offsets())
                     body = _body(
                         task,
@@ -232,6 +247,8 @@ async def stream_events(
                 continue
             model = item.model
             for index, answer in enumerate(answers_of(item)):
+                if index in ended:
+                    continue
                 # an answer no chunk carried: a cache replay, an output guardrail's
                 if index not in offsets and answer.content:
                     whole = _body(

@@ -156,11 +156,26 @@ class ThinkingDelta:
     choice: int = 0
 
 
-# A stream yields reasoning and text deltas and ends with the whole Reply (content, tool calls, finish
-# reason, usage, thinking, the other answers). Each answer's reasoning comes before its text; either kind of
-# delta is output sent.
-StreamPart = TextDelta | ThinkingDelta | Reply
-OUTPUT = (TextDelta, ThinkingDelta)
+@dataclass(frozen=True, slots=True)
+class AnswerEnd:
+    """One of several answers (`n` > 1) ended: its finish reason and tool calls, as the Reply will hold
+    them, sent as soon as the stream says so (the other answers may go on). A single answer's end is the
+    Reply alone."""
+
+    choice: int
+    finish_reason: str
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    @classmethod
+    def of(cls, choice: int, answer: Choice) -> AnswerEnd:
+        return cls(choice, answer.finish_reason, tuple(answer.tool_calls or ()))
+
+
+# A stream yields reasoning and text deltas (and, for several answers, each one's end) and ends with the
+# whole Reply (content, tool calls, finish reason, usage, thinking, the other answers). Each answer's
+# reasoning comes before its text, its end after both; any of them is output sent.
+StreamPart = TextDelta | ThinkingDelta | AnswerEnd | Reply
+OUTPUT = (TextDelta, ThinkingDelta, AnswerEnd)
 
 
 @runtime_checkable
@@ -231,10 +246,13 @@ async def stream_any(provider: Provider, call: ProviderCall) -> AsyncGenerator[S
 
 def reply_parts(reply: Reply) -> list[StreamPart]:
     """A whole reply as a stream sends it: each answer's thinking blocks and text, the first answer's
-    first, the others' under their `choice`, then the reply."""
+    first, the others' under their `choice` (each of several followed by its end), then the reply."""
     parts = _answer_parts(0, reply.thinking, reply.content, reply.logprobs)
+    if reply.other_choices:
+        parts.append(AnswerEnd(0, reply.finish_reason, reply.tool_calls))
     for choice, other in enumerate(reply.other_choices, start=1):
         parts += _answer_parts(choice, other.thinking or (), other.content, other.logprobs)
+        parts.append(AnswerEnd.of(choice, other))
     parts.append(reply)
     return parts
 
@@ -313,6 +331,7 @@ class StreamedAnswer:
         self.tokens: list[TokenLogprob] = []  # when the call asked for their log probabilities
         self._told = 0  # how many went out on text deltas (tokens without text go with the next text)
         self.thought = UnsignedThinking(choice)
+        self.ended = False  # its AnswerEnd went out (a call for several)
 
     def says(self, text: str, reasoning: str, tokens: Sequence[TokenLogprob] = ()) -> list[StreamPart]:
         """The next piece: reasoning, then text (which ends the reasoning's block), as deltas. (Called for
@@ -335,6 +354,12 @@ class StreamedAnswer:
             parts.append(TextDelta("", tuple(self.tokens[self._told :]), self.choice))
             self._told = len(self.tokens)
         return parts
+
+    def ends(self, answer: Choice) -> list[StreamPart]:
+        """Its end as soon as the stream says it ended (a call for several, `n`): what `end` sends, then
+        its AnswerEnd (`answer`: the whole of it, as the Reply will hold it)."""
+        self.ended = True
+        return [*self.end(), AnswerEnd.of(self.choice, answer)]
 
     def content(self) -> str:
         return "".join(self.text)

@@ -190,8 +190,8 @@ class RecordingProvider:
         parts = stream_any(self._inner, call)
         try:
             async for part in parts:
-                if isinstance(part, OUTPUT):  # the first token, reasoning or text
-                    text.append(part.text)
+                if isinstance(part, OUTPUT):  # the first token, reasoning or text (or an empty answer's end)
+                    text.append(getattr(part, "text", ""))
                     if ttft_ms is None:
                         ttft_ms = self._ms(started)
                 if isinstance(part, Reply):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import TokenLogprob, TopLogprob, Usage
 from switchyard.executor.providers.base import (
+    AnswerEnd,
     EmbeddingCall,
     EmbeddingReply,
     ProviderCall,
@@ -70,7 +71,8 @@ Step = Reply | ProviderError | BreaksAfter
 class ScriptedProvider:
     """Each call plays the next step of the script; the last step repeats. Streams send word by word, or,
     for a reply with its tokens' log probabilities, token by token (each delta with its token); a reply
-    with several answers (`other_choices`) streams them interleaved, a word (or token) of each in turn."""
+    with several answers (`other_choices`) streams them interleaved, a word (or token) of each in turn,
+    each one's end after its last word."""
 
     def __init__(self, *steps: Step) -> None:
         if not steps:
@@ -96,9 +98,12 @@ class ScriptedProvider:
             for word in _words(step.text):
                 yield TextDelta(word)
             raise step.error
-        answers = [_deltas(step.content, step.logprobs, 0)] + [
-            _deltas(c.content, c.logprobs, i) for i, c in enumerate(step.other_choices, start=1)
-        ]
+        answers = [_deltas(step.content, step.logprobs, 0)]
+        answers += [_deltas(c.content, c.logprobs, i) for i, c in enumerate(step.other_choices, start=1)]
+        if step.other_choices:  # each of several ends after its last delta
+            answers[0].append(AnswerEnd(0, step.finish_reason, step.tool_calls))
+            for i, other in enumerate(step.other_choices, start=1):
+                answers[i].append(AnswerEnd.of(i, other))
         for turn in itertools.zip_longest(*answers):
             for delta in turn:
                 if delta is not None:
@@ -106,7 +111,7 @@ class ScriptedProvider:
         yield step
 
 
-def _deltas(content: str, tokens: Sequence[TokenLogprob] | None, choice: int) -> list[TextDelta]:
+def _deltas(content: str, tokens: Sequence[TokenLogprob] | None, choice: int) -> list[StreamPart]:
     if tokens is not None:
         return [TextDelta(token.token, (token,), choice) for token in tokens]
     return [TextDelta(word, (), choice) for word in _words(content)]

@@ -82,8 +82,9 @@ class GeminiProvider(HttpProvider):
     async def _parts(self, response: httpx.Response, call: ProviderCall) -> AsyncIterator[StreamPart]:
         """Each event is a whole GenerateContentResponse holding the next piece of text of one or more
         candidates (each by its `index`: a call for several, `n`, gets them interleaved); a candidate's
-        last piece carries its finish reason, the last event the usage. There is no end marker: a stream
-        that closes before every candidate's finish reason arrived was cut off."""
+        last piece carries its finish reason (of several, its end goes out then), the last event the
+        usage. There is no end marker: a stream that closes before every candidate's finish reason
+        arrived was cut off."""
         answers: dict[int, _Answer] = {0: _Answer(0)}
         model = call.model
         usage: Usage | None = None
@@ -99,6 +100,9 @@ class GeminiProvider(HttpProvider):
                         )
                         for part in answer.add(candidate, logprobs=call.logprobs):
                             yield part
+                        if call.n > 1 and answer.finish is not None and not answer.ended:
+                            for part in answer.ends(answer.answer(logprobs=call.logprobs)[0]):
+                                yield part  # its finish reason came: it ends now, the others go on
         if any(a.finish is None for a in answers.values()):
             raise provider_error("network", "gemini: the stream ended before a finish reason")
         if len(answers) < call.n:

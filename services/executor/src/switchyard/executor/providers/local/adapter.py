@@ -25,6 +25,7 @@ from typing import Any
 
 from switchyard.common.events import Choice, Usage
 from switchyard.executor.providers.base import (
+    AnswerEnd,
     EmbeddingCall,
     EmbeddingReply,
     ProviderCall,
@@ -124,13 +125,15 @@ class LocalProvider:
 
     async def _answers(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
         """Several answers (`n`): generated one after another, each with its own seed (the next after the
-        one asked for, if any), each streamed under its index as it is generated; the prompt counted once,
+        one asked for, if any), each streamed under its index as it is generated and ended when it is done;
+        the prompt counted once,
         as OpenAI counts it."""
         replies: list[Reply] = []
         for answer in range(call.n):
             async for part in self._generation(replace(call, n=1), answer):
                 if isinstance(part, Reply):
                     replies.append(part)
+                    yield AnswerEnd(answer, part.finish_reason)  # before the next one is generated
                 elif isinstance(part, TextDelta):
                     yield replace(part, choice=answer)
         first, others = replies[0], replies[1:]

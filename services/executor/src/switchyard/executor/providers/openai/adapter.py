@@ -105,7 +105,8 @@ class OpenAIProvider(HttpProvider):
 
     async def _chunks(self, response: httpx.Response, call: ProviderCall) -> AsyncIterator[StreamPart]:
         """Each chunk's choices advance their answers by `index` (a call for several, `n`, gets them
-        interleaved); each answer's deltas go out under its index as they come."""
+        interleaved); each answer's deltas go out under its index as they come, and, of several, its end
+        with the chunk that carries its finish reason."""
         answers: dict[int, _Answer] = {0: _Answer(0)}
         model = call.model
         usage = None
@@ -130,6 +131,9 @@ class OpenAIProvider(HttpProvider):
                     answer = answers.get(index) or answers.setdefault(index, _Answer(index))
                     for part in answer.add(choice, logprobs=call.logprobs):
                         yield part
+                    if call.n > 1 and answer.finish_reason is not None and not answer.ended:
+                        for part in answer.ends(answer.answer(logprobs=call.logprobs)):
+                            yield part  # its finish reason came: it ends now, the others go on
         if not done and any(a.finish_reason is None for a in answers.values()):
             raise provider_error("network", "openai: the stream ended before it finished")
         if done:
