@@ -1,16 +1,23 @@
 """The file store on a real nats-server: an expired file is gone for readers at once, and its bytes leave
-the object store when it is next listed or when a sweep runs; a sweep spans every organisation."""
+the object store when it is next listed or when a sweep runs; a sweep spans every organisation, and deletes
+objects left without a description for long enough, never an upload still in progress."""
 
 from __future__ import annotations
 
+import asyncio
+import io
+import threading
 import time
+from typing import Any
 
 import nats
 import pytest
+from nats.js.object_store import ObjectStore
 
 from switchyard.cli.processes import NatsServer
+from switchyard.common import objects, subjects
 from switchyard.gateway.errors import NotFound
-from switchyard.gateway.files.store import STREAM, files_bucket
+from switchyard.gateway.files.store import BUCKET, STREAM, files_bucket, new_file_id, tenant_part
 
 pytestmark = pytest.mark.integration
 
@@ -46,4 +53,65 @@ async def test_expired_files_are_unseen_then_deleted_by_a_list_or_a_sweep(nats_s
             state.bytes < 3000
         )  # the three expired files' chunks are gone (their metas stay, marked deleted)
     finally:
+        await nc.close()
+
+
+class HeldUpload(io.BytesIO):
+    """A file whose first chunk reads at once and the rest only once `release` is set: an upload in
+    progress (nats-py reads it on a thread)."""
+
+    def __init__(self, release: threading.Event) -> None:
+        super().__init__()
+        self._parts = [b"h" * 128 * 1024, b"i" * 100]
+        self._release = release
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._parts:
+            return 0
+        if len(self._parts) == 1 and not self._release.wait(timeout=30):
+            raise TimeoutError("never released")
+        part = self._parts.pop(0)
+        buffer[: len(part)] = part
+        return len(part)
+
+
+async def test_objects_without_a_description_are_deleted_once_old_but_never_an_upload_in_progress(
+    nats_server: NatsServer,
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    release = threading.Event()
+    try:
+        js = nc.jetstream()
+        files = await files_bucket(js, max_bytes=8 * 1024 * 1024)
+        store = ObjectStore(name=BUCKET, stream=STREAM, js=js)
+        kept = await files.put(tenant_id="a", purpose="batch", filename="k.jsonl", data=b"{}\n")
+        # a crash between a put's bytes and its description
+        unnamed = f"{tenant_part('a')}.{new_file_id()}"
+        await store.put(unnamed, b"z" * 1000)
+        # a crash between a delete's description and its bytes
+        deleted = await files.put(tenant_id="b", purpose="batch", filename="d.jsonl", data=b"d" * 1000)
+        await (await js.key_value(subjects.KV_FILES)).delete(f"{tenant_part('b')}.{deleted.id}")
+        await store.put("not-a-file", b"n")  # not named as a file: left alone whatever its age
+        before = (await js.stream_info(STREAM)).state.messages
+        upload = asyncio.create_task(
+            files.put(tenant_id="c", purpose="batch", filename="u.jsonl", data=HeldUpload(release))
+        )
+        while (await js.stream_info(STREAM)).state.messages == before:  # its first chunk is stored
+            await asyncio.sleep(0.05)
+
+        assert await files.sweep_orphans() == 0  # younger than an hour
+        await asyncio.sleep(1.1)
+        assert await files.sweep_orphans(older_than_s=1.0) == 2  # the two left without a description
+        for name in (unnamed, f"{tenant_part('b')}.{deleted.id}"):
+            with pytest.raises(objects.ObjectGone):
+                await objects.describe(js, BUCKET, name)
+        await objects.describe(js, BUCKET, "not-a-file")
+
+        release.set()
+        uploaded = await upload  # its chunks were not touched while it was in progress
+        assert await files.content(tenant_id="c", file_id=uploaded.id) == b"h" * 128 * 1024 + b"i" * 100
+        assert await files.content(tenant_id="a", file_id=kept.id) == b"{}\n"
+        assert await files.sweep_orphans(older_than_s=0) == 0  # every file's object is described
+    finally:
+        release.set()
         await nc.close()

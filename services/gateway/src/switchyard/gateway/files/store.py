@@ -13,8 +13,11 @@ A put writes the object, then its description (a file is listed only once its by
 delete removes the description, then the object. A put refused by a full bucket (its limit is
 `SWITCHYARD_FILES_BUCKET_BYTES`: the stream discards new messages) raises `FilesFull` and keeps nothing.
 A file with an `expires_at` is gone for readers once that time passes; a read or a list that finds it
-expired deletes it, and every gateway replica sweeps all expired files every 15 minutes or so. Both stores
-lie outside the SWITCHYARD stream: audit and billing never receive a file's bytes.
+expired deletes it, and every gateway replica sweeps all expired files every 15 minutes or so. The same
+sweep deletes objects that no description has named for an hour since they were stored (a crash between a
+put's bytes and its description, or between a delete's description and its bytes, leaves one that nobody
+sees and that still takes room). Both stores lie outside the SWITCHYARD stream: audit and billing never
+receive a file's bytes.
 """
 
 from __future__ import annotations
@@ -48,11 +51,15 @@ BUCKET = subjects.OBJ_FILES
 STREAM = f"OBJ_{BUCKET}"  # the object store's stream, as every NATS client names it
 DEFAULT_BUCKET_BYTES = 4 * 1024**3
 SWEEP_S = 900.0  # how often a replica deletes expired files (readers never see them: this frees their bytes)
+# An object without a description this long after it was stored is left over from a crash (a put writes
+# the description right after the bytes; an upload is spooled first, so its put takes seconds)
+ORPHAN_AFTER_S = 3600.0
 LIST_WAIT_S = 5.0  # a list whose descriptions do not all arrive within this long fails (bus unavailable)
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # ASCII order: ids sort by time
 _TIME_CHARS = 8  # 62**8 ms: beyond the year 8000
 _RANDOM_CHARS = 16
 _FILE_ID = re.compile(r"file-[0-9A-Za-z]{24}")
+_FILE_KEY = re.compile(r"[0-9a-f]{32}\.file-[0-9A-Za-z]{24}")  # `<tenant part>.<file id>`
 
 
 class FilesFull(APIError):
@@ -124,7 +131,8 @@ class FileStore:
         self._sweeper: asyncio.Task[None] | None = None
 
     def start(self, every_s: float = SWEEP_S) -> None:
-        """Sweeps expired files every `every_s` (give or take half, so replicas do not sweep together)."""
+        """Sweeps expired files, and objects left without a description, every `every_s` (give or take
+        half, so replicas do not sweep together)."""
         self._sweeper = asyncio.get_running_loop().create_task(self._sweeping(every_s))
 
     async def stop(self) -> None:
@@ -139,6 +147,40 @@ class FileStore:
                 removed += 1
         return removed
 
+    async def sweep_orphans(self, *, older_than_s: float = ORPHAN_AFTER_S) -> int:
+        """Deletes the files' objects that no description names and that were stored more than
+        `older_than_s` ago; how many. The objects are listed before the descriptions are read, so an object
+        described meanwhile counts as described. An upload in progress has no object yet (its meta comes
+        after its last chunk), and one just stored (its description follows at once) is younger than that;
+        the age is the object's meta's time in the stream (nats-py's `mtime` is when its put began)."""
+        stored = await self._stored()
+        described = {key for key, _ in await _described(self._index, "*")}
+        now, removed = time.time(), 0
+        for name in sorted(stored - described):
+            if _FILE_KEY.fullmatch(name) is None:
+                continue  # not a file's object: not ours to delete
+            at = await self._stored_at(name)
+            if at is not None and now - at > older_than_s:
+                await self._forget_object(name)
+                removed += 1
+        return removed
+
+    async def _stored(self) -> set[str]:
+        """The names of the objects in the store (not those deleted)."""
+        try:
+            return {info.name for info in await self._objects.list(ignore_deletes=True)}
+        except NotFoundError:  # nothing ever stored, or all deleted
+            return set()
+
+    async def _stored_at(self, name: str) -> float | None:
+        """When the object's meta (written as its put ends) was stored; None when it is gone."""
+        meta = f"$O.{BUCKET}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
+        try:
+            found = await self._js.get_last_msg(STREAM, meta)
+        except NotFoundError:
+            return None
+        return None if found.time is None else found.time.timestamp()
+
     async def used_bytes(self, *, tenant_id: str) -> int:
         """The bytes of the organisation's files (those not expired), from their descriptions."""
         now = time.time()
@@ -152,6 +194,8 @@ class FileStore:
             try:
                 if removed := await self.sweep():
                     log.info("files: %d expired files deleted", removed)
+                if orphans := await self.sweep_orphans():
+                    log.info("files: %d objects without a description deleted", orphans)
             except (nats.errors.Error, TimeoutError) as exc:
                 log.warning("files: the sweep of expired files failed, tried again later: %r", exc)
 
