@@ -1,6 +1,7 @@
 """The file store on a real nats-server: an expired file is gone for readers at once, and its bytes leave
 the object store when it is next listed or when a sweep runs; a sweep spans every organisation, and deletes
-objects left without a description for long enough, never an upload still in progress."""
+objects left without a description and puts cut before their end once old enough, never an upload still
+in progress."""
 
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ class HeldUpload(io.BytesIO):
         return len(part)
 
 
-async def test_objects_without_a_description_are_deleted_once_old_but_never_an_upload_in_progress(
+async def test_what_a_crash_left_unseen_is_deleted_once_old_but_never_an_upload_in_progress(
     nats_server: NatsServer,
 ) -> None:
     nc = await nats.connect(nats_server.url)
@@ -92,19 +93,24 @@ async def test_objects_without_a_description_are_deleted_once_old_but_never_an_u
         deleted = await files.put(tenant_id="b", purpose="batch", filename="d.jsonl", data=b"d" * 1000)
         await (await js.key_value(subjects.KV_FILES)).delete(f"{tenant_part('b')}.{deleted.id}")
         await store.put("not-a-file", b"n")  # not named as a file: left alone whatever its age
+        cut = f"$O.{BUCKET}.C.cutbeforeitsend"  # a put cut by a crash: chunks, and no meta names them
+        for _ in range(2):
+            await js.publish(cut, b"c" * 1000)
+
+        assert await files.sweep_orphans() == 0  # younger than an hour
+        await asyncio.sleep(1.1)
         before = (await js.stream_info(STREAM)).state.messages
         upload = asyncio.create_task(
             files.put(tenant_id="c", purpose="batch", filename="u.jsonl", data=HeldUpload(release))
         )
         while (await js.stream_info(STREAM)).state.messages == before:  # its first chunk is stored
             await asyncio.sleep(0.05)
-
-        assert await files.sweep_orphans() == 0  # younger than an hour
-        await asyncio.sleep(1.1)
-        assert await files.sweep_orphans(older_than_s=1.0) == 2  # the two left without a description
+        # the two objects left without a description and the cut put; the upload in progress is younger
+        assert await files.sweep_orphans(older_than_s=1.0) == 3
         for name in (unnamed, f"{tenant_part('b')}.{deleted.id}"):
             with pytest.raises(objects.ObjectGone):
                 await objects.describe(js, BUCKET, name)
+        assert not (await js.stream_info(STREAM, subjects_filter=cut)).state.subjects
         await objects.describe(js, BUCKET, "not-a-file")
 
         release.set()

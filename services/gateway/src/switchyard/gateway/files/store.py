@@ -14,10 +14,10 @@ delete removes the description, then the object. A put refused by a full bucket 
 `SWITCHYARD_FILES_BUCKET_BYTES`: the stream discards new messages) raises `FilesFull` and keeps nothing.
 A file with an `expires_at` is gone for readers once that time passes; a read or a list that finds it
 expired deletes it, and every gateway replica sweeps all expired files every 15 minutes or so. The same
-sweep deletes objects that no description has named for an hour since they were stored (a crash between a
-put's bytes and its description, or between a delete's description and its bytes, leaves one that nobody
-sees and that still takes room). Both stores lie outside the SWITCHYARD stream: audit and billing never
-receive a file's bytes.
+sweep deletes what a crash leaves that nobody sees but that still takes room, an hour after it was stored:
+an object no description names (a crash between a put's bytes and its description, or between a delete's
+description and its bytes) and the chunks of a put cut before its end. Both stores lie outside the
+SWITCHYARD stream: audit and billing never receive a file's bytes.
 """
 
 from __future__ import annotations
@@ -148,38 +148,47 @@ class FileStore:
         return removed
 
     async def sweep_orphans(self, *, older_than_s: float = ORPHAN_AFTER_S) -> int:
-        """Deletes the files' objects that no description names and that were stored more than
-        `older_than_s` ago; how many. The objects are listed before the descriptions are read, so an object
-        described meanwhile counts as described. An upload in progress has no object yet (its meta comes
-        after its last chunk), and one just stored (its description follows at once) is younger than that;
-        the age is the object's meta's time in the stream (nats-py's `mtime` is when its put began)."""
+        """Deletes what a crash left unseen in the object store, once it is older than `older_than_s`: a
+        file's object that no description names (its meta stored that long ago), and the chunks of a put
+        cut before its end (no meta names them; the last stored that long ago); how many. Chunks are
+        listed first, then objects, then descriptions, so what a put completes meanwhile counts as owned
+        and described. An upload in progress has no meta yet and keeps adding chunks, and one just stored
+        is described at once: neither is that old (nats-py's `mtime` is when a put began: not used)."""
+        chunked = await self._chunk_subjects()
         stored = await self._stored()
         described = {key for key, _ in await _described(self._index, "*")}
         now, removed = time.time(), 0
-        for name in sorted(stored - described):
+        for name in sorted(set(stored) - described):
             if _FILE_KEY.fullmatch(name) is None:
                 continue  # not a file's object: not ours to delete
-            at = await self._stored_at(name)
-            if at is not None and now - at > older_than_s:
+            if await self._older(_meta_subject(name), now, older_than_s):
                 await self._forget_object(name)
+                removed += 1
+        for subject in sorted(chunked - {_chunk_subject(nuid) for nuid in stored.values()}):
+            if await self._older(subject, now, older_than_s):
+                await self._js.purge_stream(STREAM, subject=subject)
                 removed += 1
         return removed
 
-    async def _stored(self) -> set[str]:
-        """The names of the objects in the store (not those deleted)."""
-        try:
-            return {info.name for info in await self._objects.list(ignore_deletes=True)}
-        except NotFoundError:  # nothing ever stored, or all deleted
-            return set()
+    async def _chunk_subjects(self) -> set[str]:
+        """The subjects that hold chunks, each of one put."""
+        state = (await self._js.stream_info(STREAM, subjects_filter=_chunk_subject("*"))).state
+        return set(state.subjects or ())
 
-    async def _stored_at(self, name: str) -> float | None:
-        """When the object's meta (written as its put ends) was stored; None when it is gone."""
-        meta = f"$O.{BUCKET}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
+    async def _stored(self) -> dict[str, str]:
+        """The objects in the store (not those deleted): each one's chunks' id (nuid) by its name."""
         try:
-            found = await self._js.get_last_msg(STREAM, meta)
+            return {info.name: info.nuid or "" for info in await self._objects.list(ignore_deletes=True)}
+        except NotFoundError:  # nothing ever stored, or all deleted
+            return {}
+
+    async def _older(self, subject: str, now: float, age_s: float) -> bool:
+        """The subject's last message was stored more than `age_s` before `now` (False once it is gone)."""
+        try:
+            found = await self._js.get_last_msg(STREAM, subject)
         except NotFoundError:
-            return None
-        return None if found.time is None else found.time.timestamp()
+            return False
+        return found.time is not None and now - found.time.timestamp() > age_s
 
     async def used_bytes(self, *, tenant_id: str) -> int:
         """The bytes of the organisation's files (those not expired), from their descriptions."""
@@ -195,7 +204,7 @@ class FileStore:
                 if removed := await self.sweep():
                     log.info("files: %d expired files deleted", removed)
                 if orphans := await self.sweep_orphans():
-                    log.info("files: %d objects without a description deleted", orphans)
+                    log.info("files: %d objects without a description, or cut puts, deleted", orphans)
             except (nats.errors.Error, TimeoutError) as exc:
                 log.warning("files: the sweep of expired files failed, tried again later: %r", exc)
 
@@ -342,6 +351,14 @@ async def _described(index: KeyValue, tenant: str) -> list[tuple[str, FileObject
         with contextlib.suppress(nats.errors.Error, TimeoutError):
             await watcher.stop()  # type: ignore[no-untyped-call]
     return found
+
+
+def _meta_subject(name: str) -> str:
+    return f"$O.{BUCKET}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
+
+
+def _chunk_subject(nuid: str) -> str:
+    return f"$O.{BUCKET}.C.{nuid}"
 
 
 def _full(exc: nats.js.errors.APIError) -> bool:
