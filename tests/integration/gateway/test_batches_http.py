@@ -21,15 +21,16 @@ import pytest
 from sqlalchemy import select
 
 from switchyard.cli.processes import NatsServer
-from switchyard.common import kv, subjects
+from switchyard.common import kv, objects, subjects, vectors
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.events import TaskFailed, TaskSubmitted
 from switchyard.gateway.batches.models import BatchRecord
 from switchyard.gateway.keys import parse_prefix
 from switchyard.gateway.models import ApiKey
-from tests.integration.gateway.harness import Answerer, Bases, Org, auth, gateways, make_org
+from tests.integration.gateway.harness import EMBED_DIMENSIONS, Answerer, Bases, Org, auth, gateways, make_org
 
 pytestmark = pytest.mark.integration
+EMBEDDER = "local/all-minilm-l6-v2"
 LEASE_S = 2.0
 ENV = {
     "SWITCHYARD_BATCH_CONCURRENCY": "2",
@@ -62,7 +63,7 @@ class Pipeline(Answerer):
     """The Answerer, failing a task whose prompt says FAIL as the executor fails a provider error."""
 
     async def answer(self, task: TaskSubmitted) -> None:
-        if "FAIL" in str(task.chat().messages[-1].content):
+        if task.embedding() is None and "FAIL" in str(task.chat().messages[-1].content):
             failed = TaskFailed(
                 task_id=task.task_id,
                 tenant_id=task.tenant_id,
@@ -224,8 +225,8 @@ async def test_a_file_with_bad_lines_fails_the_batch(
     assert pipeline.seen == []  # nothing of a failed batch runs
 
     with pytest.raises(openai.BadRequestError) as refused:
-        await client.batches.create(input_file_id=file_id, endpoint="/v1/embeddings", completion_window="24h")
-    assert "/v1/chat/completions" in refused.value.message
+        await client.batches.create(input_file_id=file_id, endpoint="/v1/responses", completion_window="24h")
+    assert "/v1/chat/completions, /v1/completions, /v1/embeddings" in refused.value.message
     with pytest.raises(openai.BadRequestError):
         await client.batches.create(
             input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="1h"
@@ -241,6 +242,61 @@ async def test_a_file_with_bad_lines_fails_the_batch(
         await client.batches.create(
             input_file_id="file-nope", endpoint="/v1/chat/completions", completion_window="24h"
         )
+
+
+async def _gone(url: str, bucket: str, name: str) -> bool:
+    nc = await nats.connect(url)
+    try:
+        await objects.describe(nc.jetstream(), bucket, name)
+        return False
+    except objects.ObjectGone:
+        return True
+    finally:
+        await nc.close()
+
+
+async def test_an_embeddings_batch_answers_each_line_as_post_v1_embeddings_does(
+    world: tuple[NatsServer, Bases, Org, Org], pipeline: Pipeline
+) -> None:
+    """Floats and base64, small vectors (in the result event) and large ones (in the object store, which
+    expires them in minutes: kept by the batch until its output file holds them, then deleted)."""
+    server, bases, acme, _ = world
+    client = _sdk(bases[0], acme, "admin")
+    bodies = {
+        "floats": {"model": EMBEDDER, "input": "the capital of France", "encoding_format": "float"},
+        "base64": {"model": EMBEDDER, "input": ["one", "two"], "encoding_format": "base64"},
+        "large": {"model": EMBEDDER, "input": [f"text {i}" for i in range(200)]},  # 300 KiB of vectors
+        "chat model": {"model": "local/smollm2-135m-instruct", "input": "hi"},
+    }
+    rows = [{"custom_id": k, "method": "POST", "url": "/v1/embeddings", "body": b} for k, b in bodies.items()]
+    failing = await client.batches.create(
+        input_file_id=await _upload(client, rows), endpoint="/v1/embeddings", completion_window="24h"
+    )
+    failed = await _until(client, failing.id, "failed", "completed")
+    assert [(e.code, e.param, e.line) for e in failed.errors.data or []] == [
+        ("model_lacks_capability", "body.model", 4)
+    ]
+    file_id = await _upload(client, rows[:3])
+    batch = await client.batches.create(
+        input_file_id=file_id, endpoint="/v1/embeddings", completion_window="24h"
+    )
+    done = await _until(client, batch.id, "completed")
+    assert (done.request_counts.completed, done.request_counts.failed) == (3, 0)
+    assert {t.embedding() is not None for t in pipeline.seen} == {True}
+    output = {line["custom_id"]: line for line in await _jsonl(client, done.output_file_id)}
+    async with httpx.AsyncClient(base_url=bases[1], headers=auth(acme.keys["admin"])) as http:
+        for custom_id, body in list(bodies.items())[:3]:
+            direct = await http.post("/v1/embeddings", json=body)
+            assert direct.status_code == 200
+            assert output[custom_id]["response"]["body"] == direct.json()  # every number, as the endpoint
+    assert isinstance(output["floats"]["response"]["body"]["data"][0]["embedding"], list)
+    assert isinstance(output["base64"]["response"]["body"]["data"][1]["embedding"], str)
+    sdk = await client.embeddings.create(model=EMBEDDER, input=["one", "two"])  # base64, decoded by the SDK
+    assert len(sdk.data[1].embedding) == EMBED_DIMENSIONS
+    [large] = [t for t in pipeline.seen if t.priority == "low" and len(t.embedding().input) == 200]  # type: ignore[union-attr]
+    name = vectors.object_name(large.tenant_id, large.task_id)
+    assert await _gone(server.url, subjects.OBJ_EMBEDDINGS, name)  # read, and deleted
+    assert await _gone(server.url, subjects.OBJ_BATCH_VECTORS, name)  # kept until the output held them
 
 
 async def _ended(client: openai.AsyncOpenAI, batch_id: str, status: str, count: int, code: str) -> Any:

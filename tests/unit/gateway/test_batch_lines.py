@@ -20,6 +20,7 @@ from switchyard.gateway.taskapi.models import TaskError, TaskState
 
 pytestmark = pytest.mark.unit
 CHAT = "/v1/chat/completions"
+EMBED = "/v1/embeddings"
 
 
 def _request(custom_id: str = "a", **body: Any) -> dict[str, Any]:
@@ -96,11 +97,11 @@ def test_empty_oversized_and_binary_files(monkeypatch: pytest.MonkeyPatch) -> No
 async def test_models_are_checked_once_each_through_the_catalogue() -> None:
     asked: list[str] = []
 
-    async def check(model: str) -> str:
-        asked.append(model)
-        if model == "nope":
+    async def check(line: lines.Line) -> str:
+        asked.append(line.model)
+        if line.model == "nope":
             raise ModelNotFound("The model 'nope' does not exist", param="model")
-        return model
+        return line.model
 
     checked = _read(_file(_request("a", model="nope"), b"{", _request("b"), _request("c", model="nope")))
     await lines.check_models(checked, check=check)
@@ -111,11 +112,52 @@ async def test_models_are_checked_once_each_through_the_catalogue() -> None:
         ("model_not_found", "body.model", 4),
     ]
 
-    async def unavailable(model: str) -> str:
+    async def unavailable(line: lines.Line) -> str:
         raise ServiceUnavailable("no provider is available yet")
 
     with pytest.raises(ServiceUnavailable):  # not the file's fault: validated again later
         await lines.check_models(_read(_file(_request())), check=unavailable)
+
+
+def test_embedding_lines_are_read_as_post_v1_embeddings_reads_them() -> None:
+    def row(custom_id: str, **body: Any) -> dict[str, Any]:
+        return {"custom_id": custom_id, "method": "POST", "url": EMBED, "body": body}
+
+    checked = _read(
+        _file(
+            row("one", model="local/all-minilm-l6-v2", input="hi"),
+            row("two", model="m", input=["a", "b", "c"], dimensions=64, encoding_format="base64"),
+            row("ids", model="m", input=[[9906], [1917]]),  # token ids (cl100k), decoded as the endpoint does
+            row("empty", model="m", input=[]),
+            row("typed", model="m", input="x", dimensions="64"),
+            _request("chat"),
+        ),
+        EMBED,
+    )
+    assert [(n.custom_id, n.model, n.inputs, n.dimensions) for n in checked.lines] == [
+        ("one", "local/all-minilm-l6-v2", 1, None),
+        ("two", "m", 3, 64),
+        ("ids", "m", 2, None),
+    ]
+    assert [(c, p, n) for c, _, p, n in checked.errors] == [
+        ("invalid_value", "body.input", 4),
+        ("invalid_type", "body.dimensions", 5),
+        ("mismatched_url", "url", 6),
+    ]
+
+
+def test_a_file_read_in_chunks_is_read_as_a_whole() -> None:
+    content = _file(_request("a"), b"", b"{", _request("b", model="local/smollm2-135m-instruct"))
+    whole = _read(content)
+    for size in (1, 7, 64):
+        reader = lines.Reader(endpoint=CHAT, max_prompt_chars=10_000, max_body_bytes=4096)
+        for start in range(0, len(content), size):
+            reader.feed(content[start : start + size])
+        assert reader.end() == whole
+    unended = lines.Reader(endpoint=CHAT, max_prompt_chars=10_000, max_body_bytes=4096)
+    unended.feed(content.rstrip(b"\n"))  # the last line without its newline
+    assert unended.end() == whole
+    assert [line.number for line in whole.lines] == [1, 4]
 
 
 def test_create_request_keeps_openais_metadata_limits() -> None:

@@ -121,6 +121,9 @@ OBJ_EMBEDDINGS = "switchyard-embeddings"
 # The Files API's files (batch input and output), by tenant hash and file id; kept until deleted or their
 # `expires_at` (gateway files/store.py). Outside the SWITCHYARD stream.
 OBJ_FILES = "switchyard-files"
+# An embedding batch line's vectors too large for its result event, copied out of OBJ_EMBEDDINGS (whose
+# objects expire in minutes) until the batch's output file holds them (gateway batches/vectors.py).
+OBJ_BATCH_VECTORS = "switchyard-batch-vectors"
 
 SERVICES = ("gateway", "classifier", "router", "executor", "billing", "audit")
 

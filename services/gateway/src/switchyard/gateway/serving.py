@@ -293,14 +293,8 @@ async def serve_embeddings(request: Request) -> Response:
     parsed = embeddings.parse_request(
         body, max_prompt_chars=gw.settings.max_prompt_chars, max_text_bytes=limit
     )
-    model = await gw.catalog.check_embedding(
-        parsed.model, inputs=len(parsed.inputs), dimensions=parsed.dimensions
-    )
-    parsed = replace(parsed, model=model)
-    if gw.guardrails is not None:
-        screened = await gw.guardrails.screen_inputs(parsed.inputs, principal=principal, **_where(request))
-        parsed = replace(parsed, inputs=screened)
-    task = embeddings.build_task(parsed, principal, priority=request.headers.get("x-switchyard-priority"))
+    priority = request.headers.get("x-switchyard-priority")
+    parsed, task = await _embedding_task(gw, principal, parsed, priority=priority, where=_where(request))
     cached, stages, admitted, headers = await _admit(request, gw, principal, task, started=started)
     timeout = gw.settings.task_timeout_s
     if cached is not None and cached.hit is not None and gw.cache is not None:
@@ -323,6 +317,26 @@ async def serve_embeddings(request: Request) -> Response:
     headers["x-switchyard-tier"] = done.tier
     headers.update(overhead.headers(started, done, stages))
     return Response(content, media_type="application/json", headers=headers)
+
+
+async def _embedding_task(
+    gw: Gateway,
+    principal: Principal,
+    parsed: embeddings.Embeddings,
+    *,
+    priority: str | None,
+    where: dict[str, str],
+) -> tuple[embeddings.Embeddings, TaskSubmitted]:
+    """An embeddings request's task: its model checked (an alias: the model it stands for), then its
+    inputs through the input guardrails."""
+    model = await gw.catalog.check_embedding(
+        parsed.model, inputs=len(parsed.inputs), dimensions=parsed.dimensions
+    )
+    parsed = replace(parsed, model=model)
+    if gw.guardrails is not None:
+        screened = await gw.guardrails.screen_inputs(parsed.inputs, principal=principal, **where)
+        parsed = replace(parsed, inputs=screened)
+    return parsed, embeddings.build_task(parsed, principal, priority=priority)
 
 
 def _settle_later(gw: Gateway, task: TaskSubmitted, admitted: Pass, *, cancel: bool) -> None:
@@ -362,7 +376,7 @@ async def submit(request: Request) -> TaskState:
 async def submit_parsed(
     gw: Gateway,
     principal: Principal,
-    parsed: ChatCompletionRequest,
+    parsed: ChatCompletionRequest | embeddings.Embeddings,
     *,
     digest: str,
     key: str | None,
@@ -372,16 +386,20 @@ async def submit_parsed(
     batch: bool = False,
 ) -> TaskState:
     """A parsed chat request submitted as a task (the task API's steps after reading the body: input
-    guardrails, the model catalogue, admission); `digest` is the body's SHA-256. With an idempotency `key`
+    guardrails, the model catalogue, admission), or an embeddings request (a batch's line: as
+    `serve_embeddings` prepares it); `digest` is the body's SHA-256. With an idempotency `key`
     the task id is derived from it (or is `task_id`, a caller's own derivation: the batch runner's), and
     a task already there is answered instead. A `batch` line is admitted within its organisation's batch
     slots (`limits.models.checks`)."""
-    parsed = parsed.model_copy(update={"stream": False})
-    if gw.guardrails is not None:
-        parsed = await gw.guardrails.screen_input(parsed, principal=principal, **where)
-    parsed.model = await gw.catalog.check(parsed.model)
-    task = completions.build_task(parsed, principal, priority=priority)
-    tracing.annotate(tenant_id=principal.tenant_id, gen_ai__request__model=parsed.model)
+    if isinstance(parsed, embeddings.Embeddings):
+        _, task = await _embedding_task(gw, principal, parsed, priority=priority, where=where)
+    else:
+        parsed = parsed.model_copy(update={"stream": False})
+        if gw.guardrails is not None:
+            parsed = await gw.guardrails.screen_input(parsed, principal=principal, **where)
+        parsed.model = await gw.catalog.check(parsed.model)
+        task = completions.build_task(parsed, principal, priority=priority)
+    tracing.annotate(tenant_id=principal.tenant_id, gen_ai__request__model=task.request.model)
     if key is not None:
         task = task.model_copy(
             update={"task_id": task_id or idempotency.task_id_for(principal.tenant_id, key)}
@@ -390,7 +408,7 @@ async def submit_parsed(
             return idempotency.replayed(existing, digest)
     admitted = await gw.admission.admit(
         principal,
-        task.chat(),
+        task.request,
         providers=await gw.catalog.providers(),
         task_id=task.task_id,
         timeout_s=gw.settings.async_task_timeout_s,

@@ -11,18 +11,21 @@ from typing import Any
 
 import orjson
 
-from switchyard.gateway import serving
+from switchyard.gateway import embeddings, serving
 from switchyard.gateway.errors import APIError, ServiceUnavailable
 from switchyard.gateway.schemas import ChatCompletionRequest
 
 MAX_LINES = 50_000  # requests in one file, as OpenAI
 MAX_ERRORS = 50  # problems listed in a failed batch's `errors`
-# The endpoints a batch may run, by the face that reads and answers them. Embeddings are not here: the
-# task API runs chat tasks (an embedding's vectors travel apart from its result and are deleted once read).
+# The chat endpoints a batch may run, by the face that reads and answers them; and embeddings, whose
+# lines are embedding tasks (`embeddings.py` reads and answers them).
 FACES: dict[str, serving.Face] = {
     "/v1/chat/completions": serving.OPENAI,
     "/v1/completions": serving.LEGACY,
 }
+EMBEDDINGS = "/v1/embeddings"
+ENDPOINTS = (*FACES, EMBEDDINGS)
+Parsed = ChatCompletionRequest | embeddings.Embeddings
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +35,8 @@ class Line:
     custom_id: str
     body: bytes  # the request as the endpoint would have received it
     model: str = ""  # as the line names it
+    inputs: int = 0  # an embedding line's: its texts, and the length of vectors it asks for
+    dimensions: int | None = None
 
 
 @dataclass
@@ -44,37 +49,76 @@ class Checked:
             self.errors.append((code, message, param, number))
 
 
-def read(content: bytes, *, endpoint: str, max_prompt_chars: int, max_body_bytes: int) -> Checked:
-    """The file's requests, parsed as the endpoint parses them (the model not checked yet: `check_models`)."""
-    checked = Checked([], [])
-    try:
-        text = content.decode()
-    except UnicodeDecodeError:
-        checked.fail("invalid_file", "the file is not UTF-8 text (JSON Lines)")
+class Reader:
+    """The file's requests, parsed as the endpoint parses them (the model not checked yet: `check_models`),
+    read as its chunks come (`feed`, then `end`): only the requests are kept, never the whole file."""
+
+    def __init__(self, *, endpoint: str, max_prompt_chars: int, max_body_bytes: int) -> None:
+        self.checked = Checked([], [])
+        self._endpoint = endpoint
+        self._max_prompt_chars = max_prompt_chars
+        self._max_body_bytes = max_body_bytes
+        self._seen: set[str] = set()
+        self._number = 0
+        self._rest = b""  # a line begun in the last chunk
+        self._stopped = False
+
+    def feed(self, chunk: bytes) -> None:
+        if self._stopped:
+            return
+        *whole, self._rest = (self._rest + chunk).split(b"\n")
+        for raw in whole:
+            self._take(raw)
+
+    def end(self) -> Checked:
+        if self._rest:
+            self._take(self._rest)
+            self._rest = b""
+        checked = self.checked
+        if not checked.lines and not checked.errors:
+            checked.fail("empty_file", "the file holds no requests")
         return checked
-    seen: set[str] = set()
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
+
+    def _take(self, raw: bytes) -> None:
+        self._number += 1
+        number, checked = self._number, self.checked
+        if self._stopped or not raw.strip():
+            return
+        try:
+            raw.decode()
+        except UnicodeDecodeError:
+            checked.fail("invalid_file", "the file is not UTF-8 text (JSON Lines)", None, number)
+            self._stopped = True
+            return
         if len(checked.lines) + len(checked.errors) >= MAX_LINES:
             checked.fail("too_many_requests", f"the file holds more than {MAX_LINES} requests", None, number)
-            break
-        line = _line(raw, number, endpoint, len(checked.lines), checked, seen, max_body_bytes)
+            self._stopped = True
+            return
+        endpoint = self._endpoint
+        line = _line(raw, number, endpoint, len(checked.lines), checked, self._seen, self._max_body_bytes)
         if line is None:
-            continue
+            return
         try:
-            model = parse(line, endpoint, max_prompt_chars=max_prompt_chars).model
+            parsed = parse(
+                line, endpoint, max_prompt_chars=self._max_prompt_chars, max_body_bytes=self._max_body_bytes
+            )
         except APIError as exc:
             checked.fail(exc.code, exc.message, _param(exc.param), number)
-            continue
-        checked.lines.append(replace(line, model=model))
-    if not checked.lines and not checked.errors:
-        checked.fail("empty_file", "the file holds no requests")
-    return checked
+            return
+        if isinstance(parsed, embeddings.Embeddings):
+            line = replace(line, inputs=len(parsed.inputs), dimensions=parsed.dimensions)
+        checked.lines.append(replace(line, model=parsed.model))
+
+
+def read(content: bytes, *, endpoint: str, max_prompt_chars: int, max_body_bytes: int) -> Checked:
+    """A whole file's requests (`Reader`)."""
+    reader = Reader(endpoint=endpoint, max_prompt_chars=max_prompt_chars, max_body_bytes=max_body_bytes)
+    reader.feed(content)
+    return reader.end()
 
 
 def _line(
-    raw: str, number: int, endpoint: str, index: int, checked: Checked, seen: set[str], max_body_bytes: int
+    raw: bytes, number: int, endpoint: str, index: int, checked: Checked, seen: set[str], max_body_bytes: int
 ) -> Line | None:
     try:
         obj: Any = orjson.loads(raw)
@@ -126,28 +170,33 @@ def _line(
     return Line(index=index, number=number, custom_id=custom_id, body=data)
 
 
-def parse(line: Line, endpoint: str, *, max_prompt_chars: int) -> ChatCompletionRequest:
+def parse(line: Line, endpoint: str, *, max_prompt_chars: int, max_body_bytes: int) -> Parsed:
     """A line's request, as its endpoint reads it (its errors raised as the endpoint raises them)."""
+    if endpoint == EMBEDDINGS:
+        return embeddings.parse_request(
+            line.body, max_prompt_chars=max_prompt_chars, max_text_bytes=max_body_bytes
+        )
     return FACES[endpoint].parse(line.body, max_prompt_chars=max_prompt_chars)
 
 
-async def check_models(checked: Checked, *, check: Callable[[str], Awaitable[str]]) -> None:
-    """Each line's model through the catalogue (`Catalog.check`): one it does not serve fails the file, as
-    OpenAI fails a batch naming a model it does not have. Each distinct model is asked about once. A
-    catalogue that cannot answer yet (no provider announced) raises: the batch is validated later."""
-    verdicts: dict[str, APIError | None] = {}
+async def check_models(checked: Checked, *, check: Callable[[Line], Awaitable[str]]) -> None:
+    """Each line's model through the catalogue (`Catalog.check`; an embedding line's `check_embedding`,
+    with its inputs and length): one it does not serve fails the file, as OpenAI fails a batch naming a
+    model it does not have. Each distinct ask is checked once. A catalogue that cannot answer yet (no
+    provider announced) raises: the batch is validated later."""
+    verdicts: dict[tuple[str, int, int | None], APIError | None] = {}
     for line in checked.lines:
-        model = line.model
-        if model not in verdicts:
+        asked = (line.model, line.inputs, line.dimensions)
+        if asked not in verdicts:
             try:
-                await check(model)
-                verdicts[model] = None
+                await check(line)
+                verdicts[asked] = None
             except ServiceUnavailable:
                 raise
             except APIError as exc:
-                verdicts[model] = exc
-        if (refused := verdicts[model]) is not None:
-            checked.fail(refused.code, refused.message, "body.model", line.number)
+                verdicts[asked] = exc
+        if (refused := verdicts[asked]) is not None:
+            checked.fail(refused.code, refused.message, _param(refused.param or "model"), line.number)
     checked.errors.sort(key=lambda error: error[3] or 0)  # by line, as the file reads
 
 

@@ -5,15 +5,16 @@ files, also after taking the batch over."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
+from switchyard.common import vectors
 from switchyard.common.events import TaskCompleted
-from switchyard.gateway import completions
+from switchyard.gateway import completions, embeddings
 from switchyard.gateway.batches import lines, render
 from switchyard.gateway.batches.models import BatchRecord, LineError
 from switchyard.gateway.batches.store import BatchStore
-from switchyard.gateway.errors import APIError
+from switchyard.gateway.errors import APIError, UpstreamFailed
 from switchyard.gateway.state import Gateway
 from switchyard.gateway.tenants import Principal
 
@@ -32,6 +33,7 @@ class Results:
     store: BatchStore
     record: BatchRecord
     principal: Principal  # the creator: the output guardrails are theirs
+    kept: list[str] = field(default_factory=list)  # embedding lines' stored vectors read: deleted at the end
 
     async def of(self, line: lines.Line, *, final: str) -> tuple[Kind, bytes]:
         """The line's output line (`completed`) or error line (`failed`; `unfinished`: the batch ended as
@@ -59,6 +61,12 @@ class Results:
         if not isinstance(done, TaskCompleted):
             return "failed", render.failed(*args, request_id=task_id, error=UNAVAILABLE)
         endpoint = self.record.batch.endpoint
+        settings = self.gw.settings
+        parsed = lines.parse(
+            line, endpoint, max_prompt_chars=settings.max_prompt_chars, max_body_bytes=settings.max_body_bytes
+        )
+        if isinstance(parsed, embeddings.Embeddings):
+            return await self._vectors(line, task_id, parsed, done)
         try:
             if self.gw.guardrails is not None:
                 done = await self.gw.guardrails.screen_output(
@@ -66,7 +74,30 @@ class Results:
                 )
         except APIError as exc:
             return "failed", render.failed(*args, request_id=task_id, error=render.line_error(exc))
-        parsed = lines.parse(line, endpoint, max_prompt_chars=self.gw.settings.max_prompt_chars)
         task = completions.build_task(parsed, self.principal, priority="low")
         body = lines.FACES[endpoint].render(task.model_copy(update={"task_id": task_id}), done)
+        return "completed", render.succeeded(*args, request_id=task_id, body=body)
+
+    async def _vectors(
+        self, line: lines.Line, task_id: str, parsed: embeddings.Embeddings, done: TaskCompleted
+    ) -> tuple[Kind, bytes]:
+        """What `POST /v1/embeddings` answers for the line's completed task: its vectors read from the
+        result event or where the batch kept them (`batches.vectors`), as floats or base64 per the line's
+        `encoding_format`."""
+        args = (self.record.batch.id, line.index, line.custom_id)
+        task = embeddings.build_task(parsed, self.principal, priority="low")
+        try:
+            if done.embedding is not None and self.store.vectors is not None:
+                if done.embedding.object is not None:
+                    self.kept.append(done.embedding.object)
+                done = done.model_copy(update={"embedding": await self.store.vectors.inline(done.embedding)})
+            rows = await self.gw.embedding_results.rows(task, done)
+        except vectors.VectorsUnreadable as exc:
+            error = UpstreamFailed(f"The task's vectors are unreadable: {exc}", code="bad_response")
+            return "failed", render.failed(*args, request_id=task_id, error=render.line_error(error))
+        except APIError as exc:
+            return "failed", render.failed(*args, request_id=task_id, error=render.line_error(exc))
+        body = embeddings.embeddings_json(
+            rows, model=done.model, usage=done.usage, encoding_format=parsed.encoding_format
+        )
         return "completed", render.succeeded(*args, request_id=task_id, body=body)

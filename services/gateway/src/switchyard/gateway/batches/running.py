@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import IO
 
+import nats.errors
 from nats.aio.msg import Msg
 
-from switchyard.common import subjects
+from switchyard.common import subjects, vectors
+from switchyard.common.events import TaskCompleted
 from switchyard.gateway import serving
 from switchyard.gateway.batches import lines, principals, render
 from switchyard.gateway.batches.models import BatchError, BatchErrors, BatchRecord, LineError, RequestCounts
@@ -32,6 +36,7 @@ from switchyard.gateway.tenants import Principal
 
 log = logging.getLogger(__name__)
 MAX_WAIT_S = 30.0  # a line refused for a rate limit waits at most this long before it is tried again
+READ_AT_ONCE = 64  # finishing: the lines whose results are read at the same time
 REVOKED = LineError(
     status=401,
     type="authentication_error",
@@ -94,7 +99,7 @@ class BatchRun:
             await self._refresh_principal()
             checked = await self._read()
             if self.record.batch.status == "validating":
-                await lines.check_models(checked, check=self.gw.catalog.check)
+                await lines.check_models(checked, check=self._check_model)
             if not await self._validated(checked):
                 return
             self._heard(self.record)
@@ -116,22 +121,30 @@ class BatchRun:
     # -- validation --------------------------------------------------------------------------------
 
     async def _read(self) -> lines.Checked:
+        """The input file's requests, read as its chunks come from the store."""
         batch = self.record.batch
         try:
-            content = await self.gw.files.content(
-                tenant_id=self.record.tenant_id, file_id=batch.input_file_id
-            )
+            _, chunks = await self.gw.files.open(tenant_id=self.record.tenant_id, file_id=batch.input_file_id)
         except NotFound:
             return lines.Checked(
                 [], [("file_not_found", f"the input file {batch.input_file_id} is gone", None, None)]
             )
         settings = self.gw.settings
-        return lines.read(
-            content,
+        reader = lines.Reader(
             endpoint=batch.endpoint,
             max_prompt_chars=settings.max_prompt_chars,
             max_body_bytes=settings.max_body_bytes,
         )
+        async for chunk in chunks:
+            reader.feed(chunk)
+        return reader.end()
+
+    async def _check_model(self, line: lines.Line) -> str:
+        if self.record.batch.endpoint == lines.EMBEDDINGS:
+            return await self.gw.catalog.check_embedding(
+                line.model, inputs=line.inputs, dimensions=line.dimensions
+            )
+        return await self.gw.catalog.check(line.model)
 
     async def _validated(self, checked: lines.Checked) -> bool:
         """A batch being validated runs, or fails with its file's problems listed; so does one whose file
@@ -199,8 +212,24 @@ class BatchRun:
                     await self._pause(self.knobs.poll_s)
         finally:
             await listening.unsubscribe()
+        if state is not None and state.status == "completed":
+            await self._keep_vectors(task_id)
         if state is not None and state.status != "cancelled":
             self.outcomes[line.index] = "completed" if state.status == "completed" else "failed"
+
+    async def _keep_vectors(self, task_id: str) -> None:
+        """An embedding line's vectors, when they are in the object store that expires them in minutes:
+        copied to the batch's (`batches.vectors`) before the line counts as done. One that cannot be read
+        any more is told in the error file (`bad_response`) when the batch finishes."""
+        kept = self.store.vectors
+        if kept is None or self.record.batch.endpoint != lines.EMBEDDINGS:
+            return
+        try:
+            done = await self.gw.runs.store.stored_outcome(task_id)
+            if isinstance(done, TaskCompleted) and done.embedding is not None:
+                await kept.keep(done.embedding)
+        except (vectors.VectorsUnreadable, nats.errors.Error, TimeoutError) as exc:
+            log.warning("batch %s: the vectors of %s not kept: %r", self.batch_id, task_id, exc)
 
     async def _follow(self, line: lines.Line, task_id: str, heard: asyncio.Event) -> TaskState | None:
         """The line's task once it ended (cancelled, if the batch ended first); None when it is not a task
@@ -231,7 +260,12 @@ class BatchRun:
                 await self._refused(line, REVOKED)
                 return None
             try:
-                parsed = lines.parse(line, endpoint, max_prompt_chars=self.gw.settings.max_prompt_chars)
+                parsed = lines.parse(
+                    line,
+                    endpoint,
+                    max_prompt_chars=self.gw.settings.max_prompt_chars,
+                    max_body_bytes=self.gw.settings.max_body_bytes,
+                )
                 return await serving.submit_parsed(
                     self.gw,
                     self.principal,
@@ -271,17 +305,21 @@ class BatchRun:
             )
             if finalizing.batch.status == "cancelling":
                 final = "cancelled"
-        output: list[bytes] = []
-        errors: list[bytes] = []
-        failed = 0
         results = Results(self.gw, self.store, self.record, self.principal or self._owner())
-        for line in todo:
-            kind, text = await results.of(line, final=final)
-            (output if kind == "completed" else errors).append(text)
-            failed += kind == "failed"
-        out = await self._file("output", output)
-        err = await self._file("error", errors)
-        counts = RequestCounts(total=len(todo), completed=len(output), failed=failed)
+        told = {"completed": 0, "failed": 0, "unfinished": 0}
+        # Written to disk as they are read, in input order, READ_AT_ONCE lines' results read at a time: the
+        # files are never held in memory, and the store reads them from there in chunks.
+        with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as errors:
+            for start in range(0, len(todo), READ_AT_ONCE):
+                window = todo[start : start + READ_AT_ONCE]
+                for kind, text in await asyncio.gather(*(results.of(line, final=final) for line in window)):
+                    (output if kind == "completed" else errors).write(text)
+                    told[kind] += 1
+            out = await self._file("output", output)
+            err = await self._file("error", errors)
+        if self.store.vectors is not None and results.kept:
+            await self.store.vectors.forget(results.kept)
+        counts = RequestCounts(total=len(todo), completed=told["completed"], failed=told["failed"])
         ended = {"completed": "completed_at", "cancelled": "cancelled_at", "expired": "expired_at"}[final]
         await self._write(
             lambda r: _with(
@@ -295,14 +333,15 @@ class BatchRun:
         )
         await self.store.finished(self.batch_id)
 
-    async def _file(self, kind: str, content: list[bytes]) -> FileObject | None:
-        if not content:
+    async def _file(self, kind: str, content: IO[bytes]) -> FileObject | None:
+        if not content.tell():
             return None
+        content.seek(0)
         return await self.gw.files.put(
             tenant_id=self.record.tenant_id,
             purpose="batch_output",
             filename=f"{self.batch_id}_{kind}.jsonl",
-            data=b"".join(content),
+            data=content,
         )
 
     # -- the lease ---------------------------------------------------------------------------------

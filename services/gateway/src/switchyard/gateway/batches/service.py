@@ -6,7 +6,7 @@ import time
 
 from pydantic import ValidationError
 
-from switchyard.gateway.batches.lines import FACES
+from switchyard.gateway.batches.lines import ENDPOINTS
 from switchyard.gateway.batches.models import (
     COMPLETION_WINDOW_S,
     Batch,
@@ -38,9 +38,10 @@ class Batches:
             asked = CreateBatch.model_validate(json_object(body))
         except ValidationError as exc:
             raise invalid_fields(exc.errors()) from exc
-        if asked.endpoint not in FACES:
+        if asked.endpoint not in ENDPOINTS:
             raise InvalidRequest(
-                f"endpoint {asked.endpoint!r} is not supported in a batch here: one of {', '.join(FACES)}",
+                f"endpoint {asked.endpoint!r} is not supported in a batch here: one of "
+                + ", ".join(ENDPOINTS),
                 code="invalid_value",
                 param="endpoint",
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nats.js import JetStreamContext
 
+from switchyard.gateway.batches import vectors
 from switchyard.gateway.batches.runner import BatchRunner
 from switchyard.gateway.batches.running import Knobs
 from switchyard.gateway.batches.service import Batches
@@ -13,7 +14,10 @@ from switchyard.gateway.state import Gateway
 
 async def start_batches(gw: Gateway, js: JetStreamContext, *, replica: str) -> Batches:
     settings = gw.settings
-    store = BatchStore(await batches_bucket(js))
+    kept = await vectors.open_bucket(
+        js, max_bytes=settings.files_bucket_bytes, replicas=settings.stream_replicas
+    )
+    store = BatchStore(await batches_bucket(js), kept)
     knobs = Knobs(
         replica=replica,
         concurrency=settings.batch_concurrency,

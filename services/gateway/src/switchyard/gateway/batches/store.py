@@ -14,6 +14,7 @@ from nats.js.kv import KeyValue
 
 from switchyard.common import kv, subjects
 from switchyard.gateway.batches.models import Batch, BatchRecord, LineError
+from switchyard.gateway.batches.vectors import KeptVectors
 from switchyard.gateway.errors import NotFound
 
 KEEP_S = 30 * 24 * 3600.0  # a batch is listed this long after its last change
@@ -32,8 +33,9 @@ def new_batch_id() -> str:
 
 
 class BatchStore:
-    def __init__(self, bucket: KeyValue) -> None:
+    def __init__(self, bucket: KeyValue, vectors: KeptVectors | None = None) -> None:
         self._kv = bucket
+        self.vectors = vectors  # embedding lines' large vectors, until the output file holds them
 
     async def create(self, record: BatchRecord) -> None:
         batch_id = record.batch.id

@@ -1,0 +1,82 @@
+"""An embedding line's vectors, kept until the batch's output file holds them.
+
+Small vectors travel in the task's result event, which the events stream keeps for days: the output file
+is rendered from it. Larger ones are in the object store `switchyard-embeddings`, whose objects expire
+minutes after the executor put them (`SWITCHYARD_EMBEDDING_STORE_TTL_S`), long before a batch of hours
+is finalized. So when such a line's task completes, its runner copies the vectors into the batches' own
+object store `switchyard-batch-vectors` under the same name (and deletes the original, as the gateway
+deletes the vectors it has read); the output file is rendered from the copy, and the copies are deleted
+once it is stored. Whatever a failed delete leaves expires with the bucket's TTL (KEEP_S)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+from nats.js.object_store import ObjectStore
+
+from switchyard.common import objects, subjects, vectors
+from switchyard.common.events import EmbeddingResult
+
+log = logging.getLogger(__name__)
+BUCKET = subjects.OBJ_BATCH_VECTORS
+KEEP_S = 3 * 24 * 3600.0  # a batch's completion window (24 h) and its finishing, with room to spare
+
+
+class KeptVectors:
+    def __init__(self, js: JetStreamContext) -> None:
+        self._js = js
+        self._store = ObjectStore(name=BUCKET, stream=f"OBJ_{BUCKET}", js=js)
+
+    async def keep(self, result: EmbeddingResult) -> None:
+        """Copies a stored result's vectors here and deletes the original (nothing for an inline result, or
+        one kept already). VectorsUnreadable when the original cannot be read (expired)."""
+        name = result.object
+        if name is None:
+            return
+        with contextlib.suppress(objects.ObjectGone):
+            await objects.describe(self._js, BUCKET, name)
+            return
+        raw = await vectors.fetch(self._js, result)
+        await self._store.put(name, raw)
+        await vectors.discard(self._js, result)
+
+    async def inline(self, result: EmbeddingResult) -> EmbeddingResult:
+        """The result with its vectors inline when they are kept here (checked against its digest); else
+        as it is (inline already, or read where the executor put it, if it is still there)."""
+        if result.object is None:
+            return result
+        try:
+            raw = await objects.read(self._js, BUCKET, result.object)
+        except objects.ObjectGone:
+            return result
+        packed = vectors.pack(raw, count=result.count, dimensions=result.dimensions)
+        if packed.sha256 != result.sha256:
+            raise vectors.VectorsCorrupt(f"the kept vectors {result.object} do not match their digest")
+        return packed
+
+    async def forget(self, names: list[str]) -> None:
+        """Deletes the kept vectors of `names` (the output file holds them now), and any original left."""
+        for name in names:
+            for forget in (self._store.delete, lambda n: vectors.delete(self._js, n)):
+                try:
+                    await forget(name)
+                except NotFoundError:
+                    pass
+                except (nats.errors.Error, TimeoutError) as exc:
+                    log.warning("kept vectors %s not deleted (they expire): %r", name, exc)
+
+
+async def open_bucket(js: JetStreamContext, *, max_bytes: int, replicas: int) -> KeptVectors:
+    await objects.open_bucket(
+        js,
+        BUCKET,
+        description="Switchyard: embedding batch lines' vectors, until the batch's output file holds them",
+        max_bytes=max_bytes,
+        replicas=replicas,
+        ttl_s=KEEP_S,
+    )
+    return KeptVectors(js)
