@@ -12,7 +12,8 @@ given.
 
 `--lines 50000 --line-bytes 2000` is OpenAI's limit (50,000 requests, ~100 MiB). Prints: the upload, then
 per phase the seconds it took (validating, in progress, finalizing), the lines a second while in
-progress, the output file's size, and the gateway's peak RSS (VmHWM) and its RSS before the batch.
+progress, the output file's size, and the gateway's RSS: before the upload, its peak (VmHWM) once the file
+is uploaded (the Files API's part), and its peak at the end (the batch's).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ async def run(base: str, key: str, url: str, data: bytes, pid: int) -> dict[str,
             )
             upload.raise_for_status()
             found["upload_s"] = time.monotonic() - started
+            found["rss_upload_peak_mib"] = rss_kib(pid)["VmHWM"] / 1024  # the Files API's part
             spec = {
                 "input_file_id": upload.json()["id"],
                 "endpoint": "/v1/chat/completions",

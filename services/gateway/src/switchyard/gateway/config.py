@@ -52,6 +52,12 @@ class GatewaySettings(CommonSettings):
         description="the share of an organisation's concurrent tasks its batch lines leave free for its "
         "interactive requests (enforced across replicas)",
     )
+    batch_vectors_bytes: int = Field(
+        default=1024**3,
+        gt=0,
+        description="the object store switchyard-batch-vectors: embedding lines' large vectors, kept until "
+        "their batch's output file holds them",
+    )
     auth_cache_ttl_s: float = 30.0
     readiness_timeout_s: float = 1.0
     providers_refresh_s: float = 2.0

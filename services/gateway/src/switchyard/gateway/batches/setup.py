@@ -15,7 +15,7 @@ from switchyard.gateway.state import Gateway
 async def start_batches(gw: Gateway, js: JetStreamContext, *, replica: str) -> Batches:
     settings = gw.settings
     kept = await vectors.open_bucket(
-        js, max_bytes=settings.files_bucket_bytes, replicas=settings.stream_replicas
+        js, max_bytes=settings.batch_vectors_bytes, replicas=settings.stream_replicas
     )
     store = BatchStore(await batches_bucket(js), kept)
     knobs = Knobs(
