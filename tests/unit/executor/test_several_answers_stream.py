@@ -161,3 +161,26 @@ async def test_a_gemini_stream_cut_before_a_candidate_finished_fails() -> None:
             _provider("gemini", _candidates(_candidate("Paris.", finish="STOP"), _candidate("Oslo", 1)))
         )
     assert failed.value.kind == "network"
+
+
+async def test_a_gemini_candidates_end_names_its_function_calls_as_the_reply_does() -> None:
+    """Gemini gives its function calls no id: each gets a new one, made once, so the calls sent with the
+    candidate's end are the reply's (a tool result sent back finds its thought signature under it)."""
+    call = {"functionCall": {"name": "weather", "args": {"city": "Oslo"}}, "thoughtSignature": "c2ln"}
+    parts = await _parts(
+        _provider(
+            "gemini",
+            _candidates(
+                _candidate("Paris."),
+                {"index": 1, "content": {"role": "model", "parts": [call]}, "finishReason": "STOP"},
+            ),
+            _candidates(_candidate("", finish="STOP")),
+        )
+    )
+    (end,) = [p for p in parts if isinstance(p, AnswerEnd) and p.choice == 1]
+    final = parts[-1]
+    assert isinstance(final, Reply)
+    (other,) = final.other_choices
+    assert end.finish_reason == other.finish_reason == "tool_calls"
+    assert end.tool_calls == tuple(other.tool_calls or ()) and len(end.tool_calls) == 1
+    assert set(final.carry) == {end.tool_calls[0].id}

@@ -165,6 +165,7 @@ class _Answer(StreamedAnswer):
         self.calls: list[Any] = []
         self.signature: str | None = None  # its text's, which comes on its last part
         self.finish: str | None = None
+        self._answered: tuple[Choice, dict[str, dict[str, str]]] | None = None
 
     def add(self, candidate: Candidate, *, logprobs: bool) -> list[StreamPart]:
         self.calls += candidate.calls
@@ -174,14 +175,17 @@ class _Answer(StreamedAnswer):
         return self.says(candidate.text, candidate.thought, tokens)
 
     def answer(self, *, logprobs: bool) -> tuple[Choice, dict[str, dict[str, str]]]:
-        """The answer, and its function calls' signatures by tool call id."""
-        content = self.content()
-        tool_calls, carry = tool_calls_of(self.calls)
-        answer = Choice(
-            content=content,
-            finish_reason=finish_reason(self.finish, text=content, calls=self.calls),
-            tool_calls=list(tool_calls) or None,
-            thinking=list(self.thought.blocks()) or None,
-            logprobs=list(self.tokens) if logprobs else None,
-        )
-        return answer, carry
+        """The answer, and its function calls' signatures by tool call id; made once, when it finished
+        (its calls get new ids each time they are made: its end and the reply must name them alike)."""
+        if self._answered is None:
+            content = self.content()
+            tool_calls, carry = tool_calls_of(self.calls)
+            answer = Choice(
+                content=content,
+                finish_reason=finish_reason(self.finish, text=content, calls=self.calls),
+                tool_calls=list(tool_calls) or None,
+                thinking=list(self.thought.blocks()) or None,
+                logprobs=list(self.tokens) if logprobs else None,
+            )
+            self._answered = (answer, carry)
+        return self._answered
