@@ -159,8 +159,8 @@ class FileStore:
         described = {key for key, _ in await _described(self._index, "*")}
         now, removed = time.time(), 0
         for name in sorted(set(stored) - described):
-            if _FILE_KEY.fullmatch(name) is None:
-                continue  # not a file's object: not ours to delete
+            if _FILE_KEY.fullmatch(name) is None or await self._has_description(name):
+                continue  # not a file's object (not ours to delete), or described after all
             if await self._older(_meta_subject(name), now, older_than_s):
                 await self._forget_object(name)
                 removed += 1
@@ -169,6 +169,14 @@ class FileStore:
                 await self._js.purge_stream(STREAM, subject=subject)
                 removed += 1
         return removed
+
+    async def _has_description(self, key: str) -> bool:
+        """Asked once more of the one key before its object goes: a file's bytes are never deleted on the
+        word of a list alone."""
+        try:
+            return bool((await self._index.get(key)).value)
+        except KeyNotFoundError:
+            return False
 
     async def _chunk_subjects(self) -> set[str]:
         """The subjects that hold chunks, each of one put."""
