@@ -464,7 +464,9 @@ async def stream_events(
             if isinstance(item, Chunk):
                 model = item.model or model
                 index = item.choice
-                if item.ends_answer():  # one of several answers ended: its end now, the others go on
+                # one of several answers ended: its end now, the others go on (Chunk.ends_answer, inlined:
+                # every chunk asks, and the call cost ~0.2 us of the ~2.4 us a chunk takes to render)
+                if item.finish_reason is not None and not item.done:
                     # the role first if none of its deltas went out (nothing but tool calls, or nothing)
                     unsent = [] if index in started else whole_deltas("", item.tool_calls, None)
                     end = end_deltas(item.tool_calls, item.finish_reason or "stop")

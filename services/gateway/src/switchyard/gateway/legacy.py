@@ -219,7 +219,8 @@ async def stream_events(
                 return
             if isinstance(item, Chunk):
                 model = item.model or model
-                if item.ends_answer():  # one of several answers ended: its finish reason now
+                if item.finish_reason is not None and not item.done:  # Chunk.ends_answer, inlined
+                    # one of several answers ended: its finish reason now
                     ended.add(item.choice)
                     reason = item.finish_reason
                     yield sse(
