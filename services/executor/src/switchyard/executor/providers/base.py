@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from switchyard.common.events import (
     ChatMessage,
@@ -165,6 +165,7 @@ class AnswerEnd:
     choice: int
     finish_reason: str
     tool_calls: tuple[ToolCall, ...] = ()
+    text: ClassVar[str] = ""  # no output text of its own (as every OUTPUT part has `text`)
 
     @classmethod
     def of(cls, choice: int, answer: Choice) -> AnswerEnd:

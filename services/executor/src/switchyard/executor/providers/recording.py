@@ -191,7 +191,7 @@ class RecordingProvider:
         try:
             async for part in parts:
                 if isinstance(part, OUTPUT):  # the first token, reasoning or text (or an empty answer's end)
-                    text.append(getattr(part, "text", ""))
+                    text.append(part.text)
                     if ttft_ms is None:
                         ttft_ms = self._ms(started)
                 if isinstance(part, Reply):
