@@ -92,6 +92,8 @@ async def run(base: str, key: str, url: str, data: bytes, pid: int) -> dict[str,
             while status not in ("completed", "failed", "cancelled", "expired"):
                 await asyncio.sleep(0.2)
                 batch = (await http.get(f"/v1/batches/{created['id']}")).json()
+                if batch["status"] != status:  # the peak so far, as the phase `status` ends
+                    found[f"rss_peak_{status}_mib"] = rss_kib(pid)["VmHWM"] / 1024
                 status = batch["status"]
                 at.setdefault(status, time.monotonic())
             if status != "completed":
@@ -105,6 +107,7 @@ async def run(base: str, key: str, url: str, data: bytes, pid: int) -> dict[str,
             output = await http.get(f"/v1/files/{batch['output_file_id']}/content")
             found["output_mib"] = len(output.content) / 2**20
             found["peak_rss_mib"] = rss_kib(pid)["VmHWM"] / 1024
+            found["rss_end_mib"] = rss_kib(pid)["VmRSS"] / 1024
     finally:
         await pipeline.close()
     return found
