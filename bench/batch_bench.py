@@ -6,9 +6,10 @@ them); the pipeline is the tests' stand-in (`Answerer`: every task answered at o
 what is measured is the gateway's batch machinery, not a model. The organisation is on the enterprise plan
 (no budget) and the rate limits are raised out of the way (a user's 100 requests a minute would otherwise
 pace the batch); the batch concurrency and the organisation's concurrent tasks are the defaults unless
-given.
+given (batch lines hold at most half of the latter: `SWITCHYARD_BATCH_INTERACTIVE_SHARE`).
 
-    .venv/bin/python bench/batch_bench.py [--lines 5000] [--line-bytes 300] [--concurrency 8] [--keep DIR]
+    .venv/bin/python bench/batch_bench.py [--lines 5000] [--line-bytes 300] [--concurrency 8]
+                                          [--org-tasks 20] [--keep DIR]
 
 `--lines 50000 --line-bytes 2000` is OpenAI's limit (50,000 requests, ~100 MiB). Prints: the upload, then
 per phase the seconds it took (validating, in progress, finalizing), the lines a second while in
@@ -118,13 +119,20 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=5000)
     parser.add_argument("--line-bytes", type=int, default=300, help="each input line's length, about")
     parser.add_argument("--concurrency", type=int, default=8, help="SWITCHYARD_BATCH_CONCURRENCY")
+    parser.add_argument(
+        "--org-tasks", type=int, default=20, help="SWITCHYARD_LIMIT_ORG_CONCURRENT_TASKS (half for batches)"
+    )
     parser.add_argument("--keep", type=Path, help="keep the work directory (logs) here")
     args = parser.parse_args()
     data = batch_file(args.lines, args.line_bytes)
     tmp = Path(tempfile.mkdtemp(prefix="batch-bench-"))
     server = NatsServer(tmp / "jetstream").start()
     db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
-    env = {**UNLIMITED, "SWITCHYARD_BATCH_CONCURRENCY": str(args.concurrency)}
+    env = {
+        **UNLIMITED,
+        "SWITCHYARD_BATCH_CONCURRENCY": str(args.concurrency),
+        "SWITCHYARD_LIMIT_ORG_CONCURRENT_TASKS": str(args.org_tasks),
+    }
     try:
         with gateways(server, db_url, tmp, count=1, env=env) as bases:
             found = asyncio.run(_bench(bases, db_url, server.url, data))
@@ -133,7 +141,10 @@ def main() -> None:
         if args.keep:
             shutil.copytree(tmp, args.keep, dirs_exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"lines {args.lines}, ~{args.line_bytes} bytes each, concurrency {args.concurrency}")
+    print(
+        f"lines {args.lines}, ~{args.line_bytes} bytes each, concurrency {args.concurrency}, "
+        f"organisation's concurrent tasks {args.org_tasks}"
+    )
     for name, value in found.items():
         print(f"{name:>16} {value:10.2f}")
 

@@ -317,8 +317,6 @@ class BatchRun:
                     told[kind] += 1
             out = await self._file("output", output)
             err = await self._file("error", errors)
-        if self.store.vectors is not None and results.kept:
-            await self.store.vectors.forget(results.kept)
         counts = RequestCounts(total=len(todo), completed=told["completed"], failed=told["failed"])
         ended = {"completed": "completed_at", "cancelled": "cancelled_at", "expired": "expired_at"}[final]
         await self._write(
@@ -332,6 +330,9 @@ class BatchRun:
             )
         )
         await self.store.finished(self.batch_id)
+        # Only now: a replica that takes over a batch not marked ended yet writes its files again from them.
+        if self.store.vectors is not None and results.kept:
+            await self.store.vectors.forget(results.kept)
 
     async def _file(self, kind: str, content: IO[bytes]) -> FileObject | None:
         if not content.tell():
