@@ -86,9 +86,11 @@ async def pipeline(world: tuple[NatsServer, Bases, Org, Org]) -> AsyncIterator[P
 
 @pytest.fixture
 async def held(world: tuple[NatsServer, Bases, Org, Org]) -> AsyncIterator[Pipeline]:
-    """The pipeline holding every task until `release` (or `answer`)."""
+    """The pipeline holding every task until `release` (or `answer`); at the end it answers what it still
+    holds (cancelled tasks too, as an executor ends them), so their concurrency slots come back at once."""
     me = await Pipeline.start(world[0].url, hold=True)
     yield me  # type: ignore[misc]
+    await me.release()
     await me.close()
 
 
@@ -299,6 +301,39 @@ async def test_an_embeddings_batch_answers_each_line_as_post_v1_embeddings_does(
     assert await _gone(server.url, subjects.OBJ_BATCH_VECTORS, name)  # kept until the output held them
 
 
+async def test_batches_leave_the_organisations_interactive_share_free(
+    world: tuple[NatsServer, Bases, Org, Org], held: Pipeline
+) -> None:
+    """Two batches want 4 lines in flight; the organisation's batch slots are 2 of its 4 concurrent tasks:
+    the other lines wait (they do not fail), and its interactive requests still get the other 2 slots."""
+    _, bases, acme, _ = world
+    client = _sdk(bases[0], acme, "admin")
+    ids = []
+    for n in range(2):
+        file_id = await _upload(client, [_line(f"r{i}", f"batch {n} question {i}") for i in range(2)])
+        batch = await client.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        ids.append(batch.id)
+    deadline = time.monotonic() + 10
+    while len(held.held) < 2:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.5)  # the waiting lines are tried again meanwhile
+    assert len(held.seen) == 2
+    interactive = {"model": "auto", "max_tokens": 16, "messages": [{"role": "user", "content": "now"}]}
+    async with httpx.AsyncClient(base_url=bases[1], headers=auth(acme.keys["admin"])) as http:
+        for _ in range(2):
+            assert (await http.post("/v1/tasks", json=interactive)).status_code == 202
+        full = await http.post("/v1/tasks", json=interactive)  # 2 lines and 2 interactive: the whole limit
+        assert full.status_code == 429 and full.json()["error"]["code"] == "concurrency_limit_exceeded"
+    await held.release()
+    for batch_id in ids:
+        done = await _until(client, batch_id, "completed")
+        assert (done.request_counts.completed, done.request_counts.failed) == (2, 0)
+    assert len(held.seen) == 6  # 4 lines, each once, and the 2 interactive tasks
+
+
 async def _ended(client: openai.AsyncOpenAI, batch_id: str, status: str, count: int, code: str) -> Any:
     """The batch once `status`, what finished in its output, every other line of `count` in its error
     file with `response: null` and `error.code` `code`."""
@@ -351,39 +386,6 @@ async def test_a_batch_past_its_window_expires_with_what_it_finished(
         await nc.close()
     expired = await _ended(client, batch.id, "expired", 4, "batch_expired")
     assert expired.expired_at
-
-
-async def test_batches_leave_the_organisations_interactive_share_free(
-    world: tuple[NatsServer, Bases, Org, Org], held: Pipeline
-) -> None:
-    """Two batches want 4 lines in flight; the organisation's batch slots are 2 of its 4 concurrent tasks:
-    the other lines wait (they do not fail), and its interactive requests still get the other 2 slots."""
-    _, bases, acme, _ = world
-    client = _sdk(bases[0], acme, "admin")
-    ids = []
-    for n in range(2):
-        file_id = await _upload(client, [_line(f"r{i}", f"batch {n} question {i}") for i in range(2)])
-        batch = await client.batches.create(
-            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
-        )
-        ids.append(batch.id)
-    deadline = time.monotonic() + 10
-    while len(held.held) < 2:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(1.5)  # the waiting lines are tried again meanwhile
-    assert len(held.seen) == 2
-    interactive = {"model": "auto", "max_tokens": 16, "messages": [{"role": "user", "content": "now"}]}
-    async with httpx.AsyncClient(base_url=bases[1], headers=auth(acme.keys["admin"])) as http:
-        for _ in range(2):
-            assert (await http.post("/v1/tasks", json=interactive)).status_code == 202
-        full = await http.post("/v1/tasks", json=interactive)  # 2 lines and 2 interactive: the whole limit
-        assert full.status_code == 429 and full.json()["error"]["code"] == "concurrency_limit_exceeded"
-    await held.release()
-    for batch_id in ids:
-        done = await _until(client, batch_id, "completed")
-        assert (done.request_counts.completed, done.request_counts.failed) == (2, 0)
-    assert len(held.seen) == 6  # 4 lines, each once, and the 2 interactive tasks
 
 
 async def _revoke(db_url: str, key: str) -> None:
