@@ -236,6 +236,15 @@ def test_a_failed_task_is_the_error_its_endpoint_answers(
     assert (error.status, error.code) == (http, answered)
 
 
+def test_a_failed_embedding_task_is_the_error_post_v1_embeddings_answers() -> None:
+    unavailable = render.task_error(_state("failed", "embedding_result_unavailable"), embedding=True)
+    assert (unavailable.status, unavailable.code) == (503, "embedding_result_unavailable")
+    too_long = render.task_error(_state("failed", "embedding_dimensions_unsupported"), embedding=True)
+    assert (too_long.status, too_long.code, too_long.param) == (400, "invalid_value", "dimensions")
+    provider = render.task_error(_state("failed", "provider_error"), embedding=True)
+    assert (provider.status, provider.code) == (502, "provider_error")
+
+
 def test_rate_limits_wait_budgets_fail() -> None:
     assert _waits(RateLimited("slow down", headers={"retry-after": "1"}))
     assert _waits(ServiceUnavailable("the rate limiter is unavailable"))

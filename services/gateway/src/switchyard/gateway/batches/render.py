@@ -14,7 +14,7 @@ import orjson
 
 from switchyard.common.events import TaskFailed
 from switchyard.common.ids import derived_id
-from switchyard.gateway import completions
+from switchyard.gateway import completions, embeddings
 from switchyard.gateway.batches.models import LineError
 from switchyard.gateway.errors import APIError, TaskTimeout
 from switchyard.gateway.taskapi.models import TaskState
@@ -79,9 +79,10 @@ def line_error(exc: APIError) -> LineError:
     return LineError(status=exc.status, type=exc.type, code=exc.code, message=exc.message, param=exc.param)
 
 
-def task_error(state: TaskState) -> LineError:
+def task_error(state: TaskState, *, embedding: bool = False) -> LineError:
     """What the endpoint would have answered for a task that failed or timed out (the same mapping of
-    a task's failure to an HTTP error as `POST /v1/chat/completions`)."""
+    a task's failure to an HTTP error as `POST /v1/chat/completions`; an `embedding` task's as
+    `POST /v1/embeddings`)."""
     if state.status == "timed_out" or state.error is None:
         return line_error(
             TaskTimeout(f"The task {state.id} did not finish in time; it was recorded as timed out")
@@ -94,6 +95,6 @@ def task_error(state: TaskState) -> LineError:
         failed_at=datetime.now(UTC),
     )
     try:
-        completions.raise_for_failure(failure)
+        (embeddings.raise_for_failure if embedding else completions.raise_for_failure)(failure)
     except APIError as exc:
         return line_error(exc)

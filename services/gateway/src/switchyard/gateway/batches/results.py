@@ -49,7 +49,9 @@ class Results:
         elif state.status == "completed":
             return await self._answer(line, task_id)
         elif state.status in ("failed", "timed_out"):
-            return "failed", render.failed(*args, request_id=task_id, error=render.task_error(state))
+            embedding = self.record.batch.endpoint == lines.EMBEDDINGS
+            error = render.task_error(state, embedding=embedding)
+            return "failed", render.failed(*args, request_id=task_id, error=error)
         if final == "completed":
             return "failed", render.failed(*args, request_id=task_id, error=UNAVAILABLE)
         return "unfinished", render.unfinished(*args, ended=final)
