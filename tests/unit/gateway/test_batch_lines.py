@@ -13,9 +13,17 @@ import pytest
 
 from switchyard.gateway.batches import lines, render
 from switchyard.gateway.batches.models import Batch as BatchObject
-from switchyard.gateway.batches.models import BatchRecord, CreateBatch, LineError, RequestCounts
+from switchyard.gateway.batches.models import (
+    BatchError,
+    BatchErrors,
+    BatchRecord,
+    CreateBatch,
+    LineError,
+    RequestCounts,
+)
 from switchyard.gateway.batches.running import BatchRun, _waits
 from switchyard.gateway.errors import ModelNotFound, RateLimited, ServiceUnavailable
+from switchyard.gateway.files import upload
 from switchyard.gateway.taskapi.models import TaskError, TaskState
 
 pytestmark = pytest.mark.unit
@@ -271,3 +279,47 @@ def test_progress_counts_the_lines_before_the_first_unknown_result() -> None:
     assert done_below == 4  # line 4 still runs
     assert (below.completed, below.failed) == (2, 2)
     assert (counts.total, counts.completed, counts.failed) == (7, 3, 2)
+
+
+def test_a_line_longer_than_a_request_is_refused_unread_and_the_rest_still_read() -> None:
+    """A body the endpoint would take, padded with spaces past a line's limit: refused at its line without
+    being held whole (its pieces are dropped as chunks come), and the lines after it are still read."""
+    limit = upload.max_line_bytes(4096)
+    padded = json.dumps(_request("long"))[:-1].encode() + b" " * limit + b"}"
+    content = _file(_request("a"), padded, _request("b"))
+    reader = lines.Reader(endpoint=CHAT, max_prompt_chars=10_000, max_body_bytes=4096)
+    for start in range(0, len(content), 1000):  # in pieces much smaller than the line
+        reader.feed(content[start : start + 1000])
+    checked = reader.end()
+    assert [line.custom_id for line in checked.lines] == ["a", "b"]
+    assert [(code, number) for code, _, _, number in checked.errors] == [("request_too_large", 2)]
+    assert f"longer than {limit} bytes" in checked.errors[0][1]
+    assert not reader._rest  # nothing of it kept
+
+
+def test_the_problems_listed_stay_small_whatever_the_lines_hold() -> None:
+    """Messages echo a line's custom_id or url: 50 of them 100 KB each would make the batch's record 5 MB,
+    which the bus refuses (the batch was then validated again at every scan, failing each time)."""
+    big = "x" * 100_000
+    rows = [_request(big + str(i)) | {"url": big} for i in range(lines.MAX_ERRORS + 5)]
+    checked = lines.read(_file(*rows), endpoint=CHAT, max_prompt_chars=10_000, max_body_bytes=1024**2)
+    assert len(checked.errors) == lines.MAX_ERRORS
+    assert all(code == "mismatched_url" for code, *_ in checked.errors)
+    assert all(len(message) <= lines.MAX_MESSAGE_CHARS for _, message, _, _ in checked.errors)
+    record = BatchRecord(
+        batch=BatchObject(
+            id="batch_1",
+            endpoint=CHAT,
+            input_file_id="file-x",
+            status="failed",
+            created_at=0,
+            expires_at=0,
+            errors=BatchErrors(
+                data=[BatchError(code=c, message=m, param=p, line=n) for c, m, p, n in checked.errors]
+            ),
+        ),
+        tenant_id="t",
+        user_id=None,
+        api_key_id="k",
+    )
+    assert len(record.model_dump_json()) < 64 * 1024

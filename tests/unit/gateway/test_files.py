@@ -10,12 +10,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 from nats.js import api
+from starlette.datastructures import FormData, UploadFile
 
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.files import store, upload
 from switchyard.gateway.files.models import FileObject
 
 pytestmark = pytest.mark.unit
+MAX_LINE = 1024
 
 
 def _file(file_id: str, *, purpose: str = "batch", expires_at: int | None = None) -> FileObject:
@@ -79,7 +81,7 @@ def test_a_bad_batch_input_file_is_refused_naming_its_fault(
     name: str, data: bytes, code: str, says: str
 ) -> None:
     with pytest.raises(InvalidRequest) as refused:
-        upload.check_batch_input(name, io.BytesIO(data))
+        upload.check_batch_input(name, io.BytesIO(data), max_line=MAX_LINE)
     assert (refused.value.code, refused.value.param) == (code, "file")
     assert says in refused.value.message
 
@@ -89,8 +91,32 @@ def test_a_good_batch_input_file_passes_and_is_left_at_its_start() -> None:
         b'{"custom_id": "1", "body": {"x": "caf\xc3\xa9"}}\r\n\n{"custom_id": "2"}'
     )  # no last newline
     data.seek(5)
-    upload.check_batch_input("Requests.JSONL", data)
+    upload.check_batch_input("Requests.JSONL", data, max_line=MAX_LINE)
     assert data.tell() == 0
+
+
+def test_a_line_longer_than_a_request_is_refused_without_reading_it_whole() -> None:
+    """A body the endpoint would take, padded with spaces past the limit: valid JSON, but never parsed
+    (a 100 MiB line would be held, then parsed into objects several times its size)."""
+    padded = b'{"custom_id": "a", "body": {}' + b" " * (MAX_LINE) + b"}\n"
+    data = io.BytesIO(b'{"custom_id": "ok"}\n' + padded)
+    with pytest.raises(InvalidRequest) as refused:
+        upload.check_batch_input("r.jsonl", data, max_line=MAX_LINE)
+    assert (refused.value.code, refused.value.param) == ("invalid_jsonl", "file")
+    assert f"line 2 is longer than {MAX_LINE} bytes" in refused.value.message
+    exact = b'{"a": 1' + b" " * (MAX_LINE - 8) + b"}"  # exactly the limit, with and without its newline
+    for tail in (b"\n", b""):
+        upload.check_batch_input("r.jsonl", io.BytesIO(exact + tail), max_line=MAX_LINE)
+
+
+@pytest.mark.parametrize("raw", ["5", "0012", "10000"])
+def test_digits_are_ascii_integers_int_can_read(raw: str) -> None:
+    assert upload.digits(raw) and int(raw) >= 0
+
+
+@pytest.mark.parametrize("raw", ["²", "١٢", "-1", "1.5", "", " 1", "9" * 5000])
+def test_digits_refuse_what_int_would_refuse_or_misread(raw: str) -> None:
+    assert not upload.digits(raw)
 
 
 @pytest.mark.parametrize(
@@ -120,3 +146,31 @@ async def test_content_is_checked_against_its_stored_size_and_digest() -> None:
     for parts in ((b"hello ", b"World"), (b"hello ",)):
         with pytest.raises(store.FileUnreadable):
             _ = [c async for c in store._checked(_chunks(*parts), info)]
+
+
+def _form(*fields: tuple[str, str], filename: str = "r.jsonl") -> FormData:
+    upload_file = UploadFile(io.BytesIO(b"{}\n"), size=3, filename=filename)
+    return FormData([("file", upload_file), *fields])
+
+
+def test_a_field_sent_twice_is_refused_rather_than_one_of_them_taken() -> None:
+    """`purpose=fine-tune` then `purpose=batch`: the parser kept the last, so what was checked and what a
+    proxy or log in front of the gateway saw could differ."""
+    form = _form(("purpose", "fine-tune"), ("purpose", "batch"))
+    with pytest.raises(InvalidRequest) as refused:
+        upload._checked(form, 1024)
+    assert (refused.value.code, refused.value.param) == ("invalid_value", "purpose")
+    assert "more than once" in refused.value.message
+
+
+@pytest.mark.parametrize("name", ["a\r\nx-evil: 1.jsonl", "a\x00.jsonl", "\x1b[31mred.jsonl", "a\x85.jsonl"])
+def test_a_filename_with_control_characters_is_refused(name: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        upload._checked(_form(("purpose", "batch"), filename=name), 1024)
+    assert (refused.value.code, refused.value.param) == ("invalid_value", "file")
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd.jsonl", "C:\\x\\r.jsonl", "café 東京.jsonl"])
+def test_other_filenames_are_kept_as_sent(name: str) -> None:
+    """A file's name is only ever returned as JSON text (never a path here, nor a response header)."""
+    assert upload._checked(_form(("purpose", "batch"), filename=name), 1024).filename == name

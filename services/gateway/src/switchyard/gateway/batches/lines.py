@@ -13,10 +13,14 @@ import orjson
 
 from switchyard.gateway import embeddings, serving
 from switchyard.gateway.errors import APIError, ServiceUnavailable
+from switchyard.gateway.files import upload
 from switchyard.gateway.schemas import ChatCompletionRequest
 
 MAX_LINES = 50_000  # requests in one file, as OpenAI
 MAX_ERRORS = 50  # problems listed in a failed batch's `errors`
+# A problem's message as listed: messages echo what a line holds (its custom_id, url, model), and the list
+# is stored in the batch's record, which must stay well under the bus's largest message.
+MAX_MESSAGE_CHARS = 500
 # The chat endpoints a batch may run, by the face that reads and answers them; and embeddings, whose
 # lines are embedding tasks (`embeddings.py` reads and answers them).
 FACES: dict[str, serving.Face] = {
@@ -46,43 +50,77 @@ class Checked:
 
     def fail(self, code: str, message: str, param: str | None = None, number: int | None = None) -> None:
         if len(self.errors) < MAX_ERRORS:
+            if len(message) > MAX_MESSAGE_CHARS:
+                message = message[: MAX_MESSAGE_CHARS - 1] + "…"
             self.errors.append((code, message, param, number))
 
 
 class Reader:
     """The file's requests, parsed as the endpoint parses them (the model not checked yet: `check_models`),
-    read as its chunks come (`feed`, then `end`): only the requests are kept, never the whole file."""
+    read as its chunks come (`feed`, then `end`): only the requests are kept, never the whole file. A line
+    longer than a body and its envelope (`upload.max_line_bytes`) is refused unread: its bytes are dropped
+    as they come, so it is never held whole nor parsed."""
 
     def __init__(self, *, endpoint: str, max_prompt_chars: int, max_body_bytes: int) -> None:
         self.checked = Checked([], [])
         self._endpoint = endpoint
         self._max_prompt_chars = max_prompt_chars
         self._max_body_bytes = max_body_bytes
+        self._max_line = upload.max_line_bytes(max_body_bytes)
         self._seen: set[str] = set()
         self._number = 0
-        self._rest = b""  # a line begun in the last chunk
+        self._rest: list[bytes] = []  # a line begun in earlier chunks, in pieces (joined once, at its end)
+        self._rest_bytes = 0
+        self._too_long = False  # the line begun is longer than `_max_line`: its pieces are not kept
         self._stopped = False
 
     def feed(self, chunk: bytes) -> None:
         if self._stopped:
             return
-        *whole, self._rest = (self._rest + chunk).split(b"\n")
-        for raw in whole:
-            self._take(raw)
+        *whole, begun = chunk.split(b"\n")
+        for piece in whole:
+            self._grow(piece)
+            self._line_ends()
+        self._grow(begun)
 
     def end(self) -> Checked:
-        if self._rest:
-            self._take(self._rest)
-            self._rest = b""
+        if self._rest or self._too_long:
+            self._line_ends()
         checked = self.checked
         if not checked.lines and not checked.errors:
             checked.fail("empty_file", "the file holds no requests")
         return checked
 
-    def _take(self, raw: bytes) -> None:
+    def _grow(self, piece: bytes) -> None:
+        if self._too_long or not piece:
+            return
+        self._rest_bytes += len(piece)
+        if self._rest_bytes > self._max_line:
+            self._too_long = True
+            self._rest.clear()
+        else:
+            self._rest.append(piece)
+
+    def _line_ends(self) -> None:
+        raw = self._rest[0] if len(self._rest) == 1 else b"".join(self._rest)
+        too_long = self._too_long
+        self._rest, self._rest_bytes, self._too_long = [], 0, False
+        self._take(None if too_long else raw)
+
+    def _take(self, raw: bytes | None) -> None:
+        """One line (None: one longer than the limit)."""
         self._number += 1
         number, checked = self._number, self.checked
-        if self._stopped or not raw.strip():
+        if self._stopped:
+            return
+        if raw is None:
+            message = (
+                f"the line is longer than {self._max_line} bytes: a request's body is at most "
+                f"{self._max_body_bytes} bytes (SWITCHYARD_MAX_BODY_BYTES)"
+            )
+            checked.fail("request_too_large", message, None, number)
+            return
+        if not raw.strip():
             return
         try:
             raw.decode()

@@ -4,6 +4,7 @@ body is counted against the upload limit, then checked as a batch input file (JS
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -21,6 +22,13 @@ from switchyard.gateway.files.models import UPLOAD_PURPOSES
 OVERHEAD_BYTES = 64 * 1024
 MAX_FIELD_BYTES = 1024  # `purpose`, `expires_after[...]`
 MAX_FILENAME_CHARS = 255
+# A batch input line holds one request: its body (at most SWITCHYARD_MAX_BODY_BYTES, as the endpoint takes
+# it) and this much room for the rest (`custom_id`, `method`, `url`). A longer line is refused before it is
+# parsed: a 100 MiB line would otherwise be held, then parsed into objects many times its size.
+LINE_OVERHEAD_BYTES = 64 * 1024
+# Any character below U+0020, DEL, and the C1 controls: never in a file's name (a terminal that prints it
+# would obey them).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 EXPIRES_AFTER_S = (3600, 30 * 24 * 3600)  # OpenAI's bounds: an hour to 30 days
 # Every purpose OpenAI knows: one of these that is not served is told apart from a typo.
 OPENAI_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
@@ -54,7 +62,7 @@ async def read(request: Request, *, limit: int) -> Upload:
             code="invalid_multipart",
         )
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit + OVERHEAD_BYTES:
+    if declared is not None and digits(declared) and int(declared) > limit + OVERHEAD_BYTES:
         raise too_large(limit)
     parser = MultiPartParser(
         request.headers, _counted(request, limit), max_files=1, max_fields=8, max_part_size=MAX_FIELD_BYTES
@@ -102,14 +110,18 @@ def _checked(form: FormData, limit: int) -> Upload:
         )
     if file.size is not None and file.size > limit:
         raise too_large(limit)
+    for field in form:
+        if len(form.getlist(field)) > 1:  # which one counts would be the parser's whim
+            raise InvalidRequest(f"{field}: sent more than once", code="invalid_value", param=field)
     purpose = form.get("purpose")
     if purpose is None:
         raise InvalidRequest("purpose: required (`batch`)", code="missing_field", param="purpose")
     if not isinstance(purpose, str) or purpose not in UPLOAD_PURPOSES:
         raise InvalidRequest(_purpose_refused(purpose), code="invalid_value", param="purpose")
-    if not file.filename or len(file.filename) > MAX_FILENAME_CHARS:
+    if not file.filename or len(file.filename) > MAX_FILENAME_CHARS or _CONTROL.search(file.filename):
         raise InvalidRequest(
-            f"file: needs a filename of 1 to {MAX_FILENAME_CHARS} characters",
+            f"file: needs a filename of 1 to {MAX_FILENAME_CHARS} characters, none of them a control "
+            "character",
             code="invalid_value",
             param="file",
         )
@@ -133,7 +145,7 @@ def _expires_after(form: FormData) -> int | None:
             "expires_after.anchor: must be `created_at`", code="invalid_value", param="expires_after.anchor"
         )
     low, high = EXPIRES_AFTER_S
-    if not isinstance(seconds, str) or not seconds.isdigit() or not low <= int(seconds) <= high:
+    if not isinstance(seconds, str) or not digits(seconds) or not low <= int(seconds) <= high:
         raise InvalidRequest(
             f"expires_after.seconds: an integer from {low} to {high}",
             code="invalid_value",
@@ -142,17 +154,37 @@ def _expires_after(form: FormData) -> int | None:
     return int(seconds)
 
 
-def check_batch_input(filename: str, data: IO[bytes]) -> None:
+def digits(raw: str) -> bool:
+    """A decimal integer as a client writes one: ASCII digits (`str.isdigit` also takes `²`, which `int`
+    refuses), at most 18 of them (`int` refuses more than 4300)."""
+    return raw.isascii() and raw.isdigit() and len(raw) <= 18
+
+
+def max_line_bytes(max_body_bytes: int) -> int:
+    """The longest batch input line (its newline aside): a body the endpoint would take, and the rest."""
+    return max_body_bytes + LINE_OVERHEAD_BYTES
+
+
+def check_batch_input(filename: str, data: IO[bytes], *, max_line: int) -> None:
     """A batch input file: named `.jsonl` (as OpenAI requires), not empty, UTF-8, every non-blank line a
-    JSON object (each request's fields are the batch's to check). Reads `data` line by line from its start
-    and leaves it there. 400 naming the first fault (and its line). Blocking: run it in a thread."""
+    JSON object (each request's fields are the batch's to check) of at most `max_line` bytes. Reads `data`
+    line by line from its start (never more than `max_line` bytes at once) and leaves it there. 400 naming
+    the first fault (and its line). Blocking: run it in a thread."""
     if not filename.lower().endswith(".jsonl"):
         raise InvalidRequest(
             "file: a batch input file must be JSONL, named `.jsonl`", code="invalid_file_format", param="file"
         )
     data.seek(0)
-    requests = 0
-    for line_no, line in enumerate(data, 1):
+    requests = line_no = 0
+    while line := data.readline(max_line + 1):
+        line_no += 1
+        if len(line) > max_line and not line.endswith(b"\n"):
+            raise InvalidRequest(
+                f"file: line {line_no} is longer than {max_line} bytes (a request's body is at most "
+                "SWITCHYARD_MAX_BODY_BYTES)",
+                code="invalid_jsonl",
+                param="file",
+            )
         if line.isspace():
             continue
         try:

@@ -80,7 +80,8 @@ async def create_file(request: Request) -> FileObject:
     principal = await authenticate(request, gw.verifier)
     sent = await upload.read(request, limit=gw.settings.files_max_bytes)
     try:
-        await asyncio.to_thread(upload.check_batch_input, sent.filename, sent.file.file)
+        max_line = upload.max_line_bytes(gw.settings.max_body_bytes)
+        await asyncio.to_thread(upload.check_batch_input, sent.filename, sent.file.file, max_line=max_line)
         await _within_share(gw.files, principal.tenant_id, sent.file.size or 0, gw.settings.files_org_bytes)
         stored = await gw.files.put(
             tenant_id=principal.tenant_id,
@@ -186,7 +187,7 @@ async def _files_of(request: Request) -> tuple[FileStore, str]:
 def _limit(raw: str | None) -> int:
     if raw is None:
         return MAX_LIST
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST:
+    if not upload.digits(raw) or not 1 <= int(raw) <= MAX_LIST:
         raise InvalidRequest(f"limit: an integer from 1 to {MAX_LIST}", code="invalid_value", param="limit")
     return int(raw)
 
