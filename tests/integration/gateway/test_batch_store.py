@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import nats
+import orjson
 import pytest
 
 from switchyard.cli.processes import NatsServer
 from switchyard.gateway.batches.models import Batch, BatchRecord, Runner
 from switchyard.gateway.batches.runner import BatchRunner
-from switchyard.gateway.batches.running import Knobs
+from switchyard.gateway.batches.running import BatchRun, Knobs
+from switchyard.gateway.batches.service import Batches
 from switchyard.gateway.batches.store import BatchStore, batches_bucket, new_batch_id
-from switchyard.gateway.errors import NotFound
+from switchyard.gateway.errors import NotFound, RateLimited
+from switchyard.gateway.files.store import files_bucket
+from switchyard.gateway.tenants import Principal
 
 pytestmark = pytest.mark.integration
 
@@ -58,8 +63,10 @@ async def test_lists_are_per_organisation_newest_first(nats_server: NatsServer) 
             await store.get(tenant_id="other", batch_id=mine[0].batch.id)
         assert await store.read("batch_../x") is None
         assert len(await store.active()) == 4
-        await store.finished(mine[0].batch.id)
+        assert (await store.unfinished(tenant_id="acme"), await store.unfinished(tenant_id="other")) == (3, 1)
+        await store.finished(mine[0].batch.id, tenant_id="acme")
         assert mine[0].batch.id not in await store.active()
+        assert await store.unfinished(tenant_id="acme") == 2  # its key purged, not left as a marker
     finally:
         await nc.close()
 
@@ -94,3 +101,64 @@ async def test_one_replica_holds_the_lease_until_it_lapses(nats_server: NatsServ
     finally:
         await nc.close()
         await nc2.close()
+
+
+class _Holding(BatchRunner):
+    """A runner whose runs never end (what they would do is not the point here: which it takes up is)."""
+
+    async def _run(self, run: BatchRun) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_one_organisations_many_batches_leave_runs_for_another(nats_server: NatsServer) -> None:
+    """Oldest first, an organisation with many batches took every run of a replica, and another's batch
+    waited until one of them ended (hours, or the whole day): now it takes its share (half) while others
+    wait, and the rest only when nobody else does."""
+    nc, store = await _store(nats_server.url)
+    knobs = Knobs(replica="r", concurrency=1, lease_s=30.0, poll_s=1.0, principal_ttl_s=30.0)
+    runner = _Holding(None, store, knobs, max_running=2, scan_s=1.0)  # type: ignore[arg-type]
+    alone = _Holding(None, store, replace(knobs, replica="s"), max_running=2, scan_s=1.0)  # type: ignore[arg-type]
+    try:
+        tenant = f"big{time.time_ns()}"
+        many = [_record(tenant) for _ in range(3)]
+        late = _record(f"small{time.time_ns()}")
+        for record in [*many, late]:
+            await store.create(record)
+        await runner.scan()
+        assert set(runner._runs) == {many[0].batch.id, late.batch.id}
+        await alone.scan()  # only the big organisation's are left: it takes them all
+        assert set(alone._runs) == {many[1].batch.id, many[2].batch.id}
+    finally:
+        for held in (runner, alone):
+            for _, task in held._runs.values():
+                task.cancel()
+        await nc.close()
+
+
+async def test_an_organisation_with_its_limit_of_unfinished_batches_gets_429(nats_server: NatsServer) -> None:
+    """Without a limit, one key could enqueue batches by the thousand (each file re-used any number of
+    times): every replica's scan reads every active batch, and they all wait their turn."""
+    nc, store = await _store(nats_server.url)
+    try:
+        files = await files_bucket(nc.jetstream(), max_bytes=1024**2)
+        batches = Batches(store, files, _runner(store, "r"), max_unfinished=2)
+        acme = Principal(tenant_id="acme", api_key_id="key_1", user_id=None, key_prefix="p")
+        other = Principal(tenant_id="other", api_key_id="key_2", user_id=None, key_prefix="q")
+
+        async def create(principal: Principal) -> Batch:
+            file = await files.put(
+                tenant_id=principal.tenant_id, purpose="batch", filename="r.jsonl", data=b"{}\n"
+            )
+            body = {"input_file_id": file.id, "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+            return await batches.create(principal=principal, body=orjson.dumps(body))
+
+        first, _ = await create(acme), await create(acme)
+        with pytest.raises(RateLimited) as refused:
+            await create(acme)
+        assert (refused.value.status, refused.value.code) == (429, "batch_limit_exceeded")
+        assert "SWITCHYARD_BATCH_ORG_UNFINISHED" in refused.value.message
+        await create(other)  # another organisation's count is its own
+        await store.finished(first.id, tenant_id="acme")
+        await create(acme)
+    finally:
+        await nc.close()

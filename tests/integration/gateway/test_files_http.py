@@ -16,12 +16,14 @@ import pytest
 
 from switchyard.cli.processes import NatsServer
 from switchyard.gateway.db import migrations
+from switchyard.gateway.files import upload
 from tests.integration.gateway.harness import Org, auth, gateways, make_org
 
 pytestmark = pytest.mark.integration
 MAX_BYTES = 256 * 1024
 BUCKET_BYTES = 1024 * 1024
 ORG_BYTES = 640 * 1024
+ORG_COUNT = 8
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +38,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Org, 
         "SWITCHYARD_FILES_MAX_BYTES": str(MAX_BYTES),
         "SWITCHYARD_FILES_BUCKET_BYTES": str(BUCKET_BYTES),
         "SWITCHYARD_FILES_ORG_BYTES": str(ORG_BYTES),
+        "SWITCHYARD_FILES_ORG_COUNT": str(ORG_COUNT),
     }
     try:
         with gateways(server, db_url, tmp, env=env) as (base,):
@@ -205,3 +208,45 @@ async def test_an_organisation_past_its_share_or_a_full_store_refuses_uploads(
     again = await stranger.files.create(file=("r.jsonl", io.BytesIO(data)), purpose="batch")
     for file in (*theirs, again):
         await stranger.files.delete(file.id)
+
+
+async def test_an_organisation_with_its_count_of_files_refuses_uploads(world: tuple[str, Org, Org]) -> None:
+    """Tiny files fit the byte share by the million, and every list and upload reads all the organisation's
+    descriptions: the count is capped too (SWITCHYARD_FILES_ORG_COUNT)."""
+    base, acme, _ = world
+    client = _sdk(base, acme)
+    held = len((await client.files.list()).data)
+    mine = [
+        await client.files.create(file=("r.jsonl", io.BytesIO(b"{}\n")), purpose="batch")
+        for _ in range(ORG_COUNT - held)
+    ]
+    with pytest.raises(openai.APIStatusError) as refused:
+        await client.files.create(file=("r.jsonl", io.BytesIO(b"{}\n")), purpose="batch")
+    assert (refused.value.status_code, refused.value.code) == (507, "organization_files_full")
+    assert "SWITCHYARD_FILES_ORG_COUNT" in refused.value.message
+    await client.files.delete(mine[0].id)
+    mine[0] = await client.files.create(file=("r.jsonl", io.BytesIO(b"{}\n")), purpose="batch")
+    for file in mine:
+        await client.files.delete(file.id)
+
+
+@pytest.mark.parametrize("limit", ["²", "9" * 5000, "9" * 20, "-1", "0"])
+async def test_a_limit_that_is_not_a_plain_integer_in_range_is_400_not_500(
+    world: tuple[str, Org, Org], limit: str
+) -> None:
+    """`"²".isdigit()` is true but `int("²")` raises, as does `int` of 5,000 digits: both were 500s."""
+    base, acme, _ = world
+    async with httpx.AsyncClient(base_url=base, headers=auth(acme.keys["member"])) as http:
+        listed = await http.get("/v1/files", params={"limit": limit})
+        sent = await http.post(
+            "/v1/files",
+            files={"file": ("r.jsonl", b"{}\n")},
+            data={"purpose": "batch", "expires_after[anchor]": "created_at", "expires_after[seconds]": limit},
+        )
+    answers = [(listed, "limit"), (sent, "expires_after.seconds")]
+    for answer, param in answers[
+        : 1 if len(limit) > upload.MAX_FIELD_BYTES else 2
+    ]:  # else the part is too large
+        assert answer.status_code == 400, answer.text  # for the parser: invalid_multipart
+        error = answer.json()["error"]
+        assert (error["code"], error["param"]) == ("invalid_value", param) and error["request_id"]

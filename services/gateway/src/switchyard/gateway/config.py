@@ -36,6 +36,9 @@ class GatewaySettings(CommonSettings):
     files_org_bytes: int = Field(
         default=1024**3, gt=0, description="one organisation's files; an upload past it gets 507"
     )
+    files_org_count: int = Field(
+        default=10_000, gt=0, description="one organisation's files, counted; an upload past it gets 507"
+    )
     # Batches (/v1/batches): each line runs as a low-priority task; a replica runs at most
     # `batch_max_running` batches, each with at most `batch_concurrency` lines in flight.
     batch_concurrency: int = Field(default=8, ge=1, description="a batch's lines in flight at once")
@@ -44,6 +47,9 @@ class GatewaySettings(CommonSettings):
         default=30.0, ge=1.0, description="a batch whose runner's lease is this old is taken over by another"
     )
     batch_scan_s: float = Field(default=5.0, gt=0, description="how often a replica looks for batches to run")
+    batch_org_unfinished: int = Field(
+        default=10, ge=1, description="an organisation's batches not finished yet; one more gets 429"
+    )
     batch_poll_s: float = Field(default=1.0, gt=0, description="how often a running line's task is read")
     batch_interactive_share: float = Field(
         default=0.5,

@@ -64,19 +64,51 @@ class BatchRunner:
             self._poked.clear()
 
     async def scan(self) -> None:
+        """Takes up the active batches whose lease is free, oldest first, but fairly: an organisation that
+        already runs its share of this replica's batches (half, at least one) is passed over while any
+        other organisation's batch waits, and gets the runs left over after them (one organisation's many
+        batches do not hold every run while another's wait a day)."""
+        passed_over: list[str] = []
         for batch_id in await self.store.active():
             if len(self._runs) >= self._max_running:
                 return
-            if batch_id in self._runs:
-                continue
-            record = await self.store.change(batch_id, self._claim)
-            if record is None or record.batch.status in TERMINAL:
-                await self.store.finished(batch_id)
-                continue
-            if record.runner is not None and record.runner.owner == self.knobs.replica:
-                run = BatchRun(self.gw, self.store, self.knobs, record)
-                task = asyncio.create_task(self._run(run), name=f"batch-{batch_id}")
-                self._runs[batch_id] = (run, task)
+            if not await self._take(batch_id, fair=True):
+                passed_over.append(batch_id)
+        for batch_id in passed_over:
+            if len(self._runs) >= self._max_running:
+                return
+            await self._take(batch_id, fair=False)
+
+    async def _take(self, batch_id: str, *, fair: bool) -> bool:
+        """Claims the batch and runs it if its lease is free; False when it was passed over (`fair`: its
+        organisation runs its share here)."""
+        if batch_id in self._runs:
+            return True
+        passed = False
+
+        def claim(record: BatchRecord) -> BatchRecord | None:
+            nonlocal passed
+            passed = fair and self._runs_of(record.tenant_id) >= self._share
+            return None if passed else self._claim(record)
+
+        record = await self.store.change(batch_id, claim)
+        if record is None or record.batch.status in TERMINAL:
+            await self.store.finished(batch_id, tenant_id=record.tenant_id if record else None)
+            return True
+        if passed:
+            return False
+        if record.runner is not None and record.runner.owner == self.knobs.replica:
+            run = BatchRun(self.gw, self.store, self.knobs, record)
+            task = asyncio.create_task(self._run(run), name=f"batch-{batch_id}")
+            self._runs[batch_id] = (run, task)
+        return True
+
+    @property
+    def _share(self) -> int:
+        return max(1, self._max_running // 2)
+
+    def _runs_of(self, tenant_id: str) -> int:
+        return sum(1 for run, _ in self._runs.values() if run.record.tenant_id == tenant_id)
 
     def _claim(self, record: BatchRecord) -> BatchRecord | None:
         now = time.time()

@@ -164,7 +164,7 @@ class BatchRun:
 
         record = await self._write(validated)
         if record.batch.status == "failed":
-            await self.store.finished(self.batch_id)
+            await self.store.finished(self.batch_id, tenant_id=self.record.tenant_id)
             return False
         return True
 
@@ -329,7 +329,7 @@ class BatchRun:
                 **{ended: int(time.time())},
             )
         )
-        await self.store.finished(self.batch_id)
+        await self.store.finished(self.batch_id, tenant_id=self.record.tenant_id)
         # Only now: a replica that takes over a batch not marked ended yet writes its files again from them.
         if self.store.vectors is not None and results.kept:
             await self.store.vectors.forget(results.kept)

@@ -17,7 +17,7 @@ from switchyard.gateway.batches.models import (
 from switchyard.gateway.batches.runner import BatchRunner
 from switchyard.gateway.batches.store import BatchStore, new_batch_id
 from switchyard.gateway.completions import json_object
-from switchyard.gateway.errors import Conflict, InvalidRequest, NotFound, invalid_fields
+from switchyard.gateway.errors import Conflict, InvalidRequest, NotFound, RateLimited, invalid_fields
 from switchyard.gateway.files.store import FileStore
 from switchyard.gateway.tenants import Principal
 
@@ -26,10 +26,13 @@ MAX_LIST = 100
 
 
 class Batches:
-    def __init__(self, store: BatchStore, files: FileStore, runner: BatchRunner) -> None:
+    def __init__(
+        self, store: BatchStore, files: FileStore, runner: BatchRunner, *, max_unfinished: int = 10
+    ) -> None:
         self.store = store
         self.files = files
         self.runner = runner
+        self.max_unfinished = max_unfinished
 
     async def create(self, *, principal: Principal, body: bytes) -> Batch:
         """A new batch, `validating`: the runner reads and checks its file, then runs it. 404 for an input
@@ -62,6 +65,15 @@ class Batches:
                 "'batch'",
                 code="invalid_value",
                 param="input_file_id",
+            )
+        unfinished = await self.store.unfinished(tenant_id=principal.tenant_id)
+        if unfinished >= self.max_unfinished:
+            raise RateLimited(
+                f"your organisation has {unfinished} batches not finished yet, its limit "
+                f"(SWITCHYARD_BATCH_ORG_UNFINISHED is {self.max_unfinished}): create this one once one of "
+                "them has ended (or cancel one)",
+                code="batch_limit_exceeded",
+                headers={"retry-after": "60"},
             )
         now = int(time.time())
         batch = Batch(

@@ -29,4 +29,4 @@ async def start_batches(gw: Gateway, js: JetStreamContext, *, replica: str) -> B
         gw, store, knobs, max_running=settings.batch_max_running, scan_s=settings.batch_scan_s
     )
     runner.start()
-    return Batches(store, gw.files, runner)
+    return Batches(store, gw.files, runner, max_unfinished=settings.batch_org_unfinished)

@@ -41,7 +41,12 @@ class BatchStore:
         batch_id = record.batch.id
         await self._kv.create(f"b.{batch_id}", record.model_dump_json().encode())
         await self._kv.put(f"t.{record.tenant_id}.{batch_id}", b"")
+        await self._kv.put(f"o.{record.tenant_id}.{batch_id}", b"")  # the organisation's, not finished
         await self._kv.put(f"a.{batch_id}", b"")
+
+    async def unfinished(self, *, tenant_id: str) -> int:
+        """How many of the organisation's batches are not finished yet (one request: their keys)."""
+        return len(await kv.keys(self._kv, f"o.{tenant_id}."))
 
     async def read(self, batch_id: str) -> BatchRecord | None:
         if not _BATCH_ID.fullmatch(batch_id):
@@ -94,8 +99,11 @@ class BatchStore:
         listed = sorted(await kv.keys(self._kv, "a."))
         return [key[2:] for key in listed if (await kv.read(self._kv, key))[1] is not None]
 
-    async def finished(self, batch_id: str) -> None:
+    async def finished(self, batch_id: str, *, tenant_id: str | None) -> None:
         await self._kv.delete(f"a.{batch_id}")  # a delete marker: no error when it is gone already
+        if tenant_id is not None:  # purged, marker and all, so that its key is not counted any more
+            subject = f"{self._kv._pre}o.{tenant_id}.{batch_id}"
+            await self._kv._js.purge_stream(self._kv._stream, subject=subject)
 
     async def line_error(self, batch_id: str, index: int) -> LineError | None:
         value, _ = await kv.read(self._kv, f"e.{batch_id}.{index}")

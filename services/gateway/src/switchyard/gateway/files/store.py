@@ -198,12 +198,14 @@ class FileStore:
             return False
         return found.time is not None and now - found.time.timestamp() > age_s
 
-    async def used_bytes(self, *, tenant_id: str) -> int:
-        """The bytes of the organisation's files (those not expired), from their descriptions."""
+    async def usage(self, *, tenant_id: str) -> tuple[int, int]:
+        """How many files the organisation has (those not expired), and their bytes, from their
+        descriptions."""
         now = time.time()
-        return sum(
+        held = [
             f.bytes for _, f in await _described(self._index, tenant_part(tenant_id)) if not expired(f, now)
-        )
+        ]
+        return len(held), sum(held)
 
     async def _sweeping(self, every_s: float) -> None:
         while True:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from switchyard.gateway.auth import authenticate
+from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.files import upload
 from switchyard.gateway.files.models import UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
@@ -82,7 +83,7 @@ async def create_file(request: Request) -> FileObject:
     try:
         max_line = upload.max_line_bytes(gw.settings.max_body_bytes)
         await asyncio.to_thread(upload.check_batch_input, sent.filename, sent.file.file, max_line=max_line)
-        await _within_share(gw.files, principal.tenant_id, sent.file.size or 0, gw.settings.files_org_bytes)
+        await _within_share(gw.files, principal.tenant_id, sent.file.size or 0, gw.settings)
         stored = await gw.files.put(
             tenant_id=principal.tenant_id,
             purpose="batch",
@@ -166,10 +167,17 @@ async def delete_file(file_id: str, request: Request) -> FileDeleted:
     return FileDeleted(id=file_id, deleted=deleted)
 
 
-async def _within_share(files: FileStore, tenant_id: str, size: int, share: int) -> None:
+async def _within_share(files: FileStore, tenant_id: str, size: int, settings: GatewaySettings) -> None:
     """507 `organization_files_full` when this upload would take the organisation past its share of the
-    store (uploads racing each other may pass it by one upload each)."""
-    used = await files.used_bytes(tenant_id=tenant_id)
+    store, in bytes or in files (uploads racing each other may pass it by one upload each). The count
+    bounds what every list and every upload reads (each reads all the organisation's descriptions)."""
+    count, used = await files.usage(tenant_id=tenant_id)
+    if count >= settings.files_org_count:
+        raise OrganisationFilesFull(
+            f"your organisation has {count} files, its limit (SWITCHYARD_FILES_ORG_COUNT is "
+            f"{settings.files_org_count}): delete files you no longer need"
+        )
+    share = settings.files_org_bytes
     if used + size > share:
         raise OrganisationFilesFull(
             f"your organisation's files hold {used} of its {share} bytes (SWITCHYARD_FILES_ORG_BYTES); this "
