@@ -162,3 +162,23 @@ async def test_an_organisation_with_its_limit_of_unfinished_batches_gets_429(nat
         await create(acme)
     finally:
         await nc.close()
+
+
+async def test_a_batch_still_validating_past_its_window_expires(nats_server: NatsServer) -> None:
+    """Its models could not be checked (no provider announced): each run gave up and the next scan tried
+    again, for ever, the batch `validating` and counted among its organisation's unfinished ones."""
+    nc, store = await _store(nats_server.url)
+    try:
+        record = _record("acme")
+        record = record.model_copy(update={"batch": record.batch.model_copy(update={"expires_at": 1})})
+        await store.create(record)
+        held = await store.change(record.batch.id, _runner(store, "r")._claim)
+        assert held is not None
+        knobs = Knobs(replica="r", concurrency=1, lease_s=30.0, poll_s=1.0, principal_ttl_s=30.0)
+        await BatchRun(None, store, knobs, held).run()  # type: ignore[arg-type]  # nothing else is needed
+        ended = await store.read(record.batch.id)
+        assert ended is not None and ended.batch.status == "expired" and ended.batch.expired_at
+        assert record.batch.id not in await store.active()
+        assert await store.unfinished(tenant_id="acme") == 0
+    finally:
+        await nc.close()

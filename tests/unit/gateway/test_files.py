@@ -174,3 +174,10 @@ def test_a_filename_with_control_characters_is_refused(name: str) -> None:
 def test_other_filenames_are_kept_as_sent(name: str) -> None:
     """A file's name is only ever returned as JSON text (never a path here, nor a response header)."""
     assert upload._checked(_form(("purpose", "batch"), filename=name), 1024).filename == name
+
+
+def test_a_file_not_found_quotes_the_id_asked_for_cut_short() -> None:
+    """A batch's `input_file_id` is read from a body of up to SWITCHYARD_MAX_BODY_BYTES: it was echoed
+    whole in the 404."""
+    assert store.file_not_found("file-abc").message == "No such File object: file-abc"
+    assert len(store.file_not_found("x" * 1_000_000).message) < 100

@@ -96,6 +96,8 @@ class BatchRun:
     async def run(self) -> None:
         keeper = asyncio.create_task(self._keep(), name=f"batch-lease-{self.batch_id}")
         try:
+            if await self._expired_unvalidated():
+                return
             await self._refresh_principal()
             checked = await self._read()
             if self.record.batch.status == "validating":
@@ -110,6 +112,20 @@ class BatchRun:
         finally:
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
+
+    async def _expired_unvalidated(self) -> bool:
+        """A batch still validating past its window (its models could not be checked all day: no provider
+        announced) is `expired`, not tried again forever, counted among its organisation's unfinished."""
+        now = int(time.time())
+        if self.record.batch.status != "validating" or now < self.record.batch.expires_at:
+            return False
+        record = await self._write(
+            lambda r: _with(r, status="expired", expired_at=now) if r.batch.status == "validating" else None
+        )
+        if record.batch.status != "expired":
+            return False
+        await self.store.finished(self.batch_id, tenant_id=record.tenant_id)
+        return True
 
     def _heard(self, record: BatchRecord) -> None:
         """A cancellation asked for, or the completion window past: the batch ends."""

@@ -58,7 +58,8 @@ class BatchStore:
         """The organisation's batch; NotFound for none, or another organisation's."""
         record = await self.read(batch_id)
         if record is None or record.tenant_id != tenant_id:
-            raise NotFound(f"no batch {batch_id!r} in this organisation", param="batch_id")
+            shown = batch_id if len(batch_id) <= 80 else f"{batch_id[:80]}…"
+            raise NotFound(f"no batch {shown!r} in this organisation", param="batch_id")
         return record
 
     async def change(

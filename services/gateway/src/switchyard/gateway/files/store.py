@@ -83,7 +83,9 @@ class FileUnreadable(APIError):
 
 
 def file_not_found(file_id: str) -> NotFound:
-    return NotFound(f"No such File object: {file_id}", code="file_not_found", param="file_id")
+    """OpenAI's words; the id as asked, cut short (a batch's `input_file_id` can be a megabyte of text)."""
+    shown = file_id if len(file_id) <= 64 else f"{file_id[:64]}…"
+    return NotFound(f"No such File object: {shown}", code="file_not_found", param="file_id")
 
 
 def new_file_id(now_ms: int | None = None) -> str:
