@@ -21,7 +21,7 @@ from switchyard.common.events import (
     Usage,
 )
 from switchyard.common.streaming import Chunk
-from switchyard.gateway import completions, messages, messages_render
+from switchyard.gateway import completions, messages, messages_render, outcomes
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.messages_render import stream_events
 from switchyard.gateway.taskapi.models import TaskState
@@ -328,7 +328,7 @@ async def test_the_stream_starts_at_the_first_thinking_not_the_first_text() -> N
             return items()
 
     task = _task(_anthropic(stream=True))
-    head, rest = await completions.open_stream(Client(), task, timeout_s=5)  # type: ignore[arg-type]
+    head, rest = await outcomes.open_stream(Client(), task, timeout_s=5)  # type: ignore[arg-type]
     assert head == [_stream()[0]]
     await rest.aclose()  # type: ignore[attr-defined]
 

@@ -13,7 +13,7 @@ from switchyard.common.events import FunctionCall, TaskCompleted, TaskFailed, Ta
 from switchyard.common.streaming import Chunk
 from switchyard.executor.providers.anthropic import wire as anthropic_wire
 from switchyard.executor.providers.base import ProviderCall
-from switchyard.gateway import completions, messages, messages_render
+from switchyard.gateway import completions, messages, messages_render, outcomes
 from switchyard.gateway.errors import APIError, InvalidRequest
 from switchyard.gateway.tenants import Principal
 
@@ -452,5 +452,5 @@ def test_what_no_model_can_serve_is_the_clients_to_change_unless_time_can_help(
         task_id="t1", tenant_id="acme", error_code=code, error_message="why", failed_at=datetime.now(UTC)
     )
     with pytest.raises(APIError) as caught:
-        completions.raise_for_failure(failed)
+        outcomes.raise_for_failure(failed)
     assert (caught.value.status, caught.value.code) == (status, code)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, NoReturn, TypeVar
 
@@ -26,15 +24,12 @@ from switchyard.common.events.tasks import Priority
 from switchyard.common.ids import new_id
 from switchyard.common.streaming import Chunk
 from switchyard.gateway.errors import (
-    APIError,
     InvalidRequest,
     RequestTooLarge,
-    ServiceUnavailable,
     TaskTimeout,
-    UpstreamFailed,
     invalid_fields,
 )
-from switchyard.gateway.errors import ModelNotFound as ModelNotFoundError
+from switchyard.gateway.outcomes import Fault, Observe, in_order, raise_for_failure, sse, sse_error
 from switchyard.gateway.schemas import (
     UNSUPPORTED,
     ChatCompletionRequest,
@@ -50,27 +45,11 @@ from switchyard.gateway.schemas import (
     thinking_text,
     usage_json,
 )
-from switchyard.gateway.stopping import Stop
 from switchyard.gateway.tasks import Stopped, TaskClient, TimedOut
 from switchyard.gateway.tenants import Principal
 
 M = TypeVar("M", bound=BaseModel)
 PRIORITIES: tuple[Priority, ...] = ("low", "normal", "high")
-# Task failures that are the client's doing map to 4xx (the error, and the request field to name); the rest
-# are upstream failures (502).
-CLIENT_FAILURES: dict[str, tuple[type[APIError], str | None]] = {
-    "model_not_found": (ModelNotFoundError, "model"),
-    "model_lacks_capability": (InvalidRequest, "model"),
-    "context_length_exceeded": (InvalidRequest, "messages"),  # no available model's context window fits
-    "capability_unavailable": (InvalidRequest, None),  # no available model has what the task needs
-    "provider_context_too_long": (InvalidRequest, None),
-    "provider_content_policy": (InvalidRequest, None),
-    "provider_bad_request": (InvalidRequest, None),
-}
-UNAVAILABLE_FAILURES = ("no_provider_available",)
-# Every candidate was at capacity: the deployment is busy, not broken (503, with the last provider's
-# Retry-After when it gave one).
-BUSY_FAILURES = ("provider_overloaded", "provider_rate_limited")
 
 
 async def read_body(request: Request, *, limit: int) -> bytes:
@@ -90,10 +69,6 @@ async def read_body(request: Request, *, limit: int) -> bytes:
             "the client disconnected while sending the body", code="client_disconnected"
         ) from exc
     return b"".join(chunks)
-
-
-# Sees a task's outcome (its admission settles at what it was charged), also one raised as an error.
-Observe = Callable[[TaskCompleted | TaskFailed], None] | None
 
 
 def json_object(body: bytes) -> dict[str, Any]:
@@ -195,21 +170,6 @@ def build_task(parsed: ChatCompletionRequest, principal: Principal, *, priority:
     )
 
 
-def raise_for_failure(failed: TaskFailed) -> NoReturn:
-    if failed.error_code in CLIENT_FAILURES:
-        error, param = CLIENT_FAILURES[failed.error_code]
-        raise error(failed.error_message, code=failed.error_code, param=param)
-    if failed.error_code in UNAVAILABLE_FAILURES:
-        raise ServiceUnavailable(failed.error_message, code=failed.error_code)
-    if failed.error_code in BUSY_FAILURES:
-        wait = failed.retry_after_s
-        headers = {"Retry-After": str(max(1, math.ceil(wait)))} if wait is not None else None
-        raise ServiceUnavailable(
-            f"The task failed: {failed.error_message}", code=failed.error_code, headers=headers
-        )
-    raise UpstreamFailed(f"The task failed: {failed.error_message}", code=failed.error_code)
-
-
 async def complete(
     client: TaskClient,
     task: TaskSubmitted,
@@ -249,11 +209,6 @@ def completion_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
             logprobs=done.logprobs,
         )
     )
-
-
-def _output(chunk: Chunk) -> bool:
-    """The chunk is output: text, tokens (which may come without text) or reasoning."""
-    return bool(chunk.delta or chunk.logprobs or chunk.reasoning())
 
 
 def _delta(chunk: Chunk, thought: list[str]) -> dict[str, Any]:
@@ -330,93 +285,6 @@ def answers_of(done: TaskCompleted) -> list[Answer]:
         Answer(c.content, c.tool_calls, c.thinking, c.logprobs, c.finish_reason) for c in done.other_choices
     ]
     return [first, *others]
-
-
-def sse(obj: object) -> bytes:
-    return b"data: " + orjson.dumps(obj) + b"\n\n"
-
-
-def sse_error(message: str, code: str, type_: str = "api_error") -> bytes:
-    return sse({"error": {"message": message, "type": type_, "code": code, "param": None}})
-
-
-async def open_stream(
-    client: TaskClient,
-    task: TaskSubmitted,
-    *,
-    timeout_s: float,
-    observe: Observe = None,
-    stop: Stop | None = None,
-) -> tuple[list[Chunk | TaskCompleted], AsyncIterator[Chunk | TaskCompleted | TaskFailed]]:
-    """Waits for the first output, text or reasoning (or the end), before the HTTP response starts, so
-    that a task failing before any output gets a proper HTTP error status instead of a 200 stream with an
-    error inside. Raises Stopped once the gateway's `stop` ends its requests, as the stream does later."""
-    items = client.stream(task, timeout_s=timeout_s, stop=stop)
-    head: list[Chunk | TaskCompleted] = []
-    try:
-        async for item in items:
-            if isinstance(item, TaskFailed):
-                await items.aclose()
-                if observe is not None:
-                    observe(item)
-                raise_for_failure(item)
-            assert not isinstance(item, TaskFailed)
-            head.append(item)
-            if not isinstance(item, Chunk) or item.error or item.done or _output(item):
-                break
-    except TimedOut:
-        raise TaskTimeout(
-            f"The task did not finish within {timeout_s:g} s; it was recorded as timed out"
-        ) from None
-    return head, items
-
-
-def head_model(head: list[Chunk | TaskCompleted]) -> str | None:
-    """The model answering, as far as the stream's head names it (its first text chunk names it)."""
-    model = None
-    for item in head:
-        model = item.model or model
-    return model
-
-
-async def chained(
-    head: list[Chunk | TaskCompleted], rest: AsyncIterator[Chunk | TaskCompleted | TaskFailed]
-) -> AsyncIterator[Chunk | TaskCompleted | TaskFailed]:
-    for item in head:
-        yield item
-        if isinstance(item, TaskCompleted):
-            return
-    async for later in rest:
-        yield later
-
-
-@dataclass(frozen=True, slots=True)
-class Fault:
-    """Why a stream ended without its answer: a chunk missing, a chunk's error, or the task's failure."""
-
-    code: str
-    message: str
-
-
-async def in_order(
-    head: list[Chunk | TaskCompleted], rest: AsyncIterator[Chunk | TaskCompleted | TaskFailed]
-) -> AsyncIterator[Chunk | TaskCompleted | Fault]:
-    """A stream's chunks in their order, then its answer; a gap in the chunks' numbering, an error chunk or
-    the task's failure ends it as a Fault, which every face renders as its error event (never as an end)."""
-    expected = 0
-    async for item in chained(head, rest):
-        if isinstance(item, TaskFailed):
-            yield Fault(item.error_code, item.error_message)
-            return
-        if isinstance(item, Chunk):
-            if item.seq != expected:
-                yield Fault("stream_gap", f"stream gap: expected chunk {expected}, got {item.seq}")
-                return
-            expected += 1
-            if item.error is not None:
-                yield Fault(item.error.code, item.error.message)
-                return
-        yield item
 
 
 def _bodies(

@@ -39,7 +39,7 @@ from switchyard.common.events import (
 )
 from switchyard.common.events.tasks import MAX_EMBEDDING_INPUTS
 from switchyard.common.ids import new_id
-from switchyard.gateway import completions
+from switchyard.gateway import completions, outcomes
 from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, ServiceUnavailable, UpstreamFailed
 from switchyard.gateway.tenants import Principal
 
@@ -200,7 +200,7 @@ def raise_for_failure(failed: TaskFailed) -> NoReturn:
             f"The vectors were made but could not be delivered ({failed.error_message}); try again shortly",
             code=UNAVAILABLE,
         )
-    completions.raise_for_failure(failed)
+    outcomes.raise_for_failure(failed)
 
 
 class EmbeddingResults:

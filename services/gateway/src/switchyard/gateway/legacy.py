@@ -24,8 +24,9 @@ from switchyard.common.events import ChatMessage, TaskCompleted, TaskFailed, Tas
 from switchyard.common.events.tasks import MAX_CHOICES
 from switchyard.common.streaming import Chunk
 from switchyard.gateway import schemas
-from switchyard.gateway.completions import Fault, answers_of, in_order, sse, sse_error, validated
+from switchyard.gateway.completions import answers_of, validated
 from switchyard.gateway.errors import InvalidRequest
+from switchyard.gateway.outcomes import Fault, in_order, sse, sse_error
 from switchyard.gateway.schemas import (
     ChatCompletionRequest,
     StreamOptions,

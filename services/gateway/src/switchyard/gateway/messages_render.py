@@ -11,7 +11,7 @@ import orjson
 
 from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted, Usage
 from switchyard.common.streaming import Chunk, thinking_chunk
-from switchyard.gateway.completions import Fault, head_model, in_order
+from switchyard.gateway.outcomes import Fault, head_model, in_order
 from switchyard.gateway.schemas import thinking_json
 from switchyard.gateway.tasks import Stopped, TimedOut
 

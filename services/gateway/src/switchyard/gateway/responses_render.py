@@ -24,7 +24,7 @@ from switchyard.common.events import (
     Usage,
 )
 from switchyard.common.streaming import Chunk, thinking_chunk
-from switchyard.gateway.completions import Fault, head_model, in_order
+from switchyard.gateway.outcomes import Fault, head_model, in_order
 from switchyard.gateway.responses import MESSAGE_ITEM, REASONING_ITEM, RESPONSE_ID, carrier
 from switchyard.gateway.schemas import token_json
 from switchyard.gateway.tasks import Stopped, TimedOut

@@ -25,6 +25,7 @@ from switchyard.gateway import (
     legacy,
     messages,
     messages_render,
+    outcomes,
     overhead,
     responses,
     responses_render,
@@ -171,7 +172,7 @@ async def serve(request: Request, face: Face) -> Response:
         headers.update(overhead.headers(started, done, stages))
         return Response(content, media_type="application/json", headers=headers)
     try:
-        head, rest = await completions.open_stream(
+        head, rest = await outcomes.open_stream(
             gw.tasks, task, timeout_s=timeout, observe=admitted.observe, stop=gw.stop
         )
     except TaskTimeout:
@@ -189,7 +190,7 @@ async def serve(request: Request, face: Face) -> Response:
         raise
     for item in head:
         admitted.observe(item)
-    model = completions.head_model(head)
+    model = outcomes.head_model(head)
     if model is not None:
         headers["x-switchyard-model"] = model
     include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
@@ -250,7 +251,7 @@ async def _answer(
     *,
     timeout_s: float,
     stages: overhead.Stages,
-    fail: Callable[[TaskFailed], NoReturn] = completions.raise_for_failure,
+    fail: Callable[[TaskFailed], NoReturn] = outcomes.raise_for_failure,
 ) -> TaskCompleted:
     """The task's whole answer (its failure raised as `fail` maps it), unless the client goes away first
     or it times out: the task is then cancelled or followed, and its admission settled at its outcome."""

@@ -14,7 +14,7 @@ import orjson
 
 from switchyard.common.events import TaskFailed
 from switchyard.common.ids import derived_id
-from switchyard.gateway import completions, embeddings
+from switchyard.gateway import embeddings, outcomes
 from switchyard.gateway.batches.models import LineError
 from switchyard.gateway.errors import APIError, TaskTimeout
 from switchyard.gateway.taskapi.models import TaskState
@@ -95,6 +95,6 @@ def task_error(state: TaskState, *, embedding: bool = False) -> LineError:
         failed_at=datetime.now(UTC),
     )
     try:
-        (embeddings.raise_for_failure if embedding else completions.raise_for_failure)(failure)
+        (embeddings.raise_for_failure if embedding else outcomes.raise_for_failure)(failure)
     except APIError as exc:
         return line_error(exc)

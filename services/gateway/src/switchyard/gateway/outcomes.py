@@ -1,0 +1,152 @@
+"""A task's outcome as every face takes it from the bus: its failure as the HTTP error the client gets,
+and its stream's chunks opened (the first output awaited before the response starts) and read in order,
+a gap, an error chunk or the task's failure ending them as a Fault. Each face renders them its own way
+(chat completions, legacy completions, Messages, Responses)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import NoReturn
+
+import orjson
+
+from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted
+from switchyard.common.streaming import Chunk
+from switchyard.gateway.errors import (
+    APIError,
+    InvalidRequest,
+    ServiceUnavailable,
+    TaskTimeout,
+    UpstreamFailed,
+)
+from switchyard.gateway.errors import ModelNotFound as ModelNotFoundError
+from switchyard.gateway.stopping import Stop
+from switchyard.gateway.tasks import TaskClient, TimedOut
+
+# Sees a task's outcome (its admission settles at what it was charged), also one raised as an error.
+Observe = Callable[[TaskCompleted | TaskFailed], None] | None
+
+# Task failures that are the client's doing map to 4xx (the error, and the request field to name); the rest
+# are upstream failures (502).
+CLIENT_FAILURES: dict[str, tuple[type[APIError], str | None]] = {
+    "model_not_found": (ModelNotFoundError, "model"),
+    "model_lacks_capability": (InvalidRequest, "model"),
+    "context_length_exceeded": (InvalidRequest, "messages"),  # no available model's context window fits
+    "capability_unavailable": (InvalidRequest, None),  # no available model has what the task needs
+    "provider_context_too_long": (InvalidRequest, None),
+    "provider_content_policy": (InvalidRequest, None),
+    "provider_bad_request": (InvalidRequest, None),
+}
+UNAVAILABLE_FAILURES = ("no_provider_available",)
+# Every candidate was at capacity: the deployment is busy, not broken (503, with the last provider's
+# Retry-After when it gave one).
+BUSY_FAILURES = ("provider_overloaded", "provider_rate_limited")
+
+
+def raise_for_failure(failed: TaskFailed) -> NoReturn:
+    if failed.error_code in CLIENT_FAILURES:
+        error, param = CLIENT_FAILURES[failed.error_code]
+        raise error(failed.error_message, code=failed.error_code, param=param)
+    if failed.error_code in UNAVAILABLE_FAILURES:
+        raise ServiceUnavailable(failed.error_message, code=failed.error_code)
+    if failed.error_code in BUSY_FAILURES:
+        wait = failed.retry_after_s
+        headers = {"Retry-After": str(max(1, math.ceil(wait)))} if wait is not None else None
+        raise ServiceUnavailable(
+            f"The task failed: {failed.error_message}", code=failed.error_code, headers=headers
+        )
+    raise UpstreamFailed(f"The task failed: {failed.error_message}", code=failed.error_code)
+
+
+def _output(chunk: Chunk) -> bool:
+    """The chunk is output: text, tokens (which may come without text) or reasoning."""
+    return bool(chunk.delta or chunk.logprobs or chunk.reasoning())
+
+
+def sse(obj: object) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def sse_error(message: str, code: str, type_: str = "api_error") -> bytes:
+    return sse({"error": {"message": message, "type": type_, "code": code, "param": None}})
+
+
+async def open_stream(
+    client: TaskClient,
+    task: TaskSubmitted,
+    *,
+    timeout_s: float,
+    observe: Observe = None,
+    stop: Stop | None = None,
+) -> tuple[list[Chunk | TaskCompleted], AsyncIterator[Chunk | TaskCompleted | TaskFailed]]:
+    """Waits for the first output, text or reasoning (or the end), before the HTTP response starts, so
+    that a task failing before any output gets a proper HTTP error status instead of a 200 stream with an
+    error inside. Raises Stopped once the gateway's `stop` ends its requests, as the stream does later."""
+    items = client.stream(task, timeout_s=timeout_s, stop=stop)
+    head: list[Chunk | TaskCompleted] = []
+    try:
+        async for item in items:
+            if isinstance(item, TaskFailed):
+                await items.aclose()
+                if observe is not None:
+                    observe(item)
+                raise_for_failure(item)
+            assert not isinstance(item, TaskFailed)
+            head.append(item)
+            if not isinstance(item, Chunk) or item.error or item.done or _output(item):
+                break
+    except TimedOut:
+        raise TaskTimeout(
+            f"The task did not finish within {timeout_s:g} s; it was recorded as timed out"
+        ) from None
+    return head, items
+
+
+def head_model(head: list[Chunk | TaskCompleted]) -> str | None:
+    """The model answering, as far as the stream's head names it (its first text chunk names it)."""
+    model = None
+    for item in head:
+        model = item.model or model
+    return model
+
+
+async def chained(
+    head: list[Chunk | TaskCompleted], rest: AsyncIterator[Chunk | TaskCompleted | TaskFailed]
+) -> AsyncIterator[Chunk | TaskCompleted | TaskFailed]:
+    for item in head:
+        yield item
+        if isinstance(item, TaskCompleted):
+            return
+    async for later in rest:
+        yield later
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """Why a stream ended without its answer: a chunk missing, a chunk's error, or the task's failure."""
+
+    code: str
+    message: str
+
+
+async def in_order(
+    head: list[Chunk | TaskCompleted], rest: AsyncIterator[Chunk | TaskCompleted | TaskFailed]
+) -> AsyncIterator[Chunk | TaskCompleted | Fault]:
+    """A stream's chunks in their order, then its answer; a gap in the chunks' numbering, an error chunk or
+    the task's failure ends it as a Fault, which every face renders as its error event (never as an end)."""
+    expected = 0
+    async for item in chained(head, rest):
+        if isinstance(item, TaskFailed):
+            yield Fault(item.error_code, item.error_message)
+            return
+        if isinstance(item, Chunk):
+            if item.seq != expected:
+                yield Fault("stream_gap", f"stream gap: expected chunk {expected}, got {item.seq}")
+                return
+            expected += 1
+            if item.error is not None:
+                yield Fault(item.error.code, item.error.message)
+                return
+        yield item
