@@ -24,9 +24,10 @@ import httpx
 import yaml
 
 from switchyard.cli.processes import free_port
-from tests.support.fake_openai import BackgroundServer, FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
 from tests.support.ports import RefusedPort
 from tests.support.rsyslog import Rsyslog
+from tests.support.servers import BackgroundServer
 
 PROVIDER_KEY = "sk-proj-CHAOSsecret0123456789abcdefXYZ"
 ANTHROPIC_KEY = "sk-ant-api03-CHAOSsecretAnthropic987654321"

@@ -15,7 +15,8 @@ from openai import OpenAI
 
 from switchyard.common.policy import DEFAULT_POLICY
 from tests.e2e.conftest import RunningStack, start_stack, stop_stack
-from tests.support.fake_openai import BackgroundServer, FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.servers import BackgroundServer
 
 pytestmark = pytest.mark.e2e
 MODEL = "openai/gpt-4.1-mini"  # passed through as named (the bundled policy's GPT-6 names are OpenAI's own)

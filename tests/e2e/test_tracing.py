@@ -20,8 +20,8 @@ import pytest
 
 from switchyard.common import subjects
 from tests.e2e.conftest import RunningStack, start_stack, stop_stack
-from tests.support.fake_openai import BackgroundServer
 from tests.support.fake_otlp import FakeCollector, ReceivedSpan
+from tests.support.servers import BackgroundServer
 
 pytestmark = pytest.mark.e2e
 PROMPT = "Say hello to the tracing team."

@@ -45,7 +45,6 @@ from starlette.routing import Route
 
 from tests.support.fake_openai import (
     RETRY_AFTER_S,
-    BackgroundServer,
     ConnectionDropped,
     Scenarios,
     answer_text,
@@ -55,6 +54,7 @@ from tests.support.fake_openai import (
     sse,
     words,
 )
+from tests.support.servers import BackgroundServer
 
 __all__ = ["BackgroundServer", "FakeAnthropic"]
 

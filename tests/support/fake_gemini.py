@@ -65,7 +65,6 @@ from starlette.routing import Route
 from tests.support import fake_embeddings, fake_logprobs
 from tests.support.fake_openai import (
     RETRY_AFTER_S,
-    BackgroundServer,
     ConnectionDropped,
     Recorded,
     Scenarios,
@@ -75,6 +74,7 @@ from tests.support.fake_openai import (
     sse,
     words,
 )
+from tests.support.servers import BackgroundServer
 
 __all__ = ["BackgroundServer", "FakeGemini"]
 

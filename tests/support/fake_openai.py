@@ -50,22 +50,19 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from switchyard.cli.processes import free_port
 from tests.support import fake_embeddings, fake_logprobs
 from tests.support import fake_openai_responses as responses
 from tests.support.fake_openai_refusals import refusal
@@ -485,38 +482,3 @@ def logprob_entries(model: str, split: list[str], top: int) -> list[dict[str, An
 async def _dropping(body: bytes) -> AsyncIterator[bytes]:
     yield body[: len(body) // 2]
     raise ConnectionDropped
-
-
-class BackgroundServer:
-    """Runs an ASGI app with uvicorn on a free loopback port in a thread of this process."""
-
-    def __init__(self, app: Callable[..., Any], *, port: int | None = None) -> None:
-        self.port = port or free_port()
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=self.port,
-            log_level="critical",
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name=f"fake-http-{self.port}", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> BackgroundServer:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the fake server did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.should_exit = True
-        self._server.force_exit = True
-        self._thread.join(timeout=10)

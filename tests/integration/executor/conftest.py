@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from switchyard.cli.processes import NatsServer
-from tests.support.fake_openai import BackgroundServer, FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.servers import BackgroundServer
 
 
 @dataclass

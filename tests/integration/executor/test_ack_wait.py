@@ -16,7 +16,8 @@ from switchyard.cli.processes import NatsServer
 from switchyard.common.events import RouteCandidate, TaskCompleted
 from tests.integration.executor.test_scale import nc, replica, results, submit
 from tests.integration.pipeline.services import Fleet
-from tests.support.fake_openai import BackgroundServer, FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.servers import BackgroundServer
 
 pytestmark = pytest.mark.integration
 __all__ = ["nc"]  # the bus client fixture, shared with test_scale

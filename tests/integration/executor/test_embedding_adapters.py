@@ -19,7 +19,8 @@ from switchyard.executor.providers.gemini import GeminiProvider, GeminiSettings
 from switchyard.executor.providers.openai import OpenAIProvider, OpenAISettings
 from tests.support import fake_embeddings
 from tests.support.fake_gemini import FakeGemini
-from tests.support.fake_openai import BackgroundServer, FakeOpenAI, Recorded
+from tests.support.fake_openai import FakeOpenAI, Recorded
+from tests.support.servers import BackgroundServer
 
 pytestmark = pytest.mark.integration
 TEXTS = ("The cat sat on the mat.", "A dog barked at the moon", "Zebras are striped")

@@ -29,8 +29,9 @@ from switchyard.executor.providers.openai import OpenAIProvider, OpenAISettings
 from switchyard.executor.resilience.breaker import BreakerConfig, BreakerState, LocalBreakers
 from switchyard.executor.resilience.retry import RetryPolicy
 from tests.support.fake_anthropic import FakeAnthropic
-from tests.support.fake_openai import BackgroundServer, FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
 from tests.support.ports import RefusedPort
+from tests.support.servers import BackgroundServer
 
 pytestmark = pytest.mark.integration
 TASKS = 200

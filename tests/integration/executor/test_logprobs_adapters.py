@@ -21,7 +21,8 @@ from switchyard.executor.providers.openai.config import DEFAULT_BASE_URL
 from tests.support import fake_logprobs
 from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.fake_gemini import FakeGemini
-from tests.support.fake_openai import BackgroundServer, FakeOpenAI, Recorded
+from tests.support.fake_openai import FakeOpenAI, Recorded
+from tests.support.servers import BackgroundServer
 
 pytestmark = pytest.mark.integration
 QUESTION = "Capital of France?"

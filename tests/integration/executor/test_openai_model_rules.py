@@ -33,7 +33,8 @@ from switchyard.executor.providers.openai import OpenAIProvider, OpenAISettings
 from switchyard.executor.providers.openai.config import DEFAULT_BASE_URL
 from switchyard.executor.resilience.breaker import LocalBreakers
 from switchyard.executor.resilience.retry import RetryPolicy
-from tests.support.fake_openai import BackgroundServer, FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.servers import BackgroundServer
 
 pytestmark = pytest.mark.integration
 WEATHER = ToolSpec(function=FunctionSpec(name="get_weather", parameters={"type": "object"}))

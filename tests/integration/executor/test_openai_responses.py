@@ -26,7 +26,8 @@ from switchyard.executor.providers.base import ProviderCall, Reply, TextDelta
 from switchyard.executor.providers.http import make_client
 from switchyard.executor.providers.openai import OpenAIProvider, OpenAISettings
 from switchyard.executor.providers.openai.config import DEFAULT_BASE_URL
-from tests.support.fake_openai import BackgroundServer, FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.servers import BackgroundServer
 
 pytestmark = pytest.mark.integration
 WEATHER = ToolSpec(

@@ -28,7 +28,8 @@ from switchyard.common.events import (
     TaskSubmitted,
 )
 from tests.integration.pipeline.services import Fleet, Proc
-from tests.support.fake_openai import BackgroundServer, FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.servers import BackgroundServer
 
 pytestmark = pytest.mark.integration
 SLOW = RouteCandidate(model="openai/slow-0.4", provider="openai", upstream_model="slow-0.4", tier="fast")

@@ -17,7 +17,8 @@ from switchyard.executor.providers.gemini import GeminiProvider, GeminiSettings
 from switchyard.executor.providers.openai import OpenAIProvider, OpenAISettings
 from tests.support.fake_anthropic import REDACTED_DATA, FakeAnthropic, sign
 from tests.support.fake_gemini import THOUGHT_SUMMARY, FakeGemini
-from tests.support.fake_openai import REASONING, BackgroundServer, FakeOpenAI
+from tests.support.fake_openai import REASONING, FakeOpenAI
+from tests.support.servers import BackgroundServer
 
 pytestmark = pytest.mark.integration
 WEATHER = ToolSpec(function=FunctionSpec(name="get_weather", parameters={"type": "object"}))

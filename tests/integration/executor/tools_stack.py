@@ -24,7 +24,8 @@ from tests.integration.gateway.harness import Org, gateways, make_org
 from tests.integration.pipeline.services import Fleet
 from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.fake_gemini import FakeGemini
-from tests.support.fake_openai import BackgroundServer, FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.servers import BackgroundServer
 
 
 def _model(provider: str, upstream: str, capabilities: list[str]) -> dict[str, Any]:

@@ -50,8 +50,9 @@ from switchyard.common.events import (
 from switchyard.common.providers import BreakerRecord
 from tests.integration.pipeline.services import Fleet
 from tests.support.fake_anthropic import FakeAnthropic
-from tests.support.fake_openai import BackgroundServer, FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
 from tests.support.ports import RefusedPort
+from tests.support.servers import BackgroundServer
 
 pytestmark = pytest.mark.integration
 LONG = os.environ.get("SWITCHYARD_LONG_TESTS") == "1"

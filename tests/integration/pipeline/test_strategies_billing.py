@@ -34,7 +34,8 @@ from switchyard.common.events import (
 )
 from tests.integration.pipeline.services import Fleet
 from tests.integration.pipeline.test_acceptance import read_stream, results_for
-from tests.support.fake_openai import BackgroundServer, FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.servers import BackgroundServer
 
 pytestmark = pytest.mark.integration
 
