@@ -19,6 +19,7 @@ from switchyard.gateway.batches.running import BatchRun, Knobs
 from switchyard.gateway.batches.service import Batches
 from switchyard.gateway.batches.store import BatchStore, batches_bucket, new_batch_id
 from switchyard.gateway.errors import NotFound, RateLimited
+from switchyard.gateway.files.share import Share
 from switchyard.gateway.files.store import files_bucket
 from switchyard.gateway.tenants import Principal
 
@@ -141,7 +142,9 @@ async def test_an_organisation_with_its_limit_of_unfinished_batches_gets_429(nat
     nc, store = await _store(nats_server.url)
     try:
         files = await files_bucket(nc.jetstream(), max_bytes=1024**2)
-        batches = Batches(store, files, _runner(store, "r"), max_unfinished=2)
+        batches = Batches(
+            store, files, _runner(store, "r"), share=Share(files=100, bytes=1024**2), max_unfinished=2
+        )
         acme = Principal(tenant_id="acme", api_key_id="key_1", user_id=None, key_prefix="p")
         other = Principal(tenant_id="other", api_key_id="key_2", user_id=None, key_prefix="q")
 

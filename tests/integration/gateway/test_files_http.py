@@ -1,8 +1,8 @@
 """The Files API (`/v1/files`) on a gateway process, a real nats-server and SQLite, through the official
 OpenAI SDK where it can send the request (`client.files.create/list/retrieve/content/delete`), raw HTTP for
 bodies the SDK never sends. The gateway's upload limit is 256 KiB here (its generic body limit 64 KiB, which
-must not apply), its file store 1 MiB and an organisation's share of it 640 KiB, so a few uploads fill
-them."""
+must not apply), its file store 1 MiB and an organisation's share of it 640 KiB or 8 files, so a few
+uploads fill them (and a batch is refused at the share)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from switchyard.cli.processes import NatsServer
@@ -39,6 +40,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Org, 
         "SWITCHYARD_FILES_BUCKET_BYTES": str(BUCKET_BYTES),
         "SWITCHYARD_FILES_ORG_BYTES": str(ORG_BYTES),
         "SWITCHYARD_FILES_ORG_COUNT": str(ORG_COUNT),
+        "SWITCHYARD_BATCH_LEASE_S": "1",  # a running batch hears its cancellation within a third of this
+        "SWITCHYARD_BATCH_SCAN_S": "0.3",
     }
     try:
         with gateways(server, db_url, tmp, env=env) as (base,):
@@ -228,6 +231,53 @@ async def test_an_organisation_with_its_count_of_files_refuses_uploads(world: tu
     mine[0] = await client.files.create(file=("r.jsonl", io.BytesIO(b"{}\n")), purpose="batch")
     for file in mine:
         await client.files.delete(file.id)
+
+
+async def test_an_organisation_at_its_count_of_files_cannot_create_a_batch(
+    world: tuple[str, Org, Org],
+) -> None:
+    """A batch's output and error files are written whatever the share (its results are never lost), so an
+    organisation at its share creates no more batches: else batch after batch would pile up files past it."""
+    base, acme, _ = world
+    client = _sdk(base, acme)
+    held = len((await client.files.list()).data)
+    body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
+    line = (
+        orjson.dumps({"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": body})
+        + b"\n"
+    )
+    mine = [
+        await client.files.create(file=("r.jsonl", io.BytesIO(line)), purpose="batch")
+        for _ in range(ORG_COUNT - held)
+    ]
+    ask = {"input_file_id": mine[0].id, "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+    with pytest.raises(openai.APIStatusError) as refused:
+        await client.batches.create(**ask)  # type: ignore[arg-type]
+    assert (refused.value.status_code, refused.value.code) == (507, "organization_files_full")
+    assert "SWITCHYARD_FILES_ORG_COUNT" in refused.value.message and "output" in refused.value.message
+    assert (await client.batches.list()).data == []  # nothing created
+    await client.files.delete(mine.pop().id)
+    batch = await client.batches.create(**ask)  # type: ignore[arg-type]
+    assert batch.status == "validating"
+    # back at the share: a batch created before still writes its (error) file when it ends. Nothing answers
+    # its line's task here: it runs until cancelled, and ends with the line unfinished.
+    mine.append(await client.files.create(file=("r.jsonl", io.BytesIO(line)), purpose="batch"))
+    batch = await _batch_until(client, batch.id, "in_progress")
+    await client.batches.cancel(batch.id)
+    batch = await _batch_until(client, batch.id, "cancelled")
+    assert batch.error_file_id is not None
+    assert len((await client.files.list()).data) == ORG_COUNT + 1
+    for file_id in (batch.error_file_id, *(f.id for f in mine)):
+        await client.files.delete(file_id)
+
+
+async def _batch_until(client: openai.AsyncOpenAI, batch_id: str, status: str) -> openai.types.Batch:
+    for _ in range(100):
+        batch = await client.batches.retrieve(batch_id)
+        if batch.status == status:
+            return batch
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"batch {batch_id} still {batch.status}, not {status}")
 
 
 @pytest.mark.parametrize("limit", ["²", "9" * 5000, "9" * 20, "-1", "0"])

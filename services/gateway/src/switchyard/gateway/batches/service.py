@@ -18,6 +18,7 @@ from switchyard.gateway.batches.runner import BatchRunner
 from switchyard.gateway.batches.store import BatchStore, new_batch_id
 from switchyard.gateway.completions import json_object
 from switchyard.gateway.errors import Conflict, InvalidRequest, NotFound, RateLimited, invalid_fields
+from switchyard.gateway.files.share import Share
 from switchyard.gateway.files.store import FileStore
 from switchyard.gateway.tenants import Principal
 
@@ -27,16 +28,24 @@ MAX_LIST = 100
 
 class Batches:
     def __init__(
-        self, store: BatchStore, files: FileStore, runner: BatchRunner, *, max_unfinished: int = 10
+        self,
+        store: BatchStore,
+        files: FileStore,
+        runner: BatchRunner,
+        *,
+        share: Share,
+        max_unfinished: int = 10,
     ) -> None:
         self.store = store
         self.files = files
+        self.share = share
         self.runner = runner
         self.max_unfinished = max_unfinished
 
     async def create(self, *, principal: Principal, body: bytes) -> Batch:
         """A new batch, `validating`: the runner reads and checks its file, then runs it. 404 for an input
-        file that is not the organisation's."""
+        file that is not the organisation's; 507 while the organisation's files hold its share of the store
+        (the batch's output would go past it: it is written whatever the share once the batch ends)."""
         try:
             asked = CreateBatch.model_validate(json_object(body))
         except ValidationError as exc:
@@ -66,6 +75,13 @@ class Batches:
                 code="invalid_value",
                 param="input_file_id",
             )
+        await self.share.check(
+            self.files,
+            principal.tenant_id,
+            adding=None,
+            then="a batch writes its output and error files there; delete files you no longer need "
+            "(finished batches' output and error files among them), then create the batch",
+        )
         unfinished = await self.store.unfinished(tenant_id=principal.tenant_id)
         if unfinished >= self.max_unfinished:
             raise RateLimited(

@@ -9,6 +9,7 @@ from switchyard.gateway.batches.runner import BatchRunner
 from switchyard.gateway.batches.running import Knobs
 from switchyard.gateway.batches.service import Batches
 from switchyard.gateway.batches.store import BatchStore, batches_bucket
+from switchyard.gateway.files.share import Share
 from switchyard.gateway.state import Gateway
 
 
@@ -29,4 +30,6 @@ async def start_batches(gw: Gateway, js: JetStreamContext, *, replica: str) -> B
         gw, store, knobs, max_running=settings.batch_max_running, scan_s=settings.batch_scan_s
     )
     runner.start()
-    return Batches(store, gw.files, runner, max_unfinished=settings.batch_org_unfinished)
+    return Batches(
+        store, gw.files, runner, share=Share.of(settings), max_unfinished=settings.batch_org_unfinished
+    )

@@ -36,7 +36,13 @@ async def _caller(request: Request) -> tuple[Batches, Principal]:
             "content": {"application/json": {"schema": CreateBatch.model_json_schema()}},
         }
     },
-    responses=_ERRORS,
+    responses={
+        **_ERRORS,
+        507: error_doc(
+            "`organization_files_full`: the organisation's files hold SWITCHYARD_FILES_ORG_BYTES, or it has "
+            "SWITCHYARD_FILES_ORG_COUNT files (a batch's output would pass them): delete files first"
+        ),
+    },
 )
 async def create_batch(request: Request) -> Batch:
     batches, principal = await _caller(request)

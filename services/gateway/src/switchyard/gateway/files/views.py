@@ -14,11 +14,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from switchyard.gateway.auth import authenticate
-from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.files import upload
 from switchyard.gateway.files.models import UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
-from switchyard.gateway.files.store import FilesFull, FileStore, OrganisationFilesFull
+from switchyard.gateway.files.share import Share
+from switchyard.gateway.files.store import FilesFull, FileStore
 from switchyard.gateway.openapi import ERRORS, error_doc
 from switchyard.gateway.state import gateway_of
 
@@ -72,7 +72,8 @@ _UPLOAD_BODY = {
         413: error_doc("`file_too_large`: over SWITCHYARD_FILES_MAX_BYTES"),
         507: error_doc(
             "`files_storage_full`: the file store holds SWITCHYARD_FILES_BUCKET_BYTES; "
-            "`organization_files_full`: the organisation's files hold SWITCHYARD_FILES_ORG_BYTES"
+            "`organization_files_full`: the organisation's files would pass SWITCHYARD_FILES_ORG_BYTES, or "
+            "it has SWITCHYARD_FILES_ORG_COUNT files"
         ),
     },
 )
@@ -83,7 +84,9 @@ async def create_file(request: Request) -> FileObject:
     try:
         max_line = upload.max_line_bytes(gw.settings.max_body_bytes)
         await asyncio.to_thread(upload.check_batch_input, sent.filename, sent.file.file, max_line=max_line)
-        await _within_share(gw.files, principal.tenant_id, sent.file.size or 0, gw.settings)
+        await Share.of(gw.settings).check(
+            gw.files, principal.tenant_id, adding=sent.file.size or 0, then="delete files you no longer need"
+        )
         stored = await gw.files.put(
             tenant_id=principal.tenant_id,
             purpose="batch",
@@ -165,24 +168,6 @@ async def delete_file(file_id: str, request: Request) -> FileDeleted:
     deleted = await files.delete(tenant_id=tenant_id, file_id=file_id)
     log.info("file %s deleted for tenant %s", file_id, tenant_id)
     return FileDeleted(id=file_id, deleted=deleted)
-
-
-async def _within_share(files: FileStore, tenant_id: str, size: int, settings: GatewaySettings) -> None:
-    """507 `organization_files_full` when this upload would take the organisation past its share of the
-    store, in bytes or in files (uploads racing each other may pass it by one upload each). The count
-    bounds what every list and every upload reads (each reads all the organisation's descriptions)."""
-    count, used = await files.usage(tenant_id=tenant_id)
-    if count >= settings.files_org_count:
-        raise OrganisationFilesFull(
-            f"your organisation has {count} files, its limit (SWITCHYARD_FILES_ORG_COUNT is "
-            f"{settings.files_org_count}): delete files you no longer need"
-        )
-    share = settings.files_org_bytes
-    if used + size > share:
-        raise OrganisationFilesFull(
-            f"your organisation's files hold {used} of its {share} bytes (SWITCHYARD_FILES_ORG_BYTES); this "
-            f"file of {size} bytes does not fit: delete files you no longer need"
-        )
 
 
 async def _files_of(request: Request) -> tuple[FileStore, str]:
