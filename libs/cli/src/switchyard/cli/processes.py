@@ -52,8 +52,16 @@ def nats_server_binary() -> str:
 class NatsServer:
     """A nats-server with JetStream, storing under `store_dir`, on loopback."""
 
-    def __init__(self, store_dir: Path, *, port: int | None = None, monitor_port: int | None = None) -> None:
+    def __init__(
+        self,
+        store_dir: Path,
+        *,
+        port: int | None = None,
+        monitor_port: int | None = None,
+        max_file_store: int | None = None,
+    ) -> None:
         self.store_dir = store_dir
+        self.max_file_store = max_file_store  # file storage JetStream may reserve, bytes (None: default)
         self.port = port or free_port()
         self.monitor_port = monitor_port or free_port()
         # Ports chosen here were free when chosen, not when the server binds them: until its first start
@@ -85,7 +93,10 @@ class NatsServer:
         # Events are capped at 4 MB by the envelope; the server must carry them (its default is 1 MB) so
         # that an oversized event reaches a consumer and is dead-lettered with a reason.
         config = self.store_dir.parent / f"nats-{self.port}.conf"
-        config.write_text(f"max_payload: {MAX_PAYLOAD}\n")
+        limits = ""
+        if self.max_file_store is not None:
+            limits = f"jetstream {{ max_file_store: {self.max_file_store} }}\n"
+        config.write_text(f"max_payload: {MAX_PAYLOAD}\n{limits}")
         log = log_file or self.store_dir.parent / f"nats-{self.port}.log"
         start_at = log.stat().st_size if log.exists() else 0
         with open(log, "ab") as out:

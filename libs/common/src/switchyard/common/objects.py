@@ -16,10 +16,13 @@ from collections.abc import AsyncIterator
 
 import nats.errors
 from nats.js import JetStreamContext, api
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError, ServerError
+
+from switchyard.common.errors import ConfigurationError
 
 FETCH_BATCH = 256  # chunks (of 128 KiB) asked for at once
 READ_TIMEOUT_S = 5.0  # a chunk that does not come within this long is missing (expired or replaced)
+NO_ROOM = 10047  # JetStream's error code: "insufficient storage resources available"
 
 
 class ObjectGone(LookupError):
@@ -37,11 +40,16 @@ async def open_bucket(
     description: str,
     max_bytes: int,
     replicas: int,
+    setting: str,
     ttl_s: float | None = None,
 ) -> None:
     """Creates the object store `bucket`, or brings an existing one to this configuration (safe from every
     replica on every start; they must agree on it): file storage, at most `max_bytes` in all, a put into a
-    full bucket refused (discard new), objects expiring `ttl_s` after they were put (None: never)."""
+    full bucket refused (discard new), objects expiring `ttl_s` after they were put (None: never).
+
+    JetStream reserves `max_bytes` of its file storage for the bucket when it is made; a server without
+    that much room left refuses it, and the service cannot start: ConfigurationError naming `setting`,
+    the size's setting, instead of the server's bare "insufficient storage resources"."""
     config = api.StreamConfig(
         name=f"OBJ_{bucket}",
         description=description,
@@ -55,9 +63,19 @@ async def open_bucket(
         allow_direct=True,
     )
     try:
-        await js.add_stream(config)
-    except BadRequestError:
-        await js.update_stream(config)
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)
+    except ServerError as exc:
+        if exc.err_code != NO_ROOM:
+            raise
+        raise ConfigurationError(
+            f"JetStream has no room for the object store {bucket} ({max_bytes / 2**30:.2f} GiB, {setting}): "
+            "its file storage (nats-server's max_file_store; by default 75 % of the disk that was free when "
+            f"it started) is taken by what other streams reserve. Lower {setting} or give the nats-server "
+            "more room"
+        ) from exc
 
 
 async def describe(js: JetStreamContext, bucket: str, name: str) -> api.ObjectInfo:

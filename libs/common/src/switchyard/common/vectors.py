@@ -133,6 +133,7 @@ async def open_store(js: JetStreamContext, *, ttl_s: float, max_bytes: int, repl
         ttl_s=ttl_s,
         max_bytes=max_bytes,
         replicas=replicas,
+        setting="SWITCHYARD_EMBEDDING_STORE_MAX_BYTES",
     )
 
 

@@ -77,6 +77,7 @@ async def open_bucket(js: JetStreamContext, *, max_bytes: int, replicas: int) ->
         description="Switchyard: embedding batch lines' vectors, until the batch's output file holds them",
         max_bytes=max_bytes,
         replicas=replicas,
+        setting="SWITCHYARD_BATCH_VECTORS_BYTES",
         ttl_s=KEEP_S,
     )
     return KeptVectors(js)

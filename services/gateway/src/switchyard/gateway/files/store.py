@@ -390,6 +390,7 @@ async def files_bucket(
         description="Switchyard: files of the Files API (batch input and output)",
         max_bytes=max_bytes,
         replicas=replicas,
+        setting="SWITCHYARD_FILES_BUCKET_BYTES",
     )
     try:
         index = await js.key_value(subjects.KV_FILES)
