@@ -43,3 +43,13 @@ def test_one_of_each_by_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
         monkeypatch.delenv(f"SWITCHYARD_{name}_REPLICAS", raising=False)
     stack = Stack(StackSettings(var_dir=tmp_path))
     assert all(stack.replicas(name) == 1 for name in START_ORDER)
+
+
+def test_the_embedded_run_reserves_smaller_object_stores_unless_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("SWITCHYARD_FILES_BUCKET_BYTES", raising=False)
+    monkeypatch.setenv("SWITCHYARD_BATCH_VECTORS_BYTES", str(5 * 1024**3))
+    env = Stack(StackSettings(var_dir=tmp_path)).service_env(START_ORDER.index("gateway"), "gateway")
+    assert env["SWITCHYARD_FILES_BUCKET_BYTES"] == str(1024**3)  # the deployment's default is 4 GiB
+    assert env["SWITCHYARD_BATCH_VECTORS_BYTES"] == str(5 * 1024**3)  # the operator's own, kept

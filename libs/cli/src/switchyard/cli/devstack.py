@@ -34,6 +34,14 @@ OPTIONAL = (
     ("classifier-outcomes", "switchyard.classifier.outcomes", "SWITCHYARD_CLASSIFIER_OUTCOME_TENANTS"),
 )
 MAX_RESTARTS = 5
+# The object stores the gateway opens reserve their whole size in JetStream's file storage when they are
+# made, and a nats-server has 75 % of the disk that was free when it started: the deployment's defaults
+# (files 4 GiB, batch vectors 1 GiB, with the embeddings' 1 GiB) would ask a laptop for ~8 GB of free disk.
+# The embedded run keeps them smaller unless they are set: ~3 GB free is enough.
+EMBEDDED_STORES = {
+    "SWITCHYARD_FILES_BUCKET_BYTES": str(1024**3),
+    "SWITCHYARD_BATCH_VECTORS_BYTES": str(256 * 1024**2),
+}
 
 
 class StackSettings(BaseSettings):
@@ -130,6 +138,9 @@ class Stack:
             HF_HUB_OFFLINE="1",
             PYTHONUNBUFFERED="1",
         )
+        for setting, size in EMBEDDED_STORES.items():
+            if not env.get(setting, "").strip():
+                env[setting] = size
         if name == "gateway" and self.settings.gateway_replicas > 1:
             env["SWITCHYARD_HTTP_REUSE_PORT"] = "true"
         if self.settings.metrics_base_port and name != "gateway":
