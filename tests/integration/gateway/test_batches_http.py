@@ -149,6 +149,7 @@ async def test_batch_runs_each_line_as_a_task(
         endpoint="/v1/chat/completions",
         completion_window="24h",
         metadata={"run": "nightly"},
+        output_expires_after={"anchor": "created_at", "seconds": 7200},
     )
     assert created.id.startswith("batch_") and created.status == "validating"
     assert created.expires_at == created.created_at + 24 * 3600 and created.metadata == {"run": "nightly"}
@@ -173,6 +174,16 @@ async def test_batch_runs_each_line_as_a_task(
     assert errors[0]["error"] is None
     file = await client.files.retrieve(done.output_file_id)
     assert file.purpose == "batch_output"
+    # output_expires_after: both files expire two hours after they were made
+    for made in (file, await client.files.retrieve(done.error_file_id)):
+        assert made.expires_at == made.created_at + 7200
+    with pytest.raises(openai.BadRequestError, match="output_expires_after"):
+        await client.batches.create(
+            input_file_id=file_id,
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+            output_expires_after={"anchor": "created_at", "seconds": 60},  # under OpenAI's hour
+        )
 
     # Every line was one low-priority task, submitted once; its result is the task API's.
     assert len(pipeline.seen) == 3 and len({t.task_id for t in pipeline.seen}) == 3

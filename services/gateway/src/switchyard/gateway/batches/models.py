@@ -18,11 +18,20 @@ MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
 
 
+class ExpiresAfter(BaseModel):
+    """When the batch's output and error files expire: `seconds` after they are made (OpenAI's anchor
+    `created_at`; an hour to 30 days, as a file upload's `expires_after`)."""
+
+    anchor: Literal["created_at"]
+    seconds: int = Field(ge=3600, le=30 * 24 * 3600)
+
+
 class CreateBatch(BaseModel):
     input_file_id: str = Field(min_length=1)
     endpoint: str
     completion_window: str
     metadata: dict[str, str] | None = None
+    output_expires_after: ExpiresAfter | None = None
 
     @field_validator("metadata")
     @classmethod
@@ -107,6 +116,7 @@ class BatchRecord(BaseModel):
     user_id: str | None
     api_key_id: str
     runner: Runner | None = None
+    output_expires_s: int | None = None  # the output and error files expire this long after they are made
     done_below: int = 0
     below: RequestCounts = Field(default_factory=RequestCounts)  # the results of the lines before it
 

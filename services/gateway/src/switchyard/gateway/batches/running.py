@@ -359,6 +359,7 @@ class BatchRun:
             purpose="batch_output",
             filename=f"{self.batch_id}_{kind}.jsonl",
             data=content,
+            expires_after_s=self.record.output_expires_s,
         )
 
     # -- the lease ---------------------------------------------------------------------------------

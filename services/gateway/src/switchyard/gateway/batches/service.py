@@ -107,6 +107,7 @@ class Batches:
             tenant_id=principal.tenant_id,
             user_id=principal.user_id,
             api_key_id=principal.api_key_id,
+            output_expires_s=asked.output_expires_after.seconds if asked.output_expires_after else None,
         )
         await self.store.create(record)
         self.runner.poke()

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
+from switchyard.gateway import serving
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.batches.models import Batch, BatchList, CreateBatch
 from switchyard.gateway.batches.service import MAX_LIST, Batches
@@ -30,12 +31,7 @@ async def _caller(request: Request) -> tuple[Batches, Principal]:
     "",
     response_model=Batch,
     summary="Create a batch from an uploaded JSONL file (purpose `batch`)",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": CreateBatch.model_json_schema()}},
-        }
-    },
+    openapi_extra=serving.schema_of(CreateBatch),
     responses={
         **_ERRORS,
         507: error_doc(

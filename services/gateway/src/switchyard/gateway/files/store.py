@@ -228,9 +228,12 @@ class FileStore:
         filename: str,
         data: bytes | IO[bytes],
         expires_at: int | None = None,
+        expires_after_s: int | None = None,
     ) -> FileObject:
-        """Stores a new file (`data`: its bytes, or a binary file read from where it stands, in chunks).
-        FilesFull when the bucket has no room left for it."""
+        """Stores a new file (`data`: its bytes, or a binary file read from where it stands, in chunks),
+        expiring at `expires_at` or `expires_after_s` after its `created_at` (as OpenAI's `expires_after`
+        counts: from the file object's own time, however long the bytes took to store). FilesFull when the
+        bucket has no room left for it."""
         file_id = new_file_id()
         key = f"{tenant_part(tenant_id)}.{file_id}"
         try:
@@ -242,10 +245,13 @@ class FileStore:
                     "need, or ask the operator to raise the limit"
                 ) from exc
             raise
+        created_at = int(time.time())
+        if expires_after_s is not None:
+            expires_at = created_at + expires_after_s
         file = FileObject(
             id=file_id,
             bytes=info.size or 0,
-            created_at=int(time.time()),
+            created_at=created_at,
             filename=filename,
             purpose=purpose,
             expires_at=expires_at,

@@ -5,7 +5,6 @@ body is counted against the upload limit, then checked as a batch input file (JS
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import IO
@@ -44,11 +43,6 @@ class Upload:
     @property
     def filename(self) -> str:
         return self.file.filename or ""
-
-    def expires_at(self, now: float | None = None) -> int | None:
-        if self.expires_after_s is None:
-            return None
-        return int(time.time() if now is None else now) + self.expires_after_s
 
 
 async def read(request: Request, *, limit: int) -> Upload:

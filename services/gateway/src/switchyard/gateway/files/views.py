@@ -92,7 +92,7 @@ async def create_file(request: Request) -> FileObject:
             purpose="batch",
             filename=sent.filename,
             data=sent.file.file,
-            expires_at=sent.expires_at(),
+            expires_after_s=sent.expires_after_s,
         )
     except FilesFull as exc:
         log.warning("an upload of %s bytes refused: %s", sent.file.size, exc.code)
