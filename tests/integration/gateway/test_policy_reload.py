@@ -11,17 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 import pytest
 import yaml
 
 from switchyard.cli.processes import NatsServer, free_port
-from switchyard.common import bus
-from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.policy import DEFAULT_POLICY
-from switchyard.common.providers import ProviderStatus, announce, providers_bucket
-from switchyard.gateway.db import migrations
-from switchyard.gateway.tenants import create_api_key, create_tenant
+from tests.integration.gateway.harness import make_org, prepare_bus
 from tests.support.procs import service_process
 
 pytestmark = pytest.mark.integration
@@ -37,17 +32,8 @@ def _write(path: Path, **changes: Any) -> None:
 @pytest.fixture
 def gateway(nats_server: NatsServer, tmp_path: Path, sqlite_url: str) -> Iterator[tuple[str, str, Path]]:
     async def prepare() -> str:
-        await migrations().upgrade(sqlite_url)
-        engine = create_engine(sqlite_url)
-        tenant = await create_tenant(sessionmaker(engine), name="acme")
-        key, _ = await create_api_key(sessionmaker(engine), tenant_id=tenant.id, name="test", user_id="u1")
-        await engine.dispose()
-        nc = await nats.connect(nats_server.url)
-        js = nc.jetstream()
-        await bus.ensure_streams(js)
-        await announce(await providers_bucket(js), ProviderStatus(provider="local"))
-        await nc.close()
-        return key
+        await prepare_bus(nats_server.url, sqlite_url)  # migrations, streams, the local provider announced
+        return (await make_org(sqlite_url, "acme", roles=("member",))).keys["member"]
 
     key = asyncio.run(prepare())
     policy = tmp_path / "policy.yaml"
