@@ -270,17 +270,23 @@ async def test_a_streamed_answer_is_the_responses_event_sequence() -> None:
     assert final["output"][0] == events[8]["item"] and final["usage"]["total_tokens"] == 23
 
 
-async def test_a_stream_that_breaks_ends_with_an_error_event_and_no_completion() -> None:
+async def test_a_stream_that_breaks_ends_with_an_error_event_then_response_failed() -> None:
+    """Clients (Codex, the SDK's accumulator, many proxies) wait for response.completed, .incomplete or
+    .failed: a break is the `error` event with its code, then response.failed, never a completion."""
     task = _task(stream=True)
     head: list[Chunk | TaskCompleted] = [
         Chunk(seq=0, delta="Par"),
         Chunk(seq=1, error=ChunkError(code="provider_network", message="the upstream went away")),
     ]
     events = await _events(task, head)
-    assert events[-1]["type"] == "error" and events[-1]["code"] == "provider_network"
+    error, failed = events[-2:]
+    assert (error["type"], error["code"]) == ("error", "provider_network")
+    assert failed["type"] == "response.failed" and failed["sequence_number"] == error["sequence_number"] + 1
+    assert (failed["response"]["id"], failed["response"]["status"]) == (f"resp_{task.task_id}", "failed")
+    assert failed["response"]["error"] == {"code": "server_error", "message": "the upstream went away"}
     assert not any(e["type"] == "response.completed" for e in events)
     gap = await _events(task, [Chunk(seq=0, delta="a"), Chunk(seq=2, delta="b")])
-    assert gap[-1]["type"] == "error" and gap[-1]["code"] == "stream_gap"
+    assert gap[-2]["code"] == "stream_gap" and gap[-1]["type"] == "response.failed"
 
 
 def test_thinking_travels_as_reasoning_items_and_comes_back_to_its_turn() -> None:

@@ -9,7 +9,7 @@ asked or withheld (an answer the output guardrails changed), as OpenAI gives a p
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import orjson
@@ -286,17 +286,25 @@ async def stream_events(
     """response.created and .in_progress, a reasoning item per thinking block, the message item (opened at
     its first text) with its output_text part and deltas, then each function call item, then
     response.completed (or .incomplete) with the whole response and its usage. A break after output
-    began is an `error` event and no completion: never a silently cut answer."""
+    began is an `error` event, then response.failed (status `failed`, its `error`), the end clients wait
+    for: never a completion, so never a silently cut answer."""
     event = _Events()
     created = int(time.time())
     shell = _shell(task, model=head_model(head) or task.request.model, created=created, status="in_progress")
     yield event("response.created", response=shell)
     yield event("response.in_progress", response=shell)
     output = _Output(task, event)
+
+    def failed(code: str, message: str) -> Iterator[bytes]:
+        yield event("error", code=code, message=message, param=None)
+        error = {"code": "server_error", "message": message}
+        yield event("response.failed", response={**shell, "status": "failed", "error": error})
+
     try:
         async for item in in_order(head, rest):
             if isinstance(item, Fault):
-                yield event("error", code=item.code, message=item.message, param=None)
+                for out in failed(item.code, item.message):
+                    yield out
                 return
             if isinstance(item, Chunk):
                 events = (
@@ -318,9 +326,10 @@ async def stream_events(
             )
             return
     except TimedOut:
-        message = f"The task did not finish within {timeout_s:g} s"
-        yield event("error", code="task_timeout", message=message, param=None)
+        for out in failed("task_timeout", f"The task did not finish within {timeout_s:g} s"):
+            yield out
     except Stopped:
-        yield event("error", code=Stopped.code, message=Stopped.message, param=None)
+        for out in failed(Stopped.code, Stopped.message):
+            yield out
     finally:
         await rest.aclose()  # type: ignore[attr-defined]
