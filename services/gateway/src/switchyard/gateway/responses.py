@@ -33,7 +33,7 @@ from switchyard.common.events import (
 from switchyard.common.events.logprobs import MAX_TOP_LOGPROBS
 from switchyard.common.events.tasks import ReasoningEffort
 from switchyard.gateway.completions import validated
-from switchyard.gateway.errors import InvalidRequest, invalid_fields
+from switchyard.gateway.errors import InvalidRequest, NotFound, invalid_fields
 from switchyard.gateway.schemas import (
     ChatCompletionRequest,
     Unsupported,
@@ -58,6 +58,17 @@ UNSUPPORTED: Unsupported = {
     "background": (lambda v: v is True, "background responses are not supported; use POST /v1/tasks"),
     "prompt": (lambda v: v is not None, "stored prompts are not supported"),
 }
+
+
+def not_stored(response_id: str) -> NotFound:
+    """What retrieving, listing the input items of, cancelling or deleting a response gets: a clear 404
+    rather than the bare "no route" (the OpenAI SDK's `responses.retrieve` and friends call these)."""
+    return NotFound(
+        f"Response {response_id!r} is not stored: Switchyard keeps no responses (`store` is ignored), so "
+        "none can be retrieved, listed, cancelled or deleted; a request sends its whole conversation in "
+        "`input`",
+        param="response_id",
+    )
 
 
 class FunctionTool(BaseModel):

@@ -4,10 +4,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from switchyard.gateway import serving
+from switchyard.gateway.auth import authenticate
 from switchyard.gateway.legacy import CompletionsRequest
-from switchyard.gateway.openapi import INFERENCE_ERRORS
-from switchyard.gateway.responses import ResponsesRequest
+from switchyard.gateway.openapi import ERRORS, INFERENCE_ERRORS
+from switchyard.gateway.responses import ResponsesRequest, not_stored
 from switchyard.gateway.schemas import ChatCompletionRequest
+from switchyard.gateway.state import gateway_of
 
 router = APIRouter()
 
@@ -30,6 +32,18 @@ async def chat_completions(request: Request) -> Response:
 )
 async def create_response(request: Request) -> Response:
     return await serving.serve(request, serving.RESPONSES)
+
+
+STORED = "Not served: Switchyard stores no responses, so this is always a 404 `not_found` saying so"
+
+
+@router.get("/v1/responses/{response_id}", summary=STORED, responses=ERRORS)
+@router.delete("/v1/responses/{response_id}", summary=STORED, responses=ERRORS)
+@router.get("/v1/responses/{response_id}/input_items", summary=STORED, responses=ERRORS)
+@router.post("/v1/responses/{response_id}/cancel", summary=STORED, responses=ERRORS)
+async def stored_response(request: Request, response_id: str) -> Response:
+    await authenticate(request, gateway_of(request).verifier)
+    raise not_stored(response_id)
 
 
 @router.post(

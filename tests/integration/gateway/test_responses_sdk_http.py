@@ -1,0 +1,165 @@
+"""`/v1/responses` driven by OpenAI's SDK as client code drives it, over HTTP on a gateway process, a real
+nats-server and SQLite; a scripted pipeline answers on the bus: structured output through
+`responses.parse`, a stream that breaks, and the stored-response endpoints a stateless gateway does not
+serve."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+
+import nats
+import openai
+import pydantic
+import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from switchyard.cli.processes import NatsServer
+from switchyard.common import subjects
+from switchyard.common.envelope import decode, encode
+from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted, Usage
+from switchyard.common.streaming import Chunk, encode_chunk
+from switchyard.gateway.db import migrations
+from tests.integration.gateway.harness import Org, gateways, make_org
+
+pytestmark = pytest.mark.integration
+MODEL = "openai/gpt-4o-mini"
+
+
+class City(pydantic.BaseModel):
+    city: str
+    population_millions: float
+
+
+class Pipeline:
+    """Plays classifier, router and executor: answers each task with `answer` (streamed word by word when
+    the task streams), or with `breaks` streams the first word and then fails the task."""
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self.seen: list[TaskSubmitted] = []
+        self.answer = "Paris."
+        self.breaks = False
+
+    async def on_task(self, msg: Msg) -> None:
+        _, task = decode(msg.data, (TaskSubmitted,))
+        assert isinstance(task, TaskSubmitted)
+        self.seen.append(task)
+        words = self.answer.split(" ")
+        pieces = [w + " " for w in words[:-1]] + [words[-1]]
+        if task.chat().stream:
+            for seq, piece in enumerate(pieces[:1] if self.breaks else pieces):
+                chunk = Chunk(seq=seq, delta=piece, model=MODEL if seq == 0 else None)
+                await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(chunk))
+            if not self.breaks:
+                done = Chunk(seq=len(pieces), done=True, finish_reason="stop")
+                await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(done))
+        outcome: TaskCompleted | TaskFailed = (
+            TaskFailed(
+                task_id=task.task_id,
+                tenant_id=task.tenant_id,
+                error_code="provider_network",
+                error_message="the provider went away mid-answer",
+                failed_at=datetime.now(UTC),
+            )
+            if self.breaks
+            else TaskCompleted(
+                task_id=task.task_id,
+                tenant_id=task.tenant_id,
+                user_id=task.user_id,
+                model=MODEL,
+                provider="openai",
+                tier="fast",
+                content=self.answer,
+                finish_reason="stop",
+                usage=Usage(prompt_tokens=12, completion_tokens=len(pieces)),
+                attempts=1,
+                latency_ms=5.0,
+                completed_at=datetime.now(UTC),
+            )
+        )
+        _, raw = encode(outcome, source="test")
+        await self.nc.jetstream().publish(subjects.result_subject(task.task_id), raw)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer, str, Org]]:
+    tmp = tmp_path_factory.mktemp("responses-sdk")
+    server = NatsServer(tmp / "jetstream").start()
+    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
+    asyncio.run(migrations().upgrade(db_url))
+    org = asyncio.run(make_org(db_url, "acme", roles=("member",)))
+    try:
+        with gateways(server, db_url, tmp) as (base,):
+            yield server, base, org
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def pipeline(world: tuple[NatsServer, str, Org]) -> AsyncIterator[Pipeline]:
+    nc = await nats.connect(world[0].url)
+    me = Pipeline(nc)
+    await nc.subscribe(subjects.TASK_SUBMITTED, cb=me.on_task)
+    await nc.flush()  # the server has the subscription before the test submits
+    yield me
+    await nc.close()
+
+
+@pytest.fixture
+async def client(world: tuple[NatsServer, str, Org]) -> AsyncIterator[openai.AsyncOpenAI]:
+    _, base, org = world
+    sdk = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=org.keys["member"], max_retries=0, timeout=30)
+    yield sdk
+    await sdk.close()
+
+
+async def test_structured_output_through_responses_parse_whole_and_streamed(
+    pipeline: Pipeline, client: openai.AsyncOpenAI
+) -> None:
+    pipeline.answer = '{"city": "Paris", "population_millions": 2.1}'
+    parsed = await client.responses.parse(model="auto", input="The capital of France?", text_format=City)
+    assert parsed.output_parsed == City(city="Paris", population_millions=2.1)
+    asked = pipeline.seen[-1].chat()
+    assert asked.response_format is not None and asked.response_format["json_schema"]["name"] == "City"
+    assert asked.json_schema() == City.model_json_schema() | {"additionalProperties": False}
+    async with client.responses.stream(model="auto", input="The capital?", text_format=City) as stream:
+        final = await stream.get_final_response()
+    assert final.output_parsed == City(city="Paris", population_millions=2.1)
+
+
+async def test_a_stream_that_breaks_ends_with_response_failed(
+    pipeline: Pipeline, client: openai.AsyncOpenAI
+) -> None:
+    pipeline.answer, pipeline.breaks = "Paris is the capital.", True
+    async with client.responses.stream(model="auto", input="The capital of France?") as stream:
+        events = [event async for event in stream]
+        with pytest.raises(RuntimeError, match=r"response\.completed"):
+            await stream.get_final_response()
+    assert [e.type for e in events[-2:]] == ["error", "response.failed"]
+    failed = events[-1]
+    assert failed.type == "response.failed" and failed.response.status == "failed"
+    assert failed.response.error is not None
+    assert failed.response.error.message == "the provider went away mid-answer"
+
+
+async def test_stored_response_endpoints_say_responses_are_not_stored(
+    world: tuple[NatsServer, str, Org], client: openai.AsyncOpenAI
+) -> None:
+    calls = [
+        client.responses.retrieve("resp_1"),
+        client.responses.delete("resp_1"),
+        client.responses.cancel("resp_1"),
+        client.responses.input_items.list("resp_1"),
+    ]
+    for call in calls:
+        with pytest.raises(openai.NotFoundError) as err:
+            await call
+        assert err.value.code == "not_found" and "is not stored" in err.value.message
+    _, base, _ = world
+    anonymous = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="sk-nobody", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        await anonymous.responses.retrieve("resp_1")
+    await anonymous.close()
