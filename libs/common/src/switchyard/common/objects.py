@@ -2,15 +2,18 @@
 
 nats-py's `ObjectStore.get` (an ordered push consumer) stalls ~250 ms per few MiB on large objects (~1 s
 for 25 MiB, 38 s for 100 MiB), and holds the whole object. Here the object's meta (the last message on
-`$O.<bucket>.M.<base64 name>`) says which chunks are its (`$O.<bucket>.C.<nuid>`), and a pull consumer of
-their own fetches them in batches: 25 MiB in 60-80 ms; `chunks` yields them as they come, so a caller can
-pass them on without holding the object. The stream of bucket `b` is `OBJ_b`, as every NATS client names it.
+`$O.<bucket>.M.<base64 name>`) says which chunks are its (`$O.<bucket>.C.<nuid>`), and `chunks` fetches
+them one at a time, each when it is asked for, by a direct get of the next message on that subject (the
+buckets allow direct gets): 25 MiB in 75 ms, as fast as a pull consumer fetching 256 at once (45-115 ms),
+but only one chunk is held, and a reader may pause between chunks for as long as it likes (a batch's
+runner reads its input file over hours, as slots free up; a pull consumer is deleted once idle). The
+stream of bucket `b` is `OBJ_b`, as every NATS client names it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import contextlib
 import json
 from collections.abc import AsyncIterator
 
@@ -20,7 +23,6 @@ from nats.js.errors import BadRequestError, NotFoundError, ServerError
 
 from switchyard.common.errors import ConfigurationError
 
-FETCH_BATCH = 256  # chunks (of 128 KiB) asked for at once
 READ_TIMEOUT_S = 5.0  # a chunk that does not come within this long is missing (expired or replaced)
 NO_ROOM = 10047  # JetStream's error code: "insufficient storage resources available"
 
@@ -98,35 +100,24 @@ async def describe(js: JetStreamContext, bucket: str, name: str) -> api.ObjectIn
 async def chunks(
     js: JetStreamContext, bucket: str, info: api.ObjectInfo, *, timeout_s: float = READ_TIMEOUT_S
 ) -> AsyncIterator[bytes]:
-    """The object's chunks in order, through a pull consumer of their own, fetched in batches. ObjectGone
-    when one does not come within `timeout_s` (the object expired or was replaced while read)."""
-    stream, expected = f"OBJ_{bucket}", info.chunks or 0
-    config = api.ConsumerConfig(
-        ack_policy=api.AckPolicy.NONE,
-        deliver_policy=api.DeliverPolicy.ALL,
-        inactive_threshold=timeout_s,
-        mem_storage=True,
-        num_replicas=1,
-    )
-    sub = await js.pull_subscribe(f"$O.{bucket}.C.{info.nuid}", stream=stream, config=config)
-    got = 0
-    try:
-        while got < expected:
-            try:
-                msgs = await sub.fetch(min(FETCH_BATCH, expected - got), timeout=timeout_s)
-            except nats.errors.TimeoutError:
-                raise ObjectGone(
-                    f"the object {info.name!r} lost its chunks while read ({got} of {expected}): "
-                    "expired or replaced"
-                ) from None
-            for msg in msgs:
-                got += 1
-                yield msg.data
-    finally:
-        await sub.unsubscribe()
-        if config.name is not None:  # pull_subscribe named the consumer; gone by itself if this fails
-            with contextlib.suppress(nats.errors.Error, TimeoutError):
-                await js.delete_consumer(stream, config.name)
+    """The object's chunks in order, each fetched when the caller asks for it (nothing is read ahead, and
+    nothing holds the object between asks). ObjectGone when one is missing or does not come within
+    `timeout_s` (the object was deleted, expired or replaced meanwhile)."""
+    stream, subject = f"OBJ_{bucket}", f"$O.{bucket}.C.{info.nuid}"
+    after = 0  # the stream sequence of the chunk last read
+    for got in range(info.chunks or 0):
+        try:
+            async with asyncio.timeout(timeout_s):
+                msg = await js.get_msg(stream, after + 1, subject=subject, direct=True, next=True)
+        except (NotFoundError, TimeoutError, nats.errors.TimeoutError):
+            msg = None
+        if msg is None or msg.seq is None:
+            raise ObjectGone(
+                f"the object {info.name!r} lost its chunks while read ({got} of {info.chunks}): "
+                "expired, deleted or replaced"
+            )
+        after = msg.seq
+        yield msg.data or b""
 
 
 async def read(js: JetStreamContext, bucket: str, name: str, *, timeout_s: float = READ_TIMEOUT_S) -> bytes:
