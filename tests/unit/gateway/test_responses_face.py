@@ -319,3 +319,41 @@ def test_an_answers_text_and_its_calls_sent_back_are_one_assistant_turn() -> Non
     messages = _task(input=[asked, said, called, result], tools=[WEATHER]).request.messages
     assert [m.role for m in messages] == ["user", "assistant", "tool"]
     assert messages[1].text() == "Checking." and [c.id for c in messages[1].tool_calls or []] == ["call_1"]
+
+
+def test_allowed_tools_narrows_the_tools_offered_to_those_it_names() -> None:
+    clock = {"type": "function", "name": "get_time", "parameters": {"type": "object"}}
+    choice = {
+        "type": "allowed_tools",
+        "mode": "required",
+        "tools": [{"type": "function", "name": "get_time"}],
+    }
+    request = _task(tools=[WEATHER, clock], tool_choice=choice).request
+    assert [t.function.name for t in request.tools or []] == ["get_time"]
+    assert request.tool_choice == "required"
+    for tools, param in (
+        ([{"type": "function", "name": "get_news"}], "tool_choice.tools.0"),
+        ([{"type": "web_search"}], "tool_choice.tools.0"),
+        ([], "tool_choice"),
+    ):
+        with pytest.raises(InvalidRequest) as err:
+            _parse(tools=[WEATHER], tool_choice={"type": "allowed_tools", "mode": "auto", "tools": tools})
+        assert (err.value.param, err.value.code) == (param, "invalid_value")
+
+
+def test_a_function_calls_output_keeps_its_images_and_refuses_what_it_cannot_carry() -> None:
+    called = {"type": "function_call", "call_id": "call_1", "name": "screenshot", "arguments": "{}"}
+    shot = [
+        {"type": "input_text", "text": "The page:"},
+        {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="},
+    ]
+    result = {"type": "function_call_output", "call_id": "call_1", "output": shot}
+    messages = _task(input=[{"role": "user", "content": "Look."}, called, result]).request.messages
+    assert messages[2].content == [
+        {"type": "text", "text": "The page:"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+    ]
+    file = {**result, "output": [{"type": "input_file", "file_id": "file_1"}]}
+    with pytest.raises(InvalidRequest) as err:
+        _parse(input=[{"role": "user", "content": "Look."}, called, file])
+    assert err.value.param == "input.2.output.0"

@@ -120,6 +120,7 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
     # asks for nothing, as OpenAI answers it (the chat face's 400 for `top_logprobs` without `logprobs`
     # follows chat completions, which refuse it).
     asked = LOGPROBS_INCLUDE in (parsed.include or [])
+    tools, choice = allowed_tools(pipeline_tools(parsed.tools), parsed.tool_choice)
     request = ChatCompletionRequest(
         model=parsed.model,
         messages=messages,
@@ -127,8 +128,8 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
         max_tokens=parsed.max_output_tokens,
         temperature=parsed.temperature,
         top_p=parsed.top_p,
-        tools=pipeline_tools(parsed.tools),
-        tool_choice=pipeline_choice(parsed.tool_choice),
+        tools=tools,
+        tool_choice=choice,
         parallel_tool_calls=parsed.parallel_tool_calls,
         response_format=response_format(parsed.text),
         reasoning_effort=parsed.reasoning.effort if parsed.reasoning else None,
@@ -182,7 +183,7 @@ def chat_messages(items: str | list[dict[str, Any]]) -> list[ChatMessage]:
                 raise InvalidRequest(
                     f"{where}.call_id: a function_call_output needs its call_id", param=where
                 )
-            out.append(ChatMessage(role="tool", tool_call_id=call_id, content=_output_text(output, where)))
+            out.append(ChatMessage(role="tool", tool_call_id=call_id, content=_output(output, where)))
         elif kind == "reasoning":
             block = carried_thinking(item.get("encrypted_content"))
             if block is not None:
@@ -227,6 +228,11 @@ def _message(item: dict[str, Any], where: str) -> ChatMessage:
         return ChatMessage(role=role, content=content)
     if not isinstance(content, list):
         raise InvalidRequest(f"{where}.content: a string or a list of parts", param=f"{where}.content")
+    return ChatMessage(role=role, content=_parts(content, f"{where}.content"))
+
+
+def _parts(content: list[Any], where: str) -> str | list[dict[str, Any]]:
+    """Content parts as the pipeline's: text (joined, when that is all) and images."""
     parts: list[dict[str, Any]] = []
     for n, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
@@ -238,13 +244,13 @@ def _message(item: dict[str, Any], where: str) -> ChatMessage:
             parts.append({"type": "text", "text": part["refusal"]})
         else:
             raise InvalidRequest(
-                f"{where}.content.{n}: parts of type {kind!r} are not supported here (input_text, "
-                "output_text and input_image with an image_url are)",
-                param=f"{where}.content.{n}",
+                f"{where}.{n}: parts of type {kind!r} are not supported here (input_text, output_text and "
+                "input_image with an image_url are)",
+                param=f"{where}.{n}",
             )
     if all(p["type"] == "text" for p in parts):
-        return ChatMessage(role=role, content="\n".join(p["text"] for p in parts))
-    return ChatMessage(role=role, content=parts)
+        return "\n".join(p["text"] for p in parts)
+    return parts
 
 
 def _function_call(item: dict[str, Any], where: str) -> ToolCall:
@@ -256,15 +262,13 @@ def _function_call(item: dict[str, Any], where: str) -> ToolCall:
     return ToolCall(id=call_id, function=FunctionCall(name=name, arguments=arguments))
 
 
-def _output_text(output: Any, where: str) -> str:
-    """A function call's output: a string, or text parts (joined)."""
+def _output(output: Any, where: str) -> str | list[dict[str, Any]]:
+    """A function call's output: a string, or parts (text and images: a tool may return a screenshot)."""
     if isinstance(output, str):
         return output
-    if isinstance(output, list) and all(isinstance(p, dict) for p in output):
-        return "\n".join(
-            str(p.get("text", "")) for p in output if p.get("type") in ("input_text", "output_text")
-        )
-    raise InvalidRequest(f"{where}.output: a string or a list of text parts", param=f"{where}.output")
+    if not isinstance(output, list):
+        raise InvalidRequest(f"{where}.output: a string or a list of parts", param=f"{where}.output")
+    return _parts(output, f"{where}.output")
 
 
 def pipeline_tools(tools: list[dict[str, Any]] | None) -> list[ToolSpec] | None:
@@ -295,6 +299,35 @@ def pipeline_tools(tools: list[dict[str, Any]] | None) -> list[ToolSpec] | None:
     return out
 
 
+def allowed_tools(
+    tools: list[ToolSpec] | None, choice: str | dict[str, Any] | None
+) -> tuple[list[ToolSpec] | None, str | dict[str, Any] | None]:
+    """The tools and choice the pipeline gets. `{"type": "allowed_tools", "mode", "tools"}` narrows the
+    tools offered to the function tools it names, with `mode` (`auto` or `required`) as the choice: what
+    the model may call is the same, though OpenAI keeps the whole list in the prompt (for its cache)."""
+    if not isinstance(choice, dict) or choice.get("type") != "allowed_tools":
+        return tools, pipeline_choice(choice)
+    mode, named = choice.get("mode"), choice.get("tools")
+    if mode not in ("auto", "required") or not isinstance(named, list) or not named:
+        raise InvalidRequest(
+            'tool_choice: allowed_tools takes "mode" ("auto" or "required") and "tools" '
+            '([{"type": "function", "name": ...}, ...])',
+            code="invalid_value",
+            param="tool_choice",
+        )
+    names = [t.get("name") if isinstance(t, dict) and t.get("type") == "function" else None for t in named]
+    offered = {t.function.name for t in tools or []}
+    for index, name in enumerate(names):
+        if name not in offered:
+            raise InvalidRequest(
+                f"tool_choice.tools.{index}: allowed tools must be function tools named in `tools` "
+                f"({sorted(offered)})",
+                code="invalid_value",
+                param=f"tool_choice.tools.{index}",
+            )
+    return [t for t in tools or [] if t.function.name in names], mode
+
+
 def pipeline_choice(choice: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
     """`none` / `auto` / `required`, or `{"type": "function", "name": ...}` as chat completions name it."""
     if choice is None or choice in ("none", "auto", "required"):
@@ -302,7 +335,8 @@ def pipeline_choice(choice: str | dict[str, Any] | None) -> str | dict[str, Any]
     if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
         return {"type": "function", "function": {"name": choice["name"]}}
     raise InvalidRequest(
-        'tool_choice: must be "none", "auto", "required" or {"type": "function", "name": ...}',
+        'tool_choice: must be "none", "auto", "required", {"type": "function", "name": ...} or '
+        '{"type": "allowed_tools", ...} (built-in tools are not served here)',
         code="invalid_value",
         param="tool_choice",
     )
