@@ -158,6 +158,9 @@ async def test_stored_response_endpoints_say_responses_are_not_stored(
         with pytest.raises(openai.NotFoundError) as err:
             await call
         assert err.value.code == "not_found" and "is not stored" in err.value.message
+    with pytest.raises(openai.NotFoundError) as unserved:
+        await client.responses.input_tokens.count(model="auto", input="Hello")
+    assert "serves POST /v1/responses" in unserved.value.message
     _, base, _ = world
     anonymous = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="sk-nobody", max_retries=0)
     with pytest.raises(openai.AuthenticationError):

@@ -5,6 +5,7 @@ from fastapi.responses import Response
 
 from switchyard.gateway import serving
 from switchyard.gateway.auth import authenticate
+from switchyard.gateway.errors import NotFound
 from switchyard.gateway.legacy import CompletionsRequest
 from switchyard.gateway.openapi import ERRORS, INFERENCE_ERRORS
 from switchyard.gateway.responses import ResponsesRequest, not_stored
@@ -44,6 +45,20 @@ STORED = "Not served: Switchyard stores no responses, so this is always a 404 `n
 async def stored_response(request: Request, response_id: str) -> Response:
     await authenticate(request, gateway_of(request).verifier)
     raise not_stored(response_id)
+
+
+@router.post(
+    "/v1/responses/{name}",
+    summary="Not served (`input_tokens`, `compact`): a 404 `not_found` saying what is",
+    responses=ERRORS,
+)
+async def unserved_response_operation(request: Request, name: str) -> Response:
+    """Without it a POST beside the stored-response routes would be a 405 that misleads."""
+    await authenticate(request, gateway_of(request).verifier)
+    raise NotFound(
+        f"POST /v1/responses/{name} is not served here: of the Responses API, Switchyard serves "
+        "POST /v1/responses (stateless: the whole conversation in `input`)"
+    )
 
 
 @router.post(
