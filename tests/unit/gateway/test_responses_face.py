@@ -148,6 +148,13 @@ def test_what_cannot_be_served_is_a_400_naming_the_field(
     assert (err.value.status, err.value.param, err.value.code) == (400, param, code)
 
 
+def test_an_input_of_neither_shape_is_told_both() -> None:
+    with pytest.raises(InvalidRequest) as err:
+        _parse(input={"role": "user", "content": "hi"})  # one message, not in a list
+    assert (err.value.param, err.value.code) == ("input", "invalid_type")
+    assert err.value.message == "input: must be a string or a list of input items"
+
+
 def _done(**kw: Any) -> TaskCompleted:
     fields: dict[str, Any] = dict(
         task_id="t1",

@@ -20,7 +20,8 @@ import binascii
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from switchyard.common.events import (
     ChatMessage,
@@ -109,6 +110,14 @@ class ResponsesRequest(BaseModel):
     reasoning: ReasoningConfig | None = None
     include: list[Any] | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS, strict=True)
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _input_kind(cls, v: Any) -> Any:
+        """One error naming both shapes, not pydantic's first union member ("a valid string")."""
+        if not isinstance(v, str | list):
+            raise PydanticCustomError("input_type", "must be a string or a list of input items")
+        return v
 
 
 def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
