@@ -23,7 +23,7 @@ from nats.js.errors import BadRequestError, NotFoundError, ServerError
 
 from switchyard.common.errors import ConfigurationError
 
-READ_TIMEOUT_S = 5.0  # a chunk that does not come within this long is missing (expired or replaced)
+READ_TIMEOUT_S = 5.0  # a chunk that does not come within this long: the store does not answer
 NO_ROOM = 10047  # JetStream's error code: "insufficient storage resources available"
 
 
@@ -101,16 +101,21 @@ async def chunks(
     js: JetStreamContext, bucket: str, info: api.ObjectInfo, *, timeout_s: float = READ_TIMEOUT_S
 ) -> AsyncIterator[bytes]:
     """The object's chunks in order, each fetched when the caller asks for it (nothing is read ahead, and
-    nothing holds the object between asks). ObjectGone when one is missing or does not come within
-    `timeout_s` (the object was deleted, expired or replaced meanwhile)."""
+    nothing holds the object between asks). ObjectGone when one is missing (the object was deleted,
+    expired or replaced meanwhile); TimeoutError when the store does not answer within `timeout_s` (the
+    bus, briefly: reading again may work)."""
     stream, subject = f"OBJ_{bucket}", f"$O.{bucket}.C.{info.nuid}"
     after = 0  # the stream sequence of the chunk last read
     for got in range(info.chunks or 0):
         try:
             async with asyncio.timeout(timeout_s):
                 msg = await js.get_msg(stream, after + 1, subject=subject, direct=True, next=True)
-        except (NotFoundError, TimeoutError, nats.errors.TimeoutError):
+        except NotFoundError:
             msg = None
+        except nats.errors.TimeoutError:
+            raise TimeoutError(
+                f"the object {info.name!r}: chunk {got + 1} of {info.chunks} not read"
+            ) from None
         if msg is None or msg.seq is None:
             raise ObjectGone(
                 f"the object {info.name!r} lost its chunks while read ({got} of {info.chunks}): "
