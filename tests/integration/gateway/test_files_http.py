@@ -74,7 +74,8 @@ async def test_upload_list_retrieve_content_delete_round_trip(world: tuple[str, 
         "requests.jsonl",
         "batch",
     )
-    assert first.expires_at is None and first.status == "processed"
+    # no expires_after: 30 days (SWITCHYARD_FILES_BATCH_EXPIRES_S), as OpenAI's batch files
+    assert first.expires_at == first.created_at + 30 * 24 * 3600 and first.status == "processed"
     second = await client.files.create(
         file=("b.jsonl", io.BytesIO(b'{"custom_id": "a"}\n')),
         purpose="batch",
@@ -269,6 +270,52 @@ async def test_an_organisation_at_its_count_of_files_cannot_create_a_batch(
     assert len((await client.files.list()).data) == ORG_COUNT + 1
     for file_id in (batch.error_file_id, *(f.id for f in mine)):
         await client.files.delete(file_id)
+
+
+def _exactly(size: int) -> bytes:
+    """Batch input lines (shorter than the longest line taken) of exactly `size` bytes together."""
+    frame = b'{"custom_id": "", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n'
+    lines = []
+    while size:
+        length = min(size, 32 * 1024) if size - 32 * 1024 > len(frame) else size
+        lines.append(frame.replace(b'""', b'"' + b"p" * (length - len(frame)) + b'"', 1))
+        size -= length
+    return b"".join(lines)
+
+
+async def test_an_organisation_whose_files_hold_its_bytes_cannot_create_a_batch(
+    world: tuple[str, Org, Org],
+) -> None:
+    """The bytes' branch of the batch's refusal: a batch's output has no size yet, so the organisation's
+    files may hold no more than under SWITCHYARD_FILES_ORG_BYTES."""
+    base, acme, _ = world
+    client = _sdk(base, acme)
+    assert (await client.files.list()).data == []
+    batches = (await client.batches.list()).data
+    sizes = [200 * 1024, 200 * 1024, 200 * 1024, ORG_BYTES - 600 * 1024]  # exactly the share, 4 files
+    mine = [
+        await client.files.create(file=("r.jsonl", io.BytesIO(_exactly(n))), purpose="batch") for n in sizes
+    ]
+    assert sum(f.bytes for f in mine) == ORG_BYTES
+    ask = {"input_file_id": mine[0].id, "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+    async with httpx.AsyncClient(base_url=base, headers=auth(acme.keys["member"]), timeout=10) as http:
+        refused = await http.post("/v1/batches", json=ask)
+    assert refused.status_code == 507, refused.text
+    error = refused.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == ("api_error", "organization_files_full", None)
+    assert f"hold {ORG_BYTES} of its {ORG_BYTES} bytes (SWITCHYARD_FILES_ORG_BYTES)" in error["message"]
+    assert (
+        "output and error files" in error["message"]
+        and error["request_id"] == refused.headers["x-request-id"]
+    )
+    assert (await client.batches.list()).data == batches  # nothing created
+    await client.files.delete(mine.pop().id)  # under the share again
+    batch = await client.batches.create(**ask)  # type: ignore[arg-type]
+    await client.batches.cancel(batch.id)
+    batch = await _batch_until(client, batch.id, "cancelled")
+    for file_id in (batch.error_file_id, *(f.id for f in mine)):
+        if file_id is not None:
+            await client.files.delete(file_id)
 
 
 async def _batch_until(client: openai.AsyncOpenAI, batch_id: str, status: str) -> openai.types.Batch:

@@ -1,7 +1,8 @@
 """The file store on a real nats-server: an expired file is gone for readers at once, and its bytes leave
 the object store when it is next listed or when a sweep runs; a sweep spans every organisation, and deletes
 objects left without a description and puts cut before their end once old enough, never an upload still
-in progress."""
+in progress; it keeps a file past its expiry while an unfinished batch reads it, and a file two replicas
+sweep at once is removed (and counted) once."""
 
 from __future__ import annotations
 
@@ -14,10 +15,15 @@ from typing import Any
 import nats
 import pytest
 from nats.js.object_store import ObjectStore
+from prometheus_client import REGISTRY
 
 from switchyard.cli.processes import NatsServer
 from switchyard.common import objects, subjects
+from switchyard.gateway.batches.models import Batch, BatchRecord
+from switchyard.gateway.batches.service import Batches
+from switchyard.gateway.batches.store import BatchStore, batches_bucket, new_batch_id
 from switchyard.gateway.errors import NotFound
+from switchyard.gateway.files.share import Share
 from switchyard.gateway.files.store import BUCKET, STREAM, files_bucket, new_file_id, tenant_part
 
 pytestmark = pytest.mark.integration
@@ -120,4 +126,56 @@ async def test_what_a_crash_left_unseen_is_deleted_once_old_but_never_an_upload_
         assert await files.sweep_orphans(older_than_s=0) == 0  # every file's object is described
     finally:
         release.set()
+        await nc.close()
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_sweep_keeps_what_unfinished_batches_read_and_removes_each_expired_file_once(
+    nats_server: NatsServer,
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        files, replica = [await files_bucket(js, max_bytes=8 * 1024 * 1024) for _ in range(2)]
+        store = BatchStore(await batches_bucket(js))
+        batches = Batches(store, files, None, share=Share(files=10, bytes=1024**2))  # type: ignore[arg-type]
+        files.in_use = replica.in_use = batches.inputs_in_use
+        past = int(time.time()) - 1
+        read = await files.put(
+            tenant_id="a", purpose="batch", filename="i.jsonl", data=b"{}\n", expires_at=past
+        )
+        for tenant in ("a", "b"):
+            await files.put(
+                tenant_id=tenant, purpose="batch", filename="o.jsonl", data=b"x" * 100, expires_at=past
+            )
+        await files.put(tenant_id="b", purpose="batch_output", filename="o.jsonl", data=b"y" * 10)
+        now = int(time.time())
+        batch = Batch(
+            id=new_batch_id(),
+            endpoint="/v1/chat/completions",
+            input_file_id=read.id,
+            status="in_progress",
+            created_at=now,
+            expires_at=now + 86400,
+        )
+        await store.create(BatchRecord(batch=batch, tenant_id="a", user_id=None, api_key_id="key_1"))
+        removed = ("switchyard_gateway_files_removed_total", "switchyard_gateway_files_removed_bytes_total")
+        before = [_sample(name, reason="expired") for name in removed]
+
+        assert sum(await asyncio.gather(files.sweep(), replica.sweep())) == 2  # the two, once each
+        grew = [_sample(name, reason="expired") - was for name, was in zip(removed, before, strict=True)]
+        assert grew == [2, 200]
+        assert await files.get(tenant_id="a", file_id=read.id) == read  # its batch still reads it
+        assert await files.usage(tenant_id="a") == (1, 3)
+        assert _sample("switchyard_gateway_files_stored", purpose="batch") == 1
+        assert _sample("switchyard_gateway_files_stored_bytes", purpose="batch_output") == 10
+
+        await store.finished(batch.id, tenant_id="a")
+        assert await files.sweep() == 1
+        with pytest.raises(NotFound):
+            await files.get(tenant_id="a", file_id=read.id)
+    finally:
         await nc.close()

@@ -16,7 +16,14 @@ import pytest
 from switchyard.cli.processes import NatsServer
 from switchyard.common import subjects
 from switchyard.common.leases import SlotTable
-from tests.integration.gateway.harness import PRICED_BODY, Answerer, auth, make_org, priced_stack
+from tests.integration.gateway.harness import (
+    PRICED_BODY,
+    Answerer,
+    auth,
+    make_org,
+    priced_stack,
+    wait_for_a_fresh_minute,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -60,20 +67,13 @@ async def _fire(bases: list[str], keys: list[str], n: int, clients: int) -> list
     return out
 
 
-def _wait_for_a_fresh_minute(needed_s: float = 25.0) -> None:
-    """The request windows are whole UTC minutes: start where the test fits in one."""
-    left = 60 - time.time() % 60
-    if left < needed_s:
-        time.sleep(left + 0.2)
-
-
 async def test_request_limit_holds_across_three_replicas(
     stack: tuple[NatsServer, str, list[str]], answerer: Answerer
 ) -> None:
     _, db_url, bases = stack
     org = await make_org(db_url, "ratey", roles=("admin", "member"))
     keys = list(org.keys.values())
-    await asyncio.to_thread(_wait_for_a_fresh_minute)
+    await asyncio.to_thread(wait_for_a_fresh_minute)
     started = time.monotonic()
     responses = await _fire(bases, keys, n=2 * ORG_RPM + 100, clients=16)
     elapsed = time.monotonic() - started

@@ -39,6 +39,12 @@ class GatewaySettings(CommonSettings):
     files_org_count: int = Field(
         default=10_000, gt=0, description="one organisation's files, counted; an upload past it gets 507"
     )
+    files_batch_expires_s: int = Field(
+        default=30 * 24 * 3600,
+        ge=0,
+        description="an upload (purpose batch) without expires_after expires this long after it is made, as "
+        "OpenAI's do (30 days); 0: kept until deleted",
+    )
     # Batches (/v1/batches): each line runs as a low-priority task; a replica runs at most
     # `batch_max_running` batches, each with at most `batch_concurrency` lines in flight.
     batch_concurrency: int = Field(default=8, ge=1, description="a batch's lines in flight at once")

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter("switchyard_gateway_requests_total", "HTTP requests", ["route", "status"])
 LATENCY = Histogram(
@@ -31,4 +31,48 @@ ORPHANS = Counter(
     "Tasks another gateway replica left in flight, settled by this one (outcome: answered, failed, "
     "timed_out; cause: lost, the replica died or was taken for dead; handed_over, it stopped with them)",
     ["outcome", "cause"],
+)
+# Files and batches. No label names an organisation: their number would be unbounded.
+FILES_ADDED = Counter(
+    "switchyard_gateway_files_added_total",
+    "Files stored (purpose: batch, a client's upload; batch_output, a batch's output or error file)",
+    ["purpose"],
+)
+FILES_ADDED_BYTES = Counter(
+    "switchyard_gateway_files_added_bytes_total", "Bytes of the files stored", ["purpose"]
+)
+FILES_REMOVED = Counter(
+    "switchyard_gateway_files_removed_total",
+    "Files removed (reason: deleted, by a client; expired, past expires_at, by a read, a list or a sweep)",
+    ["reason"],
+)
+FILES_REMOVED_BYTES = Counter(
+    "switchyard_gateway_files_removed_bytes_total", "Bytes of the files removed", ["reason"]
+)
+FILES_STORED = Gauge(
+    "switchyard_gateway_files_stored",
+    "Files in the store, every organisation's, as this replica's last sweep found them",
+    ["purpose"],
+)
+FILES_STORED_BYTES = Gauge(
+    "switchyard_gateway_files_stored_bytes",
+    "Bytes of the files in the store, every organisation's, as this replica's last sweep found them",
+    ["purpose"],
+)
+FILE_UPLOADS_REFUSED = Counter(
+    "switchyard_gateway_file_uploads_refused_total",
+    "Uploads (POST /v1/files) refused after authentication, by error code",
+    ["code"],
+)
+BATCHES_CREATED = Counter("switchyard_gateway_batches_created_total", "Batches created", ["endpoint"])
+BATCHES_FINISHED = Counter(
+    "switchyard_gateway_batches_finished_total",
+    "Batches ended (status: completed, failed, expired, cancelled)",
+    ["status"],
+)
+BATCH_LINES = Counter(
+    "switchyard_gateway_batch_lines_total",
+    "Batch lines by outcome: completed, failed (a result known), cancelled, expired (never run: their batch "
+    "ended so first)",
+    ["outcome"],
 )

@@ -19,7 +19,8 @@ from switchyard.gateway.batches.store import BatchStore, new_batch_id
 from switchyard.gateway.completions import json_object
 from switchyard.gateway.errors import Conflict, InvalidRequest, NotFound, RateLimited, invalid_fields
 from switchyard.gateway.files.share import Share
-from switchyard.gateway.files.store import FileStore
+from switchyard.gateway.files.store import FileStore, file_key
+from switchyard.gateway.metrics import BATCHES_CREATED
 from switchyard.gateway.tenants import Principal
 
 WINDOWS = ("24h",)
@@ -110,8 +111,19 @@ class Batches:
             output_expires_s=asked.output_expires_after.seconds if asked.output_expires_after else None,
         )
         await self.store.create(record)
+        BATCHES_CREATED.labels(batch.endpoint).inc()
         self.runner.poke()
         return batch
+
+    async def inputs_in_use(self, tenant_id: str | None) -> set[str]:
+        """The input files of the organisation's unfinished batches (None: every organisation's), as the
+        file store's keys: they do not expire before their batch ends (`FileStore.in_use`)."""
+        if tenant_id is None:
+            ids = await self.store.active()
+        else:
+            ids = await self.store.unfinished_ids(tenant_id=tenant_id)
+        records = [await self.store.read(batch_id) for batch_id in ids]
+        return {file_key(r.tenant_id, r.batch.input_file_id) for r in records if r is not None}
 
     async def retrieve(self, *, principal: Principal, batch_id: str) -> Batch:
         return (await self.store.get(tenant_id=principal.tenant_id, batch_id=batch_id)).batch

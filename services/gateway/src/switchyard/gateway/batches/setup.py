@@ -30,6 +30,8 @@ async def start_batches(gw: Gateway, js: JetStreamContext, *, replica: str) -> B
         gw, store, knobs, max_running=settings.batch_max_running, scan_s=settings.batch_scan_s
     )
     runner.start()
-    return Batches(
+    batches = Batches(
         store, gw.files, runner, share=Share.of(settings), max_unfinished=settings.batch_org_unfinished
     )
+    gw.files.in_use = batches.inputs_in_use  # a batch's input file does not expire while the batch runs
+    return batches

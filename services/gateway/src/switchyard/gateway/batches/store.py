@@ -13,6 +13,7 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from switchyard.common import kv, subjects
+from switchyard.gateway.batches import metering
 from switchyard.gateway.batches.models import Batch, BatchRecord, LineError
 from switchyard.gateway.batches.vectors import KeptVectors
 from switchyard.gateway.errors import NotFound
@@ -46,7 +47,11 @@ class BatchStore:
 
     async def unfinished(self, *, tenant_id: str) -> int:
         """How many of the organisation's batches are not finished yet (one request: their keys)."""
-        return len(await kv.keys(self._kv, f"o.{tenant_id}."))
+        return len(await self.unfinished_ids(tenant_id=tenant_id))
+
+    async def unfinished_ids(self, *, tenant_id: str) -> list[str]:
+        prefix = f"o.{tenant_id}."
+        return [key[len(prefix) :] for key in await kv.keys(self._kv, prefix)]
 
     async def read(self, batch_id: str) -> BatchRecord | None:
         if not _BATCH_ID.fullmatch(batch_id):
@@ -68,16 +73,23 @@ class BatchStore:
         """`edit` applied by compare-and-set (run again on a conflict; None: no change); the record as it
         then stands, or None when there is no such batch."""
 
-        def step(current: bytes | None) -> tuple[bytes | None, BatchRecord | None]:
+        def step(current: bytes | None) -> tuple[bytes | None, tuple[BatchRecord, BatchRecord | None] | None]:
             if current is None:
                 return None, None
             record = BatchRecord.model_validate_json(current)
             edited = edit(record)
             if edited is None:
-                return None, record
-            return edited.model_dump_json().encode(), edited
+                return None, (record, None)
+            return edited.model_dump_json().encode(), (record, edited)
 
-        return await kv.update(self._kv, f"b.{batch_id}", step)
+        changed = await kv.update(self._kv, f"b.{batch_id}", step)
+        if changed is None:
+            return None
+        before, after = changed
+        if after is None:
+            return before
+        metering.count(before, after)  # once per change written: this replica's compare-and-set took it
+        return after
 
     async def page(self, *, tenant_id: str, after: str | None, limit: int) -> tuple[list[Batch], bool]:
         """The organisation's batches, newest first, from the one after `after`; and whether more follow."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
 from switchyard.gateway import serving
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.batches.models import Batch, BatchList, CreateBatch
 from switchyard.gateway.batches.service import MAX_LIST, Batches
 from switchyard.gateway.completions import read_body
+from switchyard.gateway.limits.service import requests_admitted
 from switchyard.gateway.openapi import ERRORS, error_doc
 from switchyard.gateway.state import gateway_of
 from switchyard.gateway.tenants import Principal
@@ -34,15 +35,22 @@ async def _caller(request: Request) -> tuple[Batches, Principal]:
     openapi_extra=serving.schema_of(CreateBatch),
     responses={
         **_ERRORS,
+        429: error_doc(
+            "`rate_limit_exceeded`: the requests-per-minute limits a completion takes (see Retry-After and "
+            "x-ratelimit-*-requests); `batch_limit_exceeded`: SWITCHYARD_BATCH_ORG_UNFINISHED batches not "
+            "finished yet"
+        ),
         507: error_doc(
             "`organization_files_full`: the organisation's files hold SWITCHYARD_FILES_ORG_BYTES, or it has "
             "SWITCHYARD_FILES_ORG_COUNT files (a batch's output would pass them): delete files first"
         ),
     },
 )
-async def create_batch(request: Request) -> Batch:
+async def create_batch(request: Request, response: Response) -> Batch:
     batches, principal = await _caller(request)
-    body = await read_body(request, limit=gateway_of(request).settings.max_body_bytes)
+    gw = gateway_of(request)
+    response.headers.update(await requests_admitted(gw.admission.limiter, principal))
+    body = await read_body(request, limit=gw.settings.max_body_bytes)
     return await batches.create(principal=principal, body=body)
 
 

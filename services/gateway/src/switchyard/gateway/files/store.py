@@ -13,7 +13,9 @@ A put writes the object, then its description (a file is listed only once its by
 delete removes the description, then the object. A put refused by a full bucket (its limit is
 `SWITCHYARD_FILES_BUCKET_BYTES`: the stream discards new messages) raises `FilesFull` and keeps nothing.
 A file with an `expires_at` is gone for readers once that time passes; a read or a list that finds it
-expired deletes it, and every gateway replica sweeps all expired files every 15 minutes or so. The same
+expired deletes it, and every gateway replica sweeps all expired files every 15 minutes or so. A file an
+unfinished batch reads (`in_use`) does not expire until that batch ends: its runner may read it again
+while it runs; the first read, list or sweep after the batch ended deletes it. The same
 sweep deletes what a crash leaves that nobody sees but that still takes room, an hour after it was stored:
 an object no description names (a crash between a put's bytes and its description, or between a delete's
 description and its bytes) and the chunks of a put cut before its end. Both stores lie outside the
@@ -31,8 +33,8 @@ import random
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator
-from typing import IO, Literal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import IO, Literal, NamedTuple
 
 import nats.errors
 from nats.js import JetStreamContext, api
@@ -44,6 +46,14 @@ from switchyard.common import objects, subjects
 from switchyard.common.background import cancel
 from switchyard.gateway.errors import APIError, NotFound
 from switchyard.gateway.files.models import FileObject, FilePurpose
+from switchyard.gateway.metrics import (
+    FILES_ADDED,
+    FILES_ADDED_BYTES,
+    FILES_REMOVED,
+    FILES_REMOVED_BYTES,
+    FILES_STORED,
+    FILES_STORED_BYTES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +70,17 @@ _TIME_CHARS = 8  # 62**8 ms: beyond the year 8000
 _RANDOM_CHARS = 16
 _FILE_ID = re.compile(r"file-[0-9A-Za-z]{24}")
 _FILE_KEY = re.compile(r"[0-9a-f]{32}\.file-[0-9A-Za-z]{24}")  # `<tenant part>.<file id>`
+_WRONG_LAST = 10071  # JetStream's "wrong last sequence": the key changed (here: was deleted) since read
+# The keys (`file_key`) of the files that unfinished batches read: one organisation's, or (None) all's.
+InUse = Callable[[str | None], Awaitable[set[str]]]
+
+
+class Described(NamedTuple):
+    """A file's description as the index holds it: its key, the file object, the entry's revision."""
+
+    key: str
+    file: FileObject
+    revision: int
 
 
 class FilesFull(APIError):
@@ -108,6 +129,11 @@ def tenant_part(tenant_id: str) -> str:
     return hashlib.sha256(f"files\x00{tenant_id}".encode()).hexdigest()[:32]
 
 
+def file_key(tenant_id: str, file_id: str) -> str:
+    """Where the file's bytes and description are kept: `<tenant part>.<file id>`."""
+    return f"{tenant_part(tenant_id)}.{file_id}"
+
+
 def page(
     files: list[FileObject], *, limit: int, after: str | None, order: Literal["asc", "desc"]
 ) -> tuple[list[FileObject], bool]:
@@ -126,11 +152,12 @@ def expired(file: FileObject, now: float) -> bool:
 class FileStore:
     """Every replica's view of the files: the object store for bytes, the KV bucket for descriptions."""
 
-    def __init__(self, js: JetStreamContext, index: KeyValue) -> None:
+    def __init__(self, js: JetStreamContext, index: KeyValue, *, in_use: InUse | None = None) -> None:
         self._js = js
         self._objects = ObjectStore(name=BUCKET, stream=STREAM, js=js)
         self._index = index
         self._sweeper: asyncio.Task[None] | None = None
+        self.in_use = in_use  # set once the batches exist: their input files do not expire while they run
 
     def start(self, every_s: float = SWEEP_S) -> None:
         """Sweeps expired files, and objects left without a description, every `every_s` (give or take
@@ -141,13 +168,27 @@ class FileStore:
         await cancel(self._sweeper)
 
     async def sweep(self) -> int:
-        """Deletes every organisation's expired files (reading descriptions only); how many."""
-        now, removed = time.time(), 0
-        for key, file in await _described(self._index, "*"):
-            if expired(file, now):
-                await self._remove(key)
-                removed += 1
-        return removed
+        """Deletes every organisation's expired files (reading descriptions only; not those unfinished
+        batches read); how many. Sets the gauges of the files stored from what it read."""
+        live, gone = await self._sorted_out(await _described(self._index, "*"), tenant_id=None)
+        removed = [await self._remove(found, "expired") for found in gone]
+        for purpose in ("batch", "batch_output"):
+            mine = [found.file.bytes for found in live if found.file.purpose == purpose]
+            FILES_STORED.labels(purpose).set(len(mine))
+            FILES_STORED_BYTES.labels(purpose).set(sum(mine))
+        return sum(removed)
+
+    async def _sorted_out(
+        self, found: list[Described], *, tenant_id: str | None
+    ) -> tuple[list[Described], list[Described]]:
+        """`found` (the organisation's descriptions; None: all organisations') as those that stay and those
+        expired: past their `expires_at`, and read by no unfinished batch (`in_use`, asked only when a file
+        is past it)."""
+        now = time.time()
+        lapsed = {f.key for f in found if expired(f.file, now)}
+        if lapsed and self.in_use is not None:
+            lapsed -= await self.in_use(tenant_id)
+        return [f for f in found if f.key not in lapsed], [f for f in found if f.key in lapsed]
 
     async def sweep_orphans(self, *, older_than_s: float = ORPHAN_AFTER_S) -> int:
         """Deletes what a crash left unseen in the object store, once it is older than `older_than_s`: a
@@ -158,7 +199,7 @@ class FileStore:
         is described at once: neither is that old (nats-py's `mtime` is when a put began: not used)."""
         chunked = await self._chunk_subjects()
         stored = await self._stored()
-        described = {key for key, _ in await _described(self._index, "*")}
+        described = {found.key for found in await _described(self._index, "*")}
         now, removed = time.time(), 0
         for name in sorted(set(stored) - described):
             if _FILE_KEY.fullmatch(name) is None or await self._has_description(name):
@@ -201,13 +242,11 @@ class FileStore:
         return found.time is not None and now - found.time.timestamp() > age_s
 
     async def usage(self, *, tenant_id: str) -> tuple[int, int]:
-        """How many files the organisation has (those not expired), and their bytes, from their
-        descriptions."""
-        now = time.time()
-        held = [
-            f.bytes for _, f in await _described(self._index, tenant_part(tenant_id)) if not expired(f, now)
-        ]
-        return len(held), sum(held)
+        """How many files the organisation has (those not expired: `_sorted_out`), and their bytes, from
+        their descriptions."""
+        found = await _described(self._index, tenant_part(tenant_id))
+        live, _ = await self._sorted_out(found, tenant_id=tenant_id)
+        return len(live), sum(f.file.bytes for f in live)
 
     async def _sweeping(self, every_s: float) -> None:
         while True:
@@ -235,7 +274,7 @@ class FileStore:
         counts: from the file object's own time, however long the bytes took to store). FilesFull when the
         bucket has no room left for it."""
         file_id = new_file_id()
-        key = f"{tenant_part(tenant_id)}.{file_id}"
+        key = file_key(tenant_id, file_id)
         try:
             info = await self._objects.put(key, data)  # type: ignore[arg-type]  # nats-py takes any reader
         except nats.js.errors.APIError as exc:  # nats-py's put removes the chunks it had sent
@@ -261,11 +300,16 @@ class FileStore:
         except BaseException:
             await self._forget_object(key)
             raise
+        FILES_ADDED.labels(purpose).inc()
+        FILES_ADDED_BYTES.labels(purpose).inc(file.bytes)
         return file
 
     async def get(self, *, tenant_id: str, file_id: str) -> FileObject:
-        """The file's description: NotFound (`file_not_found`) if it is absent, expired or another
-        tenant's."""
+        """The file's description: NotFound (`file_not_found`) if it is absent, expired (`_sorted_out`) or
+        another tenant's."""
+        return (await self._read(tenant_id, file_id)).file
+
+    async def _read(self, tenant_id: str, file_id: str) -> Described:
         key = self._key(tenant_id, file_id)
         try:
             entry = await self._index.get(key)
@@ -273,11 +317,12 @@ class FileStore:
             raise file_not_found(file_id) from None
         if not entry.value:
             raise file_not_found(file_id)
-        file = FileObject.model_validate_json(entry.value)
-        if expired(file, time.time()):
-            await self._remove(key)
+        found = Described(key, FileObject.model_validate_json(entry.value), entry.revision or 0)
+        _, gone = await self._sorted_out([found], tenant_id=tenant_id)
+        if gone:
+            await self._remove(found, "expired")
             raise file_not_found(file_id)
-        return file
+        return found
 
     async def open(self, *, tenant_id: str, file_id: str) -> tuple[FileObject, AsyncIterator[bytes]]:
         """The file's description and its bytes as they come from the store, in chunks (128 KiB), checked
@@ -298,8 +343,7 @@ class FileStore:
     async def delete(self, *, tenant_id: str, file_id: str) -> bool:
         """Deletes the file (its description first: it is gone for every reader at once). NotFound as
         `get`."""
-        await self.get(tenant_id=tenant_id, file_id=file_id)
-        await self._remove(self._key(tenant_id, file_id))
+        await self._remove(await self._read(tenant_id, file_id), "deleted")
         return True
 
     async def list(
@@ -312,24 +356,31 @@ class FileStore:
         order: Literal["asc", "desc"],
     ) -> tuple[list[FileObject], bool]:
         """One page of the tenant's files (of `purpose`, when given) and whether more follow."""
-        now = time.time()
-        files = []
-        for key, file in await _described(self._index, tenant_part(tenant_id)):
-            if expired(file, now):
-                await self._remove(key)
-            elif purpose is None or file.purpose == purpose:
-                files.append(file)
+        found = await _described(self._index, tenant_part(tenant_id))
+        live, gone = await self._sorted_out(found, tenant_id=tenant_id)
+        for lapsed in gone:
+            await self._remove(lapsed, "expired")
+        files = [f.file for f in live if purpose is None or f.file.purpose == purpose]
         return page(files, limit=limit, after=after, order=order)
 
     def _key(self, tenant_id: str, file_id: str) -> str:
         if not is_file_id(file_id):  # not one of ours: must not reach a key
             raise file_not_found(file_id)
-        return f"{tenant_part(tenant_id)}.{file_id}"
+        return file_key(tenant_id, file_id)
 
-    async def _remove(self, key: str) -> None:
-        with contextlib.suppress(KeyNotFoundError):
-            await self._index.delete(key)
-        await self._forget_object(key)
+    async def _remove(self, found: Described, reason: Literal["deleted", "expired"]) -> bool:
+        """Removes the file as it was read; False when another reader (or replica) removed it first (it
+        removes the bytes, and counts the file)."""
+        try:
+            await self._index.delete(found.key, last=found.revision)
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != _WRONG_LAST:
+                raise
+            return False
+        await self._forget_object(found.key)
+        FILES_REMOVED.labels(reason).inc()
+        FILES_REMOVED_BYTES.labels(reason).inc(found.file.bytes)
+        return True
 
     async def _forget_object(self, key: str) -> None:
         """Deletes an object whose description is gone; one that stays (the bus failed) is unlisted, only
@@ -356,15 +407,16 @@ async def _checked(chunks: AsyncIterator[bytes], info: api.ObjectInfo) -> AsyncI
         raise FileUnreadable(f"the file's bytes do not match their stored size and digest ({info.name})")
 
 
-async def _described(index: KeyValue, tenant: str) -> list[tuple[str, FileObject]]:
+async def _described(index: KeyValue, tenant: str) -> list[Described]:
     """Every description under the tenant's keys, read through a KV watch (its current values, no history,
     no deleted keys)."""
     watcher = await index.watch(f"{tenant}.*", ignore_deletes=True, inactive_threshold=LIST_WAIT_S)
-    found: list[tuple[str, FileObject]] = []
+    found: list[Described] = []
     try:
         while (entry := await watcher.updates(timeout=LIST_WAIT_S)) is not None:  # type: ignore[no-untyped-call]
             if entry.value:
-                found.append((entry.key, FileObject.model_validate_json(entry.value)))
+                file = FileObject.model_validate_json(entry.value)
+                found.append(Described(entry.key, file, entry.revision or 0))
     finally:
         with contextlib.suppress(nats.errors.Error, TimeoutError):
             await watcher.stop()  # type: ignore[no-untyped-call]

@@ -14,13 +14,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from switchyard.gateway.auth import authenticate
-from switchyard.gateway.errors import InvalidRequest
+from switchyard.gateway.errors import APIError, InvalidRequest
 from switchyard.gateway.files import upload
 from switchyard.gateway.files.models import UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
 from switchyard.gateway.files.share import Share
 from switchyard.gateway.files.store import FilesFull, FileStore
+from switchyard.gateway.limits.service import requests_admitted
+from switchyard.gateway.metrics import FILE_UPLOADS_REFUSED
 from switchyard.gateway.openapi import ERRORS, error_doc
-from switchyard.gateway.state import gateway_of
+from switchyard.gateway.state import Gateway, gateway_of
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/files", tags=["files"], responses=ERRORS)
@@ -70,6 +72,10 @@ _UPLOAD_BODY = {
             "that is not a UTF-8 JSON object), `empty_file`"
         ),
         413: error_doc("`file_too_large`: over SWITCHYARD_FILES_MAX_BYTES"),
+        429: error_doc(
+            "`rate_limit_exceeded`: the requests-per-minute limits a completion takes (see Retry-After and "
+            "x-ratelimit-*-requests), `emergency_throttle`; `too_many_auth_failures`"
+        ),
         507: error_doc(
             "`files_storage_full`: the file store holds SWITCHYARD_FILES_BUCKET_BYTES; "
             "`organization_files_full`: the organisation's files would pass SWITCHYARD_FILES_ORG_BYTES, or "
@@ -77,30 +83,41 @@ _UPLOAD_BODY = {
         ),
     },
 )
-async def create_file(request: Request) -> FileObject:
+async def create_file(request: Request, response: Response) -> FileObject:
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
-    sent = await upload.read(request, limit=gw.settings.files_max_bytes)
     try:
-        max_line = upload.max_line_bytes(gw.settings.max_body_bytes)
+        response.headers.update(await requests_admitted(gw.admission.limiter, principal))
+        stored = await _store(request, gw, principal.tenant_id)
+    except APIError as exc:
+        FILE_UPLOADS_REFUSED.labels(exc.code).inc()
+        raise
+    log.info("file %s stored: %d bytes for tenant %s", stored.id, stored.bytes, principal.tenant_id)
+    return stored
+
+
+async def _store(request: Request, gw: Gateway, tenant_id: str) -> FileObject:
+    """The upload read, checked and stored; expiring as asked, else after SWITCHYARD_FILES_BATCH_EXPIRES_S."""
+    settings = gw.settings
+    sent = await upload.read(request, limit=settings.files_max_bytes)
+    try:
+        max_line = upload.max_line_bytes(settings.max_body_bytes)
         await asyncio.to_thread(upload.check_batch_input, sent.filename, sent.file.file, max_line=max_line)
-        await Share.of(gw.settings).check(
-            gw.files, principal.tenant_id, adding=sent.file.size or 0, then="delete files you no longer need"
+        await Share.of(settings).check(
+            gw.files, tenant_id, adding=sent.file.size or 0, then="delete files you no longer need"
         )
-        stored = await gw.files.put(
-            tenant_id=principal.tenant_id,
+        return await gw.files.put(
+            tenant_id=tenant_id,
             purpose="batch",
             filename=sent.filename,
             data=sent.file.file,
-            expires_after_s=sent.expires_after_s,
+            expires_after_s=sent.expires_after_s or settings.files_batch_expires_s or None,
         )
     except FilesFull as exc:
         log.warning("an upload of %s bytes refused: %s", sent.file.size, exc.code)
         raise
     finally:
         await sent.form.close()
-    log.info("file %s stored: %d bytes for tenant %s", stored.id, stored.bytes, principal.tenant_id)
-    return stored
 
 
 @router.get("", response_model=FileList, summary="The organisation's files, newest first by default")

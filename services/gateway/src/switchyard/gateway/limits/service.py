@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 
 from switchyard.common.errors import TransientError
@@ -85,6 +86,14 @@ class RateLimiter:
         if not ok:
             raise _refusal(check, used, now=now, headers={})
 
+    async def admit_request(self, principal: Principal, *, now: float) -> dict[str, str]:
+        """A request that runs no task itself (an upload, a batch's creation): the requests-per-minute
+        counters a completion takes (global, organisation, user), none of its tokens or concurrency. Its
+        `x-ratelimit-*-requests` headers; RateLimited (with them and Retry-After) when one is full."""
+        wanted = [(c, w) for c, w in self.wants(principal, tokens=0, now=now) if c.kind == "requests"]
+        results = await take_or_unavailable([w for _, w in wanted])
+        return self.ticket(wanted, results, tokens=0, now=now).headers
+
     def _leases(self, check: Check) -> Leases:
         return self.slots if check.kind == "concurrency" else self.windows
 
@@ -103,6 +112,11 @@ class RateLimiter:
             concurrency=[w for c, w in wanted if c.kind == "concurrency"],
             headers=headers,
         )
+
+
+async def requests_admitted(limiter: RateLimiter | None, principal: Principal) -> dict[str, str]:
+    """`RateLimiter.admit_request` now, when limits are on (`limiter`); its headers."""
+    return {} if limiter is None else await limiter.admit_request(principal, now=time.time())
 
 
 async def take_or_unavailable(
