@@ -6,13 +6,10 @@ callers use it."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import nats
 import openai
 import orjson
 import pytest
@@ -21,16 +18,15 @@ from nats.aio.msg import Msg
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from switchyard.cli.processes import NatsServer
 from switchyard.common import subjects
-from switchyard.common.envelope import decode, encode
-from switchyard.common.events import TaskCompleted, TaskSubmitted, TokenLogprob, TopLogprob, Usage
+from switchyard.common.envelope import decode
+from switchyard.common.events import TaskSubmitted, TokenLogprob, TopLogprob
 from switchyard.common.streaming import Chunk, encode_chunk
-from switchyard.gateway.db import migrations
-from tests.integration.gateway.harness import Org, auth, gateways, make_org
+from tests.integration.gateway.harness import auth
+from tests.integration.gateway.responses_world import MODEL, World, answering, completed, publish, world
 
 pytestmark = pytest.mark.integration
-MODEL = "openai/gpt-4o-mini"
+__all__ = ["world"]  # a fixture
 INCLUDE = ["message.output_text.logprobs"]
 EVENT = TypeAdapter(ResponseStreamEvent)
 
@@ -70,7 +66,6 @@ class Responder:
 
     def __init__(self, nc: Client) -> None:
         self.nc = nc
-        self.js = nc.jetstream()
         self.seen: list[TaskSubmitted] = []
         self.truncated = False
 
@@ -90,51 +85,23 @@ class Responder:
                 await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(chunk))
             done = Chunk(seq=len(PIECES), done=True, finish_reason="stop")
             await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(done))
-        result = TaskCompleted(
-            task_id=task.task_id,
-            tenant_id=task.tenant_id,
-            user_id=task.user_id,
-            model=MODEL,
-            provider="openai",
-            tier="fast",
-            content="Paris\u2026",
-            finish_reason="stop",
-            usage=Usage(prompt_tokens=9, completion_tokens=3),
-            attempts=1,
-            latency_ms=5.0,
-            completed_at=datetime.now(UTC),
+        result = completed(
+            task,
+            "Paris\u2026",
+            completion_tokens=3,
             logprobs=TOKENS if asked else None,
             logprobs_truncated=asked and self.truncated,
         )
-        _, raw = encode(result, source="test")
-        await self.js.publish(subjects.result_subject(task.task_id), raw)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer, str, Org]]:
-    tmp = tmp_path_factory.mktemp("responses-logprobs")
-    server = NatsServer(tmp / "jetstream").start()
-    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
-    asyncio.run(migrations().upgrade(db_url))
-    org = asyncio.run(make_org(db_url, "acme", roles=("member",)))
-    try:
-        with gateways(server, db_url, tmp) as (base,):
-            yield server, base, org
-    finally:
-        server.stop()
+        await publish(self.nc, result)
 
 
 @pytest.fixture
-async def responder(world: tuple[NatsServer, str, Org]) -> AsyncIterator[Responder]:
-    nc = await nats.connect(world[0].url)
-    me = Responder(nc)
-    await nc.subscribe(subjects.TASK_SUBMITTED, cb=me.on_task)
-    await nc.flush()  # the server has the subscription before the test submits
-    yield me
-    await nc.close()
+async def responder(world: World) -> AsyncIterator[Responder]:
+    async with answering(world, Responder) as me:
+        yield me
 
 
-async def _post(world: tuple[NatsServer, str, Org], **fields: Any) -> httpx.Response:
+async def _post(world: World, **fields: Any) -> httpx.Response:
     _, base, org = world
     body = {"model": "auto", "input": "What is the capital of France?", **fields}
     async with httpx.AsyncClient(timeout=30) as c:
@@ -148,7 +115,7 @@ def _text_part(body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_a_response_asked_for_logprobs_carries_each_token_with_its_alternatives(
-    world: tuple[NatsServer, str, Org], responder: Responder
+    world: World, responder: Responder
 ) -> None:
     r = await _post(world, include=INCLUDE, top_logprobs=1)
     assert r.status_code == 200, r.text
@@ -171,7 +138,7 @@ async def test_a_response_asked_for_logprobs_carries_each_token_with_its_alterna
 
 
 async def test_top_logprobs_without_the_include_entry_asks_for_nothing(
-    world: tuple[NatsServer, str, Org], responder: Responder
+    world: World, responder: Responder
 ) -> None:
     r = await _post(world, top_logprobs=3)
     assert r.status_code == 200, r.text
@@ -188,7 +155,7 @@ async def test_top_logprobs_without_the_include_entry_asks_for_nothing(
 
 
 async def test_a_streamed_response_gives_each_deltas_tokens_and_then_all_of_them(
-    world: tuple[NatsServer, str, Org], responder: Responder
+    world: World, responder: Responder
 ) -> None:
     r = await _post(world, include=INCLUDE, top_logprobs=1, stream=True)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
@@ -203,9 +170,7 @@ async def test_a_streamed_response_gives_each_deltas_tokens_and_then_all_of_them
     assert _text_part(events[-1]["response"])["logprobs"] == [PAR, IS, PART]
 
 
-async def test_openais_sdk_asks_for_them_and_reads_them(
-    world: tuple[NatsServer, str, Org], responder: Responder
-) -> None:
+async def test_openais_sdk_asks_for_them_and_reads_them(world: World, responder: Responder) -> None:
     _, base, org = world
     client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=org.keys["member"], max_retries=0, timeout=30)
     response = await client.responses.create(

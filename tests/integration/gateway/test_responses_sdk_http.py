@@ -5,27 +5,23 @@ serve."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
 
-import nats
 import openai
 import pydantic
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from switchyard.cli.processes import NatsServer
 from switchyard.common import subjects
-from switchyard.common.envelope import decode, encode
-from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted, Usage
+from switchyard.common.envelope import decode
+from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted
 from switchyard.common.streaming import Chunk, encode_chunk
-from switchyard.gateway.db import migrations
-from tests.integration.gateway.harness import Org, gateways, make_org
+from tests.integration.gateway.responses_world import MODEL, World, answering, completed, publish, world
 
 pytestmark = pytest.mark.integration
-MODEL = "openai/gpt-4o-mini"
+__all__ = ["world"]  # a fixture
 
 
 class City(pydantic.BaseModel):
@@ -65,51 +61,19 @@ class Pipeline:
                 failed_at=datetime.now(UTC),
             )
             if self.breaks
-            else TaskCompleted(
-                task_id=task.task_id,
-                tenant_id=task.tenant_id,
-                user_id=task.user_id,
-                model=MODEL,
-                provider="openai",
-                tier="fast",
-                content=self.answer,
-                finish_reason="stop",
-                usage=Usage(prompt_tokens=12, completion_tokens=len(pieces)),
-                attempts=1,
-                latency_ms=5.0,
-                completed_at=datetime.now(UTC),
-            )
+            else completed(task, self.answer, completion_tokens=len(pieces))
         )
-        _, raw = encode(outcome, source="test")
-        await self.nc.jetstream().publish(subjects.result_subject(task.task_id), raw)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer, str, Org]]:
-    tmp = tmp_path_factory.mktemp("responses-sdk")
-    server = NatsServer(tmp / "jetstream").start()
-    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
-    asyncio.run(migrations().upgrade(db_url))
-    org = asyncio.run(make_org(db_url, "acme", roles=("member",)))
-    try:
-        with gateways(server, db_url, tmp) as (base,):
-            yield server, base, org
-    finally:
-        server.stop()
+        await publish(self.nc, outcome)
 
 
 @pytest.fixture
-async def pipeline(world: tuple[NatsServer, str, Org]) -> AsyncIterator[Pipeline]:
-    nc = await nats.connect(world[0].url)
-    me = Pipeline(nc)
-    await nc.subscribe(subjects.TASK_SUBMITTED, cb=me.on_task)
-    await nc.flush()  # the server has the subscription before the test submits
-    yield me
-    await nc.close()
+async def pipeline(world: World) -> AsyncIterator[Pipeline]:
+    async with answering(world, Pipeline) as me:
+        yield me
 
 
 @pytest.fixture
-async def client(world: tuple[NatsServer, str, Org]) -> AsyncIterator[openai.AsyncOpenAI]:
+async def client(world: World) -> AsyncIterator[openai.AsyncOpenAI]:
     _, base, org = world
     sdk = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=org.keys["member"], max_retries=0, timeout=30)
     yield sdk
@@ -146,9 +110,9 @@ async def test_a_stream_that_breaks_ends_with_response_failed(
 
 
 async def test_stored_response_endpoints_say_responses_are_not_stored(
-    world: tuple[NatsServer, str, Org], client: openai.AsyncOpenAI
+    world: World, client: openai.AsyncOpenAI
 ) -> None:
-    calls = [
+    calls: list[Awaitable[object]] = [
         client.responses.retrieve("resp_1"),
         client.responses.delete("resp_1"),
         client.responses.cancel("resp_1"),
