@@ -199,11 +199,24 @@ async def test_a_prompt_no_model_can_hold_is_a_400_that_says_so(
     error = caught.value.body
     assert isinstance(error, dict) and error["code"] == "context_length_exceeded"
     assert error["param"] == "messages" and "8000 tokens" in error["message"]
+    # The Anthropic face says it in Anthropic's words, which clients act on: Claude Code compacts its
+    # conversation on "prompt is too long", and retries with a smaller max_tokens on the other
     client = anthropic_client(stack)
     with pytest.raises(anthropic.BadRequestError) as refused:
         await client.messages.create(model="auto", max_tokens=100, messages=long)  # type: ignore[arg-type]
-    assert "context window" in str(refused.value) and "max_tokens (100)" in str(refused.value)
+    assert _said(refused.value).startswith("prompt is too long: 9007 tokens > 8000 maximum (the prompt")
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        await client.messages.create(model="auto", max_tokens=9_000, messages=ASK)  # type: ignore[arg-type]
+    assert _said(refused.value).startswith(
+        "input length and `max_tokens` exceed context limit: 13 + 9000 > 8000, decrease input length or "
+        "`max_tokens` and try again (the prompt (about 13 tokens) and max_tokens (9000) exceed"
+    )
     assert len(stack.openai.requests) + len(stack.anthropic.requests) + len(stack.gemini.requests) == calls
+
+
+def _said(error: anthropic.APIStatusError) -> str:
+    """The message of an error in Anthropic's shape."""
+    return error.body["error"]["message"]  # type: ignore[index,no-any-return]
 
 
 PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8/5+hHgAHggJ/PchI7wAAAABJRU5ErkJggg=="
@@ -379,3 +392,50 @@ async def test_gemini_gets_its_answers_signature_back_with_the_next_turn(
     edited = {"role": "assistant", "content": answer + " (edited)"}
     await client.chat.completions.create(model="gem/tool-call", messages=[question, edited, follow_up])
     assert stack.gemini.text_signatures[-1] == "none"
+
+
+async def test_a_failed_tool_call_reaches_each_provider_as_one_and_built_in_tools_are_refused(
+    stack: Stack, classifier: list[TaskSubmitted]
+) -> None:
+    """A tool_result with `is_error` (Claude Code's for a command that failed) tells the model the call
+    failed: Anthropic gets `is_error`, Gemini the result under `error`, chat completions (no such field)
+    the text alone. Anthropic's built-in tools (web search, bash) are a 400 naming the tool's type."""
+    client = anthropic_client(stack)
+    turns = [
+        *ASK,
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "service down", "is_error": True}
+            ],
+        },
+    ]
+    for model in ("ant/tool-call", "oai/tool-call", "gem/tool-call"):
+        await client.messages.create(model=model, max_tokens=64, messages=turns)  # type: ignore[arg-type]
+    assert stack.anthropic.requests[-1].body["messages"][2]["content"] == [
+        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "service down", "is_error": True}
+    ]
+    assert stack.openai.requests[-1].body["messages"][2] == {
+        "role": "tool",
+        "tool_call_id": "toolu_1",
+        "content": "service down",
+    }
+    assert stack.gemini.requests[-1].body["contents"][2]["parts"] == [
+        {"functionResponse": {"name": "get_weather", "response": {"error": "service down"}}}
+    ]
+
+    search = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        await client.messages.create(model="auto", max_tokens=64, messages=ASK, tools=[search])  # type: ignore[arg-type,list-item]
+    with pytest.raises(anthropic.BadRequestError) as uncounted:
+        await client.messages.count_tokens(model="auto", messages=ASK, tools=[search])  # type: ignore[arg-type,list-item]
+    for caught in (refused, uncounted):
+        error = caught.value.body["error"]  # type: ignore[index]
+        assert (error["code"], error["param"]) == ("unsupported_parameter", "tools.0.type")
+        assert "built-in tools ('web_search_20250305') are not served" in error["message"]

@@ -227,8 +227,9 @@ async def test_failed_task_is_a_502(gateway: tuple[str, str], pipeline: Pipeline
 async def test_a_task_every_provider_was_too_busy_for_is_a_503_with_retry_after(
     gateway: tuple[str, str], pipeline: Pipeline
 ) -> None:
-    """Capacity, not breakage: 503 (Anthropic's face: `overloaded_error`) with the last provider's
-    Retry-After rounded up, which the SDKs' retries honour."""
+    """Capacity, not breakage: 503 (Anthropic's face: 529 `overloaded_error`, as Anthropic says it, the
+    SDKs' OverloadedError) with the last provider's Retry-After rounded up, which the SDKs' retries
+    honour."""
     base, key = gateway
     async with httpx.AsyncClient() as c:
         r = await c.post(f"{base}/v1/chat/completions", json=BODY, headers=_auth(key))
@@ -238,7 +239,8 @@ async def test_a_task_every_provider_was_too_busy_for_is_a_503_with_retry_after(
     for response in (r, rs):
         assert response.status_code == 503 and response.headers["retry-after"] == "8"
         assert _error(response)["code"] == "provider_overloaded"
-    assert ra.status_code == 503 and ra.json()["error"]["type"] == "overloaded_error"
+    assert ra.status_code == 529 and ra.json()["error"]["type"] == "overloaded_error"
+    assert ra.headers["retry-after"] == "8" and ra.json()["error"]["code"] == "provider_overloaded"
 
 
 @pytest.mark.parametrize("pipeline", ["silent"], indirect=True)

@@ -54,6 +54,7 @@ def _anthropic_error(error: anthropic.APIStatusError, kind: str) -> dict[str, ob
     body = error.body
     assert isinstance(body, dict) and body["type"] == "error" and body["error"]["type"] == kind, body
     assert body["error"]["message"] and body["request_id"] == error.response.headers["x-request-id"]
+    assert error.request_id == body["request_id"]  # the SDK's, from the `request-id` header
     return body["error"]  # type: ignore[no-any-return]
 
 
@@ -68,11 +69,13 @@ async def test_anthropic_sdk_plain_and_streamed(
     assert message.content[0].type == "text" and message.content[0].text == "Paris"
     assert message.stop_reason == "end_turn"
     assert (message.usage.input_tokens, message.usage.output_tokens) == (9, 2)
+    assert message._request_id and message._request_id.startswith("req_")  # Anthropic's `request-id`
     assert [m.role for m in answerer.seen[0].request.messages] == ["system", "user"]
 
     async with client.messages.stream(model="auto", max_tokens=64, messages=ask) as stream:
         text = "".join([piece async for piece in stream.text_stream])
         final = await stream.get_final_message()
+    assert stream.request_id == stream.response.headers["x-request-id"]
     assert text == "Paris" and final.content[0].text == "Paris"
     assert final.stop_reason == "end_turn" and final.usage.output_tokens == 2
 

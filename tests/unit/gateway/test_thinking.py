@@ -135,7 +135,7 @@ def test_thinking_blocks_sent_back_stay_with_their_assistant_turn() -> None:
                 "role": "user",
                 "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [SIGNED]}],
             },
-            "not supported",
+            "['thinking'] are not served here",
         ),
     ],
 )

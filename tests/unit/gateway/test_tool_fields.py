@@ -158,6 +158,26 @@ def test_an_anthropic_tool_result_without_its_tool_use_is_a_400() -> None:
     assert caught.value.param == "messages" and "tool_use_id 'toolu_9'" in caught.value.message
 
 
+def test_an_anthropic_tool_use_its_next_turn_does_not_answer_is_a_400() -> None:
+    """As Anthropic refuses it (and OpenAI would, had the router picked it); the last turn's calls are
+    not answered yet, and two calls take two results."""
+    call = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}
+    both = [call, {**call, "id": "toolu_2"}]
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "21C"}
+    ask = {"role": "user", "content": "Weather?"}
+    turns = [ask, {"role": "assistant", "content": both}, {"role": "user", "content": [result]}]
+    for sent in (turns, [*turns[:2], {"role": "user", "content": "never mind"}]):
+        with pytest.raises(InvalidRequest) as caught:
+            messages.parse_request(_anthropic(messages=sent), max_prompt_chars=1000)
+        assert caught.value.param == "messages.1"
+        assert "without `tool_result` blocks immediately after: toolu_" in caught.value.message
+    answered = [*turns[:2], {"role": "user", "content": [result, {**result, "tool_use_id": "toolu_2"}]}]
+    assert len(messages.parse_request(_anthropic(messages=answered), max_prompt_chars=1000).messages) == 4
+    assert (
+        messages.parse_request(_anthropic(messages=turns[:2]), max_prompt_chars=1000).messages[-1].tool_calls
+    )
+
+
 def _done(**kw: object) -> TaskCompleted:
     fields: dict[str, object] = dict(
         task_id="t1",

@@ -171,15 +171,46 @@ ANTHROPIC_TYPES = {
     413: "request_too_large",
     429: "rate_limit_error",
     503: "overloaded_error",
+    529: "overloaded_error",
 }
+
+
+# Every candidate model was at capacity: Anthropic's 529 `overloaded_error` (the SDKs' OverloadedError).
+ANTHROPIC_OVERLOADED = ("provider_overloaded", "provider_rate_limited")
+# The router's message when no model's context window holds the prompt and max_tokens.
+_CONTEXT = re.compile(
+    r"the prompt \(about (\d+) tokens\) and max_tokens \((\d+)\) exceed the context window of every "
+    r"available model \(the largest, .+?, takes (\d+) tokens\)"
+)
+
+
+def anthropic_wording(exc: APIError) -> tuple[int, str]:
+    """The status and message the Anthropic face answers `exc` with: 529 when every model was busy, and
+    a context window too small in Anthropic's words (`prompt is too long: N tokens > M maximum`, or
+    `input length and `max_tokens` exceed context limit: N + K > M, ...`), which clients act on (Claude
+    Code compacts its conversation, or retries with a smaller max_tokens); our words follow."""
+    if exc.code in ANTHROPIC_OVERLOADED:
+        return 529, exc.message
+    found = _CONTEXT.search(exc.message) if exc.code == "context_length_exceeded" else None
+    if found is None:
+        return exc.status, exc.message
+    prompt, max_tokens, limit = (int(n) for n in found.groups())
+    if prompt > limit:
+        return exc.status, f"prompt is too long: {prompt} tokens > {limit} maximum ({exc.message})"
+    return exc.status, (
+        f"input length and `max_tokens` exceed context limit: {prompt} + {max_tokens} > {limit}, decrease "
+        f"input length or `max_tokens` and try again ({exc.message})"
+    )
 
 
 def error_response(request: Request, exc: APIError) -> Response:
     rid = request_id_of(request)
+    status = exc.status
     if request.url.path.startswith("/v1/messages"):
+        status, message = anthropic_wording(exc)
         error = {
-            "type": ANTHROPIC_TYPES.get(exc.status, "api_error"),
-            "message": exc.message,
+            "type": ANTHROPIC_TYPES.get(status, "api_error"),
+            "message": message,
             "code": exc.code,
             "param": exc.param,
             "request_id": rid,
@@ -188,7 +219,7 @@ def error_response(request: Request, exc: APIError) -> Response:
     else:
         body = error_body(message=exc.message, type_=exc.type, code=exc.code, param=exc.param, request_id=rid)
     headers = {"x-request-id": rid, **exc.headers}
-    return Response(body, status_code=exc.status, media_type="application/json", headers=headers)
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 # Where a validation error's location names a union member pydantic tried (`stop.str`,

@@ -6,6 +6,7 @@ its text."""
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any, Literal, TypeVar
 
 import orjson
@@ -47,7 +48,7 @@ class InputMessage(BaseModel):
 
 
 class Tool(BaseModel):
-    """A client tool (`custom`); Anthropic's server tools (web search, code execution) are not served."""
+    """A client tool (`custom`); Anthropic's built-in tools are not served (`refuse_builtin_tools`)."""
 
     name: str = Field(min_length=1, max_length=256)
     description: str | None = None
@@ -161,6 +162,22 @@ class MessagesRequest(CountTokensRequest):
         }
 
 
+def refuse_builtin_tools(raw: dict[str, Any]) -> None:
+    """Anthropic's own tools (server tools such as `web_search_20250305`, and the schema-less ones its
+    models are trained on, such as `bash_20250124`) are a 400 naming the tool's type: Switchyard routes
+    to models of several providers, which know only tools given with a name and an input_schema."""
+    tools = raw.get("tools")
+    for i, tool in enumerate(tools if isinstance(tools, list) else []):
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if kind not in (None, "custom"):
+            raise InvalidRequest(
+                f"tools.{i}.type: Anthropic's built-in tools ({kind!r}) are not served: give each tool as a "
+                "custom tool, with a name, a description and an input_schema",
+                code="unsupported_parameter",
+                param=f"tools.{i}.type",
+            )
+
+
 TOOL_BLOCKS = ("tool_use", "tool_result")
 CONTENT_BLOCKS = ("text", "image")
 THINKING_BLOCKS = ("thinking", "redacted_thinking")  # an assistant turn's, as the model returned them
@@ -177,7 +194,11 @@ def _content(content: str | list[TextBlock]) -> str | list[dict[str, Any]]:
         return content
     unsupported = sorted({b.type for b in content if b.type not in (*CONTENT_BLOCKS, *TOOL_BLOCKS)})
     if unsupported:
-        raise InvalidRequest(f"content blocks of type {unsupported} are not supported here", param="messages")
+        raise InvalidRequest(
+            f"content blocks of type {unsupported} are not served here (text, image, tool_use, tool_result, "
+            "and an assistant turn's thinking and redacted_thinking are)",
+            param="messages",
+        )
     blocks = [b for b in content if b.type in CONTENT_BLOCKS]
     if len(blocks) <= 1 and all(b.type == "text" and _extra(b, "cache_control") is None for b in blocks):
         return blocks[0].text or "" if blocks else ""
@@ -231,7 +252,8 @@ def _extra(block: TextBlock, name: str) -> Any:
 
 def chat_messages(message: InputMessage) -> list[ChatMessage]:
     """One Anthropic turn as pipeline messages: `tool_use` blocks become the assistant's tool calls, and
-    each `tool_result` block a `tool` message answering its call (before any text of the same turn); an
+    each `tool_result` block a `tool` message answering its call (before any text of the same turn; its
+    `is_error`, a failed call, carried for the providers whose APIs say so: Anthropic's, Gemini's); an
     assistant turn's thinking blocks are kept as they came, for an Anthropic model to be sent back."""
     if isinstance(message.content, str):
         return [ChatMessage(role=message.role, content=message.content)]
@@ -262,6 +284,7 @@ def chat_messages(message: InputMessage) -> list[ChatMessage]:
                     tool_call_id=str(_extra(block, "tool_use_id") or ""),
                     content=_result_content(block),
                     **_mark(_extra(block, "cache_control")),
+                    **({"is_error": True} if _extra(block, "is_error") is True else {}),
                 )
             )
     if message.role == "assistant":
@@ -387,6 +410,7 @@ def _validated(body: bytes, model: type[M], *, unsupported: Unsupported) -> M:
         raw = orjson.loads(body)
         if isinstance(raw, dict):
             refuse_unsupported(raw, unsupported)
+            refuse_builtin_tools(raw)
         return model.model_validate(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"Request body is not valid JSON: {exc}", code="invalid_json") from exc
@@ -402,4 +426,29 @@ def _prompt(
     messages = [ChatMessage(role="system", content=_content(parsed.system))] if parsed.system else []
     for m in parsed.messages:
         messages += chat_messages(m)
+    check_answered(parsed.messages)
     return messages, *pipeline_tools(parsed)
+
+
+def _ids(message: InputMessage, kind: str, key: str) -> list[str]:
+    blocks = message.content if isinstance(message.content, list) else []
+    return [str(_extra(b, key)) for b in blocks if b.type == kind]
+
+
+def check_answered(turns: list[InputMessage]) -> None:
+    """Anthropic's 400 for a `tool_use` whose `tool_result` is not in the next message (a turn that
+    follows it: the last turn's calls are the answer being continued). Sent on, it would be refused by
+    OpenAI's API, and taken or not by others, as the router happened to pick."""
+    for i, (turn, after) in enumerate(pairwise(turns)):
+        if turn.role != "assistant":
+            continue
+        answered = set(_ids(after, "tool_result", "tool_use_id"))
+        missing = [call for call in _ids(turn, "tool_use", "id") if call not in answered]
+        if missing:
+            raise InvalidRequest(
+                f"messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately after: "
+                f"{', '.join(missing)}. Each `tool_use` block must have a corresponding `tool_result` block "
+                "in the next message.",
+                param=f"messages.{i}",
+                code="invalid_value",
+            )

@@ -1,6 +1,7 @@
 """A plain ASGI middleware (no BaseHTTPMiddleware: it buffers and slows streams): assigns each request
-an id, returns it as `x-request-id`, records the request's latency and status, and its span when tracing
-is on (a `traceparent` header makes it part of the caller's trace). A request the server
+an id, returns it as `x-request-id` (on the Anthropic face also as `request-id`, where Anthropic's SDKs
+read a response's and an error's request id), records the request's latency and status, and its span
+when tracing is on (a `traceparent` header makes it part of the caller's trace). A request the server
 cancels at its stop before any response began (still authenticating or reading its body) is answered
 503 `gateway_stopping` here, instead of uvicorn's plain-text 500 without a request id."""
 
@@ -22,6 +23,7 @@ from switchyard.gateway.stopping import Stop, cut
 
 # Probes and scrapes: a span each would bury the requests in noise.
 UNTRACED = frozenset({"/metrics", "/healthz", "/readyz"})
+ANTHROPIC_FACE = "/v1/messages"  # its paths, and those under it
 
 
 class RequestContext:
@@ -49,6 +51,8 @@ class RequestContext:
                 headers: list[Any] = list(message.get("headers", []))
                 if not any(k == b"x-request-id" for k, _ in headers):
                     headers.append((b"x-request-id", request_id.encode()))
+                if scope["path"].startswith(ANTHROPIC_FACE):
+                    headers.append((b"request-id", request_id.encode()))
                 if traceresponse is not None:
                     headers.append((b"traceresponse", traceresponse))
                 message["headers"] = headers

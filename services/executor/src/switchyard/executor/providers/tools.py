@@ -39,6 +39,12 @@ def result_value(message: ChatMessage) -> Any:
         return text
 
 
+def failed(message: ChatMessage) -> dict[str, bool]:
+    """`{"is_error": True}` for a tool turn the Anthropic face marked as a failed call (its tool_result's
+    `is_error`, carried in the message's extra fields), else nothing."""
+    return {"is_error": True} if (message.model_extra or {}).get("is_error") is True else {}
+
+
 def forced_function(tool_choice: str | dict[str, Any] | None) -> str | None:
     """The function name of `{"type": "function", "function": {"name": ...}}`, else None."""
     if isinstance(tool_choice, dict):

@@ -25,7 +25,7 @@ from switchyard.executor.providers.anthropic.thinking import (
 from switchyard.executor.providers.base import ProviderCall, Reply
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
 from switchyard.executor.providers.http import parse_json, retry_after
-from switchyard.executor.providers.tools import arguments_of, arguments_text, forced_function
+from switchyard.executor.providers.tools import arguments_of, arguments_text, failed, forced_function
 
 STOP_REASONS = {
     "end_turn": "stop",
@@ -184,7 +184,8 @@ def split_messages(
 ) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
     """System and developer messages become the top-level `system` (a string, or text blocks when a part
     of it carries a `cache_control` breakpoint); an assistant's tool calls become `tool_use` blocks, and
-    tool results `tool_result` blocks of one user turn. `cache_control` marks on text and image parts,
+    tool results `tool_result` blocks of one user turn (with `is_error` when the call failed).
+    `cache_control` marks on text and image parts,
     tool results and tools are passed on: they are Anthropic's prompt-cache breakpoints. With `thinking`,
     an assistant turn's thinking blocks lead its content, as Anthropic returned them (without, they are
     left out: a call without thinking takes none)."""
@@ -205,6 +206,7 @@ def split_messages(
                 "tool_use_id": message.tool_call_id or "",
                 "content": _content(message) if isinstance(message.content, list) else message.text(),
                 **_marked(message.model_extra),
+                **failed(message),
             }
             if out and out[-1]["role"] == "user" and _is_results(out[-1]["content"]):
                 out[-1]["content"].append(block)

@@ -28,6 +28,7 @@ from switchyard.executor.providers.http import finite, parse_json, retry_after
 from switchyard.executor.providers.tools import (
     arguments_of,
     arguments_text,
+    failed,
     forced_function,
     function_names,
     result_value,
@@ -194,14 +195,11 @@ def split_messages(
         if message.role == "tool":
             name = names.get(message.tool_call_id or "", message.name or "tool")
             response = result_value(message)
-            parts: list[dict[str, Any]] = [
-                {
-                    "functionResponse": {
-                        "name": name,
-                        "response": response if isinstance(response, dict) else {"result": response},
-                    }
-                }
-            ]
+            if failed(message):  # a failed call's details under `error`, as Gemini's API reads them
+                response = {"error": response}
+            elif not isinstance(response, dict):
+                response = {"result": response}
+            parts: list[dict[str, Any]] = [{"functionResponse": {"name": name, "response": response}}]
             parts += [p for p in _parts(message) if "text" not in p]  # its images, beside the response
         else:
             parts = _parts(message)

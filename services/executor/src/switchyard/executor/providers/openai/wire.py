@@ -17,7 +17,8 @@ from switchyard.executor.providers.openai.models import compatible_effort, effor
 # takes them; `thinking_blocks` as LiteLLM names them), and the `reasoning_content` a client echoes from an
 # earlier answer (the OpenAI face's, or
 # DeepSeek's: OpenAI refuses unknown message fields, DeepSeek refuses this one).
-NOT_SENT = {"thinking", "reasoning_content", "thinking_blocks"}
+# `is_error`: the Anthropic face's failed tool call, which chat completions have no field for
+NOT_SENT = {"thinking", "reasoning_content", "thinking_blocks", "is_error"}
 _CONTEXT_CODES = {"context_length_exceeded", "string_above_max_length"}
 _POLICY_CODES = {"content_filter", "content_policy_violation", "moderation_blocked"}
 
