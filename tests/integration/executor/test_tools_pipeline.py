@@ -439,3 +439,50 @@ async def test_a_failed_tool_call_reaches_each_provider_as_one_and_built_in_tool
         error = caught.value.body["error"]  # type: ignore[index]
         assert (error["code"], error["param"]) == ("unsupported_parameter", "tools.0.type")
         assert "built-in tools ('web_search_20250305') are not served" in error["message"]
+
+
+async def test_the_sdks_tool_runner_goes_round_a_tool_loop(
+    stack: Stack, classifier: list[TaskSubmitted]
+) -> None:
+    """The SDK's tool runner asks for a message thread (the API keeps the conversation, and a turn that
+    continues it sends only its new messages). Switchyard keeps none: `thread` is refused as Anthropic
+    refuses a request it cannot thread, and the runner sends whole conversations from then on (it sent
+    its second turn with only the tool result, which was then refused as answering no tool_use)."""
+
+    @anthropic.beta_async_tool
+    async def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return f"21C in {city}"
+
+    client = anthropic_client(stack)
+    runner = client.beta.messages.tool_runner(
+        model="ant/tool-call",
+        max_tokens=64,
+        messages=ASK,
+        tools=[get_weather],
+        max_iterations=2,  # type: ignore[arg-type]
+    )
+    replies = [reply async for reply in runner]
+    assert [reply.stop_reason for reply in replies] == ["tool_use", "tool_use"]
+    call = replies[0].content[0]
+    assert stack.anthropic.requests[-1].body["messages"][1:] == [
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "tool_use", "id": call.id, "name": "get_weather", "input": {"city": "Paris"}}
+            ],
+        },  # type: ignore[union-attr]
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "21C in Paris"}],
+        },  # type: ignore[union-attr]
+    ]
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        await client.messages.create(
+            model="auto",
+            max_tokens=8,
+            messages=ASK,
+            extra_body={"thread": {"type": "create"}},  # type: ignore[arg-type]
+        )
+    assert refused.value.error_code == "thread_unsupported_request" and refused.value.status_code == 400
+    assert "message threads are not served" in _said(refused.value)

@@ -27,6 +27,7 @@ class APIError(Exception):
     status = 500
     type = "api_error"
     code = "internal_error"
+    details: dict[str, Any] | None = None  # Anthropic's `error.details` (the Anthropic face's errors only)
 
     def __init__(
         self,
@@ -214,6 +215,7 @@ def error_response(request: Request, exc: APIError) -> Response:
             "code": exc.code,
             "param": exc.param,
             "request_id": rid,
+            **({"details": exc.details} if exc.details else {}),
         }
         body = orjson.dumps({"type": "error", "error": error, "request_id": rid})
     else:

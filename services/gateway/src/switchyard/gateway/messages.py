@@ -6,6 +6,7 @@ its text."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import pairwise
 from typing import Any, Literal, TypeVar
 
@@ -33,6 +34,7 @@ from switchyard.gateway.schemas import (
 )
 
 M = TypeVar("M", bound=BaseModel)
+Refusal = Callable[[dict[str, Any]], None]  # a 400 for what a request body asks that is not served
 
 
 class TextBlock(BaseModel):
@@ -160,6 +162,29 @@ class MessagesRequest(CountTokensRequest):
             "type": "json_schema",
             "json_schema": {"name": "output", "schema": output.json_schema, "strict": True},
         }
+
+
+class ThreadsNotServed(InvalidRequest):
+    """Anthropic's message threads (`thread`: the API keeps the conversation, and a request continuing it
+    sends only the new turns) are not served: Switchyard keeps no conversation, and routes each request to
+    any model. Refused as Anthropic refuses a request it cannot thread (`error.details.error_code`
+    `thread_unsupported_request`), on which the SDK's tool runner sends the whole conversation without
+    `thread` from then on; sent on without it, a continuation would lack its history."""
+
+    code = "unsupported_parameter"
+    details = {"error_code": "thread_unsupported_request"}
+
+    def __init__(self) -> None:
+        super().__init__(
+            "thread: message threads are not served (Switchyard keeps no conversation): send the whole "
+            "conversation without `thread`",
+            param="thread",
+        )
+
+
+def refuse_thread(raw: dict[str, Any]) -> None:
+    if raw.get("thread") is not None:
+        raise ThreadsNotServed()
 
 
 def refuse_builtin_tools(raw: dict[str, Any]) -> None:
@@ -367,7 +392,7 @@ def model_name(model: str) -> str:
 
 
 def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
-    parsed = _validated(body, MessagesRequest, unsupported=UNSUPPORTED)
+    parsed = _validated(body, MessagesRequest, unsupported=UNSUPPORTED, refuse=(refuse_thread,))
     messages, tools, tool_choice, parallel = _prompt(parsed)
     check_prompt_size(messages, max_prompt_chars)
     request = ChatCompletionRequest(
@@ -403,14 +428,17 @@ def parse_count_request(body: bytes) -> ChatRequest:
     return ChatRequest(model=request.model, messages=messages, tools=tools, tool_choice=tool_choice)
 
 
-def _validated(body: bytes, model: type[M], *, unsupported: Unsupported) -> M:
+def _validated(
+    body: bytes, model: type[M], *, unsupported: Unsupported, refuse: tuple[Refusal, ...] = ()
+) -> M:
     if not body:
         raise InvalidRequest("Request body is empty; expected a JSON object", code="invalid_json")
     try:
         raw = orjson.loads(body)
         if isinstance(raw, dict):
             refuse_unsupported(raw, unsupported)
-            refuse_builtin_tools(raw)
+            for check in (refuse_builtin_tools, *refuse):
+                check(raw)
         return model.model_validate(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"Request body is not valid JSON: {exc}", code="invalid_json") from exc
