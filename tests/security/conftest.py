@@ -88,6 +88,11 @@ def tenants(platform: ChaosStack) -> Tenants:
         )
         assert batch.status_code == 200, batch.text
         made.ids["batch_id"] = batch.json()["id"]
+        answer = c.post(
+            "/v1/responses", json={"model": "auto", "max_output_tokens": 8, "input": "victim secret plan"}
+        )
+        assert answer.status_code == 200, answer.text
+        made.ids["response_id"] = made.ids["previous_response_id"] = answer.json()["id"]
         deadline = time.monotonic() + 60
         while c.get(f"/v1/tasks/{made.ids['task_id']}").json().get("status") == "queued":
             assert time.monotonic() < deadline

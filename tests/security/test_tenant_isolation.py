@@ -38,7 +38,8 @@ INFERENCE = {"/v1/chat/completions", "/v1/messages", "/v1/tasks"}
 PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
 # Path parameters that name what every organisation shares (the deployment's models), not a tenant's
 # resource: filled with this value, and the answer only has to leak nothing.
-SHARED = {"model": "auto"}
+# path parameters that name no organisation's resource: a model, an unserved Responses operation
+SHARED = {"model": "auto", "name": "input_tokens"}
 
 
 def operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -155,6 +156,7 @@ def test_cross_tenant_attempts_on_every_endpoint(tenants: Tenants) -> None:
         assert c.get("/v1/models").status_code == 200, "the victim's own key still works"
         batch = c.get(f"/v1/batches/{t.ids['batch_id']}").json()
         assert batch["status"] not in ("cancelling", "cancelled"), batch
+        assert c.get(f"/v1/responses/{t.ids['response_id']}").status_code == 200, "not deleted"
     print(f"\n{tried} cross-tenant requests, none answered with the victim's data")
 
 

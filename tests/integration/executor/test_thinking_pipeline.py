@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import anthropic
-import openai
 import pytest
 
 from switchyard.common.events import TaskSubmitted
@@ -183,12 +182,19 @@ async def test_the_responses_api_through_a_tool_loop_whole_and_streamed(
         final = await stream.get_final_response()
     assert [(i.type, getattr(i, "name", None)) for i in final.output] == [("function_call", "get_weather")]
 
-    # what a stateless gateway cannot do is refused, not answered without the context it names
-    with pytest.raises(openai.BadRequestError) as refused:
-        await client.responses.create(
-            model="oai/tool-call", input="and tomorrow?", previous_response_id=first.id
-        )
-    assert refused.value.body["param"] == "previous_response_id"  # type: ignore[index]
+    # the first response was stored: a follow-up names it and sends only the call's output; the provider
+    # gets the first turn, the call and its output (not the first's instructions: OpenAI drops them too)
+    follow = await client.responses.create(
+        model="oai/tool-call",
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "21C and sunny"}],
+        previous_response_id=first.id,
+    )
+    assert follow.previous_response_id == first.id and follow.store and follow.output_text
+    sent = stack.openai.requests[-1].body["messages"]
+    assert sent[0] == {"role": "user", "content": "What is the weather in Paris?"}
+    assert sent[1]["tool_calls"][0]["id"] == call.call_id
+    assert sent[2] == {"role": "tool", "tool_call_id": call.call_id, "content": "21C and sunny"}
+    assert (await client.responses.retrieve(follow.id)).output_text == follow.output_text
 
 
 async def test_claudes_thinking_goes_round_a_responses_tool_loop(

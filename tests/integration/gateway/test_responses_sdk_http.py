@@ -1,7 +1,7 @@
 """`/v1/responses` driven by OpenAI's SDK as client code drives it, over HTTP on a gateway process, a real
 nats-server and SQLite; a scripted pipeline answers on the bus: structured output through
-`responses.parse`, a stream that breaks, and the stored-response endpoints a stateless gateway does not
-serve."""
+`responses.parse`, a stream that breaks, and what the stored-response endpoints say of a response that is
+not there or an operation that is not served (stored responses themselves: test_stored_responses_http)."""
 
 from __future__ import annotations
 
@@ -109,19 +109,21 @@ async def test_a_stream_that_breaks_ends_with_response_failed(
     assert failed.response.error.message == "the provider went away mid-answer"
 
 
-async def test_stored_response_endpoints_say_responses_are_not_stored(
+async def test_a_response_not_stored_is_a_404_and_what_is_not_served_says_so(
     world: World, client: openai.AsyncOpenAI
 ) -> None:
     calls: list[Awaitable[object]] = [
         client.responses.retrieve("resp_1"),
         client.responses.delete("resp_1"),
-        client.responses.cancel("resp_1"),
         client.responses.input_items.list("resp_1"),
     ]
     for call in calls:
         with pytest.raises(openai.NotFoundError) as err:
             await call
-        assert err.value.code == "not_found" and "is not stored" in err.value.message
+        assert err.value.code == "response_not_found" and "No response found" in err.value.message
+    with pytest.raises(openai.NotFoundError) as background:
+        await client.responses.cancel("resp_1")
+    assert background.value.code == "not_found" and "only background responses" in background.value.message
     with pytest.raises(openai.NotFoundError) as unserved:
         await client.responses.input_tokens.count(model="auto", input="Hello")
     assert "serves POST /v1/responses" in unserved.value.message

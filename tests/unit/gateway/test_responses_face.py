@@ -121,7 +121,7 @@ def test_text_format_and_reasoning_map_to_the_pipelines_fields() -> None:
         ({"background": True}, "background", "unsupported_parameter"),
         ({"tools": [{"type": "web_search"}]}, "tools.0.type", "unsupported_parameter"),
         ({"tools": [{"type": "function"}]}, "tools.0.name", "missing_field"),
-        ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input.0", "invalid_request"),
+        ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input.0", "unsupported_parameter"),
         ({"input": [{"role": "robot", "content": "x"}]}, "input.0.role", "invalid_request"),
         (
             {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
@@ -200,7 +200,7 @@ def test_an_answer_is_a_response_with_its_output_items_and_usage() -> None:
     )
     assert calls["output"] == [
         {
-            "id": "fc_call_1",
+            "id": f"fc_{task.task_id}_0",
             "type": "function_call",
             "status": "completed",
             "call_id": "call_1",

@@ -72,12 +72,17 @@ async def open_bucket(
     except ServerError as exc:
         if exc.err_code != NO_ROOM:
             raise
-        raise ConfigurationError(
-            f"JetStream has no room for the object store {bucket} ({max_bytes / 2**30:.2f} GiB, {setting}): "
-            "its file storage (nats-server's max_file_store; by default 75 % of the disk that was free when "
-            f"it started) is taken by what other streams reserve. Lower {setting} or give the nats-server "
-            "more room"
-        ) from exc
+        raise no_room(f"the object store {bucket}", max_bytes, setting) from exc
+
+
+def no_room(what: str, max_bytes: int, setting: str) -> ConfigurationError:
+    """The error for a bucket (`what`: "the object store x", "the KV bucket y") that JetStream has no room
+    to reserve, naming `setting`, the size's setting."""
+    return ConfigurationError(
+        f"JetStream has no room for {what} ({max_bytes / 2**30:.2f} GiB, {setting}): its file storage "
+        "(nats-server's max_file_store; by default 75 % of the disk that was free when it started) is taken "
+        f"by what other streams reserve. Lower {setting} or give the nats-server more room"
+    )
 
 
 async def describe(js: JetStreamContext, bucket: str, name: str) -> api.ObjectInfo:

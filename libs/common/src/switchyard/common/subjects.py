@@ -112,6 +112,9 @@ KV_BATCHES = "switchyard-batches"
 KV_CACHE = "switchyard-cache"
 # the Files API's file descriptions (OpenAI's file object) by tenant hash and file id (files/store.py).
 KV_FILES = "switchyard-files-index"
+# stored Responses API responses (input items and the response) by tenant hash and response id
+# (gateway/stored_responses/store.py), kept SWITCHYARD_RESPONSES_KEEP_S.
+KV_RESPONSES = "switchyard-responses"
 
 # Object store buckets.
 # An embedding task's vectors too large to travel in its result event (`vectors.py`): the executor puts them

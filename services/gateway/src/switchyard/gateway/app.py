@@ -44,6 +44,8 @@ from switchyard.gateway.limits.service import RateLimiter
 from switchyard.gateway.middleware import RequestContext
 from switchyard.gateway.state import Gateway
 from switchyard.gateway.stopping import Server, Stop
+from switchyard.gateway.stored_responses import views as stored_views
+from switchyard.gateway.stored_responses.store import HEADROOM, responses_bucket
 from switchyard.gateway.taskapi import views as taskapi
 from switchyard.gateway.taskapi.service import TaskRuns
 from switchyard.gateway.taskapi.store import TaskStore, tasks_bucket
@@ -184,6 +186,14 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
             cache=cache,
         )
         app.state.gateway.batches = await start_batches(app.state.gateway, js, replica=inflight.replica)
+        if settings.responses_store:
+            app.state.gateway.responses = await responses_bucket(
+                js,
+                keep_s=settings.responses_keep_s,
+                max_bytes=settings.responses_bucket_bytes,
+                replicas=settings.stream_replicas,
+                max_value_bytes=nc.max_payload - HEADROOM,
+            )
         app.state.gateway.files.start()
         log.info("gateway ready on http://%s:%d", settings.http_host, settings.http_port)
 
@@ -235,6 +245,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
     app.include_router(webhook_views.router)
     app.include_router(batch_views.router)
     app.include_router(files_views.router)
+    app.include_router(stored_views.router)
     errors.install(app)
     openapi.install(app)
     app.add_middleware(RequestContext, stop=stop)

@@ -70,6 +70,20 @@ class GatewaySettings(CommonSettings):
         description="the object store switchyard-batch-vectors: embedding lines' large vectors, kept until "
         "their batch's output file holds them",
     )
+    # Responses API: responses are stored (unless a request says `store: false`) so that a later request can
+    # continue them (`previous_response_id`, `item_reference`) and GET/DELETE /v1/responses/{id} reach them.
+    responses_store: bool = Field(
+        default=True, description="store Responses API responses; false: none is, and what needs them is 400"
+    )
+    responses_keep_s: float = Field(
+        default=30 * 24 * 3600.0, gt=0, description="how long a stored response is kept (OpenAI: 30 days)"
+    )
+    responses_bucket_bytes: int = Field(
+        default=1024**3,
+        gt=0,
+        description="the KV bucket switchyard-responses' size limit, all organisations (full: answers go out "
+        "unstored, `store: false`)",
+    )
     auth_cache_ttl_s: float = 30.0
     readiness_timeout_s: float = 1.0
     providers_refresh_s: float = 2.0

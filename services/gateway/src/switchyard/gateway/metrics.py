@@ -76,3 +76,9 @@ BATCH_LINES = Counter(
     "ended so first)",
     ["outcome"],
 )
+STORED_RESPONSES = Counter(
+    "switchyard_gateway_stored_responses_total",
+    "Responses API answers by what was kept of them (outcome: stored; too_large, larger than a bus message; "
+    "refused, the bucket full or unavailable; not_asked, `store: false`)",
+    ["outcome"],
+)

@@ -2,9 +2,11 @@
 items, instructions, flat function tools, `text.format`, `reasoning`) becomes the pipeline's chat request
 here; the result is rendered as a Response, or streamed as its typed events, in `responses_render.py`.
 
-Stateless: Switchyard keeps no responses, so a request names its whole conversation in `input` (as Codex
-and `store: false` clients do); `previous_response_id`, `conversation` and item references are refused
-rather than answered without the context they stand for.
+Responses are stored unless the request says `store: false` (`stored_responses/`): a request may name a
+previous response (`previous_response_id`) and stored items (`item_reference`), which are read before this
+parser sees the request and handed to it as `items`. A deployment that stores nothing
+(SWITCHYARD_RESPONSES_STORE=false) refuses both rather than answer without the context they stand for;
+`conversation` (OpenAI's Conversations API) is refused either way.
 
 A model's thinking (an Anthropic model's thinking blocks) is a `reasoning` item: its text as the summary,
 and the block itself, signature and all, in `encrypted_content` (Switchyard's own carrier, base64 JSON
@@ -34,7 +36,7 @@ from switchyard.common.events import (
 from switchyard.common.events.logprobs import MAX_TOP_LOGPROBS
 from switchyard.common.events.tasks import ReasoningEffort
 from switchyard.gateway.completions import validated
-from switchyard.gateway.errors import InvalidRequest, NotFound, invalid_fields
+from switchyard.gateway.errors import InvalidRequest, invalid_fields
 from switchyard.gateway.schemas import (
     ChatCompletionRequest,
     Unsupported,
@@ -49,27 +51,25 @@ THINKING_CARRIER = "switchyard.thinking.v1:"  # encrypted_content that holds a t
 ROLES = ("user", "assistant", "system", "developer")
 LOGPROBS_INCLUDE = "message.output_text.logprobs"  # the `include` entry that asks for token log probabilities
 
-# Fields that ask for what a stateless gateway cannot deliver (see `schemas.UNSUPPORTED`).
+# Fields that ask for what Switchyard cannot deliver (see `schemas.UNSUPPORTED`).
 UNSUPPORTED: Unsupported = {
-    "previous_response_id": (
+    "conversation": (
         lambda v: v is not None,
-        "responses are not stored here: send the whole conversation in `input`",
+        "conversations are not served here: name the previous response (`previous_response_id`) or send "
+        "the conversation in `input`",
     ),
-    "conversation": (lambda v: v is not None, "conversations are not stored here: send them in `input`"),
     "background": (lambda v: v is True, "background responses are not supported; use POST /v1/tasks"),
     "prompt": (lambda v: v is not None, "stored prompts are not supported"),
 }
-
-
-def not_stored(response_id: str) -> NotFound:
-    """What retrieving, listing the input items of, cancelling or deleting a response gets: a clear 404
-    rather than the bare "no route" (the OpenAI SDK's `responses.retrieve` and friends call these)."""
-    return NotFound(
-        f"Response {response_id!r} is not stored: Switchyard keeps no responses (`store` is ignored), so "
-        "none can be retrieved, listed, cancelled or deleted; a request sends its whole conversation in "
-        "`input`",
-        param="response_id",
-    )
+# ... and, on a deployment that stores no responses, what only stored responses give.
+UNSTORED: Unsupported = {
+    **UNSUPPORTED,
+    "previous_response_id": (
+        lambda v: v is not None,
+        "this deployment stores no responses (SWITCHYARD_RESPONSES_STORE=false): send the whole "
+        "conversation in `input`",
+    ),
+}
 
 
 class FunctionTool(BaseModel):
@@ -90,9 +90,9 @@ class ReasoningConfig(BaseModel):
 
 
 class ResponsesRequest(BaseModel):
-    """Other fields OpenAI accepts that change nothing Switchyard returns (`store`, `metadata`,
-    `truncation`, `service_tier`, `prompt_cache_key`, `user`, ...) are accepted and ignored, and so are
-    `include` entries other than LOGPROBS_INCLUDE."""
+    """Other fields OpenAI accepts that change nothing Switchyard returns (`metadata`, `truncation`,
+    `service_tier`, `prompt_cache_key`, `user`, ...) are accepted and ignored, and so are `include` entries
+    other than LOGPROBS_INCLUDE. `store` and `previous_response_id` are read by `stored_responses`."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -110,6 +110,8 @@ class ResponsesRequest(BaseModel):
     reasoning: ReasoningConfig | None = None
     include: list[Any] | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS, strict=True)
+    store: bool | None = Field(default=None, strict=True)
+    previous_response_id: str | None = Field(default=None, min_length=1, max_length=200)
 
     @field_validator("input", mode="before")
     @classmethod
@@ -120,10 +122,15 @@ class ResponsesRequest(BaseModel):
         return v
 
 
-def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
-    parsed = validated(body, ResponsesRequest, UNSUPPORTED)
+def parse_request(
+    body: bytes, *, max_prompt_chars: int, items: list[dict[str, Any]] | None = None, stored: bool = False
+) -> ChatCompletionRequest:
+    """The pipeline's request for a Responses request; `items`, when given, is the whole input to answer
+    (the stored conversation it continues and its own input, references resolved), else its `input`.
+    `stored`: the deployment stores responses (else what needs them is refused)."""
+    parsed = validated(body, ResponsesRequest, UNSUPPORTED if stored else UNSTORED)
     messages = [ChatMessage(role="system", content=parsed.instructions)] if parsed.instructions else []
-    messages += chat_messages(parsed.input)
+    messages += chat_messages(parsed.input if items is None else items)
     check_prompt_size(messages, max_prompt_chars)
     # Token log probabilities are asked by the `include` entry; `top_logprobs` without it is accepted and
     # asks for nothing, as OpenAI answers it (the chat face's 400 for `top_logprobs` without `logprobs`
@@ -197,6 +204,13 @@ def chat_messages(items: str | list[dict[str, Any]]) -> list[ChatMessage]:
             block = carried_thinking(item.get("encrypted_content"))
             if block is not None:
                 thinking.append(block)
+        elif kind == "item_reference":  # resolved before parsing, unless nothing is stored here
+            raise InvalidRequest(
+                f"{where}: item references need stored responses, and this deployment stores none "
+                "(SWITCHYARD_RESPONSES_STORE=false): send the item itself",
+                code="unsupported_parameter",
+                param=where,
+            )
         else:
             raise InvalidRequest(
                 f"{where}: input items of type {kind!r} are not supported here (messages, function_call, "

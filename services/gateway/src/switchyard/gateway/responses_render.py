@@ -9,7 +9,7 @@ asked or withheld (an answer the output guardrails changed), as OpenAI gives a p
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import orjson
@@ -43,8 +43,11 @@ def usage_json(usage: Usage) -> dict[str, Any]:
     }
 
 
-def _shell(task: TaskSubmitted, *, model: str, created: int, status: str) -> dict[str, Any]:
-    """A response's fields besides its output and usage, from the request as the pipeline holds it."""
+def _shell(
+    task: TaskSubmitted, *, model: str, created: int, status: str, fields: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A response's fields besides its output and usage, from the request as the pipeline holds it, and
+    `fields` (what a stored conversation sets: `store`, `previous_response_id`)."""
     request = task.chat()
     fmt = request.response_format or {"type": "text"}
     if fmt.get("type") == "json_schema":
@@ -74,8 +77,10 @@ def _shell(task: TaskSubmitted, *, model: str, created: int, status: str) -> dic
         "text": {"format": fmt},
         "reasoning": {"effort": request.reasoning.level()} if request.reasoning else None,
         "store": False,
+        "previous_response_id": None,
         "metadata": {},
         "usage": None,
+        **(fields or {}),
     }
 
 
@@ -111,9 +116,13 @@ def reasoning_item(task: TaskSubmitted, n: int, block: ThinkingBlock | None) -> 
     return item
 
 
-def call_item(call: ToolCall, *, status: str = "completed", arguments: str | None = None) -> dict[str, Any]:
+def call_item(
+    task: TaskSubmitted, n: int, call: ToolCall, *, status: str = "completed", arguments: str | None = None
+) -> dict[str, Any]:
+    """The answer's `n`th function call as an item; its id names the response (`fc_<task>_<n>`), as every
+    output item's does, so that a later request's `item_reference` to it is found."""
     return {
-        "id": f"fc_{call.id}",
+        "id": f"fc_{task.task_id}_{n}",
         "type": "function_call",
         "status": status,
         "call_id": call.id,
@@ -131,13 +140,15 @@ def _ending(done: TaskCompleted) -> tuple[str, dict[str, str] | None]:
     return "completed", None
 
 
-def response_body(task: TaskSubmitted, done: TaskCompleted, *, created: int) -> dict[str, Any]:
+def response_body(
+    task: TaskSubmitted, done: TaskCompleted, *, created: int, fields: dict[str, Any] | None = None
+) -> dict[str, Any]:
     status, incomplete = _ending(done)
-    body = _shell(task, model=done.model, created=created, status=status)
+    body = _shell(task, model=done.model, created=created, status=status, fields=fields)
     output = [reasoning_item(task, n, block) for n, block in enumerate(done.thinking or [])]
     if done.content or not done.tool_calls:
         output.append(message_item(task, done.content, status=status, tokens=done.logprobs))
-    output += [call_item(c) for c in done.tool_calls or []]
+    output += [call_item(task, n, c) for n, c in enumerate(done.tool_calls or [])]
     body.update(output=output, incomplete_details=incomplete, usage=usage_json(done.usage))
     return body
 
@@ -251,8 +262,8 @@ class _Output:
             )
             out.append(self.event("response.content_part.done", part=part, **self._at()))
             out.append(self.event("response.output_item.done", output_index=self.message, item=item))
-        for call in done.tool_calls or []:
-            started = call_item(call, status="in_progress", arguments="")
+        for n, call in enumerate(done.tool_calls or []):
+            started = call_item(self.task, n, call, status="in_progress", arguments="")
             where = self._where(started["id"])
             out.append(self.event("response.output_item.added", output_index=self.index, item=started))
             out.append(
@@ -266,7 +277,8 @@ class _Output:
                     **where,
                 )
             )
-            out.append(self.event("response.output_item.done", output_index=self.index, item=call_item(call)))
+            done_item = call_item(self.task, n, call)
+            out.append(self.event("response.output_item.done", output_index=self.index, item=done_item))
             self.index += 1
         return out
 
@@ -282,15 +294,21 @@ async def stream_events(
     *,
     timeout_s: float,
     include_usage: bool = True,
+    fields: dict[str, Any] | None = None,
+    created: int | None = None,
+    keep: Callable[[dict[str, Any]], Awaitable[bool]] | None = None,
 ) -> AsyncIterator[bytes]:
     """response.created and .in_progress, a reasoning item per thinking block, the message item (opened at
     its first text) with its output_text part and deltas, then each function call item, then
     response.completed (or .incomplete) with the whole response and its usage. A break after output
     began is an `error` event, then response.failed (status `failed`, its `error`), the end clients wait
-    for: never a completion, so never a silently cut answer."""
+    for: never a completion, so never a silently cut answer. `fields` are a stored conversation's (see
+    `_shell`); `keep` stores the whole response before its last event says whether it was (`store`), so
+    a follow-up sent on that event finds it."""
     event = _Events()
-    created = int(time.time())
-    shell = _shell(task, model=head_model(head) or task.request.model, created=created, status="in_progress")
+    created = int(time.time()) if created is None else created
+    model = head_model(head) or task.request.model
+    shell = _shell(task, model=model, created=created, status="in_progress", fields=fields)
     yield event("response.created", response=shell)
     yield event("response.in_progress", response=shell)
     output = _Output(task, event)
@@ -317,9 +335,11 @@ async def stream_events(
                 for out in events:
                     yield out
                 continue
-            body = response_body(task, item, created=created)
+            body = response_body(task, item, created=created, fields=fields)
             for out in output.finish(item, status=body["status"]):
                 yield out
+            if keep is not None:
+                body["store"] = await keep(body)
             yield event(
                 "response.completed" if body["status"] == "completed" else "response.incomplete",
                 response=body,

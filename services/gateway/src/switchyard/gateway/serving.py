@@ -10,7 +10,7 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn, TypeVar
 
@@ -44,6 +44,7 @@ from switchyard.gateway.errors import (
 from switchyard.gateway.schemas import ChatCompletionRequest
 from switchyard.gateway.state import Gateway, gateway_of
 from switchyard.gateway.stopping import Stop, cut
+from switchyard.gateway.stored_responses import chain
 from switchyard.gateway.taskapi import idempotency
 from switchyard.gateway.taskapi.models import TaskState
 from switchyard.gateway.tasks import Stopped
@@ -130,11 +131,28 @@ class Face:
     parse: Callable[..., ChatCompletionRequest]
     render: Callable[[TaskSubmitted, TaskCompleted], bytes]
     stream: Callable[..., AsyncIterator[bytes]]
+    # a face of its own for one request, from its body before it is parsed (the Responses face: the stored
+    # conversation the request continues)
+    bind: Callable[[Gateway, Principal, bytes], Awaitable[Face]] | None = None
+    # called with a whole answer before it is rendered (the Responses face stores it); a stream's face
+    # does its own before its last event
+    keep: Callable[[TaskSubmitted, TaskCompleted], Awaitable[None]] | None = None
+
+
+async def _conversation(gw: Gateway, principal: Principal, body: bytes) -> Face:
+    """The Responses face for one request: the stored conversation it continues, its answer stored."""
+    if gw.responses is None:  # this deployment stores no responses
+        return RESPONSES_UNSTORED
+    talk = await chain.load(gw.responses, principal.tenant_id, body)
+    return Face(talk.parse, talk.render, talk.stream, keep=talk.keep_answer)
 
 
 OPENAI = Face(completions.parse_request, completions.completion_json, completions.stream_events)
 ANTHROPIC = Face(messages.parse_request, messages_render.message_json, messages_render.stream_events)
-RESPONSES = Face(responses.parse_request, responses_render.response_json, responses_render.stream_events)
+RESPONSES_UNSTORED = Face(
+    responses.parse_request, responses_render.response_json, responses_render.stream_events
+)
+RESPONSES = replace(RESPONSES_UNSTORED, bind=_conversation)
 LEGACY = Face(legacy.parse_request, legacy.completion_json, legacy.stream_events)
 
 
@@ -143,6 +161,8 @@ async def serve(request: Request, face: Face) -> Response:
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
     body = await completions.read_body(request, limit=gw.settings.max_body_bytes)
+    if face.bind is not None:
+        face = await face.bind(gw, principal, body)
     parsed = face.parse(body, max_prompt_chars=gw.settings.max_prompt_chars)
     if gw.guardrails is not None:
         parsed = await gw.guardrails.screen_input(parsed, principal=principal, **_where(request))
@@ -168,6 +188,8 @@ async def serve(request: Request, face: Face) -> Response:
             headers.update(overhead.headers(started, done))
             sse = _whole(face, parsed, task, done, timeout)
             return StreamingResponse(sse, media_type="text/event-stream", headers=headers)
+        if face.keep is not None:
+            await face.keep(task, done)
         content = face.render(task, done)
         headers.update(overhead.headers(started, done, stages))
         return Response(content, media_type="application/json", headers=headers)

@@ -24,6 +24,7 @@ from switchyard.gateway.guardrails.service import Guardrails
 from switchyard.gateway.inflight import InFlight, Orphans
 from switchyard.gateway.limits.service import RateLimiter
 from switchyard.gateway.stopping import Stop
+from switchyard.gateway.stored_responses.store import ResponseStore
 from switchyard.gateway.taskapi.service import TaskRuns
 from switchyard.gateway.tasks import TaskClient
 from switchyard.gateway.tenants import KeyVerifier
@@ -57,6 +58,7 @@ class Gateway:
     sso: OidcVerifier | None = None
     lockout: Lockout | None = None
     batches: Batches | None = None
+    responses: ResponseStore | None = None  # stored responses (None: the deployment stores none)
 
 
 def gateway_of(request: Request) -> Gateway:

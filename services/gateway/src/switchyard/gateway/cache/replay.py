@@ -60,6 +60,8 @@ async def answer(
     done = await settle(cache, task, found, admitted)
     headers = {**headers, "x-switchyard-model": done.model, "x-switchyard-tier": done.tier}
     if not parsed.stream:
+        if face.keep is not None:
+            await face.keep(task, done)
         return Response(face.render(task, done), media_type="application/json", headers=headers)
     include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
     head: list[Chunk | TaskCompleted] = [Chunk(seq=0, delta=done.content, model=done.model), done]

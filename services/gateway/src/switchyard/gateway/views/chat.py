@@ -8,7 +8,7 @@ from switchyard.gateway.auth import authenticate
 from switchyard.gateway.errors import NotFound
 from switchyard.gateway.legacy import CompletionsRequest
 from switchyard.gateway.openapi import ERRORS, INFERENCE_ERRORS
-from switchyard.gateway.responses import ResponsesRequest, not_stored
+from switchyard.gateway.responses import ResponsesRequest
 from switchyard.gateway.schemas import ChatCompletionRequest
 from switchyard.gateway.state import gateway_of
 
@@ -27,7 +27,7 @@ async def chat_completions(request: Request) -> Response:
 
 @router.post(
     "/v1/responses",
-    summary="Create a response (OpenAI Responses-compatible, stateless: the whole conversation in `input`)",
+    summary="Create a response (OpenAI Responses-compatible; stored unless `store: false`)",
     responses=INFERENCE_ERRORS,
     openapi_extra=serving.schema_of(ResponsesRequest),
 )
@@ -35,16 +35,18 @@ async def create_response(request: Request) -> Response:
     return await serving.serve(request, serving.RESPONSES)
 
 
-STORED = "Not served: Switchyard stores no responses, so this is always a 404 `not_found` saying so"
-
-
-@router.get("/v1/responses/{response_id}", summary=STORED, responses=ERRORS)
-@router.delete("/v1/responses/{response_id}", summary=STORED, responses=ERRORS)
-@router.get("/v1/responses/{response_id}/input_items", summary=STORED, responses=ERRORS)
-@router.post("/v1/responses/{response_id}/cancel", summary=STORED, responses=ERRORS)
-async def stored_response(request: Request, response_id: str) -> Response:
+@router.post(
+    "/v1/responses/{response_id}/cancel",
+    summary="Not served (background responses are not): a 404 `not_found` saying so",
+    responses=ERRORS,
+)
+async def cancel_response(request: Request, response_id: str) -> Response:
     await authenticate(request, gateway_of(request).verifier)
-    raise not_stored(response_id)
+    raise NotFound(
+        f"Response {response_id[:80]!r} cannot be cancelled: only background responses can, and Switchyard "
+        "serves none (`background` is refused); a response is answered by its request",
+        param="response_id",
+    )
 
 
 @router.post(
@@ -57,7 +59,7 @@ async def unserved_response_operation(request: Request, name: str) -> Response:
     await authenticate(request, gateway_of(request).verifier)
     raise NotFound(
         f"POST /v1/responses/{name} is not served here: of the Responses API, Switchyard serves "
-        "POST /v1/responses (stateless: the whole conversation in `input`)"
+        "POST /v1/responses and GET/DELETE /v1/responses/{id} (with its input_items)"
     )
 
 

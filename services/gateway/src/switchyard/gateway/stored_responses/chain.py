@@ -1,0 +1,209 @@
+"""A Responses request's conversation: what `previous_response_id` and `item_reference` items stand for,
+read from the organisation's stored responses, and the record kept of its answer.
+
+The context a request is answered in is the previous response's whole input, then its output items (a
+message, function calls, reasoning: each an input item as the Responses API defines them), then the
+request's own input with each `item_reference` replaced by the stored item it names. `instructions` are
+the request's own: a previous response's are not carried over, as OpenAI does not carry them.
+
+Item ids name the response that made them (`msg_<task>`, `rs_<task>_<n>`, `fc_<task>_<n>` for output;
+`<kind>_<task>_in<n>` for input items stored without an id), so a reference is found by reading that one
+response, whichever chain it came from.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted
+from switchyard.common.streaming import Chunk
+from switchyard.gateway import responses, responses_render
+from switchyard.gateway.completions import json_object
+from switchyard.gateway.errors import APIError, InvalidRequest
+from switchyard.gateway.metrics import STORED_RESPONSES
+from switchyard.gateway.responses import RESPONSE_ID
+from switchyard.gateway.schemas import ChatCompletionRequest
+from switchyard.gateway.stored_responses.store import ResponseStore, StoredResponse
+
+MAX_REFERENCED = 16  # stored responses one request's item references may read
+ITEM_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
+REPLAYED = frozenset(ITEM_PREFIX)  # output item types that are input items of the next turn
+_ITEM_ID = re.compile(r"(?:msg|fc|fco|rs)_([0-9a-f]{32})(?:_[A-Za-z0-9]+)?")
+_RESPONSE_ID = re.compile(rf"{RESPONSE_ID}[0-9a-f]{{32}}")
+
+
+class PreviousResponseNotFound(APIError):
+    status = 400
+    type = "invalid_request_error"
+    code = "previous_response_not_found"
+
+
+class ItemNotFound(APIError):
+    status = 404
+    type = "invalid_request_error"
+    code = "item_not_found"
+
+
+@dataclass
+class Conversation:
+    """One request's conversation: `context` the items before its own (the previous response's input and
+    output), `own` its own input items with references resolved."""
+
+    store: ResponseStore
+    tenant_id: str
+    keep: bool  # the request asked to be stored (`store`, true unless false) and the deployment stores
+    previous_response_id: str | None = None
+    context: list[dict[str, Any]] = field(default_factory=list)
+    own: list[dict[str, Any]] = field(default_factory=list)
+    resolved: bool = False  # `context` or a reference changed what the request's `input` says
+    created: int = field(default_factory=lambda: int(time.time()))
+    kept: bool | None = None  # whether the answer's record was stored (None: not yet tried)
+
+    @property
+    def items(self) -> list[dict[str, Any]] | None:
+        """The whole input to answer, or None when it is the request's `input` as sent."""
+        return [*self.context, *self.own] if self.resolved else None
+
+    def fields(self) -> dict[str, Any]:
+        """The response's fields this conversation sets: `store` says whether it is (or, before its end,
+        is to be) stored."""
+        store = self.keep if self.kept is None else self.kept
+        return {"store": store, "previous_response_id": self.previous_response_id}
+
+    async def remember(self, task: TaskSubmitted, body: dict[str, Any]) -> bool:
+        """Stores the answer (`body`, the response as its client gets it) with its whole input, giving the
+        request's own items that have none an id. Returns whether it was stored."""
+        if not self.keep or body.get("status") not in ("completed", "incomplete"):
+            if not self.keep:
+                STORED_RESPONSES.labels("not_asked").inc()
+            self.kept = False
+            return False
+        start = len(self.context)
+        own = [
+            item if item.get("id") else {"id": _item_id(item, task.task_id, start + n), **item}
+            for n, item in enumerate(self.own)
+        ]
+        record = StoredResponse(response={**body, "store": True}, input=[*self.context, *own])
+        self.kept = await self.store.put(self.tenant_id, record)
+        return self.kept
+
+    # The Responses face for this request (`serving.Face`): its parser, its whole answer and its stream.
+
+    def parse(self, body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
+        return responses.parse_request(body, max_prompt_chars=max_prompt_chars, items=self.items, stored=True)
+
+    def body(self, task: TaskSubmitted, done: TaskCompleted) -> dict[str, Any]:
+        return responses_render.response_body(task, done, created=self.created, fields=self.fields())
+
+    async def keep_answer(self, task: TaskSubmitted, done: TaskCompleted) -> None:
+        await self.remember(task, self.body(task, done))
+
+    def render(self, task: TaskSubmitted, done: TaskCompleted) -> bytes:
+        return orjson.dumps(self.body(task, done))
+
+    def stream(
+        self,
+        task: TaskSubmitted,
+        head: list[Chunk | TaskCompleted],
+        rest: AsyncIterator[Chunk | TaskCompleted | TaskFailed],
+        *,
+        timeout_s: float,
+        include_usage: bool = True,
+    ) -> AsyncIterator[bytes]:
+        async def keep(body: dict[str, Any]) -> bool:
+            return await self.remember(task, body)
+
+        return responses_render.stream_events(
+            task,
+            head,
+            rest,
+            timeout_s=timeout_s,
+            include_usage=include_usage,
+            fields=self.fields(),
+            created=self.created,
+            keep=keep if self.keep else None,
+        )
+
+
+def own_items(raw: Any) -> list[dict[str, Any]]:
+    """A request's `input` as items (a string is one user message)."""
+    if isinstance(raw, str):
+        return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": raw}]}]
+    return [i for i in raw if isinstance(i, dict)] if isinstance(raw, list) else []
+
+
+async def load(store: ResponseStore, tenant_id: str, body: bytes) -> Conversation:
+    """The request's conversation. A body that is not a valid request is left to the request's parser,
+    which says what is wrong with it."""
+    try:
+        data = json_object(body)
+    except InvalidRequest:
+        return Conversation(store, tenant_id, keep=False)
+    raw = data.get("input")
+    conversation = Conversation(store, tenant_id, keep=data.get("store") is not False, own=own_items(raw))
+    previous_id = data.get("previous_response_id")
+    refers = any(i.get("type") == "item_reference" for i in conversation.own)
+    if not isinstance(previous_id, str) and not refers:
+        return conversation
+    previous: StoredResponse | None = None
+    if isinstance(previous_id, str):
+        previous = await store.get(tenant_id, previous_id) if _RESPONSE_ID.fullmatch(previous_id) else None
+        if previous is None:
+            raise PreviousResponseNotFound(
+                f"Previous response with id '{previous_id[:80]}' not found.", param="previous_response_id"
+            )
+        conversation.previous_response_id = previous_id
+        conversation.context = [*previous.input, *_replayed(previous.response)]
+    conversation.own = await _resolved(store, tenant_id, conversation.own, previous)
+    conversation.resolved = True
+    return conversation
+
+
+def _replayed(response: dict[str, Any]) -> list[dict[str, Any]]:
+    return [i for i in response.get("output", ()) if i.get("type") in REPLAYED]
+
+
+async def _resolved(
+    store: ResponseStore, tenant_id: str, items: list[dict[str, Any]], previous: StoredResponse | None
+) -> list[dict[str, Any]]:
+    """`items` with each `item_reference` replaced by the stored item it names (looked for in the previous
+    response first, then in the response its id names)."""
+    read: dict[str, StoredResponse | None] = {}
+    out = []
+    for n, item in enumerate(items):
+        if item.get("type") != "item_reference":
+            out.append(item)
+            continue
+        item_id = item.get("id")
+        found = previous.item(item_id) if previous is not None and isinstance(item_id, str) else None
+        named = _ITEM_ID.fullmatch(item_id) if isinstance(item_id, str) and found is None else None
+        if named is not None:
+            response_id = RESPONSE_ID + named.group(1)
+            if response_id not in read:
+                if len(read) >= MAX_REFERENCED:
+                    raise InvalidRequest(
+                        f"input: item references name more than {MAX_REFERENCED} stored responses",
+                        param="input",
+                    )
+                read[response_id] = await store.get(tenant_id, response_id)
+            record = read[response_id]
+            found = record.item(named.group(0)) if record is not None else None
+        if found is None:
+            shown = str(item_id)[:80]
+            raise ItemNotFound(
+                f"Item with id '{shown}' not found. Items are kept only for responses stored with `store` "
+                "true (the default), until they expire or are deleted.",
+                param=f"input.{n}",
+            )
+        out.append(found)
+    return out
+
+
+def _item_id(item: dict[str, Any], task_id: str, n: int) -> str:
+    return f"{ITEM_PREFIX.get(str(item.get('type', 'message')), 'item')}_{task_id}_in{n}"

@@ -1,0 +1,147 @@
+"""Stored responses in JetStream KV (bucket `switchyard-responses`), shared by every replica.
+
+A record is one response as its client received it and the whole input it answered: every item of the
+conversation up to it, each with its id (the previous response's input and output included, when the
+request named one). So a follow-up (`previous_response_id`) reads one record, whatever the length of its
+chain, and a record stays whole when an earlier response of its chain is deleted or expires. The cost is
+storage that grows with the square of a chain's length; records are zlib-compressed, expire after
+SWITCHYARD_RESPONSES_KEEP_S (30 days, as OpenAI keeps them) and the bucket is capped at
+SWITCHYARD_RESPONSES_BUCKET_BYTES (a full bucket stores nothing more until records expire: the answers
+still go out, marked `store: false`).
+
+Keys are a hash of the organisation and the response id (`kv.tenant_key`): another organisation's
+response is not found, and neither appears in clear.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from nats.errors import MaxPayloadError
+from nats.js import JetStreamContext, api
+from nats.js.errors import APIError, BucketNotFoundError, KeyNotFoundError, ServerError
+from nats.js.kv import KeyValue
+
+from switchyard.common import kv, subjects
+from switchyard.common.objects import NO_ROOM, no_room
+from switchyard.gateway.metrics import STORED_RESPONSES
+
+log = logging.getLogger(__name__)
+
+KEEP_S = 30 * 24 * 3600.0
+SETTING = "SWITCHYARD_RESPONSES_BUCKET_BYTES"
+HEADROOM = 4096  # of a bus message, for the KV put's subject and headers
+_LEVEL = 1  # zlib: conversations are repetitive text; level 1 already takes most of it, fast
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """A response (`response`: the body its client received) and the input items it answered."""
+
+    response: dict[str, Any]
+    input: list[dict[str, Any]]
+
+    @property
+    def id(self) -> str:
+        return str(self.response["id"])
+
+    def to_bytes(self) -> bytes:
+        return zlib.compress(orjson.dumps({"response": self.response, "input": self.input}), _LEVEL)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> StoredResponse:
+        data = orjson.loads(zlib.decompress(raw))
+        return cls(response=data["response"], input=data["input"])
+
+    def item(self, item_id: str) -> dict[str, Any] | None:
+        """An input or output item of this response, by its id."""
+        for item in (*self.input, *self.response.get("output", ())):
+            if item.get("id") == item_id:
+                return item  # type: ignore[no-any-return]
+        return None
+
+
+class ResponseStore:
+    def __init__(self, bucket: KeyValue, *, max_value_bytes: int) -> None:
+        self.bucket = bucket
+        self.max_value_bytes = max_value_bytes
+
+    async def put(self, tenant_id: str, record: StoredResponse) -> bool:
+        """Keeps the record; False (logged) when it cannot be kept: larger than a bus message, or the bucket
+        is full. The answer it holds has gone or goes out anyway."""
+        raw = record.to_bytes()
+        if len(raw) > self.max_value_bytes:
+            log.warning(
+                "response %s not stored: %d bytes compressed, over the bus's %d",
+                record.id,
+                len(raw),
+                self.max_value_bytes,
+            )
+            STORED_RESPONSES.labels("too_large").inc()
+            return False
+        try:
+            await self.bucket.put(kv.tenant_key(tenant_id, record.id), raw)
+        except (APIError, MaxPayloadError) as exc:
+            log.warning("response %s not stored: %s", record.id, exc)
+            STORED_RESPONSES.labels("refused").inc()
+            return False
+        STORED_RESPONSES.labels("stored").inc()
+        return True
+
+    async def get(self, tenant_id: str, response_id: str) -> StoredResponse | None:
+        try:
+            entry = await self.bucket.get(kv.tenant_key(tenant_id, response_id))
+        except KeyNotFoundError:
+            return None
+        if not entry.value:
+            return None
+        try:
+            return StoredResponse.from_bytes(entry.value)
+        except (zlib.error, orjson.JSONDecodeError, KeyError, TypeError):
+            log.error("stored response %s cannot be read: left out", response_id)
+            return None
+
+    async def delete(self, tenant_id: str, response_id: str) -> bool:
+        """True when the response was there (and is gone now)."""
+        if await self.get(tenant_id, response_id) is None:
+            return False
+        await self.bucket.delete(kv.tenant_key(tenant_id, response_id))
+        return True
+
+
+async def responses_bucket(
+    js: JetStreamContext, *, keep_s: float, max_bytes: int, replicas: int, max_value_bytes: int
+) -> ResponseStore:
+    """The store over the KV bucket, created on first use, or an existing one brought to this configuration
+    (file storage, entries expiring `keep_s` after they were written, at most `max_bytes` in all).
+    JetStream reserves `max_bytes` for the bucket: a server without the room is a ConfigurationError
+    naming the setting."""
+    try:
+        try:
+            bucket = await js.key_value(subjects.KV_RESPONSES)
+        except BucketNotFoundError:
+            bucket = await js.create_key_value(
+                api.KeyValueConfig(
+                    bucket=subjects.KV_RESPONSES,
+                    description="Switchyard: stored Responses API responses and their input items",
+                    history=1,
+                    ttl=keep_s,
+                    max_bytes=max_bytes,
+                    storage=api.StorageType.FILE,
+                    replicas=replicas,
+                )
+            )
+        else:
+            config = (await js.stream_info(f"KV_{subjects.KV_RESPONSES}")).config
+            if (config.max_age, config.max_bytes) != (keep_s, max_bytes):
+                config.max_age, config.max_bytes = keep_s, max_bytes
+                await js.update_stream(config)
+    except ServerError as exc:
+        if exc.err_code != NO_ROOM:
+            raise
+        raise no_room(f"the KV bucket {subjects.KV_RESPONSES}", max_bytes, SETTING) from exc
+    return ResponseStore(bucket, max_value_bytes=max_value_bytes)

@@ -1,0 +1,125 @@
+"""The Responses API's stored responses: `GET /v1/responses/{id}`, `DELETE /v1/responses/{id}` and
+`GET /v1/responses/{id}/input_items`. Every call is scoped to the caller's organisation: another
+organisation's response is 404 `response_not_found`, as is one stored with `store: false` (never kept),
+expired or deleted. Any key that may run inference may read and delete its organisation's responses."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from switchyard.gateway.auth import authenticate
+from switchyard.gateway.errors import InvalidRequest, NotFound
+from switchyard.gateway.openapi import ERRORS, error_doc
+from switchyard.gateway.state import gateway_of
+from switchyard.gateway.stored_responses.store import ResponseStore, StoredResponse
+
+router = APIRouter(prefix="/v1/responses", tags=["responses"])
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    **{k: v for k, v in ERRORS.items() if k in (400, 401, 403, 429, 503)},
+    404: error_doc("`response_not_found`: no such response stored for the organisation"),
+}
+MAX_ITEMS = 100  # OpenAI's bounds for input_items' `limit`: 1 to 100, 20 by default
+
+
+class ResponseDeleted(BaseModel):
+    id: str
+    object: Literal["response"] = "response"
+    deleted: bool
+
+
+class InputItemList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[dict[str, Any]]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+@router.get(
+    "/{response_id}",
+    summary="A stored response, as it was answered",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}, "description": "the Response"}, **_ERRORS},
+)
+async def retrieve_response(response_id: str, request: Request, stream: bool = False) -> Response:
+    if stream:
+        raise InvalidRequest(
+            "stream: a stored response is read whole (background responses, which stream on retrieval, are "
+            "not served)",
+            code="unsupported_parameter",
+            param="stream",
+        )
+    record = await _stored(request, response_id)
+    return Response(orjson.dumps(record.response), media_type="application/json")
+
+
+@router.delete(
+    "/{response_id}", response_model=ResponseDeleted, summary="Delete a stored response", responses=_ERRORS
+)
+async def delete_response(response_id: str, request: Request) -> ResponseDeleted:
+    store, tenant_id = await _store_of(request)
+    if not await store.delete(tenant_id, response_id):
+        raise _not_found(response_id)
+    return ResponseDeleted(id=response_id, deleted=True)
+
+
+@router.get(
+    "/{response_id}/input_items",
+    response_model=InputItemList,
+    summary="The input items a stored response answered: its whole conversation, newest first by default",
+    responses=_ERRORS,
+)
+async def list_input_items(
+    response_id: str,
+    request: Request,
+    limit: int = Query(default=20, ge=1, le=MAX_ITEMS),
+    order: Literal["asc", "desc"] = "desc",
+    after: str | None = None,
+) -> InputItemList:
+    record = await _stored(request, response_id)
+    items = record.input if order == "asc" else record.input[::-1]
+    if after is not None:
+        at = next((n for n, item in enumerate(items) if item.get("id") == after), None)
+        if at is None:
+            raise InvalidRequest(
+                f"after: {after[:80]!r} is not an item of this response", code="invalid_value", param="after"
+            )
+        items = items[at + 1 :]
+    page = items[:limit]
+    return InputItemList(
+        data=page,
+        first_id=page[0].get("id") if page else None,
+        last_id=page[-1].get("id") if page else None,
+        has_more=len(items) > limit,
+    )
+
+
+async def _store_of(request: Request) -> tuple[ResponseStore, str]:
+    gw = gateway_of(request)
+    principal = await authenticate(request, gw.verifier)
+    if gw.responses is None:
+        raise NotFound(
+            "this deployment stores no responses (SWITCHYARD_RESPONSES_STORE=false)",
+            code="response_not_found",
+            param="response_id",
+        )
+    return gw.responses, principal.tenant_id
+
+
+async def _stored(request: Request, response_id: str) -> StoredResponse:
+    store, tenant_id = await _store_of(request)
+    record = await store.get(tenant_id, response_id)
+    if record is None:
+        raise _not_found(response_id)
+    return record
+
+
+def _not_found(response_id: str) -> NotFound:
+    return NotFound(
+        f"No response found with id '{response_id[:80]}'.", code="response_not_found", param="response_id"
+    )

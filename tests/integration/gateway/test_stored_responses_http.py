@@ -1,0 +1,252 @@
+"""Stored responses on the Responses face, over HTTP on gateway processes, a real nats-server and SQLite,
+with OpenAI's SDK as the client: `previous_response_id` and `item_reference` continue a conversation from
+what another replica stored, `GET`/`DELETE /v1/responses/{id}` and `input_items` read it, and nothing of
+one organisation's is reachable from another's. A scripted responder plays the pipeline: it records each
+task's messages and answers with a function call when offered tools on a user turn, else with text."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import nats
+import openai
+import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from switchyard.cli.processes import NatsServer
+from switchyard.common import subjects
+from switchyard.common.envelope import decode, encode
+from switchyard.common.events import (
+    ChatMessage,
+    FunctionCall,
+    TaskCompleted,
+    TaskSubmitted,
+    ToolCall,
+    Usage,
+)
+from switchyard.common.streaming import Chunk, encode_chunk
+from switchyard.gateway.db import migrations
+from tests.integration.gateway.harness import Org, gateways, make_org
+
+pytestmark = pytest.mark.integration
+MODEL = "openai/gpt-4o-mini"
+TOOL = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
+
+
+@dataclass
+class World:
+    server: NatsServer
+    bases: list[str]  # two replicas that store responses
+    unstored: str  # a replica with SWITCHYARD_RESPONSES_STORE=false
+    acme: Org
+    other: Org
+
+    def client(self, org: Org, replica: int = 0, *, base: str | None = None) -> openai.AsyncOpenAI:
+        url = base or self.bases[replica]
+        return openai.AsyncOpenAI(api_key=org.keys["member"], base_url=f"{url}/v1", max_retries=0)
+
+
+class Responder:
+    """Stands in for classifier+router+executor (see the module's docstring); answer n is `answer n`."""
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.seen: list[TaskSubmitted] = []
+
+    def messages(self) -> list[tuple[str, Any]]:
+        """The last task's conversation: (role, text or tool call id)."""
+        return [_turn(m) for m in self.seen[-1].chat().messages]
+
+    async def on_task(self, msg: Msg) -> None:
+        _, task = decode(msg.data, (TaskSubmitted,))
+        assert isinstance(task, TaskSubmitted)
+        self.seen.append(task)
+        request = task.chat()
+        calls = None
+        text = f"answer {len(self.seen)}"
+        if request.tools and request.messages[-1].role == "user":
+            calls = [
+                ToolCall(
+                    id=f"call_{len(self.seen)}", function=FunctionCall(name="get_weather", arguments="{}")
+                )
+            ]
+            text = ""
+        if request.stream and text:
+            chunk = Chunk(seq=0, delta=text, model=MODEL)
+            await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(chunk))
+            done = Chunk(seq=1, done=True, finish_reason="stop")
+            await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(done))
+        result = TaskCompleted(
+            task_id=task.task_id,
+            tenant_id=task.tenant_id,
+            user_id=task.user_id,
+            model=MODEL,
+            provider="openai",
+            tier="fast",
+            content=text,
+            tool_calls=calls,
+            finish_reason="tool_calls" if calls else "stop",
+            usage=Usage(prompt_tokens=9, completion_tokens=3),
+            attempts=1,
+            latency_ms=5.0,
+            completed_at=datetime.now(UTC),
+        )
+        _, raw = encode(result, source="test")
+        await self.js.publish(subjects.result_subject(task.task_id), raw)
+
+
+def _turn(message: ChatMessage) -> tuple[str, Any]:
+    if message.tool_calls:
+        return (message.role, [c.id for c in message.tool_calls])
+    if message.role == "tool":
+        return ("tool", (message.tool_call_id, message.content))
+    return (message.role, message.content)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("stored-responses")
+    server = NatsServer(tmp / "jetstream").start()
+    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
+    asyncio.run(migrations().upgrade(db_url))
+    acme = asyncio.run(make_org(db_url, "acme", roles=("member",)))
+    other = asyncio.run(make_org(db_url, "other", roles=("member",)))
+    unstored = {"SWITCHYARD_RESPONSES_STORE": "false", "SWITCHYARD_INSTANCE": "gateway-unstored"}
+    (tmp / "unstored").mkdir()
+    try:
+        with (
+            gateways(server, db_url, tmp, count=2) as bases,
+            gateways(server, db_url, tmp / "unstored", env=unstored) as (off,),
+        ):
+            yield World(server, list(bases), off, acme, other)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def responder(world: World) -> AsyncIterator[Responder]:
+    nc = await nats.connect(world.server.url)
+    me = Responder(nc)
+    await nc.subscribe(subjects.TASK_SUBMITTED, cb=me.on_task)
+    await nc.flush()
+    yield me
+    await nc.close()
+
+
+async def test_a_conversation_continues_from_another_replica_and_is_read_back_and_deleted(
+    world: World, responder: Responder
+) -> None:
+    one, two = world.client(world.acme, 0), world.client(world.acme, 1)
+    first = await one.responses.create(model="auto", instructions="Be brief.", input="Hi")
+    assert (first.store, first.previous_response_id) == (True, None)
+    second = await two.responses.create(model="auto", input="And again?", previous_response_id=first.id)
+    assert (second.store, second.previous_response_id) == (True, first.id)
+    # the first's input and answer, then this one's; the first's instructions are not carried over
+    assert responder.messages() == [("user", "Hi"), ("assistant", "answer 1"), ("user", "And again?")]
+
+    assert (await one.responses.retrieve(second.id)).model_dump() == second.model_dump()
+    items = [i.model_dump() async for i in one.responses.input_items.list(second.id)]  # newest first
+    assert [(i["type"], i["role"]) for i in items] == [
+        ("message", "user"),
+        ("message", "assistant"),
+        ("message", "user"),
+    ]
+    assert items[1]["id"] == first.output[0].id  # the first's answer, under its own id
+    assert len({i["id"] for i in items}) == 3
+    page = await one.responses.input_items.list(second.id, order="asc", limit=1, after=items[2]["id"])
+    assert [i.id for i in page.data] == [items[1]["id"]] and page.has_more
+
+    deleted = await two.responses.delete(first.id)  # the SDK returns nothing; a second delete is a 404
+    assert deleted is None
+    with pytest.raises(openai.NotFoundError) as gone:
+        await one.responses.retrieve(first.id)
+    assert gone.value.body["code"] == "response_not_found"  # type: ignore[index]
+    with pytest.raises(openai.NotFoundError):
+        await one.responses.delete(first.id)
+    # the second's record holds its whole conversation: it still continues without the first
+    await one.responses.create(model="auto", input="Once more?", previous_response_id=second.id)
+    assert [t for t, _ in responder.messages()] == ["user", "assistant", "user", "assistant", "user"]
+    with pytest.raises(openai.BadRequestError) as unknown:
+        await one.responses.create(model="auto", input="?", previous_response_id=first.id)
+    assert unknown.value.body["code"] == "previous_response_not_found"  # type: ignore[index]
+    assert unknown.value.body["param"] == "previous_response_id"  # type: ignore[index]
+
+
+async def test_a_streamed_tool_call_is_stored_before_its_last_event_and_referenced_by_id(
+    world: World, responder: Responder
+) -> None:
+    one, two = world.client(world.acme, 0), world.client(world.acme, 1)
+    async with one.responses.stream(model="auto", input="Weather in Paris?", tools=[TOOL]) as stream:  # type: ignore[list-item]
+        final = await stream.get_final_response()
+    assert final.store
+    [call] = [i for i in final.output if i.type == "function_call"]
+    # read at once from the other replica: it was stored before response.completed went out
+    assert (await two.responses.retrieve(final.id)).output[0].id == call.id
+    # a turn without previous_response_id that names the question (an input item, by the id input_items
+    # gave it) and the call (an output item) instead of sending them again
+    [asked] = [i.id async for i in two.responses.input_items.list(final.id)]
+    after = await two.responses.create(
+        model="auto",
+        input=[
+            {"type": "item_reference", "id": asked},
+            {"type": "item_reference", "id": call.id},
+            {"type": "function_call_output", "call_id": call.call_id, "output": "21C"},
+        ],
+    )
+    assert after.output_text == "answer 2"
+    assert responder.messages() == [
+        ("user", "Weather in Paris?"),
+        ("assistant", [call.call_id]),
+        ("tool", (call.call_id, "21C")),
+    ]
+    with pytest.raises(openai.NotFoundError) as missing:
+        await two.responses.create(model="auto", input=[{"type": "item_reference", "id": f"{call.id}9"}])
+    assert missing.value.body["code"] == "item_not_found"  # type: ignore[index]
+
+
+async def test_nothing_is_kept_with_store_false_and_nothing_is_reachable_from_another_organisation(
+    world: World, responder: Responder
+) -> None:
+    acme, other = world.client(world.acme), world.client(world.other, 1)
+    unkept = await acme.responses.create(model="auto", input="Forget this", store=False)
+    assert unkept.store is False
+    with pytest.raises(openai.NotFoundError):
+        await acme.responses.retrieve(unkept.id)
+    kept = await acme.responses.create(model="auto", input="A secret", tools=[TOOL])  # type: ignore[list-item]
+    [call] = [i for i in kept.output if i.type == "function_call"]
+    for reach in (
+        other.responses.retrieve(kept.id),
+        other.responses.delete(kept.id),
+        other.responses.input_items.list(kept.id),
+    ):
+        with pytest.raises(openai.NotFoundError):
+            await reach
+    with pytest.raises(openai.BadRequestError):
+        await other.responses.create(model="auto", input="?", previous_response_id=kept.id)
+    with pytest.raises(openai.NotFoundError):
+        await other.responses.create(model="auto", input=[{"type": "item_reference", "id": call.id}])
+    assert (await acme.responses.retrieve(kept.id)).id == kept.id  # still there for its own organisation
+    async with httpx.AsyncClient(base_url=world.bases[0]) as http:
+        metrics = (await http.get("/metrics")).text
+    assert 'switchyard_gateway_stored_responses_total{outcome="not_asked"} 1.0' in metrics
+
+
+async def test_a_deployment_that_stores_nothing_says_so(world: World, responder: Responder) -> None:
+    off = world.client(world.acme, base=world.unstored)
+    answer = await off.responses.create(model="auto", input="Hi")
+    assert answer.store is False
+    with pytest.raises(openai.BadRequestError) as refused:
+        await off.responses.create(model="auto", input="And?", previous_response_id=answer.id)
+    assert refused.value.body["code"] == "unsupported_parameter"  # type: ignore[index]
+    async with httpx.AsyncClient(base_url=world.unstored) as http:
+        r = await http.get(
+            f"/v1/responses/{answer.id}", headers={"Authorization": f"Bearer {world.acme.keys['member']}"}
+        )
+    assert r.status_code == 404 and "SWITCHYARD_RESPONSES_STORE=false" in r.json()["error"]["message"]
