@@ -1,5 +1,5 @@
 """The Anthropic face's errors (`errors.error_response` on `/v1/messages`): Anthropic's statuses and types
-(504 `timeout_error`, 529 `overloaded_error`), a too small context window in Anthropic's words, and
+(504 `timeout_error`, 529 `overloaded_error`, other 4xx `invalid_request_error`), a too small context window in Anthropic's words, and
 Anthropic's `error.details`."""
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ def test_statuses_and_types_are_anthropics() -> None:
     assert _answer(busy, "/v1/chat/completions")[0] == 503  # the OpenAI face's
     stopping = ServiceUnavailable("the bus is down", code="bus_unavailable")
     assert _answer(stopping)[0] == 503
+    not_allowed = APIError("method GET not allowed", status=405, code="method_not_allowed")
+    assert _answer(not_allowed)[1]["error"]["type"] == "invalid_request_error"  # type: ignore[index]
 
 
 @pytest.mark.parametrize(

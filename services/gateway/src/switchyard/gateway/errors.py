@@ -211,7 +211,8 @@ def error_response(request: Request, exc: APIError) -> Response:
     if request.url.path.startswith("/v1/messages"):
         status, message = anthropic_wording(exc)
         error = {
-            "type": ANTHROPIC_TYPES.get(status, "api_error"),
+            # other 4xx are `invalid_request_error`, as Anthropic's errors page says of its own
+            "type": ANTHROPIC_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error"),
             "message": message,
             "code": exc.code,
             "param": exc.param,
