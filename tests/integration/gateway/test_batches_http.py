@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -126,10 +127,15 @@ async def _jsonl(client: openai.AsyncOpenAI, file_id: str) -> list[dict[str, Any
 async def _running(client: openai.AsyncOpenAI, pipeline: Pipeline, count: int) -> Any:
     """A batch of `count` questions, once its first two lines (the concurrency) are held in flight."""
     file_id = await _upload(client, [_line(f"r{i}", f"question {i}") for i in range(count)])
+    return await _started(client, pipeline, file_id)
+
+
+async def _started(client: openai.AsyncOpenAI, pipeline: Pipeline, file_id: str) -> Any:
+    """A batch of the file, once its first two lines (the concurrency) are held in flight."""
     batch = await client.batches.create(
         input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
     )
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while len(pipeline.held) < 2:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
@@ -399,6 +405,57 @@ async def test_a_batch_past_its_window_expires_with_what_it_finished(
     assert expired.expired_at
 
 
+def _rss_mib(pid: int) -> float:
+    status = dict(row.split(":", 1) for row in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return int(status["VmRSS"].split()[0]) / 1024
+
+
+async def test_a_running_batch_holds_the_requests_in_flight_not_its_file(
+    world: tuple[NatsServer, Bases, Org, Org], held: Pipeline
+) -> None:
+    """A running batch reads its input file as its lines are submitted: while its 2 lines in flight are held,
+    the runner holds those and a chunk of the file, not the file's 600 requests of 48 KB (28 MiB, which it
+    used to keep until the batch ended)."""
+    server, bases, acme, _ = world
+    client = _sdk(bases[0], acme, "admin")
+    rows = [_line(f"r{i}", f"question {i} " + "x" * 48_000) for i in range(600)]
+    file_id = await _upload(client, rows)
+    before = [_rss_mib(proc.pid) for proc in bases.procs]
+    batch = await _started(client, held, file_id)
+    await asyncio.sleep(0.5)  # the next line read, waiting for a slot
+    record = await _record(server.url, batch.id)
+    assert record.runner is not None and record.batch.request_counts.total == 600
+    runner = 0 if record.runner.owner.startswith("gateway-0") else 1
+    grown = _rss_mib(bases.procs[runner].pid) - before[runner]
+    assert grown < 10, f"the runner grew {grown:.1f} MiB for a 28 MiB file"
+    assert len(held.seen) == 2
+    await client.batches.cancel(batch.id)
+    cancelled = await _until(client, batch.id, "cancelled", within_s=60)
+    assert (cancelled.request_counts.total, cancelled.request_counts.completed) == (600, 0)
+
+
+async def test_a_batch_whose_input_file_is_deleted_fails_saying_so(
+    world: tuple[NatsServer, Bases, Org, Org], held: Pipeline
+) -> None:
+    """The runner reads the input file as it needs it: one deleted while its batch runs fails the batch
+    (`file_not_found` in its `errors`, naming it), its tasks still running are cancelled and no other line
+    is submitted; no output or error file is written (their custom_ids are in the file)."""
+    _, bases, acme, _ = world
+    client = _sdk(bases[0], acme, "admin")
+    batch = await _running(client, held, 4)
+    await client.files.delete(batch.input_file_id)
+    failed = await _until(client, batch.id, "failed")
+    assert failed.failed_at and failed.output_file_id is None and failed.error_file_id is None
+    assert failed.errors is not None and len(failed.errors.data) == 1
+    error = failed.errors.data[0]
+    assert (error.code, error.param) == ("file_not_found", "input_file_id")
+    assert f"the input file {batch.input_file_id} was deleted" in (error.message or "")
+    assert len(held.seen) == 2  # r2 and r3 never submitted
+    async with httpx.AsyncClient(base_url=bases[0], headers=auth(acme.keys["admin"])) as http:
+        states = [(await http.get(f"/v1/tasks/{task.task_id}")).json()["status"] for task in held.held]
+    assert states == ["cancelled", "cancelled"]
+
+
 async def _revoke(db_url: str, key: str) -> None:
     engine = create_engine(db_url)
     try:
@@ -440,10 +497,16 @@ async def _record(url: str, batch_id: str) -> BatchRecord:
 async def test_another_replica_takes_over_a_batch_whose_runner_died(
     world: tuple[NatsServer, Bases, Org, Org], held: Pipeline
 ) -> None:
-    """Last in this module: it kills a replica (and runs as the admin: the member's key was revoked)."""
+    """Last in this module: it kills a replica (and runs as the admin: the member's key was revoked). The
+    replica dies once its progress says r0 is done: the survivor reads the input file again from r1 on,
+    follows the tasks of r1 and r2 and submits r3."""
     server, bases, acme, _ = world
     batch = await _running(_sdk(bases[0], acme, "admin"), held, 4)
-    record = await _record(server.url, batch.id)
+    await held.answer(held.held.pop(0))  # r0 done: r2 is submitted in its slot
+    deadline = time.monotonic() + 10
+    while (record := await _record(server.url, batch.id)).done_below < 1 or len(held.held) < 2:
+        assert time.monotonic() < deadline, "r0's result never written with the lease"
+        await asyncio.sleep(0.1)
     assert record.runner is not None
     dying = 0 if record.runner.owner.startswith("gateway-0") else 1
     bases.procs[dying].kill()

@@ -22,7 +22,7 @@ from switchyard.gateway.batches.models import (
     RequestCounts,
 )
 from switchyard.gateway.batches.running import BatchRun, _waits
-from switchyard.gateway.errors import ModelNotFound, RateLimited, ServiceUnavailable
+from switchyard.gateway.errors import APIError, ModelNotFound, RateLimited, ServiceUnavailable
 from switchyard.gateway.files import upload
 from switchyard.gateway.taskapi.models import TaskError, TaskState
 
@@ -105,11 +105,11 @@ def test_empty_oversized_and_binary_files(monkeypatch: pytest.MonkeyPatch) -> No
 async def test_models_are_checked_once_each_through_the_catalogue() -> None:
     asked: list[str] = []
 
-    async def check(line: lines.Line) -> str:
-        asked.append(line.model)
-        if line.model == "nope":
+    async def check(ask: lines.Ask) -> str:
+        asked.append(ask.model)
+        if ask.model == "nope":
             raise ModelNotFound("The model 'nope' does not exist", param="model")
-        return line.model
+        return ask.model
 
     checked = _read(_file(_request("a", model="nope"), b"{", _request("b"), _request("c", model="nope")))
     await lines.check_models(checked, check=check)
@@ -120,7 +120,7 @@ async def test_models_are_checked_once_each_through_the_catalogue() -> None:
         ("model_not_found", "body.model", 4),
     ]
 
-    async def unavailable(line: lines.Line) -> str:
+    async def unavailable(ask: lines.Ask) -> str:
         raise ServiceUnavailable("no provider is available yet")
 
     with pytest.raises(ServiceUnavailable):  # not the file's fault: validated again later
@@ -323,3 +323,65 @@ def test_the_problems_listed_stay_small_whatever_the_lines_hold() -> None:
         api_key_id="k",
     )
     assert len(record.model_dump_json()) < 64 * 1024
+
+
+def _requests(content: bytes, *, start: int, size: int) -> list[lines.Line]:
+    """`content` read again from request `start` on, in chunks of `size` bytes, each request taken as soon
+    as its chunk is in (as the runner takes them)."""
+    reader = lines.Requests(start=start, max_body_bytes=4096)
+    taken: list[lines.Line] = []
+    for at in range(0, len(content), size):
+        reader.feed(content[at : at + size])
+        taken.extend(reader.take())
+    reader.end()
+    taken.extend(reader.take())
+    return taken
+
+
+def test_a_validated_file_read_again_gives_the_requests_validation_read_from_any_line_on() -> None:
+    """The runner reads the file again to submit its lines and to write their results: each request is
+    the one validation read (index, number, custom_id, the body byte for byte: its digest and idempotency
+    key come from it), from `start` on, however the file is cut; the validation kept none of them."""
+    content = _file(_request("a"), b"", b"   ", _request("b", max_tokens=5), _request("c"))
+    whole = _read(content)
+    unkept = lines.Reader(endpoint=CHAT, max_prompt_chars=10_000, max_body_bytes=4096, keep=False)
+    unkept.feed(content)
+    checked = unkept.end()
+    assert checked.lines == [] and (checked.count, checked.errors, checked.asks) == (3, [], whole.asks)
+    shape = [(line.index, line.number, line.custom_id, line.body) for line in whole.lines]
+    for size in (1, 9, len(content)):
+        for start in range(4):
+            again = _requests(content, start=start, size=size)
+            assert [(line.index, line.number, line.custom_id, line.body) for line in again] == shape[start:]
+
+
+def test_a_line_that_no_longer_reads_keeps_its_index() -> None:
+    """The file is immutable, but a line read again that does not parse (it cannot happen, short of the
+    limits being lowered since) is still a request at its index, with an empty body its submission
+    refuses: the lines after it keep their indexes, so no task id shifts to another line's."""
+    content = _file(_request("a"), b"{broken", _request("c"))
+    again = _requests(content, start=0, size=len(content))
+    assert [(line.index, line.custom_id, line.body) for line in again][1:] == [
+        (1, "", b""),
+        (2, "c", again[2].body),
+    ]
+    with pytest.raises(APIError):
+        lines.parse(again[1], CHAT, max_prompt_chars=10_000, max_body_bytes=4096)
+
+
+async def test_a_model_refused_fails_its_lines_in_order_up_to_the_cap() -> None:
+    """Models are checked from the asks, not the requests: each refused ask fails its lines, merged in line
+    order with the file's other problems and capped as they were."""
+
+    async def check(ask: lines.Ask) -> str:
+        if ask.model != "auto":
+            raise ModelNotFound(f"The model {ask.model!r} does not exist", param="model")
+        return ask.model
+
+    rows = [_request(f"r{i}", model=("x", "auto", "y")[i % 3]) for i in range(lines.MAX_ERRORS * 3)]
+    checked = _read(_file(*rows))
+    assert all(len(numbers) <= lines.MAX_ERRORS for numbers in checked.asks.values())
+    await lines.check_models(checked, check=check)
+    numbers = [n for _, _, _, n in checked.errors]
+    assert numbers == sorted(numbers) and len(numbers) == lines.MAX_ERRORS
+    assert numbers[:4] == [1, 3, 4, 6]  # lines 1, 4, 7... ask for x and 3, 6, 9... for y

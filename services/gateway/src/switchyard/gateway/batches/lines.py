@@ -1,13 +1,17 @@
 """A batch's input file, read and checked line by line as OpenAI checks it: each line a JSON object with
 a `custom_id` unique in the file, `method` POST, `url` the batch's endpoint, and a `body` the endpoint
 itself would accept (its own parsing, and the model catalogue). A file with any bad line fails the whole
-batch, listing the first MAX_ERRORS problems with their line numbers."""
+batch, listing the first MAX_ERRORS problems with their line numbers.
+
+A running batch reads its validated file again (`Requests`) to submit its lines and to write their results,
+holding only the requests it is at: the file is never held, nor all its requests."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
-from typing import Any
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -43,10 +47,22 @@ class Line:
     dimensions: int | None = None
 
 
+class Ask(NamedTuple):
+    """What a line asks of the model catalogue: its model, and an embedding line's inputs and length."""
+
+    model: str
+    inputs: int = 0
+    dimensions: int | None = None
+
+
 @dataclass
 class Checked:
-    lines: list[Line]
+    lines: list[Line]  # the requests, when the reader keeps them (`Reader(keep=True)`)
     errors: list[tuple[str, str, str | None, int | None]]  # code, message, param, line number
+    count: int = 0  # the good requests read
+    # each distinct ask of the catalogue, with the numbers of its first MAX_ERRORS lines (more are never
+    # listed): the models are checked from these, the requests need not be kept
+    asks: dict[Ask, list[int]] = field(default_factory=dict)
 
     def fail(self, code: str, message: str, param: str | None = None, number: int | None = None) -> None:
         if len(self.errors) < MAX_ERRORS:
@@ -55,19 +71,14 @@ class Checked:
             self.errors.append((code, message, param, number))
 
 
-class Reader:
-    """The file's requests, parsed as the endpoint parses them (the model not checked yet: `check_models`),
-    read as its chunks come (`feed`, then `end`): only the requests are kept, never the whole file. A line
-    longer than a body and its envelope (`upload.max_line_bytes`) is refused unread: its bytes are dropped
-    as they come, so it is never held whole nor parsed."""
+class _Lines:
+    """A file's lines, split as its chunks come (`feed`, then `end`), each handed to `_take` with its number
+    (from 1; blank lines count). A line longer than a body and its envelope (`upload.max_line_bytes`) is
+    handed as None, unread: its bytes are dropped as they come, so it is never held whole nor parsed."""
 
-    def __init__(self, *, endpoint: str, max_prompt_chars: int, max_body_bytes: int) -> None:
-        self.checked = Checked([], [])
-        self._endpoint = endpoint
-        self._max_prompt_chars = max_prompt_chars
+    def __init__(self, *, max_body_bytes: int) -> None:
         self._max_body_bytes = max_body_bytes
         self._max_line = upload.max_line_bytes(max_body_bytes)
-        self._seen: set[str] = set()
         self._number = 0
         self._rest: list[bytes] = []  # a line begun in earlier chunks, in pieces (joined once, at its end)
         self._rest_bytes = 0
@@ -83,13 +94,9 @@ class Reader:
             self._line_ends()
         self._grow(begun)
 
-    def end(self) -> Checked:
+    def _last_line(self) -> None:
         if self._rest or self._too_long:
             self._line_ends()
-        checked = self.checked
-        if not checked.lines and not checked.errors:
-            checked.fail("empty_file", "the file holds no requests")
-        return checked
 
     def _grow(self, piece: bytes) -> None:
         if self._too_long or not piece:
@@ -105,12 +112,38 @@ class Reader:
         raw = self._rest[0] if len(self._rest) == 1 else b"".join(self._rest)
         too_long = self._too_long
         self._rest, self._rest_bytes, self._too_long = [], 0, False
-        self._take(None if too_long else raw)
-
-    def _take(self, raw: bytes | None) -> None:
-        """One line (None: one longer than the limit)."""
         self._number += 1
-        number, checked = self._number, self.checked
+        self._take(self._number, None if too_long else raw)
+
+    def _take(self, number: int, raw: bytes | None) -> None:
+        raise NotImplementedError
+
+
+class Reader(_Lines):
+    """The file's requests checked, parsed as the endpoint parses them (the model not checked yet:
+    `check_models`). Only what the check needs is kept (the count, the asks of the catalogue, the problems);
+    the requests too with `keep`."""
+
+    def __init__(
+        self, *, endpoint: str, max_prompt_chars: int, max_body_bytes: int, keep: bool = True
+    ) -> None:
+        super().__init__(max_body_bytes=max_body_bytes)
+        self.checked = Checked([], [])
+        self._endpoint = endpoint
+        self._max_prompt_chars = max_prompt_chars
+        self._keep = keep
+        self._seen: set[str] = set()
+
+    def end(self) -> Checked:
+        self._last_line()
+        checked = self.checked
+        if not checked.count and not checked.errors:
+            checked.fail("empty_file", "the file holds no requests")
+        return checked
+
+    def _take(self, number: int, raw: bytes | None) -> None:
+        """One line (None: one longer than the limit)."""
+        checked = self.checked
         if self._stopped:
             return
         if raw is None:
@@ -128,12 +161,12 @@ class Reader:
             checked.fail("invalid_file", "the file is not UTF-8 text (JSON Lines)", None, number)
             self._stopped = True
             return
-        if len(checked.lines) + len(checked.errors) >= MAX_LINES:
+        if checked.count + len(checked.errors) >= MAX_LINES:
             checked.fail("too_many_requests", f"the file holds more than {MAX_LINES} requests", None, number)
             self._stopped = True
             return
         endpoint = self._endpoint
-        line = _line(raw, number, endpoint, len(checked.lines), checked, self._seen, self._max_body_bytes)
+        line = _line(raw, number, endpoint, checked.count, checked, self._seen, self._max_body_bytes)
         if line is None:
             return
         try:
@@ -143,9 +176,45 @@ class Reader:
         except APIError as exc:
             checked.fail(exc.code, exc.message, _param(exc.param), number)
             return
+        ask = Ask(parsed.model)
         if isinstance(parsed, embeddings.Embeddings):
-            line = replace(line, inputs=len(parsed.inputs), dimensions=parsed.dimensions)
-        checked.lines.append(replace(line, model=parsed.model))
+            ask = Ask(parsed.model, len(parsed.inputs), parsed.dimensions)
+        checked.count += 1
+        numbers = checked.asks.setdefault(ask, [])
+        if len(numbers) < MAX_ERRORS:
+            numbers.append(number)
+        if self._keep:
+            checked.lines.append(replace(line, model=ask.model, inputs=ask.inputs, dimensions=ask.dimensions))
+
+
+class Requests(_Lines):
+    """A validated file's requests read again, from the one at index `start` on, each parsed only when it
+    is taken (`take`): a running batch holds the requests it runs and a chunk's worth of lines, never the
+    file. Every non-blank line of a validated file is a request, so the lines before `start` are counted,
+    not parsed. A line that does not read as it did (it cannot, the file being immutable, unless the limits
+    were lowered since) is still a request at its index, with an empty body: its submission fails."""
+
+    def __init__(self, *, start: int, max_body_bytes: int) -> None:
+        super().__init__(max_body_bytes=max_body_bytes)
+        self._start = start
+        self._index = 0
+        self._read: deque[tuple[int, int, bytes | None]] = deque()  # index, number, raw: not taken yet
+
+    def end(self) -> None:
+        self._last_line()
+
+    def take(self) -> Iterator[Line]:
+        """The requests read so far and not taken yet, in order."""
+        while self._read:
+            index, number, raw = self._read.popleft()
+            yield _again(raw, index, number)
+
+    def _take(self, number: int, raw: bytes | None) -> None:
+        if raw is not None and not raw.strip():
+            return
+        index, self._index = self._index, self._index + 1
+        if index >= self._start:
+            self._read.append((index, number, raw))
 
 
 def read(content: bytes, *, endpoint: str, max_prompt_chars: int, max_body_bytes: int) -> Checked:
@@ -199,15 +268,28 @@ def _line(
             number,
         )
         return None
-    # A copy: the bytes orjson returns hold its whole write buffer (16 KiB for a 2 KB body, measured), and
-    # every line's body is kept until the batch ends.
-    data = memoryview(orjson.dumps(body)).tobytes()
+    data = _body(body)
     if len(data) > max_body_bytes:
         checked.fail(
             "request_too_large", f"the body exceeds the limit of {max_body_bytes} bytes", "body", number
         )
         return None
     return Line(index=index, number=number, custom_id=custom_id, body=data)
+
+
+def _again(raw: bytes | None, index: int, number: int) -> Line:
+    """A validated line's request, as `_line` read it."""
+    try:
+        obj: Any = orjson.loads(raw or b"")
+        return Line(index=index, number=number, custom_id=str(obj["custom_id"]), body=_body(obj["body"]))
+    except (orjson.JSONDecodeError, TypeError, KeyError):
+        return Line(index=index, number=number, custom_id="", body=b"")
+
+
+def _body(body: object) -> bytes:
+    # A copy: the bytes orjson returns hold its whole write buffer (16 KiB for a 2 KB body, measured), which
+    # a line kept a while (running, or many of them in `Reader(keep=True)`) would hold with it.
+    return memoryview(orjson.dumps(body)).tobytes()
 
 
 def parse(line: Line, endpoint: str, *, max_prompt_chars: int, max_body_bytes: int) -> Parsed:
@@ -219,24 +301,21 @@ def parse(line: Line, endpoint: str, *, max_prompt_chars: int, max_body_bytes: i
     return FACES[endpoint].parse(line.body, max_prompt_chars=max_prompt_chars)
 
 
-async def check_models(checked: Checked, *, check: Callable[[Line], Awaitable[str]]) -> None:
-    """Each line's model through the catalogue (`Catalog.check`; an embedding line's `check_embedding`,
-    with its inputs and length): one it does not serve fails the file, as OpenAI fails a batch naming a
-    model it does not have. Each distinct ask is checked once. A catalogue that cannot answer yet (no
-    provider announced) raises: the batch is validated later."""
-    verdicts: dict[tuple[str, int, int | None], APIError | None] = {}
-    for line in checked.lines:
-        asked = (line.model, line.inputs, line.dimensions)
-        if asked not in verdicts:
-            try:
-                await check(line)
-                verdicts[asked] = None
-            except ServiceUnavailable:
-                raise
-            except APIError as exc:
-                verdicts[asked] = exc
-        if (refused := verdicts[asked]) is not None:
-            checked.fail(refused.code, refused.message, _param(refused.param or "model"), line.number)
+async def check_models(checked: Checked, *, check: Callable[[Ask], Awaitable[str]]) -> None:
+    """Each distinct ask (a model, and an embedding line's inputs and length) through the catalogue, once
+    (`Catalog.check`; `check_embedding` for embeddings): one it does not serve fails the file at each of
+    its lines, as OpenAI fails a batch naming a model it does not have. A catalogue that cannot answer yet
+    (no provider announced) raises: the batch is validated later."""
+    refused: list[tuple[int, APIError]] = []
+    for ask, numbers in checked.asks.items():
+        try:
+            await check(ask)
+        except ServiceUnavailable:
+            raise
+        except APIError as exc:
+            refused.extend((number, exc) for number in numbers)
+    for number, refusal in sorted(refused, key=lambda found: found[0]):
+        checked.fail(refusal.code, refusal.message, _param(refusal.param or "model"), number)
     checked.errors.sort(key=lambda error: error[3] or 0)  # by line, as the file reads
 
 

@@ -5,20 +5,25 @@ files, also after taking the batch over."""
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import IO, Literal
 
 from switchyard.common import vectors
 from switchyard.common.events import TaskCompleted
 from switchyard.gateway import completions, embeddings
 from switchyard.gateway.batches import lines, render
-from switchyard.gateway.batches.models import BatchRecord, LineError
+from switchyard.gateway.batches.models import BatchRecord, LineError, RequestCounts
 from switchyard.gateway.batches.store import BatchStore
 from switchyard.gateway.errors import APIError, UpstreamFailed
+from switchyard.gateway.files.models import FileObject
 from switchyard.gateway.state import Gateway
 from switchyard.gateway.tenants import Principal
 
 Kind = Literal["completed", "failed", "unfinished"]
+READ_AT_ONCE = 64  # the lines whose results are read at the same time
 UNAVAILABLE = LineError(
     status=500,
     type="api_error",
@@ -34,6 +39,45 @@ class Results:
     record: BatchRecord
     principal: Principal  # the creator: the output guardrails are theirs
     kept: list[str] = field(default_factory=list)  # embedding lines' stored vectors read: deleted at the end
+
+    async def write(
+        self, requests: AsyncIterator[lines.Line], *, final: str
+    ) -> tuple[FileObject | None, FileObject | None, RequestCounts]:
+        """The batch's output and error files (None: empty), and the counts they hold. The results are read
+        in input order, READ_AT_ONCE lines at a time, their requests as `requests` gives them (read from the
+        input file), and written to disk: neither the input nor the files are ever held in memory, and the
+        store reads them from there in chunks."""
+        told = {"completed": 0, "failed": 0, "unfinished": 0}
+        with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as errors:
+
+            async def tell(window: list[lines.Line]) -> None:
+                for kind, text in await asyncio.gather(*(self.of(line, final=final) for line in window)):
+                    (output if kind == "completed" else errors).write(text)
+                    told[kind] += 1
+
+            window: list[lines.Line] = []
+            async for line in requests:
+                window.append(line)
+                if len(window) == READ_AT_ONCE:
+                    await tell(window)
+                    window = []
+            await tell(window)
+            out = await self._file("output", output)
+            err = await self._file("error", errors)
+        counts = RequestCounts(total=sum(told.values()), completed=told["completed"], failed=told["failed"])
+        return out, err, counts
+
+    async def _file(self, kind: str, content: IO[bytes]) -> FileObject | None:
+        if not content.tell():
+            return None
+        content.seek(0)
+        return await self.gw.files.put(
+            tenant_id=self.record.tenant_id,
+            purpose="batch_output",
+            filename=f"{self.record.batch.id}_{kind}.jsonl",
+            data=content,
+            expires_after_s=self.record.output_expires_s,
+        )
 
     async def of(self, line: lines.Line, *, final: str) -> tuple[Kind, bytes]:
         """The line's output line (`completed`) or error line (`failed`; `unfinished`: the batch ended as

@@ -1,6 +1,11 @@
 """One batch run by the replica that holds its lease: validate the input file, submit its lines as tasks
 (at most `concurrency` at a time), follow them to their results, then write the output and error files.
 
+The input file is read as it is needed, never held: validating keeps only what the check needs, running
+reads the requests as slots free up (a chunk of the file ahead), finishing reads them again, 64 at a time.
+So the batch needs its file until it ends: one deleted before then fails the batch (`file_not_found` in
+its `errors`), the tasks still running cancelled. (One past its expiry is kept while the batch runs.)
+
 Everything it does can be done again: a line's task id is derived from the batch and the line, so a
 runner that takes over after another died finds the tasks already submitted (the task store) and the
 lines already refused (`e.` keys), and submits only the rest; it starts from the record's `done_below`,
@@ -11,11 +16,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import IO
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -23,12 +27,11 @@ from nats.aio.msg import Msg
 from switchyard.common import subjects, vectors
 from switchyard.common.events import TaskCompleted
 from switchyard.gateway import serving
-from switchyard.gateway.batches import lines, principals, render
+from switchyard.gateway.batches import inputs, lines, principals, render
 from switchyard.gateway.batches.models import BatchError, BatchErrors, BatchRecord, LineError, RequestCounts
 from switchyard.gateway.batches.results import Results
 from switchyard.gateway.batches.store import BatchStore
 from switchyard.gateway.errors import APIError, NotFound, RateLimited, ServiceUnavailable
-from switchyard.gateway.files.models import FileObject
 from switchyard.gateway.state import Gateway
 from switchyard.gateway.taskapi.models import TERMINAL as TASK_TERMINAL
 from switchyard.gateway.taskapi.models import TaskState
@@ -36,7 +39,6 @@ from switchyard.gateway.tenants import Principal
 
 log = logging.getLogger(__name__)
 MAX_WAIT_S = 30.0  # a line refused for a rate limit waits at most this long before it is tried again
-READ_AT_ONCE = 64  # finishing: the lines whose results are read at the same time
 REVOKED = LineError(
     status=401,
     type="authentication_error",
@@ -66,7 +68,8 @@ class BatchRun:
     knobs: Knobs
     record: BatchRecord
     principal: Principal | None = None
-    ending: str | None = None  # "cancelled" or "expired": in-flight tasks are cancelled, no more submitted
+    ending: str | None = None  # cancelled, expired, failed (`gone`): in-flight tasks cancelled, no more sent
+    gone: str | None = None  # why the input file cannot be read any more: the batch fails
     halting: bool = False  # the lease is lost or the replica stops: the tasks run on, another takes over
     outcomes: dict[int, str] = field(default_factory=dict)  # line index -> completed / failed
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -99,16 +102,14 @@ class BatchRun:
             if await self._expired_unvalidated():
                 return
             await self._refresh_principal()
-            checked = await self._read()
-            if self.record.batch.status == "validating":
-                await lines.check_models(checked, check=self._check_model)
-            if not await self._validated(checked):
+            if self.record.batch.status == "validating" and not await self._validate():
                 return
             self._heard(self.record)
-            if self.record.batch.status in ("in_progress", "cancelling"):
-                await self._run_lines(checked.lines)
+            batch = self.record.batch  # one cancelled before it was validated has no task to follow
+            if batch.status == "in_progress" or (batch.status == "cancelling" and batch.in_progress_at):
+                await self._run_lines()
             if not self.halting:
-                await self._finish(checked.lines)
+                await self._finish()
         finally:
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
@@ -136,46 +137,35 @@ class BatchRun:
 
     # -- validation --------------------------------------------------------------------------------
 
-    async def _read(self) -> lines.Checked:
-        """The input file's requests, read as its chunks come from the store."""
-        batch = self.record.batch
-        try:
-            _, chunks = await self.gw.files.open(tenant_id=self.record.tenant_id, file_id=batch.input_file_id)
-        except NotFound:
-            return lines.Checked(
-                [], [("file_not_found", f"the input file {batch.input_file_id} is gone", None, None)]
-            )
-        settings = self.gw.settings
-        reader = lines.Reader(
-            endpoint=batch.endpoint,
-            max_prompt_chars=settings.max_prompt_chars,
-            max_body_bytes=settings.max_body_bytes,
-        )
-        async for chunk in chunks:
-            reader.feed(chunk)
-        return reader.end()
+    async def _validate(self) -> bool:
+        """The input file's lines checked, then their models: the batch runs (True) or fails (False)."""
+        checked = await inputs.checked(self.gw.files, self.gw.settings, self.record)
+        await lines.check_models(checked, check=self._check_model)
+        return await self._validated(checked)
 
-    async def _check_model(self, line: lines.Line) -> str:
+    def _requests(self, start: int) -> AsyncGenerator[lines.Line, None]:
+        max_body_bytes = self.gw.settings.max_body_bytes
+        return inputs.requests(self.gw.files, self.record, start=start, max_body_bytes=max_body_bytes)
+
+    async def _check_model(self, ask: lines.Ask) -> str:
         if self.record.batch.endpoint == lines.EMBEDDINGS:
             return await self.gw.catalog.check_embedding(
-                line.model, inputs=line.inputs, dimensions=line.dimensions
+                ask.model, inputs=ask.inputs, dimensions=ask.dimensions
             )
-        return await self.gw.catalog.check(line.model)
+        return await self.gw.catalog.check(ask.model)
 
     async def _validated(self, checked: lines.Checked) -> bool:
-        """A batch being validated runs, or fails with its file's problems listed; so does one whose file
-        became unreadable since (deleted while it ran: its lines cannot be known again). False: failed."""
+        """A batch being validated runs, or fails with its file's problems listed. False: failed."""
         now = int(time.time())
         errors = [BatchError(code=c, message=m, param=p, line=n) for c, m, p, n in checked.errors]
 
         def validated(r: BatchRecord) -> BatchRecord | None:
-            b = r.batch
-            if b.status not in ("validating", "in_progress") or (b.status == "in_progress" and not errors):
-                return None  # cancelling (nothing more runs), or running already
+            if r.batch.status != "validating":
+                return None  # cancelled meanwhile: nothing runs
             if errors:
                 failed = {"status": "failed", "failed_at": now, "errors": BatchErrors(data=errors)}
                 return _with(r, **failed)
-            counts = RequestCounts(total=len(checked.lines))
+            counts = RequestCounts(total=checked.count)
             return _with(r, status="in_progress", in_progress_at=now, request_counts=counts)
 
         record = await self._write(validated)
@@ -186,9 +176,10 @@ class BatchRun:
 
     # -- running the lines ---------------------------------------------------------------------------
 
-    async def _run_lines(self, todo: list[lines.Line]) -> None:
-        """Each line from `done_below` on, `concurrency` at a time. Once the batch ends (cancelled,
-        expired) no line is submitted any more, and the tasks still running are cancelled."""
+    async def _run_lines(self) -> None:
+        """Each line from `done_below` on, `concurrency` at a time, read from the file as a slot frees up
+        (the requests held are those in flight and the next one). Once the batch ends (cancelled, expired,
+        its file gone) no line is submitted any more, and the tasks still running are cancelled."""
         slots = asyncio.Semaphore(self.knobs.concurrency)
         running: set[asyncio.Task[None]] = set()
 
@@ -196,15 +187,33 @@ class BatchRun:
             running.discard(task)
             slots.release()
 
-        for line in todo[self.record.done_below :]:
-            await slots.acquire()
-            if self.halting:
-                slots.release()
-                break
-            task = asyncio.create_task(self._line(line))
-            running.add(task)
-            task.add_done_callback(done)
+        try:
+            async with aclosing(self._requests(self.record.done_below)) as requests:
+                async for line in requests:
+                    await slots.acquire()
+                    if self.halting or self.gone is not None:
+                        slots.release()
+                        break
+                    task = asyncio.create_task(self._line(line))
+                    running.add(task)
+                    task.add_done_callback(done)
+        except inputs.GONE as exc:
+            self._input_gone(exc)
+        except (nats.errors.Error, TimeoutError) as exc:  # the bus, briefly: the run is taken up again
+            log.warning(
+                "batch %s: its input file not read (%r); taken up again at a later scan", self.batch_id, exc
+            )
+            self.halt()
         await asyncio.gather(*running, return_exceptions=True)
+
+    def _input_gone(self, exc: APIError) -> str:
+        """The input file was deleted before the batch ended: its requests (and their `custom_id`s, which
+        the output needs) cannot be read any more, so the batch ends `failed`."""
+        if self.gone is None:
+            log.warning("batch %s: its input file is gone (%s): the batch fails", self.batch_id, exc.message)
+            self.gone = inputs.gone(self.record.batch.input_file_id)
+        self.end("failed")
+        return self.gone
 
     async def _line(self, line: lines.Line) -> None:
         task_id = render.task_id(self.record.tenant_id, self.batch_id, line.index)
@@ -306,8 +315,11 @@ class BatchRun:
 
     # -- finishing -------------------------------------------------------------------------------------
 
-    async def _finish(self, todo: list[lines.Line]) -> None:
+    async def _finish(self) -> None:
         """Writes the output and error files from every line's result, then the batch's end."""
+        if self.gone is not None:
+            await self._failed(self.gone)
+            return
         final = self.ending or ("cancelled" if self.record.batch.status == "cancelling" else "completed")
         now = int(time.time())
         if final == "completed":
@@ -322,18 +334,12 @@ class BatchRun:
             if finalizing.batch.status == "cancelling":
                 final = "cancelled"
         results = Results(self.gw, self.store, self.record, self.principal or self._owner())
-        told = {"completed": 0, "failed": 0, "unfinished": 0}
-        # Written to disk as they are read, in input order, READ_AT_ONCE lines' results read at a time: the
-        # files are never held in memory, and the store reads them from there in chunks.
-        with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as errors:
-            for start in range(0, len(todo), READ_AT_ONCE):
-                window = todo[start : start + READ_AT_ONCE]
-                for kind, text in await asyncio.gather(*(results.of(line, final=final) for line in window)):
-                    (output if kind == "completed" else errors).write(text)
-                    told[kind] += 1
-            out = await self._file("output", output)
-            err = await self._file("error", errors)
-        counts = RequestCounts(total=len(todo), completed=told["completed"], failed=told["failed"])
+        try:
+            async with aclosing(self._requests(0)) as requests:
+                out, err, counts = await results.write(requests, final=final)
+        except inputs.GONE as exc:
+            await self._failed(self._input_gone(exc))
+            return
         ended = {"completed": "completed_at", "cancelled": "cancelled_at", "expired": "expired_at"}[final]
         await self._write(
             lambda r: _with(
@@ -350,17 +356,15 @@ class BatchRun:
         if self.store.vectors is not None and results.kept:
             await self.store.vectors.forget(results.kept)
 
-    async def _file(self, kind: str, content: IO[bytes]) -> FileObject | None:
-        if not content.tell():
-            return None
-        content.seek(0)
-        return await self.gw.files.put(
-            tenant_id=self.record.tenant_id,
-            purpose="batch_output",
-            filename=f"{self.batch_id}_{kind}.jsonl",
-            data=content,
-            expires_after_s=self.record.output_expires_s,
-        )
+    async def _failed(self, message: str) -> None:
+        """The batch ends `failed`, the reason in its `errors`, its counts as they stand."""
+        now = int(time.time())
+        counts = self.record.batch.request_counts  # this run's, or as the last one left them
+        counts = self._progress(counts.total)[2] if self.outcomes else counts
+        error = BatchError(code="file_not_found", message=message, param="input_file_id")
+        failed = {"status": "failed", "failed_at": now, "errors": BatchErrors(data=[error])}
+        await self._write(lambda r: _with(r, request_counts=counts, **failed))
+        await self.store.finished(self.batch_id, tenant_id=self.record.tenant_id)
 
     # -- the lease ---------------------------------------------------------------------------------
 
@@ -383,6 +387,19 @@ class BatchRun:
                 return
             self.record = record
             self._heard(record)
+            if record.batch.status != "validating" and self.gone is None:
+                await self._check_input()
+
+    async def _check_input(self) -> None:
+        """Whether the input file is still there: its deletion is heard within a renewal, not only when
+        the runner next reads the file (a small file is read whole at once)."""
+        batch = self.record.batch
+        try:
+            await self.gw.files.get(tenant_id=self.record.tenant_id, file_id=batch.input_file_id)
+        except NotFound as exc:
+            self._input_gone(exc)
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("batch %s: its input file not checked (%r)", self.batch_id, exc)
 
     def _renewed(self, r: BatchRecord) -> BatchRecord | None:
         if r.runner is None or r.runner.owner != self.knobs.replica:
