@@ -144,8 +144,11 @@ async def test_a_conversation_continues_from_another_replica_and_is_read_back_an
     world: World, responder: Responder
 ) -> None:
     one, two = world.client(world.acme, 0), world.client(world.acme, 1)
-    first = await one.responses.create(model="auto", instructions="Be brief.", input="Hi")
+    first = await one.responses.create(
+        model="auto", instructions="Be brief.", input="Hi", metadata={"ticket": "T-42"}
+    )
     assert (first.store, first.previous_response_id) == (True, None)
+    assert (first.instructions, first.metadata) == ("Be brief.", {"ticket": "T-42"})  # repeated as sent
     second = await two.responses.create(model="auto", input="And again?", previous_response_id=first.id)
     assert (second.store, second.previous_response_id) == (True, first.id)
     # the first's input and answer, then this one's; the first's instructions are not carried over
@@ -240,8 +243,8 @@ async def test_nothing_is_kept_with_store_false_and_nothing_is_reachable_from_an
 
 async def test_a_deployment_that_stores_nothing_says_so(world: World, responder: Responder) -> None:
     off = world.client(world.acme, base=world.unstored)
-    answer = await off.responses.create(model="auto", input="Hi")
-    assert answer.store is False
+    answer = await off.responses.create(model="auto", input="Hi", instructions="Be brief.")
+    assert (answer.store, answer.instructions) == (False, "Be brief.")
     with pytest.raises(openai.BadRequestError) as refused:
         await off.responses.create(model="auto", input="And?", previous_response_id=answer.id)
     assert refused.value.body["code"] == "unsupported_parameter"  # type: ignore[index]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -90,9 +90,10 @@ class ReasoningConfig(BaseModel):
 
 
 class ResponsesRequest(BaseModel):
-    """Other fields OpenAI accepts that change nothing Switchyard returns (`metadata`, `truncation`,
-    `service_tier`, `prompt_cache_key`, `user`, ...) are accepted and ignored, and so are `include` entries
-    other than LOGPROBS_INCLUDE. `store` and `previous_response_id` are read by `stored_responses`."""
+    """Other fields OpenAI accepts that change nothing Switchyard returns (`truncation`, `service_tier`,
+    `prompt_cache_key`, `user`, ...) are accepted and ignored, and so are `include` entries other than
+    LOGPROBS_INCLUDE. `store`, `previous_response_id`, and the `instructions` and `metadata` a Response
+    repeats, are read by `stored_responses` too."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -112,6 +113,10 @@ class ResponsesRequest(BaseModel):
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS, strict=True)
     store: bool | None = Field(default=None, strict=True)
     previous_response_id: str | None = Field(default=None, min_length=1, max_length=200)
+    # OpenAI's bounds: at most 16 pairs, keys up to 64 characters, values strings up to 512
+    metadata: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None = (
+        Field(default=None, max_length=16)
+    )
 
     @field_validator("input", mode="before")
     @classmethod

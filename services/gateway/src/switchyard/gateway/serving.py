@@ -140,19 +140,21 @@ class Face:
 
 
 async def _conversation(gw: Gateway, principal: Principal, body: bytes) -> Face:
-    """The Responses face for one request: the stored conversation it continues, its answer stored."""
-    if gw.responses is None:  # this deployment stores no responses
-        return RESPONSES_UNSTORED
+    """The Responses face for one request: the stored conversation it continues, its answer stored (unless
+    the deployment stores no responses: `gw.responses` None), what it repeats of the request."""
     talk = await chain.load(gw.responses, principal.tenant_id, body)
     return Face(talk.parse, talk.render, talk.stream, keep=talk.keep_answer)
 
 
 OPENAI = Face(completions.parse_request, completions.completion_json, completions.stream_events)
 ANTHROPIC = Face(messages.parse_request, messages_render.message_json, messages_render.stream_events)
-RESPONSES_UNSTORED = Face(
-    responses.parse_request, responses_render.response_json, responses_render.stream_events
+# what serves a request is the face `_conversation` binds to it (these render no request's echoed fields)
+RESPONSES = Face(
+    responses.parse_request,
+    responses_render.response_json,
+    responses_render.stream_events,
+    bind=_conversation,
 )
-RESPONSES = replace(RESPONSES_UNSTORED, bind=_conversation)
 LEGACY = Face(legacy.parse_request, legacy.completion_json, legacy.stream_events)
 
 

@@ -55,10 +55,11 @@ class Conversation:
     """One request's conversation: `context` the items before its own (the previous response's input and
     output), `own` its own input items with references resolved."""
 
-    store: ResponseStore
+    store: ResponseStore | None  # None: the deployment stores no responses
     tenant_id: str
     keep: bool  # the request asked to be stored (`store`, true unless false) and the deployment stores
     previous_response_id: str | None = None
+    echoed: dict[str, Any] = field(default_factory=dict)  # the request's `instructions` and `metadata`
     context: list[dict[str, Any]] = field(default_factory=list)
     own: list[dict[str, Any]] = field(default_factory=list)
     resolved: bool = False  # `context` or a reference changed what the request's `input` says
@@ -74,7 +75,7 @@ class Conversation:
         """The response's fields this conversation sets: `store` says whether it is (or, before its end,
         is to be) stored."""
         store = self.keep if self.kept is None else self.kept
-        return {"store": store, "previous_response_id": self.previous_response_id}
+        return {"store": store, "previous_response_id": self.previous_response_id, **self.echoed}
 
     async def remember(self, task: TaskSubmitted, body: dict[str, Any]) -> bool:
         """Stores the answer (`body`, the response as its client gets it) with its whole input, giving the
@@ -90,13 +91,16 @@ class Conversation:
             for n, item in enumerate(self.own)
         ]
         record = StoredResponse(response={**body, "store": True}, input=[*self.context, *own])
+        assert self.store is not None  # `keep` is false without a store
         self.kept = await self.store.put(self.tenant_id, record)
         return self.kept
 
     # The Responses face for this request (`serving.Face`): its parser, its whole answer and its stream.
 
     def parse(self, body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
-        return responses.parse_request(body, max_prompt_chars=max_prompt_chars, items=self.items, stored=True)
+        return responses.parse_request(
+            body, max_prompt_chars=max_prompt_chars, items=self.items, stored=self.store is not None
+        )
 
     def body(self, task: TaskSubmitted, done: TaskCompleted) -> dict[str, Any]:
         return responses_render.response_body(task, done, created=self.created, fields=self.fields())
@@ -138,18 +142,20 @@ def own_items(raw: Any) -> list[dict[str, Any]]:
     return [i for i in raw if isinstance(i, dict)] if isinstance(raw, list) else []
 
 
-async def load(store: ResponseStore, tenant_id: str, body: bytes) -> Conversation:
-    """The request's conversation. A body that is not a valid request is left to the request's parser,
-    which says what is wrong with it."""
+async def load(store: ResponseStore | None, tenant_id: str, body: bytes) -> Conversation:
+    """The request's conversation (`store` None: the deployment stores no responses, and the parser
+    refuses what needs them). A body that is not a valid request is left to the request's parser, which
+    says what is wrong with it."""
     try:
         data = json_object(body)
     except InvalidRequest:
         return Conversation(store, tenant_id, keep=False)
     raw = data.get("input")
-    conversation = Conversation(store, tenant_id, keep=data.get("store") is not False, own=own_items(raw))
+    keep = store is not None and data.get("store") is not False
+    conversation = Conversation(store, tenant_id, keep=keep, own=own_items(raw), echoed=_echoed(data))
     previous_id = data.get("previous_response_id")
     refers = any(i.get("type") == "item_reference" for i in conversation.own)
-    if not isinstance(previous_id, str) and not refers:
+    if store is None or (not isinstance(previous_id, str) and not refers):
         return conversation
     previous: StoredResponse | None = None
     if isinstance(previous_id, str):
@@ -163,6 +169,15 @@ async def load(store: ResponseStore, tenant_id: str, body: bytes) -> Conversatio
     conversation.own = await _resolved(store, tenant_id, conversation.own, previous)
     conversation.resolved = True
     return conversation
+
+
+def _echoed(data: dict[str, Any]) -> dict[str, Any]:
+    """The request's fields a Response repeats as they were sent (the parser refuses invalid ones)."""
+    instructions, metadata = data.get("instructions"), data.get("metadata")
+    return {
+        "instructions": instructions if isinstance(instructions, str) else None,
+        "metadata": metadata if isinstance(metadata, dict) else {},
+    }
 
 
 def _replayed(response: dict[str, Any]) -> list[dict[str, Any]]:
