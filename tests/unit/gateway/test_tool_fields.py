@@ -209,6 +209,11 @@ def test_tool_calls_render_in_both_faces() -> None:
     assert message["content"] == [
         {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}}
     ]
+    odd = [CALL.model_copy(update={"function": FunctionCall(name="f", arguments=a)}) for a in ("null", "[1]")]
+    inputs = [
+        b["input"] for b in orjson.loads(messages_render.message_json(task, _done(tool_calls=odd)))["content"]
+    ]
+    assert inputs == [{}, {"input": [1]}]  # always an object, as Anthropic's
     plain = orjson.loads(
         messages_render.message_json(task, _done(content="Hi", finish_reason="stop", tool_calls=None))
     )

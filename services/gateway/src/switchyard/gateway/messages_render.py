@@ -25,12 +25,17 @@ STOP_REASONS = {
 
 
 def tool_use_blocks(done: TaskCompleted) -> list[dict[str, Any]]:
+    """The answer's tool calls as `tool_use` blocks, whose `input` is always an object, as Anthropic's is
+    (a client calls its function with it): arguments an OpenAI-compatible server gave as something else
+    (`null`, a list, text that is not JSON) are kept under `input`."""
     out = []
     for call in done.tool_calls or []:
         try:
             arguments = orjson.loads(call.function.arguments or "{}")
         except orjson.JSONDecodeError:
-            arguments = {"input": call.function.arguments}
+            arguments = call.function.arguments
+        if not isinstance(arguments, dict):
+            arguments = {} if arguments is None else {"input": arguments}
         out.append({"type": "tool_use", "id": call.id, "name": call.function.name, "input": arguments})
     return out
 
