@@ -1,6 +1,6 @@
 """The Anthropic face's errors (`errors.error_response` on `/v1/messages`): Anthropic's statuses and types
-(504 `timeout_error`, 529 `overloaded_error`, other 4xx `invalid_request_error`), a too small context window in Anthropic's words, and
-Anthropic's `error.details`."""
+(504 `timeout_error`, 529 `overloaded_error`, other 4xx `invalid_request_error`), a too small context
+window in Anthropic's words, and Anthropic's `error.details`."""
 
 from __future__ import annotations
 
