@@ -39,7 +39,7 @@ PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
 # Path parameters that name what every organisation shares (the deployment's models), not a tenant's
 # resource: filled with this value, and the answer only has to leak nothing.
 # path parameters that name no organisation's resource: a model, an unserved Responses operation
-SHARED = {"model": "auto", "name": "input_tokens"}
+SHARED = {"model": "auto", "name": "compact"}
 
 
 def operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:

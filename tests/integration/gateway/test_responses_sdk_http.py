@@ -125,7 +125,7 @@ async def test_a_response_not_stored_is_a_404_and_what_is_not_served_says_so(
         await client.responses.cancel("resp_1")
     assert background.value.code == "not_found" and "only background responses" in background.value.message
     with pytest.raises(openai.NotFoundError) as unserved:
-        await client.responses.input_tokens.count(model="auto", input="Hello")
+        await client.responses.compact(model="auto", input="Hello")
     assert "serves POST /v1/responses" in unserved.value.message
     _, base, _ = world
     anonymous = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="sk-nobody", max_retries=0)

@@ -24,13 +24,17 @@ from switchyard.common import subjects
 from switchyard.common.envelope import decode, encode
 from switchyard.common.events import (
     ChatMessage,
+    ChatRequest,
     FunctionCall,
+    FunctionSpec,
     TaskCompleted,
     TaskSubmitted,
     ToolCall,
+    ToolSpec,
     Usage,
 )
 from switchyard.common.streaming import Chunk, encode_chunk
+from switchyard.common.tokens import count_prompt
 from switchyard.gateway.db import migrations
 from tests.integration.gateway.harness import Org, gateways, make_org
 
@@ -253,3 +257,33 @@ async def test_a_deployment_that_stores_nothing_says_so(world: World, responder:
             f"/v1/responses/{answer.id}", headers={"Authorization": f"Bearer {world.acme.keys['member']}"}
         )
     assert r.status_code == 404 and "SWITCHYARD_RESPONSES_STORE=false" in r.json()["error"]["message"]
+
+
+async def test_input_tokens_counts_the_request_with_the_conversation_it_continues(
+    world: World, responder: Responder
+) -> None:
+    client = world.client(world.acme)
+    first = await client.responses.create(model="auto", input="What is the tallest mountain on Earth?")
+    alone = await client.responses.input_tokens.count(model="auto", input="And the second tallest?")
+    assert alone.object == "response.input_tokens"
+    # the same count the router checks context windows with, over the same messages
+    asked = ChatRequest(messages=[ChatMessage(role="user", content="And the second tallest?")])
+    assert alone.input_tokens == count_prompt(asked)
+    chained = await client.responses.input_tokens.count(
+        input="And the second tallest?",
+        previous_response_id=first.id,
+        tools=[TOOL],  # type: ignore[list-item]
+    )
+    whole = ChatRequest(
+        messages=[
+            ChatMessage(role="user", content="What is the tallest mountain on Earth?"),
+            ChatMessage(role="assistant", content=first.output_text),
+            ChatMessage(role="user", content="And the second tallest?"),
+        ],
+        tools=[ToolSpec(function=FunctionSpec(name="get_weather", parameters={"type": "object"}))],
+    )
+    assert chained.input_tokens == count_prompt(whole)
+    assert len(responder.seen) == 1  # counting ran no task
+    with pytest.raises(openai.BadRequestError) as unknown:
+        await client.responses.input_tokens.count(input="?", previous_response_id="resp_" + "0" * 32)
+    assert unknown.value.body["code"] == "previous_response_not_found"  # type: ignore[index]

@@ -27,6 +27,7 @@ from pydantic_core import PydanticCustomError
 
 from switchyard.common.events import (
     ChatMessage,
+    ChatRequest,
     FunctionCall,
     FunctionSpec,
     ThinkingBlock,
@@ -125,6 +126,29 @@ class ResponsesRequest(BaseModel):
         if not isinstance(v, str | list):
             raise PydanticCustomError("input_type", "must be a string or a list of input items")
         return v
+
+
+class InputTokensRequest(ResponsesRequest):
+    """`POST /v1/responses/input_tokens`: a create request's fields, every one optional, as OpenAI's."""
+
+    model: str = Field(default="auto", min_length=1, max_length=200)
+    input: str | list[dict[str, Any]] = ""
+
+
+def parse_count_request(body: bytes, *, items: list[dict[str, Any]] | None, stored: bool) -> ChatRequest:
+    """An input-token count's body as the chat request it would become (no prompt-size limit: a count says
+    how large a prompt is, also one that `/v1/responses` would refuse); `items` and `stored` as for
+    `parse_request`."""
+    parsed = validated(body, InputTokensRequest, UNSUPPORTED if stored else UNSTORED)
+    messages = [ChatMessage(role="system", content=parsed.instructions)] if parsed.instructions else []
+    given = parsed.input if items is None else items
+    if given:
+        messages += chat_messages(given)
+    return ChatRequest(
+        model=parsed.model,
+        messages=messages or [ChatMessage(role="user", content="")],
+        tools=pipeline_tools(parsed.tools),
+    )
 
 
 def parse_request(

@@ -1,16 +1,23 @@
 from __future__ import annotations
 
+import time
+from typing import Literal
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 
+from switchyard.common.tokens import COUNT_INLINE_BYTES, count_prompt_off_loop
 from switchyard.gateway import serving
 from switchyard.gateway.auth import authenticate
+from switchyard.gateway.completions import read_body
 from switchyard.gateway.errors import NotFound
 from switchyard.gateway.legacy import CompletionsRequest
 from switchyard.gateway.openapi import ERRORS, INFERENCE_ERRORS
-from switchyard.gateway.responses import ResponsesRequest
+from switchyard.gateway.responses import InputTokensRequest, ResponsesRequest, parse_count_request
 from switchyard.gateway.schemas import ChatCompletionRequest
 from switchyard.gateway.state import gateway_of
+from switchyard.gateway.stored_responses import chain
 
 router = APIRouter()
 
@@ -35,6 +42,34 @@ async def create_response(request: Request) -> Response:
     return await serving.serve(request, serving.RESPONSES)
 
 
+class InputTokens(BaseModel):
+    object: Literal["response.input_tokens"] = "response.input_tokens"
+    input_tokens: int
+
+
+@router.post(
+    "/v1/responses/input_tokens",
+    summary="Count a response request's input tokens (OpenAI's responses.input_tokens.count): cl100k_base "
+    "over the instructions, the input (with the conversation `previous_response_id` names) and the tools, "
+    "the count the router checks context windows with. Runs no task and takes no request or token quota: "
+    "counts have a window of their own per user (`SWITCHYARD_LIMIT_USER_COUNTS_PER_MIN`, 600).",
+    response_model=InputTokens,
+    responses={status: spec for status, spec in INFERENCE_ERRORS.items() if status not in (502, 504)},
+    openapi_extra=serving.schema_of(InputTokensRequest),
+)
+async def count_input_tokens(request: Request) -> InputTokens:
+    gw = gateway_of(request)
+    principal = await authenticate(request, gw.verifier)
+    if gw.admission.limiter is not None:
+        await gw.admission.limiter.admit_count(principal, now=time.time())
+    body = await read_body(request, limit=gw.settings.max_body_bytes)
+    talk = await chain.load(gw.responses, principal.tenant_id, body)
+    parsed = parse_count_request(body, items=talk.items, stored=gw.responses is not None)
+    await gw.catalog.check(parsed.model)
+    tokens = await count_prompt_off_loop(parsed, large=len(body) > COUNT_INLINE_BYTES)
+    return InputTokens(input_tokens=tokens)
+
+
 @router.post(
     "/v1/responses/{response_id}/cancel",
     summary="Not served (background responses are not): a 404 `not_found` saying so",
@@ -51,7 +86,7 @@ async def cancel_response(request: Request, response_id: str) -> Response:
 
 @router.post(
     "/v1/responses/{name}",
-    summary="Not served (`input_tokens`, `compact`): a 404 `not_found` saying what is",
+    summary="Not served (`compact`): a 404 `not_found` saying what is",
     responses=ERRORS,
 )
 async def unserved_response_operation(request: Request, name: str) -> Response:
@@ -59,7 +94,8 @@ async def unserved_response_operation(request: Request, name: str) -> Response:
     await authenticate(request, gateway_of(request).verifier)
     raise NotFound(
         f"POST /v1/responses/{name} is not served here: of the Responses API, Switchyard serves "
-        "POST /v1/responses and GET/DELETE /v1/responses/{id} (with its input_items)"
+        "POST /v1/responses, POST /v1/responses/input_tokens and GET/DELETE /v1/responses/{id} (with its "
+        "input_items)"
     )
 
 

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import asyncio
 import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from switchyard.common.tokens import count_prompt, encoding
+from switchyard.common.tokens import COUNT_INLINE_BYTES, count_prompt_off_loop
 from switchyard.gateway import completions, serving
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.messages import CountTokensRequest, MessagesRequest, parse_count_request
@@ -15,9 +14,6 @@ from switchyard.gateway.openapi import ANTHROPIC_ERRORS
 from switchyard.gateway.state import gateway_of
 
 router = APIRouter()
-
-# A body of up to this many bytes is counted on the event loop (cl100k_base: ~1 ms); a longer one on a thread.
-COUNT_INLINE_BYTES = 20_000
 
 
 class TokenCount(BaseModel):
@@ -54,10 +50,5 @@ async def count_tokens(request: Request) -> Response:
     body = await completions.read_body(request, limit=gw.settings.max_body_bytes)
     parsed = parse_count_request(body)
     await gw.catalog.check(parsed.model)
-    if not encoding.cache_info().currsize:  # cl100k_base takes ~0.2 s and ~40 MB to load: on a thread
-        await asyncio.to_thread(encoding)
-    if len(body) > COUNT_INLINE_BYTES:
-        tokens = await asyncio.to_thread(count_prompt, parsed)
-    else:
-        tokens = count_prompt(parsed)
+    tokens = await count_prompt_off_loop(parsed, large=len(body) > COUNT_INLINE_BYTES)
     return Response(TokenCount(input_tokens=tokens).model_dump_json(), media_type="application/json")
