@@ -157,6 +157,11 @@ async def test_a_conversation_continues_from_another_replica_and_is_read_back_an
     assert (second.store, second.previous_response_id) == (True, first.id)
     # the first's input and answer, then this one's; the first's instructions are not carried over
     assert responder.messages() == [("user", "Hi"), ("assistant", "answer 1"), ("user", "And again?")]
+    # its answer sent back as well is an item twice: refused before any task, as OpenAI refuses it
+    with pytest.raises(openai.BadRequestError) as twice:
+        resent = [first.output[0].model_dump(exclude_none=True), {"role": "user", "content": "And again?"}]
+        await two.responses.create(model="auto", input=resent, previous_response_id=first.id)  # type: ignore[arg-type]
+    assert (twice.value.body["code"], twice.value.body["param"]) == ("duplicate_item", "input.0")  # type: ignore[index]
 
     assert (await one.responses.retrieve(second.id)).model_dump() == second.model_dump()
     items = [i.model_dump() async for i in one.responses.input_items.list(second.id)]  # newest first

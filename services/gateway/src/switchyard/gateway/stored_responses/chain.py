@@ -25,7 +25,7 @@ from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted
 from switchyard.common.streaming import Chunk
 from switchyard.gateway import responses, responses_render
 from switchyard.gateway.completions import json_object
-from switchyard.gateway.errors import APIError, InvalidRequest
+from switchyard.gateway.errors import APIError, InvalidRequest, RequestTooLarge
 from switchyard.gateway.metrics import STORED_RESPONSES
 from switchyard.gateway.responses import RESPONSE_ID
 from switchyard.gateway.schemas import ChatCompletionRequest
@@ -48,6 +48,12 @@ class ItemNotFound(APIError):
     status = 404
     type = "invalid_request_error"
     code = "item_not_found"
+
+
+class DuplicateItem(APIError):
+    status = 400
+    type = "invalid_request_error"
+    code = "duplicate_item"
 
 
 @dataclass
@@ -155,20 +161,60 @@ async def load(store: ResponseStore | None, tenant_id: str, body: bytes) -> Conv
     conversation = Conversation(store, tenant_id, keep=keep, own=own_items(raw), echoed=_echoed(data))
     previous_id = data.get("previous_response_id")
     refers = any(i.get("type") == "item_reference" for i in conversation.own)
-    if store is None or (not isinstance(previous_id, str) and not refers):
+    if store is None:
         return conversation
-    previous: StoredResponse | None = None
-    if isinstance(previous_id, str):
-        previous = await store.get(tenant_id, previous_id) if _RESPONSE_ID.fullmatch(previous_id) else None
-        if previous is None:
-            raise PreviousResponseNotFound(
-                f"Previous response with id '{previous_id[:80]}' not found.", param="previous_response_id"
-            )
-        conversation.previous_response_id = previous_id
-        conversation.context = [*previous.input, *_replayed(previous.response)]
-    conversation.own = await _resolved(store, tenant_id, conversation.own, previous)
-    conversation.resolved = True
+    if isinstance(previous_id, str) or refers:
+        previous: StoredResponse | None = None
+        if isinstance(previous_id, str):
+            found = _RESPONSE_ID.fullmatch(previous_id)
+            previous = await store.get(tenant_id, previous_id) if found else None
+            if previous is None:
+                raise PreviousResponseNotFound(
+                    f"Previous response with id '{previous_id[:80]}' not found.", param="previous_response_id"
+                )
+            conversation.previous_response_id = previous_id
+            conversation.context = [*previous.input, *_replayed(previous.response)]
+        conversation.own = await _resolved(store, tenant_id, conversation.own, previous)
+        conversation.resolved = True
+        _check_size(conversation.context, conversation.own, max_bytes=store.max_value_bytes)
+    _check_ids(conversation.context, conversation.own)
     return conversation
+
+
+def _check_ids(context: list[dict[str, Any]], own: list[dict[str, Any]]) -> None:
+    """Each item of a conversation once, as OpenAI has it (a 400 for an item sent again: the model would
+    read that turn twice, and the ids `input_items` pages by would repeat); an id the client gives is a
+    string."""
+    seen = {i.get("id") for i in context}
+    for n, item in enumerate(own):
+        item_id = item.get("id")
+        if not item_id:
+            continue  # one is given when the response is stored
+        if not isinstance(item_id, str):
+            raise InvalidRequest(
+                f"input.{n}.id: an item's id must be a string", code="invalid_type", param=f"input.{n}.id"
+            )
+        if item_id in seen:
+            raise DuplicateItem(
+                f"Duplicate item found with id {item_id[:80]}. Remove duplicate items from your input and "
+                "try again (the previous response's items are part of the conversation already).",
+                param=f"input.{n}",
+            )
+        seen.add(item_id)
+
+
+def _check_size(context: list[dict[str, Any]], own: list[dict[str, Any]], *, max_bytes: int) -> None:
+    """413 for a conversation the bus cannot carry as a task (`max_prompt_chars` counts text, not images:
+    stored responses' images add up past it)."""
+    size = 0
+    for item in (*context, *own):
+        size += len(orjson.dumps(item))
+        if size > max_bytes:
+            raise RequestTooLarge(
+                f"input: the conversation (the previous response's items, the items referenced and the "
+                f"request's own) is over {max_bytes} bytes, more than the bus carries as one task",
+                param="input",
+            )
 
 
 def _echoed(data: dict[str, Any]) -> dict[str, Any]:

@@ -18,12 +18,13 @@ from __future__ import annotations
 import logging
 import zlib
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import orjson
-from nats.errors import MaxPayloadError
+from nats.errors import Error as BusError
 from nats.js import JetStreamContext, api
-from nats.js.errors import APIError, BucketNotFoundError, KeyNotFoundError, ServerError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, ServerError
 from nats.js.kv import KeyValue
 
 from switchyard.common import kv, subjects
@@ -59,10 +60,15 @@ class StoredResponse:
 
     def item(self, item_id: str) -> dict[str, Any] | None:
         """An input or output item of this response, by its id."""
+        return self._items.get(item_id)
+
+    @cached_property
+    def _items(self) -> dict[Any, dict[str, Any]]:
+        """Items by id, the first of an id (read once: a request may reference thousands of items)."""
+        items: dict[Any, dict[str, Any]] = {}
         for item in (*self.input, *self.response.get("output", ())):
-            if item.get("id") == item_id:
-                return item  # type: ignore[no-any-return]
-        return None
+            items.setdefault(item.get("id"), item)
+        return items
 
 
 class ResponseStore:
@@ -71,8 +77,9 @@ class ResponseStore:
         self.max_value_bytes = max_value_bytes
 
     async def put(self, tenant_id: str, record: StoredResponse) -> bool:
-        """Keeps the record; False (logged) when it cannot be kept: larger than a bus message, or the bucket
-        is full. The answer it holds has gone or goes out anyway."""
+        """Keeps the record; False (logged) when it cannot be kept: larger than a bus message, the bucket
+        full, or the bus not taking it (the bucket's stream gone, a timeout). The answer it holds has gone or
+        goes out anyway, so nothing is raised: its task ran and is billed."""
         raw = record.to_bytes()
         if len(raw) > self.max_value_bytes:
             log.warning(
@@ -85,7 +92,7 @@ class ResponseStore:
             return False
         try:
             await self.bucket.put(kv.tenant_key(tenant_id, record.id), raw)
-        except (APIError, MaxPayloadError) as exc:
+        except (BusError, TimeoutError) as exc:
             log.warning("response %s not stored: %s", record.id, exc)
             STORED_RESPONSES.labels("refused").inc()
             return False

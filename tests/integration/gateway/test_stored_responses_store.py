@@ -1,0 +1,122 @@
+"""The stored responses' store and the conversations read from it, on a real nats-server: an answer whose
+record the bus does not take (the bucket's stream gone, as much as the bucket full) is not stored and
+still goes out; a conversation naming an item twice (a follow-up sending the previous response's items
+again, a reference repeated) or an item id that is not a string is a 400, as OpenAI's; and a conversation
+the bus could not carry (images of several stored responses, which `max_prompt_chars` does not count) is a
+413, not a task the bus refuses."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import nats
+import orjson
+import pytest
+from nats.js import JetStreamContext
+from prometheus_client import REGISTRY
+
+from switchyard.cli.processes import NatsServer
+from switchyard.common import subjects
+from switchyard.gateway.errors import APIError, RequestTooLarge
+from switchyard.gateway.stored_responses import chain
+from switchyard.gateway.stored_responses.store import ResponseStore, StoredResponse, responses_bucket
+
+pytestmark = pytest.mark.integration
+TASK = "0" * 31
+
+
+@pytest.fixture
+async def js(nats_server: NatsServer) -> AsyncIterator[JetStreamContext]:
+    nc = await nats.connect(nats_server.url)
+    yield nc.jetstream()
+    await nc.close()
+
+
+async def _store(js: JetStreamContext, *, max_value_bytes: int = 1 << 20) -> ResponseStore:
+    return await responses_bucket(
+        js, keep_s=60, max_bytes=8 << 20, replicas=1, max_value_bytes=max_value_bytes
+    )
+
+
+def _record(n: int, *, text: str = "hi", image: str | None = None) -> StoredResponse:
+    """Stored response n: one user input item (with an image, if given) and one answer."""
+    content: list[dict[str, Any]] = [{"type": "input_text", "text": text}]
+    if image is not None:
+        content.append({"type": "input_image", "image_url": image})
+    answer = {
+        "id": f"msg_{TASK}{n}",
+        "type": "message",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": f"answer {n}"}],
+    }
+    return StoredResponse(
+        response={"id": f"resp_{TASK}{n}", "status": "completed", "output": [answer]},
+        input=[{"id": f"msg_{TASK}{n}_in0", "type": "message", "role": "user", "content": content}],
+    )
+
+
+def _body(**fields: Any) -> bytes:
+    return orjson.dumps({"model": "auto", **fields})
+
+
+def _count(outcome: str) -> float:
+    return REGISTRY.get_sample_value("switchyard_gateway_stored_responses_total", {"outcome": outcome}) or 0.0
+
+
+async def test_a_record_the_bus_does_not_take_is_not_stored_rather_than_losing_the_answer(
+    js: JetStreamContext,
+) -> None:
+    store = await _store(js)
+    assert await store.put("acme", _record(1))
+    await js.delete_stream(f"KV_{subjects.KV_RESPONSES}")  # an operator's mistake, a stream being moved
+    refused = _count("refused")
+    # was: NoStreamResponseError raised, which the non-streamed answer's request turned into a 503
+    # "retry shortly" after the task had run and been billed (and a stream ended without its completion)
+    assert await store.put("acme", _record(2)) is False
+    assert _count("refused") == refused + 1
+
+
+async def test_an_item_named_twice_or_an_id_that_is_not_a_string_is_refused(js: JetStreamContext) -> None:
+    store = await _store(js)
+    await store.put("acme", _record(1))
+    previous = f"resp_{TASK}1"
+    answer = _record(1).response["output"][0]
+    ask = {"type": "message", "role": "user", "content": "and?"}
+    cases = [
+        # the previous response's answer sent again with it (by value, or by reference), as OpenAI refuses
+        (_body(previous_response_id=previous, input=[answer, ask]), "input.0"),
+        (
+            _body(previous_response_id=previous, input=[{"type": "item_reference", "id": answer["id"]}]),
+            "input.0",
+        ),
+        # one reference twice
+        (_body(input=[{"type": "item_reference", "id": answer["id"]}] * 2), "input.1"),
+        # two of the request's own items under one id
+        (_body(input=[{**ask, "id": "mine"}, {**ask, "id": "mine"}]), "input.1"),
+    ]
+    for body, param in cases:
+        with pytest.raises(APIError) as refused:
+            await chain.load(store, "acme", body)
+        assert (refused.value.status, refused.value.code, refused.value.param) == (
+            400,
+            "duplicate_item",
+            param,
+        )
+        assert "Duplicate item found with id" in refused.value.message
+    with pytest.raises(APIError) as odd:  # was stored as given: input_items then failed with a 500
+        await chain.load(store, "acme", _body(input=[{**ask, "id": 5}]))
+    assert (odd.value.status, odd.value.code, odd.value.param) == (400, "invalid_type", "input.0.id")
+
+
+async def test_a_conversation_larger_than_a_bus_message_is_413(js: JetStreamContext) -> None:
+    store = await _store(js, max_value_bytes=64 * 1024)
+    image = "data:image/png;base64," + "A" * 40_000  # text limits do not count images
+    for n in (1, 2):
+        assert await store.put("acme", _record(n, image=image))  # each compresses well under the limit
+    refs = [{"type": "item_reference", "id": f"msg_{TASK}{n}_in0"} for n in (1, 2)]
+    with pytest.raises(RequestTooLarge) as large:
+        await chain.load(store, "acme", _body(input=refs))
+    assert large.value.code == "request_too_large" and "bus" in large.value.message
+    one = await chain.load(store, "acme", _body(input=refs[:1]))  # one image's conversation fits
+    assert one.items is not None and len(one.items) == 1
