@@ -261,7 +261,9 @@ async def test_a_deployment_that_stores_nothing_says_so(world: World, responder:
         r = await http.get(
             f"/v1/responses/{answer.id}", headers={"Authorization": f"Bearer {world.acme.keys['member']}"}
         )
+        metrics = (await http.get("/metrics")).text
     assert r.status_code == 404 and "SWITCHYARD_RESPONSES_STORE=false" in r.json()["error"]["message"]
+    assert "switchyard_gateway_stored_responses_total{" not in metrics  # no request said `store: false`
 
 
 async def test_input_tokens_counts_the_request_with_the_conversation_it_continues(

@@ -115,8 +115,43 @@ async def test_a_conversation_larger_than_a_bus_message_is_413(js: JetStreamCont
     for n in (1, 2):
         assert await store.put("acme", _record(n, image=image))  # each compresses well under the limit
     refs = [{"type": "item_reference", "id": f"msg_{TASK}{n}_in0"} for n in (1, 2)]
+    talk = await chain.load(store, "acme", _body(input=refs))
     with pytest.raises(RequestTooLarge) as large:
-        await chain.load(store, "acme", _body(input=refs))
+        talk.parse(_body(input=refs), max_prompt_chars=1000)
     assert large.value.code == "request_too_large" and "bus" in large.value.message
     one = await chain.load(store, "acme", _body(input=refs[:1]))  # one image's conversation fits
-    assert one.items is not None and len(one.items) == 1
+    assert len(one.parse(_body(input=refs[:1]), max_prompt_chars=1000).messages) == 1
+
+
+async def test_a_follow_up_that_leaves_the_previous_function_calls_unanswered_is_refused(
+    js: JetStreamContext,
+) -> None:
+    store = await _store(js)
+    call = {
+        "id": f"fc_{TASK}1_0",
+        "type": "function_call",
+        "call_id": "call_1",
+        "name": "f",
+        "arguments": "{}",
+    }
+    record = _record(1)
+    await store.put(
+        "acme", StoredResponse(response={**record.response, "output": [call]}, input=record.input)
+    )
+    # OpenAI's 400 (providers refuse a tool call with no result after it): it went to the model
+    body = _body(previous_response_id=f"resp_{TASK}1", input="never mind, just say hi")
+    talk = await chain.load(store, "acme", body)
+    with pytest.raises(APIError) as refused:
+        talk.parse(body, max_prompt_chars=1000)
+    assert (refused.value.status, refused.value.code, refused.value.param) == (400, "invalid_value", "input")
+    assert refused.value.message.startswith("No tool output found for function call call_1.")
+    answered = _body(
+        previous_response_id=f"resp_{TASK}1",
+        input=[{"type": "function_call_output", "call_id": "call_1", "output": "ok"}],
+    )
+    talk = await chain.load(store, "acme", answered)
+    assert [m.role for m in talk.parse(answered, max_prompt_chars=1000).messages] == [
+        "user",
+        "assistant",
+        "tool",
+    ]

@@ -193,7 +193,31 @@ def parse_request(
             code=exc.code,
             param="input",
         ) from exc
+    unanswered = _unanswered_call(messages)
+    if unanswered is not None:
+        raise InvalidRequest(
+            f"No tool output found for function call {unanswered}. Each function_call needs its "
+            "function_call_output (the same call_id) before the conversation goes on",
+            code="invalid_value",
+            param="input",
+        )
     return request
+
+
+def _unanswered_call(messages: list[ChatMessage]) -> str | None:
+    """The call id of the first function call no output answers before the next turn or the end, which
+    OpenAI refuses (400, "No tool output found for function call ...") and every provider would: common
+    after `previous_response_id` names a response that ended in function calls."""
+    waiting: list[str] = []
+    for message in messages:
+        if message.role == "tool":
+            if message.tool_call_id in waiting:
+                waiting.remove(message.tool_call_id)
+            continue
+        if waiting:
+            return waiting[0]
+        waiting = [c.id for c in message.tool_calls or []] if message.role == "assistant" else []
+    return waiting[0] if waiting else None
 
 
 def chat_messages(items: str | list[dict[str, Any]]) -> list[ChatMessage]:

@@ -87,7 +87,7 @@ class Conversation:
         """Stores the answer (`body`, the response as its client gets it) with its whole input, giving the
         request's own items that have none an id. Returns whether it was stored."""
         if not self.keep or body.get("status") not in ("completed", "incomplete"):
-            if not self.keep:
+            if not self.keep and self.store is not None:  # a deployment storing none asks nothing
                 STORED_RESPONSES.labels("not_asked").inc()
             self.kept = False
             return False
@@ -104,6 +104,8 @@ class Conversation:
     # The Responses face for this request (`serving.Face`): its parser, its whole answer and its stream.
 
     def parse(self, body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
+        if self.resolved and self.store is not None:
+            _check_size(self.context, self.own, max_bytes=self.store.max_value_bytes)
         return responses.parse_request(
             body, max_prompt_chars=max_prompt_chars, items=self.items, stored=self.store is not None
         )
@@ -176,7 +178,6 @@ async def load(store: ResponseStore | None, tenant_id: str, body: bytes) -> Conv
             conversation.context = [*previous.input, *_replayed(previous.response)]
         conversation.own = await _resolved(store, tenant_id, conversation.own, previous)
         conversation.resolved = True
-        _check_size(conversation.context, conversation.own, max_bytes=store.max_value_bytes)
     _check_ids(conversation.context, conversation.own)
     return conversation
 
