@@ -15,6 +15,7 @@ response is not found, and neither appears in clear.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import zlib
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ KEEP_S = 30 * 24 * 3600.0
 SETTING = "SWITCHYARD_RESPONSES_BUCKET_BYTES"
 HEADROOM = 4096  # of a bus message, for the KV put's subject and headers
 _LEVEL = 1  # zlib: conversations are repetitive text; level 1 already takes most of it, fast
+# Records larger than this are compressed and read in a thread (zlib lets go of the GIL): one of a few MB of
+# images takes ~0.4 s to compress, which on the event loop every request of the replica would wait.
+OFF_LOOP_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -51,12 +55,29 @@ class StoredResponse:
         return str(self.response["id"])
 
     def to_bytes(self) -> bytes:
-        return zlib.compress(orjson.dumps({"response": self.response, "input": self.input}), _LEVEL)
+        return zlib.compress(self._json(), _LEVEL)
+
+    async def encoded(self) -> bytes:
+        """`to_bytes`, in a thread when large."""
+        data = self._json()
+        if len(data) <= OFF_LOOP_BYTES:
+            return zlib.compress(data, _LEVEL)
+        return await asyncio.to_thread(zlib.compress, data, _LEVEL)
+
+    def _json(self) -> bytes:
+        return orjson.dumps({"response": self.response, "input": self.input})
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> StoredResponse:
         data = orjson.loads(zlib.decompress(raw))
         return cls(response=data["response"], input=data["input"])
+
+    @classmethod
+    async def decoded(cls, raw: bytes) -> StoredResponse:
+        """`from_bytes`, in a thread when large."""
+        if len(raw) <= OFF_LOOP_BYTES:
+            return cls.from_bytes(raw)
+        return await asyncio.to_thread(cls.from_bytes, raw)
 
     def item(self, item_id: str) -> dict[str, Any] | None:
         """An input or output item of this response, by its id."""
@@ -80,7 +101,7 @@ class ResponseStore:
         """Keeps the record; False (logged) when it cannot be kept: larger than a bus message, the bucket
         full, or the bus not taking it (the bucket's stream gone, a timeout). The answer it holds has gone or
         goes out anyway, so nothing is raised: its task ran and is billed."""
-        raw = record.to_bytes()
+        raw = await record.encoded()
         if len(raw) > self.max_value_bytes:
             log.warning(
                 "response %s not stored: %d bytes compressed, over the bus's %d",
@@ -107,7 +128,7 @@ class ResponseStore:
         if not entry.value:
             return None
         try:
-            return StoredResponse.from_bytes(entry.value)
+            return await StoredResponse.decoded(entry.value)
         except (zlib.error, orjson.JSONDecodeError, KeyError, TypeError):
             log.error("stored response %s cannot be read: left out", response_id)
             return None
