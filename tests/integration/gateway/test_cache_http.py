@@ -28,6 +28,7 @@ from tests.support.bus_services import BusService
 pytestmark = pytest.mark.integration
 QUESTION = "What is the capital of France?"
 PARAPHRASE = "What's the capital city of France?"
+SMOL = "local/smollm2-135m-instruct"
 
 
 def chat(content: str, **fields: Any) -> dict[str, Any]:
@@ -211,3 +212,24 @@ async def test_a_request_for_logprobs_bypasses_the_cache(
         assert bypasses((await http.get("/metrics")).text) == before + 2
         again = await http.post("/v1/chat/completions", json=chat(question), headers=a)
         assert again.headers["x-switchyard-cache"] == "hit"
+
+
+async def test_a_key_with_an_allow_list_gets_no_answer_of_a_model_outside_it(
+    stack: tuple[NatsServer, str, str, Org, Org], answerer: Answerer
+) -> None:
+    """The cache is the organisation's, but an answer from a model a key may not use is a miss for it."""
+    _, _, base, acme, _ = stack
+    admin = auth(acme.keys["admin"])
+    question = chat("Which river runs through Vienna?")
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        keys = {}
+        for name, models in (("wide", ["auto", SMOL]), ("narrow", ["auto", "openai/gpt-6-luna"])):
+            made = await http.post("/v1/admin/keys", json={"name": name, "models": models}, headers=admin)
+            keys[name] = auth(made.json()["key"])
+        first = await http.post("/v1/chat/completions", json=question, headers=admin)
+        wide = await http.post("/v1/chat/completions", json=question, headers=keys["wide"])
+        narrow = await http.post("/v1/chat/completions", json=question, headers=keys["narrow"])
+    assert first.headers["x-switchyard-cache"] == "miss" and first.headers["x-switchyard-model"] == SMOL
+    assert wide.headers["x-switchyard-cache"] == "hit"
+    assert narrow.status_code == 200 and narrow.headers["x-switchyard-cache"] == "miss"
+    assert [t.allowed_models for t in answerer.seen] == [None, ["auto", "openai/gpt-6-luna"]]

@@ -1,6 +1,7 @@
-"""`switchyard keys list|create|revoke`: an organisation's API keys through the gateway's admin API, so
-every change is authorised, scoped to the caller's organisation, recorded for the audit ledger and applied
-on every replica at once, exactly as over HTTP. The plaintext of a new key is printed once."""
+"""`switchyard keys list|create|show|update|revoke`: an organisation's API keys through the gateway's
+admin API, so every change is authorised, scoped to the caller's organisation, recorded for the audit
+ledger and applied on every replica at once, exactly as over HTTP. The plaintext of a new key is printed
+once; a key's policy (models, limits, budget) is set at creation and changed by `update`."""
 
 from __future__ import annotations
 
@@ -37,12 +38,65 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     create.add_argument("--user", help="the user it acts as; default: the caller")
     create.add_argument("--scopes", help="space- or comma-separated; default: all the user's role allows")
     create.add_argument("--expires-in", help="e.g. 3600, 90m, 12h, 30d; default: never")
+    _policy_arguments(create, clear="")
     create.add_argument("--json", action="store_true", help="the whole response as JSON")
     create.set_defaults(func=_create)
+
+    show = cmds.add_parser("show", help="one key's metadata, policy and spend (JSON)")
+    show.add_argument("key_id")
+    show.set_defaults(func=_show)
+
+    update = cmds.add_parser("update", help="change a key's models, limits or budget (`none` removes one)")
+    update.add_argument("key_id")
+    _policy_arguments(update, clear="; none: remove it")
+    update.set_defaults(func=_update)
 
     revoke = cmds.add_parser("revoke", help="revoke a key by id (everywhere, at once)")
     revoke.add_argument("key_id")
     revoke.set_defaults(func=_revoke)
+
+
+def _policy_arguments(parser: argparse.ArgumentParser, *, clear: str) -> None:
+    parser.add_argument(
+        "--models", help=f"the models it may use, comma-separated (auto: it may route){clear}"
+    )
+    parser.add_argument("--rpm", help=f"its requests per minute{clear}")
+    parser.add_argument("--tpm", help=f"its tokens per minute{clear}")
+    parser.add_argument("--budget", help=f"its budget in USD per --budget-duration{clear}")
+    parser.add_argument("--budget-duration", choices=("1d", "1mo"), help="the UTC day or the calendar month")
+
+
+def policy_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The policy fields given on the command line (`none`: null, to remove one)."""
+    given = {
+        "models": args.models,
+        "rpm_limit": args.rpm,
+        "tpm_limit": args.tpm,
+        "max_budget_usd": args.budget,
+        "budget_duration": args.budget_duration,
+    }
+    body: dict[str, Any] = {}
+    for name, text in given.items():
+        if text is None:
+            continue
+        if text == "none":
+            body[name] = None
+        elif name == "models":
+            body[name] = [m for m in text.replace(",", " ").split() if m]
+        elif name in ("rpm_limit", "tpm_limit"):
+            body[name] = _number(text, int, name)
+        elif name == "max_budget_usd":
+            body[name] = _number(text, float, name)
+        else:
+            body[name] = text
+    return body
+
+
+def _number(text: str, kind: type[int] | type[float], name: str) -> int | float:
+    try:
+        return kind(text)
+    except ValueError:
+        raise SystemExit(f"{name}: not a number: {text!r}") from None
 
 
 def duration_s(text: str) -> int:
@@ -103,6 +157,7 @@ def _create(args: argparse.Namespace) -> int:
             body["expires_in_s"] = duration_s(args.expires_in)
         except ValueError as exc:
             raise SystemExit(str(exc)) from None
+    body.update(policy_body(args))
     created = _call(args, "POST", "/v1/admin/keys", json=body)
     if args.json:
         print(json.dumps(created, indent=2))
@@ -113,6 +168,19 @@ def _create(args: argparse.Namespace) -> int:
             "the key is shown only this once",
             file=sys.stderr,
         )
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    print(json.dumps(_call(args, "GET", f"/v1/admin/keys/{args.key_id}"), indent=2))
+    return 0
+
+
+def _update(args: argparse.Namespace) -> int:
+    body = policy_body(args)
+    if not body:
+        raise SystemExit("nothing to change: give --models, --rpm, --tpm, --budget or --budget-duration")
+    print(json.dumps(_call(args, "PATCH", f"/v1/admin/keys/{args.key_id}", json=body), indent=2))
     return 0
 
 

@@ -11,6 +11,7 @@ from switchyard.common.policy import EmbeddingSpec, Policy
 from switchyard.common.policy_source import PolicySource, current_of
 from switchyard.common.providers import AvailableProviders
 from switchyard.gateway.errors import InvalidRequest, ModelNotFound, ServiceUnavailable
+from switchyard.gateway.key_policy import allows, check_model
 from switchyard.gateway.schemas import ModelCard
 
 AUTO = "auto"
@@ -36,11 +37,12 @@ class Catalog:
     async def providers(self) -> set[str]:
         return await self._announced.names()
 
-    async def check(self, name: str) -> str:
+    async def check(self, name: str, *, allowed: frozenset[str] | None = None) -> str:
         """The model `name` stands for (an alias's target, else `name`), once it is known to be served.
         Raises ModelNotFound unless it is `auto`, a configured model, or a pass-through name; 400 for an
-        embedding model."""
+        embedding model; first, 403 when it is outside the key's allow-list (`allowed`, `key_policy`)."""
         policy = self.policy
+        check_model(allowed, name, policy.resolve)
         model = policy.resolve(name)
         spec = policy.model(model)
         if spec is not None and spec.embeds:
@@ -50,13 +52,16 @@ class Catalog:
         await self._served(policy, model, name)
         return model
 
-    async def check_embedding(self, name: str, *, inputs: int, dimensions: int | None) -> str:
+    async def check_embedding(
+        self, name: str, *, inputs: int, dimensions: int | None, allowed: frozenset[str] | None = None
+    ) -> str:
         """The embedding model `name` stands for (an alias's target, else `name`), once it is known to be
         served. 400 `model_lacks_capability` for `auto`, a chat model or a provider with no embeddings; 400
         `invalid_value` when the model cannot give vectors of `dimensions`, or `inputs` of them would not
         fit one answer (`vectors.MAX_RESULT_BYTES`); 404 as `check` (unless configured and available, or a
-        pass-through name)."""
+        pass-through name); first, 403 outside the key's allow-list (`allowed`), as `check`."""
         policy = self.policy
+        check_model(allowed, name, policy.resolve)
         model = policy.resolve(name)
         spec = policy.model(model)
         provider = model.partition("/")[0]
@@ -119,13 +124,16 @@ class Catalog:
             param="model",
         )
 
-    async def card(self, name: str) -> ModelCard:
-        """The card of one servable model or alias (ModelNotFound / ServiceUnavailable as `check`)."""
+    async def card(self, name: str, *, allowed: frozenset[str] | None = None) -> ModelCard:
+        """The card of one servable model or alias (ModelNotFound / ServiceUnavailable / the allow-list's
+        403 as `check`)."""
         policy = self.policy
+        check_model(allowed, name, policy.resolve)
         return ModelCard(id=name, owned_by=await self._served(policy, policy.resolve(name), name))
 
-    async def cards(self) -> list[ModelCard]:
-        """`auto`, the models whose provider is announced, and the aliases of those (owned by theirs)."""
+    async def cards(self, *, allowed: frozenset[str] | None = None) -> list[ModelCard]:
+        """`auto`, the models whose provider is announced, and the aliases of those (owned by theirs);
+        with a key's allow-list (`allowed`), those it allows."""
         policy = self.policy
         providers = await self.providers()
         cards = [ModelCard(id=AUTO, owned_by=SELF)]
@@ -136,7 +144,9 @@ class Catalog:
             for alias, target in policy.aliases.items()
             if target in owners
         ]
-        return cards
+        if allowed is None:
+            return cards
+        return [card for card in cards if allows(allowed, card.id, policy.resolve)]
 
 
 def _lengths(spec: EmbeddingSpec) -> str:

@@ -23,6 +23,7 @@ from switchyard.common.events import (
 from switchyard.common.events.tasks import Priority
 from switchyard.common.ids import new_id
 from switchyard.common.streaming import Chunk
+from switchyard.gateway import key_policy
 from switchyard.gateway.errors import (
     InvalidRequest,
     RequestTooLarge,
@@ -163,6 +164,7 @@ def build_task(parsed: ChatCompletionRequest, principal: Principal, *, priority:
         tenant_id=principal.tenant_id,
         user_id=principal.user_id,
         api_key_id=principal.api_key_id,
+        allowed_models=key_policy.task_models(principal.key_policy),
         request=request,
         priority=checked,
         origin="http",

@@ -39,7 +39,7 @@ from switchyard.common.events import (
 )
 from switchyard.common.events.tasks import MAX_EMBEDDING_INPUTS
 from switchyard.common.ids import new_id
-from switchyard.gateway import completions, outcomes
+from switchyard.gateway import completions, key_policy, outcomes
 from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, ServiceUnavailable, UpstreamFailed
 from switchyard.gateway.tenants import Principal
 
@@ -182,6 +182,7 @@ def build_task(parsed: Embeddings, principal: Principal, *, priority: str | None
         tenant_id=principal.tenant_id,
         user_id=principal.user_id,
         api_key_id=principal.api_key_id,
+        allowed_models=key_policy.task_models(principal.key_policy),
         request=EmbeddingRequest(model=parsed.model, input=parsed.inputs, dimensions=parsed.dimensions),
         priority=completions.checked_priority(priority),
         origin="http",

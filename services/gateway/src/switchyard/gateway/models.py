@@ -4,11 +4,13 @@ key, never the key)."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, MetaData, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, MetaData, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from switchyard.common.db import UTCDateTime
+from switchyard.gateway.key_policy import KeyPolicy
 
 
 class GatewayBase(DeclarativeBase):
@@ -59,3 +61,17 @@ class ApiKey(GatewayBase):
     scopes: Mapped[str] = mapped_column(String(200), default="inference")
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     rotated_to: Mapped[str | None] = mapped_column(String(64))
+    # The key's own policy (key_policy.py); all null: it has none.
+    models: Mapped[list[str] | None] = mapped_column(JSON)
+    rpm_limit: Mapped[int | None] = mapped_column(Integer)
+    tpm_limit: Mapped[int | None] = mapped_column(Integer)
+    max_budget_usd: Mapped[float | None] = mapped_column(Float)
+    budget_duration: Mapped[str | None] = mapped_column(String(8))
+
+    POLICY = ("models", "rpm_limit", "tpm_limit", "max_budget_usd", "budget_duration")
+
+    def policy(self) -> KeyPolicy | None:
+        return KeyPolicy.of(**{name: getattr(self, name) for name in self.POLICY})
+
+    def policy_columns(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.POLICY}

@@ -17,6 +17,7 @@ from switchyard.common.streaming import Chunk
 from switchyard.gateway.errors import (
     APIError,
     InvalidRequest,
+    PermissionDenied,
     ServiceUnavailable,
     TaskTimeout,
     UpstreamFailed,
@@ -33,6 +34,7 @@ Observe = Callable[[TaskCompleted | TaskFailed], None] | None
 CLIENT_FAILURES: dict[str, tuple[type[APIError], str | None]] = {
     "model_not_found": (ModelNotFoundError, "model"),
     "model_lacks_capability": (InvalidRequest, "model"),
+    "model_not_allowed": (PermissionDenied, "model"),  # the key's allow-list (the gateway refuses it first)
     "context_length_exceeded": (InvalidRequest, "messages"),  # no available model's context window fits
     "capability_unavailable": (InvalidRequest, None),  # no available model has what the task needs
     "provider_context_too_long": (InvalidRequest, None),

@@ -41,6 +41,7 @@ from switchyard.gateway.errors import (
     TaskTimeout,
     request_id_of,
 )
+from switchyard.gateway.key_policy import allowed_models
 from switchyard.gateway.schemas import ChatCompletionRequest
 from switchyard.gateway.state import Gateway, gateway_of
 from switchyard.gateway.stopping import Stop, cut
@@ -168,7 +169,8 @@ async def serve(request: Request, face: Face) -> Response:
     parsed = face.parse(body, max_prompt_chars=gw.settings.max_prompt_chars)
     if gw.guardrails is not None:
         parsed = await gw.guardrails.screen_input(parsed, principal=principal, **_where(request))
-    parsed.model = await gw.catalog.check(parsed.model)  # an alias: the model it stands for
+    allowed = allowed_models(principal.key_policy)
+    parsed.model = await gw.catalog.check(parsed.model, allowed=allowed)  # an alias: its model
     task = completions.build_task(parsed, principal, priority=request.headers.get("x-switchyard-priority"))
     cached, stages, admitted, headers = await _admit(request, gw, principal, task, started=started)
     timeout = gw.settings.task_timeout_s
@@ -355,7 +357,10 @@ async def _embedding_task(
     """An embeddings request's task: its model checked (an alias: the model it stands for), then its
     inputs through the input guardrails."""
     model = await gw.catalog.check_embedding(
-        parsed.model, inputs=len(parsed.inputs), dimensions=parsed.dimensions
+        parsed.model,
+        inputs=len(parsed.inputs),
+        dimensions=parsed.dimensions,
+        allowed=allowed_models(principal.key_policy),
     )
     parsed = replace(parsed, model=model)
     if gw.guardrails is not None:
@@ -422,7 +427,7 @@ async def submit_parsed(
         parsed = parsed.model_copy(update={"stream": False})
         if gw.guardrails is not None:
             parsed = await gw.guardrails.screen_input(parsed, principal=principal, **where)
-        parsed.model = await gw.catalog.check(parsed.model)
+        parsed.model = await gw.catalog.check(parsed.model, allowed=allowed_models(principal.key_policy))
         task = completions.build_task(parsed, principal, priority=priority)
     tracing.annotate(tenant_id=principal.tenant_id, gen_ai__request__model=task.request.model)
     if key is not None:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from switchyard.common.ids import new_id
 from switchyard.gateway import keys
 from switchyard.gateway.access import roles
+from switchyard.gateway.key_policy import KeyPolicy
 from switchyard.gateway.models import ApiKey, Tenant, User
 
 DEV_TENANT = "dev"
@@ -33,6 +34,7 @@ class Principal:
     org_monthly_budget_usd: float | None = None
     platform: bool = False
     expires_at: datetime | None = None
+    key_policy: KeyPolicy | None = None  # the key's models, limits and budget; None: it has none
 
     def can(self, scope: str) -> bool:
         return scope in self.scopes
@@ -103,8 +105,10 @@ async def create_api_key(
     user_id: str | None = None,
     scopes: str = "inference admin audit:read billing:read",
     expires_at: datetime | None = None,
+    policy: dict[str, object] | None = None,
 ) -> tuple[str, ApiKey]:
-    """Creates a key; the plaintext is returned once and never stored."""
+    """Creates a key; the plaintext is returned once and never stored. `policy`: its policy columns
+    (`ApiKey.POLICY`), those left out unset."""
     plaintext, prefix = keys.generate()
     row = ApiKey(
         id=f"key_{new_id()[:16]}",
@@ -116,6 +120,7 @@ async def create_api_key(
         scopes=scopes,
         expires_at=expires_at,
         created_at=datetime.now(UTC),
+        **(policy or {}),
     )
     async with sessions.begin() as s:
         s.add(row)
@@ -214,6 +219,7 @@ class KeyVerifier:
             org_monthly_budget_usd=tenant.monthly_budget_usd,
             platform=tenant.platform,
             expires_at=expires_at,
+            key_policy=key.policy(),
         )
 
 

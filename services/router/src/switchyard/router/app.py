@@ -108,6 +108,7 @@ def create(settings: RouterSettings) -> Service:
             headroom_usd=await board().headroom(task.tenant_id),
             health=await board().signals(policy),
             adaptive_premium=adaptive,
+            allowed_models=task.allowed_models,
         )
 
     async def route_embedding(
@@ -125,6 +126,7 @@ def create(settings: RouterSettings) -> Service:
             prompt_tokens=tokens,
             headroom_usd=await board().headroom(task.tenant_id),
             health=await board().signals(policy),
+            allowed_models=task.allowed_models,
         )
 
     async def on_classified(event: CloudEvent, payload: TaskClassified) -> None:

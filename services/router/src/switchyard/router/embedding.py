@@ -7,7 +7,7 @@ of the same `embedding.space` (another deployment of the same model). The strate
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from switchyard.common import vectors
 from switchyard.common.errors import NoProviderAvailable, SwitchyardError
@@ -15,7 +15,16 @@ from switchyard.common.events import EmbeddingRequest, RouteCandidate, RoutingDe
 from switchyard.common.policy import ModelSpec, Policy
 from switchyard.router.chain import Chain, reorder_by_health
 from switchyard.router.health import ModelSignal
-from switchyard.router.routing import AUTO, ModelLacksCapability, UnknownModel, budget_state, fingerprint
+from switchyard.router.routing import (
+    AUTO,
+    ModelLacksCapability,
+    UnknownModel,
+    allowed_set,
+    budget_state,
+    check_allowed,
+    fingerprint,
+    within,
+)
 
 # Providers whose API has embeddings: a model of theirs the policy does not list is passed through as
 # named (Anthropic has no embeddings; another provider's model must be listed with its `embedding`).
@@ -48,13 +57,17 @@ def decide_embedding(
     prompt_tokens: int | None = None,
     headroom_usd: float | None = None,
     health: Mapping[str, ModelSignal] | None = None,
+    allowed_models: Collection[str] | None = None,
 ) -> RoutingDecision:
     """The named model first, then the others of its space whose provider is announced, that the
     tenant's policy allows, that give the vectors' length asked for and whose cost (input tokens only)
-    fits the budget headroom; the healthy ones before the demoted ones. An alias is its target."""
+    fits the budget headroom; the healthy ones before the demoted ones. An alias is its target. With
+    `allowed_models` (the API key's allow-list), the named model must be in it and so must a fallback."""
     tokens = estimate_input_tokens(request) if prompt_tokens is None else prompt_tokens
     if request.model in policy.aliases:
         request = request.model_copy(update={"model": policy.resolve(request.model)})
+    allowed = allowed_set(policy, allowed_models)
+    check_allowed(request.model, allowed)
     named = policy.model(request.model)
     if named is None or named.embedding is None:
         return _passed_through(request, policy, available, tokens)
@@ -64,7 +77,9 @@ def decide_embedding(
     _check_size(len(request.input), dims)
     effective = policy.for_tenant(tenant_id)
     space = named.space()
-    same_space = [m for m in policy.embedding_models() if m.id != named.id and m.space() == space]
+    same_space = [
+        m for m in within(policy, allowed).embedding_models() if m.id != named.id and m.space() == space
+    ]
     chain = Chain()
     tenant_refused = False
     for spec in [named, *same_space]:

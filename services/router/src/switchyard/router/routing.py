@@ -8,7 +8,7 @@ decision can be audited and replayed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from switchyard.common.errors import NoProviderAvailable, SwitchyardError
 from switchyard.common.events import ChatRequest, Classification, RouteCandidate, RoutingDecision
@@ -30,12 +30,16 @@ __all__ = [
     "AUTO",
     "CapabilityUnavailable",
     "ContextTooLong",
+    "ModelNotAllowed",
     "UnknownModel",
+    "allowed_set",
     "budget_state",
+    "check_allowed",
     "decide",
     "estimate_prompt_tokens",
     "tier_for",
     "tier_preference",
+    "within",
 ]
 
 
@@ -71,6 +75,33 @@ class ModelLacksCapability(UnknownModel):
     """The client named a model the policy says cannot serve the request (tools, JSON mode, images)."""
 
     code = "model_lacks_capability"
+
+
+class ModelNotAllowed(UnknownModel):
+    """The API key that sent the task may not use this model (its allow-list, `TaskSubmitted.allowed_models`):
+    the gateway refuses such a request before admission, so this is the router keeping the rule too."""
+
+    code = "model_not_allowed"
+
+
+def allowed_set(policy: Policy, names: Collection[str] | None) -> frozenset[str] | None:
+    """The model ids (and `auto`) an API key's allow-list stands for: each name, an alias as its target.
+    None: the key may use every model."""
+    return None if names is None else frozenset(policy.resolve(n) for n in names)
+
+
+def check_allowed(model: str, allowed: frozenset[str] | None) -> None:
+    """Raises ModelNotAllowed when `model` (an id or `auto`) is outside the key's allow-list."""
+    if allowed is not None and model not in allowed:
+        raise ModelNotAllowed(f"the model '{model}' is not in this API key's allowed models")
+
+
+def within(policy: Policy, allowed: frozenset[str] | None) -> Policy:
+    """`policy` with only the allowed models: what `auto` routes, falls back and escalates among for a key
+    with an allow-list (a chain's other models are skipped as unknown: `build_chain`)."""
+    if allowed is None:
+        return policy
+    return policy.model_copy(update={"models": [m for m in policy.models if m.id in allowed]})
 
 
 def estimate_prompt_tokens(request: ChatRequest) -> int:
@@ -120,15 +151,20 @@ def decide(
     headroom_usd: float | None = None,
     health: Mapping[str, ModelSignal] | None = None,
     adaptive_premium: Callable[[Thresholds], float | None] | None = None,
+    allowed_models: Collection[str] | None = None,
 ) -> RoutingDecision:
     """`adaptive_premium` gives the premium threshold for the policy's `premium_share` (None while it
     warms up); the threshold used is in the reasons, so a replay passes it back. A model name that is one
-    of the policy's aliases is routed as its target (`auto` or a model), the alias named in the reasons."""
+    of the policy's aliases is routed as its target (`auto` or a model), the alias named in the reasons.
+    `allowed_models`: the API key's allow-list (`TaskSubmitted.allowed_models`): a named model outside it
+    is refused, and `auto` routes only among it."""
     alias = request.model if request.model in policy.aliases else None
     if alias is not None:
         request = request.model_copy(update={"model": policy.resolve(alias)})
+    allowed = allowed_set(policy, allowed_models)
+    check_allowed(request.model, allowed)
     tokens = estimate_prompt_tokens(request) if prompt_tokens is None else prompt_tokens
-    effective = policy.for_tenant(tenant_id)
+    effective = within(policy.for_tenant(tenant_id), allowed)
     adaptive = None
     if effective.thresholds.premium_share is not None and adaptive_premium is not None:
         adaptive = adaptive_premium(effective.thresholds)
@@ -178,7 +214,9 @@ def decide(
         max_tier=max_tier,
     )
     if not chain.kept:
-        raise _unservable(chain, required, tokens, output_tokens, max_tokens=request.max_tokens)
+        raise _unservable(
+            chain, required, tokens, output_tokens, max_tokens=request.max_tokens, allowed=allowed
+        )
     chain = reorder_by_health(chain, effective, signals)
     candidates = [_candidate(s, tokens, output_tokens, request.n) for s in chain.kept]
     healthy = len(candidates) - len(chain.demoted)
@@ -216,6 +254,7 @@ def decide(
                 "needs": sorted(needs(request)),
             },
             "tenant": {"id": tenant_id, "override": tenant_id in policy.tenants},
+            **({} if allowed is None else {"allowed_models": sorted(allowed)}),
             "budget": {"headroom_usd": headroom_usd, "state": money, "max_tier": max_tier},
             "thresholds": {
                 "fast_below": effective.thresholds.fast_below,
@@ -277,10 +316,21 @@ def _why(wanted: str, got: str, complexity: float, policy: Policy) -> str:
 
 
 def _unservable(
-    chain: Chain, required: set[str], prompt_tokens: int, output_tokens: int, *, max_tokens: int | None
+    chain: Chain,
+    required: set[str],
+    prompt_tokens: int,
+    output_tokens: int,
+    *,
+    max_tokens: int | None,
+    allowed: frozenset[str] | None = None,
 ) -> NoProviderAvailable:
     """Why no model is left (`chain.kept` is empty), for the client: the context window when that is what
     every available model lacks, else each model's reason."""
+    if allowed is not None and not chain.refused and not chain.unavailable:
+        return NoProviderAvailable(
+            f"none of this API key's allowed models ({', '.join(sorted(allowed - {AUTO}))}) is one the "
+            "routing policy routes `auto` to: name one of them as the model"
+        )
     if chain.too_small and len(chain.too_small) == len(chain.refused):
         largest = max(chain.too_small, key=lambda m: chain.too_small[m])
         reply = f"max_tokens ({max_tokens})" if max_tokens else f"a reply ({output_tokens} tokens expected)"

@@ -21,6 +21,7 @@ AdminActionName = Literal[
     "user.updated",
     "user.disabled",
     "key.created",
+    "key.updated",
     "key.rotated",
     "key.revoked",
     "throttle.set",

@@ -263,6 +263,12 @@ class TaskSubmitted(EventPayload):
     deadline: datetime | None = None
     origin: Literal["http", "bus"] = "bus"
     submitted_at: datetime
+    allowed_models: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        default=None,
+        max_length=100,
+        description="the API key's model allow-list (ids or aliases; `auto` among them when the key may "
+        "route): the router picks, falls back and escalates only among these; absent: every model",
+    )
 
     def chat(self) -> ChatRequest:
         """The request of a chat task; a TypeError for an embedding task (code that only chat reaches)."""

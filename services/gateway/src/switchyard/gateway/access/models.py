@@ -4,14 +4,19 @@ exactly once, in the response that created it."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from switchyard.gateway.access.roles import SCOPES, Plan, Role
+from switchyard.gateway.key_policy import BudgetDuration
 
 _EMAIL = r"^[^@\s]+@[^@\s]+$"
 MAX_BUDGET_USD = 1e9  # a month's budget; above it a number is a typo, and `inf` overflowed the counters
 MAX_KEY_LIFETIME_S = 10 * 366 * 86400.0  # ten years; a key that should outlive that never expires (null)
+MAX_KEY_MODELS = 100
+MAX_PER_MIN = 10**9  # above it a limit is a typo (the counters hold far more)
+ModelName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S+$")]
 
 
 class _Body(BaseModel):
@@ -77,7 +82,34 @@ class UserUpdate(_Body):
     plan: Plan | None = None
 
 
-class KeyOut(BaseModel):
+class KeyPolicyFields(BaseModel):
+    """A key's own policy (null or left out: none of that kind; README "Key policies")."""
+
+    models: list[ModelName] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_KEY_MODELS,
+        description="the models (ids or aliases) the key may use; list `auto` to let it route among them; "
+        "null: every model",
+    )
+    rpm_limit: int | None = Field(default=None, ge=0, le=MAX_PER_MIN, description="requests per minute")
+    tpm_limit: int | None = Field(
+        default=None, ge=0, le=MAX_PER_MIN, description="tokens per minute (prompt and max output, settled)"
+    )
+    max_budget_usd: float | None = Field(
+        default=None, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="USD per budget_duration"
+    )
+    budget_duration: BudgetDuration | None = Field(
+        default=None, description="1d: the UTC day; 1mo: the calendar month (UTC); needed with a budget"
+    )
+
+    @field_validator("models")
+    @classmethod
+    def _unique(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else list(dict.fromkeys(v))
+
+
+class KeyOut(KeyPolicyFields):
     model_config = ConfigDict(from_attributes=True)
 
     id: str
@@ -96,7 +128,22 @@ class KeyOut(BaseModel):
         return v.split() if isinstance(v, str) else v
 
 
-class KeyCreate(_Body):
+class KeySpend(BaseModel):
+    """What a key with a budget has spent in its current period (reservations of running requests
+    included, and up to 1/64 of what was left leased by another replica: README "Budgets")."""
+
+    period: str = Field(description="YYYYMMDD (1d) or YYYYMM (1mo), UTC")
+    spent_usd: float
+    max_budget_usd: float
+    remaining_usd: float
+    resets_at: datetime
+
+
+class KeyDetail(KeyOut):
+    spend: KeySpend | None = Field(description="null: the key has no budget (or budgets are off)")
+
+
+class KeyCreate(KeyPolicyFields, _Body):
     name: str = Field(min_length=1, max_length=200)
     user_id: str | None = Field(default=None, description="the key acts as this user; default: the caller")
     scopes: list[str] | None = Field(default=None, description="default: everything the user's role allows")
@@ -111,6 +158,10 @@ class KeyCreate(_Body):
         if unknown:
             raise ValueError(f"unknown scopes {unknown}; scopes are {list(SCOPES)}")
         return v
+
+
+class KeyUpdate(KeyPolicyFields, _Body):
+    """The fields sent are changed (null removes one); those left out are kept."""
 
 
 class KeyRotate(_Body):

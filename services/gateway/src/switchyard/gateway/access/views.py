@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from switchyard.gateway.access import roles, service
 from switchyard.gateway.access.actor import Actor
@@ -13,8 +13,10 @@ from switchyard.gateway.access.models import (
     CreatedKey,
     CreatedOrganization,
     KeyCreate,
+    KeyDetail,
     KeyOut,
     KeyRotate,
+    KeyUpdate,
     OrganizationCreate,
     OrganizationOut,
     OrganizationUpdate,
@@ -22,8 +24,10 @@ from switchyard.gateway.access.models import (
     UserOut,
     UserUpdate,
 )
+from switchyard.gateway.access.spend import key_spend
 from switchyard.gateway.auth import require
 from switchyard.gateway.openapi import ERRORS
+from switchyard.gateway.state import gateway_of
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=ERRORS)
 Reader = Annotated[Actor, Depends(require(*roles.DIRECTORY_READ))]
@@ -113,9 +117,19 @@ async def create_key(body: KeyCreate, actor: Admin) -> CreatedKey:
     return _created(plaintext, key)
 
 
-@router.get("/keys/{key_id}", response_model=KeyOut, summary="One key's metadata")
-async def get_key(key_id: str, actor: Reader) -> object:
-    return await service.get_key(actor.sessions, tenant_id=actor.tenant_id, key_id=key_id)
+@router.get("/keys/{key_id}", response_model=KeyDetail, summary="One key's metadata, policy and spend")
+async def get_key(key_id: str, request: Request, actor: Reader) -> KeyDetail:
+    key = await service.get_key(actor.sessions, tenant_id=actor.tenant_id, key_id=key_id)
+    spend = await key_spend(gateway_of(request).admission.budgets, key)
+    return KeyDetail.model_validate({**KeyOut.model_validate(key).model_dump(), "spend": spend})
+
+
+@router.patch("/keys/{key_id}", response_model=KeyOut, summary="Change a key's models, limits or budget")
+async def update_key(key_id: str, body: KeyUpdate, actor: Admin) -> object:
+    key = await service.update_key(actor.sessions, tenant_id=actor.tenant_id, key_id=key_id, changes=body)
+    await actor.invalidate("key", key.id)
+    await actor.record("key.updated", "key", key.id, service.changed_fields(body))
+    return key
 
 
 @router.post("/keys/{key_id}/rotate", response_model=CreatedKey, status_code=201, summary="Rotate a key")

@@ -1,4 +1,5 @@
-"""Budgets: daily per user (by plan) and monthly per organisation, held in JetStream KV in micro-USD.
+"""Budgets: daily per user (by plan), monthly per organisation and, for a key with a budget of its own,
+daily or monthly per key (`key_policy`), held in JetStream KV in micro-USD.
 
 A request reserves its worst-case cost before it runs (from this replica's lease of the budget, taken by
 compare-and-set, so concurrent requests on any replica cannot overshoot it), then settles to the real cost
@@ -26,6 +27,7 @@ from switchyard.common.leases import Leases
 from switchyard.common.wants import Want
 from switchyard.gateway.budgets.pricing import MICRO
 from switchyard.gateway.errors import RateLimited
+from switchyard.gateway.key_policy import BudgetDuration
 from switchyard.gateway.tenants import Principal
 
 log = logging.getLogger(__name__)
@@ -37,26 +39,49 @@ PLAN_DAILY_USD: dict[str, float | None] = {"free": 0.50, "pro": 10.0, "enterpris
 class Account:
     """One budget a request is charged to: its counter key, ceiling (None: unlimited) and period end."""
 
-    scope: str  # "user" (per day) or "org" (per month)
+    scope: str  # "user" (per day), "org" (per month) or "key" (its budget_duration)
     key: str
     ceiling: int | None
     ends_at: datetime
-    period: str
+    period: str  # YYYYMMDD (a day's) or YYYYMM (a month's)
+
+    @property
+    def every(self) -> str:
+        return "daily" if len(self.period) == 8 else "monthly"
+
+
+def _day(now: datetime) -> tuple[str, datetime]:
+    return now.strftime("%Y%m%d"), datetime.fromtimestamp(
+        (math.floor(now.timestamp() / 86400) + 1) * 86400, UTC
+    )
+
+
+def _month(now: datetime) -> tuple[str, datetime]:
+    return now.strftime("%Y%m"), datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
 
 
 def accounts(
     principal: Principal, *, now: datetime, plan_daily_usd: dict[str, float | None]
 ) -> list[Account]:
-    day = now.strftime("%Y%m%d")
-    month = now.strftime("%Y%m")
-    tomorrow = datetime.fromtimestamp((math.floor(now.timestamp() / 86400) + 1) * 86400, UTC)
-    next_month = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
+    """The organisation's account first (its headroom is published), then the user's, then the key's."""
+    day, tomorrow = _day(now)
+    month, next_month = _month(now)
     daily = plan_daily_usd.get(principal.plan)
     monthly = principal.org_monthly_budget_usd
-    return [
+    mine = [
         Account("org", f"spend.org.{principal.tenant_id}.{month}", _micro(monthly), next_month, month),
         Account("user", f"spend.user.{principal.subject}.{day}", _micro(daily), tomorrow, day),
     ]
+    budget = None if principal.key_policy is None else principal.key_policy.budget
+    if budget is not None:
+        mine.append(key_account(principal.api_key_id, *budget, now=now))
+    return mine
+
+
+def key_account(key_id: str, usd: float, duration: BudgetDuration, *, now: datetime) -> Account:
+    """A key's own budget for the period `now` is in: the UTC day (1d) or the calendar month (1mo)."""
+    period, ends_at = _day(now) if duration == "1d" else _month(now)
+    return Account("key", f"spend.key.{key_id}.{period}", _micro(usd), ends_at, period)
 
 
 def _micro(usd: float | None) -> int | None:
@@ -152,8 +177,8 @@ class Budgets:
         if self._limits is None:
             return
         for account in mine:
-            if account.scope == "user" and principal.user_id is None:
-                continue  # billing alerts users by user id; a service key has none
+            if account.scope == "key" or (account.scope == "user" and principal.user_id is None):
+                continue  # billing alerts users (by user id) and organisations, not keys
             key = limit_key(principal.tenant_id, principal.user_id if account.scope == "user" else None)
             if key in self._limits_written and self._limits_written[key] == account.ceiling:
                 continue
@@ -182,6 +207,11 @@ class Budgets:
         except Exception as exc:  # advisory for the router: the next change publishes again
             log.warning("could not publish the budget headroom of %s: %s", tenant_id, exc)
 
+    async def spent(self, account: Account) -> int:
+        """Micro-USD spent or reserved in `account`'s period: its counter, less this replica's unused lease
+        of it (another replica's counts, as for the router's headroom)."""
+        return max(await self.spend.store.read(account.key) - self.spend.free(account.key), 0)
+
     async def drain(self) -> None:
         await self._pending.drain()
 
@@ -201,8 +231,8 @@ def headroom_of(org: Account, spent: int) -> BudgetHeadroom:
 def _exhausted(account: Account, spent: int, *, worst_case: int) -> RateLimited:
     assert account.ceiling is not None
     wait = max((account.ends_at - datetime.now(UTC)).total_seconds(), 1)
-    period = "daily" if account.scope == "user" else "monthly"
-    who = "your" if account.scope == "user" else "the organisation's"
+    period = account.every
+    who = {"user": "your", "org": "the organisation's", "key": "this API key's"}[account.scope]
     if worst_case > account.ceiling:  # more than the whole budget: waiting for it to renew will not help
         return RateLimited(
             f"This request could cost up to ${worst_case / MICRO:.4f}, more than {who} whole {period} "

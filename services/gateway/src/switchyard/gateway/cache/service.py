@@ -130,6 +130,11 @@ class ResponseCache:
                 found.hit = await self._find(found)
             except Exception as exc:  # the cache is an optimisation: a broken store is a miss
                 log.warning("cache lookup failed, serving without it: %s", exc)
+            allowed = task.allowed_models
+            if found.hit is not None and allowed is not None and found.hit.answer.model not in allowed:
+                # another key's `auto` answer from a model this key may not use (an alias listed for its
+                # model is a miss too, a harmless one: this key's own answer replaces it)
+                found.hit = None
         found.took_ms = (time.perf_counter() - started) * 1000
         if found.hit is not None:
             metrics.CACHE.labels(found.hit.kind, "hit").inc()

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from switchyard.gateway.key_policy import KeyPolicy
+
 Kind = Literal["requests", "tokens", "concurrency", "counts"]
 
 MINUTE_S = 60
@@ -37,12 +39,13 @@ class Limits:
 class Check:
     """One counter a request must fit in: `delta` more must stay within `limit` until `reset_at`."""
 
-    scope: str  # "user", "org" or "global"
+    scope: str  # "user", "org", "global" or "key"
     kind: Kind
     key: str
     limit: int
     delta: int
     reset_at: float | None  # epoch seconds the window ends; None: no window (concurrency)
+    per: str = ""  # the window, for a refusal's message ("tokens per min"); "": the kind's usual one
 
 
 def window(now: float, length_s: int) -> tuple[int, float]:
@@ -60,10 +63,12 @@ def checks(
     tokens: int,
     global_requests_per_min: int,
     batch: bool = False,
+    key: tuple[str, KeyPolicy] | None = None,
 ) -> list[Check]:
     """The counters of one request, broadest first (so a refusal names the widest limit it hit). A batch
     line also takes one of its organisation's batch slots: batch lines never hold more than those, so the
-    rest of the organisation's concurrency stays free for its interactive requests, on every replica."""
+    rest of the organisation's concurrency stays free for its interactive requests, on every replica. A
+    `key` (its id and policy) with limits of its own adds its requests and tokens per minute."""
     minute, minute_end = window(now, MINUTE_S)
     day, day_end = window(now, DAY_S)
     counters = [
@@ -79,6 +84,30 @@ def checks(
     if batch:
         counters.append(
             Check("org batches", "concurrency", f"conc.batch.{tenant_id}", limits.batch_slots(), 1, None)
+        )
+    if key is not None:
+        counters += key_checks(*key, minute=minute, minute_end=minute_end, tokens=tokens)
+    return counters
+
+
+def key_checks(key_id: str, policy: KeyPolicy, *, minute: int, minute_end: float, tokens: int) -> list[Check]:
+    """A key's own requests and tokens per minute (`key_policy`), those it sets."""
+    counters = []
+    if policy.rpm_limit is not None:
+        counters.append(
+            Check("key", "requests", f"req.key.{key_id}.{minute}", policy.rpm_limit, 1, minute_end)
+        )
+    if policy.tpm_limit is not None:
+        counters.append(
+            Check(
+                "key",
+                "tokens",
+                f"tok.key.{key_id}.{minute}",
+                policy.tpm_limit,
+                tokens,
+                minute_end,
+                "tokens per min",
+            )
         )
     return counters
 

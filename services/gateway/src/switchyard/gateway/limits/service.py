@@ -74,6 +74,7 @@ class RateLimiter:
             tokens=tokens,
             global_requests_per_min=self.global_limit(),
             batch=batch,
+            key=None if principal.key_policy is None else (principal.api_key_id, principal.key_policy),
         )
         return [(c, Want(self._leases(c), c.key, c.delta, c.limit, c.reset_at)) for c in wanted]
 
@@ -141,16 +142,17 @@ def _refusal(check: Check, used: int, *, now: float, headers: dict[str, str]) ->
         "counts": "token counts per min",
     }
     type_ = "tokens" if check.kind == "tokens" else "requests"
+    window = check.per or per[check.kind]
     if check.delta > check.limit:  # more than the whole limit: waiting will not help (OpenAI's wording)
         message = (
-            f"Request too large for {per[check.kind]} ({check.scope}): limit {check.limit}, requested "
+            f"Request too large for {window} ({check.scope}): limit {check.limit}, requested "
             f"{check.delta}. The input or max_tokens must be reduced in order to run successfully."
         )
         # `x-should-retry: false`: the OpenAI and Anthropic SDKs would otherwise send it again, twice.
         headers = {**headers, "x-should-retry": "false"}
         return RateLimited(message, type_=type_, code="rate_limit_exceeded", headers=headers)
     message = (
-        f"Rate limit reached for {per[check.kind]} ({check.scope}): limit {check.limit}, used {used}"
+        f"Rate limit reached for {window} ({check.scope}): limit {check.limit}, used {used}"
         + (f", requested {check.delta}" if check.kind == "tokens" else "")
         + f". Please try again in {duration(wait)}."
     )

@@ -1,0 +1,100 @@
+"""Key policies in the database, on SQLite and PostgreSQL: the migration leaves existing keys without one,
+a policy set at creation and changed later reaches the verified principal, rotation keeps it, and the
+migration goes down again."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+
+from switchyard.common.db import create_engine, sessionmaker
+from switchyard.gateway import keys
+from switchyard.gateway.access import service
+from switchyard.gateway.access.models import KeyCreate, KeyUpdate
+from switchyard.gateway.db import migrations
+from switchyard.gateway.errors import InvalidRequest
+from switchyard.gateway.key_policy import KeyPolicy
+from switchyard.gateway.tenants import KeyVerifier, create_tenant
+
+pytestmark = pytest.mark.integration
+
+
+async def test_policies_round_trip_and_existing_keys_have_none(db_url: str) -> None:
+    await migrations().upgrade(db_url, "gw0002")
+    old_key, prefix = keys.generate()
+    engine = create_engine(db_url)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO tenants (id, name, plan, created_at) VALUES ('t1', 'acme', 'pro', :now)"),
+            {"now": datetime.now(UTC)},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO api_keys (id, tenant_id, user_id, name, prefix, key_hash, created_at) "
+                "VALUES ('k1', 't1', NULL, 'old', :prefix, :hash, :now)"
+            ),
+            {"prefix": prefix, "hash": keys.hash_key(old_key), "now": datetime.now(UTC)},
+        )
+    await migrations().upgrade(db_url)
+    sessions = sessionmaker(engine)
+    verifier = KeyVerifier(sessions, ttl_s=0)
+    try:
+        old = await verifier.verify(old_key)
+        assert old is not None and old.key_policy is None
+
+        tenant = await create_tenant(sessions, name="globex")
+        spec = KeyCreate(
+            name="team",
+            models=["auto", "cheap", "openai/gpt-6-luna"],
+            rpm_limit=10,
+            max_budget_usd=2.5,
+            budget_duration="1mo",
+        )
+        plaintext, row = await service.create_key(
+            sessions, tenant_id=tenant.id, spec=spec, default_user_id=None
+        )
+        principal = await verifier.verify(plaintext)
+        assert principal is not None
+        assert principal.key_policy == KeyPolicy(
+            models=frozenset({"auto", "cheap", "openai/gpt-6-luna"}),
+            rpm_limit=10,
+            max_budget_usd=2.5,
+            budget_duration="1mo",
+        )
+
+        changes = KeyUpdate.model_validate({"models": None, "tpm_limit": 1000, "budget_duration": "1d"})
+        await service.update_key(sessions, tenant_id=tenant.id, key_id=row.id, changes=changes)
+        changed = await verifier.verify(plaintext)
+        assert changed is not None
+        assert changed.key_policy == KeyPolicy(
+            rpm_limit=10, tpm_limit=1000, max_budget_usd=2.5, budget_duration="1d"
+        )
+
+        with pytest.raises(InvalidRequest) as no_period:  # a budget needs its period
+            await service.update_key(
+                sessions, tenant_id=tenant.id, key_id=row.id, changes=KeyUpdate(budget_duration=None)
+            )
+        assert no_period.value.param == "budget_duration"
+        with pytest.raises(Exception, match="no key"):  # another organisation's key is not found
+            await service.update_key(sessions, tenant_id="t1", key_id=row.id, changes=KeyUpdate(rpm_limit=1))
+
+        rotated, _, _ = await service.rotate_key(sessions, tenant_id=tenant.id, key_id=row.id, grace_s=0)
+        successor = await verifier.verify(rotated)
+        assert successor is not None and successor.key_policy == changed.key_policy
+
+        cleared = KeyUpdate.model_validate({"rpm_limit": None, "tpm_limit": None, "max_budget_usd": None})
+        await service.update_key(sessions, tenant_id=tenant.id, key_id=successor.api_key_id, changes=cleared)
+        plain = await verifier.verify(rotated)
+        assert plain is not None and plain.key_policy == KeyPolicy(budget_duration="1d")
+    finally:
+        await engine.dispose()
+    await migrations().downgrade(db_url, "gw0002")
+    engine = create_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            names = (await conn.execute(text("SELECT name FROM api_keys ORDER BY name"))).scalars().all()
+        assert names == ["old", "team", "team"]
+    finally:
+        await engine.dispose()
