@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from switchyard.common.envelope import decode, encode
+from switchyard.common.envelope import MAX_EVENT_BYTES, decode, encode
 from switchyard.common.errors import InvalidEvent
 from switchyard.common.events import ChatMessage, ChatRequest, TaskClassified, TaskSubmitted
 
@@ -70,4 +70,4 @@ def test_invalid_payload_names_the_field() -> None:
 
 def test_oversized_event_is_refused() -> None:
     with pytest.raises(InvalidEvent, match="exceeds"):
-        decode(b" " * (4 * 1024 * 1024 + 1))
+        decode(b" " * (MAX_EVENT_BYTES + 1))

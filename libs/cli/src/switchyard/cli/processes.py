@@ -90,8 +90,9 @@ class NatsServer:
 
     def _start_once(self, log_file: Path | None, timeout: float) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        # Events are capped at 4 MB by the envelope; the server must carry them (its default is 1 MB) so
-        # that an oversized event reaches a consumer and is dead-lettered with a reason.
+        # A task carries its prompt (a coding agent's, with screenshots: several MB), so the server carries
+        # what the envelope takes (MAX_EVENT_BYTES; its own default is 1 MB); the gateway refuses a task
+        # larger than this, less what the pipeline adds (413 `bus_max_payload_exceeded`).
         config = self.store_dir.parent / f"nats-{self.port}.conf"
         limits = ""
         if self.max_file_store is not None:

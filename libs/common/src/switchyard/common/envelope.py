@@ -18,7 +18,10 @@ from switchyard.common.events.registry import event_model
 from switchyard.common.ids import new_id
 
 CONTENT_TYPE = "application/cloudevents+json"
-MAX_EVENT_BYTES = 4 * 1024 * 1024
+# What a consumer decodes at most: the bus's own limit as shipped (NATS `max_payload` 8 MB: deploy/nats,
+# the k8s values, the embedded run), so every event the bus carries is read. A task must fit with what the
+# pipeline adds to it: the gateway refuses a larger one (413 `bus_max_payload_exceeded`) before it is sent.
+MAX_EVENT_BYTES = 8 * 1024 * 1024
 P = TypeVar("P", bound=EventPayload)
 
 
@@ -64,6 +67,11 @@ def encode(
     if traceparent:
         envelope["traceparent"] = traceparent
     return eid, orjson.dumps(envelope)
+
+
+def encoded_size(payload: EventPayload) -> int:
+    """The bytes `payload` takes as an event's `data` (the envelope's other fields add a few hundred)."""
+    return len(orjson.dumps(payload.model_dump(mode="json", exclude_none=True)))
 
 
 def decode_envelope(raw: bytes) -> CloudEvent:

@@ -60,6 +60,13 @@ class RequestTooLarge(APIError):
     code = "request_too_large"
 
 
+class BusPayloadExceeded(RequestTooLarge):
+    """A request whose task is larger than one message on the bus carries (its `max_payload`, less what the
+    pipeline adds to the task on its way): refused before it is admitted or published, so nothing ran."""
+
+    code = "bus_max_payload_exceeded"
+
+
 class GuardrailRefused(APIError):
     """A guardrail refused the prompt: 400 (injection, PII) or 413 (size), with the guardrail's code."""
 

@@ -21,10 +21,11 @@ from nats.js.errors import NotFoundError
 from switchyard.common import ids, subjects
 from switchyard.common.background import Background
 from switchyard.common.bus import EventPublisher
-from switchyard.common.envelope import decode
+from switchyard.common.envelope import MAX_EVENT_BYTES, decode, encoded_size
 from switchyard.common.errors import InvalidEvent
 from switchyard.common.events import TaskCancelled, TaskCompleted, TaskFailed, TaskSubmitted, TaskTimedOut
 from switchyard.common.streaming import Chunk, decode_chunk
+from switchyard.gateway.errors import BusPayloadExceeded
 from switchyard.gateway.stopping import Stop
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,10 @@ Settle = Callable[[Outcome | None], Awaitable[None]]
 # How long the outcome of an abandoned task is waited for: the cancellation cuts a running provider call
 # within milliseconds; a task not started yet is skipped when it gets there, and none of it was charged.
 SETTLE_WAIT_S = 5.0
+# Of one bus message, what a task's own event may not take: the pipeline adds to it on its way (TaskRouted
+# carries the task with its classification and routing decision: a few KB), NATS headers, and a dead-letter
+# copy's headers. The rest of `max_payload` is the task's.
+EVENT_RESERVE_BYTES = 64 * 1024
 
 
 class TimedOut(Exception):
@@ -57,6 +62,25 @@ class TaskClient:
         self._publisher = publisher
         self._abandoning = Background()
 
+    def max_task_bytes(self) -> int:
+        """The largest task event the bus carries: the server's `max_payload` (as it told this connection)
+        or the envelope's cap, whichever is smaller, less `EVENT_RESERVE_BYTES`."""
+        return min(self._nc.max_payload, MAX_EVENT_BYTES) - EVENT_RESERVE_BYTES
+
+    def check_fits(self, task: TaskSubmitted) -> None:
+        """413 `bus_max_payload_exceeded` for a task the bus cannot carry through the pipeline. Checked
+        before anything is subscribed or published: published, such a task would be refused by the
+        client library (larger than `max_payload`) or dead-lettered by the first consumer, and its
+        request would wait for its timeout."""
+        size, limit = encoded_size(task), self.max_task_bytes()
+        if size > limit:
+            raise BusPayloadExceeded(
+                f"The request is {size} bytes as a task on the message bus, which carries at most {limit} "
+                f"bytes per task (the bus's max_payload of {self._nc.max_payload} bytes, less "
+                f"{EVENT_RESERVE_BYTES} for what the pipeline adds); SWITCHYARD_MAX_BODY_BYTES should be "
+                "below that. Send less: fewer or smaller images, or a compacted conversation"
+            )
+
     async def _submit(self, task: TaskSubmitted) -> None:
         await self._publisher.publish(
             task,
@@ -67,6 +91,7 @@ class TaskClient:
 
     async def run(self, task: TaskSubmitted, *, timeout_s: float) -> Outcome:
         """Submits `task` and returns its result, or raises TimedOut (after recording the timeout)."""
+        self.check_fits(task)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Outcome] = loop.create_future()
 
@@ -90,6 +115,7 @@ class TaskClient:
     async def start(self, task: TaskSubmitted) -> asyncio.Future[Outcome]:
         """Submits `task` and returns a future of its result without waiting for it (the task API).
         The result subscription ends when the future is done or cancelled."""
+        self.check_fits(task)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Outcome] = loop.create_future()
 
@@ -112,6 +138,7 @@ class TaskClient:
     ) -> AsyncGenerator[Chunk | Outcome, None]:
         """Submits `task` and yields its chunks in order, then its result. Raises TimedOut, or Stopped
         once the gateway's `stop` ends its requests."""
+        self.check_fits(task)
         queue: asyncio.Queue[Chunk | Outcome | None] = asyncio.Queue()
 
         def stopping() -> None:
