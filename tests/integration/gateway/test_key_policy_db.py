@@ -13,6 +13,7 @@ from switchyard.common.db import create_engine, sessionmaker
 from switchyard.gateway import keys
 from switchyard.gateway.access import service
 from switchyard.gateway.access.models import KeyCreate, KeyUpdate
+from switchyard.gateway.batches import principals
 from switchyard.gateway.db import migrations
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.key_policy import KeyPolicy
@@ -63,6 +64,12 @@ async def test_policies_round_trip_and_existing_keys_have_none(db_url: str) -> N
             max_budget_usd=2.5,
             budget_duration="1mo",
         )
+
+        # A batch's lines run as its creator found again by key id: with the key's policy too.
+        batch_runner = await principals.resolve(
+            sessions, tenant_id=tenant.id, api_key_id=row.id, user_id=None
+        )
+        assert batch_runner is not None and batch_runner.key_policy == principal.key_policy
 
         changes = KeyUpdate.model_validate({"models": None, "tpm_limit": 1000, "budget_duration": "1d"})
         await service.update_key(sessions, tenant_id=tenant.id, key_id=row.id, changes=changes)

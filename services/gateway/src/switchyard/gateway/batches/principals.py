@@ -56,6 +56,7 @@ async def resolve(
         org_monthly_budget_usd=tenant.monthly_budget_usd,
         platform=tenant.platform,
         expires_at=expires_at,
+        key_policy=None if key is None else key.policy(),  # the key's models, limits and budget
     )
 
 
