@@ -3,12 +3,14 @@ record the bus does not take (the bucket's stream gone, as much as the bucket fu
 still goes out; a conversation naming an item twice (a follow-up sending the previous response's items
 again, a reference repeated) or an item id that is not a string is a 400, as OpenAI's; and a conversation
 the bus could not carry (images of several stored responses, which `max_prompt_chars` does not count) is a
-413, not a task the bus refuses; a large record is compressed and read off the event loop."""
+413, not a task the bus refuses; a large record is compressed and read off the event loop; a bucket
+shrunk below what it holds on a restart says that it stores nothing until records expire."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import time
 from collections.abc import AsyncIterator
@@ -185,3 +187,18 @@ async def test_a_large_record_is_compressed_and_read_off_the_event_loop(js: JetS
     assert read is not None and read.input == record.input
     # was: the loop (every request of the replica) waited the whole compression, ~0.2-0.4 s here
     assert max(gaps) < inline / 2, (max(gaps), inline)
+
+
+async def test_a_bucket_shrunk_below_what_it_holds_says_it_stores_nothing_until_records_expire(
+    js: JetStreamContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = await responses_bucket(js, keep_s=60, max_bytes=256 * 1024, replicas=1, max_value_bytes=1 << 20)
+    for n in range(1, 10):
+        assert await store.put("acme", _record(n, text=os.urandom(4000).hex()))
+    with caplog.at_level(logging.WARNING):  # a restart with a smaller SWITCHYARD_RESPONSES_BUCKET_BYTES
+        store = await responses_bucket(
+            js, keep_s=60, max_bytes=16 * 1024, replicas=1, max_value_bytes=1 << 20
+        )
+    assert any("SWITCHYARD_RESPONSES_BUCKET_BYTES" in r.getMessage() for r in caplog.records)  # was silent
+    assert await store.put("acme", _record(0)) is False  # a new response
+    assert await store.get("acme", f"resp_{TASK}1") is not None  # kept until it expires

@@ -164,10 +164,20 @@ async def responses_bucket(
                 )
             )
         else:
-            config = (await js.stream_info(f"KV_{subjects.KV_RESPONSES}")).config
+            info = await js.stream_info(f"KV_{subjects.KV_RESPONSES}")
+            config = info.config
             if (config.max_age, config.max_bytes) != (keep_s, max_bytes):
                 config.max_age, config.max_bytes = keep_s, max_bytes
                 await js.update_stream(config)
+            if info.state.bytes > max_bytes:  # JetStream keeps them, and takes nothing new meanwhile
+                log.warning(
+                    "the KV bucket %s holds %d bytes, more than %s (%d): no response is stored until enough "
+                    "of them expire (SWITCHYARD_RESPONSES_KEEP_S after they were written)",
+                    subjects.KV_RESPONSES,
+                    info.state.bytes,
+                    SETTING,
+                    max_bytes,
+                )
     except ServerError as exc:
         if exc.err_code != NO_ROOM:
             raise
