@@ -149,6 +149,13 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
         for leases in (limiter.windows, limiter.slots, spend):
             await leases.start()
         tasks = TaskClient(nc, events)
+        if settings.max_body_bytes > tasks.max_task_bytes():
+            log.warning(
+                "SWITCHYARD_MAX_BODY_BYTES (%d) is more than the bus carries per task (%d: its max_payload "
+                "less what the pipeline adds): bodies between the two get 413 bus_max_payload_exceeded",
+                settings.max_body_bytes,
+                tasks.max_task_bytes(),
+            )
         runs = TaskRuns(
             TaskStore(await tasks_bucket(js), js), tasks, events, timeout_s=settings.async_task_timeout_s
         )

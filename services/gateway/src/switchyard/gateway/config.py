@@ -17,8 +17,16 @@ class GatewaySettings(CommonSettings):
         default=False, description="bind with SO_REUSEPORT, so several gateway processes share the port"
     )
     task_timeout_s: float = Field(default=120.0, gt=0, description="how long a request waits for its task")
-    max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="larger bodies get 413")
-    max_prompt_chars: int = Field(default=400_000, gt=0, description="larger prompts get 413")
+    # Sized for coding agents (Claude Code, Codex, Cursor): a session near a 200k-token context is ~0.8 MB
+    # of JSON and ~1M characters, with screenshots of 1-3 MB each. A body travels as one task on the bus:
+    # this default stays under the bus's max_payload as shipped (8 MiB) with room for what the pipeline
+    # adds; a task that still does not fit gets 413 `bus_max_payload_exceeded` (tasks.TaskClient).
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024 - 256 * 1024, gt=0, description="larger bodies get 413 request_too_large"
+    )
+    max_prompt_chars: int = Field(
+        default=1_000_000, gt=0, description="prompts with more text get 413 prompt_too_large"
+    )
     async_task_timeout_s: float = Field(
         default=3600.0, gt=0, description="how long the task API follows a submitted task before `timed_out`"
     )
