@@ -9,14 +9,21 @@ add both when adding a rule.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from switchyard.common.events import ChatMessage
 from switchyard.gateway.guardrails.models import Finding, Refusal
 
 CHECKED_ROLES = frozenset({"user", "tool"})
+# A coding agent sends its whole conversation again on every turn (~0.8 MB near a 200k-token context), and
+# a scan costs ~0.1 s per MB of text: a message this long that was found clean is remembered by its digest
+# (per chain, so per tenant and plan), and only a turn's new messages are scanned.
+REMEMBER_CHARS = 1024
+REMEMBERED = 2048
 _ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
 
 _PRIOR = r"(?:all\s+|any\s+|the\s+|your\s+|of\s+)*(?:previous|prior|above|earlier|preceding|foregoing|system)"
@@ -113,12 +120,13 @@ class PromptInjection:
     def __init__(self, patterns: tuple[Pattern, ...] = PATTERNS) -> None:
         self.patterns = patterns
         self._combined = _ALL if patterns is PATTERNS else _combined(patterns)
+        self._clean: OrderedDict[bytes, None] = OrderedDict()  # digests of long texts found clean
 
     def on_input(self, messages: list[ChatMessage]) -> tuple[list[ChatMessage], list[Finding]]:
         for message in messages:
             if message.role not in CHECKED_ROLES:
                 continue
-            hit = _search(self._combined, self.patterns, message.text())
+            hit = self._match(message.text())
             if hit is not None:
                 raise Refusal(
                     guardrail=self.name,
@@ -128,3 +136,17 @@ class PromptInjection:
                     f"{hit.description}).",
                 )
         return messages, []
+
+    def _match(self, text: str) -> Pattern | None:
+        if len(text) < REMEMBER_CHARS:
+            return _search(self._combined, self.patterns, text)
+        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        if digest in self._clean:
+            self._clean.move_to_end(digest)
+            return None
+        hit = _search(self._combined, self.patterns, text)
+        if hit is None:
+            self._clean[digest] = None
+            if len(self._clean) > REMEMBERED:
+                self._clean.popitem(last=False)
+        return hit
