@@ -3,8 +3,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from switchyard.common import tokens
 from switchyard.common.events import ChatMessage, ChatRequest, FunctionCall, FunctionSpec, ToolCall, ToolSpec
-from switchyard.common.tokens import PER_TOOL, count_prompt, count_text, encoding
+from switchyard.common.tokens import PER_TOOL, PromptCounts, count_prompt, count_text, encoding
 
 pytestmark = pytest.mark.unit
 
@@ -48,3 +49,25 @@ def test_tool_calls_and_results_count() -> None:
     texts = 3 + sum(3 + count_text(m.text()) for m in turns)
     assert total == texts + PER_TOOL + count_text("get_weather") + count_text(arguments)
     assert total > texts + 400  # the arguments, 200 times "Paris, ", are counted
+
+
+async def test_a_long_message_is_counted_once_per_tenant(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent's conversation comes again on every turn: the router counts only its new long messages,
+    and the same count as count_prompt; a long prompt is counted off the event loop."""
+    counted: list[int] = []
+
+    def counting(text: str) -> int:
+        counted.append(len(text))
+        return count_text(text)
+
+    history = [ChatMessage(role="tool", content="def f(x):\n    return x + 1\n" * 100)]
+    request = ChatRequest(messages=[*history, ChatMessage(role="user", content="go on")])
+    expected = count_prompt(request)
+    monkeypatch.setattr(tokens, "count_text", counting)
+    counts = PromptCounts()
+    assert [counts.count(request, tenant_id="acme") for _ in range(3)] == [expected] * 3
+    assert len(counted) == 1 + 3, "the long tool output once, the short turn each time"
+    assert counts.count(request, tenant_id="globex") == expected
+    assert len(counted) == 4 + 2, "another tenant's count is its own"
+    long = ChatRequest(messages=[ChatMessage(role="user", content="word " * 30_000)])
+    assert await counts.count_off_loop(long, tenant_id="acme") == count_prompt(long)

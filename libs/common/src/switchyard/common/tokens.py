@@ -17,8 +17,11 @@ that of what either sends. The router checks context windows with this count, an
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib.util
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
 
@@ -68,12 +71,12 @@ def count_text(text: str) -> int:
     return len(encoding().encode(text, disallowed_special=()))
 
 
-def count_prompt(request: ChatRequest) -> int:
+def count_prompt(request: ChatRequest, *, text_count: Callable[[str], int] = count_text) -> int:
     """Prompt tokens of a chat request: its messages as OpenAI counts them (text parts; images are not
-    counted), the tool calls in them and the tools it offers."""
+    counted), the tool calls in them and the tools it offers. `text_count` counts each message's text."""
     total = PER_REPLY
     for message in request.messages:
-        total += PER_MESSAGE + count_text(message.text())
+        total += PER_MESSAGE + text_count(message.text())
         for call in message.tool_calls or []:
             total += PER_TOOL + count_text(call.function.name) + count_text(call.function.arguments)
     for tool in request.tools or []:
@@ -95,6 +98,52 @@ async def count_prompt_off_loop(request: ChatRequest, *, large: bool) -> int:
     if large:
         return await asyncio.to_thread(count_prompt, request)
     return count_prompt(request)
+
+
+class PromptCounts:
+    """`count_prompt` for a service that counts every task's prompt (the router): a message text of
+    `REMEMBER_CHARS` or more is remembered with its count, by a digest keyed with the tenant (one tenant's
+    texts never answer for another's), `size` at most. A coding agent sends its whole conversation again on
+    every turn (~0.8 MB near a 200k-token context; cl100k_base takes ~70 ms per MB): only a turn's new
+    messages are counted. Safe to use from threads (`count_off_loop`)."""
+
+    REMEMBER_CHARS = 1024
+
+    def __init__(self, *, size: int = 4096) -> None:
+        self._size = size
+        self._counts: OrderedDict[bytes, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def count(self, request: ChatRequest, *, tenant_id: str) -> int:
+        key = hashlib.blake2b(tenant_id.encode(), digest_size=32).digest()
+        return count_prompt(request, text_count=lambda text: self._text(text, key))
+
+    async def count_off_loop(self, request: ChatRequest, *, tenant_id: str) -> int:
+        """`count` on a thread when the prompt has more than COUNT_INLINE_CHARS characters of text
+        (cl100k_base releases the GIL while it encodes), so a long prompt does not hold the event loop."""
+        if sum(len(m.text()) for m in request.messages) <= COUNT_INLINE_CHARS:
+            return self.count(request, tenant_id=tenant_id)
+        return await asyncio.to_thread(self.count, request, tenant_id=tenant_id)
+
+    def _text(self, text: str, key: bytes) -> int:
+        if len(text) < self.REMEMBER_CHARS:
+            return count_text(text)
+        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16, key=key).digest()
+        with self._lock:
+            known = self._counts.get(digest)
+            if known is not None:
+                self._counts.move_to_end(digest)
+                return known
+        counted = count_text(text)
+        with self._lock:
+            self._counts[digest] = counted
+            if len(self._counts) > self._size:
+                self._counts.popitem(last=False)
+        return counted
+
+
+# A prompt of up to this many characters of text is counted on the event loop (~7 ms).
+COUNT_INLINE_CHARS = 100_000
 
 
 def decode_ids(ids: Sequence[int]) -> str:

@@ -27,7 +27,7 @@ from switchyard.common.policy import Policy, Thresholds
 from switchyard.common.policy_source import PolicySource
 from switchyard.common.providers import AvailableProviders
 from switchyard.common.service import Service, create_service, run_service
-from switchyard.common.tokens import count_inputs, count_prompt, encoding
+from switchyard.common.tokens import PromptCounts, count_inputs, encoding
 from switchyard.router import metrics
 from switchyard.router.adaptive import RollingQuantile
 from switchyard.router.board import HealthBoard
@@ -68,6 +68,7 @@ def create(settings: RouterSettings) -> Service:
     )
     boards: list[HealthBoard] = []
     recent = [RollingQuantile(policies.current().thresholds.window)]
+    counts = PromptCounts()
 
     def board() -> HealthBoard:
         if not boards:
@@ -104,7 +105,7 @@ def create(settings: RouterSettings) -> Service:
             policy=policy,
             available=await providers.names(),
             tenant_id=task.tenant_id,
-            prompt_tokens=count_prompt(request),
+            prompt_tokens=await counts.count_off_loop(request, tenant_id=task.tenant_id),
             headroom_usd=await board().headroom(task.tenant_id),
             health=await board().signals(policy),
             adaptive_premium=adaptive,
