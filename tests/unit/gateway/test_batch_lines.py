@@ -369,6 +369,16 @@ def test_a_line_that_no_longer_reads_keeps_its_index() -> None:
         lines.parse(again[1], CHAT, max_prompt_chars=10_000, max_body_bytes=4096)
 
 
+def test_a_file_never_validated_is_read_again_up_to_the_most_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch cancelled while validating writes its lines as cancelled from the file unchecked: at most
+    MAX_LINES of them, as validation would have read."""
+    monkeypatch.setattr(lines, "MAX_LINES", 2)
+    content = _file(_request("a"), _request("b"), _request("c"))
+    assert [line.custom_id for line in _requests(content, start=0, size=7)] == ["a", "b"]
+
+
 async def test_a_model_refused_fails_its_lines_in_order_up_to_the_cap() -> None:
     """Models are checked from the asks, not the requests: each refused ask fails its lines, merged in line
     order with the file's other problems and capped as they were."""

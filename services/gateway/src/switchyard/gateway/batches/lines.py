@@ -213,7 +213,9 @@ class Requests(_Lines):
         if raw is not None and not raw.strip():
             return
         index, self._index = self._index, self._index + 1
-        if index >= self._start:
+        if index >= MAX_LINES:  # a file never validated (its batch cancelled first): read no further
+            self._stopped = True
+        elif index >= self._start:
             self._read.append((index, number, raw))
 
 
