@@ -264,6 +264,13 @@ async def test_a_deployment_that_stores_nothing_says_so(world: World, responder:
         metrics = (await http.get("/metrics")).text
     assert r.status_code == 404 and "SWITCHYARD_RESPONSES_STORE=false" in r.json()["error"]["message"]
     assert "switchyard_gateway_stored_responses_total{" not in metrics  # no request said `store: false`
+    # what an earlier configuration (here: the other replicas) stored can still be deleted
+    kept = await world.client(world.acme).responses.create(model="auto", input="Delete me later")
+    with pytest.raises(openai.NotFoundError):
+        await world.client(world.other, base=world.unstored).responses.delete(kept.id)
+    await off.responses.delete(kept.id)  # was a 404 "this deployment stores no responses"
+    with pytest.raises(openai.NotFoundError):
+        await world.client(world.acme).responses.retrieve(kept.id)
 
 
 async def test_input_tokens_counts_the_request_with_the_conversation_it_continues(

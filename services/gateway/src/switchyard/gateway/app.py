@@ -45,7 +45,7 @@ from switchyard.gateway.middleware import RequestContext
 from switchyard.gateway.state import Gateway
 from switchyard.gateway.stopping import Server, Stop
 from switchyard.gateway.stored_responses import views as stored_views
-from switchyard.gateway.stored_responses.store import HEADROOM, responses_bucket
+from switchyard.gateway.stored_responses.store import HEADROOM, left_bucket, responses_bucket
 from switchyard.gateway.taskapi import views as taskapi
 from switchyard.gateway.taskapi.service import TaskRuns
 from switchyard.gateway.taskapi.store import TaskStore, tasks_bucket
@@ -200,6 +200,10 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
                 max_bytes=settings.responses_bucket_bytes,
                 replicas=settings.stream_replicas,
                 max_value_bytes=nc.max_payload - HEADROOM,
+            )
+        else:
+            app.state.gateway.responses_left = await left_bucket(
+                js, max_value_bytes=nc.max_payload - HEADROOM
             )
         app.state.gateway.files.start()
         log.info("gateway ready on http://%s:%d", settings.http_host, settings.http_port)

@@ -59,6 +59,8 @@ class Gateway:
     lockout: Lockout | None = None
     batches: Batches | None = None
     responses: ResponseStore | None = None  # stored responses (None: the deployment stores none)
+    # the deployment stores none, but an earlier configuration did: DELETE /v1/responses/{id} reaches them
+    responses_left: ResponseStore | None = None
 
 
 def gateway_of(request: Request) -> Gateway:

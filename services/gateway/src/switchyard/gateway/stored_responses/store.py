@@ -141,6 +141,17 @@ class ResponseStore:
         return True
 
 
+async def left_bucket(js: JetStreamContext, *, max_value_bytes: int) -> ResponseStore | None:
+    """The bucket as an earlier configuration left it, for a deployment that stores no responses
+    (SWITCHYARD_RESPONSES_STORE=false) to delete them on request; None when there is none. Neither created
+    nor reconfigured."""
+    try:
+        bucket = await js.key_value(subjects.KV_RESPONSES)
+    except BucketNotFoundError:
+        return None
+    return ResponseStore(bucket, max_value_bytes=max_value_bytes)
+
+
 async def responses_bucket(
     js: JetStreamContext, *, keep_s: float, max_bytes: int, replicas: int, max_value_bytes: int
 ) -> ResponseStore:

@@ -1,7 +1,9 @@
 """The Responses API's stored responses: `GET /v1/responses/{id}`, `DELETE /v1/responses/{id}` and
 `GET /v1/responses/{id}/input_items`. Every call is scoped to the caller's organisation: another
 organisation's response is 404 `response_not_found`, as is one stored with `store: false` (never kept),
-expired or deleted. Any key that may run inference may read and delete its organisation's responses."""
+expired or deleted. Any key that may run inference may read and delete its organisation's responses. A
+deployment that stores none (SWITCHYARD_RESPONSES_STORE=false) still deletes what an earlier configuration
+stored, so turning storing off never leaves an organisation unable to remove its conversations."""
 
 from __future__ import annotations
 
@@ -62,7 +64,7 @@ async def retrieve_response(response_id: str, request: Request, stream: bool = F
     "/{response_id}", response_model=ResponseDeleted, summary="Delete a stored response", responses=_ERRORS
 )
 async def delete_response(response_id: str, request: Request) -> ResponseDeleted:
-    store, tenant_id = await _store_of(request)
+    store, tenant_id = await _store_of(request, deleting=True)
     if not await store.delete(tenant_id, response_id):
         raise _not_found(response_id)
     return ResponseDeleted(id=response_id, deleted=True)
@@ -99,9 +101,11 @@ async def list_input_items(
     )
 
 
-async def _store_of(request: Request) -> tuple[ResponseStore, str]:
+async def _store_of(request: Request, *, deleting: bool = False) -> tuple[ResponseStore, str]:
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
+    if deleting and gw.responses is None and gw.responses_left is not None:
+        return gw.responses_left, principal.tenant_id
     if gw.responses is None:
         raise NotFound(
             "this deployment stores no responses (SWITCHYARD_RESPONSES_STORE=false)",
