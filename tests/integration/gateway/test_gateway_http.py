@@ -409,6 +409,7 @@ async def test_bad_requests(gateway: tuple[str, str], pipeline: Pipeline) -> Non
     }
     got = {name: (r.status_code, _error(r)["code"]) for name, r in cases.items()}
     assert got == expected
+    assert "SWITCHYARD_MAX_BODY_BYTES" in _error(cases["10 MB"])["message"]  # the setting to raise
     assert pipeline.seen == [], "no bad request may become a task"
 
 

@@ -56,14 +56,18 @@ PRIORITIES: tuple[Priority, ...] = ("low", "normal", "high")
 async def read_body(request: Request, *, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit} bytes")
+        raise RequestTooLarge(
+            f"Request body of {declared} bytes exceeds the limit of {limit} bytes (SWITCHYARD_MAX_BODY_BYTES)"
+        )
     chunks: list[bytes] = []
     size = 0
     try:
         async for part in request.stream():
             size += len(part)
             if size > limit:
-                raise RequestTooLarge(f"Request body exceeds the limit of {limit} bytes")
+                raise RequestTooLarge(
+                    f"Request body exceeds the limit of {limit} bytes (SWITCHYARD_MAX_BODY_BYTES)"
+                )
             chunks.append(part)
     except ClientDisconnect as exc:
         raise InvalidRequest(
