@@ -51,7 +51,9 @@ def check_prompt_size(messages: list[ChatMessage], max_prompt_chars: int) -> Non
     chars = sum(len(m.text()) for m in messages)
     if chars > max_prompt_chars:
         raise RequestTooLarge(
-            f"The prompt has {chars} characters; the limit is {max_prompt_chars}", code="prompt_too_large"
+            f"The prompt has {chars} characters; the limit is {max_prompt_chars} "
+            "(SWITCHYARD_MAX_PROMPT_CHARS)",
+            code="prompt_too_large",
         )
 
 
