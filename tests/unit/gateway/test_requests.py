@@ -135,6 +135,7 @@ def test_oversized_prompt() -> None:
     with pytest.raises(RequestTooLarge) as err:
         parse_request(body, max_prompt_chars=1000)
     assert err.value.status == 413 and err.value.code == "prompt_too_large"
+    assert "SWITCHYARD_MAX_PROMPT_CHARS" in err.value.message
 
 
 def test_valid_body_becomes_a_task_of_the_callers_tenant() -> None:
