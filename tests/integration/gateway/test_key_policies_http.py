@@ -162,6 +162,19 @@ async def test_a_model_outside_the_allow_list_is_refused_before_admission(
             json={"model": OTHER, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]},
             headers=auth(cheap),
         )
+        counts = [  # a count runs no model, but a key counts only with the models it may use
+            await c.post(
+                f"{one}/v1/messages/count_tokens",
+                json={"model": OTHER, "messages": [{"role": "user", "content": "hi"}]},
+                headers=auth(cheap),
+            ),
+            await c.post(
+                f"{two}/v1/responses/input_tokens", json={"model": OTHER, "input": "hi"}, headers=auth(cheap)
+            ),
+        ]
+        counted = await c.post(
+            f"{two}/v1/responses/input_tokens", json={"model": "cheap", "input": "hi"}, headers=auth(cheap)
+        )
         served = await c.post(f"{one}/v1/chat/completions", json=_chat("cheap"), headers=auth(cheap))
         auto = await c.post(f"{two}/v1/chat/completions", json=_chat("auto"), headers=auth(routed))
         plain = await c.post(
@@ -180,6 +193,8 @@ async def test_a_model_outside_the_allow_list_is_refused_before_admission(
     assert refusals[0].json()["error"]["message"].startswith(f"The model '{OTHER}' is not allowed")
     assert refusals[0].headers["x-request-id"]
     assert anthropic.status_code == 403 and anthropic.json()["error"]["type"] == "permission_error"
+    assert [r.status_code for r in counts] == [403, 403] and counted.status_code == 200
+    assert counts[1].json()["error"]["code"] == "model_not_allowed"
     assert [s.status_code for s in (served, auto, plain)] == [200, 200, 200]
     # Only the admitted requests became tasks; each carries its key's allow-list to the router.
     assert [t.allowed_models for t in answerer.seen] == [["cheap"], ["auto", OTHER], None]

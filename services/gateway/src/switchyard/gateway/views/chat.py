@@ -12,6 +12,7 @@ from switchyard.gateway import serving
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.completions import read_body
 from switchyard.gateway.errors import NotFound
+from switchyard.gateway.key_policy import allowed_models
 from switchyard.gateway.legacy import CompletionsRequest
 from switchyard.gateway.openapi import ERRORS, INFERENCE_ERRORS
 from switchyard.gateway.responses import InputTokensRequest, ResponsesRequest, parse_count_request
@@ -65,7 +66,7 @@ async def count_input_tokens(request: Request) -> InputTokens:
     body = await read_body(request, limit=gw.settings.max_body_bytes)
     talk = await chain.load(gw.responses, principal.tenant_id, body)
     parsed = parse_count_request(body, items=talk.items, stored=gw.responses is not None)
-    await gw.catalog.check(parsed.model)
+    await gw.catalog.check(parsed.model, allowed=allowed_models(principal.key_policy))
     tokens = await count_prompt_off_loop(parsed, large=len(body) > COUNT_INLINE_BYTES)
     return InputTokens(input_tokens=tokens)
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from switchyard.common.tokens import COUNT_INLINE_BYTES, count_prompt_off_loop
 from switchyard.gateway import completions, serving
 from switchyard.gateway.auth import authenticate
+from switchyard.gateway.key_policy import allowed_models
 from switchyard.gateway.messages import CountTokensRequest, MessagesRequest, parse_count_request
 from switchyard.gateway.openapi import ANTHROPIC_ERRORS
 from switchyard.gateway.state import gateway_of
@@ -49,6 +50,6 @@ async def count_tokens(request: Request) -> Response:
         await gw.admission.limiter.admit_count(principal, now=time.time())
     body = await completions.read_body(request, limit=gw.settings.max_body_bytes)
     parsed = parse_count_request(body)
-    await gw.catalog.check(parsed.model)
+    await gw.catalog.check(parsed.model, allowed=allowed_models(principal.key_policy))
     tokens = await count_prompt_off_loop(parsed, large=len(body) > COUNT_INLINE_BYTES)
     return Response(TokenCount(input_tokens=tokens).model_dump_json(), media_type="application/json")
