@@ -64,7 +64,8 @@ INFERENCE_ERRORS: dict[int | str, dict[str, Any]] = {
         "`prompt_injection_detected`, `pii_detected`"
     ),
     413: error_doc(
-        "Body or prompt too large (`request_too_large`, `prompt_too_large`: also a plan's guardrail)"
+        "Body or prompt too large (`request_too_large`, `prompt_too_large`: also a plan's guardrail), or "
+        "the request's task larger than the message bus carries (`bus_max_payload_exceeded`)"
     ),
     429: error_doc(
         "Rate limit, quota or budget exceeded (see Retry-After and x-ratelimit-* headers), or too many "
@@ -87,7 +88,8 @@ EMBEDDING_ERRORS: dict[int | str, dict[str, Any]] = {
         "refused by a guardrail: `pii_detected`"
     ),
     413: error_doc(
-        "Body or an input too large (`request_too_large`, `prompt_too_large`: also a plan's guardrail)"
+        "Body or an input too large (`request_too_large`, `prompt_too_large`: also a plan's guardrail), or "
+        "the task larger than the message bus carries (`bus_max_payload_exceeded`)"
     ),
 }
 
