@@ -280,6 +280,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(nats.errors.Error)
     async def _bus(request: Request, exc: nats.errors.Error) -> Response:
+        if isinstance(exc, nats.errors.MaxPayloadError):  # what a retry would send again: not the bus's state
+            log.warning("a message over the bus's max_payload on %s %s", request.method, request.url.path)
+            return error_response(
+                request,
+                BusPayloadExceeded(
+                    "the request needs a message larger than the message bus carries (its max_payload); "
+                    "SWITCHYARD_MAX_BODY_BYTES should be below that. Send less"
+                ),
+            )
         # The bus is reconnecting or JetStream is electing a leader (a node restarted): nothing was
         # accepted, and a retry in a moment will be.
         log.warning("bus unavailable on %s %s: %r", request.method, request.url.path, exc)
