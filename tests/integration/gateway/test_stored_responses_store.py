@@ -202,3 +202,30 @@ async def test_a_bucket_shrunk_below_what_it_holds_says_it_stores_nothing_until_
     assert any("SWITCHYARD_RESPONSES_BUCKET_BYTES" in r.getMessage() for r in caplog.records)  # was silent
     assert await store.put("acme", _record(0)) is False  # a new response
     assert await store.get("acme", f"resp_{TASK}1") is not None  # kept until it expires
+
+
+async def test_an_organisation_fills_its_share_of_the_bucket_not_the_others(js: JetStreamContext) -> None:
+    records = [_record(n, text=base64.b64encode(os.urandom(6000)).decode()) for n in range(1, 10)]
+    size = len(records[0].to_bytes())  # ~6 KB: nearly incompressible
+    store = await responses_bucket(
+        js, keep_s=60, max_bytes=12 * size, replicas=1, max_value_bytes=1 << 20, org_bytes=size * 5 // 2
+    )
+    over = _count("over_share")
+    kept = [await store.put("greedy", record) for record in records]
+    assert kept == [True, True] + [False] * 7  # was: 9 stored, most of the bucket one organisation's
+    assert _count("over_share") == over + 7
+    assert await store.put("modest", records[0])  # another organisation's share is its own
+    assert await store.get("greedy", f"resp_{TASK}1") is not None
+
+
+async def test_records_a_full_bucket_refuses_do_not_use_up_the_share(js: JetStreamContext) -> None:
+    records = [_record(n, text=base64.b64encode(os.urandom(6000)).decode()) for n in range(1, 10)]
+    size = len(records[0].to_bytes())
+    store = await responses_bucket(
+        js, keep_s=60, max_bytes=3 * size, replicas=1, max_value_bytes=1 << 20, org_bytes=4 * size
+    )
+    held = [r for r in records if await store.put("filler", r)]
+    assert [await store.put("late", r) for r in records] == [False] * 9  # the bucket is full
+    for record in held:
+        assert await store.delete("filler", record.id)
+    assert await store.put("late", records[0])  # its share was given back each time

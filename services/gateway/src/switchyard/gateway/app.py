@@ -200,6 +200,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
                 max_bytes=settings.responses_bucket_bytes,
                 replicas=settings.stream_replicas,
                 max_value_bytes=nc.max_payload - HEADROOM,
+                org_bytes=settings.responses_org_bytes or settings.responses_bucket_bytes // 4,
             )
         else:
             app.state.gateway.responses_left = await left_bucket(

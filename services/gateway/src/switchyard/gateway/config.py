@@ -92,6 +92,12 @@ class GatewaySettings(CommonSettings):
         description="the KV bucket switchyard-responses' size limit, all organisations (full: answers go out "
         "unstored, `store: false`)",
     )
+    responses_org_bytes: int | None = Field(
+        default=None,
+        gt=0,
+        description="what one organisation may hold of switchyard-responses (unset: a quarter of "
+        "SWITCHYARD_RESPONSES_BUCKET_BYTES; over it: its answers go out unstored, `store: false`)",
+    )
     auth_cache_ttl_s: float = 30.0
     readiness_timeout_s: float = 1.0
     providers_refresh_s: float = 2.0

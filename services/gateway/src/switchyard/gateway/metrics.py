@@ -79,6 +79,7 @@ BATCH_LINES = Counter(
 STORED_RESPONSES = Counter(
     "switchyard_gateway_stored_responses_total",
     "Responses API answers by what was kept of them (outcome: stored; too_large, larger than a bus message; "
-    "refused, the bucket full or unavailable; not_asked, `store: false`)",
+    "over_share, its organisation holds its share of the bucket; refused, the bucket full or unavailable; "
+    "not_asked, `store: false`)",
     ["outcome"],
 )

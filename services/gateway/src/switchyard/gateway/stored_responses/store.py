@@ -7,7 +7,8 @@ chain, and a record stays whole when an earlier response of its chain is deleted
 storage that grows with the square of a chain's length; records are zlib-compressed, expire after
 SWITCHYARD_RESPONSES_KEEP_S (30 days, as OpenAI keeps them) and the bucket is capped at
 SWITCHYARD_RESPONSES_BUCKET_BYTES (a full bucket stores nothing more until records expire: the answers
-still go out, marked `store: false`).
+still go out, marked `store: false`). One organisation may hold SWITCHYARD_RESPONSES_ORG_BYTES of it, so
+that none fills it for all the others.
 
 Keys are a hash of the organisation and the response id (`kv.tenant_key`): another organisation's
 response is not found, and neither appears in clear.
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 import zlib
 from dataclasses import dataclass
 from functools import cached_property
@@ -29,6 +32,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError, ServerError
 from nats.js.kv import KeyValue
 
 from switchyard.common import kv, subjects
+from switchyard.common.errors import TransientError
 from switchyard.common.objects import NO_ROOM, no_room
 from switchyard.gateway.metrics import STORED_RESPONSES
 
@@ -36,6 +40,8 @@ log = logging.getLogger(__name__)
 
 KEEP_S = 30 * 24 * 3600.0
 SETTING = "SWITCHYARD_RESPONSES_BUCKET_BYTES"
+DAY_S = 86400
+USAGE = "\x00usage"  # an organisation's stored bytes by day, under its hashed key (never a response id)
 HEADROOM = 4096  # of a bus message, for the KV put's subject and headers
 _LEVEL = 1  # zlib: conversations are repetitive text; level 1 already takes most of it, fast
 # Records larger than this are compressed and read in a thread (zlib lets go of the GIL): one of a few MB of
@@ -93,14 +99,28 @@ class StoredResponse:
 
 
 class ResponseStore:
-    def __init__(self, bucket: KeyValue, *, max_value_bytes: int) -> None:
+    """`org_bytes`: what one organisation may hold of the bucket (None: no share, as for a store that only
+    reads and deletes), counted per day of writing over the last `keep_s` (deleted records still count
+    until they would have expired: the count only ever over-states)."""
+
+    def __init__(
+        self,
+        bucket: KeyValue,
+        *,
+        max_value_bytes: int,
+        org_bytes: int | None = None,
+        keep_s: float = KEEP_S,
+    ) -> None:
         self.bucket = bucket
         self.max_value_bytes = max_value_bytes
+        self.org_bytes = org_bytes
+        self.keep_s = keep_s
 
     async def put(self, tenant_id: str, record: StoredResponse) -> bool:
-        """Keeps the record; False (logged) when it cannot be kept: larger than a bus message, the bucket
-        full, or the bus not taking it (the bucket's stream gone, a timeout). The answer it holds has gone or
-        goes out anyway, so nothing is raised: its task ran and is billed."""
+        """Keeps the record; False (logged) when it cannot be kept: larger than a bus message, over its
+        organisation's share, the bucket full, or the bus not taking it (the bucket's stream gone, a
+        timeout). The answer it holds has gone or goes out anyway, so nothing is raised: its task ran and is
+        billed."""
         raw = await record.encoded()
         if len(raw) > self.max_value_bytes:
             log.warning(
@@ -112,13 +132,41 @@ class ResponseStore:
             STORED_RESPONSES.labels("too_large").inc()
             return False
         try:
-            await self.bucket.put(kv.tenant_key(tenant_id, record.id), raw)
-        except (BusError, TimeoutError) as exc:
+            if not await self._count(tenant_id, len(raw)):
+                log.warning(
+                    "response %s not stored: its organisation holds its share of the bucket", record.id
+                )
+                STORED_RESPONSES.labels("over_share").inc()
+                return False
+            try:
+                await self.bucket.put(kv.tenant_key(tenant_id, record.id), raw)
+            except BaseException:
+                await self._count(tenant_id, -len(raw))  # a full bucket must not use up the share
+                raise
+        except (BusError, TimeoutError, TransientError) as exc:
             log.warning("response %s not stored: %s", record.id, exc)
             STORED_RESPONSES.labels("refused").inc()
             return False
         STORED_RESPONSES.labels("stored").inc()
         return True
+
+    async def _count(self, tenant_id: str, size: int) -> bool:
+        """Counts `size` bytes (below 0: given back) against the organisation's share, unless they would
+        take it past it."""
+        if self.org_bytes is None:
+            return True
+        today = int(time.time() // DAY_S)
+        first = today - math.ceil(self.keep_s / DAY_S)  # earlier days' records have all expired
+        share = self.org_bytes
+
+        def count(current: bytes | None) -> tuple[bytes | None, bool]:
+            days = {int(d): n for d, n in orjson.loads(current or b"{}").items() if int(d) >= first}
+            if size > 0 and sum(days.values()) + size > share:
+                return None, False
+            days[today] = max(0, days.get(today, 0) + size)
+            return orjson.dumps({str(d): n for d, n in days.items()}), True
+
+        return await kv.update(self.bucket, kv.tenant_key(tenant_id, USAGE), count)
 
     async def get(self, tenant_id: str, response_id: str) -> StoredResponse | None:
         try:
@@ -153,7 +201,13 @@ async def left_bucket(js: JetStreamContext, *, max_value_bytes: int) -> Response
 
 
 async def responses_bucket(
-    js: JetStreamContext, *, keep_s: float, max_bytes: int, replicas: int, max_value_bytes: int
+    js: JetStreamContext,
+    *,
+    keep_s: float,
+    max_bytes: int,
+    replicas: int,
+    max_value_bytes: int,
+    org_bytes: int | None = None,
 ) -> ResponseStore:
     """The store over the KV bucket, created on first use, or an existing one brought to this configuration
     (file storage, entries expiring `keep_s` after they were written, at most `max_bytes` in all).
@@ -193,4 +247,4 @@ async def responses_bucket(
         if exc.err_code != NO_ROOM:
             raise
         raise no_room(f"the KV bucket {subjects.KV_RESPONSES}", max_bytes, SETTING) from exc
-    return ResponseStore(bucket, max_value_bytes=max_value_bytes)
+    return ResponseStore(bucket, max_value_bytes=max_value_bytes, org_bytes=org_bytes, keep_s=keep_s)
