@@ -24,7 +24,7 @@ from prometheus_client import REGISTRY
 
 from switchyard.cli.processes import NatsServer
 from switchyard.common import subjects
-from switchyard.gateway.errors import APIError, RequestTooLarge
+from switchyard.gateway.errors import APIError, BusPayloadExceeded
 from switchyard.gateway.stored_responses import chain
 from switchyard.gateway.stored_responses.store import ResponseStore, StoredResponse, responses_bucket
 
@@ -122,9 +122,9 @@ async def test_a_conversation_larger_than_a_bus_message_is_413(js: JetStreamCont
         assert await store.put("acme", _record(n, image=image))  # each compresses well under the limit
     refs = [{"type": "item_reference", "id": f"msg_{TASK}{n}_in0"} for n in (1, 2)]
     talk = await chain.load(store, "acme", _body(input=refs))
-    with pytest.raises(RequestTooLarge) as large:
+    with pytest.raises(BusPayloadExceeded) as large:
         talk.parse(_body(input=refs), max_prompt_chars=1000)
-    assert large.value.code == "request_too_large" and "bus" in large.value.message
+    assert (large.value.status, large.value.code) == (413, "bus_max_payload_exceeded")
     one = await chain.load(store, "acme", _body(input=refs[:1]))  # one image's conversation fits
     assert len(one.parse(_body(input=refs[:1]), max_prompt_chars=1000).messages) == 1
 

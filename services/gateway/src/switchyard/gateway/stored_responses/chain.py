@@ -25,7 +25,7 @@ from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted
 from switchyard.common.streaming import Chunk
 from switchyard.gateway import responses, responses_render
 from switchyard.gateway.completions import json_object
-from switchyard.gateway.errors import APIError, InvalidRequest, RequestTooLarge
+from switchyard.gateway.errors import APIError, BusPayloadExceeded, InvalidRequest
 from switchyard.gateway.metrics import STORED_RESPONSES
 from switchyard.gateway.responses import RESPONSE_ID
 from switchyard.gateway.schemas import ChatCompletionRequest
@@ -206,12 +206,13 @@ def _check_ids(context: list[dict[str, Any]], own: list[dict[str, Any]]) -> None
 
 def _check_size(context: list[dict[str, Any]], own: list[dict[str, Any]], *, max_bytes: int) -> None:
     """413 for a conversation the bus cannot carry as a task (`max_prompt_chars` counts text, not images:
-    stored responses' images add up past it)."""
+    stored responses' images add up past it), found before the conversation is made into one: the
+    resolved items of 17 records may be 100 MB and more."""
     size = 0
     for item in (*context, *own):
         size += len(orjson.dumps(item))
         if size > max_bytes:
-            raise RequestTooLarge(
+            raise BusPayloadExceeded(
                 f"input: the conversation (the previous response's items, the items referenced and the "
                 f"request's own) is over {max_bytes} bytes, more than the bus carries as one task",
                 param="input",
