@@ -46,6 +46,24 @@ def test_anthropic_moves_system_and_developer_messages_to_the_system_field() -> 
     assert body["temperature"] == 1.0  # OpenAI's 0-2 range clamped to Anthropic's 0-1
 
 
+def test_anthropic_leaves_out_an_empty_answer_before_the_last_turn() -> None:
+    """A conversation that holds an empty answer (one cut before any text, sent back by a client or a
+    stored response) is refused by Anthropic ("all messages must have non-empty content except for the
+    optional final assistant message"): that turn is left out, an empty last one (a prefill) is kept."""
+    turns = [
+        ChatMessage(role="user", content="Name a colour."),
+        ChatMessage(role="assistant", content=""),
+        ChatMessage(role="user", content="Please answer."),
+        ChatMessage(role="assistant", content=[]),
+    ]
+    _, messages = anthropic_wire.split_messages(turns)
+    assert messages == [
+        {"role": "user", "content": "Name a colour."},
+        {"role": "user", "content": "Please answer."},
+        {"role": "assistant", "content": []},
+    ]
+
+
 def test_anthropic_maps_content_parts_and_images() -> None:
     message = ChatMessage(
         role="user",

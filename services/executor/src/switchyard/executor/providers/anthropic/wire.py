@@ -188,11 +188,12 @@ def split_messages(
     `cache_control` marks on text and image parts,
     tool results and tools are passed on: they are Anthropic's prompt-cache breakpoints. With `thinking`,
     an assistant turn's thinking blocks lead its content, as Anthropic returned them (without, they are
-    left out: a call without thinking takes none)."""
+    left out: a call without thinking takes none). An empty assistant turn before the last message is left
+    out (Anthropic refuses it; the user turns on either side of it are then one turn to Anthropic)."""
     system: list[str] = []
     marked: list[dict[str, Any]] = []  # the same as text blocks, sent as such when a part is marked
     out: list[dict[str, Any]] = []
-    for message in messages:
+    for n, message in enumerate(messages):
         if message.role in ("system", "developer"):
             system.append(message.text())
             if isinstance(message.content, list):
@@ -235,6 +236,10 @@ def split_messages(
                 else []
             )
             content = [b.model_dump(exclude_none=True) for b in anthropics(message.thinking)] + rest
+        if role == "assistant" and not content and n < len(messages) - 1:
+            # an empty answer earlier in the conversation (one cut before any text, stored and sent
+            # back): Anthropic refuses an empty turn anywhere but last, and joins the user turns around it
+            continue
         out.append({"role": role, "content": content})
     if any("cache_control" in b for b in marked):
         return [b for b in marked if b["text"]], out
