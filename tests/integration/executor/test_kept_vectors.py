@@ -1,6 +1,8 @@
 """Stored vectors of an abandoned task, on a real nats-server: the replica that put them deletes them when
 it hears the task's cancellation or timeout, before or after the put; vectors nobody abandoned stay for
-their reader, and a cancellation heard by any other replica, or of another task, deletes nothing."""
+their reader, and a cancellation heard by any other replica, or of another task, deletes nothing. A batch
+line's vectors go to the batches' store (the embeddings store when that one cannot take them), and are
+deleted where they went."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import pytest
 from nats.js import JetStreamContext
 
 from switchyard.cli.processes import NatsServer
-from switchyard.common import vectors
+from switchyard.common import objects, vectors
 from switchyard.executor.cancellations import Cancellations
 from switchyard.executor.kept_vectors import KeptVectors
 
@@ -29,9 +31,9 @@ async def js(nats_server: NatsServer) -> AsyncIterator[JetStreamContext]:
     await nc.close()
 
 
-async def _there(js: JetStreamContext, tenant: str, task: str) -> bool:
+async def _there(js: JetStreamContext, tenant: str, task: str, bucket: str = vectors.BUCKET) -> bool:
     try:
-        await (await js.object_store(vectors.BUCKET)).get_info(vectors.object_name(tenant, task))
+        await (await js.object_store(bucket)).get_info(vectors.object_name(tenant, task))
     except nats.js.errors.NotFoundError:
         return False
     return True
@@ -70,3 +72,28 @@ async def test_an_abandoned_tasks_stored_vectors_are_deleted_by_the_replica_that
     heard.cancel("acme", "t-small")
     await kept.drain()
     assert inline.data is not None  # inline vectors have nothing to delete
+
+
+async def test_a_batch_lines_vectors_go_to_the_batches_store_and_are_deleted_there(
+    js: JetStreamContext,
+) -> None:
+    kept = KeptVectors(lambda: js, inline_bytes=256)
+    name = vectors.object_name("acme", "t-line")
+    early = await kept.keep(RAW, count=4, dimensions=64, name=name, batch=True)  # no batches' store yet
+    assert (early.object, early.bucket) == (name, None) and await _there(js, "acme", "t-line")
+    await vectors.delete(js, name)
+
+    await objects.open_bucket(
+        js, vectors.BATCH_BUCKET, description="t", max_bytes=4 * 1024 * 1024, replicas=1, setting="T"
+    )
+    line = await kept.keep(RAW, count=4, dimensions=64, name=name, batch=True)
+    assert line.bucket == vectors.BATCH_BUCKET and not await _there(js, "acme", "t-line")
+    assert await vectors.fetch(js, line) == RAW
+    await _put(kept, "acme", "t-other")  # not a batch line: the embeddings store, as before
+    assert await _there(js, "acme", "t-other") and not await _there(
+        js, "acme", "t-other", vectors.BATCH_BUCKET
+    )
+
+    kept.abandon("acme", "t-line")  # the batch was cancelled while the line ran
+    await kept.drain()
+    assert not await _there(js, "acme", "t-line", vectors.BATCH_BUCKET)

@@ -183,10 +183,10 @@ class Answerer:
         self._begun: set[str] = set()
 
     @classmethod
-    async def start(cls, url: str, *, hold: bool = False) -> Answerer:
+    async def start(cls, url: str, *, hold: bool = False, vectors_ttl_s: float = 600) -> Answerer:
         nc = await nats.connect(url)
         me = cls(nc, hold=hold)
-        await vectors.open_store(me.js, ttl_s=600, max_bytes=256 * 1024 * 1024, replicas=1)
+        await vectors.open_store(me.js, ttl_s=vectors_ttl_s, max_bytes=256 * 1024 * 1024, replicas=1)
         await nc.subscribe(subjects.TASK_SUBMITTED, cb=me._on_task)
         await nc.flush()  # the server has the subscription before the test submits
         return me
@@ -248,7 +248,12 @@ class Answerer:
         rows = fake_vectors(request)
         name = vectors.object_name(task.tenant_id, task.task_id)
         kept = await vectors.keep(
-            self.js, rows.tobytes(), count=rows.shape[0], dimensions=rows.shape[1], name=name
+            self.js,
+            rows.tobytes(),
+            count=rows.shape[0],
+            dimensions=rows.shape[1],
+            name=name,
+            batch=bool(task.batch),  # as the executor keeps a batch line's
         )
         return TaskCompleted(
             task_id=task.task_id,

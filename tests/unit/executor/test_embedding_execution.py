@@ -268,7 +268,9 @@ async def test_vectors_larger_than_a_result_fail_the_task_and_the_call_is_billed
 async def test_vectors_that_cannot_be_kept_fail_the_task_and_the_call_is_billed() -> None:
     asked: list[tuple[int, int, str]] = []
 
-    async def full(raw: bytes, *, count: int, dimensions: int, name: str) -> EmbeddingResult:
+    async def full(
+        raw: bytes, *, count: int, dimensions: int, name: str, batch: bool = False
+    ) -> EmbeddingResult:
         asked.append((count, dimensions, name))
         raise vectors.VectorsNotKept("the bucket is full")
 
@@ -284,13 +286,22 @@ async def test_vectors_that_cannot_be_kept_fail_the_task_and_the_call_is_billed(
 
 
 async def test_the_result_is_what_keep_made_of_the_vectors() -> None:
-    async def stored(raw: bytes, *, count: int, dimensions: int, name: str) -> EmbeddingResult:
+    batches: list[bool] = []
+
+    async def stored(
+        raw: bytes, *, count: int, dimensions: int, name: str, batch: bool = False
+    ) -> EmbeddingResult:
+        batches.append(batch)
         return EmbeddingResult(count=count, dimensions=dimensions, sha256="0" * 64, object=name)
 
     answer = embedding_reply(3, 4)
     outcome = await run(routed("openai", asked=4), {"openai": ScriptedEmbedder(answer)}, Bus(), keep=stored)
     assert isinstance(outcome, TaskCompleted) and outcome.embedding is not None
     assert (outcome.embedding.object, outcome.embedding.data, outcome.charged) == ("acme.t1", None, [])
+    line = routed("openai", asked=4)
+    line = line.model_copy(update={"task": line.task.model_copy(update={"batch": True})})
+    await run(line, {"openai": ScriptedEmbedder(answer)}, Bus(), keep=stored)
+    assert batches == [False, True]  # a batch line's vectors are kept for its batch
 
 
 class Hangs:

@@ -7,6 +7,7 @@ generated from `CHANNELS` below, so adding a subject here documents it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 PREFIX = "switchyard"
 
@@ -124,9 +125,12 @@ OBJ_EMBEDDINGS = "switchyard-embeddings"
 # The Files API's files (batch input and output), by tenant hash and file id; kept until deleted or their
 # `expires_at` (gateway files/store.py). Outside the SWITCHYARD stream.
 OBJ_FILES = "switchyard-files"
-# An embedding batch line's vectors too large for its result event, copied out of OBJ_EMBEDDINGS (whose
-# objects expire in minutes) until the batch's output file holds them (gateway batches/vectors.py).
+# An embedding batch line's vectors too large for its result event, until the batch's output file holds
+# them: put here by the executor (TaskSubmitted.batch; the result's `bucket` says so), or copied here out of
+# OBJ_EMBEDDINGS (whose objects expire in minutes) by the batch's runner (gateway batches/vectors.py).
 OBJ_BATCH_VECTORS = "switchyard-batch-vectors"
+# The `bucket` an embedding result may name (absent: OBJ_EMBEDDINGS).
+VectorsBucket = Literal["switchyard-batch-vectors"]
 
 SERVICES = ("gateway", "classifier", "router", "executor", "billing", "audit")
 

@@ -10,15 +10,20 @@ audit and billing never receive the numbers, and every object expires after the 
 deletes the one it read). A bucket that is full refuses a put (the task then fails
 `embedding_result_unavailable`, its calls billed).
 
+A batch line's task (`TaskSubmitted.batch`) is read when its batch finishes, hours later: its vectors go to
+the object store `switchyard-batch-vectors` (`BATCH_BUCKET`, made by the gateway, objects kept 3 days)
+and its result says so in `embedding.bucket`; when that store is full or missing they go to
+`switchyard-embeddings` as any task's (the batch's runner copies them out in time if it is running).
+
 `MAX_RESULT_BYTES` (32 MiB: 2,048 vectors of 4,096 numbers; OpenAI's largest request, 2,048 of 3,072, is
 24 MiB) bounds one result. The router and the gateway refuse a request whose vectors would be larger (they
 know their count and length), the executor a reply that is (a model the policy does not list).
 
 Reading a result from another system: `data` is base64 of the raw bytes. For `object`, any NATS client's
-object store reads the bucket `switchyard-embeddings`: with nats-py, `(await js.object_store(bucket))
-.get(name)` returns the bytes (its own digest checked); check them against `sha256` and read `count x
-dimensions` float32 numbers. nats-py's `get` stalls on large objects, so `fetch` here reads the object's
-chunks one by one by direct get instead (`objects.py`): 25 MiB in ~75 ms.
+object store reads the bucket that `bucket` names (absent: `switchyard-embeddings`): with nats-py, `(await
+js.object_store(bucket)).get(name)` returns the bytes (its own digest checked); check them against
+`sha256` and read `count x dimensions` float32 numbers. nats-py's `get` stalls on large objects, so
+`fetch` here reads the object's chunks one by one by direct get instead (`objects.py`): 25 MiB in ~75 ms.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import logging
 import re
 from typing import Protocol
 
@@ -36,14 +42,16 @@ from nats.js.object_store import ObjectStore
 
 from switchyard.common import objects
 from switchyard.common.events import EmbeddingResult
-from switchyard.common.subjects import OBJ_EMBEDDINGS
+from switchyard.common.subjects import OBJ_BATCH_VECTORS, OBJ_EMBEDDINGS
 
 FLOAT_BYTES = 4
 MAX_RESULT_BYTES = 32 * 1024 * 1024
 INLINE_BYTES = 256 * 1024
 BUCKET = OBJ_EMBEDDINGS
+BATCH_BUCKET = OBJ_BATCH_VECTORS
 STREAM = f"OBJ_{BUCKET}"  # the object store's stream, as every NATS client names it
 READ_TIMEOUT_S = objects.READ_TIMEOUT_S  # a chunk that does not come within this long is missing (expired)
+log = logging.getLogger(__name__)
 _SAFE = re.compile(r"[-_a-zA-Z0-9]{1,64}")
 _UNSAFE = re.compile(r"[^-_a-zA-Z0-9]")
 
@@ -67,7 +75,9 @@ class VectorsNotKept(Exception):
 class Keep(Protocol):
     """What the executor calls to make a result of its vectors (`keep`, bound to a JetStream context)."""
 
-    async def __call__(self, raw: bytes, *, count: int, dimensions: int, name: str) -> EmbeddingResult: ...
+    async def __call__(
+        self, raw: bytes, *, count: int, dimensions: int, name: str, batch: bool = False
+    ) -> EmbeddingResult: ...
 
 
 def result_bytes(count: int, dimensions: int) -> int:
@@ -116,7 +126,9 @@ def unpack(result: EmbeddingResult) -> bytes:
     return raw
 
 
-async def inline(raw: bytes, *, count: int, dimensions: int, name: str) -> EmbeddingResult:
+async def inline(
+    raw: bytes, *, count: int, dimensions: int, name: str, batch: bool = False
+) -> EmbeddingResult:
     """Every result inline (a `Keep` with no store, for tests: a large one makes an event over the bus's
     payload limit)."""
     return pack(raw, count=count, dimensions=dimensions)
@@ -145,20 +157,36 @@ async def keep(
     dimensions: int,
     name: str,
     inline_bytes: int = INLINE_BYTES,
+    batch: bool = False,
 ) -> EmbeddingResult:
-    """The result of `raw`: inline up to `inline_bytes`, else put in the bucket as the object `name`
-    (replacing one of that name). VectorsNotKept when the put fails."""
+    """The result of `raw`: inline up to `inline_bytes`, else put as the object `name` (replacing one of
+    that name) in the bucket, or for a `batch` line in BATCH_BUCKET, BUCKET when that put fails.
+    VectorsNotKept when the put fails."""
     if len(raw) <= inline_bytes:
         return pack(raw, count=count, dimensions=dimensions)
     _check_size(raw, count, dimensions)
-    try:
-        await _store(js).put(name, raw)
-    except (nats.errors.Error, TimeoutError) as exc:  # nats-py's put removes the chunks it had sent
-        reason = str(exc) or type(exc).__name__
-        message = f"{len(raw)} bytes could not be put in the object store {BUCKET}: {reason}"
-        raise VectorsNotKept(message) from exc
+    bucket = BUCKET
+    if batch:
+        try:
+            await _store(js, BATCH_BUCKET).put(name, raw)
+            bucket = BATCH_BUCKET
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning(
+                "%s: not put in %s (%r): put in %s, which expires it", name, BATCH_BUCKET, exc, BUCKET
+            )
+    if bucket == BUCKET:
+        try:
+            await _store(js).put(name, raw)
+        except (nats.errors.Error, TimeoutError) as exc:  # nats-py's put removes the chunks it had sent
+            reason = str(exc) or type(exc).__name__
+            message = f"{len(raw)} bytes could not be put in the object store {BUCKET}: {reason}"
+            raise VectorsNotKept(message) from exc
     return EmbeddingResult(
-        count=count, dimensions=dimensions, sha256=hashlib.sha256(raw).hexdigest(), object=name
+        count=count,
+        dimensions=dimensions,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        object=name,
+        bucket=None if bucket == BUCKET else BATCH_BUCKET,
     )
 
 
@@ -167,7 +195,7 @@ async def fetch(js: JetStreamContext, result: EmbeddingResult, *, timeout_s: flo
     the object is not there (or vanishes while it is read), VectorsCorrupt when its bytes do not match."""
     if result.object is None:
         return unpack(result)
-    raw = await _read(js, result.object, timeout_s=timeout_s)
+    raw = await _read(js, result.bucket or BUCKET, result.object, timeout_s=timeout_s)
     _check(raw, result)
     return raw
 
@@ -175,22 +203,22 @@ async def fetch(js: JetStreamContext, result: EmbeddingResult, *, timeout_s: flo
 async def discard(js: JetStreamContext, result: EmbeddingResult) -> None:
     """Deletes a result's object once it has been read (nothing for an inline result or a gone object)."""
     if result.object is not None:
-        await delete(js, result.object)
+        await delete(js, result.object, bucket=result.bucket or BUCKET)
 
 
-async def delete(js: JetStreamContext, name: str) -> None:
-    """Deletes the object `name`, if it is there."""
+async def delete(js: JetStreamContext, name: str, *, bucket: str = BUCKET) -> None:
+    """Deletes the object `name` of `bucket`, if it is there."""
     with contextlib.suppress(NotFoundError):
-        await _store(js).delete(name)
+        await _store(js, bucket).delete(name)
 
 
-def _store(js: JetStreamContext) -> ObjectStore:
-    return ObjectStore(name=BUCKET, stream=STREAM, js=js)
+def _store(js: JetStreamContext, bucket: str = BUCKET) -> ObjectStore:
+    return ObjectStore(name=bucket, stream=f"OBJ_{bucket}", js=js)
 
 
-async def _read(js: JetStreamContext, name: str, *, timeout_s: float) -> bytes:
+async def _read(js: JetStreamContext, bucket: str, name: str, *, timeout_s: float) -> bytes:
     try:
-        return await objects.read(js, BUCKET, name, timeout_s=timeout_s)
+        return await objects.read(js, bucket, name, timeout_s=timeout_s)
     except objects.ObjectGone as exc:
         raise VectorsGone(str(exc)) from None
     except objects.ObjectUnreadable as exc:

@@ -355,9 +355,9 @@ async def execute_embedding(
     with its retries and breaker (the router lists only models of the request's vector space, so any of
     them will do). Each reply is checked (`embedding_replies.fault`); a wrong one is `bad_response`,
     billed and passed over for the next candidate. `keep` makes the result of the vectors (`vectors.keep`:
-    inline when small, else in the object store, under a name of the tenant and task). A reply larger than
-    a result may hold fails the task `embedding_result_too_large`, vectors that could not be kept
-    `embedding_result_unavailable`; either way the call is billed."""
+    inline when small, else in the object store, under a name of the tenant and task; a batch line's in the
+    batches' store). A reply larger than a result may hold fails the task `embedding_result_too_large`,
+    vectors that could not be kept `embedding_result_unavailable`; either way the call is billed."""
     request = routed.task.embedding()
     if request is None:
         raise TypeError(f"task {routed.task.task_id} is a chat task, not an embedding task")
@@ -400,6 +400,7 @@ async def execute_embedding(
             count=reply.count,
             dimensions=reply.dimensions,
             name=vectors.object_name(task.tenant_id, task.task_id),
+            batch=bool(task.batch),
         )
     except vectors.VectorsNotKept as exc:
         log.warning("task %s: %s", task.task_id, exc)

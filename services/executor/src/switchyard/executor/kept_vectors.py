@@ -5,8 +5,9 @@ are deleted here at once. Otherwise they would stay until the bucket's TTL, and 
 requests and left could fill the bucket (discard-new, 1 GiB by default) and make other tenants' large
 results fail as unavailable until the objects expired.
 
-Every replica hears every cancellation; only the one that put the object knows it put it. A replica that
-restarts forgets what it put: those objects expire with the bucket's TTL.
+Every replica hears every cancellation; only the one that put the object knows it put it, and in which
+bucket (a batch line's go to the batches' own, `vectors.keep`). A replica that restarts forgets what it
+put: those objects expire with their bucket's TTL.
 """
 
 from __future__ import annotations
@@ -39,37 +40,53 @@ class KeptVectors:
         self._js = js
         self._inline_bytes = inline_bytes
         # `remember_s`: the bucket's TTL (an object older than it is gone anyway)
-        self._stored: Recent[str] = Recent(keep_s=remember_s, most=most, clock=clock)  # names put here
+        # (bucket, name) put here
+        self._stored: Recent[tuple[str, str]] = Recent(keep_s=remember_s, most=most, clock=clock)
         self._abandoned: Recent[str] = Recent(keep_s=remember_s, most=most, clock=clock)  # tasks' given up
         self._deleting = Background()
 
-    async def keep(self, raw: bytes, *, count: int, dimensions: int, name: str) -> EmbeddingResult:
-        """`vectors.keep`, remembering what was put; deleted at once if its task was abandoned meanwhile."""
+    async def keep(
+        self, raw: bytes, *, count: int, dimensions: int, name: str, batch: bool = False
+    ) -> EmbeddingResult:
+        """`vectors.keep`, remembering what was put where; deleted at once if its task was abandoned
+        meanwhile."""
         result = await vectors.keep(
-            self._js(), raw, count=count, dimensions=dimensions, name=name, inline_bytes=self._inline_bytes
+            self._js(),
+            raw,
+            count=count,
+            dimensions=dimensions,
+            name=name,
+            inline_bytes=self._inline_bytes,
+            batch=batch,
         )
         if result.object is not None:
+            put = (result.bucket or vectors.BUCKET, name)
             if self._abandoned.pop(name):
-                self._delete(name)
+                self._delete(put)
             else:
-                self._stored.add(name)
+                self._stored.add(put)
         return result
 
     def abandon(self, tenant_id: str, task_id: str) -> None:
         """Nobody will read the task's vectors: deleted if this replica put them, else remembered, in case
         they are put later (the put of a run that ends after the cancellation was heard)."""
         name = vectors.object_name(tenant_id, task_id)
-        if self._stored.pop(name):
-            self._delete(name)
-        else:
+        put = [
+            (bucket, name)
+            for bucket in (vectors.BUCKET, vectors.BATCH_BUCKET)
+            if self._stored.pop((bucket, name))
+        ]
+        for where in put:
+            self._delete(where)
+        if not put:
             self._abandoned.add(name)
 
-    def _delete(self, name: str) -> None:
-        self._deleting.spawn(self._deleted(name))
+    def _delete(self, put: tuple[str, str]) -> None:
+        self._deleting.spawn(self._deleted(*put))
 
-    async def _deleted(self, name: str) -> None:
+    async def _deleted(self, bucket: str, name: str) -> None:
         try:
-            await vectors.delete(self._js(), name)
+            await vectors.delete(self._js(), name, bucket=bucket)
         except (nats.errors.Error, TimeoutError) as exc:
             log.warning("could not delete the abandoned vectors %s (they expire): %s", name, exc)
         else:

@@ -420,7 +420,7 @@ async def submit_parsed(
     `serve_embeddings` prepares it); `digest` is the body's SHA-256. With an idempotency `key`
     the task id is derived from it (or is `task_id`, a caller's own derivation: the batch runner's), and
     a task already there is answered instead. A `batch` line is admitted within its organisation's batch
-    slots (`limits.models.checks`)."""
+    slots (`limits.models.checks`), and its task says it is one (`TaskSubmitted.batch`)."""
     if isinstance(parsed, embeddings.Embeddings):
         _, task = await _embedding_task(gw, principal, parsed, priority=priority, where=where)
     else:
@@ -429,6 +429,8 @@ async def submit_parsed(
             parsed = await gw.guardrails.screen_input(parsed, principal=principal, **where)
         parsed.model = await gw.catalog.check(parsed.model, allowed=allowed_models(principal.key_policy))
         task = completions.build_task(parsed, principal, priority=priority)
+    if batch:  # an embedding line's large vectors are then kept for the batch (`vectors.keep`)
+        task = task.model_copy(update={"batch": True})
     tracing.annotate(tenant_id=principal.tenant_id, gen_ai__request__model=task.request.model)
     if key is not None:
         task = task.model_copy(

@@ -269,6 +269,13 @@ class TaskSubmitted(EventPayload):
         description="the API key's model allow-list (ids or aliases; `auto` among them when the key may "
         "route): the router picks, falls back and escalates only among these; absent: every model",
     )
+    batch: bool | None = Field(
+        default=None,
+        description="true: a line of a batch (the Batch API), read when the batch finishes, hours later; "
+        "an embedding line's vectors too large for its result event are then kept in the object store "
+        "`switchyard-batch-vectors` (days) rather than `switchyard-embeddings` (minutes); absent: not a "
+        "batch line",
+    )
 
     def chat(self) -> ChatRequest:
         """The request of a chat task; a TypeError for an embedding task (code that only chat reaches)."""
@@ -402,9 +409,10 @@ class Choice(BaseModel):
 class EmbeddingResult(BaseModel):
     """An embedding task's vectors: `count` rows of `dimensions` little-endian float32 numbers, row-major
     (row i is input i), with the SHA-256 of the raw bytes. Exactly one of `data` (the bytes in base64, in
-    the event: small results) and `object` (the name of the object in the JetStream object store
-    `switchyard-embeddings` holding the raw bytes: large ones, kept for a while) is set; `vectors.fetch`
-    reads either."""
+    the event: small results) and `object` (the name of the object holding the raw bytes: large ones, kept
+    for a while) is set; `bucket` is the JetStream object store holding `object` (absent:
+    `switchyard-embeddings`; a batch line's: `switchyard-batch-vectors`, unless that one was full).
+    `vectors.fetch` reads either."""
 
     count: int = Field(ge=1)
     dimensions: int = Field(ge=1)
@@ -412,11 +420,14 @@ class EmbeddingResult(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     data: str | None = None
     object: str | None = Field(default=None, pattern=r"^[-_.a-zA-Z0-9]{1,255}$")
+    bucket: subjects.VectorsBucket | None = None  # absent: switchyard-embeddings
 
     @model_validator(mode="after")
     def _sized(self) -> EmbeddingResult:
         if (self.data is None) == (self.object is None):
             raise ValueError("exactly one of data (inline vectors) and object (a stored object) is set")
+        if self.bucket is not None and self.object is None:
+            raise ValueError("bucket names where object is: inline vectors have none")
         if self.data is not None and len(self.data) != 4 * ((self.count * self.dimensions * 4 + 2) // 3):
             raise ValueError(f"data does not hold {self.count} x {self.dimensions} float32 numbers")
         return self

@@ -1,12 +1,15 @@
 """An embedding line's vectors, kept until the batch's output file holds them.
 
 Small vectors travel in the task's result event, which the events stream keeps for days: the output file
-is rendered from it. Larger ones are in the object store `switchyard-embeddings`, whose objects expire
-minutes after the executor put them (`SWITCHYARD_EMBEDDING_STORE_TTL_S`), long before a batch of hours
-is finalized. So when such a line's task completes, its runner copies the vectors into the batches' own
-object store `switchyard-batch-vectors` under the same name (and deletes the original, as the gateway
-deletes the vectors it has read); the output file is rendered from the copy, and the copies are deleted
-once it is stored. Whatever a failed delete leaves expires with the bucket's TTL (KEEP_S)."""
+is rendered from it. Larger ones the executor puts straight into the batches' own object store
+`switchyard-batch-vectors` (the task says it is a batch line, `TaskSubmitted.batch`; the result's `bucket`
+names the store), so they are there however long no runner runs the batch. When that store was full (or
+the task came from a gateway that did not say so) they are in `switchyard-embeddings`, whose objects
+expire minutes after the executor put them (`SWITCHYARD_EMBEDDING_STORE_TTL_S`), long before a batch of
+hours is finalized: when such a line's task completes, its runner copies the vectors here under the same
+name (and deletes the original, as the gateway deletes the vectors it has read). The output file is
+rendered from what is here, and these objects are deleted once it is stored. Whatever a failed delete
+leaves expires with the bucket's TTL (KEEP_S)."""
 
 from __future__ import annotations
 
@@ -33,9 +36,9 @@ class KeptVectors:
 
     async def keep(self, result: EmbeddingResult) -> None:
         """Copies a stored result's vectors here and deletes the original (nothing for an inline result, or
-        one kept already). VectorsUnreadable when the original cannot be read (expired)."""
+        one put or kept here already). VectorsUnreadable when the original cannot be read (expired)."""
         name = result.object
-        if name is None:
+        if name is None or result.bucket == BUCKET:
             return
         with contextlib.suppress(objects.ObjectGone):
             await objects.describe(self._js, BUCKET, name)
