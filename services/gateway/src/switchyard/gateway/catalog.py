@@ -12,7 +12,7 @@ from switchyard.common.policy_source import PolicySource, current_of
 from switchyard.common.providers import AvailableProviders
 from switchyard.gateway.errors import InvalidRequest, ModelNotFound, ServiceUnavailable
 from switchyard.gateway.key_policy import allows, check_model
-from switchyard.gateway.schemas import ModelCard
+from switchyard.gateway.schemas import AnthropicModelInfo, ModelCard
 
 AUTO = "auto"
 SELF = "switchyard"  # owner of `auto`
@@ -134,7 +134,23 @@ class Catalog:
     async def cards(self, *, allowed: frozenset[str] | None = None) -> list[ModelCard]:
         """`auto`, the models whose provider is announced, and the aliases of those (owned by theirs);
         with a key's allow-list (`allowed`), those it allows."""
+        return await self._cards(self.policy, allowed)
+
+    async def infos(self, *, allowed: frozenset[str] | None = None) -> list[AnthropicModelInfo]:
+        """The same models as `cards`, in Anthropic's shape."""
         policy = self.policy
+        return [_info(card.id, policy) for card in await self._cards(policy, allowed)]
+
+    async def info(self, name: str, *, allowed: frozenset[str] | None = None) -> AnthropicModelInfo:
+        """One model in Anthropic's shape (the errors of `card`); an alias answers as the model it stands
+        for, as Anthropic's Get a Model resolves an alias to its model."""
+        policy = self.policy
+        check_model(allowed, name, policy.resolve)
+        model = policy.resolve(name)
+        await self._served(policy, model, name)
+        return _info(model, policy)
+
+    async def _cards(self, policy: Policy, allowed: frozenset[str] | None) -> list[ModelCard]:
         providers = await self.providers()
         cards = [ModelCard(id=AUTO, owned_by=SELF)]
         cards += [ModelCard(id=m.id, owned_by=m.provider) for m in policy.models if m.provider in providers]
@@ -153,3 +169,17 @@ def _lengths(spec: EmbeddingSpec) -> str:
     if spec.min_dimensions is None:
         return f"its vectors have {spec.dimensions} (leave `dimensions` out, or send {spec.dimensions})"
     return f"`dimensions` may be {spec.min_dimensions} to {spec.dimensions}"
+
+
+def _info(name: str, policy: Policy) -> AnthropicModelInfo:
+    """`name` (a model, an alias or `auto`) as Anthropic describes a model. The policy names models by
+    their ids only, so an id is its own display name; an alias's says what it stands for."""
+    if name == AUTO:
+        return AnthropicModelInfo(id=name, display_name="auto (Switchyard picks the model for each request)")
+    target = policy.aliases.get(name)
+    spec = policy.model(target or name)
+    return AnthropicModelInfo(
+        id=name,
+        display_name=f"{name} (alias of {target})" if target else name,
+        max_input_tokens=None if spec is None else spec.context_window,
+    )

@@ -169,7 +169,7 @@ def request_id_of(request: Request) -> str:
     return getattr(request.state, "request_id", "") or "req_unknown"
 
 
-# Anthropic's error types by status, for the Anthropic face (`/v1/messages`), whose clients read
+# Anthropic's error types by status, for the Anthropic face (`anthropic_face`), whose clients read
 # `{"type": "error", "error": {"type", "message"}}`; our `code`, `param` and `request_id` ride along.
 ANTHROPIC_TYPES = {
     400: "invalid_request_error",
@@ -212,10 +212,29 @@ def anthropic_wording(exc: APIError) -> tuple[int, str]:
     )
 
 
+# Paths both SDKs call: there the `anthropic-version` header, which the Anthropic SDKs send on every request
+# and OpenAI's never, picks Anthropic's shape (as LiteLLM-style gateways tell the two apart).
+SHARED_PATHS = ("/v1/models",)
+
+
+def anthropic_face(path: str, *, versioned: bool) -> bool:
+    """Whether a request for `path` is answered in Anthropic's shapes: `/v1/messages...`, or a shared path
+    asked with an `anthropic-version` header (`versioned`)."""
+    if path.startswith("/v1/messages"):
+        return True
+    shared = any(path == p or path.startswith(f"{p}/") for p in SHARED_PATHS)
+    return shared and versioned
+
+
+def speaks_anthropic(request: Request) -> bool:
+    """`anthropic_face` for a request."""
+    return anthropic_face(request.url.path, versioned="anthropic-version" in request.headers)
+
+
 def error_response(request: Request, exc: APIError) -> Response:
     rid = request_id_of(request)
     status = exc.status
-    if request.url.path.startswith("/v1/messages"):
+    if speaks_anthropic(request):
         status, message = anthropic_wording(exc)
         error = {
             # other 4xx are `invalid_request_error`, as Anthropic's errors page says of its own

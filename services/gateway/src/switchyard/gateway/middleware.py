@@ -1,9 +1,9 @@
 """A plain ASGI middleware (no BaseHTTPMiddleware: it buffers and slows streams): assigns each request
-an id, returns it as `x-request-id` (on the Anthropic face also as `request-id`, where Anthropic's SDKs
-read a response's and an error's request id), records the request's latency and status, and its span
-when tracing is on (a `traceparent` header makes it part of the caller's trace). A request the server
-cancels at its stop before any response began (still authenticating or reading its body) is answered
-503 `gateway_stopping` here, instead of uvicorn's plain-text 500 without a request id."""
+an id, returns it as `x-request-id` (on the Anthropic face, `errors.anthropic_face`, also as `request-id`,
+where Anthropic's SDKs read a response's and an error's request id), records the request's latency and
+status, and its span when tracing is on (a `traceparent` header makes it part of the caller's trace). A
+request the server cancels at its stop before any response began (still authenticating or reading its
+body) is answered 503 `gateway_stopping` here, instead of uvicorn's plain-text 500 without a request id."""
 
 from __future__ import annotations
 
@@ -17,13 +17,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from switchyard.common import tracing
 from switchyard.common.ids import new_id
-from switchyard.gateway.errors import error_response
+from switchyard.gateway.errors import anthropic_face, error_response
 from switchyard.gateway.metrics import LATENCY, REQUESTS
 from switchyard.gateway.stopping import Stop, cut
 
 # Probes and scrapes: a span each would bury the requests in noise.
 UNTRACED = frozenset({"/metrics", "/healthz", "/readyz"})
-ANTHROPIC_FACE = "/v1/messages"  # its paths, and those under it
 
 
 class RequestContext:
@@ -51,7 +50,7 @@ class RequestContext:
                 headers: list[Any] = list(message.get("headers", []))
                 if not any(k == b"x-request-id" for k, _ in headers):
                     headers.append((b"x-request-id", request_id.encode()))
-                if scope["path"].startswith(ANTHROPIC_FACE):
+                if anthropic_face(scope["path"], versioned=_header(scope, b"anthropic-version") is not None):
                     headers.append((b"request-id", request_id.encode()))
                 if traceresponse is not None:
                     headers.append((b"traceresponse", traceresponse))

@@ -333,3 +333,22 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class AnthropicModelInfo(BaseModel):
+    """A model as Anthropic's Models API describes one (the Anthropic SDK's `ModelInfo`)."""
+
+    type: Literal["model"] = "model"
+    id: str
+    display_name: str
+    created_at: str = "1970-01-01T00:00:00Z"  # the epoch: Anthropic's value for an unknown release date
+    max_input_tokens: int | None = None  # the context window, when the policy says it
+
+
+class AnthropicModelList(BaseModel):
+    """A page of Anthropic's `GET /v1/models`, paged by `before_id` / `after_id` / `limit`."""
+
+    data: list[AnthropicModelInfo]
+    has_more: bool
+    first_id: str | None
+    last_id: str | None

@@ -1,35 +1,53 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from switchyard.gateway.auth import authenticate
+from switchyard.gateway.errors import speaks_anthropic
 from switchyard.gateway.key_policy import allowed_models
+from switchyard.gateway.model_pages import page_of
 from switchyard.gateway.openapi import ERRORS
-from switchyard.gateway.schemas import ModelCard, ModelList
+from switchyard.gateway.schemas import AnthropicModelInfo, AnthropicModelList, ModelCard, ModelList
 from switchyard.gateway.state import gateway_of
 
 router = APIRouter()
 
+ANTHROPIC = "; with an `anthropic-version` header (the Anthropic SDKs), in Anthropic's shape"
+PAGING = "Anthropic's paging (with an `anthropic-version` header; ignored without): "
+
 
 @router.get(
     "/v1/models",
-    response_model=ModelList,
-    summary="List the models this deployment serves (those the key's allow-list allows)",
-    responses={k: v for k, v in ERRORS.items() if k in (401, 403, 429, 503)},
+    response_model=ModelList | AnthropicModelList,
+    summary=f"List the models this deployment serves (those the key's allow-list allows){ANTHROPIC}",
+    responses={k: v for k, v in ERRORS.items() if k in (400, 401, 403, 429, 503)},
 )
-async def list_models(request: Request) -> ModelList:
+async def list_models(
+    request: Request,
+    limit: int | None = Query(default=None, description=f"{PAGING}models per page, 1 to 1000 (20)"),
+    after_id: str | None = Query(default=None, description=f"{PAGING}the page right after this model"),
+    before_id: str | None = Query(default=None, description=f"{PAGING}the page right before this model"),
+) -> ModelList | AnthropicModelList:
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
-    return ModelList(data=await gw.catalog.cards(allowed=allowed_models(principal.key_policy)))
+    allowed = allowed_models(principal.key_policy)
+    if speaks_anthropic(request):
+        models = await gw.catalog.infos(allowed=allowed)
+        return page_of(models, limit=limit, after_id=after_id, before_id=before_id)
+    return ModelList(data=await gw.catalog.cards(allowed=allowed))
 
 
 @router.get(
     "/v1/models/{model:path}",
-    response_model=ModelCard,
-    summary="One model this deployment serves (`auto`, a configured model or a pass-through name)",
+    response_model=ModelCard | AnthropicModelInfo,
+    summary="One model this deployment serves (`auto`, a configured model or a pass-through name)"
+    f"{ANTHROPIC} (an alias answers as its model)",
     responses={k: v for k, v in ERRORS.items() if k in (401, 403, 404, 429, 503)},
 )
-async def retrieve_model(model: str, request: Request) -> ModelCard:
+async def retrieve_model(model: str, request: Request) -> ModelCard | AnthropicModelInfo:
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
-    return await gw.catalog.card(model, allowed=allowed_models(principal.key_policy))
+    allowed = allowed_models(principal.key_policy)
+    if speaks_anthropic(request):
+        return await gw.catalog.info(model, allowed=allowed)
+    return await gw.catalog.card(model, allowed=allowed)
