@@ -121,6 +121,11 @@ async def test_tcp_cef_survives_exporter_kill_and_receiver_restart(
         receiver.start()
         await _until(lambda: len(_seqs(receiver)) >= 22_000, 90, f"entries missing: see {log_path}")
         await _until(lambda: exporter.poll() is None, 1, "exporter died")
+        # the last batch is confirmed a settle period after it was sent (later on a loaded machine)
+        deadline = time.monotonic() + 30
+        while (confirmed := await positions.load(ledger, "rsyslog-tcp")) < 22_000:
+            assert time.monotonic() < deadline, f"the position stopped at {confirmed}"
+            await asyncio.sleep(0.1)
     finally:
         _stop(exporter)
     counts = check_syslog(receiver.records(), await rows(ledger), "cef")
