@@ -63,6 +63,9 @@ def test_a_request_larger_than_the_bus_carries_is_a_413_and_nothing_runs(
         "SWITCHYARD_MAX_BODY_BYTES": str(16 * MB),  # above the bus: the bus's limit is what refuses
         "SWITCHYARD_MAX_PROMPT_CHARS": str(16 * MB),
         "SWITCHYARD_LIMIT_ORG_CONCURRENT_TASKS": "1",  # a slot not given back would refuse the next request
+        # refused before admission, the 413s take no request of the minute: the request that fits is the
+        # only one counted
+        "SWITCHYARD_LIMIT_USER_REQUESTS_PER_MIN": "1",
     }
     over = _image(MAX_PAYLOAD + MB)  # 9 MiB of screenshot
     with gateways(nats_server, sqlite_url, tmp_path, env=env) as bases:

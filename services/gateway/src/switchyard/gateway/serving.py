@@ -247,11 +247,13 @@ async def serve(request: Request, face: Face) -> Response:
 async def _admit(
     request: Request, gw: Gateway, principal: Principal, task: TaskSubmitted, *, started: float
 ) -> tuple[Lookup | None, overhead.Stages, Pass, dict[str, str]]:
-    """A built task up to its admission: its cache look-up, the stages so far, its admission (rate limits,
-    budget), and the response headers these give."""
+    """A built task up to its admission: whether the bus can carry it (before anything is taken of the
+    limits or the budget, whose estimates a task that size would only mislead), its cache look-up, the
+    stages so far, its admission (rate limits, budget), and the response headers these give."""
     tracing.annotate(
         task_id=task.task_id, tenant_id=principal.tenant_id, gen_ai__request__model=task.request.model
     )
+    gw.tasks.check_fits(task)
     cached = await replay.look_up(gw.cache, request, principal, task)
     stages = overhead.Stages(started)
     stages.mark("prep")
@@ -438,6 +440,7 @@ async def submit_parsed(
         )
         if (existing := await gw.runs.store.get(task.task_id)) is not None:
             return idempotency.replayed(existing, digest)
+    gw.tasks.check_fits(task)  # before admission, as `_admit` checks
     admitted = await gw.admission.admit(
         principal,
         task.request,
