@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -167,7 +168,8 @@ class InFlight:
             head: dict[str, Any] = {
                 "replica": self.replica,
                 "written_at": round(now, 3),
-                "expires_at": round(now if stopped else now + self.ttl_s, 3),
+                # a stopped list has expired already: rounded down, never to a moment still to come
+                "expires_at": math.floor(now * 1000) / 1000 if stopped else round(now + self.ttl_s, 3),
             }
             if stopped:
                 head["stopped"] = True
