@@ -135,7 +135,9 @@ class InputTokensRequest(ResponsesRequest):
     input: str | list[dict[str, Any]] = ""
 
 
-def parse_count_request(body: bytes, *, items: list[dict[str, Any]] | None, stored: bool) -> ChatRequest:
+def parse_count_request(
+    body: bytes | dict[str, Any], *, items: list[dict[str, Any]] | None, stored: bool
+) -> ChatRequest:
     """An input-token count's body as the chat request it would become (no prompt-size limit: a count says
     how large a prompt is, also one that `/v1/responses` would refuse); `items` and `stored` as for
     `parse_request`."""
@@ -152,7 +154,11 @@ def parse_count_request(body: bytes, *, items: list[dict[str, Any]] | None, stor
 
 
 def parse_request(
-    body: bytes, *, max_prompt_chars: int, items: list[dict[str, Any]] | None = None, stored: bool = False
+    body: bytes | dict[str, Any],
+    *,
+    max_prompt_chars: int,
+    items: list[dict[str, Any]] | None = None,
+    stored: bool = False,
 ) -> ChatCompletionRequest:
     """The pipeline's request for a Responses request; `items`, when given, is the whole input to answer
     (the stored conversation it continues and its own input, references resolved), else its `input`.

@@ -71,6 +71,7 @@ class Conversation:
     resolved: bool = False  # `context` or a reference changed what the request's `input` says
     created: int = field(default_factory=lambda: int(time.time()))
     kept: bool | None = None  # whether the answer's record was stored (None: not yet tried)
+    data: dict[str, Any] | None = None  # the body as read here (None: not a JSON object), parsed once
 
     @property
     def items(self) -> list[dict[str, Any]] | None:
@@ -107,7 +108,10 @@ class Conversation:
         if self.resolved and self.store is not None:
             _check_size(self.context, self.own, max_bytes=self.store.max_value_bytes)
         return responses.parse_request(
-            body, max_prompt_chars=max_prompt_chars, items=self.items, stored=self.store is not None
+            body if self.data is None else self.data,
+            max_prompt_chars=max_prompt_chars,
+            items=self.items,
+            stored=self.store is not None,
         )
 
     def body(self, task: TaskSubmitted, done: TaskCompleted) -> dict[str, Any]:
@@ -160,7 +164,9 @@ async def load(store: ResponseStore | None, tenant_id: str, body: bytes) -> Conv
         return Conversation(store, tenant_id, keep=False)
     raw = data.get("input")
     keep = store is not None and data.get("store") is not False
-    conversation = Conversation(store, tenant_id, keep=keep, own=own_items(raw), echoed=_echoed(data))
+    conversation = Conversation(
+        store, tenant_id, keep=keep, own=own_items(raw), echoed=_echoed(data), data=data
+    )
     previous_id = data.get("previous_response_id")
     refers = any(i.get("type") == "item_reference" for i in conversation.own)
     if store is None:

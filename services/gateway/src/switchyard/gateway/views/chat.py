@@ -65,7 +65,8 @@ async def count_input_tokens(request: Request) -> InputTokens:
         await gw.admission.limiter.admit_count(principal, now=time.time())
     body = await read_body(request, limit=gw.settings.max_body_bytes)
     talk = await chain.load(gw.responses, principal.tenant_id, body)
-    parsed = parse_count_request(body, items=talk.items, stored=gw.responses is not None)
+    read = body if talk.data is None else talk.data
+    parsed = parse_count_request(read, items=talk.items, stored=gw.responses is not None)
     await gw.catalog.check(parsed.model, allowed=allowed_models(principal.key_policy))
     tokens = await count_prompt_off_loop(parsed, large=len(body) > COUNT_INLINE_BYTES)
     return InputTokens(input_tokens=tokens)
