@@ -36,10 +36,10 @@ if os.environ.get("SWITCHYARD_LONG_TESTS") == "1":  # `make fuzz`
 NOT_FOUND_OR_FORBIDDEN = {400, 401, 403, 404, 405, 409, 410, 422}
 INFERENCE = {"/v1/chat/completions", "/v1/messages", "/v1/tasks"}
 PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
-# Path parameters that name what every organisation shares (the deployment's models), not a tenant's
-# resource: filled with this value, and the answer only has to leak nothing.
-# path parameters that name no organisation's resource: a model, an unserved Responses operation
-SHARED = {"model": "auto", "name": "compact"}
+# Path parameters that name what every organisation shares, not a tenant's resource (a model, an unserved
+# Responses operation, a Gemini model and method): filled with this value, and the answer only has to leak
+# nothing.
+SHARED = {"model": "auto", "name": "compact", "target": "auto:countTokens"}
 
 
 def operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:

@@ -51,7 +51,7 @@ from switchyard.gateway.taskapi.service import TaskRuns
 from switchyard.gateway.taskapi.store import TaskStore, tasks_bucket
 from switchyard.gateway.tasks import TaskClient
 from switchyard.gateway.tenants import KeyVerifier
-from switchyard.gateway.views import chat, embeddings, health, messages, models
+from switchyard.gateway.views import chat, embeddings, gemini, health, messages, models
 from switchyard.gateway.views import feedback as feedback_views
 from switchyard.gateway.views import ledger as ledger_views
 from switchyard.gateway.views import usage as usage_views
@@ -249,7 +249,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
         description="OpenAI-compatible gateway: routes each task to the right model and records every step.",
         lifespan=lifespan,
     )
-    for view in (chat, embeddings, messages, taskapi, models, health, access, limits):
+    for view in (chat, embeddings, messages, taskapi, models, gemini, health, access, limits):
         app.include_router(view.router)
     app.include_router(ledger_views.router)
     app.include_router(feedback_views.router)

@@ -1,8 +1,9 @@
 """Authentication and authorisation by scope.
 
-A credential comes as `Authorization: Bearer <credential>` (as OpenAI SDKs send it) or `x-api-key` (as
-Anthropic's do). It is an API key (`sy_<prefix>_<secret>`), or, when SSO is configured, an OIDC JWT from
-the organisation's identity provider; both yield the same `Principal`. Repeated failures from one client
+A credential comes as `Authorization: Bearer <credential>` (as OpenAI SDKs send it), `x-api-key` (as
+Anthropic's do) or `x-goog-api-key` (Google's GenAI SDKs; on the Gemini face also as Gemini's `?key=`).
+It is an API key (`sy_<prefix>_<secret>`), or, when SSO is configured, an OIDC JWT from the
+organisation's identity provider; both yield the same `Principal`. Repeated failures from one client
 or against one key prefix are throttled (access/lockout.py) and every failure is recorded.
 """
 
@@ -21,6 +22,7 @@ from switchyard.gateway.errors import (
     AuthenticationFailed,
     PermissionDenied,
     ServiceUnavailable,
+    google_face,
     request_id_of,
 )
 from switchyard.gateway.state import Gateway, gateway_of
@@ -33,7 +35,10 @@ def presented_key(request: Request) -> str | None:
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    return request.headers.get("x-api-key") or None
+    key = request.headers.get("x-api-key") or request.headers.get("x-goog-api-key")
+    if key is None and google_face(request.url.path, keyed=False):
+        key = request.query_params.get("key")  # Gemini's REST form (`?key=`); never logged: no access log
+    return key or None
 
 
 def _attempt(request: Request, credential: str | None, gw: Gateway | None) -> Attempt:

@@ -231,6 +231,71 @@ def speaks_anthropic(request: Request) -> bool:
     return anthropic_face(request.url.path, versioned="anthropic-version" in request.headers)
 
 
+# Gemini's methods: `/v1beta/models/{model}:generateContent` (the Gemini CLI's, and the REST docs'), and the
+# same under `/v1` (the Python GenAI SDK's default).
+GEMINI_METHOD = re.compile(r"/v1(?:beta)?/models/.+:[A-Za-z]+")
+GEMINI_HEADERS = ("x-goog-api-key", "x-goog-api-client")  # sent by Google's GenAI SDKs on every request
+
+
+def google_face(path: str, *, keyed: bool) -> bool:
+    """Whether a request for `path` is answered in Google's shapes: `/v1beta/...`, a Gemini method, or a
+    shared path (the models list) asked with a Google SDK's header (`keyed`)."""
+    if path.startswith("/v1beta/") or GEMINI_METHOD.fullmatch(path):
+        return True
+    shared = any(path == p or path.startswith(f"{p}/") for p in SHARED_PATHS)
+    return shared and keyed
+
+
+# Google's canonical error codes (google.rpc.Code) by HTTP status, as its APIs answer them.
+GOOGLE_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    409: "ABORTED",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+def gemini_error(
+    *, status: int, message: str, code: str, type_: str, param: str | None, request_id: str
+) -> bytes:
+    """Google's error body (`{"error": {"code", "message", "status", "details"}}`, which the GenAI SDKs
+    raise as `APIError`), Switchyard's code, type, field and request id in its `ErrorInfo` detail."""
+    metadata = {"code": code, "type": type_, "request_id": request_id, **({"param": param} if param else {})}
+    return orjson.dumps({"error": google_error(status, message, code, metadata)})
+
+
+def google_error(status: int, message: str, code: str, metadata: dict[str, str]) -> dict[str, Any]:
+    """The object under `error`: `reason` is Switchyard's code in Google's upper case."""
+    detail = {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": code.upper(),
+        "domain": "switchyard",
+        "metadata": metadata,
+    }
+    return {
+        "code": status,
+        "message": message,
+        "status": GOOGLE_STATUS.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION"),
+        "details": [detail],
+    }
+
+
+def speaks_google(request: Request) -> bool:
+    """`google_face` for a request (an `anthropic-version` header says Anthropic's first)."""
+    keyed = any(h in request.headers for h in GEMINI_HEADERS)
+    return google_face(request.url.path, keyed=keyed) and not speaks_anthropic(request)
+
+
 def error_response(request: Request, exc: APIError) -> Response:
     rid = request_id_of(request)
     status = exc.status
@@ -246,6 +311,10 @@ def error_response(request: Request, exc: APIError) -> Response:
             **({"details": exc.details} if exc.details else {}),
         }
         body = orjson.dumps({"type": "error", "error": error, "request_id": rid})
+    elif speaks_google(request):
+        body = gemini_error(
+            status=status, message=exc.message, code=exc.code, type_=exc.type, param=exc.param, request_id=rid
+        )
     else:
         body = error_body(message=exc.message, type_=exc.type, code=exc.code, param=exc.param, request_id=rid)
     headers = {"x-request-id": rid, **exc.headers}

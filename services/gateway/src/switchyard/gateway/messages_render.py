@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted, Usage
+from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted, ToolCall, Usage
 from switchyard.common.streaming import Chunk, thinking_chunk
 from switchyard.gateway.outcomes import Fault, head_model, in_order
 from switchyard.gateway.schemas import thinking_json
@@ -25,19 +25,24 @@ STOP_REASONS = {
 
 
 def tool_use_blocks(done: TaskCompleted) -> list[dict[str, Any]]:
-    """The answer's tool calls as `tool_use` blocks, whose `input` is always an object, as Anthropic's is
-    (a client calls its function with it): arguments an OpenAI-compatible server gave as something else
-    (`null`, a list, text that is not JSON) are kept under `input`."""
-    out = []
-    for call in done.tool_calls or []:
-        try:
-            arguments = orjson.loads(call.function.arguments or "{}")
-        except orjson.JSONDecodeError:
-            arguments = call.function.arguments
-        if not isinstance(arguments, dict):
-            arguments = {} if arguments is None else {"input": arguments}
-        out.append({"type": "tool_use", "id": call.id, "name": call.function.name, "input": arguments})
-    return out
+    """The answer's tool calls as `tool_use` blocks, `input` always an object (`arguments_object`)."""
+    return [
+        {"type": "tool_use", "id": call.id, "name": call.function.name, "input": arguments_object(call)}
+        for call in done.tool_calls or []
+    ]
+
+
+def arguments_object(call: ToolCall) -> dict[str, Any]:
+    """A tool call's arguments as the object Anthropic's `input` and Gemini's `args` always are (a client
+    calls its function with it): arguments an OpenAI-compatible server gave as something else (`null`, a
+    list, text that is not JSON) are kept under `input`."""
+    try:
+        arguments = orjson.loads(call.function.arguments or "{}")
+    except orjson.JSONDecodeError:
+        arguments = call.function.arguments
+    if not isinstance(arguments, dict):
+        arguments = {} if arguments is None else {"input": arguments}
+    return arguments
 
 
 def message_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class ErrorDetail(BaseModel):
@@ -30,6 +30,29 @@ class AnthropicErrorResponse(BaseModel):
     type: Literal["error"] = "error"
     error: ErrorDetail
     request_id: str
+
+
+class GoogleErrorInfo(BaseModel):
+    """`google.rpc.ErrorInfo`: Switchyard's code in `reason` (upper case), and in `metadata` its code,
+    type, request id and the field (`param`) when one is named."""
+
+    type_url: str = Field(alias="@type")
+    reason: str
+    domain: str
+    metadata: dict[str, str]
+
+
+class GoogleStatus(BaseModel):
+    code: int
+    message: str
+    status: str  # google.rpc.Code's name: INVALID_ARGUMENT, UNAUTHENTICATED, NOT_FOUND, ...
+    details: list[GoogleErrorInfo]
+
+
+class GoogleErrorResponse(BaseModel):
+    """The Gemini face's error shape (Google's)."""
+
+    error: GoogleStatus
 
 
 def error_doc(description: str) -> dict[str, Any]:
@@ -97,6 +120,10 @@ EMBEDDING_ERRORS: dict[int | str, dict[str, Any]] = {
 # The same errors in Anthropic's shape, for `/v1/messages`.
 ANTHROPIC_ERRORS: dict[int | str, dict[str, Any]] = {
     status: {**spec, "model": AnthropicErrorResponse} for status, spec in INFERENCE_ERRORS.items()
+}
+# And in Google's, for the Gemini face.
+GOOGLE_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {**spec, "model": GoogleErrorResponse} for status, spec in INFERENCE_ERRORS.items()
 }
 
 

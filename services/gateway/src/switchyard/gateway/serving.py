@@ -34,6 +34,7 @@ from switchyard.gateway.admission import Pass
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.cache import replay
 from switchyard.gateway.cache.service import Lookup
+from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.errors import (
     ClientClosedRequest,
     GatewayStopping,
@@ -310,18 +311,40 @@ async def _answer(
     return done
 
 
-async def serve_embeddings(request: Request) -> Response:
-    """`POST /v1/embeddings`: as a completion is served, with no stream and no output guardrails; the named
-    model is checked before the inputs pass the input guardrails. The response cache is exact only, keyed on
-    the texts as sent (after decoding and the guardrails); a hit is answered from the stored vectors."""
+@dataclass(frozen=True)
+class EmbeddingsFace:
+    """How a face reads an embeddings request (the body, the gateway's settings) and renders its vectors
+    (the rows, the result, the request)."""
+
+    parse: Callable[[bytes, GatewaySettings], embeddings.Embeddings]
+    render: Callable[[embeddings.Rows, TaskCompleted, embeddings.Embeddings], bytes]
+
+
+def _openai_embeddings(body: bytes, settings: GatewaySettings) -> embeddings.Embeddings:
+    return embeddings.parse_request(
+        body, max_prompt_chars=settings.max_prompt_chars, max_text_bytes=settings.max_body_bytes
+    )
+
+
+def _openai_vectors(rows: embeddings.Rows, done: TaskCompleted, parsed: embeddings.Embeddings) -> bytes:
+    return embeddings.embeddings_json(
+        rows, model=done.model, usage=done.usage, encoding_format=parsed.encoding_format
+    )
+
+
+OPENAI_EMBEDDINGS = EmbeddingsFace(_openai_embeddings, _openai_vectors)
+
+
+async def serve_embeddings(request: Request, face: EmbeddingsFace = OPENAI_EMBEDDINGS) -> Response:
+    """`POST /v1/embeddings` (and the Gemini face's embedding methods, `face`): as a completion is served,
+    with no stream and no output guardrails; the named model is checked before the inputs pass the input
+    guardrails. The response cache is exact only, keyed on the texts as sent (after decoding and the
+    guardrails); a hit is answered from the stored vectors."""
     started = getattr(request.state, "started", None) or time.perf_counter()
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
-    limit = gw.settings.max_body_bytes
-    body = await completions.read_body(request, limit=limit)
-    parsed = embeddings.parse_request(
-        body, max_prompt_chars=gw.settings.max_prompt_chars, max_text_bytes=limit
-    )
+    body = await completions.read_body(request, limit=gw.settings.max_body_bytes)
+    parsed = face.parse(body, gw.settings)
     priority = request.headers.get("x-switchyard-priority")
     parsed, task = await _embedding_task(gw, principal, parsed, priority=priority, where=_where(request))
     cached, stages, admitted, headers = await _admit(request, gw, principal, task, started=started)
@@ -334,9 +357,7 @@ async def serve_embeddings(request: Request) -> Response:
         )
     try:
         rows = await gw.embedding_results.rows(task, done)
-        content = embeddings.embeddings_json(
-            rows, model=done.model, usage=done.usage, encoding_format=parsed.encoding_format
-        )
+        content = face.render(rows, done, parsed)
     finally:
         gw.embedding_results.discard(done)  # read or unreadable, nobody else reads it
     stages.mark("vectors")

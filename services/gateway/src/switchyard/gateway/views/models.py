@@ -1,18 +1,23 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
 
 from switchyard.gateway.auth import authenticate
-from switchyard.gateway.errors import speaks_anthropic
+from switchyard.gateway.errors import speaks_anthropic, speaks_google
 from switchyard.gateway.key_policy import allowed_models
 from switchyard.gateway.model_pages import page_of
 from switchyard.gateway.openapi import ERRORS
 from switchyard.gateway.schemas import AnthropicModelInfo, AnthropicModelList, ModelCard, ModelList
 from switchyard.gateway.state import gateway_of
+from switchyard.gateway.views import gemini
 
 router = APIRouter()
 
-ANTHROPIC = "; with an `anthropic-version` header (the Anthropic SDKs), in Anthropic's shape"
+ANTHROPIC = (
+    "; with an `anthropic-version` header (the Anthropic SDKs), in Anthropic's shape; with `x-goog-api-key` "
+    "or `x-goog-api-client` (Google's GenAI SDKs), in Gemini's"
+)
 PAGING = "Anthropic's paging (with an `anthropic-version` header; ignored without): "
 
 
@@ -27,7 +32,13 @@ async def list_models(
     limit: int | None = Query(default=None, description=f"{PAGING}models per page, 1 to 1000 (20)"),
     after_id: str | None = Query(default=None, description=f"{PAGING}the page right after this model"),
     before_id: str | None = Query(default=None, description=f"{PAGING}the page right before this model"),
-) -> ModelList | AnthropicModelList:
+    page_size: int | None = Query(
+        default=None, alias="pageSize", ge=1, le=1000, description="Gemini's paging"
+    ),
+    page_token: str | None = Query(default=None, alias="pageToken", description="Gemini's paging"),
+) -> ModelList | AnthropicModelList | Response:
+    if speaks_google(request):
+        return await gemini.models_page(request, page_size=page_size, page_token=page_token)
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
     allowed = allowed_models(principal.key_policy)
@@ -44,7 +55,9 @@ async def list_models(
     f"{ANTHROPIC} (an alias answers as its model)",
     responses={k: v for k, v in ERRORS.items() if k in (401, 403, 404, 429, 503)},
 )
-async def retrieve_model(model: str, request: Request) -> ModelCard | AnthropicModelInfo:
+async def retrieve_model(model: str, request: Request) -> ModelCard | AnthropicModelInfo | Response:
+    if speaks_google(request):
+        return await gemini.model_info(request, model)
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
     allowed = allowed_models(principal.key_policy)

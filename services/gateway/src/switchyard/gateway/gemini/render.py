@@ -1,0 +1,174 @@
+"""The Gemini face's answers: a `GenerateContentResponse` (candidates, usage, the model, the response id),
+streamed as server-sent events of partial responses (`alt=sse`, what the SDKs ask for) or as the JSON
+array Gemini streams without it; its errors in Google's shape; its models list."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from switchyard.common.events import TaskCompleted, TaskSubmitted, ToolCall, Usage
+from switchyard.gateway.completions import Answer, answers_of
+from switchyard.gateway.errors import google_error
+from switchyard.gateway.messages_render import arguments_object
+from switchyard.gateway.outcomes import Fault, head_model, in_order
+from switchyard.gateway.schemas import AnthropicModelInfo
+from switchyard.gateway.tasks import Stopped, TimedOut
+
+FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "content_filter": "SAFETY"}
+
+
+def usage_json(usage: Usage) -> dict[str, Any]:
+    """Gemini's usage: `cachedContentTokenCount` is the part of the prompt read from a provider's prompt
+    cache (any provider's: OpenAI's and Anthropic's cache reads too)."""
+    out = {
+        "promptTokenCount": usage.prompt_tokens,
+        "candidatesTokenCount": usage.completion_tokens,
+        "totalTokenCount": usage.total_tokens,
+    }
+    if usage.cache_read_tokens:
+        out["cachedContentTokenCount"] = usage.cache_read_tokens
+    return out
+
+
+def _calls(calls: list[ToolCall] | None) -> list[dict[str, Any]]:
+    return [
+        {"functionCall": {"id": c.id, "name": c.function.name, "args": arguments_object(c)}}
+        for c in calls or []
+    ]
+
+
+def _thoughts(answer: Answer) -> list[dict[str, Any]]:
+    return [{"text": b.thinking, "thought": True} for b in answer.thinking or [] if b.thinking]
+
+
+def _candidate(index: int, parts: list[dict[str, Any]], finish: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": index}
+    if finish is not None:
+        out["finishReason"] = FINISH.get(finish, "OTHER")
+    return out
+
+
+def _parts(answer: Answer, *, thoughts: bool) -> list[dict[str, Any]]:
+    """A whole answer's parts: its thoughts (when asked for), its text, its function calls."""
+    parts = _thoughts(answer) if thoughts else []
+    if answer.content or not answer.tool_calls:
+        parts.append({"text": answer.content})
+    return parts + _calls(answer.tool_calls)
+
+
+def response_json(task: TaskSubmitted, done: TaskCompleted, *, thoughts: bool) -> bytes:
+    candidates = [
+        _candidate(i, _parts(a, thoughts=thoughts), a.finish_reason) for i, a in enumerate(answers_of(done))
+    ]
+    return orjson.dumps(_response(task, done.model, candidates, done.usage))
+
+
+def _response(
+    task: TaskSubmitted, model: str, candidates: list[dict[str, Any]], usage: Usage | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"candidates": candidates}
+    if usage is not None:
+        out["usageMetadata"] = usage_json(usage)
+    out["modelVersion"] = model
+    out["responseId"] = task.task_id
+    return out
+
+
+async def stream_events(
+    task: TaskSubmitted,
+    head: list[Any],
+    rest: AsyncIterator[Any],
+    *,
+    timeout_s: float,
+    thoughts: bool,
+    sse: bool,
+) -> AsyncIterator[bytes]:
+    """Partial responses as the answer comes: each text (or, when asked for, thought) delta under its
+    candidate's index, and each answer's function calls and finish reason at its end, the usage on the
+    last. A break ends with an `error` object (never a silent end); framed as SSE or as a JSON array."""
+    frame = _Frames(sse)
+    model = head_model(head) or task.request.model
+    started: set[int] = set()  # answers whose text began streaming
+    ended: set[int] = set()  # answers whose end went out (one of several)
+    try:
+        async for item in in_order(head, rest):
+            if isinstance(item, Fault):
+                yield frame.error(500, item.message, item.code)
+                return
+            if isinstance(item, TaskCompleted):
+                model = item.model
+                answers = answers_of(item)
+                last = max((i for i in range(len(answers)) if i not in ended), default=None)
+                for index, a in enumerate(answers):
+                    if index in ended:
+                        continue
+                    parts = _calls(a.tool_calls) if index in started else _parts(a, thoughts=thoughts)
+                    candidate = _candidate(index, parts or [{"text": ""}], a.finish_reason)
+                    usage = item.usage if index == last else None
+                    yield frame.data(_response(task, model, [candidate], usage))
+                if last is None:  # every answer's end went out with its chunk: the usage on its own
+                    yield frame.data(_response(task, model, [], item.usage))
+                yield frame.end()
+                return
+            model = item.model or model
+            index = item.choice
+            if item.finish_reason is not None and not item.done:  # one of several answers ended
+                ended.add(index)
+                parts = _calls(item.tool_calls) or [{"text": ""}]
+                yield frame.data(_response(task, model, [_candidate(index, parts, item.finish_reason)]))
+            elif item.thinking and thoughts:
+                thought = [{"text": item.thinking, "thought": True}]
+                yield frame.data(_response(task, model, [_candidate(index, thought)]))
+            elif item.delta:
+                started.add(index)
+                yield frame.data(_response(task, model, [_candidate(index, [{"text": item.delta}])]))
+    except TimedOut:
+        yield frame.error(504, f"The task did not finish within {timeout_s:g} s", "task_timeout")
+    except Stopped:
+        yield frame.error(503, Stopped.message, "gateway_stopping")
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]
+
+
+class _Frames:
+    """Server-sent events (`data: {...}` and a blank line), or the elements of one JSON array."""
+
+    def __init__(self, sse: bool) -> None:
+        self.sse = sse
+        self.sent = False
+
+    def data(self, body: dict[str, Any]) -> bytes:
+        raw = orjson.dumps(body)
+        if self.sse:
+            return b"data: " + raw + b"\r\n\r\n"
+        first, self.sent = not self.sent, True
+        return (b"[" if first else b"\n,\r\n") + raw
+
+    def error(self, status: int, message: str, code: str) -> bytes:
+        error = self.data({"error": google_error(status, message, code, {"code": code})})
+        return error if self.sse else error + self.end()
+
+    def end(self) -> bytes:
+        if self.sse:
+            return b""
+        return b"\n]" if self.sent else b"[]"
+
+
+def model_json(info: AnthropicModelInfo, *, embeds: bool) -> dict[str, Any]:
+    """A model as Gemini's Models API describes one (`models/{id}`, its methods, its context window)."""
+    out: dict[str, Any] = {
+        "name": f"models/{info.id}",
+        "baseModelId": info.id,
+        "version": "switchyard",
+        "displayName": info.display_name,
+        "description": info.display_name,
+        "supportedGenerationMethods": ["embedContent", "batchEmbedContents"]
+        if embeds
+        else ["generateContent", "streamGenerateContent", "countTokens"],
+    }
+    if info.max_input_tokens is not None:
+        out["inputTokenLimit"] = info.max_input_tokens
+    return out

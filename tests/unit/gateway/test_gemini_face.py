@@ -1,0 +1,507 @@
+"""The Gemini face's reading of Google's requests (the shapes the Gemini CLI and the Python GenAI SDK send,
+captured from them) into the pipeline's chat request, its refusals, and its answers in Gemini's shape."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from switchyard.common.events import (
+    ChatRequest,
+    FunctionCall,
+    TaskCompleted,
+    TaskFailed,
+    TaskSubmitted,
+    ThinkingBlock,
+    ToolCall,
+    Usage,
+)
+from switchyard.common.streaming import Chunk
+from switchyard.gateway.errors import InvalidRequest, RequestTooLarge
+from switchyard.gateway.gemini import render
+from switchyard.gateway.gemini.request import (
+    Parsed,
+    model_name,
+    parse_count_request,
+    parse_embeddings,
+    parse_request,
+)
+from switchyard.gateway.gemini.schema import json_schema
+
+SCORE_SCHEMA = {
+    "type": "OBJECT",
+    "properties": {
+        "complexity_reasoning": {"type": "STRING", "description": "Brief explanation for the score."},
+        "complexity_score": {"type": "INTEGER", "description": "Complexity score from 1-100."},
+    },
+    "required": ["complexity_reasoning", "complexity_score"],
+}
+# What the Gemini CLI 0.61 sends for its routing classifier (captured; texts shortened).
+CLI_REQUEST: dict[str, Any] = {
+    "contents": [
+        {
+            "parts": [{"text": "<session_context>\nThis is the Gemini CLI.\n</session_context>"}],
+            "role": "user",
+        },
+        {"parts": [{"text": "say hi"}], "role": "user"},
+    ],
+    "systemInstruction": {"parts": [{"text": "You are a specialized Task Routing AI."}], "role": "user"},
+    "generationConfig": {
+        "temperature": 1,
+        "topP": 0.95,
+        "topK": 64,
+        "responseMimeType": "application/json",
+        "responseJsonSchema": SCORE_SCHEMA,
+        "thinkingConfig": {"includeThoughts": True, "thinkingLevel": "HIGH"},
+    },
+}
+
+
+def parse(body: dict[str, Any], *, stream: bool = False, chars: int = 100_000) -> Parsed:
+    return parse_request(orjson.dumps(body), model="auto", stream=stream, max_prompt_chars=chars)
+
+
+def refused(body: dict[str, Any]) -> InvalidRequest:
+    with pytest.raises(InvalidRequest) as caught:
+        parse(body)
+    return caught.value
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"role": "user", "parts": [{"text": text}]}
+
+
+def test_the_gemini_clis_request_reads_as_a_chat_request() -> None:
+    parsed = parse(CLI_REQUEST)
+    request = parsed.request
+    assert [(m.role, m.content) for m in request.messages] == [
+        ("system", "You are a specialized Task Routing AI."),
+        ("user", "<session_context>\nThis is the Gemini CLI.\n</session_context>"),
+        ("user", "say hi"),
+    ]
+    assert (request.temperature, request.top_p, request.n) == (1, 0.95, 1)  # topK accepted, not passed on
+    assert request.response_format == {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "response",
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "complexity_reasoning": {
+                        "type": "string",
+                        "description": "Brief explanation for the score.",
+                    },
+                    "complexity_score": {"type": "integer", "description": "Complexity score from 1-100."},
+                },
+                "required": ["complexity_reasoning", "complexity_score"],
+            },
+            "strict": False,
+        },
+    }
+    reasoning = request.reasoning()
+    assert reasoning is not None and reasoning.effort == "high"
+    assert parsed.thoughts is True
+
+
+def test_snake_case_fields_as_the_python_sdk_sends_them() -> None:
+    body = {
+        "contents": [user("a person")],
+        "generationConfig": {
+            "maxOutputTokens": 50,
+            "thinkingConfig": {"thinking_budget": 0},
+            "responseMimeType": "application/json",
+            "responseSchema": {
+                "properties": {"name": {"title": "Name", "type": "STRING", "nullable": True}},
+                "property_ordering": ["name"],
+                "required": ["name"],
+                "type": "OBJECT",
+            },
+        },
+        "tools": [
+            {
+                "functionDeclarations": [
+                    {
+                        "name": "get_weather",
+                        "description": "Weather of a city.",
+                        "parameters_json_schema": {
+                            "type": "object",
+                            "properties": {"city": {"type": "string"}},
+                        },
+                    }
+                ]
+            }
+        ],
+    }
+    request = parse(body).request
+    assert request.max_tokens == 50
+    reasoning = request.reasoning()
+    assert reasoning is not None and reasoning.effort == "none"  # no thinking, said out loud
+    assert request.response_format is not None
+    assert request.response_format["json_schema"]["schema"] == {
+        "properties": {"name": {"title": "Name", "type": ["string", "null"]}},
+        "required": ["name"],
+        "type": "object",
+    }
+    assert request.tools is not None and request.tools[0].function.name == "get_weather"
+    assert request.tools[0].function.parameters == {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+    }
+    assert request.tool_choice is None
+
+
+@pytest.mark.parametrize(
+    ("thinking", "expected"),
+    [
+        ({"thinkingBudget": -1}, {"adaptive": True}),
+        ({"thinkingBudget": 512}, {"budget_tokens": 1024}),  # Claude's least
+        ({"thinkingBudget": 8000, "includeThoughts": False}, {"budget_tokens": 8000}),
+        ({"thinkingLevel": "low"}, {"effort": "low"}),
+    ],
+)
+def test_thinking_in_the_pipelines_terms(thinking: dict[str, Any], expected: dict[str, Any]) -> None:
+    parsed = parse({"contents": [user("hi")], "generationConfig": {"thinkingConfig": thinking}})
+    reasoning = parsed.request.reasoning()
+    assert reasoning is not None
+    assert {k: getattr(reasoning, k) for k in expected} == expected
+    assert parsed.thoughts is False
+
+
+def test_a_tool_loop_without_ids_pairs_responses_with_calls_by_name() -> None:
+    body = {
+        "contents": [
+            user("weather in Paris and Rome?"),
+            {
+                "role": "model",
+                "parts": [
+                    {"text": "Checking.", "thought": True, "thoughtSignature": "c2ln"},
+                    {
+                        "functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+                        "thoughtSignature": "c2ln",
+                    },
+                    {"functionCall": {"name": "get_weather", "args": {"city": "Rome"}}},
+                ],
+            },
+            {
+                "role": "user",
+                "parts": [
+                    {"functionResponse": {"name": "get_weather", "response": {"output": "sunny"}}},
+                    {"functionResponse": {"name": "get_weather", "response": {"error": "no station"}}},
+                ],
+            },
+        ],
+        "tools": [{"functionDeclarations": [{"name": "get_weather", "parameters": {"type": "OBJECT"}}]}],
+    }
+    messages = parse(body).request.messages
+    assert [m.role for m in messages] == ["user", "assistant", "tool", "tool"]
+    calls = messages[1].tool_calls or []
+    assert messages[1].content is None  # the thought summary is not the conversation's
+    assert [(c.id, c.function.name, orjson.loads(c.function.arguments)) for c in calls] == [
+        ("call_1_0", "get_weather", {"city": "Paris"}),
+        ("call_1_1", "get_weather", {"city": "Rome"}),
+    ]
+    assert [(m.tool_call_id, m.content) for m in messages[2:]] == [
+        ("call_1_0", "sunny"),
+        ("call_1_1", "no station"),
+    ]
+    assert (messages[2].model_extra or {}).get("is_error") is None
+    assert (messages[3].model_extra or {})["is_error"] is True  # an `error` response: a failed call
+
+
+def test_a_tool_loop_with_ids_keeps_them_and_other_responses_go_as_json() -> None:
+    body = {
+        "contents": [
+            user("files?"),
+            {"role": "model", "parts": [{"functionCall": {"id": "fc_9", "name": "ls", "args": {}}}]},
+            {
+                "role": "user",
+                "parts": [
+                    {"functionResponse": {"id": "fc_9", "name": "ls", "response": {"files": ["a", "b"]}}},
+                    {"text": "and then?"},
+                ],
+            },
+        ],
+        "tools": [{"functionDeclarations": [{"name": "ls"}]}],
+    }
+    messages = parse(body).request.messages
+    assert [(m.role, m.tool_call_id, m.content) for m in messages[2:]] == [
+        ("tool", "fc_9", '{"files":["a","b"]}'),
+        ("user", None, "and then?"),
+    ]
+
+
+def test_function_calls_and_responses_must_pair_up() -> None:
+    call = {"role": "model", "parts": [{"functionCall": {"name": "ls", "args": {}}}]}
+    tools = [{"functionDeclarations": [{"name": "ls"}]}]
+    unanswered = refused({"contents": [user("files?"), call, user("never mind")], "tools": tools})
+    assert unanswered.param == "contents.2" and "call_1_0" in unanswered.message
+    stray = {"role": "user", "parts": [{"functionResponse": {"name": "ls", "response": {}}}]}
+    orphan = refused({"contents": [user("files?"), stray], "tools": tools})
+    assert orphan.param == "contents.1.parts.0" and "answers no function call" in orphan.message
+    wrong_id = {"role": "user", "parts": [{"functionResponse": {"id": "x", "name": "ls", "response": {}}}]}
+    assert (
+        refused({"contents": [user("files?"), call, wrong_id], "tools": tools}).param == "contents.2.parts.0"
+    )
+
+
+def test_the_function_calling_modes() -> None:
+    tools = [{"functionDeclarations": [{"name": "a"}, {"name": "b"}, {"name": "c"}]}]
+    base = {"contents": [user("go")], "tools": tools}
+
+    def choice(config: dict[str, Any]) -> tuple[Any, list[str]]:
+        request = parse({**base, "toolConfig": {"functionCallingConfig": config}}).request
+        return request.tool_choice, [t.function.name for t in request.tools or []]
+
+    assert choice({"mode": "AUTO"}) == (None, ["a", "b", "c"])
+    assert choice({"mode": "VALIDATED"}) == (None, ["a", "b", "c"])
+    assert choice({"mode": "NONE"}) == ("none", ["a", "b", "c"])
+    assert choice({"mode": "ANY"}) == ("required", ["a", "b", "c"])
+    assert choice({"mode": "any", "allowedFunctionNames": ["b", "c"]}) == ("required", ["b", "c"])
+    assert choice({"mode": "ANY", "allowedFunctionNames": ["b"]}) == (
+        {"type": "function", "function": {"name": "b"}},
+        ["b"],
+    )
+    unknown = refused(
+        {**base, "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["z"]}}}
+    )
+    assert unknown.param == "toolConfig.functionCallingConfig.allowedFunctionNames"
+
+
+def test_images_are_read_and_other_inputs_refused() -> None:
+    image = {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}
+    request = parse({"contents": [{"role": "user", "parts": [{"text": "what is it?"}, image]}]}).request
+    assert request.messages[0].content == [
+        {"type": "text", "text": "what is it?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+    ]
+    by_url = {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://example.com/cat.jpg"}}
+    request = parse({"contents": [{"parts": [by_url]}]}).request
+    assert request.messages[0].content == [
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}
+    ]
+    pdf = {"inlineData": {"mimeType": "application/pdf", "data": "JVBERi0="}}
+    assert "application/pdf" in refused({"contents": [{"parts": [pdf]}]}).message
+    files_api = {"fileData": {"mimeType": "image/png", "fileUri": "files/abc123"}}
+    assert "Files API" in refused({"contents": [{"parts": [files_api]}]}).message
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"cachedContent": "cachedContents/1"}, "cachedContent"),
+        ({"tools": [{"googleSearch": {}}]}, "tools.0.googleSearch"),
+        ({"tools": [{"code_execution": {}}]}, "tools.0.code_execution"),
+        ({"generationConfig": {"responseLogprobs": True}}, "generationConfig.responseLogprobs"),
+        (
+            {"generationConfig": {"responseModalities": ["TEXT", "IMAGE"]}},
+            "generationConfig.responseModalities",
+        ),
+        ({"generationConfig": {"responseMimeType": "text/x.enum"}}, "generationConfig.responseMimeType"),
+        ({"generationConfig": {"speechConfig": {"voiceConfig": {}}}}, "generationConfig.speechConfig"),
+    ],
+)
+def test_what_is_not_delivered_is_refused_by_name(extra: dict[str, Any], param: str) -> None:
+    error = refused({"contents": [user("hi")], **extra})
+    assert (error.code, error.param) == ("unsupported_parameter", param)
+
+
+def test_other_bad_requests() -> None:
+    both = {"thinkingConfig": {"thinkingBudget": 100, "thinkingLevel": "LOW"}}
+    assert (
+        refused({"contents": [user("hi")], "generationConfig": both}).param
+        == "generationConfig.thinkingConfig"
+    )
+    schema_without_json = {"responseSchema": {"type": "STRING"}}
+    error = refused({"contents": [user("hi")], "generationConfig": schema_without_json})
+    assert error.param == "generationConfig.responseMimeType"
+    assert refused({"contents": []}).param == "contents"
+    assert refused({"contents": [{"role": "user", "parts": []}]}).param == "contents.0"
+    assert (
+        refused({"contents": [user("hi")], "generationConfig": {"temperature": "hot"}}).code == "invalid_type"
+    )
+    with pytest.raises(InvalidRequest, match="not valid JSON"):
+        parse_request(b"{", model="auto", stream=False, max_prompt_chars=10)
+    with pytest.raises(RequestTooLarge):
+        parse({"contents": [user("x" * 101)]}, chars=100)
+
+
+def test_model_names() -> None:
+    aliases = {"gemini-3.5-flash-lite": "auto"}
+    assert model_name("models/gemini-2.5-flash", aliases) == "gemini/gemini-2.5-flash"
+    assert model_name("gemini-2.5-flash", aliases) == "gemini/gemini-2.5-flash"
+    assert model_name("gemini-3.5-flash-lite", aliases) == "gemini-3.5-flash-lite"  # an alias: as it is
+    assert model_name("auto", aliases) == "auto"
+    assert model_name("local/smollm2-135m-instruct", aliases) == "local/smollm2-135m-instruct"
+
+
+def test_schemas_keep_the_clients_names_and_values() -> None:
+    schema = {
+        "type": "OBJECT",
+        "properties": {
+            "type": {"type": "STRING", "enum": ["RED", "GREEN"]},
+            "TAGS": {"type": "ARRAY", "items": {"type": "STRING"}, "min_items": 1},
+            "maybe": {"anyOf": [{"type": "INTEGER"}], "nullable": True},
+        },
+        "example": {"type": "RED"},
+    }
+    assert json_schema(schema) == {
+        "type": "object",
+        "properties": {
+            "type": {"type": "string", "enum": ["RED", "GREEN"]},
+            "TAGS": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            "maybe": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+        },
+    }
+
+
+def test_count_and_embedding_requests() -> None:
+    counted = parse_count_request(orjson.dumps({"contents": [user("hello there")]}), model="auto")
+    assert isinstance(counted, ChatRequest) and counted.messages[0].content == "hello there"
+    whole = {
+        "generateContentRequest": {"contents": [user("hi")], "systemInstruction": {"parts": [{"text": "s"}]}}
+    }
+    assert [m.role for m in parse_count_request(orjson.dumps(whole), model="auto").messages] == [
+        "system",
+        "user",
+    ]
+    with pytest.raises(InvalidRequest, match="either"):
+        parse_count_request(b"{}", model="auto")
+
+    batch = {
+        "requests": [
+            {
+                "model": "models/m",
+                "content": {"parts": [{"text": "a"}, {"text": "b"}]},
+                "outputDimensionality": 8,
+            },
+            {"model": "models/m", "content": {"parts": [{"text": "c"}]}, "outputDimensionality": 8},
+        ]
+    }
+    embeddings = parse_embeddings(
+        orjson.dumps(batch), model="local/m", path_model="m", batch=True, max_prompt_chars=99
+    )
+    assert (embeddings.model, embeddings.inputs, embeddings.dimensions) == ("local/m", ["a\nb", "c"], 8)
+    one = parse_embeddings(
+        orjson.dumps({"content": {"parts": [{"text": "x"}]}}),
+        model="m",
+        path_model="m",
+        batch=False,
+        max_prompt_chars=9,
+    )
+    assert one.inputs == ["x"] and one.dimensions is None
+    other_model = {"requests": [{"model": "models/n", "content": {"parts": [{"text": "a"}]}}]}
+    with pytest.raises(InvalidRequest, match="model of its path"):
+        parse_embeddings(orjson.dumps(other_model), model="m", path_model="m", batch=True, max_prompt_chars=9)
+    lengths = {"requests": [{**batch["requests"][0], "outputDimensionality": 4}, batch["requests"][1]]}
+    with pytest.raises(InvalidRequest, match="same outputDimensionality"):
+        parse_embeddings(orjson.dumps(lengths), model="m", path_model="m", batch=True, max_prompt_chars=9)
+
+
+def _task() -> TaskSubmitted:
+    return TaskSubmitted(
+        task_id="t1",
+        tenant_id="org",
+        request=ChatRequest(messages=[{"role": "user", "content": "hi"}]),  # type: ignore[list-item]
+        submitted_at=datetime.now(UTC),
+    )
+
+
+def _done(**fields: Any) -> TaskCompleted:
+    return TaskCompleted(
+        task_id="t1",
+        tenant_id="org",
+        model="openai/gpt-4o-mini",
+        provider="openai",
+        tier="fast",
+        content=fields.pop("content", ""),
+        finish_reason=fields.pop("finish_reason", "stop"),
+        usage=Usage(prompt_tokens=10, completion_tokens=4, cache_read_tokens=6),
+        attempts=1,
+        latency_ms=1.0,
+        completed_at=datetime.now(UTC),
+        **fields,
+    )
+
+
+def test_an_answer_in_geminis_shape() -> None:
+    call = ToolCall(id="call_1", function=FunctionCall(name="ls", arguments='{"path": "."}'))
+    done = _done(
+        content="Looking.",
+        finish_reason="tool_calls",
+        tool_calls=[call],
+        thinking=[ThinkingBlock(thinking="I should list.", signature="sig")],
+    )
+    body = orjson.loads(render.response_json(_task(), done, thoughts=True))
+    assert body == {
+        "candidates": [
+            {
+                "content": {
+                    "parts": [
+                        {"text": "I should list.", "thought": True},
+                        {"text": "Looking."},
+                        {"functionCall": {"id": "call_1", "name": "ls", "args": {"path": "."}}},
+                    ],
+                    "role": "model",
+                },
+                "index": 0,
+                "finishReason": "STOP",
+            }
+        ],
+        "usageMetadata": {
+            "promptTokenCount": 10,
+            "candidatesTokenCount": 4,
+            "totalTokenCount": 14,
+            "cachedContentTokenCount": 6,
+        },
+        "modelVersion": "openai/gpt-4o-mini",
+        "responseId": "t1",
+    }
+    hidden = orjson.loads(render.response_json(_task(), done, thoughts=False))
+    assert all("thought" not in part for part in hidden["candidates"][0]["content"]["parts"])
+    cut = orjson.loads(
+        render.response_json(_task(), _done(content="Par", finish_reason="length"), thoughts=False)
+    )
+    assert cut["candidates"][0]["finishReason"] == "MAX_TOKENS"
+
+
+async def _stream(items: list[Any], *, sse: bool) -> bytes:
+    async def rest() -> Any:
+        for item in items:
+            yield item
+
+    out = render.stream_events(_task(), [], rest(), timeout_s=1, thoughts=True, sse=sse)
+    return b"".join([piece async for piece in out])
+
+
+async def test_a_stream_as_server_sent_events_and_as_a_json_array() -> None:
+    items = [
+        Chunk(seq=0, thinking="hmm", model="openai/gpt-4o-mini"),
+        Chunk(seq=1, delta="Pa"),
+        Chunk(seq=2, delta="ris"),
+        _done(content="Paris"),
+    ]
+    raw = await _stream(items, sse=True)
+    events = [orjson.loads(line.removeprefix(b"data: ")) for line in raw.split(b"\r\n\r\n") if line]
+    parts = [e["candidates"][0]["content"]["parts"] for e in events]
+    assert parts == [[{"text": "hmm", "thought": True}], [{"text": "Pa"}], [{"text": "ris"}], [{"text": ""}]]
+    assert (
+        events[-1]["candidates"][0]["finishReason"] == "STOP"
+        and events[-1]["usageMetadata"]["totalTokenCount"] == 14
+    )
+    assert all("usageMetadata" not in e for e in events[:-1])
+    array = orjson.loads(await _stream(items, sse=False))
+    assert array == events
+
+    failed = TaskFailed(
+        task_id="t1",
+        tenant_id="org",
+        error_code="provider_network",
+        error_message="gone",
+        failed_at=datetime.now(UTC),
+    )
+    broken = orjson.loads(await _stream([Chunk(seq=0, delta="Pa"), failed], sse=False))
+    assert broken[-1]["error"]["status"] == "INTERNAL" and broken[-1]["error"]["message"] == "gone"
+    assert broken[-1]["error"]["details"][0]["reason"] == "PROVIDER_NETWORK"
