@@ -15,6 +15,8 @@ import openai
 import pytest
 
 from switchyard.common import objects, subjects, vectors
+from switchyard.common.db import create_engine, sessionmaker
+from switchyard.gateway.tenants import create_api_key
 from tests.integration.gateway.batches_world import (
     EMBEDDER,
     Pipeline,
@@ -156,6 +158,43 @@ async def test_a_file_with_bad_lines_fails_the_batch(world: World, pipeline: Pip
         await client.batches.create(
             input_file_id="file-nope", endpoint="/v1/chat/completions", completion_window="24h"
         )
+
+
+async def test_a_line_naming_a_model_its_key_may_not_use_fails_the_batch_at_validation(
+    world: World, pipeline: Pipeline
+) -> None:
+    """A key limited to `auto` (its policy's `models`): a line naming another served model fails the batch
+    at validation, that line listed with the 403's code, as a model the deployment does not serve fails it
+    (OpenAI fails a batch at validation, `errors` by line); no line runs."""
+    _, bases, acme, _ = world
+    engine = create_engine(bases.db_url)  # type: ignore[attr-defined]
+    try:
+        key, _ = await create_api_key(
+            sessionmaker(engine),
+            tenant_id=acme.id,
+            name="auto only",
+            user_id=acme.users["member"],
+            policy={"models": ["auto"]},
+        )
+    finally:
+        await engine.dispose()
+    client = openai.AsyncOpenAI(base_url=f"{bases[0]}/v1", api_key=key, max_retries=0, timeout=30)
+    file_id = await upload_lines(
+        client,
+        [chat_line("routed", "hello"), chat_line("named", "hello", model="local/smollm2-135m-instruct")],
+    )
+    batch = await client.batches.create(
+        input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    failed = await until_status(client, batch.id, "failed", "completed")
+    assert failed.status == "failed" and failed.output_file_id is None
+    assert failed.errors is not None
+    [error] = failed.errors.data or []
+    assert (error.code, error.param, error.line) == ("model_not_allowed", "body.model", 2)
+    assert error.message == (
+        "The model 'local/smollm2-135m-instruct' is not allowed for this API key; its allowed models are: auto"
+    )
+    assert pipeline.seen == []
 
 
 async def _gone(url: str, bucket: str, name: str) -> bool:

@@ -32,6 +32,7 @@ from switchyard.gateway.batches.models import BatchError, BatchErrors, BatchReco
 from switchyard.gateway.batches.results import Results
 from switchyard.gateway.batches.store import BatchStore
 from switchyard.gateway.errors import APIError, NotFound, RateLimited, ServiceUnavailable
+from switchyard.gateway.key_policy import allowed_models
 from switchyard.gateway.state import Gateway
 from switchyard.gateway.taskapi.models import TERMINAL as TASK_TERMINAL
 from switchyard.gateway.taskapi.models import TaskState
@@ -148,11 +149,15 @@ class BatchRun:
         return inputs.requests(self.gw.files, self.record, start=start, max_body_bytes=max_body_bytes)
 
     async def _check_model(self, ask: lines.Ask) -> str:
+        """The catalogue's check of a line's model, with the creating key's allow-list (its policy's
+        `models`): a model the key may not use fails the batch here, its lines listed (403
+        `model_not_allowed`), rather than each line failing so as it runs."""
+        allowed = None if self.principal is None else allowed_models(self.principal.key_policy)
         if self.record.batch.endpoint == lines.EMBEDDINGS:
             return await self.gw.catalog.check_embedding(
-                ask.model, inputs=ask.inputs, dimensions=ask.dimensions
+                ask.model, inputs=ask.inputs, dimensions=ask.dimensions, allowed=allowed
             )
-        return await self.gw.catalog.check(ask.model)
+        return await self.gw.catalog.check(ask.model, allowed=allowed)
 
     async def _validated(self, checked: lines.Checked) -> bool:
         """A batch being validated runs, or fails with its file's problems listed. False: failed."""
