@@ -199,9 +199,12 @@ async def _lapse(server: NatsServer, tenant_id: str, file_id: str) -> None:
         await nc.close()
 
 
-async def test_an_input_file_past_its_expiry_stays_until_its_batch_ends(
+async def test_an_input_file_past_its_expiry_is_gone_for_clients_but_read_by_its_batch(
     world: tuple[NatsServer, str, str], held: Answerer
 ) -> None:
+    """Past its `expires_at`, a running batch's input file is gone for the organisation as any expired
+    file is (404 `file_not_found`, not listed, no new batch from it), while that batch still reads it (its
+    output needs the lines' custom_ids); the first list after the batch ended removes it."""
     server, db_url, base = world
     org = await make_org(db_url, "keeper", roles=("member",))
     client = _sdk(base, org)
@@ -215,15 +218,29 @@ async def test_an_input_file_past_its_expiry_stays_until_its_batch_ends(
         await asyncio.sleep(0.05)
     await _lapse(server, org.id, uploaded.id)
     before = await _metrics(base)
-    # read by a running batch: listed and readable past its expires_at (a list would delete it else)
-    assert [f.id for f in (await client.files.list()).data] == [uploaded.id]
-    assert (await client.files.content(uploaded.id)).content == _jsonl(LINE)
-    await client.batches.cancel(batch.id)
-    cancelled = await _until(client, batch.id, "cancelled")
-    with pytest.raises(openai.NotFoundError):  # the batch ended: it expired
-        await client.files.retrieve(uploaded.id)
-    assert [f.id for f in (await client.files.list()).data] == [cancelled.error_file_id]
+    with pytest.raises(openai.NotFoundError) as refused:  # a new batch of it: as of any expired file
+        await client.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+    assert refused.value.body == {  # type: ignore[comparison-overlap]
+        "message": f"No such File object: {uploaded.id}",
+        "type": "invalid_request_error",
+        "param": "input_file_id",
+        "code": "file_not_found",
+        "request_id": refused.value.response.headers["x-request-id"],
+    }
+    for gone in (client.files.retrieve, client.files.content, client.files.delete):
+        with pytest.raises(openai.NotFoundError):
+            await gone(uploaded.id)
+    assert (await client.files.list()).data == []
+    await held.release()
+    done = await _until(client, batch.id, "completed")
+    assert [
+        line["custom_id"]
+        for line in map(json.loads, (await client.files.content(done.output_file_id or "")).text.splitlines())
+    ] == ["q"]
+    assert [f.id for f in (await client.files.list()).data] == [done.output_file_id]
     after = await _metrics(base)
     assert _grew(before, after, "switchyard_gateway_files_removed_total", reason="expired") == 1
-    assert _grew(before, after, "switchyard_gateway_batches_finished_total", status="cancelled") == 1
-    assert _grew(before, after, "switchyard_gateway_batch_lines_total", outcome="cancelled") == 1
+    assert _grew(before, after, "switchyard_gateway_files_removed_total", reason="deleted") == 0
+    assert _grew(before, after, "switchyard_gateway_batches_finished_total", status="completed") == 1

@@ -168,7 +168,9 @@ async def test_a_sweep_keeps_what_unfinished_batches_read_and_removes_each_expir
         assert sum(await asyncio.gather(files.sweep(), replica.sweep())) == 2  # the two, once each
         grew = [_sample(name, reason="expired") - was for name, was in zip(removed, before, strict=True)]
         assert grew == [2, 200]
-        assert await files.get(tenant_id="a", file_id=read.id) == read  # its batch still reads it
+        assert await files.get(tenant_id="a", file_id=read.id, held=True) == read  # its batch still reads it
+        with pytest.raises(NotFound):  # for anyone else it is gone
+            await files.get(tenant_id="a", file_id=read.id)
         assert await files.usage(tenant_id="a") == (1, 3)
         assert _sample("switchyard_gateway_files_stored", purpose="batch") == 1
         assert _sample("switchyard_gateway_files_stored_bytes", purpose="batch_output") == 10
@@ -176,6 +178,6 @@ async def test_a_sweep_keeps_what_unfinished_batches_read_and_removes_each_expir
         await store.finished(batch.id, tenant_id="a")
         assert await files.sweep() == 1
         with pytest.raises(NotFound):
-            await files.get(tenant_id="a", file_id=read.id)
+            await files.get(tenant_id="a", file_id=read.id, held=True)
     finally:
         await nc.close()

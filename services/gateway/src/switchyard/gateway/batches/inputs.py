@@ -2,7 +2,7 @@
 at a time, however long the reader pauses): checked once (`checked`), then read again for its requests
 as they are needed (`requests`), to run them and to write their results. Neither the file nor all its
 requests are ever held, so the batch needs its file until it ends (`GONE`: deleted; a file past its
-expiry is kept while a batch reads it, `FileStore.in_use`)."""
+expiry is kept while a batch reads it, `FileStore.in_use`, read `held`: for its batch alone)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ async def checked(files: FileStore, settings: GatewaySettings, record: BatchReco
     of the model catalogue, the problems), not the requests; `file_not_found` when it is gone."""
     batch = record.batch
     try:
-        _, chunks = await files.open(tenant_id=record.tenant_id, file_id=batch.input_file_id)
+        _, chunks = await files.open(tenant_id=record.tenant_id, file_id=batch.input_file_id, held=True)
     except NotFound:
         return lines.Checked(
             [], [("file_not_found", f"the input file {batch.input_file_id} is gone", None, None)]
@@ -44,7 +44,7 @@ async def requests(
     """The validated file's requests from index `start` on, each read when it is taken: what is held is
     the request taken and the rest of the chunk (128 KiB) it came in. One of GONE when the file is deleted
     meanwhile."""
-    _, chunks = await files.open(tenant_id=record.tenant_id, file_id=record.batch.input_file_id)
+    _, chunks = await files.open(tenant_id=record.tenant_id, file_id=record.batch.input_file_id, held=True)
     reader = lines.Requests(start=start, max_body_bytes=max_body_bytes)
     async for chunk in chunks:
         reader.feed(chunk)

@@ -400,7 +400,7 @@ class BatchRun:
         the runner next reads the file (a small file is read whole at once)."""
         batch = self.record.batch
         try:
-            await self.gw.files.get(tenant_id=self.record.tenant_id, file_id=batch.input_file_id)
+            await self.gw.files.get(tenant_id=self.record.tenant_id, file_id=batch.input_file_id, held=True)
         except NotFound as exc:
             self._input_gone(exc)
         except (nats.errors.Error, TimeoutError) as exc:

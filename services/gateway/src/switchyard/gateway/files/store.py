@@ -14,8 +14,9 @@ delete removes the description, then the object. A put refused by a full bucket 
 `SWITCHYARD_FILES_BUCKET_BYTES`: the stream discards new messages) raises `FilesFull` and keeps nothing.
 A file with an `expires_at` is gone for readers once that time passes; a read or a list that finds it
 expired deletes it, and every gateway replica sweeps all expired files every 15 minutes or so. A file an
-unfinished batch reads (`in_use`) does not expire until that batch ends: its runner may read it again
-while it runs; the first read, list or sweep after the batch ended deletes it. The same
+unfinished batch reads (`in_use`) is kept until that batch ends: its runner reads it again (`held`) while
+it runs, though for every other reader (the Files API, a new batch) it is gone at its `expires_at` as any
+file; the first read, list or sweep after the batch ended deletes it. The same
 sweep deletes what a crash leaves that nobody sees but that still takes room, an hour after it was stored:
 an object no description names (a crash between a put's bytes and its description, or between a delete's
 description and its bytes) and the chunks of a put cut before its end. Both stores lie outside the
@@ -304,12 +305,13 @@ class FileStore:
         FILES_ADDED_BYTES.labels(purpose).inc(file.bytes)
         return file
 
-    async def get(self, *, tenant_id: str, file_id: str) -> FileObject:
-        """The file's description: NotFound (`file_not_found`) if it is absent, expired (`_sorted_out`) or
-        another tenant's."""
-        return (await self._read(tenant_id, file_id)).file
+    async def get(self, *, tenant_id: str, file_id: str, held: bool = False) -> FileObject:
+        """The file's description: NotFound (`file_not_found`) if it is absent, expired or another
+        tenant's. `held`: read by the batch whose input it is, which reads it past its `expires_at` until
+        the batch ends (`_sorted_out`); for everyone else an expired file is gone."""
+        return (await self._read(tenant_id, file_id, held=held)).file
 
-    async def _read(self, tenant_id: str, file_id: str) -> Described:
+    async def _read(self, tenant_id: str, file_id: str, *, held: bool = False) -> Described:
         key = self._key(tenant_id, file_id)
         try:
             entry = await self._index.get(key)
@@ -322,13 +324,17 @@ class FileStore:
         if gone:
             await self._remove(found, "expired")
             raise file_not_found(file_id)
+        if not held and expired(found.file, time.time()):  # kept for its batch alone
+            raise file_not_found(file_id)
         return found
 
-    async def open(self, *, tenant_id: str, file_id: str) -> tuple[FileObject, AsyncIterator[bytes]]:
+    async def open(
+        self, *, tenant_id: str, file_id: str, held: bool = False
+    ) -> tuple[FileObject, AsyncIterator[bytes]]:
         """The file's description and its bytes as they come from the store, in chunks (128 KiB), checked
         against the stored size and SHA-256 at the end (FileUnreadable then, or when the file vanishes
-        while read). NotFound as `get`, raised before any chunk."""
-        file = await self.get(tenant_id=tenant_id, file_id=file_id)
+        while read). NotFound as `get` (`held` as there), raised before any chunk."""
+        file = await self.get(tenant_id=tenant_id, file_id=file_id, held=held)
         try:
             info = await objects.describe(self._js, BUCKET, self._key(tenant_id, file_id))
         except objects.ObjectGone:  # deleted between the two reads
@@ -360,7 +366,12 @@ class FileStore:
         live, gone = await self._sorted_out(found, tenant_id=tenant_id)
         for lapsed in gone:
             await self._remove(lapsed, "expired")
-        files = [f.file for f in live if purpose is None or f.file.purpose == purpose]
+        now = time.time()  # an expired file a batch still reads is kept for it alone: not listed
+        files = [
+            f.file
+            for f in live
+            if (purpose is None or f.file.purpose == purpose) and not expired(f.file, now)
+        ]
         return page(files, limit=limit, after=after, order=order)
 
     def _key(self, tenant_id: str, file_id: str) -> str:
