@@ -13,11 +13,14 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import nats
 import openai
 import pytest
 
 from switchyard.cli.processes import NatsServer
+from switchyard.common import subjects
 from switchyard.common.events import TaskFailed, TaskSubmitted
+from switchyard.gateway.batches.models import BatchRecord
 from tests.integration.gateway.harness import Answerer, Bases, Org, gateways, make_org
 
 EMBEDDER = "local/all-minilm-l6-v2"
@@ -133,3 +136,14 @@ async def started_batch(client: openai.AsyncOpenAI, pipeline: Pipeline, file_id:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
     return batch
+
+
+async def batch_record(url: str, batch_id: str) -> BatchRecord:
+    """The batch's record as the bus holds it (its runner's lease, its progress)."""
+    nc = await nats.connect(url)
+    try:
+        bucket = await nc.jetstream().key_value(subjects.KV_BATCHES)
+        entry = await bucket.get(f"b.{batch_id}")
+        return BatchRecord.model_validate_json(entry.value or b"{}")
+    finally:
+        await nc.close()

@@ -25,6 +25,7 @@ from switchyard.gateway.models import ApiKey
 from tests.integration.gateway.batches_world import (
     Pipeline,
     World,
+    batch_record,
     chat_line,
     held,
     pipeline,
@@ -110,7 +111,7 @@ async def test_a_running_batch_holds_the_requests_in_flight_not_its_file(
     before = [_rss_mib(proc.pid) for proc in bases.procs]
     batch = await started_batch(client, held, file_id)
     await asyncio.sleep(0.5)  # the next line read, waiting for a slot
-    record = await _record(server.url, batch.id)
+    record = await batch_record(server.url, batch.id)
     assert record.runner is not None and record.batch.request_counts.total == 600
     runner = 0 if record.runner.owner.startswith("gateway-0") else 1
     grown = _rss_mib(bases.procs[runner].pid) - before[runner]
@@ -169,16 +170,6 @@ async def test_a_key_revoked_while_its_batch_runs_fails_the_lines_not_yet_submit
     assert len(held.seen) == 2  # the tasks already submitted ran; no other was
 
 
-async def _record(url: str, batch_id: str) -> BatchRecord:
-    nc = await nats.connect(url)
-    try:
-        bucket = await nc.jetstream().key_value(subjects.KV_BATCHES)
-        entry = await bucket.get(f"b.{batch_id}")
-        return BatchRecord.model_validate_json(entry.value or b"{}")
-    finally:
-        await nc.close()
-
-
 async def test_another_replica_takes_over_a_batch_whose_runner_died(world: World, held: Pipeline) -> None:
     """Last in this module: it kills a replica (and runs as the admin: the member's key was revoked). The
     replica dies once its progress says r0 is done: the survivor reads the input file again from r1 on,
@@ -187,7 +178,7 @@ async def test_another_replica_takes_over_a_batch_whose_runner_died(world: World
     batch = await running_batch(sdk_client(bases[0], acme, "admin"), held, 4)
     await held.answer(held.held.pop(0))  # r0 done: r2 is submitted in its slot
     deadline = time.monotonic() + 10
-    while (record := await _record(server.url, batch.id)).done_below < 1 or len(held.held) < 2:
+    while (record := await batch_record(server.url, batch.id)).done_below < 1 or len(held.held) < 2:
         assert time.monotonic() < deadline, "r0's result never written with the lease"
         await asyncio.sleep(0.1)
     assert record.runner is not None
@@ -201,5 +192,5 @@ async def test_another_replica_takes_over_a_batch_whose_runner_died(world: World
     output = await read_jsonl(survivor, done.output_file_id)
     assert [line["custom_id"] for line in output] == [f"r{i}" for i in range(4)]
     assert len(held.seen) == 4 and len({t.task_id for t in held.seen}) == 4  # none twice
-    taken = await _record(server.url, batch.id)
+    taken = await batch_record(server.url, batch.id)
     assert taken.runner is None and taken.batch.status == "completed"

@@ -21,10 +21,12 @@ from tests.integration.gateway.batches_world import (
     EMBEDDER,
     Pipeline,
     World,
+    batch_record,
     chat_line,
     held,
     pipeline,
     read_jsonl,
+    running_batch,
     sdk_client,
     until_status,
     upload_lines,
@@ -192,7 +194,8 @@ async def test_a_line_naming_a_model_its_key_may_not_use_fails_the_batch_at_vali
     [error] = failed.errors.data or []
     assert (error.code, error.param, error.line) == ("model_not_allowed", "body.model", 2)
     assert error.message == (
-        "The model 'local/smollm2-135m-instruct' is not allowed for this API key; its allowed models are: auto"
+        "The model 'local/smollm2-135m-instruct' is not allowed for this API key; "
+        "its allowed models are: auto"
     )
     assert pipeline.seen == []
 
@@ -283,3 +286,26 @@ async def test_batches_leave_the_organisations_interactive_share_free(world: Wor
         done = await until_status(client, batch_id, "completed")
         assert (done.request_counts.completed, done.request_counts.failed) == (2, 0)
     assert len(held.seen) == 6  # 4 lines, each once, and the 2 interactive tasks
+
+
+async def test_a_takeover_after_the_input_file_was_deleted_cancels_the_dead_runners_tasks(
+    world: World, held: Pipeline
+) -> None:
+    """Last in this module: it kills a replica. Its runner dies with r0 and r1 in flight; the input file
+    is deleted; the survivor takes the batch over, cannot read the file, and fails it as the runner itself
+    would have (`file_not_found`), cancelling the tasks the dead runner left running, and submits nothing."""
+    server, bases, acme, _ = world
+    batch = await running_batch(sdk_client(bases[0], acme, "admin"), held, 4)
+    record = await batch_record(server.url, batch.id)
+    assert record.runner is not None
+    dying = 0 if record.runner.owner.startswith("gateway-0") else 1
+    bases.procs[dying].kill()
+    bases.procs[dying].wait(5)
+    survivor = sdk_client(bases[1 - dying], acme, "admin")
+    await survivor.files.delete(batch.input_file_id)
+    failed = await until_status(survivor, batch.id, "failed", within_s=20)
+    assert [(e.code, e.param) for e in failed.errors.data or []] == [("file_not_found", "input_file_id")]
+    assert len(held.seen) == 2
+    async with httpx.AsyncClient(base_url=bases[1 - dying], headers=auth(acme.keys["admin"])) as http:
+        states = [(await http.get(f"/v1/tasks/{task.task_id}")).json()["status"] for task in held.held]
+    assert states == ["cancelled", "cancelled"]

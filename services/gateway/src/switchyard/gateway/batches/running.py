@@ -4,7 +4,8 @@
 The input file is read as it is needed, never held: validating keeps only what the check needs, running
 reads the requests as slots free up (a chunk of the file ahead), finishing reads them again, 64 at a time.
 So the batch needs its file until it ends: one deleted before then fails the batch (`file_not_found` in
-its `errors`), the tasks still running cancelled. (One past its expiry is kept while the batch runs.)
+its `errors`), the tasks still running cancelled, those a dead runner left too (`_cancel_unread`). (One
+past its expiry is kept while the batch runs.)
 
 Everything it does can be done again: a line's task id is derived from the batch and the line, so a
 runner that takes over after another died finds the tasks already submitted (the task store) and the
@@ -40,6 +41,9 @@ from switchyard.gateway.tenants import Principal
 
 log = logging.getLogger(__name__)
 MAX_WAIT_S = 30.0  # a line refused for a rate limit waits at most this long before it is tried again
+# Lines in a row never submitted after which no later one was (`_cancel_unread`): more than any runner's
+# SWITCHYARD_BATCH_CONCURRENCY (8 by default) leaves unsubmitted between those it submitted
+UNREAD_GAP = 64
 REVOKED = LineError(
     status=401,
     type="authentication_error",
@@ -187,18 +191,20 @@ class BatchRun:
         its file gone) no line is submitted any more, and the tasks still running are cancelled."""
         slots = asyncio.Semaphore(self.knobs.concurrency)
         running: set[asyncio.Task[None]] = set()
+        unread = self.record.done_below  # the first line this run has not taken up
 
         def done(task: asyncio.Task[None]) -> None:
             running.discard(task)
             slots.release()
 
         try:
-            async with aclosing(self._requests(self.record.done_below)) as requests:
+            async with aclosing(self._requests(unread)) as requests:
                 async for line in requests:
                     await slots.acquire()
                     if self.halting or self.gone is not None:
                         slots.release()
                         break
+                    unread = line.index + 1
                     task = asyncio.create_task(self._line(line))
                     running.add(task)
                     task.add_done_callback(done)
@@ -210,6 +216,31 @@ class BatchRun:
             )
             self.halt()
         await asyncio.gather(*running, return_exceptions=True)
+        if self.gone is not None and not self.halting:
+            await self._cancel_unread(unread)
+
+    async def _cancel_unread(self, start: int) -> None:
+        """The input file is gone: the tasks of lines this run never read (from `start` on) that a runner
+        before it submitted (it died, or lost its lease) are cancelled, as this run's own are. Without the
+        file they are found by their derived ids. A runner submits lines in file order with at most its
+        concurrency in flight, so past UNREAD_GAP lines in a row that are neither a task nor a refusal, no
+        later line was submitted."""
+        total, gap, index = self.record.batch.request_counts.total, 0, start
+        owner = self._owner()
+        while index < total and gap < max(UNREAD_GAP, self.knobs.concurrency):
+            task_id = render.task_id(self.record.tenant_id, self.batch_id, index)
+            try:
+                state = await self.gw.runs.store.get(task_id)
+                if state is not None and state.status not in TASK_TERMINAL:
+                    await self.gw.runs.cancel(principal=owner, task_id=task_id)
+                elif state is None and await self.store.line_error(self.batch_id, index) is None:
+                    gap += 1
+                    index += 1
+                    continue
+            except (nats.errors.Error, TimeoutError) as exc:  # left to run out: they time out
+                log.warning("batch %s: line %d's task not cancelled (%r)", self.batch_id, index, exc)
+            gap = 0
+            index += 1
 
     def _input_gone(self, exc: APIError) -> str:
         """The input file was deleted before the batch ended: its requests (and their `custom_id`s, which
