@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
+import nats
 import pytest
 
 from switchyard.cli.processes import NatsServer
@@ -111,7 +112,6 @@ async def test_the_admin_api_sets_changes_and_shows_a_keys_policy(world: World) 
             ({"models": ["two words"]}, "models"),
             ({"budget_duration": "7d"}, "budget_duration"),
             ({"rpm_limit": -1}, "rpm_limit"),
-            ({"max_budget_usd": 5}, "budget_duration"),  # a budget needs its period
         ):
             refused = await c.post(f"{one}/v1/admin/keys", json={"name": "x", **bad}, headers=admin)
             assert refused.status_code == 400, (bad, refused.text)
@@ -213,6 +213,21 @@ async def _burst(bases: list[str], key: str, n: int, body: dict[str, Any]) -> li
         )
 
 
+async def _spend(base: str, key_id: str, admin: dict[str, str], spent_usd: float) -> dict[str, Any]:
+    """The key's `spend` as the admin API shows it, once it is `spent_usd` (idle leases go back within
+    250 ms)."""
+    spend: dict[str, Any] = {}
+    async with httpx.AsyncClient() as c:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            spend = (await c.get(f"{base}/v1/admin/keys/{key_id}", headers=admin)).json()["spend"]
+            if spend["spent_usd"] == pytest.approx(spent_usd, abs=1e-6):
+                break
+            await asyncio.sleep(0.2)
+    assert spend["spent_usd"] == pytest.approx(spent_usd, abs=1e-6), spend
+    return spend
+
+
 async def _two_held(answerer: Answerer, bases: list[str], key: str, n: int) -> list[httpx.Response]:
     """`n` requests at once while the pipeline holds its tasks: exactly two become tasks (checked after
     time for any overshoot to show), then all are answered."""
@@ -293,14 +308,58 @@ async def test_a_keys_budget_reserves_the_worst_case_and_settles_to_the_cost(
     refused = next(r for r in responses if r.status_code == 429)
     assert _error(refused) == (429, "insufficient_quota", "budget_exceeded")
     assert "more than is left of this API key's daily budget" in refused.json()["error"]["message"]
-    spend: dict[str, Any] = {}
-    async with httpx.AsyncClient() as c:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:  # idle leases go back within 250 ms
-            spend = (await c.get(f"{bases[1]}/v1/admin/keys/{made['id']}", headers=admin)).json()["spend"]
-            if spend["spent_usd"] == pytest.approx(0.002, abs=1e-6):
-                break
-            await asyncio.sleep(0.2)
-    assert spend["spent_usd"] == pytest.approx(0.002, abs=1e-6), spend
+    spend = await _spend(bases[1], made["id"], admin, 0.002)
     assert spend["remaining_usd"] == pytest.approx(0.118, abs=1e-6) and spend["max_budget_usd"] == 0.12
     assert [r.status_code for r in await _burst(bases, made["key"], 2, _chat())] == [200, 200]
+
+
+async def test_a_rotated_key_keeps_what_its_budget_has_spent(world: World, answerer: Answerer) -> None:
+    """$0.12 a day, two requests spent $0.002; rotated with a grace period, the new key has spent them
+    too, and the old key, while it lasts, spends from the same budget: rotating starts no budget afresh."""
+    _, db_url, bases = world
+    org = await make_org(db_url, "rotating-key", roles=("admin",))
+    admin = auth(org.keys["admin"])
+    async with httpx.AsyncClient() as c:
+        made = await _key(c, bases[0], org, max_budget_usd=0.12, budget_duration="1d")
+        assert [r.status_code for r in await _burst(bases, made["key"], 2, _chat())] == [200, 200]
+        rotated = await c.post(
+            f"{bases[0]}/v1/admin/keys/{made['id']}/rotate", json={"grace_s": 600}, headers=admin
+        )
+        assert rotated.status_code == 201, rotated.text
+    new = rotated.json()
+    assert (new["max_budget_usd"], new["budget_duration"]) == (0.12, "1d")
+    await _spend(bases[1], new["id"], admin, 0.002)
+    assert [r.status_code for r in await _burst(bases, made["key"], 1, _chat())] == [200]  # the old key
+    assert [r.status_code for r in await _burst(bases, new["key"], 1, _chat())] == [200]
+    for key_id in (made["id"], new["id"]):
+        assert (await _spend(bases[0], key_id, admin, 0.004))["remaining_usd"] == pytest.approx(0.116)
+
+
+async def test_a_budget_without_a_duration_is_the_keys_lifetime_budget(
+    world: World, answerer: Answerer
+) -> None:
+    """$0.12 in all (no `budget_duration`: LiteLLM's lifetime budget), counted across replicas like the
+    others, in a bucket whose entries never expire; refused past it without a Retry-After: it never
+    renews."""
+    server, db_url, bases = world
+    org = await make_org(db_url, "lifelong-key", roles=("admin",))
+    admin = auth(org.keys["admin"])
+    async with httpx.AsyncClient() as c:
+        made = await _key(c, bases[0], org, max_budget_usd=0.12)
+    assert (made["max_budget_usd"], made["budget_duration"]) == (0.12, None)
+    responses = await _two_held(answerer, bases, made["key"], 4)
+    assert Counter(r.status_code for r in responses) == {200: 2, 429: 2}
+    refused = next(r for r in responses if r.status_code == 429)
+    assert _error(refused) == (429, "insufficient_quota", "budget_exceeded")
+    assert "more than is left of this API key's lifetime budget" in refused.json()["error"]["message"]
+    assert "retry-after" not in refused.headers and refused.headers["x-should-retry"] == "false"
+    spend = await _spend(bases[1], made["id"], admin, 0.002)
+    assert (spend["period"], spend["resets_at"], spend["max_budget_usd"]) == ("lifetime", None, 0.12)
+    nc = await nats.connect(server.url)
+    try:
+        js = nc.jetstream()
+        bucket = await js.key_value(subjects.KV_SPEND_TOTAL)
+        assert (await bucket.get(f"spend.key.{made['id']}.total")).value == b"2000"
+        assert not (await js.stream_info(f"KV_{subjects.KV_SPEND_TOTAL}")).config.max_age
+    finally:
+        await nc.close()

@@ -15,7 +15,6 @@ from switchyard.gateway.access import service
 from switchyard.gateway.access.models import KeyCreate, KeyUpdate
 from switchyard.gateway.batches import principals
 from switchyard.gateway.db import migrations
-from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.key_policy import KeyPolicy
 from switchyard.gateway.tenants import KeyVerifier, create_tenant
 
@@ -43,7 +42,7 @@ async def test_policies_round_trip_and_existing_keys_have_none(db_url: str) -> N
     verifier = KeyVerifier(sessions, ttl_s=0)
     try:
         old = await verifier.verify(old_key)
-        assert old is not None and old.key_policy is None
+        assert old is not None and old.key_policy is None and old.counts_as == "k1"
 
         tenant = await create_tenant(sessions, name="globex")
         spec = KeyCreate(
@@ -79,17 +78,27 @@ async def test_policies_round_trip_and_existing_keys_have_none(db_url: str) -> N
             rpm_limit=10, tpm_limit=1000, max_budget_usd=2.5, budget_duration="1d"
         )
 
-        with pytest.raises(InvalidRequest) as no_period:  # a budget needs its period
-            await service.update_key(
-                sessions, tenant_id=tenant.id, key_id=row.id, changes=KeyUpdate(budget_duration=None)
-            )
-        assert no_period.value.param == "budget_duration"
+        lifetime = await service.update_key(  # a budget without its period: in all, the key's lifetime
+            sessions, tenant_id=tenant.id, key_id=row.id, changes=KeyUpdate(budget_duration=None)
+        )
+        assert lifetime.policy() == KeyPolicy(rpm_limit=10, tpm_limit=1000, max_budget_usd=2.5)
+        await service.update_key(
+            sessions, tenant_id=tenant.id, key_id=row.id, changes=KeyUpdate(budget_duration="1d")
+        )
         with pytest.raises(Exception, match="no key"):  # another organisation's key is not found
             await service.update_key(sessions, tenant_id="t1", key_id=row.id, changes=KeyUpdate(rpm_limit=1))
 
         rotated, _, _ = await service.rotate_key(sessions, tenant_id=tenant.id, key_id=row.id, grace_s=0)
         successor = await verifier.verify(rotated)
         assert successor is not None and successor.key_policy == changed.key_policy
+        # its counters are the first key's, through every rotation, for a batch's lines too
+        assert (changed.counts_as, successor.counts_as) == (row.id, row.id)
+        again, third, _ = await service.rotate_key(
+            sessions, tenant_id=tenant.id, key_id=successor.api_key_id, grace_s=60
+        )
+        assert third.counts_as == row.id and (await verifier.verify(again)).counts_as == row.id  # type: ignore[union-attr]
+        lined = await principals.resolve(sessions, tenant_id=tenant.id, api_key_id=third.id, user_id=None)
+        assert lined is not None and lined.counts_as == row.id
 
         cleared = KeyUpdate.model_validate({"rpm_limit": None, "tpm_limit": None, "max_budget_usd": None})
         await service.update_key(sessions, tenant_id=tenant.id, key_id=successor.api_key_id, changes=cleared)
@@ -102,6 +111,6 @@ async def test_policies_round_trip_and_existing_keys_have_none(db_url: str) -> N
     try:
         async with engine.connect() as conn:
             names = (await conn.execute(text("SELECT name FROM api_keys ORDER BY name"))).scalars().all()
-        assert names == ["old", "team", "team"]
+        assert names == ["old", "team", "team", "team"]
     finally:
         await engine.dispose()

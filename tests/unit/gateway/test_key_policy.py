@@ -101,3 +101,42 @@ def test_a_keys_budget_is_a_daily_or_monthly_account() -> None:
     refused = _exhausted(day, 1_480_000, worst_case=50_000)
     assert (refused.status, refused.type, refused.code) == (429, "insufficient_quota", "budget_exceeded")
     assert "more than is left of this API key's daily budget ($0.0200 of $1.50)" in refused.message
+
+
+def test_a_budget_without_a_duration_is_a_lifetime_account_that_never_renews() -> None:
+    now = datetime(2026, 12, 31, 23, 0, tzinfo=UTC)
+    policy = KeyPolicy.of(
+        models=None, rpm_limit=None, tpm_limit=None, max_budget_usd=2.0, budget_duration=None
+    )
+    assert policy is not None and policy.budget == (2.0, None)
+    total = key_account("k1", 2.0, None, now=now)
+    assert (total.key, total.ceiling, total.period, total.ends_at, total.every) == (
+        "spend.key.k1.total",
+        2_000_000,
+        "lifetime",
+        None,
+        "lifetime",
+    )
+    refused = _exhausted(total, 1_990_000, worst_case=50_000)
+    assert (refused.status, refused.type, refused.code) == (429, "insufficient_quota", "budget_exceeded")
+    assert "more than is left of this API key's lifetime budget ($0.0100 of $2.00)" in refused.message
+    assert "it does not renew" in refused.message
+    assert "retry-after" not in refused.headers and refused.headers["x-should-retry"] == "false"
+
+
+def test_a_rotated_keys_counters_are_those_of_the_key_it_was_rotated_from() -> None:
+    """Its budget, its own limits and (a key without a user) the user's: a rotation starts none afresh."""
+    policy = KeyPolicy(rpm_limit=5, max_budget_usd=1.0, budget_duration="1mo")
+    rotated = Principal(
+        tenant_id="t", api_key_id="k2", user_id=None, key_prefix="p", key_lineage="k1", key_policy=policy
+    )
+    assert rotated.counts_as == "k1" and rotated.subject == "key-k1"
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    mine = accounts(rotated, now=now, plan_daily_usd={})
+    assert [a.key for a in mine] == [
+        "spend.org.t.202612",
+        "spend.user.key-k1.20261206",
+        "spend.key.k1.202612",
+    ]
+    first = replace(rotated, api_key_id="k1", key_lineage=None)
+    assert first.counts_as == "k1" and accounts(first, now=now, plan_daily_usd={}) == mine

@@ -63,7 +63,12 @@ def _policy_arguments(parser: argparse.ArgumentParser, *, clear: str) -> None:
     parser.add_argument("--rpm", help=f"its requests per minute{clear}")
     parser.add_argument("--tpm", help=f"its tokens per minute{clear}")
     parser.add_argument("--budget", help=f"its budget in USD per --budget-duration{clear}")
-    parser.add_argument("--budget-duration", choices=("1d", "1mo"), help="the UTC day or the calendar month")
+    parser.add_argument(
+        "--budget-duration",
+        choices=("1d", "1mo", "none"),
+        help="the UTC day or the calendar month; none (or left out at creation): the budget is in all, "
+        "for the key's lifetime",
+    )
 
 
 def policy_body(args: argparse.Namespace) -> dict[str, Any]:

@@ -93,8 +93,11 @@ KV_CARRIED = "switchyard-carried-calls"
 # The gateway's shared state (all compare-and-set across gateway replicas):
 # request/token/concurrency counters per user, organisation and globally (keys carry their window);
 KV_GATEWAY_LIMITS = "switchyard-gateway-limits"
-# spend counters in micro-USD: reserved worst case + settled actual cost, per user-day and org-month;
+# spend counters in micro-USD: reserved worst case + settled actual cost, per user-day and org-month
+# (and a key's day or month), kept 40 days after their last write;
 KV_SPEND = "switchyard-spend"
+# a key's lifetime spend in micro-USD (a budget without a duration), the same way, kept until deleted;
+KV_SPEND_TOTAL = "switchyard-spend-total"
 # auth changes every gateway replica watches to drop cached keys at once (key.<id>, user.<id>, org.<id>);
 KV_AUTH_CHANGES = "switchyard-auth-changes"
 # operator switches such as the global emergency throttle (key `throttle`);

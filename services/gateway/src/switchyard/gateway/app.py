@@ -28,6 +28,7 @@ from switchyard.gateway.access.changes import AuthChanges, changes_bucket
 from switchyard.gateway.admission import Admission
 from switchyard.gateway.batches import views as batch_views
 from switchyard.gateway.batches.setup import start_batches
+from switchyard.gateway.budgets.counters import SpendCounters
 from switchyard.gateway.budgets.service import Budgets
 from switchyard.gateway.cache.setup import create_cache
 from switchyard.gateway.catalog import Catalog
@@ -130,7 +131,10 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
             control,
         )
         spend = Leases(
-            IntCounters(await counter_bucket(js, subjects.KV_SPEND, ttl_s=SPEND_KEEP_S)),
+            SpendCounters(
+                IntCounters(await counter_bucket(js, subjects.KV_SPEND, ttl_s=SPEND_KEEP_S)),
+                IntCounters(await counter_bucket(js, subjects.KV_SPEND_TOTAL, ttl_s=None)),
+            ),
             divisor=64,
             before_return=inflight.before_return,
         )

@@ -1,5 +1,6 @@
 """An API key's own policy, as LiteLLM's and Portkey's "virtual keys" give teams: the models it may use,
-its own requests and tokens per minute, and its own budget per UTC day or calendar month.
+its own requests and tokens per minute, and its own budget per UTC day or calendar month, or in all (no
+duration: a lifetime budget, as LiteLLM's `max_budget` without `budget_duration`).
 
 Each part is optional; a key with none has no policy (`Principal.key_policy` is None) and is admitted
 exactly as before, with no counter of its own. The limits and the budget are counters like the user's
@@ -49,9 +50,9 @@ class KeyPolicy:
         return None if policy == cls() else policy
 
     @property
-    def budget(self) -> tuple[float, BudgetDuration] | None:
-        """(USD, duration) when the key has a budget of its own."""
-        if self.max_budget_usd is None or self.budget_duration is None:
+    def budget(self) -> tuple[float, BudgetDuration | None] | None:
+        """(USD, duration; None: in all, its lifetime) when the key has a budget of its own."""
+        if self.max_budget_usd is None:
             return None
         return self.max_budget_usd, self.budget_duration
 

@@ -67,6 +67,9 @@ class ApiKey(GatewayBase):
     tpm_limit: Mapped[int | None] = mapped_column(Integer)
     max_budget_usd: Mapped[float | None] = mapped_column(Float)
     budget_duration: Mapped[str | None] = mapped_column(String(8))
+    # The first key of its rotations: its counters (budget, limits) are kept under that id, so a rotation
+    # does not start them afresh; None: this key's own (`counts_as`).
+    lineage_id: Mapped[str | None] = mapped_column(String(64))
 
     POLICY = ("models", "rpm_limit", "tpm_limit", "max_budget_usd", "budget_duration")
 
@@ -75,3 +78,8 @@ class ApiKey(GatewayBase):
 
     def policy_columns(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.POLICY}
+
+    @property
+    def counts_as(self) -> str:
+        """The id the key's own counters are kept under: its lineage's (`Principal.counts_as`)."""
+        return self.lineage_id or self.id

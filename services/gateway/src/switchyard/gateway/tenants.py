@@ -35,14 +35,22 @@ class Principal:
     platform: bool = False
     expires_at: datetime | None = None
     key_policy: KeyPolicy | None = None  # the key's models, limits and budget; None: it has none
+    key_lineage: str | None = None  # the first key this one was rotated from (`counts_as`)
 
     def can(self, scope: str) -> bool:
         return scope in self.scopes
 
     @property
+    def counts_as(self) -> str:
+        """The id the key's own counters (its budget, its limits) are kept under: the first key of its
+        rotations, so rotating a key does not start them afresh."""
+        return self.key_lineage or self.api_key_id
+
+    @property
     def subject(self) -> str:
-        """Whom per-user limits count against: the user, or the key for a key without a user."""
-        return self.user_id or f"key-{self.api_key_id}"
+        """Whom per-user limits count against: the user, or the key (its lineage) for a key without a
+        user."""
+        return self.user_id or f"key-{self.counts_as}"
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -106,9 +114,10 @@ async def create_api_key(
     scopes: str = "inference admin audit:read billing:read",
     expires_at: datetime | None = None,
     policy: dict[str, object] | None = None,
+    lineage_id: str | None = None,
 ) -> tuple[str, ApiKey]:
     """Creates a key; the plaintext is returned once and never stored. `policy`: its policy columns
-    (`ApiKey.POLICY`), those left out unset."""
+    (`ApiKey.POLICY`), those left out unset; `lineage_id`: the first key of the rotations it ends."""
     plaintext, prefix = keys.generate()
     row = ApiKey(
         id=f"key_{new_id()[:16]}",
@@ -120,6 +129,7 @@ async def create_api_key(
         scopes=scopes,
         expires_at=expires_at,
         created_at=datetime.now(UTC),
+        lineage_id=lineage_id,
         **(policy or {}),
     )
     async with sessions.begin() as s:
@@ -220,6 +230,7 @@ class KeyVerifier:
             platform=tenant.platform,
             expires_at=expires_at,
             key_policy=key.policy(),
+            key_lineage=key.lineage_id,
         )
 
 

@@ -97,10 +97,15 @@ class KeyPolicyFields(BaseModel):
         default=None, ge=0, le=MAX_PER_MIN, description="tokens per minute (prompt and max output, settled)"
     )
     max_budget_usd: float | None = Field(
-        default=None, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description="USD per budget_duration"
+        default=None,
+        ge=0,
+        le=MAX_BUDGET_USD,
+        allow_inf_nan=False,
+        description="USD per budget_duration; without one, in all (a lifetime budget)",
     )
     budget_duration: BudgetDuration | None = Field(
-        default=None, description="1d: the UTC day; 1mo: the calendar month (UTC); needed with a budget"
+        default=None,
+        description="1d: the UTC day; 1mo: the calendar month (UTC); null with a budget: it never renews",
     )
 
     @field_validator("models")
@@ -132,11 +137,11 @@ class KeySpend(BaseModel):
     """What a key with a budget has spent in its current period (reservations of running requests
     included, and up to 1/64 of what was left leased by another replica: README "Budgets")."""
 
-    period: str = Field(description="YYYYMMDD (1d) or YYYYMM (1mo), UTC")
+    period: str = Field(description="YYYYMMDD (1d) or YYYYMM (1mo), UTC; `lifetime` (no budget_duration)")
     spent_usd: float
     max_budget_usd: float
     remaining_usd: float
-    resets_at: datetime
+    resets_at: datetime | None = Field(description="null: a lifetime budget, which never renews")
 
 
 class KeyDetail(KeyOut):

@@ -151,7 +151,6 @@ async def create_key(
     if beyond:
         raise InvalidRequest(f"the role {role!r} does not allow scopes {beyond}", param="scopes")
     policy = spec.model_dump(include=set(KeyPolicyFields.model_fields))
-    _check_budget(policy)
     return await tenants.create_api_key(
         sessions,
         tenant_id=tenant_id,
@@ -163,16 +162,6 @@ async def create_key(
     )
 
 
-def _check_budget(policy: dict[str, Any]) -> None:
-    if policy.get("max_budget_usd") is not None and policy.get("budget_duration") is None:
-        raise InvalidRequest(
-            "a budget needs its period: budget_duration 1d (the UTC day) or 1mo (the calendar month); "
-            "budgets are kept per period, there is no lifetime budget",
-            code="missing_field",
-            param="budget_duration",
-        )
-
-
 async def update_key(sessions: Sessions, *, tenant_id: str, key_id: str, changes: KeyUpdate) -> ApiKey:
     """Changes the key's policy: the fields sent (null removes one), the others kept."""
     await get_key(sessions, tenant_id=tenant_id, key_id=key_id)
@@ -180,7 +169,6 @@ async def update_key(sessions: Sessions, *, tenant_id: str, key_id: str, changes
         key = await s.get(ApiKey, key_id)
         assert key is not None
         policy = {**key.policy_columns(), **changes.model_dump(exclude_unset=True)}
-        _check_budget(policy)
         for name, value in policy.items():
             setattr(key, name, value)
     return key
@@ -198,9 +186,10 @@ async def revoke_key(sessions: Sessions, *, tenant_id: str, key_id: str) -> ApiK
 async def rotate_key(
     sessions: Sessions, *, tenant_id: str, key_id: str, grace_s: float
 ) -> tuple[str, ApiKey, ApiKey]:
-    """A new key with the same user, name, scopes and policy (its budget counted afresh: the counter is
-    the key id's); the old one is revoked now (grace 0) or expires after `grace_s`, so clients can switch
-    without an outage. Returns (plaintext, new, old)."""
+    """A new key with the same user, name, scopes and policy, counting in the same counters (its lineage,
+    `ApiKey.counts_as`: what its budget has spent this period stays spent, and the old key during its grace
+    spends from it too); the old one is revoked now (grace 0) or expires after `grace_s`, so clients can
+    switch without an outage. Returns (plaintext, new, old)."""
     old = await get_key(sessions, tenant_id=tenant_id, key_id=key_id)
     if old.revoked_at is not None:
         raise InvalidRequest("a revoked key cannot be rotated", param="key_id")
@@ -212,6 +201,7 @@ async def rotate_key(
         scopes=old.scopes,
         expires_at=old.expires_at,
         policy=old.policy_columns(),
+        lineage_id=old.counts_as,
     )
     now = datetime.now(UTC)
     async with sessions.begin() as s:

@@ -1,4 +1,5 @@
-"""What a key with a budget of its own has spent this period, for the admin API (GET /v1/admin/keys/{id})."""
+"""What a key with a budget of its own has spent this period (or in all, for a lifetime budget), for the
+admin API (GET /v1/admin/keys/{id})."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ async def key_spend(budgets: Budgets | None, key: ApiKey) -> KeySpend | None:
     budget = None if policy is None else policy.budget
     if budgets is None or budget is None:
         return None
-    account = key_account(key.id, *budget, now=datetime.now(UTC))
+    account = key_account(key.counts_as, *budget, now=datetime.now(UTC))
     assert account.ceiling is not None
     try:
         spent = await budgets.spent(account)

@@ -57,6 +57,7 @@ async def resolve(
         platform=tenant.platform,
         expires_at=expires_at,
         key_policy=None if key is None else key.policy(),  # the key's models, limits and budget
+        key_lineage=None if key is None else key.lineage_id,
     )
 
 

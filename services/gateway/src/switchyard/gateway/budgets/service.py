@@ -1,5 +1,6 @@
 """Budgets: daily per user (by plan), monthly per organisation and, for a key with a budget of its own,
-daily or monthly per key (`key_policy`), held in JetStream KV in micro-USD.
+daily, monthly or in all (its lifetime) per key (`key_policy`), held in JetStream KV in micro-USD
+(`counters.SpendCounters`: a lifetime's in a bucket that never expires it).
 
 A request reserves its worst-case cost before it runs (from this replica's lease of the budget, taken by
 compare-and-set, so concurrent requests on any replica cannot overshoot it), then settles to the real cost
@@ -25,6 +26,7 @@ from switchyard.common.background import Background
 from switchyard.common.budgets import BudgetHeadroom, limit_key, write_headroom, write_limit
 from switchyard.common.leases import Leases
 from switchyard.common.wants import Want
+from switchyard.gateway.budgets.counters import TOTAL
 from switchyard.gateway.budgets.pricing import MICRO
 from switchyard.gateway.errors import RateLimited
 from switchyard.gateway.key_policy import BudgetDuration
@@ -33,21 +35,23 @@ from switchyard.gateway.tenants import Principal
 log = logging.getLogger(__name__)
 
 PLAN_DAILY_USD: dict[str, float | None] = {"free": 0.50, "pro": 10.0, "enterprise": None}
+LIFETIME = "lifetime"  # the period of a key's budget without a duration: it never ends
 
 
 @dataclass(frozen=True, slots=True)
 class Account:
-    """One budget a request is charged to: its counter key, ceiling (None: unlimited) and period end."""
+    """One budget a request is charged to: its counter key, ceiling (None: unlimited) and period end (None:
+    a key's lifetime budget, which never renews)."""
 
-    scope: str  # "user" (per day), "org" (per month) or "key" (its budget_duration)
+    scope: str  # "user" (per day), "org" (per month) or "key" (its budget_duration, else its lifetime)
     key: str
     ceiling: int | None
-    ends_at: datetime
-    period: str  # YYYYMMDD (a day's) or YYYYMM (a month's)
+    ends_at: datetime | None
+    period: str  # YYYYMMDD (a day's), YYYYMM (a month's) or LIFETIME
 
     @property
     def every(self) -> str:
-        return "daily" if len(self.period) == 8 else "monthly"
+        return LIFETIME if self.period == LIFETIME else "daily" if len(self.period) == 8 else "monthly"
 
 
 def _day(now: datetime) -> tuple[str, datetime]:
@@ -74,12 +78,15 @@ def accounts(
     ]
     budget = None if principal.key_policy is None else principal.key_policy.budget
     if budget is not None:
-        mine.append(key_account(principal.api_key_id, *budget, now=now))
+        mine.append(key_account(principal.counts_as, *budget, now=now))
     return mine
 
 
-def key_account(key_id: str, usd: float, duration: BudgetDuration, *, now: datetime) -> Account:
-    """A key's own budget for the period `now` is in: the UTC day (1d) or the calendar month (1mo)."""
+def key_account(key_id: str, usd: float, duration: BudgetDuration | None, *, now: datetime) -> Account:
+    """A key's own budget (`key_id`: its lineage's, `Principal.counts_as`) for the period `now` is in: the
+    UTC day (1d) or the calendar month (1mo); without a duration, its lifetime (`counters.TOTAL`)."""
+    if duration is None:
+        return Account("key", f"spend.key.{key_id}{TOTAL}", _micro(usd), None, LIFETIME)
     period, ends_at = _day(now) if duration == "1d" else _month(now)
     return Account("key", f"spend.key.{key_id}.{period}", _micro(usd), ends_at, period)
 
@@ -132,7 +139,12 @@ class Budgets:
 
     def wants(self, principal: Principal, *, worst_case: int) -> tuple[list[Account], list[Want]]:
         mine = accounts(principal, now=datetime.now(UTC), plan_daily_usd=self._plan_daily)
-        return mine, [Want(self.spend, a.key, worst_case, a.ceiling, a.ends_at.timestamp()) for a in mine]
+        return mine, [
+            Want(
+                self.spend, a.key, worst_case, a.ceiling, None if a.ends_at is None else a.ends_at.timestamp()
+            )
+            for a in mine
+        ]
 
     def reservation(
         self,
@@ -230,9 +242,19 @@ def headroom_of(org: Account, spent: int) -> BudgetHeadroom:
 
 def _exhausted(account: Account, spent: int, *, worst_case: int) -> RateLimited:
     assert account.ceiling is not None
-    wait = max((account.ends_at - datetime.now(UTC)).total_seconds(), 1)
     period = account.every
     who = {"user": "your", "org": "the organisation's", "key": "this API key's"}[account.scope]
+    if account.ends_at is None:  # a lifetime budget: waiting will not help
+        return RateLimited(
+            f"This request could cost up to ${worst_case / MICRO:.4f}, more than is left of {who} "
+            f"lifetime budget (${max(account.ceiling - spent, 0) / MICRO:.4f} of "
+            f"${account.ceiling / MICRO:.2f}): it does not renew. Lower max_tokens, or ask an admin to "
+            "raise the key's max_budget_usd.",
+            type_="insufficient_quota",
+            code="budget_exceeded",
+            headers={"x-should-retry": "false"},
+        )
+    wait = max((account.ends_at - datetime.now(UTC)).total_seconds(), 1)
     if worst_case > account.ceiling:  # more than the whole budget: waiting for it to renew will not help
         return RateLimited(
             f"This request could cost up to ${worst_case / MICRO:.4f}, more than {who} whole {period} "

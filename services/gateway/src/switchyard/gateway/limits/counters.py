@@ -10,5 +10,5 @@ from nats.js.kv import KeyValue
 from switchyard.common import kv
 
 
-async def counter_bucket(js: JetStreamContext, name: str, *, ttl_s: float) -> KeyValue:
+async def counter_bucket(js: JetStreamContext, name: str, *, ttl_s: float | None) -> KeyValue:
     return await kv.bucket(js, name, ttl_s=ttl_s)

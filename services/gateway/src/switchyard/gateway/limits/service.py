@@ -74,7 +74,7 @@ class RateLimiter:
             tokens=tokens,
             global_requests_per_min=self.global_limit(),
             batch=batch,
-            key=None if principal.key_policy is None else (principal.api_key_id, principal.key_policy),
+            key=None if principal.key_policy is None else (principal.counts_as, principal.key_policy),
         )
         return [(c, Want(self._leases(c), c.key, c.delta, c.limit, c.reset_at)) for c in wanted]
 
