@@ -35,6 +35,7 @@ from switchyard.gateway.schemas import (
     UNSUPPORTED,
     ChatCompletionRequest,
     Unsupported,
+    check_content_parts,
     check_logprobs,
     check_prompt_size,
     check_tool_turns,
@@ -105,6 +106,7 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
     parsed = validated(body, ChatCompletionRequest)
     check_logprobs(parsed)
     check_tool_turns(parsed)
+    check_content_parts(parsed.messages)
     take_thinking_blocks(parsed)
     check_prompt_size(parsed.messages, max_prompt_chars)
     return parsed

@@ -46,6 +46,32 @@ UNSUPPORTED: Unsupported = {
 }
 
 
+# Content parts the chat face passes on: no model behind Switchyard is sent others (the Anthropic, Gemini and
+# local adapters read text and images only), so a `file` (a PDF, as the Vercel AI SDK sends one) or
+# `input_audio` part is refused, as the Responses face refuses `input_file` and the Anthropic face `document`
+# blocks, rather than dropped while the model answers without it.
+SERVED_PARTS = ("text", "image_url", "refusal")
+
+
+def check_content_parts(messages: list[ChatMessage]) -> None:
+    """400 `invalid_request` for a content part of a type not served; an assistant's `refusal` part becomes
+    a text part, which every adapter reads."""
+    for n, message in enumerate(messages):
+        if not isinstance(message.content, list):
+            continue
+        for m, part in enumerate(message.content):
+            kind = part.get("type")
+            if kind not in SERVED_PARTS:
+                raise InvalidRequest(
+                    f"messages.{n}.content.{m}: parts of type {kind!r} are not supported here (text, "
+                    "image_url and an assistant's refusal are): no model behind this gateway is sent "
+                    "files or audio",
+                    param=f"messages.{n}.content.{m}",
+                )
+            if kind == "refusal":
+                message.content[m] = {"type": "text", "text": str(part.get("refusal", ""))}
+
+
 def check_prompt_size(messages: list[ChatMessage], max_prompt_chars: int) -> None:
     """413 `prompt_too_large` for a prompt whose text is longer than the gateway takes."""
     chars = sum(len(m.text()) for m in messages)
