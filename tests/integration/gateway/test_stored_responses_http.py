@@ -2,7 +2,7 @@
 with OpenAI's SDK as the client: `previous_response_id` and `item_reference` continue a conversation from
 what another replica stored, `GET`/`DELETE /v1/responses/{id}` and `input_items` read it, and nothing of
 one organisation's is reachable from another's. A scripted responder plays the pipeline: it records each
-task's messages and answers with a function call when offered tools on a user turn, else with text."""
+task's messages and answers with a call of the first tool offered on a user turn, else with text."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import nats
 import openai
+import orjson
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -76,11 +77,8 @@ class Responder:
         calls = None
         text = f"answer {len(self.seen)}"
         if request.tools and request.messages[-1].role == "user":
-            calls = [
-                ToolCall(
-                    id=f"call_{len(self.seen)}", function=FunctionCall(name="get_weather", arguments="{}")
-                )
-            ]
+            name = request.tools[0].function.name  # the first tool offered
+            calls = [ToolCall(id=f"call_{len(self.seen)}", function=FunctionCall(name=name, arguments="{}"))]
             text = ""
         if request.stream and text:
             chunk = Chunk(seq=0, delta=text, model=MODEL)
@@ -221,6 +219,48 @@ async def test_a_streamed_tool_call_is_stored_before_its_last_event_and_referenc
     with pytest.raises(openai.NotFoundError) as missing:
         await two.responses.create(model="auto", input=[{"type": "item_reference", "id": f"{call.id}9"}])
     assert missing.value.body["code"] == "item_not_found"  # type: ignore[index]
+
+
+async def test_a_codex_tool_loop_gets_its_namespace_tools_call_back_and_sends_it_again(
+    world: World, responder: Responder
+) -> None:
+    """Codex's shapes: a namespace tool, the built-in web_search beside it, `store: false` and a stream;
+    the next turn sends the whole conversation again, its call with its `namespace` (or, stored, names
+    the response it continues)."""
+    agents = {"type": "namespace", "name": "multi_agent_v1", "tools": [{**TOOL, "name": "close_agent"}]}
+    asked = {"type": "message", "id": "msg_01a24a00-3d27", "role": "user", "content": "Close a1."}
+    body = {"model": "auto", "stream": True, "store": False, "tools": [agents, {"type": "web_search"}]}
+    headers = {"authorization": f"Bearer {world.acme.keys['member']}"}
+    async with httpx.AsyncClient(base_url=world.bases[1], headers=headers, timeout=30) as http:
+        async with http.stream("POST", "/v1/responses", json={**body, "input": [asked]}) as streamed:
+            lines = [line async for line in streamed.aiter_lines() if line.startswith("data: ")]
+        events = [orjson.loads(line[6:]) for line in lines]
+        [call] = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+        assert (call["name"], call["namespace"]) == ("close_agent", "multi_agent_v1")
+        assert [t.function.name for t in responder.seen[-1].chat().tools or []] == [
+            "multi_agent_v1__close_agent"
+        ]
+        result = {"type": "function_call_output", "call_id": call["call_id"], "output": "closed"}
+        again = await http.post("/v1/responses", json={**body, "input": [asked, call, result]})
+        assert again.status_code == 200 and "event: response.completed" in again.text
+        assert responder.messages() == [
+            ("user", "Close a1."),
+            ("assistant", [call["call_id"]]),
+            ("tool", (call["call_id"], "closed")),
+        ]
+        assert responder.seen[-1].chat().messages[1].tool_calls[0].function.name == (  # type: ignore[index]
+            "multi_agent_v1__close_agent"
+        )
+        stored = await http.post(
+            "/v1/responses", json={**body, "stream": False, "store": True, "input": [asked]}
+        )
+        follow = {**body, "stream": False, "previous_response_id": stored.json()["id"]}
+        [kept] = stored.json()["output"]
+        done = {**result, "call_id": kept["call_id"]}
+        assert (await http.post("/v1/responses", json={**follow, "input": [done]})).status_code == 200
+        assert responder.seen[-1].chat().messages[1].tool_calls[0].function.name == (  # type: ignore[index]
+            "multi_agent_v1__close_agent"
+        )
 
 
 async def test_nothing_is_kept_with_store_false_and_nothing_is_reachable_from_another_organisation(

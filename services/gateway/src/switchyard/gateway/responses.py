@@ -8,6 +8,12 @@ parser sees the request and handed to it as `items`. A deployment that stores no
 (SWITCHYARD_RESPONSES_STORE=false) refuses both rather than answer without the context they stand for;
 `conversation` (OpenAI's Conversations API) is refused either way.
 
+Function tools may come grouped under a `namespace` tool (Codex groups its sub-agent tools and each MCP
+server's so): the pipeline gets each as a function tool of its own, named `<namespace>__<name>`, and the
+answer's calls of it are rendered back with their `name` and `namespace`. Built-in tools OpenAI runs on its
+side (`HOSTED_TOOLS`: web search, file search, ...) are left out of what the model is offered: no model
+here can run them, and Codex sends `web_search` with every request and fails its turn on a 400.
+
 A model's thinking (an Anthropic model's thinking blocks) is a `reasoning` item: its text as the summary,
 and the block itself, signature and all, in `encrypted_content` (Switchyard's own carrier, base64 JSON
 behind `THINKING_CARRIER`), so a client that sends output items back, as the Responses API asks, gives
@@ -51,6 +57,9 @@ REASONING_ITEM = "rs_"
 THINKING_CARRIER = "switchyard.thinking.v1:"  # encrypted_content that holds a thinking block
 ROLES = ("user", "assistant", "system", "developer")
 LOGPROBS_INCLUDE = "message.output_text.logprobs"  # the `include` entry that asks for token log probabilities
+NAMESPACE_JOIN = "__"  # a namespaced function tool's name in the pipeline: <namespace>__<name>
+# built-in tools OpenAI runs itself (and their dated variants: `web_search_2025_08_26`, ...)
+HOSTED_TOOLS = ("web_search", "file_search", "code_interpreter", "image_generation", "computer", "mcp")
 
 # Fields that ask for what Switchyard cannot deliver (see `schemas.UNSUPPORTED`).
 UNSUPPORTED: Unsupported = {
@@ -74,8 +83,7 @@ UNSTORED: Unsupported = {
 
 
 class FunctionTool(BaseModel):
-    """A function tool, in the Responses API's flat shape; built-in tools (web search, file search, code
-    interpreter, ...) are not served."""
+    """A function tool, in the Responses API's flat shape (also as a member of a namespace tool)."""
 
     type: Literal["function"]
     name: str = Field(min_length=1, max_length=256)
@@ -339,6 +347,9 @@ def _function_call(item: dict[str, Any], where: str) -> ToolCall:
     call_id, name, arguments = item.get("call_id"), item.get("name"), item.get("arguments", "{}")
     if not isinstance(call_id, str) or not call_id or not isinstance(name, str) or not name:
         raise InvalidRequest(f"{where}: a function_call needs its call_id and name", param=where)
+    namespace = item.get("namespace")
+    if isinstance(namespace, str) and namespace:  # a call of a namespace's tool: the pipeline's name
+        name = namespaced_name(namespace, name)
     if not isinstance(arguments, str):
         raise InvalidRequest(f"{where}.arguments: a JSON string", param=f"{where}.arguments")
     return ToolCall(id=call_id, function=FunctionCall(name=name, arguments=arguments))
@@ -354,30 +365,88 @@ def _output(output: Any, where: str) -> str | list[dict[str, Any]]:
 
 
 def pipeline_tools(tools: list[dict[str, Any]] | None) -> list[ToolSpec] | None:
-    if not tools:
-        return None
-    out = []
-    for index, tool in enumerate(tools):
-        if tool.get("type") != "function":
+    """Function tools, those of `namespace` tools among them (named `<namespace>__<name>`); built-in tools
+    are left out (`HOSTED_TOOLS`), other kinds refused."""
+    out: list[ToolSpec] = []
+    for index, tool in enumerate(tools or []):
+        kind = tool.get("type")
+        if kind == "namespace":
+            out += _namespace_tools(tool, index, taken={t.function.name for t in out})
+        elif isinstance(kind, str) and kind.startswith(HOSTED_TOOLS):
+            continue
+        elif kind != "function":
             raise InvalidRequest(
-                f"tools.{index}: tools of type {tool.get('type')!r} are not served here (function tools are)",
+                f"tools.{index}: tools of type {kind!r} are not served here (function and namespace tools "
+                "are; built-in tools are left out)",
                 code="unsupported_parameter",
                 param=f"tools.{index}.type",
             )
-        try:
-            spec = FunctionTool.model_validate(tool)
-        except ValidationError as exc:
-            raise invalid_fields([{**e, "loc": ("tools", index, *e["loc"])} for e in exc.errors()]) from exc
-        out.append(
-            ToolSpec(
-                function=FunctionSpec(
-                    name=spec.name,
-                    description=spec.description,
-                    parameters=spec.parameters,
-                    strict=spec.strict,
-                )
-            )
+        else:
+            out.append(_function_tool(tool, ("tools", index)))
+    return out or None
+
+
+def _function_tool(
+    tool: dict[str, Any], where: tuple[str | int, ...], *, name: str | None = None
+) -> ToolSpec:
+    try:
+        spec = FunctionTool.model_validate(tool)
+    except ValidationError as exc:
+        raise invalid_fields([{**e, "loc": (*where, *e["loc"])} for e in exc.errors()]) from exc
+    return ToolSpec(
+        function=FunctionSpec(
+            name=name or spec.name,
+            description=spec.description,
+            parameters=spec.parameters,
+            strict=spec.strict,
         )
+    )
+
+
+def _namespace_tools(tool: dict[str, Any], index: int, *, taken: set[str]) -> list[ToolSpec]:
+    """A namespace tool's function tools, each named `<namespace>__<name>`."""
+    namespace, members = tool.get("name"), tool.get("tools")
+    if not isinstance(namespace, str) or not namespace or not isinstance(members, list) or not members:
+        raise InvalidRequest(
+            f'tools.{index}: a namespace tool takes "name" and "tools" (its function tools)',
+            param=f"tools.{index}",
+        )
+    out = []
+    for n, member in enumerate(members):
+        where = f"tools.{index}.tools.{n}"
+        if not isinstance(member, dict) or member.get("type") != "function":
+            kind = member.get("type") if isinstance(member, dict) else None
+            raise InvalidRequest(
+                f"{where}: tools of type {kind!r} are not served here in a namespace (function tools are)",
+                code="unsupported_parameter",
+                param=f"{where}.type",
+            )
+        name = member.get("name")
+        flat = namespaced_name(namespace, name) if isinstance(name, str) and name else None
+        if flat in taken:
+            raise InvalidRequest(
+                f"{where}: {name!r} of namespace {namespace!r} is named {flat!r} for the model, as another "
+                "tool is",
+                code="invalid_value",
+                param=f"{where}.name",
+            )
+        out.append(_function_tool(member, ("tools", index, "tools", n), name=flat))
+        taken.add(out[-1].function.name)
+    return out
+
+
+def namespaced_name(namespace: str, name: str) -> str:
+    return f"{namespace}{NAMESPACE_JOIN}{name}"
+
+
+def namespaced_tools(tools: Any) -> dict[str, tuple[str, str]]:
+    """The pipeline's name of each function tool of the request's namespace tools -> (namespace, name),
+    to render the model's calls of them as the client named them (`tools` as the parser accepted them)."""
+    out: dict[str, tuple[str, str]] = {}
+    for tool in tools if isinstance(tools, list) else ():
+        if isinstance(tool, dict) and tool.get("type") == "namespace":
+            for member in tool.get("tools") or ():
+                out[namespaced_name(tool["name"], member["name"])] = (tool["name"], member["name"])
     return out
 
 
@@ -415,7 +484,9 @@ def pipeline_choice(choice: str | dict[str, Any] | None) -> str | dict[str, Any]
     if choice is None or choice in ("none", "auto", "required"):
         return choice
     if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
-        return {"type": "function", "function": {"name": choice["name"]}}
+        namespace = choice.get("namespace")
+        name = namespaced_name(namespace, choice["name"]) if isinstance(namespace, str) else choice["name"]
+        return {"type": "function", "function": {"name": name}}
     raise InvalidRequest(
         'tool_choice: must be "none", "auto", "required", {"type": "function", "name": ...} or '
         '{"type": "allowed_tools", ...} (built-in tools are not served here)',

@@ -9,7 +9,7 @@ asked or withheld (an answer the output guardrails changed), as OpenAI gives a p
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -28,6 +28,9 @@ from switchyard.gateway.outcomes import Fault, head_model, in_order
 from switchyard.gateway.responses import MESSAGE_ITEM, REASONING_ITEM, RESPONSE_ID, carrier
 from switchyard.gateway.schemas import token_json
 from switchyard.gateway.tasks import Stopped, TimedOut
+
+# the pipeline's name of each function tool of a namespace tool -> (namespace, name): `namespaced_tools`
+Namespaced = Mapping[str, tuple[str, str]] | None
 
 
 def usage_json(usage: Usage) -> dict[str, Any]:
@@ -117,16 +120,25 @@ def reasoning_item(task: TaskSubmitted, n: int, block: ThinkingBlock | None) -> 
 
 
 def call_item(
-    task: TaskSubmitted, n: int, call: ToolCall, *, status: str = "completed", arguments: str | None = None
+    task: TaskSubmitted,
+    n: int,
+    call: ToolCall,
+    *,
+    status: str = "completed",
+    arguments: str | None = None,
+    namespaced: Namespaced = None,
 ) -> dict[str, Any]:
     """The answer's `n`th function call as an item; its id names the response (`fc_<task>_<n>`), as every
-    output item's does, so that a later request's `item_reference` to it is found."""
+    output item's does, so that a later request's `item_reference` to it is found. A call of a namespace's
+    tool (`namespaced`: the pipeline's names of those) has that tool's `name` and its `namespace`."""
+    namespace, name = (namespaced or {}).get(call.function.name, (None, call.function.name))
     return {
         "id": f"fc_{task.task_id}_{n}",
         "type": "function_call",
         "status": status,
         "call_id": call.id,
-        "name": call.function.name,
+        "name": name,
+        **({"namespace": namespace} if namespace else {}),
         "arguments": call.function.arguments if arguments is None else arguments,
     }
 
@@ -141,14 +153,19 @@ def _ending(done: TaskCompleted) -> tuple[str, dict[str, str] | None]:
 
 
 def response_body(
-    task: TaskSubmitted, done: TaskCompleted, *, created: int, fields: dict[str, Any] | None = None
+    task: TaskSubmitted,
+    done: TaskCompleted,
+    *,
+    created: int,
+    fields: dict[str, Any] | None = None,
+    namespaced: Namespaced = None,
 ) -> dict[str, Any]:
     status, incomplete = _ending(done)
     body = _shell(task, model=done.model, created=created, status=status, fields=fields)
     output = [reasoning_item(task, n, block) for n, block in enumerate(done.thinking or [])]
     if done.content or not done.tool_calls:
         output.append(message_item(task, done.content, status=status, tokens=done.logprobs))
-    output += [call_item(task, n, c) for n, c in enumerate(done.tool_calls or [])]
+    output += [call_item(task, n, c, namespaced=namespaced) for n, c in enumerate(done.tool_calls or [])]
     body.update(output=output, incomplete_details=incomplete, usage=usage_json(done.usage))
     return body
 
@@ -173,9 +190,10 @@ class _Output:
     """A streamed response's output items, numbered as they open: reasoning items (one per thinking
     block), the message (opened at its first text), then the function calls."""
 
-    def __init__(self, task: TaskSubmitted, event: _Events) -> None:
+    def __init__(self, task: TaskSubmitted, event: _Events, namespaced: Namespaced) -> None:
         self.task = task
         self.event = event
+        self.namespaced = namespaced
         self.index = 0
         self.thinking: ThinkingBlock | None = None  # the thinking block being streamed
         self.thoughts = 0
@@ -263,7 +281,9 @@ class _Output:
             out.append(self.event("response.content_part.done", part=part, **self._at()))
             out.append(self.event("response.output_item.done", output_index=self.message, item=item))
         for n, call in enumerate(done.tool_calls or []):
-            started = call_item(self.task, n, call, status="in_progress", arguments="")
+            started = call_item(
+                self.task, n, call, status="in_progress", arguments="", namespaced=self.namespaced
+            )
             where = self._where(started["id"])
             out.append(self.event("response.output_item.added", output_index=self.index, item=started))
             out.append(
@@ -273,11 +293,11 @@ class _Output:
                 self.event(
                     "response.function_call_arguments.done",
                     arguments=call.function.arguments,
-                    name=call.function.name,
+                    name=started["name"],
                     **where,
                 )
             )
-            done_item = call_item(self.task, n, call)
+            done_item = call_item(self.task, n, call, namespaced=self.namespaced)
             out.append(self.event("response.output_item.done", output_index=self.index, item=done_item))
             self.index += 1
         return out
@@ -297,6 +317,7 @@ async def stream_events(
     fields: dict[str, Any] | None = None,
     created: int | None = None,
     keep: Callable[[dict[str, Any]], Awaitable[bool]] | None = None,
+    namespaced: Namespaced = None,
 ) -> AsyncIterator[bytes]:
     """response.created and .in_progress, a reasoning item per thinking block, the message item (opened at
     its first text) with its output_text part and deltas, then each function call item, then
@@ -304,14 +325,14 @@ async def stream_events(
     began is an `error` event, then response.failed (status `failed`, its `error`), the end clients wait
     for: never a completion, so never a silently cut answer. `fields` are a stored conversation's (see
     `_shell`); `keep` stores the whole response before its last event says whether it was (`store`), so
-    a follow-up sent on that event finds it."""
+    a follow-up sent on that event finds it; `namespaced` names calls of namespace tools (`call_item`)."""
     event = _Events()
     created = int(time.time()) if created is None else created
     model = head_model(head) or task.request.model
     shell = _shell(task, model=model, created=created, status="in_progress", fields=fields)
     yield event("response.created", response=shell)
     yield event("response.in_progress", response=shell)
-    output = _Output(task, event)
+    output = _Output(task, event, namespaced)
 
     def failed(code: str, message: str) -> Iterator[bytes]:
         yield event("error", code=code, message=message, param=None)
@@ -335,7 +356,7 @@ async def stream_events(
                 for out in events:
                     yield out
                 continue
-            body = response_body(task, item, created=created, fields=fields)
+            body = response_body(task, item, created=created, fields=fields, namespaced=namespaced)
             for out in output.finish(item, status=body["status"]):
                 yield out
             if keep is not None:

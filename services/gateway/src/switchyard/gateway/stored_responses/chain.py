@@ -72,6 +72,7 @@ class Conversation:
     created: int = field(default_factory=lambda: int(time.time()))
     kept: bool | None = None  # whether the answer's record was stored (None: not yet tried)
     data: dict[str, Any] | None = None  # the body as read here (None: not a JSON object), parsed once
+    namespaced: dict[str, tuple[str, str]] = field(default_factory=dict)  # see `responses.namespaced_tools`
 
     @property
     def items(self) -> list[dict[str, Any]] | None:
@@ -107,15 +108,19 @@ class Conversation:
     def parse(self, body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
         if self.resolved and self.store is not None:
             _check_size(self.context, self.own, max_bytes=self.store.max_value_bytes)
-        return responses.parse_request(
+        parsed = responses.parse_request(
             body if self.data is None else self.data,
             max_prompt_chars=max_prompt_chars,
             items=self.items,
             stored=self.store is not None,
         )
+        self.namespaced = responses.namespaced_tools((self.data or {}).get("tools"))
+        return parsed
 
     def body(self, task: TaskSubmitted, done: TaskCompleted) -> dict[str, Any]:
-        return responses_render.response_body(task, done, created=self.created, fields=self.fields())
+        return responses_render.response_body(
+            task, done, created=self.created, fields=self.fields(), namespaced=self.namespaced
+        )
 
     async def keep_answer(self, task: TaskSubmitted, done: TaskCompleted) -> None:
         await self.remember(task, self.body(task, done))
@@ -144,6 +149,7 @@ class Conversation:
             fields=self.fields(),
             created=self.created,
             keep=keep if self.keep else None,
+            namespaced=self.namespaced,
         )
 
 
