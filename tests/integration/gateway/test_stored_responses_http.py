@@ -221,12 +221,12 @@ async def test_a_streamed_tool_call_is_stored_before_its_last_event_and_referenc
     assert missing.value.body["code"] == "item_not_found"  # type: ignore[index]
 
 
-async def test_a_codex_tool_loop_gets_its_namespace_tools_call_back_and_sends_it_again(
+async def test_codex_tool_loops_get_their_calls_back_as_codex_named_the_tools_and_send_them_again(
     world: World, responder: Responder
 ) -> None:
     """Codex's shapes: a namespace tool, the built-in web_search beside it, `store: false` and a stream;
     the next turn sends the whole conversation again, its call with its `namespace` (or, stored, names
-    the response it continues)."""
+    the response it continues); tools in an `additional_tools` item, a custom one among them."""
     agents = {"type": "namespace", "name": "multi_agent_v1", "tools": [{**TOOL, "name": "close_agent"}]}
     asked = {"type": "message", "id": "msg_01a24a00-3d27", "role": "user", "content": "Close a1."}
     body = {"model": "auto", "stream": True, "store": False, "tools": [agents, {"type": "web_search"}]}
@@ -251,6 +251,17 @@ async def test_a_codex_tool_loop_gets_its_namespace_tools_call_back_and_sends_it
         assert responder.seen[-1].chat().messages[1].tool_calls[0].function.name == (  # type: ignore[index]
             "multi_agent_v1__close_agent"
         )
+        # a model of Codex's own catalog: its tools in an `additional_tools` item, `exec` a custom tool
+        exec_js = {"type": "custom", "name": "exec", "format": {"type": "text"}}
+        lite = {
+            "type": "additional_tools",
+            "tools": [{"type": "namespace", "name": "functions", "tools": [exec_js]}],
+        }
+        answer = await http.post(
+            "/v1/responses", json={**body, "stream": False, "tools": None, "input": [lite, asked]}
+        )
+        [script] = answer.json()["output"]
+        assert (script["type"], script["name"], "namespace" in script) == ("custom_tool_call", "exec", False)
         stored = await http.post(
             "/v1/responses", json={**body, "stream": False, "store": True, "input": [asked]}
         )

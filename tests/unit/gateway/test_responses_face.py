@@ -119,7 +119,7 @@ def test_text_format_and_reasoning_map_to_the_pipelines_fields() -> None:
     [
         ({"previous_response_id": "resp_1"}, "previous_response_id", "unsupported_parameter"),
         ({"background": True}, "background", "unsupported_parameter"),
-        ({"tools": [{"type": "custom", "name": "apply_patch"}]}, "tools.0.type", "unsupported_parameter"),
+        ({"tools": [{"type": "local_shell"}]}, "tools.0.type", "unsupported_parameter"),
         ({"tools": [{"type": "function"}]}, "tools.0.name", "missing_field"),
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input.0", "unsupported_parameter"),
         ({"input": [{"role": "robot", "content": "x"}]}, "input.0.role", "invalid_request"),

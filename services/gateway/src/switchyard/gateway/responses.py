@@ -8,11 +8,7 @@ parser sees the request and handed to it as `items`. A deployment that stores no
 (SWITCHYARD_RESPONSES_STORE=false) refuses both rather than answer without the context they stand for;
 `conversation` (OpenAI's Conversations API) is refused either way.
 
-Function tools may come grouped under a `namespace` tool (Codex groups its sub-agent tools and each MCP
-server's so): the pipeline gets each as a function tool of its own, named `<namespace>__<name>`, and the
-answer's calls of it are rendered back with their `name` and `namespace`. Built-in tools OpenAI runs on its
-side (`HOSTED_TOOLS`: web search, file search, ...) are left out of what the model is offered: no model
-here can run them, and Codex sends `web_search` with every request and fails its turn on a 400.
+Tools (function, namespace and custom tools; built-in ones left out) are `responses_tools.py`'s.
 
 A model's thinking (an Anthropic model's thinking blocks) is a `reasoning` item: its text as the summary,
 and the block itself, signature and all, in `encrypted_content` (Switchyard's own carrier, base64 JSON
@@ -25,25 +21,27 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from switchyard.common.events import (
-    ChatMessage,
-    ChatRequest,
-    FunctionCall,
-    FunctionSpec,
-    ThinkingBlock,
-    ToolCall,
-    ToolSpec,
-)
+from switchyard.common.events import ChatMessage, ChatRequest, FunctionCall, ThinkingBlock, ToolCall
 from switchyard.common.events.logprobs import MAX_TOP_LOGPROBS
 from switchyard.common.events.tasks import ReasoningEffort
 from switchyard.gateway.completions import validated
-from switchyard.gateway.errors import InvalidRequest, invalid_fields
+from switchyard.gateway.errors import InvalidRequest
+from switchyard.gateway.responses_tools import (
+    ADDITIONAL_TOOLS,
+    ClientTool,
+    allowed_tools,
+    client_tools,
+    custom_arguments,
+    flat_name,
+    offered,
+    pipeline_tools,
+)
 from switchyard.gateway.schemas import (
     ChatCompletionRequest,
     Unsupported,
@@ -57,9 +55,6 @@ REASONING_ITEM = "rs_"
 THINKING_CARRIER = "switchyard.thinking.v1:"  # encrypted_content that holds a thinking block
 ROLES = ("user", "assistant", "system", "developer")
 LOGPROBS_INCLUDE = "message.output_text.logprobs"  # the `include` entry that asks for token log probabilities
-NAMESPACE_JOIN = "__"  # a namespaced function tool's name in the pipeline: <namespace>__<name>
-# built-in tools OpenAI runs itself (and their dated variants: `web_search_2025_08_26`, ...)
-HOSTED_TOOLS = ("web_search", "file_search", "code_interpreter", "image_generation", "computer", "mcp")
 
 # Fields that ask for what Switchyard cannot deliver (see `schemas.UNSUPPORTED`).
 UNSUPPORTED: Unsupported = {
@@ -80,16 +75,6 @@ UNSTORED: Unsupported = {
         "conversation in `input`",
     ),
 }
-
-
-class FunctionTool(BaseModel):
-    """A function tool, in the Responses API's flat shape (also as a member of a namespace tool)."""
-
-    type: Literal["function"]
-    name: str = Field(min_length=1, max_length=256)
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
-    strict: bool | None = None
 
 
 class ReasoningConfig(BaseModel):
@@ -157,7 +142,7 @@ def parse_count_request(
     return ChatRequest(
         model=parsed.model,
         messages=messages or [ChatMessage(role="user", content="")],
-        tools=pipeline_tools(parsed.tools),
+        tools=pipeline_tools(offered(parsed.tools, given)),
     )
 
 
@@ -173,13 +158,14 @@ def parse_request(
     `stored`: the deployment stores responses (else what needs them is refused)."""
     parsed = validated(body, ResponsesRequest, UNSUPPORTED if stored else UNSTORED)
     messages = [ChatMessage(role="system", content=parsed.instructions)] if parsed.instructions else []
-    messages += chat_messages(parsed.input if items is None else items)
+    given = parsed.input if items is None else items
+    messages += chat_messages(given)
     check_prompt_size(messages, max_prompt_chars)
     # Token log probabilities are asked by the `include` entry; `top_logprobs` without it is accepted and
     # asks for nothing, as OpenAI answers it (the chat face's 400 for `top_logprobs` without `logprobs`
     # follows chat completions, which refuse it).
     asked = LOGPROBS_INCLUDE in (parsed.include or [])
-    tools, choice = allowed_tools(pipeline_tools(parsed.tools), parsed.tool_choice)
+    tools, choice = allowed_tools(pipeline_tools(offered(parsed.tools, given)), parsed.tool_choice)
     request = ChatCompletionRequest(
         model=parsed.model,
         messages=messages,
@@ -218,6 +204,13 @@ def parse_request(
     return request
 
 
+def tools_of(body: dict[str, Any] | None, items: list[dict[str, Any]] | None) -> dict[str, ClientTool]:
+    """How the client names the tools of a request `parse_request` accepted (`body` and `items` as it got
+    them), by their names in the pipeline: to render the model's calls."""
+    data = body or {}
+    return client_tools(offered(data.get("tools"), data.get("input") if items is None else items))
+
+
 def _unanswered_call(messages: list[ChatMessage]) -> str | None:
     """The call id of the first function call no output answers before the next turn or the end, which
     OpenAI refuses (400, "No tool output found for function call ...") and every provider would: common
@@ -252,7 +245,7 @@ def chat_messages(items: str | list[dict[str, Any]]) -> list[ChatMessage]:
             if message.role == "assistant" and thinking:
                 message.thinking, thinking = thinking, []
             out.append(message)
-        elif kind == "function_call":
+        elif kind in ("function_call", "custom_tool_call"):
             call = _function_call(item, where)
             last = out[-1] if out else None
             if last is not None and last.role == "assistant" and not thinking:
@@ -260,7 +253,7 @@ def chat_messages(items: str | list[dict[str, Any]]) -> list[ChatMessage]:
             else:
                 out.append(ChatMessage(role="assistant", tool_calls=[call], thinking=thinking or None))
                 thinking = []
-        elif kind == "function_call_output":
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             call_id, output = item.get("call_id"), item.get("output")
             if not isinstance(call_id, str) or not call_id:
                 raise InvalidRequest(
@@ -271,6 +264,8 @@ def chat_messages(items: str | list[dict[str, Any]]) -> list[ChatMessage]:
             block = carried_thinking(item.get("encrypted_content"))
             if block is not None:
                 thinking.append(block)
+        elif kind == ADDITIONAL_TOOLS:  # tools, read with the request's
+            continue
         elif kind == "item_reference":  # resolved before parsing, unless nothing is stored here
             raise InvalidRequest(
                 f"{where}: item references need stored responses, and this deployment stores none "
@@ -280,8 +275,8 @@ def chat_messages(items: str | list[dict[str, Any]]) -> list[ChatMessage]:
             )
         else:
             raise InvalidRequest(
-                f"{where}: input items of type {kind!r} are not supported here (messages, function_call, "
-                "function_call_output and reasoning are)",
+                f"{where}: input items of type {kind!r} are not supported here (messages, function and "
+                "custom tool calls and their outputs, reasoning and additional_tools are)",
                 param=where,
             )
     if not out:
@@ -344,14 +339,21 @@ def _parts(content: list[Any], where: str) -> str | list[dict[str, Any]]:
 
 
 def _function_call(item: dict[str, Any], where: str) -> ToolCall:
-    call_id, name, arguments = item.get("call_id"), item.get("name"), item.get("arguments", "{}")
+    """A function or custom tool call, by the tool's name in the pipeline (a namespace's tool's prefixed,
+    a custom tool's text its one argument)."""
+    kind, call_id, name = item["type"], item.get("call_id"), item.get("name")
     if not isinstance(call_id, str) or not call_id or not isinstance(name, str) or not name:
-        raise InvalidRequest(f"{where}: a function_call needs its call_id and name", param=where)
-    namespace = item.get("namespace")
-    if isinstance(namespace, str) and namespace:  # a call of a namespace's tool: the pipeline's name
-        name = namespaced_name(namespace, name)
-    if not isinstance(arguments, str):
-        raise InvalidRequest(f"{where}.arguments: a JSON string", param=f"{where}.arguments")
+        raise InvalidRequest(f"{where}: a {kind} needs its call_id and name", param=where)
+    if kind == "custom_tool_call":
+        text = item.get("input")
+        if not isinstance(text, str):
+            raise InvalidRequest(f"{where}.input: a string", param=f"{where}.input")
+        arguments = custom_arguments(text)
+    else:
+        arguments = item.get("arguments", "{}")
+        if not isinstance(arguments, str):
+            raise InvalidRequest(f"{where}.arguments: a JSON string", param=f"{where}.arguments")
+    name = flat_name(item.get("namespace"), name)
     return ToolCall(id=call_id, function=FunctionCall(name=name, arguments=arguments))
 
 
@@ -362,137 +364,6 @@ def _output(output: Any, where: str) -> str | list[dict[str, Any]]:
     if not isinstance(output, list):
         raise InvalidRequest(f"{where}.output: a string or a list of parts", param=f"{where}.output")
     return _parts(output, f"{where}.output")
-
-
-def pipeline_tools(tools: list[dict[str, Any]] | None) -> list[ToolSpec] | None:
-    """Function tools, those of `namespace` tools among them (named `<namespace>__<name>`); built-in tools
-    are left out (`HOSTED_TOOLS`), other kinds refused."""
-    out: list[ToolSpec] = []
-    for index, tool in enumerate(tools or []):
-        kind = tool.get("type")
-        if kind == "namespace":
-            out += _namespace_tools(tool, index, taken={t.function.name for t in out})
-        elif isinstance(kind, str) and kind.startswith(HOSTED_TOOLS):
-            continue
-        elif kind != "function":
-            raise InvalidRequest(
-                f"tools.{index}: tools of type {kind!r} are not served here (function and namespace tools "
-                "are; built-in tools are left out)",
-                code="unsupported_parameter",
-                param=f"tools.{index}.type",
-            )
-        else:
-            out.append(_function_tool(tool, ("tools", index)))
-    return out or None
-
-
-def _function_tool(
-    tool: dict[str, Any], where: tuple[str | int, ...], *, name: str | None = None
-) -> ToolSpec:
-    try:
-        spec = FunctionTool.model_validate(tool)
-    except ValidationError as exc:
-        raise invalid_fields([{**e, "loc": (*where, *e["loc"])} for e in exc.errors()]) from exc
-    return ToolSpec(
-        function=FunctionSpec(
-            name=name or spec.name,
-            description=spec.description,
-            parameters=spec.parameters,
-            strict=spec.strict,
-        )
-    )
-
-
-def _namespace_tools(tool: dict[str, Any], index: int, *, taken: set[str]) -> list[ToolSpec]:
-    """A namespace tool's function tools, each named `<namespace>__<name>`."""
-    namespace, members = tool.get("name"), tool.get("tools")
-    if not isinstance(namespace, str) or not namespace or not isinstance(members, list) or not members:
-        raise InvalidRequest(
-            f'tools.{index}: a namespace tool takes "name" and "tools" (its function tools)',
-            param=f"tools.{index}",
-        )
-    out = []
-    for n, member in enumerate(members):
-        where = f"tools.{index}.tools.{n}"
-        if not isinstance(member, dict) or member.get("type") != "function":
-            kind = member.get("type") if isinstance(member, dict) else None
-            raise InvalidRequest(
-                f"{where}: tools of type {kind!r} are not served here in a namespace (function tools are)",
-                code="unsupported_parameter",
-                param=f"{where}.type",
-            )
-        name = member.get("name")
-        flat = namespaced_name(namespace, name) if isinstance(name, str) and name else None
-        if flat in taken:
-            raise InvalidRequest(
-                f"{where}: {name!r} of namespace {namespace!r} is named {flat!r} for the model, as another "
-                "tool is",
-                code="invalid_value",
-                param=f"{where}.name",
-            )
-        out.append(_function_tool(member, ("tools", index, "tools", n), name=flat))
-        taken.add(out[-1].function.name)
-    return out
-
-
-def namespaced_name(namespace: str, name: str) -> str:
-    return f"{namespace}{NAMESPACE_JOIN}{name}"
-
-
-def namespaced_tools(tools: Any) -> dict[str, tuple[str, str]]:
-    """The pipeline's name of each function tool of the request's namespace tools -> (namespace, name),
-    to render the model's calls of them as the client named them (`tools` as the parser accepted them)."""
-    out: dict[str, tuple[str, str]] = {}
-    for tool in tools if isinstance(tools, list) else ():
-        if isinstance(tool, dict) and tool.get("type") == "namespace":
-            for member in tool.get("tools") or ():
-                out[namespaced_name(tool["name"], member["name"])] = (tool["name"], member["name"])
-    return out
-
-
-def allowed_tools(
-    tools: list[ToolSpec] | None, choice: str | dict[str, Any] | None
-) -> tuple[list[ToolSpec] | None, str | dict[str, Any] | None]:
-    """The tools and choice the pipeline gets. `{"type": "allowed_tools", "mode", "tools"}` narrows the
-    tools offered to the function tools it names, with `mode` (`auto` or `required`) as the choice: what
-    the model may call is the same, though OpenAI keeps the whole list in the prompt (for its cache)."""
-    if not isinstance(choice, dict) or choice.get("type") != "allowed_tools":
-        return tools, pipeline_choice(choice)
-    mode, named = choice.get("mode"), choice.get("tools")
-    if mode not in ("auto", "required") or not isinstance(named, list) or not named:
-        raise InvalidRequest(
-            'tool_choice: allowed_tools takes "mode" ("auto" or "required") and "tools" '
-            '([{"type": "function", "name": ...}, ...])',
-            code="invalid_value",
-            param="tool_choice",
-        )
-    names = [t.get("name") if isinstance(t, dict) and t.get("type") == "function" else None for t in named]
-    offered = {t.function.name for t in tools or []}
-    for index, name in enumerate(names):
-        if name not in offered:
-            raise InvalidRequest(
-                f"tool_choice.tools.{index}: allowed tools must be function tools named in `tools` "
-                f"({sorted(offered)})",
-                code="invalid_value",
-                param=f"tool_choice.tools.{index}",
-            )
-    return [t for t in tools or [] if t.function.name in names], mode
-
-
-def pipeline_choice(choice: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
-    """`none` / `auto` / `required`, or `{"type": "function", "name": ...}` as chat completions name it."""
-    if choice is None or choice in ("none", "auto", "required"):
-        return choice
-    if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
-        namespace = choice.get("namespace")
-        name = namespaced_name(namespace, choice["name"]) if isinstance(namespace, str) else choice["name"]
-        return {"type": "function", "function": {"name": name}}
-    raise InvalidRequest(
-        'tool_choice: must be "none", "auto", "required", {"type": "function", "name": ...} or '
-        '{"type": "allowed_tools", ...} (built-in tools are not served here)',
-        code="invalid_value",
-        param="tool_choice",
-    )
 
 
 def response_format(text: dict[str, Any] | None) -> dict[str, Any] | None:

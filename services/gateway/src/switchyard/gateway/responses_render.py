@@ -26,11 +26,12 @@ from switchyard.common.events import (
 from switchyard.common.streaming import Chunk, thinking_chunk
 from switchyard.gateway.outcomes import Fault, head_model, in_order
 from switchyard.gateway.responses import MESSAGE_ITEM, REASONING_ITEM, RESPONSE_ID, carrier
+from switchyard.gateway.responses_tools import ClientTool, custom_input
 from switchyard.gateway.schemas import token_json
 from switchyard.gateway.tasks import Stopped, TimedOut
 
-# the pipeline's name of each function tool of a namespace tool -> (namespace, name): `namespaced_tools`
-Namespaced = Mapping[str, tuple[str, str]] | None
+# how the client names tools the pipeline knows by other names or shapes (`responses.tools_of`)
+Named = Mapping[str, ClientTool] | None
 
 
 def usage_json(usage: Usage) -> dict[str, Any]:
@@ -126,21 +127,28 @@ def call_item(
     *,
     status: str = "completed",
     arguments: str | None = None,
-    namespaced: Namespaced = None,
+    named: Named = None,
 ) -> dict[str, Any]:
-    """The answer's `n`th function call as an item; its id names the response (`fc_<task>_<n>`), as every
-    output item's does, so that a later request's `item_reference` to it is found. A call of a namespace's
-    tool (`namespaced`: the pipeline's names of those) has that tool's `name` and its `namespace`."""
-    namespace, name = (namespaced or {}).get(call.function.name, (None, call.function.name))
-    return {
-        "id": f"fc_{task.task_id}_{n}",
-        "type": "function_call",
+    """The answer's `n`th tool call as an item; its id names the response (`fc_<task>_<n>`, `ctc_` for a
+    custom tool's), as every output item's does, so that a later request's `item_reference` to it is
+    found. A call of a namespace's tool has the tool's `name` and its `namespace`; a custom tool's is a
+    `custom_tool_call` with its text as `input` (`named`: how the client names those tools)."""
+    client = (named or {}).get(call.function.name) or ClientTool(call.function.name)
+    given = call.function.arguments if arguments is None else arguments
+    item: dict[str, Any] = {
+        "id": f"{'ctc' if client.custom else 'fc'}_{task.task_id}_{n}",
+        "type": "custom_tool_call" if client.custom else "function_call",
         "status": status,
         "call_id": call.id,
-        "name": name,
-        **({"namespace": namespace} if namespace else {}),
-        "arguments": call.function.arguments if arguments is None else arguments,
+        "name": client.name,
     }
+    if client.namespace is not None:
+        item["namespace"] = client.namespace
+    if client.custom:
+        item["input"] = custom_input(given) if given else ""
+    else:
+        item["arguments"] = given
+    return item
 
 
 def _ending(done: TaskCompleted) -> tuple[str, dict[str, str] | None]:
@@ -158,14 +166,14 @@ def response_body(
     *,
     created: int,
     fields: dict[str, Any] | None = None,
-    namespaced: Namespaced = None,
+    named: Named = None,
 ) -> dict[str, Any]:
     status, incomplete = _ending(done)
     body = _shell(task, model=done.model, created=created, status=status, fields=fields)
     output = [reasoning_item(task, n, block) for n, block in enumerate(done.thinking or [])]
     if done.content or not done.tool_calls:
         output.append(message_item(task, done.content, status=status, tokens=done.logprobs))
-    output += [call_item(task, n, c, namespaced=namespaced) for n, c in enumerate(done.tool_calls or [])]
+    output += [call_item(task, n, c, named=named) for n, c in enumerate(done.tool_calls or [])]
     body.update(output=output, incomplete_details=incomplete, usage=usage_json(done.usage))
     return body
 
@@ -190,10 +198,10 @@ class _Output:
     """A streamed response's output items, numbered as they open: reasoning items (one per thinking
     block), the message (opened at its first text), then the function calls."""
 
-    def __init__(self, task: TaskSubmitted, event: _Events, namespaced: Namespaced) -> None:
+    def __init__(self, task: TaskSubmitted, event: _Events, named: Named) -> None:
         self.task = task
         self.event = event
-        self.namespaced = namespaced
+        self.named = named
         self.index = 0
         self.thinking: ThinkingBlock | None = None  # the thinking block being streamed
         self.thoughts = 0
@@ -281,25 +289,27 @@ class _Output:
             out.append(self.event("response.content_part.done", part=part, **self._at()))
             out.append(self.event("response.output_item.done", output_index=self.message, item=item))
         for n, call in enumerate(done.tool_calls or []):
-            started = call_item(
-                self.task, n, call, status="in_progress", arguments="", namespaced=self.namespaced
-            )
-            where = self._where(started["id"])
-            out.append(self.event("response.output_item.added", output_index=self.index, item=started))
-            out.append(
-                self.event("response.function_call_arguments.delta", delta=call.function.arguments, **where)
-            )
-            out.append(
-                self.event(
-                    "response.function_call_arguments.done",
-                    arguments=call.function.arguments,
-                    name=started["name"],
-                    **where,
-                )
-            )
-            done_item = call_item(self.task, n, call, namespaced=self.namespaced)
-            out.append(self.event("response.output_item.done", output_index=self.index, item=done_item))
-            self.index += 1
+            out += self._call(n, call)
+        return out
+
+    def _call(self, n: int, call: ToolCall) -> list[bytes]:
+        """A tool call, whole: its item opened, its arguments (a custom tool's: its input), its item done."""
+        started = call_item(self.task, n, call, status="in_progress", arguments="", named=self.named)
+        done = call_item(self.task, n, call, named=self.named)
+        where = self._where(started["id"])
+        if done["type"] == "custom_tool_call":
+            kind, whole = "response.custom_tool_call_input", {"input": done["input"]}
+            delta = done["input"]
+        else:
+            kind, whole = "response.function_call_arguments", {"arguments": done["arguments"]}
+            delta, whole["name"] = done["arguments"], done["name"]
+        out = [
+            self.event("response.output_item.added", output_index=self.index, item=started),
+            self.event(f"{kind}.delta", delta=delta, **where),
+            self.event(f"{kind}.done", **whole, **where),
+            self.event("response.output_item.done", output_index=self.index, item=done),
+        ]
+        self.index += 1
         return out
 
 
@@ -317,7 +327,7 @@ async def stream_events(
     fields: dict[str, Any] | None = None,
     created: int | None = None,
     keep: Callable[[dict[str, Any]], Awaitable[bool]] | None = None,
-    namespaced: Namespaced = None,
+    named: Named = None,
 ) -> AsyncIterator[bytes]:
     """response.created and .in_progress, a reasoning item per thinking block, the message item (opened at
     its first text) with its output_text part and deltas, then each function call item, then
@@ -325,14 +335,14 @@ async def stream_events(
     began is an `error` event, then response.failed (status `failed`, its `error`), the end clients wait
     for: never a completion, so never a silently cut answer. `fields` are a stored conversation's (see
     `_shell`); `keep` stores the whole response before its last event says whether it was (`store`), so
-    a follow-up sent on that event finds it; `namespaced` names calls of namespace tools (`call_item`)."""
+    a follow-up sent on that event finds it; `named`: how the client names its tools (`call_item`)."""
     event = _Events()
     created = int(time.time()) if created is None else created
     model = head_model(head) or task.request.model
     shell = _shell(task, model=model, created=created, status="in_progress", fields=fields)
     yield event("response.created", response=shell)
     yield event("response.in_progress", response=shell)
-    output = _Output(task, event, namespaced)
+    output = _Output(task, event, named)
 
     def failed(code: str, message: str) -> Iterator[bytes]:
         yield event("error", code=code, message=message, param=None)
@@ -356,7 +366,7 @@ async def stream_events(
                 for out in events:
                     yield out
                 continue
-            body = response_body(task, item, created=created, fields=fields, namespaced=namespaced)
+            body = response_body(task, item, created=created, fields=fields, named=named)
             for out in output.finish(item, status=body["status"]):
                 yield out
             if keep is not None:

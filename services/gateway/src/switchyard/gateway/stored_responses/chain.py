@@ -28,13 +28,21 @@ from switchyard.gateway.completions import json_object
 from switchyard.gateway.errors import APIError, BusPayloadExceeded, InvalidRequest
 from switchyard.gateway.metrics import STORED_RESPONSES
 from switchyard.gateway.responses import RESPONSE_ID
+from switchyard.gateway.responses_tools import ClientTool
 from switchyard.gateway.schemas import ChatCompletionRequest
 from switchyard.gateway.stored_responses.store import ResponseStore, StoredResponse
 
 MAX_REFERENCED = 16  # stored responses one request's item references may read
-ITEM_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
+ITEM_PREFIX = {
+    "message": "msg",
+    "function_call": "fc",
+    "function_call_output": "fco",
+    "custom_tool_call": "ctc",
+    "custom_tool_call_output": "ctco",
+    "reasoning": "rs",
+}
 REPLAYED = frozenset(ITEM_PREFIX)  # output item types that are input items of the next turn
-_ITEM_ID = re.compile(r"(?:msg|fc|fco|rs)_([0-9a-f]{32})(?:_[A-Za-z0-9]+)?")
+_ITEM_ID = re.compile(r"(?:msg|fc|fco|ctc|ctco|rs)_([0-9a-f]{32})(?:_[A-Za-z0-9]+)?")
 _RESPONSE_ID = re.compile(rf"{RESPONSE_ID}[0-9a-f]{{32}}")
 
 
@@ -72,7 +80,7 @@ class Conversation:
     created: int = field(default_factory=lambda: int(time.time()))
     kept: bool | None = None  # whether the answer's record was stored (None: not yet tried)
     data: dict[str, Any] | None = None  # the body as read here (None: not a JSON object), parsed once
-    namespaced: dict[str, tuple[str, str]] = field(default_factory=dict)  # see `responses.namespaced_tools`
+    named: dict[str, ClientTool] = field(default_factory=dict)  # how the client names its tools: `tools_of`
 
     @property
     def items(self) -> list[dict[str, Any]] | None:
@@ -114,12 +122,12 @@ class Conversation:
             items=self.items,
             stored=self.store is not None,
         )
-        self.namespaced = responses.namespaced_tools((self.data or {}).get("tools"))
+        self.named = responses.tools_of(self.data, self.items)
         return parsed
 
     def body(self, task: TaskSubmitted, done: TaskCompleted) -> dict[str, Any]:
         return responses_render.response_body(
-            task, done, created=self.created, fields=self.fields(), namespaced=self.namespaced
+            task, done, created=self.created, fields=self.fields(), named=self.named
         )
 
     async def keep_answer(self, task: TaskSubmitted, done: TaskCompleted) -> None:
@@ -149,7 +157,7 @@ class Conversation:
             fields=self.fields(),
             created=self.created,
             keep=keep if self.keep else None,
-            namespaced=self.namespaced,
+            named=self.named,
         )
 
 
