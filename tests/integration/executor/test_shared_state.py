@@ -51,12 +51,15 @@ async def test_replicas_share_one_breaker(js: nats.js.JetStreamContext) -> None:
         assert await r.state(key) is BreakerState.OPEN
         assert not await r.allow(key)
     assert changes == [BreakerState.OPEN]
+    clock.now += 4.0
+    assert [await r.reopens_in(key) for r in replicas] == [6.0, 6.0, 6.0]  # the cool-down left, for all
     raw, _ = await kv.read(bucket, kv.safe_key(key))
     assert raw is not None and BreakerRecord.model_validate_json(raw).failures == 5
 
-    clock.now += 10.0  # cool-down over: exactly one probe among all replicas racing for it
+    clock.now += 6.0  # cool-down over: exactly one probe among all replicas racing for it
     granted = await asyncio.gather(*(r.allow(key) for r in replicas for _ in range(4)))
     assert sum(granted) == 1
+    assert await replicas[0].reopens_in(key) is None  # half-open, its probe out: when it ends is not known
     await replicas[2].record_success(key)
     assert all([await r.state(key) is BreakerState.CLOSED for r in replicas])
     assert await replicas[0].allow(key)

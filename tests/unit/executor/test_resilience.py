@@ -128,7 +128,8 @@ async def test_breaker_opens_after_consecutive_failures_then_probes_once_after_t
 
 
 async def test_breaker_guard_refuses_while_open_and_ignores_the_callers_own_mistakes() -> None:
-    breakers = LocalBreakers(BreakerConfig(failure_threshold=2), clock=Clock())
+    clock = Clock()
+    breakers = LocalBreakers(BreakerConfig(failure_threshold=2), clock=clock)
     bad_request = BreakerGuard(ScriptedProvider(fails("bad_request")), breakers, key="a")
     for _ in range(3):
         with pytest.raises(Exception, match="bad_request"):
@@ -139,9 +140,11 @@ async def test_breaker_guard_refuses_while_open_and_ignores_the_callers_own_mist
     for _ in range(2):
         with pytest.raises(Exception, match="overloaded"):
             await guard.request(CALL)
+    clock.now += 15.0
     with pytest.raises(Exception, match="circuit open") as caught:
         await guard.request(CALL)
     assert caught.value.kind == "circuit_open"  # type: ignore[attr-defined]
+    assert caught.value.retry_after == 45.0  # type: ignore[attr-defined]  # the cool-down (60 s) left
     assert len(down.calls) == 2
 
 

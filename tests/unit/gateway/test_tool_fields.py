@@ -479,3 +479,23 @@ def test_what_no_model_can_serve_is_the_clients_to_change_unless_time_can_help(
     with pytest.raises(APIError) as caught:
         outcomes.raise_for_failure(failed)
     assert (caught.value.status, caught.value.code) == (status, code)
+
+
+@pytest.mark.parametrize(("retry_after_s", "header"), [(44.2, "45"), (None, None)])
+def test_every_candidate_behind_an_open_breaker_is_busy_with_the_cool_down_left(
+    retry_after_s: float | None, header: str | None
+) -> None:
+    """A 502 made clients retry at once into the same refusal (Codex: 30 requests in 30 s for one turn);
+    a 503 with Retry-After has them wait for the breaker's cool-down."""
+    failed = TaskFailed(
+        task_id="t1",
+        tenant_id="acme",
+        error_code="provider_circuit_open",
+        error_message="openai/gpt-4o: circuit open after repeated failures",
+        failed_at=datetime.now(UTC),
+        retry_after_s=retry_after_s,
+    )
+    with pytest.raises(APIError) as caught:
+        outcomes.raise_for_failure(failed)
+    assert (caught.value.status, caught.value.code) == (503, "provider_circuit_open")
+    assert caught.value.headers.get("Retry-After") == header

@@ -42,9 +42,10 @@ CLIENT_FAILURES: dict[str, tuple[type[APIError], str | None]] = {
     "provider_bad_request": (InvalidRequest, None),
 }
 UNAVAILABLE_FAILURES = ("no_provider_available",)
-# Every candidate was at capacity: the deployment is busy, not broken (503, with the last provider's
-# Retry-After when it gave one).
-BUSY_FAILURES = ("provider_overloaded", "provider_rate_limited")
+# Every candidate was at capacity, or behind an open circuit breaker (its provider failed repeatedly and is
+# left alone for a cool-down): busy, not broken (503, with the last provider's Retry-After or the breaker's
+# time left when known), so clients wait instead of retrying at once into the same refusal.
+BUSY_FAILURES = ("provider_overloaded", "provider_rate_limited", "provider_circuit_open")
 
 
 def raise_for_failure(failed: TaskFailed) -> NoReturn:

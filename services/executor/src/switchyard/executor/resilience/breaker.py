@@ -64,6 +64,10 @@ class Breakers(Protocol):
 
     async def state(self, key: str) -> BreakerState: ...
 
+    async def reopens_in(self, key: str) -> float | None:
+        """Seconds until an open breaker lets a probe through (None: it is not open, or a probe is out)."""
+        ...
+
 
 # The state machine as pure functions on a record, shared by the in-process and the KV implementation.
 
@@ -112,6 +116,15 @@ def state_of(record: BreakerRecord, now: float, config: BreakerConfig) -> Breake
     return BreakerState(record.state)
 
 
+def reopens_in(record: BreakerRecord, now: float, config: BreakerConfig) -> float | None:
+    """Seconds until `admit` lets a probe through an open breaker; None when it is not open (closed, or
+    half-open with its probe out: when that probe ends is not known)."""
+    if record.state != BreakerState.OPEN:
+        return None
+    left = config.open_s - (now - record.opened_at)
+    return left if left > 0 else None
+
+
 OnChange = Callable[[str, BreakerState], None]
 
 
@@ -156,6 +169,9 @@ class LocalBreakers:
     async def state(self, key: str) -> BreakerState:
         return state_of(self._get(key), self._clock(), self.config)
 
+    async def reopens_in(self, key: str) -> float | None:
+        return reopens_in(self._get(key), self._clock(), self.config)
+
 
 class BreakerGuard:
     """A provider behind a breaker: refused (kind `circuit_open`) while open, and every outcome reported."""
@@ -166,8 +182,14 @@ class BreakerGuard:
         self._key = key
 
     async def _admit(self) -> None:
+        """Refused while open, with when it lets a probe through as the error's retry-after: a task whose
+        every candidate is behind an open breaker fails busy (503 with Retry-After), so clients wait for
+        the cool-down instead of retrying at once into the same refusal."""
         if not await self._breakers.allow(self._key):
-            raise provider_error("circuit_open", f"{self._key}: circuit open after repeated failures")
+            wait = await self._breakers.reopens_in(self._key)
+            raise provider_error(
+                "circuit_open", f"{self._key}: circuit open after repeated failures", retry_after=wait
+            )
 
     async def _failed(self, error: ProviderError) -> None:
         if not error.sent:  # refused before it went out: neither a success nor a failure of the provider

@@ -32,6 +32,7 @@ from switchyard.executor.resilience.breaker import (
     admit,
     failed,
     released,
+    reopens_in,
     state_of,
     succeeded,
 )
@@ -100,10 +101,19 @@ class KVBreakers:
         await self._apply(key, lambda r: (True, released(r)))
 
     async def state(self, key: str) -> BreakerState:
+        return state_of(await self._record(key), self._clock(), self.config)
+
+    async def reopens_in(self, key: str) -> float | None:
+        try:
+            return reopens_in(await self._record(key), self._clock(), self.config)
+        except KV_ERRORS:
+            return None
+
+    async def _record(self, key: str) -> BreakerRecord:
         if self._mirror is not None:
-            return state_of(self._load(await self._mirror.get(kv.safe_key(key))), self._clock(), self.config)
+            return self._load(await self._mirror.get(kv.safe_key(key)))
         raw, _ = await kv.read(self._kv, kv.safe_key(key))
-        return state_of(self._load(raw), self._clock(), self.config)
+        return self._load(raw)
 
 
 class BucketStore:
