@@ -505,3 +505,27 @@ async def test_a_stream_as_server_sent_events_and_as_a_json_array() -> None:
     broken = orjson.loads(await _stream([Chunk(seq=0, delta="Pa"), failed], sse=False))
     assert broken[-1]["error"]["status"] == "INTERNAL" and broken[-1]["error"]["message"] == "gone"
     assert broken[-1]["error"]["details"][0]["reason"] == "PROVIDER_NETWORK"
+
+
+async def test_streamed_thoughts_are_not_sent_again_with_a_function_call() -> None:
+    # a thinking model that answers with a function call alone (no text): its thoughts went out as they came
+    call = ToolCall(id="call_1", function=FunctionCall(name="ls", arguments="{}"))
+    done = _done(
+        content="",
+        finish_reason="tool_calls",
+        tool_calls=[call],
+        thinking=[ThinkingBlock(thinking="I should list.", signature="sig")],
+    )
+    items = [
+        Chunk(seq=0, thinking="I should list.", model="openai/gpt-4o-mini"),
+        Chunk(seq=1, signature="sig"),
+        Chunk(seq=2, done=True, finish_reason="tool_calls"),
+        done,
+    ]
+    raw = await _stream(items, sse=True)
+    events = [orjson.loads(line.removeprefix(b"data: ")) for line in raw.split(b"\r\n\r\n") if line]
+    parts = [e["candidates"][0]["content"]["parts"] for e in events]
+    assert parts == [
+        [{"text": "I should list.", "thought": True}],
+        [{"functionCall": {"id": "call_1", "name": "ls", "args": {}}}],
+    ]

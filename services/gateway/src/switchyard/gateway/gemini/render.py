@@ -92,6 +92,7 @@ async def stream_events(
     frame = _Frames(sse)
     model = head_model(head) or task.request.model
     started: set[int] = set()  # answers whose text began streaming
+    thought: set[int] = set()  # answers whose thoughts went out as they came
     ended: set[int] = set()  # answers whose end went out (one of several)
     try:
         async for item in in_order(head, rest):
@@ -105,7 +106,10 @@ async def stream_events(
                 for index, a in enumerate(answers):
                     if index in ended:
                         continue
-                    parts = _calls(a.tool_calls) if index in started else _parts(a, thoughts=thoughts)
+                    if index in started:
+                        parts = _calls(a.tool_calls)
+                    else:  # no text went out (a function call alone): its thoughts may have
+                        parts = _parts(a, thoughts=thoughts and index not in thought)
                     candidate = _candidate(index, parts or [{"text": ""}], a.finish_reason)
                     usage = item.usage if index == last else None
                     yield frame.data(_response(task, model, [candidate], usage))
@@ -120,8 +124,9 @@ async def stream_events(
                 parts = _calls(item.tool_calls) or [{"text": ""}]
                 yield frame.data(_response(task, model, [_candidate(index, parts, item.finish_reason)]))
             elif item.thinking and thoughts:
-                thought = [{"text": item.thinking, "thought": True}]
-                yield frame.data(_response(task, model, [_candidate(index, thought)]))
+                thought.add(index)
+                part = [{"text": item.thinking, "thought": True}]
+                yield frame.data(_response(task, model, [_candidate(index, part)]))
             elif item.delta:
                 started.add(index)
                 yield frame.data(_response(task, model, [_candidate(index, [{"text": item.delta}])]))
