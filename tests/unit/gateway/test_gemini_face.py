@@ -233,6 +233,47 @@ def test_a_tool_loop_with_ids_keeps_them_and_other_responses_go_as_json() -> Non
     ]
 
 
+def test_a_streamed_answer_kept_as_one_model_content_per_chunk_is_one_assistant_message() -> None:
+    # Google's SDKs' chats keep each streamed chunk's content as its own model turn in the history they
+    # send back (the JS SDK 2.32 and the Python SDK 3.6, seen against the gateway), the last one empty
+    def model(*parts: dict[str, Any]) -> dict[str, Any]:
+        return {"role": "model", "parts": list(parts)}
+
+    call = {"functionCall": {"name": "ls", "args": {"path": "."}}}
+    body = {
+        "contents": [
+            user("one"),
+            model({"text": "Hello! "}),
+            model({"text": "You said one."}),
+            model({"text": ""}),
+            user("files?"),
+            model({"text": "Thinking.", "thought": True}),
+            model({"text": "Let me look."}),
+            model(call),
+            model({"text": ""}),
+            {"role": "user", "parts": [{"functionResponse": {"name": "ls", "response": {"output": "a b"}}}]},
+        ],
+        "tools": [{"functionDeclarations": [{"name": "ls"}]}],
+    }
+    messages = parse(body).request.messages
+    assert [(m.role, m.content) for m in messages] == [
+        ("user", "one"),
+        ("assistant", "Hello! You said one."),
+        ("user", "files?"),
+        ("assistant", "Let me look."),
+        ("tool", "a b"),
+    ]
+    assert [(c.id, c.function.name) for c in messages[3].tool_calls or []] == [("call_5_0", "ls")]
+    assert messages[4].tool_call_id == "call_5_0"
+    # a model turn with nothing in it is no assistant message (a provider refuses an empty one)
+    assert [
+        m.role for m in parse({"contents": [user("a"), model({"text": ""}), user("b")]}).request.messages
+    ] == [
+        "user",
+        "user",
+    ]
+
+
 def test_function_calls_and_responses_must_pair_up() -> None:
     call = {"role": "model", "parts": [{"functionCall": {"name": "ls", "args": {}}}]}
     tools = [{"functionDeclarations": [{"name": "ls"}]}]

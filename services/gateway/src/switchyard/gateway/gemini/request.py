@@ -11,6 +11,7 @@ every request; the pipeline carries no top-k, as the Anthropic face's refusal of
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -391,11 +392,15 @@ def _prompt(
         if system:
             messages.append(ChatMessage(role="system", content=system))
     calls: dict[str, list[str]] = {}  # the last model turn's unanswered calls: ids by function name
-    for i, content in enumerate(parsed.contents):
+    contents = parsed.contents
+    for i, content in enumerate(contents):
         where = f"contents.{i}"
         if content.role == "model":
+            if i > 0 and contents[i - 1].role == "model":
+                continue  # read with the first of its run
             _check_answered(calls, where)
-            turn, calls = _model_turn(content, i)
+            run = list(itertools.takewhile(lambda c: c.role == "model", contents[i:]))
+            turn, calls = _model_turn(run, i)
             if turn is not None:
                 messages.append(turn)
             continue
@@ -410,13 +415,16 @@ def _prompt(
     return messages, tools, choice
 
 
-def _model_turn(content: Content, i: int) -> tuple[ChatMessage | None, dict[str, list[str]]]:
+def _model_turn(run: list[Content], i: int) -> tuple[ChatMessage | None, dict[str, list[str]]]:
     """A model turn: its text (thoughts left out: a thought summary is the model's, not the
-    conversation's) and its function calls, each with its id (the client's, or `call_<turn>_<n>`)."""
+    conversation's) and its function calls, each with its id (the client's, or `call_<turn>_<n>`). A run
+    of model contents (`run`, from `contents.<i>`) is one turn: Google's SDKs keep a streamed answer in a
+    chat's history as one model content per chunk, the last one an empty text."""
     texts: list[str] = []
     tool_calls: list[ToolCall] = []
     calls: dict[str, list[str]] = {}
-    for k, part in enumerate(content.parts):
+    parts = [(f"contents.{i + n}.parts.{k}", p) for n, c in enumerate(run) for k, p in enumerate(c.parts)]
+    for at, part in parts:
         if part.thought:
             continue
         if part.function_call is not None:
@@ -428,10 +436,11 @@ def _model_turn(content: Content, i: int) -> tuple[ChatMessage | None, dict[str,
         elif part.text is not None:
             texts.append(part.text)
         elif part.executable_code is not None or part.code_execution_result is not None:
-            raise _unsupported(f"contents.{i}.parts.{k}", "code execution is not served")
-    if not texts and not tool_calls:
+            raise _unsupported(at, "code execution is not served")
+    text = "".join(texts)
+    if not text and not tool_calls:
         return None, calls
-    message = ChatMessage(role="assistant", content="".join(texts) or None, tool_calls=tool_calls or None)
+    message = ChatMessage(role="assistant", content=text or None, tool_calls=tool_calls or None)
     return message, calls
 
 
