@@ -20,7 +20,7 @@ from switchyard.common.events import (
     Usage,
 )
 from switchyard.common.streaming import Chunk
-from switchyard.gateway.errors import InvalidRequest, RequestTooLarge
+from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, google_face
 from switchyard.gateway.gemini import render
 from switchyard.gateway.gemini.request import (
     Parsed,
@@ -570,3 +570,13 @@ async def test_streamed_thoughts_are_not_sent_again_with_a_function_call() -> No
         [{"text": "I should list.", "thought": True}],
         [{"functionCall": {"id": "call_1", "name": "ls", "args": {}}}],
     ]
+
+
+def test_only_a_post_to_a_model_method_under_v1_speaks_googles_shape() -> None:
+    # an OpenAI client's GET /v1/models/{id} of a model whose id has a tag (Ollama's `llama3.2:latest`
+    # behind the openai provider) is OpenAI's retrieve, not a Gemini method
+    assert not google_face("/v1/models/openai/llama3.2:latest", keyed=False, method="GET")
+    assert google_face("/v1/models/openai/llama3.2:latest", keyed=True, method="GET")  # a Google SDK's
+    assert google_face("/v1/models/gemini-2.5-flash:generateContent", keyed=False, method="POST")
+    assert google_face("/v1beta/models/gemini-2.5-flash", keyed=False, method="GET")
+    assert not google_face("/v1/chat/completions", keyed=True, method="POST")

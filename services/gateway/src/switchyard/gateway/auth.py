@@ -36,7 +36,7 @@ def presented_key(request: Request) -> str | None:
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
     key = request.headers.get("x-api-key") or request.headers.get("x-goog-api-key")
-    if key is None and google_face(request.url.path, keyed=False):
+    if key is None and google_face(request.url.path, keyed=False, method=request.method):
         key = request.query_params.get("key")  # Gemini's REST form (`?key=`); never logged: no access log
     return key or None
 

@@ -237,10 +237,11 @@ GEMINI_METHOD = re.compile(r"/v1(?:beta)?/models/.+:[A-Za-z]+")
 GEMINI_HEADERS = ("x-goog-api-key", "x-goog-api-client")  # sent by Google's GenAI SDKs on every request
 
 
-def google_face(path: str, *, keyed: bool) -> bool:
-    """Whether a request for `path` is answered in Google's shapes: `/v1beta/...`, a Gemini method, or a
+def google_face(path: str, *, keyed: bool, method: str) -> bool:
+    """Whether a request for `path` is answered in Google's shapes: `/v1beta/...`, a Gemini method (a POST:
+    a GET of `/v1/models/{id}` is OpenAI's retrieve, also of an id with a tag, `llama3.2:latest`), or a
     shared path (the models list) asked with a Google SDK's header (`keyed`)."""
-    if path.startswith("/v1beta/") or GEMINI_METHOD.fullmatch(path):
+    if path.startswith("/v1beta/") or (method == "POST" and GEMINI_METHOD.fullmatch(path)):
         return True
     shared = any(path == p or path.startswith(f"{p}/") for p in SHARED_PATHS)
     return shared and keyed
@@ -293,7 +294,8 @@ def google_error(status: int, message: str, code: str, metadata: dict[str, str])
 def speaks_google(request: Request) -> bool:
     """`google_face` for a request (an `anthropic-version` header says Anthropic's first)."""
     keyed = any(h in request.headers for h in GEMINI_HEADERS)
-    return google_face(request.url.path, keyed=keyed) and not speaks_anthropic(request)
+    face = google_face(request.url.path, keyed=keyed, method=request.method)
+    return face and not speaks_anthropic(request)
 
 
 def error_response(request: Request, exc: APIError) -> Response:
