@@ -580,3 +580,18 @@ def test_only_a_post_to_a_model_method_under_v1_speaks_googles_shape() -> None:
     assert google_face("/v1/models/gemini-2.5-flash:generateContent", keyed=False, method="POST")
     assert google_face("/v1beta/models/gemini-2.5-flash", keyed=False, method="GET")
     assert not google_face("/v1/chat/completions", keyed=True, method="POST")
+
+
+def test_a_request_the_chat_request_cannot_hold_is_a_400_not_a_500() -> None:
+    # the model comes from the path, unchecked by the body's validation; a conversation of thoughts or of
+    # an empty model turn leaves nothing to answer
+    body = orjson.dumps({"contents": [user("hi")]})
+    with pytest.raises(InvalidRequest) as caught:
+        parse_request(body, model="x" * 201, stream=False, max_prompt_chars=1000)
+    assert caught.value.param == "model"
+    for nothing in ({"text": ""}, {"text": "hmm", "thought": True}):
+        empty = {"contents": [{"role": "model", "parts": [nothing]}]}
+        assert refused(empty).param == "contents"
+        with pytest.raises(InvalidRequest) as counted:
+            parse_count_request(orjson.dumps(empty), model="auto")
+        assert counted.value.param == "contents"

@@ -198,22 +198,25 @@ def parse_request(body: bytes | dict[str, Any], *, model: str, stream: bool, max
     messages, tools, tool_choice = _prompt(parsed)
     check_prompt_size(messages, max_prompt_chars)
     config = parsed.config()
-    request = ChatCompletionRequest(
-        model=model,
-        messages=messages,
-        stream=stream,
-        max_tokens=config.max_output_tokens,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        n=config.candidate_count or 1,
-        stop=config.stop_sequences,
-        seed=config.seed,
-        presence_penalty=config.presence_penalty,
-        frequency_penalty=config.frequency_penalty,
-        response_format=_response_format(config),
-        tools=tools,
-        tool_choice=tool_choice,
-    ).with_thinking(_reasoning(config.thinking_config))
+    try:
+        request = ChatCompletionRequest(
+            model=model,
+            messages=messages,
+            stream=stream,
+            max_tokens=config.max_output_tokens,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            n=config.candidate_count or 1,
+            stop=config.stop_sequences,
+            seed=config.seed,
+            presence_penalty=config.presence_penalty,
+            frequency_penalty=config.frequency_penalty,
+            response_format=_response_format(config),
+            tools=tools,
+            tool_choice=tool_choice,
+        ).with_thinking(_reasoning(config.thinking_config))
+    except ValidationError as exc:  # the path's model (its length): the body was checked by `_validated`
+        raise invalid_fields(exc.errors()) from exc
     check_tool_turns(request)
     return Parsed(request, thoughts=parsed.thoughts())
 
@@ -411,6 +414,12 @@ def _prompt(
             if not text:
                 raise InvalidRequest(f"{where}.parts: a content needs at least one part", param=where)
             messages.append(ChatMessage(role="user", content=text))
+    if not messages or all(m.role == "system" for m in messages):
+        raise InvalidRequest(
+            "contents: nothing to answer: the contents hold no text, image, function call or function "
+            "response (thoughts and empty texts are left out)",
+            param="contents",
+        )
     tools, choice = _tools(parsed)
     return messages, tools, choice
 
