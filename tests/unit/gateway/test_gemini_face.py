@@ -595,3 +595,27 @@ def test_a_request_the_chat_request_cannot_hold_is_a_400_not_a_500() -> None:
         with pytest.raises(InvalidRequest) as counted:
             parse_count_request(orjson.dumps(empty), model="auto")
         assert counted.value.param == "contents"
+
+
+def test_a_thinking_budget_past_the_pipelines_limit_is_a_400_naming_it() -> None:
+    huge = {"contents": [user("hi")], "generationConfig": {"thinkingConfig": {"thinkingBudget": 10**10}}}
+    assert refused(huge).param == "generationConfig.thinkingConfig.thinkingBudget"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"generationConfig": {"temperature": "hot"}}, "generationConfig.temperature"),
+        (
+            {"contents": [{"parts": [{"functionResponse": {"name": "f", "response": [1]}}]}]},
+            "contents.0.parts.0.functionResponse.response",
+        ),
+        ({"systemInstruction": {"parts": [{"text": 5}]}}, "systemInstruction.parts.0.text"),
+        (
+            {"contents": [{"parts": [{"inlineData": {"mimeType": "image/png"}}]}]},
+            "contents.0.parts.0.inlineData.data",
+        ),
+    ],
+)
+def test_a_bad_field_deep_in_a_request_is_named_by_its_gemini_path(body: dict[str, Any], param: str) -> None:
+    assert refused({"contents": [user("hi")], **body}).param == param

@@ -329,16 +329,20 @@ _FIELD = re.compile(r"[a-z_][a-z0-9_]*")
 _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
 
 
-def invalid_fields(errors: Sequence[Any]) -> InvalidRequest:
+GEMINI_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # Gemini's field names are camelCase
+
+
+def invalid_fields(errors: Sequence[Any], *, field: re.Pattern[str] = _FIELD) -> InvalidRequest:
     """The first of a body's validation errors (pydantic's `errors()`) as a 400 naming the field:
     `missing_field` when it is absent, `invalid_type` when it is of the wrong JSON type (OpenAI's code for
-    `"max_tokens": "5"`), `invalid_value` otherwise."""
+    `"max_tokens": "5"`), `invalid_value` otherwise. The path keeps the names `field` matches (pydantic
+    adds names of its own for the members of a union), and list indexes."""
     err: dict[str, Any] = errors[0] if errors else {"loc": (), "msg": "invalid", "type": "value_error"}
     loc = list(err["loc"])
     if loc[:1] == ["body"]:  # FastAPI's prefix for a request body's fields
         loc = loc[1:]
     param = ".".join(
-        str(p) for p in loc if isinstance(p, int) or (_FIELD.fullmatch(p) and p not in _TYPE_TAGS)
+        str(p) for p in loc if isinstance(p, int) or (field.fullmatch(p) and p not in _TYPE_TAGS)
     )
     code = "invalid_value"
     if err["type"] == "missing":

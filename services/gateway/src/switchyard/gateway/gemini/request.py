@@ -20,9 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from switchyard.common.events import ChatMessage, ChatRequest, FunctionCall, FunctionSpec, ToolCall, ToolSpec
+from switchyard.common.events.base import MAX_TOKENS
 from switchyard.common.events.tasks import MAX_CHOICES, MIN_THINKING_BUDGET, Reasoning, ReasoningEffort
 from switchyard.gateway.embeddings import Embeddings
-from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, invalid_fields
+from switchyard.gateway.errors import GEMINI_FIELD, InvalidRequest, RequestTooLarge, invalid_fields
 from switchyard.gateway.gemini.schema import json_schema
 from switchyard.gateway.schemas import ChatCompletionRequest, check_prompt_size, check_tool_turns
 
@@ -106,7 +107,7 @@ class ToolConfig(_Gemini):
 
 class ThinkingConfig(_Gemini):
     include_thoughts: bool | None = Field(default=None, strict=True)
-    thinking_budget: int | None = Field(default=None, ge=-1, strict=True)
+    thinking_budget: int | None = Field(default=None, ge=-1, le=MAX_TOKENS, strict=True)
     thinking_level: Literal["THINKING_LEVEL_UNSPECIFIED", "MINIMAL", "LOW", "MEDIUM", "HIGH"] | None = None
 
     @field_validator("thinking_level", mode="before")
@@ -304,7 +305,7 @@ def _validated(body: bytes | dict[str, Any], model: type[M]) -> M:
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        raise invalid_fields(exc.errors()) from exc
+        raise invalid_fields(exc.errors(), field=GEMINI_FIELD) from exc
 
 
 def _unsupported(param: str, why: str) -> InvalidRequest:
