@@ -467,14 +467,19 @@ def _done(**fields: Any) -> TaskCompleted:
     )
 
 
-def test_an_answer_in_geminis_shape() -> None:
-    call = ToolCall(id="call_1", function=FunctionCall(name="ls", arguments='{"path": "."}'))
-    done = _done(
-        content="Looking.",
+def _thought_and_call(content: str, arguments: str) -> TaskCompleted:
+    """A thinking model's answer that calls `ls`."""
+    call = ToolCall(id="call_1", function=FunctionCall(name="ls", arguments=arguments))
+    return _done(
+        content=content,
         finish_reason="tool_calls",
         tool_calls=[call],
         thinking=[ThinkingBlock(thinking="I should list.", signature="sig")],
     )
+
+
+def test_an_answer_in_geminis_shape() -> None:
+    done = _thought_and_call("Looking.", '{"path": "."}')
     body = orjson.loads(render.response_json(_task(), done, thoughts=True))
     assert body == {
         "candidates": [
@@ -550,13 +555,7 @@ async def test_a_stream_as_server_sent_events_and_as_a_json_array() -> None:
 
 async def test_streamed_thoughts_are_not_sent_again_with_a_function_call() -> None:
     # a thinking model that answers with a function call alone (no text): its thoughts went out as they came
-    call = ToolCall(id="call_1", function=FunctionCall(name="ls", arguments="{}"))
-    done = _done(
-        content="",
-        finish_reason="tool_calls",
-        tool_calls=[call],
-        thinking=[ThinkingBlock(thinking="I should list.", signature="sig")],
-    )
+    done = _thought_and_call("", "{}")
     items = [
         Chunk(seq=0, thinking="I should list.", model="openai/gpt-4o-mini"),
         Chunk(seq=1, signature="sig"),
