@@ -376,6 +376,10 @@ def test_model_names() -> None:
     assert model_name("gemini-3.5-flash-lite", aliases) == "gemini-3.5-flash-lite"  # an alias: as it is
     assert model_name("auto", aliases) == "auto"
     assert model_name("local/smollm2-135m-instruct", aliases) == "local/smollm2-135m-instruct"
+    for empty in ("models/", "models/ ", ""):  # POST /v1beta/models/models/:generateContent
+        with pytest.raises(InvalidRequest) as caught:
+            model_name(empty, aliases)
+        assert caught.value.param == "model" and "no model" in caught.value.message
 
 
 def test_schemas_keep_the_clients_names_and_values() -> None:

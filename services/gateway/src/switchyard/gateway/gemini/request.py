@@ -184,8 +184,11 @@ class Parsed:
 
 def model_name(name: str, aliases: dict[str, str]) -> str:
     """The Switchyard model a path's `models/{name}` means: `auto`, a Switchyard id (`provider/model`) or
-    an alias as they are; any other bare name is the Gemini provider's model of that name."""
+    an alias as they are; any other bare name is the Gemini provider's model of that name (400 for none,
+    `models/` alone)."""
     name = name.removeprefix(MODELS)
+    if not name.strip():
+        raise InvalidRequest("models/{model}: the path names no model", code="invalid_value", param="model")
     if name == "auto" or "/" in name or name in aliases:
         return name
     return f"{PROVIDER}/{name}"

@@ -91,7 +91,7 @@ def _embeddings_face(model: str, path_model: str, *, batch: bool) -> serving.Emb
 @router.post("/v1/models/{target:path}", summary=SUMMARY, responses=GOOGLE_ERRORS, include_in_schema=False)
 async def call_method(target: str, request: Request) -> Response:
     name, colon, method = target.rpartition(":")
-    if not colon or not name or method not in METHODS:
+    if not colon or method not in METHODS:
         raise NotFound(
             f"no Gemini method {target!r}: models/{{model}}:{', :'.join(METHODS)} are served",
             code="method_not_found",
