@@ -196,6 +196,18 @@ async def test_rest_forms_key_query_json_array_stream_and_unknown_methods(
         )
         unknown = await http.post("/v1beta/models/auto:predict", json=body, headers={"x-goog-api-key": key})
         assert unknown.status_code == 404 and unknown.json()["error"]["status"] == "NOT_FOUND"
+        nameless = await http.post(
+            "/v1beta/models/:generateContent", json=body, headers={"x-goog-api-key": key}
+        )
+        assert (
+            nameless.status_code == 400
+            and nameless.json()["error"]["details"][0]["metadata"]["param"] == "model"
+        )
+        # an OpenAI client's retrieve of a model id with a tag is OpenAI's, and takes no ?key=
+        tagged = await http.get("/v1/models/local/smollm2:latest", headers={"authorization": f"Bearer {key}"})
+        assert tagged.status_code == 404 and tagged.json()["error"]["code"] == "model_not_found"
+        assert "status" not in tagged.json()["error"]
+        assert (await http.get(f"/v1/models/local/smollm2:latest?key={key}")).status_code == 401
         missing = await http.post("/v1beta/models/auto:generateContent", json=body)
         assert missing.status_code == 401 and missing.json()["error"]["status"] == "UNAUTHENTICATED"
         assert (
