@@ -359,7 +359,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
-        return error_response(request, invalid_fields(exc.errors()))
+        field = GEMINI_FIELD if speaks_google(request) else _FIELD  # Gemini's query names: `pageSize`
+        return error_response(request, invalid_fields(exc.errors(), field=field))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
