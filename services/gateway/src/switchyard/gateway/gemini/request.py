@@ -22,6 +22,7 @@ from pydantic.alias_generators import to_camel
 from switchyard.common.events import ChatMessage, ChatRequest, FunctionCall, FunctionSpec, ToolCall, ToolSpec
 from switchyard.common.events.base import MAX_TOKENS
 from switchyard.common.events.tasks import MAX_CHOICES, MIN_THINKING_BUDGET, Reasoning, ReasoningEffort
+from switchyard.gateway.completions import json_object
 from switchyard.gateway.embeddings import Embeddings
 from switchyard.gateway.errors import GEMINI_FIELD, InvalidRequest, RequestTooLarge, invalid_fields
 from switchyard.gateway.gemini.schema import json_schema
@@ -296,17 +297,10 @@ def _embedded_text(content: Content, where: str) -> list[str]:
 
 
 def _validated(body: bytes | dict[str, Any], model: type[M]) -> M:
-    if isinstance(body, bytes):
-        if not body:
-            raise InvalidRequest("Request body is empty; expected a JSON object", code="invalid_json")
-        try:
-            body = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidRequest(f"Request body is not valid JSON: {exc}", code="invalid_json") from exc
-    if not isinstance(body, dict):
-        raise InvalidRequest("Request body must be a JSON object", code="invalid_json")
+    """A body read as `model` (400 `invalid_json` unless a JSON object), a bad field named its Gemini way."""
+    raw = body if isinstance(body, dict) else json_object(body)
     try:
-        return model.model_validate(body)
+        return model.model_validate(raw)
     except ValidationError as exc:
         raise invalid_fields(exc.errors(), field=GEMINI_FIELD) from exc
 
