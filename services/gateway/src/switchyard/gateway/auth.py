@@ -59,7 +59,7 @@ async def _verify(
 ) -> Principal:
     if credential is None:
         raise AuthenticationFailed(
-            "Missing API key: send it as `Authorization: Bearer <key>` (or in `x-api-key`, or `x-goog-api-key`)",
+            "Missing API key: send it as `Authorization: Bearer <key>` (or `x-api-key`, `x-goog-api-key`)",
             code="missing_api_key",
         )
     if attempt.credential == "jwt":
