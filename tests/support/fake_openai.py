@@ -19,6 +19,8 @@ scenario, also to an executor running in another process:
     reasoner            as DeepSeek's reasoner and vLLM's reasoning parsers answer: `reasoning_content`
                         beside the answer (streamed first, in its own deltas)
     bad-logprobs        asked for logprobs: its first token's entry has `"logprob": null`
+    refusal             a refusal, as structured outputs answer one: `content: null` and `refusal` its
+                        words (streamed: the role with empty content, then `delta.refusal` pieces)
     o3, gpt-5, gpt-5.1 ... gpt-6.1-sol (and dated snapshots): OpenAI's reasoning models, refusing with
                         OpenAI's 400 what those refuse (`fake_openai_refusals.py`: max_tokens, an effort
                         they lack, sampling fields, function tools at an effort other than none), and
@@ -149,6 +151,7 @@ ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
 
 
 REASONING = "The user greets me. A short answer will do."
+REFUSAL = "I'm sorry, I can't help with that request."
 BREAK, END = object(), object()  # where a stream drops its connection, where it ends without [DONE]
 STREAM_ERROR = {
     "message": "The server had an error while processing your request.",
@@ -275,6 +278,8 @@ class FakeOpenAI:
         text = answer_text(body)
         if model == "tool-call" and body.get("tools"):
             return self._tool_call(body)
+        if model == "refusal":
+            return self._refusal(body)
         if body.get("stream"):
             return StreamingResponse(self._stream(body, model, text), media_type="text/event-stream")
         if model == "garbage":
@@ -374,6 +379,27 @@ class FakeOpenAI:
             for piece in arguments:
                 yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
             yield chunk({}, "tool_calls")
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(parts(), media_type="text/event-stream")
+
+    def _refusal(self, body: dict[str, Any]) -> Response:
+        if not body.get("stream"):
+            completion = self._completion("refusal", "")
+            completion["choices"][0]["message"].update(content=None, refusal=REFUSAL)
+            return JSONResponse(completion)
+        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": "refusal"}
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            return sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+        async def parts() -> AsyncIterator[bytes]:
+            yield chunk({"role": "assistant", "content": "", "refusal": None})
+            for piece in words(REFUSAL):
+                yield chunk({"refusal": piece})
+            yield chunk({}, "stop")
+            if (body.get("stream_options") or {}).get("include_usage"):
+                yield sse({**base, "choices": [], "usage": usage_body("refusal", len(words(REFUSAL)))})
             yield b"data: [DONE]\n\n"
 
         return StreamingResponse(parts(), media_type="text/event-stream")

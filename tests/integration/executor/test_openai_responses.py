@@ -289,7 +289,8 @@ def test_a_reasoning_summary_and_a_refusal_are_read() -> None:
         "usage": {"input_tokens": 9, "input_tokens_details": {"cached_tokens": 4}, "output_tokens": 30},
     }
     reply = parse_response(orjson.dumps(body), _call("gpt-6.1-sol"))
-    assert (reply.content, reply.finish_reason, reply.model) == (
+    assert (reply.content, reply.refusal, reply.finish_reason, reply.model) == (
+        "",  # a refusal is not the answer's text: clients read it apart
         "I can't help with that.",
         "stop",
         "gpt-6.1-sol-2026-05-01",

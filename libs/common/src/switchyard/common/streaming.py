@@ -17,12 +17,15 @@ ends its client's stream with an explicit error instead of a silently truncated 
     {"seq": 5, "finish_reason": "length"}                      the first of several answers ended
     {"seq": 9, "finish_reason": "tool_calls", "choice": 1,     the second ended, with its tool calls
      "tool_calls": [{"id": "call_1", "function": {...}}]}
+    {"seq": 6, "finish_reason": "stop", "choice": 1,           the second ended, refused (its refusal)
+     "refusal": "I'm sorry, ..."}
 
 `choice` says which of several answers (`n`) a chunk belongs to: 0, the first, is left out, so a single
 answer's chunks never carry it; the answers' chunks come interleaved as they are generated. Each of several
-answers ends with a chunk of its `finish_reason` (and its tool calls, if any) but no `done`, sent as soon as
-it ended, after its last text and before the `done` chunk (other answers may go on between); a single
-answer has no such chunk: its end is the `done` chunk, as ever. The `done` chunk ends the stream and says
+answers ends with a chunk of its `finish_reason` (and its tool calls or refusal, if any) but no `done`,
+sent as soon as it ended, after its last text and before the `done` chunk (other answers may go on
+between); a single answer has no such chunk: its end is the `done` chunk, as ever (its tool calls and
+refusal come with the result). The `done` chunk ends the stream and says
 the first answer's finish reason. A thinking block runs from its first `thinking` chunk to its
 `signature`; text of the same answer never interrupts one.
 """
@@ -57,6 +60,7 @@ class Chunk(BaseModel):
     logprobs: list[TokenLogprob] | None = None  # the delta's tokens, when the request asked for them
     choice: int = 0  # which answer a chunk is of (`n` > 1); left out when 0
     tool_calls: list[ToolCall] | None = None  # on the end of one of several answers: its tool calls
+    refusal: str | None = None  # on the end of one of several answers: its refusal
 
     def reasoning(self) -> bool:
         """A chunk of the model's reasoning (thinking text, a signature, a redacted block)."""

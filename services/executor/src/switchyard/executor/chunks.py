@@ -97,15 +97,21 @@ class ChunkSink:
         await self._send(Chunk(seq=self._seq, error=ChunkError(code=code, message=message)))
 
     async def answer_end(
-        self, *, choice: int, finish_reason: str, tool_calls: Sequence[ToolCall] = ()
+        self,
+        *,
+        choice: int,
+        finish_reason: str,
+        tool_calls: Sequence[ToolCall] = (),
+        refusal: str | None = None,
     ) -> None:
-        """One of several answers ended (its finish reason and tool calls); the others may go on. Output
-        sent, as text is."""
+        """One of several answers ended (its finish reason, tool calls and refusal); the others may go on.
+        Output sent, as text is."""
         chunk = Chunk(
             seq=self._seq,
             finish_reason=finish_reason,
             choice=choice,
             tool_calls=list(tool_calls) or None,
+            refusal=refusal,
             model=self._take_announced(),
         )
         await self._send(chunk)

@@ -330,6 +330,7 @@ async def execute(
         stop_sequence=reply.stop_sequence,
         tool_calls=list(reply.tool_calls) or None,
         thinking=list(reply.thinking) or None,
+        refusal=reply.refusal,
         other_choices=tokens.others,
         logprobs=tokens.first,
         logprobs_truncated=tokens.truncated,
@@ -450,7 +451,10 @@ async def _send(chunks: ChunkSink, part: StreamPart, *, logprobs: bool) -> None:
         )
     elif isinstance(part, AnswerEnd):
         await chunks.answer_end(
-            choice=part.choice, finish_reason=part.finish_reason, tool_calls=part.tool_calls
+            choice=part.choice,
+            finish_reason=part.finish_reason,
+            tool_calls=part.tool_calls,
+            refusal=part.refusal,
         )
 
 

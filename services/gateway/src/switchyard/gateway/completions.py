@@ -216,6 +216,7 @@ def completion_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
             thinking=done.thinking,
             other_choices=done.other_choices,
             logprobs=done.logprobs,
+            refusal=done.refusal,
         )
     )
 
@@ -265,11 +266,11 @@ def whole_deltas(
     return out
 
 
-def end_deltas(tool_calls: list[ToolCall] | None, finish_reason: str) -> Deltas:
-    """An answer's end: its tool calls, sent whole in one delta once the answer is complete (OpenAI's
-    clients accumulate `tool_calls` deltas by index, so one delta per call is a valid stream), then its
-    finish reason."""
-    out: Deltas = []
+def end_deltas(tool_calls: list[ToolCall] | None, finish_reason: str, refusal: str | None = None) -> Deltas:
+    """An answer's end: its refusal, if the model refused (one `refusal` delta: clients concatenate them),
+    its tool calls, sent whole in one delta once the answer is complete (OpenAI's clients accumulate
+    `tool_calls` deltas by index, so one delta per call is a valid stream), then its finish reason."""
+    out: Deltas = [({"refusal": refusal}, None, None)] if refusal else []
     if tool_calls:
         calls = [{"index": i, **c.model_dump(mode="json")} for i, c in enumerate(tool_calls)]
         out.append(({"tool_calls": calls}, None, None))
@@ -285,13 +286,17 @@ class Answer(NamedTuple):
     thinking: list[ThinkingBlock] | None
     logprobs: list[TokenLogprob] | None
     finish_reason: str
+    refusal: str | None = None
 
 
 def answers_of(done: TaskCompleted) -> list[Answer]:
     """A result's answers, the first first, in the order of their index."""
-    first = Answer(done.content, done.tool_calls, done.thinking, done.logprobs, done.finish_reason)
+    first = Answer(
+        done.content, done.tool_calls, done.thinking, done.logprobs, done.finish_reason, done.refusal
+    )
     others = [
-        Answer(c.content, c.tool_calls, c.thinking, c.logprobs, c.finish_reason) for c in done.other_choices
+        Answer(c.content, c.tool_calls, c.thinking, c.logprobs, c.finish_reason, c.refusal)
+        for c in done.other_choices
     ]
     return [first, *others]
 
@@ -346,7 +351,7 @@ async def stream_events(
                 if item.finish_reason is not None and not item.done:
                     # the role first if none of its deltas went out (nothing but tool calls, or nothing)
                     unsent = [] if index in started else whole_deltas("", item.tool_calls, None)
-                    end = end_deltas(item.tool_calls, item.finish_reason or "stop")
+                    end = end_deltas(item.tool_calls, item.finish_reason or "stop", item.refusal)
                     for body in _bodies(task, created, model, index, unsent + end):
                         yield sse(body)
                     started.add(index)
@@ -387,7 +392,7 @@ async def stream_events(
                     [] if index in started else whole_deltas(a.content, a.tool_calls, a.thinking, a.logprobs)
                 )
                 for body in _bodies(
-                    task, created, model, index, unsent + end_deltas(a.tool_calls, a.finish_reason)
+                    task, created, model, index, unsent + end_deltas(a.tool_calls, a.finish_reason, a.refusal)
                 ):
                     yield sse(body)
             if include_usage:

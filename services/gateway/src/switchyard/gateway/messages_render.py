@@ -45,8 +45,14 @@ def arguments_object(call: ToolCall) -> dict[str, Any]:
     return arguments
 
 
+def said(done: TaskCompleted) -> str:
+    """The answer's text; a refusal's words (Anthropic's API has no field of its own for them: its
+    `stop_reason` says `refusal`)."""
+    return done.content or done.refusal or ""
+
+
 def message_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
-    text = [{"type": "text", "text": done.content}] if done.content or not done.tool_calls else []
+    text = [{"type": "text", "text": said(done)}] if said(done) or not done.tool_calls else []
     return orjson.dumps(
         {
             "id": f"{MESSAGE_ID}{task.task_id}",
@@ -77,10 +83,12 @@ def usage_json(usage: Usage) -> dict[str, Any]:
 
 def stop_of(done: TaskCompleted) -> dict[str, Any]:
     """`stop_reason` and `stop_sequence`: a stop sequence is named where the provider named it (an
-    Anthropic model); from other providers an answer a stop sequence ended reads `end_turn`."""
+    Anthropic model); from other providers an answer a stop sequence ended reads `end_turn`; a refused
+    answer reads `refusal`."""
     if done.stop_sequence is not None:
         return {"stop_reason": "stop_sequence", "stop_sequence": done.stop_sequence}
-    return {"stop_reason": STOP_REASONS.get(done.finish_reason, "end_turn"), "stop_sequence": None}
+    reason = "content_filter" if done.refusal else done.finish_reason
+    return {"stop_reason": STOP_REASONS.get(reason, "end_turn"), "stop_sequence": None}
 
 
 def _event(name: str, data: dict[str, Any]) -> bytes:
@@ -175,8 +183,8 @@ async def stream_events(
                 for thinking in item.thinking or []:
                     for event in blocks.thinking(thinking_chunk(thinking)):
                         yield event
-            if not sent and (item.content or not item.tool_calls):
-                for event in blocks.text(item.content):
+            if not sent and (said(item) or not item.tool_calls):
+                for event in blocks.text(said(item)):
                     yield event
             for event in blocks.stop():
                 yield event

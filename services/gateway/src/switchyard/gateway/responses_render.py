@@ -99,14 +99,24 @@ def text_part(text: str, tokens: list[TokenLogprob] | None) -> dict[str, Any]:
 
 
 def message_item(
-    task: TaskSubmitted, text: str, *, status: str, tokens: list[TokenLogprob] | None = None
+    task: TaskSubmitted,
+    text: str,
+    *,
+    status: str,
+    tokens: list[TokenLogprob] | None = None,
+    refusal: str | None = None,
 ) -> dict[str, Any]:
+    """The answer's message; a refusal (the model's instead of the answer) as a `refusal` part, as OpenAI
+    gives one."""
+    parts = [text_part(text, tokens)] if text or not refusal else []
+    if refusal:
+        parts.append({"type": "refusal", "refusal": refusal})
     return {
         "id": f"{MESSAGE_ITEM}{task.task_id}",
         "type": "message",
         "status": status,
         "role": "assistant",
-        "content": [text_part(text, tokens)],
+        "content": parts,
     }
 
 
@@ -171,8 +181,10 @@ def response_body(
     status, incomplete = _ending(done)
     body = _shell(task, model=done.model, created=created, status=status, fields=fields)
     output = [reasoning_item(task, n, block) for n, block in enumerate(done.thinking or [])]
-    if done.content or not done.tool_calls:
-        output.append(message_item(task, done.content, status=status, tokens=done.logprobs))
+    if done.content or done.refusal or not done.tool_calls:
+        output.append(
+            message_item(task, done.content, status=status, tokens=done.logprobs, refusal=done.refusal)
+        )
     output += [call_item(task, n, c, named=named) for n, c in enumerate(done.tool_calls or [])]
     body.update(output=output, incomplete_details=incomplete, usage=usage_json(done.usage))
     return body
@@ -276,7 +288,9 @@ class _Output:
             for block in done.thinking or []:
                 out += self.reasoning(thinking_chunk(block))
         content = "".join(self.text) or done.content
-        if content or not done.tool_calls:
+        if done.refusal and not content:
+            out += self._refusal(done.refusal, status)
+        elif content or not done.tool_calls:
             if self.message is None:
                 out += self._open_message()
                 if content:
@@ -311,6 +325,23 @@ class _Output:
         ]
         self.index += 1
         return out
+
+    def _refusal(self, refusal: str, status: str) -> list[bytes]:
+        """A refusal instead of the answer's text: the message with its `refusal` part, whole in one delta
+        (it comes with the result), in the events OpenAI streams one with."""
+        self.message = self.index
+        self.index += 1
+        opened = {**message_item(self.task, "", status="in_progress"), "content": []}
+        part = {"type": "refusal", "refusal": refusal}
+        item = message_item(self.task, "", status=status, refusal=refusal)
+        return [
+            self.event("response.output_item.added", output_index=self.message, item=opened),
+            self.event("response.content_part.added", part={**part, "refusal": ""}, **self._at()),
+            self.event("response.refusal.delta", delta=refusal, **self._at()),
+            self.event("response.refusal.done", refusal=refusal, **self._at()),
+            self.event("response.content_part.done", part=part, **self._at()),
+            self.event("response.output_item.done", output_index=self.message, item=item),
+        ]
 
 
 def _summary(text: str) -> dict[str, str]:

@@ -231,22 +231,26 @@ def completion_body(
     thinking: list[ThinkingBlock] | None = None,
     other_choices: list[Choice] | None = None,
     logprobs: list[TokenLogprob] | None = None,
+    refusal: str | None = None,
 ) -> dict[str, Any]:
     """`reasoning`: the model's thinking as text, in `message.reasoning_content` (the field DeepSeek, vLLM
     and LiteLLM use; OpenAI's own chat completions return none); `thinking`: its blocks, signatures and
     all, in `message.thinking_blocks` (LiteLLM's), which a client sends back in a tool loop.
     `other_choices`: the second to n-th answers of a request for several (`n`), each with its own
-    `logprobs`; `logprobs`: the first answer's tokens, when the request asked for them."""
+    `logprobs` and `refusal`; `logprobs`: the first answer's tokens, when the request asked for them;
+    `refusal`: the model's refusal instead of the first answer (`message.refusal`)."""
     first = {
         "index": 0,
-        "message": message_json(content, tool_calls, reasoning, thinking),
+        "message": message_json(content, tool_calls, reasoning, thinking, refusal),
         "finish_reason": finish_reason,
         "logprobs": logprobs_json(logprobs),
     }
     others = [
         {
             "index": i,
-            "message": message_json(c.content, c.tool_calls, thinking_text(c.thinking), c.thinking),
+            "message": message_json(
+                c.content, c.tool_calls, thinking_text(c.thinking), c.thinking, c.refusal
+            ),
             "finish_reason": c.finish_reason,
             "logprobs": logprobs_json(c.logprobs),
         }
@@ -267,9 +271,13 @@ def message_json(
     tool_calls: list[ToolCall] | None,
     reasoning: str | None,
     thinking: list[ThinkingBlock] | None,
+    refusal: str | None = None,
 ) -> dict[str, Any]:
-    """One choice's `message`."""
+    """One choice's `message`; a refusal in its own field with null content, as OpenAI answers one."""
     message: dict[str, Any] = {"role": "assistant", "content": content}
+    if refusal:
+        message["content"] = content or None
+        message["refusal"] = refusal
     if reasoning:
         message["reasoning_content"] = reasoning
     if thinking:

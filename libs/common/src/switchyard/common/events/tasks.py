@@ -404,6 +404,7 @@ class Choice(BaseModel):
     tool_calls: list[ToolCall] | None = None
     thinking: list[ThinkingBlock] | None = None
     logprobs: list[TokenLogprob] | None = None  # its tokens' log probabilities, when the request asked
+    refusal: str | None = None  # as TaskCompleted's
 
 
 class EmbeddingResult(BaseModel):
@@ -454,6 +455,10 @@ class TaskCompleted(EventPayload):
     usage_estimated: bool = False
     tool_calls: list[ToolCall] | None = None
     thinking: list[ThinkingBlock] | None = None  # the model's reasoning before `content` (Anthropic's)
+    # The model's refusal instead of an answer (OpenAI's `refusal`: structured outputs it will not give),
+    # kept apart from `content`, which is then empty: clients tell the two apart (LangChain raises
+    # OpenAIRefusalError, pydantic-ai ContentFilterError) rather than parse a refusal as the answer.
+    refusal: str | None = None
     attempts: int
     latency_ms: float
     # Wall time the executor spent waiting on provider calls (overlapping calls counted once): the gateway

@@ -108,6 +108,7 @@ class Reply:
     # order (the others': each `Choice.logprobs`); None when it did not.
     logprobs: tuple[TokenLogprob, ...] | None = None
     usage_estimated: bool = False  # the upstream reported no usage: `usage` is `estimated_usage`'s
+    refusal: str | None = None  # the model's refusal instead of an answer (`content` is then empty)
 
 
 def reply_of(
@@ -132,6 +133,7 @@ def reply_of(
         other_choices=tuple(others),
         logprobs=None if first.logprobs is None else tuple(first.logprobs),
         usage_estimated=usage_estimated,
+        refusal=first.refusal,
     )
 
 
@@ -158,18 +160,19 @@ class ThinkingDelta:
 
 @dataclass(frozen=True, slots=True)
 class AnswerEnd:
-    """One of several answers (`n` > 1) ended: its finish reason and tool calls, as the Reply will hold
-    them, sent as soon as the stream says so (the other answers may go on). A single answer's end is the
-    Reply alone."""
+    """One of several answers (`n` > 1) ended: its finish reason, tool calls and refusal, as the Reply will
+    hold them, sent as soon as the stream says so (the other answers may go on). A single answer's end is
+    the Reply alone."""
 
     choice: int
     finish_reason: str
     tool_calls: tuple[ToolCall, ...] = ()
+    refusal: str | None = None
     text: ClassVar[str] = ""  # no output text of its own (as every OUTPUT part has `text`)
 
     @classmethod
     def of(cls, choice: int, answer: Choice) -> AnswerEnd:
-        return cls(choice, answer.finish_reason, tuple(answer.tool_calls or ()))
+        return cls(choice, answer.finish_reason, tuple(answer.tool_calls or ()), answer.refusal)
 
 
 # A stream yields reasoning and text deltas (and, for several answers, each one's end) and ends with the
@@ -250,7 +253,7 @@ def reply_parts(reply: Reply) -> list[StreamPart]:
     first, the others' under their `choice` (each of several followed by its end), then the reply."""
     parts = _answer_parts(0, reply.thinking, reply.content, reply.logprobs)
     if reply.other_choices:
-        parts.append(AnswerEnd(0, reply.finish_reason, reply.tool_calls))
+        parts.append(AnswerEnd(0, reply.finish_reason, reply.tool_calls, reply.refusal))
     for choice, other in enumerate(reply.other_choices, start=1):
         parts += _answer_parts(choice, other.thinking or (), other.content, other.logprobs)
         parts.append(AnswerEnd.of(choice, other))

@@ -189,10 +189,13 @@ def semantic_text(request: ChatRequest, config: CacheConfig) -> str | None:
     return text or None
 
 
-def storable(*, content: str, finish_reason: str, tool_calls: object, thinking: object = None) -> bool:
-    """Only plain, finished text answers are reused (never tool calls, errors or empty answers, nor an
-    answer with thinking blocks, which the cache does not keep: a replay would lack them)."""
-    return bool(content) and finish_reason in ("stop", "length") and not tool_calls and not thinking
+def storable(
+    *, content: str, finish_reason: str, tool_calls: object, thinking: object = None, refusal: object = None
+) -> bool:
+    """Only plain, finished text answers are reused (never tool calls, errors, refusals or empty answers,
+    nor an answer with thinking blocks, which the cache does not keep: a replay would lack them)."""
+    plain = not tool_calls and not thinking and not refusal
+    return bool(content) and finish_reason in ("stop", "length") and plain
 
 
 def storable_embedding(result: EmbeddingResult | None) -> bool:

@@ -226,6 +226,7 @@ class ResponseCache:
             finish_reason=done.finish_reason,
             tool_calls=done.tool_calls,
             thinking=done.thinking,
+            refusal=done.refusal,
         ):
             return False
         now = time.time()

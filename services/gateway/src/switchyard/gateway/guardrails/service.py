@@ -18,13 +18,14 @@ from switchyard.gateway.guardrails.chain import Chain, GuardrailPolicy, load_fil
 from switchyard.gateway.guardrails.models import Finding, GuardrailConfig, Refusal
 from switchyard.gateway.metrics import GUARDRAILS
 from switchyard.gateway.schemas import ChatCompletionRequest
-from switchyard.gateway.taskapi.models import TaskState
+from switchyard.gateway.taskapi.models import TaskResult, TaskState
 from switchyard.gateway.tenants import Principal
 
 log = logging.getLogger(__name__)
 
 Stage = Literal["input", "output"]
 Action = Literal["refused", "redacted"]
+Answered = TaskCompleted | TaskResult | Choice  # an answer: its text, refusal and thinking
 
 
 class Guardrails:
@@ -72,7 +73,7 @@ class Guardrails:
         chain = self.policy.chain_for(tenant_id=principal.tenant_id, plan=principal.plan)
         if not chain.outputs:
             return done
-        update, found = _screened_answers(chain, done.content, done.thinking, done.other_choices)
+        update, found = _screened_answers(chain, done, done.other_choices)
         if not found:
             return done
         await self._record_findings(principal, request_id, endpoint, "output", found)
@@ -87,7 +88,7 @@ class Guardrails:
         if state.result is None or not chain.outputs:
             return state
         result = state.result
-        update, found = _screened_answers(chain, result.content, result.thinking, result.other_choices)
+        update, found = _screened_answers(chain, result, result.other_choices)
         if not found:
             return state
         await self._record_findings(principal, request_id, endpoint, "output", found, once_for=state.id)
@@ -177,32 +178,29 @@ class Guardrails:
             log.exception("could not record a guardrail event for request %s", request_id)
 
 
-def _screened(
-    chain: Chain, content: str, thinking: list[ThinkingBlock] | None
-) -> tuple[str, list[ThinkingBlock] | None, list[Finding]]:
-    """An answer's text and thinking through the output hooks."""
-    screened, found = chain.run_output(content)
-    kept, found_in_thinking = _screened_thinking(chain, thinking)
-    return screened, kept, found + found_in_thinking
+def _screened(chain: Chain, answer: Answered) -> tuple[dict[str, Any], list[Finding]]:
+    """An answer's text, refusal and thinking through the output hooks, as the update of its fields. An
+    answer whose text they change loses its token log probabilities: its tokens would spell out what was
+    redacted."""
+    text, found = chain.run_output(answer.content)
+    refusal, found_in_refusal = chain.run_output(answer.refusal) if answer.refusal else (answer.refusal, [])
+    kept, found_in_thinking = _screened_thinking(chain, answer.thinking)
+    update: dict[str, Any] = {"content": text, "refusal": refusal, "thinking": kept}
+    if text != answer.content:
+        update["logprobs"] = None
+    return update, found + found_in_refusal + found_in_thinking
 
 
 def _screened_answers(
-    chain: Chain, content: str, thinking: list[ThinkingBlock] | None, others: list[Choice]
+    chain: Chain, first: Answered, others: list[Choice]
 ) -> tuple[dict[str, Any], list[Finding]]:
     """A result's answers through the output hooks (the first, and the others of a request for several,
-    `n`), as the update of the result's fields and what the hooks found. An answer whose text they change
-    loses its token log probabilities: its tokens would spell out what was redacted."""
-    text, thinking, found = _screened(chain, content, thinking)
-    update: dict[str, Any] = {"content": text, "thinking": thinking}
-    if text != content:
-        update["logprobs"] = None
+    `n`), as the update of the result's fields and what the hooks found."""
+    update, found = _screened(chain, first)
     screened: list[Choice] = []
     for choice in others:
-        text, blocks, more = _screened(chain, choice.content, choice.thinking)
+        changed, more = _screened(chain, choice)
         found += more
-        changed = {"content": text, "thinking": blocks}
-        if text != choice.content:
-            changed["logprobs"] = None
         screened.append(choice.model_copy(update=changed) if more else choice)
     return {**update, "other_choices": screened}, found
 

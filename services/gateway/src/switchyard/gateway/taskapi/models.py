@@ -35,6 +35,7 @@ class TaskResult(BaseModel):
     # were cut at MAX_LOGPROB_ENTRIES (the later tokens have none).
     logprobs: list[TokenLogprob] | None = None
     logprobs_truncated: bool = False
+    refusal: str | None = None  # the model's refusal instead of the answer (`content` is then empty)
 
 
 class TaskError(BaseModel):

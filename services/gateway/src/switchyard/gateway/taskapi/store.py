@@ -60,6 +60,7 @@ def with_outcome(state: TaskState, outcome: TaskCompleted | TaskFailed) -> TaskS
             other_choices=outcome.other_choices,
             logprobs=outcome.logprobs,
             logprobs_truncated=outcome.logprobs_truncated,
+            refusal=outcome.refusal,
             usage=TaskUsage(
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,

@@ -169,11 +169,15 @@ class _Answer(StreamedAnswer):
         super().__init__(index)
         self.tools = ToolCallDeltas()
         self.finish_reason: str | None = None
+        self.refused: list[str] = []  # its refusal's pieces (OpenAI streams a refusal as `delta.refusal`)
 
     def add(self, choice: dict[str, Any], *, logprobs: bool) -> list[StreamPart]:
-        """A streamed choice of this answer: its reasoning, then its text, as deltas."""
+        """A streamed choice of this answer: its reasoning, then its text, as deltas; a refusal is kept for
+        its end (the reply's `refusal`), never sent as text."""
         delta = choice.get("delta") or {}
         self.tools.add(delta.get("tool_calls"))
+        if isinstance(delta.get("refusal"), str):
+            self.refused.append(delta["refusal"])
         tokens = choice_logprobs(choice, self.choice) if logprobs else ()
         parts = self.says(delta.get("content") or "", reasoning_of(delta), tokens)
         self.finish_reason = choice.get("finish_reason") or self.finish_reason
@@ -186,4 +190,5 @@ class _Answer(StreamedAnswer):
             tool_calls=list(self.tools.calls()) or None,
             thinking=list(self.thought.blocks()) or None,
             logprobs=list(self.tokens) if logprobs else None,
+            refusal="".join(self.refused) or None,
         )

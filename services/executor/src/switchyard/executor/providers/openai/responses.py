@@ -269,7 +269,7 @@ def reply_of(data: Any, call: ProviderCall) -> Reply:
                         "encrypted_content": item["encrypted_content"],
                     }
                 )
-    content = "".join(texts) or "".join(refusals)
+    content = "".join(texts)
     summary = "\n\n".join(s for s in summaries if s)
     if data.get("status") == "incomplete":
         reason = (data.get("incomplete_details") or {}).get("reason")
@@ -287,6 +287,7 @@ def reply_of(data: Any, call: ProviderCall) -> Reply:
         thinking=(unsigned(summary),) if summary else (),
         carry={calls[0].id: {REASONING: orjson.dumps(reasoning).decode()}} if calls and reasoning else {},
         logprobs=tuple(tokens) if call.logprobs else None,
+        refusal="".join(refusals) or None,
     )
 
 
@@ -341,7 +342,7 @@ async def response_parts(response: httpx.Response, call: ProviderCall) -> AsyncI
         await finish_body(events)
     for part in thought.end():
         yield part
-    if not streamed and final.content:  # a refusal, or text only the final event carried
+    if not streamed and final.content:  # text only the final event carried
         yield TextDelta(final.content, final.logprobs or ())
     # The text is what was streamed (the final event repeats it), with its tokens; the rest is the final
     # event's.
@@ -355,4 +356,5 @@ async def response_parts(response: httpx.Response, call: ProviderCall) -> AsyncI
         thinking=thought.blocks() or final.thinking,
         carry=final.carry,
         logprobs=(tuple(tokens) if streamed else final.logprobs) if call.logprobs else None,
+        refusal=final.refusal,
     )

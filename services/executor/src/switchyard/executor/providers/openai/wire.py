@@ -204,7 +204,8 @@ def parse_reply(raw: bytes, call: ProviderCall) -> Reply:
 
 def _choice(choice: Any, position: int, *, logprobs: bool) -> Choice:
     """One choice of a chat completion, with the reasoning text beside it as its thinking (and its tokens'
-    log probabilities when the call asked for them)."""
+    log probabilities when the call asked for them); a refusal (structured outputs the model will not give:
+    `content` null, `refusal` its words) as its own field."""
     message = choice.get("message") if isinstance(choice, dict) else None
     if not isinstance(message, dict):
         raise provider_error("bad_response", f"chat completion without choices[{position}].message")
@@ -212,12 +213,14 @@ def _choice(choice: Any, position: int, *, logprobs: bool) -> Choice:
     if not isinstance(content, str):
         raise provider_error("bad_response", f"choices[{position}].message.content is not a string")
     reasoning = reasoning_of(message)
+    refusal = message.get("refusal")
     return Choice(
         content=content,
         finish_reason=choice.get("finish_reason") or "stop",
         tool_calls=list(tool_calls_of(message.get("tool_calls"))) or None,
         thinking=[unsigned(reasoning)] if reasoning else None,
         logprobs=list(choice_logprobs(choice, position)) if logprobs else None,
+        refusal=refusal if isinstance(refusal, str) and refusal else None,
     )
 
 
