@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
@@ -21,9 +20,10 @@ from switchyard.executor.providers.base import (
     TextDelta,
     reply_parts,
 )
-from switchyard.executor.providers.openai import OpenAIProvider, OpenAISettings
+from switchyard.executor.providers.openai import OpenAIProvider
 from switchyard.executor.providers.openai import responses as openai_responses
 from switchyard.executor.providers.openai import wire as openai_wire
+from tests.unit.executor.upstream import openai_streaming
 
 pytestmark = pytest.mark.unit
 REFUSAL = "I'm sorry, I can't help with that."
@@ -59,17 +59,6 @@ def test_each_of_several_answers_keeps_its_own_refusal() -> None:
     assert [c.refusal for c in reply.other_choices] == [REFUSAL]
 
 
-def _provider(*events: Any) -> OpenAIProvider:
-    body = b"".join(b"data: " + (e if isinstance(e, bytes) else orjson.dumps(e)) + b"\n\n" for e in events)
-    client = httpx.AsyncClient(
-        transport=httpx.MockTransport(lambda _: httpx.Response(200, content=body)),
-        base_url="http://upstream.test/",
-    )
-    return OpenAIProvider(
-        OpenAISettings(api_key="sk-test", base_url="http://upstream.test/v1"), client=client
-    )
-
-
 def _chunk(index: int, finish: str | None = None, **delta: Any) -> dict[str, Any]:
     return {"model": "gpt-4o-mini", "choices": [{"index": index, "delta": delta, "finish_reason": finish}]}
 
@@ -84,7 +73,7 @@ async def _parts(provider: OpenAIProvider, call: ProviderCall) -> list[StreamPar
 async def test_a_streamed_refusal_comes_in_pieces_and_is_the_replys_refusal() -> None:
     """As OpenAI streams one: the role with empty content, then `delta.refusal` pieces, never content."""
     parts = await _parts(
-        _provider(
+        openai_streaming(
             _chunk(0, role="assistant", content="", refusal=None),
             _chunk(0, refusal="I'm sorry, "),
             _chunk(0, refusal="I can't help with that."),
@@ -100,7 +89,7 @@ async def test_a_streamed_refusal_comes_in_pieces_and_is_the_replys_refusal() ->
 
 async def test_one_of_several_streamed_answers_ends_with_its_refusal() -> None:
     parts = await _parts(
-        _provider(
+        openai_streaming(
             _chunk(0, content="{}"),
             _chunk(1, refusal=REFUSAL),
             _chunk(1, "stop"),

@@ -20,6 +20,7 @@ from switchyard.executor.providers.base import (
     StreamPart,
     TextDelta,
     ThinkingDelta,
+    ToolCallDelta,
 )
 from switchyard.executor.providers.gemini import GeminiProvider, GeminiSettings
 from switchyard.executor.providers.openai import OpenAIProvider, OpenAISettings
@@ -86,7 +87,8 @@ async def test_openai_answers_keep_their_own_reasoning_text_and_tool_calls() -> 
     assert [c.function.name for c in other.tool_calls or []] == ["weather"]
     assert [b.thinking for b in other.thinking or []] == ["Oslo? "]
     # each answer ends at the chunk of its finish reason, with its tool calls, as the reply holds them
-    assert parts[4:7] == [
+    assert parts[4:8] == [
+        ToolCallDelta(0, '{"city": "Oslo"}', "call_1", "weather", choice=1),  # as it came
         TextDelta(".", (), 0),
         AnswerEnd(0, "stop"),
         AnswerEnd(1, "tool_calls", tuple(other.tool_calls or ())),

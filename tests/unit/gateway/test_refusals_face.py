@@ -6,19 +6,19 @@ and never cached."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
 
-from switchyard.common.events import Choice, TaskCompleted, TaskFailed, Usage
+from switchyard.common.events import Choice, TaskCompleted, Usage
 from switchyard.common.streaming import Chunk
 from switchyard.gateway import completions, messages, messages_render, responses, responses_render
 from switchyard.gateway.cache.models import storable
 from switchyard.gateway.guardrails.models import GuardrailConfig
 from switchyard.gateway.guardrails.service import GuardrailPolicy, Guardrails
 from switchyard.gateway.tenants import Principal
+from tests.unit.gateway.streams import items, sse_data
 
 pytestmark = pytest.mark.unit
 
@@ -57,20 +57,6 @@ def _done(**kw: Any) -> TaskCompleted:
     return TaskCompleted(**{**fields, **kw})
 
 
-async def _items(*items: Chunk | TaskCompleted) -> AsyncIterator[Chunk | TaskCompleted | TaskFailed]:
-    for item in items:
-        yield item
-
-
-def _data(events: list[bytes]) -> list[dict[str, Any]]:
-    return [
-        orjson.loads(line[6:])
-        for event in events
-        for line in event.split(b"\n")
-        if line.startswith(b"data: ") and line != b"data: [DONE]"
-    ]
-
-
 def test_the_chat_face_answers_a_refusal_as_openai_does() -> None:
     done = _done(other_choices=[Choice(content='{"name": "Oslo"}', finish_reason="stop")])
     body = orjson.loads(completions.completion_json(_chat_task(n=2), done))
@@ -82,9 +68,9 @@ def test_the_chat_face_answers_a_refusal_as_openai_does() -> None:
 async def test_a_streamed_refusal_is_a_refusal_delta_before_the_finish_reason() -> None:
     task = _chat_task(stream=True)
     events = [
-        e async for e in completions.stream_events(task, [], _items(_done()), timeout_s=5, include_usage=True)
+        e async for e in completions.stream_events(task, [], items(_done()), timeout_s=5, include_usage=True)
     ]
-    choices = [c for b in _data(events) for c in b["choices"]]
+    choices = [c for b in sse_data(events) for c in b["choices"]]
     assert [(c["delta"].get("refusal"), c["finish_reason"]) for c in choices] == [
         (None, None),  # the role
         (REFUSAL, None),
@@ -107,12 +93,12 @@ async def test_one_of_several_streamed_answers_refused_says_so_at_its_end() -> N
     events = [
         e
         async for e in completions.stream_events(
-            task, chunks[:1], _items(*chunks[1:], done), timeout_s=5, include_usage=False
+            task, chunks[:1], items(*chunks[1:], done), timeout_s=5, include_usage=False
         )
     ]
     refused = [
         (c["index"], c["delta"]["refusal"])
-        for b in _data(events)
+        for b in sse_data(events)
         for c in b["choices"]
         if c["delta"].get("refusal")
     ]
@@ -134,8 +120,8 @@ def test_the_responses_face_answers_a_refusal_part() -> None:
 
 async def test_the_responses_face_streams_a_refusal_part() -> None:
     task = _responses_task(stream=True)
-    events = [e async for e in responses_render.stream_events(task, [], _items(_done()), timeout_s=5)]
-    data = _data(events)
+    events = [e async for e in responses_render.stream_events(task, [], items(_done()), timeout_s=5)]
+    data = sse_data(events)
     kinds = [d["type"] for d in data]
     assert "response.output_text.delta" not in kinds
     assert [d["delta"] for d in data if d["type"] == "response.refusal.delta"] == [REFUSAL]
@@ -155,9 +141,9 @@ async def test_the_anthropic_face_says_the_refusal_with_its_stop_reason() -> Non
     body = orjson.loads(messages_render.message_json(_messages_task(), _done()))
     assert body["content"] == [{"type": "text", "text": REFUSAL}] and body["stop_reason"] == "refusal"
     events = [
-        e async for e in messages_render.stream_events(_messages_task(True), [], _items(_done()), timeout_s=5)
+        e async for e in messages_render.stream_events(_messages_task(True), [], items(_done()), timeout_s=5)
     ]
-    data = _data(events)
+    data = sse_data(events)
     assert [d["delta"]["text"] for d in data if d["type"] == "content_block_delta"] == [REFUSAL]
     assert [d["delta"]["stop_reason"] for d in data if d["type"] == "message_delta"] == ["refusal"]
 

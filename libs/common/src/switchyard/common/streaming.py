@@ -19,15 +19,20 @@ ends its client's stream with an explicit error instead of a silently truncated 
      "tool_calls": [{"id": "call_1", "function": {...}}]}
     {"seq": 6, "finish_reason": "stop", "choice": 1,           the second ended, refused (its refusal)
      "refusal": "I'm sorry, ..."}
+    {"seq": 3, "tool_call": {"index": 0, "id": "call_1",       a tool call begins (its id and name) ...
+     "name": "get_weather", "arguments": ""}}
+    {"seq": 4, "tool_call": {"index": 0, "arguments": "{\"ci"}} ... and its arguments stream in pieces
 
 `choice` says which of several answers (`n`) a chunk belongs to: 0, the first, is left out, so a single
 answer's chunks never carry it; the answers' chunks come interleaved as they are generated. Each of several
 answers ends with a chunk of its `finish_reason` (and its tool calls or refusal, if any) but no `done`,
 sent as soon as it ended, after its last text and before the `done` chunk (other answers may go on
 between); a single answer has no such chunk: its end is the `done` chunk, as ever (its tool calls and
-refusal come with the result). The `done` chunk ends the stream and says
-the first answer's finish reason. A thinking block runs from its first `thinking` chunk to its
-`signature`; text of the same answer never interrupts one.
+refusal come with the result). The `done` chunk ends the stream and says the first answer's finish
+reason. A thinking block runs from its first `thinking` chunk to its `signature`; text of the same answer
+never interrupts one. A tool call's pieces (`tool_call`, by its `index` in the answer) come as the provider
+streams them, where it does (OpenAI's chat completions); the answer's end still carries every call whole
+(of several answers: its end chunk; else the result), for the faces that send calls whole.
 """
 
 from __future__ import annotations
@@ -46,6 +51,16 @@ class ChunkError(BaseModel):
     message: str
 
 
+class ToolCallPiece(BaseModel):
+    """A piece of a streamed tool call: the call's `id` and function `name` with its first piece, then
+    more of its `arguments` (JSON text, whole once the call ends)."""
+
+    index: int  # which call of the answer
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
 class Chunk(BaseModel):
     seq: int
     delta: str | None = None
@@ -61,6 +76,7 @@ class Chunk(BaseModel):
     choice: int = 0  # which answer a chunk is of (`n` > 1); left out when 0
     tool_calls: list[ToolCall] | None = None  # on the end of one of several answers: its tool calls
     refusal: str | None = None  # on the end of one of several answers: its refusal
+    tool_call: ToolCallPiece | None = None  # a piece of a tool call as it streams
 
     def reasoning(self) -> bool:
         """A chunk of the model's reasoning (thinking text, a signature, a redacted block)."""

@@ -10,7 +10,8 @@ from pydantic import TypeAdapter
 
 from switchyard.common import subjects
 from switchyard.common.events import TokenLogprob, ToolCall
-from switchyard.common.streaming import Chunk, ChunkError, encode_chunk
+from switchyard.common.streaming import Chunk, ChunkError, ToolCallPiece, encode_chunk
+from switchyard.executor.providers.base import ToolCallDelta
 
 Publish = Callable[[str, bytes], Awaitable[None]]
 # A delta's tokens dumped in one call: a third of the time of dumping each (a whole answer's may be many).
@@ -81,6 +82,14 @@ class ChunkSink:
             chunk = Chunk(seq=self._seq, redacted=redacted, model=self._take_announced(), choice=choice)
             await self._send(chunk)
         self.text_sent = self.text_sent or bool(text) or signature is not None or redacted is not None
+
+    async def tool_call(self, piece: ToolCallDelta) -> None:
+        """A piece of a tool call as it streams (its id and name first, then its arguments). Output sent,
+        as text is."""
+        call = ToolCallPiece(index=piece.index, id=piece.id, name=piece.name, arguments=piece.arguments)
+        model = self._take_announced()
+        await self._send(Chunk(seq=self._seq, tool_call=call, model=model, choice=piece.choice))
+        self.text_sent = True
 
     def _take_announced(self) -> str | None:
         model, self._unannounced = self._unannounced, None

@@ -33,6 +33,7 @@ from switchyard.executor.providers.base import (
     StreamPart,
     TextDelta,
     ThinkingDelta,
+    ToolCallDelta,
     reply_parts,
     stream_any,
 )
@@ -449,6 +450,8 @@ async def _send(chunks: ChunkSink, part: StreamPart, *, logprobs: bool) -> None:
         await chunks.thinking(
             text=part.text, signature=part.signature, redacted=part.redacted, choice=part.choice
         )
+    elif isinstance(part, ToolCallDelta):
+        await chunks.tool_call(part)
     elif isinstance(part, AnswerEnd):
         await chunks.answer_end(
             choice=part.choice,

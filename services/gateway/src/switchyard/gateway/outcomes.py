@@ -64,8 +64,9 @@ def raise_for_failure(failed: TaskFailed) -> NoReturn:
 
 
 def _output(chunk: Chunk) -> bool:
-    """The chunk is output: text, tokens (which may come without text) or reasoning."""
-    return bool(chunk.delta or chunk.logprobs or chunk.reasoning())
+    """The chunk is output: text, tokens (which may come without text), reasoning or a tool call's
+    piece."""
+    return bool(chunk.delta or chunk.logprobs or chunk.reasoning() or chunk.tool_call)
 
 
 def sse(obj: object) -> bytes:

@@ -175,11 +175,26 @@ class AnswerEnd:
         return cls(choice, answer.finish_reason, tuple(answer.tool_calls or ()), answer.refusal)
 
 
-# A stream yields reasoning and text deltas (and, for several answers, each one's end) and ends with the
-# whole Reply (content, tool calls, finish reason, usage, thinking, the other answers). Each answer's
-# reasoning comes before its text, its end after both; any of them is output sent.
-StreamPart = TextDelta | ThinkingDelta | AnswerEnd | Reply
-OUTPUT = (TextDelta, ThinkingDelta, AnswerEnd)
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a tool call as the provider streams it: the call's `id` and function `name` with its
+    first piece, then its `arguments` in pieces; `index`: which call of the answer, `choice`: which
+    answer, as a TextDelta's. The Reply (or, of several answers, the AnswerEnd) still holds every call
+    whole."""
+
+    index: int
+    arguments: str = ""
+    id: str | None = None
+    name: str | None = None
+    choice: int = 0
+    text: ClassVar[str] = ""  # no output text of its own (as every OUTPUT part has `text`)
+
+
+# A stream yields reasoning, text and tool-call deltas (and, for several answers, each one's end) and ends
+# with the whole Reply (content, tool calls, finish reason, usage, thinking, the other answers). Each
+# answer's reasoning comes before its text and calls, its end after them; any of them is output sent.
+StreamPart = TextDelta | ThinkingDelta | ToolCallDelta | AnswerEnd | Reply
+OUTPUT = (TextDelta, ThinkingDelta, ToolCallDelta, AnswerEnd)
 
 
 @runtime_checkable

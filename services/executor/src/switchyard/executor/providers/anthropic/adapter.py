@@ -21,7 +21,14 @@ from switchyard.executor.providers.anthropic.wire import (
     tool_use,
     usage_of,
 )
-from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta, ThinkingDelta
+from switchyard.executor.providers.base import (
+    ProviderCall,
+    Reply,
+    StreamPart,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallDelta,
+)
 from switchyard.executor.providers.errors import provider_error
 from switchyard.executor.providers.http import (
     DEFAULT_TIMEOUT_S,
@@ -76,7 +83,9 @@ class AnthropicProvider(HttpProvider):
     async def _parts(self, response: httpx.Response, call: ProviderCall) -> AsyncIterator[StreamPart]:
         """message_start, content_block_start/delta/stop..., message_delta, message_stop (pings and
         unknown event types are skipped, as Anthropic asks clients to do). A thinking block's text is
-        passed on as it comes, its signature when the block stops; a redacted one when it starts."""
+        passed on as it comes, its signature when the block stops; a redacted one when it starts. A
+        tool_use block goes on as a call's pieces: its id and name when it starts, its input's JSON as
+        it streams (the whole input when the block stops, if none streamed)."""
         text: list[str] = []
         blocks: dict[int, dict[str, Any]] = {}  # tool_use blocks by index
         thoughts: dict[int, dict[str, Any]] = {}  # thinking and redacted_thinking blocks by index
@@ -103,6 +112,8 @@ class AnthropicProvider(HttpProvider):
                     index = int(data.get("index", 0))
                     if block.get("type") == "tool_use":
                         blocks[index] = block
+                        if block.get("id") and block.get("name"):  # else the reply fails (`tool_use`)
+                            yield ToolCallDelta(len(blocks) - 1, "", str(block["id"]), str(block["name"]))
                     elif block.get("type") == "thinking":
                         thoughts[index] = {"type": "thinking", "thinking": "", "signature": ""}
                     elif block.get("type") == "redacted_thinking":
@@ -115,7 +126,10 @@ class AnthropicProvider(HttpProvider):
                         text.append(delta["text"])
                         yield TextDelta(delta["text"])
                     elif delta.get("type") == "input_json_delta":
-                        partial.setdefault(index, []).append(str(delta.get("partial_json") or ""))
+                        piece = str(delta.get("partial_json") or "")
+                        partial.setdefault(index, []).append(piece)
+                        if piece and index in blocks:
+                            yield ToolCallDelta(list(blocks).index(index), piece)
                     elif delta.get("type") == "thinking_delta" and index in thoughts:
                         thoughts[index]["thinking"] += str(delta.get("thinking") or "")
                         if delta.get("thinking"):
@@ -123,9 +137,14 @@ class AnthropicProvider(HttpProvider):
                     elif delta.get("type") == "signature_delta" and index in thoughts:
                         thoughts[index]["signature"] += str(delta.get("signature") or "")
                 elif kind == "content_block_stop":
-                    thought = thoughts.get(int(data.get("index", 0)))
+                    index = int(data.get("index", 0))
+                    thought = thoughts.get(index)
                     if thought is not None and thought["type"] == "thinking":
                         yield ThinkingDelta(signature=thought["signature"])
+                    named = index in blocks and blocks[index].get("id") and blocks[index].get("name")
+                    if named and not "".join(partial.get(index, [])):
+                        whole = tool_use(blocks[index]).function.arguments  # an input given whole, or {}
+                        yield ToolCallDelta(list(blocks).index(index), whole)
                 elif kind == "message_delta":
                     stop_reason = (data.get("delta") or {}).get("stop_reason") or stop_reason
                     stopped_by = stop_sequence(data.get("delta")) or stopped_by

@@ -167,19 +167,22 @@ class _Answer(StreamedAnswer):
 
     def __init__(self, index: int) -> None:
         super().__init__(index)
-        self.tools = ToolCallDeltas()
+        self.tools = ToolCallDeltas(index)
         self.finish_reason: str | None = None
         self.refused: list[str] = []  # its refusal's pieces (OpenAI streams a refusal as `delta.refusal`)
 
     def add(self, choice: dict[str, Any], *, logprobs: bool) -> list[StreamPart]:
-        """A streamed choice of this answer: its reasoning, then its text, as deltas; a refusal is kept for
-        its end (the reply's `refusal`), never sent as text."""
+        """A streamed choice of this answer: its reasoning, then its text and its tool calls' pieces, as
+        deltas (the reasoning's block ends before a call, as before text); a refusal is kept for its end
+        (the reply's `refusal`), never sent as text."""
         delta = choice.get("delta") or {}
-        self.tools.add(delta.get("tool_calls"))
         if isinstance(delta.get("refusal"), str):
             self.refused.append(delta["refusal"])
         tokens = choice_logprobs(choice, self.choice) if logprobs else ()
         parts = self.says(delta.get("content") or "", reasoning_of(delta), tokens)
+        calls = self.tools.add(delta.get("tool_calls"))
+        if calls:
+            parts += [*self.thought.end(), *calls]
         self.finish_reason = choice.get("finish_reason") or self.finish_reason
         return parts
 

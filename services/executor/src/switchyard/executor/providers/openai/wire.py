@@ -8,7 +8,14 @@ import httpx
 
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import Choice, FunctionCall, TokenLogprob, ToolCall, TopLogprob, Usage
-from switchyard.executor.providers.base import ProviderCall, Reply, estimated_usage, reply_of, unsigned
+from switchyard.executor.providers.base import (
+    ProviderCall,
+    Reply,
+    ToolCallDelta,
+    estimated_usage,
+    reply_of,
+    unsigned,
+)
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
 from switchyard.executor.providers.http import finite, parse_json, retry_after
 from switchyard.executor.providers.openai.models import compatible_effort, effort_to_send, rules_for
@@ -141,19 +148,31 @@ def tool_calls_of(data: Any) -> tuple[ToolCall, ...]:
 
 
 class ToolCallDeltas:
-    """Streamed tool calls arrive in pieces keyed by `index`: the id and name first, then the arguments."""
+    """Streamed tool calls arrive in pieces keyed by `index`: the id and name first, then the arguments.
+    Each piece goes on as it comes (`add`'s ToolCallDelta), with the id the whole call will have: the
+    first the server gave, else `call_<index>`."""
 
-    def __init__(self) -> None:
+    def __init__(self, choice: int = 0) -> None:
         self._calls: dict[int, dict[str, str]] = {}
+        self._choice = choice
 
-    def add(self, deltas: Any) -> None:
+    def add(self, deltas: Any) -> list[ToolCallDelta]:
+        pieces: list[ToolCallDelta] = []
         for delta in deltas if isinstance(deltas, list) else []:
-            empty = {"id": "", "name": "", "arguments": ""}
-            entry = self._calls.setdefault(int(delta.get("index", 0)), empty)
-            entry["id"] = str(delta.get("id") or entry["id"])
+            if not isinstance(delta, dict):
+                continue
+            index = int(delta.get("index", 0))
+            fresh = index not in self._calls
+            entry = self._calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+            entry["id"] = entry["id"] or str(delta.get("id") or f"call_{index}")
             fn = delta.get("function") or {}
-            entry["name"] += str(fn.get("name") or "")
-            entry["arguments"] += str(fn.get("arguments") or "")
+            name, arguments = str(fn.get("name") or ""), str(fn.get("arguments") or "")
+            entry["name"] += name
+            entry["arguments"] += arguments
+            if fresh or name or arguments:
+                call_id = entry["id"] if fresh else None
+                pieces.append(ToolCallDelta(index, arguments, call_id, name or None, self._choice))
+        return pieces
 
     def calls(self) -> tuple[ToolCall, ...]:
         return tool_calls_of(

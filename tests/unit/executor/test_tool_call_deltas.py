@@ -1,0 +1,174 @@
+"""A streamed tool call goes out in pieces as the provider streams it (its id and name first, then its
+arguments), not whole at the answer's end: instructor's `create_partial` and pydantic-ai's streamed
+output parse the arguments as they grow, and a long call (a file's contents) shows from its first
+token."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from switchyard.common.events import ChatMessage
+from switchyard.common.streaming import decode_chunk
+from switchyard.executor.chunks import ChunkSink
+from switchyard.executor.providers.anthropic import AnthropicProvider, AnthropicSettings
+from switchyard.executor.providers.base import (
+    OUTPUT,
+    ProviderCall,
+    Reply,
+    StreamPart,
+    ThinkingDelta,
+    ToolCallDelta,
+)
+from switchyard.executor.providers.openai import OpenAIProvider
+from tests.unit.executor.upstream import openai_streaming
+
+pytestmark = pytest.mark.unit
+CALL = ProviderCall(model="m", messages=(ChatMessage(role="user", content="Weather?"),))
+
+
+def _chunk(index: int = 0, finish: str | None = None, **delta: Any) -> dict[str, Any]:
+    return {"model": "m", "choices": [{"index": index, "delta": delta, "finish_reason": finish}]}
+
+
+async def _parts(provider: OpenAIProvider, call: ProviderCall = CALL) -> list[StreamPart]:
+    try:
+        return [part async for part in provider.stream(call)]
+    finally:
+        await provider.aclose()
+
+
+async def test_tool_call_pieces_stream_as_they_come_and_the_reply_holds_the_calls_whole() -> None:
+    first = {"index": 0, "id": "call_a", "type": "function", "function": {"name": "weather", "arguments": ""}}
+    second = {"index": 1, "id": "call_b", "type": "function", "function": {"name": "time", "arguments": ""}}
+    parts = await _parts(
+        openai_streaming(
+            _chunk(role="assistant", content=None, reasoning_content="Two tools. "),
+            _chunk(tool_calls=[first]),
+            _chunk(tool_calls=[{"index": 0, "function": {"arguments": '{"city"'}}]),
+            _chunk(tool_calls=[{"index": 0, "function": {"arguments": ': "Oslo"}'}}]),
+            _chunk(tool_calls=[second]),
+            _chunk(tool_calls=[{"index": 1, "function": {"arguments": "{}"}}]),
+            _chunk(finish="tool_calls"),
+            b"[DONE]",
+        )
+    )
+    assert parts[:2] == [ThinkingDelta("Two tools. "), ThinkingDelta(signature="")]  # ended before the calls
+    assert parts[2:7] == [
+        ToolCallDelta(0, "", id="call_a", name="weather"),
+        ToolCallDelta(0, '{"city"'),
+        ToolCallDelta(0, ': "Oslo"}'),
+        ToolCallDelta(1, "", id="call_b", name="time"),
+        ToolCallDelta(1, "{}"),
+    ]
+    assert all(isinstance(p, OUTPUT) for p in parts[:7])  # output: no failover once one went out
+    final = parts[-1]
+    assert isinstance(final, Reply) and [(c.id, c.function.arguments) for c in final.tool_calls] == [
+        ("call_a", '{"city": "Oslo"}'),
+        ("call_b", "{}"),
+    ]
+
+
+async def test_a_call_streamed_without_an_id_gets_the_one_its_whole_call_has() -> None:
+    parts = await _parts(
+        openai_streaming(
+            _chunk(tool_calls=[{"index": 0, "function": {"name": "weather", "arguments": "{}"}}]),
+            _chunk(finish="tool_calls"),
+            b"[DONE]",
+        )
+    )
+    final = parts[-1]
+    assert isinstance(final, Reply)
+    assert parts[0] == ToolCallDelta(0, "{}", id=final.tool_calls[0].id, name="weather")
+
+
+async def test_each_of_several_answers_streams_its_calls_under_its_choice() -> None:
+    call = {"index": 0, "id": "call_b", "function": {"name": "weather", "arguments": "{}"}}
+    parts = await _parts(
+        openai_streaming(
+            _chunk(0, content="Oslo."),
+            _chunk(1, tool_calls=[call]),
+            _chunk(1, "tool_calls"),
+            _chunk(0, "stop"),
+            b"[DONE]",
+        ),
+        replace(CALL, n=2),
+    )
+    assert ToolCallDelta(0, "{}", id="call_b", name="weather", choice=1) in parts
+
+
+async def test_the_sink_sends_a_piece_as_output_under_its_answer() -> None:
+    sent: list[bytes] = []
+
+    async def publish(_subject: str, data: bytes) -> None:
+        sent.append(data)
+
+    sink = ChunkSink(publish, task_id="t1")
+    sink.announce("oai/tool-call")
+    await sink.tool_call(ToolCallDelta(0, "", id="call_a", name="weather", choice=1))
+    await sink.tool_call(ToolCallDelta(0, '{"city": "Oslo"}', choice=1))
+    first, second = (decode_chunk(s) for s in sent)
+    assert first.tool_call is not None and (first.tool_call.id, first.tool_call.name) == ("call_a", "weather")
+    assert (first.model, first.choice, first.seq) == ("oai/tool-call", 1, 0)
+    assert second.tool_call is not None and (second.tool_call.arguments, second.seq) == (
+        '{"city": "Oslo"}',
+        1,
+    )
+    assert sink.text_sent  # output went out: the stream cannot switch to another candidate now
+
+
+def _anthropic(*events: dict[str, Any]) -> AnthropicProvider:
+    body = b"".join(f"event: {e['type']}\n".encode() + b"data: " + orjson.dumps(e) + b"\n\n" for e in events)
+    client = httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda _: httpx.Response(200, content=body)),
+        base_url="http://upstream.test/",
+    )
+    settings = AnthropicSettings(api_key="sk-ant-test", base_url="http://upstream.test")
+    return AnthropicProvider(settings, client=client)
+
+
+async def test_anthropic_tool_use_blocks_stream_as_call_pieces_numbered_among_the_calls() -> None:
+    """Block 0 is text; the calls are blocks 1 and 2, calls 0 and 1. A call whose input streamed no JSON
+    (a tool without parameters) gets its whole input when its block stops."""
+
+    def block(index: int, content: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "content_block_start", "index": index, "content_block": content}
+
+    def delta(index: int, content: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "content_block_delta", "index": index, "delta": content}
+
+    provider = _anthropic(
+        {"type": "message_start", "message": {"model": "claude-x", "usage": {"input_tokens": 5}}},
+        block(0, {"type": "text", "text": ""}),
+        delta(0, {"type": "text_delta", "text": "Let me look."}),
+        {"type": "content_block_stop", "index": 0},
+        block(1, {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {}}),
+        delta(1, {"type": "input_json_delta", "partial_json": '{"city": '}),
+        delta(1, {"type": "input_json_delta", "partial_json": '"Oslo"}'}),
+        {"type": "content_block_stop", "index": 1},
+        block(2, {"type": "tool_use", "id": "toolu_2", "name": "now", "input": {}}),
+        {"type": "content_block_stop", "index": 2},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}},
+        {"type": "message_stop"},
+    )
+    try:
+        parts = [part async for part in provider.stream(CALL)]
+    finally:
+        await provider.aclose()
+    assert [p for p in parts if isinstance(p, ToolCallDelta)] == [
+        ToolCallDelta(0, "", id="toolu_1", name="weather"),
+        ToolCallDelta(0, '{"city": '),
+        ToolCallDelta(0, '"Oslo"}'),
+        ToolCallDelta(1, "", id="toolu_2", name="now"),
+        ToolCallDelta(1, "{}"),
+    ]
+    final = parts[-1]
+    assert isinstance(final, Reply)
+    assert [(c.id, c.function.arguments) for c in final.tool_calls] == [
+        ("toolu_1", '{"city": "Oslo"}'),
+        ("toolu_2", "{}"),
+    ]
