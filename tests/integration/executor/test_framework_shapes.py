@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anthropic
 import httpx
+import openai
 import pytest
 
 from switchyard.common.events import TaskSubmitted
-from tests.integration.executor.tools_stack import Stack, classifier, openai_client, stack
+from tests.integration.executor.tools_stack import Stack, anthropic_client, classifier, openai_client, stack
 from tests.support.fake_openai import REFUSAL
 
 pytestmark = pytest.mark.integration
@@ -176,3 +178,25 @@ async def test_a_refusal_reaches_the_client_as_openai_gives_it(
             text += choice.delta.content or ""
         usage = chunk.usage or usage
     assert (refused, text) == (REFUSAL, "") and usage is not None
+
+
+async def test_a_context_window_a_provider_refused_is_a_context_overflow_to_the_client(
+    stack: Stack, classifier: list[TaskSubmitted]
+) -> None:
+    """LangChain raises ContextOverflowError on `context_length_exceeded` (OpenAI's code) and on Anthropic's
+    "prompt is too long"; Claude Code compacts on the latter. Before, a provider's refusal came as
+    `provider_context_too_long` in the provider's words, which none of them recognised."""
+    with pytest.raises(openai.BadRequestError) as refused:
+        await openai_client(stack).chat.completions.create(
+            model="openai/error-context",
+            messages=ASK,  # type: ignore[arg-type]
+        )
+    assert (refused.value.code, refused.value.param) == ("context_length_exceeded", "messages")
+    with pytest.raises(anthropic.BadRequestError) as said:
+        await anthropic_client(stack).messages.create(
+            model="openai/error-context",
+            max_tokens=50,
+            messages=ASK,  # type: ignore[arg-type]
+        )
+    error = said.value.body["error"]  # type: ignore[index]
+    assert error["message"].startswith("prompt is too long: 130412 tokens > 128000 maximum (every candidate")

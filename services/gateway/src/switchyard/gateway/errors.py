@@ -54,6 +54,14 @@ class InvalidRequest(APIError):
     code = "invalid_request"
 
 
+class ProviderContextTooLong(InvalidRequest):
+    """A provider refused the prompt as too long for its model's context window, in its own words; said
+    as OpenAI says it (`context_length_exceeded`, on which LangChain raises ContextOverflowError), and on
+    the Anthropic face in Anthropic's words (`anthropic_wording`)."""
+
+    code = "context_length_exceeded"
+
+
 class RequestTooLarge(APIError):
     status = 413
     type = "invalid_request_error"
@@ -193,22 +201,56 @@ _CONTEXT = re.compile(
 )
 
 
+# Providers' words for a prompt too long for the context window: (prompt, limit) or, with the reply's
+# tokens, (prompt, max_tokens, limit), as named groups.
+_PROVIDER_CONTEXT = (
+    re.compile(
+        r"maximum context length is (?P<limit>\d+) tokens\. "
+        r"However, your messages resulted in (?P<prompt>\d+)"
+    ),
+    re.compile(  # OpenAI with a completion's tokens, vLLM
+        r"maximum context length is (?P<limit>\d+) tokens\. However, you requested \d+ tokens "
+        r"\((?P<prompt>\d+) in the messages, (?P<max_tokens>\d+) in the completion\)"
+    ),
+    re.compile(r"Requested tokens \((?P<prompt>\d+)\) exceed context window of (?P<limit>\d+)"),  # llama.cpp
+    re.compile(r"prompt is too long: (?P<prompt>\d+) tokens > (?P<limit>\d+) maximum"),  # Anthropic
+    re.compile(  # Gemini
+        r"input token count \((?P<prompt>\d+)\) exceeds the maximum number of tokens allowed "
+        r"\((?P<limit>\d+)\)"
+    ),
+)
+
+
 def anthropic_wording(exc: APIError) -> tuple[int, str]:
     """The status and message the Anthropic face answers `exc` with: 529 when every model was busy, and
     a context window too small in Anthropic's words (`prompt is too long: N tokens > M maximum`, or
     `input length and `max_tokens` exceed context limit: N + K > M, ...`), which clients act on (Claude
-    Code compacts its conversation, or retries with a smaller max_tokens); our words follow."""
+    Code compacts its conversation, or retries with a smaller max_tokens); our words follow. A provider's
+    refusal is read from its words where they give the numbers, else said as `prompt is too long (...)`."""
     if exc.code in ANTHROPIC_OVERLOADED:
         return 529, exc.message
+    if isinstance(exc, ProviderContextTooLong):
+        found = next((m for p in _PROVIDER_CONTEXT if (m := p.search(exc.message))), None)
+        if found is None:
+            return exc.status, f"prompt is too long ({exc.message})"
+        numbers = found.groupdict()
+        max_tokens = numbers.get("max_tokens")
+        words = _too_long(int(numbers["prompt"]), int(max_tokens or 0), int(numbers["limit"]), exc.message)
+        return exc.status, words
     found = _CONTEXT.search(exc.message) if exc.code == "context_length_exceeded" else None
     if found is None:
         return exc.status, exc.message
     prompt, max_tokens, limit = (int(n) for n in found.groups())
-    if prompt > limit:
-        return exc.status, f"prompt is too long: {prompt} tokens > {limit} maximum ({exc.message})"
-    return exc.status, (
+    return exc.status, _too_long(prompt, max_tokens, limit, exc.message)
+
+
+def _too_long(prompt: int, max_tokens: int, limit: int, ours: str) -> str:
+    """Anthropic's words for a prompt (and its reply's `max_tokens`) over the context window's `limit`."""
+    if prompt > limit or not max_tokens:
+        return f"prompt is too long: {prompt} tokens > {limit} maximum ({ours})"
+    return (
         f"input length and `max_tokens` exceed context limit: {prompt} + {max_tokens} > {limit}, decrease "
-        f"input length or `max_tokens` and try again ({exc.message})"
+        f"input length or `max_tokens` and try again ({ours})"
     )
 
 

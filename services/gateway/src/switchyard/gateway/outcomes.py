@@ -18,6 +18,7 @@ from switchyard.gateway.errors import (
     APIError,
     InvalidRequest,
     PermissionDenied,
+    ProviderContextTooLong,
     ServiceUnavailable,
     TaskTimeout,
     UpstreamFailed,
@@ -37,7 +38,7 @@ CLIENT_FAILURES: dict[str, tuple[type[APIError], str | None]] = {
     "model_not_allowed": (PermissionDenied, "model"),  # the key's allow-list (the gateway refuses it first)
     "context_length_exceeded": (InvalidRequest, "messages"),  # no available model's context window fits
     "capability_unavailable": (InvalidRequest, None),  # no available model has what the task needs
-    "provider_context_too_long": (InvalidRequest, None),
+    "provider_context_too_long": (ProviderContextTooLong, "messages"),  # said `context_length_exceeded`
     "provider_content_policy": (InvalidRequest, None),
     "provider_bad_request": (InvalidRequest, None),
 }
@@ -51,7 +52,8 @@ BUSY_FAILURES = ("provider_overloaded", "provider_rate_limited", "provider_circu
 def raise_for_failure(failed: TaskFailed) -> NoReturn:
     if failed.error_code in CLIENT_FAILURES:
         error, param = CLIENT_FAILURES[failed.error_code]
-        raise error(failed.error_message, code=failed.error_code, param=param)
+        code = error.code if error is ProviderContextTooLong else failed.error_code
+        raise error(failed.error_message, code=code, param=param)
     if failed.error_code in UNAVAILABLE_FAILURES:
         raise ServiceUnavailable(failed.error_message, code=failed.error_code)
     if failed.error_code in BUSY_FAILURES:
