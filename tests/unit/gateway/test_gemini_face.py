@@ -622,3 +622,16 @@ def test_a_thinking_budget_past_the_pipelines_limit_is_a_400_naming_it() -> None
 )
 def test_a_bad_field_deep_in_a_request_is_named_by_its_gemini_path(body: dict[str, Any], param: str) -> None:
     assert refused({"contents": [user("hi")], **body}).param == param
+
+
+async def test_a_refusal_is_said_as_gemini_ends_an_answer_it_will_not_give() -> None:
+    """OpenAI's `refusal` (structured outputs a model will not give) has no field in Gemini's API: its words
+    are the text, and the candidate ends SAFETY, whole and streamed."""
+    refused = _done(content="", refusal="I can't help with that.")
+    body = orjson.loads(render.response_json(_task(), refused, thoughts=False))
+    candidate = body["candidates"][0]
+    assert candidate["content"]["parts"] == [{"text": "I can't help with that."}]
+    assert candidate["finishReason"] == "SAFETY"
+    events = orjson.loads(await _stream([refused], sse=False))
+    assert events[-1]["candidates"][0]["content"]["parts"] == [{"text": "I can't help with that."}]
+    assert events[-1]["candidates"][0]["finishReason"] == "SAFETY"

@@ -44,8 +44,14 @@ def _thoughts(answer: Answer) -> list[dict[str, Any]]:
     return [{"text": b.thinking, "thought": True} for b in answer.thinking or [] if b.thinking]
 
 
-def _candidate(index: int, parts: list[dict[str, Any]], finish: str | None = None) -> dict[str, Any]:
+def _candidate(
+    index: int, parts: list[dict[str, Any]], finish: str | None = None, *, refused: bool = False
+) -> dict[str, Any]:
+    """A candidate; a model's refusal (OpenAI's `refusal`, which Gemini's API has no field for) ends as
+    Gemini ends an answer it will not give: `SAFETY`, the refusal's words as its text."""
     out: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": index}
+    if refused:
+        finish = "content_filter"
     if finish is not None:
         out["finishReason"] = FINISH.get(finish, "OTHER")
     return out
@@ -54,14 +60,15 @@ def _candidate(index: int, parts: list[dict[str, Any]], finish: str | None = Non
 def _parts(answer: Answer, *, thoughts: bool) -> list[dict[str, Any]]:
     """A whole answer's parts: its thoughts (when asked for), its text, its function calls."""
     parts = _thoughts(answer) if thoughts else []
-    if answer.content or not answer.tool_calls:
-        parts.append({"text": answer.content})
+    if answer.content or answer.refusal or not answer.tool_calls:
+        parts.append({"text": answer.content or answer.refusal or ""})
     return parts + _calls(answer.tool_calls)
 
 
 def response_json(task: TaskSubmitted, done: TaskCompleted, *, thoughts: bool) -> bytes:
     candidates = [
-        _candidate(i, _parts(a, thoughts=thoughts), a.finish_reason) for i, a in enumerate(answers_of(done))
+        _candidate(i, _parts(a, thoughts=thoughts), a.finish_reason, refused=bool(a.refusal))
+        for i, a in enumerate(answers_of(done))
     ]
     return orjson.dumps(_response(task, done.model, candidates, done.usage))
 
@@ -110,7 +117,8 @@ async def stream_events(
                         parts = _calls(a.tool_calls)
                     else:  # no text went out (a function call alone): its thoughts may have
                         parts = _parts(a, thoughts=thoughts and index not in thought)
-                    candidate = _candidate(index, parts or [{"text": ""}], a.finish_reason)
+                    refused = bool(a.refusal)
+                    candidate = _candidate(index, parts or [{"text": ""}], a.finish_reason, refused=refused)
                     usage = item.usage if index == last else None
                     yield frame.data(_response(task, model, [candidate], usage))
                 if last is None:  # every answer's end went out with its chunk: the usage on its own
@@ -121,8 +129,10 @@ async def stream_events(
             index = item.choice
             if item.finish_reason is not None and not item.done:  # one of several answers ended
                 ended.add(index)
-                parts = _calls(item.tool_calls) or [{"text": ""}]
-                yield frame.data(_response(task, model, [_candidate(index, parts, item.finish_reason)]))
+                parts = _calls(item.tool_calls) or [{"text": item.refusal or ""}]
+                refused = bool(item.refusal)
+                candidate = _candidate(index, parts, item.finish_reason, refused=refused)
+                yield frame.data(_response(task, model, [candidate]))
             elif item.thinking and thoughts:
                 thought.add(index)
                 part = [{"text": item.thinking, "thought": True}]
