@@ -194,10 +194,10 @@ ANTHROPIC_TYPES = {
 
 # Every candidate model was at capacity: Anthropic's 529 `overloaded_error` (the SDKs' OverloadedError).
 ANTHROPIC_OVERLOADED = ("provider_overloaded", "provider_rate_limited")
-# The router's message when no model's context window holds the prompt and max_tokens.
+# The router's message when no model's context window holds the prompt and max_tokens (or the named one's).
 _CONTEXT = re.compile(
-    r"the prompt \(about (\d+) tokens\) and max_tokens \((\d+)\) exceed the context window of every "
-    r"available model \(the largest, .+?, takes (\d+) tokens\)"
+    r"the prompt \(about (\d+) tokens\) and max_tokens \((\d+)\) exceed the context window of (?:every "
+    r"available model \(the largest, .+?, takes (\d+) tokens\)|the model .+? \((\d+) tokens\))"
 )
 
 
@@ -240,8 +240,10 @@ def anthropic_wording(exc: APIError) -> tuple[int, str]:
     found = _CONTEXT.search(exc.message) if exc.code == "context_length_exceeded" else None
     if found is None:
         return exc.status, exc.message
-    prompt, max_tokens, limit = (int(n) for n in found.groups())
-    return exc.status, _too_long(prompt, max_tokens, limit, exc.message)
+    prompt, max_tokens, largest, named = (
+        found.groups()
+    )  # the window: every model's largest, or the named one's
+    return exc.status, _too_long(int(prompt), int(max_tokens), int(largest or named), exc.message)
 
 
 def _too_long(prompt: int, max_tokens: int, limit: int, ours: str) -> str:

@@ -184,7 +184,14 @@ def decide(
             raise UnknownModel(f"the model '{request.model}' is not available to this tenant")
         required = needs(request)
         pinned = _pinned(
-            request.model, effective, available, tokens, output_tokens, required=required, answers=request.n
+            request.model,
+            effective,
+            available,
+            tokens,
+            output_tokens,
+            required=required,
+            answers=request.n,
+            max_tokens=request.max_tokens,
         )
         return _named(pinned, alias)
 
@@ -349,6 +356,20 @@ def _unservable(
     return NoProviderAvailable(message)
 
 
+def _too_long_for(model: str, window: int, prompt_tokens: int, max_tokens: int | None) -> ContextTooLong:
+    """A named model's window too small: said as `_unservable` says it of every model (the gateway's
+    Anthropic face reads the numbers from these words)."""
+    if max_tokens:
+        return ContextTooLong(
+            f"the prompt (about {prompt_tokens} tokens) and max_tokens ({max_tokens}) exceed the context "
+            f"window of the model {model} ({window} tokens): shorten the prompt or lower max_tokens"
+        )
+    return ContextTooLong(
+        f"the prompt (about {prompt_tokens} tokens) exceeds the context window of the model {model} "
+        f"({window} tokens): shorten the prompt"
+    )
+
+
 def _pinned(
     model: str,
     policy: Policy,
@@ -358,9 +379,12 @@ def _pinned(
     *,
     required: set[str],
     answers: int = 1,
+    max_tokens: int | None = None,
 ) -> RoutingDecision:
     """A model the policy does not list is passed through as asked; a listed one must have what the
-    request needs, or the client hears why instead of an answer that ignored its tools or schema."""
+    request needs, or the client hears why instead of an answer that ignored its tools or schema, and
+    its context window must hold the prompt and `max_tokens` (the reply's expected length is not held
+    against a named model: the provider says if the reply runs out of room)."""
     spec = policy.model(model)
     if spec is None:
         provider, _, upstream = model.partition("/")
@@ -388,6 +412,8 @@ def _pinned(
                 f"the model '{model}' lacks {', '.join(sorted(missing))}, which this request needs; "
                 'use model "auto" to route to a model that has it'
             )
+        if prompt_tokens + (max_tokens or 0) > spec.context_window:
+            raise _too_long_for(model, spec.context_window, prompt_tokens, max_tokens)
         candidate = _candidate(spec, prompt_tokens, output_tokens, answers)
     return RoutingDecision(
         strategy="single",
