@@ -62,8 +62,8 @@ def test_a_context_window_too_small_is_said_in_anthropics_words(prompt: int, say
     _, body = _answer(InvalidRequest(ours, code="context_length_exceeded"), "/v1/chat/completions")
     assert body["error"]["message"] == ours  # type: ignore[index]
     named = (  # a model the client named (`routing._too_long_for`)
-        "the prompt (about 2500 tokens) and max_tokens (100) exceed the context window of the model "
-        "local/smollm2-135m-instruct (2048 tokens): shorten the prompt or lower max_tokens"
+        "the prompt (about 2500 tokens) exceeds the context window of the model "
+        "local/smollm2-135m-instruct (2048 tokens): shorten the prompt"
     )
     _, body = _answer(InvalidRequest(named, code="context_length_exceeded", param="messages"))
     assert body["error"]["message"] == f"prompt is too long: 2500 tokens > 2048 maximum ({named})"  # type: ignore[index]

@@ -194,10 +194,12 @@ ANTHROPIC_TYPES = {
 
 # Every candidate model was at capacity: Anthropic's 529 `overloaded_error` (the SDKs' OverloadedError).
 ANTHROPIC_OVERLOADED = ("provider_overloaded", "provider_rate_limited")
-# The router's message when no model's context window holds the prompt and max_tokens (or the named one's).
+# The router's message when no model's context window holds the prompt and max_tokens, or the named model's
+# not the prompt.
 _CONTEXT = re.compile(
-    r"the prompt \(about (\d+) tokens\) and max_tokens \((\d+)\) exceed the context window of (?:every "
-    r"available model \(the largest, .+?, takes (\d+) tokens\)|the model .+? \((\d+) tokens\))"
+    r"the prompt \(about (?P<prompt>\d+) tokens\) (?:and max_tokens \((?P<max_tokens>\d+)\) exceed the "
+    r"context window of every available model \(the largest, .+?, takes (?P<limit>\d+) tokens\)|exceeds "
+    r"the context window of the model .+? \((?P<window>\d+) tokens\))"
 )
 
 
@@ -240,10 +242,9 @@ def anthropic_wording(exc: APIError) -> tuple[int, str]:
     found = _CONTEXT.search(exc.message) if exc.code == "context_length_exceeded" else None
     if found is None:
         return exc.status, exc.message
-    prompt, max_tokens, largest, named = (
-        found.groups()
-    )  # the window: every model's largest, or the named one's
-    return exc.status, _too_long(int(prompt), int(max_tokens), int(largest or named), exc.message)
+    numbers = found.groupdict()  # the window: every model's largest, or the named model's
+    limit = int(numbers["limit"] or numbers["window"])
+    return exc.status, _too_long(int(numbers["prompt"]), int(numbers["max_tokens"] or 0), limit, exc.message)
 
 
 def _too_long(prompt: int, max_tokens: int, limit: int, ours: str) -> str:

@@ -191,7 +191,6 @@ def decide(
             output_tokens,
             required=required,
             answers=request.n,
-            max_tokens=request.max_tokens,
         )
         return _named(pinned, alias)
 
@@ -356,14 +355,9 @@ def _unservable(
     return NoProviderAvailable(message)
 
 
-def _too_long_for(model: str, window: int, prompt_tokens: int, max_tokens: int | None) -> ContextTooLong:
-    """A named model's window too small: said as `_unservable` says it of every model (the gateway's
-    Anthropic face reads the numbers from these words)."""
-    if max_tokens:
-        return ContextTooLong(
-            f"the prompt (about {prompt_tokens} tokens) and max_tokens ({max_tokens}) exceed the context "
-            f"window of the model {model} ({window} tokens): shorten the prompt or lower max_tokens"
-        )
+def _too_long_for(model: str, window: int, prompt_tokens: int) -> ContextTooLong:
+    """A named model's window too small for the prompt alone, in words the gateway's Anthropic face reads
+    the numbers from."""
     return ContextTooLong(
         f"the prompt (about {prompt_tokens} tokens) exceeds the context window of the model {model} "
         f"({window} tokens): shorten the prompt"
@@ -379,12 +373,11 @@ def _pinned(
     *,
     required: set[str],
     answers: int = 1,
-    max_tokens: int | None = None,
 ) -> RoutingDecision:
     """A model the policy does not list is passed through as asked; a listed one must have what the
     request needs, or the client hears why instead of an answer that ignored its tools or schema, and
-    its context window must hold the prompt and `max_tokens` (the reply's expected length is not held
-    against a named model: the provider says if the reply runs out of room)."""
+    its context window must hold the prompt (what every provider refuses; `max_tokens` is left to the
+    provider, which clamps or refuses it its own way)."""
     spec = policy.model(model)
     if spec is None:
         provider, _, upstream = model.partition("/")
@@ -412,8 +405,8 @@ def _pinned(
                 f"the model '{model}' lacks {', '.join(sorted(missing))}, which this request needs; "
                 'use model "auto" to route to a model that has it'
             )
-        if prompt_tokens + (max_tokens or 0) > spec.context_window:
-            raise _too_long_for(model, spec.context_window, prompt_tokens, max_tokens)
+        if prompt_tokens > spec.context_window:
+            raise _too_long_for(model, spec.context_window, prompt_tokens)
         candidate = _candidate(spec, prompt_tokens, output_tokens, answers)
     return RoutingDecision(
         strategy="single",
