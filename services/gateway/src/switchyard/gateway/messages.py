@@ -7,7 +7,6 @@ its text."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from itertools import pairwise
 from typing import Any, Literal, TypeVar
 
 import orjson
@@ -25,6 +24,7 @@ from switchyard.common.events import (
 )
 from switchyard.common.events.tasks import MIN_THINKING_BUDGET, DisplayedThinking
 from switchyard.gateway.errors import InvalidRequest, invalid_fields
+from switchyard.gateway.message_turns import check_answered, check_system_turns
 from switchyard.gateway.schemas import (
     ChatCompletionRequest,
     Unsupported,
@@ -45,7 +45,9 @@ class TextBlock(BaseModel):
 
 
 class InputMessage(BaseModel):
-    role: Literal["user", "assistant"]
+    """A turn; `system` is a mid-conversation system message (`message_turns.check_system_turns`)."""
+
+    role: Literal["user", "assistant", "system"]
     content: str | list[TextBlock]
 
 
@@ -280,8 +282,8 @@ def chat_messages(message: InputMessage) -> list[ChatMessage]:
     each `tool_result` block a `tool` message answering its call (before any text of the same turn; its
     `is_error`, a failed call, carried for the providers whose APIs say so: Anthropic's, Gemini's); an
     assistant turn's thinking blocks are kept as they came, for an Anthropic model to be sent back."""
-    if isinstance(message.content, str):
-        return [ChatMessage(role=message.role, content=message.content)]
+    if isinstance(message.content, str) or message.role == "system":  # a system message's text (checked)
+        return [ChatMessage(role=message.role, content=_content(message.content))]
     # Thinking blocks are the turn's own (read below), not content: elsewhere (a tool result) they are a 400.
     content = _content([b for b in message.content if b.type not in THINKING_BLOCKS])
     out: list[ChatMessage] = []
@@ -451,32 +453,9 @@ def _prompt(
 ) -> tuple[list[ChatMessage], list[ToolSpec] | None, str | dict[str, Any] | None, bool | None]:
     if isinstance(parsed.system, list) and any(b.type != "text" for b in parsed.system):
         raise InvalidRequest("system takes text blocks only", param="system")
+    check_system_turns(parsed.messages)
     messages = [ChatMessage(role="system", content=_content(parsed.system))] if parsed.system else []
     for m in parsed.messages:
         messages += chat_messages(m)
     check_answered(parsed.messages)
     return messages, *pipeline_tools(parsed)
-
-
-def _ids(message: InputMessage, kind: str, key: str) -> list[str]:
-    blocks = message.content if isinstance(message.content, list) else []
-    return [str(_extra(b, key)) for b in blocks if b.type == kind]
-
-
-def check_answered(turns: list[InputMessage]) -> None:
-    """Anthropic's 400 for a `tool_use` whose `tool_result` is not in the next message (a turn that
-    follows it: the last turn's calls are the answer being continued). Sent on, it would be refused by
-    OpenAI's API, and taken or not by others, as the router happened to pick."""
-    for i, (turn, after) in enumerate(pairwise(turns)):
-        if turn.role != "assistant":
-            continue
-        answered = set(_ids(after, "tool_result", "tool_use_id"))
-        missing = [call for call in _ids(turn, "tool_use", "id") if call not in answered]
-        if missing:
-            raise InvalidRequest(
-                f"messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately after: "
-                f"{', '.join(missing)}. Each `tool_use` block must have a corresponding `tool_result` block "
-                "in the next message.",
-                param=f"messages.{i}",
-                code="invalid_value",
-            )

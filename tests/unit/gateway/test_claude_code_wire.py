@@ -1,0 +1,117 @@
+"""The Anthropic face against the request shapes Claude Code (2.1.x) sends, as captured from the real client
+through a logging proxy (trimmed: its system prompt and 24 tool definitions are ~75 KB)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from switchyard.executor.providers.anthropic import wire as anthropic_wire
+from switchyard.executor.providers.base import ProviderCall
+from switchyard.gateway import messages
+from switchyard.gateway.errors import InvalidRequest
+
+pytestmark = pytest.mark.unit
+MARK = {"type": "ephemeral"}
+BASH = {
+    "name": "Bash",
+    "description": "Executes a given bash command",
+    "input_schema": {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": {"command": {"type": "string"}, "timeout": {"type": "number"}},
+        "required": ["command"],
+        "additionalProperties": False,
+    },
+}
+
+
+def claude_code_body(*turns: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A first turn as Claude Code sends it: a context reminder and the prompt (cache-marked), then a
+    mid-conversation system message (the agent types), with the adaptive thinking it asks for."""
+    return {
+        "model": "auto",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "text",
+                        "text": "<system-reminder>\nToday's date is 2026-12-06.\n</system-reminder>\n",
+                    },
+                    {"type": "text", "text": "Say hello", "cache_control": MARK},
+                ],
+            },
+            {"role": "system", "content": "Available agent types for the Agent tool:\n- Explore: search"},
+            *turns,
+        ],
+        "system": [
+            {
+                "type": "text",
+                "text": "x-anthropic-billing-header: cc_version=2.1.197.1c0; cc_entrypoint=sdk-cli;",
+            },
+            {"type": "text", "text": "You are a Claude agent.", "cache_control": MARK},
+        ],
+        "tools": [BASH],
+        "metadata": {
+            "user_id": orjson.dumps({"device_id": "7c56", "account_uuid": "", "session_id": "54"}).decode()
+        },
+        "max_tokens": 32000,
+        "thinking": {"type": "adaptive"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "output_config": {"effort": "high"},
+        "stream": True,
+        **fields,
+    }
+
+
+def parse(body: dict[str, Any]) -> Any:
+    return messages.parse_request(orjson.dumps(body), max_prompt_chars=100_000)
+
+
+def test_a_mid_conversation_system_message_stays_where_it_was_sent() -> None:
+    request = parse(claude_code_body())
+    assert [m.role for m in request.messages] == ["system", "user", "system"]
+    assert request.messages[2].text() == "Available agent types for the Agent tool:\n- Explore: search"
+    count = messages.parse_count_request(orjson.dumps(claude_code_body()))
+    assert [m.role for m in count.messages] == ["system", "user", "system"]
+    # An Anthropic model gets it among its system instructions, the marked blocks kept as they were.
+    call = ProviderCall(model="claude-opus-4-8", messages=request.messages, max_tokens=64)
+    system, sent = anthropic_wire.split_messages(call.messages)
+    assert [m["role"] for m in sent] == ["user"]
+    assert isinstance(system, list) and system[-1] == {"type": "text", "text": request.messages[2].text()}
+    assert system[1] == {"type": "text", "text": "You are a Claude agent.", "cache_control": MARK}
+
+
+def test_a_system_message_marked_for_the_cache_keeps_its_mark() -> None:
+    body = claude_code_body()
+    body["messages"][1] = {
+        "role": "system",
+        "content": [{"type": "text", "text": "agents", "cache_control": MARK}],
+    }
+    assert parse(body).messages[2].content == [{"type": "text", "text": "agents", "cache_control": MARK}]
+
+
+ASSISTANT = {"role": "assistant", "content": [{"type": "text", "text": "Hello!"}]}
+USER = {"role": "user", "content": "again"}
+SYSTEM = {"role": "system", "content": "x"}
+
+
+@pytest.mark.parametrize(
+    ("turns", "param", "says"),
+    [
+        ([SYSTEM, USER], "messages.0", "cannot be the first"),
+        ([USER, ASSISTANT, SYSTEM], "messages.2", "must follow a user message"),
+        ([USER, SYSTEM, SYSTEM], "messages.1", "last message or be followed by an assistant"),
+        ([USER, SYSTEM, USER], "messages.1", "last message or be followed by an assistant"),
+        ([USER, {"role": "system", "content": [{"type": "image", "source": {}}]}], "messages.1", "text only"),
+    ],
+)
+def test_a_misplaced_system_message_is_refused_as_anthropic_refuses_it(
+    turns: list[dict[str, Any]], param: str, says: str
+) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        parse({"model": "auto", "max_tokens": 10, "messages": turns})
+    assert refused.value.param == param and says in refused.value.message
