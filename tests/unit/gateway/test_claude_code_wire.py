@@ -82,7 +82,7 @@ def test_a_mid_conversation_system_message_stays_where_it_was_sent() -> None:
     system, sent = anthropic_wire.split_messages(call.messages)
     assert [m["role"] for m in sent] == ["user"]
     assert isinstance(system, list) and system[-1] == {"type": "text", "text": request.messages[2].text()}
-    assert system[1] == {"type": "text", "text": "You are a Claude agent.", "cache_control": MARK}
+    assert system[0] == {"type": "text", "text": "You are a Claude agent.", "cache_control": MARK}
 
 
 def test_a_system_message_marked_for_the_cache_keeps_its_mark() -> None:
@@ -115,3 +115,23 @@ def test_a_misplaced_system_message_is_refused_as_anthropic_refuses_it(
     with pytest.raises(InvalidRequest) as refused:
         parse({"model": "auto", "max_tokens": 10, "messages": turns})
     assert refused.value.param == param and says in refused.value.message
+
+
+def test_claude_codes_billing_line_is_left_out_so_its_prompt_prefix_stays_the_same() -> None:
+    """Claude Code's first system block is an attribution line whose hash changes with the session (and,
+    in the interactive CLI, every request): sent on, it would start every prompt differently, and no
+    provider's prompt cache (Anthropic's, OpenAI's, Gemini's) would ever hit the ~15k-token prefix."""
+    first, second = claude_code_body(), claude_code_body()
+    second["system"][0]["text"] = (
+        "x-anthropic-billing-header: cc_version=2.1.197.87a; cc_entrypoint=cli; cch=71fea;"
+    )
+    one, two = parse(first), parse(second)
+    assert one.messages == two.messages
+    assert one.messages[0].content == [
+        {"type": "text", "text": "You are a Claude agent.", "cache_control": MARK}
+    ]
+    counted = messages.parse_count_request(orjson.dumps(second))
+    assert counted.messages == one.messages
+    # A system prompt that only mentions the header, or says more than the line, is the client's own.
+    said = claude_code_body(system="x-anthropic-billing-header: a\nand more")
+    assert parse(said).messages[0].content == "x-anthropic-billing-header: a\nand more"

@@ -448,13 +448,33 @@ def _validated(
         raise invalid_fields(exc.errors()) from exc
 
 
+ATTRIBUTION = "x-anthropic-billing-header:"
+
+
+def _without_attribution(system: str | list[TextBlock] | None) -> str | list[TextBlock] | None:
+    """The system prompt without Claude Code's attribution line (a block of its own, first:
+    `x-anthropic-billing-header: cc_version=2.1.197.721; cc_entrypoint=cli; cch=71fea;`), which tells the
+    model nothing and is Anthropic's to read, not a provider's through Switchyard. Its hashes change with
+    the session (and, in the interactive CLI, every request): sent on, it would start every prompt
+    differently, and no provider's prompt cache would ever hit the prefix after it (Claude Code's
+    CLAUDE_CODE_ATTRIBUTION_HEADER=0 leaves it out too)."""
+    if not isinstance(system, list):
+        return system
+    return [b for b in system if not (b.type == "text" and _attribution(b.text or ""))]
+
+
+def _attribution(text: str) -> bool:
+    return text.startswith(ATTRIBUTION) and "\n" not in text.strip()
+
+
 def _prompt(
     parsed: CountTokensRequest,
 ) -> tuple[list[ChatMessage], list[ToolSpec] | None, str | dict[str, Any] | None, bool | None]:
     if isinstance(parsed.system, list) and any(b.type != "text" for b in parsed.system):
         raise InvalidRequest("system takes text blocks only", param="system")
     check_system_turns(parsed.messages)
-    messages = [ChatMessage(role="system", content=_content(parsed.system))] if parsed.system else []
+    system = _without_attribution(parsed.system)
+    messages = [ChatMessage(role="system", content=_content(system))] if system else []
     for m in parsed.messages:
         messages += chat_messages(m)
     check_answered(parsed.messages)
