@@ -180,6 +180,7 @@ class Answerer:
         self.hold = hold
         self.fail: str | None = None
         self.begin = 0
+        self.model = "local/smollm2-135m-instruct"  # the model that answers
         self._begun: set[str] = set()
 
     @classmethod
@@ -232,8 +233,8 @@ class Answerer:
             task_id=task.task_id,
             tenant_id=task.tenant_id,
             user_id=task.user_id,  # as the executor does
-            model="local/smollm2-135m-instruct",
-            provider="local",
+            model=self.model,
+            provider=self.model.partition("/")[0],
             tier="local",
             content="Paris",
             finish_reason="stop",
@@ -277,7 +278,7 @@ class Answerer:
         await self.js.publish(subjects.result_subject(outcome.task_id), raw)
 
     async def _chunk(self, task: TaskSubmitted, seq: int) -> None:
-        named = "local/smollm2-135m-instruct" if seq == 0 else None  # as the executor names it
+        named = self.model if seq == 0 else None  # as the executor names it
         chunk = Chunk(seq=seq, delta=["Par", "is"][seq], model=named)
         await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(chunk))
 

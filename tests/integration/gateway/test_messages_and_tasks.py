@@ -17,7 +17,9 @@ from switchyard.cli.processes import NatsServer
 from switchyard.common import subjects
 from switchyard.common.envelope import decode
 from switchyard.common.events import TaskCancelled, TaskSubmitted
+from switchyard.common.providers import ProviderStatus, announce, providers_bucket
 from tests.integration.gateway.harness import Answerer, Org, auth, gateways, make_org
+from tests.support import claude_code
 
 pytestmark = pytest.mark.integration
 
@@ -113,6 +115,52 @@ async def test_anthropic_sdk_plain_and_streamed(
         (missing, "not_found_error"),
     ):
         _anthropic_error(err.value, kind)
+
+
+async def test_a_claude_code_tool_loop_is_served_and_named_as_it_asks(
+    stack: tuple[NatsServer, str, Org, Org], answerer: Answerer
+) -> None:
+    """Claude Code's requests as it sends them (tests/support/claude_code): its mid-conversation system
+    message and attribution line taken, and its model named back as it asked, so that it sends the
+    thinking blocks of a tool loop back."""
+    server, base, a, _ = stack
+    answerer.model = "anthropic/claude-sonnet-5-5"
+    headers = {**claude_code.HEADERS, "x-api-key": a.keys["member"]}
+    nc = await nats.connect(server.url)
+    providers = await providers_bucket(nc.jetstream())
+    await announce(providers, ProviderStatus(provider="anthropic"))
+    try:
+        await _claude_code_turns(base, headers)
+    finally:
+        await announce(providers, ProviderStatus(provider="anthropic", available=False))
+        await nc.close()
+    first, loop = answerer.seen[0].request, answerer.seen[1].request
+    assert [m.role for m in first.messages] == ["system", "user", "system"]
+    assert "x-anthropic-billing-header" not in first.messages[0].text()
+    assert [m.role for m in loop.messages] == ["system", "user", "system", "assistant", "tool"]
+    assert loop.messages[3].thinking and loop.messages[3].thinking[0].signature == "sig-1"
+
+
+async def _claude_code_turns(base: str, headers: dict[str, str]) -> None:
+    async with httpx.AsyncClient(base_url=base) as c:
+        for _ in range(100):  # until the gateway sees the provider announced
+            if (await c.get("/v1/models/anthropic/claude-sonnet-5-5", headers=headers)).status_code == 200:
+                break
+            await asyncio.sleep(0.05)
+        streamed = await c.post(
+            "/v1/messages?beta=true", json=claude_code.first_turn(model="claude-sonnet-5-5"), headers=headers
+        )
+        assert streamed.status_code == 200, streamed.text
+        start = orjson.loads(streamed.text.split("data: ", 1)[1].split("\n", 1)[0])
+        assert start["message"]["model"] == "claude-sonnet-5-5"
+        whole = await c.post(
+            "/v1/messages?beta=true",
+            json=claude_code.tool_loop(model="claude-sonnet-5-5", stream=False),
+            headers=headers,
+        )
+        assert whole.status_code == 200 and whole.json()["model"] == "claude-sonnet-5-5"
+        routed = await c.post("/v1/messages", json=claude_code.first_turn(stream=False), headers=headers)
+        assert routed.json()["model"] == "anthropic/claude-sonnet-5-5"  # `auto`: the model that answered
 
 
 async def test_anthropic_sdk_counts_tokens_without_a_task_or_quota(

@@ -12,59 +12,9 @@ from switchyard.executor.providers.anthropic import wire as anthropic_wire
 from switchyard.executor.providers.base import ProviderCall
 from switchyard.gateway import messages
 from switchyard.gateway.errors import InvalidRequest
+from tests.support.claude_code import MARK, first_turn
 
 pytestmark = pytest.mark.unit
-MARK = {"type": "ephemeral"}
-BASH = {
-    "name": "Bash",
-    "description": "Executes a given bash command",
-    "input_schema": {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "type": "object",
-        "properties": {"command": {"type": "string"}, "timeout": {"type": "number"}},
-        "required": ["command"],
-        "additionalProperties": False,
-    },
-}
-
-
-def claude_code_body(*turns: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    """A first turn as Claude Code sends it: a context reminder and the prompt (cache-marked), then a
-    mid-conversation system message (the agent types), with the adaptive thinking it asks for."""
-    return {
-        "model": "auto",
-        "messages": [
-            {
-                "role": "user",
-                "content": [
-                    {
-                        "type": "text",
-                        "text": "<system-reminder>\nToday's date is 2026-12-06.\n</system-reminder>\n",
-                    },
-                    {"type": "text", "text": "Say hello", "cache_control": MARK},
-                ],
-            },
-            {"role": "system", "content": "Available agent types for the Agent tool:\n- Explore: search"},
-            *turns,
-        ],
-        "system": [
-            {
-                "type": "text",
-                "text": "x-anthropic-billing-header: cc_version=2.1.197.1c0; cc_entrypoint=sdk-cli;",
-            },
-            {"type": "text", "text": "You are a Claude agent.", "cache_control": MARK},
-        ],
-        "tools": [BASH],
-        "metadata": {
-            "user_id": orjson.dumps({"device_id": "7c56", "account_uuid": "", "session_id": "54"}).decode()
-        },
-        "max_tokens": 32000,
-        "thinking": {"type": "adaptive"},
-        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
-        "output_config": {"effort": "high"},
-        "stream": True,
-        **fields,
-    }
 
 
 def parse(body: dict[str, Any]) -> Any:
@@ -72,10 +22,10 @@ def parse(body: dict[str, Any]) -> Any:
 
 
 def test_a_mid_conversation_system_message_stays_where_it_was_sent() -> None:
-    request = parse(claude_code_body())
+    request = parse(first_turn())
     assert [m.role for m in request.messages] == ["system", "user", "system"]
     assert request.messages[2].text() == "Available agent types for the Agent tool:\n- Explore: search"
-    count = messages.parse_count_request(orjson.dumps(claude_code_body()))
+    count = messages.parse_count_request(orjson.dumps(first_turn()))
     assert [m.role for m in count.messages] == ["system", "user", "system"]
     # An Anthropic model gets it among its system instructions, the marked blocks kept as they were.
     call = ProviderCall(model="claude-opus-4-8", messages=request.messages, max_tokens=64)
@@ -86,7 +36,7 @@ def test_a_mid_conversation_system_message_stays_where_it_was_sent() -> None:
 
 
 def test_a_system_message_marked_for_the_cache_keeps_its_mark() -> None:
-    body = claude_code_body()
+    body = first_turn()
     body["messages"][1] = {
         "role": "system",
         "content": [{"type": "text", "text": "agents", "cache_control": MARK}],
@@ -121,7 +71,7 @@ def test_claude_codes_billing_line_is_left_out_so_its_prompt_prefix_stays_the_sa
     """Claude Code's first system block is an attribution line whose hash changes with the session (and,
     in the interactive CLI, every request): sent on, it would start every prompt differently, and no
     provider's prompt cache (Anthropic's, OpenAI's, Gemini's) would ever hit the ~15k-token prefix."""
-    first, second = claude_code_body(), claude_code_body()
+    first, second = first_turn(), first_turn()
     second["system"][0]["text"] = (
         "x-anthropic-billing-header: cc_version=2.1.197.87a; cc_entrypoint=cli; cch=71fea;"
     )
@@ -133,5 +83,5 @@ def test_claude_codes_billing_line_is_left_out_so_its_prompt_prefix_stays_the_sa
     counted = messages.parse_count_request(orjson.dumps(second))
     assert counted.messages == one.messages
     # A system prompt that only mentions the header, or says more than the line, is the client's own.
-    said = claude_code_body(system="x-anthropic-billing-header: a\nand more")
+    said = first_turn(system="x-anthropic-billing-header: a\nand more")
     assert parse(said).messages[0].content == "x-anthropic-billing-header: a\nand more"

@@ -51,14 +51,23 @@ def said(done: TaskCompleted) -> str:
     return done.content or done.refusal or ""
 
 
-def message_json(task: TaskSubmitted, done: TaskCompleted) -> bytes:
+def shown_model(task: TaskSubmitted, model: str, asked: str | None) -> str:
+    """A message's `model`: the name the request gave when the model it named answered
+    (`claude-sonnet-5-5`, which Switchyard runs as `anthropic/claude-sonnet-5-5`), the answering model's id
+    when another did (`auto`, a fallback; `x-switchyard-model` always says it). Claude Code sends the
+    thinking blocks of an earlier turn back only when the turn's `model` is the one it asks for: told
+    another name, it dropped them from every tool loop, and Claude lost its reasoning between tool calls."""
+    return asked if asked is not None and model == task.request.model else model
+
+
+def message_json(task: TaskSubmitted, done: TaskCompleted, *, asked: str | None = None) -> bytes:
     text = [{"type": "text", "text": said(done)}] if said(done) or not done.tool_calls else []
     return orjson.dumps(
         {
             "id": f"{MESSAGE_ID}{task.task_id}",
             "type": "message",
             "role": "assistant",
-            "model": done.model,
+            "model": shown_model(task, done.model, asked),
             "content": thinking_json(done.thinking) + text + tool_use_blocks(done),
             **stop_of(done),
             "usage": usage_json(done.usage),
@@ -147,13 +156,15 @@ async def stream_events(
     *,
     timeout_s: float,
     include_usage: bool = True,
+    asked: str | None = None,
 ) -> AsyncIterator[bytes]:
-    """A break after output began ends with an `error` event and no `message_stop`: never a silent cut."""
+    """A break after output began ends with an `error` event and no `message_stop`: never a silent cut.
+    `asked`: the model as the request named it (`shown_model`)."""
     start: dict[str, Any] = {
         "id": f"{MESSAGE_ID}{task.task_id}",
         "type": "message",
         "role": "assistant",
-        "model": head_model(head) or task.request.model,
+        "model": shown_model(task, head_model(head) or task.request.model, asked),
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,

@@ -148,8 +148,26 @@ async def _conversation(gw: Gateway, principal: Principal, body: bytes) -> Face:
     return Face(talk.parse, talk.render, talk.stream, keep=talk.keep_answer)
 
 
+async def _as_asked(gw: Gateway, principal: Principal, body: bytes) -> Face:
+    """The Anthropic face for one request (its body read once): its answers name the model as the request
+    named it (`messages_render.shown_model`)."""
+    raw = messages.loaded(body)
+    asked = messages.asked_model(raw)
+
+    def parse(_: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
+        return messages.parse_loaded(raw, max_prompt_chars=max_prompt_chars)
+
+    return Face(
+        parse,
+        functools.partial(messages_render.message_json, asked=asked),
+        functools.partial(messages_render.stream_events, asked=asked),
+    )
+
+
 OPENAI = Face(completions.parse_request, completions.completion_json, completions.stream_events)
-ANTHROPIC = Face(messages.parse_request, messages_render.message_json, messages_render.stream_events)
+ANTHROPIC = Face(
+    messages.parse_request, messages_render.message_json, messages_render.stream_events, bind=_as_asked
+)
 # what serves a request is the face `_conversation` binds to it (these render no request's echoed fields)
 RESPONSES = Face(
     responses.parse_request,
