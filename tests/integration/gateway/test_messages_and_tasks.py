@@ -130,10 +130,12 @@ async def test_a_claude_code_tool_loop_is_served_and_named_as_it_asks(
     providers = await providers_bucket(nc.jetstream())
     await announce(providers, ProviderStatus(provider="anthropic"))
     try:
+        await _served(base, headers, True)
         await _claude_code_turns(base, headers)
     finally:
         await announce(providers, ProviderStatus(provider="anthropic", available=False))
         await nc.close()
+        await _served(base, headers, False)  # as the other tests expect
     first, loop = answerer.seen[0].request, answerer.seen[1].request
     assert [m.role for m in first.messages] == ["system", "user", "system"]
     assert "x-anthropic-billing-header" not in first.messages[0].text()
@@ -141,12 +143,21 @@ async def test_a_claude_code_tool_loop_is_served_and_named_as_it_asks(
     assert loop.messages[3].thinking and loop.messages[3].thinking[0].signature == "sig-1"
 
 
+async def _served(base: str, headers: dict[str, str], served: bool) -> None:
+    """Waits until the gateway has seen the anthropic provider announced (or withdrawn)."""
+    async with httpx.AsyncClient(base_url=base) as c:
+        for _ in range(100):
+            found = await c.get("/v1/models/anthropic/claude-sonnet-5-5", headers=headers)
+            if (found.status_code == 200) == served:
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError(
+        f"the gateway did not see the anthropic provider {'announced' if served else 'gone'}"
+    )
+
+
 async def _claude_code_turns(base: str, headers: dict[str, str]) -> None:
     async with httpx.AsyncClient(base_url=base) as c:
-        for _ in range(100):  # until the gateway sees the provider announced
-            if (await c.get("/v1/models/anthropic/claude-sonnet-5-5", headers=headers)).status_code == 200:
-                break
-            await asyncio.sleep(0.05)
         streamed = await c.post(
             "/v1/messages?beta=true", json=claude_code.first_turn(model="claude-sonnet-5-5"), headers=headers
         )

@@ -23,6 +23,7 @@ from switchyard.common.events import (
     ToolSpec,
 )
 from switchyard.common.events.tasks import MIN_THINKING_BUDGET, DisplayedThinking
+from switchyard.gateway.completions import json_object
 from switchyard.gateway.errors import InvalidRequest, invalid_fields
 from switchyard.gateway.message_turns import check_answered, check_system_turns
 from switchyard.gateway.schemas import (
@@ -393,28 +394,18 @@ def model_name(model: str) -> str:
     return f"anthropic/{model}"
 
 
-def loaded(body: bytes) -> Any:
-    """A request body's JSON, read once (400 for an empty body or one that is not JSON)."""
-    if not body:
-        raise InvalidRequest("Request body is empty; expected a JSON object", code="invalid_json")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"Request body is not valid JSON: {exc}", code="invalid_json") from exc
-
-
-def asked_model(raw: Any) -> str | None:
+def asked_model(raw: dict[str, Any]) -> str | None:
     """The model as the request names it (`claude-sonnet-5-5`, `auto`), before `model_name`."""
-    model = raw.get("model") if isinstance(raw, dict) else None
+    model = raw.get("model")
     return model if isinstance(model, str) else None
 
 
 def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
-    return parse_loaded(loaded(body), max_prompt_chars=max_prompt_chars)
+    return parse_loaded(json_object(body), max_prompt_chars=max_prompt_chars)
 
 
-def parse_loaded(raw: Any, *, max_prompt_chars: int) -> ChatCompletionRequest:
-    """A request body already read (`loaded`) as the pipeline's chat request."""
+def parse_loaded(raw: dict[str, Any], *, max_prompt_chars: int) -> ChatCompletionRequest:
+    """A request body already read (`completions.json_object`) as the pipeline's chat request."""
     parsed = _validated(raw, MessagesRequest, unsupported=UNSUPPORTED, refuse=(refuse_thread,))
     messages, tools, tool_choice, parallel = _prompt(parsed)
     check_prompt_size(messages, max_prompt_chars)
@@ -438,7 +429,7 @@ def parse_loaded(raw: Any, *, max_prompt_chars: int) -> ChatCompletionRequest:
 def parse_count_request(body: bytes) -> ChatRequest:
     """A count_tokens body as the chat request its message would become (no prompt-size limit: a count
     says how large a prompt is, also one that `/v1/messages` would refuse as too large)."""
-    parsed = _validated(loaded(body), CountTokensRequest, unsupported={})
+    parsed = _validated(json_object(body), CountTokensRequest, unsupported={})
     messages, tools, tool_choice, parallel = _prompt(parsed)
     request = ChatCompletionRequest(
         model=model_name(parsed.model),
@@ -451,12 +442,13 @@ def parse_count_request(body: bytes) -> ChatRequest:
     return ChatRequest(model=request.model, messages=messages, tools=tools, tool_choice=tool_choice)
 
 
-def _validated(raw: Any, model: type[M], *, unsupported: Unsupported, refuse: tuple[Refusal, ...] = ()) -> M:
+def _validated(
+    raw: dict[str, Any], model: type[M], *, unsupported: Unsupported, refuse: tuple[Refusal, ...] = ()
+) -> M:
+    refuse_unsupported(raw, unsupported)
+    for check in (refuse_builtin_tools, *refuse):
+        check(raw)
     try:
-        if isinstance(raw, dict):
-            refuse_unsupported(raw, unsupported)
-            for check in (refuse_builtin_tools, *refuse):
-                check(raw)
         return model.model_validate(raw)
     except ValidationError as exc:
         raise invalid_fields(exc.errors()) from exc

@@ -151,7 +151,7 @@ async def _conversation(gw: Gateway, principal: Principal, body: bytes) -> Face:
 async def _as_asked(gw: Gateway, principal: Principal, body: bytes) -> Face:
     """The Anthropic face for one request (its body read once): its answers name the model as the request
     named it (`messages_render.shown_model`)."""
-    raw = messages.loaded(body)
+    raw = completions.json_object(body)
     asked = messages.asked_model(raw)
 
     def parse(_: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
