@@ -12,7 +12,9 @@ it, the JSON-array framing), and Google's error bodies (`{"error": {"code", "mes
     error-policy   200 with `promptFeedback.blockReason: SAFETY` and no candidates (a blocked prompt)
     tool-call      with tools: a functionCall of the first declared function, args {"city": "Paris"}
 
-With `thinkingConfig.includeThoughts`, the answer starts with a thought summary (`thought: true` parts).
+With `thinkingConfig.includeThoughts`, the answer starts with a thought summary (`thought: true` parts),
+and `usageMetadata.thoughtsTokenCount` counts THOUGHT_TOKENS of thinking (more than the summary shows),
+apart from `candidatesTokenCount` and within `totalTokenCount`, as Gemini counts them.
 As Gemini 3 does, every model but `gemini-1*`/`gemini-2*` signs its function calls (`thoughtSignature`
 on the call's part) and checks the current turn's calls when they come back (the model turns after the
 last user text): the first call of each such turn must carry a signature this server issued, or Google's
@@ -102,6 +104,7 @@ ERRORS: dict[str, tuple[int, str, str]] = {
 
 
 THOUGHT_SUMMARY = ("**Answering briefly**\n\n", "The user greeted me; I reply in kind.")
+THOUGHT_TOKENS = 96
 
 
 def error_body(name: str) -> dict[str, Any]:
@@ -302,8 +305,10 @@ class FakeGemini:
         thinking = (body.get("generationConfig") or {}).get("thinkingConfig") or {}
         if thinking.get("includeThoughts"):  # a thought summary first, in two pieces, as Gemini streams it
             parts = [[{"text": t, "thought": True}] for t in THOUGHT_SUMMARY] + parts
+            usage.update(thoughtsTokenCount=THOUGHT_TOKENS, totalTokenCount=PROMPT_TOKENS + THOUGHT_TOKENS)
         top = _asked_logprobs(body)
         told = 0  # the answer's tokens in the chunks before
+        count = 0  # the answer's pieces so far (the thought summary's are counted as thoughts)
         out = []
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
@@ -314,7 +319,7 @@ class FakeGemini:
                 )
                 candidate["logprobsResult"] = _result(model, said, top, first=told)
                 told += len(said)
-            count = i + 1
+            count += not any(p.get("thought") for p in part)
             if last:
                 candidate["finishReason"] = "STOP"
             out.append(
@@ -323,7 +328,7 @@ class FakeGemini:
                     "usageMetadata": {
                         **usage,
                         "candidatesTokenCount": count,
-                        "totalTokenCount": PROMPT_TOKENS + count,
+                        "totalTokenCount": usage["totalTokenCount"] + count,
                     },
                     "modelVersion": model,
                     "responseId": f"resp-{model}",
@@ -411,7 +416,7 @@ class FakeGemini:
         for count, candidate in enumerate(merged, start=1):
             count = total if count == len(merged) else count
             usage = {**chunks[0]["usageMetadata"], "candidatesTokenCount": count}
-            usage["totalTokenCount"] = PROMPT_TOKENS + count
+            usage["totalTokenCount"] = PROMPT_TOKENS + usage.get("thoughtsTokenCount", 0) + count
             out.append({**chunks[0], "candidates": [candidate], "usageMetadata": usage})
         return out
 

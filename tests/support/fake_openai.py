@@ -17,14 +17,16 @@ scenario, also to an executor running in another process:
     tool-call           with `tools`: a call of the first tool, arguments {"city": "Paris"} (streamed)
     cached              an answer whose usage says 1,536 of its 2,048 prompt tokens were cache hits
     reasoner            as DeepSeek's reasoner and vLLM's reasoning parsers answer: `reasoning_content`
-                        beside the answer (streamed first, in its own deltas)
+                        beside the answer (streamed first, in its own deltas), its words counted in
+                        `completion_tokens` and as `completion_tokens_details.reasoning_tokens`
     bad-logprobs        asked for logprobs: its first token's entry has `"logprob": null`
     refusal             a refusal, as structured outputs answer one: `content: null` and `refusal` its
                         words (streamed: the role with empty content, then `delta.refusal` pieces)
     o3, gpt-5, gpt-5.1 ... gpt-6.1-sol (and dated snapshots): OpenAI's reasoning models, refusing with
                         OpenAI's 400 what those refuse (`fake_openai_refusals.py`: max_tokens, an effort
                         they lack, sampling fields, function tools at an effort other than none), and
-                        otherwise answering as any other name
+                        otherwise answering as any other name, with REASONED hidden reasoning tokens an
+                        answer in its usage unless the effort in force is none (as OpenAI shows none)
 
 `/v1/responses` speaks OpenAI's Responses API (`fake_openai_responses.py`) with the same key check and
 the `error-*`, `flaky-*` and `tool-call` names (`break` and `stream-error` there are the last user text).
@@ -67,7 +69,7 @@ from starlette.routing import Route
 
 from tests.support import fake_embeddings, fake_logprobs
 from tests.support import fake_openai_responses as responses
-from tests.support.fake_openai_refusals import refusal
+from tests.support.fake_openai_refusals import effort_in_force, refusal
 
 RETRY_AFTER_S = 1
 
@@ -151,6 +153,7 @@ ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
 
 
 REASONING = "The user greets me. A short answer will do."
+REASONED = 64  # an OpenAI reasoning model's hidden reasoning tokens, an answer
 REFUSAL = "I'm sorry, I can't help with that request."
 BREAK, END = object(), object()  # where a stream drops its connection, where it ends without [DONE]
 STREAM_ERROR = {
@@ -228,16 +231,26 @@ def slow_seconds(model: str) -> float:
     return float(model.removeprefix("slow-")) if model.startswith("slow-") else 0.0
 
 
-def usage_body(model: str, completion: int) -> dict[str, Any]:
-    """OpenAI's usage object; `cached` reads three quarters of a long prompt from the prompt cache."""
+def usage_body(model: str, completion: int, reasoning: int = 0) -> dict[str, Any]:
+    """OpenAI's usage object, `completion` the answers' tokens and `reasoning` the reasoning's, counted
+    in `completion_tokens` too; `cached` reads three quarters of a long prompt from the prompt cache."""
     prompt, cached = (2048, 1536) if model == "cached" else (11, 0)
     return {
         "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
+        "completion_tokens": completion + reasoning,
+        "total_tokens": prompt + completion + reasoning,
         "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0},
     }
+
+
+def reasoning_tokens(body: dict[str, Any], answers: int) -> int:
+    """The reasoning tokens of `answers` answers: `reasoner`'s words, or an OpenAI reasoning model's
+    hidden REASONED at any effort but none."""
+    if body.get("model") == "reasoner":
+        return answers * len(words(REASONING))
+    effort = effort_in_force(body)
+    return answers * REASONED if effort not in (None, "none") else 0
 
 
 def drip_seconds(model: str) -> float:
@@ -284,7 +297,11 @@ class FakeOpenAI:
             return StreamingResponse(self._stream(body, model, text), media_type="text/event-stream")
         if model == "garbage":
             return Response(b"<html>502 Bad Gateway</html>{", media_type="application/json")
-        completion = self._completion(model, text, answers=body.get("n", 1), logprobs=asked_logprobs(body))
+        answers = int(body.get("n") or 1)
+        reasoning = reasoning_tokens(body, answers)
+        completion = self._completion(
+            model, text, answers=answers, logprobs=asked_logprobs(body), reasoning=reasoning
+        )
         if model == "break":
             return StreamingResponse(_dropping(orjson.dumps(completion)), media_type="application/json")
         return JSONResponse(completion)
@@ -330,11 +347,12 @@ class FakeOpenAI:
         return JSONResponse(answer)
 
     def _completion(
-        self, model: str, text: str, *, answers: int = 1, logprobs: int | None = None
+        self, model: str, text: str, *, answers: int = 1, logprobs: int | None = None, reasoning: int = 0
     ) -> dict[str, Any]:
         """`answers` (`n`): the first says `text`, the i-th (from 2) `text` and "(answer i)"; listed last
         first, as nothing in OpenAI's API promises their order but their `index`. `logprobs`: the
-        alternatives asked for per token, when the tokens' log probabilities were."""
+        alternatives asked for per token, when the tokens' log probabilities were; `reasoning`: the
+        answers' reasoning tokens."""
         choices = []
         for index in reversed(range(answers)):
             said = text if index == 0 else f"{text} (answer {index + 1})"
@@ -355,7 +373,7 @@ class FakeOpenAI:
             "created": int(time.time()),
             "model": model,
             "choices": choices,
-            "usage": usage_body(model, spoken),
+            "usage": usage_body(model, spoken, reasoning),
             "system_fingerprint": "fp_fake",
         }
 
@@ -432,7 +450,10 @@ class FakeOpenAI:
                 if worded:
                     await asyncio.sleep(drip_seconds(model))
         if (body.get("stream_options") or {}).get("include_usage"):
-            yield sse({**base, "choices": [], "usage": usage_body(model, sum(len(words(s)) for s in said))})
+            spoken = sum(len(words(s)) for s in said)
+            yield sse(
+                {**base, "choices": [], "usage": usage_body(model, spoken, reasoning_tokens(body, answers))}
+            )
         yield b"data: [DONE]\n\n"
         self.scenarios.finished[model] += 1
 

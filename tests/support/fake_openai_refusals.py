@@ -53,6 +53,12 @@ def _listed(values: tuple[str, ...]) -> str:
     return ", ".join(quoted[:-1]) + f", and {quoted[-1]}"
 
 
+def effort_in_force(body: dict[str, Any]) -> str | None:
+    """The reasoning effort a listed model reasons at (the one asked, else its default); None for others."""
+    model = MODELS.get(SNAPSHOT.sub("", str(body.get("model", ""))))
+    return None if model is None else str(body.get("reasoning_effort", model.default))
+
+
 def refusal(body: dict[str, Any]) -> dict[str, Any] | None:
     """OpenAI's error object for what the model named in `body` refuses, or None when it takes it all."""
     name = str(body.get("model", ""))

@@ -35,6 +35,8 @@ Named = Mapping[str, ClientTool] | None
 
 
 def usage_json(usage: Usage) -> dict[str, Any]:
+    """The Response's usage; its `output_tokens_details.reasoning_tokens` is required: 0 where the
+    provider does not count the reasoning apart (Anthropic, the local model)."""
     return {
         "input_tokens": usage.prompt_tokens,
         "input_tokens_details": {
@@ -42,7 +44,7 @@ def usage_json(usage: Usage) -> dict[str, Any]:
             "cache_write_tokens": usage.cache_write_tokens,
         },
         "output_tokens": usage.completion_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens or 0},
         "total_tokens": usage.total_tokens,
     }
 

@@ -318,7 +318,9 @@ def thinking_json(blocks: list[ThinkingBlock] | None) -> list[dict[str, Any]]:
 
 def usage_json(usage: Usage) -> dict[str, Any]:
     """OpenAI's usage object; `prompt_tokens_details.cached_tokens` when the provider read part of the
-    prompt from its cache (Anthropic's cache writes have no OpenAI field: they are in `prompt_tokens`)."""
+    prompt from its cache (Anthropic's cache writes have no OpenAI field: they are in `prompt_tokens`);
+    `completion_tokens_details.reasoning_tokens` when the provider counted the reasoning among the
+    completion tokens (absent when it does not say, as Anthropic and the local model do not)."""
     out: dict[str, Any] = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
@@ -326,6 +328,8 @@ def usage_json(usage: Usage) -> dict[str, Any]:
     }
     if usage.cache_read_tokens:
         out["prompt_tokens_details"] = {"cached_tokens": usage.cache_read_tokens}
+    if usage.reasoning_tokens is not None:
+        out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
     return out
 
 

@@ -238,16 +238,25 @@ class Usage(BaseModel):
     provider read from its prompt cache (`cache_read_tokens`: OpenAI's `cached_tokens`, Anthropic's
     `cache_read_input_tokens`, Gemini's `cachedContentTokenCount`) and those it wrote to it
     (`cache_write_tokens`: Anthropic's `cache_creation_input_tokens`), which providers bill at their own
-    prices (`ModelSpec.cached_input_per_1k`, `cache_write_per_1k`)."""
+    prices (`ModelSpec.cached_input_per_1k`, `cache_write_per_1k`). `completion_tokens` counts every output
+    token, including the model's reasoning (`reasoning_tokens`: OpenAI's `reasoning_tokens`, Gemini's
+    `thoughtsTokenCount`), billed as output; absent (None) where the provider does not count them apart
+    (Anthropic, the local model, a compatible server that says nothing of them, an estimate)."""
 
     prompt_tokens: TokenCount = 0
     completion_tokens: TokenCount = 0
     cache_read_tokens: TokenCount = 0
     cache_write_tokens: TokenCount = 0
+    reasoning_tokens: TokenCount | None = None
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def answer_tokens(self) -> int:
+        """The output tokens besides the reasoning (all of them where the reasoning is not counted)."""
+        return max(self.completion_tokens - (self.reasoning_tokens or 0), 0)
 
 
 class TaskSubmitted(EventPayload):

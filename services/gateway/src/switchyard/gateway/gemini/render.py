@@ -22,14 +22,18 @@ FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "content
 
 def usage_json(usage: Usage) -> dict[str, Any]:
     """Gemini's usage: `cachedContentTokenCount` is the part of the prompt read from a provider's prompt
-    cache (any provider's: OpenAI's and Anthropic's cache reads too)."""
+    cache (any provider's: OpenAI's and Anthropic's cache reads too); `thoughtsTokenCount` the reasoning
+    tokens, apart from `candidatesTokenCount` and within `totalTokenCount`, as Gemini counts them (left
+    out when none or not known: reasoning a provider does not count apart stays in the candidates')."""
     out = {
         "promptTokenCount": usage.prompt_tokens,
-        "candidatesTokenCount": usage.completion_tokens,
+        "candidatesTokenCount": usage.answer_tokens,
         "totalTokenCount": usage.total_tokens,
     }
     if usage.cache_read_tokens:
         out["cachedContentTokenCount"] = usage.cache_read_tokens
+    if usage.reasoning_tokens:
+        out["thoughtsTokenCount"] = usage.reasoning_tokens
     return out
 
 

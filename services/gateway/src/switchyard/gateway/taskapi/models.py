@@ -19,6 +19,8 @@ class TaskUsage(BaseModel):
     total_tokens: int
     cache_read_tokens: int = 0  # of prompt_tokens: read from the provider's prompt cache
     cache_write_tokens: int = 0  # of prompt_tokens: written to it
+    # of completion_tokens: the model's reasoning; null where the provider does not count it apart
+    reasoning_tokens: int | None = None
 
 
 class TaskResult(BaseModel):

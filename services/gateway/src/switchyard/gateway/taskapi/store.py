@@ -67,6 +67,7 @@ def with_outcome(state: TaskState, outcome: TaskCompleted | TaskFailed) -> TaskS
                 total_tokens=usage.total_tokens,
                 cache_read_tokens=usage.cache_read_tokens,
                 cache_write_tokens=usage.cache_write_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
             ),
         )
         return state.model_copy(update={"status": "completed", "result": result, "updated_at": now})

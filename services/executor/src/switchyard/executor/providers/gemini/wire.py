@@ -260,13 +260,21 @@ def _image(url: str) -> dict[str, Any]:
 
 
 def usage_of(data: Any) -> Usage | None:
-    """Thinking tokens are output the caller pays for; tool-use prompt tokens are input."""
+    """Thinking tokens (`thoughtsTokenCount`, apart from `candidatesTokenCount`) are output the caller
+    pays for: counted in `completion_tokens` and as its `reasoning_tokens` (0 when absent: proto3 JSON
+    leaves zeros out); tool-use prompt tokens are input."""
     if not isinstance(data, dict):
         return None
     prompt = int(data.get("promptTokenCount") or 0) + int(data.get("toolUsePromptTokenCount") or 0)
-    completion = int(data.get("candidatesTokenCount") or 0) + int(data.get("thoughtsTokenCount") or 0)
+    thoughts = int(data.get("thoughtsTokenCount") or 0)
+    completion = int(data.get("candidatesTokenCount") or 0) + thoughts
     read = int(data.get("cachedContentTokenCount") or 0)  # of promptTokenCount: implicit or explicit cache
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, cache_read_tokens=min(read, prompt))
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cache_read_tokens=min(read, prompt),
+        reasoning_tokens=thoughts,
+    )
 
 
 class Candidate:

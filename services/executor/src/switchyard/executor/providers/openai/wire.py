@@ -185,18 +185,29 @@ class ToolCallDeltas:
 
 def usage_of(data: Any, *, prompt: str = "prompt", completion: str = "completion") -> Usage | None:
     """`prompt_tokens` includes the prompt-cache hits OpenAI bills at its cached-input price
-    (`prompt_tokens_details.cached_tokens`, automatic for prompts from 1,024 tokens). The Responses API
-    names the same counts `input_tokens` and `output_tokens` (`prompt="input", completion="output"`)."""
+    (`prompt_tokens_details.cached_tokens`, automatic for prompts from 1,024 tokens); `completion_tokens`
+    the reasoning tokens (`completion_tokens_details.reasoning_tokens`), billed as output: unknown where
+    a compatible server gives no such detail. The Responses API names the same counts `input_tokens` and
+    `output_tokens` (`prompt="input", completion="output"`)."""
     if not isinstance(data, dict):
         return None
-    details = data.get(f"{prompt}_tokens_details")
     prompted = int(data.get(f"{prompt}_tokens") or 0)
-    read = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+    completed = int(data.get(f"{completion}_tokens") or 0)
+    read = _detail(data, f"{prompt}_tokens_details", "cached_tokens")
+    reasoned = _detail(data, f"{completion}_tokens_details", "reasoning_tokens")
     return Usage(
         prompt_tokens=prompted,
-        completion_tokens=int(data.get(f"{completion}_tokens") or 0),
-        cache_read_tokens=min(read, prompted),
+        completion_tokens=completed,
+        cache_read_tokens=min(read or 0, prompted),
+        reasoning_tokens=None if reasoned is None else min(reasoned, completed),
     )
+
+
+def _detail(data: dict[str, Any], details: str, name: str) -> int | None:
+    """A count of a usage's details object (`prompt_tokens_details.cached_tokens`), None when not given."""
+    within = data.get(details)
+    value = within.get(name) if isinstance(within, dict) else None
+    return int(value) if value is not None else None
 
 
 def parse_reply(raw: bytes, call: ProviderCall) -> Reply:
