@@ -153,7 +153,12 @@ async def test_a_forced_tool_call_comes_back_as_the_pipelines_tool_call(
         ToolCall(id="call_fake_1", function=FunctionCall(name="get_weather", arguments='{"city": "Paris"}')),
     )
     assert (reply.finish_reason, reply.content, text) == ("tool_calls", "", "")
-    assert reply.usage.prompt_tokens == 21 and reply.usage.completion_tokens == 64  # its reasoning
+    # its reasoning: output tokens, counted apart too (`output_tokens_details.reasoning_tokens`)
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.usage.reasoning_tokens) == (
+        21,
+        64,
+        64,
+    )
 
 
 async def test_the_text_streams_as_it_comes(openai: OpenAIProvider) -> None:
@@ -301,6 +306,7 @@ def test_a_reasoning_summary_and_a_refusal_are_read() -> None:
         4,
         30,
     )
+    assert reply.usage.reasoning_tokens is None  # no output_tokens_details: not counted apart
 
 
 @pytest.mark.parametrize("streamed", [False, True])

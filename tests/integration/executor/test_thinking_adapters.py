@@ -1,6 +1,7 @@
 """Extended thinking through the Anthropic adapter against a server speaking the Messages protocol: the
 thinking blocks of an answer (whole and streamed, signatures included), and a tool loop continued with
-them sent back, which the server accepts only with their signatures intact."""
+them sent back, which the server accepts only with their signatures intact; and the reasoning tokens each
+provider counts apart (OpenAI, Gemini) or not (Anthropic), whole and streamed."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, 
 from switchyard.executor.providers.gemini import GeminiProvider, GeminiSettings
 from switchyard.executor.providers.openai import OpenAIProvider, OpenAISettings
 from tests.support.fake_anthropic import REDACTED_DATA, FakeAnthropic, sign
-from tests.support.fake_gemini import THOUGHT_SUMMARY, FakeGemini
-from tests.support.fake_openai import REASONING, FakeOpenAI
+from tests.support.fake_gemini import THOUGHT_SUMMARY, THOUGHT_TOKENS, FakeGemini
+from tests.support.fake_openai import REASONED, REASONING, FakeOpenAI, words
 from tests.support.servers import BackgroundServer
 
 pytestmark = pytest.mark.integration
@@ -66,8 +67,9 @@ async def test_an_answer_brings_its_signed_thinking_whole_and_streamed(
     assert reasoning[-1].signature == thought.signature
     first_text = next(i for i, p in enumerate(parts) if isinstance(p, TextDelta))
     assert first_text > parts.index(reasoning[-1])  # reasoning first
-    # thinking tokens are output tokens, billed as such
+    # thinking tokens are output tokens, billed as such; Anthropic does not count them apart
     assert streamed.usage.completion_tokens == whole.usage.completion_tokens > 6
+    assert whole.usage.reasoning_tokens is None and streamed.usage.reasoning_tokens is None
 
 
 async def test_redacted_thinking_is_kept_as_data(provider: AnthropicProvider) -> None:
@@ -127,6 +129,11 @@ async def test_an_openai_compatible_servers_reasoning_is_unsigned_thinking() -> 
     reasoning = parts[:first_text]
     assert "".join(p.text for p in reasoning if isinstance(p, ThinkingDelta)) == REASONING
     assert reasoning[-1] == ThinkingDelta(signature="")  # the block ends where the text begins
+    # `completion_tokens_details.reasoning_tokens`, within the completion tokens, whole and streamed
+    reasoned = len(words(REASONING))
+    answered = len(words(whole.content))
+    assert (whole.usage.completion_tokens, whole.usage.reasoning_tokens) == (answered + reasoned, reasoned)
+    assert streamed.usage == whole.usage
 
 
 async def test_geminis_thought_summary_is_unsigned_thinking_whole_and_streamed() -> None:
@@ -141,6 +148,7 @@ async def test_geminis_thought_summary_is_unsigned_thinking_whole_and_streamed()
             sent = server.requests[-1].body["generationConfig"]["thinkingConfig"]
             parts = [p async for p in adapter.stream(call)]
             plain = await adapter.request(_call("gemini-3.5-flash"))
+            several = await adapter.request(replace(call, n=2))
         finally:
             await adapter.aclose()
     assert sent == {"thinkingLevel": "medium", "includeThoughts": True}
@@ -153,3 +161,40 @@ async def test_geminis_thought_summary_is_unsigned_thinking_whole_and_streamed()
     assert "".join(p.text for p in parts[:first_text] if isinstance(p, ThinkingDelta)) == summary
     assert parts[first_text - 1] == ThinkingDelta(signature="")  # the block ends where the text begins
     assert not plain.thinking  # no thinking asked: no summary
+    # thoughtsTokenCount: apart from candidatesTokenCount at Gemini, within completion_tokens here
+    answered = whole.usage.completion_tokens - THOUGHT_TOKENS
+    assert (whole.usage.reasoning_tokens, answered) == (THOUGHT_TOKENS, len(words(whole.content)))
+    assert isinstance(streamed, Reply) and streamed.usage == whole.usage
+    assert plain.usage.reasoning_tokens == 0 and plain.usage.completion_tokens == len(words(plain.content))
+    # several candidates: the thoughts counted once, beside every candidate's tokens
+    assert several.usage.reasoning_tokens == THOUGHT_TOKENS
+    assert several.usage.completion_tokens == THOUGHT_TOKENS + sum(
+        len(words(a)) for a in (several.content, *(c.content for c in several.other_choices))
+    )
+
+
+async def test_openai_reasoning_models_hidden_reasoning_is_counted_whole_and_streamed() -> None:
+    """OpenAI's reasoning models show no reasoning but count it (`completion_tokens_details`): at any
+    effort but none, in the completion tokens and apart; with several answers, all of theirs."""
+    server = FakeOpenAI()
+    with BackgroundServer(server.app) as running:
+        adapter = OpenAIProvider(
+            OpenAISettings(api_key=server.api_key, base_url=f"{running.url}/v1"), timeout_s=10
+        )
+        try:
+            o3 = replace(_call("o3"), max_tokens=None)
+            whole = await adapter.request(o3)
+            parts = [p async for p in adapter.stream(o3)]
+            several = await adapter.request(replace(o3, n=2))
+            unreasoned = await adapter.request(replace(o3, model="gpt-5.1"))  # at effort none by default
+        finally:
+            await adapter.aclose()
+    assert not whole.thinking
+    assert (whole.usage.completion_tokens, whole.usage.reasoning_tokens) == (
+        len(words(whole.content)) + REASONED,
+        REASONED,
+    )
+    streamed = parts[-1]
+    assert isinstance(streamed, Reply) and streamed.usage == whole.usage
+    assert several.usage.reasoning_tokens == 2 * REASONED
+    assert unreasoned.usage.reasoning_tokens == 0  # counted: none, which is not unknown

@@ -20,6 +20,7 @@ from tests.integration.executor.tools_stack import (
     stack,
 )
 from tests.support.fake_anthropic import sign
+from tests.support.fake_openai import REASONED
 
 pytestmark = pytest.mark.integration
 __all__ = ["classifier", "stack"]  # fixtures
@@ -361,6 +362,9 @@ async def test_a_tool_loop_to_a_model_that_takes_tools_only_through_openais_resp
         {"effort": "high"},
         {"type": "function", "name": "get_weather"},
     )
+    # the upstream's `output_tokens_details.reasoning_tokens`, in the chat face's terms
+    assert first.usage is not None and first.usage.completion_tokens_details is not None
+    assert first.usage.completion_tokens_details.reasoning_tokens == REASONED == first.usage.completion_tokens
 
     turns = [
         *ASK,
@@ -392,3 +396,31 @@ async def test_a_tool_loop_to_a_model_that_takes_tools_only_through_openais_resp
         "call_id": call.id,
         "output": "21C and sunny",
     }
+
+
+async def test_a_reasoning_models_reasoning_tokens_reach_the_client_on_each_face(
+    stack: Stack, classifier: list[TaskSubmitted]
+) -> None:
+    """OpenAI counts a reasoning model's hidden reasoning among its completion tokens and apart; the
+    count goes through the executor to the chat face (whole, and in the streamed usage chunk) and the
+    Responses face, where the SDKs read it. A model whose provider does not count it apart (Anthropic's)
+    has no details in chat completions, and 0 where the Responses API requires the field."""
+    client = openai_client(stack)
+    whole = await client.chat.completions.create(model="openai/gpt-6.1-sol", messages=ASK)  # type: ignore[arg-type]
+    assert whole.usage is not None and whole.usage.completion_tokens_details is not None
+    assert whole.usage.completion_tokens_details.reasoning_tokens == REASONED < whole.usage.completion_tokens
+    stream = await client.chat.completions.create(
+        model="openai/gpt-6.1-sol",
+        messages=ASK,  # type: ignore[arg-type]
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    [usage] = [c.usage async for c in stream if c.usage is not None]
+    assert usage.completion_tokens_details is not None
+    assert usage.completion_tokens_details.reasoning_tokens == REASONED
+    response = await client.responses.create(model="openai/gpt-6.1-sol", input="Say hello.")
+    assert response.usage is not None and response.usage.output_tokens_details.reasoning_tokens == REASONED
+    claude = await client.chat.completions.create(model="ant/tool-call", messages=ASK)  # type: ignore[arg-type]
+    assert claude.usage is not None and claude.usage.completion_tokens_details is None
+    counted = await client.responses.create(model="ant/tool-call", input="Say hello.")
+    assert counted.usage is not None and counted.usage.output_tokens_details.reasoning_tokens == 0
