@@ -42,6 +42,7 @@ from switchyard.gateway.limits import views as limits
 from switchyard.gateway.limits.control import Control, control_bucket
 from switchyard.gateway.limits.counters import counter_bucket
 from switchyard.gateway.limits.service import RateLimiter
+from switchyard.gateway.message_batches import views as message_batch_views
 from switchyard.gateway.middleware import RequestContext
 from switchyard.gateway.state import Gateway
 from switchyard.gateway.stopping import Server, Stop
@@ -260,6 +261,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
     app.include_router(usage_views.router)
     app.include_router(webhook_views.router)
     app.include_router(batch_views.router)
+    app.include_router(message_batch_views.router)
     app.include_router(files_views.router)
     app.include_router(stored_views.router)
     errors.install(app)

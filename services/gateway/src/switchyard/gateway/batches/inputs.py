@@ -45,7 +45,7 @@ async def requests(
     the request taken and the rest of the chunk (128 KiB) it came in. One of GONE when the file is deleted
     meanwhile."""
     _, chunks = await files.open(tenant_id=record.tenant_id, file_id=record.batch.input_file_id, held=True)
-    reader = lines.Requests(start=start, max_body_bytes=max_body_bytes)
+    reader = lines.Requests(start=start, max_body_bytes=max_body_bytes, endpoint=record.batch.endpoint)
     async for chunk in chunks:
         reader.feed(chunk)
         for line in reader.take():

@@ -3,6 +3,10 @@ a `custom_id` unique in the file, `method` POST, `url` the batch's endpoint, and
 itself would accept (its own parsing, and the model catalogue). A file with any bad line fails the whole
 batch, listing the first MAX_ERRORS problems with their line numbers.
 
+A message batch's file (`MESSAGES`, Anthropic's Message Batches API: `message_batches/`) is written by the
+gateway from a create request it checked, so its lines are only counted here: each is read by the
+Anthropic face as it runs, and a bad one is that request's `errored` result, not the batch's failure.
+
 A running batch reads its validated file again (`Requests`) to submit its lines and to write their results,
 holding only the requests it is at: the file is never held, nor all its requests."""
 
@@ -16,23 +20,26 @@ from typing import Any, NamedTuple
 import orjson
 
 from switchyard.gateway import embeddings, serving
-from switchyard.gateway.errors import APIError, ServiceUnavailable
+from switchyard.gateway.errors import APIError, InvalidRequest, ServiceUnavailable
 from switchyard.gateway.files import upload
 from switchyard.gateway.schemas import ChatCompletionRequest
 
 MAX_LINES = 50_000  # requests in one file, as OpenAI
+MAX_MESSAGE_LINES = 100_000  # requests in one message batch, as Anthropic
 MAX_ERRORS = 50  # problems listed in a failed batch's `errors`
 # A problem's message as listed: messages echo what a line holds (its custom_id, url, model), and the list
 # is stored in the batch's record, which must stay well under the bus's largest message.
 MAX_MESSAGE_CHARS = 500
 # The chat endpoints a batch may run, by the face that reads and answers them; and embeddings, whose
 # lines are embedding tasks (`embeddings.py` reads and answers them).
+MESSAGES = "/v1/messages"  # a message batch's lines: never an OpenAI batch's endpoint
 FACES: dict[str, serving.Face] = {
     "/v1/chat/completions": serving.OPENAI,
     "/v1/completions": serving.LEGACY,
+    MESSAGES: serving.ANTHROPIC,
 }
 EMBEDDINGS = "/v1/embeddings"
-ENDPOINTS = (*FACES, EMBEDDINGS)
+ENDPOINTS = ("/v1/chat/completions", "/v1/completions", EMBEDDINGS)  # an OpenAI batch's
 Parsed = ChatCompletionRequest | embeddings.Embeddings
 
 
@@ -161,13 +168,19 @@ class Reader(_Lines):
             checked.fail("invalid_file", "the file is not UTF-8 text (JSON Lines)", None, number)
             self._stopped = True
             return
-        if checked.count + len(checked.errors) >= MAX_LINES:
-            checked.fail("too_many_requests", f"the file holds more than {MAX_LINES} requests", None, number)
+        most = max_lines(self._endpoint)
+        if checked.count + len(checked.errors) >= most:
+            checked.fail("too_many_requests", f"the file holds more than {most} requests", None, number)
             self._stopped = True
             return
         endpoint = self._endpoint
         line = _line(raw, number, endpoint, checked.count, checked, self._seen, self._max_body_bytes)
         if line is None:
+            return
+        if endpoint == MESSAGES:  # read as each runs (`parse`): a bad one is its own error
+            checked.count += 1
+            if self._keep:
+                checked.lines.append(line)
             return
         try:
             parsed = parse(
@@ -194,9 +207,10 @@ class Requests(_Lines):
     not parsed. A line that does not read as it did (it cannot, the file being immutable, unless the limits
     were lowered since) is still a request at its index, with an empty body: its submission fails."""
 
-    def __init__(self, *, start: int, max_body_bytes: int) -> None:
+    def __init__(self, *, start: int, max_body_bytes: int, endpoint: str = "") -> None:
         super().__init__(max_body_bytes=max_body_bytes)
         self._start = start
+        self._max_lines = max_lines(endpoint)
         self._index = 0
         self._read: deque[tuple[int, int, bytes | None]] = deque()  # index, number, raw: not taken yet
 
@@ -213,10 +227,14 @@ class Requests(_Lines):
         if raw is not None and not raw.strip():
             return
         index, self._index = self._index, self._index + 1
-        if index >= MAX_LINES:  # a file never validated (its batch cancelled first): read no further
+        if index >= self._max_lines:  # a file never validated (its batch cancelled first): read no further
             self._stopped = True
         elif index >= self._start:
             self._read.append((index, number, raw))
+
+
+def max_lines(endpoint: str) -> int:
+    return MAX_MESSAGE_LINES if endpoint == MESSAGES else MAX_LINES
 
 
 def read(content: bytes, *, endpoint: str, max_prompt_chars: int, max_body_bytes: int) -> Checked:
@@ -262,7 +280,7 @@ def _line(
     if not isinstance(body, dict):
         checked.fail("invalid_body", "body must be a JSON object: the endpoint's request", "body", number)
         return None
-    if body.get("stream") is True:
+    if body.get("stream") is True and endpoint != MESSAGES:  # a message's: its error (`parse`)
         checked.fail(
             "invalid_value",
             "streaming is not supported in a batch: leave `stream` out",
@@ -300,7 +318,21 @@ def parse(line: Line, endpoint: str, *, max_prompt_chars: int, max_body_bytes: i
         return embeddings.parse_request(
             line.body, max_prompt_chars=max_prompt_chars, max_text_bytes=max_body_bytes
         )
+    if endpoint == MESSAGES and _streams(line.body):
+        raise InvalidRequest(
+            "streaming is not supported in a message batch: leave `stream` out",
+            code="invalid_value",
+            param="stream",
+        )
     return FACES[endpoint].parse(line.body, max_prompt_chars=max_prompt_chars)
+
+
+def _streams(body: bytes) -> bool:
+    try:
+        obj: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False  # the face's parser says what is wrong with it
+    return isinstance(obj, dict) and obj.get("stream") is True
 
 
 async def check_models(checked: Checked, *, check: Callable[[Ask], Awaitable[str]]) -> None:

@@ -1,6 +1,7 @@
 """What each line of a finished batch became: its output line (the endpoint's answer, rendered from the
 task's result event as the endpoint renders it) or its error line (the endpoint's error, or a line the
-batch never ran). Read from the task store and the batch's refused lines, so any replica can write the
+batch never ran); for a message batch, its one results file in Anthropic's shape (`message_render`).
+Read from the task store and the batch's refused lines, so any replica can write the
 files, also after taking the batch over."""
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ import asyncio
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import IO, Literal
 
 from switchyard.common import vectors
 from switchyard.common.events import TaskCompleted
 from switchyard.gateway import completions, embeddings
-from switchyard.gateway.batches import lines, render
+from switchyard.gateway.batches import lines, message_render, render
 from switchyard.gateway.batches.models import BatchRecord, LineError, RequestCounts
 from switchyard.gateway.batches.store import BatchStore
 from switchyard.gateway.errors import APIError, UpstreamFailed
@@ -40,19 +42,29 @@ class Results:
     principal: Principal  # the creator: the output guardrails are theirs
     kept: list[str] = field(default_factory=list)  # embedding lines' stored vectors read: deleted at the end
 
+    @property
+    def _messages(self) -> bool:
+        return self.record.batch.endpoint == lines.MESSAGES
+
+    @property
+    def _shape(self) -> ModuleType:
+        """The module that writes a result line (the same functions in each)."""
+        return message_render if self._messages else render
+
     async def write(
         self, requests: AsyncIterator[lines.Line], *, final: str
     ) -> tuple[FileObject | None, FileObject | None, RequestCounts]:
         """The batch's output and error files (None: empty), and the counts they hold. The results are read
         in input order, READ_AT_ONCE lines at a time, their requests as `requests` gives them (read from the
         input file), and written to disk: neither the input nor the files are ever held in memory, and the
-        store reads them from there in chunks."""
+        store reads them from there in chunks. A message batch writes one file, every result in it (as
+        the output file)."""
         told = {"completed": 0, "failed": 0, "unfinished": 0}
         with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as errors:
 
             async def tell(window: list[lines.Line]) -> None:
                 for kind, text in await asyncio.gather(*(self.of(line, final=final) for line in window)):
-                    (output if kind == "completed" else errors).write(text)
+                    (output if kind == "completed" or self._messages else errors).write(text)
                     told[kind] += 1
 
             window: list[lines.Line] = []
@@ -73,7 +85,7 @@ class Results:
         content.seek(0)
         return await self.gw.files.put(
             tenant_id=self.record.tenant_id,
-            purpose="batch_output",
+            purpose="message_batch" if self._messages else "batch_output",
             filename=f"{self.record.batch.id}_{kind}.jsonl",
             data=content,
             expires_after_s=self.record.output_expires_s,
@@ -89,23 +101,23 @@ class Results:
         if state is None:
             refused = await self.store.line_error(batch_id, line.index)
             if refused is not None:
-                return "failed", render.failed(*args, request_id=task_id, error=refused)
+                return "failed", self._shape.failed(*args, request_id=task_id, error=refused)
         elif state.status == "completed":
             return await self._answer(line, task_id)
         elif state.status in ("failed", "timed_out"):
             embedding = self.record.batch.endpoint == lines.EMBEDDINGS
             error = render.task_error(state, embedding=embedding)
-            return "failed", render.failed(*args, request_id=task_id, error=error)
+            return "failed", self._shape.failed(*args, request_id=task_id, error=error)
         if final == "completed":
-            return "failed", render.failed(*args, request_id=task_id, error=UNAVAILABLE)
-        return "unfinished", render.unfinished(*args, ended=final)
+            return "failed", self._shape.failed(*args, request_id=task_id, error=UNAVAILABLE)
+        return "unfinished", self._shape.unfinished(*args, ended=final)
 
     async def _answer(self, line: lines.Line, task_id: str) -> tuple[Kind, bytes]:
         """What the endpoint answers for the line's completed task (its output guardrails included)."""
         args = (self.record.batch.id, line.index, line.custom_id)
         done = await self.gw.runs.store.stored_outcome(task_id)
         if not isinstance(done, TaskCompleted):
-            return "failed", render.failed(*args, request_id=task_id, error=UNAVAILABLE)
+            return "failed", self._shape.failed(*args, request_id=task_id, error=UNAVAILABLE)
         endpoint = self.record.batch.endpoint
         settings = self.gw.settings
         parsed = lines.parse(
@@ -119,10 +131,10 @@ class Results:
                     done, principal=self.principal, request_id=task_id, endpoint=endpoint
                 )
         except APIError as exc:
-            return "failed", render.failed(*args, request_id=task_id, error=render.line_error(exc))
+            return "failed", self._shape.failed(*args, request_id=task_id, error=render.line_error(exc))
         task = completions.build_task(parsed, self.principal, priority="low")
         body = lines.FACES[endpoint].render(task.model_copy(update={"task_id": task_id}), done)
-        return "completed", render.succeeded(*args, request_id=task_id, body=body)
+        return "completed", self._shape.succeeded(*args, request_id=task_id, body=body)
 
     async def _vectors(
         self, line: lines.Line, task_id: str, parsed: embeddings.Embeddings, done: TaskCompleted

@@ -15,7 +15,7 @@ from switchyard.gateway.batches.models import (
     CreateBatch,
 )
 from switchyard.gateway.batches.runner import BatchRunner
-from switchyard.gateway.batches.store import BatchStore, new_batch_id
+from switchyard.gateway.batches.store import OPENAI_PREFIX, BatchStore, new_batch_id
 from switchyard.gateway.completions import json_object
 from switchyard.gateway.errors import Conflict, InvalidRequest, NotFound, RateLimited, invalid_fields
 from switchyard.gateway.files.share import Share
@@ -83,15 +83,7 @@ class Batches:
             then="a batch writes its output and error files there; delete files you no longer need "
             "(finished batches' output and error files among them), then create the batch",
         )
-        unfinished = await self.store.unfinished(tenant_id=principal.tenant_id)
-        if unfinished >= self.max_unfinished:
-            raise RateLimited(
-                f"your organisation has {unfinished} batches not finished yet, its limit "
-                f"(SWITCHYARD_BATCH_ORG_UNFINISHED is {self.max_unfinished}): create this one once one of "
-                "them has ended (or cancel one)",
-                code="batch_limit_exceeded",
-                headers={"retry-after": "60"},
-            )
+        await self.check_unfinished(principal.tenant_id)
         now = int(time.time())
         batch = Batch(
             id=new_batch_id(),
@@ -114,6 +106,19 @@ class Batches:
         BATCHES_CREATED.labels(batch.endpoint).inc()
         self.runner.poke()
         return batch
+
+    async def check_unfinished(self, tenant_id: str) -> None:
+        """429 `batch_limit_exceeded` when the organisation has its limit of batches not finished yet
+        (OpenAI's and message batches together)."""
+        unfinished = await self.store.unfinished(tenant_id=tenant_id)
+        if unfinished >= self.max_unfinished:
+            raise RateLimited(
+                f"your organisation has {unfinished} batches not finished yet, its limit "
+                f"(SWITCHYARD_BATCH_ORG_UNFINISHED is {self.max_unfinished}): create this one once one of "
+                "them has ended (or cancel one)",
+                code="batch_limit_exceeded",
+                headers={"retry-after": "60"},
+            )
 
     async def inputs_in_use(self, tenant_id: str | None) -> set[str]:
         """The input files of the organisation's unfinished batches (None: every organisation's), as the
@@ -139,10 +144,11 @@ class Batches:
             has_more=more,
         )
 
-    async def cancel(self, *, principal: Principal, batch_id: str) -> Batch:
+    async def cancel(self, *, principal: Principal, batch_id: str, prefix: str = OPENAI_PREFIX) -> Batch:
         """`cancelling` (the runner cancels what runs, writes the partial output, then `cancelled`); a
-        batch already cancelling or cancelled is answered as it stands; one that ended otherwise is 409."""
-        await self.store.get(tenant_id=principal.tenant_id, batch_id=batch_id)
+        batch already cancelling or cancelled is answered as it stands; one that ended otherwise is 409.
+        `prefix`: the kind of batch asked for (a message batch's `msgbatch_`)."""
+        await self.store.get(tenant_id=principal.tenant_id, batch_id=batch_id, prefix=prefix)
         now = int(time.time())
 
         def cancelling(r: BatchRecord) -> BatchRecord | None:

@@ -19,7 +19,8 @@ from switchyard.gateway.batches.vectors import KeptVectors
 from switchyard.gateway.errors import NotFound
 
 KEEP_S = 30 * 24 * 3600.0  # a batch is listed this long after its last change
-_BATCH_ID = re.compile(r"batch_[0-9a-f]{1,64}")
+_BATCH_ID = re.compile(r"(?:msg)?batch_[0-9a-f]{1,64}")
+OPENAI_PREFIX = "batch_"  # an OpenAI batch's id; a message batch's (Anthropic) is `msgbatch_...`
 
 
 async def batches_bucket(js: JetStreamContext) -> KeyValue:
@@ -27,10 +28,10 @@ async def batches_bucket(js: JetStreamContext) -> KeyValue:
     return bucket
 
 
-def new_batch_id() -> str:
-    """`batch_` and hex: microseconds since the epoch (so ids sort by creation, newest listed first), then
-    random."""
-    return f"batch_{time.time_ns() // 1000:014x}{secrets.token_hex(8)}"
+def new_batch_id(prefix: str = OPENAI_PREFIX) -> str:
+    """`batch_` (or `msgbatch_`) and hex: microseconds since the epoch (so ids sort by creation, newest
+    listed first), then random."""
+    return f"{prefix}{time.time_ns() // 1000:014x}{secrets.token_hex(8)}"
 
 
 class BatchStore:
@@ -59,9 +60,10 @@ class BatchStore:
         value, _ = await kv.read(self._kv, f"b.{batch_id}")
         return None if value is None else BatchRecord.model_validate_json(value)
 
-    async def get(self, *, tenant_id: str, batch_id: str) -> BatchRecord:
-        """The organisation's batch; NotFound for none, or another organisation's."""
-        record = await self.read(batch_id)
+    async def get(self, *, tenant_id: str, batch_id: str, prefix: str = OPENAI_PREFIX) -> BatchRecord:
+        """The organisation's batch of the kind its id's `prefix` names; NotFound for none, or another
+        organisation's (or kind's: each API sees its own)."""
+        record = await self.read(batch_id) if batch_id.startswith(prefix) else None
         if record is None or record.tenant_id != tenant_id:
             shown = batch_id if len(batch_id) <= 80 else f"{batch_id[:80]}…"
             raise NotFound(f"no batch {shown!r} in this organisation", param="batch_id")
@@ -91,12 +93,34 @@ class BatchStore:
         metering.count(before, after)  # once per change written: this replica's compare-and-set took it
         return after
 
-    async def page(self, *, tenant_id: str, after: str | None, limit: int) -> tuple[list[Batch], bool]:
-        """The organisation's batches, newest first, from the one after `after`; and whether more follow."""
+    async def page(
+        self,
+        *,
+        tenant_id: str,
+        after: str | None,
+        limit: int,
+        before: str | None = None,
+        kind: str = OPENAI_PREFIX,
+    ) -> tuple[list[Batch], bool]:
+        """The organisation's batches whose ids begin with `kind`, newest first, from the one after `after`
+        (older than it); with `before`, the `limit` just newer than it (still newest first); and whether
+        more follow that way."""
         prefix = f"t.{tenant_id}."
-        ids = sorted((k[len(prefix) :] for k in await kv.keys(self._kv, prefix)), reverse=True)
+        ids = sorted(
+            (i for k in await kv.keys(self._kv, prefix) if (i := k[len(prefix) :]).startswith(kind)),
+            reverse=True,
+        )
         if after is not None:
             ids = [i for i in ids if i < after]
+        if before is not None:
+            newer = [i for i in ids if i > before]
+            ids = newer[max(0, len(newer) - limit - 1) :]
+            ids.reverse()  # read from the cursor outwards: `more` then says whether newer ones are left
+            page, more = await self._read_page(ids, tenant_id, limit)
+            return page[::-1], more
+        return await self._read_page(ids, tenant_id, limit)
+
+    async def _read_page(self, ids: list[str], tenant_id: str, limit: int) -> tuple[list[Batch], bool]:
         page: list[Batch] = []
         for batch_id in ids:
             if len(page) > limit:
@@ -105,6 +129,13 @@ class BatchStore:
             if record is not None and record.tenant_id == tenant_id:
                 page.append(record.batch)
         return page[:limit], len(page) > limit
+
+    async def forget(self, record: BatchRecord) -> None:
+        """An ended batch removed: its record and its organisation's listing of it (its refused lines'
+        errors expire with the bucket's max age)."""
+        batch_id = record.batch.id
+        await self._kv.purge(f"t.{record.tenant_id}.{batch_id}")
+        await self._kv.purge(f"b.{batch_id}")
 
     async def active(self) -> list[str]:
         """The batches not finished yet, oldest first (a finished one's key stays listed as deleted until

@@ -8,8 +8,10 @@ from pydantic import BaseModel
 
 # Clients upload `batch` (a batch's input JSONL); the batch runner writes `batch_output` (its output and
 # error files). OpenAI's other purposes (assistants, fine-tune, vision, user_data, evals) serve APIs this
-# gateway does not offer.
-FilePurpose = Literal["batch", "batch_output"]
+# gateway does not offer. A message batch's (Anthropic's Message Batches API) requests and results are kept
+# as files of its own purpose, `message_batch`: not listed nor read through the Files API (`INTERNAL`).
+FilePurpose = Literal["batch", "batch_output", "message_batch"]
+INTERNAL: tuple[str, ...] = ("message_batch",)
 UPLOAD_PURPOSES: tuple[str, ...] = ("batch",)
 
 

@@ -46,7 +46,7 @@ from nats.js.object_store import ObjectStore
 from switchyard.common import objects, subjects
 from switchyard.common.background import cancel
 from switchyard.gateway.errors import APIError, NotFound
-from switchyard.gateway.files.models import FileObject, FilePurpose
+from switchyard.gateway.files.models import INTERNAL, FileObject, FilePurpose
 from switchyard.gateway.metrics import (
     FILES_ADDED,
     FILES_ADDED_BYTES,
@@ -326,6 +326,8 @@ class FileStore:
             raise file_not_found(file_id)
         if not held and expired(found.file, time.time()):  # kept for its batch alone
             raise file_not_found(file_id)
+        if not held and found.file.purpose in INTERNAL:  # its message batch's alone
+            raise file_not_found(file_id)
         return found
 
     async def open(
@@ -346,10 +348,10 @@ class FileStore:
         _, chunks = await self.open(tenant_id=tenant_id, file_id=file_id)
         return b"".join([chunk async for chunk in chunks])
 
-    async def delete(self, *, tenant_id: str, file_id: str) -> bool:
+    async def delete(self, *, tenant_id: str, file_id: str, held: bool = False) -> bool:
         """Deletes the file (its description first: it is gone for every reader at once). NotFound as
         `get`."""
-        await self._remove(await self._read(tenant_id, file_id), "deleted")
+        await self._remove(await self._read(tenant_id, file_id, held=held), "deleted")
         return True
 
     async def list(
@@ -370,7 +372,9 @@ class FileStore:
         files = [
             f.file
             for f in live
-            if (purpose is None or f.file.purpose == purpose) and not expired(f.file, now)
+            if (purpose is None or f.file.purpose == purpose)
+            and not expired(f.file, now)
+            and f.file.purpose not in INTERNAL
         ]
         return page(files, limit=limit, after=after, order=order)
 

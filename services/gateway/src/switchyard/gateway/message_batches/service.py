@@ -1,0 +1,185 @@
+"""The Message Batches API's operations, each scoped to the caller's organisation. A message batch is a
+batch of the Batch API (`batches/`) on the endpoint `/v1/messages`: its requests are stored as its input
+file (purpose `message_batch`, never shown by the Files API), each line a Messages request the runner
+reads through the Anthropic face as it runs it (a bad one is that request's `errored` result); its results
+file is written in Anthropic's shape (`batches/message_render.py`)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import orjson
+from pydantic import ValidationError
+
+from switchyard.gateway.batches.lines import MESSAGES
+from switchyard.gateway.batches.models import COMPLETION_WINDOW_S, TERMINAL, Batch, BatchRecord, RequestCounts
+from switchyard.gateway.batches.service import Batches
+from switchyard.gateway.batches.store import new_batch_id
+from switchyard.gateway.completions import json_object
+from switchyard.gateway.errors import Conflict, InvalidRequest, NotFound, RequestTooLarge, invalid_fields
+from switchyard.gateway.message_batches.models import (
+    ID_PREFIX,
+    KEEP_S,
+    MAX_LIST,
+    CreateMessageBatch,
+    DeletedMessageBatch,
+    MessageBatchList,
+    message_batch,
+)
+from switchyard.gateway.metrics import BATCHES_CREATED
+from switchyard.gateway.tenants import Principal
+
+MAX_BYTES = (
+    256 * 1024 * 1024
+)  # a create request's body, as Anthropic (and at most SWITCHYARD_FILES_MAX_BYTES)
+
+
+class MessageBatches:
+    def __init__(self, batches: Batches, *, max_body_bytes: int) -> None:
+        self.batches = batches
+        self.max_body_bytes = max_body_bytes  # one request's params, as POST /v1/messages takes them
+
+    async def create(self, *, principal: Principal, body: bytes) -> Batch:
+        """A new batch, its requests stored as its input file. 400 for a `custom_id` used twice; 413 for
+        one request larger than POST /v1/messages takes; 429 and 507 as an OpenAI batch's create."""
+        try:
+            asked = CreateMessageBatch.model_validate(json_object(body))
+        except ValidationError as exc:
+            raise invalid_fields(exc.errors()) from exc
+        data = self._input(asked)
+        store, tenant_id = self.batches.store, principal.tenant_id
+        await self.batches.share.check(
+            self.batches.files,
+            tenant_id,
+            adding=len(data),
+            then="a message batch keeps its requests and its results there; delete files or message batches "
+            "you no longer need, then create the batch",
+        )
+        await self.batches.check_unfinished(tenant_id)
+        file = await self.batches.files.put(
+            tenant_id=tenant_id,
+            purpose="message_batch",
+            filename="requests.jsonl",
+            data=data,
+            expires_after_s=KEEP_S,
+        )
+        now = int(time.time())
+        batch = Batch(
+            id=new_batch_id(ID_PREFIX),
+            endpoint=MESSAGES,
+            input_file_id=file.id,
+            status="validating",
+            created_at=now,
+            expires_at=now + COMPLETION_WINDOW_S,
+            request_counts=RequestCounts(total=len(asked.requests)),
+        )
+        record = BatchRecord(
+            batch=batch,
+            tenant_id=tenant_id,
+            user_id=principal.user_id,
+            api_key_id=principal.api_key_id,
+            output_expires_s=KEEP_S,
+        )
+        try:
+            await store.create(record)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.batches.files.delete(tenant_id=tenant_id, file_id=file.id, held=True)
+            raise
+        BATCHES_CREATED.labels(MESSAGES).inc()
+        self.batches.runner.poke()
+        return batch
+
+    def _input(self, asked: CreateMessageBatch) -> bytes:
+        """The requests as the runner reads a batch's input file (JSONL, one line a request)."""
+        seen: dict[str, int] = {}
+        lines: list[bytes] = []
+        for index, request in enumerate(asked.requests):
+            if (first := seen.setdefault(request.custom_id, index)) != index:
+                raise InvalidRequest(
+                    f"custom_id {request.custom_id!r} is used by requests {first} and {index}: each "
+                    "request's custom_id must be unique within the batch",
+                    code="duplicate_custom_id",
+                    param=f"requests.{index}.custom_id",
+                )
+            params = orjson.dumps(request.params)
+            if len(params) > self.max_body_bytes:
+                raise RequestTooLarge(
+                    f"request {index} ({request.custom_id!r}): its params are {len(params)} bytes, more than "
+                    f"POST /v1/messages takes ({self.max_body_bytes} bytes, SWITCHYARD_MAX_BODY_BYTES)",
+                    param=f"requests.{index}.params",
+                )
+            line = {"custom_id": request.custom_id, "method": "POST", "url": MESSAGES}
+            lines.append(orjson.dumps({**line, "body": orjson.Fragment(params)}) + b"\n")
+        return b"".join(lines)
+
+    async def get(self, *, principal: Principal, batch_id: str) -> BatchRecord:
+        return await self.batches.store.get(
+            tenant_id=principal.tenant_id, batch_id=batch_id, prefix=ID_PREFIX
+        )
+
+    async def list(
+        self, *, principal: Principal, base_url: str, before_id: str | None, after_id: str | None, limit: int
+    ) -> MessageBatchList:
+        if not 1 <= limit <= MAX_LIST:
+            raise InvalidRequest(f"limit must be 1 to {MAX_LIST}", code="invalid_value", param="limit")
+        if before_id is not None and after_id is not None:
+            raise InvalidRequest(
+                "give before_id or after_id, not both", code="invalid_value", param="before_id"
+            )
+        page, more = await self.batches.store.page(
+            tenant_id=principal.tenant_id, after=after_id, before=before_id, limit=limit, kind=ID_PREFIX
+        )
+        data = [message_batch(batch, base_url=base_url) for batch in page]
+        return MessageBatchList(
+            data=data,
+            has_more=more,
+            first_id=data[0].id if data else None,
+            last_id=data[-1].id if data else None,
+        )
+
+    async def cancel(self, *, principal: Principal, batch_id: str) -> Batch:
+        return await self.batches.cancel(principal=principal, batch_id=batch_id, prefix=ID_PREFIX)
+
+    async def delete(self, *, principal: Principal, batch_id: str) -> DeletedMessageBatch:
+        """An ended batch removed, its requests and results with it; 409 while it is processing (cancel
+        it first, as Anthropic asks)."""
+        record = await self.get(principal=principal, batch_id=batch_id)
+        if record.batch.status not in TERMINAL:
+            raise Conflict(
+                "the message batch is still processing: cancel it, and delete it once it has ended",
+                code="batch_not_ended",
+            )
+        for file_id in (record.batch.input_file_id, record.batch.output_file_id):
+            if file_id is not None:
+                with contextlib.suppress(NotFound):
+                    await self.batches.files.delete(tenant_id=record.tenant_id, file_id=file_id, held=True)
+        await self.batches.store.forget(record)
+        return DeletedMessageBatch(id=record.batch.id)
+
+    async def results(self, *, principal: Principal, batch_id: str) -> tuple[int, AsyncIterator[bytes]]:
+        """The results file's size and bytes (JSONL); 409 before the batch ends. A batch that ended with
+        no results file (it failed before writing one) has none: empty."""
+        record = await self.get(principal=principal, batch_id=batch_id)
+        if record.batch.status not in TERMINAL:
+            raise Conflict(
+                "the message batch is still processing: its results are there once it has ended "
+                "(processing_status `ended`, `results_url` set)",
+                code="batch_not_ended",
+            )
+        if record.batch.output_file_id is None:
+            return 0, _nothing()
+        file, chunks = await self.batches.files.open(
+            tenant_id=record.tenant_id, file_id=record.batch.output_file_id, held=True
+        )
+        return file.bytes, chunks
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""
+
+
+__all__ = ["MAX_BYTES", "MessageBatches", "message_batch"]
