@@ -88,6 +88,18 @@ def tenants(platform: ChaosStack) -> Tenants:
         )
         assert batch.status_code == 200, batch.text
         made.ids["batch_id"] = batch.json()["id"]
+        ask = {
+            "model": "auto",
+            "max_tokens": 8,
+            "messages": [{"role": "user", "content": "victim secret plan"}],
+        }
+        message_batch = c.post(
+            "/v1/messages/batches", json={"requests": [{"custom_id": "victim-request", "params": ask}]}
+        )
+        assert message_batch.status_code == 200, message_batch.text
+        made.ids["message_batch_id"] = made.ids["before_id"] = made.ids["after_id"] = message_batch.json()[
+            "id"
+        ]
         answer = c.post(
             "/v1/responses", json={"model": "auto", "max_output_tokens": 8, "input": "victim secret plan"}
         )

@@ -156,6 +156,8 @@ def test_cross_tenant_attempts_on_every_endpoint(tenants: Tenants) -> None:
         assert c.get("/v1/models").status_code == 200, "the victim's own key still works"
         batch = c.get(f"/v1/batches/{t.ids['batch_id']}").json()
         assert batch["status"] not in ("cancelling", "cancelled"), batch
+        message_batch = c.get(f"/v1/messages/batches/{t.ids['message_batch_id']}").json()
+        assert not message_batch["cancel_initiated_at"], message_batch  # and not deleted
         assert c.get(f"/v1/responses/{t.ids['response_id']}").status_code == 200, "not deleted"
     print(f"\n{tried} cross-tenant requests, none answered with the victim's data")
 

@@ -12,6 +12,8 @@ import anthropic
 import httpx
 import pytest
 
+from switchyard.common.db import create_engine, sessionmaker
+from switchyard.gateway.tenants import create_api_key
 from tests.integration.gateway.batches_world import Pipeline, World, held, pipeline, world
 from tests.integration.gateway.harness import Org, auth
 
@@ -142,3 +144,29 @@ async def test_cancel_paging_and_delete(world: World, held: Pipeline) -> None:
     await held.release()
     for made in more:
         assert (await _ended(client, made.id)).request_counts.succeeded == 1
+
+
+async def test_the_keys_model_allow_list_applies_to_each_request(world: World, pipeline: Pipeline) -> None:
+    """A key limited to `auto`: a request naming another served model is its own `errored` result (403
+    `permission_error`, as POST /v1/messages answers it); the others run."""
+    _, bases, acme, _ = world
+    engine = create_engine(bases.db_url)  # type: ignore[attr-defined]
+    try:
+        key, _ = await create_api_key(
+            sessionmaker(engine),
+            tenant_id=acme.id,
+            name="auto only",
+            user_id=acme.users["member"],
+            policy={"models": ["auto"]},
+        )
+    finally:
+        await engine.dispose()
+    client = anthropic.AsyncAnthropic(base_url=bases[0], api_key=key, max_retries=0, timeout=30)
+    named = _request("named", "hello", model="local/smollm2-135m-instruct")
+    batch = await client.messages.batches.create(requests=[_request("routed", "hello"), named])  # type: ignore[list-item]
+    await _ended(client, batch.id)
+    results = {r.custom_id: r.result async for r in await client.messages.batches.results(batch.id)}
+    assert results["routed"].type == "succeeded"
+    refused = results["named"]
+    assert refused.type == "errored" and refused.error.error.type == "permission_error"
+    assert "not allowed for this API key" in refused.error.error.message

@@ -33,8 +33,9 @@ def _doc(description: str) -> dict[str, Any]:
     return {"model": AnthropicErrorResponse, "description": description}
 
 
+_SHOWN = (400, 401, 403, 404, 429, 503)
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    k: {**v, "model": AnthropicErrorResponse} for k, v in ERRORS.items() if k in (400, 401, 403, 404, 503)
+    k: {**v, "model": AnthropicErrorResponse} for k, v in ERRORS.items() if k in _SHOWN
 }
 _ENDED: dict[int | str, dict[str, Any]] = {409: _doc("`batch_not_ended`: the batch is still processing")}
 
@@ -60,7 +61,8 @@ def _base(request: Request) -> str:
         400: _doc("Invalid request: missing or invalid fields, `duplicate_custom_id`"),
         429: _doc(
             "`rate_limit_exceeded`: the requests-per-minute limits a message takes (see Retry-After); "
-            "`batch_limit_exceeded`: SWITCHYARD_BATCH_ORG_UNFINISHED batches not ended yet"
+            "`batch_limit_exceeded`: SWITCHYARD_BATCH_ORG_UNFINISHED batches not ended yet; "
+            "`too_many_auth_failures`: too many failed authentication attempts"
         ),
         507: _doc(
             "`organization_files_full`: the organisation's files (message batches' requests and results "

@@ -1,0 +1,106 @@
+"""A message batch as Anthropic shows it (its status and counts read from the batch's record), its result
+lines, and its requests file as the batch runner reads it."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from switchyard.gateway.batches import lines, message_render
+from switchyard.gateway.batches.models import Batch, LineError, RequestCounts
+from switchyard.gateway.errors import InvalidRequest
+from switchyard.gateway.message_batches.models import message_batch
+
+BASE = "http://gw"
+
+
+def _batch(status: str, total: int = 5, completed: int = 0, failed: int = 0, **at: int) -> Batch:
+    return Batch(
+        id="msgbatch_00",
+        endpoint=lines.MESSAGES,
+        input_file_id="file-x",
+        status=status,  # type: ignore[arg-type]
+        created_at=1_796_536_800,
+        expires_at=1_796_623_200,
+        request_counts=RequestCounts(total=total, completed=completed, failed=failed),
+        **at,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize("status", ["validating", "in_progress", "finalizing"])
+def test_running_is_in_progress_with_the_rest_processing(status: str) -> None:
+    shown = message_batch(_batch(status, completed=2, failed=1), base_url=BASE)
+    assert shown.processing_status == "in_progress" and shown.results_url is None and shown.ended_at is None
+    counts = shown.request_counts
+    assert (counts.processing, counts.succeeded, counts.errored) == (2, 2, 1)
+    assert shown.created_at == "2026-12-06T06:00:00Z"
+
+
+def test_cancelled_ends_with_the_rest_canceled() -> None:
+    canceling = message_batch(_batch("cancelling", completed=1, cancelling_at=1_796_536_860), base_url=BASE)
+    assert canceling.processing_status == "canceling"
+    assert canceling.cancel_initiated_at == "2026-12-06T06:01:00Z"
+    ended = message_batch(
+        _batch("cancelled", completed=1, failed=1, cancelling_at=1, cancelled_at=1_796_536_920), base_url=BASE
+    )
+    assert ended.processing_status == "ended" and ended.ended_at == "2026-12-06T06:02:00Z"
+    counts = ended.request_counts
+    assert (counts.processing, counts.succeeded, counts.errored, counts.canceled) == (0, 1, 1, 3)
+    assert ended.results_url == f"{BASE}/v1/messages/batches/msgbatch_00/results"
+
+
+def test_expired_and_failed_batches_tell_their_unrun_requests() -> None:
+    expired = message_batch(_batch("expired", completed=4, expired_at=2), base_url=BASE)
+    assert (expired.request_counts.expired, expired.request_counts.succeeded) == (1, 4)
+    failed = message_batch(_batch("failed", completed=1, failed_at=2), base_url=BASE)  # its file gone
+    assert (failed.request_counts.errored, failed.request_counts.processing) == (4, 0)
+
+
+def test_result_lines_in_anthropics_shape() -> None:
+    ok = orjson.loads(message_render.succeeded("b", 0, "a", request_id="t", body=b'{"type":"message"}'))
+    assert ok == {"custom_id": "a", "result": {"type": "succeeded", "message": {"type": "message"}}}
+    error = LineError(status=403, type="permission_error", code="model_not_allowed", message="no")
+    errored = orjson.loads(message_render.failed("b", 1, "c", request_id="t", error=error))["result"]
+    assert errored["type"] == "errored" and errored["error"]["type"] == "error"
+    assert errored["error"]["error"]["type"] == "permission_error"
+    assert errored["error"]["error"]["code"] == "model_not_allowed"
+    upstream = LineError(status=502, type="api_error", code="upstream_failed", message="down")
+    assert b'"type":"api_error"' in message_render.failed("b", 2, "d", request_id="t", error=upstream)
+    for ended, shown in (("cancelled", "canceled"), ("expired", "expired")):
+        line = orjson.loads(message_render.unfinished("b", 3, "e", ended=ended))
+        assert line == {"custom_id": "e", "result": {"type": shown}}
+
+
+def _file(*params: dict[str, object]) -> bytes:
+    return b"".join(
+        orjson.dumps({"custom_id": f"r{i}", "method": "POST", "url": lines.MESSAGES, "body": p}) + b"\n"
+        for i, p in enumerate(params)
+    )
+
+
+def test_a_message_batchs_bad_requests_are_counted_not_failed() -> None:
+    """Its requests are read by the Anthropic face as each runs: validation counts them, a bad one (no
+    max_tokens, `stream: true`) is its request's error then."""
+    good = {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    content = _file(good, {k: v for k, v in good.items() if k != "max_tokens"}, {**good, "stream": True})
+    checked = lines.read(content, endpoint=lines.MESSAGES, max_prompt_chars=10_000, max_body_bytes=4096)
+    assert checked.errors == [] and checked.count == 3 and not checked.asks
+    bad, streams = checked.lines[1], checked.lines[2]
+    assert lines.parse(checked.lines[0], lines.MESSAGES, max_prompt_chars=10_000, max_body_bytes=4096)
+    with pytest.raises(InvalidRequest) as caught:
+        lines.parse(bad, lines.MESSAGES, max_prompt_chars=10_000, max_body_bytes=4096)
+    assert caught.value.param == "max_tokens"
+    with pytest.raises(InvalidRequest) as caught:
+        lines.parse(streams, lines.MESSAGES, max_prompt_chars=10_000, max_body_bytes=4096)
+    assert caught.value.param == "stream"
+
+
+def test_a_message_batch_reads_past_openais_line_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lines, "MAX_LINES", 1)
+    content = _file({}, {}, {})
+    reader = lines.Requests(start=0, max_body_bytes=4096, endpoint=lines.MESSAGES)
+    reader.feed(content)
+    reader.end()
+    assert [line.custom_id for line in reader.take()] == ["r0", "r1", "r2"]
+    assert lines.max_lines(lines.MESSAGES) == 100_000
+    assert lines.max_lines("/v1/chat/completions") == 1
