@@ -19,8 +19,10 @@ import pytest
 
 from switchyard.cli.processes import NatsServer
 from switchyard.common import subjects
+from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.events import TaskFailed, TaskSubmitted
 from switchyard.gateway.batches.models import BatchRecord
+from switchyard.gateway.tenants import create_api_key
 from tests.integration.gateway.harness import Answerer, Bases, Org, gateways, make_org
 
 EMBEDDER = "local/all-minilm-l6-v2"
@@ -147,3 +149,19 @@ async def batch_record(url: str, batch_id: str) -> BatchRecord:
         return BatchRecord.model_validate_json(entry.value or b"{}")
     finally:
         await nc.close()
+
+
+async def auto_only_key(bases: Bases, org: Org) -> str:
+    """A new key of `org`'s member limited to the model `auto` (its policy's `models`)."""
+    engine = create_engine(bases.db_url)  # type: ignore[attr-defined]
+    try:
+        key, _ = await create_api_key(
+            sessionmaker(engine),
+            tenant_id=org.id,
+            name="auto only",
+            user_id=org.users["member"],
+            policy={"models": ["auto"]},
+        )
+        return key
+    finally:
+        await engine.dispose()

@@ -15,12 +15,11 @@ import openai
 import pytest
 
 from switchyard.common import objects, subjects, vectors
-from switchyard.common.db import create_engine, sessionmaker
-from switchyard.gateway.tenants import create_api_key
 from tests.integration.gateway.batches_world import (
     EMBEDDER,
     Pipeline,
     World,
+    auto_only_key,
     batch_record,
     chat_line,
     held,
@@ -169,17 +168,7 @@ async def test_a_line_naming_a_model_its_key_may_not_use_fails_the_batch_at_vali
     at validation, that line listed with the 403's code, as a model the deployment does not serve fails it
     (OpenAI fails a batch at validation, `errors` by line); no line runs."""
     _, bases, acme, _ = world
-    engine = create_engine(bases.db_url)  # type: ignore[attr-defined]
-    try:
-        key, _ = await create_api_key(
-            sessionmaker(engine),
-            tenant_id=acme.id,
-            name="auto only",
-            user_id=acme.users["member"],
-            policy={"models": ["auto"]},
-        )
-    finally:
-        await engine.dispose()
+    key = await auto_only_key(bases, acme)
     client = openai.AsyncOpenAI(base_url=f"{bases[0]}/v1", api_key=key, max_retries=0, timeout=30)
     file_id = await upload_lines(
         client,

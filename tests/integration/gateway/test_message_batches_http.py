@@ -12,9 +12,7 @@ import anthropic
 import httpx
 import pytest
 
-from switchyard.common.db import create_engine, sessionmaker
-from switchyard.gateway.tenants import create_api_key
-from tests.integration.gateway.batches_world import Pipeline, World, held, pipeline, world
+from tests.integration.gateway.batches_world import Pipeline, World, auto_only_key, held, pipeline, world
 from tests.integration.gateway.harness import Org, auth
 
 pytestmark = pytest.mark.integration
@@ -150,17 +148,7 @@ async def test_the_keys_model_allow_list_applies_to_each_request(world: World, p
     """A key limited to `auto`: a request naming another served model is its own `errored` result (403
     `permission_error`, as POST /v1/messages answers it); the others run."""
     _, bases, acme, _ = world
-    engine = create_engine(bases.db_url)  # type: ignore[attr-defined]
-    try:
-        key, _ = await create_api_key(
-            sessionmaker(engine),
-            tenant_id=acme.id,
-            name="auto only",
-            user_id=acme.users["member"],
-            policy={"models": ["auto"]},
-        )
-    finally:
-        await engine.dispose()
+    key = await auto_only_key(bases, acme)
     client = anthropic.AsyncAnthropic(base_url=bases[0], api_key=key, max_retries=0, timeout=30)
     named = _request("named", "hello", model="local/smollm2-135m-instruct")
     batch = await client.messages.batches.create(requests=[_request("routed", "hello"), named])  # type: ignore[list-item]
