@@ -173,7 +173,7 @@ class FileStore:
         batches read); how many. Sets the gauges of the files stored from what it read."""
         live, gone = await self._sorted_out(await _described(self._index, "*"), tenant_id=None)
         removed = [await self._remove(found, "expired") for found in gone]
-        for purpose in ("batch", "batch_output"):
+        for purpose in ("batch", "batch_output", "message_batch"):
             mine = [found.file.bytes for found in live if found.file.purpose == purpose]
             FILES_STORED.labels(purpose).set(len(mine))
             FILES_STORED_BYTES.labels(purpose).set(sum(mine))
