@@ -78,6 +78,9 @@ async def test_a_batch_to_its_results(world: World, pipeline: Pipeline) -> None:
     with pytest.raises(anthropic.NotFoundError) as caught:
         await _client(bases[0], other).messages.batches.retrieve(batch.id)
     assert caught.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+    assert caught.value.body["error"]["param"] == "message_batch_id"  # type: ignore[index]
+    with pytest.raises(anthropic.NotFoundError):
+        await _client(bases[0], other).messages.batches.cancel(batch.id)
     async with httpx.AsyncClient(base_url=bases[0], headers=auth(acme.keys["member"])) as http:
         assert (await http.get(f"/v1/batches/{batch.id}")).status_code == 404
         assert all(b["id"] != batch.id for b in (await http.get("/v1/batches")).json()["data"])

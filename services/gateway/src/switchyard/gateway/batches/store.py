@@ -132,8 +132,10 @@ class BatchStore:
 
     async def forget(self, record: BatchRecord) -> None:
         """An ended batch removed: its record and its organisation's listing of it (its refused lines'
-        errors expire with the bucket's max age)."""
+        errors expire with the bucket's max age); its runner's marks too, should it not have cleared them
+        yet (it ended the batch a moment ago), so that it is not counted unfinished without a record."""
         batch_id = record.batch.id
+        await self.finished(batch_id, tenant_id=record.tenant_id)
         await self._kv.purge(f"t.{record.tenant_id}.{batch_id}")
         await self._kv.purge(f"b.{batch_id}")
 

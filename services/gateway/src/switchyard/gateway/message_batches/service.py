@@ -116,9 +116,15 @@ class MessageBatches:
         return b"".join(lines)
 
     async def get(self, *, principal: Principal, batch_id: str) -> BatchRecord:
-        return await self.batches.store.get(
-            tenant_id=principal.tenant_id, batch_id=batch_id, prefix=ID_PREFIX
-        )
+        """The organisation's message batch; 404 `not_found` (`param` `message_batch_id`) for none, another
+        organisation's or an OpenAI batch."""
+        store, tenant_id = self.batches.store, principal.tenant_id
+        try:
+            return await store.get(tenant_id=tenant_id, batch_id=batch_id, prefix=ID_PREFIX)
+        except NotFound as exc:
+            exc.message = exc.message.replace("no batch", "no message batch", 1)
+            exc.param = "message_batch_id"  # the SDK's name for it
+            raise
 
     async def list(
         self, *, principal: Principal, base_url: str, before_id: str | None, after_id: str | None, limit: int
@@ -141,6 +147,7 @@ class MessageBatches:
         )
 
     async def cancel(self, *, principal: Principal, batch_id: str) -> Batch:
+        await self.get(principal=principal, batch_id=batch_id)  # its 404 as this API says it
         return await self.batches.cancel(principal=principal, batch_id=batch_id, prefix=ID_PREFIX)
 
     async def delete(self, *, principal: Principal, batch_id: str) -> DeletedMessageBatch:
