@@ -140,6 +140,8 @@ async def test_cancel_paging_and_delete(world: World, held: Pipeline) -> None:
     assert listed[:3] == newest_first
     page = await client.messages.batches.list(limit=2, before_id=batch.id)
     assert [b.id for b in page.data] == newest_first[:2] and not page.has_more
+    page = await client.messages.batches.list(limit=1, before_id=batch.id)
+    assert [b.id for b in page.data] == [more[0].id] and page.has_more
     page = await client.messages.batches.list(limit=1, after_id=more[1].id)
     assert [b.id for b in page.data] == [more[0].id] and page.has_more
     await held.release()

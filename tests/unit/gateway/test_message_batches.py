@@ -66,6 +66,8 @@ def test_result_lines_in_anthropics_shape() -> None:
     assert errored["error"]["error"]["code"] == "model_not_allowed"
     upstream = LineError(status=502, type="api_error", code="upstream_failed", message="down")
     assert b'"type":"api_error"' in message_render.failed("b", 2, "d", request_id="t", error=upstream)
+    busy = LineError(status=503, type="api_error", code="provider_overloaded", message="busy")
+    assert b'"type":"overloaded_error"' in message_render.failed("b", 2, "d", request_id="t", error=busy)
     for ended, shown in (("cancelled", "canceled"), ("expired", "expired")):
         line = orjson.loads(message_render.unfinished("b", 3, "e", ended=ended))
         assert line == {"custom_id": "e", "result": {"type": shown}}

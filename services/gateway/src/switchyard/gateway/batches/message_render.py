@@ -11,7 +11,7 @@ from __future__ import annotations
 import orjson
 
 from switchyard.gateway.batches.models import LineError
-from switchyard.gateway.errors import ANTHROPIC_TYPES
+from switchyard.gateway.errors import ANTHROPIC_TYPES, APIError, anthropic_wording
 
 UNFINISHED = {"cancelled": "canceled", "expired": "expired"}
 
@@ -22,12 +22,14 @@ def succeeded(batch_id: str, index: int, custom_id: str, *, request_id: str, bod
 
 
 def failed(batch_id: str, index: int, custom_id: str, *, request_id: str, error: LineError) -> bytes:
-    """The error POST /v1/messages would have answered, as the Anthropic face says it (our code, param
-    and request id ride along)."""
-    kind = ANTHROPIC_TYPES.get(error.status, "invalid_request_error" if error.status < 500 else "api_error")
+    """The error POST /v1/messages would have answered, as the Anthropic face says it (`errors.
+    error_response`: its type, and its words for a busy provider or a prompt too long; our code, param and
+    request id ride along)."""
+    status, message = anthropic_wording(APIError(error.message, code=error.code, status=error.status))
+    kind = ANTHROPIC_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
     detail = {
         "type": kind,
-        "message": error.message,
+        "message": message,
         "code": error.code,
         "param": error.param,
         "request_id": request_id,

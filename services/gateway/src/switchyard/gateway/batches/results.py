@@ -1,8 +1,8 @@
 """What each line of a finished batch became: its output line (the endpoint's answer, rendered from the
 task's result event as the endpoint renders it) or its error line (the endpoint's error, or a line the
 batch never ran); for a message batch, its one results file in Anthropic's shape (`message_render`).
-Read from the task store and the batch's refused lines, so any replica can write the
-files, also after taking the batch over."""
+Read from the task store and the batch's refused lines, so any replica can write the files, also after
+taking the batch over."""
 
 from __future__ import annotations
 

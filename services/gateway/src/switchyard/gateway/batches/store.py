@@ -113,10 +113,9 @@ class BatchStore:
         if after is not None:
             ids = [i for i in ids if i < after]
         if before is not None:
-            newer = [i for i in ids if i > before]
-            ids = newer[max(0, len(newer) - limit - 1) :]
-            ids.reverse()  # read from the cursor outwards: `more` then says whether newer ones are left
-            page, more = await self._read_page(ids, tenant_id, limit)
+            # read from the cursor outwards (oldest first): `more` then says whether newer ones are left
+            newer = [i for i in reversed(ids) if i > before]
+            page, more = await self._read_page(newer, tenant_id, limit)
             return page[::-1], more
         return await self._read_page(ids, tenant_id, limit)
 
