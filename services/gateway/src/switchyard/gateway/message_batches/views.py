@@ -82,9 +82,9 @@ async def create_message_batch(request: Request, response: Response) -> MessageB
     try:
         body = await read_body(request, limit=limit)
     except RequestTooLarge as exc:
-        raise RequestTooLarge(
-            f"a message batch's body is at most {limit} bytes (256 MB, or SWITCHYARD_FILES_MAX_BYTES if "
-            f"lower): {exc.message.split(' exceeds')[0]} is larger"
+        raise RequestTooLarge(  # its own limit, not SWITCHYARD_MAX_BODY_BYTES that `read_body` names
+            f"the body is larger than the {limit} bytes a message batch takes (256 MB, or "
+            "SWITCHYARD_FILES_MAX_BYTES if lower): split its requests into several batches"
         ) from exc
     batch = await service.create(principal=principal, body=body)
     return message_batch(batch, base_url=_base(request))
