@@ -59,6 +59,7 @@ def gateway(nats_server: NatsServer, tmp_path: Path, sqlite_url: str) -> Iterato
         "SWITCHYARD_DATABASE_URL": sqlite_url,
         "SWITCHYARD_HTTP_PORT": str(port),
         "SWITCHYARD_TASK_TIMEOUT_S": "3",
+        "SWITCHYARD_STREAM_IDLE_TIMEOUT_S": "3",
         "SWITCHYARD_MAX_BODY_BYTES": "65536",
     }
     base = f"http://127.0.0.1:{port}"
@@ -261,8 +262,8 @@ async def test_timeout_is_a_504_and_is_recorded(
 async def test_a_stream_that_stops_coming_ends_at_the_task_timeout(
     gateway: tuple[str, str], pipeline: Pipeline
 ) -> None:
-    """Silent before any text: a 504; silent after text: the stream ends with a timeout event, not [DONE].
-    Either way at the gateway's task timeout (3 s here), not later."""
+    """Silent before any text: a 504 at the gateway's task timeout; silent after text: the stream ends with
+    a timeout event, not [DONE], at its stream idle timeout (both 3 s here), not later."""
     base, key = gateway
     async with httpx.AsyncClient(timeout=30) as c:
         started = time.monotonic()

@@ -319,7 +319,7 @@ async def test_the_stream_starts_at_the_first_thinking_not_the_first_text() -> N
 
     class Client:
         def stream(
-            self, task: TaskSubmitted, *, timeout_s: float, stop: object = None
+            self, task: TaskSubmitted, **_: object
         ) -> AsyncIterator[Chunk | TaskCompleted | TaskFailed]:
             async def items() -> AsyncIterator[Chunk | TaskCompleted | TaskFailed]:
                 for item in _stream():

@@ -59,7 +59,11 @@ def policy_from(settings: ExecutorSettings) -> ExecutionPolicy:
         max_retry_after_s=settings.retry_after_max_s,
     )
     return ExecutionPolicy(
-        retry=retry, call_timeout_s=settings.call_timeout_s, task_deadline_s=settings.task_deadline_s
+        retry=retry,
+        call_timeout_s=settings.call_timeout_s,
+        task_deadline_s=settings.task_deadline_s,
+        stream_idle_s=settings.stream_idle_s,
+        stream_max_s=settings.stream_max_s,
     )
 
 

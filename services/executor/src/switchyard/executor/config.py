@@ -31,7 +31,20 @@ class ExecutorSettings(CommonSettings):
     )
     heartbeat_s: float = Field(default=10.0, gt=0, description="in-progress signal while a task runs")
     call_timeout_s: float = Field(default=60.0, gt=0, description="one provider call (a stream: each chunk)")
-    task_deadline_s: float = Field(default=110.0, gt=0, description="all attempts of one task together")
+    task_deadline_s: float = Field(
+        default=110.0,
+        gt=0,
+        description="all attempts of one task together until its first output (a task answered whole, not "
+        "streamed: until its answer); a stream that has sent output is bounded by the next two instead",
+    )
+    stream_idle_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="a streamed answer silent this long (no text, reasoning or tool call) is cut",
+    )
+    stream_max_s: float = Field(
+        default=3600.0, gt=0, description="a streamed answer still running this long is cut: the safety net"
+    )
     retry_max: int = Field(default=2, ge=0, description="retries of one model after its first try")
     retry_base_s: float = Field(default=0.25, gt=0)
     retry_cap_s: float = Field(default=4.0, gt=0)

@@ -24,6 +24,7 @@ from switchyard.executor.callbook import CallBook, Report
 from switchyard.executor.chunks import ChunkSink
 from switchyard.executor.embedding_replies import Checked
 from switchyard.executor.providers.base import (
+    OUTPUT,
     AnswerEnd,
     EmbeddingCall,
     EmbeddingReply,
@@ -47,7 +48,8 @@ from switchyard.executor.resilience.limits import LimitGuard, RateLimits
 from switchyard.executor.resilience.retry import RetryingProvider, RetryPolicy, Sleep
 
 # The task deadline fires this much after the last call's own timeout would, so calls time out (and are
-# recorded) by themselves; the outer bound is for streams, whose timeout is per chunk.
+# recorded) by themselves; the outer bound is for streams, whose timeout is per chunk. Once a stream has
+# sent output, the bound moves with it: `stream_idle_s` after its latest output, never past its cap.
 DEADLINE_GRACE_S = 0.5
 CANCELLED = "the task was cancelled (by its client, or its client went away) before it finished"
 # The vectors are more than one result may hold (vectors.MAX_RESULT_BYTES).
@@ -65,7 +67,9 @@ log = logging.getLogger(__name__)
 class ExecutionPolicy:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     call_timeout_s: float = 60.0
-    task_deadline_s: float = 110.0
+    task_deadline_s: float = 110.0  # until the first output (a task answered whole: until its answer)
+    stream_idle_s: float = 120.0  # a streamed answer's silence between two outputs
+    stream_max_s: float = 3600.0  # a streamed answer's whole run, the safety net
 
 
 class CancelGuard:
@@ -141,13 +145,16 @@ class _Run:
     on_cut: Callable[[list[ChargedCall]], Awaitable[None]] | None
     started: float = field(default_factory=time.perf_counter)
     deadline: Deadline = field(init=False)
+    cap: Deadline = field(init=False)  # a stream's whole run
+    timer: asyncio.Timeout | None = None
+    produced: bool = False  # a stream has sent output
 
     def __post_init__(self) -> None:
+        now, carried = datetime.now(UTC), self.routed.task.deadline
         self.deadline = Deadline.for_task(
-            budget_s=self.policy.task_deadline_s,
-            task_deadline=self.routed.task.deadline,
-            now=datetime.now(UTC),
+            budget_s=self.policy.task_deadline_s, task_deadline=carried, now=now
         )
+        self.cap = Deadline.for_task(budget_s=self.policy.stream_max_s, task_deadline=carried, now=now)
 
     def was_cancelled(self) -> bool:
         return self.cancelled is not None and self.cancelled()
@@ -174,7 +181,24 @@ class _Run:
         )
 
     def within_deadline(self) -> contextlib.AbstractAsyncContextManager[object]:
-        return asyncio.timeout(self.deadline.remaining() + DEADLINE_GRACE_S)
+        self.timer = asyncio.timeout(self.deadline.remaining() + DEADLINE_GRACE_S)
+        return self.timer
+
+    def output(self) -> None:
+        """A stream sent output: it may now run `stream_idle_s` past it, within its cap, whatever the
+        deadline of its first output said."""
+        self.produced = True
+        if self.timer is not None:
+            left = min(self.policy.stream_idle_s, self.cap.remaining())
+            self.timer.reschedule(asyncio.get_running_loop().time() + left)
+
+    def timed_out(self) -> str:
+        """Which bound cut the task."""
+        if not self.produced:
+            return f"the task did not finish within its deadline ({self.policy.task_deadline_s:g} s)"
+        if self.cap.expired():
+            return f"the stream did not finish within its cap ({self.policy.stream_max_s:g} s)"
+        return f"the stream sent nothing for {self.policy.stream_idle_s:g} s (its idle limit)"
 
     async def calls(
         self, work: Callable[[], Awaitable[R]], chunks: ChunkSink | None = None
@@ -198,8 +222,7 @@ class _Run:
             )
         except TimeoutError:
             await book.settle(None)
-            message = f"the task did not finish within its deadline ({self.policy.task_deadline_s:g} s)"
-            return await _failed(routed, chunks, code="provider_timeout", message=message, book=book)
+            return await _failed(routed, chunks, code="provider_timeout", message=self.timed_out(), book=book)
         except asyncio.CancelledError:
             if not self.was_cancelled():
                 # A shutdown: the task is redelivered. An answer held for a strategy's verdict is billed
@@ -285,7 +308,7 @@ async def execute(
         async with run.within_deadline():
             if streamed:
                 assert chunks is not None
-                return await _stream(candidates, target, call, chunks)
+                return await _stream(candidates, target, call, chunks, on_output=run.output)
             if decision.strategy == "cascade":
                 return await strategies.cascade(
                     candidates, target, call, context=context, checks=decision.checks
@@ -426,6 +449,8 @@ async def _stream(
     target: Callable[[RouteCandidate], Target],
     call: ProviderCall,
     chunks: ChunkSink,
+    *,
+    on_output: Callable[[], None],
 ) -> strategies.Result:
     async def on_switch(next_target: Target, _error: ProviderError) -> None:
         await chunks.reset(model=next_target.name)
@@ -435,6 +460,8 @@ async def _stream(
     async for part in chain.stream(call):
         if not isinstance(part, Reply):
             await _send(chunks, part, logprobs=call.logprobs)
+            if isinstance(part, OUTPUT):
+                on_output()
         else:
             assert chain.answered_by is not None
             answered = next(c for c in candidates if c.model == chain.answered_by.name)

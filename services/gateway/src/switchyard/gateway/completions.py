@@ -435,8 +435,8 @@ async def stream_events(
                 )
             yield b"data: [DONE]\n\n"
             return
-    except TimedOut:
-        yield sse_error(f"The task did not finish within {timeout_s:g} s", "task_timeout", "timeout")
+    except TimedOut as exc:
+        yield sse_error(str(exc), "task_timeout", "timeout")
     except Stopped:
         yield sse_error(Stopped.message, Stopped.code, "service_unavailable")
     finally:

@@ -16,7 +16,21 @@ class GatewaySettings(CommonSettings):
     http_reuse_port: bool = Field(
         default=False, description="bind with SO_REUSEPORT, so several gateway processes share the port"
     )
-    task_timeout_s: float = Field(default=120.0, gt=0, description="how long a request waits for its task")
+    task_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="how long a request waits for its task's answer, or a stream for its first output",
+    )
+    # A stream that has started is read as long as it flows: these outlast the executor's own bounds
+    # (SWITCHYARD_STREAM_IDLE_S, SWITCHYARD_STREAM_MAX_S), so its cut, with its reason, comes first.
+    stream_idle_timeout_s: float = Field(
+        default=150.0,
+        gt=0,
+        description="a started stream whose next chunk takes this long is ended (task_timeout)",
+    )
+    stream_max_timeout_s: float = Field(
+        default=3660.0, gt=0, description="a stream still running this long is ended (task_timeout)"
+    )
     # Sized for coding agents (Claude Code, Codex, Cursor): a session near a 200k-token context is ~0.8 MB
     # of JSON and ~1M characters, with screenshots of 1-3 MB each. A body travels as one task on the bus:
     # this default stays under the bus's max_payload as shipped (8 MiB) with room for what the pipeline

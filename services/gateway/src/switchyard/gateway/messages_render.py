@@ -210,8 +210,8 @@ async def stream_events(
             yield _event("message_delta", {"delta": delta, "usage": usage_json(item.usage)})
             yield _event("message_stop", {})
             return
-    except TimedOut:
-        yield _error(f"The task did not finish within {timeout_s:g} s", "timeout_error")
+    except TimedOut as exc:
+        yield _error(str(exc), "timeout_error")
     except Stopped:
         yield _error(Stopped.message, "overloaded_error")
     finally:

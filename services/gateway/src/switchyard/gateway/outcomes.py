@@ -84,13 +84,16 @@ async def open_stream(
     task: TaskSubmitted,
     *,
     timeout_s: float,
+    idle_s: float | None = None,
+    max_s: float | None = None,
     observe: Observe = None,
     stop: Stop | None = None,
 ) -> tuple[list[Chunk | TaskCompleted], AsyncIterator[Chunk | TaskCompleted | TaskFailed]]:
     """Waits for the first output, text or reasoning (or the end), before the HTTP response starts, so
     that a task failing before any output gets a proper HTTP error status instead of a 200 stream with an
-    error inside. Raises Stopped once the gateway's `stop` ends its requests, as the stream does later."""
-    items = client.stream(task, timeout_s=timeout_s, stop=stop)
+    error inside. Raises Stopped once the gateway's `stop` ends its requests, as the stream does later.
+    The waits: `TaskClient.stream`'s."""
+    items = client.stream(task, timeout_s=timeout_s, idle_s=idle_s, max_s=max_s, stop=stop)
     head: list[Chunk | TaskCompleted] = []
     try:
         async for item in items:
@@ -103,10 +106,8 @@ async def open_stream(
             head.append(item)
             if not isinstance(item, Chunk) or item.error or item.done or _output(item):
                 break
-    except TimedOut:
-        raise TaskTimeout(
-            f"The task did not finish within {timeout_s:g} s; it was recorded as timed out"
-        ) from None
+    except TimedOut as exc:
+        raise TaskTimeout(f"{exc}; it was recorded as timed out") from None
     return head, items
 
 

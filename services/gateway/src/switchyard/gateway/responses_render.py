@@ -409,8 +409,8 @@ async def stream_events(
                 response=body,
             )
             return
-    except TimedOut:
-        for out in failed("task_timeout", f"The task did not finish within {timeout_s:g} s"):
+    except TimedOut as exc:
+        for out in failed("task_timeout", str(exc)):
             yield out
     except Stopped:
         for out in failed(Stopped.code, Stopped.message):

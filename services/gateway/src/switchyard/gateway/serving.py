@@ -218,7 +218,13 @@ async def serve(request: Request, face: Face) -> Response:
         return Response(content, media_type="application/json", headers=headers)
     try:
         head, rest = await outcomes.open_stream(
-            gw.tasks, task, timeout_s=timeout, observe=admitted.observe, stop=gw.stop
+            gw.tasks,
+            task,
+            timeout_s=timeout,
+            idle_s=gw.settings.stream_idle_timeout_s,
+            max_s=gw.settings.stream_max_timeout_s,
+            observe=admitted.observe,
+            stop=gw.stop,
         )
     except TaskTimeout:
         _settle_later(gw, task, admitted, cancel=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -42,7 +43,7 @@ EVENT_RESERVE_BYTES = 64 * 1024
 
 
 class TimedOut(Exception):
-    pass
+    """The task's wait ran out; the message says which bound (`TaskClient.stream`)."""
 
 
 class Stopped(Exception):
@@ -134,10 +135,19 @@ class TaskClient:
         return done
 
     async def stream(
-        self, task: TaskSubmitted, *, timeout_s: float, stop: Stop | None = None
+        self,
+        task: TaskSubmitted,
+        *,
+        timeout_s: float,
+        idle_s: float | None = None,
+        max_s: float | None = None,
+        stop: Stop | None = None,
     ) -> AsyncGenerator[Chunk | Outcome, None]:
-        """Submits `task` and yields its chunks in order, then its result. Raises TimedOut, or Stopped
-        once the gateway's `stop` ends its requests."""
+        """Submits `task` and yields its chunks in order, then its result. Its first chunk is waited for
+        `timeout_s`, each later one `idle_s` (default: `timeout_s`), all of them `max_s` (default: no
+        more than the first and the idle bounds give), so an answer that keeps flowing is read to its end.
+        Raises TimedOut (its message says which bound), or Stopped once the gateway's `stop` ends its
+        requests."""
         self.check_fits(task)
         queue: asyncio.Queue[Chunk | Outcome | None] = asyncio.Queue()
 
@@ -158,7 +168,9 @@ class TaskClient:
         chunk_sub = await self._nc.subscribe(subjects.chunk_subject(task.task_id), cb=on_chunk)
         result_sub = await self._nc.subscribe(subjects.result_subject(task.task_id), cb=on_result)
         started = time.monotonic()
-        deadline = started + timeout_s
+        ends = started + max_s if max_s is not None else math.inf
+        idle = timeout_s if idle_s is None else idle_s
+        deadline, why = min(started + timeout_s, ends), f"The task did not finish within {timeout_s:g} s"
         if stop is not None:
             stop.on_cut(stopping)
         try:
@@ -178,9 +190,14 @@ class TaskClient:
                 yield item
                 if isinstance(item, TaskCompleted | TaskFailed):
                     return
+                now = time.monotonic()
+                if now + idle < ends:
+                    deadline, why = now + idle, f"The task's stream sent nothing for {idle:g} s"
+                else:
+                    deadline, why = ends, f"The task's stream did not finish within {max_s:g} s"
         except TimeoutError:
             await self._record_timeout(task, started)
-            raise TimedOut from None
+            raise TimedOut(why) from None
         finally:
             if stop is not None:
                 stop.forget(stopping)

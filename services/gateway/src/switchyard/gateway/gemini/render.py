@@ -144,8 +144,8 @@ async def stream_events(
             elif item.delta:
                 started.add(index)
                 yield frame.data(_response(task, model, [_candidate(index, [{"text": item.delta}])]))
-    except TimedOut:
-        yield frame.error(504, f"The task did not finish within {timeout_s:g} s", "task_timeout")
+    except TimedOut as exc:
+        yield frame.error(504, str(exc), "task_timeout")
     except Stopped:
         yield frame.error(503, Stopped.message, "gateway_stopping")
     finally:

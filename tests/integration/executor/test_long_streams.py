@@ -1,0 +1,133 @@
+"""A streamed answer lives as long as it flows: bounded by the time to its first output, the silence
+between outputs and a cap, not by one deadline for the whole task. The gateway, router and executor run
+as processes on a real nats-server, with small bounds (a first output within 3 s, silences of 1 s); a
+local OpenAI stand-in drips its words (`drip-<seconds>`); a fixture plays the classifier."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from switchyard.cli.processes import NatsServer
+from tests.integration.executor.tools_stack import _model, classifier
+from tests.integration.gateway.harness import Org, gateways, make_org
+from tests.integration.pipeline.services import Fleet
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.servers import BackgroundServer
+
+__all__ = ["classifier"]  # the fixture, used by name
+
+POLICY = {
+    "version": "long-streams",
+    "models": [_model("plain", "drip-0.5", []), _model("plain", "drip-5", [])],
+    "strategies": {"cascade": {"enabled": False}, "parallel": {"enabled": False}},
+}
+
+
+@dataclass
+class Stack:
+    base: str
+    org: Org
+    fake: FakeOpenAI
+    nats_url: str
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("long-streams")
+    server = NatsServer(tmp / "jetstream").start()
+    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
+    policy = tmp / "policy.yaml"
+    policy.write_text(yaml.safe_dump(POLICY))
+    fake = FakeOpenAI()
+    base_env = {
+        "SWITCHYARD_NATS_URL": server.url,
+        "SWITCHYARD_DATABASE_URL": db_url,
+        "SWITCHYARD_POLICY_PATH": str(policy),
+        **{f"{p}_API_KEY": "" for p in ("OPENAI", "ANTHROPIC", "GEMINI", "GOOGLE")},
+    }
+    fleet = Fleet(tmp, base_env)
+    try:
+        with BackgroundServer(fake.app) as o:
+            extra = {"plain": {"kind": "openai", "base_url": f"{o.url}/v1", "api_key": fake.api_key}}
+            executor = {
+                "SWITCHYARD_LOCAL_ENABLED": "false",
+                "SWITCHYARD_EXTRA_PROVIDERS": json.dumps(extra),
+                "SWITCHYARD_TASK_DEADLINE_S": "3",
+                "SWITCHYARD_STREAM_IDLE_S": "1",
+                "SWITCHYARD_STREAM_MAX_S": "30",
+            }
+            fleet.start("switchyard.router", name="router")
+            fleet.start("switchyard.executor", name="executor", env=executor)
+            gateway = {
+                **base_env,
+                "SWITCHYARD_TASK_TIMEOUT_S": "4",
+                "SWITCHYARD_STREAM_IDLE_TIMEOUT_S": "2",
+                "SWITCHYARD_STREAM_MAX_TIMEOUT_S": "40",
+            }
+            with gateways(server, db_url, tmp, env=gateway) as (base,):
+                fleet.wait_ready()
+                org = asyncio.run(make_org(db_url, "acme", roles=("member",)))
+                yield Stack(base, org, fake, server.url)
+    finally:
+        fleet.stop_all()
+        server.stop()
+
+
+async def _stream(stack: Stack, model: str) -> list[dict[str, Any]]:
+    """The stream's events, as JSON (`[DONE]` as {"done": True})."""
+    body = {
+        "model": model,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Please tell me a long story about the sea"}],
+    }
+    headers = {"Authorization": f"Bearer {stack.org.keys['member']}"}
+    events: list[dict[str, Any]] = []
+    async with (
+        httpx.AsyncClient(base_url=stack.base, timeout=30) as http,
+        http.stream("POST", "/v1/chat/completions", json=body, headers=headers) as response,
+    ):
+        assert response.status_code == 200, await response.aread()
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                data = line.removeprefix("data: ")
+                events.append({"done": True} if data == "[DONE]" else json.loads(data))
+    return events
+
+
+@pytest.mark.usefixtures("classifier")
+async def test_a_stream_that_keeps_flowing_outlives_the_task_deadline(stack: Stack) -> None:
+    """Twelve words ("Hello! You said: " and the prompt's nine) half a second apart: past the first-output
+    deadline (3 s) and the gateway's wait for it (4 s), never silent for the idle limit (1 s)."""
+    started = time.monotonic()
+    events = await _stream(stack, "plain/drip-0.5")
+    assert time.monotonic() - started > 5.0
+    assert not [e for e in events if "error" in e], events
+    text = "".join(c["delta"].get("content") or "" for e in events for c in e.get("choices", []))
+    assert len(text.split()) == 12
+    assert [c["finish_reason"] for e in events for c in e.get("choices", []) if c["finish_reason"]] == [
+        "stop"
+    ]
+    assert events[-1] == {"done": True}
+    assert stack.fake.scenarios.finished["drip-0.5"] == 1
+
+
+@pytest.mark.usefixtures("classifier")
+async def test_a_stream_that_stalls_is_cut_at_the_idle_limit(stack: Stack) -> None:
+    """Its first word, then 5 s of silence: cut about a second after that word, with an error event."""
+    started = time.monotonic()
+    events = await _stream(stack, "plain/drip-5")
+    assert time.monotonic() - started < 3.5
+    errors = [e["error"] for e in events if "error" in e]
+    assert [(e["code"], e["message"]) for e in errors] == [
+        ("provider_timeout", "the stream sent nothing for 1 s (its idle limit)")
+    ], events
+    assert stack.fake.scenarios.finished["drip-5"] == 0  # the upstream's stream was cut
