@@ -13,9 +13,12 @@ from nats.js.kv import KeyValue
 
 from switchyard.cli.processes import NatsServer
 from switchyard.common import kv, subjects
+from switchyard.common.events import ChatMessage, Usage
 from switchyard.common.providers import BreakerRecord, RateRecord
+from switchyard.executor.providers.base import ProviderCall, Reply
+from switchyard.executor.providers.testing import ScriptedProvider
 from switchyard.executor.resilience.breaker import BreakerConfig, BreakerState
-from switchyard.executor.resilience.limits import Limit
+from switchyard.executor.resilience.limits import Limit, LimitGuard
 from switchyard.executor.resilience.shared import KVBreakers, KVRateLimits
 
 pytestmark = pytest.mark.integration
@@ -244,3 +247,32 @@ async def test_read_all_lists_every_live_key_of_a_bucket(js: nats.js.JetStreamCo
     await bucket.delete("gem")
     assert await kv.read_all(bucket) == {"plain": b"plain", "oai": b"again", "ant": b"ant"}
     assert sorted(await kv.keys(bucket)) == ["ant", "gem", "oai", "plain"]  # gem: its delete marker
+
+
+async def test_shared_tpm_buckets_keep_what_calls_used_not_their_max_tokens(
+    replicas_js: list[nats.js.JetStreamContext],
+) -> None:
+    """Three replicas, 60 calls of a coding agent (a 100-token prompt estimated, max_tokens 50,000; each
+    used 1,120 tokens) against 400,000 tpm: each call is admitted on its worst case and keeps only what it
+    used, so all 60 get through (before: 7), and after the hand-back the shared bucket is down by exactly
+    what was used, from every replica, once."""
+    clock = Clock()
+    limits = {"anthropic/sonnet": Limit(tpm=400_000)}
+    buckets = [await kv.bucket(js, subjects.KV_RATE_LIMITS) for js in replicas_js]
+    replicas = [KVRateLimits(b, limits, clock=clock) for b in buckets]
+    for r in replicas:
+        await r.start()
+    used = Reply(
+        content="ok", finish_reason="stop", model="m", usage=Usage(prompt_tokens=1_100, completion_tokens=20)
+    )
+    guards = [LimitGuard(ScriptedProvider(used), r, keys=("anthropic/sonnet",)) for r in replicas]
+    call = ProviderCall(model="m", messages=(ChatMessage(role="user", content="x" * 400),), max_tokens=50_000)
+
+    async def one(n: int) -> None:
+        await asyncio.sleep(random.random() * 0.05)
+        await guards[n % 3].request(call)
+
+    await asyncio.gather(*(one(n) for n in range(60)))
+    for r in replicas:
+        await r.close()
+    assert await _level(buckets[0], "anthropic/sonnet", "tpm") == 400_000 - 60 * 1_120

@@ -198,14 +198,16 @@ async def test_a_task_past_its_deadline_fails_as_a_timeout_without_a_call() -> N
 
 async def test_rate_limits_count_the_inputs_tokens_only() -> None:
     """A chat call reserves its output too (256 tokens when it names no max_tokens); embeddings have
-    none: 3 short inputs (~11 tokens) fit in 20 tokens a minute, twice not."""
+    none: 3 short inputs (~11 tokens estimated) are admitted while 11 of 20 tokens a minute are left, and
+    each call keeps the 6 the provider counted: two such calls fit, a third not."""
     limits = LocalRateLimits({"openai": Limit(tpm=20)})
     model = ScriptedEmbedder(embedding_reply(3))
-    first = await run(routed("openai"), {"openai": model}, Bus(), limits=limits)
-    assert isinstance(first, TaskCompleted)
-    second = await run(routed("openai"), {"openai": model}, Bus(), limits=limits)  # the bucket is spent
-    assert isinstance(second, TaskFailed) and second.error_code == "provider_rate_limited"
-    assert len(model.calls) == 1
+    for _ in range(2):
+        done = await run(routed("openai"), {"openai": model}, Bus(), limits=limits)
+        assert isinstance(done, TaskCompleted)
+    third = await run(routed("openai"), {"openai": model}, Bus(), limits=limits)  # 8 left: short of 11
+    assert isinstance(third, TaskFailed) and third.error_code == "provider_rate_limited"
+    assert len(model.calls) == 2
 
 
 def _with_nan(answer: EmbeddingReply) -> EmbeddingReply:

@@ -172,7 +172,12 @@ class _Run:
         guarded: Provider = BreakerGuard(recorded, self.breakers, key=breaker_key(candidate))
         # outside the breaker: our own limit says nothing about the provider's health
         if self.limits is not None:
-            guarded = LimitGuard(guarded, self.limits, keys=(candidate.provider, candidate.model))
+            guarded = LimitGuard(
+                guarded,
+                self.limits,
+                keys=(candidate.provider, candidate.model),
+                cache_reads=getattr(adapter, "limits_count_cache_reads", True),
+            )
         return Target(
             candidate.model,
             RetryingProvider(guarded, self.policy.retry, deadline=self.deadline, sleep=self.sleep),

@@ -120,9 +120,11 @@ class BucketStore:
     """`leases.Store` over the token buckets in KV: one `RateRecord` per limit key (a provider or a model
     id) with its "rpm" and "tpm" buckets; a lease key is `<limit key>#<kind>`. A counter's value is what is
     out of the bucket: its capacity less the refilled level, rounded up (so `value + need <= capacity`
-    exactly when the level covers `need`). Units taken are spent for good (a call is a call); only a
-    replica's unused lease is given back (`add`, a negative delta raises the level, never past capacity).
-    A lowered capacity clips the level at once; a raised one refills at the new rate."""
+    exactly when the level covers `need`). A request taken is spent for good (a call is a call); a
+    replica's unused lease and the tokens a call did not use are given back (`add`, a negative delta
+    raises the level, never past capacity; a positive one, tokens used beyond those taken, lowers it,
+    never below empty). A lowered capacity clips the level at once; a raised one refills at the new
+    rate."""
 
     expires = False
 
@@ -205,7 +207,9 @@ class KVRateLimits:
     used) or to hand an idle one back. The bucket holds what every replica has taken, so N replicas never
     pass the limit; near it (less than 16 calls' worth left) a lease is exactly one call's worth, as the
     per-call compare-and-set was. A crashed replica's unused lease (at most 16 calls' worth, at most 1/16
-    of what was left) is spent as far as the bucket knows: it refills at the limit's rate, as any use."""
+    of what was left) is spent as far as the bucket knows: it refills at the limit's rate, as any use.
+    A call's tpm is taken on its worst case and settled to what it used (`settle`): the difference goes
+    into this replica's lease far from the limit (no round trip) and straight to the bucket near it."""
 
     def __init__(
         self,
@@ -251,6 +255,21 @@ class KVRateLimits:
         except KV_ERRORS as exc:
             log.warning("rate limit %s: shared state unavailable, letting the call through: %s", key, exc)
         return True
+
+    async def settle(self, key: str, *, taken: int, used: int) -> None:
+        """As `RateLimits.settle`, through this replica's lease of the tpm bucket (`Leases.give`): into
+        the lease while far from the limit, to the bucket near it (exact, as the take was)."""
+        limit = self._limits.get(key)
+        if limit is None or not limit.tpm:
+            return
+        back = max(min(taken, limit.tpm), 1) - min(used, limit.tpm)  # as `_wants` took it
+        lease = f"{key}#tpm"
+        if not back or self.leases.give_local(lease, back):
+            return
+        try:
+            await self.leases.give(lease, back)
+        except KV_ERRORS as exc:
+            log.warning("rate limit %s: shared state unavailable, %d tokens not settled: %s", key, back, exc)
 
     def set_limits(self, limits: dict[str, Limit]) -> None:
         """As `RateLimits.set_limits`. A changed key's wants are made afresh under its new ceilings: its

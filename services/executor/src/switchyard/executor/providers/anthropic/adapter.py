@@ -44,6 +44,9 @@ PATH = "v1/messages"
 
 class AnthropicProvider(HttpProvider):
     name = NAME
+    # Anthropic's input-token rate limits leave out tokens read from the prompt cache (current models),
+    # so our tpm buckets settle a call without them (`LimitGuard`)
+    limits_count_cache_reads = False
 
     def __init__(
         self,
