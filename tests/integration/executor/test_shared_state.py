@@ -13,6 +13,7 @@ from nats.js.kv import KeyValue
 
 from switchyard.cli.processes import NatsServer
 from switchyard.common import kv, subjects
+from switchyard.common.errors import ProviderError
 from switchyard.common.events import ChatMessage, Usage
 from switchyard.common.providers import BreakerRecord, RateRecord
 from switchyard.executor.providers.base import ProviderCall, Reply
@@ -249,6 +250,27 @@ async def test_read_all_lists_every_live_key_of_a_bucket(js: nats.js.JetStreamCo
     assert sorted(await kv.keys(bucket)) == ["ant", "gem", "oai", "plain"]  # gem: its delete marker
 
 
+async def _guarded(
+    replicas_js: list[nats.js.JetStreamContext], key: str, tpm: int, prompt: int, completion: int
+) -> tuple[KeyValue, list[KVRateLimits], list[LimitGuard]]:
+    """One started `KVRateLimits` per replica under `key`'s tpm limit (no refill), each behind a guard of
+    a provider whose every answer used `prompt` + `completion` tokens."""
+    buckets = [await kv.bucket(js, subjects.KV_RATE_LIMITS) for js in replicas_js]
+    replicas = [KVRateLimits(b, {key: Limit(tpm=tpm)}, clock=Clock()) for b in buckets]
+    for r in replicas:
+        await r.start()
+    usage = Usage(prompt_tokens=prompt, completion_tokens=completion)
+    answer = Reply(content="ok", finish_reason="stop", model="m", usage=usage)
+    return buckets[0], replicas, [LimitGuard(ScriptedProvider(answer), r, keys=(key,)) for r in replicas]
+
+
+def _agent_call(max_tokens: int) -> ProviderCall:
+    """A 100-token prompt (as estimated) and a coding agent's max_tokens."""
+    return ProviderCall(
+        model="m", messages=(ChatMessage(role="user", content="x" * 400),), max_tokens=max_tokens
+    )
+
+
 async def test_shared_tpm_buckets_keep_what_calls_used_not_their_max_tokens(
     replicas_js: list[nats.js.JetStreamContext],
 ) -> None:
@@ -256,17 +278,8 @@ async def test_shared_tpm_buckets_keep_what_calls_used_not_their_max_tokens(
     used 1,120 tokens) against 400,000 tpm: each call is admitted on its worst case and keeps only what it
     used, so all 60 get through (before: 7), and after the hand-back the shared bucket is down by exactly
     what was used, from every replica, once."""
-    clock = Clock()
-    limits = {"anthropic/sonnet": Limit(tpm=400_000)}
-    buckets = [await kv.bucket(js, subjects.KV_RATE_LIMITS) for js in replicas_js]
-    replicas = [KVRateLimits(b, limits, clock=clock) for b in buckets]
-    for r in replicas:
-        await r.start()
-    used = Reply(
-        content="ok", finish_reason="stop", model="m", usage=Usage(prompt_tokens=1_100, completion_tokens=20)
-    )
-    guards = [LimitGuard(ScriptedProvider(used), r, keys=("anthropic/sonnet",)) for r in replicas]
-    call = ProviderCall(model="m", messages=(ChatMessage(role="user", content="x" * 400),), max_tokens=50_000)
+    bucket, replicas, guards = await _guarded(replicas_js, "anthropic/sonnet", 400_000, 1_100, 20)
+    call = _agent_call(50_000)
 
     async def one(n: int) -> None:
         await asyncio.sleep(random.random() * 0.05)
@@ -275,4 +288,26 @@ async def test_shared_tpm_buckets_keep_what_calls_used_not_their_max_tokens(
     await asyncio.gather(*(one(n) for n in range(60)))
     for r in replicas:
         await r.close()
-    assert await _level(buckets[0], "anthropic/sonnet", "tpm") == 400_000 - 60 * 1_120
+    assert await _level(bucket, "anthropic/sonnet", "tpm") == 400_000 - 60 * 1_120
+
+
+async def test_settled_calls_near_a_shared_limit_admit_exactly_what_the_bucket_holds(
+    replicas_js: list[nats.js.JetStreamContext],
+) -> None:
+    """Near the limit (a lease is one call) each call's worst case is checked against the shared bucket
+    and its settlement goes straight back to it: calls of 30,100 tokens' worst case using 10,000, taken in
+    turn by three replicas from 100,000 tpm (no refill), are admitted while 30,100 are left: 7 of them
+    (30,000 left after), and the bucket ends at exactly 100,000 less what they used."""
+    bucket, replicas, guards = await _guarded(replicas_js, "m", 100_000, 9_000, 1_000)
+    call = _agent_call(30_000)
+    admitted = 0
+    for n in range(10):
+        try:
+            await guards[n % 3].request(call)
+            admitted += 1
+        except ProviderError as error:
+            assert error.kind == "rate_limited"
+    for r in replicas:
+        await r.close()
+    assert admitted == 7
+    assert await _level(bucket, "m", "tpm") == 100_000 - 7 * 10_000

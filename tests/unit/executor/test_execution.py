@@ -21,11 +21,12 @@ from switchyard.common.events import (
     TaskFailed,
     TaskRouted,
     TaskSubmitted,
+    Usage,
 )
 from switchyard.common.streaming import decode_chunk
 from switchyard.executor.chunks import ChunkSink
 from switchyard.executor.execution import ExecutionPolicy, execute
-from switchyard.executor.providers.base import Provider
+from switchyard.executor.providers.base import Provider, Reply
 from switchyard.executor.providers.testing import BreaksAfter, ScriptedProvider, fails, reply
 from switchyard.executor.resilience.breaker import BreakerConfig, LocalBreakers
 from switchyard.executor.resilience.limits import Limit, LocalRateLimits
@@ -307,6 +308,27 @@ async def test_a_provider_over_its_rate_limit_is_skipped_without_a_call() -> Non
     assert isinstance(first, TaskCompleted) and first.provider == "openai"
     assert isinstance(second, TaskCompleted) and second.provider == "local"
     assert len(openai.calls) == 1 and [c.provider for _, c in bus.calls] == ["local"]
+
+
+async def test_a_call_settles_its_tpm_to_its_usage_as_its_adapter_s_provider_counts_cache_reads() -> None:
+    """Both limits (provider, model) keep the tokens the call used, not its max_tokens; an adapter whose
+    provider leaves cache reads out of its limits (Anthropic's) has them left out here too."""
+    from switchyard.executor.providers.anthropic import AnthropicProvider
+
+    class Cached(ScriptedProvider):
+        limits_count_cache_reads = AnthropicProvider.limits_count_cache_reads
+
+    used = Usage(prompt_tokens=10_000, completion_tokens=20, cache_read_tokens=9_000)
+    answer = Reply(content="ok", finish_reason="stop", model="m", usage=used)
+    for provider, kept in ((ScriptedProvider(answer), 10_020), (Cached(answer), 1_020)):
+        limits = LocalRateLimits({"openai": Limit(tpm=100_000), "openai/model-openai": Limit(tpm=100_000)})
+        task = routed("openai")
+        request = task.task.request.model_copy(update={"max_tokens": 50_000})
+        task = task.model_copy(update={"task": task.task.model_copy(update={"request": request})})
+        assert isinstance(await run(task, {"openai": provider}, Bus(), limits=limits), TaskCompleted)
+        for key in ("openai", "openai/model-openai"):
+            assert await limits.try_acquire(key, tokens=100_000 - kept)
+            assert not await limits.try_acquire(key, tokens=1)
 
 
 async def test_tool_call_state_is_looked_up_for_adapters_that_carry_it_and_kept_after() -> None:
