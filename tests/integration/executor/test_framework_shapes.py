@@ -200,3 +200,23 @@ async def test_a_context_window_a_provider_refused_is_a_context_overflow_to_the_
         )
     error = said.value.body["error"]  # type: ignore[index]
     assert error["message"].startswith("prompt is too long: 130412 tokens > 128000 maximum (every candidate")
+
+
+async def test_the_anthropic_sdk_streams_a_calls_input_as_the_model_streams_it(
+    stack: Stack, classifier: list[TaskSubmitted]
+) -> None:
+    """The provider's argument pieces reach `messages.stream()` as `input_json` events, one each, and its
+    final message holds the whole input (Claude Code shows a Write's file as it streams so)."""
+    tool = {"name": "get_weather", "input_schema": WEATHER["parameters"]}
+    async with anthropic_client(stack).messages.stream(
+        model="oai/tool-call",
+        max_tokens=50,
+        messages=ASK,  # type: ignore[arg-type]
+        tools=[tool],  # type: ignore[list-item]
+    ) as stream:
+        pieces = [event.partial_json async for event in stream if event.type == "input_json"]
+        final = await stream.get_final_message()
+    assert pieces == ['{"city"', ': "Paris"}']
+    [call] = final.content
+    assert call.type == "tool_use" and (call.id, call.name) == ("call_fake_1", "get_weather")
+    assert call.input == {"city": "Paris"} and final.stop_reason == "tool_use"

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from switchyard.common.events import TaskCompleted, TaskFailed
+from switchyard.common.events import TaskCompleted, TaskFailed, ToolCall, Usage
 from switchyard.common.streaming import Chunk
 
 
@@ -25,3 +25,21 @@ def sse_data(events: list[bytes]) -> list[dict[str, Any]]:
         for line in event.split(b"\n")
         if line.startswith(b"data: ") and line != b"data: [DONE]"
     ]
+
+
+def calls_answer(*calls: ToolCall, content: str = "") -> TaskCompleted:
+    """An answer of `oai/tool-call` that ended with these tool calls."""
+    return TaskCompleted(
+        task_id="t1",
+        tenant_id="acme",
+        model="oai/tool-call",
+        provider="oai",
+        tier="fast",
+        content=content,
+        finish_reason="tool_calls",
+        tool_calls=list(calls),
+        usage=Usage(prompt_tokens=10, completion_tokens=9),
+        attempts=1,
+        latency_ms=5.0,
+        completed_at="2026-12-05T00:00:00Z",
+    )

@@ -1,6 +1,7 @@
 """Tool calls streamed in pieces reach the chat face's clients as OpenAI streams them (`delta.tool_calls`
 by index: id, type and name first, then argument pieces), once: the answer's end does not send them again.
-The faces that send calls whole (Anthropic's, Responses', legacy) keep doing so from the answer's end."""
+The Anthropic face streams them its own way (test_messages_tool_stream.py); the faces that send calls whole
+(Responses', legacy) keep doing so from the answer's end."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from typing import Any
 import orjson
 import pytest
 
-from switchyard.common.events import TaskCompleted, TaskFailed, ToolCall, Usage
+from switchyard.common.events import TaskCompleted, TaskFailed, ToolCall
 from switchyard.common.events.tasks import FunctionCall
 from switchyard.common.streaming import Chunk, ToolCallPiece
 from switchyard.gateway import completions, messages, messages_render
 from switchyard.gateway.outcomes import open_stream
 from switchyard.gateway.tenants import Principal
-from tests.unit.gateway.streams import items, sse_data
+from tests.unit.gateway.streams import calls_answer, items, sse_data
 
 pytestmark = pytest.mark.unit
 
@@ -31,20 +32,7 @@ PIECES = [
 
 
 def _done() -> TaskCompleted:
-    return TaskCompleted(
-        task_id="t1",
-        tenant_id="acme",
-        model="oai/tool-call",
-        provider="oai",
-        tier="fast",
-        content="",
-        finish_reason="tool_calls",
-        tool_calls=[CALL],
-        usage=Usage(prompt_tokens=10, completion_tokens=9),
-        attempts=1,
-        latency_ms=5.0,
-        completed_at="2026-12-05T00:00:00Z",
-    )
+    return calls_answer(CALL)
 
 
 async def test_the_chat_face_streams_a_calls_pieces_once() -> None:
@@ -85,7 +73,7 @@ async def test_a_calls_first_piece_is_output_that_opens_the_stream() -> None:
     await rest.aclose()  # type: ignore[attr-defined]
 
 
-async def test_the_anthropic_face_still_sends_the_call_whole_at_the_end() -> None:
+async def test_the_anthropic_face_streams_the_pieces_as_input_json_deltas() -> None:
     body = {"model": "oai/tool-call", "max_tokens": 50, "messages": [{"role": "user", "content": "Weather?"}]}
     tool = {"name": "get_weather", "input_schema": {"type": "object"}}
     parsed = messages.parse_request(
@@ -100,7 +88,8 @@ async def test_the_anthropic_face_still_sends_the_call_whole_at_the_end() -> Non
     ]
     data = sse_data(events)
     assert [d["delta"]["partial_json"] for d in data if d["type"] == "content_block_delta"] == [
-        '{"city":"Oslo"}'
+        '{"city"',
+        ': "Oslo"}',
     ]
     assert [d["content_block"]["id"] for d in data if d["type"] == "content_block_start"] == ["call_a"]
 

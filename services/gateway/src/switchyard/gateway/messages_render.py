@@ -1,6 +1,7 @@
 """The Anthropic face's answers: a Message, or the real Anthropic SSE event sequence (message_start, ping,
 then per content block content_block_start, content_block_delta..., content_block_stop, then
-message_delta, message_stop), thinking blocks first, then text, then tool_use."""
+message_delta, message_stop), thinking blocks first, then text, then tool_use (each call's input in
+pieces as the model streams them)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import orjson
 
 from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted, ToolCall, Usage
-from switchyard.common.streaming import Chunk, thinking_chunk
+from switchyard.common.streaming import Chunk, ToolCallPiece, thinking_chunk
 from switchyard.gateway.outcomes import Fault, head_model, in_order
 from switchyard.gateway.schemas import thinking_json
 from switchyard.gateway.tasks import Stopped, TimedOut
@@ -36,10 +37,14 @@ def arguments_object(call: ToolCall) -> dict[str, Any]:
     """A tool call's arguments as the object Anthropic's `input` and Gemini's `args` always are (a client
     calls its function with it): arguments an OpenAI-compatible server gave as something else (`null`, a
     list, text that is not JSON) are kept under `input`."""
+    return _object_of(call.function.arguments)
+
+
+def _object_of(text: str) -> dict[str, Any]:
     try:
-        arguments = orjson.loads(call.function.arguments or "{}")
+        arguments = orjson.loads(text or "{}")
     except orjson.JSONDecodeError:
-        arguments = call.function.arguments
+        arguments = text
     if not isinstance(arguments, dict):
         arguments = {} if arguments is None else {"input": arguments}
     return arguments
@@ -108,14 +113,47 @@ def _error(message: str, type_: str = "api_error") -> bytes:
     return _event("error", {"error": {"type": type_, "message": message}})
 
 
+class _Call:
+    """A tool call as its pieces stream: its arguments so far, how many of their characters went out as
+    `input_json_delta`s, whether its block was opened, and whether its arguments are held (they began
+    as something other than an object)."""
+
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.name: str | None = None
+        self.arguments = ""
+        self.sent = 0
+        self.opened = self.held = False
+
+
+def _complete(arguments: str) -> bool:
+    try:
+        orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
 class _Blocks:
     """A streamed message's content blocks, opened as their first delta comes (as Anthropic streams them):
     thinking blocks, then text, then tool_use; each gets the next index and is stopped before the next
-    one starts."""
+    one starts.
+
+    A tool call's block starts at its first piece that names it, and its arguments go out as they come
+    once they begin with `{`: Anthropic's `input` is always an object, so arguments that begin otherwise
+    (`null`, a list, text that is not JSON, from an OpenAI-compatible server) are held and go out as one
+    delta of the object `arguments_object` makes of them, when the block stops. Arguments that began as an
+    object but do not end as one (an answer cut by `max_tokens`) are left as sent: Anthropic streams such
+    a call so too, and its SDK parses the partial JSON. One call streams at a time, as in Anthropic's
+    stream: a piece of another call stops the open one once its arguments are complete JSON (providers
+    stream calls one after another); pieces of a call that come while the open one's are incomplete
+    (interleaved) wait, and its block starts with them at its next piece after, or at the answer's end."""
 
     def __init__(self) -> None:
         self.count = 0
         self.open: str | None = None  # the type of the block being streamed
+        self.calls: dict[int, _Call] = {}  # the tool calls whose pieces came, by their index
+        self.live: _Call | None = None  # the call whose block is open
 
     def start(self, block: dict[str, Any]) -> list[bytes]:
         events = self.stop()
@@ -129,9 +167,14 @@ class _Blocks:
     def stop(self) -> list[bytes]:
         if self.open is None:
             return []
+        events = []
+        if (call := self.live) is not None:
+            if not call.sent:  # held (not an object) or empty: the object it makes, whole
+                events.append(self._json(orjson.dumps(_object_of(call.arguments)).decode()))
+            self.live = None
         self.open = None
         self.count += 1
-        return [_event("content_block_stop", {"index": self.count - 1})]
+        return [*events, _event("content_block_stop", {"index": self.count - 1})]
 
     def thinking(self, chunk: Chunk) -> list[bytes]:
         """A reasoning chunk: a thinking block's text, its signature (which stops it), or a redacted one."""
@@ -147,6 +190,55 @@ class _Blocks:
     def text(self, text: str) -> list[bytes]:
         events = [] if self.open == "text" else self.start({"type": "text", "text": ""})
         return [*events, self.delta({"type": "text_delta", "text": text})] if text else events
+
+    def piece(self, piece: ToolCallPiece) -> list[bytes]:
+        """A piece of a streamed tool call (`ToolCallPiece`: its id and name first, then arguments)."""
+        call = self.calls.setdefault(piece.index, _Call())
+        call.id, call.name = call.id or piece.id, call.name or piece.name
+        call.arguments += piece.arguments
+        if call is self.live:
+            return self._flush(call)
+        if call.opened or call.id is None or call.name is None:
+            return []  # a stopped call's late piece, or a call not yet named: its end says it
+        if self.live is not None and not _complete(self.live.arguments):
+            return []  # interleaved with the open call's: they wait for it
+        events = self.start({"type": "tool_use", "id": call.id, "name": call.name, "input": {}})
+        call.opened, self.live = True, call
+        return events + self._flush(call)
+
+    def _flush(self, call: _Call) -> list[bytes]:
+        """The open call's arguments not yet sent, once they begin as an object (decided once: a file's
+        contents come in thousands of pieces)."""
+        if call.held or call.sent == len(call.arguments):
+            return []
+        if not call.sent:
+            head = call.arguments.lstrip()[:1]
+            call.held = head not in ("", "{")
+            if head != "{":
+                return []
+        more, call.sent = call.arguments[call.sent :], len(call.arguments)
+        return [self._json(more)]
+
+    def _json(self, partial: str) -> bytes:
+        return self.delta({"type": "input_json_delta", "partial_json": partial})
+
+    def tool_calls(self, done: TaskCompleted) -> list[bytes]:
+        """At the answer's end: the rest of the open call's arguments (from the whole call, by its id),
+        then every call no piece opened, whole; a call whose block was stopped is not sent again."""
+        streamed = {c.id for c in self.calls.values() if c.opened}
+        events: list[bytes] = []
+        if (live := self.live) is not None:
+            whole = next((c.function.arguments for c in done.tool_calls or [] if c.id == live.id), None)
+            if whole is not None and whole.startswith(live.arguments[: live.sent]):
+                live.arguments = whole
+                events += self._flush(live)
+        events += self.stop()
+        for block in tool_use_blocks(done):
+            if block["id"] in streamed:
+                continue
+            events += self.start({**block, "input": {}})
+            events += [self._json(orjson.dumps(block["input"]).decode()), *self.stop()]
+        return events
 
 
 async def stream_events(
@@ -181,7 +273,9 @@ async def stream_events(
                 return
             if isinstance(item, Chunk):
                 events: list[bytes] = []
-                if item.reasoning():
+                if item.tool_call is not None:
+                    events = blocks.piece(item.tool_call)
+                elif item.reasoning():
                     thought = True
                     events = blocks.thinking(item)
                 elif item.delta:
@@ -197,15 +291,8 @@ async def stream_events(
             if not sent and (said(item) or not item.tool_calls):
                 for event in blocks.text(said(item)):
                     yield event
-            for event in blocks.stop():
+            for event in blocks.tool_calls(item):
                 yield event
-            for block in tool_use_blocks(item):
-                arguments = orjson.dumps(block["input"]).decode()
-                for event in blocks.start({**block, "input": {}}):
-                    yield event
-                yield blocks.delta({"type": "input_json_delta", "partial_json": arguments})
-                for event in blocks.stop():
-                    yield event
             delta = stop_of(item)
             yield _event("message_delta", {"delta": delta, "usage": usage_json(item.usage)})
             yield _event("message_stop", {})
