@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import email.utils
 import http.cookiejar
+import logging
 import math
 import time
 from abc import ABC, abstractmethod
@@ -20,10 +21,12 @@ import httpx
 import orjson
 
 from switchyard.common.errors import ProviderError
+from switchyard.common.logs import redact
 from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart
 from switchyard.executor.providers.errors import provider_error
-from switchyard.executor.providers.transport import AiohttpTransport
+from switchyard.executor.providers.transport import PROXY_REFUSED, AiohttpTransport
 
+log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 5.0
 MAX_ERROR_BODY = 64 * 1024
@@ -151,6 +154,25 @@ async def finish_body(rest: AsyncIterator[Any], *, within_s: float = FINISH_BODY
                 pass
 
 
+# What a network failure says to the client, by httpx's exception (the subclass first matches exactly).
+_NETWORK: dict[type[Exception], str] = {
+    httpx.ConnectError: "could not connect",
+    httpx.RemoteProtocolError: "the connection broke, or the answer was not valid HTTP",
+    httpx.ReadError: "the connection failed while reading the answer",
+    httpx.WriteError: "the connection failed while sending the request",
+    httpx.ProxyError: "the proxy refused the connection",
+    httpx.UnsupportedProtocol: "the provider's URL has a scheme that is not served",
+}
+
+
+def _network_words(exc: Exception) -> str:
+    """The kind of a network failure; a proxy's refusal of the tunnel keeps its status (the transport's
+    own words, `the proxy refused the tunnel: 407 ...`: no host in them)."""
+    if isinstance(exc, httpx.ProxyError) and str(exc).startswith(PROXY_REFUSED):
+        return str(exc)
+    return _NETWORK.get(type(exc), "the connection failed")
+
+
 @asynccontextmanager
 async def transport_errors(provider: str) -> AsyncIterator[None]:
     """Maps httpx's and asyncio's failures into the taxonomy; ProviderErrors pass through untouched."""
@@ -163,7 +185,10 @@ async def transport_errors(provider: str) -> AsyncIterator[None]:
     except httpx.DecodingError as exc:
         raise provider_error("bad_response", f"{provider}: undecodable response: {exc}") from exc
     except (httpx.TransportError, httpx.StreamError) as exc:
-        raise provider_error("network", f"{provider}: {type(exc).__name__}: {exc}") from exc
+        # The exception's own words name the upstream's host and port (an internal vLLM server's address)
+        # and the HTTP library's internals: they go to this log, the client and the ledger get the kind.
+        log.warning("%s: %s: %s", provider, type(exc).__name__, redact(str(exc)))
+        raise provider_error("network", f"{provider}: {_network_words(exc)}") from exc
 
 
 async def read_error_body(response: httpx.Response) -> bytes:

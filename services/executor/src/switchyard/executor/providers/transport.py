@@ -27,6 +27,7 @@ import httpx
 import yarl
 
 KEEPALIVE_S = 5.0  # httpx's default keep-alive expiry
+PROXY_REFUSED = "the proxy refused the tunnel"
 # The server hung up, cut its body short, or sent what is not HTTP.
 PROTOCOL_ERRORS = (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError)
 
@@ -41,7 +42,7 @@ def _mapped(exc: aiohttp.ClientError) -> httpx.TransportError:
     if isinstance(exc, aiohttp.ClientProxyConnectionError):
         return httpx.ProxyError(message)
     if isinstance(exc, aiohttp.ClientHttpProxyError):  # the proxy refused the tunnel (407, 403, 502...)
-        return httpx.ProxyError(f"the proxy refused the tunnel: {exc.status} {exc.message}")
+        return httpx.ProxyError(f"{PROXY_REFUSED}: {exc.status} {exc.message}")
     if isinstance(exc, aiohttp.ClientConnectorError):
         return httpx.ConnectError(message)
     if isinstance(
