@@ -1,7 +1,7 @@
 """Tool calls streamed in pieces reach the chat face's clients as OpenAI streams them (`delta.tool_calls`
 by index: id, type and name first, then argument pieces), once: the answer's end does not send them again.
-The Anthropic face streams them its own way (test_messages_tool_stream.py); the faces that send calls whole
-(Responses', legacy) keep doing so from the answer's end."""
+The Anthropic face streams them its own way (test_messages_tool_stream.py), the Responses face in its
+events (test_responses_tool_stream.py); the legacy face sends calls whole from the answer's end."""
 
 from __future__ import annotations
 

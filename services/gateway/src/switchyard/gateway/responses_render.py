@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from switchyard.common.events import (
+    FunctionCall,
     TaskCompleted,
     TaskFailed,
     TaskSubmitted,
@@ -23,10 +25,10 @@ from switchyard.common.events import (
     ToolCall,
     Usage,
 )
-from switchyard.common.streaming import Chunk, thinking_chunk
+from switchyard.common.streaming import Chunk, ToolCallPiece, thinking_chunk
 from switchyard.gateway.outcomes import Fault, head_model, in_order
 from switchyard.gateway.responses import MESSAGE_ITEM, REASONING_ITEM, RESPONSE_ID, carrier
-from switchyard.gateway.responses_tools import ClientTool, custom_input
+from switchyard.gateway.responses_tools import ClientTool, CustomInput, custom_input
 from switchyard.gateway.schemas import token_json
 from switchyard.gateway.tasks import Stopped, TimedOut
 
@@ -208,9 +210,23 @@ class _Events:
         return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
+@dataclass
+class _Calling:
+    """A tool call's item, open: its id, output index and call (id, name), what of its arguments came and
+    what went out in deltas (a custom tool's: of its text, read from the arguments by `custom`)."""
+
+    item_id: str
+    index: int
+    call: ToolCall
+    custom: CustomInput | None
+    arguments: list[str] = field(default_factory=list)
+    sent: str = ""
+
+
 class _Output:
     """A streamed response's output items, numbered as they open: reasoning items (one per thinking
-    block), the message (opened at its first text), then the function calls."""
+    block), the message (opened at its first text), then the function calls (each opened at its first
+    piece, the message or call before it done then, as OpenAI ends an item before the next begins)."""
 
     def __init__(self, task: TaskSubmitted, event: _Events, named: Named) -> None:
         self.task = task
@@ -221,6 +237,9 @@ class _Output:
         self.thoughts = 0
         self.message: int | None = None  # the message item's output index, once open
         self.text: list[str] = []
+        self.tokens: list[TokenLogprob] = []  # the text's, as they came (the message's, if it ends early)
+        self.said = False  # the message ended before the answer did (a call followed it)
+        self.calls: dict[int, _Calling | None] = {}  # the calls that streamed, by index (None: done)
 
     def _where(self, item_id: str) -> dict[str, Any]:
         return {"item_id": item_id, "output_index": self.index}
@@ -260,8 +279,14 @@ class _Output:
         return out
 
     def delta(self, text: str, tokens: list[TokenLogprob] | None = None) -> list[bytes]:
+        """Streamed text; after a call began, none (the completed response has it: the message's item
+        ended, or would open after the calls, where the response does not have it)."""
+        return [] if self.said or self.calls else self._text(text, tokens)
+
+    def _text(self, text: str, tokens: list[TokenLogprob] | None) -> list[bytes]:
         out = [] if self.message is not None else self._open_message()
         self.text.append(text)
+        self.tokens += tokens or []
         logprobs = logprobs_json(tokens)
         return [*out, self.event("response.output_text.delta", delta=text, logprobs=logprobs, **self._at())]
 
@@ -283,8 +308,9 @@ class _Output:
         ]
 
     def finish(self, done: TaskCompleted, *, status: str) -> list[bytes]:
-        """The rest of an answer: thinking not streamed (an answer sent whole), its text, its calls. The
-        text's done events carry all its tokens, as the completed response does (the task's result)."""
+        """The rest of an answer: thinking not streamed (an answer sent whole), its text, its calls (those
+        streamed ended, the others whole). The text's done events carry all its tokens, as the completed
+        response does (the task's result)."""
         out: list[bytes] = []
         if not self.thoughts and self.thinking is None:
             for block in done.thinking or []:
@@ -292,40 +318,89 @@ class _Output:
         content = "".join(self.text) or done.content
         if done.refusal and not content:
             out += self._refusal(done.refusal, status)
-        elif content or not done.tool_calls:
+        elif not self.said and (content or not done.tool_calls):
             if self.message is None:
                 out += self._open_message()
                 if content:
-                    out += self.delta(content, done.logprobs)  # an answer sent whole: one delta
-            part = text_part(content, done.logprobs)
-            item = message_item(self.task, content, status=status, tokens=done.logprobs)
-            out.append(
-                self.event("response.output_text.done", text=content, logprobs=part["logprobs"], **self._at())
-            )
-            out.append(self.event("response.content_part.done", part=part, **self._at()))
-            out.append(self.event("response.output_item.done", output_index=self.message, item=item))
+                    out += self._text(content, done.logprobs)  # an answer sent whole: one delta
+            out += self._message_done(content, done.logprobs, status)
         for n, call in enumerate(done.tool_calls or []):
-            out += self._call(n, call)
+            if n not in self.calls:
+                out += self._open_call(n, call)
+            if self.calls[n] is not None:
+                out += self._end_call(n, call)
+        return out + self._end_calls()  # any the answer does not have ended as they came
+
+    def _end_calls(self) -> list[bytes]:
+        """The calls streaming ended, with the arguments that came (`{}` if none, as the result has)."""
+        out = []
+        for n, calling in self.calls.items():
+            if calling is not None:
+                out += self._end_call(n, calling.call, "".join(calling.arguments) or "{}")
         return out
 
-    def _call(self, n: int, call: ToolCall) -> list[bytes]:
-        """A tool call, whole: its item opened, its arguments (a custom tool's: its input), its item done."""
-        started = call_item(self.task, n, call, status="in_progress", arguments="", named=self.named)
-        done = call_item(self.task, n, call, named=self.named)
-        where = self._where(started["id"])
-        if done["type"] == "custom_tool_call":
-            kind, whole = "response.custom_tool_call_input", {"input": done["input"]}
-            delta = done["input"]
-        else:
-            kind, whole = "response.function_call_arguments", {"arguments": done["arguments"]}
-            delta, whole["name"] = done["arguments"], done["name"]
-        out = [
-            self.event("response.output_item.added", output_index=self.index, item=started),
-            self.event(f"{kind}.delta", delta=delta, **where),
-            self.event(f"{kind}.done", **whole, **where),
-            self.event("response.output_item.done", output_index=self.index, item=done),
+    def _message_done(self, content: str, tokens: list[TokenLogprob] | None, status: str) -> list[bytes]:
+        part = text_part(content, tokens)
+        item = message_item(self.task, content, status=status, tokens=tokens)
+        return [
+            self.event("response.output_text.done", text=content, logprobs=part["logprobs"], **self._at()),
+            self.event("response.content_part.done", part=part, **self._at()),
+            self.event("response.output_item.done", output_index=self.message, item=item),
         ]
+
+    def piece(self, piece: ToolCallPiece) -> list[bytes]:
+        """A piece of a tool call: its first opens its item (ending the message or the call before it),
+        each the arguments it adds as a delta (a custom tool's: the text they add, once it can be read)."""
+        out: list[bytes] = []
+        calling = self.calls.get(piece.index)
+        if piece.index not in self.calls:
+            if self.message is not None and not self.said:
+                out += self._message_done("".join(self.text), self.tokens, "completed")
+                self.said = True
+            out += self._end_calls()
+            function = FunctionCall.model_construct(name=piece.name or "", arguments="")
+            out += self._open_call(
+                piece.index, ToolCall(id=piece.id or f"call_{piece.index}", function=function)
+            )
+            calling = self.calls[piece.index]
+        if calling is None or not piece.arguments:
+            return out
+        calling.arguments.append(piece.arguments)
+        added = calling.custom.add(piece.arguments) if calling.custom is not None else piece.arguments
+        if added:
+            out.append(self._call_delta(calling, added))
+        return out
+
+    def _open_call(self, n: int, call: ToolCall) -> list[bytes]:
+        started = call_item(self.task, n, call, status="in_progress", arguments="", named=self.named)
+        custom = CustomInput() if started["type"] == "custom_tool_call" else None
+        self.calls[n] = _Calling(started["id"], self.index, call, custom)
         self.index += 1
+        return [self.event("response.output_item.added", output_index=self.index - 1, item=started)]
+
+    def _call_delta(self, calling: _Calling, text: str) -> bytes:
+        calling.sent += text
+        kind = "custom_tool_call_input" if calling.custom is not None else "function_call_arguments"
+        where = {"item_id": calling.item_id, "output_index": calling.index}
+        return self.event(f"response.{kind}.delta", delta=text, **where)
+
+    def _end_call(self, n: int, call: ToolCall, arguments: str | None = None) -> list[bytes]:
+        """A call's end: what of its arguments (its text) no delta carried, then its done events, whole."""
+        calling = self.calls[n]
+        assert calling is not None
+        done = call_item(self.task, n, call, arguments=arguments, named=self.named)
+        whole = done["input"] if calling.custom is not None else done["arguments"]
+        out = []
+        if whole.startswith(calling.sent) and len(whole) > len(calling.sent):
+            out.append(self._call_delta(calling, whole[len(calling.sent) :]))
+        where = {"item_id": done["id"], "output_index": calling.index}
+        if calling.custom is not None:
+            out.append(self.event("response.custom_tool_call_input.done", input=whole, **where))
+        else:
+            args = {"arguments": whole, "name": done["name"]}
+            out.append(self.event("response.function_call_arguments.done", **args, **where))
+        out.append(self.event("response.output_item.done", output_index=calling.index, item=done))
+        self.calls[n] = None
         return out
 
     def _refusal(self, refusal: str, status: str) -> list[bytes]:
@@ -363,7 +438,8 @@ async def stream_events(
     named: Named = None,
 ) -> AsyncIterator[bytes]:
     """response.created and .in_progress, a reasoning item per thinking block, the message item (opened at
-    its first text) with its output_text part and deltas, then each function call item, then
+    its first text) with its output_text part and deltas, then each function call item (opened at its
+    first piece, its arguments streamed as they come; sent whole from the answer if none came), then
     response.completed (or .incomplete) with the whole response and its usage. A break after output
     began is an `error` event, then response.failed (status `failed`, its `error`), the end clients wait
     for: never a completion, so never a silently cut answer. `fields` are a stored conversation's (see
@@ -390,7 +466,9 @@ async def stream_events(
                 return
             if isinstance(item, Chunk):
                 events = (
-                    output.reasoning(item)
+                    output.piece(item.tool_call)
+                    if item.tool_call is not None
+                    else output.reasoning(item)
                     if item.reasoning()
                     else output.delta(item.delta or "", item.logprobs)
                     if item.delta or item.logprobs  # tokens may come without text (a cut character's end)

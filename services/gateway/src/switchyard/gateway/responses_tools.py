@@ -19,6 +19,7 @@ requests carry all their tools so).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -202,6 +203,61 @@ def custom_input(arguments: str) -> str:
         return arguments
     text = parsed.get(CUSTOM_INPUT) if isinstance(parsed, dict) else None
     return text if isinstance(text, str) else arguments
+
+
+class CustomInput:
+    """A custom tool's text as its call's arguments stream in (`{"input": "..."}` in pieces): `add` gives
+    the text each piece adds, decoded, once the arguments are known to begin as that wrapper. A delta
+    cannot be taken back, so nothing is given before that (the client would take the wrapper for the
+    text), an escape split between pieces waits for its end (a surrogate pair for both halves), and
+    arguments of another shape (other keys first, not JSON, a bad escape) give nothing more: the call's
+    end gives the rest of its text (`custom_input`) whole. `text` is what was given."""
+
+    WRAPPER = re.compile(rf'\s*\{{\s*"{CUSTOM_INPUT}"\s*:\s*"')
+    SPECIAL = re.compile(r'["\\]')
+    ESCAPE = re.compile(r"u[dD][89abAB][0-9a-fA-F]{2}")  # a surrogate pair's first half, after its backslash
+
+    def __init__(self) -> None:
+        self.raw = ""
+        self.text = ""
+        self.at: int | None = None  # where the text's undecoded JSON begins, once the wrapper is known
+        self.ended = False  # the string closed, or it cannot be read
+
+    def add(self, piece: str) -> str:
+        self.raw += piece
+        if self.ended:
+            return ""
+        if self.at is None:
+            begun = self.WRAPPER.match(self.raw)
+            if begun is None:
+                return ""
+            self.at = begun.end()
+        end = self._whole(self.at)
+        try:
+            text = orjson.loads(f'"{self.raw[self.at : end]}"') if end > self.at else ""
+        except orjson.JSONDecodeError:
+            self.ended = True
+            return ""
+        self.at = end
+        self.text += text
+        return str(text)
+
+    def _whole(self, at: int) -> int:
+        """Where the whole characters from `at` end: at the string's closing quote (it ended), or before an
+        escape not yet whole."""
+        raw = self.raw
+        while (found := self.SPECIAL.search(raw, at)) is not None:
+            at = found.start()
+            if raw[at] == '"':
+                self.ended = True
+                return at
+            size = 6 if raw[at + 1 : at + 2] == "u" else 2
+            if self.ESCAPE.match(raw, at + 1):
+                size = 12  # with its second half
+            if at + size > len(raw):
+                return at
+            at += size
+        return len(raw)
 
 
 def custom_arguments(text: str) -> str:
