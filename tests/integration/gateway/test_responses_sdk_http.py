@@ -1,7 +1,8 @@
 """`/v1/responses` driven by OpenAI's SDK as client code drives it, over HTTP on a gateway process, a real
 nats-server and SQLite; a scripted pipeline answers on the bus: structured output through
-`responses.parse`, a stream that breaks, and what the stored-response endpoints say of a response that is
-not there or an operation that is not served (stored responses themselves: test_stored_responses_http)."""
+`responses.parse`, a function call streamed in pieces, a stream that breaks, and what the stored-response
+endpoints say of a response that is not there or an operation that is not served (stored responses
+themselves: test_stored_responses_http)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from nats.aio.msg import Msg
 
 from switchyard.common import subjects
 from switchyard.common.envelope import decode
-from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted
-from switchyard.common.streaming import Chunk, encode_chunk
+from switchyard.common.events import FunctionCall, TaskCompleted, TaskFailed, TaskSubmitted, ToolCall
+from switchyard.common.streaming import Chunk, ToolCallPiece, encode_chunk
 from tests.integration.gateway.responses_world import MODEL, World, answering, completed, publish, world
 
 pytestmark = pytest.mark.integration
@@ -31,13 +32,15 @@ class City(pydantic.BaseModel):
 
 class Pipeline:
     """Plays classifier, router and executor: answers each task with `answer` (streamed word by word when
-    the task streams), or with `breaks` streams the first word and then fails the task."""
+    the task streams), or with `breaks` streams the first word and then fails the task; with `call` it
+    calls that tool after the text, its arguments streamed in 4-character pieces."""
 
     def __init__(self, nc: Client) -> None:
         self.nc = nc
         self.seen: list[TaskSubmitted] = []
         self.answer = "Paris."
         self.breaks = False
+        self.call: ToolCall | None = None
 
     async def on_task(self, msg: Msg) -> None:
         _, task = decode(msg.data, (TaskSubmitted,))
@@ -49,8 +52,18 @@ class Pipeline:
             for seq, piece in enumerate(pieces[:1] if self.breaks else pieces):
                 chunk = Chunk(seq=seq, delta=piece, model=MODEL if seq == 0 else None)
                 await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(chunk))
+            arguments = self.call.function.arguments if self.call is not None else ""
+            calls = [
+                ToolCallPiece(index=0, arguments=arguments[at : at + 4]) for at in range(0, len(arguments), 4)
+            ]
+            if self.call is not None:
+                calls.insert(0, ToolCallPiece(index=0, id=self.call.id, name=self.call.function.name))
+            for seq, piece in enumerate(calls, len(pieces)):
+                await self.nc.publish(
+                    subjects.chunk_subject(task.task_id), encode_chunk(Chunk(seq=seq, tool_call=piece))
+                )
             if not self.breaks:
-                done = Chunk(seq=len(pieces), done=True, finish_reason="stop")
+                done = Chunk(seq=len(pieces) + len(calls), done=True, finish_reason="stop")
                 await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(done))
         outcome: TaskCompleted | TaskFailed = (
             TaskFailed(
@@ -61,7 +74,9 @@ class Pipeline:
                 failed_at=datetime.now(UTC),
             )
             if self.breaks
-            else completed(task, self.answer, completion_tokens=len(pieces))
+            else completed(
+                task, self.answer, completion_tokens=len(pieces), tool_calls=self.call and [self.call]
+            )
         )
         await publish(self.nc, outcome)
 
@@ -92,6 +107,28 @@ async def test_structured_output_through_responses_parse_whole_and_streamed(
     async with client.responses.stream(model="auto", input="The capital?", text_format=City) as stream:
         final = await stream.get_final_response()
     assert final.output_parsed == City(city="Paris", population_millions=2.1)
+
+
+async def test_a_function_call_streams_in_pieces_the_sdk_accumulates_whole(
+    pipeline: Pipeline, client: openai.AsyncOpenAI
+) -> None:
+    arguments = '{"city": "Paris", "units": "celsius"}'
+    pipeline.answer = "Let me look."
+    pipeline.call = ToolCall(id="call_1", function=FunctionCall(name="get_weather", arguments=arguments))
+    tool = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}, "strict": False}
+    async with client.responses.stream(model="auto", input="Weather in Paris?", tools=[tool]) as stream:
+        events = [event async for event in stream]
+        final = await stream.get_final_response()
+    deltas = [e for e in events if e.type == "response.function_call_arguments.delta"]
+    assert len(deltas) == 10 and "".join(d.delta for d in deltas) == arguments
+    assert deltas[-1].snapshot == arguments  # the SDK's own accumulation of the pieces
+    assert [e.output_index for e in events if e.type == "response.output_item.added"] == [0, 1]
+    call = final.output[1]
+    assert call.type == "function_call" and (call.call_id, call.name, call.arguments) == (
+        "call_1",
+        "get_weather",
+        arguments,
+    )
 
 
 async def test_a_stream_that_breaks_ends_with_response_failed(
