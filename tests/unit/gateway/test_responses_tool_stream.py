@@ -245,3 +245,47 @@ async def test_a_call_after_thinking_is_the_item_after_its_reasoning_item() -> N
     items = [e["item"] for e in events if e["type"] == "response.output_item.done"]
     assert [i["type"] for i in events[-1]["response"]["output"]] == ["reasoning", "function_call"]
     assert items[1] == events[-1]["response"]["output"][1]
+
+
+async def test_a_call_interleaved_with_an_unfinished_one_waits_for_it() -> None:
+    """One call's item is open at a time: pieces of another that come while the open call's arguments are
+    not whole JSON wait, and go at its next piece after (or, still waiting at the end, whole)."""
+    task = _task(stream=True, tools=[WEATHER])
+    a, b = (
+        Chunk(seq=0, tool_call=ToolCallPiece(index=n, id=f"call_{n}", name="get_weather")) for n in (0, 1)
+    )
+    chunks = [
+        a,
+        Chunk(seq=1, tool_call=ToolCallPiece(index=0, arguments='{"city"')),
+        b.model_copy(update={"seq": 2}),
+        Chunk(seq=3, tool_call=ToolCallPiece(index=1, arguments='{"city": "Oslo"}')),
+        Chunk(seq=4, tool_call=ToolCallPiece(index=0, arguments=': "Paris"}')),
+        Chunk(seq=5, tool_call=ToolCallPiece(index=1, arguments=" ")),
+    ]
+    calls = [
+        ToolCall(id=f"call_{n}", function=FunctionCall(name="get_weather", arguments=arguments))
+        for n, arguments in enumerate(['{"city": "Paris"}', '{"city": "Oslo"} '])
+    ]
+    events = await _stream(task, chunks, _done(content="", finish_reason="tool_calls", tool_calls=calls))
+    shape = [
+        (e["type"].removeprefix("response."), e["output_index"], e.get("delta"))
+        for e in events[2:-1]
+        if e["type"] != "response.function_call_arguments.done"
+    ]
+    assert shape == [
+        ("output_item.added", 0, None),
+        ("function_call_arguments.delta", 0, '{"city"'),
+        ("function_call_arguments.delta", 0, ': "Paris"}'),
+        ("output_item.done", 0, None),
+        ("output_item.added", 1, None),
+        ("function_call_arguments.delta", 1, '{"city": "Oslo"}'),
+        ("function_call_arguments.delta", 1, " "),
+        ("output_item.done", 1, None),
+    ]
+    assert [events[6]["item"], events[-2]["item"]] == events[-1]["response"]["output"]
+    waiting = await _stream(task, chunks[:4], _done(content="", finish_reason="tool_calls", tool_calls=calls))
+    assert [e["delta"] for e in waiting if e["type"].endswith("arguments.delta")] == [
+        '{"city"',
+        ': "Paris"}',  # the rest, from the answer
+        '{"city": "Oslo"} ',  # whole
+    ]

@@ -240,6 +240,7 @@ class _Output:
         self.tokens: list[TokenLogprob] = []  # the text's, as they came (the message's, if it ends early)
         self.said = False  # the message ended before the answer did (a call followed it)
         self.calls: dict[int, _Calling | None] = {}  # the calls that streamed, by index (None: done)
+        self.waiting: list[ToolCallPiece] = []  # pieces of calls interleaved with the open one's
 
     def _where(self, item_id: str) -> dict[str, Any]:
         return {"item_id": item_id, "output_index": self.index}
@@ -349,8 +350,31 @@ class _Output:
         ]
 
     def piece(self, piece: ToolCallPiece) -> list[bytes]:
-        """A piece of a tool call: its first opens its item (ending the message or the call before it),
-        each the arguments it adds as a delta (a custom tool's: the text they add, once it can be read)."""
+        """A piece of a tool call. One call's item is open at a time, as OpenAI streams them: a piece of
+        another call waits while the open call's arguments are not yet whole JSON (providers stream calls
+        one after another), and goes at the next piece after them (pieces still waiting at the answer's
+        end: their calls go whole from it)."""
+        current = next((n for n, c in self.calls.items() if c is not None), None)
+        if current is not None and piece.index != current:
+            if not self._whole(current):
+                self.waiting.append(piece)
+                return []
+            if self.waiting:
+                waiting, self.waiting = self.waiting, []
+                return [e for p in (*waiting, piece) for e in self.piece(p)]
+        return self._piece(piece)
+
+    def _whole(self, n: int) -> bool:
+        calling = self.calls[n]
+        try:
+            orjson.loads("".join(calling.arguments) if calling is not None else "")
+        except orjson.JSONDecodeError:
+            return False
+        return True
+
+    def _piece(self, piece: ToolCallPiece) -> list[bytes]:
+        """A call's piece: its first opens its item (ending the message or the call before it), each the
+        arguments it adds as a delta (a custom tool's: the text they add, once it can be read)."""
         out: list[bytes] = []
         calling = self.calls.get(piece.index)
         if piece.index not in self.calls:
