@@ -28,17 +28,21 @@ def _batch(status: str, total: int = 5, completed: int = 0, failed: int = 0, **a
 
 
 @pytest.mark.parametrize("status", ["validating", "in_progress", "finalizing"])
-def test_running_is_in_progress_with_the_rest_processing(status: str) -> None:
+def test_running_is_in_progress_with_every_request_processing(status: str) -> None:
+    """Anthropic's request_counts: every request `processing` until the whole batch ends (its SDK's
+    MessageBatchRequestCounts: succeeded, errored, canceled, expired are "zero until processing of the
+    entire Message Batch has ended"), however many have answered."""
     shown = message_batch(_batch(status, completed=2, failed=1), base_url=BASE)
     assert shown.processing_status == "in_progress" and shown.results_url is None and shown.ended_at is None
     counts = shown.request_counts
-    assert (counts.processing, counts.succeeded, counts.errored) == (2, 2, 1)
+    assert (counts.processing, counts.succeeded, counts.errored) == (5, 0, 0)
     assert shown.created_at == "2026-12-06T06:00:00Z"
 
 
 def test_cancelled_ends_with_the_rest_canceled() -> None:
     canceling = message_batch(_batch("cancelling", completed=1, cancelling_at=1_796_536_860), base_url=BASE)
     assert canceling.processing_status == "canceling"
+    assert (canceling.request_counts.processing, canceling.request_counts.succeeded) == (5, 0)
     assert canceling.cancel_initiated_at == "2026-12-06T06:01:00Z"
     ended = message_batch(
         _batch("cancelled", completed=1, failed=1, cancelling_at=1, cancelled_at=1_796_536_920), base_url=BASE

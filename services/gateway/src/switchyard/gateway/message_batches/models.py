@@ -68,20 +68,21 @@ def rfc3339(unix_s: int | None) -> str | None:
 
 def message_batch(batch: Batch, *, base_url: str) -> MessageBatch:
     """The batch as Anthropic shows it: `in_progress` until it ends (validating, running, writing its
-    results), `canceling` once cancelled until then; its requests `processing` until they have a result,
-    those it never ran `canceled` or `expired` by how it ended (an internal failure: `errored`)."""
+    results), `canceling` once cancelled until then; every request `processing` until the batch ends (as
+    Anthropic: the other counts are zero until then), then each by its result, those it never ran
+    `canceled` or `expired` by how it ended (an internal failure: `errored`)."""
     counts = batch.request_counts
     left = max(0, counts.total - counts.completed - counts.failed)
     tally = MessageBatchRequestCounts(succeeded=counts.completed, errored=counts.failed)
     ended_at = batch.completed_at or batch.cancelled_at or batch.expired_at or batch.failed_at
-    if batch.status == "cancelled":
+    if ended_at is None:
+        tally = MessageBatchRequestCounts(processing=counts.total)
+    elif batch.status == "cancelled":
         tally.canceled = left
     elif batch.status == "expired":
         tally.expired = left
     elif batch.status == "failed":
         tally.errored += left
-    else:
-        tally.processing = left
     ended = ended_at is not None
     status = "ended" if ended else ("canceling" if batch.status == "cancelling" else "in_progress")
     return MessageBatch(
