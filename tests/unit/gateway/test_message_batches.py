@@ -3,6 +3,9 @@ lines, and its requests file as the batch runner reads it."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import orjson
 import pytest
 
@@ -10,6 +13,7 @@ from switchyard.gateway.batches import lines, message_render
 from switchyard.gateway.batches.models import Batch, LineError, RequestCounts
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.message_batches.models import message_batch
+from switchyard.gateway.message_batches.service import requests_file
 
 BASE = "http://gw"
 
@@ -110,3 +114,47 @@ def test_a_message_batch_reads_past_openais_line_limit(monkeypatch: pytest.Monke
     assert [line.custom_id for line in reader.take()] == ["r0", "r1", "r2"]
     assert lines.max_lines(lines.MESSAGES) == 100_000
     assert lines.max_lines("/v1/chat/completions") == 1
+
+
+async def test_a_large_create_leaves_the_event_loop_free() -> None:
+    """100,000 requests take a second or more to check and write out: the replica's event loop serves its
+    other requests meanwhile, held only while the body's JSON is read (one call)."""
+    ask = {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": "q" * 100}]}
+    body = orjson.dumps({"requests": [{"custom_id": f"r{i}", "params": ask} for i in range(100_000)]})
+    started = time.monotonic()
+    orjson.loads(body)
+    reading = time.monotonic() - started
+    longest = 0.0
+
+    async def tick() -> None:
+        nonlocal longest
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.005)
+            now = time.monotonic()
+            longest, last = max(longest, now - last), now
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0.02)
+    started = time.monotonic()
+    count, data = await requests_file(body, max_body_bytes=4096)
+    took = time.monotonic() - started
+    await asyncio.sleep(0.02)  # the ticker sees the last gap
+    ticker.cancel()
+    assert count == 100_000 and data.count(b"\n") == 100_000
+    assert longest < max(2 * reading, took / 2), (longest, reading, took)
+
+
+async def test_create_errors_name_the_request() -> None:
+    ok = {"custom_id": "a", "params": {"model": "auto"}}
+    for body, code, param in (
+        ({}, "missing_field", "requests"),
+        ({"requests": []}, "invalid_value", "requests"),
+        ({"requests": [ok, {"custom_id": "b c", "params": {}}]}, "invalid_value", "requests.1.custom_id"),
+        ({"requests": [ok, {"custom_id": "b"}]}, "missing_field", "requests.1.params"),
+        ({"requests": [ok, {"custom_id": "b", "params": 3}]}, "invalid_type", "requests.1.params"),
+        ({"requests": [ok, ok]}, "duplicate_custom_id", "requests.1.custom_id"),
+    ):
+        with pytest.raises(InvalidRequest) as caught:
+            await requests_file(orjson.dumps(body), max_body_bytes=4096)
+        assert (caught.value.code, caught.value.param) == (code, param), body

@@ -6,14 +6,16 @@ file is written in Anthropic's shape (`batches/message_render.py`)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
-from switchyard.gateway.batches.lines import MESSAGES
+from switchyard.gateway.batches.lines import MAX_MESSAGE_LINES, MESSAGES
 from switchyard.gateway.batches.models import COMPLETION_WINDOW_S, TERMINAL, Batch, BatchRecord, RequestCounts
 from switchyard.gateway.batches.service import Batches
 from switchyard.gateway.batches.store import new_batch_id
@@ -23,7 +25,7 @@ from switchyard.gateway.message_batches.models import (
     ID_PREFIX,
     KEEP_S,
     MAX_LIST,
-    CreateMessageBatch,
+    BatchRequest,
     DeletedMessageBatch,
     MessageBatchList,
     message_batch,
@@ -31,6 +33,7 @@ from switchyard.gateway.message_batches.models import (
 from switchyard.gateway.metrics import BATCHES_CREATED
 from switchyard.gateway.tenants import Principal
 
+STEP = 1000  # requests checked between two turns of the event loop (a few milliseconds)
 MAX_BYTES = (
     256 * 1024 * 1024
 )  # a create request's body, as Anthropic (and at most SWITCHYARD_FILES_MAX_BYTES)
@@ -44,11 +47,7 @@ class MessageBatches:
     async def create(self, *, principal: Principal, body: bytes) -> Batch:
         """A new batch, its requests stored as its input file. 400 for a `custom_id` used twice; 413 for
         one request larger than POST /v1/messages takes; 429 and 507 as an OpenAI batch's create."""
-        try:
-            asked = CreateMessageBatch.model_validate(json_object(body))
-        except ValidationError as exc:
-            raise invalid_fields(exc.errors()) from exc
-        data = self._input(asked)
+        count, data = await requests_file(body, max_body_bytes=self.max_body_bytes)
         store, tenant_id = self.batches.store, principal.tenant_id
         await self.batches.share.check(
             self.batches.files,
@@ -73,7 +72,7 @@ class MessageBatches:
             status="validating",
             created_at=now,
             expires_at=now + COMPLETION_WINDOW_S,
-            request_counts=RequestCounts(total=len(asked.requests)),
+            request_counts=RequestCounts(total=count),
         )
         record = BatchRecord(
             batch=batch,
@@ -91,29 +90,6 @@ class MessageBatches:
         BATCHES_CREATED.labels(MESSAGES).inc()
         self.batches.runner.poke()
         return batch
-
-    def _input(self, asked: CreateMessageBatch) -> bytes:
-        """The requests as the runner reads a batch's input file (JSONL, one line a request)."""
-        seen: dict[str, int] = {}
-        lines: list[bytes] = []
-        for index, request in enumerate(asked.requests):
-            if (first := seen.setdefault(request.custom_id, index)) != index:
-                raise InvalidRequest(
-                    f"custom_id {request.custom_id!r} is used by requests {first} and {index}: each "
-                    "request's custom_id must be unique within the batch",
-                    code="duplicate_custom_id",
-                    param=f"requests.{index}.custom_id",
-                )
-            params = orjson.dumps(request.params)
-            if len(params) > self.max_body_bytes:
-                raise RequestTooLarge(
-                    f"request {index} ({request.custom_id!r}): its params are {len(params)} bytes, more than "
-                    f"POST /v1/messages takes ({self.max_body_bytes} bytes, SWITCHYARD_MAX_BODY_BYTES)",
-                    param=f"requests.{index}.params",
-                )
-            line = {"custom_id": request.custom_id, "method": "POST", "url": MESSAGES}
-            lines.append(orjson.dumps({**line, "body": orjson.Fragment(params)}) + b"\n")
-        return b"".join(lines)
 
     async def get(self, *, principal: Principal, batch_id: str) -> BatchRecord:
         """The organisation's message batch; 404 `not_found` (`param` `message_batch_id`) for none, another
@@ -184,9 +160,54 @@ class MessageBatches:
         return file.bytes, chunks
 
 
+async def requests_file(body: bytes, *, max_body_bytes: int) -> tuple[int, bytes]:
+    """A create request's body checked, and its requests as the runner reads a batch's input file (JSONL,
+    one line a request): their number and the file. 400 for a bad request (`param` `requests.<i>...`) or
+    a `custom_id` used twice; 413 for one request larger than POST /v1/messages takes. Its up to 100,000
+    requests take seconds to check: they are checked STEP at a time, the event loop serving the replica's
+    other requests in between (it is held only while the body's JSON is read, one call)."""
+    try:
+        asked = _Requests.model_validate(json_object(body))
+    except ValidationError as exc:
+        raise invalid_fields(exc.errors()) from exc
+    seen: dict[str, int] = {}
+    lines: list[bytes] = []
+    for index, item in enumerate(asked.requests):
+        if index % STEP == STEP - 1:
+            await asyncio.sleep(0)
+        try:
+            request = BatchRequest.model_validate(item)
+        except ValidationError as exc:
+            errors = [{**e, "loc": ("requests", index, *e["loc"])} for e in exc.errors()]
+            raise invalid_fields(errors) from exc
+        if (first := seen.setdefault(request.custom_id, index)) != index:
+            raise InvalidRequest(
+                f"custom_id {request.custom_id!r} is used by requests {first} and {index}: each "
+                "request's custom_id must be unique within the batch",
+                code="duplicate_custom_id",
+                param=f"requests.{index}.custom_id",
+            )
+        params = orjson.dumps(request.params)
+        if len(params) > max_body_bytes:
+            raise RequestTooLarge(
+                f"request {index} ({request.custom_id!r}): its params are {len(params)} bytes, more than "
+                f"POST /v1/messages takes ({max_body_bytes} bytes, SWITCHYARD_MAX_BODY_BYTES)",
+                param=f"requests.{index}.params",
+            )
+        line = {"custom_id": request.custom_id, "method": "POST", "url": MESSAGES}
+        lines.append(orjson.dumps({**line, "body": orjson.Fragment(params)}) + b"\n")
+    return len(asked.requests), b"".join(lines)
+
+
+class _Requests(BaseModel):
+    """`CreateMessageBatch` with its requests not read yet (`requests_file` reads them one by one)."""
+
+    requests: list[Any] = Field(min_length=1, max_length=MAX_MESSAGE_LINES)
+
+
 async def _nothing() -> AsyncIterator[bytes]:
     return
     yield b""
 
 
-__all__ = ["MAX_BYTES", "MessageBatches", "message_batch"]
+__all__ = ["MAX_BYTES", "MessageBatches", "message_batch", "requests_file"]
