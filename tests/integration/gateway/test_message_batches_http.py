@@ -10,9 +10,21 @@ from typing import Any
 
 import anthropic
 import httpx
+import nats
 import pytest
 
-from tests.integration.gateway.batches_world import Pipeline, World, auto_only_key, held, pipeline, world
+from switchyard.common import subjects
+from switchyard.gateway.files.models import FileObject
+from switchyard.gateway.files.store import file_key
+from tests.integration.gateway.batches_world import (
+    Pipeline,
+    World,
+    auto_only_key,
+    batch_record,
+    held,
+    pipeline,
+    world,
+)
 from tests.integration.gateway.harness import Org, auth
 
 pytestmark = pytest.mark.integration
@@ -163,3 +175,36 @@ async def test_the_keys_model_allow_list_applies_to_each_request(world: World, p
     refused = results["named"]
     assert refused.type == "errored" and refused.error.error.type == "permission_error"
     assert "not allowed for this API key" in refused.error.error.message
+
+
+async def _file(url: str, tenant_id: str, file_id: str) -> FileObject | None:
+    nc = await nats.connect(url)
+    try:
+        index = await nc.jetstream().key_value(subjects.KV_FILES)
+        try:
+            entry = await index.get(file_key(tenant_id, file_id))
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        return FileObject.model_validate_json(entry.value) if entry.value else None
+    finally:
+        await nc.close()
+
+
+async def test_the_requests_file_expires_within_the_hour(world: World, pipeline: Pipeline) -> None:
+    """A batch's requests file (hidden from the Files API, counted in the organisation's share) expires an
+    hour after it is stored, kept past that only while its batch has not ended (the Batch API's `in_use`):
+    a replica that dies between storing it and creating the batch leaves it an hour, not 29 days in which
+    the organisation could neither see nor delete it. The results file is kept 29 days."""
+    server, bases, acme, _ = world
+    client = _client(bases[0], acme)
+    batch = await client.messages.batches.create(requests=[_request("one", "hello")])  # type: ignore[list-item]
+    record = await batch_record(server.url, batch.id)
+    requests = await _file(server.url, acme.id, record.batch.input_file_id)
+    assert requests is not None and requests.expires_at is not None
+    assert requests.expires_at - requests.created_at <= 3600
+    await _ended(client, batch.id)
+    record = await batch_record(server.url, batch.id)
+    assert record.batch.output_file_id is not None
+    results = await _file(server.url, acme.id, record.batch.output_file_id)
+    assert results is not None and results.expires_at is not None
+    assert results.expires_at - results.created_at == 29 * 24 * 3600

@@ -13,8 +13,9 @@ from switchyard.gateway.batches.models import Batch
 
 MAX_LIST = 1000  # a page's `limit`, as Anthropic
 ID_PREFIX = "msgbatch_"
-# A message batch's requests and results are kept this long after it is made (Anthropic: 29 days), then
-# the batch too (the batches' bucket keeps a record 30 days after its last change).
+# A message batch's results are kept this long after they are written (Anthropic: 29 days), then the batch
+# too (the batches' bucket keeps a record 30 days after its last change); its requests, until it ends
+# (`service.REQUESTS_KEEP_S`).
 KEEP_S = 29 * 24 * 3600
 
 

@@ -33,6 +33,11 @@ from switchyard.gateway.message_batches.models import (
 from switchyard.gateway.metrics import BATCHES_CREATED
 from switchyard.gateway.tenants import Principal
 
+# A batch's requests file expires this soon, kept past it only while its batch has not ended (the Batch
+# API's `in_use`, as any batch's input file): should a replica die between storing it and creating the
+# batch, the file (which the organisation can neither see nor delete, but which counts in its share) goes
+# after this long, not after the 29 days its results are kept.
+REQUESTS_KEEP_S = 3600
 STEP = 1000  # requests checked between two turns of the event loop (a few milliseconds)
 MAX_BYTES = (
     256 * 1024 * 1024
@@ -62,7 +67,7 @@ class MessageBatches:
             purpose="message_batch",
             filename="requests.jsonl",
             data=data,
-            expires_after_s=KEEP_S,
+            expires_after_s=REQUESTS_KEEP_S,
         )
         now = int(time.time())
         batch = Batch(
