@@ -58,14 +58,12 @@ async def test_tool_call_pieces_stream_as_they_come_and_the_reply_holds_the_call
         )
     )
     assert parts[:2] == [ThinkingDelta("Two tools. "), ThinkingDelta(signature="")]  # ended before the calls
-    assert parts[2:7] == [
-        ToolCallDelta(0, "", id="call_a", name="weather"),
-        ToolCallDelta(0, '{"city"'),
+    assert parts[2:5] == [  # a call's id and name come with its first arguments (the name is whole then)
+        ToolCallDelta(0, '{"city"', id="call_a", name="weather"),
         ToolCallDelta(0, ': "Oslo"}'),
-        ToolCallDelta(1, "", id="call_b", name="time"),
-        ToolCallDelta(1, "{}"),
+        ToolCallDelta(1, "{}", id="call_b", name="time"),
     ]
-    assert all(isinstance(p, OUTPUT) for p in parts[:7])  # output: no failover once one went out
+    assert all(isinstance(p, OUTPUT) for p in parts[:5])  # output: no failover once one went out
     final = parts[-1]
     assert isinstance(final, Reply) and [(c.id, c.function.arguments) for c in final.tool_calls] == [
         ("call_a", '{"city": "Oslo"}'),
@@ -172,3 +170,45 @@ async def test_anthropic_tool_use_blocks_stream_as_call_pieces_numbered_among_th
         ("toolu_1", '{"city": "Oslo"}'),
         ("toolu_2", "{}"),
     ]
+
+
+def _pieces(parts: list[StreamPart]) -> list[ToolCallDelta]:
+    return [p for p in parts if isinstance(p, ToolCallDelta)]
+
+
+async def test_a_name_split_over_pieces_goes_out_whole_with_the_first_arguments() -> None:
+    """The Anthropic and Responses faces open a call's block or item with its name: a name an
+    OpenAI-compatible server streams in pieces is held until the call's arguments begin."""
+    parts = await _parts(
+        openai_streaming(
+            _chunk(tool_calls=[{"index": 0, "id": "call_a", "function": {"name": "get_"}}]),
+            _chunk(tool_calls=[{"index": 0, "function": {"name": "weather", "arguments": ""}}]),
+            _chunk(tool_calls=[{"index": 0, "function": {"arguments": '{"city": "Oslo"}'}}]),
+            _chunk(finish="tool_calls"),
+            b"[DONE]",
+        )
+    )
+    assert _pieces(parts) == [ToolCallDelta(0, '{"city": "Oslo"}', id="call_a", name="get_weather")]
+
+
+async def test_a_call_that_streamed_no_arguments_goes_out_with_the_empty_object_its_whole_call_has() -> None:
+    """A client that adds up the pieces gets what the reply holds (`{}`), not an empty string."""
+    empty = {"index": 0, "id": "call_a", "type": "function", "function": {"name": "now", "arguments": ""}}
+    parts = await _parts(openai_streaming(_chunk(tool_calls=[empty]), _chunk(finish="tool_calls"), b"[DONE]"))
+    final = parts[-1]
+    assert isinstance(final, Reply) and final.tool_calls[0].function.arguments == "{}"
+    assert _pieces(parts) == [ToolCallDelta(0, "{}", id="call_a", name="now")]
+
+
+async def test_pieces_are_numbered_as_the_reply_numbers_its_calls_whatever_the_server_numbers_them() -> None:
+    """A server that numbers its calls from 1: the faces match a piece's `index` to the reply's calls."""
+    parts = await _parts(
+        openai_streaming(
+            _chunk(tool_calls=[{"index": 1, "id": "call_a", "function": {"name": "now", "arguments": "{}"}}]),
+            _chunk(finish="tool_calls"),
+            b"[DONE]",
+        )
+    )
+    assert _pieces(parts) == [ToolCallDelta(0, "{}", id="call_a", name="now")]
+    final = parts[-1]
+    assert isinstance(final, Reply) and [c.id for c in final.tool_calls] == ["call_a"]

@@ -45,10 +45,10 @@ def test_streamed_tool_call_pieces_are_joined_by_index() -> None:
     deltas.add(
         [{"index": 0, "function": {"arguments": ": 1}"}}, {"index": 1, "function": {"arguments": "{}"}}]
     )
-    calls = deltas.calls()
+    calls = deltas.calls()  # in the order they began, as their streamed pieces are numbered
     assert [(c.id, c.function.name, c.function.arguments) for c in calls] == [
-        ("call_a", "a", '{"x": 1}'),
         ("call_b", "b", "{}"),
+        ("call_a", "a", '{"x": 1}'),
     ]
     broken = ToolCallDeltas()
     broken.add([{"index": 0, "id": "call_c", "function": {"arguments": "{}"}}])  # a call without a name

@@ -19,9 +19,10 @@ ends its client's stream with an explicit error instead of a silently truncated 
      "tool_calls": [{"id": "call_1", "function": {...}}]}
     {"seq": 6, "finish_reason": "stop", "choice": 1,           the second ended, refused (its refusal)
      "refusal": "I'm sorry, ..."}
-    {"seq": 3, "tool_call": {"index": 0, "id": "call_1",       a tool call begins (its id and name) ...
-     "name": "get_weather", "arguments": ""}}
-    {"seq": 4, "tool_call": {"index": 0, "arguments": "{\"ci"}} ... and its arguments stream in pieces
+    {"seq": 3, "tool_call": {"index": 0, "id": "call_1",       a tool call begins: its id, whole name
+     "name": "get_weather", "arguments": "{\"ci"}}             and first arguments (of an Anthropic
+                                                               call, none yet) ...
+    {"seq": 4, "tool_call": {"index": 0, "arguments": "ty\""}} ... then its arguments stream in pieces
 
 `choice` says which of several answers (`n`) a chunk belongs to: 0, the first, is left out, so a single
 answer's chunks never carry it; the answers' chunks come interleaved as they are generated. Each of several

@@ -186,6 +186,10 @@ class _Answer(StreamedAnswer):
         self.finish_reason = choice.get("finish_reason") or self.finish_reason
         return parts
 
+    def end(self) -> list[StreamPart]:
+        """As a text answer's end, then the calls that streamed no arguments (whole: `{}`)."""
+        return [*super().end(), *self.tools.end()]
+
     def answer(self, *, logprobs: bool) -> Choice:
         return Choice(
             content=self.content(),

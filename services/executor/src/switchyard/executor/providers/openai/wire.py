@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -147,13 +148,26 @@ def tool_calls_of(data: Any) -> tuple[ToolCall, ...]:
     return tuple(out)
 
 
+@dataclass
+class _StreamedCall:
+    at: int  # its place among the answer's calls (the reply's, and its pieces' `index`)
+    id: str
+    name: str = ""
+    arguments: str = ""
+    told: bool = False  # its first piece (id, name) went out
+
+
 class ToolCallDeltas:
     """Streamed tool calls arrive in pieces keyed by `index`: the id and name first, then the arguments.
     Each piece goes on as it comes (`add`'s ToolCallDelta), with the id the whole call will have: the
-    first the server gave, else `call_<index>`."""
+    first the server gave, else `call_<index>`. A call's first piece waits for its arguments to begin,
+    so that it carries the whole name (a compatible server may stream the name in pieces, and the
+    Anthropic and Responses faces open a call with its name); a call that streamed no arguments goes
+    out at the answer's `end` with the `{}` its whole call has. Calls are numbered in the order they
+    began, the pieces' `index` as the reply's (a server may number them from 1)."""
 
     def __init__(self, choice: int = 0) -> None:
-        self._calls: dict[int, dict[str, str]] = {}
+        self._calls: dict[int, _StreamedCall] = {}  # by the server's index
         self._choice = choice
 
     def add(self, deltas: Any) -> list[ToolCallDelta]:
@@ -162,23 +176,34 @@ class ToolCallDeltas:
             if not isinstance(delta, dict):
                 continue
             index = int(delta.get("index", 0))
-            fresh = index not in self._calls
-            entry = self._calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
-            entry["id"] = entry["id"] or str(delta.get("id") or f"call_{index}")
+            call = self._calls.get(index)
+            if call is None:
+                given = str(delta.get("id") or f"call_{index}")
+                call = self._calls[index] = _StreamedCall(len(self._calls), given)
             fn = delta.get("function") or {}
-            name, arguments = str(fn.get("name") or ""), str(fn.get("arguments") or "")
-            entry["name"] += name
-            entry["arguments"] += arguments
-            if fresh or name or arguments:
-                call_id = entry["id"] if fresh else None
-                pieces.append(ToolCallDelta(index, arguments, call_id, name or None, self._choice))
+            arguments = str(fn.get("arguments") or "")
+            call.name += str(fn.get("name") or "")
+            call.arguments += arguments
+            if call.told:
+                if arguments:
+                    pieces.append(ToolCallDelta(call.at, arguments, choice=self._choice))
+            elif call.arguments:
+                pieces.append(self._first(call, call.arguments))
         return pieces
+
+    def end(self) -> list[ToolCallDelta]:
+        """The calls that streamed no arguments, each whole in one piece (`{}`, as the reply has them)."""
+        return [self._first(c, "{}") for c in self._calls.values() if not c.told and c.name]
+
+    def _first(self, call: _StreamedCall, arguments: str) -> ToolCallDelta:
+        call.told = True
+        return ToolCallDelta(call.at, arguments, call.id, call.name or None, self._choice)
 
     def calls(self) -> tuple[ToolCall, ...]:
         return tool_calls_of(
             [
-                {"id": c["id"], "function": {"name": c["name"], "arguments": c["arguments"]}}
-                for _, c in sorted(self._calls.items())
+                {"id": c.id, "function": {"name": c.name, "arguments": c.arguments}}
+                for c in self._calls.values()
             ]
         )
 
