@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from switchyard.common.events import ChatMessage
-from switchyard.common.streaming import decode_chunk
+from switchyard.common.streaming import Chunk, ToolCallPiece, decode_chunk, encode_chunk
 from switchyard.executor.chunks import ChunkSink
 from switchyard.executor.providers.anthropic import AnthropicProvider, AnthropicSettings
 from switchyard.executor.providers.base import (
@@ -212,3 +212,32 @@ async def test_pieces_are_numbered_as_the_reply_numbers_its_calls_whatever_the_s
     assert _pieces(parts) == [ToolCallDelta(0, "{}", id="call_a", name="now")]
     final = parts[-1]
     assert isinstance(final, Reply) and [c.id for c in final.tool_calls] == ["call_a"]
+
+
+async def test_the_sink_encodes_a_piece_as_the_chunk_model_encodes_it() -> None:
+    """The sink writes a piece's JSON itself (a file's contents may come in tens of thousands of pieces):
+    the JSON `encode_chunk` makes of the same Chunk."""
+    sent: list[bytes] = []
+
+    async def publish(_subject: str, data: bytes) -> None:
+        sent.append(data)
+
+    sink = ChunkSink(publish, task_id="t1")
+    sink.announce("oai/tool-call")
+    pieces = [
+        ToolCallDelta(0, '{"a"', id="call_a", name="write"),
+        ToolCallDelta(0, ": 1}"),
+        ToolCallDelta(1, "", id="toolu_1", name="now", choice=2),
+    ]
+    for piece in pieces:
+        await sink.tool_call(piece)
+    expected = [
+        Chunk(
+            seq=0,
+            model="oai/tool-call",
+            tool_call=ToolCallPiece(index=0, id="call_a", name="write", arguments='{"a"'),
+        ),
+        Chunk(seq=1, tool_call=ToolCallPiece(index=0, arguments=": 1}")),
+        Chunk(seq=2, choice=2, tool_call=ToolCallPiece(index=1, id="toolu_1", name="now")),
+    ]
+    assert [orjson.loads(s) for s in sent] == [orjson.loads(encode_chunk(c)) for c in expected]
