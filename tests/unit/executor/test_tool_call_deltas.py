@@ -25,6 +25,7 @@ from switchyard.executor.providers.base import (
     ToolCallDelta,
 )
 from switchyard.executor.providers.openai import OpenAIProvider
+from switchyard.executor.providers.openai.wire import ToolCallDeltas
 from tests.unit.executor.upstream import openai_streaming
 
 pytestmark = pytest.mark.unit
@@ -241,3 +242,42 @@ async def test_the_sink_encodes_a_piece_as_the_chunk_model_encodes_it() -> None:
         Chunk(seq=2, choice=2, tool_call=ToolCallPiece(index=1, id="toolu_1", name="now")),
     ]
     assert [orjson.loads(s) for s in sent] == [orjson.loads(encode_chunk(c)) for c in expected]
+
+
+async def test_calls_a_server_numbers_alike_are_told_apart_by_their_ids() -> None:
+    """Ollama (ollama/ollama#15457) streams every parallel call with `index: 0`, each with its own id:
+    two calls, not one named `file_writefile_write` with arguments `{...}{...}`."""
+
+    def write(call_id: str, path: str) -> dict[str, Any]:
+        arguments = orjson.dumps({"path": path}).decode()
+        return {"index": 0, "id": call_id, "function": {"name": "file_write", "arguments": arguments}}
+
+    parts = await _parts(
+        openai_streaming(
+            _chunk(tool_calls=[write("call_a", "hello.py")]),
+            _chunk(tool_calls=[write("call_b", "world.py")]),
+            _chunk(
+                tool_calls=[{"index": 0, "function": {"arguments": ""}}]
+            ),  # a piece without an id: the last
+            _chunk(finish="tool_calls"),
+            b"[DONE]",
+        )
+    )
+    assert _pieces(parts) == [
+        ToolCallDelta(0, '{"path":"hello.py"}', id="call_a", name="file_write"),
+        ToolCallDelta(1, '{"path":"world.py"}', id="call_b", name="file_write"),
+    ]
+    final = parts[-1]
+    assert isinstance(final, Reply)
+    assert [(c.id, c.function.name, c.function.arguments) for c in final.tool_calls] == [
+        ("call_a", "file_write", '{"path":"hello.py"}'),
+        ("call_b", "file_write", '{"path":"world.py"}'),
+    ]
+
+
+def test_a_piece_with_another_id_but_no_name_is_more_of_the_same_call() -> None:
+    """A server that gives every piece an id of its own: one call (a new call's first piece names it)."""
+    deltas = ToolCallDeltas()
+    deltas.add([{"index": 0, "id": "call_1", "function": {"name": "weather", "arguments": '{"city"'}}])
+    deltas.add([{"index": 0, "id": "call_2", "function": {"arguments": ': "Oslo"}'}}])
+    assert [(c.id, c.function.arguments) for c in deltas.calls()] == [("call_1", '{"city": "Oslo"}')]

@@ -152,6 +152,7 @@ def tool_calls_of(data: Any) -> tuple[ToolCall, ...]:
 class _StreamedCall:
     at: int  # its place among the answer's calls (the reply's, and its pieces' `index`)
     id: str
+    given: bool  # the server gave its id
     name: str = ""
     arguments: str = ""
     told: bool = False  # its first piece (id, name) went out
@@ -164,10 +165,13 @@ class ToolCallDeltas:
     so that it carries the whole name (a compatible server may stream the name in pieces, and the
     Anthropic and Responses faces open a call with its name); a call that streamed no arguments goes
     out at the answer's `end` with the `{}` its whole call has. Calls are numbered in the order they
-    began, the pieces' `index` as the reply's (a server may number them from 1)."""
+    began, the pieces' `index` as the reply's (a server may number them from 1); a delta with a name and an
+    id other than the one its index's call has is another call (Ollama numbers every parallel call 0,
+    ollama#15457), any other delta of the last call of its index."""
 
     def __init__(self, choice: int = 0) -> None:
-        self._calls: dict[int, _StreamedCall] = {}  # by the server's index
+        self._calls: list[_StreamedCall] = []
+        self._by_index: dict[int, _StreamedCall] = {}  # by the server's index, its last call
         self._choice = choice
 
     def add(self, deltas: Any) -> list[ToolCallDelta]:
@@ -176,11 +180,13 @@ class ToolCallDeltas:
             if not isinstance(delta, dict):
                 continue
             index = int(delta.get("index", 0))
-            call = self._calls.get(index)
-            if call is None:
-                given = str(delta.get("id") or f"call_{index}")
-                call = self._calls[index] = _StreamedCall(len(self._calls), given)
+            given = str(delta.get("id") or "")
             fn = delta.get("function") or {}
+            call = self._by_index.get(index)
+            if call is None or (given and call.given and given != call.id and fn.get("name")):
+                call = _StreamedCall(len(self._calls), given or f"call_{len(self._calls)}", bool(given))
+                self._calls.append(call)
+                self._by_index[index] = call
             arguments = str(fn.get("arguments") or "")
             call.name += str(fn.get("name") or "")
             call.arguments += arguments
@@ -193,7 +199,7 @@ class ToolCallDeltas:
 
     def end(self) -> list[ToolCallDelta]:
         """The calls that streamed no arguments, each whole in one piece (`{}`, as the reply has them)."""
-        return [self._first(c, "{}") for c in self._calls.values() if not c.told and c.name]
+        return [self._first(c, "{}") for c in self._calls if not c.told and c.name]
 
     def _first(self, call: _StreamedCall, arguments: str) -> ToolCallDelta:
         call.told = True
@@ -201,10 +207,7 @@ class ToolCallDeltas:
 
     def calls(self) -> tuple[ToolCall, ...]:
         return tool_calls_of(
-            [
-                {"id": c.id, "function": {"name": c.name, "arguments": c.arguments}}
-                for c in self._calls.values()
-            ]
+            [{"id": c.id, "function": {"name": c.name, "arguments": c.arguments}} for c in self._calls]
         )
 
 
