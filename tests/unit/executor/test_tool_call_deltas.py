@@ -25,6 +25,7 @@ from switchyard.executor.providers.base import (
     ToolCallDelta,
 )
 from switchyard.executor.providers.openai import OpenAIProvider
+from switchyard.executor.providers.openai import responses as openai_responses
 from switchyard.executor.providers.openai.wire import ToolCallDeltas
 from tests.unit.executor.upstream import openai_streaming
 
@@ -281,3 +282,56 @@ def test_a_piece_with_another_id_but_no_name_is_more_of_the_same_call() -> None:
     deltas.add([{"index": 0, "id": "call_1", "function": {"name": "weather", "arguments": '{"city"'}}])
     deltas.add([{"index": 0, "id": "call_2", "function": {"arguments": ': "Oslo"}'}}])
     assert [(c.id, c.function.arguments) for c in deltas.calls()] == [("call_1", '{"city": "Oslo"}')]
+
+
+async def _response_parts(*events: dict[str, Any]) -> list[StreamPart]:
+    body = b"".join(f"event: {e['type']}\n".encode() + b"data: " + orjson.dumps(e) + b"\n\n" for e in events)
+    return [p async for p in openai_responses.response_parts(httpx.Response(200, content=body), CALL)]
+
+
+async def test_a_call_from_openais_responses_api_streams_in_pieces_too() -> None:
+    """OpenAI's models that take tools only through /v1/responses (the calls with tools go there) stream a
+    function call as its item's `output_item.added` and `function_call_arguments.delta` events: they go
+    on as the call's pieces, numbered among the calls as the reply's, not whole at the answer's end."""
+
+    def added(at: int, item: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "response.output_item.added", "output_index": at, "item": item}
+
+    def arguments(at: int, delta: str) -> dict[str, Any]:
+        return {"type": "response.function_call_arguments.delta", "output_index": at, "delta": delta}
+
+    weather = {"type": "function_call", "id": "fc_1", "call_id": "call_w", "name": "weather", "arguments": ""}
+    now = {"type": "function_call", "id": "fc_2", "call_id": "call_n", "name": "now", "arguments": ""}
+    reasoning = {"type": "reasoning", "id": "rs_1", "summary": []}
+    whole = {
+        "status": "completed",
+        "model": "gpt-6-sol",
+        "output": [
+            reasoning,
+            {**weather, "arguments": '{"city": "Oslo"}'},
+            {**now, "arguments": "{}"},
+        ],
+    }
+    parts = await _response_parts(
+        added(0, reasoning),
+        {"type": "response.reasoning_summary_text.delta", "output_index": 0, "delta": "Two tools."},
+        added(1, weather),
+        arguments(1, '{"city"'),
+        arguments(1, ': "Oslo"}'),
+        added(2, now),  # no arguments streamed: the whole call's
+        {"type": "response.completed", "response": whole},
+    )
+    assert parts[:2] == [ThinkingDelta("Two tools."), ThinkingDelta(signature="")]  # ended before the calls
+    assert _pieces(parts) == [
+        ToolCallDelta(0, "", id="call_w", name="weather"),
+        ToolCallDelta(0, '{"city"'),
+        ToolCallDelta(0, ': "Oslo"}'),
+        ToolCallDelta(1, "", id="call_n", name="now"),
+        ToolCallDelta(1, "{}"),
+    ]
+    final = parts[-1]
+    assert isinstance(final, Reply)
+    assert [(c.id, c.function.arguments) for c in final.tool_calls] == [
+        ("call_w", '{"city": "Oslo"}'),
+        ("call_n", "{}"),
+    ]

@@ -32,8 +32,9 @@ between); a single answer has no such chunk: its end is the `done` chunk, as eve
 refusal come with the result). The `done` chunk ends the stream and says the first answer's finish
 reason. A thinking block runs from its first `thinking` chunk to its `signature`; text of the same answer
 never interrupts one. A tool call's pieces (`tool_call`, by its `index` in the answer) come as the provider
-streams them, where it does (OpenAI's chat completions); the answer's end still carries every call whole
-(of several answers: its end chunk; else the result), for the faces that send calls whole.
+streams them, where it does (OpenAI-compatible and Anthropic models), and add up to the call's arguments;
+the answer's end still carries every call whole (of several answers: its end chunk; else the result), for
+the faces that send calls whole.
 """
 
 from __future__ import annotations

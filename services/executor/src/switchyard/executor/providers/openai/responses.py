@@ -32,6 +32,7 @@ from switchyard.executor.providers.base import (
     Reply,
     StreamPart,
     TextDelta,
+    ToolCallDelta,
     UnsignedThinking,
     estimated_usage,
     unsigned,
@@ -305,10 +306,13 @@ def failed(error: Any) -> Exception:
 
 
 async def response_parts(response: httpx.Response, call: ProviderCall) -> AsyncIterator[StreamPart]:
-    """The Responses API's typed events: text and reasoning-summary deltas as they come; the whole reply
-    (tool calls, usage, finish) from `response.completed` or `response.incomplete`."""
+    """The Responses API's typed events: text and reasoning-summary deltas as they come, a function call
+    as its pieces (its id and name when its item is added, its arguments' deltas); the whole reply (tool
+    calls, usage, finish) from `response.completed` or `response.incomplete`, and of a call what its
+    pieces did not carry (`{}` for one that streamed no arguments)."""
     thought = UnsignedThinking()
     streamed: list[str] = []
+    calling: dict[int, tuple[int, list[str]]] = {}  # by output index: the call's place, its arguments
     tokens: list[TokenLogprob] = []  # the streamed text's, when the call asked for them
     final: Reply | None = None
     async with transport_errors(NAME):
@@ -330,6 +334,20 @@ async def response_parts(response: httpx.Response, call: ProviderCall) -> AsyncI
                         yield part
                     streamed.append(delta)
                     yield TextDelta(delta, told)
+            elif kind == "response.output_item.added":
+                item = data.get("item") or {}
+                if isinstance(item, dict) and item.get("type") == "function_call" and item.get("name"):
+                    at = len(calling)
+                    calling[int(data.get("output_index") or 0)] = (at, [])
+                    for part in thought.end():
+                        yield part
+                    yield ToolCallDelta(at, "", str(item.get("call_id") or f"call_{at}"), str(item["name"]))
+            elif kind == "response.function_call_arguments.delta":
+                piece = str(data.get("delta") or "")
+                at, pieces = calling.get(int(data.get("output_index") or 0), (-1, []))
+                if piece and at >= 0:
+                    pieces.append(piece)
+                    yield ToolCallDelta(at, piece)
             elif kind in ("response.completed", "response.incomplete"):
                 final = reply_of(data.get("response"), call)
                 break
@@ -344,6 +362,11 @@ async def response_parts(response: httpx.Response, call: ProviderCall) -> AsyncI
         yield part
     if not streamed and final.content:  # text only the final event carried
         yield TextDelta(final.content, final.logprobs or ())
+    for at, pieces in calling.values():
+        sent = "".join(pieces)
+        whole = final.tool_calls[at].function.arguments if at < len(final.tool_calls) else sent
+        if whole.startswith(sent) and len(whole) > len(sent):
+            yield ToolCallDelta(at, whole[len(sent) :])
     # The text is what was streamed (the final event repeats it), with its tokens; the rest is the final
     # event's.
     yield Reply(
