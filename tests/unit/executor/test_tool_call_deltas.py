@@ -335,3 +335,44 @@ async def test_a_call_from_openais_responses_api_streams_in_pieces_too() -> None
         ("call_w", '{"city": "Oslo"}'),
         ("call_n", "{}"),
     ]
+
+
+async def test_a_call_begins_before_the_next_one_whatever_comes_first_of_its_arguments() -> None:
+    """Interleaved calls, the second's arguments before the first's: the first call's piece still comes
+    first (the OpenAI SDK's stream fails with an IndexError on a call's index before the one it has),
+    its name whole since the server went on to the next call; its arguments follow as they come."""
+    parts = await _parts(
+        openai_streaming(
+            _chunk(tool_calls=[{"index": 0, "id": "call_a", "function": {"name": "get_"}}]),
+            _chunk(tool_calls=[{"index": 0, "function": {"name": "weather", "arguments": ""}}]),
+            _chunk(tool_calls=[{"index": 1, "id": "call_b", "function": {"name": "now", "arguments": "{"}}]),
+            _chunk(tool_calls=[{"index": 0, "function": {"arguments": "{}"}}]),
+            _chunk(tool_calls=[{"index": 1, "function": {"arguments": "}"}}]),
+            _chunk(finish="tool_calls"),
+            b"[DONE]",
+        )
+    )
+    assert _pieces(parts) == [
+        ToolCallDelta(0, "", id="call_a", name="get_weather"),
+        ToolCallDelta(1, "{", id="call_b", name="now"),
+        ToolCallDelta(0, "{}"),
+        ToolCallDelta(1, "}"),
+    ]
+
+
+async def test_a_begun_call_that_streamed_no_arguments_ends_with_the_empty_object() -> None:
+    parts = await _parts(
+        openai_streaming(
+            _chunk(tool_calls=[{"index": 0, "id": "call_a", "function": {"name": "now", "arguments": ""}}]),
+            _chunk(tool_calls=[{"index": 1, "id": "call_b", "function": {"name": "now", "arguments": "{}"}}]),
+            _chunk(finish="tool_calls"),
+            b"[DONE]",
+        )
+    )
+    assert _pieces(parts) == [
+        ToolCallDelta(0, "", id="call_a", name="now"),
+        ToolCallDelta(1, "{}", id="call_b", name="now"),
+        ToolCallDelta(0, "{}"),
+    ]
+    final = parts[-1]
+    assert isinstance(final, Reply) and [c.function.arguments for c in final.tool_calls] == ["{}", "{}"]

@@ -161,13 +161,13 @@ class _StreamedCall:
 class ToolCallDeltas:
     """Streamed tool calls arrive in pieces keyed by `index`: the id and name first, then the arguments.
     Each piece goes on as it comes (`add`'s ToolCallDelta), with the id the whole call will have: the
-    first the server gave, else `call_<index>`. A call's first piece waits for its arguments to begin,
-    so that it carries the whole name (a compatible server may stream the name in pieces, and the
-    Anthropic and Responses faces open a call with its name); a call that streamed no arguments goes
-    out at the answer's `end` with the `{}` its whole call has. Calls are numbered in the order they
-    began, the pieces' `index` as the reply's (a server may number them from 1); a delta with a name and an
-    id other than the one its index's call has is another call (Ollama numbers every parallel call 0,
-    ollama#15457), any other delta of the last call of its index."""
+    first the server gave, else `call_<index>`. A call's first piece waits for its arguments (or the
+    next call) to begin, so that it carries the whole name (a compatible server may stream the name in
+    pieces, and the Anthropic and Responses faces open a call with its name); a call that streamed no
+    arguments gets the `{}` its whole call has at the answer's `end`. Calls are numbered in the order
+    they began, the pieces' `index` as the reply's (a server may number them from 1); a delta with a
+    name and an id other than the one its index's call has is another call (Ollama numbers every
+    parallel call 0, ollama#15457), any other delta of the last call of its index."""
 
     def __init__(self, choice: int = 0) -> None:
         self._calls: list[_StreamedCall] = []
@@ -184,6 +184,9 @@ class ToolCallDeltas:
             fn = delta.get("function") or {}
             call = self._by_index.get(index)
             if call is None or (given and call.given and given != call.id and fn.get("name")):
+                # the calls before it are named whole by now: their first pieces go first (a client adds
+                # up calls by index, and the OpenAI SDK's stream fails on an index before the one it has)
+                pieces += [self._first(c, "") for c in self._calls if not c.told and c.name]
                 call = _StreamedCall(len(self._calls), given or f"call_{len(self._calls)}", bool(given))
                 self._calls.append(call)
                 self._by_index[index] = call
@@ -198,8 +201,14 @@ class ToolCallDeltas:
         return pieces
 
     def end(self) -> list[ToolCallDelta]:
-        """The calls that streamed no arguments, each whole in one piece (`{}`, as the reply has them)."""
-        return [self._first(c, "{}") for c in self._calls if not c.told and c.name]
+        """The calls that streamed no arguments get `{}`, as the reply has them (whole, if not yet begun)."""
+        pieces = []
+        for call in self._calls:
+            if call.name and not call.arguments:
+                call.arguments = "{}"
+                told = ToolCallDelta(call.at, "{}", choice=self._choice)
+                pieces.append(told if call.told else self._first(call, "{}"))
+        return pieces
 
     def _first(self, call: _StreamedCall, arguments: str) -> ToolCallDelta:
         call.told = True
