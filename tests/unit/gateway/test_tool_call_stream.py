@@ -116,3 +116,45 @@ async def test_one_of_several_answers_sends_its_streamed_calls_once_at_its_end()
     calls = [t for c in choices if c["index"] == 1 for t in c["delta"].get("tool_calls") or []]
     assert "".join(t["function"]["arguments"] for t in calls) == '{"city": "Oslo"}'  # once
     assert [c["finish_reason"] for c in choices if c["index"] == 1][-1] == "tool_calls"
+
+
+async def test_the_chat_face_streams_calls_interleaved_by_index_one_after_another() -> None:
+    """A server interleaves two calls' pieces: the second's wait for the first's arguments to be whole
+    (the OpenAI SDK's chat stream takes a call as done when the next begins, and parses a strict tool's
+    arguments then: JSONDecodeError on a part), and go at the next piece after; one still waiting at the
+    answer's end goes then, before the finish reason."""
+    body = {"model": "oai/tool-call", "messages": [{"role": "user", "content": "Weather?"}], "tools": [TOOL]}
+    parsed = completions.parse_request(orjson.dumps({**body, "stream": True}), max_prompt_chars=1_000)
+    task = completions.build_task(parsed, PRINCIPAL, priority=None)
+    order = [
+        (0, "call_a", '{"city"'),
+        (1, "call_b", '{"ci'),
+        (0, None, ': "Oslo"}'),
+        (1, None, 'ty": "Rome"}'),
+    ]
+    order += [(2, "call_c", "{"), (1, None, " "), (3, "call_d", "{}"), (2, None, "}")]
+    chunks = [
+        Chunk(seq=n, tool_call=ToolCallPiece(index=i, id=call, name=call and "get_weather", arguments=a))
+        for n, (i, call, a) in enumerate(order)
+    ]
+    events = [
+        e
+        async for e in completions.stream_events(
+            task, chunks[:1], items(*chunks[1:], _done()), timeout_s=5, include_usage=False
+        )
+    ]
+    choices = [c for b in sse_data(events) for c in b["choices"]]
+    pieces = [
+        (t["index"], t["function"]["arguments"]) for c in choices for t in c["delta"].get("tool_calls") or []
+    ]
+    assert pieces == [
+        (0, '{"city"'),
+        (0, ': "Oslo"}'),
+        (1, '{"ci'),  # at the next piece after the first call's arguments were whole
+        (1, 'ty": "Rome"}'),
+        (2, "{"),
+        (1, " "),  # a late piece of a call before the open one: as it came
+        (2, "}"),
+        (3, "{}"),  # waiting at the answer's end: then, before the finish reason
+    ]
+    assert choices[-1]["finish_reason"] == "tool_calls"

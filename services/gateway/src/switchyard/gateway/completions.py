@@ -289,6 +289,54 @@ def tool_call_delta(piece: ToolCallPiece) -> dict[str, Any]:
     return {"tool_calls": [call]}
 
 
+class _Calls:
+    """An answer's tool calls as their pieces stream, one call at a time, as OpenAI streams them: a piece
+    of another call waits while the open call's arguments are not yet whole JSON (a compatible server
+    may interleave its calls by index; the OpenAI SDK's chat stream takes a call as done when the next
+    begins, and parses a strict tool's arguments then), and goes with the next piece after them; pieces
+    still waiting at the answer's end go then, call by call. A late piece of a call before the open one
+    (whitespace after its JSON) goes as it comes."""
+
+    def __init__(self) -> None:
+        self.open: int | None = None
+        self.done: set[int] = set()  # the calls that were open before the open one
+        self.arguments: list[str] = []  # the open call's
+        self.whole: bool | None = None  # whether they are whole JSON, once asked (until they grow)
+        self.waiting: list[ToolCallPiece] = []
+
+    def add(self, piece: ToolCallPiece) -> list[ToolCallPiece]:
+        if piece.index in self.done:
+            return [piece]
+        if self.open is not None and piece.index != self.open:
+            if not self._whole():
+                self.waiting.append(piece)
+                return []
+            if self.waiting:
+                waiting, self.waiting = self.waiting, []
+                return [p for w in (*waiting, piece) for p in self.add(w)]
+        if piece.index != self.open:
+            if self.open is not None:
+                self.done.add(self.open)
+            self.open, self.arguments = piece.index, []
+        if piece.arguments:
+            self.arguments.append(piece.arguments)
+            self.whole = None
+        return [piece]
+
+    def rest(self) -> list[ToolCallPiece]:
+        waiting, self.waiting = self.waiting, []
+        return sorted(waiting, key=lambda p: p.index)  # each call's in the order they came
+
+    def _whole(self) -> bool:
+        if self.whole is None:
+            try:
+                orjson.loads("".join(self.arguments))
+                self.whole = True
+            except orjson.JSONDecodeError:
+                self.whole = False
+        return self.whole
+
+
 class Answer(NamedTuple):
     """One answer of a result (the first, or another of several: `n`)."""
 
@@ -348,8 +396,18 @@ async def stream_events(
     asked = task.chat().logprobs
     started: set[int] = set()  # the answers whose deltas began (the first carried the role)
     ended: set[int] = set()  # the answers whose end (tool calls, finish reason) went out
-    calling: set[int] = set()  # the answers whose tool calls streamed in pieces (not sent again at the end)
+    calling: dict[
+        int, _Calls
+    ] = {}  # the answers whose tool calls streamed in pieces (not sent again at the end)
     thoughts: dict[int, list[str]] = {}  # each answer's thinking block being streamed, for its end's delta
+
+    def piece_body(index: int, piece: ToolCallPiece) -> dict[str, Any]:
+        delta = tool_call_delta(piece)
+        if index not in started:
+            delta = {"role": "assistant", "content": None, **delta}
+            started.add(index)
+        return chunk_body(task_id=task.task_id, created=created, model=model, delta=delta, index=index)
+
     try:
         async for item in in_order(head, rest):
             if isinstance(item, Fault):
@@ -361,18 +419,13 @@ async def stream_events(
                 # one of several answers ended: its end now, the others go on (Chunk.ends_answer, inlined:
                 # every chunk asks, and the call cost ~0.2 us of the ~2.4 us a chunk takes to render)
                 if item.tool_call is not None:
-                    delta = tool_call_delta(item.tool_call)
-                    if index not in started:
-                        delta = {"role": "assistant", "content": None, **delta}
-                        started.add(index)
-                    calling.add(index)
-                    yield sse(
-                        chunk_body(
-                            task_id=task.task_id, created=created, model=model, delta=delta, index=index
-                        )
-                    )
+                    streaming = calling.get(index) or calling.setdefault(index, _Calls())
+                    for piece in streaming.add(item.tool_call):
+                        yield sse(piece_body(index, piece))
                     continue
                 if item.finish_reason is not None and not item.done:
+                    for piece in calling[index].rest() if index in calling else []:
+                        yield sse(piece_body(index, piece))
                     # the role first if none of its deltas went out (nothing but tool calls, or nothing)
                     unsent = [] if index in started else whole_deltas("", item.tool_calls, None)
                     calls = None if index in calling else item.tool_calls
@@ -413,6 +466,8 @@ async def stream_events(
             for index, a in enumerate(answers_of(item)):
                 if index in ended:
                     continue
+                for piece in calling[index].rest() if index in calling else []:
+                    yield sse(piece_body(index, piece))
                 unsent = (
                     [] if index in started else whole_deltas(a.content, a.tool_calls, a.thinking, a.logprobs)
                 )
