@@ -200,3 +200,24 @@ async def test_an_answer_sent_whole_still_sends_each_call_whole() -> None:
         ("stop", 1),
     ]
     assert data[-2]["delta"]["stop_reason"] == "tool_use"
+
+
+async def test_a_call_that_waited_starts_before_a_later_one() -> None:
+    """The second call's pieces all came while the first's arguments were incomplete; the third call's
+    piece comes after: the second's block starts first, as the calls' order in the answer (the order a
+    message sent whole has them in)."""
+    chunks = _chunks(
+        {"tool_call": {"index": 0, "id": "call_a", "name": "Write", "arguments": '{"n"'}},
+        {"tool_call": {"index": 1, "id": "call_b", "name": "Read", "arguments": '{"p": "x"}'}},
+        {"tool_call": {"index": 0, "arguments": ": 1}"}},
+        {"tool_call": {"index": 2, "id": "call_c", "name": "Now", "arguments": "{}"}},
+    )
+    calls = (
+        _call("call_a", "Write", '{"n": 1}'),
+        _call("call_b", "Read", '{"p": "x"}'),
+        _call("call_c", "Now", "{}"),
+    )
+    data = await _events(*chunks, calls_answer(*calls))
+    starts = [d["content_block"]["id"] for d in data if d["type"] == "content_block_start"]
+    assert starts == ["call_a", "call_b", "call_c"]
+    assert _inputs(data) == {0: {"n": 1}, 1: {"p": "x"}, 2: {}}

@@ -202,6 +202,17 @@ class _Blocks:
             return []  # a stopped call's late piece, or a call not yet named: its end says it
         if self.live is not None and not _complete(self.live.arguments):
             return []  # interleaved with the open call's: they wait for it
+        events: list[bytes] = []
+        for n in sorted(self.calls):  # calls before it that waited go first, in the answer's order
+            waited = self.calls[n]
+            if n >= piece.index or waited.opened or waited.id is None or waited.name is None:
+                continue
+            events += self._open(waited)
+            if not _complete(waited.arguments):
+                return events  # it streams on: this call waits for it
+        return events + self._open(call)
+
+    def _open(self, call: _Call) -> list[bytes]:
         events = self.start({"type": "tool_use", "id": call.id, "name": call.name, "input": {}})
         call.opened, self.live = True, call
         return events + self._flush(call)
