@@ -14,7 +14,10 @@ scenario, also to an executor running in another process:
     break               a stream (or body) that drops the connection after some text
     stream-error        a stream that sends text, then an error object
     garbage             200 with a body (or stream chunk) that is not JSON
-    tool-call           with `tools`: a call of the first tool, arguments {"city": "Paris"} (streamed)
+    tool-call           with `tools`: a call of the first tool, arguments {"city": "Paris"} (streamed);
+                        when the last user text is PARALLEL, three calls of it streamed as compatible
+                        servers may: interleaved by index, the first's name in two pieces, the last
+                        with no arguments at all (`PARALLEL_CALLS`: the calls whole)
     cached              an answer whose usage says 1,536 of its 2,048 prompt tokens were cache hits
     reasoner            as DeepSeek's reasoner and vLLM's reasoning parsers answer: `reasoning_content`
                         beside the answer (streamed first, in its own deltas), its words counted in
@@ -168,6 +171,15 @@ def error_response(name: str) -> Response:
     status, body = ERRORS[name]
     headers = {"retry-after": str(RETRY_AFTER_S)} if status == 429 else {}
     return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+PARALLEL = "Three calls, streamed as compatible servers may."
+# the calls of `tool-call` asked PARALLEL (id, arguments); the last streams no arguments, `{}` whole
+PARALLEL_CALLS = (
+    ("call_par_1", '{"city": "Paris"}'),
+    ("call_par_2", '{"city": "Oslo"}'),
+    ("call_par_3", "{}"),
+)
 
 
 def answer_text(body: dict[str, Any]) -> str:
@@ -379,6 +391,8 @@ class FakeOpenAI:
 
     def _tool_call(self, body: dict[str, Any]) -> Response:
         name = ((body.get("tools") or [{}])[0].get("function") or {}).get("name", "unknown")
+        if answer_text(body).endswith(PARALLEL):
+            return self._parallel_calls(body, name)
         call = {"id": "call_fake_1", "type": "function", "function": {"name": name, "arguments": ""}}
         arguments = ['{"city"', ': "Paris"}']
         if not body.get("stream"):
@@ -397,6 +411,40 @@ class FakeOpenAI:
             for piece in arguments:
                 yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
             yield chunk({}, "tool_calls")
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(parts(), media_type="text/event-stream")
+
+    def _parallel_calls(self, body: dict[str, Any], name: str) -> Response:
+        calls = [
+            {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+            for call_id, arguments in PARALLEL_CALLS
+        ]
+        if not body.get("stream"):
+            completion = self._completion("tool-call", "")
+            message = {"role": "assistant", "content": None, "tool_calls": calls, "refusal": None}
+            completion["choices"][0].update(message=message, finish_reason="tool_calls")
+            return JSONResponse(completion)
+        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": "tool-call"}
+        (first, _), (second, _), (third, _) = PARALLEL_CALLS
+
+        def piece(index: int, **fields: Any) -> bytes:
+            call = {"index": index, **fields}
+            choice = {"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}
+            return sse({**base, "choices": [choice]})
+
+        def more(index: int, arguments: str) -> bytes:
+            return piece(index, function={"arguments": arguments})
+
+        async def parts() -> AsyncIterator[bytes]:
+            yield piece(0, id=first, type="function", function={"name": name[:4]})
+            yield piece(0, function={"name": name[4:], "arguments": ""})
+            yield piece(1, id=second, type="function", function={"name": name, "arguments": '{"ci'})
+            yield more(0, '{"city": "Pa')
+            yield more(1, 'ty": "Oslo"}')
+            yield more(0, 'ris"}')
+            yield piece(2, id=third, type="function", function={"name": name, "arguments": ""})
+            yield sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
             yield b"data: [DONE]\n\n"
 
         return StreamingResponse(parts(), media_type="text/event-stream")

@@ -18,7 +18,7 @@ import pytest
 
 from switchyard.common.events import TaskSubmitted
 from tests.integration.executor.tools_stack import Stack, anthropic_client, classifier, openai_client, stack
-from tests.support.fake_openai import REFUSAL
+from tests.support.fake_openai import PARALLEL, PARALLEL_CALLS, REFUSAL
 
 pytestmark = pytest.mark.integration
 __all__ = ["classifier", "stack"]  # fixtures
@@ -219,3 +219,50 @@ async def test_the_anthropic_sdk_streams_a_calls_input_as_the_model_streams_it(
     [call] = final.content
     assert call.type == "tool_use" and (call.id, call.name) == ("call_fake_1", "get_weather")
     assert call.input == {"city": "Paris"} and final.stop_reason == "tool_use"
+
+
+async def test_parallel_calls_streamed_oddly_add_up_on_every_face_to_the_calls_sent_whole(
+    stack: Stack, classifier: list[TaskSubmitted]
+) -> None:
+    """Three calls a compatible server streams interleaved by index, the first's name in two pieces, the
+    last with no arguments: what each SDK adds up from the stream is what the same answer not streamed
+    holds (the chat face's `tool_calls`, the Anthropic face's `tool_use` blocks, the Responses face's
+    `function_call` items and their argument deltas)."""
+    ask = [{"role": "user", "content": PARALLEL}]
+    chat = openai_client(stack).chat.completions
+    tools = [{"type": "function", "function": WEATHER}]
+    whole = await chat.create(model="oai/tool-call", messages=ask, tools=tools)  # type: ignore[arg-type]
+    expected = [
+        (c.id, c.function.name, c.function.arguments) for c in whole.choices[0].message.tool_calls or []
+    ]
+    assert expected == [(i, "get_weather", a) for i, a in PARALLEL_CALLS]
+    async with chat.stream(model="oai/tool-call", messages=ask, tools=tools) as stream:  # type: ignore[arg-type]
+        streamed = (await stream.get_final_completion()).choices[0].message.tool_calls or []
+    assert [(c.id, c.function.name, c.function.arguments) for c in streamed] == expected
+
+    messages = anthropic_client(stack).messages
+    tool = {"name": "get_weather", "input_schema": WEATHER["parameters"]}
+    said = {"model": "oai/tool-call", "max_tokens": 50, "messages": ask, "tools": [tool]}
+    inputs = [(i, "get_weather", json.loads(a)) for i, a in PARALLEL_CALLS]
+    answer = await messages.create(**said)  # type: ignore[arg-type]
+    assert [(b.id, b.name, b.input) for b in answer.content if b.type == "tool_use"] == inputs
+    async with messages.stream(**said) as flow:  # type: ignore[arg-type]
+        final = await flow.get_final_message()
+    assert [(b.id, b.name, b.input) for b in final.content if b.type == "tool_use"] == inputs
+
+    function = {"type": "function", **WEATHER}
+    deltas: dict[str, str] = {}
+    done: list[tuple[str, str, str]] = []
+    async with openai_client(stack).responses.stream(
+        model="oai/tool-call",
+        input=PARALLEL,
+        tools=[function],  # type: ignore[list-item]
+    ) as events:
+        async for event in events:
+            if event.type == "response.function_call_arguments.delta":
+                deltas[event.item_id] = deltas.get(event.item_id, "") + event.delta
+            elif event.type == "response.output_item.done" and event.item.type == "function_call":
+                item = event.item
+                assert deltas.get(item.id or "", "") == item.arguments  # the deltas add up to it
+                done.append((item.call_id, item.name, item.arguments))
+    assert done == [(i, "get_weather", a) for i, a in PARALLEL_CALLS]
