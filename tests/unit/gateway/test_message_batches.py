@@ -142,7 +142,9 @@ async def test_a_large_create_leaves_the_event_loop_free() -> None:
     await asyncio.sleep(0.02)  # the ticker sees the last gap
     ticker.cancel()
     assert count == 100_000 and data.count(b"\n") == 100_000
-    assert longest < max(2 * reading, took / 2), (longest, reading, took)
+    # read in one call, the rest in steps: the longest pause is about the read (a third of the whole);
+    # checked in one call, it was the whole. Margins for a loaded machine's scheduling.
+    assert longest < max(2.5 * reading, 0.6 * took), (longest, reading, took)
 
 
 async def test_create_errors_name_the_request() -> None:
