@@ -51,7 +51,9 @@ async def executor(upstream: Upstream) -> AsyncIterator[None]:
         yield
 
 
-async def route(nc: nats.NATS, task_id: str, model: str) -> asyncio.Future[TaskCompleted | TaskFailed]:
+async def route(
+    nc: nats.NATS, task_id: str, model: str, *, stream: bool = False
+) -> asyncio.Future[TaskCompleted | TaskFailed]:
     """Publishes the task as the router does; the future is its result once the executor sends it."""
     result: asyncio.Future[TaskCompleted | TaskFailed] = asyncio.get_running_loop().create_future()
 
@@ -62,7 +64,7 @@ async def route(nc: nats.NATS, task_id: str, model: str) -> asyncio.Future[TaskC
             result.set_result(payload)
 
     await nc.subscribe(subjects.result_subject(task_id), cb=on_result)  # until the test's connection closes
-    request = ChatRequest(messages=[ChatMessage(role="user", content="Hello?")], max_tokens=16)
+    request = ChatRequest(messages=[ChatMessage(role="user", content="Hello?")], max_tokens=16, stream=stream)
     task = TaskSubmitted(task_id=task_id, tenant_id="acme", request=request, submitted_at=datetime.now(UTC))
     routed = TaskRouted(
         task=task,

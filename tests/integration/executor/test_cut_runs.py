@@ -16,8 +16,9 @@ from nats.aio.msg import Msg
 from switchyard.cli.processes import NatsServer
 from switchyard.common import bus, ids, kv, subjects
 from switchyard.common.envelope import decode
-from switchyard.common.events import ChargedCall, ProviderCallRecorded, TaskCompleted, Usage
+from switchyard.common.events import ChargedCall, ProviderCallRecorded, TaskCompleted, TaskFailed, Usage
 from switchyard.common.service import start, stop
+from switchyard.common.streaming import decode_chunk
 from switchyard.executor import tool_state
 from switchyard.executor.app import create
 from switchyard.executor.carried import CarriedCalls, carried_bucket
@@ -88,6 +89,42 @@ async def test_a_task_cut_by_a_stop_is_redone_and_its_result_counts_the_cut_runs
     assert [(c.model, c.usage) for c in done.charged] == [("openai/slow-3", cut.usage)]
     assert [(r.outcome, r.billable) for _, r in records] == [("cancelled", True), ("ok", False)]
     assert len({event_id for event_id, _ in records}) == 2
+
+
+async def test_a_stream_under_way_cut_by_a_stop_ends_there_and_is_not_redone(upstream: Upstream) -> None:
+    """The executor stops (1 s grace) while a stream is flowing to its client (a word a second): the
+    stream ends with an error chunk and the task fails `executor_stopping`, billing the cut call; the
+    message is acked, so the next executor does not run the answer again from its first word (which its
+    gateway cannot splice onto what it sent: a `stream_gap`) and pay the upstream for it twice. Before:
+    no result, and the next executor streamed it again from chunk 0."""
+    url, fake = upstream.nats.url, upstream.fake
+    env = {**upstream.env, "SWITCHYARD_STOP_GRACE_S": "1"}
+    nc = await nats.connect(url)
+    try:
+        await bus.ensure_streams(nc.jetstream())
+        task_id = ids.new_id()
+        seqs: list[int] = []
+
+        async def on_chunk(msg: Msg) -> None:
+            seqs.append(decode_chunk(msg.data).seq)
+
+        await nc.subscribe(subjects.chunk_subject(task_id), cb=on_chunk)
+        async with executor(url, env, upstream.tmp / "streaming.log"):
+            result = await route(nc, task_id, "drip-1", stream=True)
+            while len(seqs) < 2:
+                await asyncio.sleep(0.05)
+        done = await asyncio.wait_for(result, 5)
+        assert isinstance(done, TaskFailed) and done.error_code == "executor_stopping", done
+        assert [c.model for c in done.charged] == ["openai/drip-1"]
+        async with executor(url, env, upstream.tmp / "after.log"):
+            await asyncio.sleep(1.0)
+            consumer = subjects.EXECUTOR_CONSUMER
+            info = await nc.jetstream().consumer_info(consumer.stream, consumer.durable)
+    finally:
+        await nc.close()
+    assert fake.scenarios.calls["drip-1"] == 1
+    assert seqs == list(range(len(seqs)))  # one run's chunks, in order, never started again
+    assert (info.num_ack_pending, info.num_pending) == (0, 0)
 
 
 async def test_what_a_cut_run_was_billed_for_is_kept_per_tenant(nats_server: NatsServer) -> None:

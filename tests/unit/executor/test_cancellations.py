@@ -269,3 +269,58 @@ async def test_a_cancellation_heard_during_a_call_still_cuts_it() -> None:
     assert isinstance(outcome, TaskFailed) and outcome.error_code == "task_cancelled"
     [(_, record)] = bus.calls
     assert (record.outcome, record.billable) == ("cancelled", True)
+
+
+class Flows(Drips):
+    """A stream that flows (a part every 10 ms) until it is closed."""
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[TextDelta | Reply]:
+        try:
+            while True:
+                self.sent += 1
+                yield TextDelta("word ")
+                await asyncio.sleep(0.01)
+        finally:
+            self.closed = True
+
+
+async def test_a_stop_cutting_a_stream_that_sent_output_ends_it_instead_of_redoing_it() -> None:
+    """The executor's stop (past its grace: a rolling restart) cuts a stream its client is already reading:
+    a redo would start the answer again from its first word, which the gateway cannot splice onto what it
+    sent (a `stream_gap`), and pay the upstream again for an answer nobody reads. The stream ends with an
+    error chunk and a failure (`executor_stopping`) that bills the cut call, so the message is acked.
+    Before, the cut went on up (CancelledError): the task was redelivered and run again from the start."""
+    bus, upstream = Bus(), Flows()
+    run = asyncio.create_task(
+        run_task(routed("openai", stream=True), {"openai": upstream}, bus, cancelled=lambda: False)
+    )
+    async with asyncio.timeout(5):
+        while upstream.sent < 3:
+            await asyncio.sleep(0.01)
+    run.cancel()  # nobody asked for this task to stop: a shutdown
+    outcome = await asyncio.wait_for(run, 5)
+    assert isinstance(outcome, TaskFailed) and outcome.error_code == "executor_stopping", outcome
+    assert bus.decoded()[-1]["error"]["code"] == "executor_stopping"
+    [(_, call)] = bus.calls
+    assert (call.outcome, call.billable) == ("cancelled", True)
+    assert outcome.charged == [ChargedCall(model=call.model, usage=call.usage)]
+    assert upstream.closed
+
+
+async def test_a_stop_before_a_streams_first_output_still_hands_the_task_on() -> None:
+    """Nothing was sent yet: the task goes back to the stream, to be run by another replica."""
+
+    class Silent(Hangs):
+        async def stream(self, call: ProviderCall) -> AsyncIterator[TextDelta | Reply]:
+            self.called.set()
+            await asyncio.Event().wait()
+            yield TextDelta("unreachable")
+
+    bus, upstream = Bus(), Silent()
+    run = asyncio.create_task(
+        run_task(routed("openai", stream=True), {"openai": upstream}, bus, cancelled=lambda: False)
+    )
+    await asyncio.wait_for(upstream.called.wait(), 5)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run

@@ -322,9 +322,14 @@ def create(
             if not calls_over and not run.done():
                 run.cancel()
                 await asyncio.gather(delivering, return_exceptions=True)
-                raise
-            log.info("task %s: answered as its executor stopped; delivering its result", task.task_id)
-            await delivering
+                if run.cancelled() or delivering.cancelled() or delivering.exception() is not None:
+                    raise
+                # A stream its client was reading ended on the cut (`executor_stopping`): its result is
+                # out, and the message is acked rather than redone from the stream's first word.
+                log.info("task %s: its stream was cut by its executor's stop; ended", task.task_id)
+            else:
+                log.info("task %s: answered as its executor stopped; delivering its result", task.task_id)
+                await delivering
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()

@@ -52,6 +52,7 @@ from switchyard.executor.resilience.retry import RetryingProvider, RetryPolicy, 
 # sent output, the bound moves with it: `stream_idle_s` after its latest output, never past its cap.
 DEADLINE_GRACE_S = 0.5
 CANCELLED = "the task was cancelled (by its client, or its client went away) before it finished"
+STOPPED = "the executor running this stream stopped (a restart) after its output began; send it again"
 # The vectors are more than one result may hold (vectors.MAX_RESULT_BYTES).
 EMBEDDING_TOO_LARGE = "embedding_result_too_large"
 # The vectors could not be kept for delivery (the object store is full, or the bus failed).
@@ -229,21 +230,26 @@ class _Run:
             await book.settle(None)
             return await _failed(routed, chunks, code="provider_timeout", message=self.timed_out(), book=book)
         except asyncio.CancelledError:
-            if not self.was_cancelled():
+            if not self.was_cancelled() and not self.produced:
                 # A shutdown: the task is redelivered. An answer held for a strategy's verdict is billed
                 # (this run delivers none), and what this run was billed for goes to the run that redoes it.
                 await book.settle(None)
                 if self.on_cut is not None and book.charged:
                     await self.on_cut(book.charged)
                 raise
-            # The client's cancellation; a shutdown at the same moment would end the task the same way.
+            # The client's cancellation (a shutdown at the same moment would end the task the same way), or
+            # a shutdown cutting a stream its client is reading: a redo would start the answer again from
+            # its first word, which its gateway cannot splice onto what it sent, and pay for it again.
+            code, message = (
+                ("task_cancelled", CANCELLED) if self.was_cancelled() else ("executor_stopping", STOPPED)
+            )
             current = asyncio.current_task()
             while current is not None and current.uncancel() > 0:
                 pass
             # The calls in flight were cut and recorded as cancelled (billable, usage estimated); answers
             # held for a strategy's verdict are billable too, since none is delivered.
             await book.settle(None)
-            return await _failed(routed, chunks, code="task_cancelled", message=CANCELLED, book=book)
+            return await _failed(routed, chunks, code=code, message=message, book=book)
 
     def answered(self, candidate: RouteCandidate) -> dict[str, Any]:
         """The fields of the task's TaskCompleted that are not the answer itself."""
