@@ -88,6 +88,39 @@ async def test_lag_gauges_follow_the_consumer(js: nats.js.JetStreamContext) -> N
     assert lag.consumers_of("gateway") == ()
 
 
+async def test_a_task_in_progress_is_not_waiting_work(js: nats.js.JetStreamContext) -> None:
+    """A task being run (a stream may run an hour, marked in progress all along) keeps the oldest unacked
+    age growing; the oldest waiting age (never delivered yet: the queue's lag) counts only what waits,
+    so the pipeline-lag alert, which reads it, does not page for a long stream."""
+    await bus.ensure_streams(js, replicas=1)
+    executor = subjects.EXECUTOR_CONSUMER
+    await js.add_consumer(
+        executor.stream,
+        api.ConsumerConfig(
+            durable_name=executor.durable,
+            filter_subject=executor.filter_subject,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=600,
+        ),
+    )
+    await js.publish(executor.filter_subject, b"{}", headers={"Nats-Msg-Id": "long-stream"})
+    sub = await js.pull_subscribe_bind(executor.durable, stream=executor.stream)
+    [running] = await sub.fetch(1, timeout=5)
+    await lag.sample(js, executor, now=datetime.now(UTC) + timedelta(seconds=1200))
+    unacked = _gauge("switchyard_consumer_oldest_unacked_age_seconds", "executor")
+    assert unacked is not None and unacked >= 1200
+    assert _gauge("switchyard_consumer_oldest_waiting_age_seconds", "executor") == 0
+    await js.publish(executor.filter_subject, b"{}", headers={"Nats-Msg-Id": "waiting"})
+    await lag.sample(js, executor, now=datetime.now(UTC) + timedelta(seconds=45))
+    waiting = _gauge("switchyard_consumer_oldest_waiting_age_seconds", "executor")
+    assert waiting is not None and 45 <= waiting < 55
+    await running.ack_sync()
+    [waited] = await sub.fetch(1, timeout=5)
+    await waited.ack_sync()
+    await lag.sample(js, executor)
+    assert _gauge("switchyard_consumer_oldest_waiting_age_seconds", "executor") == 0
+
+
 async def test_cost_is_counted_once_per_usage_event(js: nats.js.JetStreamContext) -> None:
     await bus.ensure_streams(js, replicas=1)
     publisher = bus.EventPublisher(js, source="test/billing")

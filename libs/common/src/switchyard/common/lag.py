@@ -37,16 +37,25 @@ async def sample(js: JetStreamContext, consumer: subjects.Consumer, *, now: date
     metrics.CONSUMER_PENDING.labels(*labels).set(pending)
     metrics.CONSUMER_ACK_PENDING.labels(*labels).set(ack_pending)
     metrics.CONSUMER_REDELIVERED.labels(*labels).set(info.num_redelivered or 0)
-    age = 0.0
+    now = now or datetime.now(UTC)
+    unacked = waiting = 0.0
     if pending or ack_pending:
         floor = info.ack_floor.stream_seq if info.ack_floor is not None else 0
-        with contextlib.suppress(NotFoundError):  # the message aged out or was purged meanwhile
-            oldest = await js.get_msg(
-                consumer.stream, seq=floor + 1, subject=consumer.filter_subject, next=True
-            )
-            if oldest.time is not None:
-                age = max(0.0, ((now or datetime.now(UTC)) - oldest.time).total_seconds())
-    metrics.CONSUMER_OLDEST_UNACKED_AGE.labels(*labels).set(age)
+        unacked = await _age(js, consumer, after=floor, now=now)
+    if pending:  # a task in progress (a stream may run an hour) is not waiting: only what was never delivered
+        delivered = info.delivered.stream_seq if info.delivered is not None else 0
+        waiting = await _age(js, consumer, after=delivered, now=now)
+    metrics.CONSUMER_OLDEST_UNACKED_AGE.labels(*labels).set(unacked)
+    metrics.CONSUMER_OLDEST_WAITING_AGE.labels(*labels).set(waiting)
+
+
+async def _age(js: JetStreamContext, consumer: subjects.Consumer, *, after: int, now: datetime) -> float:
+    """The age of the consumer's first message after stream sequence `after` (0 when there is none)."""
+    with contextlib.suppress(NotFoundError):  # the message aged out or was purged meanwhile
+        oldest = await js.get_msg(consumer.stream, seq=after + 1, subject=consumer.filter_subject, next=True)
+        if oldest.time is not None:
+            return max(0.0, (now - oldest.time).total_seconds())
+    return 0.0
 
 
 class LagExporter:

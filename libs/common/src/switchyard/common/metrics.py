@@ -46,6 +46,12 @@ CONSUMER_OLDEST_UNACKED_AGE = Gauge(
     "Age of the oldest message the durable consumer has not acknowledged (0 when caught up)",
     ["stream", "consumer"],
 )
+CONSUMER_OLDEST_WAITING_AGE = Gauge(
+    "switchyard_consumer_oldest_waiting_age_seconds",
+    "Age of the oldest message not delivered to the durable consumer yet: the queue's lag, without the "
+    "work in progress (a streamed answer may run an hour, unacked all along) (0 when none waits)",
+    ["stream", "consumer"],
+)
 
 
 def observe_published(payload: EventPayload) -> None:
