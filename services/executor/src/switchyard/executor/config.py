@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from switchyard.common.config import CommonSettings
 from switchyard.executor.resilience.limits import Limit
@@ -100,3 +100,18 @@ class ExecutorSettings(CommonSettings):
     local_embedding_build_models: bool = Field(
         default=True, description="build the ONNX files on first use if `switchyard models build` has not"
     )
+
+    @model_validator(mode="after")
+    def _long_tasks_hold(self) -> ExecutorSettings:
+        """Bounds that would cut or redo a running task are refused at startup."""
+        if self.stream_max_s < self.task_deadline_s:
+            raise ValueError(
+                f"SWITCHYARD_STREAM_MAX_S ({self.stream_max_s:g}) is shorter than SWITCHYARD_TASK_DEADLINE_S "
+                f"({self.task_deadline_s:g}): a stream whose first output came late would be cut on it"
+            )
+        if self.heartbeat_s >= self.ack_wait_s:
+            raise ValueError(
+                f"SWITCHYARD_HEARTBEAT_S ({self.heartbeat_s:g}) must be shorter than SWITCHYARD_ACK_WAIT_S "
+                f"({self.ack_wait_s:g}): a task running longer would be redelivered while it runs (run twice)"
+            )
+        return self

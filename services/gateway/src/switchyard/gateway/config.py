@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from switchyard.common.config import CommonSettings
 from switchyard.gateway.cache.models import CacheRule
@@ -191,6 +191,15 @@ class GatewaySettings(CommonSettings):
     oidc_create_users: bool = False
     oidc_jwks_max_age_s: float = Field(default=3600.0, gt=0)
     oidc_jwks_min_refresh_s: float = Field(default=30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _streams_outlast_their_first_wait(self) -> GatewaySettings:
+        if self.stream_max_timeout_s < self.task_timeout_s:
+            raise ValueError(
+                f"SWITCHYARD_STREAM_MAX_TIMEOUT_S ({self.stream_max_timeout_s:g}) is shorter than "
+                f"SWITCHYARD_TASK_TIMEOUT_S ({self.task_timeout_s:g}), the wait for a stream's first output"
+            )
+        return self
 
     def limits(self) -> Limits:
         return Limits(
