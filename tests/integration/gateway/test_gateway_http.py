@@ -31,6 +31,7 @@ from switchyard.common.providers import ProviderStatus, announce, providers_buck
 from switchyard.common.streaming import Chunk, encode_chunk
 from switchyard.gateway.db import migrations
 from switchyard.gateway.tenants import create_api_key, create_tenant
+from tests.integration.gateway.harness import stored_events
 from tests.support.procs import service_process
 
 pytestmark = pytest.mark.integration
@@ -109,6 +110,9 @@ class Pipeline:
                 return
             if self.behaviour == "gap":
                 await self.nc.publish(subjects.chunk_subject(tid), encode_chunk(Chunk(seq=5, delta="!")))
+                return
+            if self.behaviour == "restart":  # a second run of the task (redelivered) starts its answer again
+                await self.nc.publish(subjects.chunk_subject(tid), encode_chunk(Chunk(seq=0, delta="Par")))
                 return
             if self.behaviour == "stall":  # text, then nothing more
                 return
@@ -211,6 +215,29 @@ async def test_broken_stream_ends_with_an_explicit_error(
     events = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
     assert "[DONE]" not in events
     assert orjson.loads(events[-1])["error"]["code"] == code
+
+
+@pytest.mark.parametrize("pipeline", ["gap", "restart"], indirect=True)
+async def test_a_stream_ended_by_a_gap_stops_its_task(
+    gateway: tuple[str, str], pipeline: Pipeline, nats_server: NatsServer
+) -> None:
+    """A gap ends the client's stream (`stream_gap`); the task must stop too. A redelivered run (its
+    executor crashed mid-stream) starts the answer again from chunk 0, which the gateway cannot splice
+    on: left running, it would stream (and be paid for) to its end, up to the stream cap, for nobody.
+    Before, the gateway only followed such a task to its outcome: no cancellation was published."""
+    base, key = gateway
+    async with httpx.AsyncClient() as c:
+        r = await c.post(f"{base}/v1/chat/completions", json={**BODY, "stream": True}, headers=_auth(key))
+    events = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
+    assert orjson.loads(events[-1])["error"]["code"] == "stream_gap"
+    task_id = pipeline.seen[0].task_id
+    cancelled: list[TaskCancelled] = []
+    for _ in range(3):  # each look reads the stored events for a second
+        found, _ = await stored_events(nats_server.url, subjects.TASK_CANCELLED, TaskCancelled)
+        cancelled = [e for e in found if e.task_id == task_id]
+        if cancelled:
+            break
+    assert [e.task_id for e in cancelled] == [task_id]
 
 
 @pytest.mark.parametrize("pipeline", ["fail"], indirect=True)

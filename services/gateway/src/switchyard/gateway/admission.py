@@ -20,6 +20,7 @@ from switchyard.common.background import Background
 from switchyard.common.events import ChatRequest, EmbeddingRequest, TaskCompleted, TaskFailed
 from switchyard.common.policy import Policy
 from switchyard.common.policy_source import PolicySource
+from switchyard.common.streaming import Chunk
 from switchyard.common.wants import Want, give_all, take_local_all
 from switchyard.gateway.budgets import pricing
 from switchyard.gateway.budgets.service import Account, Budgets, Reservation
@@ -45,12 +46,18 @@ class Pass:
     headers: dict[str, str] = field(default_factory=dict)
     closed: bool = False
     unlist: Callable[[], None] | None = None  # takes it off this replica's in-flight list (`inflight`)
+    # a stream's chunks out of order: lost, or a redelivered run starting its answer again (`in_order`)
+    gap: bool = False
+    _next_seq: int = 0
 
     def observe(self, item: object) -> None:
         if isinstance(item, TaskCompleted):
             self.outcome = item
         elif isinstance(item, TaskFailed):
             self.failure = item
+        elif isinstance(item, Chunk):
+            self.gap = self.gap or item.seq != self._next_seq
+            self._next_seq = item.seq + 1
 
     async def tap(self, items: AsyncIterator[T]) -> AsyncIterator[T]:
         try:

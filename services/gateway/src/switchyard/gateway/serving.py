@@ -256,11 +256,12 @@ async def serve(request: Request, face: Face) -> Response:
         finally:
             if admitted.outcome is None and admitted.failure is None:
                 # the client went away mid-answer or the gateway's stop ended it (stop the task), or the
-                # stream timed out or broke
+                # stream timed out or broke; a gap (a redelivered run starting its answer again) ended a
+                # stream that task may still run for up to the stream cap, for nobody: stop it too
                 stopped = gw.stop.cutting
                 if stopped:
                     log.warning(CUT)
-                _settle_later(gw, task, admitted, cancel=not ended or stopped)
+                _settle_later(gw, task, admitted, cancel=not ended or stopped or admitted.gap)
             else:
                 gw.admission.settle_soon(admitted)
             if cached is not None and gw.cache is not None and admitted.outcome is not None:
