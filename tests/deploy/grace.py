@@ -12,7 +12,9 @@ DRAIN_S = 10.0  # after the stop grace: the gateway's 5 s wait for cut tasks' ou
 
 def running_work_s(service: str) -> float:
     """The longest a piece of work already running may take: an executor's task (its deadline), a
-    gateway's request (how long it waits for its task); 0 for the rest (handlers of single events)."""
+    gateway's request (how long it waits for its task); 0 for the rest (handlers of single events).
+    A stream that has sent output may run longer (SWITCHYARD_STREAM_MAX_S, an hour): no stop grace is
+    sized for it; a stop ends it with its face's error event (`executor_stopping`, `gateway_stopping`)."""
     if service == "executor":
         return ExecutorSettings().task_deadline_s
     if service == "gateway":
