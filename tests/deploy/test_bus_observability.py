@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import nats
@@ -53,7 +54,8 @@ def _gauge(name: str, consumer: str) -> float | None:
     return REGISTRY.get_sample_value(name, {"stream": subjects.STREAM_EVENTS, "consumer": consumer})
 
 
-async def test_lag_gauges_follow_the_consumer(js: nats.js.JetStreamContext) -> None:
+async def _executor_consumer(js: nats.js.JetStreamContext, **config: Any) -> subjects.Consumer:
+    """The streams, and the executor's durable consumer on them (the test pulls as the executor)."""
     await bus.ensure_streams(js, replicas=1)
     executor = subjects.EXECUTOR_CONSUMER
     await js.add_consumer(
@@ -62,8 +64,14 @@ async def test_lag_gauges_follow_the_consumer(js: nats.js.JetStreamContext) -> N
             durable_name=executor.durable,
             filter_subject=executor.filter_subject,
             ack_policy=api.AckPolicy.EXPLICIT,
+            **config,
         ),
     )
+    return executor
+
+
+async def test_lag_gauges_follow_the_consumer(js: nats.js.JetStreamContext) -> None:
+    executor = await _executor_consumer(js)
     for n in range(3):
         await js.publish(executor.filter_subject, b"{}", headers={"Nats-Msg-Id": f"lag-{n}"})
     await js.publish(subjects.TASK_SUBMITTED, b"{}", headers={"Nats-Msg-Id": "other"})  # not the executor's
@@ -92,17 +100,7 @@ async def test_a_task_in_progress_is_not_waiting_work(js: nats.js.JetStreamConte
     """A task being run (a stream may run an hour, marked in progress all along) keeps the oldest unacked
     age growing; the oldest waiting age (never delivered yet: the queue's lag) counts only what waits,
     so the pipeline-lag alert, which reads it, does not page for a long stream."""
-    await bus.ensure_streams(js, replicas=1)
-    executor = subjects.EXECUTOR_CONSUMER
-    await js.add_consumer(
-        executor.stream,
-        api.ConsumerConfig(
-            durable_name=executor.durable,
-            filter_subject=executor.filter_subject,
-            ack_policy=api.AckPolicy.EXPLICIT,
-            ack_wait=600,
-        ),
-    )
+    executor = await _executor_consumer(js, ack_wait=600)
     await js.publish(executor.filter_subject, b"{}", headers={"Nats-Msg-Id": "long-stream"})
     sub = await js.pull_subscribe_bind(executor.durable, stream=executor.stream)
     [running] = await sub.fetch(1, timeout=5)

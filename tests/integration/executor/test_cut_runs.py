@@ -34,6 +34,17 @@ pytestmark = pytest.mark.integration
 
 
 @contextlib.asynccontextmanager
+async def connected(url: str) -> AsyncIterator[nats.NATS]:
+    """The test's own connection (it plays the router), with the bus's streams made."""
+    nc = await nats.connect(url)
+    try:
+        await bus.ensure_streams(nc.jetstream())
+        yield nc
+    finally:
+        await nc.close()
+
+
+@contextlib.asynccontextmanager
 async def executor(url: str, env: dict[str, str], log: Path) -> AsyncIterator[None]:
     """An executor process; leaving the block stops it with SIGTERM (a rolling restart's stop)."""
     with service_process("switchyard.executor", env=env, log_path=log) as proc:
@@ -97,17 +108,13 @@ async def test_a_stream_under_way_cut_by_a_stop_ends_there_and_is_not_redone(ups
     message is acked, so the next executor does not run the answer again from its first word (which its
     gateway cannot splice onto what it sent: a `stream_gap`) and pay the upstream for it twice. Before:
     no result, and the next executor streamed it again from chunk 0."""
-    url, fake = upstream.nats.url, upstream.fake
-    env = {**upstream.env, "SWITCHYARD_STOP_GRACE_S": "1"}
-    nc = await nats.connect(url)
-    try:
-        await bus.ensure_streams(nc.jetstream())
-        task_id = ids.new_id()
-        seqs: list[int] = []
+    url, env, task_id = upstream.nats.url, {**upstream.env, "SWITCHYARD_STOP_GRACE_S": "1"}, ids.new_id()
+    seqs: list[int] = []
 
-        async def on_chunk(msg: Msg) -> None:
-            seqs.append(decode_chunk(msg.data).seq)
+    async def on_chunk(msg: Msg) -> None:
+        seqs.append(decode_chunk(msg.data).seq)
 
+    async with connected(url) as nc:
         await nc.subscribe(subjects.chunk_subject(task_id), cb=on_chunk)
         async with executor(url, env, upstream.tmp / "streaming.log"):
             result = await route(nc, task_id, "drip-1", stream=True)
@@ -120,9 +127,7 @@ async def test_a_stream_under_way_cut_by_a_stop_ends_there_and_is_not_redone(ups
             await asyncio.sleep(1.0)
             consumer = subjects.EXECUTOR_CONSUMER
             info = await nc.jetstream().consumer_info(consumer.stream, consumer.durable)
-    finally:
-        await nc.close()
-    assert fake.scenarios.calls["drip-1"] == 1
+    assert upstream.fake.scenarios.calls["drip-1"] == 1
     assert seqs == list(range(len(seqs)))  # one run's chunks, in order, never started again
     assert (info.num_ack_pending, info.num_pending) == (0, 0)
 

@@ -179,8 +179,8 @@ async def test_a_cancellation_lost_on_the_way_still_stops_the_call() -> None:
 class Drips:
     """A streaming provider that never ends by itself; remembers whether its stream was closed."""
 
-    def __init__(self) -> None:
-        self.sent, self.closed = 0, False
+    def __init__(self, gap_s: float = 0.0) -> None:
+        self.sent, self.closed, self.gap_s = 0, False, gap_s
 
     async def request(self, call: ProviderCall) -> Reply:
         raise AssertionError("streamed")
@@ -190,7 +190,7 @@ class Drips:
             while True:
                 self.sent += 1
                 yield TextDelta("word ")
-                await asyncio.sleep(0)
+                await asyncio.sleep(self.gap_s)
         finally:
             self.closed = True
 
@@ -271,26 +271,13 @@ async def test_a_cancellation_heard_during_a_call_still_cuts_it() -> None:
     assert (record.outcome, record.billable) == ("cancelled", True)
 
 
-class Flows(Drips):
-    """A stream that flows (a part every 10 ms) until it is closed."""
-
-    async def stream(self, call: ProviderCall) -> AsyncIterator[TextDelta | Reply]:
-        try:
-            while True:
-                self.sent += 1
-                yield TextDelta("word ")
-                await asyncio.sleep(0.01)
-        finally:
-            self.closed = True
-
-
 async def test_a_stop_cutting_a_stream_that_sent_output_ends_it_instead_of_redoing_it() -> None:
     """The executor's stop (past its grace: a rolling restart) cuts a stream its client is already reading:
     a redo would start the answer again from its first word, which the gateway cannot splice onto what it
     sent (a `stream_gap`), and pay the upstream again for an answer nobody reads. The stream ends with an
     error chunk and a failure (`executor_stopping`) that bills the cut call, so the message is acked.
     Before, the cut went on up (CancelledError): the task was redelivered and run again from the start."""
-    bus, upstream = Bus(), Flows()
+    bus, upstream = Bus(), Drips(gap_s=0.01)  # a part every 10 ms until it is closed
     run = asyncio.create_task(
         run_task(routed("openai", stream=True), {"openai": upstream}, bus, cancelled=lambda: False)
     )
