@@ -47,9 +47,10 @@ from switchyard.executor.resilience.fallback import FallbackProvider, Target
 from switchyard.executor.resilience.limits import LimitGuard, RateLimits
 from switchyard.executor.resilience.retry import RetryingProvider, RetryPolicy, Sleep
 
-# The task deadline fires this much after the last call's own timeout would, so calls time out (and are
-# recorded) by themselves; the outer bound is for streams, whose timeout is per chunk. Once a stream has
-# sent output, the bound moves with it: `stream_idle_s` after its latest output, never past its cap.
+# The task deadline fires this much after the last call's own timeout would (a stream's: its bound until
+# its first output), so calls time out (and are recorded) by themselves; the outer bound is for streams,
+# whose reads are bounded one by one. Once a stream has sent output, the bound moves with it:
+# `stream_idle_s` after its latest output, never past its cap.
 DEADLINE_GRACE_S = 0.5
 CANCELLED = "the task was cancelled (by its client, or its client went away) before it finished"
 STOPPED = "the executor running this stream stopped (a restart) after its output began; send it again"

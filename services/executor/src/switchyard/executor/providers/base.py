@@ -26,7 +26,9 @@ from switchyard.common.events import (
 
 @dataclass(frozen=True, slots=True)
 class ProviderCall:
-    """One call to one model. `timeout_s` bounds the whole call (for a stream: each wait for a chunk)."""
+    """One call to one model. `timeout_s` bounds the whole call (for a stream: each wait for a chunk);
+    `first_output_s`, a stream's, bounds the whole call until its first output (what is left of the task's
+    deadline when it starts: after that the task's idle limit bounds it, `execution.py`)."""
 
     model: str
     messages: Sequence[ChatMessage]
@@ -35,6 +37,7 @@ class ProviderCall:
     top_p: float | None = None
     stop: Sequence[str] | None = None
     timeout_s: float | None = None
+    first_output_s: float | None = None
     # What the client asked beyond plain text, in OpenAI's terms; each adapter translates what its
     # provider supports (the router sends tool and JSON tasks only to models with those capabilities).
     response_format: dict[str, Any] | None = None
@@ -54,6 +57,11 @@ class ProviderCall:
     # default, none): sent only to models with the `logprobs` capability (see `Reply.logprobs`).
     logprobs: bool = False
     top_logprobs: int | None = None
+
+    def first_wait_s(self) -> float | None:
+        """The longest a stream's call may wait for its first part: the shorter of its two bounds."""
+        bounds = [b for b in (self.timeout_s, self.first_output_s) if b is not None]
+        return min(bounds) if bounds else None
 
     @classmethod
     def from_request(cls, request: ChatRequest, *, model: str) -> ProviderCall:

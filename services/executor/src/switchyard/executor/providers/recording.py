@@ -1,14 +1,15 @@
 """Instrumentation as a wrapper: every call that went out is reported with its outcome, latency, time to
 first token and usage. Unexpected exceptions from an adapter become `bad_response` errors here, so the
 layers above only ever see the taxonomy, and so does an adapter without embeddings asked for them
-(`embedder_of`)."""
+(`embedder_of`). A stream's bound until its first output (`ProviderCall.first_output_s`) is kept here,
+for every adapter, so that its cut is the call's `timeout`, recorded as such."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -187,7 +188,7 @@ class RecordingProvider:
         span = self._span(call, stream=True)
         ttft_ms: float | None = None
         text: list[str] = []
-        parts = stream_any(self._inner, call)
+        parts = _first_output_within(stream_any(self._inner, call), call.first_output_s, self._provider)
         try:
             async for part in parts:
                 if isinstance(part, OUTPUT):  # the first token, reasoning or text (or an empty answer's end)
@@ -220,6 +221,37 @@ class RecordingProvider:
             await self._raise(exc, started, span)
         await self._report(started, span, reply=reply)
         return reply
+
+
+async def _first_output_within(
+    parts: AsyncGenerator[StreamPart, None], seconds: float | None, provider: str
+) -> AsyncGenerator[StreamPart, None]:
+    """`parts`, failed as a `timeout` when no output came within `seconds` of the call's start (None: no
+    such bound); after the first output, as they come. Each wait is bounded, not the generator's life:
+    a cut must interrupt the provider's read, never the consumer's code between parts."""
+    try:
+        if seconds is not None:
+            by = asyncio.get_running_loop().time() + seconds
+            while True:
+                timer = asyncio.timeout_at(by)
+                try:
+                    async with timer:
+                        part = await anext(parts)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    if not timer.expired():  # the provider's own, not this bound's
+                        raise
+                    raise provider_error(
+                        "timeout", f"{provider}: no output within {seconds:.3g} s (the task's deadline)"
+                    ) from None
+                yield part
+                if isinstance(part, OUTPUT):
+                    break
+        async for part in parts:
+            yield part
+    finally:
+        await parts.aclose()
 
 
 def _end(span: Span | None, record: CallRecord, reply: Reply | EmbeddingReply | None) -> None:

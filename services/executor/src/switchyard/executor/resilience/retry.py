@@ -72,10 +72,23 @@ class RetryingProvider:
         self._rand = rand
 
     def _bounded(self, call: Call) -> Call:
-        if self._deadline.expired():
-            raise provider_error("timeout", "the task's deadline passed before this call", retryable=False)
+        """A call whose timeout is shortened to what is left of the deadline, so that a cut at the deadline
+        is the call's own `timeout` (recorded, not billed, charged to its breaker)."""
+        self._check()
         timeout_s = self._deadline.clamp(call.timeout_s)
         return call if timeout_s == call.timeout_s else replace(call, timeout_s=timeout_s)
+
+    def _bounded_stream(self, call: ProviderCall) -> ProviderCall:
+        """A stream's call: what is left of the deadline bounds it until its first output, as `_bounded`
+        does a call answered whole; its reads keep their own timeout, since once output flows the task is
+        bounded by its idle limit, not by this deadline (a stream started late would be cut by its first
+        pause longer than what was left)."""
+        self._check()
+        return replace(call, first_output_s=self._deadline.clamp(call.first_output_s))
+
+    def _check(self) -> None:
+        if self._deadline.expired():
+            raise provider_error("timeout", "the task's deadline passed before this call", retryable=False)
 
     async def _wait(self, retry: int, error: ProviderError) -> None:
         """Sleeps before the next try, or re-raises `error` when this model should not be tried again."""
@@ -104,7 +117,7 @@ class RetryingProvider:
         while True:
             sent_text = False
             try:
-                async for part in stream_any(self._inner, self._bounded(call)):
+                async for part in stream_any(self._inner, self._bounded_stream(call)):
                     sent_text = sent_text or isinstance(part, OUTPUT)
                     yield part
                 return

@@ -155,15 +155,15 @@ class LocalProvider:
             raise provider_error(
                 "bad_request", "local: the local model returns no token log probabilities", sent=False
             )
-        wait = self.expected_wait_s()
-        if call.timeout_s is not None and wait is not None and wait > call.timeout_s:
+        wait, bound = self.expected_wait_s(), call.first_wait_s()
+        if bound is not None and wait is not None and wait > bound:
             # Behind more work than its timeout allows it would time out in the queue and be retried at the
             # back of it: refused now, not sent, so the executor falls back at once (a Retry-After longer
             # than it waits for moves to the next candidate).
             raise provider_error(
                 "overloaded",
                 f"local: {self._pending} generations ahead (~{wait:.0f} s), more than this call's "
-                f"{call.timeout_s:g} s",
+                f"{bound:g} s",
                 retry_after=wait,
                 sent=False,
             )

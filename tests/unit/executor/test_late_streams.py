@@ -1,0 +1,76 @@
+"""A stream whose call starts late in its task's deadline: what is left of the deadline bounds the call
+until its first output, not every read of the stream after it. The OpenAI stand-in serves the calls over
+real HTTP (`drip-<s>`: its words that far apart; `slow-<s>`: nothing for that long)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from switchyard.common.errors import ProviderError
+from switchyard.common.events import ChatMessage
+from switchyard.executor.providers.base import ProviderCall, Reply, TextDelta
+from switchyard.executor.providers.openai import OpenAIProvider, OpenAISettings
+from switchyard.executor.providers.recording import CallRecord, RecordingProvider
+from switchyard.executor.resilience.deadline import Deadline
+from switchyard.executor.resilience.retry import RetryingProvider, RetryPolicy
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.servers import BackgroundServer
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[tuple[str, str]]:
+    fake = FakeOpenAI()
+    with BackgroundServer(fake.app) as server:
+        yield f"{server.url}/v1", fake.api_key
+
+
+@pytest.fixture
+async def adapter(upstream: tuple[str, str]) -> AsyncIterator[OpenAIProvider]:
+    base_url, key = upstream
+    provider = OpenAIProvider(OpenAISettings(api_key=key, base_url=base_url), timeout_s=5.0)
+    yield provider
+    await provider.aclose()
+
+
+def late_call(adapter: OpenAIProvider, records: list[CallRecord], *, left_s: float) -> RetryingProvider:
+    """A candidate's call as the executor wraps it, started with `left_s` of the task's deadline left."""
+
+    async def on_call(record: CallRecord) -> None:
+        records.append(record)
+
+    recorded = RecordingProvider(adapter, provider="openai", model="m", on_call=on_call)
+    return RetryingProvider(recorded, RetryPolicy(max_retries=0), deadline=Deadline.within(left_s))
+
+
+def call(model: str) -> ProviderCall:
+    return ProviderCall(model=model, messages=(ChatMessage(role="user", content="hi"),), timeout_s=5.0)
+
+
+async def test_a_late_stream_pausing_longer_than_the_deadline_left_completes(adapter: OpenAIProvider) -> None:
+    records: list[CallRecord] = []
+    retrying = late_call(adapter, records, left_s=0.3)
+    text, replies = [], []
+    async for part in retrying.stream(call("drip-0.5")):  # pauses of 0.5 s, under the 5 s per read
+        if isinstance(part, TextDelta):
+            text.append(part.text)
+        elif isinstance(part, Reply):
+            replies.append(part)
+    assert "".join(text) == "Hello! You said: hi" and len(replies) == 1
+    assert [r.outcome for r in records] == ["ok"]
+
+
+async def test_a_late_stream_silent_until_the_deadline_is_cut_as_a_timeout(adapter: OpenAIProvider) -> None:
+    records: list[CallRecord] = []
+    retrying = late_call(adapter, records, left_s=0.3)
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as cut:
+        async for _ in retrying.stream(call("slow-2")):
+            pass
+    assert cut.value.kind == "timeout" and time.monotonic() - started < 1.5
+    # The call's own timeout, as before: not billed as a cancelled call, and charged to the breaker.
+    assert [(r.outcome, r.usage) for r in records] == [("timeout", None)]
