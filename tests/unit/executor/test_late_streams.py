@@ -14,6 +14,7 @@ from switchyard.common.events import ChatMessage
 from switchyard.executor.providers.base import ProviderCall, Reply, TextDelta
 from switchyard.executor.providers.openai import OpenAIProvider, OpenAISettings
 from switchyard.executor.providers.recording import CallRecord, RecordingProvider
+from switchyard.executor.resilience.breaker import BreakerConfig, BreakerGuard, BreakerState, LocalBreakers
 from switchyard.executor.resilience.deadline import Deadline
 from switchyard.executor.resilience.retry import RetryingProvider, RetryPolicy
 from tests.support.fake_openai import FakeOpenAI
@@ -37,14 +38,17 @@ async def adapter(upstream: tuple[str, str]) -> AsyncIterator[OpenAIProvider]:
     await provider.aclose()
 
 
-def late_call(adapter: OpenAIProvider, records: list[CallRecord], *, left_s: float) -> RetryingProvider:
+def late_call(
+    adapter: OpenAIProvider, records: list[CallRecord], breakers: LocalBreakers, *, left_s: float
+) -> RetryingProvider:
     """A candidate's call as the executor wraps it, started with `left_s` of the task's deadline left."""
 
     async def on_call(record: CallRecord) -> None:
         records.append(record)
 
     recorded = RecordingProvider(adapter, provider="openai", model="m", on_call=on_call)
-    return RetryingProvider(recorded, RetryPolicy(max_retries=0), deadline=Deadline.within(left_s))
+    guarded = BreakerGuard(recorded, breakers, key="openai/m")
+    return RetryingProvider(guarded, RetryPolicy(max_retries=0), deadline=Deadline.within(left_s))
 
 
 def call(model: str) -> ProviderCall:
@@ -53,7 +57,8 @@ def call(model: str) -> ProviderCall:
 
 async def test_a_late_stream_pausing_longer_than_the_deadline_left_completes(adapter: OpenAIProvider) -> None:
     records: list[CallRecord] = []
-    retrying = late_call(adapter, records, left_s=0.3)
+    breakers = LocalBreakers(BreakerConfig(failure_threshold=1))
+    retrying = late_call(adapter, records, breakers, left_s=0.3)
     text, replies = [], []
     async for part in retrying.stream(call("drip-0.5")):  # pauses of 0.5 s, under the 5 s per read
         if isinstance(part, TextDelta):
@@ -62,11 +67,13 @@ async def test_a_late_stream_pausing_longer_than_the_deadline_left_completes(ada
             replies.append(part)
     assert "".join(text) == "Hello! You said: hi" and len(replies) == 1
     assert [r.outcome for r in records] == ["ok"]
+    assert await breakers.state("openai/m") is BreakerState.CLOSED
 
 
 async def test_a_late_stream_silent_until_the_deadline_is_cut_as_a_timeout(adapter: OpenAIProvider) -> None:
     records: list[CallRecord] = []
-    retrying = late_call(adapter, records, left_s=0.3)
+    breakers = LocalBreakers(BreakerConfig(failure_threshold=1))
+    retrying = late_call(adapter, records, breakers, left_s=0.3)
     started = time.monotonic()
     with pytest.raises(ProviderError) as cut:
         async for _ in retrying.stream(call("slow-2")):
@@ -74,3 +81,4 @@ async def test_a_late_stream_silent_until_the_deadline_is_cut_as_a_timeout(adapt
     assert cut.value.kind == "timeout" and time.monotonic() - started < 1.5
     # The call's own timeout, as before: not billed as a cancelled call, and charged to the breaker.
     assert [(r.outcome, r.usage) for r in records] == [("timeout", None)]
+    assert await breakers.state("openai/m") is BreakerState.OPEN
