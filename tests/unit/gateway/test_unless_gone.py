@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from switchyard.gateway.errors import ClientClosedRequest, GatewayStopping, ServiceUnavailable, TaskTimeout
-from switchyard.gateway.serving import unless_gone
+from switchyard.gateway.gone import unless_gone
 from switchyard.gateway.stopping import Stop
 
 pytestmark = pytest.mark.unit

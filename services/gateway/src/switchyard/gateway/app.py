@@ -21,7 +21,7 @@ from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.leases import IntCounters, Leases, SlotTable
 from switchyard.common.logs import configure_logging
 from switchyard.common.policy_source import PolicySource
-from switchyard.gateway import errors, openapi, serving
+from switchyard.gateway import errors, gone, openapi
 from switchyard.gateway.access import lockout, oidc
 from switchyard.gateway.access import views as access
 from switchyard.gateway.access.changes import AuthChanges, changes_bucket
@@ -289,7 +289,7 @@ class CutByStop(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
-            record.msg = serving.CUT
+            record.msg = gone.CUT
             record.args = ()
             record.exc_info = None
             record.levelno, record.levelname = logging.WARNING, "WARNING"
