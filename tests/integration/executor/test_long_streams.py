@@ -1,7 +1,9 @@
 """A streamed answer lives as long as it flows: bounded by the time to its first output, the silence
-between outputs and a cap, not by one deadline for the whole task. The gateway, router and executor run
-as processes on a real nats-server, with small bounds (a first output within 3 s, silences of 1 s); a
-local OpenAI stand-in drips its words (`drip-<seconds>`); a fixture plays the classifier."""
+between outputs and a cap, not by one deadline for the whole task; and a task whose client says it waits
+longer (its SDK's timeout, `x-switchyard-timeout`) runs that long. The gateway, router and executor run
+as processes on a real nats-server, with small bounds (a first output or an answer within 3 s, a call
+within 2 s, silences of 1 s, clients' waits up to 20 s); a local OpenAI stand-in drips its words
+(`drip-<seconds>`) or thinks before it answers (`slow-<seconds>`); a fixture plays the classifier."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import openai
 import pytest
 import yaml
 
@@ -27,7 +30,11 @@ __all__ = ["classifier"]  # the fixture, used by name
 
 POLICY = {
     "version": "long-streams",
-    "models": [_model("plain", "drip-0.5", []), _model("plain", "drip-5", [])],
+    "models": [
+        _model("plain", "drip-0.5", []),
+        _model("plain", "drip-5", []),
+        _model("plain", "slow-5", []),
+    ],
     "strategies": {"cascade": {"enabled": False}, "parallel": {"enabled": False}},
 }
 
@@ -62,6 +69,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "SWITCHYARD_LOCAL_ENABLED": "false",
                 "SWITCHYARD_EXTRA_PROVIDERS": json.dumps(extra),
                 "SWITCHYARD_TASK_DEADLINE_S": "3",
+                "SWITCHYARD_CALL_TIMEOUT_S": "2",
                 "SWITCHYARD_STREAM_IDLE_S": "1",
                 "SWITCHYARD_STREAM_MAX_S": "30",
             }
@@ -72,6 +80,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "SWITCHYARD_TASK_TIMEOUT_S": "4",
                 "SWITCHYARD_STREAM_IDLE_TIMEOUT_S": "2",
                 "SWITCHYARD_STREAM_MAX_TIMEOUT_S": "40",
+                "SWITCHYARD_REQUEST_TIMEOUT_MAX_S": "20",
             }
             with gateways(server, db_url, tmp, env=gateway) as (base,):
                 fleet.wait_ready()
@@ -131,3 +140,52 @@ async def test_a_stream_that_stalls_is_cut_at_the_idle_limit(stack: Stack) -> No
         ("provider_timeout", "the stream sent nothing for 1 s (its idle limit)")
     ], events
     assert stack.fake.scenarios.finished["drip-5"] == 0  # the upstream's stream was cut
+
+
+QUESTION = [{"role": "user", "content": "What is the answer to everything?"}]
+
+
+@pytest.mark.usefixtures("classifier")
+async def test_an_answer_slower_than_the_deadline_fails_when_its_client_says_nothing(stack: Stack) -> None:
+    """No timeout header (a plain HTTP client): the executor's bounds (2 s a call, 3 s a task) cut a
+    model that answers after 5 s, and the client reads why."""
+    headers = {"Authorization": f"Bearer {stack.org.keys['member']}"}
+    body = {"model": "plain/slow-5", "messages": QUESTION}
+    async with httpx.AsyncClient(base_url=stack.base, timeout=30) as http:
+        response = await http.post("/v1/chat/completions", json=body, headers=headers)
+    assert response.status_code == 502, response.text
+    assert response.json()["error"]["code"] == "provider_timeout"
+
+
+@pytest.mark.usefixtures("classifier")
+async def test_the_openai_sdks_own_timeout_lets_a_slow_answer_finish(stack: Stack) -> None:
+    """The OpenAI SDK sends its read timeout on every request (`x-stainless-read-timeout`): at 15 s, the
+    task may run 13.5 s and its one call all of it, so the 5 s answer comes back whole."""
+    client = openai.AsyncOpenAI(
+        base_url=f"{stack.base}/v1", api_key=stack.org.keys["member"], timeout=15, max_retries=0
+    )
+    started = time.monotonic()
+    completion = await client.chat.completions.create(model="plain/slow-5", messages=QUESTION)  # type: ignore[arg-type]
+    assert time.monotonic() - started > 5.0
+    assert completion.choices[0].message.content == "Hello! You said: What is the answer to everything?"
+    assert completion.choices[0].finish_reason == "stop"
+    await client.close()
+
+
+@pytest.mark.usefixtures("classifier")
+async def test_a_stream_whose_client_says_it_waits_gets_its_first_output_late(stack: Stack) -> None:
+    """`x-switchyard-timeout: 12` on a stream whose first word comes after 5 s: past the task deadline
+    (3 s) and the gateway's default wait for a first output (4 s), within what the client said."""
+    headers = {"Authorization": f"Bearer {stack.org.keys['member']}", "x-switchyard-timeout": "12"}
+    body = {"model": "plain/slow-5", "stream": True, "messages": QUESTION}
+    async with (
+        httpx.AsyncClient(base_url=stack.base, timeout=30) as http,
+        http.stream("POST", "/v1/chat/completions", json=body, headers=headers) as response,
+    ):
+        assert response.status_code == 200, await response.aread()
+        lines = [line async for line in response.aiter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    events = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+    assert not [e for e in events if "error" in e], events
+    text = "".join(c["delta"].get("content") or "" for e in events for c in e.get("choices", []))
+    assert text == "Hello! You said: What is the answer to everything?"

@@ -40,8 +40,31 @@ def test_the_gateways_stream_cap_is_no_shorter_than_its_wait_for_the_first_outpu
     assert "SWITCHYARD_TASK_TIMEOUT_S" in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    ("settings", "names"),
+    [
+        # a client may ask to wait this long for a stream's first output: the stream's cap must allow it
+        (
+            {"request_timeout_max_s": 900, "stream_max_timeout_s": 600},
+            ("SWITCHYARD_STREAM_MAX_TIMEOUT_S", "SWITCHYARD_REQUEST_TIMEOUT_MAX_S"),
+        ),
+        # a task API task may run this long: followed for less, it would read timed out while it runs
+        (
+            {"request_timeout_max_s": 900, "async_task_timeout_s": 600},
+            ("SWITCHYARD_ASYNC_TASK_TIMEOUT_S", "SWITCHYARD_REQUEST_TIMEOUT_MAX_S"),
+        ),
+    ],
+)
+def test_the_longest_request_a_client_may_ask_fits_the_gateways_other_bounds(
+    settings: dict[str, float], names: tuple[str, str]
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        GatewaySettings(**settings)  # type: ignore[arg-type]
+    assert all(name in str(refused.value) for name in names), refused.value
+
+
 def test_the_defaults_and_equal_bounds_are_accepted() -> None:
     ExecutorSettings()
     ExecutorSettings(task_deadline_s=5, stream_max_s=5, heartbeat_s=1, ack_wait_s=4)
     GatewaySettings()
-    GatewaySettings(task_timeout_s=4, stream_max_timeout_s=4)
+    GatewaySettings(task_timeout_s=4, stream_max_timeout_s=4, request_timeout_max_s=4)

@@ -150,13 +150,21 @@ class _Run:
     cap: Deadline = field(init=False)  # a stream's whole run
     timer: asyncio.Timeout | None = None
     produced: bool = False  # a stream has sent output
+    budget_s: float = field(init=False)  # until the answer (a stream: its first output)
+    call_timeout_s: float = field(init=False)  # one call (a stream: each read), before the deadline's clamp
 
     def __post_init__(self) -> None:
-        now, carried = datetime.now(UTC), self.routed.task.deadline
-        self.deadline = Deadline.for_task(
-            budget_s=self.policy.task_deadline_s, task_deadline=carried, now=now
+        task, policy = self.routed.task, self.policy
+        now, carried = datetime.now(UTC), task.deadline
+        # A task whose submitter says how long it may run (its client's own timeout: a reasoning model's
+        # answer may take minutes) gets that, within the stream cap, and one call may take all of it.
+        asked = task.timeout_s
+        self.budget_s = policy.task_deadline_s if asked is None else min(asked, policy.stream_max_s)
+        self.call_timeout_s = (
+            policy.call_timeout_s if asked is None else max(policy.call_timeout_s, self.budget_s)
         )
-        self.cap = Deadline.for_task(budget_s=self.policy.stream_max_s, task_deadline=carried, now=now)
+        self.deadline = Deadline.for_task(budget_s=self.budget_s, task_deadline=carried, now=now)
+        self.cap = Deadline.for_task(budget_s=policy.stream_max_s, task_deadline=carried, now=now)
 
     def was_cancelled(self) -> bool:
         return self.cancelled is not None and self.cancelled()
@@ -202,7 +210,7 @@ class _Run:
     def timed_out(self) -> str:
         """Which bound cut the task."""
         if not self.produced:
-            return f"the task did not finish within its deadline ({self.policy.task_deadline_s:g} s)"
+            return f"the task did not finish within its deadline ({self.budget_s:g} s)"
         if self.cap.expired():
             return f"the stream did not finish within its cap ({self.policy.stream_max_s:g} s)"
         return f"the stream sent nothing for {self.policy.stream_idle_s:g} s (its idle limit)"
@@ -314,7 +322,7 @@ async def execute(
     async def work() -> strategies.Result:
         call = replace(
             ProviderCall.from_request(request, model=""),
-            timeout_s=policy.call_timeout_s,
+            timeout_s=run.call_timeout_s,
             carried=await tool_state.carried(states if carries else None, task.tenant_id, request.messages),
         )
         async with run.within_deadline():
@@ -404,7 +412,7 @@ async def execute_embedding(
         return await _failed(routed, None, code="task_cancelled", message=CANCELLED, book=book)
     candidates = routed.decision.candidates
     call = EmbeddingCall(
-        model="", inputs=tuple(request.input), dimensions=request.dimensions, timeout_s=policy.call_timeout_s
+        model="", inputs=tuple(request.input), dimensions=request.dimensions, timeout_s=run.call_timeout_s
     )
 
     def target(candidate: RouteCandidate) -> Target:

@@ -21,6 +21,15 @@ class GatewaySettings(CommonSettings):
         gt=0,
         description="how long a request waits for its task's answer, or a stream for its first output",
     )
+    request_timeout_max_s: float = Field(
+        default=600.0,
+        gt=0,
+        le=86_400,
+        description="the longest a client may have its request run by saying how long it waits "
+        "(x-switchyard-timeout, or its SDK's own timeout header: 600 s by default in OpenAI's and "
+        "Anthropic's), and what a task API task or a batch line may run; the SWITCHYARD_TASK_TIMEOUT_S "
+        "wait applies when a client says nothing",
+    )
     # A stream that has started is read as long as it flows: these outlast the executor's own bounds
     # (SWITCHYARD_STREAM_IDLE_S, SWITCHYARD_STREAM_MAX_S), so its cut, with its reason, comes first.
     stream_idle_timeout_s: float = Field(
@@ -198,6 +207,18 @@ class GatewaySettings(CommonSettings):
             raise ValueError(
                 f"SWITCHYARD_STREAM_MAX_TIMEOUT_S ({self.stream_max_timeout_s:g}) is shorter than "
                 f"SWITCHYARD_TASK_TIMEOUT_S ({self.task_timeout_s:g}), the wait for a stream's first output"
+            )
+        if self.stream_max_timeout_s < self.request_timeout_max_s:
+            raise ValueError(
+                f"SWITCHYARD_STREAM_MAX_TIMEOUT_S ({self.stream_max_timeout_s:g}) is shorter than "
+                f"SWITCHYARD_REQUEST_TIMEOUT_MAX_S ({self.request_timeout_max_s:g}), the longest wait for a "
+                "stream's first output a client may ask"
+            )
+        if self.async_task_timeout_s < self.request_timeout_max_s:
+            raise ValueError(
+                f"SWITCHYARD_ASYNC_TASK_TIMEOUT_S ({self.async_task_timeout_s:g}) is shorter than "
+                f"SWITCHYARD_REQUEST_TIMEOUT_MAX_S ({self.request_timeout_max_s:g}), what a task API task "
+                "may run: it would be reported timed out while it runs"
             )
         return self
 

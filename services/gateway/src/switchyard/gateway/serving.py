@@ -29,6 +29,7 @@ from switchyard.gateway import (
     overhead,
     responses,
     responses_render,
+    timeouts,
 )
 from switchyard.gateway.admission import Pass
 from switchyard.gateway.auth import authenticate
@@ -117,9 +118,13 @@ async def serve(request: Request, face: Face) -> Response:
         parsed = await gw.guardrails.screen_input(parsed, principal=principal, **_where(request))
     allowed = allowed_models(principal.key_policy)
     parsed.model = await gw.catalog.check(parsed.model, allowed=allowed)  # an alias: its model
+    wait = timeouts.wait_for(request.headers, gw.settings)
     task = completions.build_task(parsed, principal, priority=request.headers.get("x-switchyard-priority"))
-    cached, stages, admitted, headers = await _admit(request, gw, principal, task, started=started)
-    timeout = gw.settings.task_timeout_s
+    task = _bounded(task, wait.task_s)
+    timeout = wait.gateway_s
+    cached, stages, admitted, headers = await _admit(
+        request, gw, principal, task, started=started, timeout_s=timeout
+    )
     if cached is not None and cached.hit is not None and gw.cache is not None:
         return await replay.answer(gw.cache, face, parsed, task, cached, admitted, headers)
     # Output guardrails need the whole answer: a stream is then answered whole, as one SSE event.
@@ -198,11 +203,18 @@ async def serve(request: Request, face: Face) -> Response:
 
 
 async def _admit(
-    request: Request, gw: Gateway, principal: Principal, task: TaskSubmitted, *, started: float
+    request: Request,
+    gw: Gateway,
+    principal: Principal,
+    task: TaskSubmitted,
+    *,
+    started: float,
+    timeout_s: float,
 ) -> tuple[Lookup | None, overhead.Stages, Pass, dict[str, str]]:
     """A built task up to its admission: whether the bus can carry it (before anything is taken of the
     limits or the budget, whose estimates a task that size would only mislead), its cache look-up, the
-    stages so far, its admission (rate limits, budget), and the response headers these give."""
+    stages so far, its admission (rate limits, budget; `timeout_s`: how long its answer is waited for),
+    and the response headers these give."""
     tracing.annotate(
         task_id=task.task_id, tenant_id=principal.tenant_id, gen_ai__request__model=task.request.model
     )
@@ -217,7 +229,7 @@ async def _admit(
         task.request,
         providers=await gw.catalog.providers(),
         task_id=task.task_id,
-        timeout_s=gw.settings.task_timeout_s,
+        timeout_s=timeout_s,
     )
     stages.mark("admit")
     headers = {"x-switchyard-task-id": task.task_id, **admitted.headers, **(cached.headers if cached else {})}
@@ -298,9 +310,13 @@ async def serve_embeddings(request: Request, face: EmbeddingsFace = OPENAI_EMBED
     body = await completions.read_body(request, limit=gw.settings.max_body_bytes)
     parsed = face.parse(body, gw.settings)
     priority = request.headers.get("x-switchyard-priority")
+    wait = timeouts.wait_for(request.headers, gw.settings)
     parsed, task = await _embedding_task(gw, principal, parsed, priority=priority, where=_where(request))
-    cached, stages, admitted, headers = await _admit(request, gw, principal, task, started=started)
-    timeout = gw.settings.task_timeout_s
+    task = _bounded(task, wait.task_s)
+    timeout = wait.gateway_s
+    cached, stages, admitted, headers = await _admit(
+        request, gw, principal, task, started=started, timeout_s=timeout
+    )
     if cached is not None and cached.hit is not None and gw.cache is not None:
         done = await replay.settle(gw.cache, task, cached, admitted)
     else:
@@ -344,6 +360,11 @@ async def _embedding_task(
     return parsed, embeddings.build_task(parsed, principal, priority=priority)
 
 
+def _bounded(task: TaskSubmitted, timeout_s: float | None) -> TaskSubmitted:
+    """The task with the bound its client asked for (`TaskSubmitted.timeout_s`), if any."""
+    return task if timeout_s is None else task.model_copy(update={"timeout_s": timeout_s})
+
+
 def _settle_later(gw: Gateway, task: TaskSubmitted, admitted: Pass, *, cancel: bool) -> None:
     """Nobody waits for the task's answer any more: its client left (`cancel`: the task is cancelled on
     the bus) or it timed out (the executor hears the timeout). Its admission is settled at what the task
@@ -375,6 +396,7 @@ async def submit(request: Request) -> TaskState:
         key=idempotency.idempotency_key(request),
         priority=request.headers.get("x-switchyard-priority"),
         where=_where(request),
+        timeout_s=timeouts.unattended(request.headers, gw.settings),
     )
 
 
@@ -389,13 +411,15 @@ async def submit_parsed(
     where: dict[str, str],
     task_id: str | None = None,
     batch: bool = False,
+    timeout_s: float | None = None,
 ) -> TaskState:
     """A parsed chat request submitted as a task (the task API's steps after reading the body: input
     guardrails, the model catalogue, admission), or an embeddings request (a batch's line: as
     `serve_embeddings` prepares it); `digest` is the body's SHA-256. With an idempotency `key`
     the task id is derived from it (or is `task_id`, a caller's own derivation: the batch runner's), and
     a task already there is answered instead. A `batch` line is admitted within its organisation's batch
-    slots (`limits.models.checks`), and its task says it is one (`TaskSubmitted.batch`)."""
+    slots (`limits.models.checks`), and its task says it is one (`TaskSubmitted.batch`). Nobody waits for
+    the task on a connection: it may run `timeout_s` (default: the longest a request may, `timeouts`)."""
     if isinstance(parsed, embeddings.Embeddings):
         _, task = await _embedding_task(gw, principal, parsed, priority=priority, where=where)
     else:
@@ -406,6 +430,7 @@ async def submit_parsed(
         task = completions.build_task(parsed, principal, priority=priority)
     if batch:  # an embedding line's large vectors are then kept for the batch (`vectors.keep`)
         task = task.model_copy(update={"batch": True})
+    task = _bounded(task, gw.settings.request_timeout_max_s if timeout_s is None else timeout_s)
     tracing.annotate(tenant_id=principal.tenant_id, gen_ai__request__model=task.request.model)
     if key is not None:
         task = task.model_copy(

@@ -270,6 +270,15 @@ class TaskSubmitted(EventPayload):
     request: TaskRequest
     priority: Priority = "normal"
     deadline: datetime | None = None
+    timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=86_400,
+        description="how long the task may run until its answer (a stream: its first output), when its "
+        "submitter says: the executor's budget for it instead of its own SWITCHYARD_TASK_DEADLINE_S, one "
+        "provider call may take all of it, never past SWITCHYARD_STREAM_MAX_S nor `deadline`; absent: the "
+        "executor's budget",
+    )
     origin: Literal["http", "bus"] = "bus"
     submitted_at: datetime
     allowed_models: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(

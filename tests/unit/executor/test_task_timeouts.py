@@ -1,0 +1,106 @@
+"""A task whose submitter says how long it may run (`TaskSubmitted.timeout_s`, its client's own timeout)
+gets that instead of the executor's deadline, and one call may take all of it: a reasoning model that
+answers after the executor's per-call limit is waited for, as its client would wait calling it directly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from switchyard.common.events import TaskCompleted, TaskFailed, TaskRouted
+from switchyard.executor.execution import ExecutionPolicy
+from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta
+from switchyard.executor.providers.errors import provider_error
+from switchyard.executor.providers.testing import reply
+from switchyard.executor.resilience.retry import RetryPolicy
+from tests.unit.executor.test_execution import Bus, routed, run
+
+pytestmark = pytest.mark.unit
+# One call may wait 0.2 s, a task 0.3 s in all: a provider that answers after 0.6 s is cut by default.
+TIGHT = ExecutionPolicy(
+    retry=RetryPolicy(max_retries=0, base_s=0.001, cap_s=0.002), call_timeout_s=0.2, task_deadline_s=0.3
+)
+
+
+class Thinker:
+    """Answers after `delay` seconds, within each call's own `timeout_s` as the HTTP adapters bound a
+    call (a stream: its first part within its first-output bound too, as the recording wrapper does)."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.calls: list[ProviderCall] = []
+
+    async def _think(self, bound: float | None) -> None:
+        try:
+            async with asyncio.timeout(bound):
+                await asyncio.sleep(self.delay)
+        except TimeoutError:
+            raise provider_error("timeout", f"no answer within {bound:g} s") from None
+
+    async def request(self, call: ProviderCall) -> Reply:
+        self.calls.append(call)
+        await self._think(call.timeout_s)
+        return reply("Forty-two.")
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
+        self.calls.append(call)
+        await self._think(call.first_wait_s())
+        yield TextDelta("Forty-two.")
+        yield reply("Forty-two.")
+
+
+def bounded(seconds: float | None, *, stream: bool = False) -> TaskRouted:
+    task = routed("deep", stream=stream)
+    return task.model_copy(update={"task": task.task.model_copy(update={"timeout_s": seconds})})
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_without_a_bound_from_its_client_a_slow_answer_is_cut_at_the_executors_limits(
+    stream: bool,
+) -> None:
+    thinker = Thinker(0.6)
+    outcome = await run(bounded(None, stream=stream), {"deep": thinker}, Bus(), policy=TIGHT)
+    assert isinstance(outcome, TaskFailed) and outcome.error_code == "provider_timeout", outcome
+    assert thinker.calls[0].timeout_s == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_task_its_client_waits_longer_for_is_answered_by_a_slow_model(stream: bool) -> None:
+    thinker = Thinker(0.6)
+    outcome = await run(bounded(2.0, stream=stream), {"deep": thinker}, Bus(), policy=TIGHT)
+    assert isinstance(outcome, TaskCompleted) and outcome.content == "Forty-two.", outcome
+    call = thinker.calls[0]
+    # the call may take what is left of the task's 2 s, not the executor's 0.2 s per call
+    assert call.timeout_s is not None and 1.5 < call.timeout_s <= 2.0
+    if stream:
+        assert call.first_output_s is not None and 1.5 < call.first_output_s <= 2.0
+
+
+async def test_a_shorter_bound_than_the_executors_shortens_the_task() -> None:
+    thinker = Thinker(0.6)
+    outcome = await run(bounded(0.1), {"deep": thinker}, Bus(), policy=TIGHT)
+    assert isinstance(outcome, TaskFailed) and outcome.error_code == "provider_timeout", outcome
+    assert thinker.calls[0].timeout_s is not None and thinker.calls[0].timeout_s <= 0.1
+
+
+async def test_a_bound_past_the_stream_cap_is_held_to_the_cap() -> None:
+    thinker = Thinker(0.0)
+    policy = ExecutionPolicy(call_timeout_s=5, task_deadline_s=10, stream_max_s=30)
+    outcome = await run(bounded(7200.0), {"deep": thinker}, Bus(), policy=policy)
+    assert isinstance(outcome, TaskCompleted) and outcome.content == "Forty-two.", outcome
+    assert thinker.calls[0].timeout_s is not None and 29 < thinker.calls[0].timeout_s <= 30
+
+
+async def test_the_timeout_names_the_tasks_own_bound() -> None:
+    """A provider that ignores its call's bound is cut by the task's timer, whose message names the
+    bound its client asked for, not the executor's default."""
+
+    class Deaf(Thinker):
+        async def _think(self, bound: float | None) -> None:
+            await asyncio.sleep(self.delay)
+
+    outcome = await run(bounded(0.15), {"deep": Deaf(5.0)}, Bus(), policy=TIGHT)
+    assert isinstance(outcome, TaskFailed) and outcome.error_code == "provider_timeout", outcome
+    assert outcome.error_message == "the task did not finish within its deadline (0.15 s)"

@@ -1,0 +1,66 @@
+"""How long a request's task may run: the client's own word (`x-switchyard-timeout`, or the timeout its
+SDK sends on every request), within the deployment's maximum; the gateway's defaults otherwise."""
+
+from __future__ import annotations
+
+import pytest
+
+from switchyard.gateway.config import GatewaySettings
+from switchyard.gateway.errors import InvalidRequest
+from switchyard.gateway.timeouts import Wait, declared, unattended, wait_for
+
+pytestmark = pytest.mark.unit
+SETTINGS = GatewaySettings(task_timeout_s=120, request_timeout_max_s=600)
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({}, None),
+        # what the OpenAI SDK sends by default (its read timeout), Anthropic's, Google's GenAI SDKs'
+        ({"x-stainless-read-timeout": "600.0"}, 600.0),
+        ({"x-stainless-timeout": "600", "x-stainless-read-timeout": "300"}, 300.0),
+        ({"x-server-timeout": "45"}, 45.0),
+        # the client's own header wins over its SDK's
+        ({"x-switchyard-timeout": "30", "x-stainless-read-timeout": "600.0"}, 30.0),
+        ({"x-switchyard-timeout": " 2.5 "}, 2.5),
+        # an SDK header that says nothing usable is passed over, not refused
+        ({"x-stainless-read-timeout": "None", "x-stainless-timeout": "120"}, 120.0),
+        ({"x-stainless-read-timeout": "inf"}, None),
+        ({"x-stainless-read-timeout": "-1"}, None),
+    ],
+)
+def test_the_wait_a_client_declares(headers: dict[str, str], seconds: float | None) -> None:
+    assert declared(headers) == seconds
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-5", "nan", "inf", ""])
+def test_an_unusable_x_switchyard_timeout_is_a_400_naming_it(value: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        declared({"x-switchyard-timeout": value})
+    assert refused.value.param == "x-switchyard-timeout"
+    assert "positive number of seconds" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    ("headers", "wait"),
+    [
+        # nothing said: the gateway's wait, the executor's own bound
+        ({}, Wait(120.0, None)),
+        # the SDKs' default: ten minutes; the executor cuts 10 s before the gateway stops waiting
+        ({"x-stainless-read-timeout": "600.0"}, Wait(600.0, 590.0)),
+        # past the maximum: the maximum
+        ({"x-switchyard-timeout": "3600"}, Wait(600.0, 590.0)),
+        # a short wait shortens the task (its margin a tenth of it)
+        ({"x-switchyard-timeout": "20"}, Wait(20.0, 18.0)),
+    ],
+)
+def test_the_gateways_wait_and_the_tasks_bound(headers: dict[str, str], wait: Wait) -> None:
+    assert wait_for(headers, SETTINGS) == wait
+
+
+def test_a_task_nobody_waits_for_on_a_connection_may_run_the_maximum_unless_it_says_less() -> None:
+    assert unattended({}, SETTINGS) == 600.0
+    assert unattended({"x-stainless-read-timeout": "600.0"}, SETTINGS) == 600.0
+    assert unattended({"x-switchyard-timeout": "90"}, SETTINGS) == 90.0
+    assert unattended({"x-switchyard-timeout": "9000"}, SETTINGS) == 600.0
