@@ -13,9 +13,10 @@ import orjson
 import pytest
 
 from switchyard.cli.processes import NatsServer
+from switchyard.gateway.batches.lease import Knobs
 from switchyard.gateway.batches.models import Batch, BatchRecord, Runner
 from switchyard.gateway.batches.runner import BatchRunner
-from switchyard.gateway.batches.running import BatchRun, Knobs
+from switchyard.gateway.batches.running import BatchRun
 from switchyard.gateway.batches.service import Batches
 from switchyard.gateway.batches.store import BatchStore, batches_bucket, new_batch_id
 from switchyard.gateway.errors import NotFound, RateLimited

@@ -10,8 +10,9 @@ import logging
 import time
 
 from switchyard.common.background import cancel
+from switchyard.gateway.batches.lease import Knobs, Lost
 from switchyard.gateway.batches.models import TERMINAL, BatchRecord, Runner
-from switchyard.gateway.batches.running import BatchRun, Knobs, Lost
+from switchyard.gateway.batches.running import BatchRun
 from switchyard.gateway.batches.store import BatchStore
 from switchyard.gateway.errors import ServiceUnavailable
 from switchyard.gateway.state import Gateway

@@ -5,8 +5,8 @@ from __future__ import annotations
 from nats.js import JetStreamContext
 
 from switchyard.gateway.batches import vectors
+from switchyard.gateway.batches.lease import Knobs
 from switchyard.gateway.batches.runner import BatchRunner
-from switchyard.gateway.batches.running import Knobs
 from switchyard.gateway.batches.service import Batches
 from switchyard.gateway.batches.store import BatchStore, batches_bucket
 from switchyard.gateway.files.share import Share
