@@ -15,7 +15,14 @@ import pytest
 from switchyard.common.envelope import encode
 from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted, Usage
 from switchyard.common.streaming import Chunk
-from switchyard.gateway import completions, legacy, messages_render, responses, responses_render
+from switchyard.gateway import (
+    completions,
+    legacy,
+    messages_render,
+    responses,
+    responses_render,
+    responses_stream,
+)
 from switchyard.gateway.gemini import render as gemini_render
 from switchyard.gateway.taskapi.models import TaskState
 from switchyard.gateway.taskapi.store import with_outcome
@@ -100,7 +107,7 @@ async def test_the_responses_face_says_them_whole_and_in_response_completed() ->
         {"reasoning_tokens": 64},
         92,
     )
-    stream = responses_render.stream_events(task, [_done(REASONED)], _nothing_more(), timeout_s=5)
+    stream = responses_stream.stream_events(task, [_done(REASONED)], _nothing_more(), timeout_s=5)
     completed = next(e for e in _data([e async for e in stream]) if e["type"] == "response.completed")
     assert completed["response"]["usage"]["output_tokens_details"] == {"reasoning_tokens": 64}
     # the field is required there: 0 when the provider did not count them apart

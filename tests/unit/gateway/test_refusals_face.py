@@ -13,7 +13,14 @@ import pytest
 
 from switchyard.common.events import Choice, TaskCompleted, Usage
 from switchyard.common.streaming import Chunk
-from switchyard.gateway import completions, messages, messages_render, responses, responses_render
+from switchyard.gateway import (
+    completions,
+    messages,
+    messages_render,
+    responses,
+    responses_render,
+    responses_stream,
+)
 from switchyard.gateway.cache.models import storable
 from switchyard.gateway.guardrails.models import GuardrailConfig
 from switchyard.gateway.guardrails.service import GuardrailPolicy, Guardrails
@@ -120,7 +127,7 @@ def test_the_responses_face_answers_a_refusal_part() -> None:
 
 async def test_the_responses_face_streams_a_refusal_part() -> None:
     task = _responses_task(stream=True)
-    events = [e async for e in responses_render.stream_events(task, [], items(_done()), timeout_s=5)]
+    events = [e async for e in responses_stream.stream_events(task, [], items(_done()), timeout_s=5)]
     data = sse_data(events)
     kinds = [d["type"] for d in data]
     assert "response.output_text.delta" not in kinds

@@ -15,7 +15,7 @@ import pytest
 
 from switchyard.common.events import FunctionCall, TaskCompleted, TaskFailed, ToolCall
 from switchyard.common.streaming import Chunk
-from switchyard.gateway import completions, responses, responses_render
+from switchyard.gateway import completions, responses, responses_render, responses_stream
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.responses_tools import ClientTool
 from switchyard.gateway.tenants import Principal
@@ -145,7 +145,7 @@ async def test_a_call_of_a_namespace_tool_comes_back_with_its_name_and_namespace
     ]
     raw = [
         e
-        async for e in responses_render.stream_events(task, [done], _nothing_more(), timeout_s=5, named=named)
+        async for e in responses_stream.stream_events(task, [done], _nothing_more(), timeout_s=5, named=named)
     ]
     events = [orjson.loads(e.split(b"data: ", 1)[1]) for e in raw]
     added, _, args, item_done = events[2:6]
@@ -246,7 +246,7 @@ async def test_a_custom_tools_call_is_a_custom_tool_call_with_its_text_whole_and
     ]
     raw = [
         e
-        async for e in responses_render.stream_events(task, [done], _nothing_more(), timeout_s=5, named=named)
+        async for e in responses_stream.stream_events(task, [done], _nothing_more(), timeout_s=5, named=named)
     ]
     events = [orjson.loads(e.split(b"data: ", 1)[1]) for e in raw]
     assert [e["type"] for e in events[2:6]] == [

@@ -21,7 +21,7 @@ from switchyard.common.events import (
     Usage,
 )
 from switchyard.common.streaming import Chunk, ChunkError
-from switchyard.gateway import completions, responses, responses_render
+from switchyard.gateway import completions, responses, responses_render, responses_stream
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.tenants import Principal
 
@@ -218,7 +218,7 @@ async def _nothing_more() -> AsyncIterator[Chunk | TaskCompleted | TaskFailed]:
 
 
 async def _events(task: TaskSubmitted, head: list[Chunk | TaskCompleted]) -> list[dict[str, Any]]:
-    raw = [e async for e in responses_render.stream_events(task, head, _nothing_more(), timeout_s=5)]
+    raw = [e async for e in responses_stream.stream_events(task, head, _nothing_more(), timeout_s=5)]
     for e in raw:  # the SSE event name is the JSON's type
         name, data = e.split(b"\n", 1)
         assert name == b"event: " + orjson.loads(data[6:])["type"].encode()

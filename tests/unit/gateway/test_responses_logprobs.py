@@ -22,7 +22,7 @@ from switchyard.common.events import (
     Usage,
 )
 from switchyard.common.streaming import Chunk
-from switchyard.gateway import completions, responses, responses_render
+from switchyard.gateway import completions, responses, responses_render, responses_stream
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.tenants import Principal
 
@@ -146,7 +146,7 @@ async def _nothing_more() -> AsyncIterator[Chunk | TaskCompleted | TaskFailed]:
 
 
 async def _events(task: TaskSubmitted, head: list[Chunk | TaskCompleted]) -> list[dict[str, Any]]:
-    raw = [e async for e in responses_render.stream_events(task, head, _nothing_more(), timeout_s=5)]
+    raw = [e async for e in responses_stream.stream_events(task, head, _nothing_more(), timeout_s=5)]
     events = [orjson.loads(e.split(b"data: ", 1)[1]) for e in raw]
     for event in events:
         EVENT.validate_python(event)  # each one as OpenAI's SDK reads it

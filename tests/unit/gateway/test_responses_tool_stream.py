@@ -12,7 +12,7 @@ import pytest
 
 from switchyard.common.events import FunctionCall, TaskCompleted, ToolCall
 from switchyard.common.streaming import Chunk, ChunkError, ToolCallPiece
-from switchyard.gateway import responses, responses_render
+from switchyard.gateway import responses, responses_render, responses_stream
 from switchyard.gateway.responses_tools import CustomInput, custom_input
 from tests.unit.gateway.streams import items, sse_data
 from tests.unit.gateway.test_responses_codex import _codex, _lite
@@ -40,7 +40,7 @@ async def _stream(
     return sse_data(
         [
             e
-            async for e in responses_render.stream_events(
+            async for e in responses_stream.stream_events(
                 task, given[:1], items(*given[1:]), timeout_s=5, **kw
             )
         ]

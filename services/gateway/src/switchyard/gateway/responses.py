@@ -1,6 +1,7 @@
 """OpenAI's Responses API (`POST /v1/responses`) as a third face of the same pipeline: its request (input
 items, instructions, flat function tools, `text.format`, `reasoning`) becomes the pipeline's chat request
-here; the result is rendered as a Response, or streamed as its typed events, in `responses_render.py`.
+here; the result is rendered as a Response in `responses_render.py`, or streamed as its typed events in
+`responses_stream.py`.
 
 Responses are stored unless the request says `store: false` (`stored_responses/`): a request may name a
 previous response (`previous_response_id`) and stored items (`item_reference`), which are read before this

@@ -29,6 +29,7 @@ from switchyard.gateway import (
     overhead,
     responses,
     responses_render,
+    responses_stream,
     timeouts,
 )
 from switchyard.gateway.admission import Pass
@@ -100,7 +101,7 @@ ANTHROPIC = Face(
 RESPONSES = Face(
     responses.parse_request,
     responses_render.response_json,
-    responses_render.stream_events,
+    responses_stream.stream_events,
     bind=_conversation,
 )
 LEGACY = Face(legacy.parse_request, legacy.completion_json, legacy.stream_events)

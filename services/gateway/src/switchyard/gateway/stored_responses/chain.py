@@ -23,7 +23,7 @@ import orjson
 
 from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted
 from switchyard.common.streaming import Chunk
-from switchyard.gateway import responses, responses_render
+from switchyard.gateway import responses, responses_render, responses_stream
 from switchyard.gateway.completions import json_object
 from switchyard.gateway.errors import APIError, BusPayloadExceeded, InvalidRequest
 from switchyard.gateway.metrics import STORED_RESPONSES
@@ -148,7 +148,7 @@ class Conversation:
         async def keep(body: dict[str, Any]) -> bool:
             return await self.remember(task, body)
 
-        return responses_render.stream_events(
+        return responses_stream.stream_events(
             task,
             head,
             rest,
