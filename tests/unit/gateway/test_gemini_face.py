@@ -1,27 +1,17 @@
 """The Gemini face's reading of Google's requests (the shapes the Gemini CLI and the Python GenAI SDK send,
-captured from them) into the pipeline's chat request, its refusals, and its answers in Gemini's shape."""
+captured from them) into the pipeline's chat request: the conversation, function calls and their responses,
+images, tools, thinking, JSON answers, model names, counts and embeddings. Its refusals of what it cannot
+deliver or read are in test_gemini_refusals.py, its answers in test_gemini_render.py."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
 
-from switchyard.common.events import (
-    ChatRequest,
-    FunctionCall,
-    TaskCompleted,
-    TaskFailed,
-    TaskSubmitted,
-    ThinkingBlock,
-    ToolCall,
-    Usage,
-)
-from switchyard.common.streaming import Chunk
-from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, google_face
-from switchyard.gateway.gemini import render
+from switchyard.common.events import ChatRequest
+from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.gemini.request import (
     Parsed,
     model_name,
@@ -329,46 +319,6 @@ def test_images_are_read_and_other_inputs_refused() -> None:
     assert "Files API" in refused({"contents": [{"parts": [files_api]}]}).message
 
 
-@pytest.mark.parametrize(
-    ("extra", "param"),
-    [
-        ({"cachedContent": "cachedContents/1"}, "cachedContent"),
-        ({"tools": [{"googleSearch": {}}]}, "tools.0.googleSearch"),
-        ({"tools": [{"code_execution": {}}]}, "tools.0.code_execution"),
-        ({"generationConfig": {"responseLogprobs": True}}, "generationConfig.responseLogprobs"),
-        (
-            {"generationConfig": {"responseModalities": ["TEXT", "IMAGE"]}},
-            "generationConfig.responseModalities",
-        ),
-        ({"generationConfig": {"responseMimeType": "text/x.enum"}}, "generationConfig.responseMimeType"),
-        ({"generationConfig": {"speechConfig": {"voiceConfig": {}}}}, "generationConfig.speechConfig"),
-    ],
-)
-def test_what_is_not_delivered_is_refused_by_name(extra: dict[str, Any], param: str) -> None:
-    error = refused({"contents": [user("hi")], **extra})
-    assert (error.code, error.param) == ("unsupported_parameter", param)
-
-
-def test_other_bad_requests() -> None:
-    both = {"thinkingConfig": {"thinkingBudget": 100, "thinkingLevel": "LOW"}}
-    assert (
-        refused({"contents": [user("hi")], "generationConfig": both}).param
-        == "generationConfig.thinkingConfig"
-    )
-    schema_without_json = {"responseSchema": {"type": "STRING"}}
-    error = refused({"contents": [user("hi")], "generationConfig": schema_without_json})
-    assert error.param == "generationConfig.responseMimeType"
-    assert refused({"contents": []}).param == "contents"
-    assert refused({"contents": [{"role": "user", "parts": []}]}).param == "contents.0"
-    assert (
-        refused({"contents": [user("hi")], "generationConfig": {"temperature": "hot"}}).code == "invalid_type"
-    )
-    with pytest.raises(InvalidRequest, match="not valid JSON"):
-        parse_request(b"{", model="auto", stream=False, max_prompt_chars=10)
-    with pytest.raises(RequestTooLarge):
-        parse({"contents": [user("x" * 101)]}, chars=100)
-
-
 def test_model_names() -> None:
     aliases = {"gemini-3.5-flash-lite": "auto"}
     assert model_name("models/gemini-2.5-flash", aliases) == "gemini/gemini-2.5-flash"
@@ -443,195 +393,3 @@ def test_count_and_embedding_requests() -> None:
     lengths = {"requests": [{**batch["requests"][0], "outputDimensionality": 4}, batch["requests"][1]]}
     with pytest.raises(InvalidRequest, match="same outputDimensionality"):
         parse_embeddings(orjson.dumps(lengths), model="m", path_model="m", batch=True, max_prompt_chars=9)
-
-
-def _task() -> TaskSubmitted:
-    return TaskSubmitted(
-        task_id="t1",
-        tenant_id="org",
-        request=ChatRequest(messages=[{"role": "user", "content": "hi"}]),  # type: ignore[list-item]
-        submitted_at=datetime.now(UTC),
-    )
-
-
-def _done(**fields: Any) -> TaskCompleted:
-    return TaskCompleted(
-        task_id="t1",
-        tenant_id="org",
-        model="openai/gpt-4o-mini",
-        provider="openai",
-        tier="fast",
-        content=fields.pop("content", ""),
-        finish_reason=fields.pop("finish_reason", "stop"),
-        usage=Usage(prompt_tokens=10, completion_tokens=4, cache_read_tokens=6),
-        attempts=1,
-        latency_ms=1.0,
-        completed_at=datetime.now(UTC),
-        **fields,
-    )
-
-
-def _thought_and_call(content: str, arguments: str) -> TaskCompleted:
-    """A thinking model's answer that calls `ls`."""
-    call = ToolCall(id="call_1", function=FunctionCall(name="ls", arguments=arguments))
-    return _done(
-        content=content,
-        finish_reason="tool_calls",
-        tool_calls=[call],
-        thinking=[ThinkingBlock(thinking="I should list.", signature="sig")],
-    )
-
-
-def test_an_answer_in_geminis_shape() -> None:
-    done = _thought_and_call("Looking.", '{"path": "."}')
-    body = orjson.loads(render.response_json(_task(), done, thoughts=True))
-    assert body == {
-        "candidates": [
-            {
-                "content": {
-                    "parts": [
-                        {"text": "I should list.", "thought": True},
-                        {"text": "Looking."},
-                        {"functionCall": {"id": "call_1", "name": "ls", "args": {"path": "."}}},
-                    ],
-                    "role": "model",
-                },
-                "index": 0,
-                "finishReason": "STOP",
-            }
-        ],
-        "usageMetadata": {
-            "promptTokenCount": 10,
-            "candidatesTokenCount": 4,
-            "totalTokenCount": 14,
-            "cachedContentTokenCount": 6,
-        },
-        "modelVersion": "openai/gpt-4o-mini",
-        "responseId": "t1",
-    }
-    hidden = orjson.loads(render.response_json(_task(), done, thoughts=False))
-    assert all("thought" not in part for part in hidden["candidates"][0]["content"]["parts"])
-    cut = orjson.loads(
-        render.response_json(_task(), _done(content="Par", finish_reason="length"), thoughts=False)
-    )
-    assert cut["candidates"][0]["finishReason"] == "MAX_TOKENS"
-
-
-async def _stream(items: list[Any], *, sse: bool) -> bytes:
-    async def rest() -> Any:
-        for item in items:
-            yield item
-
-    out = render.stream_events(_task(), [], rest(), timeout_s=1, thoughts=True, sse=sse)
-    return b"".join([piece async for piece in out])
-
-
-async def test_a_stream_as_server_sent_events_and_as_a_json_array() -> None:
-    items = [
-        Chunk(seq=0, thinking="hmm", model="openai/gpt-4o-mini"),
-        Chunk(seq=1, delta="Pa"),
-        Chunk(seq=2, delta="ris"),
-        _done(content="Paris"),
-    ]
-    raw = await _stream(items, sse=True)
-    events = [orjson.loads(line.removeprefix(b"data: ")) for line in raw.split(b"\r\n\r\n") if line]
-    parts = [e["candidates"][0]["content"]["parts"] for e in events]
-    assert parts == [[{"text": "hmm", "thought": True}], [{"text": "Pa"}], [{"text": "ris"}], [{"text": ""}]]
-    assert (
-        events[-1]["candidates"][0]["finishReason"] == "STOP"
-        and events[-1]["usageMetadata"]["totalTokenCount"] == 14
-    )
-    assert all("usageMetadata" not in e for e in events[:-1])
-    array = orjson.loads(await _stream(items, sse=False))
-    assert array == events
-
-    failed = TaskFailed(
-        task_id="t1",
-        tenant_id="org",
-        error_code="provider_network",
-        error_message="gone",
-        failed_at=datetime.now(UTC),
-    )
-    broken = orjson.loads(await _stream([Chunk(seq=0, delta="Pa"), failed], sse=False))
-    assert broken[-1]["error"]["status"] == "INTERNAL" and broken[-1]["error"]["message"] == "gone"
-    assert broken[-1]["error"]["details"][0]["reason"] == "PROVIDER_NETWORK"
-
-
-async def test_streamed_thoughts_are_not_sent_again_with_a_function_call() -> None:
-    # a thinking model that answers with a function call alone (no text): its thoughts went out as they came
-    done = _thought_and_call("", "{}")
-    items = [
-        Chunk(seq=0, thinking="I should list.", model="openai/gpt-4o-mini"),
-        Chunk(seq=1, signature="sig"),
-        Chunk(seq=2, done=True, finish_reason="tool_calls"),
-        done,
-    ]
-    raw = await _stream(items, sse=True)
-    events = [orjson.loads(line.removeprefix(b"data: ")) for line in raw.split(b"\r\n\r\n") if line]
-    parts = [e["candidates"][0]["content"]["parts"] for e in events]
-    assert parts == [
-        [{"text": "I should list.", "thought": True}],
-        [{"functionCall": {"id": "call_1", "name": "ls", "args": {}}}],
-    ]
-
-
-def test_only_a_post_to_a_model_method_under_v1_speaks_googles_shape() -> None:
-    # an OpenAI client's GET /v1/models/{id} of a model whose id has a tag (Ollama's `llama3.2:latest`
-    # behind the openai provider) is OpenAI's retrieve, not a Gemini method
-    assert not google_face("/v1/models/openai/llama3.2:latest", keyed=False, method="GET")
-    assert google_face("/v1/models/openai/llama3.2:latest", keyed=True, method="GET")  # a Google SDK's
-    assert google_face("/v1/models/gemini-2.5-flash:generateContent", keyed=False, method="POST")
-    assert google_face("/v1beta/models/gemini-2.5-flash", keyed=False, method="GET")
-    assert not google_face("/v1/chat/completions", keyed=True, method="POST")
-
-
-def test_a_request_the_chat_request_cannot_hold_is_a_400_not_a_500() -> None:
-    # the model comes from the path, unchecked by the body's validation; a conversation of thoughts or of
-    # an empty model turn leaves nothing to answer
-    body = orjson.dumps({"contents": [user("hi")]})
-    with pytest.raises(InvalidRequest) as caught:
-        parse_request(body, model="x" * 201, stream=False, max_prompt_chars=1000)
-    assert caught.value.param == "model"
-    for nothing in ({"text": ""}, {"text": "hmm", "thought": True}):
-        empty = {"contents": [{"role": "model", "parts": [nothing]}]}
-        assert refused(empty).param == "contents"
-        with pytest.raises(InvalidRequest) as counted:
-            parse_count_request(orjson.dumps(empty), model="auto")
-        assert counted.value.param == "contents"
-
-
-def test_a_thinking_budget_past_the_pipelines_limit_is_a_400_naming_it() -> None:
-    huge = {"contents": [user("hi")], "generationConfig": {"thinkingConfig": {"thinkingBudget": 10**10}}}
-    assert refused(huge).param == "generationConfig.thinkingConfig.thinkingBudget"
-
-
-@pytest.mark.parametrize(
-    ("body", "param"),
-    [
-        ({"generationConfig": {"temperature": "hot"}}, "generationConfig.temperature"),
-        (
-            {"contents": [{"parts": [{"functionResponse": {"name": "f", "response": [1]}}]}]},
-            "contents.0.parts.0.functionResponse.response",
-        ),
-        ({"systemInstruction": {"parts": [{"text": 5}]}}, "systemInstruction.parts.0.text"),
-        (
-            {"contents": [{"parts": [{"inlineData": {"mimeType": "image/png"}}]}]},
-            "contents.0.parts.0.inlineData.data",
-        ),
-    ],
-)
-def test_a_bad_field_deep_in_a_request_is_named_by_its_gemini_path(body: dict[str, Any], param: str) -> None:
-    assert refused({"contents": [user("hi")], **body}).param == param
-
-
-async def test_a_refusal_is_said_as_gemini_ends_an_answer_it_will_not_give() -> None:
-    """OpenAI's `refusal` (structured outputs a model will not give) has no field in Gemini's API: its words
-    are the text, and the candidate ends SAFETY, whole and streamed."""
-    refused = _done(content="", refusal="I can't help with that.")
-    body = orjson.loads(render.response_json(_task(), refused, thoughts=False))
-    candidate = body["candidates"][0]
-    assert candidate["content"]["parts"] == [{"text": "I can't help with that."}]
-    assert candidate["finishReason"] == "SAFETY"
-    events = orjson.loads(await _stream([refused], sse=False))
-    assert events[-1]["candidates"][0]["content"]["parts"] == [{"text": "I can't help with that."}]
-    assert events[-1]["candidates"][0]["finishReason"] == "SAFETY"
