@@ -43,7 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.support.fake_openai import (
+from tests.support.fake_scenarios import (
     RETRY_AFTER_S,
     ConnectionDropped,
     Scenarios,

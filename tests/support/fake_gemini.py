@@ -65,7 +65,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.support import fake_embeddings, fake_logprobs
-from tests.support.fake_openai import (
+from tests.support.fake_scenarios import (
     RETRY_AFTER_S,
     ConnectionDropped,
     Recorded,

@@ -1,0 +1,76 @@
+"""What every fake provider server shares (`fake_openai`, `fake_anthropic`, `fake_gemini`): the request log
+and per-model call counts (`Scenarios`), the model names read as failure scenarios the same way
+(`flaky-<n>`, `limited-<n>`, `slow-<seconds>`), the default answer ("Hello! You said: <last user message>")
+and its words, SSE framing, and the exception that drops a streamed body's connection."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+RETRY_AFTER_S = 1
+
+
+def answer_text(body: dict[str, Any]) -> str:
+    users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+    last = users[-1].get("content", "") if users else ""
+    if isinstance(last, list):
+        last = " ".join(p.get("text", "") for p in last if p.get("type") == "text")
+    return f"Hello! You said: {last}"
+
+
+def words(text: str) -> list[str]:
+    parts = text.split(" ")
+    return [p + " " for p in parts[:-1]] + [parts[-1]]
+
+
+def sse(data: Any, event: str | None = None) -> bytes:
+    payload = data if isinstance(data, bytes) else orjson.dumps(data)
+    return (f"event: {event}\n".encode() if event else b"") + b"data: " + payload + b"\n\n"
+
+
+class ConnectionDropped(Exception):
+    """Raised inside a streamed body: uvicorn then closes the connection without finishing the body."""
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class Scenarios:
+    """Request log and per-model call counts, shared by the fake servers."""
+
+    requests: list[Recorded] = field(default_factory=list)
+    calls: Counter[str] = field(default_factory=Counter)
+    finished: Counter[str] = field(default_factory=Counter)  # streams sent to their end, by model
+
+    async def record(self, request: Request) -> tuple[dict[str, Any], str, int]:
+        raw = await request.body()
+        try:
+            body = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            body = {}
+        model = str(body.get("model", "")) if isinstance(body, dict) else ""
+        self.requests.append(Recorded(request.url.path, dict(request.headers), body))
+        self.calls[model] += 1
+        return body, model, self.calls[model]
+
+
+def flaky_failures(model: str) -> int:
+    return int(model.removeprefix("flaky-")) if model.startswith("flaky-") else 0
+
+
+def limited_calls(model: str) -> int:
+    return int(model.removeprefix("limited-")) if model.startswith("limited-") else 0
+
+
+def slow_seconds(model: str) -> float:
+    return float(model.removeprefix("slow-")) if model.startswith("slow-") else 0.0
