@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import anthropic
+import httpx2
 import openai
 import pytest
 import yaml
@@ -26,8 +28,12 @@ QUESTION = [{"role": "user", "content": "Name the capital of France."}]
 
 
 @pytest.fixture(scope="module")
-def upstream_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    fake = FakeOpenAI()
+def fake() -> FakeOpenAI:
+    return FakeOpenAI()
+
+
+@pytest.fixture(scope="module")
+def upstream_stack(fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     with BackgroundServer(fake.app) as server:
         base = tmp_path_factory.mktemp("upstream")
         policy = yaml.safe_load(DEFAULT_POLICY.read_text())
@@ -171,3 +177,31 @@ def test_an_alias_is_answered_by_the_model_it_stands_for(upstream_stack: Running
     assert client.models.retrieve("gpt-4o-mini").id == "gpt-4o-mini"
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="gpt-4o", messages=QUESTION)  # type: ignore[arg-type]
+
+
+def test_a_provider_key_that_is_wrong_is_asked_once_not_three_times(
+    upstream_stack: RunningStack, fake: FakeOpenAI
+) -> None:
+    """The provider answers 401 (`error-401`: the executor's key for it is wrong): the gateway's 502
+    `provider_auth` says `x-should-retry: false`, so the official SDKs, with their default two retries,
+    send the request once (they sent it three times, and the provider was asked three times)."""
+    sent: list[str] = []
+    # the SDKs' own HTTP client (httpx2, which the Anthropic SDK insists on), counting what they send
+    http = httpx2.Client(event_hooks={"request": [lambda r: sent.append(r.url.path)]}, timeout=120)
+    client = OpenAI(
+        base_url=f"{upstream_stack.base_url}/v1", api_key=upstream_stack.api_key, http_client=http
+    )
+    assert client.max_retries == 2  # the SDK's default
+    with pytest.raises(openai.InternalServerError) as refused:
+        client.chat.completions.create(model="openai/error-401", messages=QUESTION)  # type: ignore[arg-type]
+    assert sent == ["/v1/chat/completions"]
+    assert (refused.value.status_code, refused.value.code) == (502, "provider_auth")
+    assert refused.value.response.headers["x-should-retry"] == "false"
+    claude = anthropic.Anthropic(
+        base_url=upstream_stack.base_url, api_key=upstream_stack.api_key, http_client=http, max_retries=2
+    )
+    with pytest.raises(anthropic.InternalServerError) as said:
+        claude.messages.create(model="openai/error-401", max_tokens=20, messages=QUESTION)  # type: ignore[arg-type]
+    assert said.value.status_code == 502 and said.value.response.headers["x-should-retry"] == "false"
+    assert sent == ["/v1/chat/completions", "/v1/messages"]
+    assert fake.scenarios.calls["error-401"] == 2  # once per request: the executor does not retry a 401

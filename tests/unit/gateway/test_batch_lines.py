@@ -257,7 +257,7 @@ def test_rate_limits_wait_budgets_fail() -> None:
     assert _waits(RateLimited("slow down", headers={"retry-after": "1"}))
     assert _waits(ServiceUnavailable("the rate limiter is unavailable"))
     assert not _waits(RateLimited("no budget", type_="insufficient_quota", code="budget_exceeded"))
-    assert not _waits(RateLimited("too large", headers={"x-should-retry": "false"}))
+    assert not _waits(RateLimited("too large", retry=False))
 
 
 def test_progress_counts_the_lines_before_the_first_unknown_result() -> None:

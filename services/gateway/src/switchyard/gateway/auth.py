@@ -73,6 +73,7 @@ async def _verify(
                 "The identity provider's signing keys are unavailable; try again",
                 code="identity_provider_unavailable",
                 headers={"retry-after": "5"},
+                retry=True,
             ) from exc
     principal = await verifier.verify(credential)
     if principal is None:

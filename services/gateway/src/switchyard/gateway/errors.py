@@ -28,6 +28,9 @@ class APIError(Exception):
     type = "api_error"
     code = "internal_error"
     details: dict[str, Any] | None = None  # Anthropic's `error.details` (the Anthropic face's errors only)
+    # Whether the same request, sent again, can succeed: said in `x-should-retry` (`retry_header`); None
+    # leaves it to the status, as the SDKs' own rule does.
+    retry: bool | None = None
 
     def __init__(
         self,
@@ -37,6 +40,7 @@ class APIError(Exception):
         param: str | None = None,
         status: int | None = None,
         headers: dict[str, str] | None = None,
+        retry: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -44,6 +48,8 @@ class APIError(Exception):
             self.code = code
         if status is not None:
             self.status = status
+        if retry is not None:
+            self.retry = retry
         self.param = param
         self.headers = headers or {}
 
@@ -142,6 +148,7 @@ class GatewayStopping(ServiceUnavailable):
     answers; the OpenAI and Anthropic SDKs retry a 503 by themselves)."""
 
     code = "gateway_stopping"
+    retry = True
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(
@@ -165,6 +172,15 @@ class ClientClosedRequest(APIError):
     status = 499
     type = "api_error"
     code = "client_closed_request"
+
+
+def retry_header(exc: APIError) -> dict[str, str]:
+    """`x-should-retry` as the OpenAI and Anthropic SDKs read it: before their own rule (`_should_retry` in
+    their base clients, Python and JS alike: 408, 409, 429 and >= 500 are sent again, twice by default),
+    `false` stops them sending again a request that can only get the same answer (a provider key that is
+    wrong, a store that is full, a budget that does not renew in time), `true` says our Retry-After holds.
+    Nothing when the error does not know (`retry` None): the status decides, as the SDKs' own rule."""
+    return {} if exc.retry is None else {"x-should-retry": "true" if exc.retry else "false"}
 
 
 def error_body(*, message: str, type_: str, code: str, param: str | None, request_id: str) -> bytes:
@@ -364,7 +380,7 @@ def error_response(request: Request, exc: APIError) -> Response:
         )
     else:
         body = error_body(message=exc.message, type_=exc.type, code=exc.code, param=exc.param, request_id=rid)
-    headers = {"x-request-id": rid, **exc.headers}
+    headers = {"x-request-id": rid, **retry_header(exc), **exc.headers}
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
@@ -438,6 +454,7 @@ def install(app: FastAPI) -> None:
                 "the message bus is not accepting requests right now; retry shortly",
                 code="bus_unavailable",
                 headers={"retry-after": "1"},
+                retry=True,
             ),
         )
 

@@ -47,6 +47,14 @@ UNAVAILABLE_FAILURES = ("no_provider_available",)
 # left alone for a cool-down): busy, not broken (503, with the last provider's Retry-After or the breaker's
 # time left when known), so clients wait instead of retrying at once into the same refusal.
 BUSY_FAILURES = ("provider_overloaded", "provider_rate_limited", "provider_circuit_open")
+# Whether the same request, sent again, gets past an upstream failure (502), where it is known (else the
+# status decides: the SDKs retry it): a key the executor holds for the provider that is wrong (401/403) stays
+# wrong until an operator changes it, so `x-should-retry: false` (the SDKs would send it twice more); an
+# executor that stopped (a restart) leaves the task to another. Where several candidates failed, the task's
+# code is the last candidate's (`FallbackProvider._exhausted`), and so is this choice; the others' causes
+# are in the message only. An earlier candidate that was busy was retried by the executor already
+# (`providers/errors.py`), seconds before the SDKs' retries would come.
+UPSTREAM_RETRY: dict[str, bool] = {"provider_auth": False, "executor_stopping": True}
 
 
 def raise_for_failure(failed: TaskFailed) -> NoReturn:
@@ -59,10 +67,17 @@ def raise_for_failure(failed: TaskFailed) -> NoReturn:
     if failed.error_code in BUSY_FAILURES:
         wait = failed.retry_after_s
         headers = {"Retry-After": str(max(1, math.ceil(wait)))} if wait is not None else None
-        raise ServiceUnavailable(
-            f"The task failed: {failed.error_message}", code=failed.error_code, headers=headers
+        raise ServiceUnavailable(  # once Retry-After has passed, a retry finds the provider again
+            f"The task failed: {failed.error_message}",
+            code=failed.error_code,
+            headers=headers,
+            retry=True if wait is not None else None,
         )
-    raise UpstreamFailed(f"The task failed: {failed.error_message}", code=failed.error_code)
+    raise UpstreamFailed(
+        f"The task failed: {failed.error_message}",
+        code=failed.error_code,
+        retry=UPSTREAM_RETRY.get(failed.error_code),
+    )
 
 
 def _output(chunk: Chunk) -> bool:

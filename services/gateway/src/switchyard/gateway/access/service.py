@@ -56,7 +56,7 @@ async def create_organization(
             sessions, name=spec.name, plan=spec.plan, monthly_budget_usd=spec.monthly_budget_usd
         )
     except IntegrityError as exc:
-        raise Conflict(f"an organisation named {spec.name!r} exists", param="name") from exc
+        raise Conflict(f"an organisation named {spec.name!r} exists", param="name", retry=False) from exc
     admin = await tenants.create_user(sessions, tenant_id=org.id, email=spec.admin_email, role="admin")
     plaintext, key = await tenants.create_api_key(
         sessions,
@@ -88,7 +88,7 @@ async def create_user(sessions: Sessions, *, tenant_id: str, spec: UserCreate) -
             sessions, tenant_id=tenant_id, email=spec.email, name=spec.name, role=spec.role, plan=spec.plan
         )
     except IntegrityError as exc:
-        raise Conflict(f"a user with email {spec.email!r} exists", param="email") from exc
+        raise Conflict(f"a user with email {spec.email!r} exists", param="email", retry=False) from exc
 
 
 async def update_user(sessions: Sessions, *, tenant_id: str, user_id: str, changes: UserUpdate) -> User:

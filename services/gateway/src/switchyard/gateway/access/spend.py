@@ -25,7 +25,7 @@ async def key_spend(budgets: Budgets | None, key: ApiKey) -> KeySpend | None:
         spent = await budgets.spent(account)
     except (TransientError, OSError, TimeoutError) as exc:
         raise ServiceUnavailable(
-            "the spend counters are unavailable; try again", headers={"retry-after": "1"}
+            "the spend counters are unavailable; try again", headers={"retry-after": "1"}, retry=True
         ) from exc
     return KeySpend(
         period=account.period,

@@ -341,7 +341,7 @@ def _waits(exc: APIError) -> bool:
     """A refusal that passes (a rate limit, the concurrency cap, a busy limiter): the line waits. A budget
     refusal, or a request larger than a whole limit, is the line's failure."""
     if isinstance(exc, RateLimited):
-        return exc.code != "budget_exceeded" and exc.headers.get("x-should-retry") != "false"
+        return exc.code != "budget_exceeded" and exc.retry is not False
     return isinstance(exc, ServiceUnavailable)
 
 

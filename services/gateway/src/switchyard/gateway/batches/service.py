@@ -118,6 +118,7 @@ class Batches:
                 "them has ended (or cancel one)",
                 code="batch_limit_exceeded",
                 headers={"retry-after": "60"},
+                retry=False,  # until one of them ends, which the SDKs' retries, a minute apart, cannot see
             )
 
     async def inputs_in_use(self, tenant_id: str | None) -> set[str]:
@@ -159,6 +160,7 @@ class Batches:
                 raise Conflict(
                     f"the batch is {status}: only a batch validating or in progress can be cancelled",
                     code="batch_not_cancellable",
+                    retry=False,
                 )
             batch = r.batch.model_copy(update={"status": "cancelling", "cancelling_at": now})
             return r.model_copy(update={"batch": batch})

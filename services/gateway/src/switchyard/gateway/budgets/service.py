@@ -252,7 +252,7 @@ def _exhausted(account: Account, spent: int, *, worst_case: int) -> RateLimited:
             "raise the key's max_budget_usd.",
             type_="insufficient_quota",
             code="budget_exceeded",
-            headers={"x-should-retry": "false"},
+            retry=False,
         )
     wait = max((account.ends_at - datetime.now(UTC)).total_seconds(), 1)
     if worst_case > account.ceiling:  # more than the whole budget: waiting for it to renew will not help
@@ -261,7 +261,7 @@ def _exhausted(account: Account, spent: int, *, worst_case: int) -> RateLimited:
             f"budget (${account.ceiling / MICRO:.2f}). Lower max_tokens.",
             type_="insufficient_quota",
             code="budget_exceeded",
-            headers={"x-should-retry": "false"},  # the SDKs would otherwise send it again
+            retry=False,  # `x-should-retry: false`: the SDKs would otherwise send it again
         )
     return RateLimited(
         f"This request could cost up to ${worst_case / MICRO:.4f}, more than is left of {who} {period} "

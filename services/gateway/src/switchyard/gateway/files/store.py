@@ -90,6 +90,7 @@ class FilesFull(APIError):
     status = 507
     type = "api_error"
     code = "files_storage_full"
+    retry = False  # until files are deleted (or the limit raised)
 
 
 class OrganisationFilesFull(FilesFull):
@@ -102,6 +103,7 @@ class FileUnreadable(APIError):
     """A file's bytes came back different from what was stored, or vanished while read."""
 
     code = "file_unreadable"
+    retry = False  # the same bytes are read again, or none
 
 
 def file_not_found(file_id: str) -> NotFound:

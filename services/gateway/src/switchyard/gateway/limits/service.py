@@ -129,7 +129,7 @@ async def take_or_unavailable(
     except (TransientError, OSError, TimeoutError) as exc:
         log.error("rate limiter unavailable: %s", exc)
         raise ServiceUnavailable(
-            "the rate limiter is unavailable; try again", headers={"retry-after": "1"}
+            "the rate limiter is unavailable; try again", headers={"retry-after": "1"}, retry=True
         ) from exc
 
 
@@ -149,8 +149,7 @@ def _refusal(check: Check, used: int, *, now: float, headers: dict[str, str]) ->
             f"{check.delta}. The input or max_tokens must be reduced in order to run successfully."
         )
         # `x-should-retry: false`: the OpenAI and Anthropic SDKs would otherwise send it again, twice.
-        headers = {**headers, "x-should-retry": "false"}
-        return RateLimited(message, type_=type_, code="rate_limit_exceeded", headers=headers)
+        return RateLimited(message, type_=type_, code="rate_limit_exceeded", headers=headers, retry=False)
     message = (
         f"Rate limit reached for {window} ({check.scope}): limit {check.limit}, used {used}"
         + (f", requested {check.delta}" if check.kind == "tokens" else "")

@@ -139,6 +139,7 @@ class MessageBatches:
             raise Conflict(
                 "the message batch is still processing: cancel it, and delete it once it has ended",
                 code="batch_not_ended",
+                retry=False,  # the SDKs retry a 409 within seconds; a batch takes minutes or hours
             )
         for file_id in (record.batch.input_file_id, record.batch.output_file_id):
             if file_id is not None:
@@ -156,6 +157,7 @@ class MessageBatches:
                 "the message batch is still processing: its results are there once it has ended "
                 "(processing_status `ended`, `results_url` set)",
                 code="batch_not_ended",
+                retry=False,  # the SDKs retry a 409 within seconds; a batch takes minutes or hours
             )
         if record.batch.output_file_id is None:
             return 0, _nothing()

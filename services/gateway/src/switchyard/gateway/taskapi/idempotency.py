@@ -40,5 +40,6 @@ def replayed(state: TaskState, request_sha256: str) -> TaskState:
             "this Idempotency-Key was used with a different request body",
             code="idempotency_key_reused",
             param=HEADER,
+            retry=False,
         )
     return state

@@ -73,7 +73,9 @@ class TaskRuns:
             await admitted.close()
             existing = await self.store.get(task.task_id)
             if existing is None:  # expired between the two reads: nothing to replay
-                raise Conflict("a task with this Idempotency-Key just expired; retry", code="conflict")
+                raise Conflict(
+                    "a task with this Idempotency-Key just expired; retry", code="conflict", retry=True
+                )
             return existing
         self._passes[task.task_id] = admitted
         self._following[task.task_id] = asyncio.create_task(self._follow(state, waiting))

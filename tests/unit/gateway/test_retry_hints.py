@@ -1,0 +1,129 @@
+"""Whether a client should send a failed request again, as the OpenAI and Anthropic SDKs read it: their
+`_should_retry` (Python and JS alike) obeys `x-should-retry` first, then retries 408, 409, 429 and >= 500
+twice by default. A failure that the same request meets again says `false` (before, a provider key that is
+wrong was asked three times); one our Retry-After says will pass says `true`; the rest say nothing and
+leave it to the status. Said alike on the OpenAI, Anthropic and Gemini faces."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import nats.errors
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from starlette.requests import Request
+
+from switchyard.common.events import TaskFailed
+from switchyard.gateway import errors
+from switchyard.gateway.errors import APIError, Conflict, GatewayStopping, RateLimited, error_response
+from switchyard.gateway.files.store import FilesFull, FileUnreadable, OrganisationFilesFull
+from switchyard.gateway.outcomes import raise_for_failure
+from switchyard.gateway.taskapi.idempotency import replayed
+from switchyard.gateway.taskapi.models import TaskState
+
+pytestmark = pytest.mark.unit
+
+FACES = ("/v1/chat/completions", "/v1/messages", "/v1beta/models/gemini-2.5-flash:generateContent")
+
+
+def _failure(code: str, retry_after_s: float | None = None) -> APIError:
+    failed = TaskFailed(
+        task_id="t1",
+        tenant_id="acme",
+        error_code=code,
+        error_message=f"every candidate failed (m: {code.removeprefix('provider_')}); last: m: refused",
+        failed_at=datetime.now(UTC),
+        retry_after_s=retry_after_s,
+    )
+    with pytest.raises(APIError) as raised:
+        raise_for_failure(failed)
+    return raised.value
+
+
+def _headers(exc: APIError, path: str = FACES[0]) -> tuple[int, dict[str, str]]:
+    request = Request({"type": "http", "method": "POST", "path": path, "headers": [], "query_string": b""})
+    response = error_response(request, exc)
+    return response.status_code, dict(response.headers)
+
+
+@pytest.mark.parametrize("path", FACES)
+def test_a_provider_key_that_is_wrong_is_not_sent_again_on_any_face(path: str) -> None:
+    status, headers = _headers(_failure("provider_auth"), path)
+    assert (status, headers["x-should-retry"]) == (502, "false")
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "said"),
+    [
+        ("provider_timeout", 502, None),  # the provider may answer in time next time
+        ("provider_network", 502, None),
+        ("provider_bad_response", 502, None),  # garbage once is not garbage always
+        ("provider_overloaded", 503, None),  # no Retry-After: the status says it (the SDKs retry a 503)
+        ("provider_circuit_open", 503, None),
+        ("no_provider_available", 503, None),
+        ("executor_stopping", 502, "true"),  # a restart: another executor takes it
+        ("provider_error", 502, None),
+    ],
+)
+def test_each_task_failure_says_whether_a_retry_can_pass(code: str, status: int, said: str | None) -> None:
+    got, headers = _headers(_failure(code))
+    assert (got, headers.get("x-should-retry")) == (status, said)
+
+
+@pytest.mark.parametrize("code", ["provider_overloaded", "provider_rate_limited", "provider_circuit_open"])
+def test_a_busy_failure_with_a_retry_after_says_a_retry_will_pass(code: str) -> None:
+    status, headers = _headers(_failure(code, retry_after_s=2.5))
+    assert (status, headers["retry-after"], headers["x-should-retry"]) == (503, "3", "true")
+    status, headers = _headers(_failure(code, retry_after_s=2.5), "/v1/messages")
+    assert headers["x-should-retry"] == "true" and status in (503, 529)
+
+
+@pytest.mark.parametrize(
+    "code", ["provider_bad_request", "provider_content_policy", "provider_context_too_long"]
+)
+def test_a_request_the_provider_refused_as_invalid_is_a_400_the_sdks_do_not_retry(code: str) -> None:
+    status, headers = _headers(_failure(code))
+    assert status == 400 and "x-should-retry" not in headers
+
+
+@pytest.mark.parametrize(
+    ("exc", "said"),
+    [
+        (FilesFull("full"), "false"),  # until files are deleted
+        (OrganisationFilesFull("full"), "false"),
+        (FileUnreadable("damaged"), "false"),
+        (Conflict("an organisation named 'acme' exists", retry=False), "false"),
+        (RateLimited("too large for the whole limit", retry=False), "false"),
+        (GatewayStopping(), "true"),
+        (RateLimited("slow down", headers={"retry-after": "3"}), None),
+        (APIError("internal error"), None),  # a bug or a blip: unknown, the status decides
+    ],
+)
+def test_the_gateways_own_errors(exc: APIError, said: str | None) -> None:
+    _, headers = _headers(exc)
+    assert headers.get("x-should-retry") == said
+
+
+def test_an_idempotency_key_sent_with_another_body_is_not_retried() -> None:
+    now = datetime.now(UTC)
+    state = TaskState(
+        id="t1", tenant_id="acme", status="queued", model="auto", created_at=now, updated_at=now
+    )
+    state.request_sha256 = "a" * 64
+    with pytest.raises(Conflict) as refused:
+        replayed(state, "b" * 64)
+    _, headers = _headers(refused.value, "/v1/tasks")
+    assert (refused.value.status, headers["x-should-retry"]) == (409, "false")
+
+
+def test_the_bus_reconnecting_says_retry_and_a_message_too_large_does_not_need_to() -> None:
+    app = FastAPI()
+    errors.install(app)
+
+    @app.post("/v1/chat/completions")
+    async def reconnecting() -> None:
+        raise nats.errors.ConnectionReconnectingError
+
+    busy = TestClient(app).post("/v1/chat/completions")
+    assert (busy.status_code, busy.headers["x-should-retry"]) == (503, "true")
