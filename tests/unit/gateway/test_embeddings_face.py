@@ -203,6 +203,17 @@ async def test_vectors_that_do_not_answer_the_inputs_are_a_502() -> None:
         assert (err.value.status, err.value.code) == (502, "bad_response"), name
 
 
+async def test_vectors_that_do_not_decode_say_so_in_our_words(caplog: pytest.LogCaptureFixture) -> None:
+    done = _done(ROWS[:2])
+    assert done.embedding is not None and done.embedding.data is not None
+    garbled = done.embedding.model_copy(update={"data": "*" + done.embedding.data[1:]})
+    with pytest.raises(APIError) as err:
+        await _json(_task(["a", "b"]), done.model_copy(update={"embedding": garbled}), "float")
+    assert (err.value.status, err.value.code) == (502, "bad_response")
+    assert err.value.message == "The task's vectors could not be decoded"  # not the decoder's words
+    assert "Only base64 data is allowed" in caplog.text  # binascii's words, for the operator
+
+
 def _failed(code: str) -> TaskFailed:
     return TaskFailed(
         task_id="t",

@@ -226,13 +226,13 @@ class EmbeddingResults:
             )
         try:
             raw = await vectors.fetch(self._js, result)
-        except (vectors.VectorsUnreadable, ValueError) as exc:
+        except vectors.VectorsUnreadable as exc:  # our words: gone, or not the bytes the result names
             raise UpstreamFailed(f"The task's vectors are unreadable: {exc}", code="bad_response") from None
-        except (nats.errors.Error, TimeoutError) as exc:
-            reason = str(exc) or type(exc).__name__
-            raise UpstreamFailed(
-                f"The task's vectors could not be read from the object store: {reason}", code="bad_response"
-            ) from None
+        except (ValueError, nats.errors.Error, TimeoutError) as exc:
+            # a decoder's or the bus client's words (`Incorrect padding`, `nats: timeout`): to the log
+            log.warning("task %s: its vectors could not be read: %r", task.task_id, exc)
+            where = "decoded" if isinstance(exc, ValueError) else "read from the object store"
+            raise UpstreamFailed(f"The task's vectors could not be {where}", code="bad_response") from None
         return np.frombuffer(raw, dtype="<f4").reshape(result.count, result.dimensions)
 
     def discard(self, done: TaskCompleted) -> None:

@@ -36,8 +36,8 @@ def from_base64(text: Any, *, where: str) -> Row:
         raise provider_error("bad_response", f"{where} is not a base64 string")
     try:
         raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise provider_error("bad_response", f"{where} is not valid base64: {exc}") from exc
+    except (binascii.Error, ValueError) as exc:  # the decoder's words (`Incorrect padding`) are not ours
+        raise provider_error("bad_response", f"{where} is not valid base64") from exc
     if not raw or len(raw) % F32.itemsize:
         raise provider_error("bad_response", f"{where} is {len(raw)} bytes: not float32 numbers")
     return finite(np.frombuffer(raw, dtype=F32), where=where)

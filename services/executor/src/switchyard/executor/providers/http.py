@@ -93,10 +93,12 @@ def finite(value: Any) -> TypeGuard[float]:
 
 
 def parse_json(raw: bytes, *, what: str) -> Any:
+    """`raw` as JSON; `bad_response` saying what was not, the parser's words to the log only."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise provider_error("bad_response", f"{what} is not valid JSON: {exc}") from exc
+        log.info("%s is not valid JSON: %s (%d bytes)", what, exc, len(raw))
+        raise provider_error("bad_response", f"{what} is not valid JSON") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +185,9 @@ async def transport_errors(provider: str) -> AsyncIterator[None]:
     except (httpx.TimeoutException, TimeoutError) as exc:
         raise provider_error("timeout", f"{provider}: no answer in time ({type(exc).__name__})") from exc
     except httpx.DecodingError as exc:
-        raise provider_error("bad_response", f"{provider}: undecodable response: {exc}") from exc
+        log.warning("%s: %s: %s", provider, type(exc).__name__, redact(str(exc)))
+        message = f"{provider}: the answer's body could not be decoded (its Content-Encoding)"
+        raise provider_error("bad_response", message) from exc
     except (httpx.TransportError, httpx.StreamError) as exc:
         # The exception's own words name the upstream's host and port (an internal vLLM server's address)
         # and the HTTP library's internals: they go to this log, the client and the ledger get the kind.

@@ -166,7 +166,8 @@ class RecordingProvider:
             await self._report(started, span, error=exc, ttft_ms=ttft_ms)
             raise exc
         log.error("%s adapter raised outside the taxonomy", self._provider, exc_info=exc)
-        error = provider_error("bad_response", f"{self._provider}: {type(exc).__name__}: {exc}")
+        # The exception's words are the adapter's or a library's (`KeyError: 'choices'`): the log has them.
+        error = provider_error("bad_response", f"{self._provider}: the answer could not be read")
         await self._report(started, span, error=error, ttft_ms=ttft_ms)
         raise error from exc
 

