@@ -24,6 +24,7 @@ from switchyard.common.events.tasks import Priority
 from switchyard.common.ids import new_id
 from switchyard.common.streaming import Chunk, ToolCallPiece
 from switchyard.gateway import key_policy
+from switchyard.gateway.config import MAX_BODY_SETTING, GatewaySettings
 from switchyard.gateway.errors import (
     InvalidRequest,
     RequestTooLarge,
@@ -54,27 +55,31 @@ M = TypeVar("M", bound=BaseModel)
 PRIORITIES: tuple[Priority, ...] = ("low", "normal", "high")
 
 
-async def read_body(request: Request, *, limit: int) -> bytes:
+async def read_body(request: Request, *, limit: int, setting: str | None) -> bytes:
+    """The body, up to `limit` bytes (413 `request_too_large` past it, naming `setting`, the setting that
+    sets this limit: `MAX_BODY_SETTING` for `max_body_bytes`; None for a fixed limit)."""
+    named = f" ({setting})" if setting else ""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestTooLarge(
-            f"Request body of {declared} bytes exceeds the limit of {limit} bytes (SWITCHYARD_MAX_BODY_BYTES)"
-        )
+        raise RequestTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit} bytes{named}")
     chunks: list[bytes] = []
     size = 0
     try:
         async for part in request.stream():
             size += len(part)
             if size > limit:
-                raise RequestTooLarge(
-                    f"Request body exceeds the limit of {limit} bytes (SWITCHYARD_MAX_BODY_BYTES)"
-                )
+                raise RequestTooLarge(f"Request body exceeds the limit of {limit} bytes{named}")
             chunks.append(part)
     except ClientDisconnect as exc:
         raise InvalidRequest(
             "the client disconnected while sending the body", code="client_disconnected"
         ) from exc
     return b"".join(chunks)
+
+
+async def read_request_body(request: Request, settings: GatewaySettings) -> bytes:
+    """A request's body, up to `SWITCHYARD_MAX_BODY_BYTES`."""
+    return await read_body(request, limit=settings.max_body_bytes, setting=MAX_BODY_SETTING)
 
 
 def json_object(body: bytes) -> dict[str, Any]:

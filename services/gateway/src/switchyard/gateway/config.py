@@ -9,6 +9,8 @@ from switchyard.common.config import CommonSettings
 from switchyard.gateway.cache.models import CacheRule
 from switchyard.gateway.limits.models import Limits
 
+MAX_BODY_SETTING = "SWITCHYARD_MAX_BODY_BYTES"  # `max_body_bytes`, as a 413 names it
+
 
 class GatewaySettings(CommonSettings):
     http_host: str = "127.0.0.1"

@@ -111,7 +111,7 @@ async def serve(request: Request, face: Face) -> Response:
     started = getattr(request.state, "started", None) or time.perf_counter()
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
-    body = await completions.read_body(request, limit=gw.settings.max_body_bytes)
+    body = await completions.read_request_body(request, gw.settings)
     if face.bind is not None:
         face = await face.bind(gw, principal, body)
     parsed = face.parse(body, max_prompt_chars=gw.settings.max_prompt_chars)
@@ -308,7 +308,7 @@ async def serve_embeddings(request: Request, face: EmbeddingsFace = OPENAI_EMBED
     started = getattr(request.state, "started", None) or time.perf_counter()
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
-    body = await completions.read_body(request, limit=gw.settings.max_body_bytes)
+    body = await completions.read_request_body(request, gw.settings)
     parsed = face.parse(body, gw.settings)
     priority = request.headers.get("x-switchyard-priority")
     wait = timeouts.wait_for(request.headers, gw.settings)
@@ -381,7 +381,7 @@ async def submit(request: Request) -> TaskState:
     """The task API: admitted like a completion, then submitted without waiting for the result."""
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
-    body = await completions.read_body(request, limit=gw.settings.max_body_bytes)
+    body = await completions.read_request_body(request, gw.settings)
     try:
         parsed = completions.parse_request(body, max_prompt_chars=gw.settings.max_prompt_chars)
     except InvalidRequest as exc:

@@ -10,7 +10,7 @@ from switchyard.gateway import serving
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.batches.models import Batch, BatchList, CreateBatch
 from switchyard.gateway.batches.service import MAX_LIST, Batches
-from switchyard.gateway.completions import read_body
+from switchyard.gateway.completions import read_request_body
 from switchyard.gateway.limits.service import requests_admitted
 from switchyard.gateway.openapi import ERRORS, error_doc
 from switchyard.gateway.state import gateway_of
@@ -50,7 +50,7 @@ async def create_batch(request: Request, response: Response) -> Batch:
     batches, principal = await _caller(request)
     gw = gateway_of(request)
     response.headers.update(await requests_admitted(gw.admission.limiter, principal))
-    body = await read_body(request, limit=gw.settings.max_body_bytes)
+    body = await read_request_body(request, gw.settings)
     return await batches.create(principal=principal, body=body)
 
 

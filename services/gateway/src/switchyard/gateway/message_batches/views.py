@@ -78,13 +78,16 @@ async def create_message_batch(request: Request, response: Response) -> MessageB
     service, principal = await _caller(request)
     gw = gateway_of(request)
     response.headers.update(await requests_admitted(gw.admission.limiter, principal))
-    limit = min(MAX_BYTES, gw.settings.files_max_bytes)
+    # Anthropic's 256 MB, or the files' limit where that is lower (a batch's requests are kept as a file)
+    files_lower = gw.settings.files_max_bytes < MAX_BYTES
+    limit = gw.settings.files_max_bytes if files_lower else MAX_BYTES
     try:
-        body = await read_body(request, limit=limit)
+        body = await read_body(
+            request, limit=limit, setting="SWITCHYARD_FILES_MAX_BYTES" if files_lower else None
+        )
     except RequestTooLarge as exc:
-        raise RequestTooLarge(  # its own limit, not SWITCHYARD_MAX_BODY_BYTES that `read_body` names
-            f"the body is larger than the {limit} bytes a message batch takes (256 MB, or "
-            "SWITCHYARD_FILES_MAX_BYTES if lower): split its requests into several batches"
+        raise RequestTooLarge(
+            f"{exc.message}, what a message batch takes: split its requests into several batches"
         ) from exc
     batch = await service.create(principal=principal, body=body)
     return message_batch(batch, base_url=_base(request))

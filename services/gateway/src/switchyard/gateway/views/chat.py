@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from switchyard.common.tokens import COUNT_INLINE_BYTES, count_prompt_off_loop
 from switchyard.gateway import serving
 from switchyard.gateway.auth import authenticate
-from switchyard.gateway.completions import read_body
+from switchyard.gateway.completions import read_request_body
 from switchyard.gateway.errors import NotFound
 from switchyard.gateway.key_policy import allowed_models
 from switchyard.gateway.legacy import CompletionsRequest
@@ -63,7 +63,7 @@ async def count_input_tokens(request: Request) -> InputTokens:
     principal = await authenticate(request, gw.verifier)
     if gw.admission.limiter is not None:
         await gw.admission.limiter.admit_count(principal, now=time.time())
-    body = await read_body(request, limit=gw.settings.max_body_bytes)
+    body = await read_request_body(request, gw.settings)
     talk = await chain.load(gw.responses, principal.tenant_id, body)
     read = body if talk.data is None else talk.data
     parsed = parse_count_request(read, items=talk.items, stored=gw.responses is not None)

@@ -119,7 +119,7 @@ async def _count_tokens(request: Request, gw: Gateway, model: str) -> Response:
     principal = await authenticate(request, gw.verifier)
     if gw.admission.limiter is not None:
         await gw.admission.limiter.admit_count(principal, now=time.time())
-    body = await completions.read_body(request, limit=gw.settings.max_body_bytes)
+    body = await completions.read_request_body(request, gw.settings)
     chat = parse_count_request(body, model=model)
     await gw.catalog.check(model, allowed=allowed_models(principal.key_policy))
     tokens = await count_prompt_off_loop(chat, large=len(body) > COUNT_INLINE_BYTES)

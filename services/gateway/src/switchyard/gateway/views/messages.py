@@ -48,7 +48,7 @@ async def count_tokens(request: Request) -> Response:
     principal = await authenticate(request, gw.verifier)
     if gw.admission.limiter is not None:
         await gw.admission.limiter.admit_count(principal, now=time.time())
-    body = await completions.read_body(request, limit=gw.settings.max_body_bytes)
+    body = await completions.read_request_body(request, gw.settings)
     parsed = parse_count_request(body)
     await gw.catalog.check(parsed.model, allowed=allowed_models(principal.key_policy))
     tokens = await count_prompt_off_loop(parsed, large=len(body) > COUNT_INLINE_BYTES)
