@@ -5,6 +5,7 @@ streamed, a function-calling loop, counts, the models list, embeddings, and erro
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -18,8 +19,8 @@ from nats.aio.msg import Msg
 
 from switchyard.common import subjects
 from switchyard.common.envelope import decode
-from switchyard.common.events import FunctionCall, TaskSubmitted, ToolCall
-from switchyard.common.streaming import Chunk, encode_chunk
+from switchyard.common.events import FunctionCall, TaskFailed, TaskSubmitted, ToolCall
+from switchyard.common.streaming import Chunk, ChunkError, encode_chunk
 from tests.integration.gateway.harness import Answerer
 from tests.integration.gateway.responses_world import MODEL, World, answering, completed, publish, world
 
@@ -29,13 +30,15 @@ __all__ = ["world"]  # a fixture
 
 class Pipeline:
     """Plays classifier, router and executor: answers each task with `answer` (streamed word by word when
-    the task streams), or, while `calls` is set, with those tool calls."""
+    the task streams; broken after its first word while `breaks` is set), or, while `calls` is set, with
+    those tool calls."""
 
     def __init__(self, nc: Client) -> None:
         self.nc = nc
         self.seen: list[TaskSubmitted] = []
         self.answer = "Paris is the capital."
         self.calls: list[ToolCall] = []
+        self.breaks = False
 
     async def on_task(self, msg: Msg) -> None:
         _, task = decode(msg.data, (TaskSubmitted,))
@@ -48,6 +51,23 @@ class Pipeline:
             return
         words = self.answer.split(" ")
         pieces = [w + " " for w in words[:-1]] + [words[-1]]
+        if task.chat().stream and self.breaks:  # as an executor whose provider broke after output
+            await self.nc.publish(
+                subjects.chunk_subject(task.task_id), encode_chunk(Chunk(seq=0, delta=pieces[0]))
+            )
+            error = ChunkError(code="provider_network", message="openai: the connection failed")
+            await self.nc.publish(
+                subjects.chunk_subject(task.task_id), encode_chunk(Chunk(seq=1, error=error))
+            )
+            failed = TaskFailed(
+                task_id=task.task_id,
+                tenant_id=task.tenant_id,
+                error_code=error.code,
+                error_message=error.message,
+                failed_at=datetime.now(UTC),
+            )
+            await publish(self.nc, failed)
+            return
         if task.chat().stream:
             for seq, piece in enumerate(pieces):
                 chunk = Chunk(seq=seq, delta=piece, model=MODEL if seq == 0 else None)
@@ -230,3 +250,32 @@ async def test_embeddings(world: World) -> None:
         assert embedding is not None and embedding.input == ["hello", "world"]
     finally:
         await answerer.close()
+
+
+async def test_a_stream_that_breaks_ends_with_an_error_carrying_the_request_id(
+    world: World, pipeline: Pipeline
+) -> None:
+    """The error event that ends a broken stream carries the request id in its ErrorInfo, as an error
+    response does: the id to quote to an operator, who finds the request in the logs by it."""
+    _, base, org = world
+    pipeline.breaks = True
+    body = {"contents": [{"parts": [{"text": "The capital of France?"}]}]}
+    headers = {"x-goog-api-key": org.keys["member"]}
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        for query in ("?alt=sse", ""):
+            r = await http.post(
+                f"/v1beta/models/auto:streamGenerateContent{query}", json=body, headers=headers
+            )
+            events = (
+                [orjson.loads(e.removeprefix(b"data: ")) for e in r.content.split(b"\r\n\r\n") if e]
+                if query
+                else orjson.loads(r.content)
+            )
+            assert events[0]["candidates"][0]["content"]["parts"] == [{"text": "Paris "}]
+            error = events[-1]["error"]
+            assert (error["status"], error["details"][0]["reason"]) == ("INTERNAL", "PROVIDER_NETWORK")
+            assert error["details"][0]["metadata"] == {
+                "code": "provider_network",
+                "type": "api_error",
+                "request_id": r.headers["x-request-id"],
+            }

@@ -99,7 +99,7 @@ async def _stream(items: list[Any], *, sse: bool) -> bytes:
         for item in items:
             yield item
 
-    out = render.stream_events(_task(), [], rest(), timeout_s=1, thoughts=True, sse=sse)
+    out = render.stream_events(_task(), [], rest(), timeout_s=1, thoughts=True, sse=sse, request_id="req_1")
     return b"".join([piece async for piece in out])
 
 
@@ -132,6 +132,12 @@ async def test_a_stream_as_server_sent_events_and_as_a_json_array() -> None:
     broken = orjson.loads(await _stream([Chunk(seq=0, delta="Pa"), failed], sse=False))
     assert broken[-1]["error"]["status"] == "INTERNAL" and broken[-1]["error"]["message"] == "gone"
     assert broken[-1]["error"]["details"][0]["reason"] == "PROVIDER_NETWORK"
+    # the request id, as an error response's ErrorInfo carries it
+    assert broken[-1]["error"]["details"][0]["metadata"] == {
+        "code": "provider_network",
+        "type": "api_error",
+        "request_id": "req_1",
+    }
 
 
 async def test_streamed_thoughts_are_not_sent_again_with_a_function_call() -> None:

@@ -125,7 +125,13 @@ async def test_the_gemini_face_counts_thoughts_apart_from_the_candidates() -> No
         "totalTokenCount": 92,
     }
     stream = gemini_render.stream_events(
-        _chat_task(), [_done(REASONED)], _nothing_more(), timeout_s=5, thoughts=False, sse=True
+        _chat_task(),
+        [_done(REASONED)],
+        _nothing_more(),
+        timeout_s=5,
+        thoughts=False,
+        sse=True,
+        request_id="r",
     )
     assert _data([e async for e in stream])[-1]["usageMetadata"] == whole["usageMetadata"]
     # no thoughts, or none counted apart: Gemini leaves the field out, the candidates hold every token

@@ -328,12 +328,13 @@ GOOGLE_STATUS = {
 
 
 def gemini_error(
-    *, status: int, message: str, code: str, type_: str, param: str | None, request_id: str
-) -> bytes:
-    """Google's error body (`{"error": {"code", "message", "status", "details"}}`, which the GenAI SDKs
-    raise as `APIError`), Switchyard's code, type, field and request id in its `ErrorInfo` detail."""
+    *, status: int, message: str, code: str, type_: str, request_id: str, param: str | None = None
+) -> dict[str, Any]:
+    """Google's error object, under `error` in its error body (`{"error": {"code", "message", "status",
+    "details"}}`, which the GenAI SDKs raise as `APIError`) and in a stream's error event alike: Switchyard's
+    code, type, field and request id in its `ErrorInfo` detail."""
     metadata = {"code": code, "type": type_, "request_id": request_id, **({"param": param} if param else {})}
-    return orjson.dumps({"error": google_error(status, message, code, metadata)})
+    return google_error(status, message, code, metadata)
 
 
 def google_error(status: int, message: str, code: str, metadata: dict[str, str]) -> dict[str, Any]:
@@ -375,9 +376,10 @@ def error_response(request: Request, exc: APIError) -> Response:
         }
         body = orjson.dumps({"type": "error", "error": error, "request_id": rid})
     elif speaks_google(request):
-        body = gemini_error(
+        error = gemini_error(
             status=status, message=exc.message, code=exc.code, type_=exc.type, param=exc.param, request_id=rid
         )
+        body = orjson.dumps({"error": error})
     else:
         body = error_body(message=exc.message, type_=exc.type, code=exc.code, param=exc.param, request_id=rid)
     headers = {"x-request-id": rid, **retry_header(exc), **exc.headers}

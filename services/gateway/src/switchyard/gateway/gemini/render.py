@@ -11,7 +11,7 @@ import orjson
 
 from switchyard.common.events import TaskCompleted, TaskSubmitted, ToolCall, Usage
 from switchyard.gateway.completions import Answer, answers_of
-from switchyard.gateway.errors import google_error
+from switchyard.gateway.errors import gemini_error
 from switchyard.gateway.messages_render import arguments_object
 from switchyard.gateway.outcomes import Fault, head_model, in_order
 from switchyard.gateway.schemas import AnthropicModelInfo
@@ -96,11 +96,13 @@ async def stream_events(
     timeout_s: float,
     thoughts: bool,
     sse: bool,
+    request_id: str,
 ) -> AsyncIterator[bytes]:
     """Partial responses as the answer comes: each text (or, when asked for, thought) delta under its
     candidate's index, and each answer's function calls and finish reason at its end, the usage on the
-    last. A break ends with an `error` object (never a silent end); framed as SSE or as a JSON array."""
-    frame = _Frames(sse)
+    last. A break ends with an `error` object (never a silent end), carrying the request's `request_id`
+    as an error response does; framed as SSE or as a JSON array."""
+    frame = _Frames(sse, request_id)
     model = head_model(head) or task.request.model
     started: set[int] = set()  # answers whose text began streaming
     thought: set[int] = set()  # answers whose thoughts went out as they came
@@ -108,7 +110,7 @@ async def stream_events(
     try:
         async for item in in_order(head, rest):
             if isinstance(item, Fault):
-                yield frame.error(500, item.message, item.code)
+                yield frame.error(500, item.message, item.code, "api_error")
                 return
             if isinstance(item, TaskCompleted):
                 model = item.model
@@ -145,9 +147,9 @@ async def stream_events(
                 started.add(index)
                 yield frame.data(_response(task, model, [_candidate(index, [{"text": item.delta}])]))
     except TimedOut as exc:
-        yield frame.error(504, str(exc), "task_timeout")
+        yield frame.error(504, str(exc), "task_timeout", "timeout")
     except Stopped:
-        yield frame.error(503, Stopped.message, "gateway_stopping")
+        yield frame.error(503, Stopped.message, "gateway_stopping", "service_unavailable")
     finally:
         await rest.aclose()  # type: ignore[attr-defined]
 
@@ -155,8 +157,9 @@ async def stream_events(
 class _Frames:
     """Server-sent events (`data: {...}` and a blank line), or the elements of one JSON array."""
 
-    def __init__(self, sse: bool) -> None:
+    def __init__(self, sse: bool, request_id: str) -> None:
         self.sse = sse
+        self.request_id = request_id
         self.sent = False
 
     def data(self, body: dict[str, Any]) -> bytes:
@@ -166,8 +169,11 @@ class _Frames:
         first, self.sent = not self.sent, True
         return (b"[" if first else b"\n,\r\n") + raw
 
-    def error(self, status: int, message: str, code: str) -> bytes:
-        error = self.data({"error": google_error(status, message, code, {"code": code})})
+    def error(self, status: int, message: str, code: str, type_: str) -> bytes:
+        said = gemini_error(
+            status=status, message=message, code=code, type_=type_, request_id=self.request_id
+        )
+        error = self.data({"error": said})
         return error if self.sse else error + self.end()
 
     def end(self) -> bytes:

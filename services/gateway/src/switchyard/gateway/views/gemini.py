@@ -18,7 +18,7 @@ from switchyard.gateway import completions, serving
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.embeddings import Embeddings, Rows
-from switchyard.gateway.errors import InvalidRequest, NotFound
+from switchyard.gateway.errors import InvalidRequest, NotFound, request_id_of
 from switchyard.gateway.gemini import render
 from switchyard.gateway.gemini.request import (
     Parsed,
@@ -50,8 +50,9 @@ class _Face:
     """One request's Gemini face: its path's model, whether it streams and how, and whether the client
     asked to see the model's thoughts (read with the body)."""
 
-    def __init__(self, model: str, *, stream: bool, sse: bool) -> None:
+    def __init__(self, model: str, *, stream: bool, sse: bool, request_id: str) -> None:
         self.model, self.streams, self.sse = model, stream, sse
+        self.request_id = request_id  # a stream's error event carries it, as an error response does
         self.thoughts = False
 
     def face(self) -> serving.Face:
@@ -69,7 +70,13 @@ class _Face:
 
     def stream(self, task: Any, head: Any, rest: Any, *, timeout_s: float, include_usage: bool = True) -> Any:
         return render.stream_events(
-            task, head, rest, timeout_s=timeout_s, thoughts=self.thoughts, sse=self.sse
+            task,
+            head,
+            rest,
+            timeout_s=timeout_s,
+            thoughts=self.thoughts,
+            sse=self.sse,
+            request_id=self.request_id,
         )
 
 
@@ -105,7 +112,8 @@ async def call_method(target: str, request: Request) -> Response:
     if method == "countTokens":
         return await _count_tokens(request, gw, model)
     sse = request.query_params.get("alt") == "sse"
-    face = _Face(model, stream=method == "streamGenerateContent", sse=sse)
+    streams = method == "streamGenerateContent"
+    face = _Face(model, stream=streams, sse=sse, request_id=request_id_of(request))
     response = await serving.serve(request, face.face())
     if face.streams and not sse and response.media_type == "text/event-stream":
         response.headers["content-type"] = "application/json"  # a JSON array, streamed
