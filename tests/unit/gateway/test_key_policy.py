@@ -101,6 +101,8 @@ def test_a_keys_budget_is_a_daily_or_monthly_account() -> None:
     refused = _exhausted(day, 1_480_000, worst_case=50_000)
     assert (refused.status, refused.type, refused.code) == (429, "insufficient_quota", "budget_exceeded")
     assert "more than is left of this API key's daily budget ($0.0200 of $1.50)" in refused.message
+    # Retry-After until it renews, but not for the SDKs: they would retry in seconds, or sleep a day
+    assert refused.headers["retry-after"] and retry_header(refused) == {"x-should-retry": "false"}
 
 
 def test_a_budget_without_a_duration_is_a_lifetime_account_that_never_renews() -> None:

@@ -270,4 +270,7 @@ def _exhausted(account: Account, spent: int, *, worst_case: int) -> RateLimited:
         type_="insufficient_quota",
         code="budget_exceeded",
         headers={"retry-after": str(math.ceil(wait))},
+        # Not before the budget renews (hours or days): the OpenAI SDK would not wait that long, the
+        # Anthropic SDK would sleep through all of it inside the call; the client decides instead.
+        retry=False,
     )
