@@ -33,3 +33,4 @@ def test_max_payload_is_a_413_and_the_bus_reconnecting_a_503() -> None:
     busy = client.post("/v1/messages")
     assert (busy.status_code, busy.json()["error"]["code"]) == (503, "bus_unavailable")
     assert busy.headers["retry-after"] == "1" and "retry-after" not in large.headers
+    assert busy.headers["x-should-retry"] == "true"  # the bus is back in a moment: the SDKs may retry

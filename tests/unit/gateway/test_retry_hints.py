@@ -8,14 +8,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import nats.errors
 import pytest
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 from starlette.requests import Request
 
 from switchyard.common.events import TaskFailed
-from switchyard.gateway import errors
 from switchyard.gateway.errors import APIError, Conflict, GatewayStopping, RateLimited, error_response
 from switchyard.gateway.files.store import FilesFull, FileUnreadable, OrganisationFilesFull
 from switchyard.gateway.outcomes import raise_for_failure
@@ -115,15 +111,3 @@ def test_an_idempotency_key_sent_with_another_body_is_not_retried() -> None:
         replayed(state, "b" * 64)
     _, headers = _headers(refused.value, "/v1/tasks")
     assert (refused.value.status, headers["x-should-retry"]) == (409, "false")
-
-
-def test_the_bus_reconnecting_says_retry_and_a_message_too_large_does_not_need_to() -> None:
-    app = FastAPI()
-    errors.install(app)
-
-    @app.post("/v1/chat/completions")
-    async def reconnecting() -> None:
-        raise nats.errors.ConnectionReconnectingError
-
-    busy = TestClient(app).post("/v1/chat/completions")
-    assert (busy.status_code, busy.headers["x-should-retry"]) == (503, "true")
