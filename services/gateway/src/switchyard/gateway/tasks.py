@@ -144,8 +144,9 @@ class TaskClient:
         stop: Stop | None = None,
     ) -> AsyncGenerator[Chunk | Outcome, None]:
         """Submits `task` and yields its chunks in order, then its result. Its first chunk is waited for
-        `timeout_s`, each later one `idle_s` (default: `timeout_s`), all of them `max_s` (default: no
-        more than the first and the idle bounds give), so an answer that keeps flowing is read to its end.
+        `timeout_s` (a reset, the executor moving on to its next model, is not one: the next one may think
+        for minutes), each later one `idle_s` (default: `timeout_s`), all of them `max_s` (default: no more
+        than the first and the idle bounds give), so an answer that keeps flowing is read to its end.
         Raises TimedOut (its message says which bound), or Stopped once the gateway's `stop` ends its
         requests."""
         self.check_fits(task)
@@ -171,6 +172,7 @@ class TaskClient:
         ends = started + max_s if max_s is not None else math.inf
         idle = timeout_s if idle_s is None else idle_s
         deadline, why = min(started + timeout_s, ends), f"The task did not finish within {timeout_s:g} s"
+        flowing = False  # a chunk other than a reset came: the idle bound applies
         if stop is not None:
             stop.on_cut(stopping)
         try:
@@ -190,6 +192,11 @@ class TaskClient:
                 yield item
                 if isinstance(item, TaskCompleted | TaskFailed):
                     return
+                if not flowing and isinstance(item, Chunk) and item.reset:
+                    # the executor moved on to its next model before any output: the first output is
+                    # still waited for as long as the request waits (the task's bound may be minutes)
+                    continue
+                flowing = True
                 now = time.monotonic()
                 if now + idle < ends:
                     deadline, why = now + idle, f"The task's stream sent nothing for {idle:g} s"
