@@ -64,3 +64,18 @@ def test_a_task_nobody_waits_for_on_a_connection_may_run_the_maximum_unless_it_s
     assert unattended({"x-stainless-read-timeout": "600.0"}, SETTINGS) == 600.0
     assert unattended({"x-switchyard-timeout": "90"}, SETTINGS) == 90.0
     assert unattended({"x-switchyard-timeout": "9000"}, SETTINGS) == 600.0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        # OpenAI(timeout=30).post("/tasks", ...): how long the SDK waits for the 202, not for the task
+        {"x-stainless-read-timeout": "30.0"},
+        {"x-stainless-timeout": "30"},  # the JS SDKs'
+        {"x-server-timeout": "30"},
+    ],
+)
+def test_an_sdks_own_timeout_does_not_bound_a_task_nobody_waits_for(headers: dict[str, str]) -> None:
+    """A task API submission is answered at once (202): the SDK's timeout is its wait for that answer, and
+    the task, read later, may run the maximum."""
+    assert unattended(headers, SETTINGS) == 600.0

@@ -45,14 +45,9 @@ class Wait:
 def declared(headers: Mapping[str, str]) -> float | None:
     """The seconds the client says it waits: `x-switchyard-timeout` (400 unless a positive number), else
     its SDK's header (ignored unless a positive number), else None."""
-    own = headers.get(HEADER)
+    own = _own(headers)
     if own is not None:
-        seconds = _seconds(own)
-        if seconds is None:
-            raise InvalidRequest(
-                f"{HEADER} must be a positive number of seconds, got {own[:40]!r}", param=HEADER
-            )
-        return seconds
+        return own
     for name in SDK_HEADERS:
         if (value := headers.get(name)) is not None and (seconds := _seconds(value)) is not None:
             return seconds
@@ -70,9 +65,21 @@ def wait_for(headers: Mapping[str, str], settings: GatewaySettings) -> Wait:
 
 def unattended(headers: Mapping[str, str], settings: GatewaySettings) -> float:
     """The bound of a task nobody waits for on a connection (the task API, a batch's line: read later):
-    what its submitter said, else the maximum, since its answer is read whenever it is done."""
-    asked = declared(headers)
+    what its submitter said in `x-switchyard-timeout`, else the maximum, since its answer is read whenever
+    it is done. Not its SDK's timeout: that is its wait for the submission's answer (202), not the task's."""
+    asked = _own(headers)
     return min(asked if asked is not None else math.inf, settings.request_timeout_max_s)
+
+
+def _own(headers: Mapping[str, str]) -> float | None:
+    """`x-switchyard-timeout` in seconds (400 unless a positive number), or None when it is absent."""
+    own = headers.get(HEADER)
+    if own is None:
+        return None
+    seconds = _seconds(own)
+    if seconds is None:
+        raise InvalidRequest(f"{HEADER} must be a positive number of seconds, got {own[:40]!r}", param=HEADER)
+    return seconds
 
 
 def _seconds(value: str) -> float | None:
