@@ -8,13 +8,17 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from prometheus_client import Histogram
 
 from switchyard.common.events import TaskCompleted, TaskFailed, TaskRouted
+from switchyard.executor import metrics
 from switchyard.executor.execution import ExecutionPolicy
 from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta
 from switchyard.executor.providers.errors import provider_error
 from switchyard.executor.providers.testing import reply
 from switchyard.executor.resilience.retry import RetryPolicy
+from switchyard.gateway import metrics as gateway_metrics
+from switchyard.gateway.config import GatewaySettings
 from tests.unit.executor.test_execution import Bus, routed, run
 
 pytestmark = pytest.mark.unit
@@ -104,3 +108,13 @@ async def test_the_timeout_names_the_tasks_own_bound() -> None:
     outcome = await run(bounded(0.15), {"deep": Deaf(5.0)}, Bus(), policy=TIGHT)
     assert isinstance(outcome, TaskFailed) and outcome.error_code == "provider_timeout", outcome
     assert outcome.error_message == "the task did not finish within its deadline (0.15 s)"
+
+
+@pytest.mark.parametrize("histogram", [metrics.CALL_SECONDS, metrics.TTFT_SECONDS, gateway_metrics.LATENCY])
+def test_the_latency_buckets_reach_the_longest_call_a_client_may_ask(histogram: Histogram) -> None:
+    """A call may now last SWITCHYARD_REQUEST_TIMEOUT_MAX_S: with buckets ending at 120 s every longer one
+    fell in +Inf, and the dashboards' quantiles (histogram_quantile) stopped at 120 s."""
+    longest = GatewaySettings().request_timeout_max_s
+    bounds = [b for b in histogram._upper_bounds if b != float("inf")]
+    assert max(bounds) >= longest
+    assert any(120 < b < longest for b in bounds)  # a 5-minute answer is told from a 10-minute one

@@ -7,7 +7,9 @@ from switchyard.common.events import ProviderCallRecorded, TaskCompleted, TaskFa
 from switchyard.executor.providers.recording import CallRecord
 from switchyard.executor.resilience.breaker import BreakerState
 
-_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
+# to the longest call a client's timeout may ask (SWITCHYARD_REQUEST_TIMEOUT_MAX_S, 600 s by default): a
+# reasoning model's answer sent whole may take minutes
+_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
 
 CALLS = Counter(
     "switchyard_executor_provider_calls_total", "Provider calls by outcome", ["provider", "model", "outcome"]
