@@ -89,6 +89,22 @@ async def test_a_shorter_bound_than_the_executors_shortens_the_task() -> None:
     assert thinker.calls[0].timeout_s is not None and thinker.calls[0].timeout_s <= 0.1
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_bound_within_the_executors_own_keeps_its_per_call_limit_and_so_its_fallbacks(
+    stream: bool,
+) -> None:
+    """A client that waits no longer than the executor's own deadline asks for no long answer: a provider
+    that hangs is cut at the per-call limit and the next model answers, as without a bound. Before, any
+    bound let one call take all of it, so a deployment that lowered SWITCHYARD_REQUEST_TIMEOUT_MAX_S to
+    its default wait for fast fallbacks (README) still had every SDK request hang on its first model."""
+    hung, quick = Thinker(5.0), Thinker(0.0)
+    task = routed("deep", "quick", stream=stream)
+    task = task.model_copy(update={"task": task.task.model_copy(update={"timeout_s": 0.3})})
+    outcome = await run(task, {"deep": hung, "quick": quick}, Bus(), policy=TIGHT)
+    assert isinstance(outcome, TaskCompleted) and outcome.model == "quick/model-quick", outcome
+    assert hung.calls[0].timeout_s == pytest.approx(0.2)
+
+
 async def test_a_bound_past_the_stream_cap_is_held_to_the_cap() -> None:
     thinker = Thinker(0.0)
     policy = ExecutionPolicy(call_timeout_s=5, task_deadline_s=10, stream_max_s=30)

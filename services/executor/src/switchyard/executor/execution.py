@@ -157,12 +157,14 @@ class _Run:
         task, policy = self.routed.task, self.policy
         now, carried = datetime.now(UTC), task.deadline
         # A task whose submitter says how long it may run (its client's own timeout: a reasoning model's
-        # answer may take minutes) gets that, within the stream cap, and one call may take all of it.
+        # answer may take minutes) gets that, within the stream cap. Longer than this executor's own
+        # deadline, it asks for a long answer: one call may take all of it. No longer, it keeps the
+        # per-call limit, and so its fallbacks (a deployment that prefers them lowers the gateway's
+        # SWITCHYARD_REQUEST_TIMEOUT_MAX_S to its default wait).
         asked = task.timeout_s
         self.budget_s = policy.task_deadline_s if asked is None else min(asked, policy.stream_max_s)
-        self.call_timeout_s = (
-            policy.call_timeout_s if asked is None else max(policy.call_timeout_s, self.budget_s)
-        )
+        long = asked is not None and self.budget_s > policy.task_deadline_s
+        self.call_timeout_s = max(policy.call_timeout_s, self.budget_s) if long else policy.call_timeout_s
         self.deadline = Deadline.for_task(budget_s=self.budget_s, task_deadline=carried, now=now)
         self.cap = Deadline.for_task(budget_s=policy.stream_max_s, task_deadline=carried, now=now)
 

@@ -8,7 +8,8 @@ long they wait: the official OpenAI and Anthropic SDKs send their read timeout o
 (`x-stainless-read-timeout`, and `x-stainless-timeout` from Anthropic's: 600 s unless the caller set
 another), Google's GenAI SDKs theirs when one is set (`X-Server-Timeout`), and any client may send
 `x-switchyard-timeout` (seconds; it wins over the others). A task so bounded carries its limit
-(`TaskSubmitted.timeout_s`): the executor gives all its calls that long together, one call as long, and
+(`TaskSubmitted.timeout_s`): the executor gives all its calls that long together, one call as long
+when that is longer than its own deadline (a shorter one keeps its per-call limit and fallbacks), and
 cuts a little before the gateway stops waiting, so that its cut, with its reason, is what the client reads.
 A shorter limit shortens the task too: nothing runs on after its client stopped waiting.
 

@@ -211,9 +211,9 @@ class TaskSubmitted(EventPayload):
         gt=0,
         le=86_400,
         description="how long the task may run until its answer (a stream: its first output), when its "
-        "submitter says: the executor's budget for it instead of its own SWITCHYARD_TASK_DEADLINE_S, one "
-        "provider call may take all of it, never past SWITCHYARD_STREAM_MAX_S nor `deadline`; absent: the "
-        "executor's budget",
+        "submitter says: the executor's budget for it instead of its own SWITCHYARD_TASK_DEADLINE_S (one "
+        "provider call may take all of it when it is the longer), never past SWITCHYARD_STREAM_MAX_S nor "
+        "`deadline`; absent: the executor's budget",
     )
     origin: Literal["http", "bus"] = "bus"
     submitted_at: datetime
