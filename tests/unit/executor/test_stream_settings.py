@@ -53,6 +53,12 @@ def test_the_gateways_stream_cap_is_no_shorter_than_its_wait_for_the_first_outpu
             {"request_timeout_max_s": 900, "async_task_timeout_s": 600},
             ("SWITCHYARD_ASYNC_TASK_TIMEOUT_S", "SWITCHYARD_REQUEST_TIMEOUT_MAX_S"),
         ),
+        # a request whose SDK says how long it waits (OpenAI's and Anthropic's always do) would be waited
+        # for less than one that says nothing
+        (
+            {"request_timeout_max_s": 60, "task_timeout_s": 120},
+            ("SWITCHYARD_REQUEST_TIMEOUT_MAX_S", "SWITCHYARD_TASK_TIMEOUT_S"),
+        ),
     ],
 )
 def test_the_longest_request_a_client_may_ask_fits_the_gateways_other_bounds(

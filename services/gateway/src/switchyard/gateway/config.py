@@ -205,6 +205,13 @@ class GatewaySettings(CommonSettings):
 
     @model_validator(mode="after")
     def _streams_outlast_their_first_wait(self) -> GatewaySettings:
+        if self.request_timeout_max_s < self.task_timeout_s:
+            raise ValueError(
+                f"SWITCHYARD_REQUEST_TIMEOUT_MAX_S ({self.request_timeout_max_s:g}) is shorter than "
+                f"SWITCHYARD_TASK_TIMEOUT_S ({self.task_timeout_s:g}): a request whose SDK says how long "
+                "it waits (OpenAI's and Anthropic's always do) would be waited for less than one that says "
+                "nothing"
+            )
         if self.stream_max_timeout_s < self.task_timeout_s:
             raise ValueError(
                 f"SWITCHYARD_STREAM_MAX_TIMEOUT_S ({self.stream_max_timeout_s:g}) is shorter than "
