@@ -321,7 +321,11 @@ async def test_a_call_settles_its_tpm_to_its_usage_as_its_adapter_s_provider_cou
     used = Usage(prompt_tokens=10_000, completion_tokens=20, cache_read_tokens=9_000)
     answer = Reply(content="ok", finish_reason="stop", model="m", usage=used)
     for provider, kept in ((ScriptedProvider(answer), 10_020), (Cached(answer), 1_020)):
-        limits = LocalRateLimits({"openai": Limit(tpm=100_000), "openai/model-openai": Limit(tpm=100_000)})
+        # a stopped clock: a bucket refilling as the test runs (1,667 tokens a second) would let the last
+        # token through on a slow machine
+        limits = LocalRateLimits(
+            {"openai": Limit(tpm=100_000), "openai/model-openai": Limit(tpm=100_000)}, clock=lambda: 0.0
+        )
         task = routed("openai")
         request = task.task.request.model_copy(update={"max_tokens": 50_000})
         task = task.model_copy(update={"task": task.task.model_copy(update={"request": request})})

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -36,10 +36,10 @@ from switchyard.executor.providers.base import (
     ThinkingDelta,
     ToolCallDelta,
     reply_parts,
-    stream_any,
 )
 from switchyard.executor.providers.errors import provider_error
-from switchyard.executor.providers.recording import RecordingProvider, embedder_of
+from switchyard.executor.providers.recording import RecordingProvider
+from switchyard.executor.providers.wrappers import CancelGuard, Unconfigured
 from switchyard.executor.quality import Context
 from switchyard.executor.resilience.breaker import BreakerGuard, Breakers
 from switchyard.executor.resilience.deadline import Deadline
@@ -72,58 +72,6 @@ class ExecutionPolicy:
     task_deadline_s: float = 110.0  # until the first output (a task answered whole: until its answer)
     stream_idle_s: float = 120.0  # a streamed answer's silence between two outputs
     stream_max_s: float = 3600.0  # a streamed answer's whole run, the safety net
-
-
-class CancelGuard:
-    """Stops before a provider call when the task's client cancelled it, and a stream between its parts.
-    The cancellation itself interrupts what is awaited, but on Python 3.11 `asyncio.wait_for` (nats-py's
-    requests use it: the breaker's and limits' KV reads) returns its result instead when the reply and
-    the cancellation arrive together, and the call would then run to its end; a layer under a stream
-    that lost the interruption the same way would have the stream run to its end."""
-
-    def __init__(self, inner: Provider, cancelled: Callable[[], bool]) -> None:
-        self._inner = inner
-        self._cancelled = cancelled
-
-    async def request(self, call: ProviderCall) -> Reply:
-        if self._cancelled():
-            raise asyncio.CancelledError
-        return await self._inner.request(call)
-
-    async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
-        if self._cancelled():
-            raise asyncio.CancelledError
-        # The inner provider's own stream (the recording's), so that a cut thrown into it is recorded.
-        own = getattr(self._inner, "stream", None)
-        parts: AsyncGenerator[StreamPart, None] = (
-            own(call) if own is not None else stream_any(self._inner, call)
-        )
-        async for part in parts:
-            yield part
-            if self._cancelled():  # heard, yet nothing was interrupted: cut it as an interruption would
-                await parts.athrow(asyncio.CancelledError())
-
-    async def embed(self, call: EmbeddingCall) -> EmbeddingReply:
-        inner = embedder_of(self._inner, call.model)
-        if self._cancelled():
-            raise asyncio.CancelledError
-        return await inner.embed(call)
-
-
-class Unconfigured:
-    """Stands in for a provider this executor holds no credentials for: fails without calling anyone."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def _refused(self) -> ProviderError:
-        return provider_error("auth", f"provider {self._name!r} is not configured on this executor")
-
-    async def request(self, call: ProviderCall) -> Reply:
-        raise self._refused()
-
-    async def embed(self, call: EmbeddingCall) -> EmbeddingReply:
-        raise self._refused()
 
 
 def breaker_key(candidate: RouteCandidate) -> str:
