@@ -74,6 +74,32 @@ def test_the_semantic_scope_is_everything_but_the_user_turn() -> None:
     assert semantic_scope("acme", system) != semantic_scope("acme", req("a"))
 
 
+def _asked_about(attachment: dict[str, Any], question: str = "What does it say?") -> ChatRequest:
+    return req([{"type": "text", "text": question}, attachment])
+
+
+def _pdf(data: str) -> dict[str, Any]:
+    return {"type": "file", "file": {"file_data": f"data:application/pdf;base64,{data}", "filename": "a.pdf"}}
+
+
+def test_the_same_text_about_another_document_or_image_never_shares_an_answer() -> None:
+    """The exact key hashes a turn's PDFs and images whole, and the semantic scope keeps them (only the
+    user turns' text is left out of it, to be embedded): the same question about two PDFs (or two images)
+    has two keys and two scopes, though the text embedded is the same; about the same PDF it may find a
+    paraphrase's answer."""
+    one, other = _asked_about(_pdf("JVBERi0xLjQK")), _asked_about(_pdf("JVBERi0xLjcK"))
+    assert semantic_text(one, ON) == semantic_text(other, ON) == "What does it say?"
+    assert exact_key("acme", one) != exact_key("acme", other)
+    assert semantic_scope("acme", one) != semantic_scope("acme", other)
+    assert semantic_scope("acme", one) != semantic_scope("acme", req("What does it say?"))
+    paraphrase = _asked_about(_pdf("JVBERi0xLjQK"), "What does it tell?")
+    assert semantic_scope("acme", paraphrase) == semantic_scope("acme", one)
+    images = [
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{d}"}} for d in ("AAAA", "BBBB")
+    ]
+    assert semantic_scope("acme", _asked_about(images[0])) != semantic_scope("acme", _asked_about(images[1]))
+
+
 def test_semantic_lookups_are_off_for_multi_turn_and_tools_unless_configured() -> None:
     assert semantic_text(req("hello"), ON) == "hello"
     multi = ChatRequest.model_validate(

@@ -1,9 +1,8 @@
 """Content parts on the chat face, as the Vercel AI SDK (`@ai-sdk/openai` 3.0, `openai.chat(...)`) sends
-them: a PDF file part becomes `{"type": "file", "file": {"filename", "file_data"}}`, an audio file part
-`{"type": "input_audio", ...}`. No model behind Switchyard is sent them (the Anthropic, Gemini and local
-adapters read text and images only), so they are refused, as the Responses face refuses `input_file`,
-rather than dropped while the model answers without the document, with the Responses and Anthropic faces'
-code for a part or block not served (`invalid_request`)."""
+them: a PDF file part becomes `{"type": "file", "file": {"filename", "file_data"}}` (served: see
+test_documents.py), an audio file part `{"type": "input_audio", ...}`. No model behind Switchyard is sent
+audio, so it is refused rather than dropped while the model answers without it, with the Responses and
+Anthropic faces' code for a part or block not served (`invalid_request`)."""
 
 from __future__ import annotations
 
@@ -24,9 +23,7 @@ def body(*messages: dict[str, object]) -> bytes:
     return orjson.dumps({"model": "auto", "messages": list(messages)})
 
 
-@pytest.mark.parametrize(
-    ("part", "kind"), [(PDF, "file"), (AUDIO, "input_audio"), ({"type": "video"}, "video")]
-)
+@pytest.mark.parametrize(("part", "kind"), [(AUDIO, "input_audio"), ({"type": "video"}, "video")])
 def test_parts_no_model_here_reads_are_refused_not_dropped(part: dict[str, object], kind: str) -> None:
     sent = body({"role": "user", "content": [{"type": "text", "text": "Summarise"}, part]})
     with pytest.raises(InvalidRequest) as err:
@@ -46,10 +43,10 @@ def test_the_part_is_named_where_it_is() -> None:
     assert err.value.param == "messages.1.content.0"
 
 
-def test_text_images_and_an_assistants_refusal_pass() -> None:
+def test_text_images_pdfs_and_an_assistants_refusal_pass() -> None:
     parsed = parse_request(
         body(
-            {"role": "user", "content": [{"type": "text", "text": "What is this?"}, IMAGE]},
+            {"role": "user", "content": [{"type": "text", "text": "What is this?"}, IMAGE, PDF]},
             {"role": "assistant", "content": [{"type": "refusal", "refusal": "I cannot say."}]},
             {"role": "user", "content": [{"type": "text", "text": "Try again."}]},
         ),
@@ -57,3 +54,4 @@ def test_text_images_and_an_assistants_refusal_pass() -> None:
     )
     assert [m.role for m in parsed.messages] == ["user", "assistant", "user"]
     assert parsed.messages[1].content == [{"type": "text", "text": "I cannot say."}]
+    assert parsed.messages[0].content[2] == PDF  # type: ignore[index]

@@ -301,7 +301,7 @@ def test_the_function_calling_modes() -> None:
     assert unknown.param == "toolConfig.functionCallingConfig.allowedFunctionNames"
 
 
-def test_images_are_read_and_other_inputs_refused() -> None:
+def test_images_and_pdfs_are_read_and_other_inputs_refused() -> None:
     image = {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}
     request = parse({"contents": [{"role": "user", "parts": [{"text": "what is it?"}, image]}]}).request
     assert request.messages[0].content == [
@@ -314,7 +314,14 @@ def test_images_are_read_and_other_inputs_refused() -> None:
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}
     ]
     pdf = {"inlineData": {"mimeType": "application/pdf", "data": "JVBERi0="}}
-    assert "application/pdf" in refused({"contents": [{"parts": [pdf]}]}).message
+    request = parse({"contents": [{"parts": [pdf]}]}).request
+    assert request.messages[0].content == [
+        {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0="}}
+    ]
+    audio = {"inlineData": {"mimeType": "audio/wav", "data": "UklGRg=="}}
+    assert "audio/wav" in refused({"contents": [{"parts": [audio]}]}).message
+    pdf_by_url = {"fileData": {"mimeType": "application/pdf", "fileUri": "https://example.com/a.pdf"}}
+    assert "application/pdf" in refused({"contents": [{"parts": [pdf_by_url]}]}).message
     files_api = {"fileData": {"mimeType": "image/png", "fileUri": "files/abc123"}}
     assert "Files API" in refused({"contents": [{"parts": [files_api]}]}).message
 

@@ -125,8 +125,8 @@ def test_text_format_and_reasoning_map_to_the_pipelines_fields() -> None:
         ({"input": [{"role": "robot", "content": "x"}]}, "input.0.role", "invalid_request"),
         (
             {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
-            "input.0.content.0",
-            "invalid_request",
+            "input.0.content.0.file_id",
+            "unsupported_parameter",
         ),
         ({"input": [{"type": "function_call_output", "output": "x"}]}, "input.0", "invalid_request"),
         (

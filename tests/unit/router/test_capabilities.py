@@ -98,6 +98,26 @@ def test_an_image_is_not_sent_to_the_local_model() -> None:
     assert models and "local/smollm2-135m-instruct" not in models
 
 
+PDF = {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0x", "filename": "a.pdf"}}
+
+
+def test_a_document_goes_only_to_models_that_read_pdfs() -> None:
+    """A PDF needs `pdf`: every bundled OpenAI, Anthropic and Gemini chat model has it (their providers
+    document PDF input), the local model not; with only the local model the task is refused, naming what
+    is missing, and naming the local model is a 400 with the reason."""
+    asked = [ChatMessage(role="user", content=[{"type": "text", "text": "Summarise this."}, PDF])]
+    assert needs(_req(messages=asked)) == {"pdf"}
+    models = _models(_req(messages=asked))
+    assert "local/smollm2-135m-instruct" not in models
+    assert {m.partition("/")[0] for m in models} == {"openai", "anthropic", "gemini"}
+    with pytest.raises(NoProviderAvailable) as local_only:
+        _models(_req(messages=asked), {"local"})
+    assert local_only.value.code == "capability_unavailable" and "pdf" in local_only.value.message
+    with pytest.raises(ModelLacksCapability) as named:
+        _models(_req(model="local/smollm2-135m-instruct", messages=asked))
+    assert "pdf" in str(named.value)
+
+
 def test_with_only_the_local_model_a_tool_task_has_no_provider_and_says_why() -> None:
     with pytest.raises(NoProviderAvailable) as caught:
         _models(_req(tools=TOOLS), {"local"})

@@ -31,7 +31,7 @@ TIER_ORDER = ("local", "fast", "coordination", "standard", "premium")
 # Gemini's `candidateCount`); Anthropic's Messages API gives one. `logprobs`: it returns its output tokens'
 # log probabilities (OpenAI's `logprobs` / `top_logprobs`, Gemini's `responseLogprobs`); Anthropic's API and
 # the local model (llama-cpp-python computes them only with logits kept for every position) do not.
-Capability = Literal["tools", "vision", "json_mode", "json_schema", "reasoning", "choices", "logprobs"]
+Capability = Literal["tools", "vision", "pdf", "json_mode", "json_schema", "reasoning", "choices", "logprobs"]
 AUTO = "auto"  # the model name that asks the router to choose
 MAX_ALIAS_CHARS = 200
 Check = Literal["json", "code", "refusal", "truncation", "confidence"]

@@ -24,6 +24,7 @@ from switchyard.common.events import (
 )
 from switchyard.common.events.tasks import MIN_THINKING_BUDGET, DisplayedThinking
 from switchyard.gateway.completions import json_object
+from switchyard.gateway.documents import anthropic_document, only_in_user_turns
 from switchyard.gateway.errors import InvalidRequest, invalid_fields
 from switchyard.gateway.message_turns import check_answered, check_system_turns
 from switchyard.gateway.schemas import (
@@ -207,12 +208,13 @@ def refuse_builtin_tools(raw: dict[str, Any]) -> None:
 
 
 TOOL_BLOCKS = ("tool_use", "tool_result")
-CONTENT_BLOCKS = ("text", "image")
+CONTENT_BLOCKS = ("text", "image", "document")
 THINKING_BLOCKS = ("thinking", "redacted_thinking")  # an assistant turn's, as the model returned them
 
 
-def _content(content: str | list[TextBlock]) -> str | list[dict[str, Any]]:
-    """A turn's (or the system prompt's) text and images in the pipeline's terms: one text block as a
+def _content(content: str | list[TextBlock], *, role: str) -> str | list[dict[str, Any]]:
+    """A turn's (or the system prompt's) text, images and documents (a user turn's) in the pipeline's
+    terms: one text block as a
     string, or OpenAI-style parts, each keeping its `cache_control` (Anthropic's prompt-cache breakpoint,
     which an Anthropic model is sent). Several text blocks stay several parts, as the client sent them:
     Claude 5.5 checks that what came before a thinking block is unchanged when the block goes back, and
@@ -223,8 +225,8 @@ def _content(content: str | list[TextBlock]) -> str | list[dict[str, Any]]:
     unsupported = sorted({b.type for b in content if b.type not in (*CONTENT_BLOCKS, *TOOL_BLOCKS)})
     if unsupported:
         raise InvalidRequest(
-            f"content blocks of type {unsupported} are not served here (text, image, tool_use, tool_result, "
-            "and an assistant turn's thinking and redacted_thinking are)",
+            f"content blocks of type {unsupported} are not served here (text, image, document, tool_use, "
+            "tool_result, and an assistant turn's thinking and redacted_thinking are)",
             param="messages",
         )
     blocks = [b for b in content if b.type in CONTENT_BLOCKS]
@@ -232,6 +234,11 @@ def _content(content: str | list[TextBlock]) -> str | list[dict[str, Any]]:
         return blocks[0].text or "" if blocks else ""
     parts: list[dict[str, Any]] = []
     for block in blocks:
+        if block.type == "document":
+            only_in_user_turns(role, "document")
+            read = anthropic_document(block.model_extra or {}, "document")
+            parts += [*read[:-1], {**read[-1], **_mark(_extra(block, "cache_control"))}]
+            continue
         part: dict[str, Any] = (
             {"type": "text", "text": block.text or ""} if block.type == "text" else _image_part(block)
         )
@@ -284,9 +291,9 @@ def chat_messages(message: InputMessage) -> list[ChatMessage]:
     `is_error`, a failed call, carried for the providers whose APIs say so: Anthropic's, Gemini's); an
     assistant turn's thinking blocks are kept as they came, for an Anthropic model to be sent back."""
     if isinstance(message.content, str) or message.role == "system":  # a system message's text (checked)
-        return [ChatMessage(role=message.role, content=_content(message.content))]
+        return [ChatMessage(role=message.role, content=_content(message.content, role=message.role))]
     # Thinking blocks are the turn's own (read below), not content: elsewhere (a tool result) they are a 400.
-    content = _content([b for b in message.content if b.type not in THINKING_BLOCKS])
+    content = _content([b for b in message.content if b.type not in THINKING_BLOCKS], role=message.role)
     out: list[ChatMessage] = []
     calls: list[ToolCall] = []
     thinking: list[ThinkingBlock] = []
@@ -353,7 +360,7 @@ def _result_content(block: TextBlock) -> str | list[dict[str, Any]]:
         raise InvalidRequest(
             "a tool_result's content blocks need a type, and text as a string", param="messages"
         ) from exc
-    return _content(blocks)
+    return _content(blocks, role="tool")
 
 
 def pipeline_tools(
@@ -480,7 +487,7 @@ def _prompt(
         raise InvalidRequest("system takes text blocks only", param="system")
     check_system_turns(parsed.messages)
     system = _without_attribution(parsed.system)
-    messages = [ChatMessage(role="system", content=_content(system))] if system else []
+    messages = [ChatMessage(role="system", content=_content(system, role="system"))] if system else []
     for m in parsed.messages:
         messages += chat_messages(m)
     check_answered(parsed.messages)

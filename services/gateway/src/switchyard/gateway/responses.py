@@ -32,6 +32,7 @@ from switchyard.common.events import ChatMessage, ChatRequest, FunctionCall, Thi
 from switchyard.common.events.logprobs import MAX_TOP_LOGPROBS
 from switchyard.common.events.tasks import ReasoningEffort
 from switchyard.gateway.completions import validated
+from switchyard.gateway.documents import file_id_not_served, from_data_url, only_in_user_turns
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.responses_tools import (
     ADDITIONAL_TOOLS,
@@ -314,11 +315,11 @@ def _message(item: dict[str, Any], where: str) -> ChatMessage:
         return ChatMessage(role=role, content=content)
     if not isinstance(content, list):
         raise InvalidRequest(f"{where}.content: a string or a list of parts", param=f"{where}.content")
-    return ChatMessage(role=role, content=_parts(content, f"{where}.content"))
+    return ChatMessage(role=role, content=_parts(content, f"{where}.content", role=role))
 
 
-def _parts(content: list[Any], where: str) -> str | list[dict[str, Any]]:
-    """Content parts as the pipeline's: text (joined, when that is all) and images."""
+def _parts(content: list[Any], where: str, *, role: str) -> str | list[dict[str, Any]]:
+    """Content parts as the pipeline's: text (joined, when that is all), images and PDFs."""
     parts: list[dict[str, Any]] = []
     for n, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
@@ -328,10 +329,13 @@ def _parts(content: list[Any], where: str) -> str | list[dict[str, Any]]:
             parts.append({"type": "image_url", "image_url": {"url": part["image_url"]}})
         elif kind == "refusal" and isinstance(part.get("refusal"), str):
             parts.append({"type": "text", "text": part["refusal"]})
+        elif kind == "input_file":
+            only_in_user_turns(role, f"{where}.{n}")
+            parts.append(_input_file(part, f"{where}.{n}"))
         else:
             raise InvalidRequest(
-                f"{where}.{n}: parts of type {kind!r} are not supported here (input_text, output_text and "
-                "input_image with an image_url are)",
+                f"{where}.{n}: parts of type {kind!r} are not supported here (input_text, output_text, "
+                "input_image with an image_url and input_file with a PDF's file_data are)",
                 param=f"{where}.{n}",
             )
     if all(p["type"] == "text" for p in parts):
@@ -364,7 +368,29 @@ def _output(output: Any, where: str) -> str | list[dict[str, Any]]:
         return output
     if not isinstance(output, list):
         raise InvalidRequest(f"{where}.output: a string or a list of parts", param=f"{where}.output")
-    return _parts(output, f"{where}.output")
+    return _parts(output, f"{where}.output", role="tool")
+
+
+def _input_file(part: dict[str, Any], at: str) -> dict[str, Any]:
+    """An `input_file` with a PDF's `file_data` (and its `filename`); a file by id or URL is not served,
+    nor a `detail` other than auto (the pipeline's part, chat's, has none)."""
+    for field in ("file_id", "file_url"):
+        if part.get(field) is not None:
+            if field == "file_id":
+                raise file_id_not_served(f"{at}.file_id")
+            raise InvalidRequest(
+                f"{at}.file_url: files by URL are not served: send the PDF itself as file_data, a base64 "
+                "data URL",
+                code="unsupported_parameter",
+                param=f"{at}.file_url",
+            )
+    if part.get("detail", "auto") != "auto":
+        raise InvalidRequest(
+            f"{at}.detail: only auto is served for a document",
+            code="unsupported_parameter",
+            param=f"{at}.detail",
+        )
+    return from_data_url(part.get("file_data"), part.get("filename"), at)
 
 
 def response_format(text: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -20,6 +20,7 @@ from switchyard.common.events import (
 )
 from switchyard.common.events.logprobs import MAX_TOP_LOGPROBS
 from switchyard.common.events.tasks import MAX_CHOICES, ReasoningEffort
+from switchyard.gateway.documents import chat_file, only_in_user_turns
 from switchyard.gateway.errors import InvalidRequest, RequestTooLarge
 
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
@@ -47,15 +48,15 @@ UNSUPPORTED: Unsupported = {
 
 
 # Content parts the chat face passes on: no model behind Switchyard is sent others (the Anthropic, Gemini and
-# local adapters read text and images only), so a `file` (a PDF, as the Vercel AI SDK sends one) or
-# `input_audio` part is refused, as the Responses face refuses `input_file` and the Anthropic face `document`
-# blocks, rather than dropped while the model answers without it.
-SERVED_PARTS = ("text", "image_url", "refusal")
+# local adapters read text, images and PDFs only), so an `input_audio` part is refused, as the Responses
+# face refuses `input_audio` and the Anthropic face `search_result` blocks, rather than dropped while the
+# model answers without it.
+SERVED_PARTS = ("text", "image_url", "file", "refusal")
 
 
 def check_content_parts(messages: list[ChatMessage]) -> None:
     """400 `invalid_request` for a content part of a type not served; an assistant's `refusal` part becomes
-    a text part, which every adapter reads."""
+    a text part, which every adapter reads; a `file` part (a PDF, in a user turn) is checked."""
     for n, message in enumerate(messages):
         if not isinstance(message.content, list):
             continue
@@ -64,12 +65,15 @@ def check_content_parts(messages: list[ChatMessage]) -> None:
             if kind not in SERVED_PARTS:
                 raise InvalidRequest(
                     f"messages.{n}.content.{m}: parts of type {kind!r} are not supported here (text, "
-                    "image_url and an assistant's refusal are): no model behind this gateway is sent "
-                    "files or audio",
+                    "image_url, file (a PDF) and an assistant's refusal are): no model behind this gateway "
+                    "is sent audio",
                     param=f"messages.{n}.content.{m}",
                 )
             if kind == "refusal":
                 message.content[m] = {"type": "text", "text": str(part.get("refusal", ""))}
+            elif kind == "file":
+                only_in_user_turns(message.role, f"messages.{n}.content.{m}")
+                message.content[m] = chat_file(part, f"messages.{n}.content.{m}")
 
 
 def check_prompt_size(messages: list[ChatMessage], max_prompt_chars: int) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from switchyard.common.documents import has_documents
 from switchyard.common.events import ChatRequest
 from switchyard.common.policy import TIER_ORDER, ModelSpec, Policy
 from switchyard.router.health import ModelSignal
@@ -26,7 +27,8 @@ def rank(tier: str) -> int:
 
 
 def needs(request: ChatRequest) -> set[str]:
-    """Capabilities a model must have to serve the request: images in it need vision; tools offered, or
+    """Capabilities a model must have to serve the request: images in it need vision, documents (PDFs)
+    a model that reads them; tools offered, or
     tool calls and results in the conversation, need tools; a JSON answer held to a schema needs a model
     that does structured outputs (`json_schema`, which JSON mode implies), JSON without one JSON mode;
     several answers (`n`) a model that gives them in one call; token log probabilities a model that
@@ -35,6 +37,8 @@ def needs(request: ChatRequest) -> set[str]:
     for m in request.messages:
         if isinstance(m.content, list) and any(p.get("type") == "image_url" for p in m.content):
             out.add("vision")
+    if has_documents(request.messages):
+        out.add("pdf")
     if request.uses_tools():
         out.add("tools")
     if request.json_format() is not None:

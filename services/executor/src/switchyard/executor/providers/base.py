@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from switchyard.common.documents import document_tokens
 from switchyard.common.events import (
     ChatMessage,
     ChatRequest,
@@ -310,8 +311,12 @@ def estimate_tokens(text: str) -> int:
 
 def estimated_usage(call: ProviderCall, content: str) -> Usage:
     """A count for an upstream that reported none; `content` is all the output, reasoning included."""
-    prompt = "\n".join(m.text() for m in call.messages)
-    return Usage(prompt_tokens=estimate_tokens(prompt), completion_tokens=estimate_tokens(content))
+    return Usage(prompt_tokens=estimated_prompt(call), completion_tokens=estimate_tokens(content))
+
+
+def estimated_prompt(call: ProviderCall) -> int:
+    """The prompt's tokens, estimated: its messages' text, and their documents' from their size."""
+    return estimate_tokens("\n".join(m.text() for m in call.messages)) + document_tokens(call.messages)
 
 
 def unsigned(text: str) -> ThinkingBlock:

@@ -31,8 +31,8 @@ from switchyard.executor.providers.base import (
     Reply,
     StreamPart,
     ToolCallDelta,
-    estimate_tokens,
     estimated_embedding_usage,
+    estimated_prompt,
     stream_any,
 )
 from switchyard.executor.providers.errors import provider_error
@@ -129,8 +129,8 @@ class LocalRateLimits:
 
 
 def prompt_tokens(call: ProviderCall) -> int:
-    """The prompt's estimate (its messages' text), what a call is taken to have read when it failed."""
-    return estimate_tokens("\n".join(m.text() for m in call.messages))
+    """The prompt's estimate (`estimated_prompt`), what a call is taken to have read when it failed."""
+    return estimated_prompt(call)
 
 
 def expected_tokens(call: ProviderCall) -> int:

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import math
 
-from switchyard.common.events import ChatRequest, EmbeddingRequest, TaskCompleted, TaskFailed, Usage
+from switchyard.common.documents import document_tokens
+from switchyard.common.events import (
+    ChatMessage,
+    ChatRequest,
+    EmbeddingRequest,
+    TaskCompleted,
+    TaskFailed,
+    Usage,
+)
 from switchyard.common.policy import ModelSpec, Policy
 
 MICRO = 1_000_000  # spend is counted in micro-USD: integers, so compare-and-set sums are exact
@@ -19,8 +27,14 @@ def prompt_tokens(request: ChatRequest | EmbeddingRequest) -> int:
     """A deliberately generous estimate (no tokenizer at the gateway): 1 token per 4 characters."""
     if isinstance(request, EmbeddingRequest):
         return sum(math.ceil(len(text) / CHARS_PER_TOKEN) + TOKENS_PER_INPUT for text in request.input)
-    chars = sum(len(m.text()) for m in request.messages)
-    return math.ceil(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(request.messages)
+    return message_tokens(request.messages)
+
+
+def message_tokens(messages: list[ChatMessage]) -> int:
+    """Messages' tokens: their text's, 1 per 4 characters, and their documents' (PDFs), estimated from
+    their size (`switchyard.common.documents`: the gateway cannot read a PDF)."""
+    chars = sum(len(m.text()) for m in messages)
+    return math.ceil(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(messages) + document_tokens(messages)
 
 
 def output_tokens(request: ChatRequest | EmbeddingRequest, *, default_max_tokens: int) -> int:

@@ -3,8 +3,10 @@ is stored. No I/O here (the stores are in `exact.py` and `backends.py`, the orch
 
 Exact key: tenant + SHA-256 of the normalised request: every field of the chat request that can change
 the answer (model, messages, max_tokens, temperature, top_p, stop, response_format, tools, seed, ...),
-never `stream`, the request id, the user agent or the `user` field. Semantic scope: the same, minus the
-conversation's user turns, whose text is embedded instead; a neighbour must share the tenant and the scope.
+never `stream`, the request id, the user agent or the `user` field (a turn's images and documents are hashed
+whole). Semantic scope: the same, minus the text of the conversation's user turns, which is embedded
+instead (their images and documents stay in the scope: two prompts of the same text about different PDFs
+never share an answer); a neighbour must share the tenant and the scope.
 
 Embedding key (`POST /v1/embeddings`, exact only): tenant + SHA-256 of a version tag, "embedding", the model,
 `dimensions` and the texts exactly as they are sent (token ids decoded, guardrails' redactions made): nothing
@@ -123,6 +125,13 @@ def _text(content: Any) -> Any:
     return content
 
 
+def _attachments(content: Any) -> list[Any]:
+    """A turn's parts other than text."""
+    if not isinstance(content, list):
+        return []
+    return [p for p in content if not (isinstance(p, dict) and p.get("type") == "text")]
+
+
 def _normalised(request: ChatRequest, *, without_user_turns: bool = False) -> dict[str, Any]:
     # `n` is always 1 and `logprobs` off here (several answers and log probabilities bypass the cache), and
     # both are left out so keys stay what they were.
@@ -132,6 +141,10 @@ def _normalised(request: ChatRequest, *, without_user_turns: bool = False) -> di
     messages = []
     for message in body.pop("messages"):
         if without_user_turns and message.get("role") == "user":
+            # what the embedded text cannot tell apart: the turn's images and documents (PDFs), whole
+            attached = _attachments(message.get("content"))
+            if attached:
+                messages.append({"role": "user", "attachments": attached})
             continue
         if "content" in message:
             message["content"] = _text(message["content"])

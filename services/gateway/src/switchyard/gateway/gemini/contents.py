@@ -1,7 +1,7 @@
 """A `generateContent` request's conversation in the pipeline's terms: the system instruction and contents
 as chat messages (model turns' thought parts left out, consecutive model contents one turn), function
-calls and responses paired up, images as `image_url` parts, function declarations and the calling
-config as tools and a tool choice."""
+calls and responses paired up, images as `image_url` parts, inline PDFs as `file` parts, function
+declarations and the calling config as tools and a tool choice."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from typing import Any
 
 import orjson
 
+from switchyard.common.documents import PDF
 from switchyard.common.events import ChatMessage, FunctionCall, FunctionSpec, ToolCall, ToolSpec
+from switchyard.gateway.documents import pdf_part
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.gemini.schema import json_schema
 from switchyard.gateway.gemini.wire import Content, GenerateContentRequest, Part
@@ -153,22 +155,27 @@ def _user_parts(content: Content, where: str, *, images: bool) -> str | list[dic
         elif part.inline_data is not None or part.file_data is not None:
             if not images:
                 raise unsupported(at, "the system instruction takes text only")
-            parts.append(_image(part, at))
+            parts.append(_media(part, at))
         else:
             raise unsupported(
-                at, "parts of text, images (inlineData, fileData) and function responses are served"
+                at,
+                "parts of text, images (inlineData, fileData), PDFs (inlineData) and function responses are "
+                "served",
             )
     if all(p["type"] == "text" for p in parts) and len(parts) <= 1:
         return parts[0]["text"] if parts else ""
     return parts
 
 
-def _image(part: Part, at: str) -> dict[str, Any]:
-    """An image part as an `image_url` part: inline bytes as a data URL, or an http(s) `fileUri`."""
+def _media(part: Part, at: str) -> dict[str, Any]:
+    """An image part as an `image_url` part: inline bytes as a data URL, or an http(s) `fileUri`; an inline
+    PDF as a `file` part."""
     if part.inline_data is not None:
         blob = part.inline_data
         if blob.mime_type.startswith("image/"):
             return {"type": "image_url", "image_url": {"url": f"data:{blob.mime_type};base64,{blob.data}"}}
+        if blob.mime_type == PDF:
+            return pdf_part(media_type=PDF, data=blob.data, filename=None, at=f"{at}.inlineData")
         kind = blob.mime_type
     else:
         assert part.file_data is not None
@@ -178,7 +185,7 @@ def _image(part: Part, at: str) -> dict[str, Any]:
             return {"type": "image_url", "image_url": {"url": data.file_uri}}
         if not data.file_uri.startswith(("https://", "http://")):
             raise unsupported(at, "fileData takes an http(s) URL: Google's Files API is not served")
-    raise unsupported(at, f"inputs of type {kind} are not served (text and images are)")
+    raise unsupported(at, f"inputs of type {kind} are not served (text, images and inline PDFs are)")
 
 
 def _tools(parsed: GenerateContentRequest) -> tuple[list[ToolSpec] | None, str | dict[str, Any] | None]:

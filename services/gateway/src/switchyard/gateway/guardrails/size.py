@@ -3,16 +3,9 @@ estimate that admission and budgets use: no tokenizer at the gateway)."""
 
 from __future__ import annotations
 
-import math
-
 from switchyard.common.events import ChatMessage
-from switchyard.gateway.budgets.pricing import CHARS_PER_TOKEN, TOKENS_PER_MESSAGE
+from switchyard.gateway.budgets.pricing import message_tokens
 from switchyard.gateway.guardrails.models import Finding, Refusal
-
-
-def estimated_tokens(messages: list[ChatMessage]) -> int:
-    chars = sum(len(m.text()) for m in messages)
-    return math.ceil(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(messages)
 
 
 class PromptSize:
@@ -30,7 +23,7 @@ class PromptSize:
             if chars > self.max_chars:
                 raise self._refusal("max_prompt_chars", f"{chars} characters; the limit is {self.max_chars}")
         if self.max_tokens is not None:
-            tokens = estimated_tokens(messages)
+            tokens = message_tokens(messages)
             if tokens > self.max_tokens:
                 raise self._refusal(
                     "max_prompt_tokens", f"about {tokens} tokens; the limit is {self.max_tokens}"

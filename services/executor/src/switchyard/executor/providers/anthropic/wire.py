@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from switchyard.common import documents
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import (
     ChatMessage,
@@ -266,7 +267,17 @@ def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
         elif part.get("type") == "image_url":
             url = str((part.get("image_url") or {}).get("url", ""))
             parts.append({"type": "image", "source": _image_source(url), **_marked(part)})
+        elif part.get("type") == "file":
+            parts.append({**_document(part), **_marked(part)})
     return parts
+
+
+def _document(part: dict[str, Any]) -> dict[str, Any]:
+    """A PDF as Anthropic's `document` block: its base64 source, and its filename as the title."""
+    media, data = documents.media_and_data(part)
+    name = documents.filename(part)
+    source = {"type": "base64", "media_type": media, "data": data}
+    return {"type": "document", "source": source, **({"title": name} if name else {})}
 
 
 def _image_source(url: str) -> dict[str, str]:

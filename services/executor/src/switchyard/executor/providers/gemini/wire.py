@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from switchyard.common import documents
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import (
     ChatMessage,
@@ -248,6 +249,9 @@ def _parts(message: ChatMessage) -> list[dict[str, Any]]:
             parts.append({"text": str(part.get("text", ""))})
         elif part.get("type") == "image_url":
             parts.append(_image(str((part.get("image_url") or {}).get("url", ""))))
+        elif part.get("type") == "file":  # a PDF: Gemini reads its bytes inline (its filename has no place)
+            media, data = documents.media_and_data(part)
+            parts.append({"inlineData": {"mimeType": media, "data": data}})
     return parts
 
 

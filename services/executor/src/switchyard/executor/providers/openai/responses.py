@@ -40,7 +40,13 @@ from switchyard.executor.providers.base import (
 from switchyard.executor.providers.errors import ErrorKind, provider_error
 from switchyard.executor.providers.http import finish_body, parse_json, sse_events, transport_errors
 from switchyard.executor.providers.openai.models import ModelRules, logprobs_effort
-from switchyard.executor.providers.openai.wire import images_after_tool_turns, tokens_of, unmarked, usage_of
+from switchyard.executor.providers.openai.wire import (
+    images_after_tool_turns,
+    named_file,
+    tokens_of,
+    unmarked,
+    usage_of,
+)
 
 NAME = "openai"
 PATH = "responses"
@@ -218,7 +224,7 @@ def _parts(content: str | list[dict[str, Any]], *, output: bool) -> str | list[d
                 {"type": "input_image", "image_url": image.get("url"), "detail": image.get("detail", "auto")}
             )
         elif kind == "file" and not output:
-            parts.append({"type": "input_file", **(part.get("file") or {})})
+            parts.append({"type": "input_file", **named_file(part)})
         else:
             raise provider_error(
                 "bad_request",

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from switchyard.common import documents
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import Choice, FunctionCall, TokenLogprob, ToolCall, TopLogprob, Usage
 from switchyard.executor.providers.base import (
@@ -27,6 +28,7 @@ from switchyard.executor.providers.openai.models import compatible_effort, effor
 # DeepSeek's: OpenAI refuses unknown message fields, DeepSeek refuses this one).
 # `is_error`: the Anthropic face's failed tool call, which chat completions have no field for
 NOT_SENT = {"thinking", "reasoning_content", "thinking_blocks", "is_error"}
+DEFAULT_FILENAME = "document.pdf"
 _CONTEXT_CODES = {"context_length_exceeded", "string_above_max_length"}
 _POLICY_CODES = {"content_filter", "content_policy_violation", "moderation_blocked"}
 
@@ -44,7 +46,10 @@ def request_body(call: ProviderCall, *, stream: bool, openai_itself: bool) -> di
     body: dict[str, Any] = {
         "model": call.model,
         "messages": images_after_tool_turns(
-            [unmarked(m.model_dump(mode="json", exclude_none=True, exclude=NOT_SENT)) for m in call.messages]
+            [
+                named_files(unmarked(m.model_dump(mode="json", exclude_none=True, exclude=NOT_SENT)))
+                for m in call.messages
+            ]
         ),
         "stream": stream,
     }
@@ -102,6 +107,24 @@ def unmarked(item: dict[str, Any]) -> dict[str, Any]:
             for p in item["content"]
         ]
     return item
+
+
+def named_files(message: dict[str, Any]) -> dict[str, Any]:
+    """A message whose `file` parts (PDFs) each have a filename: OpenAI refuses `file_data` without one
+    (its error names `file_id` as missing), and a client need not give one on every face."""
+    content = message.get("content")
+    if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") == "file" for p in content):
+        message["content"] = [
+            {"type": "file", "file": named_file(p)} if isinstance(p, dict) and p.get("type") == "file" else p
+            for p in content
+        ]
+    return message
+
+
+def named_file(part: dict[str, Any]) -> dict[str, Any]:
+    """A `file` part's file, as OpenAI takes it: its data URL and its filename (`DEFAULT_FILENAME` when the
+    client gave none)."""
+    return {"filename": documents.filename(part) or DEFAULT_FILENAME, "file_data": documents.data_url(part)}
 
 
 def images_after_tool_turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

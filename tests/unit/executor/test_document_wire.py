@@ -1,0 +1,96 @@
+"""A PDF (the pipeline's `file` part) in each provider's documented request shape: OpenAI chat's `file`
+part (with a filename, which OpenAI requires beside `file_data`), the Responses API's `input_file`,
+Anthropic's `document` block with a base64 source, Gemini's `inlineData`; and its tokens estimated from
+its size wherever a prompt is estimated before the provider counts it."""
+
+from __future__ import annotations
+
+import pytest
+
+from switchyard.common import documents
+from switchyard.common.events import ChatMessage, ChatRequest
+from switchyard.executor.providers.anthropic import wire as anthropic_wire
+from switchyard.executor.providers.base import ProviderCall, estimated_usage
+from switchyard.executor.providers.gemini import wire as gemini_wire
+from switchyard.executor.providers.openai import responses as openai_responses
+from switchyard.executor.providers.openai import wire as openai_wire
+from switchyard.executor.resilience.limits import prompt_tokens
+from switchyard.gateway.budgets import pricing
+
+pytestmark = pytest.mark.unit
+
+DATA = "JVBERi0xLjQKJcOkw7zDtsOfCg=="
+URL = f"data:application/pdf;base64,{DATA}"
+ASK = {"type": "text", "text": "Summarise it."}
+MARK = {"type": "ephemeral"}
+
+
+def _call(file: dict[str, str], **part: object) -> ProviderCall:
+    message = ChatMessage(role="user", content=[ASK, {"type": "file", "file": file, **part}])
+    return ProviderCall(model="m", messages=(message,))
+
+
+def test_openai_chat_sends_the_file_part_with_a_filename() -> None:
+    body = openai_wire.request_body(
+        _call({"file_data": URL, "filename": "report.pdf"}, cache_control=MARK),
+        stream=False,
+        openai_itself=True,
+    )
+    assert body["messages"][0]["content"][1] == {
+        "type": "file",
+        "file": {"filename": "report.pdf", "file_data": URL},
+    }
+    unnamed = openai_wire.request_body(_call({"file_data": URL}), stream=False, openai_itself=False)
+    assert unnamed["messages"][0]["content"][1]["file"] == {"filename": "document.pdf", "file_data": URL}
+
+
+def test_the_responses_api_gets_an_input_file() -> None:
+    items = openai_responses.input_items(_call({"file_data": URL, "filename": "report.pdf"}).messages)
+    assert items == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "input_text", "text": "Summarise it."},
+                {"type": "input_file", "filename": "report.pdf", "file_data": URL},
+            ],
+        }
+    ]
+
+
+def test_anthropic_gets_a_document_block_titled_by_the_filename() -> None:
+    _, messages = anthropic_wire.split_messages(
+        list(_call({"file_data": URL, "filename": "report.pdf"}, cache_control=MARK).messages)
+    )
+    assert messages[0]["content"][1] == {
+        "type": "document",
+        "source": {"type": "base64", "media_type": "application/pdf", "data": DATA},
+        "title": "report.pdf",
+        "cache_control": MARK,
+    }
+    _, unnamed = anthropic_wire.split_messages(list(_call({"file_data": URL}).messages))
+    assert "title" not in unnamed[0]["content"][1]
+
+
+def test_gemini_gets_the_pdf_inline() -> None:
+    body = gemini_wire.request_body(_call({"file_data": URL, "filename": "report.pdf"}))
+    assert body["contents"][0]["parts"] == [
+        {"text": "Summarise it."},
+        {"inlineData": {"mimeType": "application/pdf", "data": DATA}},
+    ]
+
+
+def test_a_documents_tokens_are_estimated_from_its_size_everywhere() -> None:
+    """Admission (budgets, rate limits, the prompt-size guardrail), the executor's rate limits and a usage
+    the upstream did not report all count a document: a page per 25 KB, 3,000 tokens a page, one page at
+    least, rather than nothing."""
+    big = "A" * (4 * 100_000 // 3)  # 100 KB decoded: 4 pages
+    call = _call({"file_data": f"data:application/pdf;base64,{big}"})
+    small = _call({"file_data": URL})
+    assert documents.document_tokens(call.messages) == 4 * documents.TOKENS_PER_PAGE
+    assert documents.document_tokens(small.messages) == documents.TOKENS_PER_PAGE
+    text_only = ProviderCall(model="m", messages=(ChatMessage(role="user", content=[ASK]),))
+    assert prompt_tokens(call) == prompt_tokens(text_only) + 4 * documents.TOKENS_PER_PAGE
+    assert estimated_usage(call, "").prompt_tokens == prompt_tokens(call)
+    request = ChatRequest(messages=list(call.messages))
+    bare = ChatRequest(messages=list(text_only.messages))
+    assert pricing.prompt_tokens(request) == pricing.prompt_tokens(bare) + 4 * documents.TOKENS_PER_PAGE
