@@ -41,19 +41,20 @@ def _model(provider: str, upstream: str, capabilities: list[str]) -> dict[str, A
     }
 
 
-# In preference order: a model with no capabilities, one with tools only, then tools and JSON mode.
+# In preference order: a model with no capabilities, one with tools only, then tools and JSON mode (each
+# of those reads PDFs).
 POLICY = {
     "version": "tools",
     "models": [
         _model("plain", "model-a", []),
-        _model("ant", "tool-call", ["tools", "vision", "reasoning"]),
-        _model("oai", "tool-call", ["tools", "json_mode", "vision", "reasoning"]),
-        _model("gem", "tool-call", ["tools", "json_mode", "vision"]),
+        _model("ant", "tool-call", ["tools", "vision", "pdf", "reasoning"]),
+        _model("oai", "tool-call", ["tools", "json_mode", "vision", "pdf", "reasoning"]),
+        _model("gem", "tool-call", ["tools", "json_mode", "vision", "pdf"]),
         # last, so never picked for `auto`: a model that takes only adaptive thinking, named by clients
         _model("ant", "claude-opus-4-7:tool-call", ["tools", "vision", "reasoning"]),
         # and one that takes tools only through OpenAI's Responses API (the `openai` provider: OpenAI
         # itself, as OPENAI_ITSELF says of the fake)
-        _model("openai", "gpt-6.1-sol", ["tools", "json_mode", "vision", "reasoning"]),
+        _model("openai", "gpt-6.1-sol", ["tools", "json_mode", "vision", "pdf", "reasoning"]),
     ],
     "strategies": {"cascade": {"enabled": False}, "parallel": {"enabled": False}},
 }

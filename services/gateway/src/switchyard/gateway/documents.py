@@ -16,7 +16,7 @@ def pdf_part(*, media_type: Any, data: Any, filename: Any, at: str) -> dict[str,
     gateway reads (400 `invalid_value` for another type, or data that is not base64)."""
     if media_type != PDF:
         raise InvalidRequest(
-            f"{at}: documents of type {media_type!r} are not served (application/pdf is)",
+            f"{at}: documents of type {str(media_type)[:100]!r} are not served (application/pdf is)",
             code="invalid_value",
             param=at,
         )

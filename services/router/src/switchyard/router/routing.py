@@ -64,7 +64,7 @@ class ContextTooLong(NoProviderAvailable):
 
 
 class CapabilityUnavailable(NoProviderAvailable):
-    """No available model has what the task needs (vision, tools, JSON mode), and the others are too
+    """No available model has what the task needs (vision, PDFs, tools, JSON mode), and the others are too
     small for it: the client must send a task this deployment can serve (a 400 at the gateway, which SDKs
     do not retry); unlike a provider that is down, waiting does not help."""
 
@@ -72,7 +72,7 @@ class CapabilityUnavailable(NoProviderAvailable):
 
 
 class ModelLacksCapability(UnknownModel):
-    """The client named a model the policy says cannot serve the request (tools, JSON mode, images)."""
+    """The client named a model the policy says cannot serve the request (tools, JSON mode, images, PDFs)."""
 
     code = "model_lacks_capability"
 
