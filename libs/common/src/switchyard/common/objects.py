@@ -1,4 +1,4 @@
-"""Reading an object of a JetStream object store fast, chunk by chunk.
+"""Reading an object of a JetStream object store fast, chunk by chunk, and writing one as its bytes come.
 
 nats-py's `ObjectStore.get` (an ordered push consumer) stalls ~250 ms per few MiB on large objects (~1 s
 for 25 MiB, 38 s for 100 MiB), and holds the whole object. Here the object's meta (the last message on
@@ -8,23 +8,31 @@ buckets allow direct gets): 25 MiB in 75 ms, as fast as a pull consumer fetching
 but only one chunk is held, and a reader may pause between chunks for as long as it likes (a batch's
 runner reads its input file over hours, as slots free up; a pull consumer is deleted once idle). The
 stream of bucket `b` is `OBJ_b`, as every NATS client names it.
+
+nats-py's `ObjectStore.put` takes bytes or a blocking reader; `write` takes the bytes as an async iterable
+(a request's body as it arrives), and stores them as nats-py does, so every client reads the object.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import hashlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
+from datetime import UTC, datetime
 
 import nats.errors
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError, ServerError
+from nats.nuid import NUID
 
 from switchyard.common.errors import ConfigurationError
 
 READ_TIMEOUT_S = 5.0  # a chunk that does not come within this long: the store does not answer
 NO_ROOM = 10047  # JetStream's error code: "insufficient storage resources available"
+CHUNK_BYTES = 128 * 1024  # an object's chunks, as nats-py writes them
 
 
 class ObjectGone(LookupError):
@@ -134,3 +142,53 @@ async def read(js: JetStreamContext, bucket: str, name: str, *, timeout_s: float
     """The whole object's bytes (its digest is the caller's to check)."""
     info = await describe(js, bucket, name)
     return b"".join([chunk async for chunk in chunks(js, bucket, info, timeout_s=timeout_s)])
+
+
+async def write(
+    js: JetStreamContext,
+    bucket: str,
+    name: str,
+    data: AsyncIterable[bytes],
+    *,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> api.ObjectInfo:
+    """Stores the object `name` (a new name: an object of that name is not replaced) from `data` as it
+    comes, holding at most one chunk: its chunks on `$O.<bucket>.C.<nuid>`, then its description (size,
+    chunks, SHA-256) on its meta subject, as nats-py's `put` writes them. Whatever stops it before the
+    description is stored (`data` raising, the store refusing a chunk: nats-py's APIError, cancellation)
+    purges the chunks it sent, then raises; a process that dies meanwhile leaves them to whoever sweeps
+    chunks no description names."""
+    nuid = NUID().next().decode()
+    stream, subject = f"OBJ_{bucket}", f"$O.{bucket}.C.{nuid}"
+    digest, size, sent = hashlib.sha256(), 0, 0
+    pending = bytearray()
+    try:
+        async for part in data:
+            pending += part
+            while len(pending) >= chunk_bytes:
+                chunk = bytes(pending[:chunk_bytes])
+                del pending[:chunk_bytes]
+                await js.publish(subject, chunk)
+                digest.update(chunk)
+                size, sent = size + len(chunk), sent + 1
+        if pending:
+            await js.publish(subject, bytes(pending))
+            digest.update(pending)
+            size, sent = size + len(pending), sent + 1
+        info = api.ObjectInfo(
+            name=name,
+            bucket=bucket,
+            nuid=nuid,
+            size=size,
+            chunks=sent,
+            mtime=datetime.now(UTC).isoformat(),
+            digest=f"SHA-256={base64.urlsafe_b64encode(digest.digest()).decode()}",
+            options=api.ObjectMetaOptions(max_chunk_size=chunk_bytes),
+        )
+        meta = f"$O.{bucket}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
+        await js.publish(meta, json.dumps(info.as_dict()).encode(), headers={api.Header.ROLLUP: "sub"})
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await js.purge_stream(stream, subject=subject)
+        raise
+    return info

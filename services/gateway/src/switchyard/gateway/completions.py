@@ -58,23 +58,27 @@ PRIORITIES: tuple[Priority, ...] = ("low", "normal", "high")
 async def read_body(request: Request, *, limit: int, setting: str | None) -> bytes:
     """The body, up to `limit` bytes (413 `request_too_large` past it, naming `setting`, the setting that
     sets this limit: `MAX_BODY_SETTING` for `max_body_bytes`; None for a fixed limit)."""
+    return b"".join([part async for part in body_chunks(request, limit=limit, setting=setting)])
+
+
+async def body_chunks(request: Request, *, limit: int, setting: str | None) -> AsyncIterator[bytes]:
+    """The body as it arrives, `read_body`'s checks made as it goes: 413 at once when Content-Length says
+    it is over `limit`, else as soon as more than `limit` bytes have come."""
     named = f" ({setting})" if setting else ""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit} bytes{named}")
-    chunks: list[bytes] = []
     size = 0
     try:
         async for part in request.stream():
             size += len(part)
             if size > limit:
                 raise RequestTooLarge(f"Request body exceeds the limit of {limit} bytes{named}")
-            chunks.append(part)
+            yield part
     except ClientDisconnect as exc:
         raise InvalidRequest(
             "the client disconnected while sending the body", code="client_disconnected"
         ) from exc
-    return b"".join(chunks)
 
 
 async def read_request_body(request: Request, settings: GatewaySettings) -> bytes:

@@ -268,25 +268,44 @@ class FileStore:
         tenant_id: str,
         purpose: FilePurpose,
         filename: str,
-        data: bytes | IO[bytes],
+        data: bytes | IO[bytes] | AsyncIterator[bytes],
         expires_at: int | None = None,
         expires_after_s: int | None = None,
+        before_described: Callable[[], Awaitable[None]] | None = None,
     ) -> FileObject:
-        """Stores a new file (`data`: its bytes, or a binary file read from where it stands, in chunks),
-        expiring at `expires_at` or `expires_after_s` after its `created_at` (as OpenAI's `expires_after`
-        counts: from the file object's own time, however long the bytes took to store). FilesFull when the
-        bucket has no room left for it."""
+        """Stores a new file (`data`: its bytes, a binary file read from where it stands, or its bytes as
+        they come, each in chunks), expiring at `expires_at` or `expires_after_s` after its `created_at` (as
+        OpenAI's `expires_after` counts: from the file object's own time, however long the bytes took to
+        store). FilesFull when the bucket has no room left for it. `before_described`: awaited once the
+        bytes are stored, before the file is described; should it raise, nothing is kept. Should `data`
+        raise (or the put be cancelled), nothing is kept either. A bucket full while `data` comes: the
+        rest of `data` is read (what it raises at its end comes first), then `before_described`, then
+        FilesFull."""
         file_id = new_file_id()
         key = file_key(tenant_id, file_id)
         try:
-            info = await self._objects.put(key, data)  # type: ignore[arg-type]  # nats-py takes any reader
-        except nats.js.errors.APIError as exc:  # nats-py's put removes the chunks it had sent
+            if isinstance(data, AsyncIterator):
+                info = await objects.write(self._js, BUCKET, key, data)
+            else:
+                info = await self._objects.put(key, data)  # type: ignore[arg-type]  # nats-py takes any reader
+        except nats.js.errors.APIError as exc:  # the chunks sent were purged
             if _full(exc):
+                if isinstance(data, AsyncIterator):
+                    async for _ in data:  # a body refused for its own fault is refused so
+                        pass
+                if before_described is not None:
+                    await before_described()
                 raise FilesFull(
                     "the file store is full (SWITCHYARD_FILES_BUCKET_BYTES): delete files you no longer "
                     "need, or ask the operator to raise the limit"
                 ) from exc
             raise
+        if before_described is not None:
+            try:
+                await before_described()
+            except BaseException:
+                await self._forget_object(key)
+                raise
         created_at = int(time.time())
         if expires_after_s is not None:
             expires_at = created_at + expires_after_s

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 import orjson
@@ -19,8 +19,15 @@ from switchyard.gateway.batches.lines import MAX_MESSAGE_LINES, MESSAGES
 from switchyard.gateway.batches.models import COMPLETION_WINDOW_S, TERMINAL, Batch, BatchRecord, RequestCounts
 from switchyard.gateway.batches.service import Batches
 from switchyard.gateway.batches.store import new_batch_id
-from switchyard.gateway.completions import json_object
-from switchyard.gateway.errors import Conflict, InvalidRequest, NotFound, RequestTooLarge, invalid_fields
+from switchyard.gateway.errors import (
+    APIError,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    RequestTooLarge,
+    invalid_fields,
+)
+from switchyard.gateway.files.upload import max_line_bytes
 from switchyard.gateway.message_batches.models import (
     ID_PREFIX,
     KEEP_S,
@@ -30,6 +37,7 @@ from switchyard.gateway.message_batches.models import (
     MessageBatchList,
     message_batch,
 )
+from switchyard.gateway.message_batches.scan import BadJSON, Body, Oversized, Scanner
 from switchyard.gateway.metrics import BATCHES_CREATED
 from switchyard.gateway.tenants import Principal
 
@@ -49,26 +57,32 @@ class MessageBatches:
         self.batches = batches
         self.max_body_bytes = max_body_bytes  # one request's params, as POST /v1/messages takes them
 
-    async def create(self, *, principal: Principal, body: bytes) -> Batch:
-        """A new batch, its requests stored as its input file. 400 for a `custom_id` used twice; 413 for
-        one request larger than POST /v1/messages takes; 429 and 507 as an OpenAI batch's create."""
-        count, data = await requests_file(body, max_body_bytes=self.max_body_bytes)
-        store, tenant_id = self.batches.store, principal.tenant_id
-        await self.batches.share.check(
-            self.batches.files,
-            tenant_id,
-            adding=len(data),
-            then="a message batch keeps its requests and its results there; delete files or message batches "
-            "you no longer need, then create the batch",
-        )
-        await self.batches.check_unfinished(tenant_id)
+    async def create(self, *, principal: Principal, body: AsyncIterable[bytes]) -> Batch:
+        """A new batch, its requests stored as its input file as they arrive (`RequestLines`: nothing of
+        a refused create is kept). 400 for a `custom_id` used twice; 413 for one request larger than POST
+        /v1/messages takes; 429 and 507 as an OpenAI batch's create."""
+        lines = RequestLines(body, max_body_bytes=self.max_body_bytes)
+        tenant_id = principal.tenant_id
+
+        async def admitted() -> None:  # the body all read and checked, before the file is described
+            await self.batches.share.check(
+                self.batches.files,
+                tenant_id,
+                adding=lines.bytes,
+                then="a message batch keeps its requests and its results there; delete files or message "
+                "batches you no longer need, then create the batch",
+            )
+            await self.batches.check_unfinished(tenant_id)
+
         file = await self.batches.files.put(
             tenant_id=tenant_id,
             purpose="message_batch",
             filename="requests.jsonl",
-            data=data,
+            data=lines.lines(),
             expires_after_s=REQUESTS_KEEP_S,
+            before_described=admitted,
         )
+        store, count = self.batches.store, lines.count
         now = int(time.time())
         batch = Batch(
             id=new_batch_id(ID_PREFIX),
@@ -167,27 +181,71 @@ class MessageBatches:
         return file.bytes, chunks
 
 
-async def requests_file(body: bytes, *, max_body_bytes: int) -> tuple[int, bytes]:
-    """A create request's body checked, and its requests as the runner reads a batch's input file (JSONL,
-    one line a request): their number and the file. 400 for a bad request (`param` `requests.<i>...`) or
-    a `custom_id` used twice; 413 for one request larger than POST /v1/messages takes. Its up to 100,000
-    requests take seconds to check: they are checked STEP at a time, the event loop serving the replica's
-    other requests in between (it is held only while the body's JSON is read, one call)."""
-    try:
-        asked = _Requests.model_validate(json_object(body))
-    except ValidationError as exc:
-        raise invalid_fields(exc.errors()) from exc
-    seen: dict[str, int] = {}
-    lines: list[bytes] = []
-    for index, item in enumerate(asked.requests):
-        if index % STEP == STEP - 1:
-            await asyncio.sleep(0)
+class RequestLines:
+    """A create request's body, read as it arrives (`scan.Scanner`), as the runner reads a batch's input
+    file: JSONL, one line a request. Every request is checked as it comes, and the first refused stops the
+    lines; the body is read to its end all the same, so that it is refused as it was when it was read
+    whole: 400 `invalid_json` for a body that is not a JSON object, then 400 for `requests` (missing, not
+    a list, none or more than 100,000), then the first request refused (`param` `requests.<i>...`: its
+    fields, its `custom_id` used before, 413 its `params` larger than POST /v1/messages takes). A request
+    is checked and written within the loop's turn its last byte arrived in, the event loop serving the
+    replica's other requests between STEP of them."""
+
+    def __init__(self, body: AsyncIterable[bytes], *, max_body_bytes: int) -> None:
+        self.body = body
+        self.max_body_bytes = max_body_bytes
+        self.count = 0  # the requests read
+        self.bytes = 0  # the lines' bytes
+        self._seen: dict[str, int] = {}
+
+    async def lines(self) -> AsyncIterator[bytes]:
+        """The lines, as many at once as a chunk of the body completes; raises what refuses the body once
+        all of it has come (413 for a body over its limit: as soon as it is, from `body`)."""
+        scanner = Scanner(max_value_bytes=max_line_bytes(self.max_body_bytes))
+        bad_json: BadJSON | None = None
+        refused: APIError | None = None
+        async for chunk in self.body:
+            try:
+                items = scanner.feed(chunk)
+            except BadJSON as exc:
+                bad_json = bad_json or exc
+                continue
+            done: list[bytes] = []
+            for item in items:
+                index, self.count = self.count, self.count + 1
+                if index % STEP == STEP - 1:
+                    await asyncio.sleep(0)
+                if refused is not None or index >= MAX_MESSAGE_LINES:
+                    continue
+                try:
+                    done.append(self._line(index, item))
+                except APIError as exc:
+                    refused = exc
+            if done and refused is None:
+                self.bytes += sum(len(line) for line in done)
+                yield b"".join(done)
+        try:
+            body = scanner.close()
+        except BadJSON as exc:
+            bad_json = bad_json or exc
+        if bad_json is not None:
+            message = "Request body is empty; expected a JSON object"
+            if str(bad_json) != "the body is empty":
+                message = f"Request body is not valid JSON: {bad_json}"
+            raise InvalidRequest(message, code="invalid_json")
+        _check_body(body, self.count, max_body_bytes=self.max_body_bytes)
+        if refused is not None:
+            raise refused
+
+    def _line(self, index: int, item: Any) -> bytes:
+        if isinstance(item, Oversized):
+            raise _too_large(index, "", item.size, self.max_body_bytes)
         try:
             request = BatchRequest.model_validate(item)
         except ValidationError as exc:
             errors = [{**e, "loc": ("requests", index, *e["loc"])} for e in exc.errors()]
             raise invalid_fields(errors) from exc
-        if (first := seen.setdefault(request.custom_id, index)) != index:
+        if (first := self._seen.setdefault(request.custom_id, index)) != index:
             raise InvalidRequest(
                 f"custom_id {request.custom_id!r} is used by requests {first} and {index}: each "
                 "request's custom_id must be unique within the batch",
@@ -195,19 +253,64 @@ async def requests_file(body: bytes, *, max_body_bytes: int) -> tuple[int, bytes
                 param=f"requests.{index}.custom_id",
             )
         params = orjson.dumps(request.params)
-        if len(params) > max_body_bytes:
-            raise RequestTooLarge(
-                f"request {index} ({request.custom_id!r}): its params are {len(params)} bytes, more than "
-                f"POST /v1/messages takes ({max_body_bytes} bytes, SWITCHYARD_MAX_BODY_BYTES)",
-                param=f"requests.{index}.params",
-            )
+        if len(params) > self.max_body_bytes:
+            raise _too_large(index, f" ({request.custom_id!r})", len(params), self.max_body_bytes)
         line = {"custom_id": request.custom_id, "method": "POST", "url": MESSAGES}
-        lines.append(orjson.dumps({**line, "body": orjson.Fragment(params)}) + b"\n")
-    return len(asked.requests), b"".join(lines)
+        return orjson.dumps({**line, "body": orjson.Fragment(params)}) + b"\n"
+
+
+async def requests_file(body: bytes, *, max_body_bytes: int) -> tuple[int, bytes]:
+    """A whole body's requests as `RequestLines` reads them (handed over in the 64 KiB chunks a socket
+    gives): their number and the input file."""
+    lines = RequestLines(_chunked(body), max_body_bytes=max_body_bytes)
+    data = b"".join([part async for part in lines.lines()])
+    return lines.count, data
+
+
+async def _chunked(body: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+def _too_large(index: int, named: str, size: int, max_body_bytes: int) -> RequestTooLarge:
+    return RequestTooLarge(
+        f"request {index}{named}: its params are {size} bytes, more than POST /v1/messages takes "
+        f"({max_body_bytes} bytes, SWITCHYARD_MAX_BODY_BYTES)",
+        param=f"requests.{index}.params",
+    )
+
+
+def _check_body(body: Body, count: int, *, max_body_bytes: int) -> None:
+    """The body's `requests` as `CreateMessageBatch` takes them (400 as pydantic words it), and its other
+    members no larger than a request may be (413: they are read, never kept)."""
+    if body.repeated:
+        raise InvalidRequest(
+            "requests: given more than once in the body", code="invalid_value", param="requests"
+        )
+    if body.requests != "array":  # missing, or not a list: pydantic says which
+        stand_in = {} if body.requests == "missing" else {"requests": body.value}
+        try:
+            _Requests.model_validate(stand_in)
+        except ValidationError as exc:
+            raise invalid_fields(exc.errors()) from exc
+    if not 1 <= count <= MAX_MESSAGE_LINES:
+        wording = (
+            "List should have at least 1 item after validation, not 0"
+            if count == 0
+            else f"List should have at most {MAX_MESSAGE_LINES} items after validation, not {count}"
+        )
+        raise InvalidRequest(f"requests: {wording}", code="invalid_value", param="requests")
+    if body.oversized is not None:
+        name, size = body.oversized
+        raise RequestTooLarge(
+            f"{name[:64]!r}: {size} bytes, more than a member of the body other than `requests` may be "
+            f"({max_line_bytes(max_body_bytes)} bytes)",
+            param=name[:64] or None,
+        )
 
 
 class _Requests(BaseModel):
-    """`CreateMessageBatch` with its requests not read yet (`requests_file` reads them one by one)."""
+    """`CreateMessageBatch` with its requests not read (`RequestLines` reads them one by one)."""
 
     requests: list[Any] = Field(min_length=1, max_length=MAX_MESSAGE_LINES)
 
@@ -217,4 +320,4 @@ async def _nothing() -> AsyncIterator[bytes]:
     yield b""
 
 
-__all__ = ["MAX_BYTES", "MessageBatches", "message_batch", "requests_file"]
+__all__ = ["MAX_BYTES", "MessageBatches", "RequestLines", "message_batch", "requests_file"]

@@ -4,6 +4,7 @@ Anthropic's shape, as on every `/v1/messages...` path (`errors.anthropic_face`).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -11,7 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from switchyard.gateway import serving
 from switchyard.gateway.auth import authenticate
-from switchyard.gateway.completions import read_body
+from switchyard.gateway.completions import body_chunks
 from switchyard.gateway.errors import RequestTooLarge
 from switchyard.gateway.limits.service import requests_admitted
 from switchyard.gateway.message_batches.models import (
@@ -45,6 +46,17 @@ async def _caller(request: Request) -> tuple[MessageBatches, Principal]:
     assert gw.batches is not None
     service = MessageBatches(gw.batches, max_body_bytes=gw.settings.max_body_bytes)
     return service, await authenticate(request, gw.verifier)
+
+
+async def _batch_sized(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The body's chunks; its 413 saying what a message batch takes."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except RequestTooLarge as exc:
+        raise RequestTooLarge(
+            f"{exc.message}, what a message batch takes: split its requests into several batches"
+        ) from exc
 
 
 def _base(request: Request) -> str:
@@ -81,15 +93,8 @@ async def create_message_batch(request: Request, response: Response) -> MessageB
     # Anthropic's 256 MB, or the files' limit where that is lower (a batch's requests are kept as a file)
     files_lower = gw.settings.files_max_bytes < MAX_BYTES
     limit = gw.settings.files_max_bytes if files_lower else MAX_BYTES
-    try:
-        body = await read_body(
-            request, limit=limit, setting="SWITCHYARD_FILES_MAX_BYTES" if files_lower else None
-        )
-    except RequestTooLarge as exc:
-        raise RequestTooLarge(
-            f"{exc.message}, what a message batch takes: split its requests into several batches"
-        ) from exc
-    batch = await service.create(principal=principal, body=body)
+    chunks = body_chunks(request, limit=limit, setting="SWITCHYARD_FILES_MAX_BYTES" if files_lower else None)
+    batch = await service.create(principal=principal, body=_batch_sized(chunks))
     return message_batch(batch, base_url=_base(request))
 
 
