@@ -34,6 +34,7 @@ from tests.integration.gateway.harness import Answerer, auth, gateways, make_org
 
 MIB = 1024 * 1024
 MAX_BODY = 8 * MIB - 256 * 1024  # SWITCHYARD_MAX_BODY_BYTES as shipped
+JSON = {"content-type": "application/json"}
 ENV = {
     **UNLIMITED,
     "SWITCHYARD_MAX_BODY_BYTES": str(MAX_BODY),
@@ -60,7 +61,9 @@ def chat(size: int) -> bytes:
 
 async def measure(base: str, key: str, pid: int, case: str) -> dict[str, float | str]:
     async with httpx.AsyncClient(base_url=base, headers=auth(key), timeout=600) as http:
-        await http.get("/v1/models")  # the first request's imports and caches are not the case's
+        # the first requests' imports, caches and models (a completion's guardrails) are not the case's
+        warm = await http.post("/v1/chat/completions", content=chat(4096), headers=JSON)
+        warm.raise_for_status()
         await asyncio.sleep(1.0)
         Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
         idle = rss_kib(pid)["VmRSS"]
@@ -79,10 +82,9 @@ async def measure(base: str, key: str, pid: int, case: str) -> dict[str, float |
 
 
 async def _send(http: httpx.AsyncClient, case: str) -> tuple[int, list[str]]:
-    json_type = {"content-type": "application/json"}
     if case.startswith("mb"):
         body = message_batch(float(case[2:]))
-        answer = await http.post("/v1/messages/batches", content=body, headers=json_type)
+        answer = await http.post("/v1/messages/batches", content=body, headers=JSON)
         return len(body), [str(answer.status_code)]
     if case.startswith("file"):
         data = batch_file(int(float(case[4:]) * MIB) // 2000, 2000)
@@ -91,7 +93,7 @@ async def _send(http: httpx.AsyncClient, case: str) -> tuple[int, list[str]]:
         return len(data), [str(answer.status_code)]
     body, many = chat(MAX_BODY - 1024), int(case[4:])
     answers = await asyncio.gather(
-        *(http.post("/v1/chat/completions", content=body, headers=json_type) for _ in range(many))
+        *(http.post("/v1/chat/completions", content=body, headers=JSON) for _ in range(many))
     )
     return len(body), [str(a.status_code) for a in answers]
 

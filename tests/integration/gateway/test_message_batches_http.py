@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import anthropic
 import httpx
 import nats
+import orjson
 import pytest
 
 from switchyard.common import subjects
@@ -208,3 +210,35 @@ async def test_the_requests_file_expires_within_the_hour(world: World, pipeline:
     results = await _file(server.url, acme.id, record.batch.output_file_id)
     assert results is not None and results.expires_at is not None
     assert results.expires_at - results.created_at == 29 * 24 * 3600
+
+
+def _kib(pid: int, field: str) -> int:
+    rows = dict(row.split(":", 1) for row in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return int(rows[field].split()[0])
+
+
+async def test_a_large_create_is_read_in_bounded_memory(world: World) -> None:
+    """A 40 MiB create, refused at its last request (a custom_id used before, so nothing runs), takes the
+    gateway's peak memory up a few MiB: the body was read, checked and stored as it came, then dropped
+    from the store. Read whole, it took the peak up ~190 MiB (the body, its parse and its lines)."""
+    server, bases, acme, _ = world
+    ask = {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": "x" * 2000}]}
+    requests = [{"custom_id": f"r{i}", "params": ask} for i in range(20_000)]
+    body = orjson.dumps({"requests": [*requests, {"custom_id": "r7", "params": ask}]})
+    nc = await nats.connect(server.url)
+    js = nc.jetstream()
+    stored = (await js.stream_info(f"OBJ_{subjects.OBJ_FILES}")).state
+    pid = bases.procs[0].pid
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # the peak (VmHWM) starts again from now
+    idle = _kib(pid, "VmRSS")
+    headers = {"x-api-key": acme.keys["member"], "content-type": "application/json"}
+    async with httpx.AsyncClient(timeout=60) as http:
+        answer = await http.post(f"{bases[0]}/v1/messages/batches", content=body, headers=headers)
+    grew_mib = (_kib(pid, "VmHWM") - idle) / 1024
+    after = (await js.stream_info(f"OBJ_{subjects.OBJ_FILES}")).state
+    await nc.close()
+    error = answer.json()["error"]
+    assert answer.status_code == 400, answer.text
+    assert (error["code"], error["param"]) == ("duplicate_custom_id", "requests.20000.custom_id")
+    assert grew_mib < 64, grew_mib  # the body is 40 MiB
+    assert (after.messages, after.bytes) == (stored.messages, stored.bytes)  # nothing left behind

@@ -160,27 +160,28 @@ async def write(
     chunks no description names."""
     nuid = NUID().next().decode()
     stream, subject = f"OBJ_{bucket}", f"$O.{bucket}.C.{nuid}"
-    digest, size, sent = hashlib.sha256(), 0, 0
+    digest, sizes = hashlib.sha256(), []
     pending = bytearray()
+
+    async def send(chunk: bytes) -> None:
+        await js.publish(subject, chunk)
+        digest.update(chunk)
+        sizes.append(len(chunk))
+
     try:
         async for part in data:
             pending += part
             while len(pending) >= chunk_bytes:
-                chunk = bytes(pending[:chunk_bytes])
+                await send(bytes(pending[:chunk_bytes]))
                 del pending[:chunk_bytes]
-                await js.publish(subject, chunk)
-                digest.update(chunk)
-                size, sent = size + len(chunk), sent + 1
         if pending:
-            await js.publish(subject, bytes(pending))
-            digest.update(pending)
-            size, sent = size + len(pending), sent + 1
+            await send(bytes(pending))
         info = api.ObjectInfo(
             name=name,
             bucket=bucket,
             nuid=nuid,
-            size=size,
-            chunks=sent,
+            size=sum(sizes),
+            chunks=len(sizes),
             mtime=datetime.now(UTC).isoformat(),
             digest=f"SHA-256={base64.urlsafe_b64encode(digest.digest()).decode()}",
             options=api.ObjectMetaOptions(max_chunk_size=chunk_bytes),

@@ -304,7 +304,7 @@ class FileStore:
             try:
                 await before_described()
             except BaseException:
-                await self._forget_object(key)
+                await self._discard(key, info)
                 raise
         created_at = int(time.time())
         if expires_after_s is not None:
@@ -417,6 +417,15 @@ class FileStore:
         FILES_REMOVED.labels(reason).inc()
         FILES_REMOVED_BYTES.labels(reason).inc(found.file.bytes)
         return True
+
+    async def _discard(self, key: str, info: api.ObjectInfo) -> None:
+        """Removes an object no one has seen (no description names it) without a trace: a delete would
+        leave its marker in the stream for good. One that stays (the bus failed) is a sweep's orphan."""
+        try:
+            await self._js.purge_stream(STREAM, subject=_chunk_subject(info.nuid or ""))
+            await self._js.purge_stream(STREAM, subject=_meta_subject(key))
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("the object %s stays in %s, refused before it was described: %r", key, BUCKET, exc)
 
     async def _forget_object(self, key: str) -> None:
         """Deletes an object whose description is gone; one that stays (the bus failed) is unlisted, only

@@ -45,6 +45,8 @@ class Body:
 
 
 class Scanner:
+    """Fed the body's chunks in order (`feed`), then told it has all come (`close`)."""
+
     def __init__(self, *, max_value_bytes: int) -> None:
         self.max_value_bytes = max_value_bytes
         self.body = Body()
@@ -104,8 +106,7 @@ class Scanner:
                 raise BadJSON(f"the body is not {what} (byte {self._dropped + pos})")
             self._state = "key_or_end"
         elif state in ("key_or_end", "key") and c == ord('"'):
-            self._value, self._state = _Value(pos, self.max_value_bytes), "key_done"
-            return pos
+            return self._begin(pos, "key_done")
         elif c == ord("}") and state in ("key_or_end", "after_value"):
             self._state = "end"
         elif state == "after_value" and c == ord(","):
@@ -118,18 +119,21 @@ class Scanner:
                 self.body.requests, self.body.count = "array", 0
                 self._state = "first_item"
             else:
-                self._value, self._state = _Value(pos, self.max_value_bytes), "value_done"
-                return pos
+                return self._begin(pos, "value_done")
         elif c == ord("]") and state in ("first_item", "next_item"):
             self._state = "after_value"
         elif state == "next_item" and c == ord(","):
             self._state = "item"
         elif state in ("first_item", "item"):
-            self._value, self._state = _Value(pos, self.max_value_bytes), "item_done"
-            return pos
+            return self._begin(pos, "item_done")
         else:
             raise BadJSON(f"unexpected {chr(c)!r} at byte {self._dropped + pos}")
         return pos + 1
+
+    def _begin(self, pos: int, then: str) -> int:
+        """A value starts at `pos`: scanned to its end, then taken in state `then`."""
+        self._value, self._state = _Value(pos, self.max_value_bytes), then
+        return pos
 
     def _take(self, value: Any, items: list[Any]) -> None:
         """A value scanned to its end: a key, a member's value or a request."""
