@@ -70,7 +70,10 @@ def _base(request: Request) -> str:
     openapi_extra=serving.schema_of(CreateMessageBatch),
     responses={
         **_ERRORS,
-        400: _doc("Invalid request: missing or invalid fields, `duplicate_custom_id`"),
+        400: _doc(
+            "Invalid request: `invalid_json`, missing or invalid fields (`requests` given twice among them), "
+            "`duplicate_custom_id`"
+        ),
         429: _doc(
             "`rate_limit_exceeded`: the requests-per-minute limits a message takes (see Retry-After); "
             "`batch_limit_exceeded`: SWITCHYARD_BATCH_ORG_UNFINISHED batches not ended yet; "
@@ -82,7 +85,8 @@ def _base(request: Request) -> str:
         ),
         413: _doc(
             "`request_too_large`: the body is over 256 MB (or SWITCHYARD_FILES_MAX_BYTES), or one request's "
-            "params over SWITCHYARD_MAX_BODY_BYTES"
+            "params over SWITCHYARD_MAX_BODY_BYTES (or, as sent, over it + 64 KiB), or another member of the "
+            "body over that"
         ),
     },
 )
