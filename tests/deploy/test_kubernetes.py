@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from switchyard.common import subjects
+from switchyard.gateway.config import GatewaySettings
 from tests.deploy.grace import DRAIN_S, running_work_s, stop_grace_s
 
 pytestmark = pytest.mark.unit
@@ -250,6 +251,30 @@ def test_running_work_finishes_before_a_replica_is_stopped() -> None:
         grace = stop_grace_s({e["name"]: e["value"] for e in container["env"] if "value" in e})
         assert grace >= running_work_s(name), name
         assert pod["terminationGracePeriodSeconds"] >= _pre_stop_s(container) + grace + DRAIN_S, name
+
+
+def _quantity_bytes(value: str) -> int:
+    units = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+    for suffix, size in units.items():
+        if value.endswith(suffix):
+            return int(value.removesuffix(suffix)) * size
+    return int(value)
+
+
+def test_the_gateways_temporary_directory_holds_the_uploads_it_spools() -> None:
+    """A Files upload is spooled to /tmp past 1 MiB, and a pod whose emptyDir passes its sizeLimit is
+    evicted (every request on it ends): the gateway's /tmp holds several of the largest uploads at once."""
+    (gateway,) = [
+        d
+        for d in _of_kind("Deployment")
+        if d["metadata"]["labels"]["app.kubernetes.io/component"] == "gateway"
+    ]
+    pod = gateway["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    largest = int(env.get("SWITCHYARD_FILES_MAX_BYTES", GatewaySettings().files_max_bytes))
+    (tmp,) = [v for v in pod["volumes"] if v["name"] == "tmp"]
+    assert _quantity_bytes(tmp["emptyDir"]["sizeLimit"]) >= 8 * largest
 
 
 def test_the_gateway_takes_connections_until_the_service_stops_sending_them() -> None:
