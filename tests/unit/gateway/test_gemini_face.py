@@ -5,6 +5,7 @@ deliver or read are in test_gemini_refusals.py, its answers in test_gemini_rende
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import orjson
@@ -324,6 +325,24 @@ def test_images_and_pdfs_are_read_and_other_inputs_refused() -> None:
     assert "application/pdf" in refused({"contents": [{"parts": [pdf_by_url]}]}).message
     files_api = {"fileData": {"mimeType": "image/png", "fileUri": "files/abc123"}}
     assert "Files API" in refused({"contents": [{"parts": [files_api]}]}).message
+
+
+def test_inline_data_in_url_safe_base64_is_read_as_standard_base64() -> None:
+    """google-genai's `Part.from_bytes` sends bytes as pydantic serialises them, URL-safe base64 (`-`, `_`),
+    which Gemini's JSON (proto3 bytes: either alphabet, padded or not) takes; OpenAI's data URLs and
+    Anthropic's sources are standard base64, and the face's check refused the PDF (400 `invalid_value`)."""
+    raw = b"%PDF-1.4\n\xfb\xff\xbf\xfe"  # bytes whose base64 has '+' and '/'
+    standard = base64.b64encode(raw).decode()
+    url_safe = base64.urlsafe_b64encode(raw).decode()
+    assert url_safe != standard
+    for data in (url_safe, url_safe.rstrip("=")):
+        pdf = {"inlineData": {"mimeType": "application/pdf", "data": data}}
+        image = {"inlineData": {"mimeType": "image/png", "data": data}}
+        request = parse({"contents": [{"parts": [pdf, image]}]}).request
+        assert request.messages[0].content == [
+            {"type": "file", "file": {"file_data": f"data:application/pdf;base64,{standard}"}},
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{standard}"}},
+        ]
 
 
 def test_model_names() -> None:

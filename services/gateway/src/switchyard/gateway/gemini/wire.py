@@ -20,9 +20,20 @@ class _Gemini(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
 
+_URL_SAFE = str.maketrans("-_", "+/")
+
+
 class Blob(_Gemini):
     mime_type: str
     data: str = Field(min_length=1)
+
+    @field_validator("data")
+    @classmethod
+    def _standard_base64(cls, data: str) -> str:
+        """Gemini's JSON takes bytes in either base64 alphabet, padded or not (proto3's JSON mapping), and
+        google-genai sends URL-safe base64 (`Part.from_bytes`); the pipeline's data URLs, and OpenAI's and
+        Anthropic's sources, are standard base64, padded."""
+        return data.translate(_URL_SAFE) + "=" * (-len(data) % 4)
 
 
 class FileData(_Gemini):
