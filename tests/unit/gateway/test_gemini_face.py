@@ -345,6 +345,20 @@ def test_inline_data_in_url_safe_base64_is_read_as_standard_base64() -> None:
         ]
 
 
+def test_a_pdf_in_a_model_turn_is_refused_as_the_other_faces_refuse_one() -> None:
+    """A model turn's inline PDF was left out without a word (the model answered without it); chat,
+    Responses and Anthropic refuse a document in an answer with a 400 naming it, and so does this face."""
+    pdf = {"inlineData": {"mimeType": "application/pdf", "data": "JVBERi0="}}
+    contents = [
+        {"role": "user", "parts": [{"text": "summarise"}]},
+        {"role": "model", "parts": [{"text": "here it is"}, pdf]},
+        {"role": "user", "parts": [{"text": "thanks"}]},
+    ]
+    error = refused({"contents": contents})
+    assert error.param == "contents.1.parts.1.inlineData"
+    assert "user turns only" in error.message
+
+
 def test_model_names() -> None:
     aliases = {"gemini-3.5-flash-lite": "auto"}
     assert model_name("models/gemini-2.5-flash", aliases) == "gemini/gemini-2.5-flash"

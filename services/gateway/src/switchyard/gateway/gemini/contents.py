@@ -12,7 +12,7 @@ import orjson
 
 from switchyard.common.documents import PDF
 from switchyard.common.events import ChatMessage, FunctionCall, FunctionSpec, ToolCall, ToolSpec
-from switchyard.gateway.documents import pdf_part
+from switchyard.gateway.documents import only_in_user_turns, pdf_part
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.gemini.schema import json_schema
 from switchyard.gateway.gemini.wire import Content, GenerateContentRequest, Part
@@ -62,9 +62,10 @@ def prompt(
 
 def _model_turn(run: list[Content], i: int) -> tuple[ChatMessage | None, dict[str, list[str]]]:
     """A model turn: its text (thoughts left out: a thought summary is the model's, not the
-    conversation's) and its function calls, each with its id (the client's, or `call_<turn>_<n>`). A run
-    of model contents (`run`, from `contents.<i>`) is one turn: Google's SDKs keep a streamed answer in a
-    chat's history as one model content per chunk, the last one an empty text."""
+    conversation's; a PDF in it is a 400, documents being read in user turns only) and its function
+    calls, each with its id (the client's, or `call_<turn>_<n>`). A run of model contents (`run`, from
+    `contents.<i>`) is one turn: Google's SDKs keep a streamed answer in a chat's history as one model
+    content per chunk, the last one an empty text."""
     texts: list[str] = []
     tool_calls: list[ToolCall] = []
     calls: dict[str, list[str]] = {}
@@ -82,6 +83,8 @@ def _model_turn(run: list[Content], i: int) -> tuple[ChatMessage | None, dict[st
             texts.append(part.text)
         elif part.executable_code is not None or part.code_execution_result is not None:
             raise unsupported(at, "code execution is not served")
+        elif part.inline_data is not None and part.inline_data.mime_type == PDF:
+            only_in_user_turns("model", f"{at}.inlineData")  # as the other faces refuse one in an answer
     text = "".join(texts)
     if not text and not tool_calls:
         return None, calls
