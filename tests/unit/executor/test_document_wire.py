@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from switchyard.common import documents
-from switchyard.common.events import ChatMessage, ChatRequest
+from switchyard.common.events import ChatMessage, ChatRequest, FunctionCall, ToolCall
 from switchyard.executor.providers.anthropic import wire as anthropic_wire
 from switchyard.executor.providers.base import ProviderCall, estimated_usage
 from switchyard.executor.providers.gemini import wire as gemini_wire
@@ -77,6 +77,41 @@ def test_gemini_gets_the_pdf_inline() -> None:
         {"text": "Summarise it."},
         {"inlineData": {"mimeType": "application/pdf", "data": DATA}},
     ]
+
+
+def _tool_result() -> ProviderCall:
+    """A tool that returned a PDF (the Anthropic face's tool_result, the Responses face's
+    function_call_output), answering call c1."""
+    call = ToolCall(id="c1", function=FunctionCall(name="read", arguments="{}"))
+    result = [{"type": "text", "text": "the file"}, {"type": "file", "file": {"file_data": URL}}]
+    return ProviderCall(
+        model="m",
+        messages=(
+            ChatMessage(role="user", content="Read it."),
+            ChatMessage(role="assistant", content=None, tool_calls=[call]),
+            ChatMessage(role="tool", tool_call_id="c1", content=result),
+        ),
+    )
+
+
+def test_a_pdf_a_tool_returned_goes_where_each_provider_reads_it() -> None:
+    """Anthropic: inside the tool_result; Gemini: beside the function response; OpenAI, whose tool
+    messages take text only: in a user message right after the tool's, as a tool's images are."""
+    named = {"type": "file", "file": {"filename": "document.pdf", "file_data": URL}}
+    body = openai_wire.request_body(_tool_result(), stream=False, openai_itself=True)
+    assert body["messages"][2] == {"role": "tool", "tool_call_id": "c1", "content": "the file"}
+    assert body["messages"][3]["role"] == "user"
+    assert body["messages"][3]["content"][1:] == [named]
+    items = openai_responses.input_items(_tool_result().messages)
+    assert items[-2] == {"type": "function_call_output", "call_id": "c1", "output": "the file"}
+    assert items[-1]["content"][1:] == [{"type": "input_file", **named["file"]}]
+    _, turns = anthropic_wire.split_messages(list(_tool_result().messages))
+    assert turns[-1]["content"][0]["content"][1] == {
+        "type": "document",
+        "source": {"type": "base64", "media_type": "application/pdf", "data": DATA},
+    }
+    parts = gemini_wire.request_body(_tool_result())["contents"][-1]["parts"]
+    assert parts[1:] == [{"inlineData": {"mimeType": "application/pdf", "data": DATA}}]
 
 
 def test_a_documents_tokens_are_estimated_from_its_size_everywhere() -> None:

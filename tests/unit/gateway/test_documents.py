@@ -140,23 +140,49 @@ def test_what_cannot_be_honoured_is_a_400_naming_the_part(
     assert (error.param, error.code) == (param, code)
 
 
-def test_documents_belong_to_user_turns() -> None:
+def test_documents_belong_to_user_turns_and_tool_results() -> None:
     source = {"type": "base64", "media_type": "application/pdf", "data": DATA}
-    assert "user turns only" in refused(chat, PART, role="assistant").message
+    assert "user turns and tool results only" in refused(chat, PART, role="assistant").message
     assert (
-        "user turns only" in refused(respond, {"type": "input_file", "file_data": URL}, role="system").message
+        "user turns and tool results only"
+        in refused(respond, {"type": "input_file", "file_data": URL}, role="system").message
     )
     assert (
-        "user turns only"
+        "user turns and tool results only"
         in refused(anthropic, {"type": "document", "source": source}, role="assistant").message
     )
-    result = {"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "document", "source": source}]}
+
+
+def test_a_tool_result_may_return_a_pdf() -> None:
+    """Anthropic's tool_result takes document blocks (a tool that reads a PDF returns it so), the Responses
+    API's function_call_output input_file parts: the tool message carries the PDF as a `file` part (the
+    adapters put it where each provider reads it)."""
+    source = {"type": "base64", "media_type": "application/pdf", "data": DATA}
+    result = {
+        "type": "tool_result",
+        "tool_use_id": "t1",
+        "content": [
+            {"type": "text", "text": "the file"},
+            {"type": "document", "source": source, "title": "a.pdf"},
+        ],
+    }
     call = {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "read", "input": {}}]}
     body = {
         "model": "auto",
         "max_tokens": 9,
         "messages": [{"role": "user", "content": "Read"}, call, {"role": "user", "content": [result]}],
     }
-    with pytest.raises(InvalidRequest) as caught:
-        messages.parse_request(orjson.dumps(body), max_prompt_chars=1000)
-    assert "user turns only" in caught.value.message
+    tool = messages.parse_request(orjson.dumps(body), max_prompt_chars=1000).messages[-1]
+    named = {"type": "file", "file": {"file_data": URL, "filename": "a.pdf"}}
+    assert (tool.role, tool.content) == ("tool", [{"type": "text", "text": "the file"}, named])
+    items = [
+        {"type": "function_call", "call_id": "c1", "name": "read", "arguments": "{}"},
+        {
+            "type": "function_call_output",
+            "call_id": "c1",
+            "output": [{"type": "input_file", "filename": "a.pdf", "file_data": URL}],
+        },
+    ]
+    body = {"model": "auto", "input": items}
+    tool = responses.parse_request(orjson.dumps(body), max_prompt_chars=1000).messages[-1]
+    assert (tool.role, tool.content) == ("tool", [named])

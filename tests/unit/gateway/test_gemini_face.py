@@ -356,7 +356,7 @@ def test_a_pdf_in_a_model_turn_is_refused_as_the_other_faces_refuse_one() -> Non
     ]
     error = refused({"contents": contents})
     assert error.param == "contents.1.parts.1.inlineData"
-    assert "user turns only" in error.message
+    assert "user turns and tool results only" in error.message
 
 
 def test_model_names() -> None:

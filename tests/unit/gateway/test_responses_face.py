@@ -363,4 +363,4 @@ def test_a_function_calls_output_keeps_its_images_and_refuses_what_it_cannot_car
     file = {**result, "output": [{"type": "input_file", "file_id": "file_1"}]}
     with pytest.raises(InvalidRequest) as err:
         _parse(input=[{"role": "user", "content": "Look."}, called, file])
-    assert err.value.param == "input.2.output.0"
+    assert err.value.param == "input.2.output.0.file_id"  # a PDF by id (one by value is carried)

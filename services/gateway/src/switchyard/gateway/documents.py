@@ -70,11 +70,14 @@ def chat_file(part: dict[str, Any], at: str) -> dict[str, Any]:
     return from_data_url(file.get("file_data"), file.get("filename"), f"{at}.file")
 
 
-def only_in_user_turns(role: str, at: str) -> None:
-    """Documents belong to user turns, as every provider takes them (not a system prompt, an answer or
-    a tool's result)."""
-    if role != "user":
-        raise InvalidRequest(f"{at}: documents are served in user turns only, not {role} ones", param=at)
+def in_user_turns_or_tool_results(role: str, at: str) -> None:
+    """Documents belong to user turns and tool results, as the providers take them (a tool that reads a
+    PDF returns it: Anthropic's tool_result takes document blocks, the Responses API's
+    function_call_output input_file parts), not to a system prompt or an answer."""
+    if role not in ("user", "tool"):
+        raise InvalidRequest(
+            f"{at}: documents are served in user turns and tool results only, not {role} ones", param=at
+        )
 
 
 def anthropic_document(fields: dict[str, Any], at: str) -> list[dict[str, Any]]:

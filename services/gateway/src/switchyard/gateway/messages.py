@@ -24,7 +24,7 @@ from switchyard.common.events import (
 )
 from switchyard.common.events.tasks import MIN_THINKING_BUDGET, DisplayedThinking
 from switchyard.gateway.completions import json_object
-from switchyard.gateway.documents import anthropic_document, only_in_user_turns
+from switchyard.gateway.documents import anthropic_document, in_user_turns_or_tool_results
 from switchyard.gateway.errors import InvalidRequest, invalid_fields
 from switchyard.gateway.message_turns import check_answered, check_system_turns
 from switchyard.gateway.schemas import (
@@ -235,7 +235,7 @@ def _content(content: str | list[TextBlock], *, role: str) -> str | list[dict[st
     parts: list[dict[str, Any]] = []
     for block in blocks:
         if block.type == "document":
-            only_in_user_turns(role, "document")
+            in_user_turns_or_tool_results(role, "document")
             read = anthropic_document(block.model_extra or {}, "document")
             parts += [*read[:-1], {**read[-1], **_mark(_extra(block, "cache_control"))}]
             continue

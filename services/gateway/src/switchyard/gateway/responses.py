@@ -32,7 +32,7 @@ from switchyard.common.events import ChatMessage, ChatRequest, FunctionCall, Thi
 from switchyard.common.events.logprobs import MAX_TOP_LOGPROBS
 from switchyard.common.events.tasks import ReasoningEffort
 from switchyard.gateway.completions import validated
-from switchyard.gateway.documents import file_id_not_served, from_data_url, only_in_user_turns
+from switchyard.gateway.documents import file_id_not_served, from_data_url, in_user_turns_or_tool_results
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.responses_tools import (
     ADDITIONAL_TOOLS,
@@ -330,7 +330,7 @@ def _parts(content: list[Any], where: str, *, role: str) -> str | list[dict[str,
         elif kind == "refusal" and isinstance(part.get("refusal"), str):
             parts.append({"type": "text", "text": part["refusal"]})
         elif kind == "input_file":
-            only_in_user_turns(role, f"{where}.{n}")
+            in_user_turns_or_tool_results(role, f"{where}.{n}")
             parts.append(_input_file(part, f"{where}.{n}"))
         else:
             raise InvalidRequest(

@@ -20,7 +20,7 @@ from switchyard.common.events import (
 )
 from switchyard.common.events.logprobs import MAX_TOP_LOGPROBS
 from switchyard.common.events.tasks import MAX_CHOICES, ReasoningEffort
-from switchyard.gateway.documents import chat_file, only_in_user_turns
+from switchyard.gateway.documents import chat_file, in_user_turns_or_tool_results
 from switchyard.gateway.errors import InvalidRequest, RequestTooLarge
 
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
@@ -72,7 +72,7 @@ def check_content_parts(messages: list[ChatMessage]) -> None:
             if kind == "refusal":
                 message.content[m] = {"type": "text", "text": str(part.get("refusal", ""))}
             elif kind == "file":
-                only_in_user_turns(message.role, f"messages.{n}.content.{m}")
+                in_user_turns_or_tool_results(message.role, f"messages.{n}.content.{m}")
                 message.content[m] = chat_file(part, f"messages.{n}.content.{m}")
 
 

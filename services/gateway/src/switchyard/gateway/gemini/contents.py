@@ -12,7 +12,7 @@ import orjson
 
 from switchyard.common.documents import PDF
 from switchyard.common.events import ChatMessage, FunctionCall, FunctionSpec, ToolCall, ToolSpec
-from switchyard.gateway.documents import only_in_user_turns, pdf_part
+from switchyard.gateway.documents import in_user_turns_or_tool_results, pdf_part
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.gemini.schema import json_schema
 from switchyard.gateway.gemini.wire import Content, GenerateContentRequest, Part
@@ -84,7 +84,7 @@ def _model_turn(run: list[Content], i: int) -> tuple[ChatMessage | None, dict[st
         elif part.executable_code is not None or part.code_execution_result is not None:
             raise unsupported(at, "code execution is not served")
         elif part.inline_data is not None and part.inline_data.mime_type == PDF:
-            only_in_user_turns("model", f"{at}.inlineData")  # as the other faces refuse one in an answer
+            in_user_turns_or_tool_results("model", f"{at}.inlineData")
     text = "".join(texts)
     if not text and not tool_calls:
         return None, calls

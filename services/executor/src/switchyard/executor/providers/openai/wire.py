@@ -128,9 +128,10 @@ def named_file(part: dict[str, Any]) -> dict[str, Any]:
 
 
 def images_after_tool_turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Chat completions take only text in a `tool` message: images a tool returned (from the Anthropic
-    face's tool results) move to a user message right after the run of tool messages, each introduced by
-    the call it came from; the tool message keeps its text."""
+    """Chat completions take only text in a `tool` message: images and PDFs a tool returned (from the
+    Anthropic face's tool results, the Responses face's function call outputs) move to a user message
+    right after the run of tool messages, each introduced by the call it came from; the tool message keeps
+    its text."""
     out: list[dict[str, Any]] = []
     moved: list[dict[str, Any]] = []
     for message in messages:
@@ -139,14 +140,15 @@ def images_after_tool_turns(messages: list[dict[str, Any]]) -> list[dict[str, An
             moved = []
         content = message.get("content")
         if message.get("role") == "tool" and isinstance(content, list):
-            images = [p for p in content if isinstance(p, dict) and p.get("type") == "image_url"]
-            if images:
+            media = [p for p in content if isinstance(p, dict) and p.get("type") in ("image_url", "file")]
+            if media:
                 texts = [
                     str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text"
                 ]
                 message = {**message, "content": "\n".join(texts)}
                 call = message.get("tool_call_id") or "a tool call"
-                moved += [{"type": "text", "text": f"The result of {call} came with these images:"}, *images]
+                kind = "images" if all(p["type"] == "image_url" for p in media) else "files"
+                moved += [{"type": "text", "text": f"The result of {call} came with these {kind}:"}, *media]
         out.append(message)
     if moved:
         out.append({"role": "user", "content": moved})
