@@ -105,3 +105,45 @@ async def test_a_document_no_model_can_read_is_refused_before_any_call(
     error = refused.json()["error"]
     assert error["code"] == "model_lacks_capability" and "pdf" in error["message"]
     assert len(stack.openai.requests) == before
+
+
+async def test_a_pdf_a_tool_returned_and_one_from_google_genai_reach_the_providers(
+    stack: Stack, classifier: list[TaskSubmitted]
+) -> None:
+    """A tool_result's document block (the Anthropic face) reaches an OpenAI-compatible model in a user
+    message after the tool's, whose messages take text only; google-genai's URL-safe base64 (the Gemini
+    face) reaches Anthropic as the standard base64 its sources take."""
+    source = {"type": "base64", "media_type": "application/pdf", "data": DATA}
+    result = {
+        "type": "tool_result",
+        "tool_use_id": "toolu_1",
+        "content": [{"type": "document", "source": source}],
+    }
+    await anthropic_client(stack).messages.create(
+        model="oai/tool-call",
+        max_tokens=50,
+        tools=[{"name": "read", "input_schema": {"type": "object"}}],
+        messages=[
+            {"role": "user", "content": "Read report.pdf"},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "toolu_1", "name": "read", "input": {}}],
+            },
+            {"role": "user", "content": [result]},
+        ],  # type: ignore[list-item,misc]
+    )
+    sent = stack.openai.requests[-1].body["messages"]
+    assert sent[2] == {"role": "tool", "tool_call_id": "toolu_1", "content": ""}
+    assert sent[3]["content"][1] == {"type": "file", "file": {"filename": "document.pdf", "file_data": URL}}
+
+    raw = b"%PDF-1.4\n\xfb\xff\xbf\xfe"  # base64 with '+' and '/': '-' and '_' as google-genai sends it
+    pdf = {"inlineData": {"mimeType": "application/pdf", "data": base64.urlsafe_b64encode(raw).decode()}}
+    async with httpx.AsyncClient(base_url=stack.base, timeout=30) as http:
+        answered = await http.post(
+            "/v1beta/models/ant/tool-call:generateContent",
+            json={"contents": [{"role": "user", "parts": [pdf, {"text": ASK}]}]},
+            headers={"x-goog-api-key": stack.org.keys["member"]},
+        )
+    assert answered.status_code == 200, answered.text
+    document = stack.anthropic.requests[-1].body["messages"][0]["content"][0]
+    assert document["source"]["data"] == base64.b64encode(raw).decode()
