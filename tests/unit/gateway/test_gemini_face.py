@@ -359,6 +359,32 @@ def test_a_pdf_in_a_model_turn_is_refused_as_the_other_faces_refuse_one() -> Non
     assert "user turns and tool results only" in error.message
 
 
+def test_a_function_responses_parts_are_its_tool_messages_images_and_pdfs() -> None:
+    """Gemini 3's multimodal function responses (google-genai's `FunctionResponse.parts`: inline images and
+    PDFs a function returned) were left out without a word; they are the tool message's parts, which every
+    adapter sends where its provider reads a tool's images and PDFs."""
+    pdf = {"inlineData": {"mimeType": "application/pdf", "data": "JVBERi0="}}
+    image = {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}
+    answer = {"name": "read", "response": {"output": "the file"}, "parts": [pdf, image]}
+    contents = [
+        {"role": "user", "parts": [{"text": "read it"}]},
+        {"role": "model", "parts": [{"functionCall": {"name": "read", "args": {}}}]},
+        {"role": "user", "parts": [{"functionResponse": answer}]},
+    ]
+    tool = parse({"contents": contents}).request.messages[-1]
+    assert (tool.role, tool.content) == (
+        "tool",
+        [
+            {"type": "text", "text": "the file"},
+            {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0="}},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        ],
+    )
+    audio = {"inlineData": {"mimeType": "audio/wav", "data": "UklGRg=="}}
+    contents[2] = {"role": "user", "parts": [{"functionResponse": {**answer, "parts": [audio]}}]}
+    assert refused({"contents": contents}).param == "contents.2.parts.0.functionResponse.parts.0"
+
+
 def test_model_names() -> None:
     aliases = {"gemini-3.5-flash-lite": "auto"}
     assert model_name("models/gemini-2.5-flash", aliases) == "gemini/gemini-2.5-flash"

@@ -15,7 +15,7 @@ from switchyard.common.events import ChatMessage, FunctionCall, FunctionSpec, To
 from switchyard.gateway.documents import in_user_turns_or_tool_results, pdf_part
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.gemini.schema import json_schema
-from switchyard.gateway.gemini.wire import Content, GenerateContentRequest, Part
+from switchyard.gateway.gemini.wire import Content, GenerateContentRequest, Part, ResponseMedia
 
 
 def unsupported(param: str, why: str) -> InvalidRequest:
@@ -94,7 +94,8 @@ def _model_turn(run: list[Content], i: int) -> tuple[ChatMessage | None, dict[st
 
 def _function_responses(content: Content, calls: dict[str, list[str]], where: str) -> list[ChatMessage]:
     """A turn's function responses as tool messages, each answering a call of the model turn before it:
-    by its id, or, without one, the first call of its name not yet answered."""
+    by its id, or, without one, the first call of its name not yet answered. A response's `parts` (Gemini
+    3's multimodal function responses: images and PDFs) follow its text in the tool message."""
     out: list[ChatMessage] = []
     for k, part in enumerate(content.parts):
         answer = part.function_response
@@ -110,9 +111,12 @@ def _function_responses(content: Content, calls: dict[str, list[str]], where: st
             )
         pending.remove(ident)
         text, failed = _response_text(answer.response)
+        at = f"{where}.parts.{k}.functionResponse.parts"
+        media = [_media(p, f"{at}.{n}") for n, p in enumerate(answer.parts or [])]
+        said: str | list[dict[str, Any]] = [{"type": "text", "text": text}, *media] if media else text
         out.append(
             ChatMessage(
-                role="tool", tool_call_id=ident, content=text, **({"is_error": True} if failed else {})
+                role="tool", tool_call_id=ident, content=said, **({"is_error": True} if failed else {})
             )
         )
     return out
@@ -170,9 +174,9 @@ def _user_parts(content: Content, where: str, *, images: bool) -> str | list[dic
     return parts
 
 
-def _media(part: Part, at: str) -> dict[str, Any]:
-    """An image part as an `image_url` part: inline bytes as a data URL, or an http(s) `fileUri`; an inline
-    PDF as a `file` part."""
+def _media(part: Part | ResponseMedia, at: str) -> dict[str, Any]:
+    """An image part (of a turn or a function response) as an `image_url` part: inline bytes as a data URL,
+    or an http(s) `fileUri`; an inline PDF as a `file` part."""
     if part.inline_data is not None:
         blob = part.inline_data
         if blob.mime_type.startswith("image/"):

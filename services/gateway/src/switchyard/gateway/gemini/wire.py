@@ -47,10 +47,18 @@ class CallPart(_Gemini):
     args: dict[str, Any] | None = None
 
 
+class ResponseMedia(_Gemini):
+    """A part of a function response (Gemini 3's multimodal function responses): an image or a PDF."""
+
+    inline_data: Blob | None = None
+    file_data: FileData | None = None
+
+
 class ResponsePart(_Gemini):
     id: str | None = Field(default=None, min_length=1, max_length=256)
     name: str = Field(min_length=1, max_length=256)
     response: dict[str, Any] | None = None
+    parts: list[ResponseMedia] | None = None
 
 
 class Part(_Gemini):
