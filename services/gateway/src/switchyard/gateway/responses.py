@@ -217,16 +217,18 @@ def _unanswered_call(messages: list[ChatMessage]) -> str | None:
     """The call id of the first function call no output answers before the next turn or the end, which
     OpenAI refuses (400, "No tool output found for function call ...") and every provider would: common
     after `previous_response_id` names a response that ended in function calls."""
-    waiting: list[str] = []
+    waiting: list[str] = []  # the calls of the latest assistant turn, in order
+    answered: set[str] = set()  # those a tool message after it answered (a set: no scan per answer)
     for message in messages:
         if message.role == "tool":
-            if message.tool_call_id in waiting:
-                waiting.remove(message.tool_call_id)
+            answered.add(message.tool_call_id or "")
             continue
-        if waiting:
-            return waiting[0]
+        missing = next((ident for ident in waiting if ident not in answered), None)
+        if missing is not None:
+            return missing
         waiting = [c.id for c in message.tool_calls or []] if message.role == "assistant" else []
-    return waiting[0] if waiting else None
+        answered = set()
+    return next((ident for ident in waiting if ident not in answered), None)
 
 
 def chat_messages(items: str | list[dict[str, Any]]) -> list[ChatMessage]:
@@ -251,7 +253,9 @@ def chat_messages(items: str | list[dict[str, Any]]) -> list[ChatMessage]:
             call = _function_call(item, where)
             last = out[-1] if out else None
             if last is not None and last.role == "assistant" and not thinking:
-                last.tool_calls = [*(last.tool_calls or []), call]
+                if last.tool_calls is None:
+                    last.tool_calls = []
+                last.tool_calls.append(call)  # not a copy per call: quadratic in a turn of many calls
             else:
                 out.append(ChatMessage(role="assistant", tool_calls=[call], thinking=thinking or None))
                 thinking = []

@@ -5,7 +5,7 @@ declarations and the calling config as tools and a tool choice."""
 
 from __future__ import annotations
 
-import itertools
+from collections import OrderedDict
 from typing import Any
 
 import orjson
@@ -16,6 +16,12 @@ from switchyard.gateway.documents import in_user_turns_or_tool_results, pdf_part
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.gemini.schema import json_schema
 from switchyard.gateway.gemini.wire import Content, GenerateContentRequest, Part, ResponseMedia
+
+# a model turn's function calls not yet answered: by function name, their ids in the order of the calls.
+# Ordered dicts: an id is looked up and taken off in constant time, and the first (the call a response
+# without an id answers) found in constant time (a dict's first key, after many taken off the front, is
+# found by skipping them: quadratic for a turn of many calls)
+Calls = dict[str, OrderedDict[str, None]]
 
 
 def unsupported(param: str, why: str) -> InvalidRequest:
@@ -30,7 +36,7 @@ def prompt(
         system = _user_parts(parsed.system_instruction, "systemInstruction", images=False)
         if system:
             messages.append(ChatMessage(role="system", content=system))
-    calls: dict[str, list[str]] = {}  # the last model turn's unanswered calls: ids by function name
+    calls: Calls = {}  # the last model turn's unanswered calls
     contents = parsed.contents
     for i, content in enumerate(contents):
         where = f"contents.{i}"
@@ -38,8 +44,10 @@ def prompt(
             if i > 0 and contents[i - 1].role == "model":
                 continue  # read with the first of its run
             _check_answered(calls, where)
-            run = list(itertools.takewhile(lambda c: c.role == "model", contents[i:]))
-            turn, calls = _model_turn(run, i)
+            end = i + 1
+            while end < len(contents) and contents[end].role == "model":
+                end += 1
+            turn, calls = _model_turn(contents[i:end], i)  # the run only: not a copy of all the rest
             if turn is not None:
                 messages.append(turn)
             continue
@@ -60,7 +68,7 @@ def prompt(
     return messages, tools, choice
 
 
-def _model_turn(run: list[Content], i: int) -> tuple[ChatMessage | None, dict[str, list[str]]]:
+def _model_turn(run: list[Content], i: int) -> tuple[ChatMessage | None, Calls]:
     """A model turn: its text (thoughts left out: a thought summary is the model's, not the
     conversation's; a PDF in it is a 400, documents being read in user turns only) and its function
     calls, each with its id (the client's, or `call_<turn>_<n>`). A run of model contents (`run`, from
@@ -68,7 +76,7 @@ def _model_turn(run: list[Content], i: int) -> tuple[ChatMessage | None, dict[st
     content per chunk, the last one an empty text."""
     texts: list[str] = []
     tool_calls: list[ToolCall] = []
-    calls: dict[str, list[str]] = {}
+    calls: Calls = {}
     parts = [(f"contents.{i + n}.parts.{k}", p) for n, c in enumerate(run) for k, p in enumerate(c.parts)]
     for at, part in parts:
         if part.thought:
@@ -78,7 +86,7 @@ def _model_turn(run: list[Content], i: int) -> tuple[ChatMessage | None, dict[st
             ident = call.id or f"call_{i}_{len(tool_calls)}"
             arguments = orjson.dumps(call.args or {}).decode()
             tool_calls.append(ToolCall(id=ident, function=FunctionCall(name=call.name, arguments=arguments)))
-            calls.setdefault(call.name, []).append(ident)
+            calls.setdefault(call.name, OrderedDict())[ident] = None
         elif part.text is not None:
             texts.append(part.text)
         elif part.executable_code is not None or part.code_execution_result is not None:
@@ -92,7 +100,7 @@ def _model_turn(run: list[Content], i: int) -> tuple[ChatMessage | None, dict[st
     return message, calls
 
 
-def _function_responses(content: Content, calls: dict[str, list[str]], where: str) -> list[ChatMessage]:
+def _function_responses(content: Content, calls: Calls, where: str) -> list[ChatMessage]:
     """A turn's function responses as tool messages, each answering a call of the model turn before it:
     by its id, or, without one, the first call of its name not yet answered. A response's `parts` (Gemini
     3's multimodal function responses: images and PDFs) follow its text in the tool message."""
@@ -101,15 +109,15 @@ def _function_responses(content: Content, calls: dict[str, list[str]], where: st
         answer = part.function_response
         if answer is None:
             continue
-        pending = calls.get(answer.name, [])
-        ident = answer.id if answer.id is not None else (pending[0] if pending else None)
+        pending = calls.get(answer.name, OrderedDict())
+        ident = answer.id if answer.id is not None else next(iter(pending), None)
         if ident is None or ident not in pending:
             raise InvalidRequest(
                 f"{where}.parts.{k}.functionResponse ({answer.name}) answers no function call of the model "
                 "turn just before it: a function response turn must come right after its function call turn",
                 param=f"{where}.parts.{k}",
             )
-        pending.remove(ident)
+        del pending[ident]
         text, failed = _response_text(answer.response)
         at = f"{where}.parts.{k}.functionResponse.parts"
         media = [_media(p, f"{at}.{n}") for n, p in enumerate(answer.parts or [])]
@@ -122,7 +130,7 @@ def _function_responses(content: Content, calls: dict[str, list[str]], where: st
     return out
 
 
-def _check_answered(calls: dict[str, list[str]], where: str) -> None:
+def _check_answered(calls: Calls, where: str) -> None:
     """A model turn's function calls must be answered in the turn after it (OpenAI's API refuses a
     conversation that leaves one unanswered, so the router's pick would decide whether it ran)."""
     missing = [ident for ids in calls.values() for ident in ids]

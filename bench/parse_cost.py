@@ -1,0 +1,500 @@
+"""What the gateway does on its event loop with a request body before admission, per face and per worst-case
+shape of body: the parse and validation, the task built from it, its size on the bus (`check_fits`), the
+default input guardrails and the admission's token estimate. Each body is built up to the body limit
+(SWITCHYARD_MAX_BODY_BYTES, ~7.75 MiB by default) from the smallest item of its shape.
+
+    .venv/bin/python bench/parse_cost.py [--limit BYTES] [--only SUBSTRING] [--profile SUBSTRING]
+
+Prints one row per shape: face, shape, body size, items, outcome (ok or the error code) and the seconds
+taken (the best of two runs)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from switchyard.common.envelope import encoded_size
+from switchyard.gateway import completions, embeddings, legacy, serving
+from switchyard.gateway.budgets import pricing
+from switchyard.gateway.config import GatewaySettings
+from switchyard.gateway.errors import APIError
+from switchyard.gateway.gemini.request import parse_embeddings
+from switchyard.gateway.guardrails.chain import build
+from switchyard.gateway.guardrails.models import GuardrailConfig
+from switchyard.gateway.schemas import ChatCompletionRequest
+from switchyard.gateway.stored_responses import chain
+from switchyard.gateway.tenants import Principal
+from switchyard.gateway.views.gemini import _Face
+
+PRINCIPAL = Principal(tenant_id="t", api_key_id="k", user_id=None, key_prefix="sk")
+SETTINGS = GatewaySettings()
+GUARDS = build(GuardrailConfig(injection="refuse"))
+
+
+def fill(
+    head: str, item: Callable[[int], str], tail: str, *, limit: int, sep: str = ","
+) -> tuple[bytes, int]:
+    """`head` + as many `item(n)` as fit under `limit` bytes + `tail`."""
+    parts, size, n = [], len(head) + len(tail), 0
+    while True:
+        piece = item(n)
+        if size + len(piece) + len(sep) > limit:
+            break
+        parts.append(piece)
+        size += len(piece) + len(sep)
+        n += 1
+    return (head + sep.join(parts) + tail).encode(), n
+
+
+def _chat(body: bytes) -> Any:
+    parsed = completions.parse_request(body, max_prompt_chars=SETTINGS.max_prompt_chars)
+    return _after(parsed)
+
+
+def _after(parsed: ChatCompletionRequest) -> Any:
+    GUARDS.run_input(list(parsed.messages))
+    task = completions.build_task(parsed, PRINCIPAL, priority=None)
+    encoded_size(task)
+    return pricing.prompt_tokens(task.request)
+
+
+def _responses(body: bytes) -> Any:
+    talk = asyncio.run(chain.load(None, "t", body))
+    return _after(talk.parse(body, max_prompt_chars=SETTINGS.max_prompt_chars))
+
+
+def _anthropic(body: bytes) -> Any:
+    face = asyncio.run(serving._as_asked(None, PRINCIPAL, body))  # type: ignore[arg-type]
+    return _after(face.parse(body, max_prompt_chars=SETTINGS.max_prompt_chars))
+
+
+def _gemini(body: bytes) -> Any:
+    face = _Face("auto", stream=False, sse=False)
+    return _after(face.parse(body, max_prompt_chars=SETTINGS.max_prompt_chars))
+
+
+def _legacy(body: bytes) -> Any:
+    return _after(legacy.parse_request(body, max_prompt_chars=SETTINGS.max_prompt_chars))
+
+
+def _embeddings(body: bytes) -> Any:
+    parsed = serving._openai_embeddings(body, SETTINGS)
+    return _embedded(parsed)
+
+
+def _embedded(parsed: embeddings.Embeddings) -> Any:
+    GUARDS.for_embeddings().run_inputs(parsed.inputs)
+    task = embeddings.build_task(parsed, PRINCIPAL, priority=None)
+    encoded_size(task)
+    return pricing.prompt_tokens(task.request)
+
+
+def _gemini_embed(body: bytes) -> Any:
+    parsed = parse_embeddings(
+        body, model="m", path_model="m", batch=True, max_prompt_chars=SETTINGS.max_prompt_chars
+    )
+    return _embedded(parsed)
+
+
+@dataclass(frozen=True)
+class Shape:
+    face: str
+    name: str
+    run: Callable[[bytes], Any]
+    body: Callable[[int], tuple[bytes, int]]
+
+
+M = '{"model":"auto",'
+A = '{"model":"claude-x","max_tokens":1,'
+G_TOOL = '"tools":[{"functionDeclarations":[{"name":"f"}]}],'
+U = {"role": "user", "content": "a"}
+GU = {"role": "user", "parts": [{"text": "a"}]}
+
+
+class Several(str):
+    """Items that go in a body side by side (a call and its answer), already JSON."""
+
+
+def j(value: Any) -> str:
+    return value if isinstance(value, Several) else orjson.dumps(value).decode()
+
+
+def several(*values: Any) -> Several:
+    return Several(",".join(j(v) for v in values))
+
+
+def items(head: str, item: Callable[[int], Any], tail: str = "]}") -> Callable[[int], tuple[bytes, int]]:
+    """A body of `head`, as many JSON `item(n)` as fit under the limit, and `tail`."""
+    return lambda limit: fill(head, lambda n: j(item(n)), tail, limit=limit)
+
+
+def pairs(head: str, first: Callable[[int], Any], middle: str, second: Callable[[int], Any], tail: str):  # type: ignore[no-untyped-def]
+    """`head`, n items of `first`, `middle`, n items of `second`, `tail`: as many as fit under the limit."""
+
+    def body(limit: int) -> tuple[bytes, int]:
+        per = len(j(first(10**6))) + len(j(second(10**6))) + 2
+        n = (limit - len(head) - len(middle) - len(tail)) // per
+        one = ",".join(j(first(k)) for k in range(n))
+        two = ",".join(j(second(k)) for k in range(n))
+        return (head + one + middle + two + tail).encode(), n
+
+    return body
+
+
+def nested(depth: int, kind: str = "object") -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "STRING" if kind.isupper() else "string"}
+    for _ in range(depth):
+        schema = {"type": kind, "properties": {"a": schema}}
+    return schema
+
+
+def call(n: int) -> dict[str, Any]:
+    return {"id": f"c{n}", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+
+
+def fcall(n: int) -> dict[str, Any]:
+    return {"type": "function_call", "call_id": f"c{n}", "name": "f", "arguments": "{}"}
+
+
+def fout(n: int) -> dict[str, Any]:
+    return {"type": "function_call_output", "call_id": f"c{n}", "output": "a"}
+
+
+def use(n: int) -> dict[str, Any]:
+    return {"type": "tool_use", "id": f"toolu_{n}", "name": "f", "input": {}}
+
+
+def result(n: int) -> dict[str, Any]:
+    return {"type": "tool_result", "tool_use_id": f"toolu_{n}", "content": "a"}
+
+
+def gcall(n: int, ids: bool = False) -> dict[str, Any]:
+    return {"functionCall": {"name": "f", "args": {}, **({"id": f"i{n}"} if ids else {})}}
+
+
+def ganswer(n: int, ids: bool = False) -> dict[str, Any]:
+    return {"functionResponse": {"name": "f", "response": {}, **({"id": f"i{n}"} if ids else {})}}
+
+
+def role(n: int, other: str) -> str:
+    return "user" if n % 2 == 0 else other
+
+
+def shapes() -> list[Shape]:
+    text = {"type": "text", "text": "a"}
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    one = M + '"messages":[{"role":"user","content":"a"}],"tools":['
+    gemini_one = '{"contents":[{"parts":[{"text":"a"}]}],"tools":[{"functionDeclarations":['
+    anthropic_tool = A + '"tools":[{"name":"f","input_schema":{"type":"object"}}],"messages":[' + j(U) + ","
+    return [
+        Shape("chat", "messages", _chat, items(M + '"messages":[', lambda n: U)),
+        Shape(
+            "chat",
+            "empty messages",
+            _chat,
+            items(M + '"messages":[', lambda n: {"role": "user", "content": ""}),
+        ),
+        Shape(
+            "chat",
+            "text parts",
+            _chat,
+            items(M + '"messages":[{"role":"user","content":[', lambda n: text, "]}]}"),
+        ),
+        Shape(
+            "chat",
+            "image parts",
+            _chat,
+            items(M + '"messages":[{"role":"user","content":[', lambda n: image, "]}]}"),
+        ),
+        Shape(
+            "chat", "tools", _chat, items(one, lambda n: {"type": "function", "function": {"name": f"f{n}"}})
+        ),
+        Shape(
+            "chat",
+            "tool calls",
+            _chat,
+            pairs(
+                M + '"messages":[' + j(U) + ',{"role":"assistant","tool_calls":[',
+                call,
+                "]},",
+                lambda n: {"role": "tool", "tool_call_id": f"c{n}", "content": "a"},
+                "]}",
+            ),
+        ),
+        Shape(
+            "chat",
+            "call turns",
+            _chat,
+            items(
+                M + '"messages":[' + j(U) + ",",
+                lambda n: several(
+                    {"role": "assistant", "tool_calls": [call(n)]},
+                    {"role": "tool", "tool_call_id": f"c{n}", "content": "a"},
+                ),
+                "]}",
+            ),
+        ),
+        Shape(
+            "chat",
+            "deep schema x many",
+            _chat,
+            items(
+                one, lambda n: {"type": "function", "function": {"name": f"f{n}", "parameters": nested(100)}}
+            ),
+        ),
+        Shape(
+            "chat",
+            "1M-char text",
+            _chat,
+            lambda L: (
+                j({"model": "auto", "messages": [{"role": "user", "content": "a " * 500_000}]}).encode(),
+                1,
+            ),
+        ),
+        Shape("responses", "input messages", _responses, items(M + '"input":[', lambda n: U)),
+        Shape(
+            "responses",
+            "text parts",
+            _responses,
+            items(
+                M + '"input":[{"role":"user","content":[',
+                lambda n: {"type": "input_text", "text": "a"},
+                "]}]}",
+            ),
+        ),
+        Shape(
+            "responses",
+            "tools",
+            _responses,
+            items(M + '"input":"a","tools":[', lambda n: {"type": "function", "name": f"f{n}"}),
+        ),
+        Shape(
+            "responses",
+            "calls+outputs",
+            _responses,
+            items(M + '"input":[', lambda n: several(fcall(n), fout(n))),
+        ),
+        Shape(
+            "responses",
+            "turns",
+            _responses,
+            items(
+                M + '"input":[', lambda n: {"role": role(n, "assistant"), "content": "a"}, "," + j(U) + "]}"
+            ),
+        ),
+        Shape(
+            "responses",
+            "call turns",
+            _responses,
+            items(
+                M + '"input":[' + j(U) + ",",
+                lambda n: several(fcall(n), fout(n), {"role": "assistant", "content": "a"}),
+                "," + j(U) + "]}",
+            ),
+        ),
+        Shape(
+            "responses",
+            "calls then outputs",
+            _responses,
+            pairs(M + '"input":[' + j(U) + ",", fcall, ",", fout, "]}"),
+        ),
+        Shape("legacy", "prompt list", _legacy, items(M + '"prompt":[', lambda n: "a")),
+        Shape("legacy", "token ids", _legacy, items(M + '"prompt":[', lambda n: 1)),
+        Shape("legacy", "stop list", _legacy, items(M + '"prompt":"a","stop":[', lambda n: "a")),
+        Shape("embeddings", "texts", _embeddings, items(M + '"input":[', lambda n: "a")),
+        Shape("embeddings", "token ids", _embeddings, items(M + '"input":[', lambda n: 1)),
+        Shape("embeddings", "token lists", _embeddings, items(M + '"input":[', lambda n: [1])),
+        Shape(
+            "anthropic",
+            "messages",
+            _anthropic,
+            items(
+                A + '"messages":[',
+                lambda n: {"role": role(n, "assistant"), "content": "a"},
+                "," + j(U) + "]}",
+            ),
+        ),
+        Shape(
+            "anthropic",
+            "text blocks",
+            _anthropic,
+            items(A + '"messages":[{"role":"user","content":[', lambda n: text, "]}]}"),
+        ),
+        Shape(
+            "anthropic",
+            "empty blocks",
+            _anthropic,
+            items(
+                A + '"messages":[{"role":"user","content":[', lambda n: {"type": "text", "text": ""}, "]}]}"
+            ),
+        ),
+        Shape(
+            "anthropic",
+            "system blocks",
+            _anthropic,
+            items(A + '"messages":[' + j(U) + '],"system":[', lambda n: text),
+        ),
+        Shape(
+            "anthropic",
+            "tools",
+            _anthropic,
+            items(
+                A + '"messages":[' + j(U) + '],"tools":[',
+                lambda n: {"name": f"f{n}", "input_schema": {"type": "object"}},
+            ),
+        ),
+        Shape(
+            "anthropic",
+            "tool use+results",
+            _anthropic,
+            pairs(
+                anthropic_tool + '{"role":"assistant","content":[',
+                use,
+                ']},{"role":"user","content":[',
+                result,
+                "]}]}",
+            ),
+        ),
+        Shape(
+            "anthropic",
+            "call turns",
+            _anthropic,
+            items(
+                anthropic_tool,
+                lambda n: several(
+                    {"role": "assistant", "content": [use(n)]}, {"role": "user", "content": [result(n)]}
+                ),
+            ),
+        ),
+        Shape("gemini", "contents", _gemini, items('{"contents":[', lambda n: GU)),
+        Shape(
+            "gemini",
+            "empty parts",
+            _gemini,
+            items('{"contents":[{"role":"user","parts":[', lambda n: {}, "]}]}"),
+        ),
+        Shape(
+            "gemini",
+            "text parts",
+            _gemini,
+            items('{"contents":[{"role":"user","parts":[', lambda n: {"text": "a"}, "]}]}"),
+        ),
+        Shape("gemini", "declarations", _gemini, items(gemini_one, lambda n: {"name": f"f{n}"}, "]}]}")),
+        Shape(
+            "gemini",
+            "calls+responses",
+            _gemini,
+            pairs(
+                "{" + G_TOOL + '"contents":[' + j(GU) + ',{"role":"model","parts":[',
+                gcall,
+                ']},{"role":"user","parts":[',
+                ganswer,
+                "]}]}",
+            ),
+        ),
+        Shape(
+            "gemini",
+            "deep schema x many",
+            _gemini,
+            items(gemini_one, lambda n: {"name": f"f{n}", "parameters": nested(100, "OBJECT")}, "]}]}"),
+        ),
+        Shape(
+            "gemini",
+            "turns",
+            _gemini,
+            items(
+                '{"contents":[',
+                lambda n: {"role": role(n, "model"), "parts": [{"text": "a"}]},
+                "," + j(GU) + "]}",
+            ),
+        ),
+        Shape(
+            "gemini",
+            "call turns",
+            _gemini,
+            items(
+                "{" + G_TOOL + '"contents":[' + j(GU) + ",",
+                lambda n: several(
+                    {"role": "model", "parts": [gcall(n)]}, {"role": "user", "parts": [ganswer(n)]}
+                ),
+            ),
+        ),
+        Shape(
+            "gemini",
+            "calls with ids",
+            _gemini,
+            pairs(
+                "{" + G_TOOL + '"contents":[' + j(GU) + ',{"role":"model","parts":[',
+                lambda n: gcall(n, True),
+                ']},{"role":"user","parts":[',
+                lambda n: ganswer(n, True),
+                "]}]}",
+            ),
+        ),
+        Shape(
+            "gemini",
+            "embed parts",
+            _gemini_embed,
+            items('{"requests":[{"model":"models/m","content":{"parts":[', lambda n: {"text": "a"}, "]}}]}"),
+        ),
+    ]
+
+
+def measure(shape: Shape, limit: int, *, profile: bool) -> tuple[int, int, str, float]:
+    body, items = shape.body(limit)
+    best = float("inf")
+    outcome = "ok"
+    for _ in range(1 if profile else 2):
+        profiler = cProfile.Profile() if profile else None
+        started = time.perf_counter()
+        try:
+            if profiler is not None:
+                profiler.runcall(shape.run, body)
+            else:
+                shape.run(body)
+        except APIError as exc:
+            outcome = f"{exc.status} {exc.code}"
+        except RecursionError:
+            outcome = "RecursionError"
+        best = min(best, time.perf_counter() - started)
+        if profiler is not None:
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+    return len(body), items, outcome, best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--limit", type=int, default=SETTINGS.max_body_bytes)
+    parser.add_argument("--only", default="")
+    parser.add_argument("--profile", default="")
+    parser.add_argument("--scale", action="store_true", help="also a quarter-size body: the time's growth")
+    args = parser.parse_args()
+    print("| face | shape | body bytes | items | outcome | seconds |\n|---|---|---|---|---|---|")
+    for shape in shapes():
+        label = f"{shape.face} {shape.name}"
+        if args.only not in label:
+            continue
+        size, items, outcome, took = measure(
+            shape, args.limit, profile=bool(args.profile) and args.profile in label
+        )
+        growth = ""
+        if args.scale:
+            growth = (
+                f" x{took / max(measure(shape, args.limit // 4, profile=False)[3], 1e-6):.1f} of a quarter |"
+            )
+        print(
+            f"| {shape.face} | {shape.name} | {size:,} | {items:,} | {outcome} | {took:.3f} |{growth}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
