@@ -40,11 +40,11 @@ GUARDS = build(GuardrailConfig(injection="refuse"))
 
 
 def fill(
-    head: str, item: Callable[[int], str], tail: str, *, limit: int, sep: str = ","
+    head: str, item: Callable[[int], str], tail: str, *, limit: int, sep: str = ",", most: int | None = None
 ) -> tuple[bytes, int]:
-    """`head` + as many `item(n)` as fit under `limit` bytes + `tail`."""
+    """`head` + as many `item(n)` as fit under `limit` bytes (at most `most`) + `tail`."""
     parts, size, n = [], len(head) + len(tail), 0
-    while True:
+    while most is None or n < most:
         piece = item(n)
         if size + len(piece) + len(sep) > limit:
             break
@@ -104,12 +104,15 @@ def _gemini_embed(body: bytes) -> Any:
     return _embedded(parsed)
 
 
+Body = Callable[[int, int | None], tuple[bytes, int]]  # (byte limit, item cap) -> the body, its n
+
+
 @dataclass(frozen=True)
 class Shape:
     face: str
     name: str
     run: Callable[[bytes], Any]
-    body: Callable[[int], tuple[bytes, int]]
+    body: Body
 
 
 M = '{"model":"auto",'
@@ -131,17 +134,29 @@ def several(*values: Any) -> Several:
     return Several(",".join(j(v) for v in values))
 
 
-def items(head: str, item: Callable[[int], Any], tail: str = "]}") -> Callable[[int], tuple[bytes, int]]:
-    """A body of `head`, as many JSON `item(n)` as fit under the limit, and `tail`."""
-    return lambda limit: fill(head, lambda n: j(item(n)), tail, limit=limit)
+def items(head: str, item: Callable[[int], Any], tail: str = "]}", *, weight: int = 1) -> Body:
+    """A body of `head`, as many JSON `item(n)` as fit under the limit, and `tail`. With a cap, at most
+    cap / `weight` (the conversation items, as `bounds` counts them, that one `item` makes)."""
+    return lambda limit, cap: fill(
+        head, lambda n: j(item(n)), tail, limit=limit, most=None if cap is None else cap // weight
+    )
 
 
-def pairs(head: str, first: Callable[[int], Any], middle: str, second: Callable[[int], Any], tail: str):  # type: ignore[no-untyped-def]
+def pairs(
+    head: str,
+    first: Callable[[int], Any],
+    middle: str,
+    second: Callable[[int], Any],
+    tail: str,
+    *,
+    weight: int = 2,
+) -> Body:
     """`head`, n items of `first`, `middle`, n items of `second`, `tail`: as many as fit under the limit."""
 
-    def body(limit: int) -> tuple[bytes, int]:
+    def body(limit: int, cap: int | None) -> tuple[bytes, int]:
         per = len(j(first(10**6))) + len(j(second(10**6))) + 2
         n = (limit - len(head) - len(middle) - len(tail)) // per
+        n = n if cap is None else min(n, cap // weight)
         one = ",".join(j(first(k)) for k in range(n))
         two = ",".join(j(second(k)) for k in range(n))
         return (head + one + middle + two + tail).encode(), n
@@ -240,6 +255,7 @@ def shapes() -> list[Shape]:
                     {"role": "tool", "tool_call_id": f"c{n}", "content": "a"},
                 ),
                 "]}",
+                weight=3,
             ),
         ),
         Shape(
@@ -254,7 +270,7 @@ def shapes() -> list[Shape]:
             "chat",
             "1M-char text",
             _chat,
-            lambda L: (
+            lambda L, cap: (
                 j({"model": "auto", "messages": [{"role": "user", "content": "a " * 500_000}]}).encode(),
                 1,
             ),
@@ -280,7 +296,7 @@ def shapes() -> list[Shape]:
             "responses",
             "calls+outputs",
             _responses,
-            items(M + '"input":[', lambda n: several(fcall(n), fout(n))),
+            items(M + '"input":[', lambda n: several(fcall(n), fout(n)), weight=2),
         ),
         Shape(
             "responses",
@@ -298,6 +314,7 @@ def shapes() -> list[Shape]:
                 M + '"input":[' + j(U) + ",",
                 lambda n: several(fcall(n), fout(n), {"role": "assistant", "content": "a"}),
                 "," + j(U) + "]}",
+                weight=3,
             ),
         ),
         Shape(
@@ -372,9 +389,10 @@ def shapes() -> list[Shape]:
                 lambda n: several(
                     {"role": "assistant", "content": [use(n)]}, {"role": "user", "content": [result(n)]}
                 ),
+                weight=4,
             ),
         ),
-        Shape("gemini", "contents", _gemini, items('{"contents":[', lambda n: GU)),
+        Shape("gemini", "contents", _gemini, items('{"contents":[', lambda n: GU, weight=2)),
         Shape(
             "gemini",
             "empty parts",
@@ -414,6 +432,7 @@ def shapes() -> list[Shape]:
                 '{"contents":[',
                 lambda n: {"role": role(n, "model"), "parts": [{"text": "a"}]},
                 "," + j(GU) + "]}",
+                weight=2,
             ),
         ),
         Shape(
@@ -425,6 +444,7 @@ def shapes() -> list[Shape]:
                 lambda n: several(
                     {"role": "model", "parts": [gcall(n)]}, {"role": "user", "parts": [ganswer(n)]}
                 ),
+                weight=4,
             ),
         ),
         Shape(
@@ -448,8 +468,8 @@ def shapes() -> list[Shape]:
     ]
 
 
-def measure(shape: Shape, limit: int, *, profile: bool) -> tuple[int, int, str, float]:
-    body, items = shape.body(limit)
+def measure(shape: Shape, limit: int, *, cap: int | None, profile: bool) -> tuple[int, int, str, float]:
+    body, items = shape.body(limit, cap)
     best = float("inf")
     outcome = "ok"
     for _ in range(1 if profile else 2):
@@ -476,20 +496,21 @@ def main() -> None:
     parser.add_argument("--only", default="")
     parser.add_argument("--profile", default="")
     parser.add_argument("--scale", action="store_true", help="also a quarter-size body: the time's growth")
+    parser.add_argument(
+        "--cap", type=int, default=None, help="at most this many conversation items (bounds.MAX_ITEMS counts)"
+    )
     args = parser.parse_args()
     print("| face | shape | body bytes | items | outcome | seconds |\n|---|---|---|---|---|---|")
     for shape in shapes():
         label = f"{shape.face} {shape.name}"
         if args.only not in label:
             continue
-        size, items, outcome, took = measure(
-            shape, args.limit, profile=bool(args.profile) and args.profile in label
-        )
+        profile = bool(args.profile) and args.profile in label
+        size, items, outcome, took = measure(shape, args.limit, cap=args.cap, profile=profile)
         growth = ""
         if args.scale:
-            growth = (
-                f" x{took / max(measure(shape, args.limit // 4, profile=False)[3], 1e-6):.1f} of a quarter |"
-            )
+            quarter = measure(shape, args.limit // 4, cap=args.cap, profile=False)[3]
+            growth = f" x{took / max(quarter, 1e-6):.1f} of a quarter |"
         print(
             f"| {shape.face} | {shape.name} | {size:,} | {items:,} | {outcome} | {took:.3f} |{growth}",
             flush=True,

@@ -104,3 +104,61 @@ def test_a_request_larger_than_the_bus_carries_is_a_413_and_nothing_runs(
                 await answerer.close()
 
         asyncio.run(scenario())
+
+
+def test_a_body_of_too_many_items_or_nested_too_deep_is_a_400_in_its_faces_shape(
+    nats_server: NatsServer, sqlite_url: str, tmp_path: Path
+) -> None:
+    """Counted on the JSON as read (`bounds`), before the body is validated item by item on the event loop;
+    a value nested deeper than the task can be written was a 500."""
+    user = {"role": "user", "content": "a"}
+    many = 100_001
+    deep = b'{"a":' * 300 + b"{}" + b"}" * 300
+    nested = (
+        b'{"model":"claude-x","max_tokens":8,"tools":[{"name":"f","input_schema":{"type":"object"}}],"messages":['
+        b'{"role":"user","content":"a"},{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"f",'
+        b'"input":' + deep + b'}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1",'
+        b'"content":"a"}]}]}'
+    )
+    with gateways(nats_server, sqlite_url, tmp_path, env={"SWITCHYARD_MAX_BODY_BYTES": str(8 * MB)}) as bases:
+        org = asyncio.run(make_org(sqlite_url, "items"))
+        key = org.keys["admin"]
+
+        async def scenario() -> dict[str, httpx.Response]:
+            async with httpx.AsyncClient(base_url=bases[0], headers=auth(key), timeout=30) as c:
+                return {
+                    "chat": await c.post(
+                        "/v1/chat/completions", json={"model": "auto", "messages": [user] * many}
+                    ),
+                    "responses": await c.post(
+                        "/v1/responses", json={"model": "auto", "input": [user] * many}
+                    ),
+                    "messages": await c.post(
+                        "/v1/messages", json={"model": "auto", "max_tokens": 8, "messages": [user] * many}
+                    ),
+                    "gemini": await c.post(
+                        "/v1beta/models/auto:generateContent",
+                        json={"contents": [{"role": "user", "parts": [{"text": "a"}]}] * (many // 2 + 1)},
+                        headers={"x-goog-api-key": key},
+                    ),
+                    "nested": await c.post(
+                        "/v1/messages", content=nested, headers={"content-type": "application/json"}
+                    ),
+                }
+
+        answers = asyncio.run(scenario())
+    for face, r in answers.items():
+        assert r.status_code == 400, (face, r.text[:300])
+    for face in ("chat", "responses"):
+        error = answers[face].json()["error"]
+        assert (error["type"], error["code"]) == ("invalid_request_error", "array_above_max_length"), face
+        assert error["param"] == {"chat": "messages", "responses": "input"}[face]
+        assert "maximum length 100000" in error["message"] and error["request_id"]
+    anthropic = answers["messages"].json()
+    assert anthropic["type"] == "error" and anthropic["error"]["type"] == "invalid_request_error"
+    assert "maximum length 100000" in anthropic["error"]["message"]
+    google = answers["gemini"].json()["error"]
+    assert (google["code"], google["status"]) == (400, "INVALID_ARGUMENT")
+    assert "100000" in google["message"]
+    deep_error = answers["nested"].json()
+    assert deep_error["type"] == "error" and "nested too deeply" in deep_error["error"]["message"]

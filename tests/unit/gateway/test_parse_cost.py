@@ -11,12 +11,20 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+import pytest
 
-from switchyard.gateway import responses
+from switchyard.gateway import bounds, completions, embeddings, legacy, messages, responses
+from switchyard.gateway.errors import InvalidRequest
+from switchyard.gateway.gemini.request import parse_embeddings
 from switchyard.gateway.gemini.request import parse_request as parse_gemini
+from switchyard.gateway.tasks import TaskClient
+from switchyard.gateway.tenants import Principal
+
+pytestmark = pytest.mark.unit
 
 LINEAR_BOUND = 7.0  # a linear read of four times the items: ~4x (caches and allocation add some)
 MAX_PROMPT = 10**9
+PRINCIPAL = Principal(tenant_id="acme", api_key_id="k1", user_id="u1", key_prefix="sy_test")
 
 
 def _growth(body: Callable[[int], bytes], read: Callable[[bytes], Any], n: int) -> float:
@@ -102,3 +110,161 @@ def test_responses_function_calls_in_a_row_are_read_in_linear_time() -> None:
         return responses.parse_request(body, max_prompt_chars=MAX_PROMPT)
 
     assert _growth(_responses_calls, read, 4_000) < LINEAR_BOUND
+
+
+# The limits: counted on the JSON as read (`bounds`), each face's conversation with its parts, blocks and
+# calls; the counts here with a limit of 10 (the counting is what is tested; the limit's value below).
+LIMIT = 10
+
+
+@pytest.fixture
+def ten(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bounds, "MAX_ITEMS", LIMIT)
+
+
+def _refused(read: Callable[[], Any], param: str | None, code: str = bounds.TOO_LONG) -> InvalidRequest:
+    with pytest.raises(InvalidRequest) as caught:
+        read()
+    assert (caught.value.code, caught.value.param) == (code, param), caught.value.message
+    return caught.value
+
+
+def _chat(messages: list[dict[str, Any]]) -> Any:
+    body = orjson.dumps({"model": "auto", "messages": messages})
+    return completions.parse_request(body, max_prompt_chars=MAX_PROMPT)
+
+
+def test_the_limit_is_anthropics_documented_number_of_messages() -> None:
+    assert bounds.MAX_ITEMS == 100_000
+    body = orjson.dumps({"model": "auto", "messages": [{"role": "user", "content": ""}] * 100_001})
+    error = _refused(lambda: completions.parse_request(body, max_prompt_chars=MAX_PROMPT), "messages")
+    assert error.message == (
+        "Invalid 'messages': array too long. Expected an array with maximum length 100000, but got an array "
+        "with length 100001 instead."
+    )
+
+
+@pytest.mark.usefixtures("ten")
+def test_a_chat_conversation_counts_its_messages_parts_and_tool_calls() -> None:
+    user = {"role": "user", "content": "a"}
+    assert len(_chat([user] * LIMIT).messages) == LIMIT
+    _refused(lambda: _chat([user] * (LIMIT + 1)), "messages")
+    parts = {"role": "user", "content": [{"type": "text", "text": "a"}] * (LIMIT - 1)}
+    assert _chat([parts]).messages[0].text()
+    _refused(lambda: _chat([user, parts]), "messages")
+    calls = [
+        {"id": f"c{n}", "type": "function", "function": {"name": "f", "arguments": "{}"}} for n in range(4)
+    ]
+    answers = [{"role": "tool", "tool_call_id": f"c{n}", "content": "a"} for n in range(4)]
+    turn = [user, {"role": "assistant", "tool_calls": calls}, *answers]  # 6 messages and 4 calls
+    assert len(_chat(turn).messages) == 6
+    _refused(lambda: _chat([*turn, user]), "messages")
+
+
+@pytest.mark.usefixtures("ten")
+def test_a_responses_input_counts_its_items_parts_and_outputs_also_the_stored_conversation() -> None:
+    def read(body: dict[str, Any], items: list[dict[str, Any]] | None = None) -> Any:
+        return responses.parse_request(orjson.dumps(body), max_prompt_chars=MAX_PROMPT, items=items)
+
+    user = {"role": "user", "content": [{"type": "input_text", "text": "a"}] * 4}  # 5 items
+    output = {"type": "function_call_output", "call_id": "c", "output": [{"type": "input_text", "text": "a"}]}
+    call = {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"}
+    assert read({"model": "auto", "input": [user, call, output]})  # 5 + 1 + 2
+    _refused(lambda: read({"model": "auto", "input": [user, user, call]}), "input")
+    _refused(lambda: read({"model": "auto", "input": "a"}, items=[user, user, user]), "input")
+
+
+@pytest.mark.usefixtures("ten")
+def test_an_anthropic_conversation_counts_blocks_and_the_blocks_of_tool_results() -> None:
+    def read(conversation: list[dict[str, Any]], **more: Any) -> Any:
+        body = {"model": "claude-x", "max_tokens": 8, "messages": conversation, **more}
+        return messages.parse_request(orjson.dumps(body), max_prompt_chars=MAX_PROMPT)
+
+    tools = [{"name": "f", "input_schema": {"type": "object"}}]
+    use = {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}]}
+    texts = [{"type": "text", "text": "a"}] * 3
+    result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": texts}]}
+    user = {"role": "user", "content": "a"}
+    assert read([user, use, result], tools=tools)  # 3 turns, 2 blocks, 3 blocks in the result: 8
+    _refused(
+        lambda: read([user, use, {**result, "content": [*result["content"], *texts]}], tools=tools),
+        "messages",
+    )
+    _refused(lambda: read([user], system=[{"type": "text", "text": "a"}] * (LIMIT + 1)), "system")
+
+
+@pytest.mark.usefixtures("ten")
+def test_gemini_contents_count_their_parts_and_the_system_instructions() -> None:
+    content = {"role": "user", "parts": [{"text": "a"}] * 4}  # 5 items
+    assert _gemini(orjson.dumps({"contents": [content, content]}))
+    _refused(lambda: _gemini(orjson.dumps({"contents": [content, content, content]})), "contents")
+    system = {"parts": [{"text": "a"}] * (LIMIT + 1)}
+    body = orjson.dumps({"contents": [content], "systemInstruction": system})
+    _refused(lambda: _gemini(body), "systemInstruction.parts")
+
+
+def test_gemini_function_declarations_and_embedding_batches_are_counted_before_they_are_read() -> None:
+    declarations = [{"name": f"f{n}"} for n in range(bounds.MAX_TOOLS + 1)]
+    body = {"contents": [{"parts": [{"text": "a"}]}], "tools": [{"functionDeclarations": declarations}]}
+    _refused(lambda: _gemini(orjson.dumps(body)), "tools")
+    requests = [{"content": {"parts": [{"text": "a"}]}}] * 101  # Google's 100 per batch
+    embed = orjson.dumps({"requests": requests})
+    read = lambda: parse_embeddings(  # noqa: E731
+        embed, model="m", path_model="m", batch=True, max_prompt_chars=MAX_PROMPT
+    )
+    _refused(read, "requests")
+
+
+def test_embeddings_take_openais_300000_token_ids_in_all_the_inputs() -> None:
+    def read(value: Any) -> Any:
+        body = orjson.dumps({"model": "e", "input": value})
+        return embeddings.parse_request(body, max_prompt_chars=MAX_PROMPT, max_text_bytes=10**9)
+
+    error = _refused(lambda: read([1] * 300_001), "input", "max_tokens_per_request")
+    assert error.message == "Requested 300001 tokens, max 300000 tokens per request"
+    _refused(lambda: read([[1] * 150_000, [1] * 150_001]), "input", "max_tokens_per_request")
+
+
+def test_legacy_token_ids_are_refused_before_millions_are_validated() -> None:
+    body = orjson.dumps({"model": "auto", "prompt": [1] * 2_000_000})
+    _refused(
+        lambda: legacy.parse_request(body, max_prompt_chars=MAX_PROMPT), "prompt", "unsupported_parameter"
+    )
+
+
+def _deep(levels: int) -> bytes:
+    """An object nested `levels` deep, as JSON (orjson reads 1,024 levels, writes 254)."""
+    return b'{"a":' * levels + b"{}" + b"}" * levels
+
+
+def test_arguments_nested_too_deep_to_be_written_are_a_400_not_a_500() -> None:
+    tools = orjson.dumps([{"name": "f", "input_schema": {"type": "object"}}])
+    result = orjson.dumps(
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "a"}]}
+    )
+    use = (
+        b'{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"f","input":'
+        + _deep(300)
+        + b"}]}"
+    )
+    body = b'{"model":"c","max_tokens":8,"tools":' + tools + b',"messages":[{"role":"user","content":"a"},'
+    body += use + b"," + result + b"]}"
+    _refused(lambda: messages.parse_request(body, max_prompt_chars=MAX_PROMPT), "messages", bounds.NESTING)
+    call = b'{"role":"model","parts":[{"functionCall":{"name":"f","args":' + _deep(300) + b"}}]}"
+    gemini = (
+        b'{"tools":[{"functionDeclarations":[{"name":"f"}]}],"contents":[{"parts":[{"text":"a"}]},' + call
+    )
+    gemini += b',{"role":"user","parts":[{"functionResponse":{"name":"f","response":{}}}]}]}'
+    _refused(lambda: _gemini(gemini), "contents.1.parts.0", bounds.NESTING)
+
+
+def test_a_schema_nested_too_deep_for_the_bus_is_a_400_before_anything_is_published() -> None:
+    schema = b'{"type":"object","properties":{"a":' * 130 + b'{"type":"string"}' + b"}}" * 130
+    body = (
+        b'{"model":"auto","messages":[{"role":"user","content":"a"}],'
+        b'"tools":[{"type":"function","function":{"name":"f","parameters":' + schema + b"}}]}"
+    )
+    parsed = completions.parse_request(body, max_prompt_chars=MAX_PROMPT)
+    task = completions.build_task(parsed, PRINCIPAL, priority=None)
+    client = TaskClient(nc=None, publisher=None)  # type: ignore[arg-type]  # refused before either is used
+    _refused(lambda: client.check_fits(task), None, bounds.NESTING)

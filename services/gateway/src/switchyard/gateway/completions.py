@@ -23,7 +23,7 @@ from switchyard.common.events import (
 from switchyard.common.events.tasks import Priority
 from switchyard.common.ids import new_id
 from switchyard.common.streaming import Chunk, ToolCallPiece
-from switchyard.gateway import key_policy
+from switchyard.gateway import bounds, key_policy
 from switchyard.gateway.config import MAX_BODY_SETTING, GatewaySettings
 from switchyard.gateway.errors import (
     InvalidRequest,
@@ -53,6 +53,7 @@ from switchyard.gateway.tenants import Principal
 
 M = TypeVar("M", bound=BaseModel)
 PRIORITIES: tuple[Priority, ...] = ("low", "normal", "high")
+CHAT_PARTS = ("content", "tool_calls")  # a chat message's lists, counted by `bounds`
 
 
 async def read_body(request: Request, *, limit: int, setting: str | None) -> bytes:
@@ -112,7 +113,9 @@ def validated(body: bytes | dict[str, Any], model: type[M], unsupported: Unsuppo
 
 
 def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
-    parsed = validated(body, ChatCompletionRequest)
+    raw = json_object(body)
+    bounds.check_conversation(raw.get("messages"), param="messages", parts=CHAT_PARTS)
+    parsed = validated(raw, ChatCompletionRequest)
     check_logprobs(parsed)
     check_tool_turns(parsed)
     check_content_parts(parsed.messages)

@@ -24,7 +24,7 @@ from switchyard.common.events import ChatMessage, TaskCompleted, TaskFailed, Tas
 from switchyard.common.events.tasks import MAX_CHOICES
 from switchyard.common.streaming import Chunk
 from switchyard.gateway import schemas
-from switchyard.gateway.completions import answers_of, validated
+from switchyard.gateway.completions import answers_of, json_object, validated
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.outcomes import Fault, in_order, sse, sse_error
 from switchyard.gateway.schemas import (
@@ -77,7 +77,10 @@ class CompletionsRequest(BaseModel):
 
 
 def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
-    parsed = validated(body, CompletionsRequest, UNSUPPORTED)
+    raw = json_object(body)
+    if isinstance(raw.get("prompt"), list):  # refused before a list of millions of token ids is validated
+        _one_prompt(raw["prompt"])
+    parsed = validated(raw, CompletionsRequest, UNSUPPORTED)
     messages = [ChatMessage(role="user", content=_one_prompt(parsed.prompt))]
     check_prompt_size(messages, max_prompt_chars)
     return ChatCompletionRequest(
@@ -102,7 +105,7 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
 def _one_prompt(prompt: str | list[Any]) -> str:
     """The request's one prompt, as text: a string, or a list holding one string."""
     if isinstance(prompt, list):
-        if prompt and all(isinstance(p, int | list) for p in prompt):
+        if prompt and isinstance(prompt[0], int | list):  # its first item says: not each of millions
             raise InvalidRequest(
                 "prompts as token ids are not served (the models behind this gateway have other tokenizers);"
                 " send the text",

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from switchyard.common.events import (
@@ -23,6 +22,7 @@ from switchyard.common.events import (
     ToolSpec,
 )
 from switchyard.common.events.tasks import MIN_THINKING_BUDGET, DisplayedThinking
+from switchyard.gateway import bounds
 from switchyard.gateway.completions import json_object
 from switchyard.gateway.documents import anthropic_document, in_user_turns_or_tool_results
 from switchyard.gateway.errors import InvalidRequest, invalid_fields
@@ -305,7 +305,7 @@ def chat_messages(message: InputMessage) -> list[ChatMessage]:
         elif block.type == "tool_use":
             if not _extra(block, "id") or not _extra(block, "name"):
                 raise InvalidRequest("a tool_use block needs an id and a name", param="messages")
-            arguments = orjson.dumps(_extra(block, "input") or {}).decode()
+            arguments = bounds.json_text(_extra(block, "input") or {}, param="messages")
             calls.append(
                 ToolCall(
                     id=str(_extra(block, "id")),
@@ -452,6 +452,8 @@ def parse_count_request(body: bytes) -> ChatRequest:
 def _validated(
     raw: dict[str, Any], model: type[M], *, unsupported: Unsupported, refuse: tuple[Refusal, ...] = ()
 ) -> M:
+    bounds.check_conversation(raw.get("messages"), param="messages", parts=("content",), nested="content")
+    bounds.check_blocks(raw.get("system"), param="system")
     refuse_unsupported(raw, unsupported)
     for check in (refuse_builtin_tools, *refuse):
         check(raw)

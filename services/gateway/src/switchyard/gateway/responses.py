@@ -31,7 +31,8 @@ from pydantic_core import PydanticCustomError
 from switchyard.common.events import ChatMessage, ChatRequest, FunctionCall, ThinkingBlock, ToolCall
 from switchyard.common.events.logprobs import MAX_TOP_LOGPROBS
 from switchyard.common.events.tasks import ReasoningEffort
-from switchyard.gateway.completions import validated
+from switchyard.gateway import bounds
+from switchyard.gateway.completions import json_object, validated
 from switchyard.gateway.documents import file_id_not_served, from_data_url, in_user_turns_or_tool_results
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.responses_tools import (
@@ -56,6 +57,7 @@ MESSAGE_ITEM = "msg_"
 REASONING_ITEM = "rs_"
 THINKING_CARRIER = "switchyard.thinking.v1:"  # encrypted_content that holds a thinking block
 ROLES = ("user", "assistant", "system", "developer")
+ITEM_PARTS = ("content", "output")  # an input item's lists (a message's parts, a tool output's), for `bounds`
 LOGPROBS_INCLUDE = "message.output_text.logprobs"  # the `include` entry that asks for token log probabilities
 
 # Fields that ask for what Switchyard cannot deliver (see `schemas.UNSUPPORTED`).
@@ -158,7 +160,9 @@ def parse_request(
     """The pipeline's request for a Responses request; `items`, when given, is the whole input to answer
     (the stored conversation it continues and its own input, references resolved), else its `input`.
     `stored`: the deployment stores responses (else what needs them is refused)."""
-    parsed = validated(body, ResponsesRequest, UNSUPPORTED if stored else UNSTORED)
+    raw = body if isinstance(body, dict) else json_object(body)
+    bounds.check_conversation(raw.get("input") if items is None else items, param="input", parts=ITEM_PARTS)
+    parsed = validated(raw, ResponsesRequest, UNSUPPORTED if stored else UNSTORED)
     messages = [ChatMessage(role="system", content=parsed.instructions)] if parsed.instructions else []
     given = parsed.input if items is None else items
     messages += chat_messages(given)

@@ -26,6 +26,7 @@ from switchyard.common.envelope import MAX_EVENT_BYTES, decode, encoded_size
 from switchyard.common.errors import InvalidEvent
 from switchyard.common.events import TaskCancelled, TaskCompleted, TaskFailed, TaskSubmitted, TaskTimedOut
 from switchyard.common.streaming import Chunk, decode_chunk
+from switchyard.gateway.bounds import too_deep
 from switchyard.gateway.errors import BusPayloadExceeded
 from switchyard.gateway.stopping import Stop
 
@@ -73,7 +74,11 @@ class TaskClient:
         before anything is subscribed or published: published, such a task would be refused by the
         client library (larger than `max_payload`) or dead-lettered by the first consumer, and its
         request would wait for its timeout."""
-        size, limit = encoded_size(task), self.max_task_bytes()
+        try:
+            size = encoded_size(task)
+        except ValueError as exc:  # pydantic's serializer stops at ~255 levels: a body nested that deep
+            raise too_deep(None, exc) from None
+        limit = self.max_task_bytes()
         if size > limit:
             raise BusPayloadExceeded(
                 f"The request is {size} bytes as a task on the message bus, which carries at most {limit} "

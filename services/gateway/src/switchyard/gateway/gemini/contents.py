@@ -8,10 +8,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-import orjson
-
 from switchyard.common.documents import PDF
 from switchyard.common.events import ChatMessage, FunctionCall, FunctionSpec, ToolCall, ToolSpec
+from switchyard.gateway.bounds import json_text
 from switchyard.gateway.documents import in_user_turns_or_tool_results, pdf_part
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.gemini.schema import json_schema
@@ -84,7 +83,7 @@ def _model_turn(run: list[Content], i: int) -> tuple[ChatMessage | None, Calls]:
         if part.function_call is not None:
             call = part.function_call
             ident = call.id or f"call_{i}_{len(tool_calls)}"
-            arguments = orjson.dumps(call.args or {}).decode()
+            arguments = json_text(call.args or {}, param=at)
             tool_calls.append(ToolCall(id=ident, function=FunctionCall(name=call.name, arguments=arguments)))
             calls.setdefault(call.name, OrderedDict())[ident] = None
         elif part.text is not None:
@@ -118,7 +117,7 @@ def _function_responses(content: Content, calls: Calls, where: str) -> list[Chat
                 param=f"{where}.parts.{k}",
             )
         del pending[ident]
-        text, failed = _response_text(answer.response)
+        text, failed = _response_text(answer.response, f"{where}.parts.{k}")
         at = f"{where}.parts.{k}.functionResponse.parts"
         media = [_media(p, f"{at}.{n}") for n, p in enumerate(answer.parts or [])]
         said: str | list[dict[str, Any]] = [{"type": "text", "text": text}, *media] if media else text
@@ -143,7 +142,7 @@ def _check_answered(calls: Calls, where: str) -> None:
     calls.clear()
 
 
-def _response_text(response: dict[str, Any] | None) -> tuple[str, bool]:
+def _response_text(response: dict[str, Any] | None, at: str) -> tuple[str, bool]:
     """A function response as the tool message's text: its `output` when that is all it holds (the Gemini
     CLI's shape and Google's documented one), its `error` as a failed call, else the object as JSON."""
     response = response or {}
@@ -151,8 +150,8 @@ def _response_text(response: dict[str, Any] | None) -> tuple[str, bool]:
         return response["output"], False
     if set(response) == {"error"}:
         error = response["error"]
-        return (error if isinstance(error, str) else orjson.dumps(error).decode()), True
-    return orjson.dumps(response).decode(), False
+        return (error if isinstance(error, str) else json_text(error, param=at)), True
+    return json_text(response, param=at), False
 
 
 def _user_parts(content: Content, where: str, *, images: bool) -> str | list[dict[str, Any]]:

@@ -17,12 +17,14 @@ from pydantic import BaseModel, ValidationError
 
 from switchyard.common.events import ChatRequest
 from switchyard.common.events.tasks import MIN_THINKING_BUDGET, Reasoning, ReasoningEffort
+from switchyard.gateway import bounds
 from switchyard.gateway.completions import json_object
 from switchyard.gateway.embeddings import Embeddings
 from switchyard.gateway.errors import GEMINI_FIELD, InvalidRequest, RequestTooLarge, invalid_fields
 from switchyard.gateway.gemini.contents import prompt, unsupported
 from switchyard.gateway.gemini.schema import json_schema
 from switchyard.gateway.gemini.wire import (
+    MAX_EMBEDDINGS,
     BatchEmbedContentsRequest,
     Content,
     CountTokensRequest,
@@ -161,12 +163,36 @@ def _embedded_text(content: Content, where: str) -> list[str]:
 
 
 def _validated(body: bytes | dict[str, Any], model: type[M]) -> M:
-    """A body read as `model` (400 `invalid_json` unless a JSON object), a bad field named its Gemini way."""
+    """A body read as `model` (400 `invalid_json` unless a JSON object), a bad field named its Gemini way;
+    first, how many items it holds (`bounds`)."""
     raw = body if isinstance(body, dict) else json_object(body)
+    _check_bounds(raw)
+    whole = raw.get("generateContentRequest", raw.get("generate_content_request"))  # countTokens'
+    if isinstance(whole, dict):
+        _check_bounds(whole)
+    requests = raw.get("requests")  # batchEmbedContents'
+    if isinstance(requests, list):
+        if len(requests) > MAX_EMBEDDINGS:
+            raise bounds.too_long("requests", len(requests), MAX_EMBEDDINGS)
+        contents = [r.get("content") for r in requests if isinstance(r, dict)]
+        bounds.check_conversation(contents, param="requests", parts=("parts",))
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
         raise invalid_fields(exc.errors(), field=GEMINI_FIELD) from exc
+
+
+def _check_bounds(raw: dict[str, Any]) -> None:
+    """A generateContent (or countTokens, or embedContent) body's contents, system instruction and function
+    declarations, counted before they are read (`bounds`)."""
+    bounds.check_conversation(raw.get("contents"), param="contents", parts=("parts",))
+    content = raw.get("content")  # embedContent's one content
+    if isinstance(content, dict):
+        bounds.check_blocks(content.get("parts"), param="content.parts")
+    system = raw.get("systemInstruction", raw.get("system_instruction"))
+    if isinstance(system, dict):
+        bounds.check_blocks(system.get("parts"), param="systemInstruction.parts")
+    bounds.check_declarations(raw.get("tools"), param="tools")
 
 
 def _refuse(parsed: GenerateContentRequest) -> None:

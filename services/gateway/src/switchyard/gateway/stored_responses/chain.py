@@ -23,11 +23,11 @@ import orjson
 
 from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted
 from switchyard.common.streaming import Chunk
-from switchyard.gateway import responses, responses_render, responses_stream
+from switchyard.gateway import bounds, responses, responses_render, responses_stream
 from switchyard.gateway.completions import json_object
 from switchyard.gateway.errors import APIError, BusPayloadExceeded, InvalidRequest
 from switchyard.gateway.metrics import STORED_RESPONSES
-from switchyard.gateway.responses import RESPONSE_ID
+from switchyard.gateway.responses import ITEM_PARTS, RESPONSE_ID
 from switchyard.gateway.responses_tools import ClientTool
 from switchyard.gateway.schemas import ChatCompletionRequest
 from switchyard.gateway.stored_responses.store import ResponseStore, StoredResponse
@@ -177,6 +177,7 @@ async def load(store: ResponseStore | None, tenant_id: str, body: bytes) -> Conv
     except InvalidRequest:
         return Conversation(store, tenant_id, keep=False)
     raw = data.get("input")
+    bounds.check_conversation(raw, param="input", parts=ITEM_PARTS)  # before its items are looked at
     keep = store is not None and data.get("store") is not False
     conversation = Conversation(
         store, tenant_id, keep=keep, own=own_items(raw), echoed=_echoed(data), data=data

@@ -1,0 +1,151 @@
+"""How many items the gateway reads from one request body, counted on the JSON as read, before any of it is
+validated or converted. Reading a body runs on the event loop before the rate limits (every request of
+the replica waits meanwhile) and costs a few microseconds per item whatever its size: a body of the
+largest size (SWITCHYARD_MAX_BODY_BYTES) made of hundreds of thousands of empty messages or parts held
+the loop for seconds. These counts bound it (~0.5 s at the limit on a 2-core machine, see
+bench/parse_cost.py); each is far above what clients send (a coding agent's longest session: a few
+thousand messages and blocks) and refused with a 400 `array_above_max_length` naming the array.
+
+- A conversation (chat `messages`, Responses `input` with the stored conversation it continues,
+  Anthropic `messages`, Gemini `contents`) holds at most MAX_ITEMS items in all: its turns, their content
+  parts (blocks, Gemini parts), their tool calls, and the blocks of Anthropic tool results. Anthropic
+  documents at most 100,000 messages per request, the only provider behind the gateway that documents a
+  number (OpenAI and Google document none): the same number counts the parts too.
+- Function declarations: at most MAX_TOOLS in all of a Gemini request's tools (the pipeline's, and OpenAI's
+  and Anthropic's, limit of 128 tools, refused after all of them were converted).
+- Nesting: a request's JSON is written again as a task on the bus, by serializers that stop at ~255
+  levels (orjson's and pydantic's); deeper values (a tool's schema or a call's arguments nested hundreds
+  of levels deep) are a 400 `nesting_too_deep` naming where, not a 500.
+- Embeddings: OpenAI's 2,048 inputs (`MAX_EMBEDDING_INPUTS`, already refused) and its 300,000 tokens in
+  all the inputs given as token ids (MAX_EMBEDDING_TOKENS); Gemini's 100 requests of a batch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from switchyard.common.events.tasks import MAX_EMBEDDING_INPUTS
+from switchyard.gateway.errors import InvalidRequest
+
+MAX_ITEMS = 100_000
+MAX_TOOLS = 128
+MAX_EMBEDDING_TOKENS = 300_000  # OpenAI's: "summed across all inputs in a single request"
+TOO_LONG = "array_above_max_length"  # OpenAI's code for an array longer than it takes
+
+
+NESTING = "nesting_too_deep"
+
+
+def too_deep(param: str | None, why: object) -> InvalidRequest:
+    return InvalidRequest(
+        f"{param or 'The request'}: nested too deeply to be carried ({why}): JSON nested more than ~250 "
+        "levels deep (schemas and arguments included) cannot be written as a task",
+        code=NESTING,
+        param=param,
+    )
+
+
+def json_text(value: Any, *, param: str) -> str:
+    """`value` (a tool call's arguments, a function's response) as JSON text; 400 `nesting_too_deep` when
+    nested deeper than it can be written."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError as exc:
+        raise too_deep(param, exc) from None
+
+
+def too_long(param: str, length: int, limit: int) -> InvalidRequest:
+    """OpenAI's error for an array longer than it takes, in its words."""
+    return InvalidRequest(
+        f"Invalid '{param}': array too long. Expected an array with maximum length {limit}, but got an array "
+        f"with length {length} instead.",
+        code=TOO_LONG,
+        param=param,
+    )
+
+
+def check_conversation(turns: Any, *, param: str, parts: tuple[str, ...], nested: str | None = None) -> None:
+    """`turns` (the body's list of messages, input items or contents; anything else is left to the parser)
+    with their lists under the keys `parts` (and, with `nested`, the list under that key of each of those
+    parts: Anthropic's tool results' blocks) hold at most MAX_ITEMS items in all. Counting stops at the
+    limit: it costs at most what reading that many items would."""
+    if not isinstance(turns, list):
+        return
+    if len(turns) > MAX_ITEMS:
+        raise too_long(param, len(turns), MAX_ITEMS)
+    count = len(turns)
+    for turn in turns:
+        if not isinstance(turn, dict):
+            continue
+        for key in parts:
+            inner = turn.get(key)
+            if not isinstance(inner, list):
+                continue
+            count += len(inner)
+            if nested is not None and count <= MAX_ITEMS:
+                count += _nested(inner, nested)
+            if count > MAX_ITEMS:
+                raise _too_many(param, MAX_ITEMS)
+
+
+def check_blocks(blocks: Any, *, param: str) -> None:
+    """A list beside the conversation (Anthropic's system blocks, Gemini's system instruction parts)."""
+    if isinstance(blocks, list) and len(blocks) > MAX_ITEMS:
+        raise too_long(param, len(blocks), MAX_ITEMS)
+
+
+def check_declarations(tools: Any, *, param: str) -> None:
+    """Gemini's function declarations: at most MAX_TOOLS in all its tools (each tool may hold many)."""
+    if not isinstance(tools, list):
+        return
+    count = sum(len(d) for d in _lists(tools, ("functionDeclarations", "function_declarations")))
+    if count > MAX_TOOLS:
+        raise InvalidRequest(
+            f"{param}: {count} function declarations in all; at most {MAX_TOOLS} are taken",
+            code=TOO_LONG,
+            param=param,
+        )
+
+
+def check_token_ids(value: Any, *, param: str) -> None:
+    """An embeddings `input` of token ids (one list of ids, or a list of them) holds at most
+    MAX_EMBEDDING_TOKENS ids in all, as OpenAI takes (the length of each list only: its ids are checked
+    after)."""
+    if not isinstance(value, list) or not value:
+        return
+    if isinstance(value[0], int):
+        count = len(value)
+    elif len(value) > MAX_EMBEDDING_INPUTS:
+        return  # too many inputs, as the request's validation says first
+    else:
+        count = sum(len(one) for one in value if isinstance(one, list))
+    if count > MAX_EMBEDDING_TOKENS:
+        raise InvalidRequest(
+            f"Requested {count} tokens, max {MAX_EMBEDDING_TOKENS} tokens per request",
+            code="max_tokens_per_request",
+            param=param,
+        )
+
+
+def _nested(inner: list[Any], key: str) -> int:
+    return sum(len(v) for v in _lists(inner, (key,)))
+
+
+def _lists(items: Iterable[Any], keys: tuple[str, ...]) -> Iterable[list[Any]]:
+    for item in items:
+        if isinstance(item, dict):
+            for key in keys:
+                value = item.get(key)
+                if isinstance(value, list):
+                    yield value
+
+
+def _too_many(param: str, limit: int) -> InvalidRequest:
+    return InvalidRequest(
+        f"Invalid '{param}': more than {limit} items in all (turns, their content parts or blocks and tool "
+        f"calls): at most {limit} are read from one request",
+        code=TOO_LONG,
+        param=param,
+    )
