@@ -268,3 +268,24 @@ def test_a_schema_nested_too_deep_for_the_bus_is_a_400_before_anything_is_publis
     task = completions.build_task(parsed, PRINCIPAL, priority=None)
     client = TaskClient(nc=None, publisher=None)  # type: ignore[arg-type]  # refused before either is used
     _refused(lambda: client.check_fits(task), None, bounds.NESTING)
+
+
+def test_a_read_pauses_the_collector_and_gives_it_back_even_when_it_refuses() -> None:
+    seen: list[bool] = []
+
+    @bounds.reads
+    def read(fail: bool) -> None:
+        seen.append(gc.isenabled())
+        if fail:
+            raise InvalidRequest("no")
+
+    read(False)
+    with pytest.raises(InvalidRequest):
+        read(True)
+    assert seen == [False, False] and gc.isenabled()
+    gc.disable()  # paused by someone else: left paused
+    try:
+        read(False)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -92,7 +92,8 @@ def json_object(body: bytes) -> dict[str, Any]:
     if not body:
         raise InvalidRequest("Request body is empty; expected a JSON object", code="invalid_json")
     try:
-        raw = orjson.loads(body)
+        with bounds.collector_paused():
+            raw = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"Request body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(raw, dict):
@@ -112,6 +113,7 @@ def validated(body: bytes | dict[str, Any], model: type[M], unsupported: Unsuppo
         raise invalid_fields(exc.errors()) from exc
 
 
+@bounds.reads
 def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
     raw = json_object(body)
     bounds.check_conversation(raw.get("messages"), param="messages", parts=CHAT_PARTS)

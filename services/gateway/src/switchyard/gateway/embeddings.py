@@ -137,6 +137,7 @@ class Embeddings:
     encoding_format: EncodingFormat
 
 
+@bounds.reads
 def parse_request(body: bytes, *, max_prompt_chars: int, max_text_bytes: int) -> Embeddings:
     """400 for a body that is not a valid request (as the chat face answers); 413 for an input longer than
     the gateway takes as one prompt (`max_prompt_chars`), or texts, decoded from token ids, larger than

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from switchyard.common.events import ChatMessage, TaskCompleted, TaskFailed, TaskSubmitted, TokenLogprob
 from switchyard.common.events.tasks import MAX_CHOICES
 from switchyard.common.streaming import Chunk
-from switchyard.gateway import schemas
+from switchyard.gateway import bounds, schemas
 from switchyard.gateway.completions import answers_of, json_object, validated
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.outcomes import Fault, in_order, sse, sse_error
@@ -76,6 +76,7 @@ class CompletionsRequest(BaseModel):
     logprobs: int | None = Field(default=None, ge=0, le=MAX_LOGPROBS, strict=True)
 
 
+@bounds.reads
 def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
     raw = json_object(body)
     if isinstance(raw.get("prompt"), list):  # refused before a list of millions of token ids is validated

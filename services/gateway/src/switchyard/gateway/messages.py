@@ -407,10 +407,12 @@ def asked_model(raw: dict[str, Any]) -> str | None:
     return model if isinstance(model, str) else None
 
 
+@bounds.reads
 def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
     return parse_loaded(json_object(body), max_prompt_chars=max_prompt_chars)
 
 
+@bounds.reads
 def parse_loaded(raw: dict[str, Any], *, max_prompt_chars: int) -> ChatCompletionRequest:
     """A request body already read (`completions.json_object`) as the pipeline's chat request."""
     parsed = _validated(raw, MessagesRequest, unsupported=UNSUPPORTED, refuse=(refuse_thread,))

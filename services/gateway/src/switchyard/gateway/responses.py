@@ -150,6 +150,7 @@ def parse_count_request(
     )
 
 
+@bounds.reads
 def parse_request(
     body: bytes | dict[str, Any],
     *,

@@ -26,7 +26,7 @@ from switchyard.common.envelope import MAX_EVENT_BYTES, decode, encoded_size
 from switchyard.common.errors import InvalidEvent
 from switchyard.common.events import TaskCancelled, TaskCompleted, TaskFailed, TaskSubmitted, TaskTimedOut
 from switchyard.common.streaming import Chunk, decode_chunk
-from switchyard.gateway.bounds import too_deep
+from switchyard.gateway.bounds import collector_paused, too_deep
 from switchyard.gateway.errors import BusPayloadExceeded
 from switchyard.gateway.stopping import Stop
 
@@ -75,7 +75,8 @@ class TaskClient:
         client library (larger than `max_payload`) or dead-lettered by the first consumer, and its
         request would wait for its timeout."""
         try:
-            size = encoded_size(task)
+            with collector_paused():  # a large task's every value is written once more (bounds)
+                size = encoded_size(task)
         except ValueError as exc:  # pydantic's serializer stops at ~255 levels: a body nested that deep
             raise too_deep(None, exc) from None
         limit = self.max_task_bytes()

@@ -61,6 +61,7 @@ def model_name(name: str, aliases: dict[str, str]) -> str:
     return f"{PROVIDER}/{name}"
 
 
+@bounds.reads
 def parse_request(body: bytes | dict[str, Any], *, model: str, stream: bool, max_prompt_chars: int) -> Parsed:
     """A `generateContent` body as the pipeline's chat request (400 for what is not served, 413 for a
     prompt longer than the gateway takes)."""
@@ -110,6 +111,7 @@ def parse_count_request(body: bytes, *, model: str) -> ChatRequest:
     return ChatRequest(model=model, messages=messages, tools=tools, tool_choice=tool_choice)
 
 
+@bounds.reads
 def parse_embeddings(
     body: bytes, *, model: str, path_model: str, batch: bool, max_prompt_chars: int
 ) -> Embeddings:
