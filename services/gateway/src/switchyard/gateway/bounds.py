@@ -82,11 +82,11 @@ def check_conversation(turns: Any, *, param: str, parts: tuple[str, ...], nested
         raise too_long(param, len(turns), MAX_ITEMS)
     count = len(turns)
     for turn in turns:
-        if not isinstance(turn, dict):
+        if type(turn) is not dict:  # `type is`, not isinstance: JSON as read, and ~2x faster per item
             continue
         for key in parts:
             inner = turn.get(key)
-            if not isinstance(inner, list):
+            if type(inner) is not list:
                 continue
             count += len(inner)
             if nested is not None and count <= MAX_ITEMS:

@@ -385,8 +385,8 @@ async def submit(request: Request) -> TaskState:
     try:
         parsed = completions.parse_request(body, max_prompt_chars=gw.settings.max_prompt_chars)
     except InvalidRequest as exc:
-        embedding = "input" in completions.json_object(body)
-        if embedding and exc.code == "missing_field" and exc.param == "messages":
+        missing = exc.code == "missing_field" and exc.param == "messages"
+        if missing and "input" in completions.json_object(body):  # read again only then: it may be 8 MB
             exc.message += "; the task API runs chat tasks: embeddings are served by POST /v1/embeddings"
         raise
     return await submit_parsed(
