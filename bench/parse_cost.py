@@ -88,7 +88,7 @@ def _anthropic(body: bytes) -> Any:
 
 
 def _gemini(body: bytes) -> Any:
-    face = _Face("auto", stream=False, sse=False)
+    face = _Face("auto", stream=False, sse=False, request_id="req_bench")
     return _after(face.parse(body, max_prompt_chars=SETTINGS.max_prompt_chars))
 
 
