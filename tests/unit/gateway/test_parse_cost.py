@@ -198,6 +198,15 @@ def test_gemini_contents_count_their_parts_and_the_system_instructions() -> None
     content = {"role": "user", "parts": [{"text": "a"}] * 4}  # 5 items
     assert _gemini(orjson.dumps({"contents": [content, content]}))
     _refused(lambda: _gemini(orjson.dumps({"contents": [content, content, content]})), "contents")
+    image = {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}
+    answer = {"functionResponse": {"name": "f", "response": {}, "parts": [image] * 5}}
+    calls = [
+        {"role": "user", "parts": [{"text": "a"}]},
+        {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {}}}]},
+        {"role": "user", "parts": [answer]},  # 3 turns, 3 parts, 5 parts in the response: 11
+    ]
+    body = {"contents": calls, "tools": [{"functionDeclarations": [{"name": "f"}]}]}
+    _refused(lambda: _gemini(orjson.dumps(body)), "contents")
     system = {"parts": [{"text": "a"}] * (LIMIT + 1)}
     body = orjson.dumps({"contents": [content], "systemInstruction": system})
     _refused(lambda: _gemini(body), "systemInstruction.parts")

@@ -71,10 +71,13 @@ def too_long(param: str, length: int, limit: int) -> InvalidRequest:
     )
 
 
-def check_conversation(turns: Any, *, param: str, parts: tuple[str, ...], nested: str | None = None) -> None:
+def check_conversation(
+    turns: Any, *, param: str, parts: tuple[str, ...], nested: tuple[tuple[str, ...], ...] = ()
+) -> None:
     """`turns` (the body's list of messages, input items or contents; anything else is left to the parser)
-    with their lists under the keys `parts` (and, with `nested`, the list under that key of each of those
-    parts: Anthropic's tool results' blocks) hold at most MAX_ITEMS items in all. Counting stops at the
+    with their lists under the keys `parts` (and the lists each of those parts holds at a path of `nested`:
+    Anthropic's tool results' blocks, Gemini's function responses' parts) hold at most MAX_ITEMS items in
+    all. Counting stops at the
     limit: it costs at most what reading that many items would."""
     if not isinstance(turns, list):
         return
@@ -89,7 +92,7 @@ def check_conversation(turns: Any, *, param: str, parts: tuple[str, ...], nested
             if type(inner) is not list:
                 continue
             count += len(inner)
-            if nested is not None and count <= MAX_ITEMS:
+            if nested and count <= MAX_ITEMS:
                 count += _nested(inner, nested)
             if count > MAX_ITEMS:
                 raise _too_many(param, MAX_ITEMS)
@@ -162,8 +165,16 @@ def reads(function: Callable[P, R]) -> Callable[P, R]:
     return read
 
 
-def _nested(inner: list[Any], key: str) -> int:
-    return sum(len(v) for v in _lists(inner, (key,)))
+def _nested(inner: list[Any], paths: tuple[tuple[str, ...], ...]) -> int:
+    count = 0
+    for part in inner:
+        for path in paths:
+            value: Any = part
+            for key in path:
+                value = value.get(key) if type(value) is dict else None
+            if type(value) is list:
+                count += len(value)
+    return count
 
 
 def _lists(items: Iterable[Any], keys: tuple[str, ...]) -> Iterable[list[Any]]:

@@ -454,7 +454,9 @@ def parse_count_request(body: bytes) -> ChatRequest:
 def _validated(
     raw: dict[str, Any], model: type[M], *, unsupported: Unsupported, refuse: tuple[Refusal, ...] = ()
 ) -> M:
-    bounds.check_conversation(raw.get("messages"), param="messages", parts=("content",), nested="content")
+    bounds.check_conversation(
+        raw.get("messages"), param="messages", parts=("content",), nested=(("content",),)
+    )
     bounds.check_blocks(raw.get("system"), param="system")
     refuse_unsupported(raw, unsupported)
     for check in (refuse_builtin_tools, *refuse):

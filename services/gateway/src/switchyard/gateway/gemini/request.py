@@ -184,10 +184,14 @@ def _validated(body: bytes | dict[str, Any], model: type[M]) -> M:
         raise invalid_fields(exc.errors(), field=GEMINI_FIELD) from exc
 
 
+# a function response's own parts (images, PDFs), in either spelling
+RESPONSE_PARTS = (("functionResponse", "parts"), ("function_response", "parts"))
+
+
 def _check_bounds(raw: dict[str, Any]) -> None:
     """A generateContent (or countTokens, or embedContent) body's contents, system instruction and function
     declarations, counted before they are read (`bounds`)."""
-    bounds.check_conversation(raw.get("contents"), param="contents", parts=("parts",))
+    bounds.check_conversation(raw.get("contents"), param="contents", parts=("parts",), nested=RESPONSE_PARTS)
     content = raw.get("content")  # embedContent's one content
     if isinstance(content, dict):
         bounds.check_blocks(content.get("parts"), param="content.parts")
