@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.testclient import TestClient
 
 from switchyard.gateway import errors
-from switchyard.gateway.completions import read_body
+from switchyard.gateway.bodies import read_body
 
 pytestmark = pytest.mark.unit
 

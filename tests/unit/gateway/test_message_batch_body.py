@@ -14,7 +14,7 @@ import pytest
 from pydantic import BaseModel, Field, ValidationError
 
 from switchyard.gateway.batches.lines import MAX_MESSAGE_LINES, MESSAGES
-from switchyard.gateway.completions import json_object
+from switchyard.gateway.bodies import json_object
 from switchyard.gateway.errors import APIError, InvalidRequest, RequestTooLarge, invalid_fields
 from switchyard.gateway.message_batches.models import BatchRequest
 from switchyard.gateway.message_batches.service import RequestLines

@@ -39,7 +39,7 @@ from switchyard.common.events import (
 )
 from switchyard.common.events.tasks import MAX_EMBEDDING_INPUTS
 from switchyard.common.ids import new_id
-from switchyard.gateway import bounds, completions, key_policy, outcomes
+from switchyard.gateway import bodies, bounds, completions, key_policy, outcomes
 from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, ServiceUnavailable, UpstreamFailed
 from switchyard.gateway.tenants import Principal
 
@@ -142,9 +142,9 @@ def parse_request(body: bytes, *, max_prompt_chars: int, max_text_bytes: int) ->
     """400 for a body that is not a valid request (as the chat face answers); 413 for an input longer than
     the gateway takes as one prompt (`max_prompt_chars`), or texts, decoded from token ids, larger than
     `max_text_bytes` (the body's limit: what a task carries on the bus stays bounded)."""
-    raw = completions.json_object(body)
+    raw = bodies.json_object(body)
     bounds.check_token_ids(raw.get("input"), param="input")
-    parsed = completions.validated(raw, EmbeddingsRequest, unsupported={})  # chat's fields: ignored
+    parsed = bodies.validated(raw, EmbeddingsRequest, unsupported={})  # chat's fields: ignored
     texts, decoded = _texts(parsed.input)
     for n, text in enumerate(texts):
         if len(text) > max_prompt_chars:

@@ -24,7 +24,8 @@ from switchyard.common.events import ChatMessage, TaskCompleted, TaskFailed, Tas
 from switchyard.common.events.tasks import MAX_CHOICES
 from switchyard.common.streaming import Chunk
 from switchyard.gateway import bounds, schemas
-from switchyard.gateway.completions import answers_of, json_object, validated
+from switchyard.gateway.bodies import json_object, validated
+from switchyard.gateway.completions import answers_of
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.outcomes import Fault, in_order, sse, sse_error
 from switchyard.gateway.schemas import (

@@ -23,7 +23,7 @@ from switchyard.common.events import (
 )
 from switchyard.common.events.tasks import MIN_THINKING_BUDGET, DisplayedThinking
 from switchyard.gateway import bounds
-from switchyard.gateway.completions import json_object
+from switchyard.gateway.bodies import json_object
 from switchyard.gateway.documents import anthropic_document, in_user_turns_or_tool_results
 from switchyard.gateway.errors import InvalidRequest, invalid_fields
 from switchyard.gateway.message_turns import check_answered, check_system_turns
@@ -414,7 +414,7 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
 
 @bounds.reads
 def parse_loaded(raw: dict[str, Any], *, max_prompt_chars: int) -> ChatCompletionRequest:
-    """A request body already read (`completions.json_object`) as the pipeline's chat request."""
+    """A request body already read (`bodies.json_object`) as the pipeline's chat request."""
     parsed = _validated(raw, MessagesRequest, unsupported=UNSUPPORTED, refuse=(refuse_thread,))
     messages, tools, tool_choice, parallel = _prompt(parsed)
     check_prompt_size(messages, max_prompt_chars)

@@ -32,7 +32,7 @@ from switchyard.common.events import ChatMessage, ChatRequest, FunctionCall, Thi
 from switchyard.common.events.logprobs import MAX_TOP_LOGPROBS
 from switchyard.common.events.tasks import ReasoningEffort
 from switchyard.gateway import bounds
-from switchyard.gateway.completions import json_object, validated
+from switchyard.gateway.bodies import json_object, validated
 from switchyard.gateway.documents import file_id_not_served, from_data_url, in_user_turns_or_tool_results
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.responses_tools import (

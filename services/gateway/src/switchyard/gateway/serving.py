@@ -20,6 +20,7 @@ from fastapi.responses import Response, StreamingResponse
 from switchyard.common import tracing
 from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted
 from switchyard.gateway import (
+    bodies,
     completions,
     embeddings,
     legacy,
@@ -80,7 +81,7 @@ async def _conversation(gw: Gateway, principal: Principal, body: bytes) -> Face:
 async def _as_asked(gw: Gateway, principal: Principal, body: bytes) -> Face:
     """The Anthropic face for one request (its body read once): its answers name the model as the request
     named it (`messages_render.shown_model`)."""
-    raw = completions.json_object(body)
+    raw = bodies.json_object(body)
     asked = messages.asked_model(raw)
 
     def parse(_: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
@@ -111,7 +112,7 @@ async def serve(request: Request, face: Face) -> Response:
     started = getattr(request.state, "started", None) or time.perf_counter()
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
-    body = await completions.read_request_body(request, gw.settings)
+    body = await bodies.read_request_body(request, gw.settings)
     if face.bind is not None:
         face = await face.bind(gw, principal, body)
     parsed = face.parse(body, max_prompt_chars=gw.settings.max_prompt_chars)
@@ -308,7 +309,7 @@ async def serve_embeddings(request: Request, face: EmbeddingsFace = OPENAI_EMBED
     started = getattr(request.state, "started", None) or time.perf_counter()
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
-    body = await completions.read_request_body(request, gw.settings)
+    body = await bodies.read_request_body(request, gw.settings)
     parsed = face.parse(body, gw.settings)
     priority = request.headers.get("x-switchyard-priority")
     wait = timeouts.wait_for(request.headers, gw.settings)
@@ -381,12 +382,12 @@ async def submit(request: Request) -> TaskState:
     """The task API: admitted like a completion, then submitted without waiting for the result."""
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
-    body = await completions.read_request_body(request, gw.settings)
+    body = await bodies.read_request_body(request, gw.settings)
     try:
         parsed = completions.parse_request(body, max_prompt_chars=gw.settings.max_prompt_chars)
     except InvalidRequest as exc:
         missing = exc.code == "missing_field" and exc.param == "messages"
-        if missing and "input" in completions.json_object(body):  # read again only then: it may be 8 MB
+        if missing and "input" in bodies.json_object(body):  # read again only then: it may be 8 MB
             exc.message += "; the task API runs chat tasks: embeddings are served by POST /v1/embeddings"
         raise
     return await submit_parsed(

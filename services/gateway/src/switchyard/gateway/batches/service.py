@@ -16,7 +16,7 @@ from switchyard.gateway.batches.models import (
 )
 from switchyard.gateway.batches.runner import BatchRunner
 from switchyard.gateway.batches.store import OPENAI_PREFIX, BatchStore, new_batch_id
-from switchyard.gateway.completions import json_object
+from switchyard.gateway.bodies import json_object
 from switchyard.gateway.errors import Conflict, InvalidRequest, NotFound, RateLimited, invalid_fields
 from switchyard.gateway.files.share import Share
 from switchyard.gateway.files.store import FileStore, file_key

@@ -10,7 +10,7 @@ from switchyard.gateway import serving
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.batches.models import Batch, BatchList, CreateBatch
 from switchyard.gateway.batches.service import MAX_LIST, Batches
-from switchyard.gateway.completions import read_request_body
+from switchyard.gateway.bodies import read_request_body
 from switchyard.gateway.limits.service import requests_admitted
 from switchyard.gateway.openapi import ERRORS, error_doc
 from switchyard.gateway.state import gateway_of

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from switchyard.common.events import ChatRequest
 from switchyard.common.events.tasks import MIN_THINKING_BUDGET, Reasoning, ReasoningEffort
 from switchyard.gateway import bounds
-from switchyard.gateway.completions import json_object
+from switchyard.gateway.bodies import json_object
 from switchyard.gateway.embeddings import Embeddings
 from switchyard.gateway.errors import GEMINI_FIELD, InvalidRequest, RequestTooLarge, invalid_fields
 from switchyard.gateway.gemini.contents import prompt, unsupported

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from switchyard.gateway import serving
 from switchyard.gateway.auth import authenticate
-from switchyard.gateway.completions import body_chunks
+from switchyard.gateway.bodies import body_chunks
 from switchyard.gateway.errors import RequestTooLarge
 from switchyard.gateway.limits.service import requests_admitted
 from switchyard.gateway.message_batches.models import (

@@ -24,7 +24,7 @@ import orjson
 from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted
 from switchyard.common.streaming import Chunk
 from switchyard.gateway import bounds, responses, responses_render, responses_stream
-from switchyard.gateway.completions import json_object
+from switchyard.gateway.bodies import json_object
 from switchyard.gateway.errors import APIError, BusPayloadExceeded, InvalidRequest
 from switchyard.gateway.metrics import STORED_RESPONSES
 from switchyard.gateway.responses import ITEM_PARTS, RESPONSE_ID

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from switchyard.common.tokens import COUNT_INLINE_BYTES, count_prompt_off_loop
 from switchyard.gateway import serving
 from switchyard.gateway.auth import authenticate
-from switchyard.gateway.completions import read_request_body
+from switchyard.gateway.bodies import read_request_body
 from switchyard.gateway.errors import NotFound
 from switchyard.gateway.key_policy import allowed_models
 from switchyard.gateway.legacy import CompletionsRequest

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from switchyard.common.events import TaskCompleted
 from switchyard.common.policy import Policy
 from switchyard.common.tokens import COUNT_INLINE_BYTES, count_prompt_off_loop
-from switchyard.gateway import completions, serving
+from switchyard.gateway import bodies, serving
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.embeddings import Embeddings, Rows
@@ -127,7 +127,7 @@ async def _count_tokens(request: Request, gw: Gateway, model: str) -> Response:
     principal = await authenticate(request, gw.verifier)
     if gw.admission.limiter is not None:
         await gw.admission.limiter.admit_count(principal, now=time.time())
-    body = await completions.read_request_body(request, gw.settings)
+    body = await bodies.read_request_body(request, gw.settings)
     chat = parse_count_request(body, model=model)
     await gw.catalog.check(model, allowed=allowed_models(principal.key_policy))
     tokens = await count_prompt_off_loop(chat, large=len(body) > COUNT_INLINE_BYTES)

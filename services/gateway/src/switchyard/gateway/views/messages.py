@@ -7,7 +7,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from switchyard.common.tokens import COUNT_INLINE_BYTES, count_prompt_off_loop
-from switchyard.gateway import completions, serving
+from switchyard.gateway import bodies, serving
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.key_policy import allowed_models
 from switchyard.gateway.messages import CountTokensRequest, MessagesRequest, parse_count_request
@@ -48,7 +48,7 @@ async def count_tokens(request: Request) -> Response:
     principal = await authenticate(request, gw.verifier)
     if gw.admission.limiter is not None:
         await gw.admission.limiter.admit_count(principal, now=time.time())
-    body = await completions.read_request_body(request, gw.settings)
+    body = await bodies.read_request_body(request, gw.settings)
     parsed = parse_count_request(body)
     await gw.catalog.check(parsed.model, allowed=allowed_models(principal.key_policy))
     tokens = await count_prompt_off_loop(parsed, large=len(body) > COUNT_INLINE_BYTES)
