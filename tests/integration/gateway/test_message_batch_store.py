@@ -14,8 +14,9 @@ from nats.js import JetStreamContext
 
 from switchyard.cli.processes import NatsServer
 from switchyard.gateway.errors import InvalidRequest, RequestTooLarge
+from switchyard.gateway.files.errors import FilesFull, OrganisationFilesFull
 from switchyard.gateway.files.models import FileObject
-from switchyard.gateway.files.store import STREAM, FilesFull, FileStore, OrganisationFilesFull, files_bucket
+from switchyard.gateway.files.store import STREAM, FileStore, files_bucket
 from switchyard.gateway.message_batches.service import RequestLines, requests_file
 
 pytestmark = pytest.mark.integration

@@ -13,6 +13,7 @@ from nats.js import api
 from starlette.datastructures import FormData, UploadFile
 
 from switchyard.gateway.errors import InvalidRequest
+from switchyard.gateway.files import errors as file_errors
 from switchyard.gateway.files import store, upload
 from switchyard.gateway.files.models import FileObject
 
@@ -144,7 +145,7 @@ async def test_content_is_checked_against_its_stored_size_and_digest() -> None:
     info = _info(b"hello world")
     assert b"".join([c async for c in store._checked(_chunks(b"hello ", b"world"), info)]) == b"hello world"
     for parts in ((b"hello ", b"World"), (b"hello ",)):
-        with pytest.raises(store.FileUnreadable):
+        with pytest.raises(file_errors.FileUnreadable):
             _ = [c async for c in store._checked(_chunks(*parts), info)]
 
 
@@ -179,5 +180,5 @@ def test_other_filenames_are_kept_as_sent(name: str) -> None:
 def test_a_file_not_found_quotes_the_id_asked_for_cut_short() -> None:
     """A batch's `input_file_id` is read from a body of up to SWITCHYARD_MAX_BODY_BYTES: it was echoed
     whole in the 404."""
-    assert store.file_not_found("file-abc").message == "No such File object: file-abc"
-    assert len(store.file_not_found("x" * 1_000_000).message) < 100
+    assert file_errors.file_not_found("file-abc").message == "No such File object: file-abc"
+    assert len(file_errors.file_not_found("x" * 1_000_000).message) < 100

@@ -13,7 +13,7 @@ from starlette.requests import Request
 
 from switchyard.common.events import TaskFailed
 from switchyard.gateway.errors import APIError, Conflict, GatewayStopping, RateLimited, error_response
-from switchyard.gateway.files.store import FilesFull, FileUnreadable, OrganisationFilesFull
+from switchyard.gateway.files.errors import FilesFull, FileUnreadable, OrganisationFilesFull
 from switchyard.gateway.outcomes import raise_for_failure
 from switchyard.gateway.taskapi.idempotency import replayed
 from switchyard.gateway.taskapi.models import TaskState

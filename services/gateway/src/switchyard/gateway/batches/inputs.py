@@ -12,7 +12,8 @@ from switchyard.gateway.batches import lines
 from switchyard.gateway.batches.models import BatchRecord
 from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.errors import NotFound
-from switchyard.gateway.files.store import FileStore, FileUnreadable
+from switchyard.gateway.files.errors import FileUnreadable
+from switchyard.gateway.files.store import FileStore
 
 GONE = (NotFound, FileUnreadable)  # the input file deleted (or its bytes lost) meanwhile
 

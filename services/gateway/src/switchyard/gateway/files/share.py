@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from switchyard.gateway.config import GatewaySettings
-from switchyard.gateway.files.store import FileStore, OrganisationFilesFull
+from switchyard.gateway.files.errors import OrganisationFilesFull
+from switchyard.gateway.files.store import FileStore
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from nats.js.object_store import ObjectStore
 
 from switchyard.common import objects, subjects
 from switchyard.common.background import cancel
-from switchyard.gateway.errors import APIError, NotFound
+from switchyard.gateway.files.errors import FilesFull, FileUnreadable, file_not_found
 from switchyard.gateway.files.models import INTERNAL, FileObject, FilePurpose
 from switchyard.gateway.metrics import (
     FILES_ADDED,
@@ -82,34 +82,6 @@ class Described(NamedTuple):
     key: str
     file: FileObject
     revision: int
-
-
-class FilesFull(APIError):
-    """The files bucket holds its configured limit: nothing more is stored until files are deleted."""
-
-    status = 507
-    type = "api_error"
-    code = "files_storage_full"
-    retry = False  # until files are deleted (or the limit raised)
-
-
-class OrganisationFilesFull(FilesFull):
-    """The organisation's files hold its share of the store (`SWITCHYARD_FILES_ORG_BYTES`)."""
-
-    code = "organization_files_full"
-
-
-class FileUnreadable(APIError):
-    """A file's bytes came back different from what was stored, or vanished while read."""
-
-    code = "file_unreadable"
-    retry = False  # the same bytes are read again, or none
-
-
-def file_not_found(file_id: str) -> NotFound:
-    """OpenAI's words; the id as asked, cut short (a batch's `input_file_id` can be a megabyte of text)."""
-    shown = file_id if len(file_id) <= 64 else f"{file_id[:64]}…"
-    return NotFound(f"No such File object: {shown}", code="file_not_found", param="file_id")
 
 
 def new_file_id(now_ms: int | None = None) -> str:

@@ -16,9 +16,10 @@ from fastapi.responses import Response, StreamingResponse
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.errors import APIError, InvalidRequest
 from switchyard.gateway.files import upload
+from switchyard.gateway.files.errors import FilesFull
 from switchyard.gateway.files.models import UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
 from switchyard.gateway.files.share import Share
-from switchyard.gateway.files.store import FilesFull, FileStore
+from switchyard.gateway.files.store import FileStore
 from switchyard.gateway.limits.service import requests_admitted
 from switchyard.gateway.metrics import FILE_UPLOADS_REFUSED
 from switchyard.gateway.openapi import ERRORS, error_doc
