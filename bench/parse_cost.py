@@ -15,105 +15,24 @@ import argparse
 import cProfile
 import pstats
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
+from parse_faces import (
+    SETTINGS,
+    anthropic,
+    chat,
+    embeddings_request,
+    fill,
+    gemini,
+    gemini_embed,
+    legacy_completion,
+    responses,
+)
 
-from switchyard.common.envelope import encoded_size
-from switchyard.gateway import completions, embeddings, legacy, serving
-from switchyard.gateway.budgets import pricing
-from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.errors import APIError
-from switchyard.gateway.gemini.request import parse_embeddings
-from switchyard.gateway.guardrails.chain import build
-from switchyard.gateway.guardrails.models import GuardrailConfig
-from switchyard.gateway.schemas import ChatCompletionRequest
-from switchyard.gateway.stored_responses import chain
-from switchyard.gateway.tenants import Principal
-from switchyard.gateway.views.gemini import _Face
-
-R = TypeVar("R")
-PRINCIPAL = Principal(tenant_id="t", api_key_id="k", user_id=None, key_prefix="sk")
-SETTINGS = GatewaySettings()
-GUARDS = build(GuardrailConfig(injection="refuse"))
-
-
-def fill(
-    head: str, item: Callable[[int], str], tail: str, *, limit: int, sep: str = ",", most: int | None = None
-) -> tuple[bytes, int]:
-    """`head` + as many `item(n)` as fit under `limit` bytes (at most `most`) + `tail`."""
-    parts, size, n = [], len(head) + len(tail), 0
-    while most is None or n < most:
-        piece = item(n)
-        if size + len(piece) + len(sep) > limit:
-            break
-        parts.append(piece)
-        size += len(piece) + len(sep)
-        n += 1
-    return (head + sep.join(parts) + tail).encode(), n
-
-
-def _sync(coroutine: Coroutine[Any, Any, R]) -> R:
-    """A coroutine that awaits nothing (no store: nothing to look up), run to its end without an event loop
-    (asyncio.run's own setup would be timed too)."""
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    raise RuntimeError("the coroutine awaited something")
-
-
-def _chat(body: bytes) -> Any:
-    parsed = completions.parse_request(body, max_prompt_chars=SETTINGS.max_prompt_chars)
-    return _after(parsed)
-
-
-def _after(parsed: ChatCompletionRequest) -> Any:
-    GUARDS.run_input(list(parsed.messages))
-    task = completions.build_task(parsed, PRINCIPAL, priority=None)
-    encoded_size(task)
-    return pricing.prompt_tokens(task.request)
-
-
-def _responses(body: bytes) -> Any:
-    talk = _sync(chain.load(None, "t", body))
-    return _after(talk.parse(body, max_prompt_chars=SETTINGS.max_prompt_chars))
-
-
-def _anthropic(body: bytes) -> Any:
-    face = _sync(serving._as_asked(None, PRINCIPAL, body))  # type: ignore[arg-type]
-    return _after(face.parse(body, max_prompt_chars=SETTINGS.max_prompt_chars))
-
-
-def _gemini(body: bytes) -> Any:
-    face = _Face("auto", stream=False, sse=False, request_id="req_bench")
-    return _after(face.parse(body, max_prompt_chars=SETTINGS.max_prompt_chars))
-
-
-def _legacy(body: bytes) -> Any:
-    return _after(legacy.parse_request(body, max_prompt_chars=SETTINGS.max_prompt_chars))
-
-
-def _embeddings(body: bytes) -> Any:
-    parsed = serving._openai_embeddings(body, SETTINGS)
-    return _embedded(parsed)
-
-
-def _embedded(parsed: embeddings.Embeddings) -> Any:
-    GUARDS.for_embeddings().run_inputs(parsed.inputs)
-    task = embeddings.build_task(parsed, PRINCIPAL, priority=None)
-    encoded_size(task)
-    return pricing.prompt_tokens(task.request)
-
-
-def _gemini_embed(body: bytes) -> Any:
-    parsed = parse_embeddings(
-        body, model="m", path_model="m", batch=True, max_prompt_chars=SETTINGS.max_prompt_chars
-    )
-    return _embedded(parsed)
-
 
 Body = Callable[[int, int | None], tuple[bytes, int]]  # (byte limit, item cap) -> the body, its n
 
@@ -221,32 +140,32 @@ def shapes() -> list[Shape]:
     gemini_one = '{"contents":[{"parts":[{"text":"a"}]}],"tools":[{"functionDeclarations":['
     anthropic_tool = A + '"tools":[{"name":"f","input_schema":{"type":"object"}}],"messages":[' + j(U) + ","
     return [
-        Shape("chat", "messages", _chat, items(M + '"messages":[', lambda n: U)),
+        Shape("chat", "messages", chat, items(M + '"messages":[', lambda n: U)),
         Shape(
             "chat",
             "empty messages",
-            _chat,
+            chat,
             items(M + '"messages":[', lambda n: {"role": "user", "content": ""}),
         ),
         Shape(
             "chat",
             "text parts",
-            _chat,
+            chat,
             items(M + '"messages":[{"role":"user","content":[', lambda n: text, "]}]}"),
         ),
         Shape(
             "chat",
             "image parts",
-            _chat,
+            chat,
             items(M + '"messages":[{"role":"user","content":[', lambda n: image, "]}]}"),
         ),
         Shape(
-            "chat", "tools", _chat, items(one, lambda n: {"type": "function", "function": {"name": f"f{n}"}})
+            "chat", "tools", chat, items(one, lambda n: {"type": "function", "function": {"name": f"f{n}"}})
         ),
         Shape(
             "chat",
             "tool calls",
-            _chat,
+            chat,
             pairs(
                 M + '"messages":[' + j(U) + ',{"role":"assistant","tool_calls":[',
                 call,
@@ -258,7 +177,7 @@ def shapes() -> list[Shape]:
         Shape(
             "chat",
             "call turns",
-            _chat,
+            chat,
             items(
                 M + '"messages":[' + j(U) + ",",
                 lambda n: several(
@@ -272,7 +191,7 @@ def shapes() -> list[Shape]:
         Shape(
             "chat",
             "deep schema x many",
-            _chat,
+            chat,
             items(
                 one, lambda n: {"type": "function", "function": {"name": f"f{n}", "parameters": nested(100)}}
             ),
@@ -280,17 +199,17 @@ def shapes() -> list[Shape]:
         Shape(
             "chat",
             "1M-char text",
-            _chat,
+            chat,
             lambda L, cap: (
                 j({"model": "auto", "messages": [{"role": "user", "content": "a " * 500_000}]}).encode(),
                 1,
             ),
         ),
-        Shape("responses", "input messages", _responses, items(M + '"input":[', lambda n: U)),
+        Shape("responses", "input messages", responses, items(M + '"input":[', lambda n: U)),
         Shape(
             "responses",
             "text parts",
-            _responses,
+            responses,
             items(
                 M + '"input":[{"role":"user","content":[',
                 lambda n: {"type": "input_text", "text": "a"},
@@ -300,19 +219,19 @@ def shapes() -> list[Shape]:
         Shape(
             "responses",
             "tools",
-            _responses,
+            responses,
             items(M + '"input":"a","tools":[', lambda n: {"type": "function", "name": f"f{n}"}),
         ),
         Shape(
             "responses",
             "calls+outputs",
-            _responses,
+            responses,
             items(M + '"input":[', lambda n: several(fcall(n), fout(n)), weight=2),
         ),
         Shape(
             "responses",
             "turns",
-            _responses,
+            responses,
             items(
                 M + '"input":[', lambda n: {"role": role(n, "assistant"), "content": "a"}, "," + j(U) + "]}"
             ),
@@ -320,7 +239,7 @@ def shapes() -> list[Shape]:
         Shape(
             "responses",
             "call turns",
-            _responses,
+            responses,
             items(
                 M + '"input":[' + j(U) + ",",
                 lambda n: several(fcall(n), fout(n), {"role": "assistant", "content": "a"}),
@@ -331,19 +250,19 @@ def shapes() -> list[Shape]:
         Shape(
             "responses",
             "calls then outputs",
-            _responses,
+            responses,
             pairs(M + '"input":[' + j(U) + ",", fcall, ",", fout, "]}"),
         ),
-        Shape("legacy", "prompt list", _legacy, items(M + '"prompt":[', lambda n: "a")),
-        Shape("legacy", "token ids", _legacy, items(M + '"prompt":[', lambda n: 1)),
-        Shape("legacy", "stop list", _legacy, items(M + '"prompt":"a","stop":[', lambda n: "a")),
-        Shape("embeddings", "texts", _embeddings, items(M + '"input":[', lambda n: "a")),
-        Shape("embeddings", "token ids", _embeddings, items(M + '"input":[', lambda n: 1)),
-        Shape("embeddings", "token lists", _embeddings, items(M + '"input":[', lambda n: [1])),
+        Shape("legacy", "prompt list", legacy_completion, items(M + '"prompt":[', lambda n: "a")),
+        Shape("legacy", "token ids", legacy_completion, items(M + '"prompt":[', lambda n: 1)),
+        Shape("legacy", "stop list", legacy_completion, items(M + '"prompt":"a","stop":[', lambda n: "a")),
+        Shape("embeddings", "texts", embeddings_request, items(M + '"input":[', lambda n: "a")),
+        Shape("embeddings", "token ids", embeddings_request, items(M + '"input":[', lambda n: 1)),
+        Shape("embeddings", "token lists", embeddings_request, items(M + '"input":[', lambda n: [1])),
         Shape(
             "anthropic",
             "messages",
-            _anthropic,
+            anthropic,
             items(
                 A + '"messages":[',
                 lambda n: {"role": role(n, "assistant"), "content": "a"},
@@ -353,13 +272,13 @@ def shapes() -> list[Shape]:
         Shape(
             "anthropic",
             "text blocks",
-            _anthropic,
+            anthropic,
             items(A + '"messages":[{"role":"user","content":[', lambda n: text, "]}]}"),
         ),
         Shape(
             "anthropic",
             "empty blocks",
-            _anthropic,
+            anthropic,
             items(
                 A + '"messages":[{"role":"user","content":[', lambda n: {"type": "text", "text": ""}, "]}]}"
             ),
@@ -367,13 +286,13 @@ def shapes() -> list[Shape]:
         Shape(
             "anthropic",
             "system blocks",
-            _anthropic,
+            anthropic,
             items(A + '"messages":[' + j(U) + '],"system":[', lambda n: text),
         ),
         Shape(
             "anthropic",
             "tools",
-            _anthropic,
+            anthropic,
             items(
                 A + '"messages":[' + j(U) + '],"tools":[',
                 lambda n: {"name": f"f{n}", "input_schema": {"type": "object"}},
@@ -382,7 +301,7 @@ def shapes() -> list[Shape]:
         Shape(
             "anthropic",
             "tool use+results",
-            _anthropic,
+            anthropic,
             pairs(
                 anthropic_tool + '{"role":"assistant","content":[',
                 use,
@@ -394,7 +313,7 @@ def shapes() -> list[Shape]:
         Shape(
             "anthropic",
             "call turns",
-            _anthropic,
+            anthropic,
             items(
                 anthropic_tool,
                 lambda n: several(
@@ -403,24 +322,24 @@ def shapes() -> list[Shape]:
                 weight=4,
             ),
         ),
-        Shape("gemini", "contents", _gemini, items('{"contents":[', lambda n: GU, weight=2)),
+        Shape("gemini", "contents", gemini, items('{"contents":[', lambda n: GU, weight=2)),
         Shape(
             "gemini",
             "empty parts",
-            _gemini,
+            gemini,
             items('{"contents":[{"role":"user","parts":[', lambda n: {}, "]}]}"),
         ),
         Shape(
             "gemini",
             "text parts",
-            _gemini,
+            gemini,
             items('{"contents":[{"role":"user","parts":[', lambda n: {"text": "a"}, "]}]}"),
         ),
-        Shape("gemini", "declarations", _gemini, items(gemini_one, lambda n: {"name": f"f{n}"}, "]}]}")),
+        Shape("gemini", "declarations", gemini, items(gemini_one, lambda n: {"name": f"f{n}"}, "]}]}")),
         Shape(
             "gemini",
             "calls+responses",
-            _gemini,
+            gemini,
             pairs(
                 "{" + G_TOOL + '"contents":[' + j(GU) + ',{"role":"model","parts":[',
                 gcall,
@@ -432,13 +351,13 @@ def shapes() -> list[Shape]:
         Shape(
             "gemini",
             "deep schema x many",
-            _gemini,
+            gemini,
             items(gemini_one, lambda n: {"name": f"f{n}", "parameters": nested(100, "OBJECT")}, "]}]}"),
         ),
         Shape(
             "gemini",
             "turns",
-            _gemini,
+            gemini,
             items(
                 '{"contents":[',
                 lambda n: {"role": role(n, "model"), "parts": [{"text": "a"}]},
@@ -449,7 +368,7 @@ def shapes() -> list[Shape]:
         Shape(
             "gemini",
             "call turns",
-            _gemini,
+            gemini,
             items(
                 "{" + G_TOOL + '"contents":[' + j(GU) + ",",
                 lambda n: several(
@@ -461,7 +380,7 @@ def shapes() -> list[Shape]:
         Shape(
             "gemini",
             "calls with ids",
-            _gemini,
+            gemini,
             pairs(
                 "{" + G_TOOL + '"contents":[' + j(GU) + ',{"role":"model","parts":[',
                 lambda n: gcall(n, True),
@@ -473,7 +392,7 @@ def shapes() -> list[Shape]:
         Shape(
             "gemini",
             "embed parts",
-            _gemini_embed,
+            gemini_embed,
             items('{"requests":[{"model":"models/m","content":{"parts":[', lambda n: {"text": "a"}, "]}}]}"),
         ),
     ]
