@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from switchyard.common.events import ProviderCallRecorded
 from switchyard.router.health import ModelStats, effective_success, observe
+from switchyard.router.stats import fold
 
 pytestmark = pytest.mark.unit
 
@@ -24,3 +26,20 @@ def test_a_penalty_fades_so_a_failed_provider_recovers() -> None:
     assert effective_success(stats, now=100.0, recovery_s=60) == 0.0
     assert 0.6 < effective_success(stats, now=160.0, recovery_s=60) < 0.65
     assert effective_success(stats, now=1000.0, recovery_s=60) > 0.99
+
+
+def _call(outcome: str) -> ProviderCallRecorded:
+    return ProviderCallRecorded(
+        task_id="t", tenant_id="acme", attempt=1, provider="p", model="p/m", outcome=outcome, latency_ms=900.0
+    )
+
+
+def test_a_call_its_tasks_deadline_cut_short_is_not_a_failure_of_the_model() -> None:
+    """A client that waits 1 s for a model that answers in 3: its cut (`cut_short`) is no evidence about
+    the model, whose statistics route every tenant; the same call timing out with its full time is."""
+    healthy = ModelStats(success=1.0, latency_ms=800.0, samples=20, updated_at=0.0)
+    stored, counted = fold(healthy.model_dump_json().encode(), [("e1", _call("cut_short"), 0.5)], now=1.0)
+    assert stored is None and counted == [False]
+    stored, counted = fold(healthy.model_dump_json().encode(), [("e2", _call("timeout"), 0.5)], now=1.0)
+    assert stored is not None and counted == [True]
+    assert ModelStats.model_validate_json(stored).success == 0.5

@@ -96,9 +96,10 @@ CHANNELS: tuple[Channel, ...] = (
     Channel(
         "providerCall",
         subjects.PROVIDER_CALL,
-        "One call to a provider: outcome (ok, cancelled or an error kind), latency, tokens. `billable` calls "
-        "(a parallel loser, a cascade step refused by a quality check) are charged by billing; the router "
-        "learns each model's EMA success and latency from all of them.",
+        "One call to a provider: outcome (ok, cancelled, cut_short or an error kind), latency, tokens. "
+        "`billable` calls (a parallel loser, a cascade step refused by a quality check) are charged by "
+        "billing; the router learns each model's EMA success and latency from those whose outcome says "
+        "something about the provider (not cancelled, cut_short nor the request's own errors).",
         (ProviderCallRecorded,),
         ("executor",),
         ("router", "billing", "audit"),

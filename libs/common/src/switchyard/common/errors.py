@@ -47,6 +47,7 @@ class ProviderError(SwitchyardError):
         retryable: bool,
         retry_after: float | None = None,
         sent: bool = True,
+        cut_short: bool = False,
     ) -> None:
         super().__init__(message, code=f"provider_{kind}", retryable=retryable)
         self.kind = kind
@@ -54,6 +55,9 @@ class ProviderError(SwitchyardError):
         # False: refused before anything was sent (the model is known to refuse the call): it says
         # nothing about the provider's health.
         self.sent = sent
+        # True: a timeout at a bound its task's deadline made shorter than the executor gives a call on its
+        # own (a client that waits less, or a deadline nearly spent): nothing about the provider either.
+        self.cut_short = cut_short
 
 
 class TransientError(SwitchyardError):

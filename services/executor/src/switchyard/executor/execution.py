@@ -113,7 +113,9 @@ class _Run:
         self.budget_s = policy.task_deadline_s if asked is None else min(asked, policy.stream_max_s)
         long = asked is not None and self.budget_s > policy.task_deadline_s
         self.call_timeout_s = max(policy.call_timeout_s, self.budget_s) if long else policy.call_timeout_s
-        self.deadline = Deadline.for_task(budget_s=self.budget_s, task_deadline=carried, now=now)
+        self.deadline = Deadline.for_task(
+            budget_s=self.budget_s, task_deadline=carried, now=now, own_s=policy.task_deadline_s
+        )
         self.cap = Deadline.for_task(budget_s=policy.stream_max_s, task_deadline=carried, now=now)
 
     def was_cancelled(self) -> bool:
@@ -140,7 +142,13 @@ class _Run:
             )
         return Target(
             candidate.model,
-            RetryingProvider(guarded, self.policy.retry, deadline=self.deadline, sleep=self.sleep),
+            RetryingProvider(
+                guarded,
+                self.policy.retry,
+                deadline=self.deadline,
+                sleep=self.sleep,
+                own_call_s=self.policy.call_timeout_s,
+            ),
             candidate.upstream_model,
             candidate.reasoning,
         )

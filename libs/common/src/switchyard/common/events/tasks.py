@@ -317,7 +317,13 @@ class ProviderCallRecorded(EventPayload):
     attempt: int
     provider: str
     model: str
-    outcome: str  # "ok" or an error kind of the executor's taxonomy
+    outcome: str = Field(
+        description="`ok`; `cancelled` (stopped by the executor: a parallel loser, a cancellation; billed on "
+        "its estimated usage); `cut_short` (a `timeout` at a bound its task's deadline made shorter than "
+        "the executor gives a call on its own: its client waits less than the model takes, or the "
+        "deadline was nearly spent; not billed, and not held against the provider by breakers or the "
+        "router's statistics); or an error kind of the executor's taxonomy (`timeout`, `overloaded`...)"
+    )
     error: str | None = None
     latency_ms: float
     ttft_ms: float | None = None

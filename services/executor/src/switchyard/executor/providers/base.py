@@ -29,7 +29,9 @@ from switchyard.common.events import (
 class ProviderCall:
     """One call to one model. `timeout_s` bounds the whole call (for a stream: each wait for a chunk);
     `first_output_s`, a stream's, bounds the whole call until its first output (what is left of the task's
-    deadline when it starts: after that the task's idle limit bounds it, `execution.py`)."""
+    deadline when it starts: after that the task's idle limit bounds it, `execution.py`). `short_bound`:
+    its task's deadline left it less than the executor gives a call on its own (`RetryingProvider`), so a
+    timeout at that bound is the task's cut, not the provider's failure (`ProviderError.cut_short`)."""
 
     model: str
     messages: Sequence[ChatMessage]
@@ -39,6 +41,7 @@ class ProviderCall:
     stop: Sequence[str] | None = None
     timeout_s: float | None = None
     first_output_s: float | None = None
+    short_bound: bool = False
     # What the client asked beyond plain text, in OpenAI's terms; each adapter translates what its
     # provider supports (the router sends tool and JSON tasks only to models with those capabilities).
     response_format: dict[str, Any] | None = None
@@ -218,12 +221,14 @@ class StreamingProvider(Provider, Protocol):
 
 @dataclass(frozen=True, slots=True)
 class EmbeddingCall:
-    """Texts to embed with one model. `dimensions`: shorter vectors than the model's own, when asked."""
+    """Texts to embed with one model. `dimensions`: shorter vectors than the model's own, when asked;
+    `timeout_s` and `short_bound` as a `ProviderCall`'s."""
 
     model: str
     inputs: Sequence[str]
     dimensions: int | None = None
     timeout_s: float | None = None
+    short_bound: bool = False
 
 
 @dataclass(frozen=True, slots=True)

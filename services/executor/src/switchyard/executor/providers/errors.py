@@ -45,15 +45,18 @@ def provider_error(
     retry_after: float | None = None,
     retryable: bool | None = None,
     sent: bool = True,
+    cut_short: bool = False,
 ) -> ProviderError:
     """A ProviderError of `kind`; `retryable` defaults to the kind's row in the table above. `sent=False`
-    for a call refused before it went out (the model is known to refuse it)."""
+    for a call refused before it went out (the model is known to refuse it); `cut_short=True` for a
+    `timeout` at a bound its task's deadline shortened (`ProviderCall.short_bound`)."""
     return ProviderError(
         message,
         kind=kind,
         retryable=kind in RETRYABLE if retryable is None else retryable,
         retry_after=retry_after,
         sent=sent,
+        cut_short=cut_short,
     )
 
 

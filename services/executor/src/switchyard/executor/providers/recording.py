@@ -2,7 +2,12 @@
 first token and usage. Unexpected exceptions from an adapter become `bad_response` errors here, so the
 layers above only ever see the taxonomy, and so does an adapter without embeddings asked for them
 (`embedder_of`). A stream's bound until its first output (`ProviderCall.first_output_s`) is kept here,
-for every adapter, so that its cut is the call's `timeout`, recorded as such."""
+for every adapter, so that its cut is the call's `timeout`, recorded as such.
+
+A timeout at a bound its task's deadline shortened (`ProviderCall.short_bound`: a whole answer's
+`timeout_s`, a stream's `first_output_s`) is raised `cut_short` and recorded with the outcome
+`cut_short`: the task ran out of time, the provider did not fail, so neither its breaker nor the
+router's statistics count it (a client that waits 5 s must not open a breaker every tenant shares)."""
 
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ from switchyard.executor.providers.base import (
 from switchyard.executor.providers.errors import provider_error
 
 log = logging.getLogger(__name__)
+CUT_SHORT = "cut_short"  # the outcome of a call cut by its task's shortened bound
 # OpenTelemetry's names for the providers it knows (`gen_ai.provider.name`); others go by their own.
 GENAI_PROVIDERS = {"gemini": "gcp.gemini"}
 
@@ -43,7 +49,7 @@ GENAI_PROVIDERS = {"gemini": "gcp.gemini"}
 class CallRecord:
     provider: str
     model: str
-    outcome: str  # "ok" or an error kind
+    outcome: str  # "ok", "cancelled", "cut_short" or an error kind
     latency_ms: float
     ttft_ms: float | None = None
     error: str | None = None
@@ -93,7 +99,7 @@ class RecordingProvider:
         record = CallRecord(
             provider=self._provider,
             model=self._model,
-            outcome="ok" if error is None else error.kind,
+            outcome="ok" if error is None else CUT_SHORT if error.cut_short else error.kind,
             latency_ms=self._ms(started),
             ttft_ms=ttft_ms,
             error=None if error is None else error.message,
@@ -158,10 +164,23 @@ class RecordingProvider:
         return tracing.start(f"embeddings {call.model}", attributes=attributes)
 
     async def _raise(
-        self, exc: Exception, started: float, span: Span | None, *, ttft_ms: float | None = None
+        self,
+        exc: Exception,
+        started: float,
+        span: Span | None,
+        *,
+        ttft_ms: float | None = None,
+        short_bound: bool = False,
     ) -> NoReturn:
-        """Records a failed call and raises its error: the adapter's own, or `bad_response` for one raised
-        outside the taxonomy (logged with its traceback)."""
+        """Records a failed call and raises its error: the adapter's own (a timeout of a `short_bound`
+        call: as `cut_short`), or `bad_response` for one raised outside the taxonomy (logged with its
+        traceback)."""
+        if isinstance(exc, ProviderError) and exc.kind == "timeout" and short_bound and not exc.cut_short:
+            cut = provider_error(
+                "timeout", exc.message, retryable=exc.retryable, retry_after=exc.retry_after, cut_short=True
+            )
+            await self._report(started, span, error=cut, ttft_ms=ttft_ms)
+            raise cut from exc
         if isinstance(exc, ProviderError):
             await self._report(started, span, error=exc, ttft_ms=ttft_ms)
             raise exc
@@ -180,7 +199,7 @@ class RecordingProvider:
             await self._cancelled(started, span, estimated_usage(call, ""), None)
             raise
         except Exception as exc:
-            await self._raise(exc, started, span)
+            await self._raise(exc, started, span, short_bound=call.short_bound)
         await self._report(started, span, reply=reply)
         return reply
 
@@ -189,7 +208,9 @@ class RecordingProvider:
         span = self._span(call, stream=True)
         ttft_ms: float | None = None
         text: list[str] = []
-        parts = _first_output_within(stream_any(self._inner, call), call.first_output_s, self._provider)
+        parts = _first_output_within(
+            stream_any(self._inner, call), call.first_output_s, self._provider, short=call.short_bound
+        )
         try:
             async for part in parts:
                 if isinstance(part, OUTPUT):  # the first token, reasoning or text (or an empty answer's end)
@@ -219,17 +240,19 @@ class RecordingProvider:
             await self._cancelled(started, span, estimated_embedding_usage(call), None)
             raise
         except Exception as exc:
-            await self._raise(exc, started, span)
+            await self._raise(exc, started, span, short_bound=call.short_bound)
         await self._report(started, span, reply=reply)
         return reply
 
 
 async def _first_output_within(
-    parts: AsyncGenerator[StreamPart, None], seconds: float | None, provider: str
+    parts: AsyncGenerator[StreamPart, None], seconds: float | None, provider: str, *, short: bool
 ) -> AsyncGenerator[StreamPart, None]:
     """`parts`, failed as a `timeout` when no output came within `seconds` of the call's start (None: no
-    such bound); after the first output, as they come. Each wait is bounded, not the generator's life:
-    a cut must interrupt the provider's read, never the consumer's code between parts."""
+    such bound; `short`: a bound the task's deadline shortened, its cut `cut_short`); after the first
+    output, as they come. Each wait is bounded, not the generator's life: a cut must interrupt the
+    provider's read, never the consumer's code between parts. A timeout of the provider's own reads
+    (`timeout_s`, never shortened for a stream) stays the provider's."""
     try:
         if seconds is not None:
             by = asyncio.get_running_loop().time() + seconds
@@ -244,7 +267,9 @@ async def _first_output_within(
                     if not timer.expired():  # the provider's own, not this bound's
                         raise
                     raise provider_error(
-                        "timeout", f"{provider}: no output within {seconds:.3g} s (the task's deadline)"
+                        "timeout",
+                        f"{provider}: no output within {seconds:.3g} s (the task's deadline)",
+                        cut_short=short,
                     ) from None
                 yield part
                 if isinstance(part, OUTPUT):

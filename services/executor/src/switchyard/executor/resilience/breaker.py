@@ -30,7 +30,8 @@ from switchyard.executor.providers.recording import embedder_of
 from switchyard.executor.resilience.deadline import Clock
 
 # Errors that say something about the provider's health. The others (bad request, context too long,
-# content policy) are about the request: the provider answered properly.
+# content policy) are about the request: the provider answered properly. A timeout `cut_short` by its
+# task's deadline says nothing either way (`BreakerGuard._failed`).
 HEALTH_FAILURES = frozenset({"rate_limited", "overloaded", "timeout", "network", "bad_response", "auth"})
 R = TypeVar("R")
 
@@ -192,7 +193,10 @@ class BreakerGuard:
             )
 
     async def _failed(self, error: ProviderError) -> None:
-        if not error.sent:  # refused before it went out: neither a success nor a failure of the provider
+        # Refused before it went out, or cut by its task's shortened deadline (a client that waits less
+        # than the model takes: its choice, not the provider's failure, and the breaker is every tenant's):
+        # neither a success nor a failure of the provider.
+        if not error.sent or error.cut_short:
             await self._breakers.release(self._key)
         elif error.kind in HEALTH_FAILURES:
             await self._breakers.record_failure(self._key)

@@ -64,27 +64,40 @@ class RetryingProvider:
         deadline: Deadline,
         sleep: Sleep = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        own_call_s: float | None = None,
     ) -> None:
+        """`own_call_s`: the time the executor gives one call on its own (SWITCHYARD_CALL_TIMEOUT_S); a
+        call the deadline leaves less is marked `short_bound` (None: none is)."""
         self._inner = inner
         self._policy = policy
         self._deadline = deadline
         self._sleep = sleep
         self._rand = rand
+        self._own_call_s = own_call_s
+
+    def _short(self, seconds: float) -> bool:
+        return self._own_call_s is not None and seconds < self._own_call_s
 
     def _bounded(self, call: Call) -> Call:
         """A call whose timeout is shortened to what is left of the deadline, so that a cut at the deadline
-        is the call's own `timeout` (recorded, not billed, charged to its breaker)."""
+        is the call's own `timeout` (recorded, not billed). Left less than a call's own time, it is
+        `short_bound`: its timeout is the task's cut (`cut_short`), not charged to its breaker."""
         self._check()
         timeout_s = self._deadline.clamp(call.timeout_s)
-        return call if timeout_s == call.timeout_s else replace(call, timeout_s=timeout_s)
+        if timeout_s == call.timeout_s:
+            return call
+        return replace(call, timeout_s=timeout_s, short_bound=self._short(timeout_s))
 
     def _bounded_stream(self, call: ProviderCall) -> ProviderCall:
         """A stream's call: what is left of the deadline bounds it until its first output, as `_bounded`
         does a call answered whole; its reads keep their own timeout, since once output flows the task is
         bounded by its idle limit, not by this deadline (a stream started late would be cut by its first
-        pause longer than what was left)."""
+        pause longer than what was left). That bound is short when the task's deadline is shorter than
+        the executor's own, or leaves less than a call's own time."""
         self._check()
-        return replace(call, first_output_s=self._deadline.clamp(call.first_output_s))
+        first_output_s = self._deadline.clamp(call.first_output_s)
+        short = self._deadline.tightened or self._short(first_output_s)
+        return replace(call, first_output_s=first_output_s, short_bound=short)
 
     def _check(self) -> None:
         if self._deadline.expired():
