@@ -7,88 +7,38 @@ within 2 s, silences of 1 s, clients' waits up to 20 s); a local OpenAI stand-in
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import openai
 import pytest
-import yaml
 
-from switchyard.cli.processes import NatsServer
-from tests.integration.executor.tools_stack import _model, classifier
-from tests.integration.gateway.harness import Org, gateways, make_org
-from tests.integration.pipeline.services import Fleet
-from tests.support.fake_openai import FakeOpenAI
-from tests.support.servers import BackgroundServer
+from tests.integration.executor.slow_stack import Stack, slow_stack
+from tests.integration.executor.tools_stack import classifier
 
 __all__ = ["classifier"]  # the fixture, used by name
-
-POLICY = {
-    "version": "long-streams",
-    "models": [
-        _model("plain", "drip-0.5", []),
-        _model("plain", "drip-5", []),
-        _model("plain", "slow-5", []),
-    ],
-    "strategies": {"cascade": {"enabled": False}, "parallel": {"enabled": False}},
-}
-
-
-@dataclass
-class Stack:
-    base: str
-    org: Org
-    fake: FakeOpenAI
-    nats_url: str
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("long-streams")
-    server = NatsServer(tmp / "jetstream").start()
-    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
-    policy = tmp / "policy.yaml"
-    policy.write_text(yaml.safe_dump(POLICY))
-    fake = FakeOpenAI()
-    base_env = {
-        "SWITCHYARD_NATS_URL": server.url,
-        "SWITCHYARD_DATABASE_URL": db_url,
-        "SWITCHYARD_POLICY_PATH": str(policy),
-        **{f"{p}_API_KEY": "" for p in ("OPENAI", "ANTHROPIC", "GEMINI", "GOOGLE")},
+    executor = {
+        "SWITCHYARD_TASK_DEADLINE_S": "3",
+        "SWITCHYARD_CALL_TIMEOUT_S": "2",
+        "SWITCHYARD_STREAM_IDLE_S": "1",
+        "SWITCHYARD_STREAM_MAX_S": "30",
     }
-    fleet = Fleet(tmp, base_env)
-    try:
-        with BackgroundServer(fake.app) as o:
-            extra = {"plain": {"kind": "openai", "base_url": f"{o.url}/v1", "api_key": fake.api_key}}
-            executor = {
-                "SWITCHYARD_LOCAL_ENABLED": "false",
-                "SWITCHYARD_EXTRA_PROVIDERS": json.dumps(extra),
-                "SWITCHYARD_TASK_DEADLINE_S": "3",
-                "SWITCHYARD_CALL_TIMEOUT_S": "2",
-                "SWITCHYARD_STREAM_IDLE_S": "1",
-                "SWITCHYARD_STREAM_MAX_S": "30",
-            }
-            fleet.start("switchyard.router", name="router")
-            fleet.start("switchyard.executor", name="executor", env=executor)
-            gateway = {
-                **base_env,
-                "SWITCHYARD_TASK_TIMEOUT_S": "4",
-                "SWITCHYARD_STREAM_IDLE_TIMEOUT_S": "2",
-                "SWITCHYARD_STREAM_MAX_TIMEOUT_S": "40",
-                "SWITCHYARD_REQUEST_TIMEOUT_MAX_S": "20",
-            }
-            with gateways(server, db_url, tmp, env=gateway) as (base,):
-                fleet.wait_ready()
-                org = asyncio.run(make_org(db_url, "acme", roles=("member",)))
-                yield Stack(base, org, fake, server.url)
-    finally:
-        fleet.stop_all()
-        server.stop()
+    gateway = {
+        "SWITCHYARD_TASK_TIMEOUT_S": "4",
+        "SWITCHYARD_STREAM_IDLE_TIMEOUT_S": "2",
+        "SWITCHYARD_STREAM_MAX_TIMEOUT_S": "40",
+        "SWITCHYARD_REQUEST_TIMEOUT_MAX_S": "20",
+    }
+    tmp = tmp_path_factory.mktemp("long-streams")
+    with slow_stack(tmp, ["drip-0.5", "drip-5", "slow-5"], executor=executor, gateway=gateway) as running:
+        yield running
 
 
 async def _stream(stack: Stack, model: str) -> list[dict[str, Any]]:
