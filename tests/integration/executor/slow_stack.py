@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from switchyard.cli.processes import NatsServer
-from tests.integration.executor.tools_stack import _model
+from tests.integration.executor.tools_stack import _model, common_env
 from tests.integration.gateway.harness import Org, gateways, make_org
 from tests.integration.pipeline.services import Fleet
 from tests.support.fake_openai import FakeOpenAI
@@ -48,12 +48,7 @@ def slow_stack(
         )
     )
     fake = FakeOpenAI()
-    base_env = {
-        "SWITCHYARD_NATS_URL": server.url,
-        "SWITCHYARD_DATABASE_URL": db_url,
-        "SWITCHYARD_POLICY_PATH": str(policy),
-        **{f"{p}_API_KEY": "" for p in ("OPENAI", "ANTHROPIC", "GEMINI", "GOOGLE")},
-    }
+    base_env = common_env(server, db_url, policy)
     fleet = Fleet(tmp, base_env)
     try:
         with BackgroundServer(fake.app) as o:

@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -79,6 +80,17 @@ class Stack:
     nats_url: str
 
 
+def common_env(server: NatsServer, db_url: str, policy: Path) -> dict[str, str]:
+    """What every process of such a stack is started with: the bus, the database, the policy, and no
+    provider keys from the environment."""
+    return {
+        "SWITCHYARD_NATS_URL": server.url,
+        "SWITCHYARD_DATABASE_URL": db_url,
+        "SWITCHYARD_POLICY_PATH": str(policy),
+        **{f"{p}_API_KEY": "" for p in ("OPENAI", "ANTHROPIC", "GEMINI", "GOOGLE")},
+    }
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("tools")
@@ -87,12 +99,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     policy = tmp / "policy.yaml"
     policy.write_text(yaml.safe_dump(POLICY))
     fakes = FakeOpenAI(), FakeAnthropic(), FakeGemini()
-    base_env = {
-        "SWITCHYARD_NATS_URL": server.url,
-        "SWITCHYARD_DATABASE_URL": db_url,
-        "SWITCHYARD_POLICY_PATH": str(policy),
-        **{f"{p}_API_KEY": "" for p in ("OPENAI", "ANTHROPIC", "GEMINI", "GOOGLE")},
-    }
+    base_env = common_env(server, db_url, policy)
     fleet = Fleet(tmp, base_env)
     try:
         with (
