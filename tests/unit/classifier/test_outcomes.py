@@ -57,6 +57,37 @@ def test_outcomes_join_by_tenant_and_task_and_read_failures_and_feedback() -> No
     assert by_id["c"].type_label is None and by_id["c"].cheap_failed is True
 
 
+def test_tasks_ended_by_their_client_or_a_race_are_no_evidence_against_the_model() -> None:
+    """A race's loser (cancelled) is not an escalation; a task cancelled by its client, ended by its
+    executor's stop, or whose call its client's short wait cut, says nothing of whether the cheap model
+    could do it; a provider's own failure still does."""
+    classify = [
+        _rec(n, "acme", "task.classify", task_id=t, type="qa", model_version="h1")
+        for n, t in enumerate(("race", "cancelled", "stopping", "short", "broken"), start=1)
+    ]
+    found = outcomes(
+        [
+            *classify,
+            _rec(10, "acme", "provider.call", task_id="race", result="ok"),
+            _rec(11, "acme", "provider.call", task_id="race", result="cancelled"),
+            _rec(12, "acme", "task.complete", task_id="race", attempts=1),
+            _rec(13, "acme", "task.fail", task_id="cancelled", error_code="task_cancelled"),
+            _rec(14, "acme", "task.fail", task_id="stopping", error_code="executor_stopping"),
+            _rec(15, "acme", "provider.call", task_id="short", result="cut_short"),
+            _rec(16, "acme", "task.fail", task_id="short", error_code="provider_timeout"),
+            _rec(17, "acme", "provider.call", task_id="broken", result="timeout"),
+            _rec(18, "acme", "task.fail", task_id="broken", error_code="provider_timeout"),
+        ]
+    )
+    assert {o.task_id: o.cheap_failed for o in found} == {
+        "race": False,
+        "cancelled": None,
+        "stopping": None,
+        "short": None,
+        "broken": True,
+    }
+
+
 def test_consent_is_opt_in() -> None:
     assert not Consent(frozenset()).covers("acme")
     assert Consent(frozenset({"acme"})).covers("acme") and not Consent(frozenset({"acme"})).covers("other")

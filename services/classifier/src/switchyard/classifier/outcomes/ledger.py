@@ -15,6 +15,11 @@ from typing import Any
 from switchyard.common.events.tasks import EMBEDDING
 
 ACTIONS = ("task.classify", "task.feedback", "task.complete", "task.fail", "task.timeout", "provider.call")
+# Calls that say nothing of whether the model could do the task: stopped by the executor (a race's
+# losers, a cancellation) or cut by the client's own wait, shorter than a call gets (`cut_short`).
+STOPPED_CALLS = ("cancelled", "cut_short")
+# Failures that are not the model's: its client cancelled the task, or the executor running it stopped.
+STOPPED_TASKS = ("task_cancelled", "executor_stopping")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +45,7 @@ class TaskOutcome:
     failed: bool = False
     attempts: int = 0
     provider_calls: int = 0
+    stopped: bool = False  # ended by its client's choice or the executor's stop, not by the model
 
     @property
     def type_label(self) -> str | None:
@@ -53,9 +59,10 @@ class TaskOutcome:
     @property
     def cheap_failed(self) -> bool | None:
         """Did the first answer fall short? Failure, escalation (more than one attempt or call), or a bad
-        rating for the answer itself; None when the task has no recorded end."""
+        rating for the answer itself; None when the task has no recorded end, or failed by no doing of the
+        model's (`stopped`: cancelled, cut by its client's short wait, its executor stopped)."""
         bad_answer = self.rating == "bad" and self.reason not in ("wrong_type", "too_slow", "too_expensive")
-        if self.failed or self.attempts > 1 or self.provider_calls > 1 or bad_answer:
+        if (self.failed and not self.stopped) or self.attempts > 1 or self.provider_calls > 1 or bad_answer:
             return True
         if self.completed:
             return False
@@ -102,6 +109,10 @@ def outcomes(records: Iterable[LedgerRecord]) -> list[TaskOutcome]:
             found.attempts = max(found.attempts, int(d.get("attempts") or 0))
         elif rec.action in ("task.fail", "task.timeout"):
             found.failed = True
+            found.stopped = found.stopped or d.get("error_code") in STOPPED_TASKS
         elif rec.action == "provider.call":
-            found.provider_calls += 1
+            if d.get("result") in STOPPED_CALLS:
+                found.stopped = found.stopped or d.get("result") == "cut_short"
+            else:
+                found.provider_calls += 1
     return sorted(by_task.values(), key=lambda o: (o.classified_at, o.tenant_id, o.task_id))
