@@ -100,3 +100,18 @@ def test_a_thinking_budget_past_the_pipelines_limit_is_a_400_naming_it() -> None
 )
 def test_a_bad_field_deep_in_a_request_is_named_by_its_gemini_path(body: dict[str, Any], param: str) -> None:
     assert refused({"contents": [user("hi")], **body}).param == param
+
+
+@pytest.mark.parametrize(
+    ("part", "field"),
+    [
+        ({"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}, "inlineData"),
+        ({"fileData": {"mimeType": "image/png", "fileUri": "https://example.com/a.png"}}, "fileData"),
+    ],
+)
+def test_an_image_in_a_model_turn_is_a_400_not_dropped(part: dict[str, Any], field: str) -> None:
+    """An image model's answer kept in a chat's history: no model behind the gateway takes images in its
+    own turns, and the next answer would otherwise miss it without a word."""
+    model_turn = {"role": "model", "parts": [{"text": "Here it is:"}, part]}
+    error = refused({"contents": [user("draw a cat"), model_turn, user("make it blue")]})
+    assert (error.code, error.param) == ("unsupported_parameter", f"contents.1.parts.1.{field}")

@@ -69,9 +69,9 @@ def prompt(
 
 def _model_turn(run: list[Content], i: int) -> tuple[ChatMessage | None, Calls]:
     """A model turn: its text (thoughts left out: a thought summary is the model's, not the
-    conversation's; a PDF in it is a 400, documents being read in user turns only) and its function
-    calls, each with its id (the client's, or `call_<turn>_<n>`). A run of model contents (`run`, from
-    `contents.<i>`) is one turn: Google's SDKs keep a streamed answer in a chat's history as one model
+    conversation's; a PDF or an image in it is a 400, media being read in user turns only) and its
+    function calls, each with its id (the client's, or `call_<turn>_<n>`). A run of model contents (`run`,
+    from `contents.<i>`) is one turn: Google's SDKs keep a streamed answer in a chat's history as one model
     content per chunk, the last one an empty text."""
     texts: list[str] = []
     tool_calls: list[ToolCall] = []
@@ -92,6 +92,12 @@ def _model_turn(run: list[Content], i: int) -> tuple[ChatMessage | None, Calls]:
             raise unsupported(at, "code execution is not served")
         elif part.inline_data is not None and part.inline_data.mime_type == PDF:
             in_user_turns_or_tool_results("model", f"{at}.inlineData")
+        elif part.inline_data is not None or part.file_data is not None:
+            # an image the model made (Gemini's image models): no model behind this gateway takes images
+            # in its own turns, and dropping it would have the next answer miss it without a word
+            field = "inlineData" if part.inline_data is not None else "fileData"
+            why = "media in a model turn cannot be sent on: images go in user turns"
+            raise unsupported(f"{at}.{field}", why)
     text = "".join(texts)
     if not text and not tool_calls:
         return None, calls
