@@ -176,6 +176,15 @@ async def test_a_model_outside_the_allow_list_is_refused_before_admission(
             f"{two}/v1/responses/input_tokens", json={"model": "cheap", "input": "hi"}, headers=auth(cheap)
         )
         served = await c.post(f"{one}/v1/chat/completions", json=_chat("cheap"), headers=auth(cheap))
+        claude_face = {"model": "cheap", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+        as_alias = [  # a bare alias on the Anthropic face is the alias (litellm's `anthropic/cheap`)
+            await c.post(f"{one}/v1/messages", json=claude_face, headers=auth(cheap)),
+            await c.post(
+                f"{two}/v1/messages/count_tokens",
+                json={k: v for k, v in claude_face.items() if k != "max_tokens"},
+                headers=auth(cheap),
+            ),
+        ]
         auto = await c.post(f"{two}/v1/chat/completions", json=_chat("auto"), headers=auth(routed))
         plain = await c.post(
             f"{two}/v1/chat/completions", json=_chat("auto"), headers=auth(org.keys["admin"])
@@ -195,10 +204,11 @@ async def test_a_model_outside_the_allow_list_is_refused_before_admission(
     assert anthropic.status_code == 403 and anthropic.json()["error"]["type"] == "permission_error"
     assert [r.status_code for r in counts] == [403, 403] and counted.status_code == 200
     assert counts[1].json()["error"]["code"] == "model_not_allowed"
-    assert [s.status_code for s in (served, auto, plain)] == [200, 200, 200]
+    assert [s.status_code for s in (served, auto, plain, *as_alias)] == [200] * 5, as_alias[0].text
     # Only the admitted requests became tasks; each carries its key's allow-list to the router.
-    assert [t.allowed_models for t in answerer.seen] == [["cheap"], ["auto", OTHER], None]
+    assert [t.allowed_models for t in answerer.seen] == [["cheap"], ["cheap"], ["auto", OTHER], None]
     assert answerer.seen[0].chat().model == SMOL  # the alias resolved, as for any key
+    assert answerer.seen[1].chat().model == SMOL
 
 
 async def _burst(bases: list[str], key: str, n: int, body: dict[str, Any]) -> list[httpx.Response]:

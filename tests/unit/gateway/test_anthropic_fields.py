@@ -233,3 +233,18 @@ def test_anthropic_blocks_that_cannot_be_sent_are_a_400_naming_them(
     with pytest.raises(InvalidRequest) as refused:
         messages.parse_request(_anthropic(**fields), max_prompt_chars=1000)
     assert says in refused.value.message and refused.value.param in ("messages", "system")
+
+
+def test_an_alias_named_on_the_anthropic_face_stays_the_alias() -> None:
+    """litellm's `anthropic/<alias>` (and any Anthropic SDK) sends a bare alias to /v1/messages, which
+    /v1/models lists: it is served as the alias, not as the anthropic provider's model of that name."""
+    aliases = {"scripted": "openai/scripted"}
+    body = {"model": "scripted", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    parsed = messages.parse_request(orjson.dumps(body), max_prompt_chars=1_000, aliases=aliases)
+    assert parsed.model == "scripted"
+    counted = messages.parse_count_request(orjson.dumps(body), aliases=aliases)
+    assert counted.model == "scripted"
+    claude = messages.parse_request(
+        orjson.dumps({**body, "model": "claude-haiku-5-5"}), max_prompt_chars=1_000, aliases=aliases
+    )
+    assert claude.model == "anthropic/claude-haiku-5-5"  # a bare name that is no alias: Anthropic's

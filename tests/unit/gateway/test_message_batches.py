@@ -160,3 +160,14 @@ async def test_create_errors_name_the_request() -> None:
         with pytest.raises(InvalidRequest) as caught:
             await requests_file(orjson.dumps(body), max_body_bytes=4096)
         assert (caught.value.code, caught.value.param) == (code, param), body
+
+
+def test_a_message_batch_line_naming_an_alias_runs_as_the_alias() -> None:
+    """As on /v1/messages: a bare name that is an alias of the policy is not the anthropic provider's."""
+    body = {"model": "cheap", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    line = lines.read(
+        _file(body), endpoint=lines.MESSAGES, max_prompt_chars=10_000, max_body_bytes=4096
+    ).lines[0]
+    limits = {"max_prompt_chars": 10_000, "max_body_bytes": 4096}
+    assert lines.parse(line, lines.MESSAGES, aliases={"cheap": "auto"}, **limits).model == "cheap"
+    assert lines.parse(line, lines.MESSAGES, aliases={}, **limits).model == "anthropic/cheap"

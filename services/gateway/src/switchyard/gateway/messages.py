@@ -6,7 +6,7 @@ its text."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -394,9 +394,11 @@ def pipeline_tools(
     return tools, mapped, parallel
 
 
-def model_name(model: str) -> str:
-    """`auto` routes; a bare Anthropic name (`claude-...`) means the anthropic provider's model."""
-    if model == "auto" or "/" in model:
+def model_name(model: str, aliases: Collection[str]) -> str:
+    """`auto` routes; an alias of the policy (`aliases`) stands for its model, as on the OpenAI face (the
+    Anthropic SDK's model list names it, and litellm's `anthropic/<alias>` sends it bare); any other bare
+    name (`claude-...`) means the anthropic provider's model."""
+    if model == "auto" or "/" in model or model in aliases:
         return model
     return f"anthropic/{model}"
 
@@ -408,18 +410,23 @@ def asked_model(raw: dict[str, Any]) -> str | None:
 
 
 @bounds.reads
-def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
-    return parse_loaded(json_object(body), max_prompt_chars=max_prompt_chars)
+def parse_request(
+    body: bytes, *, max_prompt_chars: int, aliases: Collection[str] = ()
+) -> ChatCompletionRequest:
+    return parse_loaded(json_object(body), max_prompt_chars=max_prompt_chars, aliases=aliases)
 
 
 @bounds.reads
-def parse_loaded(raw: dict[str, Any], *, max_prompt_chars: int) -> ChatCompletionRequest:
-    """A request body already read (`bodies.json_object`) as the pipeline's chat request."""
+def parse_loaded(
+    raw: dict[str, Any], *, max_prompt_chars: int, aliases: Collection[str] = ()
+) -> ChatCompletionRequest:
+    """A request body already read (`bodies.json_object`) as the pipeline's chat request (`aliases`: the
+    policy's, which a bare model name may be)."""
     parsed = _validated(raw, MessagesRequest, unsupported=UNSUPPORTED, refuse=(refuse_thread,))
     messages, tools, tool_choice, parallel = _prompt(parsed)
     check_prompt_size(messages, max_prompt_chars)
     request = ChatCompletionRequest(
-        model=model_name(parsed.model),
+        model=model_name(parsed.model, aliases),
         messages=messages,
         stream=parsed.stream,
         max_tokens=parsed.max_tokens,
@@ -435,13 +442,13 @@ def parse_loaded(raw: dict[str, Any], *, max_prompt_chars: int) -> ChatCompletio
     return request
 
 
-def parse_count_request(body: bytes) -> ChatRequest:
+def parse_count_request(body: bytes, *, aliases: Collection[str] = ()) -> ChatRequest:
     """A count_tokens body as the chat request its message would become (no prompt-size limit: a count
     says how large a prompt is, also one that `/v1/messages` would refuse as too large)."""
     parsed = _validated(json_object(body), CountTokensRequest, unsupported={})
     messages, tools, tool_choice, parallel = _prompt(parsed)
     request = ChatCompletionRequest(
-        model=model_name(parsed.model),
+        model=model_name(parsed.model, aliases),
         messages=messages,
         tools=tools,
         tool_choice=tool_choice,

@@ -83,9 +83,10 @@ async def _as_asked(gw: Gateway, principal: Principal, body: bytes) -> Face:
     named it (`messages_render.shown_model`)."""
     raw = bodies.json_object(body)
     asked = messages.asked_model(raw)
+    aliases = gw.catalog.policy.aliases
 
     def parse(_: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
-        return messages.parse_loaded(raw, max_prompt_chars=max_prompt_chars)
+        return messages.parse_loaded(raw, max_prompt_chars=max_prompt_chars, aliases=aliases)
 
     return Face(
         parse,

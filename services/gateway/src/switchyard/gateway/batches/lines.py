@@ -13,13 +13,13 @@ holding only the requests it is at: the file is never held, nor all its requests
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import orjson
 
-from switchyard.gateway import embeddings, serving
+from switchyard.gateway import embeddings, messages, serving
 from switchyard.gateway.errors import APIError, InvalidRequest, ServiceUnavailable
 from switchyard.gateway.files import upload
 from switchyard.gateway.schemas import ChatCompletionRequest
@@ -312,8 +312,11 @@ def _body(body: object) -> bytes:
     return memoryview(orjson.dumps(body)).tobytes()
 
 
-def parse(line: Line, endpoint: str, *, max_prompt_chars: int, max_body_bytes: int) -> Parsed:
-    """A line's request, as its endpoint reads it (its errors raised as the endpoint raises them)."""
+def parse(
+    line: Line, endpoint: str, *, max_prompt_chars: int, max_body_bytes: int, aliases: Collection[str] = ()
+) -> Parsed:
+    """A line's request, as its endpoint reads it (its errors raised as the endpoint raises them; a message
+    line's bare model name that is one of the policy's `aliases` stays the alias, as on /v1/messages)."""
     if endpoint == EMBEDDINGS:
         return embeddings.parse_request(
             line.body, max_prompt_chars=max_prompt_chars, max_text_bytes=max_body_bytes
@@ -324,6 +327,8 @@ def parse(line: Line, endpoint: str, *, max_prompt_chars: int, max_body_bytes: i
             code="invalid_value",
             param="stream",
         )
+    if endpoint == MESSAGES:
+        return messages.parse_request(line.body, max_prompt_chars=max_prompt_chars, aliases=aliases)
     return FACES[endpoint].parse(line.body, max_prompt_chars=max_prompt_chars)
 
 

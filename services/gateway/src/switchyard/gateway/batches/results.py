@@ -121,7 +121,11 @@ class Results:
         endpoint = self.record.batch.endpoint
         settings = self.gw.settings
         parsed = lines.parse(
-            line, endpoint, max_prompt_chars=settings.max_prompt_chars, max_body_bytes=settings.max_body_bytes
+            line,
+            endpoint,
+            max_prompt_chars=settings.max_prompt_chars,
+            max_body_bytes=settings.max_body_bytes,
+            aliases=self.gw.catalog.policy.aliases,
         )
         if isinstance(parsed, embeddings.Embeddings):
             return await self._vectors(line, task_id, parsed, done)

@@ -260,6 +260,7 @@ class BatchRun(LeasedRun):
                     endpoint,
                     max_prompt_chars=self.gw.settings.max_prompt_chars,
                     max_body_bytes=self.gw.settings.max_body_bytes,
+                    aliases=self.gw.catalog.policy.aliases,
                 )
                 return await serving.submit_parsed(
                     self.gw,
