@@ -164,6 +164,18 @@ async def test_a_response_not_stored_is_a_404_and_what_is_not_served_says_so(
     with pytest.raises(openai.NotFoundError) as unserved:
         await client.responses.compact(model="auto", input="Hello")
     assert "serves POST /v1/responses" in unserved.value.message
+    conversations: list[Awaitable[object]] = [  # the Agents SDK's OpenAIConversationsSession, conversation_id
+        client.conversations.create(),
+        client.conversations.retrieve("conv_1"),
+        client.conversations.delete("conv_1"),
+        client.conversations.items.list("conv_1"),
+        client.conversations.items.create("conv_1", items=[{"role": "user", "content": "hi"}]),
+    ]
+    for call in conversations:
+        with pytest.raises(openai.NotFoundError) as unserved:
+            await call
+        assert unserved.value.code == "not_found", unserved.value.message
+        assert "the Conversations API is not served here" in unserved.value.message
     _, base, _ = world
     anonymous = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="sk-nobody", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
