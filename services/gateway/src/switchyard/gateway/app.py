@@ -38,6 +38,7 @@ from switchyard.gateway.files import views as files_views
 from switchyard.gateway.files.store import files_bucket
 from switchyard.gateway.guardrails import service as guardrails
 from switchyard.gateway.inflight import SPEND, WINDOWS, InFlight, Orphans, gateways_bucket, replica_name
+from switchyard.gateway.intake import Intake, map_large_blocks
 from switchyard.gateway.limits import views as limits
 from switchyard.gateway.limits.control import Control, control_bucket
 from switchyard.gateway.limits.counters import counter_bucket
@@ -192,6 +193,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
                 default_max_tokens=settings.budget_default_max_tokens,
                 inflight=inflight,
             ),
+            intake=Intake(settings.max_body_bytes_reading, max_body_bytes=settings.max_body_bytes),
             guardrails=guardrails.from_settings(settings, events),
             sso=sso,
             lockout=await lockout.from_settings(settings, js, events, keep_s=LIMITS_KEEP_S),
@@ -299,6 +301,7 @@ class CutByStop(logging.Filter):
 def main() -> None:
     settings = GatewaySettings()
     configure_logging(service="gateway", level=settings.log_level, json=settings.log_json)
+    map_large_blocks()
     logging.getLogger("uvicorn.error").addFilter(CutByStop())
     stop = Stop(settings.stop_grace_s)
     config = uvicorn.Config(

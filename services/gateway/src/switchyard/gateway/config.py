@@ -49,6 +49,13 @@ class GatewaySettings(CommonSettings):
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024 - 256 * 1024, gt=0, description="larger bodies get 413 request_too_large"
     )
+    # The bytes of bodies one replica takes in at once (read, parsed and admitted; `intake`): sized for the
+    # shipped 512 MiB pod limit (docs/performance.md, "Requests in flight"); 0: no limit.
+    max_body_bytes_reading: int = Field(
+        default=32 * 1024 * 1024,
+        ge=0,
+        description="past it, a request waits up to 10 s for room, then gets 503 gateway_busy",
+    )
     max_prompt_chars: int = Field(
         default=1_000_000, gt=0, description="prompts with more text get 413 prompt_too_large"
     )

@@ -159,6 +159,17 @@ class GatewayStopping(ServiceUnavailable):
         )
 
 
+class GatewayBusy(ServiceUnavailable):
+    """The replica is taking in as many bytes of request bodies as it may at once (`intake`): send the
+    request again (the OpenAI and Anthropic SDKs retry a 503 by themselves)."""
+
+    code = "gateway_busy"
+    retry = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
+
+
 class TaskTimeout(APIError):
     status = 504
     type = "timeout"

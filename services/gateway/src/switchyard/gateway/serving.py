@@ -80,13 +80,14 @@ async def _conversation(gw: Gateway, principal: Principal, body: bytes) -> Face:
 
 async def _as_asked(gw: Gateway, principal: Principal, body: bytes) -> Face:
     """The Anthropic face for one request (its body read once): its answers name the model as the request
-    named it (`messages_render.shown_model`)."""
-    raw = bodies.json_object(body)
-    asked = messages.asked_model(raw)
+    named it (`messages_render.shown_model`). Its parser takes the JSON read here and lets it go: the face
+    is held until the answer ends, and the JSON of a large body with it (`serve`)."""
+    read = [bodies.json_object(body)]
+    asked = messages.asked_model(read[0])
     aliases = gw.catalog.policy.aliases
 
     def parse(_: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
-        return messages.parse_loaded(raw, max_prompt_chars=max_prompt_chars, aliases=aliases)
+        return messages.parse_loaded(read.pop(), max_prompt_chars=max_prompt_chars, aliases=aliases)
 
     return Face(
         parse,
@@ -110,29 +111,38 @@ LEGACY = Face(legacy.parse_request, legacy.completion_json, legacy.stream_events
 
 
 async def serve(request: Request, face: Face) -> Response:
+    """A completion through `face`. What a request holds while its answer is waited for (minutes, for a
+    long one) is what rendering it needs, not what it asked: the body is let go once parsed, the parsed
+    request once its task is built, and the task's messages once it is published (`TaskClient.run`): a
+    coding agent's body of several MB was held 3 to 5 times over per request in flight (docs/performance.md,
+    "Requests in flight"). Its body is taken in within the replica's room for bodies (`intake`)."""
     started = getattr(request.state, "started", None) or time.perf_counter()
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
-    body = await bodies.read_request_body(request, gw.settings)
-    if face.bind is not None:
-        face = await face.bind(gw, principal, body)
-    parsed = face.parse(body, max_prompt_chars=gw.settings.max_prompt_chars)
-    if gw.guardrails is not None:
-        parsed = await gw.guardrails.screen_input(parsed, principal=principal, **_where(request))
-    allowed = allowed_models(principal.key_policy)
-    parsed.model = await gw.catalog.check(parsed.model, allowed=allowed)  # an alias: its model
-    wait = timeouts.wait_for(request.headers, gw.settings)
-    task = completions.build_task(parsed, principal, priority=request.headers.get("x-switchyard-priority"))
-    task = _bounded(task, wait.task_s)
-    timeout = wait.gateway_s
-    cached, stages, admitted, headers = await _admit(
-        request, gw, principal, task, started=started, timeout_s=timeout
-    )
+    async with gw.intake.taking(request):  # the body's bytes, up to its task's admission
+        body = await bodies.read_request_body(request, gw.settings)
+        if face.bind is not None:
+            face = await face.bind(gw, principal, body)
+        parsed = face.parse(body, max_prompt_chars=gw.settings.max_prompt_chars)
+        del body
+        if gw.guardrails is not None:
+            parsed = await gw.guardrails.screen_input(parsed, principal=principal, **_where(request))
+        allowed = allowed_models(principal.key_policy)
+        parsed.model = await gw.catalog.check(parsed.model, allowed=allowed)  # an alias: its model
+        wait = timeouts.wait_for(request.headers, gw.settings)
+        priority = request.headers.get("x-switchyard-priority")
+        task = _bounded(completions.build_task(parsed, principal, priority=priority), wait.task_s)
+        timeout = wait.gateway_s
+        cached, stages, admitted, headers = await _admit(
+            request, gw, principal, task, started=started, timeout_s=timeout
+        )
     if cached is not None and cached.hit is not None and gw.cache is not None:
         return await replay.answer(gw.cache, face, parsed, task, cached, admitted, headers)
+    stream, include_usage = parsed.stream, _include_usage(parsed)
+    del parsed
     # Output guardrails need the whole answer: a stream is then answered whole, as one SSE event.
-    whole = parsed.stream and gw.guardrails is not None and gw.guardrails.screens_output(principal)
-    if not parsed.stream or whole:
+    whole = stream and gw.guardrails is not None and gw.guardrails.screens_output(principal)
+    if not stream or whole:
         done = await _answer(request, gw, task, admitted, timeout_s=timeout, stages=stages)
         if gw.guardrails is not None:
             done = await gw.guardrails.screen_output(done, principal=principal, **_where(request))
@@ -144,7 +154,7 @@ async def serve(request: Request, face: Face) -> Response:
             headers["x-switchyard-logprobs"] = "truncated"
         if whole:
             headers.update(overhead.headers(started, done))
-            sse = _whole(face, parsed, task, done, timeout)
+            sse = _whole(face, task, done, timeout, include_usage=include_usage)
             return StreamingResponse(sse, media_type="text/event-stream", headers=headers)
         if face.keep is not None:
             await face.keep(task, done)
@@ -179,7 +189,6 @@ async def serve(request: Request, face: Face) -> Response:
     model = outcomes.head_model(head)
     if model is not None:
         headers["x-switchyard-model"] = model
-    include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
     events = face.stream(task, head, admitted.tap(rest), timeout_s=timeout, include_usage=include_usage)
 
     async def body_then_settle() -> AsyncIterator[bytes]:
@@ -470,14 +479,18 @@ async def read_task(request: Request, task_id: str, *, cancel: bool = False) -> 
     return state
 
 
+def _include_usage(parsed: ChatCompletionRequest) -> bool:
+    """Whether a stream ends with its usage (`stream_options.include_usage`)."""
+    return bool(parsed.stream_options and parsed.stream_options.include_usage)
+
+
 def _whole(
-    face: Face, parsed: ChatCompletionRequest, task: TaskSubmitted, done: TaskCompleted, timeout: float
+    face: Face, task: TaskSubmitted, done: TaskCompleted, timeout: float, *, include_usage: bool
 ) -> AsyncIterator[bytes]:
     async def nothing() -> AsyncIterator[Any]:
         return
         yield
 
-    include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
     return face.stream(task, [done], nothing(), timeout_s=timeout, include_usage=include_usage)
 
 

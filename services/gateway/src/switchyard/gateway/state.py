@@ -22,6 +22,7 @@ from switchyard.gateway.embeddings import EmbeddingResults
 from switchyard.gateway.files.store import FileStore
 from switchyard.gateway.guardrails.service import Guardrails
 from switchyard.gateway.inflight import InFlight, Orphans
+from switchyard.gateway.intake import Intake
 from switchyard.gateway.limits.service import RateLimiter
 from switchyard.gateway.stopping import Stop
 from switchyard.gateway.stored_responses.store import ResponseStore
@@ -53,6 +54,7 @@ class Gateway:
     stop: Stop
     embedding_results: EmbeddingResults
     files: FileStore
+    intake: Intake  # the bytes of request bodies taken in at once (SWITCHYARD_MAX_BODY_BYTES_READING)
     guardrails: Guardrails | None = None
     cache: ResponseCache | None = None
     sso: OidcVerifier | None = None

@@ -24,7 +24,14 @@ from switchyard.common.background import Background
 from switchyard.common.bus import EventPublisher
 from switchyard.common.envelope import MAX_EVENT_BYTES, decode, encoded_size
 from switchyard.common.errors import InvalidEvent
-from switchyard.common.events import TaskCancelled, TaskCompleted, TaskFailed, TaskSubmitted, TaskTimedOut
+from switchyard.common.events import (
+    ChatRequest,
+    TaskCancelled,
+    TaskCompleted,
+    TaskFailed,
+    TaskSubmitted,
+    TaskTimedOut,
+)
 from switchyard.common.streaming import Chunk, decode_chunk
 from switchyard.gateway.bounds import collector_paused, too_deep
 from switchyard.gateway.errors import BusPayloadExceeded
@@ -88,16 +95,19 @@ class TaskClient:
                 "below that. Send less: fewer or smaller images, or a compacted conversation"
             )
 
-    async def _submit(self, task: TaskSubmitted) -> None:
+    async def _submit(self, task: TaskSubmitted, *, shed: bool = False) -> None:
         await self._publisher.publish(
             task,
             event_id=ids.derived_id(task.task_id, "submitted"),
             tenant_id=task.tenant_id,
             event_subject=task.task_id,
         )
+        if shed:
+            _shed(task)
 
     async def run(self, task: TaskSubmitted, *, timeout_s: float) -> Outcome:
-        """Submits `task` and returns its result, or raises TimedOut (after recording the timeout)."""
+        """Submits `task` and returns its result, or raises TimedOut (after recording the timeout). Once
+        published, the task's messages are let go (`_shed`)."""
         self.check_fits(task)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Outcome] = loop.create_future()
@@ -110,7 +120,7 @@ class TaskClient:
         sub = await self._nc.subscribe(subjects.result_subject(task.task_id), cb=on_result)
         started = time.monotonic()
         try:
-            await self._submit(task)
+            await self._submit(task, shed=True)
             async with asyncio.timeout(timeout_s):
                 return await done
         except TimeoutError:
@@ -154,7 +164,7 @@ class TaskClient:
         for minutes), each later one `idle_s` (default: `timeout_s`), all of them `max_s` (default: no more
         than the first and the idle bounds give), so an answer that keeps flowing is read to its end.
         Raises TimedOut (its message says which bound), or Stopped once the gateway's `stop` ends its
-        requests."""
+        requests. Once published, the task's messages are let go (`_shed`)."""
         self.check_fits(task)
         queue: asyncio.Queue[Chunk | Outcome | None] = asyncio.Queue()
 
@@ -182,7 +192,7 @@ class TaskClient:
         if stop is not None:
             stop.on_cut(stopping)
         try:
-            await self._submit(task)
+            await self._submit(task, shed=True)
             while True:
                 if queue.empty():  # wait; a chunk already here goes on without a timer
                     remaining = deadline - time.monotonic()
@@ -310,6 +320,15 @@ async def stored_result(js: JetStreamContext, task_id: str) -> Outcome | None:
     except NotFoundError:
         return None
     return _decode_result(msg.data or b"")  # type: ignore[no-any-return]
+
+
+def _shed(task: TaskSubmitted) -> None:
+    """A published chat task's messages let go, in place (for every holder of this task at once: the
+    request's frames, its stream, its face): its answer is rendered from the request's other fields, and
+    the messages are most of what a large request holds while it waits, for minutes (a coding agent's
+    context, its screenshots: MBs each). Not for the task API's tasks (`start`), whose runs keep theirs."""
+    if isinstance(task.request, ChatRequest):
+        task.request.messages = []
 
 
 def _decode_result(raw: bytes) -> Any:

@@ -123,6 +123,11 @@ class Conversation:
             stored=self.store is not None,
         )
         self.named = responses.tools_of(self.data, self.items)
+        # Read: the body's JSON, and the items unless they are stored with the answer, are not held while
+        # it is waited for (minutes; `serving.serve`)
+        self.data = None
+        if not self.keep:
+            self.context, self.own = [], []
         return parsed
 
     def body(self, task: TaskSubmitted, done: TaskCompleted) -> dict[str, Any]:
