@@ -4,7 +4,9 @@ built from the settings, the plan and the tenant."""
 
 from __future__ import annotations
 
+import random
 import re
+import tracemalloc
 import unicodedata
 from pathlib import Path
 
@@ -15,7 +17,14 @@ from switchyard.common.events import ChatMessage, TaskCompleted, ThinkingBlock, 
 from switchyard.gateway.errors import GuardrailRefused
 from switchyard.gateway.guardrails import injection
 from switchyard.gateway.guardrails.chain import GuardrailPolicy, build, load_file
-from switchyard.gateway.guardrails.injection import PATTERNS, Pattern, PromptInjection, first_match, normalise
+from switchyard.gateway.guardrails.injection import (
+    PATTERNS,
+    Pattern,
+    PromptInjection,
+    collapsed,
+    first_match,
+    normalise,
+)
 from switchyard.gateway.guardrails.models import PII_KINDS, Finding, GuardrailConfig, GuardrailFile, Refusal
 from switchyard.gateway.guardrails.pii import Pii, luhn, redact
 from switchyard.gateway.guardrails.service import Guardrails
@@ -114,6 +123,27 @@ def test_normalisation_is_nfkc_without_zero_width_with_single_spaces_case_folded
     spelt_out = unicodedata.normalize("NFKC", text)
     spelt_out = spelt_out.translate(dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad")))
     assert normalise(text) == re.sub(r"\s+", " ", spelt_out).strip().casefold()
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 8])
+def test_a_long_text_is_collapsed_a_chunk_at_a_time_as_split_and_join_would(chunk: int) -> None:
+    rng = random.Random(chunk)
+    for _ in range(200):
+        text = "".join(rng.choice("ab \t\n\u3000") for _ in range(rng.randint(0, 40)))
+        assert collapsed(text, chunk=chunk) == " ".join(text.split()), repr(text)
+
+
+def test_collapsing_a_long_prompt_costs_a_few_times_its_text_not_a_list_of_its_words() -> None:
+    """The scan's peak for a max-size body of prose (~8 MB of short words) was ~12x its text."""
+    text = "word " * 800_000  # 4 MB
+    tracemalloc.start()
+    try:
+        found = normalise(text)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert found == text.strip()
+    assert peak < 4 * len(text), peak / len(text)
 
 
 def test_only_user_and_tool_messages_are_checked() -> None:

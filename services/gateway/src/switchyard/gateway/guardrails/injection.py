@@ -24,6 +24,7 @@ CHECKED_ROLES = frozenset({"user", "tool"})
 # (per chain, so per tenant and plan), and only a turn's new messages are scanned.
 REMEMBER_CHARS = 1024
 REMEMBERED = 2048
+COLLAPSE_CHARS = 64 * 1024  # how much of a text `collapsed` splits at once
 _ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
 
 _PRIOR = r"(?:all\s+|any\s+|the\s+|your\s+|of\s+)*(?:previous|prior|above|earlier|preceding|foregoing|system)"
@@ -89,7 +90,28 @@ def normalise(text: str) -> str:
         for ch in _ZERO_WIDTH:
             if ch in text:
                 text = text.replace(ch, "")
-    return " ".join(text.split()).casefold()
+    return collapsed(text).casefold()
+
+
+def collapsed(text: str, *, chunk: int = COLLAPSE_CHARS) -> str:
+    """`" ".join(text.split())`, `chunk` characters at a time: the list `split` makes costs ~60 bytes a word
+    (a max-size body of prose took ~100 MiB for ~8 MB of text, for the moment of the scan); a word cut by a
+    chunk's end is glued back."""
+    if len(text) <= chunk:
+        return " ".join(text.split())
+    out: list[str] = []
+    inside = False  # the chunk before ended inside a word
+    for start in range(0, len(text), chunk):
+        piece = text[start : start + chunk]
+        words = " ".join(piece.split())
+        if not words:
+            inside = False
+            continue
+        if out and not (inside and not piece[0].isspace()):
+            out.append(" ")
+        out.append(words)
+        inside = not piece[-1].isspace()
+    return "".join(out)
 
 
 def _combined(patterns: tuple[Pattern, ...]) -> re.Pattern[str]:
