@@ -42,7 +42,6 @@ MAX_BODY = 8 * MIB - 256 * 1024  # SWITCHYARD_MAX_BODY_BYTES as shipped
 SIZES = {"agent": 1 * MIB, "shots": MAX_BODY - 16 * 1024}
 SHOT_BYTES = 900 * 1024  # one screenshot (PNG), before base64
 ENV = {
-    **({"MALLOC_MMAP_THRESHOLD_": os.environ["BENCH_MMAP"]} if os.environ.get("BENCH_MMAP") else {}),
     **UNLIMITED,
     "SWITCHYARD_MAX_BODY_BYTES": str(MAX_BODY),
     "SWITCHYARD_MAX_PROMPT_CHARS": "100000000",

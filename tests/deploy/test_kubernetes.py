@@ -277,6 +277,25 @@ def test_the_gateways_temporary_directory_holds_the_uploads_it_spools() -> None:
     assert _quantity_bytes(tmp["emptyDir"]["sizeLimit"]) >= 8 * largest
 
 
+def test_the_gateways_memory_limit_holds_the_bodies_it_takes_in_and_the_requests_in_flight() -> None:
+    """An out-of-memory kill ends every request on the replica. Measured (bench/inflight_memory_bench.py,
+    docs/performance.md): ~130 MiB idle, up to ~4x SWITCHYARD_MAX_BODY_BYTES_READING at peak while bodies
+    are taken in, ~2 MiB per request waiting for its answer. The HPA scales on CPU, which waiting requests
+    do not use: the limit holds 150 of them (seven organisations at their default 20 concurrent tasks)."""
+    (gateway,) = [
+        d
+        for d in _of_kind("Deployment")
+        if d["metadata"]["labels"]["app.kubernetes.io/component"] == "gateway"
+    ]
+    (container,) = gateway["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    reading = int(env.get("SWITCHYARD_MAX_BODY_BYTES_READING", GatewaySettings().max_body_bytes_reading))
+    assert reading > 0, "without it, 30 max-size bodies at once took a replica 713 MiB above idle"
+    mib = 1024 * 1024
+    needed = 130 * mib + 4 * reading + 150 * 2 * mib
+    assert _quantity_bytes(container["resources"]["limits"]["memory"]) >= needed
+
+
 def test_the_gateway_takes_connections_until_the_service_stops_sending_them() -> None:
     """The gateway is the one service clients connect to, through a Service: SIGTERM closes its listening
     socket at once, while the endpoints take seconds to drop the pod everywhere, so a rolling restart

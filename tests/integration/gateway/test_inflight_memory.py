@@ -12,6 +12,7 @@ import base64
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -28,6 +29,7 @@ pytestmark = [
 MIB = 1024 * 1024
 MAX_BODY = 8 * MIB - 256 * 1024  # SWITCHYARD_MAX_BODY_BYTES as shipped
 HELD = 8
+ASKED = "what changed on the screen?"
 ENV = {
     "SWITCHYARD_MAX_BODY_BYTES": str(MAX_BODY),
     "SWITCHYARD_MAX_PROMPT_CHARS": str(100 * MIB),
@@ -42,37 +44,24 @@ def _shots() -> list[str]:
 
 def _chat(shots: list[str]) -> bytes:
     parts = [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{s}"}} for s in shots]
-    content = [{"type": "text", "text": "what changed on the screen?"}, *parts]
-    return orjson.dumps(
-        {"model": "auto", "max_tokens": 16, "messages": [{"role": "user", "content": content}]}
-    )
+    return _asking("messages", [{"type": "text", "text": ASKED}, *parts], max_tokens=16)
 
 
 def _messages(shots: list[str]) -> bytes:
-    blocks = [
-        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": s}} for s in shots
-    ]
-    content = [*blocks, {"type": "text", "text": "what changed on the screen?"}]
-    body = {
-        "model": "auto",
-        "max_tokens": 16,
-        "stream": True,
-        "messages": [{"role": "user", "content": content}],
-    }
-    return orjson.dumps(body)
+    source = {"type": "base64", "media_type": "image/png"}
+    blocks = [{"type": "image", "source": {**source, "data": s}} for s in shots]
+    return _asking("messages", [*blocks, {"type": "text", "text": ASKED}], max_tokens=16, stream=True)
 
 
 def _responses(shots: list[str]) -> bytes:
     parts = [{"type": "input_image", "image_url": f"data:image/png;base64,{s}"} for s in shots]
-    content = [{"type": "input_text", "text": "what changed on the screen?"}, *parts]
     # not stored (as Codex asks): a stored response keeps its input until it is stored with the answer
-    body = {
-        "model": "auto",
-        "max_output_tokens": 16,
-        "store": False,
-        "input": [{"role": "user", "content": content}],
-    }
-    return orjson.dumps(body)
+    content = [{"type": "input_text", "text": ASKED}, *parts]
+    return _asking("input", content, max_output_tokens=16, store=False)
+
+
+def _asking(turns: str, content: list[dict[str, Any]], **fields: object) -> bytes:
+    return orjson.dumps({"model": "auto", **fields, turns: [{"role": "user", "content": content}]})
 
 
 def _kib(pid: int) -> dict[str, int]:
