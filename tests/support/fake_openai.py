@@ -8,7 +8,9 @@ scenario, also to an executor running in another process:
     error-policy        400 content_policy_violation
     flaky-<n>           503 for the first n calls of that model, then an answer
     limited-<n>         429 + Retry-After for the first n calls of that model, then an answer
-    slow-<seconds>      waits that long before answering
+    slow-<seconds>      waits that long before answering (a stream: before its response's status)
+    think-<seconds>     as a reasoning model: answers whole after that long; a stream's response begins
+                        at once, its first chunk after that long
     drip-<seconds>      a stream whose words come that far apart (`Scenarios.finished` counts the
                         streams sent to their end, so a test can tell a stream cut by its client)
     break               a stream (or body) that drops the connection after some text
@@ -98,6 +100,7 @@ from tests.support.fake_scenarios import (
     limited_calls,
     slow_seconds,
     sse,
+    think_seconds,
     words,
 )
 
@@ -129,6 +132,7 @@ __all__ = [
     "reasoning_tokens",
     "slow_seconds",
     "sse",
+    "think_seconds",
     "usage_body",
     "words",
 ]
@@ -248,7 +252,7 @@ class FakeOpenAI(ChatAnswers):
             return error_response("503")
         if n <= limited_calls(model):
             return error_response("429")
-        await asyncio.sleep(slow_seconds(model))
+        await asyncio.sleep(slow_seconds(model) + (0.0 if body.get("stream") else think_seconds(model)))
         text = answer_text(body)
         if model == "tool-call" and body.get("tools"):
             return self._tool_call(body)

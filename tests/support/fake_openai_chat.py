@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from tests.support import fake_logprobs
 from tests.support.fake_openai_refusals import effort_in_force
-from tests.support.fake_scenarios import ConnectionDropped, Scenarios, answer_text, sse, words
+from tests.support.fake_scenarios import ConnectionDropped, Scenarios, answer_text, sse, think_seconds, words
 
 REASONING = "The user greets me. A short answer will do."
 REASONED = 64  # an OpenAI reasoning model's hidden reasoning tokens, an answer
@@ -186,7 +186,9 @@ class ChatAnswers:
     async def _stream(self, body: dict[str, Any], model: str, text: str) -> AsyncIterator[bytes]:
         """As OpenAI streams: each chunk holds one choice, by its `index`; with `n` > 1 the answers come
         interleaved (a piece of each in turn, as they are generated), each starting with its role and
-        ending with its finish reason; the usage (all the answers') last."""
+        ending with its finish reason; the usage (all the answers') last. A `think-` model's first chunk
+        comes that long after its response began."""
+        await asyncio.sleep(think_seconds(model))
         base = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion.chunk",

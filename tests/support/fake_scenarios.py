@@ -74,3 +74,7 @@ def limited_calls(model: str) -> int:
 
 def slow_seconds(model: str) -> float:
     return float(model.removeprefix("slow-")) if model.startswith("slow-") else 0.0
+
+
+def think_seconds(model: str) -> float:
+    return float(model.removeprefix("think-")) if model.startswith("think-") else 0.0

@@ -1,6 +1,7 @@
 """A pipeline with small bounds for the tests of slow models: the gateway, router and executor as
 processes on a real nats-server, one OpenAI stand-in as the provider `plain` (its models `drip-<seconds>`
-drip their words, `slow-<seconds>` think before they answer); a fixture plays the classifier."""
+drip their words, `slow-<seconds>` answer, even their response's status, after that long, `think-<seconds>`
+begin at once and send their first word after that long); a fixture plays the classifier."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ between outputs and a cap, not by one deadline for the whole task; and a task wh
 longer (its SDK's timeout, `x-switchyard-timeout`) runs that long. The gateway, router and executor run
 as processes on a real nats-server, with small bounds (a first output or an answer within 3 s, a call
 within 2 s, silences of 1 s, clients' waits up to 20 s); a local OpenAI stand-in drips its words
-(`drip-<seconds>`) or thinks before it answers (`slow-<seconds>`); a fixture plays the classifier."""
+(`drip-<seconds>`) or thinks before its first word (`think-<seconds>`); a fixture plays the classifier."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "SWITCHYARD_REQUEST_TIMEOUT_MAX_S": "20",
     }
     tmp = tmp_path_factory.mktemp("long-streams")
-    with slow_stack(tmp, ["drip-0.5", "drip-5", "slow-5"], executor=executor, gateway=gateway) as running:
+    with slow_stack(tmp, ["drip-0.5", "drip-5", "think-5"], executor=executor, gateway=gateway) as running:
         yield running
 
 
@@ -100,7 +100,7 @@ async def test_an_answer_slower_than_the_deadline_fails_when_its_client_says_not
     """No timeout header (a plain HTTP client): the executor's bounds (2 s a call, 3 s a task) cut a
     model that answers after 5 s, and the client reads why."""
     headers = {"Authorization": f"Bearer {stack.org.keys['member']}"}
-    body = {"model": "plain/slow-5", "messages": QUESTION}
+    body = {"model": "plain/think-5", "messages": QUESTION}
     async with httpx.AsyncClient(base_url=stack.base, timeout=30) as http:
         response = await http.post("/v1/chat/completions", json=body, headers=headers)
     assert response.status_code == 502, response.text
@@ -115,7 +115,7 @@ async def test_the_openai_sdks_own_timeout_lets_a_slow_answer_finish(stack: Stac
         base_url=f"{stack.base}/v1", api_key=stack.org.keys["member"], timeout=15, max_retries=0
     )
     started = time.monotonic()
-    completion = await client.chat.completions.create(model="plain/slow-5", messages=QUESTION)  # type: ignore[arg-type]
+    completion = await client.chat.completions.create(model="plain/think-5", messages=QUESTION)  # type: ignore[arg-type]
     assert time.monotonic() - started > 5.0
     assert completion.choices[0].message.content == "Hello! You said: What is the answer to everything?"
     assert completion.choices[0].finish_reason == "stop"
@@ -127,7 +127,7 @@ async def test_a_stream_whose_client_says_it_waits_gets_its_first_output_late(st
     """`x-switchyard-timeout: 12` on a stream whose first word comes after 5 s: past the task deadline
     (3 s) and the gateway's default wait for a first output (4 s), within what the client said."""
     headers = {"Authorization": f"Bearer {stack.org.keys['member']}", "x-switchyard-timeout": "12"}
-    body = {"model": "plain/slow-5", "stream": True, "messages": QUESTION}
+    body = {"model": "plain/think-5", "stream": True, "messages": QUESTION}
     async with (
         httpx.AsyncClient(base_url=stack.base, timeout=30) as http,
         http.stream("POST", "/v1/chat/completions", json=body, headers=headers) as response,

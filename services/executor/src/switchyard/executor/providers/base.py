@@ -31,7 +31,12 @@ class ProviderCall:
     `first_output_s`, a stream's, bounds the whole call until its first output (what is left of the task's
     deadline when it starts: after that the task's idle limit bounds it, `execution.py`). `short_bound`:
     its task's deadline left it less than the executor gives a call on its own (`RetryingProvider`), so a
-    timeout at that bound is the task's cut, not the provider's failure (`ProviderError.cut_short`)."""
+    timeout at that bound is the task's cut, not the provider's failure (`ProviderError.cut_short`).
+    `headers_s`, a stream's, bounds the wait for its response to begin (an HTTP provider's status and
+    headers, which a streaming provider sends at once, before it thinks): the executor's own time for a
+    call even when the task may wait longer for its first output, so a provider that does not answer at
+    all is left for the next model as soon as without a long wait (applied only where it is the shorter
+    bound)."""
 
     model: str
     messages: Sequence[ChatMessage]
@@ -42,6 +47,7 @@ class ProviderCall:
     timeout_s: float | None = None
     first_output_s: float | None = None
     short_bound: bool = False
+    headers_s: float | None = None
     # What the client asked beyond plain text, in OpenAI's terms; each adapter translates what its
     # provider supports (the router sends tool and JSON tasks only to models with those capabilities).
     response_format: dict[str, Any] | None = None

@@ -300,8 +300,19 @@ class HttpProvider(ABC):
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
         request = self._build(call, stream=True)
+        first, headers = call.first_wait_s(), call.headers_s
+        if headers is not None and first is not None and headers >= first:
+            headers = None  # the first-output bound (the recording's) comes first: its cut says which
         async with transport_errors(self.name):
-            response = await self._client.send(request, stream=True)
+            timer = asyncio.timeout(headers)
+            try:
+                async with timer:
+                    response = await self._client.send(request, stream=True)
+            except TimeoutError:
+                if headers is None or not timer.expired():
+                    raise
+                message = f"{self.name}: the response did not begin within {headers:g} s"
+                raise provider_error("timeout", message) from None
         try:
             if response.status_code != 200:
                 async with transport_errors(self.name):
