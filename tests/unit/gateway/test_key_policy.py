@@ -4,11 +4,11 @@ budget account, which exist only for what a key sets, and the refusals' wording.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from switchyard.gateway.budgets.service import _exhausted, accounts, key_account
+from switchyard.gateway.budgets.service import Account, _exhausted, accounts, key_account
 from switchyard.gateway.errors import PermissionDenied, retry_header
 from switchyard.gateway.key_policy import KeyPolicy, check_model, task_models
 from switchyard.gateway.limits.models import Check, Limits, checks
@@ -142,3 +142,13 @@ def test_a_rotated_keys_counters_are_those_of_the_key_it_was_rotated_from() -> N
     ]
     first = replace(rotated, api_key_id="k1", key_lineage=None)
     assert first.counts_as == "k1" and accounts(first, now=now, plan_daily_usd={}) == mine
+
+
+def test_a_budget_that_renews_within_a_minute_lets_the_sdks_wait_for_it() -> None:
+    """A day's budget refused at 23:59:55 renews in seconds: the SDKs' own wait (Retry-After, which they
+    honour up to a minute) gets the request through, so not `x-should-retry: false` (they would give up)."""
+    soon = datetime.now(UTC) + timedelta(seconds=5)
+    day = Account("user", "spend.user.u.20261206", 1_500_000, soon, "20261206")
+    refused = _exhausted(day, 1_480_000, worst_case=50_000)
+    assert refused.code == "budget_exceeded" and int(refused.headers["retry-after"]) <= 5
+    assert retry_header(refused) == {"x-should-retry": "true"}

@@ -35,6 +35,9 @@ from switchyard.gateway.tenants import Principal
 log = logging.getLogger(__name__)
 
 PLAN_DAILY_USD: dict[str, float | None] = {"free": 0.50, "pro": 10.0, "enterprise": None}
+# A budget renewing within this many seconds is waited for by the SDKs (`x-should-retry: true`): both honour a
+# Retry-After of up to a minute.
+RENEWS_SOON_S = 60
 LIFETIME = "lifetime"  # the period of a key's budget without a duration: it never ends
 
 
@@ -270,7 +273,8 @@ def _exhausted(account: Account, spent: int, *, worst_case: int) -> RateLimited:
         type_="insufficient_quota",
         code="budget_exceeded",
         headers={"retry-after": str(math.ceil(wait))},
-        # Not before the budget renews (hours or days): the OpenAI SDK would not wait that long, the
-        # Anthropic SDK would sleep through all of it inside the call; the client decides instead.
-        retry=False,
+        # Renewing in hours or days: the OpenAI SDK would not wait that long, the Anthropic SDK would sleep
+        # through all of it inside the call; the client decides instead. Within a minute (a day's budget
+        # refused just before midnight UTC) the SDKs' own wait for Retry-After gets it through.
+        retry=wait <= RENEWS_SOON_S,
     )
