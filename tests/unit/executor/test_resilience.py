@@ -195,6 +195,27 @@ async def test_fallback_stops_at_content_policy_and_summarises_an_exhausted_chai
         await exhausted.request(CALL)
 
 
+async def test_an_exhausted_chain_ending_on_a_wrong_key_is_as_busy_as_an_earlier_candidate() -> None:
+    """The chain's kind becomes the task's code and its `x-should-retry` at the gateway: a wrong key on the
+    last candidate (`auth`: false, the SDKs give up) does not stand for a chain whose first candidate was
+    only rate limited, which the SDKs' retry after its Retry-After can reach again."""
+    chain = FallbackProvider(
+        [
+            Target("a", ScriptedProvider(fails("rate_limited", retry_after=3)), "x"),
+            Target("b", ScriptedProvider(fails("auth")), "y"),
+        ]
+    )
+    with pytest.raises(Exception, match=r"every candidate failed \(a: rate_limited; b: auth\)") as caught:
+        await chain.request(CALL)
+    assert (caught.value.kind, caught.value.retry_after) == ("rate_limited", 3)  # type: ignore[attr-defined]
+    only_wrong = FallbackProvider(
+        [Target("a", ScriptedProvider(fails("auth")), "x"), Target("b", ScriptedProvider(fails("auth")), "y")]
+    )
+    with pytest.raises(Exception, match="every candidate failed") as caught:
+        await only_wrong.request(CALL)
+    assert caught.value.kind == "auth"  # type: ignore[attr-defined]
+
+
 async def test_streamed_fallback_switches_before_text_and_never_after() -> None:
     switches: list[str] = []
 

@@ -51,9 +51,9 @@ BUSY_FAILURES = ("provider_overloaded", "provider_rate_limited", "provider_circu
 # status decides: the SDKs retry it): a key the executor holds for the provider that is wrong (401/403) stays
 # wrong until an operator changes it, so `x-should-retry: false` (the SDKs would send it twice more); an
 # executor that stopped (a restart) leaves the task to another. Where several candidates failed, the task's
-# code is the last candidate's (`FallbackProvider._exhausted`), and so is this choice; the others' causes
-# are in the message only. An earlier candidate that was busy was retried by the executor already
-# (`providers/errors.py`), seconds before the SDKs' retries would come.
+# code is the last candidate's (`FallbackProvider._exhausted`), and so is this choice, except that a wrong
+# key on the last one gives way to an earlier candidate's passing failure (busy, timed out): a retry can
+# reach that one again; the others' causes are in the message only.
 UPSTREAM_RETRY: dict[str, bool] = {"provider_auth": False, "executor_stopping": True}
 
 
