@@ -8,11 +8,14 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
 
+from switchyard.common.envelope import encode
+from switchyard.common.events import Classification, TaskClassified
 from switchyard.gateway import bounds, completions, embeddings, legacy, messages, responses
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.gemini.request import parse_embeddings
@@ -277,6 +280,32 @@ def test_a_schema_nested_too_deep_for_the_bus_is_a_400_before_anything_is_publis
     task = completions.build_task(parsed, PRINCIPAL, priority=None)
     client = TaskClient(nc=None, publisher=None)  # type: ignore[arg-type]  # refused before either is used
     _refused(lambda: client.check_fits(task), None, bounds.NESTING)
+
+
+def test_a_task_the_gateway_takes_is_carried_by_every_event_it_travels_in_and_deeper_is_a_400() -> None:
+    """The task is written once more inside TaskClassified and TaskRouted (`task`, a level deeper than as
+    its own event's `data`), and orjson stops at its own depth before pydantic's (its TypeError a 500, not
+    the ValueError caught): at every depth near the limit, a 400 `nesting_too_deep` or a task whose
+    classified event can be written."""
+    client = TaskClient(nc=SimpleNamespace(max_payload=8 << 20), publisher=None)  # type: ignore[arg-type]
+    classification = Classification(
+        type="qa", confidence=1, complexity=0, urgency=0, model_version="t", latency_ms=0
+    )
+    for depth in range(240, 256):
+        schema = b'{"type":"object","default":' + b"[" * depth + b"]" * depth + b"}"
+        body = (
+            b'{"model":"auto","messages":[{"role":"user","content":"a"}],'
+            b'"tools":[{"type":"function","function":{"name":"f","parameters":' + schema + b"}}]}"
+        )
+        task = completions.build_task(
+            completions.parse_request(body, max_prompt_chars=MAX_PROMPT), PRINCIPAL, priority=None
+        )
+        try:
+            client.check_fits(task)
+        except InvalidRequest as refused:
+            assert refused.code == bounds.NESTING, depth
+            continue
+        encode(TaskClassified(task=task, classification=classification), source="test")
 
 
 def test_a_read_pauses_the_collector_and_gives_it_back_even_when_it_refuses() -> None:

@@ -69,9 +69,15 @@ def encode(
     return eid, orjson.dumps(envelope)
 
 
-def encoded_size(payload: EventPayload) -> int:
-    """The bytes `payload` takes as an event's `data` (the envelope's other fields add a few hundred)."""
-    return len(orjson.dumps(payload.model_dump(mode="json", exclude_none=True)))
+def encoded_size(payload: EventPayload, *, within: int = 0) -> int:
+    """The bytes `payload` takes as an event's `data` (the envelope's other fields add a few hundred).
+    Written as deep as it travels: in the envelope's `data`, and `within` fields of other events further
+    down (a task in TaskClassified's and TaskRouted's `task`: 1), so that a payload nested too deep for
+    any of them raises here as `encode` would there (orjson.JSONEncodeError; pydantic's ValueError)."""
+    carried: Any = payload.model_dump(mode="json", exclude_none=True)
+    for _ in range(within + 1):
+        carried = [carried]
+    return len(orjson.dumps(carried)) - 2 * (within + 1)
 
 
 def decode_envelope(raw: bytes) -> CloudEvent:

@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -83,9 +84,9 @@ class TaskClient:
         request would wait for its timeout."""
         try:
             with collector_paused():  # a large task's every value is written once more (bounds)
-                size = encoded_size(task)
-        except ValueError as exc:  # pydantic's serializer stops at ~255 levels: a body nested that deep
-            raise too_deep(None, exc) from None
+                size = encoded_size(task, within=1)  # as TaskClassified and TaskRouted carry it
+        except (ValueError, orjson.JSONEncodeError) as exc:  # pydantic's and orjson's serializers stop at
+            raise too_deep(None, exc) from None  # ~255 levels: a body nested that deep
         limit = self.max_task_bytes()
         if size > limit:
             raise BusPayloadExceeded(
