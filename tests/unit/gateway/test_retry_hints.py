@@ -14,6 +14,8 @@ from starlette.requests import Request
 from switchyard.common.events import TaskFailed
 from switchyard.gateway.errors import APIError, Conflict, GatewayStopping, RateLimited, error_response
 from switchyard.gateway.files.errors import FilesFull, FileUnreadable, OrganisationFilesFull
+from switchyard.gateway.limits.models import Check
+from switchyard.gateway.limits.service import _refusal
 from switchyard.gateway.outcomes import raise_for_failure
 from switchyard.gateway.taskapi.idempotency import replayed
 from switchyard.gateway.taskapi.models import TaskState
@@ -111,3 +113,20 @@ def test_an_idempotency_key_sent_with_another_body_is_not_retried() -> None:
         replayed(state, "b" * 64)
     _, headers = _headers(refused.value, "/v1/tasks")
     assert (refused.value.status, headers["x-should-retry"]) == (409, "false")
+
+
+def test_a_wait_longer_than_the_sdks_take_says_false_not_a_retry_that_sleeps_through_it() -> None:
+    """anthropic 2.12.0 sleeps whatever Retry-After says (`_calculate_retry_timeout`: min(retry_after,
+    4_294_967)) and the OpenAI SDK ignores one over a minute and retries within seconds into the same
+    refusal: a refusal that passes only in hours (a day's token limit, a provider's long Retry-After) says
+    `false` and leaves the wait to the client; one that passes within a minute is still left to the SDKs."""
+    day = Check("user", "tokens", "tok.user.u.1", 1_000, 50, 86_400.0)
+    _, headers = _headers(_refusal(day, 990, now=3_600.0, headers={}))
+    assert int(headers["retry-after"]) > 60 and headers["x-should-retry"] == "false"
+    minute = Check("user", "requests", "req.user.u.1", 10, 1, 120.0)
+    _, headers = _headers(_refusal(minute, 10, now=90.0, headers={}))
+    assert headers["retry-after"] == "30" and "x-should-retry" not in headers
+    _, headers = _headers(_failure("provider_rate_limited", retry_after_s=3_600))
+    assert (headers["retry-after"], headers["x-should-retry"]) == ("3600", "false")
+    _, headers = _headers(_failure("provider_rate_limited", retry_after_s=20))
+    assert (headers["retry-after"], headers["x-should-retry"]) == ("20", "true")

@@ -185,13 +185,25 @@ class ClientClosedRequest(APIError):
     code = "client_closed_request"
 
 
+# The longest Retry-After the SDKs' retries are sent for: the OpenAI SDK honours one up to a minute (longer,
+# it retries within seconds into the same refusal); anthropic 2.12.0 sleeps whatever it says, inside the call.
+SDK_WAIT_S = 60
+
+
 def retry_header(exc: APIError) -> dict[str, str]:
     """`x-should-retry` as the OpenAI and Anthropic SDKs read it: before their own rule (`_should_retry` in
     their base clients, Python and JS alike: 408, 409, 429 and >= 500 are sent again, twice by default),
     `false` stops them sending again a request that can only get the same answer (a provider key that is
     wrong, a store that is full, a budget that does not renew in time), `true` says our Retry-After holds.
-    Nothing when the error does not know (`retry` None): the status decides, as the SDKs' own rule."""
-    return {} if exc.retry is None else {"x-should-retry": "true" if exc.retry else "false"}
+    Nothing when the error does not know (`retry` None): the status decides, as the SDKs' own rule. A
+    Retry-After longer than SDK_WAIT_S (a day's token limit, a provider's long one) says `false` whatever
+    `retry` is: the client, not the SDK inside the call, waits that long (`retry` itself, which batch lines
+    read, is unchanged)."""
+    retry = exc.retry
+    after = exc.headers.get("retry-after", exc.headers.get("Retry-After"))
+    if retry is not False and after is not None and after.isdigit() and int(after) > SDK_WAIT_S:
+        retry = False
+    return {} if retry is None else {"x-should-retry": "true" if retry else "false"}
 
 
 def error_body(*, message: str, type_: str, code: str, param: str | None, request_id: str) -> bytes:

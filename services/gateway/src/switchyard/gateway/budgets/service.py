@@ -28,16 +28,13 @@ from switchyard.common.leases import Leases
 from switchyard.common.wants import Want
 from switchyard.gateway.budgets.counters import TOTAL
 from switchyard.gateway.budgets.pricing import MICRO
-from switchyard.gateway.errors import RateLimited
+from switchyard.gateway.errors import SDK_WAIT_S, RateLimited
 from switchyard.gateway.key_policy import BudgetDuration
 from switchyard.gateway.tenants import Principal
 
 log = logging.getLogger(__name__)
 
 PLAN_DAILY_USD: dict[str, float | None] = {"free": 0.50, "pro": 10.0, "enterprise": None}
-# A budget renewing within this many seconds is waited for by the SDKs (`x-should-retry: true`): both honour a
-# Retry-After of up to a minute.
-RENEWS_SOON_S = 60
 LIFETIME = "lifetime"  # the period of a key's budget without a duration: it never ends
 
 
@@ -276,5 +273,5 @@ def _exhausted(account: Account, spent: int, *, worst_case: int) -> RateLimited:
         # Renewing in hours or days: the OpenAI SDK would not wait that long, the Anthropic SDK would sleep
         # through all of it inside the call; the client decides instead. Within a minute (a day's budget
         # refused just before midnight UTC) the SDKs' own wait for Retry-After gets it through.
-        retry=wait <= RENEWS_SOON_S,
+        retry=wait <= SDK_WAIT_S,
     )
