@@ -408,7 +408,7 @@ def test_schemas_keep_the_clients_names_and_values() -> None:
         },
         "example": {"type": "RED"},
     }
-    assert json_schema(schema) == {
+    assert json_schema(schema, param="tools") == {
         "type": "object",
         "properties": {
             "type": {"type": "string", "enum": ["RED", "GREEN"]},

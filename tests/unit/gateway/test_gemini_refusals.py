@@ -115,3 +115,26 @@ def test_an_image_in_a_model_turn_is_a_400_not_dropped(part: dict[str, Any], fie
     model_turn = {"role": "model", "parts": [{"text": "Here it is:"}, part]}
     error = refused({"contents": [user("draw a cat"), model_turn, user("make it blue")]})
     assert (error.code, error.param) == ("unsupported_parameter", f"contents.1.parts.1.{field}")
+
+
+@pytest.mark.parametrize(
+    ("where", "param"),
+    [("tools", "tools"), ("generationConfig", "generationConfig.responseJsonSchema")],
+)
+def test_a_schema_nested_deeper_than_the_bus_carries_is_a_400_not_a_recursion_error(
+    where: str, param: str
+) -> None:
+    """A schema is rewritten level by level (`json_schema`); one of 500 levels (1,000 JSON levels, which the
+    JSON reader takes) ran out of Python's stack: a 500. Anything past ~250 levels cannot be carried as a
+    task anyway (`nesting_too_deep`)."""
+    schema = b'{"type":"object","properties":{"a":' * 500 + b'{"type":"string"}' + b"}}" * 500
+    if where == "tools":
+        extra = b'"tools":[{"functionDeclarations":[{"name":"f","parametersJsonSchema":' + schema + b"}]}]"
+    else:
+        extra = (
+            b'"generationConfig":{"responseMimeType":"application/json","responseJsonSchema":' + schema + b"}"
+        )
+    body = b'{"contents":[{"role":"user","parts":[{"text":"a"}]}],' + extra + b"}"
+    with pytest.raises(InvalidRequest) as caught:
+        parse_request(body, model="auto", stream=False, max_prompt_chars=100_000)
+    assert (caught.value.code, caught.value.param) == ("nesting_too_deep", param)

@@ -230,7 +230,7 @@ def _tools(parsed: GenerateContentRequest) -> tuple[list[ToolSpec] | None, str |
             function=FunctionSpec(
                 name=d.name,
                 description=d.description,
-                parameters=json_schema(d.parameters_json_schema or d.parameters)
+                parameters=json_schema(d.parameters_json_schema or d.parameters, param="tools")
                 if (d.parameters_json_schema or d.parameters)
                 else None,
             )

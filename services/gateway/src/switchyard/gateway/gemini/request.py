@@ -257,12 +257,13 @@ def _response_format(config: GenerationConfig) -> dict[str, Any] | None:
     property required, no other properties), so the format is not strict."""
     mime = (config.response_mime_type or "text/plain").lower()
     schema = config.response_json_schema or config.response_schema
+    field = "generationConfig.response" + ("JsonSchema" if config.response_json_schema else "Schema")
     if mime == "application/json":
         if schema is None:
             return {"type": "json_object"}
         return {
             "type": "json_schema",
-            "json_schema": {"name": "response", "schema": json_schema(schema), "strict": False},
+            "json_schema": {"name": "response", "schema": json_schema(schema, param=field), "strict": False},
         }
     if mime != "text/plain":
         raise unsupported(

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from switchyard.gateway.bounds import too_deep
+
 # OpenAPI keywords as the Python SDK may send them (its pydantic models dump some in snake case).
 _KEYWORDS = {
     "any_of": "anyOf",
@@ -25,10 +27,22 @@ _SCHEMAS = ("anyOf", "oneOf", "allOf", "prefixItems")  # a list of schemas
 _NAMED = ("properties", "$defs", "definitions", "patternProperties")  # names -> schemas
 
 
-def json_schema(schema: Any) -> Any:
-    """`schema` in JSON Schema's terms: types in lower case, `nullable: true` as a type that admits null."""
+# Schema levels rewritten at most: a deeper one cannot be carried as a task anyway (each level is at least a
+# JSON level; the serializers stop at ~255), and rewriting it recursed out of Python's stack (a 500).
+MAX_DEPTH = 255
+
+
+def json_schema(schema: Any, *, param: str) -> Any:
+    """`schema` in JSON Schema's terms: types in lower case, `nullable: true` as a type that admits null;
+    400 `nesting_too_deep` naming `param` for one nested more than MAX_DEPTH schemas deep."""
+    return _rewritten(schema, param, MAX_DEPTH)
+
+
+def _rewritten(schema: Any, param: str, left: int) -> Any:
     if not isinstance(schema, dict):
         return schema
+    if left == 0:
+        raise too_deep(param, f"a schema more than {MAX_DEPTH} levels deep")
     out: dict[str, Any] = {}
     for key, value in schema.items():
         if key in _DROPPED:
@@ -37,11 +51,11 @@ def json_schema(schema: Any) -> Any:
         if key == "type":
             value = [_type(t) for t in value] if isinstance(value, list) else _type(value)
         elif key in _SCHEMA:
-            value = json_schema(value)
+            value = _rewritten(value, param, left - 1)
         elif key in _SCHEMAS and isinstance(value, list):
-            value = [json_schema(v) for v in value]
+            value = [_rewritten(v, param, left - 1) for v in value]
         elif key in _NAMED and isinstance(value, dict):
-            value = {name: json_schema(v) for name, v in value.items()}
+            value = {name: _rewritten(v, param, left - 1) for name, v in value.items()}
         out[key] = value
     if out.pop("nullable", False) is True:
         kind = out.get("type")
