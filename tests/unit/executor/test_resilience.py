@@ -214,6 +214,13 @@ async def test_an_exhausted_chain_ending_on_a_wrong_key_is_as_busy_as_an_earlier
     with pytest.raises(Exception, match="every candidate failed") as caught:
         await only_wrong.request(CALL)
     assert caught.value.kind == "auth"  # type: ignore[attr-defined]
+    out_of_credit = provider_error("rate_limited", "insufficient_quota", retryable=False)  # OpenAI's
+    no_credit = FallbackProvider(
+        [Target("a", ScriptedProvider(out_of_credit), "x"), Target("b", ScriptedProvider(fails("auth")), "y")]
+    )
+    with pytest.raises(Exception, match="every candidate failed") as caught:
+        await no_credit.request(CALL)
+    assert caught.value.kind == "auth"  # type: ignore[attr-defined]
 
 
 async def test_streamed_fallback_switches_before_text_and_never_after() -> None:
