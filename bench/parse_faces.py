@@ -6,10 +6,11 @@ a body of as many items as fit under a byte limit."""
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from switchyard.common.envelope import encoded_size
-from switchyard.gateway import completions, embeddings, legacy, serving
+from switchyard.gateway import completions, embeddings, faces, legacy, serving
 from switchyard.gateway.budgets import pricing
 from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.gemini.request import parse_embeddings
@@ -24,6 +25,8 @@ R = TypeVar("R")
 PRINCIPAL = Principal(tenant_id="t", api_key_id="k", user_id=None, key_prefix="sk")
 SETTINGS = GatewaySettings()
 GUARDS = build(GuardrailConfig(injection="refuse"))
+# What the Anthropic face reads of the gateway: the policy's aliases (none here)
+NO_ALIASES = SimpleNamespace(catalog=SimpleNamespace(policy=SimpleNamespace(aliases=())))
 
 
 def fill(
@@ -69,7 +72,7 @@ def responses(body: bytes) -> Any:
 
 
 def anthropic(body: bytes) -> Any:
-    face = run_sync(serving._as_asked(None, PRINCIPAL, body))  # type: ignore[arg-type]
+    face = run_sync(faces.as_asked(NO_ALIASES, PRINCIPAL, body))  # type: ignore[arg-type]
     return after(face.parse(body, max_prompt_chars=SETTINGS.max_prompt_chars))
 
 

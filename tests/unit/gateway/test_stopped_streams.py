@@ -10,7 +10,7 @@ import pytest
 
 from switchyard.common.events import TaskCompleted, TaskFailed
 from switchyard.common.streaming import Chunk
-from switchyard.gateway import completions, serving
+from switchyard.gateway import completions, faces
 from switchyard.gateway.tasks import Stopped
 from switchyard.gateway.tenants import Principal
 
@@ -28,13 +28,13 @@ async def _stopped_after(*items: Chunk) -> AsyncIterator[Chunk | TaskCompleted |
 @pytest.mark.parametrize(
     ("face", "ends"),
     [
-        (serving.OPENAI, b"[DONE]"),
-        (serving.LEGACY, b"[DONE]"),
-        (serving.ANTHROPIC, b"message_stop"),
-        (serving.RESPONSES, b"response.completed"),
+        (faces.OPENAI, b"[DONE]"),
+        (faces.LEGACY, b"[DONE]"),
+        (faces.ANTHROPIC, b"message_stop"),
+        (faces.RESPONSES, b"response.completed"),
     ],
 )
-async def test_a_stream_ended_by_the_gateways_stop_says_so(face: serving.Face, ends: bytes) -> None:
+async def test_a_stream_ended_by_the_gateways_stop_says_so(face: faces.Face, ends: bytes) -> None:
     body = {"model": "auto", "messages": [{"role": "user", "content": "Name a city."}], "stream": True}
     parsed = completions.parse_request(orjson.dumps(body), max_prompt_chars=1_000)
     task = completions.build_task(parsed, PRINCIPAL, priority=None)

@@ -1,7 +1,7 @@
-"""Serving a completion through one of the gateway's faces (OpenAI chat completions, responses and legacy
-completions, Anthropic messages): authenticate, read and validate, admit (limits, budget), run the task on
-the bus, answer (JSON or SSE), then settle what the task used. The views only call `serve` (and
-`serve_embeddings`, the same steps for OpenAI's embeddings)."""
+"""Serving a completion through one of the gateway's faces (`faces.py`: OpenAI chat completions, responses
+and legacy completions, Anthropic messages): authenticate, read and validate, admit (limits, budget), run
+the task on the bus, answer (JSON or SSE), then settle what the task used. The views only call `serve`
+(and `serve_embeddings`, the same steps for OpenAI's embeddings)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
@@ -23,14 +23,8 @@ from switchyard.gateway import (
     bodies,
     completions,
     embeddings,
-    legacy,
-    messages,
-    messages_render,
     outcomes,
     overhead,
-    responses,
-    responses_render,
-    responses_stream,
     timeouts,
 )
 from switchyard.gateway.admission import Pass
@@ -44,70 +38,18 @@ from switchyard.gateway.errors import (
     TaskTimeout,
     request_id_of,
 )
+from switchyard.gateway.faces import Face
 from switchyard.gateway.gone import CUT, unless_gone
 from switchyard.gateway.key_policy import allowed_models
 from switchyard.gateway.schemas import ChatCompletionRequest
 from switchyard.gateway.state import Gateway, gateway_of
 from switchyard.gateway.stopping import cut
-from switchyard.gateway.stored_responses import chain
 from switchyard.gateway.taskapi import idempotency
 from switchyard.gateway.taskapi.models import TaskState
 from switchyard.gateway.tasks import Stopped
 from switchyard.gateway.tenants import Principal
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Face:
-    parse: Callable[..., ChatCompletionRequest]
-    render: Callable[[TaskSubmitted, TaskCompleted], bytes]
-    stream: Callable[..., AsyncIterator[bytes]]
-    # a face of its own for one request, from its body before it is parsed (the Responses face: the stored
-    # conversation the request continues)
-    bind: Callable[[Gateway, Principal, bytes], Awaitable[Face]] | None = None
-    # called with a whole answer before it is rendered (the Responses face stores it); a stream's face
-    # does its own before its last event
-    keep: Callable[[TaskSubmitted, TaskCompleted], Awaitable[None]] | None = None
-
-
-async def _conversation(gw: Gateway, principal: Principal, body: bytes) -> Face:
-    """The Responses face for one request: the stored conversation it continues, its answer stored (unless
-    the deployment stores no responses: `gw.responses` None), what it repeats of the request."""
-    talk = await chain.load(gw.responses, principal.tenant_id, body)
-    return Face(talk.parse, talk.render, talk.stream, keep=talk.keep_answer)
-
-
-async def _as_asked(gw: Gateway, principal: Principal, body: bytes) -> Face:
-    """The Anthropic face for one request (its body read once): its answers name the model as the request
-    named it (`messages_render.shown_model`). Its parser takes the JSON read here and lets it go: the face
-    is held until the answer ends, and the JSON of a large body with it (`serve`)."""
-    read = [bodies.json_object(body)]
-    asked = messages.asked_model(read[0])
-    aliases = gw.catalog.policy.aliases
-
-    def parse(_: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
-        return messages.parse_loaded(read.pop(), max_prompt_chars=max_prompt_chars, aliases=aliases)
-
-    return Face(
-        parse,
-        functools.partial(messages_render.message_json, asked=asked),
-        functools.partial(messages_render.stream_events, asked=asked),
-    )
-
-
-OPENAI = Face(completions.parse_request, completions.completion_json, completions.stream_events)
-ANTHROPIC = Face(
-    messages.parse_request, messages_render.message_json, messages_render.stream_events, bind=_as_asked
-)
-# what serves a request is the face `_conversation` binds to it (these render no request's echoed fields)
-RESPONSES = Face(
-    responses.parse_request,
-    responses_render.response_json,
-    responses_stream.stream_events,
-    bind=_conversation,
-)
-LEGACY = Face(legacy.parse_request, legacy.completion_json, legacy.stream_events)
 
 
 async def serve(request: Request, face: Face) -> Response:

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from switchyard.gateway import embeddings, messages, serving
+from switchyard.gateway import embeddings, faces, messages
 from switchyard.gateway.errors import APIError, InvalidRequest, ServiceUnavailable
 from switchyard.gateway.files import upload
 from switchyard.gateway.schemas import ChatCompletionRequest
@@ -33,10 +33,10 @@ MAX_MESSAGE_CHARS = 500
 # The chat endpoints a batch may run, by the face that reads and answers them; and embeddings, whose
 # lines are embedding tasks (`embeddings.py` reads and answers them).
 MESSAGES = "/v1/messages"  # a message batch's lines: never an OpenAI batch's endpoint
-FACES: dict[str, serving.Face] = {
-    "/v1/chat/completions": serving.OPENAI,
-    "/v1/completions": serving.LEGACY,
-    MESSAGES: serving.ANTHROPIC,
+FACES: dict[str, faces.Face] = {
+    "/v1/chat/completions": faces.OPENAI,
+    "/v1/completions": faces.LEGACY,
+    MESSAGES: faces.ANTHROPIC,
 }
 EMBEDDINGS = "/v1/embeddings"
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", EMBEDDINGS)  # an OpenAI batch's

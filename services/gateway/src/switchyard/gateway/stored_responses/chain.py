@@ -111,7 +111,7 @@ class Conversation:
         self.kept = await self.store.put(self.tenant_id, record)
         return self.kept
 
-    # The Responses face for this request (`serving.Face`): its parser, its whole answer and its stream.
+    # The Responses face for this request (`faces.Face`): its parser, its whole answer and its stream.
 
     def parse(self, body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
         if self.resolved and self.store is not None:

@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from switchyard.common.tokens import COUNT_INLINE_BYTES, count_prompt_off_loop
-from switchyard.gateway import serving
+from switchyard.gateway import faces, serving
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.bodies import read_request_body
 from switchyard.gateway.errors import NotFound
@@ -30,7 +30,7 @@ router = APIRouter()
     openapi_extra=serving.schema_of(ChatCompletionRequest),
 )
 async def chat_completions(request: Request) -> Response:
-    return await serving.serve(request, serving.OPENAI)
+    return await serving.serve(request, faces.OPENAI)
 
 
 @router.post(
@@ -40,7 +40,7 @@ async def chat_completions(request: Request) -> Response:
     openapi_extra=serving.schema_of(ResponsesRequest),
 )
 async def create_response(request: Request) -> Response:
-    return await serving.serve(request, serving.RESPONSES)
+    return await serving.serve(request, faces.RESPONSES)
 
 
 class InputTokens(BaseModel):
@@ -131,4 +131,4 @@ async def unserved_conversations(request: Request) -> Response:
     openapi_extra=serving.schema_of(CompletionsRequest),
 )
 async def legacy_completions(request: Request) -> Response:
-    return await serving.serve(request, serving.LEGACY)
+    return await serving.serve(request, faces.LEGACY)

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from switchyard.common.events import TaskCompleted
 from switchyard.common.policy import Policy
 from switchyard.common.tokens import COUNT_INLINE_BYTES, count_prompt_off_loop
-from switchyard.gateway import bodies, serving
+from switchyard.gateway import bodies, faces, serving
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.embeddings import Embeddings, Rows
@@ -55,8 +55,8 @@ class _Face:
         self.request_id = request_id  # a stream's error event carries it, as an error response does
         self.thoughts = False
 
-    def face(self) -> serving.Face:
-        return serving.Face(self.parse, self.render, self.stream)
+    def face(self) -> faces.Face:
+        return faces.Face(self.parse, self.render, self.stream)
 
     def parse(self, body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
         parsed: Parsed = parse_request(

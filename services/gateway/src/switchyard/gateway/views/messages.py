@@ -7,7 +7,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from switchyard.common.tokens import COUNT_INLINE_BYTES, count_prompt_off_loop
-from switchyard.gateway import bodies, serving
+from switchyard.gateway import bodies, faces, serving
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.key_policy import allowed_models
 from switchyard.gateway.messages import CountTokensRequest, MessagesRequest, parse_count_request
@@ -28,7 +28,7 @@ class TokenCount(BaseModel):
     openapi_extra=serving.schema_of(MessagesRequest),
 )
 async def create_message(request: Request) -> Response:
-    return await serving.serve(request, serving.ANTHROPIC)
+    return await serving.serve(request, faces.ANTHROPIC)
 
 
 @router.post(
