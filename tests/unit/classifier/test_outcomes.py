@@ -57,13 +57,15 @@ def test_outcomes_join_by_tenant_and_task_and_read_failures_and_feedback() -> No
     assert by_id["c"].type_label is None and by_id["c"].cheap_failed is True
 
 
-def test_tasks_ended_by_their_client_or_a_race_are_no_evidence_against_the_model() -> None:
+def test_tasks_ended_by_no_doing_of_the_model_are_no_evidence_against_it() -> None:
     """A race's loser (cancelled) is not an escalation; a task cancelled by its client, ended by its
     executor's stop, or whose call its client's short wait cut, says nothing of whether the cheap model
-    could do it; a provider's own failure still does."""
+    could do it, nor does one its provider's key, capacity or the routing failed; a timeout or a garbled
+    answer still does."""
+    names = ("race", "cancelled", "stopping", "short", "broken", "key", "busy", "unroutable", "garbled")
     classify = [
         _rec(n, "acme", "task.classify", task_id=t, type="qa", model_version="h1")
-        for n, t in enumerate(("race", "cancelled", "stopping", "short", "broken"), start=1)
+        for n, t in enumerate(names, start=1)
     ]
     found = outcomes(
         [
@@ -77,6 +79,10 @@ def test_tasks_ended_by_their_client_or_a_race_are_no_evidence_against_the_model
             _rec(16, "acme", "task.fail", task_id="short", error_code="provider_timeout"),
             _rec(17, "acme", "provider.call", task_id="broken", result="timeout"),
             _rec(18, "acme", "task.fail", task_id="broken", error_code="provider_timeout"),
+            _rec(19, "acme", "task.fail", task_id="key", error_code="provider_auth"),
+            _rec(20, "acme", "task.fail", task_id="busy", error_code="provider_circuit_open"),
+            _rec(21, "acme", "task.fail", task_id="unroutable", error_code="no_provider_available"),
+            _rec(22, "acme", "task.fail", task_id="garbled", error_code="provider_bad_response"),
         ]
     )
     assert {o.task_id: o.cheap_failed for o in found} == {
@@ -85,6 +91,10 @@ def test_tasks_ended_by_their_client_or_a_race_are_no_evidence_against_the_model
         "stopping": None,
         "short": None,
         "broken": True,
+        "key": None,
+        "busy": None,
+        "unroutable": None,
+        "garbled": True,
     }
 
 

@@ -18,8 +18,29 @@ ACTIONS = ("task.classify", "task.feedback", "task.complete", "task.fail", "task
 # Calls that say nothing of whether the model could do the task: stopped by the executor (a race's
 # losers, a cancellation) or cut by the client's own wait, shorter than a call gets (`cut_short`).
 STOPPED_CALLS = ("cancelled", "cut_short")
-# Failures that are not the model's: its client cancelled the task, or the executor running it stopped.
-STOPPED_TASKS = ("task_cancelled", "executor_stopping")
+# Failures that say nothing of whether the model could do the task: its client cancelled it or the
+# executor running it stopped; the provider was unreachable, refused the key, was busy or behind an open
+# breaker; the routing found no model to try (a name, an allow-list, a capability, a window none has);
+# a content policy any model applies. A timeout, a garbled answer, a window too small for the prompt or
+# a provider's refusal of the request as sent stay evidence that a cheap answer fell short.
+STOPPED_TASKS = frozenset(
+    {
+        "task_cancelled",
+        "executor_stopping",
+        "provider_auth",
+        "provider_network",
+        "provider_rate_limited",
+        "provider_overloaded",
+        "provider_circuit_open",
+        "provider_content_policy",
+        "no_provider_available",
+        "model_not_found",
+        "model_not_allowed",
+        "model_lacks_capability",
+        "capability_unavailable",
+        "context_length_exceeded",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +66,7 @@ class TaskOutcome:
     failed: bool = False
     attempts: int = 0
     provider_calls: int = 0
-    stopped: bool = False  # ended by its client's choice or the executor's stop, not by the model
+    stopped: bool = False  # ended by no doing of the model's (STOPPED_TASKS, a call cut by its client)
 
     @property
     def type_label(self) -> str | None:
@@ -60,7 +81,8 @@ class TaskOutcome:
     def cheap_failed(self) -> bool | None:
         """Did the first answer fall short? Failure, escalation (more than one attempt or call), or a bad
         rating for the answer itself; None when the task has no recorded end, or failed by no doing of the
-        model's (`stopped`: cancelled, cut by its client's short wait, its executor stopped)."""
+        model's (`stopped`: cancelled, cut by its client's short wait, its executor stopped, its provider
+        unreachable or busy, no model to route it to: `STOPPED_TASKS`)."""
         bad_answer = self.rating == "bad" and self.reason not in ("wrong_type", "too_slow", "too_expensive")
         if (self.failed and not self.stopped) or self.attempts > 1 or self.provider_calls > 1 or bad_answer:
             return True
