@@ -70,6 +70,11 @@ def rss_kib(pid: int) -> dict[str, int]:
     return fields
 
 
+def reset_peak(pid: int) -> None:
+    """VmHWM := VmRSS (Linux's clear_refs 5), so the next peak read is the next step's own."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
 async def run(base: str, key: str, url: str, data: bytes, pid: int) -> dict[str, float]:
     pipeline = await Answerer.start(url)
     found: dict[str, float] = {"file_mib": len(data) / 2**20, "rss_before_mib": rss_kib(pid)["VmRSS"] / 1024}

@@ -33,7 +33,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.batch_bench import UNLIMITED, rss_kib
+from bench.batch_bench import UNLIMITED, reset_peak, rss_kib
 from switchyard.cli.processes import NatsServer
 from tests.integration.gateway.harness import Answerer, auth, gateways, make_org
 
@@ -199,7 +199,7 @@ async def run_cases(
             for n in counts:
                 pipeline.seen.clear()
                 pipeline.hold = True
-                Path(f"/proc/{pid}/clear_refs").write_text("5")
+                reset_peak(pid)
                 before = rss_kib(pid)["VmRSS"]
                 started = time.monotonic()
                 sent = [asyncio.create_task(_one(http, PATHS[face], body, stream)) for _ in range(n)]

@@ -28,7 +28,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.batch_bench import UNLIMITED, batch_file, rss_kib
+from bench.batch_bench import UNLIMITED, batch_file, reset_peak, rss_kib
 from switchyard.cli.processes import NatsServer
 from tests.integration.gateway.harness import Answerer, auth, gateways, make_org
 
@@ -65,7 +65,7 @@ async def measure(base: str, key: str, pid: int, case: str) -> dict[str, float |
         warm = await http.post("/v1/chat/completions", content=chat(4096), headers=JSON)
         warm.raise_for_status()
         await asyncio.sleep(1.0)
-        Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+        reset_peak(pid)
         idle = rss_kib(pid)["VmRSS"]
         started = time.monotonic()
         size, statuses = await _send(http, case)
