@@ -69,6 +69,42 @@ def test_malformed_fields_are_a_400_naming_them(fields: dict[str, object], param
     assert caught.value.param is not None and caught.value.param.startswith(param)
 
 
+def test_allowed_tools_narrows_the_tools_offered_to_those_it_names() -> None:
+    """Chat's allowed_tools choice (OpenAI SDK `ChatCompletionAllowedToolChoiceParam`): was a 400."""
+    clock = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+    choice = {
+        "type": "allowed_tools",
+        "allowed_tools": {
+            "mode": "required",
+            "tools": [{"type": "function", "function": {"name": "get_time"}}],
+        },
+    }
+    parsed = completions.parse_request(
+        _openai(tools=[TOOL, clock], tool_choice=choice), max_prompt_chars=1000
+    )
+    request = completions.build_task(parsed, PRINCIPAL, priority=None).request
+    assert [t.function.name for t in request.tools or []] == ["get_time"]
+    assert request.tool_choice == "required"
+
+
+@pytest.mark.parametrize(
+    ("spec", "param"),
+    [
+        ({"mode": "sometimes", "tools": [{"type": "function", "function": {"name": "get_weather"}}]}, ""),
+        ({"mode": "auto", "tools": []}, ""),
+        ({"mode": "auto", "tools": [{"type": "function", "function": {"name": "get_time"}}]}, ".tools.0"),
+        ({"mode": "auto", "tools": [{"type": "custom", "custom": {"name": "get_weather"}}]}, ".tools.0"),
+    ],
+)
+def test_a_malformed_allowed_tools_choice_is_a_400_naming_its_part(
+    spec: dict[str, object], param: str
+) -> None:
+    body = _openai(tools=[TOOL], tool_choice={"type": "allowed_tools", "allowed_tools": spec})
+    with pytest.raises(InvalidRequest) as caught:
+        completions.parse_request(body, max_prompt_chars=1000)
+    assert caught.value.param == f"tool_choice.allowed_tools{param}"
+
+
 ASKED = {"role": "assistant", "content": None, "tool_calls": [CALL.model_dump()]}
 
 

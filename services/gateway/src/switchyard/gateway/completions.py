@@ -38,6 +38,7 @@ from switchyard.gateway.schemas import (
     chunk_body,
     completion_body,
     logprobs_json,
+    narrow_allowed_tools,
     thinking_json,
     thinking_text,
     usage_json,
@@ -55,6 +56,7 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
     bounds.check_conversation(raw.get("messages"), param="messages", parts=CHAT_PARTS)
     parsed = validated(raw, ChatCompletionRequest)
     check_logprobs(parsed)
+    narrow_allowed_tools(parsed)
     check_tool_turns(parsed)
     check_content_parts(parsed.messages)
     take_thinking_blocks(parsed)

@@ -153,10 +153,12 @@ class ChatCompletionRequest(BaseModel):
     @classmethod
     def _known_choice(cls, v: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
         if isinstance(v, dict) and not (
-            v.get("type") == "function" and isinstance((v.get("function") or {}).get("name"), str)
+            (v.get("type") == "function" and isinstance((v.get("function") or {}).get("name"), str))
+            or v.get("type") == "allowed_tools"  # read by `narrow_allowed_tools`
         ):
             raise ValueError(
-                'must be "none", "auto", "required" or {"type": "function", "function": {"name"}}'
+                'must be "none", "auto", "required", {"type": "function", "function": {"name"}} or '
+                '{"type": "allowed_tools", "allowed_tools": {"mode", "tools"}}'
             )
         return v
 
@@ -173,6 +175,41 @@ class ChatCompletionRequest(BaseModel):
     def with_thinking(self, reasoning: Reasoning | None) -> ChatCompletionRequest:
         self._thinking = reasoning
         return self
+
+
+def narrow_allowed_tools(parsed: ChatCompletionRequest) -> None:
+    """Chat's `{"type": "allowed_tools", "allowed_tools": {"mode", "tools"}}` choice: the tools offered
+    narrowed to the function tools it names, with `mode` (`auto` or `required`) as the choice. What the
+    model may call is the same as at OpenAI, which keeps the whole list in the prompt (for its cache);
+    the Responses face does the same with its flat form (`responses_tools.allowed_tools`)."""
+    choice = parsed.tool_choice
+    if not isinstance(choice, dict) or choice.get("type") != "allowed_tools":
+        return
+    spec = choice.get("allowed_tools")
+    mode = spec.get("mode") if isinstance(spec, dict) else None
+    named = spec.get("tools") if isinstance(spec, dict) else None
+    if mode not in ("auto", "required") or not isinstance(named, list) or not named:
+        raise InvalidRequest(
+            'tool_choice.allowed_tools takes "mode" ("auto" or "required") and "tools" '
+            '([{"type": "function", "function": {"name": ...}}, ...])',
+            param="tool_choice.allowed_tools",
+            code="invalid_value",
+        )
+    given = {t.function.name for t in parsed.tools or []}
+    names: set[str] = set()
+    for index, tool in enumerate(named):
+        function = tool.get("function") if isinstance(tool, dict) and tool.get("type") == "function" else None
+        name = function.get("name") if isinstance(function, dict) else None
+        if name not in given:
+            raise InvalidRequest(
+                f"tool_choice.allowed_tools.tools.{index}: allowed tools must be function tools named in "
+                f"`tools` ({sorted(given)})",
+                param=f"tool_choice.allowed_tools.tools.{index}",
+                code="invalid_value",
+            )
+        names.add(name)
+    parsed.tools = [t for t in parsed.tools or [] if t.function.name in names]
+    parsed.tool_choice = mode
 
 
 def check_logprobs(parsed: ChatCompletionRequest) -> None:
