@@ -348,6 +348,18 @@ def test_allowed_tools_narrows_the_tools_offered_to_those_it_names() -> None:
         assert (err.value.param, err.value.code) == (param, "invalid_value")
 
 
+def test_an_images_detail_is_carried_and_a_bad_one_refused() -> None:
+    """It was dropped: a `detail: low` image reached OpenAI as auto (up to ~10x its tokens)."""
+    image = {"type": "input_image", "image_url": "https://example.com/a.png", "detail": "low"}
+    messages = _task(input=[{"role": "user", "content": [image]}]).request.messages
+    assert messages[0].content == [
+        {"type": "image_url", "image_url": {"url": "https://example.com/a.png", "detail": "low"}}
+    ]
+    with pytest.raises(InvalidRequest) as err:
+        _parse(input=[{"role": "user", "content": [{**image, "detail": "tiny"}]}])
+    assert (err.value.param, err.value.code) == ("input.0.content.0.detail", "invalid_value")
+
+
 def test_a_function_calls_output_keeps_its_images_and_refuses_what_it_cannot_carry() -> None:
     called = {"type": "function_call", "call_id": "call_1", "name": "screenshot", "arguments": "{}"}
     shot = [

@@ -327,6 +327,24 @@ def _message(item: dict[str, Any], where: str) -> ChatMessage:
     return ChatMessage(role=role, content=_parts(content, f"{where}.content", role=role))
 
 
+IMAGE_DETAILS = ("auto", "low", "high", "original")  # the openai SDK's ImageDetail
+
+
+def _image(part: dict[str, Any], where: str) -> dict[str, Any]:
+    """An input_image's URL, with its `detail` when it says one: chat's part carries it (OpenAI models
+    read it; a low-detail image costs 85 tokens, a high one 85 + 170 a tile)."""
+    detail = part.get("detail")
+    if detail is None:
+        return {"url": part["image_url"]}
+    if detail not in IMAGE_DETAILS:
+        raise InvalidRequest(
+            f"{where}.detail: must be one of {', '.join(IMAGE_DETAILS)}",
+            param=f"{where}.detail",
+            code="invalid_value",
+        )
+    return {"url": part["image_url"], "detail": detail}
+
+
 def _parts(content: list[Any], where: str, *, role: str) -> str | list[dict[str, Any]]:
     """Content parts as the pipeline's: text (joined, when that is all), images and PDFs."""
     parts: list[dict[str, Any]] = []
@@ -335,7 +353,7 @@ def _parts(content: list[Any], where: str, *, role: str) -> str | list[dict[str,
         if kind in ("input_text", "output_text", "text") and isinstance(part.get("text"), str):
             parts.append({"type": "text", "text": part["text"]})
         elif kind == "input_image" and isinstance(part.get("image_url"), str):
-            parts.append({"type": "image_url", "image_url": {"url": part["image_url"]}})
+            parts.append({"type": "image_url", "image_url": _image(part, f"{where}.{n}")})
         elif kind == "refusal" and isinstance(part.get("refusal"), str):
             parts.append({"type": "text", "text": part["refusal"]})
         elif kind == "input_file":
