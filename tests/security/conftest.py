@@ -105,6 +105,14 @@ def tenants(platform: ChaosStack) -> Tenants:
         )
         assert answer.status_code == 200, answer.text
         made.ids["response_id"] = made.ids["previous_response_id"] = answer.json()["id"]
+        conversation = c.post(
+            "/v1/conversations", json={"items": [{"role": "user", "content": "victim secret plan"}]}
+        )
+        assert conversation.status_code == 200, conversation.text
+        made.ids["conversation_id"] = conversation.json()["id"]
+        made.ids["item_id"] = c.get(f"/v1/conversations/{made.ids['conversation_id']}/items").json()["data"][
+            0
+        ]["id"]
         deadline = time.monotonic() + 60
         while c.get(f"/v1/tasks/{made.ids['task_id']}").json().get("status") == "queued":
             assert time.monotonic() < deadline

@@ -159,6 +159,8 @@ def test_cross_tenant_attempts_on_every_endpoint(tenants: Tenants) -> None:
         message_batch = c.get(f"/v1/messages/batches/{t.ids['message_batch_id']}").json()
         assert not message_batch["cancel_initiated_at"], message_batch  # and not deleted
         assert c.get(f"/v1/responses/{t.ids['response_id']}").status_code == 200, "not deleted"
+        items = c.get(f"/v1/conversations/{t.ids['conversation_id']}/items").json()["data"]
+        assert [i["id"] for i in items] == [t.ids["item_id"]], "the conversation changed"
     print(f"\n{tried} cross-tenant requests, none answered with the victim's data")
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 import nats
+import openai
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -45,6 +46,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             yield server, base, org
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def sdk(world: World) -> AsyncIterator[openai.AsyncOpenAI]:
+    """OpenAI's SDK on the gateway, with the organisation's member key (no retries: a test sees each call)."""
+    _, base, org = world
+    client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=org.keys["member"], max_retries=0, timeout=30)
+    yield client
+    await client.close()
 
 
 @asynccontextmanager

@@ -1,8 +1,8 @@
 """`/v1/responses` driven by OpenAI's SDK as client code drives it, over HTTP on a gateway process, a real
 nats-server and SQLite; a scripted pipeline answers on the bus: structured output through
 `responses.parse`, a function call streamed in pieces, a stream that breaks, and what the stored-response
-endpoints say of a response that is not there or an operation that is not served (stored responses
-themselves: test_stored_responses_http)."""
+endpoints say of a response (or conversation) that is not there or an operation that is not served
+(stored responses themselves: test_stored_responses_http; conversations: test_conversations_http)."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from switchyard.common import subjects
 from switchyard.common.envelope import decode
 from switchyard.common.events import FunctionCall, TaskCompleted, TaskFailed, TaskSubmitted, ToolCall
 from switchyard.common.streaming import Chunk, ToolCallPiece, encode_chunk
-from tests.integration.gateway.responses_world import MODEL, World, answering, completed, publish, world
+from tests.integration.gateway.responses_world import MODEL, World, answering, completed, publish, sdk, world
 
 pytestmark = pytest.mark.integration
-__all__ = ["world"]  # a fixture
+__all__ = ["sdk", "world"]  # fixtures
 
 
 class City(pydantic.BaseModel):
@@ -87,36 +87,28 @@ async def pipeline(world: World) -> AsyncIterator[Pipeline]:
         yield me
 
 
-@pytest.fixture
-async def client(world: World) -> AsyncIterator[openai.AsyncOpenAI]:
-    _, base, org = world
-    sdk = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=org.keys["member"], max_retries=0, timeout=30)
-    yield sdk
-    await sdk.close()
-
-
 async def test_structured_output_through_responses_parse_whole_and_streamed(
-    pipeline: Pipeline, client: openai.AsyncOpenAI
+    pipeline: Pipeline, sdk: openai.AsyncOpenAI
 ) -> None:
     pipeline.answer = '{"city": "Paris", "population_millions": 2.1}'
-    parsed = await client.responses.parse(model="auto", input="The capital of France?", text_format=City)
+    parsed = await sdk.responses.parse(model="auto", input="The capital of France?", text_format=City)
     assert parsed.output_parsed == City(city="Paris", population_millions=2.1)
     asked = pipeline.seen[-1].chat()
     assert asked.response_format is not None and asked.response_format["json_schema"]["name"] == "City"
     assert asked.json_schema() == City.model_json_schema() | {"additionalProperties": False}
-    async with client.responses.stream(model="auto", input="The capital?", text_format=City) as stream:
+    async with sdk.responses.stream(model="auto", input="The capital?", text_format=City) as stream:
         final = await stream.get_final_response()
     assert final.output_parsed == City(city="Paris", population_millions=2.1)
 
 
 async def test_a_function_call_streams_in_pieces_the_sdk_accumulates_whole(
-    pipeline: Pipeline, client: openai.AsyncOpenAI
+    pipeline: Pipeline, sdk: openai.AsyncOpenAI
 ) -> None:
     arguments = '{"city": "Paris", "units": "celsius"}'
     pipeline.answer = "Let me look."
     pipeline.call = ToolCall(id="call_1", function=FunctionCall(name="get_weather", arguments=arguments))
     tool = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}, "strict": False}
-    async with client.responses.stream(model="auto", input="Weather in Paris?", tools=[tool]) as stream:
+    async with sdk.responses.stream(model="auto", input="Weather in Paris?", tools=[tool]) as stream:
         events = [event async for event in stream]
         final = await stream.get_final_response()
     deltas = [e for e in events if e.type == "response.function_call_arguments.delta"]
@@ -132,10 +124,10 @@ async def test_a_function_call_streams_in_pieces_the_sdk_accumulates_whole(
 
 
 async def test_a_stream_that_breaks_ends_with_response_failed(
-    pipeline: Pipeline, client: openai.AsyncOpenAI
+    pipeline: Pipeline, sdk: openai.AsyncOpenAI
 ) -> None:
     pipeline.answer, pipeline.breaks = "Paris is the capital.", True
-    async with client.responses.stream(model="auto", input="The capital of France?") as stream:
+    async with sdk.responses.stream(model="auto", input="The capital of France?") as stream:
         events = [event async for event in stream]
         with pytest.raises(RuntimeError, match=r"response\.completed"):
             await stream.get_final_response()
@@ -147,35 +139,34 @@ async def test_a_stream_that_breaks_ends_with_response_failed(
 
 
 async def test_a_response_not_stored_is_a_404_and_what_is_not_served_says_so(
-    world: World, client: openai.AsyncOpenAI
+    world: World, sdk: openai.AsyncOpenAI
 ) -> None:
     calls: list[Awaitable[object]] = [
-        client.responses.retrieve("resp_1"),
-        client.responses.delete("resp_1"),
-        client.responses.input_items.list("resp_1"),
+        sdk.responses.retrieve("resp_1"),
+        sdk.responses.delete("resp_1"),
+        sdk.responses.input_items.list("resp_1"),
     ]
     for call in calls:
         with pytest.raises(openai.NotFoundError) as err:
             await call
         assert err.value.code == "response_not_found" and "No response found" in err.value.message
     with pytest.raises(openai.NotFoundError) as background:
-        await client.responses.cancel("resp_1")
+        await sdk.responses.cancel("resp_1")
     assert background.value.code == "not_found" and "only background responses" in background.value.message
     with pytest.raises(openai.NotFoundError) as unserved:
-        await client.responses.compact(model="auto", input="Hello")
+        await sdk.responses.compact(model="auto", input="Hello")
     assert "serves POST /v1/responses" in unserved.value.message
-    conversations: list[Awaitable[object]] = [  # the Agents SDK's OpenAIConversationsSession, conversation_id
-        client.conversations.create(),
-        client.conversations.retrieve("conv_1"),
-        client.conversations.delete("conv_1"),
-        client.conversations.items.list("conv_1"),
-        client.conversations.items.create("conv_1", items=[{"role": "user", "content": "hi"}]),
+    conversations: list[Awaitable[object]] = [  # one never created, or another organisation's
+        sdk.conversations.retrieve("conv_1"),
+        sdk.conversations.delete("conv_1"),
+        sdk.conversations.items.list("conv_1"),
+        sdk.conversations.items.create("conv_1", items=[{"role": "user", "content": "hi"}]),
     ]
     for call in conversations:
-        with pytest.raises(openai.NotFoundError) as unserved:
+        with pytest.raises(openai.NotFoundError) as unknown:
             await call
-        assert unserved.value.code == "not_found", unserved.value.message
-        assert "the Conversations API is not served here" in unserved.value.message
+        assert unknown.value.code == "conversation_not_found", unknown.value.message
+        assert unknown.value.message.endswith("Conversation with id 'conv_1' not found.")
     _, base, _ = world
     anonymous = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="sk-nobody", max_retries=0)
     with pytest.raises(openai.AuthenticationError):

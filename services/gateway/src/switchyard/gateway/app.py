@@ -33,6 +33,7 @@ from switchyard.gateway.budgets.service import Budgets
 from switchyard.gateway.cache.setup import create_cache
 from switchyard.gateway.catalog import Catalog
 from switchyard.gateway.config import GatewaySettings
+from switchyard.gateway.conversations import views as conversation_views
 from switchyard.gateway.embeddings import EmbeddingResults
 from switchyard.gateway.files import views as files_views
 from switchyard.gateway.files.store import files_bucket
@@ -266,6 +267,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
     app.include_router(message_batch_views.router)
     app.include_router(files_views.router)
     app.include_router(stored_views.router)
+    app.include_router(conversation_views.router)
     errors.install(app)
     openapi.install(app)
     app.add_middleware(RequestContext, stop=stop)

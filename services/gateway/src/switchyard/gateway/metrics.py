@@ -83,3 +83,10 @@ STORED_RESPONSES = Counter(
     "not_asked, `store: false`)",
     ["outcome"],
 )
+CONVERSATION_TURNS = Counter(
+    "switchyard_gateway_conversation_turns_total",
+    "Responses API answers in a conversation (`conversation`) by what became of their items (outcome: "
+    "appended; gone, the conversation deleted meanwhile; refused, over the organisation's share, larger "
+    "than a bus message, or the bucket unavailable)",
+    ["outcome"],
+)

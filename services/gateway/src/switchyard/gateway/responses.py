@@ -6,8 +6,8 @@ here; the result is rendered as a Response in `responses_render.py`, or streamed
 Responses are stored unless the request says `store: false` (`stored_responses/`): a request may name a
 previous response (`previous_response_id`) and stored items (`item_reference`), which are read before this
 parser sees the request and handed to it as `items`. A deployment that stores nothing
-(SWITCHYARD_RESPONSES_STORE=false) refuses both rather than answer without the context they stand for;
-`conversation` (OpenAI's Conversations API) is refused either way.
+(SWITCHYARD_RESPONSES_STORE=false) refuses both rather than answer without the context they stand for,
+and `conversation` (OpenAI's Conversations API, `conversations/`) as well.
 
 Tools (function, namespace and custom tools; built-in ones left out) are `responses_tools.py`'s.
 
@@ -62,11 +62,6 @@ LOGPROBS_INCLUDE = "message.output_text.logprobs"  # the `include` entry that as
 
 # Fields that ask for what Switchyard cannot deliver (see `schemas.UNSUPPORTED`).
 UNSUPPORTED: Unsupported = {
-    "conversation": (
-        lambda v: v is not None,
-        "conversations are not served here: name the previous response (`previous_response_id`) or send "
-        "the conversation in `input`",
-    ),
     "background": (lambda v: v is True, "background responses are not supported; use POST /v1/tasks"),
     "prompt": (lambda v: v is not None, "stored prompts are not supported"),
 }
@@ -77,6 +72,11 @@ UNSTORED: Unsupported = {
         lambda v: v is not None,
         "this deployment stores no responses (SWITCHYARD_RESPONSES_STORE=false): send the whole "
         "conversation in `input`",
+    ),
+    "conversation": (
+        lambda v: v is not None,
+        "this deployment stores no responses and no conversations (SWITCHYARD_RESPONSES_STORE=false): "
+        "send the whole conversation in `input`",
     ),
 }
 

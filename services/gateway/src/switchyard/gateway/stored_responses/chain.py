@@ -25,6 +25,8 @@ from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted
 from switchyard.common.streaming import Chunk
 from switchyard.gateway import bounds, responses, responses_render, responses_stream
 from switchyard.gateway.bodies import json_object
+from switchyard.gateway.conversations import shapes, turns
+from switchyard.gateway.conversations.store import ConversationStore
 from switchyard.gateway.errors import APIError, BusPayloadExceeded, InvalidRequest
 from switchyard.gateway.metrics import STORED_RESPONSES
 from switchyard.gateway.responses import ITEM_PARTS, RESPONSE_ID
@@ -73,6 +75,7 @@ class Conversation:
     tenant_id: str
     keep: bool  # the request asked to be stored (`store`, true unless false) and the deployment stores
     previous_response_id: str | None = None
+    conversation_id: str | None = None  # the conversation (`conversation`) whose items `context` holds
     echoed: dict[str, Any] = field(default_factory=dict)  # the request's `instructions` and `metadata`
     context: list[dict[str, Any]] = field(default_factory=list)
     own: list[dict[str, Any]] = field(default_factory=list)
@@ -91,25 +94,37 @@ class Conversation:
         """The response's fields this conversation sets: `store` says whether it is (or, before its end,
         is to be) stored."""
         store = self.keep if self.kept is None else self.kept
-        return {"store": store, "previous_response_id": self.previous_response_id, **self.echoed}
+        named = {"conversation": {"id": self.conversation_id}} if self.conversation_id else {}
+        return {"store": store, "previous_response_id": self.previous_response_id, **named, **self.echoed}
 
     async def remember(self, task: TaskSubmitted, body: dict[str, Any]) -> bool:
         """Stores the answer (`body`, the response as its client gets it) with its whole input, giving the
-        request's own items that have none an id. Returns whether it was stored."""
-        if not self.keep or body.get("status") not in ("completed", "incomplete"):
+        request's own items that have none an id, and appends both to its conversation, if it has one.
+        Returns whether the answer was stored."""
+        whole = body.get("status") in ("completed", "incomplete")
+        if whole and self.conversation_id is not None:
+            assert self.store is not None  # a conversation is found in the store
+            added = [*self._own_with_ids(task), *_replayed(body)]
+            items = [shapes.kept(item, item["id"]) for item in added]
+            await turns.append(ConversationStore(self.store), self.tenant_id, self.conversation_id, items)
+        if not self.keep or not whole:
             if not self.keep and self.store is not None:  # a deployment storing none asks nothing
                 STORED_RESPONSES.labels("not_asked").inc()
             self.kept = False
             return False
-        start = len(self.context)
-        own = [
-            item if item.get("id") else {"id": _item_id(item, task.task_id, start + n), **item}
-            for n, item in enumerate(self.own)
-        ]
-        record = StoredResponse(response={**body, "store": True}, input=[*self.context, *own])
+        record = StoredResponse(
+            response={**body, "store": True}, input=[*self.context, *self._own_with_ids(task)]
+        )
         assert self.store is not None  # `keep` is false without a store
         self.kept = await self.store.put(self.tenant_id, record)
         return self.kept
+
+    def _own_with_ids(self, task: TaskSubmitted) -> list[dict[str, Any]]:
+        start = len(self.context)
+        return [
+            item if item.get("id") else {"id": _item_id(item, task.task_id, start + n), **item}
+            for n, item in enumerate(self.own)
+        ]
 
     # The Responses face for this request (`faces.Face`): its parser, its whole answer and its stream.
 
@@ -127,7 +142,9 @@ class Conversation:
         # it is waited for (minutes; `serving.serve`)
         self.data = None
         if not self.keep:
-            self.context, self.own = [], []
+            self.context = []
+            if self.conversation_id is None:  # a conversation's turn keeps its own items, to append
+                self.own = []
         return parsed
 
     def body(self, task: TaskSubmitted, done: TaskCompleted) -> dict[str, Any]:
@@ -161,7 +178,7 @@ class Conversation:
             include_usage=include_usage,
             fields=self.fields(),
             created=self.created,
-            keep=keep if self.keep else None,
+            keep=keep if self.keep or self.conversation_id else None,
             named=self.named,
         )
 
@@ -191,6 +208,11 @@ async def load(store: ResponseStore | None, tenant_id: str, body: bytes) -> Conv
     refers = any(i.get("type") == "item_reference" for i in conversation.own)
     if store is None:
         return conversation
+    if data.get("conversation") is not None:
+        talk = await turns.opened(ConversationStore(store), tenant_id, data["conversation"], previous_id)
+        conversation.conversation_id = talk.id
+        conversation.context = list(talk.items)
+        conversation.resolved = True
     if isinstance(previous_id, str) or refers:
         previous: StoredResponse | None = None
         if isinstance(previous_id, str):

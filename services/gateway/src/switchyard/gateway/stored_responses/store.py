@@ -132,7 +132,7 @@ class ResponseStore:
             STORED_RESPONSES.labels("too_large").inc()
             return False
         try:
-            if not await self._count(tenant_id, len(raw)):
+            if not await self.count(tenant_id, len(raw)):
                 log.warning(
                     "response %s not stored: its organisation holds its share of the bucket", record.id
                 )
@@ -141,7 +141,7 @@ class ResponseStore:
             try:
                 await self.bucket.put(kv.tenant_key(tenant_id, record.id), raw)
             except BaseException:
-                await self._count(tenant_id, -len(raw))  # a full bucket must not use up the share
+                await self.count(tenant_id, -len(raw))  # a full bucket must not use up the share
                 raise
         except (BusError, TimeoutError, TransientError) as exc:
             log.warning("response %s not stored: %s", record.id, exc)
@@ -150,7 +150,7 @@ class ResponseStore:
         STORED_RESPONSES.labels("stored").inc()
         return True
 
-    async def _count(self, tenant_id: str, size: int) -> bool:
+    async def count(self, tenant_id: str, size: int) -> bool:
         """Counts `size` bytes (below 0: given back) against the organisation's share, unless they would
         take it past it."""
         if self.org_bytes is None:

@@ -7,6 +7,7 @@ stored, so turning storing off never leaves an organisation unable to remove its
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import orjson
@@ -84,20 +85,31 @@ async def list_input_items(
     after: str | None = None,
 ) -> InputItemList:
     record = await _stored(request, response_id)
-    items = record.input if order == "asc" else record.input[::-1]
+    return page_of(record.input, order=order, after=after, limit=limit, of="response")
+
+
+def page_of(
+    items: Sequence[dict[str, Any]], *, order: str, after: str | None, limit: int, of: str
+) -> InputItemList:
+    """One page of `items` (of a response, or a conversation: `of`), in `order`, after the item `after`
+    names (a 400 when it is none of them)."""
+    listed = list(items if order == "asc" else items[::-1])
     if after is not None:
-        at = next((n for n, item in enumerate(items) if item.get("id") == after), None)
+        at = next((n for n, item in enumerate(listed) if item.get("id") == after), None)
         if at is None:
             raise InvalidRequest(
-                f"after: {after[:80]!r} is not an item of this response", code="invalid_value", param="after"
+                f"after: {after[:80]!r} is not an item of this {of}", code="invalid_value", param="after"
             )
-        items = items[at + 1 :]
-    page = items[:limit]
+        listed = listed[at + 1 :]
+    return page(listed[:limit], has_more=len(listed) > limit)
+
+
+def page(items: list[dict[str, Any]], *, has_more: bool) -> InputItemList:
     return InputItemList(
-        data=page,
-        first_id=page[0].get("id") if page else None,
-        last_id=page[-1].get("id") if page else None,
-        has_more=len(items) > limit,
+        data=items,
+        first_id=items[0].get("id") if items else None,
+        last_id=items[-1].get("id") if items else None,
+        has_more=has_more,
     )
 
 

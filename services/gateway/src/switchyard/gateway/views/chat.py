@@ -102,29 +102,6 @@ async def unserved_response_operation(request: Request, name: str) -> Response:
 
 
 @router.post(
-    "/v1/conversations",
-    summary="Not served (OpenAI's Conversations API): a 404 `not_found` saying what continues a conversation",
-    responses=ERRORS,
-)
-@router.api_route(
-    "/v1/conversations/{rest:path}",
-    methods=["GET", "POST", "DELETE"],
-    include_in_schema=False,
-    responses=ERRORS,
-)
-async def unserved_conversations(request: Request) -> Response:
-    """The OpenAI Agents SDK's `OpenAIConversationsSession` and `conversation_id` (and the SDKs'
-    `conversations`) reach these; a bare "no route" would not say what to do instead."""
-    await authenticate(request, gateway_of(request).verifier)
-    raise NotFound(
-        f"{request.method} {request.url.path[:120]}: the Conversations API is not served here; continue a "
-        "conversation with stored responses (`previous_response_id` on POST /v1/responses) or send it in "
-        "`input` (the OpenAI Agents SDK: `previous_response_id`, or a session kept by the client such as "
-        "`SQLiteSession`)"
-    )
-
-
-@router.post(
     "/v1/completions",
     summary="Create a completion (OpenAI's legacy completions; chat models answer the prompt as a user turn)",
     responses=INFERENCE_ERRORS,

@@ -1,0 +1,201 @@
+"""Conversations in the stored responses' KV bucket (`switchyard-responses`), shared by every replica.
+
+A record is one conversation whole: its id, creation time, metadata and items in order, zlib-compressed
+JSON under a hash of the organisation and its id (`kv.tenant_key`, as a stored response's: another
+organisation's conversation is not found, and neither appears in clear). Every change is a
+compare-and-set on that one record (`kv.update`), so two responses appending at once, on one replica or
+two, each add their items: none is lost and none is added twice.
+
+One record per conversation bounds a conversation by a bus message, compressed; a conversation whose
+items were larger could not be answered anyway (its items are the prepended input of a task on the bus).
+Retention is the bucket's: a conversation expires SWITCHYARD_RESPONSES_KEEP_S after its last change
+(OpenAI keeps conversations without a time limit); what it adds counts against its organisation's share
+of the bucket (SWITCHYARD_RESPONSES_ORG_BYTES) as a stored response's does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any
+
+import orjson
+from nats.errors import Error as BusError
+from nats.js.errors import KeyNotFoundError
+
+from switchyard.common import kv
+from switchyard.common.errors import TransientError
+from switchyard.gateway.errors import APIError, InvalidRequest, NotFound, RequestTooLarge, ServiceUnavailable
+from switchyard.gateway.stored_responses.store import ResponseStore
+
+log = logging.getLogger(__name__)
+
+CONVERSATION_ID = "conv_"
+_LEVEL = 1
+
+
+class ConversationNotFound(NotFound):
+    code = "conversation_not_found"
+
+
+class ConversationTooLarge(RequestTooLarge):
+    code = "conversation_too_large"
+
+
+class OverShare(InvalidRequest):
+    code = "conversation_storage_exceeded"
+    retry = False
+
+
+def not_found(conversation_id: str, *, param: str = "conversation_id") -> ConversationNotFound:
+    return ConversationNotFound(f"Conversation with id '{conversation_id[:80]}' not found.", param=param)
+
+
+def new_id() -> str:
+    return CONVERSATION_ID + uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class StoredConversation:
+    id: str
+    created_at: int = field(default_factory=lambda: int(time.time()))
+    metadata: dict[str, str] = field(default_factory=dict)
+    items: tuple[dict[str, Any], ...] = ()
+
+    def public(self) -> dict[str, Any]:
+        """The Conversation object."""
+        return {
+            "id": self.id,
+            "object": "conversation",
+            "created_at": self.created_at,
+            "metadata": self.metadata,
+        }
+
+    def item(self, item_id: str) -> dict[str, Any] | None:
+        return self._by_id.get(item_id)
+
+    @cached_property
+    def _by_id(self) -> dict[Any, dict[str, Any]]:
+        return {item.get("id"): item for item in self.items}
+
+    def with_items(self, added: list[dict[str, Any]]) -> StoredConversation:
+        """This conversation and `added` after its items, but for those it holds already (by id: an append
+        retried after a conflict adds nothing twice)."""
+        new = [item for item in added if item.get("id") not in self._by_id]
+        return replace(self, items=(*self.items, *new)) if new else self
+
+    def to_bytes(self) -> bytes:
+        data = {"id": self.id, "created_at": self.created_at, "metadata": self.metadata, "items": self.items}
+        return zlib.compress(orjson.dumps(data), _LEVEL)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> StoredConversation:
+        data = orjson.loads(zlib.decompress(raw))
+        return cls(data["id"], data["created_at"], data["metadata"], tuple(data["items"]))
+
+
+Edit = Callable[[StoredConversation], StoredConversation]
+
+
+class ConversationStore:
+    """Conversations kept in `responses`' bucket, with its limits (`max_value_bytes`, the organisation's
+    share)."""
+
+    def __init__(self, responses: ResponseStore) -> None:
+        self.responses = responses
+
+    async def create(self, tenant_id: str, conversation: StoredConversation) -> None:
+        raw = conversation.to_bytes()
+        self._check_size(raw)
+        await self._count(tenant_id, len(raw))
+        await self._write(tenant_id, conversation.id, lambda _: (raw, None))
+
+    async def get(self, tenant_id: str, conversation_id: str) -> StoredConversation | None:
+        if not conversation_id.startswith(CONVERSATION_ID):
+            return None
+        try:
+            entry = await self.responses.bucket.get(kv.tenant_key(tenant_id, conversation_id))
+        except KeyNotFoundError:
+            return None
+        if not entry.value:
+            return None
+        try:
+            return StoredConversation.from_bytes(entry.value)
+        except (zlib.error, orjson.JSONDecodeError, KeyError, TypeError):
+            log.error("stored conversation %s cannot be read: left out", conversation_id)
+            return None
+
+    async def change(
+        self, tenant_id: str, conversation_id: str, edit: Edit, *, adding: list[dict[str, Any]] | None = None
+    ) -> StoredConversation | None:
+        """The conversation as `edit` left it (written only if nobody wrote it in between, else `edit` runs
+        again on what they wrote), None when there is none; `adding`: the items it adds, counted against
+        the organisation's share first. APIErrors `edit` raises reach the caller."""
+        if not conversation_id.startswith(CONVERSATION_ID):
+            return None
+        if adding:
+            await self._count(tenant_id, len(zlib.compress(orjson.dumps(adding), _LEVEL)))
+
+        def apply(current: bytes | None) -> tuple[bytes | None, StoredConversation | None]:
+            if not current:
+                return None, None
+            old = StoredConversation.from_bytes(current)
+            new = edit(old)
+            if new is old:
+                return None, old
+            raw = new.to_bytes()
+            self._check_size(raw)
+            return raw, new
+
+        return await self._write(tenant_id, conversation_id, apply)
+
+    async def delete(self, tenant_id: str, conversation_id: str) -> bool:
+        """True when the conversation was there (and is gone now). Its responses stay, as OpenAI's do."""
+        if await self.get(tenant_id, conversation_id) is None:
+            return False
+        await self.responses.bucket.delete(kv.tenant_key(tenant_id, conversation_id))
+        return True
+
+    def _check_size(self, raw: bytes) -> None:
+        if len(raw) > self.responses.max_value_bytes:
+            raise ConversationTooLarge(
+                f"the conversation would be {len(raw)} bytes compressed, over the "
+                f"{self.responses.max_value_bytes} "
+                "a conversation may hold (one bus message: its items are the input of a task)",
+                param="items",
+            )
+
+    async def _count(self, tenant_id: str, size: int) -> None:
+        try:
+            counted = await self.responses.count(tenant_id, size)
+        except (BusError, TimeoutError, TransientError) as exc:
+            raise _unavailable(exc) from exc
+        if not counted:
+            raise OverShare(
+                "the organisation holds its share of the stored responses and conversations "
+                "(SWITCHYARD_RESPONSES_ORG_BYTES): delete some, or wait until they expire",
+                param="items",
+            )
+
+    async def _write(
+        self,
+        tenant_id: str,
+        conversation_id: str,
+        apply: Callable[[bytes | None], tuple[bytes | None, StoredConversation | None]],
+    ) -> StoredConversation | None:
+        try:
+            return await kv.update(self.responses.bucket, kv.tenant_key(tenant_id, conversation_id), apply)
+        except APIError:
+            raise
+        except (BusError, TimeoutError, TransientError) as exc:
+            raise _unavailable(exc) from exc
+
+
+def _unavailable(exc: BaseException) -> ServiceUnavailable:
+    log.warning("conversation not stored: %s", exc)
+    return ServiceUnavailable("the conversation could not be stored just now; try again", retry=True)
