@@ -173,3 +173,27 @@ def test_several_answers_with_the_sdk(stack: RunningStack) -> None:
     with pytest.raises(openai.BadRequestError) as too_many:
         client.chat.completions.create(model="auto", n=9, messages=QUESTION)  # type: ignore[arg-type]
     assert too_many.value.code == "invalid_value" and too_many.value.param == "n"
+
+
+def test_a_conversation_kept_by_the_server(stack: RunningStack) -> None:
+    """The Conversations API as the OpenAI Agents SDK's OpenAIConversationsSession drives it: a
+    conversation created with a first turn, answered by the local model from its items, the answer's
+    turn added to them, its items listed back."""
+    client = _client(stack)
+    conversation = client.conversations.create(
+        items=[{"role": "user", "content": "My name is Ada."}], metadata={"app": "e2e"}
+    )
+    answer = client.responses.create(
+        model="auto", input="What is my name?", conversation=conversation.id, max_output_tokens=16
+    )
+    assert answer.conversation is not None and answer.conversation.id == conversation.id
+    assert answer.output_text
+    streamed = client.responses.create(
+        model="auto", input="Thanks.", conversation={"id": conversation.id}, max_output_tokens=8, stream=True
+    )
+    # cut at 8 tokens it may be incomplete: its turn is added all the same, as OpenAI adds it
+    assert [e.type for e in streamed][-1] in ("response.completed", "response.incomplete")
+    items = list(client.conversations.items.list(conversation.id, order="asc"))
+    assert [i.role for i in items] == ["user", "user", "assistant", "user", "assistant"]  # type: ignore[union-attr]
+    assert items[2].id == answer.output[-1].id
+    assert client.conversations.delete(conversation.id).deleted

@@ -102,7 +102,7 @@ async def test_documented_limits_are_specific_400s(sdk: openai.AsyncOpenAI) -> N
     with pytest.raises(openai.BadRequestError) as metadata:
         await sdk.conversations.create(metadata={f"k{n}": "v" for n in range(17)})
     assert metadata.value.param == "metadata"
-    conversation = await sdk.conversations.create()
+    conversation = await sdk.conversations.create(items=[])  # as OpenAIConversationsSession starts one
     with pytest.raises(openai.BadRequestError) as added:
         await sdk.conversations.items.create(conversation.id, items=too_many)  # type: ignore[arg-type]
     assert added.value.code == "array_above_max_length"

@@ -26,7 +26,7 @@ async def opened(
     organisation: another's, like one deleted or expired, is a 404 that says no more."""
     if previous_response_id is not None:
         raise InvalidRequest(
-            "Mutually exclusive parameters: Ensure you are only providing one of: 'previous_response_id' "
+            "Mutually exclusive parameters. Ensure you are only providing one of: 'previous_response_id' "
             "or 'conversation'.",
             code="mutually_exclusive_parameters",
         )
