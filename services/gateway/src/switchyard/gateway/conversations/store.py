@@ -189,7 +189,8 @@ class ConversationStore:
         apply: Callable[[bytes | None], tuple[bytes | None, StoredConversation | None]],
     ) -> StoredConversation | None:
         try:
-            return await kv.update(self.responses.bucket, kv.tenant_key(tenant_id, conversation_id), apply)
+            key = kv.tenant_key(tenant_id, conversation_id)
+            return await kv.update(self.responses.bucket, key, apply, remember=False)
         except APIError:
             raise
         except (BusError, TimeoutError, TransientError) as exc:
