@@ -83,29 +83,19 @@ async def read(kv: KeyValue, key: str) -> tuple[bytes | None, int | None]:
 _LOCKS: dict[tuple[int, str], asyncio.Lock] = {}
 
 
-async def update(
-    kv: KeyValue,
-    key: str,
-    change: Callable[[bytes | None], tuple[bytes | None, T]],
-    *,
-    remember: bool = True,
-) -> T:
+async def update(kv: KeyValue, key: str, change: Callable[[bytes | None], tuple[bytes | None, T]]) -> T:
     """Compare-and-set: `change(current)` returns (new value or None to leave it, result); retried on a
-    conflict with another writer. Returns the result of the `change` call that took effect. `remember`
-    False: the value written is not kept for the next change (values of up to a bus message, of which
-    KEEP_KEYS would hold gigabytes), which then starts from a read."""
+    conflict with another writer. Returns the result of the `change` call that took effect."""
     lock = _LOCKS.setdefault((id(kv), key), asyncio.Lock())
     try:
         async with lock:
-            return await _update(kv, key, change, remember=remember)
+            return await _update(kv, key, change)
     finally:
         if not lock.locked() and not getattr(lock, "_waiters", None):
             _LOCKS.pop((id(kv), key), None)
 
 
-async def _update(
-    kv: KeyValue, key: str, change: Callable[[bytes | None], tuple[bytes | None, T]], *, remember: bool
-) -> T:
+async def _update(kv: KeyValue, key: str, change: Callable[[bytes | None], tuple[bytes | None, T]]) -> T:
     known = _KNOWN.setdefault(kv, OrderedDict())
     remembered = known.get(key)
     fresh = remembered is None
@@ -130,9 +120,6 @@ async def _update(
             current, revision = await read(kv, key)
             fresh = True
             continue
-        if not remember:
-            known.pop(key, None)
-            return result
         known[key] = (new, written)
         known.move_to_end(key)
         while len(known) > KEEP_KEYS:

@@ -3,8 +3,11 @@
 A record is one conversation whole: its id, creation time, metadata and items in order, zlib-compressed
 JSON under a hash of the organisation and its id (`kv.tenant_key`, as a stored response's: another
 organisation's conversation is not found, and neither appears in clear). Every change is a
-compare-and-set on that one record (`kv.update`), so two responses appending at once, on one replica or
-two, each add their items: none is lost and none is added twice.
+compare-and-set on that one record (written only at the revision it was read at, else read and made
+again), so two responses appending at once, on one replica or two, each add their items: none is lost
+and none is added twice. Not `kv.update`: that keeps each key's last write in the process (gigabytes of
+records of up to a bus message) and edits on the event loop (a large record takes tenths of a second to
+compress); here a large record is compressed and read in a thread, as a stored response is.
 
 One record per conversation bounds a conversation by a bus message, compressed; a conversation whose
 items were larger could not be answered anyway (its items are the prepended input of a task on the bus).
@@ -15,7 +18,9 @@ of the bucket (SWITCHYARD_RESPONSES_ORG_BYTES) as a stored response's does.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import time
 import uuid
 import zlib
@@ -26,12 +31,12 @@ from typing import Any
 
 import orjson
 from nats.errors import Error as BusError
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyWrongLastSequenceError
 
 from switchyard.common import kv
 from switchyard.common.errors import TransientError
-from switchyard.gateway.errors import APIError, InvalidRequest, NotFound, RequestTooLarge, ServiceUnavailable
-from switchyard.gateway.stored_responses.store import ResponseStore
+from switchyard.gateway.errors import InvalidRequest, NotFound, RequestTooLarge, ServiceUnavailable
+from switchyard.gateway.stored_responses.store import OFF_LOOP_BYTES, ResponseStore
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +95,30 @@ class StoredConversation:
         return replace(self, items=(*self.items, *new)) if new else self
 
     def to_bytes(self) -> bytes:
+        return zlib.compress(self._json(), _LEVEL)
+
+    async def encoded(self) -> bytes:
+        """`to_bytes`, in a thread when large (as a stored response: a conversation of images takes
+        tenths of a second, which every request of the replica would wait on the event loop)."""
+        data = self._json()
+        if len(data) <= OFF_LOOP_BYTES:
+            return zlib.compress(data, _LEVEL)
+        return await asyncio.to_thread(zlib.compress, data, _LEVEL)
+
+    def _json(self) -> bytes:
         data = {"id": self.id, "created_at": self.created_at, "metadata": self.metadata, "items": self.items}
-        return zlib.compress(orjson.dumps(data), _LEVEL)
+        return orjson.dumps(data)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> StoredConversation:
         data = orjson.loads(zlib.decompress(raw))
         return cls(data["id"], data["created_at"], data["metadata"], tuple(data["items"]))
+
+    @classmethod
+    async def decoded(cls, raw: bytes) -> StoredConversation:
+        if len(raw) <= OFF_LOOP_BYTES:
+            return cls.from_bytes(raw)
+        return await asyncio.to_thread(cls.from_bytes, raw)
 
 
 Edit = Callable[[StoredConversation], StoredConversation]
@@ -110,49 +132,47 @@ class ConversationStore:
         self.responses = responses
 
     async def create(self, tenant_id: str, conversation: StoredConversation) -> None:
-        raw = conversation.to_bytes()
+        raw = await conversation.encoded()
         self._check_size(raw)
         await self._count(tenant_id, len(raw))
-        await self._write(tenant_id, conversation.id, lambda _: (raw, None))
+        try:
+            await self.responses.bucket.create(kv.tenant_key(tenant_id, conversation.id), raw)
+        except (BusError, TimeoutError) as exc:
+            raise _unavailable(exc) from exc
 
     async def get(self, tenant_id: str, conversation_id: str) -> StoredConversation | None:
-        if not conversation_id.startswith(CONVERSATION_ID):
-            return None
-        try:
-            entry = await self.responses.bucket.get(kv.tenant_key(tenant_id, conversation_id))
-        except KeyNotFoundError:
-            return None
-        if not entry.value:
-            return None
-        try:
-            return StoredConversation.from_bytes(entry.value)
-        except (zlib.error, orjson.JSONDecodeError, KeyError, TypeError):
-            log.error("stored conversation %s cannot be read: left out", conversation_id)
-            return None
+        return (await self._read(tenant_id, conversation_id))[0]
 
     async def change(
         self, tenant_id: str, conversation_id: str, edit: Edit, *, adding: list[dict[str, Any]] | None = None
     ) -> StoredConversation | None:
-        """The conversation as `edit` left it (written only if nobody wrote it in between, else `edit` runs
-        again on what they wrote), None when there is none; `adding`: the items it adds, counted against
-        the organisation's share first. APIErrors `edit` raises reach the caller."""
-        if not conversation_id.startswith(CONVERSATION_ID):
-            return None
+        """The conversation as `edit` left it, None when there is none: a compare-and-set, written only if
+        nobody wrote it in between, else `edit` runs again on what they wrote. `adding`: the items it adds,
+        counted against the organisation's share first. APIErrors `edit` raises reach the caller."""
         if adding:
             await self._count(tenant_id, len(zlib.compress(orjson.dumps(adding), _LEVEL)))
-
-        def apply(current: bytes | None) -> tuple[bytes | None, StoredConversation | None]:
-            if not current:
-                return None, None
-            old = StoredConversation.from_bytes(current)
-            new = edit(old)
-            if new is old:
-                return None, old
-            raw = new.to_bytes()
-            self._check_size(raw)
-            return raw, new
-
-        return await self._write(tenant_id, conversation_id, apply)
+        key = kv.tenant_key(tenant_id, conversation_id)
+        try:
+            for attempt in range(kv.CAS_ATTEMPTS):
+                old, revision = await self._read(tenant_id, conversation_id)
+                if old is None or revision is None:
+                    return None
+                new = edit(old)
+                if new is old:
+                    return old
+                raw = await new.encoded()
+                self._check_size(raw)
+                try:
+                    await self.responses.bucket.update(key, raw, last=revision)
+                except KeyWrongLastSequenceError:
+                    await asyncio.sleep(random.random() * 0.002 * (attempt + 1))
+                    continue
+                return new
+        except (BusError, TimeoutError) as exc:
+            raise _unavailable(exc) from exc
+        raise _unavailable(
+            TransientError(f"{kv.CAS_ATTEMPTS} writers of conversation {conversation_id} at once")
+        )
 
     async def delete(self, tenant_id: str, conversation_id: str) -> bool:
         """True when the conversation was there (and is gone now). Its responses stay, as OpenAI's do."""
@@ -161,12 +181,27 @@ class ConversationStore:
         await self.responses.bucket.delete(kv.tenant_key(tenant_id, conversation_id))
         return True
 
+    async def _read(
+        self, tenant_id: str, conversation_id: str
+    ) -> tuple[StoredConversation | None, int | None]:
+        """The conversation and its revision (what a change must find unchanged to write), or Nones."""
+        if not conversation_id.startswith(CONVERSATION_ID):
+            return None, None
+        raw, revision = await kv.read(self.responses.bucket, kv.tenant_key(tenant_id, conversation_id))
+        if not raw:
+            return None, None
+        try:
+            return await StoredConversation.decoded(raw), revision
+        except (zlib.error, orjson.JSONDecodeError, KeyError, TypeError):
+            log.error("stored conversation %s cannot be read: left out", conversation_id)
+            return None, None
+
     def _check_size(self, raw: bytes) -> None:
         if len(raw) > self.responses.max_value_bytes:
             raise ConversationTooLarge(
                 f"the conversation would be {len(raw)} bytes compressed, over the "
-                f"{self.responses.max_value_bytes} "
-                "a conversation may hold (one bus message: its items are the input of a task)",
+                f"{self.responses.max_value_bytes} a conversation may hold (one bus message: its items are "
+                "the input of a task)",
                 param="items",
             )
 
@@ -181,20 +216,6 @@ class ConversationStore:
                 "(SWITCHYARD_RESPONSES_ORG_BYTES): delete some, or wait until they expire",
                 param="items",
             )
-
-    async def _write(
-        self,
-        tenant_id: str,
-        conversation_id: str,
-        apply: Callable[[bytes | None], tuple[bytes | None, StoredConversation | None]],
-    ) -> StoredConversation | None:
-        try:
-            key = kv.tenant_key(tenant_id, conversation_id)
-            return await kv.update(self.responses.bucket, key, apply, remember=False)
-        except APIError:
-            raise
-        except (BusError, TimeoutError, TransientError) as exc:
-            raise _unavailable(exc) from exc
 
 
 def _unavailable(exc: BaseException) -> ServiceUnavailable:
