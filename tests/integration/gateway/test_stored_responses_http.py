@@ -2,7 +2,9 @@
 with OpenAI's SDK as the client: `previous_response_id` and `item_reference` continue a conversation from
 what another replica stored, `GET`/`DELETE /v1/responses/{id}` and `input_items` read it, and nothing of
 one organisation's is reachable from another's. A scripted responder plays the pipeline: it records each
-task's messages and answers with a call of the first tool offered on a user turn, else with text."""
+task's messages and answers with a call of the first tool offered on a user turn, else with text. And a
+conversation (`/v1/conversations`) answered on both replicas at once, hidden from another organisation.
+"""
 
 from __future__ import annotations
 
@@ -352,3 +354,48 @@ async def test_input_tokens_counts_the_request_with_the_conversation_it_continue
     with pytest.raises(openai.BadRequestError) as unknown:
         await client.responses.input_tokens.count(input="?", previous_response_id="resp_" + "0" * 32)
     assert unknown.value.body["code"] == "previous_response_not_found"  # type: ignore[index]
+
+
+async def test_a_conversation_answered_on_two_replicas_at_once_keeps_both_turns_for_its_organisation(
+    world: World, responder: Responder
+) -> None:
+    acme, other = world.client(world.acme), world.client(world.other, 1)
+    conversation = await acme.conversations.create(items=[{"role": "user", "content": "Remember 7."}])
+    answers = await asyncio.gather(
+        *(
+            world.client(world.acme, replica).responses.create(
+                model="auto", input=f"question {replica}", conversation=conversation.id
+            )
+            for replica in (0, 1)
+        )
+    )
+    items = [i async for i in acme.conversations.items.list(conversation.id, order="asc")]
+    texts = [i.content[0].text for i in items]  # type: ignore[union-attr]
+    assert len(items) == 5 and texts[0] == "Remember 7."
+    for n, answer in enumerate(answers):  # each turn whole: its question, then its answer
+        at = texts.index(f"question {n}")
+        assert items[at + 1].id == answer.output[0].id
+    for reach in (
+        other.conversations.retrieve(conversation.id),
+        other.conversations.update(conversation.id, metadata={"x": "y"}),
+        other.conversations.delete(conversation.id),
+        other.conversations.items.list(conversation.id),
+        other.conversations.items.create(conversation.id, items=[{"role": "user", "content": "x"}]),
+        other.conversations.items.retrieve(items[0].id, conversation_id=conversation.id),
+        other.conversations.items.delete(items[0].id, conversation_id=conversation.id),
+        other.responses.create(model="auto", input="?", conversation=conversation.id),
+    ):
+        with pytest.raises(openai.NotFoundError) as hidden:
+            await reach
+        assert hidden.value.code == "conversation_not_found"
+    assert len([i async for i in acme.conversations.items.list(conversation.id)]) == 5  # unchanged
+    off = world.client(world.acme, base=world.unstored)
+    with pytest.raises(openai.BadRequestError) as refused:
+        await off.responses.create(model="auto", input="?", conversation=conversation.id)
+    assert refused.value.code == "unsupported_parameter"
+    with pytest.raises(openai.NotFoundError) as none:
+        await off.conversations.retrieve(conversation.id)
+    assert "SWITCHYARD_RESPONSES_STORE=false" in none.value.message
+    assert (await off.conversations.delete(conversation.id)).deleted  # what was kept can still be deleted
+    with pytest.raises(openai.NotFoundError):
+        await acme.conversations.retrieve(conversation.id)
