@@ -144,6 +144,11 @@ async def test_responses_in_a_conversation_whole_and_streamed(
         ("assistant", "Paris."),
     ]
     assert items[2].id == first.output[0].id  # the response's output item, as it was answered
+    alone = await sdk.responses.input_tokens.count(model="auto", input="Again?")
+    counted = await sdk.responses.input_tokens.count(
+        model="auto", input="Again?", conversation=conversation.id
+    )
+    assert counted.input_tokens > alone.input_tokens + 10  # the conversation's five items counted too
     with pytest.raises(openai.BadRequestError) as both:
         await sdk.responses.create(
             model="auto", input="hi", conversation=conversation.id, previous_response_id=first.id
