@@ -9,6 +9,9 @@ the request's own: a previous response's are not carried over, as OpenAI does no
 Item ids name the response that made them (`msg_<task>`, `rs_<task>_<n>`, `fc_<task>_<n>` for output;
 `<kind>_<task>_in<n>` for input items stored without an id), so a reference is found by reading that one
 response, whichever chain it came from.
+
+A request naming a conversation of the Conversations API (`conversation`) is answered after its items
+instead, and its turn is appended to it (`conversations/turns.py`).
 """
 
 from __future__ import annotations
