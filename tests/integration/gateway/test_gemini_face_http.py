@@ -230,7 +230,7 @@ async def test_rest_forms_key_query_json_array_stream_and_unknown_methods(
         assert (await http.get(f"/v1/models/local/smollm2:latest?key={key}")).status_code == 401
         paged = await http.get("/v1beta/models?pageSize=0", headers={"x-goog-api-key": key})
         assert paged.status_code == 400
-        assert paged.json()["error"]["details"][0]["metadata"]["param"] == "query.pageSize"
+        assert paged.json()["error"]["details"][0]["metadata"]["param"] == "pageSize"
         missing = await http.post("/v1beta/models/auto:generateContent", json=body)
         assert missing.status_code == 401 and missing.json()["error"]["status"] == "UNAUTHENTICATED"
         assert (

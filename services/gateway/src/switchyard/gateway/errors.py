@@ -425,7 +425,7 @@ def invalid_fields(errors: Sequence[Any], *, field: re.Pattern[str] = _FIELD) ->
     adds names of its own for the members of a union), and list indexes."""
     err: dict[str, Any] = errors[0] if errors else {"loc": (), "msg": "invalid", "type": "value_error"}
     loc = list(err["loc"])
-    if loc[:1] == ["body"]:  # FastAPI's prefix for a request body's fields
+    if loc[:1] in (["body"], ["query"], ["path"]):  # FastAPI's prefixes: OpenAI names the field alone
         loc = loc[1:]
     param = ".".join(
         str(p) for p in loc if isinstance(p, int) or (field.fullmatch(p) and p not in _TYPE_TAGS)
