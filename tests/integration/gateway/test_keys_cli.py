@@ -66,6 +66,17 @@ def test_create_list_revoke(world: tuple[str, Org, Org], capsys: pytest.CaptureF
     assert httpx.get(f"{base}/v1/models", headers=auth(key)).status_code == 401
 
 
+def test_without_url_it_calls_the_gateway_on_switchyard_http_port(
+    world: tuple[str, Org, Org], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base, acme, _ = world
+    monkeypatch.delenv("SWITCHYARD_GATEWAY_URL", raising=False)
+    monkeypatch.setenv("SWITCHYARD_HTTP_PORT", base.rsplit(":", 1)[1])  # as `make run` was started
+    monkeypatch.setenv("SWITCHYARD_API_KEY", acme.keys["admin"])
+    assert main(["keys", "list", "--json"]) == 0
+    assert '"prefix"' in capsys.readouterr().out
+
+
 def test_durations() -> None:
     assert [duration_s(d) for d in ("3600", "90m", "12h", "30d", "45s")] == [3600, 5400, 43200, 2592000, 45]
     with pytest.raises(ValueError):

@@ -62,6 +62,13 @@ class StackSettings(BaseSettings):
     classifier_replicas: int = Field(default=1, ge=1, le=16)
     stop_grace_s: float = Field(default=STOP_GRACE_S, gt=0, le=3600)
 
+    def bus_url(self) -> str:
+        """The bus of this run: SWITCHYARD_NATS_URL, else the nats-server `switchyard up` starts."""
+        return self.nats_url or f"nats://127.0.0.1:{self.nats_port}"
+
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
 
 @dataclass
 class Child:
@@ -94,7 +101,7 @@ class Stack:
 
     @property
     def nats_url(self) -> str:
-        return self.settings.nats_url or f"nats://127.0.0.1:{self.settings.nats_port}"
+        return self.settings.bus_url()
 
     def start_nats(self) -> None:
         if self.settings.nats_url:

@@ -15,15 +15,19 @@ import nats
 import orjson
 from nats.js import JetStreamContext
 
+from switchyard.cli.devstack import StackSettings
 from switchyard.common import dlq
-from switchyard.common.config import CommonSettings
 
 T = TypeVar("T")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("dlq", help="inspect and replay the dead-letter stream")
-    parser.add_argument("--nats-url", help="default: SWITCHYARD_NATS_URL")
+    parser.add_argument(
+        "--nats-url",
+        help="default: SWITCHYARD_NATS_URL, else `switchyard up`'s "
+        "(nats://127.0.0.1:SWITCHYARD_NATS_PORT, 4222)",
+    )
     cmds = parser.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
 
     listing = cmds.add_parser("list", help="dead letters with their reasons, oldest first")
@@ -47,10 +51,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _run(args: argparse.Namespace, work: Callable[[JetStreamContext], Awaitable[T]]) -> T:
+    url = args.nats_url or StackSettings().bus_url()
+
+    async def quiet(exc: Exception) -> None:  # nats-py's default prints each failed attempt's traceback
+        pass
+
     async def go() -> T:
-        nc = await nats.connect(
-            args.nats_url or CommonSettings().nats_url, connect_timeout=5, max_reconnect_attempts=1
-        )
+        try:
+            nc = await nats.connect(
+                url, connect_timeout=5, max_reconnect_attempts=1, allow_reconnect=False, error_cb=quiet
+            )
+        except (OSError, nats.errors.Error) as exc:
+            raise SystemExit(f"cannot reach NATS at {url}: {exc}") from None
         try:
             return await work(nc.jetstream())
         finally:

@@ -15,16 +15,23 @@ from typing import Any
 
 import httpx
 
-DEFAULT_URL = "http://127.0.0.1:8080"
+from switchyard.cli.devstack import StackSettings
+
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("keys", help="list, create and revoke API keys (through the admin API)")
-    parser.add_argument("--url", help=f"the gateway; default: SWITCHYARD_GATEWAY_URL or {DEFAULT_URL}")
     parser.add_argument(
-        "--api-key", help="an admin's key; default: SWITCHYARD_API_KEY, else the file var/dev-api-key"
+        "--url",
+        help="the gateway; default: SWITCHYARD_GATEWAY_URL, else `switchyard up`'s "
+        "(http://127.0.0.1:SWITCHYARD_HTTP_PORT, 8080)",
+    )
+    parser.add_argument(
+        "--api-key",
+        help="an admin's key; default: SWITCHYARD_API_KEY, else the file dev-api-key in "
+        "SWITCHYARD_VAR_DIR (var)",
     )
     cmds = parser.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
 
@@ -122,7 +129,7 @@ def _credential(args: argparse.Namespace) -> str:
 
 
 def _call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> Any:
-    base = (args.url or os.environ.get("SWITCHYARD_GATEWAY_URL") or DEFAULT_URL).rstrip("/")
+    base = (args.url or os.environ.get("SWITCHYARD_GATEWAY_URL") or StackSettings().gateway_url()).rstrip("/")
     headers = {"authorization": f"Bearer {_credential(args)}"}
     try:
         response = httpx.request(method, f"{base}{path}", headers=headers, timeout=30.0, **kwargs)
