@@ -421,6 +421,7 @@ async def test_bad_requests(gateway: tuple[str, str], pipeline: Pipeline) -> Non
             "logit_bias": await c.post(url, json={**BODY, "logit_bias": {"1": 5}}, headers=_auth(key)),
             "10 MB": await c.post(url, content=b"x" * (10 * 1024 * 1024), headers=_auth(key)),
             "no route": await c.get(f"{base}/v1/nothing", headers=_auth(key)),
+            "wrong method": await c.get(url, headers=_auth(key)),
         }
     expected = {
         "no key": (401, "missing_api_key"),
@@ -434,9 +435,13 @@ async def test_bad_requests(gateway: tuple[str, str], pipeline: Pipeline) -> Non
         "logit_bias": (400, "unsupported_parameter"),
         "10 MB": (413, "request_too_large"),
         "no route": (404, "not_found"),
+        "wrong method": (405, "method_not_allowed"),
     }
     got = {name: (r.status_code, _error(r)["code"]) for name, r in cases.items()}
     assert got == expected
+    # the client's mistake, said as every other one (README, Errors); RFC 9110 15.5.6: what the route takes
+    assert _error(cases["wrong method"])["type"] == "invalid_request_error"
+    assert cases["wrong method"].headers["allow"] == "POST"
     assert "SWITCHYARD_MAX_BODY_BYTES" in _error(cases["10 MB"])["message"]  # the setting to raise
     assert pipeline.seen == [], "no bad request may become a task"
 

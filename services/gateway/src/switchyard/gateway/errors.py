@@ -452,11 +452,14 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
             return error_response(request, NotFound(f"no route {request.method} {request.url.path}"))
-        if exc.status_code == 405:
-            return error_response(
-                request,
-                APIError(f"method {request.method} not allowed", status=405, code="method_not_allowed"),
+        if exc.status_code == 405:  # the client's mistake; `Allow` (Starlette's) names what the route takes
+            wrong = InvalidRequest(
+                f"method {request.method} not allowed",
+                status=405,
+                code="method_not_allowed",
+                headers=dict(exc.headers or {}),
             )
+            return error_response(request, wrong)
         return error_response(request, APIError(str(exc.detail), status=exc.status_code, code="http_error"))
 
     @app.exception_handler(nats.errors.Error)
