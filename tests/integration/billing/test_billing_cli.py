@@ -21,6 +21,8 @@ from switchyard.cli.main import main
 from switchyard.common.billing_rpc import UsageQuery
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.events import TaskCompleted, Usage
+from switchyard.gateway.db import migrations as gateway_migrations
+from switchyard.gateway.models import Tenant
 from tests.support.prices import price_sheet
 
 pytestmark = pytest.mark.integration
@@ -98,6 +100,32 @@ def test_cli_prints_usage_statement_savings_and_forecast(
 
     assert main([*db, "usage", "--tenant", "acme", "--group-by", "colour"]) == 2
     assert "group_by" in capsys.readouterr().err
+
+
+async def _name_org(url: str, tenant_id: str, name: str) -> None:
+    await gateway_migrations().upgrade(url)
+    engine = create_engine(url)
+    try:
+        async with sessionmaker(engine)() as session, session.begin():
+            session.add(Tenant(id=tenant_id, name=name, created_at=datetime.now(UTC)))
+    finally:
+        await engine.dispose()
+
+
+def test_tenant_is_an_organisations_id_or_its_name(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`switchyard up`'s organisation is named `dev` (README) and its id is random: `--tenant dev` reads it,
+    and a tenant no organisation has (a typo) says so instead of printing an empty statement unremarked."""
+    asyncio.run(_seed(sqlite_url))
+    asyncio.run(_name_org(sqlite_url, "acme", "ACME Inc."))
+    db = ["billing", "--database-url", sqlite_url]
+    assert main([*db, "statement", "--tenant", "ACME Inc.", "--month", "2026-11"]) == 0
+    statement = json.loads(capsys.readouterr().out)
+    assert statement["tenant_id"] == "acme" and statement["totals"]["requests"] == 3
+
+    assert main([*db, "statement", "--tenant", "acne", "--month", "2026-11"]) == 0
+    assert "no organisation has the id or name 'acne'" in capsys.readouterr().err
 
 
 async def test_upgrade_backfills_aggregates_from_existing_entries(db_url: str) -> None:
