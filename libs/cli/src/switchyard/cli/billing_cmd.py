@@ -11,13 +11,13 @@ from datetime import UTC, date, datetime
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import or_, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from switchyard.billing import spend
 from switchyard.billing.reports import usage_report
 from switchyard.billing.statements import monthly_statement
+from switchyard.cli import tenant_arg
 from switchyard.common.billing_rpc import (
     GROUP_BY,
     ForecastQuery,
@@ -32,7 +32,6 @@ from switchyard.common.billing_rpc import (
 from switchyard.common.config import CommonSettings
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.policy import load_policy
-from switchyard.gateway.models import Tenant
 
 T = TypeVar("T")
 Sessions = async_sessionmaker[AsyncSession]
@@ -72,7 +71,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _tenant(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tenant", required=True, help="the organisation (tenant): its id or its name")
+    parser.add_argument("--tenant", required=True, help=tenant_arg.HELP)
 
 
 def _range(parser: argparse.ArgumentParser) -> None:
@@ -96,25 +95,7 @@ def _run(args: argparse.Namespace, work: Callable[[Sessions], Awaitable[T]]) -> 
 
 
 def _tenant_id(args: argparse.Namespace) -> str:
-    """`--tenant` as an organisation's id, else its name (`switchyard up`'s is `dev`, its id random). A
-    tenant no organisation has is read as given (tasks published on the bus bill under the tenant id they
-    carry, and a billing-only database has no organisations), with a note: it may be a typo."""
-    given = str(args.tenant)
-
-    async def lookup(sessions: Sessions) -> list[str]:
-        wanted = select(Tenant.id).where(or_(Tenant.id == given, Tenant.name == given))
-        async with sessions() as session:
-            return list((await session.execute(wanted)).scalars())
-
-    try:
-        found = _run(args, lookup)
-    except DBAPIError:  # no organisations table here
-        return given
-    if not found:
-        print(
-            f"note: no organisation has the id or name {given!r}; reading it as a tenant id", file=sys.stderr
-        )
-    return given if given in found or not found else found[0]
+    return _run(args, lambda s: tenant_arg.tenant_id(s, str(args.tenant)))
 
 
 def _guarded(fn: Callable[[argparse.Namespace], str]) -> Callable[[argparse.Namespace], int]:

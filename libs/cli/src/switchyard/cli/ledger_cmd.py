@@ -26,6 +26,7 @@ from switchyard.audit.note import NoteError, VerifierKey, parse_verifier_key
 from switchyard.audit.proof_check import CheckFailed, check_document
 from switchyard.audit.report import compliance_report
 from switchyard.audit.verify import Report, verify_ledger
+from switchyard.cli import tenant_arg
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.errors import SwitchyardError
 
@@ -183,12 +184,12 @@ def _date(value: str) -> datetime:
 @_guarded
 def _report(args: argparse.Namespace) -> int:
     trusted = _trusted(args)
-    doc = _run(
-        args,
-        lambda s: compliance_report(
-            s, tenant_id=args.tenant, start=args.start, end=args.end, trusted=trusted
-        ),
-    )
+
+    async def report(s: Sessions) -> dict[str, Any]:
+        tenant = await tenant_arg.tenant_id(s, args.tenant)
+        return await compliance_report(s, tenant_id=tenant, start=args.start, end=args.end, trusted=trusted)
+
+    doc = _run(args, report)
     _print_json(doc, args.out)
     return 0 if doc["verification"]["ok"] else 1
 
@@ -268,7 +269,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     vp.add_argument("file")
     vp.set_defaults(func=_verify_proof)
     rep = keyed(add("report", "compliance report of a tenant and period (JSON)", _report))
-    rep.add_argument("--tenant", required=True)
+    rep.add_argument("--tenant", required=True, help=tenant_arg.HELP)
     rep.add_argument("--from", dest="start", type=_date, required=True, help="ISO date or time (UTC)")
     rep.add_argument("--to", dest="end", type=_date, required=True, help="exclusive")
     rep.add_argument("--out", help="write to this file")
