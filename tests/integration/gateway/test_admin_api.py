@@ -148,6 +148,10 @@ async def test_values_the_store_cannot_hold_are_refused_not_500s(world: tuple[li
         forever = {"name": "x", "user_id": user, "expires_in_s": 1e20}
         r = await c.post("/v1/admin/keys", json=forever, headers=admin)
         assert (r.status_code, r.json()["error"]["param"]) == (400, "expires_in_s"), r.text
+        # an empty user id (a script's variable that came out empty) was read as "the caller": an admin's
+        # key with every scope, where a member's was asked for
+        r = await c.post("/v1/admin/keys", json={"name": "x", "user_id": ""}, headers=admin)
+        assert (r.status_code, r.json()["error"]["param"]) == (400, "user_id"), r.text
 
 
 async def test_key_lifecycle_and_prompt_revocation_on_every_replica(

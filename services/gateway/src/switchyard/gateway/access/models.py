@@ -150,7 +150,9 @@ class KeyDetail(KeyOut):
 
 class KeyCreate(KeyPolicyFields, _Body):
     name: str = Field(min_length=1, max_length=200)
-    user_id: str | None = Field(default=None, description="the key acts as this user; default: the caller")
+    user_id: str | None = Field(
+        default=None, min_length=1, description="the key acts as this user; default (left out): the caller"
+    )
     scopes: list[str] | None = Field(default=None, description="default: everything the user's role allows")
     expires_in_s: float | None = Field(
         default=None, gt=0, le=MAX_KEY_LIFETIME_S, allow_inf_nan=False, description="null: never expires"
