@@ -44,3 +44,17 @@ def test_report_by_name_is_the_organisations(sqlite_url: str, capsys: pytest.Cap
     assert main([*cli, "--tenant", "globex"]) == 0  # no organisation row: its entries, and a note
     out, err = capsys.readouterr()
     assert json.loads(out)["entries"] == 10 and "no organisation has the id or name 'globex'" in err
+
+
+def test_inclusion_proof_for_a_tenant_by_name(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asyncio.run(_seed(sqlite_url))
+    monkeypatch.setenv("SWITCHYARD_AUDIT_SIGNING_KEY", "55" * 32)
+    db = ["--database-url", sqlite_url]
+    assert main(["ledger", "checkpoint", *db, "--sign-now"]) == 0
+    capsys.readouterr()
+    proof = ["ledger", "proof", "inclusion", *db, "--seq", "1"]  # entry 1 is acme's
+    assert main([*proof, "--tenant", "ACME Inc."]) == 0
+    assert json.loads(capsys.readouterr().out)["tenant_id"] == "acme"
+    assert main([*proof, "--tenant", "globex"]) != 0

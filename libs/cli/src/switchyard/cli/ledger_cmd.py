@@ -122,10 +122,12 @@ def _checkpoint(args: argparse.Namespace) -> int:
 
 @_guarded
 def _inclusion(args: argparse.Namespace) -> int:
-    doc = _run(
-        args, lambda s: proofs.inclusion(s, seq=args.seq, tree_size=args.checkpoint, tenant_id=args.tenant)
-    )
-    _print_json(doc, args.out)
+
+    async def proof(s: Sessions) -> dict[str, Any]:
+        tenant = None if args.tenant is None else await tenant_arg.tenant_id(s, args.tenant)
+        return await proofs.inclusion(s, seq=args.seq, tree_size=args.checkpoint, tenant_id=tenant)
+
+    _print_json(_run(args, proof), args.out)
     return 0
 
 
@@ -259,7 +261,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     inc = add("inclusion", "prove an entry is in a checkpoint", _inclusion, proof_cmds)
     inc.add_argument("--seq", type=int, required=True)
     inc.add_argument("--checkpoint", type=int, help="the checkpoint's tree size (default: the latest)")
-    inc.add_argument("--tenant", help="refuse unless the entry belongs to this tenant")
+    inc.add_argument("--tenant", help="refuse unless the entry belongs to this tenant (its id or name)")
     inc.add_argument("--out", help="write to this file")
     con = add("consistency", "prove a checkpoint is a prefix of a later one", _consistency, proof_cmds)
     con.add_argument("--from", dest="first", type=int, required=True)
