@@ -296,6 +296,14 @@ async def test_secrets_in_upstream_messages_are_redacted_from_events() -> None:
     assert isinstance(outcome, TaskFailed)
     assert "abcdefghijklmnop" not in outcome.error_message
     assert "abcdefghijklmnop" not in (bus.calls[0][1].error or "")
+    # OpenAI quotes the wrong key masked, its first and last characters shown (seen on make run through a
+    # stand-in; the form OpenAI's 401 has in the wild: sk-WRQsP*****...*****xQBt)
+    masked = "Incorrect API key provided: sk-WRQsP" + "*" * 39 + "xQBt. You can find your API key at ..."
+    bus = Bus()
+    outcome = await run(routed("openai"), {"openai": ScriptedProvider(fails("auth", masked))}, bus)
+    assert isinstance(outcome, TaskFailed)
+    for text in (outcome.error_message, bus.calls[0][1].error or ""):
+        assert "WRQsP" not in text and "xQBt" not in text and "Incorrect API key provided" in text
 
 
 async def test_a_provider_over_its_rate_limit_is_skipped_without_a_call() -> None:

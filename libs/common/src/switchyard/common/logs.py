@@ -16,6 +16,8 @@ _SECRET_PATTERNS = (
     re.compile(r"\bsy_[A-Za-z0-9]{6,}_[A-Za-z0-9_\-]{8,}"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}"),
     re.compile(r"(?i)(x-api-key[\"':\s=]+)[A-Za-z0-9._\-]{8,}"),
+    # a key quoted masked, its ends shown: OpenAI's 401 says "Incorrect API key provided: sk-WRQsP****xQBt"
+    re.compile(r"[A-Za-z0-9_\-]+\*{4,}[A-Za-z0-9_\-]*"),
 )
 
 
