@@ -62,7 +62,18 @@ def test_tasks_ended_by_no_doing_of_the_model_are_no_evidence_against_it() -> No
     executor's stop, or whose call its client's short wait cut, says nothing of whether the cheap model
     could do it, nor does one its provider's key, capacity or the routing failed; a timeout or a garbled
     answer still does."""
-    names = ("race", "cancelled", "stopping", "short", "broken", "key", "busy", "unroutable", "garbled")
+    names = (
+        "race",
+        "cancelled",
+        "stopping",
+        "short",
+        "broken",
+        "key",
+        "busy",
+        "unroutable",
+        "garbled",
+        "queued",
+    )
     classify = [
         _rec(n, "acme", "task.classify", task_id=t, type="qa", model_version="h1")
         for n, t in enumerate(names, start=1)
@@ -83,6 +94,7 @@ def test_tasks_ended_by_no_doing_of_the_model_are_no_evidence_against_it() -> No
             _rec(20, "acme", "task.fail", task_id="busy", error_code="provider_circuit_open"),
             _rec(21, "acme", "task.fail", task_id="unroutable", error_code="no_provider_available"),
             _rec(22, "acme", "task.fail", task_id="garbled", error_code="provider_bad_response"),
+            _rec(23, "acme", "task.fail", task_id="queued", error_code="task_expired"),
         ]
     )
     assert {o.task_id: o.cheap_failed for o in found} == {
@@ -95,6 +107,7 @@ def test_tasks_ended_by_no_doing_of_the_model_are_no_evidence_against_it() -> No
         "busy": None,
         "unroutable": None,
         "garbled": True,
+        "queued": None,
     }
 
 

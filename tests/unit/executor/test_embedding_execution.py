@@ -188,11 +188,11 @@ async def test_an_open_breaker_skips_the_candidate() -> None:
     assert [c.provider for _, c in bus.calls] == ["azure"]
 
 
-async def test_a_task_past_its_deadline_fails_as_a_timeout_without_a_call() -> None:
+async def test_a_task_past_its_deadline_ends_expired_without_a_call() -> None:
     model = ScriptedEmbedder(embedding_reply(3))
     past = datetime.now(UTC) - timedelta(seconds=1)
     outcome = await run(routed("openai", deadline=past), {"openai": model}, Bus())
-    assert isinstance(outcome, TaskFailed) and outcome.error_code == "provider_timeout"
+    assert isinstance(outcome, TaskFailed) and outcome.error_code == "task_expired", outcome
     assert model.calls == []
 
 

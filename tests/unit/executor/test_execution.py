@@ -280,13 +280,13 @@ async def test_a_stream_breaking_after_text_ends_with_an_error_chunk_and_a_failu
     assert not any(c.get("done") for c in chunks) and fallback.calls == []
 
 
-async def test_a_task_past_its_own_deadline_fails_as_a_timeout() -> None:
+async def test_a_task_past_its_own_deadline_ends_expired_without_a_call() -> None:
     bus = Bus()
     past = datetime.now(UTC) - timedelta(seconds=1)
     local = ScriptedProvider(reply("late"))
     outcome = await run(routed("local", deadline=past), {"local": local}, bus)
-    assert isinstance(outcome, TaskFailed) and outcome.error_code == "provider_timeout"
-    assert local.calls == []
+    assert isinstance(outcome, TaskFailed) and outcome.error_code == "task_expired", outcome
+    assert local.calls == [] and bus.calls == [] and outcome.charged == []
 
 
 async def test_secrets_in_upstream_messages_are_redacted_from_events() -> None:

@@ -42,6 +42,7 @@ from switchyard.executor.providers.recording import RecordingProvider
 from switchyard.executor.providers.wrappers import CancelGuard, Unconfigured
 from switchyard.executor.quality import Context
 from switchyard.executor.resilience.breaker import BreakerGuard, Breakers
+from switchyard.executor.resilience.budget import Budget, budget
 from switchyard.executor.resilience.deadline import Deadline
 from switchyard.executor.resilience.fallback import FallbackProvider, Target
 from switchyard.executor.resilience.limits import LimitGuard, RateLimits
@@ -52,6 +53,8 @@ from switchyard.executor.resilience.retry import RetryingProvider, RetryPolicy, 
 # whose reads are bounded one by one. Once a stream has sent output, the bound moves with it:
 # `stream_idle_s` after its latest output, never past its cap.
 DEADLINE_GRACE_S = 0.5
+# The task's bound (from its submission) passed before an executor took it: not run (budget.py).
+TASK_EXPIRED = "task_expired"
 CANCELLED = "the task was cancelled (by its client, or its client went away) before it finished"
 STOPPED = "the executor running this stream stopped (a restart) after its output began; send it again"
 # The vectors are more than one result may hold (vectors.MAX_RESULT_BYTES).
@@ -59,7 +62,15 @@ EMBEDDING_TOO_LARGE = "embedding_result_too_large"
 # The vectors could not be kept for delivery (the object store is full, or the bus failed).
 EMBEDDING_UNAVAILABLE = "embedding_result_unavailable"
 
-__all__ = ["ExecutionPolicy", "Outcome", "Report", "breaker_key", "execute", "execute_embedding"]
+__all__ = [
+    "TASK_EXPIRED",
+    "ExecutionPolicy",
+    "Outcome",
+    "Report",
+    "breaker_key",
+    "execute",
+    "execute_embedding",
+]
 Outcome = TaskCompleted | TaskFailed
 R = TypeVar("R")
 log = logging.getLogger(__name__)
@@ -99,24 +110,33 @@ class _Run:
     timer: asyncio.Timeout | None = None
     produced: bool = False  # a stream has sent output
     budget_s: float = field(init=False)  # until the answer (a stream: its first output)
+    budget: Budget = field(init=False)  # what is left of it, counted from the task's submission
     call_timeout_s: float = field(init=False)  # one call (a stream: each read), before the deadline's clamp
 
     def __post_init__(self) -> None:
         task, policy = self.routed.task, self.policy
-        now, carried = datetime.now(UTC), task.deadline
         # A task whose submitter says how long it may run (its client's own timeout: a reasoning model's
         # answer may take minutes) gets that, within the stream cap. Longer than this executor's own
         # deadline, it asks for a long answer: one call may take all of it. No longer, it keeps the
         # per-call limit, and so its fallbacks (a deployment that prefers them lowers the gateway's
-        # SWITCHYARD_REQUEST_TIMEOUT_MAX_S to its default wait).
+        # SWITCHYARD_REQUEST_TIMEOUT_MAX_S to its default wait). Its bounds count from its submission
+        # (budget.py): what it waited on the bus is spent of them.
         asked = task.timeout_s
         self.budget_s = policy.task_deadline_s if asked is None else min(asked, policy.stream_max_s)
         long = asked is not None and self.budget_s > policy.task_deadline_s
         self.call_timeout_s = max(policy.call_timeout_s, self.budget_s) if long else policy.call_timeout_s
-        self.deadline = Deadline.for_task(
-            budget_s=self.budget_s, task_deadline=carried, now=now, own_s=policy.task_deadline_s
+        self.budget = budget(
+            own_s=policy.task_deadline_s,
+            asked_s=None if asked is None else self.budget_s,
+            stream_max_s=policy.stream_max_s,
+            deadline=task.deadline,
+            submitted_at=task.submitted_at,
+            counts_from_submission=task.timeout_from != "started"
+            and (asked is not None or task.origin != "bus"),
+            now=datetime.now(UTC),
         )
-        self.cap = Deadline.for_task(budget_s=policy.stream_max_s, task_deadline=carried, now=now)
+        self.deadline = Deadline.within(self.budget.left_s, tightened=self.budget.tightened)
+        self.cap = Deadline.within(self.budget.cap_s)
 
     def was_cancelled(self) -> bool:
         return self.cancelled is not None and self.cancelled()
@@ -153,6 +173,13 @@ class _Run:
             candidate.reasoning,
         )
 
+    async def expired(self, chunks: ChunkSink | None) -> TaskFailed:
+        """The task's bound passed before it started (it waited on the bus): it ends unrun, no provider
+        called, nothing billed but what earlier runs of it were (`carried`)."""
+        why = self.budget.why_expired()
+        log.info("task %s: %s", self.routed.task.task_id, why)
+        return await _failed(self.routed, chunks, code=TASK_EXPIRED, message=why, book=self.book)
+
     def within_deadline(self) -> contextlib.AbstractAsyncContextManager[object]:
         self.timer = asyncio.timeout(self.deadline.remaining() + DEADLINE_GRACE_S)
         return self.timer
@@ -168,7 +195,9 @@ class _Run:
     def timed_out(self) -> str:
         """Which bound cut the task."""
         if not self.produced:
-            return f"the task did not finish within its deadline ({self.budget_s:g} s)"
+            waited = self.budget.waited_s
+            spent = f", of which it waited {waited:.1f} s for an executor" if waited >= 0.1 else ""
+            return f"the task did not finish within its deadline ({self.budget.bound_s:g} s{spent})"
         if self.cap.expired():
             return f"the stream did not finish within its cap ({self.policy.stream_max_s:g} s)"
         return f"the stream sent nothing for {self.policy.stream_idle_s:g} s (its idle limit)"
@@ -268,6 +297,8 @@ async def execute(
     run = _Run(routed, providers, breakers, policy, book, limits, sleep, cancelled, interruptible, on_cut)
     if run.was_cancelled():
         return await _failed(routed, chunks, code="task_cancelled", message=CANCELLED, book=book)
+    if run.budget.expired:
+        return await run.expired(chunks)
     target = run.target
     candidates = decision.candidates
     # Only where a candidate's adapter uses what was kept: no look-up for a chain of Claude models
@@ -369,6 +400,8 @@ async def execute_embedding(
     run = _Run(routed, providers, breakers, policy, book, limits, sleep, cancelled, interruptible, on_cut)
     if run.was_cancelled():
         return await _failed(routed, None, code="task_cancelled", message=CANCELLED, book=book)
+    if run.budget.expired:
+        return await run.expired(None)
     candidates = routed.decision.candidates
     call = EmbeddingCall(
         model="", inputs=tuple(request.input), dimensions=request.dimensions, timeout_s=run.call_timeout_s

@@ -24,7 +24,9 @@ TTFT_SECONDS = Histogram(
     buckets=_SECONDS,
 )
 TASKS = Counter(
-    "switchyard_executor_tasks_total", "Tasks by outcome: completed, failed, cancelled", ["outcome"]
+    "switchyard_executor_tasks_total",
+    "Tasks by outcome: completed, failed, cancelled, expired (its bound passed before it ran)",
+    ["outcome"],
 )
 BREAKER_STATE = Gauge(
     "switchyard_executor_breaker_state", "Circuit breaker: 0 closed, 1 half open, 2 open", ["breaker"]
@@ -36,7 +38,7 @@ _STATE_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.
 def outcome_label(outcome: TaskCompleted | TaskFailed) -> str:
     if isinstance(outcome, TaskCompleted):
         return "completed"
-    return "cancelled" if outcome.error_code == "task_cancelled" else "failed"
+    return {"task_cancelled": "cancelled", "task_expired": "expired"}.get(outcome.error_code, "failed")
 
 
 def observe_call(record: ProviderCallRecorded) -> None:

@@ -205,15 +205,30 @@ class TaskSubmitted(EventPayload):
     api_key_id: str | None = None
     request: TaskRequest
     priority: Priority = "normal"
-    deadline: datetime | None = None
+    deadline: datetime | None = Field(
+        default=None,
+        description="when the answer is wanted no longer, on the submitter's clock (that of `submitted_at`): "
+        "it bounds the whole run, a stream's included, and counts the time the task waited for an "
+        "executor; a task that reaches one past it is not run (`task_expired`)",
+    )
     timeout_s: float | None = Field(
         default=None,
         gt=0,
         le=86_400,
-        description="how long the task may run until its answer (a stream: its first output), when its "
+        description="how long the task may take until its answer (a stream: its first output), when its "
         "submitter says: the executor's budget for it instead of its own SWITCHYARD_TASK_DEADLINE_S (one "
         "provider call may take all of it when it is the longer), never past SWITCHYARD_STREAM_MAX_S nor "
-        "`deadline`; absent: the executor's budget",
+        "`deadline`; counted from `submitted_at` unless `timeout_from` says `started`; absent: the "
+        "executor's budget",
+    )
+    timeout_from: Literal["submitted", "started"] | None = Field(
+        default=None,
+        description="where the task's budget (`timeout_s`, else the executor's own) counts from. "
+        "`submitted` (and absent): `submitted_at`, so the time it waited on the bus (a backlog, a "
+        "redelivery) counts, and a task whose budget is spent when an executor takes it is not run "
+        "(`task_expired`); but a bus task (`origin: bus`) without `timeout_s` has the executor's own "
+        "budget from its start. `started`: the executor's start of it (a task nobody waits for on a "
+        "connection, which may queue: a task API task, a batch line; `deadline` bounds its wait)",
     )
     origin: Literal["http", "bus"] = "bus"
     submitted_at: datetime
