@@ -5,16 +5,18 @@ times; then the executor's handling of such tasks."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from switchyard.common.events import ChargedCall, TaskCompleted, TaskFailed, TaskRouted, Usage
-from switchyard.executor.execution import execute
+from switchyard.executor.execution import ExecutionPolicy, execute
 from switchyard.executor.providers.testing import ScriptedProvider, reply
-from switchyard.executor.resilience.breaker import LocalBreakers
+from switchyard.executor.resilience.breaker import BreakerConfig, BreakerState, LocalBreakers
 from switchyard.executor.resilience.budget import Budget, budget
 from tests.unit.executor.test_execution import Bus, routed, run
+from tests.unit.executor.test_resilience import Clock
 from tests.unit.executor.test_task_timeouts import TIGHT, Thinker
 
 pytestmark = pytest.mark.unit
@@ -146,3 +148,24 @@ async def test_an_expired_redelivery_still_hands_on_what_its_cut_run_was_billed_
     )
     assert isinstance(outcome, TaskFailed) and outcome.error_code == "task_expired"
     assert outcome.charged == [cut]
+
+
+async def test_a_half_open_breakers_probe_gets_a_calls_own_time_not_a_long_tasks() -> None:
+    """A task whose client waits 30 s may give one call all of it (a long answer); but the call that
+    probes a breaker after its cool-down is held to the per-call limit (0.2 s here): a provider that still
+    hangs opens its breaker again and the task moves to its next model at once. Before, the probe waited
+    the whole 30 s on the hung provider."""
+    clock = Clock()
+    breakers = LocalBreakers(BreakerConfig(failure_threshold=1, open_s=10.0), clock=clock)
+    await breakers.record_failure("deep/model-deep")
+    clock.now += 10.0  # cool-down over: the next call is the probe
+    hung, quick = Thinker(5.0), Thinker(0.0)
+    task = sent(routed("deep", "quick"), ago_s=0.0, timeout_s=30.0, origin="http")
+    policy = ExecutionPolicy(retry=TIGHT.retry, call_timeout_s=0.2, task_deadline_s=0.3)
+    async with asyncio.timeout(3):
+        outcome = await run(task, {"deep": hung, "quick": quick}, Bus(), breakers=breakers, policy=policy)
+    assert isinstance(outcome, TaskCompleted) and outcome.model == "quick/model-quick", outcome
+    assert hung.calls[0].timeout_s == pytest.approx(0.2)
+    assert await breakers.state("deep/model-deep") is BreakerState.OPEN
+    # a closed breaker's call keeps the long task's time
+    assert quick.calls[0].timeout_s is not None and quick.calls[0].timeout_s > 25

@@ -151,7 +151,9 @@ class _Run:
         )
         if self.cancelled is not None:  # checked again after the breaker's and limits' KV round trips
             recorded = CancelGuard(recorded, self.cancelled)
-        guarded: Provider = BreakerGuard(recorded, self.breakers, key=breaker_key(candidate))
+        guarded: Provider = BreakerGuard(
+            recorded, self.breakers, key=breaker_key(candidate), probe_s=self.policy.call_timeout_s
+        )
         # outside the breaker: our own limit says nothing about the provider's health
         if self.limits is not None:
             guarded = LimitGuard(

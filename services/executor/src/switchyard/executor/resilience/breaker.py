@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol, TypeVar
 
@@ -34,6 +34,7 @@ from switchyard.executor.resilience.deadline import Clock
 # task's deadline says nothing either way (`BreakerGuard._failed`).
 HEALTH_FAILURES = frozenset({"rate_limited", "overloaded", "timeout", "network", "bad_response", "auth"})
 R = TypeVar("R")
+C = TypeVar("C", ProviderCall, EmbeddingCall)
 
 
 class BreakerState(StrEnum):
@@ -175,12 +176,21 @@ class LocalBreakers:
 
 
 class BreakerGuard:
-    """A provider behind a breaker: refused (kind `circuit_open`) while open, and every outcome reported."""
+    """A provider behind a breaker: refused (kind `circuit_open`) while open, and every outcome reported.
 
-    def __init__(self, inner: Provider, breakers: Breakers, *, key: str) -> None:
+    A call let through a breaker that is not closed is its probe, and is given at most `probe_s` (the
+    executor's own time for a call, SWITCHYARD_CALL_TIMEOUT_S), however long its task may wait (a long
+    answer's task lets one call take minutes): a provider that failed repeatedly and still hangs is judged,
+    and the task moved on to its next model, within the usual limit. A timeout there is the provider's (it
+    had a call's whole time) and opens the breaker again."""
+
+    def __init__(
+        self, inner: Provider, breakers: Breakers, *, key: str, probe_s: float | None = None
+    ) -> None:
         self._inner = inner
         self._breakers = breakers
         self._key = key
+        self._probe_s = probe_s
 
     async def _admit(self) -> None:
         """Refused while open, with when it lets a probe through as the error's retry-after: a task whose
@@ -203,10 +213,20 @@ class BreakerGuard:
         else:
             await self._breakers.record_success(self._key)
 
-    async def _guarded(self, send: Callable[[], Awaitable[R]]) -> R:
+    async def _bounded(self, call: C) -> C:
+        """`call`, or, when it is a probe longer than `probe_s`, `call` within it (a stream: each wait for a
+        chunk, and so its first output). A breaker's state is read only for such a long call."""
+        limit = self._probe_s
+        if limit is None or (call.timeout_s is not None and call.timeout_s <= limit):
+            return call
+        if await self._breakers.state(self._key) is BreakerState.CLOSED:
+            return call
+        return replace(call, timeout_s=limit)
+
+    async def _guarded(self, call: C, send: Callable[[C], Awaitable[R]]) -> R:
         await self._admit()
         try:
-            reply = await send()
+            reply = await send(await self._bounded(call))
         except ProviderError as error:
             await self._failed(error)
             raise
@@ -214,15 +234,15 @@ class BreakerGuard:
         return reply
 
     async def request(self, call: ProviderCall) -> Reply:
-        return await self._guarded(lambda: self._inner.request(call))
+        return await self._guarded(call, self._inner.request)
 
     async def embed(self, call: EmbeddingCall) -> EmbeddingReply:
-        inner = embedder_of(self._inner, self._key)
-        return await self._guarded(lambda: inner.embed(call))
+        return await self._guarded(call, lambda bounded: embedder_of(self._inner, self._key).embed(bounded))
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
         await self._admit()
         try:
+            call = await self._bounded(call)
             async for part in stream_any(self._inner, call):
                 if isinstance(part, Reply):
                     await self._breakers.record_success(self._key)

@@ -101,7 +101,10 @@ class KVBreakers:
         await self._apply(key, lambda r: (True, released(r)))
 
     async def state(self, key: str) -> BreakerState:
-        return state_of(await self._record(key), self._clock(), self.config)
+        try:
+            return state_of(await self._record(key), self._clock(), self.config)
+        except KV_ERRORS:  # as `allow` lets calls through: nothing known against the provider
+            return BreakerState.CLOSED
 
     async def reopens_in(self, key: str) -> float | None:
         try:
