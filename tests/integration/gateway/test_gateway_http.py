@@ -86,14 +86,15 @@ class Pipeline:
         tid = task.task_id
         if self.behaviour == "silent":
             return
-        if self.behaviour in ("fail", "busy"):  # every candidate down; every candidate at capacity
-            out = TaskFailed(
+        if self.behaviour in ("fail", "busy", "expired"):  # candidates down, at capacity; a task queued past
+            codes = {"fail": "provider_network", "busy": "provider_overloaded", "expired": "task_expired"}
+            out = TaskFailed(  # its bound (the executor did not run it)
                 task_id=tid,
                 tenant_id=task.tenant_id,
-                error_code="provider_network" if self.behaviour == "fail" else "provider_overloaded",
+                error_code=codes[self.behaviour],
                 error_message="every candidate failed",
                 failed_at=datetime.now(UTC),
-                retry_after_s=None if self.behaviour == "fail" else 7.2,
+                retry_after_s=7.2 if self.behaviour == "busy" else None,
             )
             await self._result(out)
             return
@@ -269,6 +270,45 @@ async def test_a_task_every_provider_was_too_busy_for_is_a_503_with_retry_after(
         assert _error(response)["code"] == "provider_overloaded"
     assert ra.status_code == 529 and ra.json()["error"]["type"] == "overloaded_error"
     assert ra.headers["retry-after"] == "8" and ra.json()["error"]["code"] == "provider_overloaded"
+
+
+@pytest.mark.parametrize("pipeline", ["expired"], indirect=True)
+async def test_a_task_whose_bound_passed_in_queue_is_a_504_task_expired(
+    gateway: tuple[str, str], pipeline: Pipeline
+) -> None:
+    """The executor took the task after its bound (counted from its submission) and did not run it: the
+    client's wait is over, as a timeout's, with the code saying why (Anthropic's face: `timeout_error`)."""
+    base, key = gateway
+    async with httpx.AsyncClient() as c:
+        r = await c.post(f"{base}/v1/chat/completions", json=BODY, headers=_auth(key))
+        rs = await c.post(f"{base}/v1/chat/completions", json={**BODY, "stream": True}, headers=_auth(key))
+        anthropic = {"model": "auto", "max_tokens": 20, "messages": [{"role": "user", "content": "Hi"}]}
+        ra = await c.post(f"{base}/v1/messages", json=anthropic, headers=_auth(key))
+    for response in (r, rs):
+        assert response.status_code == 504, response.text
+        assert (_error(response)["type"], _error(response)["code"]) == ("timeout", "task_expired")
+    assert ra.status_code == 504 and ra.json()["error"]["type"] == "timeout_error"
+
+
+async def test_a_tasks_bound_counts_from_its_request_and_a_task_api_tasks_run_from_its_start(
+    gateway: tuple[str, str], pipeline: Pipeline
+) -> None:
+    """A request whose client waits 30 s carries 27 s (less the margin) counted from its submission, less
+    what it spent in the gateway first; a task API task, which may queue, counts its run from its start
+    and carries the end of its following (SWITCHYARD_ASYNC_TASK_TIMEOUT_S) as its deadline."""
+    base, key = gateway
+    async with httpx.AsyncClient() as c:
+        waited = await c.post(
+            f"{base}/v1/chat/completions", json=BODY, headers={**_auth(key), "x-switchyard-timeout": "30"}
+        )
+        queued = await c.post(f"{base}/v1/tasks", json=BODY, headers=_auth(key))
+    assert (waited.status_code, queued.status_code) == (200, 202), (waited.text, queued.text)
+    attended, unattended = pipeline.seen
+    assert attended.timeout_s is not None and 26.0 < attended.timeout_s < 27.0
+    assert (attended.timeout_from, attended.deadline) == (None, None)
+    assert (unattended.timeout_s, unattended.timeout_from) == (600.0, "started")
+    assert unattended.deadline is not None
+    assert (unattended.deadline - unattended.submitted_at).total_seconds() == 3600.0
 
 
 @pytest.mark.parametrize("pipeline", ["silent"], indirect=True)

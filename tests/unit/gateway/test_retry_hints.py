@@ -61,6 +61,7 @@ def test_a_provider_key_that_is_wrong_is_not_sent_again_on_any_face(path: str) -
         ("provider_circuit_open", 503, None),
         ("no_provider_available", 503, None),
         ("executor_stopping", 502, "true"),  # a restart: another executor takes it
+        ("task_expired", 504, None),  # queued past its bound, not run: a timeout's status
         ("provider_error", 502, None),
     ],
 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from switchyard.gateway.config import GatewaySettings
-from switchyard.gateway.errors import InvalidRequest
+from switchyard.gateway.errors import InvalidRequest, TaskTimeout
 from switchyard.gateway.timeouts import Wait, declared, unattended, wait_for
 
 pytestmark = pytest.mark.unit
@@ -46,17 +46,36 @@ def test_an_unusable_x_switchyard_timeout_is_a_400_naming_it(value: str) -> None
     ("headers", "wait"),
     [
         # nothing said: the gateway's wait, the executor's own bound
-        ({}, Wait(120.0, None)),
+        ({}, Wait(120.0, None, 5.0)),
         # the SDKs' default: ten minutes; the executor cuts 10 s before the gateway stops waiting
-        ({"x-stainless-read-timeout": "600.0"}, Wait(600.0, 590.0)),
+        ({"x-stainless-read-timeout": "600.0"}, Wait(600.0, 590.0, 5.0)),
         # past the maximum: the maximum
-        ({"x-switchyard-timeout": "3600"}, Wait(600.0, 590.0)),
+        ({"x-switchyard-timeout": "3600"}, Wait(600.0, 590.0, 5.0)),
         # a short wait shortens the task (its margin a tenth of it)
-        ({"x-switchyard-timeout": "20"}, Wait(20.0, 18.0)),
+        ({"x-switchyard-timeout": "20"}, Wait(20.0, 18.0, 5.0)),
     ],
 )
 def test_the_gateways_wait_and_the_tasks_bound(headers: dict[str, str], wait: Wait) -> None:
-    assert wait_for(headers, SETTINGS) == wait
+    assert wait_for(headers, SETTINGS, since=5.0) == wait
+
+
+def test_time_the_request_spent_in_the_gateway_is_spent_of_both_bounds() -> None:
+    """The client's timer runs from its request's arrival: 4 s waiting for room in the intake and being
+    admitted are 4 s less for the task and for the gateway's wait. Before, both started when the task was
+    published, so the gateway waited past its client and the executor ran past the gateway."""
+    wait = Wait(20.0, 18.0, since=100.0)
+    assert wait.task_left(now=104.0) == 14.0
+    assert wait.left(now=104.0) == 16.0
+    assert Wait(120.0, None, since=100.0).task_left(now=104.0) is None  # the executor's own, from submission
+
+
+@pytest.mark.parametrize("wait", [Wait(20.0, 18.0, since=100.0), Wait(20.0, None, since=100.0)])
+def test_a_request_whose_clients_wait_is_spent_in_the_gateway_is_not_run(wait: Wait) -> None:
+    with pytest.raises(TaskTimeout) as late:
+        wait.task_left(now=121.0)
+    assert late.value.status == 504 and late.value.code == "task_timeout"
+    assert late.value.message.startswith("The request spent 21.0 s in the gateway")
+    assert wait.left(now=125.0) == 0.001
 
 
 def test_a_task_nobody_waits_for_on_a_connection_may_run_the_maximum_unless_it_says_less() -> None:

@@ -43,6 +43,9 @@ CLIENT_FAILURES: dict[str, tuple[type[APIError], str | None]] = {
     "provider_bad_request": (InvalidRequest, None),
 }
 UNAVAILABLE_FAILURES = ("no_provider_available",)
+# The task's bound passed while it waited for an executor (a backlog): it was not run, and its client's wait
+# is over as a timeout's (504).
+EXPIRED_FAILURES = ("task_expired",)
 # Every candidate was at capacity, or behind an open circuit breaker (its provider failed repeatedly and is
 # left alone for a cool-down): busy, not broken (503, with the last provider's Retry-After or the breaker's
 # time left when known), so clients wait instead of retrying at once into the same refusal.
@@ -62,6 +65,8 @@ def raise_for_failure(failed: TaskFailed) -> NoReturn:
         error, param = CLIENT_FAILURES[failed.error_code]
         code = error.code if error is ProviderContextTooLong else failed.error_code
         raise error(failed.error_message, code=code, param=param)
+    if failed.error_code in EXPIRED_FAILURES:
+        raise TaskTimeout(f"The task was not run: {failed.error_message}", code=failed.error_code)
     if failed.error_code in UNAVAILABLE_FAILURES:
         raise ServiceUnavailable(failed.error_message, code=failed.error_code)
     if failed.error_code in BUSY_FAILURES:

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any, NoReturn
 
 from fastapi import Request
@@ -71,13 +72,13 @@ async def serve(request: Request, face: Face) -> Response:
             parsed = await gw.guardrails.screen_input(parsed, principal=principal, **_where(request))
         allowed = allowed_models(principal.key_policy)
         parsed.model = await gw.catalog.check(parsed.model, allowed=allowed)  # an alias: its model
-        wait = timeouts.wait_for(request.headers, gw.settings)
+        wait = timeouts.wait_for(request.headers, gw.settings, since=started)
         priority = request.headers.get("x-switchyard-priority")
-        task = _bounded(completions.build_task(parsed, principal, priority=priority), wait.task_s)
-        timeout = wait.gateway_s
+        task = _bounded(completions.build_task(parsed, principal, priority=priority), wait.task_left())
         cached, stages, admitted, headers = await _admit(
-            request, gw, principal, task, started=started, timeout_s=timeout
+            request, gw, principal, task, started=started, timeout_s=wait.left()
         )
+        timeout = wait.left()  # from the request's arrival: what it spent here is spent of it
     if cached is not None and cached.hit is not None and gw.cache is not None:
         return await replay.answer(gw.cache, face, parsed, task, cached, admitted, headers)
     stream, include_usage = parsed.stream, _include_usage(parsed)
@@ -264,13 +265,13 @@ async def serve_embeddings(request: Request, face: EmbeddingsFace = OPENAI_EMBED
     body = await bodies.read_request_body(request, gw.settings)
     parsed = face.parse(body, gw.settings)
     priority = request.headers.get("x-switchyard-priority")
-    wait = timeouts.wait_for(request.headers, gw.settings)
+    wait = timeouts.wait_for(request.headers, gw.settings, since=started)
     parsed, task = await _embedding_task(gw, principal, parsed, priority=priority, where=_where(request))
-    task = _bounded(task, wait.task_s)
-    timeout = wait.gateway_s
+    task = _bounded(task, wait.task_left())
     cached, stages, admitted, headers = await _admit(
-        request, gw, principal, task, started=started, timeout_s=timeout
+        request, gw, principal, task, started=started, timeout_s=wait.left()
     )
+    timeout = wait.left()
     if cached is not None and cached.hit is not None and gw.cache is not None:
         done = await replay.settle(gw.cache, task, cached, admitted)
     else:
@@ -385,6 +386,10 @@ async def submit_parsed(
     if batch:  # an embedding line's large vectors are then kept for the batch (`vectors.keep`)
         task = task.model_copy(update={"batch": True})
     task = _bounded(task, gw.settings.request_timeout_max_s if timeout_s is None else timeout_s)
+    # It may wait for an executor (a backlog; a batch's lines): its bound counts from its start, and its
+    # result is read until the task API stops following it (`timeouts`).
+    followed = timedelta(seconds=gw.settings.async_task_timeout_s)
+    task = task.model_copy(update={"timeout_from": "started", "deadline": task.submitted_at + followed})
     tracing.annotate(tenant_id=principal.tenant_id, gen_ai__request__model=task.request.model)
     if key is not None:
         task = task.model_copy(

@@ -13,6 +13,14 @@ when that is longer than its own deadline (a shorter one keeps its per-call limi
 cuts a little before the gateway stops waiting, so that its cut, with its reason, is what the client reads.
 A shorter limit shortens the task too: nothing runs on after its client stopped waiting.
 
+Both bounds count from the request's arrival, as its client's timer does: what the request spent in this
+gateway before its task was published (waiting for room in the intake, its body read, guardrails, the cache,
+admission) is spent of both, and a request whose client's wait is over by then is not run (504). The
+executor counts the task's bound from `submitted_at` (its time queued on the bus counts too). A task nobody
+waits for on a connection (`unattended`: the task API, a batch line) may queue: its bound counts from its
+start (`timeout_from: started`), and its `deadline` is the end of the task API's following of it
+(SWITCHYARD_ASYNC_TASK_TIMEOUT_S), after which its result is never read.
+
 The trade-off, documented in the README: a provider that accepts a call and never answers is waited for
 as long as the client waits (as it would be without the gateway) before the task falls back to another
 model; a deployment that prefers fast fallbacks over long answers lowers the maximum."""
@@ -20,11 +28,12 @@ model; a deployment that prefers fast fallbacks over long answers lowers the max
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from switchyard.gateway.config import GatewaySettings
-from switchyard.gateway.errors import InvalidRequest
+from switchyard.gateway.errors import InvalidRequest, TaskTimeout
 
 HEADER = "x-switchyard-timeout"
 # What the SDKs send of their own accord, in order of preference (the read timeout is the wait for an
@@ -37,10 +46,40 @@ MARGIN_S = 10.0
 @dataclass(frozen=True, slots=True)
 class Wait:
     """How long the gateway waits for a task's answer (a stream: its first output), and the bound its task
-    carries to the executor (None: the executor's own)."""
+    carries to the executor (None: the executor's own), both from `since` (`time.perf_counter`: when the
+    request arrived)."""
 
     gateway_s: float
     task_s: float | None
+    since: float = field(default_factory=time.perf_counter)
+
+    def left(self, *, now: float | None = None) -> float:
+        """What is left of the gateway's wait (never less than a millisecond: a task published is waited
+        for, if only to record its timeout)."""
+        return max(self.gateway_s - self._spent(now), 0.001)
+
+    def task_left(self, *, now: float | None = None) -> float | None:
+        """The task's bound as from now (None: the executor's own); TaskTimeout when nothing is left of it,
+        the request having spent its client's wait in this gateway: its task is not published."""
+        if self.task_s is None:
+            spent = self._spent(now)
+            if spent >= self.gateway_s:
+                raise self._over(spent, self.gateway_s)
+            return None
+        spent = self._spent(now)
+        if spent >= self.task_s:
+            raise self._over(spent, self.gateway_s)
+        return self.task_s - spent
+
+    def _spent(self, now: float | None) -> float:
+        return (time.perf_counter() if now is None else now) - self.since
+
+    @staticmethod
+    def _over(spent: float, wait_s: float) -> TaskTimeout:
+        return TaskTimeout(
+            f"The request spent {spent:.1f} s in the gateway (waiting for room for its body, read and "
+            f"admitted) of the {wait_s:g} s its client waits; it was not run"
+        )
 
 
 def declared(headers: Mapping[str, str]) -> float | None:
@@ -55,13 +94,14 @@ def declared(headers: Mapping[str, str]) -> float | None:
     return None
 
 
-def wait_for(headers: Mapping[str, str], settings: GatewaySettings) -> Wait:
-    """A request answered on its connection (whole or streamed): the client's wait, within the maximum."""
+def wait_for(headers: Mapping[str, str], settings: GatewaySettings, *, since: float) -> Wait:
+    """A request answered on its connection (whole or streamed), arrived at `since`: the client's wait,
+    within the maximum."""
     asked = declared(headers)
     if asked is None:
-        return Wait(settings.task_timeout_s, None)
+        return Wait(settings.task_timeout_s, None, since)
     seconds = min(asked, settings.request_timeout_max_s)
-    return Wait(seconds, seconds - min(MARGIN_S, seconds / 10))
+    return Wait(seconds, seconds - min(MARGIN_S, seconds / 10), since)
 
 
 def unattended(headers: Mapping[str, str], settings: GatewaySettings) -> float:
