@@ -9,6 +9,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import nats
 import pytest
@@ -52,9 +53,10 @@ async def executor(upstream: Upstream) -> AsyncIterator[None]:
 
 
 async def route(
-    nc: nats.NATS, task_id: str, model: str, *, stream: bool = False
+    nc: nats.NATS, task_id: str, model: str, *, stream: bool = False, **fields: Any
 ) -> asyncio.Future[TaskCompleted | TaskFailed]:
-    """Publishes the task as the router does; the future is its result once the executor sends it."""
+    """Publishes the task (with these TaskSubmitted `fields`) as the router does; the future is its result
+    once the executor sends it."""
     result: asyncio.Future[TaskCompleted | TaskFailed] = asyncio.get_running_loop().create_future()
 
     async def on_result(msg: Msg) -> None:
@@ -65,7 +67,9 @@ async def route(
 
     await nc.subscribe(subjects.result_subject(task_id), cb=on_result)  # until the test's connection closes
     request = ChatRequest(messages=[ChatMessage(role="user", content="Hello?")], max_tokens=16, stream=stream)
-    task = TaskSubmitted(task_id=task_id, tenant_id="acme", request=request, submitted_at=datetime.now(UTC))
+    task = TaskSubmitted(
+        task_id=task_id, tenant_id="acme", request=request, submitted_at=datetime.now(UTC), **fields
+    )
     routed = TaskRouted(
         task=task,
         classification=Classification(
