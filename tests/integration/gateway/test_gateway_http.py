@@ -252,6 +252,16 @@ async def test_failed_task_is_a_502(gateway: tuple[str, str], pipeline: Pipeline
     assert "retry-after" not in r.headers
 
 
+async def _plain_streamed_and_anthropic(base: str, key: str) -> tuple[httpx.Response, ...]:
+    """The same question asked whole and streamed on the OpenAI face, and on Anthropic's."""
+    async with httpx.AsyncClient() as c:
+        r = await c.post(f"{base}/v1/chat/completions", json=BODY, headers=_auth(key))
+        rs = await c.post(f"{base}/v1/chat/completions", json={**BODY, "stream": True}, headers=_auth(key))
+        anthropic = {"model": "auto", "max_tokens": 20, "messages": [{"role": "user", "content": "Hi"}]}
+        ra = await c.post(f"{base}/v1/messages", json=anthropic, headers=_auth(key))
+    return r, rs, ra
+
+
 @pytest.mark.parametrize("pipeline", ["busy"], indirect=True)
 async def test_a_task_every_provider_was_too_busy_for_is_a_503_with_retry_after(
     gateway: tuple[str, str], pipeline: Pipeline
@@ -259,12 +269,7 @@ async def test_a_task_every_provider_was_too_busy_for_is_a_503_with_retry_after(
     """Capacity, not breakage: 503 (Anthropic's face: 529 `overloaded_error`, as Anthropic says it, the
     SDKs' OverloadedError) with the last provider's Retry-After rounded up, which the SDKs' retries
     honour."""
-    base, key = gateway
-    async with httpx.AsyncClient() as c:
-        r = await c.post(f"{base}/v1/chat/completions", json=BODY, headers=_auth(key))
-        rs = await c.post(f"{base}/v1/chat/completions", json={**BODY, "stream": True}, headers=_auth(key))
-        anthropic = {"model": "auto", "max_tokens": 20, "messages": [{"role": "user", "content": "Hi"}]}
-        ra = await c.post(f"{base}/v1/messages", json=anthropic, headers=_auth(key))
+    r, rs, ra = await _plain_streamed_and_anthropic(*gateway)
     for response in (r, rs):
         assert response.status_code == 503 and response.headers["retry-after"] == "8"
         assert _error(response)["code"] == "provider_overloaded"
@@ -278,12 +283,7 @@ async def test_a_task_whose_bound_passed_in_queue_is_a_504_task_expired(
 ) -> None:
     """The executor took the task after its bound (counted from its submission) and did not run it: the
     client's wait is over, as a timeout's, with the code saying why (Anthropic's face: `timeout_error`)."""
-    base, key = gateway
-    async with httpx.AsyncClient() as c:
-        r = await c.post(f"{base}/v1/chat/completions", json=BODY, headers=_auth(key))
-        rs = await c.post(f"{base}/v1/chat/completions", json={**BODY, "stream": True}, headers=_auth(key))
-        anthropic = {"model": "auto", "max_tokens": 20, "messages": [{"role": "user", "content": "Hi"}]}
-        ra = await c.post(f"{base}/v1/messages", json=anthropic, headers=_auth(key))
+    r, rs, ra = await _plain_streamed_and_anthropic(*gateway)
     for response in (r, rs):
         assert response.status_code == 504, response.text
         assert (_error(response)["type"], _error(response)["code"]) == ("timeout", "task_expired")
