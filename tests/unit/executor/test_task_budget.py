@@ -55,6 +55,8 @@ def test_a_bound_passed_before_the_start_is_expired() -> None:
         "it was not sent to a model"
     )
     assert after(111).expired and not after(109).expired
+    # the gateway's bound less its own time: said as a person reads it
+    assert "past its bound of 9 s;" in after(9.5, asked_s=8.99858).why_expired()
 
 
 def test_a_clock_behind_the_submitters_never_gives_more_than_the_whole_bound() -> None:

@@ -42,7 +42,7 @@ from switchyard.executor.providers.recording import RecordingProvider
 from switchyard.executor.providers.wrappers import CancelGuard, Unconfigured
 from switchyard.executor.quality import Context
 from switchyard.executor.resilience.breaker import BreakerGuard, Breakers
-from switchyard.executor.resilience.budget import Budget, budget
+from switchyard.executor.resilience.budget import Budget, budget, seconds
 from switchyard.executor.resilience.deadline import Deadline
 from switchyard.executor.resilience.fallback import FallbackProvider, Target
 from switchyard.executor.resilience.limits import LimitGuard, RateLimits
@@ -199,7 +199,7 @@ class _Run:
         if not self.produced:
             waited = self.budget.waited_s
             spent = f", of which it waited {waited:.1f} s for an executor" if waited >= 0.1 else ""
-            return f"the task did not finish within its deadline ({self.budget.bound_s:g} s{spent})"
+            return f"the task did not finish within its deadline ({seconds(self.budget.bound_s)} s{spent})"
         if self.cap.expired():
             return f"the stream did not finish within its cap ({self.policy.stream_max_s:g} s)"
         return f"the stream sent nothing for {self.policy.stream_idle_s:g} s (its idle limit)"

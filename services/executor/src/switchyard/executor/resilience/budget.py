@@ -52,7 +52,7 @@ class Budget:
             return "the task's deadline was no later than its submission; it was not sent to a model"
         return (
             f"the task waited {self.waited_s:.1f} s after its submission before an executor took it, past "
-            f"its bound of {self.bound_s:g} s; it was not sent to a model"
+            f"its bound of {seconds(self.bound_s)} s; it was not sent to a model"
         )
 
 
@@ -85,6 +85,11 @@ def budget(
         tightened=bound < own_s,
         cap_s=max(cap, 0.0),
     )
+
+
+def seconds(value: float) -> str:
+    """A bound as a person reads it: 9, not 8.99858 (the gateway's bound less its own time)."""
+    return f"{round(value, 2):g}"
 
 
 def _aware(moment: datetime) -> datetime:
