@@ -1,6 +1,6 @@
 """What a task's run puts around a candidate's adapter, or in its place: `CancelGuard`, which stops a
 call or a stream its task's client cancelled, and `Unconfigured`, the stand-in for a provider this
-executor holds no credentials for (`execution._Run.target`)."""
+executor holds no credentials for (`run.Run.target`)."""
 
 from __future__ import annotations
 
