@@ -21,7 +21,7 @@ from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.leases import IntCounters, Leases, SlotTable
 from switchyard.common.logs import configure_logging
 from switchyard.common.policy_source import PolicySource
-from switchyard.gateway import errors, gone, openapi
+from switchyard.gateway import errors, gone, openapi, responses_ws
 from switchyard.gateway.access import lockout, oidc
 from switchyard.gateway.access import views as access
 from switchyard.gateway.access.changes import AuthChanges, changes_bucket
@@ -268,6 +268,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
     app.include_router(files_views.router)
     app.include_router(stored_views.router)
     app.include_router(conversation_views.router)
+    app.include_router(responses_ws.router)
     errors.install(app)
     openapi.install(app)
     app.add_middleware(RequestContext, stop=stop)
@@ -315,6 +316,7 @@ def main() -> None:
         log_config=None,  # uvicorn's records go through ours: redacted, JSON when asked
         log_level="warning",
         access_log=False,
+        ws_max_size=settings.max_body_bytes,  # a larger Responses WebSocket frame: closed with 1009
         timeout_graceful_shutdown=math.ceil(settings.stop_grace_s),
     )
     sockets = (

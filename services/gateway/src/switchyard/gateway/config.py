@@ -130,6 +130,11 @@ class GatewaySettings(CommonSettings):
         description="what one organisation may hold of switchyard-responses (unset: a quarter of "
         "SWITCHYARD_RESPONSES_BUCKET_BYTES; over it: its answers go out unstored, `store: false`)",
     )
+    # Responses API WebSocket mode (`responses_ws`): a connection is closed once it has lasted this long
+    # (at the end of the response it is answering; OpenAI's connections last up to 60 minutes).
+    responses_ws_max_s: float = Field(
+        default=3600.0, gt=0, description="how long a Responses WebSocket connection lasts (OpenAI: 60 min)"
+    )
     auth_cache_ttl_s: float = 30.0
     readiness_timeout_s: float = 1.0
     providers_refresh_s: float = 2.0

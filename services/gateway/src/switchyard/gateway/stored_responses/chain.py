@@ -35,6 +35,7 @@ from switchyard.gateway.metrics import STORED_RESPONSES
 from switchyard.gateway.responses import ITEM_PARTS, RESPONSE_ID
 from switchyard.gateway.responses_tools import ClientTool
 from switchyard.gateway.schemas import ChatCompletionRequest
+from switchyard.gateway.stored_responses.recent import RECENT, Recent
 from switchyard.gateway.stored_responses.store import ResponseStore, StoredResponse
 
 MAX_REFERENCED = 16  # stored responses one request's item references may read
@@ -87,6 +88,7 @@ class Conversation:
     kept: bool | None = None  # whether the answer's record was stored (None: not yet tried)
     data: dict[str, Any] | None = None  # the body as read here (None: not a JSON object), parsed once
     named: dict[str, ClientTool] = field(default_factory=dict)  # how the client names its tools: `tools_of`
+    recent: Recent | None = None  # the WebSocket connection's latest answer, when it came on one (`recent`)
 
     @property
     def items(self) -> list[dict[str, Any]] | None:
@@ -103,21 +105,26 @@ class Conversation:
     async def remember(self, task: TaskSubmitted, body: dict[str, Any]) -> bool:
         """Stores the answer (`body`, the response as its client gets it) with its whole input, giving the
         request's own items that have none an id, and appends both to its conversation, if it has one.
-        Returns whether the answer was stored."""
+        Returns whether the answer was stored. On a WebSocket connection the answer is its latest, stored or
+        not (`recent`)."""
         whole = body.get("status") in ("completed", "incomplete")
         if whole and self.conversation_id is not None:
             assert self.store is not None  # a conversation is found in the store
             added = [*self._own_with_ids(task), *_replayed(body)]
             items = [shapes.kept(item, item["id"]) for item in added]
             await turns.append(ConversationStore(self.store), self.tenant_id, self.conversation_id, items)
-        if not self.keep or not whole:
+        record = None
+        if whole and (self.keep or self.recent is not None):
+            record = StoredResponse(
+                response={**body, "store": self.keep}, input=[*self.context, *self._own_with_ids(task)]
+            )
+            if self.recent is not None:
+                self.recent.latest = record
+        if not self.keep or record is None:
             if not self.keep and self.store is not None:  # a deployment storing none asks nothing
                 STORED_RESPONSES.labels("not_asked").inc()
             self.kept = False
             return False
-        record = StoredResponse(
-            response={**body, "store": True}, input=[*self.context, *self._own_with_ids(task)]
-        )
         assert self.store is not None  # `keep` is false without a store
         self.kept = await self.store.put(self.tenant_id, record)
         return self.kept
@@ -138,13 +145,13 @@ class Conversation:
             body if self.data is None else self.data,
             max_prompt_chars=max_prompt_chars,
             items=self.items,
-            stored=self.store is not None,
+            stored=self.store is not None or self.previous_response_id is not None,
         )
         self.named = responses.tools_of(self.data, self.items)
         # Read: the body's JSON, and the items unless they are stored with the answer, are not held while
         # it is waited for (minutes; `serving.serve`)
         self.data = None
-        if not self.keep:
+        if not self.keep and self.recent is None:
             self.context = []
             if self.conversation_id is None:  # a conversation's turn keeps its own items, to append
                 self.own = []
@@ -181,7 +188,7 @@ class Conversation:
             include_usage=include_usage,
             fields=self.fields(),
             created=self.created,
-            keep=keep if self.keep or self.conversation_id else None,
+            keep=keep if self.keep or self.conversation_id or self.recent is not None else None,
             named=self.named,
         )
 
@@ -195,32 +202,39 @@ def own_items(raw: Any) -> list[dict[str, Any]]:
 
 async def load(store: ResponseStore | None, tenant_id: str, body: bytes) -> Conversation:
     """The request's conversation (`store` None: the deployment stores no responses, and the parser
-    refuses what needs them). A body that is not a valid request is left to the request's parser, which
-    says what is wrong with it."""
+    refuses what needs them, but for the latest answer of the WebSocket connection the request came on,
+    `recent`). A body that is not a valid request is left to the request's parser, which says what is
+    wrong with it."""
+    recent = RECENT.get()
     try:
         data = json_object(body)
     except InvalidRequest:
-        return Conversation(store, tenant_id, keep=False)
+        return Conversation(store, tenant_id, keep=False, recent=recent)
     raw = data.get("input")
     bounds.check_conversation(raw, param="input", parts=ITEM_PARTS)  # before its items are looked at
     keep = store is not None and data.get("store") is not False
     conversation = Conversation(
-        store, tenant_id, keep=keep, own=own_items(raw), echoed=_echoed(data), data=data
+        store, tenant_id, keep=keep, own=own_items(raw), echoed=_echoed(data), data=data, recent=recent
     )
     previous_id = data.get("previous_response_id")
     refers = any(i.get("type") == "item_reference" for i in conversation.own)
-    if store is None:
+    named = data.get("conversation") is not None  # with previous_response_id: refused, as OpenAI does
+    held = None  # the connection's latest answer, when the request continues it
+    if recent is not None and isinstance(previous_id, str) and not named:
+        held = recent.get(tenant_id, previous_id)
+    if store is None and held is None:
         return conversation
-    if data.get("conversation") is not None:
+    if named and store is not None:
         talk = await turns.opened(ConversationStore(store), tenant_id, data["conversation"], previous_id)
         conversation.conversation_id = talk.id
         conversation.context = list(talk.items)
         conversation.resolved = True
     if isinstance(previous_id, str) or refers:
-        previous: StoredResponse | None = None
+        previous: StoredResponse | None = held
         if isinstance(previous_id, str):
-            found = _RESPONSE_ID.fullmatch(previous_id)
-            previous = await store.get(tenant_id, previous_id) if found else None
+            if previous is None and store is not None:
+                found = _RESPONSE_ID.fullmatch(previous_id)
+                previous = await store.get(tenant_id, previous_id) if found else None
             if previous is None:
                 raise PreviousResponseNotFound(
                     f"Previous response with id '{previous_id[:80]}' not found.", param="previous_response_id"
@@ -284,10 +298,10 @@ def _replayed(response: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def _resolved(
-    store: ResponseStore, tenant_id: str, items: list[dict[str, Any]], previous: StoredResponse | None
+    store: ResponseStore | None, tenant_id: str, items: list[dict[str, Any]], previous: StoredResponse | None
 ) -> list[dict[str, Any]]:
     """`items` with each `item_reference` replaced by the stored item it names (looked for in the previous
-    response first, then in the response its id names)."""
+    response first, then in the response its id names, unless the deployment stores none)."""
     read: dict[str, StoredResponse | None] = {}
     out = []
     for n, item in enumerate(items):
@@ -305,7 +319,7 @@ async def _resolved(
                         f"input: item references name more than {MAX_REFERENCED} stored responses",
                         param="input",
                     )
-                read[response_id] = await store.get(tenant_id, response_id)
+                read[response_id] = await store.get(tenant_id, response_id) if store is not None else None
             record = read[response_id]
             found = record.item(named.group(0)) if record is not None else None
         if found is None:

@@ -1,0 +1,316 @@
+"""OpenAI's Responses API in WebSocket mode: `wss://.../v1/responses`, one connection for a whole agent loop.
+The client sends `response.create` events (a `POST /v1/responses` body with its `type`, less `stream` and
+`background`) and gets the events a streamed response sends, each a JSON text frame; a continuation
+sends only its new input items and the `previous_response_id` it continues, which is found in the
+connection's memory even when it was not stored (`stored_responses/recent.py`).
+
+Each `response.create` is served by the HTTP path itself, whole: the event becomes a `POST /v1/responses`
+request with the handshake's headers (its key, priority, timeouts), run through the app as any request
+(its own request id, authentication, key policy, limits, budget, guardrails, billing and audit), its SSE
+events sent on as frames, and its HTTP error as an `error` event (`status`, and `error` with our type,
+code, message, param, request id and headers). A client that goes away is, to that request, a client
+that disconnected: its task is cancelled. Responses run one after another, in the order sent (OpenAI
+runs a connection's responses in order; several at once need `stream_id`, which is not served).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, WebSocket
+from starlette.requests import Request
+from starlette.types import Message, Scope
+from starlette.websockets import WebSocketDisconnect
+
+from switchyard.common.ids import new_id
+from switchyard.gateway.auth import authenticate
+from switchyard.gateway.errors import APIError, error_response
+from switchyard.gateway.state import Gateway
+from switchyard.gateway.stored_responses.recent import RECENT, Recent
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+PATH = "/v1/responses"
+QUEUED = 16  # frames read ahead of the response being answered (OpenAI queues creates; past this, TCP waits)
+TRANSPORT = frozenset({"type", "stream", "stream_options"})  # an event's fields that are not the body's
+# the handshake's headers a response's request does not repeat (its own body's are set)
+HANDSHAKE_ONLY = frozenset(
+    {
+        b"connection",
+        b"upgrade",
+        b"content-length",
+        b"content-type",
+        b"transfer-encoding",
+        b"sec-websocket-key",
+        b"sec-websocket-version",
+        b"sec-websocket-extensions",
+        b"sec-websocket-protocol",
+    }
+)
+NOT_SHOWN = frozenset({"content-length", "content-type"})  # an HTTP error's headers an error event leaves out
+
+
+@router.websocket(PATH)
+async def responses_socket(websocket: WebSocket) -> None:
+    gw: Gateway = websocket.app.state.gateway
+    request_id = f"req_{new_id()[:24]}"
+    handshake = Request(
+        {**websocket.scope, "type": "http", "method": "GET", "state": {"request_id": request_id}}
+    )
+    try:
+        principal = await authenticate(handshake, gw.verifier)
+    except APIError as exc:
+        await _refuse(websocket, error_response(handshake, exc), exc)
+        return
+    await websocket.accept(headers=[(b"x-request-id", request_id.encode())])
+    await Connection(websocket, gw, request_id, Recent(principal.tenant_id)).run()
+
+
+async def _refuse(websocket: WebSocket, response: Any, exc: APIError) -> None:
+    """The handshake answered as an HTTP request would be (401 with our error body) where the server can
+    (ASGI's denial response), else closed with 1008 (policy violation)."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(response)
+    else:
+        await websocket.close(code=1008, reason=exc.message[:120])
+
+
+class Connection:
+    """One accepted connection: a reader that takes frames in (and hears the client go), and the frames
+    answered in order, each `response.create` a request through the app."""
+
+    def __init__(self, websocket: WebSocket, gw: Gateway, request_id: str, recent: Recent) -> None:
+        self.ws = websocket
+        self.app = websocket.scope["app"]
+        self.request_id = request_id
+        self.recent = recent
+        self.frames: asyncio.Queue[str | None] = asyncio.Queue(QUEUED)
+        self.gone = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        self.ends_at = loop.time() + gw.settings.responses_ws_max_s
+
+    async def run(self) -> None:
+        RECENT.set(self.recent)  # this task's, and its requests': `chain.load` reads it
+        reader = asyncio.create_task(self._read())
+        try:
+            await self._answer()
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            self.recent.latest = None
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                text = message.get("text")
+                raw = message.get("bytes")
+                await self.frames.put(text if text is not None else (raw or b"").decode("utf-8", "replace"))
+        finally:
+            self.gone.set()
+            with contextlib.suppress(asyncio.QueueFull):
+                self.frames.put_nowait(None)
+
+    async def _answer(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self.gone.is_set():
+            try:
+                async with asyncio.timeout_at(self.ends_at):
+                    frame = await self.frames.get()
+            except TimeoutError:
+                frame = ""  # the lifetime ended while the connection was idle
+            if frame is None:
+                return
+            if loop.time() >= self.ends_at:
+                await self._close_at_lifetime()
+                return
+            await self._frame(frame)
+
+    async def _frame(self, frame: str) -> None:
+        try:
+            event = orjson.loads(frame)
+        except orjson.JSONDecodeError as exc:
+            await self._error(400, f"the frame is not valid JSON: {exc}", code="invalid_json")
+            return
+        kind = event.get("type") if isinstance(event, dict) else None
+        if kind == "response.create":
+            await self._create(event)
+        elif kind == "response.steer":
+            await self._send(_steer_refused(event))
+        else:
+            shown = repr(kind)[:80] if isinstance(event, dict) else "a JSON value that is not an object"
+            await self._error(
+                400,
+                f"unknown event {shown}: a client event is a JSON object whose `type` is response.create "
+                "(response.steer is answered response.steer.failed: steering is not served)",
+                code="invalid_event",
+                param="type",
+            )
+
+    async def _create(self, event: dict[str, Any]) -> None:
+        lane = event.get("stream_id")
+        if lane is not None:
+            await self._error(
+                400,
+                "stream_id: several responses at once on one connection (WebSocket multiplexing) are not "
+                "served here: send responses one after another on a connection (they run in order), or "
+                "open another connection",
+                code="unsupported_parameter",
+                param="stream_id",
+                stream_id=lane if isinstance(lane, str) else None,
+            )
+            return
+        if event.get("generate") is False:
+            await self._error(
+                400,
+                "generate: warm-up responses (`generate: false`) are not served here: send the turn "
+                "itself, which is answered",
+                code="unsupported_parameter",
+                param="generate",
+            )
+            return
+        body = {k: v for k, v in event.items() if k not in TRANSPORT}
+        await self._respond(orjson.dumps({**body, "stream": True}))
+
+    async def _respond(self, body: bytes) -> None:
+        """`body` as `POST /v1/responses` through the app: its events sent on, or its error as one."""
+        reply = _Reply(self)
+        sent = False
+
+        async def receive() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await self.gone.wait()  # the body is read: what the request hears next is its client going
+            return {"type": "http.disconnect"}
+
+        try:
+            await self.app(self._scope(len(body)), receive, reply.send)
+        except Exception:  # the app answered it (its handler for errors answers, then raises on)
+            log.debug("a WebSocket response's request raised after its answer", exc_info=True)
+        await reply.end()
+
+    def _scope(self, size: int) -> Scope:
+        scope = self.ws.scope
+        headers = [(k, v) for k, v in scope["headers"] if k not in HANDSHAKE_ONLY]
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(size).encode())]
+        return {
+            "type": "http",
+            # 2.3: the app listens for the client going (`http.disconnect`), as it does on HTTP/1.1
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "https" if scope.get("scheme") == "wss" else "http",
+            "path": PATH,
+            "raw_path": PATH.encode(),
+            "root_path": scope.get("root_path", ""),
+            "query_string": b"",
+            "headers": headers,
+            "client": scope.get("client"),
+            "server": scope.get("server"),
+            "state": {},
+        }
+
+    async def _close_at_lifetime(self) -> None:
+        await self._error(
+            400,
+            "this connection reached its lifetime (SWITCHYARD_RESPONSES_WS_MAX_S); open a new one (a "
+            "response not stored is continued only on the connection that answered it: send the "
+            "conversation in `input`)",
+            code="websocket_connection_limit_reached",
+        )
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+            await self.ws.close(code=1000, reason="connection lifetime reached")
+
+    async def _error(
+        self, status: int, message: str, *, code: str, param: str | None = None, stream_id: str | None = None
+    ) -> None:
+        """An error of the connection's own (a frame it cannot take), as OpenAI's `error` event."""
+        error = {
+            "type": "invalid_request_error",
+            "code": code,
+            "message": message,
+            "param": param,
+            "request_id": self.request_id,
+            "headers": {"x-request-id": self.request_id},
+        }
+        lane = {"stream_id": stream_id} if stream_id is not None else {}
+        await self._send(orjson.dumps({"type": "error", "status": status, "error": error, **lane}))
+
+    async def _send(self, data: bytes) -> None:
+        if self.gone.is_set():
+            return
+        try:
+            await self.ws.send_text(data.decode())
+        except (RuntimeError, OSError, WebSocketDisconnect):
+            self.gone.set()
+
+
+class _Reply:
+    """What a response's request answers, as frames: its SSE events' data (each a JSON event, as is), or
+    its HTTP error as an `error` event."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.pending = b""  # SSE not yet at an event's end, or an error's body
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in message.get("headers", ())}
+            return
+        if message["type"] != "http.response.body":
+            return
+        self.pending += message.get("body", b"")
+        if self.status != 200:
+            return
+        *events, self.pending = self.pending.split(b"\n\n")
+        for event in events:
+            data = next((line[6:] for line in event.split(b"\n") if line.startswith(b"data: ")), None)
+            if data is not None:
+                await self.connection._send(data)
+
+    async def end(self) -> None:
+        if self.status == 200 or self.connection.gone.is_set():
+            return
+        await self.connection._send(orjson.dumps(_error_event(self.status, self.pending, self.headers)))
+
+
+def _error_event(status: int, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    """An HTTP error (our body: `{"error": {message, type, param, code, request_id}}`) as OpenAI's
+    WebSocket `error` event: the status, and the error with the headers it came with (its request id,
+    `retry-after`, the rate limits)."""
+    try:
+        error = orjson.loads(body)["error"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        error = {"type": "api_error", "code": "internal_error", "message": "internal error", "param": None}
+    if not isinstance(error, dict):
+        error = {"type": "api_error", "code": "internal_error", "message": str(error)[:200], "param": None}
+    shown = {k: v for k, v in headers.items() if k not in NOT_SHOWN}
+    return {"type": "error", "status": status or 500, "error": {**error, "headers": shown}}
+
+
+def _steer_refused(event: dict[str, Any]) -> bytes:
+    """`response.steer` answered as OpenAI answers steering it cannot take: `response.steer.failed`
+    with the input given back, so the client can send it in its next `response.create`."""
+    steer = {"input": event.get("input"), "previous_response_id": event.get("previous_response_id")}
+    error = {
+        "type": "invalid_request_error",
+        "code": "steering_not_supported",
+        "message": "steering (`response.steer`) is not served here: send the input in the next "
+        "response.create, with the previous_response_id it continues",
+    }
+    failed = {"type": "response.steer.failed", "sequence_number": 0, "error": error, "steer": steer}
+    return orjson.dumps(failed)

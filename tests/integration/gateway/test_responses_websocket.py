@@ -1,0 +1,266 @@
+"""The Responses API's WebSocket mode (`wss://.../v1/responses`) on a gateway process, a real nats-server
+and SQLite, driven by a real WebSocket client (`websockets`) as OpenAI's SDKs drive it: `response.create`
+events answered with the streamed events as JSON text frames, continuations by `previous_response_id`
+found in the connection's memory with `store: false`, errors as `error` events on a connection that stays
+usable, a handshake without a key refused, and a client going away cancelling its task. A scripted
+responder plays the pipeline: it answers with a call of the first tool offered on a user turn, else text;
+a user turn "hang" gets one chunk and no end."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import nats
+import orjson
+import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
+
+from switchyard.cli.processes import NatsServer
+from switchyard.common import subjects
+from switchyard.common.envelope import decode, encode
+from switchyard.common.events import (
+    FunctionCall,
+    TaskCancelled,
+    TaskCompleted,
+    TaskSubmitted,
+    ToolCall,
+    Usage,
+)
+from switchyard.common.streaming import Chunk, encode_chunk
+from switchyard.gateway.db import migrations
+from tests.integration.gateway.harness import Org, gateways, make_org
+
+pytestmark = pytest.mark.integration
+MODEL = "openai/gpt-4o-mini"
+TOOL = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
+TERMINAL = ("response.completed", "response.incomplete", "response.failed", "error")
+World = tuple[NatsServer, str, Org]
+
+
+class Responder:
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self.seen: list[TaskSubmitted] = []
+
+    def turns(self) -> list[tuple[str, Any]]:
+        """The last task's conversation: (role, text, or the ids of its tool calls)."""
+        out: list[tuple[str, Any]] = []
+        for m in self.seen[-1].chat().messages:
+            if m.tool_calls:
+                out.append((m.role, [c.id for c in m.tool_calls]))
+            else:
+                out.append((m.role, m.content))
+        return out
+
+    async def on_task(self, msg: Msg) -> None:
+        _, task = decode(msg.data, (TaskSubmitted,))
+        assert isinstance(task, TaskSubmitted)
+        self.seen.append(task)
+        request = task.chat()
+        last = request.messages[-1]
+        text, calls = f"answer {len(self.seen)}", None
+        if last.role == "user" and last.content == "hang":
+            chunk = Chunk(seq=0, delta="a long story", model=MODEL)
+            await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(chunk))
+            return
+        if request.tools and last.role == "user":
+            name = request.tools[0].function.name
+            calls = [ToolCall(id=f"call_{len(self.seen)}", function=FunctionCall(name=name, arguments="{}"))]
+            text = ""
+        if text:
+            await self.nc.publish(
+                subjects.chunk_subject(task.task_id), encode_chunk(Chunk(seq=0, delta=text, model=MODEL))
+            )
+            done = Chunk(seq=1, done=True, finish_reason="stop")
+            await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(done))
+        result = TaskCompleted(
+            task_id=task.task_id,
+            tenant_id=task.tenant_id,
+            user_id=task.user_id,
+            model=MODEL,
+            provider="openai",
+            tier="fast",
+            content=text,
+            tool_calls=calls,
+            finish_reason="tool_calls" if calls else "stop",
+            usage=Usage(prompt_tokens=9, completion_tokens=3),
+            attempts=1,
+            latency_ms=5.0,
+            completed_at=datetime.now(UTC),
+        )
+        _, raw = encode(result, source="test")
+        await self.nc.jetstream().publish(subjects.result_subject(task.task_id), raw)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("responses-ws")
+    server = NatsServer(tmp / "jetstream").start()
+    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
+    asyncio.run(migrations().upgrade(db_url))
+    org = asyncio.run(make_org(db_url, "acme", roles=("member",)))
+    try:
+        with gateways(server, db_url, tmp) as (base,):
+            yield server, base, org
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def responder(world: World) -> AsyncIterator[Responder]:
+    nc = await nats.connect(world[0].url)
+    me = Responder(nc)
+    await nc.subscribe(subjects.TASK_SUBMITTED, cb=me.on_task)
+    await nc.flush()
+    yield me
+    await nc.close()
+
+
+def _url(world: World) -> str:
+    return world[1].replace("http://", "ws://") + "/v1/responses"
+
+
+def _socket(world: World, key: str | None = None) -> Any:
+    key = world[2].keys["member"] if key is None else key
+    return connect(_url(world), additional_headers={"Authorization": f"Bearer {key}"}, open_timeout=5)
+
+
+async def _turn(ws: ClientConnection, **create: Any) -> list[dict[str, Any]]:
+    """One `response.create` and its events, up to its last."""
+    await ws.send(orjson.dumps({"type": "response.create", **create}).decode())
+    return await _events(ws)
+
+
+async def _events(ws: ClientConnection) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    while not events or events[-1]["type"] not in TERMINAL:
+        frame = await asyncio.wait_for(ws.recv(), timeout=10)
+        assert isinstance(frame, str)  # text frames, as OpenAI sends them
+        events.append(orjson.loads(frame))
+    return events
+
+
+async def test_a_tool_loop_runs_on_one_connection_unstored_and_survives_bad_frames(
+    world: World, responder: Responder
+) -> None:
+    async with _socket(world) as ws:
+        first = await _turn(ws, model="auto", input="Weather in Paris?", tools=[TOOL], store=False)
+        kinds = [e["type"] for e in first]
+        assert kinds[:2] == ["response.created", "response.in_progress"]
+        assert kinds[-1] == "response.completed"
+        assert "response.function_call_arguments.done" in kinds
+        assert [e["sequence_number"] for e in first] == list(range(len(first)))  # as the SSE stream numbers
+        response = first[-1]["response"]
+        assert response["store"] is False
+        [call] = response["output"]
+        assert (call["type"], call["call_id"]) == ("function_call", "call_1")
+
+        # the continuation sends only the tool's output: the rest is the connection's memory
+        output = {"type": "function_call_output", "call_id": "call_1", "output": "sunny"}
+        second = await _turn(
+            ws, model="auto", input=[output], tools=[TOOL], store=False, previous_response_id=response["id"]
+        )
+        done = second[-1]["response"]
+        assert (second[-1]["type"], done["previous_response_id"]) == ("response.completed", response["id"])
+        assert done["output"][0]["content"][0]["text"] == "answer 2"
+        assert responder.turns() == [
+            ("user", "Weather in Paris?"),
+            ("assistant", ["call_1"]),
+            ("tool", "sunny"),
+        ]
+
+        # a frame that is not JSON, an event of no known type: each an error event, the connection goes on
+        await ws.send("{not json")
+        [bad] = await _events(ws)
+        assert (bad["status"], bad["error"]["code"], bad["error"]["type"]) == (
+            400,
+            "invalid_json",
+            "invalid_request_error",
+        )
+        await ws.send(orjson.dumps({"type": "session.update"}).decode())
+        [unknown] = await _events(ws)
+        assert (unknown["error"]["code"], unknown["error"]["param"]) == ("invalid_event", "type")
+
+        # an HTTP error of the request (here: a response neither stored nor this connection's latest) is
+        # an error event with our type, code, message, param and request id
+        [missing] = await _turn(ws, model="auto", input="Hi", previous_response_id=response["id"])
+        assert missing["status"] == 400
+        error = missing["error"]
+        assert (error["code"], error["param"]) == ("previous_response_not_found", "previous_response_id")
+        assert (
+            error["request_id"].startswith("req_") and error["headers"]["x-request-id"] == error["request_id"]
+        )
+        [invalid] = await _turn(ws, model="auto", input=[], store=False)  # the parser's own 400
+        assert (invalid["status"], invalid["error"]["param"]) == (400, "input")
+
+        third = await _turn(ws, model="auto", input="Thanks", store=False, previous_response_id=done["id"])
+        assert third[-1]["type"] == "response.completed"
+        assert [t for t, _ in responder.turns()] == ["user", "assistant", "tool", "assistant", "user"]
+
+
+async def test_a_stored_response_continues_on_another_connection_and_unserved_events_say_so(
+    world: World, responder: Responder
+) -> None:
+    async with _socket(world) as ws:
+        first = (await _turn(ws, model="auto", input="Hi"))[-1]["response"]
+        assert first["store"] is True
+    async with _socket(world) as ws:  # not this connection's: read from the stored responses
+        second = await _turn(ws, model="auto", input="Again?", previous_response_id=first["id"])
+        assert second[-1]["response"]["previous_response_id"] == first["id"]
+        assert responder.turns() == [("user", "Hi"), ("assistant", "answer 1"), ("user", "Again?")]
+
+        await ws.send(
+            orjson.dumps({"type": "response.steer", "previous_response_id": first["id"], "input": "x"})
+        )
+        steer = orjson.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+        assert (steer["type"], steer["error"]["code"]) == ("response.steer.failed", "steering_not_supported")
+        assert steer["steer"] == {"input": "x", "previous_response_id": first["id"]}
+        [lane] = await _turn(ws, model="auto", input="Hi", stream_id="lane-1")
+        assert (lane["error"]["param"], lane["stream_id"]) == ("stream_id", "lane-1")
+        assert len(responder.seen) == 2  # neither ran a task
+
+
+async def test_a_handshake_without_a_valid_key_is_refused_with_an_error_body(world: World) -> None:
+    for key, code in (("", "missing_api_key"), ("sy_nope_nope", "invalid_api_key")):
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(_url(world), additional_headers=headers, open_timeout=5):
+                pass
+        response = refused.value.response
+        assert response.status_code == 401
+        body = orjson.loads(response.body or b"{}")
+        assert body["error"]["code"] == code
+        assert response.headers["x-request-id"] == body["error"]["request_id"]
+
+
+async def test_a_client_that_goes_away_mid_response_cancels_its_task(
+    world: World, responder: Responder
+) -> None:
+    cancelled: asyncio.Queue[str] = asyncio.Queue()
+
+    async def on_cancel(msg: Msg) -> None:
+        _, event = decode(msg.data, (TaskCancelled,))
+        assert isinstance(event, TaskCancelled)
+        await cancelled.put(event.task_id)
+
+    sub = await responder.nc.subscribe(subjects.TASK_CANCELLED, cb=on_cancel)
+    try:
+        async with _socket(world) as ws:
+            await ws.send(
+                orjson.dumps({"type": "response.create", "model": "auto", "input": "hang"}).decode()
+            )
+            while (
+                orjson.loads(await asyncio.wait_for(ws.recv(), timeout=10))["type"]
+                != "response.output_text.delta"
+            ):
+                pass
+        task_id = await asyncio.wait_for(cancelled.get(), timeout=10)
+        assert task_id == responder.seen[-1].task_id
+    finally:
+        await sub.unsubscribe()
