@@ -10,92 +10,45 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import nats
 import orjson
 import pytest
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidStatus
 
 from switchyard.cli.processes import NatsServer
 from switchyard.common import subjects
-from switchyard.common.envelope import decode, encode
-from switchyard.common.events import (
-    FunctionCall,
-    TaskCancelled,
-    TaskCompleted,
-    TaskSubmitted,
-    ToolCall,
-    Usage,
-)
+from switchyard.common.envelope import decode
+from switchyard.common.events import TaskCancelled, TaskSubmitted
 from switchyard.common.streaming import Chunk, encode_chunk
 from switchyard.gateway.db import migrations
 from tests.integration.gateway.harness import Org, gateways, make_org
+from tests.integration.gateway.test_stored_responses_http import Responder as StoredResponder
 
 pytestmark = pytest.mark.integration
 MODEL = "openai/gpt-4o-mini"
 TOOL = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
 TERMINAL = ("response.completed", "response.incomplete", "response.failed", "error")
-World = tuple[NatsServer, str, Org]
+World = tuple[NatsServer, str, Org, str]  # the nats-server, a gateway, the organisation, `unstored`
 
 
-class Responder:
-    def __init__(self, nc: Client) -> None:
-        self.nc = nc
-        self.seen: list[TaskSubmitted] = []
-
-    def turns(self) -> list[tuple[str, Any]]:
-        """The last task's conversation: (role, text, or the ids of its tool calls)."""
-        out: list[tuple[str, Any]] = []
-        for m in self.seen[-1].chat().messages:
-            if m.tool_calls:
-                out.append((m.role, [c.id for c in m.tool_calls]))
-            else:
-                out.append((m.role, m.content))
-        return out
+class Responder(StoredResponder):
+    """The stored responses tests' responder (a call of the first tool offered on a user turn, else text),
+    and a user turn "hang" answered with one chunk and no end."""
 
     async def on_task(self, msg: Msg) -> None:
         _, task = decode(msg.data, (TaskSubmitted,))
         assert isinstance(task, TaskSubmitted)
-        self.seen.append(task)
-        request = task.chat()
-        last = request.messages[-1]
-        text, calls = f"answer {len(self.seen)}", None
-        if last.role == "user" and last.content == "hang":
-            chunk = Chunk(seq=0, delta="a long story", model=MODEL)
-            await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(chunk))
+        last = task.chat().messages[-1]
+        if last.role != "user" or last.content != "hang":
+            await super().on_task(msg)
             return
-        if request.tools and last.role == "user":
-            name = request.tools[0].function.name
-            calls = [ToolCall(id=f"call_{len(self.seen)}", function=FunctionCall(name=name, arguments="{}"))]
-            text = ""
-        if text:
-            await self.nc.publish(
-                subjects.chunk_subject(task.task_id), encode_chunk(Chunk(seq=0, delta=text, model=MODEL))
-            )
-            done = Chunk(seq=1, done=True, finish_reason="stop")
-            await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(done))
-        result = TaskCompleted(
-            task_id=task.task_id,
-            tenant_id=task.tenant_id,
-            user_id=task.user_id,
-            model=MODEL,
-            provider="openai",
-            tier="fast",
-            content=text,
-            tool_calls=calls,
-            finish_reason="tool_calls" if calls else "stop",
-            usage=Usage(prompt_tokens=9, completion_tokens=3),
-            attempts=1,
-            latency_ms=5.0,
-            completed_at=datetime.now(UTC),
-        )
-        _, raw = encode(result, source="test")
-        await self.nc.jetstream().publish(subjects.result_subject(task.task_id), raw)
+        self.seen.append(task)
+        chunk = Chunk(seq=0, delta="a long story", model=MODEL)
+        await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(chunk))
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +58,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
     asyncio.run(migrations().upgrade(db_url))
     org = asyncio.run(make_org(db_url, "acme", roles=("member",)))
+    # a replica that stores no responses, whose connections last 2 s
+    unstored = {"SWITCHYARD_RESPONSES_STORE": "false", "SWITCHYARD_RESPONSES_WS_MAX_S": "2"}
+    (tmp / "unstored").mkdir()
     try:
-        with gateways(server, db_url, tmp) as (base,):
-            yield server, base, org
+        with (
+            gateways(server, db_url, tmp) as (base,),
+            gateways(server, db_url, tmp / "unstored", env=unstored) as (off,),
+        ):
+            yield server, base, org, off
     finally:
         server.stop()
 
@@ -122,13 +81,14 @@ async def responder(world: World) -> AsyncIterator[Responder]:
     await nc.close()
 
 
-def _url(world: World) -> str:
-    return world[1].replace("http://", "ws://") + "/v1/responses"
+def _url(world: World, base: str | None = None) -> str:
+    return (base or world[1]).replace("http://", "ws://") + "/v1/responses"
 
 
-def _socket(world: World, key: str | None = None) -> Any:
+def _socket(world: World, key: str | None = None, *, base: str | None = None) -> Any:
     key = world[2].keys["member"] if key is None else key
-    return connect(_url(world), additional_headers={"Authorization": f"Bearer {key}"}, open_timeout=5)
+    headers = {"Authorization": f"Bearer {key}"}
+    return connect(_url(world, base), additional_headers=headers, open_timeout=5)
 
 
 async def _turn(ws: ClientConnection, **create: Any) -> list[dict[str, Any]]:
@@ -169,10 +129,10 @@ async def test_a_tool_loop_runs_on_one_connection_unstored_and_survives_bad_fram
         done = second[-1]["response"]
         assert (second[-1]["type"], done["previous_response_id"]) == ("response.completed", response["id"])
         assert done["output"][0]["content"][0]["text"] == "answer 2"
-        assert responder.turns() == [
+        assert responder.messages() == [
             ("user", "Weather in Paris?"),
             ("assistant", ["call_1"]),
-            ("tool", "sunny"),
+            ("tool", ("call_1", "sunny")),
         ]
 
         # a frame that is not JSON, an event of no known type: each an error event, the connection goes on
@@ -201,7 +161,7 @@ async def test_a_tool_loop_runs_on_one_connection_unstored_and_survives_bad_fram
 
         third = await _turn(ws, model="auto", input="Thanks", store=False, previous_response_id=done["id"])
         assert third[-1]["type"] == "response.completed"
-        assert [t for t, _ in responder.turns()] == ["user", "assistant", "tool", "assistant", "user"]
+        assert [t for t, _ in responder.messages()] == ["user", "assistant", "tool", "assistant", "user"]
 
 
 async def test_a_stored_response_continues_on_another_connection_and_unserved_events_say_so(
@@ -213,7 +173,7 @@ async def test_a_stored_response_continues_on_another_connection_and_unserved_ev
     async with _socket(world) as ws:  # not this connection's: read from the stored responses
         second = await _turn(ws, model="auto", input="Again?", previous_response_id=first["id"])
         assert second[-1]["response"]["previous_response_id"] == first["id"]
-        assert responder.turns() == [("user", "Hi"), ("assistant", "answer 1"), ("user", "Again?")]
+        assert responder.messages() == [("user", "Hi"), ("assistant", "answer 1"), ("user", "Again?")]
 
         await ws.send(
             orjson.dumps({"type": "response.steer", "previous_response_id": first["id"], "input": "x"})
@@ -264,3 +224,25 @@ async def test_a_client_that_goes_away_mid_response_cancels_its_task(
         assert task_id == responder.seen[-1].task_id
     finally:
         await sub.unsubscribe()
+
+
+async def test_a_deployment_storing_nothing_continues_the_connections_latest_and_closes_at_its_lifetime(
+    world: World, responder: Responder
+) -> None:
+    async with _socket(world, base=world[3]) as ws:
+        first = (await _turn(ws, model="auto", input="Hi"))[-1]["response"]
+        assert first["store"] is False  # nothing is stored here, whatever the request says
+        second = await _turn(ws, model="auto", input="Again?", previous_response_id=first["id"])
+        assert second[-1]["response"]["previous_response_id"] == first["id"]
+        assert responder.messages() == [("user", "Hi"), ("assistant", "answer 1"), ("user", "Again?")]
+        # idle, it ends at its lifetime (2 s here), with the error event that says so
+        [ended] = await _events(ws)
+        assert (ended["type"], ended["error"]["code"]) == ("error", "websocket_connection_limit_reached")
+        with pytest.raises(ConnectionClosedOK):
+            await asyncio.wait_for(ws.recv(), timeout=5)
+        assert ws.close_code == 1000
+    async with _socket(world) as ws:  # a frame over SWITCHYARD_MAX_BODY_BYTES (64 KiB here) is not read
+        await ws.send("x" * 70_000)
+        with pytest.raises(ConnectionClosedError):
+            await asyncio.wait_for(ws.recv(), timeout=5)
+        assert ws.close_code == 1009
