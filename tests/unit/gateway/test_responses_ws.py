@@ -4,11 +4,12 @@ its SSE events' JSON whatever the chunks they came in, and an HTTP error as Open
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import orjson
 
-from switchyard.gateway.responses_ws import _error_event, _Reply
+from switchyard.gateway.responses_ws import RefusedHandshake, _error_event, _Reply
 
 
 class Frames:
@@ -57,3 +58,18 @@ async def test_an_http_error_is_an_error_event_with_its_status_and_headers() -> 
         "error": {**error, "request_id": "req_1", "headers": shown},
     }
     assert _error_event(500, b"<html>", {})["error"]["code"] == "internal_error"  # not ours: still an event
+
+
+def test_uvicorns_error_for_a_refused_handshake_is_said_as_what_happened() -> None:
+    record = logging.LogRecord(
+        "uvicorn.error", logging.ERROR, __file__, 1, RefusedHandshake.UVICORN, (), None
+    )
+    assert RefusedHandshake().filter(record)
+    assert (record.levelno, record.getMessage()) == (
+        logging.INFO,
+        "a WebSocket handshake was refused with an HTTP error response",
+    )
+    other = logging.LogRecord(
+        "uvicorn.error", logging.ERROR, __file__, 1, "Exception in ASGI application\n", (), None
+    )
+    assert RefusedHandshake().filter(other) and other.levelno == logging.ERROR

@@ -306,6 +306,7 @@ def main() -> None:
     configure_logging(service="gateway", level=settings.log_level, json=settings.log_json)
     map_large_blocks()
     logging.getLogger("uvicorn.error").addFilter(CutByStop())
+    logging.getLogger("uvicorn.error").addFilter(responses_ws.RefusedHandshake())
     stop = Stop(settings.stop_grace_s)
     config = uvicorn.Config(
         create_app(settings, stop),

@@ -302,6 +302,20 @@ def _error_event(status: int, body: bytes, headers: dict[str, str]) -> dict[str,
     return {"type": "error", "status": status or 500, "error": {**error, "headers": shown}}
 
 
+class RefusedHandshake(logging.Filter):
+    """uvicorn (its websockets-sansio protocol, 0.54) logs a handshake answered with an HTTP response (a
+    refused key's 401: `_refuse`) as an error, "ASGI callable returned without completing handshake",
+    although the response went out: one line at info level says what happened instead."""
+
+    UVICORN = "ASGI callable returned without completing handshake."
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == self.UVICORN:
+            record.msg = "a WebSocket handshake was refused with an HTTP error response"
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 def _steer_refused(event: dict[str, Any]) -> bytes:
     """`response.steer` answered as OpenAI answers steering it cannot take: `response.steer.failed`
     with the input given back, so the client can send it in its next `response.create`."""
