@@ -4,6 +4,7 @@ streamed, a function-calling loop, counts, the models list, embeddings, and erro
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,7 @@ from switchyard.common.events import FunctionCall, TaskFailed, TaskSubmitted, To
 from switchyard.common.streaming import Chunk, ChunkError, encode_chunk
 from tests.integration.gateway.harness import Answerer
 from tests.integration.gateway.responses_world import MODEL, World, answering, completed, publish, world
+from tests.support import media
 
 pytestmark = pytest.mark.integration
 __all__ = ["world"]  # a fixture
@@ -161,6 +163,21 @@ async def test_counts_models_and_errors_in_googles_shape(world: World, pipeline:
     sdk = client(world).aio
     counted = await sdk.models.count_tokens(model="auto", contents="hello there")
     assert counted.total_tokens is not None and counted.total_tokens > 0
+    # an image and a PDF count as Gemini documents them (258 per 768x768 tile; 258 a page), each in its
+    # modality's detail (before: 0, all of the count TEXT)
+    image = types.Part.from_bytes(data=media.png(1000, 500), mime_type="image/png")
+    pdf = types.Part.from_bytes(data=media.pdf(3), mime_type="application/pdf")
+    with_media = await sdk.models.count_tokens(model="auto", contents=["hello there", image, pdf])
+    assert with_media.total_tokens == counted.total_tokens + 2 * 258 + 3 * 258
+    inline = {"mimeType": "image/png", "data": base64.b64encode(media.png(1000, 500)).decode()}
+    async with httpx.AsyncClient(base_url=world[1]) as c:
+        raw = await c.post(
+            "/v1beta/models/auto:countTokens",
+            json={"contents": [{"parts": [{"text": "hello there"}, {"inlineData": inline}]}]},
+            headers={"x-goog-api-key": world[2].keys["member"]},
+        )
+    details = {d["modality"]: d["tokenCount"] for d in raw.json()["promptTokensDetails"]}
+    assert details == {"TEXT": counted.total_tokens, "IMAGE": 2 * 258}
     models = [m async for m in await sdk.models.list()]
     by_name = {m.name: m for m in models}
     assert {"models/auto", "models/local/smollm2-135m-instruct"} <= set(by_name)

@@ -4,6 +4,7 @@ streamed), and the native task API (submit without waiting, status and result, c
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -14,12 +15,12 @@ import orjson
 import pytest
 
 from switchyard.cli.processes import NatsServer
-from switchyard.common import subjects
+from switchyard.common import documents, subjects
 from switchyard.common.envelope import decode
 from switchyard.common.events import TaskCancelled, TaskSubmitted
 from switchyard.common.providers import ProviderStatus, announce, providers_bucket
 from tests.integration.gateway.harness import Answerer, Org, auth, gateways, make_org
-from tests.support import claude_code
+from tests.support import claude_code, media
 
 pytestmark = pytest.mark.integration
 
@@ -235,6 +236,26 @@ async def test_anthropic_sdk_counts_tokens_without_a_task_or_quota(
         (unknown, "authentication_error", "invalid_api_key"),
     ):
         assert _anthropic_error(err.value, kind)["code"] == code
+
+
+async def test_count_tokens_counts_images_and_pdf_pages(stack: tuple[NatsServer, str, Org, Org]) -> None:
+    """Claude Code decides when to compact from this count: a pasted screenshot and a PDF count as Anthropic
+    documents (width x height / 750; 1,500-3,000 a page), not ~0 as before."""
+    _, base, a, _ = stack
+    client = anthropic.AsyncAnthropic(base_url=base, api_key=a.keys["member"], max_retries=0)
+    ask = {"type": "text", "text": "What is in these?"}
+    bare = await client.messages.count_tokens(model="auto", messages=[{"role": "user", "content": [ask]}])
+    png = base64.b64encode(media.png(1000, 1000)).decode()
+    pdf = base64.b64encode(media.pdf(3)).decode()
+    content = [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}},
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": pdf}},
+        ask,
+    ]
+    counted = await client.messages.count_tokens(
+        model="auto", messages=[{"role": "user", "content": content}]
+    )  # type: ignore[misc, list-item]
+    assert counted.input_tokens == bare.input_tokens + 1334 + 3 * documents.TOKENS_PER_PAGE
 
 
 async def test_token_counts_have_a_window_of_their_own(

@@ -1,7 +1,7 @@
 """A PDF (the pipeline's `file` part) in each provider's documented request shape: OpenAI chat's `file`
 part (with a filename, which OpenAI requires beside `file_data`), the Responses API's `input_file`,
-Anthropic's `document` block with a base64 source, Gemini's `inlineData`; and its tokens estimated from
-its size wherever a prompt is estimated before the provider counts it."""
+Anthropic's `document` block with a base64 source, Gemini's `inlineData`; and its tokens (and an image's)
+estimated wherever a prompt is estimated before the provider counts it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from switchyard.common import documents
 from switchyard.common.events import ChatMessage, ChatRequest, FunctionCall, ToolCall
+from switchyard.common.media_tokens import media_tokens
 from switchyard.executor.providers.anthropic import wire as anthropic_wire
 from switchyard.executor.providers.base import ProviderCall, estimated_usage
 from switchyard.executor.providers.gemini import wire as gemini_wire
@@ -16,6 +17,9 @@ from switchyard.executor.providers.openai import responses as openai_responses
 from switchyard.executor.providers.openai import wire as openai_wire
 from switchyard.executor.resilience.limits import prompt_tokens
 from switchyard.gateway.budgets import pricing
+from switchyard.gateway.guardrails.models import Refusal
+from switchyard.gateway.guardrails.size import PromptSize
+from tests.support import media
 
 pytestmark = pytest.mark.unit
 
@@ -129,3 +133,24 @@ def test_a_documents_tokens_are_estimated_from_its_size_everywhere() -> None:
     request = ChatRequest(messages=list(call.messages))
     bare = ChatRequest(messages=list(text_only.messages))
     assert pricing.prompt_tokens(request) == pricing.prompt_tokens(bare) + 4 * documents.TOKENS_PER_PAGE
+
+
+def test_images_and_a_pdfs_real_pages_count_everywhere_a_prompt_is_estimated() -> None:
+    """Admission (budgets, rate limits, the prompt-size guardrail), the executor's rate limits and a usage
+    the upstream did not report count an image by its size (the most any provider's rule counts) and a
+    PDF by its page tree, as the count endpoints and the router do. Before, an image counted nothing and
+    a 12-page PDF of 10 KB one page."""
+    shot = {"type": "image_url", "image_url": {"url": media.data_url("image/png", media.png(1000, 1000))}}
+    pdf = {"type": "file", "file": {"file_data": media.data_url("application/pdf", media.pdf(12))}}
+    message = ChatMessage(role="user", content=[ASK, shot, shot, pdf])
+    call = ProviderCall(model="m", messages=(message,))
+    text_only = ProviderCall(model="m", messages=(ChatMessage(role="user", content=[ASK]),))
+    media_part = 2 * 1334 + 12 * documents.TOKENS_PER_PAGE
+    assert media_tokens([message]) == media_part
+    assert prompt_tokens(call) == prompt_tokens(text_only) + media_part
+    assert estimated_usage(call, "").prompt_tokens == prompt_tokens(call)
+    request = ChatRequest(messages=[message])
+    bare = ChatRequest(messages=list(text_only.messages))
+    assert pricing.prompt_tokens(request) == pricing.prompt_tokens(bare) + media_part
+    with pytest.raises(Refusal):
+        PromptSize(max_tokens=media_part).on_input([message])

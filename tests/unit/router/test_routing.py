@@ -5,6 +5,7 @@ import pytest
 from switchyard.common.errors import NoProviderAvailable
 from switchyard.common.events import ChatMessage, ChatRequest, Classification
 from switchyard.common.policy import Policy, load_policy
+from switchyard.common.tokens import PromptCounts
 from switchyard.router.routing import (
     CapabilityUnavailable,
     ContextTooLong,
@@ -13,6 +14,7 @@ from switchyard.router.routing import (
     tier_for,
     tier_preference,
 )
+from tests.support import media
 
 pytestmark = pytest.mark.unit
 POLICY = load_policy()
@@ -162,7 +164,11 @@ def test_no_provider_available_says_why_each_available_model_was_left_out() -> N
         caught.value.code == "no_provider_available" and "exceeds the budget headroom" in caught.value.message
     )
     with pytest.raises(ContextTooLong):  # and with a prompt no available model holds
+        decide(request=request, classification=_cls(0.1), policy=policy, available={"openai"})
+    # a model without tools is refused for that, whatever its window: a shorter prompt alone would not do
+    with pytest.raises(CapabilityUnavailable) as caught:
         decide(request=request, classification=_cls(0.1), policy=policy, available={"local", "openai"})
+    assert "local/smollm2-135m-instruct: lacks tools" in caught.value.message
     with pytest.raises(NoProviderAvailable) as caught:
         decide(request=_req(), classification=_cls(0.5), policy=POLICY, available=set())
     assert caught.value.code == "no_provider_available"
@@ -190,3 +196,35 @@ def test_an_alias_is_routed_as_the_model_or_auto_it_stands_for() -> None:
         request=_req("openai/gpt-6-luna"), classification=_cls(0.1), policy=policy, available=every
     )
     assert "alias" not in plain.reasons
+
+
+def test_a_prompts_images_count_against_the_context_window() -> None:
+    """Five 1000x1000 screenshots are ~6,700 tokens (Anthropic's rule, the most any provider's counts):
+    a 4,000-token window cannot hold them, whatever the prompt's few words. Before, the router's count
+    took images as 0 tokens and sent them to that model, which failed at the provider."""
+    screenshot = {
+        "type": "image_url",
+        "image_url": {"url": media.data_url("image/png", media.png(1000, 1000))},
+    }
+    parts = [{"type": "text", "text": "What changed between these?"}, *[screenshot] * 5]
+    request = ChatRequest(model="auto", messages=[ChatMessage(role="user", content=parts)])
+    tokens = PromptCounts().count(request, tenant_id="acme")
+    assert tokens > 5 * 1334
+    small = [
+        m.model_copy(update={"context_window": 4000}) if m.id == "openai/gpt-6-luna" else m
+        for m in POLICY.models
+    ]
+    policy = POLICY.model_copy(update={"models": small})
+    d = decide(
+        request=request, classification=_cls(0.1), policy=policy, available={"openai"}, prompt_tokens=tokens
+    )
+    assert d.candidates[0].model != "openai/gpt-6-luna"
+    assert "openai/gpt-6-luna" not in [c.model for c in d.candidates]
+    with pytest.raises(ContextTooLong):
+        decide(
+            request=request.model_copy(update={"model": "openai/gpt-6-luna"}),
+            classification=_cls(0.1),
+            policy=policy,
+            available={"openai"},
+            prompt_tokens=tokens,
+        )

@@ -3,10 +3,12 @@
 filename only when the client gave one). Every face reads a PDF into this form and every adapter that
 sends one writes its provider's; the router sends them only to models with the `pdf` capability.
 
-No tokenizer reads a PDF here: a document's tokens are estimated from its size, generously (a page is
-taken to be `BYTES_PER_PAGE` bytes and `TOKENS_PER_PAGE` tokens: Anthropic counts 1,500-3,000 tokens a
-page, its text and its image; small pages make more of them), for the budgets and rate limits that admit
-a request before it runs; they settle to the provider's usage afterwards."""
+No tokenizer reads a PDF here: a document's tokens are its pages (read from its page tree, bounded:
+`media.pdf_pages`), each `TOKENS_PER_PAGE` (Anthropic counts 1,500-3,000 tokens a page, its text and its
+image) or the provider's own figure (`media_tokens`); a PDF whose page tree is out of sight is taken to
+have a page per `BYTES_PER_PAGE` bytes, generously (small pages make more of them). The count endpoints,
+the budgets and rate limits that admit a request before it runs and the router's context-window check
+all count a document so; budgets and limits settle to the provider's usage afterwards."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from switchyard.common.events import ChatMessage
+from switchyard.common.media import Base64Bytes, pdf_pages
 
 PDF = "application/pdf"
 BYTES_PER_PAGE = 25_000
@@ -52,12 +55,12 @@ def media_and_data(part: dict[str, Any]) -> tuple[str, str]:
     return media, data
 
 
-def document_tokens(messages: Iterable[ChatMessage]) -> int:
-    """The documents' estimated tokens: their pages, estimated from their decoded size, each
-    `TOKENS_PER_PAGE`."""
-    total = 0
-    for message in messages:
-        for part in documents(message):
-            size = len(media_and_data(part)[1]) * 3 // 4  # base64: 4 characters carry 3 bytes
-            total += max(1, math.ceil(size / BYTES_PER_PAGE)) * TOKENS_PER_PAGE
-    return total
+def pages(part: dict[str, Any]) -> int:
+    """A document's pages: from its page tree, else estimated from its decoded size (one at least)."""
+    data = Base64Bytes(media_and_data(part)[1])
+    return pdf_pages(data) or max(1, math.ceil(data.size / BYTES_PER_PAGE))
+
+
+def document_tokens(messages: Iterable[ChatMessage], *, per_page: int = TOKENS_PER_PAGE) -> int:
+    """The documents' estimated tokens: their pages, each `per_page`."""
+    return sum(pages(part) * per_page for message in messages for part in documents(message))

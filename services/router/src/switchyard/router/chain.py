@@ -101,12 +101,12 @@ def build_chain(
             reason = f"provider {spec.provider} not available"
             if spec.provider not in out.unavailable:
                 out.unavailable.append(spec.provider)
-        elif prompt_tokens + output_tokens > spec.context_window:
-            reason = f"prompt exceeds the context window ({spec.context_window} tokens)"
-            out.too_small[spec.id] = spec.context_window
         elif missing:  # the local model too: it would ignore the images or tools, not refuse them
             reason = f"lacks {', '.join(sorted(missing))}"
             out.lacking.append(spec.id)
+        elif prompt_tokens + output_tokens > spec.context_window:  # what it could read: does it fit?
+            reason = f"prompt exceeds the context window ({spec.context_window} tokens)"
+            out.too_small[spec.id] = spec.context_window
         elif max_tier is not None and rank(spec.tier) > rank(max_tier) and cost > 0:
             reason = f"budget low: tiers above {max_tier} are not used"
         elif headroom_usd is not None and cost > max(headroom_usd, 0.0):

@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Mapping
 
 from switchyard.common.errors import NoProviderAvailable, SwitchyardError
 from switchyard.common.events import ChatRequest, Classification, RouteCandidate, RoutingDecision
+from switchyard.common.media_tokens import media_tokens
 from switchyard.common.policy import ModelSpec, Policy, Thresholds
 from switchyard.router.chain import (
     Chain,
@@ -105,9 +106,10 @@ def within(policy: Policy, allowed: frozenset[str] | None) -> Policy:
 
 
 def estimate_prompt_tokens(request: ChatRequest) -> int:
-    """A cheap estimate (~4 characters a token plus per-message overhead), when no tokenizer is given."""
+    """A cheap estimate (~4 characters a token plus per-message overhead, and the images' and PDFs' as
+    `media_tokens` counts them), when no tokenizer is given."""
     chars = sum(len(m.text()) for m in request.messages)
-    return chars // 4 + 4 * len(request.messages) + 2
+    return chars // 4 + 4 * len(request.messages) + 2 + media_tokens(request.messages)
 
 
 def tier_for(complexity: float, policy: Policy) -> str:

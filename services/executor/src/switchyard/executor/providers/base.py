@@ -11,7 +11,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from switchyard.common.documents import document_tokens
 from switchyard.common.events import (
     ChatMessage,
     ChatRequest,
@@ -23,6 +22,7 @@ from switchyard.common.events import (
     ToolSpec,
     Usage,
 )
+from switchyard.common.media_tokens import media_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,8 +326,8 @@ def estimated_usage(call: ProviderCall, content: str) -> Usage:
 
 
 def estimated_prompt(call: ProviderCall) -> int:
-    """The prompt's tokens, estimated: its messages' text, and their documents' from their size."""
-    return estimate_tokens("\n".join(m.text() for m in call.messages)) + document_tokens(call.messages)
+    """The prompt's tokens, estimated: its messages' text, and their images' and PDFs' (`media_tokens`)."""
+    return estimate_tokens("\n".join(m.text() for m in call.messages)) + media_tokens(call.messages)
 
 
 def unsigned(text: str) -> ThinkingBlock:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 
-from switchyard.common.documents import document_tokens
 from switchyard.common.events import (
     ChatMessage,
     ChatRequest,
@@ -15,6 +14,7 @@ from switchyard.common.events import (
     TaskFailed,
     Usage,
 )
+from switchyard.common.media_tokens import media_tokens
 from switchyard.common.policy import ModelSpec, Policy
 
 MICRO = 1_000_000  # spend is counted in micro-USD: integers, so compare-and-set sums are exact
@@ -31,10 +31,10 @@ def prompt_tokens(request: ChatRequest | EmbeddingRequest) -> int:
 
 
 def message_tokens(messages: list[ChatMessage]) -> int:
-    """Messages' tokens: their text's, 1 per 4 characters, and their documents' (PDFs), estimated from
-    their size (`switchyard.common.documents`: the gateway cannot read a PDF)."""
+    """Messages' tokens: their text's, 1 per 4 characters, and their images' and PDFs', as the count
+    endpoints and the router count them (`media_tokens`: the most any provider's rule counts)."""
     chars = sum(len(m.text()) for m in messages)
-    return math.ceil(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(messages) + document_tokens(messages)
+    return math.ceil(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(messages) + media_tokens(messages)
 
 
 def output_tokens(request: ChatRequest | EmbeddingRequest, *, default_max_tokens: int) -> int:

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from switchyard.common.media_tokens import MediaRule
 from switchyard.common.tokens import COUNT_INLINE_BYTES, count_prompt_off_loop
 from switchyard.gateway import faces, serving
 from switchyard.gateway.auth import authenticate
@@ -50,10 +51,11 @@ class InputTokens(BaseModel):
 
 @router.post(
     "/v1/responses/input_tokens",
-    summary="Count a response request's input tokens (OpenAI's responses.input_tokens.count): cl100k_base "
-    "over the instructions, the input (with the conversation `previous_response_id` names) and the tools, "
-    "the count the router checks context windows with. Runs no task and takes no request or token quota: "
-    "counts have a window of their own per user (`SWITCHYARD_LIMIT_USER_COUNTS_PER_MIN`, 600).",
+    summary="Count a response request's input tokens (OpenAI's responses.input_tokens.count), an estimate: "
+    "cl100k_base over the instructions, the input (with the conversation `previous_response_id` names) and "
+    "the tools, and images (by `detail` and the model's family) and PDFs by OpenAI's documented rules. Runs "
+    "no task and takes no request or token quota: counts have a window of their own per user "
+    "(`SWITCHYARD_LIMIT_USER_COUNTS_PER_MIN`, 600).",
     response_model=InputTokens,
     responses={status: spec for status, spec in INFERENCE_ERRORS.items() if status not in (502, 504)},
     openapi_extra=serving.schema_of(InputTokensRequest),
@@ -68,7 +70,8 @@ async def count_input_tokens(request: Request) -> InputTokens:
     read = body if talk.data is None else talk.data
     parsed = parse_count_request(read, items=talk.items, stored=gw.responses is not None)
     await gw.catalog.check(parsed.model, allowed=allowed_models(principal.key_policy))
-    tokens = await count_prompt_off_loop(parsed, large=len(body) > COUNT_INLINE_BYTES)
+    media = MediaRule("openai", model=parsed.model)
+    tokens = await count_prompt_off_loop(parsed, large=len(body) > COUNT_INLINE_BYTES, media=media)
     return InputTokens(input_tokens=tokens)
 
 

@@ -11,7 +11,9 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from switchyard.common.documents import document_tokens
 from switchyard.common.events import TaskCompleted
+from switchyard.common.media_tokens import MediaRule, image_tokens
 from switchyard.common.policy import Policy
 from switchyard.common.tokens import COUNT_INLINE_BYTES, count_prompt_off_loop
 from switchyard.gateway import bodies, faces, serving
@@ -38,6 +40,7 @@ GENERATE = ("generateContent", "streamGenerateContent")
 EMBED = ("embedContent", "batchEmbedContents")
 METHODS = (*GENERATE, "countTokens", *EMBED)
 PAGE = 50  # Gemini's default page size
+GEMINI_MEDIA = MediaRule("gemini")
 SUMMARY = (
     "Gemini API (Google GenAI SDKs, the Gemini CLI): `models/{model}:generateContent`, "
     ":streamGenerateContent (`alt=sse`, or a JSON array), :countTokens, :embedContent, :batchEmbedContents; "
@@ -121,17 +124,22 @@ async def call_method(target: str, request: Request) -> Response:
 
 
 async def _count_tokens(request: Request, gw: Gateway, model: str) -> Response:
-    """`countTokens`: Switchyard's count (cl100k_base over the system instruction, the contents, their
-    function calls and the declarations: the count the router checks context windows with). Runs no task;
-    counts have a window of their own per user, as the Anthropic face's."""
+    """`countTokens`: Switchyard's estimate (cl100k_base over the system instruction, the contents, their
+    function calls and the declarations; images and PDFs by Gemini's documented rules, each modality in
+    `promptTokensDetails`). Runs no task; counts have a window of their own per user, as the Anthropic
+    face's."""
     principal = await authenticate(request, gw.verifier)
     if gw.admission.limiter is not None:
         await gw.admission.limiter.admit_count(principal, now=time.time())
     body = await bodies.read_request_body(request, gw.settings)
     chat = parse_count_request(body, model=model)
     await gw.catalog.check(model, allowed=allowed_models(principal.key_policy))
-    tokens = await count_prompt_off_loop(chat, large=len(body) > COUNT_INLINE_BYTES)
-    details = [{"modality": "TEXT", "tokenCount": tokens}]
+    tokens = await count_prompt_off_loop(chat, large=len(body) > COUNT_INLINE_BYTES, media=GEMINI_MEDIA)
+    pictures = image_tokens(chat.messages, GEMINI_MEDIA)
+    pdfs = document_tokens(chat.messages, per_page=GEMINI_MEDIA.page())
+    media = [("IMAGE", pictures), ("DOCUMENT", pdfs)]
+    details = [{"modality": "TEXT", "tokenCount": tokens - pictures - pdfs}]
+    details += [{"modality": kind, "tokenCount": n} for kind, n in media if n]
     content = orjson.dumps({"totalTokens": tokens, "promptTokensDetails": details})
     return Response(content, media_type="application/json")
 

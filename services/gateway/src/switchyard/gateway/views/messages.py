@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from switchyard.common.media_tokens import MediaRule
 from switchyard.common.tokens import COUNT_INLINE_BYTES, count_prompt_off_loop
 from switchyard.gateway import bodies, faces, serving
 from switchyard.gateway.auth import authenticate
@@ -15,6 +16,7 @@ from switchyard.gateway.openapi import ANTHROPIC_ERRORS
 from switchyard.gateway.state import gateway_of
 
 router = APIRouter()
+ANTHROPIC_MEDIA = MediaRule("anthropic")
 
 
 class TokenCount(BaseModel):
@@ -33,10 +35,11 @@ async def create_message(request: Request) -> Response:
 
 @router.post(
     "/v1/messages/count_tokens",
-    summary="Count a message's input tokens (Anthropic-compatible). Switchyard's count: cl100k_base over "
-    "the system prompt, the messages, their tool calls and the tool definitions, the count the router checks "
-    "context windows with. Runs no task and takes no request or token quota: counts have a window of their "
-    "own per user (`SWITCHYARD_LIMIT_USER_COUNTS_PER_MIN`, 600).",
+    summary="Count a message's input tokens (Anthropic-compatible). Switchyard's estimate: cl100k_base over "
+    "the system prompt, the messages, their tool calls and the tool definitions, and images and PDFs by "
+    "Anthropic's documented rules (an image width x height / 750 after its resizing, a PDF page 3,000). "
+    "Runs no task and takes no request or token quota: counts have a window of their own per user "
+    "(`SWITCHYARD_LIMIT_USER_COUNTS_PER_MIN`, 600).",
     responses={
         **{status: spec for status, spec in ANTHROPIC_ERRORS.items() if status not in (502, 504)},  # no task
         200: {"model": TokenCount, "description": "The count"},
@@ -51,5 +54,5 @@ async def count_tokens(request: Request) -> Response:
     body = await bodies.read_request_body(request, gw.settings)
     parsed = parse_count_request(body, aliases=gw.catalog.policy.aliases)
     await gw.catalog.check(parsed.model, allowed=allowed_models(principal.key_policy))
-    tokens = await count_prompt_off_loop(parsed, large=len(body) > COUNT_INLINE_BYTES)
+    tokens = await count_prompt_off_loop(parsed, large=len(body) > COUNT_INLINE_BYTES, media=ANTHROPIC_MEDIA)
     return Response(TokenCount(input_tokens=tokens).model_dump_json(), media_type="application/json")
