@@ -14,7 +14,13 @@ from switchyard.cli.processes import free_port
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import ChatMessage, FunctionCall, FunctionSpec, ToolCall, ToolSpec
 from switchyard.executor.providers.anthropic import AnthropicProvider, AnthropicSettings
-from switchyard.executor.providers.base import ProviderCall, Reply, StreamingProvider, TextDelta
+from switchyard.executor.providers.base import (
+    PromptCounted,
+    ProviderCall,
+    Reply,
+    StreamingProvider,
+    TextDelta,
+)
 from switchyard.executor.providers.gemini import GeminiProvider, GeminiSettings
 from switchyard.executor.providers.openai import OpenAIProvider, OpenAISettings
 from tests.support.fake_anthropic import FakeAnthropic
@@ -88,7 +94,7 @@ async def collect(
         async for part in provider.stream(c):
             if isinstance(part, TextDelta):
                 deltas.append(part.text)
-            else:
+            elif isinstance(part, Reply):
                 final = part
     except ProviderError as error:
         return deltas, final, error
@@ -439,3 +445,21 @@ async def test_anthropic_names_the_stop_sequence_that_ended_the_answer(servers: 
         assert (await provider.request(call("model-a"))).stop_sequence is None  # ended on its own
     finally:
         await provider.aclose()  # type: ignore[attr-defined]
+
+
+async def test_anthropic_streams_its_prompt_count_before_the_answer(servers: dict[str, Upstream]) -> None:
+    """Anthropic counts the prompt in `message_start`: passed on before any output (the executor puts it
+    on the first chunk, for the Anthropic face's own `message_start`), cache reads and writes apart."""
+    provider = servers["anthropic"].adapter()
+    try:
+        parts = [part async for part in provider.stream(call("cached"))]
+    finally:
+        await provider.aclose()  # type: ignore[attr-defined]
+    first = parts[0]
+    assert isinstance(first, PromptCounted)
+    assert (first.usage.prompt_tokens, first.usage.cache_read_tokens, first.usage.cache_write_tokens) == (
+        12 + 1500 + 300,
+        1500,
+        300,
+    )
+    assert isinstance(parts[-1], Reply) and not any(isinstance(p, PromptCounted) for p in parts[1:])

@@ -181,6 +181,8 @@ class Answerer:
         self.fail: str | None = None
         self.begin = 0
         self.model = "local/smollm2-135m-instruct"  # the model that answers
+        self.usage = Usage(prompt_tokens=9, completion_tokens=2)  # the answer's
+        self.prompt_usage: Usage | None = None  # the count the first chunk carries, as the executor's does
         self._begun: set[str] = set()
 
     @classmethod
@@ -238,7 +240,7 @@ class Answerer:
             tier="local",
             content="Paris",
             finish_reason="stop",
-            usage=Usage(prompt_tokens=9, completion_tokens=2),
+            usage=self.usage,
             attempts=1,
             latency_ms=1.0,
             completed_at=datetime.now(UTC),
@@ -279,7 +281,9 @@ class Answerer:
 
     async def _chunk(self, task: TaskSubmitted, seq: int) -> None:
         named = self.model if seq == 0 else None  # as the executor names it
-        chunk = Chunk(seq=seq, delta=["Par", "is"][seq], model=named)
+        chunk = Chunk(
+            seq=seq, delta=["Par", "is"][seq], model=named, usage=self.prompt_usage if seq == 0 else None
+        )
         await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(chunk))
 
     async def close(self) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import anthropic
 import httpx
@@ -17,7 +19,7 @@ import pytest
 from switchyard.cli.processes import NatsServer
 from switchyard.common import documents, subjects
 from switchyard.common.envelope import decode
-from switchyard.common.events import TaskCancelled, TaskSubmitted
+from switchyard.common.events import TaskCancelled, TaskSubmitted, Usage
 from switchyard.common.providers import ProviderStatus, announce, providers_bucket
 from tests.integration.gateway.harness import Answerer, Org, auth, gateways, make_org
 from tests.support import claude_code, media
@@ -236,6 +238,53 @@ async def test_anthropic_sdk_counts_tokens_without_a_task_or_quota(
         (unknown, "authentication_error", "invalid_api_key"),
     ):
         assert _anthropic_error(err.value, kind)["code"] == code
+
+
+async def test_message_start_says_the_prompts_input_tokens(
+    stack: tuple[NatsServer, str, Org, Org], answerer: Answerer
+) -> None:
+    """Anthropic's message_start carries the prompt's input tokens (Claude Code shows the context used from
+    it); ours said 0. Now: the count the first chunk carries (the provider's, else the router's); and
+    message_delta's usage, totals that the SDK's accumulator puts in their place, is the final one: the
+    SDK's final usage is the answer's, never the start's added or left over."""
+    _, base, a, _ = stack
+    ask = [{"role": "user", "content": "What is the capital of France?"}]
+    headers = {"x-api-key": a.keys["member"], "anthropic-version": "2023-06-01"}
+
+    async def events() -> list[tuple[str, dict[str, Any]]]:
+        async with httpx.AsyncClient(base_url=base) as c:
+            body = {"model": "auto", "max_tokens": 8, "stream": True, "messages": ask}
+            raw = (await c.post("/v1/messages", json=body, headers=headers)).text
+        lines = raw.splitlines()
+        return [(n[7:], orjson.loads(d[6:])) for n, d in itertools.pairwise(lines) if n[:7] == "event: "]
+
+    # the router's count (what the executor puts on the first chunk when the provider gives none)
+    answerer.prompt_usage = Usage(prompt_tokens=13)
+    first = dict(await events())
+    assert first["message_start"]["message"]["usage"] == {"input_tokens": 13, "output_tokens": 0}
+    assert first["message_delta"]["usage"] == {"input_tokens": 9, "output_tokens": 2}
+
+    # the provider counted 1,200 (1,000 read from its cache) at the start; the answer says 1,209 and 2
+    answerer.prompt_usage = Usage(prompt_tokens=1200, cache_read_tokens=1000)
+    answerer.usage = Usage(prompt_tokens=1209, completion_tokens=2, cache_read_tokens=1000)
+    second = dict(await events())
+    assert second["message_start"]["message"]["usage"] == {
+        "input_tokens": 200,
+        "output_tokens": 0,
+        "cache_read_input_tokens": 1000,
+        "cache_creation_input_tokens": 0,
+    }
+    client = anthropic.AsyncAnthropic(base_url=base, api_key=a.keys["member"], max_retries=0)
+    async with client.messages.stream(model="auto", max_tokens=8, messages=ask) as stream:  # type: ignore[arg-type]
+        final = await stream.get_final_message()
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (209, 2)
+    assert final.usage.cache_read_input_tokens == 1000
+
+    # an answer that read nothing from the cache after all: the start's 1,000 is not left standing
+    answerer.usage = Usage(prompt_tokens=1209, completion_tokens=2)
+    async with client.messages.stream(model="auto", max_tokens=8, messages=ask) as stream:  # type: ignore[arg-type]
+        final = await stream.get_final_message()
+    assert (final.usage.input_tokens, final.usage.cache_read_input_tokens) == (1209, 0)
 
 
 async def test_count_tokens_counts_images_and_pdf_pages(stack: tuple[NatsServer, str, Org, Org]) -> None:

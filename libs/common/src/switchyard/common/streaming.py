@@ -23,6 +23,9 @@ ends its client's stream with an explicit error instead of a silently truncated 
      "name": "get_weather", "arguments": "{\"ci"}}             and first arguments (of an Anthropic
                                                                call, none yet) ...
     {"seq": 4, "tool_call": {"index": 0, "arguments": "ty\""}} ... then its arguments stream in pieces
+    {"seq": 0, "delta": "Hi", "usage": {"prompt_tokens": 1200,  the first output, with the prompt's count:
+     "cache_read_tokens": 1000}}                               the provider's, where it gave one as its
+                                                               stream began, else the router's estimate
 
 `choice` says which of several answers (`n`) a chunk belongs to: 0, the first, is left out, so a single
 answer's chunks never carry it; the answers' chunks come interleaved as they are generated. Each of several
@@ -45,7 +48,7 @@ import orjson
 from pydantic import BaseModel
 
 from switchyard.common.events.logprobs import TokenLogprob
-from switchyard.common.events.tasks import ThinkingBlock, ToolCall
+from switchyard.common.events.tasks import ThinkingBlock, ToolCall, Usage
 
 
 class ChunkError(BaseModel):
@@ -79,6 +82,7 @@ class Chunk(BaseModel):
     tool_calls: list[ToolCall] | None = None  # on the end of one of several answers: its tool calls
     refusal: str | None = None  # on the end of one of several answers: its refusal
     tool_call: ToolCallPiece | None = None  # a piece of a tool call as it streams
+    usage: Usage | None = None  # on the first output chunk: the prompt's count (the provider's or router's)
 
     def reasoning(self) -> bool:
         """A chunk of the model's reasoning (thinking text, a signature, a redacted block)."""

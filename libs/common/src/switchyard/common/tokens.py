@@ -128,7 +128,7 @@ class PromptCounts:
         """`count` on a thread when the prompt has more than COUNT_INLINE_CHARS characters of text and
         PDFs (cl100k_base releases the GIL while it encodes), so a long prompt does not hold the event
         loop."""
-        if sum(len(m.text()) for m in request.messages) + media_chars(request.messages) <= COUNT_INLINE_CHARS:
+        if not heavy(request):
             return self.count(request, tenant_id=tenant_id)
         return await asyncio.to_thread(self.count, request, tenant_id=tenant_id)
 
@@ -149,8 +149,13 @@ class PromptCounts:
         return counted
 
 
-# A prompt of up to this many characters of text is counted on the event loop (~7 ms).
+# A prompt of up to this many characters of text (and PDFs' base64) is counted on the event loop (~7 ms).
 COUNT_INLINE_CHARS = 100_000
+
+
+def heavy(request: ChatRequest) -> bool:
+    """A prompt to count on a thread: more than COUNT_INLINE_CHARS characters of text and PDFs."""
+    return sum(len(m.text()) for m in request.messages) + media_chars(request.messages) > COUNT_INLINE_CHARS
 
 
 def decode_ids(ids: Sequence[int]) -> str:

@@ -9,7 +9,7 @@ import orjson
 from pydantic import TypeAdapter
 
 from switchyard.common import subjects
-from switchyard.common.events import TokenLogprob, ToolCall
+from switchyard.common.events import TokenLogprob, ToolCall, Usage
 from switchyard.common.streaming import Chunk, ChunkError, encode_chunk
 from switchyard.executor.providers.base import ToolCallDelta
 
@@ -23,7 +23,10 @@ class ChunkSink:
         self._publish = publish
         self._subject = subjects.chunk_subject(task_id)
         self._seq = 0
-        self._unannounced: str | None = None  # the model answering, until a chunk has named it
+        self._model: str | None = None  # the model answering, until a chunk has named it
+        # The prompt's count for the first output chunk: the provider's (`counted`), else the router's
+        self._counted: dict[str, Any] | None = None
+        self._estimated: dict[str, Any] | None = None
         self.text_sent = False
 
     async def _send(self, chunk: Chunk) -> None:
@@ -32,17 +35,23 @@ class ChunkSink:
 
     def announce(self, model: str) -> None:
         """`model` is the one answering: the next text chunk names it, so the client's first chunk does."""
-        self._unannounced = model
+        self._model = model
+
+    def estimated(self, prompt_tokens: int) -> None:
+        """The router's count of the prompt: the first output chunk carries it unless the provider
+        counted it (`counted`). The gateway's Anthropic face shows it in `message_start`."""
+        self._estimated = {"prompt_tokens": prompt_tokens} if prompt_tokens else None
+
+    def counted(self, usage: Usage) -> None:
+        """The provider counted the prompt as its stream began (once output went, it is not sent)."""
+        self._counted = usage.model_dump(exclude_defaults=True)
 
     async def delta(self, text: str, logprobs: Sequence[TokenLogprob] = (), choice: int = 0) -> None:
         """Answer text, with its tokens' log probabilities when the request asked for them; `choice`: which
         of several answers it is of. Tokens may come without text (a token holding part of a character:
         its text comes with a later one)."""
         if logprobs or (choice and text):
-            chunk: dict[str, Any] = {"seq": self._seq, "delta": text}
-            model = self._take_announced()
-            if model is not None:
-                chunk["model"] = model
+            chunk: dict[str, Any] = {"seq": self._seq, "delta": text, **self._take_first()}
             if logprobs:
                 # compact: a token's `bytes` only where they are not its text's UTF-8 (None is left out)
                 chunk["logprobs"] = TOKENS.dump_python(list(logprobs), exclude_none=True)
@@ -52,11 +61,10 @@ class ChunkSink:
         elif text:
             # Nearly every chunk is one of these: encoded straight from a dict (what `encode_chunk` makes
             # of `Chunk(seq=, delta=)`), without building and dumping the model for each token.
-            if self._unannounced is None:
+            if self._model is None and self.text_sent:
                 data = orjson.dumps({"seq": self._seq, "delta": text})
             else:
-                data = orjson.dumps({"seq": self._seq, "delta": text, "model": self._unannounced})
-                self._unannounced = None
+                data = orjson.dumps({"seq": self._seq, "delta": text, **self._take_first()})
         else:
             return
         await self._publish(self._subject, data)
@@ -74,12 +82,12 @@ class ChunkSink:
         """Reasoning: `text` of the open thinking block, then its `signature` (which ends it), or a whole
         `redacted` block; `choice` as a delta's. Output sent, as text is: no reset after it."""
         if text:
-            await self._send(Chunk(seq=self._seq, thinking=text, model=self._take_announced(), choice=choice))
+            await self._send(Chunk(seq=self._seq, thinking=text, choice=choice, **self._take_first()))
         if signature is not None:
-            chunk = Chunk(seq=self._seq, signature=signature, model=self._take_announced(), choice=choice)
+            chunk = Chunk(seq=self._seq, signature=signature, choice=choice, **self._take_first())
             await self._send(chunk)
         if redacted is not None:
-            chunk = Chunk(seq=self._seq, redacted=redacted, model=self._take_announced(), choice=choice)
+            chunk = Chunk(seq=self._seq, redacted=redacted, choice=choice, **self._take_first())
             await self._send(chunk)
         self.text_sent = self.text_sent or bool(text) or signature is not None or redacted is not None
 
@@ -94,25 +102,29 @@ class ChunkSink:
             call["name"] = piece.name
         if piece.arguments:
             call["arguments"] = piece.arguments
-        chunk: dict[str, Any] = {"seq": self._seq, "tool_call": call}
-        model = self._take_announced()
-        if model is not None:
-            chunk["model"] = model
+        chunk: dict[str, Any] = {"seq": self._seq, "tool_call": call, **self._take_first()}
         if piece.choice:
             chunk["choice"] = piece.choice
         await self._publish(self._subject, orjson.dumps(chunk))
         self._seq += 1
         self.text_sent = True
 
-    def _take_announced(self) -> str | None:
-        model, self._unannounced = self._unannounced, None
-        return model
+    def _take_first(self) -> dict[str, Any]:
+        """What a chunk carries besides its own: the model answering, until a chunk named it; the prompt's
+        count, on the first output chunk."""
+        extra: dict[str, Any] = {}
+        if self._model is not None:
+            extra["model"], self._model = self._model, None
+        if not self.text_sent and (usage := self._counted or self._estimated):
+            extra["usage"] = usage
+            self._counted = self._estimated = None
+        return extra
 
     async def reset(self, *, model: str) -> None:
         """The next candidate takes over; allowed only while no text was sent. The reset names it."""
         if self.text_sent:
             raise RuntimeError("a stream cannot be reset after text was sent")
-        self._unannounced = None
+        self._model = self._counted = None  # the failed candidate's count too
         await self._send(Chunk(seq=self._seq, reset=True, model=model))
 
     async def error(self, *, code: str, message: str) -> None:
@@ -134,7 +146,7 @@ class ChunkSink:
             choice=choice,
             tool_calls=list(tool_calls) or None,
             refusal=refusal,
-            model=self._take_announced(),
+            **self._take_first(),
         )
         await self._send(chunk)
         self.text_sent = True

@@ -24,6 +24,7 @@ from switchyard.executor.providers.base import (
     AnswerEnd,
     EmbeddingCall,
     EmbeddingReply,
+    PromptCounted,
     Provider,
     ProviderCall,
     Reply,
@@ -111,6 +112,7 @@ async def execute(
         async with run.within_deadline():
             if streamed:
                 assert chunks is not None
+                chunks.estimated(decision.estimated_prompt_tokens)
                 return await _stream(candidates, target, call, chunks, on_output=run.output)
             if decision.strategy == "cascade":
                 return await strategies.cascade(
@@ -284,6 +286,8 @@ async def _send(chunks: ChunkSink, part: StreamPart, *, logprobs: bool) -> None:
         )
     elif isinstance(part, ToolCallDelta):
         await chunks.tool_call(part)
+    elif isinstance(part, PromptCounted):
+        chunks.counted(part.usage)
     elif isinstance(part, AnswerEnd):
         await chunks.answer_end(
             choice=part.choice,

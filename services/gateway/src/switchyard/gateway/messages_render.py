@@ -80,16 +80,17 @@ def message_json(task: TaskSubmitted, done: TaskCompleted, *, asked: str | None 
     )
 
 
-def usage_json(usage: Usage) -> dict[str, Any]:
+def usage_json(usage: Usage, *, cache: bool = False) -> dict[str, Any]:
     """Anthropic's usage: `input_tokens` are the prompt tokens neither read from nor written to the
     provider's prompt cache, which have fields of their own when there are any (from any provider:
-    OpenAI's and Gemini's cache hits are reads)."""
+    OpenAI's and Gemini's cache hits are reads), or when `cache` asks for them (0 replaces what a stream's
+    `message_start` said)."""
     read, written = usage.cache_read_tokens, usage.cache_write_tokens
     out: dict[str, Any] = {
         "input_tokens": max(usage.prompt_tokens - read - written, 0),
         "output_tokens": usage.completion_tokens,
     }
-    if read or written:
+    if read or written or cache:
         out["cache_read_input_tokens"] = read
         out["cache_creation_input_tokens"] = written
     return out
@@ -252,6 +253,21 @@ class _Blocks:
         return events
 
 
+def opening_usage(head: list[Chunk | TaskCompleted]) -> dict[str, Any]:
+    """`message_start`'s usage: the prompt's input tokens, as Anthropic sends them there (clients show
+    the context used from it). The first output chunk carries the provider's count where it gave one as
+    its stream began (Anthropic's), else the router's (cl100k_base, and the media's by the most any
+    provider's rule counts); an answer whole (a cache replay) its own. None known (a chunk from an executor
+    before this): 0, as before. `message_delta` then says the final usage, input tokens included:
+    Anthropic's SDKs take its counts as totals that replace these (anthropic-python's stream
+    accumulator), never adding to them. (The gateway cannot count here: a published task's messages are
+    let go, `tasks._shed`.)"""
+    for item in head:
+        if item.usage is not None and item.usage.prompt_tokens:
+            return {**usage_json(item.usage), "output_tokens": 0}
+    return {"input_tokens": 0, "output_tokens": 0}
+
+
 async def stream_events(
     task: TaskSubmitted,
     head: list[Chunk | TaskCompleted],
@@ -271,9 +287,10 @@ async def stream_events(
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": {"input_tokens": 0, "output_tokens": 0},
+        "usage": opening_usage(head),
     }
     yield _event("message_start", {"message": start})
+    cached = "cache_read_input_tokens" in start["usage"]  # then message_delta says both, 0 or not
     yield _event("ping", {})
     blocks = _Blocks()
     sent = thought = False
@@ -305,7 +322,8 @@ async def stream_events(
             for event in blocks.tool_calls(item):
                 yield event
             delta = stop_of(item)
-            yield _event("message_delta", {"delta": delta, "usage": usage_json(item.usage)})
+            usage = usage_json(item.usage, cache=cached)
+            yield _event("message_delta", {"delta": delta, "usage": usage})
             yield _event("message_stop", {})
             return
     except TimedOut as exc:

@@ -208,10 +208,20 @@ class ToolCallDelta:
     text: ClassVar[str] = ""  # no output text of its own (as every OUTPUT part has `text`)
 
 
+@dataclass(frozen=True, slots=True)
+class PromptCounted:
+    """The provider counted the prompt as the stream began (Anthropic's `message_start` usage): not output;
+    the Reply's usage is still the call's."""
+
+    usage: Usage
+    text: ClassVar[str] = ""  # no output text of its own
+
+
 # A stream yields reasoning, text and tool-call deltas (and, for several answers, each one's end) and ends
 # with the whole Reply (content, tool calls, finish reason, usage, thinking, the other answers). Each
-# answer's reasoning comes before its text and calls, its end after them; any of them is output sent.
-StreamPart = TextDelta | ThinkingDelta | ToolCallDelta | AnswerEnd | Reply
+# answer's reasoning comes before its text and calls, its end after them; any of them is output sent. The
+# prompt's count, where the provider gives it at the start, may come before them.
+StreamPart = TextDelta | ThinkingDelta | ToolCallDelta | AnswerEnd | PromptCounted | Reply
 OUTPUT = (TextDelta, ThinkingDelta, ToolCallDelta, AnswerEnd)
 
 

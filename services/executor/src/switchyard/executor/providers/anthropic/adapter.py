@@ -22,6 +22,7 @@ from switchyard.executor.providers.anthropic.wire import (
     usage_of,
 )
 from switchyard.executor.providers.base import (
+    PromptCounted,
     ProviderCall,
     Reply,
     StreamPart,
@@ -110,6 +111,8 @@ class AnthropicProvider(HttpProvider):
                     message = data.get("message") or {}
                     model = str(message.get("model") or model)
                     usage = usage_of(message.get("usage"), usage)
+                    if usage.prompt_tokens:
+                        yield PromptCounted(usage)
                 elif kind == "content_block_start":
                     block = data.get("content_block") or {}
                     index = int(data.get("index", 0))
