@@ -24,7 +24,7 @@ from switchyard.executor.providers.base import (
 from switchyard.executor.providers.gemini import GeminiProvider, GeminiSettings
 from switchyard.executor.providers.openai import OpenAIProvider, OpenAISettings
 from tests.support.fake_anthropic import FakeAnthropic
-from tests.support.fake_gemini import FakeGemini
+from tests.support.fake_gemini import PROMPT_TOKENS, FakeGemini
 from tests.support.fake_openai import FakeOpenAI, Recorded
 from tests.support.servers import BackgroundServer
 
@@ -447,19 +447,22 @@ async def test_anthropic_names_the_stop_sequence_that_ended_the_answer(servers: 
         await provider.aclose()  # type: ignore[attr-defined]
 
 
-async def test_anthropic_streams_its_prompt_count_before_the_answer(servers: dict[str, Upstream]) -> None:
-    """Anthropic counts the prompt in `message_start`: passed on before any output (the executor puts it
-    on the first chunk, for the Anthropic face's own `message_start`), cache reads and writes apart."""
-    provider = servers["anthropic"].adapter()
+@pytest.mark.parametrize(
+    ("name", "counted"), [("anthropic", (12 + 1500 + 300, 1500, 300)), ("gemini", (PROMPT_TOKENS, 4, 0))]
+)
+async def test_a_prompt_counted_as_the_stream_begins_is_passed_on_before_the_answer(
+    servers: dict[str, Upstream], name: str, counted: tuple[int, int, int]
+) -> None:
+    """Anthropic counts the prompt in `message_start`, Gemini in each event's `usageMetadata`: passed on
+    once, before any output (the executor puts it on the first chunk, for the Anthropic face's own
+    `message_start`), cache reads and writes apart. OpenAI's stream counts at its end only."""
+    provider = servers[name].adapter()
     try:
         parts = [part async for part in provider.stream(call("cached"))]
     finally:
         await provider.aclose()  # type: ignore[attr-defined]
     first = parts[0]
     assert isinstance(first, PromptCounted)
-    assert (first.usage.prompt_tokens, first.usage.cache_read_tokens, first.usage.cache_write_tokens) == (
-        12 + 1500 + 300,
-        1500,
-        300,
-    )
+    usage = first.usage
+    assert (usage.prompt_tokens, usage.cache_read_tokens, usage.cache_write_tokens) == counted
     assert isinstance(parts[-1], Reply) and not any(isinstance(p, PromptCounted) for p in parts[1:])

@@ -14,6 +14,7 @@ from switchyard.common.events import Choice, Usage
 from switchyard.executor.providers.base import (
     EmbeddingCall,
     EmbeddingReply,
+    PromptCounted,
     ProviderCall,
     Reply,
     StreamedAnswer,
@@ -84,14 +85,18 @@ class GeminiProvider(HttpProvider):
         candidates (each by its `index`: a call for several, `n`, gets them interleaved); a candidate's
         last piece carries its finish reason (of several, its end goes out then), the last event the
         usage. There is no end marker: a stream that closes before every candidate's finish reason
-        arrived was cut off."""
+        arrived was cut off. Each event's `usageMetadata` counts the whole prompt: one before any output
+        is passed on before it (`PromptCounted`)."""
         answers: dict[int, _Answer] = {0: _Answer(0)}
         model = call.model
         usage: Usage | None = None
+        began = False  # output went: a count now is no longer the stream's start's
         async with transport_errors(NAME):
             async for event in sse_events(response):
                 first = Candidate(parse_json(event.data.encode(), what="a stream chunk"))
                 model = first.model or model
+                if usage is None and not began and first.usage is not None and first.usage.prompt_tokens:
+                    yield PromptCounted(first.usage)
                 usage = first.usage or usage
                 for candidate in first.all():
                     if 0 <= candidate.index < call.n:
@@ -99,6 +104,7 @@ class GeminiProvider(HttpProvider):
                             candidate.index, _Answer(candidate.index)
                         )
                         for part in answer.add(candidate, logprobs=call.logprobs):
+                            began = True
                             yield part
                         if call.n > 1 and answer.finish is not None and not answer.ended:
                             for part in answer.ends(answer.answer(logprobs=call.logprobs)[0]):
