@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from switchyard.common.events import ChatMessage
-from switchyard.common.media import Base64Bytes, pdf_pages
+from switchyard.common.media import Base64Bytes, payload, pdf_pages
 
 PDF = "application/pdf"
 BYTES_PER_PAGE = 25_000
@@ -57,7 +57,7 @@ def media_and_data(part: dict[str, Any]) -> tuple[str, str]:
 
 def pages(part: dict[str, Any]) -> int:
     """A document's pages: from its page tree, else estimated from its decoded size (one at least)."""
-    data = Base64Bytes(media_and_data(part)[1])
+    data = payload(data_url(part)) or Base64Bytes("")
     return pdf_pages(data) or max(1, math.ceil(data.size / BYTES_PER_PAGE))
 
 

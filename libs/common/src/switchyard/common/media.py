@@ -12,7 +12,7 @@ import struct
 from base64 import b64decode
 
 MAX_JPEG_SEGMENTS = 256
-PDF_WINDOW = 1 << 20  # a PDF's first and last MiB are read (its whole when it is at most twice that)
+PDF_WINDOW = 1 << 18  # a PDF's first and last 256 KiB are read (its whole when it is at most twice that)
 MAX_PAGE_NODES = 256  # `/Type /Pages` objects looked into per window (a page tree's root is one of them)
 PAGE_NODE_BYTES = 16_384  # of each, from its `obj` on
 MIN_PAGE_BYTES = 40  # the smallest page object ("3 0 obj<</Type/Page/Parent 2 0 R>>endobj") is about this
@@ -24,20 +24,22 @@ BARE = frozenset({0x01, *range(0xD0, 0xD8), 0xD8})
 
 
 class Base64Bytes:
-    """The bytes a base64 text stands for, decoded a window at a time (4 characters carry 3 bytes, so any
-    byte range decodes from its own slice of the text)."""
+    """The bytes a base64 text stands for (from `start` in `text`: a data URL's payload, not copied out of
+    it), decoded a window at a time (4 characters carry 3 bytes, so any byte range decodes from its own
+    slice of the text)."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, start: int = 0) -> None:
         self.text = text
+        self.start = start
         padding = 2 if text.endswith("==") else 1 if text.endswith("=") else 0
-        self.size = (len(text) - padding) * 3 // 4
+        self.size = max(len(text) - start - padding, 0) * 3 // 4
 
     def read(self, offset: int, n: int) -> bytes:
         """Up to `n` bytes from `offset` (fewer at the end; none for text that is not base64)."""
         if offset < 0 or n <= 0 or offset >= self.size:
             return b""
         start, end = offset // 3 * 4, -(-(offset + n) // 3) * 4
-        chunk = self.text[start:end]
+        chunk = self.text[self.start + start : self.start + end]
         try:
             data = b64decode(chunk + "=" * (-len(chunk) % 4), validate=True)
         except (binascii.Error, ValueError):
@@ -48,10 +50,10 @@ class Base64Bytes:
 
 def payload(url: str) -> Base64Bytes | None:
     """A base64 data URL's payload (`data:<type>;base64,<data>`), or None for any other URL."""
-    head, sep, data = url.partition(",")
-    if not sep or not head.startswith("data:") or not head.endswith(";base64"):
+    comma = url.find(",", 0, 256)  # a media type is short; the payload is not looked through
+    if comma < 0 or not url.startswith("data:") or not url.endswith(";base64", 0, comma):
         return None
-    return Base64Bytes(data)
+    return Base64Bytes(url, comma + 1)
 
 
 def image_size(data: Base64Bytes) -> tuple[int, int] | None:
