@@ -20,10 +20,12 @@ from switchyard.common.events import (
     ToolCall,
     Usage,
 )
+from switchyard.common.media_tokens import MediaRule, media_tokens
 from switchyard.common.streaming import Chunk, ChunkError
 from switchyard.gateway import completions, responses, responses_render, responses_stream
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.tenants import Principal
+from tests.support import media
 
 PRINCIPAL = Principal(tenant_id="acme", api_key_id="k1", user_id="u1", key_prefix="sy_test")
 WEATHER = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
@@ -376,3 +378,17 @@ def test_a_function_calls_output_keeps_its_images_and_refuses_what_it_cannot_car
     with pytest.raises(InvalidRequest) as err:
         _parse(input=[{"role": "user", "content": "Look."}, called, file])
     assert err.value.param == "input.2.output.0.file_id"  # a PDF by id (one by value is carried)
+
+
+def test_an_input_images_detail_counts_as_openai_counts_it() -> None:
+    """`/v1/responses/input_tokens` counts an image by its `detail`, kept on the pipeline's part: low is
+    85 tokens; high and auto (or none) 85 + 170 a tile, 765 for 1024x1024."""
+    png = media.data_url("image/png", media.png(1024, 1024))
+    parts = [
+        {"type": "input_image", "image_url": png, "detail": "low"},
+        {"type": "input_image", "image_url": png},
+        {"type": "input_image", "image_url": png, "detail": "high"},
+    ]
+    request = _task(input=[{"role": "user", "content": parts}]).request
+    assert media_tokens(request.messages, MediaRule("openai", model="gpt-4.1")) == 85 + 765 + 765
+    assert media_tokens(request.messages, MediaRule("openai", model="gpt-4.1-mini")) == 3 * round(1024 * 1.62)
