@@ -110,18 +110,22 @@ async def test_injection_is_refused_on_every_face_before_the_pipeline(
             await c.post("/v1/chat/completions", headers=auth(key), json=_chat(INJECTION, stream=True)),
             await c.post("/v1/messages", headers={"x-api-key": key}, json=anthropic),
             await c.post("/v1/tasks", headers=auth(key), json=_chat(INJECTION)),
+            await c.post("/v1/responses", headers=auth(key), json={"model": "auto", "input": INJECTION}),
+            await c.post("/v1/completions", headers=auth(key), json={"model": "auto", "prompt": INJECTION}),
         ]
         # The tenant whose chain has no injection rule gets an answer.
         lax = await c.post(
             "/v1/chat/completions", headers=auth(orgs["lax"].keys["member"]), json=_chat(INJECTION)
         )
-    for r in refused:
+    # each names its face's prompt field (the last two said `messages`, which they have none of)
+    fields = ["messages"] * 4 + ["input", "prompt"]
+    for r, field in zip(refused, fields, strict=True):
         error = r.json()["error"]
         assert r.status_code == 400, r.text
         assert (error["type"], error["code"], error["param"]) == (
             "invalid_request_error",
             "prompt_injection_detected",
-            "messages",
+            field,
         )
         assert (
             "ignore_previous_instructions" in error["message"]
@@ -137,6 +141,8 @@ async def test_injection_is_refused_on_every_face_before_the_pipeline(
         "/v1/chat/completions",
         "/v1/messages",
         "/v1/tasks",
+        "/v1/responses",
+        "/v1/completions",
     ]
     assert {(e.guardrail, e.rule, e.code, e.stage) for e in refusals} == {
         ("prompt_injection", "ignore_previous_instructions", "prompt_injection_detected", "input")

@@ -28,6 +28,13 @@ Action = Literal["refused", "redacted"]
 Answered = TaskCompleted | TaskResult | Choice  # an answer: its text, refusal and thinking
 
 
+def prompt_field(endpoint: str) -> str:
+    """The request field that holds the prompt on the face `endpoint` serves: what a refusal names."""
+    if endpoint.endswith((":generateContent", ":streamGenerateContent")):
+        return "contents"
+    return {"/v1/responses": "input", "/v1/completions": "prompt"}.get(endpoint, "messages")
+
+
 class Guardrails:
     def __init__(self, policy: GuardrailPolicy, events: EventPublisher | None) -> None:
         self.policy = policy
@@ -43,7 +50,7 @@ class Guardrails:
             messages, found = chain.run_input(list(parsed.messages))
         except Refusal as refusal:
             raise await self._input_refused(
-                refusal, principal, request_id, endpoint, param="messages"
+                refusal, principal, request_id, endpoint, param=prompt_field(endpoint)
             ) from None
         if not found:
             return parsed
