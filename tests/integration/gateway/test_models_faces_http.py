@@ -19,6 +19,7 @@ from tests.integration.gateway.test_key_policies_http import OTHER, POLICY, SMOL
 pytestmark = pytest.mark.integration
 
 EVERY = ["auto", SMOL, OTHER, "cheap"]  # the catalogue's order: auto, the models, the aliases
+EMBEDDER = "local/embedder"  # and an embedding model, with an alias: on the OpenAI face only
 World = tuple[str, Org, str]  # the gateway, an organisation, a key of it allowed `cheap` only
 
 
@@ -26,7 +27,18 @@ World = tuple[str, Org, str]  # the gateway, an organisation, a key of it allowe
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("models-faces")
     policy = tmp / "models-policy.yaml"
-    policy.write_text(POLICY)
+    embedder = f"""  - id: {EMBEDDER}
+    provider: local
+    upstream: all-MiniLM-L6-v2
+    tier: local
+    input_per_1k: 0.0
+    output_per_1k: 0.0
+    context_window: 256
+    embedding: {{dimensions: 384}}
+aliases:
+  vectors: {EMBEDDER}
+"""
+    policy.write_text(POLICY.replace("aliases:\n", embedder, 1))
     with priced_stack(tmp, count=1, env={"SWITCHYARD_POLICY_PATH": str(policy)}) as (_, db_url, bases):
         yield _world(bases, db_url)
 
@@ -103,6 +115,10 @@ async def test_the_anthropic_sdk_retrieves_a_model_or_gets_anthropics_404(world:
         await client.models.retrieve("local/gpt-9")
     error = _error(missing.value, "not_found_error")
     assert error["code"] == "model_not_found" and "'local/gpt-9' does not exist" in str(error["message"])
+    for embedder in (EMBEDDER, "vectors"):  # the Messages API has no embeddings (was listed and retrieved)
+        with pytest.raises(anthropic.NotFoundError) as embeds:
+            await client.models.retrieve(embedder)
+        assert "is an embedding model" in str(_error(embeds.value, "not_found_error")["message"])
     with pytest.raises(anthropic.AuthenticationError) as unknown:
         await _client(base, "sy_nope").models.list()
     _error(unknown.value, "authentication_error")
@@ -129,6 +145,8 @@ async def test_the_openai_sdk_still_gets_openais_shape(world: World) -> None:
         ("auto", "model", "switchyard"),
         (SMOL, "model", "local"),
         (OTHER, "model", "local"),
+        (EMBEDDER, "model", "local"),
+        ("vectors", "model", "local"),
         ("cheap", "model", "local"),
     ]
     cheap = await client.models.retrieve("cheap")

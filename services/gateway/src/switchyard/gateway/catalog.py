@@ -137,9 +137,11 @@ class Catalog:
         return await self._cards(self.policy, allowed)
 
     async def infos(self, *, allowed: frozenset[str] | None = None) -> list[AnthropicModelInfo]:
-        """The same models as `cards`, in Anthropic's shape."""
+        """The same models as `cards`, in Anthropic's shape, but the embedding models (and their aliases):
+        the Anthropic API has no embeddings, and a model picker would offer them for messages."""
         policy = self.policy
-        return [_info(card.id, policy) for card in await self._cards(policy, allowed)]
+        cards = await self._cards(policy, allowed)
+        return [_info(card.id, policy) for card in cards if not _embeds(policy, card.id)]
 
     async def info(self, name: str, *, allowed: frozenset[str] | None = None) -> AnthropicModelInfo:
         """One model in Anthropic's shape (the errors of `card`); an alias answers as the model it stands
@@ -147,6 +149,12 @@ class Catalog:
         policy = self.policy
         check_model(allowed, name, policy.resolve)
         model = policy.resolve(name)
+        if _embeds(policy, model):
+            raise ModelNotFound(
+                f"'{name}' is an embedding model, which the Messages API cannot use; GET /v1/models lists "
+                "the models it can",
+                param="model",
+            )
         await self._served(policy, model, name)
         return _info(model, policy)
 
@@ -163,6 +171,11 @@ class Catalog:
         if allowed is None:
             return cards
         return [card for card in cards if allows(allowed, card.id, policy.resolve)]
+
+
+def _embeds(policy: Policy, name: str) -> bool:
+    spec = policy.model(policy.resolve(name))
+    return spec is not None and spec.embeds
 
 
 def _lengths(spec: EmbeddingSpec) -> str:
