@@ -4,6 +4,7 @@ scenario, also to an executor running in another process:
 
     any other name      an answer: "Hello! You said: <last user message>"
     error-<status>      that status with OpenAI's error body (400, 401, 404, 429 + Retry-After, 500, 503, 529)
+    error-quota         429 insufficient_quota: the account is out of credit (no Retry-After)
     error-context       400 context_length_exceeded
     error-policy        400 content_policy_violation
     flaky-<n>           503 for the first n calls of that model, then an answer
@@ -194,6 +195,15 @@ ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
         },
     ),
     "529": (529, {"message": "Overloaded", "type": "server_error", "param": None, "code": None}),
+    "quota": (
+        429,
+        {
+            "message": "You exceeded your current quota, please check your plan and billing details.",
+            "type": "insufficient_quota",
+            "param": None,
+            "code": "insufficient_quota",
+        },
+    ),
     "context": (
         400,
         {
@@ -218,7 +228,7 @@ ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
 
 def error_response(name: str) -> Response:
     status, body = ERRORS[name]
-    headers = {"retry-after": str(RETRY_AFTER_S)} if status == 429 else {}
+    headers = {"retry-after": str(RETRY_AFTER_S)} if name == "429" else {}
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 

@@ -198,6 +198,21 @@ async def test_a_failing_provider_falls_through_to_the_local_model(client: nats.
     assert (watch.result.result().headers or {})["Nats-Msg-Id"] == ids.derived_id(event_id, "result")
 
 
+async def test_an_account_out_of_credit_is_not_retried_and_falls_back(client: nats.NATS) -> None:
+    """OpenAI's 429 `insufficient_quota` is its own failure, `provider_quota_exhausted` (it was
+    `provider_rate_limited`, which clients wait out): the same model is not asked again, the next candidate
+    answers, and with none left the task fails with it."""
+    _, watch, _ = await run_task(client, [openai("error-quota"), openai("gpt-fake")])
+    done = outcome(watch)
+    assert isinstance(done, TaskCompleted) and done.model == "openai/gpt-fake", done
+    outcomes = [decode(m.data)[1].outcome for m in watch.calls]  # type: ignore[attr-defined]
+    assert outcomes == ["quota_exhausted", "ok"]
+    _, watch, _ = await run_task(client, [openai("error-quota")])
+    failed = outcome(watch)
+    assert isinstance(failed, TaskFailed) and failed.error_code == "provider_quota_exhausted", failed
+    assert "exceeded your current quota" in failed.error_message and failed.retry_after_s is None
+
+
 async def test_a_stream_arrives_in_order_and_ends_with_done(client: nats.NATS) -> None:
     _, watch, _ = await run_task(client, [openai("error-401"), openai("gpt-fake")], stream=True)
     done = outcome(watch)

@@ -73,6 +73,7 @@ def test_tasks_ended_by_no_doing_of_the_model_are_no_evidence_against_it() -> No
         "unroutable",
         "garbled",
         "queued",
+        "credit",
     )
     classify = [
         _rec(n, "acme", "task.classify", task_id=t, type="qa", model_version="h1")
@@ -95,6 +96,7 @@ def test_tasks_ended_by_no_doing_of_the_model_are_no_evidence_against_it() -> No
             _rec(21, "acme", "task.fail", task_id="unroutable", error_code="no_provider_available"),
             _rec(22, "acme", "task.fail", task_id="garbled", error_code="provider_bad_response"),
             _rec(23, "acme", "task.fail", task_id="queued", error_code="task_expired"),
+            _rec(24, "acme", "task.fail", task_id="credit", error_code="provider_quota_exhausted"),
         ]
     )
     assert {o.task_id: o.cheap_failed for o in found} == {
@@ -108,6 +110,7 @@ def test_tasks_ended_by_no_doing_of_the_model_are_no_evidence_against_it() -> No
         "unroutable": None,
         "garbled": True,
         "queued": None,
+        "credit": None,  # the provider account out of credit
     }
 
 

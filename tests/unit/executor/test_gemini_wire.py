@@ -213,6 +213,9 @@ def test_replies_finish_reasons_and_thinking_tokens() -> None:
             "The input token count (2000000) exceeds the maximum number of tokens allowed (1048576).",
             "context_too_long",
         ),
+        (402, "RESOURCE_EXHAUSTED", "Your prepay credit balance is depleted.", "quota_exhausted"),
+        (429, "RESOURCE_EXHAUSTED", "Your prepayment credits are depleted.", "quota_exhausted"),
+        (429, "RESOURCE_EXHAUSTED", "You exceeded your current quota.", "rate_limited"),  # a rate's quota
     ],
 )
 def test_error_bodies_map_to_the_taxonomy(status: int, code: str, message: str, kind: str) -> None:

@@ -214,13 +214,40 @@ async def test_an_exhausted_chain_ending_on_a_wrong_key_is_as_busy_as_an_earlier
     with pytest.raises(Exception, match="every candidate failed") as caught:
         await only_wrong.request(CALL)
     assert caught.value.kind == "auth"  # type: ignore[attr-defined]
-    out_of_credit = provider_error("rate_limited", "insufficient_quota", retryable=False)  # OpenAI's
     no_credit = FallbackProvider(
-        [Target("a", ScriptedProvider(out_of_credit), "x"), Target("b", ScriptedProvider(fails("auth")), "y")]
+        [
+            Target("a", ScriptedProvider(fails("quota_exhausted")), "x"),
+            Target("b", ScriptedProvider(fails("auth")), "y"),
+        ]
     )
     with pytest.raises(Exception, match="every candidate failed") as caught:
         await no_credit.request(CALL)
     assert caught.value.kind == "auth"  # type: ignore[attr-defined]
+
+
+async def test_an_account_out_of_credit_falls_back_and_counts_against_its_provider() -> None:
+    """OpenAI's `insufficient_quota` and its kin (`quota_exhausted`): not retried on the same model (no wait
+    helps), the next candidate is tried, the breaker counts it as it counts a wrong key, and at the end of a
+    chain it gives way to an earlier candidate's passing failure, as a wrong key does."""
+    broke, other = ScriptedProvider(fails("quota_exhausted")), ScriptedProvider(reply("from b"))
+    chain = FallbackProvider([Target("a", broke, "x"), Target("b", other, "y")])
+    assert (await chain.request(CALL)).content == "from b" and len(broke.calls) == 1
+    assert not provider_error("quota_exhausted", "no credit").retryable
+    breakers = LocalBreakers(BreakerConfig(failure_threshold=2), clock=Clock())
+    guard = BreakerGuard(ScriptedProvider(fails("quota_exhausted")), breakers, key="a")
+    for _ in range(2):
+        with pytest.raises(Exception, match="quota_exhausted"):
+            await guard.request(CALL)
+    assert await breakers.state("a") is BreakerState.OPEN
+    busy_then_broke = FallbackProvider(
+        [
+            Target("a", ScriptedProvider(fails("rate_limited", retry_after=3)), "x"),
+            Target("b", ScriptedProvider(fails("quota_exhausted")), "y"),
+        ]
+    )
+    with pytest.raises(Exception, match=r"\(a: rate_limited; b: quota_exhausted\)") as caught:
+        await busy_then_broke.request(CALL)
+    assert caught.value.kind == "rate_limited"  # type: ignore[attr-defined]
 
 
 async def test_streamed_fallback_switches_before_text_and_never_after() -> None:

@@ -97,9 +97,10 @@ def test_anthropic_maps_content_parts_and_images() -> None:
         (
             429,
             b'{"error": {"message": "quota", "type": "insufficient_quota", "code": "insufficient_quota"}}',
-            "rate_limited",
+            "quota_exhausted",
             False,
         ),
+        (402, b'{"error": {"message": "Insufficient Balance"}}', "quota_exhausted", False),  # DeepSeek
         (
             400,
             b'{"error": {"message": "too long", "code": "context_length_exceeded"}}',
@@ -134,6 +135,14 @@ def test_openai_error_mapping(status: int, body: bytes, kind: str, retryable: bo
         ),
         (400, "invalid_request_error", "Output blocked by content filtering policy", "content_policy"),
         (400, "invalid_request_error", "max_tokens: Field required", "bad_request"),
+        (402, "billing_error", "There is an issue with your billing", "quota_exhausted"),
+        (
+            400,
+            "invalid_request_error",
+            "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to "
+            "upgrade or purchase credits.",
+            "quota_exhausted",
+        ),
     ],
 )
 def test_anthropic_error_mapping(status: int, err_type: str, message: str, kind: str) -> None:

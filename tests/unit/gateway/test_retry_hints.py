@@ -51,6 +51,15 @@ def test_a_provider_key_that_is_wrong_is_not_sent_again_on_any_face(path: str) -
     assert (status, headers["x-should-retry"]) == (502, "false")
 
 
+@pytest.mark.parametrize("path", FACES)
+def test_a_provider_account_out_of_credit_is_not_sent_again_on_any_face(path: str) -> None:
+    """OpenAI's `insufficient_quota` (and Anthropic's, Gemini's equivalents): a 502 of its own, not a 503
+    `provider_rate_limited` that the SDKs retry and clients wait out."""
+    failure = _failure("provider_quota_exhausted")
+    status, headers = _headers(failure, path)
+    assert (status, headers["x-should-retry"], failure.code) == (502, "false", "provider_quota_exhausted")
+
+
 @pytest.mark.parametrize(
     ("code", "status", "said"),
     [

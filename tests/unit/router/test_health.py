@@ -21,6 +21,13 @@ def test_the_ema_learns_failures_and_ignores_duplicates_and_non_health_outcomes(
     assert observe(failed, event_id="y", outcome="cancelled", latency_ms=5.0, alpha=0.5, now=1.0) is None
 
 
+def test_an_account_out_of_credit_is_a_failure_of_its_provider_as_a_wrong_key_is() -> None:
+    """Its calls all fail until an operator tops it up: routing learns to go elsewhere meanwhile."""
+    for outcome in ("auth", "quota_exhausted"):
+        failed = observe(None, event_id="e", outcome=outcome, latency_ms=5.0, alpha=0.5, now=0.0)
+        assert failed is not None and failed.success == 0.0
+
+
 def test_a_penalty_fades_so_a_failed_provider_recovers() -> None:
     stats = ModelStats(success=0.0, samples=10, updated_at=100.0)
     assert effective_success(stats, now=100.0, recovery_s=60) == 0.0

@@ -51,13 +51,17 @@ EXPIRED_FAILURES = ("task_expired",)
 # time left when known), so clients wait instead of retrying at once into the same refusal.
 BUSY_FAILURES = ("provider_overloaded", "provider_rate_limited", "provider_circuit_open")
 # Whether the same request, sent again, gets past an upstream failure (502), where it is known (else the
-# status decides: the SDKs retry it): a key the executor holds for the provider that is wrong (401/403) stays
-# wrong until an operator changes it, so `x-should-retry: false` (the SDKs would send it twice more); an
-# executor that stopped (a restart) leaves the task to another. Where several candidates failed, the task's
-# code is the last candidate's (`FallbackProvider._exhausted`), and so is this choice, except that a wrong
-# key on the last one gives way to an earlier candidate's passing failure (busy, timed out): a retry can
-# reach that one again; the others' causes are in the message only.
-UPSTREAM_RETRY: dict[str, bool] = {"provider_auth": False, "executor_stopping": True}
+# status decides: the SDKs retry it): a key the executor holds for the provider that is wrong (401/403), or
+# its account out of credit, stays so until an operator acts, so `x-should-retry: false` (the SDKs would
+# send it twice more); an executor that stopped (a restart) leaves the task to another. Where several
+# candidates failed, the task's code is the last candidate's (`FallbackProvider._exhausted`), and so is this
+# choice, except that a wrong key or no credit on the last one gives way to an earlier candidate's passing
+# failure (busy, timed out): a retry can reach that one again; the others' causes are in the message only.
+UPSTREAM_RETRY: dict[str, bool] = {
+    "provider_auth": False,
+    "provider_quota_exhausted": False,  # the provider account is out of credit until an operator tops it up
+    "executor_stopping": True,
+}
 
 
 def raise_for_failure(failed: TaskFailed) -> NoReturn:

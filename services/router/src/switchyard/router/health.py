@@ -13,7 +13,9 @@ from pydantic import BaseModel, Field
 # Outcomes that say something about a provider's health (the executor's breaker counts the same ones).
 # Not `cut_short`: a call its task's deadline cut before the time a call gets on its own (a client that
 # waits 5 s for a model that takes 8) is that client's choice, and these statistics route every tenant.
-FAILURES = frozenset({"rate_limited", "overloaded", "timeout", "network", "bad_response", "auth"})
+FAILURES = frozenset(
+    {"rate_limited", "overloaded", "timeout", "network", "bad_response", "auth", "quota_exhausted"}
+)
 RECENT_IDS = 64  # event ids remembered per model, so a redelivered event is not counted twice
 
 

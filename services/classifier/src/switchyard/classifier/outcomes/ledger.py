@@ -20,16 +20,17 @@ ACTIONS = ("task.classify", "task.feedback", "task.complete", "task.fail", "task
 STOPPED_CALLS = ("cancelled", "cut_short")
 # Failures that say nothing of whether the model could do the task: its client cancelled it, the
 # executor running it stopped, or its bound passed while it waited for an executor (never sent); the
-# provider was unreachable, refused the key, was busy or behind an open breaker; the routing found no
-# model to try (a name, an allow-list, a capability, a window none has); a content policy any model
-# applies. A timeout, a garbled answer, a window too small for the prompt or
-# a provider's refusal of the request as sent stay evidence that a cheap answer fell short.
+# provider was unreachable, refused the key, was out of credit, busy or behind an open breaker; the routing
+# found no model to try (a name, an allow-list, a capability, a window none has); a content policy any
+# model applies. A timeout, a garbled answer, a window too small for the prompt or a provider's refusal of
+# the request as sent stay evidence that a cheap answer fell short.
 STOPPED_TASKS = frozenset(
     {
         "task_cancelled",
         "task_expired",
         "executor_stopping",
         "provider_auth",
+        "provider_quota_exhausted",
         "provider_network",
         "provider_rate_limited",
         "provider_overloaded",

@@ -8,10 +8,17 @@
 | network          | yes                  | yes                             |
 | bad_response     | yes                  | yes                             |
 | auth             | no                   | yes (another provider's key)    |
+| quota_exhausted  | no                   | yes (another provider's account) |
 | bad_request      | no                   | yes (another model may accept)  |
 | context_too_long | no                   | yes (a larger context window)   |
 | content_policy   | no                   | no: shopping a refused prompt around providers is not ours to do |
 | circuit_open     | no                   | yes (the call was not made)     |
+
+`quota_exhausted`: the provider account behind the executor's key is out of credit or over its billing
+limit (OpenAI's `insufficient_quota`, Anthropic's `billing_error` and "credit balance is too low", a 402
+Payment Required, Gemini's depleted prepay credits). Not a rate limit: no wait makes it pass, only an
+operator topping the account up. Like `auth`, it stays until someone acts, and counts against the
+provider's health (breakers, routing).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ ErrorKind = Literal[
     "rate_limited",
     "overloaded",
     "auth",
+    "quota_exhausted",
     "bad_request",
     "context_too_long",
     "content_policy",
@@ -36,6 +44,9 @@ ERROR_KINDS: tuple[str, ...] = get_args(ErrorKind)
 
 RETRYABLE: frozenset[str] = frozenset({"rate_limited", "overloaded", "timeout", "network", "bad_response"})
 NO_FALLBACK: frozenset[str] = frozenset({"content_policy"})
+# Failures of the provider account that stay until an operator acts (its key, its credit): the gateway says
+# `x-should-retry: false` for them.
+OPERATOR_FAILURES: frozenset[str] = frozenset({"auth", "quota_exhausted"})
 
 
 def provider_error(
@@ -68,6 +79,8 @@ def kind_for_status(status: int) -> ErrorKind:
     """The default kind of an HTTP status when the body says nothing more specific."""
     if status in (401, 403):
         return "auth"
+    if status == 402:  # Payment Required: DeepSeek's, OpenRouter's, Gemini's prepay credits (its body says)
+        return "quota_exhausted"
     if status == 408:
         return "timeout"
     if status == 413:

@@ -32,7 +32,9 @@ from switchyard.executor.resilience.deadline import Clock
 # Errors that say something about the provider's health. The others (bad request, context too long,
 # content policy) are about the request: the provider answered properly. A timeout `cut_short` by its
 # task's deadline says nothing either way (`BreakerGuard._failed`).
-HEALTH_FAILURES = frozenset({"rate_limited", "overloaded", "timeout", "network", "bad_response", "auth"})
+HEALTH_FAILURES = frozenset(
+    {"rate_limited", "overloaded", "timeout", "network", "bad_response", "auth", "quota_exhausted"}
+)
 R = TypeVar("R")
 C = TypeVar("C", ProviderCall, EmbeddingCall)
 

@@ -22,7 +22,7 @@ from switchyard.executor.providers.base import (
     StreamPart,
     stream_any,
 )
-from switchyard.executor.providers.errors import should_fall_back
+from switchyard.executor.providers.errors import OPERATOR_FAILURES, should_fall_back
 from switchyard.executor.providers.recording import embedder_of
 
 
@@ -70,10 +70,11 @@ class FallbackProvider:
         last = self.errors[-1][1]
         summary = "; ".join(f"{t.name}: {e.kind}" for t, e in self.errors)
         # The last error's kind stands for the whole chain, since a caller needs one; the message names all.
-        # Not a wrong key's (`auth`, which the gateway answers `x-should-retry: false`) when an earlier
-        # candidate failed for a passing reason: the caller's retry can reach that one again.
-        passing = [e for _, e in self.errors if e.retryable or e.kind == "circuit_open"]  # not out of credit
-        stands = passing[-1] if last.kind == "auth" and passing else last
+        # Not a wrong key's or an account's out of credit (`auth`, `quota_exhausted`, which the gateway
+        # answers `x-should-retry: false`) when an earlier candidate failed for a passing reason: the
+        # caller's retry can reach that one again.
+        passing = [e for _, e in self.errors if e.retryable or e.kind == "circuit_open"]
+        stands = passing[-1] if last.kind in OPERATOR_FAILURES and passing else last
         return ProviderError(
             f"every candidate failed ({summary}); last: {last.message}",
             kind=stands.kind,

@@ -40,7 +40,7 @@ _ERROR_KINDS: dict[str, ErrorKind] = {
     "invalid_request_error": "bad_request",
     "authentication_error": "auth",
     "permission_error": "auth",
-    "billing_error": "auth",
+    "billing_error": "quota_exhausted",  # 402: the account's billing or payment
     "not_found_error": "bad_request",
     "request_too_large": "context_too_long",
     "rate_limit_error": "rate_limited",
@@ -371,6 +371,8 @@ def error_from_body(status: int, raw: bytes, headers: httpx.Headers | None = Non
         kind = "context_too_long"
     elif "content filtering" in lowered or "usage policy" in lowered:
         kind = "content_policy"
+    elif "credit balance" in lowered:  # a 400 invalid_request_error: "Your credit balance is too low ..."
+        kind = "quota_exhausted"
     delay = retry_after(headers) if headers is not None else None
     text = (
         f"anthropic {status} {err_type}: {message or raw[:200].decode('utf-8', 'replace') or 'no error body'}"

@@ -459,6 +459,8 @@ def error_from_data(
         kind = "context_too_long"
     elif "safety" in lowered and kind == "bad_request":
         kind = "content_policy"
+    elif status == 402 or (kind == "rate_limited" and "credits are depleted" in lowered):
+        kind = "quota_exhausted"  # the billing account's prepay credits (402, or a 429 saying so)
     delay = retry_after(headers) if headers is not None else None
     if delay is None:
         delay = _retry_delay(details)

@@ -385,16 +385,15 @@ def error_from_body(status: int, raw: bytes, headers: httpx.Headers | None = Non
     """Maps an OpenAI error (`{"error": {"message", "type", "code"}}`) to the taxonomy."""
     message, err_type, code = _error_fields(raw)
     kind: ErrorKind = kind_for_status(status)
-    retryable: bool | None = None
     if code in _CONTEXT_CODES or "maximum context length" in message.lower():
         kind = "context_too_long"
     elif code in _POLICY_CODES or err_type in _POLICY_CODES:
         kind = "content_policy"
     elif code == "insufficient_quota" or err_type == "insufficient_quota":
-        kind, retryable = "rate_limited", False  # out of credit: waiting does not help, another provider may
+        kind = "quota_exhausted"  # a 429, but out of credit: waiting does not help, another provider may
     delay = retry_after(headers) if headers is not None else None
     text = f"openai {status}: {message or raw[:200].decode('utf-8', 'replace') or 'no error body'}"
-    return provider_error(kind, text, retry_after=delay, retryable=retryable)
+    return provider_error(kind, text, retry_after=delay)
 
 
 def _error_fields(raw: bytes) -> tuple[str, str, str]:
