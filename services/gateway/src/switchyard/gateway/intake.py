@@ -10,6 +10,10 @@ waits (up to `WAIT_S`, with its body still in the socket's buffers, not in the p
 it declares fit, then is refused with 503 `gateway_busy` and Retry-After (the OpenAI and Anthropic SDKs
 send it again by themselves). One body is always taken, however large: the budget bounds how many, not
 which. docs/performance.md, "Requests in flight", has the measurements.
+
+Every route that reads a whole body before its work takes it in here: the completions of every face, the
+embeddings (OpenAI's and Gemini's), the task API, the token counts and batch creation. Not file uploads and
+message batches: they are read in slices as they arrive and never held whole.
 """
 
 from __future__ import annotations

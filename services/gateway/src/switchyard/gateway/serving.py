@@ -262,15 +262,17 @@ async def serve_embeddings(request: Request, face: EmbeddingsFace = OPENAI_EMBED
     started = getattr(request.state, "started", None) or time.perf_counter()
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
-    body = await bodies.read_request_body(request, gw.settings)
-    parsed = face.parse(body, gw.settings)
-    priority = request.headers.get("x-switchyard-priority")
-    wait = timeouts.wait_for(request.headers, gw.settings, since=started)
-    parsed, task = await _embedding_task(gw, principal, parsed, priority=priority, where=_where(request))
-    task = _bounded(task, wait.task_left())
-    cached, stages, admitted, headers = await _admit(
-        request, gw, principal, task, started=started, timeout_s=wait.left()
-    )
+    async with gw.intake.taking(request):  # the body's bytes, up to its task's admission
+        body = await bodies.read_request_body(request, gw.settings)
+        parsed = face.parse(body, gw.settings)
+        del body
+        priority = request.headers.get("x-switchyard-priority")
+        wait = timeouts.wait_for(request.headers, gw.settings, since=started)
+        parsed, task = await _embedding_task(gw, principal, parsed, priority=priority, where=_where(request))
+        task = _bounded(task, wait.task_left())
+        cached, stages, admitted, headers = await _admit(
+            request, gw, principal, task, started=started, timeout_s=wait.left()
+        )
     timeout = wait.left()
     if cached is not None and cached.hit is not None and gw.cache is not None:
         done = await replay.settle(gw.cache, task, cached, admitted)
@@ -335,24 +337,27 @@ async def submit(request: Request) -> TaskState:
     """The task API: admitted like a completion, then submitted without waiting for the result."""
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
-    body = await bodies.read_request_body(request, gw.settings)
-    try:
-        parsed = completions.parse_request(body, max_prompt_chars=gw.settings.max_prompt_chars)
-    except InvalidRequest as exc:
-        missing = exc.code == "missing_field" and exc.param == "messages"
-        if missing and "input" in bodies.json_object(body):  # read again only then: it may be 8 MB
-            exc.message += "; the task API runs chat tasks: embeddings are served by POST /v1/embeddings"
-        raise
-    return await submit_parsed(
-        gw,
-        principal,
-        parsed,
-        digest=hashlib.sha256(body).hexdigest(),
-        key=idempotency.idempotency_key(request),
-        priority=request.headers.get("x-switchyard-priority"),
-        where=_where(request),
-        timeout_s=timeouts.unattended(request.headers, gw.settings),
-    )
+    async with gw.intake.taking(request):  # the body's bytes, up to its task's admission and publishing
+        body = await bodies.read_request_body(request, gw.settings)
+        try:
+            parsed = completions.parse_request(body, max_prompt_chars=gw.settings.max_prompt_chars)
+        except InvalidRequest as exc:
+            missing = exc.code == "missing_field" and exc.param == "messages"
+            if missing and "input" in bodies.json_object(body):  # read again only then: it may be 8 MB
+                exc.message += "; the task API runs chat tasks: embeddings are served by POST /v1/embeddings"
+            raise
+        digest = hashlib.sha256(body).hexdigest()
+        del body
+        return await submit_parsed(
+            gw,
+            principal,
+            parsed,
+            digest=digest,
+            key=idempotency.idempotency_key(request),
+            priority=request.headers.get("x-switchyard-priority"),
+            where=_where(request),
+            timeout_s=timeouts.unattended(request.headers, gw.settings),
+        )
 
 
 async def submit_parsed(

@@ -50,8 +50,9 @@ async def create_batch(request: Request, response: Response) -> Batch:
     batches, principal = await _caller(request)
     gw = gateway_of(request)
     response.headers.update(await requests_admitted(gw.admission.limiter, principal))
-    body = await read_request_body(request, gw.settings)
-    return await batches.create(principal=principal, body=body)
+    async with gw.intake.taking(request):  # a create is a few hundred bytes, but read up to the body limit
+        body = await read_request_body(request, gw.settings)
+        return await batches.create(principal=principal, body=body)
 
 
 @router.get(

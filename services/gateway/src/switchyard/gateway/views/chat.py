@@ -65,13 +65,14 @@ async def count_input_tokens(request: Request) -> InputTokens:
     principal = await authenticate(request, gw.verifier)
     if gw.admission.limiter is not None:
         await gw.admission.limiter.admit_count(principal, now=time.time())
-    body = await read_request_body(request, gw.settings)
-    talk = await chain.load(gw.responses, principal.tenant_id, body)
-    read = body if talk.data is None else talk.data
-    parsed = parse_count_request(read, items=talk.items, stored=gw.responses is not None)
-    await gw.catalog.check(parsed.model, allowed=allowed_models(principal.key_policy))
-    media = MediaRule("openai", model=parsed.model)
-    tokens = await count_prompt_off_loop(parsed, large=len(body) > COUNT_INLINE_BYTES, media=media)
+    async with gw.intake.taking(request):  # the body's bytes, up to its count
+        body = await read_request_body(request, gw.settings)
+        talk = await chain.load(gw.responses, principal.tenant_id, body)
+        read = body if talk.data is None else talk.data
+        parsed = parse_count_request(read, items=talk.items, stored=gw.responses is not None)
+        await gw.catalog.check(parsed.model, allowed=allowed_models(principal.key_policy))
+        media = MediaRule("openai", model=parsed.model)
+        tokens = await count_prompt_off_loop(parsed, large=len(body) > COUNT_INLINE_BYTES, media=media)
     return InputTokens(input_tokens=tokens)
 
 

@@ -131,15 +131,16 @@ async def _count_tokens(request: Request, gw: Gateway, model: str) -> Response:
     principal = await authenticate(request, gw.verifier)
     if gw.admission.limiter is not None:
         await gw.admission.limiter.admit_count(principal, now=time.time())
-    body = await bodies.read_request_body(request, gw.settings)
-    chat = parse_count_request(body, model=model)
-    await gw.catalog.check(model, allowed=allowed_models(principal.key_policy))
-    tokens = await count_prompt_off_loop(chat, large=len(body) > COUNT_INLINE_BYTES, media=GEMINI_MEDIA)
-    pictures = image_tokens(chat.messages, GEMINI_MEDIA)
-    pdfs = document_tokens(chat.messages, per_page=GEMINI_MEDIA.page())
-    media = [("IMAGE", pictures), ("DOCUMENT", pdfs)]
-    details = [{"modality": "TEXT", "tokenCount": tokens - pictures - pdfs}]
-    details += [{"modality": kind, "tokenCount": n} for kind, n in media if n]
+    async with gw.intake.taking(request):  # the body's bytes, up to its count
+        body = await bodies.read_request_body(request, gw.settings)
+        chat = parse_count_request(body, model=model)
+        await gw.catalog.check(model, allowed=allowed_models(principal.key_policy))
+        tokens = await count_prompt_off_loop(chat, large=len(body) > COUNT_INLINE_BYTES, media=GEMINI_MEDIA)
+        pictures = image_tokens(chat.messages, GEMINI_MEDIA)
+        pdfs = document_tokens(chat.messages, per_page=GEMINI_MEDIA.page())
+        media = [("IMAGE", pictures), ("DOCUMENT", pdfs)]
+        details = [{"modality": "TEXT", "tokenCount": tokens - pictures - pdfs}]
+        details += [{"modality": kind, "tokenCount": n} for kind, n in media if n]
     content = orjson.dumps({"totalTokens": tokens, "promptTokensDetails": details})
     return Response(content, media_type="application/json")
 

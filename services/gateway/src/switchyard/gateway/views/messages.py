@@ -51,8 +51,11 @@ async def count_tokens(request: Request) -> Response:
     principal = await authenticate(request, gw.verifier)
     if gw.admission.limiter is not None:
         await gw.admission.limiter.admit_count(principal, now=time.time())
-    body = await bodies.read_request_body(request, gw.settings)
-    parsed = parse_count_request(body, aliases=gw.catalog.policy.aliases)
-    await gw.catalog.check(parsed.model, allowed=allowed_models(principal.key_policy))
-    tokens = await count_prompt_off_loop(parsed, large=len(body) > COUNT_INLINE_BYTES, media=ANTHROPIC_MEDIA)
+    async with gw.intake.taking(request):  # the body's bytes, up to its count
+        body = await bodies.read_request_body(request, gw.settings)
+        parsed = parse_count_request(body, aliases=gw.catalog.policy.aliases)
+        await gw.catalog.check(parsed.model, allowed=allowed_models(principal.key_policy))
+        tokens = await count_prompt_off_loop(
+            parsed, large=len(body) > COUNT_INLINE_BYTES, media=ANTHROPIC_MEDIA
+        )
     return Response(TokenCount(input_tokens=tokens).model_dump_json(), media_type="application/json")
