@@ -237,6 +237,39 @@ def test_embeddings_take_openais_300000_token_ids_in_all_the_inputs() -> None:
     _refused(lambda: read([[1] * 150_000, [1] * 150_001]), "input", "max_tokens_per_request")
 
 
+def test_stop_sequences_are_held_to_what_each_faces_provider_documents() -> None:
+    """OpenAI's `stop` takes up to 4 (chat and legacy completions, in its words and code), Gemini's
+    `stopSequences` up to 5; Anthropic documents no number, so its `stop_sequences` have the bound of any
+    list read (MAX_ITEMS). Before, ~2 M strings were read and carried to the provider."""
+    chat = {"model": "auto", "messages": [{"role": "user", "content": "a"}]}
+    assert _chat_body({**chat, "stop": ["a"] * 4}).stop == ["a"] * 4
+    assert _chat_body({**chat, "stop": "a"}).stop == ["a"]
+    error = _refused(lambda: _chat_body({**chat, "stop": ["a"] * 5}), "stop")
+    assert error.message == (
+        "Invalid 'stop': array too long. Expected an array with maximum length 4, but got an array with "
+        "length 5 instead."
+    )
+    legacy_body = {"model": "auto", "prompt": "a", "stop": ["a"] * 5}
+    read = lambda body: legacy.parse_request(orjson.dumps(body), max_prompt_chars=MAX_PROMPT)  # noqa: E731
+    assert read({**legacy_body, "stop": ["a"] * 4}).stop == ["a"] * 4
+    _refused(lambda: read(legacy_body), "stop")
+    claude = {"model": "claude-x", "max_tokens": 8, "messages": [{"role": "user", "content": "a"}]}
+    ask = lambda body: messages.parse_request(orjson.dumps(body), max_prompt_chars=MAX_PROMPT)  # noqa: E731
+    assert len(ask({**claude, "stop_sequences": ["a"] * 50}).stop or []) == 50  # more than OpenAI's 4
+    _refused(lambda: ask({**claude, "stop_sequences": ["a"] * (bounds.MAX_ITEMS + 1)}), "stop_sequences")
+    contents = {"contents": [{"parts": [{"text": "a"}]}]}
+    assert _gemini(orjson.dumps({**contents, "generationConfig": {"stopSequences": ["a"] * 5}}))
+    _refused(
+        lambda: _gemini(orjson.dumps({**contents, "generationConfig": {"stopSequences": ["a"] * 6}})),
+        "generationConfig.stopSequences",
+        "invalid_value",
+    )
+
+
+def _chat_body(body: dict[str, Any]) -> Any:
+    return completions.parse_request(orjson.dumps(body), max_prompt_chars=MAX_PROMPT)
+
+
 def test_legacy_token_ids_are_refused_before_millions_are_validated() -> None:
     body = orjson.dumps({"model": "auto", "prompt": [1] * 2_000_000})
     _refused(

@@ -16,6 +16,10 @@ thousand messages and blocks) and refused with a 400 `array_above_max_length` na
 - Nesting: a request's JSON is written again as a task on the bus, by serializers that stop at ~255
   levels (orjson's and pydantic's); deeper values (a tool's schema or a call's arguments nested hundreds
   of levels deep) are a 400 `nesting_too_deep` naming where, not a 500.
+- Stop sequences, as each face's provider documents them: OpenAI's `stop` (chat and legacy completions) up
+  to MAX_STOP (4); Gemini's `stopSequences` up to 5 (its request model); Anthropic documents no number for
+  `stop_sequences`, which are held to MAX_ITEMS. None documents a length for one sequence (the body's limit
+  bounds it). Before, a list of ~2 M strings was read and carried to the provider.
 - Embeddings: OpenAI's 2,048 inputs (`MAX_EMBEDDING_INPUTS`, already refused) and its 300,000 tokens in
   all the inputs given as token ids (MAX_EMBEDDING_TOKENS); Gemini's 100 requests of a batch."""
 
@@ -37,6 +41,7 @@ R = TypeVar("R")
 MAX_ITEMS = 100_000
 MAX_TOOLS = 128
 MAX_EMBEDDING_TOKENS = 300_000  # OpenAI's: "summed across all inputs in a single request"
+MAX_STOP = 4  # OpenAI's `stop`: "Up to 4 sequences where the API will stop generating further tokens"
 TOO_LONG = "array_above_max_length"  # OpenAI's code for an array longer than it takes
 
 
@@ -96,6 +101,12 @@ def check_conversation(
                 count += _nested(inner, nested)
             if count > MAX_ITEMS:
                 raise _too_many(param, MAX_ITEMS)
+
+
+def check_stop(stop: Any, *, param: str, limit: int = MAX_STOP) -> None:
+    """A list of stop sequences (a string is one) holds at most `limit`."""
+    if isinstance(stop, list) and len(stop) > limit:
+        raise too_long(param, len(stop), limit)
 
 
 def check_blocks(blocks: Any, *, param: str) -> None:

@@ -54,6 +54,7 @@ CHAT_PARTS = ("content", "tool_calls")  # a chat message's lists, counted by `bo
 def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
     raw = json_object(body)
     bounds.check_conversation(raw.get("messages"), param="messages", parts=CHAT_PARTS)
+    bounds.check_stop(raw.get("stop"), param="stop")
     parsed = validated(raw, ChatCompletionRequest)
     check_logprobs(parsed)
     narrow_allowed_tools(parsed)

@@ -82,6 +82,7 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
     raw = json_object(body)
     if isinstance(raw.get("prompt"), list):  # refused before a list of millions of token ids is validated
         _one_prompt(raw["prompt"])
+    bounds.check_stop(raw.get("stop"), param="stop")
     parsed = validated(raw, CompletionsRequest, UNSUPPORTED)
     messages = [ChatMessage(role="user", content=_one_prompt(parsed.prompt))]
     check_prompt_size(messages, max_prompt_chars)

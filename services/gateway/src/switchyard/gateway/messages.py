@@ -418,6 +418,7 @@ def _validated(
         raw.get("messages"), param="messages", parts=("content",), nested=(("content",),)
     )
     bounds.check_blocks(raw.get("system"), param="system")
+    bounds.check_stop(raw.get("stop_sequences"), param="stop_sequences", limit=bounds.MAX_ITEMS)
     refuse_unsupported(raw, unsupported)
     for check in (refuse_builtin_tools, *refuse):
         check(raw)
