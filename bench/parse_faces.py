@@ -55,11 +55,16 @@ def run_sync(coroutine: Coroutine[Any, Any, R]) -> R:
 
 
 def chat(body: bytes) -> Any:
-    parsed = completions.parse_request(body, max_prompt_chars=SETTINGS.max_prompt_chars)
-    return after(parsed)
+    return after(read_chat(body))
+
+
+def read_chat(body: bytes) -> ChatCompletionRequest:
+    return completions.parse_request(body, max_prompt_chars=SETTINGS.max_prompt_chars)
 
 
 def after(parsed: ChatCompletionRequest) -> Any:
+    """What `serving.serve` does on the event loop between the parse and the admission's estimate: the
+    input guardrails, the task, its size on the bus (`check_fits`)."""
     GUARDS.run_input(list(parsed.messages))
     task = completions.build_task(parsed, PRINCIPAL, priority=None)
     encoded_size(task)
@@ -67,22 +72,38 @@ def after(parsed: ChatCompletionRequest) -> Any:
 
 
 def responses(body: bytes) -> Any:
+    return after(read_responses(body))
+
+
+def read_responses(body: bytes) -> ChatCompletionRequest:
     talk = run_sync(chain.load(None, "t", body))
-    return after(talk.parse(body, max_prompt_chars=SETTINGS.max_prompt_chars))
+    return talk.parse(body, max_prompt_chars=SETTINGS.max_prompt_chars)
 
 
 def anthropic(body: bytes) -> Any:
+    return after(read_anthropic(body))
+
+
+def read_anthropic(body: bytes) -> ChatCompletionRequest:
     face = run_sync(faces.as_asked(NO_ALIASES, PRINCIPAL, body))  # type: ignore[arg-type]
-    return after(face.parse(body, max_prompt_chars=SETTINGS.max_prompt_chars))
+    return face.parse(body, max_prompt_chars=SETTINGS.max_prompt_chars)
 
 
 def gemini(body: bytes) -> Any:
+    return after(read_gemini(body))
+
+
+def read_gemini(body: bytes) -> ChatCompletionRequest:
     face = _Face("auto", stream=False, sse=False, request_id="req_bench")
-    return after(face.parse(body, max_prompt_chars=SETTINGS.max_prompt_chars))
+    return face.parse(body, max_prompt_chars=SETTINGS.max_prompt_chars)
 
 
 def legacy_completion(body: bytes) -> Any:
-    return after(legacy.parse_request(body, max_prompt_chars=SETTINGS.max_prompt_chars))
+    return after(read_legacy(body))
+
+
+def read_legacy(body: bytes) -> ChatCompletionRequest:
+    return legacy.parse_request(body, max_prompt_chars=SETTINGS.max_prompt_chars)
 
 
 def embeddings_request(body: bytes) -> Any:

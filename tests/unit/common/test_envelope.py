@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pytest
 
-from switchyard.common.envelope import MAX_EVENT_BYTES, decode, encode
+from switchyard.common.envelope import MAX_EVENT_BYTES, decode, encode, written
 from switchyard.common.errors import InvalidEvent
 from switchyard.common.events import ChatMessage, ChatRequest, TaskClassified, TaskSubmitted
 
@@ -71,3 +73,30 @@ def test_invalid_payload_names_the_field() -> None:
 def test_oversized_event_is_refused() -> None:
     with pytest.raises(InvalidEvent, match="exceeds"):
         decode(b" " * (MAX_EVENT_BYTES + 1))
+
+
+def test_writing_a_large_payload_sets_off_no_collection_and_data_written_once_is_put_in_as_it_is() -> None:
+    """A large task's values as Python objects live only until written: the collections their allocation
+    set off walked them, and every object of the process once enough were promoted (0.5-0.8 s on a
+    gateway). And a task written by its check (`written`) is published as written: the same event."""
+    messages = [ChatMessage(role="user", content=f"m{n}") for n in range(30_000)]
+    task = TaskSubmitted(
+        task_id="t1",
+        tenant_id="acme",
+        request=ChatRequest(messages=messages),
+        submitted_at=datetime(2026, 12, 6, tzinfo=UTC),
+    )
+    collections: list[int] = []
+
+    def seen(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    gc.callbacks.append(seen)
+    try:
+        _, dumped = encode(task, source="t", event_id="e1")
+    finally:
+        gc.callbacks.remove(seen)
+    assert collections in ([], [0]) and gc.isenabled()  # at most one young collection, of what was left
+    _, as_written = encode(task, source="t", event_id="e1", data=written(task))
+    assert decode(as_written)[1] == decode(dumped)[1] == task

@@ -3,7 +3,6 @@ lines, and its requests file as the batch runner reads it."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import orjson
@@ -14,6 +13,7 @@ from switchyard.gateway.batches.models import Batch, LineError, RequestCounts
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.message_batches.models import message_batch
 from switchyard.gateway.message_batches.service import requests_file
+from tests.support.loop_gaps import longest_gap
 
 BASE = "http://gw"
 
@@ -124,23 +124,7 @@ async def test_a_large_create_leaves_the_event_loop_free() -> None:
     started = time.monotonic()
     orjson.loads(body)
     reading = time.monotonic() - started
-    longest = 0.0
-
-    async def tick() -> None:
-        nonlocal longest
-        last = time.monotonic()
-        while True:
-            await asyncio.sleep(0.005)
-            now = time.monotonic()
-            longest, last = max(longest, now - last), now
-
-    ticker = asyncio.create_task(tick())
-    await asyncio.sleep(0.02)
-    started = time.monotonic()
-    count, data = await requests_file(body, max_body_bytes=4096)
-    took = time.monotonic() - started
-    await asyncio.sleep(0.02)  # the ticker sees the last gap
-    ticker.cancel()
+    (count, data), longest, took = await longest_gap(requests_file(body, max_body_bytes=4096), tick_s=0.005)
     assert count == 100_000 and data.count(b"\n") == 100_000
     # read in one call, the rest in steps: the longest pause is about the read (a third of the whole);
     # checked in one call, it was the whole. Margins for a loaded machine's scheduling.

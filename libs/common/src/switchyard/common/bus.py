@@ -140,8 +140,12 @@ class EventPublisher:
         tenant_id: str | None = None,
         event_subject: str | None = None,
         traceparent: str | None = None,
+        data: bytes | None = None,
     ) -> str:
-        target, eid, body = self._encode(payload, subject, event_id, tenant_id, event_subject, traceparent)
+        """`data`: the payload as `envelope.written` wrote it already (a large task, written once)."""
+        target, eid, body = self._encode(
+            payload, subject, event_id, tenant_id, event_subject, traceparent, data=data
+        )
         ack = await self.publish_raw(target, body, msg_id=eid)
         if not ack.duplicate:  # a redelivery's re-publish is stored once, and counted once
             metrics.observe_published(payload)
@@ -197,6 +201,8 @@ class EventPublisher:
         tenant_id: str | None,
         event_subject: str | None,
         traceparent: str | None,
+        *,
+        data: bytes | None = None,
     ) -> tuple[str, str, bytes]:
         target = subject or type(payload).SUBJECT
         if target is None:
@@ -210,6 +216,7 @@ class EventPublisher:
             tenant_id=tenant_id,
             subject=event_subject,
             traceparent=traceparent,
+            data=data,
         )
         return target, eid, body
 

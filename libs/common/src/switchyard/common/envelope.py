@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from switchyard.common import collector
 from switchyard.common.errors import InvalidEvent
 from switchyard.common.events.base import EventPayload
 from switchyard.common.events.registry import event_model
@@ -48,8 +49,10 @@ def encode(
     tenant_id: str | None = None,
     subject: str | None = None,
     traceparent: str | None = None,
+    data: bytes | None = None,
 ) -> tuple[str, bytes]:
-    """Returns (event id, JSON bytes) of a structured-mode CloudEvent carrying `payload`."""
+    """Returns (event id, JSON bytes) of a structured-mode CloudEvent carrying `payload` (`data`: the
+    payload as `written` already, put in as it is)."""
     eid = event_id or new_id()
     envelope: dict[str, Any] = {
         "specversion": "1.0",
@@ -58,7 +61,6 @@ def encode(
         "type": type(payload).EVENT_TYPE,
         "time": datetime.now(UTC).isoformat(),
         "datacontenttype": "application/json",
-        "data": payload.model_dump(mode="json", exclude_none=True),
     }
     if subject:
         envelope["subject"] = subject
@@ -66,18 +68,31 @@ def encode(
         envelope["tenantid"] = tenant_id
     if traceparent:
         envelope["traceparent"] = traceparent
-    return eid, orjson.dumps(envelope)
+    if data is not None:
+        envelope["data"] = orjson.Fragment(data)
+        return eid, orjson.dumps(envelope)
+    with collector.paused():  # its values live only until written
+        envelope["data"] = payload.model_dump(mode="json", exclude_none=True)
+        return eid, orjson.dumps(envelope)
 
 
 def encoded_size(payload: EventPayload, *, within: int = 0) -> int:
-    """The bytes `payload` takes as an event's `data` (the envelope's other fields add a few hundred).
-    Written as deep as it travels: in the envelope's `data`, and `within` fields of other events further
-    down (a task in TaskClassified's and TaskRouted's `task`: 1), so that a payload nested too deep for
-    any of them raises here as `encode` would there (orjson.JSONEncodeError; pydantic's ValueError)."""
-    carried: Any = payload.model_dump(mode="json", exclude_none=True)
-    for _ in range(within + 1):
-        carried = [carried]
-    return len(orjson.dumps(carried)) - 2 * (within + 1)
+    """The bytes `payload` takes as an event's `data` (the envelope's other fields add a few hundred);
+    `within` as for `written`."""
+    return len(written(payload, within=within))
+
+
+def written(payload: EventPayload, *, within: int = 0) -> bytes:
+    """`payload` as an event's `data` (JSON), which `encode` takes as it is. Written as deep as it travels:
+    in the envelope's `data`, and `within` fields of other events further down (a task in TaskClassified's
+    and TaskRouted's `task`: 1), so that a payload nested too deep for any of them raises here as `encode`
+    would there (orjson.JSONEncodeError; pydantic's ValueError)."""
+    with collector.paused():  # its values live only until written
+        carried: Any = payload.model_dump(mode="json", exclude_none=True)
+        for _ in range(within + 1):
+            carried = [carried]
+        text = orjson.dumps(carried)
+    return text[within + 1 : len(text) - within - 1]
 
 
 def decode_envelope(raw: bytes) -> CloudEvent:

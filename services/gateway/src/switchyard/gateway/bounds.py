@@ -1,10 +1,12 @@
 """How many items the gateway reads from one request body, counted on the JSON as read, before any of it is
-validated or converted. Reading a body runs on the event loop before the rate limits (every request of
-the replica waits meanwhile) and costs a few microseconds per item whatever its size: a body of the
-largest size (SWITCHYARD_MAX_BODY_BYTES) made of hundreds of thousands of empty messages or parts held
-the loop for seconds. These counts bound it (~0.5 s at the limit on a 2-core machine, see
-bench/parse_cost.py); each is far above what clients send (a coding agent's longest session: a few
-thousand messages and blocks) and refused with a 400 `array_above_max_length` naming the array.
+validated or converted. Reading a body runs before the rate limits and costs a few microseconds per item
+whatever its size: a body of the largest size (SWITCHYARD_MAX_BODY_BYTES) made of hundreds of thousands of
+empty messages or parts held the event loop (every request of the replica waiting) for seconds. These
+counts bound its CPU (0.1-0.8 s at the limit on a 2-core machine, see bench/parse_cost.py); each is far
+above what clients send (a coding agent's longest session: a few thousand messages and blocks) and refused
+with a 400 `array_above_max_length` naming the array. A body past READ_INLINE_BYTES is read on a worker
+thread (`read_off_loop`), so the loop is held at most ~0.1-0.3 s by any body the limits take
+(bench/loop_lag.py).
 
 - A conversation (chat `messages`, Responses `input` with the stored conversation it continues,
   Anthropic `messages`, Gemini `contents`) holds at most MAX_ITEMS items in all: its turns, their content
@@ -25,14 +27,15 @@ thousand messages and blocks) and refused with a 400 `array_above_max_length` na
 
 from __future__ import annotations
 
+import asyncio
 import functools
-import gc
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from typing import Any, ParamSpec, TypeVar
 
 import orjson
 
+from switchyard.common import collector
 from switchyard.common.events.tasks import MAX_EMBEDDING_INPUTS
 from switchyard.gateway.errors import InvalidRequest
 
@@ -43,6 +46,8 @@ MAX_TOOLS = 128
 MAX_EMBEDDING_TOKENS = 300_000  # OpenAI's: "summed across all inputs in a single request"
 MAX_STOP = 4  # OpenAI's `stop`: "Up to 4 sequences where the API will stop generating further tokens"
 TOO_LONG = "array_above_max_length"  # OpenAI's code for an array longer than it takes
+# A body up to this size is read on the event loop (at most ~8,000 items: ~0.05 s); larger, on a thread
+READ_INLINE_BYTES = 256 * 1024
 
 
 NESTING = "nesting_too_deep"
@@ -148,21 +153,24 @@ def check_token_ids(value: Any, *, param: str) -> None:
         )
 
 
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector paused while a body is read (synchronously: nothing else runs on
-    the loop meanwhile). Reading allocates an object per JSON value and per model, and the collections that
-    triggered (each full one walking every object of the process, the gateway's own too) were 40-60% of a
-    large body's read (bench/parse_cost.py). A read makes no garbage cycles; what it allocated is looked at
-    by the collections after it, as before."""
-    if not gc.isenabled():  # paused already (a read within a read)
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
+def collector_paused() -> AbstractContextManager[None]:
+    """The collector paused while a body is read (`collector.paused`), what the read allocated then going
+    to the oldest generation: the collections that triggered during reads were 40-60% of a large body's
+    read (bench/parse_cost.py), and after it they walked all of it, in whatever request came next. A read
+    on a thread (`read_off_loop`) pauses it for the whole process, for that read at most."""
+    return collector.paused(promote=True)
+
+
+async def read_off_loop(read: Callable[[], R], *, size: int) -> R:
+    """`read()` (a face's parser of a body of `size` bytes) on a worker thread when the body is larger than
+    READ_INLINE_BYTES: the largest bodies the limits take read in up to ~1 s (tool calls and their results,
+    bench/parse_cost.py), which on the event loop every request of the replica waited for. On a thread the
+    loop goes on between the interpreter's switches (5 ms); what holds it still is the parser's longest call
+    into C (reading the JSON, a model's validation: up to ~0.25 s for a max-size body). A smaller body is
+    read where it is, the thread's hand-over costing more than its read."""
+    if size <= READ_INLINE_BYTES:
+        return read()
+    return await asyncio.to_thread(read)
 
 
 def reads(function: Callable[P, R]) -> Callable[P, R]:

@@ -22,6 +22,7 @@ from switchyard.common import tracing
 from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted
 from switchyard.gateway import (
     bodies,
+    bounds,
     completions,
     embeddings,
     outcomes,
@@ -66,8 +67,10 @@ async def serve(request: Request, face: Face) -> Response:
         body = await bodies.read_request_body(request, gw.settings)
         if face.bind is not None:
             face = await face.bind(gw, principal, body)
-        parsed = face.parse(body, max_prompt_chars=gw.settings.max_prompt_chars)
-        del body
+        size = len(body)
+        parse = functools.partial(face.parse, body, max_prompt_chars=gw.settings.max_prompt_chars)
+        parsed = await bounds.read_off_loop(parse, size=size)
+        del body, parse
         if gw.guardrails is not None:
             parsed = await gw.guardrails.screen_input(parsed, principal=principal, **_where(request))
         allowed = allowed_models(principal.key_policy)
@@ -76,7 +79,7 @@ async def serve(request: Request, face: Face) -> Response:
         priority = request.headers.get("x-switchyard-priority")
         task = _bounded(completions.build_task(parsed, principal, priority=priority), wait.task_left())
         cached, stages, admitted, headers = await _admit(
-            request, gw, principal, task, started=started, timeout_s=wait.left()
+            request, gw, principal, task, started=started, timeout_s=wait.left(), size=size
         )
         timeout = wait.left()  # from the request's arrival: what it spent here is spent of it
     if cached is not None and cached.hit is not None and gw.cache is not None:
@@ -165,15 +168,17 @@ async def _admit(
     *,
     started: float,
     timeout_s: float,
+    size: int,
 ) -> tuple[Lookup | None, overhead.Stages, Pass, dict[str, str]]:
     """A built task up to its admission: whether the bus can carry it (before anything is taken of the
     limits or the budget, whose estimates a task that size would only mislead), its cache look-up, the
     stages so far, its admission (rate limits, budget; `timeout_s`: how long its answer is waited for),
-    and the response headers these give."""
+    and the response headers these give. `size`: the body's, which says whether its task is written on a
+    worker thread."""
     tracing.annotate(
         task_id=task.task_id, tenant_id=principal.tenant_id, gen_ai__request__model=task.request.model
     )
-    gw.tasks.check_fits(task)
+    await gw.tasks.check_fits_off_loop(task, size=size)
     cached = await replay.look_up(gw.cache, request, principal, task)
     stages = overhead.Stages(started)
     stages.mark("prep")
@@ -264,14 +269,15 @@ async def serve_embeddings(request: Request, face: EmbeddingsFace = OPENAI_EMBED
     principal = await authenticate(request, gw.verifier)
     async with gw.intake.taking(request):  # the body's bytes, up to its task's admission
         body = await bodies.read_request_body(request, gw.settings)
-        parsed = face.parse(body, gw.settings)
+        size = len(body)
+        parsed = await bounds.read_off_loop(functools.partial(face.parse, body, gw.settings), size=size)
         del body
         priority = request.headers.get("x-switchyard-priority")
         wait = timeouts.wait_for(request.headers, gw.settings, since=started)
         parsed, task = await _embedding_task(gw, principal, parsed, priority=priority, where=_where(request))
         task = _bounded(task, wait.task_left())
         cached, stages, admitted, headers = await _admit(
-            request, gw, principal, task, started=started, timeout_s=wait.left()
+            request, gw, principal, task, started=started, timeout_s=wait.left(), size=size
         )
     timeout = wait.left()
     if cached is not None and cached.hit is not None and gw.cache is not None:
@@ -339,20 +345,24 @@ async def submit(request: Request) -> TaskState:
     principal = await authenticate(request, gw.verifier)
     async with gw.intake.taking(request):  # the body's bytes, up to its task's admission and publishing
         body = await bodies.read_request_body(request, gw.settings)
+        parse = functools.partial(
+            completions.parse_request, body, max_prompt_chars=gw.settings.max_prompt_chars
+        )
         try:
-            parsed = completions.parse_request(body, max_prompt_chars=gw.settings.max_prompt_chars)
+            parsed = await bounds.read_off_loop(parse, size=len(body))
         except InvalidRequest as exc:
             missing = exc.code == "missing_field" and exc.param == "messages"
             if missing and "input" in bodies.json_object(body):  # read again only then: it may be 8 MB
                 exc.message += "; the task API runs chat tasks: embeddings are served by POST /v1/embeddings"
             raise
-        digest = hashlib.sha256(body).hexdigest()
+        digest, size = hashlib.sha256(body).hexdigest(), len(body)
         del body
         return await submit_parsed(
             gw,
             principal,
             parsed,
             digest=digest,
+            size=size,
             key=idempotency.idempotency_key(request),
             priority=request.headers.get("x-switchyard-priority"),
             where=_where(request),
@@ -372,6 +382,7 @@ async def submit_parsed(
     task_id: str | None = None,
     batch: bool = False,
     timeout_s: float | None = None,
+    size: int = 0,
 ) -> TaskState:
     """A parsed chat request submitted as a task (the task API's steps after reading the body: input
     guardrails, the model catalogue, admission), or an embeddings request (a batch's line: as
@@ -379,7 +390,8 @@ async def submit_parsed(
     the task id is derived from it (or is `task_id`, a caller's own derivation: the batch runner's), and
     a task already there is answered instead. A `batch` line is admitted within its organisation's batch
     slots (`limits.models.checks`), and its task says it is one (`TaskSubmitted.batch`). Nobody waits for
-    the task on a connection: it may run `timeout_s` (default: the longest a request may, `timeouts`)."""
+    the task on a connection: it may run `timeout_s` (default: the longest a request may, `timeouts`).
+    `size`: the body's (a large one's task is written on a worker thread)."""
     if isinstance(parsed, embeddings.Embeddings):
         _, task = await _embedding_task(gw, principal, parsed, priority=priority, where=where)
     else:
@@ -402,7 +414,7 @@ async def submit_parsed(
         )
         if (existing := await gw.runs.store.get(task.task_id)) is not None:
             return idempotency.replayed(existing, digest)
-    gw.tasks.check_fits(task)  # before admission, as `_admit` checks
+    await gw.tasks.check_fits_off_loop(task, size=size)  # before admission, as `_admit` checks
     admitted = await gw.admission.admit(
         principal,
         task.request,

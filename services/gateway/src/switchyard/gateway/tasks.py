@@ -10,6 +10,7 @@ import asyncio
 import logging
 import math
 import time
+import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +24,7 @@ from nats.js.errors import NotFoundError
 from switchyard.common import ids, subjects
 from switchyard.common.background import Background
 from switchyard.common.bus import EventPublisher
-from switchyard.common.envelope import MAX_EVENT_BYTES, decode, encoded_size
+from switchyard.common.envelope import MAX_EVENT_BYTES, decode, written
 from switchyard.common.errors import InvalidEvent
 from switchyard.common.events import (
     ChatRequest,
@@ -34,7 +35,7 @@ from switchyard.common.events import (
     TaskTimedOut,
 )
 from switchyard.common.streaming import Chunk, decode_chunk
-from switchyard.gateway.bounds import collector_paused, too_deep
+from switchyard.gateway.bounds import READ_INLINE_BYTES, too_deep
 from switchyard.gateway.errors import BusPayloadExceeded
 from switchyard.gateway.stopping import Stop
 
@@ -71,6 +72,10 @@ class TaskClient:
         self._nc = nc
         self._publisher = publisher
         self._abandoning = Background()
+        # What `check_fits` wrote of each task not published yet, by the task's id() while it lives: a task
+        # is written once, on a worker thread when large (`check_fits_off_loop`), and published as written
+        # (nothing changes a task between its check and its publishing)
+        self._written: dict[int, bytes] = {}
 
     def max_task_bytes(self) -> int:
         """The largest task event the bus carries: the server's `max_payload` (as it told this connection)
@@ -81,20 +86,38 @@ class TaskClient:
         """413 `bus_max_payload_exceeded` for a task the bus cannot carry through the pipeline. Checked
         before anything is subscribed or published: published, such a task would be refused by the
         client library (larger than `max_payload`) or dead-lettered by the first consumer, and its
-        request would wait for its timeout."""
+        request would wait for its timeout. What it writes is kept for the task's publishing."""
+        if id(task) not in self._written:
+            self._keep(task, self._write(task))
+
+    async def check_fits_off_loop(self, task: TaskSubmitted, *, size: int) -> None:
+        """`check_fits` on a worker thread for the task of a body of `size` bytes past READ_INLINE_BYTES:
+        writing the task of a body of the largest size the limits take (100,000 turns and calls) held the
+        event loop ~0.1-0.3 s, as long again for its publishing (bench/loop_lag.py)."""
+        if size <= READ_INLINE_BYTES or id(task) in self._written:
+            self.check_fits(task)
+            return
+        self._keep(task, await asyncio.to_thread(self._write, task))
+
+    def _write(self, task: TaskSubmitted) -> bytes:
         try:
-            with collector_paused():  # a large task's every value is written once more (bounds)
-                size = encoded_size(task, within=1)  # as TaskClassified and TaskRouted carry it
+            data = written(task, within=1)  # as TaskClassified and TaskRouted carry it
         except (ValueError, orjson.JSONEncodeError) as exc:  # pydantic's and orjson's serializers stop at
             raise too_deep(None, exc) from None  # ~255 levels: a body nested that deep
         limit = self.max_task_bytes()
-        if size > limit:
+        if len(data) > limit:
             raise BusPayloadExceeded(
-                f"The request is {size} bytes as a task on the message bus, which carries at most {limit} "
-                f"bytes per task (the bus's max_payload of {self._nc.max_payload} bytes, less "
+                f"The request is {len(data)} bytes as a task on the message bus, which carries at most "
+                f"{limit} bytes per task (the bus's max_payload of {self._nc.max_payload} bytes, less "
                 f"{EVENT_RESERVE_BYTES} for what the pipeline adds); SWITCHYARD_MAX_BODY_BYTES should be "
                 "below that. Send less: fewer or smaller images, or a compacted conversation"
             )
+        return data
+
+    def _keep(self, task: TaskSubmitted, data: bytes) -> None:
+        key = id(task)
+        self._written[key] = data
+        weakref.finalize(task, self._written.pop, key, None)  # a task never published (refused)
 
     async def _submit(self, task: TaskSubmitted, *, shed: bool = False) -> None:
         await self._publisher.publish(
@@ -102,6 +125,7 @@ class TaskClient:
             event_id=ids.derived_id(task.task_id, "submitted"),
             tenant_id=task.tenant_id,
             event_subject=task.task_id,
+            data=self._written.pop(id(task), None),
         )
         if shed:
             _shed(task)

@@ -15,6 +15,7 @@ the first line whose result was not yet known when the last progress was written
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -26,7 +27,7 @@ from nats.aio.msg import Msg
 
 from switchyard.common import subjects, vectors
 from switchyard.common.events import TaskCompleted
-from switchyard.gateway import serving
+from switchyard.gateway import bounds, serving
 from switchyard.gateway.batches import inputs, lines, render
 from switchyard.gateway.batches.lease import LeasedRun, _with
 from switchyard.gateway.batches.models import BatchError, BatchErrors, BatchRecord, LineError, RequestCounts
@@ -255,13 +256,15 @@ class BatchRun(LeasedRun):
                 await self._refused(line, REVOKED)
                 return None
             try:
-                parsed = lines.parse(
+                parse = functools.partial(
+                    lines.parse,
                     line,
                     endpoint,
                     max_prompt_chars=self.gw.settings.max_prompt_chars,
                     max_body_bytes=self.gw.settings.max_body_bytes,
                     aliases=self.gw.catalog.policy.aliases,
                 )
+                parsed = await bounds.read_off_loop(parse, size=len(line.body))
                 return await serving.submit_parsed(
                     self.gw,
                     self.principal,
@@ -272,6 +275,7 @@ class BatchRun(LeasedRun):
                     where={"request_id": task_id, "endpoint": endpoint},
                     task_id=task_id,
                     batch=True,
+                    size=len(line.body),
                 )
             except APIError as exc:
                 if not _waits(exc):

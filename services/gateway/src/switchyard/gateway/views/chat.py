@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import time
 from typing import Literal
 
@@ -9,7 +10,7 @@ from pydantic import BaseModel
 
 from switchyard.common.media_tokens import MediaRule
 from switchyard.common.tokens import COUNT_INLINE_BYTES, count_prompt_off_loop
-from switchyard.gateway import faces, serving
+from switchyard.gateway import bounds, faces, serving
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.bodies import read_request_body
 from switchyard.gateway.errors import NotFound
@@ -69,7 +70,10 @@ async def count_input_tokens(request: Request) -> InputTokens:
         body = await read_request_body(request, gw.settings)
         talk = await chain.load(gw.responses, principal.tenant_id, body)
         read = body if talk.data is None else talk.data
-        parsed = parse_count_request(read, items=talk.items, stored=gw.responses is not None)
+        parse = functools.partial(
+            parse_count_request, read, items=talk.items, stored=gw.responses is not None
+        )
+        parsed = await bounds.read_off_loop(parse, size=len(body))
         await gw.catalog.check(parsed.model, allowed=allowed_models(principal.key_policy))
         media = MediaRule("openai", model=parsed.model)
         tokens = await count_prompt_off_loop(parsed, large=len(body) > COUNT_INLINE_BYTES, media=media)

@@ -4,6 +4,7 @@ and the REST reference's) and `/v1` (the Python GenAI SDK's default), and the mo
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -16,7 +17,7 @@ from switchyard.common.events import TaskCompleted
 from switchyard.common.media_tokens import MediaRule, image_tokens
 from switchyard.common.policy import Policy
 from switchyard.common.tokens import COUNT_INLINE_BYTES, count_prompt_off_loop
-from switchyard.gateway import bodies, faces, serving
+from switchyard.gateway import bodies, bounds, faces, serving
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.embeddings import Embeddings, Rows
@@ -133,7 +134,9 @@ async def _count_tokens(request: Request, gw: Gateway, model: str) -> Response:
         await gw.admission.limiter.admit_count(principal, now=time.time())
     async with gw.intake.taking(request):  # the body's bytes, up to its count
         body = await bodies.read_request_body(request, gw.settings)
-        chat = parse_count_request(body, model=model)
+        chat = await bounds.read_off_loop(
+            functools.partial(parse_count_request, body, model=model), size=len(body)
+        )
         await gw.catalog.check(model, allowed=allowed_models(principal.key_policy))
         tokens = await count_prompt_off_loop(chat, large=len(body) > COUNT_INLINE_BYTES, media=GEMINI_MEDIA)
         pictures = image_tokens(chat.messages, GEMINI_MEDIA)

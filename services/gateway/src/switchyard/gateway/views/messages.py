@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import time
 
 from fastapi import APIRouter, Request
@@ -8,7 +9,7 @@ from pydantic import BaseModel
 
 from switchyard.common.media_tokens import MediaRule
 from switchyard.common.tokens import COUNT_INLINE_BYTES, count_prompt_off_loop
-from switchyard.gateway import bodies, faces, serving
+from switchyard.gateway import bodies, bounds, faces, serving
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.key_policy import allowed_models
 from switchyard.gateway.messages import CountTokensRequest, MessagesRequest, parse_count_request
@@ -53,7 +54,8 @@ async def count_tokens(request: Request) -> Response:
         await gw.admission.limiter.admit_count(principal, now=time.time())
     async with gw.intake.taking(request):  # the body's bytes, up to its count
         body = await bodies.read_request_body(request, gw.settings)
-        parsed = parse_count_request(body, aliases=gw.catalog.policy.aliases)
+        read = functools.partial(parse_count_request, body, aliases=gw.catalog.policy.aliases)
+        parsed = await bounds.read_off_loop(read, size=len(body))
         await gw.catalog.check(parsed.model, allowed=allowed_models(principal.key_policy))
         tokens = await count_prompt_off_loop(
             parsed, large=len(body) > COUNT_INLINE_BYTES, media=ANTHROPIC_MEDIA
