@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from switchyard.common.events import (
     ChatMessage,
     ChatRequest,
-    FunctionCall,
     FunctionSpec,
     Reasoning,
     ThinkingBlock,
@@ -34,6 +33,7 @@ from switchyard.gateway.schemas import (
     check_prompt_size,
     check_tool_turns,
     refuse_unsupported,
+    tool_call,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -260,10 +260,7 @@ def chat_messages(message: InputMessage) -> list[ChatMessage]:
                 raise InvalidRequest("a tool_use block needs an id and a name", param="messages")
             arguments = bounds.json_text(_extra(block, "input") or {}, param="messages")
             calls.append(
-                ToolCall(
-                    id=str(_extra(block, "id")),
-                    function=FunctionCall(name=str(_extra(block, "name")), arguments=arguments),
-                )
+                tool_call(str(_extra(block, "id")), str(_extra(block, "name")), arguments, param="messages")
             )
         elif block.type == "tool_result":
             out.append(

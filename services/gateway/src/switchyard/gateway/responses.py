@@ -28,7 +28,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from switchyard.common.events import ChatMessage, ChatRequest, FunctionCall, ThinkingBlock, ToolCall
+from switchyard.common.events import ChatMessage, ChatRequest, ThinkingBlock, ToolCall
 from switchyard.common.events.logprobs import MAX_TOP_LOGPROBS
 from switchyard.common.events.tasks import ReasoningEffort
 from switchyard.gateway import bounds
@@ -50,6 +50,7 @@ from switchyard.gateway.schemas import (
     Unsupported,
     check_prompt_size,
     check_tool_turns,
+    tool_call,
 )
 
 RESPONSE_ID = "resp_"  # a response's id is this and its task's id
@@ -386,7 +387,7 @@ def _function_call(item: dict[str, Any], where: str) -> ToolCall:
         if not isinstance(arguments, str):
             raise InvalidRequest(f"{where}.arguments: a JSON string", param=f"{where}.arguments")
     name = flat_name(item.get("namespace"), name)
-    return ToolCall(id=call_id, function=FunctionCall(name=name, arguments=arguments))
+    return tool_call(call_id, name, arguments, param=where)
 
 
 def _output(output: Any, where: str) -> str | list[dict[str, Any]]:

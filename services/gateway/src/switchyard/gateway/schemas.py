@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 from switchyard.common.events import (
     ChatMessage,
     Choice,
+    FunctionCall,
     Reasoning,
     ThinkingBlock,
     TokenLogprob,
@@ -175,6 +176,23 @@ class ChatCompletionRequest(BaseModel):
     def with_thinking(self, reasoning: Reasoning | None) -> ChatCompletionRequest:
         self._thinking = reasoning
         return self
+
+
+MAX_CALL_FIELD = 256  # a tool call's id and name, as the pipeline's `ToolCall` holds them
+
+
+def tool_call(call_id: str, name: str, arguments: str, *, param: str) -> ToolCall:
+    """A tool call of an earlier turn, as a face read it: an id or a name the pipeline cannot hold is the
+    client's 400 naming where it is (it was a ValidationError out of the parser: a 500)."""
+    for field, value in (("id", call_id), ("name", name)):
+        if not 0 < len(value) <= MAX_CALL_FIELD:
+            raise InvalidRequest(
+                f"{param}: a tool call's {field} must be 1 to {MAX_CALL_FIELD} characters "
+                f"(it has {len(value)})",
+                param=param,
+                code="string_above_max_length" if value else "invalid_value",
+            )
+    return ToolCall(id=call_id, function=FunctionCall(name=name, arguments=arguments))
 
 
 def narrow_allowed_tools(parsed: ChatCompletionRequest) -> None:
