@@ -369,9 +369,15 @@ def error_from_body(status: int, raw: bytes, headers: httpx.Headers | None = Non
     lowered = message.lower()
     if "prompt is too long" in lowered or "context window" in lowered:
         kind = "context_too_long"
+    elif "required for long context" in lowered:
+        # a 429 rate_limit_error no wait ends ("Extra usage is required for long context requests."): the
+        # account may not send this model a prompt this long; another model's window may take it
+        kind = "context_too_long"
     elif "content filtering" in lowered or "usage policy" in lowered:
         kind = "content_policy"
-    elif "credit balance" in lowered:  # a 400 invalid_request_error: "Your credit balance is too low ..."
+    elif "credit balance" in lowered or "specified api usage limits" in lowered:
+        # 400 invalid_request_error: "Your credit balance is too low ..." / "You have reached your
+        # specified API usage limits. You will regain access on <date>" (the Console's spend limit)
         kind = "quota_exhausted"
     delay = retry_after(headers) if headers is not None else None
     text = (
