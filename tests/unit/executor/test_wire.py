@@ -146,7 +146,8 @@ def test_openai_error_mapping(status: int, body: bytes, kind: str, retryable: bo
         (  # the spend limit set in the Console (Claude Code users quote it: anthropics/claude-code#38035)
             400,
             "invalid_request_error",
-            "You have reached your specified API usage limits. You will regain access on 2026-04-01 at 00:00 UTC.",
+            "You have reached your specified API usage limits. You will regain access on 2026-04-01 at "
+            "00:00 UTC.",
             "quota_exhausted",
         ),
         (  # a 429 no wait ends: a prompt past 200k tokens needs the account's extra usage (#33514)
