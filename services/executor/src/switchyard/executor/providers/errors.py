@@ -17,11 +17,11 @@
 `quota_exhausted`: the provider account behind the executor's key is out of credit or over its billing
 limit (OpenAI's `insufficient_quota`, Anthropic's `billing_error`, "credit balance is too low" and "reached
 your specified API usage limits", a 402 Payment Required, Gemini's depleted prepay credits). Not a rate
-limit: no wait makes it pass, only an operator topping the account up. Like `auth`, it stays until someone acts, and counts against the
-provider's health (breakers, routing). Anthropic's 429 "Extra usage is required for long context requests"
-is `context_too_long`: that account may not send a prompt this long to the model, but another model may
-take it, and shorter prompts still pass (so not held against the model's health).
-"""
+limit: no wait makes it pass, only an operator topping the account up. Like `auth`, it stays until
+someone acts, and counts against the provider's health (breakers, routing). Anthropic's 429 "Extra usage
+is required for long context requests" is `context_too_long`: that account may not send a prompt this
+long to the model, but another model may take it, and shorter prompts still pass (so not held against
+the model's health)."""
 
 from __future__ import annotations
 
