@@ -300,6 +300,16 @@ def test_the_function_calling_modes() -> None:
         {**base, "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["z"]}}}
     )
     assert unknown.param == "toolConfig.functionCallingConfig.allowedFunctionNames"
+    # bounded as the declarations are (a list of millions was read whole and echoed in the message)
+    many = [f"f{n}" for n in range(129)]
+    too_many = refused(
+        {**base, "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": many}}}
+    )
+    assert too_many.param == "toolConfig.functionCallingConfig.allowedFunctionNames"
+    named = refused(
+        {**base, "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": many[:9]}}}
+    )
+    assert "'f0', 'f1', 'f2', 'f3', 'f4'] and more are not declared" in str(named)
 
 
 def test_images_and_pdfs_are_read_and_other_inputs_refused() -> None:

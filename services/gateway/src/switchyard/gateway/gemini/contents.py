@@ -219,7 +219,8 @@ def _tools(parsed: GenerateContentRequest) -> tuple[list[ToolSpec] | None, str |
         unknown = sorted(set(allowed) - {d.name for d in declarations})
         if unknown:
             raise InvalidRequest(
-                f"toolConfig.functionCallingConfig.allowedFunctionNames: {unknown} are not declared",
+                f"toolConfig.functionCallingConfig.allowedFunctionNames: {unknown[:5]}"
+                f"{' and more' if len(unknown) > 5 else ''} are not declared",
                 param="toolConfig.functionCallingConfig.allowedFunctionNames",
             )
         declarations = [d for d in declarations if d.name in allowed]

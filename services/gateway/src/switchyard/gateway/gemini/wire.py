@@ -5,7 +5,7 @@ the face does not know are ignored (`safetySettings`, `mediaResolution`, ...).""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
@@ -94,7 +94,10 @@ class Tool(_Gemini):
 
 class FunctionCallingConfig(_Gemini):
     mode: Literal["MODE_UNSPECIFIED", "AUTO", "ANY", "NONE", "VALIDATED"] | None = None
-    allowed_function_names: list[str] | None = None
+    # a subset of the declarations (at most 128): bounded, as a list of millions was read and echoed
+    allowed_function_names: list[Annotated[str, Field(max_length=256)]] | None = Field(
+        default=None, max_length=128
+    )
 
     @field_validator("mode", mode="before")
     @classmethod
