@@ -248,6 +248,18 @@ async def test_an_account_out_of_credit_falls_back_and_counts_against_its_provid
     with pytest.raises(Exception, match=r"\(a: rate_limited; b: quota_exhausted\)") as caught:
         await busy_then_broke.request(CALL)
     assert caught.value.kind == "rate_limited"  # type: ignore[attr-defined]
+    # this executor's own rpm/tpm limit refuses without a retry of the same model (`LimitGuard`), and is as
+    # passing: it stood for nothing before, and the chain ended on the out-of-credit account
+    own_limit = provider_error("rate_limited", "openai: this executor's rpm/tpm limit", retryable=False)
+    limited_then_broke = FallbackProvider(
+        [
+            Target("a", ScriptedProvider(own_limit), "x"),
+            Target("b", ScriptedProvider(fails("quota_exhausted")), "y"),
+        ]
+    )
+    with pytest.raises(Exception, match="every candidate failed") as caught:
+        await limited_then_broke.request(CALL)
+    assert caught.value.kind == "rate_limited"  # type: ignore[attr-defined]
 
 
 async def test_streamed_fallback_switches_before_text_and_never_after() -> None:

@@ -72,8 +72,9 @@ class FallbackProvider:
         # The last error's kind stands for the whole chain, since a caller needs one; the message names all.
         # Not a wrong key's or an account's out of credit (`auth`, `quota_exhausted`, which the gateway
         # answers `x-should-retry: false`) when an earlier candidate failed for a passing reason: the
-        # caller's retry can reach that one again.
-        passing = [e for _, e in self.errors if e.retryable or e.kind == "circuit_open"]
+        # caller's retry can reach that one again (a rate limit is passing even where the same model is
+        # not retried at once: this executor's own rpm/tpm limit, `LimitGuard`).
+        passing = [e for _, e in self.errors if e.retryable or e.kind in ("circuit_open", "rate_limited")]
         stands = passing[-1] if last.kind in OPERATOR_FAILURES and passing else last
         return ProviderError(
             f"every candidate failed ({summary}); last: {last.message}",
