@@ -1,15 +1,17 @@
 """Speed of the local embedding model (`local/all-minilm-l6-v2`) on requests of many inputs.
 
     .venv/bin/python bench/local_embeddings_bench.py [--sizes 1,16,128,512] [--seconds 8]
-        [--concurrency 8] [--json out.json]
+        [--concurrency 8] [--texts paragraphs|queries] [--batch-tokens 128] [--json out.json]
 
 It drives the executor's adapter (`LocalEmbeddings`, the one `POST /v1/embeddings` reaches on `make run`)
 in this process, on the real fp32 ONNX files: what is measured is the model's work per request (tokenising,
 ONNX Runtime runs, the worker thread), not the gateway and the bus, which cost the same per request
 whatever the model does (README "Embeddings": ~6.5 ms a single short text through the whole stack).
 
-Inputs are README.md's paragraphs (technical prose, 20 to 256 word pieces, RAG-chunk lengths), drawn with a
-fixed seed, so every run and every branch embeds the same texts. Each size: requests of that many inputs
+Inputs are README.md's paragraphs (technical prose, 20 to 256 word pieces, ~175 on average: RAG-chunk
+lengths), or with `--texts queries` 5 to 20 of its words (search queries, labels), drawn with a fixed seed,
+so every run and every branch embeds the same texts. `--batch-tokens 1` runs each text alone, as the
+adapter did before it grouped texts. Each size: requests of that many inputs
 one after another for at most `--seconds` (and at most 40 requests): inputs/s, p50/p99 latency, and the
 process's CPU ms per input (robust on a busy shared machine, where wall time is not). Then `--concurrency`
 callers each sending one short query at a time (5 to 20 words) for `--seconds`: requests/s and latency.
@@ -32,6 +34,7 @@ from typing import Any
 
 from switchyard.executor.providers.base import EmbeddingCall
 from switchyard.executor.providers.local import LocalEmbeddings, files_loader
+from switchyard.executor.providers.local.embeddings import BATCH_TOKENS
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "local/all-minilm-l6-v2"
@@ -81,7 +84,9 @@ async def sized(local: LocalEmbeddings, pool: list[str], size: int, seconds: flo
     }
 
 
-async def concurrent(local: LocalEmbeddings, words: list[str], callers: int, seconds: float) -> dict[str, Any]:
+async def concurrent(
+    local: LocalEmbeddings, words: list[str], callers: int, seconds: float
+) -> dict[str, Any]:
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
     cpu0 = cpu_s()
@@ -108,16 +113,30 @@ async def concurrent(local: LocalEmbeddings, words: list[str], callers: int, sec
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="1,16,128,512")
     parser.add_argument("--seconds", type=float, default=8.0, help="at most this long per phase")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--texts", choices=("paragraphs", "queries"), default="paragraphs", help="queries: 5 to 20 words each"
+    )
+    parser.add_argument(
+        "--batch-tokens", type=int, default=BATCH_TOKENS, help="padded tokens a run (1: each text alone)"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     pool = paragraphs()
     words = sorted({w for p in pool for w in p.split() if w.isalpha()})
-    local = LocalEmbeddings(files_loader(None, build=True))
-    results: dict[str, Any] = {"sizes": [], "load_before": os.getloadavg()[0]}
+    if args.texts == "queries":
+        pool = queries(2000, random.Random(5), words)
+    local = LocalEmbeddings(files_loader(None, build=True), batch_tokens=args.batch_tokens)
+    results: dict[str, Any] = {
+        "args": vars(args) | {"json": None},
+        "sizes": [],
+        "load_before": os.getloadavg()[0],
+    }
     try:
         await local.embed(EmbeddingCall(model=MODEL, inputs=tuple(pool[:8]), timeout_s=120))  # loaded, warm
         for size in (int(s) for s in args.sizes.split(",")):

@@ -67,9 +67,50 @@ async def test_the_vectors_are_sentence_transformers_own(local: LocalEmbeddings)
 
 
 async def test_a_vector_does_not_depend_on_the_texts_beside_it(local: LocalEmbeddings) -> None:
+    """Beyond float rounding: a short text shares its ONNX Runtime run with others, padded."""
     alone = rows(await local.embed(ask(["tea or coffee?"])))
-    together = rows(await local.embed(ask(["a long text about databases " * 20, "tea or coffee?", ""])))
-    assert np.array_equal(alone[0], together[1])
+    texts = ["a long text about databases " * 20, "tea or coffee?", "", "hi"]
+    together = await local.embed(ask(texts))
+    assert np.allclose(alone[0], rows(together)[1], rtol=0, atol=1e-6)
+    assert (await local.embed(ask(texts))).vectors == together.vectors  # the same request, the same bytes
+
+
+def _mixed_texts() -> list[str]:
+    """Texts of every length in a shuffled order: queries of a few word pieces, sentences, paragraphs,
+    texts cut at 256 word pieces, and the empty text ([CLS] [SEP] only)."""
+    readme = (ROOT.parent / "README.md").read_text(encoding="utf-8").split("\n\n")
+    rng = np.random.default_rng(5)
+    texts = [s["text"] for s in REFERENCE["sentences"]]
+    texts += [
+        " ".join(rng.choice(["tea", "naïve", "café", "数据", "rows", "index"], size=n)) for n in range(1, 40)
+    ]
+    texts += [p for p in readme if 40 < len(p) < 3000][:60]
+    texts += ["The quick brown fox jumps over the lazy dog. " * 80, "word " * 300, "", "😀"]
+    return [texts[i] for i in rng.permutation(len(texts))]
+
+
+async def test_grouped_runs_give_each_texts_own_vector_in_its_place(local: LocalEmbeddings) -> None:
+    """The texts of a request share runs by length; each vector equals that text's run alone (the path
+    before grouping: `batch_tokens=1`), in the request's order, with the same word pieces counted."""
+    texts = _mixed_texts()
+    alone = LocalEmbeddings(files_loader(None, build=True), batch_tokens=1)
+    try:
+        single = [await alone.embed(ask([text])) for text in texts]
+    finally:
+        await alone.aclose()
+    reply = await local.embed(ask(texts))
+    ours = rows(reply)
+    expected = np.concatenate([rows(r) for r in single])
+    assert reply.count == len(texts) and ours.shape == expected.shape
+    cosines = (ours * expected).sum(1)  # both unit length
+    assert cosines.min() >= 0.99999, cosines.argmin()
+    assert np.abs(ours - expected).max() < 1e-6
+    assert reply.usage.prompt_tokens == sum(r.usage.prompt_tokens for r in single)
+    counts = [r.usage.prompt_tokens for r in single]
+    assert max(counts) == 256 and min(counts) == 2  # cut texts and the empty one were among them
+    # reversed, the same vectors come back reversed
+    backwards = rows(await local.embed(ask(texts[::-1])))
+    assert np.abs(backwards[::-1] - ours).max() < 1e-6
 
 
 async def test_work_that_cannot_finish_within_the_timeout_is_refused_unsent(local: LocalEmbeddings) -> None:
