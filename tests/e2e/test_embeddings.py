@@ -92,6 +92,31 @@ def test_a_request_over_the_inline_limit_is_answered_whole(stack: RunningStack) 
     assert took < 20
 
 
+def test_a_rag_sized_request_of_mixed_lengths_keeps_each_texts_vector_in_place(stack: RunningStack) -> None:
+    """300 texts from a few word pieces to past the 256 the model reads, shuffled: the local model runs
+    the short ones several to a run, sorted by length. Each vector is its text's own (as asked alone, and
+    in the reverse order), the word pieces are counted once each, floats and base64 agree."""
+    paragraphs = [
+        p for p in (Path(__file__).parents[2] / "README.md").read_text().split("\n\n") if len(p) > 40
+    ]
+    texts = [f"query {n}: reset my password" for n in range(150)] + paragraphs[:140]
+    texts += ["The quick brown fox jumps over the lazy dog. " * 60] * 5 + ["naïve café 数据"] * 5
+    texts = [texts[i] for i in np.random.default_rng(3).permutation(len(texts))]
+    client = _client(stack)
+    reply = client.embeddings.create(model=MODEL, input=texts)  # base64 on the wire
+    got = np.asarray([d.embedding for d in reply.data], dtype=np.float32)
+    assert [d.index for d in reply.data] == list(range(len(texts))) and got.shape == (300, 384)
+    backwards = client.embeddings.create(model=MODEL, input=texts[::-1], encoding_format="float")
+    assert backwards.usage.prompt_tokens == reply.usage.prompt_tokens
+    assert np.abs(np.asarray([d.embedding for d in backwards.data])[::-1] - got).max() < 1e-5
+    longest = texts.index("The quick brown fox jumps over the lazy dog. " * 60)
+    for i in (longest, int(np.argmin([len(t) for t in texts])), 7, 150, 299):
+        alone = client.embeddings.create(model=MODEL, input=texts[i])
+        assert np.abs(np.asarray(alone.data[0].embedding) - got[i]).max() < 1e-5, i
+        if i == longest:
+            assert alone.usage.prompt_tokens == 256  # cut where sentence-transformers cuts
+
+
 def test_errors_a_client_sees(stack: RunningStack) -> None:
     client = _client(stack)
     with pytest.raises(openai.BadRequestError) as auto:
