@@ -157,3 +157,26 @@ async def test_responses_in_a_conversation_whole_and_streamed(
     with pytest.raises(openai.NotFoundError) as unknown:
         await sdk.responses.create(model="auto", input="hi", conversation="conv_" + "0" * 32)
     assert unknown.value.code == "conversation_not_found" and unknown.value.param == "conversation"
+
+
+async def test_a_conversation_past_the_prompt_limit_is_answered_truncated_or_refused_saying_how(
+    pipeline: Pipeline, sdk: openai.AsyncOpenAI
+) -> None:
+    long = "word " * 11_000  # 55,000 characters: twenty of them are past SWITCHYARD_MAX_PROMPT_CHARS (1 M)
+    conversation = await sdk.conversations.create(items=[])
+    for n in range(20):  # one a call: this gateway takes bodies of 64 KiB
+        await sdk.conversations.items.create(
+            conversation.id, items=[{"role": "user", "content": f"{n} {long}"}]
+        )
+    with pytest.raises(openai.APIStatusError) as refused:
+        await sdk.responses.create(model="auto", input="Sum up.", conversation=conversation.id)
+    assert (refused.value.status_code, refused.value.code) == (413, "prompt_too_large")
+    assert 'truncation: "auto"' in refused.value.message and "/items/" in refused.value.message
+    answered = await sdk.responses.create(
+        model="auto", input="Sum up.", conversation=conversation.id, truncation="auto"
+    )
+    assert answered.output_text == "Paris."
+    sent = [m.content for m in pipeline.seen[-1].chat().messages]
+    assert len(sent) == 19 and sent[0].startswith("2 word") and sent[-1] == "Sum up."  # type: ignore[union-attr]
+    items = [item async for item in sdk.conversations.items.list(conversation.id, limit=100)]
+    assert len(items) == 22  # the conversation keeps every item; only the answer's input was cut

@@ -89,10 +89,10 @@ class ReasoningConfig(BaseModel):
 
 
 class ResponsesRequest(BaseModel):
-    """Other fields OpenAI accepts that change nothing Switchyard returns (`truncation`, `service_tier`,
+    """Other fields OpenAI accepts that change nothing Switchyard returns (`service_tier`,
     `prompt_cache_key`, `user`, ...) are accepted and ignored, and so are `include` entries other than
-    LOGPROBS_INCLUDE. `store`, `previous_response_id`, and the `instructions` and `metadata` a Response
-    repeats, are read by `stored_responses` too."""
+    LOGPROBS_INCLUDE. `store`, `previous_response_id`, `conversation`, `truncation`, and the
+    `instructions` and `metadata` a Response repeats, are read by `stored_responses` too."""
 
     model_config = ConfigDict(extra="ignore")
 

@@ -11,7 +11,8 @@ Item ids name the response that made them (`msg_<task>`, `rs_<task>_<n>`, `fc_<t
 response, whichever chain it came from.
 
 A request naming a conversation of the Conversations API (`conversation`) is answered after its items
-instead, and its turn is appended to it (`conversations/turns.py`).
+instead, and its turn is appended to it (`conversations/turns.py`). Either context too long to answer whole
+loses its oldest items when the request says `truncation: "auto"` (`truncation.py`).
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from switchyard.gateway import bounds, responses, responses_render, responses_st
 from switchyard.gateway.bodies import json_object
 from switchyard.gateway.conversations import shapes, turns
 from switchyard.gateway.conversations.store import ConversationStore
-from switchyard.gateway.errors import APIError, BusPayloadExceeded, InvalidRequest
+from switchyard.gateway.errors import APIError, BusPayloadExceeded, InvalidRequest, RequestTooLarge
 from switchyard.gateway.metrics import STORED_RESPONSES
 from switchyard.gateway.responses import ITEM_PARTS, RESPONSE_ID
 from switchyard.gateway.responses_tools import ClientTool
 from switchyard.gateway.schemas import ChatCompletionRequest
 from switchyard.gateway.stored_responses.recent import RECENT, Recent
 from switchyard.gateway.stored_responses.store import ResponseStore, StoredResponse
+from switchyard.gateway.stored_responses.truncation import hint, kept
 
 MAX_REFERENCED = 16  # stored responses one request's item references may read
 ITEM_PREFIX = {
@@ -89,6 +91,7 @@ class Conversation:
     data: dict[str, Any] | None = None  # the body as read here (None: not a JSON object), parsed once
     named: dict[str, ClientTool] = field(default_factory=dict)  # how the client names its tools: `tools_of`
     recent: Recent | None = None  # the WebSocket connection's latest answer, when it came on one (`recent`)
+    truncate: bool = False  # `truncation: "auto"`: `context` may lose its oldest items to fit (truncation.py)
 
     @property
     def items(self) -> list[dict[str, Any]] | None:
@@ -140,13 +143,26 @@ class Conversation:
 
     def parse(self, body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
         if self.resolved and self.store is not None:
-            _check_size(self.context, self.own, max_bytes=self.store.max_value_bytes)
-        parsed = responses.parse_request(
-            body if self.data is None else self.data,
-            max_prompt_chars=max_prompt_chars,
-            items=self.items,
-            stored=self.store is not None or self.previous_response_id is not None,
-        )
+            if self.truncate:
+                self.context = kept(
+                    self.context,
+                    self.own,
+                    max_bytes=self.store.max_value_bytes,
+                    max_chars=max_prompt_chars,
+                    instructions=self.echoed.get("instructions"),
+                )
+            _check_size(self.context, self.own, max_bytes=self.store.max_value_bytes, how=self._how())
+        try:
+            parsed = responses.parse_request(
+                body if self.data is None else self.data,
+                max_prompt_chars=max_prompt_chars,
+                items=self.items,
+                stored=self.store is not None or self.previous_response_id is not None,
+            )
+        except RequestTooLarge as exc:
+            if exc.code != "prompt_too_large" or not self.context:
+                raise
+            raise RequestTooLarge(f"{exc.message}: {self._how()}", code=exc.code, param="input") from exc
         self.named = responses.tools_of(self.data, self.items)
         # Read: the body's JSON, and the items unless they are stored with the answer, are not held while
         # it is waited for (minutes; `serving.serve`)
@@ -156,6 +172,10 @@ class Conversation:
             if self.conversation_id is None:  # a conversation's turn keeps its own items, to append
                 self.own = []
         return parsed
+
+    def _how(self) -> str:
+        """What a request whose items before its own are too many can do."""
+        return hint(conversation=self.conversation_id is not None) if self.context else ""
 
     def body(self, task: TaskSubmitted, done: TaskCompleted) -> dict[str, Any]:
         return responses_render.response_body(
@@ -214,7 +234,14 @@ async def load(store: ResponseStore | None, tenant_id: str, body: bytes) -> Conv
     bounds.check_conversation(raw, param="input", parts=ITEM_PARTS)  # before its items are looked at
     keep = store is not None and data.get("store") is not False
     conversation = Conversation(
-        store, tenant_id, keep=keep, own=own_items(raw), echoed=_echoed(data), data=data, recent=recent
+        store,
+        tenant_id,
+        keep=keep,
+        own=own_items(raw),
+        echoed=_echoed(data),
+        data=data,
+        recent=recent,
+        truncate=data.get("truncation") == "auto",
     )
     previous_id = data.get("previous_response_id")
     refers = any(i.get("type") == "item_reference" for i in conversation.own)
@@ -269,7 +296,9 @@ def _check_ids(context: list[dict[str, Any]], own: list[dict[str, Any]]) -> None
         seen.add(item_id)
 
 
-def _check_size(context: list[dict[str, Any]], own: list[dict[str, Any]], *, max_bytes: int) -> None:
+def _check_size(
+    context: list[dict[str, Any]], own: list[dict[str, Any]], *, max_bytes: int, how: str = ""
+) -> None:
     """413 for a conversation the bus cannot carry as a task (`max_prompt_chars` counts text, not images:
     stored responses' images add up past it), found before the conversation is made into one: the
     resolved items of 17 records may be 100 MB and more."""
@@ -279,7 +308,8 @@ def _check_size(context: list[dict[str, Any]], own: list[dict[str, Any]], *, max
         if size > max_bytes:
             raise BusPayloadExceeded(
                 f"input: the conversation (the previous response's items, the items referenced and the "
-                f"request's own) is over {max_bytes} bytes, more than the bus carries as one task",
+                f"request's own) is over {max_bytes} bytes, more than the bus carries as one task"
+                + (f": {how}" if how else ""),
                 param="input",
             )
 
