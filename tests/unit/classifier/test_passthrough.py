@@ -42,3 +42,16 @@ def test_its_urgency_reads_the_metadata_and_never_the_texts() -> None:
 def test_the_chat_only_text_reader_refuses_an_embedding_task() -> None:
     with pytest.raises(TypeError):
         task_text(_task(["x"]))
+
+
+def test_the_task_apis_own_deadline_is_no_hurry() -> None:
+    """A task API task or batch line (origin http, `timeout_from: started`) carries the gateway's deadline:
+    the end of its following (SWITCHYARD_ASYNC_TASK_TIMEOUT_S), when nobody reads its result any more, not a
+    client in a hurry. A bus submitter's deadline still is."""
+    followed = {"timeout_from": "started", "deadline": NOW + timedelta(seconds=3600)}
+    batch_line = _task(["x"], priority="low", origin="http", **followed)
+    assert passthrough(batch_line, latency_ms=0, now=NOW).urgency == 0.15
+    short = _task(["x"], origin="http", timeout_from="started", deadline=NOW + timedelta(seconds=30))
+    assert passthrough(short, latency_ms=0, now=NOW).urgency == 0.4  # would race at 0.85
+    from_bus = _task(["x"], priority="low", **followed)
+    assert passthrough(from_bus, latency_ms=0, now=NOW).urgency == 0.5

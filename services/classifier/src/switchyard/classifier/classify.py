@@ -126,13 +126,24 @@ def classification(
         confidence=prediction.confidence,
         complexity=prediction.complexity,
         urgency=urgency(
-            priority=task.priority, deadline=task.deadline, text=task_text(task), now=now or datetime.now(UTC)
+            priority=task.priority, deadline=hurry(task), text=task_text(task), now=now or datetime.now(UTC)
         ),
         model_version=model_version,
         latency_ms=round(latency_ms, 3),
         truncated=prediction.truncated,
         scores=prediction.scores,
     )
+
+
+def hurry(task: TaskSubmitted) -> datetime | None:
+    """The deadline that says how urgent the task is: its submitter's. A task the gateway submitted for
+    nobody waiting on a connection (a task API task, a batch line: origin http, `timeout_from: started`)
+    carries the gateway's own, the end of its following (an hour), which says when its result is no longer
+    read, not that anyone hurries: read as one, it put every batch line at 0.5, over an interactive request,
+    and a following of a minute or less would race them all (`strategies.parallel.urgency_above`)."""
+    if task.origin == "http" and task.timeout_from == "started":
+        return None
+    return task.deadline
 
 
 def passthrough(task: TaskSubmitted, *, latency_ms: float, now: datetime | None = None) -> Classification:
@@ -143,9 +154,7 @@ def passthrough(task: TaskSubmitted, *, latency_ms: float, now: datetime | None 
         type=EMBEDDING,
         confidence=1.0,
         complexity=0.0,
-        urgency=urgency(
-            priority=task.priority, deadline=task.deadline, text="", now=now or datetime.now(UTC)
-        ),
+        urgency=urgency(priority=task.priority, deadline=hurry(task), text="", now=now or datetime.now(UTC)),
         model_version=PASSTHROUGH,
         latency_ms=round(latency_ms, 3),
     )
