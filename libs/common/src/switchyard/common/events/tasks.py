@@ -231,7 +231,11 @@ class TaskSubmitted(EventPayload):
         "connection, which may queue: a task API task, a batch line; `deadline` bounds its wait)",
     )
     origin: Literal["http", "bus"] = "bus"
-    submitted_at: datetime
+    submitted_at: datetime = Field(
+        description="when the submitter accepted the task, on a clock in sync with the executors' (a time "
+        "without a zone is read as UTC): `timeout_s` and `deadline` count from it, so the time the task "
+        "waits on the bus is spent of them"
+    )
     allowed_models: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
         default=None,
         max_length=100,
