@@ -229,3 +229,24 @@ async def test_records_a_full_bucket_refuses_do_not_use_up_the_share(js: JetStre
     for record in held:
         assert await store.delete("filler", record.id)
     assert await store.put("late", records[0])  # its share was given back each time
+
+
+async def test_ids_not_of_a_response_read_nothing_and_log_nothing(
+    js: JetStreamContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bucket holds an organisation's conversations and its usage count beside its responses: `GET` or
+    `DELETE /v1/responses/{id}` with a conversation's id (or the usage record's name) is a plain 404. It
+    was read and failed to decode, logging 'stored response ... cannot be read' at error (corruption, to an
+    operator) with the client's id as given, NUL characters and all, at every call."""
+    from switchyard.gateway.conversations.store import ConversationStore, StoredConversation
+
+    store = await _store(js)
+    conversation = StoredConversation("conv_" + "1" * 32)
+    await ConversationStore(store).create("acme", conversation)
+    assert await store.count("acme", 10)  # the usage record, "\x00usage"
+    with caplog.at_level(logging.ERROR):
+        for name in (conversation.id, "\x00usage"):
+            assert await store.get("acme", name) is None
+            assert not await store.delete("acme", name)
+    assert not caplog.records
+    assert await ConversationStore(store).get("acme", conversation.id) == conversation

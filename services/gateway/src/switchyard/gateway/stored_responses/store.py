@@ -35,6 +35,7 @@ from switchyard.common import kv, subjects
 from switchyard.common.errors import TransientError
 from switchyard.common.objects import NO_ROOM, no_room
 from switchyard.gateway.metrics import STORED_RESPONSES
+from switchyard.gateway.responses import RESPONSE_ID
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,11 @@ class ResponseStore:
         return await kv.update(self.bucket, kv.tenant_key(tenant_id, USAGE), count)
 
     async def get(self, tenant_id: str, response_id: str) -> StoredResponse | None:
+        """The response stored under `response_id`; None for an id no response has (a conversation's, the
+        usage record's, which the bucket holds too: not read, so nothing a client names is logged as a
+        record that cannot be read)."""
+        if not response_id.startswith(RESPONSE_ID):
+            return None
         try:
             entry = await self.bucket.get(kv.tenant_key(tenant_id, response_id))
         except KeyNotFoundError:
