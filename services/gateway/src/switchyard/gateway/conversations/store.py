@@ -150,7 +150,7 @@ class ConversationStore:
         nobody wrote it in between, else `edit` runs again on what they wrote. `adding`: the items it adds,
         counted against the organisation's share first. APIErrors `edit` raises reach the caller."""
         if adding:
-            await self._count(tenant_id, len(zlib.compress(orjson.dumps(adding), _LEVEL)))
+            await self._count(tenant_id, await _compressed_size(adding))
         key = kv.tenant_key(tenant_id, conversation_id)
         try:
             for attempt in range(kv.CAS_ATTEMPTS):
@@ -216,6 +216,15 @@ class ConversationStore:
                 "(SWITCHYARD_RESPONSES_ORG_BYTES): delete some, or wait until they expire",
                 param="items",
             )
+
+
+async def _compressed_size(items: list[dict[str, Any]]) -> int:
+    """What `items` take compressed, as they count against the organisation's share: compressed in a thread
+    when large, as a record is (a turn's images are MB)."""
+    data = orjson.dumps(items)
+    if len(data) <= OFF_LOOP_BYTES:
+        return len(zlib.compress(data, _LEVEL))
+    return len(await asyncio.to_thread(zlib.compress, data, _LEVEL))
 
 
 def _unavailable(exc: BaseException) -> ServiceUnavailable:
