@@ -169,13 +169,16 @@ async def test_a_conversation_past_the_prompt_limit_is_answered_truncated_or_ref
             conversation.id, items=[{"role": "user", "content": f"{n} {long}"}]
         )
     with pytest.raises(openai.APIStatusError) as refused:
-        await sdk.responses.create(model="auto", input="Sum up.", conversation=conversation.id)
+        await sdk.responses.create(
+            model="auto", input="Sum up.", conversation=conversation.id, truncation="disabled"
+        )
     assert (refused.value.status_code, refused.value.code) == (413, "prompt_too_large")
     assert 'truncation: "auto"' in refused.value.message and "/items/" in refused.value.message
     answered = await sdk.responses.create(
         model="auto", input="Sum up.", conversation=conversation.id, truncation="auto"
     )
     assert answered.output_text == "Paris."
+    assert pipeline.seen[-1].chat().truncation == "auto"  # the router cuts it to a model's window too
     sent = [m.content for m in pipeline.seen[-1].chat().messages]
     assert len(sent) == 19 and sent[0].startswith("2 word") and sent[-1] == "Sum up."  # type: ignore[union-attr]
     items = [item async for item in sdk.conversations.items.list(conversation.id, limit=100)]

@@ -78,7 +78,12 @@ async def nc(nats_server: NatsServer) -> AsyncIterator[nats.NATS]:
 
 
 async def route(
-    nc: nats.NATS, *, complexity: float, tenant: str = "acme", task_type: str = "qa"
+    nc: nats.NATS,
+    *,
+    complexity: float,
+    tenant: str = "acme",
+    task_type: str = "qa",
+    request: ChatRequest | None = None,
 ) -> TaskRouted:
     task_id = ids.new_id()
     got: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
@@ -89,7 +94,9 @@ async def route(
             got.set_result(msg)
 
     sub = await nc.subscribe(subjects.TASK_ROUTED, cb=on_routed)
-    request = ChatRequest(messages=[ChatMessage(role="user", content="Summarise the causes of WWI.")])
+    request = request or ChatRequest(
+        messages=[ChatMessage(role="user", content="Summarise the causes of WWI.")]
+    )
     task = TaskSubmitted(task_id=task_id, tenant_id=tenant, request=request, submitted_at=datetime.now(UTC))
     classified = TaskClassified(
         task=task,
@@ -128,6 +135,28 @@ async def test_decisions_carry_reasons_and_real_token_counts(routers: Fleet, nc:
     text = routed.task.request.messages[0].text()
     assert d.reasons["features"]["prompt_tokens"] == count_text(text) + 3 + 3  # cl100k, plus chat framing
     assert d.estimated_cost_usd > 0 and d.reasons["scores"][0]["model"] == "openai/gpt-6.1-sol"
+
+
+async def test_a_task_asking_for_truncation_is_cut_to_fit_its_models_window(
+    routers: Fleet, nc: nats.NATS
+) -> None:
+    """The Responses API's `truncation: "auto"` (a long conversation): ~7,500 tokens for a model of 2,048
+    are routed with their oldest turns dropped, the system message kept, starting at a user's turn. It
+    failed context_length_exceeded, truncation or not."""
+    turns = [ChatMessage(role="system", content="Be brief.")]
+    for n in range(12):
+        turns.append(ChatMessage(role="user", content=f"question {n} " + "word " * 300))
+        turns.append(ChatMessage(role="assistant", content=f"answer {n} " + "word " * 300))
+    turns.append(ChatMessage(role="user", content="And now?"))
+    local = "local/smollm2-135m-instruct"
+    routed = await route(
+        nc, complexity=0.1, request=ChatRequest(model=local, messages=turns, truncation="auto")
+    )
+    kept = routed.task.chat().messages
+    assert kept[0].content == "Be brief." and kept[1].role == "user" and kept[-1].content == "And now?"
+    assert 3 < len(kept) < len(turns) and kept[1:] == turns[len(turns) - len(kept) + 1 :]
+    assert routed.decision.candidates[0].model == local
+    assert routed.decision.estimated_prompt_tokens <= 2048
 
 
 async def test_the_policy_reloads_without_a_restart(routers: Fleet, nc: nats.NATS, policy_file: Path) -> None:

@@ -118,6 +118,7 @@ def build_task(parsed: ChatCompletionRequest, principal: Principal, *, priority:
         n=parsed.n,
         logprobs=parsed.logprobs is True,
         top_logprobs=parsed.top_logprobs,
+        truncation="auto" if parsed.truncation == "auto" else None,
     )
     return TaskSubmitted(
         task_id=new_id(),

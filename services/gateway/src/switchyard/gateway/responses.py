@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -109,6 +109,7 @@ class ResponsesRequest(BaseModel):
     text: dict[str, Any] | None = None
     reasoning: ReasoningConfig | None = None
     include: list[Any] | None = None
+    truncation: Literal["auto", "disabled"] | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS, strict=True)
     store: bool | None = Field(default=None, strict=True)
     previous_response_id: str | None = Field(default=None, min_length=1, max_length=200)
@@ -188,6 +189,7 @@ def parse_request(
         reasoning_effort=parsed.reasoning.effort if parsed.reasoning else None,
         logprobs=asked,
         top_logprobs=(parsed.top_logprobs or 0) if asked else None,
+        truncation=parsed.truncation,
     )
     try:
         check_tool_turns(request)

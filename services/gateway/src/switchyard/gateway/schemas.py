@@ -128,6 +128,8 @@ class ChatCompletionRequest(BaseModel):
     # `logprobs: true`, see `check_logprobs`); sent to models with the `logprobs` capability.
     logprobs: bool | None = Field(default=None, strict=True)
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS, strict=True)
+    # The Responses API's: `auto` lets the router drop the oldest turns to fit a model's context window
+    truncation: Literal["auto", "disabled"] | None = None
     _thinking: Reasoning | None = PrivateAttr(default=None)  # the Anthropic face's thinking budget
 
     @field_validator("stop")

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import Field
 
@@ -15,6 +16,7 @@ from switchyard.common.config import CommonSettings
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.errors import NoProviderAvailable
 from switchyard.common.events import (
+    ChatRequest,
     EmbeddingRequest,
     ProviderCallRecorded,
     RoutingDecision,
@@ -32,8 +34,9 @@ from switchyard.router import metrics
 from switchyard.router.adaptive import RollingQuantile
 from switchyard.router.board import HealthBoard
 from switchyard.router.embedding import EmbeddingRefused, decide_embedding
-from switchyard.router.routing import AUTO, UnknownModel, decide
+from switchyard.router.routing import AUTO, ContextTooLong, UnknownModel, decide
 from switchyard.router.stats import DEFAULT_LINGER_S, StatsWriter
+from switchyard.router.truncation import fitted
 
 log = logging.getLogger(__name__)
 # An embedding task's texts are tokenised off the event loop above this many characters (~1 ms of cl100k
@@ -89,7 +92,21 @@ def create(settings: RouterSettings) -> Service:
         for task in watcher:
             task.cancel()
 
-    async def route_chat(payload: TaskClassified, policy: Policy) -> RoutingDecision:
+    async def situation(task: TaskSubmitted, policy: Policy) -> dict[str, Any]:
+        """What a decision reads besides the task's request: the policy, the providers up, the tenant's
+        budget headroom and the models' health."""
+        return {
+            "policy": policy,
+            "available": await providers.names(),
+            "tenant_id": task.tenant_id,
+            "headroom_usd": await board().headroom(task.tenant_id),
+            "health": await board().signals(policy),
+            "allowed_models": task.allowed_models,
+        }
+
+    async def route_chat(payload: TaskClassified, policy: Policy) -> tuple[RoutingDecision, TaskSubmitted]:
+        """The decision and the task it routes: the task as submitted, or, when it asked for truncation
+        and no model's window takes it, its oldest turns dropped to fit the largest (`truncation.py`)."""
         task = payload.task
         request = task.chat()
         if request.model == AUTO:
@@ -99,18 +116,33 @@ def create(settings: RouterSettings) -> Service:
             share = th.premium_share
             return None if share is None else recent[0].threshold(share, min_samples=th.min_samples)
 
-        return decide(
-            request=request,
-            classification=payload.classification,
-            policy=policy,
-            available=await providers.names(),
-            tenant_id=task.tenant_id,
-            prompt_tokens=await counts.count_off_loop(request, tenant_id=task.tenant_id),
-            headroom_usd=await board().headroom(task.tenant_id),
-            health=await board().signals(policy),
-            adaptive_premium=adaptive,
-            allowed_models=task.allowed_models,
-        )
+        async def decided(request: ChatRequest, tokens: int) -> RoutingDecision:
+            return decide(
+                request=request,
+                classification=payload.classification,
+                prompt_tokens=tokens,
+                adaptive_premium=adaptive,
+                **await situation(task, policy),
+            )
+
+        tokens = await counts.count_off_loop(request, tenant_id=task.tenant_id)
+        try:
+            return await decided(request, tokens), task
+        except ContextTooLong as exc:
+            if request.truncation != "auto":
+                raise
+            cut = await asyncio.to_thread(fitted, request, prompt_tokens=tokens, room=exc.room)
+            if cut is None:
+                raise
+            log.info(
+                "task %s: %d of its %d messages dropped to fit a context window of %d tokens",
+                task.task_id,
+                len(request.messages) - len(cut.messages),
+                len(request.messages),
+                exc.window,
+            )
+            tokens = await counts.count_off_loop(cut, tenant_id=task.tenant_id)
+            return await decided(cut, tokens), task.model_copy(update={"request": cut})
 
     async def route_embedding(
         task: TaskSubmitted, request: EmbeddingRequest, policy: Policy
@@ -119,16 +151,7 @@ def create(settings: RouterSettings) -> Service:
         texts = request.input
         big = sum(len(t) for t in texts) > TOKENISE_INLINE_CHARS
         tokens = await asyncio.to_thread(count_inputs, texts) if big else count_inputs(texts)
-        return decide_embedding(
-            request=request,
-            policy=policy,
-            available=await providers.names(),
-            tenant_id=task.tenant_id,
-            prompt_tokens=tokens,
-            headroom_usd=await board().headroom(task.tenant_id),
-            health=await board().signals(policy),
-            allowed_models=task.allowed_models,
-        )
+        return decide_embedding(request=request, prompt_tokens=tokens, **await situation(task, policy))
 
     async def on_classified(event: CloudEvent, payload: TaskClassified) -> None:
         task = payload.task
@@ -137,7 +160,7 @@ def create(settings: RouterSettings) -> Service:
         embedding = task.embedding()
         try:
             if embedding is None:
-                decision = await route_chat(payload, policy)
+                decision, task = await route_chat(payload, policy)
             else:
                 decision = await route_embedding(task, embedding, policy)
         except (UnknownModel, NoProviderAvailable, EmbeddingRefused) as exc:

@@ -63,6 +63,16 @@ class ContextTooLong(NoProviderAvailable):
 
     code = "context_length_exceeded"
 
+    def __init__(self, message: str, *, window: int, reply_tokens: int) -> None:
+        super().__init__(message)
+        self.window = window  # the largest context window the task could go to
+        self.reply_tokens = reply_tokens  # what its reply is counted for in it
+
+    @property
+    def room(self) -> int:
+        """The prompt tokens that window takes (`truncation.fitted` cuts a prompt to them)."""
+        return self.window - self.reply_tokens
+
 
 class CapabilityUnavailable(NoProviderAvailable):
     """No available model has what the task needs (vision, PDFs, tools, JSON mode), and the others are too
@@ -345,7 +355,9 @@ def _unservable(
         fix = "shorten the prompt or lower max_tokens" if max_tokens else "shorten the prompt"
         return ContextTooLong(
             f"the prompt (about {prompt_tokens} tokens) and {reply} exceed the context window of every "
-            f"available model (the largest, {largest}, takes {chain.too_small[largest]} tokens): {fix}"
+            f"available model (the largest, {largest}, takes {chain.too_small[largest]} tokens): {fix}",
+            window=chain.too_small[largest],
+            reply_tokens=max_tokens or output_tokens,
         )
     needed = f" (it needs {', '.join(sorted(required))})" if required else ""
     why = chain.refused[:MAX_REASONS]
@@ -362,7 +374,9 @@ def _too_long_for(model: str, window: int, prompt_tokens: int) -> ContextTooLong
     the numbers from."""
     return ContextTooLong(
         f"the prompt (about {prompt_tokens} tokens) exceeds the context window of the model {model} "
-        f"({window} tokens): shorten the prompt"
+        f"({window} tokens): shorten the prompt",
+        window=window,
+        reply_tokens=0,
     )
 
 

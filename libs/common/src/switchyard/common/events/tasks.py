@@ -110,6 +110,13 @@ class ChatRequest(BaseModel):
     # token): sent only to models with the `logprobs` capability; the result carries them per answer.
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    truncation: Literal["auto"] | None = Field(
+        default=None,
+        description="`auto`: a prompt too long for the context window of every model the task could go to "
+        "loses its oldest turns (its leading system and developer messages kept; what is kept starts at a "
+        "user's turn) until it fits the largest, as the Responses API's `truncation` does; absent: such a "
+        "task fails `context_length_exceeded`",
+    )
 
     def prompt_text(self) -> str:
         return "\n".join(m.text() for m in self.messages)

@@ -1,7 +1,8 @@
 """A Responses request's `truncation: "auto"`: the items before its own (a conversation's, a previous
 response's) cut from their beginning until the whole input fits what the gateway takes of one prompt
 (SWITCHYARD_MAX_PROMPT_CHARS of text) and the bus carries as one task, as OpenAI drops items "from the
-beginning of the conversation" to fit a model's context window. Without it (`disabled`, OpenAI's default)
+beginning of the conversation" to fit a model's context window (which the router then does: the task
+carries `truncation`, `switchyard.router.truncation`). Without it (`disabled`, OpenAI's default)
 such a request is refused, saying how to go on: a conversation only grows, so every later turn of it
 would be refused the same way.
 
