@@ -47,8 +47,9 @@ async def test_a_task_queued_past_its_bound_is_not_sent_to_the_provider(
     assert isinstance(failed, TaskFailed), failed
     assert (failed.error_code, failed.attempts, failed.charged) == ("task_expired", 0, [])
     assert re.fullmatch(
-        r"the task waited \d+\.\d s after its submission before an executor took it, past its bound of 1 s; "
-        r"it was not sent to a model",
+        r"the task waited \d+\.\d s after its submission before this executor took it \(a queue, or an "
+        r"executor that stopped running it\), past its bound of 1 s; "
+        r"this executor did not send it to a model",
         failed.error_message,
     ), failed.error_message
     assert upstream.fake.scenarios.calls["queued-past-its-bound"] == 0

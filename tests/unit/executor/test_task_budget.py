@@ -51,8 +51,8 @@ def test_a_bound_passed_before_the_start_is_expired() -> None:
     spent = after(600, asked_s=590)
     assert spent.expired and spent.left_s == 0
     assert spent.why_expired() == (
-        "the task waited 600.0 s after its submission before an executor took it, past its bound of 590 s; "
-        "it was not sent to a model"
+        "the task waited 600.0 s after its submission before this executor took it (a queue, or an executor "
+        "that stopped running it), past its bound of 590 s; this executor did not send it to a model"
     )
     assert after(111).expired and not after(109).expired
     # the gateway's bound less its own time: said as a person reads it

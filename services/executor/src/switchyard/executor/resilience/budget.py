@@ -51,8 +51,9 @@ class Budget:
         if self.bound_s <= 0.0:
             return "the task's deadline was no later than its submission; it was not sent to a model"
         return (
-            f"the task waited {self.waited_s:.1f} s after its submission before an executor took it, past "
-            f"its bound of {seconds(self.bound_s)} s; it was not sent to a model"
+            f"the task waited {self.waited_s:.1f} s after its submission before this executor took it (a "
+            f"queue, or an executor that stopped running it), past its bound of {seconds(self.bound_s)} s; "
+            "this executor did not send it to a model"
         )
 
 
