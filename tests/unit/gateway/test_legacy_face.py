@@ -160,6 +160,7 @@ async def test_a_stream_that_breaks_or_skips_ends_with_an_error_event_and_no_don
     assert broken[-1]["error"]["code"] == "provider_network" and b"[DONE]" not in broken
     gap = await _events(task, [Chunk(seq=0, delta="a"), Chunk(seq=2, delta="b")])
     assert gap[-1]["error"]["code"] == "stream_gap" and len(gap) == 2
+    assert gap[-1]["error"]["message"].endswith("what was sent is incomplete: send the request again")
     failed = TaskFailed(
         task_id="t1",
         tenant_id="acme",

@@ -174,7 +174,12 @@ async def in_order(
             return
         if isinstance(item, Chunk):
             if item.seq != expected:
-                yield Fault("stream_gap", f"stream gap: expected chunk {expected}, got {item.seq}")
+                yield Fault(
+                    "stream_gap",
+                    "the answer's stream broke off: a part of it was lost, or the executor running it "
+                    f"stopped and another started it over (chunk {item.seq} came where {expected} was due); "
+                    "what was sent is incomplete: send the request again",
+                )
                 return
             expected += 1
             if item.error is not None:
