@@ -4,14 +4,16 @@ events answered with the streamed events as JSON text frames, continuations by `
 found in the connection's memory with `store: false`, errors as `error` events on a connection that stays
 usable, a handshake without a key refused, and a client going away cancelling its task. A scripted
 responder plays the pipeline: it answers with a call of the first tool offered on a user turn, else text;
-a user turn "hang" gets one chunk and no end."""
+a user turn "hang" gets one chunk and no end, "slow" one chunk and its end 1.5 s later."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import nats
 import orjson
 import pytest
@@ -25,14 +27,16 @@ from switchyard.common.envelope import decode
 from switchyard.common.events import TaskCancelled, TaskSubmitted
 from switchyard.common.streaming import Chunk, encode_chunk
 from switchyard.gateway.db import migrations
-from tests.integration.gateway.harness import Org, gateways, make_org
+from tests.integration.gateway.harness import Bases, Org, gateways, make_org
 from tests.integration.gateway.test_stored_responses_http import Responder as StoredResponder
+from tests.integration.gateway.test_stored_responses_http import result_of
 
 pytestmark = pytest.mark.integration
 MODEL = "openai/gpt-4o-mini"
 TOOL = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
 TERMINAL = ("response.completed", "response.incomplete", "response.failed", "error")
-World = tuple[NatsServer, str, Org, str]  # the nats-server, a gateway, the organisation, `unstored`
+# the nats-server, a gateway, the organisation, `unstored`, `bounded`, and `stopping` (stopped by a test)
+World = tuple[NatsServer, str, Org, str, str, Bases]
 
 
 class Responder(StoredResponder):
@@ -43,6 +47,14 @@ class Responder(StoredResponder):
         _, task = decode(msg.data, (TaskSubmitted,))
         assert isinstance(task, TaskSubmitted)
         last = task.chat().messages[-1]
+        if last.role == "user" and last.content == "slow":
+            self.seen.append(task)
+            subject = subjects.chunk_subject(task.task_id)
+            await self.nc.publish(subject, encode_chunk(Chunk(seq=0, delta="so", model=MODEL)))
+            await asyncio.sleep(1.5)
+            await self.nc.publish(subject, encode_chunk(Chunk(seq=1, done=True, finish_reason="stop")))
+            await self.js.publish(subjects.result_subject(task.task_id), result_of(task, "so"))
+            return
         if last.role != "user" or last.content != "hang":
             await super().on_task(msg)
             return
@@ -60,13 +72,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     org = asyncio.run(make_org(db_url, "acme", roles=("member",)))
     # a replica that stores no responses, whose connections last 2 s
     unstored = {"SWITCHYARD_RESPONSES_STORE": "false", "SWITCHYARD_RESPONSES_WS_MAX_S": "2"}
-    (tmp / "unstored").mkdir()
+    # a replica whose connections idle 1 s at most, 2 a key, each keeping a response of 2,000 bytes at most
+    bounded = {
+        "SWITCHYARD_RESPONSES_WS_IDLE_S": "1",
+        "SWITCHYARD_RESPONSES_WS_PER_KEY": "2",
+        "SWITCHYARD_RESPONSES_WS_KEPT_BYTES": "2000",
+    }
+    for name in ("unstored", "bounded", "stopping"):
+        (tmp / name).mkdir()
     try:
         with (
             gateways(server, db_url, tmp) as (base,),
             gateways(server, db_url, tmp / "unstored", env=unstored) as (off,),
+            gateways(server, db_url, tmp / "bounded", env=bounded) as (tight,),
+            gateways(server, db_url, tmp / "stopping", env={"SWITCHYARD_STOP_GRACE_S": "6"}) as stopping,
         ):
-            yield server, base, org, off
+            yield server, base, org, off, tight, stopping
     finally:
         server.stop()
 
@@ -241,8 +262,98 @@ async def test_a_deployment_storing_nothing_continues_the_connections_latest_and
         with pytest.raises(ConnectionClosedOK):
             await asyncio.wait_for(ws.recv(), timeout=5)
         assert ws.close_code == 1000
-    async with _socket(world) as ws:  # a frame over SWITCHYARD_MAX_BODY_BYTES (64 KiB here) is not read
-        await ws.send("x" * 70_000)
+    async with _socket(world) as ws:
+        # a frame over SWITCHYARD_MAX_BODY_BYTES (64 KiB here) is refused as its request would be (413), and
+        # the connection goes on; one over twice that is not read (1009, message too big)
+        create = {"type": "response.create", "model": "auto", "input": "x" * 70_000}
+        await ws.send(orjson.dumps(create).decode())
+        [large] = await _events(ws)
+        assert (large["status"], large["error"]["code"]) == (413, "request_too_large")
+        assert (await _turn(ws, model="auto", input="Hi"))[-1]["type"] == "response.completed"
+        await ws.send("x" * 140_000)
         with pytest.raises(ConnectionClosedError):
             await asyncio.wait_for(ws.recv(), timeout=5)
         assert ws.close_code == 1009
+
+
+async def test_a_continuation_may_send_no_input_and_a_new_response_must(
+    world: World, responder: Responder
+) -> None:
+    async with _socket(world) as ws:
+        latest = (await _turn(ws, model="auto", input="Hi", store=False))[-1]["response"]
+        for n, missing in enumerate(({}, {"input": []}, {"input": ""}), start=1):
+            again = await _turn(ws, model="auto", store=False, previous_response_id=latest["id"], **missing)
+            assert again[-1]["type"] == "response.completed", again[-1]
+            latest = again[-1]["response"]
+            # the model gets the conversation as it stands, its own answer last
+            assert responder.messages() == [
+                ("user", "Hi"),
+                *[("assistant", f"answer {k}") for k in range(1, n + 1)],
+            ]
+        [refused] = await _turn(ws, model="auto", store=False)
+        assert (refused["status"], refused["error"]["param"]) == (400, "input")
+    # over HTTP too, continuing a stored response, or a conversation
+    headers = {"Authorization": f"Bearer {world[2].keys['member']}"}
+    async with httpx.AsyncClient(base_url=world[1], headers=headers, timeout=10) as http:
+        stored = (await http.post("/v1/responses", json={"model": "auto", "input": "Hi"})).json()
+        again = await http.post("/v1/responses", json={"model": "auto", "previous_response_id": stored["id"]})
+        assert again.status_code == 200, again.text
+        assert again.json()["previous_response_id"] == stored["id"]
+        assert [role for role, _ in responder.messages()] == ["user", "assistant"]
+        talk = (
+            await http.post(
+                "/v1/conversations", json={"items": [{"type": "message", "role": "user", "content": "Yo"}]}
+            )
+        ).json()
+        said = await http.post("/v1/responses", json={"model": "auto", "conversation": talk["id"]})
+        assert said.status_code == 200, said.text
+        assert responder.messages() == [("user", "Yo")]
+        alone = await http.post("/v1/responses", json={"model": "auto"})
+        assert (alone.status_code, alone.json()["error"]["param"]) == (400, "input")
+
+
+async def test_connections_are_bounded_per_key_idle_and_in_what_they_keep(
+    world: World, responder: Responder
+) -> None:
+    base = world[4]
+    async with _socket(world, base=base) as one, _socket(world, base=base):
+        with pytest.raises(InvalidStatus) as refused:  # a third connection of the key: 429
+            async with _socket(world, base=base):
+                pass
+        response = refused.value.response
+        body = orjson.loads(response.body or b"{}")
+        assert (response.status_code, body["error"]["code"]) == (429, "too_many_websocket_connections")
+        assert body["error"]["type"] == "rate_limit_error"
+        # a response of more than 2,000 bytes is not kept: unstored, it cannot be continued
+        big = (await _turn(one, model="auto", input="y" * 3000, store=False))[-1]["response"]
+        [gone] = await _turn(one, model="auto", input="Go on", store=False, previous_response_id=big["id"])
+        assert gone["error"]["code"] == "previous_response_not_found"
+        assert "SWITCHYARD_RESPONSES_WS_KEPT_BYTES" in gone["error"]["message"]
+        small = (await _turn(one, model="auto", input="Hi", store=False))[-1]["response"]
+        kept = await _turn(one, model="auto", input="More", store=False, previous_response_id=small["id"])
+        assert kept[-1]["type"] == "response.completed"
+        # idle for its bound (1 s here): the error that says so, then closed
+        [idle] = await _events(one)
+        assert (idle["type"], idle["error"]["code"]) == ("error", "websocket_idle_timeout")
+        with pytest.raises(ConnectionClosedOK):
+            await asyncio.wait_for(one.recv(), timeout=5)
+        assert one.close_code == 1000
+    await asyncio.sleep(0.5)  # the closed ones count no more, once the gateway has seen them go
+    async with _socket(world, base=base) as three:
+        assert (await _turn(three, model="auto", input="Hi"))[-1]["type"] == "response.completed"
+
+
+async def test_a_stopping_gateway_lets_the_response_under_way_end_then_closes(
+    world: World, responder: Responder
+) -> None:
+    stopping = world[5]  # its stop grace: 6 s
+    async with _socket(world, base=stopping[0]) as ws:
+        await ws.send(orjson.dumps({"type": "response.create", "model": "auto", "input": "slow"}).decode())
+        while orjson.loads(await asyncio.wait_for(ws.recv(), 10))["type"] != "response.output_text.delta":
+            pass
+        stopping.procs[0].send_signal(signal.SIGTERM)
+        events = await _events(ws)  # the rest of the response, within the stop grace
+        assert events[-1]["type"] == "response.completed", events[-1]
+        with pytest.raises(ConnectionClosedError):
+            await asyncio.wait_for(ws.recv(), timeout=5)
+        assert ws.close_code == 1012  # service restart: the SDKs reconnect

@@ -87,23 +87,27 @@ class Responder:
             await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(chunk))
             done = Chunk(seq=1, done=True, finish_reason="stop")
             await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(done))
-        result = TaskCompleted(
-            task_id=task.task_id,
-            tenant_id=task.tenant_id,
-            user_id=task.user_id,
-            model=MODEL,
-            provider="openai",
-            tier="fast",
-            content=text,
-            tool_calls=calls,
-            finish_reason="tool_calls" if calls else "stop",
-            usage=Usage(prompt_tokens=9, completion_tokens=3),
-            attempts=1,
-            latency_ms=5.0,
-            completed_at=datetime.now(UTC),
-        )
-        _, raw = encode(result, source="test")
-        await self.js.publish(subjects.result_subject(task.task_id), raw)
+        await self.js.publish(subjects.result_subject(task.task_id), result_of(task, text, calls))
+
+
+def result_of(task: TaskSubmitted, text: str, calls: list[ToolCall] | None = None) -> bytes:
+    """The task's result as the executor publishes it: `text`, or `calls`."""
+    result = TaskCompleted(
+        task_id=task.task_id,
+        tenant_id=task.tenant_id,
+        user_id=task.user_id,
+        model=MODEL,
+        provider="openai",
+        tier="fast",
+        content=text,
+        tool_calls=calls,
+        finish_reason="tool_calls" if calls else "stop",
+        usage=Usage(prompt_tokens=9, completion_tokens=3),
+        attempts=1,
+        latency_ms=5.0,
+        completed_at=datetime.now(UTC),
+    )
+    return encode(result, source="test")[1]
 
 
 def _turn(message: ChatMessage) -> tuple[str, Any]:

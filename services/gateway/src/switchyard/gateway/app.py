@@ -317,7 +317,9 @@ def main() -> None:
         log_config=None,  # uvicorn's records go through ours: redacted, JSON when asked
         log_level="warning",
         access_log=False,
-        ws_max_size=settings.max_body_bytes,  # a larger Responses WebSocket frame: closed with 1009
+        # a Responses WebSocket frame over the body limit is refused with an error event, one over twice it
+        # is not read: closed with 1009 (`responses_ws`)
+        ws_max_size=2 * settings.max_body_bytes,
         timeout_graceful_shutdown=math.ceil(settings.stop_grace_s),
     )
     sockets = (

@@ -135,6 +135,22 @@ class GatewaySettings(CommonSettings):
     responses_ws_max_s: float = Field(
         default=3600.0, gt=0, description="how long a Responses WebSocket connection lasts (OpenAI: 60 min)"
     )
+    # ... and once it has waited this long for a frame with no response under way: an idle connection
+    # holds its latest response (up to `responses_ws_kept_bytes`) for nothing
+    responses_ws_idle_s: float = Field(
+        default=600.0, gt=0, description="how long a Responses WebSocket connection may idle"
+    )
+    # Connections one API key may hold open on one replica at once: past it, the handshake gets 429.
+    responses_ws_per_key: int = Field(
+        default=16, ge=1, description="Responses WebSocket connections one key may hold open (per replica)"
+    )
+    # The most of a response (its whole input and output, as JSON) a connection keeps to be continued:
+    # a larger one is continued only from the stored responses (`store` true).
+    responses_ws_kept_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=0,
+        description="the largest response a Responses WebSocket connection keeps in memory",
+    )
     auth_cache_ttl_s: float = 30.0
     readiness_timeout_s: float = 1.0
     providers_refresh_s: float = 2.0

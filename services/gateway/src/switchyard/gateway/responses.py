@@ -127,6 +127,13 @@ class ResponsesRequest(BaseModel):
         return v
 
 
+class ContinuingRequest(ResponsesRequest):
+    """A request that continues a previous response or a conversation: its `input` may be missing or empty,
+    as OpenAI's (the model then answers the conversation as it stands)."""
+
+    input: str | list[dict[str, Any]] = ""
+
+
 class InputTokensRequest(ResponsesRequest):
     """`POST /v1/responses/input_tokens`: a create request's fields, every one optional, as OpenAI's."""
 
@@ -165,7 +172,8 @@ def parse_request(
     `stored`: the deployment stores responses (else what needs them is refused)."""
     raw = body if isinstance(body, dict) else json_object(body)
     bounds.check_conversation(raw.get("input") if items is None else items, param="input", parts=ITEM_PARTS)
-    parsed = validated(raw, ResponsesRequest, UNSUPPORTED if stored else UNSTORED)
+    shape = ResponsesRequest if items is None else ContinuingRequest
+    parsed = validated(raw, shape, UNSUPPORTED if stored else UNSTORED)
     messages = [ChatMessage(role="system", content=parsed.instructions)] if parsed.instructions else []
     given = parsed.input if items is None else items
     messages += chat_messages(given)

@@ -11,6 +11,12 @@ events sent on as frames, and its HTTP error as an `error` event (`status`, and 
 code, message, param, request id and headers). A client that goes away is, to that request, a client
 that disconnected: its task is cancelled. Responses run one after another, in the order sent (OpenAI
 runs a connection's responses in order; several at once need `stream_id`, which is not served).
+
+Bounds: a key's connections on a replica (`sockets`), a connection's lifetime and idle time, the size of
+the response it keeps (`recent`) and of a frame it reads (over SWITCHYARD_MAX_BODY_BYTES: the request's
+413 as an error event; over twice that, uvicorn closes the connection with 1009). When the gateway stops,
+a connection ends the response under way within the stop grace (`stopping.Server`), then closes with
+1012 (service restart), on which the SDKs reconnect.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from switchyard.common.ids import new_id
 from switchyard.gateway.auth import authenticate
-from switchyard.gateway.errors import APIError, error_response
+from switchyard.gateway.errors import APIError, RequestTooLarge, error_response
 from switchyard.gateway.state import Gateway
 from switchyard.gateway.stored_responses.recent import RECENT, Recent
 
@@ -65,11 +71,16 @@ async def responses_socket(websocket: WebSocket) -> None:
     )
     try:
         principal = await authenticate(handshake, gw.verifier)
+        gw.sockets.take(principal.api_key_id, limit=gw.settings.responses_ws_per_key)
     except APIError as exc:
         await _refuse(websocket, error_response(handshake, exc), exc)
         return
-    await websocket.accept(headers=[(b"x-request-id", request_id.encode())])
-    await Connection(websocket, gw, request_id, Recent(principal.tenant_id)).run()
+    try:
+        await websocket.accept(headers=[(b"x-request-id", request_id.encode())])
+        recent = Recent(principal.tenant_id, max_bytes=gw.settings.responses_ws_kept_bytes)
+        await Connection(websocket, gw, request_id, recent).run()
+    finally:
+        gw.sockets.give_back(principal.api_key_id)
 
 
 async def _refuse(websocket: WebSocket, response: Any, exc: APIError) -> None:
@@ -90,21 +101,31 @@ class Connection:
         self.app = websocket.scope["app"]
         self.request_id = request_id
         self.recent = recent
-        self.frames: asyncio.Queue[str | None] = asyncio.Queue(QUEUED)
+        self.frames: asyncio.Queue[str | None] = asyncio.Queue(QUEUED)  # None: `gone` or `stopping`
         self.gone = asyncio.Event()
+        self.stopping = False  # the gateway is stopping: end the response under way, then close
+        self.stop = gw.stop
+        self.settings = gw.settings
         loop = asyncio.get_running_loop()
         self.ends_at = loop.time() + gw.settings.responses_ws_max_s
 
     async def run(self) -> None:
         RECENT.set(self.recent)  # this task's, and its requests': `chain.load` reads it
         reader = asyncio.create_task(self._read())
+        self.stop.on_begin(self._stopping)
         try:
             await self._answer()
         finally:
+            self.stop.forget_begin(self._stopping)
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             self.recent.latest = None
+
+    def _stopping(self) -> None:
+        self.stopping = True
+        with contextlib.suppress(asyncio.QueueFull):  # full: a response is under way, and looked after
+            self.frames.put_nowait(None)
 
     async def _read(self) -> None:
         try:
@@ -123,19 +144,37 @@ class Connection:
     async def _answer(self) -> None:
         loop = asyncio.get_running_loop()
         while not self.gone.is_set():
+            frame: str | None = None
+            idle = False
             try:
-                async with asyncio.timeout_at(self.ends_at):
+                async with asyncio.timeout_at(
+                    min(self.ends_at, loop.time() + self.settings.responses_ws_idle_s)
+                ):
                     frame = await self.frames.get()
             except TimeoutError:
-                frame = ""  # the lifetime ended while the connection was idle
-            if frame is None:
+                idle = True  # the lifetime or the idle bound ended while the connection waited
+            if self.gone.is_set():
+                return
+            if self.stopping:
+                await self._close(1012, "the gateway is stopping")  # what is left unread is not answered
                 return
             if loop.time() >= self.ends_at:
                 await self._close_at_lifetime()
                 return
-            await self._frame(frame)
+            if idle:
+                await self._close_idle()
+                return
+            if frame is not None:
+                await self._frame(frame)
 
     async def _frame(self, frame: str) -> None:
+        limit = self.settings.max_body_bytes
+        if len(frame) > limit:  # characters, each at least a byte: the request's body would be refused
+            error = RequestTooLarge(
+                f"Request body of at least {len(frame)} bytes exceeds the limit of {limit} bytes"
+            )
+            await self._error(error.status, error.message, code=error.code, type_=error.type)
+            return
         try:
             event = orjson.loads(frame)
         except orjson.JSONDecodeError as exc:
@@ -229,15 +268,35 @@ class Connection:
             "conversation in `input`)",
             code="websocket_connection_limit_reached",
         )
-        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-            await self.ws.close(code=1000, reason="connection lifetime reached")
+        await self._close(1000, "connection lifetime reached")
+
+    async def _close_idle(self) -> None:
+        await self._error(
+            400,
+            f"this connection sent nothing for {self.settings.responses_ws_idle_s:g} s with no response "
+            "under way (SWITCHYARD_RESPONSES_WS_IDLE_S); open a new one (a response not stored is continued "
+            "only on the connection that answered it: send the conversation in `input`)",
+            code="websocket_idle_timeout",
+        )
+        await self._close(1000, "idle")
+
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+            await self.ws.close(code=code, reason=reason)
 
     async def _error(
-        self, status: int, message: str, *, code: str, param: str | None = None, stream_id: str | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str,
+        param: str | None = None,
+        stream_id: str | None = None,
+        type_: str = "invalid_request_error",
     ) -> None:
         """An error of the connection's own (a frame it cannot take), as OpenAI's `error` event."""
         error = {
-            "type": "invalid_request_error",
+            "type": type_,
             "code": code,
             "message": message,
             "param": param,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fastapi import Request
@@ -24,6 +24,7 @@ from switchyard.gateway.guardrails.service import Guardrails
 from switchyard.gateway.inflight import InFlight, Orphans
 from switchyard.gateway.intake import Intake
 from switchyard.gateway.limits.service import RateLimiter
+from switchyard.gateway.sockets import Sockets
 from switchyard.gateway.stopping import Stop
 from switchyard.gateway.stored_responses.store import ResponseStore
 from switchyard.gateway.taskapi.service import TaskRuns
@@ -63,6 +64,7 @@ class Gateway:
     responses: ResponseStore | None = None  # stored responses (None: the deployment stores none)
     # the deployment stores none, but an earlier configuration did: DELETE /v1/responses/{id} reaches them
     responses_left: ResponseStore | None = None
+    sockets: Sockets = field(default_factory=Sockets)  # Responses WebSocket connections open, per key
 
 
 def gateway_of(request: Request) -> Gateway:

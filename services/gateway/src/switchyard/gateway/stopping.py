@@ -36,16 +36,21 @@ class Stop:
         self.begun = False
         self.cutting = False
         self._hooks: set[Callable[[], None]] = set()
+        self._begin_hooks: set[Callable[[], None]] = set()  # what waits for the stop to begin (WebSockets)
 
     def on_cut(self, hook: Callable[[], None]) -> None:
         """`hook` is called at the moment (soon, if it has passed)."""
-        if self.cutting:
-            asyncio.get_running_loop().call_soon(hook)
-        else:
-            self._hooks.add(hook)
+        _when(self.cutting, self._hooks, hook)
 
     def forget(self, hook: Callable[[], None]) -> None:
         self._hooks.discard(hook)
+
+    def on_begin(self, hook: Callable[[], None]) -> None:
+        """`hook` is called when the graceful stop begins (soon, if it has)."""
+        _when(self.begun, self._begin_hooks, hook)
+
+    def forget_begin(self, hook: Callable[[], None]) -> None:
+        self._begin_hooks.discard(hook)
 
     @property
     def watched(self) -> int:
@@ -57,12 +62,22 @@ class Stop:
         after_s = max(0.0, self.grace_s - self.margin_s)
         log.info("stopping: requests still running in %.1f s are ended (gateway_stopping)", after_s)
         asyncio.get_running_loop().call_later(after_s, self._end)
+        hooks, self._begin_hooks = self._begin_hooks, set()
+        for hook in hooks:
+            hook()
 
     def _end(self) -> None:
         self.cutting = True
         hooks, self._hooks = self._hooks, set()
         for hook in hooks:
             hook()
+
+
+def _when(passed: bool, hooks: set[Callable[[], None]], hook: Callable[[], None]) -> None:
+    if passed:
+        asyncio.get_running_loop().call_soon(hook)
+    else:
+        hooks.add(hook)
 
 
 def cut(said: str) -> GatewayStopping:
@@ -77,7 +92,11 @@ def cut(said: str) -> GatewayStopping:
 
 
 class Server(uvicorn.Server):
-    """uvicorn's server, telling `stop` when its graceful stop begins."""
+    """uvicorn's server, telling `stop` when its graceful stop begins.
+
+    uvicorn closes every WebSocket connection at once when it stops (1012), cutting the response one is
+    streaming; the Responses WebSocket connections close themselves instead (`responses_ws`): at once when
+    idle, else once the response under way has ended, within the grace as an HTTP stream is given it."""
 
     def __init__(self, config: uvicorn.Config, stop: Stop) -> None:
         super().__init__(config)
@@ -85,4 +104,13 @@ class Server(uvicorn.Server):
 
     async def shutdown(self, *args: Any, **kwargs: Any) -> None:
         self._stop.begin()
+        websocket = self.config.ws_protocol_class
+        if isinstance(websocket, type):
+            for connection in self.server_state.connections:
+                if isinstance(connection, websocket):
+                    connection.shutdown = _left_to_the_app  # type: ignore[method-assign]
         await super().shutdown(*args, **kwargs)
+
+
+def _left_to_the_app() -> None:
+    """A WebSocket connection's part in uvicorn's stop: none (see `Server`); uvicorn still waits for it."""

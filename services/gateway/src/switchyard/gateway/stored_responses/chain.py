@@ -122,7 +122,7 @@ class Conversation:
                 response={**body, "store": self.keep}, input=[*self.context, *self._own_with_ids(task)]
             )
             if self.recent is not None:
-                self.recent.latest = record
+                self.recent.keep(record)
         if not self.keep or record is None:
             if not self.keep and self.store is not None:  # a deployment storing none asks nothing
                 STORED_RESPONSES.labels("not_asked").inc()
@@ -214,8 +214,8 @@ class Conversation:
 
 
 def own_items(raw: Any) -> list[dict[str, Any]]:
-    """A request's `input` as items (a string is one user message)."""
-    if isinstance(raw, str):
+    """A request's `input` as items (a string is one user message; an empty one, none)."""
+    if isinstance(raw, str) and raw:
         return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": raw}]}]
     return [i for i in raw if isinstance(i, dict)] if isinstance(raw, list) else []
 
@@ -263,8 +263,10 @@ async def load(store: ResponseStore | None, tenant_id: str, body: bytes) -> Conv
                 found = _RESPONSE_ID.fullmatch(previous_id)
                 previous = await store.get(tenant_id, previous_id) if found else None
             if previous is None:
+                told = recent.forgotten(previous_id) if recent is not None else ""
                 raise PreviousResponseNotFound(
-                    f"Previous response with id '{previous_id[:80]}' not found.", param="previous_response_id"
+                    f"Previous response with id '{previous_id[:80]}' not found.{told}",
+                    param="previous_response_id",
                 )
             conversation.previous_response_id = previous_id
             conversation.context = [*previous.input, *_replayed(previous.response)]

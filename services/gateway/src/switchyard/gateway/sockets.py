@@ -1,0 +1,42 @@
+"""The Responses WebSocket connections a replica holds open, counted per API key: each may hold a
+response of megabytes in memory (`stored_responses/recent.py`) for up to an hour, so one key may open
+SWITCHYARD_RESPONSES_WS_PER_KEY of them at once; past it, the handshake is refused with 429."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from switchyard.gateway.errors import APIError
+
+SETTING = "SWITCHYARD_RESPONSES_WS_PER_KEY"
+
+
+class TooManySockets(APIError):
+    status = 429
+    type = "rate_limit_error"
+    code = "too_many_websocket_connections"
+
+
+@dataclass
+class Sockets:
+    """Open connections per API key id (a key with none is not listed)."""
+
+    open: dict[str, int] = field(default_factory=dict)
+
+    def take(self, key_id: str, *, limit: int) -> None:
+        """One more connection of `key_id`, or TooManySockets when it holds `limit` already."""
+        held = self.open.get(key_id, 0)
+        if held >= limit:
+            raise TooManySockets(
+                f"this API key holds {held} Responses WebSocket connections open here, the most it may "
+                f"({SETTING}): close one, or send the request over HTTP",
+                retry=True,
+            )
+        self.open[key_id] = held + 1
+
+    def give_back(self, key_id: str) -> None:
+        held = self.open.get(key_id, 0) - 1
+        if held > 0:
+            self.open[key_id] = held
+        else:
+            self.open.pop(key_id, None)
