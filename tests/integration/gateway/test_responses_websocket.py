@@ -43,17 +43,24 @@ class Responder(StoredResponder):
     """The stored responses tests' responder (a call of the first tool offered on a user turn, else text),
     and a user turn "hang" answered with one chunk and no end."""
 
+    running: set[asyncio.Task[None]] = set()
+
+    async def _slowly(self, task: TaskSubmitted) -> None:
+        subject = subjects.chunk_subject(task.task_id)
+        await self.nc.publish(subject, encode_chunk(Chunk(seq=0, delta="so", model=MODEL)))
+        await asyncio.sleep(1.5)
+        await self.nc.publish(subject, encode_chunk(Chunk(seq=1, done=True, finish_reason="stop")))
+        await self.js.publish(subjects.result_subject(task.task_id), result_of(task, "so"))
+
     async def on_task(self, msg: Msg) -> None:
         _, task = decode(msg.data, (TaskSubmitted,))
         assert isinstance(task, TaskSubmitted)
         last = task.chat().messages[-1]
         if last.role == "user" and last.content == "slow":
             self.seen.append(task)
-            subject = subjects.chunk_subject(task.task_id)
-            await self.nc.publish(subject, encode_chunk(Chunk(seq=0, delta="so", model=MODEL)))
-            await asyncio.sleep(1.5)
-            await self.nc.publish(subject, encode_chunk(Chunk(seq=1, done=True, finish_reason="stop")))
-            await self.js.publish(subjects.result_subject(task.task_id), result_of(task, "so"))
+            slow = asyncio.create_task(self._slowly(task))  # the subscription's next tasks go on meanwhile
+            self.running.add(slow)
+            slow.add_done_callback(self.running.discard)
             return
         if last.role != "user" or last.content != "hang":
             await super().on_task(msg)
@@ -77,6 +84,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "SWITCHYARD_RESPONSES_WS_IDLE_S": "1",
         "SWITCHYARD_RESPONSES_WS_PER_KEY": "2",
         "SWITCHYARD_RESPONSES_WS_KEPT_BYTES": "2000",
+        "SWITCHYARD_RESPONSES_WS_STREAMS": "2",
     }
     for name in ("unstored", "bounded", "stopping"):
         (tmp / name).mkdir()
@@ -116,6 +124,22 @@ async def _turn(ws: ClientConnection, **create: Any) -> list[dict[str, Any]]:
     """One `response.create` and its events, up to its last."""
     await ws.send(orjson.dumps({"type": "response.create", **create}).decode())
     return await _events(ws)
+
+
+async def _send(ws: ClientConnection, **create: Any) -> None:
+    await ws.send(orjson.dumps({"type": "response.create", **create}).decode())
+
+
+async def _streams(ws: ClientConnection, count: int) -> dict[str | None, list[dict[str, Any]]]:
+    """The events of `count` responses sent on streams, each stream's in the order received, and the
+    order the responses ended in (under None)."""
+    events: dict[str | None, list[dict[str, Any]]] = {None: []}
+    while len(events[None]) < count:
+        event = orjson.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+        events.setdefault(event.get("stream_id"), []).append(event)
+        if event["type"] in TERMINAL:
+            events[None].append(event)
+    return events
 
 
 async def _events(ws: ClientConnection) -> list[dict[str, Any]]:
@@ -202,9 +226,7 @@ async def test_a_stored_response_continues_on_another_connection_and_unserved_ev
         steer = orjson.loads(await asyncio.wait_for(ws.recv(), timeout=10))
         assert (steer["type"], steer["error"]["code"]) == ("response.steer.failed", "steering_not_supported")
         assert steer["steer"] == {"input": "x", "previous_response_id": first["id"]}
-        [lane] = await _turn(ws, model="auto", input="Hi", stream_id="lane-1")
-        assert (lane["error"]["param"], lane["stream_id"]) == ("stream_id", "lane-1")
-        assert len(responder.seen) == 2  # neither ran a task
+        assert len(responder.seen) == 2  # it ran no task
 
 
 async def test_a_handshake_without_a_valid_key_is_refused_with_an_error_body(world: World) -> None:
@@ -357,3 +379,77 @@ async def test_a_stopping_gateway_lets_the_response_under_way_end_then_closes(
         with pytest.raises(ConnectionClosedError):
             await asyncio.wait_for(ws.recv(), timeout=5)
         assert ws.close_code == 1012  # service restart: the SDKs reconnect
+
+
+async def test_streams_run_at_once_each_in_order_and_a_stream_forks_another(
+    world: World, responder: Responder
+) -> None:
+    async with _socket(world) as ws:
+        await _send(ws, model="auto", input="slow", store=False, stream_id="a")
+        await _send(ws, model="auto", input="Hi", store=False, stream_id="b")
+        await _send(ws, model="auto", input="Next", store=False, stream_id="b")
+        events = await _streams(ws, 3)
+        # b's two responses, one after the other, both ended before a's, which ran all along
+        assert [(e["stream_id"], e["type"]) for e in events[None]] == [
+            ("b", "response.completed"),
+            ("b", "response.completed"),
+            ("a", "response.completed"),
+        ]
+        for lane in ("a", "b"):  # every event says its stream; each response numbered from 0
+            assert all(e["stream_id"] == lane for e in events[lane])
+        assert [e["sequence_number"] for e in events["a"]] == list(range(len(events["a"])))
+        assert responder.messages() == [("user", "Next")]  # b's second: a new conversation
+
+        # a new stream forks b's latest response (`store` false: from the connection's memory)
+        latest_b = events[None][1]["response"]
+        await _send(
+            ws, model="auto", input="Fork", store=False, stream_id="c", previous_response_id=latest_b["id"]
+        )
+        fork = (await _streams(ws, 1))[None][0]
+        assert (fork["stream_id"], fork["type"]) == ("c", "response.completed")
+        assert fork["response"]["previous_response_id"] == latest_b["id"]
+        [next_turn, answer, forked] = responder.messages()
+        assert (next_turn, answer[0], forked) == (("user", "Next"), "assistant", ("user", "Fork"))
+
+
+async def test_a_connection_runs_as_many_streams_at_once_as_it_may(
+    world: World, responder: Responder
+) -> None:
+    async with _socket(world, base=world[4]) as ws:  # 2 streams at once here
+        await _send(ws, model="auto", input="slow", stream_id="a")
+        await _send(ws, model="auto", input="slow", stream_id="b")
+        await _send(ws, model="auto", input="Hi", stream_id="c")
+        events = await _streams(ws, 3)
+        refused, *ended = events[None]
+        assert (refused["type"], refused["stream_id"], refused["error"]["code"]) == (
+            "error",
+            "c",
+            "too_many_streams",
+        )
+        assert sorted(e["stream_id"] for e in ended) == ["a", "b"]
+        await _send(ws, model="auto", input="Hi", stream_id="c")  # the others have ended: it runs
+        assert (await _streams(ws, 1))[None][0]["type"] == "response.completed"
+
+
+async def test_a_warm_up_prepares_a_response_without_running_one(world: World, responder: Responder) -> None:
+    async with _socket(world) as ws:
+        seen = len(responder.seen)
+        await _send(ws, model="auto", input="Prepared", store=False, generate=False, stream_id="w")
+        created, completed = (await _streams(ws, 1))["w"]
+        assert (created["type"], completed["type"]) == ("response.created", "response.completed")
+        prepared = completed["response"]
+        assert (prepared["status"], prepared["output"], prepared["usage"]["total_tokens"]) == (
+            "completed",
+            [],
+            0,
+        )
+        assert prepared["id"] == created["response"]["id"] and prepared["store"] is False
+        assert len(responder.seen) == seen  # it ran no task
+        # the next turn continues it, sending only its own input
+        done = await _turn(ws, model="auto", input="Go", store=False, previous_response_id=prepared["id"])
+        assert done[-1]["type"] == "response.completed"
+        assert responder.messages() == [("user", "Prepared"), ("user", "Go")]
+        # a warm-up is refused as its response would be
+        await _send(ws, model="auto", input=[{"type": "nope"}], generate=False)
+        [refused] = await _events(ws)
+        assert (refused["status"], refused["error"]["param"]) == (400, "input.0")

@@ -1,5 +1,7 @@
-"""The Responses WebSocket mode's frames from what a response's HTTP request answers (`responses_ws._Reply`):
-its SSE events' JSON whatever the chunks they came in, and an HTTP error as OpenAI's `error` event."""
+"""The Responses WebSocket mode's frames from what a response's HTTP request answers
+(`responses_ws_events.Reply`): its SSE events' JSON whatever the chunks they came in, an HTTP error as
+OpenAI's `error` event, a stream's events tagged with its `stream_id`; and what a connection keeps
+(`recent.Memory`): each stream's latest response, within its bounds."""
 
 from __future__ import annotations
 
@@ -9,23 +11,25 @@ from typing import Any
 
 import orjson
 
-from switchyard.gateway.responses_ws import RefusedHandshake, _error_event, _Reply
+from switchyard.gateway.responses_ws import RefusedHandshake
+from switchyard.gateway.responses_ws_events import Reply, error_event, tagged
+from switchyard.gateway.stored_responses.recent import Memory
+from switchyard.gateway.stored_responses.store import StoredResponse
 
 
 class Frames:
-    """What a connection sends (the part of `Connection` a reply uses)."""
+    """What a connection sends."""
 
     def __init__(self) -> None:
-        self.gone = asyncio.Event()
         self.sent: list[Any] = []
 
-    async def _send(self, data: bytes) -> None:
+    async def send(self, data: bytes) -> None:
         self.sent.append(orjson.loads(data))
 
 
 async def _answer(status: int, headers: dict[str, str], *chunks: bytes) -> list[Any]:
     frames = Frames()
-    reply = _Reply(frames)  # type: ignore[arg-type]
+    reply = Reply(frames.send, asyncio.Event())
     raw = [(k.encode(), v.encode()) for k, v in headers.items()]
     await reply.send({"type": "http.response.start", "status": status, "headers": raw})
     for n, chunk in enumerate(chunks):
@@ -57,7 +61,7 @@ async def test_an_http_error_is_an_error_event_with_its_status_and_headers() -> 
         "status": 429,
         "error": {**error, "request_id": "req_1", "headers": shown},
     }
-    assert _error_event(500, b"<html>", {})["error"]["code"] == "internal_error"  # not ours: still an event
+    assert error_event(500, b"<html>", {})["error"]["code"] == "internal_error"  # not ours: still an event
 
 
 def test_uvicorns_error_for_a_refused_handshake_is_said_as_what_happened() -> None:
@@ -73,3 +77,39 @@ def test_uvicorns_error_for_a_refused_handshake_is_said_as_what_happened() -> No
         "uvicorn.error", logging.ERROR, __file__, 1, "Exception in ASGI application\n", (), None
     )
     assert RefusedHandshake().filter(other) and other.levelno == logging.ERROR
+
+
+def test_a_streams_events_say_its_stream_id() -> None:
+    assert orjson.loads(tagged(b'{"type":"response.created","n":1}', 'a"b')) == {
+        "stream_id": 'a"b',
+        "type": "response.created",
+        "n": 1,
+    }
+    assert orjson.loads(tagged(b"{}", "s")) == {"stream_id": "s"}
+    assert tagged(b'{"type":"x"}', None) == b'{"type":"x"}'  # a response of no stream: as it is
+
+
+def _record(response_id: str, text: str = "") -> StoredResponse:
+    return StoredResponse(response={"id": response_id, "output": []}, input=[{"text": text}])
+
+
+def test_a_connection_keeps_each_streams_latest_within_its_bounds() -> None:
+    memory = Memory("org", max_bytes=200, max_lanes=2)
+    memory.keep(None, _record("r1"))
+    memory.keep("a", _record("r2"))
+    memory.keep(None, _record("r3"))  # the stream's latest replaces its earlier one
+    assert (memory.get("org", "r1"), memory.get("org", "r2").id, memory.get("org", "r3").id) == (  # type: ignore[union-attr]
+        None,
+        "r2",
+        "r3",
+    )
+    assert memory.get("other", "r3") is None  # another organisation's request finds nothing
+    assert memory.lane_of("r2") == "a"
+    memory.keep("b", _record("r4"))  # a third stream: the least recently answered goes
+    assert memory.get("org", "r2") is None and memory.get("org", "r4") is not None
+    memory.keep("b", _record("r5", "x" * 300))  # too large: not kept, and said so
+    assert memory.get("org", "r5") is None and memory.get("org", "r4") is None
+    assert "SWITCHYARD_RESPONSES_WS_KEPT_BYTES" in memory.forgotten("r5")
+    assert memory.forgotten("r3") == ""
+    memory.keep("c", _record("r6", "y" * 150))  # together over 200 bytes: the oldest goes
+    assert memory.get("org", "r3") is None and memory.get("org", "r6") is not None

@@ -140,6 +140,11 @@ class GatewaySettings(CommonSettings):
     responses_ws_idle_s: float = Field(
         default=600.0, gt=0, description="how long a Responses WebSocket connection may idle"
     )
+    # Streams (`stream_id`) one connection runs at once (each its responses in order), and whose latest
+    # responses it keeps
+    responses_ws_streams: int = Field(
+        default=8, ge=1, description="streams one Responses WebSocket connection runs at once"
+    )
     # Connections one API key may hold open on one replica at once: past it, the handshake gets 429.
     responses_ws_per_key: int = Field(
         default=16, ge=1, description="Responses WebSocket connections one key may hold open (per replica)"

@@ -45,7 +45,7 @@ def usage_json(usage: Usage) -> dict[str, Any]:
     }
 
 
-def _shell(
+def shell(
     task: TaskSubmitted, *, model: str, created: int, status: str, fields: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """A response's fields besides its output and usage, from the request as the pipeline holds it, and
@@ -177,7 +177,7 @@ def response_body(
     named: Named = None,
 ) -> dict[str, Any]:
     status, incomplete = _ending(done)
-    body = _shell(task, model=done.model, created=created, status=status, fields=fields)
+    body = shell(task, model=done.model, created=created, status=status, fields=fields)
     output = [reasoning_item(task, n, block) for n, block in enumerate(done.thinking or [])]
     if done.content or done.refusal or not done.tool_calls:
         output.append(

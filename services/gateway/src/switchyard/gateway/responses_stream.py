@@ -25,12 +25,12 @@ from switchyard.gateway.outcomes import Fault, head_model, in_order
 from switchyard.gateway.responses import MESSAGE_ITEM, REASONING_ITEM
 from switchyard.gateway.responses_render import (
     Named,
-    _shell,
     call_item,
     logprobs_json,
     message_item,
     reasoning_item,
     response_body,
+    shell,
     text_part,
 )
 from switchyard.gateway.responses_tools import CustomInput
@@ -306,20 +306,20 @@ async def stream_events(
     response.completed (or .incomplete) with the whole response and its usage. A break after output
     began is an `error` event, then response.failed (status `failed`, its `error`), the end clients wait
     for: never a completion, so never a silently cut answer. `fields` are a stored conversation's (see
-    `_shell`); `keep` stores the whole response before its last event says whether it was (`store`), so
+    `shell`); `keep` stores the whole response before its last event says whether it was (`store`), so
     a follow-up sent on that event finds it; `named`: how the client names its tools (`call_item`)."""
     event = _Events()
     created = int(time.time()) if created is None else created
     model = head_model(head) or task.request.model
-    shell = _shell(task, model=model, created=created, status="in_progress", fields=fields)
-    yield event("response.created", response=shell)
-    yield event("response.in_progress", response=shell)
+    started = shell(task, model=model, created=created, status="in_progress", fields=fields)
+    yield event("response.created", response=started)
+    yield event("response.in_progress", response=started)
     output = _Output(task, event, named)
 
     def failed(code: str, message: str) -> Iterator[bytes]:
         yield event("error", code=code, message=message, param=None)
         error = {"code": "server_error", "message": message}
-        yield event("response.failed", response={**shell, "status": "failed", "error": error})
+        yield event("response.failed", response={**started, "status": "failed", "error": error})
 
     try:
         async for item in in_order(head, rest):

@@ -9,14 +9,20 @@ request with the handshake's headers (its key, priority, timeouts), run through 
 (its own request id, authentication, key policy, limits, budget, guardrails, billing and audit), its SSE
 events sent on as frames, and its HTTP error as an `error` event (`status`, and `error` with our type,
 code, message, param, request id and headers). A client that goes away is, to that request, a client
-that disconnected: its task is cancelled. Responses run one after another, in the order sent (OpenAI
-runs a connection's responses in order; several at once need `stream_id`, which is not served).
+that disconnected: its task is cancelled. `generate: false` prepares a response without running one
+(`responses_warmup`).
 
-Bounds: a key's connections on a replica (`sockets`), a connection's lifetime and idle time, the size of
-the response it keeps (`recent`) and of a frame it reads (over SWITCHYARD_MAX_BODY_BYTES: the request's
-413 as an error event; over twice that, uvicorn closes the connection with 1009). When the gateway stops,
-a connection ends the response under way within the stop grace (`stopping.Server`), then closes with
-1012 (service restart), on which the SDKs reconnect.
+Streams (`stream_id`, OpenAI's WebSocket multiplexing): the responses of one stream run one after another,
+in the order sent; those of different streams at once, each event tagged with its `stream_id`; the
+responses sent without one are a stream of their own. `previous_response_id` says which response a turn
+continues, on its stream or on another (a fork). At most SWITCHYARD_RESPONSES_WS_STREAMS streams run at
+once; a response.create of another stream past it is refused (`error`, code `too_many_streams`).
+
+Bounds: a key's connections on a replica (`sockets`), a connection's lifetime and idle time, what it keeps
+(`recent`) and the size of a frame it reads (over SWITCHYARD_MAX_BODY_BYTES: the request's 413 as an error
+event; over twice that, uvicorn closes the connection with 1009). When the gateway stops, a connection
+ends the responses under way within the stop grace (`stopping.Server`), then closes with 1012 (service
+restart), on which the SDKs reconnect.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -33,18 +41,20 @@ from starlette.types import Message, Scope
 from starlette.websockets import WebSocketDisconnect
 
 from switchyard.common.ids import new_id
+from switchyard.gateway import responses_warmup
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.errors import APIError, RequestTooLarge, error_response
+from switchyard.gateway.responses_ws_events import Reply, api_error_event, steer_refused, tagged
 from switchyard.gateway.state import Gateway
-from switchyard.gateway.stored_responses.recent import RECENT, Recent
+from switchyard.gateway.stored_responses.recent import RECENT, Memory, Recent
 
 log = logging.getLogger(__name__)
 
 router = APIRouter()
 
 PATH = "/v1/responses"
-QUEUED = 16  # frames read ahead of the response being answered (OpenAI queues creates; past this, TCP waits)
-TRANSPORT = frozenset({"type", "stream", "stream_options"})  # an event's fields that are not the body's
+QUEUED = 16  # response.create events taken ahead of those running (OpenAI queues them; past this, TCP waits)
+TRANSPORT = frozenset({"type", "stream", "stream_options", "stream_id", "generate"})  # not the body's
 # the handshake's headers a response's request does not repeat (its own body's are set)
 HANDSHAKE_ONLY = frozenset(
     {
@@ -59,7 +69,6 @@ HANDSHAKE_ONLY = frozenset(
         b"sec-websocket-protocol",
     }
 )
-NOT_SHOWN = frozenset({"content-length", "content-type"})  # an HTTP error's headers an error event leaves out
 
 
 @router.websocket(PATH)
@@ -77,8 +86,13 @@ async def responses_socket(websocket: WebSocket) -> None:
         return
     try:
         await websocket.accept(headers=[(b"x-request-id", request_id.encode())])
-        recent = Recent(principal.tenant_id, max_bytes=gw.settings.responses_ws_kept_bytes)
-        await Connection(websocket, gw, request_id, recent).run()
+        settings = gw.settings
+        memory = Memory(
+            principal.tenant_id,
+            max_bytes=settings.responses_ws_kept_bytes,
+            max_lanes=settings.responses_ws_streams,
+        )
+        await Connection(websocket, gw, request_id, memory, handshake).run()
     finally:
         gw.sockets.give_back(principal.api_key_id)
 
@@ -92,39 +106,59 @@ async def _refuse(websocket: WebSocket, response: Any, exc: APIError) -> None:
         await websocket.close(code=1008, reason=exc.message[:120])
 
 
-class Connection:
-    """One accepted connection: a reader that takes frames in (and hears the client go), and the frames
-    answered in order, each `response.create` a request through the app."""
+@dataclass
+class Lane:
+    """A stream's `response.create` events not yet answered, and the task answering them (None: idle)."""
 
-    def __init__(self, websocket: WebSocket, gw: Gateway, request_id: str, recent: Recent) -> None:
+    name: str | None
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    worker: asyncio.Task[None] | None = None
+
+
+class Connection:
+    """One accepted connection: a reader that takes frames in (and hears the client go), the frames read
+    in order, and each stream's responses answered in order (`Lane`), each a request through the app."""
+
+    def __init__(
+        self, websocket: WebSocket, gw: Gateway, request_id: str, memory: Memory, handshake: Request
+    ) -> None:
         self.ws = websocket
         self.app = websocket.scope["app"]
+        self.gw = gw
         self.request_id = request_id
-        self.recent = recent
-        self.frames: asyncio.Queue[str | None] = asyncio.Queue(QUEUED)  # None: `gone` or `stopping`
+        self.memory = memory
+        self.handshake = handshake
+        self.frames: asyncio.Queue[str | None] = asyncio.Queue(QUEUED)  # None: look at the state
+        self.room = asyncio.Semaphore(QUEUED)  # response.create events taken, not yet answered
+        self.lanes: dict[str | None, Lane] = {}  # those with events to answer
         self.gone = asyncio.Event()
-        self.stopping = False  # the gateway is stopping: end the response under way, then close
-        self.stop = gw.stop
+        self.stopping = False  # the gateway is stopping: end the responses under way, then close
         self.settings = gw.settings
         loop = asyncio.get_running_loop()
         self.ends_at = loop.time() + gw.settings.responses_ws_max_s
 
     async def run(self) -> None:
-        RECENT.set(self.recent)  # this task's, and its requests': `chain.load` reads it
         reader = asyncio.create_task(self._read())
-        self.stop.on_begin(self._stopping)
+        self.gw.stop.on_begin(self._stopping)
         try:
-            await self._answer()
+            ending = await self._answer()
+            for lane in self.lanes.values():
+                lane.pending.clear()  # what was not begun is not answered
+            await asyncio.gather(*(lane.worker for lane in self.lanes.values() if lane.worker is not None))
+            await ending()
         finally:
-            self.stop.forget_begin(self._stopping)
+            self.gw.stop.forget_begin(self._stopping)
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-            self.recent.latest = None
+            self.memory.clear()
 
     def _stopping(self) -> None:
         self.stopping = True
-        with contextlib.suppress(asyncio.QueueFull):  # full: a response is under way, and looked after
+        self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(asyncio.QueueFull):  # full: frames wait, and the loop looks after each
             self.frames.put_nowait(None)
 
     async def _read(self) -> None:
@@ -138,42 +172,42 @@ class Connection:
                 await self.frames.put(text if text is not None else (raw or b"").decode("utf-8", "replace"))
         finally:
             self.gone.set()
-            with contextlib.suppress(asyncio.QueueFull):
-                self.frames.put_nowait(None)
+            self._wake()
 
-    async def _answer(self) -> None:
+    async def _answer(self) -> Callable[[], Awaitable[None]]:
+        """Reads frames until the connection ends; returns how it ends (the close, run once the responses
+        under way have ended)."""
         loop = asyncio.get_running_loop()
-        while not self.gone.is_set():
+        while True:
             frame: str | None = None
             idle = False
+            busy = any(lane.worker is not None for lane in self.lanes.values())
+            deadline = (
+                self.ends_at if busy else min(self.ends_at, loop.time() + self.settings.responses_ws_idle_s)
+            )
             try:
-                async with asyncio.timeout_at(
-                    min(self.ends_at, loop.time() + self.settings.responses_ws_idle_s)
-                ):
+                async with asyncio.timeout_at(deadline):
                     frame = await self.frames.get()
             except TimeoutError:
-                idle = True  # the lifetime or the idle bound ended while the connection waited
+                idle = not busy  # else the lifetime ended
             if self.gone.is_set():
-                return
+                return _nothing
             if self.stopping:
-                await self._close(1012, "the gateway is stopping")  # what is left unread is not answered
-                return
+                return self._close_stopping
             if loop.time() >= self.ends_at:
-                await self._close_at_lifetime()
-                return
+                return self._close_at_lifetime
             if idle:
-                await self._close_idle()
-                return
+                return self._close_idle
             if frame is not None:
                 await self._frame(frame)
 
     async def _frame(self, frame: str) -> None:
         limit = self.settings.max_body_bytes
         if len(frame) > limit:  # characters, each at least a byte: the request's body would be refused
-            error = RequestTooLarge(
-                f"Request body of at least {len(frame)} bytes exceeds the limit of {limit} bytes"
+            size = len(frame)
+            await self._raise(
+                RequestTooLarge(f"Request body of at least {size} bytes exceeds the limit of {limit} bytes")
             )
-            await self._error(error.status, error.message, code=error.code, type_=error.type)
             return
         try:
             event = orjson.loads(frame)
@@ -182,9 +216,11 @@ class Connection:
             return
         kind = event.get("type") if isinstance(event, dict) else None
         if kind == "response.create":
-            await self._create(event)
+            await self._take(event)
         elif kind == "response.steer":
-            await self._send(_steer_refused(event))
+            target = event.get("previous_response_id")
+            lane = self.memory.lane_of(target) if isinstance(target, str) else None
+            await self._send(tagged(steer_refused(event), lane))
         else:
             shown = repr(kind)[:80] if isinstance(event, dict) else "a JSON value that is not an object"
             await self._error(
@@ -195,34 +231,78 @@ class Connection:
                 param="type",
             )
 
-    async def _create(self, event: dict[str, Any]) -> None:
-        lane = event.get("stream_id")
-        if lane is not None:
+    async def _take(self, event: dict[str, Any]) -> None:
+        """`event` queued on its stream, answered when those before it on the stream have been."""
+        name = event.get("stream_id")
+        if name is not None and (not isinstance(name, str) or not name or len(name) > 200):
             await self._error(
                 400,
-                "stream_id: several responses at once on one connection (WebSocket multiplexing) are not "
-                "served here: send responses one after another on a connection (they run in order), or "
-                "open another connection",
-                code="unsupported_parameter",
+                "stream_id: a non-empty string (up to 200 characters)",
+                code="invalid_type",
                 param="stream_id",
-                stream_id=lane if isinstance(lane, str) else None,
             )
             return
-        if event.get("generate") is False:
-            await self._error(
-                400,
-                "generate: warm-up responses (`generate: false`) are not served here: send the turn "
-                "itself, which is answered",
-                code="unsupported_parameter",
-                param="generate",
-            )
-            return
-        body = {k: v for k, v in event.items() if k not in TRANSPORT}
-        await self._respond(orjson.dumps({**body, "stream": True}))
+        lane = self.lanes.get(name)
+        if lane is None:
+            limit = self.settings.responses_ws_streams
+            if len(self.lanes) >= limit:
+                await self._error(
+                    400,
+                    f"this connection runs {len(self.lanes)} streams already, the most it may "
+                    f"(SWITCHYARD_RESPONSES_WS_STREAMS): send this response on one of them, once its "
+                    "response has ended, or open another connection",
+                    code="too_many_streams",
+                    param="stream_id",
+                    stream_id=name,
+                )
+                return
+            lane = self.lanes[name] = Lane(name)
+        await self.room.acquire()
+        lane.pending.append(event)
+        if lane.worker is None:
+            lane.worker = asyncio.create_task(self._run_lane(lane))
 
-    async def _respond(self, body: bytes) -> None:
+    async def _run_lane(self, lane: Lane) -> None:
+        RECENT.set(Recent(self.memory, lane.name))  # this task's, and its requests': `chain.load` reads it
+        try:
+            while lane.pending and not self.gone.is_set():
+                event = lane.pending.pop(0)
+                try:
+                    await self._create(event, lane.name)
+                finally:
+                    self.room.release()
+        finally:
+            for _ in lane.pending:  # dropped (the connection ends)
+                self.room.release()
+            lane.pending.clear()
+            lane.worker = None
+            del self.lanes[lane.name]
+            self._wake()  # the idle bound starts again when nothing runs
+
+    async def _create(self, event: dict[str, Any], lane: str | None) -> None:
+        body = orjson.dumps({**{k: v for k, v in event.items() if k not in TRANSPORT}, "stream": True})
+        if event.get("generate") is False:
+            await self._warm_up(body, lane)
+        else:
+            await self._respond(body, lane)
+
+    async def _warm_up(self, body: bytes, lane: str | None) -> None:
+        try:
+            principal = await authenticate(self.handshake, self.gw.verifier)
+            events = await responses_warmup.prepare(self.gw, principal, body)
+        except APIError as exc:
+            await self._send(tagged(orjson.dumps(api_error_event(exc, self.request_id)), lane))
+            return
+        for event in events:
+            await self._send(tagged(orjson.dumps(event), lane))
+
+    async def _respond(self, body: bytes, lane: str | None) -> None:
         """`body` as `POST /v1/responses` through the app: its events sent on, or its error as one."""
-        reply = _Reply(self)
+
+        async def send(data: bytes) -> None:
+            await self._send(tagged(data, lane))
+
+        reply = Reply(send, self.gone)
         sent = False
 
         async def receive() -> Message:
@@ -280,6 +360,9 @@ class Connection:
         )
         await self._close(1000, "idle")
 
+    async def _close_stopping(self) -> None:
+        await self._close(1012, "the gateway is stopping")
+
     async def _close(self, code: int, reason: str) -> None:
         with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
             await self.ws.close(code=code, reason=reason)
@@ -306,6 +389,9 @@ class Connection:
         lane = {"stream_id": stream_id} if stream_id is not None else {}
         await self._send(orjson.dumps({"type": "error", "status": status, "error": error, **lane}))
 
+    async def _raise(self, exc: APIError) -> None:
+        await self._send(orjson.dumps(api_error_event(exc, self.request_id)))
+
     async def _send(self, data: bytes) -> None:
         if self.gone.is_set():
             return
@@ -315,50 +401,8 @@ class Connection:
             self.gone.set()
 
 
-class _Reply:
-    """What a response's request answers, as frames: its SSE events' data (each a JSON event, as is), or
-    its HTTP error as an `error` event."""
-
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
-        self.status = 0
-        self.headers: dict[str, str] = {}
-        self.pending = b""  # SSE not yet at an event's end, or an error's body
-
-    async def send(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-            self.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in message.get("headers", ())}
-            return
-        if message["type"] != "http.response.body":
-            return
-        self.pending += message.get("body", b"")
-        if self.status != 200:
-            return
-        *events, self.pending = self.pending.split(b"\n\n")
-        for event in events:
-            data = next((line[6:] for line in event.split(b"\n") if line.startswith(b"data: ")), None)
-            if data is not None:
-                await self.connection._send(data)
-
-    async def end(self) -> None:
-        if self.status == 200 or self.connection.gone.is_set():
-            return
-        await self.connection._send(orjson.dumps(_error_event(self.status, self.pending, self.headers)))
-
-
-def _error_event(status: int, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
-    """An HTTP error (our body: `{"error": {message, type, param, code, request_id}}`) as OpenAI's
-    WebSocket `error` event: the status, and the error with the headers it came with (its request id,
-    `retry-after`, the rate limits)."""
-    try:
-        error = orjson.loads(body)["error"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        error = {"type": "api_error", "code": "internal_error", "message": "internal error", "param": None}
-    if not isinstance(error, dict):
-        error = {"type": "api_error", "code": "internal_error", "message": str(error)[:200], "param": None}
-    shown = {k: v for k, v in headers.items() if k not in NOT_SHOWN}
-    return {"type": "error", "status": status or 500, "error": {**error, "headers": shown}}
+async def _nothing() -> None:
+    """The end of a connection its client closed."""
 
 
 class RefusedHandshake(logging.Filter):
@@ -373,17 +417,3 @@ class RefusedHandshake(logging.Filter):
             record.msg = "a WebSocket handshake was refused with an HTTP error response"
             record.levelno, record.levelname = logging.INFO, "INFO"
         return True
-
-
-def _steer_refused(event: dict[str, Any]) -> bytes:
-    """`response.steer` answered as OpenAI answers steering it cannot take: `response.steer.failed`
-    with the input given back, so the client can send it in its next `response.create`."""
-    steer = {"input": event.get("input"), "previous_response_id": event.get("previous_response_id")}
-    error = {
-        "type": "invalid_request_error",
-        "code": "steering_not_supported",
-        "message": "steering (`response.steer`) is not served here: send the input in the next "
-        "response.create, with the previous_response_id it continues",
-    }
-    failed = {"type": "response.steer.failed", "sequence_number": 0, "error": error, "steer": steer}
-    return orjson.dumps(failed)
