@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, Inv
 from switchyard.cli.processes import NatsServer
 from switchyard.common import subjects
 from switchyard.common.envelope import decode
-from switchyard.common.events import TaskCancelled, TaskSubmitted
+from switchyard.common.events import FunctionCall, TaskCancelled, TaskSubmitted, ToolCall
 from switchyard.common.streaming import Chunk, encode_chunk
 from switchyard.gateway.db import migrations
 from tests.integration.gateway.harness import Bases, Org, gateways, make_org
@@ -46,11 +46,18 @@ class Responder(StoredResponder):
     running: set[asyncio.Task[None]] = set()
 
     async def _slowly(self, task: TaskSubmitted) -> None:
+        """ "so", and 1.5 s later its end: with a call of the first tool offered, if any."""
         subject = subjects.chunk_subject(task.task_id)
         await self.nc.publish(subject, encode_chunk(Chunk(seq=0, delta="so", model=MODEL)))
         await asyncio.sleep(1.5)
-        await self.nc.publish(subject, encode_chunk(Chunk(seq=1, done=True, finish_reason="stop")))
-        await self.js.publish(subjects.result_subject(task.task_id), result_of(task, "so"))
+        tools = task.chat().tools or []
+        calls = [
+            ToolCall(id="call_slow", function=FunctionCall(name=t.function.name, arguments="{}"))
+            for t in tools[:1]
+        ]
+        done = Chunk(seq=1, done=True, finish_reason="tool_calls" if calls else "stop")
+        await self.nc.publish(subject, encode_chunk(done))
+        await self.js.publish(subjects.result_subject(task.task_id), result_of(task, "so", calls or None))
 
     async def on_task(self, msg: Msg) -> None:
         _, task = decode(msg.data, (TaskSubmitted,))
@@ -131,12 +138,12 @@ async def _send(ws: ClientConnection, **create: Any) -> None:
 
 
 async def _streams(ws: ClientConnection, count: int) -> dict[str | None, list[dict[str, Any]]]:
-    """The events of `count` responses sent on streams, each stream's in the order received, and the
-    order the responses ended in (under None)."""
+    """The events of `count` responses sent on streams, each stream's in the order received (those of
+    none under ""), and the order the responses ended in (under None)."""
     events: dict[str | None, list[dict[str, Any]]] = {None: []}
     while len(events[None]) < count:
         event = orjson.loads(await asyncio.wait_for(ws.recv(), timeout=10))
-        events.setdefault(event.get("stream_id"), []).append(event)
+        events.setdefault(event.get("stream_id", ""), []).append(event)
         if event["type"] in TERMINAL:
             events[None].append(event)
     return events
@@ -224,7 +231,8 @@ async def test_a_stored_response_continues_on_another_connection_and_unserved_ev
             orjson.dumps({"type": "response.steer", "previous_response_id": first["id"], "input": "x"})
         )
         steer = orjson.loads(await asyncio.wait_for(ws.recv(), timeout=10))
-        assert (steer["type"], steer["error"]["code"]) == ("response.steer.failed", "steering_not_supported")
+        # not a response under way on this connection: given back
+        assert (steer["type"], steer["error"]["code"]) == ("response.steer.failed", "response_not_found")
         assert steer["steer"] == {"input": "x", "previous_response_id": first["id"]}
         assert len(responder.seen) == 2  # it ran no task
 
@@ -453,3 +461,85 @@ async def test_a_warm_up_prepares_a_response_without_running_one(world: World, r
         await _send(ws, model="auto", input=[{"type": "nope"}], generate=False)
         [refused] = await _events(ws)
         assert (refused["status"], refused["error"]["param"]) == (400, "input.0")
+
+
+async def _steer(ws: ClientConnection, target: str, text: Any) -> None:
+    await ws.send(
+        orjson.dumps({"type": "response.steer", "previous_response_id": target, "input": text}).decode()
+    )
+
+
+async def _created(ws: ClientConnection) -> str:
+    """The id of the response just sent, once it is created."""
+    while (event := orjson.loads(await asyncio.wait_for(ws.recv(), 10)))["type"] != "response.created":
+        pass
+    return str(event["response"]["id"])
+
+
+async def test_steering_input_goes_to_the_response_that_continues_the_steered_one(
+    world: World, responder: Responder
+) -> None:
+    async with _socket(world) as ws:
+        await _send(ws, model="auto", input="slow", store=False, stream_id="s")
+        steered = await _created(ws)
+        await _steer(ws, steered, "Keep it short.")
+        await _steer(ws, steered, [{"role": "assistant", "content": "no"}])  # user messages only
+        events = await _streams(ws, 2)  # the steered response's end, and its successor's
+        kinds = [e["type"] for e in events["s"]]
+        accepted = next(e for e in events["s"] if e["type"] == "response.steer.accepted")
+        assert accepted["steer"]["previous_response_id"] == steered and accepted["steer"]["id"].startswith(
+            "steer_"
+        )
+        invalid = next(e for e in events["s"] if e["type"] == "response.steer.failed")  # of stream s too
+        assert invalid["error"]["code"] == "invalid_input"
+        # the steered response ends as it would have; a successor continues it with the queued input
+        assert kinds.count("response.completed") == 2 and kinds.count("response.created") == 1
+        successor = events[None][-1]["response"]
+        assert successor["previous_response_id"] == steered
+        assert responder.messages() == [("user", "slow"), ("assistant", "so"), ("user", "Keep it short.")]
+        await _steer(ws, steered, "Too late")  # it has completed
+        late = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert (late["type"], late["error"]["code"], late["stream_id"]) == (
+            "response.steer.failed",
+            "response_already_completed",
+            "s",
+        )
+
+
+async def test_steering_a_response_that_calls_a_tool_waits_for_its_output(
+    world: World, responder: Responder
+) -> None:
+    async with _socket(world) as ws:
+        await _send(ws, model="auto", input="slow", store=False, tools=[TOOL], stream_id="t")
+        steered = await _created(ws)
+        await _steer(ws, steered, "In Celsius, please.")
+        events = await _streams(ws, 1)
+        assert [e["type"] for e in events["t"]][-1] == "response.completed"
+        assert "response.steer.accepted" in [e["type"] for e in events["t"]]
+        [waiting] = await _until(ws, "response.steer.pending")  # after the response's end
+        assert (waiting["stream_id"], waiting["reason"]) == ("t", "waiting_for_required_input")
+        stub = {"type": "function_call_output", "call_id": "call_slow", "name": "get_weather"}
+        assert waiting["required_input"] == [stub]
+        # the continuation sends the tool's output: the queued input follows it
+        output = {"type": "function_call_output", "call_id": "call_slow", "output": "sunny"}
+        await _send(
+            ws,
+            model="auto",
+            input=[output],
+            store=False,
+            tools=[TOOL],
+            previous_response_id=steered,
+            stream_id="t",
+        )
+        assert (await _streams(ws, 1))[None][0]["type"] == "response.completed"
+        assert responder.messages()[-2:] == [
+            ("tool", ("call_slow", "sunny")),
+            ("user", "In Celsius, please."),
+        ]
+
+
+async def _until(ws: ClientConnection, kind: str) -> list[dict[str, Any]]:
+    """Events up to the first of `kind`, that one only."""
+    while (event := orjson.loads(await asyncio.wait_for(ws.recv(), 10)))["type"] != kind:
+        pass
+    return [event]

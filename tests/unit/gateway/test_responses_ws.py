@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from switchyard.gateway.responses_steer import Steer, accept, with_queued
 from switchyard.gateway.responses_ws import RefusedHandshake
 from switchyard.gateway.responses_ws_events import Reply, error_event, tagged
 from switchyard.gateway.stored_responses.recent import Memory
@@ -104,7 +105,6 @@ def test_a_connection_keeps_each_streams_latest_within_its_bounds() -> None:
         "r3",
     )
     assert memory.get("other", "r3") is None  # another organisation's request finds nothing
-    assert memory.lane_of("r2") == "a"
     memory.keep("b", _record("r4"))  # a third stream: the least recently answered goes
     assert memory.get("org", "r2") is None and memory.get("org", "r4") is not None
     memory.keep("b", _record("r5", "x" * 300))  # too large: not kept, and said so
@@ -113,3 +113,24 @@ def test_a_connection_keeps_each_streams_latest_within_its_bounds() -> None:
     assert memory.forgotten("r3") == ""
     memory.keep("c", _record("r6", "y" * 150))  # together over 200 bytes: the oldest goes
     assert memory.get("org", "r3") is None and memory.get("org", "r6") is not None
+
+
+def test_steering_takes_user_messages_and_follows_the_outputs_a_continuation_opens_with() -> None:
+    steer = accept({"type": "response.steer", "previous_response_id": "resp_1", "input": "Shorter."})
+    assert isinstance(steer, Steer) and steer.items[0]["role"] == "user"
+    for bad in (
+        {"previous_response_id": "resp_1", "input": ""},
+        {"previous_response_id": "resp_1", "input": [{"role": "assistant", "content": "x"}]},
+        {"previous_response_id": "resp_1", "input": [{"role": "user", "content": [{"type": "output_text"}]}]},
+        {"previous_response_id": "resp_1", "input": "x", "stream_id": "s"},  # the target says its stream
+        {"input": "x"},
+    ):
+        assert isinstance(accept({"type": "response.steer", **bad}), str)
+    output = {"type": "function_call_output", "call_id": "c1", "output": "sunny"}
+    create = {"type": "response.create", "input": [output, {"role": "user", "content": "and?"}]}
+    assert [i.get("type") for i in with_queued(create, [steer])["input"]] == [
+        "function_call_output",
+        "message",  # the queued input
+        None,
+    ]
+    assert with_queued({"input": "Go"}, [steer])["input"][1]["content"] == "Go"

@@ -10,7 +10,8 @@ request with the handshake's headers (its key, priority, timeouts), run through 
 events sent on as frames, and its HTTP error as an `error` event (`status`, and `error` with our type,
 code, message, param, request id and headers). A client that goes away is, to that request, a client
 that disconnected: its task is cancelled. `generate: false` prepares a response without running one
-(`responses_warmup`).
+(`responses_warmup`); `response.steer` queues input for the response that continues the one under way
+(`responses_steer`).
 
 Streams (`stream_id`, OpenAI's WebSocket multiplexing): the responses of one stream run one after another,
 in the order sent; those of different streams at once, each event tagged with its `stream_id`; the
@@ -41,18 +42,35 @@ from starlette.types import Message, Scope
 from starlette.websockets import WebSocketDisconnect
 
 from switchyard.common.ids import new_id
+from switchyard.gateway import responses_steer as steering
 from switchyard.gateway import responses_warmup
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.errors import APIError, RequestTooLarge, error_response
-from switchyard.gateway.responses_ws_events import Reply, api_error_event, steer_refused, tagged
+from switchyard.gateway.responses_ws_events import Reply, api_error_event, tagged
 from switchyard.gateway.state import Gateway
 from switchyard.gateway.stored_responses.recent import RECENT, Memory, Recent
 
 log = logging.getLogger(__name__)
 
+ENDED = (b'{"type":"response.completed"', b'{"type":"response.incomplete"', b'{"type":"response.failed"')
+_NOT_CREATED = (
+    "the response continuing the steered one could not be created: send the input in a response.create"
+)
+_NOT_ACTIVE = "the steered response ended without an answer (it failed or was ended): send the input again"
+_NOT_FOUND = (
+    "no response under way on this connection has this id (steer a response after its response.created)"
+)
+_COMPLETED = "the response has completed: send the input in the response.create that continues it"
+_CONVERSATION = (
+    "a response bound to a conversation is not steered: send the input in the next response.create"
+)
+_NOT_CONTINUED = "the response waiting for tool outputs was not continued before others: send the input again"
+_TOO_MANY = f"{steering.MAX_PENDING} steering submissions are queued for this response already"
+
 router = APIRouter()
 
 PATH = "/v1/responses"
+ANSWERED = 64  # responses that ended on a connection whose stream a late response.steer is told
 QUEUED = 16  # response.create events taken ahead of those running (OpenAI queues them; past this, TCP waits)
 TRANSPORT = frozenset({"type", "stream", "stream_options", "stream_id", "generate"})  # not the body's
 # the handshake's headers a response's request does not repeat (its own body's are set)
@@ -108,11 +126,17 @@ async def _refuse(websocket: WebSocket, response: Any, exc: APIError) -> None:
 
 @dataclass
 class Lane:
-    """A stream's `response.create` events not yet answered, and the task answering them (None: idle)."""
+    """A stream's `response.create` events not yet answered, and the task answering them (None: idle);
+    the response under way (its id once created, its event) and the input steering it (`responses_steer`)."""
 
     name: str | None
     pending: list[dict[str, Any]] = field(default_factory=list)
     worker: asyncio.Task[None] | None = None
+    current: str | None = None
+    create: dict[str, Any] | None = None
+    ended: dict[str, Any] | None = None  # the response under way as it ended
+    steers: list[steering.Steer] = field(default_factory=list)  # accepted for the response under way
+    committing: list[steering.Steer] = field(default_factory=list)  # given to the successor being created
 
 
 class Connection:
@@ -133,6 +157,10 @@ class Connection:
         self.lanes: dict[str | None, Lane] = {}  # those with events to answer
         self.gone = asyncio.Event()
         self.stopping = False  # the gateway is stopping: end the responses under way, then close
+        self.closing = False  # the connection ends once the responses under way have
+        # steering input of responses that wait for their calls' outputs, by response id, oldest first
+        self.held: dict[str, tuple[str | None, list[steering.Steer]]] = {}
+        self.answered: dict[str, str | None] = {}  # the latest responses that ended here, and their streams
         self.settings = gw.settings
         loop = asyncio.get_running_loop()
         self.ends_at = loop.time() + gw.settings.responses_ws_max_s
@@ -142,6 +170,7 @@ class Connection:
         self.gw.stop.on_begin(self._stopping)
         try:
             ending = await self._answer()
+            self.closing = True
             for lane in self.lanes.values():
                 lane.pending.clear()  # what was not begun is not answered
             await asyncio.gather(*(lane.worker for lane in self.lanes.values() if lane.worker is not None))
@@ -218,15 +247,13 @@ class Connection:
         if kind == "response.create":
             await self._take(event)
         elif kind == "response.steer":
-            target = event.get("previous_response_id")
-            lane = self.memory.lane_of(target) if isinstance(target, str) else None
-            await self._send(tagged(steer_refused(event), lane))
+            await self._steer(event)
         else:
             shown = repr(kind)[:80] if isinstance(event, dict) else "a JSON value that is not an object"
             await self._error(
                 400,
                 f"unknown event {shown}: a client event is a JSON object whose `type` is response.create "
-                "(response.steer is answered response.steer.failed: steering is not served)",
+                "or response.steer",
                 code="invalid_event",
                 param="type",
             )
@@ -266,9 +293,11 @@ class Connection:
         RECENT.set(Recent(self.memory, lane.name))  # this task's, and its requests': `chain.load` reads it
         try:
             while lane.pending and not self.gone.is_set():
-                event = lane.pending.pop(0)
+                event: dict[str, Any] | None = lane.pending.pop(0)
                 try:
-                    await self._create(event, lane.name)
+                    while event is not None:  # a steered response's successor follows it at once
+                        await self._create(event, lane)
+                        event = await self._after(lane)
                 finally:
                     self.room.release()
         finally:
@@ -279,12 +308,79 @@ class Connection:
             del self.lanes[lane.name]
             self._wake()  # the idle bound starts again when nothing runs
 
-    async def _create(self, event: dict[str, Any], lane: str | None) -> None:
+    async def _create(self, event: dict[str, Any], lane: Lane) -> None:
+        held = self.held.pop(event.get("previous_response_id"), None)  # type: ignore[arg-type]
+        if held is not None:
+            event = steering.with_queued(event, held[1])  # the tool outputs it waited for, and more
         body = orjson.dumps({**{k: v for k, v in event.items() if k not in TRANSPORT}, "stream": True})
         if event.get("generate") is False:
-            await self._warm_up(body, lane)
+            await self._warm_up(body, lane.name)
+            return
+        lane.create = event
+        await self._respond(body, lane)
+        for steer in lane.committing:  # its successor was not created: the input is given back
+            await self._steered(lane, steering.failed_after(steer, "successor_creation_failed", _NOT_CREATED))
+        lane.committing = []
+
+    async def _after(self, lane: Lane) -> dict[str, Any] | None:
+        """What becomes of the input steering the response that has just ended: the successor's
+        `response.create`, or None (held for the client's continuation, or given back)."""
+        steers, ended, create = lane.steers, lane.ended, lane.create
+        lane.steers, lane.ended, lane.create, lane.current = [], None, None, None
+        if ended is not None:  # its stream, for a steer that comes too late
+            self.answered[str(ended.get("id"))] = lane.name
+            if len(self.answered) > ANSWERED:
+                del self.answered[next(iter(self.answered))]
+        if not steers or create is None:
+            return None
+        answered = ended is not None and ended.get("status") in ("completed", "incomplete")
+        if not answered or self.stopping or self.closing or ended is None:
+            for steer in steers:
+                failed = steering.failed_after(steer, "response_not_active", _NOT_ACTIVE)
+                await self._steered(lane, failed)
+            return None
+        required = steering.required_input(ended)
+        if required:
+            self.held[str(ended["id"])] = (lane.name, steers)
+            for steer in steers:
+                await self._steered(lane, steering.pending(steer, required))
+            if len(self.held) > self.settings.responses_ws_streams:  # the oldest is given back
+                name, dropped = self.held.pop(next(iter(self.held)))
+                for steer in dropped:
+                    failed = steering.failed_after(steer, "response_not_active", _NOT_CONTINUED)
+                    await self._send(tagged(orjson.dumps(failed), name))
+            return None
+        lane.committing = steers
+        return steering.successor(create, str(ended["id"]), steers)
+
+    async def _steer(self, event: dict[str, Any]) -> None:
+        """`response.steer`: accepted for the response under way it names, or given back."""
+        target = event.get("previous_response_id")
+        lane = next((ln for ln in self.lanes.values() if ln.current == target), None) if target else None
+        got = steering.accept(event)
+        if isinstance(got, str):
+            invalid = orjson.dumps(steering.failed(event, "invalid_input", got))
+            await self._send(tagged(invalid, lane.name if lane is not None else None))
+            return
+        if lane is None or lane.create is None:
+            if got.target in self.answered:
+                gone = steering.failed(event, "response_already_completed", _COMPLETED)
+            else:
+                gone = steering.failed(event, "response_not_found", _NOT_FOUND)
+            await self._send(tagged(orjson.dumps(gone), self.answered.get(got.target)))
+            return
+        if lane.create.get("conversation") is not None:
+            failed = steering.failed(event, "steering_not_supported", _CONVERSATION)
+        elif len(lane.steers) >= steering.MAX_PENDING:
+            failed = steering.failed(event, "too_many_pending_steers", _TOO_MANY)
         else:
-            await self._respond(body, lane)
+            lane.steers.append(got)
+            await self._steered(lane, steering.accepted(got))
+            return
+        await self._steered(lane, failed)
+
+    async def _steered(self, lane: Lane, event: dict[str, Any]) -> None:
+        await self._send(tagged(orjson.dumps(event), lane.name))
 
     async def _warm_up(self, body: bytes, lane: str | None) -> None:
         try:
@@ -296,11 +392,17 @@ class Connection:
         for event in events:
             await self._send(tagged(orjson.dumps(event), lane))
 
-    async def _respond(self, body: bytes, lane: str | None) -> None:
-        """`body` as `POST /v1/responses` through the app: its events sent on, or its error as one."""
+    async def _respond(self, body: bytes, lane: Lane) -> None:
+        """`body` as `POST /v1/responses` through the app: its events sent on, or its error as one; the
+        response's id and its end are noted for steering."""
 
         async def send(data: bytes) -> None:
-            await self._send(tagged(data, lane))
+            if data.startswith(b'{"type":"response.created"'):
+                lane.current = str(orjson.loads(data)["response"]["id"])
+                lane.committing = []  # a successor's input is committed
+            elif data.startswith(ENDED):
+                lane.ended = orjson.loads(data)["response"]
+            await self._send(tagged(data, lane.name))
 
         reply = Reply(send, self.gone)
         sent = False

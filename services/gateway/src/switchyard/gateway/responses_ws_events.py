@@ -1,6 +1,5 @@
 """What a Responses WebSocket connection sends (`responses_ws`): a response's request's answer as frames
-(`Reply`), an HTTP error as OpenAI's `error` event, a stream's events tagged with its `stream_id`, and the
-answer to `response.steer`."""
+(`Reply`), an HTTP error as OpenAI's `error` event, and a stream's events tagged with its `stream_id`."""
 
 from __future__ import annotations
 
@@ -83,17 +82,3 @@ def api_error_event(exc: APIError, request_id: str) -> dict[str, Any]:
         "headers": {"x-request-id": request_id, **exc.headers},
     }
     return {"type": "error", "status": exc.status, "error": error}
-
-
-def steer_refused(event: dict[str, Any]) -> bytes:
-    """`response.steer` answered as OpenAI answers steering it cannot take: `response.steer.failed`
-    with the input given back, so the client can send it in its next `response.create`."""
-    steer = {"input": event.get("input"), "previous_response_id": event.get("previous_response_id")}
-    error = {
-        "type": "invalid_request_error",
-        "code": "steering_not_supported",
-        "message": "steering (`response.steer`) is not served here: send the input in the next "
-        "response.create, with the previous_response_id it continues",
-    }
-    failed = {"type": "response.steer.failed", "sequence_number": 0, "error": error, "steer": steer}
-    return orjson.dumps(failed)

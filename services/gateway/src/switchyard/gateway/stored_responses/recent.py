@@ -37,10 +37,6 @@ class Memory:
             return None
         return next((r for r, _ in self.kept.values() if r.id == response_id), None)
 
-    def lane_of(self, response_id: str) -> str | None:
-        """The stream that answered `response_id`, when it is a latest answer kept here."""
-        return next((lane for lane, (r, _) in self.kept.items() if r.id == response_id), None)
-
     def keep(self, lane: str | None, record: StoredResponse) -> None:
         """`record` is the latest answer of `lane`: kept if it fits (the earlier one of the lane goes),
         making room by letting the other streams' oldest go."""
