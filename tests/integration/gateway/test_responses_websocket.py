@@ -543,3 +543,13 @@ async def _until(ws: ClientConnection, kind: str) -> list[dict[str, Any]]:
     while (event := orjson.loads(await asyncio.wait_for(ws.recv(), 10)))["type"] != kind:
         pass
     return [event]
+
+
+async def test_the_steering_input_a_connection_holds_is_bounded(world: World, responder: Responder) -> None:
+    async with _socket(world, base=world[4]) as ws:  # 64 KiB bodies here
+        await _send(ws, model="auto", input="slow", stream_id="s")
+        steered = await _created(ws)
+        await _steer(ws, steered, "x" * 40_000)
+        await _steer(ws, steered, "y" * 40_000)  # together more than a request's body may be
+        kinds = [(await _until(ws, kind))[0] for kind in ("response.steer.accepted", "response.steer.failed")]
+        assert (kinds[1]["error"]["code"], kinds[1]["steer"]["input"][:1]) == ("too_many_pending_steers", "y")

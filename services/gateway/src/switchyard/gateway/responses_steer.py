@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from switchyard.common.ids import new_id
 
 MAX_PENDING = 16  # steering submissions queued for one response
@@ -35,6 +37,7 @@ class Steer:
     target: str
     input: Any
     items: list[dict[str, Any]]
+    size: int = 0  # its items' bytes, as JSON
 
     def said(self) -> dict[str, str]:
         return {"id": self.id, "previous_response_id": self.target}
@@ -51,7 +54,8 @@ def accept(event: dict[str, Any]) -> Steer | str:
     items = _items(event.get("input"))
     if isinstance(items, str):
         return items
-    return Steer(id=f"steer_{new_id()}", target=target, input=event.get("input"), items=items)
+    size = len(orjson.dumps(items))
+    return Steer(id=f"steer_{new_id()}", target=target, input=event.get("input"), items=items, size=size)
 
 
 def _items(raw: Any) -> list[dict[str, Any]] | str:

@@ -65,6 +65,7 @@ _CONVERSATION = (
     "a response bound to a conversation is not steered: send the input in the next response.create"
 )
 _NOT_CONTINUED = "the response waiting for tool outputs was not continued before others: send the input again"
+_TOO_LARGE = "the steering input queued on this connection would be larger than a request's body may be"
 _TOO_MANY = f"{steering.MAX_PENDING} steering submissions are queued for this response already"
 
 router = APIRouter()
@@ -373,11 +374,19 @@ class Connection:
             failed = steering.failed(event, "steering_not_supported", _CONVERSATION)
         elif len(lane.steers) >= steering.MAX_PENDING:
             failed = steering.failed(event, "too_many_pending_steers", _TOO_MANY)
+        elif self._queued_bytes() + got.size > self.settings.max_body_bytes:
+            failed = steering.failed(event, "too_many_pending_steers", _TOO_LARGE)
         else:
             lane.steers.append(got)
             await self._steered(lane, steering.accepted(got))
             return
         await self._steered(lane, failed)
+
+    def _queued_bytes(self) -> int:
+        """The bytes of steering input the connection holds (at most a request body's: it is sent in one)."""
+        queued = [s for ln in self.lanes.values() for s in (*ln.steers, *ln.committing)]
+        queued += [s for _, held in self.held.values() for s in held]
+        return sum(s.size for s in queued)
 
     async def _steered(self, lane: Lane, event: dict[str, Any]) -> None:
         await self._send(tagged(orjson.dumps(event), lane.name))
