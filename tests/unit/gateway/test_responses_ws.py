@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 
 from switchyard.gateway.responses_steer import Steer, accept, with_queued
-from switchyard.gateway.responses_ws import RefusedHandshake
 from switchyard.gateway.responses_ws_events import Reply, error_event, tagged
+from switchyard.gateway.sockets import RefusedHandshake
 from switchyard.gateway.stored_responses.recent import Memory
 from switchyard.gateway.stored_responses.store import StoredResponse
 

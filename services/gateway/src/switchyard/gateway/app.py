@@ -46,6 +46,7 @@ from switchyard.gateway.limits.counters import counter_bucket
 from switchyard.gateway.limits.service import RateLimiter
 from switchyard.gateway.message_batches import views as message_batch_views
 from switchyard.gateway.middleware import RequestContext
+from switchyard.gateway.sockets import RefusedHandshake
 from switchyard.gateway.state import Gateway
 from switchyard.gateway.stopping import Server, Stop
 from switchyard.gateway.stored_responses import views as stored_views
@@ -306,7 +307,7 @@ def main() -> None:
     configure_logging(service="gateway", level=settings.log_level, json=settings.log_json)
     map_large_blocks()
     logging.getLogger("uvicorn.error").addFilter(CutByStop())
-    logging.getLogger("uvicorn.error").addFilter(responses_ws.RefusedHandshake())
+    logging.getLogger("uvicorn.error").addFilter(RefusedHandshake())
     stop = Stop(settings.stop_grace_s)
     config = uvicorn.Config(
         create_app(settings, stop),

@@ -25,6 +25,19 @@ import orjson
 from switchyard.common.ids import new_id
 
 MAX_PENDING = 16  # steering submissions queued for one response
+# why a response.steer failed, as its `response.steer.failed` event says
+NOT_CREATED = (
+    "the response continuing the steered one could not be created: send the input in a response.create"
+)
+NOT_ACTIVE = "the steered response ended without an answer (it failed or was ended): send the input again"
+NOT_FOUND = (
+    "no response under way on this connection has this id (steer a response after its response.created)"
+)
+COMPLETED = "the response has completed: send the input in the response.create that continues it"
+CONVERSATION = "a response bound to a conversation is not steered: send the input in the next response.create"
+NOT_CONTINUED = "the response waiting for tool outputs was not continued before others: send the input again"
+TOO_LARGE = "the steering input queued on this connection would be larger than a request's body may be"
+TOO_MANY = f"{MAX_PENDING} steering submissions are queued for this response already"
 PARTS = frozenset({"input_text", "input_image", "input_file"})
 CALLS = {"function_call": "function_call_output", "custom_tool_call": "custom_tool_call_output"}
 

@@ -43,7 +43,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from switchyard.common.ids import new_id
 from switchyard.gateway import responses_steer as steering
-from switchyard.gateway import responses_warmup
+from switchyard.gateway import responses_warmup, sockets
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.errors import APIError, RequestTooLarge, error_response
 from switchyard.gateway.responses_ws_events import Reply, api_error_event, tagged
@@ -53,21 +53,6 @@ from switchyard.gateway.stored_responses.recent import RECENT, Memory, Recent
 log = logging.getLogger(__name__)
 
 ENDED = (b'{"type":"response.completed"', b'{"type":"response.incomplete"', b'{"type":"response.failed"')
-_NOT_CREATED = (
-    "the response continuing the steered one could not be created: send the input in a response.create"
-)
-_NOT_ACTIVE = "the steered response ended without an answer (it failed or was ended): send the input again"
-_NOT_FOUND = (
-    "no response under way on this connection has this id (steer a response after its response.created)"
-)
-_COMPLETED = "the response has completed: send the input in the response.create that continues it"
-_CONVERSATION = (
-    "a response bound to a conversation is not steered: send the input in the next response.create"
-)
-_NOT_CONTINUED = "the response waiting for tool outputs was not continued before others: send the input again"
-_TOO_LARGE = "the steering input queued on this connection would be larger than a request's body may be"
-_TOO_MANY = f"{steering.MAX_PENDING} steering submissions are queued for this response already"
-
 router = APIRouter()
 
 PATH = "/v1/responses"
@@ -101,7 +86,7 @@ async def responses_socket(websocket: WebSocket) -> None:
         principal = await authenticate(handshake, gw.verifier)
         gw.sockets.take(principal.api_key_id, limit=gw.settings.responses_ws_per_key)
     except APIError as exc:
-        await _refuse(websocket, error_response(handshake, exc), exc)
+        await sockets.refuse(websocket, error_response(handshake, exc), exc)
         return
     try:
         await websocket.accept(headers=[(b"x-request-id", request_id.encode())])
@@ -114,15 +99,6 @@ async def responses_socket(websocket: WebSocket) -> None:
         await Connection(websocket, gw, request_id, memory, handshake).run()
     finally:
         gw.sockets.give_back(principal.api_key_id)
-
-
-async def _refuse(websocket: WebSocket, response: Any, exc: APIError) -> None:
-    """The handshake answered as an HTTP request would be (401 with our error body) where the server can
-    (ASGI's denial response), else closed with 1008 (policy violation)."""
-    if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        await websocket.send_denial_response(response)
-    else:
-        await websocket.close(code=1008, reason=exc.message[:120])
 
 
 @dataclass
@@ -320,7 +296,9 @@ class Connection:
         lane.create = event
         await self._respond(body, lane)
         for steer in lane.committing:  # its successor was not created: the input is given back
-            await self._steered(lane, steering.failed_after(steer, "successor_creation_failed", _NOT_CREATED))
+            await self._steered(
+                lane, steering.failed_after(steer, "successor_creation_failed", steering.NOT_CREATED)
+            )
         lane.committing = []
 
     async def _after(self, lane: Lane) -> dict[str, Any] | None:
@@ -337,7 +315,7 @@ class Connection:
         answered = ended is not None and ended.get("status") in ("completed", "incomplete")
         if not answered or self.stopping or self.closing or ended is None:
             for steer in steers:
-                failed = steering.failed_after(steer, "response_not_active", _NOT_ACTIVE)
+                failed = steering.failed_after(steer, "response_not_active", steering.NOT_ACTIVE)
                 await self._steered(lane, failed)
             return None
         required = steering.required_input(ended)
@@ -348,7 +326,7 @@ class Connection:
             if len(self.held) > self.settings.responses_ws_streams:  # the oldest is given back
                 name, dropped = self.held.pop(next(iter(self.held)))
                 for steer in dropped:
-                    failed = steering.failed_after(steer, "response_not_active", _NOT_CONTINUED)
+                    failed = steering.failed_after(steer, "response_not_active", steering.NOT_CONTINUED)
                     await self._send(tagged(orjson.dumps(failed), name))
             return None
         lane.committing = steers
@@ -365,17 +343,17 @@ class Connection:
             return
         if lane is None or lane.create is None:
             if got.target in self.answered:
-                gone = steering.failed(event, "response_already_completed", _COMPLETED)
+                gone = steering.failed(event, "response_already_completed", steering.COMPLETED)
             else:
-                gone = steering.failed(event, "response_not_found", _NOT_FOUND)
+                gone = steering.failed(event, "response_not_found", steering.NOT_FOUND)
             await self._send(tagged(orjson.dumps(gone), self.answered.get(got.target)))
             return
         if lane.create.get("conversation") is not None:
-            failed = steering.failed(event, "steering_not_supported", _CONVERSATION)
+            failed = steering.failed(event, "steering_not_supported", steering.CONVERSATION)
         elif len(lane.steers) >= steering.MAX_PENDING:
-            failed = steering.failed(event, "too_many_pending_steers", _TOO_MANY)
+            failed = steering.failed(event, "too_many_pending_steers", steering.TOO_MANY)
         elif self._queued_bytes() + got.size > self.settings.max_body_bytes:
-            failed = steering.failed(event, "too_many_pending_steers", _TOO_LARGE)
+            failed = steering.failed(event, "too_many_pending_steers", steering.TOO_LARGE)
         else:
             lane.steers.append(got)
             await self._steered(lane, steering.accepted(got))
@@ -514,17 +492,3 @@ class Connection:
 
 async def _nothing() -> None:
     """The end of a connection its client closed."""
-
-
-class RefusedHandshake(logging.Filter):
-    """uvicorn (its websockets-sansio protocol, 0.54) logs a handshake answered with an HTTP response (a
-    refused key's 401: `_refuse`) as an error, "ASGI callable returned without completing handshake",
-    although the response went out: one line at info level says what happened instead."""
-
-    UVICORN = "ASGI callable returned without completing handshake."
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg == self.UVICORN:
-            record.msg = "a WebSocket handshake was refused with an HTTP error response"
-            record.levelno, record.levelname = logging.INFO, "INFO"
-        return True

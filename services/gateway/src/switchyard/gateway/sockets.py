@@ -4,7 +4,11 @@ SWITCHYARD_RESPONSES_WS_PER_KEY of them at once; past it, the handshake is refus
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import WebSocket
 
 from switchyard.gateway.errors import APIError
 
@@ -40,3 +44,26 @@ class Sockets:
             self.open[key_id] = held
         else:
             self.open.pop(key_id, None)
+
+
+async def refuse(websocket: WebSocket, response: Any, exc: APIError) -> None:
+    """The handshake answered as an HTTP request would be (401 with our error body) where the server can
+    (ASGI's denial response), else closed with 1008 (policy violation)."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(response)
+    else:
+        await websocket.close(code=1008, reason=exc.message[:120])
+
+
+class RefusedHandshake(logging.Filter):
+    """uvicorn (its websockets-sansio protocol, 0.54) logs a handshake answered with an HTTP response (a
+    refused key's 401: `_refuse`) as an error, "ASGI callable returned without completing handshake",
+    although the response went out: one line at info level says what happened instead."""
+
+    UVICORN = "ASGI callable returned without completing handshake."
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == self.UVICORN:
+            record.msg = "a WebSocket handshake was refused with an HTTP error response"
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
