@@ -32,7 +32,7 @@ from switchyard.gateway.conversations.store import (
 )
 from switchyard.gateway.errors import APIError
 from switchyard.gateway.stored_responses import chain
-from switchyard.gateway.stored_responses.store import ResponseStore, responses_bucket
+from switchyard.gateway.stored_responses.store import ResponseStore, record_key, responses_bucket
 from tests.support.loop_gaps import longest_gap
 
 pytestmark = pytest.mark.integration
@@ -73,7 +73,7 @@ async def test_a_conversation_is_its_organisations_alone(js: JetStreamContext) -
     await turns.append(store, "acme", conversation_id, [_message("msg_2", "more")])
     # records of up to a bus message are not held in the process after their write (kv.update's cache of
     # last writes keeps 4096 per bucket: gigabytes of conversations)
-    assert kv.tenant_key("acme", conversation_id) not in kv._KNOWN.get(store.responses.bucket, {})
+    assert record_key("acme", conversation_id) not in kv._KNOWN.get(store.responses.bucket, {})
     held = await store.get("acme", conversation_id)
     assert held is not None and held.metadata == {"topic": "demo"}
     assert held.items == (_message("msg_1", "hi"), _message("msg_2", "more"))

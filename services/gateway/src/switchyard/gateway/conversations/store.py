@@ -1,11 +1,12 @@
 """Conversations in the stored responses' KV bucket (`switchyard-responses`), shared by every replica.
 
 A record is one conversation whole: its id, creation time, metadata and items in order, zlib-compressed
-JSON under a hash of the organisation and its id (`kv.tenant_key`, as a stored response's: another
-organisation's conversation is not found, and neither appears in clear). Every change is a
-compare-and-set on that one record (written only at the revision it was read at, else read and made
-again), so two responses appending at once, on one replica or two, each add their items: none is lost
-and none is added twice. Not `kv.update`: that keeps each key's last write in the process (gigabytes of
+JSON under the organisation's hash and a hash of the organisation and its id (`record_key`, as a stored
+response's: another organisation's conversation is not found, neither appears in clear, and an erasure
+finds them all by the prefix); one written before that layout is read, changed and deleted where it is.
+Every change is a compare-and-set on that one record (written only at the revision it was read at, else read
+and made again), so two responses appending at once, on one replica or two, each add their items: none is
+lost and none is added twice. Not `kv.update`: that keeps each key's last write in the process (gigabytes of
 records of up to a bus message) and edits on the event loop (a large record takes tenths of a second to
 compress); here a large record is compressed and read in a thread, as a stored response is.
 
@@ -36,7 +37,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 from switchyard.common import kv
 from switchyard.common.errors import TransientError
 from switchyard.gateway.errors import InvalidRequest, NotFound, RequestTooLarge, ServiceUnavailable
-from switchyard.gateway.stored_responses.store import OFF_LOOP_BYTES, ResponseStore
+from switchyard.gateway.stored_responses.store import OFF_LOOP_BYTES, ResponseStore, record_key
 
 log = logging.getLogger(__name__)
 
@@ -136,12 +137,12 @@ class ConversationStore:
         self._check_size(raw)
         await self._count(tenant_id, len(raw))
         try:
-            await self.responses.bucket.create(kv.tenant_key(tenant_id, conversation.id), raw)
+            await self.responses.bucket.create(record_key(tenant_id, conversation.id), raw)
         except (BusError, TimeoutError) as exc:
             raise _unavailable(exc) from exc
 
     async def get(self, tenant_id: str, conversation_id: str) -> StoredConversation | None:
-        return (await self._read(tenant_id, conversation_id))[0]
+        return (await self._read(tenant_id, conversation_id))[1]
 
     async def change(
         self, tenant_id: str, conversation_id: str, edit: Edit, *, adding: list[dict[str, Any]] | None = None
@@ -151,10 +152,9 @@ class ConversationStore:
         counted against the organisation's share first. APIErrors `edit` raises reach the caller."""
         if adding:
             await self._count(tenant_id, await _compressed_size(adding))
-        key = kv.tenant_key(tenant_id, conversation_id)
         try:
             for attempt in range(kv.CAS_ATTEMPTS):
-                old, revision = await self._read(tenant_id, conversation_id)
+                key, old, revision = await self._read(tenant_id, conversation_id)
                 if old is None or revision is None:
                     return None
                 new = edit(old)
@@ -176,25 +176,28 @@ class ConversationStore:
 
     async def delete(self, tenant_id: str, conversation_id: str) -> bool:
         """True when the conversation was there (and is gone now). Its responses stay, as OpenAI's do."""
-        if await self.get(tenant_id, conversation_id) is None:
+        key, found, _ = await self._read(tenant_id, conversation_id)
+        if found is None:
             return False
-        await self.responses.bucket.delete(kv.tenant_key(tenant_id, conversation_id))
+        await self.responses.bucket.delete(key)
         return True
 
     async def _read(
         self, tenant_id: str, conversation_id: str
-    ) -> tuple[StoredConversation | None, int | None]:
-        """The conversation and its revision (what a change must find unchanged to write), or Nones."""
+    ) -> tuple[str, StoredConversation | None, int | None]:
+        """The conversation's key (the layout it was written in), the conversation and its revision (what a
+        change must find unchanged to write), or Nones."""
+        key = record_key(tenant_id, conversation_id)
         if not conversation_id.startswith(CONVERSATION_ID):
-            return None, None
-        raw, revision = await kv.read(self.responses.bucket, kv.tenant_key(tenant_id, conversation_id))
+            return key, None, None
+        key, raw, revision = await self.responses.locate(tenant_id, conversation_id)
         if not raw:
-            return None, None
+            return key, None, None
         try:
-            return await StoredConversation.decoded(raw), revision
+            return key, await StoredConversation.decoded(raw), revision
         except (zlib.error, orjson.JSONDecodeError, KeyError, TypeError):
             log.error("stored conversation %s cannot be read: left out", conversation_id)
-            return None, None
+            return key, None, None
 
     def _check_size(self, raw: bytes) -> None:
         if len(raw) > self.responses.max_value_bytes:

@@ -10,13 +10,18 @@ SWITCHYARD_RESPONSES_BUCKET_BYTES (a full bucket stores nothing more until recor
 still go out, marked `store: false`). One organisation may hold SWITCHYARD_RESPONSES_ORG_BYTES of it, so
 that none fills it for all the others.
 
-Keys are a hash of the organisation and the response id (`kv.tenant_key`): another organisation's
-response is not found, and neither appears in clear.
+A record's key is `<organisation hash>.<hash of organisation and id>` (`record_key`): another
+organisation's response is not found, neither appears in clear, and one organisation's records are listed
+by the prefix alone (`erase.erase_organisation`: what an erasure request needs). Records written before
+that layout are under the second hash alone (`kv.tenant_key`): every read and delete looks there too
+(`locate`), until they expire. The organisation's usage record stays there (its counts go on across the
+upgrade).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import time
@@ -28,7 +33,7 @@ from typing import Any
 import orjson
 from nats.errors import Error as BusError
 from nats.js import JetStreamContext, api
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, ServerError
+from nats.js.errors import BucketNotFoundError, ServerError
 from nats.js.kv import KeyValue
 
 from switchyard.common import kv, subjects
@@ -48,6 +53,16 @@ _LEVEL = 1  # zlib: conversations are repetitive text; level 1 already takes mos
 # Records larger than this are compressed and read in a thread (zlib lets go of the GIL): one of a few MB of
 # images takes ~0.4 s to compress, which on the event loop every request of the replica would wait.
 OFF_LOOP_BYTES = 64 * 1024
+
+
+def org_prefix(tenant_id: str) -> str:
+    """The first token of every key of the organisation's records: a hash, so no tenant id in clear."""
+    return hashlib.sha256(f"switchyard-org\x00{tenant_id}".encode()).hexdigest()[:32]
+
+
+def record_key(tenant_id: str, name: str) -> str:
+    """Where the organisation's record `name` (a response's or a conversation's id) is written."""
+    return f"{org_prefix(tenant_id)}.{kv.tenant_key(tenant_id, name)}"
 
 
 @dataclass(frozen=True)
@@ -140,7 +155,7 @@ class ResponseStore:
                 STORED_RESPONSES.labels("over_share").inc()
                 return False
             try:
-                await self.bucket.put(kv.tenant_key(tenant_id, record.id), raw)
+                await self.bucket.put(record_key(tenant_id, record.id), raw)
             except BaseException:
                 await self.count(tenant_id, -len(raw))  # a full bucket must not use up the share
                 raise
@@ -175,14 +190,11 @@ class ResponseStore:
         record that cannot be read)."""
         if not response_id.startswith(RESPONSE_ID):
             return None
-        try:
-            entry = await self.bucket.get(kv.tenant_key(tenant_id, response_id))
-        except KeyNotFoundError:
-            return None
-        if not entry.value:
+        _, raw, _ = await self.locate(tenant_id, response_id)
+        if not raw:
             return None
         try:
-            return await StoredResponse.decoded(entry.value)
+            return await StoredResponse.decoded(raw)
         except (zlib.error, orjson.JSONDecodeError, KeyError, TypeError):
             log.error("stored response %s cannot be read: left out", response_id)
             return None
@@ -191,8 +203,22 @@ class ResponseStore:
         """True when the response was there (and is gone now)."""
         if await self.get(tenant_id, response_id) is None:
             return False
-        await self.bucket.delete(kv.tenant_key(tenant_id, response_id))
+        key, _, _ = await self.locate(tenant_id, response_id)
+        await self.bucket.delete(key)
         return True
+
+    async def locate(self, tenant_id: str, name: str) -> tuple[str, bytes | None, int | None]:
+        """The key of the organisation's record `name`, its value and revision: under the current layout,
+        else the earlier one; the current layout's key and Nones when it is in neither."""
+        key = record_key(tenant_id, name)
+        raw, revision = await kv.read(self.bucket, key)
+        if raw:
+            return key, raw, revision
+        old = kv.tenant_key(tenant_id, name)
+        old_raw, old_revision = await kv.read(self.bucket, old)
+        if old_raw:
+            return old, old_raw, old_revision
+        return key, None, None
 
 
 async def left_bucket(js: JetStreamContext, *, max_value_bytes: int) -> ResponseStore | None:
