@@ -311,3 +311,35 @@ async def test_an_embedding_entry_whose_vectors_fail_their_digest_is_a_miss_and_
     third = await cache.lookup(tenant_id="acme", plan="pro", task=embedding_task(), directive=Directive())
     assert third is not None and third.hit is not None and third.hit.answer.embedding == good
     await cache.close()
+
+
+async def test_an_erased_tenant_has_no_answer_nor_vector_left_and_the_other_keeps_its_own(
+    parts: tuple[nats.NATS, ExactStore, bus.EventPublisher], index: VectorIndex, embedder: Embedder
+) -> None:
+    _, store, events = parts
+    cache = ResponseCache(
+        store=store, configs=Configs(DEFAULT), events=events, index=index, embedder=embedder
+    )
+    for tenant in ("acme", "acme.x", "globex"):  # `acme.x`: a tenant whose keys start with acme's
+        await remember(cache, tenant, QUESTION, answer=f"Paris ({tenant})")
+        hit = await ask(cache, tenant, QUESTION)
+        assert hit.hit is not None
+        await cache.answer(task(tenant, QUESTION), hit)  # counts the hit, in the background
+        while not await store.hits(tenant, hit.key):
+            await asyncio.sleep(0.01)
+    near = await ask(cache, "acme", PARAPHRASE)
+
+    def neighbour() -> object:
+        vector = embedder.embed([near.text]).vectors[0]
+        return index.search(vector, tenant_id="acme", scope=near.scope, threshold=0.5, now=time.time())
+
+    assert neighbour() is not None
+    assert await store.forget_tenant("acme") == 2  # its answer and its hit count
+    index.forget_tenant("acme")
+
+    assert (await ask(cache, "acme", QUESTION)).hit is None
+    assert neighbour() is None  # the vector is gone, not merely the answer it pointed to
+    for tenant in ("acme.x", "globex"):
+        assert (await ask(cache, tenant, PARAPHRASE)).hit.answer.content == f"Paris ({tenant})"
+    assert await store.forget_tenant("acme") == 0
+    await cache.close()

@@ -23,16 +23,7 @@ _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("keys", help="list, create and revoke API keys (through the admin API)")
-    parser.add_argument(
-        "--url",
-        help="the gateway; default: SWITCHYARD_GATEWAY_URL, else `switchyard up`'s "
-        "(http://127.0.0.1:SWITCHYARD_HTTP_PORT, 8080)",
-    )
-    parser.add_argument(
-        "--api-key",
-        help="an admin's key; default: SWITCHYARD_API_KEY, else the file dev-api-key in "
-        "SWITCHYARD_VAR_DIR (var)",
-    )
+    admin_options(parser)
     cmds = parser.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
 
     listing = cmds.add_parser("list", help="the organisation's keys (never the keys themselves)")
@@ -61,6 +52,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     revoke = cmds.add_parser("revoke", help="revoke a key by id (everywhere, at once)")
     revoke.add_argument("key_id")
     revoke.set_defaults(func=_revoke)
+
+
+def admin_options(parser: argparse.ArgumentParser) -> None:
+    """--url and --api-key: the gateway and the admin's key `call` uses."""
+    parser.add_argument(
+        "--url",
+        help="the gateway; default: SWITCHYARD_GATEWAY_URL, else `switchyard up`'s "
+        "(http://127.0.0.1:SWITCHYARD_HTTP_PORT, 8080)",
+    )
+    parser.add_argument(
+        "--api-key",
+        help="an admin's key; default: SWITCHYARD_API_KEY, else the file dev-api-key in "
+        "SWITCHYARD_VAR_DIR (var)",
+    )
 
 
 def _policy_arguments(parser: argparse.ArgumentParser, *, clear: str) -> None:
@@ -128,11 +133,12 @@ def _credential(args: argparse.Namespace) -> str:
     raise SystemExit("no API key: pass --api-key, set SWITCHYARD_API_KEY, or run `switchyard up` first")
 
 
-def _call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> Any:
+def call(args: argparse.Namespace, method: str, path: str, *, timeout: float = 30.0, **kwargs: Any) -> Any:
+    """The admin API's answer to the request (its JSON); exits with the error's code and message."""
     base = (args.url or os.environ.get("SWITCHYARD_GATEWAY_URL") or StackSettings().gateway_url()).rstrip("/")
     headers = {"authorization": f"Bearer {_credential(args)}"}
     try:
-        response = httpx.request(method, f"{base}{path}", headers=headers, timeout=30.0, **kwargs)
+        response = httpx.request(method, f"{base}{path}", headers=headers, timeout=timeout, **kwargs)
     except httpx.HTTPError as exc:
         raise SystemExit(f"cannot reach the gateway at {base}: {exc}") from None
     if response.status_code >= 400:
@@ -146,7 +152,7 @@ def _call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> An
 
 
 def _list(args: argparse.Namespace) -> int:
-    keys = _call(args, "GET", "/v1/admin/keys", params={"user_id": args.user} if args.user else None)
+    keys = call(args, "GET", "/v1/admin/keys", params={"user_id": args.user} if args.user else None)
     if args.json:
         print(json.dumps(keys, indent=2))
         return 0
@@ -170,7 +176,7 @@ def _create(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise SystemExit(str(exc)) from None
     body.update(policy_body(args))
-    created = _call(args, "POST", "/v1/admin/keys", json=body)
+    created = call(args, "POST", "/v1/admin/keys", json=body)
     if args.json:
         print(json.dumps(created, indent=2))
     else:
@@ -184,7 +190,7 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    print(json.dumps(_call(args, "GET", f"/v1/admin/keys/{args.key_id}"), indent=2))
+    print(json.dumps(call(args, "GET", f"/v1/admin/keys/{args.key_id}"), indent=2))
     return 0
 
 
@@ -192,11 +198,11 @@ def _update(args: argparse.Namespace) -> int:
     body = policy_body(args)
     if not body:
         raise SystemExit("nothing to change: give --models, --rpm, --tpm, --budget or --budget-duration")
-    print(json.dumps(_call(args, "PATCH", f"/v1/admin/keys/{args.key_id}", json=body), indent=2))
+    print(json.dumps(call(args, "PATCH", f"/v1/admin/keys/{args.key_id}", json=body), indent=2))
     return 0
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    revoked = _call(args, "DELETE", f"/v1/admin/keys/{args.key_id}")
+    revoked = call(args, "DELETE", f"/v1/admin/keys/{args.key_id}")
     print(f"revoked {revoked['id']} (prefix {revoked['prefix']}) at {revoked['revoked_at']}")
     return 0

@@ -23,6 +23,7 @@ COMMANDS = (
     "switchyard.cli.dlq_cmd",
     "switchyard.cli.billing_cmd",
     "switchyard.cli.keys_cmd",
+    "switchyard.cli.org_cmd",
 )
 
 

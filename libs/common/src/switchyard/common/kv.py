@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import json
 import logging
 import random
 import re
@@ -210,3 +211,16 @@ class Mirror:
         value, revision = await read(self._kv, key)
         self._keep(key, value, revision or 0)
         return value
+
+
+async def purge_matching(kv: KeyValue, pattern: str) -> int:
+    """Purges every key matching `pattern` (a subject filter over the keys: `a.b.*`, `a.>`), history and
+    markers too (nothing of them stays in the stream, and no delete marker is written); how many messages
+    that removed (with history 1: the keys, deleted ones' markers included)."""
+    js = kv._js
+    reply = await js._api_request(
+        f"{js._prefix}.STREAM.PURGE.{kv._stream}",
+        json.dumps({"filter": f"{kv._pre}{pattern}"}).encode(),
+        timeout=js._timeout,
+    )
+    return int(reply.get("purged") or 0)

@@ -17,6 +17,7 @@ from switchyard.common.events.base import EventPayload
 AdminActionName = Literal[
     "organization.created",
     "organization.updated",
+    "organization.erased",
     "user.created",
     "user.updated",
     "user.disabled",

@@ -198,3 +198,20 @@ class ThrottleSet(_Body):
 class Throttle(BaseModel):
     requests_per_min: int | None
     global_limit: int
+
+
+class Erased(BaseModel):
+    """What one erasure run removed: counts, never content."""
+
+    organization_id: str
+    keys_revoked: int
+    users_disabled: int
+    stored_responses: int
+    conversations: int
+    stored_other_keys: int = Field(description="deleted records' markers and the usage record")
+    files: int
+    file_bytes: int
+    batches: int
+    unfinished_batches: int = Field(description="batches that had not ended: their runners stop")
+    cache_keys: int = Field(description="cached answers and their hit counts")
+    semantic_cache: bool = Field(description="whether this replica's semantic index forgot its vectors")

@@ -7,11 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from switchyard.gateway.access import roles, service
+from switchyard.gateway.access import erasure, roles, service
 from switchyard.gateway.access.actor import Actor
 from switchyard.gateway.access.models import (
     CreatedKey,
     CreatedOrganization,
+    Erased,
     KeyCreate,
     KeyDetail,
     KeyOut,
@@ -26,6 +27,7 @@ from switchyard.gateway.access.models import (
 )
 from switchyard.gateway.access.spend import key_spend
 from switchyard.gateway.auth import require
+from switchyard.gateway.cache.exact import left_cache
 from switchyard.gateway.openapi import ERRORS
 from switchyard.gateway.state import gateway_of
 
@@ -68,6 +70,29 @@ async def create_organization(body: OrganizationCreate, actor: Operator) -> Crea
         admin=UserOut.model_validate(user),
         key=_created(plaintext, key),
     )
+
+
+@router.post(
+    "/organizations/{org_id}/erase",
+    response_model=Erased,
+    summary="Erase an organisation's stored content and revoke its keys (platform operator only)",
+)
+async def erase_organization(org_id: str, request: Request, actor: Operator) -> Erased:
+    gateway = gateway_of(request)
+    cache = gateway.cache
+    erased = await erasure.erase_organization(
+        actor.sessions,
+        tenant_id=org_id,
+        responses=gateway.responses or gateway.responses_left,
+        files=gateway.files,
+        batches=gateway.batches.store if gateway.batches is not None else None,
+        cache=cache.store if cache is not None else await left_cache(gateway.nc.jetstream()),
+        index=cache.index if cache is not None else None,
+        closed=lambda: actor.invalidate("org", org_id),
+    )
+    counts = erased.model_dump(exclude={"organization_id"})
+    await actor.record("organization.erased", "organization", org_id, counts, tenant_id=org_id)
+    return erased
 
 
 @router.get("/users", response_model=list[UserOut], summary="The organisation's users")

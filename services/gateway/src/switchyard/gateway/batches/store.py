@@ -138,6 +138,27 @@ class BatchStore:
         await self._kv.purge(f"t.{record.tenant_id}.{batch_id}")
         await self._kv.purge(f"b.{batch_id}")
 
+    async def erase_tenant(self, tenant_id: str) -> tuple[int, int]:
+        """Removes every batch record of the tenant (an erasure), its refused lines' errors and its marks,
+        purged (no marker left); how many, and how many of them were not finished (their runner stops at
+        its next change: the record is gone). Their files are the Files API's to erase."""
+        prefix = f"t.{tenant_id}."
+        erased, unfinished = 0, 0
+        for key in await kv.keys(self._kv, prefix):
+            batch_id = key[len(prefix) :]
+            if not _BATCH_ID.fullmatch(batch_id):  # `t.<another tenant, with a dot>.<id>`
+                continue
+            record = await self.read(batch_id)
+            if record is not None and record.tenant_id != tenant_id:
+                continue
+            if (await kv.read(self._kv, f"a.{batch_id}"))[0] is not None:
+                unfinished += 1
+            for pattern in (f"e.{batch_id}.*", f"a.{batch_id}", f"o.{tenant_id}.{batch_id}", f"b.{batch_id}"):
+                await kv.purge_matching(self._kv, pattern)
+            await kv.purge_matching(self._kv, key)
+            erased += record is not None
+        return erased, unfinished
+
     async def active(self) -> list[str]:
         """The batches not finished yet, oldest first (a finished one's key stays listed as deleted until
         the bucket's max age removes its marker: read to tell)."""

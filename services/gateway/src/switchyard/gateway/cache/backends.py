@@ -41,6 +41,9 @@ class VectorIndex(Protocol):
         self, vector: np.ndarray, *, point_id: str, tenant_id: str, scope: str, key: str, expires_at: float
     ) -> None: ...
 
+    def forget_tenant(self, tenant_id: str) -> None:
+        """Deletes every point of the tenant (an erasure)."""
+
     def close(self) -> None: ...
 
 
@@ -103,6 +106,11 @@ class QdrantIndex:
             m = self._m
             expired = m.Filter(must=[m.FieldCondition(key="expires_at", range=m.Range(lte=now))])
             self._client.delete(self._collection, points_selector=m.FilterSelector(filter=expired))
+
+    def forget_tenant(self, tenant_id: str) -> None:
+        m = self._m
+        theirs = m.Filter(must=[m.FieldCondition(key="tenant", match=m.MatchValue(value=tenant_id))])
+        self._client.delete(self._collection, points_selector=m.FilterSelector(filter=theirs))
 
     def close(self) -> None:
         self._client.close()
@@ -188,6 +196,12 @@ class EdgeIndex:
         """Indexes what was added since the last run (Qdrant's optimiser; searches go on meanwhile)."""
         if not self._closed:
             self._shard.optimize()
+
+    def forget_tenant(self, tenant_id: str) -> None:
+        qe = self._qe
+        theirs = qe.Filter(must=[qe.FieldCondition(key="tenant", match=qe.MatchValue(tenant_id))])
+        with self._lock:
+            self._shard.update(qe.UpdateOperation.delete_points_by_filter(theirs))
 
     def info(self) -> str:
         info = self._shard.info()

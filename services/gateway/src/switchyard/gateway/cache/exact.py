@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
@@ -22,6 +22,15 @@ from switchyard.gateway.cache.models import CachedAnswer
 
 async def cache_bucket(js: JetStreamContext, *, max_ttl_s: float) -> KeyValue:
     return await kv.bucket(js, subjects.KV_CACHE, ttl_s=max_ttl_s)
+
+
+async def left_cache(js: JetStreamContext) -> ExactStore | None:
+    """The bucket as an earlier configuration left it, for a deployment with the cache off now (an erasure
+    still reaches what it holds); None when there is none. Neither created nor reconfigured."""
+    try:
+        return ExactStore(await js.key_value(subjects.KV_CACHE))
+    except BucketNotFoundError:
+        return None
 
 
 def answer_key(tenant_id: str, key: str, *, embedding: bool = False) -> str:
@@ -68,3 +77,11 @@ class ExactStore:
     async def hits(self, tenant_id: str, key: str, *, embedding: bool = False) -> int:
         value, _ = await kv.read(self._kv, hits_key(tenant_id, key, embedding=embedding))
         return int(value or b"0")
+
+    async def forget_tenant(self, tenant_id: str) -> int:
+        """Purges every answer and hit count of the tenant (an erasure); how many keys that removed. One
+        token after the tenant's (`*`, a hash holds no dot), so a tenant whose id starts with this one's
+        and a dot is never matched."""
+        tenant = kv.safe_key(tenant_id)
+        kinds = ("a", "h", "e", "eh")
+        return sum([await kv.purge_matching(self._kv, f"{kind}.{tenant}.*") for kind in kinds])

@@ -371,6 +371,16 @@ class FileStore:
         ]
         return page(files, limit=limit, after=after, order=order)
 
+    async def erase_tenant(self, tenant_id: str) -> tuple[int, int]:
+        """Deletes every file of the tenant (an erasure): its own, batch inputs and outputs, message
+        batches' internal ones, expired ones a batch still held; how many and their bytes. Deleted as a
+        delete does (description, then bytes), so a run cut short leaves only what a rerun deletes."""
+        removed, size = 0, 0
+        for found in await _described(self._index, tenant_part(tenant_id)):
+            if await self._remove(found, "deleted"):
+                removed, size = removed + 1, size + found.file.bytes
+        return removed, size
+
     def _key(self, tenant_id: str, file_id: str) -> str:
         if not is_file_id(file_id):  # not one of ours: must not reach a key
             raise file_not_found(file_id)

@@ -60,19 +60,19 @@ async def erase_organisation(store: ResponseStore, tenant_id: str) -> Erased:
         for key in listed:
             raw, _ = await kv.read(store.bucket, key)
             _count(erased, raw)
-            await _purge(store, key)
+            await kv.purge_matching(store.bucket, key)
     old_keys = [key async for page in _subjects(store, "*") for key in page]
     usage = kv.tenant_key(tenant_id, USAGE)
     for key in old_keys:
         if key == usage:
             erased.other_keys += 1
-            await _purge(store, key)
+            await kv.purge_matching(store.bucket, key)
             continue
         raw, _ = await kv.read(store.bucket, key)
         record_id = await _record_id(raw) if raw else None
         if record_id is not None and kv.tenant_key(tenant_id, record_id) == key:
             _count(erased, raw)
-            await _purge(store, key)
+            await kv.purge_matching(store.bucket, key)
     log.info("erased the stored records of an organisation: %s", erased.as_dict())
     return erased
 
@@ -108,11 +108,6 @@ async def _record_id(raw: bytes) -> str | None:
     if len(raw) <= OFF_LOOP_BYTES:
         return read()
     return await asyncio.to_thread(read)
-
-
-async def _purge(store: ResponseStore, key: str) -> None:
-    bucket = store.bucket
-    await bucket._js.purge_stream(bucket._stream, subject=f"{bucket._pre}{key}")
 
 
 async def _subjects(store: ResponseStore, pattern: str) -> AsyncIterator[list[str]]:

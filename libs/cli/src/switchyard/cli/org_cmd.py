@@ -1,0 +1,33 @@
+"""`switchyard org erase ORG_ID`: erase an organisation's stored content through the gateway's admin API
+(the platform operator's key): its keys revoked, its users disabled, its stored responses, conversations,
+files, batches and cached answers deleted, one audit ledger event recording the counts. Run it again to
+finish an interrupted erasure: it erases what is left."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from switchyard.cli.keys_cmd import admin_options, call
+
+ERASE_TIMEOUT_S = 600.0  # an organisation of many records and files: each is read and purged
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("org", help="organisations (through the admin API, as the platform operator)")
+    admin_options(parser)
+    cmds = parser.add_subparsers(dest="org_command", required=True, metavar="ACTION")
+    erase = cmds.add_parser(
+        "erase", help="erase an organisation's stored content and revoke its keys (GDPR Art. 17)"
+    )
+    erase.add_argument("org_id", help="the organisation's id (GET /v1/admin/organization shows it)")
+    erase.add_argument("--yes", action="store_true", help="required: the erasure cannot be undone")
+    erase.set_defaults(func=_erase)
+
+
+def _erase(args: argparse.Namespace) -> int:
+    if not args.yes:
+        raise SystemExit(f"erasing {args.org_id} cannot be undone: add --yes")
+    erased = call(args, "POST", f"/v1/admin/organizations/{args.org_id}/erase", timeout=ERASE_TIMEOUT_S)
+    print(json.dumps(erased, indent=2))
+    return 0

@@ -1,0 +1,181 @@
+"""`POST /v1/admin/organizations/{id}/erase` on a real gateway, nats-server and database (SQLite and
+PostgreSQL): two organisations with files, a batch, a conversation, stored responses of both key layouts
+and cached answers; the platform operator erases one: its keys stop working, none of its content is left
+in any store, every item of the other is still served, and one ledger event says what was erased, in
+counts. Only the platform operator may, never for its own organisation; a second run erases nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+from nats.js import JetStreamContext
+
+from switchyard.cli.main import main
+from switchyard.cli.processes import NatsServer
+from switchyard.common import kv, subjects
+from switchyard.common.events import AdminActionRecorded
+from switchyard.gateway.batches.store import BatchStore
+from switchyard.gateway.conversations.store import ConversationStore
+from switchyard.gateway.files.store import tenant_part
+from switchyard.gateway.stored_responses.store import ResponseStore, StoredResponse
+from tests.integration.gateway.harness import Org, auth, gateways, make_org, stored_events
+
+pytestmark = pytest.mark.integration
+SECRET = "the customer's private words"
+LINE = {
+    "custom_id": "q",
+    "method": "POST",
+    "url": "/v1/chat/completions",
+    "body": {"model": "nope/none", "max_tokens": 8, "messages": [{"role": "user", "content": SECRET}]},
+}
+
+
+@dataclass
+class Held:
+    """What an organisation stored, by id."""
+
+    org: Org
+    file: str = ""
+    batch: str = ""
+    conversation: str = ""
+    responses: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def world(nats_server: NatsServer, tmp_path: Path, db_url: str) -> Iterator[tuple[str, Org, str]]:
+    env = {"SWITCHYARD_CACHE_ENABLED": "true", "SWITCHYARD_CACHE_SEMANTIC": "false"}
+    with gateways(nats_server, db_url, tmp_path, env=env) as (base,):
+        yield base, asyncio.run(make_org(db_url, "operator", platform=True)), db_url
+
+
+@pytest.fixture
+async def js(nats_server: NatsServer) -> AsyncIterator[JetStreamContext]:
+    nc = await nats.connect(nats_server.url)
+    yield nc.jetstream()
+    await nc.close()
+
+
+async def _fill(c: httpx.AsyncClient, js: JetStreamContext, org: Org) -> Held:
+    held = Held(org)
+    key = auth(org.keys["member"])
+    upload = await c.post(
+        "/v1/files",
+        files={"file": ("in.jsonl", json.dumps(LINE).encode() + b"\n")},
+        data={"purpose": "batch"},
+        headers=key,
+    )
+    assert upload.status_code == 200, upload.text
+    held.file = upload.json()["id"]
+    ask = {"input_file_id": held.file, "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+    batch = await c.post("/v1/batches", json=ask, headers=key)
+    assert batch.status_code == 200, batch.text
+    held.batch = batch.json()["id"]
+    items = [{"type": "message", "role": "user", "content": SECRET}]
+    conversation = await c.post("/v1/conversations", json={"items": items}, headers=key)
+    assert conversation.status_code == 200, conversation.text
+    held.conversation = conversation.json()["id"]
+    store = ResponseStore(await js.key_value(subjects.KV_RESPONSES), max_value_bytes=1 << 20)
+    for n, old in ((1, False), (2, True)):  # one as this version writes it, one as the one before did
+        record = StoredResponse(
+            response={"id": f"resp_{org.name}{n}", "object": "response", "status": "completed", "output": []},
+            input=[{"id": f"msg_{n}", "type": "message", "role": "user", "content": SECRET}],
+        )
+        if old:
+            await store.bucket.put(kv.tenant_key(org.id, record.id), record.to_bytes())
+        else:
+            assert await store.put(org.id, record)
+        held.responses.append(record.id)
+    cache = await js.key_value(subjects.KV_CACHE)
+    await cache.put(f"a.{kv.safe_key(org.id)}.{'ab' * 32}", SECRET.encode())
+    return held
+
+
+async def test_the_operator_erases_one_organisation_and_only_it(
+    world: tuple[str, Org, str], js: JetStreamContext, nats_server: NatsServer
+) -> None:
+    base, ops, db_url = world
+    acme_org = await make_org(db_url, "acme", roles=("admin", "member"))
+    globex_org = await make_org(db_url, "globex", roles=("admin", "member"))
+    async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+        acme, globex = await _fill(c, js, acme_org), await _fill(c, js, globex_org)
+        path = f"/v1/admin/organizations/{acme_org.id}/erase"
+        not_operator = await c.post(path, headers=auth(acme_org.keys["admin"]))
+        itself = await c.post(f"/v1/admin/organizations/{ops.id}/erase", headers=auth(ops.keys["admin"]))
+        unknown = await c.post("/v1/admin/organizations/nope/erase", headers=auth(ops.keys["admin"]))
+        erased = await c.post(path, headers=auth(ops.keys["admin"]))
+        again = await c.post(path, headers=auth(ops.keys["admin"]))
+        acme_after = await c.get("/v1/models", headers=auth(acme_org.keys["member"]))
+        b = auth(globex_org.keys["member"])
+        globex_reads = [
+            (await c.get(p, headers=b)).status_code
+            for p in (
+                f"/v1/files/{globex.file}",
+                f"/v1/files/{globex.file}/content",
+                f"/v1/batches/{globex.batch}",
+                f"/v1/conversations/{globex.conversation}",
+                *(f"/v1/responses/{r}" for r in globex.responses),
+            )
+        ]
+
+    assert (not_operator.status_code, not_operator.json()["error"]["code"]) == (
+        403,
+        "insufficient_permissions",
+    )
+    assert (itself.status_code, itself.json()["error"]["param"]) == (400, "org_id")
+    assert unknown.status_code == 404
+    assert erased.status_code == 200, erased.text
+    counts = erased.json()
+    assert counts["organization_id"] == acme_org.id
+    assert (counts["keys_revoked"], counts["users_disabled"]) == (2, 2)
+    assert (counts["stored_responses"], counts["conversations"], counts["batches"]) == (2, 1, 1)
+    assert counts["files"] >= 1 and counts["cache_keys"] == 1 and counts["semantic_cache"] is False
+    rerun = again.json()
+    assert all(v in (0, False) for k, v in rerun.items() if k != "organization_id"), rerun
+    assert acme_after.status_code == 401
+    assert globex_reads == [200] * 6
+
+    # none of acme's content is left in any store; all of globex's is
+    store = ResponseStore(await js.key_value(subjects.KV_RESPONSES), max_value_bytes=1 << 20)
+    for response_id in acme.responses:
+        assert await store.get(acme_org.id, response_id) is None
+    assert await ConversationStore(store).get(acme_org.id, acme.conversation) is None
+    batches = BatchStore(await js.key_value(subjects.KV_BATCHES))
+    assert await batches.read(acme.batch) is None and await batches.read(globex.batch) is not None
+    index = await js.key_value(subjects.KV_FILES)
+    for org, left in ((acme_org, 0), (globex_org, 1)):
+        live = [k for k in await kv.keys(index, f"{tenant_part(org.id)}.") if (await kv.read(index, k))[0]]
+        assert len(live) >= left and (left or not live)
+    cache = await js.key_value(subjects.KV_CACHE)
+    assert await kv.keys(cache, f"a.{kv.safe_key(acme_org.id)}.") == []
+    assert len(await kv.keys(cache, f"a.{kv.safe_key(globex_org.id)}.")) == 1
+
+    # one ledger event per run, in counts: no content, no key
+    events, raw = await stored_events(nats_server.url, subjects.ADMIN_ACTION, AdminActionRecorded)
+    erasures = [e for e in events if e.action == "organization.erased"]
+    assert [(e.tenant_id, e.target_id, e.actor_user_id) for e in erasures] == [
+        (acme_org.id, acme_org.id, ops.users["admin"])
+    ] * 2
+    assert erasures[0].changes["stored_responses"] == 2
+    assert SECRET.encode() not in raw and acme_org.keys["member"].encode() not in raw
+
+
+def test_switchyard_org_erase_asks_for_yes_then_erases(
+    world: tuple[str, Org, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    base, ops, db_url = world
+    initech = asyncio.run(make_org(db_url, "initech", roles=("admin",)))
+    command = ["org", "--url", base, "--api-key", ops.keys["admin"], "erase", initech.id]
+    with pytest.raises(SystemExit, match="cannot be undone: add --yes"):
+        main(command)
+    assert httpx.get(f"{base}/v1/models", headers=auth(initech.keys["admin"])).status_code == 200
+    assert main([*command, "--yes"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["organization_id"], printed["keys_revoked"]) == (initech.id, 1)
+    assert httpx.get(f"{base}/v1/models", headers=auth(initech.keys["admin"])).status_code == 401
