@@ -1,7 +1,9 @@
 """Conversations kept in the stored responses' bucket, on a real nats-server: scoped to their organisation;
 two replicas appending turns to one conversation at once lose none and add none twice; a turn whose
 conversation cannot take it (over the organisation's share) still answers; and a Responses request's
-`conversation` is its items before the request's own, appended to once the answer is whole."""
+`conversation` is its items before the request's own, appended to once the answer is whole. Erasing an
+organisation purges its responses and conversations of both key layouts (the current one under its
+prefix, and the one before it, still read and changed where it is) and nothing of another's."""
 
 from __future__ import annotations
 
@@ -32,7 +34,14 @@ from switchyard.gateway.conversations.store import (
 )
 from switchyard.gateway.errors import APIError
 from switchyard.gateway.stored_responses import chain
-from switchyard.gateway.stored_responses.store import ResponseStore, record_key, responses_bucket
+from switchyard.gateway.stored_responses.erase import erase_organisation
+from switchyard.gateway.stored_responses.store import (
+    ResponseStore,
+    StoredResponse,
+    org_prefix,
+    record_key,
+    responses_bucket,
+)
 from tests.support.loop_gaps import longest_gap
 
 pytestmark = pytest.mark.integration
@@ -207,3 +216,70 @@ async def test_a_conversation_named_wrongly_or_not_the_organisations_is_refused(
         with pytest.raises(ConversationNotFound) as other:
             await chain.load(responses, "acme", _body(input="hi", conversation=theirs))
         assert other.value.message == f"Conversation with id '{theirs}' not found."
+
+
+def _response(n: int, tenant: str) -> StoredResponse:
+    return StoredResponse(
+        response={"id": f"resp_{tenant}_{n}", "status": "completed", "output": []},
+        input=[{"id": f"msg_{n}", "type": "message", "role": "user", "content": "private words"}],
+    )
+
+
+async def _fill(store: ResponseStore, tenant: str) -> dict[str, list[str]]:
+    """Two responses and a conversation of each layout, one response deleted (a marker): their ids."""
+    conversations = ConversationStore(store)
+    new = [_response(n, tenant) for n in range(3)]
+    for record in new:
+        assert await store.put(tenant, record)
+    assert await store.delete(tenant, new[2].id)
+    old = [_response(n, tenant) for n in range(10, 12)]
+    for record in old:  # as the gateway wrote them before the prefix
+        await store.bucket.put(kv.tenant_key(tenant, record.id), record.to_bytes())
+    conversation = StoredConversation(new_id(), items=(_message("msg_a", "hello"),))
+    await conversations.create(tenant, conversation)
+    old_conversation = StoredConversation(new_id(), items=(_message("msg_b", "hello"),))
+    await store.bucket.put(kv.tenant_key(tenant, old_conversation.id), old_conversation.to_bytes())
+    return {
+        "responses": [r.id for r in (*new[:2], *old)],
+        "conversations": [conversation.id, old_conversation.id],
+    }
+
+
+async def test_erasing_one_organisation_leaves_none_of_its_records_and_all_of_the_others(
+    js: JetStreamContext,
+) -> None:
+    store = await responses_bucket(
+        js, keep_s=600, max_bytes=8 << 20, replicas=1, max_value_bytes=1 << 20, org_bytes=1 << 20
+    )
+    conversations = ConversationStore(store)
+    acme, globex = await _fill(store, "acme"), await _fill(store, "globex")
+    # the earlier layout is read, and a conversation of it changed where it is (compare-and-set kept)
+    old_response, old_conversation = acme["responses"][-1], acme["conversations"][1]
+    assert (await store.get("acme", old_response)) is not None
+    changed = await conversations.change(
+        "acme", old_conversation, lambda c: c.with_items([_message("m2", "more")])
+    )
+    assert changed is not None and len(changed.items) == 2
+    assert await kv.read(store.bucket, record_key("acme", old_conversation)) == (None, None)
+    assert await store.get("globex", old_response) is None  # another organisation's id finds nothing
+
+    erased = await erase_organisation(store, "acme")
+
+    # 4 responses, 2 conversations; the deleted response's marker and the usage record
+    assert erased.as_dict() == {"stored_responses": 4, "conversations": 2, "other_keys": 2}
+    for response_id in acme["responses"]:
+        assert await store.get("acme", response_id) is None
+    for conversation_id in acme["conversations"]:
+        assert await conversations.get("acme", conversation_id) is None
+    assert await kv.keys(store.bucket, f"{org_prefix('acme')}.") == []
+    left = set(await kv.keys(store.bucket))
+    gone = {kv.tenant_key("acme", name) for name in (*acme["responses"], *acme["conversations"])}
+    assert not left & gone
+    for response_id in globex["responses"]:
+        assert await store.get("globex", response_id) is not None
+    for conversation_id in globex["conversations"]:
+        assert await conversations.get("globex", conversation_id) is not None
+    assert await store.count("globex", 1)  # its usage record still there (and counting)
+
+    again = await erase_organisation(store, "acme")
+    assert again.as_dict() == {"stored_responses": 0, "conversations": 0, "other_keys": 0}
