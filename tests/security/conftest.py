@@ -40,6 +40,7 @@ def tenants(platform: ChaosStack) -> Tenants:
     victim = asyncio.run(make_org(platform.db_url, "victim-org", roles=("admin",)))
     attacker = asyncio.run(make_org(platform.db_url, "attacker-org", roles=("admin",)))
     made = Tenants(platform, victim, attacker)
+    made.ids["org_id"] = victim.id  # the attacker may not erase it: only the platform operator may
     with httpx.Client(base_url=platform.base_url, headers=auth(victim.keys["admin"]), timeout=30) as c:
         task = c.post(
             "/v1/tasks",
