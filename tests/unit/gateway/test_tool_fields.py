@@ -60,6 +60,8 @@ def test_the_fields_reach_the_task() -> None:
         ({"response_format": {"type": "json_schema", "json_schema": {"schema": 3}}}, "response_format"),
         ({"tool_choice": "sometimes"}, "tool_choice"),
         ({"tool_choice": {"type": "function"}}, "tool_choice"),
+        # the function not an object was an AttributeError out of the validator: a 500
+        ({"tool_choice": {"type": "function", "function": "get_weather"}}, "tool_choice"),
         ({"tools": [{"type": "function", "function": {}}]}, "tools.0.function.name"),
     ],
 )

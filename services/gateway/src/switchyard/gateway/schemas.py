@@ -155,8 +155,10 @@ class ChatCompletionRequest(BaseModel):
     @field_validator("tool_choice")
     @classmethod
     def _known_choice(cls, v: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        function = v.get("function") if isinstance(v, dict) else None
+        named = isinstance(function, dict) and isinstance(function.get("name"), str)
         if isinstance(v, dict) and not (
-            (v.get("type") == "function" and isinstance((v.get("function") or {}).get("name"), str))
+            (v.get("type") == "function" and named)
             or v.get("type") == "allowed_tools"  # read by `narrow_allowed_tools`
         ):
             raise ValueError(
