@@ -16,8 +16,10 @@ import pytest
 
 from switchyard.common.envelope import encode
 from switchyard.common.events import Classification, TaskClassified
+from switchyard.common.tokens import count_prompt
 from switchyard.gateway import bounds, completions, embeddings, legacy, messages, responses
 from switchyard.gateway.errors import InvalidRequest
+from switchyard.gateway.gemini.request import parse_count_request as parse_gemini_count
 from switchyard.gateway.gemini.request import parse_embeddings
 from switchyard.gateway.gemini.request import parse_request as parse_gemini
 from switchyard.gateway.tasks import TaskClient
@@ -313,6 +315,29 @@ def test_a_schema_nested_too_deep_for_the_bus_is_a_400_before_anything_is_publis
     task = completions.build_task(parsed, PRINCIPAL, priority=None)
     client = TaskClient(nc=None, publisher=None)  # type: ignore[arg-type]  # refused before either is used
     _refused(lambda: client.check_fits(task), None, bounds.NESTING)
+
+
+def test_a_schema_too_deep_to_count_is_a_400_on_every_count_endpoint() -> None:
+    """A count writes each tool as JSON (`count_prompt`), and is no task whose writing refuses it: a schema
+    nested 300 levels was orjson's TypeError out of the count, a 500."""
+    schema = b'{"type":"object","default":' + _deep(300) + b"}"
+    anthropic = (
+        b'{"model":"c","messages":[{"role":"user","content":"a"}],"tools":[{"name":"f","input_schema":'
+    )
+    responses_body = b'{"model":"auto","input":"a","tools":[{"type":"function","name":"f","parameters":'
+    gemini = (
+        b'{"generateContentRequest":{"contents":[{"parts":[{"text":"a"}]}],'
+        b'"tools":[{"functionDeclarations":[{"name":"f","parameters":'
+    )
+    counts: list[Callable[[], Any]] = [
+        lambda: count_prompt(messages.parse_count_request(anthropic + schema + b"}]}")),
+        lambda: count_prompt(
+            responses.parse_count_request(responses_body + schema + b"}]}", items=None, stored=True)
+        ),
+        lambda: count_prompt(parse_gemini_count(gemini + schema + b"}]}]}}", model="auto")),
+    ]
+    for count in counts:
+        _refused(count, "tools", bounds.NESTING)
 
 
 def test_a_task_the_gateway_takes_is_carried_by_every_event_it_travels_in_and_deeper_is_a_400() -> None:

@@ -17,7 +17,8 @@ thread (`read_off_loop`), so the loop is held at most ~0.1-0.3 s by any body the
   and Anthropic's, limit of 128 tools, refused after all of them were converted).
 - Nesting: a request's JSON is written again as a task on the bus, by serializers that stop at ~255
   levels (orjson's and pydantic's); deeper values (a tool's schema or a call's arguments nested hundreds
-  of levels deep) are a 400 `nesting_too_deep` naming where, not a 500.
+  of levels deep) are a 400 `nesting_too_deep` naming where, not a 500. A count endpoint's tools are
+  written by the count itself (`check_counted_tools`).
 - Stop sequences, as each face's provider documents them: OpenAI's `stop` (chat and legacy completions) up
   to MAX_STOP (4); Gemini's `stopSequences` up to 5 (its request model); Anthropic documents no number for
   `stop_sequences`, which are held to MAX_ITEMS. None documents a length for one sequence (the body's limit
@@ -36,7 +37,7 @@ from typing import Any, ParamSpec, TypeVar
 import orjson
 
 from switchyard.common import collector
-from switchyard.common.events.tasks import MAX_EMBEDDING_INPUTS
+from switchyard.common.events.tasks import MAX_EMBEDDING_INPUTS, ToolSpec
 from switchyard.gateway.errors import InvalidRequest
 
 P = ParamSpec("P")
@@ -69,6 +70,17 @@ def json_text(value: Any, *, param: str) -> str:
         return orjson.dumps(value).decode()
     except orjson.JSONEncodeError as exc:
         raise too_deep(param, exc) from None
+
+
+def check_counted_tools(tools: list[ToolSpec] | None) -> None:
+    """The tools of a request whose tokens are counted (the count endpoints' bodies, never written as a
+    task, whose writing refuses them): each is written as JSON by the count (`tokens.count_prompt`), so
+    nested no deeper than can be written (400 `nesting_too_deep` naming `tools`)."""
+    for tool in tools or []:
+        try:
+            orjson.dumps(tool.function.model_dump(exclude_none=True))
+        except (ValueError, orjson.JSONEncodeError) as exc:
+            raise too_deep("tools", exc) from None
 
 
 def too_long(param: str, length: int, limit: int) -> InvalidRequest:

@@ -405,6 +405,7 @@ def parse_count_request(body: bytes, *, aliases: Collection[str] = ()) -> ChatRe
         parallel_tool_calls=parallel,
     )
     check_tool_turns(request, anthropic=True)
+    bounds.check_counted_tools(tools)
     return ChatRequest(model=request.model, messages=messages, tools=tools, tool_choice=tool_choice)
 
 

@@ -152,10 +152,10 @@ def parse_count_request(
     given = parsed.input if items is None else items
     if given:
         messages += chat_messages(given)
+    tools = pipeline_tools(offered(parsed.tools, given))
+    bounds.check_counted_tools(tools)
     return ChatRequest(
-        model=parsed.model,
-        messages=messages or [ChatMessage(role="user", content="")],
-        tools=pipeline_tools(offered(parsed.tools, given)),
+        model=parsed.model, messages=messages or [ChatMessage(role="user", content="")], tools=tools
     )
 
 

@@ -108,6 +108,7 @@ def parse_count_request(body: bytes, *, model: str) -> ChatRequest:
         raise InvalidRequest("contents: at least one content is needed", param="contents")
     _refuse(whole)
     messages, tools, tool_choice = prompt(whole)
+    bounds.check_counted_tools(tools)
     return ChatRequest(model=model, messages=messages, tools=tools, tool_choice=tool_choice)
 
 
