@@ -76,6 +76,10 @@ def test_a_request_the_chat_request_cannot_hold_is_a_400_not_a_500() -> None:
         with pytest.raises(InvalidRequest) as counted:
             parse_count_request(orjson.dumps(empty), model="auto")
         assert counted.value.param == "contents"
+    # countTokens' `contents: []` was a ValidationError out of the request the parser built from it: a 500
+    with pytest.raises(InvalidRequest) as counted:
+        parse_count_request(b'{"contents": []}', model="auto")
+    assert counted.value.param == "contents"
 
 
 def test_a_thinking_budget_past_the_pipelines_limit_is_a_400_naming_it() -> None:

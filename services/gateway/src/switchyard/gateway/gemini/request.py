@@ -103,9 +103,9 @@ def parse_count_request(body: bytes, *, model: str) -> ChatRequest:
             "countTokens takes either `contents` or `generateContentRequest`", param="contents"
         )
     if whole is None:
-        whole = GenerateContentRequest(contents=parsed.contents or [])
-    if not whole.contents:
-        raise InvalidRequest("contents: at least one content is needed", param="contents")
+        if not parsed.contents:  # the request below takes at least one
+            raise InvalidRequest("contents: at least one content is needed", param="contents")
+        whole = GenerateContentRequest(contents=parsed.contents)
     _refuse(whole)
     messages, tools, tool_choice = prompt(whole)
     bounds.check_counted_tools(tools)
