@@ -469,3 +469,8 @@ def test_count_and_embedding_requests() -> None:
     lengths = {"requests": [{**batch["requests"][0], "outputDimensionality": 4}, batch["requests"][1]]}
     with pytest.raises(InvalidRequest, match="same outputDimensionality"):
         parse_embeddings(orjson.dumps(lengths), model="m", path_model="m", batch=True, max_prompt_chars=9)
+    # longer than a task holds (as the OpenAI face's `dimensions`) was a ValidationError building the task
+    too_long = {"content": {"parts": [{"text": "x"}]}, "outputDimensionality": 65537}
+    with pytest.raises(InvalidRequest) as refused:
+        parse_embeddings(orjson.dumps(too_long), model="m", path_model="m", batch=False, max_prompt_chars=9)
+    assert refused.value.param == "outputDimensionality"

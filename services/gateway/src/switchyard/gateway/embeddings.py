@@ -37,14 +37,14 @@ from switchyard.common.events import (
     TaskSubmitted,
     Usage,
 )
-from switchyard.common.events.tasks import MAX_EMBEDDING_INPUTS
+from switchyard.common.events.tasks import MAX_EMBEDDING_DIMENSIONS, MAX_EMBEDDING_INPUTS
 from switchyard.common.ids import new_id
 from switchyard.gateway import bodies, bounds, completions, key_policy, outcomes
 from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, ServiceUnavailable, UpstreamFailed
 from switchyard.gateway.tenants import Principal
 
 EncodingFormat = Literal["float", "base64"]
-MAX_DIMENSIONS = 65536  # the task's bound (EmbeddingRequest.dimensions)
+MAX_DIMENSIONS = MAX_EMBEDDING_DIMENSIONS  # the task's bound (EmbeddingRequest.dimensions)
 SHAPES = "a string, a list of strings, a list of token ids, or a list of lists of token ids"
 # Task failures of an embedding task that are the client's doing: the request field to name (400
 # `invalid_value`). The rest map as a chat task's do.

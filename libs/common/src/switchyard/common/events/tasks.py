@@ -28,6 +28,7 @@ ParallelMode = Literal["race", "best_of"]
 MAX_CHOICES = 8
 # The most texts one embedding request may hold (OpenAI's limit for `input`).
 MAX_EMBEDDING_INPUTS = 2048
+MAX_EMBEDDING_DIMENSIONS = 65536
 # An embedding task's class: it is not classified (no type to learn), so its classification says this.
 EMBEDDING = "embedding"
 
@@ -152,7 +153,7 @@ class EmbeddingRequest(BaseModel):
     kind: Literal["embedding"] = "embedding"
     model: str = Field(min_length=1, max_length=200)
     input: list[str] = Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)
-    dimensions: int | None = Field(default=None, ge=1, le=65536)
+    dimensions: int | None = Field(default=None, ge=1, le=MAX_EMBEDDING_DIMENSIONS)
 
     def prompt_text(self) -> str:
         return "\n".join(self.input)

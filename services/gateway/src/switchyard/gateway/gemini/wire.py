@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from switchyard.common.events.base import MAX_TOKENS
-from switchyard.common.events.tasks import MAX_CHOICES
+from switchyard.common.events.tasks import MAX_CHOICES, MAX_EMBEDDING_DIMENSIONS
 
 MAX_EMBEDDINGS = 100  # Gemini's limit on one batchEmbedContents request
 
@@ -171,7 +171,8 @@ class EmbedContentRequest(_Gemini):
     content: Content
     task_type: str | None = None  # accepted: the pipeline's embedding models take no task type
     title: str | None = None
-    output_dimensionality: int | None = Field(default=None, ge=1, strict=True)
+    # the task's bound, as the OpenAI face's `dimensions` (past it: a ValidationError building the task)
+    output_dimensionality: int | None = Field(default=None, ge=1, le=MAX_EMBEDDING_DIMENSIONS, strict=True)
 
 
 class BatchEmbedContentsRequest(_Gemini):
