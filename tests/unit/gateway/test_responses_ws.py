@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 
+from switchyard.gateway import bounds
 from switchyard.gateway.responses_steer import Steer, accept, with_queued
+from switchyard.gateway.responses_ws import Connection
 from switchyard.gateway.responses_ws_events import Reply, error_event, tagged
 from switchyard.gateway.sockets import RefusedHandshake
 from switchyard.gateway.stored_responses.recent import Memory
@@ -134,3 +137,37 @@ def test_steering_takes_user_messages_and_follows_the_outputs_a_continuation_ope
         None,
     ]
     assert with_queued({"input": "Go"}, [steer])["input"][1]["content"] == "Go"
+
+
+class Socket:
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    async def send_text(self, text: str) -> None:
+        self.sent.append(orjson.loads(text))
+
+
+def _connection() -> Connection:
+    """A connection's frame reader, before any response is under way."""
+    connection = Connection.__new__(Connection)
+    connection.ws, connection.gone, connection.request_id = Socket(), asyncio.Event(), "req_1"  # type: ignore[assignment]
+    connection.settings = SimpleNamespace(max_body_bytes=1 << 20, responses_ws_streams=4)  # type: ignore[assignment]
+    connection.lanes, connection.held, connection.answered = {}, {}, {}
+    return connection
+
+
+async def test_a_frame_too_deep_to_be_written_again_is_a_400_event() -> None:
+    """orjson reads 1,024 levels and writes ~254: a frame nested 300 deep was read, then writing it again (a
+    steer's size, a steer given back, a response.create's request) raised orjson's TypeError, which ended
+    the connection as an unhandled error."""
+    deep = '{"a":' * 300 + "{}" + "}" * 300
+    part = '{"type":"input_text","text":"x","z":' + deep + "}"
+    steer = '{"type":"response.steer","previous_response_id":"resp_1","input":[{"role":"user","content":['
+    tool = '{"type":"function","name":"f","parameters":' + deep + "}"
+    create = '{"type":"response.create","stream_id":"s","model":"auto","input":"hi","tools":[' + tool + "]}"
+    connection = _connection()
+    for frame in (steer + part + "]}]}", create):
+        await connection._frame(frame)
+    first, second = connection.ws.sent  # type: ignore[attr-defined]
+    assert (first["type"], first["status"], first["error"]["code"]) == ("error", 400, bounds.NESTING)
+    assert (second["error"]["code"], second.get("stream_id")) == (bounds.NESTING, "s")

@@ -42,8 +42,8 @@ from starlette.types import Message, Scope
 from starlette.websockets import WebSocketDisconnect
 
 from switchyard.common.ids import new_id
+from switchyard.gateway import bounds, responses_warmup, sockets
 from switchyard.gateway import responses_steer as steering
-from switchyard.gateway import responses_warmup, sockets
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.errors import APIError, RequestTooLarge, error_response
 from switchyard.gateway.responses_ws_events import Reply, api_error_event, tagged
@@ -219,6 +219,15 @@ class Connection:
             event = orjson.loads(frame)
         except orjson.JSONDecodeError as exc:
             await self._error(400, f"the frame is not valid JSON: {exc}", code="invalid_json")
+            return
+        try:  # what is read is written again (a request's body; a steer's input given back, a level down)
+            orjson.dumps({"steer": event})
+        except orjson.JSONEncodeError as exc:  # orjson reads 1,024 levels, writes ~254
+            refused = bounds.too_deep(None, exc)
+            lane = event.get("stream_id")
+            await self._error(
+                400, refused.message, code=refused.code, stream_id=lane if isinstance(lane, str) else None
+            )
             return
         kind = event.get("type") if isinstance(event, dict) else None
         if kind == "response.create":
