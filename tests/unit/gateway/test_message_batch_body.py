@@ -13,6 +13,7 @@ import orjson
 import pytest
 from pydantic import BaseModel, Field, ValidationError
 
+from switchyard.gateway import bounds
 from switchyard.gateway.batches.lines import MAX_MESSAGE_LINES, MESSAGES
 from switchyard.gateway.bodies import json_object
 from switchyard.gateway.errors import APIError, InvalidRequest, RequestTooLarge, invalid_fields
@@ -185,6 +186,16 @@ async def test_what_is_not_kept_is_refused_413() -> None:
     with pytest.raises(InvalidRequest) as caught:
         await streamed([body])
     assert (caught.value.code, caught.value.param) == ("invalid_value", "requests")
+
+
+async def test_params_too_deep_to_be_written_as_a_line_are_a_400() -> None:
+    """orjson reads 1,024 levels and writes ~254: params nested 300 deep were read, then writing the line
+    raised its TypeError, a 500."""
+    deep = b'{"a":' * 300 + b"{}" + b"}" * 300
+    body = b'{"requests": [' + orjson.dumps(OK) + b', {"custom_id": "b", "params": ' + deep + b"}]}"
+    with pytest.raises(InvalidRequest) as caught:
+        await streamed([body])
+    assert (caught.value.code, caught.value.param) == (bounds.NESTING, "requests.1.params")
 
 
 async def test_a_body_of_30_mib_is_read_holding_a_small_part_of_it() -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, Field, ValidationError
 
+from switchyard.gateway import bounds
 from switchyard.gateway.batches.lines import MAX_MESSAGE_LINES, MESSAGES
 from switchyard.gateway.batches.models import COMPLETION_WINDOW_S, TERMINAL, Batch, BatchRecord, RequestCounts
 from switchyard.gateway.batches.service import Batches
@@ -187,7 +188,8 @@ class RequestLines:
     lines; the body is read to its end all the same, so that it is refused as it was when it was read
     whole: 400 `invalid_json` for a body that is not a JSON object, then 400 for `requests` (missing, not
     a list, none or more than 100,000), then the first request refused (`param` `requests.<i>...`: its
-    fields, its `custom_id` used before, 413 its `params` larger than POST /v1/messages takes). A request
+    fields, its `custom_id` used before, its `params` nested deeper than can be written, 413 larger than
+    POST /v1/messages takes). A request
     is checked and written within the loop's turn its last byte arrived in, the event loop serving the
     replica's other requests between STEP of them."""
 
@@ -252,7 +254,10 @@ class RequestLines:
                 code="duplicate_custom_id",
                 param=f"requests.{index}.custom_id",
             )
-        params = orjson.dumps(request.params)
+        try:
+            params = orjson.dumps(request.params)
+        except orjson.JSONEncodeError as exc:  # read (orjson reads 1,024 levels), too deep to write again
+            raise bounds.too_deep(f"requests.{index}.params", exc) from None
         if len(params) > self.max_body_bytes:
             raise _too_large(index, f" ({request.custom_id!r})", len(params), self.max_body_bytes)
         line = {"custom_id": request.custom_id, "method": "POST", "url": MESSAGES}
