@@ -115,6 +115,32 @@ async def test_an_item_named_twice_or_an_id_that_is_not_a_string_is_refused(js: 
     assert (odd.value.status, odd.value.code, odd.value.param) == (400, "invalid_type", "input.0.id")
 
 
+async def test_an_item_too_deep_to_be_stored_is_a_400_before_it_is_answered(js: JetStreamContext) -> None:
+    """An item's field the task does not carry, nested 300 levels (orjson reads 1,024, writes ~254): it
+    was answered, then storing it raised orjson's TypeError, a 500 for a task that had run."""
+    store = await _store(js)
+    deep = b'{"a":' * 300 + b"{}" + b"}" * 300
+    items = b'[{"role":"user","content":"hi"},{"role":"user","content":"and?","notes":' + deep + b"}]"
+    body = b'{"model":"auto","input":' + items + b"}"
+    talk = await chain.load(store, "acme", body)
+    with pytest.raises(APIError) as refused:
+        talk.parse(body, max_prompt_chars=1000)
+    assert (refused.value.status, refused.value.code, refused.value.param) == (
+        400,
+        "nesting_too_deep",
+        "input.1",
+    )
+    unkept = b'{"model":"auto","store":false,"input":' + items + b"}"  # not written again: nor in the task
+    talk = await chain.load(store, "acme", unkept)
+    assert len(talk.parse(unkept, max_prompt_chars=1000).messages) == 2
+    await store.put("acme", _record(1))  # a follow-up's items are measured against the bus: written too
+    follow = b'{"model":"auto","store":false,"previous_response_id":"resp_' + TASK.encode() + b'1","input":'
+    talk = await chain.load(store, "acme", follow + items + b"}")
+    with pytest.raises(APIError) as refused:
+        talk.parse(follow + items + b"}", max_prompt_chars=1000)
+    assert (refused.value.code, refused.value.param) == ("nesting_too_deep", "input.1")
+
+
 async def test_a_conversation_larger_than_a_bus_message_is_413(js: JetStreamContext) -> None:
     store = await _store(js, max_value_bytes=64 * 1024)
     image = "data:image/png;base64," + "A" * 40_000  # text limits do not count images

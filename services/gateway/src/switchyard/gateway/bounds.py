@@ -83,6 +83,17 @@ def check_counted_tools(tools: list[ToolSpec] | None) -> None:
             raise too_deep("tools", exc) from None
 
 
+def check_kept(item: Any, *, param: str) -> None:
+    """An item kept as it was sent (a stored response's input item, a Conversations item), which its record
+    writes again as JSON a list in an object down: nested no deeper than that can be written (orjson reads
+    1,024 levels, writes ~254), else 400 `nesting_too_deep` naming it. The task holds only what it carries
+    of an item, so the task's writing does not refuse it."""
+    try:
+        orjson.dumps({"items": [item]})
+    except orjson.JSONEncodeError as exc:
+        raise too_deep(param, exc) from None
+
+
 def too_long(param: str, length: int, limit: int) -> InvalidRequest:
     """OpenAI's error for an array longer than it takes, in its words."""
     return InvalidRequest(

@@ -142,16 +142,20 @@ class Conversation:
     # The Responses face for this request (`faces.Face`): its parser, its whole answer and its stream.
 
     def parse(self, body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
-        if self.resolved and self.store is not None:
+        measured = self.store if self.resolved else None  # the items are measured against the bus, below
+        if self.keep or self.conversation_id is not None or measured is not None:  # written again, as sent
+            for n, item in enumerate(self.own):  # `input`'s objects (a request with others is refused)
+                bounds.check_kept(item, param=f"input.{n}")
+        if measured is not None:
             if self.truncate:
                 self.context = kept(
                     self.context,
                     self.own,
-                    max_bytes=self.store.max_value_bytes,
+                    max_bytes=measured.max_value_bytes,
                     max_chars=max_prompt_chars,
                     instructions=self.echoed.get("instructions"),
                 )
-            _check_size(self.context, self.own, max_bytes=self.store.max_value_bytes, how=self._how())
+            _check_size(self.context, self.own, max_bytes=measured.max_value_bytes, how=self._how())
         try:
             parsed = responses.parse_request(
                 body if self.data is None else self.data,
