@@ -45,6 +45,7 @@ def added(raw: Any, *, held: set[str], param: str = "items") -> list[dict[str, A
             raise DuplicateItem(f"Duplicate item found with id {item_id[:80]}.", param=where)
         ids.add(item_id)
         out.append(kept(item, item_id))
+        bounds.check_kept(out[-1], param=where)
     return out
 
 
