@@ -56,6 +56,9 @@ def test_the_prompt_is_the_user_turn_and_max_tokens_defaults_to_openais_16() -> 
         ({"prompt": [[1212, 318], [257]]}, "prompt", "unsupported_parameter"),
         ({"prompt": ["first", "second"]}, "prompt", "unsupported_parameter"),  # a batch
         ({"prompt": []}, "prompt", "unsupported_parameter"),
+        # one prompt that is not text: it said "one prompt per request (this one has 1)"
+        ({"prompt": [None]}, "prompt.0", "invalid_type"),
+        ({"prompt": [{"text": "hi"}]}, "prompt.0", "invalid_type"),
         ({"prompt": "  "}, "prompt", "invalid_value"),
         ({"n": 9}, "n", "invalid_value"),
         ({"max_tokens": "5"}, "max_tokens", "invalid_type"),

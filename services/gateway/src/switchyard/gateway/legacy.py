@@ -115,13 +115,18 @@ def _one_prompt(prompt: str | list[Any]) -> str:
                 code="unsupported_parameter",
                 param="prompt",
             )
-        if len(prompt) != 1 or not isinstance(prompt[0], str):
+        if len(prompt) != 1:
             raise InvalidRequest(
                 f"one prompt per request (this one has {len(prompt)}); send a request for each",
                 code="unsupported_parameter",
                 param="prompt",
             )
-        prompt = prompt[0]
+        first = prompt[0]
+        if not isinstance(first, str):
+            raise InvalidRequest(
+                "prompt.0: a prompt is text (a string)", code="invalid_type", param="prompt.0"
+            )
+        prompt = first
     if not prompt.strip():
         raise InvalidRequest("prompt is empty", code="invalid_value", param="prompt")
     return prompt
