@@ -421,7 +421,7 @@ DEEP_OBJECT, DEEP_LIST = '{"a":' * 300 + "{}" + "}" * 300, "[" * 300 + "]" * 300
 SWEEP = [
     json.dumps(value)
     for value in [
-        None, True, -1, 1.5, 70_000, 10**20, "", "x" * 257, [], {}, [{}], "\ud800", "function",
+        None, True, -1, 1.5, 70_000, 10**20, "", "x" * 257, "x" * 5000, [], {}, [{}], "\ud800", "function",
         {"type": "function"},
         "data:image/png;base64,!!!", f"data:image/png;base64,{_b64(_png_head(100_000, 100_000))}",
         "https://example.com/a.png",
@@ -468,7 +468,7 @@ def mutated(draw: st.DrawFn, seeds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # A Python repr, traceback or pydantic's own wording where a client reads our message
-LEAKS = re.compile(r"Traceback|<class |object at 0x|input_value=|errors\.pydantic\.dev|\w+Error\(")
+LEAKS = ("Traceback", "<class ", "object at 0x", "input_value=", "errors.pydantic.dev", "Error(")
 
 
 def _param_root(param: str) -> str:
@@ -483,7 +483,8 @@ def check(read: Callable[[bytes], None], body: dict[str, Any], seeds: list[dict[
         read(raw)
     except APIError as refused:
         assert 400 <= refused.status < 500, (refused.status, refused.message)
-        assert not LEAKS.search(refused.message), refused.message
+        assert not any(leak in refused.message for leak in LEAKS), refused.message
+        assert len(refused.message) <= 2000, refused.message[:300]  # a client's long value not echoed whole
         if refused.param is not None:
             # the Anthropic face names a document block's field from the block (its errors carry no param)
             fields = {key for seed in seeds for key in seed} | set(body) | {"document"}

@@ -190,6 +190,12 @@ class ClientClosedRequest(APIError):
 SDK_WAIT_S = 60
 
 
+def shown(value: object, limit: int = 80) -> str:
+    """A client's value quoted in a message: at most `limit` characters of it (a body's string of megabytes
+    is not sent back, nor logged, whole)."""
+    return repr(str(value)[:limit])
+
+
 def retry_header(exc: APIError) -> dict[str, str]:
     """`x-should-retry` as the OpenAI and Anthropic SDKs read it: before their own rule (`_should_retry` in
     their base clients, Python and JS alike: 408, 409, 429 and >= 500 are sent again, twice by default),

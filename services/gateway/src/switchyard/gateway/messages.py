@@ -177,8 +177,9 @@ def _content(content: str | list[TextBlock], *, role: str) -> str | list[dict[st
         return content
     unsupported = sorted({b.type for b in content if b.type not in (*CONTENT_BLOCKS, *TOOL_BLOCKS)})
     if unsupported:
+        named = [kind[:80] for kind in unsupported[:5]]  # a client's, which may be megabytes
         raise InvalidRequest(
-            f"content blocks of type {unsupported} are not served here (text, image, document, tool_use, "
+            f"content blocks of type {named} are not served here (text, image, document, tool_use, "
             "tool_result, and an assistant turn's thinking and redacted_thinking are)",
             param="messages",
         )

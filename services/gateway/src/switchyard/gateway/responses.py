@@ -34,7 +34,7 @@ from switchyard.common.events.tasks import ReasoningEffort
 from switchyard.gateway import bounds
 from switchyard.gateway.bodies import json_object, validated
 from switchyard.gateway.documents import file_id_not_served, from_data_url, in_user_turns_or_tool_results
-from switchyard.gateway.errors import InvalidRequest
+from switchyard.gateway.errors import InvalidRequest, shown
 from switchyard.gateway.responses_tools import (
     ADDITIONAL_TOOLS,
     ClientTool,
@@ -204,7 +204,7 @@ def parse_request(
     except InvalidRequest as exc:
         if exc.param is None or not exc.param.startswith("messages"):
             raise
-        orphans = [m.tool_call_id for m in messages if m.role == "tool"]
+        orphans = [str(m.tool_call_id)[:80] for m in messages if m.role == "tool"][:5]
         raise InvalidRequest(
             "a function_call_output must answer a function_call of the turn just before it "
             f"(call_ids answered: {orphans})",
@@ -297,7 +297,7 @@ def chat_messages(items: str | list[dict[str, Any]]) -> list[ChatMessage]:
             )
         else:
             raise InvalidRequest(
-                f"{where}: input items of type {kind!r} are not supported here (messages, function and "
+                f"{where}: input items of type {shown(kind)} are not supported here (messages, function and "
                 "custom tool calls and their outputs, reasoning and additional_tools are)",
                 param=where,
             )
@@ -372,7 +372,7 @@ def _parts(content: list[Any], where: str, *, role: str) -> str | list[dict[str,
             parts.append(_input_file(part, f"{where}.{n}"))
         else:
             raise InvalidRequest(
-                f"{where}.{n}: parts of type {kind!r} are not supported here (input_text, output_text, "
+                f"{where}.{n}: parts of type {shown(kind)} are not supported here (input_text, output_text, "
                 "input_image with an image_url and input_file with a PDF's file_data are)",
                 param=f"{where}.{n}",
             )

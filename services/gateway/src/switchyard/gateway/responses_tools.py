@@ -28,7 +28,7 @@ import orjson
 from pydantic import BaseModel, Field, ValidationError
 
 from switchyard.common.events import FunctionSpec, ToolSpec
-from switchyard.gateway.errors import InvalidRequest, invalid_fields
+from switchyard.gateway.errors import InvalidRequest, invalid_fields, shown
 
 NAMESPACE_JOIN = "__"  # a namespace's tool's name in the pipeline: <namespace>__<name>
 TOP_LEVEL = "functions"  # the namespace whose tools are top-level ones (Codex's grouping)
@@ -128,8 +128,8 @@ def _callable(tools: list[tuple[str, dict[str, Any]]]) -> Iterator[tuple[str, di
             yield where, tool, ClientTool(_name(tool), custom=kind == "custom")
         else:
             raise InvalidRequest(
-                f"{where}: tools of type {kind!r} are not served here (function, custom and namespace tools "
-                "are; built-in tools are left out)",
+                f"{where}: tools of type {shown(kind)} are not served here (function, custom and namespace "
+                "tools are; built-in tools are left out)",
                 code="unsupported_parameter",
                 param=f"{where}.type",
             )
@@ -147,7 +147,7 @@ def _members(tool: dict[str, Any], where: str) -> Iterator[tuple[str, dict[str, 
         kind = member.get("type") if isinstance(member, dict) else None
         if kind not in ("function", "custom"):
             raise InvalidRequest(
-                f"{at}: tools of type {kind!r} are not served here in a namespace (function and custom "
+                f"{at}: tools of type {shown(kind)} are not served here in a namespace (function and custom "
                 "tools are)",
                 code="unsupported_parameter",
                 param=f"{at}.type",

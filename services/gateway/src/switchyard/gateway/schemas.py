@@ -22,7 +22,7 @@ from switchyard.common.events import (
 from switchyard.common.events.logprobs import MAX_TOP_LOGPROBS
 from switchyard.common.events.tasks import MAX_CHOICES, ReasoningEffort
 from switchyard.gateway.documents import chat_file, in_user_turns_or_tool_results
-from switchyard.gateway.errors import InvalidRequest, RequestTooLarge
+from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, shown
 
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 COMPLETION_ID = "chatcmpl-"  # a completion's id is this and its task's id
@@ -65,7 +65,7 @@ def check_content_parts(messages: list[ChatMessage]) -> None:
             kind = part.get("type")
             if kind not in SERVED_PARTS:
                 raise InvalidRequest(
-                    f"messages.{n}.content.{m}: parts of type {kind!r} are not supported here (text, "
+                    f"messages.{n}.content.{m}: parts of type {shown(kind)} are not supported here (text, "
                     "image_url, file (a PDF) and an assistant's refusal are): no model behind this gateway "
                     "is sent audio",
                     param=f"messages.{n}.content.{m}",
@@ -256,7 +256,7 @@ def check_tool_turns(parsed: ChatCompletionRequest, *, anthropic: bool = False) 
     if isinstance(choice, dict) and choice["function"]["name"] not in offered:
         name = choice["function"]["name"]
         raise InvalidRequest(
-            f"tool_choice names the function {name!r}, which is not in `tools`",
+            f"tool_choice names the function {shown(name)}, which is not in `tools`",
             param="tool_choice",
             code="invalid_value",
         )
@@ -273,7 +273,7 @@ def check_tool_turns(parsed: ChatCompletionRequest, *, anthropic: bool = False) 
             if message.tool_call_id not in answerable:
                 raise InvalidRequest(
                     "a message with role 'tool' must answer a tool call of the assistant message before "
-                    f"it (its `tool_call_id`); message {n} answers {message.tool_call_id!r}",
+                    f"it (its `tool_call_id`); message {n} answers {shown(message.tool_call_id)}",
                     param=f"messages.{n}",
                     code="invalid_value",
                 )

@@ -10,7 +10,7 @@ from typing import Any
 
 from switchyard.gateway import bounds, responses
 from switchyard.gateway.conversations.shapes import kept
-from switchyard.gateway.errors import InvalidRequest
+from switchyard.gateway.errors import InvalidRequest, shown
 from switchyard.gateway.stored_responses.chain import ITEM_PREFIX, DuplicateItem
 
 MAX_ADDED = 20  # OpenAI's: items one create call adds, with the conversation or to it
@@ -61,7 +61,7 @@ def _check(item: Any, where: str) -> None:
         )
     if kind not in KINDS:
         raise InvalidRequest(
-            f"{where}.type: items of type {kind!r} are not kept here (message, function_call, "
+            f"{where}.type: items of type {shown(kind)} are not kept here (message, function_call, "
             "function_call_output, custom_tool_call, custom_tool_call_output and reasoning are)",
             code="invalid_value",
             param=f"{where}.type",

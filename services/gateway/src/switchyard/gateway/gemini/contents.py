@@ -205,7 +205,7 @@ def _media(part: Part | ResponseMedia, at: str) -> dict[str, Any]:
             return {"type": "image_url", "image_url": {"url": data.file_uri}}
         if not data.file_uri.startswith(("https://", "http://")):
             raise unsupported(at, "fileData takes an http(s) URL: Google's Files API is not served")
-    raise unsupported(at, f"inputs of type {kind} are not served (text, images and inline PDFs are)")
+    raise unsupported(at, f"inputs of type {kind[:80]} are not served (text, images and inline PDFs are)")
 
 
 def _tools(parsed: GenerateContentRequest) -> tuple[list[ToolSpec] | None, str | dict[str, Any] | None]:
