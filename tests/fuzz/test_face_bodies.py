@@ -1,15 +1,18 @@
-"""Every face's request bodies, fuzzed with hypothesis: valid bodies of each face (tools, tool turns, images
-and PDFs as data URLs, thinking blocks, cache marks, response formats), each mutated one to three times
-anywhere in it: a value replaced by another JSON type, an over-long string (257, 70,000 characters), an
-empty string, list or object, a value nested 300 levels, a huge, negative or float number, a lone surrogate
-(escaped in the JSON), a data URL of an odd media type or a payload that is not base64 or a hostile image
-or PDF, a list's item repeated (duplicate ids), a field deleted or an unknown one added. Each body goes
-through what the gateway does with it before its task is published (`read_*`: the face's parser, the task
-built and written as the bus would carry it, its tokens counted as admission and the count endpoints do),
-and each is accepted or refused with a 4xx `APIError` whose `param` names a field of the body and whose
-message is no Python repr or traceback: never another exception (a 500 `internal_error`). Defects found
-this way have their plain examples in tests/unit (tool_choice's function, counts of deep schemas, Gemini's
-empty countTokens contents and outputDimensionality, message batch params, conversation items)."""
+"""Every face's request bodies, fuzzed: valid bodies of each face (tools, tool turns, images and PDFs as
+data URLs, thinking blocks, cache marks, response formats), first with every field in turn replaced by each
+of a set of hostile values, deleted, or given an unknown field nested 300 levels (the sweep: systematic, a
+few seconds), then mutated one to three times anywhere by hypothesis: a value replaced by another JSON
+type, an over-long string (257, 5,000, 70,000 characters), an empty string, list or object, a value nested
+300 levels, a huge, negative or float number, a lone surrogate (escaped in the JSON), a data URL of an odd
+media type or a payload that is not base64 or a hostile image or PDF, a list's item repeated (duplicate
+ids), a field deleted or an unknown one added. Each body goes through what the gateway does with it before
+its task is published (`read_*`: the face's parser, the task built and written as the bus would carry it,
+its tokens counted as admission and the count endpoints do), and each is accepted or refused with a 4xx
+`APIError` whose `param` names a field of the body and whose message is short and holds no Python repr,
+traceback or pydantic wording: never another exception (a 500 `internal_error`). Defects found this way
+have their plain examples in tests/unit (tool_choice's function, counts of deep schemas, Gemini's empty
+countTokens contents and outputDimensionality, message batch params, conversation items, long values
+echoed in refusals)."""
 
 from __future__ import annotations
 
