@@ -10,159 +10,41 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
-import nats
 import orjson
 import pytest
 from nats.aio.msg import Msg
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidStatus
 
-from switchyard.cli.processes import NatsServer
 from switchyard.common import subjects
 from switchyard.common.envelope import decode
-from switchyard.common.events import FunctionCall, TaskCancelled, TaskSubmitted, ToolCall
-from switchyard.common.streaming import Chunk, encode_chunk
-from switchyard.gateway.db import migrations
-from tests.integration.gateway.harness import Bases, Org, gateways, make_org
-from tests.integration.gateway.test_stored_responses_http import Responder as StoredResponder
-from tests.integration.gateway.test_stored_responses_http import result_of
+from switchyard.common.events import TaskCancelled
+from tests.integration.gateway.websocket_stack import (
+    TOOL,
+    Responder,
+    World,
+    responder,
+    world,
+    ws_events,
+    ws_send,
+    ws_socket,
+    ws_streams,
+    ws_turn,
+    ws_url,
+)
 
 pytestmark = pytest.mark.integration
-MODEL = "openai/gpt-4o-mini"
-TOOL = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
-TERMINAL = ("response.completed", "response.incomplete", "response.failed", "error")
-# the nats-server, a gateway, the organisation, `unstored`, `bounded`, and `stopping` (stopped by a test)
-World = tuple[NatsServer, str, Org, str, str, Bases]
-
-
-class Responder(StoredResponder):
-    """The stored responses tests' responder (a call of the first tool offered on a user turn, else text),
-    and a user turn "hang" answered with one chunk and no end."""
-
-    running: set[asyncio.Task[None]] = set()
-
-    async def _slowly(self, task: TaskSubmitted) -> None:
-        """ "so", and 1.5 s later its end: with a call of the first tool offered, if any."""
-        subject = subjects.chunk_subject(task.task_id)
-        await self.nc.publish(subject, encode_chunk(Chunk(seq=0, delta="so", model=MODEL)))
-        await asyncio.sleep(1.5)
-        tools = task.chat().tools or []
-        calls = [
-            ToolCall(id="call_slow", function=FunctionCall(name=t.function.name, arguments="{}"))
-            for t in tools[:1]
-        ]
-        done = Chunk(seq=1, done=True, finish_reason="tool_calls" if calls else "stop")
-        await self.nc.publish(subject, encode_chunk(done))
-        await self.js.publish(subjects.result_subject(task.task_id), result_of(task, "so", calls or None))
-
-    async def on_task(self, msg: Msg) -> None:
-        _, task = decode(msg.data, (TaskSubmitted,))
-        assert isinstance(task, TaskSubmitted)
-        last = task.chat().messages[-1]
-        if last.role == "user" and last.content == "slow":
-            self.seen.append(task)
-            slow = asyncio.create_task(self._slowly(task))  # the subscription's next tasks go on meanwhile
-            self.running.add(slow)
-            slow.add_done_callback(self.running.discard)
-            return
-        if last.role != "user" or last.content != "hang":
-            await super().on_task(msg)
-            return
-        self.seen.append(task)
-        chunk = Chunk(seq=0, delta="a long story", model=MODEL)
-        await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(chunk))
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    tmp = tmp_path_factory.mktemp("responses-ws")
-    server = NatsServer(tmp / "jetstream").start()
-    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
-    asyncio.run(migrations().upgrade(db_url))
-    org = asyncio.run(make_org(db_url, "acme", roles=("member",)))
-    # a replica that stores no responses, whose connections last 2 s
-    unstored = {"SWITCHYARD_RESPONSES_STORE": "false", "SWITCHYARD_RESPONSES_WS_MAX_S": "2"}
-    # a replica whose connections idle 1 s at most, 2 a key, each keeping a response of 2,000 bytes at most
-    bounded = {
-        "SWITCHYARD_RESPONSES_WS_IDLE_S": "1",
-        "SWITCHYARD_RESPONSES_WS_PER_KEY": "2",
-        "SWITCHYARD_RESPONSES_WS_KEPT_BYTES": "2000",
-        "SWITCHYARD_RESPONSES_WS_STREAMS": "2",
-    }
-    for name in ("unstored", "bounded", "stopping"):
-        (tmp / name).mkdir()
-    try:
-        with (
-            gateways(server, db_url, tmp) as (base,),
-            gateways(server, db_url, tmp / "unstored", env=unstored) as (off,),
-            gateways(server, db_url, tmp / "bounded", env=bounded) as (tight,),
-            gateways(server, db_url, tmp / "stopping", env={"SWITCHYARD_STOP_GRACE_S": "6"}) as stopping,
-        ):
-            yield server, base, org, off, tight, stopping
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def responder(world: World) -> AsyncIterator[Responder]:
-    nc = await nats.connect(world[0].url)
-    me = Responder(nc)
-    await nc.subscribe(subjects.TASK_SUBMITTED, cb=me.on_task)
-    await nc.flush()
-    yield me
-    await nc.close()
-
-
-def _url(world: World, base: str | None = None) -> str:
-    return (base or world[1]).replace("http://", "ws://") + "/v1/responses"
-
-
-def _socket(world: World, key: str | None = None, *, base: str | None = None) -> Any:
-    key = world[2].keys["member"] if key is None else key
-    headers = {"Authorization": f"Bearer {key}"}
-    return connect(_url(world, base), additional_headers=headers, open_timeout=5)
-
-
-async def _turn(ws: ClientConnection, **create: Any) -> list[dict[str, Any]]:
-    """One `response.create` and its events, up to its last."""
-    await ws.send(orjson.dumps({"type": "response.create", **create}).decode())
-    return await _events(ws)
-
-
-async def _send(ws: ClientConnection, **create: Any) -> None:
-    await ws.send(orjson.dumps({"type": "response.create", **create}).decode())
-
-
-async def _streams(ws: ClientConnection, count: int) -> dict[str | None, list[dict[str, Any]]]:
-    """The events of `count` responses sent on streams, each stream's in the order received (those of
-    none under ""), and the order the responses ended in (under None)."""
-    events: dict[str | None, list[dict[str, Any]]] = {None: []}
-    while len(events[None]) < count:
-        event = orjson.loads(await asyncio.wait_for(ws.recv(), timeout=10))
-        events.setdefault(event.get("stream_id", ""), []).append(event)
-        if event["type"] in TERMINAL:
-            events[None].append(event)
-    return events
-
-
-async def _events(ws: ClientConnection) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    while not events or events[-1]["type"] not in TERMINAL:
-        frame = await asyncio.wait_for(ws.recv(), timeout=10)
-        assert isinstance(frame, str)  # text frames, as OpenAI sends them
-        events.append(orjson.loads(frame))
-    return events
+__all__ = ["responder", "world"]  # fixtures, used by name
 
 
 async def test_a_tool_loop_runs_on_one_connection_unstored_and_survives_bad_frames(
     world: World, responder: Responder
 ) -> None:
-    async with _socket(world) as ws:
-        first = await _turn(ws, model="auto", input="Weather in Paris?", tools=[TOOL], store=False)
+    async with ws_socket(world) as ws:
+        first = await ws_turn(ws, model="auto", input="Weather in Paris?", tools=[TOOL], store=False)
         kinds = [e["type"] for e in first]
         assert kinds[:2] == ["response.created", "response.in_progress"]
         assert kinds[-1] == "response.completed"
@@ -175,7 +57,7 @@ async def test_a_tool_loop_runs_on_one_connection_unstored_and_survives_bad_fram
 
         # the continuation sends only the tool's output: the rest is the connection's memory
         output = {"type": "function_call_output", "call_id": "call_1", "output": "sunny"}
-        second = await _turn(
+        second = await ws_turn(
             ws, model="auto", input=[output], tools=[TOOL], store=False, previous_response_id=response["id"]
         )
         done = second[-1]["response"]
@@ -189,29 +71,29 @@ async def test_a_tool_loop_runs_on_one_connection_unstored_and_survives_bad_fram
 
         # a frame that is not JSON, an event of no known type: each an error event, the connection goes on
         await ws.send("{not json")
-        [bad] = await _events(ws)
+        [bad] = await ws_events(ws)
         assert (bad["status"], bad["error"]["code"], bad["error"]["type"]) == (
             400,
             "invalid_json",
             "invalid_request_error",
         )
         await ws.send(orjson.dumps({"type": "session.update"}).decode())
-        [unknown] = await _events(ws)
+        [unknown] = await ws_events(ws)
         assert (unknown["error"]["code"], unknown["error"]["param"]) == ("invalid_event", "type")
 
         # an HTTP error of the request (here: a response neither stored nor this connection's latest) is
         # an error event with our type, code, message, param and request id
-        [missing] = await _turn(ws, model="auto", input="Hi", previous_response_id=response["id"])
+        [missing] = await ws_turn(ws, model="auto", input="Hi", previous_response_id=response["id"])
         assert missing["status"] == 400
         error = missing["error"]
         assert (error["code"], error["param"]) == ("previous_response_not_found", "previous_response_id")
         assert (
             error["request_id"].startswith("req_") and error["headers"]["x-request-id"] == error["request_id"]
         )
-        [invalid] = await _turn(ws, model="auto", input=[], store=False)  # the parser's own 400
+        [invalid] = await ws_turn(ws, model="auto", input=[], store=False)  # the parser's own 400
         assert (invalid["status"], invalid["error"]["param"]) == (400, "input")
 
-        third = await _turn(ws, model="auto", input="Thanks", store=False, previous_response_id=done["id"])
+        third = await ws_turn(ws, model="auto", input="Thanks", store=False, previous_response_id=done["id"])
         assert third[-1]["type"] == "response.completed"
         assert [t for t, _ in responder.messages()] == ["user", "assistant", "tool", "assistant", "user"]
 
@@ -219,11 +101,11 @@ async def test_a_tool_loop_runs_on_one_connection_unstored_and_survives_bad_fram
 async def test_a_stored_response_continues_on_another_connection_and_unserved_events_say_so(
     world: World, responder: Responder
 ) -> None:
-    async with _socket(world) as ws:
-        first = (await _turn(ws, model="auto", input="Hi"))[-1]["response"]
+    async with ws_socket(world) as ws:
+        first = (await ws_turn(ws, model="auto", input="Hi"))[-1]["response"]
         assert first["store"] is True
-    async with _socket(world) as ws:  # not this connection's: read from the stored responses
-        second = await _turn(ws, model="auto", input="Again?", previous_response_id=first["id"])
+    async with ws_socket(world) as ws:  # not this connection's: read from the stored responses
+        second = await ws_turn(ws, model="auto", input="Again?", previous_response_id=first["id"])
         assert second[-1]["response"]["previous_response_id"] == first["id"]
         assert responder.messages() == [("user", "Hi"), ("assistant", "answer 1"), ("user", "Again?")]
 
@@ -241,7 +123,7 @@ async def test_a_handshake_without_a_valid_key_is_refused_with_an_error_body(wor
     for key, code in (("", "missing_api_key"), ("sy_nope_nope", "invalid_api_key")):
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         with pytest.raises(InvalidStatus) as refused:
-            async with connect(_url(world), additional_headers=headers, open_timeout=5):
+            async with connect(ws_url(world), additional_headers=headers, open_timeout=5):
                 pass
         response = refused.value.response
         assert response.status_code == 401
@@ -262,7 +144,7 @@ async def test_a_client_that_goes_away_mid_response_cancels_its_task(
 
     sub = await responder.nc.subscribe(subjects.TASK_CANCELLED, cb=on_cancel)
     try:
-        async with _socket(world) as ws:
+        async with ws_socket(world) as ws:
             await ws.send(
                 orjson.dumps({"type": "response.create", "model": "auto", "input": "hang"}).decode()
             )
@@ -280,26 +162,26 @@ async def test_a_client_that_goes_away_mid_response_cancels_its_task(
 async def test_a_deployment_storing_nothing_continues_the_connections_latest_and_closes_at_its_lifetime(
     world: World, responder: Responder
 ) -> None:
-    async with _socket(world, base=world[3]) as ws:
-        first = (await _turn(ws, model="auto", input="Hi"))[-1]["response"]
+    async with ws_socket(world, base=world[3]) as ws:
+        first = (await ws_turn(ws, model="auto", input="Hi"))[-1]["response"]
         assert first["store"] is False  # nothing is stored here, whatever the request says
-        second = await _turn(ws, model="auto", input="Again?", previous_response_id=first["id"])
+        second = await ws_turn(ws, model="auto", input="Again?", previous_response_id=first["id"])
         assert second[-1]["response"]["previous_response_id"] == first["id"]
         assert responder.messages() == [("user", "Hi"), ("assistant", "answer 1"), ("user", "Again?")]
         # idle, it ends at its lifetime (2 s here), with the error event that says so
-        [ended] = await _events(ws)
+        [ended] = await ws_events(ws)
         assert (ended["type"], ended["error"]["code"]) == ("error", "websocket_connection_limit_reached")
         with pytest.raises(ConnectionClosedOK):
             await asyncio.wait_for(ws.recv(), timeout=5)
         assert ws.close_code == 1000
-    async with _socket(world) as ws:
+    async with ws_socket(world) as ws:
         # a frame over SWITCHYARD_MAX_BODY_BYTES (64 KiB here) is refused as its request would be (413), and
         # the connection goes on; one over twice that is not read (1009, message too big)
         create = {"type": "response.create", "model": "auto", "input": "x" * 70_000}
         await ws.send(orjson.dumps(create).decode())
-        [large] = await _events(ws)
+        [large] = await ws_events(ws)
         assert (large["status"], large["error"]["code"]) == (413, "request_too_large")
-        assert (await _turn(ws, model="auto", input="Hi"))[-1]["type"] == "response.completed"
+        assert (await ws_turn(ws, model="auto", input="Hi"))[-1]["type"] == "response.completed"
         await ws.send("x" * 140_000)
         with pytest.raises(ConnectionClosedError):
             await asyncio.wait_for(ws.recv(), timeout=5)
@@ -309,10 +191,10 @@ async def test_a_deployment_storing_nothing_continues_the_connections_latest_and
 async def test_a_continuation_may_send_no_input_and_a_new_response_must(
     world: World, responder: Responder
 ) -> None:
-    async with _socket(world) as ws:
-        latest = (await _turn(ws, model="auto", input="Hi", store=False))[-1]["response"]
+    async with ws_socket(world) as ws:
+        latest = (await ws_turn(ws, model="auto", input="Hi", store=False))[-1]["response"]
         for n, missing in enumerate(({}, {"input": []}, {"input": ""}), start=1):
-            again = await _turn(ws, model="auto", store=False, previous_response_id=latest["id"], **missing)
+            again = await ws_turn(ws, model="auto", store=False, previous_response_id=latest["id"], **missing)
             assert again[-1]["type"] == "response.completed", again[-1]
             latest = again[-1]["response"]
             # the model gets the conversation as it stands, its own answer last
@@ -320,7 +202,7 @@ async def test_a_continuation_may_send_no_input_and_a_new_response_must(
                 ("user", "Hi"),
                 *[("assistant", f"answer {k}") for k in range(1, n + 1)],
             ]
-        [refused] = await _turn(ws, model="auto", store=False)
+        [refused] = await ws_turn(ws, model="auto", store=False)
         assert (refused["status"], refused["error"]["param"]) == (400, "input")
     # over HTTP too, continuing a stored response, or a conversation
     headers = {"Authorization": f"Bearer {world[2].keys['member']}"}
@@ -346,43 +228,43 @@ async def test_connections_are_bounded_per_key_idle_and_in_what_they_keep(
     world: World, responder: Responder
 ) -> None:
     base = world[4]
-    async with _socket(world, base=base) as one, _socket(world, base=base):
+    async with ws_socket(world, base=base) as one, ws_socket(world, base=base):
         with pytest.raises(InvalidStatus) as refused:  # a third connection of the key: 429
-            async with _socket(world, base=base):
+            async with ws_socket(world, base=base):
                 pass
         response = refused.value.response
         body = orjson.loads(response.body or b"{}")
         assert (response.status_code, body["error"]["code"]) == (429, "too_many_websocket_connections")
         assert body["error"]["type"] == "rate_limit_error"
         # a response of more than 2,000 bytes is not kept: unstored, it cannot be continued
-        big = (await _turn(one, model="auto", input="y" * 3000, store=False))[-1]["response"]
-        [gone] = await _turn(one, model="auto", input="Go on", store=False, previous_response_id=big["id"])
+        big = (await ws_turn(one, model="auto", input="y" * 3000, store=False))[-1]["response"]
+        [gone] = await ws_turn(one, model="auto", input="Go on", store=False, previous_response_id=big["id"])
         assert gone["error"]["code"] == "previous_response_not_found"
         assert "SWITCHYARD_RESPONSES_WS_KEPT_BYTES" in gone["error"]["message"]
-        small = (await _turn(one, model="auto", input="Hi", store=False))[-1]["response"]
-        kept = await _turn(one, model="auto", input="More", store=False, previous_response_id=small["id"])
+        small = (await ws_turn(one, model="auto", input="Hi", store=False))[-1]["response"]
+        kept = await ws_turn(one, model="auto", input="More", store=False, previous_response_id=small["id"])
         assert kept[-1]["type"] == "response.completed"
         # idle for its bound (1 s here): the error that says so, then closed
-        [idle] = await _events(one)
+        [idle] = await ws_events(one)
         assert (idle["type"], idle["error"]["code"]) == ("error", "websocket_idle_timeout")
         with pytest.raises(ConnectionClosedOK):
             await asyncio.wait_for(one.recv(), timeout=5)
         assert one.close_code == 1000
     await asyncio.sleep(0.5)  # the closed ones count no more, once the gateway has seen them go
-    async with _socket(world, base=base) as three:
-        assert (await _turn(three, model="auto", input="Hi"))[-1]["type"] == "response.completed"
+    async with ws_socket(world, base=base) as three:
+        assert (await ws_turn(three, model="auto", input="Hi"))[-1]["type"] == "response.completed"
 
 
 async def test_a_stopping_gateway_lets_the_response_under_way_end_then_closes(
     world: World, responder: Responder
 ) -> None:
     stopping = world[5]  # its stop grace: 6 s
-    async with _socket(world, base=stopping[0]) as ws:
+    async with ws_socket(world, base=stopping[0]) as ws:
         await ws.send(orjson.dumps({"type": "response.create", "model": "auto", "input": "slow"}).decode())
         while orjson.loads(await asyncio.wait_for(ws.recv(), 10))["type"] != "response.output_text.delta":
             pass
         stopping.procs[0].send_signal(signal.SIGTERM)
-        events = await _events(ws)  # the rest of the response, within the stop grace
+        events = await ws_events(ws)  # the rest of the response, within the stop grace
         assert events[-1]["type"] == "response.completed", events[-1]
         with pytest.raises(ConnectionClosedError):
             await asyncio.wait_for(ws.recv(), timeout=5)
@@ -392,11 +274,11 @@ async def test_a_stopping_gateway_lets_the_response_under_way_end_then_closes(
 async def test_streams_run_at_once_each_in_order_and_a_stream_forks_another(
     world: World, responder: Responder
 ) -> None:
-    async with _socket(world) as ws:
-        await _send(ws, model="auto", input="slow", store=False, stream_id="a")
-        await _send(ws, model="auto", input="Hi", store=False, stream_id="b")
-        await _send(ws, model="auto", input="Next", store=False, stream_id="b")
-        events = await _streams(ws, 3)
+    async with ws_socket(world) as ws:
+        await ws_send(ws, model="auto", input="slow", store=False, stream_id="a")
+        await ws_send(ws, model="auto", input="Hi", store=False, stream_id="b")
+        await ws_send(ws, model="auto", input="Next", store=False, stream_id="b")
+        events = await ws_streams(ws, 3)
         # b's two responses, one after the other, both ended before a's, which ran all along
         assert [(e["stream_id"], e["type"]) for e in events[None]] == [
             ("b", "response.completed"),
@@ -410,10 +292,10 @@ async def test_streams_run_at_once_each_in_order_and_a_stream_forks_another(
 
         # a new stream forks b's latest response (`store` false: from the connection's memory)
         latest_b = events[None][1]["response"]
-        await _send(
+        await ws_send(
             ws, model="auto", input="Fork", store=False, stream_id="c", previous_response_id=latest_b["id"]
         )
-        fork = (await _streams(ws, 1))[None][0]
+        fork = (await ws_streams(ws, 1))[None][0]
         assert (fork["stream_id"], fork["type"]) == ("c", "response.completed")
         assert fork["response"]["previous_response_id"] == latest_b["id"]
         [next_turn, answer, forked] = responder.messages()
@@ -423,11 +305,11 @@ async def test_streams_run_at_once_each_in_order_and_a_stream_forks_another(
 async def test_a_connection_runs_as_many_streams_at_once_as_it_may(
     world: World, responder: Responder
 ) -> None:
-    async with _socket(world, base=world[4]) as ws:  # 2 streams at once here
-        await _send(ws, model="auto", input="slow", stream_id="a")
-        await _send(ws, model="auto", input="slow", stream_id="b")
-        await _send(ws, model="auto", input="Hi", stream_id="c")
-        events = await _streams(ws, 3)
+    async with ws_socket(world, base=world[4]) as ws:  # 2 streams at once here
+        await ws_send(ws, model="auto", input="slow", stream_id="a")
+        await ws_send(ws, model="auto", input="slow", stream_id="b")
+        await ws_send(ws, model="auto", input="Hi", stream_id="c")
+        events = await ws_streams(ws, 3)
         refused, *ended = events[None]
         assert (refused["type"], refused["stream_id"], refused["error"]["code"]) == (
             "error",
@@ -435,15 +317,15 @@ async def test_a_connection_runs_as_many_streams_at_once_as_it_may(
             "too_many_streams",
         )
         assert sorted(e["stream_id"] for e in ended) == ["a", "b"]
-        await _send(ws, model="auto", input="Hi", stream_id="c")  # the others have ended: it runs
-        assert (await _streams(ws, 1))[None][0]["type"] == "response.completed"
+        await ws_send(ws, model="auto", input="Hi", stream_id="c")  # the others have ended: it runs
+        assert (await ws_streams(ws, 1))[None][0]["type"] == "response.completed"
 
 
 async def test_a_warm_up_prepares_a_response_without_running_one(world: World, responder: Responder) -> None:
-    async with _socket(world) as ws:
+    async with ws_socket(world) as ws:
         seen = len(responder.seen)
-        await _send(ws, model="auto", input="Prepared", store=False, generate=False, stream_id="w")
-        created, completed = (await _streams(ws, 1))["w"]
+        await ws_send(ws, model="auto", input="Prepared", store=False, generate=False, stream_id="w")
+        created, completed = (await ws_streams(ws, 1))["w"]
         assert (created["type"], completed["type"]) == ("response.created", "response.completed")
         prepared = completed["response"]
         assert (prepared["status"], prepared["output"], prepared["usage"]["total_tokens"]) == (
@@ -454,12 +336,12 @@ async def test_a_warm_up_prepares_a_response_without_running_one(world: World, r
         assert prepared["id"] == created["response"]["id"] and prepared["store"] is False
         assert len(responder.seen) == seen  # it ran no task
         # the next turn continues it, sending only its own input
-        done = await _turn(ws, model="auto", input="Go", store=False, previous_response_id=prepared["id"])
+        done = await ws_turn(ws, model="auto", input="Go", store=False, previous_response_id=prepared["id"])
         assert done[-1]["type"] == "response.completed"
         assert responder.messages() == [("user", "Prepared"), ("user", "Go")]
         # a warm-up is refused as its response would be
-        await _send(ws, model="auto", input=[{"type": "nope"}], generate=False)
-        [refused] = await _events(ws)
+        await ws_send(ws, model="auto", input=[{"type": "nope"}], generate=False)
+        [refused] = await ws_events(ws)
         assert (refused["status"], refused["error"]["param"]) == (400, "input.0")
 
 
@@ -479,12 +361,12 @@ async def _created(ws: ClientConnection) -> str:
 async def test_steering_input_goes_to_the_response_that_continues_the_steered_one(
     world: World, responder: Responder
 ) -> None:
-    async with _socket(world) as ws:
-        await _send(ws, model="auto", input="slow", store=False, stream_id="s")
+    async with ws_socket(world) as ws:
+        await ws_send(ws, model="auto", input="slow", store=False, stream_id="s")
         steered = await _created(ws)
         await _steer(ws, steered, "Keep it short.")
         await _steer(ws, steered, [{"role": "assistant", "content": "no"}])  # user messages only
-        events = await _streams(ws, 2)  # the steered response's end, and its successor's
+        events = await ws_streams(ws, 2)  # the steered response's end, and its successor's
         kinds = [e["type"] for e in events["s"]]
         accepted = next(e for e in events["s"] if e["type"] == "response.steer.accepted")
         assert accepted["steer"]["previous_response_id"] == steered and accepted["steer"]["id"].startswith(
@@ -509,11 +391,11 @@ async def test_steering_input_goes_to_the_response_that_continues_the_steered_on
 async def test_steering_a_response_that_calls_a_tool_waits_for_its_output(
     world: World, responder: Responder
 ) -> None:
-    async with _socket(world) as ws:
-        await _send(ws, model="auto", input="slow", store=False, tools=[TOOL], stream_id="t")
+    async with ws_socket(world) as ws:
+        await ws_send(ws, model="auto", input="slow", store=False, tools=[TOOL], stream_id="t")
         steered = await _created(ws)
         await _steer(ws, steered, "In Celsius, please.")
-        events = await _streams(ws, 1)
+        events = await ws_streams(ws, 1)
         assert [e["type"] for e in events["t"]][-1] == "response.completed"
         assert "response.steer.accepted" in [e["type"] for e in events["t"]]
         [waiting] = await _until(ws, "response.steer.pending")  # after the response's end
@@ -522,7 +404,7 @@ async def test_steering_a_response_that_calls_a_tool_waits_for_its_output(
         assert waiting["required_input"] == [stub]
         # the continuation sends the tool's output: the queued input follows it
         output = {"type": "function_call_output", "call_id": "call_slow", "output": "sunny"}
-        await _send(
+        await ws_send(
             ws,
             model="auto",
             input=[output],
@@ -531,7 +413,7 @@ async def test_steering_a_response_that_calls_a_tool_waits_for_its_output(
             previous_response_id=steered,
             stream_id="t",
         )
-        assert (await _streams(ws, 1))[None][0]["type"] == "response.completed"
+        assert (await ws_streams(ws, 1))[None][0]["type"] == "response.completed"
         assert responder.messages()[-2:] == [
             ("tool", ("call_slow", "sunny")),
             ("user", "In Celsius, please."),
@@ -546,8 +428,8 @@ async def _until(ws: ClientConnection, kind: str) -> list[dict[str, Any]]:
 
 
 async def test_the_steering_input_a_connection_holds_is_bounded(world: World, responder: Responder) -> None:
-    async with _socket(world, base=world[4]) as ws:  # 64 KiB bodies here
-        await _send(ws, model="auto", input="slow", stream_id="s")
+    async with ws_socket(world, base=world[4]) as ws:  # 64 KiB bodies here
+        await ws_send(ws, model="auto", input="slow", stream_id="s")
         steered = await _created(ws)
         await _steer(ws, steered, "x" * 40_000)
         await _steer(ws, steered, "y" * 40_000)  # together more than a request's body may be

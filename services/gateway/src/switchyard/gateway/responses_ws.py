@@ -59,20 +59,6 @@ PATH = "/v1/responses"
 ANSWERED = 64  # responses that ended on a connection whose stream a late response.steer is told
 QUEUED = 16  # response.create events taken ahead of those running (OpenAI queues them; past this, TCP waits)
 TRANSPORT = frozenset({"type", "stream", "stream_options", "stream_id", "generate"})  # not the body's
-# the handshake's headers a response's request does not repeat (its own body's are set)
-HANDSHAKE_ONLY = frozenset(
-    {
-        b"connection",
-        b"upgrade",
-        b"content-length",
-        b"content-type",
-        b"transfer-encoding",
-        b"sec-websocket-key",
-        b"sec-websocket-version",
-        b"sec-websocket-extensions",
-        b"sec-websocket-protocol",
-    }
-)
 
 
 @router.websocket(PATH)
@@ -419,7 +405,7 @@ class Connection:
 
     def _scope(self, size: int) -> Scope:
         scope = self.ws.scope
-        headers = [(k, v) for k, v in scope["headers"] if k not in HANDSHAKE_ONLY]
+        headers = [(k, v) for k, v in scope["headers"] if k not in sockets.HANDSHAKE_ONLY]
         headers += [(b"content-type", b"application/json"), (b"content-length", str(size).encode())]
         return {
             "type": "http",

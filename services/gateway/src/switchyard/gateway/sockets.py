@@ -13,6 +13,20 @@ from fastapi import WebSocket
 from switchyard.gateway.errors import APIError
 
 SETTING = "SWITCHYARD_RESPONSES_WS_PER_KEY"
+# the handshake's headers a response's request does not repeat (its own body's are set)
+HANDSHAKE_ONLY = frozenset(
+    {
+        b"connection",
+        b"upgrade",
+        b"content-length",
+        b"content-type",
+        b"transfer-encoding",
+        b"sec-websocket-key",
+        b"sec-websocket-version",
+        b"sec-websocket-extensions",
+        b"sec-websocket-protocol",
+    }
+)
 
 
 class TooManySockets(APIError):

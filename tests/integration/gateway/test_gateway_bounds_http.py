@@ -1,0 +1,97 @@
+"""The gateway's time bounds, as test_gateway_http.py runs it (its own process on a real nats-server and
+SQLite, the test playing the rest of the pipeline): a task the executor took past its bound (504
+task_expired), a request's bound counted from its arrival and a task API task's from its start, a silent
+pipeline's 504 recorded on the bus, and a stream that stops coming cut at its idle bound."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import orjson
+import pytest
+
+from switchyard.cli.processes import NatsServer
+from switchyard.common import subjects
+from switchyard.common.envelope import decode
+from switchyard.common.events import TaskTimedOut
+from tests.integration.gateway.test_gateway_http import (
+    BODY,
+    Pipeline,
+    _auth,
+    _error,
+    _plain_streamed_and_anthropic,
+    gateway,
+    pipeline,
+)
+
+pytestmark = pytest.mark.integration
+__all__ = ["gateway", "pipeline"]  # fixtures, used by name
+
+
+@pytest.mark.parametrize("pipeline", ["expired"], indirect=True)
+async def test_a_task_whose_bound_passed_in_queue_is_a_504_task_expired(
+    gateway: tuple[str, str], pipeline: Pipeline
+) -> None:
+    """The executor took the task after its bound (counted from its submission) and did not run it: the
+    client's wait is over, as a timeout's, with the code saying why (Anthropic's face: `timeout_error`)."""
+    r, rs, ra = await _plain_streamed_and_anthropic(*gateway)
+    for response in (r, rs):
+        assert response.status_code == 504, response.text
+        assert (_error(response)["type"], _error(response)["code"]) == ("timeout", "task_expired")
+    assert ra.status_code == 504 and ra.json()["error"]["type"] == "timeout_error"
+
+
+async def test_a_tasks_bound_counts_from_its_request_and_a_task_api_tasks_run_from_its_start(
+    gateway: tuple[str, str], pipeline: Pipeline
+) -> None:
+    """A request whose client waits 30 s carries 27 s (less the margin) counted from its submission, less
+    what it spent in the gateway first; a task API task, which may queue, counts its run from its start
+    and carries the end of its following (SWITCHYARD_ASYNC_TASK_TIMEOUT_S) as its deadline."""
+    base, key = gateway
+    async with httpx.AsyncClient() as c:
+        waited = await c.post(
+            f"{base}/v1/chat/completions", json=BODY, headers={**_auth(key), "x-switchyard-timeout": "30"}
+        )
+        queued = await c.post(f"{base}/v1/tasks", json=BODY, headers=_auth(key))
+    assert (waited.status_code, queued.status_code) == (200, 202), (waited.text, queued.text)
+    attended, unattended = pipeline.seen
+    assert attended.timeout_s is not None and 20.0 < attended.timeout_s < 27.0  # 27.0 before
+    assert (attended.timeout_from, attended.deadline) == (None, None)
+    assert (unattended.timeout_s, unattended.timeout_from) == (600.0, "started")
+    assert unattended.deadline is not None
+    assert (unattended.deadline - unattended.submitted_at).total_seconds() == 3600.0
+
+
+@pytest.mark.parametrize("pipeline", ["silent"], indirect=True)
+async def test_timeout_is_a_504_and_is_recorded(
+    gateway: tuple[str, str], pipeline: Pipeline, nats_server: NatsServer
+) -> None:
+    base, key = gateway
+    async with httpx.AsyncClient(timeout=30) as c:
+        r = await c.post(f"{base}/v1/chat/completions", json=BODY, headers=_auth(key))
+    assert r.status_code == 504 and _error(r)["type"] == "timeout"
+    js = pipeline.nc.jetstream()
+    msg = await js.get_last_msg(subjects.STREAM_EVENTS, subjects.TASK_TIMED_OUT)
+    _, timed_out = decode(msg.data, (TaskTimedOut,))
+    assert timed_out.task_id == pipeline.seen[0].task_id  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("pipeline", ["silent", "stall"], indirect=True)
+async def test_a_stream_that_stops_coming_ends_at_the_task_timeout(
+    gateway: tuple[str, str], pipeline: Pipeline
+) -> None:
+    """Silent before any text: a 504 at the gateway's task timeout; silent after text: the stream ends with
+    a timeout event, not [DONE], at its stream idle timeout (both 3 s here), not later."""
+    base, key = gateway
+    async with httpx.AsyncClient(timeout=30) as c:
+        started = time.monotonic()
+        r = await c.post(f"{base}/v1/chat/completions", json={**BODY, "stream": True}, headers=_auth(key))
+        waited = time.monotonic() - started
+    assert 2.5 < waited < 10
+    if pipeline.behaviour == "silent":
+        assert r.status_code == 504 and _error(r)["type"] == "timeout"
+        return
+    events = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
+    assert orjson.loads(events[0])["choices"][0]["delta"]["content"] == "Par"
+    assert "[DONE]" not in events and orjson.loads(events[-1])["error"]["code"] == "task_timeout"
