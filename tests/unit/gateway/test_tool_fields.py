@@ -69,6 +69,7 @@ def test_malformed_fields_are_a_400_naming_them(fields: dict[str, object], param
     with pytest.raises(InvalidRequest) as caught:
         completions.parse_request(_openai(**fields), max_prompt_chars=1000)
     assert caught.value.param is not None and caught.value.param.startswith(param)
+    assert "Value error" not in caught.value.message  # pydantic's prefix to our validators' words
 
 
 def test_allowed_tools_narrows_the_tools_offered_to_those_it_names() -> None:

@@ -441,7 +441,8 @@ def invalid_fields(errors: Sequence[Any], *, field: re.Pattern[str] = _FIELD) ->
         code = "missing_field"
     elif err["type"].endswith("_type"):  # int_type, bool_type, string_type, list_type, ...
         code = "invalid_type"
-    return InvalidRequest(f"{param or 'body'}: {err['msg']}", code=code, param=param or None)
+    message = str(err["msg"]).removeprefix("Value error, ")  # pydantic's words before our validators' own
+    return InvalidRequest(f"{param or 'body'}: {message}", code=code, param=param or None)
 
 
 def install(app: FastAPI) -> None:
