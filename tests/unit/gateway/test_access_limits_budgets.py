@@ -106,6 +106,26 @@ def test_worst_case_is_the_dearest_available_candidate() -> None:
     assert dearest.cache_read_price() < dearest.input_per_1k
 
 
+def test_a_task_the_router_may_cut_is_admitted_at_what_fits_a_window() -> None:
+    """`truncation: "auto"` (a conversation past every window): the router sends at most the largest window
+    of the models that could serve it, and each model what fits its own; admission counted the whole
+    prompt, so a tokens-per-minute limit or a budget refused what would have been sent cut."""
+    policy = load_policy()
+    everything = {m.provider for m in policy.models}
+    huge = ChatRequest(
+        model="auto", messages=[ChatMessage(role="user", content="x" * 40_000_000)], max_tokens=10
+    )
+    cut = huge.model_copy(update={"truncation": "auto"})
+    largest = max(m.context_window for m in policy.chat_models())
+    assert pricing.admitted_prompt_tokens(policy, huge, providers=everything) == pricing.prompt_tokens(huge)
+    assert pricing.admitted_prompt_tokens(policy, cut, providers=everything) == largest
+    whole = pricing.worst_case_micro(policy, huge, providers=everything, default_max_tokens=4096)
+    fitted = pricing.worst_case_micro(policy, cut, providers=everything, default_max_tokens=4096)
+    dearest = max(policy.chat_models(), key=lambda m: m.worst_cost(min(10_000_002, m.context_window), 10))
+    assert fitted < whole
+    assert fitted == pytest.approx(dearest.worst_cost(dearest.context_window, 10) * pricing.MICRO, abs=1)
+
+
 def _embedder(id_: str, price: float, space: str | None = None) -> dict[str, object]:
     provider, _, name = id_.partition("/")
     embedding: dict[str, object] = {"dimensions": 1536} | ({"space": space} if space else {})

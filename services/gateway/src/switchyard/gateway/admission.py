@@ -158,7 +158,7 @@ class Admission:
         also takes one of its organisation's batch slots (`limits.models.checks`)."""
         policy = self.current()  # one policy for the whole request: its reservation and its settlement
         admitted = Pass(policy)
-        tokens = pricing.prompt_tokens(request) + pricing.output_tokens(
+        tokens = pricing.admitted_prompt_tokens(policy, request, providers=providers) + pricing.output_tokens(
             request, default_max_tokens=self.default_max_tokens
         )
         now = time.time()

@@ -76,6 +76,19 @@ def embedding_candidates(policy: Policy, *, model: str, providers: set[str]) -> 
     return [m for m in mine if m.embeds] or mine or list(policy.models)
 
 
+def admitted_prompt_tokens(
+    policy: Policy, request: ChatRequest | EmbeddingRequest, *, providers: set[str]
+) -> int:
+    """`prompt_tokens`, but for a task the router may cut to fit (`truncation: "auto"`: a conversation past
+    every window): no more than the largest context window of the models that could serve it, the most a
+    provider is sent (the router cuts to that window, less the reply)."""
+    prompt = prompt_tokens(request)
+    if isinstance(request, EmbeddingRequest) or request.truncation != "auto":
+        return prompt
+    windows = [m.context_window for m in candidates(policy, model=request.model, providers=providers)]
+    return min(prompt, max(windows)) if windows else prompt
+
+
 def worst_case_micro(
     policy: Policy, request: ChatRequest | EmbeddingRequest, *, providers: set[str], default_max_tokens: int
 ) -> int:
@@ -85,7 +98,10 @@ def worst_case_micro(
         models = embedding_candidates(policy, model=request.model, providers=providers)
     else:
         models = candidates(policy, model=request.model, providers=providers)
-    worst = max((m.worst_cost(prompt, output) for m in models), default=0.0)
+    cut = isinstance(request, ChatRequest) and request.truncation == "auto"  # each sent what fits its window
+    worst = max(
+        (m.worst_cost(min(prompt, m.context_window) if cut else prompt, output) for m in models), default=0.0
+    )
     return math.ceil(worst * MICRO)
 
 
