@@ -80,6 +80,10 @@ async def test_a_tool_loop_runs_on_one_connection_unstored_and_survives_bad_fram
         await ws.send(orjson.dumps({"type": "session.update"}).decode())
         [unknown] = await ws_events(ws)
         assert (unknown["error"]["code"], unknown["error"]["param"]) == ("invalid_event", "type")
+        # an array nested deeper than a body may be (read, not written again): refused, not a crash
+        await ws.send("[" * 600 + "]" * 600)
+        [deep] = await ws_events(ws)
+        assert (deep["status"], deep["error"]["type"]) == (400, "invalid_request_error")
 
         # an HTTP error of the request (here: a response neither stored nor this connection's latest) is
         # an error event with our type, code, message, param and request id

@@ -210,7 +210,7 @@ class Connection:
             orjson.dumps({"steer": event})
         except orjson.JSONEncodeError as exc:  # orjson reads 1,024 levels, writes ~254
             refused = bounds.too_deep(None, exc)
-            lane = event.get("stream_id")
+            lane = event.get("stream_id") if isinstance(event, dict) else None  # a deep array is no event
             await self._error(
                 400, refused.message, code=refused.code, stream_id=lane if isinstance(lane, str) else None
             )
