@@ -306,6 +306,24 @@ async def test_streams_run_at_once_each_in_order_and_a_stream_forks_another(
         assert (next_turn, answer[0], forked) == (("user", "Next"), "assistant", ("user", "Fork"))
 
 
+async def test_a_stream_stays_in_order_when_its_event_waited_for_room(
+    world: World, responder: Responder
+) -> None:
+    """The connection takes 16 response.create events ahead of those answered; one past it waits for
+    room, and is its stream's still when the stream's response that made room has ended meanwhile."""
+    async with ws_socket(world) as ws:
+        for _ in range(14):  # the first never ends: 14 taken on "b"
+            await ws_send(ws, model="auto", input="hang", store=False, stream_id="b")
+        await ws_send(ws, model="auto", input="slow", store=False, stream_id="c")
+        await ws_send(ws, model="auto", input="Hi", store=False, stream_id="a")  # the 16th
+        await ws_send(ws, model="auto", input="hang", store=False, stream_id="a")  # waits for the Hi
+        await ws_send(ws, model="auto", input="Hi", store=False, stream_id="a")  # behind the hang
+        ended = (await ws_streams(ws, 2))[None]
+        assert sorted(e["stream_id"] for e in ended) == ["a", "c"]
+        with pytest.raises(TimeoutError):  # a's last waits for the hang before it on its stream
+            await asyncio.wait_for(ws_streams(ws, 1), timeout=2.5)
+
+
 async def test_a_connection_runs_as_many_streams_at_once_as_it_may(
     world: World, responder: Responder
 ) -> None:

@@ -241,10 +241,14 @@ class Connection:
                 param="stream_id",
             )
             return
+        # room first: while it is awaited, the stream's worker may end and drop its lane, and an event
+        # put on that lane would run beside the stream's next (its order lost, its lane untracked)
+        await self.room.acquire()
         lane = self.lanes.get(name)
         if lane is None:
             limit = self.settings.responses_ws_streams
             if len(self.lanes) >= limit:
+                self.room.release()
                 await self._error(
                     400,
                     f"this connection runs {len(self.lanes)} streams already, the most it may "
@@ -256,7 +260,6 @@ class Connection:
                 )
                 return
             lane = self.lanes[name] = Lane(name)
-        await self.room.acquire()
         lane.pending.append(event)
         if lane.worker is None:
             lane.worker = asyncio.create_task(self._run_lane(lane))
