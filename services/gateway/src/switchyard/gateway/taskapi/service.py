@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 
 from switchyard.common import ids
 from switchyard.common.bus import EventPublisher
-from switchyard.common.events import TaskCancelled, TaskCompleted, TaskFailed, TaskSubmitted
+from switchyard.common.events import TaskCancelled, TaskCompleted, TaskFailed, TaskSubmitted, TaskTimedOut
 from switchyard.gateway.admission import Pass
 from switchyard.gateway.errors import Conflict, NotFound
 from switchyard.gateway.taskapi.models import TERMINAL, TaskState
 from switchyard.gateway.taskapi.store import TaskStore, from_outcome, with_outcome
-from switchyard.gateway.tasks import SETTLE_WAIT_S, TaskClient
+from switchyard.gateway.tasks import SETTLE_WAIT_S, TaskClient, record
 from switchyard.gateway.tenants import Principal
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,10 @@ class TaskRuns:
                 self._deadlines[state.id] = deadline
                 outcome = await waiting
         except TimeoutError:
-            await self._finish(state, status="timed_out")
+            try:
+                await self._time_out(state)
+            finally:
+                await self._finish(state, status="timed_out")
             return
         except asyncio.CancelledError:
             # The replica is stopping (`stop`) and the task runs on: its admission stays on the in-flight
@@ -105,6 +108,23 @@ class TaskRuns:
                 await self.store.put(with_outcome(current, outcome))
         finally:  # the admission is settled even if the state cannot be read (GET finds the result)
             await self._finish(state, status=None)
+
+    async def _time_out(self, state: TaskState) -> None:
+        """Its result is no longer read: the task is timed out (`task.timed_out`, as the chat path does when
+        its client's wait ends), so an executor still running it stops rather than spend on for nobody.
+        Not a task that was cancelled or whose result is stored; published under the id every gateway
+        uses for it (`tasks.record`): stored once."""
+        try:
+            current = await self.store.get(state.id) or state
+            if current.status != "queued" or await self.store.stored_outcome(state.id) is not None:
+                return
+            waited = datetime.now(UTC) - state.created_at
+            event = TaskTimedOut(
+                task_id=state.id, tenant_id=state.tenant_id, waited_ms=waited.total_seconds() * 1000
+            )
+            await record(self._events, event, "timed_out")
+        except Exception:
+            log.exception("could not record that task %s timed out", state.id)
 
     async def _finish(self, state: TaskState, *, status: str | None) -> None:
         admitted = self._passes.pop(state.id, None)
