@@ -7,12 +7,15 @@ conversations either, and still deletes what an earlier configuration kept."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from switchyard.gateway import bounds
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.bodies import read_request_body, validated
 from switchyard.gateway.conversations import items as conversation_items
@@ -83,12 +86,28 @@ class ConversationDeleted(BaseModel):
     deleted: bool
 
 
+R = TypeVar("R")
+
+
+async def off_loop(read: Callable[[], R], body: bytes) -> R:
+    """`read()` of `body` (its parse, its items' checks) on a worker thread when the body is large, as the
+    other faces read theirs (`bounds.read_off_loop`): the items of a create call may carry as large a body
+    as the limits take, whose read on the event loop every request of the replica waited for."""
+    return await bounds.read_off_loop(bounds.reads(read), size=len(body))
+
+
+def created(body: bytes) -> StoredConversation:
+    """A create call's body read and checked: the new conversation, with its items as kept."""
+    parsed = validated(body, ConversationCreate, {})
+    added = conversation_items.added(parsed.items, held=set()) if parsed.items is not None else []
+    return StoredConversation(new_id(), metadata=parsed.metadata or {}, items=tuple(added))
+
+
 @router.post("", response_model=Conversation, summary="Create a conversation", responses=_ERRORS)
 async def create_conversation(request: Request) -> dict[str, Any]:
     store, tenant_id = await _store_of(request)
-    body = validated(await read_request_body(request, gateway_of(request).settings), ConversationCreate, {})
-    added = conversation_items.added(body.items, held=set()) if body.items is not None else []
-    conversation = StoredConversation(new_id(), metadata=body.metadata or {}, items=tuple(added))
+    body = await read_request_body(request, gateway_of(request).settings)
+    conversation = await off_loop(functools.partial(created, body), body)
     await store.create(tenant_id, conversation)
     return conversation.public()
 
@@ -154,11 +173,13 @@ async def list_items(
 async def create_items(conversation_id: str, request: Request) -> InputItemList:
     _check_include(request)
     store, tenant_id = await _store_of(request)
-    body = validated(await read_request_body(request, gateway_of(request).settings), ItemsCreate, {})
+    raw = await read_request_body(request, gateway_of(request).settings)
+    body = await off_loop(functools.partial(validated, raw, ItemsCreate, {}), raw)
     # checked before the store is asked (a 400 for the items, not a conflict), and against the conversation
     # as it is when the change is made (ids a client gives must not be taken meanwhile)
     first = await _kept(request, conversation_id)
-    added = conversation_items.added(body.items, held={str(i.get("id")) for i in first.items})
+    held = {str(i.get("id")) for i in first.items}
+    added = await off_loop(functools.partial(conversation_items.added, body.items, held=held), raw)
 
     def add(held: StoredConversation) -> StoredConversation:
         taken = next((item["id"] for item in added if held.item(item["id"]) is not None), None)
