@@ -144,6 +144,7 @@ async def test_feedback_through_the_ledger_retrains_and_promotes_a_head(
                 unknown = {"task_id": "t-none", "rating": "good"}
                 nothing = await http.post("/v1/feedback", json=unknown, headers=auth(acme.keys["admin"]))
                 assert (nothing.status_code, nothing.json()["error"]["param"]) == (404, "task_id")
+                assert nothing.json()["error"]["message"] == "no finished task 't-none' in this organisation"
                 # a task still queued (no classifier runs here) is rated once it has finished
                 chat = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
                 queued = await http.post("/v1/tasks", json=chat, headers=auth(acme.keys["admin"]))
@@ -151,6 +152,9 @@ async def test_feedback_through_the_ledger_retrains_and_promotes_a_head(
                 early = {"task_id": queued.json()["id"], "rating": "good"}
                 soon = await http.post("/v1/feedback", json=early, headers=auth(acme.keys["admin"]))
                 assert (soon.status_code, soon.json()["error"]["code"]) == (409, "task_not_finished")
+                assert soon.json()["error"]["message"] == (
+                    f"task '{queued.json()['id']}' has not finished; rate it once it has"
+                )
                 bad = await http.post(
                     "/v1/feedback", json={"task_id": "t1", "rating": "meh"}, headers=auth(acme.keys["admin"])
                 )

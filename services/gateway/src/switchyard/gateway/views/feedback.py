@@ -77,11 +77,11 @@ async def post_feedback(body: FeedbackRequest, request: Request) -> JSONResponse
         state = await gw.runs.store.get(body.task_id)
         if state is not None and state.tenant_id == principal.tenant_id:
             raise Conflict(
-                f"task {body.task_id!r} has not finished; rate it once it has", code="task_not_finished"
+                f"task '{body.task_id}' has not finished; rate it once it has", code="task_not_finished"
             )
         # Another organisation's task is no task here: the answer must not tell that it exists.
         raise NotFound(
-            f"no finished task {body.task_id!r} in this organisation", code="task_not_found", param="task_id"
+            f"no finished task '{body.task_id}' in this organisation", code="task_not_found", param="task_id"
         )
     event = TaskFeedback(
         task_id=body.task_id,
