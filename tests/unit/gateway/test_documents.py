@@ -121,10 +121,12 @@ def document(source: dict[str, Any], **fields: Any) -> dict[str, Any]:
         (respond, input_file(file_url="https://x/a.pdf"), f"{I1}.file_url", UNSUPPORTED),
         (respond, input_file(file_data=URL, detail="high"), f"{I1}.detail", UNSUPPORTED),
         (respond, input_file(file_data="data:image/png;base64,iVBORw0KGgo="), I1, INVALID),
-        (anthropic, document({"type": "url", "url": "https://x/a.pdf"}), "document.source", UNSUPPORTED),
-        (anthropic, document({"type": "file", "file_id": "file_1"}), "document.source", UNSUPPORTED),
-        (anthropic, document(SOURCE, citations={"enabled": True}), "document.citations", UNSUPPORTED),
-        (anthropic, document({**SOURCE, "media_type": "image/png"}), "document.source", INVALID),
+        # Anthropic's document errors name the block's full path, as every other face's do (they named
+        # `document.source`, relative to a block the client could not tell among a conversation's)
+        (anthropic, document({"type": "url", "url": "https://x/a.pdf"}), f"{C1}.source", UNSUPPORTED),
+        (anthropic, document({"type": "file", "file_id": "file_1"}), f"{C1}.source", UNSUPPORTED),
+        (anthropic, document(SOURCE, citations={"enabled": True}), f"{C1}.citations", UNSUPPORTED),
+        (anthropic, document({**SOURCE, "media_type": "image/png"}), f"{C1}.source", INVALID),
         (
             gemini,
             {"inlineData": {"mimeType": "application/pdf", "data": "not base64!"}},
@@ -186,3 +188,18 @@ def test_a_tool_result_may_return_a_pdf() -> None:
     body = {"model": "auto", "input": items}
     tool = responses.parse_request(orjson.dumps(body), max_prompt_chars=1000).messages[-1]
     assert (tool.role, tool.content) == ("tool", [named])
+
+
+def test_an_anthropic_documents_error_names_its_block_where_it_is() -> None:
+    """Its full path: the turn, and the block's place in it (thinking blocks before it counted, and a
+    document in a tool result under the result's content)."""
+    thinking = {"type": "thinking", "thinking": "hm", "signature": "s"}
+    bad = document({"type": "url", "url": "https://x/a.pdf"})
+    assert refused(anthropic, thinking, bad, role="assistant").param == "messages.1.content.2"
+    result = {"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": "a"}, bad]}
+    call = {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "read", "input": {}}]}
+    body = {"model": "auto", "max_tokens": 9, "messages": [{"role": "user", "content": "Read"}, call]}
+    body["messages"].append({"role": "user", "content": [result]})
+    with pytest.raises(InvalidRequest) as caught:
+        messages.parse_request(orjson.dumps(body), max_prompt_chars=1000)
+    assert caught.value.param == "messages.2.content.0.content.1.source"

@@ -165,17 +165,22 @@ CONTENT_BLOCKS = ("text", "image", "document")
 THINKING_BLOCKS = ("thinking", "redacted_thinking")  # an assistant turn's, as the model returned them
 
 
-def _content(content: str | list[TextBlock], *, role: str) -> str | list[dict[str, Any]]:
+def _content(
+    content: str | list[TextBlock], *, role: str, at: str, skip: tuple[str, ...] = ()
+) -> str | list[dict[str, Any]]:
     """A turn's (or the system prompt's) text, images and documents (a user turn's) in the pipeline's
     terms: one text block as a
     string, or OpenAI-style parts, each keeping its `cache_control` (Anthropic's prompt-cache breakpoint,
     which an Anthropic model is sent). Several text blocks stay several parts, as the client sent them:
     Claude 5.5 checks that what came before a thinking block is unchanged when the block goes back, and
     Claude Code moves its cache breakpoint every turn, so joining unmarked blocks would change a turn it
-    had sent as blocks the turn before."""
+    had sent as blocks the turn before. `at`: where the blocks are (`messages.N.content`), so that a
+    document's error names its block's full path; blocks of a type in `skip` are the caller's (a turn's
+    thinking blocks) and keep their place in it."""
     if isinstance(content, str):
         return content
-    unsupported = sorted({b.type for b in content if b.type not in (*CONTENT_BLOCKS, *TOOL_BLOCKS)})
+    served = (*CONTENT_BLOCKS, *TOOL_BLOCKS, *skip)
+    unsupported = sorted({b.type for b in content if b.type not in served})
     if unsupported:
         named = [kind[:80] for kind in unsupported[:5]]  # a client's, which may be megabytes
         raise InvalidRequest(
@@ -183,14 +188,14 @@ def _content(content: str | list[TextBlock], *, role: str) -> str | list[dict[st
             "tool_result, and an assistant turn's thinking and redacted_thinking are)",
             param="messages",
         )
-    blocks = [b for b in content if b.type in CONTENT_BLOCKS]
-    if len(blocks) <= 1 and all(b.type == "text" and _extra(b, "cache_control") is None for b in blocks):
-        return blocks[0].text or "" if blocks else ""
+    blocks = [(n, b) for n, b in enumerate(content) if b.type in CONTENT_BLOCKS]
+    if len(blocks) <= 1 and all(b.type == "text" and _extra(b, "cache_control") is None for _, b in blocks):
+        return blocks[0][1].text or "" if blocks else ""
     parts: list[dict[str, Any]] = []
-    for block in blocks:
+    for n, block in blocks:
         if block.type == "document":
-            in_user_turns_or_tool_results(role, "document")
-            read = anthropic_document(block.model_extra or {}, "document")
+            in_user_turns_or_tool_results(role, f"{at}.{n}")
+            read = anthropic_document(block.model_extra or {}, f"{at}.{n}")
             parts += [*read[:-1], {**read[-1], **_mark(_extra(block, "cache_control"))}]
             continue
         part: dict[str, Any] = (
@@ -239,19 +244,23 @@ def _extra(block: TextBlock, name: str) -> Any:
     return (block.model_extra or {}).get(name)
 
 
-def chat_messages(message: InputMessage) -> list[ChatMessage]:
+def chat_messages(message: InputMessage, at: str) -> list[ChatMessage]:
     """One Anthropic turn as pipeline messages: `tool_use` blocks become the assistant's tool calls, and
     each `tool_result` block a `tool` message answering its call (before any text of the same turn; its
     `is_error`, a failed call, carried for the providers whose APIs say so: Anthropic's, Gemini's); an
-    assistant turn's thinking blocks are kept as they came, for an Anthropic model to be sent back."""
+    assistant turn's thinking blocks are kept as they came, for an Anthropic model to be sent back. `at`:
+    the turn's place (`messages.N`)."""
+    where = f"{at}.content"
     if isinstance(message.content, str) or message.role == "system":  # a system message's text (checked)
-        return [ChatMessage(role=message.role, content=_content(message.content, role=message.role))]
+        return [
+            ChatMessage(role=message.role, content=_content(message.content, role=message.role, at=where))
+        ]
     # Thinking blocks are the turn's own (read below), not content: elsewhere (a tool result) they are a 400.
-    content = _content([b for b in message.content if b.type not in THINKING_BLOCKS], role=message.role)
+    content = _content(message.content, role=message.role, at=where, skip=THINKING_BLOCKS)
     out: list[ChatMessage] = []
     calls: list[ToolCall] = []
     thinking: list[ThinkingBlock] = []
-    for block in message.content:
+    for n, block in enumerate(message.content):
         if block.type in THINKING_BLOCKS:
             if message.role != "assistant":
                 raise InvalidRequest(f"{block.type} blocks belong to assistant turns", param="messages")
@@ -268,7 +277,7 @@ def chat_messages(message: InputMessage) -> list[ChatMessage]:
                 ChatMessage(
                     role="tool",
                     tool_call_id=str(_extra(block, "tool_use_id") or ""),
-                    content=_result_content(block),
+                    content=_result_content(block, f"{where}.{n}"),
                     **_mark(_extra(block, "cache_control")),
                     **({"is_error": True} if _extra(block, "is_error") is True else {}),
                 )
@@ -299,7 +308,7 @@ def _thinking_block(block: TextBlock) -> ThinkingBlock:
     raise InvalidRequest("a thinking block needs its thinking and signature, as strings", param="messages")
 
 
-def _result_content(block: TextBlock) -> str | list[dict[str, Any]]:
+def _result_content(block: TextBlock, at: str) -> str | list[dict[str, Any]]:
     """A tool result's content, read like a turn's (`_content`): its text, or, when it holds images (a
     screenshot, an image file read) or cache marks, parts, which an adapter sends in its provider's terms."""
     content = _extra(block, "content")
@@ -311,7 +320,7 @@ def _result_content(block: TextBlock) -> str | list[dict[str, Any]]:
         raise InvalidRequest(
             "a tool_result's content blocks need a type, and text as a string", param="messages"
         ) from exc
-    return _content(blocks, role="tool")
+    return _content(blocks, role="tool", at=f"{at}.content")
 
 
 def pipeline_tools(
@@ -453,8 +462,10 @@ def _prompt(
         raise InvalidRequest("system takes text blocks only", param="system")
     check_system_turns(parsed.messages)
     system = _without_attribution(parsed.system)
-    messages = [ChatMessage(role="system", content=_content(system, role="system"))] if system else []
-    for m in parsed.messages:
-        messages += chat_messages(m)
+    messages = (
+        [ChatMessage(role="system", content=_content(system, role="system", at="system"))] if system else []
+    )
+    for n, m in enumerate(parsed.messages):
+        messages += chat_messages(m, f"messages.{n}")
     check_answered(parsed.messages)
     return messages, *pipeline_tools(parsed)
