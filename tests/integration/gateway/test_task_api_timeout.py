@@ -7,51 +7,48 @@ from __future__ import annotations
 
 import asyncio
 
-import nats
 import pytest
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from switchyard.cli.processes import NatsServer
 from switchyard.common import bus, subjects
 from switchyard.common.envelope import decode
 from switchyard.common.events import TaskTimedOut
 from switchyard.gateway.taskapi.service import TaskRuns
 from switchyard.gateway.taskapi.store import TaskStore, tasks_bucket
 from switchyard.gateway.tasks import TaskClient
-from tests.integration.gateway.test_abandoned_tasks import _cut, _task
+from tests.integration.gateway.test_abandoned_tasks import _cut, _task, connected
 from tests.integration.gateway.test_inflight import _replica
 
 pytestmark = pytest.mark.integration
+__all__ = ["connected"]  # the fixture, used by name
 
 
-async def test_a_task_followed_to_its_timeout_is_timed_out_on_the_bus_once(nats_server: NatsServer) -> None:
-    nc = await nats.connect(nats_server.url)
-    try:
-        js = nc.jetstream()
-        await bus.ensure_streams(js)
-        publisher = bus.EventPublisher(js, source="switchyard/gateway")
-        replica = await _replica(js, "g1")
-        runs = TaskRuns(
-            TaskStore(await tasks_bucket(js), js), TaskClient(nc, publisher), publisher, timeout_s=0.5
-        )
-        heard: list[TaskTimedOut] = []
+async def test_a_task_followed_to_its_timeout_is_timed_out_on_the_bus_once(
+    connected: tuple[Client, bus.EventPublisher],
+) -> None:
+    nc, publisher = connected
+    js = nc.jetstream()
+    replica = await _replica(js, "g1")
+    runs = TaskRuns(
+        TaskStore(await tasks_bucket(js), js), TaskClient(nc, publisher), publisher, timeout_s=0.5
+    )
+    heard: list[TaskTimedOut] = []
 
-        async def on_timed_out(msg: Msg) -> None:
-            payload = decode(msg.data, (TaskTimedOut,))[1]
-            assert isinstance(payload, TaskTimedOut)
-            heard.append(payload)
+    async def on_timed_out(msg: Msg) -> None:
+        payload = decode(msg.data, (TaskTimedOut,))[1]
+        assert isinstance(payload, TaskTimedOut)
+        heard.append(payload)
 
-        await nc.subscribe(subjects.TASK_TIMED_OUT, cb=on_timed_out)
-        stuck, answered = _task(), _task()
-        await runs.submit(task=stuck, admitted=await replica.admit(stuck.task_id))
-        await runs.submit(task=answered, admitted=await replica.admit(answered.task_id))
-        await publisher.publish(
-            _cut(answered), subject=subjects.result_subject(answered.task_id), tenant_id="acme"
-        )
-        await asyncio.sleep(1.5)
-        assert [(e.task_id, e.tenant_id) for e in heard] == [(stuck.task_id, "acme")]
-        assert heard[0].waited_ms >= 500
-        assert (await runs.store.get(stuck.task_id)).status == "timed_out"  # type: ignore[union-attr]
-        await runs.stop()
-    finally:
-        await nc.close()
+    await nc.subscribe(subjects.TASK_TIMED_OUT, cb=on_timed_out)
+    stuck, answered = _task(), _task()
+    await runs.submit(task=stuck, admitted=await replica.admit(stuck.task_id))
+    await runs.submit(task=answered, admitted=await replica.admit(answered.task_id))
+    await publisher.publish(
+        _cut(answered), subject=subjects.result_subject(answered.task_id), tenant_id="acme"
+    )
+    await asyncio.sleep(1.5)
+    assert [(e.task_id, e.tenant_id) for e in heard] == [(stuck.task_id, "acme")]
+    assert heard[0].waited_ms >= 500
+    assert (await runs.store.get(stuck.task_id)).status == "timed_out"  # type: ignore[union-attr]
+    await runs.stop()
