@@ -361,6 +361,8 @@ async def test_task_api_submit_read_cancel_per_tenant(
         assert (other.status_code, other_cancel.status_code) == (404, 404)
         missing = await c.get("/v1/tasks/nope", headers=auth(a.keys["member"]))
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+        long = await c.get(f"/v1/tasks/{'n' * 5000}", headers=auth(a.keys["member"]))  # not echoed whole
+        assert long.json()["error"]["message"] == f"no task '{'n' * 80}' in this organisation"
 
         # Cancel a task that is still running: it stays cancelled even when its result arrives later.
         answerer.hold = True

@@ -22,7 +22,7 @@ from switchyard.gateway.access.models import (
     UserCreate,
     UserUpdate,
 )
-from switchyard.gateway.errors import Conflict, InvalidRequest, NotFound
+from switchyard.gateway.errors import Conflict, InvalidRequest, NotFound, shown
 from switchyard.gateway.models import ApiKey, Tenant, User
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -78,7 +78,7 @@ async def get_user(sessions: Sessions, *, tenant_id: str, user_id: str) -> User:
     async with sessions() as s:
         user = await s.get(User, user_id)
     if user is None or user.tenant_id != tenant_id:
-        raise NotFound(f"no user {user_id!r} in this organisation", param="user_id")
+        raise NotFound(f"no user {shown(user_id)} in this organisation", param="user_id")
     return user
 
 
@@ -149,7 +149,7 @@ async def get_key(sessions: Sessions, *, tenant_id: str, key_id: str) -> ApiKey:
     async with sessions() as s:
         key = await s.get(ApiKey, key_id)
     if key is None or key.tenant_id != tenant_id:
-        raise NotFound(f"no key {key_id!r} in this organisation", param="key_id")
+        raise NotFound(f"no key {shown(key_id)} in this organisation", param="key_id")
     return key
 
 

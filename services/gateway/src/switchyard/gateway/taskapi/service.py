@@ -15,7 +15,7 @@ from switchyard.common import ids
 from switchyard.common.bus import EventPublisher
 from switchyard.common.events import TaskCancelled, TaskCompleted, TaskFailed, TaskSubmitted, TaskTimedOut
 from switchyard.gateway.admission import Pass
-from switchyard.gateway.errors import Conflict, NotFound
+from switchyard.gateway.errors import Conflict, NotFound, shown
 from switchyard.gateway.taskapi.models import TERMINAL, TaskState
 from switchyard.gateway.taskapi.store import TaskStore, from_outcome, with_outcome
 from switchyard.gateway.tasks import SETTLE_WAIT_S, TaskClient, record
@@ -143,7 +143,7 @@ class TaskRuns:
         if state is None:
             state = await self._told_by_result(principal, task_id)
         if state is None or state.tenant_id != principal.tenant_id:
-            raise NotFound(f"no task {task_id!r} in this organisation", param="task_id")
+            raise NotFound(f"no task {shown(task_id)} in this organisation", param="task_id")
         if state.status == "queued":
             outcome = await self.store.stored_outcome(task_id)
             if outcome is not None:
