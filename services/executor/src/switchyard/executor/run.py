@@ -88,7 +88,7 @@ class Run:
         # (budget.py): what it waited on the bus is spent of them.
         asked = task.timeout_s
         self.budget_s = policy.task_deadline_s if asked is None else min(asked, policy.stream_max_s)
-        long = asked is not None and self.budget_s > policy.task_deadline_s
+        long = self.budget_s > policy.task_deadline_s  # with none asked, it is the executor's own
         self.call_timeout_s = max(policy.call_timeout_s, self.budget_s) if long else policy.call_timeout_s
         self.budget = budget(
             own_s=policy.task_deadline_s,
