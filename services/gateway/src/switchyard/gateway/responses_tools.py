@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, Field, ValidationError
@@ -273,25 +273,45 @@ def allowed_tools(
     the model may call is the same, though OpenAI keeps the whole list in the prompt (for its cache)."""
     if not isinstance(choice, dict) or choice.get("type") != "allowed_tools":
         return tools, pipeline_choice(choice)
-    mode, named = choice.get("mode"), choice.get("tools")
-    if mode not in ("auto", "required") or not isinstance(named, list) or not named:
+    named = choice.get("tools")
+    names = (
+        [t.get("name") if isinstance(t, dict) and t.get("type") == "function" else None for t in named]
+        if isinstance(named, list)
+        else None
+    )
+    return narrowed(
+        tools,
+        choice.get("mode"),
+        names,
+        param="tool_choice",
+        what="tool_choice: allowed_tools",
+        shape='[{"type": "function", "name": ...}, ...]',
+    )
+
+
+def narrowed(
+    tools: list[ToolSpec] | None, mode: Any, names: list[Any] | None, *, param: str, what: str, shape: str
+) -> tuple[list[ToolSpec], Literal["auto", "required"]]:
+    """An allowed_tools choice, as each face spells it (`names`: the function names it lists, None where
+    an entry is no function tool): the tools offered narrowed to those, and `mode` as the choice; a bad
+    mode, no names or a name not offered is a 400 naming `param` (`what` and `shape` say it in the face's
+    words)."""
+    if mode not in ("auto", "required") or not names:
         raise InvalidRequest(
-            'tool_choice: allowed_tools takes "mode" ("auto" or "required") and "tools" '
-            '([{"type": "function", "name": ...}, ...])',
+            f'{what} takes "mode" ("auto" or "required") and "tools" ({shape})',
             code="invalid_value",
-            param="tool_choice",
+            param=param,
         )
-    names = [t.get("name") if isinstance(t, dict) and t.get("type") == "function" else None for t in named]
     given = {t.function.name for t in tools or []}
     for index, name in enumerate(names):
         if name not in given:
             raise InvalidRequest(
-                f"tool_choice.tools.{index}: allowed tools must be function tools named in `tools` "
+                f"{param}.tools.{index}: allowed tools must be function tools named in `tools` "
                 f"({sorted(given)})",
                 code="invalid_value",
-                param=f"tool_choice.tools.{index}",
+                param=f"{param}.tools.{index}",
             )
-    return [t for t in tools or [] if t.function.name in names], mode
+    return [t for t in tools or [] if t.function.name in names], "auto" if mode == "auto" else "required"
 
 
 def pipeline_choice(choice: str | dict[str, Any] | None) -> str | dict[str, Any] | None:

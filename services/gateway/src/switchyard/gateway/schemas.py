@@ -23,6 +23,7 @@ from switchyard.common.events.logprobs import MAX_TOP_LOGPROBS
 from switchyard.common.events.tasks import MAX_CHOICES, ReasoningEffort
 from switchyard.gateway.documents import chat_file, in_user_turns_or_tool_results
 from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, shown
+from switchyard.gateway.responses_tools import narrowed
 
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 COMPLETION_ID = "chatcmpl-"  # a completion's id is this and its task's id
@@ -203,35 +204,27 @@ def narrow_allowed_tools(parsed: ChatCompletionRequest) -> None:
     """Chat's `{"type": "allowed_tools", "allowed_tools": {"mode", "tools"}}` choice: the tools offered
     narrowed to the function tools it names, with `mode` (`auto` or `required`) as the choice. What the
     model may call is the same as at OpenAI, which keeps the whole list in the prompt (for its cache);
-    the Responses face does the same with its flat form (`responses_tools.allowed_tools`)."""
+    the Responses face reads its flat form with the same check (`responses_tools.narrowed`)."""
     choice = parsed.tool_choice
     if not isinstance(choice, dict) or choice.get("type") != "allowed_tools":
         return
     spec = choice.get("allowed_tools")
-    mode = spec.get("mode") if isinstance(spec, dict) else None
     named = spec.get("tools") if isinstance(spec, dict) else None
-    if mode not in ("auto", "required") or not isinstance(named, list) or not named:
-        raise InvalidRequest(
-            'tool_choice.allowed_tools takes "mode" ("auto" or "required") and "tools" '
-            '([{"type": "function", "function": {"name": ...}}, ...])',
-            param="tool_choice.allowed_tools",
-            code="invalid_value",
-        )
-    given = {t.function.name for t in parsed.tools or []}
-    names: set[str] = set()
-    for index, tool in enumerate(named):
-        function = tool.get("function") if isinstance(tool, dict) and tool.get("type") == "function" else None
-        name = function.get("name") if isinstance(function, dict) else None
-        if name not in given:
-            raise InvalidRequest(
-                f"tool_choice.allowed_tools.tools.{index}: allowed tools must be function tools named in "
-                f"`tools` ({sorted(given)})",
-                param=f"tool_choice.allowed_tools.tools.{index}",
-                code="invalid_value",
-            )
-        names.add(name)
-    parsed.tools = [t for t in parsed.tools or [] if t.function.name in names]
-    parsed.tool_choice = mode
+    names = [_function_name(tool) for tool in named] if isinstance(named, list) else None
+    parsed.tools, parsed.tool_choice = narrowed(
+        parsed.tools,
+        spec.get("mode") if isinstance(spec, dict) else None,
+        names,
+        param="tool_choice.allowed_tools",
+        what="tool_choice.allowed_tools",
+        shape='[{"type": "function", "function": {"name": ...}}, ...]',
+    )
+
+
+def _function_name(tool: Any) -> Any:
+    """A chat tool entry's function name; None for one that is no function tool."""
+    function = tool.get("function") if isinstance(tool, dict) and tool.get("type") == "function" else None
+    return function.get("name") if isinstance(function, dict) else None
 
 
 def check_logprobs(parsed: ChatCompletionRequest) -> None:
