@@ -158,9 +158,9 @@ class Admission:
         also takes one of its organisation's batch slots (`limits.models.checks`)."""
         policy = self.current()  # one policy for the whole request: its reservation and its settlement
         admitted = Pass(policy)
-        tokens = pricing.admitted_prompt_tokens(policy, request, providers=providers) + pricing.output_tokens(
-            request, default_max_tokens=self.default_max_tokens
-        )
+        prompt = pricing.prompt_tokens(request)  # once: its images and PDFs are read to count them
+        output = pricing.output_tokens(request, default_max_tokens=self.default_max_tokens)
+        tokens = pricing.admitted_prompt_tokens(policy, request, providers=providers, prompt=prompt) + output
         now = time.time()
         limited = (
             [] if self.limiter is None else self.limiter.wants(principal, tokens=tokens, now=now, batch=batch)
@@ -170,7 +170,11 @@ class Admission:
         spend: list[Want] = []
         if self.budgets is not None:
             worst = pricing.worst_case_micro(
-                policy, request, providers=providers, default_max_tokens=self.default_max_tokens
+                policy,
+                request,
+                providers=providers,
+                default_max_tokens=self.default_max_tokens,
+                prompt=prompt,
             )
             accounts, spend = self.budgets.wants(principal, worst_case=worst)
         wants = [w for _, w in limited] + spend

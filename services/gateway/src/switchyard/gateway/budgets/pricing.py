@@ -77,12 +77,13 @@ def embedding_candidates(policy: Policy, *, model: str, providers: set[str]) -> 
 
 
 def admitted_prompt_tokens(
-    policy: Policy, request: ChatRequest | EmbeddingRequest, *, providers: set[str]
+    policy: Policy, request: ChatRequest | EmbeddingRequest, *, providers: set[str], prompt: int | None = None
 ) -> int:
-    """`prompt_tokens`, but for a task the router may cut to fit (`truncation: "auto"`: a conversation past
-    every window): no more than the largest context window of the models that could serve it, the most a
-    provider is sent (the router cuts to that window, less the reply)."""
-    prompt = prompt_tokens(request)
+    """`prompt_tokens` (`prompt`, when already counted), but for a task the router may cut to fit
+    (`truncation: "auto"`: a conversation past every window): no more than the largest context window of
+    the models that could serve it, the most a provider is sent (the router cuts to that window, less the
+    reply)."""
+    prompt = prompt_tokens(request) if prompt is None else prompt
     if isinstance(request, EmbeddingRequest) or request.truncation != "auto":
         return prompt
     windows = [m.context_window for m in candidates(policy, model=request.model, providers=providers)]
@@ -90,9 +91,16 @@ def admitted_prompt_tokens(
 
 
 def worst_case_micro(
-    policy: Policy, request: ChatRequest | EmbeddingRequest, *, providers: set[str], default_max_tokens: int
+    policy: Policy,
+    request: ChatRequest | EmbeddingRequest,
+    *,
+    providers: set[str],
+    default_max_tokens: int,
+    prompt: int | None = None,
 ) -> int:
-    prompt = prompt_tokens(request)
+    """The most `request` can cost (micro-USD) on the models that could serve it; `prompt`: its
+    `prompt_tokens`, when already counted (a prompt's images and PDFs are read to count them)."""
+    prompt = prompt_tokens(request) if prompt is None else prompt
     output = output_tokens(request, default_max_tokens=default_max_tokens)
     if isinstance(request, EmbeddingRequest):
         models = embedding_candidates(policy, model=request.model, providers=providers)
