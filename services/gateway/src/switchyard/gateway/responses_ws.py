@@ -370,7 +370,7 @@ class Connection:
     async def _warm_up(self, body: bytes, lane: str | None) -> None:
         try:
             principal = await authenticate(self.handshake, self.gw.verifier)
-            events = await responses_warmup.prepare(self.gw, principal, body)
+            events = await responses_warmup.prepare(self.gw, principal, body, request_id=self.request_id)
         except APIError as exc:
             await self._send(tagged(orjson.dumps(api_error_event(exc, self.request_id)), lane))
             return
