@@ -24,9 +24,7 @@ from switchyard.gateway.tenants import Principal
 ENDPOINT = "/v1/responses"  # what a guardrail's record and refusal name: the face the frame speaks
 
 
-async def prepare(
-    gw: Gateway, principal: Principal, body: bytes, *, request_id: str
-) -> list[dict[str, Any]]:
+async def prepare(gw: Gateway, principal: Principal, body: bytes, *, request_id: str) -> list[dict[str, Any]]:
     """The events answering `body` (the request as `POST /v1/responses` would take it); an APIError for a
     request it would refuse."""
     talk = await chain.load(gw.responses, principal.tenant_id, body)
