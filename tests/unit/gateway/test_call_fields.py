@@ -40,7 +40,10 @@ def _anthropic(call_id: str, name: str) -> bytes:
 def test_a_call_id_or_name_too_long_is_a_400(call_id: str, name: str) -> None:
     faces = [
         (lambda: responses.parse_request(_responses(call_id, name), max_prompt_chars=10_000), "input.0"),
-        (lambda: messages.parse_request(_anthropic(call_id, name), max_prompt_chars=10_000), "messages"),
+        (
+            lambda: messages.parse_request(_anthropic(call_id, name), max_prompt_chars=10_000),
+            "messages.1.content.0",
+        ),
     ]
     for parse, param in faces:
         with pytest.raises(InvalidRequest) as refused:

@@ -296,7 +296,11 @@ def test_arguments_nested_too_deep_to_be_written_are_a_400_not_a_500() -> None:
     )
     body = b'{"model":"c","max_tokens":8,"tools":' + tools + b',"messages":[{"role":"user","content":"a"},'
     body += use + b"," + result + b"]}"
-    _refused(lambda: messages.parse_request(body, max_prompt_chars=MAX_PROMPT), "messages", bounds.NESTING)
+    _refused(
+        lambda: messages.parse_request(body, max_prompt_chars=MAX_PROMPT),
+        "messages.1.content.0.input",
+        bounds.NESTING,
+    )
     call = b'{"role":"model","parts":[{"functionCall":{"name":"f","args":' + _deep(300) + b"}}]}"
     gemini = (
         b'{"tools":[{"functionDeclarations":[{"name":"f"}]}],"contents":[{"parts":[{"text":"a"}]},' + call

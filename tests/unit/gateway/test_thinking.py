@@ -125,25 +125,30 @@ def test_thinking_blocks_sent_back_stay_with_their_assistant_turn() -> None:
 
 
 @pytest.mark.parametrize(
-    ("turn", "says"),
+    ("turn", "says", "param"),
     [
-        ({"role": "user", "content": [SIGNED]}, "belong to assistant turns"),
-        ({"role": "assistant", "content": [{"type": "thinking", "thinking": "x"}]}, "signature"),
-        ({"role": "assistant", "content": [{"type": "redacted_thinking"}]}, "data"),
+        ({"role": "user", "content": [SIGNED]}, "belong to assistant turns", "messages.0.content.0.type"),
+        (
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": "x"}]},
+            "signature",
+            "messages.1.content.0",
+        ),
+        ({"role": "assistant", "content": [{"type": "redacted_thinking"}]}, "data", "messages.1.content.0"),
         (
             {
                 "role": "user",
                 "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [SIGNED]}],
             },
             "['thinking'] are not served here",
+            "messages.0.content.0.content.0.type",
         ),
     ],
 )
-def test_malformed_thinking_blocks_are_a_400(turn: dict[str, Any], says: str) -> None:
+def test_malformed_thinking_blocks_are_a_400(turn: dict[str, Any], says: str, param: str) -> None:
     turns = [{"role": "user", "content": "x"}, turn] if turn["role"] == "assistant" else [turn]
     with pytest.raises(InvalidRequest) as err:
         messages.parse_request(_anthropic(messages=turns), max_prompt_chars=1000)
-    assert err.value.param == "messages" and says in err.value.message
+    assert err.value.param == param and says in err.value.message
 
 
 @pytest.mark.parametrize(

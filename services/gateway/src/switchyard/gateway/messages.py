@@ -183,10 +183,11 @@ def _content(
     unsupported = sorted({b.type for b in content if b.type not in served})
     if unsupported:
         named = [kind[:80] for kind in unsupported[:5]]  # a client's, which may be megabytes
+        first = next(n for n, b in enumerate(content) if b.type not in served)
         raise InvalidRequest(
             f"content blocks of type {named} are not served here (text, image, document, tool_use, "
             "tool_result, and an assistant turn's thinking and redacted_thinking are)",
-            param="messages",
+            param=f"{at}.{first}.type",
         )
     blocks = [(n, b) for n, b in enumerate(content) if b.type in CONTENT_BLOCKS]
     if len(blocks) <= 1 and all(b.type == "text" and _extra(b, "cache_control") is None for _, b in blocks):
@@ -196,17 +197,20 @@ def _content(
         if block.type == "document":
             in_user_turns_or_tool_results(role, f"{at}.{n}")
             read = anthropic_document(block.model_extra or {}, f"{at}.{n}")
-            parts += [*read[:-1], {**read[-1], **_mark(_extra(block, "cache_control"))}]
+            parts += [*read[:-1], {**read[-1], **_mark(_extra(block, "cache_control"), f"{at}.{n}")}]
             continue
         part: dict[str, Any] = (
-            {"type": "text", "text": block.text or ""} if block.type == "text" else _image_part(block)
+            {"type": "text", "text": block.text or ""}
+            if block.type == "text"
+            else _image_part(block, f"{at}.{n}.source")
         )
-        parts.append({**part, **_mark(_extra(block, "cache_control"))})
+        parts.append({**part, **_mark(_extra(block, "cache_control"), f"{at}.{n}")})
     return parts
 
 
-def _image_part(block: TextBlock) -> dict[str, Any]:
-    """An Anthropic image block (`source`: base64 with its media type, or a URL) as an `image_url` part."""
+def _image_part(block: TextBlock, at: str) -> dict[str, Any]:
+    """An Anthropic image block (`source`: base64 with its media type, or a URL) as an `image_url` part.
+    `at`: where its source is, which an error names."""
     source = _extra(block, "source")
     if isinstance(source, dict) and source.get("type") == "base64":
         media, data = source.get("media_type"), source.get("data")
@@ -218,25 +222,26 @@ def _image_part(block: TextBlock) -> dict[str, Any]:
             return {"type": "image_url", "image_url": {"url": url}}
     raise InvalidRequest(
         "an image block needs a `source` of type base64 (with an image/* media_type and data) or url",
-        param="messages",
+        param=at,
     )
 
 
-def _mark(value: Any) -> dict[str, Any]:
-    """`{"cache_control": ...}` to merge into a part, message or tool: empty when nothing was marked."""
-    return {} if value is None else {"cache_control": _cache_control(value)}
+def _mark(value: Any, at: str) -> dict[str, Any]:
+    """`{"cache_control": ...}` to merge into a part, message or tool: empty when nothing was marked. `at`:
+    where the marked block is, which an error names."""
+    return {} if value is None else {"cache_control": _cache_control(value, f"{at}.cache_control")}
 
 
-def _cache_control(value: Any) -> dict[str, Any]:
+def _cache_control(value: Any, at: str) -> dict[str, Any]:
     """A breakpoint as it is sent on: the default five-minute cache. A `ttl` of "1h" is accepted and not
     passed on: Anthropic bills one-hour writes at 2x input, a price the policy and the usage events do not
     carry (five-minute writes: `cache_write_per_1k`), so every write Switchyard asks for is one it bills
     right."""
     if not isinstance(value, dict) or value.get("type") != "ephemeral":
-        raise InvalidRequest('cache_control must be {"type": "ephemeral"}', param="messages")
+        raise InvalidRequest('cache_control must be {"type": "ephemeral"}', param=at)
     ttl = value.get("ttl")
     if ttl is not None and ttl not in ("5m", "1h"):
-        raise InvalidRequest('cache_control.ttl must be "5m" or "1h"', param="messages")
+        raise InvalidRequest('cache_control.ttl must be "5m" or "1h"', param=f"{at}.ttl")
     return {"type": "ephemeral"}
 
 
@@ -261,24 +266,24 @@ def chat_messages(message: InputMessage, at: str) -> list[ChatMessage]:
     calls: list[ToolCall] = []
     thinking: list[ThinkingBlock] = []
     for n, block in enumerate(message.content):
+        here = f"{where}.{n}"
         if block.type in THINKING_BLOCKS:
             if message.role != "assistant":
-                raise InvalidRequest(f"{block.type} blocks belong to assistant turns", param="messages")
-            thinking.append(_thinking_block(block))
+                raise InvalidRequest(f"{block.type} blocks belong to assistant turns", param=f"{here}.type")
+            thinking.append(_thinking_block(block, here))
         elif block.type == "tool_use":
             if not _extra(block, "id") or not _extra(block, "name"):
-                raise InvalidRequest("a tool_use block needs an id and a name", param="messages")
-            arguments = bounds.json_text(_extra(block, "input") or {}, param="messages")
-            calls.append(
-                tool_call(str(_extra(block, "id")), str(_extra(block, "name")), arguments, param="messages")
-            )
+                raise InvalidRequest("a tool_use block needs an id and a name", param=here)
+            arguments = bounds.json_text(_extra(block, "input") or {}, param=f"{here}.input")
+            call_id, name = str(_extra(block, "id")), str(_extra(block, "name"))
+            calls.append(tool_call(call_id, name, arguments, param=here))
         elif block.type == "tool_result":
             out.append(
                 ChatMessage(
                     role="tool",
                     tool_call_id=str(_extra(block, "tool_use_id") or ""),
-                    content=_result_content(block, f"{where}.{n}"),
-                    **_mark(_extra(block, "cache_control")),
+                    content=_result_content(block, here),
+                    **_mark(_extra(block, "cache_control"), here),
                     **({"is_error": True} if _extra(block, "is_error") is True else {}),
                 )
             )
@@ -293,8 +298,9 @@ def chat_messages(message: InputMessage, at: str) -> list[ChatMessage]:
     return out
 
 
-def _thinking_block(block: TextBlock) -> ThinkingBlock:
-    """A thinking block sent back: its text and signature (or a redacted block's data), unchanged."""
+def _thinking_block(block: TextBlock, at: str) -> ThinkingBlock:
+    """A thinking block sent back: its text and signature (or a redacted block's data), unchanged. `at`:
+    where it is, which an error names."""
     try:
         thinking = ThinkingBlock.model_validate({**(block.model_extra or {}), "type": block.type})
     except ValidationError:
@@ -304,8 +310,8 @@ def _thinking_block(block: TextBlock) -> ThinkingBlock:
             return ThinkingBlock(type="redacted_thinking", data=thinking.data)
         return ThinkingBlock(thinking=thinking.thinking, signature=thinking.signature)
     if block.type == "redacted_thinking":
-        raise InvalidRequest("a redacted_thinking block needs its data", param="messages")
-    raise InvalidRequest("a thinking block needs its thinking and signature, as strings", param="messages")
+        raise InvalidRequest("a redacted_thinking block needs its data", param=at)
+    raise InvalidRequest("a thinking block needs its thinking and signature, as strings", param=at)
 
 
 def _result_content(block: TextBlock, at: str) -> str | list[dict[str, Any]]:
@@ -318,7 +324,7 @@ def _result_content(block: TextBlock, at: str) -> str | list[dict[str, Any]]:
         blocks = [TextBlock.model_validate(p) for p in content]
     except ValidationError as exc:
         raise InvalidRequest(
-            "a tool_result's content blocks need a type, and text as a string", param="messages"
+            "a tool_result's content blocks need a type, and text as a string", param=f"{at}.content"
         ) from exc
     return _content(blocks, role="tool", at=f"{at}.content")
 
@@ -335,10 +341,10 @@ def pipeline_tools(
                 name=t.name,
                 description=t.description,
                 parameters=t.input_schema,
-                **_mark(t.cache_control),
+                **_mark(t.cache_control, f"tools.{n}"),
             )
         )
-        for t in parsed.tools
+        for n, t in enumerate(parsed.tools)
     ]
     choice = parsed.tool_choice
     if choice is None:
