@@ -21,7 +21,7 @@ from switchyard.cli.processes import NatsServer, free_port
 from switchyard.common import subjects
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.gateway.db import migrations as gateway_migrations
-from switchyard.gateway.tenants import create_api_key, create_tenant
+from switchyard.gateway.tenants import create_api_key, create_tenant, create_user
 from tests.support.bus_services import BusService
 from tests.support.ledger import draft
 from tests.support.procs import service_process
@@ -51,8 +51,19 @@ async def stack(nats_server: NatsServer, sqlite_url: str, tmp_path: Path) -> Asy
     sessions = sessionmaker(engine)
     acme = await create_tenant(sessions, name="acme")
     globex = await create_tenant(sessions, name="globex")
-    key_acme, _ = await create_api_key(sessions, tenant_id=acme.id, name="k")
-    key_globex, _ = await create_api_key(sessions, tenant_id=globex.id, name="k")
+    # An organisation's key without a user acts as a member (`inference` only): it may have checkpoints
+    # and consistency proofs, but reading entries (inclusion proofs) takes `audit:read` or `admin`.
+    key_acme_member, _ = await create_api_key(sessions, tenant_id=acme.id, name="k")
+    auditors = []
+    for tenant in (acme, globex):
+        user = await create_user(
+            sessions, tenant_id=tenant.id, email=f"audit@{tenant.name}.test", role="auditor"
+        )
+        key, _ = await create_api_key(
+            sessions, tenant_id=tenant.id, name="a", user_id=user.id, scopes="audit:read"
+        )
+        auditors.append(key)
+    key_acme, key_globex = auditors
     await engine.dispose()
     env = {
         "SWITCHYARD_NATS_URL": nats_server.url,
@@ -75,6 +86,7 @@ async def stack(nats_server: NatsServer, sqlite_url: str, tmp_path: Path) -> Asy
                 "base": f"http://127.0.0.1:{port}",
                 "acme": (acme.id, key_acme),
                 "globex": (globex.id, key_globex),
+                "acme_member": key_acme_member,
                 "url": sqlite_url,
             }
     finally:
@@ -122,7 +134,15 @@ async def test_proofs_over_nats_and_http_with_tenant_scope(
     async with httpx.AsyncClient(base_url=base, timeout=10) as http:
         acme = {"Authorization": f"Bearer {acme_key}"}
         globex = {"Authorization": f"Bearer {globex_key}"}
+        member = {"Authorization": f"Bearer {stack['acme_member']}"}
         assert (await http.get("/v1/ledger/checkpoint")).status_code == 401
+        # The role table: an auditor reads the ledger (was 403: the endpoints asked for `inference`), a
+        # member calls models and may not read the organisation's entries (was allowed).
+        refused = await http.get("/v1/ledger/proof/inclusion", params={"seq": 7}, headers=member)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "insufficient_permissions", (
+            refused.text
+        )
+        assert (await http.get("/v1/ledger/checkpoint", headers=member)).status_code == 200
         cp = await http.get("/v1/ledger/checkpoint", headers=acme)
         assert cp.status_code == 200 and check_document(cp.json(), trusted=trusted)
         mine = await http.get("/v1/ledger/proof/inclusion", params={"seq": 7}, headers=acme)

@@ -1,7 +1,8 @@
 """The ledger's checkpoints and proofs over HTTP, answered by the audit service over NATS request/reply.
 
-A tenant gets inclusion proofs for its own entries only; checkpoints and consistency proofs carry only sizes
-and hashes, so every authenticated tenant may have them.
+A tenant gets inclusion proofs for its own entries only, and only a key that may read the ledger (`audit:read`
+or `admin`, README "Organisations, users, keys and roles"): a proof carries the entry. Checkpoints and
+consistency proofs carry only sizes and hashes, so any authenticated key may have them, whatever its scopes.
 """
 
 from __future__ import annotations
@@ -22,12 +23,20 @@ from switchyard.common.ledger_rpc import (
     InclusionProof,
     InclusionRequest,
 )
+from switchyard.gateway.access import roles
 from switchyard.gateway.auth import authenticate
-from switchyard.gateway.errors import APIError, InvalidRequest, NotFound, ServiceUnavailable
+from switchyard.gateway.errors import (
+    APIError,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    ServiceUnavailable,
+)
 from switchyard.gateway.state import Gateway, gateway_of
 
 router = APIRouter()
 RPC_TIMEOUT_S = 10.0
+LEDGER_READ = (roles.AUDIT_READ, roles.ADMIN)
 
 
 class Forbidden(APIError):
@@ -67,7 +76,7 @@ async def _ask(gw: Gateway, subject: str, request: BaseModel) -> Response:
 )
 async def checkpoint(request: Request, tree_size: int | None = Query(None, ge=1, le=MAX_SEQ)) -> Response:
     gw = gateway_of(request)
-    await authenticate(request, gw.verifier)
+    await authenticate(request, gw.verifier, scope=None)
     return await _ask(gw, subjects.LEDGER_RPC_CHECKPOINT, CheckpointRequest(tree_size=tree_size))
 
 
@@ -78,7 +87,9 @@ async def inclusion(
     tree_size: int | None = Query(None, ge=1, le=MAX_SEQ),
 ) -> Response:
     gw = gateway_of(request)
-    principal = await authenticate(request, gw.verifier)
+    principal = await authenticate(request, gw.verifier, scope=None)
+    if not any(principal.can(scope) for scope in LEDGER_READ):
+        raise PermissionDenied(f"reading the ledger's entries needs one of the scopes {list(LEDGER_READ)}")
     ask = InclusionRequest(seq=seq, tree_size=tree_size, tenant_id=principal.tenant_id)
     return await _ask(gw, subjects.LEDGER_RPC_INCLUSION, ask)
 
@@ -92,5 +103,5 @@ async def consistency(
     second: int | None = Query(None, alias="to", ge=1, le=MAX_SEQ),
 ) -> Response:
     gw = gateway_of(request)
-    await authenticate(request, gw.verifier)
+    await authenticate(request, gw.verifier, scope=None)
     return await _ask(gw, subjects.LEDGER_RPC_CONSISTENCY, ConsistencyRequest(first=first, second=second))
