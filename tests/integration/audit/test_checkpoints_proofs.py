@@ -4,6 +4,9 @@ tail, forge or re-sign a checkpoint."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +21,7 @@ from switchyard.audit import checkpoints, merkle, proofs, retention
 from switchyard.audit.chain import EntryFields, entry_bytes, entry_hash, leaf_hash
 from switchyard.audit.db import migrations
 from switchyard.audit.models import LedgerEntry
-from switchyard.audit.proof_check import CheckFailed, check_document
+from switchyard.audit.proof_check import CheckFailed, check_checkpoint, check_document
 from switchyard.audit.report import compliance_report
 from switchyard.audit.signing import Signer, parse_private_key, signer_from
 from switchyard.audit.verify import verify_ledger
@@ -72,9 +75,37 @@ async def _drop_all_guards(engine: AsyncEngine) -> None:
                     "ledger_entries_extend_head",
                     "merkle_nodes_no_delete",
                     "ledger_checkpoints_no_update",
+                    "ledger_checkpoints_no_delete",
                 )
             ),
         )
+
+
+async def _rewrite_and_rechain(engine: AsyncEngine, sessions: Sessions, seq: int) -> None:
+    """Rewrites entry `seq` and re-chains every hash after it: every row is self-consistent again."""
+    async with sessions() as session:
+        table = LedgerEntry.__table__
+        rows = (await session.execute(select(table).order_by(table.c.seq))).mappings().all()
+    prev = rows[seq - 2]["entry_hash"]
+    async with engine.begin() as conn:
+        for r in rows[seq - 1 :]:
+            fields = EntryFields(**{k: r[k] for k in EntryFields.__slots__})
+            if fields.seq == seq:
+                fields = EntryFields(
+                    **{
+                        **{k: r[k] for k in EntryFields.__slots__},
+                        "outcome": "success",
+                        "actor": "user:innocent",
+                    }
+                )
+            digest = entry_hash(fields, prev)
+            await conn.execute(
+                text(
+                    "UPDATE ledger_entries SET actor=:a, outcome=:o, prev_hash=:p, entry_hash=:h WHERE seq=:s"
+                ),
+                {"a": fields.actor, "o": fields.outcome, "p": prev, "h": digest, "s": fields.seq},
+            )
+            prev = digest
 
 
 async def _two_checkpoints(sessions: Sessions, signer: Signer) -> None:
@@ -150,34 +181,38 @@ async def test_a_rechained_rewrite_and_a_cut_tail_are_caught_by_the_checkpoints(
     await _sql(engine, "DELETE FROM ledger_entries WHERE seq > 350")
     problem = (await verify_ledger(sessions, trusted=[signer.key])).problem
     assert problem is not None and problem.seq == 351 and "removed from the tail" in problem.reason
-    # Rewrite entry 120 and re-chain everything after it: every row is self-consistent again.
-    async with sessions() as session:
-        table = LedgerEntry.__table__
-        rows = (await session.execute(select(table).order_by(table.c.seq))).mappings().all()
-    prev = rows[118]["entry_hash"]
-    async with engine.begin() as conn:
-        for r in rows[119:]:
-            fields = EntryFields(**{k: r[k] for k in EntryFields.__slots__})
-            if fields.seq == 120:
-                fields = EntryFields(
-                    **{
-                        **{k: r[k] for k in EntryFields.__slots__},
-                        "outcome": "success",
-                        "actor": "user:innocent",
-                    }
-                )
-            digest = entry_hash(fields, prev)
-            await conn.execute(
-                text(
-                    "UPDATE ledger_entries SET actor=:a, outcome=:o, prev_hash=:p, entry_hash=:h WHERE seq=:s"
-                ),
-                {"a": fields.actor, "o": fields.outcome, "p": prev, "h": digest, "s": fields.seq},
-            )
-            prev = digest
+    await _rewrite_and_rechain(engine, sessions, 120)
     report = await verify_ledger(sessions, trusted=[signer.key])
     assert report.problem is not None and report.problem.seq == 300
     assert "checkpoint 300" in report.problem.reason and "root differs" in report.problem.reason
     assert report.entries == 0  # no checkpoint before it vouches for any entry
+
+
+async def test_a_checkpoint_kept_outside_catches_what_the_database_hides(
+    ledger: tuple[AsyncEngine, Sessions], db_url: str, tmp_path: Path
+) -> None:
+    """An attacker with the database (and, in the embedded run, the signing key beside it in var/) rewrites
+    an entry, re-chains every later hash and removes (or re-signs) the checkpoints: the ledger alone then
+    verifies. A checkpoint an auditor saved before, passed to `ledger verify --checkpoint`, catches it."""
+    engine, sessions = ledger
+    signer = _signer()
+    await _two_checkpoints(sessions, signer)
+    saved = tmp_path / "checkpoint-300.json"
+    saved.write_bytes(orjson.dumps(await proofs.checkpoint(sessions, size=300)))
+    tail, _ = check_checkpoint(await proofs.checkpoint(sessions, size=377), signer.key)
+    await _drop_all_guards(engine)
+    await _sql(engine, "DELETE FROM ledger_checkpoints")
+    await _rewrite_and_rechain(engine, sessions, 120)
+    assert (await verify_ledger(sessions, trusted=[signer.key])).ok  # all the database can say
+    command = [sys.executable, "-m", "switchyard.cli.main", "ledger", "verify", "--database-url", db_url]
+    command += ["--verifier-key", signer.key.text(), "--checkpoint", str(saved)]
+    cli = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 1, cli.stdout + cli.stderr
+    assert "BROKEN at seq 300" in cli.stderr and "the checkpoint you saved" in cli.stderr, cli.stderr
+    assert "root differs" in cli.stderr and "an entry in 1..300" in cli.stderr
+    await _sql(engine, "DELETE FROM ledger_entries WHERE seq > 350")
+    problem = (await verify_ledger(sessions, trusted=[signer.key], saved=[tail])).problem
+    assert problem is not None and problem.seq == 351 and "removed from the tail" in problem.reason
 
 
 async def test_forged_and_foreign_checkpoints_are_caught(ledger: tuple[AsyncEngine, Sessions]) -> None:

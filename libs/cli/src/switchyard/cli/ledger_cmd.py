@@ -22,8 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from switchyard.audit import proofs, retention, roles
 from switchyard.audit.checkpoints import make_checkpoint
 from switchyard.audit.config import AuditSettings
-from switchyard.audit.note import NoteError, VerifierKey, parse_verifier_key
-from switchyard.audit.proof_check import CheckFailed, check_document
+from switchyard.audit.note import CheckpointBody, NoteError, VerifierKey, open_note, parse_verifier_key
+from switchyard.audit.proof_check import CheckFailed, check_checkpoint, check_document
 from switchyard.audit.report import compliance_report
 from switchyard.audit.verify import Report, verify_ledger
 from switchyard.cli import tenant_arg
@@ -83,14 +83,34 @@ def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
     return run
 
 
-async def verify_url(url: str, trusted: list[VerifierKey] | None = None) -> Report:
-    return await _with_sessions(url, lambda s: verify_ledger(s, trusted=trusted or []))
+async def verify_url(
+    url: str, trusted: list[VerifierKey] | None = None, saved: list[CheckpointBody] | None = None
+) -> Report:
+    return await _with_sessions(url, lambda s: verify_ledger(s, trusted=trusted or [], saved=saved or []))
+
+
+def _saved_checkpoint(path: str, trusted: list[VerifierKey]) -> CheckpointBody:
+    """A checkpoint kept outside the database (its JSON document or the bare signed note), checked
+    against the trusted keys: a copy that a trusted key did not sign proves nothing."""
+    if not trusted:
+        raise NoteError("a saved checkpoint is checked against a trusted key: pass --verifier-key")
+    text = Path(path).read_text(encoding="utf-8")
+    problems = []
+    for key in trusted:
+        try:
+            if text.lstrip().startswith("{"):
+                return check_checkpoint(orjson.loads(text), key)[0]
+            return open_note(text, key)
+        except (CheckFailed, NoteError, orjson.JSONDecodeError) as exc:
+            problems.append(str(exc))
+    raise NoteError(f"{path}: {'; '.join(problems)}")
 
 
 @_guarded
 def _verify(args: argparse.Namespace) -> int:
     trusted = _trusted(args)
-    report = asyncio.run(verify_url(_url(args), trusted))
+    saved = [_saved_checkpoint(path, trusted) for path in args.checkpoint or []]
+    report = asyncio.run(verify_url(_url(args), trusted, saved))
     for note in report.notes:
         print(f"warning: {note}", file=sys.stderr)
     keys = "trusted key" if report.keys_pinned else "keys stored with them (pin one with --verifier-key)"
@@ -98,6 +118,7 @@ def _verify(args: argparse.Namespace) -> int:
         print(
             f"ledger intact: {report.entries} entries, head seq {report.head_seq}, head {report.head_hash}, "
             f"root {report.root_hash}; {report.checkpoints} checkpoints verified against the {keys}"
+            + (f"; the {report.saved} checkpoints you saved match" if saved else "")
         )
         return 1 if report.notes else 0
     p = report.problem
@@ -245,12 +266,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         p.add_argument("--verifier-key", action="append", help="trusted verifier key (<name>+<id>+<key>)")
         return p
 
-    keyed(
+    verify = keyed(
         add(
             "verify",
             "recompute every hash, link, root and checkpoint; exit 1 naming the first bad entry",
             _verify,
         )
+    )
+    verify.add_argument(
+        "--checkpoint",
+        action="append",
+        metavar="FILE",
+        help="a checkpoint saved earlier (JSON document or signed note): the ledger must still give its root",
     )
     cp = add("checkpoint", "print the latest (or a given) signed checkpoint as JSON", _checkpoint)
     cp.add_argument("--size", type=int, help="the checkpoint of this tree size")

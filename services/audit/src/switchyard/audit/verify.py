@@ -5,6 +5,11 @@ link), reordered rows (seq is inside the hashed bytes, and links break) and inse
 or a link that does not match), and names the first bad entry. The Merkle root recomputed from the entries
 must equal every signed checkpoint's root at its size, and a checkpoint larger than the ledger means the
 tail was cut off: the hash chain alone cannot see that.
+
+Whoever can rewrite the database can also delete its checkpoints (and, holding the signing key, re-sign
+them), so the ledger alone then verifies. Checkpoints kept outside (`saved`, already checked against a
+trusted key) close that: the root recomputed at each one's size must be its root, and the ledger must reach
+it.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class Report:
     head_hash: str
     problem: Problem | None = None
     checkpoints: int = 0  # checkpoints whose signature and root verified
+    saved: int = 0  # checkpoints kept outside whose root the ledger still gives
     root_hash: str = ""  # the Merkle root of the verified entries
     keys_pinned: bool = False  # signatures checked against trusted keys (not only the stored ones)
     notes: list[str] = field(default_factory=list)
@@ -66,7 +72,12 @@ class Report:
 class ChainVerifier:
     """Feed rows in seq order; the first problem stops verification."""
 
-    def __init__(self, checkpoints: Sequence[Checkpoint] = (), trusted: Sequence[VerifierKey] = ()) -> None:
+    def __init__(
+        self,
+        checkpoints: Sequence[Checkpoint] = (),
+        trusted: Sequence[VerifierKey] = (),
+        saved: Sequence[CheckpointBody] = (),
+    ) -> None:
         self.expected_seq = 1
         self.prev_hash = GENESIS_HASH
         self.problem: Problem | None = None
@@ -77,6 +88,8 @@ class ChainVerifier:
         self.verified_checkpoints = 0
         self._good: int | None = None  # set when a checkpoint fails: entries up to the last good one
         self._checkpoint_at = self._next_size()
+        self._saved = sorted(saved, key=lambda c: c.tree_size)
+        self.verified_saved = 0
 
     def feed(self, row: Row) -> Problem | None:
         if self.problem is not None:
@@ -94,7 +107,33 @@ class ChainVerifier:
             stack.append((size, node))
             if row.fields.seq == self._checkpoint_at:
                 self._at_checkpoint(row)
+            if self.problem is None:
+                self._at_saved(row)
         return self.problem
+
+    def _at_saved(self, row: Row) -> None:
+        saved = self._saved
+        while self.verified_saved < len(saved) and saved[self.verified_saved].tree_size == row.fields.seq:
+            body = saved[self.verified_saved]
+            if self.root() != body.root_hash:
+                self.problem = Problem(
+                    row.fields.seq,
+                    row.fields.event_id,
+                    f"the checkpoint you saved of size {body.tree_size} "
+                    f"(signed {body.time:%Y-%m-%d %H:%M:%S}): "
+                    f"its root differs from the root recomputed now: an entry in 1..{body.tree_size} was "
+                    "changed and every later hash recomputed (and the ledger's own checkpoints removed or "
+                    "re-signed) to hide it",
+                )
+                vouched = [c.tree_size for c in self._checkpoints[: self._next]]
+                vouched += [c.tree_size for c in saved[: self.verified_saved]]
+                # a stored checkpoint of the same size that verified was re-signed over the rewrite
+                self._good = max((n for n in vouched if n < body.tree_size), default=0)
+                return
+            self.verified_saved += 1
+
+    def _good_size(self) -> int:
+        return self._checkpoints[self._next - 1].tree_size if self._next else 0
 
     def _next_size(self) -> int:
         return self._checkpoints[self._next].tree_size if self._next < len(self._checkpoints) else 0
@@ -103,7 +142,7 @@ class ChainVerifier:
         while self._next_size() == row.fields.seq:
             self.problem = self._checkpoint(self._checkpoints[self._next], row.fields.event_id)
             if self.problem is not None:
-                self._good = self._checkpoints[self._next - 1].tree_size if self._next else 0
+                self._good = self._good_size()
                 return
             self._next += 1
             self.verified_checkpoints += 1
@@ -152,6 +191,15 @@ class ChainVerifier:
 
     def finish(self) -> Problem | None:
         """After the last row: a checkpoint beyond the end means entries were cut off the tail."""
+        if self.problem is None and self.verified_saved < len(self._saved):
+            body, head = self._saved[self.verified_saved], self.expected_seq - 1
+            self.problem = Problem(
+                head + 1,
+                "-",
+                f"the ledger ends at seq {head} but the checkpoint you saved of size {body.tree_size} "
+                f"(signed {body.time:%Y-%m-%d %H:%M:%S}) covers {body.tree_size} entries: entries "
+                f"{head + 1}..{body.tree_size} were removed from the tail",
+            )
         if self.problem is None and self._next < len(self._checkpoints):
             cp = self._checkpoints[self._next]
             head = self.expected_seq - 1
@@ -172,6 +220,7 @@ class ChainVerifier:
             head_hash=self.prev_hash if self._good is None else "",
             problem=self.problem,
             checkpoints=self.verified_checkpoints,
+            saved=self.verified_saved,
             root_hash=self.root().hex(),
             keys_pinned=bool(self._trusted),
             notes=notes or [],
@@ -203,13 +252,19 @@ def _signature_problem(cp: Checkpoint, trusted: dict[tuple[str, bytes], Verifier
 
 
 async def verify_ledger(
-    sessions: async_sessionmaker[AsyncSession], *, page: int = PAGE, trusted: Sequence[VerifierKey] = ()
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    page: int = PAGE,
+    trusted: Sequence[VerifierKey] = (),
+    saved: Sequence[CheckpointBody] = (),
 ) -> Report:
+    """Verifies every entry, link and stored checkpoint; `saved`: checkpoints kept outside, whose
+    signatures the caller checked against a trusted key."""
     after = 0
     notes: list[str] = []
     async with sessions() as session:
         stored = list((await session.execute(select(Checkpoint))).scalars())
-        verifier = ChainVerifier(stored, trusted)
+        verifier = ChainVerifier(stored, trusted, saved)
         ahead = asyncio.ensure_future(_page(session, after, page))
         while True:
             try:
