@@ -173,3 +173,6 @@ async def test_proofs_over_nats_and_http_with_tenant_scope(
         )
         bad = await http.get("/v1/ledger/proof/consistency", params={"from": 0}, headers=acme)
         assert bad.status_code == 400
+        backwards = {"from": second["tree_size"], "to": first["tree_size"]}  # both exist: not a 404
+        bad = await http.get("/v1/ledger/proof/consistency", params=backwards, headers=acme)
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_request", bad.text

@@ -49,6 +49,12 @@ class Forbidden(SwitchyardError):
     code = "forbidden"
 
 
+class BadRange(SwitchyardError):
+    """Both checkpoints exist but the first is the newer: a wrong request, not a missing checkpoint."""
+
+    code = "invalid_request"
+
+
 class ProofUnavailable(SwitchyardError):
     """The entry or size is not covered by a checkpoint yet (one follows within the checkpoint interval)."""
 
@@ -149,7 +155,10 @@ def consistency_sync(
     one = _checkpoint(conn, first)
     two = _checkpoint(conn, second)
     if two.tree_size < one.tree_size:
-        raise NotFound(f"checkpoint {two.tree_size} is older than checkpoint {one.tree_size}")
+        raise BadRange(
+            f"checkpoint {two.tree_size} is older than checkpoint {one.tree_size}: "
+            "`from` must not be after `to`"
+        )
     plan = tree.consistency_plan(one.tree_size, two.tree_size)
     proof = tree.assemble(plan, _nodes(conn, tree.needed(plan), cache))
     return {
