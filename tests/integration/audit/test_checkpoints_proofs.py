@@ -140,7 +140,8 @@ async def test_proofs_verify_offline_and_tampering_is_caught(ledger: tuple[Async
         **doc,
         "checkpoint": {**doc["checkpoint"], "note": doc["checkpoint"]["note"].replace("\n377\n", "\n376\n")},
     }
-    for forged in (bad_proof, bad_entry, bad_note):
+    relabelled = {**doc, "tenant_id": "acme"}  # entry 42 is globex's: a label must be the entry's own
+    for forged in (bad_proof, bad_entry, bad_note, relabelled):
         with pytest.raises(CheckFailed):
             check_document(forged, trusted=signer.key)
     with pytest.raises(CheckFailed):

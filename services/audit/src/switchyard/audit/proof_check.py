@@ -78,6 +78,8 @@ def check_inclusion(doc: dict[str, Any], trusted: VerifierKey | None) -> str:
     seq = entry.get("seq") if isinstance(entry, dict) else None
     if not isinstance(seq, int) or seq != doc.get("seq") or doc.get("leaf_index") != seq - 1:
         raise CheckFailed("seq / leaf_index do not match the entry (leaf index = seq - 1)")
+    if "tenant_id" in doc and doc["tenant_id"] != entry.get("tenant_id"):
+        raise CheckFailed("tenant_id differs from the entry's own (the entry bytes are what is proved)")
     if doc.get("tree_size") != body.tree_size:
         raise CheckFailed("tree_size differs from the signed checkpoint's")
     try:
