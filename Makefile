@@ -47,8 +47,9 @@ test-e2e: install
 	$(BIN)/python -m pytest -m e2e $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check libs services tests bench
-	$(BIN)/ruff format --check libs services tests bench
+	$(BIN)/ruff check libs services tests bench scripts
+	$(BIN)/ruff format --check libs services tests bench scripts
+	$(BIN)/mypy --strict scripts/verify_ledger_proof.py
 	MYPYPATH=$(MYPYPATH_ALL) $(BIN)/mypy --strict $(addprefix -p switchyard.,$(MYPY_PACKAGES))
 
 # Switchyard vs LiteLLM on one mock upstream (bench/run.py); LiteLLM goes in its own venv.
