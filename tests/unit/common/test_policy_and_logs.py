@@ -151,3 +151,18 @@ def test_an_alias_stands_for_a_model_or_auto() -> None:
     assert policy.resolve("a/b") == "a/b" and policy.resolve("other") == "other"
     assert policy.for_tenant("t").aliases == policy.aliases
     assert load_policy().aliases == {}  # the bundled policy names none
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        # a masked key whose visible head is long enough for the `sk-` rule: its tail stayed (`wXyZ`)
+        ("Incorrect API key provided: sk-proj-AbCdEfGh" + "*" * 40 + "wXyZ.", ["AbCdEfGh", "wXyZ"]),
+        ("API key not valid: AIzaSy" + "A1b2" * 8 + "x", ["A1b2A1b2"]),  # a Google API key, 39 characters
+        ("GET https://gw.example/v1beta/models/m:streamGenerateContent?alt=sse&key=k3yVal.ue-1", ["k3yVal"]),
+    ],
+)
+def test_no_fragment_of_a_key_survives(text: str, fragments: list[str]) -> None:
+    """Provider error messages go into events and the ledger (redacted): not even a key's last characters."""
+    out = redact(text)
+    assert "[REDACTED]" in out and not any(f in out for f in fragments), out

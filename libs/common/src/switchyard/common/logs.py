@@ -12,12 +12,15 @@ import structlog
 from switchyard.common import tracing
 
 _SECRET_PATTERNS = (
+    # a key quoted masked, its ends shown: OpenAI's 401 says "Incorrect API key provided: sk-WRQsP****xQBt".
+    # First: the `sk-` rule would take a long enough head and leave the tail.
+    re.compile(r"[A-Za-z0-9_\-]+\*{4,}[A-Za-z0-9_\-]*"),
     re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),  # OpenAI-style and our own keys
     re.compile(r"\bsy_[A-Za-z0-9]{6,}_[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"\bAIza[A-Za-z0-9_\-]{35}"),  # Google API keys (Gemini)
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}"),
-    re.compile(r"(?i)(x-api-key[\"':\s=]+)[A-Za-z0-9._\-]{8,}"),
-    # a key quoted masked, its ends shown: OpenAI's 401 says "Incorrect API key provided: sk-WRQsP****xQBt"
-    re.compile(r"[A-Za-z0-9_\-]+\*{4,}[A-Za-z0-9_\-]*"),
+    re.compile(r"(?i)(x-(?:goog-)?api-key[\"':\s=]+)[A-Za-z0-9._\-]{8,}"),
+    re.compile(r"([?&]key=)[^&\s'\"]+"),  # a key in a URL (Gemini's `?key=`), as HTTP errors quote URLs
 )
 
 
