@@ -18,7 +18,14 @@ from switchyard.billing.models import BudgetAlert, UsageDaily
 from switchyard.billing.reports import usage_report
 from switchyard.billing.service import record_usage
 from switchyard.billing.statements import monthly_statement
-from switchyard.common.billing_rpc import SavingsQuery, StatementQuery, UsageQuery, statement_csv
+from switchyard.common.billing_rpc import (
+    DayCost,
+    ForecastQuery,
+    SavingsQuery,
+    StatementQuery,
+    UsageQuery,
+    statement_csv,
+)
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.events import ProviderCallRecorded, TaskCompleted, Usage
 from tests.support.prices import price_sheet
@@ -329,3 +336,11 @@ async def test_estimated_counts_are_flagged_and_counted_in_the_report(sessions: 
     assert statement.totals.estimated == 2 and statement.reconciled
     header, *_, total = statement_csv(statement).splitlines()
     assert header.endswith(",cost_usd,estimated") and total.endswith(",2")
+
+
+async def test_a_forecast_as_of_the_first_day_there_is_answers(sessions: Sessions) -> None:
+    """Its trailing window reaches before 1970-01-01, the first day a query may name (it was a 500)."""
+    doc = await spend.forecast(
+        sessions, ForecastQuery(tenant_id="acme", as_of=date(1970, 1, 1), window_days=90)
+    )
+    assert doc.spent_to_date_usd == 0 and doc.daily == [DayCost(day=date(1970, 1, 1), cost_usd=Decimal(0))]

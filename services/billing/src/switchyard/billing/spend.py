@@ -11,6 +11,7 @@ from switchyard.billing import analytics
 from switchyard.billing.aggregates import PLACES
 from switchyard.billing.reports import usage_report
 from switchyard.common.billing_rpc import (
+    FIRST_DAY,
     DayCost,
     Forecast,
     ForecastQuery,
@@ -33,8 +34,11 @@ async def daily_costs(sessions: Sessions, *, tenant_id: str, first: date, last: 
 async def forecast(sessions: Sessions, query: ForecastQuery) -> Forecast:
     as_of = query.as_of or datetime.now(UTC).date()
     month_first = as_of.replace(day=1)
-    # Anomalies are flagged for this month's days, each against its own trailing window.
-    first = min(month_first, as_of - timedelta(query.window_days)) - timedelta(query.window_days)
+    # Anomalies are flagged for this month's days, each against its own trailing window; nothing is
+    # before the first day a query may name (as of 1970-01-01 the window would start in 1969).
+    first = max(
+        min(month_first, as_of - timedelta(query.window_days)) - timedelta(query.window_days), FIRST_DAY
+    )
     costs = await daily_costs(sessions, tenant_id=query.tenant_id, first=first, last=as_of)
     projection = analytics.forecast_month(costs, as_of=as_of, window_days=query.window_days)
     every_day = analytics.series(costs, first, as_of)
