@@ -344,3 +344,37 @@ async def test_a_forecast_as_of_the_first_day_there_is_answers(sessions: Session
         sessions, ForecastQuery(tenant_id="acme", as_of=date(1970, 1, 1), window_days=90)
     )
     assert doc.spent_to_date_usd == 0 and doc.daily == [DayCost(day=date(1970, 1, 1), cost_usd=Decimal(0))]
+
+
+async def test_a_users_extra_calls_are_their_spend(sessions: Sessions) -> None:
+    """A race's loser of u1's task is u1's spend, as the gateway counts it in u1's daily budget: in the
+    usage report by user and in u1's budget alerts (they were charged to no user)."""
+
+    async def limit(tenant: str, user: str | None) -> int | None:
+        return 1_000 if (tenant, user) == ("acme", "u1") else None  # u1: $0.001 a day
+
+    done = _done("r1", model="openai/gpt-4o-mini", tier="fast", user="u1", prompt=1000, completion=500)
+    await record_usage(sessions, event_id="r1", completed=done, policy=POLICY, clock=lambda: _at(12))
+    loser = ProviderCallRecorded(
+        task_id="r1",
+        tenant_id="acme",
+        user_id="u1",
+        attempt=2,
+        provider="openai",
+        model="openai/gpt-4o-mini",
+        outcome="cancelled",
+        latency_ms=3.0,
+        usage=Usage(prompt_tokens=1000, completion_tokens=500),
+        billable=True,
+    )
+    call = await record_call_usage(
+        sessions, event_id="r1-call", call=loser, policy=POLICY, clock=lambda: _at(12)
+    )
+    assert call.entry.user_id == "u1"
+    report = await usage_report(
+        sessions,
+        UsageQuery(tenant_id="acme", start=date(2026, 11, 12), end=date(2026, 11, 12), group_by=["user"]),
+    )
+    assert [(r.user_id, r.requests, r.cost_usd) for r in report.rows] == [("u1", 2, Decimal("0.0009"))]
+    # $0.0009 of $0.001: 50 and 80 % (the task alone, $0.00045, passed none)
+    assert await alerts.check(sessions, limit, tenant_id="acme", user_id="u1", day=date(2026, 11, 12)) == 2

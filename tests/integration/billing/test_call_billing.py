@@ -29,6 +29,7 @@ def _call(model: str, *, billable: bool, outcome: str = "ok", attempt: int = 1) 
     return ProviderCallRecorded(
         task_id="t9",
         tenant_id="acme",
+        user_id="u1",
         attempt=attempt,
         provider=model.split("/")[0],
         model=model,
@@ -64,6 +65,7 @@ async def test_billable_calls_are_charged_once_and_delivered_ones_not_twice(
     call = next(e for e in events if e.kind == "call")
     # gpt-4o: 1000 x 0.0025/1K + 500 x 0.01/1K
     assert call.cost_usd == pytest.approx(0.0075) and call.call_event_id == "call-loser"
+    assert call.user_id == "u1"  # the task's user's spend, as the gateway counts it in their budget
 
     engine = create_engine(db_url)
     try:
@@ -72,5 +74,7 @@ async def test_billable_calls_are_charged_once_and_delivered_ones_not_twice(
             tasks = list((await session.execute(select(UsageEntry))).scalars())
     finally:
         await engine.dispose()
-    assert [(c.event_id, c.outcome, c.usage_estimated) for c in calls] == [("call-loser", "cancelled", True)]
+    assert [(c.event_id, c.outcome, c.usage_estimated, c.user_id) for c in calls] == [
+        ("call-loser", "cancelled", True, "u1")
+    ]
     assert [t.task_id for t in tasks] == ["t9"]

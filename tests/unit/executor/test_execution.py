@@ -123,6 +123,7 @@ async def test_falls_through_to_the_next_candidate_and_records_every_attempt() -
         (3, "local", "ok"),
     ]
     assert bus.calls[0][1].error == "503 from upstream" and bus.calls[2][1].usage.completion_tokens == 1
+    assert {c.user_id for _, c in bus.calls} == {"u1"}  # billing charges a billable call to the task's user
     assert down.calls[0].model == "model-openai"
 
 

@@ -38,7 +38,7 @@ def _daily_values(entry: UsageEntry | CallUsageEntry) -> dict[str, object]:
     return {
         "tenant_id": entry.tenant_id,
         "day": utc_day(entry.created_at),
-        "user_id": (entry.user_id or "") if isinstance(entry, UsageEntry) else "",
+        "user_id": entry.user_id or "",
         "model": entry.model,
         "tier": entry.tier if isinstance(entry, UsageEntry) else "call",
         "kind": "task" if is_task else "call",

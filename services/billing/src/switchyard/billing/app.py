@@ -129,7 +129,7 @@ def create(settings: BillingSettings) -> Service:
         await notifier.after_entry(
             service.events(),
             tenant_id=entry.tenant_id,
-            user_id=None,
+            user_id=entry.user_id,
             created_at=entry.created_at,
             redelivered=not recorded.created,
         )

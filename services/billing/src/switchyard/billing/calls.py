@@ -55,6 +55,7 @@ async def record_call_usage(
         event_id=event_id,
         task_id=call.task_id,
         tenant_id=call.tenant_id,
+        user_id=call.user_id,
         model=call.model,
         provider=call.provider,
         outcome=call.outcome,
@@ -83,6 +84,7 @@ def call_usage_event(entry: CallUsageEntry) -> UsageRecorded:
     return UsageRecorded(
         task_id=entry.task_id,
         tenant_id=entry.tenant_id,
+        user_id=entry.user_id,
         model=entry.model,
         provider=entry.provider,
         tier="call",

@@ -64,6 +64,8 @@ class CallUsageEntry(BillingBase):
     event_id: Mapped[str] = mapped_column(String(128), unique=True)  # the ProviderCallRecorded event
     task_id: Mapped[str] = mapped_column(String(64), index=True)
     tenant_id: Mapped[str] = mapped_column(String(64), index=True)
+    # the task's user (null: none, or a call charged before bi0008, when calls were charged to no user)
+    user_id: Mapped[str | None] = mapped_column(String(64))
     model: Mapped[str] = mapped_column(String(200))
     provider: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(32))

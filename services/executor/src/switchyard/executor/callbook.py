@@ -62,6 +62,7 @@ class CallBook:
         return ProviderCallRecorded(
             task_id=task.task_id,
             tenant_id=task.tenant_id,
+            user_id=task.user_id,
             attempt=attempt,
             provider=record.provider,
             model=record.model,

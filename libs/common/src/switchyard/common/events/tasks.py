@@ -341,6 +341,9 @@ class ProviderCallRecorded(EventPayload):
 
     task_id: str
     tenant_id: str
+    # the task's user: a billable call is theirs (the gateway counts it in their budget); null from
+    # executors before this field, or a task of no user (a service key)
+    user_id: str | None = None
     attempt: int
     provider: str
     model: str
