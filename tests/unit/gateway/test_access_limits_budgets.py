@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
+import orjson
 import pytest
 
 from switchyard.common.events import (
@@ -15,6 +17,7 @@ from switchyard.common.events import (
     Usage,
 )
 from switchyard.common.policy import Policy, load_policy
+from switchyard.gateway import admission
 from switchyard.gateway.access import roles
 from switchyard.gateway.budgets import pricing
 from switchyard.gateway.budgets.service import accounts
@@ -213,3 +216,39 @@ def test_budget_accounts_by_plan_and_period() -> None:
     )
     org, user = accounts(rich, now=now, plan_daily_usd=plans)
     assert org.ceiling == 100_000_000 and user.ceiling is None and user.key == "spend.user.key-k.20261231"
+
+
+def test_the_prompt_estimate_counts_tool_definitions_and_tool_calls() -> None:
+    """A coding agent's turn: short messages, 24 tools and a file written by a tool call. They are prompt
+    tokens the provider bills (cl100k counts 18,044 here); the estimate counted 16, so the budget reserved
+    a fifth of what the request cost on Claude Sonnet 5.5 and a hard budget was overshot by the rest."""
+    from switchyard.common.tokens import count_prompt
+
+    words = "Reads a file from the local filesystem. You can access any file directly by using this tool. "
+    schema = {
+        "type": "object",
+        "properties": {f"p{j}": {"type": "string", "description": "a path " * 9} for j in range(8)},
+    }
+    tools = [
+        {
+            "type": "function",
+            "function": {"name": f"Tool{i}", "description": words * 20, "parameters": schema},
+        }
+        for i in range(24)
+    ]
+    code = Path(admission.__file__).read_text()  # a file of real code
+    written = {
+        "id": "c1",
+        "function": {"name": "Write", "arguments": orjson.dumps({"content": code}).decode()},
+    }
+    messages = [
+        ChatMessage(role="user", content="write the file"),
+        ChatMessage(role="assistant", tool_calls=[written]),  # type: ignore[list-item]
+        ChatMessage(role="tool", tool_call_id="c1", content="ok"),
+    ]
+    request = ChatRequest(model="auto", messages=messages, tools=tools, max_tokens=1024)  # type: ignore[arg-type]
+    real = count_prompt(request)
+    assert 0.9 * real <= pricing.prompt_tokens(request) <= 1.2 * real
+    # the rest of the conversation is the same estimate as before (guardrails' size counts tool calls too)
+    assert pricing.message_tokens(messages[:1]) == 4 + 4
+    assert pricing.message_tokens(messages) > len(code) // 4

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 
+import orjson
+
 from switchyard.common.events import (
     ChatMessage,
     ChatRequest,
@@ -20,21 +22,39 @@ from switchyard.common.policy import ModelSpec, Policy
 MICRO = 1_000_000  # spend is counted in micro-USD: integers, so compare-and-set sums are exact
 CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 4
+TOKENS_PER_TOOL = 4  # a tool definition's or a tool call's framing beside its JSON
 TOKENS_PER_INPUT = 1  # an embedding input's own token beyond its text's (rounding up each short text)
 
 
 def prompt_tokens(request: ChatRequest | EmbeddingRequest) -> int:
-    """A deliberately generous estimate (no tokenizer at the gateway): 1 token per 4 characters."""
+    """A deliberately generous estimate (no tokenizer at the gateway): 1 token per 4 characters of what the
+    provider is sent and bills as prompt: the messages, the tool calls in them and the tools offered (each
+    function's JSON, as `switchyard.common.tokens.count_prompt` counts them)."""
     if isinstance(request, EmbeddingRequest):
         return sum(math.ceil(len(text) / CHARS_PER_TOKEN) + TOKENS_PER_INPUT for text in request.input)
-    return message_tokens(request.messages)
+    tools = request.tools or []
+    chars = sum(len(orjson.dumps(t.function.model_dump(exclude_none=True))) for t in tools)
+    return (
+        message_tokens(request.messages) + math.ceil(chars / CHARS_PER_TOKEN) + TOKENS_PER_TOOL * len(tools)
+    )
 
 
 def message_tokens(messages: list[ChatMessage]) -> int:
-    """Messages' tokens: their text's, 1 per 4 characters, and their images' and PDFs', as the count
-    endpoints and the router count them (`media_tokens`: the most any provider's rule counts)."""
-    chars = sum(len(m.text()) for m in messages)
-    return math.ceil(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(messages) + media_tokens(messages)
+    """Messages' tokens: their text's and their tool calls' (name and arguments), 1 per 4 characters, and
+    their images' and PDFs', as the count endpoints and the router count them (`media_tokens`: the most
+    any provider's rule counts)."""
+    chars = calls = 0
+    for m in messages:
+        chars += len(m.text())
+        for call in m.tool_calls or ():
+            chars += len(call.function.name) + len(call.function.arguments)
+            calls += 1
+    return (
+        math.ceil(chars / CHARS_PER_TOKEN)
+        + TOKENS_PER_MESSAGE * len(messages)
+        + TOKENS_PER_TOOL * calls
+        + media_tokens(messages)
+    )
 
 
 def output_tokens(request: ChatRequest | EmbeddingRequest, *, default_max_tokens: int) -> int:
