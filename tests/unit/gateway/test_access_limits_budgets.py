@@ -252,3 +252,29 @@ def test_the_prompt_estimate_counts_tool_definitions_and_tool_calls() -> None:
     # the rest of the conversation is the same estimate as before (guardrails' size counts tool calls too)
     assert pricing.message_tokens(messages[:1]) == 4 + 4
     assert pricing.message_tokens(messages) > len(code) // 4
+
+
+@pytest.mark.parametrize(
+    ("text", "cl100k"),
+    [
+        ("这是一个关于预算的问题，请详细回答。我们需要了解每个团队的月度支出以及如何控制超支。" * 20, 820),
+        (
+            "これは予算についての質問です。各チームの毎月の支出と超過の管理方法を知る必要があります。" * 20,
+            860,
+        ),
+        (
+            "هذا سؤال حول الميزانية، يرجى الإجابة بالتفصيل. نحتاج إلى معرفة النفقات الشهرية لكل فريق." * 20,
+            1220,
+        ),
+    ],
+)
+def test_the_prompt_estimate_is_not_a_quarter_of_a_non_latin_prompt(text: str, cl100k: int) -> None:
+    """Four characters a token holds for English and code; Chinese, Japanese and Arabic take about a token a
+    character (cl100k), so a quarter of a character each reserved a quarter of their prompt's cost."""
+    from switchyard.common.tokens import count_text
+
+    assert count_text(text) == cl100k
+    chat = ChatRequest(model="auto", messages=[ChatMessage(role="user", content=text)])
+    assert 0.9 * cl100k <= pricing.prompt_tokens(chat) - pricing.TOKENS_PER_MESSAGE <= 1.5 * cl100k
+    embed = EmbeddingRequest(model="m", input=[text])
+    assert 0.9 * cl100k <= pricing.prompt_tokens(embed) <= 1.5 * cl100k
