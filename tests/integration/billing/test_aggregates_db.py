@@ -55,6 +55,30 @@ def _done(
     )
 
 
+def _call(
+    task_id: str,
+    *,
+    prompt: int,
+    completion: int,
+    attempt: int = 1,
+    user: str | None = None,
+    outcome: str = "ok",
+) -> ProviderCallRecorded:
+    """A billable call of gpt-4o-mini besides task `task_id`'s answer (a race's loser, say)."""
+    return ProviderCallRecorded(
+        task_id=task_id,
+        tenant_id="acme",
+        user_id=user,
+        attempt=attempt,
+        provider="openai",
+        model="openai/gpt-4o-mini",
+        outcome=outcome,
+        latency_ms=3.0,
+        usage=Usage(prompt_tokens=prompt, completion_tokens=completion),
+        billable=True,
+    )
+
+
 def _at(day: int, hour: int = 12) -> datetime:
     return datetime(2026, 11, day, hour, 0, 0, tzinfo=UTC)
 
@@ -88,17 +112,7 @@ async def _seed(sessions: Sessions) -> list[Decimal]:
                 sessions, event_id=f"ev-{task}", completed=done, policy=POLICY, clock=lambda d=day: _at(d)
             )
         costs.append(rec.entry.cost_usd)
-    call = ProviderCallRecorded(
-        task_id="a3",
-        tenant_id="acme",
-        attempt=1,
-        provider="openai",
-        model="openai/gpt-4o-mini",
-        outcome="ok",
-        latency_ms=3.0,
-        usage=Usage(prompt_tokens=321, completion_tokens=17),
-        billable=True,
-    )
+    call = _call("a3", prompt=321, completion=17)
     for _ in range(2):
         got = await record_call_usage(
             sessions, event_id="call-1", call=call, policy=POLICY, clock=lambda: _at(4)
@@ -279,17 +293,7 @@ async def test_the_monthly_budget_counts_every_user_and_extra_calls(sessions: Se
         await alerts.check(sessions, limit, tenant_id="acme", user_id=user, day=date(2026, 11, n + 1))
     rows = await alerts.unpublished(sessions, tenant_id="acme")
     assert [(r.scope, r.account, r.period, r.threshold_pct) for r in rows] == [("org", "acme", "202611", 50)]
-    call = ProviderCallRecorded(
-        task_id="m0",
-        tenant_id="acme",
-        attempt=2,
-        provider="openai",
-        model="openai/gpt-4o-mini",
-        outcome="ok",
-        latency_ms=3.0,
-        usage=Usage(prompt_tokens=1000, completion_tokens=500),
-        billable=True,
-    )
+    call = _call("m0", prompt=1000, completion=500, attempt=2)
     await record_call_usage(sessions, event_id="m-call", call=call, policy=POLICY, clock=lambda: _at(20))
     assert await alerts.check(sessions, limit, tenant_id="acme", user_id=None, day=date(2026, 11, 20)) == 1
     assert (
@@ -355,18 +359,7 @@ async def test_a_users_extra_calls_are_their_spend(sessions: Sessions) -> None:
 
     done = _done("r1", model="openai/gpt-4o-mini", tier="fast", user="u1", prompt=1000, completion=500)
     await record_usage(sessions, event_id="r1", completed=done, policy=POLICY, clock=lambda: _at(12))
-    loser = ProviderCallRecorded(
-        task_id="r1",
-        tenant_id="acme",
-        user_id="u1",
-        attempt=2,
-        provider="openai",
-        model="openai/gpt-4o-mini",
-        outcome="cancelled",
-        latency_ms=3.0,
-        usage=Usage(prompt_tokens=1000, completion_tokens=500),
-        billable=True,
-    )
+    loser = _call("r1", prompt=1000, completion=500, attempt=2, user="u1", outcome="cancelled")
     call = await record_call_usage(
         sessions, event_id="r1-call", call=loser, policy=POLICY, clock=lambda: _at(12)
     )
