@@ -100,6 +100,10 @@ def test_cli_prints_usage_statement_savings_and_forecast(
 
     assert main([*db, "usage", "--tenant", "acme", "--group-by", "colour"]) == 2
     assert "group_by" in capsys.readouterr().err
+    backwards = ["--from", "2026-11-30", "--to", "2026-11-01"]
+    assert main([*db, "usage", "--tenant", "acme", *backwards]) == 2
+    # it said "error: : Value error, ..."
+    assert capsys.readouterr().err == "error: --from/--to: Value error, end is before start\n"
 
 
 async def _name_org(url: str, tenant_id: str, name: str) -> None:

@@ -104,7 +104,8 @@ def _guarded(fn: Callable[[argparse.Namespace], str]) -> Callable[[argparse.Name
             sys.stdout.write(fn(args))
         except ValidationError as exc:
             first = exc.errors()[0]
-            print(f"error: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}", file=sys.stderr)
+            where = ".".join(str(p) for p in first["loc"]) or "--from/--to"  # a whole-query check: the range
+            print(f"error: {where}: {first['msg']}", file=sys.stderr)
             return 2
         except DBAPIError as exc:
             print(
