@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
+from switchyard.gateway.app import create_app
+from switchyard.gateway.config import GatewaySettings
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,6 +72,24 @@ def test_every_metric_in_rules_and_dashboards_exists() -> None:
     missing = {(where, name) for where, expr in exprs for name in SERIES.findall(expr) if name not in known}
     assert not missing, sorted(missing)
     assert len(exprs) > 60
+
+
+def test_the_slis_count_every_api_route() -> None:
+    """The SLIs select the API's requests by route: every face's routes (OpenAI's and Anthropic's /v1/*,
+    Gemini's /v1beta/*), never the probes and scrapes. A face left out is not measured at all: its 5xx
+    burn no budget and page nobody."""
+    selectors = {
+        match
+        for _, expr in [*((r.get("record"), r["expr"]) for r in _rules()), *_dashboard_exprs()]
+        for match in re.findall(r'route=~"([^"]+)"', expr)
+    }
+    (selector,) = selectors  # one definition of an API request, everywhere
+    api = re.compile(selector)  # PromQL anchors its regular expressions at both ends
+    paths = create_app(GatewaySettings()).openapi()["paths"]
+    outside = {"/healthz", "/readyz", "/metrics"}
+    assert outside < set(paths) and any(p.startswith("/v1beta/") for p in paths)
+    for path in paths:
+        assert bool(api.fullmatch(path)) == (path not in outside), path
 
 
 def test_dashboards_are_valid_grafana_json() -> None:
