@@ -25,6 +25,7 @@ K8S = ROOT / "deploy" / "k8s"
 VERSION = "1.37"
 CRDS = {("keda.sh/v1alpha1", "ScaledObject")}
 BUILD_FILES = {"kustomization.yaml"}
+SECRET_TEMPLATES = "secrets.yaml"  # what to create out of band; never applied by the kustomization
 
 # keda.sh/v1alpha1 ScaledObject: the fields these manifests use (KEDA 2.x), unknown keys rejected.
 _BEHAVIOR_RULES = {
@@ -356,11 +357,29 @@ def test_network_policies_allow_ingress_to_the_gateway_only() -> None:
     assert egress_ports == {53, 4222, 5432}
 
 
-def test_kustomization_lists_every_manifest() -> None:
+def test_kustomization_lists_every_manifest_but_the_secret_templates() -> None:
+    """`kubectl apply -k` on every release must never write a Secret: the templates' empty values
+    would replace the real ones created out of band (the database URL, the provider keys, the ledger's
+    signing key), and the next pods would start without them."""
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     listed = set(kustomization["resources"])
     on_disk = {p.name for p in K8S.glob("*.yaml")} - BUILD_FILES
-    assert listed == on_disk
+    assert listed == on_disk - {SECRET_TEMPLATES}
+    for name in listed:
+        kinds = {doc["kind"] for doc in yaml.safe_load_all((K8S / name).read_text()) if doc}
+        assert "Secret" not in kinds, name
+    referenced = {
+        ref["secretKeyRef"]["name"]
+        for deployment in [*_of_kind("Deployment"), *_of_kind("Job")]
+        for container in deployment["spec"]["template"]["spec"]["containers"]
+        for ref in (e.get("valueFrom", {}) for e in container.get("env", []))
+        if "secretKeyRef" in ref
+    }
+    templates = {doc["metadata"]["name"] for doc in yaml.safe_load_all((K8S / SECRET_TEMPLATES).read_text())}
+    assert referenced == templates
+    steps = (ROOT / "docs" / "operations" / "deploy.md").read_text()
+    for secret in templates:  # the deploy steps create each one
+        assert f"create secret generic {secret} " in steps, secret
 
 
 def test_nats_chart_values_make_a_three_node_jetstream_cluster() -> None:
