@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
+import orjson
 import pytest
 
 from switchyard.common.errors import ConfigurationError
@@ -166,3 +168,14 @@ def test_no_fragment_of_a_key_survives(text: str, fragments: list[str]) -> None:
     """Provider error messages go into events and the ledger (redacted): not even a key's last characters."""
     out = redact(text)
     assert "[REDACTED]" in out and not any(f in out for f in fragments), out
+
+
+def test_every_line_names_its_service_whatever_thread_logs_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """A library's own worker thread (aiosqlite's, a driver's) does not see the main thread's context
+    variables: its lines are named by the service all the same."""
+    configure_logging(service="billing", json=True)
+    worker = threading.Thread(target=lambda: logging.getLogger("aiosqlite").warning("from a thread"))
+    worker.start()
+    worker.join()
+    (line,) = [orjson.loads(text) for text in capsys.readouterr().err.splitlines()]
+    assert line["event"] == "from a thread" and line["service"] == "billing"

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import orjson
 import pytest
 
+from switchyard.common.logs import configure_logging
 from switchyard.gateway.middleware import RequestContext
 from switchyard.gateway.stopping import Stop
 
@@ -93,3 +95,40 @@ async def test_a_stream_under_way_is_not_answered_twice() -> None:
     stop.begin()
     with pytest.raises(asyncio.CancelledError):
         await _run_cut(_stream_under_way, stop)
+
+
+async def test_what_is_logged_while_a_request_runs_names_its_request_id(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A client's error carries its request id; the gateway's log lines written for that request carry
+    the same one (docs/operations/runbooks.md: a 500 is found in the logs by it), the tasks it spawns
+    (an abandoned task's follow-up) included, and a line logged outside any request carries none."""
+    configure_logging(service="gateway", json=True)
+    log = logging.getLogger("switchyard.gateway.test")
+    spawned: list[asyncio.Task[None]] = []
+
+    async def follow_up() -> None:
+        log.warning("followed up")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        log.error("unhandled error on POST /v1/chat/completions")
+        spawned.append(asyncio.create_task(follow_up()))
+        await send({"type": "http.response.start", "status": 500, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    await RequestContext(app)(_scope("/v1/chat/completions"), receive, send)
+    await asyncio.gather(*spawned)
+    log.warning("between requests")
+    request_id = dict(sent[0]["headers"])[b"x-request-id"].decode()
+    lines = {line["event"]: line for line in map(orjson.loads, capsys.readouterr().err.splitlines())}
+    assert lines["unhandled error on POST /v1/chat/completions"]["request_id"] == request_id
+    assert lines["followed up"]["request_id"] == request_id
+    assert "request_id" not in lines["between requests"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from contextlib import AbstractContextManager
 from typing import Any
 
 import structlog
@@ -57,12 +58,25 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+def bound(**values: str) -> AbstractContextManager[None]:
+    """What every line logged in this context carries (a request's id), the tasks it starts included;
+    unbound when the context ends."""
+    return structlog.contextvars.bound_contextvars(**values)
+
+
 def configure_logging(*, service: str, level: str = "INFO", json: bool = False) -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
+
+    def name_service(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        # Not a context variable: a library's own thread (aiosqlite's worker) does not see those.
+        event_dict.setdefault("service", service)
+        return event_dict
+
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        name_service,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _trace_processor,
@@ -87,7 +101,6 @@ def configure_logging(*, service: str, level: str = "INFO", json: bool = False) 
         logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
-    structlog.contextvars.bind_contextvars(service=service)
     # FastStream logs every message at INFO; per-message logs belong at DEBUG.
     logging.getLogger("faststream").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("httpx").setLevel(logging.WARNING)

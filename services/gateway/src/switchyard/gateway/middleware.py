@@ -1,6 +1,7 @@
 """A plain ASGI middleware (no BaseHTTPMiddleware: it buffers and slows streams): assigns each request
 an id, returns it as `x-request-id` (on the Anthropic face, `errors.anthropic_face`, also as `request-id`,
-where Anthropic's SDKs read a response's and an error's request id), records the request's latency and
+where Anthropic's SDKs read a response's and an error's request id) and puts it on every log line written
+for the request (`request_id`: a client's error leads to them), records the request's latency and
 status, and its span when tracing is on (a `traceparent` header makes it part of the caller's trace). A
 request the server cancels at its stop before any response began (still authenticating or reading its
 body) is answered 503 `gateway_stopping` here, instead of uvicorn's plain-text 500 without a request id."""
@@ -17,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from switchyard.common import tracing
 from switchyard.common.ids import new_id
+from switchyard.common.logs import bound
 from switchyard.gateway.errors import anthropic_face, error_response
 from switchyard.gateway.metrics import LATENCY, REQUESTS
 from switchyard.gateway.stopping import Stop, cut
@@ -58,13 +60,16 @@ class RequestContext:
             await send(message)
 
         traced = scope["path"] not in UNTRACED
-        with tracing.span(
-            f"{scope['method']} {scope['path']}",
-            kind=SpanKind.SERVER,
-            traceparent=_header(scope, b"traceparent") if traced else None,
-            attributes=_span_attributes(scope, request_id),
-            record=traced,
-        ) as span:
+        with (
+            bound(request_id=request_id),
+            tracing.span(
+                f"{scope['method']} {scope['path']}",
+                kind=SpanKind.SERVER,
+                traceparent=_header(scope, b"traceparent") if traced else None,
+                attributes=_span_attributes(scope, request_id),
+                record=traced,
+            ) as span,
+        ):
             if span is not None:
                 traceresponse = tracing.format_traceparent(span.get_span_context()).encode()
             try:
