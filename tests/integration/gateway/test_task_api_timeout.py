@@ -19,6 +19,7 @@ from switchyard.gateway.taskapi.store import TaskStore, tasks_bucket
 from switchyard.gateway.tasks import TaskClient
 from tests.integration.gateway.test_abandoned_tasks import _cut, _task, connected
 from tests.integration.gateway.test_inflight import _replica
+from tests.integration.gateway.test_task_outcomes_counted import _counts, counted_since
 
 pytestmark = pytest.mark.integration
 __all__ = ["connected"]  # the fixture, used by name
@@ -41,6 +42,7 @@ async def test_a_task_followed_to_its_timeout_is_timed_out_on_the_bus_once(
         heard.append(payload)
 
     await nc.subscribe(subjects.TASK_TIMED_OUT, cb=on_timed_out)
+    counted = _counts()
     stuck, answered = _task(), _task()
     await runs.submit(task=stuck, admitted=await replica.admit(stuck.task_id))
     await runs.submit(task=answered, admitted=await replica.admit(answered.task_id))
@@ -51,4 +53,5 @@ async def test_a_task_followed_to_its_timeout_is_timed_out_on_the_bus_once(
     assert [(e.task_id, e.tenant_id) for e in heard] == [(stuck.task_id, "acme")]
     assert heard[0].waited_ms >= 500
     assert (await runs.store.get(stuck.task_id)).status == "timed_out"  # type: ignore[union-attr]
+    assert counted_since(counted) == {"completed": 0, "failed": 0, "timed_out": 1, "cancelled": 1}
     await runs.stop()

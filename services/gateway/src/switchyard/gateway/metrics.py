@@ -9,7 +9,12 @@ LATENCY = Histogram(
     ["route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
 )
-TASKS = Counter("switchyard_gateway_tasks_total", "Tasks by outcome", ["outcome"])
+TASKS = Counter(
+    "switchyard_gateway_tasks_total",
+    "Tasks submitted, by how their wait ended: completed, failed (their outcome came), timed_out (the wait "
+    "ran out), cancelled (their client went away, or the gateway's stop ended them)",
+    ["outcome"],
+)
 CACHE = Counter(
     "switchyard_gateway_cache_total",
     "Response cache lookups and stores "

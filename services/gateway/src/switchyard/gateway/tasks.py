@@ -35,6 +35,7 @@ from switchyard.common.events import (
     TaskTimedOut,
 )
 from switchyard.common.streaming import Chunk, decode_chunk
+from switchyard.gateway import metrics
 from switchyard.gateway.bounds import READ_INLINE_BYTES, too_deep
 from switchyard.gateway.errors import BusPayloadExceeded
 from switchyard.gateway.stopping import Stop
@@ -147,12 +148,14 @@ class TaskClient:
         try:
             await self._submit(task, shed=True)
             async with asyncio.timeout(timeout_s):
-                return await done
+                outcome = await done
         except TimeoutError:
             await self._record_timeout(task, started)
             raise TimedOut from None
         finally:
             await sub.unsubscribe()
+        _count(outcome)
+        return outcome
 
     async def start(self, task: TaskSubmitted) -> asyncio.Future[Outcome]:
         """Submits `task` and returns a future of its result without waiting for it (the task API).
@@ -168,6 +171,7 @@ class TaskClient:
 
         sub = await self._nc.subscribe(subjects.result_subject(task.task_id), cb=on_result)
         done.add_done_callback(lambda _: loop.create_task(sub.unsubscribe()))
+        done.add_done_callback(lambda _: None if done.cancelled() else _count(done.result()))
         try:
             await self._submit(task)
         except BaseException:
@@ -230,9 +234,11 @@ class TaskClient:
                     item = queue.get_nowait()
                 if item is None:
                     raise Stopped
-                yield item
                 if isinstance(item, TaskCompleted | TaskFailed):
+                    _count(item)
+                    yield item
                     return
+                yield item
                 if not flowing and isinstance(item, Chunk) and item.reset:
                     # the executor moved on to its next model before any output: the first output is
                     # still waited for as long as the request waits (the task's bound may be minutes)
@@ -257,6 +263,7 @@ class TaskClient:
         (TaskCancelled, reason `disconnected`), so the provider is not paid for an answer nobody reads.
         `then`, if given, gets the outcome (`follow`). Never waits: called where the request is being torn
         down; `drain` awaits it at shutdown."""
+        metrics.TASKS.labels("cancelled").inc()
         self._abandoning.spawn(self._follow(task, then, cancel=True))
 
     def follow(self, task: TaskSubmitted, *, then: Settle) -> None:
@@ -314,6 +321,7 @@ class TaskClient:
         await self._abandoning.drain()
 
     async def _record_timeout(self, task: TaskSubmitted, started: float) -> None:
+        metrics.TASKS.labels("timed_out").inc()
         event = TaskTimedOut(
             task_id=task.task_id, tenant_id=task.tenant_id, waited_ms=(time.monotonic() - started) * 1000
         )
@@ -345,6 +353,15 @@ async def stored_result(js: JetStreamContext, task_id: str) -> Outcome | None:
     except NotFoundError:
         return None
     return _decode_result(msg.data or b"")  # type: ignore[no-any-return]
+
+
+def _count(outcome: Outcome) -> None:
+    """A task's outcome reached the request (or the task API) waiting for it: a task the task API
+    cancelled ends `task_cancelled`."""
+    if isinstance(outcome, TaskCompleted):
+        metrics.TASKS.labels("completed").inc()
+    else:
+        metrics.TASKS.labels("cancelled" if outcome.error_code == "task_cancelled" else "failed").inc()
 
 
 def _shed(task: TaskSubmitted) -> None:

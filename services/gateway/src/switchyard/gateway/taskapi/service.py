@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from switchyard.common import ids
 from switchyard.common.bus import EventPublisher
 from switchyard.common.events import TaskCancelled, TaskCompleted, TaskFailed, TaskSubmitted, TaskTimedOut
+from switchyard.gateway import metrics
 from switchyard.gateway.admission import Pass
 from switchyard.gateway.errors import Conflict, NotFound, shown
 from switchyard.gateway.taskapi.models import TERMINAL, TaskState
@@ -118,6 +119,7 @@ class TaskRuns:
             current = await self.store.get(state.id) or state
             if current.status != "queued" or await self.store.stored_outcome(state.id) is not None:
                 return
+            metrics.TASKS.labels("timed_out").inc()
             waited = datetime.now(UTC) - state.created_at
             event = TaskTimedOut(
                 task_id=state.id, tenant_id=state.tenant_id, waited_ms=waited.total_seconds() * 1000
