@@ -4,6 +4,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from switchyard.common import tracing
 from switchyard.common.events import ProviderCallRecorded, TaskCompleted, TaskFailed
+from switchyard.executor import quality
 from switchyard.executor.providers.recording import CallRecord
 from switchyard.executor.resilience.breaker import BreakerState
 
@@ -79,7 +80,10 @@ def observe_strategy(strategy: str, escalations: list[str], spent: list[CallReco
         CASCADE.labels(str(len(escalations))).inc()
         for why in escalations:
             for problem in why.split(": ", 1)[1].split("; "):
-                ESCALATIONS.labels(problem.split(":", 1)[0]).inc()
+                # a problem's text may quote the client's schema ("; " and ":" included): only a check's
+                # name becomes a label
+                if (check := problem.split(":", 1)[0]) in quality.CHECKS:
+                    ESCALATIONS.labels(check).inc()
     for record in spent:
         tokens = record.usage.total_tokens if record.usage else 0
         SPENT_TOKENS.labels(strategy, str(record.model == delivered and record.outcome == "ok")).inc(tokens)
