@@ -1,18 +1,21 @@
 """The access tables on SQLite and PostgreSQL: the migration keeps existing keys working (as admins of
-their organisation), and the development bootstrap makes an admin key of the platform organisation."""
+their organisation), and the development bootstrap (and a deployment's, `switchyard db bootstrap`) makes an
+admin key of the platform organisation."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from switchyard.cli.main import main
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.gateway import keys
 from switchyard.gateway.db import migrations
-from switchyard.gateway.tenants import KeyVerifier, ensure_dev_tenant
+from switchyard.gateway.tenants import KeyVerifier, Principal, ensure_dev_tenant
 
 pytestmark = pytest.mark.integration
 
@@ -53,3 +56,30 @@ async def test_dev_bootstrap_is_an_admin_of_the_platform_org(db_url: str, tmp_pa
     await engine.dispose()
     assert principal is not None and principal.role == "admin" and principal.platform
     assert principal.plan == "enterprise"
+
+
+def test_a_deployment_gets_its_first_admin_key_from_the_cli_once(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """compose and Kubernetes have no `switchyard up` to make a key: `switchyard db bootstrap` (run in the
+    CLI image after `db upgrade`) makes the platform's organisation, its first admin and an admin key,
+    printed once; a second run mints nothing."""
+    assert main(["db", "upgrade", "--database-url", db_url]) == 0
+    args = ["db", "bootstrap", "--org", "acme-platform", "--email", "ops@acme.test", "--database-url", db_url]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    (plaintext,) = [word for word in out.split() if keys.parse_prefix(word) is not None]
+    assert main(args) == 1
+    again = capsys.readouterr()
+    assert keys.parse_prefix(again.out.strip() or "-") is None and "acme-platform" in again.err
+
+    async def verified() -> Principal | None:
+        engine = create_engine(db_url)
+        try:
+            return await KeyVerifier(sessionmaker(engine)).verify(plaintext)
+        finally:
+            await engine.dispose()
+
+    principal = asyncio.run(verified())
+    assert principal is not None and principal.platform and principal.role == "admin"
+    assert principal.can("admin") and principal.can("inference") and principal.plan == "enterprise"

@@ -1,10 +1,12 @@
-"""`switchyard db upgrade`: runs every service's migrations against the configured database."""
+"""`switchyard db upgrade`: runs every service's migrations against the configured database.
+`switchyard db bootstrap`: a deployment's first admin key (the platform's organisation), once."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import importlib
+import sys
 
 from switchyard.common.config import CommonSettings
 from switchyard.common.db import Migrations
@@ -32,9 +34,47 @@ def _upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _bootstrap_platform(url: str, *, name: str, email: str) -> str:
+    from switchyard.common.db import create_engine, sessionmaker
+    from switchyard.gateway.tenants import bootstrap_platform
+
+    engine = create_engine(url)
+    try:
+        tenant, plaintext = await bootstrap_platform(sessionmaker(engine), name=name, email=email)
+    finally:
+        await engine.dispose()
+    print(f"created the platform organisation {tenant.name!r} ({tenant.id}) and its admin {email}")
+    print("its admin key, shown this once (keep it in your secret store; more: switchyard keys create):")
+    return plaintext
+
+
+def _bootstrap(args: argparse.Namespace) -> int:
+    from switchyard.gateway.tenants import PlatformExists
+
+    url = args.database_url or CommonSettings().db_url()
+    try:
+        print(asyncio.run(_bootstrap_platform(url, name=args.org, email=args.email)))
+    except PlatformExists as exc:
+        print(
+            f"the platform organisation {exc} exists: nothing created. Its admins make keys with "
+            "`switchyard keys create`",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     db = sub.add_parser("db", help="database migrations")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     up = db_sub.add_parser("upgrade", help="migrate the database to the latest schema")
     up.add_argument("--database-url", help="default: SWITCHYARD_DATABASE_URL or SQLite under var/")
     up.set_defaults(func=_upgrade)
+    boot = db_sub.add_parser(
+        "bootstrap",
+        help="a deployment's first admin key: the platform's organisation, its admin and a key (once)",
+    )
+    boot.add_argument("--org", required=True, help="the platform organisation's name")
+    boot.add_argument("--email", required=True, help="its first admin's email")
+    boot.add_argument("--database-url", help="default: SWITCHYARD_DATABASE_URL or SQLite under var/")
+    boot.set_defaults(func=_bootstrap)

@@ -266,5 +266,32 @@ async def ensure_dev_tenant(sessions: async_sessionmaker[AsyncSession], *, key_f
     return True
 
 
+class PlatformExists(Exception):
+    """The platform's organisation exists: its admins make keys (`switchyard keys create`)."""
+
+
+async def bootstrap_platform(
+    sessions: async_sessionmaker[AsyncSession], *, name: str, email: str
+) -> tuple[Tenant, str]:
+    """A deployment's first admin key, where no `switchyard up` made one (compose, Kubernetes): the
+    platform's own organisation, its first admin user and an admin key, whose plaintext is returned once.
+    Refused (PlatformExists) once there is a platform organisation, so it mints no key on a deployment
+    already set up."""
+    async with sessions() as s:
+        found = (await s.execute(select(Tenant).where(Tenant.platform.is_(True)))).scalars().first()
+    if found is not None:
+        raise PlatformExists(found.name)
+    tenant = await create_tenant(sessions, name=name, plan="enterprise", platform=True)
+    admin = await create_user(sessions, tenant_id=tenant.id, email=email, role="admin")
+    plaintext, _ = await create_api_key(
+        sessions,
+        tenant_id=tenant.id,
+        name="first admin key",
+        user_id=admin.id,
+        scopes=roles.default_scopes("admin"),
+    )
+    return tenant, plaintext
+
+
 def expiry_in(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.now(UTC) + timedelta(seconds=seconds)
