@@ -23,6 +23,7 @@ from prometheus_client import REGISTRY
 from switchyard.cli.processes import NatsServer, free_port
 from switchyard.common import bus, lag, subjects
 from switchyard.common.events import UsageRecorded
+from switchyard.common.healthcheck import HEARTBEAT_METRIC
 
 pytestmark = pytest.mark.integration
 
@@ -194,6 +195,8 @@ def test_health_check_of_a_running_service(router: tuple[dict[str, str], int]) -
     env, metrics_port = router
     body = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2).text
     assert 'switchyard_consumer_pending_messages{consumer="router",stream="SWITCHYARD"}' in body
+    (beat,) = [line for line in body.splitlines() if line.startswith(f"{HEARTBEAT_METRIC} ")]
+    assert time.time() - float(beat.split()[1]) < 30  # the event loop's, which liveness checks
 
     ok = _healthcheck(env, "router", "--timeout", "2")
     assert ok.returncode == 0, ok.stderr

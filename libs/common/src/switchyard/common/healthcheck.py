@@ -3,13 +3,15 @@
 For container health checks (Docker HEALTHCHECK, Kubernetes exec probes), configured by the same
 environment as the service itself:
 
-1. if SWITCHYARD_METRICS_PORT is set, the process serves `/metrics` on it (it is alive and not wedged);
+1. if SWITCHYARD_METRICS_PORT is set, the process serves `/metrics` on it, and its event loop's heartbeat
+   there is recent: /metrics is served on a thread of its own, which answers while the loop (every
+   handler, the lag gauges) is wedged;
 2. the service answers its ping on the bus (`switchyard.ping.<service>`, core NATS): it is connected and
    its consumers run. Every replica answers a ping; with SWITCHYARD_INSTANCE set, one of the replies must
    come from this instance, so a healthy sibling cannot hide a stuck replica.
 
 `--liveness` skips the bus check: a replica that cannot reach NATS is not ready, but restarting it does
-not help (it reconnects by itself), so liveness asks only whether the process serves.
+not help (it reconnects by itself), so liveness asks only whether the process serves and its loop runs.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ from nats.aio.msg import Msg
 from switchyard.common import subjects
 from switchyard.common.config import CommonSettings
 
+# The gauge the service's event loop sets every few seconds (`service.HEARTBEAT`), and how old it may get:
+# the loop's work is short (handlers await; models and encoders run on threads of their own).
+HEARTBEAT_METRIC = "switchyard_event_loop_heartbeat_timestamp_seconds"
+LOOP_STALL_S = 60.0
+
 
 def check_metrics(port: int, *, timeout_s: float) -> str | None:
     try:
@@ -35,6 +42,13 @@ def check_metrics(port: int, *, timeout_s: float) -> str | None:
         return f"/metrics on port {port} did not answer: {exc}"
     if response.status_code != 200:
         return f"/metrics on port {port} answered {response.status_code}"
+    for line in response.text.splitlines():
+        if line.startswith(f"{HEARTBEAT_METRIC} "):
+            age = time.time() - float(line.split()[1])
+            if age > LOOP_STALL_S:
+                return (
+                    f"the event loop last beat {age:.0f} s ago (more than {LOOP_STALL_S:g} s): it is wedged"
+                )
     return None
 
 

@@ -17,16 +17,24 @@ from dataclasses import dataclass, field
 import orjson
 import uvloop
 from faststream.nats import NatsBroker
-from prometheus_client import start_http_server
+from prometheus_client import Gauge, start_http_server
 
 from switchyard.common import bus, lag, subjects, tracing
 from switchyard.common.config import CommonSettings
 from switchyard.common.errors import ConfigurationError
+from switchyard.common.healthcheck import HEARTBEAT_METRIC
 from switchyard.common.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
 Hook = Callable[[], Awaitable[None]]
+
+HEARTBEAT_S = 5.0
+HEARTBEAT = Gauge(
+    HEARTBEAT_METRIC,
+    "When the event loop last ran its heartbeat (every 5 s): stale, the loop is wedged, though /metrics "
+    "(served on a thread of its own) still answers; `healthcheck --liveness` checks it",
+)
 
 
 @dataclass
@@ -41,6 +49,7 @@ class Service:
     drain: list[Hook] = field(default_factory=list)
     publisher: bus.EventPublisher | None = None
     lag_exporter: lag.LagExporter | None = None
+    heartbeat: asyncio.Task[None] | None = None
 
     def events(self) -> bus.EventPublisher:
         if self.publisher is None:
@@ -70,6 +79,8 @@ async def start(service: Service, settings: CommonSettings) -> None:
     await service.broker.start()
     await bus.start_consumers(service.broker)
     if settings.metrics_port:
+        HEARTBEAT.set_to_current_time()
+        service.heartbeat = asyncio.create_task(_beat())
         start_http_server(settings.metrics_port, addr=settings.metrics_host)
         service.lag_exporter = lag.LagExporter(js, lag.consumers_of(service.name))
         service.lag_exporter.start()
@@ -86,6 +97,14 @@ async def stop(service: Service, *, grace_s: float) -> None:
     await service.broker.stop()
     for hook in reversed(service.teardown):
         await hook()
+    if service.heartbeat is not None:  # beats on through the drain: the process is alive until here
+        service.heartbeat.cancel()
+
+
+async def _beat() -> None:
+    while True:
+        HEARTBEAT.set_to_current_time()
+        await asyncio.sleep(HEARTBEAT_S)
 
 
 async def serve(service: Service, settings: CommonSettings) -> None:
