@@ -226,7 +226,18 @@ def test_every_service_has_probes_resources_and_a_disruption_budget() -> None:
                 "switchyard.common.healthcheck",
                 name,
             ]
-            assert container["livenessProbe"]["httpGet"]["port"] == "metrics"
+            # not an httpGet of /metrics, which its own thread answers with the event loop wedged: the
+            # check that also reads the loop's heartbeat there
+            assert container["livenessProbe"]["exec"]["command"] == [
+                "python",
+                "-m",
+                "switchyard.common.healthcheck",
+                name,
+                "--liveness",
+                "--timeout",
+                "3",
+            ], name
+            assert container["livenessProbe"]["timeoutSeconds"] >= 5, name
         # replicas are owned by the autoscalers where there is one
         assert ("replicas" in deployment["spec"]) == (name not in ("gateway", "executor")), name
 
