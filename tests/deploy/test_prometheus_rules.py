@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 # promtool comes from Debian's prometheus package (scripts/test-prerequisites.sh)
 pytestmark = pytest.mark.integration
@@ -66,3 +68,42 @@ def test_compose_prometheus_config_is_valid(tmp_path: Path) -> None:
     done = _promtool("check", "config", str(tmp_path / "prometheus.yml"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS: 2 rule files found" in done.stdout + done.stderr
+
+
+def test_the_sla_dashboards_availability_reads_100_percent_before_the_first_5xx(tmp_path: Path) -> None:
+    """The SLA dashboard's headline stat, on a Prometheus that has never seen a 5xx (no such series): a
+    ratio with an absent numerator is absent, and the stat read "No data" exactly when all was well."""
+    board = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "sla.json").read_text())
+    (panel,) = [p for p in board["panels"] if p["title"] == "Availability, 30 days"]
+    (target,) = panel["targets"]
+    case = tmp_path / "availability_test.yml"
+    case.write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": [],
+                "evaluation_interval": "1m",
+                "tests": [
+                    {
+                        "interval": "1m",
+                        "input_series": [
+                            {
+                                "series": 'switchyard_gateway_requests_total{route="/v1/chat/completions", '
+                                'status="200"}',
+                                "values": "0+100x60",
+                            },
+                            {
+                                "series": 'switchyard_gateway_requests_total{route="/v1beta/models/'
+                                '{target:path}", status="200"}',
+                                "values": "0+100x60",
+                            },
+                        ],
+                        "promql_expr_test": [
+                            {"expr": target["expr"], "eval_time": "60m", "exp_samples": [{"value": 1}]}
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    done = _promtool("test", "rules", str(case))
+    assert done.returncode == 0, done.stdout + done.stderr
