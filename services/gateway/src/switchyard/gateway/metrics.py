@@ -3,11 +3,20 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter("switchyard_gateway_requests_total", "HTTP requests", ["route", "status"])
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
 LATENCY = Histogram(
     "switchyard_gateway_request_seconds",
     "HTTP request latency (to the end of the response body)",
     ["route"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
+    buckets=LATENCY_BUCKETS,
+)
+# The latency SLIs' source (deploy/prometheus/rules/slo.yml): what a model's own time does not decide.
+OVERHEAD = Histogram(
+    "switchyard_gateway_overhead_seconds",
+    "Switchyard's own time on an answered model request: its latency (to the end of the response body) "
+    "less the executor's wait on provider calls (x-switchyard-overhead-ms; streams too, at their end)",
+    ["route"],
+    buckets=LATENCY_BUCKETS,
 )
 TASKS = Counter(
     "switchyard_gateway_tasks_total",

@@ -19,8 +19,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from switchyard.common import tracing
 from switchyard.common.ids import new_id
 from switchyard.common.logs import bound
+from switchyard.gateway import overhead
 from switchyard.gateway.errors import anthropic_face, error_response
-from switchyard.gateway.metrics import LATENCY, REQUESTS
+from switchyard.gateway.metrics import LATENCY, OVERHEAD, REQUESTS
 from switchyard.gateway.stopping import Stop, cut
 
 # Probes and scrapes: a span each would bury the requests in noise.
@@ -52,6 +53,9 @@ class RequestContext:
                 headers: list[Any] = list(message.get("headers", []))
                 if not any(k == b"x-request-id" for k, _ in headers):
                     headers.append((b"x-request-id", request_id.encode()))
+                for key, value in headers:
+                    if key == overhead.HEADER_BYTES:  # an answer sent whole: its own time is known now
+                        state[overhead.STATE] = float(value)
                 if anthropic_face(scope["path"], versioned=_header(scope, b"anthropic-version") is not None):
                     headers.append((b"request-id", request_id.encode()))
                 if traceresponse is not None:
@@ -84,6 +88,9 @@ class RequestContext:
                 path = getattr(route, "path", "unmatched")
                 REQUESTS.labels(path, str(status)).inc()
                 LATENCY.labels(path).observe(time.perf_counter() - started, tracing.exemplar())
+                own_ms = state.get(overhead.STATE)
+                if own_ms is not None:
+                    OVERHEAD.labels(path).observe(own_ms / 1000.0)
                 if span is not None:
                     _end_attributes(span, scope, path, status)
 

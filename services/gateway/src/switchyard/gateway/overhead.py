@@ -5,7 +5,10 @@ It covers everything Switchyard did for the request (HTTP parsing, auth, limits,
 classification, routing, the executor's own work) and excludes the provider's latency. The clock starts
 when the request enters the gateway's middleware and stops when the response is built, so the client's
 network and uvicorn's socket handling are outside it: compare it with an outside measurement, not instead.
-Only non-streamed answers carry it (a stream's headers leave before the provider has finished).
+Only non-streamed answers carry it (a stream's headers leave before the provider has finished); a stream's
+is known at its end (`note_stream`). Both feed `switchyard_gateway_overhead_seconds` (the middleware
+observes what the request's state holds under `STATE`), from which the latency SLIs are computed: a slow
+model's long answer is its own time, not Switchyard's.
 
 Beside it, `server-timing` (W3C Server Timing) splits the same request into the gateway's stages: `prep`
 (auth, body, guardrails, catalog, cache look-up), `admit` (limits and budget reservation), `pipeline` (the
@@ -18,9 +21,13 @@ from __future__ import annotations
 
 import time
 
+from starlette.datastructures import State
+
 from switchyard.common.events import TaskCompleted
 
 HEADER = "x-switchyard-overhead-ms"
+HEADER_BYTES = HEADER.encode()
+STATE = "overhead_ms"  # the request state's key for its own time, once known
 
 
 def overhead_ms(started: float, done: TaskCompleted, *, now: float | None = None) -> float | None:
@@ -30,6 +37,14 @@ def overhead_ms(started: float, done: TaskCompleted, *, now: float | None = None
         return None
     elapsed = ((time.perf_counter() if now is None else now) - started) * 1000.0
     return round(max(elapsed - waited, 0.0), 3)
+
+
+def note_stream(state: State, started: float, done: TaskCompleted) -> None:
+    """A streamed answer's own time, at its end (after its last byte was handed on), for the middleware to
+    observe as a whole answer's header is."""
+    value = overhead_ms(started, done)
+    if value is not None:
+        setattr(state, STATE, value)
 
 
 def headers(started: float, done: TaskCompleted, stages: Stages | None = None) -> dict[str, str]:

@@ -154,6 +154,8 @@ async def serve(request: Request, face: Face) -> Response:
                 _settle_later(gw, task, admitted, cancel=not ended or stopped or admitted.gap)
             else:
                 gw.admission.settle_soon(admitted)
+            if ended and admitted.outcome is not None:
+                overhead.note_stream(request.state, started, admitted.outcome)
             if cached is not None and gw.cache is not None and admitted.outcome is not None:
                 await gw.cache.keep(cached, admitted.outcome)
 
