@@ -53,7 +53,7 @@ class Principal:
         return self.user_id or f"key-{self.counts_as}"
 
 
-def _aware(value: datetime | None) -> datetime | None:
+def aware(value: datetime | None) -> datetime | None:
     """SQLite returns naive datetimes for timezone-aware columns; they were written in UTC."""
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
@@ -210,7 +210,7 @@ class KeyVerifier:
         if row is None:
             return None
         key, tenant, user = row
-        expires_at = _aware(key.expires_at)
+        expires_at = aware(key.expires_at)
         if key.revoked_at is not None or not keys.matches(presented, key.key_hash):
             return None
         if expires_at is not None and expires_at <= datetime.now(UTC):

@@ -22,7 +22,7 @@ from switchyard.gateway.access.models import (
     UserCreate,
     UserUpdate,
 )
-from switchyard.gateway.errors import Conflict, InvalidRequest, NotFound, shown
+from switchyard.gateway.errors import Conflict, InvalidRequest, NotFound, PermissionDenied, shown
 from switchyard.gateway.models import ApiKey, Tenant, User
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -153,9 +153,25 @@ async def get_key(sessions: Sessions, *, tenant_id: str, key_id: str) -> ApiKey:
     return key
 
 
+def _within(scopes: set[str] | frozenset[str], grantable: frozenset[str] | None, what: str) -> None:
+    """A key cannot hand out more than it holds: `grantable` is the calling key's effective scopes (None:
+    no caller, an operator's tool)."""
+    beyond = sorted(set(scopes) - grantable) if grantable is not None else []
+    if beyond:
+        raise PermissionDenied(
+            f"{what} would hold the scopes {beyond}, which the calling key does not have", param="scopes"
+        )
+
+
 async def create_key(
-    sessions: Sessions, *, tenant_id: str, spec: KeyCreate, default_user_id: str | None
+    sessions: Sessions,
+    *,
+    tenant_id: str,
+    spec: KeyCreate,
+    default_user_id: str | None,
+    grantable: frozenset[str] | None = None,
 ) -> tuple[str, ApiKey]:
+    """`grantable`: the caller's scopes; the key's may not exceed them (by default, what both allow)."""
     user_id = spec.user_id or default_user_id
     if user_id is None:
         role = roles.SERVICE_KEY_ROLE
@@ -165,10 +181,18 @@ async def create_key(
             raise InvalidRequest(f"user {user_id!r} is disabled", param="user_id")
         role = user.role
     allowed = roles.ROLE_SCOPES[role]
-    scopes = spec.scopes if spec.scopes is not None else sorted(allowed)
+    if spec.scopes is None:
+        scopes = sorted(allowed & grantable if grantable is not None else allowed)
+        if not scopes:
+            raise PermissionDenied(
+                f"the calling key holds none of the scopes the role {role!r} allows", param="scopes"
+            )
+    else:
+        scopes = spec.scopes
     beyond = sorted(set(scopes) - allowed)
     if beyond:
         raise InvalidRequest(f"the role {role!r} does not allow scopes {beyond}", param="scopes")
+    _within(set(scopes), grantable, "the new key")
     policy = spec.model_dump(include=set(KeyPolicyFields.model_fields))
     return await tenants.create_api_key(
         sessions,
@@ -203,15 +227,22 @@ async def revoke_key(sessions: Sessions, *, tenant_id: str, key_id: str) -> ApiK
 
 
 async def rotate_key(
-    sessions: Sessions, *, tenant_id: str, key_id: str, grace_s: float
+    sessions: Sessions,
+    *,
+    tenant_id: str,
+    key_id: str,
+    grace_s: float,
+    grantable: frozenset[str] | None = None,
 ) -> tuple[str, ApiKey, ApiKey]:
     """A new key with the same user, name, scopes and policy, counting in the same counters (its lineage,
     `ApiKey.counts_as`: what its budget has spent this period stays spent, and the old key during its grace
     spends from it too); the old one is revoked now (grace 0) or expires after `grace_s`, so clients can
-    switch without an outage. Returns (plaintext, new, old)."""
+    switch without an outage (never past the old key's own expiry). The caller receives the new key, so
+    it must hold every scope of it (`grantable`, as `create_key`). Returns (plaintext, new, old)."""
     old = await get_key(sessions, tenant_id=tenant_id, key_id=key_id)
     if old.revoked_at is not None:
         raise InvalidRequest("a revoked key cannot be rotated", param="key_id")
+    _within(set(old.scopes.split()), grantable, "the rotated key")
     plaintext, new = await tenants.create_api_key(
         sessions,
         tenant_id=tenant_id,
@@ -230,7 +261,9 @@ async def rotate_key(
         if grace_s == 0:
             row.revoked_at = now
         else:
-            row.expires_at = now + timedelta(seconds=grace_s)
+            ends = now + timedelta(seconds=grace_s)
+            expires = tenants.aware(row.expires_at)
+            row.expires_at = ends if expires is None else min(expires, ends)
     return plaintext, new, row
 
 

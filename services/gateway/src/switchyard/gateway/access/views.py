@@ -136,7 +136,11 @@ async def list_keys(actor: Reader, user_id: str | None = None) -> object:
 @router.post("/keys", response_model=CreatedKey, status_code=201, summary="Create a key (shown once)")
 async def create_key(body: KeyCreate, actor: Admin) -> CreatedKey:
     plaintext, key = await service.create_key(
-        actor.sessions, tenant_id=actor.tenant_id, spec=body, default_user_id=actor.principal.user_id
+        actor.sessions,
+        tenant_id=actor.tenant_id,
+        spec=body,
+        default_user_id=actor.principal.user_id,
+        grantable=actor.principal.scopes,
     )
     await actor.record("key.created", "key", key.id, {"prefix": key.prefix, **body.model_dump(mode="json")})
     return _created(plaintext, key)
@@ -160,7 +164,11 @@ async def update_key(key_id: str, body: KeyUpdate, actor: Admin) -> object:
 @router.post("/keys/{key_id}/rotate", response_model=CreatedKey, status_code=201, summary="Rotate a key")
 async def rotate_key(key_id: str, body: KeyRotate, actor: Admin) -> CreatedKey:
     plaintext, new, old = await service.rotate_key(
-        actor.sessions, tenant_id=actor.tenant_id, key_id=key_id, grace_s=body.grace_s
+        actor.sessions,
+        tenant_id=actor.tenant_id,
+        key_id=key_id,
+        grace_s=body.grace_s,
+        grantable=actor.principal.scopes,
     )
     await actor.invalidate("key", old.id)
     await actor.record(
