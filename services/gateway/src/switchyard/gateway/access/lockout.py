@@ -1,5 +1,6 @@
 """Key guessing is throttled: repeated authentication failures from one client address, or against one
-API-key prefix, block further attempts from it with 429 and Retry-After until the window ends.
+API-key prefix, block further attempts from it (a prefix: further wrong keys with it) with 429 and
+Retry-After until the window ends.
 
 Failures are counted with compare-and-set in the gateway's limits bucket (JetStream KV), so every replica
 counts the same attempts. The replica whose count reaches the limit writes a block (`authblock.<kind>.<id>`
@@ -90,32 +91,38 @@ class Lockout:
         return found
 
     async def check(self, attempt: Attempt) -> None:
-        """Raises 429 while the client or the key prefix is blocked."""
-        if not self._blocked:  # the usual case: nothing to look up
-            return
+        """Raises 429 while the client's address is blocked, whatever the credential: a guess that
+        succeeded must not show. A blocked key prefix is checked only once its key failed (`failed`)."""
+        if self._blocked:  # the usual case: nothing to look up
+            await self._refuse_if_blocked(attempt, f"client.{_token(attempt.client)}")
+
+    async def _refuse_if_blocked(self, attempt: Attempt, subject: str) -> None:
+        until = self._blocked.get(subject)
         now = time.time()
-        for subject in self._subjects(attempt):
-            until = self._blocked.get(subject)
-            if until is None:
-                continue
-            if until <= now:
-                self._blocked.pop(subject, None)
-                continue
-            if (subject, until) not in self._reported:
-                self._reported.add((subject, until))
-                await self._record(attempt, "too_many_auth_failures", throttled=True)
-            wait = max(math.ceil(until - now), 1)
-            AUTH_FAILURES.labels("too_many_auth_failures", attempt.credential).inc()
-            raise RateLimited(
-                f"Too many failed authentication attempts from this {subject.partition('.')[0]}; "
-                f"try again in {wait} s",
-                code="too_many_auth_failures",
-                headers={"retry-after": str(wait)},
-            )
+        if until is None:
+            return
+        if until <= now:
+            self._blocked.pop(subject, None)
+            return
+        if (subject, until) not in self._reported:
+            self._reported.add((subject, until))
+            await self._record(attempt, "too_many_auth_failures", throttled=True)
+        wait = max(math.ceil(until - now), 1)
+        AUTH_FAILURES.labels("too_many_auth_failures", attempt.credential).inc()
+        raise RateLimited(
+            f"Too many failed authentication attempts from this {subject.partition('.')[0]}; "
+            f"try again in {wait} s",
+            code="too_many_auth_failures",
+            headers={"retry-after": str(wait)},
+        )
 
     async def failed(self, attempt: Attempt, *, reason: str) -> None:
         """Counts a failure against the client and the key prefix (blocking either at its limit) and
-        records it."""
+        records it; 429 instead while the key's prefix is blocked. Only failures answer to a prefix's
+        block: its real key keeps working, or whoever saw a prefix (a listing, a log, these events)
+        could lock its tenant out from anywhere, and a guess at a 190-bit secret never succeeds."""
+        if attempt.key_prefix and self._blocked:
+            await self._refuse_if_blocked(attempt, f"prefix.{_token(attempt.key_prefix)}")
         now = time.time()
         if len(self._blocked) + len(self._reported) > KEEP_BLOCKS:
             self._blocked = {k: v for k, v in self._blocked.items() if v > now}
