@@ -173,6 +173,10 @@ class OidcVerifier:
             raise TokenRejected("token_claims_invalid", f"The token lacks the {cfg.org_claim!r} claim")
         if not isinstance(email, str) or "@" not in email:
             raise TokenRejected("token_claims_invalid", f"The token lacks the {cfg.email_claim!r} claim")
+        if claims.get("email_verified") in (False, "false"):  # OIDC Core 5.1; some send a string
+            raise TokenRejected(
+                "token_email_unverified", "The identity provider has not verified the token's email"
+            )
         role_claim = claims.get(cfg.role_claim)
         tenant = await self._tenant(org)
         if tenant is None:
