@@ -8,6 +8,7 @@ row. Bodies are empty or ids made up: the allowed answer is then a 400 or 404, s
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -354,3 +355,46 @@ async def test_another_organisations_objects_are_not_found(
         assert "custom_id" not in r.text and r.json()["error"]["type"] == "invalid_request_error"
     assert batch.status_code == 404, batch.text
     assert kept.status_code == 200
+
+
+async def test_a_keys_model_list_holds_on_every_route_that_names_a_model(
+    world: tuple[str, dict[str, str], Org, Org],
+) -> None:
+    base, callers, _, _ = world
+    other = "openai/gpt-4o-mini"
+    turn = [{"role": "user", "content": "hi"}]
+    gemini = {"contents": [{"parts": [{"text": "hi"}]}]}
+    asks: list[tuple[str, str, object]] = [
+        ("POST", "/v1/chat/completions", {"model": other, "messages": turn}),
+        ("POST", "/v1/completions", {"model": other, "prompt": "hi"}),
+        ("POST", "/v1/responses", {"model": other, "input": "hi"}),
+        ("POST", "/v1/responses/input_tokens", {"model": other, "input": "hi"}),
+        ("POST", "/v1/messages", {"model": other, "max_tokens": 5, "messages": turn}),
+        ("POST", "/v1/messages/count_tokens", {"model": other, "messages": turn}),
+        ("POST", "/v1/embeddings", {"model": other, "input": "hi"}),
+        ("POST", "/v1/tasks", {"model": other, "messages": turn}),
+        ("POST", f"/v1beta/models/{other}:generateContent", gemini),
+        ("POST", f"/v1beta/models/{other}:streamGenerateContent", gemini),
+        ("POST", f"/v1beta/models/{other}:countTokens", gemini),
+        ("POST", f"/v1beta/models/{other}:embedContent", {"content": {"parts": [{"text": "hi"}]}}),
+        ("POST", f"/v1/models/{other}:generateContent", gemini),
+    ]
+    async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+        made = await c.post(
+            "/v1/admin/keys", json={"name": "auto only", "models": ["auto"]}, headers=auth(callers["admin"])
+        )
+        narrow = made.json()["key"]
+        answers = {path: await c.request(m, path, json=body, headers=auth(narrow)) for m, path, body in asks}
+        shown = await c.get(f"/v1/models/{other}", headers=auth(narrow))
+    wrong = {p: (r.status_code, r.text[:160]) for p, r in answers.items() if r.status_code != 403}
+    assert wrong == {}
+    for r in answers.values():
+        assert "model_not_allowed" in r.text
+    assert shown.status_code == 403
+    refused: list[dict[str, object]] = []
+    async with connect(
+        base.replace("http://", "ws://") + "/v1/responses", additional_headers=auth(narrow)
+    ) as ws:
+        await ws.send(json.dumps({"type": "response.create", "model": other, "input": "hi"}))
+        refused.append(json.loads(await asyncio.wait_for(ws.recv(), 5)))
+    assert refused[0]["type"] == "error" and "model_not_allowed" in json.dumps(refused[0])
