@@ -108,8 +108,12 @@ def _unsigned(header: dict[str, Any], claims: dict[str, Any], secret: bytes | No
     return f"{signing}.{signature}"
 
 
+# the nats-server, the gateway, the identity provider, acme, globex, and umbrella with its platform operator
+World = tuple[NatsServer, str, IdP, Org, Org, tuple[Org, Org]]
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer, str, IdP, Org, Org]]:
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("sso")
     idp = IdP()
     idp.add("rsa-1")
@@ -127,23 +131,23 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer
         with gateways(server, db_url, tmp, env=env) as (base,):
             acme = asyncio.run(make_org(db_url, "acme", roles=("admin",), plan="pro"))
             globex = asyncio.run(make_org(db_url, "globex", roles=("admin",)))
-            yield server, base, idp, acme, globex
+            umbrella = asyncio.run(make_org(db_url, "umbrella", roles=("admin",)))
+            ops = asyncio.run(make_org(db_url, "ops", roles=("admin",), platform=True))
+            yield server, base, idp, acme, globex, (umbrella, ops)
     finally:
         server.stop()
         idp.stop()
 
 
 @pytest.fixture
-async def answerer(world: tuple[NatsServer, str, IdP, Org, Org]) -> AsyncIterator[Answerer]:
+async def answerer(world: World) -> AsyncIterator[Answerer]:
     me = await Answerer.start(world[0].url)
     yield me
     await me.close()
 
 
-async def test_good_tokens_work_end_to_end_as_the_same_principal(
-    world: tuple[NatsServer, str, IdP, Org, Org], answerer: Answerer
-) -> None:
-    _, base, idp, acme, _ = world
+async def test_good_tokens_work_end_to_end_as_the_same_principal(world: World, answerer: Answerer) -> None:
+    _, base, idp, acme, _, _ = world
     member = {"org": "acme", "email": "new.person@acme.test", "role": "member"}
     async with httpx.AsyncClient(base_url=base, timeout=10) as c:
         for kid, alg in (("rsa-1", "RS256"), ("ec-1", "ES256"), ("ed-1", "EdDSA")):
@@ -185,9 +189,9 @@ async def test_good_tokens_work_end_to_end_as_the_same_principal(
 
 
 async def test_bad_tokens_are_each_refused_with_a_clear_401(
-    world: tuple[NatsServer, str, IdP, Org, Org],
+    world: World,
 ) -> None:
-    server, base, idp, _, _ = world
+    server, base, idp, _, _, _ = world
     claims = {"org": "acme", "email": "x@acme.test"}
     now = int(time.time())
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -249,9 +253,9 @@ async def test_bad_tokens_are_each_refused_with_a_clear_401(
 
 
 async def test_a_disabled_users_tokens_stop_working_at_once(
-    world: tuple[NatsServer, str, IdP, Org, Org],
+    world: World,
 ) -> None:
-    _, base, idp, acme, _ = world
+    _, base, idp, acme, _, _ = world
     token = idp.token("ec-1", "ES256", org="acme", email="leaver@acme.test", role="member")
     async with httpx.AsyncClient(base_url=base, timeout=10) as c:
         assert (await c.get("/v1/models", headers=auth(token))).status_code == 200  # now cached
@@ -265,9 +269,9 @@ async def test_a_disabled_users_tokens_stop_working_at_once(
 
 
 async def test_a_rotated_key_is_fetched_on_first_sight_at_a_bounded_rate(
-    world: tuple[NatsServer, str, IdP, Org, Org],
+    world: World,
 ) -> None:
-    _, base, idp, _, _ = world
+    _, base, idp, _, _, _ = world
     claims = {"org": "globex", "email": "admin@globex.test"}
     idp.add("rsa-2", publish=False)
     async with httpx.AsyncClient(base_url=base, timeout=10) as c:
@@ -309,3 +313,21 @@ async def test_held_keys_outlive_an_identity_provider_outage() -> None:
     nobody = Jwks(issuer="http://127.0.0.1:9", min_refresh_s=60)
     with pytest.raises(JwksUnavailable):
         await nobody.key("k1")
+
+
+async def test_an_erased_organisation_gets_no_user_on_first_sight(world: World) -> None:
+    """Erasure disables every user and revokes every key: nobody may act for the organisation any more,
+    a newcomer its identity provider still names included."""
+    _, base, idp, _, _, (umbrella, ops) = world
+    async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+        before = idp.token("ec-1", "ES256", org="umbrella", email="early@umbrella.test", role="member")
+        assert (await c.get("/v1/models", headers=auth(before))).status_code == 200
+        erased = await c.post(f"/v1/admin/organizations/{umbrella.id}/erase", headers=auth(ops.keys["admin"]))
+        assert erased.status_code == 200, erased.text
+        newcomer = idp.token("ec-1", "ES256", org="umbrella", email="late@umbrella.test", role="admin")
+        after = await c.get("/v1/models", headers=auth(newcomer))
+        known = await c.get("/v1/models", headers=auth(before))
+        users = await c.get("/v1/admin/users", headers=auth(newcomer))
+    assert (after.status_code, after.json()["error"]["code"]) == (401, "organization_closed"), after.text
+    assert (known.status_code, known.json()["error"]["code"]) == (401, "user_disabled")
+    assert users.status_code == 401

@@ -66,7 +66,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "for OIDC tokens `invalid_token`, `token_expired`, `token_not_yet_valid`, `token_issuer_invalid`, "
         "`token_audience_invalid`, `token_signature_invalid`, `token_algorithm_not_allowed`, "
         "`token_key_unknown`, `token_claims_invalid`, `token_email_unverified`, `token_role_invalid`, "
-        "`unknown_organization`, `unknown_user`, `user_disabled`"
+        "`unknown_organization`, `organization_closed`, `unknown_user`, `user_disabled`"
     ),
     403: error_doc("The credential lacks the scope or role this needs"),
     404: error_doc("Not found (also: a resource of another organisation)"),

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jwt
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -215,6 +215,11 @@ class OidcVerifier:
             return user
         if not self.config.create_users:
             raise TokenRejected("unknown_user", "No user with this email in the organisation")
+        if await self._closed(tenant_id):
+            raise TokenRejected(
+                "organization_closed",
+                "This organisation is closed (its users are disabled): no user is added",
+            )
         try:
             user = await tenants.create_user(self.sessions, tenant_id=tenant_id, email=email, role=role)
         except IntegrityError:  # created by a concurrent first request
@@ -225,6 +230,14 @@ class OidcVerifier:
             return found
         await self._record_created(user, sub=sub)
         return user
+
+    async def _closed(self, tenant_id: str) -> bool:
+        """Whether every user of the organisation is disabled, as its erasure leaves it: nobody may act for
+        it any more, so nobody is added to it either (an admin's token would otherwise mint it keys)."""
+        users = select(User.id).where(User.tenant_id == tenant_id)
+        enabled = users.where(User.disabled_at.is_(None))
+        async with self.sessions() as s:
+            return bool(await s.scalar(select(and_(users.exists(), ~enabled.exists()))))
 
     async def _record_created(self, user: User, *, sub: str) -> None:
         """The admin event an admin's `POST /v1/admin/users` would record, with the token as the actor."""
