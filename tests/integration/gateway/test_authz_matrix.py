@@ -72,6 +72,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/v1beta/models"): "inference",
     ("GET", "/v1beta/models/{model}"): "inference",
     ("POST", "/v1beta/models/{target}"): "inference",
+    ("POST", "/v1/models/{target}"): "inference",  # Gemini's methods under /v1 (not in the document)
     ("POST", "/v1/files"): "inference",
     ("GET", "/v1/files"): "inference",
     ("GET", "/v1/files/{file_id}"): "inference",
