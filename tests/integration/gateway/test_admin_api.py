@@ -5,6 +5,7 @@ on every replica at once."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import httpx
 import nats
 import pytest
 
+from switchyard.cli.main import main
 from switchyard.cli.processes import NatsServer
 from switchyard.common import subjects
 from switchyard.common.envelope import decode
@@ -285,3 +287,55 @@ async def test_emergency_throttle(operator: tuple[str, Org]) -> None:
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "emergency_throttle"
     assert refused.headers["retry-after"] == "60"
     assert off.status_code == 200 and now.json() == {"requests_per_min": None, "global_limit": 10_000}
+
+
+async def test_an_organisations_plan_is_the_platform_operators(operator: tuple[str, Org]) -> None:
+    """An organisation admin set its own plan (enterprise: no daily budget) and gave its users any plan;
+    the plan is the operator's now, and a user's plan is at most the organisation's."""
+    base, ops = operator
+    async with httpx.AsyncClient(base_url=base) as c:
+        made = await c.post(
+            "/v1/admin/organizations",
+            json={"name": "hooli", "plan": "pro", "admin_email": "boss@hooli.test"},
+            headers=auth(ops.keys["admin"]),
+        )
+        org_id, admin = made.json()["organization"]["id"], auth(made.json()["key"]["key"])
+        own_plan = await c.patch("/v1/admin/organization", json={"plan": "enterprise"}, headers=admin)
+        own_budget = await c.patch("/v1/admin/organization", json={"monthly_budget_usd": 50}, headers=admin)
+        high_user = await c.post(
+            "/v1/admin/users", json={"email": "a@hooli.test", "plan": "enterprise"}, headers=admin
+        )
+        pro_user = await c.post(
+            "/v1/admin/users", json={"email": "b@hooli.test", "plan": "pro"}, headers=admin
+        )
+        by_admin = await c.patch(f"/v1/admin/organizations/{org_id}", json={"plan": "free"}, headers=admin)
+        by_operator = await c.patch(
+            f"/v1/admin/organizations/{org_id}", json={"plan": "free"}, headers=auth(ops.keys["admin"])
+        )
+        back_up = await c.patch(
+            f"/v1/admin/users/{pro_user.json()['id']}", json={"plan": "pro"}, headers=admin
+        )
+        now = (await c.get("/v1/admin/organization", headers=admin)).json()
+    for refused in (own_plan, high_user, by_admin, back_up):
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["type"] == "permission_error"
+    assert "platform operator" in own_plan.json()["error"]["message"]
+    assert "above their organisation's (free)" in back_up.json()["error"]["message"]
+    assert (own_budget.status_code, pro_user.status_code, by_operator.status_code) == (200, 201, 200)
+    assert (now["plan"], now["monthly_budget_usd"]) == ("free", 50)
+
+
+def test_switchyard_org_plan_sets_an_organisations_plan(
+    operator: tuple[str, Org], capsys: pytest.CaptureFixture[str]
+) -> None:
+    base, ops = operator
+    made = httpx.post(
+        f"{base}/v1/admin/organizations",
+        json={"name": "vandelay", "admin_email": "art@vandelay.test"},
+        headers=auth(ops.keys["admin"]),
+    ).json()
+    org_id = made["organization"]["id"]
+    assert main(["org", "--url", base, "--api-key", ops.keys["admin"], "plan", org_id, "pro"]) == 0
+    assert json.loads(capsys.readouterr().out)["plan"] == "pro"
+    with pytest.raises(SystemExit, match="403"):  # the organisation's own admin may not
+        main(["org", "--url", base, "--api-key", made["key"]["key"], "plan", org_id, "enterprise"])

@@ -116,6 +116,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("DELETE", "/v1/admin/webhooks/{webhook_id}"): "admin",
     ("POST", "/v1/admin/organizations"): "platform",
     ("POST", "/v1/admin/organizations/{org_id}/erase"): "platform",
+    ("PATCH", "/v1/admin/organizations/{org_id}"): "platform",
     ("GET", "/v1/admin/throttle"): "platform",
     ("PUT", "/v1/admin/throttle"): "platform",
 }
@@ -130,6 +131,7 @@ BODIES: dict[tuple[str, str], object] = {
     ("PATCH", "/v1/admin/users/{user_id}"): {"role": "nobody"},
     ("POST", "/v1/admin/webhooks"): {"url": "not a url"},
     ("POST", "/v1/admin/organizations"): {"name": ""},
+    ("PATCH", "/v1/admin/organizations/{org_id}"): {"plan": None},
     ("PUT", "/v1/admin/throttle"): {"requests_per_min": -1},
     ("POST", "/v1/feedback"): {"task_id": "task-made-up", "rating": "good"},
 }

@@ -1,7 +1,11 @@
-"""`switchyard org erase ORG_ID`: erase an organisation's stored content through the gateway's admin API
-(the platform operator's key): its keys revoked, its users disabled, its stored responses, conversations,
-files, batches and cached answers deleted, one audit ledger event recording the counts. Run it again to
-finish an interrupted erasure: it erases what is left."""
+"""Organisations, through the gateway's admin API with the platform operator's key.
+
+`switchyard org plan ORG_ID PLAN`: set an organisation's plan (its users' daily budgets, caches and
+guardrails), which only the operator may (`PATCH /v1/admin/organizations/{id}`).
+
+`switchyard org erase ORG_ID`: erase an organisation's stored content: its keys revoked, its users disabled,
+its stored responses, conversations, files, batches and cached answers deleted, one audit ledger event
+recording the counts. Run it again to finish an interrupted erasure: it erases what is left."""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import argparse
 import json
 
 from switchyard.cli.keys_cmd import admin_options, call
+
+PLANS = ("free", "pro", "enterprise")  # the gateway's (access/roles.py), which the CLI does not import
 
 ERASE_TIMEOUT_S = 600.0  # an organisation of many records and files: each is read and purged
 
@@ -23,6 +29,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     erase.add_argument("org_id", help="the organisation's id (GET /v1/admin/organization shows it)")
     erase.add_argument("--yes", action="store_true", help="required: the erasure cannot be undone")
     erase.set_defaults(func=_erase)
+    plan = cmds.add_parser("plan", help="set an organisation's plan (free, pro, enterprise)")
+    plan.add_argument("org_id", help="the organisation's id (GET /v1/admin/organization shows it)")
+    plan.add_argument("plan", choices=PLANS)
+    plan.set_defaults(func=_plan)
+
+
+def _plan(args: argparse.Namespace) -> int:
+    org = call(args, "PATCH", f"/v1/admin/organizations/{args.org_id}", json={"plan": args.plan})
+    print(json.dumps(org, indent=2))
+    return 0
 
 
 def _erase(args: argparse.Namespace) -> int:

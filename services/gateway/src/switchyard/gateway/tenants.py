@@ -225,7 +225,7 @@ class KeyVerifier:
             key_prefix=prefix,
             role=role,
             scopes=roles.effective_scopes(role, key.scopes),
-            plan=(user.plan if user is not None and user.plan else tenant.plan),
+            plan=roles.plan_of(user.plan if user is not None else None, tenant.plan),
             org_monthly_budget_usd=tenant.monthly_budget_usd,
             platform=tenant.platform,
             expires_at=expires_at,

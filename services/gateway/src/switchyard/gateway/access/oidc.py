@@ -194,7 +194,7 @@ class OidcVerifier:
             key_prefix="jwt",
             role=role,
             scopes=roles.ROLE_SCOPES.get(role, frozenset()),
-            plan=user.plan or tenant.plan,
+            plan=roles.plan_of(user.plan, tenant.plan),
             org_monthly_budget_usd=tenant.monthly_budget_usd,
             platform=tenant.platform,
             expires_at=datetime.fromtimestamp(float(claims["exp"]), UTC),

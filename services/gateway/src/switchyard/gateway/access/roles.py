@@ -35,5 +35,19 @@ def effective_scopes(role: str, key_scopes: str | frozenset[str]) -> frozenset[s
     return wanted & ROLE_SCOPES.get(role, frozenset())
 
 
+def plan_of(user_plan: str | None, org_plan: str) -> str:
+    """The plan a user acts under: their own, never above their organisation's (whose plan the platform
+    operator sets), else the organisation's. A user given a higher plan before their organisation was moved
+    to a lower one gets the organisation's."""
+    if not user_plan:
+        return org_plan
+    return min(user_plan, org_plan, key=lambda plan: PLANS.index(plan) if plan in PLANS else 0)
+
+
+def above(plan: str, ceiling: str) -> bool:
+    """Whether `plan` is above `ceiling` (free < pro < enterprise)."""
+    return PLANS.index(plan) > PLANS.index(ceiling)
+
+
 def default_scopes(role: str) -> str:
     return " ".join(s for s in SCOPES if s in ROLE_SCOPES[role])

@@ -28,6 +28,7 @@ from switchyard.gateway.access.models import (
 from switchyard.gateway.access.spend import key_spend
 from switchyard.gateway.auth import require
 from switchyard.gateway.cache.exact import left_cache
+from switchyard.gateway.errors import PermissionDenied
 from switchyard.gateway.openapi import ERRORS
 from switchyard.gateway.state import gateway_of
 
@@ -46,12 +47,48 @@ async def get_organization(actor: Reader) -> object:
     return await service.get_organization(actor.sessions, tenant_id=actor.tenant_id)
 
 
-@router.patch("/organization", response_model=OrganizationOut, summary="Change the plan or monthly budget")
+@router.patch(
+    "/organization",
+    response_model=OrganizationOut,
+    summary="Change the monthly budget (the plan: the platform operator's organisation only)",
+)
 async def update_organization(body: OrganizationUpdate, actor: Admin) -> object:
-    org = await service.update_organization(actor.sessions, tenant_id=actor.tenant_id, changes=body)
+    if "plan" in body.model_fields_set and not actor.principal.platform:
+        raise PermissionDenied(
+            "an organisation's plan (its users' daily budgets, caches and guardrails) is set by the platform "
+            "operator (PATCH /v1/admin/organizations/{id}); its admins set its monthly_budget_usd"
+        )
+    return await _update_organization(actor, actor.tenant_id, body)
+
+
+@router.patch(
+    "/organizations/{org_id}",
+    response_model=OrganizationOut,
+    summary="Change an organisation's plan or monthly budget (platform operator only)",
+)
+async def update_any_organization(org_id: str, body: OrganizationUpdate, actor: Operator) -> object:
+    return await _update_organization(actor, org_id, body)
+
+
+async def _update_organization(actor: Actor, org_id: str, body: OrganizationUpdate) -> object:
+    org = await service.update_organization(actor.sessions, tenant_id=org_id, changes=body)
     await actor.invalidate("org", org.id)
-    await actor.record("organization.updated", "organization", org.id, service.changed_fields(body))
+    changed = service.changed_fields(body)
+    await actor.record("organization.updated", "organization", org.id, changed, tenant_id=org.id)
     return org
+
+
+async def _plan_allowed(actor: Actor, plan: str | None) -> None:
+    """A user's plan is at most their organisation's: an organisation admin cannot give its users budgets,
+    caches or guardrails of a plan the platform operator did not give the organisation."""
+    if plan is None or actor.principal.platform:
+        return
+    org = await service.get_organization(actor.sessions, tenant_id=actor.tenant_id)
+    if roles.above(plan, org.plan):
+        raise PermissionDenied(
+            f"a user's plan cannot be above their organisation's ({org.plan}); "
+            "the platform operator sets the organisation's"
+        )
 
 
 @router.post(
@@ -102,6 +139,7 @@ async def list_users(actor: Reader) -> object:
 
 @router.post("/users", response_model=UserOut, status_code=201, summary="Add a user")
 async def create_user(body: UserCreate, actor: Admin) -> object:
+    await _plan_allowed(actor, body.plan)
     user = await service.create_user(actor.sessions, tenant_id=actor.tenant_id, spec=body)
     await actor.record("user.created", "user", user.id, body.model_dump(mode="json"))
     return user
@@ -114,6 +152,7 @@ async def get_user(user_id: str, actor: Reader) -> object:
 
 @router.patch("/users/{user_id}", response_model=UserOut, summary="Change a user's role, plan or name")
 async def update_user(user_id: str, body: UserUpdate, actor: Admin) -> object:
+    await _plan_allowed(actor, body.plan)
     user = await service.update_user(actor.sessions, tenant_id=actor.tenant_id, user_id=user_id, changes=body)
     await actor.invalidate("user", user.id)
     await actor.record("user.updated", "user", user.id, service.changed_fields(body))
