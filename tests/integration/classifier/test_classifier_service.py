@@ -30,6 +30,7 @@ from switchyard.common.events.tasks import TASK_TYPES
 from tests.support.bus_services import BusService
 
 pytestmark = pytest.mark.integration
+TENANTS = ("acme", "globex")
 
 
 @pytest.fixture
@@ -53,10 +54,10 @@ async def client(classifier: NatsServer) -> AsyncIterator[nats.NATS]:
     await nc.close()
 
 
-def _task(task_id: str, prompt: str, **kw: object) -> TaskSubmitted:
+def _task(task_id: str, prompt: str, *, tenant: str = "acme", **kw: object) -> TaskSubmitted:
     return TaskSubmitted(
         task_id=task_id,
-        tenant_id="acme",
+        tenant_id=tenant,
         request=ChatRequest(messages=[{"role": "user", "content": prompt}]),
         submitted_at=datetime.now(UTC),
         **kw,
@@ -156,7 +157,7 @@ async def test_a_tasks_classification_does_not_depend_on_the_tasks_batched_with_
     publisher = bus.EventPublisher(client.jetstream(), source="test/gateway")
     await asyncio.gather(
         *(
-            publisher.publish(_task(f"t{i}", prompt), tenant_id=("acme", "globex")[i % 2])
+            publisher.publish(_task(f"t{i}", prompt, tenant=TENANTS[i % 2]), tenant_id=TENANTS[i % 2])
             for i, prompt in enumerate(BATCHED_PROMPTS)
         )
     )

@@ -16,7 +16,7 @@ import pytest
 
 from switchyard.cli.processes import NatsServer
 from switchyard.common import bus, dlq, subjects
-from switchyard.common.envelope import CloudEvent
+from switchyard.common.envelope import CloudEvent, encode
 from switchyard.common.errors import SwitchyardError
 from switchyard.common.events import ChatRequest, TaskSubmitted
 
@@ -50,6 +50,35 @@ def _cli(nats_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+async def _consume(
+    url: str,
+    consumer: subjects.Consumer,
+    service: str,
+    handler: Any,
+    *,
+    expected: list[type[TaskSubmitted]] | None,
+) -> tuple[Any, bus.EventPublisher]:
+    """`handler` subscribed as `service`'s consumer on a connected broker, with the publisher it dead-letters
+    through."""
+    broker = bus.make_broker(url, name=f"{consumer.durable}-test")
+    publisher: list[bus.EventPublisher] = []
+    bus.subscribe(
+        broker,
+        consumer=consumer,
+        service=service,
+        publisher=lambda: publisher[0],
+        expected=expected,
+        handler=handler,
+    )
+    await broker.connect()
+    js = bus.jetstream(broker)
+    await bus.ensure_streams(js)
+    publisher.append(bus.EventPublisher(js, source="test"))
+    await broker.start()
+    await bus.start_consumers(broker)
+    return broker, publisher[0]
+
+
 async def _wait_for(predicate: Any, timeout: float = 15.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not await predicate():
@@ -69,24 +98,10 @@ async def test_a_dead_letter_is_listed_with_its_reason_and_replayed_once_fixed(
             raise SwitchyardError("the database is down", code="db_unavailable", retryable=True)
         handled.append(event.id)
 
-    broker = bus.make_broker(nats_server.url, name="dlq-test")
-    publisher: list[bus.EventPublisher] = []
-    bus.subscribe(
-        broker,
-        consumer=CONSUMER,
-        service="probe",
-        publisher=lambda: publisher[0],
-        expected=[TaskSubmitted],
-        handler=handler,
-    )
-    await broker.connect()
+    broker, publisher = await _consume(nats_server.url, CONSUMER, "probe", handler, expected=[TaskSubmitted])
     js = bus.jetstream(broker)
-    await bus.ensure_streams(js)
-    publisher.append(bus.EventPublisher(js, source="test"))
-    await broker.start()
-    await bus.start_consumers(broker)
     try:
-        event_id = await publisher[0].publish(_task("t-dlq-1"), tenant_id="acme")
+        event_id = await publisher.publish(_task("t-dlq-1"), tenant_id="acme")
         letters: list[dlq.DeadLetter] = []
 
         async def dead_lettered() -> bool:
@@ -137,3 +152,47 @@ async def test_replay_refuses_an_ambiguous_request_and_an_unknown_sequence(nats_
     assert unknown.returncode == 1 and "no dead letter with sequence 999" in unknown.stderr
     empty = _cli(nats_server.url, "list")
     assert empty.returncode == 0 and "no dead letters" in empty.stdout
+
+
+async def test_an_event_on_a_wrong_subject_or_naming_two_tenants_is_dead_lettered_not_handled(
+    nats_server: NatsServer,
+) -> None:
+    """Two mistakes another system can make on the bus: a typo in the subject (the stream takes it, and
+    only a consumer of everything, as the audit's, sees it) and a CloudEvents `tenantid` other than the
+    task's `tenant_id`. Neither is handled (the ledger would have recorded a task nobody runs); each is a
+    dead letter saying why."""
+    handled: list[str] = []
+
+    async def handler(event: CloudEvent, payload: Any) -> None:
+        handled.append(event.id)
+
+    everything = subjects.Consumer(
+        "dlq-everything-probe", subjects.STREAM_EVENTS, f"{subjects.PREFIX}.task.>"
+    )
+    broker, publisher = await _consume(nats_server.url, everything, "everything", handler, expected=None)
+    js = bus.jetstream(broker)
+    try:
+        typo_id, typo = encode(_task("t-typo"), source="urn:other", tenant_id="acme")
+        await js.publish(f"{subjects.PREFIX}.task.submited", typo, headers={"Nats-Msg-Id": typo_id})
+        two_id, two = encode(_task("t-two"), source="urn:other", tenant_id="globex")
+        await js.publish(subjects.TASK_SUBMITTED, two, headers={"Nats-Msg-Id": two_id})
+        good = await publisher.publish(_task("t-good"), tenant_id="acme")
+        letters: list[dlq.DeadLetter] = []
+
+        async def both_dead_lettered() -> bool:
+            letters[:] = [x async for x in dlq.scan(js, service="everything")]
+            return len(letters) == 2 and handled == [good]
+
+        await _wait_for(both_dead_lettered)
+        reasons = {
+            letter.event_id: (letter.code, letter.reason, letter.original_subject) for letter in letters
+        }
+        assert (
+            reasons[typo_id][0] == "invalid_event"
+            and reasons[typo_id][2] == f"{subjects.PREFIX}.task.submited"
+        )
+        assert f"is published on {subjects.TASK_SUBMITTED}" in reasons[typo_id][1]
+        assert "tenantid 'globex'" in reasons[two_id][1]
+    finally:
+        await bus.stop_consumers(broker)
+        await broker.stop()

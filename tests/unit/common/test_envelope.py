@@ -9,7 +9,14 @@ import pytest
 
 from switchyard.common.envelope import MAX_EVENT_BYTES, decode, encode, written
 from switchyard.common.errors import InvalidEvent
-from switchyard.common.events import ChatMessage, ChatRequest, TaskClassified, TaskSubmitted
+from switchyard.common.events import (
+    ChatMessage,
+    ChatRequest,
+    Classification,
+    TaskClassified,
+    TaskFailed,
+    TaskSubmitted,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -20,6 +27,12 @@ def _task() -> TaskSubmitted:
         tenant_id="acme",
         request=ChatRequest(messages=[ChatMessage(role="user", content="hello")]),
         submitted_at=datetime(2026, 11, 22, tzinfo=UTC),
+    )
+
+
+def _classification() -> Classification:
+    return Classification(
+        type="chitchat", confidence=1.0, complexity=0.1, urgency=0.1, model_version="v", latency_ms=1.0
     )
 
 
@@ -100,3 +113,52 @@ def test_writing_a_large_payload_sets_off_no_collection_and_data_written_once_is
     assert collections in ([], [0]) and gc.isenabled()  # at most one young collection, of what was left
     _, as_written = encode(task, source="t", event_id="e1", data=written(task))
     assert decode(as_written)[1] == decode(dumped)[1] == task
+
+
+def test_a_tenantid_that_disagrees_with_the_payloads_tenant_is_refused() -> None:
+    # Another system's event whose CloudEvents `tenantid` names one tenant and its data another: readers
+    # that route on the extension and the services (which read the data) would disagree about whose it is.
+    _, raw = encode(_task(), source="s", tenant_id="other")
+    with pytest.raises(InvalidEvent) as err:
+        decode(raw, (TaskSubmitted,))
+    assert "tenantid 'other'" in err.value.message and "'acme'" in err.value.message
+    _, nested = encode(
+        TaskClassified(task=_task(), classification=_classification()), source="s", tenant_id="other"
+    )
+    with pytest.raises(InvalidEvent):
+        decode(nested)
+    _, without = encode(_task(), source="s")  # the extension is optional
+    assert decode(without, (TaskSubmitted,))[1] == _task()
+
+
+@pytest.mark.parametrize(
+    ("subject", "fragment"),
+    [
+        (
+            "switchyard.task.submited",
+            "is published on switchyard.task.submitted, not switchyard.task.submited",
+        ),
+        ("switchyard.task.routed", "not switchyard.task.routed"),
+    ],
+)
+def test_an_event_on_another_subject_than_its_types_is_refused(subject: str, fragment: str) -> None:
+    _, raw = encode(_task(), source="s", tenant_id="acme")
+    with pytest.raises(InvalidEvent) as err:
+        decode(raw, subject=subject)
+    assert fragment in err.value.message
+    assert decode(raw, subject="switchyard.task.submitted")[1] == _task()
+
+
+def test_a_result_is_accepted_only_on_its_own_tasks_result_subject() -> None:
+    failed = TaskFailed(
+        task_id="t1",
+        tenant_id="acme",
+        error_code="x",
+        error_message="y",
+        failed_at=datetime(2026, 12, 6, tzinfo=UTC),
+    )
+    _, raw = encode(failed, source="s", tenant_id="acme")
+    assert decode(raw, subject="switchyard.result.t1")[1] == failed
+    with pytest.raises(InvalidEvent) as err:
+        decode(raw, subject="switchyard.result.t2")
+    assert "switchyard.result.t1" in err.value.message

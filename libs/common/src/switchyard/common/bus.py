@@ -357,7 +357,7 @@ def subscribe(
 
     async def settle(raw: Msg, delivered: int) -> None:
         try:
-            event, payload = decode(raw.data, expected_types)
+            event, payload = decode(raw.data, expected_types, subject=raw.subject)
         except InvalidEvent as exc:
             log.warning("dead-lettering invalid event on %s: %s", raw.subject, exc.message)
             await dead_letter(publisher(), service=service, raw=raw, reason=exc.message, code=exc.code)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from switchyard.common import collector
 from switchyard.common.errors import InvalidEvent
 from switchyard.common.events.base import EventPayload
-from switchyard.common.events.registry import event_model
+from switchyard.common.events.registry import event_model, subject_of, tenant_of
 from switchyard.common.ids import new_id
 
 CONTENT_TYPE = "application/cloudevents+json"
@@ -123,9 +123,29 @@ def decode_payload(event: CloudEvent, expected: tuple[type[P], ...] | None = Non
         raise InvalidEvent(f"invalid {event.type} payload: {_summarise(exc)}") from exc
 
 
-def decode(raw: bytes, expected: tuple[type[P], ...] | None = None) -> tuple[CloudEvent, EventPayload]:
+def decode(
+    raw: bytes, expected: tuple[type[P], ...] | None = None, *, subject: str | None = None
+) -> tuple[CloudEvent, EventPayload]:
+    """`subject`: the one it came on, which must be its type's (see `placed`)."""
     event = decode_envelope(raw)
-    return event, decode_payload(event, expected)
+    payload = decode_payload(event, expected)
+    placed(event, payload, subject=subject)
+    return event, payload
+
+
+def placed(event: CloudEvent, payload: EventPayload, *, subject: str | None) -> None:
+    """Refuses an event that says two things: a CloudEvents `tenantid` other than its payload's tenant
+    (readers that go by the extension and the services, which go by the payload, would disagree on whose
+    it is), or a subject other than its type's (a typo'd subject is stored by the stream and seen only by
+    a consumer of everything, the audit's, which would record a task that nobody runs)."""
+    tenant = tenant_of(payload)
+    if event.tenantid is not None and tenant is not None and event.tenantid != tenant:
+        raise InvalidEvent(
+            f"the event's tenantid {event.tenantid!r} is not its payload's tenant_id {tenant!r}"
+        )
+    wanted = subject_of(payload)
+    if subject is not None and wanted is not None and subject != wanted:
+        raise InvalidEvent(f"a {event.type} event is published on {wanted}, not {subject}")
 
 
 def _summarise(exc: ValidationError) -> str:

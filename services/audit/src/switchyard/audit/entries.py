@@ -32,6 +32,7 @@ from switchyard.common.events.admin import AdminActionRecorded
 from switchyard.common.events.base import EventPayload
 from switchyard.common.events.feedback import TaskFeedback
 from switchyard.common.events.gateway import AuthFailureRecorded, GuardrailTriggered, TaskCancelled
+from switchyard.common.events.registry import tenant_of
 from switchyard.common.logs import redact
 
 SUCCESS = "success"
@@ -62,7 +63,7 @@ def draft_for(event: CloudEvent, payload: EventPayload) -> EntryDraft:
     return EntryDraft(
         event_id=event.id,
         occurred_at=when or event.time or datetime.now(UTC),
-        tenant_id=(_tenant(payload) or event.tenantid or UNKNOWN_TENANT)[:64],
+        tenant_id=(tenant_of(payload) or event.tenantid or UNKNOWN_TENANT)[:64],
         actor=actor[:200],
         action=(action or _action_of(event.type))[:64],
         resource=(resource or (f"task/{event.subject}" if event.subject else f"event/{event.id}"))[:200],
@@ -314,13 +315,6 @@ def _submitter(p: TaskSubmitted) -> str:
 def _service(source: str) -> str:
     prefix = "switchyard/"
     return f"service:{source[len(prefix) :]}" if source.startswith(prefix) else f"source:{source}"
-
-
-def _tenant(p: EventPayload) -> str | None:
-    if isinstance(p, TaskClassified | TaskRouted):
-        return p.task.tenant_id
-    value = getattr(p, "tenant_id", None)
-    return value if isinstance(value, str) else None
 
 
 def _action_of(event_type: str) -> str:

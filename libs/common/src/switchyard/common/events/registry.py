@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from switchyard.common import subjects
 from switchyard.common.events.admin import AdminActionRecorded
 from switchyard.common.events.base import EventPayload
 from switchyard.common.events.billing import BudgetAlert, UsageRecorded
@@ -42,3 +43,18 @@ def event_model(event_type: str) -> type[EventPayload] | None:
 
 def event_type_of(payload: EventPayload) -> str:
     return type(payload).EVENT_TYPE
+
+
+def subject_of(payload: EventPayload) -> str | None:
+    """The one subject `payload` is published on: its type's, or its task's result subject."""
+    if isinstance(payload, TaskCompleted | TaskFailed):
+        return subjects.result_subject(payload.task_id)
+    return type(payload).SUBJECT
+
+
+def tenant_of(payload: EventPayload) -> str | None:
+    """The tenant `payload` belongs to, where it names one (a classified or routed task: its task's)."""
+    if isinstance(payload, TaskClassified | TaskRouted):
+        return payload.task.tenant_id
+    value = getattr(payload, "tenant_id", None)
+    return value if isinstance(value, str) else None
