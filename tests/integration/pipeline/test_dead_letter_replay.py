@@ -196,3 +196,34 @@ async def test_an_event_on_a_wrong_subject_or_naming_two_tenants_is_dead_lettere
     finally:
         await bus.stop_consumers(broker)
         await broker.stop()
+
+
+async def test_a_listing_cut_at_its_limit_says_where_the_rest_begins(nats_server: NatsServer) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        await bus.ensure_streams(js)
+        for i in range(3):
+            await js.publish(
+                subjects.dlq_subject("probe"),
+                b"{}",
+                headers={
+                    "Nats-Msg-Id": f"dlq-probe-{i}",
+                    "Switchyard-Dlq-Service": "probe",
+                    "Switchyard-Dlq-Code": "invalid_event",
+                    "Switchyard-Dlq-Reason": f"bad {i}",
+                    "Switchyard-Dlq-Subject": subjects.TASK_SUBMITTED,
+                    "Switchyard-Dlq-Stream-Seq": str(i + 1),
+                },
+            )
+    finally:
+        await nc.close()
+    cut = _cli(nats_server.url, "list", "--limit", "2", "--json")
+    assert cut.returncode == 0, cut.stderr
+    assert [orjson.loads(line)["seq"] for line in cut.stdout.splitlines()] == [
+        1,
+        2,
+    ]  # stdout stays JSON lines
+    assert "more dead letters from sequence 3 (--from-seq 3)" in cut.stderr
+    whole = _cli(nats_server.url, "list", "--limit", "3")
+    assert whole.returncode == 0 and "more dead letters" not in whole.stderr

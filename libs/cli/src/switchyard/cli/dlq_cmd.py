@@ -33,7 +33,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     listing = cmds.add_parser("list", help="dead letters with their reasons, oldest first")
     listing.add_argument("--service", help="only those this service rejected")
     listing.add_argument("--from-seq", type=int, default=1, help="start at this DLQ sequence")
-    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument(
+        "--limit", type=int, default=100, help="at most this many (default 100); stderr says where more begin"
+    )
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     listing.set_defaults(func=_list)
 
@@ -73,12 +75,17 @@ def _run(args: argparse.Namespace, work: Callable[[JetStreamContext], Awaitable[
 
 def _list(args: argparse.Namespace) -> int:
     async def work(js: JetStreamContext) -> list[dlq.DeadLetter]:
-        return [
+        return [  # one more than shown: whether the listing was cut
             letter
-            async for letter in dlq.scan(js, service=args.service, start_seq=args.from_seq, limit=args.limit)
+            async for letter in dlq.scan(
+                js, service=args.service, start_seq=args.from_seq, limit=args.limit + 1
+            )
         ]
 
     letters = _run(args, work)
+    if len(letters) > args.limit:
+        rest = letters.pop().seq
+        print(f"(more dead letters from sequence {rest} (--from-seq {rest}))", file=sys.stderr)
     if args.json:
         for letter in letters:
             sys.stdout.write(orjson.dumps(letter.summary()).decode() + "\n")
