@@ -105,6 +105,14 @@ def test_secrets_are_redacted_from_log_text(secret: str) -> None:
     assert secret.split()[-1] not in out
 
 
+def test_a_urls_password_is_redacted_and_the_rest_kept() -> None:
+    # The services log their NATS URL at start, which carries the bus user's password when NATS has users
+    # (deploy/nats/integrator-permissions.conf).
+    out = redact("switchyard-gateway ready (nats nats://switchyard:s3cr3t-Pa55@nats:4222)")
+    assert out == "switchyard-gateway ready (nats nats://switchyard:[REDACTED]@nats:4222)"
+    assert redact("nats://nats:4222 and tls://user@host:4222") == "nats://nats:4222 and tls://user@host:4222"
+
+
 def test_chunk_wire_format_round_trips_compactly() -> None:
     raw = encode_chunk(Chunk(seq=0, delta="Hi"))
     assert raw == b'{"seq":0,"delta":"Hi"}'

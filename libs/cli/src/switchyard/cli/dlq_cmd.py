@@ -17,6 +17,7 @@ from nats.js import JetStreamContext
 
 from switchyard.cli.devstack import StackSettings
 from switchyard.common import dlq
+from switchyard.common.logs import redact
 
 T = TypeVar("T")
 
@@ -64,7 +65,7 @@ def _run(args: argparse.Namespace, work: Callable[[JetStreamContext], Awaitable[
                 url, connect_timeout=5, max_reconnect_attempts=1, allow_reconnect=False, error_cb=quiet
             )
         except (OSError, nats.errors.Error) as exc:
-            raise SystemExit(f"cannot reach NATS at {url}: {exc}") from None
+            raise SystemExit(redact(f"cannot reach NATS at {url}: {exc}")) from None
         try:
             return await work(nc.jetstream())
         finally:

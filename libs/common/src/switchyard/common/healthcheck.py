@@ -58,7 +58,9 @@ async def check_ping(nats_url: str, service: str, *, instance: str, timeout_s: f
             nats_url, connect_timeout=timeout_s, max_reconnect_attempts=0, allow_reconnect=False
         )
     except Exception as exc:
-        return f"cannot connect to NATS at {nats_url}: {exc}"
+        from switchyard.common.logs import redact  # only here: a probe that passes stays quick to start
+
+        return redact(f"cannot connect to NATS at {nats_url}: {exc}")  # the URL may carry a password
     try:
         replies: asyncio.Queue[bytes | None] = asyncio.Queue()
 

@@ -22,6 +22,8 @@ _SECRET_PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}"),
     re.compile(r"(?i)(x-(?:goog-)?api-key[\"':\s=]+)[A-Za-z0-9._\-]{8,}"),
     re.compile(r"([?&]key=)[^&\s'\"]+"),  # a key in a URL (Gemini's `?key=`), as HTTP errors quote URLs
+    # a URL's password (`nats://user:password@host`, as SWITCHYARD_NATS_URL carries when NATS has users)
+    re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@]+:)[^\s/@]+(?=@)"),
 )
 
 
