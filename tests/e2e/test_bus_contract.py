@@ -166,3 +166,25 @@ async def test_another_system_cancels_its_task_on_the_bus(stack: RunningStack) -
     assert result["type"] == "switchyard.task.failed.v1", result["type"]
     assert result["data"]["error_code"] == "task_cancelled"
     await nc.close()
+
+
+async def test_a_task_the_pipeline_cannot_read_is_answered_with_its_reason(stack: RunningStack) -> None:
+    """Another system's task with a mistake in it (here: `messages` misspelt) names its task and tenant:
+    its submitter hears `switchyard.task.failed.v1` with the reason at once, instead of waiting for a result
+    that never comes, and the event is still a dead letter."""
+    nc = await nats.connect(stack.nats_url)
+    task_id = uuid.uuid4().hex
+    results = await nc.subscribe(f"switchyard.result.{task_id}")
+    event = _task_event("bus-tenant", task_id)
+    request = event["data"]["request"]  # type: ignore[index]
+    request["mesages"] = request.pop("messages")
+    await nc.jetstream().publish(
+        "switchyard.task.submitted", orjson.dumps(event), headers={"Nats-Msg-Id": str(event["id"])}
+    )
+    result = orjson.loads((await results.next_msg(timeout=30)).data)
+    assert result["type"] == "switchyard.task.failed.v1" and result["tenantid"] == "bus-tenant"
+    assert result["data"]["task_id"] == task_id and result["data"]["error_code"] == "invalid_event"
+    assert "messages" in result["data"]["error_message"]
+    with pytest.raises(nats.errors.TimeoutError):
+        await results.next_msg(timeout=2)  # one answer
+    await nc.close()

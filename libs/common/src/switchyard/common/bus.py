@@ -316,6 +316,7 @@ def subscribe(
     heartbeat_s: float | None = None,
     batch_size: int | None = None,
     gather_s: float = 0.0,
+    on_invalid: Callable[[bytes, InvalidEvent], Awaitable[None]] | None = None,
 ) -> None:
     """Registers `handler` as a durable pull consumer with manual, deliberate acknowledgement; it runs
     between `start_consumers(broker)` and `stop_consumers(broker)` (the service lifecycle calls both).
@@ -327,6 +328,7 @@ def subscribe(
     a message waiting in one replica's buffer is neither running nor available to another replica).
     `gather_s` trades that much delivery latency for one wake-up per burst (see `consumer.py`): for
     consumers off the request path whose handlers batch their writes.
+    `on_invalid` hears each invalid event once it is dead-lettered (to tell its sender, where it can).
     """
     expected_types = tuple(expected) if expected is not None else None
     config = ConsumerConfig(
@@ -361,6 +363,11 @@ def subscribe(
         except InvalidEvent as exc:
             log.warning("dead-lettering invalid event on %s: %s", raw.subject, exc.message)
             await dead_letter(publisher(), service=service, raw=raw, reason=exc.message, code=exc.code)
+            if on_invalid is not None:
+                try:
+                    await on_invalid(raw.data, exc)
+                except Exception:  # the dead letter holds it: a lost courtesy, not a lost event
+                    log.exception("could not answer the invalid event on %s", raw.subject)
             await raw.term()
             return
         try:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime
 
-from switchyard.classifier import metrics, reuse
+from switchyard.classifier import invalid, metrics, reuse
 from switchyard.classifier.batcher import MicroBatcher
 from switchyard.classifier.classify import (
     Classifier,
@@ -17,6 +18,7 @@ from switchyard.classifier.classify import (
 from switchyard.classifier.config import ClassifierSettings
 from switchyard.common import bus, ids, subjects, tracing
 from switchyard.common.envelope import CloudEvent
+from switchyard.common.errors import InvalidEvent
 from switchyard.common.events import Classification, TaskClassified, TaskSubmitted
 from switchyard.common.service import Service, create_service, run_service
 
@@ -88,6 +90,19 @@ def create(settings: ClassifierSettings, classifier: Classifier | None = None) -
         )
         await publish(event, task, result)
 
+    async def on_invalid(raw: bytes, exc: InvalidEvent) -> None:
+        reply = invalid.answer(raw, exc.message, now=datetime.now(UTC))
+        if reply is None:
+            return
+        log.info("task %s is invalid; its submitter is told: %s", reply.failed.task_id, exc.message)
+        await service.events().publish(
+            reply.failed,
+            subject=reply.subject,
+            event_id=reply.event_id,
+            tenant_id=reply.failed.tenant_id,
+            event_subject=reply.failed.task_id,
+        )
+
     bus.subscribe(
         service.broker,
         consumer=subjects.CLASSIFIER_CONSUMER,
@@ -97,6 +112,7 @@ def create(settings: ClassifierSettings, classifier: Classifier | None = None) -
         handler=on_submitted,
         max_workers=settings.classifier_workers,
         description="Classifies each submitted task: type, complexity and urgency.",
+        on_invalid=on_invalid,
     )
     log.info("classifier model %s", classifier.model_version)
     return service

@@ -1,0 +1,61 @@
+"""A submitted task the pipeline cannot read, answered on its result subject where it names its task.
+
+Another system's mistake (a misspelt field, a wrong type) makes a submission an invalid event: it is
+dead-lettered (bus.py), and nothing else would happen: its submitter, subscribed to the task's result
+subject, would wait for its own timeout without a word. Where the event still names a task and a tenant
+that a result can carry, the classifier, the first to read every submission, answers with
+`switchyard.task.failed.v1` (`invalid_event`, the dead letter's reason).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+from pydantic import BaseModel, ValidationError, create_model
+
+from switchyard.common import ids, subjects
+from switchyard.common.events import TaskFailed, TaskSubmitted
+
+# The task and tenant as a submission must name them (TaskSubmitted's own constraints): a task id that is
+# not one names no result subject.
+_Named: type[BaseModel] = create_model(
+    "_Named",
+    task_id=(str, TaskSubmitted.model_fields["task_id"]),
+    tenant_id=(str, TaskSubmitted.model_fields["tenant_id"]),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    failed: TaskFailed
+    subject: str
+    event_id: str  # derived from the submission's, so a redelivery's answer is stored once
+
+
+def answer(raw: bytes, reason: str, *, now: datetime) -> Answer | None:
+    """The failure that answers the invalid submission `raw` (refused for `reason`), or None when it names
+    no task to answer."""
+    try:
+        event = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    data = event.get("data") if isinstance(event, dict) else None
+    if not isinstance(data, dict):
+        return None
+    try:
+        named = _Named.model_validate(data).model_dump()
+    except ValidationError:
+        return None
+    task_id, tenant_id = str(named["task_id"]), str(named["tenant_id"])
+    event_id = event.get("id")
+    origin = event_id if isinstance(event_id, str) and event_id else f"{tenant_id}/{task_id}"
+    failed = TaskFailed(
+        task_id=task_id,
+        tenant_id=tenant_id,
+        error_code="invalid_event",
+        error_message=reason,
+        failed_at=now,
+    )
+    return Answer(failed, subjects.result_subject(task_id), ids.derived_id(origin, "invalid-result"))

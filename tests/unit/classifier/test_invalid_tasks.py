@@ -1,0 +1,54 @@
+"""A submission the classifier cannot read, but whose task it can name, is answered with a failure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from switchyard.classifier.invalid import answer
+from switchyard.common import subjects
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 12, 6, 15, 0, tzinfo=UTC)
+
+
+def _raw(data: object, **envelope: object) -> bytes:
+    return orjson.dumps(
+        {"specversion": "1.0", "id": "ext-1", "source": "s", "type": "x", **envelope, "data": data}
+    )
+
+
+def test_a_submission_that_names_its_task_is_answered_on_its_result_subject() -> None:
+    raw = _raw({"task_id": "job-1", "tenant_id": "acme", "request": {"model": "auto"}})
+    reply = answer(
+        raw, "invalid switchyard.task.submitted.v1 payload: request.chat.messages: Field required", now=NOW
+    )
+    assert reply is not None
+    assert reply.subject == subjects.result_subject("job-1") and reply.event_id != "ext-1"
+    assert (reply.failed.task_id, reply.failed.tenant_id) == ("job-1", "acme")
+    assert (
+        reply.failed.error_code == "invalid_event" and "request.chat.messages" in reply.failed.error_message
+    )
+    assert reply.failed.failed_at == NOW
+    again = answer(raw, "same", now=NOW)
+    assert again is not None and again.event_id == reply.event_id  # a redelivery's answer is stored once
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"not json",
+        b"[1]",
+        orjson.dumps({"id": "x", "data": "text"}),
+        _raw({"tenant_id": "acme"}),  # no task
+        _raw({"task_id": "job-1"}),  # no tenant
+        _raw({"task_id": "bad id!", "tenant_id": "acme"}),  # not a task id: no subject to answer on
+        _raw({"task_id": "a" * 65, "tenant_id": "acme"}),
+        _raw({"task_id": "job-1", "tenant_id": ""}),
+    ],
+)
+def test_a_submission_that_names_no_task_is_only_dead_lettered(raw: bytes) -> None:
+    assert answer(raw, "whatever", now=NOW) is None
