@@ -21,7 +21,8 @@ import pytest
 from switchyard.cli.processes import NATS_GOMAXPROCS, free_port, nats_server_binary
 from switchyard.common import bus, subjects
 from switchyard.common.envelope import encode
-from switchyard.common.events import ChatRequest, TaskCompleted, TaskSubmitted, Usage
+from switchyard.common.events import TaskCompleted, Usage
+from tests.support.tasks import hello_task
 
 pytestmark = pytest.mark.integration
 
@@ -62,15 +63,6 @@ def server(tmp_path: Path) -> Iterator[int]:
         proc.wait(10)
 
 
-def _task(task_id: str) -> TaskSubmitted:
-    return TaskSubmitted(
-        task_id=task_id,
-        tenant_id="acme",
-        request=ChatRequest(messages=[{"role": "user", "content": "hello"}]),
-        submitted_at=datetime.now(UTC),
-    )
-
-
 async def test_the_integrator_submits_and_hears_results_and_can_do_nothing_else(server: int) -> None:
     services = bus.make_broker(f"nats://switchyard:services-secret@127.0.0.1:{server}", name="perm-test")
     await services.connect()
@@ -93,7 +85,7 @@ async def test_the_integrator_submits_and_hears_results_and_can_do_nothing_else(
         theirs = outsider.jetstream()
 
         results = await outsider.subscribe(subjects.result_subject("t-perm"))
-        task_id, task = encode(_task("t-perm"), source="urn:other", tenant_id="acme")
+        task_id, task = encode(hello_task("t-perm"), source="urn:other", tenant_id="acme")
         ack = await theirs.publish(subjects.TASK_SUBMITTED, task, headers={"Nats-Msg-Id": task_id})
         assert ack.stream == subjects.STREAM_EVENTS and not ack.duplicate
         answer = TaskCompleted(

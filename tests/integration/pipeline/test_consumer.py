@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from datetime import UTC, datetime
 from typing import Any
 
 import nats
@@ -15,18 +14,10 @@ import pytest
 from switchyard.cli.processes import NatsServer
 from switchyard.common import bus, consumer, subjects
 from switchyard.common.envelope import CloudEvent
-from switchyard.common.events import ChatRequest, TaskSubmitted
+from switchyard.common.events import TaskSubmitted
+from tests.support.tasks import hello_task
 
 pytestmark = pytest.mark.integration
-
-
-def _task(task_id: str) -> TaskSubmitted:
-    return TaskSubmitted(
-        task_id=task_id,
-        tenant_id="acme",
-        request=ChatRequest(messages=[{"role": "user", "content": "hello"}]),
-        submitted_at=datetime.now(UTC),
-    )
 
 
 async def _start(url: str, durable: str, handler: Any, **options: Any) -> tuple[Any, bus.EventPublisher]:
@@ -70,7 +61,7 @@ async def test_a_lone_message_is_handled_before_its_pull_request_would_end(
     try:
         for i in range(3):
             await asyncio.sleep(0.3)  # idle: the consumer's request is open on the server
-            await publisher.publish(_task(f"t-{i}"), tenant_id="acme")
+            await publisher.publish(hello_task(f"t-{i}"), tenant_id="acme")
             assert await asyncio.wait_for(arrived.get(), 15) == f"t-{i}"
     finally:
         await _stop(broker)
@@ -97,7 +88,7 @@ async def test_no_more_than_max_workers_run_and_each_message_is_handled_once(
         nats_server.url, "bounded", handler, max_workers=2, batch_size=3, gather_s=gather_s
     )
     try:
-        await asyncio.gather(*(publisher.publish(_task(f"t-{i}"), tenant_id="acme") for i in range(40)))
+        await asyncio.gather(*(publisher.publish(hello_task(f"t-{i}"), tenant_id="acme") for i in range(40)))
         deadline = asyncio.get_running_loop().time() + 30
         while len(handled) < 40 and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
@@ -127,7 +118,7 @@ async def test_a_handler_cut_by_a_stop_gives_its_message_back_at_once(nats_serve
         arrived.put_nowait(payload.task_id)
 
     first, publisher = await _start(nats_server.url, "restarted", stuck)
-    await publisher.publish(_task("t-cut"), tenant_id="acme")
+    await publisher.publish(hello_task("t-cut"), tenant_id="acme")
     await asyncio.wait_for(begun.wait(), 15)
     await bus.stop_consumers(first, grace_s=0.1)
     await first.stop()
@@ -149,7 +140,7 @@ async def test_a_handler_within_the_stop_grace_finishes_and_is_acked(nats_server
         handled.append(payload.task_id)
 
     broker, publisher = await _start(nats_server.url, "graceful", slow)
-    await publisher.publish(_task("t-slow"), tenant_id="acme")
+    await publisher.publish(hello_task("t-slow"), tenant_id="acme")
     await asyncio.wait_for(begun.wait(), 15)
     await bus.stop_consumers(broker, grace_s=5.0)
     assert handled == ["t-slow"]
@@ -169,7 +160,7 @@ async def test_sent_events_are_stored_in_the_order_sent_and_confirmed(nats_serve
         js = nc.jetstream()
         await bus.ensure_streams(js)
         publisher = bus.EventPublisher(js, source="probe")
-        confirms = [await publisher.send(_task(f"t-{i}"), tenant_id="acme") for i in range(50)]
+        confirms = [await publisher.send(hello_task(f"t-{i}"), tenant_id="acme") for i in range(50)]
         ids = await asyncio.gather(*(confirm() for confirm in confirms))
         stored = [
             (await js.get_msg(subjects.STREAM_EVENTS, seq)).headers["Nats-Msg-Id"]  # type: ignore[index]
@@ -188,7 +179,7 @@ async def test_an_event_the_stream_could_not_take_is_published_by_its_confirmati
     try:
         js = nc.jetstream()
         publisher = bus.EventPublisher(js, source="probe")
-        confirm = await publisher.send(_task("t-late"), tenant_id="acme")  # no stream yet: no ack
+        confirm = await publisher.send(hello_task("t-late"), tenant_id="acme")  # no stream yet: no ack
         confirming = asyncio.create_task(confirm())
         await asyncio.sleep(0.2)
         await bus.ensure_streams(js)
@@ -224,7 +215,7 @@ async def _trickle(
     try:
         await asyncio.sleep(0.3)  # idle first: the consumer waits with an open request
         for i in range(count):
-            await publisher.publish(_task(f"{durable}-{i}"), tenant_id="acme")
+            await publisher.publish(hello_task(f"{durable}-{i}"), tenant_id="acme")
             published.append(loop.time())
             await asyncio.sleep(every_s)
         deadline = loop.time() + 15
@@ -264,7 +255,7 @@ async def test_gathering_handles_the_first_event_after_idle_at_once(
     try:
         for i in range(2):
             await asyncio.sleep(0.3)
-            await publisher.publish(_task(f"g-{i}"), tenant_id="acme")
+            await publisher.publish(hello_task(f"g-{i}"), tenant_id="acme")
             # Waiting with an open request, the consumer gets the first event at once; only what comes
             # after it waits for the gathering request (5 s here).
             assert await asyncio.wait_for(arrived.get(), 2 if i == 0 else 15) == f"g-{i}"

@@ -7,7 +7,6 @@ import asyncio
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 import nats
@@ -18,7 +17,8 @@ from switchyard.cli.processes import NatsServer
 from switchyard.common import bus, dlq, subjects
 from switchyard.common.envelope import CloudEvent, encode
 from switchyard.common.errors import SwitchyardError
-from switchyard.common.events import ChatRequest, TaskSubmitted
+from switchyard.common.events import TaskSubmitted
+from tests.support.tasks import hello_task
 
 pytestmark = pytest.mark.integration
 
@@ -28,15 +28,6 @@ CONSUMER = subjects.Consumer(
     filter_subject=subjects.TASK_SUBMITTED,
     max_deliver=2,
 )
-
-
-def _task(task_id: str) -> TaskSubmitted:
-    return TaskSubmitted(
-        task_id=task_id,
-        tenant_id="acme",
-        request=ChatRequest(messages=[{"role": "user", "content": "hello"}]),
-        submitted_at=datetime.now(UTC),
-    )
 
 
 def _cli(nats_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -101,7 +92,7 @@ async def test_a_dead_letter_is_listed_with_its_reason_and_replayed_once_fixed(
     broker, publisher = await _consume(nats_server.url, CONSUMER, "probe", handler, expected=[TaskSubmitted])
     js = bus.jetstream(broker)
     try:
-        event_id = await publisher.publish(_task("t-dlq-1"), tenant_id="acme")
+        event_id = await publisher.publish(hello_task("t-dlq-1"), tenant_id="acme")
         letters: list[dlq.DeadLetter] = []
 
         async def dead_lettered() -> bool:
@@ -172,11 +163,11 @@ async def test_an_event_on_a_wrong_subject_or_naming_two_tenants_is_dead_lettere
     broker, publisher = await _consume(nats_server.url, everything, "everything", handler, expected=None)
     js = bus.jetstream(broker)
     try:
-        typo_id, typo = encode(_task("t-typo"), source="urn:other", tenant_id="acme")
+        typo_id, typo = encode(hello_task("t-typo"), source="urn:other", tenant_id="acme")
         await js.publish(f"{subjects.PREFIX}.task.submited", typo, headers={"Nats-Msg-Id": typo_id})
-        two_id, two = encode(_task("t-two"), source="urn:other", tenant_id="globex")
+        two_id, two = encode(hello_task("t-two"), source="urn:other", tenant_id="globex")
         await js.publish(subjects.TASK_SUBMITTED, two, headers={"Nats-Msg-Id": two_id})
-        good = await publisher.publish(_task("t-good"), tenant_id="acme")
+        good = await publisher.publish(hello_task("t-good"), tenant_id="acme")
         letters: list[dlq.DeadLetter] = []
 
         async def both_dead_lettered() -> bool:
