@@ -2,7 +2,8 @@
 sequence (message_start, content_block_start, ping, content_block_delta..., content_block_stop,
 message_delta, message_stop), and the real error bodies and status codes. The model name picks the
 behaviour, as in `fake_openai` (error-<status>: 401, 404, 429 + Retry-After, 500, 503, 529;
-error-context, error-policy, flaky-<n>, limited-<n>, slow-<seconds>, break, stream-error, garbage;
+error-context, error-policy, flaky-<n>, limited-<n>, slow-<seconds>, break, stream-error, garbage,
+bomb-<MiB>, longline-<MiB>;
 tool-call with tools, or a name ending in `:tool-call` (`claude-opus-4-7:tool-call`: a named model's
 thinking rules with this behaviour): a `tool_use` of the first tool, input {"city": "Paris"}, streamed as
 `input_json_delta`s).
@@ -48,8 +49,12 @@ from tests.support.fake_scenarios import (
     ConnectionDropped,
     Scenarios,
     answer_text,
+    bomb_mib,
+    first_line_padded,
     flaky_failures,
+    gzip_bomb,
     limited_calls,
+    long_line_mib,
     slow_seconds,
     sse,
     words,
@@ -143,7 +148,10 @@ class FakeAnthropic:
         if (model == "tool-call" or model.endswith(":tool-call")) and body.get("tools"):
             return self._tool_use(body, thoughts)
         if body.get("stream"):
-            return StreamingResponse(self._stream(model, text, hit, thoughts), media_type="text/event-stream")
+            events = self._stream(model, text, hit, thoughts)
+            if long_line_mib(model):
+                events = first_line_padded(events, long_line_mib(model))
+            return StreamingResponse(events, media_type="text/event-stream")
         if model == "garbage":
             return Response(
                 b"upstream connect error or disconnect/reset before headers", media_type="application/json"
@@ -154,6 +162,8 @@ class FakeAnthropic:
         if model == "break":
             raw = orjson.dumps(message)
             return StreamingResponse(_dropping(raw), media_type="application/json")
+        if bomb_mib(model):
+            return gzip_bomb(message, bomb_mib(model))
         return JSONResponse(message)
 
     def _message(self, model: str, text: str, hit: str | None = None) -> dict[str, Any]:

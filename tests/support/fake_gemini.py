@@ -22,7 +22,8 @@ last user text): the first call of each such turn must carry a signature this se
 thought_signature", one it never issued 400 "Corrupted thought signature". `signatures` records what
 each checked call brought: "issued", "sentinel". A text answer is signed too, on its last part (the
 real API does not check those); `text_signatures` records what each model turn's text came back with.
-    flaky-<n>, limited-<n>, slow-<seconds>, break, stream-error, garbage: as in fake_openai
+    flaky-<n>, limited-<n>, slow-<seconds>, break, stream-error, garbage, bomb-<MiB>,
+    longline-<MiB>: as in fake_openai
     bad-logprobs   asked for logprobs: its first token's `logProbability` is "NaN" (proto3 JSON's NaN)
 
 With `generationConfig.responseLogprobs` each candidate carries `logprobsResult`: its text's tokens
@@ -70,8 +71,12 @@ from tests.support.fake_scenarios import (
     ConnectionDropped,
     Recorded,
     Scenarios,
+    bomb_mib,
+    first_line_padded,
     flaky_failures,
+    gzip_bomb,
     limited_calls,
+    long_line_mib,
     slow_seconds,
     sse,
     words,
@@ -191,7 +196,10 @@ class FakeGemini:
             if answers > 1 and chunks[0].get("candidates"):
                 chunks = self._interleaved(chunks, answers, _asked_logprobs(body))
             if request.query_params.get("alt") == "sse":
-                return StreamingResponse(self._sse(model, chunks), media_type="text/event-stream")
+                events = self._sse(model, chunks)
+                if long_line_mib(model):
+                    events = first_line_padded(events, long_line_mib(model))
+                return StreamingResponse(events, media_type="text/event-stream")
             return JSONResponse(chunks)
         if model == "garbage":
             return Response(b"<html>502 Bad Gateway</html>{", media_type="application/json")
@@ -200,6 +208,8 @@ class FakeGemini:
             whole = self._several(whole, answers, _asked_logprobs(body))
         if model == "break":
             return StreamingResponse(_dropping(orjson.dumps(whole)), media_type="application/json")
+        if bomb_mib(model):
+            return gzip_bomb(whole, bomb_mib(model))
         return JSONResponse(whole)
 
     async def _embed(self, model: str, body: dict[str, Any], n: int) -> Response:

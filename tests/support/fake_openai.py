@@ -17,6 +17,8 @@ scenario, also to an executor running in another process:
     break               a stream (or body) that drops the connection after some text
     stream-error        a stream that sends text, then an error object
     garbage             200 with a body (or stream chunk) that is not JSON
+    bomb-<MiB>          the answer and that many MiB of spaces, gzipped (`fake_scenarios.gzip_bomb`)
+    longline-<MiB>      a stream whose first event's line is padded with that many MiB of spaces
     tool-call           with `tools`: a call of the first tool, arguments {"city": "Paris"} (streamed);
                         when the last user text is PARALLEL, three calls of it streamed as compatible
                         servers may: interleaved by index, the first's name in two pieces, the last
@@ -97,8 +99,12 @@ from tests.support.fake_scenarios import (
     Recorded,
     Scenarios,
     answer_text,
+    bomb_mib,
+    first_line_padded,
     flaky_failures,
+    gzip_bomb,
     limited_calls,
+    long_line_mib,
     slow_seconds,
     sse,
     think_seconds,
@@ -269,7 +275,10 @@ class FakeOpenAI(ChatAnswers):
         if model == "refusal":
             return self._refusal(body)
         if body.get("stream"):
-            return StreamingResponse(self._stream(body, model, text), media_type="text/event-stream")
+            events = self._stream(body, model, text)
+            if long_line_mib(model):
+                events = first_line_padded(events, long_line_mib(model))
+            return StreamingResponse(events, media_type="text/event-stream")
         if model == "garbage":
             return Response(b"<html>502 Bad Gateway</html>{", media_type="application/json")
         answers = int(body.get("n") or 1)
@@ -279,6 +288,8 @@ class FakeOpenAI(ChatAnswers):
         )
         if model == "break":
             return StreamingResponse(_dropping(orjson.dumps(completion)), media_type="application/json")
+        if bomb_mib(model):
+            return gzip_bomb(completion, bomb_mib(model))
         return JSONResponse(completion)
 
     async def responses(self, request: Request) -> Response:

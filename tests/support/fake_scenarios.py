@@ -5,12 +5,15 @@ and its words, SSE framing, and the exception that drops a streamed body's conne
 
 from __future__ import annotations
 
+import gzip
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from starlette.requests import Request
+from starlette.responses import Response
 
 RETRY_AFTER_S = 1
 
@@ -78,3 +81,28 @@ def slow_seconds(model: str) -> float:
 
 def think_seconds(model: str) -> float:
     return float(model.removeprefix("think-")) if model.startswith("think-") else 0.0
+
+
+def bomb_mib(model: str) -> int:
+    """`bomb-<MiB>`: a whole answer (valid JSON) followed by that many MiB of spaces, sent gzipped (a few
+    hundred KiB on the wire)."""
+    return int(model.removeprefix("bomb-")) if model.startswith("bomb-") else 0
+
+
+def long_line_mib(model: str) -> int:
+    """`longline-<MiB>`: a stream whose first event's data line is padded with that many MiB of spaces
+    (still valid JSON), the rest as usual."""
+    return int(model.removeprefix("longline-")) if model.startswith("longline-") else 0
+
+
+def gzip_bomb(answer: Any, mib: int) -> Response:
+    body = gzip.compress(orjson.dumps(answer) + b" " * (mib * 2**20), compresslevel=1)
+    return Response(body, media_type="application/json", headers={"content-encoding": "gzip"})
+
+
+async def first_line_padded(events: AsyncIterator[bytes], mib: int) -> AsyncIterator[bytes]:
+    first = True
+    async for event in events:
+        if first:
+            event, first = event.rstrip(b"\n") + b" " * (mib * 2**20) + b"\n\n", False
+        yield event

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
+from switchyard.common import vectors
 from switchyard.common.errors import ProviderError
 from switchyard.common.logs import redact
 from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart
@@ -30,6 +31,16 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 5.0
 MAX_ERROR_BODY = 64 * 1024
+# A whole answer's body, as decoded (`Content-Encoding`: a few KiB of gzip may hold gigabytes), and one line
+# of a stream. The largest real ones: a chat answer of 128 choices, a Responses stream's last event holding
+# the whole answer with its encrypted reasoning (a few MiB). Past them the call fails `bad_response`
+# instead of the executor holding the body (its pod has 1.5 GiB) or, for a line, copying it again at every
+# network read (200 MiB took 2 minutes of CPU on the event loop).
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+MAX_LINE_BYTES = 32 * 1024 * 1024
+# An embeddings answer: as many vectors as one result holds (vectors.MAX_RESULT_BYTES of float32), written
+# as JSON numbers (up to ~22 characters for 4 bytes) by a server that sends no base64.
+MAX_EMBEDDINGS_BYTES = 6 * vectors.MAX_RESULT_BYTES
 FINISH_BODY_S = 1.0
 MAX_CACHED_URLS = 256  # paths per adapter (Gemini's hold the model name)
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -129,18 +140,25 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
         yield SseEvent(event or "message", "\n".join(data))
 
 
-async def _lines(response: httpx.Response) -> AsyncIterator[str]:
+async def _lines(response: httpx.Response, *, limit: int = MAX_LINE_BYTES) -> AsyncIterator[str]:
     """The body's lines, split on the raw bytes (CRLF, LF or CR, as the SSE format allows) and decoded one
     by one as UTF-8, which the format mandates: cheaper than httpx's text and line decoders, which every
-    event of a stream went through."""
-    pending = b""
+    event of a stream went through. A line longer than `limit` fails the stream (`bad_response`); an
+    unterminated line grows in place, read once, however many parts bring it."""
+    pending = bytearray()
     async for part in response.aiter_bytes():
-        lines = (pending + part).splitlines(keepends=True)
-        # An unterminated last line, or one ending in CR (half of a CRLF?), waits for the next part.
-        pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
-        for raw in lines:
-            yield raw.rstrip(b"\r\n").decode("utf-8", "replace")
-    for raw in pending.splitlines():  # the body ended without a line end
+        if b"\n" not in part and b"\r" not in part and not pending.endswith(b"\r"):
+            pending += part  # the middle of a line: no line end to look for
+        else:
+            pending += part
+            lines = bytes(pending).splitlines(keepends=True)
+            # An unterminated last line, or one ending in CR (half of a CRLF?), waits for the next part.
+            pending = bytearray(lines.pop() if lines and not lines[-1].endswith(b"\n") else b"")
+            for raw in lines:
+                yield raw.rstrip(b"\r\n").decode("utf-8", "replace")
+        if len(pending) > limit:
+            raise provider_error("bad_response", f"a line of the stream is longer than {limit // 2**20} MiB")
+    for raw in bytes(pending).splitlines():  # the body ended without a line end
         yield raw.decode("utf-8", "replace")
 
 
@@ -196,12 +214,25 @@ async def transport_errors(provider: str) -> AsyncIterator[None]:
 
 
 async def read_error_body(response: httpx.Response) -> bytes:
-    body = b""
+    """An error's body, its first `MAX_ERROR_BODY` bytes: the rest is not read."""
+    body = bytearray()
     async for part in response.aiter_bytes():
         body += part
         if len(body) >= MAX_ERROR_BODY:
             break
-    return body[:MAX_ERROR_BODY]
+    return bytes(body[:MAX_ERROR_BODY])
+
+
+async def read_answer_body(response: httpx.Response, *, limit: int, provider: str) -> bytes:
+    """A whole answer's body, decoded, failed as `bad_response` once it passes `limit` bytes (read no
+    further: the connection is closed, not returned to the pool)."""
+    body = bytearray()
+    async for part in response.aiter_bytes():
+        body += part
+        if len(body) > limit:
+            message = f"{provider}: the answer's body is larger than {limit // 2**20} MiB"
+            raise provider_error("bad_response", message)
+    return bytes(body)
 
 
 @asynccontextmanager
@@ -279,9 +310,11 @@ class HttpProvider(ABC):
         async with transport_errors(self.name), time_limit(call.timeout_s):
             return self._reply(await self._answer(request), call)
 
-    async def _post(self, path: str, body: dict[str, Any], *, timeout_s: float | None) -> bytes:
-        """One JSON POST beside the chat call (an embeddings call): the answer's body, or the provider's
-        error, with `request`'s transport errors and time limit."""
+    async def _post(
+        self, path: str, body: dict[str, Any], *, timeout_s: float | None, limit: int = MAX_ANSWER_BYTES
+    ) -> bytes:
+        """One JSON POST beside the chat call (an embeddings call): the answer's body (at most `limit`
+        bytes), or the provider's error, with `request`'s transport errors and time limit."""
         request = self._client.build_request(
             "POST",
             self._url(path),
@@ -290,13 +323,18 @@ class HttpProvider(ABC):
             timeout=request_timeout(timeout_s, self._timeout_s),
         )
         async with transport_errors(self.name), time_limit(timeout_s):
-            return await self._answer(request)
+            return await self._answer(request, limit=limit)
 
-    async def _answer(self, request: httpx.Request) -> bytes:
-        response = await self._client.send(request)
-        if response.status_code != 200:
-            raise self._error(response.status_code, response.content, response.headers)
-        return response.content
+    async def _answer(self, request: httpx.Request, *, limit: int = MAX_ANSWER_BYTES) -> bytes:
+        """The body of a 200, else the provider's error (from the first `MAX_ERROR_BODY` bytes of its body):
+        read as it comes, never more than `limit` bytes decoded."""
+        response = await self._client.send(request, stream=True)
+        try:
+            if response.status_code != 200:
+                raise self._error(response.status_code, await read_error_body(response), response.headers)
+            return await read_answer_body(response, limit=limit, provider=self.name)
+        finally:
+            await response.aclose()
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
         request = self._build(call, stream=True)

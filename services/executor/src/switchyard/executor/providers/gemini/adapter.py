@@ -37,6 +37,7 @@ from switchyard.executor.providers.gemini.wire import (
 )
 from switchyard.executor.providers.http import (
     DEFAULT_TIMEOUT_S,
+    MAX_EMBEDDINGS_BYTES,
     HttpProvider,
     parse_json,
     sse_events,
@@ -140,7 +141,7 @@ class GeminiProvider(HttpProvider):
     async def _embed_batch(self, call: EmbeddingCall, texts: Sequence[str]) -> embeddings.Batch:
         path = embeddings.batch_path(call.model, api_version=self._settings.api_version)
         body = embeddings.request_body(call.model, texts, dimensions=call.dimensions)
-        raw = await self._post(path, body, timeout_s=call.timeout_s)
+        raw = await self._post(path, body, timeout_s=call.timeout_s, limit=MAX_EMBEDDINGS_BYTES)
         return embeddings.parse_batch(raw, call, texts)
 
     async def aclose(self) -> None:

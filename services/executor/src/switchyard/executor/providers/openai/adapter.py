@@ -24,6 +24,7 @@ from switchyard.executor.providers.base import (
 from switchyard.executor.providers.errors import provider_error
 from switchyard.executor.providers.http import (
     DEFAULT_TIMEOUT_S,
+    MAX_EMBEDDINGS_BYTES,
     HttpProvider,
     finish_body,
     parse_json,
@@ -155,7 +156,7 @@ class OpenAIProvider(HttpProvider):
 
     async def embed(self, call: EmbeddingCall) -> EmbeddingReply:
         body = embeddings.request_body(call, base64=self._openai_itself)
-        raw = await self._post(embeddings.PATH, body, timeout_s=call.timeout_s)
+        raw = await self._post(embeddings.PATH, body, timeout_s=call.timeout_s, limit=MAX_EMBEDDINGS_BYTES)
         return embeddings.parse_reply(raw, call)
 
     async def aclose(self) -> None:

@@ -1,0 +1,40 @@
+"""Providers that misbehave, over real HTTP, for every protocol: answers too large to hold (a gzip bomb, a
+stream line of tens of MiB) fail as `bad_response` at a bound instead of being held by the executor."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from switchyard.common.errors import ProviderError
+from switchyard.executor.providers.base import StreamingProvider
+from switchyard.executor.providers.http import MAX_ANSWER_BYTES, MAX_LINE_BYTES
+from tests.integration.executor.test_adapters import adapter, call, collect, servers, upstream
+
+pytestmark = pytest.mark.integration
+__all__ = ["adapter", "servers", "upstream"]  # the fixtures, shared with the adapters' suite
+
+
+async def test_an_answer_whose_body_decodes_past_the_bound_is_a_bad_response(
+    adapter: StreamingProvider,
+) -> None:
+    mib = MAX_ANSWER_BYTES // 2**20 + 8  # ~70 KiB on the wire, gzipped
+    with pytest.raises(ProviderError) as caught:
+        await adapter.request(call(f"bomb-{mib}"))
+    assert caught.value.kind == "bad_response"
+    assert "the answer's body is larger than 64 MiB" in caught.value.message
+
+
+async def test_a_stream_line_past_the_bound_is_a_bad_response_read_once(adapter: StreamingProvider) -> None:
+    started = time.monotonic()
+    _, final, error = await collect(adapter, call(f"longline-{MAX_LINE_BYTES // 2**20 + 2}"))
+    assert error is not None and error.kind == "bad_response" and final is None
+    assert "a line of the stream is longer than 32 MiB" in error.message
+    # the old reader copied the line so far at every read: 34 MiB took ~10 s here, and 200 MiB 2 minutes
+    assert time.monotonic() - started < 3.0
+
+
+async def test_a_long_line_within_the_bound_is_read(adapter: StreamingProvider) -> None:
+    deltas, final, error = await collect(adapter, call("longline-4"))
+    assert error is None and final is not None and deltas
