@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -392,8 +394,42 @@ def error_from_body(status: int, raw: bytes, headers: httpx.Headers | None = Non
     elif code == "insufficient_quota" or err_type == "insufficient_quota":
         kind = "quota_exhausted"  # a 429, but out of credit: waiting does not help, another provider may
     delay = retry_after(headers) if headers is not None else None
+    if delay is None and kind == "rate_limited" and headers is not None:
+        delay = ratelimit_reset(headers)
     text = f"openai {status}: {message or raw[:200].decode('utf-8', 'replace') or 'no error body'}"
     return provider_error(kind, text, retry_after=delay)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
+_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def ratelimit_reset(headers: httpx.Headers) -> float | None:
+    """A 429's wait from OpenAI's rate-limit headers, for one without `Retry-After`: when the limit it hit
+    is full again (`x-ratelimit-reset-requests` / `-tokens`, a duration as `12ms`, `1s`, `6m0s`; a bare
+    number is seconds). The limit hit is one with nothing left (`x-ratelimit-remaining-*: 0`), else the
+    tokens' (a request larger than the tokens left is refused while some are left); None when unsaid."""
+    spent = [n for n in ("requests", "tokens") if _left(headers, n) == "0"]
+    resets = [_duration_s(headers.get(f"x-ratelimit-reset-{n}", "")) for n in spent or ["tokens"]]
+    known = [r for r in resets if r is not None]
+    return max(known) if known else None
+
+
+def _left(headers: httpx.Headers, limit: str) -> str:
+    return str(headers.get(f"x-ratelimit-remaining-{limit}", "")).strip()
+
+
+def _duration_s(value: str) -> float | None:
+    """`6m0s`, `1.5s`, `20ms`, or seconds as a number; None for anything else."""
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pieces = _DURATION.findall(value)
+        if not pieces or "".join(n + u for n, u in pieces) != value:
+            return None
+        seconds = sum(float(n) * _UNIT_S[u] for n, u in pieces)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def _error_fields(raw: bytes) -> tuple[str, str, str]:
