@@ -3,7 +3,7 @@ sequence (message_start, content_block_start, ping, content_block_delta..., cont
 message_delta, message_stop), and the real error bodies and status codes. The model name picks the
 behaviour, as in `fake_openai` (error-<status>: 401, 404, 429 + Retry-After, 500, 503, 529;
 error-context, error-policy, flaky-<n>, limited-<n>, slow-<seconds>, break, stream-error, garbage,
-bomb-<MiB>, longline-<MiB>;
+bomb-<MiB>, longline-<MiB>, echo-key;
 tool-call with tools, or a name ending in `:tool-call` (`claude-opus-4-7:tool-call`: a named model's
 thinking rules with this behaviour): a `tool_use` of the first tool, input {"city": "Paris"}, streamed as
 `input_json_delta`s).
@@ -117,6 +117,8 @@ class FakeAnthropic:
         body, model, n = await self.scenarios.record(request)
         if request.headers.get("x-api-key") != self.api_key:
             return error_response("401")
+        if model == "echo-key":  # a proxy that quotes the request's headers back
+            return bad_request(f"bad header x-api-key={request.headers['x-api-key']}")
         if not request.headers.get("anthropic-version"):
             return bad_request("anthropic-version: header is required")
         if "max_tokens" not in body:

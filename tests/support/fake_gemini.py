@@ -23,7 +23,7 @@ thought_signature", one it never issued 400 "Corrupted thought signature". `sign
 each checked call brought: "issued", "sentinel". A text answer is signed too, on its last part (the
 real API does not check those); `text_signatures` records what each model turn's text came back with.
     flaky-<n>, limited-<n>, slow-<seconds>, break, stream-error, garbage, bomb-<MiB>,
-    longline-<MiB>: as in fake_openai
+    longline-<MiB>, echo-key: as in fake_openai
     bad-logprobs   asked for logprobs: its first token's `logProbability` is "NaN" (proto3 JSON's NaN)
 
 With `generationConfig.responseLogprobs` each candidate carries `logprobsResult`: its text's tokens
@@ -175,6 +175,8 @@ class FakeGemini:
         key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
         if key != self.api_key:
             return error_response("401")
+        if model == "echo-key":  # a proxy that quotes the request's headers back
+            return invalid(f"bad header x-goog-api-key: {key}")
         if method == "batchEmbedContents":
             return await self._embed(model, body, n)
         if method not in ("generateContent", "streamGenerateContent"):

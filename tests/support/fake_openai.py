@@ -19,6 +19,7 @@ scenario, also to an executor running in another process:
     garbage             200 with a body (or stream chunk) that is not JSON
     bomb-<MiB>          the answer and that many MiB of spaces, gzipped (`fake_scenarios.gzip_bomb`)
     longline-<MiB>      a stream whose first event's line is padded with that many MiB of spaces
+    echo-key            400 whose message quotes the request's Authorization header (a proxy's echo)
     tool-call           with `tools`: a call of the first tool, arguments {"city": "Paris"} (streamed);
                         when the last user text is PARALLEL, three calls of it streamed as compatible
                         servers may: interleaved by index, the first's name in two pieces, the last
@@ -259,6 +260,12 @@ class FakeOpenAI(ChatAnswers):
         body, model, n = await self.scenarios.record(request)
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
             return error_response("401")
+        if model == "echo-key":  # a proxy that quotes the request's headers back
+            quoted = {
+                "message": f"bad header {request.headers['authorization']}",
+                "type": "invalid_request_error",
+            }
+            return JSONResponse({"error": quoted}, status_code=400)
         if model.startswith("error-"):
             return error_response(model.removeprefix("error-"))
         refused = refusal(body) or logprobs_refusal(body)

@@ -10,7 +10,7 @@ import pytest
 from switchyard.common.errors import ProviderError
 from switchyard.executor.providers.base import StreamingProvider
 from switchyard.executor.providers.http import MAX_ANSWER_BYTES, MAX_LINE_BYTES
-from tests.integration.executor.test_adapters import adapter, call, collect, servers, upstream
+from tests.integration.executor.test_adapters import Upstream, adapter, call, collect, servers, upstream
 
 pytestmark = pytest.mark.integration
 __all__ = ["adapter", "servers", "upstream"]  # the fixtures, shared with the adapters' suite
@@ -38,3 +38,15 @@ async def test_a_stream_line_past_the_bound_is_a_bad_response_read_once(adapter:
 async def test_a_long_line_within_the_bound_is_read(adapter: StreamingProvider) -> None:
     deltas, final, error = await collect(adapter, call("longline-4"))
     assert error is None and final is not None and deltas
+
+
+async def test_a_provider_key_quoted_back_in_an_error_is_taken_out(upstream: Upstream) -> None:
+    provider = upstream.adapter()
+    key = upstream.fake.api_key
+    with pytest.raises(ProviderError) as caught:
+        await provider.request(call("echo-key"))
+    _, _, streamed = await collect(provider, call("echo-key"))
+    await provider.aclose()  # type: ignore[attr-defined]
+    for error in (caught.value, streamed):
+        assert error is not None and error.kind == "bad_request"
+        assert key not in error.message and key not in str(error) and "[REDACTED]" in error.message

@@ -34,6 +34,7 @@ from switchyard.executor.resilience.retry import RetryPolicy
 from switchyard.executor.tool_state import LocalToolStates, ToolStates
 
 pytestmark = pytest.mark.unit
+GOOGLE_KEY = "AIzaSyD" + "x" * 32  # the form of a Google API key: AIza and 35 more
 FAST = ExecutionPolicy(
     retry=RetryPolicy(max_retries=1, base_s=0.001, cap_s=0.002), call_timeout_s=5, task_deadline_s=10
 )
@@ -385,3 +386,14 @@ async def test_tool_call_state_is_looked_up_for_adapters_that_carry_it_and_kept_
     plain = second.model_copy(update={"decision": routed("anthropic").decision})
     await run(plain, {"anthropic": claude}, Bus(), states=Counting())
     assert Counting.loads == 0 and claude.calls[-1].carried == {}
+
+
+async def test_a_secret_in_a_streams_error_is_redacted_from_its_error_chunk() -> None:
+    bus = Bus()
+    leaky = ScriptedProvider(
+        BreaksAfter("The capital", fails("overloaded", "proxy said x-goog-api-key: " + GOOGLE_KEY))
+    )
+    outcome = await run(routed("gemini", stream=True), {"gemini": leaky}, bus)
+    assert isinstance(outcome, TaskFailed) and GOOGLE_KEY not in outcome.error_message
+    error = bus.decoded()[-1]["error"]
+    assert isinstance(error, dict) and GOOGLE_KEY not in error["message"]

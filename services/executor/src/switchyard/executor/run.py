@@ -244,7 +244,7 @@ async def failed(
 ) -> TaskFailed:
     """A stream that already showed text ends with an explicit error chunk, never a silent truncation."""
     if chunks is not None and chunks.text_sent:
-        await chunks.error(code=code, message=message)
+        await chunks.error(code=code, message=redact(message))
     task = routed.task
     return TaskFailed(
         task_id=task.task_id,

@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeGuard
@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
+from pydantic import SecretStr
 
 from switchyard.common import vectors
 from switchyard.common.errors import ProviderError
@@ -253,7 +254,17 @@ class HttpProvider(ABC):
 
     name: str
 
-    def __init__(self, *, base_url: str, timeout_s: float, client: httpx.AsyncClient | None) -> None:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        timeout_s: float,
+        client: httpx.AsyncClient | None,
+        secret: SecretStr | None = None,
+    ) -> None:
+        """`secret`: the provider key, taken out of any error's words (a proxy or server that quotes the
+        request's headers back), whatever its form: the log's patterns know only some."""
+        self._secret = secret.get_secret_value() if secret is not None else ""
         self._base_url = base_url
         self._timeout_s = timeout_s
         self._client = client or make_client(base_url=base_url, timeout_s=timeout_s)
@@ -305,9 +316,20 @@ class HttpProvider(ABC):
             timeout=request_timeout(call.timeout_s, self._timeout_s),
         )
 
+    @asynccontextmanager
+    async def _unquoted(self) -> AsyncIterator[None]:
+        """ProviderErrors raised inside with the provider key taken out of their words."""
+        try:
+            yield
+        except ProviderError as error:
+            if self._secret and self._secret in error.message:
+                error.message = error.message.replace(self._secret, "[REDACTED]")
+                error.args = (error.message,)
+            raise
+
     async def request(self, call: ProviderCall) -> Reply:
         request = self._build(call, stream=False)
-        async with transport_errors(self.name), time_limit(call.timeout_s):
+        async with self._unquoted(), transport_errors(self.name), time_limit(call.timeout_s):
             return self._reply(await self._answer(request), call)
 
     async def _post(
@@ -322,7 +344,7 @@ class HttpProvider(ABC):
             headers={**JSON_HEADERS, **self._headers(stream=False)},
             timeout=request_timeout(timeout_s, self._timeout_s),
         )
-        async with transport_errors(self.name), time_limit(timeout_s):
+        async with self._unquoted(), transport_errors(self.name), time_limit(timeout_s):
             return await self._answer(request, limit=limit)
 
     async def _answer(self, request: httpx.Request, *, limit: int = MAX_ANSWER_BYTES) -> bytes:
@@ -337,6 +359,15 @@ class HttpProvider(ABC):
             await response.aclose()
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
+        parts = self._stream(call)
+        try:
+            async with self._unquoted():
+                async for part in parts:
+                    yield part
+        finally:  # closed early (a cut): its HTTP response closes now, not when the generator is collected
+            await parts.aclose()
+
+    async def _stream(self, call: ProviderCall) -> AsyncGenerator[StreamPart, None]:
         request = self._build(call, stream=True)
         first, headers = call.first_wait_s(), call.headers_s
         if headers is not None and first is not None and headers >= first:

@@ -56,7 +56,9 @@ class AnthropicProvider(HttpProvider):
         timeout_s: float = DEFAULT_TIMEOUT_S,
         client: httpx.AsyncClient | None = None,
     ) -> None:
-        super().__init__(base_url=settings.resolved_base_url(), timeout_s=timeout_s, client=client)
+        super().__init__(
+            base_url=settings.resolved_base_url(), timeout_s=timeout_s, client=client, secret=settings.api_key
+        )
         self._settings = settings
 
     def _headers(self, *, stream: bool) -> dict[str, str]:

@@ -64,7 +64,9 @@ class OpenAIProvider(HttpProvider):
         timeout_s: float = DEFAULT_TIMEOUT_S,
         client: httpx.AsyncClient | None = None,
     ) -> None:
-        super().__init__(base_url=settings.resolved_base_url(), timeout_s=timeout_s, client=client)
+        super().__init__(
+            base_url=settings.resolved_base_url(), timeout_s=timeout_s, client=client, secret=settings.api_key
+        )
         self._settings = settings
         self._openai_itself = settings.is_openai_itself()
         self.carries = self._openai_itself  # encrypted reasoning, through the Responses API only
