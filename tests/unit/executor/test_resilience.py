@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import pytest
 
 from switchyard.common.events import ChatMessage
-from switchyard.executor.providers.base import ProviderCall, Reply, TextDelta
+from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta
 from switchyard.executor.providers.errors import provider_error
 from switchyard.executor.providers.testing import BreaksAfter, ScriptedProvider, fails, reply
 from switchyard.executor.resilience.breaker import BreakerConfig, BreakerGuard, BreakerState, LocalBreakers
@@ -283,3 +286,43 @@ async def test_streamed_fallback_switches_before_text_and_never_after() -> None:
     assert switches == ["b"]
     assert "".join(p.text for p in parts if isinstance(p, TextDelta)) == "partial answer"
     assert not any(isinstance(p, Reply) for p in parts)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_a_probe_cut_by_us_gives_its_slot_back(streamed: bool) -> None:
+    """A half-open breaker's probe whose task's client cancelled it (or whose task's deadline or idle
+    limit cut it) says nothing about the provider: the next call probes at once, not after another
+    cool-down during which every tenant's calls to the model are refused."""
+    clock = Clock()
+    breakers = LocalBreakers(BreakerConfig(failure_threshold=1, open_s=60.0), clock=clock)
+    await breakers.record_failure("p/m")
+    clock.now += 61
+    started = asyncio.Event()
+
+    class Hangs:
+        async def request(self, call: ProviderCall) -> Reply:
+            started.set()
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
+
+        async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
+            yield TextDelta("The")
+            started.set()
+            await asyncio.Event().wait()
+
+    guard = BreakerGuard(Hangs(), breakers, key="p/m")
+
+    async def probe() -> None:
+        if streamed:
+            async for _ in guard.stream(CALL):
+                pass
+        else:
+            await guard.request(CALL)
+
+    task = asyncio.create_task(probe())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await breakers.state("p/m") is BreakerState.HALF_OPEN  # neither closed nor opened by it
+    assert await breakers.allow("p/m")  # the next call is the probe now

@@ -8,6 +8,7 @@ machine (the pure functions below) on a `BreakerRecord`.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -184,7 +185,9 @@ class BreakerGuard:
     executor's own time for a call, SWITCHYARD_CALL_TIMEOUT_S), however long its task may wait (a long
     answer's task lets one call take minutes): a provider that failed repeatedly and still hangs is judged,
     and the task moved on to its next model, within the usual limit. A timeout there is the provider's (it
-    had a call's whole time) and opens the breaker again."""
+    had a call's whole time) and opens the breaker again. A call cut by us (its client's cancellation, its
+    task's deadline or idle limit, a race it lost) teaches nothing either way: a probe's slot goes back, so
+    the next call probes at once instead of after another cool-down."""
 
     def __init__(
         self, inner: Provider, breakers: Breakers, *, key: str, probe_s: float | None = None
@@ -232,6 +235,9 @@ class BreakerGuard:
         except ProviderError as error:
             await self._failed(error)
             raise
+        except asyncio.CancelledError:
+            await self._breakers.release(self._key)
+            raise
         await self._breakers.record_success(self._key)
         return reply
 
@@ -251,4 +257,7 @@ class BreakerGuard:
                 yield part
         except ProviderError as error:
             await self._failed(error)
+            raise
+        except asyncio.CancelledError:
+            await self._breakers.release(self._key)
             raise
