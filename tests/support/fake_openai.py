@@ -12,6 +12,7 @@ scenario, also to an executor running in another process:
     slow-<seconds>      waits that long before answering (a stream: before its response's status)
     think-<seconds>     as a reasoning model: answers whole after that long; a stream's response begins
                         at once, its first chunk after that long
+    pause-<seconds>     a stream silent that long after its first word, then the rest at once
     drip-<seconds>      a stream whose words come that far apart (`Scenarios.finished` counts the
                         streams sent to their end, so a test can tell a stream cut by its client)
     break               a stream (or body) that drops the connection after some text

@@ -66,6 +66,12 @@ def drip_seconds(model: str) -> float:
     return float(model.removeprefix("drip-")) if model.startswith("drip-") else 0.0
 
 
+def pause_seconds(model: str) -> float:
+    """`pause-<seconds>`: silent that long after its first word, as a reasoning model that reasons again
+    between a text part and a tool call (OpenAI sends nothing meanwhile), then the rest at once."""
+    return float(model.removeprefix("pause-")) if model.startswith("pause-") else 0.0
+
+
 class ChatAnswers:
     """The answers of `FakeOpenAI.chat` (which holds the `scenarios` its streams count in)."""
 
@@ -200,6 +206,7 @@ class ChatAnswers:
         answers = int(body.get("n") or 1)
         said = [text if i == 0 else f"{text} (answer {i + 1})" for i in range(answers)]
         streams = [self._choice_chunks(base, model, i, s, top) for i, s in enumerate(said)]
+        pause = pause_seconds(model)
         for turn in itertools.zip_longest(*streams):
             for item in turn:
                 if item is None:
@@ -211,7 +218,8 @@ class ChatAnswers:
                 data, worded = item
                 yield data
                 if worded:
-                    await asyncio.sleep(drip_seconds(model))
+                    await asyncio.sleep(drip_seconds(model) + pause)
+                    pause = 0.0
         if (body.get("stream_options") or {}).get("include_usage"):
             spoken = sum(len(words(s)) for s in said)
             yield sse(

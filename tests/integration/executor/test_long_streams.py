@@ -37,18 +37,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "SWITCHYARD_REQUEST_TIMEOUT_MAX_S": "20",
     }
     tmp = tmp_path_factory.mktemp("long-streams")
-    with slow_stack(tmp, ["drip-0.5", "drip-5", "think-5"], executor=executor, gateway=gateway) as running:
+    models = ["drip-0.5", "drip-5", "think-5", "pause-3"]
+    with slow_stack(tmp, models, executor=executor, gateway=gateway) as running:
         yield running
 
 
-async def _stream(stack: Stack, model: str) -> list[dict[str, Any]]:
-    """The stream's events, as JSON (`[DONE]` as {"done": True})."""
+async def _stream(stack: Stack, model: str, *, waits_s: float | None = None) -> list[dict[str, Any]]:
+    """The stream's events, as JSON (`[DONE]` as {"done": True}); `waits_s`: its client says it waits that
+    long (`x-switchyard-timeout`)."""
     body = {
         "model": model,
         "stream": True,
         "messages": [{"role": "user", "content": "Please tell me a long story about the sea"}],
     }
     headers = {"Authorization": f"Bearer {stack.org.keys['member']}"}
+    if waits_s is not None:
+        headers["x-switchyard-timeout"] = f"{waits_s:g}"
     events: list[dict[str, Any]] = []
     async with (
         httpx.AsyncClient(base_url=stack.base, timeout=30) as http,
@@ -90,6 +94,22 @@ async def test_a_stream_that_stalls_is_cut_at_the_idle_limit(stack: Stack) -> No
         ("provider_timeout", "the stream sent nothing for 1 s (its idle limit)")
     ], events
     assert stack.fake.scenarios.finished["drip-5"] == 0  # the upstream's stream was cut
+
+
+@pytest.mark.usefixtures("classifier")
+async def test_a_pause_after_output_is_waited_for_as_long_as_its_client_waits_for_a_read(
+    stack: Stack,
+) -> None:
+    """Its first word, then 3 s of silence (a reasoning model between a text part and a tool call), then
+    the rest: past the idle limits (the executor's 1 s, the gateway's 2 s), within the 12 s its client
+    waits for each read (an SDK's read timeout), so it is not cut. Without the header it is (above)."""
+    events = await _stream(stack, "plain/pause-3", waits_s=12)
+    assert not [e for e in events if "error" in e], events
+    text = "".join(c["delta"].get("content") or "" for e in events for c in e.get("choices", []))
+    assert len(text.split()) == 12 and events[-1] == {"done": True}
+    assert stack.fake.scenarios.finished["pause-3"] == 1
+    cut = await _stream(stack, "plain/pause-3", waits_s=2.5)  # a client that waits less: cut as before
+    assert [e["error"]["code"] for e in cut if "error" in e] == ["provider_timeout"], cut
 
 
 QUESTION = [{"role": "user", "content": "What is the answer to everything?"}]

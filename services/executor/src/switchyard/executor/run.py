@@ -77,6 +77,7 @@ class Run:
     budget_s: float = field(init=False)  # until the answer (a stream: its first output)
     budget: Budget = field(init=False)  # what is left of it, counted from the task's submission
     call_timeout_s: float = field(init=False)  # one call (a stream: each read), before the deadline's clamp
+    idle_s: float = field(init=False)  # a stream's silence between two outputs, once output came
 
     def __post_init__(self) -> None:
         task, policy = self.routed.task, self.policy
@@ -90,6 +91,10 @@ class Run:
         self.budget_s = policy.task_deadline_s if asked is None else min(asked, policy.stream_max_s)
         long = self.budget_s > policy.task_deadline_s  # with none asked, it is the executor's own
         self.call_timeout_s = max(policy.call_timeout_s, self.budget_s) if long else policy.call_timeout_s
+        # Its wait is its SDK's read timeout, which bounds each read of a stream, not only the first: a
+        # reasoning model silent for minutes between a text part and a tool call (OpenAI sends nothing while
+        # it reasons) is not cut sooner than the client, calling the provider itself, would cut it.
+        self.idle_s = policy.stream_idle_s if asked is None else max(policy.stream_idle_s, self.budget_s)
         self.budget = budget(
             own_s=policy.task_deadline_s,
             asked_s=None if asked is None else self.budget_s,
@@ -156,7 +161,7 @@ class Run:
         deadline of its first output said."""
         self.produced = True
         if self.timer is not None:
-            left = min(self.policy.stream_idle_s, self.cap.remaining())
+            left = min(self.idle_s, self.cap.remaining())
             self.timer.reschedule(asyncio.get_running_loop().time() + left)
 
     def timed_out(self) -> str:
@@ -167,7 +172,7 @@ class Run:
             return f"the task did not finish within its deadline ({seconds(self.budget.bound_s)} s{spent})"
         if self.cap.expired():
             return f"the stream did not finish within its cap ({self.policy.stream_max_s:g} s)"
-        return f"the stream sent nothing for {self.policy.stream_idle_s:g} s (its idle limit)"
+        return f"the stream sent nothing for {seconds(self.idle_s)} s (its idle limit)"
 
     async def calls(
         self, work: Callable[[], Awaitable[R]], chunks: ChunkSink | None = None

@@ -112,7 +112,7 @@ async def serve(request: Request, face: Face) -> Response:
             gw.tasks,
             task,
             timeout_s=timeout,
-            idle_s=gw.settings.stream_idle_timeout_s,
+            idle_s=wait.idle_s(gw.settings.stream_idle_timeout_s),
             max_s=gw.settings.stream_max_timeout_s,
             observe=admitted.observe,
             stop=gw.stop,

@@ -71,6 +71,12 @@ class Wait:
             raise self._over(spent, self.gateway_s)
         return self.task_s - spent
 
+    def idle_s(self, own_s: float) -> float:
+        """How long a stream that has begun may be silent before the gateway ends it: its client's wait,
+        when it said one (its SDK's read timeout bounds each read, not only the first), never less than the
+        gateway's own bound (`own_s`); the executor's idle limit ends it a little before, with its reason."""
+        return own_s if self.task_s is None else max(own_s, self.gateway_s)
+
     def _spent(self, now: float | None) -> float:
         return (time.perf_counter() if now is None else now) - self.since
 
