@@ -3,7 +3,7 @@ sequence (message_start, content_block_start, ping, content_block_delta..., cont
 message_delta, message_stop), and the real error bodies and status codes. The model name picks the
 behaviour, as in `fake_openai` (error-<status>: 401, 404, 429 + Retry-After, 500, 503, 529;
 error-context, error-policy, flaky-<n>, limited-<n>, slow-<seconds>, break, stream-error, garbage,
-bomb-<MiB>, longline-<MiB>, echo-key;
+bomb-<MiB>, longline-<MiB>, echo-key, context-in-200, html-200, whole-stream;
 tool-call with tools, or a name ending in `:tool-call` (`claude-opus-4-7:tool-call`: a named model's
 thinking rules with this behaviour): a `tool_use` of the first tool, input {"city": "Paris"}, streamed as
 `input_json_delta`s).
@@ -55,6 +55,7 @@ from tests.support.fake_scenarios import (
     gzip_bomb,
     limited_calls,
     long_line_mib,
+    proxy_page,
     slow_seconds,
     sse,
     words,
@@ -138,6 +139,10 @@ class FakeAnthropic:
             return bad_request(refused)
         if model.startswith("error-"):
             return error_response(model.removeprefix("error-"))
+        if model == "context-in-200":  # the error object, with a 200 (a proxy's way)
+            return JSONResponse(error_body(*ERRORS["context"][1:]))
+        if model == "html-200":
+            return proxy_page()
         if n <= flaky_failures(model):
             return error_response("529")
         if n <= limited_calls(model):
@@ -149,7 +154,7 @@ class FakeAnthropic:
         thoughts = thinking_blocks(body, model)
         if (model == "tool-call" or model.endswith(":tool-call")) and body.get("tools"):
             return self._tool_use(body, thoughts)
-        if body.get("stream"):
+        if body.get("stream") and model != "whole-stream":
             events = self._stream(model, text, hit, thoughts)
             if long_line_mib(model):
                 events = first_line_padded(events, long_line_mib(model))

@@ -23,7 +23,7 @@ thought_signature", one it never issued 400 "Corrupted thought signature". `sign
 each checked call brought: "issued", "sentinel". A text answer is signed too, on its last part (the
 real API does not check those); `text_signatures` records what each model turn's text came back with.
     flaky-<n>, limited-<n>, slow-<seconds>, break, stream-error, garbage, bomb-<MiB>,
-    longline-<MiB>, echo-key: as in fake_openai
+    longline-<MiB>, echo-key, context-in-200, html-200, whole-stream: as in fake_openai
     bad-logprobs   asked for logprobs: its first token's `logProbability` is "NaN" (proto3 JSON's NaN)
 
 With `generationConfig.responseLogprobs` each candidate carries `logprobsResult`: its text's tokens
@@ -77,6 +77,7 @@ from tests.support.fake_scenarios import (
     gzip_bomb,
     limited_calls,
     long_line_mib,
+    proxy_page,
     slow_seconds,
     sse,
     words,
@@ -187,6 +188,10 @@ class FakeGemini:
             return invalid(problem)
         if model.startswith("error-") and model != "error-policy":
             return error_response(model.removeprefix("error-"))
+        if model == "context-in-200":  # the error object, with a 200 (a proxy's way)
+            return JSONResponse(error_body("context"))
+        if model == "html-200":
+            return proxy_page()
         if n <= flaky_failures(model):
             return error_response("503")
         if n <= limited_calls(model):
@@ -194,7 +199,7 @@ class FakeGemini:
         await asyncio.sleep(slow_seconds(model))
         chunks = self._chunks(model, body)
         answers = int((body.get("generationConfig") or {}).get("candidateCount") or 1)
-        if method == "streamGenerateContent":
+        if method == "streamGenerateContent" and model != "whole-stream":
             if answers > 1 and chunks[0].get("candidates"):
                 chunks = self._interleaved(chunks, answers, _asked_logprobs(body))
             if request.query_params.get("alt") == "sse":

@@ -21,6 +21,9 @@ scenario, also to an executor running in another process:
     bomb-<MiB>          the answer and that many MiB of spaces, gzipped (`fake_scenarios.gzip_bomb`)
     longline-<MiB>      a stream whose first event's line is padded with that many MiB of spaces
     echo-key            400 whose message quotes the request's Authorization header (a proxy's echo)
+    context-in-200      error-context's error object, answered 200
+    html-200            a proxy's HTML page, answered 200 (`fake_scenarios.proxy_page`)
+    whole-stream        a stream asked for, answered whole (JSON), as a server that does not stream
     tool-call           with `tools`: a call of the first tool, arguments {"city": "Paris"} (streamed);
                         when the last user text is PARALLEL, three calls of it streamed as compatible
                         servers may: interleaved by index, the first's name in two pieces, the last
@@ -107,6 +110,7 @@ from tests.support.fake_scenarios import (
     gzip_bomb,
     limited_calls,
     long_line_mib,
+    proxy_page,
     slow_seconds,
     sse,
     think_seconds,
@@ -269,6 +273,10 @@ class FakeOpenAI(ChatAnswers):
             return JSONResponse({"error": quoted}, status_code=400)
         if model.startswith("error-"):
             return error_response(model.removeprefix("error-"))
+        if model == "context-in-200":  # the error object, with a 200 (a proxy's way)
+            return JSONResponse({"error": ERRORS["context"][1]})
+        if model == "html-200":
+            return proxy_page()
         refused = refusal(body) or logprobs_refusal(body)
         if refused is not None:
             return JSONResponse({"error": refused}, status_code=400)
@@ -282,7 +290,7 @@ class FakeOpenAI(ChatAnswers):
             return self._tool_call(body)
         if model == "refusal":
             return self._refusal(body)
-        if body.get("stream"):
+        if body.get("stream") and model != "whole-stream":
             events = self._stream(body, model, text)
             if long_line_mib(model):
                 events = first_line_padded(events, long_line_mib(model))

@@ -106,3 +106,11 @@ async def first_line_padded(events: AsyncIterator[bytes], mib: int) -> AsyncIter
         if first:
             event, first = event.rstrip(b"\n") + b" " * (mib * 2**20) + b"\n\n", False
         yield event
+
+
+# `html-200`: a proxy's page, answered 200 to any call
+PROXY_PAGE = b"<html><head><title>502 Bad Gateway</title></head><body>upstream unavailable</body></html>"
+
+
+def proxy_page() -> Response:
+    return Response(PROXY_PAGE, media_type="text/html")

@@ -10,7 +10,15 @@ import pytest
 from switchyard.common.errors import ProviderError
 from switchyard.executor.providers.base import StreamingProvider
 from switchyard.executor.providers.http import MAX_ANSWER_BYTES, MAX_LINE_BYTES
-from tests.integration.executor.test_adapters import Upstream, adapter, call, collect, servers, upstream
+from tests.integration.executor.test_adapters import (
+    QUESTION,
+    Upstream,
+    adapter,
+    call,
+    collect,
+    servers,
+    upstream,
+)
 
 pytestmark = pytest.mark.integration
 __all__ = ["adapter", "servers", "upstream"]  # the fixtures, shared with the adapters' suite
@@ -50,3 +58,30 @@ async def test_a_provider_key_quoted_back_in_an_error_is_taken_out(upstream: Ups
     for error in (caught.value, streamed):
         assert error is not None and error.kind == "bad_request"
         assert key not in error.message and key not in str(error) and "[REDACTED]" in error.message
+
+
+async def test_an_error_object_answered_200_is_that_error(adapter: StreamingProvider) -> None:
+    """A prompt too long, said in the provider's error object with a 200: the next candidate (a larger
+    window) at once, not a bad answer retried against the same model and charged to its breaker."""
+    with pytest.raises(ProviderError) as caught:
+        await adapter.request(call("context-in-200"))
+    _, _, streamed = await collect(adapter, call("context-in-200"))
+    for error in (caught.value, streamed):
+        assert error is not None and error.kind == "context_too_long", error
+
+
+async def test_a_proxy_page_answered_200_is_a_bad_response(adapter: StreamingProvider) -> None:
+    with pytest.raises(ProviderError) as caught:
+        await adapter.request(call("html-200"))
+    _, _, streamed = await collect(adapter, call("html-200"))
+    for error in (caught.value, streamed):
+        assert error is not None and error.kind == "bad_response", error
+    assert streamed is not None and "HTML page, not an event stream" in streamed.message
+
+
+async def test_a_stream_answered_whole_is_that_answer(adapter: StreamingProvider) -> None:
+    """A compatible server that does not stream answers a stream's call with the whole JSON answer: its
+    parts, as a stream would have sent them, not a stream that "ended before it finished"."""
+    deltas, final, error = await collect(adapter, call("whole-stream"))
+    assert error is None and final is not None
+    assert "".join(deltas) == final.content == f"Hello! You said: {QUESTION}"

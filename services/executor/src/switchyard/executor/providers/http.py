@@ -24,7 +24,7 @@ from pydantic import SecretStr
 from switchyard.common import vectors
 from switchyard.common.errors import ProviderError
 from switchyard.common.logs import redact
-from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart
+from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, reply_parts
 from switchyard.executor.providers.errors import provider_error
 from switchyard.executor.providers.transport import PROXY_REFUSED, AiohttpTransport
 
@@ -45,6 +45,9 @@ MAX_EMBEDDINGS_BYTES = 6 * vectors.MAX_RESULT_BYTES
 FINISH_BODY_S = 1.0
 MAX_CACHED_URLS = 256  # paths per adapter (Gemini's hold the model name)
 JSON_HEADERS = {"Content-Type": "application/json"}
+# The media types of a streamed call's 200 that is not an event stream (every provider labels its streams
+# text/event-stream): a JSON document, or a proxy's HTML page.
+NOT_EVENTS = frozenset({"application/json", "text/html"})
 # Connections per adapter: as many as the tasks one replica runs at once (`SWITCHYARD_EXECUTOR_CONCURRENCY`,
 # 256), so calls to one provider wait for the provider, not for a connection.
 MAX_CONNECTIONS = 256
@@ -330,7 +333,19 @@ class HttpProvider(ABC):
     async def request(self, call: ProviderCall) -> Reply:
         request = self._build(call, stream=False)
         async with self._unquoted(), transport_errors(self.name), time_limit(call.timeout_s):
-            return self._reply(await self._answer(request), call)
+            return self._whole(await self._answer(request), call)
+
+    def _whole(self, raw: bytes, call: ProviderCall) -> Reply:
+        """A 200's whole answer; one whose body is the provider's error object instead (a proxy, or a
+        server that reports a failure with a 200) is that error, as a stream's error event is read."""
+        try:
+            return self._reply(raw, call)
+        except ProviderError:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                data = orjson.loads(raw)
+                if isinstance(data, dict) and data.get("error"):  # a Responses object has `"error": null`
+                    raise self._error(500, raw, httpx.Headers()) from None
+            raise
 
     async def _post(
         self, path: str, body: dict[str, Any], *, timeout_s: float | None, limit: int = MAX_ANSWER_BYTES
@@ -387,6 +402,18 @@ class HttpProvider(ABC):
                 async with transport_errors(self.name):
                     raw = await read_error_body(response)
                 raise self._error(response.status_code, raw, response.headers)
+            media = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+            if media in NOT_EVENTS:
+                # A whole answer (a compatible server that does not stream), the provider's error, or a
+                # proxy's page: read as such, not as a stream that "ended before it finished".
+                async with transport_errors(self.name):
+                    raw = await read_answer_body(response, limit=MAX_ANSWER_BYTES, provider=self.name)
+                if media == "text/html":
+                    message = f"{self.name}: the answer is an HTML page, not an event stream: {raw[:200]!r}"
+                    raise provider_error("bad_response", message)
+                for part in reply_parts(self._whole(raw, call)):
+                    yield part
+                return
             async for part in self._parts(response, call):
                 yield part
         finally:
