@@ -107,6 +107,7 @@ async def execute(
             ProviderCall.from_request(request, model=""),
             timeout_s=run.call_timeout_s,
             headers_s=policy.call_timeout_s,
+            idle_s=run.idle_s,
             carried=await tool_state.carried(states if carries else None, task.tenant_id, request.messages),
         )
         async with run.within_deadline():

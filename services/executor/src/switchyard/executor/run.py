@@ -157,11 +157,12 @@ class Run:
         return self.timer
 
     def output(self) -> None:
-        """A stream sent output: it may now run `stream_idle_s` past it, within its cap, whatever the
-        deadline of its first output said."""
+        """A stream sent output: it may now run `idle_s` past it, within its cap, whatever the deadline of
+        its first output said. The idle limit itself cuts the provider's call (`recording.py`: its
+        `timeout`, charged to its health); this bound, a little later, is the net."""
         self.produced = True
         if self.timer is not None:
-            left = min(self.idle_s, self.cap.remaining())
+            left = min(self.idle_s + DEADLINE_GRACE_S, self.cap.remaining())
             self.timer.reschedule(asyncio.get_running_loop().time() + left)
 
     def timed_out(self) -> str:

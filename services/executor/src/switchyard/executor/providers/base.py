@@ -48,6 +48,9 @@ class ProviderCall:
     first_output_s: float | None = None
     short_bound: bool = False
     headers_s: float | None = None
+    # A stream's bound on its silence once output came: no text, reasoning or tool call for this long is
+    # the provider's `timeout` (`recording.py`), charged to its health as any other
+    idle_s: float | None = None
     # What the client asked beyond plain text, in OpenAI's terms; each adapter translates what its
     # provider supports (the router sends tool and JSON tasks only to models with those capabilities).
     response_format: dict[str, Any] | None = None

@@ -209,7 +209,11 @@ class RecordingProvider:
         ttft_ms: float | None = None
         text: list[str] = []
         parts = _first_output_within(
-            stream_any(self._inner, call), call.first_output_s, self._provider, short=call.short_bound
+            stream_any(self._inner, call),
+            call.first_output_s,
+            self._provider,
+            short=call.short_bound,
+            idle_s=call.idle_s,
         )
         try:
             async for part in parts:
@@ -246,17 +250,30 @@ class RecordingProvider:
 
 
 async def _first_output_within(
-    parts: AsyncGenerator[StreamPart, None], seconds: float | None, provider: str, *, short: bool
+    parts: AsyncGenerator[StreamPart, None],
+    seconds: float | None,
+    provider: str,
+    *,
+    short: bool,
+    idle_s: float | None = None,
 ) -> AsyncGenerator[StreamPart, None]:
     """`parts`, failed as a `timeout` when no output came within `seconds` of the call's start (None: no
-    such bound; `short`: a bound the task's deadline shortened, its cut `cut_short`); after the first
-    output, as they come. Each wait is bounded, not the generator's life: a cut must interrupt the
+    such bound; `short`: a bound the task's deadline shortened, its cut `cut_short`), or, after output
+    came, none for `idle_s` (the stream's idle limit: the provider's failure, never shorter than the
+    executor's own). Each wait is bounded, not the generator's life: a cut must interrupt the
     provider's read, never the consumer's code between parts. A timeout of the provider's own reads
     (`timeout_s`, never shortened for a stream) stays the provider's."""
+    loop = asyncio.get_running_loop()
+    by = None if seconds is None else loop.time() + seconds
+    began = False
     try:
-        if seconds is not None:
-            by = asyncio.get_running_loop().time() + seconds
-            while True:
+        while True:
+            if by is None:
+                try:
+                    part = await anext(parts)
+                except StopAsyncIteration:
+                    return
+            else:
                 timer = asyncio.timeout_at(by)
                 try:
                     async with timer:
@@ -266,16 +283,18 @@ async def _first_output_within(
                 except TimeoutError:
                     if not timer.expired():  # the provider's own, not this bound's
                         raise
+                    if began:
+                        message = f"the stream sent nothing for {idle_s:g} s (its idle limit)"
+                        raise provider_error("timeout", message) from None
                     raise provider_error(
                         "timeout",
                         f"{provider}: no output within {seconds:.3g} s (the task's deadline)",
                         cut_short=short,
                     ) from None
-                yield part
-                if isinstance(part, OUTPUT):
-                    break
-        async for part in parts:
             yield part
+            if isinstance(part, OUTPUT):
+                began = True
+                by = None if idle_s is None else loop.time() + idle_s
     finally:
         await parts.aclose()
 

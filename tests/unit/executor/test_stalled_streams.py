@@ -1,0 +1,55 @@
+"""A stream that goes silent after its first output, past its idle limit: the provider's failure (its
+call a `timeout`, charged to its breaker, as a call silent before its first output is), not a call we cut."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from switchyard.common.events import TaskFailed
+from switchyard.executor.chunks import ChunkSink
+from switchyard.executor.execution import ExecutionPolicy, execute
+from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta
+from switchyard.executor.resilience.breaker import BreakerConfig, BreakerState, LocalBreakers
+from switchyard.executor.resilience.retry import RetryPolicy
+from tests.unit.executor.test_execution import Bus, routed
+
+pytestmark = pytest.mark.unit
+POLICY = ExecutionPolicy(
+    retry=RetryPolicy(max_retries=1, base_s=0.001, cap_s=0.002),
+    call_timeout_s=5,
+    task_deadline_s=5,
+    stream_idle_s=0.2,
+)
+
+
+class Stalls:
+    """Its first words, then nothing (the connection open, no byte)."""
+
+    async def request(self, call: ProviderCall) -> Reply:
+        raise AssertionError("streamed")
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
+        yield TextDelta("The capital")
+        await asyncio.Event().wait()
+
+
+async def test_a_stream_silent_past_its_idle_limit_is_its_providers_timeout() -> None:
+    bus = Bus()
+    breakers = LocalBreakers(BreakerConfig(failure_threshold=1, open_s=60.0))
+    outcome = await execute(
+        routed("openai", stream=True),
+        providers={"openai": Stalls()},
+        breakers=breakers,
+        policy=POLICY,
+        report=bus.report,
+        chunks=ChunkSink(bus.publish, task_id="t1"),
+    )
+    assert isinstance(outcome, TaskFailed) and outcome.error_code == "provider_timeout"
+    assert outcome.error_message == "the stream sent nothing for 0.2 s (its idle limit)"
+    assert bus.decoded()[-1]["error"] == {"code": "provider_timeout", "message": outcome.error_message}
+    # recorded as the provider's timeout (not billed as a call we cancelled), and counted against it
+    assert [(c.outcome, c.usage.completion_tokens) for _, c in bus.calls] == [("timeout", 0)]
+    assert await breakers.state("openai/model-openai") is BreakerState.OPEN
