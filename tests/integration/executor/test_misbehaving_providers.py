@@ -8,7 +8,7 @@ import time
 import pytest
 
 from switchyard.common.errors import ProviderError
-from switchyard.executor.providers.base import StreamingProvider
+from switchyard.executor.providers.base import KeepAlive, Reply, StreamingProvider
 from switchyard.executor.providers.http import MAX_ANSWER_BYTES, MAX_LINE_BYTES
 from tests.integration.executor.test_adapters import (
     QUESTION,
@@ -85,3 +85,10 @@ async def test_a_stream_answered_whole_is_that_answer(adapter: StreamingProvider
     deltas, final, error = await collect(adapter, call("whole-stream"))
     assert error is None and final is not None
     assert "".join(deltas) == final.content == f"Hello! You said: {QUESTION}"
+
+
+async def test_anthropics_pings_come_through_as_keep_alives(servers: dict[str, Upstream]) -> None:
+    provider = servers["anthropic"].adapter()
+    parts = [part async for part in provider.stream(call("model-a"))]
+    await provider.aclose()  # type: ignore[attr-defined]
+    assert any(isinstance(part, KeepAlive) for part in parts) and isinstance(parts[-1], Reply)

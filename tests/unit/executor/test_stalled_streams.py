@@ -1,5 +1,7 @@
 """A stream that goes silent after its first output, past its idle limit: the provider's failure (its
-call a `timeout`, charged to its breaker, as a call silent before its first output is), not a call we cut."""
+call a `timeout`, charged to its breaker, as a call silent before its first output is), not a call we cut;
+unless the provider kept saying it was at work (Anthropic's pings while it buffers a tool's input): then
+our bound cut it, and its breaker is not charged."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import pytest
 from switchyard.common.events import TaskFailed
 from switchyard.executor.chunks import ChunkSink
 from switchyard.executor.execution import ExecutionPolicy, execute
-from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, TextDelta
+from switchyard.executor.providers.base import KeepAlive, ProviderCall, Reply, StreamPart, TextDelta
 from switchyard.executor.resilience.breaker import BreakerConfig, BreakerState, LocalBreakers
 from switchyard.executor.resilience.retry import RetryPolicy
 from tests.unit.executor.test_execution import Bus, routed
@@ -26,30 +28,50 @@ POLICY = ExecutionPolicy(
 
 
 class Stalls:
-    """Its first words, then nothing (the connection open, no byte)."""
+    """Its first words, then nothing (the connection open, no byte), or only pings (`pings`)."""
+
+    def __init__(self, *, pings: bool = False) -> None:
+        self._pings = pings
 
     async def request(self, call: ProviderCall) -> Reply:
         raise AssertionError("streamed")
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
         yield TextDelta("The capital")
+        while self._pings:
+            await asyncio.sleep(0.05)
+            yield KeepAlive()
         await asyncio.Event().wait()
 
 
-async def test_a_stream_silent_past_its_idle_limit_is_its_providers_timeout() -> None:
-    bus = Bus()
-    breakers = LocalBreakers(BreakerConfig(failure_threshold=1, open_s=60.0))
+async def run(provider: Stalls, bus: Bus, breakers: LocalBreakers) -> TaskFailed:
     outcome = await execute(
         routed("openai", stream=True),
-        providers={"openai": Stalls()},
+        providers={"openai": provider},
         breakers=breakers,
         policy=POLICY,
         report=bus.report,
         chunks=ChunkSink(bus.publish, task_id="t1"),
     )
     assert isinstance(outcome, TaskFailed) and outcome.error_code == "provider_timeout"
+    return outcome
+
+
+async def test_a_stream_silent_past_its_idle_limit_is_its_providers_timeout() -> None:
+    bus = Bus()
+    breakers = LocalBreakers(BreakerConfig(failure_threshold=1, open_s=60.0))
+    outcome = await run(Stalls(), bus, breakers)
     assert outcome.error_message == "the stream sent nothing for 0.2 s (its idle limit)"
     assert bus.decoded()[-1]["error"] == {"code": "provider_timeout", "message": outcome.error_message}
     # recorded as the provider's timeout (not billed as a call we cancelled), and counted against it
     assert [(c.outcome, c.usage.completion_tokens) for _, c in bus.calls] == [("timeout", 0)]
     assert await breakers.state("openai/model-openai") is BreakerState.OPEN
+
+
+async def test_a_stream_that_pings_past_its_idle_limit_is_not_its_providers_failure() -> None:
+    bus = Bus()
+    breakers = LocalBreakers(BreakerConfig(failure_threshold=1, open_s=60.0))
+    outcome = await run(Stalls(pings=True), bus, breakers)
+    assert outcome.error_message == "the stream sent nothing for 0.2 s (its idle limit)"
+    assert [c.outcome for _, c in bus.calls] == ["cut_short"]
+    assert await breakers.state("openai/model-openai") is BreakerState.CLOSED

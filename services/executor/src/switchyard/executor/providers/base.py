@@ -220,11 +220,20 @@ class PromptCounted:
     text: ClassVar[str] = ""  # no output text of its own
 
 
+@dataclass(frozen=True, slots=True)
+class KeepAlive:
+    """The provider said it is still at work without output (Anthropic's `ping`, sent while it generates
+    a tool's input it buffers): not output, so it moves no bound; a stream cut by its idle limit while
+    these came is not the provider's failure (`recording.py`)."""
+
+    text: ClassVar[str] = ""  # no output text of its own
+
+
 # A stream yields reasoning, text and tool-call deltas (and, for several answers, each one's end) and ends
 # with the whole Reply (content, tool calls, finish reason, usage, thinking, the other answers). Each
 # answer's reasoning comes before its text and calls, its end after them; any of them is output sent. The
-# prompt's count, where the provider gives it at the start, may come before them.
-StreamPart = TextDelta | ThinkingDelta | ToolCallDelta | AnswerEnd | PromptCounted | Reply
+# prompt's count, where the provider gives it at the start, may come before them; keep-alives anywhere.
+StreamPart = TextDelta | ThinkingDelta | ToolCallDelta | AnswerEnd | PromptCounted | KeepAlive | Reply
 OUTPUT = (TextDelta, ThinkingDelta, ToolCallDelta, AnswerEnd)
 
 

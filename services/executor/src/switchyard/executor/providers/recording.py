@@ -29,6 +29,7 @@ from switchyard.executor.providers.base import (
     EmbeddingCall,
     EmbeddingProvider,
     EmbeddingReply,
+    KeepAlive,
     Provider,
     ProviderCall,
     Reply,
@@ -265,7 +266,7 @@ async def _first_output_within(
     (`timeout_s`, never shortened for a stream) stays the provider's."""
     loop = asyncio.get_running_loop()
     by = None if seconds is None else loop.time() + seconds
-    began = False
+    began = alive = False
     try:
         while True:
             if by is None:
@@ -283,9 +284,9 @@ async def _first_output_within(
                 except TimeoutError:
                     if not timer.expired():  # the provider's own, not this bound's
                         raise
-                    if began:
+                    if began:  # the provider's failure, unless it said it was at work (our bound then)
                         message = f"the stream sent nothing for {idle_s:g} s (its idle limit)"
-                        raise provider_error("timeout", message) from None
+                        raise provider_error("timeout", message, cut_short=alive) from None
                     raise provider_error(
                         "timeout",
                         f"{provider}: no output within {seconds:.3g} s (the task's deadline)",
@@ -293,8 +294,10 @@ async def _first_output_within(
                     ) from None
             yield part
             if isinstance(part, OUTPUT):
-                began = True
+                began, alive = True, False
                 by = None if idle_s is None else loop.time() + idle_s
+            elif isinstance(part, KeepAlive):
+                alive = True
     finally:
         await parts.aclose()
 

@@ -22,6 +22,7 @@ from switchyard.executor.providers.anthropic.wire import (
     usage_of,
 )
 from switchyard.executor.providers.base import (
+    KeepAlive,
     PromptCounted,
     ProviderCall,
     Reply,
@@ -109,7 +110,9 @@ class AnthropicProvider(HttpProvider):
                 kind = data.get("type", event.event)
                 if kind == "error":
                     raise error_from_body(500, event.data.encode())
-                if kind == "message_start":
+                if kind == "ping":
+                    yield KeepAlive()
+                elif kind == "message_start":
                     message = data.get("message") or {}
                     model = str(message.get("model") or model)
                     usage = usage_of(message.get("usage"), usage)
