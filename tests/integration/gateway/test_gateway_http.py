@@ -37,7 +37,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def gateway(nats_server: NatsServer, tmp_path: Path, sqlite_url: str) -> Iterator[tuple[str, str]]:
+def gateway(
+    nats_server: NatsServer, tmp_path: Path, sqlite_url: str, request: pytest.FixtureRequest
+) -> Iterator[tuple[str, str]]:
+    """A gateway process; a test's indirect parameter adds settings to its environment."""
+
     async def prepare() -> str:
         await migrations().upgrade(sqlite_url)
         engine = create_engine(sqlite_url)
@@ -61,6 +65,7 @@ def gateway(nats_server: NatsServer, tmp_path: Path, sqlite_url: str) -> Iterato
         "SWITCHYARD_TASK_TIMEOUT_S": "3",
         "SWITCHYARD_STREAM_IDLE_TIMEOUT_S": "3",
         "SWITCHYARD_MAX_BODY_BYTES": "65536",
+        **getattr(request, "param", {}),
     }
     base = f"http://127.0.0.1:{port}"
     with service_process(
@@ -502,3 +507,29 @@ async def test_readyz_names_the_services_that_do_not_answer(gateway: tuple[str, 
         "audit": False,
     }
     assert "switchyard_gateway_requests_total" in m.text
+
+
+@pytest.mark.parametrize("gateway", [{"SWITCHYARD_STREAM_KEEPALIVE_S": "0.4"}], indirect=True)
+@pytest.mark.parametrize("pipeline", ["stall"], indirect=True)
+async def test_a_silent_stream_gets_keep_alives_its_clients_skip(
+    gateway: tuple[str, str], pipeline: Pipeline
+) -> None:
+    """A stream silent after its first text (a model reasoning before a tool call) gets an SSE comment every
+    SWITCHYARD_STREAM_KEEPALIVE_S, so that a proxy does not close it as idle, until the stream's idle bound
+    ends it (3 s here); the Anthropic face gets Anthropic's own ping event."""
+    base, key = gateway
+    anthropic = {"model": "auto", "max_tokens": 16, "messages": BODY["messages"]}
+    async with httpx.AsyncClient(timeout=30) as c:
+        chat = await c.post(f"{base}/v1/chat/completions", json={**BODY, "stream": True}, headers=_auth(key))
+        claude = await c.post(
+            f"{base}/v1/messages", json={**anthropic, "stream": True}, headers={"x-api-key": key}
+        )
+    events = chat.text.split("\n\n")
+    beats = [n for n, e in enumerate(events) if e == ": keep-alive"]
+    # between the text and the idle bound's error event (3 s of silence: ~7 at 0.4 s)
+    assert len(beats) >= 4, chat.text
+    text = next(n for n, e in enumerate(events) if '"content":"Par"' in e)
+    error = next(n for n, e in enumerate(events) if '"error"' in e)
+    assert text < min(beats) and max(beats) < error
+    pings = [e for e in claude.text.split("\n\n") if e.startswith("event: ping")]
+    assert len(pings) >= 4 and pings[-1] == 'event: ping\ndata: {"type":"ping"}', claude.text

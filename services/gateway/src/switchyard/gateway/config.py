@@ -42,6 +42,12 @@ class GatewaySettings(CommonSettings):
     stream_max_timeout_s: float = Field(
         default=3660.0, gt=0, description="a stream still running this long is ended (task_timeout)"
     )
+    stream_keepalive_s: float = Field(
+        default=15.0,
+        ge=0,
+        description="a stream silent this long gets a keep-alive its clients skip, so that proxies do not "
+        "close it as idle (keepalive.py); 0: none",
+    )
     # Sized for coding agents (Claude Code, Codex, Cursor): a session near a 200k-token context is ~0.8 MB
     # of JSON and ~1M characters, with screenshots of 1-3 MB each. A body travels as one task on the bus:
     # this default stays under the bus's max_payload as shipped (8 MiB) with room for what the pipeline

@@ -13,6 +13,7 @@ from switchyard.common.events import TaskCompleted, TaskSubmitted
 from switchyard.gateway import (
     bodies,
     completions,
+    keepalive,
     legacy,
     messages,
     messages_render,
@@ -37,6 +38,8 @@ class Face:
     # called with a whole answer before it is rendered (the Responses face stores it); a stream's face
     # does its own before its last event
     keep: Callable[[TaskSubmitted, TaskCompleted], Awaitable[None]] | None = None
+    # what a stream sends in a silence, which its clients skip (keepalive.py); None: nothing
+    beat: bytes | None = keepalive.COMMENT
 
 
 async def conversation(gw: Gateway, principal: Principal, body: bytes) -> Face:
@@ -61,12 +64,17 @@ async def as_asked(gw: Gateway, principal: Principal, body: bytes) -> Face:
         parse,
         functools.partial(messages_render.message_json, asked=asked),
         functools.partial(messages_render.stream_events, asked=asked),
+        beat=messages_render.PING,
     )
 
 
 OPENAI = Face(completions.parse_request, completions.completion_json, completions.stream_events)
 ANTHROPIC = Face(
-    messages.parse_request, messages_render.message_json, messages_render.stream_events, bind=as_asked
+    messages.parse_request,
+    messages_render.message_json,
+    messages_render.stream_events,
+    bind=as_asked,
+    beat=messages_render.PING,
 )
 # what serves a request is the face `conversation` binds to it (these render no request's echoed fields)
 RESPONSES = Face(

@@ -110,6 +110,9 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps({"type": name, **data}) + b"\n\n"
 
 
+PING = _event("ping", {})  # Anthropic's keep-alive, which its SDKs skip
+
+
 def _error(message: str, type_: str = "api_error") -> bytes:
     return _event("error", {"error": {"type": type_, "message": message}})
 

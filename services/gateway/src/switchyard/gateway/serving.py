@@ -25,6 +25,7 @@ from switchyard.gateway import (
     bounds,
     completions,
     embeddings,
+    keepalive,
     outcomes,
     overhead,
     timeouts,
@@ -135,7 +136,11 @@ async def serve(request: Request, face: Face) -> Response:
     model = outcomes.head_model(head)
     if model is not None:
         headers["x-switchyard-model"] = model
-    events = face.stream(task, head, admitted.tap(rest), timeout_s=timeout, include_usage=include_usage)
+    events = keepalive.beating(
+        face.stream(task, head, admitted.tap(rest), timeout_s=timeout, include_usage=include_usage),
+        face.beat,
+        every_s=gw.settings.stream_keepalive_s,
+    )
 
     async def body_then_settle() -> AsyncIterator[bytes]:
         ended = False

@@ -60,7 +60,7 @@ class _Face:
         self.thoughts = False
 
     def face(self) -> faces.Face:
-        return faces.Face(self.parse, self.render, self.stream)
+        return faces.Face(self.parse, self.render, self.stream, beat=None)  # keepalive.py: none here
 
     def parse(self, body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
         parsed: Parsed = parse_request(

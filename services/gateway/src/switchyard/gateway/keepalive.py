@@ -1,0 +1,69 @@
+"""Keep-alives in a stream's silences. A model may be silent for minutes once it has begun (reasoning
+between a text part and a tool call; Anthropic holding a tool's input back, sending only pings), and the
+gateway waits as long as its client declared it would (README, Long answers). Proxies and load balancers
+between the client and the gateway close a connection idle for less: 60 s is the default of nginx's
+`proxy_read_timeout` and of AWS's application load balancers. So a stream silent for
+SWITCHYARD_STREAM_KEEPALIVE_S gets its face's keep-alive, which every client of that face skips: an SSE
+comment (`: keep-alive`) on the OpenAI faces, whose SDKs' decoders drop comment lines, and Anthropic's own
+`ping` event on the Anthropic face. The Gemini face gets none: google-genai reads any line not starting
+with `data: ` as a JSON error body, and its unsuffixed stream is one JSON array."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+COMMENT = b": keep-alive\n\n"
+_END = object()
+
+
+class _Failed:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+async def beating(events: AsyncIterator[bytes], beat: bytes | None, every_s: float) -> AsyncIterator[bytes]:
+    """`events`, with `beat` sent whenever none came for `every_s` (neither 0 nor None: `events` as it is).
+
+    `events` is read by one task of its own into a queue of one (so it never runs ahead of the client, and
+    its own timers and cancellation stay in one task, as an async generator's must); this generator waits
+    on the queue under a timer (cancelling a queue's get loses nothing), and raises what `events` raised.
+    Cancelling it (the client went away, the server's stop) cancels that task."""
+    if beat is None or every_s <= 0:
+        async for event in events:
+            yield event
+        return
+    queue: asyncio.Queue[object] = asyncio.Queue(maxsize=1)
+
+    async def pump() -> None:
+        try:
+            async for event in events:
+                await queue.put(event)
+        except Exception as exc:  # handed to the reader, which raises it
+            await queue.put(_Failed(exc))
+        else:
+            await queue.put(_END)
+
+    reader = asyncio.create_task(pump())
+    try:
+        while True:
+            if queue.empty():
+                try:
+                    async with asyncio.timeout(every_s):
+                        item = await queue.get()
+                except TimeoutError:
+                    yield beat
+                    continue
+            else:  # the usual case while a stream flows: no timer
+                item = queue.get_nowait()
+            if item is _END:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            assert isinstance(item, bytes)
+            yield item
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
