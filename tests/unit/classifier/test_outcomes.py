@@ -224,3 +224,29 @@ def test_embedding_tasks_are_not_outcomes_to_learn_from() -> None:
         ]
     )
     assert [o.task_id for o in found] == ["q"]
+
+
+def test_a_holdout_too_small_to_tell_the_heads_apart_promotes_nothing() -> None:
+    """One more row right out of four is noise, not a better head: a head is promoted only when the
+    rows it fixes outnumber the rows it breaks beyond chance (exact McNemar test, one-sided 5 %)."""
+    rng = np.random.default_rng(1)
+    heads = _heads(8, rng)
+    x = rng.standard_normal((20, 8)).astype(np.float32)
+    labels = ["math" if v > 0 else "coding" for v in x[:, 0]]
+    decision = retrain.retrain(heads, _data(labels, x), holdout=0.2)
+    t = decision.report["type"]
+    assert t["candidate"]["macro_f1"] > t["current"]["macro_f1"]  # better by one row of four
+    assert not decision.promoted and decision.heads is heads
+    assert t["fixed"] - t["broken"] == 1 and t["p_value"] > 0.05
+    assert any("type head kept: holdout too small to decide" in r for r in decision.reasons), decision.reasons
+
+
+def test_better_beyond_chance_is_a_one_sided_paired_test() -> None:
+    assert retrain.mcnemar_p(5, 0) == pytest.approx(0.03125)  # five fixed, none broken: 1 / 2**5
+    assert retrain.mcnemar_p(4, 0) == pytest.approx(0.0625)
+    assert retrain.mcnemar_p(0, 0) == 1.0 and retrain.mcnemar_p(3, 3) > 0.5
+    # the complexity head's Brier terms: four better rows are chance, twelve are not
+    flips = retrain.sign_flip_p
+    assert flips(np.ones(4), np.random.default_rng(0)) > retrain.MAX_P
+    assert flips(np.ones(12), np.random.default_rng(0)) < retrain.MAX_P
+    assert flips(np.array([1.0, -1.0]), np.random.default_rng(0)) == 1.0

@@ -12,6 +12,7 @@ languages, the main head the rest; the complexity head reads every prompt.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -26,6 +27,11 @@ from switchyard.classifier.outcomes.ledger import TaskOutcome
 from switchyard.classifier.outcomes.store import StoredFeatures
 
 FINE_TUNE = TrainConfig(epochs=30, batch_size=32, lr=3e-4, weight_decay=1e-4, input_dropout=0.0, dropout=0.0)
+# A candidate must beat the current head beyond chance on the holdout: the one-sided p-value of its gain
+# (exact McNemar for the type heads, a paired sign-flip test of the Brier terms for complexity) at most
+# this. Four holdout rows can never pass (1/2**4 > 0.05): a holdout that small keeps the current heads.
+MAX_P = 0.05
+SIGN_FLIPS = 4000
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,15 +149,25 @@ def retrain(
             xs[tr], data.failed_y[tr].astype(np.float32), weights=np.ones(len(tr)), outputs=1,
             config=FINE_TUNE, rng=rng, binary=True, init=current.complexity_head,
         )  # fmt: skip
-        before = calibration(sigmoid(current.complexity_head(xs[te])[:, 0]), data.failed_y[te])
-        after = calibration(sigmoid(cand(xs[te])[:, 0]), data.failed_y[te])
-        report["complexity"] = {"current": before, "candidate": after, "train_rows": len(tr)}
-        if after["brier"] < before["brier"]:
-            new = replace(new, complexity_head=cand)
-            reasons.append(f"complexity head promoted: holdout Brier {before['brier']} -> {after['brier']}")
-        else:
+        p_cur, p_cand = sigmoid(current.complexity_head(xs[te])[:, 0]), sigmoid(cand(xs[te])[:, 0])
+        before = calibration(p_cur, data.failed_y[te])
+        after = calibration(p_cand, data.failed_y[te])
+        gain = (p_cur - data.failed_y[te]) ** 2 - (p_cand - data.failed_y[te]) ** 2  # > 0: candidate better
+        p = sign_flip_p(gain, np.random.default_rng(seed))
+        report["complexity"] = {"current": before, "candidate": after, "train_rows": len(tr), "p_value": p}
+        if after["brier"] >= before["brier"]:
             reasons.append(
                 f"complexity head kept: candidate Brier {after['brier']} does not beat {before['brier']}"
+            )
+        elif p > MAX_P:
+            reasons.append(
+                f"complexity head kept: holdout too small to decide: Brier {before['brier']} -> "
+                f"{after['brier']} on {len(te)} rows could be chance (p={p} > {MAX_P})"
+            )
+        else:
+            new = replace(new, complexity_head=cand)
+            reasons.append(
+                f"complexity head promoted: holdout Brier {before['brier']} -> {after['brier']} (p={p})"
             )
     else:
         reasons.append(f"complexity head kept: {len(tr)} train / {len(te)} holdout rows with an outcome")
@@ -186,19 +202,49 @@ def _fine_tune_type(
     cand = train_mlp(
         xs[tr], y[tr], weights=np.ones(len(tr)), outputs=len(labels), config=FINE_TUNE, rng=rng, init=head
     )
-    before = _type_report(head, temperature, xs[te], y[te], labels)
-    after = _type_report(cand, temperature, xs[te], y[te], labels)
-    report = {"current": before, "candidate": after, "train_rows": len(tr)}
-    if after["macro_f1"] > before["macro_f1"]:
-        promoted = f"{name} promoted: holdout macro-F1 {before['macro_f1']} -> {after['macro_f1']}"
-        return _TypeFit(cand, promoted, report)
-    kept = f"{name} kept: candidate macro-F1 {after['macro_f1']} does not beat {before['macro_f1']}"
-    return _TypeFit(None, kept, report)
+    before, right_before = _type_report(head, temperature, xs[te], y[te], labels)
+    after, right_after = _type_report(cand, temperature, xs[te], y[te], labels)
+    fixed, broken = int(np.sum(right_after & ~right_before)), int(np.sum(right_before & ~right_after))
+    p = mcnemar_p(fixed, broken)
+    report = {
+        "current": before, "candidate": after, "train_rows": len(tr),
+        "fixed": fixed, "broken": broken, "p_value": p,
+    }  # fmt: skip
+    if after["macro_f1"] <= before["macro_f1"]:
+        kept = f"{name} kept: candidate macro-F1 {after['macro_f1']} does not beat {before['macro_f1']}"
+        return _TypeFit(None, kept, report)
+    if p > MAX_P:
+        kept = (
+            f"{name} kept: holdout too small to decide: macro-F1 {before['macro_f1']} -> "
+            f"{after['macro_f1']} on {len(te)} rows, {fixed} fixed and {broken} broken could be chance "
+            f"(p={p} > {MAX_P})"
+        )
+        return _TypeFit(None, kept, report)
+    promoted = f"{name} promoted: holdout macro-F1 {before['macro_f1']} -> {after['macro_f1']} (p={p})"
+    return _TypeFit(cand, promoted, report)
+
+
+def mcnemar_p(fixed: int, broken: int) -> float:
+    """One-sided exact McNemar: the chance of at least `fixed` of the `fixed + broken` rows on which two
+    heads disagree about being right going the candidate's way, were neither better."""
+    n = fixed + broken
+    return round(sum(math.comb(n, k) for k in range(fixed, n + 1)) / 2**n, 6)
+
+
+def sign_flip_p(gain: np.ndarray, rng: np.random.Generator) -> float:
+    """One-sided paired sign-flip test: the share of random sign flips of the per-row gains whose sum is
+    at least the observed one (the observed sum counted among them)."""
+    if not len(gain) or gain.sum() <= 0:
+        return 1.0
+    signs = rng.choice((-1.0, 1.0), size=(SIGN_FLIPS, len(gain)))
+    at_least = int(np.sum(signs @ gain >= gain.sum() - 1e-12))
+    return round((at_least + 1) / (SIGN_FLIPS + 1), 6)
 
 
 def _type_report(
     head: Any, temperature: float, x: np.ndarray, y: np.ndarray, labels: tuple[str, ...]
-) -> dict[str, Any]:
-    probs = softmax(head(x) / temperature)
-    report = classification_report(y, probs.argmax(axis=1), labels)
-    return {"macro_f1": report["macro_f1"], "accuracy": report["accuracy"], "n": report["n"]}
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The head's numbers on (x, y), and which rows it gets right."""
+    predicted = softmax(head(x) / temperature).argmax(axis=1)
+    report = classification_report(y, predicted, labels)
+    return {"macro_f1": report["macro_f1"], "accuracy": report["accuracy"], "n": report["n"]}, predicted == y
