@@ -132,15 +132,23 @@ def _heads(dim: int, rng: np.random.Generator) -> Heads:
     return Heads("heads-4", TASK_TYPES, np.zeros(dim, np.float32), np.ones(dim, np.float32), type_head, comp)
 
 
-def _data(labels: list[str], x: np.ndarray, other_language: np.ndarray | None = None) -> retrain.OutcomeData:
+def _data(
+    labels: list[str],
+    x: np.ndarray,
+    other_language: np.ndarray | None = None,
+    *,
+    tenants: list[str] | None = None,
+    completed: bool = False,
+) -> retrain.OutcomeData:
     found, stored = [], {}
     for i, label in enumerate(labels):
+        org = tenants[i] if tenants else "acme"
         found.append(
-            outcomes([_rec(i, "acme", "task.classify", task_id=f"t{i}", type=label, model_version="h")])[0]
+            outcomes([_rec(i, org, "task.classify", task_id=f"t{i}", type=label, model_version="h")])[0]
         )
-        found[-1].rating = "good"
+        found[-1].rating, found[-1].completed = "good", completed
         flag = bool(other_language[i]) if other_language is not None else False
-        stored[("acme", f"t{i}")] = StoredFeatures("acme", f"t{i}", x[i], T0, other_language=flag)
+        stored[(org, f"t{i}")] = StoredFeatures(org, f"t{i}", x[i], T0, other_language=flag)
     return retrain.dataset(found, stored, TASK_TYPES)
 
 
@@ -250,3 +258,40 @@ def test_better_beyond_chance_is_a_one_sided_paired_test() -> None:
     assert flips(np.ones(4), np.random.default_rng(0)) > retrain.MAX_P
     assert flips(np.ones(12), np.random.default_rng(0)) < retrain.MAX_P
     assert flips(np.array([1.0, -1.0]), np.random.default_rng(0)) == 1.0
+
+
+def test_outcomes_that_all_ended_alike_cannot_judge_the_complexity_head() -> None:
+    """Every task answered at the first try (make run's local model, no cascade): a candidate that learns
+    "nothing ever fails" wins on Brier there but has nothing left to rank tasks by (AUC undefined)."""
+    rng = np.random.default_rng(5)
+    heads = _heads(8, rng)
+    heads = replace(heads, complexity_head=Mlp((np.zeros((8, 1), np.float32),), (np.ones(1, np.float32),)))
+    x = rng.standard_normal((100, 8)).astype(np.float32)
+    current = [TASK_TYPES[int(i)] for i in heads.type_head(x).argmax(axis=1)]
+    decision = retrain.retrain(heads, _data(current, x, completed=True), holdout=0.2)
+    assert not decision.promoted, decision.reasons
+    assert any(r.startswith("complexity head kept: every") for r in decision.reasons), decision.reasons
+
+
+def test_one_organisation_flooding_labels_cannot_promote_a_head_that_is_worse_for_another() -> None:
+    """`evil` sends seven tasks to acme's one, labelled by its own rule; acme's users agree with the
+    current head. The candidate wins on the holdout by evil's rows: refused, since it breaks acme's."""
+    rng = np.random.default_rng(6)
+    heads = _heads(8, rng)
+    pool = rng.standard_normal((4000, 8)).astype(np.float32)
+    says = [TASK_TYPES[int(i)] for i in heads.type_head(pool).argmax(axis=1)]
+    x = pool[[i for i in range(4000) if says[i] in ("math", "coding")][:600]]  # prompts alike
+    tenants = ["acme" if i % 8 == 0 else "evil" for i in range(600)]
+    current = [TASK_TYPES[int(i)] for i in heads.type_head(x).argmax(axis=1)]
+    labels = [
+        current[i] if t == "acme" else ("math" if x[i, 0] > 0 else "coding") for i, t in enumerate(tenants)
+    ]
+    decision = retrain.retrain(heads, _data(labels, x, tenants=tenants), holdout=0.25)
+    t = decision.report["type"]
+    assert t["candidate"]["macro_f1"] > t["current"]["macro_f1"] and t["p_value"] < 0.05  # evil's win
+    assert not decision.promoted, decision.reasons
+    acme = t["by_tenant"]["acme"]
+    assert acme["broken"] > acme["fixed"] and acme["rows"] == 18
+    assert any("worse on the holdout for acme (fixed 0, broken 2" in r for r in decision.reasons), (
+        decision.reasons
+    )

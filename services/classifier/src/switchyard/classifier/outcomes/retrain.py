@@ -121,9 +121,11 @@ def retrain(
         else np.zeros(n, dtype=bool)
     )
     known = data.type_y >= 0
+    tenants = np.array([o.tenant_id for o in data.order])
     main = _fine_tune_type(
         "type head", current.type_head, xs, data.type_y, current.temperature, current.labels,
         train[known[train] & ~read_by_other[train]], test[known[test] & ~read_by_other[test]], rng,
+        tenants,
     )  # fmt: skip
     if main.report:
         report["type"] = main.report
@@ -135,6 +137,7 @@ def retrain(
             "other-scripts type head", other.type_head, (data.x - other.mean) / other.std, data.type_y,
             other.temperature, current.labels,
             train[known[train] & read_by_other[train]], test[known[test] & read_by_other[test]], rng,
+            tenants,
         )  # fmt: skip
         if second.report:
             report["type_other_scripts"] = second.report
@@ -144,7 +147,17 @@ def retrain(
 
     tr = train[~np.isnan(data.failed_y[train])]
     te = test[~np.isnan(data.failed_y[test])]
-    if len(tr) and len(te):
+    alike = [
+        f"{name} ({int(data.failed_y[rows][0])})"
+        for name, rows in (("train", tr), ("holdout", te))
+        if len(rows) and len(np.unique(data.failed_y[rows])) == 1
+    ]
+    if alike:
+        reasons.append(
+            f"complexity head kept: every task of the {' and '.join(alike)} rows ended alike (1: fell "
+            "short, 0: did not): nothing to tell hard tasks from easy ones by"
+        )
+    elif len(tr) and len(te):
         cand = train_mlp(
             xs[tr], data.failed_y[tr].astype(np.float32), weights=np.ones(len(tr)), outputs=1,
             config=FINE_TUNE, rng=rng, binary=True, init=current.complexity_head,
@@ -155,10 +168,13 @@ def retrain(
         gain = (p_cur - data.failed_y[te]) ** 2 - (p_cand - data.failed_y[te]) ** 2  # > 0: candidate better
         p = sign_flip_p(gain, np.random.default_rng(seed))
         report["complexity"] = {"current": before, "candidate": after, "train_rows": len(tr), "p_value": p}
+        harmed = _harmed(tenants[te], gain)
         if after["brier"] >= before["brier"]:
             reasons.append(
                 f"complexity head kept: candidate Brier {after['brier']} does not beat {before['brier']}"
             )
+        elif harmed:
+            reasons.append(f"complexity head kept: its holdout Brier is worse for {', '.join(harmed)}")
         elif p > MAX_P:
             reasons.append(
                 f"complexity head kept: holdout too small to decide: Brier {before['brier']} -> "
@@ -194,9 +210,10 @@ def _fine_tune_type(
     tr: np.ndarray,
     te: np.ndarray,
     rng: np.random.Generator,
+    tenants: np.ndarray,
 ) -> _TypeFit:
     """One type head fine-tuned on its training rows `tr` and judged against itself on `te` (standardised
-    inputs `xs`, its own normalisation)."""
+    inputs `xs`, its own normalisation), overall and for each organisation (`tenants`, by row)."""
     if not len(tr) or not len(te):
         return _TypeFit(None, f"{name} kept: {len(tr)} train / {len(te)} holdout rows with a known type", {})
     cand = train_mlp(
@@ -206,13 +223,26 @@ def _fine_tune_type(
     after, right_after = _type_report(cand, temperature, xs[te], y[te], labels)
     fixed, broken = int(np.sum(right_after & ~right_before)), int(np.sum(right_before & ~right_after))
     p = mcnemar_p(fixed, broken)
+    gain = right_after.astype(np.int64) - right_before.astype(np.int64)  # 1: fixed, -1: broken
+    by_tenant = {
+        str(t): {"rows": len(g), "fixed": int(np.sum(g > 0)), "broken": int(np.sum(g < 0))}
+        for t in np.unique(tenants[te])
+        for g in [gain[tenants[te] == t]]
+    }
     report = {
         "current": before, "candidate": after, "train_rows": len(tr),
-        "fixed": fixed, "broken": broken, "p_value": p,
+        "fixed": fixed, "broken": broken, "p_value": p, "by_tenant": by_tenant,
     }  # fmt: skip
     if after["macro_f1"] <= before["macro_f1"]:
         kept = f"{name} kept: candidate macro-F1 {after['macro_f1']} does not beat {before['macro_f1']}"
         return _TypeFit(None, kept, report)
+    if harmed := _harmed(tenants[te], gain):
+        worse = ", ".join(
+            f"{t} (fixed {by_tenant[t]['fixed']}, broken {by_tenant[t]['broken']} of its "
+            f"{by_tenant[t]['rows']} rows)"
+            for t in harmed
+        )
+        return _TypeFit(None, f"{name} kept: worse on the holdout for {worse}", report)
     if p > MAX_P:
         kept = (
             f"{name} kept: holdout too small to decide: macro-F1 {before['macro_f1']} -> "
@@ -222,6 +252,12 @@ def _fine_tune_type(
         return _TypeFit(None, kept, report)
     promoted = f"{name} promoted: holdout macro-F1 {before['macro_f1']} -> {after['macro_f1']} (p={p})"
     return _TypeFit(cand, promoted, report)
+
+
+def _harmed(tenants: np.ndarray, gain: np.ndarray) -> list[str]:
+    """The organisations whose holdout rows the candidate does worse on in sum (per-row `gain` < 0:
+    worse), so that one organisation's many labels cannot buy a head that serves another worse."""
+    return [str(t) for t in np.unique(tenants) if gain[tenants == t].sum() < -1e-9]
 
 
 def mcnemar_p(fixed: int, broken: int) -> float:
