@@ -170,8 +170,20 @@ async def _ledger_records(url: str) -> list[Any]:
         await engine.dispose()
 
 
+def _fraction(text: str) -> float:
+    """A holdout share: a fraction strictly between 0 and 1 (0 or 1 leaves nothing to train or judge on)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"a fraction between 0 and 1 (exclusive), not {text!r}")
+    return value
+
+
 def _retrain(args: argparse.Namespace) -> int:
     from switchyard.audit.config import AuditSettings
+    from switchyard.classifier import artifact
     from switchyard.classifier.outcomes.offline import retrain_from_ledger
 
     if not args.from_ledger:
@@ -181,6 +193,11 @@ def _retrain(args: argparse.Namespace) -> int:
     out = args.out or settings.classifier_artifact_dir
     if out is None and not args.dry_run:
         print("retrain: give --out or set SWITCHYARD_CLASSIFIER_ARTIFACT_DIR", file=sys.stderr)
+        return 2
+    try:  # the current heads first: a missing or corrupt artifact is said before the ledger is read
+        artifact.load(args.artifact or settings.classifier_artifact_dir)
+    except artifact.ArtifactError as e:
+        print(f"retrain: {e}", file=sys.stderr)
         return 2
     records = asyncio.run(_ledger_records(args.ledger_db or AuditSettings().db_url()))
     decision = asyncio.run(
@@ -305,7 +322,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     rt.add_argument("--ledger-db", help="the audit database URL; default: the audit service's settings")
     rt.add_argument("--artifact", type=Path, help="the current heads; default: the configured artifact")
     rt.add_argument("--out", type=Path, help="where a promoted artifact is written")
-    rt.add_argument("--holdout", type=float, default=0.2, help="newest fraction held out (time split)")
+    rt.add_argument("--holdout", type=_fraction, default=0.2, help="newest fraction held out (time split)")
     rt.add_argument("--min-rows", type=int, default=20)
     rt.add_argument("--dry-run", action="store_true", help="decide, write nothing")
     rt.add_argument("--json", action="store_true")
