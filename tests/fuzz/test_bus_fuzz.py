@@ -41,7 +41,11 @@ WRONG_TYPE = orjson.dumps(
         "data": {"task_id": "x"},
     }
 )
-OPT_IN = {subjects.CLASSIFIER_OUTCOMES_CONSUMER.durable}  # runs only for consenting tenants' features
+# run only when tenants consented to their features being kept (the outcome recorder)
+OPT_IN = {
+    subjects.CLASSIFIER_OUTCOMES_CONSUMER.durable,
+    subjects.CLASSIFIER_OUTCOMES_ERASURE_CONSUMER.durable,
+}
 
 
 def consumers() -> list[subjects.Consumer]:

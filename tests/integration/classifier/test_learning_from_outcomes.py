@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import nats
+import numpy as np
 import orjson
 import pytest
 from sqlalchemy import func, select
@@ -26,7 +27,14 @@ from switchyard.cli.classifier_cmd import _ledger_records
 from switchyard.cli.processes import NatsServer
 from switchyard.common import bus, subjects
 from switchyard.common.db import create_engine
-from switchyard.common.events import ChatRequest, Classification, TaskClassified, TaskCompleted, TaskSubmitted
+from switchyard.common.events import (
+    AdminActionRecorded,
+    ChatRequest,
+    Classification,
+    TaskClassified,
+    TaskCompleted,
+    TaskSubmitted,
+)
 from switchyard.common.events.tasks import Usage
 from tests.integration.gateway.harness import auth, gateways, make_org
 from tests.support.bus_services import BusService
@@ -206,8 +214,26 @@ async def test_feedback_through_the_ledger_retrains_and_promotes_a_head(
             lineage = promoted.manifest["retrained_from_ledger"]
             assert lineage["parent_version"] == current.version and lineage["decision"] == decision.reasons
 
+            # the organisation erased (`switchyard org erase`): its stored vectors go, another's stay
+            await store.record(
+                engine, tenant_id=other.id, task_id="kept", vector=np.zeros(3), embedding_model_sha256="m",
+                features_version="v",
+            )  # fmt: skip
+            erased = AdminActionRecorded(
+                action="organization.erased", tenant_id=acme.id, target_type="organization",
+                target_id=acme.id, at=datetime.now(UTC),
+            )  # fmt: skip
+            await publisher.publish(erased, tenant_id=acme.id, event_subject=acme.id)
+            acme_rows = select(func.count()).where(OutcomeFeatures.tenant_id == acme.id)
+            deadline = time.monotonic() + 30
+            async with engine.connect() as conn:
+                while (await conn.execute(acme_rows)).scalar_one() and time.monotonic() < deadline:
+                    await asyncio.sleep(0.2)
+                assert (await conn.execute(acme_rows)).scalar_one() == 0, (
+                    "acme's vectors outlived its erasure"
+                )
             removed = await store.purge(engine, retention=timedelta(0))
-            assert removed == n + 1
+            assert removed == 1  # the other organisation's row
         finally:
             await nc.close()
             await engine.dispose()

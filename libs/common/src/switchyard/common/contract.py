@@ -158,7 +158,7 @@ CHANNELS: tuple[Channel, ...] = (
         "who, on which tenant, what changed. Never carries a key or secret.",
         (AdminActionRecorded,),
         ("gateway",),
-        ("audit",),
+        ("audit", "classifier"),
     ),
     Channel(
         "billingUsage",

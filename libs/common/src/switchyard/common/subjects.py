@@ -167,6 +167,8 @@ class Consumer:
 CLASSIFIER_CONSUMER = Consumer("classifier", STREAM_EVENTS, TASK_SUBMITTED)
 # Opt-in: features (never text) of classified tasks of consenting tenants, for retraining the heads.
 CLASSIFIER_OUTCOMES_CONSUMER = Consumer("classifier-outcomes", STREAM_EVENTS, TASK_CLASSIFIED)
+# ... and forgets an organisation's when it is erased (`organization.erased` admin actions).
+CLASSIFIER_OUTCOMES_ERASURE_CONSUMER = Consumer("classifier-outcomes-erasure", STREAM_EVENTS, ADMIN_ACTION)
 ROUTER_CONSUMER = Consumer("router", STREAM_EVENTS, TASK_CLASSIFIED)
 EXECUTOR_CONSUMER = Consumer("executor", STREAM_EVENTS, TASK_ROUTED, max_deliver=3)
 # The router replicas learn provider health from every provider call (one replica handles each event).

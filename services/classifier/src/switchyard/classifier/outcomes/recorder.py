@@ -20,7 +20,7 @@ from switchyard.common import bus, db, subjects
 from switchyard.common.embedding import model_files
 from switchyard.common.embedding.embedder import Embedder
 from switchyard.common.envelope import CloudEvent
-from switchyard.common.events import TaskClassified
+from switchyard.common.events import AdminActionRecorded, TaskClassified
 from switchyard.common.service import Service, create_service, run_service
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,21 @@ def create(settings: ClassifierSettings) -> Service:
         expected=[TaskClassified],
         handler=on_classified,
         description="Keeps the features (never text) of opted-in tenants' classified tasks for retraining.",
+    )
+
+    async def on_admin_action(event: CloudEvent, payload: AdminActionRecorded) -> None:
+        if payload.action == "organization.erased":
+            removed = await store.forget_tenant(engine, payload.tenant_id)
+            log.info("organisation %s erased: %d stored feature rows deleted", payload.tenant_id, removed)
+
+    bus.subscribe(
+        service.broker,
+        consumer=subjects.CLASSIFIER_OUTCOMES_ERASURE_CONSUMER,
+        service="classifier-outcomes",
+        publisher=service.events,
+        expected=[AdminActionRecorded],
+        handler=on_admin_action,
+        description="Deletes an erased organisation's stored features (`organization.erased`).",
     )
     log.info("outcome recorder: tenants %s, retention %s", sorted(consent.tenants) or "none", retention)
     return service

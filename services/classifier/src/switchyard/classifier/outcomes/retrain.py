@@ -264,7 +264,7 @@ def mcnemar_p(fixed: int, broken: int) -> float:
     """One-sided exact McNemar: the chance of at least `fixed` of the `fixed + broken` rows on which two
     heads disagree about being right going the candidate's way, were neither better."""
     n = fixed + broken
-    return round(sum(math.comb(n, k) for k in range(fixed, n + 1)) / 2**n, 6)
+    return round(float(sum(math.comb(n, k) for k in range(fixed, n + 1)) / (1 << n)), 6)
 
 
 def sign_flip_p(gain: np.ndarray, rng: np.random.Generator) -> float:

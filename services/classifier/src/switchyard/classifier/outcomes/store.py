@@ -103,6 +103,13 @@ async def load(
     return out
 
 
+async def forget_tenant(engine: AsyncEngine, tenant_id: str) -> int:
+    """Deletes every row of one organisation (its erasure); returns how many."""
+    async with engine.begin() as conn:
+        result = await conn.execute(delete(OutcomeFeatures).where(OutcomeFeatures.tenant_id == tenant_id))
+    return int(result.rowcount or 0)
+
+
 async def purge(engine: AsyncEngine, *, retention: timedelta, now: datetime | None = None) -> int:
     """Deletes rows older than the retention period; returns how many."""
     cutoff = (now or datetime.now(UTC)) - retention
