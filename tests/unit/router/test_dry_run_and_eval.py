@@ -140,3 +140,26 @@ def test_router_eval_reports_and_fits_on_disjoint_subjects(tmp_path: Path) -> No
     assert subjects["heldout"] and subjects["train"] and not subjects["heldout"] & subjects["train"]
     assert len(split["all"]) == 120 == sum(len(split[n]) for n in ("heldout", "train"))
     assert load_rows(data, split="all", limit=7) == split["all"][:7]
+
+
+def test_router_eval_check_fails_when_the_goal_is_missed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`router eval --check` exits 1 when the configured routing misses the goal, so CI can gate on it;
+    the same run without a miss exits 0. (Without `--check`, the report alone, exit 0 either way.)"""
+    from switchyard.cli.main import main
+
+    def pool(weak: bool) -> Path:
+        rows = [
+            {"id": f"{s}-{i}", "source": "mmlu_routellm", "prompt": f"What is {s} + {i}?", "label_type": "qa",
+             "native_label": f"subject_{s}", "weak_correct": weak, "strong_correct": True}
+            for s in range(40) for i in range(2)
+        ]  # fmt: skip
+        path = tmp_path / f"pool-{weak}.jsonl"
+        path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+        return path
+
+    args = ["router", "eval", "--split", "all", "--fit-rows", "0", "--steps", "2", "--check", "--data"]
+    assert main([*args, str(pool(weak=False))]) == 1  # the weak model never right: far below 95 %
+    assert "goal (>= 95% with <= 30% premium): NOT met as configured" in capsys.readouterr().out
+    assert main([*args, str(pool(weak=True))]) == 0

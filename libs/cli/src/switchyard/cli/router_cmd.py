@@ -138,11 +138,12 @@ def _eval(args: argparse.Namespace) -> int:
         "goal_met_at_configured": at.relative_quality >= GOAL_QUALITY and at.premium_share <= GOAL_SHARE,
         "curve": [_point(p) for p in points],
     }
+    missed = args.check and not report["goal_met_at_configured"]
     if args.json:
         print(json.dumps(report, indent=2))
-        return 0
-    _print(report, weak=weak, strong=strong)
-    return 0
+    else:
+        _print(report, weak=weak, strong=strong)
+    return 1 if missed else 0
 
 
 def _print(report: dict[str, Any], *, weak: float, strong: float) -> None:
@@ -238,4 +239,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ev.add_argument("--artifact", type=Path, help="classifier artifact folder")
     ev.add_argument("--threads", type=int, default=1)
     ev.add_argument("--json", action="store_true")
+    ev.add_argument(
+        "--check", action="store_true", help="exit 1 when the goal is not met as configured (for CI)"
+    )
     ev.set_defaults(func=_eval)
