@@ -114,6 +114,12 @@ async def test_exact_and_semantic_hits_stay_inside_their_tenant(
     assert semantic.hit.answer.source_task_id == source.task_id
     # a different question is not a neighbour
     assert (await ask(cache, "acme", "What is the capital of Germany?")).hit is None
+    # nor one that differs in a number or a negation, however close its embedding (0.906, 0.989)
+    await remember(cache, "acme", "What is 17*23?", answer="391")
+    await remember(cache, "acme", "Is it safe to eat raw chicken?", answer="No")
+    assert (await ask(cache, "acme", "What is 17*24?")).hit is None
+    assert (await ask(cache, "acme", "Is it not safe to eat raw chicken?")).hit is None
+    assert (await ask(cache, "acme", "What is 17 * 23 ?")).hit.answer.content == "391"
     # another tenant never gets acme's answer: not by the same request, not by a paraphrase
     for content in (QUESTION, PARAPHRASE):
         other = await ask(cache, "globex", content)

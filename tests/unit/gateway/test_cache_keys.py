@@ -74,6 +74,36 @@ def test_the_semantic_scope_is_everything_but_the_user_turn() -> None:
     assert semantic_scope("acme", system) != semantic_scope("acme", req("a"))
 
 
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("What is 17*23?", "What is 17*24?"),  # MiniLM: 0.906
+        ("What year did World War 1 end?", "What year did World War 2 end?"),  # 0.921
+        ("Give me 5 ideas for a birthday party", "Give me 10 ideas for a birthday party"),  # 0.973
+        ("What is 23-17?", "What is 17-23?"),
+        ("Is it safe to eat raw chicken?", "Is it not safe to eat raw chicken?"),  # 0.989
+        ("Should I take ibuprofen with alcohol?", "Why shouldn't I take ibuprofen with alcohol?"),
+    ],
+)
+def test_prompts_that_differ_in_a_number_or_a_negation_never_share_a_semantic_scope(
+    one: str, other: str
+) -> None:
+    """The embedding barely tells these apart (the similarities above, over the 0.92 threshold for most):
+    the numbers (in order) and the count of negations of the user turns are part of the scope."""
+    assert semantic_scope("acme", req(one)) != semantic_scope("acme", req(other))
+
+
+def test_paraphrases_with_the_same_numbers_and_negations_share_a_semantic_scope() -> None:
+    pairs = [
+        ("What's the capital city of France?", "What is the capital of France?"),
+        ("What is 17 * 23?", "Compute 17 times 23"),
+        ("Convert 1,000 USD to EUR", "convert 1000 usd to eur"),
+        ("Don't use jargon: explain DNS", "Explain DNS, do not use jargon"),
+    ]
+    for one, other in pairs:
+        assert semantic_scope("acme", req(one)) == semantic_scope("acme", req(other)), (one, other)
+
+
 def _asked_about(attachment: dict[str, Any], question: str = "What does it say?") -> ChatRequest:
     return req([{"type": "text", "text": question}, attachment])
 

@@ -6,7 +6,8 @@ the answer (model, messages, max_tokens, temperature, top_p, stop, response_form
 never `stream`, the request id, the user agent or the `user` field (a turn's images and documents are hashed
 whole). Semantic scope: the same, minus the text of the conversation's user turns, which is embedded
 instead (their images and documents stay in the scope: two prompts of the same text about different PDFs
-never share an answer); a neighbour must share the tenant and the scope.
+never share an answer), plus the numbers and negations of that text (`literals`: the embedding barely
+tells "17*23" from "17*24" or "safe" from "not safe"); a neighbour must share the tenant and the scope.
 
 Embedding key (`POST /v1/embeddings`, exact only): tenant + SHA-256 of a version tag, "embedding", the model,
 `dimensions` and the texts exactly as they are sent (token ids decoded, guardrails' redactions made): nothing
@@ -17,6 +18,7 @@ key's, and it is stored under another prefix (`exact.py`), so the two never meet
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -30,6 +32,12 @@ from switchyard.gateway.errors import InvalidRequest
 CACHE_HEADER = "x-switchyard-cache"
 DIRECTIVES = ("no-cache", "no-store")
 Kind = Literal["exact", "semantic"]
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_NEGATION = re.compile(
+    r"\b(?:not|no|never|none|nor|neither|nothing|nobody|nowhere|cannot|without)\b|n['\u2019]t\b",
+    re.IGNORECASE,
+)
 # Part of every embedding key: changing what the key covers changes the tag, and old entries are not found.
 EMBEDDING_KEY_VERSION = "embedding-key-v1"
 
@@ -176,9 +184,25 @@ def embedding_key(tenant_id: str, request: EmbeddingRequest) -> str:
     )
 
 
+def literals(text: str) -> dict[str, Any]:
+    """What of a prompt's text the embedding barely sees and the answer depends on: its numbers, in order
+    ("What is 17*23?" and "...17*24?" are 0.91 apart to MiniLM; "1,000" is 1000), and how many negations it
+    has ("Is it safe to...?" and "Is it not safe to...?": 0.99)."""
+    plain = _THOUSANDS.sub("", text)
+    return {"numbers": _NUMBER.findall(plain), "negations": len(_NEGATION.findall(plain))}
+
+
 def semantic_scope(tenant_id: str, request: ChatRequest) -> str:
-    """What a semantic neighbour must share: tenant, model, parameters and every non-user message."""
-    return _digest({"tenant": tenant_id, "request": _normalised(request, without_user_turns=True)})
+    """What a semantic neighbour must share: tenant, model, parameters, every non-user message, and the
+    numbers and negations of the user turns' text (`literals`)."""
+    text = "\n".join(m.text() for m in request.messages if m.role == "user")
+    return _digest(
+        {
+            "tenant": tenant_id,
+            "request": _normalised(request, without_user_turns=True),
+            "literals": literals(text),
+        }
+    )
 
 
 def point_id(tenant_id: str, key: str) -> str:
