@@ -181,6 +181,7 @@ class Answerer:
         self.fail: str | None = None
         self.begin = 0
         self.model = "local/smollm2-135m-instruct"  # the model that answers
+        self.content = "Paris"  # the answer's text
         self.usage = Usage(prompt_tokens=9, completion_tokens=2)  # the answer's
         self.prompt_usage: Usage | None = None  # the count the first chunk carries, as the executor's does
         self._begun: set[str] = set()
@@ -238,7 +239,7 @@ class Answerer:
             model=self.model,
             provider=self.model.partition("/")[0],
             tier="local",
-            content="Paris",
+            content=self.content,
             finish_reason="stop",
             usage=self.usage,
             attempts=1,

@@ -22,6 +22,7 @@ from switchyard.billing.db import migrations as billing_migrations
 from switchyard.billing.models import UsageEntry
 from switchyard.cli.processes import NatsServer
 from switchyard.common.db import create_engine, sessionmaker
+from switchyard.gateway.tenants import create_api_key, create_user
 from tests.integration.gateway.harness import Answerer, Org, auth, gateways, make_org
 from tests.support.bus_services import BusService
 
@@ -53,7 +54,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer
             "audit", env={**common, "SWITCHYARD_AUDIT_SIGNING_KEY": "33" * 32}, log_path=tmp / "audit.log"
         ),
     ]
-    env = {"SWITCHYARD_CACHE_ENABLED": "true", "SWITCHYARD_VAR_DIR": str(tmp / "var")}
+    policy = tmp / "guardrails.yaml"
+    policy.write_text("plans:\n  free: {pii_output: true}\n")
+    env = {
+        "SWITCHYARD_CACHE_ENABLED": "true",
+        "SWITCHYARD_VAR_DIR": str(tmp / "var"),
+        "SWITCHYARD_GUARDRAILS_PATH": str(policy),
+    }
     try:
         with gateways(server, db_url, tmp, env=env) as bases:
             acme = asyncio.run(make_org(db_url, "acme"))
@@ -233,3 +240,36 @@ async def test_a_key_with_an_allow_list_gets_no_answer_of_a_model_outside_it(
     assert wide.headers["x-switchyard-cache"] == "hit"
     assert narrow.status_code == 200 and narrow.headers["x-switchyard-cache"] == "miss"
     assert [t.allowed_models for t in answerer.seen] == [None, ["auto", "openai/gpt-6-luna"]]
+
+
+async def test_a_hit_passes_the_output_guardrails_of_the_user_it_answers(
+    stack: tuple[NatsServer, str, str, Org, Org], answerer: Answerer
+) -> None:
+    """The cache is the organisation's, output guardrails the user's plan's: an answer stored unredacted
+    for a user on a plan without `pii_output` is redacted when it answers one on a plan with it."""
+    _, db_url, base, _, _ = stack
+    org = await make_org(db_url, "initech")
+    engine = create_engine(db_url)
+    try:
+        sessions = sessionmaker(engine)
+        user = await create_user(
+            sessions, tenant_id=org.id, email="free@initech.test", role="member", plan="free"
+        )
+        key, _ = await create_api_key(sessions, tenant_id=org.id, name="free", user_id=user.id)
+    finally:
+        await engine.dispose()
+    question = chat("Who do I write to about invoices?")
+    answerer.content = "Write to billing@initech.test"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            stored = await http.post("/v1/chat/completions", json=question, headers=auth(org.keys["admin"]))
+            hit = await http.post("/v1/chat/completions", json=question, headers=auth(key))
+            streamed = await http.post(
+                "/v1/chat/completions", json={**question, "stream": True}, headers=auth(key)
+            )
+    finally:
+        answerer.content = "Paris"
+    assert stored.json()["choices"][0]["message"]["content"] == "Write to billing@initech.test"
+    assert hit.headers["x-switchyard-cache"] == streamed.headers["x-switchyard-cache"] == "hit"
+    assert hit.json()["choices"][0]["message"]["content"] == "Write to [REDACTED_EMAIL]"
+    assert "billing@initech.test" not in streamed.text and "[REDACTED_EMAIL]" in streamed.text

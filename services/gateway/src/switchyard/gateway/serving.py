@@ -84,7 +84,16 @@ async def serve(request: Request, face: Face) -> Response:
         )
         timeout = wait.left()  # from the request's arrival: what it spent here is spent of it
     if cached is not None and cached.hit is not None and gw.cache is not None:
-        return await replay.answer(gw.cache, face, parsed, task, cached, admitted, headers)
+        screen = None
+        if gw.guardrails is not None:
+            where = _where(request)
+            screen = functools.partial(
+                gw.guardrails.screen_output,
+                principal=principal,
+                request_id=where["request_id"],
+                endpoint=where["endpoint"],
+            )
+        return await replay.answer(gw.cache, face, parsed, task, cached, admitted, headers, screen)
     stream, include_usage = parsed.stream, _include_usage(parsed)
     del parsed
     # Output guardrails need the whole answer: a stream is then answered whole, as one SSE event.

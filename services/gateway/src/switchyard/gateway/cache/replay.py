@@ -4,7 +4,7 @@ SSE replayed from the stored answer)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import Request
@@ -55,9 +55,14 @@ async def answer(
     found: Lookup,
     admitted: Pass,
     headers: dict[str, str],
+    screen: Callable[[TaskCompleted], Awaitable[TaskCompleted]] | None = None,
 ) -> Response:
-    """A hit: recorded on the bus, settled at zero cost, and answered as the face answers a completion."""
+    """A hit: recorded on the bus, settled at zero cost, and answered as the face answers a completion,
+    after the output guardrails of the caller (`screen`): the cache is the organisation's, the guardrails'
+    chain its user's plan's, and the answer may have been stored for a user whose chain let it through."""
     done = await settle(cache, task, found, admitted)
+    if screen is not None:
+        done = await screen(done)
     headers = {**headers, "x-switchyard-model": done.model, "x-switchyard-tier": done.tier}
     if not parsed.stream:
         if face.keep is not None:
