@@ -17,12 +17,16 @@ from switchyard.common.events import (
     Usage,
 )
 from switchyard.common.policy import Policy, load_policy
+from switchyard.common.wants import Want
 from switchyard.gateway import admission
 from switchyard.gateway.access import roles
 from switchyard.gateway.budgets import pricing
 from switchyard.gateway.budgets.service import accounts
+from switchyard.gateway.errors import RateLimited
+from switchyard.gateway.key_policy import KeyPolicy
 from switchyard.gateway.limits.headers import duration, ratelimit_headers
 from switchyard.gateway.limits.models import Limits, checks, window
+from switchyard.gateway.limits.service import RateLimiter
 from switchyard.gateway.tenants import Principal
 
 pytestmark = pytest.mark.unit
@@ -281,3 +285,26 @@ def test_the_prompt_estimate_is_not_a_quarter_of_a_non_latin_prompt(text: str, c
     assert 0.9 * cl100k <= pricing.prompt_tokens(chat) - pricing.TOKENS_PER_MESSAGE <= 1.5 * cl100k
     embed = EmbeddingRequest(model="m", input=[text])
     assert 0.9 * cl100k <= pricing.prompt_tokens(embed) <= 1.5 * cl100k
+
+
+def test_a_request_larger_than_a_whole_limit_is_told_so_even_when_another_window_is_full() -> None:
+    """Waiting for the full window would not help: the refusal says the request is too large, with no
+    Retry-After and `x-should-retry: false`, rather than "try again in 41s" (after which it would be
+    refused again), whichever limit is the broader."""
+    policy = KeyPolicy(tpm_limit=100)
+    made = checks(
+        Limits(user_requests_per_min=30),
+        now=120.0,
+        tenant_id="t",
+        subject="u",
+        tokens=200,
+        global_requests_per_min=10_000,
+        key=("k", policy),
+    )
+    full = {("user", "requests"): 30, ("key", "tokens"): 0}  # the user's minute is used up
+    results = [((c.scope, c.kind) not in full, full.get((c.scope, c.kind), 0)) for c in made]
+    wanted = [(c, Want(None, c.key, c.delta, c.limit, c.reset_at)) for c in made]  # type: ignore[arg-type]
+    with pytest.raises(RateLimited) as refused:
+        RateLimiter.ticket(wanted, results, tokens=200, now=150.0)
+    assert refused.value.message.startswith("Request too large for tokens per min (key): limit 100")
+    assert "retry-after" not in refused.value.headers and refused.value.retry is False

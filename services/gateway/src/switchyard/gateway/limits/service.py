@@ -98,14 +98,18 @@ class RateLimiter:
     def _leases(self, check: Check) -> Leases:
         return self.slots if check.kind == "concurrency" else self.windows
 
+    @staticmethod
     def ticket(
-        self, wanted: list[tuple[Check, Want]], results: list[tuple[bool, int]], *, tokens: int, now: float
+        wanted: list[tuple[Check, Want]], results: list[tuple[bool, int]], *, tokens: int, now: float
     ) -> Ticket:
         """The admitted request's ticket, or its refusal (raised) when any counter refused."""
         seen = [(c, used) for (c, _), (_, used) in zip(wanted, results, strict=True)]
         headers = ratelimit_headers(seen, now=now)
         refused = [(c, used) for (c, _), (ok, used) in zip(wanted, results, strict=True) if not ok]
         if refused:
+            # a request larger than a whole limit first (no wait lets it through, so no Retry-After),
+            # else the broadest limit it hit
+            refused.sort(key=lambda cu: cu[0].delta <= cu[0].limit)
             raise _refusal(*refused[0], now=now, headers=headers)
         return Ticket(
             tokens_reserved=tokens,
