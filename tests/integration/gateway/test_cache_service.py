@@ -173,6 +173,32 @@ async def test_answers_expire_and_requests_can_opt_out(
     await cache.close()
 
 
+async def test_an_answer_older_than_the_readers_ttl_is_not_served_to_it(
+    parts: tuple[nats.NATS, ExactStore, bus.EventPublisher],
+) -> None:
+    """The cache is the organisation's, the TTL the reader's plan's (else the tenant's): an answer kept
+    for a "pro" user for an hour is not served to a "free" user past the free plan's 60 s, nor to
+    anyone once the tenant's TTL is lowered below its age."""
+    _, store, events = parts
+    configs = Configs(DEFAULT, plans={"pro": CacheRule(ttl_s=3600), "free": CacheRule(ttl_s=60)})
+    cache = ResponseCache(store=store, configs=configs, events=events)
+    t = task("acme", "Name a river in Spain.")
+    found = await cache.lookup(tenant_id="acme", plan="pro", task=t, directive=Directive())
+    assert found is not None and await cache.keep(found, completed(t, "Ebro"))
+    kept = await store.get("acme", found.key)
+    assert kept is not None
+    await store.put(kept.model_copy(update={"created_at": kept.created_at - 120}))  # kept 2 minutes ago
+
+    def asking(plan: str) -> Any:
+        return cache.lookup(tenant_id="acme", plan=plan, task=t, directive=Directive())
+
+    assert (await asking("pro")).hit.answer.content == "Ebro"
+    assert (await asking("free")).hit is None
+    cache.configs = Configs(DEFAULT, plans={"pro": CacheRule(ttl_s=60)})
+    assert (await asking("pro")).hit is None
+    await cache.close()
+
+
 async def test_a_request_for_several_answers_is_neither_answered_nor_kept(
     parts: tuple[nats.NATS, ExactStore, bus.EventPublisher], index: VectorIndex, embedder: Embedder
 ) -> None:

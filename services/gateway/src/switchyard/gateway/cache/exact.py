@@ -4,7 +4,8 @@ Keys: `a.<tenant>.<hash>` holds a chat `CachedAnswer`, `h.<tenant>.<hash>` its h
 is kept under `e.<tenant>.<hash>`, its hit count under `eh.<tenant>.<hash>`, so a chat read never looks where
 embeddings are (and the stored value says which it is, checked on every read). The tenant is part of every
 key and of the stored value, and a value whose tenant differs from the reader's is never returned.
-Each answer carries its own expiry (per tenant TTLs); the bucket's max age removes what nobody reads.
+Each answer carries its own expiry (the TTL of the plan or tenant that kept it), and is read only within the
+reader's TTL too; the bucket's max age removes what nobody reads.
 """
 
 from __future__ import annotations
@@ -46,9 +47,16 @@ class ExactStore:
         self._kv = bucket
 
     async def get(
-        self, tenant_id: str, key: str, *, embedding: bool = False, now: float | None = None
+        self,
+        tenant_id: str,
+        key: str,
+        *,
+        embedding: bool = False,
+        now: float | None = None,
+        ttl_s: float | None = None,
     ) -> CachedAnswer | None:
-        """The tenant's live answer under `key`: a chat answer, or with `embedding` an embedding's."""
+        """The tenant's live answer under `key`: a chat answer, or with `embedding` an embedding's; with
+        `ttl_s` (the reader's TTL), only one kept less than that long ago."""
         try:
             entry = await self._kv.get(answer_key(tenant_id, key, embedding=embedding))
         except KeyNotFoundError:
@@ -59,7 +67,8 @@ class ExactStore:
             return None
         if answer.tenant_id != tenant_id or answer.key != key or (answer.embedding is not None) != embedding:
             return None
-        if answer.expires_at <= (time.time() if now is None else now):
+        now = time.time() if now is None else now
+        if answer.expires_at <= now or (ttl_s is not None and answer.created_at + ttl_s <= now):
             return None
         return answer
 

@@ -148,7 +148,10 @@ class ResponseCache:
 
     async def _find(self, found: Lookup) -> Hit | None:
         now = time.time()
-        answer = await self.store.get(found.tenant_id, found.key, embedding=found.embedding, now=now)
+        ttl_s = found.config.ttl_s  # the reader's: an answer another plan kept longer is not fresh to it
+        answer = await self.store.get(
+            found.tenant_id, found.key, embedding=found.embedding, now=now, ttl_s=ttl_s
+        )
         if answer is not None and found.embedding and not _intact(answer.embedding):
             # Checked before the hit is published: a corrupt entry is a miss (the fresh answer replaces
             # it), not a completed task in the ledger followed by a 502.
@@ -163,7 +166,7 @@ class ResponseCache:
         if neighbour is None:
             return None
         key, similarity = neighbour
-        answer = await self.store.get(found.tenant_id, key, now=now)
+        answer = await self.store.get(found.tenant_id, key, now=now, ttl_s=ttl_s)
         return None if answer is None else Hit("semantic", answer, similarity)
 
     def _nearest(self, found: Lookup, now: float) -> tuple[str, float] | None:
