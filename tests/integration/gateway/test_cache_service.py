@@ -120,6 +120,10 @@ async def test_exact_and_semantic_hits_stay_inside_their_tenant(
     assert (await ask(cache, "acme", "What is 17*24?")).hit is None
     assert (await ask(cache, "acme", "Is it not safe to eat raw chicken?")).hit is None
     assert (await ask(cache, "acme", "What is 17 * 23 ?")).hit.answer.content == "391"
+    # nor the same words in another order (0.989)
+    await remember(cache, "acme", "Convert miles to kilometers", answer="x 1.609")
+    assert (await ask(cache, "acme", "Convert kilometers to miles")).hit is None
+    assert (await ask(cache, "acme", "convert miles to kilometers, please")).hit.answer.content == "x 1.609"
     # another tenant never gets acme's answer: not by the same request, not by a paraphrase
     for content in (QUESTION, PARAPHRASE):
         other = await ask(cache, "globex", content)

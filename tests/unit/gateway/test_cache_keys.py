@@ -16,6 +16,8 @@ from switchyard.gateway.cache.models import (
     exact_key,
     parse_directive,
     point_id,
+    prompt_words,
+    same_word_order,
     semantic_scope,
     semantic_text,
     storable,
@@ -102,6 +104,23 @@ def test_paraphrases_with_the_same_numbers_and_negations_share_a_semantic_scope(
     ]
     for one, other in pairs:
         assert semantic_scope("acme", req(one)) == semantic_scope("acme", req(other)), (one, other)
+
+
+@pytest.mark.parametrize(
+    ("one", "other", "same"),
+    [
+        ("Convert miles to kilometers", "Convert kilometers to miles", False),  # MiniLM: 0.989
+        ("Is Python faster than Java?", "Is Java faster than Python?", False),  # 0.989
+        ("Translate 'hello' from English to French", "Translate 'hello' from French to English", False),
+        ("What's the capital city of France?", "What is the capital of France?", True),
+        ("How do I reverse a string in Python?", "How can I reverse a string in Python?", True),
+    ],
+)
+def test_a_semantic_neighbour_must_have_the_words_both_share_in_the_same_order(
+    one: str, other: str, same: bool
+) -> None:
+    """The embedding is nearly blind to word order: swapped terms are another question."""
+    assert same_word_order(prompt_words(one), prompt_words(other)) is same
 
 
 def _asked_about(attachment: dict[str, Any], question: str = "What does it say?") -> ChatRequest:

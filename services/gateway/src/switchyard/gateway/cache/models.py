@@ -7,7 +7,8 @@ never `stream`, the request id, the user agent or the `user` field (a turn's ima
 whole). Semantic scope: the same, minus the text of the conversation's user turns, which is embedded
 instead (their images and documents stay in the scope: two prompts of the same text about different PDFs
 never share an answer), plus the numbers and negations of that text (`literals`: the embedding barely
-tells "17*23" from "17*24" or "safe" from "not safe"); a neighbour must share the tenant and the scope.
+tells "17*23" from "17*24" or "safe" from "not safe"); a neighbour must share the tenant and the scope, and
+the words both prompts share must come in the same order (`same_word_order`).
 
 Embedding key (`POST /v1/embeddings`, exact only): tenant + SHA-256 of a version tag, "embedding", the model,
 `dimensions` and the texts exactly as they are sent (token ids decoded, guardrails' redactions made): nothing
@@ -34,6 +35,7 @@ DIRECTIVES = ("no-cache", "no-store")
 Kind = Literal["exact", "semantic"]
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_WORD = re.compile(r"\w+")
 _NEGATION = re.compile(
     r"\b(?:not|no|never|none|nor|neither|nothing|nobody|nowhere|cannot|without)\b|n['\u2019]t\b",
     re.IGNORECASE,
@@ -115,6 +117,9 @@ class CachedAnswer(BaseModel):
     expires_at: float
     # An embedding answer's vectors, inline (its `content` is empty); None for a chat answer.
     embedding: EmbeddingResult | None = None
+    # The words of the embedded prompt, in order, each as a short hash (`prompt_words`): what a semantic
+    # neighbour is checked against (`same_word_order`); None when the answer was kept exact only.
+    words: list[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +195,24 @@ def literals(text: str) -> dict[str, Any]:
     has ("Is it safe to...?" and "Is it not safe to...?": 0.99)."""
     plain = _THOUSANDS.sub("", text)
     return {"numbers": _NUMBER.findall(plain), "negations": len(_NEGATION.findall(plain))}
+
+
+def prompt_words(text: str) -> list[str]:
+    """The text's words, lower-cased, in order, each kept as 8 hex digits of a hash (the prompt itself is
+    not stored)."""
+    return [hashlib.blake2b(w.encode(), digest_size=4).hexdigest() for w in _WORD.findall(text.lower())]
+
+
+def same_word_order(one: list[str], other: list[str]) -> bool:
+    """Whether the words two prompts share come in the same order (by first use). MiniLM scores "Convert
+    miles to kilometers" and "Convert kilometers to miles" 0.989, "Is Python faster than Java?" and "Is
+    Java faster than Python?" 0.989: swapped terms are another question; a paraphrase keeps their order."""
+    shared = set(one) & set(other)
+    return _first_uses(one, shared) == _first_uses(other, shared)
+
+
+def _first_uses(words: list[str], keep: set[str]) -> list[str]:
+    return list(dict.fromkeys(w for w in words if w in keep))
 
 
 def semantic_scope(tenant_id: str, request: ChatRequest) -> str:

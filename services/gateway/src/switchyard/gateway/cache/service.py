@@ -35,6 +35,8 @@ from switchyard.gateway.cache.models import (
     embedding_key,
     exact_key,
     point_id,
+    prompt_words,
+    same_word_order,
     semantic_scope,
     semantic_text,
     storable,
@@ -167,7 +169,11 @@ class ResponseCache:
             return None
         key, similarity = neighbour
         answer = await self.store.get(found.tenant_id, key, now=now, ttl_s=ttl_s)
-        return None if answer is None else Hit("semantic", answer, similarity)
+        if answer is None or answer.words is None:
+            return None
+        if not same_word_order(prompt_words(found.text), answer.words):
+            return None  # the same words in another order: another question
+        return Hit("semantic", answer, similarity)
 
     def _nearest(self, found: Lookup, now: float) -> tuple[str, float] | None:
         assert self.embedder is not None and self.index is not None and found.text and found.scope
@@ -246,6 +252,7 @@ class ResponseCache:
             created_at=now,
             expires_at=now + found.config.ttl_s,
             embedding=done.embedding if found.embedding else None,
+            words=None if found.text is None or found.scope is None else prompt_words(found.text),
         )
         try:
             await self.store.put(answer)
