@@ -308,3 +308,25 @@ def test_a_request_larger_than_a_whole_limit_is_told_so_even_when_another_window
         RateLimiter.ticket(wanted, results, tokens=200, now=150.0)
     assert refused.value.message.startswith("Request too large for tokens per min (key): limit 100")
     assert "retry-after" not in refused.value.headers and refused.value.retry is False
+
+
+def test_a_refusals_headers_count_nothing_of_the_refused_request() -> None:
+    """A refused request keeps nothing of what the other counters granted it (it is given back): its
+    `x-ratelimit-remaining-*` are what is left without it."""
+    made = checks(
+        Limits(user_requests_per_min=30),
+        now=120.0,
+        tenant_id="t",
+        subject="u",
+        tokens=16,
+        global_requests_per_min=10_000,
+        key=("k", KeyPolicy(tpm_limit=100)),
+    )
+    # the user's minute is full (refused, 30 in use); every other counter granted, its own units included
+    results = [(False, 30) if (c.scope, c.kind) == ("user", "requests") else (True, c.delta) for c in made]
+    wanted = [(c, Want(None, c.key, c.delta, c.limit, c.reset_at)) for c in made]  # type: ignore[arg-type]
+    with pytest.raises(RateLimited) as refused:
+        RateLimiter.ticket(wanted, results, tokens=16, now=150.0)
+    headers = refused.value.headers
+    assert (headers["x-ratelimit-limit-tokens"], headers["x-ratelimit-remaining-tokens"]) == ("100", "100")
+    assert (headers["x-ratelimit-limit-requests"], headers["x-ratelimit-remaining-requests"]) == ("30", "0")

@@ -103,9 +103,13 @@ class RateLimiter:
         wanted: list[tuple[Check, Want]], results: list[tuple[bool, int]], *, tokens: int, now: float
     ) -> Ticket:
         """The admitted request's ticket, or its refusal (raised) when any counter refused."""
-        seen = [(c, used) for (c, _), (_, used) in zip(wanted, results, strict=True)]
-        headers = ratelimit_headers(seen, now=now)
         refused = [(c, used) for (c, _), (ok, used) in zip(wanted, results, strict=True) if not ok]
+        # a granted counter's count includes this request's units, which a refusal gives back
+        seen = [
+            (c, used - c.delta if ok and refused else used)
+            for (c, _), (ok, used) in zip(wanted, results, strict=True)
+        ]
+        headers = ratelimit_headers(seen, now=now)
         if refused:
             # a request larger than a whole limit first (no wait lets it through, so no Retry-After),
             # else the broadest limit it hit
