@@ -113,6 +113,9 @@ async def test_hits_skip_the_pipeline_stay_in_their_tenant_and_are_billed_at_zer
         assert exact.json()["choices"][0]["message"]["content"] == "Paris"
         assert exact.json()["usage"] == {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
         assert exact.headers["x-switchyard-task-id"] != first.headers["x-switchyard-task-id"]
+        # as a plain answer does: its own time (all of it: no provider) and its stages
+        assert float(exact.headers["x-switchyard-overhead-ms"]) > 0
+        assert exact.headers["server-timing"].startswith("prep;dur=")
 
         near = await http.post("/v1/chat/completions", json=chat(PARAPHRASE), headers=a)
         assert near.headers["x-switchyard-cache-kind"] == "semantic"

@@ -93,7 +93,8 @@ async def serve(request: Request, face: Face) -> Response:
                 request_id=where["request_id"],
                 endpoint=where["endpoint"],
             )
-        return await replay.answer(gw.cache, face, parsed, task, cached, admitted, headers, screen)
+        timing = functools.partial(overhead.headers, started, stages=stages)
+        return await replay.answer(gw.cache, face, parsed, task, cached, admitted, headers, screen, timing)
     stream, include_usage = parsed.stream, _include_usage(parsed)
     del parsed
     # Output guardrails need the whole answer: a stream is then answered whole, as one SSE event.

@@ -56,10 +56,12 @@ async def answer(
     admitted: Pass,
     headers: dict[str, str],
     screen: Callable[[TaskCompleted], Awaitable[TaskCompleted]] | None = None,
+    timing: Callable[[TaskCompleted], dict[str, str]] | None = None,
 ) -> Response:
     """A hit: recorded on the bus, settled at zero cost, and answered as the face answers a completion,
     after the output guardrails of the caller (`screen`): the cache is the organisation's, the guardrails'
-    chain its user's plan's, and the answer may have been stored for a user whose chain let it through."""
+    chain its user's plan's, and the answer may have been stored for a user whose chain let it through.
+    `timing`: a plain answer's `x-switchyard-overhead-ms` and `server-timing`."""
     done = await settle(cache, task, found, admitted)
     if screen is not None:
         done = await screen(done)
@@ -67,6 +69,8 @@ async def answer(
     if not parsed.stream:
         if face.keep is not None:
             await face.keep(task, done)
+        if timing is not None:
+            headers.update(timing(done))
         return Response(face.render(task, done), media_type="application/json", headers=headers)
     include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
     head: list[Chunk | TaskCompleted] = [Chunk(seq=0, delta=done.content, model=done.model), done]
