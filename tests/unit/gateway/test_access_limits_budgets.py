@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from switchyard.gateway.budgets.service import accounts
 from switchyard.gateway.errors import RateLimited
 from switchyard.gateway.key_policy import KeyPolicy
 from switchyard.gateway.limits.headers import duration, ratelimit_headers
-from switchyard.gateway.limits.models import Limits, checks, window
+from switchyard.gateway.limits.models import Check, Limits, checks, window
 from switchyard.gateway.limits.service import RateLimiter
 from switchyard.gateway.tenants import Principal
 
@@ -287,46 +288,42 @@ def test_the_prompt_estimate_is_not_a_quarter_of_a_non_latin_prompt(text: str, c
     assert 0.9 * cl100k <= pricing.prompt_tokens(embed) <= 1.5 * cl100k
 
 
-def test_a_request_larger_than_a_whole_limit_is_told_so_even_when_another_window_is_full() -> None:
-    """Waiting for the full window would not help: the refusal says the request is too large, with no
-    Retry-After and `x-should-retry: false`, rather than "try again in 41s" (after which it would be
-    refused again), whichever limit is the broader."""
-    policy = KeyPolicy(tpm_limit=100)
+def _refused_while_the_users_minute_is_full(
+    tokens: int, others: Callable[[Check], tuple[bool, int]]
+) -> RateLimited:
+    """The refusal of a request of `tokens` by a user (30 requests a minute, all used) through a key of 100
+    tokens a minute; `others`: what every other counter answered."""
     made = checks(
         Limits(user_requests_per_min=30),
         now=120.0,
         tenant_id="t",
         subject="u",
-        tokens=200,
+        tokens=tokens,
         global_requests_per_min=10_000,
-        key=("k", policy),
+        key=("k", KeyPolicy(tpm_limit=100)),
     )
-    full = {("user", "requests"): 30, ("key", "tokens"): 0}  # the user's minute is used up
-    results = [((c.scope, c.kind) not in full, full.get((c.scope, c.kind), 0)) for c in made]
+    results = [(False, 30) if (c.scope, c.kind) == ("user", "requests") else others(c) for c in made]
     wanted = [(c, Want(None, c.key, c.delta, c.limit, c.reset_at)) for c in made]  # type: ignore[arg-type]
     with pytest.raises(RateLimited) as refused:
-        RateLimiter.ticket(wanted, results, tokens=200, now=150.0)
-    assert refused.value.message.startswith("Request too large for tokens per min (key): limit 100")
-    assert "retry-after" not in refused.value.headers and refused.value.retry is False
+        RateLimiter.ticket(wanted, results, tokens=tokens, now=150.0)
+    return refused.value
+
+
+def test_a_request_larger_than_a_whole_limit_is_told_so_even_when_another_window_is_full() -> None:
+    """Waiting for the full window would not help: the refusal says the request is too large, with no
+    Retry-After and `x-should-retry: false`, rather than "try again in 30s" (after which it would be
+    refused again), whichever limit is the broader."""
+    refused = _refused_while_the_users_minute_is_full(
+        200, lambda c: (False, 0) if c.scope == "key" else (True, c.delta)
+    )
+    assert refused.message.startswith("Request too large for tokens per min (key): limit 100")
+    assert "retry-after" not in refused.headers and refused.retry is False
 
 
 def test_a_refusals_headers_count_nothing_of_the_refused_request() -> None:
     """A refused request keeps nothing of what the other counters granted it (it is given back): its
-    `x-ratelimit-remaining-*` are what is left without it."""
-    made = checks(
-        Limits(user_requests_per_min=30),
-        now=120.0,
-        tenant_id="t",
-        subject="u",
-        tokens=16,
-        global_requests_per_min=10_000,
-        key=("k", KeyPolicy(tpm_limit=100)),
-    )
-    # the user's minute is full (refused, 30 in use); every other counter granted, its own units included
-    results = [(False, 30) if (c.scope, c.kind) == ("user", "requests") else (True, c.delta) for c in made]
-    wanted = [(c, Want(None, c.key, c.delta, c.limit, c.reset_at)) for c in made]  # type: ignore[arg-type]
-    with pytest.raises(RateLimited) as refused:
-        RateLimiter.ticket(wanted, results, tokens=16, now=150.0)
-    headers = refused.value.headers
+    `x-ratelimit-remaining-*` are what is left without it (every other counter granted it, its own units
+    included in what it says is in use)."""
+    headers = _refused_while_the_users_minute_is_full(16, lambda c: (True, c.delta)).headers
     assert (headers["x-ratelimit-limit-tokens"], headers["x-ratelimit-remaining-tokens"]) == ("100", "100")
     assert (headers["x-ratelimit-limit-requests"], headers["x-ratelimit-remaining-requests"]) == ("30", "0")
