@@ -8,7 +8,7 @@ whole). Semantic scope: the same, minus the text of the conversation's user turn
 instead (their images and documents stay in the scope: two prompts of the same text about different PDFs
 never share an answer), plus the numbers and negations of that text (`literals`: the embedding barely
 tells "17*23" from "17*24" or "safe" from "not safe"); a neighbour must share the tenant and the scope, and
-the words both prompts share must come in the same order (`same_word_order`).
+the neighbour's prompt must not be the same words in another order (`reordered`).
 
 Embedding key (`POST /v1/embeddings`, exact only): tenant + SHA-256 of a version tag, "embedding", the model,
 `dimensions` and the texts exactly as they are sent (token ids decoded, guardrails' redactions made): nothing
@@ -118,7 +118,7 @@ class CachedAnswer(BaseModel):
     # An embedding answer's vectors, inline (its `content` is empty); None for a chat answer.
     embedding: EmbeddingResult | None = None
     # The words of the embedded prompt, in order, each as a short hash (`prompt_words`): what a semantic
-    # neighbour is checked against (`same_word_order`); None when the answer was kept exact only.
+    # neighbour is checked against (`reordered`); None when the answer was kept exact only.
     words: list[str] | None = None
 
 
@@ -203,16 +203,12 @@ def prompt_words(text: str) -> list[str]:
     return [hashlib.blake2b(w.encode(), digest_size=4).hexdigest() for w in _WORD.findall(text.lower())]
 
 
-def same_word_order(one: list[str], other: list[str]) -> bool:
-    """Whether the words two prompts share come in the same order (by first use). MiniLM scores "Convert
-    miles to kilometers" and "Convert kilometers to miles" 0.989, "Is Python faster than Java?" and "Is
-    Java faster than Python?" 0.989: swapped terms are another question; a paraphrase keeps their order."""
-    shared = set(one) & set(other)
-    return _first_uses(one, shared) == _first_uses(other, shared)
-
-
-def _first_uses(words: list[str], keep: set[str]) -> list[str]:
-    return list(dict.fromkeys(w for w in words if w in keep))
+def reordered(one: list[str], other: list[str]) -> bool:
+    """Whether two prompts are the same words in another order. MiniLM scores "Convert miles to kilometers"
+    and "Convert kilometers to miles" 0.989, "Is Python faster than Java?" and "Is Java faster than
+    Python?" 0.989: swapped terms are another question. Only exactly the same words count (a paraphrase
+    that moves a clause changes a word too: "At sea level, what is water's boiling point?")."""
+    return one != other and sorted(one) == sorted(other)
 
 
 def semantic_scope(tenant_id: str, request: ChatRequest) -> str:

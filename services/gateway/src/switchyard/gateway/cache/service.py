@@ -36,7 +36,7 @@ from switchyard.gateway.cache.models import (
     exact_key,
     point_id,
     prompt_words,
-    same_word_order,
+    reordered,
     semantic_scope,
     semantic_text,
     storable,
@@ -171,7 +171,7 @@ class ResponseCache:
         answer = await self.store.get(found.tenant_id, key, now=now, ttl_s=ttl_s)
         if answer is None or answer.words is None:
             return None
-        if not same_word_order(prompt_words(found.text), answer.words):
+        if reordered(prompt_words(found.text), answer.words):
             return None  # the same words in another order: another question
         return Hit("semantic", answer, similarity)
 
