@@ -36,6 +36,7 @@ Kind = Literal["exact", "semantic"]
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _WORD = re.compile(r"\w+")
+_WHEN = re.compile(r"\b(?:today|tonight|tomorrow|yesterday)\b", re.IGNORECASE)
 _NEGATION = re.compile(
     r"\b(?:not|no|never|none|nor|neither|nothing|nobody|nowhere|cannot|without)\b|n['\u2019]t\b",
     re.IGNORECASE,
@@ -192,9 +193,14 @@ def embedding_key(tenant_id: str, request: EmbeddingRequest) -> str:
 def literals(text: str) -> dict[str, Any]:
     """What of a prompt's text the embedding barely sees and the answer depends on: its numbers, in order
     ("What is 17*23?" and "...17*24?" are 0.91 apart to MiniLM; "1,000" is 1000), and how many negations it
-    has ("Is it safe to...?" and "Is it not safe to...?": 0.99)."""
+    has ("Is it safe to...?" and "Is it not safe to...?": 0.99), and the days it names ("...in Paris
+    today?" and "...tomorrow?": 0.95)."""
     plain = _THOUSANDS.sub("", text)
-    return {"numbers": _NUMBER.findall(plain), "negations": len(_NEGATION.findall(plain))}
+    return {
+        "numbers": _NUMBER.findall(plain),
+        "negations": len(_NEGATION.findall(plain)),
+        "days": [w.lower() for w in _WHEN.findall(plain)],
+    }
 
 
 def prompt_words(text: str) -> list[str]:
