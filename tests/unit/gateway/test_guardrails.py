@@ -4,6 +4,7 @@ built from the settings, the plan and the tenant."""
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import tracemalloc
@@ -13,7 +14,15 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from switchyard.common.events import ChatMessage, TaskCompleted, ThinkingBlock, Usage
+from switchyard.common.events import (
+    ChatMessage,
+    Choice,
+    FunctionCall,
+    TaskCompleted,
+    ThinkingBlock,
+    ToolCall,
+    Usage,
+)
 from switchyard.gateway.errors import GuardrailRefused
 from switchyard.gateway.guardrails import injection
 from switchyard.gateway.guardrails.chain import GuardrailPolicy, build, load_file
@@ -427,3 +436,63 @@ def test_a_bad_guardrail_file_fails_fast(tmp_path: Path) -> None:
     bad.write_text("defaults: {injection: on}\n")  # YAML's `on` is true: neither off nor refuse
     with pytest.raises(ValidationError):
         load_file(bad)
+
+
+def _call(arguments: str) -> ToolCall:
+    return ToolCall(id="call_1", function=FunctionCall(name="send", arguments=arguments))
+
+
+def test_pii_in_tool_call_arguments_of_the_history_is_redacted_or_refused() -> None:
+    """An assistant turn's tool calls go to the provider with the prompt: their arguments are screened as
+    text is, value by value, and stay valid JSON (a card number given as a JSON number becomes a string)."""
+    history = [
+        ChatMessage(role="user", content="Mail the receipt"),
+        ChatMessage(
+            role="assistant",
+            tool_calls=[
+                _call('{"to": "ann@example.org", "card": 4111111111111111, "n": 2}'),
+                _call("ann@x.io"),
+            ],
+        ),
+        ChatMessage(role="tool", tool_call_id="call_1", content="sent"),
+    ]
+    cleaned, found = Pii(mode="redact").on_input(history)
+    calls = cleaned[1].tool_calls or []
+    assert json.loads(calls[0].function.arguments) == {
+        "to": "[REDACTED_EMAIL]",
+        "card": "[REDACTED_CREDIT_CARD]",
+        "n": 2,
+    }
+    assert calls[1].function.arguments == "[REDACTED_EMAIL]"  # not JSON: screened as text
+    assert found == [Finding("pii", "credit_card", 1), Finding("pii", "email", 2)]
+    assert history[1].tool_calls and "ann@example.org" in history[1].tool_calls[0].function.arguments
+    with pytest.raises(Refusal):
+        Pii(mode="refuse").on_input(history[:2])
+
+
+async def test_output_guardrails_screen_the_arguments_of_an_answers_tool_calls() -> None:
+    guard = Guardrails(GuardrailPolicy(GuardrailConfig(pii_output=True)), events=None)
+    done = TaskCompleted(
+        task_id="t",
+        tenant_id="t1",
+        model="m",
+        provider="p",
+        tier="local",
+        content="",
+        tool_calls=[_call('{"to": ["bob@example.org"], "note": "call +44 20 7946 0958"}')],
+        other_choices=[
+            Choice(content="", finish_reason="tool_calls", tool_calls=[_call('{"to": "eve@example.org"}')])
+        ],
+        finish_reason="tool_calls",
+        usage=Usage(prompt_tokens=1, completion_tokens=1),
+        attempts=1,
+        latency_ms=1.0,
+        completed_at="2026-01-01T00:00:00Z",  # type: ignore[arg-type]
+    )
+    out = await guard.screen_output(done, principal=_principal(), request_id="r", endpoint="/v1/messages")
+    assert out.tool_calls and json.loads(out.tool_calls[0].function.arguments) == {
+        "to": ["[REDACTED_EMAIL]"],
+        "note": "call [REDACTED_PHONE]",
+    }
+    other = out.other_choices[0].tool_calls or []
+    assert json.loads(other[0].function.arguments) == {"to": "[REDACTED_EMAIL]"}

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from switchyard.common.events import ChatMessage
+from switchyard.gateway.guardrails.arguments import screened_calls
 from switchyard.gateway.guardrails.models import PII_KINDS, Finding, Refusal
 
 # ISO 13616 lengths of the IBAN countries most seen in practice (an unknown country is refused).
@@ -121,18 +122,19 @@ def _redact_message(message: ChatMessage, kinds: frozenset[str], counts: dict[st
             counts[kind] = counts.get(kind, 0) + n
         return clean
 
+    update: dict[str, object] = {}
     if isinstance(message.content, str):
-        content: object = one(message.content)
+        update["content"] = one(message.content)
     elif isinstance(message.content, list):
-        content = [
+        update["content"] = [
             {**part, "text": one(part["text"])}
             if part.get("type") == "text" and isinstance(part.get("text"), str)
             else part
             for part in message.content
         ]
-    else:
-        return message
-    return message.model_copy(update={"content": content})
+    if message.tool_calls:  # an assistant turn's calls go to the provider with the prompt
+        update["tool_calls"] = screened_calls(message.tool_calls, one)
+    return message.model_copy(update=update) if update else message
 
 
 class Pii:

@@ -14,6 +14,7 @@ from switchyard.common.bus import EventPublisher
 from switchyard.common.events import Choice, GuardrailTriggered, TaskCompleted, ThinkingBlock
 from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.errors import GuardrailRefused
+from switchyard.gateway.guardrails.arguments import screened_calls
 from switchyard.gateway.guardrails.chain import Chain, GuardrailPolicy, load_file
 from switchyard.gateway.guardrails.models import Finding, GuardrailConfig, Refusal
 from switchyard.gateway.metrics import GUARDRAILS
@@ -186,16 +187,25 @@ class Guardrails:
 
 
 def _screened(chain: Chain, answer: Answered) -> tuple[dict[str, Any], list[Finding]]:
-    """An answer's text, refusal and thinking through the output hooks, as the update of its fields. An
-    answer whose text they change loses its token log probabilities: its tokens would spell out what was
-    redacted."""
+    """An answer's text, refusal, thinking and tool calls' arguments through the output hooks, as the update
+    of its fields. An answer whose text they change loses its token log probabilities: its tokens would
+    spell out what was redacted."""
     text, found = chain.run_output(answer.content)
     refusal, found_in_refusal = chain.run_output(answer.refusal) if answer.refusal else (answer.refusal, [])
     kept, found_in_thinking = _screened_thinking(chain, answer.thinking)
     update: dict[str, Any] = {"content": text, "refusal": refusal, "thinking": kept}
     if text != answer.content:
         update["logprobs"] = None
-    return update, found + found_in_refusal + found_in_thinking
+    found_in_calls: list[Finding] = []
+    if answer.tool_calls:
+
+        def screen(value: str) -> str:
+            clean, more = chain.run_output(value)
+            found_in_calls.extend(more)
+            return clean
+
+        update["tool_calls"] = screened_calls(answer.tool_calls, screen)
+    return update, found + found_in_refusal + found_in_thinking + found_in_calls
 
 
 def _screened_answers(
