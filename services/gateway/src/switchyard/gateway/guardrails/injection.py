@@ -1,10 +1,13 @@
 """Prompt-injection patterns: a maintained list of named rules, each a regular expression over the
 normalised text of user and tool messages (the operator's own system and developer messages are trusted).
 
-Normalisation folds case and Unicode compatibility forms (NFKC), drops zero-width characters and collapses
-whitespace, so fullwidth letters or a zero-width space inside a word do not slip past. Each rule is tested
-with prompts it must catch and ordinary prompts it must let through (tests/unit/gateway/test_guardrails.py);
-add both when adding a rule.
+Normalisation folds case and Unicode compatibility forms (NFKC), reads Unicode tag characters as the ASCII
+they hide, drops invisible characters, collapses whitespace and reads Cyrillic and Greek lookalike letters
+as Latin, so fullwidth letters, a zero-width space or a Cyrillic o (U+043E) in a word do not slip past. What
+it does not undo (and no pattern list can): paraphrase, other languages, letters spaced or hyphenated
+apart, encodings such as base64 or ROT13, text inside images or PDFs. Each rule is tested with prompts it
+must catch and ordinary prompts it must let through (tests/unit/gateway/test_guardrails.py); add both when
+adding a rule.
 """
 
 from __future__ import annotations
@@ -25,7 +28,24 @@ CHECKED_ROLES = frozenset({"user", "tool"})
 REMEMBER_CHARS = 1024
 REMEMBERED = 2048
 COLLAPSE_CHARS = 64 * 1024  # how much of a text `collapsed` splits at once
-_ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
+# Characters that show nothing: zero-width and format characters (soft hyphen, bidi controls, invisible
+# operators, word joiners, the byte-order mark), the combining grapheme joiner, variation selectors, the
+# Hangul fillers and the Mongolian vowel separator. Dropped before matching.
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e007f\U000e0100-\U000e01ef]"
+)
+# Unicode tag characters spell ASCII invisibly ("ASCII smuggling"): a model reads them, so they are read
+# as the ASCII they stand for.
+_TAGS = re.compile("[\U000e0020-\U000e007e]+")
+# Cyrillic and Greek letters that look like Latin ones (after case folding), read as the Latin letter: a
+# pattern is English, so a Russian or Greek word folded this way matches nothing it did not before.
+_LOOKALIKES = str.maketrans(
+    "\u0430\u0432\u0435\u0455\u0456\u0458\u043a\u043c\u043d\u043e\u0440\u0441\u0442\u0443\u0445"
+    "\u04bb\u04cf\u0501\u051b\u051d\u03b1\u03b9\u03ba\u03bd\u03bf\u03c1\u03c4\u03c5\u03c7",
+    "abesijkmhopctyxhldqwaikvoptux",
+)
+_NON_LATIN_LOOKALIKE = re.compile("[\u0370-\u03ff\u0400-\u052f]")
 
 _PRIOR = r"(?:all\s+|any\s+|the\s+|your\s+|of\s+)*(?:previous|prior|above|earlier|preceding|foregoing|system)"
 _ORDERS = r"(?:instructions?|prompts?|rules|directions|directives|guidelines|programming)"
@@ -82,15 +102,17 @@ PATTERNS: tuple[Pattern, ...] = (
 
 
 def normalise(text: str) -> str:
-    """NFKC, without zero-width characters, whitespace runs as one space, case-folded. (Spelt for speed on
-    long prompts: each zero-width character is looked for before it is removed, and `split` and `join`
-    collapse whitespace, the same characters `\\s` matches, ~5x faster than a regular expression.)"""
-    if not text.isascii():  # the usual prompt is ASCII: no compatibility forms, no zero-width characters
-        text = unicodedata.normalize("NFKC", text)
-        for ch in _ZERO_WIDTH:
-            if ch in text:
-                text = text.replace(ch, "")
-    return collapsed(text).casefold()
+    """NFKC, tag characters read as ASCII, without invisible characters, whitespace runs as one space,
+    case-folded, Cyrillic and Greek lookalikes as Latin letters. (Spelt for speed on long prompts: `split`
+    and `join` collapse whitespace, the same characters `\\s` matches, ~5x faster than a regular
+    expression; the usual prompt is ASCII and skips the rest.)"""
+    if text.isascii():
+        return collapsed(text).casefold()
+    text = unicodedata.normalize("NFKC", text)
+    text = _TAGS.sub(lambda m: "".join(chr(ord(c) - 0xE0000) for c in m.group(0)), text)
+    text = _INVISIBLE.sub("", text)
+    folded = collapsed(text).casefold()
+    return folded.translate(_LOOKALIKES) if _NON_LATIN_LOOKALIKE.search(folded) else folded
 
 
 def collapsed(text: str, *, chunk: int = COLLAPSE_CHARS) -> str:
