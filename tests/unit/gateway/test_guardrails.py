@@ -218,6 +218,17 @@ PII_FOUND = [
     ("nie X1234567L", "es_dni"),
     ("call +44 20 7946 0958 now", "phone"),
     ("call (415) 555-2671", "phone"),
+    ("iban de89 3704 0044 0532 0130 00", "iban"),  # written in lower case
+    ("ssn 123 45 6789", "us_ssn"),  # spaces for dashes
+    ("OPENAI_API_KEY=sk-proj-4fT9xQ2mLp8Zr7Vb1Nc6Hd3Jk5Ws0Ye", "api_key"),
+    ("key sk-ant-api03-Xy7_Qw9-Lm2Np4Rs6Tu8Vw0Yz1Ab3Cd5", "api_key"),
+    ("aws_access_key_id = AKIAIOSFODNN7EXAMPLE", "api_key"),
+    ("token ghp_1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R", "api_key"),
+    ("google AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q", "api_key"),
+    ("stripe sk_live_4eC39HqLyjWDarjtT1zdp7dc", "api_key"),
+    ("slack xoxb-1234567890-abcdefghijk", "api_key"),
+    ("mine sy_Ab3dE5gH_0123456789abcdefABCDEF0123456789", "api_key"),  # a Switchyard key
+    ("-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7\n-----END RSA PRIVATE KEY-----", "api_key"),
 ]
 PII_NOT = [
     "card 4111111111111112",  # fails Luhn
@@ -231,6 +242,11 @@ PII_NOT = [
     "ISBN 978-3-16-148410-0",
     "timestamp 2024-05-01 12:30:45",
     "price 1,234,567.89",
+    "p = 0.4111111111111111",  # a Luhn-valid run of decimals
+    "commit 4111111111111111ab9f",  # digits in a hex hash
+    "uuid 123e4567-e89b-12d3-a456-426614174000",
+    "pip install scikit-learn sk-learn-compatible-estimators",
+    "the class AKIA is not a key, nor is sk-short",
 ]
 
 

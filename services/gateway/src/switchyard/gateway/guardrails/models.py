@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from switchyard.common.events import ChatMessage
 
 PiiMode = Literal["off", "redact", "refuse"]
-PiiKind = Literal["email", "phone", "credit_card", "iban", "us_ssn", "es_dni"]
+PiiKind = Literal["email", "phone", "credit_card", "iban", "us_ssn", "es_dni", "api_key"]
 PII_KINDS: tuple[str, ...] = PiiKind.__args__  # type: ignore[attr-defined]
 
 

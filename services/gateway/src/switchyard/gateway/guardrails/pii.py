@@ -1,6 +1,7 @@
 """PII detection with validation, and redaction: each kind is a candidate pattern plus a check that cuts
 false positives (Luhn for card numbers, ISO 13616 mod-97 and the country's length for IBANs, the mod-23
-letter for Spanish DNI/NIE, the issuing rules for US SSNs). A match becomes `[REDACTED_<KIND>]`.
+letter for Spanish DNI/NIE, the issuing rules for US SSNs, digits in the random part of an API key). A
+match becomes `[REDACTED_<KIND>]`.
 
 Phone numbers have no checksum: only international numbers (`+` and 8-15 digits) and North American
 numbers written with separators are taken, so plain long numbers (ids, amounts) are left alone.
@@ -50,7 +51,7 @@ def _iban(raw: str) -> bool:
 
 
 def _ssn(raw: str) -> bool:
-    area, group, serial = raw.split("-")
+    area, group, serial = re.split(r"[- ]", raw)
     return area not in ("000", "666") and not area.startswith("9") and group != "00" and serial != "0000"
 
 
@@ -60,6 +61,11 @@ def _dni(raw: str) -> bool:
     if number[0] in "XYZ":  # an NIE: the letter stands for a leading digit
         number = str("XYZ".index(number[0])) + number[1:]
     return _DNI_LETTERS[int(number) % 23] == value[-1]
+
+
+def _key(raw: str) -> bool:
+    """A key's random part has digits (a word such as sk-learn-compatible does not)."""
+    return raw.startswith("-----BEGIN") or any(c.isdigit() for c in raw)
 
 
 def _phone(raw: str) -> bool:
@@ -76,15 +82,38 @@ class Detector:
 
 DETECTORS: tuple[Detector, ...] = (
     Detector(
+        "api_key",
+        # A PEM private key; OpenAI's and Anthropic's, Stripe's, AWS access key ids, GitHub's tokens,
+        # Google's API keys, Slack's tokens, Switchyard's own. (The lookahead of first characters spares
+        # the alternation at most places: ~6 ms on 400,000 characters of code instead of ~65.)
+        re.compile(
+            r"(?=[-srAgxy])(?:"
+            r"-----BEGIN[A-Z ]{0,20}PRIVATE KEY-----[\s\S]{0,16384}?-----END[A-Z ]{0,20}PRIVATE KEY-----"
+            r"|\b(?:sk-(?:proj-|svcacct-|admin-|ant-(?:api|admin)\d\d-)?[A-Za-z0-9_-]{20,}"
+            r"|[rs]k_(?:live|test)_[A-Za-z0-9]{16,}"
+            r"|(?:AKIA|ASIA)[A-Z0-9]{16}\b"
+            r"|gh[pousr]_[A-Za-z0-9]{36,}\b|github_pat_[A-Za-z0-9_]{22,}"
+            r"|AIza[0-9A-Za-z_-]{35}"
+            r"|xox[abposr]-[A-Za-z0-9-]{10,}"
+            r"|sy_[A-Za-z0-9]{8}_[A-Za-z0-9]{32}\b))"
+        ),
+        _key,
+    ),
+    Detector(
         "email", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"), bool
     ),
     Detector(
         "iban",
-        re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b"),
+        re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b", re.IGNORECASE),
         _iban,
     ),
-    Detector("credit_card", re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])"), _card),
-    Detector("us_ssn", re.compile(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])"), _ssn),
+    # Not glued to Latin letters (a hex hash) nor the decimals of a number.
+    Detector(
+        "credit_card",
+        re.compile(r"(?<![0-9A-Za-z_-])(?<!\d\.)\d(?:[ -]?\d){12,18}(?![0-9A-Za-z_-])"),
+        _card,
+    ),
+    Detector("us_ssn", re.compile(r"(?<![\d-])(?<!\d )\d{3}([- ])\d{2}\1\d{4}(?![\d-])(?! \d)"), _ssn),
     Detector("es_dni", re.compile(r"\b[XYZ]?\d{7,8}-?[A-Z]\b", re.IGNORECASE), _dni),
     Detector(
         "phone",
