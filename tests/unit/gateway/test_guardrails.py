@@ -5,15 +5,18 @@ built from the settings, the plan and the tenant."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
+import subprocess
+import sys
 import tracemalloc
 import unicodedata
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
+from switchyard.common.errors import ConfigurationError
 from switchyard.common.events import (
     ChatMessage,
     Choice,
@@ -454,16 +457,39 @@ def test_a_bare_yaml_off_means_off(tmp_path: Path) -> None:
 
 
 def test_a_bad_guardrail_file_fails_fast(tmp_path: Path) -> None:
+    """A mistake is a ConfigurationError naming the file and the field (or the YAML's line), never a
+    chain without the guardrails the file asked for."""
     bad = tmp_path / "guardrails.yaml"
-    bad.write_text("plans: {free: {pii: maybe}}\n")
-    with pytest.raises(ValidationError):
-        load_file(bad)
-    bad.write_text("tenants: {t1: {injection: refuse, typo: 1}}\n")
-    with pytest.raises(ValidationError):
-        load_file(bad)
-    bad.write_text("defaults: {injection: on}\n")  # YAML's `on` is true: neither off nor refuse
-    with pytest.raises(ValidationError):
-        load_file(bad)
+    for text, says in [
+        ("plans: {free: {pii: maybe}}\n", "plans.free.pii"),
+        ("tenants: {t1: {injection: refuse, typo: 1}}\n", "tenants.t1.typo"),
+        ("defaults: {injection: on}\n", "defaults.injection"),  # YAML's `on` is true: neither off nor refuse
+        ("plans: {team: {pii: redact}}\n", "plans.team"),
+        ("defaults: {pii: redact\nplans: {}\n", "not valid YAML"),
+        ("- pii: redact\n", "(root)"),
+    ]:
+        bad.write_text(text)
+        with pytest.raises(ConfigurationError) as error:
+            load_file(bad)
+        assert str(bad) in error.value.message and says in error.value.message, text
+    with pytest.raises(ConfigurationError, match="not found"):
+        load_file(tmp_path / "missing.yaml")
+
+
+def test_the_gateway_refuses_to_start_on_a_bad_guardrail_file(tmp_path: Path) -> None:
+    bad = tmp_path / "guardrails.yaml"
+    bad.write_text("defaults: {pii: reduct}\n")
+    env = {
+        **os.environ,
+        "SWITCHYARD_GUARDRAILS_PATH": str(bad),
+        "SWITCHYARD_NATS_URL": "nats://127.0.0.1:1",
+        "SWITCHYARD_HTTP_PORT": "1",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "switchyard.gateway"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "cannot start" in proc.stderr and "defaults.pii" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def _call(arguments: str) -> ToolCall:

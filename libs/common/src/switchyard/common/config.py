@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import Field
+import yaml
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from switchyard.common.errors import ConfigurationError
+
+M = TypeVar("M", bound=BaseModel)
 
 STOP_GRACE_S = 10.0  # after SIGTERM, running work may finish this long (`CommonSettings.stop_grace_s`)
 
@@ -45,3 +51,22 @@ class CommonSettings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.resolved_var_dir() / 'switchyard.db'}"
+
+
+def load_yaml_model(source: Path, model: type[M], what: str, *, empty: object = None) -> M:
+    """The YAML file `source` as `model` (an empty file as `empty`). A file missing, not YAML or not valid
+    is a ConfigurationError naming `what`, the file and its first five wrong fields: the service cannot
+    start, in one line (`service.run_service`)."""
+    try:
+        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigurationError(f"{what} not found: {source}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{what} {source} is not valid YAML: {exc}") from exc
+    try:
+        return model.model_validate(empty if raw is None else raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise ConfigurationError(f"{what} {source} is invalid: {problems}") from exc

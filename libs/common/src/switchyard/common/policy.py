@@ -13,10 +13,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal, TypeVar
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from switchyard.common.errors import ConfigurationError
+from switchyard.common.config import load_yaml_model
 from switchyard.common.events.tasks import TASK_TYPES
 
 Number = TypeVar("Number", float, Decimal)
@@ -404,17 +403,4 @@ class Policy(_Strict):
 
 
 def load_policy(path: Path | None = None) -> Policy:
-    source = path or DEFAULT_POLICY
-    try:
-        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigurationError(f"routing policy not found: {source}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"routing policy {source} is not valid YAML: {exc}") from exc
-    try:
-        return Policy.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()[:5]
-        )
-        raise ConfigurationError(f"routing policy {source} is invalid: {problems}") from exc
+    return load_yaml_model(path or DEFAULT_POLICY, Policy, "routing policy")

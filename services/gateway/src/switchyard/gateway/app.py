@@ -9,6 +9,7 @@ import math
 import os
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator
 
 import uvicorn
@@ -18,6 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 from switchyard.common import bus, subjects, tracing
 from switchyard.common.budgets import budgets_bucket, limits_bucket
 from switchyard.common.db import create_engine, sessionmaker
+from switchyard.common.errors import ConfigurationError
 from switchyard.common.leases import IntCounters, Leases, SlotTable
 from switchyard.common.logs import configure_logging
 from switchyard.common.policy_source import PolicySource
@@ -38,6 +40,7 @@ from switchyard.gateway.embeddings import EmbeddingResults
 from switchyard.gateway.files import views as files_views
 from switchyard.gateway.files.store import files_bucket
 from switchyard.gateway.guardrails import service as guardrails
+from switchyard.gateway.guardrails.chain import load_file as load_guardrail_file
 from switchyard.gateway.inflight import SPEND, WINDOWS, InFlight, Orphans, gateways_bucket, replica_name
 from switchyard.gateway.intake import Intake, map_large_blocks
 from switchyard.gateway.limits import views as limits
@@ -96,6 +99,8 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
     """The gateway's app; `stop` hears when the server's graceful stop begins (`main` passes its own)."""
     # re-read when its file changes, as the router's: models, aliases and prices without a restart
     policy = PolicySource(settings.policy_path, check_s=settings.policy_check_s)
+    # read before the server starts: a mistake in it stops the gateway (ConfigurationError), in one line
+    guardrail_file = load_guardrail_file(settings.guardrails_path) if settings.guardrails_enabled else None
     stop = stop or Stop(settings.stop_grace_s)
     broker = bus.make_broker(settings.nats_url, name="gateway")
 
@@ -196,7 +201,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
                 inflight=inflight,
             ),
             intake=Intake(settings.max_body_bytes_reading, max_body_bytes=settings.max_body_bytes),
-            guardrails=guardrails.from_settings(settings, events),
+            guardrails=guardrails.from_settings(settings, events, guardrail_file),
             sso=sso,
             lockout=await lockout.from_settings(settings, js, events, keep_s=LIMITS_KEEP_S),
             cache=cache,
@@ -309,8 +314,13 @@ def main() -> None:
     logging.getLogger("uvicorn.error").addFilter(CutByStop())
     logging.getLogger("uvicorn.error").addFilter(RefusedHandshake())
     stop = Stop(settings.stop_grace_s)
+    try:
+        app = create_app(settings, stop)
+    except ConfigurationError as exc:  # as `service.run_service` says it: one line, not a traceback
+        print(f"switchyard-gateway: cannot start: {exc.message}", file=sys.stderr)
+        sys.exit(2)
     config = uvicorn.Config(
-        create_app(settings, stop),
+        app,
         host=settings.http_host,
         port=settings.http_port,
         loop="uvloop",

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from switchyard.common.config import load_yaml_model
 from switchyard.common.events import ChatMessage
 from switchyard.gateway.guardrails.injection import PromptInjection
 from switchyard.gateway.guardrails.models import (
@@ -103,9 +102,11 @@ def build(config: GuardrailConfig, extra: Sequence[InputHook | OutputHook] = ())
 
 
 def load_file(path: Path | None) -> GuardrailFile:
+    """The file at SWITCHYARD_GUARDRAILS_PATH; a mistake in it is a ConfigurationError naming the file and
+    the field: the gateway does not start (rather than start without the guardrails it asks for)."""
     if path is None:
         return GuardrailFile()
-    return GuardrailFile.model_validate(yaml.safe_load(path.read_text()) or {})
+    return load_yaml_model(path, GuardrailFile, "guardrail file (SWITCHYARD_GUARDRAILS_PATH)", empty={})
 
 
 @dataclass

@@ -16,7 +16,7 @@ from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.errors import GuardrailRefused
 from switchyard.gateway.guardrails.arguments import screened_calls
 from switchyard.gateway.guardrails.chain import Chain, GuardrailPolicy, load_file
-from switchyard.gateway.guardrails.models import Finding, GuardrailConfig, Refusal
+from switchyard.gateway.guardrails.models import Finding, GuardrailConfig, GuardrailFile, Refusal
 from switchyard.gateway.metrics import GUARDRAILS
 from switchyard.gateway.schemas import ChatCompletionRequest
 from switchyard.gateway.taskapi.models import TaskResult, TaskState
@@ -238,7 +238,10 @@ def _screened_thinking(
     return (kept or None) if thinking else thinking, found
 
 
-def from_settings(settings: GatewaySettings, events: EventPublisher | None) -> Guardrails | None:
+def from_settings(
+    settings: GatewaySettings, events: EventPublisher | None, file: GuardrailFile | None = None
+) -> Guardrails | None:
+    """The gateway's guardrails: `file`, the guardrail file read already (`load_file`), else read here."""
     if not settings.guardrails_enabled:
         return None
     base = GuardrailConfig(
@@ -247,4 +250,5 @@ def from_settings(settings: GatewaySettings, events: EventPublisher | None) -> G
         pii_output=settings.guardrail_pii_output,
         max_prompt_tokens=settings.guardrail_max_prompt_tokens,
     )
-    return Guardrails(GuardrailPolicy(base, load_file(settings.guardrails_path)), events)
+    file = file if file is not None else load_file(settings.guardrails_path)
+    return Guardrails(GuardrailPolicy(base, file), events)
