@@ -3,7 +3,8 @@ normalised text of user and tool messages (the operator's own system and develop
 
 Normalisation folds case and Unicode compatibility forms (NFKC), reads Unicode tag characters as the ASCII
 they hide, drops invisible characters, collapses whitespace and reads Cyrillic and Greek lookalike letters
-as Latin, so fullwidth letters, a zero-width space or a Cyrillic o (U+043E) in a word do not slip past. What
+as Latin, so fullwidth letters, a zero-width space or a Cyrillic o (U+043E) in a word do not slip past; a
+message that is JSON (an agent's tool result) is also read through its escapes (`json_strings`). What
 it does not undo (and no pattern list can): paraphrase, other languages, letters spaced or hyphenated
 apart, encodings such as base64 or ROT13, text inside images or PDFs. Each rule is tested with prompts it
 must catch and ordinary prompts it must let through (tests/unit/gateway/test_guardrails.py); add both when
@@ -13,6 +14,7 @@ adding a rule.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import unicodedata
 from collections import OrderedDict
@@ -152,8 +154,35 @@ def first_match(text: str, patterns: tuple[Pattern, ...] = PATTERNS) -> Pattern 
 def _search(combined: re.Pattern[str], patterns: tuple[Pattern, ...], text: str) -> Pattern | None:
     m = combined.search(normalise(text))
     if m is None:
+        decoded = json_strings(text)  # a JSON text is read as a model reads it: through its escapes
+        m = combined.search(normalise(decoded)) if decoded is not None else None
+    if m is None:
         return None
     return next(p for p in patterns if p.name == m.lastgroup)
+
+
+def json_strings(text: str) -> str | None:
+    """The strings (keys and values) of a JSON text, a line each, when it is JSON with a string in it
+    (an agent's tool result: `json.dumps` writes a page's newlines as `\\n` and non-ASCII as `\\uXXXX`,
+    which hide words from a pattern); else None."""
+    if text.lstrip()[:1] not in ("{", "[", '"') or "\\" not in text:
+        return None  # without a backslash its strings read as the text does
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    out: list[str] = []
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, dict):
+            out.extend(k for k in v if isinstance(k, str))
+            stack.extend(reversed(list(v.values())))
+        elif isinstance(v, list):
+            stack.extend(reversed(v))
+    return "\n".join(out) if out else None
 
 
 class PromptInjection:
