@@ -265,6 +265,8 @@ PII_NOT = [
     "uuid 123e4567-e89b-12d3-a456-426614174000",
     "pip install scikit-learn sk-learn-compatible-estimators",
     "the class AKIA is not a key, nor is sk-short",
+    "event at 1717171717171717176 ns, user 9753186420975318644",  # Luhn-valid ids no card starts with
+    "git remote add origin git@github.com:acme/app.git",  # an SSH remote, not a person's address
 ]
 
 

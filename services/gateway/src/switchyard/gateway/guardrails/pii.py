@@ -38,8 +38,15 @@ def luhn(digits: str) -> bool:
 
 
 def _card(raw: str) -> bool:
+    """Luhn, and a first digit some card network issues (2 to 6: Mastercard, Amex, Diners, JCB, Visa,
+    Maestro, Discover, UnionPay): a long id or a timestamp in nanoseconds starting 1, 7, 8 or 9 is none."""
     digits = re.sub(r"[ -]", "", raw)
-    return 13 <= len(digits) <= 19 and len(set(digits)) > 1 and luhn(digits)
+    return 13 <= len(digits) <= 19 and digits[0] in "23456" and len(set(digits)) > 1 and luhn(digits)
+
+
+def _email(raw: str) -> bool:
+    """Not an SSH remote's `git@host` (git@github.com:owner/repo): a service's account, not a person's."""
+    return not raw.lower().startswith("git@")
 
 
 def _iban(raw: str) -> bool:
@@ -100,7 +107,7 @@ DETECTORS: tuple[Detector, ...] = (
         _key,
     ),
     Detector(
-        "email", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"), bool
+        "email", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"), _email
     ),
     Detector(
         "iban",
