@@ -13,6 +13,7 @@ import sys
 import tracemalloc
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -365,6 +366,23 @@ def test_a_custom_hook_plugs_into_every_chain() -> None:
     assert chain.run_input([ChatMessage(role="user", content="hello")])[1] == []
 
 
+def _done(**fields: Any) -> TaskCompleted:
+    """A completed task of `fields` (its content, tool calls, finish reason...)."""
+    base: dict[str, Any] = {
+        "task_id": "t",
+        "tenant_id": "t1",
+        "model": "m",
+        "provider": "p",
+        "tier": "local",
+        "finish_reason": "stop",
+        "usage": Usage(prompt_tokens=1, completion_tokens=1),
+        "attempts": 1,
+        "latency_ms": 1.0,
+        "completed_at": "2026-01-01T00:00:00Z",
+    }
+    return TaskCompleted.model_validate({**base, **fields})
+
+
 def _principal(plan: str = "free") -> Principal:
     return Principal(tenant_id="t1", api_key_id="key_1", user_id="usr_1", key_prefix="abcdefgh", plan=plan)
 
@@ -393,19 +411,7 @@ async def test_service_maps_a_refusal_to_the_error_model_and_redacts_answers() -
         and ok.messages[0].content == "mail ann@example.org"
     )
     assert guard.screens_output(_principal())
-    done = TaskCompleted(
-        task_id="t",
-        tenant_id="t1",
-        model="m",
-        provider="p",
-        tier="local",
-        content="Write to bob@example.org",
-        finish_reason="stop",
-        usage=Usage(prompt_tokens=1, completion_tokens=1),
-        attempts=1,
-        latency_ms=1.0,
-        completed_at="2026-01-01T00:00:00Z",  # type: ignore[arg-type]
-    )
+    done = _done(content="Write to bob@example.org")
     out = await guard.screen_output(done, principal=_principal(), request_id="req_3", endpoint="/v1/messages")
     assert out.content == "Write to [REDACTED_EMAIL]"
     # thinking is screened too; a signed block cannot be edited, so one with a finding is left out whole
@@ -543,22 +549,13 @@ def test_pii_in_tool_call_arguments_of_the_history_is_redacted_or_refused() -> N
 
 async def test_output_guardrails_screen_the_arguments_of_an_answers_tool_calls() -> None:
     guard = Guardrails(GuardrailPolicy(GuardrailConfig(pii_output=True)), events=None)
-    done = TaskCompleted(
-        task_id="t",
-        tenant_id="t1",
-        model="m",
-        provider="p",
-        tier="local",
+    done = _done(
         content="",
         tool_calls=[_call('{"to": ["bob@example.org"], "note": "call +44 20 7946 0958"}')],
         other_choices=[
             Choice(content="", finish_reason="tool_calls", tool_calls=[_call('{"to": "eve@example.org"}')])
         ],
         finish_reason="tool_calls",
-        usage=Usage(prompt_tokens=1, completion_tokens=1),
-        attempts=1,
-        latency_ms=1.0,
-        completed_at="2026-01-01T00:00:00Z",  # type: ignore[arg-type]
     )
     out = await guard.screen_output(done, principal=_principal(), request_id="r", endpoint="/v1/messages")
     assert out.tool_calls and json.loads(out.tool_calls[0].function.arguments) == {
