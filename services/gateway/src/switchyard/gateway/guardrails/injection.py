@@ -97,7 +97,10 @@ PATTERNS: tuple[Pattern, ...] = (
     ),
     _p(
         "new_instructions",
-        r"^\W*(?:new|updated|real)\s+(?:system\s+)?instructions\s*:|\bsystem\s*(?:override|prompt)\s*:",
+        # at the start of the text, of a sentence or after a list, quote or heading mark: the text is
+        # normalised, so a line's start is no longer seen as one
+        r"(?:^|[.!?:;\-*#>|]\s)\W*(?:new|updated|real)\s+(?:system\s+)?instructions\s*:"
+        r"|\bsystem\s*(?:override|prompt)\s*:",
         "announces replacement system instructions inside user content",
     ),
 )
