@@ -491,6 +491,7 @@ def test_a_bad_guardrail_file_fails_fast(tmp_path: Path) -> None:
         ("tenants: {t1: {injection: refuse, typo: 1}}\n", "tenants.t1.typo"),
         ("defaults: {injection: on}\n", "defaults.injection"),  # YAML's `on` is true: neither off nor refuse
         ("plans: {team: {pii: redact}}\n", "plans.team"),
+        ("plans: {pro: {pii: refuse, pii_kinds: []}}\n", "plans.pro.pii_kinds"),  # would refuse nothing
         ("defaults: {pii: redact\nplans: {}\n", "not valid YAML"),
         ("- pii: redact\n", "(root)"),
     ]:

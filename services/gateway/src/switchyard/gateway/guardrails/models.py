@@ -68,7 +68,9 @@ class GuardrailConfig(BaseModel):
         default=None, description="refuse prompts matching the prompt-injection patterns"
     )
     pii: PiiMode | None = Field(default=None, description="redact or refuse PII in prompts")
-    pii_kinds: list[PiiKind] | None = Field(default=None, description="which PII kinds (default: all)")
+    pii_kinds: list[PiiKind] | None = Field(
+        default=None, min_length=1, description="which PII kinds (default: all; none would screen nothing)"
+    )
     pii_output: bool | None = Field(default=None, description="also redact PII in (non-streamed) answers")
     max_prompt_tokens: int | None = Field(default=None, gt=0, description="estimated prompt tokens allowed")
     max_prompt_chars: int | None = Field(default=None, gt=0, description="prompt characters allowed")
