@@ -32,14 +32,20 @@ REMEMBERED = 2048
 COLLAPSE_CHARS = 64 * 1024  # how much of a text `collapsed` splits at once
 # Characters that show nothing: zero-width and format characters (soft hyphen, bidi controls, invisible
 # operators, word joiners, the byte-order mark), the combining grapheme joiner, variation selectors, the
-# Hangul fillers and the Mongolian vowel separator. Dropped before matching.
-_INVISIBLE = re.compile(
+# Hangul fillers and the Mongolian vowel separator, dropped before matching; and Unicode tag characters,
+# which spell ASCII invisibly ("ASCII smuggling"): a model reads them, so they are read as that ASCII.
+_HIDDEN = re.compile(
     "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
-    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e007f\U000e0100-\U000e01ef]"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e007f\U000e0100-\U000e01ef]+"
 )
-# Unicode tag characters spell ASCII invisibly ("ASCII smuggling"): a model reads them, so they are read
-# as the ASCII they stand for.
-_TAGS = re.compile("[\U000e0020-\U000e007e]+")
+_TAG_ASCII = {c: chr(c - 0xE0000) for c in range(0xE0020, 0xE007F)}
+
+
+def _shown(hidden: re.Match[str]) -> str:
+    """What a run of hidden characters reads as: the ASCII of its tag characters, nothing of the rest."""
+    return "".join(_TAG_ASCII.get(ord(c), "") for c in hidden.group(0))
+
+
 # Cyrillic and Greek letters that look like Latin ones (after case folding), read as the Latin letter: a
 # pattern is English, so a Russian or Greek word folded this way matches nothing it did not before.
 _LOOKALIKES = str.maketrans(
@@ -114,8 +120,7 @@ def normalise(text: str) -> str:
     if text.isascii():
         return collapsed(text).casefold()
     text = unicodedata.normalize("NFKC", text)
-    text = _TAGS.sub(lambda m: "".join(chr(ord(c) - 0xE0000) for c in m.group(0)), text)
-    text = _INVISIBLE.sub("", text)
+    text = _HIDDEN.sub(_shown, text)
     folded = collapsed(text).casefold()
     return folded.translate(_LOOKALIKES) if _NON_LATIN_LOOKALIKE.search(folded) else folded
 
