@@ -321,6 +321,13 @@ def test_prompt_size_limits_chars_and_estimated_tokens() -> None:
         "max_prompt_tokens",
     )
     assert by_chars.value.rule == "max_prompt_chars"
+    # what a history's tool calls carry counts too: a prompt is not made smaller by moving it there
+    smuggled = [
+        ChatMessage(role="user", content="x"),
+        ChatMessage(role="assistant", tool_calls=[_call(json.dumps({"q": "x" * 400}))]),
+    ]
+    with pytest.raises(Refusal):
+        PromptSize(max_chars=400).on_input(smuggled)
 
 
 def test_chain_layers_settings_file_plan_and_tenant() -> None:

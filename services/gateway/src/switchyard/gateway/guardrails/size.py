@@ -19,7 +19,7 @@ class PromptSize:
 
     def on_input(self, messages: list[ChatMessage]) -> tuple[list[ChatMessage], list[Finding]]:
         if self.max_chars is not None:
-            chars = sum(len(m.text()) for m in messages)
+            chars = sum(len(m.text()) + _call_chars(m) for m in messages)
             if chars > self.max_chars:
                 raise self._refusal("max_prompt_chars", f"{chars} characters; the limit is {self.max_chars}")
         if self.max_tokens is not None:
@@ -38,3 +38,8 @@ class PromptSize:
             message=f"The prompt has {detail} for this organisation's plan.",
             status=413,
         )
+
+
+def _call_chars(message: ChatMessage) -> int:
+    """The characters of a message's tool calls (name and arguments), as the token estimate counts them."""
+    return sum(len(c.function.name) + len(c.function.arguments) for c in message.tool_calls or ())
