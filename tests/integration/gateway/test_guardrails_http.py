@@ -334,3 +334,22 @@ async def test_task_api_results_are_redacted_and_recorded_once(
     seen, _ = await _guardrail_events(server.url)
     outputs = [e for e in seen if e.endpoint == f"/v1/tasks/{task_id}"]
     assert len(outputs) == 1 and outputs[0].counts == {"email": 1, "phone": 1}
+
+
+async def test_a_task_submission_retried_after_its_answer_gets_it_redacted(
+    world: tuple[NatsServer, str, dict[str, Org]], answerer: Answerer
+) -> None:
+    """A retry with the task's `Idempotency-Key` answers with the task as it is now, its result too: as
+    a status read shows it (it was the answer unredacted)."""
+    _, base, orgs = world
+    keyed = {**auth(orgs["acme"].keys["member"]), "Idempotency-Key": "redact-replay"}
+    body = _chat("Who do I write to?")
+    async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+        task_id = (await c.post("/v1/tasks", headers=keyed, json=body)).json()["id"]
+        for _ in range(100):
+            if (await c.get(f"/v1/tasks/{task_id}", headers=keyed)).json()["status"] != "queued":
+                break
+            await asyncio.sleep(0.05)
+        again = await c.post("/v1/tasks", headers=keyed, json=body)
+    assert again.status_code == 202 and again.json()["id"] == task_id
+    assert again.json()["result"]["content"] == "Write to [REDACTED_EMAIL] or call [REDACTED_PHONE]."

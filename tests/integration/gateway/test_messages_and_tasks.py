@@ -447,3 +447,25 @@ async def test_task_ids_that_cannot_be_ours_are_not_found(stack: tuple[NatsServe
                 r = await c.request(method, f"/v1/tasks/{odd}", headers=auth(a.keys["member"]))
                 assert r.status_code == 404, (method, odd, r.text)
                 assert r.json()["error"]["code"] == "not_found"
+
+
+async def test_a_retried_submission_sees_the_outcome_its_state_does_not_say_yet(
+    stack: tuple[NatsServer, str, Org, Org], answerer: Answerer
+) -> None:
+    """The state still says `queued` when the replica that followed the task stopped before writing its
+    outcome: a retry with the key answers from the result event, as a status read does."""
+    server, base, a, _ = stack
+    keyed = {**auth(a.keys["member"]), "Idempotency-Key": "outlived-its-replica"}
+    async with httpx.AsyncClient(base_url=base) as c:
+        first = (await c.post("/v1/tasks", json=BODY, headers=keyed)).json()
+        await _until(c, f"/v1/tasks/{first['id']}", a.keys["member"], "completed")
+        nc = await nats.connect(server.url)
+        try:
+            bucket = await nc.jetstream().key_value(subjects.KV_TASKS)
+            stored = orjson.loads((await bucket.get(first["id"])).value or b"{}")
+            await bucket.put(first["id"], orjson.dumps({**stored, "status": "queued", "result": None}))
+        finally:
+            await nc.close()
+        again = (await c.post("/v1/tasks", json=BODY, headers=keyed)).json()
+    assert again["id"] == first["id"] and again["status"] == "completed"
+    assert again["result"]["content"] == "Paris"

@@ -374,7 +374,7 @@ async def submit(request: Request) -> TaskState:
             raise
         digest, size = hashlib.sha256(body).hexdigest(), len(body)
         del body
-        return await submit_parsed(
+        state = await submit_parsed(
             gw,
             principal,
             parsed,
@@ -385,6 +385,10 @@ async def submit(request: Request) -> TaskState:
             where=_where(request),
             timeout_s=timeouts.unattended(request.headers, gw.settings),
         )
+    # A retry with its Idempotency-Key gets a finished task's result: screened as a status read's is.
+    if gw.guardrails is not None:
+        state = await gw.guardrails.screen_task(state, principal=principal, **_where(request))
+    return state
 
 
 async def submit_parsed(
@@ -430,7 +434,7 @@ async def submit_parsed(
             update={"task_id": task_id or idempotency.task_id_for(principal.tenant_id, key)}
         )
         if (existing := await gw.runs.store.get(task.task_id)) is not None:
-            return idempotency.replayed(existing, digest)
+            return await gw.runs.current(idempotency.replayed(existing, digest))
     await gw.tasks.check_fits_off_loop(task, size=size)  # before admission, as `_admit` checks
     admitted = await gw.admission.admit(
         principal,

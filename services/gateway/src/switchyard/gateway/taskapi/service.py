@@ -77,7 +77,7 @@ class TaskRuns:
                 raise Conflict(
                     "a task with this Idempotency-Key just expired; retry", code="conflict", retry=True
                 )
-            return existing
+            return await self.current(existing)
         self._passes[task.task_id] = admitted
         self._following[task.task_id] = asyncio.create_task(self._follow(state, waiting))
         return state
@@ -146,8 +146,13 @@ class TaskRuns:
             state = await self._told_by_result(principal, task_id)
         if state is None or state.tenant_id != principal.tenant_id:
             raise NotFound(f"no task {shown(task_id)} in this organisation", param="task_id")
+        return await self.current(state)
+
+    async def current(self, state: TaskState) -> TaskState:
+        """The task as it is now: a state still `queued` whose result event is there (its follower went
+        away before writing it, or has not yet) is answered, and stored, with that result."""
         if state.status == "queued":
-            outcome = await self.store.stored_outcome(task_id)
+            outcome = await self.store.stored_outcome(state.id)
             if outcome is not None:
                 state = with_outcome(state, outcome)
                 await self.store.put(state)
