@@ -430,11 +430,11 @@ async def submit_parsed(
     task = task.model_copy(update={"timeout_from": "started", "deadline": task.submitted_at + followed})
     tracing.annotate(tenant_id=principal.tenant_id, gen_ai__request__model=task.request.model)
     if key is not None:
-        task = task.model_copy(
-            update={"task_id": task_id or idempotency.task_id_for(principal.tenant_id, key)}
-        )
-        if (existing := await gw.runs.store.get(task.task_id)) is not None:
-            return await gw.runs.current(idempotency.replayed(existing, digest))
+        kept = [task_id] if task_id else idempotency.task_ids(principal.tenant_id, key, task.submitted_at)
+        task = task.model_copy(update={"task_id": kept[0]})
+        for candidate in kept:
+            if (existing := await gw.runs.store.get(candidate)) is not None:
+                return await gw.runs.current(idempotency.replayed(existing, digest))
     await gw.tasks.check_fits_off_loop(task, size=size)  # before admission, as `_admit` checks
     admitted = await gw.admission.admit(
         principal,

@@ -1,18 +1,25 @@
 """`Idempotency-Key` on POST /v1/tasks: a client that retries a submission after a timeout or a dropped
 connection gets the task its first request created, not a second task and a second charge.
 
-The task id is derived from the organisation and the key, so every replica finds the same task and the
-bus's duplicate window drops a second `task.submitted` for it. The key is kept as long as the task (seven
-days); a retry must carry the same body, byte for byte, or it is refused with 409.
+The task id is derived from the organisation, the key and the period of KEEP_S (seven days) the task was
+submitted in, so every replica finds the same task and the bus's duplicate window drops a second
+`task.submitted` for it. A retry looks for the task under this period's id and the previous one's: the
+task is kept KEEP_S from its last change, so a task still kept was submitted in one of them, and a key used
+again after its task expired makes a new task under a new id. (Under the expired task's id it would run
+unbilled: billing charges a task id once, and the ledger records each of its events once.) A retry must
+carry the same body, byte for byte, or it is refused with 409.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from fastapi import Request
 
 from switchyard.common.ids import derived_id
 from switchyard.gateway.errors import Conflict, InvalidRequest
 from switchyard.gateway.taskapi.models import TaskState
+from switchyard.gateway.taskapi.store import KEEP_S
 
 HEADER = "idempotency-key"
 MAX_KEY_CHARS = 255
@@ -29,8 +36,15 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
-def task_id_for(tenant_id: str, key: str) -> str:
-    return derived_id(f"{tenant_id}\n{key}", "idempotency")
+def task_ids(tenant_id: str, key: str, at: datetime) -> list[str]:
+    """The id a task submitted `at` under this key takes, then the ids a task still kept may have: the
+    previous period's, and the id of a task submitted before ids had periods (kept at most KEEP_S)."""
+    period = int(at.timestamp() // KEEP_S)
+    return [
+        derived_id(f"{tenant_id}\n{key}\n{period}", "idempotency"),
+        derived_id(f"{tenant_id}\n{key}\n{period - 1}", "idempotency"),
+        derived_id(f"{tenant_id}\n{key}", "idempotency"),
+    ]
 
 
 def replayed(state: TaskState, request_sha256: str) -> TaskState:
