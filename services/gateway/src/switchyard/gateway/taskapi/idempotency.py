@@ -3,8 +3,8 @@ connection gets the task its first request created, not a second task and a seco
 
 The task id is derived from the organisation, the key and the period of KEEP_S (seven days) the task was
 submitted in, so every replica finds the same task and the bus's duplicate window drops a second
-`task.submitted` for it. A retry looks for the task under this period's id and the previous one's: the
-task is kept KEEP_S from its last change, so a task still kept was submitted in one of them, and a key used
+`task.submitted` for it. A retry looks for the task under this period's id and the previous one's, so a
+retry within KEEP_S of the first request finds its task (kept KEEP_S from its last change), and a key used
 again after its task expired makes a new task under a new id. (Under the expired task's id it would run
 unbilled: billing charges a task id once, and the ledger records each of its events once.) A retry must
 carry the same body, byte for byte, or it is refused with 409.
