@@ -172,6 +172,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
         runs = TaskRuns(
             TaskStore(await tasks_bucket(js), js), tasks, events, timeout_s=settings.async_task_timeout_s
         )
+        await runs.start(nc)
         cache = await create_cache(settings, js, events)
         app.state.gateway = Gateway(
             settings=settings,

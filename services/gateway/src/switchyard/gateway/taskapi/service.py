@@ -2,7 +2,7 @@
 
 A submitted task is admitted like any other (rate limits, concurrency, budget reservation); the replica
 that submitted it follows its result and settles the admission when it arrives, or releases it on
-cancellation or after the task timeout.
+cancellation (on any replica: it hears `task.cancelled`) or after the task timeout.
 """
 
 from __future__ import annotations
@@ -11,8 +11,14 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-from switchyard.common import ids
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from switchyard.common import ids, subjects
 from switchyard.common.bus import EventPublisher
+from switchyard.common.envelope import decode
+from switchyard.common.errors import InvalidEvent
 from switchyard.common.events import TaskCancelled, TaskCompleted, TaskFailed, TaskSubmitted, TaskTimedOut
 from switchyard.gateway import metrics
 from switchyard.gateway.admission import Pass
@@ -35,7 +41,30 @@ class TaskRuns:
         self._timeout_s = timeout_s
         self._following: dict[str, asyncio.Task[None]] = {}
         self._passes: dict[str, Pass] = {}
+        self._followed: dict[str, str] = {}  # the tenant of each task followed here
         self._deadlines: dict[str, asyncio.Timeout] = {}
+        self._cancellations: Subscription | None = None
+
+    async def start(self, nc: Client) -> None:
+        """Hears every cancellation (`task.cancelled`, published by whichever replica was asked): a task
+        followed here and cancelled on another replica settles its admission as soon as its outcome
+        comes, or after SETTLE_WAIT_S (a task no executor has taken yet is skipped, none of it charged),
+        not when an executor gets to it or the follow ends an hour later."""
+
+        async def heard(msg: Msg) -> None:
+            try:
+                _, event = decode(msg.data, (TaskCancelled,))
+            except InvalidEvent:
+                return
+            if isinstance(event, TaskCancelled) and self._followed.get(event.task_id) == event.tenant_id:
+                self._settle_soon(event.task_id)
+
+        self._cancellations = await nc.subscribe(subjects.TASK_CANCELLED, cb=heard)
+
+    def _settle_soon(self, task_id: str) -> None:
+        if (deadline := self._deadlines.get(task_id)) is not None:
+            soon = asyncio.get_running_loop().time() + SETTLE_WAIT_S
+            deadline.reschedule(min(soon, deadline.when() or soon))
 
     async def submit(
         self,
@@ -79,6 +108,7 @@ class TaskRuns:
                 )
             return await self.current(existing)
         self._passes[task.task_id] = admitted
+        self._followed[task.task_id] = task.tenant_id
         self._following[task.task_id] = asyncio.create_task(self._follow(state, waiting))
         return state
 
@@ -102,6 +132,7 @@ class TaskRuns:
             raise
         finally:
             self._deadlines.pop(state.id, None)
+            self._followed.pop(state.id, None)
         admitted.observe(outcome)
         try:
             current = await self.store.get(state.id)
@@ -179,8 +210,7 @@ class TaskRuns:
         await self.store.put(state)
         # Followed here: its outcome (what the calls the cancellation cut cost) settles its admission, if
         # it comes soon; a task not started yet is skipped and none of it was charged.
-        if (deadline := self._deadlines.get(task_id)) is not None:
-            deadline.reschedule(asyncio.get_running_loop().time() + SETTLE_WAIT_S)
+        self._settle_soon(task_id)
         event = TaskCancelled(
             task_id=task_id,
             tenant_id=state.tenant_id,
@@ -198,6 +228,8 @@ class TaskRuns:
     async def stop(self) -> None:
         """Stops following the tasks (their admissions are handed over, see `_follow`); before the leases
         close, so that no settlement gives units back after them."""
+        if self._cancellations is not None:
+            await self._cancellations.unsubscribe()
         following = list(self._following.values())
         for task in following:
             task.cancel()
