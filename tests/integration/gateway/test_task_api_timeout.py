@@ -13,10 +13,12 @@ from nats.aio.msg import Msg
 
 from switchyard.common import bus, subjects
 from switchyard.common.envelope import decode
-from switchyard.common.events import TaskTimedOut
+from switchyard.common.events import TaskCompleted, TaskFailed, TaskTimedOut
+from switchyard.gateway.taskapi.models import TaskState
 from switchyard.gateway.taskapi.service import TaskRuns
-from switchyard.gateway.taskapi.store import TaskStore, tasks_bucket
+from switchyard.gateway.taskapi.store import TaskStore, tasks_bucket, with_outcome
 from switchyard.gateway.tasks import TaskClient
+from switchyard.gateway.tenants import Principal
 from tests.integration.gateway.test_abandoned_tasks import _cut, _task, connected
 from tests.integration.gateway.test_inflight import _replica
 from tests.integration.gateway.test_task_outcomes_counted import _counts, counted_since
@@ -55,3 +57,41 @@ async def test_a_task_followed_to_its_timeout_is_timed_out_on_the_bus_once(
     assert (await runs.store.get(stuck.task_id)).status == "timed_out"  # type: ignore[union-attr]
     assert counted_since(counted) == {"completed": 0, "failed": 0, "timed_out": 1, "cancelled": 1}
     await runs.stop()
+
+
+class _Racing(TaskStore):
+    """A replica's store whose status read is followed, before it writes, by another replica's write: the
+    task's outcome stored by the replica following it (the moment a DELETE can meet its result)."""
+
+    other: TaskStore
+    outcome: TaskState | None = None
+
+    async def stored_outcome(self, task_id: str) -> TaskCompleted | TaskFailed | None:
+        found = await super().stored_outcome(task_id)
+        if self.outcome is not None:
+            await self.other.put(self.outcome)
+            self.outcome = None
+        return found
+
+
+async def test_a_cancellation_meeting_the_outcome_leaves_the_outcome(
+    connected: tuple[Client, bus.EventPublisher],
+) -> None:
+    """DELETE on one replica while the replica following the task stores its result: the task ends as
+    answered (its tokens are spent and billed) and DELETE says so; it was `cancelled`, its result lost."""
+    nc, publisher = connected
+    js = nc.jetstream()
+    bucket = await tasks_bucket(js)
+    following = TaskRuns(TaskStore(bucket, js), TaskClient(nc, publisher), publisher, timeout_s=30)
+    asked = _Racing(bucket, js)
+    asked.other = following.store
+    other = TaskRuns(asked, TaskClient(nc, publisher), publisher, timeout_s=30)
+    task = _task()
+    replica = await _replica(js, "g1")
+    queued = await following.submit(task=task, admitted=await replica.admit(task.task_id))
+    asked.outcome = with_outcome(queued, _cut(task).model_copy(update={"error_code": "provider_timeout"}))
+    principal = Principal(tenant_id="acme", api_key_id="k1", user_id="u1", key_prefix="sk-sy-k1")
+    answered = await other.cancel(principal=principal, task_id=task.task_id)
+    stored = await following.store.get(task.task_id)
+    assert (answered.status, stored and stored.status) == ("failed", "failed")
+    await following.stop()

@@ -23,7 +23,7 @@ from switchyard.common.events import TaskCancelled, TaskCompleted, TaskFailed, T
 from switchyard.gateway import metrics
 from switchyard.gateway.admission import Pass
 from switchyard.gateway.errors import Conflict, NotFound, shown
-from switchyard.gateway.taskapi.models import TERMINAL, TaskState
+from switchyard.gateway.taskapi.models import TERMINAL, Status, TaskState
 from switchyard.gateway.taskapi.store import TaskStore, from_outcome, with_outcome
 from switchyard.gateway.tasks import SETTLE_WAIT_S, TaskClient, record
 from switchyard.gateway.tenants import Principal
@@ -135,9 +135,7 @@ class TaskRuns:
             self._followed.pop(state.id, None)
         admitted.observe(outcome)
         try:
-            current = await self.store.get(state.id)
-            if current is not None and current.status == "queued":
-                await self.store.put(with_outcome(current, outcome))
+            await self.store.change(state, lambda current: _answered(current, outcome))
         finally:  # the admission is settled even if the state cannot be read (GET finds the result)
             await self._finish(state, status=None)
 
@@ -159,17 +157,13 @@ class TaskRuns:
         except Exception:
             log.exception("could not record that task %s timed out", state.id)
 
-    async def _finish(self, state: TaskState, *, status: str | None) -> None:
+    async def _finish(self, state: TaskState, *, status: Status | None) -> None:
         admitted = self._passes.pop(state.id, None)
         self._following.pop(state.id, None)
         if admitted is not None:
             await admitted.close()
         if status is not None:
-            current = await self.store.get(state.id) or state
-            if current.status == "queued":
-                await self.store.put(
-                    current.model_copy(update={"status": status, "updated_at": datetime.now(UTC)})
-                )
+            await self.store.change(state, lambda current: _ended(current, status))
 
     async def get(self, *, principal: Principal, task_id: str) -> TaskState:
         state = await self.store.get(task_id)
@@ -185,8 +179,7 @@ class TaskRuns:
         if state.status == "queued":
             outcome = await self.store.stored_outcome(state.id)
             if outcome is not None:
-                state = with_outcome(state, outcome)
-                await self.store.put(state)
+                state = await self.store.change(state, lambda current: _answered(current, outcome))
         return state
 
     async def _told_by_result(self, principal: Principal, task_id: str) -> TaskState | None:
@@ -206,8 +199,11 @@ class TaskRuns:
         state = await self.get(principal=principal, task_id=task_id)
         if state.status in TERMINAL:
             return state
-        state = state.model_copy(update={"status": "cancelled", "updated_at": datetime.now(UTC)})
-        await self.store.put(state)
+        # Over the state read only: an outcome stored meanwhile (by the replica following the task)
+        # stands, and is answered: the task ended as answered, its tokens spent.
+        state = await self.store.change(state, lambda current: _ended(current, "cancelled"))
+        if state.status != "cancelled":
+            return state
         # Followed here: its outcome (what the calls the cancellation cut cost) settles its admission, if
         # it comes soon; a task not started yet is skipped and none of it was charged.
         self._settle_soon(task_id)
@@ -235,3 +231,15 @@ class TaskRuns:
             task.cancel()
         await asyncio.gather(*following, return_exceptions=True)
         await self.store.close()
+
+
+def _answered(state: TaskState, outcome: TaskCompleted | TaskFailed) -> TaskState:
+    """A task still queued, with its outcome; one that ended already stays as it ended."""
+    return with_outcome(state, outcome) if state.status == "queued" else state
+
+
+def _ended(state: TaskState, status: Status) -> TaskState:
+    """A task still queued, ended without an outcome (cancelled, timed out)."""
+    if state.status != "queued":
+        return state
+    return state.model_copy(update={"status": status, "updated_at": datetime.now(UTC)})

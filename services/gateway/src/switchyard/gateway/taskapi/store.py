@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
@@ -123,6 +124,29 @@ class TaskStore:
             await self._kv.put(state.id, _stored(state))
         except Exception as exc:
             self._defer(state, new=False, reason=exc)
+
+    async def change(self, state: TaskState, step: Callable[[TaskState], TaskState]) -> TaskState:
+        """`step` applied to the task's stored state (`state` if none is stored) and stored, over the
+        version it read only: when another replica wrote first (a DELETE meeting the task's outcome),
+        `step` is applied to that write instead of undoing it. Returns the state as it now is."""
+        while state.id not in self._pending:
+            try:
+                entry = await self._kv.get(state.id)
+            except Exception:  # not stored, or the bucket refuses: `put` keeps a refused write here
+                break
+            current = TaskState.model_validate_json(entry.value or b"{}")
+            if (changed := step(current)) is current:
+                return current
+            try:
+                await self._kv.update(state.id, _stored(changed), last=entry.revision)
+            except KeyWrongLastSequenceError:
+                continue
+            except Exception as exc:
+                self._defer(changed, new=False, reason=exc)
+            return changed
+        changed = step(self._pending[state.id][0] if state.id in self._pending else state)
+        await self.put(changed)
+        return changed
 
     async def create(self, state: TaskState) -> bool:
         """Store a new (already published) task; False when a task with this id is already there (an
