@@ -132,7 +132,7 @@ class TaskStore:
         while state.id not in self._pending:
             try:
                 entry = await self._kv.get(state.id)
-            except Exception:  # not stored, or the bucket refuses: `put` keeps a refused write here
+            except (KeyNotFoundError, ValueError):  # not stored (expired): written as `state` was
                 break
             current = TaskState.model_validate_json(entry.value or b"{}")
             if (changed := step(current)) is current:
