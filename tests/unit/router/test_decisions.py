@@ -176,6 +176,51 @@ def test_tenant_overrides_cap_the_tier_and_deny_models() -> None:
         assert models(allowed) == [named] and allowed.candidates[0].tier != "pinned"
 
 
+def test_a_restricted_tenant_cannot_pass_an_unlisted_model_through() -> None:
+    """A pass-through name has no tier and is not in the policy's lists: for a tenant whose override caps
+    the tier or denies models, it would be a way round them (any upstream model, unpriced)."""
+    raw = POLICY.model_dump()
+    raw["tenants"] = {
+        "capped": {"max_tier": "fast"},
+        "denied": {"denied_models": ["anthropic/claude-opus-5-5"]},
+        "free": {"thresholds": {"fast_below": 0.2}},
+    }
+    policy = Policy.model_validate(raw)
+    for tenant in ("capped", "denied"):
+        with pytest.raises(UnknownModel, match="not available to this tenant"):
+            decide(
+                request=req(model="anthropic/claude-opus-4-6"),
+                classification=cls(0.5),
+                policy=policy,
+                available=ALL,
+                tenant_id=tenant,
+            )
+    for tenant in ("free", "nobody"):
+        d = decide(
+            request=req(model="anthropic/claude-opus-4-6"),
+            classification=cls(0.5),
+            policy=policy,
+            available=ALL,
+            tenant_id=tenant,
+        )
+        assert models(d) == ["anthropic/claude-opus-4-6"] and d.tier == "pinned"
+
+
+def test_a_cascade_needs_a_model_to_escalate_to() -> None:
+    """A standard task whose only candidate is a cheap model runs it alone: a cascade with nothing to
+    escalate to would run the quality checks for nothing and estimate the task at 0 USD."""
+    d = decide(
+        request=req(),
+        classification=cls(0.5),
+        policy=POLICY,
+        available={"openai"},
+        allowed_models=["auto", "openai/gpt-6-luna"],
+    )
+    assert models(d) == ["openai/gpt-6-luna"]
+    assert d.strategy == "single" and d.checks == []
+    assert d.estimated_cost_usd == d.candidates[0].estimated_cost_usd > 0
+
+
 def test_nothing_available_is_a_clear_error() -> None:
     with pytest.raises(NoProviderAvailable):
         decide(request=req(), classification=cls(0.5), policy=POLICY, available=set())

@@ -194,6 +194,12 @@ def decide(
         if listed is not None and effective.model(request.model) is None:
             # listed, but not for this tenant (denied, or above its max_tier): not a pass-through name
             raise UnknownModel(f"the model '{request.model}' is not available to this tenant")
+        if listed is None and _restricted(policy, tenant_id):
+            # a pass-through name has no tier and no price: it would be a way round the tenant's limits
+            raise UnknownModel(
+                f"the model '{request.model}' is not available to this tenant: it may use only the "
+                "models the routing policy lists"
+            )
         required = needs(request)
         pinned = _pinned(
             request.model,
@@ -300,6 +306,12 @@ def decide(
         },
     )
     return _named(decision, alias)
+
+
+def _restricted(policy: Policy, tenant_id: str) -> bool:
+    """Whether the tenant's override limits its models (a tier cap or denied models)."""
+    o = policy.tenants.get(tenant_id)
+    return o is not None and (o.max_tier is not None or bool(o.denied_models))
 
 
 def _named(decision: RoutingDecision, alias: str | None) -> RoutingDecision:

@@ -67,13 +67,15 @@ def plan(
                 f"{cas.min_confidence}: no cheap first step",
             )
         cheap = _cheapest_below(candidates[:healthy], wanted)
+        rest = [c for c in candidates if c is not cheap]
+        if cheap is not None and not rest:
+            return _why(single, f"{cheap.model} is the only candidate: nothing to escalate to")
         if cheap is not None:
-            rest = [c for c in candidates if c is not cheap]
-            cost = cheap.estimated_cost_usd + cas.escalation_prior * rest[0].estimated_cost_usd if rest else 0
+            cost = cheap.estimated_cost_usd + cas.escalation_prior * rest[0].estimated_cost_usd
             return Plan(
                 "cascade",
                 [cheap, *rest],
-                f"{cheap.model} first; escalate to {rest[0].model if rest else 'nothing'} if a check fails",
+                f"{cheap.model} first; escalate to {rest[0].model} if a check fails",
                 checks=list(cas.checks),
                 min_confidence=cas.min_confidence,
                 estimated_cost_usd=round(cost, 8),
