@@ -297,6 +297,21 @@ def test_the_adaptive_threshold_sends_the_hardest_share_to_premium() -> None:
     )  # 0.6 is above the static 0.5 but not among the hardest 30 %
 
 
+def test_the_adaptive_window_follows_a_reloaded_policy() -> None:
+    """`thresholds.window` changed in the file takes effect from the next task (the router passes the
+    policy in force with every value), not at the next restart."""
+    from switchyard.router.adaptive import RollingQuantile
+
+    recent = RollingQuantile(window=2000)
+    for n in range(100):
+        recent.add(n / 100)
+    recent.add(1.0, window=50)  # the policy now looks at the last 50 tasks
+    assert len(recent) == 50 and recent.upper(0.5) == 0.75  # 0.51 .. 0.99 and 1.0: 25 lie above 0.75
+    for _ in range(60):
+        recent.add(0.0, window=100)  # a larger window again keeps up to 100
+    assert len(recent) == 100
+
+
 def test_a_reloaded_policy_is_fingerprinted_as_itself() -> None:
     """The fingerprint is worked out once per policy object: a new (reloaded) policy gets its own."""
     reloaded = POLICY.model_copy(update={"version": "reloaded"})

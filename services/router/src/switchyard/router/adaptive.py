@@ -21,7 +21,11 @@ class RollingQuantile:
     def __len__(self) -> int:
         return len(self._sorted)
 
-    def add(self, value: float) -> None:
+    def add(self, value: float, *, window: int | None = None) -> None:
+        """`window`: the policy's in force, when it may have changed (a reload): the oldest values beyond
+        it leave now, and a larger one keeps more from here on."""
+        if window is not None:
+            self._window = window
         self._recent.append(value)
         bisect.insort(self._sorted, value)
         while len(self._recent) > self._window:

@@ -110,7 +110,7 @@ def create(settings: RouterSettings) -> Service:
         task = payload.task
         request = task.chat()
         if request.model == AUTO:
-            recent[0].add(payload.classification.complexity)
+            recent[0].add(payload.classification.complexity, window=policy.thresholds.window)
 
         def adaptive(th: Thresholds) -> float | None:
             share = th.premium_share
