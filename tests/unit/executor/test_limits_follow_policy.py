@@ -58,7 +58,7 @@ async def test_the_executor_follows_the_rpm_and_tpm_of_the_policy_file(tmp_path:
     path = tmp_path / "policy.yaml"
     path.write_text(yaml.safe_dump(sheet))
     settings = ExecutorSettings(
-        policy_path=path, shared_state=False, provider_limits={"openai": Limit(rpm=10**6)}
+        policy_path=path, shared_state=False, policy_settle_s=0, provider_limits={"openai": Limit(rpm=10**6)}
     )
     clock = Clock()
     state = State(breakers=None, limits=None)

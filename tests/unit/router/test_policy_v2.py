@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,23 @@ def test_the_policy_reloads_when_the_file_changes_and_keeps_the_last_good_one(tm
     now[0] = 4.0
     assert source.current().version == "two" and "not valid YAML" in (source.last_error or "")
     assert seen[0] == ("two", None) and seen[1][0] is None
+
+
+def test_a_file_still_being_written_is_not_loaded_until_it_settles(tmp_path: Path) -> None:
+    """A policy file written in place, in pieces (an editor, `cp`, a slow copy), can be read half-written;
+    cut after `models:` it is still a valid policy, without the tenants' limits. A file changed less than
+    `settle_s` ago waits for a later check; written whole, its tenants are in force."""
+    full = yaml.safe_load(DEFAULT_POLICY.read_text())
+    full["version"] = "whole"
+    full["tenants"] = {"capped": {"max_tier": "fast"}}
+    path = write(tmp_path / "p.yaml", version="old")
+    source = PolicySource(path, check_s=1.0, settle_s=0.25)
+    text = yaml.safe_dump(full, sort_keys=False)
+    path.write_text(text[: text.index("\ntenants:")] + "\n")  # the first part of the write
+    assert not source.reload_if_changed() and source.current().version == "old"
+    path.write_text(text)
+    assert not source.reload_if_changed()  # just written: not yet
+    settled = time.time_ns() - 10**9
+    os.utime(path, ns=(settled, settled))
+    assert source.reload_if_changed()
+    assert source.current().version == "whole" and source.current().tenants["capped"].max_tier == "fast"

@@ -28,6 +28,12 @@ class CommonSettings(BaseSettings):
         default=None, description="routing policy YAML; default: the bundled one"
     )
     policy_check_s: float = Field(default=1.0, gt=0, description="how often the policy file is checked")
+    policy_settle_s: float = Field(
+        default=0.25,
+        ge=0,
+        description="a policy file changed less than this long ago is loaded at a later check (it may be "
+        "half-written)",
+    )
     log_level: str = "INFO"
     log_json: bool = False
     metrics_port: int | None = Field(default=None, description="port for /metrics (services without HTTP)")

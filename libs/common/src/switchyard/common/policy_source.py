@@ -4,7 +4,9 @@ force).
 
 `watch()` (a background task in the service) checks the file's modification time and size every
 `check_s` seconds and reloads it when they changed, so every replica follows every good edit;
-`current()` also checks, lazily, for users without a background task. A new file that does not load
+`current()` also checks, lazily, for users without a background task. A file changed less than `settle_s`
+ago is left for a later check: one written in place, in pieces, can be read half-written, and cut at a
+section's end it is still a valid policy (without its tenants' limits, say). A new file that does not load
 (bad YAML, a failed validation) is logged and counted, and the last good policy stays in force: a typo
 must not stop routing.
 """
@@ -33,9 +35,11 @@ class PolicySource:
         check_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         on_reload: OnReload | None = None,
+        settle_s: float = 0.0,
     ) -> None:
         self.path = path or DEFAULT_POLICY
         self._check_s = check_s
+        self._settle_s = settle_s
         self._clock = clock
         self._on_reload = on_reload
         self._policy = load_policy(self.path)  # the first load must succeed: fail fast at start
@@ -80,6 +84,8 @@ class PolicySource:
         stamp = self._file_stamp()
         if stamp == self._stamp:
             return False
+        if stamp is not None and time.time_ns() - stamp[0] < self._settle_s * 1e9:
+            return False  # maybe still being written: the next check looks again
         self._stamp = stamp
         try:
             policy = load_policy(self.path)

@@ -58,7 +58,9 @@ def create(settings: BillingSettings) -> Service:
     service = create_service("billing", settings)
     # Re-read when its file changes, as the router's and the gateway's: each charge is priced by the
     # policy in force when it is made, and its entry records that policy's version.
-    policies = PolicySource(settings.policy_path, check_s=settings.policy_check_s)
+    policies = PolicySource(
+        settings.policy_path, check_s=settings.policy_check_s, settle_s=settings.policy_settle_s
+    )
     engine = create_engine(settings.db_url())
     sessions = sessionmaker(engine)
     notifier = Notifier(sessions)

@@ -109,7 +109,12 @@ def followed_policy(settings: ExecutorSettings, state: State) -> PolicySource:
         if new is not None and state.limits is not None:
             state.limits.set_limits(limits_from(settings, new))
 
-    return PolicySource(settings.policy_path, check_s=settings.policy_check_s, on_reload=follow)
+    return PolicySource(
+        settings.policy_path,
+        check_s=settings.policy_check_s,
+        settle_s=settings.policy_settle_s,
+        on_reload=follow,
+    )
 
 
 def create(

@@ -98,7 +98,9 @@ EXPOSED_HEADERS = [
 def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
     """The gateway's app; `stop` hears when the server's graceful stop begins (`main` passes its own)."""
     # re-read when its file changes, as the router's: models, aliases and prices without a restart
-    policy = PolicySource(settings.policy_path, check_s=settings.policy_check_s)
+    policy = PolicySource(
+        settings.policy_path, check_s=settings.policy_check_s, settle_s=settings.policy_settle_s
+    )
     # read before the server starts: a mistake in it stops the gateway (ConfigurationError), in one line
     guardrail_file = load_guardrail_file(settings.guardrails_path) if settings.guardrails_enabled else None
     stop = stop or Stop(settings.stop_grace_s)

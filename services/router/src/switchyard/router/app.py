@@ -64,7 +64,12 @@ def _on_reload(policy: Policy | None, error: str | None) -> None:
 
 def create(settings: RouterSettings) -> Service:
     service = create_service("router", settings)
-    policies = PolicySource(settings.policy_path, check_s=settings.policy_check_s, on_reload=_on_reload)
+    policies = PolicySource(
+        settings.policy_path,
+        check_s=settings.policy_check_s,
+        settle_s=settings.policy_settle_s,
+        on_reload=_on_reload,
+    )
     _on_reload(policies.current(), None)
     providers = AvailableProviders(
         lambda: bus.jetstream(service.broker), refresh_s=settings.providers_refresh_s
