@@ -163,3 +163,15 @@ def test_router_eval_check_fails_when_the_goal_is_missed(
     assert main([*args, str(pool(weak=False))]) == 1  # the weak model never right: far below 95 %
     assert "goal (>= 95% with <= 30% premium): NOT met as configured" in capsys.readouterr().out
     assert main([*args, str(pool(weak=True))]) == 0
+
+
+def test_dry_run_learns_the_adaptive_threshold_from_the_rows_before_as_the_router_does() -> None:
+    """The bundled policy sends the hardest 30 % of recent traffic to premium once 200 tasks were seen: a
+    router that routed 250 prompts of complexity 0.40 sends one of 0.45 to premium (above the window's
+    upper 30 %), though below the static 0.5; the dry run says the same, with the threshold it used."""
+    rows = [(n, "y" * 40) for n in range(250)] + [("last", "y" * 45)]
+    out = list(route_rows(rows, classify=fake_classify, policy=POLICY, available=ALL, explain=True))
+    assert out[0]["reasons"]["thresholds"]["adaptive_share"] is None  # warming up: the static 0.5
+    last = out[-1]
+    assert last["tier"] == "premium" and last["reasons"]["thresholds"]["premium_above"] == 0.4
+    assert last["reasons"]["thresholds"]["adaptive_share"] == 0.3

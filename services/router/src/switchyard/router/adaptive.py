@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
+from collections.abc import Callable
+
+from switchyard.common.policy import Thresholds
 
 
 class RollingQuantile:
@@ -41,3 +44,14 @@ class RollingQuantile:
     def threshold(self, share: float, *, min_samples: int) -> float | None:
         """The premium threshold for `share`, or None while fewer than `min_samples` tasks were seen."""
         return self.upper(share) if len(self) >= min_samples else None
+
+
+def premium_threshold(recent: RollingQuantile) -> Callable[[Thresholds], float | None]:
+    """`decide`'s `adaptive_premium` over `recent`: the threshold of the thresholds' `premium_share`, None
+    without a share or while the window warms up."""
+
+    def threshold(th: Thresholds) -> float | None:
+        share = th.premium_share
+        return None if share is None else recent.threshold(share, min_samples=th.min_samples)
+
+    return threshold

@@ -25,13 +25,13 @@ from switchyard.common.events import (
     TaskRouted,
     TaskSubmitted,
 )
-from switchyard.common.policy import Policy, Thresholds
+from switchyard.common.policy import Policy
 from switchyard.common.policy_source import PolicySource
 from switchyard.common.providers import AvailableProviders
 from switchyard.common.service import Service, create_service, run_service
 from switchyard.common.tokens import PromptCounts, count_inputs, encoding
 from switchyard.router import metrics
-from switchyard.router.adaptive import RollingQuantile
+from switchyard.router.adaptive import RollingQuantile, premium_threshold
 from switchyard.router.board import HealthBoard
 from switchyard.router.embedding import EmbeddingRefused, decide_embedding
 from switchyard.router.routing import AUTO, ContextTooLong, UnknownModel, decide
@@ -117,16 +117,12 @@ def create(settings: RouterSettings) -> Service:
         if request.model == AUTO:
             recent[0].add(payload.classification.complexity, window=policy.thresholds.window)
 
-        def adaptive(th: Thresholds) -> float | None:
-            share = th.premium_share
-            return None if share is None else recent[0].threshold(share, min_samples=th.min_samples)
-
         async def decided(request: ChatRequest, tokens: int) -> RoutingDecision:
             return decide(
                 request=request,
                 classification=payload.classification,
                 prompt_tokens=tokens,
-                adaptive_premium=adaptive,
+                adaptive_premium=premium_threshold(recent[0]),
                 **await situation(task, policy),
             )
 

@@ -1,4 +1,6 @@
-"""Routing prompts without running them (`switchyard route --dry-run`): what the router would decide.
+"""Routing prompts without running them (`switchyard route --dry-run`): what the router would decide,
+had it been sent the rows in order (an adaptive premium threshold learns from the rows before, as in
+service; no budget headroom, no health signals).
 
 `Classify` is the boundary to the classifier: the CLI (the composition root) passes the classifier's
 offline predictor; tests pass a fake. Nothing here calls a provider.
@@ -14,6 +16,7 @@ from switchyard.common.errors import NoProviderAvailable
 from switchyard.common.events import ChatMessage, ChatRequest, Classification, TaskSubmitted
 from switchyard.common.policy import Policy
 from switchyard.common.tokens import count_prompt
+from switchyard.router.adaptive import RollingQuantile, premium_threshold
 from switchyard.router.routing import UnknownModel, decide
 
 Classify = Callable[[list[TaskSubmitted]], list[Classification]]
@@ -41,11 +44,13 @@ def route_rows(
 ) -> Iterator[dict[str, Any]]:
     """One output row per input row, in order: {"id", "tier", "model", "strategy"} (+ reasons)."""
     pending: list[tuple[Any, str]] = []
+    recent = RollingQuantile(policy.thresholds.window)
 
     def flush() -> Iterator[dict[str, Any]]:
         tasks = [task_for(str(row_id), prompt, tenant_id=tenant_id) for row_id, prompt in pending]
         for (row_id, _), task, cls in zip(pending, tasks, classify(tasks), strict=True):
-            yield _row(row_id, task, cls, policy=policy, available=available, explain=explain)
+            recent.add(cls.complexity)  # as the router does for every task routed `auto`
+            yield _row(row_id, task, cls, policy=policy, available=available, explain=explain, recent=recent)
         pending.clear()
 
     for row in rows:
@@ -64,6 +69,7 @@ def _row(
     policy: Policy,
     available: set[str],
     explain: bool,
+    recent: RollingQuantile,
 ) -> dict[str, Any]:
     try:
         d = decide(
@@ -73,6 +79,7 @@ def _row(
             available=available,
             tenant_id=task.tenant_id,
             prompt_tokens=count_prompt(task.chat()),
+            adaptive_premium=premium_threshold(recent),
         )
     except (UnknownModel, NoProviderAvailable) as exc:
         return {"id": row_id, "tier": None, "model": None, "strategy": None, "error": exc.message}

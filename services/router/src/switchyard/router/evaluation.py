@@ -19,7 +19,7 @@ import numpy as np
 
 from switchyard.common.events import ChatRequest, Classification
 from switchyard.common.policy import Policy, Thresholds
-from switchyard.router.adaptive import RollingQuantile
+from switchyard.router.adaptive import RollingQuantile, premium_threshold
 from switchyard.router.routing import decide
 
 
@@ -64,13 +64,7 @@ def route(
     over the rows in order (an adaptive threshold learns from the rows routed before, as in service)."""
     p = policy if threshold is None else with_premium_threshold(policy, threshold)
     recent = RollingQuantile(p.thresholds.window)
-
-    def adaptive(th: Thresholds) -> float | None:
-        return (
-            None
-            if th.premium_share is None
-            else recent.threshold(th.premium_share, min_samples=th.min_samples)
-        )
+    adaptive = premium_threshold(recent)
 
     premium: list[bool] = []
     cost: list[float] = []
