@@ -43,6 +43,28 @@ def test_the_bundled_policy_has_every_section() -> None:
         ({"strategies": {"parallel": {"fan_out": 9}}}, "strategies.parallel.fan_out"),
         ({"strategies": {"cascade": {"checks": ["vibes"]}}}, "strategies.cascade.checks"),
         ({"health": {"ema_alpha": 0}}, "health.ema_alpha"),
+        # a tenant's own chain naming a model the tenant may not use would be dropped without a word
+        (
+            {
+                "tenants": {
+                    "acme": {"max_tier": "fast", "chains": {"coding": {"primary": "openai/gpt-6-sol"}}}
+                }
+            },
+            "tenants.acme.chains.coding: 'openai/gpt-6-sol' is above the tenant's max_tier (fast)",
+        ),
+        (
+            {
+                "tenants": {
+                    "acme": {
+                        "denied_models": ["openai/gpt-6-luna"],
+                        "chains": {
+                            "qa": {"primary": "openai/gpt-6-sol", "cost_sensitive": "openai/gpt-6-luna"}
+                        },
+                    }
+                }
+            },
+            "tenants.acme.chains.qa: 'openai/gpt-6-luna' is denied to the tenant",
+        ),
     ],
 )
 def test_invalid_policies_name_the_field(tmp_path: Path, changes: dict[str, object], fragment: str) -> None:

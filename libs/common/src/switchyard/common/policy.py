@@ -323,6 +323,7 @@ class Policy(_Strict):
                 if model not in seen:
                     raise ValueError(f"{where}denied_models: unknown model {model!r}")
             self._check_refs(where, o.chains, o.strategies, o.budget, seen, embedders)
+            _check_tenant_chains(where, o, {m.id: m.tier for m in self.models})
         return self
 
     @staticmethod
@@ -400,6 +401,18 @@ class Policy(_Strict):
 
     def fingerprint(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+
+
+def _check_tenant_chains(where: str, override: TenantOverride, tiers: dict[str, str]) -> None:
+    """A tenant's own chain names only models the tenant may use (else it is dropped without a word)."""
+    cap = TIER_ORDER.index(override.max_tier) if override.max_tier is not None else len(TIER_ORDER)
+    for task_type, chain in override.chains.items():
+        for model in chain.models():
+            if model in override.denied_models:
+                raise ValueError(f"{where}chains.{task_type}: {model!r} is denied to the tenant")
+            if TIER_ORDER.index(tiers[model]) > cap:
+                above = f"above the tenant's max_tier ({override.max_tier})"
+                raise ValueError(f"{where}chains.{task_type}: {model!r} is {above}")
 
 
 def load_policy(path: Path | None = None) -> Policy:
