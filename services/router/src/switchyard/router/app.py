@@ -200,7 +200,8 @@ def create(settings: RouterSettings) -> Service:
         )
 
     async def on_call(event: CloudEvent, payload: ProviderCallRecorded) -> None:
-        if await stats.record(event.id, payload, alpha=policies.current().health.ema_alpha):
+        health = policies.current().health
+        if await stats.record(event.id, payload, alpha=health.ema_alpha, recovery_s=health.recovery_s):
             metrics.STATS_UPDATES.inc()
 
     service.setup.append(warm_up)

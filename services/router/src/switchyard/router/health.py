@@ -40,14 +40,20 @@ def observe(
     latency_ms: float,
     alpha: float,
     now: float,
+    recovery_s: float | None = None,
 ) -> ModelStats | None:
     """The statistics after one call, or None when nothing changes (a duplicate, an outcome that says
-    nothing about health)."""
+    nothing about health). With `recovery_s` (the policy's), the EMA goes on from the success as faded
+    since the last call (`effective_success`): the value routing used, so a model that got traffic again
+    because its penalty faded and then answers is not put back behind the others by a stale EMA."""
     current = stats or ModelStats()
     if not counts(outcome) or event_id in current.recent:
         return None
     ok = 1.0 if outcome == "ok" else 0.0
-    success = ok if current.samples == 0 else current.success + alpha * (ok - current.success)
+    prior = current.success
+    if recovery_s is not None and current.samples:
+        prior = effective_success(current, now=now, recovery_s=recovery_s)
+    success = ok if current.samples == 0 else prior + alpha * (ok - prior)
     latency = current.latency_ms
     if outcome == "ok":
         latency = latency_ms if latency is None else latency + alpha * (latency_ms - latency)

@@ -27,17 +27,25 @@ Clock = Callable[[], float]
 DEFAULT_LINGER_S = 0.1
 
 
-Call = tuple[str, ProviderCallRecorded, float]  # event id, the call, the EMA alpha
+# event id, the call, the EMA alpha, and the policy's recovery_s (None: no fading)
+Call = tuple[str, ProviderCallRecorded, float, float | None]
 
 
 def fold(current: bytes | None, calls: list[Call], *, now: float) -> tuple[bytes | None, list[bool]]:
-    """The stored statistics after `calls` (event id, call, EMA alpha) in order, or None when none of them
-    changes anything; and, per call, whether it was counted (not a duplicate, an outcome that counts)."""
+    """The stored statistics after `calls` (event id, call, EMA alpha, recovery_s) in order, or None when
+    none of them changes anything; and, per call, whether it was counted (not a duplicate, an outcome that
+    counts)."""
     stats = ModelStats.model_validate_json(current) if current else None
     counted = []
-    for event_id, call, alpha in calls:
+    for event_id, call, alpha, recovery_s in calls:
         new = observe(
-            stats, event_id=event_id, outcome=call.outcome, latency_ms=call.latency_ms, alpha=alpha, now=now
+            stats,
+            event_id=event_id,
+            outcome=call.outcome,
+            latency_ms=call.latency_ms,
+            alpha=alpha,
+            now=now,
+            recovery_s=recovery_s,
         )
         counted.append(new is not None)
         stats = new or stats
@@ -64,14 +72,17 @@ class StatsWriter:
         self._writes = Background()  # each write is awaited by the handlers of its batch
         self._kv: KeyValue | None = None  # looked up once (each look-up is a JetStream API request)
 
-    async def record(self, event_id: str, call: ProviderCallRecorded, *, alpha: float) -> bool:
-        """Folds one call into its model's statistics; returns once that is stored. False when it changed
-        nothing (a duplicate event, an outcome that says nothing about health)."""
+    async def record(
+        self, event_id: str, call: ProviderCallRecorded, *, alpha: float, recovery_s: float | None = None
+    ) -> bool:
+        """Folds one call into its model's statistics (`recovery_s`: the policy's, see `observe`); returns
+        once that is stored. False when it changed nothing (a duplicate event, an outcome that says nothing
+        about health)."""
         loop = asyncio.get_running_loop()
         key = kv.safe_key(call.model)
         done: asyncio.Future[bool] = loop.create_future()
         batch = self._batches.setdefault(key, [])
-        batch.append(Pending((event_id, call, alpha), done))
+        batch.append(Pending((event_id, call, alpha, recovery_s), done))
         if len(batch) >= self._max_batch:
             self._flush(key)
         elif key not in self._timers:
