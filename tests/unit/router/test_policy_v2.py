@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from switchyard.common.errors import ConfigurationError
-from switchyard.common.policy import DEFAULT_POLICY, load_policy
+from switchyard.common.policy import DEFAULT_POLICY, Policy, load_policy
 from switchyard.common.policy_source import PolicySource
 
 pytestmark = pytest.mark.unit
@@ -121,3 +122,27 @@ def test_a_file_still_being_written_is_not_loaded_until_it_settles(tmp_path: Pat
     os.utime(path, ns=(settled, settled))
     assert source.reload_if_changed()
     assert source.current().version == "whole" and source.current().tenants["capped"].max_tier == "fast"
+
+
+def test_a_tenants_override_changes_only_the_fields_it_names() -> None:
+    """`tenants.acme.thresholds: {fast_below: 0.2}` moves the fast threshold for acme; the policy's
+    premium threshold and adaptive share stay (they were the class defaults, 0.8 and none: a tenant
+    changing one number silently lost adaptive routing), and so for strategies and the budget."""
+    raw = yaml.safe_load(DEFAULT_POLICY.read_text())
+    raw["tenants"] = {
+        "acme": {
+            "thresholds": {"fast_below": 0.2},
+            "strategies": {"parallel": {"enabled": False}},
+            "budget": {"downgrade_below_usd": 5},
+        }
+    }
+    base = Policy.model_validate(raw)
+    acme = base.for_tenant("acme")
+    assert acme.thresholds == base.thresholds.model_copy(update={"fast_below": 0.2})
+    assert acme.thresholds.premium_share == 0.3 and acme.thresholds.premium_above == 0.5
+    assert not acme.strategies.parallel.enabled and acme.strategies.parallel.fan_out == 2
+    assert acme.strategies.cascade == base.strategies.cascade  # its task types, not every type
+    assert acme.budget.downgrade_below_usd == 5 and acme.budget.downgrade_max_tier == "fast"
+    raw["tenants"] = {"acme": {"thresholds": {"fast_below": 0.7}}}  # above the policy's premium_above
+    with pytest.raises(ValidationError, match=r"tenants\.acme\.thresholds"):
+        Policy.model_validate(raw)

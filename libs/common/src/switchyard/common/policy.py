@@ -324,6 +324,10 @@ class Policy(_Strict):
                     raise ValueError(f"{where}denied_models: unknown model {model!r}")
             self._check_refs(where, o.chains, o.strategies, o.budget, seen, embedders)
             _check_tenant_chains(where, o, {m.id: m.tier for m in self.models})
+            try:
+                over(self.thresholds, o.thresholds)
+            except ValidationError as exc:
+                raise ValueError(f"{where}thresholds: {exc.errors()[0]['msg']}") from exc
         return self
 
     @staticmethod
@@ -392,15 +396,31 @@ class Policy(_Strict):
             update={
                 "models": models,
                 "chains": chains,
-                "thresholds": o.thresholds or self.thresholds,
-                "strategies": o.strategies or self.strategies,
-                "budget": o.budget or self.budget,
+                "thresholds": over(self.thresholds, o.thresholds),
+                "strategies": over(self.strategies, o.strategies),
+                "budget": over(self.budget, o.budget),
                 "tenants": {},
             }
         )
 
     def fingerprint(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+
+
+Section = TypeVar("Section", bound=BaseModel)
+
+
+def over(base: Section, override: Section | None) -> Section:
+    """`base` with the fields `override` sets (the ones its YAML names, section by section): a tenant's
+    `thresholds: {fast_below: 0.2}` changes that threshold and keeps the policy's others."""
+    if override is None:
+        return base
+    data = base.model_dump()
+    for name in override.model_fields_set:
+        mine, theirs = getattr(override, name), getattr(base, name)
+        both = isinstance(mine, BaseModel) and isinstance(theirs, BaseModel)
+        data[name] = over(theirs, mine).model_dump() if both else mine
+    return type(base).model_validate(data)
 
 
 def _check_tenant_chains(where: str, override: TenantOverride, tiers: dict[str, str]) -> None:
