@@ -263,11 +263,16 @@ def _routed(p: TaskRouted) -> dict[str, Any]:
         {
             "task_id": p.task.task_id,
             "strategy": d.strategy,
+            "strategy_why": _message(why) if isinstance(why := reasons.get("strategy_why"), str) else None,
+            # parallel: how many run at once (each billed); cascade: the checks that escalate
+            "fan_out": d.fan_out if d.strategy == "parallel" else None,
+            "checks": d.checks or None,
             "tier": d.tier,
             "chosen": d.candidates[0].model,
             "candidates": [c.model for c in d.candidates],
             "policy_version": d.policy_version,
-            "estimated_cost_usd": d.candidates[0].estimated_cost_usd,
+            # the strategy's (a race: its racers'; a cascade: the cheap step and the likely escalation)
+            "estimated_cost_usd": d.estimated_cost_usd,
             "estimated_prompt_tokens": d.estimated_prompt_tokens,
             "wanted_tier": reasons.get("wanted_tier"),
             "pinned": reasons.get("pinned"),
