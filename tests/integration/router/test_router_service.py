@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import nats
+import orjson
 import pytest
 import yaml
 from nats.aio.msg import Msg
@@ -287,3 +288,42 @@ async def test_an_embedding_task_that_cannot_be_served_fails_with_the_reason(
     )
     assert isinstance(many, TaskFailed) and many.error_code == "embedding_result_too_large"
     assert "send at most 1024 inputs" in many.error_message
+
+
+async def test_a_classified_event_the_router_cannot_read_is_answered_not_left_waiting(
+    routers: Fleet, nc: nats.NATS
+) -> None:
+    """A classification of a type this router does not know (a newer classifier in a rolling deploy,
+    another system's event): dead-lettered, and its task's submitter told at once (`invalid_event`)
+    instead of waiting for its own timeout."""
+    task = TaskSubmitted(
+        task_id=ids.new_id(),
+        tenant_id="acme",
+        request=ChatRequest(messages=[ChatMessage(role="user", content="hi")]),
+        submitted_at=datetime.now(UTC),
+    )
+    data = {
+        "task": task.model_dump(mode="json"),
+        "classification": {
+            "type": "poetry",
+            "confidence": 0.9,
+            "complexity": 0.5,
+            "urgency": 0.5,
+            "model_version": "t",
+            "latency_ms": 1,
+        },
+    }
+    event = {
+        "specversion": "1.0",
+        "id": ids.new_id(),
+        "source": "test/classifier",
+        "type": TaskClassified.EVENT_TYPE,
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+    sub = await nc.subscribe(subjects.result_subject(task.task_id))
+    await nc.jetstream().publish(subjects.TASK_CLASSIFIED, orjson.dumps(event))
+    _, failed = decode((await sub.next_msg(timeout=20)).data)
+    await sub.unsubscribe()
+    assert isinstance(failed, TaskFailed) and failed.error_code == "invalid_event"
+    assert failed.tenant_id == "acme" and "classification.type" in failed.error_message

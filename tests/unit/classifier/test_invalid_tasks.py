@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from switchyard.classifier.invalid import answer
 from switchyard.common import subjects
+from switchyard.common.invalid import answer
 
 pytestmark = pytest.mark.unit
 

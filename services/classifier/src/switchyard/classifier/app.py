@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
 
-from switchyard.classifier import invalid, metrics, reuse
+from switchyard.classifier import metrics, reuse
 from switchyard.classifier.batcher import MicroBatcher
 from switchyard.classifier.classify import (
     Classifier,
@@ -16,7 +15,7 @@ from switchyard.classifier.classify import (
     task_text,
 )
 from switchyard.classifier.config import ClassifierSettings
-from switchyard.common import bus, ids, subjects, tracing
+from switchyard.common import bus, ids, invalid, subjects, tracing
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.errors import InvalidEvent
 from switchyard.common.events import Classification, TaskClassified, TaskSubmitted
@@ -91,17 +90,7 @@ def create(settings: ClassifierSettings, classifier: Classifier | None = None) -
         await publish(event, task, result)
 
     async def on_invalid(raw: bytes, exc: InvalidEvent) -> None:
-        reply = invalid.answer(raw, exc.message, now=datetime.now(UTC))
-        if reply is None:
-            return
-        log.info("task %s is invalid; its submitter is told: %s", reply.failed.task_id, exc.message)
-        await service.events().publish(
-            reply.failed,
-            subject=reply.subject,
-            event_id=reply.event_id,
-            tenant_id=reply.failed.tenant_id,
-            event_subject=reply.failed.task_id,
-        )
+        await invalid.tell_submitter(service.events(), raw, exc.message)
 
     bus.subscribe(
         service.broker,

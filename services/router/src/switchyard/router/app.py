@@ -11,10 +11,10 @@ from typing import Any
 
 from pydantic import Field
 
-from switchyard.common import bus, ids, kv, subjects, tracing
+from switchyard.common import bus, ids, invalid, kv, subjects, tracing
 from switchyard.common.config import CommonSettings
 from switchyard.common.envelope import CloudEvent
-from switchyard.common.errors import NoProviderAvailable
+from switchyard.common.errors import InvalidEvent, NoProviderAvailable
 from switchyard.common.events import (
     ChatRequest,
     EmbeddingRequest,
@@ -199,6 +199,11 @@ def create(settings: RouterSettings) -> Service:
             event_subject=task.task_id,
         )
 
+    async def on_invalid(raw: bytes, exc: InvalidEvent) -> None:
+        # a classification it cannot read (a type it does not know...): its submitter is told, not left
+        # waiting for its timeout
+        await invalid.tell_submitter(service.events(), raw, exc.message, at="task")
+
     async def on_call(event: CloudEvent, payload: ProviderCallRecorded) -> None:
         health = policies.current().health
         if await stats.record(event.id, payload, alpha=health.ema_alpha, recovery_s=health.recovery_s):
@@ -215,6 +220,7 @@ def create(settings: RouterSettings) -> Service:
         handler=on_classified,
         max_workers=8,
         description="Chooses a strategy and candidate chain for each classified task, with its reasons.",
+        on_invalid=on_invalid,
     )
     bus.subscribe(
         service.broker,

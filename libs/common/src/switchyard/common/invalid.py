@@ -1,22 +1,26 @@
-"""A submitted task the pipeline cannot read, answered on its result subject where it names its task.
+"""A task event the pipeline cannot read, answered on its result subject where it names its task.
 
 Another system's mistake (a misspelt field, a wrong type) makes a submission an invalid event: it is
 dead-lettered (bus.py), and nothing else would happen: its submitter, subscribed to the task's result
 subject, would wait for its own timeout without a word. Where the event still names a task and a tenant
 that a result can carry, the classifier, the first to read every submission, answers with
-`switchyard.task.failed.v1` (`invalid_event`, the dead letter's reason).
+`switchyard.task.failed.v1` (`invalid_event`, the dead letter's reason); so does the router for a
+classified event it cannot read (its task under `task`: a classification of a type it does not know).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 from pydantic import BaseModel, ValidationError, create_model
 
-from switchyard.common import ids, subjects
+from switchyard.common import bus, ids, subjects
 from switchyard.common.events import TaskFailed, TaskSubmitted
+
+log = logging.getLogger(__name__)
 
 # The task and tenant as a submission must name them (TaskSubmitted's own constraints): a task id that is
 # not one names no result subject.
@@ -34,14 +38,16 @@ class Answer:
     event_id: str  # derived from the submission's, so a redelivery's answer is stored once
 
 
-def answer(raw: bytes, reason: str, *, now: datetime) -> Answer | None:
-    """The failure that answers the invalid submission `raw` (refused for `reason`), or None when it names
-    no task to answer."""
+def answer(raw: bytes, reason: str, *, now: datetime, at: str | None = None) -> Answer | None:
+    """The failure that answers the invalid event `raw` (refused for `reason`), or None when it names no
+    task to answer. `at`: the field of the event's data holding the task (None: the data is the task)."""
     try:
         event = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
     data = event.get("data") if isinstance(event, dict) else None
+    if at is not None and isinstance(data, dict):
+        data = data.get(at)
     if not isinstance(data, dict):
         return None
     try:
@@ -59,3 +65,20 @@ def answer(raw: bytes, reason: str, *, now: datetime) -> Answer | None:
         failed_at=now,
     )
     return Answer(failed, subjects.result_subject(task_id), ids.derived_id(origin, "invalid-result"))
+
+
+async def tell_submitter(
+    publisher: bus.EventPublisher, raw: bytes, reason: str, *, at: str | None = None
+) -> None:
+    """Publishes the failure that answers the invalid event `raw`, when it names a task (`answer`)."""
+    reply = answer(raw, reason, now=datetime.now(UTC), at=at)
+    if reply is None:
+        return
+    log.info("task %s is invalid; its submitter is told: %s", reply.failed.task_id, reason)
+    await publisher.publish(
+        reply.failed,
+        subject=reply.subject,
+        event_id=reply.event_id,
+        tenant_id=reply.failed.tenant_id,
+        event_subject=reply.failed.task_id,
+    )
