@@ -12,7 +12,6 @@ import httpx
 import nats
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from switchyard.cli.processes import NatsServer, free_port
 from switchyard.common import bus, subjects
@@ -184,34 +183,6 @@ async def test_answer_in_openai_shape(gateway: tuple[str, str], pipeline: Pipeli
     assert float(r.headers["x-switchyard-overhead-ms"]) >= 0  # the gateway's time less the provider's
     task = pipeline.seen[0]
     assert task.origin == "http" and task.user_id == "u1" and task.tenant_id
-
-
-async def test_the_latency_slis_source_is_switchyards_own_time_json_and_streamed(
-    gateway: tuple[str, str], pipeline: Pipeline
-) -> None:
-    """switchyard_gateway_overhead_seconds (the latency SLIs' source, deploy/prometheus/rules/slo.yml) gets
-    each answered request's own time: a whole answer's header, a stream's at its end."""
-    base, key = gateway
-    async with httpx.AsyncClient() as c:
-        whole = await c.post(f"{base}/v1/chat/completions", json=BODY, headers=_auth(key))
-        streamed = await c.post(
-            f"{base}/v1/chat/completions", json={**BODY, "stream": True}, headers=_auth(key)
-        )
-        refused = await c.post(f"{base}/v1/chat/completions", json={"model": "auto"}, headers=_auth(key))
-        exposed = (await c.get(f"{base}/metrics")).text
-    assert (whole.status_code, streamed.status_code, refused.status_code) == (200, 200, 400)
-    samples = {
-        (s.name, s.labels.get("route"), s.labels.get("le")): s.value
-        for family in text_string_to_metric_families(exposed)
-        if family.name == "switchyard_gateway_overhead_seconds"
-        for s in family.samples
-    }
-    route = "/v1/chat/completions"
-    # two answers observed, the refusal (no provider time to take away) not
-    assert samples[("switchyard_gateway_overhead_seconds_count", route, None)] == 2
-    own = samples[("switchyard_gateway_overhead_seconds_sum", route, None)]
-    assert own >= float(whole.headers["x-switchyard-overhead-ms"]) / 1000.0
-    assert samples[("switchyard_gateway_overhead_seconds_bucket", route, "2.0")] == 2
 
 
 async def test_streamed_answer_ends_with_done(gateway: tuple[str, str], pipeline: Pipeline) -> None:
@@ -507,29 +478,3 @@ async def test_readyz_names_the_services_that_do_not_answer(gateway: tuple[str, 
         "audit": False,
     }
     assert "switchyard_gateway_requests_total" in m.text
-
-
-@pytest.mark.parametrize("gateway", [{"SWITCHYARD_STREAM_KEEPALIVE_S": "0.4"}], indirect=True)
-@pytest.mark.parametrize("pipeline", ["stall"], indirect=True)
-async def test_a_silent_stream_gets_keep_alives_its_clients_skip(
-    gateway: tuple[str, str], pipeline: Pipeline
-) -> None:
-    """A stream silent after its first text (a model reasoning before a tool call) gets an SSE comment every
-    SWITCHYARD_STREAM_KEEPALIVE_S, so that a proxy does not close it as idle, until the stream's idle bound
-    ends it (3 s here); the Anthropic face gets Anthropic's own ping event."""
-    base, key = gateway
-    anthropic = {"model": "auto", "max_tokens": 16, "messages": BODY["messages"]}
-    async with httpx.AsyncClient(timeout=30) as c:
-        chat = await c.post(f"{base}/v1/chat/completions", json={**BODY, "stream": True}, headers=_auth(key))
-        claude = await c.post(
-            f"{base}/v1/messages", json={**anthropic, "stream": True}, headers={"x-api-key": key}
-        )
-    events = chat.text.split("\n\n")
-    beats = [n for n, e in enumerate(events) if e == ": keep-alive"]
-    # between the text and the idle bound's error event (3 s of silence: ~7 at 0.4 s)
-    assert len(beats) >= 4, chat.text
-    text = next(n for n, e in enumerate(events) if '"content":"Par"' in e)
-    error = next(n for n, e in enumerate(events) if '"error"' in e)
-    assert text < min(beats) and max(beats) < error
-    pings = [e for e in claude.text.split("\n\n") if e.startswith("event: ping")]
-    assert len(pings) >= 4 and pings[-1] == 'event: ping\ndata: {"type":"ping"}', claude.text
