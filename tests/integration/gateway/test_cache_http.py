@@ -145,6 +145,11 @@ async def test_hits_skip_the_pipeline_stay_in_their_tenant_and_are_billed_at_zer
             "/v1/chat/completions", json=chat(QUESTION), headers={**a, "x-switchyard-cache": "no-cache"}
         )
         assert fresh.headers["x-switchyard-cache"] == "bypass" and len(answerer.seen) == 3
+        # and so does the standard request header (RFC 9111), which an HTTP client may send on its own
+        standard = await http.post(
+            "/v1/chat/completions", json=chat(QUESTION), headers={**a, "cache-control": "no-cache"}
+        )
+        assert standard.headers["x-switchyard-cache"] == "bypass" and len(answerer.seen) == 4
         bad = await http.post(
             "/v1/chat/completions", json=chat(QUESTION), headers={**a, "x-switchyard-cache": "sometimes"}
         )

@@ -185,6 +185,27 @@ def test_directives() -> None:
     assert err.value.status == 400 and err.value.param == "x-switchyard-cache"
 
 
+@pytest.mark.parametrize(
+    ("ours", "standard", "read", "write"),
+    [
+        (None, "no-cache", False, True),  # RFC 9111: no stored answer without asking again; store the new
+        (None, "max-age=0", False, True),
+        (None, "No-Store", False, False),
+        (None, "no-cache, no-store", False, False),
+        (None, "max-age = 0", False, True),
+        (None, "max-stale, only-if-cached", True, True),  # nothing an answer cache can honour: left alone
+        (None, "", True, True),
+        ("no-cache", "no-store", False, False),  # the narrower of the two
+        ("no-store", "max-age=60", False, False),
+    ],
+)
+def test_the_standard_cache_control_narrows_the_directive(
+    ours: str | None, standard: str, read: bool, write: bool
+) -> None:
+    directive = parse_directive(ours, standard)
+    assert (directive.read, directive.write) == (read, write)
+
+
 def test_plan_then_tenant_rules_override_the_defaults() -> None:
     configs = Configs(
         ON,

@@ -89,7 +89,20 @@ class Directive:
     write: bool = True
 
 
-def parse_directive(header: str | None) -> Directive:
+def parse_directive(header: str | None, cache_control: str | None = None) -> Directive:
+    """The request's directive: its `x-switchyard-cache` header (anything else in it is a 400), narrowed by
+    the standard request `Cache-Control` (RFC 9111 5.2.1): `no-store` as ours, `no-cache` or `max-age=0`
+    as our `no-cache` (no stored answer without asking the model again); its other directives say nothing
+    a cache of answers can honour and are left alone, as an HTTP cache leaves what it does not know."""
+    own = _own_directive(header)
+    if not cache_control:
+        return own
+    tokens = {t.strip().lower().replace(" ", "") for t in cache_control.split(",")}
+    fresh = bool(tokens & {"no-cache", "max-age=0", "no-store"})
+    return Directive(read=own.read and not fresh, write=own.write and "no-store" not in tokens)
+
+
+def _own_directive(header: str | None) -> Directive:
     if header is None or not header.strip():
         return Directive()
     tokens = {t.strip().lower() for t in header.split(",") if t.strip()}

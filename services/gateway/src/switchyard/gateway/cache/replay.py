@@ -23,7 +23,7 @@ async def look_up(
     cache: ResponseCache | None, request: Request, principal: Principal, task: TaskSubmitted
 ) -> Lookup | None:
     """The cache's answer for this request (raises a 400 for an invalid `x-switchyard-cache`)."""
-    directive = parse_directive(request.headers.get(CACHE_HEADER))
+    directive = parse_directive(request.headers.get(CACHE_HEADER), request.headers.get("cache-control"))
     if cache is None:
         return None
     return await cache.lookup(
