@@ -1,11 +1,18 @@
 """Which providers the executors can reach, shared through JetStream KV.
 
 Executors hold the provider keys and announce what they can call; the router and the gateway read the
-announcements (they never see a key). A provider nobody announced is not routed to.
+announcements (they never see a key). A provider nobody announced is not routed to, nor one whose
+announcement no executor has renewed for STALE_S: an executor announces its providers again every
+ANNOUNCE_EVERY_S, so a provider whose last executor was killed, stopped or reconfigured without it stops
+being routed to within STALE_S, where its tasks would wait for an executor that never comes. An
+announcement that names no executor (`announced_by` empty: written by hand, as an operator or a test
+may) does not go stale.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,6 +23,12 @@ from pydantic import BaseModel, Field
 
 from switchyard.common import kv as kv_store
 from switchyard.common import subjects
+
+log = logging.getLogger(__name__)
+
+
+ANNOUNCE_EVERY_S = 30.0
+STALE_S = 3 * ANNOUNCE_EVERY_S + 5.0  # three renewals missed, and clocks a few seconds apart
 
 
 class ProviderStatus(BaseModel):
@@ -34,6 +47,20 @@ async def announce(kv: KeyValue, status: ProviderStatus) -> None:
     await kv.put(status.provider, status.model_dump_json().encode())
 
 
+async def keep_announced(
+    kv: KeyValue, statuses: Callable[[], list[ProviderStatus]], *, every_s: float = ANNOUNCE_EVERY_S
+) -> None:
+    """Announces `statuses()` (each stamped now) every `every_s`, until cancelled; a round the bus refuses
+    is logged and the next one tries again."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            for status in statuses():
+                await announce(kv, status)
+        except Exception:
+            log.warning("providers not announced again; next try in %.0f s", every_s)
+
+
 async def read_all(kv: KeyValue) -> dict[str, ProviderStatus]:
     out: dict[str, ProviderStatus] = {}
     for value in (await kv_store.read_all(kv)).values():
@@ -42,8 +69,16 @@ async def read_all(kv: KeyValue) -> dict[str, ProviderStatus]:
     return out
 
 
-def available(statuses: dict[str, ProviderStatus]) -> set[str]:
-    return {name for name, s in statuses.items() if s.available}
+def available(statuses: dict[str, ProviderStatus], *, now: datetime | None = None) -> set[str]:
+    """The providers announced available, by an executor that renewed its announcement within STALE_S (or
+    by hand: no executor named)."""
+    at = now or datetime.now(UTC)
+
+    def fresh(status: ProviderStatus) -> bool:
+        updated = status.updated_at if status.updated_at.tzinfo else status.updated_at.replace(tzinfo=UTC)
+        return not status.announced_by or (at - updated).total_seconds() <= STALE_S
+
+    return {name for name, s in statuses.items() if s.available and fresh(s)}
 
 
 class AvailableProviders:

@@ -23,7 +23,7 @@ from switchyard.common.events import (
 )
 from switchyard.common.policy import Policy
 from switchyard.common.policy_source import PolicySource
-from switchyard.common.providers import announce, providers_bucket
+from switchyard.common.providers import announce, keep_announced, providers_bucket
 from switchyard.common.service import Service, create_service, run_service
 from switchyard.executor import cancellation_feed, metrics
 from switchyard.executor.cancellations import Cancellations
@@ -179,10 +179,20 @@ def create(
                 provider.warm()
 
     async def announce_providers() -> None:
+        """Announced now, and again every ANNOUNCE_EVERY_S until the drain (providers.py: an announcement
+        nobody renews goes stale)."""
         bucket = await providers_bucket(bus.jetstream(service.broker))
         for status in found.statuses(announced_by=instance):
             await announce(bucket, status)
         log.info("providers announced: %s", ", ".join(found.endpoints) or "none")
+        renewing = asyncio.create_task(keep_announced(bucket, lambda: found.statuses(announced_by=instance)))
+
+        async def stop_renewing() -> None:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+
+        service.drain.append(stop_renewing)
 
     async def hear_cancellations() -> None:
         """From the stream, so that every replica hears every cancellation, including those published
