@@ -4,7 +4,7 @@ migration goes down again."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
@@ -15,8 +15,9 @@ from switchyard.gateway.access import service
 from switchyard.gateway.access.models import KeyCreate, KeyUpdate
 from switchyard.gateway.batches import principals
 from switchyard.gateway.db import migrations
+from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.key_policy import KeyPolicy
-from switchyard.gateway.tenants import KeyVerifier, create_tenant
+from switchyard.gateway.tenants import KeyVerifier, create_api_key, create_tenant
 
 pytestmark = pytest.mark.integration
 
@@ -112,5 +113,23 @@ async def test_policies_round_trip_and_existing_keys_have_none(db_url: str) -> N
         async with engine.connect() as conn:
             names = (await conn.execute(text("SELECT name FROM api_keys ORDER BY name"))).scalars().all()
         assert names == ["old", "team", "team", "team"]
+    finally:
+        await engine.dispose()
+
+
+async def test_an_expired_key_is_not_rotated_into_a_dead_one(db_url: str) -> None:
+    """A rotation's successor keeps its key's expiry: an expired key's would be born expired (the caller
+    handed a key that never works); refused as a revoked key's rotation is."""
+    await migrations().upgrade(db_url)
+    engine = create_engine(db_url)
+    sessions = sessionmaker(engine)
+    try:
+        tenant = await create_tenant(sessions, name="acme")
+        _, expired = await create_api_key(
+            sessions, tenant_id=tenant.id, name="old", expires_at=datetime.now(UTC) - timedelta(seconds=1)
+        )
+        with pytest.raises(InvalidRequest, match="an expired key cannot be rotated") as refused:
+            await service.rotate_key(sessions, tenant_id=tenant.id, key_id=expired.id, grace_s=0)
+        assert refused.value.param == "key_id"
     finally:
         await engine.dispose()
