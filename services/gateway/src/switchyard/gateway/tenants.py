@@ -60,6 +60,12 @@ def aware(value: datetime | None) -> datetime | None:
     return value
 
 
+def expired(expires_at: datetime | None) -> bool:
+    """Whether a key with this expiry (none: never) has expired."""
+    at = aware(expires_at)
+    return at is not None and at <= datetime.now(UTC)
+
+
 async def create_tenant(
     sessions: async_sessionmaker[AsyncSession],
     *,
@@ -213,7 +219,7 @@ class KeyVerifier:
         expires_at = aware(key.expires_at)
         if key.revoked_at is not None or not keys.matches(presented, key.key_hash):
             return None
-        if expires_at is not None and expires_at <= datetime.now(UTC):
+        if expired(expires_at):
             return None
         if user is not None and user.disabled_at is not None:
             return None

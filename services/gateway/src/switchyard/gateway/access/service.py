@@ -242,8 +242,7 @@ async def rotate_key(
     old = await get_key(sessions, tenant_id=tenant_id, key_id=key_id)
     if old.revoked_at is not None:
         raise InvalidRequest("a revoked key cannot be rotated", param="key_id")
-    expires = tenants.aware(old.expires_at)
-    if expires is not None and expires <= datetime.now(UTC):  # its successor would expire with it: dead
+    if tenants.expired(old.expires_at):  # its successor would expire with it: born dead
         raise InvalidRequest("an expired key cannot be rotated: create a new key", param="key_id")
     _within(set(old.scopes.split()), grantable, "the rotated key")
     plaintext, new = await tenants.create_api_key(
