@@ -151,3 +151,43 @@ async def test_a_silent_stream_gets_keep_alives_its_clients_skip(
     assert text < min(beats) and max(beats) < error
     pings = [e for e in claude.text.split("\n\n") if e.startswith("event: ping")]
     assert len(pings) >= 4 and pings[-1] == 'event: ping\ndata: {"type":"ping"}', claude.text
+
+
+@pytest.mark.parametrize("gateway", [{"SWITCHYARD_STREAM_KEEPALIVE_S": "0.4"}], indirect=True)
+@pytest.mark.parametrize("pipeline", ["late", "late-fail", "fail"], indirect=True)
+async def test_a_stream_silent_before_its_first_output_starts_with_keep_alives(
+    gateway: tuple[str, str], pipeline: Pipeline
+) -> None:
+    """A model silent for 1.5 s before its first output (one thinking for minutes, scaled down): the
+    response starts after SWITCHYARD_STREAM_KEEPALIVE_S (0.4 s) and keep-alives fill the wait, so a proxy
+    does not close it as idle; the answer follows, or its failure as the stream's error event (not [DONE]).
+    A failure within that time keeps its HTTP status (`fail`: at once)."""
+    base, key = gateway
+    anthropic = {"model": "auto", "max_tokens": 16, "messages": BODY["messages"], "stream": True}
+    requests = [
+        ("/v1/chat/completions", {**BODY, "stream": True}, _auth(key)),
+        ("/v1/messages", anthropic, {"x-api-key": key}),
+    ]
+    async with httpx.AsyncClient(timeout=30) as c:
+        for path, body, headers in requests:
+            started = time.monotonic()
+            async with c.stream("POST", f"{base}{path}", json=body, headers=headers) as r:
+                opened = time.monotonic() - started
+                text = (await r.aread()).decode()
+            if pipeline.behaviour == "fail":
+                assert r.status_code == 502 and opened < 1.0, text
+                continue
+            assert r.status_code == 200 and opened < 1.3, (opened, text)  # 1.5 s before its first output
+            events = text.split("\n\n")
+            beat = ": keep-alive" if path == "/v1/chat/completions" else 'event: ping\ndata: {"type":"ping"}'
+            beats = [n for n, e in enumerate(events) if e == beat]
+            first = next(n for n, e in enumerate(events) if ("Par" in e or "error" in e))
+            assert len(beats) >= 2 and min(beats) < first, text  # ~3 in the 1.1 s after the headers
+            data = [e.rsplit("data: ", 1)[1] for e in events if "data: " in e]
+            if pipeline.behaviour == "late":
+                assert "error" not in text and any("Par" in d for d in data), text
+                assert path != "/v1/chat/completions" or data[-1] == "[DONE]", text
+            else:  # the failure before the first output, as the stream's error event; no end
+                error = orjson.loads(data[-1])["error"]
+                assert "[DONE]" not in text and "message_stop" not in text, text
+                assert "every candidate failed" in error["message"], text

@@ -89,9 +89,16 @@ class Pipeline:
         tid = task.task_id
         if self.behaviour == "silent":
             return
-        if self.behaviour in ("fail", "busy", "expired"):  # candidates down, at capacity; a task queued past
-            codes = {"fail": "provider_network", "busy": "provider_overloaded", "expired": "task_expired"}
-            out = TaskFailed(  # its bound (the executor did not run it)
+        if self.behaviour.startswith("late"):  # silent a while before its first output (a model thinking)
+            await asyncio.sleep(1.5)
+        if self.behaviour in ("fail", "busy", "expired", "late-fail"):  # candidates down, at capacity; a task
+            codes = {  # queued past its bound (the executor did not run it)
+                "fail": "provider_network",
+                "late-fail": "provider_timeout",
+                "busy": "provider_overloaded",
+                "expired": "task_expired",
+            }
+            out = TaskFailed(
                 task_id=tid,
                 tenant_id=task.tenant_id,
                 error_code=codes[self.behaviour],

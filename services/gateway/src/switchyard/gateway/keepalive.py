@@ -6,7 +6,13 @@ between the client and the gateway close a connection idle for less: 60 s is the
 SWITCHYARD_STREAM_KEEPALIVE_S gets its face's keep-alive, which every client of that face skips: an SSE
 comment (`: keep-alive`) on the OpenAI faces, whose SDKs' decoders drop comment lines, and Anthropic's own
 `ping` event on the Anthropic face. The Gemini face gets none: google-genai reads any line not starting
-with `data: ` as a JSON error body, and its unsuffixed stream is one JSON array."""
+with `data: ` as a JSON error body, and its unsuffixed stream is one JSON array.
+
+The same silence before a stream's first output: the gateway holds a stream's response until its first
+output, so that a failure before it is answered with its HTTP status (and a fallback to the next model is
+not seen), but no longer than SWITCHYARD_STREAM_KEEPALIVE_S on a face with keep-alives (`opening_s`): the
+response then starts, keep-alives fill the wait (a reasoning model may think for minutes before its first
+token), and a failure after that is the stream's error event, as it is once output went out."""
 
 from __future__ import annotations
 
@@ -16,6 +22,12 @@ from collections.abc import AsyncIterator
 
 COMMENT = b": keep-alive\n\n"
 _END = object()
+
+
+def opening_s(beat: bytes | None, every_s: float) -> float | None:
+    """How long a stream's response waits for its first output before it starts anyway (None: until it
+    comes): a face without keep-alives has nothing to fill the wait with."""
+    return every_s if beat is not None and every_s > 0 else None
 
 
 class _Failed:

@@ -5,8 +5,9 @@ a gap, an error chunk or the task's failure ending them as a Fault. Each face re
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -112,27 +113,78 @@ async def open_stream(
     max_s: float | None = None,
     observe: Observe = None,
     stop: Stop | None = None,
+    early_s: float | None = None,
 ) -> tuple[list[Chunk | TaskCompleted], AsyncIterator[Chunk | TaskCompleted | TaskFailed]]:
     """Waits for the first output, text or reasoning (or the end), before the HTTP response starts, so
     that a task failing before any output gets a proper HTTP error status instead of a 200 stream with an
     error inside. Raises Stopped once the gateway's `stop` ends its requests, as the stream does later.
-    The waits: `TaskClient.stream`'s."""
+    The waits: `TaskClient.stream`'s.
+
+    With `early_s` (a face that has keep-alives, `keepalive.py`), the wait for the first output is that
+    long at most: then the head is empty and the rest is the whole stream, its first output still awaited,
+    so that the response starts and its keep-alives fill a silence a proxy would close (a model thinking
+    for minutes before its first token); a failure before the first output is then the stream's error
+    event, as one after it is, and reaches `observe` only through the face's stream (its `tap`)."""
     items = client.stream(task, timeout_s=timeout_s, idle_s=idle_s, max_s=max_s, stop=stop)
-    head: list[Chunk | TaskCompleted] = []
     try:
-        async for item in items:
-            if isinstance(item, TaskFailed):
-                await items.aclose()
-                if observe is not None:
-                    observe(item)
-                raise_for_failure(item)
-            assert not isinstance(item, TaskFailed)
-            head.append(item)
-            if not isinstance(item, Chunk) or item.error or item.done or _output(item):
-                break
+        if early_s is None:
+            head, failed = await _first_output(items)
+        else:
+            opening = asyncio.ensure_future(_first_output(items))
+            try:
+                done, _ = await asyncio.wait({opening}, timeout=early_s)
+            except BaseException:  # the request's task was cancelled while it waited
+                opening.cancel()
+                raise
+            if not done:
+                return [], _resumed(opening, items)
+            head, failed = opening.result()
     except TimedOut as exc:
         raise TaskTimeout(f"{exc}; it was recorded as timed out") from None
+    if failed is not None:
+        await items.aclose()
+        if observe is not None:
+            observe(failed)
+        raise_for_failure(failed)
     return head, items
+
+
+async def _first_output(
+    items: AsyncIterator[Chunk | TaskCompleted | TaskFailed],
+) -> tuple[list[Chunk | TaskCompleted], TaskFailed | None]:
+    """What the stream sent up to its first output (text, tokens, reasoning, a tool call's piece, an error
+    chunk or its end), or its failure before it."""
+    head: list[Chunk | TaskCompleted] = []
+    async for item in items:
+        if isinstance(item, TaskFailed):
+            return head, item
+        head.append(item)
+        if not isinstance(item, Chunk) or item.error or item.done or _output(item):
+            break
+    return head, None
+
+
+async def _resumed(
+    opening: asyncio.Future[tuple[list[Chunk | TaskCompleted], TaskFailed | None]],
+    items: AsyncGenerator[Chunk | TaskCompleted | TaskFailed, None],
+) -> AsyncIterator[Chunk | TaskCompleted | TaskFailed]:
+    """A stream whose response started before its first output (`open_stream`'s `early_s`): what `opening`
+    read up to it (its failure included, which the face renders as its error event), then the rest. Its
+    waits' errors (TimedOut, Stopped) are raised here, where the face's stream turns them into events."""
+    try:
+        head, failed = await opening
+        for first in head:
+            yield first
+        if failed is not None:
+            yield failed
+            return
+        async for item in items:
+            yield item
+    finally:
+        if not opening.done():  # it is reading `items`: stopped first, which also ends them
+            opening.cancel()
+            await asyncio.wait({opening})
+        await items.aclose()
 
 
 def head_model(head: list[Chunk | TaskCompleted]) -> str | None:

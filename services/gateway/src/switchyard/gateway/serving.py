@@ -127,6 +127,7 @@ async def serve(request: Request, face: Face) -> Response:
             max_s=gw.settings.stream_max_timeout_s,
             observe=admitted.observe,
             stop=gw.stop,
+            early_s=keepalive.opening_s(face.beat, gw.settings.stream_keepalive_s),
         )
     except TaskTimeout:
         _settle_later(gw, task, admitted, cancel=False)
