@@ -11,6 +11,8 @@ import time
 import httpx
 import orjson
 import pytest
+from google import genai
+from google.genai import types as genai_types
 from prometheus_client.parser import text_string_to_metric_families
 
 from switchyard.cli.processes import NatsServer
@@ -191,3 +193,33 @@ async def test_a_stream_silent_before_its_first_output_starts_with_keep_alives(
                 error = orjson.loads(data[-1])["error"]
                 assert "[DONE]" not in text and "message_stop" not in text, text
                 assert "every candidate failed" in error["message"], text
+
+
+@pytest.mark.parametrize("gateway", [{"SWITCHYARD_STREAM_KEEPALIVE_S": "0.4"}], indirect=True)
+@pytest.mark.parametrize("pipeline", ["late"], indirect=True)
+async def test_the_gemini_faces_keep_alive_is_a_blank_line_google_genai_skips(
+    gateway: tuple[str, str], pipeline: Pipeline
+) -> None:
+    """The Gemini face's silences are filled with blank lines: google-genai reads any other line that is
+    not `data: ` as a JSON error body, skips blank ones; in the unsuffixed stream (one JSON array) a blank
+    line is whitespace between its elements. Silent 1.5 s before its first output here."""
+    base, key = gateway
+    path = f"{base}/v1beta/models/auto:streamGenerateContent"
+    body = {"contents": [{"role": "user", "parts": [{"text": "What is the capital of France?"}]}]}
+    async with httpx.AsyncClient(timeout=30) as c:
+        sse = await c.post(f"{path}?alt=sse", json=body, headers={"x-goog-api-key": key})
+        array = await c.post(path, json=body, headers={"x-goog-api-key": key})
+    assert (sse.status_code, array.status_code) == (200, 200), (sse.text, array.text)
+    for r in (sse, array):
+        lead = len(r.text) - len(r.text.lstrip("\n"))
+        assert lead >= 2, r.text  # ~3 in the 1.1 s after the headers, before the first output
+    assert [e["candidates"][0]["content"]["parts"][0]["text"] for e in orjson.loads(array.text)][:2] == [
+        "Par",
+        "is",
+    ]
+    options = genai_types.HttpOptions(base_url=base, api_version="v1beta", timeout=30_000)
+    sdk = genai.Client(api_key=key, http_options=options).aio
+    pieces = [
+        c.text async for c in await sdk.models.generate_content_stream(model="auto", contents="Capital?")
+    ]
+    assert "".join(p or "" for p in pieces).startswith("Paris"), pieces

@@ -5,8 +5,10 @@ between the client and the gateway close a connection idle for less: 60 s is the
 `proxy_read_timeout` and of AWS's application load balancers. So a stream silent for
 SWITCHYARD_STREAM_KEEPALIVE_S gets its face's keep-alive, which every client of that face skips: an SSE
 comment (`: keep-alive`) on the OpenAI faces, whose SDKs' decoders drop comment lines, and Anthropic's own
-`ping` event on the Anthropic face. The Gemini face gets none: google-genai reads any line not starting
-with `data: ` as a JSON error body, and its unsuffixed stream is one JSON array.
+`ping` event on the Anthropic face, and a blank line on the Gemini face: google-genai reads any other line
+not starting with `data: ` as a JSON error body, but skips blank ones, which end no event (its SSE, like
+every SSE reader, dispatches none for an empty data buffer), and in its unsuffixed stream, one JSON
+array, a blank line is whitespace between two elements.
 
 The same silence before a stream's first output: the gateway holds a stream's response until its first
 output, so that a failure before it is answered with its HTTP status (and a fallback to the next model is
@@ -21,6 +23,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 COMMENT = b": keep-alive\n\n"
+BLANK = b"\n"  # the Gemini face's
 _END = object()
 
 

@@ -17,7 +17,7 @@ from switchyard.common.events import TaskCompleted
 from switchyard.common.media_tokens import MediaRule, image_tokens
 from switchyard.common.policy import Policy
 from switchyard.common.tokens import COUNT_INLINE_BYTES, count_prompt_off_loop
-from switchyard.gateway import bodies, bounds, faces, serving
+from switchyard.gateway import bodies, bounds, faces, keepalive, serving
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.embeddings import Embeddings, Rows
@@ -60,7 +60,7 @@ class _Face:
         self.thoughts = False
 
     def face(self) -> faces.Face:
-        return faces.Face(self.parse, self.render, self.stream, beat=None)  # keepalive.py: none here
+        return faces.Face(self.parse, self.render, self.stream, beat=keepalive.BLANK)
 
     def parse(self, body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
         parsed: Parsed = parse_request(
