@@ -173,6 +173,25 @@ async def test_ledger_verify_command_passes_then_names_an_altered_entry(
     assert "BROKEN at seq 4 (event evt-0004)" in bad.stderr and "altered" in bad.stderr
 
 
+async def test_ledger_verify_with_missing_merkle_nodes_says_damaged_as_its_exit_code_does(
+    ledger: tuple[AsyncEngine, Sessions], db_url: str
+) -> None:
+    """The entries verify but the stored tree that serves proofs lacks nodes: it printed "ledger intact"
+    (with a warning) and exited 1."""
+    engine, sessions = ledger
+    await _fill(sessions, 6)
+    if engine.dialect.name == "postgresql":
+        await _sql(engine, "DROP TRIGGER merkle_nodes_no_update_delete ON merkle_nodes")
+    else:
+        await _sql(engine, "DROP TRIGGER merkle_nodes_no_delete")
+    await _sql(engine, "DELETE FROM merkle_nodes WHERE level = 2")
+    damaged = await asyncio.to_thread(_cli_verify, db_url)
+    assert damaged.returncode == 1
+    assert "intact" not in damaged.stdout + damaged.stderr.split("\n", 1)[0], damaged
+    assert damaged.stderr.startswith("ledger DAMAGED: the stored Merkle nodes are incomplete"), damaged.stderr
+    assert "the entries verify (6 entries" in damaged.stderr
+
+
 @pytest.mark.parametrize(
     ("column", "value"),
     [

@@ -111,16 +111,20 @@ def _verify(args: argparse.Namespace) -> int:
     trusted = _trusted(args)
     saved = [_saved_checkpoint(path, trusted) for path in args.checkpoint or []]
     report = asyncio.run(verify_url(_url(args), trusted, saved))
-    for note in report.notes:
-        print(f"warning: {note}", file=sys.stderr)
     keys = "trusted key" if report.keys_pinned else "keys stored with them (pin one with --verifier-key)"
     if report.problem is None:
-        print(
-            f"ledger intact: {report.entries} entries, head seq {report.head_seq}, head {report.head_hash}, "
+        summary = (
+            f"{report.entries} entries, head seq {report.head_seq}, head {report.head_hash}, "
             f"root {report.root_hash}; {report.checkpoints} checkpoints verified against the {keys}"
             + (f"; the {report.saved} checkpoints you saved match" if saved else "")
         )
-        return 1 if report.notes else 0
+        if not report.notes:
+            print(f"ledger intact: {summary}")
+            return 0
+        # The entries verify, but what serves proofs does not: not intact, and exit 1 says so.
+        print(f"ledger DAMAGED: {'; '.join(report.notes)}", file=sys.stderr)
+        print(f"the entries verify ({summary})", file=sys.stderr)
+        return 1
     p = report.problem
     print(f"ledger BROKEN at seq {p.seq} (event {p.event_id}): {p.reason}", file=sys.stderr)
     before = f"entries 1..{report.entries} verify intact" if report.entries else "no entry before it"
