@@ -123,6 +123,10 @@ async def test_proofs_over_nats_and_http_with_tenant_scope(
         assert refused["error"]["code"] == "forbidden"
         invalid = orjson.loads((await nc.request(subjects.LEDGER_RPC_INCLUSION, b'{"seq": 0}')).data)
         assert invalid["error"]["code"] == "invalid_request"
+        # was globex's entry 8 for anyone who left the tenant out, and entry 1 for `true`
+        for body in ({"seq": 8}, {"seq": True, "tenant_id": acme_id}, {"seq": "7", "tenant_id": acme_id}):
+            refused = orjson.loads((await nc.request(subjects.LEDGER_RPC_INCLUSION, orjson.dumps(body))).data)
+            assert refused["error"]["code"] == "invalid_request", (body, refused)
         huge = b'{"seq": 1180591620717411303424, "tenant_id": "' + acme_id.encode() + b'"}'  # 2**70
         past = orjson.loads((await nc.request(subjects.LEDGER_RPC_INCLUSION, huge)).data)
         assert past["error"]["code"] == "invalid_request"

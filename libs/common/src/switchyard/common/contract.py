@@ -241,8 +241,8 @@ CHANNELS: tuple[Channel, ...] = (
     Channel(
         "ledgerInclusion",
         subjects.LEDGER_RPC_INCLUSION,
-        "Core NATS request/reply: an inclusion proof of one ledger entry in a signed checkpoint; with "
-        "`tenant_id`, another tenant's entry is refused (`forbidden`).",
+        "Core NATS request/reply: an inclusion proof of one ledger entry in a signed checkpoint; "
+        "`tenant_id` is required, and another tenant's entry is refused (`forbidden`).",
         (InclusionRequest, InclusionProof, RpcErrorReply),
         ("gateway", "external systems"),
         ("audit",),

@@ -3,33 +3,43 @@
 Requests and replies are plain JSON (not CloudEvents). A reply is either the document asked for (a
 checkpoint, an inclusion or a consistency proof; formats in services/audit/README.md) or
 `{"error": {"code": "...", "message": "..."}}` with code `not_found`, `forbidden`, `proof_unavailable` or
-`invalid_request`.
+`invalid_request`. Numbers are JSON integers (strict: `true` or `"5"` is no sequence).
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Any
+
+from pydantic import BaseModel, Field, StrictInt
 
 MAX_SEQ = 2**63 - 1  # a ledger sequence is a database BIGINT; a larger number is no entry (and SQLite raised)
 
 
+def _tenant() -> Any:
+    return Field(min_length=1, max_length=64, description="the tenant whose entries alone are answered")
+
+
 class CheckpointRequest(BaseModel):
-    tree_size: int | None = Field(
+    tree_size: StrictInt | None = Field(
         default=None, ge=1, le=MAX_SEQ, description="a checkpoint's size; default: the latest"
     )
 
 
 class InclusionRequest(BaseModel):
-    seq: int = Field(ge=1, le=MAX_SEQ, description="the entry's sequence number (its leaf index is seq - 1)")
-    tree_size: int | None = Field(
+    seq: StrictInt = Field(
+        ge=1, le=MAX_SEQ, description="the entry's sequence number (its leaf index is seq - 1)"
+    )
+    tree_size: StrictInt | None = Field(
         default=None, ge=1, le=MAX_SEQ, description="the checkpoint to prove against"
     )
-    tenant_id: str | None = Field(default=None, description="when set, only this tenant's entries are proved")
+    # Required: a proof carries the entry, so it is answered only for the tenant the entry belongs to (the
+    # operator's CLI, which reads the database, proves any entry).
+    tenant_id: str = _tenant()
 
 
 class ConsistencyRequest(BaseModel):
-    first: int = Field(ge=1, le=MAX_SEQ, description="the older checkpoint's size")
-    second: int | None = Field(
+    first: StrictInt = Field(ge=1, le=MAX_SEQ, description="the older checkpoint's size")
+    second: StrictInt | None = Field(
         default=None, ge=1, le=MAX_SEQ, description="the newer checkpoint's size; default: latest"
     )
 
