@@ -152,13 +152,26 @@ def test_the_ledger_records_the_task_by_digest(stack: RunningStack) -> None:
     assert set(rows) == TRAIL, sorted(rows)
     submitted, completed = rows["task.submit"], rows["task.complete"]
     assert submitted["kind"] == "embedding" and submitted["inputs"] == 2
-    assert submitted["input_sha256"] == hashlib.sha256(orjson.dumps([secret, "second line"])).hexdigest()
     assert completed["embedding"]["count"] == 2 and completed["embedding"]["dimensions"] == 384
     assert completed["embedding"]["kept"] == "inline"
     assert rows["task.classify"]["type"] == "embedding"
     assert rows["billing.usage"]["prompt_tokens"] > 0 and rows["billing.usage"]["cost_usd"] == 0
     everything = json.dumps(rows)
     assert secret not in everything
+    # by digests under the organisation's key: the plain SHA-256 of the inputs or of the vectors (which a
+    # guessed input run through the same public model gives) is nowhere
+    raw_vectors = np.asarray([d.embedding for d in raw.parse().data], dtype="<f4").tobytes()
+    plain_inputs = hashlib.sha256(orjson.dumps([secret, "second line"])).hexdigest()
+    plain_vectors = hashlib.sha256(raw_vectors).hexdigest()
+    assert plain_inputs not in everything and plain_vectors not in everything
+    # the organisation's auditor (the dev key is an admin's) confirms both with the gateway
+    auditor = {"Authorization": f"Bearer {stack.api_key}"}
+    for body, held in (
+        ({"input": [secret, "second line"]}, submitted["input_hmac_sha256"]),
+        ({"vectors_sha256": plain_vectors}, completed["embedding"]["hmac_sha256"]),  # type: ignore[index]
+    ):
+        check = httpx.post(f"{stack.base_url}/v1/ledger/digest", json=body, headers=auditor, timeout=30)
+        assert check.status_code == 200 and check.json()["digest"] == held, check.text
 
 
 def _ledger(stack: RunningStack, task_id: str) -> dict[str, dict[str, object]]:

@@ -4,6 +4,7 @@ duplicates and redeliveries included, with no prompt or answer text in the ledge
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -11,11 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import nats
+import orjson
 import pytest
 from sqlalchemy import select
 
 from switchyard.audit.db import migrations
-from switchyard.audit.models import LedgerEntry
+from switchyard.audit.models import DigestKey, LedgerEntry
 from switchyard.audit.verify import verify_ledger
 from switchyard.cli.processes import NatsServer
 from switchyard.common import bus, subjects
@@ -37,6 +39,7 @@ from switchyard.common.events import (
     Usage,
     UsageRecorded,
 )
+from switchyard.common.events.admin import AdminActionRecorded
 from tests.support.bus_services import BusService
 
 pytestmark = pytest.mark.integration
@@ -210,13 +213,15 @@ async def test_every_event_becomes_one_entry(
     }
     submit = by_action["task.submit"]
     assert (submit.actor, submit.resource, submit.tenant_id) == ("api_key:key1", "task/t1", "acme")
-    assert '"prompt_sha256":' in submit.details
+    # the prompt by its keyed digest: a reader of the ledger cannot confirm a guess of it
+    assert '"prompt_hmac_sha256":' in submit.details and '"prompt_sha256"' not in submit.details
     assert '"candidates":["local/smollm2-135m-instruct"]' in by_action["task.route"].details
     assert by_action["task.route"].actor == "service:test"
     assert by_action["task.fail"].outcome == "failure"
     everything = " ".join(f"{r.details} {r.actor} {r.resource}" for r in rows)
     assert "capital of France" not in everything and ANSWER not in everything
     assert "sk-abcdefghijklmnopqrst" not in everything and "sk-live" not in everything
+    assert hashlib.sha256(PROMPT.encode()).hexdigest() not in everything
 
     engine = create_engine(db_url)
     try:
@@ -275,3 +280,65 @@ async def test_a_batch_holding_every_event_in_hand_is_written_without_lingering(
     for r in rows:
         batches[r.recorded_at] = batches.get(r.recorded_at, 0) + 1
     assert max(batches.values()) <= 16  # never more than the consumer had in hand
+
+
+async def test_prompts_are_digested_with_the_tenants_key_and_erasure_shreds_it(
+    audit_service: subprocess.Popen[bytes],
+    publisher: bus.EventPublisher,
+    db_url: str,
+    nats_server: NatsServer,
+) -> None:
+    """The service keys each tenant's digests; the auditor's check over the bus confirms a prompt against
+    the tenant's own entry; `admin.organization.erased` deletes the key: the check is refused from then on,
+    later entries of the tenant carry no digest, and the ledger verifies unchanged."""
+    for tenant in ("acme", "globex"):
+        submitted = _trail("t1")[0][1]
+        task = submitted.model_copy(update={"tenant_id": tenant, "task_id": f"{tenant}-1"})  # type: ignore[attr-defined]
+        await publisher.publish(task, tenant_id=tenant)
+    rows = await _entries(db_url, 2)
+    digest = {r.tenant_id: orjson.loads(r.details)["prompt_hmac_sha256"] for r in rows}
+    assert digest["acme"] != digest["globex"]  # the same prompt, two keys: nothing links them
+    acme_seq = next(r.seq for r in rows if r.tenant_id == "acme")
+
+    nc = await nats.connect(nats_server.url)
+
+    async def ask(**body: object) -> dict[str, object]:
+        reply = await nc.request(subjects.LEDGER_RPC_DIGEST, orjson.dumps(body), timeout=5)
+        return orjson.loads(reply.data)  # type: ignore[no-any-return]
+
+    try:
+        ok = await ask(tenant_id="acme", text=PROMPT, seq=acme_seq)
+        assert (ok["matches"], ok["digest"]) == (True, digest["acme"]), ok
+        assert (await ask(tenant_id="acme", text="fire Alice", seq=acme_seq))["matches"] is False
+        assert (await ask(tenant_id="globex", text=PROMPT, seq=acme_seq))["error"]["code"] == "forbidden"  # type: ignore[index]
+        assert (await ask(tenant_id="acme", text=PROMPT, seq=True))["error"]["code"] == "invalid_request"  # type: ignore[index]
+        erased = AdminActionRecorded(
+            action="organization.erased",
+            tenant_id="acme",
+            target_type="organization",
+            target_id="acme",
+            at=datetime.now(UTC),
+        )
+        await publisher.publish(erased, tenant_id="acme")
+        await _entries(db_url, 3)
+        deadline = time.monotonic() + 10
+        while "error" not in (gone := await ask(tenant_id="acme", text=PROMPT, seq=acme_seq)):
+            assert time.monotonic() < deadline, gone
+            await asyncio.sleep(0.1)
+        assert gone["error"]["code"] == "key_erased"  # type: ignore[index]
+        assert (await ask(tenant_id="globex", text=PROMPT, seq=3 - acme_seq))["matches"] is True
+    finally:
+        await nc.close()
+    late = _trail("t1")[0][1].model_copy(update={"task_id": "acme-2"})  # type: ignore[attr-defined]
+    await publisher.publish(late, tenant_id="acme")
+    rows = await _entries(db_url, 4)
+    assert "prompt_hmac_sha256" not in orjson.loads(rows[3].details) and rows[3].tenant_id == "acme"
+    engine = create_engine(db_url)
+    try:
+        async with sessionmaker(engine)() as session:
+            keys = {k.tenant_id: k.secret for k in (await session.execute(select(DigestKey))).scalars()}
+        assert keys["acme"] is None and keys["globex"] is not None
+        report = await verify_ledger(sessionmaker(engine))
+    finally:
+        await engine.dispose()
+    assert report.ok and report.entries == 4

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -14,12 +15,16 @@ import orjson
 import pytest
 
 from switchyard.audit.db import migrations as audit_migrations
+from switchyard.audit.digests import TenantKeys
+from switchyard.audit.entries import draft_for
 from switchyard.audit.proof_check import check_document
 from switchyard.audit.service import append_entries
 from switchyard.audit.signing import parse_private_key, signer_from
 from switchyard.cli.processes import NatsServer, free_port
 from switchyard.common import subjects
 from switchyard.common.db import create_engine, sessionmaker
+from switchyard.common.envelope import CloudEvent
+from switchyard.common.events import ChatMessage, ChatRequest, TaskSubmitted
 from switchyard.gateway.db import migrations as gateway_migrations
 from switchyard.gateway.tenants import create_api_key, create_tenant, create_user
 from tests.support.bus_services import BusService
@@ -88,6 +93,7 @@ async def stack(nats_server: NatsServer, sqlite_url: str, tmp_path: Path) -> Asy
                 "globex": (globex.id, key_globex),
                 "acme_member": key_acme_member,
                 "url": sqlite_url,
+                "logs": [tmp_path / "audit.log", tmp_path / "gateway.log"],
             }
     finally:
         audit.stop()
@@ -180,3 +186,75 @@ async def test_proofs_over_nats_and_http_with_tenant_scope(
         backwards = {"from": second["tree_size"], "to": first["tree_size"]}  # both exist: not a 404
         bad = await http.get("/v1/ledger/proof/consistency", params=backwards, headers=acme)
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_request", bad.text
+
+
+async def test_a_tenants_auditor_checks_a_prompt_against_its_entries_over_http(
+    stack: dict[str, object],
+) -> None:
+    """`POST /v1/ledger/digest`: the keyed digest of a text under the caller's organisation's key, and
+    whether one of its entries holds it; only for a key that may read the ledger, only its own entries."""
+    acme_id, acme_key = stack["acme"]  # type: ignore[misc]
+    globex_id, globex_key = stack["globex"]  # type: ignore[misc]
+    prompt = "fire Alice ünïcode"
+    engine = create_engine(str(stack["url"]))
+    try:
+        sessions = sessionmaker(engine)
+        keys = TenantKeys(sessions)  # the same table the audit service reads
+        drafts = []
+        for n, tenant in ((1, acme_id), (2, globex_id)):
+            payload = TaskSubmitted(
+                task_id=f"t{n}",
+                tenant_id=tenant,
+                request=ChatRequest(messages=[ChatMessage(role="user", content=prompt)]),
+                submitted_at=datetime.now(UTC),
+            )
+            event = CloudEvent(id=f"e{n}", source="switchyard/gateway", type=payload.EVENT_TYPE, data={})
+            drafts.append(draft_for(event, payload, await keys.for_digest(tenant)))
+        await append_entries(sessions, drafts=drafts)
+    finally:
+        await engine.dispose()
+
+    async with httpx.AsyncClient(base_url=str(stack["base"]), timeout=10) as http:
+        acme = {"Authorization": f"Bearer {acme_key}"}
+        globex = {"Authorization": f"Bearer {globex_key}"}
+        member = {"Authorization": f"Bearer {stack['acme_member']}"}
+        ok = await http.post("/v1/ledger/digest", json={"text": prompt, "seq": 1}, headers=acme)
+        assert ok.status_code == 200, ok.text
+        body = ok.json()
+        assert (body["matches"], body["algorithm"], body["field"], body["tenant_id"]) == (
+            True,
+            "hmac-sha256",
+            "prompt_hmac_sha256",
+            acme_id,
+        )
+        alone = await http.post("/v1/ledger/digest", json={"text": prompt}, headers=acme)
+        assert alone.json()["digest"] == body["digest"] and "matches" not in alone.json()
+        guess = await http.post("/v1/ledger/digest", json={"text": "fire Bob", "seq": 1}, headers=acme)
+        assert guess.status_code == 200 and guess.json()["matches"] is False
+        # globex's own digest of the same text differs (its key), and acme's entry is not its to check
+        theirs = await http.post("/v1/ledger/digest", json={"text": prompt}, headers=globex)
+        assert theirs.json()["digest"] != body["digest"]
+        refused = await http.post("/v1/ledger/digest", json={"text": prompt, "seq": 1}, headers=globex)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+        denied = await http.post("/v1/ledger/digest", json={"text": prompt}, headers=member)
+        assert denied.status_code == 403 and denied.json()["error"]["code"] == "insufficient_permissions"
+        assert (await http.post("/v1/ledger/digest", json={"text": prompt})).status_code == 401
+        for bad in (
+            {},
+            {"text": "a", "input": ["a"]},
+            {"text": "a", "seq": True},
+            {"text": "a", "tenant_id": "x"},
+        ):
+            wrong = await http.post("/v1/ledger/digest", json=bad, headers=acme)
+            assert wrong.status_code == 400 and wrong.json()["error"]["type"] == "invalid_request_error", (
+                bad,
+                wrong.text,
+            )
+        none = await http.post("/v1/ledger/digest", json={"input": ["a"], "seq": 1}, headers=acme)
+        assert (
+            none.status_code == 400 and "holds no embedding input digest" in none.json()["error"]["message"]
+        )
+        missing = await http.post("/v1/ledger/digest", json={"text": prompt, "seq": 99}, headers=acme)
+        assert missing.status_code == 404
+    logs = " ".join(path.read_text(errors="replace") for path in stack["logs"])  # type: ignore[attr-defined]
+    assert "fire Alice" not in logs and "fire Bob" not in logs

@@ -113,7 +113,7 @@ async def test_a_rebuild_that_fails_halfway_changes_nothing(db_url: str) -> None
     """The downgrade needs the hashes unique again; an entry appended behind the writer's back (the head
     trigger checks the link, not the entry's own hash) repeats one, so the copy (SQLite) or the constraint
     (PostgreSQL) fails after the rebuild began: the schema, the guards and the rows stay as they were."""
-    await migrations().upgrade(db_url)
+    await migrations().upgrade(db_url, "au0004")
     engine = create_engine(db_url)
     try:
         sessions = sessionmaker(engine)
@@ -138,5 +138,25 @@ async def test_a_rebuild_that_fails_halfway_changes_nothing(db_url: str) -> None
             tables = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
         assert version == "au0004" and "ledger_entries_rebuilt" not in tables
         await _guards_hold(engine)
+    finally:
+        await engine.dispose()
+
+
+async def test_au0005_adds_the_digest_keys_and_leaves_the_ledger_as_it_was(db_url: str) -> None:
+    await migrations().upgrade(db_url, "au0004")
+    engine = create_engine(db_url)
+    try:
+        sessions = sessionmaker(engine)
+        await append_entries(sessions, drafts=[draft(i) for i in range(1, 6)])
+        _, rows = await _state(engine)
+        await migrations().upgrade(db_url)
+        async with engine.connect() as conn:
+            tables = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
+        assert "ledger_digest_keys" in tables and (await _state(engine))[1] == rows
+        assert (await verify_ledger(sessions)).ok
+        await migrations().downgrade(db_url, "au0004")
+        async with engine.connect() as conn:
+            tables = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
+        assert "ledger_digest_keys" not in tables and (await _state(engine))[1] == rows
     finally:
         await engine.dispose()

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from switchyard.audit.digests import TenantKey, keyed
 from switchyard.audit.entries import draft_for
 from switchyard.common import vectors
 from switchyard.common.envelope import CloudEvent
@@ -11,6 +12,7 @@ from switchyard.common.events import EmbeddingResult, TaskCompleted, Usage
 
 pytestmark = pytest.mark.unit
 AT = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+KEY = TenantKey("acme", b"k" * 32)
 
 
 def _completed(embedding: EmbeddingResult) -> TaskCompleted:
@@ -32,20 +34,28 @@ def _completed(embedding: EmbeddingResult) -> TaskCompleted:
 
 def _details(payload: TaskCompleted) -> dict[str, object]:
     event = CloudEvent(id="e1", source="switchyard/executor", type=payload.EVENT_TYPE, data={})
-    return draft_for(event, payload).details
+    return draft_for(event, payload, KEY).details
 
 
-def test_the_vectors_are_recorded_by_digest_and_where_they_were_kept() -> None:
+def test_the_vectors_are_recorded_by_keyed_digest_and_where_they_were_kept() -> None:
     inline = vectors.pack(b"\x00" * 16, count=2, dimensions=2)
     assert _details(_completed(inline))["embedding"] == {
         "count": 2,
         "dimensions": 2,
-        "sha256": inline.sha256,
+        "hmac_sha256": keyed(KEY, bytes.fromhex(inline.sha256)),
         "kept": "inline",
     }
+    # Not the vectors' plain SHA-256: a public model's vectors of a guessed input would confirm it.
+    assert inline.sha256 not in str(_details(_completed(inline)))
     stored = EmbeddingResult(count=1000, dimensions=1536, sha256="a" * 64, object="acme.t1")
     details = _details(_completed(stored))
-    assert details["embedding"] == {"count": 1000, "dimensions": 1536, "sha256": "a" * 64, "kept": "object"}
+    digest = keyed(KEY, b"\xaa" * 32)
+    assert details["embedding"] == {
+        "count": 1000,
+        "dimensions": 1536,
+        "hmac_sha256": digest,
+        "kept": "object",
+    }
     assert "answer_chars" not in details
     assert "acme.t1" not in str(details)  # not the object's name
 

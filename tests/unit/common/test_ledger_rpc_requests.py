@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from switchyard.common.ledger_rpc import (
     CheckpointRequest,
     ConsistencyRequest,
+    DigestRequest,
     InclusionRequest,
 )
 
@@ -26,7 +27,12 @@ def test_ledger_requests_take_integers_only_and_inclusion_needs_a_tenant() -> No
         (CheckpointRequest, b'{"tree_size": true}'),
         (ConsistencyRequest, b'{"first": true}'),
         (ConsistencyRequest, b'{"first": 1, "second": false}'),
+        (DigestRequest, b'{"tenant_id": "acme", "text": "x", "seq": true}'),
+        (DigestRequest, b'{"tenant_id": "acme"}'),
+        (DigestRequest, b'{"tenant_id": "acme", "text": "x", "input": ["x"]}'),
+        (DigestRequest, b'{"text": "x"}'),
     ):
         with pytest.raises(ValidationError):
             model.model_validate_json(body)
     assert InclusionRequest.model_validate_json(b'{"seq": 7, "tenant_id": "acme"}').seq == 7
+    assert DigestRequest.model_validate_json(b'{"tenant_id": "acme", "text": ""}').text == ""

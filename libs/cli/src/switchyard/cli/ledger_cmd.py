@@ -1,4 +1,5 @@
-"""`switchyard ledger ...`: verify the ledger, show checkpoints, print and check proofs, report, archive.
+"""`switchyard ledger ...`: verify the ledger, show checkpoints, print and check proofs, report, archive,
+check a prompt against its keyed digest (`ledger_digest_cmd`).
 
 Proofs and checkpoints are printed as JSON documents an outsider verifies with any Ed25519 library and
 SHA-256 (formats in services/audit/README.md); `verify-proof` checks them offline.
@@ -26,7 +27,7 @@ from switchyard.audit.note import CheckpointBody, NoteError, VerifierKey, open_n
 from switchyard.audit.proof_check import CheckFailed, check_checkpoint, check_document
 from switchyard.audit.report import compliance_report
 from switchyard.audit.verify import Report, verify_ledger
-from switchyard.cli import tenant_arg
+from switchyard.cli import ledger_digest_cmd, tenant_arg
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.errors import SwitchyardError
 
@@ -319,3 +320,4 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     role.add_argument("--role", required=True)
     role.add_argument("--password-env", help="environment variable holding the role's password")
+    ledger_digest_cmd.register(cmds)

@@ -48,6 +48,8 @@ from switchyard.common.ledger_rpc import (
     CheckpointRequest,
     ConsistencyProof,
     ConsistencyRequest,
+    DigestReply,
+    DigestRequest,
     InclusionProof,
     InclusionRequest,
     RpcErrorReply,
@@ -245,6 +247,17 @@ CHANNELS: tuple[Channel, ...] = (
         "`tenant_id` is required, and another tenant's entry is refused (`forbidden`).",
         (InclusionRequest, InclusionProof, RpcErrorReply),
         ("gateway", "external systems"),
+        ("audit",),
+        cloudevent=False,
+    ),
+    Channel(
+        "ledgerDigest",
+        subjects.LEDGER_RPC_DIGEST,
+        "Core NATS request/reply: a tenant's keyed digest (HMAC-SHA256 under its key) of a text, an "
+        "embedding's inputs or vectors, as its ledger entries hold it; with `seq`, whether that entry (the "
+        "tenant's own, else `forbidden`) holds it. `key_erased` once the organisation was erased.",
+        (DigestRequest, DigestReply, RpcErrorReply),
+        ("gateway",),
         ("audit",),
         cloudevent=False,
     ),

@@ -58,6 +58,7 @@ LEDGER_RPC_PREFIX = f"{PREFIX}.ledger.rpc"
 LEDGER_RPC_CHECKPOINT = f"{LEDGER_RPC_PREFIX}.checkpoint"
 LEDGER_RPC_INCLUSION = f"{LEDGER_RPC_PREFIX}.inclusion"
 LEDGER_RPC_CONSISTENCY = f"{LEDGER_RPC_PREFIX}.consistency"
+LEDGER_RPC_DIGEST = f"{LEDGER_RPC_PREFIX}.digest"
 LEDGER_RPC_QUEUE = "audit-ledger-rpc"
 
 # Billing queries (usage, statements, analytics, webhook endpoints): core NATS request/reply answered by

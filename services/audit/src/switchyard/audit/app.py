@@ -3,19 +3,24 @@ signed in checkpoints, and proofs are answered over request/reply."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 from switchyard.audit import proofs, rpc
 from switchyard.audit.checkpoints import Checkpointer
 from switchyard.audit.config import AuditSettings
-from switchyard.audit.entries import draft_for
+from switchyard.audit.digests import TenantKeys
+from switchyard.audit.entries import draft_for, entry_tenant, needs_key
 from switchyard.audit.writer import LedgerWriter
 from switchyard.common import bus, subjects
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.errors import ConfigurationError
+from switchyard.common.events.admin import AdminActionRecorded
 from switchyard.common.events.base import EventPayload
 from switchyard.common.service import Service, create_service, run_service
+
+log = logging.getLogger(__name__)
 
 
 def create(settings: AuditSettings) -> Service:
@@ -48,8 +53,17 @@ def create(settings: AuditSettings) -> Service:
         writer.start()
         checkpointer.start()
 
+    keys = TenantKeys(sessions)
+
     async def on_event(event: CloudEvent, payload: EventPayload) -> None:
-        await writer.append(draft_for(event, payload))  # acked (by the bus) only once committed
+        key = await keys.for_digest(entry_tenant(event, payload)) if needs_key(payload) else None
+        await writer.append(draft_for(event, payload, key))  # acked (by the bus) only once committed
+        if isinstance(payload, AdminActionRecorded) and payload.action == "organization.erased":
+            # Crypto-shredding: the organisation's digests in the ledger become unconfirmable. After its
+            # entry is committed; a failure naks the event, and its redelivery erases again (idempotent).
+            deleted = await keys.erase(payload.tenant_id)
+            gone = "deleted" if deleted else "already gone (or never made)"
+            log.info("organisation %s erased: its ledger digest key %s", payload.tenant_id, gone)
 
     service.setup.append(start_writer)
     # Run in reverse: the writer stops first, then the checkpointer, then the engine.
@@ -68,7 +82,7 @@ def create(settings: AuditSettings) -> Service:
     )
     proof_server = proofs.ProofServer(settings.db_url(), engine)
     service.teardown.insert(0, _closer(proof_server))
-    rpc.register(service.broker, proof_server)
+    rpc.register(service.broker, proof_server, sessions)
     return service
 
 

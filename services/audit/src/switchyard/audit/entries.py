@@ -1,20 +1,20 @@
 """What each event says in the ledger: actor, action, resource, outcome and details.
 
 Details carry identifiers, timings, token counts, costs and models — never prompt or answer text, and never
-secrets: a prompt is represented by its SHA-256 and length, error messages are redacted and truncated. An
+secrets: a prompt is represented by its length and its keyed digest (HMAC-SHA256 under its tenant's key,
+`digests.py`: it confirms nothing to whoever lacks the key), error messages are redacted and truncated. An
 event that carries a valid W3C `traceparent` adds its `trace_id` and `span_id` (the span that published it,
 or with tracing off the caller's), so an entry in a SIEM leads to its trace.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
+from switchyard.audit import digests
+from switchyard.audit.digests import TenantKey
 from switchyard.common import tracing
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.events import (
@@ -56,14 +56,28 @@ class EntryDraft:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def draft_for(event: CloudEvent, payload: EventPayload) -> EntryDraft:
-    action, resource, outcome, details, when = _describe(payload)
+def entry_tenant(event: CloudEvent, payload: EventPayload) -> str:
+    # Clamped to the column: an over-long value from another system must not make its entry unwritable.
+    return (tenant_of(payload) or event.tenantid or UNKNOWN_TENANT)[:64]
+
+
+def needs_key(payload: EventPayload) -> bool:
+    """Whether the entry holds a digest of content, under the key of its tenant (`entry_tenant`)."""
+    return isinstance(payload, TaskSubmitted) or (
+        isinstance(payload, TaskCompleted) and payload.embedding is not None
+    )
+
+
+def draft_for(event: CloudEvent, payload: EventPayload, key: TenantKey | None = None) -> EntryDraft:
+    """`key`: the entry's tenant's digest key; without it (the organisation was erased) content digests are
+    left out."""
+    action, resource, outcome, details, when = _describe(payload, key)
     actor = _actor(payload) or _service(event.source)
     # Clamped to the columns: an over-long value from another system must not make its entry unwritable.
     return EntryDraft(
         event_id=event.id,
         occurred_at=when or event.time or datetime.now(UTC),
-        tenant_id=(tenant_of(payload) or event.tenantid or UNKNOWN_TENANT)[:64],
+        tenant_id=entry_tenant(event, payload),
         actor=actor[:200],
         action=(action or _action_of(event.type))[:64],
         resource=(resource or (f"task/{event.subject}" if event.subject else f"event/{event.id}"))[:200],
@@ -80,10 +94,10 @@ def _trace(event: CloudEvent) -> dict[str, str]:
 Description = tuple[str | None, str | None, str, dict[str, Any], datetime | None]
 
 
-def _describe(p: EventPayload) -> Description:
+def _describe(p: EventPayload, key: TenantKey | None) -> Description:
     details: dict[str, Any]
     if isinstance(p, TaskSubmitted):
-        return "task.submit", f"task/{p.task_id}", SUCCESS, _submitted(p), p.submitted_at
+        return "task.submit", f"task/{p.task_id}", SUCCESS, _submitted(p, key), p.submitted_at
     if isinstance(p, TaskClassified):
         c = p.classification
         details = {
@@ -131,7 +145,7 @@ def _describe(p: EventPayload) -> Description:
             "latency_ms": _r(p.latency_ms),
             "answer_chars": len(p.content) if p.embedding is None else None,
             # an embedding task's vectors by their digest, never the numbers
-            "embedding": _vectors(p),
+            "embedding": _vectors(p, key),
             # answered from the gateway's cache: which kind, whose answer, how similar
             "cache": p.cache.model_dump(exclude_none=True) if p.cache else None,
         }
@@ -209,7 +223,11 @@ def _describe(p: EventPayload) -> Description:
     return None, None, SUCCESS, {}, None  # a type added after this service: recorded, not described
 
 
-def _submitted(p: TaskSubmitted) -> dict[str, Any]:
+def _digest(key: TenantKey | None, data: bytes) -> str | None:
+    return None if key is None else digests.keyed(key, data)
+
+
+def _submitted(p: TaskSubmitted, key: TenantKey | None) -> dict[str, Any]:
     request = p.request
     prompt = request.prompt_text()
     common = {
@@ -227,7 +245,7 @@ def _submitted(p: TaskSubmitted) -> dict[str, Any]:
                 **common,
                 "kind": request.kind,
                 "inputs": len(request.input),
-                "input_sha256": hashlib.sha256(orjson.dumps(request.input)).hexdigest(),
+                digests.INPUT: _digest(key, digests.inputs_bytes(request.input)),
                 "input_chars": sum(len(text) for text in request.input),
                 "dimensions": request.dimensions,
                 "deadline": p.deadline.isoformat() if p.deadline else None,
@@ -239,21 +257,24 @@ def _submitted(p: TaskSubmitted) -> dict[str, Any]:
             "stream": request.stream,
             "max_tokens": request.max_tokens,
             "messages": len(request.messages),
-            "prompt_sha256": hashlib.sha256(prompt.encode("utf-8")).hexdigest(),
+            digests.PROMPT: _digest(key, digests.prompt_bytes(prompt)),
             "prompt_chars": len(prompt),
             "deadline": p.deadline.isoformat() if p.deadline else None,
         }
     )
 
 
-def _vectors(p: TaskCompleted) -> dict[str, Any] | None:
-    """Where the vectors were kept (in the result event, or the object store), never the numbers. Not the
-    object's name: it is made of the tenant and task id the entry already has, and expires within minutes."""
+def _vectors(p: TaskCompleted, key: TenantKey | None) -> dict[str, Any] | None:
+    """Where the vectors were kept (in the result event, or the object store), never the numbers, and their
+    keyed digest (vectors are a function of the inputs: their plain SHA-256 would confirm a guessed input
+    as well). Not the object's name: it is made of the tenant and task id the entry already has, and
+    expires within minutes."""
     e = p.embedding
     if e is None:
         return None
     kept = "inline" if e.object is None else "object"
-    return {"count": e.count, "dimensions": e.dimensions, "sha256": e.sha256, "kept": kept}
+    digest = _digest(key, digests.vectors_bytes(e.sha256))
+    return _compact({"count": e.count, "dimensions": e.dimensions, digests.VECTORS: digest, "kept": kept})
 
 
 def _routed(p: TaskRouted) -> dict[str, Any]:

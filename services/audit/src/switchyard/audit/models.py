@@ -3,7 +3,8 @@
 Append-only (the database refuses UPDATE and DELETE): `ledger_entries` (hash-linked entries, see `chain.py`),
 `merkle_nodes` (every perfect subtree hash of the entries' Merkle tree, see `tree.py`), `ledger_checkpoints`
 (signed tree heads, see `note.py`) and `ledger_archives` (exports written by retention).
-`siem_export_positions` is a cursor per SIEM exporter and is updated in place.
+`siem_export_positions` is a cursor per SIEM exporter and is updated in place; `ledger_digest_keys` holds each
+tenant's digest key, deleted when its organisation is erased.
 """
 
 from __future__ import annotations
@@ -79,6 +80,19 @@ class LedgerArchive(AuditBase):
     path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DigestKey(AuditBase):
+    """A tenant's secret key for the keyed digests in its entries (`digests.py`). Not append-only: erasing the
+    organisation deletes the key (`secret` NULL, `erased_at` set) and keeps the row, so none is made again.
+    Never exported, logged or put in an event."""
+
+    __tablename__ = "ledger_digest_keys"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    secret: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class ExportPosition(AuditBase):

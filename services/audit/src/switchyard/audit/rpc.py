@@ -1,4 +1,5 @@
-"""Ledger proofs over core NATS request/reply (`switchyard.ledger.rpc.*`): decode, call `proofs`, encode."""
+"""The ledger over core NATS request/reply (`switchyard.ledger.rpc.*`): decode, call `proofs` or
+`digest_check`, encode. Never logs a request: a digest request carries the text it digests."""
 
 from __future__ import annotations
 
@@ -10,11 +11,18 @@ import orjson
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from switchyard.audit import proofs
+from switchyard.audit import digest_check, proofs
+from switchyard.audit.digests import TenantKeys
 from switchyard.common import subjects
 from switchyard.common.errors import SwitchyardError
-from switchyard.common.ledger_rpc import CheckpointRequest, ConsistencyRequest, InclusionRequest
+from switchyard.common.ledger_rpc import (
+    CheckpointRequest,
+    ConsistencyRequest,
+    DigestRequest,
+    InclusionRequest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +49,11 @@ async def answer(
         return error_reply("internal_error", "the audit service could not answer; see its log")
 
 
-def register(broker: NatsBroker, server: proofs.ProofServer) -> None:
+def register(
+    broker: NatsBroker, server: proofs.ProofServer, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    keys = TenantKeys(sessions)
+
     async def checkpoint(r: CheckpointRequest) -> dict[str, Any]:
         return await server.checkpoint(size=r.tree_size)
 
@@ -51,10 +63,14 @@ def register(broker: NatsBroker, server: proofs.ProofServer) -> None:
     async def consistency(r: ConsistencyRequest) -> dict[str, Any]:
         return await server.consistency(first=r.first, second=r.second)
 
+    async def digest(r: DigestRequest) -> dict[str, Any]:
+        return await digest_check.check(sessions, keys, r)
+
     routes: list[tuple[str, type[BaseModel], Callable[[Any], Awaitable[dict[str, Any]]]]] = [
         (subjects.LEDGER_RPC_CHECKPOINT, CheckpointRequest, checkpoint),
         (subjects.LEDGER_RPC_INCLUSION, InclusionRequest, inclusion),
         (subjects.LEDGER_RPC_CONSISTENCY, ConsistencyRequest, consistency),
+        (subjects.LEDGER_RPC_DIGEST, DigestRequest, digest),
     ]
     for subject, model, work in routes:
         _route(broker, subject, model, work)

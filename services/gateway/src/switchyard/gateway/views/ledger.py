@@ -1,8 +1,11 @@
-"""The ledger's checkpoints and proofs over HTTP, answered by the audit service over NATS request/reply.
+"""The ledger's checkpoints, proofs and digests over HTTP, answered by the audit service over NATS
+request/reply.
 
 A tenant gets inclusion proofs for its own entries only, and only a key that may read the ledger (`audit:read`
-or `admin`, README "Organisations, users, keys and roles"): a proof carries the entry. Checkpoints and
-consistency proofs carry only sizes and hashes, so any authenticated key may have them, whatever its scopes.
+or `admin`, README "Organisations, users, keys and roles"): a proof carries the entry. The same holds for
+digests: the keyed digest of a text under the caller's tenant's key, checked against the tenant's own
+entries (whoever may compute them can confirm a guessed prompt). Checkpoints and consistency proofs carry
+only sizes and hashes, so any authenticated key may have them, whatever its scopes.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import nats
 import orjson
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from switchyard.common import subjects
@@ -20,6 +23,8 @@ from switchyard.common.ledger_rpc import (
     CheckpointRequest,
     ConsistencyProof,
     ConsistencyRequest,
+    DigestReply,
+    DigestRequest,
     InclusionProof,
     InclusionRequest,
 )
@@ -51,11 +56,18 @@ class ProofUnavailable(APIError):
     code = "proof_unavailable"
 
 
+class KeyErased(APIError):
+    status = 410
+    type = "invalid_request_error"
+    code = "key_erased"
+
+
 ERRORS: dict[str, type[APIError]] = {
     "not_found": NotFound,
     "forbidden": Forbidden,
     "proof_unavailable": ProofUnavailable,
     "invalid_request": InvalidRequest,
+    "key_erased": KeyErased,
 }
 
 
@@ -87,11 +99,45 @@ async def inclusion(
     tree_size: int | None = Query(None, ge=1, le=MAX_SEQ),
 ) -> Response:
     gw = gateway_of(request)
+    tenant_id = await _ledger_reader(request, gw)
+    ask = InclusionRequest(seq=seq, tree_size=tree_size, tenant_id=tenant_id)
+    return await _ask(gw, subjects.LEDGER_RPC_INCLUSION, ask)
+
+
+async def _ledger_reader(request: Request, gw: Gateway) -> str:
+    """The caller's tenant, when its key may read the ledger's entries."""
     principal = await authenticate(request, gw.verifier, scope=None)
     if not any(principal.can(scope) for scope in LEDGER_READ):
         raise PermissionDenied(f"reading the ledger's entries needs one of the scopes {list(LEDGER_READ)}")
-    ask = InclusionRequest(seq=seq, tree_size=tree_size, tenant_id=principal.tenant_id)
-    return await _ask(gw, subjects.LEDGER_RPC_INCLUSION, ask)
+    return principal.tenant_id
+
+
+class DigestBody(BaseModel):
+    """Exactly one of `text`, `input` and `vectors_sha256`; `seq` to check an entry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(default=None, description="a prompt: its messages' texts joined by a newline")
+    input: list[str] | None = Field(default=None, min_length=1, description="an embedding request's inputs")
+    vectors_sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of an embedding's f32le vectors"
+    )
+    seq: int | None = Field(default=None, ge=1, le=MAX_SEQ, strict=True, description="your entry to check")
+
+
+@router.post(
+    "/v1/ledger/digest",
+    response_model=DigestReply,
+    summary="Your organisation's keyed digest of a prompt, or whether one of your entries holds it",
+)
+async def digest(body: DigestBody, request: Request) -> Response:
+    gw = gateway_of(request)
+    tenant_id = await _ledger_reader(request, gw)
+    try:
+        ask = DigestRequest(tenant_id=tenant_id, **body.model_dump(exclude_none=True))
+    except ValueError as exc:  # not exactly one content field (pydantic's message names the rule)
+        raise InvalidRequest("give exactly one of text, input and vectors_sha256") from exc
+    return await _ask(gw, subjects.LEDGER_RPC_DIGEST, ask)
 
 
 @router.get(
