@@ -94,6 +94,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/v1/ledger/checkpoint"): "any",
     ("GET", "/v1/ledger/proof/consistency"): "any",
     ("GET", "/v1/ledger/proof/inclusion"): "audit",
+    ("POST", "/v1/ledger/digest"): "audit",  # confirms a guessed prompt: the ledger's readers only
     ("GET", "/v1/usage"): "billing",
     ("GET", "/v1/usage/statement"): "billing",
     ("GET", "/v1/usage/forecast"): "billing",
