@@ -1,10 +1,11 @@
-"""After a run with secret-looking provider keys, a ledger signing key and API keys (used, guessed, created
-and rotated), no secret appears in any log file, any event on the bus (the events and dead-letter streams,
-headers included), or any ledger entry."""
+"""After a run with secret-looking provider keys, a ledger signing key, API keys (used, guessed, created
+and rotated) and the tenants' ledger digest keys, no secret appears in any log file, any event on the bus (the
+events and dead-letter streams, headers included), or any ledger entry."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,7 @@ import pytest
 from nats.js import api
 from sqlalchemy import select
 
-from switchyard.audit.models import LedgerEntry
+from switchyard.audit.models import DigestKey, LedgerEntry
 from switchyard.common import subjects
 from switchyard.common.db import create_engine, sessionmaker
 from tests.chaos.stack import SECRETS
@@ -65,6 +66,17 @@ async def _ledger(db_url: str) -> list[str]:
     return [" ".join(str(getattr(r, c.name)) for c in LedgerEntry.__table__.columns) for r in rows]
 
 
+async def _digest_keys(db_url: str) -> list[str]:
+    """Each tenant's digest key as hex and base64 (the forms a careless log or event would show)."""
+    engine = create_engine(db_url)
+    try:
+        async with sessionmaker(engine)() as s:
+            keys = [k for k in (await s.execute(select(DigestKey.secret))).scalars() if k is not None]
+    finally:
+        await engine.dispose()
+    return [form for k in keys for form in (k.hex(), base64.b64encode(k).decode())]
+
+
 def test_no_secret_in_logs_events_or_ledger(tenants: Tenants) -> None:
     t = tenants
     stack = t.stack
@@ -94,6 +106,9 @@ def test_no_secret_in_logs_events_or_ledger(tenants: Tenants) -> None:
     events = asyncio.run(_bus_messages(stack.bus_url))
     ledger = asyncio.run(_ledger(stack.db_url))
     assert events and ledger
+    digest_keys = asyncio.run(_digest_keys(stack.db_url))
+    assert digest_keys, "the tenants' prompts were digested with their keys"
+    secrets += digest_keys
     leaks = []
     for secret in secrets:
         for fragment in _fragments(secret):

@@ -9,8 +9,10 @@ it), so another organisation's data is never touched. A run again after an inter
 left and counts only that (idempotent).
 
 Kept, and why: the audit ledger (append-only and tamper-evident; its events carry ids, hashes, counts and
-metadata, never a prompt or an answer) and billing's usage records (accounting), and the organisation's
-row itself (the ledger and billing name it). Not enumerable by organisation, left to expire: an embedding
+metadata, never a prompt or an answer; its digests of prompts are keyed with the organisation's own key,
+which the audit service deletes when it records the `organization.erased` event this erasure publishes)
+and billing's usage records (accounting), and the organisation's row itself (the ledger and billing name
+it). Not enumerable by organisation, left to expire: an embedding
 batch line's vectors in `switchyard-batch-vectors` (three days) and the events stream's task events
 (its retention); the semantic cache's embedded index (qdrant-edge) is per replica: the one that runs the
 erasure forgets the organisation's vectors, the others' expire with the answers they point to (gone now).
