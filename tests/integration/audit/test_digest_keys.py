@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from switchyard.audit import digest_check, proofs
 from switchyard.audit.checkpoints import make_checkpoint
 from switchyard.audit.db import migrations
-from switchyard.audit.digests import KeyErased, TenantKeys
+from switchyard.audit.digests import CACHE_S, KeyErased, TenantKeys
 from switchyard.audit.entries import draft_for
 from switchyard.audit.models import DigestKey
 from switchyard.audit.service import append_entries
@@ -138,3 +138,17 @@ async def test_a_tenant_erased_before_it_had_a_key_never_gets_one(
     assert await TenantKeys(sessions).for_digest("initech") is None
     with pytest.raises(KeyErased):
         await TenantKeys(sessions).for_check("initech")
+
+
+async def test_a_replica_stops_digesting_with_a_key_another_erased_within_the_cache_time(
+    ledger: tuple[AsyncEngine, Sessions],
+) -> None:
+    _, sessions = ledger
+    now = [0.0]
+    mine = TenantKeys(sessions, clock=lambda: now[0])
+    assert await mine.for_digest("acme") is not None
+    await TenantKeys(sessions).erase("acme")  # the replica that recorded the erasure
+    with pytest.raises(KeyErased):  # confirming never uses what a replica remembers
+        await mine.for_check("acme")
+    now[0] = CACHE_S + 0.1
+    assert await mine.for_digest("acme") is None

@@ -40,6 +40,7 @@ from switchyard.common.errors import SwitchyardError, TransientError
 ALGORITHM = "hmac-sha256"
 KEY_BYTES = 32
 CACHE_S = 60.0  # a key erased by another replica stops being used here within this long
+MAX_CACHED = 100_000  # tenants (events from other systems may name any): past it the cache starts over
 
 PROMPT = "prompt_hmac_sha256"
 INPUT = "input_hmac_sha256"
@@ -94,6 +95,8 @@ class TenantKeys:
         if cached is not None and self._clock() - cached[0] < CACHE_S:
             return cached[1]
         key = await self._read_or_make(tenant_id)
+        if len(self._cache) >= MAX_CACHED:
+            self._cache.clear()
         self._cache[tenant_id] = (self._clock(), key)
         return key
 
