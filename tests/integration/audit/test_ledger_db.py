@@ -18,6 +18,7 @@ from switchyard.audit.chain import EntryFields, entry_hash
 from switchyard.audit.db import migrations
 from switchyard.audit.entries import EntryDraft
 from switchyard.audit.models import LedgerEntry
+from switchyard.audit.report import compliance_report
 from switchyard.audit.service import Unwritable, append_entries, head
 from switchyard.audit.verify import verify_ledger
 from switchyard.audit.writer import LedgerWriter
@@ -190,6 +191,10 @@ async def test_ledger_verify_with_missing_merkle_nodes_says_damaged_as_its_exit_
     assert "intact" not in damaged.stdout + damaged.stderr.split("\n", 1)[0], damaged
     assert damaged.stderr.startswith("ledger DAMAGED: the stored Merkle nodes are incomplete"), damaged.stderr
     assert "the entries verify (6 entries" in damaged.stderr
+    # the compliance report says the same (it said ok, and `ledger report` exited 0)
+    period = {"start": T0 - timedelta(days=1), "end": T0 + timedelta(days=1)}
+    verification = (await compliance_report(sessions, tenant_id="acme", **period))["verification"]
+    assert verification["ok"] is False and "incomplete" in verification["notes"][0]
 
 
 @pytest.mark.parametrize(
