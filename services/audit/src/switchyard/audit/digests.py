@@ -138,11 +138,16 @@ class TenantKeys:
 
     async def _forget_old_pages(self) -> None:
         """SQLite: the write-ahead log still holds the page with the key until it is checkpointed; copy it
-        into the database (where secure_delete zeroed the key) and empty the log. Best effort: a reader in
-        another process can hold the log, and the next checkpoint then overwrites it."""
+        into the database (where secure_delete zeroed the key) and empty the log. Best effort, and brief: a
+        pending checkpoint holds back every writer of the (shared) file, so it waits at most a second for
+        readers; a reader that held the log longer leaves the frame until later checkpoints overwrite it."""
         async with self._sessions() as session:
             if session.get_bind().dialect.name == "sqlite":
-                await session.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+                await session.execute(text("PRAGMA busy_timeout = 1000"))
+                try:
+                    await session.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+                finally:
+                    await session.execute(text("PRAGMA busy_timeout = 30000"))  # create_engine's
 
     async def _read(self, tenant_id: str) -> tuple[bool, TenantKey | None]:
         async with self._sessions() as session:
