@@ -187,10 +187,12 @@ async def test_key_lifecycle_and_prompt_revocation_on_every_replica(
         lag = time.monotonic() - started
         assert (await c.get(f"{one}/v1/models", headers=auth(key))).status_code == 401
 
-        # Rotation: the new key works, the old one stops at once (grace 0) or after the grace period.
-        old = a.keys["member"]
-        keys = (await c.get(f"{one}/v1/admin/keys", headers=admin)).json()
-        old_id = next(k["id"] for k in keys if k["user_id"] == a.users["member"] and not k["revoked_at"])
+        # Rotation (of the caller's own key: another user's is refused, test_minted_keys_http.py): the new
+        # key works, the old one stops at once (grace 0) or after the grace period.
+        own = await c.post(
+            f"{one}/v1/admin/keys", json={"name": "own", "scopes": ["inference"]}, headers=admin
+        )
+        old, old_id = own.json()["key"], own.json()["id"]
         await c.get(f"{two}/v1/models", headers=auth(old))
         rotated = await c.post(f"{one}/v1/admin/keys/{old_id}/rotate", json={"grace_s": 0}, headers=admin)
         assert rotated.status_code == 201
@@ -235,6 +237,7 @@ async def test_key_lifecycle_and_prompt_revocation_on_every_replica(
     assert [e.action for e in seen] == [
         "key.created",
         "key.revoked",
+        "key.created",
         "key.rotated",
         "key.created",
         "user.updated",

@@ -47,6 +47,11 @@ class Principal:
         return self.key_lineage or self.api_key_id
 
     @property
+    def from_token(self) -> bool:
+        """Whether the credential is an identity provider's token (SSO), not an API key."""
+        return self.api_key_id.startswith("jwt:")
+
+    @property
     def subject(self) -> str:
         """Whom per-user limits count against: the user, or the key (its lineage) for a key without a
         user."""

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from switchyard.gateway import tenants
 from switchyard.gateway.access import roles
+from switchyard.gateway.access.ceiling import Ceiling
 from switchyard.gateway.access.models import (
     KeyCreate,
     KeyPolicyFields,
@@ -48,9 +49,10 @@ async def update_organization(sessions: Sessions, *, tenant_id: str, changes: Or
 
 
 async def create_organization(
-    sessions: Sessions, *, spec: OrganizationCreate
+    sessions: Sessions, *, spec: OrganizationCreate, ceiling: Ceiling | None = None
 ) -> tuple[Tenant, User, str, ApiKey]:
-    """A new organisation with its first admin user and key (the plaintext key is returned once)."""
+    """A new organisation with its first admin user and key (the plaintext key is returned once). The key
+    takes the calling key's policy and expiry (`ceiling`): a restricted operator key mints no wider one."""
     try:
         org = await tenants.create_tenant(
             sessions, name=spec.name, plan=spec.plan, monthly_budget_usd=spec.monthly_budget_usd
@@ -64,6 +66,8 @@ async def create_organization(
         user_id=admin.id,
         name="first admin key",
         scopes=roles.default_scopes("admin"),
+        expires_at=None if ceiling is None else ceiling.expires_at,
+        policy=None if ceiling is None else ceiling.fill({}, ()),
     )
     return org, admin, plaintext, key
 
@@ -170,8 +174,11 @@ async def create_key(
     spec: KeyCreate,
     default_user_id: str | None,
     grantable: frozenset[str] | None = None,
+    ceiling: Ceiling | None = None,
 ) -> tuple[str, ApiKey]:
-    """`grantable`: the caller's scopes; the key's may not exceed them (by default, what both allow)."""
+    """`grantable`: the caller's scopes; the key's may not exceed them (by default, what both allow).
+    `ceiling`: the calling key's policy and expiry, which the new key's may not exceed either (those left
+    out are the calling key's: access/ceiling.py)."""
     user_id = spec.user_id or default_user_id
     if user_id is None:
         role = roles.SERVICE_KEY_ROLE
@@ -194,24 +201,37 @@ async def create_key(
         raise InvalidRequest(f"the role {role!r} does not allow scopes {beyond}", param="scopes")
     _within(set(scopes), grantable, "the new key")
     policy = spec.model_dump(include=set(KeyPolicyFields.model_fields))
+    expires_at = tenants.expiry_in(spec.expires_in_s)
+    if ceiling is not None:
+        sent = spec.model_fields_set
+        policy = ceiling.fill(policy, sent)
+        if "expires_in_s" not in sent and ceiling.expires_at is not None:
+            expires_at = ceiling.expires_at
+        ceiling.check(policy, expires_at=expires_at, params={"expires_at": "expires_in_s"})
     return await tenants.create_api_key(
         sessions,
         tenant_id=tenant_id,
         user_id=user_id,
         name=spec.name,
         scopes=" ".join(scopes),
-        expires_at=tenants.expiry_in(spec.expires_in_s),
+        expires_at=expires_at,
         policy=policy,
     )
 
 
-async def update_key(sessions: Sessions, *, tenant_id: str, key_id: str, changes: KeyUpdate) -> ApiKey:
-    """Changes the key's policy: the fields sent (null removes one), the others kept."""
+async def update_key(
+    sessions: Sessions, *, tenant_id: str, key_id: str, changes: KeyUpdate, ceiling: Ceiling | None = None
+) -> ApiKey:
+    """Changes the key's policy: the fields sent (null removes one), the others kept. `ceiling`: the
+    calling key's, which no field sent may exceed (the key's own included: no key lifts its limits)."""
     await get_key(sessions, tenant_id=tenant_id, key_id=key_id)
     async with sessions.begin() as s:
         key = await s.get(ApiKey, key_id)
         assert key is not None
-        policy = {**key.policy_columns(), **changes.model_dump(exclude_unset=True)}
+        sent = changes.model_dump(exclude_unset=True)
+        policy = {**key.policy_columns(), **sent}
+        if ceiling is not None:
+            ceiling.check(policy, fields=set(sent), what=f"the key {key_id}")
         for name, value in policy.items():
             setattr(key, name, value)
     return key
@@ -233,18 +253,32 @@ async def rotate_key(
     key_id: str,
     grace_s: float,
     grantable: frozenset[str] | None = None,
+    ceiling: Ceiling | None = None,
+    caller_user_id: str | None = None,
 ) -> tuple[str, ApiKey, ApiKey]:
     """A new key with the same user, name, scopes and policy, counting in the same counters (its lineage,
     `ApiKey.counts_as`: what its budget has spent this period stays spent, and the old key during its grace
     spends from it too); the old one is revoked now (grace 0) or expires after `grace_s`, so clients can
     switch without an outage (never past the old key's own expiry). The caller receives the new key, so
-    it must hold every scope of it (`grantable`, as `create_key`). Returns (plaintext, new, old)."""
+    it must hold every scope of it (`grantable`, as `create_key`), be at least as wide (`ceiling`), and be
+    the key's user (`caller_user_id`; a key without a user is the organisation's, any admin's to rotate):
+    another user's secret would let the caller act as them, every request recorded as theirs; their key
+    is revoked instead, and they (or an admin, recorded as making it for them) make a new one. None for
+    either: not checked (an operator's tool). Returns (plaintext, new, old)."""
     old = await get_key(sessions, tenant_id=tenant_id, key_id=key_id)
+    if caller_user_id is not None and old.user_id not in (None, caller_user_id):
+        raise PermissionDenied(
+            f"the key {key_id} belongs to the user {old.user_id}: only they may rotate it (its new secret "
+            "would let you act as them); revoke it (DELETE /v1/admin/keys/{id}) and create them a new one",
+            param="key_id",
+        )
     if old.revoked_at is not None:
         raise InvalidRequest("a revoked key cannot be rotated", param="key_id")
     if tenants.expired(old.expires_at):  # its successor would expire with it: born dead
         raise InvalidRequest("an expired key cannot be rotated: create a new key", param="key_id")
     _within(set(old.scopes.split()), grantable, "the rotated key")
+    if ceiling is not None:
+        ceiling.check(old.policy_columns(), expires_at=old.expires_at, what="the rotated key", param="key_id")
     plaintext, new = await tenants.create_api_key(
         sessions,
         tenant_id=tenant_id,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 
 from switchyard.gateway.access import erasure, roles, service
 from switchyard.gateway.access.actor import Actor
+from switchyard.gateway.access.ceiling import Ceiling
 from switchyard.gateway.access.models import (
     CreatedKey,
     CreatedOrganization,
@@ -36,6 +37,11 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=ERRORS)
 Reader = Annotated[Actor, Depends(require(*roles.DIRECTORY_READ))]
 Admin = Annotated[Actor, Depends(require(roles.ADMIN))]
 Operator = Annotated[Actor, Depends(require(roles.ADMIN, platform=True))]
+
+
+def _ceiling(actor: Actor, request: Request) -> Ceiling:
+    """The calling key's policy and expiry, which no key it makes, changes or rotates may exceed."""
+    return Ceiling.of(actor.principal, gateway_of(request).catalog.policy.resolve)
 
 
 def _created(plaintext: str, key: object) -> CreatedKey:
@@ -97,8 +103,12 @@ async def _plan_allowed(actor: Actor, plan: str | None) -> None:
     status_code=201,
     summary="Create an organisation with its first admin (platform operator only)",
 )
-async def create_organization(body: OrganizationCreate, actor: Operator) -> CreatedOrganization:
-    org, user, plaintext, key = await service.create_organization(actor.sessions, spec=body)
+async def create_organization(
+    body: OrganizationCreate, request: Request, actor: Operator
+) -> CreatedOrganization:
+    org, user, plaintext, key = await service.create_organization(
+        actor.sessions, spec=body, ceiling=_ceiling(actor, request)
+    )
     await actor.record(
         "organization.created", "organization", org.id, body.model_dump(mode="json"), tenant_id=org.id
     )
@@ -173,15 +183,18 @@ async def list_keys(actor: Reader, user_id: str | None = None) -> object:
 
 
 @router.post("/keys", response_model=CreatedKey, status_code=201, summary="Create a key (shown once)")
-async def create_key(body: KeyCreate, actor: Admin) -> CreatedKey:
+async def create_key(body: KeyCreate, request: Request, actor: Admin) -> CreatedKey:
     plaintext, key = await service.create_key(
         actor.sessions,
         tenant_id=actor.tenant_id,
         spec=body,
         default_user_id=actor.principal.user_id,
         grantable=actor.principal.scopes,
+        ceiling=_ceiling(actor, request),
     )
-    await actor.record("key.created", "key", key.id, {"prefix": key.prefix, **body.model_dump(mode="json")})
+    # what the key got (left out: the caller's limits), as well as what was asked
+    made = KeyOut.model_validate(key).model_dump(mode="json", exclude={"id", "created_at", "revoked_at"})
+    await actor.record("key.created", "key", key.id, {**body.model_dump(mode="json"), **made})
     return _created(plaintext, key)
 
 
@@ -193,21 +206,29 @@ async def get_key(key_id: str, request: Request, actor: Reader) -> KeyDetail:
 
 
 @router.patch("/keys/{key_id}", response_model=KeyOut, summary="Change a key's models, limits or budget")
-async def update_key(key_id: str, body: KeyUpdate, actor: Admin) -> object:
-    key = await service.update_key(actor.sessions, tenant_id=actor.tenant_id, key_id=key_id, changes=body)
+async def update_key(key_id: str, body: KeyUpdate, request: Request, actor: Admin) -> object:
+    key = await service.update_key(
+        actor.sessions,
+        tenant_id=actor.tenant_id,
+        key_id=key_id,
+        changes=body,
+        ceiling=_ceiling(actor, request),
+    )
     await actor.invalidate("key", key.id)
     await actor.record("key.updated", "key", key.id, service.changed_fields(body))
     return key
 
 
 @router.post("/keys/{key_id}/rotate", response_model=CreatedKey, status_code=201, summary="Rotate a key")
-async def rotate_key(key_id: str, body: KeyRotate, actor: Admin) -> CreatedKey:
+async def rotate_key(key_id: str, body: KeyRotate, request: Request, actor: Admin) -> CreatedKey:
     plaintext, new, old = await service.rotate_key(
         actor.sessions,
         tenant_id=actor.tenant_id,
         key_id=key_id,
         grace_s=body.grace_s,
         grantable=actor.principal.scopes,
+        ceiling=_ceiling(actor, request),
+        caller_user_id=actor.principal.user_id,
     )
     await actor.invalidate("key", old.id)
     await actor.record(

@@ -1,0 +1,169 @@
+"""A key's own limits bind what it mints, and another user's secret is not handed out, against a real
+gateway: an admin key restricted to one model, 10 requests and 1,000 tokens a minute, $1 a month and an
+hour's life cannot create, change or rotate its way to a key without those limits (left out: the new key
+takes them; asked wider: 403 naming the field), and an admin cannot rotate (so receive the secret of)
+another user's key, only revoke it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from switchyard.cli.processes import NatsServer
+from switchyard.common import subjects
+from switchyard.common.db import create_engine, sessionmaker
+from switchyard.common.events import AdminActionRecorded
+from switchyard.gateway.tenants import create_api_key
+from tests.integration.gateway.harness import Org, auth, gateways, make_org, stored_events
+
+pytestmark = pytest.mark.integration
+World = tuple[str, str, Org, str]  # the bus, the gateway, the organisation, its service key's id
+
+MODEL = "local/smollm2-135m-instruct"
+OTHER = "openai/gpt-4o-mini"
+RESTRICTED = {
+    "name": "restricted admin",
+    "models": [MODEL],
+    "rpm_limit": 10,
+    "tpm_limit": 1000,
+    "max_budget_usd": 1.0,
+    "budget_duration": "1mo",
+    "expires_in_s": 3600,
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("minted")
+    server = NatsServer(tmp / "jetstream").start()
+    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
+    try:
+        with gateways(server, db_url, tmp) as (base,):
+            acme = asyncio.run(make_org(db_url, "acme", roles=("admin", "member")))
+            yield server.url, base, acme, asyncio.run(_service_key(db_url, acme.id))
+    finally:
+        server.stop()
+
+
+async def _service_key(db_url: str, tenant_id: str) -> str:
+    """The id of a key of the organisation's (no user), as `switchyard keys create` cannot make."""
+    engine = create_engine(db_url)
+    try:
+        _, row = await create_api_key(
+            sessionmaker(engine), tenant_id=tenant_id, name="svc", scopes="inference"
+        )
+        return row.id
+    finally:
+        await engine.dispose()
+
+
+def _refused(r: httpx.Response) -> tuple[int, str, str | None]:
+    error = r.json()["error"]
+    return r.status_code, error["type"], error.get("param")
+
+
+async def test_a_restricted_admin_key_mints_no_wider_key(world: World) -> None:
+    _, base, acme, _ = world
+    async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+        made = await c.post("/v1/admin/keys", json=RESTRICTED, headers=auth(acme.keys["admin"]))
+        assert made.status_code == 201, made.text
+        restricted, mine = made.json(), auth(made.json()["key"])
+
+        # Left out: the new key takes the calling key's limits and expiry.
+        plain = await c.post("/v1/admin/keys", json={"name": "plain"}, headers=mine)
+        assert plain.status_code == 201, plain.text
+        inherited = plain.json()
+        for field in ("models", "rpm_limit", "tpm_limit", "max_budget_usd", "budget_duration", "expires_at"):
+            assert inherited[field] == restricted[field], field
+        used = await c.post(
+            "/v1/chat/completions",
+            json={"model": OTHER, "messages": [{"role": "user", "content": "hi"}]},
+            headers=auth(inherited["key"]),
+        )
+        assert used.status_code == 403 and "model_not_allowed" in used.text
+
+        # Narrower: taken as asked.
+        narrower = await c.post(
+            "/v1/admin/keys",
+            json={"name": "narrower", "rpm_limit": 5, "max_budget_usd": 0.5, "budget_duration": None},
+            headers=mine,
+        )
+        assert narrower.status_code == 201, narrower.text
+        assert (narrower.json()["rpm_limit"], narrower.json()["max_budget_usd"]) == (5, 0.5)
+        assert narrower.json()["budget_duration"] is None  # a lifetime $0.50: less than $1 a month
+
+        # Asked wider: 403 naming the field.
+        wider = {
+            "models": {"models": None},
+            "models ": {"models": [MODEL, OTHER]},
+            "rpm_limit": {"rpm_limit": 11},
+            "tpm_limit": {"tpm_limit": None},
+            "max_budget_usd": {"max_budget_usd": 2},
+            "budget_duration": {"budget_duration": "1d"},
+            "expires_in_s": {"expires_in_s": 7200},
+            "expires_in_s ": {"expires_in_s": None},
+        }
+        answers = {
+            name: await c.post("/v1/admin/keys", json={"name": "wide", **body}, headers=mine)
+            for name, body in wider.items()
+        }
+        # Nor by changing a key, its own included, nor by rotating a wider key of the same user.
+        keys = (await c.get("/v1/admin/keys", headers=mine)).json()
+        full = next(k for k in keys if k["name"] == "admin")
+        patched = {
+            "own models": await c.patch(
+                f"/v1/admin/keys/{restricted['id']}", json={"models": None}, headers=mine
+            ),
+            "another's budget": await c.patch(
+                f"/v1/admin/keys/{inherited['id']}", json={"max_budget_usd": 100}, headers=mine
+            ),
+        }
+        rotated_full = await c.post(f"/v1/admin/keys/{full['id']}/rotate", json={}, headers=mine)
+        rotated_own = await c.post(f"/v1/admin/keys/{inherited['id']}/rotate", json={}, headers=mine)
+        narrowed = await c.patch(f"/v1/admin/keys/{restricted['id']}", json={"rpm_limit": 8}, headers=mine)
+        after = (await c.get(f"/v1/admin/keys/{restricted['id']}", headers=mine)).json()
+    for name, r in answers.items():
+        assert _refused(r) == (403, "permission_error", name.strip()), (name, r.text)
+    for name, r in patched.items():
+        assert _refused(r)[:2] == (403, "permission_error"), (name, r.text)
+    assert _refused(patched["own models"])[2] == "models"
+    assert _refused(patched["another's budget"])[2] == "max_budget_usd"
+    assert narrowed.status_code == 200 and narrowed.json()["rpm_limit"] == 8
+    assert _refused(rotated_full) == (403, "permission_error", "key_id"), rotated_full.text
+    assert "every model" in rotated_full.json()["error"]["message"]
+    assert rotated_own.status_code == 201, rotated_own.text
+    assert (after["models"], after["max_budget_usd"]) == ([MODEL], 1.0)
+    expires = datetime.fromisoformat(inherited["expires_at"]).replace(tzinfo=UTC)
+    assert expires <= datetime.now(UTC) + timedelta(seconds=3600)
+
+
+async def test_an_admin_revokes_but_does_not_rotate_another_users_key(world: World) -> None:
+    """Rotating hands the caller the new secret: an admin holding a member's key could act as that member,
+    every request recorded as theirs. Their own keys and the organisation's service keys (no user) rotate;
+    another user's key is refused (403) and stays as it was; it can be revoked."""
+    bus_url, base, acme, service = world
+    admin = auth(acme.keys["admin"])
+    async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+        keys = (await c.get("/v1/admin/keys", headers=admin)).json()
+        members = next(k for k in keys if k["user_id"] == acme.users["member"])
+        theirs = await c.post(f"/v1/admin/keys/{members['id']}/rotate", json={}, headers=admin)
+        still = await c.get("/v1/models", headers=auth(acme.keys["member"]))
+        own = (await c.post("/v1/admin/keys", json={"name": "own"}, headers=admin)).json()
+        rotated_own = await c.post(f"/v1/admin/keys/{own['id']}/rotate", json={}, headers=admin)
+        rotated_service = await c.post(f"/v1/admin/keys/{service}/rotate", json={}, headers=admin)
+        revoked = await c.delete(f"/v1/admin/keys/{members['id']}", headers=admin)
+    assert _refused(theirs) == (403, "permission_error", "key_id"), theirs.text
+    assert acme.users["member"] in theirs.json()["error"]["message"]
+    assert still.status_code == 200
+    assert rotated_own.status_code == 201 and rotated_own.json()["user_id"] == acme.users["admin"]
+    assert rotated_service.status_code == 201 and rotated_service.json()["user_id"] is None
+    assert revoked.status_code == 200
+    events, _ = await stored_events(bus_url, subjects.ADMIN_ACTION, AdminActionRecorded)
+    rotations = [e for e in events if e.action == "key.rotated"]
+    assert {e.target_id for e in rotations} >= {own["id"], service}
+    assert members["id"] not in {e.target_id for e in rotations}
+    assert all(e.actor_user_id == acme.users["admin"] for e in rotations if e.target_id == own["id"])
