@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from switchyard.cli.main import main
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.gateway import keys
 from switchyard.gateway.db import migrations
-from switchyard.gateway.tenants import KeyVerifier, Principal, ensure_dev_tenant
+from switchyard.gateway.models import User
+from switchyard.gateway.tenants import KeyVerifier, Principal, create_tenant, create_user, ensure_dev_tenant
 
 pytestmark = pytest.mark.integration
 
@@ -83,3 +85,58 @@ def test_a_deployment_gets_its_first_admin_key_from_the_cli_once(
     principal = asyncio.run(verified())
     assert principal is not None and principal.platform and principal.role == "admin"
     assert principal.can("admin") and principal.can("inference") and principal.plan == "enterprise"
+
+
+async def test_users_are_bound_to_one_identity_provider_account(db_url: str) -> None:
+    """gw0005: existing users have no account yet (their next sign-on links them by email); one account
+    (issuer, subject) is one user, across organisations; users without one do not collide; it downgrades."""
+    await migrations().upgrade(db_url, "gw0004")
+    engine = create_engine(db_url)
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO tenants (id, name, plan, created_at) VALUES ('t1', 'acme', 'pro', :now)"),
+            {"now": now},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO users (id, tenant_id, email, name, role, created_at) "
+                "VALUES ('u1', 't1', 'ana@acme.test', '', 'member', :now)"
+            ),
+            {"now": now},
+        )
+    await migrations().upgrade(db_url)
+    sessions = sessionmaker(engine)
+    try:
+        other = await create_tenant(sessions, name="globex")
+        await create_user(sessions, tenant_id=other.id, email="x@globex.test", role="member")
+        await create_user(sessions, tenant_id=other.id, email="y@globex.test", role="member")  # no clash
+        async with sessions.begin() as s:
+            ana = await s.get(User, "u1")
+            assert ana is not None and (ana.oidc_issuer, ana.oidc_subject) == (None, None)
+            ana.oidc_issuer, ana.oidc_subject = "https://idp.test", "acct-1"
+        with pytest.raises(IntegrityError):
+            await create_user(
+                sessions,
+                tenant_id=other.id,
+                email="z@globex.test",
+                role="admin",
+                oidc=("https://idp.test", "acct-1"),
+            )
+        await create_user(
+            sessions,
+            tenant_id=other.id,
+            email="z@globex.test",
+            role="admin",
+            oidc=("https://other.test", "acct-1"),
+        )
+    finally:
+        await engine.dispose()
+    await migrations().downgrade(db_url, "gw0004")
+    engine = create_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            emails = (await conn.execute(text("SELECT email FROM users ORDER BY email"))).scalars().all()
+        assert emails == ["ana@acme.test", "x@globex.test", "y@globex.test", "z@globex.test"]
+    finally:
+        await engine.dispose()

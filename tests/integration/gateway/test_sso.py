@@ -30,7 +30,7 @@ from switchyard.common import subjects
 from switchyard.common.envelope import decode
 from switchyard.common.events import AdminActionRecorded, AuthFailureRecorded
 from switchyard.gateway.access.oidc_keys import Jwks, JwksUnavailable
-from tests.integration.gateway.harness import Answerer, Org, auth, gateways, make_org
+from tests.integration.gateway.harness import Answerer, Org, auth, gateways, make_org, stored_events
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +89,8 @@ class IdP:
         self, kid: str, alg: str = "RS256", *, key: Any = None, as_kid: str | None = None, **claims: Any
     ) -> str:
         now = int(time.time())
-        body = {"iss": self.issuer, "aud": AUDIENCE, "sub": "u-123", "iat": now, "exp": now + 300}
+        sub = f"sub-{claims['email']}" if "email" in claims else "u-123"  # one account per address
+        body = {"iss": self.issuer, "aud": AUDIENCE, "sub": sub, "iat": now, "exp": now + 300}
         body.update(claims)
         body = {k: v for k, v in body.items() if v is not None}
         return jwt.encode(body, key or self.private[kid], algorithm=alg, headers={"kid": as_kid or kid})
@@ -170,7 +171,7 @@ async def test_good_tokens_work_end_to_end_as_the_same_principal(world: World, a
     assert by_email["new.person@acme.test"]["role"] == "member"
     task = answerer.seen[-1]
     assert (task.tenant_id, task.user_id) == (acme.id, by_email["new.person@acme.test"]["id"])
-    assert task.api_key_id == "jwt:u-123"
+    assert task.api_key_id == "jwt:sub-new.person@acme.test"
 
     # The user created on first sight is recorded as an admin action by the token's subject.
     nc = await nats.connect(world[0].url)
@@ -185,7 +186,8 @@ async def test_good_tokens_work_end_to_end_as_the_same_principal(world: World, a
         assert isinstance(event, AdminActionRecorded)
         created.append((event.action, event.target_id, event.actor_key_id, event.changes.get("via")))
     await nc.close()
-    assert ("user.created", by_email["new.person@acme.test"]["id"], "jwt:u-123", "oidc") in created
+    newcomer = by_email["new.person@acme.test"]["id"]
+    assert ("user.created", newcomer, "jwt:sub-new.person@acme.test", "oidc") in created
 
 
 async def test_bad_tokens_are_each_refused_with_a_clear_401(
@@ -331,3 +333,65 @@ async def test_an_erased_organisation_gets_no_user_on_first_sight(world: World) 
     assert (after.status_code, after.json()["error"]["code"]) == (401, "organization_closed"), after.text
     assert (known.status_code, known.json()["error"]["code"]) == (401, "user_disabled")
     assert users.status_code == 401
+
+
+async def test_a_user_is_bound_to_their_identity_provider_account(world: World, answerer: Answerer) -> None:
+    """Email links a user to an identity-provider account once, at its first login; from then on the
+    account (issuer and subject) is the user. Another account that takes the address (renamed at the
+    provider, as in Azure AD's nOAuth) is refused, not logged in as them; the user's own account keeps
+    working under a new address; an admin unlinks a user whose account was replaced."""
+    server, base, idp, acme, _, _ = world
+    admin = auth(acme.keys["admin"])
+    ana = {"org": "acme", "email": "ana@acme.test", "role": "member"}
+    async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+        bob = (await c.post("/v1/admin/users", json={"email": "bob@acme.test"}, headers=admin)).json()
+        first = await c.get("/v1/models", headers=auth(idp.token("ec-1", "ES256", sub="acct-ana", **ana)))
+        linked = await c.get(
+            "/v1/models",
+            headers=auth(idp.token("ec-1", "ES256", sub="acct-bob", **{**ana, "email": "bob@acme.test"})),
+        )
+        taken = {
+            who: await c.get(
+                "/v1/models",
+                headers=auth(idp.token("ec-1", "ES256", sub="acct-mallory", **{**ana, "email": email})),
+            )
+            for who, email in (("ana", "ana@acme.test"), ("bob", "BOB@acme.test"))
+        }
+        renamed = await c.post(
+            "/v1/chat/completions",
+            headers=auth(idp.token("ec-1", "ES256", sub="acct-ana", **{**ana, "email": "ana.b@acme.test"})),
+            json={"model": "auto", "messages": [{"role": "user", "content": "Capital of France?"}]},
+        )
+        users = {u["email"]: u for u in (await c.get("/v1/admin/users", headers=admin)).json()}
+        # Bob's account was deleted and made again at the provider: a new subject. An admin unlinks him.
+        replaced = idp.token("ec-1", "ES256", sub="acct-bob-2", **{**ana, "email": "bob@acme.test"})
+        before = await c.get("/v1/models", headers=auth(replaced))
+        unlinked = await c.patch(f"/v1/admin/users/{bob['id']}", json={"oidc_subject": None}, headers=admin)
+        after = await c.get("/v1/models", headers=auth(replaced))
+        relinked = (await c.get(f"/v1/admin/users/{bob['id']}", headers=admin)).json()
+    assert first.status_code == 200 and linked.status_code == 200, (first.text, linked.text)
+    for who, r in taken.items():
+        assert (r.status_code, r.json()["error"]["code"]) == (401, "token_subject_mismatch"), (who, r.text)
+    assert renamed.status_code == 200, renamed.text
+    assert "ana.b@acme.test" not in users  # the same user, not a second one
+    assert (users["ana@acme.test"]["oidc_issuer"], users["ana@acme.test"]["oidc_subject"]) == (
+        idp.issuer,
+        "acct-ana",
+    )
+    assert answerer.seen[-1].user_id == users["ana@acme.test"]["id"]
+    assert users["bob@acme.test"]["id"] == bob["id"] and users["bob@acme.test"]["oidc_subject"] == "acct-bob"
+    assert (before.status_code, before.json()["error"]["code"]) == (401, "token_subject_mismatch")
+    assert unlinked.status_code == 200 and unlinked.json()["oidc_subject"] is None
+    assert after.status_code == 200 and relinked["oidc_subject"] == "acct-bob-2"
+
+    events, _ = await stored_events(server.url, subjects.ADMIN_ACTION, AdminActionRecorded)
+    links = [
+        (e.target_id, e.actor_key_id, e.changes.get("oidc_subject"))
+        for e in events
+        if e.changes.get("via") == "oidc"
+    ]
+    assert (bob["id"], "jwt:acct-bob", "acct-bob") in links and (
+        bob["id"],
+        "jwt:acct-bob-2",
+        "acct-bob-2",
+    ) in links

@@ -101,7 +101,9 @@ async def create_user(
     name: str = "",
     plan: str | None = None,
     user_id: str | None = None,
+    oidc: tuple[str, str] | None = None,
 ) -> User:
+    """`oidc`: the identity-provider account (issuer, subject) the user is bound to (single sign-on's)."""
     user = User(
         id=user_id or f"usr_{new_id()[:16]}",
         tenant_id=tenant_id,
@@ -110,6 +112,8 @@ async def create_user(
         role=role,
         plan=plan,
         created_at=datetime.now(UTC),
+        oidc_issuer=oidc[0] if oidc else None,
+        oidc_subject=oidc[1] if oidc else None,
     )
     async with sessions.begin() as s:
         s.add(user)

@@ -65,6 +65,12 @@ class UserOut(BaseModel):
     plan: str | None
     created_at: datetime
     disabled_at: datetime | None
+    oidc_issuer: str | None = Field(
+        description="the identity provider of the account bound by single sign-on"
+    )
+    oidc_subject: str | None = Field(
+        description="that account's subject (`sub`); null: none yet, the next sign-on links by email"
+    )
 
 
 class UserCreate(_Body):
@@ -80,6 +86,11 @@ class UserUpdate(_Body):
     name: str | None = Field(default=None, max_length=200)
     role: Role | None = None
     plan: Plan | None = None
+    oidc_subject: None = Field(
+        default=None,
+        description="null unlinks the user's identity-provider account: their next single sign-on links "
+        "them by email again (an account replaced at the provider); nothing else may be set",
+    )
 
 
 class KeyPolicyFields(BaseModel):

@@ -1,7 +1,10 @@
 """OIDC single sign-on: a bearer JWT from the organisation's identity provider, validated against its
 JWKS (signature, issuer, audience, expiry and not-before with a small leeway, an algorithm allow-list that
 never includes `none` or HMAC), then mapped to a principal exactly like an API key's: the organisation
-from one claim, the role from another, the user matched by email (or created on first sight, if enabled).
+from one claim, the role from another, the user by the token's account: its issuer and subject, which the
+user is bound to at their first login (matched by email that once, or created on first sight, if enabled).
+An email address is the account's to change: a token whose address is a user bound to another account is
+refused (`token_subject_mismatch`), so renaming an account to a colleague's address does not log in as them.
 
 Everything downstream (scopes, limits, budgets, tenancy) sees the same `Principal` an API key yields;
 its `api_key_id` is `jwt:<sub>` so the audit ledger can tell the credential apart.
@@ -16,13 +19,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jwt
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from switchyard.common import ids
 from switchyard.common.bus import EventPublisher
 from switchyard.common.events import AdminActionRecorded
+from switchyard.common.events.admin import AdminActionName
 from switchyard.gateway import tenants
 from switchyard.gateway.access import roles
 from switchyard.gateway.access.oidc_keys import Jwks
@@ -30,6 +34,8 @@ from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.models import Tenant, User
 
 ALLOWED_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"})
+MAX_SUBJECT = 255  # OIDC Core 2: a `sub` is at most 255 ASCII characters
+MISMATCH = "token_subject_mismatch"
 
 
 class TokenRejected(Exception):
@@ -177,13 +183,14 @@ class OidcVerifier:
             raise TokenRejected(
                 "token_email_unverified", "The identity provider has not verified the token's email"
             )
+        sub = claims["sub"]
+        if not isinstance(sub, str) or not sub or len(sub) > MAX_SUBJECT:
+            raise TokenRejected("token_claims_invalid", "The token's 'sub' is not 1 to 255 characters")
         role_claim = claims.get(cfg.role_claim)
         tenant = await self._tenant(org)
         if tenant is None:
             raise TokenRejected("unknown_organization", "The token's organisation is not known here")
-        user = await self._user(
-            tenant.id, email, role=_role(role_claim, cfg.default_role), sub=str(claims["sub"])
-        )
+        user = await self._user(tenant.id, email, role=_role(role_claim, cfg.default_role), sub=sub)
         if user.disabled_at is not None:
             raise TokenRejected("user_disabled", "This user is disabled")
         role = _role(role_claim, user.role)
@@ -206,13 +213,23 @@ class OidcVerifier:
             return (await s.execute(select(Tenant).where(column == org))).scalar_one_or_none()
 
     async def _user(self, tenant_id: str, email: str, *, role: str, sub: str) -> User:
+        """The user the token's account (issuer, subject) is bound to; else, at the account's first login,
+        the organisation's user with its email, bound to it now, or one created for it (if enabled)."""
+        issuer = self.config.issuer
+        account = select(User).where(User.oidc_issuer == issuer, User.oidc_subject == sub)
+        async with self.sessions() as s:
+            bound = (await s.execute(account)).scalar_one_or_none()
+        if bound is not None:
+            if bound.tenant_id != tenant_id:
+                raise TokenRejected(MISMATCH, "This identity-provider account is another organisation's user")
+            return bound
         query = select(User).where(
             User.tenant_id == tenant_id, or_(User.email == email, User.email == email.lower())
         )
         async with self.sessions() as s:
             user = (await s.execute(query)).scalars().first()
         if user is not None:
-            return user
+            return await self._link(user, sub=sub)
         if not self.config.create_users:
             raise TokenRejected("unknown_user", "No user with this email in the organisation")
         if await self._closed(tenant_id):
@@ -221,14 +238,49 @@ class OidcVerifier:
                 "This organisation is closed (its users are disabled): no user is added",
             )
         try:
-            user = await tenants.create_user(self.sessions, tenant_id=tenant_id, email=email, role=role)
-        except IntegrityError:  # created by a concurrent first request
+            user = await tenants.create_user(
+                self.sessions, tenant_id=tenant_id, email=email, role=role, oidc=(issuer, sub)
+            )
+        except IntegrityError:  # created by a concurrent first request (of this account, or the address's)
             async with self.sessions() as s:
-                found = (await s.execute(query)).scalars().first()
-            if found is None:
-                raise
+                found = (await s.execute(account)).scalar_one_or_none()
+            if found is None or found.tenant_id != tenant_id:
+                raise TokenRejected(
+                    MISMATCH, "This email belongs to another identity-provider account"
+                ) from None
             return found
-        await self._record_created(user, sub=sub)
+        await self._record(user, "user.created", sub=sub, changes={"email": user.email, "role": user.role})
+        return user
+
+    async def _link(self, user: User, *, sub: str) -> User:
+        """Binds `user`, found by the token's email, to the token's account: once, unless an admin unlinks
+        them (or the deployment moved to another issuer, whose accounts are new). A user bound to another
+        account of this issuer is refused: the address moved to another account, not the person."""
+        issuer = self.config.issuer
+        if user.oidc_subject is not None and user.oidc_issuer == issuer:
+            raise TokenRejected(
+                MISMATCH,
+                "This email belongs to a user bound to another identity-provider account; an admin can "
+                "unlink them (PATCH /v1/admin/users/{id} with oidc_subject: null) if it was replaced",
+            )
+        stale = or_(User.oidc_subject.is_(None), User.oidc_issuer != issuer)
+        try:
+            async with self.sessions.begin() as s:
+                done = await s.execute(
+                    update(User).where(User.id == user.id, stale).values(oidc_issuer=issuer, oidc_subject=sub)
+                )
+        except IntegrityError:  # the account was bound to another user meanwhile
+            raise TokenRejected(MISMATCH, "This identity-provider account is another user's") from None
+        if not getattr(done, "rowcount", 0):  # another request bound the user first: to this account?
+            async with self.sessions() as s:
+                again = await s.get(User, user.id)
+            if again is None or (again.oidc_issuer, again.oidc_subject) != (issuer, sub):
+                raise TokenRejected(MISMATCH, "This email belongs to another identity-provider account")
+            return again
+        user.oidc_issuer, user.oidc_subject = issuer, sub
+        await self._record(
+            user, "user.updated", sub=sub, changes={"oidc_issuer": issuer, "oidc_subject": sub}
+        )
         return user
 
     async def _closed(self, tenant_id: str) -> bool:
@@ -239,22 +291,24 @@ class OidcVerifier:
         async with self.sessions() as s:
             return bool(await s.scalar(select(and_(users.exists(), ~enabled.exists()))))
 
-    async def _record_created(self, user: User, *, sub: str) -> None:
-        """The admin event an admin's `POST /v1/admin/users` would record, with the token as the actor."""
+    async def _record(
+        self, user: User, action: AdminActionName, *, sub: str, changes: dict[str, Any]
+    ) -> None:
+        """The admin event an admin's change would record (a user created on first sight, an account
+        linked), with the token as the actor."""
         if self.events is None:
             return
         event = AdminActionRecorded(
-            action="user.created",
+            action=action,
             tenant_id=user.tenant_id,
             actor_key_id=f"jwt:{sub}"[:64],
             target_type="user",
             target_id=user.id,
-            changes={"email": user.email, "role": user.role, "via": "oidc"},
+            changes={**changes, "via": "oidc"},
             at=datetime.now(UTC),
         )
-        await self.events.publish(
-            event, event_id=ids.derived_id(user.id, "user.created"), tenant_id=user.tenant_id
-        )
+        ident = user.id if action == "user.created" else f"{user.id}/{user.oidc_issuer}/{sub}"
+        await self.events.publish(event, event_id=ids.derived_id(ident, action), tenant_id=user.tenant_id)
 
 
 def from_settings(

@@ -102,6 +102,8 @@ async def update_user(sessions: Sessions, *, tenant_id: str, user_id: str, chang
         assert user is not None
         for name, value in changes.model_dump(exclude_unset=True).items():
             setattr(user, name, value)
+        if "oidc_subject" in changes.model_fields_set:  # unlinked: the next sign-on links by email
+            user.oidc_issuer = None
     return user
 
 
