@@ -119,3 +119,21 @@ async def test_guessing_one_keys_secret_blocks_its_prefix(world: tuple[NatsServe
         assert "prefix" in r.json()["error"]["message"]
     assert [r.status_code for r in real_key] == [200, 200]
     assert other_key.status_code == 200
+
+
+async def test_an_ipv6_client_is_counted_by_its_64_network(world: tuple[NatsServer, list[str], Org]) -> None:
+    """One subscriber gets a /64 (2^64 addresses): counted per address, a guesser would never be blocked.
+    Failures from any addresses of one /64 add up; another /64 is someone else."""
+    _, bases, org = world
+    async with httpx.AsyncClient(timeout=10) as c:
+        for i in range(CLIENT_FAILURES):
+            r = await c.get(f"{bases[i % 2]}/v1/models", headers=_from(f"2001:db8:0:7::{i + 1:x}", _guess()))
+            assert r.status_code == 401, r.text
+        await asyncio.sleep(0.2)
+        same_64 = [
+            await c.get(f"{base}/v1/models", headers=_from("2001:db8:0:7:ffff:1:2:3", org.keys["member"]))
+            for base in bases
+        ]
+        next_64 = await c.get(f"{bases[0]}/v1/models", headers=_from("2001:db8:0:8::1", org.keys["member"]))
+    assert [r.status_code for r in same_64] == [429, 429], same_64[0].text
+    assert next_64.status_code == 200

@@ -4,7 +4,8 @@ A credential comes as `Authorization: Bearer <credential>` (as OpenAI SDKs send 
 Anthropic's do) or `x-goog-api-key` (Google's GenAI SDKs; on the Gemini face also as Gemini's `?key=`).
 It is an API key (`sy_<prefix>_<secret>`), or, when SSO is configured, an OIDC JWT from the
 organisation's identity provider; both yield the same `Principal`. Repeated failures from one client
-or against one key prefix are throttled (access/lockout.py) and every failure is recorded.
+or against one key prefix are throttled (access/lockout.py) and every failure is recorded; while a
+prefix is blocked, a wrong key with it is refused before it costs a database query.
 """
 
 from __future__ import annotations
@@ -91,6 +92,10 @@ async def authenticate(
     if lockout is not None:
         await lockout.check(attempt)
     try:
+        if lockout is not None and attempt.key_prefix and lockout.blocks_prefix(attempt.key_prefix):
+            assert credential is not None
+            if not await verifier.could_be(credential):  # a guess: refused (429) without a query
+                raise AuthenticationFailed("Invalid API key", code="invalid_api_key")
         principal = await _verify(attempt, credential, verifier, gw)
     except AuthenticationFailed as exc:
         if lockout is not None:

@@ -20,6 +20,7 @@ from switchyard.gateway.models import ApiKey, Tenant, User
 
 DEV_TENANT = "dev"
 DEV_USER = "dev"
+KEEP_HASHES = 10_000  # prefixes whose key's hash `KeyVerifier.could_be` remembers
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +185,7 @@ class KeyVerifier:
         self._ttl_s = ttl_s
         self._cache: dict[str, _Cached] = {}
         self._index = _Index()
+        self._hashes: dict[str, str | None] = {}  # prefix -> its key's hash (None: no key), `could_be`
 
     def invalidate(self, kind: str, ident: str) -> None:
         for digest in self._index.pop(f"{kind}.{ident}"):
@@ -212,6 +214,21 @@ class KeyVerifier:
                 if ident:
                     self._index.add(f"{kind}.{ident}", digest)
         return principal
+
+    async def could_be(self, presented: str) -> bool:
+        """Whether `presented` is the key its prefix names (revoked or not): one query per prefix, then
+        none. While a prefix is blocked, wrong keys with it are refused on this, not on a query each."""
+        prefix = keys.parse_prefix(presented)
+        if prefix is None:
+            return False
+        if prefix not in self._hashes:
+            if len(self._hashes) >= KEEP_HASHES:
+                self._hashes.clear()
+            async with self._sessions() as s:
+                stored = await s.scalar(select(ApiKey.key_hash).where(ApiKey.prefix == prefix))
+            self._hashes[prefix] = stored
+        stored = self._hashes[prefix]
+        return stored is not None and keys.matches(presented, stored)
 
     async def _load(self, presented: str, prefix: str) -> Principal | None:
         query = (

@@ -1,6 +1,7 @@
 """Key guessing is throttled: repeated authentication failures from one client address, or against one
 API-key prefix, block further attempts from it (a prefix: further wrong keys with it) with 429 and
-Retry-After until the window ends.
+Retry-After until the window ends. An IPv6 client is counted by its /64, the smallest network a
+subscriber is given (RFC 6177): counted per address, one subscriber has 2^64 of them.
 
 Failures are counted with compare-and-set in the gateway's limits bucket (JetStream KV), so every replica
 counts the same attempts. The replica whose count reaches the limit writes a block (`authblock.<kind>.<id>`
@@ -12,6 +13,7 @@ key by its public prefix at most); while blocked, one event per block and replic
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import math
 import re
@@ -57,6 +59,20 @@ def _token(value: str) -> str:
     return _UNSAFE.sub("_", value)[:128] or "_"
 
 
+def client_of(address: str) -> str:
+    """What failures are counted against: an IPv4 address (an IPv4-mapped IPv6 one's too), an IPv6
+    address's /64 network, anything else (a proxy's `unknown`) as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 class Lockout:
     def __init__(
         self,
@@ -85,7 +101,7 @@ class Lockout:
             self._task.cancel()
 
     def _subjects(self, attempt: Attempt) -> list[str]:
-        found = [f"client.{_token(attempt.client)}"]
+        found = [f"client.{_token(client_of(attempt.client))}"]
         if attempt.key_prefix:
             found.append(f"prefix.{_token(attempt.key_prefix)}")
         return found
@@ -94,7 +110,13 @@ class Lockout:
         """Raises 429 while the client's address is blocked, whatever the credential: a guess that
         succeeded must not show. A blocked key prefix is checked only once its key failed (`failed`)."""
         if self._blocked:  # the usual case: nothing to look up
-            await self._refuse_if_blocked(attempt, f"client.{_token(attempt.client)}")
+            await self._refuse_if_blocked(attempt, f"client.{_token(client_of(attempt.client))}")
+
+    def blocks_prefix(self, prefix: str) -> bool:
+        """Whether wrong keys with this prefix are refused now (a dictionary lookup): the caller then
+        checks a presented key against the prefix's own before any query (`KeyVerifier.could_be`)."""
+        until = self._blocked.get(f"prefix.{_token(prefix)}")
+        return until is not None and until > time.time()
 
     async def _refuse_if_blocked(self, attempt: Attempt, subject: str) -> None:
         until = self._blocked.get(subject)
