@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -81,3 +82,38 @@ def test_durations() -> None:
     assert [duration_s(d) for d in ("3600", "90m", "12h", "30d", "45s")] == [3600, 5400, 43200, 2592000, 45]
     with pytest.raises(ValueError):
         duration_s("soon")
+
+
+def test_the_key_comes_from_a_file_or_the_environment_not_only_the_command_line(
+    world: tuple[str, Org, Org],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """`--api-key` shows the key to every user of the machine (`ps`, /proc/<pid>/cmdline): the key is read
+    from SWITCHYARD_API_KEY, or a file (--api-key-file, SWITCHYARD_API_KEY_FILE), and --help says so."""
+    base, acme, _ = world
+    for name in ("SWITCHYARD_API_KEY", "SWITCHYARD_API_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SWITCHYARD_VAR_DIR", str(tmp_path / "no-var"))  # no dev-api-key to fall back on
+    key_file = tmp_path / "admin-key"
+    key_file.write_text(acme.keys["admin"] + "\n")
+    key_file.chmod(0o600)
+    assert main(["keys", "--url", base, "--api-key-file", str(key_file), "list", "--json"]) == 0
+    assert '"prefix"' in capsys.readouterr().out
+    monkeypatch.setenv("SWITCHYARD_API_KEY_FILE", str(key_file))
+    assert main(["keys", "--url", base, "list", "--json"]) == 0
+    assert '"prefix"' in capsys.readouterr().out
+    monkeypatch.delenv("SWITCHYARD_API_KEY_FILE")
+    with pytest.raises(SystemExit) as missing:
+        main(["keys", "--url", base, "--api-key-file", str(tmp_path / "nowhere"), "list"])
+    assert "nowhere" in str(missing.value) and acme.keys["admin"] not in str(missing.value)
+    # The flag still works, with a warning that names the safer ways.
+    assert main(["keys", "--url", base, "--api-key", acme.keys["admin"], "list", "--json"]) == 0
+    warned = capsys.readouterr().err
+    assert "ps" in warned and "SWITCHYARD_API_KEY" in warned and "--api-key-file" in warned
+    for command in (["keys"], ["org"]):
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        shown = " ".join(capsys.readouterr().out.split())
+        assert "--api-key-file" in shown and "SWITCHYARD_API_KEY_FILE" in shown and "ps" in shown

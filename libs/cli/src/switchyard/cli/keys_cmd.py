@@ -55,16 +55,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def admin_options(parser: argparse.ArgumentParser) -> None:
-    """--url and --api-key: the gateway and the admin's key `call` uses."""
+    """--url and the admin's key (--api-key-file, --api-key): the gateway and the key `call` uses."""
     parser.add_argument(
         "--url",
         help="the gateway; default: SWITCHYARD_GATEWAY_URL, else `switchyard up`'s "
         "(http://127.0.0.1:SWITCHYARD_HTTP_PORT, 8080)",
     )
     parser.add_argument(
+        "--api-key-file",
+        metavar="PATH",
+        help="a file holding an admin's key (its first line); default: SWITCHYARD_API_KEY_FILE, else the "
+        "key in SWITCHYARD_API_KEY, else the file dev-api-key in SWITCHYARD_VAR_DIR (var)",
+    )
+    parser.add_argument(
         "--api-key",
-        help="an admin's key; default: SWITCHYARD_API_KEY, else the file dev-api-key in "
-        "SWITCHYARD_VAR_DIR (var)",
+        help="an admin's key on the command line, where every user of the machine sees it (ps, "
+        "/proc/PID/cmdline): prefer SWITCHYARD_API_KEY or --api-key-file (SWITCHYARD_API_KEY_FILE)",
     )
 
 
@@ -124,13 +130,40 @@ def duration_s(text: str) -> int:
 
 
 def _credential(args: argparse.Namespace) -> str:
-    key = args.api_key or os.environ.get("SWITCHYARD_API_KEY")
+    """The admin's key: --api-key (warned about: `ps` shows it), --api-key-file, SWITCHYARD_API_KEY_FILE,
+    SWITCHYARD_API_KEY, then `switchyard up`'s dev-api-key."""
+    if args.api_key:
+        print(
+            "warning: --api-key shows the key to every user of this machine (ps, /proc/PID/cmdline); "
+            "set SWITCHYARD_API_KEY or use --api-key-file (SWITCHYARD_API_KEY_FILE) instead",
+            file=sys.stderr,
+        )
+        return str(args.api_key)
+    named = args.api_key_file or os.environ.get("SWITCHYARD_API_KEY_FILE")
+    if named:
+        return _read_key(Path(named))
+    key = os.environ.get("SWITCHYARD_API_KEY")
     if key:
-        return str(key)
+        return key.strip()
     path = Path(os.environ.get("SWITCHYARD_VAR_DIR", "var")) / "dev-api-key"
     if path.exists():
-        return path.read_text().strip()
-    raise SystemExit("no API key: pass --api-key, set SWITCHYARD_API_KEY, or run `switchyard up` first")
+        return _read_key(path)
+    raise SystemExit(
+        "no API key: set SWITCHYARD_API_KEY, pass --api-key-file (or set SWITCHYARD_API_KEY_FILE), "
+        "or run `switchyard up` first"
+    )
+
+
+def _read_key(path: Path) -> str:
+    """The first line of the file (never echoed: an error names the file, not what it holds)."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SystemExit(f"cannot read the API key file {path}: {exc.__class__.__name__}") from None
+    key = lines[0].strip() if lines else ""
+    if not key:
+        raise SystemExit(f"the API key file {path} is empty")
+    return key
 
 
 def call(args: argparse.Namespace, method: str, path: str, *, timeout: float = 30.0, **kwargs: Any) -> Any:
