@@ -167,3 +167,28 @@ async def test_an_admin_revokes_but_does_not_rotate_another_users_key(world: Wor
     assert {e.target_id for e in rotations} >= {own["id"], service}
     assert members["id"] not in {e.target_id for e in rotations}
     assert all(e.actor_user_id == acme.users["admin"] for e in rotations if e.target_id == own["id"])
+
+
+async def test_changes_that_would_break_a_user_or_a_rotation_are_refused(world: World) -> None:
+    """`null` for a user's role or name was a 500 (the columns are NOT NULL); rotating a key twice in its
+    grace period left two live successors (the first one no longer its `rotated_to`, so its lineage
+    untraceable); a key with no scope at all was created (it can do nothing)."""
+    _, base, acme, _ = world
+    admin = auth(acme.keys["admin"])
+    async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+        nulls = {
+            field: await c.patch(f"/v1/admin/users/{acme.users['member']}", json={field: None}, headers=admin)
+            for field in ("role", "name")
+        }
+        made = (await c.post("/v1/admin/keys", json={"name": "twice"}, headers=admin)).json()
+        first = await c.post(f"/v1/admin/keys/{made['id']}/rotate", json={"grace_s": 600}, headers=admin)
+        second = await c.post(f"/v1/admin/keys/{made['id']}/rotate", json={"grace_s": 600}, headers=admin)
+        empty = await c.post("/v1/admin/keys", json={"name": "nothing", "scopes": []}, headers=admin)
+        member = (await c.get(f"/v1/admin/users/{acme.users['member']}", headers=admin)).json()
+    for field, r in nulls.items():
+        assert _refused(r) == (400, "invalid_request_error", field), r.text
+    assert member["role"] == "member"
+    assert first.status_code == 201
+    assert _refused(second) == (400, "invalid_request_error", "key_id"), second.text
+    assert first.json()["id"] in second.json()["error"]["message"]
+    assert _refused(empty) == (400, "invalid_request_error", "scopes"), empty.text

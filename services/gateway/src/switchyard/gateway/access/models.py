@@ -85,12 +85,19 @@ class UserCreate(_Body):
 class UserUpdate(_Body):
     name: str | None = Field(default=None, max_length=200)
     role: Role | None = None
-    plan: Plan | None = None
+    plan: Plan | None = Field(default=None, description="null: the organisation's plan")
     oidc_subject: None = Field(
         default=None,
         description="null unlinks the user's identity-provider account: their next single sign-on links "
         "them by email again (an account replaced at the provider); nothing else may be set",
     )
+
+    @field_validator("name", "role")
+    @classmethod
+    def _not_null(cls, v: str | None) -> str:  # runs only for a field that was sent
+        if v is None:
+            raise ValueError("cannot be null: send a value, or leave it out to keep it")
+        return v
 
 
 class KeyPolicyFields(BaseModel):
@@ -164,7 +171,9 @@ class KeyCreate(KeyPolicyFields, _Body):
     user_id: str | None = Field(
         default=None, min_length=1, description="the key acts as this user; default (left out): the caller"
     )
-    scopes: list[str] | None = Field(default=None, description="default: everything the user's role allows")
+    scopes: list[str] | None = Field(
+        default=None, min_length=1, description="default: everything the user's role allows"
+    )
     expires_in_s: float | None = Field(
         default=None, gt=0, le=MAX_KEY_LIFETIME_S, allow_inf_nan=False, description="null: never expires"
     )

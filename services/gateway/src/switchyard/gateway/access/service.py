@@ -278,6 +278,12 @@ async def rotate_key(
         raise InvalidRequest("a revoked key cannot be rotated", param="key_id")
     if tenants.expired(old.expires_at):  # its successor would expire with it: born dead
         raise InvalidRequest("an expired key cannot be rotated: create a new key", param="key_id")
+    if old.rotated_to is not None:  # in its grace period: a second successor would leave the first live
+        raise InvalidRequest(
+            f"the key {key_id} was rotated to {old.rotated_to} (it lasts out its grace period): "
+            "rotate that one",
+            param="key_id",
+        )
     _within(set(old.scopes.split()), grantable, "the rotated key")
     if ceiling is not None:
         ceiling.check(old.policy_columns(), expires_at=old.expires_at, what="the rotated key", param="key_id")
