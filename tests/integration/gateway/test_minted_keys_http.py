@@ -22,6 +22,7 @@ from tests.integration.gateway.harness import Org, auth, gateways, make_org, sto
 
 pytestmark = pytest.mark.integration
 World = tuple[str, str, Org, str]  # the bus, the gateway, the organisation, its service key's id
+OPERATOR = "ops"
 
 MODEL = "local/smollm2-135m-instruct"
 OTHER = "openai/gpt-4o-mini"
@@ -44,6 +45,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     try:
         with gateways(server, db_url, tmp) as (base,):
             acme = asyncio.run(make_org(db_url, "acme", roles=("admin", "member")))
+            acme.keys[OPERATOR] = asyncio.run(make_org(db_url, "ops", platform=True)).keys["admin"]
             yield server.url, base, acme, asyncio.run(_service_key(db_url, acme.id))
     finally:
         server.stop()
@@ -192,3 +194,21 @@ async def test_changes_that_would_break_a_user_or_a_rotation_are_refused(world: 
     assert _refused(second) == (400, "invalid_request_error", "key_id"), second.text
     assert first.json()["id"] in second.json()["error"]["message"]
     assert _refused(empty) == (400, "invalid_request_error", "scopes"), empty.text
+
+
+async def test_a_restricted_operator_key_makes_no_wider_first_key(world: World) -> None:
+    """`POST /v1/admin/organizations` hands the operator the new organisation's first admin key: a
+    restricted operator key's limits and expiry go with it."""
+    _, base, acme, _ = world
+    async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+        made = await c.post("/v1/admin/keys", json=RESTRICTED, headers=auth(acme.keys[OPERATOR]))
+        assert made.status_code == 201, made.text
+        org = await c.post(
+            "/v1/admin/organizations",
+            json={"name": "initech", "admin_email": "boss@initech.test"},
+            headers=auth(made.json()["key"]),
+        )
+    assert org.status_code == 201, org.text
+    first = org.json()["key"]
+    for field in ("models", "rpm_limit", "tpm_limit", "max_budget_usd", "budget_duration", "expires_at"):
+        assert first[field] == made.json()[field], field
