@@ -212,3 +212,23 @@ async def test_a_restricted_operator_key_makes_no_wider_first_key(world: World) 
     first = org.json()["key"]
     for field in ("models", "rpm_limit", "tpm_limit", "max_budget_usd", "budget_duration", "expires_at"):
         assert first[field] == made.json()[field], field
+
+
+async def test_an_organisation_keeps_an_admin(world: World) -> None:
+    """Demoting or disabling the last enabled admin left an organisation nobody could manage (no admin
+    of its own, and the operator manages organisations, not their users): refused (409) until another
+    admin exists. Runs last: it demotes acme's admin."""
+    _, base, acme, _ = world
+    admin = auth(acme.keys["admin"])
+    me, member = acme.users["admin"], acme.users["member"]
+    async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+        demoted = await c.patch(f"/v1/admin/users/{me}", json={"role": "member"}, headers=admin)
+        disabled = await c.delete(f"/v1/admin/users/{me}", headers=admin)
+        still = await c.get("/v1/admin/users", headers=admin)
+        promoted = await c.patch(f"/v1/admin/users/{member}", json={"role": "admin"}, headers=admin)
+        then = await c.patch(f"/v1/admin/users/{me}", json={"role": "member"}, headers=admin)
+    for r in (demoted, disabled):
+        assert (r.status_code, r.json()["error"]["code"]) == (409, "conflict"), r.text
+        assert "last admin" in r.json()["error"]["message"]
+    assert still.status_code == 200
+    assert promoted.status_code == 200 and then.status_code == 200, then.text

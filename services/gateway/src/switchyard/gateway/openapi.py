@@ -66,9 +66,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "for OIDC tokens `invalid_token`, `token_expired`, `token_not_yet_valid`, `token_issuer_invalid`, "
         "`token_audience_invalid`, `token_signature_invalid`, `token_algorithm_not_allowed`, "
         "`token_key_unknown`, `token_claims_invalid`, `token_email_unverified`, `token_role_invalid`, "
-        "`unknown_organization`, `organization_closed`, `unknown_user`, `user_disabled`"
+        "`unknown_organization`, `organization_closed`, `unknown_user`, `user_disabled`, "
+        "`token_subject_mismatch`"
     ),
-    403: error_doc("The credential lacks the scope or role this needs"),
+    403: error_doc(
+        "The credential lacks the scope or role this needs (`key_wider_than_caller`: a key it would make, "
+        "change or rotate would be wider than it)"
+    ),
     404: error_doc("Not found (also: a resource of another organisation)"),
     409: error_doc("Conflict with an existing resource"),
     429: error_doc(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -95,8 +95,31 @@ async def create_user(sessions: Sessions, *, tenant_id: str, spec: UserCreate) -
         raise Conflict(f"a user with email {spec.email!r} exists", param="email", retry=False) from exc
 
 
+async def _keep_an_admin(sessions: Sessions, user: User, what: str, param: str) -> None:
+    """409 when `user` is their organisation's last enabled admin: without one, nobody could manage its
+    users and keys (the operator manages organisations, not their users)."""
+    if user.role != "admin" or user.disabled_at is not None:
+        return
+    others = select(func.count()).where(
+        User.tenant_id == user.tenant_id,
+        User.role == "admin",
+        User.disabled_at.is_(None),
+        User.id != user.id,
+    )
+    async with sessions() as s:
+        if not await s.scalar(others):
+            raise Conflict(
+                f"the user {user.id} is the organisation's last admin and cannot be {what}: make another "
+                "user admin first",
+                param=param,
+                retry=False,
+            )
+
+
 async def update_user(sessions: Sessions, *, tenant_id: str, user_id: str, changes: UserUpdate) -> User:
-    await get_user(sessions, tenant_id=tenant_id, user_id=user_id)
+    found = await get_user(sessions, tenant_id=tenant_id, user_id=user_id)
+    if changes.role is not None and changes.role != "admin":
+        await _keep_an_admin(sessions, found, "demoted", "role")
     async with sessions.begin() as s:
         user = await s.get(User, user_id)
         assert user is not None
@@ -108,8 +131,10 @@ async def update_user(sessions: Sessions, *, tenant_id: str, user_id: str, chang
 
 
 async def disable_user(sessions: Sessions, *, tenant_id: str, user_id: str) -> User:
-    """Disables the user and revokes every key of theirs."""
-    await get_user(sessions, tenant_id=tenant_id, user_id=user_id)
+    """Disables the user and revokes every key of theirs (not the organisation's last admin: 409)."""
+    await _keep_an_admin(
+        sessions, await get_user(sessions, tenant_id=tenant_id, user_id=user_id), "disabled", "user_id"
+    )
     now = datetime.now(UTC)
     async with sessions.begin() as s:
         user = await s.get(User, user_id)
