@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,9 +28,13 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from switchyard.cli.processes import NatsServer, free_port
 from switchyard.common import subjects
+from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.envelope import decode
 from switchyard.common.events import AdminActionRecorded, AuthFailureRecorded
+from switchyard.gateway.access.oidc import OidcConfig, OidcVerifier, TokenRejected
 from switchyard.gateway.access.oidc_keys import Jwks, JwksUnavailable
+from switchyard.gateway.db import migrations
+from switchyard.gateway.tenants import create_tenant, create_user
 from tests.integration.gateway.harness import Answerer, Org, auth, gateways, make_org, stored_events
 
 pytestmark = pytest.mark.integration
@@ -395,3 +400,32 @@ async def test_a_user_is_bound_to_their_identity_provider_account(world: World, 
         "jwt:acct-bob-2",
         "acct-bob-2",
     ) in links
+
+
+async def test_linking_can_require_an_address_the_provider_verified(tmp_path: Path) -> None:
+    """With SWITCHYARD_OIDC_LINK_VERIFIED_ONLY, a first login links an existing user only when the token
+    says `email_verified: true`: an unverified address takes no one over before their own first login.
+    Creating a user is not linking (no one is taken over)."""
+    idp = IdP()
+    idp.add("k1")
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'sso.db'}"
+    await migrations().upgrade(db_url)
+    engine = create_engine(db_url)
+    sessions = sessionmaker(engine)
+    try:
+        org = await create_tenant(sessions, name="acme")
+        boss = await create_user(sessions, tenant_id=org.id, email="boss@acme.test", role="admin")
+        config = OidcConfig(issuer=idp.issuer, audience=AUDIENCE, create_users=True, link_verified_only=True)
+        sso = OidcVerifier(config, Jwks(issuer=idp.issuer, url=f"{idp.issuer}/jwks"), sessions)
+        with pytest.raises(TokenRejected) as unverified:
+            await sso.verify(idp.token("k1", sub="acct-eve", org="acme", email="boss@acme.test"))
+        newcomer = await sso.verify(idp.token("k1", sub="acct-new", org="acme", email="new@acme.test"))
+        linked = await sso.verify(
+            idp.token("k1", sub="acct-boss", org="acme", email="boss@acme.test", email_verified=True)
+        )
+    finally:
+        await engine.dispose()
+        idp.stop()
+    assert unverified.value.code == "token_email_unverified"
+    assert newcomer.user_id != boss.id and newcomer.role == "member"
+    assert linked.user_id == boss.id

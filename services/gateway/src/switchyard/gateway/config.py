@@ -239,6 +239,11 @@ class GatewaySettings(CommonSettings):
     oidc_default_role: Literal["admin", "member", "auditor", "billing"] = "member"
     oidc_email_claim: str = "email"
     oidc_create_users: bool = False
+    oidc_link_verified_only: bool = Field(
+        default=False,
+        description="link an existing user to an account at its first login only when the token says "
+        "email_verified: true (off: an absent claim links too; some providers, Azure AD's, never send it)",
+    )
     oidc_jwks_max_age_s: float = Field(default=3600.0, gt=0)
     oidc_jwks_min_refresh_s: float = Field(default=30.0, ge=0)
 

@@ -59,6 +59,7 @@ class OidcConfig:
     default_role: str = "member"
     email_claim: str = "email"
     create_users: bool = False
+    link_verified_only: bool = False  # link an existing user by email only with `email_verified: true`
 
     def __post_init__(self) -> None:
         refused = set(self.algorithms) - ALLOWED_ALGORITHMS
@@ -190,7 +191,10 @@ class OidcVerifier:
         tenant = await self._tenant(org)
         if tenant is None:
             raise TokenRejected("unknown_organization", "The token's organisation is not known here")
-        user = await self._user(tenant.id, email, role=_role(role_claim, cfg.default_role), sub=sub)
+        verified = claims.get("email_verified") in (True, "true")
+        user = await self._user(
+            tenant.id, email, role=_role(role_claim, cfg.default_role), sub=sub, verified=verified
+        )
         if user.disabled_at is not None:
             raise TokenRejected("user_disabled", "This user is disabled")
         role = _role(role_claim, user.role)
@@ -212,7 +216,7 @@ class OidcVerifier:
         async with self.sessions() as s:
             return (await s.execute(select(Tenant).where(column == org))).scalar_one_or_none()
 
-    async def _user(self, tenant_id: str, email: str, *, role: str, sub: str) -> User:
+    async def _user(self, tenant_id: str, email: str, *, role: str, sub: str, verified: bool) -> User:
         """The user the token's account (issuer, subject) is bound to; else, at the account's first login,
         the organisation's user with its email, bound to it now, or one created for it (if enabled)."""
         issuer = self.config.issuer
@@ -229,6 +233,12 @@ class OidcVerifier:
         async with self.sessions() as s:
             user = (await s.execute(query)).scalars().first()
         if user is not None:
+            if self.config.link_verified_only and not verified:
+                raise TokenRejected(
+                    "token_email_unverified",
+                    "An existing user is linked to an identity-provider account only by an email the "
+                    "provider says it verified (email_verified: true)",
+                )
             return await self._link(user, sub=sub)
         if not self.config.create_users:
             raise TokenRejected("unknown_user", "No user with this email in the organisation")
@@ -331,6 +341,7 @@ def from_settings(
         default_role=settings.oidc_default_role,
         email_claim=settings.oidc_email_claim,
         create_users=settings.oidc_create_users,
+        link_verified_only=settings.oidc_link_verified_only,
     )
     jwks = Jwks(
         issuer=settings.oidc_issuer,
