@@ -367,6 +367,10 @@ async def test_a_user_is_bound_to_their_identity_provider_account(world: World, 
             headers=auth(idp.token("ec-1", "ES256", sub="acct-ana", **{**ana, "email": "ana.b@acme.test"})),
             json={"model": "auto", "messages": [{"role": "user", "content": "Capital of France?"}]},
         )
+        # The same account naming another organisation: not a second user there.
+        elsewhere = await c.get(
+            "/v1/models", headers=auth(idp.token("ec-1", "ES256", sub="acct-ana", **{**ana, "org": "globex"}))
+        )
         users = {u["email"]: u for u in (await c.get("/v1/admin/users", headers=admin)).json()}
         # Bob's account was deleted and made again at the provider: a new subject. An admin unlinks him.
         replaced = idp.token("ec-1", "ES256", sub="acct-bob-2", **{**ana, "email": "bob@acme.test"})
@@ -378,6 +382,7 @@ async def test_a_user_is_bound_to_their_identity_provider_account(world: World, 
     for who, r in taken.items():
         assert (r.status_code, r.json()["error"]["code"]) == (401, "token_subject_mismatch"), (who, r.text)
     assert renamed.status_code == 200, renamed.text
+    assert (elsewhere.status_code, elsewhere.json()["error"]["code"]) == (401, "token_subject_mismatch")
     assert "ana.b@acme.test" not in users  # the same user, not a second one
     assert (users["ana@acme.test"]["oidc_issuer"], users["ana@acme.test"]["oidc_subject"]) == (
         idp.issuer,
