@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -182,10 +183,6 @@ def _fraction(text: str) -> float:
 
 
 def _retrain(args: argparse.Namespace) -> int:
-    from switchyard.audit.config import AuditSettings
-    from switchyard.classifier import artifact
-    from switchyard.classifier.outcomes.offline import retrain_from_ledger
-
     if not args.from_ledger:
         print("retrain: only --from-ledger is supported", file=sys.stderr)
         return 2
@@ -194,8 +191,23 @@ def _retrain(args: argparse.Namespace) -> int:
     if out is None and not args.dry_run:
         print("retrain: give --out or set SWITCHYARD_CLASSIFIER_ARTIFACT_DIR", file=sys.stderr)
         return 2
+    with tempfile.TemporaryDirectory(prefix="switchyard-heads-") as scratch:
+        return _retrain_in(args, settings, out, Path(scratch))
+
+
+def _retrain_in(
+    args: argparse.Namespace, settings: ClassifierSettings, out: Path | None, scratch: Path
+) -> int:
+    from switchyard.audit.config import AuditSettings
+    from switchyard.classifier import artifact, promotion
+    from switchyard.classifier.outcomes.offline import retrain_from_ledger
+
+    current_dir = args.artifact or settings.classifier_artifact_dir
     try:  # the current heads first: a missing or corrupt artifact is said before the ledger is read
-        artifact.load(args.artifact or settings.classifier_artifact_dir)
+        if args.publish and args.artifact is None and (live := _live_heads(args.nats_url)) is not None:
+            # the heads in force on the bus (a promotion, a rollback) are what the candidates must beat
+            current_dir = promotion.write_folder(live, scratch)
+        current = promotion.read_folder(current_dir)
     except artifact.ArtifactError as e:
         print(f"retrain: {e}", file=sys.stderr)
         return 2
@@ -204,7 +216,7 @@ def _retrain(args: argparse.Namespace) -> int:
         retrain_from_ledger(
             records,
             database_url=settings.db_url(),
-            artifact_dir=args.artifact or settings.classifier_artifact_dir,
+            artifact_dir=current_dir,
             out=out or Path("."),
             holdout=args.holdout,
             min_rows=args.min_rows,
@@ -222,6 +234,40 @@ def _retrain(args: argparse.Namespace) -> int:
             print(f"dry run: would have promoted {decision.heads.version}" + (f" -> {out}" if out else ""))
         else:
             print(f"promoted {decision.heads.version} -> {out}")
+    if decision.promoted and not args.dry_run and args.publish:
+        return _publish_promoted(out or Path("."), current, args)
+    return 0
+
+
+def _live_heads(nats_url: str | None) -> Any:
+    """The heads in force on the bus, or None when nothing was promoted."""
+    from switchyard.classifier import promotion
+    from switchyard.cli.classifier_heads_cmd import on_bus
+
+    return on_bus(nats_url, promotion.live_files)
+
+
+def _publish_promoted(out: Path, current: Any, args: argparse.Namespace) -> int:
+    """Puts the heads retraining promoted in force on every running replica (`current`, the heads they
+    were trained from, is kept to roll back to if nothing was promoted before)."""
+    from switchyard.classifier import promotion
+    from switchyard.cli.classifier_heads_cmd import describe, publish
+
+    try:
+        promoted = publish(
+            promotion.read_folder(out),
+            baseline=current,
+            note="retrain --from-ledger",
+            nats_url=args.nats_url,
+        )
+    except SystemExit as exc:  # the bus is not reachable: the artifact is written all the same
+        print(
+            f"retrain: {exc.code}; {out} is written but not in force: "
+            f"`switchyard classifier promote --artifact {out}` puts it in force",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"published: {describe(promoted)}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -326,4 +372,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     rt.add_argument("--min-rows", type=int, default=20)
     rt.add_argument("--dry-run", action="store_true", help="decide, write nothing")
     rt.add_argument("--json", action="store_true")
+    rt.add_argument(
+        "--publish",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="put promoted heads in force on every running classifier replica (default); "
+        "--no-publish only writes --out",
+    )
+    rt.add_argument("--nats-url", help="default: SWITCHYARD_NATS_URL, else `switchyard up`'s")
     rt.set_defaults(func=_retrain)
+
+    from switchyard.cli import classifier_heads_cmd
+
+    classifier_heads_cmd.register(cls_sub)

@@ -120,6 +120,12 @@ KV_FILES = "switchyard-files-index"
 # stored Responses API responses (input items and the response) by tenant hash and response id
 # (gateway/stored_responses/store.py), kept SWITCHYARD_RESPONSES_KEEP_S.
 KV_RESPONSES = "switchyard-responses"
+# the classifier heads in force (key `live`: version, sha256s, the heads before them), written by `switchyard
+# classifier promote|rollback` and `retrain --from-ledger`; every classifier replica watches it.
+KV_CLASSIFIER_HEADS = "switchyard-classifier-heads"
+# each classifier replica's heads (key: replica name): what it classifies with, what it refused; entries
+# expire unless renewed (`switchyard classifier heads` lists them).
+KV_CLASSIFIER_REPLICAS = "switchyard-classifier-replicas"
 
 # Object store buckets.
 # An embedding task's vectors too large to travel in its result event (`vectors.py`): the executor puts them
@@ -133,6 +139,9 @@ OBJ_FILES = "switchyard-files"
 # them: put here by the executor (TaskSubmitted.batch; the result's `bucket` says so), or copied here out of
 # OBJ_EMBEDDINGS (whose objects expire in minutes) by the batch's runner (gateway batches/vectors.py).
 OBJ_BATCH_VECTORS = "switchyard-batch-vectors"
+# Promoted classifier heads' files (`<weights sha256>.npz`, `<manifest sha256>.json`), the live ones and the
+# few before them (KV_CLASSIFIER_HEADS names them); content-addressed, so a name always holds the same bytes.
+OBJ_CLASSIFIER_HEADS = "switchyard-classifier-heads"
 # The `bucket` an embedding result may name (absent: OBJ_EMBEDDINGS).
 VectorsBucket = Literal["switchyard-batch-vectors"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from switchyard.classifier import metrics, reuse
@@ -15,6 +16,7 @@ from switchyard.classifier.classify import (
     task_text,
 )
 from switchyard.classifier.config import ClassifierSettings
+from switchyard.classifier.follower import HeadsFollower
 from switchyard.common import bus, ids, invalid, subjects, tracing
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.errors import InvalidEvent
@@ -43,6 +45,18 @@ def create(settings: ClassifierSettings, classifier: Classifier | None = None) -
     predictions = reuse.Predictions(settings.classifier_reuse_size)
     service.setup.append(batcher.start)
     service.teardown.append(batcher.stop)
+    if settings.classifier_follow_promotions:
+        follower = HeadsFollower(
+            classifier,
+            instance=settings.instance or f"classifier-{os.getpid()}",
+            poll_s=settings.classifier_promotion_poll_s,
+        )
+
+        async def follow() -> None:  # before the consumer starts: the first task gets the promoted heads
+            await follower.start(bus.jetstream(service.broker))
+
+        service.setup.append(follow)
+        service.drain.append(follower.stop)
 
     async def publish(event: CloudEvent, task: TaskSubmitted, result: Classification) -> None:
         await service.events().publish(
@@ -65,6 +79,8 @@ def create(settings: ClassifierSettings, classifier: Classifier | None = None) -
         text = task_text(task)
         key = predictions.key(task.tenant_id, text)
         prediction = predictions.get(key) if key is not None else None
+        if prediction is not None and prediction.model_version != classifier.model_version:
+            prediction = None  # made by heads swapped out since: these heads classify it again
         reused = prediction is not None
         if prediction is None:
             prediction = await batcher.submit(text)
@@ -76,7 +92,7 @@ def create(settings: ClassifierSettings, classifier: Classifier | None = None) -
         result = classification(
             task,
             prediction,
-            model_version=classifier.model_version,
+            model_version=prediction.model_version,
             latency_ms=(time.perf_counter() - started) * 1000.0,
         )
         tracing.annotate(

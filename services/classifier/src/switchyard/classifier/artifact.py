@@ -30,6 +30,12 @@ class ArtifactError(ConfigurationError):
     code = "classifier_artifact_invalid"
 
 
+class IncompatibleHeads(ArtifactError):
+    """Whole heads that the running classifier cannot use (another encoder, another input size)."""
+
+    code = "classifier_heads_incompatible"
+
+
 class OtherScripts(BaseModel):
     """heads.ScriptHead's scalars (its arrays are in the npz under `other.`)."""
 
@@ -114,16 +120,34 @@ def load(folder: Path | None = None) -> Heads:
                 f"classifier artifact missing: {path} not found "
                 "(train one with `switchyard classifier train`)"
             )
+    return from_bytes(
+        manifest_path.read_bytes(),
+        weights_path.read_bytes(),
+        manifest_at=manifest_path,
+        weights_at=weights_path,
+    )
+
+
+def from_bytes(
+    manifest_bytes: bytes,
+    data: bytes,
+    *,
+    manifest_at: Path | str = MANIFEST,
+    weights_at: Path | str = WEIGHTS,
+) -> Heads:
+    """The heads from the two files' bytes (a folder's, or a promoted artifact's from the bus), with every
+    check `load` makes: the weights' sha256, the label map, the features version, every shape.
+    `manifest_at` / `weights_at` name where the bytes came from in the errors."""
+    manifest_path, weights_path = manifest_at, weights_at
     try:
-        manifest = ArtifactManifest.model_validate_json(manifest_path.read_bytes())
+        manifest = ArtifactManifest.model_validate_json(manifest_bytes)
     except ValidationError as exc:
         raise ArtifactError(f"classifier artifact {manifest_path} is corrupt: {exc.errors()[:3]}") from exc
-    data = weights_path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if digest != manifest.weights_sha256:
         raise ArtifactError(
             f"classifier artifact {weights_path} is corrupt: sha256 {digest[:16]}... does not match "
-            f"{manifest.weights_sha256[:16]}... recorded in {manifest_path.name}"
+            f"{manifest.weights_sha256[:16]}... recorded in {MANIFEST}"
         )
     if tuple(manifest.labels) != TASK_TYPES:
         raise ArtifactError(

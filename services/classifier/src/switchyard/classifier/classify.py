@@ -5,6 +5,7 @@ Plain domain code (no bus imports): the service's handler and the CLI both call 
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from switchyard.classifier.heads import Heads
 from switchyard.classifier.urgency import urgency
 from switchyard.common.embedding import model_files
 from switchyard.common.embedding.embedder import Embedder
+from switchyard.common.embedding.tokens import PromptTokenizer
 from switchyard.common.events.tasks import EMBEDDING, Classification, TaskSubmitted
 
 log = logging.getLogger(__name__)
@@ -31,13 +33,49 @@ class Prediction:
     complexity: float
     truncated: bool
     scores: dict[str, float]
+    model_version: str = ""  # the heads (and encoder, cap) that made it: what the event must name
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    """What classifies a batch: the heads, the encoder reading prompts at their cap, and the version that
+    names both. Replaced whole (one reference) when promoted heads are swapped in, so a batch is made by
+    one of them from start to end and its predictions carry that one's version."""
+
+    embedder: Embedder
+    heads: Heads
+    model_version: str
 
 
 class Classifier:
-    def __init__(self, embedder: Embedder, heads: Heads, *, model_version: str) -> None:
-        self.embedder = embedder
-        self.heads = heads
-        self.model_version = model_version
+    def __init__(
+        self,
+        embedder: Embedder,
+        heads: Heads,
+        *,
+        model_version: str,
+        encoder: str = "",
+        encoder_sha256: str | None = None,
+        tokenizer_path: Path | None = None,
+        max_tokens: int | None = None,
+    ) -> None:
+        self.live = Live(embedder, heads, model_version)
+        self.encoder = encoder  # `minilm-<precision>-<build>`, the version's encoder part
+        self.encoder_sha256 = encoder_sha256
+        self._tokenizer_path = tokenizer_path
+        self._max_tokens = max_tokens  # an operator's cap (SWITCHYARD_CLASSIFIER_MAX_TOKENS), else None
+
+    @property
+    def heads(self) -> Heads:
+        return self.live.heads
+
+    @property
+    def embedder(self) -> Embedder:
+        return self.live.embedder
+
+    @property
+    def model_version(self) -> str:
+        return self.live.model_version
 
     @classmethod
     def load(
@@ -67,30 +105,67 @@ class Classifier:
                 files.path(precision).name,
                 files.sha256(precision),
             )
-        version = f"{heads.version}+minilm-{precision}-{files.folder.name[:8]}"
-        if cap != heads.prompt_tokens:
-            version += f"+t{cap}"
-        return cls(embedder, heads, model_version=version)
+        encoder = f"minilm-{precision}-{files.folder.name[:8]}"
+        return cls(
+            embedder,
+            heads,
+            model_version=_version(heads, encoder, cap),
+            encoder=encoder,
+            encoder_sha256=files.sha256(precision),
+            tokenizer_path=files.tokenizer,
+            max_tokens=max_tokens,
+        )
+
+    def prepare(self, heads: Heads) -> Live:
+        """What classifying with other heads takes (blocking: run it off the event loop), checked against
+        the running encoder: ArtifactError when they were trained on another encoder file or on vectors
+        of another size, which would label every task with numbers that mean nothing. Heads trained at
+        another token cap get an encoder reading prompts at it (the same ONNX session; unless the operator
+        set a cap)."""
+        current = self.live
+        trained_on = heads.manifest.get("embedding_model_sha256")
+        if self.encoder_sha256 is not None and trained_on != self.encoder_sha256:
+            raise artifact.IncompatibleHeads(
+                f"heads {heads.version} were trained on encoder {str(trained_on)[:12]}, this replica runs "
+                f"{self.encoder_sha256[:12]} ({self.encoder})"
+            )
+        if heads.mean.shape[0] != current.embedder.dim + features.DIM:
+            raise artifact.IncompatibleHeads(
+                f"heads {heads.version} read {heads.mean.shape[0]} inputs, this replica's encoder gives "
+                f"{current.embedder.dim} + {features.DIM} lexical features"
+            )
+        cap = self._max_tokens or heads.prompt_tokens
+        embedder = current.embedder
+        if cap != embedder.tokenizer.max_tokens:
+            if self._tokenizer_path is None:
+                raise artifact.IncompatibleHeads(
+                    f"heads {heads.version} read prompts at {cap} tokens; this classifier cannot change cap"
+                )
+            embedder = copy.copy(embedder)
+            embedder.tokenizer = PromptTokenizer(self._tokenizer_path, max_tokens=cap)
+        return Live(embedder, heads, _version(heads, self.encoder, cap))
 
     def predict(self, texts: list[str]) -> list[Prediction]:
         if not texts:
             return []
-        emb = self.embedder.embed(texts)
-        langs = languages.flags(texts) if self.heads.reads_languages else None
-        probs, complexity = self.heads.predict(emb.vectors, features.lexical_matrix(texts), langs)
+        live = self.live  # read once: a swap in between lands on the next batch, never inside this one
+        emb = live.embedder.embed(texts)
+        heads = live.heads
+        langs = languages.flags(texts) if heads.reads_languages else None
+        probs, complexity = heads.predict(emb.vectors, features.lexical_matrix(texts), langs)
         out = []
         for i in range(len(texts)):
             best = int(np.argmax(probs[i]))
             out.append(
                 Prediction(
-                    type=self.heads.labels[best],
+                    type=heads.labels[best],
                     confidence=round(float(probs[i, best]), 4),
                     complexity=round(float(complexity[i]), 4),
                     truncated=emb.truncated[i],
                     scores={
-                        label: round(float(p), 4)
-                        for label, p in zip(self.heads.labels, probs[i], strict=True)
+                        label: round(float(p), 4) for label, p in zip(heads.labels, probs[i], strict=True)
                     },
+                    model_version=live.model_version,
                 )
             )
         return out
@@ -104,6 +179,11 @@ class Classifier:
             for i, pred in zip(idx, self.predict([texts[i] for i in idx]), strict=True):
                 result[i] = pred
         return [p for p in result if p is not None]
+
+
+def _version(heads: Heads, encoder: str, cap: int) -> str:
+    version = f"{heads.version}+{encoder}" if encoder else heads.version
+    return version if cap == heads.prompt_tokens else f"{version}+t{cap}"
 
 
 def task_text(task: TaskSubmitted) -> str:

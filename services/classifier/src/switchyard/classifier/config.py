@@ -53,6 +53,18 @@ class ClassifierSettings(CommonSettings):
     classifier_artifact_dir: Path | None = Field(
         default=None, description="trained heads; default: the artifact shipped in the package"
     )
+    classifier_follow_promotions: bool = Field(
+        default=True,
+        description="load the heads `switchyard classifier promote|rollback` put in force, at start and "
+        "while running (no restart); off: only classifier_artifact_dir's",
+    )
+    classifier_promotion_poll_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="the promoted heads' key is also read this often (the watch "
+        "may be lost in a reconnect): the longest a promotion can wait",
+    )
     classifier_build_models: bool = Field(
         default=True, description="build the ONNX files on start if `switchyard models build` has not"
     )

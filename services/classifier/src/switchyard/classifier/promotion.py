@@ -1,0 +1,306 @@
+"""Promoted heads on the bus: which heads every classifier replica must use, and their files.
+
+`switchyard classifier promote|rollback` (and `retrain --from-ledger` when it promotes) put the artifact's
+two files in the object store `OBJ_CLASSIFIER_HEADS` under content-addressed names (`<sha256>.npz`,
+`<sha256>.json`: a name always holds the same bytes), then point the KV key `live` of
+`KV_CLASSIFIER_HEADS` at them with a compare-and-set write. The pointer carries the heads that were live
+before it (the newest first, at most `KEEP`), so a rollback is one write of the previous pointer, and
+rolling back twice goes two steps back. Replicas watch the key (`follower.py`) and never write it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+from nats.js.kv import KeyValue
+from pydantic import BaseModel, Field, ValidationError
+
+from switchyard.classifier import artifact
+from switchyard.common import kv, objects, subjects
+from switchyard.common.errors import ConfigurationError
+
+KEY = "live"
+KEEP = 8  # heads kept before the live ones: how far back a rollback can go
+BUCKET_BYTES = 128 * 2**20  # the object store's size: the live heads and KEEP before them (~4.3 MB each)
+REPLICA_TTL_S = 60.0  # a replica's status entry lasts this long unless renewed
+
+
+Action = Literal["baseline", "promote", "rollback"]
+
+
+class NothingToRollBack(ConfigurationError):
+    code = "classifier_nothing_to_roll_back"
+
+
+class HeadsRef(BaseModel):
+    """An artifact in the object store: its version and the sha256 of each of its two files."""
+
+    version: str = Field(min_length=1)
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    manifest_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    def names(self) -> tuple[str, str]:
+        return f"{self.manifest_sha256}.json", f"{self.weights_sha256}.npz"
+
+    def ref(self) -> HeadsRef:
+        return HeadsRef(
+            version=self.version, weights_sha256=self.weights_sha256, manifest_sha256=self.manifest_sha256
+        )
+
+
+class Promoted(HeadsRef):
+    """The value of the key `live`: the heads every replica must classify with."""
+
+    action: Action
+    at: datetime
+    note: str = ""
+    before: list[HeadsRef] = Field(default_factory=list)  # the heads live before these, newest first
+
+
+class ReplicaHeads(BaseModel):
+    """A replica's report (KV_CLASSIFIER_REPLICAS, key: its name): what it classifies with."""
+
+    instance: str
+    model_version: str
+    heads_version: str
+    weights_sha256: str
+    since: datetime
+    promoted_revision: int | None = None  # the pointer revision it last acted on (None: none seen)
+    refused: str | None = None  # the last promoted heads it refused, and why
+
+
+def ref_of(manifest_bytes: bytes, weights_bytes: bytes, version: str) -> HeadsRef:
+    return HeadsRef(
+        version=version,
+        weights_sha256=hashlib.sha256(weights_bytes).hexdigest(),
+        manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(),
+    )
+
+
+def promoted_after(
+    current: Promoted | None, new: HeadsRef, *, at: datetime, note: str = "", action: Action = "promote"
+) -> Promoted:
+    """The pointer once `new` is promoted over `current` (None: nothing promoted yet)."""
+    before: list[HeadsRef] = []
+    if current is not None:
+        before = [current.ref(), *current.before]
+        if current.ref() == new.ref():  # the same heads again: a no-op's pointer keeps the history
+            before = list(current.before)
+    return Promoted(**new.ref().model_dump(), action=action, at=at, note=note, before=before[:KEEP])
+
+
+def rolled_back(current: Promoted | None, *, at: datetime) -> Promoted:
+    """The pointer once the live heads are rolled back to the ones before them."""
+    if current is None:
+        raise NothingToRollBack("no classifier heads were promoted: nothing to roll back")
+    if not current.before:
+        raise NothingToRollBack(
+            f"{current.version} is the oldest promoted heads kept: nothing before it to roll back to"
+        )
+    previous, *older = current.before
+    return Promoted(
+        **previous.model_dump(),
+        action="rollback",
+        at=at,
+        note=f"rolled back from {current.version}",
+        before=older,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Files:
+    """An artifact's two files, checked, and the reference to them."""
+
+    manifest: bytes
+    weights: bytes
+    ref: HeadsRef
+
+
+def read_folder(folder: Path | None) -> Files:
+    """An artifact folder's two files (None: the shipped heads), checked as a replica checks them
+    (ArtifactError otherwise)."""
+    folder = folder or artifact.default_dir()
+    manifest_path, weights_path = folder / artifact.MANIFEST, folder / artifact.WEIGHTS
+    try:
+        manifest_bytes, weights_bytes = manifest_path.read_bytes(), weights_path.read_bytes()
+    except OSError as exc:
+        raise artifact.ArtifactError(f"classifier artifact {folder}: {exc}") from exc
+    heads = artifact.from_bytes(
+        manifest_bytes, weights_bytes, manifest_at=manifest_path, weights_at=weights_path
+    )
+    return Files(manifest_bytes, weights_bytes, ref_of(manifest_bytes, weights_bytes, heads.version))
+
+
+async def heads_bucket(js: JetStreamContext) -> KeyValue:
+    return await kv.bucket(js, subjects.KV_CLASSIFIER_HEADS)
+
+
+async def replicas_bucket(js: JetStreamContext) -> KeyValue:
+    return await kv.bucket(js, subjects.KV_CLASSIFIER_REPLICAS, ttl_s=REPLICA_TTL_S)
+
+
+def parse(value: bytes | None) -> Promoted | None:
+    """The pointer's value; ArtifactError when it cannot be read (written by hand, or by newer code)."""
+    if not value:
+        return None
+    try:
+        return Promoted.model_validate_json(value)
+    except ValidationError as exc:
+        raise artifact.ArtifactError(
+            f"the promoted heads' pointer is unreadable: {exc.errors()[:2]}"
+        ) from exc
+
+
+async def live(js: JetStreamContext) -> tuple[Promoted | None, int | None]:
+    """(the pointer, its revision), (None, None) when nothing was promoted."""
+    value, revision = await kv.read(await heads_bucket(js), KEY)
+    return parse(value), revision
+
+
+async def upload(js: JetStreamContext, files: Files, *, replicas: int = 1) -> None:
+    """Puts both files in the object store (created on first use); a name already there is kept (the same
+    bytes: names are their sha256)."""
+    await objects.open_bucket(
+        js,
+        subjects.OBJ_CLASSIFIER_HEADS,
+        description="Switchyard: promoted classifier heads (the live ones and those before them)",
+        max_bytes=BUCKET_BYTES,
+        replicas=replicas,
+        setting="promotion.BUCKET_BYTES",
+    )
+    for name, data in zip(files.ref.names(), (files.manifest, files.weights), strict=True):
+        try:
+            await objects.describe(js, subjects.OBJ_CLASSIFIER_HEADS, name)
+            continue
+        except objects.ObjectGone:
+            pass
+        await objects.write(js, subjects.OBJ_CLASSIFIER_HEADS, name, _once(data))
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def fetch(js: JetStreamContext, ref: HeadsRef) -> tuple[bytes, bytes]:
+    """The two files of promoted heads, each checked against its sha256 in the pointer: ArtifactError when
+    one is missing or holds other bytes; TimeoutError when the store does not answer (try again)."""
+    out = []
+    for name, want in zip(ref.names(), (ref.manifest_sha256, ref.weights_sha256), strict=True):
+        try:
+            data = await objects.read(js, subjects.OBJ_CLASSIFIER_HEADS, name)
+        except (objects.ObjectGone, objects.ObjectUnreadable, NotFoundError) as exc:
+            raise artifact.ArtifactError(f"heads {ref.version}: {name} cannot be read: {exc}") from exc
+        except nats.errors.TimeoutError as exc:
+            raise TimeoutError(f"heads {ref.version}: {name} not read in time") from exc
+        got = hashlib.sha256(data).hexdigest()
+        if got != want:
+            raise artifact.ArtifactError(
+                f"heads {ref.version}: {name} is corrupt: sha256 {got[:16]}... does not match {want[:16]}..."
+            )
+        out.append(data)
+    return out[0], out[1]
+
+
+async def live_files(js: JetStreamContext) -> Files | None:
+    """The heads in force on the bus, checked (None: nothing promoted)."""
+    promoted, _ = await live(js)
+    if promoted is None:
+        return None
+    manifest, weights = await fetch(js, promoted)
+    artifact.from_bytes(manifest, weights, manifest_at=f"{promoted.version} (promoted)")
+    return Files(manifest, weights, promoted.ref())
+
+
+def write_folder(files: Files, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / artifact.MANIFEST).write_bytes(files.manifest)
+    (folder / artifact.WEIGHTS).write_bytes(files.weights)
+    return folder
+
+
+async def set_live(js: JetStreamContext, decide: Callable[[Promoted | None], Promoted]) -> Promoted:
+    """Compare-and-set of the key `live`: `decide(current)` gives the new pointer (or raises)."""
+    bucket = await heads_bucket(js)
+
+    def change(value: bytes | None) -> tuple[bytes | None, Promoted]:
+        new = decide(parse(value))
+        return new.model_dump_json().encode(), new
+
+    promoted = await kv.update(bucket, KEY, change)
+    await prune(js, [promoted.ref(), *promoted.before])
+    return promoted
+
+
+async def promote(
+    js: JetStreamContext,
+    new: Files,
+    *,
+    baseline: Files | None = None,
+    note: str = "",
+    replicas: int = 1,
+    now: datetime | None = None,
+) -> Promoted:
+    """Puts `new` in force. When nothing was promoted yet, `baseline` (the heads the replicas run) goes
+    first, so that the first promotion can be rolled back too."""
+    await upload(js, new, replicas=replicas)
+    at = now or datetime.now(UTC)
+    current, _ = await live(js)
+    base = baseline.ref if baseline is not None and current is None and baseline.ref != new.ref else None
+    if base is not None and baseline is not None:
+        await upload(js, baseline, replicas=replicas)
+
+    def decide(current: Promoted | None) -> Promoted:
+        if current is None and base is not None:
+            current = promoted_after(None, base, at=at, action="baseline", note="the heads before promotions")
+        return promoted_after(current, new.ref, at=at, note=note)
+
+    return await set_live(js, decide)
+
+
+async def rollback(js: JetStreamContext, *, now: datetime | None = None) -> Promoted:
+    at = now or datetime.now(UTC)
+    return await set_live(js, lambda current: rolled_back(current, at=at))
+
+
+async def prune(js: JetStreamContext, keep: list[HeadsRef]) -> int:
+    """Deletes the files no kept heads name (best effort: a failure leaves them for the next promotion)."""
+    wanted = {name for ref in keep for name in ref.names()}
+    removed = 0
+    with contextlib.suppress(NotFoundError, nats.errors.Error):
+        info = await js.stream_info(
+            f"OBJ_{subjects.OBJ_CLASSIFIER_HEADS}",
+            subjects_filter=f"$O.{subjects.OBJ_CLASSIFIER_HEADS}.M.>",
+        )
+        store = await js.object_store(subjects.OBJ_CLASSIFIER_HEADS)
+        prefix = f"$O.{subjects.OBJ_CLASSIFIER_HEADS}.M."
+        for subject in info.state.subjects or {}:
+            name = base64.urlsafe_b64decode(subject[len(prefix) :]).decode()
+            if name in wanted:
+                continue
+            with contextlib.suppress(NotFoundError, nats.errors.Error):
+                await store.delete(name)
+                removed += 1
+    return removed
+
+
+async def report(bucket: KeyValue, status: ReplicaHeads) -> None:
+    await bucket.put(kv.safe_key(status.instance), status.model_dump_json().encode())
+
+
+async def replica_reports(js: JetStreamContext) -> list[ReplicaHeads]:
+    bucket = await replicas_bucket(js)
+    out = []
+    for value in (await kv.read_all(bucket)).values():
+        with contextlib.suppress(ValidationError):
+            out.append(ReplicaHeads.model_validate_json(value))
+    return sorted(out, key=lambda r: r.instance)
