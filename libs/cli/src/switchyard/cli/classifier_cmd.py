@@ -200,6 +200,7 @@ def _retrain_in(
 ) -> int:
     from switchyard.audit.config import AuditSettings
     from switchyard.classifier import artifact, promotion
+    from switchyard.classifier.outcomes import guard
     from switchyard.classifier.outcomes.offline import retrain_from_ledger
 
     current_dir = args.artifact or settings.classifier_artifact_dir
@@ -211,6 +212,24 @@ def _retrain_in(
     except artifact.ArtifactError as e:
         print(f"retrain: {e}", file=sys.stderr)
         return 2
+    public = None
+    if args.public_guard:
+        if not args.public_data.is_file():
+            print(
+                f"retrain: the public held-out split {args.public_data} is not there: give --public-data, "
+                "or --no-public-guard to promote on the ledger's holdout alone",
+                file=sys.stderr,
+            )
+            return 2
+
+        def public() -> guard.HeldOut:
+            return guard.held_out(
+                args.public_data,
+                models_dir=settings.models_dir,
+                threads=1,
+                max_tokens=artifact.load(current_dir).prompt_tokens,
+            )
+
     records = asyncio.run(_ledger_records(args.ledger_db or AuditSettings().db_url()))
     decision = asyncio.run(
         retrain_from_ledger(
@@ -221,6 +240,8 @@ def _retrain_in(
             holdout=args.holdout,
             min_rows=args.min_rows,
             dry_run=args.dry_run,
+            public=public,
+            max_public_drop=args.max_public_drop,
         )
     )
     if args.json:
@@ -380,6 +401,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--no-publish only writes --out",
     )
     rt.add_argument("--nats-url", help="default: SWITCHYARD_NATS_URL, else `switchyard up`'s")
+    rt.add_argument(
+        "--public-guard",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="promoted heads must also keep their macro-F1 on the public held-out split (default)",
+    )
+    rt.add_argument("--public-data", type=Path, default=DEFAULT_DATA, help="the pool holding that split")
+    rt.add_argument(
+        "--max-public-drop",
+        type=float,
+        default=0.01,
+        help="public held-out macro-F1 promoted heads may lose (default 0.01: retraining's own spread)",
+    )
     rt.set_defaults(func=_retrain)
 
     from switchyard.cli import classifier_heads_cmd

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from switchyard.classifier import artifact
-from switchyard.classifier.outcomes import ledger, retrain, store
+from switchyard.classifier.outcomes import guard, ledger, retrain, store
 from switchyard.common.db import create_engine
 
 
@@ -20,7 +20,11 @@ async def retrain_from_ledger(
     holdout: float = 0.2,
     min_rows: int = 20,
     dry_run: bool = False,
+    public: guard.Loader | None = None,
+    max_public_drop: float = guard.MAX_DROP,
 ) -> retrain.Decision:
+    """`public`: the public held-out split, read only when the ledger holdout promotes; the promoted heads
+    must then lose at most `max_public_drop` of macro-F1 on it (guard.py). None: no such guard."""
     current = artifact.load(artifact_dir)
     engine = create_engine(database_url)
     try:
@@ -35,6 +39,8 @@ async def retrain_from_ledger(
     found = ledger.outcomes(records)
     data = retrain.dataset(found, stored, current.labels)
     decision = retrain.retrain(current, data, holdout=holdout, min_rows=min_rows)
+    if decision.promoted and public is not None:
+        decision = guard.check(decision, current, public(), max_drop=max_public_drop)
     decision.report["classified_tasks_in_ledger"] = len(found)
     decision.report["tasks_with_stored_features"] = sum(
         1 for o in found if (o.tenant_id, o.task_id) in stored
