@@ -155,6 +155,9 @@ async def test_a_promotion_reaches_both_replicas_under_load_without_losing_a_tas
             f"({ {k: round(v - written, 3) for k, v in seen.items()} })"
         )
         assert everywhere - written < 3.0
+        for r in replicas:  # the replica's own measure: from the pointer's time to its swap
+            swapped = [line for line in r.log_path.read_text().splitlines() if "heads swapped" in line]
+            print(r.env["SWITCHYARD_INSTANCE"], swapped[-1].split("(", 1)[-1])
         await loading
         deadline = time.monotonic() + 30
         while len(events) < len(sent) and time.monotonic() < deadline:
@@ -173,7 +176,9 @@ async def test_a_promotion_reaches_both_replicas_under_load_without_losing_a_tas
                 assert versions[tid] == old.model_version, tid
             if at > everywhere + 0.5:  # submitted once both replicas swapped (and any batch in flight ran)
                 assert versions[tid] == new_version, tid
-        # every event is what the heads it names give for its prompt alone
+        # every event is what the heads it names give for its prompt alone: the type exactly; the scores
+        # and complexity to their last (4th) decimal, which the heads' batched matmul can move by one
+        # (probabilities within ~1e-7 of the prompt's alone: "#305" with "#354" and "#84", 0.6889 / 0.6888)
         by_version = {
             old.model_version: Classifier.load(),
             new_version: Classifier.load(artifact_dir=promoted_dir),
@@ -181,14 +186,24 @@ async def test_a_promotion_reaches_both_replicas_under_load_without_losing_a_tas
         for tid, evs in events.items():
             c = evs[0].classification
             (expected,) = by_version[c.model_version].predict([sent[tid][0].request.messages[0].text()])
-            assert (c.type, c.scores, c.complexity) == (
-                expected.type,
-                expected.scores,
-                expected.complexity,
-            ), tid
+            assert c.type == expected.type, tid
+            assert abs(c.complexity - expected.complexity) <= 1.01e-4, tid
+            assert max(abs(c.scores[k] - v) for k, v in expected.scores.items()) <= 1.01e-4, tid
+        near = [
+            evs[0].classification.latency_ms
+            for tid, evs in events.items()
+            if abs(sent[tid][1] - written) < 1.5
+        ]
+        rest = sorted(
+            evs[0].classification.latency_ms
+            for tid, evs in events.items()
+            if abs(sent[tid][1] - written) >= 1.5
+        )
         print(
             f"{len(sent)} tasks at {rate}/s: {sum(v == new_version for v in versions.values())} on the "
-            f"promoted heads, none lost or classified twice"
+            f"promoted heads, none lost or classified twice; classifier latency within 1.5 s of the "
+            f"promotion: max {max(near):.1f} ms over {len(near)} tasks; elsewhere p50 "
+            f"{rest[len(rest) // 2]:.1f} ms, max {rest[-1]:.1f} ms"
         )
     finally:
         for r in replicas:
@@ -234,6 +249,8 @@ async def test_bad_heads_are_refused_a_rollback_is_one_command_and_a_late_replic
             return classified[t.task_id].classification.model_version
 
         assert await classify(task(7)) == old.model_version
+        assert await cli("rollback", "--nats-url", url) == 2
+        assert "no classifier heads were promoted: nothing to roll back" in capsys.readouterr().err
         good = promotion.read_folder(promoted_dir).ref
         assert await cli("promote", "--artifact", str(promoted_dir), "--nats-url", url, "--wait", "10") == 0
         assert "1 replica(s) on heads-promoted" in capsys.readouterr().out

@@ -50,6 +50,7 @@ def create(settings: ClassifierSettings, classifier: Classifier | None = None) -
             classifier,
             instance=settings.instance or f"classifier-{os.getpid()}",
             poll_s=settings.classifier_promotion_poll_s,
+            replicas=settings.stream_replicas,
         )
 
         async def follow() -> None:  # before the consumer starts: the first task gets the promoted heads

@@ -37,12 +37,19 @@ log = logging.getLogger(__name__)
 
 class HeadsFollower:
     def __init__(
-        self, classifier: Classifier, *, instance: str, poll_s: float = 5.0, report_s: float = 20.0
+        self,
+        classifier: Classifier,
+        *,
+        instance: str,
+        poll_s: float = 5.0,
+        report_s: float = 20.0,
+        replicas: int = 1,
     ) -> None:
         self.classifier = classifier
         self.instance = instance
         self.poll_s = poll_s
         self.report_s = report_s
+        self.replicas = replicas  # JetStream replicas of the buckets, if this replica creates them
         self._js: JetStreamContext | None = None
         self._heads: KeyValue | None = None
         self._replicas: KeyValue | None = None
@@ -56,8 +63,8 @@ class HeadsFollower:
 
     async def start(self, js: JetStreamContext) -> None:
         self._js = js
-        self._heads = await promotion.heads_bucket(js)
-        self._replicas = await promotion.replicas_bucket(js)
+        self._heads = await promotion.heads_bucket(js, replicas=self.replicas)
+        self._replicas = await promotion.replicas_bucket(js, replicas=self.replicas)
         try:
             await self.check()
         except Exception:  # the bus, briefly: serve with the heads at hand, the watch catches up

@@ -21,7 +21,7 @@ from typing import Literal
 
 import nats.errors
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
+from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field, ValidationError
 
@@ -141,12 +141,30 @@ def read_folder(folder: Path | None) -> Files:
     return Files(manifest_bytes, weights_bytes, ref_of(manifest_bytes, weights_bytes, heads.version))
 
 
-async def heads_bucket(js: JetStreamContext) -> KeyValue:
-    return await kv.bucket(js, subjects.KV_CLASSIFIER_HEADS)
+async def heads_bucket(js: JetStreamContext, *, replicas: int = 1) -> KeyValue:
+    """The bucket of the pointer, created on first use (`replicas`: SWITCHYARD_STREAM_REPLICAS)."""
+    try:
+        return await js.key_value(subjects.KV_CLASSIFIER_HEADS)
+    except BucketNotFoundError:
+        return await js.create_key_value(
+            bucket=subjects.KV_CLASSIFIER_HEADS,
+            history=1,
+            replicas=replicas,
+            description="Switchyard: the classifier heads in force (key live)",
+        )
 
 
-async def replicas_bucket(js: JetStreamContext) -> KeyValue:
-    return await kv.bucket(js, subjects.KV_CLASSIFIER_REPLICAS, ttl_s=REPLICA_TTL_S)
+async def replicas_bucket(js: JetStreamContext, *, replicas: int = 1) -> KeyValue:
+    try:
+        return await js.key_value(subjects.KV_CLASSIFIER_REPLICAS)
+    except BucketNotFoundError:
+        return await js.create_key_value(
+            bucket=subjects.KV_CLASSIFIER_REPLICAS,
+            history=1,
+            ttl=REPLICA_TTL_S,
+            replicas=replicas,
+            description="Switchyard: the heads each classifier replica runs",
+        )
 
 
 def parse(value: bytes | None) -> Promoted | None:
@@ -163,7 +181,11 @@ def parse(value: bytes | None) -> Promoted | None:
 
 async def live(js: JetStreamContext) -> tuple[Promoted | None, int | None]:
     """(the pointer, its revision), (None, None) when nothing was promoted."""
-    value, revision = await kv.read(await heads_bucket(js), KEY)
+    try:
+        bucket = await js.key_value(subjects.KV_CLASSIFIER_HEADS)
+    except BucketNotFoundError:
+        return None, None
+    value, revision = await kv.read(bucket, KEY)
     return parse(value), revision
 
 
@@ -228,9 +250,11 @@ def write_folder(files: Files, folder: Path) -> Path:
     return folder
 
 
-async def set_live(js: JetStreamContext, decide: Callable[[Promoted | None], Promoted]) -> Promoted:
+async def set_live(
+    js: JetStreamContext, decide: Callable[[Promoted | None], Promoted], *, replicas: int = 1
+) -> Promoted:
     """Compare-and-set of the key `live`: `decide(current)` gives the new pointer (or raises)."""
-    bucket = await heads_bucket(js)
+    bucket = await heads_bucket(js, replicas=replicas)
 
     def change(value: bytes | None) -> tuple[bytes | None, Promoted]:
         new = decide(parse(value))
@@ -264,11 +288,13 @@ async def promote(
             current = promoted_after(None, base, at=at, action="baseline", note="the heads before promotions")
         return promoted_after(current, new.ref, at=at, note=note)
 
-    return await set_live(js, decide)
+    return await set_live(js, decide, replicas=replicas)
 
 
 async def rollback(js: JetStreamContext, *, now: datetime | None = None) -> Promoted:
     at = now or datetime.now(UTC)
+    if (await live(js))[0] is None:  # the bucket is not made just to say so
+        rolled_back(None, at=at)
     return await set_live(js, lambda current: rolled_back(current, at=at))
 
 
@@ -298,7 +324,10 @@ async def report(bucket: KeyValue, status: ReplicaHeads) -> None:
 
 
 async def replica_reports(js: JetStreamContext) -> list[ReplicaHeads]:
-    bucket = await replicas_bucket(js)
+    try:
+        bucket = await js.key_value(subjects.KV_CLASSIFIER_REPLICAS)
+    except BucketNotFoundError:
+        return []
     out = []
     for value in (await kv.read_all(bucket)).values():
         with contextlib.suppress(ValidationError):
