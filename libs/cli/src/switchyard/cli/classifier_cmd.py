@@ -273,6 +273,7 @@ def _publish_promoted(out: Path, current: Any, args: argparse.Namespace) -> int:
     were trained from, is kept to roll back to if nothing was promoted before)."""
     from switchyard.classifier import promotion
     from switchyard.cli.classifier_heads_cmd import describe, publish
+    from switchyard.common.errors import ConfigurationError
 
     try:
         promoted = publish(
@@ -281,9 +282,10 @@ def _publish_promoted(out: Path, current: Any, args: argparse.Namespace) -> int:
             note="retrain --from-ledger",
             nats_url=args.nats_url,
         )
-    except SystemExit as exc:  # the bus is not reachable: the artifact is written all the same
+    except (SystemExit, ConfigurationError) as exc:  # no bus, no room on it: the artifact is written
+        why = exc.message if isinstance(exc, ConfigurationError) else exc.code
         print(
-            f"retrain: {exc.code}; {out} is written but not in force: "
+            f"retrain: {why}; {out} is written but not in force: "
             f"`switchyard classifier promote --artifact {out}` puts it in force",
             file=sys.stderr,
         )

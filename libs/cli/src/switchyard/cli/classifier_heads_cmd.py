@@ -20,6 +20,7 @@ import nats
 from nats.js import JetStreamContext
 
 from switchyard.cli.devstack import StackSettings
+from switchyard.common.errors import ConfigurationError
 from switchyard.common.logs import redact
 
 if TYPE_CHECKING:
@@ -88,12 +89,16 @@ def _promote(args: argparse.Namespace) -> int:
     except artifact.ArtifactError as exc:
         print(f"promote: {exc.message}", file=sys.stderr)
         return 2
-    promoted = publish(
-        new,
-        baseline=baseline_of(settings.classifier_artifact_dir),
-        note=args.note or f"promoted {args.artifact}",
-        nats_url=args.nats_url,
-    )
+    try:
+        promoted = publish(
+            new,
+            baseline=baseline_of(settings.classifier_artifact_dir),
+            note=args.note or f"promoted {args.artifact}",
+            nats_url=args.nats_url,
+        )
+    except ConfigurationError as exc:  # JetStream has no room for the object store
+        print(f"promote: {exc.message}", file=sys.stderr)
+        return 2
     print(f"promoted: {describe(promoted)}")
     return _wait(args, promoted)
 
