@@ -315,3 +315,37 @@ async def test_bad_heads_are_refused_a_rollback_is_one_command_and_a_late_replic
     finally:
         first.stop()
         late.stop()
+
+
+async def test_a_promotion_after_the_bus_restarted_arrives_within_the_poll(
+    nats_server: NatsServer, tmp_path: Path, promoted_dir: Path
+) -> None:
+    """The replica's watch does not survive a nats-server restart; the key is read every poll_s (2 s here)
+    all the same, so a promotion made afterwards still arrives within seconds."""
+    url = nats_server.url
+    one = replica(url, "cl-one", tmp_path)
+    try:
+        nc = await nats.connect(url)
+        await started(one, nc.jetstream())
+        await nc.close()
+        nats_server.stop(kill=True)
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(nats_server.start)
+        await asyncio.sleep(1.0)  # the replica reconnects (nats-py: every 2 s)
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        assert await cli("promote", "--artifact", str(promoted_dir), "--nats-url", url) == 0
+        written = time.monotonic()
+        await until(js, lambda r: r.heads_version == "heads-promoted", timeout=15)
+        first = time.monotonic() - written
+        assert first < 2 + 3  # the poll, and the reconnect's slack
+        # that change came by the poll: the replica watches anew, and the next one comes at once
+        assert await cli("rollback", "--nats-url", url) == 0
+        written = time.monotonic()
+        await until(js, lambda r: r.heads_version != "heads-promoted", timeout=15)
+        second = time.monotonic() - written
+        print(f"\nafter a nats-server restart: {first:.2f} s, then (watched anew) {second:.2f} s")
+        assert second < 1.0
+        await nc.close()
+    finally:
+        one.stop()

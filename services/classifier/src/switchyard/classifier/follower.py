@@ -11,7 +11,8 @@ fail a check are refused: the replica keeps classifying with what it had, logs o
 `switchyard_classifier_heads_refused_total{reason}` and says so in its status entry.
 
 The watch only wakes the replica up; every `poll_s` it also reads the key, so a watch lost in a reconnect
-delays a promotion by at most that long. Each replica writes what it runs into KV_CLASSIFIER_REPLICAS
+(a nats-server restart ends it silently) delays a promotion by at most that long, and a change found by
+the poll, not the watch, makes it watch anew. Each replica writes what it runs into KV_CLASSIFIER_REPLICAS
 (`switchyard classifier heads` lists them), renewed every `report_s`.
 """
 
@@ -70,31 +71,45 @@ class HeadsFollower:
         except Exception:  # the bus, briefly: serve with the heads at hand, the watch catches up
             log.exception("promoted classifier heads not read at start; trying again in %.0f s", self.poll_s)
         self._watcher = await self._heads.watch(promotion.KEY, include_history=False)
-        self._task = asyncio.create_task(self._follow(self._watcher), name="classifier-heads")
+        self._task = asyncio.create_task(self._follow(), name="classifier-heads")
 
     async def stop(self) -> None:
         await cancel(self._task)
         self._task = None
-        if self._watcher is not None:
-            with contextlib.suppress(Exception):
-                await self._watcher.stop()  # type: ignore[no-untyped-call]
-            self._watcher = None
+        await self._unwatch()
         if self._replicas is not None:
             with contextlib.suppress(Exception):
                 await self._replicas.delete(kv.safe_key(self.instance))
 
-    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
+    async def _unwatch(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+    async def _follow(self) -> None:
         while True:
+            woken = False
             with contextlib.suppress(nats.errors.TimeoutError, TimeoutError):
-                await watcher.updates(timeout=self.poll_s)  # type: ignore[no-untyped-call]
+                if self._watcher is None:
+                    await asyncio.sleep(self.poll_s)
+                else:
+                    await self._watcher.updates(timeout=self.poll_s)  # type: ignore[no-untyped-call]
+                    woken = True
             try:
-                await self.check()
+                if await self.check() and not woken:
+                    # a change the watch did not bring: it was lost (a nats-server restart ends it
+                    # silently); a new one brings the next change at once instead of at the next poll
+                    await self._unwatch()
+                    assert self._heads is not None
+                    self._watcher = await self._heads.watch(promotion.KEY, include_history=False)
+                    log.info("the promoted heads' key came by the poll, not the watch: watching it anew")
             except Exception:  # the bus, briefly: the next wake-up tries again
                 log.exception("promoted classifier heads not checked; trying again in %.0f s", self.poll_s)
                 await asyncio.sleep(min(self.poll_s, 1.0))
 
-    async def check(self) -> None:
-        """Acts on the pointer if it changed since the last look; renews the status entry when due."""
+    async def check(self) -> bool:
+        """Acts on the pointer if it changed since the last look (True); renews the status entry when due."""
         assert self._heads is not None
         value, revision = await kv.read(self._heads, promotion.KEY)
         if revision != self._seen:
@@ -102,8 +117,10 @@ class HeadsFollower:
             if done:
                 self._seen = revision
             await self._report()
-        elif time.monotonic() - self._reported >= self.report_s:
+            return True
+        if time.monotonic() - self._reported >= self.report_s:
             await self._report()
+        return False
 
     async def _apply(self, value: bytes | None, revision: int | None) -> bool:
         """False when the pointer's files could not be read in time (looked at again on the next wake-up)."""
