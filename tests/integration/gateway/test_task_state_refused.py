@@ -84,12 +84,12 @@ async def test_a_published_task_whose_state_is_refused_is_answered_and_found(
             assert task["status"] == "queued"
             assert (await c.get(f"/v1/tasks/{task['id']}", headers=member)).json() == task
 
-            first = await c.post("/v1/tasks", json=BODY, headers=keyed)
-            assert first.status_code == 202, first.text
-            again = await c.post("/v1/tasks", json=BODY, headers=keyed)
-            assert again.status_code == 202 and again.json() == first.json()
-            changed = await c.post("/v1/tasks", json={**BODY, "max_tokens": 7}, headers=keyed)
-            assert changed.status_code == 409, changed.text
+            # With a key, the key is claimed in the bucket before anything is published (so that two
+            # replicas agree on one body): refused, nothing was sent, and the client is told to retry.
+            unclaimed = await c.post("/v1/tasks", json=BODY, headers=keyed)
+            assert unclaimed.status_code == 503, unclaimed.text
+            assert unclaimed.json()["error"]["code"] == "bus_unavailable"
+            assert unclaimed.headers["x-should-retry"] == "true"
 
             await answerer.release()
             for client in (c, o):  # the holder from its own copy; the other replica from the result event
@@ -105,6 +105,12 @@ async def test_a_published_task_whose_state_is_refused_is_answered_and_found(
         await asyncio.sleep(0.2)
     async with httpx.AsyncClient(base_url=other) as o:
         read = (await o.get(f"/v1/tasks/{task['id']}", headers=member)).json()
+        first = await o.post("/v1/tasks", json=BODY, headers=keyed)
+        assert first.status_code == 202, first.text
+        again = await o.post("/v1/tasks", json=BODY, headers=keyed)
+        assert again.status_code == 202 and again.json()["id"] == first.json()["id"]
+        changed = await o.post("/v1/tasks", json={**BODY, "max_tokens": 7}, headers=keyed)
+        assert changed.status_code == 409, changed.text
     assert read["status"] == "completed" and read["model"] == "auto"
     assert read["created_at"] == task["created_at"], (
         "the state the gateway kept, not one told from the result"

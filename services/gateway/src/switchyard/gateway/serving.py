@@ -47,7 +47,7 @@ from switchyard.gateway.key_policy import allowed_models
 from switchyard.gateway.schemas import ChatCompletionRequest
 from switchyard.gateway.state import Gateway, gateway_of
 from switchyard.gateway.stopping import cut
-from switchyard.gateway.taskapi import idempotency
+from switchyard.gateway.taskapi import idempotency, keyed
 from switchyard.gateway.taskapi.models import TaskState
 from switchyard.gateway.tasks import Stopped
 from switchyard.gateway.tenants import Principal
@@ -409,9 +409,10 @@ async def submit_parsed(
     """A parsed chat request submitted as a task (the task API's steps after reading the body: input
     guardrails, the model catalogue, admission), or an embeddings request (a batch's line: as
     `serve_embeddings` prepares it); `digest` is the body's SHA-256. With an idempotency `key`
-    the task id is derived from it (or is `task_id`, a caller's own derivation: the batch runner's), and
-    a task already there is answered instead. A `batch` line is admitted within its organisation's batch
-    slots (`limits.models.checks`), and its task says it is one (`TaskSubmitted.batch`). Nobody waits for
+    the task id is derived from it (or is `task_id`, a caller's own derivation: the batch runner's), the
+    key is claimed before the task is published, and a task already there is answered instead (`keyed`).
+    A `batch` line is admitted within its organisation's batch slots (`limits.models.checks`), and its
+    task says it is one (`TaskSubmitted.batch`). Nobody waits for
     the task on a connection: it may run `timeout_s` (default: the longest a request may, `timeouts`).
     `size`: the body's (a large one's task is written on a worker thread)."""
     if isinstance(parsed, embeddings.Embeddings):
@@ -430,26 +431,27 @@ async def submit_parsed(
     followed = timedelta(seconds=gw.settings.async_task_timeout_s)
     task = task.model_copy(update={"timeout_from": "started", "deadline": task.submitted_at + followed})
     tracing.annotate(tenant_id=principal.tenant_id, gen_ai__request__model=task.request.model)
-    if key is not None:
+    kept: list[str] = []
+    if key is not None:  # the ids its task may have: the first is a new task's (`keyed`)
         kept = [task_id] if task_id else idempotency.task_ids(principal.tenant_id, key, task.submitted_at)
         task = task.model_copy(update={"task_id": kept[0]})
-        for candidate in kept:
-            if (existing := await gw.runs.store.get(candidate)) is not None:
-                return await gw.runs.current(idempotency.replayed(existing, digest))
     await gw.tasks.check_fits_off_loop(task, size=size)  # before admission, as `_admit` checks
-    admitted = await gw.admission.admit(
-        principal,
-        task.request,
-        providers=await gw.catalog.providers(),
-        task_id=task.task_id,
-        timeout_s=gw.settings.async_task_timeout_s,
-        batch=batch,
-    )
-    try:
-        state = await gw.runs.submit(
-            task=task, admitted=admitted, idempotency_key=key, request_sha256=digest if key else None
+
+    async def admit(task: TaskSubmitted) -> Pass:
+        return await gw.admission.admit(
+            principal,
+            task.request,
+            providers=await gw.catalog.providers(),
+            task_id=task.task_id,
+            timeout_s=gw.settings.async_task_timeout_s,
+            batch=batch,
         )
-        return idempotency.replayed(state, digest)
+
+    if key is not None:
+        return await keyed.submit(gw.runs, task, key=key, digest=digest, kept=kept, admit=admit)
+    admitted = await admit(task)
+    try:
+        return await gw.runs.submit(task=task, admitted=admitted)
     except BaseException:
         await admitted.close()
         raise

@@ -343,10 +343,13 @@ class BatchRun(LeasedRun):
 
 
 def _waits(exc: APIError) -> bool:
-    """A refusal that passes (a rate limit, the concurrency cap, a busy limiter): the line waits. A budget
+    """A refusal that passes (a rate limit, the concurrency cap, a busy limiter, the line's key being
+    claimed by another runner's submission): the line waits. A budget
     refusal, or a request larger than a whole limit, is the line's failure."""
     if isinstance(exc, RateLimited):
         return exc.code != "budget_exceeded" and exc.retry is not False
+    if exc.code == "idempotency_key_in_use":  # another runner is submitting the line (a takeover)
+        return True
     return isinstance(exc, ServiceUnavailable)
 
 

@@ -1,9 +1,10 @@
 """`Idempotency-Key` on POST /v1/tasks: a client that retries a submission after a timeout or a dropped
 connection gets the task its first request created, not a second task and a second charge.
 
-The task id is derived from the organisation, the key and the period of KEEP_S (seven days) the task was
-submitted in, so every replica finds the same task and the bus's duplicate window drops a second
-`task.submitted` for it. A retry looks for the task under this period's id and the previous one's, so a
+The key is claimed before its task is published (`keyed`: the claim decides, across replicas, which body
+runs and which task id a retry gets). The task id is derived from the organisation, the key and the period
+of KEEP_S (seven days) the task was submitted in; a retry that finds no claim (a task stored before claims
+were, or that outlived its claim) looks for the task under this period's id and the previous one's, so a
 retry within KEEP_S of the first request finds its task (kept KEEP_S from its last change), and a key used
 again after its task expired makes a new task under a new id. (Under the expired task's id it would run
 unbilled: billing charges a task id once, and the ledger records each of its events once.) A retry must
@@ -47,13 +48,23 @@ def task_ids(tenant_id: str, key: str, at: datetime) -> list[str]:
     ]
 
 
+def claim_key(tenant_id: str, key: str) -> str:
+    """Where the key's claim is kept (`keyed`): a name of the organisation and the key alone (no period),
+    in the tasks bucket; never a task id (the dot), so no status read reaches it."""
+    return "claim." + derived_id(f"{tenant_id}\n{key}", "idempotency-claim")
+
+
+def reused() -> Conflict:
+    return Conflict(
+        "this Idempotency-Key was used with a different request body",
+        code="idempotency_key_reused",
+        param=HEADER,
+        retry=False,
+    )
+
+
 def replayed(state: TaskState, request_sha256: str) -> TaskState:
     """The task a retried request gets back; a different body under the same key is a client bug."""
     if state.request_sha256 is not None and state.request_sha256 != request_sha256:
-        raise Conflict(
-            "this Idempotency-Key was used with a different request body",
-            code="idempotency_key_reused",
-            param=HEADER,
-            retry=False,
-        )
+        raise reused()
     return state

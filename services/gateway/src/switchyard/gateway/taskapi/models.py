@@ -60,3 +60,14 @@ class TaskState(BaseModel):
     # Kept with the stored task, never answered: a retry with the same Idempotency-Key must carry the
     # same body.
     request_sha256: str | None = Field(default=None, exclude=True)
+
+
+class Claim(BaseModel):
+    """An Idempotency-Key taken by the request that runs its body (`idempotency.claim_key`): the task it
+    makes and that body's SHA-256. Written before the task is published, so racing requests agree on one
+    body; kept in the tasks bucket (never answered: its key is no task id)."""
+
+    task_id: str
+    request_sha256: str
+    claimed_at: datetime
+    unsent: bool = False  # its publishing failed: the next request with its body may take it over at once

@@ -74,12 +74,12 @@ class TaskRuns:
         idempotency_key: str | None = None,
         request_sha256: str | None = None,
     ) -> TaskState:
-        """Submit a new task, then store its state. With an idempotency key the task id is derived from
-        it, and a retry that raced the first request gets the first request's task (its admission given
-        back). Submitting first means a submission that failed on the bus stored nothing, so a retry
-        with the same key submits again (JetStream's duplicate window drops a second copy) instead of
-        finding a task that was never sent. Once published the task runs and will be charged, so it is
-        answered even if its state cannot be stored yet (the store keeps it and writes it later)."""
+        """Submit a new task, then store its state. With an idempotency key its key was claimed first
+        (`keyed`), and a task stored meanwhile under its id (a claim taken over) is answered instead (its
+        admission given back). Submitting first means a submission that failed on the bus stored
+        nothing: no state says `queued` for a task that was never sent. Once published the task runs and
+        will be charged, so it is answered even if its state cannot be stored yet (the store keeps it and
+        writes it later)."""
         now = datetime.now(UTC)
         state = TaskState(
             id=task.task_id,

@@ -28,7 +28,7 @@ from nats.js.kv import KeyValue
 from switchyard.common import kv, subjects
 from switchyard.common.backlog import Backlog
 from switchyard.common.events import TaskCompleted, TaskFailed
-from switchyard.gateway.taskapi.models import TaskError, TaskResult, TaskState, TaskUsage
+from switchyard.gateway.taskapi.models import Claim, TaskError, TaskResult, TaskState, TaskUsage
 from switchyard.gateway.tasks import stored_result
 
 log = logging.getLogger(__name__)
@@ -215,6 +215,51 @@ class TaskStore:
         except (KeyNotFoundError, ValueError):
             return None
         return TaskState.model_validate_json(entry.value or b"{}")
+
+    async def claim(self, key: str) -> tuple[Claim, int] | None:
+        """The claim on an Idempotency-Key (`idempotency.claim_key`) and its revision, if one is kept."""
+        try:
+            entry = await self._kv.get(key)
+        except (KeyNotFoundError, ValueError):
+            return None
+        return Claim.model_validate_json(entry.value or b"{}"), entry.revision or 0
+
+    async def take(self, key: str, claim: Claim, *, over: int | None = None) -> int | None:
+        """Claims an Idempotency-Key for `claim`'s body: a new claim, or one replacing the claim at revision
+        `over` (its request went away before its task was stored); the claim's revision, or None when
+        another request claimed it first. Retried for `retry_s`; a claim the bucket still refuses raises
+        (nothing was published yet, so the submission fails whole and may be sent again)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._retry_s
+        delay, refused = 0.05, False
+        while True:
+            try:
+                async with asyncio.timeout(max(deadline - loop.time(), 0.25)):
+                    if over is None:
+                        return await self._kv.create(key, claim.model_dump_json().encode())
+                    return await self._kv.update(key, claim.model_dump_json().encode(), last=over)
+            except KeyWrongLastSequenceError:
+                if not refused:
+                    return None
+                # An earlier attempt whose answer was lost may have taken it: then it is ours.
+                found = await self.claim(key)
+                return found[1] if found is not None and found[0] == claim else None
+            except Exception:
+                if loop.time() + delay >= deadline:
+                    raise
+                refused = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    async def unsent(self, key: str, claim: Claim, revision: int) -> None:
+        """Says that a claim's task was not published (its publishing failed), so the next request with
+        its body takes it over at once. Best effort: a claim that still says nothing is taken over once
+        stale (`keyed.CLAIM_STALE_S`)."""
+        try:
+            marked = claim.model_copy(update={"unsent": True})
+            await self._kv.update(key, marked.model_dump_json().encode(), last=revision)
+        except Exception as exc:
+            log.warning("claim %s not marked unsent (%r); taken over once stale", key, exc)
 
     async def stored_outcome(self, task_id: str) -> TaskCompleted | TaskFailed | None:
         if not _TASK_ID.fullmatch(task_id):

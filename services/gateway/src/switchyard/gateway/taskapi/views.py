@@ -36,7 +36,12 @@ router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=INFERENCE_ERROR
             }
         ],
     },
-    responses={409: error_doc("`idempotency_key_reused`: the Idempotency-Key came with a different body")},
+    responses={
+        409: error_doc(
+            "`idempotency_key_reused`: the Idempotency-Key came with a different body; "
+            "`idempotency_key_in_use`: its first request, with this body, is still being submitted (retry)"
+        )
+    },
 )
 async def submit_task(request: Request) -> JSONResponse:
     state = await serving.submit(request)

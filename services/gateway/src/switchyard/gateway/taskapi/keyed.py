@@ -1,0 +1,115 @@
+"""A task submitted with an Idempotency-Key: one key runs exactly one body, on every replica at once.
+
+The key is claimed (`TaskStore.take`: a compare-and-set in the tasks bucket, under a name of the
+organisation and the key alone) before the task is published. The request that claims it runs its body;
+any other request with that key is answered from the claim: a different body is `409
+idempotency_key_reused` (even while the first is still being submitted), the same body gets the claimed
+task once it is stored. Publishing first and storing after (the task API's way without a key) let two
+replicas each win one half: the body whose publishing won ran, under the state of the body whose write
+won, and its client was told 409.
+
+The claim names the task id, so a retry finds the task whatever the time says: two retries either side of
+the end of a seven-day period (whose ids differ) make one task, not one each. A claim whose request went
+away before its task was stored (its replica stopped, the bus refused its publishing) is taken over by the
+next request with the same body after CLAIM_STALE_S (at once when the publishing failed and said so): it
+publishes the task under the same id, which the bus drops if the first copy did arrive within its
+duplicate window (two minutes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from switchyard.common.events import TaskSubmitted
+from switchyard.gateway.admission import Pass
+from switchyard.gateway.errors import Conflict
+from switchyard.gateway.taskapi import idempotency
+from switchyard.gateway.taskapi.models import Claim, TaskState
+from switchyard.gateway.taskapi.service import TaskRuns
+from switchyard.gateway.taskapi.store import from_outcome
+
+# A claim with no stored task this long after it was taken was left by a request that went away: longer
+# than a publishing's retries take (8 attempts of up to 5 s), shorter than the bus's duplicate window.
+CLAIM_STALE_S = 60.0
+# How long a request finding the key claimed for its own body waits for that task to be stored.
+STORED_WAIT_S = 5.0
+ATTEMPTS = 3
+
+Admit = Callable[[TaskSubmitted], Awaitable[Pass]]
+
+
+def in_use() -> Conflict:
+    return Conflict(
+        "a request with this Idempotency-Key and this body is being submitted; retry in a moment",
+        code="idempotency_key_in_use",
+        param=idempotency.HEADER,
+        headers={"Retry-After": "1"},
+        retry=True,
+    )
+
+
+async def submit(
+    runs: TaskRuns, task: TaskSubmitted, *, key: str, digest: str, kept: list[str], admit: Admit
+) -> TaskState:
+    """`task` (its id: `kept[0]`) submitted under `key`, or the task the key's claim names answered;
+    `kept`: the ids a task of this key stored without a claim may have (`idempotency.task_ids`)."""
+    claim_key = idempotency.claim_key(task.tenant_id, key)
+    for _ in range(ATTEMPTS):
+        over: int | None = None
+        if (found := await runs.store.claim(claim_key)) is not None:
+            claim, over = found
+            if (state := await _claimed(runs, claim, digest)) is not None:
+                return state
+            task = task.model_copy(update={"task_id": claim.task_id})
+        else:
+            for candidate in kept:  # a task stored before claims were, or that outlived its claim
+                if (existing := await runs.store.get(candidate)) is not None:
+                    return await runs.current(idempotency.replayed(existing, digest))
+        admitted = await admit(task)
+        mine = Claim(task_id=task.task_id, request_sha256=digest, claimed_at=datetime.now(UTC))
+        try:
+            revision = await runs.store.take(claim_key, mine, over=over)
+        except BaseException:
+            await admitted.close()
+            raise
+        if revision is None:  # another request claimed it first: answered from its claim
+            await admitted.close()
+            continue
+        if over is not None and (outcome := await runs.store.stored_outcome(task.task_id)) is not None:
+            await admitted.close()  # the request that went away had published it, and it ran
+            told = from_outcome(outcome).model_copy(update={"idempotency_key": key, "request_sha256": digest})
+            await runs.store.create(told)
+            return told
+        try:
+            state = await runs.submit(
+                task=task, admitted=admitted, idempotency_key=key, request_sha256=digest
+            )
+        except BaseException:
+            await runs.store.unsent(claim_key, mine, revision)
+            raise
+        return idempotency.replayed(state, digest)
+    raise in_use()
+
+
+async def _claimed(runs: TaskRuns, claim: Claim, digest: str) -> TaskState | None:
+    """The task a claim names, as it is now; None when the claim may be taken over (its request went
+    away before storing the task). Raises 409 for another body, or while the claiming request is still
+    submitting it."""
+    if claim.request_sha256 != digest:
+        raise idempotency.reused()
+    loop = asyncio.get_running_loop()
+    until = loop.time() + STORED_WAIT_S
+    while (state := await runs.store.get(claim.task_id)) is None:
+        if claim.unsent or _age_s(claim) > CLAIM_STALE_S:
+            return None
+        if loop.time() >= until:
+            raise in_use()
+        await asyncio.sleep(0.05)
+    return await runs.current(idempotency.replayed(state, digest))
+
+
+def _age_s(claim: Claim) -> float:
+    return time.time() - claim.claimed_at.timestamp()
