@@ -448,7 +448,8 @@ async def submit_parsed(
         )
 
     if key is not None:
-        return await keyed.submit(gw.runs, task, key=key, digest=digest, kept=kept, admit=admit)
+        own = task_id is not None
+        return await keyed.submit(gw.runs, task, key=key, digest=digest, kept=kept, admit=admit, own_id=own)
     admitted = await admit(task)
     try:
         return await gw.runs.submit(task=task, admitted=admitted)

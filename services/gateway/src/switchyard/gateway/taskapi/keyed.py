@@ -52,11 +52,19 @@ def in_use() -> Conflict:
 
 
 async def submit(
-    runs: TaskRuns, task: TaskSubmitted, *, key: str, digest: str, kept: list[str], admit: Admit
+    runs: TaskRuns,
+    task: TaskSubmitted,
+    *,
+    key: str,
+    digest: str,
+    kept: list[str],
+    admit: Admit,
+    own_id: bool = False,
 ) -> TaskState:
     """`task` (its id: `kept[0]`) submitted under `key`, or the task the key's claim names answered;
-    `kept`: the ids a task of this key stored without a claim may have (`idempotency.task_ids`)."""
-    claim_key = idempotency.claim_key(task.tenant_id, key)
+    `kept`: the ids a task of this key stored without a claim may have (`idempotency.task_ids`), or the
+    caller's own id for it (`own_id`: a batch line's, which names its claim)."""
+    claim_key = idempotency.claim_key(task.tenant_id, key, task_id=kept[0] if own_id else None)
     for _ in range(ATTEMPTS):
         over: int | None = None
         if (found := await runs.store.claim(claim_key)) is not None:
