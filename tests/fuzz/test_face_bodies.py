@@ -43,6 +43,7 @@ from switchyard.gateway.errors import APIError
 from switchyard.gateway.gemini import request as gemini
 from switchyard.gateway.message_batches.service import requests_file
 from switchyard.gateway.schemas import ChatCompletionRequest
+from switchyard.gateway.taskapi import body as task_body
 from switchyard.gateway.tasks import TaskClient
 from switchyard.gateway.tenants import Principal
 from tests.fuzz.face_examples import (
@@ -81,8 +82,12 @@ def _served(parsed: ChatCompletionRequest, media_rule: MediaRule) -> None:
     _carried(completions.build_task(parsed, PRINCIPAL, priority=None), media_rule)
 
 
-def read_chat(raw: bytes) -> None:  # the task API's body too
+def read_chat(raw: bytes) -> None:
     _served(completions.parse_request(raw, max_prompt_chars=MAX_PROMPT), OPENAI_MEDIA)
+
+
+def read_task(raw: bytes) -> None:  # the task API's: a chat request, no field it does not know
+    _served(task_body.parse(raw, max_prompt_chars=MAX_PROMPT), OPENAI_MEDIA)
 
 
 def read_legacy(raw: bytes) -> None:
@@ -151,6 +156,7 @@ def read_conversation_items(raw: bytes) -> None:
 
 FACES: dict[str, tuple[list[dict[str, Any]], Callable[[bytes], None]]] = {
     "chat": (CHAT, read_chat),
+    "tasks": ([{k: v for k, v in body.items() if k != "stream"} for body in CHAT], read_task),
     "legacy": (LEGACY, read_legacy),
     "responses": (RESPONSES, read_responses),
     "responses_count": (RESPONSES, read_responses_count),

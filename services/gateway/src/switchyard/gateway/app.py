@@ -265,6 +265,10 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
         version="0.1.0",
         description="OpenAI-compatible gateway: routes each task to the right model and records every step.",
         lifespan=lifespan,
+        # A path with a trailing slash is no route (404 in the house format, as OpenAI answers a path it does
+        # not serve), not Starlette's 307 to an absolute URL built from the request: empty for a client that
+        # does not follow it (httpx, curl), and http:// behind a proxy that ends TLS for one that does.
+        redirect_slashes=False,
     )
     for view in (chat, embeddings, messages, taskapi, models, gemini, health, access, limits):
         app.include_router(view.router)

@@ -30,7 +30,9 @@ from switchyard.gateway.errors import (
 )
 from switchyard.gateway.outcomes import Fault, Observe, in_order, raise_for_failure, sse, sse_error
 from switchyard.gateway.schemas import (
+    UNSUPPORTED,
     ChatCompletionRequest,
+    Unsupported,
     check_content_parts,
     check_logprobs,
     check_prompt_size,
@@ -39,6 +41,7 @@ from switchyard.gateway.schemas import (
     completion_body,
     logprobs_json,
     narrow_allowed_tools,
+    refuse_unknown,
     thinking_json,
     thinking_text,
     usage_json,
@@ -51,11 +54,21 @@ CHAT_PARTS = ("content", "tool_calls")  # a chat message's lists, counted by `bo
 
 
 @bounds.reads
-def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
+def parse_request(
+    body: bytes,
+    *,
+    max_prompt_chars: int,
+    unsupported: Unsupported = UNSUPPORTED,
+    known: frozenset[str] | None = None,
+) -> ChatCompletionRequest:
+    """A chat request; `unsupported`: the fields refused when they ask (`schemas.UNSUPPORTED`), `known`:
+    when given, the only fields taken (the task API's)."""
     raw = json_object(body)
+    if known is not None:
+        refuse_unknown(raw, known)
     bounds.check_conversation(raw.get("messages"), param="messages", parts=CHAT_PARTS)
     bounds.check_stop(raw.get("stop"), param="stop")
-    parsed = validated(raw, ChatCompletionRequest)
+    parsed = validated(raw, ChatCompletionRequest, unsupported)
     check_logprobs(parsed)
     narrow_allowed_tools(parsed)
     check_tool_turns(parsed)

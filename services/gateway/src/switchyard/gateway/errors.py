@@ -458,7 +458,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
-            return error_response(request, NotFound(f"no route {request.method} {request.url.path}"))
+            path = request.url.path
+            hint = (
+                f" (paths take no trailing slash: {path.rstrip('/')})"
+                if len(path) > 1 and path[-1] == "/"
+                else ""
+            )
+            return error_response(request, NotFound(f"no route {request.method} {path}{hint}"))
         if exc.status_code == 405:  # the client's mistake; `Allow` (Starlette's) names what the route takes
             wrong = InvalidRequest(
                 f"method {request.method} not allowed",

@@ -97,6 +97,16 @@ def refuse_unsupported(raw: dict[str, Any], table: Unsupported = UNSUPPORTED) ->
             raise InvalidRequest(f"{name}: {why}", code="unsupported_parameter", param=name)
 
 
+def refuse_unknown(raw: dict[str, Any], known: frozenset[str]) -> None:
+    """400 `unknown_parameter` (OpenAI's code, its Responses API's words) for the first field of a body not
+    in `known`: where a misspelt field (`max_token`) must not pass as if it was not sent."""
+    for name in raw:
+        if name not in known:
+            raise InvalidRequest(
+                f"Unknown parameter: {shown(name)}", code="unknown_parameter", param=name[:80]
+            )
+
+
 class ChatCompletionRequest(BaseModel):
     # Scalars are strict, as OpenAI's are: `"stream": "yes"` or `"max_tokens": "5"` is a 400 `invalid_type`,
     # not read as true or 5 (an integer is still a number where a float is asked for).

@@ -37,7 +37,6 @@ from switchyard.gateway.cache.service import Lookup
 from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.errors import (
     GatewayStopping,
-    InvalidRequest,
     TaskTimeout,
     request_id_of,
 )
@@ -47,6 +46,7 @@ from switchyard.gateway.key_policy import allowed_models
 from switchyard.gateway.schemas import ChatCompletionRequest
 from switchyard.gateway.state import Gateway, gateway_of
 from switchyard.gateway.stopping import cut
+from switchyard.gateway.taskapi import body as task_body
 from switchyard.gateway.taskapi import idempotency, keyed
 from switchyard.gateway.taskapi.models import TaskState
 from switchyard.gateway.tasks import Stopped
@@ -363,16 +363,8 @@ async def submit(request: Request) -> TaskState:
     principal = await authenticate(request, gw.verifier)
     async with gw.intake.taking(request):  # the body's bytes, up to its task's admission and publishing
         body = await bodies.read_request_body(request, gw.settings)
-        parse = functools.partial(
-            completions.parse_request, body, max_prompt_chars=gw.settings.max_prompt_chars
-        )
-        try:
-            parsed = await bounds.read_off_loop(parse, size=len(body))
-        except InvalidRequest as exc:
-            missing = exc.code == "missing_field" and exc.param == "messages"
-            if missing and "input" in bodies.json_object(body):  # read again only then: it may be 8 MB
-                exc.message += "; the task API runs chat tasks: embeddings are served by POST /v1/embeddings"
-            raise
+        parse = functools.partial(task_body.parse, body, max_prompt_chars=gw.settings.max_prompt_chars)
+        parsed = await bounds.read_off_loop(parse, size=len(body))
         digest, size = hashlib.sha256(body).hexdigest(), len(body)
         del body
         state = await submit_parsed(

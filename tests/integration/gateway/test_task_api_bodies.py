@@ -1,0 +1,109 @@
+"""What the task API (and the routes beside it) answer to odd input: a body field it does not know, a
+`stream: true` it cannot serve, a path with a trailing slash. One gateway on a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from switchyard.cli.processes import NatsServer
+from tests.integration.gateway.harness import Answerer, Org, auth, gateways, make_org
+
+pytestmark = pytest.mark.integration
+
+BODY = {"model": "auto", "max_tokens": 20, "messages": [{"role": "user", "content": "capital of France?"}]}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer, str, Org]]:
+    tmp = tmp_path_factory.mktemp("task-bodies")
+    server = NatsServer(tmp / "jetstream").start()
+    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
+    try:
+        with gateways(server, db_url, tmp) as (base,):
+            yield server, base, asyncio.run(make_org(db_url, "acme", roles=("member",)))
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def answerer(stack: tuple[NatsServer, str, Org]) -> AsyncIterator[Answerer]:
+    me = await Answerer.start(stack[0].url)
+    yield me
+    await me.close()
+
+
+def _error(r: httpx.Response, status: int, code: str) -> dict[str, object]:
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert error["code"] == code and error["request_id"] == r.headers["x-request-id"], error
+    return error  # type: ignore[no-any-return]
+
+
+async def test_an_unknown_field_is_refused_naming_it(
+    stack: tuple[NatsServer, str, Org], answerer: Answerer
+) -> None:
+    """A misspelt field (`max_token`) was accepted and ignored: the task ran with no limit. The task API is
+    the gateway's own, as its admin and feedback APIs are, which refuse fields they do not know; the OpenAI
+    fields that change nothing returned (`store`, `metadata`, ...) pass, as on chat completions."""
+    _, base, org = stack
+    member = auth(org.keys["member"])
+    async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+        typo = {**BODY, "max_token": 5}
+        error = _error(await c.post("/v1/tasks", json=typo, headers=member), 400, "unknown_parameter")
+        assert error["param"] == "max_token" and "max_token" in str(error["message"])
+        long = {**BODY, "x" * 5000: 1}
+        error = _error(await c.post("/v1/tasks", json=long, headers=member), 400, "unknown_parameter")
+        assert len(str(error["message"])) < 300 and len(str(error["param"])) <= 80
+        embedding = {"model": "auto", "input": "a sentence"}
+        error = _error(await c.post("/v1/tasks", json=embedding, headers=member), 400, "unknown_parameter")
+        assert error["param"] == "input" and "POST /v1/embeddings" in str(error["message"])
+        openai = {**BODY, "store": False, "metadata": {"run": "1"}, "service_tier": "auto", "user": "u"}
+        accepted = await c.post("/v1/tasks", json=openai, headers=member)
+        assert accepted.status_code == 202, accepted.text
+    assert len(answerer.seen) == 1, "nothing refused was submitted"
+
+
+async def test_stream_true_is_refused_and_false_passes(
+    stack: tuple[NatsServer, str, Org], answerer: Answerer
+) -> None:
+    """`stream: true` was ignored: the client waited for SSE and got a 202 JSON task. The task API answers
+    whole (GET the task); a stream is chat completions' (or the bus's)."""
+    _, base, org = stack
+    member = auth(org.keys["member"])
+    async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+        streamed = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
+        error = _error(await c.post("/v1/tasks", json=streamed, headers=member), 400, "unsupported_parameter")
+        assert error["param"] == "stream" and "/v1/chat/completions" in str(error["message"])
+        whole = await c.post("/v1/tasks", json={**BODY, "stream": False}, headers=member)
+        assert whole.status_code == 202, whole.text
+        typed = await c.post("/v1/tasks", json={**BODY, "stream": "yes"}, headers=member)
+        assert _error(typed, 400, "invalid_type")["param"] == "stream"
+    assert len(answerer.seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/tasks/"),
+        ("POST", "/v1/tasks/"),
+        ("POST", "/v1/chat/completions/"),
+        ("GET", "/v1/batches/"),
+        ("GET", "/v1/files/"),
+    ],
+)
+async def test_a_trailing_slash_is_a_404_in_the_house_format(
+    stack: tuple[NatsServer, str, Org], method: str, path: str
+) -> None:
+    """It was the framework's 307 with an empty body and an absolute `Location` built from the request
+    (http:// behind a proxy that ends TLS: a client following it sends its key in the clear, or, like
+    httpx and curl by default, does not follow and reads an empty body). OpenAI answers such a path 404."""
+    _, base, org = stack
+    async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+        r = await c.request(method, path, json=BODY, headers=auth(org.keys["member"]))
+    error = _error(r, 404, "not_found")
+    assert "location" not in r.headers
+    assert path in str(error["message"]) and path.rstrip("/") in str(error["message"])
