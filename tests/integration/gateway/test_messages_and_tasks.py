@@ -364,12 +364,15 @@ async def test_task_api_submit_read_cancel_per_tenant(
         long = await c.get(f"/v1/tasks/{'n' * 5000}", headers=auth(a.keys["member"]))  # not echoed whole
         assert long.json()["error"]["message"] == f"no task '{'n' * 80}' in this organisation"
 
-        # Cancel a task that is still running: it stays cancelled even when its result arrives later.
+        # Cancel a task that is still running: it stays cancelled when its cut run's failure arrives
+        # (an answer that came after all is delivered: test_task_api_bodies).
         answerer.hold = True
         held = (await c.post("/v1/tasks", json=BODY, headers=auth(a.keys["member"]))).json()
         cancelled = await c.delete(f"/v1/tasks/{held['id']}", headers=auth(a.keys["member"]))
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        answerer.fail = "task_cancelled"
         await answerer.release()
+        answerer.fail = None
         await asyncio.sleep(0.3)
         after = (await c.get(f"/v1/tasks/{held['id']}", headers=auth(a.keys["member"]))).json()
         assert after["status"] == "cancelled"

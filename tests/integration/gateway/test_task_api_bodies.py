@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -107,3 +109,44 @@ async def test_a_trailing_slash_is_a_404_in_the_house_format(
     error = _error(r, 404, "not_found")
     assert "location" not in r.headers
     assert path in str(error["message"]) and path.rstrip("/") in str(error["message"])
+
+
+async def _until(c: httpx.AsyncClient, url: str, headers: dict[str, str], status: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while (got := (await c.get(url, headers=headers)).json())["status"] != status:
+        if time.monotonic() > deadline:
+            return got  # type: ignore[no-any-return]
+        await asyncio.sleep(0.05)
+    return got  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("late_s", [0.0, 6.0])
+async def test_an_answer_that_came_after_the_cancellation_is_delivered(
+    stack: tuple[NatsServer, str, Org], answerer: Answerer, late_s: float
+) -> None:
+    """DELETE reached the task after its answer was made (the executor's call had ended): the answer is
+    billed in full, and was kept from its client as `cancelled`. It is delivered now: the task ends
+    `completed` with its result, whether the answer comes while the replica still follows the task (within
+    SETTLE_WAIT_S of the cancellation) or after. A task the cancellation cut stays `cancelled`."""
+    _, base, org = stack
+    member = auth(org.keys["member"])
+    answerer.hold = True
+    async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+        task = (await c.post("/v1/tasks", json=BODY, headers=member)).json()
+        cut = (await c.post("/v1/tasks", json={**BODY, "max_tokens": 21}, headers=member)).json()
+        for t in (task, cut):
+            cancelled = await c.delete(f"/v1/tasks/{t['id']}", headers=member)
+            assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        await asyncio.sleep(late_s)
+        held = {t.task_id: t for t in answerer.held}
+        answerer.held = []
+        await answerer.answer(held[task["id"]])
+        answerer.fail = "task_cancelled"
+        await answerer.answer(held[cut["id"]])
+        done = await _until(c, f"/v1/tasks/{task['id']}", member, "completed")
+        assert done["status"] == "completed" and done["result"]["content"] == "Paris", done
+        await asyncio.sleep(0.3)
+        still = (await c.get(f"/v1/tasks/{cut['id']}", headers=member)).json()
+        assert still["status"] == "cancelled" and still["result"] is None
+        again = await c.delete(f"/v1/tasks/{task['id']}", headers=member)
+        assert again.json()["status"] == "completed", "answered as it ended"

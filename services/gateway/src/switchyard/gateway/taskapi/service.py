@@ -175,8 +175,9 @@ class TaskRuns:
 
     async def current(self, state: TaskState) -> TaskState:
         """The task as it is now: a state still `queued` whose result event is there (its follower went
-        away before writing it, or has not yet) is answered, and stored, with that result."""
-        if state.status == "queued":
+        away before writing it, or has not yet) is answered, and stored, with that result; so is one
+        cancelled or timed out whose answer came after all (`_answered`)."""
+        if state.status in _ANSWERABLE and state.result is None:
             outcome = await self.store.stored_outcome(state.id)
             if outcome is not None:
                 state = await self.store.change(state, lambda current: _answered(current, outcome))
@@ -233,9 +234,18 @@ class TaskRuns:
         await self.store.close()
 
 
+# A task cancelled or timed out may still be answered: the answer was made before the cancellation
+# reached its executor (or the executor's call ended as the hour did).
+_ANSWERABLE = ("queued", "cancelled", "timed_out")
+
+
 def _answered(state: TaskState, outcome: TaskCompleted | TaskFailed) -> TaskState:
-    """A task still queued, with its outcome; one that ended already stays as it ended."""
-    return with_outcome(state, outcome) if state.status == "queued" else state
+    """A task still queued, with its outcome. One cancelled or timed out whose answer came after all is
+    completed with it: the answer is billed in full, so it is delivered, not kept from its client under
+    `cancelled`. Otherwise a task that ended stays as it ended (a failure, the cancellation's cut
+    included, does not undo a cancellation)."""
+    late = state.status in _ANSWERABLE and isinstance(outcome, TaskCompleted)
+    return with_outcome(state, outcome) if state.status == "queued" or late else state
 
 
 def _ended(state: TaskState, status: Status) -> TaskState:
