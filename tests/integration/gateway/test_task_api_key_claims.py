@@ -119,3 +119,35 @@ async def test_a_clients_key_that_reads_like_a_batch_lines_is_another_key(
     )
     assert ran.id == "line-task-0" != mine.id
     assert published == [mine.id, "line-task-0"]
+
+
+async def test_a_publishing_that_fails_gives_the_admission_back_and_frees_the_key(
+    two: tuple[TaskRuns, TaskRuns, list[str]], nats_server: NatsServer
+) -> None:
+    """The events stream refuses the task (a real JetStream error: it takes no message over 1 byte): the
+    submission fails, its admission is given back, and its claim says so, so the same body, sent again once
+    the stream takes it, is submitted at once (not `idempotency_key_in_use` for a minute)."""
+    one, other, _ = two
+    task, kept = _at(datetime.now(UTC), "no-stream-1")
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        config = (await js.stream_info(subjects.STREAM_EVENTS)).config
+        config.max_msg_size = 1
+        await js.update_stream(config)
+        passes: list[Pass] = []
+
+        async def admit(t: TaskSubmitted) -> Pass:
+            passes.append(Pass(POLICY))
+            return passes[-1]
+
+        with pytest.raises(nats.errors.Error):
+            await keyed.submit(one, task, key="no-stream-1", digest="d", kept=kept, admit=admit)
+        assert [p.closed for p in passes] == [True]
+        config.max_msg_size = -1
+        await js.update_stream(config)
+        state = await keyed.submit(other, task, key="no-stream-1", digest="d", kept=kept, admit=admit)
+    finally:
+        await nc.close()
+    assert state.id == kept[0] and state.status == "queued"
+    assert [p.closed for p in passes] == [True, False]

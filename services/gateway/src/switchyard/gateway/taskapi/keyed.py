@@ -86,16 +86,19 @@ async def submit(
         if revision is None:  # another request claimed it first: answered from its claim
             await admitted.close()
             continue
-        if over is not None and (outcome := await runs.store.stored_outcome(task.task_id)) is not None:
-            await admitted.close()  # the request that went away had published it, and it ran
-            told = from_outcome(outcome).model_copy(update={"idempotency_key": key, "request_sha256": digest})
-            await runs.store.create(told)
-            return told
         try:
+            if over is not None and (done := await runs.store.stored_outcome(task.task_id)) is not None:
+                await admitted.close()  # the request that went away had published it, and it ran
+                told = from_outcome(done).model_copy(
+                    update={"idempotency_key": key, "request_sha256": digest}
+                )
+                await runs.store.create(told)
+                return told
             state = await runs.submit(
                 task=task, admitted=admitted, idempotency_key=key, request_sha256=digest
             )
         except BaseException:
+            await admitted.close()  # once, however many paths close it
             await runs.store.unsent(claim_key, mine, revision)
             raise
         return idempotency.replayed(state, digest)
