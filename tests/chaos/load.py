@@ -55,8 +55,9 @@ async def steady_load(
     retry_for_s: float = 30.0,
 ) -> None:
     """Submits `rate` tasks a second until `stop` is set, as a careful client does: each submission has an
-    Idempotency-Key and is retried (after Retry-After, else 0.5 s) on a dropped connection or a 429/5xx
-    for up to `retry_for_s`; a retry that gets a second task id for one key is a lost guarantee."""
+    Idempotency-Key and is retried (after Retry-After, else 0.5 s) on a dropped connection, a 429/5xx or
+    an answer that says `x-should-retry: true`, for up to `retry_for_s`; a retry that gets a second task id
+    for one key is a lost guarantee."""
     interval = 1.0 / rate
     headers = {"Authorization": f"Bearer {api_key}"}
     pending: set[asyncio.Task[None]] = set()
@@ -88,7 +89,9 @@ async def steady_load(
                             stats.latencies_ms.append((time.perf_counter() - started) * 1000)
                         return
                     reason = f"http {r.status_code}"
-                    if r.status_code not in RETRYABLE:
+                    # x-should-retry: the gateway's word (a 409 idempotency_key_in_use: the first
+                    # request with this key is still being submitted, or its replica went away)
+                    if r.status_code not in RETRYABLE and r.headers.get("x-should-retry") != "true":
                         stats.refused[reason] += 1
                         return
                     wait = float(r.headers.get("retry-after", wait))
