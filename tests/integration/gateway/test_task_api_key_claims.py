@@ -126,7 +126,7 @@ async def test_a_publishing_that_fails_gives_the_admission_back_and_frees_the_ke
 ) -> None:
     """The events stream refuses the task (a real JetStream error: it takes no message over 1 byte): the
     submission fails, its admission is given back, and its claim says so, so the same body, sent again once
-    the stream takes it, is submitted at once (not `idempotency_key_in_use` for a minute)."""
+    the stream takes it, is submitted at once (not `idempotency_key_in_use` until the claim is stale)."""
     one, other, _ = two
     task, kept = _at(datetime.now(UTC), "no-stream-1")
     nc = await nats.connect(nats_server.url)
@@ -151,3 +151,28 @@ async def test_a_publishing_that_fails_gives_the_admission_back_and_frees_the_ke
         await nc.close()
     assert state.id == kept[0] and state.status == "queued"
     assert [p.closed for p in passes] == [True, False]
+
+
+async def test_a_claim_left_by_a_request_that_went_away_is_taken_over_once_stale(
+    two: tuple[TaskRuns, TaskRuns, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica killed between claiming a key and storing its task: a retry with the body waits for the
+    task (STORED_WAIT_S), is told to retry while the claim is fresh, and takes the claim over once stale."""
+    monkeypatch.setattr(keyed, "STORED_WAIT_S", 0.3)
+    one, other, published = two
+    task, kept = _at(datetime.now(UTC), "killed-1")
+    claim_key = idempotency.claim_key("acme", "killed-1")
+    fresh = Claim(task_id=kept[0], request_sha256="d", claimed_at=datetime.now(UTC))
+    revision = await one.store.take(claim_key, fresh)
+    assert revision is not None
+    with pytest.raises(Conflict) as waiting:
+        await keyed.submit(other, task, key="killed-1", digest="d", kept=kept, admit=_admit)
+    assert waiting.value.code == "idempotency_key_in_use" and waiting.value.retry is True
+    stale = fresh.model_copy(
+        update={"claimed_at": datetime.now(UTC) - timedelta(seconds=keyed.CLAIM_STALE_S)}
+    )
+    await one.store.take(claim_key, stale, over=revision)
+    state = await keyed.submit(other, task, key="killed-1", digest="d", kept=kept, admit=_admit)
+    assert state.id == kept[0] and state.status == "queued"
+    await asyncio.sleep(0.2)
+    assert published == [state.id]

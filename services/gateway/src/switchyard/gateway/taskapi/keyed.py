@@ -31,9 +31,12 @@ from switchyard.gateway.taskapi.models import Claim, TaskState
 from switchyard.gateway.taskapi.service import TaskRuns
 from switchyard.gateway.taskapi.store import from_outcome
 
-# A claim with no stored task this long after it was taken was left by a request that went away: longer
-# than a publishing's retries take (8 attempts of up to 5 s), shorter than the bus's duplicate window.
-CLAIM_STALE_S = 60.0
+# A claim with no stored task this long after it was taken was left by a request that went away (its
+# replica killed): far longer than a publishing and a state write take. Taking over a request still alive
+# (a publishing retried through a bus outage) is harmless: same body, same id, so the bus stores the task
+# once and the bucket its state once (the other request answers from it); well within the bus's
+# duplicate window (two minutes), which drops the second copy.
+CLAIM_STALE_S = 10.0
 # How long a request finding the key claimed for its own body waits for that task to be stored.
 STORED_WAIT_S = 5.0
 ATTEMPTS = 3
