@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
+import nats
 import pytest
 
 from switchyard.cli.processes import NatsServer
+from switchyard.common.providers import ProviderStatus, announce, providers_bucket
 from tests.integration.gateway.harness import Answerer, Org, auth, gateways, make_org
 
 pytestmark = pytest.mark.integration
@@ -150,3 +152,35 @@ async def test_an_answer_that_came_after_the_cancellation_is_delivered(
         assert still["status"] == "cancelled" and still["result"] is None
         again = await c.delete(f"/v1/tasks/{task['id']}", headers=member)
         assert again.json()["status"] == "completed", "answered as it ended"
+
+
+async def test_a_retry_gets_its_task_when_its_model_is_no_longer_served(
+    stack: tuple[NatsServer, str, Org],
+) -> None:
+    """A retry of an accepted task answers that task: it runs nothing, so what would refuse a new task now
+    (the named model's provider gone, a guardrail, the key's allow-list) does not turn it into an error.
+    It was checked as a new request first: a 404 model_not_found for a task accepted and running."""
+    server, base, org = stack
+    keyed = {**auth(org.keys["member"]), "Idempotency-Key": "model-gone-1"}
+    named = {**BODY, "model": "local/smollm2-135m-instruct"}
+    nc = await nats.connect(server.url)
+    bucket = await providers_bucket(nc.jetstream())
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+            first = await c.post("/v1/tasks", json=named, headers=keyed)
+            assert first.status_code == 202, first.text
+            await bucket.delete("local")
+            deadline = time.monotonic() + 10
+            while (
+                new := await c.post("/v1/tasks", json=named, headers=auth(org.keys["member"]))
+            ).status_code != 404:
+                assert time.monotonic() < deadline, new.text
+                await asyncio.sleep(0.3)
+            again = await c.post("/v1/tasks", json=named, headers=keyed)
+            assert again.status_code == 202, again.text
+            assert again.json()["id"] == first.json()["id"]
+            other = await c.post("/v1/tasks", json={**named, "max_tokens": 3}, headers=keyed)
+            assert _error(other, 409, "idempotency_key_reused")
+    finally:
+        await announce(bucket, ProviderStatus(provider="local"))
+        await nc.close()

@@ -108,14 +108,15 @@ async def test_a_claim_whose_publishing_failed_is_taken_over_by_its_body_only(
 async def test_a_clients_key_that_reads_like_a_batch_lines_is_another_key(
     two: tuple[TaskRuns, TaskRuns, list[str]],
 ) -> None:
-    """A batch line's task is claimed under its own id (`own_id`), not its key's text: a client sending the
+    """A batch line's task is claimed under its own id, not its key's text: a client sending the
     key `<batch id>:<line>` with another body neither blocks the line nor gets its task."""
     one, other, published = two
     client, kept = _at(datetime.now(UTC), "batch_abc:0")
     mine = await keyed.submit(one, client, key="batch_abc:0", digest="client", kept=kept, admit=_admit)
     line = hello_task("line-task-0")
+    own = idempotency.claim_key("acme", "batch_abc:0", task_id="line-task-0")
     ran = await keyed.submit(
-        other, line, key="batch_abc:0", digest="line", kept=["line-task-0"], admit=_admit, own_id=True
+        other, line, key="batch_abc:0", digest="line", kept=["line-task-0"], admit=_admit, claim_key=own
     )
     assert ran.id == "line-task-0" != mine.id
     assert published == [mine.id, "line-task-0"]

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 from fastapi import Request
@@ -407,6 +407,12 @@ async def submit_parsed(
     task says it is one (`TaskSubmitted.batch`). Nobody waits for
     the task on a connection: it may run `timeout_s` (default: the longest a request may, `timeouts`).
     `size`: the body's (a large one's task is written on a worker thread)."""
+    claim_key: str | None = None
+    if key is not None:  # a retry gets its task back, whatever would refuse a new one now (`keyed.replay`)
+        claim_key = idempotency.claim_key(principal.tenant_id, key, task_id=task_id)
+        kept = [task_id] if task_id else idempotency.task_ids(principal.tenant_id, key, datetime.now(UTC))
+        if (state := await keyed.replay(gw.runs, claim_key=claim_key, digest=digest, kept=kept)) is not None:
+            return state
     if isinstance(parsed, embeddings.Embeddings):
         _, task = await _embedding_task(gw, principal, parsed, priority=priority, where=where)
     else:
@@ -423,7 +429,6 @@ async def submit_parsed(
     followed = timedelta(seconds=gw.settings.async_task_timeout_s)
     task = task.model_copy(update={"timeout_from": "started", "deadline": task.submitted_at + followed})
     tracing.annotate(tenant_id=principal.tenant_id, gen_ai__request__model=task.request.model)
-    kept: list[str] = []
     if key is not None:  # the ids its task may have: the first is a new task's (`keyed`)
         kept = [task_id] if task_id else idempotency.task_ids(principal.tenant_id, key, task.submitted_at)
         task = task.model_copy(update={"task_id": kept[0]})
@@ -440,8 +445,9 @@ async def submit_parsed(
         )
 
     if key is not None:
-        own = task_id is not None
-        return await keyed.submit(gw.runs, task, key=key, digest=digest, kept=kept, admit=admit, own_id=own)
+        return await keyed.submit(
+            gw.runs, task, key=key, digest=digest, kept=kept, admit=admit, claim_key=claim_key
+        )
     admitted = await admit(task)
     try:
         return await gw.runs.submit(task=task, admitted=admitted)

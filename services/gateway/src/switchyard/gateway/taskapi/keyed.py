@@ -54,6 +54,18 @@ def in_use() -> Conflict:
     )
 
 
+async def replay(runs: TaskRuns, *, claim_key: str, digest: str, kept: list[str]) -> TaskState | None:
+    """The task a request with this key and body gets back, if there is one: asked before anything that
+    would refuse a new task (the model's provider gone, a guardrail, the key's allow-list), since a retry
+    runs nothing. 409 for another body, or while the claiming request is still submitting it."""
+    if (found := await runs.store.claim(claim_key)) is not None:
+        return await _claimed(runs, found[0], digest)
+    for candidate in kept:  # a task stored before claims were, or that outlived its claim
+        if (existing := await runs.store.get(candidate)) is not None:
+            return await runs.current(idempotency.replayed(existing, digest))
+    return None
+
+
 async def submit(
     runs: TaskRuns,
     task: TaskSubmitted,
@@ -62,12 +74,12 @@ async def submit(
     digest: str,
     kept: list[str],
     admit: Admit,
-    own_id: bool = False,
+    claim_key: str | None = None,
 ) -> TaskState:
     """`task` (its id: `kept[0]`) submitted under `key`, or the task the key's claim names answered;
     `kept`: the ids a task of this key stored without a claim may have (`idempotency.task_ids`), or the
-    caller's own id for it (`own_id`: a batch line's, which names its claim)."""
-    claim_key = idempotency.claim_key(task.tenant_id, key, task_id=kept[0] if own_id else None)
+    caller's own id for it; `claim_key`: the claim's name when not the key's (a batch line's)."""
+    claim_key = claim_key or idempotency.claim_key(task.tenant_id, key)
     for _ in range(ATTEMPTS):
         over: int | None = None
         if (found := await runs.store.claim(claim_key)) is not None:
@@ -75,10 +87,8 @@ async def submit(
             if (state := await _claimed(runs, claim, digest)) is not None:
                 return state
             task = task.model_copy(update={"task_id": claim.task_id})
-        else:
-            for candidate in kept:  # a task stored before claims were, or that outlived its claim
-                if (existing := await runs.store.get(candidate)) is not None:
-                    return await runs.current(idempotency.replayed(existing, digest))
+        elif (state := await replay(runs, claim_key=claim_key, digest=digest, kept=kept)) is not None:
+            return state
         admitted = await admit(task)
         mine = Claim(task_id=task.task_id, request_sha256=digest, claimed_at=datetime.now(UTC))
         try:
