@@ -181,7 +181,7 @@ async def test_refusals_come_before_the_pipeline(
         "too large": (413, "request_too_large", None),
         "chat face": (400, "model_lacks_capability", "model"),
         "legacy face": (400, "model_lacks_capability", "model"),
-        "task api": (400, "missing_field", "messages"),
+        "task api": (400, "unknown_parameter", "input"),
     }
     message = {name: r.json()["error"]["message"] for name, r in cases.items()}
     assert MODEL in message["auto"] and MODEL in message["a chat model"]  # what to name instead
