@@ -429,8 +429,7 @@ async def submit_parsed(
     followed = timedelta(seconds=gw.settings.async_task_timeout_s)
     task = task.model_copy(update={"timeout_from": "started", "deadline": task.submitted_at + followed})
     tracing.annotate(tenant_id=principal.tenant_id, gen_ai__request__model=task.request.model)
-    if key is not None:  # the ids its task may have: the first is a new task's (`keyed`)
-        kept = [task_id] if task_id else idempotency.task_ids(principal.tenant_id, key, task.submitted_at)
+    if key is not None:  # a new task's id (`keyed`)
         task = task.model_copy(update={"task_id": kept[0]})
     await gw.tasks.check_fits_off_loop(task, size=size)  # before admission, as `_admit` checks
 
@@ -445,9 +444,7 @@ async def submit_parsed(
         )
 
     if key is not None:
-        return await keyed.submit(
-            gw.runs, task, key=key, digest=digest, kept=kept, admit=admit, claim_key=claim_key
-        )
+        return await keyed.submit(gw.runs, task, key=key, digest=digest, admit=admit, claim_key=claim_key)
     admitted = await admit(task)
     try:
         return await gw.runs.submit(task=task, admitted=admitted)

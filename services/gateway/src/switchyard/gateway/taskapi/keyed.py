@@ -72,13 +72,12 @@ async def submit(
     *,
     key: str,
     digest: str,
-    kept: list[str],
     admit: Admit,
     claim_key: str | None = None,
 ) -> TaskState:
-    """`task` (its id: `kept[0]`) submitted under `key`, or the task the key's claim names answered;
-    `kept`: the ids a task of this key stored without a claim may have (`idempotency.task_ids`), or the
-    caller's own id for it; `claim_key`: the claim's name when not the key's (a batch line's)."""
+    """`task` submitted under `key` once `replay` found none, or the task the key's claim names answered
+    (a request that claimed it meanwhile); `claim_key`: the claim's name when not the key's (a batch
+    line's)."""
     claim_key = claim_key or idempotency.claim_key(task.tenant_id, key)
     for _ in range(ATTEMPTS):
         over: int | None = None
@@ -87,8 +86,6 @@ async def submit(
             if (state := await _claimed(runs, claim, digest)) is not None:
                 return state
             task = task.model_copy(update={"task_id": claim.task_id})
-        elif (state := await replay(runs, claim_key=claim_key, digest=digest, kept=kept)) is not None:
-            return state
         admitted = await admit(task)
         mine = Claim(task_id=task.task_id, request_sha256=digest, claimed_at=datetime.now(UTC))
         try:
