@@ -52,8 +52,9 @@ def claim_key(tenant_id: str, key: str, *, task_id: str | None = None) -> str:
     """Where the key's claim is kept (`keyed`): a name of the organisation and the key alone (no period),
     in the tasks bucket; never a task id (the dot), so no status read reaches it. A caller's own task id
     (a batch line's) names its claim instead, so a client's key that reads like a line's is another key."""
-    cause = f"{tenant_id}\n{key}" if task_id is None else f"task\n{task_id}"
-    return "claim." + derived_id(cause, "idempotency-claim")
+    if task_id is not None:
+        return "claim." + derived_id(task_id, "idempotency-claim-of-task")
+    return "claim." + derived_id(f"{tenant_id}\n{key}", "idempotency-claim")
 
 
 def reused() -> Conflict:
