@@ -147,6 +147,47 @@ async def test_exact_and_semantic_hits_stay_inside_their_tenant(
     assert await store.hits("acme", found.key) == 1
 
 
+@pytest.mark.parametrize(
+    ("kept", "asked", "paraphrase"),
+    [
+        (  # MiniLM int8 cosine 0.966
+            "How much older is Alice than Bob?",
+            "How much younger is Alice than Bob?",
+            "By how much is Alice older than Bob?",
+        ),
+        (  # 0.931
+            "What should I eat before a workout?",
+            "What should I eat after a workout?",
+            "What should I eat before working out?",
+        ),
+        (
+            "Convert kilometers into miles",
+            "Convert miles to kilometers",
+            "Convert kilometers to miles",
+        ),  # 0.987
+        ("Give me five ideas for a party", "Give me ten ideas for a party", "Give me 5 ideas for a party"),
+    ],
+)
+async def test_a_neighbour_asking_the_opposite_or_the_other_way_round_is_a_miss(
+    parts: tuple[nats.NATS, ExactStore, bus.EventPublisher],
+    index: VectorIndex,
+    embedder: Embedder,
+    kept: str,
+    asked: str,
+    paraphrase: str,
+) -> None:
+    """Over the threshold to the embedding, another question to the reader: opposite words, a conversion's
+    direction in other words, numbers in words. The paraphrase still finds the answer."""
+    _, store, events = parts
+    cache = ResponseCache(
+        store=store, configs=Configs(DEFAULT), events=events, index=index, embedder=embedder
+    )
+    await remember(cache, "acme", kept, answer="the answer to the first question")
+    assert (await ask(cache, "acme", asked)).hit is None
+    near = await ask(cache, "acme", paraphrase)
+    assert near.hit is not None and near.hit.kind == "semantic", paraphrase
+
+
 async def test_answers_expire_and_requests_can_opt_out(
     parts: tuple[nats.NATS, ExactStore, bus.EventPublisher], index: VectorIndex, embedder: Embedder
 ) -> None:

@@ -9,6 +9,7 @@ import pytest
 from switchyard.common import vectors
 from switchyard.common.events import ChatRequest, EmbeddingRequest, EmbeddingResult
 from switchyard.gateway.cache.exact import answer_key, hits_key
+from switchyard.gateway.cache.guard import prompt_words, reordered
 from switchyard.gateway.cache.models import (
     CacheConfig,
     CacheRule,
@@ -16,8 +17,6 @@ from switchyard.gateway.cache.models import (
     exact_key,
     parse_directive,
     point_id,
-    prompt_words,
-    reordered,
     semantic_scope,
     semantic_text,
     storable,
@@ -105,6 +104,81 @@ def test_paraphrases_with_the_same_numbers_and_negations_share_a_semantic_scope(
     ]
     for one, other in pairs:
         assert semantic_scope("acme", req(one)) == semantic_scope("acme", req(other)), (one, other)
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        # opposites (MiniLM int8 cosine)
+        ("How much older is Alice than Bob?", "How much younger is Alice than Bob?"),  # 0.966
+        ("Is this movie suitable for adults?", "Is this movie suitable for children?"),
+        ("Who is older, Alice or Bob?", "Who is younger, Alice or Bob?"),  # 0.98
+        ("What is the maximum dose of ibuprofen for adults?", "...of ibuprofen for children?"),  # 0.94
+        ("Is this game appropriate for adults?", "Is this game appropriate for kids?"),
+        ("What should I eat before a workout?", "What should I eat after a workout?"),  # 0.931
+        ("Sort a list in ascending order in Python", "Sort a list in descending order in Python"),  # 0.947
+        ("Should I buy Tesla stock?", "Should I sell Tesla stock?"),  # 0.944
+        ("Is coffee good for you?", "Is coffee bad for you?"),  # 0.939
+        ("What are the advantages of remote work?", "What are the disadvantages of remote work?"),
+        ("What is the first step to learn guitar?", "What is the last step to learn guitar?"),  # 0.952
+        ("How do I send an email with Python?", "How do I receive an email with Python?"),  # 0.924
+        ("Is it safe to eat raw eggs?", "Is it dangerous to eat raw eggs?"),  # 0.963
+        ("Is it legal to record a phone call?", "Is it illegal to record a phone call?"),  # 0.974
+        ("What is the time complexity of inserting into a heap?", "...of deleting from a heap?"),
+        # comparatives: the opposite, or the other term compared
+        ("Is Python faster than Java?", "Is Python slower than Java?"),  # 0.975
+        ("Is Python faster than Java?", "Is Java quicker than Python?"),  # 0.975
+        ("Is Rust safer than Go?", "Is Rust riskier than Go?"),  # 0.933
+        ("Is Rust terser than Go?", "Is Rust wordier than Go?"),
+        ("Is it cheaper to fly or drive?", "Is it more expensive to fly or drive?"),  # 0.961
+        ("Is it easier to learn Python or Java?", "Is it harder to learn Python or Java?"),  # 0.967
+        # a conversion's direction, however it is phrased
+        ("Convert kilometers into miles", "Convert miles to kilometers"),  # 0.987
+        ("How do I convert a list into a string?", "How do I convert a string to a list?"),  # 0.981
+        (
+            "Translate from English to German: good morning",
+            "Translate into English from German: good morning",
+        ),
+        ("How many kilometers are in a mile?", "How many miles are in a kilometer?"),  # 0.909
+        ("How many kilometers are in a mile?", "Convert kilometers to miles"),
+        # numbers written as words, and ordinals
+        ("Give me five ideas for a party", "Give me ten ideas for a party"),  # 0.948
+        ("What is the second largest planet?", "What is the largest planet?"),  # 0.908
+    ],
+)
+def test_opposites_comparisons_and_directions_never_share_a_semantic_scope(one: str, other: str) -> None:
+    """What the embedding cannot tell apart and the answer depends on, besides numbers and negations: a
+    word for one side of an opposite pair (`older`/`younger`, `before`/`after`, `buy`/`sell`...), what a
+    comparison is made against (`than Java`), a conversion's direction (`X to/into Y`, `from X`, `how
+    many X in a Y`), numbers written as words. A cached answer to another question is the worst answer a
+    cache can give."""
+    assert semantic_scope("acme", req(one)) != semantic_scope("acme", req(other))
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("Is Python faster than Java?", "Is Python quicker than Java?"),
+        ("Convert miles to kilometers", "Convert miles into kilometers"),
+        ("Translate 'good morning' into French", "Translate 'good morning' to French"),
+        ("Translate from English to German: good morning", "Translate to German from English: good morning"),
+        ("How do I get from the airport to the hotel?", "How do I get to the hotel from the airport?"),
+        ("What should I eat before a workout?", "What should I eat before working out?"),
+        ("What are the pros and cons of remote work?", "What are the advantages and disadvantages of it?"),
+        ("How old is the universe?", "What is the age of the universe?"),
+        ("Which is the largest planet?", "What is the largest planet?"),
+        ("Give me 5 ideas for a birthday party", "Give me five ideas for a birthday party"),
+        ("What is the 2nd largest planet?", "What is the second largest planet?"),
+        ("Is it not safe to eat raw chicken?", "Is it unsafe to eat raw chicken?"),
+        ("Write a Python function to reverse a string", "Write a python function that reverses a string"),
+        ("How long does it take to boil an egg?", "How much time does boiling an egg take?"),
+    ],
+)
+def test_paraphrases_keep_sharing_a_semantic_scope(one: str, other: str) -> None:
+    """The rules read senses, not words: synonyms of one side share it (`pros`/`advantages`), `to` and
+    `into` are one direction, `from` may come first or last, a neutral `how old`/`how long` asks no side,
+    `five` is 5 and `not safe` is `unsafe`."""
+    assert semantic_scope("acme", req(one)) == semantic_scope("acme", req(other))
 
 
 @pytest.mark.parametrize(

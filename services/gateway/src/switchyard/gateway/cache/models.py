@@ -6,9 +6,10 @@ the answer (model, messages, max_tokens, temperature, top_p, stop, response_form
 never `stream`, the request id, the user agent or the `user` field (a turn's images and documents are hashed
 whole). Semantic scope: the same, minus the text of the conversation's user turns, which is embedded
 instead (their images and documents stay in the scope: two prompts of the same text about different PDFs
-never share an answer), plus the numbers and negations of that text (`literals`: the embedding barely
-tells "17*23" from "17*24" or "safe" from "not safe"); a neighbour must share the tenant and the scope, and
-the neighbour's prompt must not be the same words in another order (`reordered`).
+never share an answer), plus what of that text the embedding barely sees (`guard.literals`: its numbers,
+negations, days, opposite words, comparisons and conversions' directions: "17*23" and "17*24", "safe" and
+"not safe", "older" and "younger", "miles to km" and "km into miles"); a neighbour must share the tenant
+and the scope, and the neighbour's prompt must not be the same words in another order (`guard.reordered`).
 
 Embedding key (`POST /v1/embeddings`, exact only): tenant + SHA-256 of a version tag, "embedding", the model,
 `dimensions` and the texts exactly as they are sent (token ids decoded, guardrails' redactions made): nothing
@@ -19,7 +20,6 @@ key's, and it is stored under another prefix (`exact.py`), so the two never meet
 from __future__ import annotations
 
 import hashlib
-import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -28,19 +28,12 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from switchyard.common.events import ChatRequest, EmbeddingRequest, EmbeddingResult, Usage
+from switchyard.gateway.cache.guard import literals
 from switchyard.gateway.errors import InvalidRequest
 
 CACHE_HEADER = "x-switchyard-cache"
 DIRECTIVES = ("no-cache", "no-store")
 Kind = Literal["exact", "semantic"]
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
-_WORD = re.compile(r"\w+")
-_WHEN = re.compile(r"\b(?:today|tonight|tomorrow|yesterday)\b", re.IGNORECASE)
-_NEGATION = re.compile(
-    r"\b(?:not|no|never|none|nor|neither|nothing|nobody|nowhere|cannot|without)\b|n['\u2019]t\b",
-    re.IGNORECASE,
-)
 # Part of every embedding key: changing what the key covers changes the tag, and old entries are not found.
 EMBEDDING_KEY_VERSION = "embedding-key-v1"
 
@@ -203,36 +196,9 @@ def embedding_key(tenant_id: str, request: EmbeddingRequest) -> str:
     )
 
 
-def literals(text: str) -> dict[str, Any]:
-    """What of a prompt's text the embedding barely sees and the answer depends on: its numbers, in order
-    ("What is 17*23?" and "...17*24?" are 0.91 apart to MiniLM; "1,000" is 1000), and how many negations it
-    has ("Is it safe to...?" and "Is it not safe to...?": 0.99), and the days it names ("...in Paris
-    today?" and "...tomorrow?": 0.95)."""
-    plain = _THOUSANDS.sub("", text)
-    return {
-        "numbers": _NUMBER.findall(plain),
-        "negations": len(_NEGATION.findall(plain)),
-        "days": [w.lower() for w in _WHEN.findall(plain)],
-    }
-
-
-def prompt_words(text: str) -> list[str]:
-    """The text's words, lower-cased, in order, each kept as 8 hex digits of a hash (the prompt itself is
-    not stored)."""
-    return [hashlib.blake2b(w.encode(), digest_size=4).hexdigest() for w in _WORD.findall(text.lower())]
-
-
-def reordered(one: list[str], other: list[str]) -> bool:
-    """Whether two prompts are the same words in another order. MiniLM scores "Convert miles to kilometers"
-    and "Convert kilometers to miles" 0.989, "Is Python faster than Java?" and "Is Java faster than
-    Python?" 0.989: swapped terms are another question. Only exactly the same words count (a paraphrase
-    that moves a clause changes a word too: "At sea level, what is water's boiling point?")."""
-    return one != other and sorted(one) == sorted(other)
-
-
 def semantic_scope(tenant_id: str, request: ChatRequest) -> str:
-    """What a semantic neighbour must share: tenant, model, parameters, every non-user message, and the
-    numbers and negations of the user turns' text (`literals`)."""
+    """What a semantic neighbour must share: tenant, model, parameters, every non-user message, and what
+    the embedding barely sees of the user turns' text (`literals`)."""
     text = "\n".join(m.text() for m in request.messages if m.role == "user")
     return _digest(
         {

@@ -26,6 +26,7 @@ from switchyard.common.events import CacheHit, EmbeddingResult, TaskCompleted, T
 from switchyard.gateway import metrics
 from switchyard.gateway.cache.backends import VectorIndex
 from switchyard.gateway.cache.exact import ExactStore
+from switchyard.gateway.cache.guard import prompt_words, reordered
 from switchyard.gateway.cache.models import (
     CacheConfig,
     CachedAnswer,
@@ -35,8 +36,6 @@ from switchyard.gateway.cache.models import (
     embedding_key,
     exact_key,
     point_id,
-    prompt_words,
-    reordered,
     semantic_scope,
     semantic_text,
     storable,
