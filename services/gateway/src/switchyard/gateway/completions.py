@@ -70,6 +70,9 @@ def parse_request(
     bounds.check_stop(raw.get("stop"), param="stop")
     parsed = validated(raw, ChatCompletionRequest, unsupported)
     check_logprobs(parsed)
+    parsed.with_tool_places(
+        {t.function.name: (f"tools.{n}.function", "parameters") for n, t in enumerate(parsed.tools or [])}
+    )
     narrow_allowed_tools(parsed)
     check_tool_turns(parsed)
     check_content_parts(parsed.messages)

@@ -404,6 +404,9 @@ def parse_loaded(
         parallel_tool_calls=parallel,
         response_format=parsed.response_format(),
     ).with_thinking(parsed.reasoning())
+    request.with_tool_places(
+        {t.name: (f"tools.{n}", "input_schema") for n, t in enumerate(parsed.tools or [])}
+    )
     check_tool_turns(request, anthropic=True)
     return request
 

@@ -44,6 +44,7 @@ from switchyard.gateway.responses_tools import (
     flat_name,
     offered,
     pipeline_tools,
+    tool_places,
 )
 from switchyard.gateway.schemas import (
     ChatCompletionRequest,
@@ -182,7 +183,8 @@ def parse_request(
     # asks for nothing, as OpenAI answers it (the chat face's 400 for `top_logprobs` without `logprobs`
     # follows chat completions, which refuse it).
     asked = LOGPROBS_INCLUDE in (parsed.include or [])
-    tools, choice = allowed_tools(pipeline_tools(offered(parsed.tools, given)), parsed.tool_choice)
+    given_tools = offered(parsed.tools, given)
+    tools, choice = allowed_tools(pipeline_tools(given_tools), parsed.tool_choice)
     request = ChatCompletionRequest(
         model=parsed.model,
         messages=messages,
@@ -198,7 +200,7 @@ def parse_request(
         logprobs=asked,
         top_logprobs=(parsed.top_logprobs or 0) if asked else None,
         truncation=parsed.truncation,
-    )
+    ).with_tool_places(tool_places(given_tools))
     try:
         check_tool_turns(request)
     except InvalidRequest as exc:

@@ -106,6 +106,15 @@ def pipeline_tools(tools: list[tuple[str, dict[str, Any]]]) -> list[ToolSpec] | 
     return out or None
 
 
+def tool_places(tools: list[tuple[str, dict[str, Any]]]) -> dict[str, tuple[str, str]]:
+    """Where each tool the model may call is defined (`ChatCompletionRequest.tool_place`), by its name for
+    the model: a function's schema is its `parameters`, a custom tool's its `format`."""
+    return {
+        flat_name(client.namespace, client.name): (where, "format" if client.custom else "parameters")
+        for where, _, client in _callable(tools)
+    }
+
+
 def client_tools(tools: list[tuple[str, dict[str, Any]]]) -> dict[str, ClientTool]:
     """The pipeline's name of each tool named or shaped otherwise for the client (a namespace's, a custom
     one) -> how the client names it (`tools` as `pipeline_tools` accepted them)."""

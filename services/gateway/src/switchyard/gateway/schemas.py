@@ -142,6 +142,9 @@ class ChatCompletionRequest(BaseModel):
     # The Responses API's: `auto` lets the router drop the oldest turns to fit a model's context window
     truncation: Literal["auto", "disabled"] | None = None
     _thinking: Reasoning | None = PrivateAttr(default=None)  # the Anthropic face's thinking budget
+    # Where the face's body has each tool's definition, by its name: the path and the schema's field name
+    # (`tool_place`), for an error about a tool to name it as the client wrote it.
+    _tool_places: dict[str, tuple[str, str]] = PrivateAttr(default_factory=dict)
 
     @field_validator("stop")
     @classmethod
@@ -191,6 +194,18 @@ class ChatCompletionRequest(BaseModel):
     def with_thinking(self, reasoning: Reasoning | None) -> ChatCompletionRequest:
         self._thinking = reasoning
         return self
+
+    def with_tool_places(self, places: dict[str, tuple[str, str]]) -> ChatCompletionRequest:
+        self._tool_places = places
+        return self
+
+    def tool_place(self, index: int) -> tuple[str, str]:
+        """Where the face's body has the definition of the tool at `index`, and the name of its schema's
+        field there: `("tools.0.function", "parameters")` on chat completions, `("tools.0",
+        "input_schema")` on Messages, `("tools.0.functionDeclarations.1", "parameters")` on Gemini."""
+        tools = self.tools or []
+        name = tools[index].function.name if 0 <= index < len(tools) else ""
+        return self._tool_places.get(name) or (f"tools.{index}.function", "parameters")
 
 
 MAX_CALL_FIELD = 256  # a tool call's id and name, as the pipeline's `ToolCall` holds them

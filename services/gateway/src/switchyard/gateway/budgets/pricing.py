@@ -14,6 +14,7 @@ from switchyard.common.events import (
     EmbeddingRequest,
     TaskCompleted,
     TaskFailed,
+    ToolSpec,
     Usage,
 )
 from switchyard.common.media_tokens import media_tokens
@@ -32,9 +33,17 @@ def prompt_tokens(request: ChatRequest | EmbeddingRequest) -> int:
     function's JSON, as `switchyard.common.tokens.count_prompt` counts them)."""
     if isinstance(request, EmbeddingRequest):
         return sum(text_tokens(text) + TOKENS_PER_INPUT for text in request.input)
-    tools = request.tools or []
-    specs = (orjson.dumps(t.function.model_dump(exclude_none=True)).decode() for t in tools)
-    return message_tokens(request.messages) + text_tokens(*specs) + TOKENS_PER_TOOL * len(tools)
+    return message_tokens(request.messages) + tool_tokens(request.tools or [])
+
+
+def tool_specs(tools: list[ToolSpec]) -> list[str]:
+    """Each tool's function (name, description, JSON schema) as the JSON the estimates read."""
+    return [orjson.dumps(t.function.model_dump(exclude_none=True)).decode() for t in tools]
+
+
+def tool_tokens(tools: list[ToolSpec]) -> int:
+    """Tokens of the tools offered: each function's JSON and its framing."""
+    return text_tokens(*tool_specs(tools)) + TOKENS_PER_TOOL * len(tools)
 
 
 def text_tokens(*texts: str) -> int:

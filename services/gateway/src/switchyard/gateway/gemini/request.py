@@ -89,6 +89,16 @@ def parse_request(body: bytes | dict[str, Any], *, model: str, stream: bool, max
         ).with_thinking(_reasoning(config.thinking_config))
     except ValidationError as exc:  # the path's model (its length): the body was checked by `_validated`
         raise invalid_fields(exc.errors()) from exc
+    request.with_tool_places(
+        {
+            d.name: (
+                f"tools.{i}.functionDeclarations.{j}",
+                "parametersJsonSchema" if d.parameters_json_schema else "parameters",
+            )
+            for i, tool in enumerate(parsed.tools or [])
+            for j, d in enumerate(tool.function_declarations or [])
+        }
+    )
     check_tool_turns(request)
     return Parsed(request, thoughts=parsed.thoughts())
 

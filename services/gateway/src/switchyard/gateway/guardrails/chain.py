@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from switchyard.common.config import load_yaml_model
-from switchyard.common.events import ChatMessage
+from switchyard.common.events import ChatMessage, ToolSpec
 from switchyard.gateway.guardrails.injection import PromptInjection
 from switchyard.gateway.guardrails.models import (
     PII_KINDS,
@@ -18,6 +18,7 @@ from switchyard.gateway.guardrails.models import (
     InputHook,
     OutputHook,
     Refusal,
+    ToolsHook,
 )
 from switchyard.gateway.guardrails.pii import Pii
 from switchyard.gateway.guardrails.size import PromptSize
@@ -36,6 +37,18 @@ class Chain:
             messages, more = hook.on_input(messages)
             found += more
         return messages, found
+
+    def run_tools(
+        self, tools: list[ToolSpec], messages: list[ChatMessage]
+    ) -> tuple[list[ToolSpec], list[Finding]]:
+        """The tool definitions offered with `messages` (already screened) through the hooks that read
+        them (`ToolsHook`), in the chain's order."""
+        found: list[Finding] = []
+        for hook in self.inputs:
+            if tools and isinstance(hook, ToolsHook):
+                tools, more = hook.on_tools(tools, messages)
+                found += more
+        return tools, found
 
     def for_embeddings(self) -> Chain:
         """The hooks an embedding request's inputs pass: the input hooks but prompt injection (a corpus may

@@ -20,8 +20,9 @@ import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from switchyard.common.events import ChatMessage
-from switchyard.gateway.guardrails.models import Finding, Refusal
+from switchyard.common.events import ChatMessage, ToolSpec
+from switchyard.gateway.guardrails.models import Finding, Refusal, ToolSpot
+from switchyard.gateway.guardrails.tools import tool_texts
 
 CHECKED_ROLES = frozenset({"user", "tool"})
 # A coding agent sends its whole conversation again on every turn (~0.8 MB near a 200k-token context), and
@@ -217,6 +218,28 @@ class PromptInjection:
                     f"{hit.description}).",
                 )
         return messages, []
+
+    def on_tools(
+        self, tools: list[ToolSpec], messages: list[ChatMessage]
+    ) -> tuple[list[ToolSpec], list[Finding]]:
+        """Each tool's description and schema (an MCP server's tool is a third party's text, as a tool
+        result is), read as one text (remembered when long and clean, as an agent resends its tools every
+        turn); a refusal names the first of its texts that matches alone, else the tool."""
+        for n, tool in enumerate(tools):
+            texts = list(tool_texts(n, tool, keys=True))
+            hit = self._match("\n".join(text for _, text in texts)) if texts else None
+            if hit is None:
+                continue
+            spot = next((s for s, text in texts if _search(self._combined, self.patterns, text)), None)
+            raise Refusal(
+                guardrail=self.name,
+                rule=hit.name,
+                code="prompt_injection_detected",
+                message=f"A tool definition was refused by the prompt-injection guardrail (rule {hit.name}: "
+                f"{hit.description}).",
+                tool=spot or ToolSpot(n),
+            )
+        return tools, []
 
     def _match(self, text: str) -> Pattern | None:
         if len(text) < REMEMBER_CHARS:

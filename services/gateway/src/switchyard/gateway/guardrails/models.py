@@ -12,7 +12,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from switchyard.common.events import ChatMessage
+from switchyard.common.events import ChatMessage, ToolSpec
 
 PiiMode = Literal["off", "redact", "refuse"]
 PiiKind = Literal["email", "phone", "credit_card", "iban", "us_ssn", "es_dni", "api_key"]
@@ -28,16 +28,39 @@ class Finding:
     count: int = 1
 
 
-class Refusal(Exception):
-    """A hook refuses the request: `code` is the error code the client gets, `status` its HTTP status."""
+@dataclass(frozen=True, slots=True)
+class ToolSpot:
+    """A place in a tool's definition: the tool (its index in the request's tools), the field (None: the
+    tool as a whole) and, in its schema, the keys and indexes down to the value."""
 
-    def __init__(self, *, guardrail: str, rule: str, code: str, message: str, status: int = 400) -> None:
+    index: int
+    field: Literal["description", "parameters"] | None = None
+    path: tuple[str | int, ...] = ()
+
+
+class Refusal(Exception):
+    """A hook refuses the request: `code` is the error code the client gets, `status` its HTTP status;
+    `param` the request field it names when not the prompt's, `tool` the place in a tool definition."""
+
+    def __init__(
+        self,
+        *,
+        guardrail: str,
+        rule: str,
+        code: str,
+        message: str,
+        status: int = 400,
+        param: str | None = None,
+        tool: ToolSpot | None = None,
+    ) -> None:
         super().__init__(message)
         self.guardrail = guardrail
         self.rule = rule
         self.code = code
         self.message = message
         self.status = status
+        self.param = param
+        self.tool = tool
 
 
 @runtime_checkable
@@ -47,6 +70,19 @@ class InputHook(Protocol):
     name: str
 
     def on_input(self, messages: list[ChatMessage]) -> tuple[list[ChatMessage], list[Finding]]: ...
+
+
+@runtime_checkable
+class ToolsHook(Protocol):
+    """An input hook that also reads the tool definitions offered with the prompt (their descriptions and
+    JSON schemas are model input like any other: an MCP server's tool may carry instructions for the
+    model). A hook without `on_tools` does not see them."""
+
+    name: str
+
+    def on_tools(
+        self, tools: list[ToolSpec], messages: list[ChatMessage]
+    ) -> tuple[list[ToolSpec], list[Finding]]: ...
 
 
 @runtime_checkable

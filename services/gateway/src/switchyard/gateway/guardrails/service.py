@@ -17,6 +17,7 @@ from switchyard.gateway.errors import GuardrailRefused
 from switchyard.gateway.guardrails.arguments import screened_calls
 from switchyard.gateway.guardrails.chain import Chain, GuardrailPolicy, load_file
 from switchyard.gateway.guardrails.models import Finding, GuardrailConfig, GuardrailFile, Refusal
+from switchyard.gateway.guardrails.tools import spot_param
 from switchyard.gateway.metrics import GUARDRAILS
 from switchyard.gateway.schemas import ChatCompletionRequest
 from switchyard.gateway.taskapi.models import TaskResult, TaskState
@@ -49,14 +50,19 @@ class Guardrails:
             return parsed
         try:
             messages, found = chain.run_input(list(parsed.messages))
+            tools, in_tools = chain.run_tools(list(parsed.tools or []), messages)
         except Refusal as refusal:
-            raise await self._input_refused(
-                refusal, principal, request_id, endpoint, param=prompt_field(endpoint)
-            ) from None
-        if not found:
+            param = refusal.param or prompt_field(endpoint)
+            if refusal.tool is not None:
+                param = spot_param(refusal.tool, parsed.tool_place(refusal.tool.index))
+            raise await self._input_refused(refusal, principal, request_id, endpoint, param=param) from None
+        if not found and not in_tools:
             return parsed
-        await self._record_findings(principal, request_id, endpoint, "input", found)
-        return parsed.model_copy(update={"messages": messages})
+        await self._record_findings(principal, request_id, endpoint, "input", found + in_tools)
+        update: dict[str, Any] = {"messages": messages}
+        if in_tools:
+            update["tools"] = tools
+        return parsed.model_copy(update=update)
 
     async def screen_inputs(
         self, texts: list[str], *, principal: Principal, request_id: str, endpoint: str

@@ -3,8 +3,8 @@ estimate that admission and budgets use: no tokenizer at the gateway)."""
 
 from __future__ import annotations
 
-from switchyard.common.events import ChatMessage
-from switchyard.gateway.budgets.pricing import message_tokens
+from switchyard.common.events import ChatMessage, ToolSpec
+from switchyard.gateway.budgets.pricing import message_tokens, tool_specs, tool_tokens
 from switchyard.gateway.guardrails.models import Finding, Refusal
 
 
@@ -30,13 +30,34 @@ class PromptSize:
                 )
         return messages, []
 
-    def _refusal(self, rule: str, detail: str) -> Refusal:
+    def on_tools(
+        self, tools: list[ToolSpec], messages: list[ChatMessage]
+    ) -> tuple[list[ToolSpec], list[Finding]]:
+        """The prompt with the tools offered (their JSON, as admission estimates them): over a limit only
+        with them is a refusal naming `tools` (the messages alone were checked by `on_input`)."""
+        if not tools:
+            return tools, []
+        if self.max_chars is not None:
+            own = sum(len(spec) for spec in tool_specs(tools))
+            chars = sum(len(m.text()) + _call_chars(m) for m in messages) + own
+            if chars > self.max_chars:
+                detail = f"{chars} characters ({own} in its tool definitions); the limit is {self.max_chars}"
+                raise self._refusal("max_prompt_chars", detail, param="tools")
+        if self.max_tokens is not None:
+            tokens = message_tokens(messages) + tool_tokens(tools)
+            if tokens > self.max_tokens:
+                detail = f"about {tokens} tokens with its tool definitions; the limit is {self.max_tokens}"
+                raise self._refusal("max_prompt_tokens", detail, param="tools")
+        return tools, []
+
+    def _refusal(self, rule: str, detail: str, *, param: str | None = None) -> Refusal:
         return Refusal(
             guardrail=self.name,
             rule=rule,
             code="prompt_too_large",
             message=f"The prompt has {detail} for this organisation's plan.",
             status=413,
+            param=param,
         )
 
 
