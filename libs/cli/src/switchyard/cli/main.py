@@ -24,6 +24,7 @@ COMMANDS = (
     "switchyard.cli.billing_cmd",
     "switchyard.cli.keys_cmd",
     "switchyard.cli.org_cmd",
+    "switchyard.cli.guardrails_cmd",
 )
 
 

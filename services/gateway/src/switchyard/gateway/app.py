@@ -41,6 +41,7 @@ from switchyard.gateway.files import views as files_views
 from switchyard.gateway.files.store import files_bucket
 from switchyard.gateway.guardrails import service as guardrails
 from switchyard.gateway.guardrails.chain import load_file as load_guardrail_file
+from switchyard.gateway.guardrails.tenants import warn_unknown_tenants
 from switchyard.gateway.inflight import SPEND, WINDOWS, InFlight, Orphans, gateways_bucket, replica_name
 from switchyard.gateway.intake import Intake, map_large_blocks
 from switchyard.gateway.limits import views as limits
@@ -115,6 +116,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
         events = bus.EventPublisher(js, source="switchyard/gateway")
         verifier = KeyVerifier(sessions, ttl_s=settings.auth_cache_ttl_s)
         sso = oidc.from_settings(settings, sessions, events)
+        await warn_unknown_tenants(sessions, guardrail_file, cache_tenants=settings.cache_tenants)
 
         def invalidate(kind: str, ident: str) -> None:
             verifier.invalidate(kind, ident)

@@ -35,6 +35,12 @@ GUARDRAILS = Counter(
     "Guardrail refusals and redactions (stage: input, output; action: refused, redacted)",
     ["guardrail", "stage", "action"],
 )
+UNKNOWN_TENANTS = Gauge(
+    "switchyard_gateway_unknown_tenants",
+    "Tenant ids the guardrail file or the cache's per-tenant settings name that no organisation has, as "
+    "checked at start (source: guardrails, cache): their settings apply to nobody",
+    ["source"],
+)
 AUTH_FAILURES = Counter(
     "switchyard_gateway_auth_failures_total",
     "Failed authentications by reason code, and requests throttled for repeated failures",
