@@ -444,3 +444,40 @@ async def test_tool_definitions_are_screened_and_counted_on_every_face(
         "tools",
     )
     assert len(answerer.seen) == 1
+
+
+async def test_a_thinking_block_with_pii_in_the_history_is_left_out_whole(
+    world: tuple[NatsServer, str, dict[str, Org]], answerer: Answerer
+) -> None:
+    """Signed by its provider, a block is never altered: one with personal data does not leave the gateway,
+    the others go as they came (Messages' thinking blocks, chat's `thinking_blocks`)."""
+    _, base, orgs = world
+    key = orgs["acme"].keys["member"]
+    blocks = [
+        {"type": "thinking", "thinking": "Mail ann@example.org the forecast.", "signature": "sig-1"},
+        {"type": "thinking", "thinking": "Then answer briefly.", "signature": "sig-2"},
+    ]
+    chat = {
+        "model": "auto",
+        "messages": [
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": "Sunny.", "thinking_blocks": blocks},
+            {"role": "user", "content": "Tomorrow?"},
+        ],
+    }
+    anthropic = {
+        "model": "auto",
+        "max_tokens": 16,
+        "messages": [
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": [*blocks, {"type": "text", "text": "Sunny."}]},
+            {"role": "user", "content": "Tomorrow?"},
+        ],
+    }
+    async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+        one = await c.post("/v1/chat/completions", headers=auth(key), json=chat)
+        two = await c.post("/v1/messages", headers={"x-api-key": key}, json=anthropic)
+    assert one.status_code == 200 and two.status_code == 200, one.text + two.text
+    for task in answerer.seen[-2:]:
+        kept = task.request.messages[1].thinking or []
+        assert [(b.thinking, b.signature) for b in kept] == [("Then answer briefly.", "sig-2")]

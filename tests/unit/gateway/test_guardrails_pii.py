@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from switchyard.common.events import (
-    ChatMessage,
-)
+from switchyard.common.events import ChatMessage, ThinkingBlock
 from switchyard.gateway.guardrails.models import PII_KINDS, Finding, Refusal
 from switchyard.gateway.guardrails.pii import Pii, luhn, redact
 
@@ -90,3 +88,33 @@ def test_pii_redacts_every_message_and_text_parts_or_refuses() -> None:
     with pytest.raises(Refusal) as refused:
         Pii(mode="refuse").on_input(messages)
     assert refused.value.code == "pii_detected" and "ann@" not in refused.value.message
+
+
+def _history_with_thinking(text: str) -> list[ChatMessage]:
+    blocks = [
+        ThinkingBlock(thinking="The user wants the weather.", signature="sig-1"),
+        ThinkingBlock(thinking=text, signature="sig-2"),
+        ThinkingBlock(type="redacted_thinking", data="ZW5jcnlwdGVk"),
+    ]
+    return [
+        ChatMessage(role="user", content="Weather?"),
+        ChatMessage(role="assistant", content="Looking.", thinking=blocks),
+        ChatMessage(role="user", content="And?"),
+    ]
+
+
+def test_thinking_blocks_in_the_history_with_pii_are_left_out_whole_never_altered() -> None:
+    """A thinking block is signed by its provider: an altered block is refused when it is sent back, so
+    one with personal data is left out whole (the adapter then goes on without thinking where a tool
+    loop needs it), as the output hooks leave one out of an answer; the others are sent as they were."""
+    history = _history_with_thinking("I should mail ann@example.org about it.")
+    messages, found = Pii(mode="redact").on_input(history)
+    kept = messages[1].thinking or []
+    assert [b.signature for b in kept] == ["sig-1", None]  # the block with PII left out, none altered
+    assert kept[0] == (history[1].thinking or [])[0] and kept[1].data == "ZW5jcnlwdGVk"
+    assert found == [Finding("pii", "email", 1)]
+    with pytest.raises(Refusal) as refused:
+        Pii(mode="refuse").on_input(history)
+    assert refused.value.code == "pii_detected"
+    clean = _history_with_thinking("Nothing personal here.")
+    assert Pii(mode="redact").on_input(clean) == (clean, [])

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from switchyard.common.events import ChatMessage, ToolSpec
+from switchyard.common.events import ChatMessage, ThinkingBlock, ToolSpec
 from switchyard.gateway.guardrails.arguments import screened_calls
 from switchyard.gateway.guardrails.models import PII_KINDS, Finding, Refusal
 from switchyard.gateway.guardrails.tools import screened_tool, tool_texts
@@ -175,7 +175,26 @@ def _redact_message(message: ChatMessage, kinds: frozenset[str], counts: dict[st
         ]
     if message.tool_calls:  # an assistant turn's calls go to the provider with the prompt
         update["tool_calls"] = screened_calls(message.tool_calls, one)
+    if message.thinking:
+        update["thinking"] = _kept_thinking(message.thinking, kinds, counts)
     return message.model_copy(update=update) if update else message
+
+
+def _kept_thinking(
+    blocks: list[ThinkingBlock], kinds: frozenset[str], counts: dict[str, int]
+) -> list[ThinkingBlock] | None:
+    """An assistant turn's thinking blocks, those with personal data left out whole: a block is signed by
+    its provider, which refuses one altered (so it is never redacted in place), and a turn without its
+    thinking is one the adapter knows (it goes on without thinking in a tool loop that needs it).
+    Encrypted (`redacted_thinking`) blocks cannot be read and are kept."""
+    kept: list[ThinkingBlock] = []
+    for block in blocks:
+        found = redact(block.thinking, kinds)[1] if block.thinking else {}
+        for kind, n in found.items():
+            counts[kind] = counts.get(kind, 0) + n
+        if not found:
+            kept.append(block)
+    return kept or None
 
 
 REMEMBERED_TOOLS = 2048  # tool digests a chain remembers clean
