@@ -281,3 +281,35 @@ async def test_a_hit_passes_the_output_guardrails_of_the_user_it_answers(
     assert hit.headers["x-switchyard-cache"] == streamed.headers["x-switchyard-cache"] == "hit"
     assert hit.json()["choices"][0]["message"]["content"] == "Write to [REDACTED_EMAIL]"
     assert "billing@initech.test" not in streamed.text and "[REDACTED_EMAIL]" in streamed.text
+
+
+async def test_an_answer_is_kept_as_the_model_gave_it_not_as_one_user_was_shown_it(
+    stack: tuple[NatsServer, str, str, Org, Org], answerer: Answerer
+) -> None:
+    """The other way round: an answer first asked by a user whose plan redacts is kept unredacted (each
+    hit is screened for its reader), so a user on a plan without `pii_output` gets what the model said,
+    not another plan's redaction of it."""
+    _, db_url, base, _, _ = stack
+    org = await make_org(db_url, "umbrella")
+    engine = create_engine(db_url)
+    try:
+        sessions = sessionmaker(engine)
+        user = await create_user(
+            sessions, tenant_id=org.id, email="free@umbrella.test", role="member", plan="free"
+        )
+        key, _ = await create_api_key(sessions, tenant_id=org.id, name="free", user_id=user.id)
+    finally:
+        await engine.dispose()
+    question = chat("Whom do I write to about refunds?")
+    answerer.content = "Write to refunds@umbrella.test"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            redacted = await http.post("/v1/chat/completions", json=question, headers=auth(key))
+            hit = await http.post("/v1/chat/completions", json=question, headers=auth(org.keys["admin"]))
+            again = await http.post("/v1/chat/completions", json=question, headers=auth(key))
+    finally:
+        answerer.content = "Paris"
+    assert redacted.json()["choices"][0]["message"]["content"] == "Write to [REDACTED_EMAIL]"
+    assert hit.headers["x-switchyard-cache"] == again.headers["x-switchyard-cache"] == "hit"
+    assert hit.json()["choices"][0]["message"]["content"] == "Write to refunds@umbrella.test"
+    assert again.json()["choices"][0]["message"]["content"] == "Write to [REDACTED_EMAIL]"

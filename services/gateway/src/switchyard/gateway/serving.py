@@ -101,10 +101,12 @@ async def serve(request: Request, face: Face) -> Response:
     whole = stream and gw.guardrails is not None and gw.guardrails.screens_output(principal)
     if not stream or whole:
         done = await _answer(request, gw, task, admitted, timeout_s=timeout, stages=stages)
+        if cached is not None and gw.cache is not None:
+            # kept as the model gave it: each hit passes its own reader's output hooks (`replay`), and a
+            # user whose plan has none must not get another plan's redaction of the answer
+            await gw.cache.keep(cached, done)
         if gw.guardrails is not None:
             done = await gw.guardrails.screen_output(done, principal=principal, **_where(request))
-        if cached is not None and gw.cache is not None:
-            await gw.cache.keep(cached, done)
         headers["x-switchyard-model"] = done.model
         headers["x-switchyard-tier"] = done.tier
         if done.logprobs_truncated:  # a stream's is known only at its end, after its headers
