@@ -18,9 +18,15 @@ import numpy as np
 from switchyard.common.embedding import model_files
 from switchyard.common.embedding.embedder import Embedder
 from switchyard.common.events import ChatRequest
-from switchyard.gateway.cache.guard import prompt_words, reordered
+from switchyard.gateway.cache.guard import framed, prompt_words, reordered
 from switchyard.gateway.cache.models import semantic_scope
 
+# An app's instructions inside the user turn, around each customer's message (a template's fills).
+FRAME = (
+    "You are a helpful assistant for an online shop. Read the customer's message below carefully and write "
+    "a polite reply in the same language, no longer than three sentences, that thanks them, addresses their "
+    "concern and, when relevant, points them to our help center. Customer message: "
+)
 # What the cache bench and the cache tests rely on, then everyday rewordings.
 PARAPHRASES = [
     ("What is the capital of France?", "What's the capital city of France?"),
@@ -82,6 +88,9 @@ PARAPHRASES = [
     ("How many days are in a leap year?", "How many days does a leap year have?"),
     ("Convert this JSON to YAML", "Convert this JSON into YAML"),
     ("What is faster, a cheetah or a lion?", "Which is faster, a cheetah or a lion?"),
+    # the same fill of a frame, reworded in words that name nothing
+    (FRAME + "Where is my parcel?", FRAME + "Where's my parcel?"),
+    (FRAME + "Can you please cancel my subscription?", FRAME + "Could you cancel my subscription?"),
 ]
 
 # Different questions the embedding alone finds close (the round-2 review's, then more of each family).
@@ -142,6 +151,11 @@ CONFUSIONS = [
     ("Explain how to merge two git branches", "Explain how to split a git branch in two"),
     ("What vitamins should I take in the morning?", "What vitamins should I take at night?"),
     ("Arguments for universal basic income", "Arguments against universal basic income"),
+    # two customers' messages in one frame
+    (FRAME + "Please cancel my subscription.", FRAME + "Please renew my subscription."),
+    (FRAME + "Please send my parcel to London.", FRAME + "Please send my parcel to Paris."),
+    (FRAME + "Where is my parcel for order A?", FRAME + "Where is my parcel for order B?"),
+    (FRAME + "My order arrived broken, the glass is shattered.", FRAME + "My parcel is late, it is a gift."),
 ]
 
 
@@ -153,6 +167,8 @@ def served(embedder: Embedder, one: str, other: str, threshold: float) -> tuple[
         return False, cosine, "scope"
     if reordered(prompt_words(one), prompt_words(other)):
         return False, cosine, "reordered"
+    if framed(prompt_words(one), prompt_words(other)):
+        return False, cosine, "framed"
     return cosine >= threshold, cosine, "" if cosine >= threshold else "far"
 
 

@@ -188,6 +188,41 @@ async def test_a_neighbour_asking_the_opposite_or_the_other_way_round_is_a_miss(
     assert near.hit is not None and near.hit.kind == "semantic", paraphrase
 
 
+FRAME = (
+    "You are a helpful assistant for an online shop. Read the customer's message below carefully and write "
+    "a polite reply in the same language, no longer than three sentences, that thanks them, addresses their "
+    "concern and, when relevant, points them to our help center. Customer message: "
+)
+
+
+@pytest.mark.parametrize(
+    ("kept", "asked"),
+    [
+        ("Please cancel my subscription.", "Please renew my subscription."),  # 0.968
+        ("Please send my parcel to London.", "Please send my parcel to Paris."),  # 0.951
+        ("Where is my parcel for order A?", "Where is my parcel for order B?"),  # 0.978
+    ],
+)
+async def test_another_fill_of_the_same_long_frame_is_a_miss(
+    parts: tuple[nats.NATS, ExactStore, bus.EventPublisher],
+    index: VectorIndex,
+    embedder: Embedder,
+    kept: str,
+    asked: str,
+) -> None:
+    """An app's instructions inside the user turn, around each customer's message: the shared words make
+    the embedding of two customers' messages close (0.95-0.98), and one customer would get the reply
+    written for another. A neighbour that differs from the prompt only within a long shared frame, in a
+    word that names something, is a miss; the same fill (exact) is still a hit."""
+    _, store, events = parts
+    cache = ResponseCache(
+        store=store, configs=Configs(DEFAULT), events=events, index=index, embedder=embedder
+    )
+    await remember(cache, "acme", FRAME + kept, answer="the reply to the first customer")
+    assert (await ask(cache, "acme", FRAME + asked)).hit is None
+    assert (await ask(cache, "acme", FRAME + kept)).hit is not None
+
+
 async def test_answers_expire_and_requests_can_opt_out(
     parts: tuple[nats.NATS, ExactStore, bus.EventPublisher], index: VectorIndex, embedder: Embedder
 ) -> None:

@@ -9,7 +9,7 @@ import pytest
 from switchyard.common import vectors
 from switchyard.common.events import ChatRequest, EmbeddingRequest, EmbeddingResult
 from switchyard.gateway.cache.exact import answer_key, hits_key
-from switchyard.gateway.cache.guard import prompt_words, reordered
+from switchyard.gateway.cache.guard import framed, prompt_words, reordered
 from switchyard.gateway.cache.models import (
     CacheConfig,
     CacheRule,
@@ -202,6 +202,30 @@ def test_a_semantic_neighbour_may_not_be_the_same_words_in_another_order(
     """The embedding is nearly blind to word order: the same words with terms swapped are another
     question; a paraphrase changes a word."""
     assert reordered(prompt_words(one), prompt_words(other)) is swapped
+
+
+FRAME = "Read the customer's message below and write a polite reply of three sentences at most. Message:"
+
+
+@pytest.mark.parametrize(
+    ("one", "other", "refused"),
+    [
+        (f"{FRAME} Where is my parcel for order A?", f"{FRAME} Where is my parcel for order B?", True),
+        (f"{FRAME} Please change my address to London.", f"{FRAME} Please change my address to Paris.", True),
+        (f"{FRAME} My order arrived broken.", f"{FRAME} I love the product, will buy again!", True),
+        (f"{FRAME} Where is my parcel?", f"{FRAME} Where's my parcel?", False),  # only stop words differ
+        ("What is the best way to learn Spanish?", "What's the best way to learn Spanish?", False),
+        ("How do I sort a dictionary by value in Python?", "How to sort a dict by value in Python?", False),
+        ("Summarize the plot of Hamlet", "Give me a summary of the plot of Hamlet", False),
+    ],
+)
+def test_a_neighbour_that_fills_the_same_long_frame_otherwise_is_another_question(
+    one: str, other: str, refused: bool
+) -> None:
+    """Shared leading and trailing words (8 or more: a template's) dilute what differs between them: the
+    embedding finds two customers' messages 0.93-0.98 apart. Differing there in a word that names
+    something is another question; a short paraphrase has no such frame."""
+    assert framed(prompt_words(one), prompt_words(other)) is refused
 
 
 def _asked_about(attachment: dict[str, Any], question: str = "What does it say?") -> ChatRequest:

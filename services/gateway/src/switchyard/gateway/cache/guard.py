@@ -320,7 +320,45 @@ def _singular(word: str) -> str:
 def prompt_words(text: str) -> list[str]:
     """The text's words, lower-cased, in order, each kept as 8 hex digits of a hash (the prompt itself is
     not stored)."""
-    return [hashlib.blake2b(w.encode(), digest_size=4).hexdigest() for w in _WORD.findall(text.lower())]
+    return [_hashed(w) for w in _WORD.findall(text.lower())]
+
+
+def _hashed(word: str) -> str:
+    return hashlib.blake2b(word.encode(), digest_size=4).hexdigest()
+
+
+# Words that name nothing: a frame's fills that differ in these alone are one question ("Where is" and
+# "Where's"). Hashed, as a stored prompt's words are.
+_STOP = frozenset(
+    _hashed(w)
+    for w in _words(
+        "a an the is are was were be been am s t d ll re ve m do does did can could would should will shall "
+        "may might must i me my you your we our it its this that these those there here what whats how to "
+        "of in on at for with by from and or but if as so please thanks thank just also some any kindly"
+    )
+)
+FRAME_WORDS = 8  # shared leading and trailing words from which a prompt is a template's fill
+
+
+def framed(one: list[str], other: list[str]) -> bool:
+    """Whether two prompts are the same frame filled otherwise: 8 or more shared leading and trailing words
+    (an app's instructions around each customer's message) and, between them, a word that names something
+    in one and not in the other. The shared words dilute the difference: MiniLM finds "...Customer
+    message: Where is my parcel for order A?" 0.98 from "...order B?", "...cancel my subscription" 0.97
+    from "...renew...", and one customer would get the reply written for another. A short paraphrase has
+    no such frame."""
+    if one == other:
+        return False
+    head = 0
+    while head < min(len(one), len(other)) and one[head] == other[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(one), len(other)) - head and one[-1 - tail] == other[-1 - tail]:
+        tail += 1
+    if head + tail < FRAME_WORDS:
+        return False
+    middle = set(one[head : len(one) - tail]) ^ set(other[head : len(other) - tail])
+    return bool(middle - _STOP)
 
 
 def reordered(one: list[str], other: list[str]) -> bool:

@@ -26,7 +26,7 @@ from switchyard.common.events import CacheHit, EmbeddingResult, TaskCompleted, T
 from switchyard.gateway import metrics
 from switchyard.gateway.cache.backends import VectorIndex
 from switchyard.gateway.cache.exact import ExactStore
-from switchyard.gateway.cache.guard import prompt_words, reordered
+from switchyard.gateway.cache.guard import framed, prompt_words, reordered
 from switchyard.gateway.cache.models import (
     CacheConfig,
     CachedAnswer,
@@ -170,8 +170,9 @@ class ResponseCache:
         answer = await self.store.get(found.tenant_id, key, now=now, ttl_s=ttl_s)
         if answer is None or answer.words is None:
             return None
-        if reordered(prompt_words(found.text), answer.words):
-            return None  # the same words in another order: another question
+        words = prompt_words(found.text)
+        if reordered(words, answer.words) or framed(words, answer.words):
+            return None  # the same words in another order, or another fill of a long frame: another question
         return Hit("semantic", answer, similarity)
 
     def _nearest(self, found: Lookup, now: float) -> tuple[str, float] | None:
