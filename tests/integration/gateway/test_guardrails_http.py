@@ -16,6 +16,7 @@ import yaml
 
 from switchyard.cli.processes import NatsServer
 from switchyard.common import subjects
+from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.envelope import encode
 from switchyard.common.events import (
     FunctionCall,
@@ -26,6 +27,7 @@ from switchyard.common.events import (
     Usage,
 )
 from switchyard.gateway.db import migrations
+from switchyard.gateway.tenants import create_api_key, create_user
 from tests.integration.gateway.harness import Answerer, Org, auth, gateways, make_org, stored_events
 
 pytestmark = pytest.mark.integration
@@ -77,6 +79,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer
         "globex": asyncio.run(make_org(db_url, "globex", roles=("member",), plan="free")),
         "lax": asyncio.run(make_org(db_url, "lax", roles=("member",), plan="free")),
     }
+    acme = orgs["acme"]
+    acme.keys["free"] = asyncio.run(_user_key(db_url, acme.id, plan="free"))
     policy = tmp / "guardrails.yaml"
     policy.write_text(
         yaml.safe_dump(
@@ -95,6 +99,20 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer
             yield server, base, orgs
     finally:
         server.stop()
+
+
+async def _user_key(db_url: str, tenant_id: str, *, plan: str) -> str:
+    """A key of a new member of the organisation on `plan` (the organisation's own may differ)."""
+    engine = create_engine(db_url)
+    try:
+        sessions = sessionmaker(engine)
+        user = await create_user(
+            sessions, tenant_id=tenant_id, email=f"{plan}@member.test", role="member", plan=plan
+        )
+        key, _ = await create_api_key(sessions, tenant_id=tenant_id, name=plan, user_id=user.id)
+    finally:
+        await engine.dispose()
+    return key
 
 
 @pytest.fixture
@@ -481,3 +499,48 @@ async def test_a_thinking_block_with_pii_in_the_history_is_left_out_whole(
     for task in answerer.seen[-2:]:
         kept = task.request.messages[1].thinking or []
         assert [(b.thinking, b.signature) for b in kept] == [("Then answer briefly.", "sig-2")]
+
+
+async def test_a_stored_response_read_by_another_user_passes_the_readers_output_guardrails(
+    world: tuple[NatsServer, str, dict[str, Org]], answerer: Answerer
+) -> None:
+    """A stored response is the organisation's, output guardrails the reader's plan's (as a cache hit and a
+    task result are): one answered unredacted to a user whose plan has no `pii_output` is redacted when a
+    user whose plan has it reads it, or its conversation's items (GET /v1/responses/{id}[/input_items],
+    GET /v1/conversations/{id}/items[/{item}])."""
+    _, base, orgs = world
+    acme = orgs["acme"]
+    key = acme.keys["free"]  # a user of acme on the free plan: no pii_output
+    async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+        made = await c.post("/v1/responses", headers=auth(key), json={"model": "auto", "input": "Contact?"})
+        assert made.status_code == 200, made.text
+        assert "ann@example.org" in made.text  # no pii_output on that plan: its user sees the answer
+        rid = made.json()["id"]
+        reader = auth(acme.keys["member"])  # the organisation's pro plan: pii_output
+        more = await c.post(
+            "/v1/responses",
+            headers=reader,
+            json={"model": "auto", "input": "And?", "previous_response_id": rid},
+        )
+        assert more.status_code == 200, more.text
+        read = await c.get(f"/v1/responses/{rid}", headers=reader)
+        items = await c.get(f"/v1/responses/{more.json()['id']}/input_items", headers=reader)
+        own = await c.get(f"/v1/responses/{rid}", headers=auth(key))
+        conversation = (await c.post("/v1/conversations", headers=auth(key), json={})).json()["id"]
+        kept = await c.post(
+            "/v1/responses",
+            headers=auth(key),
+            json={"model": "auto", "input": "Contact?", "conversation": conversation},
+        )
+        message = kept.json()["output"][0]["id"]
+        listed = await c.get(f"/v1/conversations/{conversation}/items", headers=reader)
+        one = await c.get(f"/v1/conversations/{conversation}/items/{message}", headers=reader)
+    assert "ann@example.org" in kept.text
+    for r in (listed, one):
+        assert r.status_code == 200 and "ann@example.org" not in r.text and "[REDACTED_EMAIL]" in r.text, (
+            r.text
+        )
+    assert read.status_code == items.status_code == 200, read.text + items.text
+    assert "ann@example.org" not in read.text and "[REDACTED_EMAIL]" in read.text
+    assert "ann@example.org" not in items.text and "[REDACTED_EMAIL]" in items.text
+    assert "ann@example.org" in own.text

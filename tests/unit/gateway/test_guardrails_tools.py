@@ -3,6 +3,7 @@ rules, redacted or refused for PII, each refusal naming the place as the face sp
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from switchyard.common.events import ChatMessage, ChatRequest, ToolSpec
 from switchyard.gateway.budgets.pricing import prompt_tokens
 from switchyard.gateway.guardrails.chain import build
+from switchyard.gateway.guardrails.items import screened_items
 from switchyard.gateway.guardrails.models import GuardrailConfig, Refusal, ToolSpot
 from switchyard.gateway.guardrails.pii import Pii
 from switchyard.gateway.guardrails.tools import spot_param
@@ -127,3 +129,29 @@ def test_a_spot_is_named_as_the_face_spells_it() -> None:
     assert parsed.tool_place(0) == ("tools.0.function", "parameters")
     placed = parsed.with_tool_places({"a": ("tools.4", "input_schema")})
     assert placed.model_copy(update={"messages": HI}).tool_place(0) == ("tools.4", "input_schema")
+
+
+def test_stored_items_answers_pass_the_output_hooks_and_the_clients_own_items_do_not() -> None:
+    run = build(GuardrailConfig(pii_output=True)).run_output
+    items: list[dict[str, Any]] = [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "ann@example.org?"}]},
+        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "Mail ann@example.org"}]},
+        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "Answer briefly"}]},
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "Write to ann@example.org", "logprobs": [{"t": 1}]}],
+        },
+        {"type": "function_call", "arguments": '{"to": "ann@example.org", "n": 2}'},
+    ]
+    screened, found = screened_items(items, run)
+    assert screened[0] == items[0]  # the client's own input
+    assert [i["type"] for i in screened] == ["message", "reasoning", "message", "function_call"]
+    assert screened[1] == items[2]  # the reasoning with PII left out whole, the other kept
+    assert screened[2]["content"][0] == {
+        "type": "output_text",
+        "text": "Write to [REDACTED_EMAIL]",
+        "logprobs": [],
+    }
+    assert json.loads(screened[3]["arguments"]) == {"to": "[REDACTED_EMAIL]", "n": 2}
+    assert sum(f.count for f in found) == 3

@@ -30,7 +30,8 @@ from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.openapi import ERRORS, error_doc
 from switchyard.gateway.state import gateway_of
 from switchyard.gateway.stored_responses.chain import DuplicateItem, ItemNotFound
-from switchyard.gateway.stored_responses.views import MAX_ITEMS, InputItemList, page, page_of
+from switchyard.gateway.stored_responses.views import MAX_ITEMS, InputItemList, for_reader, page, page_of
+from switchyard.gateway.tenants import Principal
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -160,8 +161,10 @@ async def list_items(
     after: str | None = None,
 ) -> InputItemList:
     _check_include(request)
-    held = (await _kept(request, conversation_id)).items
-    return page_of(held, order=order, after=after, limit=limit, of="conversation")
+    held, principal = await _kept_for(request, conversation_id)
+    listed = page_of(held.items, order=order, after=after, limit=limit, of="conversation")
+    screened = await for_reader(request, principal, listed.data, once_for=conversation_id)
+    return listed.model_copy(update={"data": screened})
 
 
 @router.post(
@@ -200,10 +203,16 @@ async def create_items(conversation_id: str, request: Request) -> InputItemList:
 )
 async def retrieve_item(conversation_id: str, item_id: str, request: Request) -> dict[str, Any]:
     _check_include(request)
-    item = (await _kept(request, conversation_id)).item(item_id)
+    held, principal = await _kept_for(request, conversation_id)
+    item = held.item(item_id)
     if item is None:
         raise _item_not_found(item_id)
-    return item
+    screened = await for_reader(request, principal, [item], once_for=conversation_id)
+    if screened:
+        return screened[0]
+    # a reasoning item the reader's guardrails leave out: its id and type, nothing it said (its carrier
+    # holds the same text)
+    return {**{k: v for k, v in item.items() if k not in ("content", "encrypted_content")}, "summary": []}
 
 
 @router.delete(
@@ -238,6 +247,13 @@ def _check_include(request: Request) -> None:
 
 
 async def _store_of(request: Request, *, deleting: bool = False) -> tuple[ConversationStore, str]:
+    store, principal = await _store_and_reader(request, deleting=deleting)
+    return store, principal.tenant_id
+
+
+async def _store_and_reader(
+    request: Request, *, deleting: bool = False
+) -> tuple[ConversationStore, Principal]:
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
     responses = gw.responses or (gw.responses_left if deleting else None)
@@ -246,15 +262,20 @@ async def _store_of(request: Request, *, deleting: bool = False) -> tuple[Conver
             "this deployment stores no conversations (SWITCHYARD_RESPONSES_STORE=false)",
             param="conversation_id",
         )
-    return ConversationStore(responses), principal.tenant_id
+    return ConversationStore(responses), principal
 
 
 async def _kept(request: Request, conversation_id: str) -> StoredConversation:
-    store, tenant_id = await _store_of(request)
-    conversation = await store.get(tenant_id, conversation_id)
+    return (await _kept_for(request, conversation_id))[0]
+
+
+async def _kept_for(request: Request, conversation_id: str) -> tuple[StoredConversation, Principal]:
+    """The conversation and who reads it (whose output guardrails its answers pass)."""
+    store, principal = await _store_and_reader(request)
+    conversation = await store.get(principal.tenant_id, conversation_id)
     if conversation is None:
         raise not_found(conversation_id)
-    return conversation
+    return conversation, principal
 
 
 def _item_not_found(item_id: str) -> ItemNotFound:

@@ -16,6 +16,7 @@ from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.errors import GuardrailRefused
 from switchyard.gateway.guardrails.arguments import screened_calls
 from switchyard.gateway.guardrails.chain import Chain, GuardrailPolicy, load_file
+from switchyard.gateway.guardrails.items import screened_items
 from switchyard.gateway.guardrails.models import Finding, GuardrailConfig, GuardrailFile, Refusal
 from switchyard.gateway.guardrails.tools import spot_param
 from switchyard.gateway.metrics import GUARDRAILS
@@ -108,6 +109,26 @@ class Guardrails:
         await self._record_findings(principal, request_id, endpoint, "output", found, once_for=state.id)
         result = result.model_copy(update=update)
         return state.model_copy(update={"result": result})
+
+    async def screen_items(
+        self,
+        items: list[dict[str, Any]],
+        *,
+        principal: Principal,
+        request_id: str,
+        endpoint: str,
+        once_for: str,
+    ) -> list[dict[str, Any]]:
+        """A stored response's output items (or its conversation's) for the user reading them, as
+        `screen_task` does for a task result: the organisation's responses, the reader's plan's hooks.
+        Recorded once per stored response (`once_for`)."""
+        chain = self.policy.chain_for(tenant_id=principal.tenant_id, plan=principal.plan)
+        if not chain.outputs:
+            return items
+        screened, found = screened_items(items, chain.run_output)
+        if found:
+            await self._record_findings(principal, request_id, endpoint, "output", found, once_for=once_for)
+        return screened
 
     def screens_output(self, principal: Principal) -> bool:
         """Whether this tenant's answers pass output hooks (which need the whole answer)."""

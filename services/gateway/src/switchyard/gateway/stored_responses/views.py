@@ -16,10 +16,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from switchyard.gateway.auth import authenticate
-from switchyard.gateway.errors import InvalidRequest, NotFound
+from switchyard.gateway.errors import InvalidRequest, NotFound, request_id_of
 from switchyard.gateway.openapi import ERRORS, error_doc
 from switchyard.gateway.state import gateway_of
 from switchyard.gateway.stored_responses.store import ResponseStore, StoredResponse
+from switchyard.gateway.tenants import Principal
 
 router = APIRouter(prefix="/v1/responses", tags=["responses"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -57,16 +58,20 @@ async def retrieve_response(response_id: str, request: Request, stream: bool = F
             code="unsupported_parameter",
             param="stream",
         )
-    record = await _stored(request, response_id)
-    return Response(orjson.dumps(record.response), media_type="application/json")
+    record, principal = await _stored(request, response_id)
+    response = record.response
+    output = response.get("output")
+    if isinstance(output, list):
+        response = {**response, "output": await for_reader(request, principal, output, once_for=response_id)}
+    return Response(orjson.dumps(response), media_type="application/json")
 
 
 @router.delete(
     "/{response_id}", response_model=ResponseDeleted, summary="Delete a stored response", responses=_ERRORS
 )
 async def delete_response(response_id: str, request: Request) -> ResponseDeleted:
-    store, tenant_id = await _store_of(request, deleting=True)
-    if not await store.delete(tenant_id, response_id):
+    store, principal = await _store_of(request, deleting=True)
+    if not await store.delete(principal.tenant_id, response_id):
         raise _not_found(response_id)
     return ResponseDeleted(id=response_id, deleted=True)
 
@@ -84,8 +89,30 @@ async def list_input_items(
     order: Literal["asc", "desc"] = "desc",
     after: str | None = None,
 ) -> InputItemList:
-    record = await _stored(request, response_id)
-    return page_of(record.input, order=order, after=after, limit=limit, of="response")
+    record, principal = await _stored(request, response_id)
+    listed = page_of(record.input, order=order, after=after, limit=limit, of="response")
+    return listed.model_copy(
+        update={"data": await for_reader(request, principal, listed.data, once_for=response_id)}
+    )
+
+
+async def for_reader(
+    request: Request, principal: Principal, items: list[dict[str, Any]], *, once_for: str
+) -> list[dict[str, Any]]:
+    """The model's answers among `items` through the reader's output guardrails: a stored response or
+    conversation is the organisation's, the guardrails the reader's plan's (one answered to a user whose
+    plan has no `pii_output` is redacted for one whose plan has it), as a cache hit and a task result
+    are. Recorded once per stored response or conversation (`once_for`) and plan."""
+    gw = gateway_of(request)
+    if gw.guardrails is None:
+        return items
+    return await gw.guardrails.screen_items(
+        items,
+        principal=principal,
+        request_id=request_id_of(request),
+        endpoint=request.url.path,
+        once_for=f"{once_for}:{principal.plan}",
+    )
 
 
 def page_of(
@@ -113,26 +140,26 @@ def page(items: list[dict[str, Any]], *, has_more: bool) -> InputItemList:
     )
 
 
-async def _store_of(request: Request, *, deleting: bool = False) -> tuple[ResponseStore, str]:
+async def _store_of(request: Request, *, deleting: bool = False) -> tuple[ResponseStore, Principal]:
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
     if deleting and gw.responses is None and gw.responses_left is not None:
-        return gw.responses_left, principal.tenant_id
+        return gw.responses_left, principal
     if gw.responses is None:
         raise NotFound(
             "this deployment stores no responses (SWITCHYARD_RESPONSES_STORE=false)",
             code="response_not_found",
             param="response_id",
         )
-    return gw.responses, principal.tenant_id
+    return gw.responses, principal
 
 
-async def _stored(request: Request, response_id: str) -> StoredResponse:
-    store, tenant_id = await _store_of(request)
-    record = await store.get(tenant_id, response_id)
+async def _stored(request: Request, response_id: str) -> tuple[StoredResponse, Principal]:
+    store, principal = await _store_of(request)
+    record = await store.get(principal.tenant_id, response_id)
     if record is None:
         raise _not_found(response_id)
-    return record
+    return record, principal
 
 
 def _not_found(response_id: str) -> NotFound:
