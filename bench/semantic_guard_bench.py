@@ -88,6 +88,8 @@ PARAPHRASES = [
     ("How many days are in a leap year?", "How many days does a leap year have?"),
     ("Convert this JSON to YAML", "Convert this JSON into YAML"),
     ("What is faster, a cheetah or a lion?", "Which is faster, a cheetah or a lion?"),
+    ("What is 5+3?", "What's 5 + 3?"),
+    ("Is the sentence 'She go to school' correct?", "Is 'She go to school' a correct sentence?"),
     # the same fill of a frame, reworded in words that name nothing
     (FRAME + "Where is my parcel?", FRAME + "Where's my parcel?"),
     (FRAME + "Can you please cancel my subscription?", FRAME + "Could you cancel my subscription?"),
@@ -156,6 +158,13 @@ CONFUSIONS = [
     (FRAME + "Please send my parcel to London.", FRAME + "Please send my parcel to Paris."),
     (FRAME + "Where is my parcel for order A?", FRAME + "Where is my parcel for order B?"),
     (FRAME + "My order arrived broken, the glass is shattered.", FRAME + "My parcel is late, it is a gift."),
+    # operators, quoted text and code
+    ("Is 7 > 3?", "Is 7 < 3?"),
+    ("Fix the bug in: def f(x): return x+1", "Fix the bug in: def f(x): return x-1"),
+    ("Solve x + 5 = 12", "Solve x - 5 = 12"),
+    ("What is 17 plus 23?", "What is 17 minus 23?"),
+    ("Is the sentence 'She go to school' correct?", "Is the sentence 'She goes to school' correct?"),
+    ("Explain `git reset --hard`", "Explain `git reset --soft`"),
 ]
 
 

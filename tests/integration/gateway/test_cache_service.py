@@ -166,6 +166,11 @@ async def test_exact_and_semantic_hits_stay_inside_their_tenant(
             "Convert kilometers to miles",
         ),  # 0.987
         ("Give me five ideas for a party", "Give me ten ideas for a party", "Give me 5 ideas for a party"),
+        (  # 0.971
+            "Is the sentence 'She go to school' correct?",
+            "Is the sentence 'She goes to school' correct?",
+            "Is 'She go to school' a correct sentence?",
+        ),
     ],
 )
 async def test_a_neighbour_asking_the_opposite_or_the_other_way_round_is_a_miss(

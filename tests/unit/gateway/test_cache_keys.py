@@ -141,6 +141,18 @@ def test_paraphrases_with_the_same_numbers_and_negations_share_a_semantic_scope(
         ),
         ("How many kilometers are in a mile?", "How many miles are in a kilometer?"),  # 0.909
         ("How many kilometers are in a mile?", "Convert kilometers to miles"),
+        # operators, and what is quoted or code
+        ("Is 7 > 3?", "Is 7 < 3?"),  # 0.912
+        ("Fix the bug in: def f(x): return x+1", "Fix the bug in: def f(x): return x-1"),  # 0.914
+        ("Solve x + 5 = 12", "Solve x - 5 = 12"),
+        ("What does a == b do in Python?", "What does a != b do in Python?"),
+        ("What is 17 plus 23?", "What is 17 minus 23?"),
+        (
+            "Is the sentence 'She go to school' correct?",
+            "Is the sentence 'She goes to school' correct?",
+        ),  # 0.971
+        ("Explain `git reset --hard`", "Explain `git reset --soft`"),
+        ('What does "carpe diem" mean?', 'What does "carpe noctem" mean?'),
         # numbers written as words, and ordinals
         ("Give me five ideas for a party", "Give me ten ideas for a party"),  # 0.948
         ("What is the second largest planet?", "What is the largest planet?"),  # 0.908
@@ -172,6 +184,10 @@ def test_opposites_comparisons_and_directions_never_share_a_semantic_scope(one: 
         ("Is it not safe to eat raw chicken?", "Is it unsafe to eat raw chicken?"),
         ("Write a Python function to reverse a string", "Write a python function that reverses a string"),
         ("How long does it take to boil an egg?", "How much time does boiling an egg take?"),
+        ("What is 5+3?", "What's 5 + 3?"),
+        ("What's the boiling point of water?", "What is water's boiling point?"),  # apostrophes are no quotes
+        ("Is the sentence 'She go to school' correct?", "Is 'She go to school' a correct sentence?"),
+        ("A state-of-the-art model for and/or logic", "A state of the art model for and or logic"),
     ],
 )
 def test_paraphrases_keep_sharing_a_semantic_scope(one: str, other: str) -> None:

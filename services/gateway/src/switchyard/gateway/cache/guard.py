@@ -58,6 +58,25 @@ _NUMBER_WORDS = {
 }  # fmt: skip
 _ORDINAL = re.compile(r"\b(\d+)(?:st|nd|rd|th)\b", re.IGNORECASE)
 
+# Operators, as a sequence: "+" and "-" in "x+1" and "x-1" (a hyphen inside a word, a slash between
+# words, are not operators: `_HYPHENED`).
+_OPERATOR = re.compile(
+    r"(==|!=|<=|>=|&&|\|\||\*\*|->|=>)"  # never prose
+    r"|(?<=\w)(\+\+|--)|(\+\+|--)(?=\w)"  # i++, --hard
+    r"|(?<=[\w)\]])([-+*/^%=<>])(?=[\w(\[])"  # x+1, 12*4 (a hyphen inside a word is not: `_HYPHENED`)
+    # 7 > 3, x + 5: spaced, beside a number (not prose's " - ")
+    r"|(?<=\d)\s([-+*/^%=<>])\s(?=[\w(])|(?<=[\w)])\s([-+*/^%=<>])\s(?=\d)"
+    r"|\b(plus|minus|times|multiplied|divided)\b",
+    re.IGNORECASE,
+)
+_SAID = {"plus": "+", "minus": "-", "times": "*", "multiplied": "*", "divided": "/"}
+_HYPHENED = re.compile(r"(?<=[A-Za-z])[-/](?=[A-Za-z])")
+# Quoted text and code is another question when it differs at all. An apostrophe inside a word ("what's",
+# "water's") opens no quote: a quote opens after a space or a bracket and closes before one.
+_FENCED = re.compile(r"```.*?```", re.DOTALL)
+_QUOTED = re.compile(
+    r"`([^`]+)`|(?<![\w'])'([^'\n]+?)'(?![\w])|\"([^\"\n]+)\"|\u201c([^\u201d\n]+)\u201d|\u2018([^\u2019\n]+)\u2019"
+)
 # Sides of opposites, each a sense and the words that say it (synonyms share a sense, so a paraphrase
 # keeps it). A word of either side alone already tells its prompt from one that has none, so a side need
 # not be complete; words too common in another use are left out (up in "set up", right, start, open).
@@ -213,8 +232,9 @@ def literals(text: str) -> dict[str, Any]:
     ("What is 17*23?" and "...17*24?" are 0.91 apart to MiniLM; "1,000" is 1000; "five" is 5), how many
     negations it has ("Is it safe to...?" and "Is it not safe to...?": 0.99), the days it names ("...in
     Paris today?" and "...tomorrow?": 0.95), and (when it has any, so that other prompts' scopes stay as
-    they were) the senses of its opposite words, what it compares against, and its conversions'
-    directions."""
+    they were) the senses of its opposite words, what it compares against, its conversions' directions,
+    its operators ("7 > 3" and "7 < 3": 0.91; "x+1" and "x-1") and what it quotes or marks as code, word
+    for word ("Is 'She go to school' correct?" and "...'She goes...'": 0.97)."""
     plain = _THOUSANDS.sub("", text)
     words = [w.lower() for w in _WORD.findall(_ORDINAL.sub(r"\1", plain))]
     found: dict[str, Any] = {
@@ -222,9 +242,28 @@ def literals(text: str) -> dict[str, Any]:
         "negations": len(_NEGATION.findall(plain)),
         "days": [w.lower() for w in _WHEN.findall(plain)],
     }
-    extra = {"senses": senses(words), "compared": compared(words), "directions": directions(words)}
+    extra = {
+        "senses": senses(words),
+        "compared": compared(words),
+        "directions": directions(words),
+        "operators": operators(plain),
+        "quoted": [" ".join(q.split()) for q in _quoted(text)],
+    }
     found.update({name: value for name, value in extra.items() if value})
     return found
+
+
+def operators(text: str) -> list[str]:
+    """The text's operators in order, said in words or in symbols ("17 times 23" is "17 * 23")."""
+    found = (next(g for g in m.groups() if g) for m in _OPERATOR.finditer(_HYPHENED.sub(" ", text)))
+    return [_SAID.get(o.lower(), o) for o in found]
+
+
+def _quoted(text: str) -> list[str]:
+    """The spans in quotes or backticks (a fenced block first, so its inner backticks are its own)."""
+    fenced = _FENCED.findall(text)
+    rest = _FENCED.sub(" ", text)
+    return fenced + [next(g for g in m.groups() if g is not None) for m in _QUOTED.finditer(rest)]
 
 
 def senses(words: list[str]) -> list[str]:
