@@ -544,3 +544,64 @@ async def test_a_stored_response_read_by_another_user_passes_the_readers_output_
     assert "ann@example.org" not in read.text and "[REDACTED_EMAIL]" in read.text
     assert "ann@example.org" not in items.text and "[REDACTED_EMAIL]" in items.text
     assert "ann@example.org" in own.text
+
+
+async def test_an_answer_formats_schema_is_screened_as_a_tools_is(
+    world: tuple[NatsServer, str, dict[str, Org]], answerer: Answerer
+) -> None:
+    """A structured output's JSON schema is model input too: the injection rules refuse it naming the
+    place as each face spells it, PII in it is redacted before it leaves."""
+    _, base, orgs = world
+    key = orgs["acme"].keys["member"]
+    schema = {"type": "object", "properties": {"city": {"type": "string", "description": POISONED}}}
+    faces = [
+        (
+            "/v1/chat/completions",
+            _chat(
+                "Weather?",
+                response_format={"type": "json_schema", "json_schema": {"name": "w", "schema": schema}},
+            ),
+            "response_format.json_schema.schema.properties.city.description",
+        ),
+        (
+            "/v1/responses",
+            {
+                "model": "auto",
+                "input": "Weather?",
+                "text": {"format": {"type": "json_schema", "name": "w", "schema": schema}},
+            },
+            "text.format.schema.properties.city.description",
+        ),
+        (
+            "/v1/messages",
+            {
+                "model": "auto",
+                "max_tokens": 16,
+                "messages": [{"role": "user", "content": "Weather?"}],
+                "output_config": {"format": {"type": "json_schema", "schema": schema}},
+            },
+            "output_config.format.schema.properties.city.description",
+        ),
+        (
+            "/v1beta/models/auto:generateContent",
+            {
+                "contents": [{"role": "user", "parts": [{"text": "Weather?"}]}],
+                "generationConfig": {"responseMimeType": "application/json", "responseJsonSchema": schema},
+            },
+            "generationConfig.responseJsonSchema.properties.city.description",
+        ),
+    ]
+    async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+        for path, body, param in faces:
+            r = await c.post(path, headers={"x-api-key": key, "x-goog-api-key": key}, json=body)
+            assert r.status_code == 400 and "prompt_injection_detected" in r.text, (path, r.text)
+            assert param in r.text, (path, r.text)
+        assert answerer.seen == []
+        mailed = {"type": "object", "properties": {"to": {"type": "string", "enum": ["ann@example.org"]}}}
+        fmt = {"type": "json_schema", "json_schema": {"name": "m", "schema": mailed}}
+        sent = await c.post(
+            "/v1/chat/completions", headers=auth(key), json=_chat("Mail?", response_format=fmt)
+        )
+    assert sent.status_code == 200, sent.text
+    given = answerer.seen[-1].request.response_format or {}
+    assert given["json_schema"]["schema"]["properties"]["to"]["enum"] == ["[REDACTED_EMAIL]"]

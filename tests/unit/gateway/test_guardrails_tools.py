@@ -48,7 +48,7 @@ def test_tool_definitions_count_towards_the_prompt_size_as_admission_counts_them
         "max_prompt_chars",
         "tools",
     )
-    assert "in its tool definitions" in over.message
+    assert "in its tools and answer format" in over.message
     request = ChatRequest(messages=HI, tools=big)
     limit = prompt_tokens(request) - 1  # the estimate admission reserves for, less one
     assert refusal(GuardrailConfig(max_prompt_tokens=limit), big).rule == "max_prompt_tokens"

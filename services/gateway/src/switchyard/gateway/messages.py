@@ -407,6 +407,7 @@ def parse_loaded(
     request.with_tool_places(
         {t.name: (f"tools.{n}", "input_schema") for n, t in enumerate(parsed.tools or [])}
     )
+    request.with_format_place("output_config.format", "schema")
     check_tool_turns(request, anthropic=True)
     return request
 

@@ -201,6 +201,7 @@ def parse_request(
         top_logprobs=(parsed.top_logprobs or 0) if asked else None,
         truncation=parsed.truncation,
     ).with_tool_places(tool_places(given_tools))
+    request.with_format_place("text.format", "schema")
     try:
         check_tool_turns(request)
     except InvalidRequest as exc:

@@ -145,6 +145,8 @@ class ChatCompletionRequest(BaseModel):
     # Where the face's body has each tool's definition, by its name: the path and the schema's field name
     # (`tool_place`), for an error about a tool to name it as the client wrote it.
     _tool_places: dict[str, tuple[str, str]] = PrivateAttr(default_factory=dict)
+    # Where the face's body has the answer format's schema (`format_place`), as `_tool_places` say a tool's.
+    _format_place: tuple[str, str] = PrivateAttr(default=("response_format.json_schema", "schema"))
 
     @field_validator("stop")
     @classmethod
@@ -199,13 +201,25 @@ class ChatCompletionRequest(BaseModel):
         self._tool_places = places
         return self
 
+    def with_format_place(self, prefix: str, schema: str) -> ChatCompletionRequest:
+        self._format_place = (prefix, schema)
+        return self
+
     def tool_place(self, index: int) -> tuple[str, str]:
         """Where the face's body has the definition of the tool at `index`, and the name of its schema's
         field there: `("tools.0.function", "parameters")` on chat completions, `("tools.0",
         "input_schema")` on Messages, `("tools.0.functionDeclarations.1", "parameters")` on Gemini."""
         tools = self.tools or []
+        if index == len(tools) and self.json_schema_format() is not None:
+            return self._format_place  # the answer format, screened after the tools (`guardrails.tools`)
         name = tools[index].function.name if 0 <= index < len(tools) else ""
         return self._tool_places.get(name) or (f"tools.{index}.function", "parameters")
+
+    def json_schema_format(self) -> dict[str, Any] | None:
+        """The `json_schema` of a JSON-schema answer format (its name, description and schema)."""
+        fmt = self.response_format or {}
+        spec = fmt.get("json_schema") if fmt.get("type") == "json_schema" else None
+        return spec if isinstance(spec, dict) else None
 
 
 MAX_CALL_FIELD = 256  # a tool call's id and name, as the pipeline's `ToolCall` holds them

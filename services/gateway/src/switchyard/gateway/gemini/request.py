@@ -99,6 +99,9 @@ def parse_request(body: bytes | dict[str, Any], *, model: str, stream: bool, max
             for j, d in enumerate(tool.function_declarations or [])
         }
     )
+    request.with_format_place(
+        "generationConfig", "responseJsonSchema" if config.response_json_schema else "responseSchema"
+    )
     check_tool_turns(request)
     return Parsed(request, thoughts=parsed.thoughts())
 

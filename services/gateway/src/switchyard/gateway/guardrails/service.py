@@ -18,7 +18,7 @@ from switchyard.gateway.guardrails.arguments import screened_calls
 from switchyard.gateway.guardrails.chain import Chain, GuardrailPolicy, load_file
 from switchyard.gateway.guardrails.items import screened_items
 from switchyard.gateway.guardrails.models import Finding, GuardrailConfig, GuardrailFile, Refusal
-from switchyard.gateway.guardrails.tools import spot_param
+from switchyard.gateway.guardrails.tools import format_tool, spot_param, with_format
 from switchyard.gateway.metrics import GUARDRAILS
 from switchyard.gateway.schemas import ChatCompletionRequest
 from switchyard.gateway.taskapi.models import TaskResult, TaskState
@@ -49,9 +49,12 @@ class Guardrails:
         chain = self.policy.chain_for(tenant_id=principal.tenant_id, plan=principal.plan)
         if not chain.inputs:
             return parsed
+        tools = list(parsed.tools or [])
+        spec = parsed.json_schema_format()
+        answer_format = format_tool(spec)  # read after the tools, as one more (`tool_place` knows it)
         try:
             messages, found = chain.run_input(list(parsed.messages))
-            tools, in_tools = chain.run_tools(list(parsed.tools or []), messages)
+            defined, in_tools = chain.run_tools(tools + ([answer_format] if answer_format else []), messages)
         except Refusal as refusal:
             param = refusal.param or prompt_field(endpoint)
             if refusal.tool is not None:
@@ -61,8 +64,11 @@ class Guardrails:
             return parsed
         await self._record_findings(principal, request_id, endpoint, "input", found + in_tools)
         update: dict[str, Any] = {"messages": messages}
-        if in_tools:
-            update["tools"] = tools
+        if in_tools and tools:
+            update["tools"] = defined[: len(tools)]
+        if in_tools and spec is not None and answer_format is not None:
+            fmt = {**(parsed.response_format or {}), "json_schema": with_format(spec, defined[len(tools)])}
+            update["response_format"] = fmt
         return parsed.model_copy(update=update)
 
     async def screen_inputs(

@@ -41,7 +41,8 @@ class PromptSize:
             own = sum(len(spec) for spec in tool_specs(tools))
             chars = sum(len(m.text()) + _call_chars(m) for m in messages) + own
             if chars > self.max_chars:
-                detail = f"{chars} characters ({own} in its tool definitions); the limit is {self.max_chars}"
+                detail = f"{chars} characters ({own} in its tools and answer format)"
+                detail += f"; the limit is {self.max_chars}"
                 raise self._refusal("max_prompt_chars", detail, param="tools")
         if self.max_tokens is not None:
             tokens = message_tokens(messages) + tool_tokens(tools)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from switchyard.common.events import ToolSpec
+from switchyard.common.events import FunctionSpec, ToolSpec
 from switchyard.gateway.guardrails.models import ToolSpot
 
 
@@ -66,3 +66,22 @@ def spot_param(spot: ToolSpot, place: tuple[str, str]) -> str:
         return prefix
     field = schema if spot.field == "parameters" else spot.field
     return ".".join([prefix, field, *(str(p) for p in spot.path)])
+
+
+def format_tool(spec: dict[str, Any] | None) -> ToolSpec | None:
+    """A JSON-schema answer format (`json_schema`: name, description, schema) read as a tool's definition,
+    so the hooks that read tools read it too; None for another format."""
+    if spec is None or not isinstance(spec.get("schema"), dict):
+        return None
+    description = spec.get("description") if isinstance(spec.get("description"), str) else None
+    return ToolSpec(
+        function=FunctionSpec(name="response_format", description=description, parameters=spec["schema"])
+    )
+
+
+def with_format(spec: dict[str, Any], tool: ToolSpec) -> dict[str, Any]:
+    """The answer format's `json_schema` with the screened description and schema of `tool`."""
+    changed = {**spec, "schema": tool.function.parameters}
+    if tool.function.description is not None:
+        changed["description"] = tool.function.description
+    return changed
