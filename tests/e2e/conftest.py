@@ -126,6 +126,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
         stop_stack(running)
 
 
+@pytest.fixture(scope="session")
+def bus_tenant(stack: RunningStack) -> str:
+    """An organisation the tests make (`POST /v1/admin/organizations` with make run's platform key) and
+    submit on the bus for: the pipeline refuses a task of a tenant that is no organisation."""
+    made = httpx.post(
+        f"{stack.base_url}/v1/admin/organizations",
+        json={"name": "bus-tenant", "admin_email": "admin@bus-tenant.test"},
+        headers={"Authorization": f"Bearer {stack.api_key}"},
+        timeout=30,
+    )
+    assert made.status_code == 201, made.text
+    return str(made.json()["organization"]["id"])
+
+
 def wait_for(predicate: object, *, timeout: float = 30.0, interval: float = 0.2) -> object:
     deadline = time.monotonic() + timeout
     while True:

@@ -40,7 +40,7 @@ def _task_event(tenant: str, task_id: str) -> dict[str, object]:
     }
 
 
-async def test_submit_on_the_bus_and_receive_the_result(stack: RunningStack) -> None:
+async def test_submit_on_the_bus_and_receive_the_result(stack: RunningStack, bus_tenant: str) -> None:
     nc = await nats.connect(stack.nats_url)
     js = nc.jetstream()
     task_id = uuid.uuid4().hex
@@ -50,7 +50,7 @@ async def test_submit_on_the_bus_and_receive_the_result(stack: RunningStack) -> 
         await results.put(msg.data)
 
     await nc.subscribe(f"switchyard.result.{task_id}", cb=on_result)
-    event = _task_event("bus-tenant", task_id)
+    event = _task_event(bus_tenant, task_id)
     trace_id = uuid.uuid4().hex
     event["traceparent"] = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"  # the other system's trace
     body = orjson.dumps(event)
@@ -61,7 +61,7 @@ async def test_submit_on_the_bus_and_receive_the_result(stack: RunningStack) -> 
 
     result = orjson.loads(await asyncio.wait_for(results.get(), 120))
     assert result["type"] == "switchyard.task.completed.v1"
-    assert result["specversion"] == "1.0" and result["tenantid"] == "bus-tenant"
+    assert result["specversion"] == "1.0" and result["tenantid"] == bus_tenant
     assert result["data"]["task_id"] == task_id
     assert result["data"]["content"].strip()
     assert result["data"]["usage"]["completion_tokens"] > 0
@@ -120,7 +120,7 @@ async def test_invalid_events_go_to_the_dead_letter_stream(
     assert ready.status_code == 200, "every service is still running"
 
 
-async def test_another_system_cancels_its_task_on_the_bus(stack: RunningStack) -> None:
+async def test_another_system_cancels_its_task_on_the_bus(stack: RunningStack, bus_tenant: str) -> None:
     """A hand-written `switchyard.task.cancelled.v1`, sent as soon as the task is routed, stops the task
     (or skips it, if no executor has started it yet): its result is `task.failed` with `task_cancelled`,
     not the long answer the local model would take seconds to write."""
@@ -139,7 +139,7 @@ async def test_another_system_cancels_its_task_on_the_bus(stack: RunningStack) -
 
     await nc.subscribe(f"switchyard.result.{task_id}", cb=on_result)
     await nc.subscribe("switchyard.task.routed", cb=on_routed)
-    event = _task_event("bus-tenant", task_id)
+    event = _task_event(bus_tenant, task_id)
     event["data"]["request"].update(  # type: ignore[index]
         messages=[{"role": "user", "content": "Write a long story about a lighthouse keeper and the sea."}],
         max_tokens=400,
@@ -154,10 +154,10 @@ async def test_another_system_cancels_its_task_on_the_bus(stack: RunningStack) -
         "source": "urn:example:batch-system",
         "type": "switchyard.task.cancelled.v1",
         "datacontenttype": "application/json",
-        "tenantid": "bus-tenant",
+        "tenantid": bus_tenant,
         "data": {
             "task_id": task_id,
-            "tenant_id": "bus-tenant",
+            "tenant_id": bus_tenant,
             "cancelled_at": datetime.now(UTC).isoformat(),
         },
     }
@@ -168,23 +168,51 @@ async def test_another_system_cancels_its_task_on_the_bus(stack: RunningStack) -
     await nc.close()
 
 
-async def test_a_task_the_pipeline_cannot_read_is_answered_with_its_reason(stack: RunningStack) -> None:
+async def test_a_task_the_pipeline_cannot_read_is_answered_with_its_reason(
+    stack: RunningStack, bus_tenant: str
+) -> None:
     """Another system's task with a mistake in it (here: `messages` misspelt) names its task and tenant:
     its submitter hears `switchyard.task.failed.v1` with the reason at once, instead of waiting for a result
     that never comes, and the event is still a dead letter."""
     nc = await nats.connect(stack.nats_url)
     task_id = uuid.uuid4().hex
     results = await nc.subscribe(f"switchyard.result.{task_id}")
-    event = _task_event("bus-tenant", task_id)
+    event = _task_event(bus_tenant, task_id)
     request = event["data"]["request"]  # type: ignore[index]
     request["mesages"] = request.pop("messages")
     await nc.jetstream().publish(
         "switchyard.task.submitted", orjson.dumps(event), headers={"Nats-Msg-Id": str(event["id"])}
     )
     result = orjson.loads((await results.next_msg(timeout=30)).data)
-    assert result["type"] == "switchyard.task.failed.v1" and result["tenantid"] == "bus-tenant"
+    assert result["type"] == "switchyard.task.failed.v1" and result["tenantid"] == bus_tenant
     assert result["data"]["task_id"] == task_id and result["data"]["error_code"] == "invalid_event"
     assert "messages" in result["data"]["error_message"]
     with pytest.raises(nats.errors.TimeoutError):
         await results.next_msg(timeout=2)  # one answer
     await nc.close()
+
+
+async def test_a_task_of_no_organisation_is_refused_and_the_default_organisation_runs(
+    stack: RunningStack,
+) -> None:
+    """make run's gateway keeps the tenant registry: a task whose `tenant_id` no organisation has (a typo,
+    an erased one) is answered `unknown_tenant` at once and run nowhere; one of the embedded default
+    organisation (`dev`, whose id the admin API gives) runs."""
+    async with httpx.AsyncClient(base_url=stack.base_url) as c:
+        org = await c.get("/v1/admin/organization", headers={"Authorization": f"Bearer {stack.api_key}"})
+    dev = org.json()["id"]
+    nc = await nats.connect(stack.nats_url)
+    outcomes: dict[str, dict[str, object]] = {}
+    for tenant in ("no-such-org", dev):
+        task_id = uuid.uuid4().hex
+        results = await nc.subscribe(f"switchyard.result.{task_id}")
+        event = _task_event(tenant, task_id)
+        await nc.jetstream().publish(
+            "switchyard.task.submitted", orjson.dumps(event), headers={"Nats-Msg-Id": str(event["id"])}
+        )
+        outcomes[tenant] = orjson.loads((await results.next_msg(timeout=120)).data)
+    await nc.close()
+    refused = outcomes["no-such-org"]
+    assert refused["type"] == "switchyard.task.failed.v1"
+    assert refused["data"]["error_code"] == "unknown_tenant"  # type: ignore[index]
+    assert outcomes[dev]["type"] == "switchyard.task.completed.v1"

@@ -185,7 +185,7 @@ def _ledger(stack: RunningStack, task_id: str) -> dict[str, dict[str, object]]:
     return {action: orjson.loads(details) for action, details in found}
 
 
-def _embedding_task(task_id: str, texts: list[str]) -> dict[str, object]:
+def _embedding_task(tenant: str, task_id: str, texts: list[str]) -> dict[str, object]:
     return {
         "specversion": "1.0",
         "id": f"ext-{task_id}",
@@ -193,17 +193,17 @@ def _embedding_task(task_id: str, texts: list[str]) -> dict[str, object]:
         "type": "switchyard.task.submitted.v1",
         "time": datetime.now(UTC).isoformat(),
         "datacontenttype": "application/json",
-        "tenantid": "bus-tenant",
+        "tenantid": tenant,
         "data": {
             "task_id": task_id,
-            "tenant_id": "bus-tenant",
+            "tenant_id": tenant,
             "request": {"kind": "embedding", "model": MODEL, "input": texts},
             "submitted_at": datetime.now(UTC).isoformat(),
         },
     }
 
 
-async def _submit_and_wait(nc: nats.NATS, texts: list[str]) -> dict[str, object]:
+async def _submit_and_wait(nc: nats.NATS, tenant: str, texts: list[str]) -> dict[str, object]:
     """Submits an embedding task as another system would (plain nats-py); its result event."""
     task_id = uuid.uuid4().hex
     results: asyncio.Queue[bytes] = asyncio.Queue()
@@ -212,7 +212,7 @@ async def _submit_and_wait(nc: nats.NATS, texts: list[str]) -> dict[str, object]
         await results.put(msg.data)
 
     await nc.subscribe(f"switchyard.result.{task_id}", cb=on_result)
-    event = _embedding_task(task_id, texts)
+    event = _embedding_task(tenant, task_id, texts)
     await nc.jetstream().publish(
         "switchyard.task.submitted", orjson.dumps(event), headers={"Nats-Msg-Id": str(event["id"])}
     )
@@ -220,10 +220,12 @@ async def _submit_and_wait(nc: nats.NATS, texts: list[str]) -> dict[str, object]
     return result
 
 
-async def test_another_system_submits_an_embedding_task_on_the_bus(stack: RunningStack) -> None:
+async def test_another_system_submits_an_embedding_task_on_the_bus(
+    stack: RunningStack, bus_tenant: str
+) -> None:
     nc = await nats.connect(stack.nats_url)
     try:
-        result = await _submit_and_wait(nc, ["one", "two", "three"])
+        result = await _submit_and_wait(nc, bus_tenant, ["one", "two", "three"])
         assert result["type"] == "switchyard.task.completed.v1", result
         embedding = EmbeddingResult.model_validate(result["data"]["embedding"])  # type: ignore[index]
         assert embedding.object is None  # small: in the event
@@ -236,13 +238,15 @@ async def test_another_system_submits_an_embedding_task_on_the_bus(stack: Runnin
         await nc.close()
 
 
-async def test_another_system_reads_a_large_result_from_the_object_store(stack: RunningStack) -> None:
+async def test_another_system_reads_a_large_result_from_the_object_store(
+    stack: RunningStack, bus_tenant: str
+) -> None:
     """300 texts: 460,800 bytes of vectors, over the inline limit: the event names an object of the
     bucket `switchyard-embeddings`, which nats-py's own object store reads (no Switchyard code)."""
     nc = await nats.connect(stack.nats_url)
     try:
         texts = [f"catalogue entry {n}" for n in range(300)]
-        result = await _submit_and_wait(nc, texts)
+        result = await _submit_and_wait(nc, bus_tenant, texts)
         assert result["type"] == "switchyard.task.completed.v1", result
         embedding = result["data"]["embedding"]  # type: ignore[index]
         assert "data" not in embedding and embedding["object"], embedding  # unset fields are left out

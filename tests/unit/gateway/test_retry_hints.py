@@ -140,3 +140,11 @@ def test_a_wait_longer_than_the_sdks_take_says_false_not_a_retry_that_sleeps_thr
     assert (headers["retry-after"], headers["x-should-retry"]) == ("3600", "false")
     _, headers = _headers(_failure("provider_rate_limited", retry_after_s=20))
     assert (headers["retry-after"], headers["x-should-retry"]) == ("20", "true")
+
+
+def test_a_task_the_pipeline_refused_as_no_organisation_is_403_and_not_retried() -> None:
+    """An organisation erased while its request ran: the pipeline refuses its task (`unknown_tenant`);
+    the client gets 403 with that code (a retry gets the same), not 502 as an upstream failure."""
+    status, headers = _headers(_failure("unknown_tenant"))
+    assert status == 403
+    assert headers.get("x-should-retry") != "true"

@@ -25,6 +25,7 @@ COMMANDS = (
     "switchyard.cli.keys_cmd",
     "switchyard.cli.org_cmd",
     "switchyard.cli.guardrails_cmd",
+    "switchyard.cli.tenants_cmd",
 )
 
 

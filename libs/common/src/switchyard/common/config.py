@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError
@@ -42,6 +42,11 @@ class CommonSettings(BaseSettings):
         default=1, ge=1, le=5, description="JetStream replicas of Switchyard's streams: 3 on a 3-node cluster"
     )
     instance: str = Field(default="", description="replica name, for logs and metrics")
+    tenant_check: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="refuse tasks of tenants the tenant registry does not list: auto (once the registry is "
+        "kept: a gateway started, or `switchyard tenants add`), on (always), off (never)",
+    )
     stop_grace_s: float = Field(
         default=STOP_GRACE_S,
         gt=0,

@@ -126,6 +126,11 @@ KV_CLASSIFIER_HEADS = "switchyard-classifier-heads"
 # each classifier replica's heads (key: replica name): what it classifies with, what it refused; entries
 # expire unless renewed (`switchyard classifier heads` lists them).
 KV_CLASSIFIER_REPLICAS = "switchyard-classifier-replicas"
+# The tenant registry: the organisations (`t.<tenant>`: active or erased) and `kept`, once somebody keeps it;
+# the gateway writes it (from its database: at start, every few minutes, on each organisation's creation
+# and erasure), or `switchyard tenants` on a bus-only deployment; the classifier and the executors refuse
+# tasks of tenants it does not list (tenants.py).
+KV_TENANTS = "switchyard-tenants"
 
 # Object store buckets.
 # An embedding task's vectors too large to travel in its result event (`vectors.py`): the executor puts them

@@ -17,7 +17,7 @@ from switchyard.classifier.classify import (
 )
 from switchyard.classifier.config import ClassifierSettings
 from switchyard.classifier.follower import HeadsFollower
-from switchyard.common import bus, ids, invalid, subjects, tracing
+from switchyard.common import bus, ids, invalid, subjects, tenants, tracing
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.errors import InvalidEvent
 from switchyard.common.events import Classification, TaskClassified, TaskSubmitted
@@ -43,8 +43,20 @@ def create(settings: ClassifierSettings, classifier: Classifier | None = None) -
         max_wait_s=settings.classifier_max_wait_ms / 1000.0,
     )
     predictions = reuse.Predictions(settings.classifier_reuse_size)
-    service.setup.append(batcher.start)
-    service.teardown.append(batcher.stop)
+    registry: list[tenants.TenantCheck] = []
+
+    async def follow_registry() -> None:
+        js = bus.jetstream(service.broker)
+        bucket = await tenants.registry_bucket(js)
+        registry.append(tenants.TenantCheck(lambda: bucket, mode=settings.tenant_check))
+        await registry[0].start()
+
+    async def stop_registry() -> None:
+        for check in registry:
+            await check.stop()
+
+    service.setup.extend([batcher.start, follow_registry])
+    service.teardown.extend([batcher.stop, stop_registry])
     if settings.classifier_follow_promotions:
         follower = HeadsFollower(
             classifier,
@@ -69,6 +81,10 @@ def create(settings: ClassifierSettings, classifier: Classifier | None = None) -
 
     async def on_submitted(event: CloudEvent, task: TaskSubmitted) -> None:
         started = time.perf_counter()
+        # a tenant that is no organisation: refused here, before anything is routed, run or billed
+        await tenants.refuse(
+            registry[0], service.events(), task, answer_id=ids.derived_id(event.id, "unknown-tenant")
+        )
         if task.embedding() is not None:  # nothing to classify: neither the reuse cache nor the encoder
             result = passthrough(task, latency_ms=(time.perf_counter() - started) * 1000.0)
             metrics.PREDICTIONS.labels(result.model_version).inc()

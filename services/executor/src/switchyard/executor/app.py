@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from nats.js.errors import NotFoundError
 
-from switchyard.common import bus, ids, kv, subjects, tracing, vectors
+from switchyard.common import bus, ids, kv, subjects, tenants, tracing, vectors
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.events import (
     ProviderCallRecorded,
@@ -139,6 +139,18 @@ def create(
         remember_s=settings.embedding_store_ttl_s,
     )
     cancellations = Cancellations(on_cancel=kept.abandon)
+    registry: list[tenants.TenantCheck] = []
+
+    async def follow_registry() -> None:
+        """The tenants whose tasks may run (a routed task skips the classifier's check when someone
+        publishes it on the bus by hand)."""
+        bucket = await tenants.registry_bucket(bus.jetstream(service.broker))
+        registry.append(tenants.TenantCheck(lambda: bucket, mode=settings.tenant_check))
+        await registry[0].start()
+
+    async def stop_registry() -> None:
+        for check in registry:
+            await check.stop()
 
     async def shared_state() -> None:
         """Breakers and buckets in KV, so every replica sees the same ones (created once connected)."""
@@ -225,6 +237,9 @@ def create(
         if await already_answered(task):
             log.info("task %s already has a result; not running it again", task.task_id)
             return
+        await tenants.refuse(
+            registry[0], service.events(), task, answer_id=ids.derived_id(event.id, "result")
+        )
         events = service.events()
         # The call records go on the wire as they come and the result after them, in that order (one
         # connection: the stream stores them so), and their acks are awaited together at the end, before
@@ -358,8 +373,10 @@ def create(
             carry_calls,
             announce_providers,
             hear_cancellations,
+            follow_registry,
         ]
     )
+    service.teardown.append(stop_registry)
     service.drain.append(owed.close)  # after the consumer stopped, while still connected
     service.drain.append(kept.drain)  # abandoned vectors still being deleted
     service.teardown.append(found.aclose)

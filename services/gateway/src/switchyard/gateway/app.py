@@ -16,7 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from switchyard.common import bus, subjects, tracing
+from switchyard.common import bus, subjects, tenants, tracing
 from switchyard.common.budgets import budgets_bucket, limits_bucket
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.errors import ConfigurationError
@@ -27,6 +27,7 @@ from switchyard.gateway import errors, gone, openapi, responses_ws
 from switchyard.gateway.access import lockout, oidc
 from switchyard.gateway.access import views as access
 from switchyard.gateway.access.changes import AuthChanges, changes_bucket
+from switchyard.gateway.access.registry import Registry
 from switchyard.gateway.admission import Admission
 from switchyard.gateway.batches import views as batch_views
 from switchyard.gateway.batches.setup import start_batches
@@ -114,7 +115,9 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
         sessions = sessionmaker(engine)
         nc = bus.connection(broker)
         events = bus.EventPublisher(js, source="switchyard/gateway")
-        verifier = KeyVerifier(sessions, ttl_s=settings.auth_cache_ttl_s)
+        registry = Registry(await tenants.registry_bucket(js), sessions, every_s=settings.tenant_sync_s)
+        await registry.start()  # before the first request: a deployment's organisations, registered
+        verifier = KeyVerifier(sessions, ttl_s=settings.auth_cache_ttl_s, loaded=registry.authenticated)
         sso = oidc.from_settings(settings, sessions, events)
         await warn_unknown_tenants(sessions, guardrail_file, cache_tenants=settings.cache_tenants)
 
@@ -183,6 +186,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
             engine=engine,
             sessions=sessions,
             verifier=verifier,
+            registry=registry,
             changes=changes,
             events=events,
             nc=nc,
@@ -244,6 +248,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
         await gateway.inflight.stop()  # after the hand-backs: the entry goes (or lists what is unsettled)
         await gateway.budgets.drain()
         await app.state.gateway.changes.stop()
+        await app.state.gateway.registry.stop()
         await app.state.gateway.limiter.control.stop()
         if app.state.gateway.lockout is not None:
             await app.state.gateway.lockout.stop()

@@ -163,6 +163,12 @@ class GatewaySettings(CommonSettings):
         description="the largest response a Responses WebSocket connection keeps in memory",
     )
     auth_cache_ttl_s: float = 30.0
+    tenant_sync_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="how often the tenant registry the pipeline reads is brought back to the database's "
+        "organisations (also at start, and on each creation and erasure)",
+    )
     readiness_timeout_s: float = 1.0
     providers_refresh_s: float = 2.0
 

@@ -29,6 +29,8 @@ class Tenant(GatewayBase):
     # The operator's own organisation: its admins may create other organisations and set the throttle.
     platform: Mapped[bool] = mapped_column(Boolean, default=False)
     monthly_budget_usd: Mapped[float | None] = mapped_column(Float)
+    # When it was erased (`switchyard org erase`): its tasks are refused on the bus (the tenant registry).
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class User(GatewayBase):

@@ -42,6 +42,8 @@ CLIENT_FAILURES: dict[str, tuple[type[APIError], str | None]] = {
     "provider_context_too_long": (ProviderContextTooLong, "messages"),  # said `context_length_exceeded`
     "provider_content_policy": (InvalidRequest, None),
     "provider_bad_request": (InvalidRequest, None),
+    # the pipeline's tenant registry lists no such organisation: one erased while its request ran
+    "unknown_tenant": (PermissionDenied, None),
 }
 UNAVAILABLE_FAILURES = ("no_provider_available",)
 # The task's bound passed while it waited for an executor (a backlog): it was not run, and its client's wait

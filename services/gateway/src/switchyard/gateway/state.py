@@ -13,6 +13,7 @@ from switchyard.common.bus import EventPublisher
 from switchyard.gateway.access.changes import AuthChanges
 from switchyard.gateway.access.lockout import Lockout
 from switchyard.gateway.access.oidc import OidcVerifier
+from switchyard.gateway.access.registry import Registry
 from switchyard.gateway.admission import Admission
 from switchyard.gateway.budgets.service import Budgets
 from switchyard.gateway.cache.service import ResponseCache
@@ -41,6 +42,7 @@ class Gateway:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     verifier: KeyVerifier
+    registry: Registry  # the tenant registry the pipeline reads (access/registry.py)
     changes: AuthChanges
     events: EventPublisher
     nc: Client

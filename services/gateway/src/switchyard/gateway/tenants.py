@@ -3,8 +3,10 @@ development bootstrap."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +19,8 @@ from switchyard.gateway import keys
 from switchyard.gateway.access import roles
 from switchyard.gateway.key_policy import KeyPolicy
 from switchyard.gateway.models import ApiKey, Tenant, User
+
+log = logging.getLogger(__name__)
 
 DEV_TENANT = "dev"
 DEV_USER = "dev"
@@ -180,9 +184,17 @@ class KeyVerifier:
     the TTL only bounds how long a missed announcement could matter.
     """
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, ttl_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        ttl_s: float = 30.0,
+        loaded: Callable[[str, str], Awaitable[None]] | None = None,
+    ) -> None:
+        """`loaded(tenant id, name)`: hears each organisation a key was loaded for (the tenant registry)."""
         self._sessions = sessions
         self._ttl_s = ttl_s
+        self._loaded = loaded
         self._cache: dict[str, _Cached] = {}
         self._index = _Index()
         self._hashes: dict[str, str | None] = {}  # prefix -> its key's hash (None: no key), `could_be`
@@ -249,6 +261,11 @@ class KeyVerifier:
             return None
         if user is not None and user.disabled_at is not None:
             return None
+        if self._loaded is not None:
+            try:
+                await self._loaded(tenant.id, tenant.name)
+            except Exception as exc:  # the key is good; the registry's sync writes its organisation later
+                log.warning("could not register organisation %s: %s: %s", tenant.id, type(exc).__name__, exc)
         role = user.role if user is not None else roles.SERVICE_KEY_ROLE
         return Principal(
             tenant_id=key.tenant_id,

@@ -149,11 +149,15 @@ async def disable_user(sessions: Sessions, *, tenant_id: str, user_id: str) -> U
 
 
 async def close_organization(sessions: Sessions, *, tenant_id: str) -> tuple[int, int]:
-    """Revokes every key of the organisation and disables every user of it (an erasure: nobody acts for
-    it any more); how many keys and users that changed (0 and 0 the second time). NotFound for none."""
+    """Revokes every key of the organisation and disables every user of it, and marks it erased (an
+    erasure: nobody acts for it any more, on the bus either); how many keys and users that changed (0
+    and 0 the second time). NotFound for none."""
     await get_organization(sessions, tenant_id=tenant_id)
     now = datetime.now(UTC)
     async with sessions.begin() as s:
+        org = await s.get(Tenant, tenant_id)
+        assert org is not None
+        org.erased_at = org.erased_at or now
         keys = await s.execute(
             update(ApiKey)
             .where(ApiKey.tenant_id == tenant_id, ApiKey.revoked_at.is_(None))

@@ -31,7 +31,7 @@ from switchyard.gateway.auth import require
 from switchyard.gateway.cache.exact import left_cache
 from switchyard.gateway.errors import PermissionDenied
 from switchyard.gateway.openapi import ERRORS
-from switchyard.gateway.state import gateway_of
+from switchyard.gateway.state import Gateway, gateway_of
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=ERRORS)
 Reader = Annotated[Actor, Depends(require(*roles.DIRECTORY_READ))]
@@ -109,6 +109,8 @@ async def create_organization(
     org, user, plaintext, key = await service.create_organization(
         actor.sessions, spec=body, ceiling=_ceiling(actor, request)
     )
+    # before the answer: a task submitted on the bus for it at once is not refused as an unknown tenant
+    await gateway_of(request).registry.created(org.id, org.name)
     await actor.record(
         "organization.created", "organization", org.id, body.model_dump(mode="json"), tenant_id=org.id
     )
@@ -135,11 +137,18 @@ async def erase_organization(org_id: str, request: Request, actor: Operator) -> 
         batches=gateway.batches.store if gateway.batches is not None else None,
         cache=cache.store if cache is not None else await left_cache(gateway.nc.jetstream()),
         index=cache.index if cache is not None else None,
-        closed=lambda: actor.invalidate("org", org_id),
+        closed=lambda: closed(gateway, actor, org_id),
     )
     counts = erased.model_dump(exclude={"organization_id"})
     await actor.record("organization.erased", "organization", org_id, counts, tenant_id=org_id)
     return erased
+
+
+async def closed(gateway: Gateway, actor: Actor, org_id: str) -> None:
+    """Its keys revoked: every replica drops them, and the pipeline refuses its tasks (the registry)."""
+    await actor.invalidate("org", org_id)
+    org = await service.get_organization(actor.sessions, tenant_id=org_id)
+    await gateway.registry.erased(org_id, org.name)
 
 
 @router.get("/users", response_model=list[UserOut], summary="The organisation's users")

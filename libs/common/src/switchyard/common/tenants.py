@@ -1,0 +1,270 @@
+"""The tenant registry: which `tenant_id`s are organisations, so the pipeline refuses a task of any other.
+
+The pipeline services do not read the gateway's database. The gateway (and, on a bus-only deployment,
+`switchyard tenants`) keeps the organisations in the KV bucket `switchyard-tenants`: `t.<tenant>` is an
+organisation, `{"tenant_id", "name", "status": "active" | "erased", "at"}`, and `kept` says the registry is
+kept (written by the gateway once its start-up sync from the database is done, or by the first
+`switchyard tenants add`). The classifier (the first to read a task) and the executor (the last before a
+provider is called) ask `TenantCheck.refusal`: a tenant it knows is active costs a dictionary look-up (the
+bucket is followed with a watch); one it does not know is read from the server before it is refused (one
+created a millisecond ago may not have reached the watch yet).
+
+Until the registry is kept (a deployment upgraded with no gateway started yet; the pipeline's own tests,
+which start no gateway) every tenant passes, as before: `SWITCHYARD_TENANT_CHECK=on` refuses every tenant
+the registry does not list even then, `off` never checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import orjson
+from nats.js import JetStreamContext
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+
+from switchyard.common import bus, kv, subjects
+from switchyard.common.background import cancel
+from switchyard.common.errors import SwitchyardError
+from switchyard.common.events import TaskFailed, TaskSubmitted
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["auto", "on", "off"]
+Status = Literal["active", "erased"]
+KEPT = "kept"
+_PREFIX = "t."
+# A known tenant's entry is trusted this long after the watch delivered it or it was read; then read again,
+# so a watch that stopped delivering (a reconnect) cannot keep an erased tenant running for more than this.
+TRUST_S = 60.0
+
+
+class UnknownTenant(SwitchyardError):
+    """A task of a tenant that is no organisation of this deployment (or one erased): never retried."""
+
+    code = "unknown_tenant"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    tenant_id: str
+    status: Status
+    name: str = ""
+    at: str = ""
+
+    def dumps(self) -> bytes:
+        return orjson.dumps(
+            {"tenant_id": self.tenant_id, "name": self.name, "status": self.status, "at": self.at}
+        )
+
+
+def key_of(tenant_id: str) -> str:
+    return _PREFIX + kv.safe_key(tenant_id)
+
+
+def parse(value: bytes | None) -> Entry | None:
+    """An entry as stored, or None for a deleted key or a value that is not one."""
+    if not value:
+        return None
+    try:
+        data = orjson.loads(value)
+        status = data["status"]
+        if status not in ("active", "erased"):
+            return None
+        return Entry(str(data["tenant_id"]), status, str(data.get("name", "")), str(data.get("at", "")))
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
+async def registry_bucket(js: JetStreamContext) -> KeyValue:
+    return await kv.bucket(js, subjects.KV_TENANTS)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+async def put(bucket: KeyValue, entry: Entry) -> bool:
+    """Writes `entry` unless the bucket holds the same already; an erased tenant stays erased (an add, a
+    sync or a key's authentication racing the erasure cannot bring it back: compare-and-set). Whether it
+    wrote."""
+
+    def change(current: bytes | None) -> tuple[bytes | None, bool]:
+        known = parse(current)
+        if known is not None and known.status == "erased" and entry.status == "active":
+            return None, False
+        if known is not None and known.status == entry.status and entry.name in ("", known.name):
+            return None, False
+        name = entry.name or (known.name if known is not None else "")
+        return Entry(entry.tenant_id, entry.status, name, entry.at or _now()).dumps(), True
+
+    return await kv.update(bucket, key_of(entry.tenant_id), change)
+
+
+async def register(bucket: KeyValue, tenant_id: str, *, name: str = "") -> bool:
+    return await put(bucket, Entry(tenant_id, "active", name))
+
+
+async def erase(bucket: KeyValue, tenant_id: str, *, name: str = "") -> bool:
+    return await put(bucket, Entry(tenant_id, "erased", name))
+
+
+async def mark_kept(bucket: KeyValue, *, by: str) -> None:
+    """From now on the pipeline refuses the tenants the registry does not list (mode `auto`)."""
+    current, _ = await kv.read(bucket, KEPT)
+    if current is None:
+        await bucket.put(KEPT, orjson.dumps({"by": by, "at": _now()}))
+
+
+async def entries(bucket: KeyValue) -> list[Entry]:
+    found = [parse(value) for key, value in (await kv.read_all(bucket)).items() if key.startswith(_PREFIX)]
+    return sorted((e for e in found if e is not None), key=lambda e: e.tenant_id)
+
+
+async def is_kept(bucket: KeyValue) -> bool:
+    value, _ = await kv.read(bucket, KEPT)
+    return value is not None
+
+
+class TenantCheck:
+    """Refuses a task whose tenant the registry does not list as active (see the module)."""
+
+    def __init__(
+        self,
+        bucket: Callable[[], KeyValue] | None,
+        *,
+        mode: Mode = "auto",
+        trust_s: float = TRUST_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._bucket = bucket
+        self.mode: Mode = mode if bucket is not None else "off"
+        self._trust_s = trust_s
+        self._clock = clock
+        self._known: dict[str, tuple[Status, float]] = {}  # tenant -> (status, seen at)
+        self._kept: tuple[bool, float] = (False, float("-inf"))
+        self._watcher: KeyValue.KeyWatcher | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Reads the registry whole (the watch's initial values), then follows it."""
+        if self.mode == "off" or self._bucket is None or self._task is not None:
+            return
+        self._watcher = await self._bucket().watchall()
+        loaded = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._follow(self._watcher, loaded), name="tenant-registry")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10.0):
+                await asyncio.shield(loaded)
+        log.info(
+            "tenant registry: %d organisations, %s (SWITCHYARD_TENANT_CHECK=%s)",
+            sum(1 for status, _ in self._known.values() if status == "active"),
+            "kept" if self._kept[0] else "not kept yet: every tenant passes",
+            self.mode,
+        )
+
+    async def stop(self) -> None:
+        await cancel(self._task)
+        self._task = None
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()  # type: ignore[no-untyped-call]
+            self._watcher = None
+
+    async def _follow(self, watcher: KeyValue.KeyWatcher, loaded: asyncio.Future[None]) -> None:
+        async for entry in watcher:
+            if entry is None:  # the end of the initial values
+                if not loaded.done():
+                    loaded.set_result(None)
+                continue
+            gone = entry.operation in (KV_DEL, KV_PURGE)
+            if entry.key == KEPT:
+                self._kept = (not gone, self._clock())
+            elif entry.key.startswith(_PREFIX):
+                self._learn(None if gone else parse(entry.value))
+        log.warning("the tenant registry's watch stopped: entries are read again every %.0f s", self._trust_s)
+
+    def _learn(self, entry: Entry | None) -> None:
+        if entry is not None:
+            self._known[entry.tenant_id] = (entry.status, self._clock())
+
+    async def refusal(self, tenant_id: str) -> str | None:
+        """Why a task of `tenant_id` is refused, or None when it may run."""
+        if self.mode == "off":
+            return None
+        now = self._clock()
+        known = self._known.get(tenant_id)
+        if known is not None and now - known[1] < self._trust_s:
+            status: Status | None = known[0]
+        elif self.mode == "auto" and not await self._registry_kept(now):
+            return None  # nobody keeps a registry here (yet): no round trip either
+        else:
+            status = await self._read(tenant_id)
+        if status == "active":
+            return None
+        if status == "erased":
+            return f"organisation {tenant_id!r} was erased: its tasks are not run"
+        return (
+            f"tenant {tenant_id!r} is no organisation of this deployment (the tenant registry "
+            f"{subjects.KV_TENANTS} does not list it): give an organisation's id "
+            "(GET /v1/admin/organization), or register it (switchyard tenants add)"
+        )
+
+    async def _read(self, tenant_id: str) -> Status | None:
+        assert self._bucket is not None
+        value, _ = await kv.read(self._bucket(), key_of(tenant_id))
+        entry = parse(value)
+        if entry is None:  # not cached: one created a moment later is read again, not refused from memory
+            self._known.pop(tenant_id, None)
+            return None
+        self._learn(entry)
+        return entry.status
+
+    async def _registry_kept(self, now: float) -> bool:
+        kept, seen = self._kept
+        if kept or now - seen < self._trust_s:
+            return kept
+        assert self._bucket is not None
+        self._kept = (await is_kept(self._bucket()), now)
+        return self._kept[0]
+
+    async def check(self, tenant_id: str) -> None:
+        """Raises UnknownTenant for a task that must not run."""
+        reason = await self.refusal(tenant_id)
+        if reason is not None:
+            raise UnknownTenant(reason)
+
+
+async def refuse(
+    check: TenantCheck, publisher: bus.EventPublisher, task: TaskSubmitted, *, answer_id: str
+) -> None:
+    """Raises UnknownTenant (dead-lettered by the consumer, never retried) for a task whose tenant the
+    registry refuses, once its submitter is answered on its result subject (`switchyard.task.failed.v1`,
+    `unknown_tenant`) rather than left to wait out its timeout. `answer_id`: the answer's event id, derived
+    from the event refused (a redelivery's answer is stored once)."""
+    reason = await check.refusal(task.tenant_id)
+    if reason is None:
+        return
+    log.warning("task %s refused: %s", task.task_id, reason)
+    failed = TaskFailed(
+        task_id=task.task_id,
+        tenant_id=task.tenant_id,
+        user_id=task.user_id,
+        error_code=UnknownTenant.code,
+        error_message=reason,
+        failed_at=datetime.now(UTC),
+    )
+    await publisher.publish(
+        failed,
+        subject=subjects.result_subject(task.task_id),
+        event_id=answer_id,
+        tenant_id=task.tenant_id,
+        event_subject=task.task_id,
+    )
+    raise UnknownTenant(reason)

@@ -1,0 +1,27 @@
+"""an organisation's erasure time: the tenant registry the pipeline reads marks it erased, and its tasks
+on the bus are refused
+
+Null on existing organisations: one erased before this version is not known as erased until
+`switchyard org erase <id> --yes` runs again (an erasure is idempotent: it counts zeros and sets this).
+
+Revision ID: gw0005
+Revises: gw0004
+Create Date: 2026-12-06
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "gw0005"
+down_revision = "gw0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # Plain ADD COLUMN (SQLite supports it): a batch copy of `tenants` would trip the foreign keys.
+    op.add_column("tenants", sa.Column("erased_at", sa.DateTime(timezone=True), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column("tenants", "erased_at")
