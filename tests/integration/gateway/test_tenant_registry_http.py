@@ -8,6 +8,7 @@ entry lost from the bucket comes back at the next sync."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import nats
 import pytest
 from sqlalchemy import select
 
+from switchyard.cli.main import main
 from switchyard.cli.processes import NatsServer
 from switchyard.common import tenants
 from switchyard.common.db import create_engine, sessionmaker
@@ -76,7 +78,7 @@ async def close(db_url: str, tenant_id: str) -> None:
 
 
 def test_the_gateway_keeps_the_registry_true_to_its_organisations(
-    nats_server: NatsServer, tmp_path: Path, db_url: str
+    nats_server: NatsServer, tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     asyncio.run(prepare_bus(nats_server.url, db_url))
     ops = asyncio.run(make_org(db_url, "operator", platform=True))
@@ -95,6 +97,12 @@ def test_the_gateway_keeps_the_registry_true_to_its_organisations(
         assert created.status_code == 201, created.text
         newco = created.json()["organization"]["id"]
         assert registry(nats_server.url)[0].get(newco) == "active"  # before the call answered
+
+        capsys.readouterr()
+        made = ["org", "--url", base, "--api-key", ops.keys["admin"], "create", "cli-co"]
+        assert main([*made, "--admin-email", "a@cli-co.test"]) == 0
+        cli_co = json.loads(capsys.readouterr().out)["organization"]["id"]
+        assert registry(nats_server.url)[0].get(cli_co) == "active"
 
         # made behind the gateway's back: registered once one of its keys works
         late = asyncio.run(make_org(db_url, "late", roles=("member",)))

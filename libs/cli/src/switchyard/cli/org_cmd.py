@@ -1,5 +1,9 @@
 """Organisations, through the gateway's admin API with the platform operator's key.
 
+`switchyard org create NAME --admin-email EMAIL [--plan P]`: a new organisation with its first admin user
+and key (printed once); its id is the `tenant_id` its tasks on the bus carry, registered for the pipeline
+before this returns (a task of an id no organisation has is refused: `unknown_tenant`).
+
 `switchyard org plan ORG_ID PLAN`: set an organisation's plan (its users' daily budgets, caches and
 guardrails), which only the operator may (`PATCH /v1/admin/organizations/{id}`).
 
@@ -23,6 +27,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("org", help="organisations (through the admin API, as the platform operator)")
     admin_options(parser)
     cmds = parser.add_subparsers(dest="org_command", required=True, metavar="ACTION")
+    create = cmds.add_parser("create", help="a new organisation with its first admin user and key")
+    create.add_argument("name")
+    create.add_argument("--admin-email", required=True, help="its first admin user")
+    create.add_argument("--plan", choices=PLANS, default="free")
+    create.set_defaults(func=_create)
     erase = cmds.add_parser(
         "erase", help="erase an organisation's stored content and revoke its keys (GDPR Art. 17)"
     )
@@ -33,6 +42,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     plan.add_argument("org_id", help="the organisation's id (GET /v1/admin/organization shows it)")
     plan.add_argument("plan", choices=PLANS)
     plan.set_defaults(func=_plan)
+
+
+def _create(args: argparse.Namespace) -> int:
+    body = {"name": args.name, "admin_email": args.admin_email, "plan": args.plan}
+    made = call(args, "POST", "/v1/admin/organizations", json=body)
+    print(json.dumps(made, indent=2))
+    return 0
 
 
 def _plan(args: argparse.Namespace) -> int:
