@@ -218,3 +218,62 @@ async def test_a_listing_cut_at_its_limit_says_where_the_rest_begins(nats_server
     assert "more dead letters from sequence 3 (--from-seq 3)" in cut.stderr
     whole = _cli(nats_server.url, "list", "--limit", "3")
     assert whole.returncode == 0 and "more dead letters" not in whole.stderr
+
+
+@pytest.mark.parametrize("which", ["--all", "one"])
+async def test_the_dead_letters_of_one_event_are_replayed_as_one_publish(
+    nats_server: NatsServer, which: str
+) -> None:
+    """An event two consumers of its subject dead-lettered (a bad task: the classifier and the audit) is two
+    dead letters of one stored message. Replayed, its original goes back once, which both consumers hear:
+    `replay --all` (or either letter's sequence) publishes it once and removes both letters, instead of
+    storing it twice (every consumer of the subject then handled it twice, a task ran twice)."""
+    handled: dict[str, list[str]] = {"first": [], "second": []}
+    broken = True
+
+    def failing(name: str) -> Any:
+        async def handler(event: CloudEvent, payload: Any) -> None:
+            if broken:
+                raise SwitchyardError("down", code="db_unavailable", retryable=False)
+            handled[name].append(event.id)
+
+        return handler
+
+    consumers = []
+    for name in ("first", "second"):
+        consumer = subjects.Consumer(f"dlq-twin-{name}", subjects.STREAM_EVENTS, subjects.TASK_SUBMITTED)
+        consumers.append(
+            await _consume(nats_server.url, consumer, name, failing(name), expected=[TaskSubmitted])
+        )
+    (broker, publisher), _ = consumers
+    js = bus.jetstream(broker)
+    try:
+        event_id = await publisher.publish(hello_task("t-twin"), tenant_id="acme")
+        letters: list[dlq.DeadLetter] = []
+
+        async def both() -> bool:
+            letters[:] = [x async for x in dlq.scan(js)]
+            return len(letters) == 2
+
+        await _wait_for(both)
+        assert len({letter.original_seq for letter in letters}) == 1
+        broken = False
+        replayed = _cli(
+            nats_server.url, "replay", *(["--all"] if which == "--all" else [str(letters[1].seq)])
+        )
+        assert replayed.returncode == 0, replayed.stderr
+        assert f"with {letters[0].seq if which == 'one' else letters[1].seq} of" in replayed.stdout
+
+        async def heard() -> bool:
+            return handled["first"] != [] and handled["second"] != []
+
+        await _wait_for(heard)
+        await asyncio.sleep(1.0)
+        assert handled == {"first": [event_id], "second": [event_id]}
+        stored = await js.stream_info(subjects.STREAM_EVENTS, subjects_filter=subjects.TASK_SUBMITTED)
+        assert stored.state.subjects == {subjects.TASK_SUBMITTED: 2}  # the original and one replay
+        assert [x async for x in dlq.scan(js)] == []
+    finally:
+        for b, _ in consumers:
+            await bus.stop_consumers(b)
+            await b.stop()

@@ -122,16 +122,25 @@ def _replay(args: argparse.Namespace) -> int:
         return 2
 
     async def work(js: JetStreamContext) -> int:
-        seqs = args.seqs or [letter.seq async for letter in dlq.scan(js, service=args.service)]
+        letters = [letter async for letter in dlq.scan(js)]  # to find each one's twins (other services)
+        seqs = args.seqs or [x.seq for x in letters if args.service is None or x.service == args.service]
         failed = 0
+        done: set[int] = set()
         for seq in seqs:
+            if seq in done:
+                continue
             try:
-                letter = await dlq.replay(js, seq, keep=args.keep)
+                replayed = await dlq.replay(js, seq, keep=args.keep, letters=letters)
             except dlq.DeadLetterNotFound as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 failed += 1
                 continue
-            print(f"replayed {seq} -> {letter.original_subject} (event {letter.event_id or '?'})")
+            letter = replayed.letter
+            done.update(twin.seq for twin in replayed.with_it)
+            also = "".join(f"; with {t.seq} of {t.service}" for t in replayed.with_it)
+            if not replayed.published:
+                also += "; replayed within the last 2 minutes already: not stored again"
+            print(f"replayed {seq} -> {letter.original_subject} (event {letter.event_id or '?'}{also})")
         return 1 if failed else 0
 
     return _run(args, work)

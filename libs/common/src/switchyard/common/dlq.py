@@ -5,11 +5,14 @@ rejected it, why, from which subject and stream sequence (see `bus.dead_letter`)
 (a consumer bug, a provider outage that outlasted the redeliveries), an operator replays it: the original
 bytes are published again on the original subject with a new `Nats-Msg-Id` (the old one may still be in
 the stream's duplicate window), then the dead letter is deleted so it cannot be replayed twice by mistake.
-Consumers are idempotent on the event id, so a consumer that had already handled the event ignores it.
+A message several consumers of its subject rejected (a bad task: the classifier and the audit) is several
+dead letters of one stored message: it is replayed once for all of them, and they all go. Consumers are
+idempotent on the event id, so a consumer that had already handled the event ignores it.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -118,21 +121,46 @@ async def scan(
         seq = raw.seq + 1
 
 
-async def replay(js: JetStreamContext, seq: int, *, keep: bool = False) -> DeadLetter:
-    """Publishes a dead letter's original bytes on its original subject, then deletes it (unless `keep`)."""
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    letter: DeadLetter
+    # The other dead letters of the same stored message (another consumer of its subject rejected it too):
+    # the one publish reaches their consumers as well, so they are replayed with it (and deleted).
+    with_it: tuple[DeadLetter, ...]
+    published: bool  # False: the same stored message was replayed within the duplicate window already
+
+
+def _same_original(a: DeadLetter, b: DeadLetter) -> bool:
+    return a.original_seq > 0 and (a.original_subject, a.original_seq) == (b.original_subject, b.original_seq)
+
+
+async def replay(
+    js: JetStreamContext, seq: int, *, keep: bool = False, letters: list[DeadLetter] | None = None
+) -> Replayed:
+    """Publishes a dead letter's original bytes on its original subject, once for every dead letter of that
+    stored message (each consumer of the subject that rejected it hears the one publish), then deletes
+    them (unless `keep`). `letters`: the dead-letter stream as read already (else it is read here)."""
     letter = await get(js, seq)
     if not letter.original_subject:
         raise DeadLetterNotFound(f"dead letter {seq} does not say where it came from; it cannot be replayed")
-    await js.publish(
+    found = letters if letters is not None else [x async for x in scan(js)]
+    twins = tuple(x for x in found if x.seq != seq and _same_original(x, letter))
+    # One id per stored message: a second replay of it within the duplicate window (its other dead letter,
+    # another operator's) is dropped by the server. A message stored again gets a new sequence, so a
+    # replayed event dead-lettered again is replayed under a new id.
+    msg_id = f"replay-of-{letter.original_seq}" if letter.original_seq > 0 else f"replay-{seq}-0"
+    ack = await js.publish(
         letter.original_subject,
         letter.data,
         headers={
-            "Nats-Msg-Id": f"replay-{seq}-{letter.original_seq}",
+            "Nats-Msg-Id": msg_id,
             "content-type": letter.headers.get("content-type", CONTENT_TYPE),
             REPLAY_HEADER: str(seq),
         },
         timeout=5.0,
     )
     if not keep:
-        await js.delete_msg(subjects.STREAM_DLQ, seq)
-    return letter
+        for gone in (letter, *twins):
+            with contextlib.suppress(NotFoundError):  # deleted meanwhile (another replay of it)
+                await js.delete_msg(subjects.STREAM_DLQ, gone.seq)
+    return Replayed(letter, twins, published=not ack.duplicate)
