@@ -43,6 +43,9 @@ async def run(url: str, count: int, checks: int) -> None:
     for tenant in known:
         await bucket.put(tenants.key_of(tenant), tenants.Entry(tenant, "active").dumps())
     await tenants.mark_kept(bucket, by="bench")
+    started = time.perf_counter()
+    seen = await tenants.glimpse(bucket)
+    print(f"the gateway's sync reads {len(seen)} tenants in {(time.perf_counter() - started) * 1000:.0f} ms")
     await check.stop()
     check = tenants.TenantCheck(lambda: bucket)
     started = time.perf_counter()

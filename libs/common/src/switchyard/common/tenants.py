@@ -123,8 +123,28 @@ async def mark_kept(bucket: KeyValue, *, by: str) -> None:
 
 
 async def entries(bucket: KeyValue) -> list[Entry]:
-    found = [parse(value) for key, value in (await kv.read_all(bucket)).items() if key.startswith(_PREFIX)]
+    """Every tenant of the registry (a read per key: exact, for listings)."""
+    found = [parse((await kv.read(bucket, key))[0]) for key in await kv.keys(bucket, _PREFIX)]
     return sorted((e for e in found if e is not None), key=lambda e: e.tenant_id)
+
+
+async def glimpse(bucket: KeyValue) -> dict[str, Entry]:
+    """The registry's tenants in one pass (a watch's initial values: 10,000 in ~0.4 s, where `entries`
+    takes a round trip each), best effort: nats-py's watch may end its initial values early (kv.keys), so
+    a caller writes what it misses through `put`, which reads the stored value first."""
+    found: dict[str, Entry] = {}
+    watcher = await bucket.watch(f"{_PREFIX}>")
+    try:
+        async for item in watcher:
+            if item is None:  # the end of the initial values
+                break
+            entry = None if item.operation in (KV_DEL, KV_PURGE) else parse(item.value)
+            if entry is not None:
+                found[entry.tenant_id] = entry
+    finally:
+        with contextlib.suppress(Exception):
+            await watcher.stop()  # type: ignore[no-untyped-call]
+    return found
 
 
 async def is_kept(bucket: KeyValue) -> bool:
