@@ -4,8 +4,10 @@ than `trust_s` when the watch stops, and an erased tenant that nothing registers
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import nats
 import pytest
@@ -13,6 +15,7 @@ from nats.js.kv import KeyValue
 
 from switchyard.cli.processes import NatsServer
 from switchyard.common import tenants
+from switchyard.common.errors import TransientError
 
 pytestmark = pytest.mark.integration
 
@@ -74,3 +77,32 @@ async def test_an_erased_tenant_stays_erased(bucket: KeyValue) -> None:
     assert [(e.tenant_id, e.status, e.name) for e in await tenants.entries(bucket)] == [
         ("acme", "erased", "Acme")
     ]
+
+
+async def test_an_unreachable_registry_keeps_what_the_watch_said(tmp_path: Path) -> None:
+    """The registry's server lost (an R1 bucket's node): a known tenant's entry, past its trust, holds
+    rather than failing every task; an unknown tenant's task is retried later (TransientError), not
+    refused and not run."""
+    server = NatsServer(tmp_path / "js").start()
+
+    async def quiet(exc: Exception) -> None:  # nats-py logs each failed reconnection otherwise
+        pass
+
+    nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2, error_cb=quiet)
+    try:
+        bucket = await tenants.registry_bucket(nc.jetstream())
+        await tenants.register(bucket, "acme")
+        await tenants.mark_kept(bucket, by="test")
+        now = [0.0]
+        check = await started(bucket, "auto", clock=lambda: now[0])
+        assert await check.refusal("acme") is None
+        server.stop()
+        now[0] = 61.0
+        assert await check.refusal("acme") is None
+        with pytest.raises(TransientError):
+            await check.refusal("nobody")
+        await check.stop()
+    finally:
+        with contextlib.suppress(ConnectionResetError):  # its server is gone
+            await nc.close()
+        server.stop()

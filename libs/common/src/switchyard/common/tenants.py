@@ -25,13 +25,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+import nats
 import orjson
 from nats.js import JetStreamContext
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from switchyard.common import bus, kv, subjects
 from switchyard.common.background import cancel
-from switchyard.common.errors import SwitchyardError
+from switchyard.common.errors import SwitchyardError, TransientError
 from switchyard.common.events import TaskFailed, TaskSubmitted
 
 log = logging.getLogger(__name__)
@@ -225,7 +226,17 @@ class TenantCheck:
         elif self.mode == "auto" and not await self._registry_kept(now):
             return None  # nobody keeps a registry here (yet): no round trip either
         else:
-            status = await self._read(tenant_id)
+            try:
+                status = await self._read(tenant_id)
+            except (nats.errors.Error, OSError, TimeoutError) as exc:
+                if known is None:  # redelivered with backoff: the registry may be back by then
+                    raise TransientError(f"the tenant registry cannot be read: {exc!r}") from exc
+                # the registry's bucket unreachable (its server lost): what the watch last said holds, rather
+                # than every task of every tenant failing until it is back
+                log.warning(
+                    "tenant registry unreadable (%r): %s is taken as %s still", exc, tenant_id, known[0]
+                )
+                status = known[0]
         if status == "active":
             return None
         if status == "erased":
@@ -251,7 +262,13 @@ class TenantCheck:
         if kept or now - seen < self._trust_s:
             return kept
         assert self._bucket is not None
-        self._kept = (await is_kept(self._bucket()), now)
+        try:
+            self._kept = (await is_kept(self._bucket()), now)
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            log.warning(
+                "tenant registry unreadable (%r): taken as %s still", exc, "kept" if kept else "not kept"
+            )
+            self._kept = (kept, now)
         return self._kept[0]
 
     async def check(self, tenant_id: str) -> None:
