@@ -4,6 +4,8 @@ container health check."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -21,9 +23,10 @@ from nats.js.errors import APIError
 from prometheus_client import REGISTRY
 
 from switchyard.cli.processes import NatsServer, free_port
-from switchyard.common import bus, lag, subjects
+from switchyard.common import bus, kv, lag, subjects
 from switchyard.common.events import UsageRecorded
 from switchyard.common.healthcheck import HEARTBEAT_METRIC
+from tests.chaos.cluster import NatsCluster
 
 pytestmark = pytest.mark.integration
 
@@ -49,6 +52,61 @@ async def test_stream_replicas_come_from_the_setting(
     with pytest.raises(APIError):
         await bus.ensure_streams(js)
     assert (await js.stream_info(subjects.STREAM_EVENTS)).config.num_replicas == 1
+
+
+async def test_kv_bucket_replicas_come_from_the_setting(
+    js: nats.js.JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shared state in KV (spend counters, rate limits, breakers, auth changes, the tenant registry) is
+    replicated as the streams are: with R3 streams on a 3-node cluster, an R1 bucket dies with its node."""
+    monkeypatch.delenv("SWITCHYARD_STREAM_REPLICAS", raising=False)
+    await kv.bucket(js, subjects.KV_TENANTS)
+    assert (await js.stream_info(f"KV_{subjects.KV_TENANTS}")).config.num_replicas == 1
+    # R3 reaches the server, for a new bucket and for one made before: a single server cannot hold three
+    # replicas and says so
+    monkeypatch.setenv("SWITCHYARD_STREAM_REPLICAS", "3")
+    for name in (subjects.KV_BREAKERS, subjects.KV_TENANTS):
+        with pytest.raises(APIError):
+            await kv.bucket(js, name)
+
+
+async def test_an_r1_bucket_is_moved_to_r3_and_outlives_its_node(tmp_path: Path) -> None:
+    """On a real 3-node cluster: a bucket an earlier version made R1 is moved to R3 when a service opens it
+    with SWITCHYARD_STREAM_REPLICAS=3, keeping its entries, which survive the loss of its leader."""
+    cluster = NatsCluster(tmp_path / "cluster").start()
+    nc = await nats.connect(cluster.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    try:
+        js = nc.jetstream()
+        deadline = time.monotonic() + 30
+        while True:  # the cluster's JetStream elects its meta leader after the servers are up
+            try:
+                old = await kv.bucket(js, subjects.KV_TENANTS, replicas=1)
+                break
+            except (nats.errors.Error, TimeoutError) as exc:
+                assert time.monotonic() < deadline, exc
+                await asyncio.sleep(0.5)
+        await old.put("t.acme", b"kept")
+        moved = await kv.bucket(js, subjects.KV_TENANTS, replicas=3)
+        deadline = time.monotonic() + 20
+        while (info := await js.stream_info(f"KV_{subjects.KV_TENANTS}")).cluster is None or len(
+            [r for r in info.cluster.replicas or [] if r.current]
+        ) < 2:
+            assert time.monotonic() < deadline, info
+            await asyncio.sleep(0.2)
+        assert info.config.num_replicas == 3
+        cluster.node(cluster.stream_leader(f"KV_{subjects.KV_TENANTS}")).kill()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert (await moved.get("t.acme")).value == b"kept"
+                break
+            except (nats.errors.Error, OSError) as exc:
+                assert time.monotonic() < deadline, exc
+                await asyncio.sleep(0.5)
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.close()
+        cluster.stop()
 
 
 def _gauge(name: str, consumer: str) -> float | None:

@@ -32,6 +32,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSe
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from switchyard.common.background import cancel
+from switchyard.common.config import CommonSettings
 from switchyard.common.errors import TransientError
 
 log = logging.getLogger(__name__)
@@ -42,14 +43,29 @@ KEEP_KEYS = 4096  # remembered (value, revision) per bucket
 
 
 async def bucket(
-    js: JetStreamContext, name: str, *, history: int = 1, ttl_s: float | None = None
+    js: JetStreamContext,
+    name: str,
+    *,
+    history: int = 1,
+    ttl_s: float | None = None,
+    replicas: int | None = None,
 ) -> KeyValue:
     """The bucket `name`, created on first use (with `ttl_s`: its entries expire that long after their last
-    write)."""
+    write), on `replicas` servers: SWITCHYARD_STREAM_REPLICAS, as the streams (`bus.ensure_streams`); a
+    bucket made with another number is moved to it (NATS changes a stream's replicas in place). Each
+    service opens its buckets at start, so every service must agree on it, as for the streams."""
+    if replicas is None:
+        replicas = CommonSettings().stream_replicas
     try:
-        return await js.key_value(name)
+        found = await js.key_value(name)
     except BucketNotFoundError:
-        return await js.create_key_value(bucket=name, history=history, ttl=ttl_s)
+        return await js.create_key_value(bucket=name, history=history, ttl=ttl_s, replicas=replicas)
+    config = (await js.stream_info(f"KV_{name}")).config
+    if (config.num_replicas or 1) != replicas:
+        log.info("KV bucket %s: %d replicas, was %d", name, replicas, config.num_replicas or 1)
+        config.num_replicas = replicas
+        await js.update_stream(config)
+    return found
 
 
 @functools.lru_cache(maxsize=KEEP_KEYS)
