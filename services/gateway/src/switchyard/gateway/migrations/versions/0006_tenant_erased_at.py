@@ -4,16 +4,16 @@ on the bus are refused
 Null on existing organisations: one erased before this version is not known as erased until
 `switchyard org erase <id> --yes` runs again (an erasure is idempotent: it counts zeros and sets this).
 
-Revision ID: gw0005
-Revises: gw0004
+Revision ID: gw0006
+Revises: gw0005
 Create Date: 2026-12-06
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "gw0005"
-down_revision = "gw0004"
+revision = "gw0006"
+down_revision = "gw0005"
 branch_labels = None
 depends_on = None
 
