@@ -252,6 +252,13 @@ def _pre_stop_s(container: dict[str, Any]) -> float:
     return float(command[1])
 
 
+def _unready_s(container: dict[str, Any]) -> float:
+    """How long the gateway goes on serving after SIGTERM, unready (SWITCHYARD_STOP_UNREADY_S), before its
+    stop grace starts."""
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    return float(env.get("SWITCHYARD_STOP_UNREADY_S", 0))
+
+
 def test_running_work_finishes_before_a_replica_is_stopped() -> None:
     """On a rolling restart or a scale-down, a replica lets what is running finish (its stop grace covers
     an executor's task deadline and a gateway's request timeout) and is not killed first (the pod's grace
@@ -262,7 +269,8 @@ def test_running_work_finishes_before_a_replica_is_stopped() -> None:
         (container,) = pod["containers"]
         grace = stop_grace_s({e["name"]: e["value"] for e in container["env"] if "value" in e})
         assert grace >= running_work_s(name), name
-        assert pod["terminationGracePeriodSeconds"] >= _pre_stop_s(container) + grace + DRAIN_S, name
+        before_grace = _pre_stop_s(container) + _unready_s(container)
+        assert pod["terminationGracePeriodSeconds"] >= before_grace + grace + DRAIN_S, name
 
 
 def _quantity_bytes(value: str) -> int:
@@ -311,14 +319,16 @@ def test_the_gateways_memory_limit_holds_the_bodies_it_takes_in_and_the_requests
 def test_the_gateway_takes_connections_until_the_service_stops_sending_them() -> None:
     """The gateway is the one service clients connect to, through a Service: SIGTERM closes its listening
     socket at once, while the endpoints take seconds to drop the pod everywhere, so a rolling restart
-    refused the connections sent meanwhile. A preStop sleep keeps the pod serving through that."""
+    refused the connections sent meanwhile. The gateway keeps serving through that, unready: /readyz is
+    503 `stopping` from the signal on (test_stopping_readiness), which a preStop sleep would hide (during
+    one, the process does not know it is stopping and says 200)."""
     (gateway,) = [
         d
         for d in _of_kind("Deployment")
         if d["metadata"]["labels"]["app.kubernetes.io/component"] == "gateway"
     ]
     (container,) = gateway["spec"]["template"]["spec"]["containers"]
-    assert _pre_stop_s(container) >= 5
+    assert _unready_s(container) >= 5 and _pre_stop_s(container) == 0
 
 
 def test_gateway_hpa() -> None:

@@ -8,7 +8,8 @@ environment as the service itself:
    handler, the lag gauges) is wedged;
 2. the service answers its ping on the bus (`switchyard.ping.<service>`, core NATS): it is connected and
    its consumers run. Every replica answers a ping; with SWITCHYARD_INSTANCE set, one of the replies must
-   come from this instance, so a healthy sibling cannot hide a stuck replica.
+   come from this instance, so a healthy sibling cannot hide a stuck replica. A replica that is stopping
+   (SIGTERM: it finishes its running work and takes no more) says so in its reply and is not healthy.
 
 `--liveness` skips the bus check: a replica that cannot reach NATS is not ready, but restarting it does
 not help (it reconnects by itself), so liveness asks only whether the process serves and its loop runs.
@@ -73,7 +74,7 @@ async def check_ping(nats_url: str, service: str, *, instance: str, timeout_s: f
         await nc.subscribe(inbox, cb=collect)
         await nc.publish(subjects.ping_subject(service), b"", reply=inbox)
         deadline = time.monotonic() + timeout_s
-        answered = False
+        answered = stopping = False
         while (left := deadline - time.monotonic()) > 0:
             try:
                 async with asyncio.timeout(left):
@@ -83,8 +84,19 @@ async def check_ping(nats_url: str, service: str, *, instance: str, timeout_s: f
             if body is None:
                 break
             answered = True
-            if not instance or orjson.loads(body).get("instance") == instance:
+            reply = orjson.loads(body)
+            if instance and reply.get("instance") != instance:
+                continue
+            if not reply.get("stopping"):
                 return None
+            stopping = True
+            if instance:
+                return (
+                    f"{service} instance {instance!r} is stopping (for {reply.get('stopping_for_s', 0):g} s): "
+                    "it finishes its running work and takes no new"
+                )
+        if stopping:
+            return f"{service}: every replica that answered the ping is stopping"
         if answered:
             return f"{service}: other replicas answered the ping, instance {instance!r} did not"
         return f"{service} did not answer its ping on {subjects.ping_subject(service)} within {timeout_s:g}s"

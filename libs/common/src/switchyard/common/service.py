@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -50,6 +51,14 @@ class Service:
     publisher: bus.EventPublisher | None = None
     lag_exporter: lag.LagExporter | None = None
     heartbeat: asyncio.Task[None] | None = None
+    stopping_since: float | None = None  # time.time() when its stop began: its ping says so from then
+
+    def ping_reply(self, instance: str) -> dict[str, object]:
+        reply: dict[str, object] = {"service": self.name, "instance": instance, "pid": os.getpid()}
+        if self.stopping_since is not None:  # readiness fails (`healthcheck`); liveness does not ask
+            reply["stopping"] = True
+            reply["stopping_for_s"] = round(time.time() - self.stopping_since, 1)
+        return reply
 
     def events(self) -> bus.EventPublisher:
         if self.publisher is None:
@@ -64,7 +73,7 @@ def create_service(name: str, settings: CommonSettings) -> Service:
 
     @broker.subscriber(subjects.ping_subject(name), include_in_schema=False)
     async def ping() -> bytes:
-        return orjson.dumps({"service": name, "instance": instance, "pid": os.getpid()})
+        return orjson.dumps(service.ping_reply(instance))
 
     return service
 
@@ -88,7 +97,10 @@ async def start(service: Service, settings: CommonSettings) -> None:
 
 async def stop(service: Service, *, grace_s: float) -> None:
     """Stops asking for messages, lets running handlers finish for up to `grace_s` (then cuts them: their
-    messages go back to the stream), drains, disconnects."""
+    messages go back to the stream), drains, disconnects. From its first moment the replica's ping says
+    it is stopping, so its readiness check fails while it finishes its work."""
+    if service.stopping_since is None:
+        service.stopping_since = time.time()
     if service.lag_exporter is not None:
         await service.lag_exporter.stop()
     await bus.stop_consumers(service.broker, grace_s=grace_s)

@@ -353,7 +353,7 @@ def main() -> None:
     if tracing.configure("gateway"):
         log.info("exporting traces to %s", tracing.endpoint())
     try:
-        Server(config, stop).run(sockets=sockets)
+        Server(config, stop, unready_s=settings.stop_unready_s).run(sockets=sockets)
     finally:
         tracing.shutdown()
 

@@ -170,6 +170,14 @@ class GatewaySettings(CommonSettings):
         "organisations (also at start, and on each creation and erasure)",
     )
     readiness_timeout_s: float = 1.0
+    stop_unready_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=300,
+        description="after SIGTERM, how long the gateway goes on taking connections while /readyz answers "
+        "503 `stopping`, so load balancers checking it stop sending requests before its listening socket "
+        "closes; the stop grace (SWITCHYARD_STOP_GRACE_S) starts after it",
+    )
     providers_refresh_s: float = 2.0
 
     # Rate limits and quotas (defaults: the product plan), shared by every replica through JetStream KV.

@@ -6,13 +6,20 @@ connection cut with no word why. So the gateway ends what is still running itsel
 (`margin_s`): a request waiting for its answer gets 503 `gateway_stopping`, a stream under way its face's
 error event; each one's task is cancelled on the bus and settled at its outcome or handed over
 (`serving`, `inflight`). A request that reaches admission after that moment is refused the same way.
+
+Before all that, from the moment SIGTERM comes, `/readyz` answers 503 `stopping` with the reason, and with
+SWITCHYARD_STOP_UNREADY_S the server keeps taking connections that long first (serving them as before), so
+a load balancer that checks `/readyz` takes the replica out of its rotation before its listening socket
+closes: new requests go elsewhere instead of meeting a refused connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -35,6 +42,7 @@ class Stop:
         self.margin_s = min(MARGIN_S, grace_s / 4)
         self.begun = False
         self.cutting = False
+        self.unready_since: float | None = None  # time.time() of the signal: /readyz is 503 from then
         self._hooks: set[Callable[[], None]] = set()
         self._begin_hooks: set[Callable[[], None]] = set()  # what waits for the stop to begin (WebSockets)
 
@@ -57,7 +65,18 @@ class Stop:
         """How many hooks wait for the moment (a request each)."""
         return len(self._hooks)
 
+    def unready(self) -> None:
+        """The stop is coming (SIGTERM): /readyz says so from now on. Only an attribute set: it is called
+        from a signal handler."""
+        if self.unready_since is None:
+            self.unready_since = time.time()
+
+    @property
+    def stopping(self) -> bool:
+        return self.unready_since is not None or self.begun
+
     def begin(self) -> None:
+        self.unready()
         self.begun = True
         after_s = max(0.0, self.grace_s - self.margin_s)
         log.info("stopping: requests still running in %.1f s are ended (gateway_stopping)", after_s)
@@ -98,9 +117,28 @@ class Server(uvicorn.Server):
     streaming; the Responses WebSocket connections close themselves instead (`responses_ws`): at once when
     idle, else once the response under way has ended, within the grace as an HTTP stream is given it."""
 
-    def __init__(self, config: uvicorn.Config, stop: Stop) -> None:
+    def __init__(self, config: uvicorn.Config, stop: Stop, *, unready_s: float = 0.0) -> None:
         super().__init__(config)
         self._stop = stop
+        self._unready_s = unready_s
+        self._close_at: float | None = None  # time.monotonic() when the unready period ends
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """The first SIGTERM/SIGINT makes the replica unready; with `unready_s`, uvicorn's stop (its
+        listening socket closed, then the grace for what runs) begins that much later (`on_tick`). A
+        second signal begins it at once, as uvicorn's own handling would."""
+        self._stop.unready()
+        if self._unready_s > 0 and self._close_at is None and not self.should_exit:
+            self._close_at = time.monotonic() + self._unready_s
+            self._captured_signals.append(sig)  # re-raised once uvicorn has stopped, as its own are
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._close_at is not None and not self.should_exit and time.monotonic() >= self._close_at:
+            log.info("stopping: unready for %.1f s, no longer taking connections", self._unready_s)
+            self.should_exit = True
+        return await super().on_tick(counter)
 
     async def shutdown(self, *args: Any, **kwargs: Any) -> None:
         self._stop.begin()

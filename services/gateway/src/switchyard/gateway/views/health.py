@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -9,6 +10,7 @@ from prometheus_client.exposition import choose_encoder
 
 from switchyard.common import subjects
 from switchyard.gateway.state import gateway_of
+from switchyard.gateway.stopping import Stop
 
 router = APIRouter()
 
@@ -20,14 +22,21 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Readiness: the gateway can take work (the bus is connected); `strict` also needs every service",
+    summary="Readiness: the gateway can take work (the bus is connected, it is not stopping); `strict` also "
+    "needs every service",
 )
 async def readyz(request: Request, strict: bool = False) -> JSONResponse:
     """Tasks wait durably in JetStream for a service that is down, so by default a silent service makes the
     gateway `degraded` (200, named in the body), not unready: failing every replica's probe at once would
     turn a queue that drains later into a load balancer answering 503 to everything. `?strict=true` is
-    the whole-platform check (`switchyard up` waits on it)."""
+    the whole-platform check (`switchyard up` waits on it). A replica that is stopping is unready from
+    its SIGTERM on (503 `stopping`, with the reason), while it finishes what it took (`stopping.py`)."""
     gw = gateway_of(request)
+    if gw.stop.stopping:
+        return JSONResponse(
+            {"status": "stopping", "reason": _stopping_reason(gw.stop, gw.settings.stop_grace_s)},
+            status_code=503,
+        )
     nc = gw.nc
     timeout = gw.settings.readiness_timeout_s
 
@@ -45,6 +54,14 @@ async def readyz(request: Request, strict: bool = False) -> JSONResponse:
     ready = all(results) if strict else status["gateway"]
     state = "ready" if all(results) else ("degraded" if ready else "not_ready")
     return JSONResponse({"status": state, "services": status}, status_code=200 if ready else 503)
+
+
+def _stopping_reason(stop: Stop, grace_s: float) -> str:
+    since = stop.unready_since or time.time()
+    return (
+        f"this gateway replica is stopping (a stop signal came {max(0.0, time.time() - since):.1f} s ago): "
+        f"send new requests to another replica; those under way finish within its stop grace ({grace_s:g} s)"
+    )
 
 
 @router.get("/metrics", summary="Prometheus metrics")

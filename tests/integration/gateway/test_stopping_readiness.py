@@ -1,0 +1,75 @@
+"""A rolling update as a load balancer sees it: from the gateway's SIGTERM on, `/readyz` answers 503
+`stopping` with the reason, while the replica goes on taking connections for SWITCHYARD_STOP_UNREADY_S
+(the balancer's health check has time to take it out) and every request it took, before or during that
+time, is answered. Before: `/readyz` said 200 until the listening socket closed at the signal, and a
+request sent a moment later met a refused connection."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from switchyard.cli.processes import NatsServer
+from tests.integration.gateway.harness import PRICED_BODY, Answerer, Bases, auth, make_org, priced_stack
+
+pytestmark = pytest.mark.integration
+
+UNREADY_S = 3.0
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[tuple[NatsServer, str, Bases]]:
+    env = {
+        "SWITCHYARD_STOP_UNREADY_S": str(UNREADY_S),
+        "SWITCHYARD_STOP_GRACE_S": "6",
+        "SWITCHYARD_TASK_TIMEOUT_S": "20",
+    }
+    with priced_stack(tmp_path, count=1, env=env) as stack:
+        yield stack
+
+
+async def test_a_stopping_gateway_is_unready_and_answers_what_it_takes(
+    stack: tuple[NatsServer, str, Bases],
+) -> None:
+    server, db_url, bases = stack
+    base, proc = bases[0], bases.procs[0]
+    key = (await make_org(db_url, "rolled", roles=("member",))).keys["member"]
+    chat = f"{base}/v1/chat/completions"
+    answerer = await Answerer.start(server.url, hold=True)
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            ready = await client.get(f"{base}/readyz")
+            assert ready.status_code == 200, ready.text
+            before = asyncio.create_task(client.post(chat, json=PRICED_BODY, headers=auth(key)))
+            while not answerer.held:
+                await asyncio.sleep(0.05)
+            signalled = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.3)
+            async with httpx.AsyncClient(timeout=5) as fresh:  # a new connection, as a health checker's
+                unready = await fresh.get(f"{base}/readyz")
+            assert unready.status_code == 503, unready.text
+            body = unready.json()
+            assert body["status"] == "stopping" and "stopping" in body["reason"], body
+            # still taking connections: a request the balancer sent before it noticed is answered
+            during = asyncio.create_task(
+                httpx.AsyncClient(timeout=30).post(chat, json=PRICED_BODY, headers=auth(key))
+            )
+            while len(answerer.held) < 2:
+                assert time.monotonic() - signalled < UNREADY_S, "the request sent while unready was not taken"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(max(0.0, UNREADY_S + 0.5 - (time.monotonic() - signalled)))
+            with pytest.raises(httpx.ConnectError):  # then the listening socket closes
+                await httpx.AsyncClient(timeout=2).get(f"{base}/healthz")
+            await answerer.release()
+            answers = [await before, await during]
+            assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
+    finally:
+        await answerer.close()
+    assert await asyncio.to_thread(proc.wait, 20) == -signal.SIGTERM
