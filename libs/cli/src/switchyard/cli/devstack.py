@@ -305,11 +305,43 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
+def check_settings() -> None:
+    """Every service's settings read from this environment, before anything starts: a bad value is the
+    CLI's one line and exit 2 (`main`), not six services failing one after the other in their logs."""
+    from switchyard.audit.config import AuditSettings
+    from switchyard.billing.app import BillingSettings
+    from switchyard.classifier.config import ClassifierSettings
+    from switchyard.executor.config import ExecutorSettings
+    from switchyard.executor.providers.anthropic.config import AnthropicSettings
+    from switchyard.executor.providers.gemini.config import GeminiSettings
+    from switchyard.executor.providers.openai.config import OpenAISettings
+    from switchyard.gateway.config import GatewaySettings
+    from switchyard.router.app import RouterSettings
+
+    for settings in (
+        GatewaySettings,
+        ClassifierSettings,
+        RouterSettings,
+        ExecutorSettings,
+        OpenAISettings,
+        AnthropicSettings,
+        GeminiSettings,
+        BillingSettings,
+        AuditSettings,
+    ):
+        settings()
+    if os.environ.get("SWITCHYARD_SIEM_URL"):
+        from switchyard.audit.export.config import ExportSettings
+
+        ExportSettings()
+
+
 def run(settings: StackSettings) -> int:
     stack = Stack(settings)
     stack.logs.mkdir(parents=True, exist_ok=True)
     os.environ["SWITCHYARD_VAR_DIR"] = str(stack.var_dir)
     common = CommonSettings()
+    check_settings()
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:

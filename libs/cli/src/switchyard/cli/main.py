@@ -10,6 +10,11 @@ import argparse
 import importlib
 import sys
 
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+
+from switchyard.common.config import settings_problem
+
 COMMANDS = (
     "switchyard.cli.up_cmd",
     "switchyard.cli.db_cmd",
@@ -39,7 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code = args.func(args)
+    try:
+        code = args.func(args)
+    except (ValidationError, SettingsError) as exc:
+        problem = settings_problem(exc)
+        if problem is None:  # not the environment's: a bug, with its traceback
+            raise
+        print(f"switchyard: {problem}", file=sys.stderr)
+        return 2
     return int(code or 0)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from switchyard.common.errors import ConfigurationError
 
@@ -81,3 +83,83 @@ def load_yaml_model(source: Path, model: type[M], what: str, *, empty: object = 
             f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()[:5]
         )
         raise ConfigurationError(f"{what} {source} is invalid: {problems}") from exc
+
+
+def settings_problem(exc: Exception) -> str | None:
+    """A settings class's error (a `SWITCHYARD_*` or provider variable with a bad value) as one line naming
+    each variable, its value and what is expected; None when `exc` is not a settings class's (it is then
+    not a problem of the environment). Services and `switchyard` exit 2 with it (service.py, the CLI's
+    main), never a pydantic traceback."""
+    if isinstance(exc, SettingsError):
+        return _unparsed(str(exc))
+    if not isinstance(exc, ValidationError):
+        return None
+    found = _settings_class(exc.title)
+    if found is None:
+        return None
+    prefix = str(found.model_config.get("env_prefix") or "")
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        info = found.model_fields.get(field)
+        alias = info.validation_alias if info is not None else None
+        name = alias if isinstance(alias, str) else f"{prefix}{field}".upper()
+        where = "".join(f"[{p}]" for p in error["loc"][1:])
+        expected = _expected(str(error["msg"]))
+        if not field:  # a check across several settings
+            problems.append(f"{found.__name__}: {expected}")
+            continue
+        secret = info is not None and "Secret" in str(info.annotation)
+        value = "(hidden)" if secret else _shown(error.get("input"))
+        problems.append(f"{name}{where}={value}: {expected}")
+    return "invalid setting: " + "; ".join(problems)
+
+
+def _unparsed(message: str) -> str | None:
+    """pydantic-settings' SettingsError for a list or mapping whose variable is not JSON: it names the
+    field only."""
+    match = re.search(r'field "([^"]+)"', message)
+    if match is None:
+        return None
+    field = match.group(1)
+    for cls in _settings_classes():
+        if field in cls.model_fields:
+            name = f"{cls.model_config.get('env_prefix') or ''}{field}".upper()
+            return f"invalid setting: {name}={_shown(os.environ.get(name, ''))}: expected JSON (a list or object)"
+    return f"invalid setting: {field}: expected JSON (a list or object)"
+
+
+def _settings_classes() -> list[type[BaseSettings]]:
+    found: list[type[BaseSettings]] = []
+    seen: list[type[BaseSettings]] = [BaseSettings]
+    while seen:
+        cls = seen.pop()
+        if cls is not BaseSettings:
+            found.append(cls)
+        seen.extend(cls.__subclasses__())
+    return found
+
+
+def _settings_class(title: str) -> type[BaseSettings] | None:
+    return next((cls for cls in _settings_classes() if cls.__name__ == title), None)
+
+
+def _expected(message: str) -> str:
+    """pydantic's message as what the variable should be: "Input should be a valid integer" -> "expected
+    a valid integer"."""
+    for lead in ("Input should be ", "Value error, ", "Assertion failed, "):
+        if message.startswith(lead):
+            message = message.removeprefix(lead)
+            if lead != "Input should be ":
+                return message
+            if message.startswith(("greater", "less")):  # "Input should be greater than 0"
+                return f"expected a value {message}"
+            return f"expected {message}"
+    return message
+
+
+def _shown(value: object) -> str:
+    from switchyard.common.logs import redact  # a URL's password, a key pasted in the wrong variable
+
+    text = redact(value if isinstance(value, str) else repr(value))
+    return repr(text if len(text) <= 80 else text[:77] + "...")

@@ -26,9 +26,11 @@ import httpx
 import nats
 import orjson
 from nats.aio.msg import Msg
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from switchyard.common import subjects
-from switchyard.common.config import CommonSettings
+from switchyard.common.config import CommonSettings, settings_problem
 
 # The gauge the service's event loop sets every few seconds (`service.HEARTBEAT`), and how old it may get:
 # the loop's work is short (handlers await; models and encoders run on threads of their own).
@@ -124,7 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--liveness", action="store_true", help="only check that the process serves /metrics")
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds for each check")
     args = parser.parse_args(argv)
-    problem = run(args.service, liveness=args.liveness, timeout_s=args.timeout, settings=CommonSettings())
+    try:
+        settings = CommonSettings()
+    except (ValidationError, SettingsError) as exc:
+        problem = settings_problem(exc)
+        if problem is None:
+            raise
+        print(f"unhealthy: {problem}", file=sys.stderr)
+        return 1
+    problem = run(args.service, liveness=args.liveness, timeout_s=args.timeout, settings=settings)
     if problem:
         print(f"unhealthy: {problem}", file=sys.stderr)
         return 1

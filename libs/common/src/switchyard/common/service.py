@@ -14,14 +14,17 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import orjson
 import uvloop
 from faststream.nats import NatsBroker
 from prometheus_client import Gauge, start_http_server
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from switchyard.common import bus, lag, subjects, tracing
-from switchyard.common.config import CommonSettings
+from switchyard.common.config import CommonSettings, settings_problem
 from switchyard.common.errors import ConfigurationError
 from switchyard.common.healthcheck import HEARTBEAT_METRIC
 from switchyard.common.logs import configure_logging
@@ -113,6 +116,15 @@ async def stop(service: Service, *, grace_s: float) -> None:
         service.heartbeat.cancel()
 
 
+def exit_on_bad_settings(name: str, exc: ValidationError | SettingsError) -> NoReturn:
+    """A setting with a bad value (`SWITCHYARD_HTTP_PORT=abc`): one line naming it, exit 2."""
+    problem = settings_problem(exc)
+    if problem is None:  # not the environment's: a bug, with its traceback
+        raise exc
+    print(f"switchyard-{name}: cannot start: {problem}", file=sys.stderr)
+    sys.exit(2)
+
+
 async def _beat() -> None:
     while True:
         HEARTBEAT.set_to_current_time()
@@ -140,6 +152,8 @@ def run_service(build: Callable[[], tuple[Service, CommonSettings]], *, name: st
     except ConfigurationError as exc:
         print(f"switchyard-{name}: cannot start: {exc.message}", file=sys.stderr)
         sys.exit(2)
+    except (ValidationError, SettingsError) as exc:
+        exit_on_bad_settings(name, exc)
     configure_logging(service=service.name, level=settings.log_level, json=settings.log_json)
     if tracing.configure(service.name):
         log.info("exporting traces to %s", tracing.endpoint())

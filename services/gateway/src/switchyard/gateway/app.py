@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 
 import uvicorn
 from fastapi import FastAPI
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from starlette.middleware.cors import CORSMiddleware
 
 from switchyard.common import bus, subjects, tenants, tracing
@@ -23,6 +25,7 @@ from switchyard.common.errors import ConfigurationError
 from switchyard.common.leases import IntCounters, Leases, SlotTable
 from switchyard.common.logs import configure_logging
 from switchyard.common.policy_source import PolicySource
+from switchyard.common.service import exit_on_bad_settings
 from switchyard.gateway import errors, gone, openapi, responses_ws
 from switchyard.gateway.access import lockout, oidc
 from switchyard.gateway.access import views as access
@@ -322,7 +325,10 @@ class CutByStop(logging.Filter):
 
 
 def main() -> None:
-    settings = GatewaySettings()
+    try:
+        settings = GatewaySettings()
+    except (ValidationError, SettingsError) as exc:
+        exit_on_bad_settings("gateway", exc)
     configure_logging(service="gateway", level=settings.log_level, json=settings.log_json)
     map_large_blocks()
     logging.getLogger("uvicorn.error").addFilter(CutByStop())

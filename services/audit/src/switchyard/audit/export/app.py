@@ -7,6 +7,8 @@ import logging
 import signal
 
 import uvloop
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from switchyard.audit.export.config import ExportSettings
 from switchyard.audit.export.destinations import destination
@@ -14,6 +16,7 @@ from switchyard.audit.export.exporter import ExportJob, run_export
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.errors import ConfigurationError
 from switchyard.common.logs import configure_logging
+from switchyard.common.service import exit_on_bad_settings
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,9 @@ async def serve(settings: ExportSettings) -> None:
 
 
 def main() -> None:
-    settings = ExportSettings()
+    try:
+        settings = ExportSettings()
+    except (ValidationError, SettingsError) as exc:
+        exit_on_bad_settings("siem-exporter", exc)
     configure_logging(service="siem-export", level=settings.log_level, json=settings.log_json)
     uvloop.run(serve(settings))
