@@ -17,7 +17,15 @@ from switchyard.common.db import create_engine, sessionmaker
 from switchyard.gateway import keys
 from switchyard.gateway.db import migrations
 from switchyard.gateway.models import User
-from switchyard.gateway.tenants import KeyVerifier, Principal, create_tenant, create_user, ensure_dev_tenant
+from switchyard.gateway.tenants import (
+    KeyVerifier,
+    PlatformExists,
+    Principal,
+    bootstrap_platform,
+    create_tenant,
+    create_user,
+    ensure_dev_tenant,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -140,3 +148,34 @@ async def test_users_are_bound_to_one_identity_provider_account(db_url: str) -> 
         assert emails == ["ana@acme.test", "x@globex.test", "y@globex.test", "z@globex.test"]
     finally:
         await engine.dispose()
+
+
+async def test_bootstraps_at_the_same_instant_make_one_platform_and_one_key(db_url: str) -> None:
+    """`switchyard db bootstrap` run twice at once (a Job retried while its first pod still runs, two
+    operators, an init container per replica): one makes the platform organisation and its admin key, the
+    others are told it exists. Before, each looked, found none, and made its own: five platform
+    organisations, five first admins and five admin keys on either database."""
+    await migrations().upgrade(db_url)
+    engines = [create_engine(db_url) for _ in range(5)]
+    try:
+        made = await asyncio.gather(
+            *(
+                bootstrap_platform(sessionmaker(engine), name=f"platform-{i}", email=f"ops{i}@acme.test")
+                for i, engine in enumerate(engines)
+            ),
+            return_exceptions=True,
+        )
+        async with engines[0].connect() as conn:
+            platforms = (await conn.execute(text("SELECT name FROM tenants WHERE platform"))).scalars().all()
+            users = (await conn.execute(text("SELECT count(*) FROM users"))).scalar_one()
+            api_keys = (await conn.execute(text("SELECT count(*) FROM api_keys"))).scalar_one()
+    finally:
+        for engine in engines:
+            await engine.dispose()
+    winners = [m for m in made if isinstance(m, tuple)]
+    count = len(winners)  # not the list: it holds the keys' plaintexts
+    assert count == 1, f"{count} bootstraps made a platform organisation"
+    assert all(isinstance(m, PlatformExists) for m in made if not isinstance(m, tuple)), [
+        type(m) for m in made
+    ]
+    assert (platforms, users, api_keys) == ([winners[0][0].name], 1, 1)

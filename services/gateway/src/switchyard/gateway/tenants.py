@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import false, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from switchyard.common.ids import new_id
@@ -97,6 +97,29 @@ async def create_tenant(
     return tenant
 
 
+def _user(
+    *,
+    tenant_id: str,
+    email: str,
+    role: str,
+    name: str,
+    plan: str | None,
+    user_id: str | None,
+    oidc: tuple[str, str] | None = None,
+) -> User:
+    return User(
+        id=user_id or f"usr_{new_id()[:16]}",
+        tenant_id=tenant_id,
+        email=email,
+        name=name,
+        role=role,
+        plan=plan,
+        created_at=datetime.now(UTC),
+        oidc_issuer=oidc[0] if oidc else None,
+        oidc_subject=oidc[1] if oidc else None,
+    )
+
+
 async def create_user(
     sessions: async_sessionmaker[AsyncSession],
     *,
@@ -109,16 +132,8 @@ async def create_user(
     oidc: tuple[str, str] | None = None,
 ) -> User:
     """`oidc`: the identity-provider account (issuer, subject) the user is bound to (single sign-on's)."""
-    user = User(
-        id=user_id or f"usr_{new_id()[:16]}",
-        tenant_id=tenant_id,
-        email=email,
-        name=name,
-        role=role,
-        plan=plan,
-        created_at=datetime.now(UTC),
-        oidc_issuer=oidc[0] if oidc else None,
-        oidc_subject=oidc[1] if oidc else None,
+    user = _user(
+        tenant_id=tenant_id, email=email, role=role, name=name, plan=plan, user_id=user_id, oidc=oidc
     )
     async with sessions.begin() as s:
         s.add(user)
@@ -138,6 +153,30 @@ async def create_api_key(
 ) -> tuple[str, ApiKey]:
     """Creates a key; the plaintext is returned once and never stored. `policy`: its policy columns
     (`ApiKey.POLICY`), those left out unset; `lineage_id`: the first key of the rotations it ends."""
+    plaintext, row = _api_key(
+        tenant_id=tenant_id,
+        name=name,
+        user_id=user_id,
+        scopes=scopes,
+        expires_at=expires_at,
+        policy=policy,
+        lineage_id=lineage_id,
+    )
+    async with sessions.begin() as s:
+        s.add(row)
+    return plaintext, row
+
+
+def _api_key(
+    *,
+    tenant_id: str,
+    name: str,
+    user_id: str | None,
+    scopes: str,
+    expires_at: datetime | None = None,
+    policy: dict[str, object] | None = None,
+    lineage_id: str | None = None,
+) -> tuple[str, ApiKey]:
     plaintext, prefix = keys.generate()
     row = ApiKey(
         id=f"key_{new_id()[:16]}",
@@ -152,8 +191,6 @@ async def create_api_key(
         lineage_id=lineage_id,
         **(policy or {}),
     )
-    async with sessions.begin() as s:
-        s.add(row)
     return plaintext, row
 
 
@@ -325,21 +362,43 @@ async def bootstrap_platform(
     """A deployment's first admin key, where no `switchyard up` made one (compose, Kubernetes): the
     platform's own organisation, its first admin user and an admin key, whose plaintext is returned once.
     Refused (PlatformExists) once there is a platform organisation, so it mints no key on a deployment
-    already set up."""
-    async with sessions() as s:
+    already set up. One transaction, and one bootstrap at a time (`_one_at_a_time`): two run at the same
+    instant made two platform organisations and two first admin keys, and one cut half-way left an
+    organisation with no key that refused every later run."""
+    async with sessions.begin() as s:
+        await _one_at_a_time(s)
         found = (await s.execute(select(Tenant).where(Tenant.platform.is_(True)))).scalars().first()
-    if found is not None:
-        raise PlatformExists(found.name)
-    tenant = await create_tenant(sessions, name=name, plan="enterprise", platform=True)
-    admin = await create_user(sessions, tenant_id=tenant.id, email=email, role="admin")
-    plaintext, _ = await create_api_key(
-        sessions,
-        tenant_id=tenant.id,
-        name="first admin key",
-        user_id=admin.id,
-        scopes=roles.default_scopes("admin"),
-    )
+        if found is not None:
+            raise PlatformExists(found.name)
+        tenant = Tenant(
+            id=new_id()[:16], name=name, plan="enterprise", platform=True, created_at=datetime.now(UTC)
+        )
+        admin = _user(tenant_id=tenant.id, email=email, role="admin", name="", plan=None, user_id=None)
+        plaintext, key = _api_key(
+            tenant_id=tenant.id,
+            name="first admin key",
+            user_id=admin.id,
+            scopes=roles.default_scopes("admin"),
+        )
+        s.add(tenant)
+        await s.flush()  # the rows each refers to first
+        s.add(admin)
+        await s.flush()
+        s.add(key)
     return tenant, plaintext
+
+
+BOOTSTRAP_LOCK = 0x5357_4254  # "SWBT": PostgreSQL's advisory lock for `bootstrap_platform`
+
+
+async def _one_at_a_time(s: AsyncSession) -> None:
+    """Takes the lock that makes concurrent bootstraps wait for each other until this transaction ends:
+    PostgreSQL's transaction-level advisory lock; on SQLite, a write first, which takes the database's
+    write lock (another writer waits on the busy timeout, then reads what this one committed)."""
+    if s.get_bind().dialect.name == "postgresql":
+        await s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": BOOTSTRAP_LOCK})
+    else:
+        await s.execute(update(Tenant).where(false()).values(platform=True))
 
 
 def expiry_in(seconds: float | None) -> datetime | None:
