@@ -64,6 +64,7 @@ def policy_from(settings: ExecutorSettings) -> ExecutionPolicy:
         task_deadline_s=settings.task_deadline_s,
         stream_idle_s=settings.stream_idle_s,
         stream_max_s=settings.stream_max_s,
+        client_retry_after_max_s=settings.retry_after_client_max_s,
     )
 
 

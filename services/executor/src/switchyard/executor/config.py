@@ -49,6 +49,13 @@ class ExecutorSettings(CommonSettings):
     retry_base_s: float = Field(default=0.25, gt=0)
     retry_cap_s: float = Field(default=4.0, gt=0)
     retry_after_max_s: float = Field(default=10.0, ge=0, description="a longer Retry-After moves on instead")
+    retry_after_client_max_s: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description="the longest provider Retry-After a failed task passes on to its client (the "
+        "gateway's Retry-After, task.failed's retry_after_s); a longer one is capped, and the error says so",
+    )
     breaker_failures: int = Field(default=5, ge=1, description="consecutive failures that open a breaker")
     breaker_open_s: float = Field(default=60.0, gt=0, description="how long a breaker stays open")
     breaker_probes: int = Field(default=1, ge=1, description="calls let through when half open")

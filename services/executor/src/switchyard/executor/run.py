@@ -48,6 +48,7 @@ class ExecutionPolicy:
     task_deadline_s: float = 110.0  # until the first output (a task answered whole: until its answer)
     stream_idle_s: float = 120.0  # a streamed answer's silence between two outputs
     stream_max_s: float = 3600.0  # a streamed answer's whole run, the safety net
+    client_retry_after_max_s: float = 300.0  # the longest wait a failure passes on (`client_wait`)
 
 
 def breaker_key(candidate: RouteCandidate) -> str:
@@ -187,13 +188,14 @@ class Run:
                 return await work()
         except ProviderError as error:
             await book.settle(None)
+            wait, said = client_wait(error.retry_after, self.policy.client_retry_after_max_s)
             return await failed(
                 routed,
                 chunks,
                 code=error.code,
-                message=error.message,
+                message=error.message + said,
                 book=book,
-                retry_after=error.retry_after,
+                retry_after=wait,
             )
         except TimeoutError:
             await book.settle(None)
@@ -237,6 +239,20 @@ class Run:
             "completed_at": datetime.now(UTC),
             "charged": book.charged,
         }
+
+
+RETRY_AFTER_SETTING = "SWITCHYARD_RETRY_AFTER_CLIENT_MAX_S"
+
+
+def client_wait(asked_s: float | None, max_s: float) -> tuple[float | None, str]:
+    """The wait a failure passes on to its client (the gateway's Retry-After, the task.failed event's
+    `retry_after_s`), and what to add to its message: a provider's Retry-After (or rate-limit reset) as
+    given, up to `max_s`. A provider saying `Retry-After: 86400` would have its clients wait a day for a
+    router that may send them elsewhere in a minute (and the executor does not wait for it either:
+    `RetryPolicy.max_retry_after_s`)."""
+    if asked_s is None or asked_s <= max_s:
+        return asked_s, ""
+    return max_s, f" (the provider asked to wait {asked_s:g} s; capped at {max_s:g} s: {RETRY_AFTER_SETTING})"
 
 
 async def failed(

@@ -479,7 +479,8 @@ class TaskFailed(EventPayload):
     attempts: int = 0
     failed_at: datetime
     charged: list[ChargedCall] = Field(default_factory=list)  # calls billed although the task failed
-    # When the last provider said to come back (its Retry-After: rate limited, overloaded), in seconds.
+    # When the last provider said to come back (its Retry-After: rate limited, overloaded), in seconds, at
+    # most the executor's SWITCHYARD_RETRY_AFTER_CLIENT_MAX_S (300 s; the message says when it was capped).
     retry_after_s: float | None = Field(default=None, ge=0)
 
 
