@@ -26,7 +26,11 @@ def is_sqlite(url: str) -> bool:
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine; SQLite gets WAL, a busy timeout and foreign keys so several processes can share it."""
+    """An async engine; SQLite gets WAL, a busy timeout and foreign keys so several processes can share it.
+    Statements' parameters (key hashes, prompts, emails) are never shown: not in SQLAlchemy's logging nor
+    in its errors' text (`[parameters: ...]`), which a handler's error log would write out
+    (`hide_parameters`; the drivers' own lines: `logs.configure_logging`)."""
+    kwargs.setdefault("hide_parameters", True)
     if is_sqlite(url):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":

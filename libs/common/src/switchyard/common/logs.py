@@ -24,6 +24,9 @@ _SECRET_PATTERNS = (
     re.compile(r"([?&]key=)[^&\s'\"]+"),  # a key in a URL (Gemini's `?key=`), as HTTP errors quote URLs
     # a URL's password (`nats://user:password@host`, as SWITCHYARD_NATS_URL carries when NATS has users)
     re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@]+:)[^\s/@]+(?=@)"),
+    # PostgreSQL's DETAIL on a constraint error quotes the row's values (`Key (key_hash)=(...) already
+    # exists`, `Failing row contains (...)`), in the error's text that a traceback logs
+    re.compile(r"(DETAIL:\s+)[^\n]+"),
 )
 
 
@@ -106,3 +109,8 @@ def configure_logging(*, service: str, level: str = "INFO", json: bool = False) 
     # FastStream logs every message at INFO; per-message logs belong at DEBUG.
     logging.getLogger("faststream").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Database drivers at DEBUG write each statement with its parameters (aiosqlite: "executing
+    # functools.partial(..., 'SELECT ... WHERE key_hash = ?', ('<hash>',))"), and SQLAlchemy's engine
+    # logs them at INFO when its logger is enabled: never below WARNING, whatever SWITCHYARD_LOG_LEVEL says.
+    for name in ("aiosqlite", "sqlalchemy", "asyncpg"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
