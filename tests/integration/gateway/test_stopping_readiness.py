@@ -62,7 +62,9 @@ async def test_a_stopping_gateway_is_unready_and_answers_what_it_takes(
                 httpx.AsyncClient(timeout=30).post(chat, json=PRICED_BODY, headers=auth(key))
             )
             while len(answerer.held) < 2:
-                assert time.monotonic() - signalled < UNREADY_S, "the request sent while unready was not taken"
+                assert time.monotonic() - signalled < UNREADY_S, (
+                    "the request sent while unready was not taken"
+                )
                 await asyncio.sleep(0.05)
             await asyncio.sleep(max(0.0, UNREADY_S + 0.5 - (time.monotonic() - signalled)))
             with pytest.raises(httpx.ConnectError):  # then the listening socket closes

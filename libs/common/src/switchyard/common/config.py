@@ -125,7 +125,8 @@ def _unparsed(message: str) -> str | None:
     for cls in _settings_classes():
         if field in cls.model_fields:
             name = f"{cls.model_config.get('env_prefix') or ''}{field}".upper()
-            return f"invalid setting: {name}={_shown(os.environ.get(name, ''))}: expected JSON (a list or object)"
+            value = _shown(os.environ.get(name, ""))
+            return f"invalid setting: {name}={value}: expected JSON (a list or object)"
     return f"invalid setting: {field}: expected JSON (a list or object)"
 
 

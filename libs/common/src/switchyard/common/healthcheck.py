@@ -93,8 +93,9 @@ async def check_ping(nats_url: str, service: str, *, instance: str, timeout_s: f
                 return None
             stopping = True
             if instance:
+                since = reply.get("stopping_for_s", 0)
                 return (
-                    f"{service} instance {instance!r} is stopping (for {reply.get('stopping_for_s', 0):g} s): "
+                    f"{service} instance {instance!r} is stopping (for {since:g} s): "
                     "it finishes its running work and takes no new"
                 )
         if stopping:
