@@ -124,19 +124,43 @@ def test_every_bind_mount_exists(model: dict[str, Any]) -> None:
                 assert Path(mount["source"]).exists(), (name, mount["source"])
 
 
-def test_prometheus_scrapes_every_service_and_loads_the_rules(model: dict[str, Any]) -> None:
+def test_prometheus_scrapes_every_replica_and_loads_the_rules(model: dict[str, Any]) -> None:
+    """`docker compose up --scale executor=3`: a static target `executor:9100` is one name for three
+    containers, so each scrape reached whichever the DNS answered first, and three replicas' counters
+    took turns in one series (every rate() a sawtooth). DNS discovery makes each replica a target."""
     config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "switchyard")
-    targets = {t["labels"]["service"]: t["targets"][0] for t in job["static_configs"]}
-    assert set(targets) == set(subjects.SERVICES)
-    for service, target in targets.items():
-        host, port = target.split(":")
-        assert host in model["services"]
+    assert "static_configs" not in job
+    ports = {name: str(sd["port"]) for sd in job["dns_sd_configs"] for name in sd["names"]}
+    assert all(sd["type"] == "A" for sd in job["dns_sd_configs"])
+    assert set(ports) == set(subjects.SERVICES)
+    for service, port in ports.items():
+        assert service in model["services"]
         expected = model["services"][service]["environment"].get("SWITCHYARD_HTTP_PORT", "9100")
         assert port == expected, service
+    assert {"source_labels": ["__meta_dns_name"], "target_label": "service"} in job["relabel_configs"]
     assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]
     grafana = model["services"]["grafana"]
     assert {m["target"] for m in grafana["volumes"]} >= {
         "/etc/grafana/provisioning",
         "/etc/grafana/dashboards",
     }
+
+
+def test_each_replica_is_checked_restarted_and_named_as_itself(model: dict[str, Any]) -> None:
+    """Compose's health checks are the services' own (a bus service's ping answered by this replica, the
+    gateway's /readyz, unready while it stops); Docker restarts only a container whose process exited,
+    so a wedged event loop ends its process (SWITCHYARD_LOOP_WATCHDOG_S) for `restart:` to act; and no
+    fixed SWITCHYARD_INSTANCE, which every replica of a scaled service would share: each names itself
+    after its container (`replica_name`)."""
+    for name in subjects.SERVICES:
+        svc = model["services"][name]
+        test = svc["healthcheck"]["test"]
+        if name == "gateway":
+            assert test[0] == "CMD" and "/readyz" in " ".join(test), test
+        else:
+            assert test[:5] == ["CMD", "python", "-m", "switchyard.common.healthcheck", name], test
+        assert svc["restart"] in ("unless-stopped", "always", "on-failure"), name
+        env = svc["environment"]
+        assert float(env["SWITCHYARD_LOOP_WATCHDOG_S"]) > 0, name
+        assert "SWITCHYARD_INSTANCE" not in env, name

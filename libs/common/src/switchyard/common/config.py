@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -43,7 +44,17 @@ class CommonSettings(BaseSettings):
     stream_replicas: int = Field(
         default=1, ge=1, le=5, description="JetStream replicas of Switchyard's streams: 3 on a 3-node cluster"
     )
-    instance: str = Field(default="", description="replica name, for logs and metrics")
+    instance: str = Field(
+        default="",
+        description="replica name (ping replies, health checks, provider announcements, traces); default "
+        "`<service>-<host name>-<pid>` (`replica_name`)",
+    )
+    loop_watchdog_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="a process whose event loop has not run this long exits (code 70), for orchestrators "
+        "that restart only exited containers (docker compose); 0: off (Kubernetes' liveness probe restarts)",
+    )
     tenant_check: Literal["auto", "on", "off"] = Field(
         default="auto",
         description="refuse tasks of tenants the tenant registry does not list: auto (once the registry is "
@@ -64,6 +75,14 @@ class CommonSettings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.resolved_var_dir() / 'switchyard.db'}"
+
+
+def replica_name(service: str, instance: str = "") -> str:
+    """`instance` (SWITCHYARD_INSTANCE: Kubernetes sets the pod's name), else `<service>-<host name>-<pid>`:
+    distinct for every replica of a docker compose service (each container's host name is its own id,
+    while every one of them is pid 1) and every process on one machine. It was `<service>-<pid>`:
+    `executor-1` in every container."""
+    return instance or f"{service}-{socket.gethostname()}-{os.getpid()}"
 
 
 def load_yaml_model(source: Path, model: type[M], what: str, *, empty: object = None) -> M:

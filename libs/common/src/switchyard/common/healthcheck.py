@@ -7,8 +7,9 @@ environment as the service itself:
    there is recent: /metrics is served on a thread of its own, which answers while the loop (every
    handler, the lag gauges) is wedged;
 2. the service answers its ping on the bus (`switchyard.ping.<service>`, core NATS): it is connected and
-   its consumers run. Every replica answers a ping; with SWITCHYARD_INSTANCE set, one of the replies must
-   come from this instance, so a healthy sibling cannot hide a stuck replica. A replica that is stopping
+   its consumers run. Every replica answers a ping; one of the replies must come from this replica (its
+   SWITCHYARD_INSTANCE, else its host name: in a container, the container's own), so a healthy sibling
+   cannot hide a stuck replica. A replica that is stopping
    (SIGTERM: it finishes its running work and takes no more) says so in its reply and is not healthy.
 
 `--liveness` skips the bus check: a replica that cannot reach NATS is not ready, but restarting it does
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import sys
 import time
 
@@ -55,7 +57,11 @@ def check_metrics(port: int, *, timeout_s: float) -> str | None:
     return None
 
 
-async def check_ping(nats_url: str, service: str, *, instance: str, timeout_s: float) -> str | None:
+async def check_ping(
+    nats_url: str, service: str, *, instance: str, timeout_s: float, host: str = ""
+) -> str | None:
+    """Whether `service` answers its ping: the replica named `instance`, else the one on `host` (a ping
+    reply names both), else any."""
     try:
         nc = await nats.connect(
             nats_url, connect_timeout=timeout_s, max_reconnect_attempts=0, allow_reconnect=False
@@ -89,19 +95,22 @@ async def check_ping(nats_url: str, service: str, *, instance: str, timeout_s: f
             reply = orjson.loads(body)
             if instance and reply.get("instance") != instance:
                 continue
+            if not instance and host and reply.get("host") != host:
+                continue
             if not reply.get("stopping"):
                 return None
             stopping = True
-            if instance:
-                since = reply.get("stopping_for_s", 0)
+            if instance or host:
+                since, name = reply.get("stopping_for_s", 0), instance or reply.get("instance")
                 return (
-                    f"{service} instance {instance!r} is stopping (for {since:g} s): "
+                    f"{service} instance {name!r} is stopping (for {since:g} s): "
                     "it finishes its running work and takes no new"
                 )
         if stopping:
             return f"{service}: every replica that answered the ping is stopping"
         if answered:
-            return f"{service}: other replicas answered the ping, instance {instance!r} did not"
+            mine = f"instance {instance!r}" if instance else f"the one on host {host!r}"
+            return f"{service}: other replicas answered the ping, {mine} did not"
         return f"{service} did not answer its ping on {subjects.ping_subject(service)} within {timeout_s:g}s"
     finally:
         await nc.close()
@@ -114,7 +123,9 @@ def run(service: str, *, liveness: bool, timeout_s: float, settings: CommonSetti
             return problem
     if liveness:
         return None
-    ping = check_ping(settings.nats_url, service, instance=settings.instance, timeout_s=timeout_s)
+    ping = check_ping(
+        settings.nats_url, service, instance=settings.instance, host=socket.gethostname(), timeout_s=timeout_s
+    )
     return asyncio.run(ping)
 
 

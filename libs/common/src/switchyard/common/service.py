@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -24,10 +25,11 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from switchyard.common import bus, lag, subjects, tracing
-from switchyard.common.config import CommonSettings, settings_problem
+from switchyard.common.config import CommonSettings, replica_name, settings_problem
 from switchyard.common.errors import ConfigurationError
 from switchyard.common.healthcheck import HEARTBEAT_METRIC
 from switchyard.common.logs import configure_logging
+from switchyard.common.watchdog import LoopWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +56,16 @@ class Service:
     publisher: bus.EventPublisher | None = None
     lag_exporter: lag.LagExporter | None = None
     heartbeat: asyncio.Task[None] | None = None
+    watchdog: LoopWatchdog | None = None
     stopping_since: float | None = None  # time.time() when its stop began: its ping says so from then
 
     def ping_reply(self, instance: str) -> dict[str, object]:
-        reply: dict[str, object] = {"service": self.name, "instance": instance, "pid": os.getpid()}
+        reply: dict[str, object] = {
+            "service": self.name,
+            "instance": instance,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),  # what a health check run in the same container matches
+        }
         if self.stopping_since is not None:  # readiness fails (`healthcheck`); liveness does not ask
             reply["stopping"] = True
             reply["stopping_for_s"] = round(time.time() - self.stopping_since, 1)
@@ -72,7 +80,7 @@ class Service:
 def create_service(name: str, settings: CommonSettings) -> Service:
     broker = bus.make_broker(settings.nats_url, name=name)
     service = Service(name=name, broker=broker)
-    instance = settings.instance or f"{name}-{os.getpid()}"
+    instance = replica_name(name, settings.instance)
 
     @broker.subscriber(subjects.ping_subject(name), include_in_schema=False)
     async def ping() -> bytes:
@@ -82,6 +90,9 @@ def create_service(name: str, settings: CommonSettings) -> Service:
 
 
 async def start(service: Service, settings: CommonSettings) -> None:
+    if settings.loop_watchdog_s:
+        service.watchdog = LoopWatchdog(settings.loop_watchdog_s, name=service.name)
+        service.watchdog.start()
     await service.broker.connect()
     js = bus.jetstream(service.broker)
     await bus.ensure_streams(js, replicas=settings.stream_replicas)
@@ -114,6 +125,8 @@ async def stop(service: Service, *, grace_s: float) -> None:
         await hook()
     if service.heartbeat is not None:  # beats on through the drain: the process is alive until here
         service.heartbeat.cancel()
+    if service.watchdog is not None:
+        service.watchdog.stop()
 
 
 def exit_on_bad_settings(name: str, exc: ValidationError | SettingsError) -> NoReturn:

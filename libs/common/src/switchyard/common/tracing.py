@@ -28,6 +28,8 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
 
+from switchyard.common.config import replica_name
+
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
@@ -69,7 +71,7 @@ def configure(service: str, *, exporter: SpanExporter | None = None) -> bool:
         {
             "service.name": os.environ.get("OTEL_SERVICE_NAME") or f"switchyard-{service}",
             "service.namespace": "switchyard",
-            "service.instance.id": f"{service}-{os.getpid()}",
+            "service.instance.id": replica_name(service, os.environ.get("SWITCHYARD_INSTANCE", "")),
         }
     )
     provider = TracerProvider(resource=resource)  # the sampler: OTEL_TRACES_SAMPLER (parent-based, all)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,6 +13,7 @@ from datetime import UTC, datetime
 from nats.js.errors import NotFoundError
 
 from switchyard.common import bus, ids, kv, subjects, tenants, tracing, vectors
+from switchyard.common.config import replica_name
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.events import (
     ProviderCallRecorded,
@@ -126,7 +126,7 @@ def create(
         settings, openai=OpenAISettings(), anthropic=AnthropicSettings(), gemini=GeminiSettings()
     )
     policy = policy_from(settings)
-    instance = settings.instance or f"executor-{os.getpid()}"
+    instance = replica_name("executor", settings.instance)
     state = State(
         breakers=breakers or (None if settings.shared_state else breakers_from(settings)), limits=None
     )

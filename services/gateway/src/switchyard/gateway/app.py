@@ -26,6 +26,7 @@ from switchyard.common.leases import IntCounters, Leases, SlotTable
 from switchyard.common.logs import configure_logging
 from switchyard.common.policy_source import PolicySource
 from switchyard.common.service import exit_on_bad_settings
+from switchyard.common.watchdog import LoopWatchdog
 from switchyard.gateway import errors, gone, openapi, responses_ws
 from switchyard.gateway.access import lockout, oidc
 from switchyard.gateway.access import views as access
@@ -262,6 +263,11 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         """Connected to NATS before the first request is served; closed after the last one."""
+        watchdog = (
+            LoopWatchdog(settings.loop_watchdog_s, name="gateway") if settings.loop_watchdog_s else None
+        )
+        if watchdog is not None:
+            watchdog.start()
         await broker.connect()
         try:
             await connected(app)
@@ -269,6 +275,8 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
             await closing(app)
         finally:
             await broker.stop()
+            if watchdog is not None:
+                watchdog.stop()
 
     app = FastAPI(
         title="Switchyard",
