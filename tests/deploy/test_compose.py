@@ -130,15 +130,21 @@ def test_prometheus_scrapes_every_replica_and_loads_the_rules(model: dict[str, A
     took turns in one series (every rate() a sawtooth). DNS discovery makes each replica a target."""
     config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "switchyard")
-    assert "static_configs" not in job
     ports = {name: str(sd["port"]) for sd in job["dns_sd_configs"] for name in sd["names"]}
     assert all(sd["type"] == "A" for sd in job["dns_sd_configs"])
+    # the gateway: one replica here (one published port), a static target whose stop reads up == 0
+    (static,) = job["static_configs"]
+    assert static["labels"] == {"service": "gateway"}
+    ports["gateway"] = static["targets"][0].removeprefix("gateway:")
+    assert len(model["services"]["gateway"]["ports"]) == 1
     assert set(ports) == set(subjects.SERVICES)
     for service, port in ports.items():
         assert service in model["services"]
         expected = model["services"][service]["environment"].get("SWITCHYARD_HTTP_PORT", "9100")
         assert port == expected, service
-    assert {"source_labels": ["__meta_dns_name"], "target_label": "service"} in job["relabel_configs"]
+    # the service label from the name asked (not emptied on the static target, which has no DNS name)
+    relabel = {"source_labels": ["__meta_dns_name"], "regex": "(.+)", "target_label": "service"}
+    assert relabel in job["relabel_configs"]
     assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]
     grafana = model["services"]["grafana"]
     assert {m["target"] for m in grafana["volumes"]} >= {
