@@ -13,9 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import nats
+import orjson
 import pytest
 
 from switchyard.cli.processes import NatsServer
+from switchyard.common import kv, subjects
 from tests.integration.gateway.harness import PRICED_BODY, Answerer, Bases, auth, make_org, priced_stack
 
 pytestmark = pytest.mark.integration
@@ -75,3 +78,34 @@ async def test_a_stopping_gateway_is_unready_and_answers_what_it_takes(
     finally:
         await answerer.close()
     assert await asyncio.to_thread(proc.wait, 20) == -signal.SIGTERM
+
+
+@pytest.fixture
+def slow_to_close(tmp_path: Path) -> Iterator[tuple[NatsServer, str, Bases]]:
+    env = {"SWITCHYARD_STOP_UNREADY_S": "60", "SWITCHYARD_REPLICA_TTL_S": "1", "SWITCHYARD_STOP_GRACE_S": "4"}
+    with priced_stack(tmp_path, count=1, env=env) as stack:
+        yield stack
+
+
+async def test_a_replica_taken_for_dead_stops_without_the_unready_period(
+    slow_to_close: tuple[NatsServer, str, Bases],
+) -> None:
+    """A replica that finds its in-flight list claimed by another stops itself (it may give nothing back
+    of what it admits from then on): at once, not after SWITCHYARD_STOP_UNREADY_S taking more requests."""
+    server, _, bases = slow_to_close
+    nc = await nats.connect(server.url)
+    try:
+        bucket = await nc.jetstream().key_value(subjects.KV_GATEWAYS)
+        [name] = [k for k in await kv.keys(bucket) if k.startswith("gateway-0-")]
+
+        def claim(current: bytes | None) -> tuple[bytes | None, None]:
+            entry = orjson.loads(current or b"{}")
+            entry["claim"] = {"by": "another-replica", "until": time.time() + 60}
+            return orjson.dumps(entry), None
+
+        await kv.update(bucket, name, claim)
+    finally:
+        await nc.close()
+    claimed = time.monotonic()
+    assert await asyncio.to_thread(bases.procs[0].wait, 30) == -signal.SIGTERM
+    assert time.monotonic() - claimed < 20

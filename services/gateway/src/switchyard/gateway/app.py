@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
-import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -139,7 +137,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
             replica=replica_name(settings.instance or "gateway"),
             ttl_s=settings.replica_ttl_s,
             beat_s=min(1.0, settings.replica_ttl_s / 4),
-            on_fenced=lambda: os.kill(os.getpid(), signal.SIGTERM),
+            on_fenced=stop.at_once,
         )
         # the token windows and spend write the in-flight list before they give back (slots need not:
         # their table expires by itself)

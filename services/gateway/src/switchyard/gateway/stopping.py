@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable
 from types import FrameType
@@ -43,6 +45,7 @@ class Stop:
         self.begun = False
         self.cutting = False
         self.unready_since: float | None = None  # time.time() of the signal: /readyz is 503 from then
+        self.immediate = False  # no unready period (`at_once`)
         self._hooks: set[Callable[[], None]] = set()
         self._begin_hooks: set[Callable[[], None]] = set()  # what waits for the stop to begin (WebSockets)
 
@@ -70,6 +73,12 @@ class Stop:
         from a signal handler."""
         if self.unready_since is None:
             self.unready_since = time.time()
+
+    def at_once(self) -> None:
+        """Stops this replica with no unready period (it was taken for dead: what it admits now it may not
+        give back): SIGTERM to itself, which `Server` then does not delay."""
+        self.immediate = True
+        os.kill(os.getpid(), signal.SIGTERM)
 
     @property
     def stopping(self) -> bool:
@@ -128,15 +137,21 @@ class Server(uvicorn.Server):
         listening socket closed, then the grace for what runs) begins that much later (`on_tick`). A
         second signal begins it at once, as uvicorn's own handling would."""
         self._stop.unready()
-        if self._unready_s > 0 and self._close_at is None and not self.should_exit:
+        if (
+            self._unready_s > 0
+            and self._close_at is None
+            and not self.should_exit
+            and not self._stop.immediate
+        ):
             self._close_at = time.monotonic() + self._unready_s
             self._captured_signals.append(sig)  # re-raised once uvicorn has stopped, as its own are
             return
         super().handle_exit(sig, frame)
 
     async def on_tick(self, counter: int) -> bool:
-        if self._close_at is not None and not self.should_exit and time.monotonic() >= self._close_at:
-            log.info("stopping: unready for %.1f s, no longer taking connections", self._unready_s)
+        closing = self._close_at is not None and not self.should_exit
+        if closing and (self._stop.immediate or time.monotonic() >= (self._close_at or 0.0)):
+            log.info("stopping: no longer taking connections")
             self.should_exit = True
         return await super().on_tick(counter)
 
