@@ -109,8 +109,10 @@ def configure_logging(*, service: str, level: str = "INFO", json: bool = False) 
     # FastStream logs every message at INFO; per-message logs belong at DEBUG.
     logging.getLogger("faststream").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    # Database drivers at DEBUG write each statement with its parameters (aiosqlite: "executing
-    # functools.partial(..., 'SELECT ... WHERE key_hash = ?', ('<hash>',))"), and SQLAlchemy's engine
-    # logs them at INFO when its logger is enabled: never below WARNING, whatever SWITCHYARD_LOG_LEVEL says.
-    for name in ("aiosqlite", "sqlalchemy", "asyncpg"):
+    # What libraries write at DEBUG (and INFO) carries what logs must not: database drivers each statement
+    # with its parameters (aiosqlite: "executing functools.partial(..., 'SELECT ... WHERE key_hash = ?',
+    # ('<hash>',))"; SQLAlchemy's engine at INFO when its logger is enabled), the websockets library every
+    # frame's first 75 characters (a Responses WebSocket's prompts), httpcore and hpack/h2 the headers.
+    # Never below WARNING, whatever SWITCHYARD_LOG_LEVEL says.
+    for name in ("aiosqlite", "sqlalchemy", "asyncpg", "websockets", "httpcore", "hpack", "h2"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
