@@ -7,6 +7,7 @@ import time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -149,11 +150,38 @@ async def serve(service: Service, settings: CommonSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
-    await start(service, settings)
+    log.info("%s connecting to NATS at %s", service.name, settings.nats_url)
+    if not await _started_unless_stopped(service, settings, stopping):
+        return
     log.info("%s ready (nats %s)", service.name, settings.nats_url)
     await stopping.wait()
     log.info("%s stopping", service.name)
     await stop(service, grace_s=settings.stop_grace_s)
+
+
+async def _started_unless_stopped(
+    service: Service, settings: CommonSettings, stopping: asyncio.Event
+) -> bool:
+    """`start`, unless a stop signal comes first: a service waits for NATS at start as long as it takes
+    (it retries), and a SIGTERM meanwhile went unheard until the orchestrator's kill (docker compose's
+    stop_grace_period, the pod's grace period: over ten minutes for the gateway and the executor)."""
+    starting = asyncio.create_task(start(service, settings))
+    signalled = asyncio.create_task(stopping.wait())
+    await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    signalled.cancel()
+    if starting.done():
+        starting.result()  # its error, if it failed
+        return True
+    starting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await starting
+    log.warning(
+        "%s stopped before it was ready (NATS at %s: not connected yet)", service.name, settings.nats_url
+    )
+    if service.watchdog is not None:
+        service.watchdog.stop()
+    await service.broker.stop()
+    return False
 
 
 def run_service(build: Callable[[], tuple[Service, CommonSettings]], *, name: str) -> None:

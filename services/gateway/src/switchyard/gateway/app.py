@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import uvicorn
 from fastapi import FastAPI
+from faststream.nats import NatsBroker
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from starlette.middleware.cors import CORSMiddleware
@@ -266,7 +267,8 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
         )
         if watchdog is not None:
             watchdog.start()
-        await broker.connect()
+        log.info("gateway connecting to NATS at %s", settings.nats_url)
+        await _connected_unless_stopped(broker, stop, settings.nats_url)
         try:
             await connected(app)
             yield
@@ -314,20 +316,55 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
     return app
 
 
+async def _connected_unless_stopped(broker: NatsBroker, stop: Stop, nats_url: str) -> None:
+    """The broker connected, unless a stop signal comes first: the gateway waits for NATS at start as long
+    as it takes, and a SIGTERM meanwhile went unheard until the orchestrator's kill (the pod's 625 s).
+    uvicorn then ends the startup without serving (`Stopped`, said in one line by `StartupStopped`)."""
+    connecting = asyncio.ensure_future(broker.connect())
+    while not connecting.done():
+        await asyncio.wait({connecting}, timeout=0.2)
+        if stop.stopping and not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connecting
+            raise Stopped(f"stopped before it was ready (NATS at {nats_url}: not connected yet)")
+    connecting.result()
+
+
+class Stopped(Exception):
+    """The gateway was told to stop before it was ready."""
+
+
+STOPPED = f"{Stopped.__module__}.{Stopped.__qualname__}: "  # how a traceback names it
+
+
 class CutByStop(logging.Filter):
     """uvicorn logs each request its graceful stop cancels after the response began as "Exception in ASGI
     application" with the cancellation's traceback, some sixty lines a request. The gateway ends its
     requests a little before (`stopping`), so this is a stream whose last event was still being written;
     its task was cancelled on the bus and is settled at its outcome or handed over (`serving`,
-    `inflight`): one line says so."""
+    `inflight`): one line says so. A stop before the gateway was ready (`Stopped`) is one line too, not
+    the startup's traceback and "Application startup failed"."""
+
+    def __init__(self, stop: Stop) -> None:
+        super().__init__()
+        self._stop = stop
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
-            record.msg = gone.CUT
-            record.args = ()
-            record.exc_info = None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            self._one_line(record, gone.CUT)
+        if self._stop.stopping and record.levelno >= logging.ERROR:
+            text = record.getMessage()  # uvicorn logs the lifespan's failure as the traceback's text
+            if text == "Application startup failed. Exiting.":
+                return False
+            if STOPPED in text:
+                self._one_line(record, "gateway " + text.rsplit(STOPPED, 1)[1].strip())
         return True
+
+    @staticmethod
+    def _one_line(record: logging.LogRecord, said: str) -> None:
+        record.msg, record.args, record.exc_info = said, (), None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
 
 
 def main() -> None:
@@ -337,9 +374,9 @@ def main() -> None:
         exit_on_bad_settings("gateway", exc)
     configure_logging(service="gateway", level=settings.log_level, json=settings.log_json)
     map_large_blocks()
-    logging.getLogger("uvicorn.error").addFilter(CutByStop())
-    logging.getLogger("uvicorn.error").addFilter(RefusedHandshake())
     stop = Stop(settings.stop_grace_s)
+    logging.getLogger("uvicorn.error").addFilter(CutByStop(stop))
+    logging.getLogger("uvicorn.error").addFilter(RefusedHandshake())
     try:
         app = create_app(settings, stop)
     except ConfigurationError as exc:  # as `service.run_service` says it: one line, not a traceback
