@@ -19,6 +19,8 @@ import pytest
 
 from switchyard.cli.processes import NatsServer
 from switchyard.common import kv, subjects
+from switchyard.common.config import CommonSettings
+from switchyard.common.service import create_service, start, stop
 from tests.integration.gateway.harness import PRICED_BODY, Answerer, Bases, auth, make_org, priced_stack
 
 pytestmark = pytest.mark.integration
@@ -109,3 +111,36 @@ async def test_a_replica_taken_for_dead_stops_without_the_unready_period(
     claimed = time.monotonic()
     assert await asyncio.to_thread(bases.procs[0].wait, 30) == -signal.SIGTERM
     assert time.monotonic() - claimed < 20
+
+
+async def test_the_whole_platform_check_does_not_count_a_stopping_service(
+    stack: tuple[NatsServer, str, Bases],
+) -> None:
+    """`/readyz?strict=true` (what `switchyard up` and an operator ask) took any ping reply: a service whose
+    only replica was stopping (draining for up to 605 s) was `true`. Now it is `false`, and `problems`
+    says why."""
+    server, _, bases = stack
+    settings = CommonSettings(nats_url=server.url, instance="billing-a", metrics_port=0)
+    service = create_service("billing", settings)
+    release = asyncio.Event()
+
+    async def still_draining() -> None:
+        await release.wait()
+
+    service.drain.append(still_draining)
+    await start(service, settings)
+    stopping: asyncio.Task[None] | None = None
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            before = (await client.get(f"{bases[0]}/readyz", params={"strict": "true"})).json()
+            assert before["services"]["billing"] is True and "billing" not in before.get("problems", {})
+            stopping = asyncio.create_task(stop(service, grace_s=1))
+            await asyncio.sleep(0.3)
+            during = await client.get(f"{bases[0]}/readyz", params={"strict": "true"})
+        assert during.status_code == 503
+        assert during.json()["services"]["billing"] is False
+        assert "stopping" in during.json()["problems"]["billing"], during.json()
+        assert "did not answer" in during.json()["problems"]["router"]  # not running at all
+    finally:
+        release.set()
+        await (stopping if stopping is not None else stop(service, grace_s=1))

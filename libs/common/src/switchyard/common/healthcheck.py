@@ -27,6 +27,7 @@ import time
 import httpx
 import nats
 import orjson
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
@@ -71,49 +72,67 @@ async def check_ping(
 
         return redact(f"cannot connect to NATS at {nats_url}: {exc}")  # the URL may carry a password
     try:
-        replies: asyncio.Queue[bytes | None] = asyncio.Queue()
-
-        async def collect(msg: Msg) -> None:
-            # the server answers "no responders" (status 503, empty body) when nobody is subscribed
-            no_responders = bool(msg.headers) and msg.headers.get("Status") == "503"  # type: ignore[union-attr]
-            await replies.put(None if no_responders or not msg.data else msg.data)
-
-        inbox = nc.new_inbox()
-        await nc.subscribe(inbox, cb=collect)
-        await nc.publish(subjects.ping_subject(service), b"", reply=inbox)
-        deadline = time.monotonic() + timeout_s
-        answered = stopping = False
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                async with asyncio.timeout(left):
-                    body = await replies.get()
-            except TimeoutError:
-                break
-            if body is None:
-                break
-            answered = True
-            reply = orjson.loads(body)
-            if instance and reply.get("instance") != instance:
-                continue
-            if not instance and host and reply.get("host") != host:
-                continue
-            if not reply.get("stopping"):
-                return None
-            stopping = True
-            if instance or host:
-                since, name = reply.get("stopping_for_s", 0), instance or reply.get("instance")
-                return (
-                    f"{service} instance {name!r} is stopping (for {since:g} s): "
-                    "it finishes its running work and takes no new"
-                )
-        if stopping:
-            return f"{service}: every replica that answered the ping is stopping"
-        if answered:
-            mine = f"instance {instance!r}" if instance else f"the one on host {host!r}"
-            return f"{service}: other replicas answered the ping, {mine} did not"
-        return f"{service} did not answer its ping on {subjects.ping_subject(service)} within {timeout_s:g}s"
+        return await ping_problem(nc, service, instance=instance, host=host, timeout_s=timeout_s)
     finally:
         await nc.close()
+
+
+async def ping_problem(
+    nc: NATS, service: str, *, instance: str = "", host: str = "", timeout_s: float
+) -> str | None:
+    """What keeps `service` from being ready, as its ping replies on `nc` say (None: ready): the replica
+    named `instance`, else the one on `host`, else any replica must answer, not stopping. The gateway's
+    `/readyz?strict=true` asks it too, on its own connection."""
+    replies: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    async def collect(msg: Msg) -> None:
+        # the server answers "no responders" (status 503, empty body) when nobody is subscribed
+        no_responders = bool(msg.headers) and msg.headers.get("Status") == "503"  # type: ignore[union-attr]
+        await replies.put(None if no_responders or not msg.data else msg.data)
+
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, cb=collect)
+    try:
+        await nc.publish(subjects.ping_subject(service), b"", reply=inbox)
+        return await _first_problem(replies, service, instance=instance, host=host, timeout_s=timeout_s)
+    finally:
+        await sub.unsubscribe()
+
+
+async def _first_problem(
+    replies: asyncio.Queue[bytes | None], service: str, *, instance: str, host: str, timeout_s: float
+) -> str | None:
+    deadline = time.monotonic() + timeout_s
+    answered = stopping = False
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            async with asyncio.timeout(left):
+                body = await replies.get()
+        except TimeoutError:
+            break
+        if body is None:
+            break
+        answered = True
+        reply = orjson.loads(body)
+        if instance and reply.get("instance") != instance:
+            continue
+        if not instance and host and reply.get("host") != host:
+            continue
+        if not reply.get("stopping"):
+            return None
+        stopping = True
+        if instance or host:
+            since, name = reply.get("stopping_for_s", 0), instance or reply.get("instance")
+            return (
+                f"{service} instance {name!r} is stopping (for {since:g} s): "
+                "it finishes its running work and takes no new"
+            )
+    if stopping:
+        return f"{service}: every replica that answered the ping is stopping"
+    if answered:
+        mine = f"instance {instance!r}" if instance else f"the one on host {host!r}"
+        return f"{service}: other replicas answered the ping, {mine} did not"
+    return f"{service} did not answer its ping on {subjects.ping_subject(service)} within {timeout_s:g}s"
 
 
 def run(service: str, *, liveness: bool, timeout_s: float, settings: CommonSettings) -> str | None:

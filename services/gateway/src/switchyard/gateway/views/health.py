@@ -9,6 +9,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder
 
 from switchyard.common import subjects
+from switchyard.common.healthcheck import ping_problem
 from switchyard.gateway.state import gateway_of
 from switchyard.gateway.stopping import Stop
 
@@ -40,20 +41,24 @@ async def readyz(request: Request, strict: bool = False) -> JSONResponse:
     nc = gw.nc
     timeout = gw.settings.readiness_timeout_s
 
-    async def ping(service: str) -> bool:
+    async def problem(service: str) -> str | None:
+        """Why `service` is not ready: a replica of it must answer its ping, and not be stopping (a
+        stopping one still answers, finishing its work: counted, it hid a service about to be gone)."""
         if service == "gateway":
-            return nc.is_connected
+            return None if nc.is_connected else "not connected to NATS"
         try:
-            await nc.request(subjects.ping_subject(service), b"", timeout=timeout)
-            return True
-        except Exception:
-            return False
+            return await ping_problem(nc, service, timeout_s=timeout)
+        except Exception as exc:  # the connection is down: the gateway itself says so
+            return f"{service}: {type(exc).__name__}"
 
-    results = await asyncio.gather(*(ping(s) for s in subjects.SERVICES))
-    status = dict(zip(subjects.SERVICES, results, strict=True))
-    ready = all(results) if strict else status["gateway"]
-    state = "ready" if all(results) else ("degraded" if ready else "not_ready")
-    return JSONResponse({"status": state, "services": status}, status_code=200 if ready else 503)
+    problems = await asyncio.gather(*(problem(s) for s in subjects.SERVICES))
+    status = {service: p is None for service, p in zip(subjects.SERVICES, problems, strict=True)}
+    ready = all(status.values()) if strict else status["gateway"]
+    state = "ready" if all(status.values()) else ("degraded" if ready else "not_ready")
+    body: dict[str, object] = {"status": state, "services": status}
+    if not all(status.values()):  # what the on-call engineer looks for next
+        body["problems"] = {s: p for s, p in zip(subjects.SERVICES, problems, strict=True) if p is not None}
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 def _stopping_reason(stop: Stop, grace_s: float) -> str:
