@@ -175,9 +175,8 @@ async def _started_unless_stopped(
     starting.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await starting
-    log.warning(
-        "%s stopped before it was ready (NATS at %s: not connected yet)", service.name, settings.nats_url
-    )
+    where = "not connected yet" if service.publisher is None else "connected, still setting up"
+    log.warning("%s stopped before it was ready (NATS at %s: %s)", service.name, settings.nats_url, where)
     if service.watchdog is not None:
         service.watchdog.stop()
     await service.broker.stop()

@@ -319,7 +319,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
 async def _connected_unless_stopped(broker: NatsBroker, stop: Stop, nats_url: str) -> None:
     """The broker connected, unless a stop signal comes first: the gateway waits for NATS at start as long
     as it takes, and a SIGTERM meanwhile went unheard until the orchestrator's kill (the pod's 625 s).
-    uvicorn then ends the startup without serving (`Stopped`, said in one line by `StartupStopped`)."""
+    uvicorn then ends the startup without serving (`Stopped`, said in one line by `CutByStop`)."""
     connecting = asyncio.ensure_future(broker.connect())
     while not connecting.done():
         await asyncio.wait({connecting}, timeout=0.2)
