@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 
 from switchyard.classifier import metrics, reuse
@@ -18,6 +17,7 @@ from switchyard.classifier.classify import (
 from switchyard.classifier.config import ClassifierSettings
 from switchyard.classifier.follower import HeadsFollower
 from switchyard.common import bus, ids, invalid, subjects, tenants, tracing
+from switchyard.common.config import replica_name
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.errors import InvalidEvent
 from switchyard.common.events import Classification, TaskClassified, TaskSubmitted
@@ -60,7 +60,7 @@ def create(settings: ClassifierSettings, classifier: Classifier | None = None) -
     if settings.classifier_follow_promotions:
         follower = HeadsFollower(
             classifier,
-            instance=settings.instance or f"classifier-{os.getpid()}",
+            instance=replica_name("classifier", settings.instance),
             poll_s=settings.classifier_promotion_poll_s,
             replicas=settings.stream_replicas,
         )
