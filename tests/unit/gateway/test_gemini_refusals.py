@@ -8,7 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from switchyard.gateway.errors import InvalidRequest, RequestTooLarge, google_face
+from switchyard.gateway.errors import InvalidRequest, RequestTooLarge
+from switchyard.gateway.errors_faces import google_face
 from switchyard.gateway.gemini.request import parse_count_request, parse_request
 from tests.unit.gateway.test_gemini_face import parse, refused, user
 

@@ -1,11 +1,12 @@
 """Anthropic's paging of GET /v1/models (`model_pages.page_of`) and the rule that picks Anthropic's shape
-on the path both SDKs share (`errors.anthropic_face`)."""
+on the path both SDKs share (`errors_faces.anthropic_face`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from switchyard.gateway.errors import InvalidRequest, anthropic_face
+from switchyard.gateway.errors import InvalidRequest
+from switchyard.gateway.errors_faces import anthropic_face
 from switchyard.gateway.model_pages import page_of
 from switchyard.gateway.schemas import AnthropicModelInfo
 

@@ -23,9 +23,9 @@ from switchyard.gateway.errors import (
     AuthenticationFailed,
     PermissionDenied,
     ServiceUnavailable,
-    google_face,
     request_id_of,
 )
+from switchyard.gateway.errors_faces import google_face
 from switchyard.gateway.state import Gateway, gateway_of
 from switchyard.gateway.tenants import KeyVerifier, Principal
 

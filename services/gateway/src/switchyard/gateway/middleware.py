@@ -1,7 +1,7 @@
 """A plain ASGI middleware (no BaseHTTPMiddleware: it buffers and slows streams): assigns each request
-an id, returns it as `x-request-id` (on the Anthropic face, `errors.anthropic_face`, also as `request-id`,
-where Anthropic's SDKs read a response's and an error's request id) and puts it on every log line written
-for the request (`request_id`: a client's error leads to them), records the request's latency and
+an id, returns it as `x-request-id` (on the Anthropic face, `errors_faces.anthropic_face`, also as
+`request-id`, where Anthropic's SDKs read a response's and an error's request id) and puts it on every log
+line written for the request (`request_id`: a client's error leads to them), records the request's latency and
 status, and its span when tracing is on (a `traceparent` header makes it part of the caller's trace). A
 request the server cancels at its stop before any response began (still authenticating or reading its
 body) is answered 503 `gateway_stopping` here, instead of uvicorn's plain-text 500 without a request id."""
@@ -20,7 +20,8 @@ from switchyard.common import tracing
 from switchyard.common.ids import new_id
 from switchyard.common.logs import bound
 from switchyard.gateway import overhead
-from switchyard.gateway.errors import anthropic_face, error_response
+from switchyard.gateway.errors import error_response
+from switchyard.gateway.errors_faces import anthropic_face
 from switchyard.gateway.metrics import LATENCY, OVERHEAD, REQUESTS
 from switchyard.gateway.stopping import Stop, cut
 

@@ -11,7 +11,7 @@ import orjson
 
 from switchyard.common.events import TaskCompleted, TaskSubmitted, ToolCall, Usage
 from switchyard.gateway.completions import Answer, answers_of
-from switchyard.gateway.errors import gemini_error
+from switchyard.gateway.errors_faces import gemini_error
 from switchyard.gateway.messages_render import arguments_object
 from switchyard.gateway.outcomes import Fault, head_model, in_order
 from switchyard.gateway.schemas import AnthropicModelInfo

@@ -1,6 +1,6 @@
 """Anthropic's Message Batches API: /v1/messages/batches (create, list), /v1/messages/batches/{id}
 (retrieve, delete), /v1/messages/batches/{id}/cancel and /v1/messages/batches/{id}/results. Errors in
-Anthropic's shape, as on every `/v1/messages...` path (`errors.anthropic_face`)."""
+Anthropic's shape, as on every `/v1/messages...` path (`errors_faces.anthropic_face`)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from switchyard.gateway.auth import authenticate
-from switchyard.gateway.errors import speaks_anthropic, speaks_google
+from switchyard.gateway.errors_faces import speaks_anthropic, speaks_google
 from switchyard.gateway.key_policy import allowed_models
 from switchyard.gateway.model_pages import page_of
 from switchyard.gateway.openapi import ERRORS
