@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from switchyard.common.events import ChatMessage, ChatRequest, ToolSpec
-from switchyard.gateway.budgets.pricing import prompt_tokens
+from switchyard.gateway.budgets.pricing import TOKENS_PER_REPLY, prompt_tokens
 from switchyard.gateway.guardrails.chain import build
 from switchyard.gateway.guardrails.items import screened_items
 from switchyard.gateway.guardrails.models import GuardrailConfig, Refusal, ToolSpot
@@ -50,7 +50,9 @@ def test_tool_definitions_count_towards_the_prompt_size_as_admission_counts_them
     )
     assert "in its tools and answer format" in over.message
     request = ChatRequest(messages=HI, tools=big)
-    limit = prompt_tokens(request) - 1  # the estimate admission reserves for, less one
+    # the estimate admission reserves for (but the 3 tokens that prime the reply, no part of the prompt
+    # a limit is set on), less one
+    limit = prompt_tokens(request) - TOKENS_PER_REPLY - 1
     assert refusal(GuardrailConfig(max_prompt_tokens=limit), big).rule == "max_prompt_tokens"
     assert build(GuardrailConfig(max_prompt_tokens=limit + 1)).run_tools(big, HI)[1] == []
 

@@ -23,6 +23,7 @@ from switchyard.common.policy import ModelSpec, Policy
 MICRO = 1_000_000  # spend is counted in micro-USD: integers, so compare-and-set sums are exact
 CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 4
+TOKENS_PER_REPLY = 3  # the reply's priming (`<|start|>assistant<|message|>`), as OpenAI counts it
 TOKENS_PER_TOOL = 4  # a tool definition's or a tool call's framing beside its JSON
 TOKENS_PER_INPUT = 1  # an embedding input's own token beyond its text's (rounding up each short text)
 
@@ -30,10 +31,10 @@ TOKENS_PER_INPUT = 1  # an embedding input's own token beyond its text's (roundi
 def prompt_tokens(request: ChatRequest | EmbeddingRequest) -> int:
     """A deliberately generous estimate (no tokenizer at the gateway; `text_tokens`) of what the provider is
     sent and bills as prompt: the messages, the tool calls in them and the tools offered (each
-    function's JSON, as `switchyard.common.tokens.count_prompt` counts them)."""
+    function's JSON, as `switchyard.common.tokens.count_prompt` counts them) and the reply's priming."""
     if isinstance(request, EmbeddingRequest):
         return sum(text_tokens(text) + TOKENS_PER_INPUT for text in request.input)
-    return message_tokens(request.messages) + tool_tokens(request.tools or [])
+    return TOKENS_PER_REPLY + message_tokens(request.messages) + tool_tokens(request.tools or [])
 
 
 def tool_specs(tools: list[ToolSpec]) -> list[str]:
