@@ -2,7 +2,8 @@
 
 A failed call is reported at once. An answer is held until the strategy knows whether it was delivered:
 the delivered answer is charged through the task's result; every other answer (a parallel loser, a
-cascade step that failed its checks) and every cancelled call is `billable`, so billing charges those
+cascade step that failed its checks), every cancelled call and every call that failed after its text
+began is `billable`, so billing charges those
 tokens as well, and nothing is charged twice.
 """
 
@@ -36,7 +37,8 @@ class CallBook:
         if record.outcome == "ok":
             self._held.append((self.attempts, record))
             return
-        spent = record.outcome == "cancelled" and record.usage is not None and record.usage.total_tokens > 0
+        # a cancelled call, or one that failed after its text began (an estimate of what it was charged)
+        spent = record.usage is not None and record.usage.total_tokens > 0
         if spent:
             self.spent.append(record)
         await self._reported(self.attempts, record, billable=spent)

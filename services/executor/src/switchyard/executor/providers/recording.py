@@ -55,7 +55,8 @@ class CallRecord:
     ttft_ms: float | None = None
     error: str | None = None
     usage: Usage | None = None
-    usage_estimated: bool = False  # a cancelled call: the prompt (and any text received) is counted here
+    # a cancelled call, or one failed after its text began: the prompt and the text received are counted
+    usage_estimated: bool = False
 
 
 OnCall = Callable[[CallRecord], Awaitable[None]]
@@ -96,7 +97,9 @@ class RecordingProvider:
         error: ProviderError | None = None,
         reply: Reply | EmbeddingReply | None = None,
         ttft_ms: float | None = None,
+        spent: Usage | None = None,
     ) -> None:
+        """`spent`: a failed stream's estimate of what the provider charged for it (its text so far)."""
         record = CallRecord(
             provider=self._provider,
             model=self._model,
@@ -104,8 +107,8 @@ class RecordingProvider:
             latency_ms=self._ms(started),
             ttft_ms=ttft_ms,
             error=None if error is None else error.message,
-            usage=None if reply is None else reply.usage,
-            usage_estimated=reply is not None and reply.usage_estimated,
+            usage=spent if reply is None else reply.usage,
+            usage_estimated=spent is not None if reply is None else reply.usage_estimated,
         )
         _end(span, record, reply)
         await self._on_call(record)
@@ -172,23 +175,25 @@ class RecordingProvider:
         *,
         ttft_ms: float | None = None,
         short_bound: bool = False,
+        spent: Usage | None = None,
     ) -> NoReturn:
         """Records a failed call and raises its error: the adapter's own (a timeout of a `short_bound`
         call: as `cut_short`), or `bad_response` for one raised outside the taxonomy (logged with its
-        traceback)."""
+        traceback). `spent`: what a stream that failed after its text began was charged (estimated),
+        recorded with it so that it is billed (`CallBook`)."""
         if isinstance(exc, ProviderError) and exc.kind == "timeout" and short_bound and not exc.cut_short:
             cut = provider_error(
                 "timeout", exc.message, retryable=exc.retryable, retry_after=exc.retry_after, cut_short=True
             )
-            await self._report(started, span, error=cut, ttft_ms=ttft_ms)
+            await self._report(started, span, error=cut, ttft_ms=ttft_ms, spent=spent)
             raise cut from exc
         if isinstance(exc, ProviderError):
-            await self._report(started, span, error=exc, ttft_ms=ttft_ms)
+            await self._report(started, span, error=exc, ttft_ms=ttft_ms, spent=spent)
             raise exc
         log.error("%s adapter raised outside the taxonomy", self._provider, exc_info=exc)
         # The exception's words are the adapter's or a library's (`KeyError: 'choices'`): the log has them.
         error = provider_error("bad_response", f"{self._provider}: the answer could not be read")
-        await self._report(started, span, error=error, ttft_ms=ttft_ms)
+        await self._report(started, span, error=error, ttft_ms=ttft_ms, spent=spent)
         raise error from exc
 
     async def request(self, call: ProviderCall) -> Reply:
@@ -230,7 +235,10 @@ class RecordingProvider:
             await self._cancelled(started, span, estimated_usage(call, "".join(text)), ttft_ms)
             raise
         except Exception as exc:
-            await self._raise(exc, started, span, ttft_ms=ttft_ms)
+            # Text came before the failure: the provider charged the prompt and it (as for a cancel).
+            said = "".join(text)
+            spent = estimated_usage(call, said) if said else None
+            await self._raise(exc, started, span, ttft_ms=ttft_ms, spent=spent)
         finally:
             if span is not None and span.is_recording():  # closed early without a reply (GeneratorExit)
                 span.end()
