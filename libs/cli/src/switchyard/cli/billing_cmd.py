@@ -46,6 +46,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _tenant(usage)
     _range(usage)
     usage.add_argument("--user", help="only this user id")
+    usage.add_argument("--key", help="only this API key id")
     usage.add_argument("--model", help="only this model id")
     usage.add_argument("--tier", help="only this tier")
     usage.add_argument("--group-by", default="day", help=f"comma-separated: {', '.join(GROUP_BY)}")
@@ -130,6 +131,7 @@ def _usage(args: argparse.Namespace) -> str:
         start=args.start or today.replace(day=1),
         end=args.end or today,
         user_id=args.user,
+        api_key_id=args.key,
         model=args.model,
         tier=args.tier,
         group_by=[g.strip() for g in args.group_by.split(",") if g.strip()],

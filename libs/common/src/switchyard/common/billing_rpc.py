@@ -24,7 +24,7 @@ from switchyard.common.ledger_rpc import RpcErrorReply as RpcErrorReply
 
 # USD as an exact decimal, written in fixed point ("0.0000000000", never "0E-10").
 Money = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
-GroupBy = Literal["day", "month", "user", "model", "tier", "kind"]
+GroupBy = Literal["day", "month", "user", "key", "model", "tier", "kind"]
 GROUP_BY: tuple[str, ...] = GroupBy.__args__  # type: ignore[attr-defined]
 
 
@@ -70,6 +70,7 @@ class _Range(_Scoped):
 
 class UsageQuery(_Range):
     user_id: str | None = None
+    api_key_id: str | None = Field(default=None, description="only what this API key (its id) ran")
     model: str | None = None
     tier: str | None = None
     group_by: list[GroupBy] = Field(default_factory=_by_day)
@@ -79,6 +80,7 @@ class UsageRow(BaseModel):
     day: date | None = None
     month: str | None = None
     user_id: str | None = None
+    api_key_id: str | None = Field(default=None, description="the API key's id (group_by key)")
     model: str | None = None
     tier: str | None = None
     kind: str | None = None
@@ -281,6 +283,7 @@ SUMMED_CSV_COLUMNS = (
     "cost_usd",
 )
 USAGE_CSV_COLUMNS = (*SUMMED_CSV_COLUMNS, "unpriced", "estimated")
+CSV_GROUP_COLUMNS = {"user": "user_id", "key": "api_key_id"}  # a group's row field, where not its name
 
 
 def usage_csv(report: UsageReport) -> str:
@@ -291,7 +294,7 @@ def usage_csv(report: UsageReport) -> str:
     for row in report.rows:
         data = row.model_dump(mode="json")
         writer.writerow(
-            [data.get("user_id" if g == "user" else g) or "" for g in report.group_by]
+            [data.get(CSV_GROUP_COLUMNS.get(g, g)) or "" for g in report.group_by]
             + [data[c] for c in USAGE_CSV_COLUMNS]
         )
     return out.getvalue()

@@ -1,5 +1,6 @@
-"""Daily aggregates: each usage entry added to its (organisation, day, user, model, tier, kind) row in the
-same transaction that stores the entry, so an entry is counted exactly once however often it arrives."""
+"""Daily aggregates: each usage entry added to its (organisation, day, user, API key, model, tier, kind)
+row in the same transaction that stores the entry, so an entry is counted exactly once however often it
+arrives."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ def _daily_values(entry: UsageEntry | CallUsageEntry) -> dict[str, object]:
         "tenant_id": entry.tenant_id,
         "day": utc_day(entry.created_at),
         "user_id": entry.user_id or "",
+        "api_key_id": entry.api_key_id or "",
         "model": entry.model,
         "tier": entry.tier if isinstance(entry, UsageEntry) else "call",
         "kind": "task" if is_task else "call",
@@ -53,7 +55,7 @@ def _daily_values(entry: UsageEntry | CallUsageEntry) -> dict[str, object]:
     }
 
 
-_KEY = ("tenant_id", "day", "user_id", "model", "tier", "kind")
+_KEY = ("tenant_id", "day", "user_id", "api_key_id", "model", "tier", "kind")
 SUMS = (  # a daily row's summed columns (also what the usage report sums)
     "requests",
     "prompt_tokens",

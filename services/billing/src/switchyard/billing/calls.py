@@ -56,6 +56,7 @@ async def record_call_usage(
         task_id=call.task_id,
         tenant_id=call.tenant_id,
         user_id=call.user_id,
+        api_key_id=call.api_key_id,
         model=call.model,
         provider=call.provider,
         outcome=call.outcome,

@@ -37,6 +37,8 @@ class UsageEntry(BillingBase):
     event_id: Mapped[str] = mapped_column(String(128))  # the TaskCompleted event that was priced
     tenant_id: Mapped[str] = mapped_column(String(64), index=True)
     user_id: Mapped[str | None] = mapped_column(String(64))
+    # the id of the API key that ran it (never its secret; null: none, or charged before bi0009)
+    api_key_id: Mapped[str | None] = mapped_column(String(64))
     model: Mapped[str] = mapped_column(String(200))
     provider: Mapped[str] = mapped_column(String(64))
     tier: Mapped[str] = mapped_column(String(32))
@@ -66,6 +68,7 @@ class CallUsageEntry(BillingBase):
     tenant_id: Mapped[str] = mapped_column(String(64), index=True)
     # the task's user (null: none, or a call charged before bi0008, when calls were charged to no user)
     user_id: Mapped[str | None] = mapped_column(String(64))
+    api_key_id: Mapped[str | None] = mapped_column(String(64))  # as UsageEntry's
     model: Mapped[str] = mapped_column(String(200))
     provider: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(32))
@@ -82,16 +85,18 @@ class CallUsageEntry(BillingBase):
 
 
 class UsageDaily(BillingBase):
-    """Aggregates per organisation, day (UTC), user, model, tier and kind, updated in the same transaction
-    as the usage entry they count, so each entry is counted exactly once. Money is an integer count of
-    1e-10 USD (the entries' precision): sums are exact on SQLite (which stores Numeric as a float) and on
-    PostgreSQL alike."""
+    """Aggregates per organisation, day (UTC), user, API key, model, tier and kind, updated in the same
+    transaction as the usage entry they count, so each entry is counted exactly once. Money is an integer
+    count of 1e-10 USD (the entries' precision): sums are exact on SQLite (which stores Numeric as a
+    float) and on PostgreSQL alike."""
 
     __tablename__ = "usage_daily"
 
     tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     user_id: Mapped[str] = mapped_column(String(64), primary_key=True)  # "" when no user (a service key)
+    # "" when none is known (a task of the bus, or charged before bi0009)
+    api_key_id: Mapped[str] = mapped_column(String(64), primary_key=True, default="", server_default="")
     model: Mapped[str] = mapped_column(String(200), primary_key=True)
     tier: Mapped[str] = mapped_column(String(32), primary_key=True)
     kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # task | call

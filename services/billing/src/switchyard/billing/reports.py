@@ -12,7 +12,7 @@ from switchyard.billing.aggregates import SUMS, from_e10
 from switchyard.billing.models import UsageDaily
 from switchyard.common.billing_rpc import UsageQuery, UsageReport, UsageRow, UsageTotals
 
-COLUMNS = {"user": "user_id"}  # group-by names -> columns
+COLUMNS = {"user": "user_id", "key": "api_key_id"}  # group-by names -> columns
 
 
 def _month_of(column: Any, dialect: str) -> Any:
@@ -35,6 +35,8 @@ async def usage_report(sessions: async_sessionmaker[AsyncSession], query: UsageQ
         )
         if query.user_id is not None:
             stmt = stmt.where(table.user_id == query.user_id)
+        if query.api_key_id is not None:
+            stmt = stmt.where(table.api_key_id == query.api_key_id)
         if query.model is not None:
             stmt = stmt.where(table.model == query.model)
         if query.tier is not None:
@@ -57,8 +59,9 @@ def _row(r: Any, names: list[str]) -> UsageRow:
     fields: dict[str, Any] = {n: r[n] for n in names}
     if "day" in fields and isinstance(fields["day"], str):  # SQLite returns the stored text
         fields["day"] = date.fromisoformat(fields["day"])
-    if "user_id" in fields:
-        fields["user_id"] = fields["user_id"] or None
+    for name in ("user_id", "api_key_id"):  # "" in the aggregates: none known
+        if name in fields:
+            fields[name] = fields[name] or None
     return UsageRow(
         **fields,
         requests=int(r["requests"]),

@@ -75,6 +75,7 @@ def new_entry(*, event_id: str, completed: TaskCompleted, policy: Policy, now: d
         event_id=event_id,
         tenant_id=completed.tenant_id,
         user_id=completed.user_id,
+        api_key_id=completed.api_key_id,
         model=completed.model,
         provider=CACHE_PROVIDER if cached else completed.provider,
         tier=completed.tier,

@@ -65,6 +65,7 @@ class CallBook:
             task_id=task.task_id,
             tenant_id=task.tenant_id,
             user_id=task.user_id,
+            api_key_id=task.api_key_id,
             attempt=attempt,
             provider=record.provider,
             model=record.model,

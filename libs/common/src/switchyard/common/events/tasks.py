@@ -373,6 +373,9 @@ class CacheHit(BaseModel):
     kind: Literal["exact", "semantic"]
     source_task_id: str  # the task whose answer was reused
     similarity: float | None = None  # semantic hits: cosine similarity of the two prompts
+    # the id of the task's API key (never its secret): per-key spend reconciles from billing's entries;
+    # null from executors before this field, or a task submitted on the bus without one
+    api_key_id: str | None = None
 
 
 class ChargedCall(BaseModel):
