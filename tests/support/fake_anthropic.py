@@ -3,7 +3,8 @@ sequence (message_start, content_block_start, ping, content_block_delta..., cont
 message_delta, message_stop), and the real error bodies and status codes. The model name picks the
 behaviour, as in `fake_openai` (error-<status>: 401, 404, 429 + Retry-After, 500, 503, 529;
 error-context, error-policy, flaky-<n>, limited-<n>, slow-<seconds>, break, stream-error, garbage,
-bomb-<MiB>, longline-<MiB>, echo-key, context-in-200, html-200, whole-stream;
+bomb-<MiB>, longline-<MiB>, echo-key, context-in-200, html-200, whole-stream; long-<words> (answered
+whole: cut at `max_tokens`, stop_reason `max_tokens`);
 tool-call with tools, or a name ending in `:tool-call` (`claude-opus-4-7:tool-call`: a named model's
 thinking rules with this behaviour): a `tool_use` of the first tool, input {"city": "Paris"}, streamed as
 `input_json_delta`s).
@@ -55,7 +56,9 @@ from tests.support.fake_scenarios import (
     flaky_failures,
     gzip_bomb,
     limited_calls,
+    long_answer,
     long_line_mib,
+    long_words,
     proxy_page,
     slow_seconds,
     sse,
@@ -151,6 +154,9 @@ class FakeAnthropic:
         await asyncio.sleep(slow_seconds(model))
         schema = ((body.get("output_config") or {}).get("format") or {}).get("schema")
         answer = orjson.dumps(sample(schema)).decode() if schema is not None else answer_text(body)
+        cut = False
+        if long_words(model):  # cut at max_tokens, as Anthropic cuts one (stop_reason max_tokens)
+            answer, cut = long_answer(model, body["max_tokens"])
         text, hit = stopped_at(answer, body.get("stop_sequences"))
         thoughts = thinking_blocks(body, model)
         if (model == "tool-call" or model.endswith(":tool-call")) and body.get("tools"):
@@ -165,6 +171,8 @@ class FakeAnthropic:
                 b"upstream connect error or disconnect/reset before headers", media_type="application/json"
             )
         message = self._message(model, text, hit)
+        if cut:
+            message["stop_reason"] = "max_tokens"
         message["content"] = thoughts + message["content"]
         message["usage"]["output_tokens"] += thinking_tokens(thoughts)
         if model == "break":

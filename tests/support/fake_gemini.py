@@ -24,6 +24,7 @@ each checked call brought: "issued", "sentinel". A text answer is signed too, on
 real API does not check those); `text_signatures` records what each model turn's text came back with.
     flaky-<n>, limited-<n>, slow-<seconds>, break, stream-error, garbage, bomb-<MiB>,
     longline-<MiB>, echo-key, context-in-200, html-200, whole-stream: as in fake_openai
+    long-<words>        as in fake_openai, cut at generationConfig.maxOutputTokens (finishReason MAX_TOKENS)
     bad-logprobs   asked for logprobs: its first token's `logProbability` is "NaN" (proto3 JSON's NaN)
 
 With `generationConfig.responseLogprobs` each candidate carries `logprobsResult`: its text's tokens
@@ -76,7 +77,9 @@ from tests.support.fake_scenarios import (
     flaky_failures,
     gzip_bomb,
     limited_calls,
+    long_answer,
     long_line_mib,
+    long_words,
     proxy_page,
     slow_seconds,
     sse,
@@ -292,6 +295,7 @@ class FakeGemini:
 
     def _chunks(self, model: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         """The streamed responses; the whole response is their sum."""
+        cut = False
         usage = {
             "promptTokenCount": PROMPT_TOKENS,
             "candidatesTokenCount": 0,
@@ -312,9 +316,10 @@ class FakeGemini:
                 call["thoughtSignature"] = signature
             parts: list[list[dict[str, Any]]] = [[call]]
         else:
-            parts = [
-                [{"text": w}] for w in _pieces(answer_text(body), logprobs=_asked_logprobs(body) is not None)
-            ]
+            said, cut = answer_text(body), False
+            if long_words(model):  # cut at maxOutputTokens, as Gemini cuts one (finishReason MAX_TOKENS)
+                said, cut = long_answer(model, (body.get("generationConfig") or {}).get("maxOutputTokens"))
+            parts = [[{"text": w}] for w in _pieces(said, logprobs=_asked_logprobs(body) is not None)]
             if not model.startswith(UNSIGNED):  # Gemini 3 signs its answer's text on its last part
                 signature = base64.b64encode(f"text-sig:{uuid.uuid4().hex}".encode()).decode()
                 self.text_issued[signature] = None
@@ -338,7 +343,7 @@ class FakeGemini:
                 told += len(said)
             count += not any(p.get("thought") for p in part)
             if last:
-                candidate["finishReason"] = "STOP"
+                candidate["finishReason"] = "MAX_TOKENS" if cut else "STOP"
             out.append(
                 {
                     "candidates": [candidate],

@@ -19,6 +19,8 @@ scenario, also to an executor running in another process:
     stream-error        a stream that sends text, then an error object
     garbage             200 with a body (or stream chunk) that is not JSON
     bomb-<MiB>          the answer and that many MiB of spaces, gzipped (`fake_scenarios.gzip_bomb`)
+    long-<words>        an answer of that many words (each a token), cut at `max_completion_tokens` or
+                        `max_tokens` when sent (finish_reason `length`), whole or streamed
     longline-<MiB>      a stream whose first event's line is padded with that many MiB of spaces
     echo-key            400 whose message quotes the request's Authorization header (a proxy's echo)
     context-in-200      error-context's error object, answered 200
@@ -109,7 +111,9 @@ from tests.support.fake_scenarios import (
     flaky_failures,
     gzip_bomb,
     limited_calls,
+    long_answer,
     long_line_mib,
+    long_words,
     proxy_page,
     slow_seconds,
     sse,
@@ -286,6 +290,8 @@ class FakeOpenAI(ChatAnswers):
             return error_response("429")
         await asyncio.sleep(slow_seconds(model) + (0.0 if body.get("stream") else think_seconds(model)))
         text = answer_text(body)
+        if long_words(model):
+            text, _ = long_answer(model, body.get("max_completion_tokens") or body.get("max_tokens"))
         if model == "tool-call" and body.get("tools"):
             return self._tool_call(body)
         if model == "refusal":

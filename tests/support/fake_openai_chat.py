@@ -17,7 +17,15 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from tests.support import fake_logprobs
 from tests.support.fake_openai_refusals import effort_in_force
-from tests.support.fake_scenarios import ConnectionDropped, Scenarios, answer_text, sse, think_seconds, words
+from tests.support.fake_scenarios import (
+    ConnectionDropped,
+    Scenarios,
+    answer_text,
+    long_words,
+    sse,
+    think_seconds,
+    words,
+)
 
 REASONING = "The user greets me. A short answer will do."
 REASONED = 64  # an OpenAI reasoning model's hidden reasoning tokens, an answer
@@ -62,6 +70,11 @@ def reasoning_tokens(body: dict[str, Any], answers: int) -> int:
     return answers * REASONED if effort not in (None, "none") else 0
 
 
+def finish_reason(model: str, text: str) -> str:
+    """`length` for a `long-` answer cut short of its words (`fake_scenarios.long_answer`), else `stop`."""
+    return "length" if len(words(text)) < long_words(model) else "stop"
+
+
 def drip_seconds(model: str) -> float:
     return float(model.removeprefix("drip-")) if model.startswith("drip-") else 0.0
 
@@ -96,7 +109,8 @@ class ChatAnswers:
                     "content": logprob_entries(model, fake_logprobs.tokens(said), logprobs),
                     "refusal": None,
                 }
-            choices.append({"index": index, "message": message, "logprobs": entries, "finish_reason": "stop"})
+            finish = finish_reason(model, said)
+            choices.append({"index": index, "message": message, "logprobs": entries, "finish_reason": finish})
         spoken = sum(len(words(c["message"]["content"])) for c in choices)
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
@@ -257,7 +271,7 @@ class ChatAnswers:
             if i == 2 and index == 0 and model == "stream-error":
                 return [*out, (sse({"error": STREAM_ERROR}), False), END]
             out.append((chunk({"content": word}, entries=None if top is None else entries[i : i + 1]), True))
-        return [*out, (chunk({}, "stop"), False)]
+        return [*out, (chunk({}, finish_reason(model, text)), False)]
 
 
 def asked_logprobs(body: dict[str, Any]) -> int | None:

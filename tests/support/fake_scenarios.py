@@ -26,6 +26,19 @@ def answer_text(body: dict[str, Any]) -> str:
     return f"Hello! You said: {last}"
 
 
+def long_words(model: str) -> int:
+    """`long-<words>`: an answer of that many words (a word a token), as a model that writes at length."""
+    return int(model.removeprefix("long-")) if model.startswith("long-") else 0
+
+
+def long_answer(model: str, cap: object) -> tuple[str, bool]:
+    """`long-<words>`'s answer, cut at the output cap the request sent (`cap`: its max_tokens, or the
+    provider's name for it; None: none), as a provider cuts one; and whether it was cut."""
+    wanted = long_words(model)
+    said = wanted if cap is None else min(wanted, int(str(cap)))
+    return " ".join(["word"] * said), said < wanted
+
+
 def words(text: str) -> list[str]:
     parts = text.split(" ")
     return [p + " " for p in parts[:-1]] + [parts[-1]]

@@ -12,7 +12,7 @@ import pytest
 from switchyard.cli.processes import NatsServer
 from switchyard.common import kv
 from switchyard.common.budgets import budgets_bucket
-from switchyard.common.events import ChargedCall, ChatRequest, TaskCompleted, TaskFailed, Usage
+from switchyard.common.events import ChargedCall, ChatRequest, TaskBudget, TaskCompleted, TaskFailed, Usage
 from switchyard.common.leases import IntCounters, Leases, SlotTable
 from switchyard.common.policy import Policy
 from switchyard.gateway.admission import Admission
@@ -186,16 +186,30 @@ async def test_a_request_larger_than_a_whole_limit_or_budget_is_told_so_not_to_w
         assert huge.value.code == "rate_limit_exceeded" and "retry-after" not in huge.value.headers
         assert retry_header(huge.value) == {"x-should-retry": "false"}  # the SDKs' own retries are off too
         assert huge.value.message.startswith("Request too large for tokens per day (user): limit 50")
+    finally:
+        await nc.close()
 
+
+async def test_a_request_the_hard_budget_cannot_pay_for_whole_is_capped_at_what_it_pays_for(
+    nats_server: NatsServer,
+) -> None:
+    """Under a hard budget the output cap a task carries (`TaskBudget`) is the lower of the client's
+    `max_tokens` and what is left pays for; only when that is not even a short answer is it refused."""
+    nc = await nats.connect(nats_server.url)
+    try:
         admission, _, _, _ = await _admission(nc.jetstream(), Limits())
         dear = REQUEST.model_copy(update={"max_tokens": 2000})  # $1.00 of the free plan's $0.50 a day
-        with pytest.raises(RateLimited) as costly:
-            await admission.admit(ALICE, dear, providers={"local"})
-        assert costly.value.code == "budget_exceeded" and "retry-after" not in costly.value.headers
-        assert retry_header(costly.value) == {"x-should-retry": "false"}
-        assert "more than your whole daily budget ($0.50)" in costly.value.message
+        capped = await admission.admit(ALICE, dear, providers={"local"})
+        assert capped.budget == TaskBudget(max_output_tokens=1000, calls=1)  # all $0.50 pays for
+        assert capped.reservation is not None and capped.reservation.reserved == 500_000
 
-        fits = await admission.admit(ALICE, REQUEST, providers={"local"})  # refusals took nothing
-        await fits.close()
+        with pytest.raises(RateLimited) as spent:  # nothing is left for a 16-token answer
+            await admission.admit(ALICE, REQUEST, providers={"local"})
+        assert spent.value.code == "budget_exceeded" and "retry-after" in spent.value.headers
+        assert "more than is left of your daily budget ($0.0000 of $0.50)" in spent.value.message
+        await capped.close()  # released unused (the refusal took nothing): the next one fits whole
+        whole = await admission.admit(ALICE, REQUEST, providers={"local"})
+        assert whole.budget == TaskBudget(max_output_tokens=100, calls=1)
+        await whole.close()
     finally:
         await nc.close()

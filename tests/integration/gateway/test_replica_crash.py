@@ -103,22 +103,25 @@ async def test_a_killed_replicas_reservations_are_settled_by_another(
         metrics = await _metrics_with(bases[1], lost)
         assert lost in metrics
 
-        # The rest of the budget is there: $0.495 pays for nine more worst cases, not the five it would
-        # have paid for with the dead replica's reservations still counted.
+        # The rest of the budget is there: $0.495 pays for nine more worst cases and a tenth capped at
+        # the $0.045 left (its output cap lowered: the budget is hard), not the five it would have paid
+        # for with the dead replica's reservations still counted.
         answerer.hold = True
         firing = asyncio.create_task(_post(bases[1], key, 12))
         deadline = time.monotonic() + 20
-        while len(answerer.held) < 9 and time.monotonic() < deadline:
+        while len(answerer.held) < 10 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         await asyncio.sleep(1.0)  # time for any overshoot to show
-        assert len(answerer.held) == 9
+        assert len(answerer.held) == 10
+        caps = sorted(t.budget.max_output_tokens for t in answerer.held if t.budget is not None)
+        assert len(caps) == 10 and caps[1:] == [100] * 9 and 80 <= caps[0] < 100
         await answerer.release()
         codes = Counter(
             r.status_code if r.status_code == 200 else r.json()["error"]["code"]
             for r in await firing
             if isinstance(r, httpx.Response)
         )
-        assert codes == {200: 9, "budget_exceeded": 3}
+        assert codes == {200: 10, "budget_exceeded": 2}
     finally:
         await answerer.close()
 

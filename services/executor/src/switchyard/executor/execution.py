@@ -101,10 +101,14 @@ async def execute(
     context = Context(request, routed.classification, decision.min_confidence)
     # Several answers (`n`) come from one call and stream interleaved, each chunk under its answer's index.
     streamed = chunks is not None and (decision.strategy == "single" or len(candidates) == 1)
+    budget = task.budget  # a hard budget's reservation covers this many billed calls, each this long
+    covered = decision.fan_out if budget is None else min(decision.fan_out, budget.calls)
 
     async def work() -> strategies.Result:
         call = replace(
-            ProviderCall.from_request(request, model=""),
+            ProviderCall.from_request(
+                request, model="", cap=None if budget is None else budget.max_output_tokens
+            ),
             timeout_s=run.call_timeout_s,
             headers_s=policy.call_timeout_s,
             idle_s=run.idle_s,
@@ -117,14 +121,19 @@ async def execute(
                 return await _stream(candidates, target, call, chunks, on_output=run.output)
             if decision.strategy == "cascade":
                 return await strategies.cascade(
-                    candidates, target, call, context=context, checks=decision.checks
+                    candidates,
+                    target,
+                    call,
+                    context=context,
+                    checks=decision.checks,
+                    answers=None if budget is None else budget.calls,
                 )
-            if decision.strategy == "parallel" and decision.fan_out > 1:
+            if decision.strategy == "parallel" and covered > 1:
                 return await strategies.parallel(
                     candidates,
                     target,
                     call,
-                    fan_out=decision.fan_out,
+                    fan_out=covered,
                     mode=decision.parallel_mode,
                     context=context,
                     checks=decision.checks,

@@ -2,7 +2,8 @@
 raises the ProviderError that ended it.
 
 - single: one at a time, each a fallback of the one before (streams when the client streams).
-- cascade: the cheapest first; an answer that fails a quality check escalates to the next candidate.
+- cascade: the cheapest first; an answer that fails a quality check escalates to the next candidate
+  (within the answers a hard budget covers, `TaskBudget.calls`).
 - parallel: the first `fan_out` at once; a race takes the first answer and cancels the others, best-of
   waits for all and keeps the best-scored one; if they all fail, the rest are tried one by one.
 """
@@ -52,7 +53,10 @@ async def cascade(
     *,
     context: Context,
     checks: list[str],
+    answers: int | None = None,
 ) -> Result:
+    """`answers`: the most answers it may be billed for (a hard budget's `TaskBudget.calls`); the last
+    of them is delivered whatever its checks say."""
     escalations: list[str] = []
     last_error: ProviderError | None = None
     kept: Result | None = None  # the last answer seen, delivered if no later candidate answers at all
@@ -67,7 +71,8 @@ async def cascade(
         problems = failures(
             Answer(reply.content, reply.finish_reason, bool(reply.tool_calls)), context, checks
         )
-        if not problems or index == len(candidates) - 1:
+        last = index == len(candidates) - 1 or (answers is not None and len(escalations) + 1 >= answers)
+        if not problems or last:
             return Result(candidate, reply, escalations)
         escalations.append(f"{candidate.model}: {'; '.join(problems)}")
         kept = Result(candidate, reply, escalations)

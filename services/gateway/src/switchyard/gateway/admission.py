@@ -10,6 +10,7 @@ the response in a tracked task (`settle_soon`; `drain` awaits them at shutdown).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -17,13 +18,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from switchyard.common.background import Background
-from switchyard.common.events import ChatRequest, EmbeddingRequest, TaskCompleted, TaskFailed
+from switchyard.common.events import ChatRequest, EmbeddingRequest, TaskBudget, TaskCompleted, TaskFailed
+from switchyard.common.events.base import MAX_TOKENS
 from switchyard.common.policy import Policy
 from switchyard.common.policy_source import PolicySource
 from switchyard.common.streaming import Chunk
 from switchyard.common.wants import Want, give_all, take_local_all
 from switchyard.gateway.budgets import pricing
-from switchyard.gateway.budgets.service import Account, Budgets, Reservation
+from switchyard.gateway.budgets.service import Budgets, Reservation
 from switchyard.gateway.limits.service import RateLimiter, Ticket, take_or_unavailable
 from switchyard.gateway.tenants import Principal
 
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# The shortest answer a hard budget's remainder is spent on (`_Plan.afford`): below it, the request is
+# refused as before (`budget_exceeded`).
+MIN_CAPPED_ANSWER = 16
 
 
 @dataclass
@@ -44,6 +49,7 @@ class Pass:
     outcome: TaskCompleted | None = None
     failure: TaskFailed | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    budget: TaskBudget | None = None  # what a hard budget reserved: the task carries it (`TaskSubmitted`)
     closed: bool = False
     unlist: Callable[[], None] | None = None  # takes it off this replica's in-flight list (`inflight`)
     # a stream's chunks out of order: lost, or a redelivered run starting its answer again (`in_order`)
@@ -106,6 +112,53 @@ class Pass:
                 self.reservation.budgets.spent_changed(self.reservation)
 
 
+@dataclass
+class _Plan:
+    """A chat task's reservation under a hard budget: how many calls it covers (`pricing.covered_calls`)
+    and each answer's output cap (`answer`), which the provider is sent (`TaskBudget`)."""
+
+    policy: Policy
+    request: ChatRequest | EmbeddingRequest
+    providers: set[str]
+    prompt: int
+    default_max_tokens: int
+    calls: int = 1
+    answer: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.request, ChatRequest):
+            self.answer = pricing.answer_tokens(self.request, default_max_tokens=self.default_max_tokens)
+
+    def worst(self) -> int:
+        return pricing.worst_case_micro(
+            self.policy,
+            self.request,
+            providers=self.providers,
+            default_max_tokens=self.default_max_tokens,
+            prompt=self.prompt,
+            answer=self.answer if isinstance(self.request, ChatRequest) else None,
+            calls=self.calls,
+        )
+
+    def afford(self, left: int) -> bool:
+        """Plans one call with the longest answer `left` micro-USD pays for (a race or a cascade is not
+        worth a shorter answer), when that is at least MIN_CAPPED_ANSWER tokens (or all that was asked):
+        a prompt paid for a few words is no answer. False: the refusal stands."""
+        assert isinstance(self.request, ChatRequest)
+        cap = pricing.affordable_answer(
+            self.policy,
+            self.request,
+            providers=self.providers,
+            prompt=self.prompt,
+            left=left,
+            most=self.answer,
+        )
+        if cap < min(self.answer, MIN_CAPPED_ANSWER):
+            return False
+        self.calls, self.answer = 1, cap
+        return True
+
+
 def charged(ended: TaskCompleted | TaskFailed | None) -> TaskCompleted | TaskFailed | None:
     """The outcome billing charges a task for (its answer and the calls billed besides it; a failed task,
     the calls it cut or rejected: a cancelled stream's text so far), or None when it charges nothing."""
@@ -165,29 +218,23 @@ class Admission:
         limited = (
             [] if self.limiter is None else self.limiter.wants(principal, tokens=tokens, now=now, batch=batch)
         )
-        worst = 0
-        accounts: list[Account] = []
-        spend: list[Want] = []
-        if self.budgets is not None:
-            worst = pricing.worst_case_micro(
-                policy,
-                request,
-                providers=providers,
-                default_max_tokens=self.default_max_tokens,
-                prompt=prompt,
-            )
-            accounts, spend = self.budgets.wants(principal, worst_case=worst)
-        wants = [w for _, w in limited] + spend
-        partial = take_local_all(wants)
-        results = [r for r in partial if r is not None]
-        if len(results) < len(wants):
-            taking = asyncio.ensure_future(take_or_unavailable(wants, partial))
-            try:
-                results = await asyncio.shield(taking)
-            except asyncio.CancelledError:  # the request went away: give back what the takes got
-                taking.add_done_callback(lambda done: self._give_back(wants, done))
-                raise
+        accounts = [] if self.budgets is None else self.budgets.accounts(principal)
+        plan = _Plan(policy, request, providers, prompt, self.default_max_tokens)
+        hard = isinstance(request, ChatRequest) and any(a.ceiling is not None for a in accounts)
+        if hard:  # a hard budget: every call the task may be billed for is reserved, each answer capped
+            strategies = policy.for_tenant(principal.tenant_id).strategies
+            plan.calls = pricing.covered_calls(policy, request, strategies=strategies, providers=providers)
+        worst = plan.worst()
+        spend = [] if self.budgets is None else self.budgets.wants(accounts, worst_case=worst)
+        results = await self._take([w for _, w in limited] + spend)
         n = len(limited)
+        if hard and all(ok for ok, _ in results[:n]) and not all(ok for ok, _ in results[n:]):
+            refused = zip(accounts, results[n:], strict=True)
+            left = min((a.ceiling - used for a, (ok, used) in refused if not ok and a.ceiling), default=0)
+            if plan.afford(left) and self.budgets is not None:  # a shorter answer fits what is left
+                worst = plan.worst()
+                spend = self.budgets.wants(accounts, worst_case=worst)
+                results = await self._take([w for _, w in limited] + spend)
         if self.limiter is not None:
             admitted.ticket = self.limiter.ticket(limited, results[:n], tokens=tokens, now=now)
             admitted.headers.update(admitted.ticket.headers)
@@ -195,6 +242,8 @@ class Admission:
             admitted.reservation = self.budgets.reservation(
                 principal, accounts, spend, results[n:], worst_case=worst
             )
+        if hard:
+            admitted.budget = TaskBudget(max_output_tokens=min(plan.answer, MAX_TOKENS), calls=plan.calls)
         if self.inflight is not None and task_id is not None:
             self.inflight.add(
                 admitted, task_id=task_id, tenant_id=principal.tenant_id, at=now, ends_by=now + timeout_s
@@ -222,6 +271,20 @@ class Admission:
         slow = admitted.close_local()
         if slow:
             self._track(admitted.give_back(slow))
+
+    async def _take(self, wants: list[Want]) -> list[tuple[bool, int]]:
+        """Takes `wants` all or nothing: from the leases in memory where they cover them, else from KV
+        (one round trip); a refusal has given back what the others took."""
+        partial = take_local_all(wants)
+        results = [r for r in partial if r is not None]
+        if len(results) == len(wants):
+            return results
+        taking = asyncio.ensure_future(take_or_unavailable(wants, partial))
+        try:
+            return await asyncio.shield(taking)
+        except asyncio.CancelledError:  # the request went away: give back what the takes got
+            taking.add_done_callback(functools.partial(self._give_back, wants))
+            raise
 
     def _give_back(self, wants: list[Want], done: asyncio.Future[list[tuple[bool, int]]]) -> None:
         if done.cancelled() or done.exception() is not None:

@@ -32,6 +32,7 @@ from switchyard.gateway import (
 )
 from switchyard.gateway.admission import Pass
 from switchyard.gateway.auth import authenticate
+from switchyard.gateway.budgets.capped import budgeted, uncut
 from switchyard.gateway.cache import replay
 from switchyard.gateway.cache.service import Lookup
 from switchyard.gateway.config import GatewaySettings
@@ -82,6 +83,7 @@ async def serve(request: Request, face: Face) -> Response:
         cached, stages, admitted, headers = await _admit(
             request, gw, principal, task, started=started, timeout_s=wait.left(), size=size
         )
+        task = budgeted(task, admitted)
         timeout = wait.left()  # from the request's arrival: what it spent here is spent of it
     if cached is not None and cached.hit is not None and gw.cache is not None:
         screen = None
@@ -101,7 +103,7 @@ async def serve(request: Request, face: Face) -> Response:
     whole = stream and gw.guardrails is not None and gw.guardrails.screens_output(principal)
     if not stream or whole:
         done = await _answer(request, gw, task, admitted, timeout_s=timeout, stages=stages)
-        if cached is not None and gw.cache is not None:
+        if cached is not None and gw.cache is not None and uncut(task, done):
             # kept as the model gave it: each hit passes its own reader's output hooks (`replay`), and a
             # user whose plan has none must not get another plan's redaction of the answer
             await gw.cache.keep(cached, done)
@@ -174,8 +176,8 @@ async def serve(request: Request, face: Face) -> Response:
                 gw.admission.settle_soon(admitted)
             if ended and admitted.outcome is not None:
                 overhead.note_stream(request.state, started, admitted.outcome)
-            if cached is not None and gw.cache is not None and admitted.outcome is not None:
-                await gw.cache.keep(cached, admitted.outcome)
+            if cached is not None and gw.cache is not None and (kept := uncut(task, admitted.outcome)):
+                await gw.cache.keep(cached, kept)
 
     return StreamingResponse(body_then_settle(), media_type="text/event-stream", headers=headers)
 

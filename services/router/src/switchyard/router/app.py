@@ -123,6 +123,7 @@ def create(settings: RouterSettings) -> Service:
                 classification=payload.classification,
                 prompt_tokens=tokens,
                 adaptive_premium=premium_threshold(recent[0]),
+                budget_calls=None if task.budget is None else task.budget.calls,
                 **await situation(task, policy),
             )
 

@@ -164,12 +164,14 @@ def decide(
     health: Mapping[str, ModelSignal] | None = None,
     adaptive_premium: Callable[[Thresholds], float | None] | None = None,
     allowed_models: Collection[str] | None = None,
+    budget_calls: int | None = None,
 ) -> RoutingDecision:
     """`adaptive_premium` gives the premium threshold for the policy's `premium_share` (None while it
     warms up); the threshold used is in the reasons, so a replay passes it back. A model name that is one
     of the policy's aliases is routed as its target (`auto` or a model), the alias named in the reasons.
     `allowed_models`: the API key's allow-list (`TaskSubmitted.allowed_models`): a named model outside it
-    is refused, and `auto` routes only among it."""
+    is refused, and `auto` routes only among it. `budget_calls`: the billed calls a hard budget reserved
+    for the task (`TaskBudget.calls`): no race of more racers, no cascade of more steps."""
     alias = request.model if request.model in policy.aliases else None
     if alias is not None:
         request = request.model_copy(update={"model": policy.resolve(alias)})
@@ -252,6 +254,7 @@ def decide(
         healthy=healthy,
         wanted=wanted,
         budget_state=money,
+        budget_calls=budget_calls,
     )
     chosen = p.candidates[0]
     decision = RoutingDecision(

@@ -31,8 +31,11 @@ def plan(
     healthy: int,
     wanted: str,
     budget_state: str,
+    budget_calls: int | None = None,
 ) -> Plan:
-    """`candidates` are in preference order with the `healthy` ones first."""
+    """`candidates` are in preference order with the `healthy` ones first. `budget_calls`: the billed
+    calls a hard budget reserved for the task (None: no hard budget): a race of at most that many, and
+    no race nor cascade when it covers one call only."""
     par, cas = policy.strategies.parallel, policy.strategies.cascade
     single = Plan(
         "single",
@@ -46,8 +49,12 @@ def plan(
         return _why(single, f"{request.n} answers asked for: one call gives them all")
     money_ok = budget_state in ("unlimited", "ok")
     best_of = classification.type in par.best_of_types
-    if par.enabled and money_ok and healthy >= 2 and (best_of or classification.urgency >= par.urgency_above):
-        n = min(par.fan_out, healthy)
+    covered = 99 if budget_calls is None else budget_calls  # racers and steps the reservation pays for
+    if covered < 2 and (par.enabled or cas.enabled):
+        return _why(single, "the budget's reservation covers one call: no race, no cascade")
+    racers = min(par.fan_out, healthy, covered)
+    if par.enabled and money_ok and racers >= 2 and (best_of or classification.urgency >= par.urgency_above):
+        n = racers
         mode: ParallelMode = "best_of" if best_of else "race"
         why = (
             f"{classification.type} is run best-of-{n}"

@@ -203,6 +203,30 @@ class Usage(BaseModel):
         return max(self.completion_tokens - (self.reasoning_tokens or 0), 0)
 
 
+class TaskBudget(BaseModel):
+    """What a hard budget (a finite daily, monthly or key budget of the task's principal) reserved for a
+    chat task at its admission, so that its calls cannot spend more: the output cap of each answer at
+    the dearest model that could serve it, and how many calls the reservation covers (a race's racers,
+    a cascade's steps). Set by the gateway; absent: no hard budget, nothing capped."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_output_tokens: int = Field(
+        ge=1,
+        le=MAX_TOKENS,
+        description="the most output tokens (thinking included) each answer may bring: every provider is "
+        "sent the lower of this and the request's `max_tokens` (an answer it cuts ends with "
+        "finish_reason `length`)",
+    )
+    calls: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description="the billed calls the reservation covers: a race runs at most this many racers, a "
+        "cascade at most this many checked steps (1: neither, a single call with fallbacks)",
+    )
+
+
 class TaskSubmitted(EventPayload):
     EVENT_TYPE = "switchyard.task.submitted.v1"
     SUBJECT = subjects.TASK_SUBMITTED
@@ -249,6 +273,11 @@ class TaskSubmitted(EventPayload):
         max_length=100,
         description="the API key's model allow-list (ids or aliases; `auto` among them when the key may "
         "route): the router picks, falls back and escalates only among these; absent: every model",
+    )
+    budget: TaskBudget | None = Field(
+        default=None,
+        description="what its principal's hard budget reserved for a chat task (`TaskBudget`): each "
+        "answer's output cap and the calls covered; absent: no hard budget",
     )
     batch: bool | None = Field(
         default=None,
@@ -344,6 +373,9 @@ class ProviderCallRecorded(EventPayload):
     # the task's user: a billable call is theirs (the gateway counts it in their budget); null from
     # executors before this field, or a task of no user (a service key)
     user_id: str | None = None
+    # the id of the task's API key (never its secret): per-key spend reconciles from billing's entries;
+    # null from executors before this field, or a task submitted on the bus without one
+    api_key_id: str | None = None
     attempt: int
     provider: str
     model: str
@@ -373,9 +405,6 @@ class CacheHit(BaseModel):
     kind: Literal["exact", "semantic"]
     source_task_id: str  # the task whose answer was reused
     similarity: float | None = None  # semantic hits: cosine similarity of the two prompts
-    # the id of the task's API key (never its secret): per-key spend reconciles from billing's entries;
-    # null from executors before this field, or a task submitted on the bus without one
-    api_key_id: str | None = None
 
 
 class ChargedCall(BaseModel):

@@ -77,11 +77,14 @@ class ProviderCall:
         return min(bounds) if bounds else None
 
     @classmethod
-    def from_request(cls, request: ChatRequest, *, model: str) -> ProviderCall:
+    def from_request(cls, request: ChatRequest, *, model: str, cap: int | None = None) -> ProviderCall:
+        """The call for `request`; `cap`: the output a hard budget affords each answer (`TaskBudget`),
+        sent as `max_tokens` when the request set none or a higher one."""
+        asked = [t for t in (request.max_tokens, cap) if t is not None]
         return cls(
             model=model,
             messages=tuple(request.messages),
-            max_tokens=request.max_tokens,
+            max_tokens=min(asked) if asked else None,
             temperature=request.temperature,
             top_p=request.top_p,
             stop=tuple(request.stop) if request.stop else None,

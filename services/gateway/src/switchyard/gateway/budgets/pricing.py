@@ -18,7 +18,7 @@ from switchyard.common.events import (
     Usage,
 )
 from switchyard.common.media_tokens import media_tokens
-from switchyard.common.policy import ModelSpec, Policy
+from switchyard.common.policy import ModelSpec, Policy, Strategies
 
 MICRO = 1_000_000  # spend is counted in micro-USD: integers, so compare-and-set sums are exact
 CHARS_PER_TOKEN = 4
@@ -79,15 +79,58 @@ def message_tokens(messages: list[ChatMessage]) -> int:
 
 
 def output_tokens(request: ChatRequest | EmbeddingRequest, *, default_max_tokens: int) -> int:
-    """The most output a request can bring: each of its answers (`n`) up to its `max_tokens`, which bounds
-    thinking too; without one, a model that thinks may write the default and its thinking budget (as the
-    Anthropic adapter allows it). Embeddings have none."""
+    """The most output a request can bring: each of its answers (`n`) up to `answer_tokens`. Embeddings
+    have none."""
     if isinstance(request, EmbeddingRequest):
         return 0
+    return answer_tokens(request, default_max_tokens=default_max_tokens) * request.n
+
+
+def answer_tokens(request: ChatRequest, *, default_max_tokens: int) -> int:
+    """The most output one answer can bring: its `max_tokens`, which bounds thinking too; without one, a
+    model that thinks may write the default and its thinking budget (as the Anthropic adapter allows
+    it). Under a hard budget it is what each provider is sent (`TaskBudget.max_output_tokens`)."""
     if request.max_tokens is not None:
-        return request.max_tokens * request.n
+        return request.max_tokens
     thinking = request.reasoning.budget() if request.reasoning is not None else 0
-    return (default_max_tokens + thinking) * request.n
+    return default_max_tokens + thinking
+
+
+def covered_calls(
+    policy: Policy, request: ChatRequest | EmbeddingRequest, *, strategies: Strategies, providers: set[str]
+) -> int:
+    """The billed calls a task's reservation must cover (`strategies`: its tenant's): the most the router
+    may run for it at once. An `auto` chat task answered whole with one answer may be raced (`fan_out`
+    racers, each billed) or cascaded (a rejected step billed beside the next); any other runs one call
+    at a time (fallbacks after failures, which no provider charges)."""
+    if not isinstance(request, ChatRequest) or request.model != "auto" or request.stream or request.n > 1:
+        return 1
+    calls = max(
+        strategies.parallel.fan_out if strategies.parallel.enabled else 1,
+        2 if strategies.cascade.enabled else 1,
+    )
+    return max(1, min(calls, len(candidates(policy, model="auto", providers=providers))))
+
+
+def affordable_answer(
+    policy: Policy,
+    request: ChatRequest,
+    *,
+    providers: set[str],
+    prompt: int,
+    left: int,
+    most: int,
+) -> int:
+    """The longest answer (tokens, at most `most`) whose worst case on one call fits `left` micro-USD
+    (0: not even the prompt does)."""
+    low, high = 0, most
+    while low < high:
+        mid = (low + high + 1) // 2
+        cost = worst_case_micro(
+            policy, request, providers=providers, default_max_tokens=0, prompt=prompt, answer=mid
+        )
+        low, high = (mid, high) if cost <= left else (low, mid - 1)
+    return low
 
 
 def candidates(policy: Policy, *, model: str, providers: set[str]) -> list[ModelSpec]:
@@ -138,20 +181,25 @@ def worst_case_micro(
     providers: set[str],
     default_max_tokens: int,
     prompt: int | None = None,
+    answer: int | None = None,
+    calls: int = 1,
 ) -> int:
     """The most `request` can cost (micro-USD) on the models that could serve it; `prompt`: its
-    `prompt_tokens`, when already counted (a prompt's images and PDFs are read to count them)."""
+    `prompt_tokens`, when already counted (a prompt's images and PDFs are read to count them); `answer`:
+    each answer's output cap, when not `answer_tokens`'s; `calls`: the calls billed at once (a race's
+    racers: the dearest `calls` models, each its worst case)."""
     prompt = prompt_tokens(request) if prompt is None else prompt
     output = output_tokens(request, default_max_tokens=default_max_tokens)
     if isinstance(request, EmbeddingRequest):
         models = embedding_candidates(policy, model=request.model, providers=providers)
     else:
         models = candidates(policy, model=request.model, providers=providers)
+        output = output if answer is None else answer * request.n
     cut = isinstance(request, ChatRequest) and request.truncation == "auto"  # each sent what fits its window
-    worst = max(
-        (m.worst_cost(min(prompt, m.context_window) if cut else prompt, output) for m in models), default=0.0
+    costs = sorted(
+        (m.worst_cost(min(prompt, m.context_window) if cut else prompt, output) for m in models), reverse=True
     )
-    return math.ceil(worst * MICRO)
+    return math.ceil(sum(costs[:calls]) * MICRO)
 
 
 def billed(outcome: TaskCompleted | TaskFailed) -> list[tuple[str, Usage]]:

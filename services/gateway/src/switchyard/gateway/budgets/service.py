@@ -137,9 +137,13 @@ class Budgets:
         self._headroom_due: dict[str, Account] = {}  # tenant -> its org account, headroom not yet written
         self._headroom_at: dict[str, float] = {}
 
-    def wants(self, principal: Principal, *, worst_case: int) -> tuple[list[Account], list[Want]]:
-        mine = accounts(principal, now=datetime.now(UTC), plan_daily_usd=self._plan_daily)
-        return mine, [
+    def accounts(self, principal: Principal) -> list[Account]:
+        """The budgets `principal`'s requests are charged to now (`accounts`)."""
+        return accounts(principal, now=datetime.now(UTC), plan_daily_usd=self._plan_daily)
+
+    def wants(self, mine: list[Account], *, worst_case: int) -> list[Want]:
+        """`worst_case` micro-USD of each of `mine`."""
+        return [
             Want(
                 self.spend, a.key, worst_case, a.ceiling, None if a.ends_at is None else a.ends_at.timestamp()
             )

@@ -22,6 +22,7 @@ from switchyard.common.errors import InvalidEvent
 from switchyard.common.events import TaskCancelled, TaskCompleted, TaskFailed, TaskSubmitted, TaskTimedOut
 from switchyard.gateway import metrics
 from switchyard.gateway.admission import Pass
+from switchyard.gateway.budgets.capped import budgeted
 from switchyard.gateway.errors import Conflict, NotFound, shown
 from switchyard.gateway.taskapi.models import TERMINAL, Status, TaskState
 from switchyard.gateway.taskapi.store import TaskStore, from_outcome, with_outcome
@@ -79,7 +80,8 @@ class TaskRuns:
         admission given back). Submitting first means a submission that failed on the bus stored
         nothing: no state says `queued` for a task that was never sent. Once published the task runs and
         will be charged, so it is answered even if its state cannot be stored yet (the store keeps it and
-        writes it later)."""
+        writes it later). The task goes out with what its hard budget reserved (`capped.budgeted`)."""
+        task = budgeted(task, admitted)
         now = datetime.now(UTC)
         state = TaskState(
             id=task.task_id,

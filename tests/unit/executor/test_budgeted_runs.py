@@ -1,0 +1,62 @@
+"""A task under a hard budget (`TaskBudget`, set by the gateway's admission) runs within what its
+reservation pays for: each call is sent the budget's output cap (the lower of it and the client's
+`max_tokens`), a race runs no more racers and a cascade no more checked steps than the calls covered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from switchyard.common.events import TaskBudget, TaskCompleted, TaskRouted
+from switchyard.executor.providers.testing import ScriptedProvider, reply
+from tests.unit.executor.test_strategies import routed as unbudgeted
+from tests.unit.executor.test_strategies import run
+
+pytestmark = pytest.mark.unit
+
+
+def routed(*providers: str, budget: TaskBudget | None, **extra: Any) -> TaskRouted:
+    task = unbudgeted(*providers, **extra)
+    return task.model_copy(update={"task": task.task.model_copy(update={"budget": budget})})
+
+
+@pytest.mark.parametrize(("max_tokens", "sent"), [(None, 700), (300, 300), (5000, 700)])
+async def test_each_call_is_sent_the_lower_of_the_budgets_cap_and_the_clients(
+    max_tokens: int | None, sent: int
+) -> None:
+    provider = ScriptedProvider(reply("an answer"))
+    await run(routed("p", budget=TaskBudget(max_output_tokens=700), max_tokens=max_tokens), {"p": provider})
+    assert [c.max_tokens for c in provider.calls] == [sent]
+
+
+async def test_without_a_hard_budget_nothing_is_capped() -> None:
+    provider = ScriptedProvider(reply("an answer"))
+    await run(routed("p", budget=None), {"p": provider})
+    assert [c.max_tokens for c in provider.calls] == [None]
+
+
+async def test_a_cascade_stops_escalating_at_the_answers_the_budget_covers() -> None:
+    not_json = [ScriptedProvider(reply("not json")) for _ in range(2)]
+    third = ScriptedProvider(reply('{"ok": true}'))
+    providers = {"a": not_json[0], "b": not_json[1], "c": third}
+    json = {"response_format": {"type": "json_object"}}
+    covered = routed(
+        "a", "b", "c", budget=TaskBudget(max_output_tokens=100, calls=2), strategy="cascade", **json
+    )
+    outcome, calls = await run(covered, providers)
+    assert isinstance(outcome, TaskCompleted) and outcome.model == "b/m"  # the last answer paid for
+    assert not third.calls and [c.billable for c in calls] == [True, False]
+
+    free = routed("a", "b", "c", budget=None, strategy="cascade", **json)
+    outcome, _ = await run(
+        free, {"a": ScriptedProvider(reply("x")), "b": ScriptedProvider(reply("y")), "c": third}
+    )
+    assert isinstance(outcome, TaskCompleted) and outcome.model == "c/m"
+
+
+async def test_a_race_runs_no_more_racers_than_the_budget_covers() -> None:
+    a, b = ScriptedProvider(reply("first")), ScriptedProvider(reply("second"))
+    one = routed("a", "b", budget=TaskBudget(max_output_tokens=100, calls=1), strategy="parallel", fan_out=2)
+    outcome, calls = await run(one, {"a": a, "b": b})
+    assert isinstance(outcome, TaskCompleted) and len(calls) == 1 and not b.calls
