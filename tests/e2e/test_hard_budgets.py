@@ -208,6 +208,38 @@ def test_every_face_and_provider_is_sent_the_cap(
     assert BUDGET - 0.0002 < _spent(budget_stack, key_id) <= BUDGET
 
 
+def test_the_task_api_and_legacy_completions_are_capped_too(
+    budget_stack: RunningStack, fakes: tuple[FakeOpenAI, FakeGemini, FakeAnthropic]
+) -> None:
+    key_id, key = _key(budget_stack, "task-api")
+    auth = {"Authorization": f"Bearer {key}"}
+    task = httpx.post(
+        f"{budget_stack.base_url}/v1/tasks", json={"model": "w-openai", "messages": PROMPT}, headers=auth
+    )
+    assert task.status_code == 202, task.text
+    deadline = time.monotonic() + 60
+    while (state := httpx.get(f"{budget_stack.base_url}/v1/tasks/{task.json()['id']}", headers=auth).json())[
+        "status"
+    ] == "queued":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert state["status"] == "completed" and state["result"]["finish_reason"] == "length"
+    assert state["result"]["usage"]["completion_tokens"] == 4096 and _sent(fakes[0], "max_tokens") == 4096
+    assert _spent(budget_stack, key_id) <= BUDGET
+
+    key_id, key = _key(budget_stack, "legacy")  # its own default is OpenAI's 16: ask for 8,000 ($0.08)
+    legacy = httpx.post(
+        f"{budget_stack.base_url}/v1/completions",
+        json={"model": "w-openai", "prompt": "Write at length.", "max_tokens": 8000},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=120,
+    )
+    assert legacy.status_code == 200, legacy.text
+    assert legacy.json()["choices"][0]["finish_reason"] == "length"
+    assert 4900 < _sent(fakes[0], "max_tokens") < 5000  # what the $0.05 pays for
+    assert BUDGET - 0.0002 < _spent(budget_stack, key_id) <= BUDGET
+
+
 def test_a_best_of_two_reserves_both_calls_or_runs_one(budget_stack: RunningStack) -> None:
     racers = ["auto", "openai/racer-a", "openai/racer-b"]
     key_id, key = _key(budget_stack, "race-small", models=racers)  # pays for one call, not two
