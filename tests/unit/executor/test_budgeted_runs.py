@@ -60,3 +60,17 @@ async def test_a_race_runs_no_more_racers_than_the_budget_covers() -> None:
     one = routed("a", "b", budget=TaskBudget(max_output_tokens=100, calls=1), strategy="parallel", fan_out=2)
     outcome, calls = await run(one, {"a": a, "b": b})
     assert isinstance(outcome, TaskCompleted) and len(calls) == 1 and not b.calls
+
+
+@pytest.mark.parametrize(("max_tokens", "sent"), [(None, 200), (5000, 200), (300, 300)])
+async def test_a_cap_of_the_budgets_is_fitted_into_the_models_window(
+    max_tokens: int | None, sent: int
+) -> None:
+    """A cap the client never asked for does not push the call past the model's window (the prompt,
+    800 tokens as the router counted it, leaves 200 of 1,000); the client's own `max_tokens` is its own."""
+    provider = ScriptedProvider(reply("an answer"))
+    task = routed("p", budget=TaskBudget(max_output_tokens=700), max_tokens=max_tokens)
+    windowed = [c.model_copy(update={"context_window": 1000}) for c in task.decision.candidates]
+    decision = task.decision.model_copy(update={"candidates": windowed, "estimated_prompt_tokens": 800})
+    await run(task.model_copy(update={"decision": decision}), {"p": provider})
+    assert [c.max_tokens for c in provider.calls] == [sent]

@@ -16,6 +16,7 @@ from switchyard.common import vectors
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import ChargedCall, RouteCandidate, TaskCompleted, TaskFailed, TaskRouted
 from switchyard.executor import logprobs, metrics, strategies, tool_state
+from switchyard.executor.budgeted import fitted
 from switchyard.executor.callbook import CallBook, Report
 from switchyard.executor.chunks import ChunkSink
 from switchyard.executor.embedding_replies import Checked
@@ -93,7 +94,7 @@ async def execute(
         return await failed(routed, chunks, code="task_cancelled", message=CANCELLED, book=book)
     if run.budget.expired:
         return await run.expired(chunks)
-    target = run.target
+    target = fitted(run.target, routed)
     candidates = decision.candidates
     # Only where a candidate's adapter uses what was kept: no look-up for a chain of Claude models
     carries = any(getattr(providers.get(c.provider), "carries", False) for c in decision.candidates)

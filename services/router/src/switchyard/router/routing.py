@@ -149,6 +149,7 @@ def _candidate(spec: ModelSpec, prompt_tokens: int, output_tokens: int, answers:
         tier=spec.tier,
         estimated_cost_usd=round(spec.cost(prompt_tokens, output_tokens * answers), 8),
         reasoning="reasoning" in spec.capabilities,
+        context_window=spec.context_window,
     )
 
 

@@ -333,6 +333,9 @@ class RouteCandidate(BaseModel):
     # An embedding task: the length of the vectors this candidate must return (the request's
     # `dimensions`, or the model's own); None when not known (a model the policy does not list).
     dimensions: int | None = Field(default=None, ge=1)
+    # The model's context window (the policy's): a hard budget's output cap is fitted into what it leaves
+    # after the prompt; None when not known (a model the policy does not list, a router before it).
+    context_window: int | None = Field(default=None, ge=1)
 
 
 class RoutingDecision(BaseModel):

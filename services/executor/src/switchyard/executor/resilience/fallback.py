@@ -32,12 +32,17 @@ class Target:
     provider: Provider
     model: str  # the name the provider knows the model by
     reasoning: bool = True  # the model takes the call's reasoning (RouteCandidate.reasoning)
+    # the most output it is sent: a hard budget's cap fitted into what its context window leaves
+    max_tokens: int | None = None
 
     def bind(self, call: ProviderCall) -> ProviderCall:
-        """The call as this target is asked it: its model, and no reasoning unless it takes it."""
+        """The call as this target is asked it: its model, no reasoning unless it takes it, and no more
+        output than `max_tokens`."""
+        asked = call.max_tokens
+        fitted = asked if self.max_tokens is None or asked is None else min(asked, self.max_tokens)
         if self.reasoning or call.reasoning is None:
-            return replace(call, model=self.model)
-        return replace(call, model=self.model, reasoning=None)
+            return replace(call, model=self.model, max_tokens=fitted)
+        return replace(call, model=self.model, reasoning=None, max_tokens=fitted)
 
     def bind_embedding(self, call: EmbeddingCall) -> EmbeddingCall:
         return replace(call, model=self.model)

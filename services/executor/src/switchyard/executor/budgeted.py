@@ -1,0 +1,34 @@
+"""A task under a hard budget (`TaskBudget`): each call is sent the budget's output cap (the lower of it
+and the client's `max_tokens`, `ProviderCall.from_request`), fitted into what each candidate's context
+window leaves after the prompt, so a cap the client never asked for does not push a call past a model's
+window (a compatible server such as vLLM refuses prompt + max_tokens beyond it, where it was sent no
+`max_tokens` before)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from switchyard.common.events import RouteCandidate, TaskRouted
+from switchyard.executor.resilience.fallback import Target
+
+MakeTarget = Callable[[RouteCandidate], Target]
+
+
+def fitted(make: MakeTarget, routed: TaskRouted) -> MakeTarget:
+    """`make`, its targets sent no more output than their window leaves after the prompt (the router's
+    count) when the output cap is the budget's, not the client's; as is otherwise."""
+    budget, request = routed.task.budget, routed.task.request
+    asked = getattr(request, "max_tokens", None)
+    if budget is None or (asked is not None and asked <= budget.max_output_tokens):
+        return make
+    prompt = routed.decision.estimated_prompt_tokens
+
+    def fit(candidate: RouteCandidate) -> Target:
+        target = make(candidate)
+        window = candidate.context_window
+        if window is None or window - prompt < 1:  # unknown, or no room at all: the provider says so
+            return target
+        return replace(target, max_tokens=window - prompt)
+
+    return fit
