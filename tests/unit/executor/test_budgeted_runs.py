@@ -8,10 +8,19 @@ from typing import Any
 
 import pytest
 
-from switchyard.common.events import TaskBudget, TaskCompleted, TaskRouted
+from switchyard.common.events import (
+    ChargedCall,
+    ProviderCallRecorded,
+    TaskBudget,
+    TaskCompleted,
+    TaskRouted,
+    Usage,
+)
+from switchyard.executor.execution import execute
 from switchyard.executor.providers.testing import ScriptedProvider, reply
+from switchyard.executor.resilience.breaker import LocalBreakers
+from tests.unit.executor.test_strategies import FAST, run
 from tests.unit.executor.test_strategies import routed as unbudgeted
-from tests.unit.executor.test_strategies import run
 
 pytestmark = pytest.mark.unit
 
@@ -74,3 +83,25 @@ async def test_a_cap_of_the_budgets_is_fitted_into_the_models_window(
     decision = task.decision.model_copy(update={"candidates": windowed, "estimated_prompt_tokens": 800})
     await run(task.model_copy(update={"decision": decision}), {"p": provider})
     assert [c.max_tokens for c in provider.calls] == [sent]
+
+
+async def test_a_redone_run_is_sent_what_the_cut_run_left_of_the_cap() -> None:
+    """A run a stop cut was billed 100 prompt and 250 output tokens (`carried`): the run that redoes the
+    task is sent 700 - 350, so both stay within what the budget reserved."""
+    provider = ScriptedProvider(reply("an answer"))
+    carried = [ChargedCall(model="p/m", usage=Usage(prompt_tokens=100, completion_tokens=250))]
+    task = routed("p", budget=TaskBudget(max_output_tokens=700))
+    outcome = await execute(
+        task,
+        providers={"p": provider},
+        breakers=LocalBreakers(),
+        policy=FAST,
+        report=_ignore,
+        carried=carried,
+    )
+    assert isinstance(outcome, TaskCompleted) and outcome.charged == carried
+    assert [c.max_tokens for c in provider.calls] == [350]
+
+
+async def _ignore(_attempt: int, _record: ProviderCallRecorded) -> None:
+    return None

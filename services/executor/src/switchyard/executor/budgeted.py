@@ -2,17 +2,29 @@
 and the client's `max_tokens`, `ProviderCall.from_request`), fitted into what each candidate's context
 window leaves after the prompt, so a cap the client never asked for does not push a call past a model's
 window (a compatible server such as vLLM refuses prompt + max_tokens beyond it, where it was sent no
-`max_tokens` before)."""
+`max_tokens` before). A run that redoes a task a stop cut (`carried.py`) is sent what the cut run left of
+the cap."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from switchyard.common.events import RouteCandidate, TaskRouted
+from switchyard.common.events import ChargedCall, RouteCandidate, TaskRouted
 from switchyard.executor.resilience.fallback import Target
 
 MakeTarget = Callable[[RouteCandidate], Target]
+
+
+def cap(routed: TaskRouted, carried: Sequence[ChargedCall]) -> int | None:
+    """The output cap the task's calls are sent (None: no hard budget): the budget's, less every token a
+    run a stop cut was billed for (`carried`), prompt tokens counted as output ones (a model's input
+    price is below its output price), so both runs stay within what was reserved; at least 1."""
+    budget = routed.task.budget
+    if budget is None:
+        return None
+    spent = sum(c.usage.prompt_tokens + c.usage.completion_tokens for c in carried)
+    return max(budget.max_output_tokens - spent, 1)
 
 
 def fitted(make: MakeTarget, routed: TaskRouted) -> MakeTarget:

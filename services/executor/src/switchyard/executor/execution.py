@@ -15,8 +15,7 @@ from dataclasses import replace
 from switchyard.common import vectors
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import ChargedCall, RouteCandidate, TaskCompleted, TaskFailed, TaskRouted
-from switchyard.executor import logprobs, metrics, strategies, tool_state
-from switchyard.executor.budgeted import fitted
+from switchyard.executor import budgeted, logprobs, metrics, strategies, tool_state
 from switchyard.executor.callbook import CallBook, Report
 from switchyard.executor.chunks import ChunkSink
 from switchyard.executor.embedding_replies import Checked
@@ -94,7 +93,7 @@ async def execute(
         return await failed(routed, chunks, code="task_cancelled", message=CANCELLED, book=book)
     if run.budget.expired:
         return await run.expired(chunks)
-    target = fitted(run.target, routed)
+    target = budgeted.fitted(run.target, routed)
     candidates = decision.candidates
     # Only where a candidate's adapter uses what was kept: no look-up for a chain of Claude models
     carries = any(getattr(providers.get(c.provider), "carries", False) for c in decision.candidates)
@@ -107,9 +106,7 @@ async def execute(
 
     async def work() -> strategies.Result:
         call = replace(
-            ProviderCall.from_request(
-                request, model="", cap=None if budget is None else budget.max_output_tokens
-            ),
+            ProviderCall.from_request(request, model="", cap=budgeted.cap(routed, carried)),
             timeout_s=run.call_timeout_s,
             headers_s=policy.call_timeout_s,
             idle_s=run.idle_s,
