@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import Any
 
@@ -161,6 +162,18 @@ def test_an_answer_without_max_tokens_is_cut_at_what_the_budget_pays_for(
     assert second.json()["choices"][0]["finish_reason"] == "length"
     third = _chat(budget_stack, key, model="w-openai")  # nothing worth an answer is left
     assert third.status_code == 429 and third.json()["error"]["code"] == "budget_exceeded"
+    assert BUDGET - 0.0002 < _spent(budget_stack, key_id) <= BUDGET
+
+
+def test_concurrent_requests_never_pass_the_budget_together(budget_stack: RunningStack) -> None:
+    """Eight at once, none with max_tokens: each is admitted whole, capped at what is left, or refused,
+    by compare-and-set, so together they spend no more than the budget."""
+    key_id, key = _key(budget_stack, "concurrent")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda _: _chat(budget_stack, key, model="w-openai"), range(8)))
+    codes = sorted(a.status_code for a in answers)
+    assert codes.count(200) >= 2 and set(codes) <= {200, 429}, codes
+    assert all(a.json()["choices"][0]["finish_reason"] == "length" for a in answers if a.status_code == 200)
     assert BUDGET - 0.0002 < _spent(budget_stack, key_id) <= BUDGET
 
 
