@@ -6,28 +6,30 @@ from switchyard.common.events.feedback import TaskFeedback
 from switchyard.common.events.gateway import AuthFailureRecorded, GuardrailTriggered, TaskCancelled
 from switchyard.common.events.logprobs import TokenLogprob, TopLogprob
 from switchyard.common.events.registry import EVENT_TYPES, event_model, event_type_of
-from switchyard.common.events.tasks import (
+from switchyard.common.events.results import (
     CacheHit,
     ChargedCall,
+    Choice,
+    EmbeddingResult,
+    ProviderCallRecorded,
+    TaskCompleted,
+    TaskFailed,
+    TaskTimedOut,
+)
+from switchyard.common.events.tasks import (
     ChatMessage,
     ChatRequest,
-    Choice,
     Classification,
     EmbeddingRequest,
-    EmbeddingResult,
     FunctionCall,
     FunctionSpec,
-    ProviderCallRecorded,
     Reasoning,
     RouteCandidate,
     RoutingDecision,
     TaskBudget,
     TaskClassified,
-    TaskCompleted,
-    TaskFailed,
     TaskRouted,
     TaskSubmitted,
-    TaskTimedOut,
     ThinkingBlock,
     ToolCall,
     ToolSpec,

@@ -8,14 +8,16 @@ from switchyard.common.events.base import EventPayload
 from switchyard.common.events.billing import BudgetAlert, UsageRecorded
 from switchyard.common.events.feedback import TaskFeedback
 from switchyard.common.events.gateway import AuthFailureRecorded, GuardrailTriggered, TaskCancelled
-from switchyard.common.events.tasks import (
+from switchyard.common.events.results import (
     ProviderCallRecorded,
-    TaskClassified,
     TaskCompleted,
     TaskFailed,
+    TaskTimedOut,
+)
+from switchyard.common.events.tasks import (
+    TaskClassified,
     TaskRouted,
     TaskSubmitted,
-    TaskTimedOut,
 )
 
 _MODELS: tuple[type[EventPayload], ...] = (
