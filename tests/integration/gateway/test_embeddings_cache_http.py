@@ -199,7 +199,13 @@ async def test_a_repeated_request_is_a_hit_with_the_same_vectors_billed_at_zero_
     by_action = {e.action: orjson.loads(e.details) for e in ledger}
     complete = by_action["task.complete"]
     assert complete["cache"] == {"kind": "exact", "source_task_id": source_id}
-    assert complete["attempts"] == 0 and complete["embedding"]["sha256"] == source.embedding.sha256
+    # the vectors' digest keyed by the tenant's ledger key (never the plain SHA-256 a guess could confirm),
+    # the source's: the same vectors
+    at_source = (LedgerEntry.resource == f"task/{source_id}") & (LedgerEntry.action == "task.complete")
+    (sourced,) = await _rows(db_url, LedgerEntry, at_source, 1)
+    source_complete = orjson.loads(sourced.details)
+    assert complete["attempts"] == 0 and "sha256" not in complete["embedding"]
+    assert complete["embedding"]["hmac_sha256"] == source_complete["embedding"]["hmac_sha256"]
     assert by_action["billing.usage"]["cached"] is True and by_action["billing.usage"]["cost_usd"] == 0
     assert all(e.tenant_id == acme.id for e in ledger)
 
