@@ -416,5 +416,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(request, APIError("internal error; the request id identifies it in our logs"))
+        return unexpected(request)
+
+
+def unexpected(request: Request) -> Response:
+    """The 500 of an error nothing expected (a bug), logged with its traceback: the client gets no more of
+    it than the request id that finds it in the logs. `middleware.RequestContext` answers it before
+    Starlette's last resort would, which re-raises after answering (uvicorn then closes the connection)."""
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(request, APIError("internal error; the request id identifies it in our logs"))

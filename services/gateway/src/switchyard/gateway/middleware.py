@@ -4,7 +4,9 @@ an id, returns it as `x-request-id` (on the Anthropic face, `errors_faces.anthro
 line written for the request (`request_id`: a client's error leads to them), records the request's latency and
 status, and its span when tracing is on (a `traceparent` header makes it part of the caller's trace). A
 request the server cancels at its stop before any response began (still authenticating or reading its
-body) is answered 503 `gateway_stopping` here, instead of uvicorn's plain-text 500 without a request id."""
+body) is answered 503 `gateway_stopping` here, instead of uvicorn's plain-text 500 without a request id;
+an unexpected error (a bug) before any response began, with the house's 500 (`errors.unexpected`), the
+connection kept for the client's next request."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from switchyard.common import tracing
 from switchyard.common.ids import new_id
 from switchyard.common.logs import bound
 from switchyard.gateway import overhead
-from switchyard.gateway.errors import error_response
+from switchyard.gateway.errors import error_response, unexpected
 from switchyard.gateway.errors_faces import anthropic_face
 from switchyard.gateway.metrics import LATENCY, OVERHEAD, REQUESTS
 from switchyard.gateway.stopping import Stop, cut
@@ -84,6 +86,12 @@ class RequestContext:
                     raise
                 stopping = cut("a request was cut by the gateway's stop before its answer began")
                 await error_response(Request(scope), stopping)(scope, receive, send_wrapper)
+            except Exception:
+                if began:  # an answer half sent: uvicorn closes the connection, which is all it can do
+                    raise
+                # answered here: Starlette's last resort re-raises after answering, and uvicorn then closes a
+                # connection the client may send its next request on
+                await unexpected(Request(scope))(scope, receive, send_wrapper)
             finally:
                 route = scope.get("route")
                 path = getattr(route, "path", "unmatched")
