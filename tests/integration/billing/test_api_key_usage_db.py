@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from switchyard.billing.calls import record_call_usage
 from switchyard.billing.db import migrations
-from switchyard.billing.models import CallUsageEntry, UsageDaily, UsageEntry
+from switchyard.billing.models import CallUsageEntry, UsageDaily, UsageDailyKey, UsageEntry
 from switchyard.billing.reports import usage_report
 from switchyard.billing.service import record_usage
 from switchyard.common.billing_rpc import UsageQuery, usage_csv
@@ -109,10 +109,13 @@ async def test_bi0009_leaves_earlier_entries_without_a_key_and_its_downgrade_sum
             await session.execute(sa.insert(old_daily).values(**row))
         await migrations().upgrade(db_url)
         async with sessions() as session, session.begin():
-            kept = (await session.execute(sa.select(UsageDaily))).scalar_one()
+            kept = (await session.execute(sa.select(UsageDailyKey))).scalar_one()
             assert (kept.api_key_id, kept.requests, kept.cost_e10) == ("", 2, 700)
-            # the same user, model, tier and day under a key: a row of its own now
-            await session.execute(sa.insert(UsageDaily).values(**{**row, "api_key_id": "k1", "requests": 1}))
+            # the same user, model, tier and day under a key: a row of its own (bi0010: in usage_daily_keys)
+            await session.execute(
+                sa.insert(UsageDailyKey).values(**{**row, "api_key_id": "k1", "requests": 1})
+            )
+            await session.execute(sa.update(UsageDaily).values(requests=3, cost_e10=1400))
         report = await usage_report(
             sessions, UsageQuery(tenant_id="acme", start=day, end=day, group_by=["key"])
         )

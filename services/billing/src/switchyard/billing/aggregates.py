@@ -1,6 +1,6 @@
-"""Daily aggregates: each usage entry added to its (organisation, day, user, API key, model, tier, kind)
-row in the same transaction that stores the entry, so an entry is counted exactly once however often it
-arrives."""
+"""Daily aggregates: each usage entry added to its (organisation, day, user, model, tier, kind) row, and to
+that row of its API key, in the same transaction that stores the entry, so an entry is counted exactly once
+however often it arrives."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from switchyard.billing.models import CallUsageEntry, UsageDaily, UsageEntry
+from switchyard.billing.models import CallUsageEntry, UsageDaily, UsageDailyKey, UsageEntry
 
 E10 = Decimal(10) ** 10
 PLACES = Decimal("1e-10")
@@ -55,7 +55,8 @@ def _daily_values(entry: UsageEntry | CallUsageEntry) -> dict[str, object]:
     }
 
 
-_KEY = ("tenant_id", "day", "user_id", "api_key_id", "model", "tier", "kind")
+_KEY = ("tenant_id", "day", "user_id", "model", "tier", "kind")  # usage_daily's (the previous release's)
+_KEYED = (*_KEY[:3], "api_key_id", *_KEY[3:])  # usage_daily_keys'
 SUMS = (  # a daily row's summed columns (also what the usage report sums)
     "requests",
     "prompt_tokens",
@@ -84,7 +85,7 @@ def add_to_daily(conn: Connection, entries: Sequence[UsageEntry | CallUsageEntry
     rows: dict[tuple[object, ...], dict[str, object]] = {}
     for entry in entries:
         values = _daily_values(entry)
-        key = tuple(values[k] for k in _KEY)
+        key = tuple(values[k] for k in _KEYED)
         row = rows.get(key)
         if row is None:
             rows[key] = values
@@ -92,15 +93,26 @@ def add_to_daily(conn: Connection, entries: Sequence[UsageEntry | CallUsageEntry
             for name in SUMS:
                 row[name] += values[name]  # type: ignore[operator]
     if rows:
-        conn.execute(_upsert(conn.dialect.name), list(rows.values()))
+        keyed = list(rows.values())
+        conn.execute(_upsert(conn.dialect.name, keyed=True), keyed)
+        keyless: dict[tuple[object, ...], dict[str, object]] = {}
+        for values in keyed:
+            row = keyless.setdefault(
+                tuple(values[k] for k in _KEY), {k: values[k] for k in _KEY} | dict.fromkeys(SUMS, 0)
+            )
+            for name in SUMS:
+                row[name] += values[name]  # type: ignore[operator]
+        conn.execute(_upsert(conn.dialect.name, keyed=False), list(keyless.values()))
 
 
 @functools.cache
-def _upsert(dialect: str) -> Insert:
-    """Built once per dialect, so SQLAlchemy compiles it once."""
+def _upsert(dialect: str, *, keyed: bool) -> Insert:
+    """Built once per dialect and table, so SQLAlchemy compiles it once."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(UsageDaily)
-    table = UsageDaily.__table__.c
+    model = UsageDailyKey if keyed else UsageDaily
+    stmt = insert(model)
+    table = model.__table__.c
     return stmt.on_conflict_do_update(
-        index_elements=list(_KEY), set_={name: table[name] + stmt.excluded[name] for name in SUMS}
+        index_elements=list(_KEYED if keyed else _KEY),
+        set_={name: table[name] + stmt.excluded[name] for name in SUMS},
     )

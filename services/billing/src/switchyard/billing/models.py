@@ -84,22 +84,9 @@ class CallUsageEntry(BillingBase):
     policy_version: Mapped[str | None] = mapped_column(String(POLICY_VERSION_CHARS))  # as UsageEntry's
 
 
-class UsageDaily(BillingBase):
-    """Aggregates per organisation, day (UTC), user, API key, model, tier and kind, updated in the same
-    transaction as the usage entry they count, so each entry is counted exactly once. Money is an integer
-    count of 1e-10 USD (the entries' precision): sums are exact on SQLite (which stores Numeric as a
-    float) and on PostgreSQL alike."""
+class _DailySums:
+    """A daily row's summed columns (usage_daily's and usage_daily_keys')."""
 
-    __tablename__ = "usage_daily"
-
-    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)  # "" when no user (a service key)
-    # "" when none is known (a task of the bus, or charged before bi0009)
-    api_key_id: Mapped[str] = mapped_column(String(64), primary_key=True, default="", server_default="")
-    model: Mapped[str] = mapped_column(String(200), primary_key=True)
-    tier: Mapped[str] = mapped_column(String(32), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # task | call
     requests: Mapped[int] = mapped_column(BigInteger)
     prompt_tokens: Mapped[int] = mapped_column(BigInteger)
     completion_tokens: Mapped[int] = mapped_column(BigInteger)
@@ -109,6 +96,40 @@ class UsageDaily(BillingBase):
     unpriced: Mapped[int] = mapped_column(BigInteger)  # entries whose model had no price
     # entries whose token counts are the executor's estimate (the upstream reported none)
     estimated: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class UsageDaily(_DailySums, BillingBase):
+    """Aggregates per organisation, day (UTC), user, model, tier and kind, updated in the same transaction
+    as the usage entry they count, so each entry is counted exactly once. Money is an integer count of
+    1e-10 USD (the entries' precision): sums are exact on SQLite (which stores Numeric as a float) and on
+    PostgreSQL alike. Its primary key is the previous release's (billing replicas of both write it during a
+    rolling upgrade); the same sums per API key are `UsageDailyKey`'s."""
+
+    __tablename__ = "usage_daily"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)  # "" when no user (a service key)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tier: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # task | call
+
+
+class UsageDailyKey(_DailySums, BillingBase):
+    """`UsageDaily`'s sums per API key as well (bi0010), in the same transaction: the usage report reads
+    them when it groups or filters by key. Entries counted by a replica of a release before bi0009 are not
+    in it (they name no key: in `usage_daily` only)."""
+
+    __tablename__ = "usage_daily_keys"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # "" when none is known (a task of the bus, or charged before bi0009)
+    api_key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tier: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
 
 
 class BudgetAlert(BillingBase):

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from switchyard.billing.aggregates import SUMS, from_e10
-from switchyard.billing.models import UsageDaily
+from switchyard.billing.models import UsageDaily, UsageDailyKey
 from switchyard.common.billing_rpc import UsageQuery, UsageReport, UsageRow, UsageTotals
 
 COLUMNS = {"user": "user_id", "key": "api_key_id"}  # group-by names -> columns
@@ -22,7 +22,10 @@ def _month_of(column: Any, dialect: str) -> Any:
 
 
 async def usage_report(sessions: async_sessionmaker[AsyncSession], query: UsageQuery) -> UsageReport:
-    table = UsageDaily.__table__.c
+    # Per key from usage_daily_keys; otherwise usage_daily, which also counts what billing replicas of a
+    # release before bi0009 wrote during a rolling upgrade.
+    by_key = "key" in query.group_by or query.api_key_id is not None
+    table = (UsageDailyKey if by_key else UsageDaily).__table__.c
     async with sessions() as session:
         dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
         keys: list[tuple[str, Any]] = []
