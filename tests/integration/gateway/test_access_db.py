@@ -179,3 +179,48 @@ async def test_bootstraps_at_the_same_instant_make_one_platform_and_one_key(db_u
         type(m) for m in made
     ]
     assert (platforms, users, api_keys) == ([winners[0][0].name], 1, 1)
+
+
+async def test_an_organisation_erased_before_the_registry_is_known_as_erased(db_url: str) -> None:
+    """gw0007: an organisation erased before gw0006 (every user disabled, which only an erasure does: the
+    last admin cannot be disabled) gets its erasure time, so the gateway's next registry sync marks it
+    erased without `switchyard org erase` being run again; one with a user still enabled, one with no user
+    and the platform's own are left alone."""
+    await migrations().upgrade(db_url, "gw0006")
+    engine = create_engine(db_url)
+    now = datetime.now(UTC)
+    later = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    try:
+        async with engine.begin() as conn:
+            for org, platform in (("gone", False), ("open", False), ("empty", False), ("ops", True)):
+                await conn.execute(
+                    text(
+                        "INSERT INTO tenants (id, name, plan, created_at, platform) "
+                        "VALUES (:id, :id, 'pro', :now, :platform)"
+                    ),
+                    {"id": org, "now": now, "platform": platform},
+                )
+            for user, org, disabled in (
+                ("g1", "gone", now),
+                ("g2", "gone", later),
+                ("o1", "open", now),
+                ("o2", "open", None),
+                ("p1", "ops", now),
+            ):
+                await conn.execute(
+                    text(
+                        "INSERT INTO users (id, tenant_id, email, name, role, created_at, disabled_at) "
+                        "VALUES (:id, :org, :email, '', 'admin', :now, :disabled)"
+                    ),
+                    {"id": user, "org": org, "email": f"{user}@x.test", "now": now, "disabled": disabled},
+                )
+        await migrations().upgrade(db_url)
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT id, erased_at FROM tenants"))).all()
+        erased = {org: at for org, at in rows}
+        assert erased["gone"] is not None
+        assert str(erased["gone"]).startswith("2030-01-02 03:04:05")
+        assert (erased["open"], erased["empty"], erased["ops"]) == (None, None, None)
+    finally:
+        await engine.dispose()
+    await migrations().downgrade(db_url, "gw0006")
