@@ -25,6 +25,7 @@ from switchyard.common.bus import EventPublisher
 from switchyard.common.events import CacheHit, EmbeddingResult, TaskCompleted, TaskSubmitted
 from switchyard.gateway import metrics
 from switchyard.gateway.cache.backends import VectorIndex
+from switchyard.gateway.cache.erasures import ForgetErased
 from switchyard.gateway.cache.exact import ExactStore
 from switchyard.gateway.cache.guard import framed, prompt_words, reordered
 from switchyard.gateway.cache.models import (
@@ -100,6 +101,7 @@ class ResponseCache:
         self.index = index
         self.embedder = embedder if index is not None else None
         self._background: set[asyncio.Task[Any]] = set()
+        self.erasures: ForgetErased | None = None  # the index's erased organisations (cache/erasures.py)
 
     async def lookup(
         self, *, tenant_id: str, plan: str | None, task: TaskSubmitted, directive: Directive
@@ -290,6 +292,8 @@ class ResponseCache:
     async def close(self) -> None:
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        if self.erasures is not None:
+            await self.erasures.stop()
         if self.index is not None:
             await asyncio.to_thread(self.index.close)
 

@@ -8,8 +8,10 @@ from pathlib import Path
 
 from nats.js import JetStreamContext
 
+from switchyard.common import tenants
 from switchyard.common.bus import EventPublisher
 from switchyard.gateway.cache.backends import EdgeIndex, QdrantIndex, VectorIndex
+from switchyard.gateway.cache.erasures import ForgetErased
 from switchyard.gateway.cache.exact import ExactStore, cache_bucket
 from switchyard.gateway.cache.models import CacheConfig
 from switchyard.gateway.cache.service import Configs, Embeds, ResponseCache
@@ -63,4 +65,8 @@ async def create_cache(
     embedder = await asyncio.to_thread(load_embedder, settings)
     index = await asyncio.to_thread(vector_index, settings)
     log.info("response cache on: exact (KV) and semantic (%s)", type(index).__name__)
-    return ResponseCache(store=store, configs=configs, events=events, index=index, embedder=embedder)
+    cache = ResponseCache(store=store, configs=configs, events=events, index=index, embedder=embedder)
+    # an organisation erased on any replica (or while this one was stopped) leaves this one's index too
+    cache.erasures = ForgetErased(await tenants.registry_bucket(js), index)
+    await cache.erasures.start()
+    return cache
