@@ -10,6 +10,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -19,8 +20,9 @@ from nats.js import JetStreamContext
 
 from switchyard.cli.main import main
 from switchyard.cli.processes import NatsServer
-from switchyard.common import kv, subjects
-from switchyard.common.events import AdminActionRecorded
+from switchyard.common import bus, envelope, kv, subjects
+from switchyard.common.events import AdminActionRecorded, ChatRequest, TaskSubmitted
+from switchyard.common.ids import new_id
 from switchyard.gateway.batches.store import BatchStore
 from switchyard.gateway.conversations.store import ConversationStore
 from switchyard.gateway.files.store import tenant_part
@@ -94,7 +96,28 @@ async def _fill(c: httpx.AsyncClient, js: JetStreamContext, org: Org) -> Held:
         held.responses.append(record.id)
     cache = await js.key_value(subjects.KV_CACHE)
     await cache.put(f"a.{kv.safe_key(org.id)}.{'ab' * 32}", SECRET.encode())
+    # a task of it on the bus, as the pipeline saw it (its prompt), and its copy in the dead-letter stream
+    request = ChatRequest.model_validate({"messages": [{"role": "user", "content": SECRET}]})
+    task = TaskSubmitted(task_id=new_id(), tenant_id=org.id, request=request, submitted_at=datetime.now(UTC))
+    events = bus.EventPublisher(js, source="test")
+    await events.publish(task, tenant_id=org.id)
+    _, body = envelope.encode(task, source="test", tenant_id=org.id)
+    await events.publish_raw(subjects.dlq_subject("classifier"), body, msg_id=f"dlq-{task.task_id}")
     return held
+
+
+async def _on_the_bus(js: JetStreamContext, tenant_id: str) -> int:
+    """How many events of the streams hold the tenant's id and the secret prompt."""
+    found = 0
+    for stream in (subjects.STREAM_EVENTS, subjects.STREAM_DLQ):
+        state = (await js.stream_info(stream)).state
+        for seq in range(state.first_seq, state.last_seq + 1 if state.messages else 0):
+            try:
+                data = (await js.get_msg(stream, seq)).data or b""
+            except nats.js.errors.NotFoundError:
+                continue
+            found += SECRET.encode() in data and tenant_id.encode() in data
+    return found
 
 
 async def test_the_operator_erases_one_organisation_and_only_it(
@@ -105,6 +128,8 @@ async def test_the_operator_erases_one_organisation_and_only_it(
     globex_org = await make_org(db_url, "globex", roles=("admin", "member"))
     async with httpx.AsyncClient(base_url=base, timeout=30) as c:
         acme, globex = await _fill(c, js, acme_org), await _fill(c, js, globex_org)
+        on_the_bus = await _on_the_bus(js, globex_org.id)
+        assert on_the_bus >= 2 and await _on_the_bus(js, acme_org.id) >= 2
         path = f"/v1/admin/organizations/{acme_org.id}/erase"
         not_operator = await c.post(path, headers=auth(acme_org.keys["admin"]))
         itself = await c.post(f"/v1/admin/organizations/{ops.id}/erase", headers=auth(ops.keys["admin"]))
@@ -152,6 +177,9 @@ async def test_the_operator_erases_one_organisation_and_only_it(
     for org, left in ((acme_org, 0), (globex_org, 1)):
         live = [k for k in await kv.keys(index, f"{tenant_part(org.id)}.") if (await kv.read(index, k))[0]]
         assert len(live) >= left and (left or not live)
+    assert counts["events_deleted"] >= 2 and counts["events_left"] == 0, counts
+    assert await _on_the_bus(js, acme_org.id) == 0
+    assert await _on_the_bus(js, globex_org.id) == on_the_bus
     cache = await js.key_value(subjects.KV_CACHE)
     assert await kv.keys(cache, f"a.{kv.safe_key(acme_org.id)}.") == []
     assert len(await kv.keys(cache, f"a.{kv.safe_key(globex_org.id)}.")) == 1

@@ -24,9 +24,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from switchyard.gateway.access import service
+from switchyard.gateway.access.bus_purge import Purged, purge_events
 from switchyard.gateway.access.models import Erased
 from switchyard.gateway.batches.store import BatchStore
 from switchyard.gateway.cache.backends import VectorIndex
@@ -49,6 +51,7 @@ async def erase_organization(
     cache: ExactStore | None,
     index: VectorIndex | None,
     closed: Callable[[], Awaitable[None]],
+    js: JetStreamContext | None = None,
 ) -> Erased:
     """Erases the organisation's stored content (see the module); `closed` runs once its keys are revoked
     (to tell every replica). NotFound for no such organisation; the platform's own is refused."""
@@ -66,6 +69,7 @@ async def erase_organization(
     if index is not None:
         await asyncio.to_thread(index.forget_tenant, tenant_id)
         semantic = True
+    purged = await purge_events(js, tenant_id) if js is not None else Purged()
     erased = Erased(
         organization_id=tenant_id,
         keys_revoked=keys,
@@ -79,6 +83,9 @@ async def erase_organization(
         unfinished_batches=unfinished,
         cache_keys=cache_keys,
         semantic_cache=semantic,
+        events_deleted=purged.deleted,
+        events_left=purged.left,
+        events_deadline_reached=not purged.complete,
     )
     log.info("erased organisation %s: %s", tenant_id, erased.model_dump(exclude={"organization_id"}))
     return erased

@@ -235,3 +235,13 @@ class Erased(BaseModel):
     unfinished_batches: int = Field(description="batches that had not ended: their runners stop")
     cache_keys: int = Field(description="cached answers and their hit counts")
     semantic_cache: bool = Field(description="whether this replica's semantic index forgot its vectors")
+    events_deleted: int = Field(
+        0, description="its task events (prompts, answers) deleted from the events and dead-letter streams"
+    )
+    events_left: int = Field(
+        0,
+        description="its task events a consumer (ledger, billing) had not read yet: a run again deletes them",
+    )
+    events_deadline_reached: bool = Field(
+        False, description="the streams were not read whole within 60 s: run it again for the rest"
+    )

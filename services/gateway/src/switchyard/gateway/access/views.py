@@ -138,6 +138,7 @@ async def erase_organization(org_id: str, request: Request, actor: Operator) -> 
         cache=cache.store if cache is not None else await left_cache(gateway.nc.jetstream()),
         index=cache.index if cache is not None else None,
         closed=lambda: closed(gateway, actor, org_id),
+        js=gateway.nc.jetstream(),
     )
     counts = erased.model_dump(exclude={"organization_id"})
     await actor.record("organization.erased", "organization", org_id, counts, tenant_id=org_id)

@@ -1,0 +1,111 @@
+"""An erasure deletes the organisation's task events (prompts, answers) from the events stream and their
+copies from the dead-letter stream on a real nats-server, leaving other organisations' events, events that
+carry no content (the `organization.erased` admin action the classifier reads), and events a durable
+consumer has not acknowledged yet (the ledger, billing), which a run again deletes once they have."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import nats
+import orjson
+import pytest
+from nats.js import JetStreamContext
+
+from switchyard.cli.processes import NatsServer
+from switchyard.common import bus, subjects
+from switchyard.common.events import AdminActionRecorded, ChatRequest, TaskCompleted, TaskSubmitted, Usage
+from switchyard.common.ids import new_id
+from switchyard.gateway.access.bus_purge import purge_events
+
+pytestmark = pytest.mark.integration
+
+SECRET = "my diagnosis is confidential-7f3a"
+
+
+def _task(tenant: str, content: str) -> TaskSubmitted:
+    request = ChatRequest.model_validate({"messages": [{"role": "user", "content": content}]})
+    return TaskSubmitted(task_id=new_id(), tenant_id=tenant, request=request, submitted_at=datetime.now(UTC))
+
+
+def _done(t: TaskSubmitted, content: str) -> TaskCompleted:
+    return TaskCompleted(
+        task_id=t.task_id,
+        tenant_id=t.tenant_id,
+        model="m",
+        provider="p",
+        tier="local",
+        content=content,
+        finish_reason="stop",
+        usage=Usage(prompt_tokens=9, completion_tokens=2),
+        attempts=1,
+        latency_ms=1.0,
+        completed_at=datetime.now(UTC),
+    )
+
+
+async def _bodies(js: JetStreamContext, stream: str) -> list[bytes]:
+    last = (await js.stream_info(stream)).state
+    if last.messages == 0:
+        return []
+    found = []
+    for seq in range(last.first_seq, last.last_seq + 1):
+        try:
+            found.append((await js.get_msg(stream, seq)).data or b"")
+        except nats.js.errors.NotFoundError:
+            continue
+    return found
+
+
+async def test_the_organisations_task_events_leave_the_streams(nats_server: NatsServer) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        await bus.ensure_streams(js)
+        events = bus.EventPublisher(js, source="test")
+        # a reader of the results that has acknowledged nothing yet (as billing, while it is behind)
+        reader = await js.pull_subscribe(subjects.RESULT_ALL, durable="behind", stream=subjects.STREAM_EVENTS)
+
+        gone, other = _task("gone", SECRET), _task("other", "the weather in Oslo")
+        await events.publish(gone, tenant_id="gone")
+        await events.publish(other, tenant_id="other")
+        # an integrator's task, its envelope without `tenantid`: the task names its tenant
+        await events.publish(_task("gone", SECRET + " again"))
+        await events.publish(
+            _done(gone, "answer to " + SECRET),
+            subject=subjects.result_subject(gone.task_id),
+            tenant_id="gone",
+        )
+        await events.publish(
+            _done(other, "sunny"), subject=subjects.result_subject(other.task_id), tenant_id="other"
+        )
+        await events.publish(
+            AdminActionRecorded(
+                action="organization.erased",
+                tenant_id="gone",
+                target_type="organization",
+                target_id="gone",
+                at=datetime.now(UTC),
+            ),
+            tenant_id="gone",
+        )
+        copied = (await js.get_msg(subjects.STREAM_EVENTS, 1)).data or b""
+        await events.publish_raw(subjects.dlq_subject("classifier"), copied, msg_id="dlq-classifier-1")
+
+        first = await purge_events(js, "gone", deadline_s=20)
+        assert (first.deleted, first.left, first.complete) == (3, 1, True)
+        kept = await _bodies(js, subjects.STREAM_EVENTS)
+        assert [b for b in kept if SECRET.encode() in b] == [
+            b for b in kept if b"answer to" in b
+        ]  # only the unread answer
+        assert any(b"the weather in Oslo" in b for b in kept) and any(b"sunny" in b for b in kept)
+        assert any(orjson.loads(b)["type"] == "switchyard.admin.action.v1" for b in kept)
+        assert not any(SECRET.encode() in b for b in await _bodies(js, subjects.STREAM_DLQ))
+
+        for msg in await reader.fetch(10, timeout=2):
+            await msg.ack_sync()
+        again = await purge_events(js, "gone", deadline_s=20)
+        assert (again.deleted, again.left) == (1, 0)
+        assert not any(SECRET.encode() in b for b in await _bodies(js, subjects.STREAM_EVENTS))
+    finally:
+        await nc.close()
