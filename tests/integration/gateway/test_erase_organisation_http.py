@@ -20,7 +20,7 @@ from nats.js import JetStreamContext
 
 from switchyard.cli.main import main
 from switchyard.cli.processes import NatsServer
-from switchyard.common import bus, envelope, kv, subjects
+from switchyard.common import bus, envelope, kv, subjects, vectors
 from switchyard.common.events import AdminActionRecorded, ChatRequest, TaskSubmitted
 from switchyard.common.ids import new_id
 from switchyard.gateway.batches.store import BatchStore
@@ -103,7 +103,15 @@ async def _fill(c: httpx.AsyncClient, js: JetStreamContext, org: Org) -> Held:
     await events.publish(task, tenant_id=org.id)
     _, body = envelope.encode(task, source="test", tenant_id=org.id)
     await events.publish_raw(subjects.dlq_subject("classifier"), body, msg_id=f"dlq-{task.task_id}")
+    # an embedding batch line's vectors, as an executor stored them (3 days)
+    vectors_store = await js.object_store(subjects.OBJ_BATCH_VECTORS)
+    await vectors_store.put(vectors.object_name(org.id, task.task_id), b"\x00" * 1536)
     return held
+
+
+async def _vectors_of(js: JetStreamContext, tenant_id: str) -> int:
+    listed = await (await js.object_store(subjects.OBJ_BATCH_VECTORS)).list(ignore_deletes=True)
+    return sum(1 for info in listed if info.name.startswith(f"{tenant_id}."))
 
 
 async def _on_the_bus(js: JetStreamContext, tenant_id: str) -> int:
@@ -180,6 +188,8 @@ async def test_the_operator_erases_one_organisation_and_only_it(
     assert counts["events_deleted"] >= 2 and counts["events_left"] == 0, counts
     assert await _on_the_bus(js, acme_org.id) == 0
     assert await _on_the_bus(js, globex_org.id) == on_the_bus
+    assert counts["batch_vectors"] == 1 and await _vectors_of(js, acme_org.id) == 0
+    assert await _vectors_of(js, globex_org.id) == 1
     cache = await js.key_value(subjects.KV_CACHE)
     assert await kv.keys(cache, f"a.{kv.safe_key(acme_org.id)}.") == []
     assert len(await kv.keys(cache, f"a.{kv.safe_key(globex_org.id)}.")) == 1

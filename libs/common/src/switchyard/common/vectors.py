@@ -212,6 +212,23 @@ async def delete(js: JetStreamContext, name: str, *, bucket: str = BUCKET) -> No
         await _store(js, bucket).delete(name)
 
 
+async def forget_tenant(js: JetStreamContext, tenant_id: str) -> int:
+    """Deletes every object of the tenant (an erasure: its names begin with the tenant's part) from both
+    buckets; how many."""
+    prefix = f"{_part(tenant_id)}."
+    removed = 0
+    for bucket in (BATCH_BUCKET, BUCKET):
+        try:
+            listed = await _store(js, bucket).list(ignore_deletes=True)
+        except NotFoundError:  # no such bucket, or an empty one
+            continue
+        for info in listed:
+            if info.name.startswith(prefix) and not info.deleted:
+                await delete(js, info.name, bucket=bucket)
+                removed += 1
+    return removed
+
+
 def _store(js: JetStreamContext, bucket: str = BUCKET) -> ObjectStore:
     return ObjectStore(name=bucket, stream=f"OBJ_{bucket}", js=js)
 

@@ -8,14 +8,16 @@ Each step deletes only what is the organisation's by construction (a key under i
 it), so another organisation's data is never touched. A run again after an interruption erases what is
 left and counts only that (idempotent).
 
+Then the bus: its embedding results' vectors in the object stores (named `<tenant>.<task id>`; a batch
+line's are kept three days), and its task events (prompts, answers) in the events and dead-letter streams
+(access/bus_purge.py: those a consumer has not read yet are left for a run again). Every replica drops its
+own semantic-cache vectors when the tenant registry marks the organisation erased (cache/erasures.py).
+
 Kept, and why: the audit ledger (append-only and tamper-evident; its events carry ids, hashes, counts and
 metadata, never a prompt or an answer; its digests of prompts are keyed with the organisation's own key,
 which the audit service deletes when it records the `organization.erased` event this erasure publishes)
 and billing's usage records (accounting), and the organisation's row itself (the ledger and billing name
-it). Not enumerable by organisation, left to expire: an embedding
-batch line's vectors in `switchyard-batch-vectors` (three days) and the events stream's task events
-(its retention); the semantic cache's embedded index (qdrant-edge) is per replica: the one that runs the
-erasure forgets the organisation's vectors, the others' expire with the answers they point to (gone now).
+it); the bus's events without content (billing, admin actions, security events, provider calls).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from switchyard.common import vectors
 from switchyard.gateway.access import service
 from switchyard.gateway.access.bus_purge import Purged, purge_events
 from switchyard.gateway.access.models import Erased
@@ -69,6 +72,7 @@ async def erase_organization(
     if index is not None:
         await asyncio.to_thread(index.forget_tenant, tenant_id)
         semantic = True
+    vector_objects = await vectors.forget_tenant(js, tenant_id) if js is not None else 0
     purged = await purge_events(js, tenant_id) if js is not None else Purged()
     erased = Erased(
         organization_id=tenant_id,
@@ -83,6 +87,7 @@ async def erase_organization(
         unfinished_batches=unfinished,
         cache_keys=cache_keys,
         semantic_cache=semantic,
+        batch_vectors=vector_objects,
         events_deleted=purged.deleted,
         events_left=purged.left,
         events_deadline_reached=not purged.complete,
