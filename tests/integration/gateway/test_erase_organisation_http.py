@@ -27,6 +27,8 @@ from switchyard.gateway.batches.store import BatchStore
 from switchyard.gateway.conversations.store import ConversationStore
 from switchyard.gateway.files.store import tenant_part
 from switchyard.gateway.stored_responses.store import ResponseStore, StoredResponse
+from switchyard.gateway.taskapi.idempotency import claim_key
+from switchyard.gateway.taskapi.models import Claim, TaskResult, TaskState, TaskUsage
 from tests.integration.gateway.harness import Org, auth, gateways, make_org, stored_events
 
 pytestmark = pytest.mark.integration
@@ -103,6 +105,28 @@ async def _fill(c: httpx.AsyncClient, js: JetStreamContext, org: Org) -> Held:
     await events.publish(task, tenant_id=org.id)
     _, body = envelope.encode(task, source="test", tenant_id=org.id)
     await events.publish_raw(subjects.dlq_subject("classifier"), body, msg_id=f"dlq-{task.task_id}")
+    # a task API task's state with its answer (kept 7 days), and its Idempotency-Key claim
+    now = datetime.now(UTC)
+    answered = TaskState(
+        id=task.task_id,
+        tenant_id=org.id,
+        status="completed",
+        model="m",
+        created_at=now,
+        updated_at=now,
+        idempotency_key="k1",
+        result=TaskResult(
+            model="m",
+            tier="local",
+            content="answer: " + SECRET,
+            finish_reason="stop",
+            usage=TaskUsage(prompt_tokens=1, completion_tokens=1, total_tokens=2),
+        ),
+    )
+    states = await js.key_value(subjects.KV_TASKS)
+    await states.put(task.task_id, answered.model_dump_json().encode())
+    claim = Claim(task_id=task.task_id, request_sha256="0" * 64, claimed_at=now)
+    await states.put(claim_key(org.id, "k1"), claim.model_dump_json().encode())
     # an embedding batch line's vectors, as an executor stored them (3 days)
     vectors_store = await js.object_store(subjects.OBJ_BATCH_VECTORS)
     await vectors_store.put(vectors.object_name(org.id, task.task_id), b"\x00" * 1536)
@@ -190,6 +214,13 @@ async def test_the_operator_erases_one_organisation_and_only_it(
     assert await _on_the_bus(js, globex_org.id) == on_the_bus
     assert counts["batch_vectors"] == 1 and await _vectors_of(js, acme_org.id) == 0
     assert await _vectors_of(js, globex_org.id) == 1
+    assert counts["tasks"] == 1
+    states = await js.key_value(subjects.KV_TASKS)
+    for org in (acme_org, globex_org):
+        left = [k for k in await kv.keys(states) if org.id.encode() in ((await kv.read(states, k))[0] or b"")]
+        assert len(left) == (0 if org is acme_org else 1), left
+    assert (await kv.read(states, claim_key(acme_org.id, "k1")))[0] is None
+    assert (await kv.read(states, claim_key(globex_org.id, "k1")))[0] is not None
     cache = await js.key_value(subjects.KV_CACHE)
     assert await kv.keys(cache, f"a.{kv.safe_key(acme_org.id)}.") == []
     assert len(await kv.keys(cache, f"a.{kv.safe_key(globex_org.id)}.")) == 1

@@ -8,7 +8,7 @@ Each step deletes only what is the organisation's by construction (a key under i
 it), so another organisation's data is never touched. A run again after an interruption erases what is
 left and counts only that (idempotent).
 
-Then the bus: its embedding results' vectors in the object stores (named `<tenant>.<task id>`; a batch
+Then the bus: its task API tasks (their answers) and their Idempotency-Key claims, its embedding results' vectors in the object stores (named `<tenant>.<task id>`; a batch
 line's are kept three days), and its task events (prompts, answers) in the events and dead-letter streams
 (access/bus_purge.py: those a consumer has not read yet are left for a run again). Every replica drops its
 own semantic-cache vectors when the tenant registry marks the organisation erased (cache/erasures.py).
@@ -40,6 +40,8 @@ from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.files.store import FileStore
 from switchyard.gateway.stored_responses.erase import erase_organisation
 from switchyard.gateway.stored_responses.store import ResponseStore
+from switchyard.gateway.taskapi import store as taskapi_store
+from switchyard.gateway.taskapi.store import tasks_bucket
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ async def erase_organization(
     if index is not None:
         await asyncio.to_thread(index.forget_tenant, tenant_id)
         semantic = True
+    task_states = await taskapi_store.erase_tenant(await tasks_bucket(js), tenant_id) if js is not None else 0
     vector_objects = await vectors.forget_tenant(js, tenant_id) if js is not None else 0
     purged = await purge_events(js, tenant_id) if js is not None else Purged()
     erased = Erased(
@@ -87,6 +90,7 @@ async def erase_organization(
         unfinished_batches=unfinished,
         cache_keys=cache_keys,
         semantic_cache=semantic,
+        tasks=task_states,
         batch_vectors=vector_objects,
         events_deleted=purged.deleted,
         events_left=purged.left,

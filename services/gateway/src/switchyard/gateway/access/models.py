@@ -235,6 +235,7 @@ class Erased(BaseModel):
     unfinished_batches: int = Field(description="batches that had not ended: their runners stop")
     cache_keys: int = Field(description="cached answers and their hit counts")
     semantic_cache: bool = Field(description="whether this replica's semantic index forgot its vectors")
+    tasks: int = Field(0, description="task API tasks (their answers) and their Idempotency-Key claims")
     batch_vectors: int = Field(
         0, description="embedding results' vectors in the object stores (a batch line's are kept 3 days)"
     )

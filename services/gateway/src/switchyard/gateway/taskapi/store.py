@@ -270,3 +270,29 @@ class TaskStore:
 def _stored(state: TaskState) -> bytes:
     # `request_sha256` is excluded from answers, not from the store.
     return json.dumps({**state.model_dump(mode="json"), "request_sha256": state.request_sha256}).encode()
+
+
+async def erase_tenant(bucket: KeyValue, tenant_id: str) -> int:
+    """Deletes the tenant's task states (their answers) and the Idempotency-Key claims of its tasks, history
+    included (an erasure); how many tasks. Every entry is read: the keys are task ids, not the tenant's."""
+    theirs: set[str] = set()
+    claims: list[tuple[str, str]] = []
+    for key in await kv.keys(bucket):
+        value, _ = await kv.read(bucket, key)
+        if not value:
+            continue
+        try:
+            data = json.loads(value)
+        except ValueError:
+            continue
+        if not isinstance(data, dict):
+            continue
+        if key.startswith("claim."):
+            claims.append((key, str(data.get("task_id"))))
+        elif data.get("tenant_id") == tenant_id:
+            await bucket.purge(key)
+            theirs.add(key)
+    for key, task_id in claims:
+        if task_id in theirs:
+            await bucket.purge(key)
+    return len(theirs)
