@@ -8,10 +8,11 @@ Each step deletes only what is the organisation's by construction (a key under i
 it), so another organisation's data is never touched. A run again after an interruption erases what is
 left and counts only that (idempotent).
 
-Then the bus: its task API tasks (their answers) and their Idempotency-Key claims, its embedding results' vectors in the object stores (named `<tenant>.<task id>`; a batch
-line's are kept three days), and its task events (prompts, answers) in the events and dead-letter streams
-(access/bus_purge.py: those a consumer has not read yet are left for a run again). Every replica drops its
-own semantic-cache vectors when the tenant registry marks the organisation erased (cache/erasures.py).
+Then the bus: its task API tasks (their answers) and their Idempotency-Key claims, its embedding
+results' vectors in the object stores (named `<tenant>.<task id>`; a batch line's are kept three days),
+and its task events (prompts, answers) in the events and dead-letter streams (access/bus_purge.py: those a
+consumer has not read yet are left for a run again). Every replica drops its own semantic-cache vectors
+when the tenant registry marks the organisation erased (cache/erasures.py).
 
 Kept, and why: the audit ledger (append-only and tamper-evident; its events carry ids, hashes, counts and
 metadata, never a prompt or an answer; its digests of prompts are keyed with the organisation's own key,
