@@ -32,6 +32,7 @@ KEPT_TABLES = {
     "usage_entries",  # billing, for accounting
     "call_usage_entries",
     "usage_daily",
+    "usage_daily_keys",
     "budget_alerts",
 }
 KEPT_SUBJECTS = (  # events without content, until the stream's retention
