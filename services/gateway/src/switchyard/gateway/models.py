@@ -79,6 +79,9 @@ class ApiKey(GatewayBase):
     # The first key of its rotations: its counters (budget, limits) are kept under that id, so a rotation
     # does not start them afresh; None: this key's own (`counts_as`).
     lineage_id: Mapped[str | None] = mapped_column(String(64))
+    # The keys that minted it, by their lineages' ids (`counts_as`), nearest first: its spend counts
+    # against their budgets too (`Principal.ancestor_budgets`); None: no key minted it.
+    ancestors: Mapped[list[str] | None] = mapped_column(JSON)
 
     POLICY = ("models", "rpm_limit", "tpm_limit", "max_budget_usd", "budget_duration")
 

@@ -6,18 +6,18 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import false, select, text, update
+from sqlalchemy import false, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from switchyard.common.ids import new_id
 from switchyard.gateway import keys
 from switchyard.gateway.access import roles
-from switchyard.gateway.key_policy import KeyPolicy
+from switchyard.gateway.key_policy import BudgetDuration, KeyPolicy
 from switchyard.gateway.models import ApiKey, Tenant, User
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,10 @@ class Principal:
     expires_at: datetime | None = None
     key_policy: KeyPolicy | None = None  # the key's models, limits and budget; None: it has none
     key_lineage: str | None = None  # the first key this one was rotated from (`counts_as`)
+    # The keys that minted this one, by their lineages' ids, nearest first (`ApiKey.ancestors`), and the
+    # budgets of those that have one now: (lineage id, USD, duration). Its spend counts against each.
+    key_ancestors: tuple[str, ...] = ()
+    ancestor_budgets: tuple[tuple[str, float, BudgetDuration | None], ...] = ()
 
     def can(self, scope: str) -> bool:
         return scope in self.scopes
@@ -150,9 +154,11 @@ async def create_api_key(
     expires_at: datetime | None = None,
     policy: dict[str, object] | None = None,
     lineage_id: str | None = None,
+    ancestors: Sequence[str] = (),
 ) -> tuple[str, ApiKey]:
     """Creates a key; the plaintext is returned once and never stored. `policy`: its policy columns
-    (`ApiKey.POLICY`), those left out unset; `lineage_id`: the first key of the rotations it ends."""
+    (`ApiKey.POLICY`), those left out unset; `lineage_id`: the first key of the rotations it ends;
+    `ancestors`: the keys that minted it (`ApiKey.ancestors`)."""
     plaintext, row = _api_key(
         tenant_id=tenant_id,
         name=name,
@@ -162,6 +168,7 @@ async def create_api_key(
         policy=policy,
         lineage_id=lineage_id,
     )
+    row.ancestors = list(ancestors) or None
     async with sessions.begin() as s:
         s.add(row)
     return plaintext, row
@@ -259,6 +266,7 @@ class KeyVerifier:
                 ("key", principal.api_key_id),
                 ("user", principal.user_id),
                 ("org", principal.tenant_id),
+                *(("key", ancestor) for ancestor in principal.key_ancestors),
             ):
                 if ident:
                     self._index.add(f"{kind}.{ident}", digest)
@@ -317,7 +325,31 @@ class KeyVerifier:
             expires_at=expires_at,
             key_policy=key.policy(),
             key_lineage=key.lineage_id,
+            key_ancestors=tuple(key.ancestors or ()),
+            ancestor_budgets=await self._ancestor_budgets(key),
         )
+
+    async def _ancestor_budgets(self, key: ApiKey) -> tuple[tuple[str, float, BudgetDuration | None], ...]:
+        """The budgets of the keys that minted `key` (`ApiKey.ancestors`), each as its lineage's newest key
+        has it now (a rotation keeps the lineage; a revoked minter's budget still binds what it minted)."""
+        if not key.ancestors:
+            return ()
+        lineage = func.coalesce(ApiKey.lineage_id, ApiKey.id)
+        query = (
+            select(ApiKey)
+            .where(ApiKey.tenant_id == key.tenant_id, lineage.in_(key.ancestors))
+            .order_by(ApiKey.created_at)
+        )
+        async with self._sessions() as s:
+            newest = {row.counts_as: row for row in (await s.execute(query)).scalars()}
+        found = []
+        for ancestor in key.ancestors:
+            row = newest.get(ancestor)
+            policy = None if row is None else row.policy()
+            budget = None if policy is None else policy.budget
+            if budget is not None:
+                found.append((ancestor, *budget))
+        return tuple(found)
 
 
 async def ensure_dev_tenant(sessions: async_sessionmaker[AsyncSession], *, key_file: Path) -> bool:

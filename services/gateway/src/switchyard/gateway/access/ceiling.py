@@ -37,11 +37,16 @@ class Ceiling:
     policy: KeyPolicy
     expires_at: datetime | None
     resolve: Callable[[str], str] = _same  # an alias's model, so listing either allows both
+    # The keys a new key's spend also counts against (`ApiKey.ancestors`): the calling key's lineage, then
+    # the keys that minted it; none for a token from the identity provider.
+    ancestors: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, principal: Principal, resolve: Callable[[str], str] = _same) -> Ceiling:
-        expires = None if principal.from_token else principal.expires_at
-        return cls(principal.key_policy or KeyPolicy(), expires, resolve)
+        if principal.from_token:
+            return cls(principal.key_policy or KeyPolicy(), None, resolve)
+        ancestors = (principal.counts_as, *principal.key_ancestors)
+        return cls(principal.key_policy or KeyPolicy(), principal.expires_at, resolve, ancestors)
 
     @property
     def bounded(self) -> bool:

@@ -209,7 +209,8 @@ async def create_key(
 ) -> tuple[str, ApiKey]:
     """`grantable`: the caller's scopes; the key's may not exceed them (by default, what both allow).
     `ceiling`: the calling key's policy and expiry, which the new key's may not exceed either (those left
-    out are the calling key's: access/ceiling.py)."""
+    out are the calling key's: access/ceiling.py), and the keys whose budgets its spend also counts
+    against (`Ceiling.ancestors`: the calling key's lineage and its own minters)."""
     user_id = spec.user_id or default_user_id
     if user_id is None:
         role = roles.SERVICE_KEY_ROLE
@@ -247,6 +248,7 @@ async def create_key(
         scopes=" ".join(scopes),
         expires_at=expires_at,
         policy=policy,
+        ancestors=() if ceiling is None else ceiling.ancestors,
     )
 
 
@@ -325,6 +327,7 @@ async def rotate_key(
         expires_at=old.expires_at,
         policy=old.policy_columns(),
         lineage_id=old.counts_as,
+        ancestors=old.ancestors or (),
     )
     now = datetime.now(UTC)
     async with sessions.begin() as s:

@@ -225,6 +225,8 @@ async def update_key(key_id: str, body: KeyUpdate, request: Request, actor: Admi
         ceiling=_ceiling(actor, request),
     )
     await actor.invalidate("key", key.id)
+    if key.counts_as != key.id:  # the keys it minted know it by its lineage (their minters' budgets)
+        await actor.invalidate("key", key.counts_as)
     await actor.record("key.updated", "key", key.id, service.changed_fields(body))
     return key
 

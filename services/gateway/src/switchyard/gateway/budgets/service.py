@@ -17,7 +17,7 @@ import asyncio
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from nats.js.kv import KeyValue
@@ -43,7 +43,8 @@ class Account:
     """One budget a request is charged to: its counter key, ceiling (None: unlimited) and period end (None:
     a key's lifetime budget, which never renews)."""
 
-    scope: str  # "user" (per day), "org" (per month) or "key" (its budget_duration, else its lifetime)
+    scope: str  # "user" (per day), "org" (per month), "key" (its budget_duration, else its lifetime) or
+    # "minter" (a key that minted it: that key's own "key" account, counted against by what it minted)
     key: str
     ceiling: int | None
     ends_at: datetime | None
@@ -67,7 +68,9 @@ def _month(now: datetime) -> tuple[str, datetime]:
 def accounts(
     principal: Principal, *, now: datetime, plan_daily_usd: dict[str, float | None]
 ) -> list[Account]:
-    """The organisation's account first (its headroom is published), then the user's, then the key's."""
+    """The organisation's account first (its headroom is published), then the user's, then the key's,
+    then those of the keys that minted it (`Principal.ancestor_budgets`): a key's budget bounds what it
+    and every key minted from it spend together, as a sub-account's."""
     day, tomorrow = _day(now)
     month, next_month = _month(now)
     daily = plan_daily_usd.get(principal.plan)
@@ -79,6 +82,8 @@ def accounts(
     budget = None if principal.key_policy is None else principal.key_policy.budget
     if budget is not None:
         mine.append(key_account(principal.counts_as, *budget, now=now))
+    for ancestor, usd, every in principal.ancestor_budgets:
+        mine.append(replace(key_account(ancestor, usd, every, now=now), scope="minter"))
     return mine
 
 
@@ -193,7 +198,7 @@ class Budgets:
         if self._limits is None:
             return
         for account in mine:
-            if account.scope == "key" or (account.scope == "user" and principal.user_id is None):
+            if account.scope in ("key", "minter") or (account.scope == "user" and principal.user_id is None):
                 continue  # billing alerts users (by user id) and organisations, not keys
             key = limit_key(principal.tenant_id, principal.user_id if account.scope == "user" else None)
             if key in self._limits_written and self._limits_written[key] == account.ceiling:
@@ -247,7 +252,12 @@ def headroom_of(org: Account, spent: int) -> BudgetHeadroom:
 def _exhausted(account: Account, spent: int, *, worst_case: int) -> RateLimited:
     assert account.ceiling is not None
     period = account.every
-    who = {"user": "your", "org": "the organisation's", "key": "this API key's"}[account.scope]
+    who = {
+        "user": "your",
+        "org": "the organisation's",
+        "key": "this API key's",
+        "minter": "the minting key's (shared by every key minted from it)",
+    }[account.scope]
     if account.ends_at is None:  # a lifetime budget: waiting will not help
         return RateLimited(
             f"This request could cost up to ${worst_case / MICRO:.4f}, more than is left of {who} "
