@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import false, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -95,9 +95,21 @@ async def create_user(sessions: Sessions, *, tenant_id: str, spec: UserCreate) -
         raise Conflict(f"a user with email {spec.email!r} exists", param="email", retry=False) from exc
 
 
-async def _keep_an_admin(sessions: Sessions, user: User, what: str, param: str) -> None:
+async def _lock_organization(s: AsyncSession, tenant_id: str) -> None:
+    """Holds the organisation's admin changes (role, disabling) one at a time until this transaction
+    ends, on every replica: PostgreSQL locks its row (FOR UPDATE); SQLite takes the database's write lock
+    with a write first (another writer waits on the busy timeout, then reads what this one committed)."""
+    if s.get_bind().dialect.name == "postgresql":
+        await s.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
+    else:
+        await s.execute(update(Tenant).where(Tenant.id == tenant_id, false()).values(plan=Tenant.plan))
+
+
+async def _keep_an_admin(s: AsyncSession, user: User, what: str, param: str) -> None:
     """409 when `user` is their organisation's last enabled admin: without one, nobody could manage its
-    users and keys (the operator manages organisations, not their users)."""
+    users and keys (the operator manages organisations, not their users). In the transaction that makes
+    the change, after `_lock_organization`: two admins demoted at once both saw the other one and both
+    went, leaving none."""
     if user.role != "admin" or user.disabled_at is not None:
         return
     others = select(func.count()).where(
@@ -106,23 +118,23 @@ async def _keep_an_admin(sessions: Sessions, user: User, what: str, param: str) 
         User.disabled_at.is_(None),
         User.id != user.id,
     )
-    async with sessions() as s:
-        if not await s.scalar(others):
-            raise Conflict(
-                f"the user {user.id} is the organisation's last admin and cannot be {what}: make another "
-                "user admin first",
-                param=param,
-                retry=False,
-            )
+    if not await s.scalar(others):
+        raise Conflict(
+            f"the user {user.id} is the organisation's last admin and cannot be {what}: make another "
+            "user admin first",
+            param=param,
+            retry=False,
+        )
 
 
 async def update_user(sessions: Sessions, *, tenant_id: str, user_id: str, changes: UserUpdate) -> User:
-    found = await get_user(sessions, tenant_id=tenant_id, user_id=user_id)
-    if changes.role is not None and changes.role != "admin":
-        await _keep_an_admin(sessions, found, "demoted", "role")
+    await get_user(sessions, tenant_id=tenant_id, user_id=user_id)
     async with sessions.begin() as s:
-        user = await s.get(User, user_id)
+        await _lock_organization(s, tenant_id)
+        user = await s.get(User, user_id, populate_existing=True)
         assert user is not None
+        if changes.role is not None and changes.role != "admin":
+            await _keep_an_admin(s, user, "demoted", "role")
         for name, value in changes.model_dump(exclude_unset=True).items():
             setattr(user, name, value)
         if "oidc_subject" in changes.model_fields_set:  # unlinked: the next sign-on links by email
@@ -132,13 +144,13 @@ async def update_user(sessions: Sessions, *, tenant_id: str, user_id: str, chang
 
 async def disable_user(sessions: Sessions, *, tenant_id: str, user_id: str) -> User:
     """Disables the user and revokes every key of theirs (not the organisation's last admin: 409)."""
-    await _keep_an_admin(
-        sessions, await get_user(sessions, tenant_id=tenant_id, user_id=user_id), "disabled", "user_id"
-    )
+    await get_user(sessions, tenant_id=tenant_id, user_id=user_id)
     now = datetime.now(UTC)
     async with sessions.begin() as s:
-        user = await s.get(User, user_id)
+        await _lock_organization(s, tenant_id)
+        user = await s.get(User, user_id, populate_existing=True)
         assert user is not None
+        await _keep_an_admin(s, user, "disabled", "user_id")
         user.disabled_at = user.disabled_at or now
         await s.execute(
             update(ApiKey)
