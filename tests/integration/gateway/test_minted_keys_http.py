@@ -214,6 +214,49 @@ async def test_a_restricted_operator_key_makes_no_wider_first_key(world: World) 
         assert first[field] == made.json()[field], field
 
 
+async def test_a_restricted_admin_key_widens_no_organisation_setting(world: World) -> None:
+    """A key with limits of its own (here one model and $1 a month) would be exceeded by what it can
+    change for the whole organisation: it may lower the organisation's monthly budget but not raise or
+    lift it, not raise a user's plan (their daily budget), and not make a user an admin (their sign-on's
+    token has no limits): 403 key_wider_than_caller naming the field. An unrestricted admin key may."""
+    _, base, acme, _ = world
+    admin = auth(acme.keys["admin"])
+    member = acme.users["member"]
+    async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+        made = await c.post("/v1/admin/keys", json=RESTRICTED, headers=admin)
+        assert made.status_code == 201, made.text
+        mine = auth(made.json()["key"])
+        setup = [
+            await c.patch("/v1/admin/organization", json={"monthly_budget_usd": 100}, headers=admin),
+            await c.patch(f"/v1/admin/users/{member}", json={"plan": "free"}, headers=admin),
+        ]
+        raised = await c.patch("/v1/admin/organization", json={"monthly_budget_usd": 200}, headers=mine)
+        lifted = await c.patch("/v1/admin/organization", json={"monthly_budget_usd": None}, headers=mine)
+        plan = await c.patch(f"/v1/admin/users/{member}", json={"plan": "pro"}, headers=mine)
+        org_plan = await c.patch(f"/v1/admin/users/{member}", json={"plan": None}, headers=mine)
+        promoted = await c.patch(f"/v1/admin/users/{member}", json={"role": "admin"}, headers=mine)
+        new_admin = await c.post(
+            "/v1/admin/users", json={"email": "boss@acme.test", "role": "admin"}, headers=mine
+        )
+        lowered = await c.patch("/v1/admin/organization", json={"monthly_budget_usd": 50}, headers=mine)
+        renamed = await c.patch(f"/v1/admin/users/{member}", json={"name": "M", "plan": "free"}, headers=mine)
+        back = await c.patch("/v1/admin/organization", json={"monthly_budget_usd": None}, headers=admin)
+    assert all(r.status_code == 200 for r in setup), [r.text for r in setup]
+    for r, param in (
+        (raised, "monthly_budget_usd"),
+        (lifted, "monthly_budget_usd"),
+        (plan, "plan"),
+        (org_plan, "plan"),
+        (promoted, "role"),
+        (new_admin, "role"),
+    ):
+        assert _refused(r) == (403, "permission_error", param), r.text
+        assert r.json()["error"]["code"] == "key_wider_than_caller"
+    assert (lowered.status_code, lowered.json()["monthly_budget_usd"]) == (200, 50), lowered.text
+    assert renamed.status_code == 200, renamed.text
+    assert back.status_code == 200 and back.json()["monthly_budget_usd"] is None
+
+
 async def test_an_organisation_keeps_an_admin(world: World) -> None:
     """Demoting or disabling the last enabled admin left an organisation nobody could manage (no admin
     of its own, and the operator manages organisations, not their users): refused (409) until another

@@ -2,7 +2,8 @@
 budget) and its expiry are a ceiling on every key it creates, changes or rotates: a field left out of a new
 key takes the calling key's; a field asked wider (or `null`, which means unlimited) is refused with 403
 naming it. Otherwise a restricted admin key handed to a script or a team could mint itself an
-unrestricted one, or lift its own limits with a PATCH.
+unrestricted one, or lift its own limits with a PATCH. Such a key also widens no organisation-level
+setting (`Ceiling.widen`): the organisation's monthly budget or plan, a user's plan, a user's admin role.
 
 Budgets compare by what they allow over time: at most as many dollars, renewing no more often (a budget
 per UTC day renews most often, then a calendar month's, then a lifetime's, which never renews). A token
@@ -51,6 +52,24 @@ class Ceiling:
     @property
     def bounded(self) -> bool:
         return self.policy != KeyPolicy() or self.expires_at is not None
+
+    @property
+    def limited(self) -> bool:
+        """Whether the calling key has limits of its own (models, rate limits, a budget): such a key widens
+        no organisation-level setting (`widen`), which would let what it does exceed them."""
+        return self.policy != KeyPolicy()
+
+    def widen(self, param: str, what: str) -> None:
+        """403 `key_wider_than_caller` naming `param` when the calling key is `limited`: `what` would
+        widen an organisation-level setting (a budget, a plan, an admin)."""
+        if self.limited:
+            raise PermissionDenied(
+                f"{what}: a key with limits of its own (models, rate limits or a budget) may narrow but "
+                "not widen the organisation's budget or plan, its users' plans or its admins; use a key "
+                "without limits",
+                code=WIDER,
+                param=param,
+            )
 
     def fill(self, policy: dict[str, Any], sent: Collection[str]) -> dict[str, Any]:
         """A new key's policy columns: those `sent` as asked, the others the calling key's."""

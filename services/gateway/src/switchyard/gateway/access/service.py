@@ -37,12 +37,25 @@ async def get_organization(sessions: Sessions, *, tenant_id: str) -> Tenant:
     return org
 
 
-async def update_organization(sessions: Sessions, *, tenant_id: str, changes: OrganizationUpdate) -> Tenant:
+async def update_organization(
+    sessions: Sessions, *, tenant_id: str, changes: OrganizationUpdate, ceiling: Ceiling | None = None
+) -> Tenant:
+    """`ceiling`: the calling key's; a key with limits of its own may lower the monthly budget or plan but
+    not raise (or lift) them (403 `key_wider_than_caller`)."""
     values = changes.model_dump(exclude_unset=True)
     async with sessions.begin() as s:
-        org = await s.get(Tenant, tenant_id)
+        org = await s.get(Tenant, tenant_id, with_for_update=True)
         if org is None:
             raise NotFound("organisation not found")
+        if ceiling is not None and "monthly_budget_usd" in values:
+            usd, now = values["monthly_budget_usd"], org.monthly_budget_usd
+            if now is not None and (usd is None or usd > now):
+                shown = "no monthly budget" if usd is None else f"a monthly budget of ${usd:g}"
+                ceiling.widen(
+                    "monthly_budget_usd", f"the organisation would have {shown}, above its ${now:g}"
+                )
+        if ceiling is not None and "plan" in values and roles.above(values["plan"], org.plan):
+            ceiling.widen("plan", f"the organisation's plan would be {values['plan']}, above its {org.plan}")
         for name, value in values.items():
             setattr(org, name, value)
     return org
@@ -86,7 +99,14 @@ async def get_user(sessions: Sessions, *, tenant_id: str, user_id: str) -> User:
     return user
 
 
-async def create_user(sessions: Sessions, *, tenant_id: str, spec: UserCreate) -> User:
+async def create_user(
+    sessions: Sessions, *, tenant_id: str, spec: UserCreate, ceiling: Ceiling | None = None
+) -> User:
+    """`ceiling`: the calling key's; a key with limits of its own makes no admin (403)."""
+    if ceiling is not None and spec.role == "admin":
+        ceiling.widen(
+            "role", "the new user would be an admin (their own keys and sign-on without your limits)"
+        )
     try:
         return await tenants.create_user(
             sessions, tenant_id=tenant_id, email=spec.email, name=spec.name, role=spec.role, plan=spec.plan
@@ -127,12 +147,23 @@ async def _keep_an_admin(s: AsyncSession, user: User, what: str, param: str) -> 
         )
 
 
-async def update_user(sessions: Sessions, *, tenant_id: str, user_id: str, changes: UserUpdate) -> User:
+async def update_user(
+    sessions: Sessions,
+    *,
+    tenant_id: str,
+    user_id: str,
+    changes: UserUpdate,
+    ceiling: Ceiling | None = None,
+) -> User:
+    """`ceiling`: the calling key's; a key with limits of its own raises no user's plan and makes no admin
+    (403 `key_wider_than_caller`)."""
     await get_user(sessions, tenant_id=tenant_id, user_id=user_id)
     async with sessions.begin() as s:
         await _lock_organization(s, tenant_id)
         user = await s.get(User, user_id, populate_existing=True)
         assert user is not None
+        if ceiling is not None:
+            await _no_wider_user(s, ceiling, user, changes)
         if changes.role is not None and changes.role != "admin":
             await _keep_an_admin(s, user, "demoted", "role")
         for name, value in changes.model_dump(exclude_unset=True).items():
@@ -140,6 +171,19 @@ async def update_user(sessions: Sessions, *, tenant_id: str, user_id: str, chang
         if "oidc_subject" in changes.model_fields_set:  # unlinked: the next sign-on links by email
             user.oidc_issuer = None
     return user
+
+
+async def _no_wider_user(s: AsyncSession, ceiling: Ceiling, user: User, changes: UserUpdate) -> None:
+    if changes.role == "admin" and user.role != "admin":
+        ceiling.widen(
+            "role", f"the user {user.id} would be an admin (their keys and sign-on without your limits)"
+        )
+    if "plan" in changes.model_fields_set:
+        org = await s.get(Tenant, user.tenant_id)
+        assert org is not None
+        now, then = roles.plan_of(user.plan, org.plan), roles.plan_of(changes.plan, org.plan)
+        if roles.above(then, now):
+            ceiling.widen("plan", f"the user {user.id} would be on the {then} plan, above their {now}")
 
 
 async def disable_user(sessions: Sessions, *, tenant_id: str, user_id: str) -> User:

@@ -58,13 +58,13 @@ async def get_organization(actor: Reader) -> object:
     response_model=OrganizationOut,
     summary="Change the monthly budget (the plan: the platform operator's organisation only)",
 )
-async def update_organization(body: OrganizationUpdate, actor: Admin) -> object:
+async def update_organization(body: OrganizationUpdate, request: Request, actor: Admin) -> object:
     if "plan" in body.model_fields_set and not actor.principal.platform:
         raise PermissionDenied(
             "an organisation's plan (its users' daily budgets, caches and guardrails) is set by the platform "
             "operator (PATCH /v1/admin/organizations/{id}); its admins set its monthly_budget_usd"
         )
-    return await _update_organization(actor, actor.tenant_id, body)
+    return await _update_organization(actor, actor.tenant_id, body, request)
 
 
 @router.patch(
@@ -72,12 +72,18 @@ async def update_organization(body: OrganizationUpdate, actor: Admin) -> object:
     response_model=OrganizationOut,
     summary="Change an organisation's plan or monthly budget (platform operator only)",
 )
-async def update_any_organization(org_id: str, body: OrganizationUpdate, actor: Operator) -> object:
-    return await _update_organization(actor, org_id, body)
+async def update_any_organization(
+    org_id: str, body: OrganizationUpdate, request: Request, actor: Operator
+) -> object:
+    return await _update_organization(actor, org_id, body, request)
 
 
-async def _update_organization(actor: Actor, org_id: str, body: OrganizationUpdate) -> object:
-    org = await service.update_organization(actor.sessions, tenant_id=org_id, changes=body)
+async def _update_organization(
+    actor: Actor, org_id: str, body: OrganizationUpdate, request: Request
+) -> object:
+    org = await service.update_organization(
+        actor.sessions, tenant_id=org_id, changes=body, ceiling=_ceiling(actor, request)
+    )
     await actor.invalidate("org", org.id)
     changed = service.changed_fields(body)
     await actor.record("organization.updated", "organization", org.id, changed, tenant_id=org.id)
@@ -158,9 +164,11 @@ async def list_users(actor: Reader) -> object:
 
 
 @router.post("/users", response_model=UserOut, status_code=201, summary="Add a user")
-async def create_user(body: UserCreate, actor: Admin) -> object:
+async def create_user(body: UserCreate, request: Request, actor: Admin) -> object:
     await _plan_allowed(actor, body.plan)
-    user = await service.create_user(actor.sessions, tenant_id=actor.tenant_id, spec=body)
+    user = await service.create_user(
+        actor.sessions, tenant_id=actor.tenant_id, spec=body, ceiling=_ceiling(actor, request)
+    )
     await actor.record("user.created", "user", user.id, body.model_dump(mode="json"))
     return user
 
@@ -171,9 +179,15 @@ async def get_user(user_id: str, actor: Reader) -> object:
 
 
 @router.patch("/users/{user_id}", response_model=UserOut, summary="Change a user's role, plan or name")
-async def update_user(user_id: str, body: UserUpdate, actor: Admin) -> object:
+async def update_user(user_id: str, body: UserUpdate, request: Request, actor: Admin) -> object:
     await _plan_allowed(actor, body.plan)
-    user = await service.update_user(actor.sessions, tenant_id=actor.tenant_id, user_id=user_id, changes=body)
+    user = await service.update_user(
+        actor.sessions,
+        tenant_id=actor.tenant_id,
+        user_id=user_id,
+        changes=body,
+        ceiling=_ceiling(actor, request),
+    )
     await actor.invalidate("user", user.id)
     await actor.record("user.updated", "user", user.id, service.changed_fields(body))
     return user
