@@ -1,8 +1,8 @@
 """A key's budget bounds what it and every key minted from it spend together, as a sub-account's: keys a
 key with a $0.10 budget mints (each with $0.10, as wide as the ceiling allows) count against its budget
 too, at admission and settlement, on every replica (two admissions with their own leases of the same
-JetStream KV counters), whether the minter was rotated since or a minted key mints again. Real SQLite and
-PostgreSQL, real nats-server."""
+JetStream KV counters), whether the minter was rotated since or a minted key mints again; its rate limits
+are shared the same way. Real SQLite and PostgreSQL, real nats-server."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.integration
 BUDGET = {"max_budget_usd": 0.10}  # a lifetime budget: two requests' worst case ($0.05 each)
 
 
-async def _replica(js: object) -> tuple[Admission, Leases, IntCounters]:
+async def _replica(js: object, limits: Limits | None = None) -> tuple[Admission, Leases, IntCounters]:
     """One gateway replica's admission: its own leases of the shared counters."""
     limit_bucket = await counter_bucket(js, "test-limits", ttl_s=3600)  # type: ignore[arg-type]
     spend = IntCounters(await counter_bucket(js, "test-spend", ttl_s=3600))  # type: ignore[arg-type]
@@ -43,7 +43,7 @@ async def _replica(js: object) -> tuple[Admission, Leases, IntCounters]:
     limiter = RateLimiter(
         Leases(IntCounters(limit_bucket)),
         Leases(SlotTable(limit_bucket)),
-        Limits(),
+        limits or Limits(),
         Control(await control_bucket(js)),  # type: ignore[arg-type]
     )
     budgets = Budgets(budget_leases, await budgets_bucket(js), plan_daily_usd={"enterprise": None})  # type: ignore[arg-type]
@@ -127,3 +127,45 @@ async def test_minted_keys_spend_no_more_than_the_minting_keys_budget(
 def test_the_refusal_names_the_minting_keys_budget() -> None:
     spent = Account("minter", "spend.key.k.total", 100_000, None, "lifetime")
     assert "the minting key's" in _exhausted(spent, 100_000, worst_case=50_000).message
+
+
+async def test_minted_keys_share_the_minting_keys_rate_limit(db_url: str, nats_server: NatsServer) -> None:
+    """A key allowed 3 requests a minute mints two keys allowed 3 each: the three keys make 3 requests a
+    minute together, through two replicas (9 before: each key counted its own)."""
+    await migrations().upgrade(db_url)
+    engine = create_engine(db_url)
+    sessions = sessionmaker(engine)
+    nc = await nats.connect(nats_server.url)
+    try:
+        org = await create_tenant(sessions, name="acme", plan="enterprise")
+        admin = await create_user(sessions, tenant_id=org.id, email="a@acme.test", role="admin")
+        secret, _ = await create_api_key(
+            sessions, tenant_id=org.id, user_id=admin.id, name="parent", scopes="inference admin",
+            policy={"rpm_limit": 3},
+        )  # fmt: skip
+        verifier = KeyVerifier(sessions, ttl_s=0)
+        parent = await verifier.verify(secret)
+        assert parent is not None
+        keys = [parent]
+        for i in range(2):
+            plaintext, _ = await service.create_key(
+                sessions, tenant_id=org.id, spec=KeyCreate(name=f"child {i}"), default_user_id=admin.id,
+                grantable=parent.scopes, ceiling=Ceiling.of(parent),
+            )  # fmt: skip
+            child = await verifier.verify(plaintext)
+            assert child is not None and child.key_policy is not None and child.key_policy.rpm_limit == 3
+            keys.append(child)
+        replicas = [(await _replica(nc.jetstream(), Limits(user_requests_per_min=1000)))[0] for _ in range(2)]
+        admitted = 0
+        for i, principal in enumerate(keys * 3):
+            try:
+                ticket = await replicas[i % 2].admit(principal, REQUEST, providers={"local"})
+            except RateLimited as refused:
+                assert refused.code == "rate_limit_exceeded", refused.message
+                continue
+            admitted += 1
+            await ticket.close()
+        assert admitted == 3, f"{admitted} requests in a minute on a key allowed 3 and the keys it minted"
+    finally:
+        await nc.close()
+        await engine.dispose()

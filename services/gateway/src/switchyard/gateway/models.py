@@ -80,7 +80,7 @@ class ApiKey(GatewayBase):
     # does not start them afresh; None: this key's own (`counts_as`).
     lineage_id: Mapped[str | None] = mapped_column(String(64))
     # The keys that minted it, by their lineages' ids (`counts_as`), nearest first: its spend counts
-    # against their budgets too (`Principal.ancestor_budgets`); None: no key minted it.
+    # against their budgets and rate limits too (`Principal.ancestor_policies`); None: no key minted it.
     ancestors: Mapped[list[str] | None] = mapped_column(JSON)
 
     POLICY = ("models", "rpm_limit", "tpm_limit", "max_budget_usd", "budget_duration")

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from switchyard.common.ids import new_id
 from switchyard.gateway import keys
 from switchyard.gateway.access import roles
-from switchyard.gateway.key_policy import BudgetDuration, KeyPolicy
+from switchyard.gateway.key_policy import KeyPolicy
 from switchyard.gateway.models import ApiKey, Tenant, User
 
 log = logging.getLogger(__name__)
@@ -42,9 +42,10 @@ class Principal:
     key_policy: KeyPolicy | None = None  # the key's models, limits and budget; None: it has none
     key_lineage: str | None = None  # the first key this one was rotated from (`counts_as`)
     # The keys that minted this one, by their lineages' ids, nearest first (`ApiKey.ancestors`), and the
-    # budgets of those that have one now: (lineage id, USD, duration). Its spend counts against each.
+    # policies of those that have one now: (lineage id, policy). Its requests count against their budgets
+    # and rate limits too.
     key_ancestors: tuple[str, ...] = ()
-    ancestor_budgets: tuple[tuple[str, float, BudgetDuration | None], ...] = ()
+    ancestor_policies: tuple[tuple[str, KeyPolicy], ...] = ()
 
     def can(self, scope: str) -> bool:
         return scope in self.scopes
@@ -326,12 +327,13 @@ class KeyVerifier:
             key_policy=key.policy(),
             key_lineage=key.lineage_id,
             key_ancestors=tuple(key.ancestors or ()),
-            ancestor_budgets=await self._ancestor_budgets(key),
+            ancestor_policies=await self._ancestor_policies(key),
         )
 
-    async def _ancestor_budgets(self, key: ApiKey) -> tuple[tuple[str, float, BudgetDuration | None], ...]:
-        """The budgets of the keys that minted `key` (`ApiKey.ancestors`), each as its lineage's newest key
-        has it now (a rotation keeps the lineage; a revoked minter's budget still binds what it minted)."""
+    async def _ancestor_policies(self, key: ApiKey) -> tuple[tuple[str, KeyPolicy], ...]:
+        """The policies of the keys that minted `key` (`ApiKey.ancestors`), each as its lineage's newest
+        key has it now (a rotation keeps the lineage; a revoked minter's limits still bind what it
+        minted)."""
         if not key.ancestors:
             return ()
         lineage = func.coalesce(ApiKey.lineage_id, ApiKey.id)
@@ -344,11 +346,9 @@ class KeyVerifier:
             newest = {row.counts_as: row for row in (await s.execute(query)).scalars()}
         found = []
         for ancestor in key.ancestors:
-            row = newest.get(ancestor)
-            policy = None if row is None else row.policy()
-            budget = None if policy is None else policy.budget
-            if budget is not None:
-                found.append((ancestor, *budget))
+            policy = None if ancestor not in newest else newest[ancestor].policy()
+            if policy is not None:
+                found.append((ancestor, policy))
         return tuple(found)
 
 

@@ -69,7 +69,7 @@ def accounts(
     principal: Principal, *, now: datetime, plan_daily_usd: dict[str, float | None]
 ) -> list[Account]:
     """The organisation's account first (its headroom is published), then the user's, then the key's,
-    then those of the keys that minted it (`Principal.ancestor_budgets`): a key's budget bounds what it
+    then those of the keys that minted it (`Principal.ancestor_policies`): a key's budget bounds what it
     and every key minted from it spend together, as a sub-account's."""
     day, tomorrow = _day(now)
     month, next_month = _month(now)
@@ -82,8 +82,9 @@ def accounts(
     budget = None if principal.key_policy is None else principal.key_policy.budget
     if budget is not None:
         mine.append(key_account(principal.counts_as, *budget, now=now))
-    for ancestor, usd, every in principal.ancestor_budgets:
-        mine.append(replace(key_account(ancestor, usd, every, now=now), scope="minter"))
+    for ancestor, policy in principal.ancestor_policies:
+        if policy.budget is not None:
+            mine.append(replace(key_account(ancestor, *policy.budget, now=now), scope="minter"))
     return mine
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -39,7 +40,7 @@ class Limits:
 class Check:
     """One counter a request must fit in: `delta` more must stay within `limit` until `reset_at`."""
 
-    scope: str  # "user", "org", "global" or "key"
+    scope: str  # "user", "org", "global", "key" or "minter" (a key that minted the caller's)
     kind: Kind
     key: str
     limit: int
@@ -64,11 +65,14 @@ def checks(
     global_requests_per_min: int,
     batch: bool = False,
     key: tuple[str, KeyPolicy] | None = None,
+    minters: Sequence[tuple[str, KeyPolicy]] = (),
 ) -> list[Check]:
     """The counters of one request, broadest first (so a refusal names the widest limit it hit). A batch
     line also takes one of its organisation's batch slots: batch lines never hold more than those, so the
     rest of the organisation's concurrency stays free for its interactive requests, on every replica. A
-    `key` (its id and policy) with limits of its own adds its requests and tokens per minute."""
+    `key` (its id and policy) with limits of its own adds its requests and tokens per minute, and so does
+    each of the keys that minted it (`minters`: a key's rate limits bound what the keys it minted do
+    together, as its budget does)."""
     minute, minute_end = window(now, MINUTE_S)
     day, day_end = window(now, DAY_S)
     counters = [
@@ -87,20 +91,27 @@ def checks(
         )
     if key is not None:
         counters += key_checks(*key, minute=minute, minute_end=minute_end, tokens=tokens)
+    for minter, policy in minters:
+        counters += key_checks(
+            minter, policy, minute=minute, minute_end=minute_end, tokens=tokens, scope="minter"
+        )
     return counters
 
 
-def key_checks(key_id: str, policy: KeyPolicy, *, minute: int, minute_end: float, tokens: int) -> list[Check]:
-    """A key's own requests and tokens per minute (`key_policy`), those it sets."""
+def key_checks(
+    key_id: str, policy: KeyPolicy, *, minute: int, minute_end: float, tokens: int, scope: str = "key"
+) -> list[Check]:
+    """A key's own requests and tokens per minute (`key_policy`), those it sets (`scope` "minter": a key
+    that minted the caller's, counted against by it)."""
     counters = []
     if policy.rpm_limit is not None:
         counters.append(
-            Check("key", "requests", f"req.key.{key_id}.{minute}", policy.rpm_limit, 1, minute_end)
+            Check(scope, "requests", f"req.key.{key_id}.{minute}", policy.rpm_limit, 1, minute_end)
         )
     if policy.tpm_limit is not None:
         counters.append(
             Check(
-                "key",
+                scope,
                 "tokens",
                 f"tok.key.{key_id}.{minute}",
                 policy.tpm_limit,

@@ -75,6 +75,7 @@ class RateLimiter:
             global_requests_per_min=self.global_limit(),
             batch=batch,
             key=None if principal.key_policy is None else (principal.counts_as, principal.key_policy),
+            minters=principal.ancestor_policies,
         )
         return [(c, Want(self._leases(c), c.key, c.delta, c.limit, c.reset_at)) for c in wanted]
 
