@@ -4,16 +4,16 @@ its spend also counts against, so a key's budget bounds what the keys it mints s
 Null on existing keys and on keys made by an operator's tool or an identity provider's token: such a key
 counts against its own budget only, as before.
 
-Revision ID: gw0007
-Revises: gw0006
+Revision ID: gw0008
+Revises: gw0007
 Create Date: 2026-12-06
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "gw0007"
-down_revision = "gw0006"
+revision = "gw0008"
+down_revision = "gw0007"
 branch_labels = None
 depends_on = None
 
