@@ -9,6 +9,8 @@ whatever its requests leave out or its tasks run.
   call when the budget pays for one only.
 - A stream that breaks after its text began is billed for that text (an estimate), as its provider
   charged it, once.
+- A whole answer its client stopped waiting for (a shorter wait than the model takes) is billed for its
+  prompt (an estimate), which its provider charged, once; the key's spend is billing's sum.
 - Billing names the key of every entry: the usage report breaks usage down by key."""
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ POLICY = {
         _model("gemini/writer", f"long-{WORDS}"),
         _model("anthropic/writer", f"long-{WORDS}"),
         _model("openai/breaker", "break"),
+        _model("openai/sleeper", "slow-5"),
         _model("openai/racer-a", "long-3000"),
         _model("openai/racer-b", "long-3000"),
     ],
@@ -285,6 +288,21 @@ def test_a_stream_broken_after_its_text_began_is_billed_for_it(budget_stack: Run
     assert _spent(budget_stack, key_id) > 0  # the prompt and the two words sent, estimated
     rows = _usage(budget_stack, key_id, ["kind"], count=1)
     assert [(r["kind"], r["requests"], r["estimated"]) for r in rows] == [("call", 1, 1)]
+    assert _spent(budget_stack, key_id) == pytest.approx(float(rows[0]["cost_usd"]), abs=2e-6)
+
+
+def test_a_whole_answer_cut_by_its_clients_wait_is_billed_for_its_prompt(budget_stack: RunningStack) -> None:
+    key_id, key = _key(budget_stack, "cut-answer")
+    cut = httpx.post(
+        f"{budget_stack.base_url}/v1/chat/completions",
+        json={"model": "openai/sleeper", "messages": PROMPT, "max_tokens": 100},
+        headers={"Authorization": f"Bearer {key}", "x-switchyard-timeout": "1"},
+        timeout=30,
+    )
+    assert cut.status_code == 502 and cut.json()["error"]["code"] == "provider_timeout", cut.text
+    rows = _usage(budget_stack, key_id, ["kind"], count=1)
+    assert [(r["kind"], r["requests"], r["estimated"]) for r in rows] == [("call", 1, 1)]
+    assert rows[0]["prompt_tokens"] > 0 and rows[0]["completion_tokens"] == 0
     assert _spent(budget_stack, key_id) == pytest.approx(float(rows[0]["cost_usd"]), abs=2e-6)
 
 

@@ -1,8 +1,8 @@
 """A call cut by its task's deadline before it had the time the executor gives a call on its own (a client
 that waits 0.1 s for a model that takes 0.6, a retry left a sliver of the deadline) is recorded
-`cut_short`, not billed, and not held against the provider: its breaker, shared by every tenant, neither
-counts it as a failure nor takes it for a success. A timeout with the full per-call time counts as
-before."""
+`cut_short`, billed for its prompt alone (test_abandoned_calls.py), and not held against the provider:
+its breaker, shared by every tenant, neither counts it as a failure nor takes it for a success. A timeout
+with the full per-call time counts as before."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ async def ran(
     bus = Bus()
     outcome = await run(task, {"deep": thinker}, bus, breakers=breakers, policy=policy)
     assert isinstance(outcome, TaskFailed) and outcome.error_code == "provider_timeout", outcome
-    assert not [c for _, c in bus.calls if c.billable]  # cut before any answer: billed as a timeout is
+    # cut before any answer: billed, as any timeout of a call that went out, for its prompt alone
+    assert all(c.usage.completion_tokens == 0 for _, c in bus.calls if c.billable)
     return outcome, [c.outcome for _, c in bus.calls], await breakers.state(key(task))
 
 

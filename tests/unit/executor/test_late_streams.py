@@ -81,8 +81,9 @@ async def test_a_late_stream_silent_until_the_deadline_is_cut_as_a_timeout(adapt
         async for _ in retrying.stream(call("slow-2")):
             pass
     assert cut.value.kind == "timeout" and time.monotonic() - started < 1.5
-    # The call's own timeout, as before: not billed as a cancelled call, and charged to the breaker.
-    assert [(r.outcome, r.usage) for r in records] == [("timeout", None)]
+    # The call's own timeout, charged to the breaker; billed for its prompt (the provider had it), estimated
+    assert [(r.outcome, r.usage_estimated) for r in records] == [("timeout", True)]
+    assert records[0].usage is not None and records[0].usage.completion_tokens == 0
     assert await breakers.state("openai/m") is BreakerState.OPEN
 
 

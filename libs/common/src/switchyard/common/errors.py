@@ -48,6 +48,7 @@ class ProviderError(SwitchyardError):
         retry_after: float | None = None,
         sent: bool = True,
         cut_short: bool = False,
+        abandoned: bool = False,
     ) -> None:
         super().__init__(message, code=f"provider_{kind}", retryable=retryable)
         self.kind = kind
@@ -58,6 +59,9 @@ class ProviderError(SwitchyardError):
         # True: a timeout at a bound its task's deadline made shorter than the executor gives a call on its
         # own (a client that waits less, or a deadline nearly spent): nothing about the provider either.
         self.cut_short = cut_short
+        # True: a `timeout` of ours after the request went out (no answer read in time, not the provider's
+        # own error answer nor a connection never made): the provider had the prompt and charged it.
+        self.abandoned = abandoned
 
 
 class TransientError(SwitchyardError):

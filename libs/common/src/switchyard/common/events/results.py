@@ -34,7 +34,8 @@ class ProviderCallRecorded(EventPayload):
         description="`ok`; `cancelled` (stopped by the executor: a parallel loser, a cancellation; billed on "
         "its estimated usage); `cut_short` (a `timeout` at a bound its task's deadline made shorter than "
         "the executor gives a call on its own: its client waits less than the model takes, or the "
-        "deadline was nearly spent; not billed, and not held against the provider by breakers or the "
+        "deadline was nearly spent; billed for its prompt and any text sent, estimated, as a `timeout` "
+        "of a call that went out is, and not held against the provider by breakers or the "
         "router's statistics); or an error kind of the executor's taxonomy (`timeout`, `overloaded`...)"
     )
     error: str | None = None

@@ -59,10 +59,12 @@ def provider_error(
     retryable: bool | None = None,
     sent: bool = True,
     cut_short: bool = False,
+    abandoned: bool = False,
 ) -> ProviderError:
     """A ProviderError of `kind`; `retryable` defaults to the kind's row in the table above. `sent=False`
     for a call refused before it went out (the model is known to refuse it); `cut_short=True` for a
-    `timeout` at a bound its task's deadline shortened (`ProviderCall.short_bound`)."""
+    `timeout` at a bound its task's deadline shortened (`ProviderCall.short_bound`); `abandoned=True` for a
+    `timeout` of ours after the request went out (the provider charged its prompt: it is billed)."""
     return ProviderError(
         message,
         kind=kind,
@@ -70,6 +72,7 @@ def provider_error(
         retry_after=retry_after,
         sent=sent,
         cut_short=cut_short,
+        abandoned=abandoned,
     )
 
 

@@ -205,7 +205,10 @@ async def transport_errors(provider: str) -> AsyncIterator[None]:
     except ProviderError:
         raise
     except (httpx.TimeoutException, TimeoutError) as exc:
-        raise provider_error("timeout", f"{provider}: no answer in time ({type(exc).__name__})") from exc
+        # past the connection, the request went out: the provider has the prompt (it is billed)
+        went_out = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+        message = f"{provider}: no answer in time ({type(exc).__name__})"
+        raise provider_error("timeout", message, abandoned=went_out) from exc
     except httpx.DecodingError as exc:
         log.warning("%s: %s: %s", provider, type(exc).__name__, redact(str(exc)))
         message = f"{provider}: the answer's body could not be decoded (its Content-Encoding)"
@@ -396,7 +399,7 @@ class HttpProvider(ABC):
                 if headers is None or not timer.expired():
                     raise
                 message = f"{self.name}: the response did not begin within {headers:g} s"
-                raise provider_error("timeout", message) from None
+                raise provider_error("timeout", message, abandoned=True) from None
         try:
             if response.status_code != 200:
                 async with transport_errors(self.name):

@@ -176,14 +176,23 @@ class RecordingProvider:
         ttft_ms: float | None = None,
         short_bound: bool = False,
         spent: Usage | None = None,
+        call: ProviderCall | None = None,
     ) -> NoReturn:
         """Records a failed call and raises its error: the adapter's own (a timeout of a `short_bound`
         call: as `cut_short`), or `bad_response` for one raised outside the taxonomy (logged with its
         traceback). `spent`: what a stream that failed after its text began was charged (estimated),
-        recorded with it so that it is billed (`CallBook`)."""
+        recorded with it so that it is billed (`CallBook`); a timeout of ours after the request went out
+        (`abandoned`) with no text read is billed for `call`'s prompt, estimated."""
+        if isinstance(exc, ProviderError) and exc.abandoned and spent is None and call is not None:
+            spent = estimated_usage(call, "")  # no text read: the prompt the provider had
         if isinstance(exc, ProviderError) and exc.kind == "timeout" and short_bound and not exc.cut_short:
             cut = provider_error(
-                "timeout", exc.message, retryable=exc.retryable, retry_after=exc.retry_after, cut_short=True
+                "timeout",
+                exc.message,
+                retryable=exc.retryable,
+                retry_after=exc.retry_after,
+                cut_short=True,
+                abandoned=exc.abandoned,
             )
             await self._report(started, span, error=cut, ttft_ms=ttft_ms, spent=spent)
             raise cut from exc
@@ -205,7 +214,7 @@ class RecordingProvider:
             await self._cancelled(started, span, estimated_usage(call, ""), None)
             raise
         except Exception as exc:
-            await self._raise(exc, started, span, short_bound=call.short_bound)
+            await self._raise(exc, started, span, short_bound=call.short_bound, call=call)
         await self._report(started, span, reply=reply)
         return reply
 
@@ -238,7 +247,7 @@ class RecordingProvider:
             # Text came before the failure: the provider charged the prompt and it (as for a cancel).
             said = "".join(text)
             spent = estimated_usage(call, said) if said else None
-            await self._raise(exc, started, span, ttft_ms=ttft_ms, spent=spent)
+            await self._raise(exc, started, span, ttft_ms=ttft_ms, spent=spent, call=call)
         finally:
             if span is not None and span.is_recording():  # closed early without a reply (GeneratorExit)
                 span.end()
@@ -253,7 +262,10 @@ class RecordingProvider:
             await self._cancelled(started, span, estimated_embedding_usage(call), None)
             raise
         except Exception as exc:
-            await self._raise(exc, started, span, short_bound=call.short_bound)
+            # a timeout after the inputs went out: the provider embedded them (billed, estimated)
+            lost = isinstance(exc, ProviderError) and exc.abandoned
+            spent = estimated_embedding_usage(call) if lost else None
+            await self._raise(exc, started, span, short_bound=call.short_bound, spent=spent)
         await self._report(started, span, reply=reply)
         return reply
 
@@ -294,11 +306,12 @@ async def _first_output_within(
                         raise
                     if began:  # the provider's failure, unless it said it was at work (our bound then)
                         message = f"the stream sent nothing for {idle_s:g} s (its idle limit)"
-                        raise provider_error("timeout", message, cut_short=alive) from None
+                        raise provider_error("timeout", message, cut_short=alive, abandoned=True) from None
                     raise provider_error(
                         "timeout",
                         f"{provider}: no output within {seconds:.3g} s (the task's deadline)",
                         cut_short=short,
+                        abandoned=True,
                     ) from None
             yield part
             if isinstance(part, OUTPUT):
