@@ -13,6 +13,7 @@ from switchyard.common.events import (
     ProviderCallRecorded,
     TaskBudget,
     TaskCompleted,
+    TaskFailed,
     TaskRouted,
     Usage,
 )
@@ -105,3 +106,22 @@ async def test_a_redone_run_is_sent_what_the_cut_run_left_of_the_cap() -> None:
 
 async def _ignore(_attempt: int, _record: ProviderCallRecorded) -> None:
     return None
+
+
+async def test_a_redone_run_whose_cut_run_spent_the_cap_is_not_sent_again() -> None:
+    """A cut run billed 100 prompt and 600 output tokens of a 700 cap: the reservation is spent, so the
+    run that redoes the task sends nothing (it sent 1 output token and the prompt again, past the
+    reservation) and fails `budget_exceeded`, the cut run's calls charged (the gateway settles them)."""
+    provider = ScriptedProvider(reply("an answer"))
+    carried = [ChargedCall(model="p/m", usage=Usage(prompt_tokens=100, completion_tokens=600))]
+    task = routed("p", budget=TaskBudget(max_output_tokens=700))
+    outcome = await execute(
+        task,
+        providers={"p": provider},
+        breakers=LocalBreakers(),
+        policy=FAST,
+        report=_ignore,
+        carried=carried,
+    )
+    assert isinstance(outcome, TaskFailed) and outcome.error_code == "budget_exceeded", outcome
+    assert outcome.charged == carried and provider.calls == []

@@ -148,3 +148,15 @@ def test_a_task_the_pipeline_refused_as_no_organisation_is_403_and_not_retried()
     status, headers = _headers(_failure("unknown_tenant"))
     assert status == 403
     assert headers.get("x-should-retry") != "true"
+
+
+def test_a_task_whose_budget_its_cut_run_spent_is_the_budgets_refusal() -> None:
+    """A task redone after its executor's stop whose cut run spent its hard budget's reservation is not
+    sent again (`budget_exceeded`): 429 as the budget's own refusal, never sent again by the SDKs."""
+    error = _failure("budget_exceeded")
+    assert (error.status, error.type, error.code, error.retry) == (
+        429,
+        "insufficient_quota",
+        "budget_exceeded",
+        False,
+    )

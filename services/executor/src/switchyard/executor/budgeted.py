@@ -19,12 +19,27 @@ MakeTarget = Callable[[RouteCandidate], Target]
 def cap(routed: TaskRouted, carried: Sequence[ChargedCall]) -> int | None:
     """The output cap the task's calls are sent (None: no hard budget): the budget's, less every token a
     run a stop cut was billed for (`carried`), prompt tokens counted as output ones (a model's input
-    price is below its output price), so both runs stay within what was reserved; at least 1."""
+    price is below its output price), so both runs stay within what was reserved. 0: the cut run spent
+    it all, and a call, even of 1 token, would send the prompt again past the reservation (`spent`)."""
     budget = routed.task.budget
     if budget is None:
         return None
     spent = sum(c.usage.prompt_tokens + c.usage.completion_tokens for c in carried)
-    return max(budget.max_output_tokens - spent, 1)
+    return max(budget.max_output_tokens - spent, 0)
+
+
+def spent(routed: TaskRouted, carried: Sequence[ChargedCall]) -> str | None:
+    """Why the task may not be sent to a model again (None: it may): its earlier runs, cut by their
+    executor's stop, spent what its hard budget reserved."""
+    if cap(routed, carried) != 0:
+        return None
+    budget = routed.task.budget
+    assert budget is not None
+    used = sum(c.usage.prompt_tokens + c.usage.completion_tokens for c in carried)
+    return (
+        f"the task's earlier run, cut by its executor's stop, was billed {used} tokens of the "
+        f"{budget.max_output_tokens} its hard budget reserved: it was not sent to a model again"
+    )
 
 
 def fitted(make: MakeTarget, routed: TaskRouted) -> MakeTarget:

@@ -93,6 +93,8 @@ async def execute(
         return await failed(routed, chunks, code="task_cancelled", message=CANCELLED, book=book)
     if run.budget.expired:
         return await run.expired(chunks)
+    if (reason := budgeted.spent(routed, carried)) is not None:
+        return await failed(routed, chunks, code="budget_exceeded", message=reason, book=book)
     target = budgeted.fitted(run.target, routed)
     candidates = decision.candidates
     # Only where a candidate's adapter uses what was kept: no look-up for a chain of Claude models

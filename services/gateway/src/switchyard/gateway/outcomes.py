@@ -20,6 +20,7 @@ from switchyard.gateway.errors import (
     InvalidRequest,
     PermissionDenied,
     ProviderContextTooLong,
+    RateLimited,
     ServiceUnavailable,
     TaskTimeout,
     UpstreamFailed,
@@ -72,6 +73,9 @@ def raise_for_failure(failed: TaskFailed) -> NoReturn:
         error, param = CLIENT_FAILURES[failed.error_code]
         code = error.code if error is ProviderContextTooLong else failed.error_code
         raise error(failed.error_message, code=code, param=param)
+    if failed.error_code == "budget_exceeded":  # a redone task whose cut run spent its reservation
+        message = f"The task failed: {failed.error_message}"
+        raise RateLimited(message, type_="insufficient_quota", code=failed.error_code, retry=False)
     if failed.error_code in EXPIRED_FAILURES:
         raise TaskTimeout(f"The task was not run: {failed.error_message}", code=failed.error_code)
     if failed.error_code in UNAVAILABLE_FAILURES:
