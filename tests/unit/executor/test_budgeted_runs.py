@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from switchyard.common.errors import ProviderError
 from switchyard.common.events import (
     ChargedCall,
     ProviderCallRecorded,
@@ -18,6 +19,7 @@ from switchyard.common.events import (
     Usage,
 )
 from switchyard.executor.execution import execute
+from switchyard.executor.providers.errors import provider_error
 from switchyard.executor.providers.testing import ScriptedProvider, reply
 from switchyard.executor.resilience.breaker import LocalBreakers
 from tests.unit.executor.test_strategies import FAST, run
@@ -125,3 +127,42 @@ async def test_a_redone_run_whose_cut_run_spent_the_cap_is_not_sent_again() -> N
     )
     assert isinstance(outcome, TaskFailed) and outcome.error_code == "budget_exceeded", outcome
     assert outcome.charged == carried and provider.calls == []
+
+
+def _timed_out() -> ProviderError:
+    """A call we stopped waiting for after it went out: billed for its prompt (estimated)."""
+    return provider_error("timeout", "no answer in time (ReadTimeout)", abandoned=True)
+
+
+async def _fallen_back(budget: TaskBudget) -> tuple[TaskCompleted | TaskFailed, ScriptedProvider, int]:
+    """`p` times out (billed its prompt), `q` answers: the outcome, `q`, and `p`'s billed prompt."""
+    first, second = ScriptedProvider(_timed_out()), ScriptedProvider(reply("an answer"))
+    calls: list[ProviderCallRecorded] = []
+
+    async def report(_attempt: int, record: ProviderCallRecorded) -> None:
+        calls.append(record)
+
+    outcome = await execute(
+        routed("p", "q", budget=budget),
+        providers={"p": first, "q": second},
+        breakers=LocalBreakers(),
+        policy=FAST,
+        report=report,
+    )
+    billed = [c for c in calls if c.billable]
+    assert [(c.model, c.outcome) for c in billed] == [("p/m", "timeout")]
+    return outcome, second, billed[0].usage.prompt_tokens
+
+
+async def test_a_fallback_after_a_billed_timeout_is_sent_what_the_timeout_left_of_the_cap() -> None:
+    """The reservation covers one call; the timed-out call's prompt was billed besides the answer, so the
+    fallback is sent the cap less it (it was sent all 700: the task could pass the reservation)."""
+    outcome, second, prompt = await _fallen_back(TaskBudget(max_output_tokens=700))
+    assert isinstance(outcome, TaskCompleted) and prompt > 0
+    assert [c.max_tokens for c in second.calls] == [700 - prompt]
+
+
+async def test_a_fallback_the_billed_timeout_left_nothing_is_not_sent() -> None:
+    outcome, second, _ = await _fallen_back(TaskBudget(max_output_tokens=1))
+    assert isinstance(outcome, TaskFailed) and outcome.error_code == "budget_exceeded", outcome
+    assert second.calls == [] and [c.model for c in outcome.charged] == ["p/m"]

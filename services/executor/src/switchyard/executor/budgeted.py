@@ -3,14 +3,27 @@ and the client's `max_tokens`, `ProviderCall.from_request`), fitted into what ea
 window leaves after the prompt, so a cap the client never asked for does not push a call past a model's
 window (a compatible server such as vLLM refuses prompt + max_tokens beyond it, where it was sent no
 `max_tokens` before). A run that redoes a task a stop cut (`carried.py`) is sent what the cut run left of
-the cap."""
+the cap, and, where the reservation covers one billed call, so is a retry or a fallback after a call
+billed besides the answer (a timeout after the request went out: its prompt), `Spending`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import replace
 
+from switchyard.common.errors import ProviderError
 from switchyard.common.events import ChargedCall, RouteCandidate, TaskRouted
+from switchyard.executor.providers.base import (
+    EmbeddingCall,
+    EmbeddingReply,
+    Provider,
+    ProviderCall,
+    Reply,
+    StreamPart,
+    stream_any,
+)
+from switchyard.executor.providers.errors import BUDGET_SPENT
+from switchyard.executor.providers.recording import embedder_of
 from switchyard.executor.resilience.fallback import Target
 
 MakeTarget = Callable[[RouteCandidate], Target]
@@ -24,8 +37,13 @@ def cap(routed: TaskRouted, carried: Sequence[ChargedCall]) -> int | None:
     budget = routed.task.budget
     if budget is None:
         return None
-    spent = sum(c.usage.prompt_tokens + c.usage.completion_tokens for c in carried)
-    return max(budget.max_output_tokens - spent, 0)
+    return max(budget.max_output_tokens - tokens(carried), 0)
+
+
+def tokens(charged: Sequence[ChargedCall]) -> int:
+    """What `charged` was billed, prompt tokens counted as output ones (a model's input price is at most
+    its output price)."""
+    return sum(c.usage.prompt_tokens + c.usage.completion_tokens for c in charged)
 
 
 def spent(routed: TaskRouted, carried: Sequence[ChargedCall]) -> str | None:
@@ -35,9 +53,8 @@ def spent(routed: TaskRouted, carried: Sequence[ChargedCall]) -> str | None:
         return None
     budget = routed.task.budget
     assert budget is not None
-    used = sum(c.usage.prompt_tokens + c.usage.completion_tokens for c in carried)
     return (
-        f"the task's earlier run, cut by its executor's stop, was billed {used} tokens of the "
+        f"the task's earlier run, cut by its executor's stop, was billed {tokens(carried)} tokens of the "
         f"{budget.max_output_tokens} its hard budget reserved: it was not sent to a model again"
     )
 
@@ -59,3 +76,49 @@ def fitted(make: MakeTarget, routed: TaskRouted) -> MakeTarget:
         return replace(target, max_tokens=window - prompt)
 
     return fit
+
+
+class Spending:
+    """A task's calls under a hard budget whose reservation covers one billed call: each call (a retry, a
+    fallback) is sent what the calls billed so far besides the answer (`charged`: a timeout's prompt,
+    earlier runs' calls) left of the budget's cap; none when they left nothing (`budget_exceeded`, not
+    sent: no limit, breaker or fallback is charged for it)."""
+
+    def __init__(
+        self, inner: Provider, routed: TaskRouted, charged: Callable[[], Sequence[ChargedCall]]
+    ) -> None:
+        self._inner = inner
+        self._routed = routed
+        self._charged = charged
+
+    def _capped(self, call: ProviderCall) -> ProviderCall:
+        left = cap(self._routed, self._charged())
+        if left is None:
+            return call
+        if left < 1:
+            budget = self._routed.task.budget
+            assert budget is not None
+            error = ProviderError(
+                f"the calls billed besides its answer ({tokens(self._charged())} tokens) spent the "
+                f"{budget.max_output_tokens} its hard budget reserved: no further call was sent",
+                kind=BUDGET_SPENT,
+                retryable=False,
+                sent=False,
+            )
+            error.code = "budget_exceeded"
+            raise error
+        return replace(call, max_tokens=left if call.max_tokens is None else min(call.max_tokens, left))
+
+    async def request(self, call: ProviderCall) -> Reply:
+        return await self._inner.request(self._capped(call))
+
+    def stream(self, call: ProviderCall) -> AsyncGenerator[StreamPart, None]:
+        capped = self._capped(call)
+        own = getattr(self._inner, "stream", None)  # the inner's own, so that a cut reaches its recording
+        parts: AsyncGenerator[StreamPart, None] = (
+            own(capped) if own is not None else stream_any(self._inner, capped)
+        )
+        return parts
+
+    async def embed(self, call: EmbeddingCall) -> EmbeddingReply:
+        return await embedder_of(self._inner, call.model).embed(call)

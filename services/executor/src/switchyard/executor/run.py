@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from switchyard.common.errors import ProviderError
 from switchyard.common.events import ChargedCall, RouteCandidate, TaskFailed, TaskRouted
 from switchyard.common.logs import redact
+from switchyard.executor import budgeted
 from switchyard.executor.callbook import CallBook
 from switchyard.executor.chunks import ChunkSink
 from switchyard.executor.providers.base import Provider
@@ -133,6 +134,9 @@ class Run:
                 keys=(candidate.provider, candidate.model),
                 cache_reads=getattr(adapter, "limits_count_cache_reads", True),
             )
+        budget = self.routed.task.budget
+        if budget is not None and budget.calls == 1:  # each attempt within what the billed calls left
+            guarded = budgeted.Spending(guarded, self.routed, lambda: self.book.charged)
         return Target(
             candidate.model,
             RetryingProvider(

@@ -45,7 +45,10 @@ ErrorKind = Literal[
 ERROR_KINDS: tuple[str, ...] = get_args(ErrorKind)
 
 RETRYABLE: frozenset[str] = frozenset({"rate_limited", "overloaded", "timeout", "network", "bad_response"})
-NO_FALLBACK: frozenset[str] = frozenset({"content_policy"})
+# Not a provider's: a call not sent because the task's hard budget was spent (`budgeted.Spending`); the task
+# ends `budget_exceeded`, no other candidate asked.
+BUDGET_SPENT = "budget_spent"
+NO_FALLBACK: frozenset[str] = frozenset({"content_policy", BUDGET_SPENT})
 # Failures of the provider account that stay until an operator acts (its key, its credit): the gateway says
 # `x-should-retry: false` for them.
 OPERATOR_FAILURES: frozenset[str] = frozenset({"auth", "quota_exhausted"})
