@@ -48,14 +48,16 @@ REQUEST = ChatRequest(model="auto", max_tokens=100, messages=[{"role": "user", "
 ALICE = Principal(tenant_id="acme", api_key_id="k1", user_id="alice", key_prefix="sk-1", plan="free")
 
 
-async def _admission(js: object, limits: Limits) -> tuple[Admission, SlotTable, IntCounters, list[Leases]]:
+async def _admission(
+    js: object, limits: Limits, policy: Policy = POLICY
+) -> tuple[Admission, SlotTable, IntCounters, list[Leases]]:
     limit_bucket = await counter_bucket(js, "test-limits", ttl_s=3600)  # type: ignore[arg-type]
     slots = SlotTable(limit_bucket)
     spend = IntCounters(await counter_bucket(js, "test-spend", ttl_s=3600))  # type: ignore[arg-type]
     leases = [Leases(IntCounters(limit_bucket)), Leases(slots), Leases(spend, divisor=64)]
     limiter = RateLimiter(leases[0], leases[1], limits, Control(await control_bucket(js)))  # type: ignore[arg-type]
     budgets = Budgets(leases[2], await budgets_bucket(js))  # type: ignore[arg-type]
-    return Admission(POLICY, limiter, budgets, default_max_tokens=256), slots, spend, leases
+    return Admission(policy, limiter, budgets, default_max_tokens=256), slots, spend, leases
 
 
 async def _spent(spend: IntCounters, leases: list[Leases]) -> list[int]:
@@ -211,5 +213,26 @@ async def test_a_request_the_hard_budget_cannot_pay_for_whole_is_capped_at_what_
         whole = await admission.admit(ALICE, REQUEST, providers={"local"})
         assert whole.budget == TaskBudget(max_output_tokens=100, calls=1)
         await whole.close()
+    finally:
+        await nc.close()
+
+
+async def test_a_cheaper_candidate_is_capped_at_what_the_same_reservation_pays_for_on_it(
+    nats_server: NatsServer,
+) -> None:
+    """An `auto` answer capped at what the dearest candidate pays for ($0.50 of output at $0.50/1K: 1,000
+    tokens) gives a candidate at $0.10/1K its own cap, up to the 2,000 asked ($0.20, within the same
+    $0.50 reservation); before, it was sent the dearest's 1,000."""
+    cheap = POLICY.models[0].model_copy(update={"id": "local/cheap", "output_per_1k": 0.1})
+    policy = POLICY.model_copy(update={"models": [*POLICY.models, cheap]})
+    nc = await nats.connect(nats_server.url)
+    try:
+        admission, _, _, _ = await _admission(nc.jetstream(), Limits(), policy)
+        capped = await admission.admit(
+            ALICE, REQUEST.model_copy(update={"max_tokens": 2000}), providers={"local"}
+        )
+        assert capped.budget == TaskBudget(max_output_tokens=1000, calls=1, model_caps={"local/cheap": 2000})
+        assert capped.reservation is not None and capped.reservation.reserved == 500_000
+        await capped.close()
     finally:
         await nc.close()

@@ -166,3 +166,18 @@ async def test_a_fallback_the_billed_timeout_left_nothing_is_not_sent() -> None:
     outcome, second, _ = await _fallen_back(TaskBudget(max_output_tokens=1))
     assert isinstance(outcome, TaskFailed) and outcome.error_code == "budget_exceeded", outcome
     assert second.calls == [] and [c.model for c in outcome.charged] == ["p/m"]
+
+
+@pytest.mark.parametrize(
+    ("max_tokens", "sent"), [(None, [500, 2000]), (1000, [500, 1000]), (300, [300, 300])]
+)
+async def test_a_cheaper_candidate_is_sent_its_own_cap(max_tokens: int | None, sent: list[int]) -> None:
+    """The gateway priced 500 tokens at the dearest candidate (`p`) and found `q` pays for 2,000 within
+    the same reservation (`model_caps`): `q`, the fallback, is sent up to that, never past the client's
+    own `max_tokens` (it was sent 500, the dearest's cap)."""
+    p = ScriptedProvider(provider_error("overloaded", "busy", retryable=False))
+    q = ScriptedProvider(reply("an answer"))
+    budget = TaskBudget(max_output_tokens=500, model_caps={"q/m": 2000})
+    outcome, _ = await run(routed("p", "q", budget=budget, max_tokens=max_tokens), {"p": p, "q": q})
+    assert isinstance(outcome, TaskCompleted) and outcome.model == "q/m"
+    assert [c.max_tokens for c in [*p.calls, *q.calls]] == sent

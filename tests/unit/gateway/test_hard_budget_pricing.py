@@ -4,6 +4,8 @@ less, the longest answer that fits."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from switchyard.common.events import ChatMessage, ChatRequest
@@ -58,3 +60,29 @@ def test_what_is_left_pays_for_the_longest_answer_that_fits() -> None:
     )
     assert pricing.answer_tokens(request, default_max_tokens=4096) == 4096
     assert pricing.answer_tokens(_request(max_tokens=50), default_max_tokens=4096) == 50
+
+
+def test_a_cheaper_candidate_pays_for_more_within_the_same_reservation() -> None:
+    """An `auto` answer capped near its budget's end at what the dearest candidate pays for: each cheaper
+    candidate gets its own longer cap (up to what was asked) whose worst case fits the same reservation;
+    before, every model was sent the dearest's cap."""
+    request = _request(model="auto")
+    prompt = pricing.prompt_tokens(request)
+    left = pricing.worst_case_micro(
+        POLICY, request, providers=EVERYTHING, default_max_tokens=0, prompt=prompt, answer=1000
+    )
+    cap = pricing.affordable_answer(
+        POLICY, request, providers=EVERYTHING, prompt=prompt, left=left, most=4096
+    )
+    reserved = pricing.worst_case_micro(
+        POLICY, request, providers=EVERYTHING, default_max_tokens=0, prompt=prompt, answer=cap
+    )
+    caps = pricing.model_caps(
+        POLICY, request, providers=EVERYTHING, prompt=prompt, reserved=reserved, cap=cap, most=4096
+    )
+    assert caps and max(caps.values()) == 4096  # the cheapest pay for all that was asked
+    for model, own in caps.items():
+        spec = POLICY.model(model)
+        assert spec is not None and cap < own <= 4096
+        assert math.ceil(spec.worst_cost(prompt, own) * pricing.MICRO) <= reserved
+        assert own == 4096 or math.ceil(spec.worst_cost(prompt, own + 1) * pricing.MICRO) > reserved

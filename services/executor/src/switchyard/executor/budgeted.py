@@ -37,7 +37,16 @@ def cap(routed: TaskRouted, carried: Sequence[ChargedCall]) -> int | None:
     budget = routed.task.budget
     if budget is None:
         return None
-    return max(budget.max_output_tokens - tokens(carried), 0)
+    return max(max([budget.max_output_tokens, *budget.model_caps.values()]) - tokens(carried), 0)
+
+
+def own_cap(routed: TaskRouted, model: str, charged: Sequence[ChargedCall]) -> int | None:
+    """What `model` may be sent (None: no hard budget): its own cap (`TaskBudget.model_caps`, a cheaper
+    model's within the same reservation; else the budget's), less what `charged` was billed."""
+    budget = routed.task.budget
+    if budget is None:
+        return None
+    return budget.model_caps.get(model, budget.max_output_tokens) - tokens(charged)
 
 
 def tokens(charged: Sequence[ChargedCall]) -> int:
@@ -79,20 +88,25 @@ def fitted(make: MakeTarget, routed: TaskRouted) -> MakeTarget:
 
 
 class Spending:
-    """A task's calls under a hard budget whose reservation covers one billed call: each call (a retry, a
-    fallback) is sent what the calls billed so far besides the answer (`charged`: a timeout's prompt,
-    earlier runs' calls) left of the budget's cap; none when they left nothing (`budget_exceeded`, not
-    sent: no limit, breaker or fallback is charged for it)."""
+    """A candidate's calls under a hard budget: each is sent its model's own cap (`own_cap`) less what the
+    calls billed besides the answer so far took of it (`charged`: where the reservation covers one billed
+    call, a timeout's prompt before a retry or a fallback; earlier runs' calls); none when they left
+    nothing (`budget_exceeded`, not sent: no limit, breaker or fallback is charged for it)."""
 
     def __init__(
-        self, inner: Provider, routed: TaskRouted, charged: Callable[[], Sequence[ChargedCall]]
+        self,
+        inner: Provider,
+        routed: TaskRouted,
+        model: str,
+        charged: Callable[[], Sequence[ChargedCall]],
     ) -> None:
         self._inner = inner
         self._routed = routed
+        self._model = model
         self._charged = charged
 
     def _capped(self, call: ProviderCall) -> ProviderCall:
-        left = cap(self._routed, self._charged())
+        left = own_cap(self._routed, self._model, self._charged())
         if left is None:
             return call
         if left < 1:

@@ -28,6 +28,7 @@ class CallBook:
         self.spent: list[CallRecord] = []  # answers and cancelled calls: what cost tokens
         # what was reported billable (billed besides the result), from earlier runs cut by a stop too
         self.charged: list[ChargedCall] = list(carried)
+        self.carried = len(carried)  # the first this many of `charged`
         self._spans: list[tuple[float, float]] = []  # (start, end) of each call, perf_counter seconds
 
     async def on_call(self, record: CallRecord) -> None:

@@ -135,8 +135,11 @@ class Run:
                 cache_reads=getattr(adapter, "limits_count_cache_reads", True),
             )
         budget = self.routed.task.budget
-        if budget is not None and budget.calls == 1:  # each attempt within what the billed calls left
-            guarded = budgeted.Spending(guarded, self.routed, lambda: self.book.charged)
+        if budget is not None:  # each attempt within its model's cap, less what the billed calls took
+            carried = self.book.charged[: self.book.carried]
+            # one call covered: a retry's or a fallback's own calls billed besides the answer count too
+            charged = (lambda: self.book.charged) if budget.calls == 1 else (lambda: carried)
+            guarded = budgeted.Spending(guarded, self.routed, candidate.model, charged)
         return Target(
             candidate.model,
             RetryingProvider(

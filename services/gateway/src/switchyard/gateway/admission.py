@@ -124,6 +124,7 @@ class _Plan:
     default_max_tokens: int
     calls: int = 1
     answer: int = 0
+    caps: dict[str, int] = field(default_factory=dict)  # cheaper candidates' longer caps (`afford`)
 
     def __post_init__(self) -> None:
         if isinstance(self.request, ChatRequest):
@@ -155,7 +156,16 @@ class _Plan:
         )
         if cap < min(self.answer, MIN_CAPPED_ANSWER):
             return False
-        self.calls, self.answer = 1, cap
+        most, self.calls, self.answer = self.answer, 1, cap
+        self.caps = pricing.model_caps(
+            self.policy,
+            self.request,
+            providers=self.providers,
+            prompt=self.prompt,
+            reserved=self.worst(),
+            cap=cap,
+            most=min(most, MAX_TOKENS),
+        )
         return True
 
 
@@ -243,7 +253,9 @@ class Admission:
                 principal, accounts, spend, results[n:], worst_case=worst
             )
         if hard:
-            admitted.budget = TaskBudget(max_output_tokens=min(plan.answer, MAX_TOKENS), calls=plan.calls)
+            admitted.budget = TaskBudget(
+                max_output_tokens=min(plan.answer, MAX_TOKENS), calls=plan.calls, model_caps=plan.caps
+            )
         if self.inflight is not None and task_id is not None:
             self.inflight.add(
                 admitted, task_id=task_id, tenant_id=principal.tenant_id, at=now, ends_by=now + timeout_s

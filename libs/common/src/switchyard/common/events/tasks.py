@@ -225,6 +225,12 @@ class TaskBudget(BaseModel):
         description="the billed calls the reservation covers: a race runs at most this many racers, a "
         "cascade at most this many checked steps (1: neither, a single call with fallbacks)",
     )
+    model_caps: dict[str, int] = Field(
+        default_factory=dict,
+        description="a candidate model's own output cap (policy model id: tokens), where its price pays "
+        "for more than `max_output_tokens` within the same one-call reservation (an answer capped near "
+        "its budget's end): that model is sent up to it; any other model `max_output_tokens`",
+    )
 
 
 class TaskSubmitted(EventPayload):

@@ -202,6 +202,32 @@ def worst_case_micro(
     return math.ceil(sum(costs[:calls]) * MICRO)
 
 
+def model_caps(
+    policy: Policy,
+    request: ChatRequest,
+    *,
+    providers: set[str],
+    prompt: int,
+    reserved: int,
+    cap: int,
+    most: int,
+) -> dict[str, int]:
+    """The candidates whose price pays for a longer answer than `cap` (the dearest's) within one call's
+    `reserved` micro-USD: each one's longest answer (at most `most`, what was asked), by model id."""
+    cut = request.truncation == "auto"
+    caps: dict[str, int] = {}
+    for spec in candidates(policy, model=request.model, providers=providers):
+        sent = min(prompt, spec.context_window) if cut else prompt
+        low, high = cap, most
+        while low < high:
+            mid = (low + high + 1) // 2
+            fits = math.ceil(spec.worst_cost(sent, mid * request.n) * MICRO) <= reserved
+            low, high = (mid, high) if fits else (low, mid - 1)
+        if low > cap:
+            caps[spec.id] = low
+    return caps
+
+
 def billed(outcome: TaskCompleted | TaskFailed) -> list[tuple[str, Usage]]:
     """Every call billing charges for the task: the delivered answer (of a completed task not answered from
     the gateway's cache, which paid no provider) and the calls billed besides it (`charged`: a race's
