@@ -117,6 +117,7 @@ class BatchRecord(BaseModel):
     api_key_id: str
     runner: Runner | None = None
     output_expires_s: int | None = None  # the output and error files expire this long after they are made
+    idempotency_claim: str | None = None  # its create's Idempotency-Key claim (`idempotent`), purged with it
     done_below: int = 0
     below: RequestCounts = Field(default_factory=RequestCounts)  # the results of the lines before it
 

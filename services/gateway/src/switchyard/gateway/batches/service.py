@@ -6,6 +6,7 @@ import time
 
 from pydantic import ValidationError
 
+from switchyard.gateway.batches import idempotent
 from switchyard.gateway.batches.lines import ENDPOINTS
 from switchyard.gateway.batches.models import (
     COMPLETION_WINDOW_S,
@@ -21,6 +22,7 @@ from switchyard.gateway.errors import Conflict, InvalidRequest, NotFound, RateLi
 from switchyard.gateway.files.share import Share
 from switchyard.gateway.files.store import FileStore, file_key
 from switchyard.gateway.metrics import BATCHES_CREATED
+from switchyard.gateway.taskapi import idempotency
 from switchyard.gateway.tenants import Principal
 
 WINDOWS = ("24h",)
@@ -43,10 +45,15 @@ class Batches:
         self.runner = runner
         self.max_unfinished = max_unfinished
 
-    async def create(self, *, principal: Principal, body: bytes) -> Batch:
+    async def create(self, *, principal: Principal, body: bytes, key: str | None = None) -> Batch:
         """A new batch, `validating`: the runner reads and checks its file, then runs it. 404 for an input
         file that is not the organisation's; 507 while the organisation's files hold its share of the store
-        (the batch's output would go past it: it is written whatever the share once the batch ends)."""
+        (the batch's output would go past it: it is written whatever the share once the batch ends). With
+        an Idempotency-Key `key`, the batch its first request created (`idempotent`), before any check."""
+        claim = idempotent.claim_key(principal.tenant_id, key) if key is not None else None
+        sha256 = idempotent.digest(body)
+        if claim is not None and (replayed := await self.replayed(claim, sha256)) is not None:
+            return replayed
         try:
             asked = CreateBatch.model_validate(json_object(body))
         except ValidationError as exc:
@@ -85,8 +92,16 @@ class Batches:
         )
         await self.check_unfinished(principal.tenant_id)
         now = int(time.time())
+        batch_id = new_batch_id()
+        if claim is not None:
+            held = await idempotent.take(
+                self.store.bucket, claim, idempotent.Claim(batch_id=batch_id, request_sha256=sha256)
+            )
+            if held.request_sha256 != sha256:
+                raise idempotency.reused()
+            batch_id = held.batch_id
         batch = Batch(
-            id=new_batch_id(),
+            id=batch_id,
             endpoint=asked.endpoint,
             input_file_id=file.id,
             completion_window=asked.completion_window,
@@ -101,11 +116,23 @@ class Batches:
             user_id=principal.user_id,
             api_key_id=principal.api_key_id,
             output_expires_s=asked.output_expires_after.seconds if asked.output_expires_after else None,
+            idempotency_claim=claim,
         )
-        await self.store.create(record)
+        if not await self.store.create(record):  # a retry under its key made it a moment ago
+            return (await self.store.get(tenant_id=principal.tenant_id, batch_id=batch_id)).batch
         BATCHES_CREATED.labels(batch.endpoint).inc()
         self.runner.poke()
         return batch
+
+    async def replayed(self, claim: str, sha256: str, prefix: str = OPENAI_PREFIX) -> Batch | None:
+        """The batch a create's Idempotency-Key claim names, when it exists; 409 for another body."""
+        held = await idempotent.read(self.store.bucket, claim)
+        if held is None:
+            return None
+        if held.request_sha256 != sha256:
+            raise idempotency.reused()
+        record = await self.store.read(held.batch_id)
+        return record.batch if record is not None and record.batch.id.startswith(prefix) else None
 
     async def check_unfinished(self, tenant_id: str) -> None:
         """429 `batch_limit_exceeded` when the organisation has its limit of batches not finished yet

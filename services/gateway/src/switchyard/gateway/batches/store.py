@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 
 from nats.js import JetStreamContext
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from switchyard.common import kv, subjects
@@ -39,12 +40,22 @@ class BatchStore:
         self._kv = bucket
         self.vectors = vectors  # embedding lines' large vectors, until the output file holds them
 
-    async def create(self, record: BatchRecord) -> None:
+    @property
+    def bucket(self) -> KeyValue:
+        return self._kv
+
+    async def create(self, record: BatchRecord) -> bool:
+        """Stores a new batch; False when its id is taken (a retry under the same Idempotency-Key made
+        it: `idempotent`)."""
         batch_id = record.batch.id
-        await self._kv.create(f"b.{batch_id}", record.model_dump_json().encode())
+        try:
+            await self._kv.create(f"b.{batch_id}", record.model_dump_json().encode())
+        except KeyWrongLastSequenceError:
+            return False
         await self._kv.put(f"t.{record.tenant_id}.{batch_id}", b"")
         await self._kv.put(f"o.{record.tenant_id}.{batch_id}", b"")  # the organisation's, not finished
         await self._kv.put(f"a.{batch_id}", b"")
+        return True
 
     async def unfinished(self, *, tenant_id: str) -> int:
         """How many of the organisation's batches are not finished yet (one request: their keys)."""
@@ -137,6 +148,8 @@ class BatchStore:
         await self.finished(batch_id, tenant_id=record.tenant_id)
         await self._kv.purge(f"t.{record.tenant_id}.{batch_id}")
         await self._kv.purge(f"b.{batch_id}")
+        if record.idempotency_claim is not None:
+            await self._kv.purge(record.idempotency_claim)
 
     async def erase_tenant(self, tenant_id: str) -> tuple[int, int]:
         """Removes every batch record of the tenant (an erasure), its refused lines' errors and its marks,
@@ -153,6 +166,8 @@ class BatchStore:
                 continue
             if (await kv.read(self._kv, f"a.{batch_id}"))[0] is not None:
                 unfinished += 1
+            if record is not None and record.idempotency_claim is not None:
+                await kv.purge_matching(self._kv, record.idempotency_claim)
             for pattern in (f"e.{batch_id}.*", f"a.{batch_id}", f"o.{tenant_id}.{batch_id}", f"b.{batch_id}"):
                 await kv.purge_matching(self._kv, pattern)
             await kv.purge_matching(self._kv, key)

@@ -14,9 +14,20 @@ from switchyard.gateway.bodies import read_request_body
 from switchyard.gateway.limits.service import requests_admitted
 from switchyard.gateway.openapi import ERRORS, error_doc
 from switchyard.gateway.state import gateway_of
+from switchyard.gateway.taskapi import idempotency
 from switchyard.gateway.tenants import Principal
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
+IDEMPOTENCY_HEADER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Retrying with the same key (and the same body) returns the batch the first request created; kept "
+        "30 days. A different body under the same key is 409 `idempotency_key_reused`."
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": idempotency.MAX_KEY_CHARS},
+}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     k: v for k, v in ERRORS.items() if k in (400, 401, 403, 404, 429, 503)
 }
@@ -32,9 +43,10 @@ async def _caller(request: Request) -> tuple[Batches, Principal]:
     "",
     response_model=Batch,
     summary="Create a batch from an uploaded JSONL file (purpose `batch`)",
-    openapi_extra=serving.schema_of(CreateBatch),
+    openapi_extra={**serving.schema_of(CreateBatch), "parameters": [IDEMPOTENCY_HEADER]},
     responses={
         **_ERRORS,
+        409: error_doc("`idempotency_key_reused`: the Idempotency-Key came with a different body"),
         429: error_doc(
             "`rate_limit_exceeded`: the requests-per-minute limits a completion takes (see Retry-After and "
             "x-ratelimit-*-requests); `batch_limit_exceeded`: SWITCHYARD_BATCH_ORG_UNFINISHED batches not "
@@ -52,7 +64,7 @@ async def create_batch(request: Request, response: Response) -> Batch:
     response.headers.update(await requests_admitted(gw.admission.limiter, principal))
     async with gw.intake.taking(request):  # a create is a few hundred bytes, but read up to the body limit
         body = await read_request_body(request, gw.settings)
-        return await batches.create(principal=principal, body=body)
+        return await batches.create(principal=principal, body=body, key=idempotency.idempotency_key(request))
 
 
 @router.get(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
@@ -16,6 +17,7 @@ import orjson
 from pydantic import BaseModel, Field, ValidationError
 
 from switchyard.gateway import bounds
+from switchyard.gateway.batches import idempotent
 from switchyard.gateway.batches.lines import MAX_MESSAGE_LINES, MESSAGES
 from switchyard.gateway.batches.models import COMPLETION_WINDOW_S, TERMINAL, Batch, BatchRecord, RequestCounts
 from switchyard.gateway.batches.service import Batches
@@ -40,7 +42,15 @@ from switchyard.gateway.message_batches.models import (
 )
 from switchyard.gateway.message_batches.scan import BadJSON, Body, Oversized, Scanner
 from switchyard.gateway.metrics import BATCHES_CREATED
+from switchyard.gateway.taskapi import idempotency
 from switchyard.gateway.tenants import Principal
+
+
+async def _hashing(body: AsyncIterable[bytes], into: Any) -> AsyncIterator[bytes]:
+    async for chunk in body:
+        into.update(chunk)
+        yield chunk
+
 
 # A batch's requests file expires this soon, kept past it only while its batch has not ended (the Batch
 # API's `in_use`, as any batch's input file): should a replica die between storing it and creating the
@@ -58,14 +68,24 @@ class MessageBatches:
         self.batches = batches
         self.max_body_bytes = max_body_bytes  # one request's params, as POST /v1/messages takes them
 
-    async def create(self, *, principal: Principal, body: AsyncIterable[bytes]) -> Batch:
+    async def create(
+        self, *, principal: Principal, body: AsyncIterable[bytes], key: str | None = None
+    ) -> Batch:
         """A new batch, its requests stored as its input file as they arrive (`RequestLines`: nothing of
         a refused create is kept). 400 for a `custom_id` used twice; 413 for one request larger than POST
-        /v1/messages takes; 429 and 507 as an OpenAI batch's create."""
-        lines = RequestLines(body, max_body_bytes=self.max_body_bytes)
+        /v1/messages takes; 429 and 507 as an OpenAI batch's create. With an Idempotency-Key `key`, the
+        batch its first request created (`batches.idempotent`: the body is read to compare it)."""
         tenant_id = principal.tenant_id
+        hashed = hashlib.sha256()
+        lines = RequestLines(_hashing(body, hashed), max_body_bytes=self.max_body_bytes)
+        claim = idempotent.claim_key(tenant_id, key) if key is not None else None
+        held = await idempotent.read(self.batches.store.bucket, claim) if claim is not None else None
+        # a retry of a batch that exists is not admitted again (it would count itself as unfinished)
+        replaying = held is not None and await self.batches.store.read(held.batch_id) is not None
 
         async def admitted() -> None:  # the body all read and checked, before the file is described
+            if replaying:
+                return
             await self.batches.share.check(
                 self.batches.files,
                 tenant_id,
@@ -84,9 +104,17 @@ class MessageBatches:
             before_described=admitted,
         )
         store, count = self.batches.store, lines.count
+        batch_id = new_batch_id(ID_PREFIX)
+        if claim is not None:
+            try:
+                batch_id = await self._claimed(claim, batch_id, hashed.hexdigest())
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await self.batches.files.delete(tenant_id=tenant_id, file_id=file.id, held=True)
+                raise
         now = int(time.time())
         batch = Batch(
-            id=new_batch_id(ID_PREFIX),
+            id=batch_id,
             endpoint=MESSAGES,
             input_file_id=file.id,
             status="validating",
@@ -100,16 +128,31 @@ class MessageBatches:
             user_id=principal.user_id,
             api_key_id=principal.api_key_id,
             output_expires_s=KEEP_S,
+            idempotency_claim=claim,
         )
         try:
-            await store.create(record)
+            created = await store.create(record)
         except BaseException:
             with contextlib.suppress(Exception):
                 await self.batches.files.delete(tenant_id=tenant_id, file_id=file.id, held=True)
             raise
+        if not created:  # a retry under its key: the batch its first request made is the batch
+            with contextlib.suppress(Exception):
+                await self.batches.files.delete(tenant_id=tenant_id, file_id=file.id, held=True)
+            return (await store.get(tenant_id=tenant_id, batch_id=batch_id, prefix=ID_PREFIX)).batch
         BATCHES_CREATED.labels(MESSAGES).inc()
         self.batches.runner.poke()
         return batch
+
+    async def _claimed(self, claim: str, batch_id: str, sha256: str) -> str:
+        """The id the batch takes under its Idempotency-Key claim (its first request's batch, should one
+        have made it: then the create finds it taken); 409 when the key was used with another body."""
+        held = await idempotent.take(
+            self.batches.store.bucket, claim, idempotent.Claim(batch_id=batch_id, request_sha256=sha256)
+        )
+        if held.request_sha256 != sha256:
+            raise idempotency.reused()
+        return held.batch_id
 
     async def get(self, *, principal: Principal, batch_id: str) -> BatchRecord:
         """The organisation's message batch; 404 `not_found` (`param` `message_batch_id`) for none, another

@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from switchyard.gateway import serving
 from switchyard.gateway.auth import authenticate
+from switchyard.gateway.batches.views import IDEMPOTENCY_HEADER
 from switchyard.gateway.bodies import body_chunks
 from switchyard.gateway.errors import RequestTooLarge
 from switchyard.gateway.limits.service import requests_admitted
@@ -25,6 +26,7 @@ from switchyard.gateway.message_batches.models import (
 from switchyard.gateway.message_batches.service import MAX_BYTES, MessageBatches, message_batch
 from switchyard.gateway.openapi import ERRORS, AnthropicErrorResponse
 from switchyard.gateway.state import gateway_of
+from switchyard.gateway.taskapi import idempotency
 from switchyard.gateway.tenants import Principal
 
 router = APIRouter(prefix="/v1/messages/batches", tags=["message batches"])
@@ -67,9 +69,10 @@ def _base(request: Request) -> str:
     "",
     response_model=MessageBatch,
     summary="Create a message batch (Anthropic Message Batches-compatible): its requests inline",
-    openapi_extra=serving.schema_of(CreateMessageBatch),
+    openapi_extra={**serving.schema_of(CreateMessageBatch), "parameters": [IDEMPOTENCY_HEADER]},
     responses={
         **_ERRORS,
+        409: _doc("`idempotency_key_reused`: the Idempotency-Key came with a different body"),
         400: _doc(
             "Invalid request: `invalid_json`, missing or invalid fields (`requests` given twice among them), "
             "`duplicate_custom_id`"
@@ -98,7 +101,8 @@ async def create_message_batch(request: Request, response: Response) -> MessageB
     files_lower = gw.settings.files_max_bytes < MAX_BYTES
     limit = gw.settings.files_max_bytes if files_lower else MAX_BYTES
     chunks = body_chunks(request, limit=limit, setting="SWITCHYARD_FILES_MAX_BYTES" if files_lower else None)
-    batch = await service.create(principal=principal, body=_batch_sized(chunks))
+    key = idempotency.idempotency_key(request)
+    batch = await service.create(principal=principal, body=_batch_sized(chunks), key=key)
     return message_batch(batch, base_url=_base(request))
 
 
