@@ -33,6 +33,13 @@ UNAVAILABLE = LineError(
     message="this request's result is not stored (any more): it cannot be told",
 )
 
+TASK_CANCELLED = LineError(
+    status=409,
+    type="invalid_request_error",
+    code="task_cancelled",
+    message="this request's task was cancelled (DELETE /v1/tasks/{id}) before it was answered",
+)
+
 
 @dataclass
 class Results:
@@ -104,6 +111,12 @@ class Results:
                 return "failed", self._shape.failed(*args, request_id=task_id, error=refused)
         elif state.status == "completed":
             return await self._answer(line, task_id)
+        elif state.status == "cancelled":
+            # answered after all (billed in full: the line's), though the task store may not say so yet
+            if isinstance(await self.gw.runs.store.stored_outcome(task_id), TaskCompleted):
+                return await self._answer(line, task_id)
+            if final == "completed":  # a member cancelled it (the task API) while the batch ran
+                return "failed", self._shape.failed(*args, request_id=task_id, error=TASK_CANCELLED)
         elif state.status in ("failed", "timed_out"):
             embedding = self.record.batch.endpoint == lines.EMBEDDINGS
             error = render.task_error(state, embedding=embedding)

@@ -15,6 +15,7 @@ the first line whose result was not yet known when the last progress was written
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import logging
@@ -36,6 +37,7 @@ from switchyard.gateway.errors import APIError, RateLimited, ServiceUnavailable
 from switchyard.gateway.key_policy import allowed_models
 from switchyard.gateway.taskapi.models import TERMINAL as TASK_TERMINAL
 from switchyard.gateway.taskapi.models import TaskState
+from switchyard.gateway.tasks import SETTLE_WAIT_S
 
 log = logging.getLogger(__name__)
 MAX_WAIT_S = 30.0  # a line refused for a rate limit waits at most this long before it is tried again
@@ -210,7 +212,8 @@ class BatchRun(LeasedRun):
             await listening.unsubscribe()
         if state is not None and state.status == "completed":
             await self._keep_vectors(task_id)
-        if state is not None and state.status != "cancelled":
+        if state is not None and (state.status != "cancelled" or self.ending is None):
+            # a task a member cancelled (the task API) while the batch runs: the line's failure
             self.outcomes[line.index] = "completed" if state.status == "completed" else "failed"
 
     async def _keep_vectors(self, task_id: str) -> None:
@@ -240,10 +243,21 @@ class BatchRun(LeasedRun):
             if self.halting:
                 return None
             if self.ending is not None:
-                return await self.gw.runs.cancel(principal=self._owner(), task_id=task_id)
+                return await self._cancelled(task_id, heard)
             await self._pause(self.knobs.poll_s, heard)
             heard.clear()
             state = await self.gw.runs.get(principal=self._owner(), task_id=task_id)
+        return state
+
+    async def _cancelled(self, task_id: str, heard: asyncio.Event) -> TaskState:
+        """The line's task cancelled as its batch ended. An answer its executor made before the
+        cancellation reached it is billed in full, so it is the line's (`Results.of` reads it): it is
+        waited for up to SETTLE_WAIT_S (the task API's wait to settle a cancelled task), so that the files
+        are not written just before it comes."""
+        state = await self.gw.runs.cancel(principal=self._owner(), task_id=task_id)
+        if state.status == "cancelled":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(heard.wait(), SETTLE_WAIT_S)
         return state
 
     async def _submit(self, line: lines.Line, task_id: str) -> TaskState | None:
