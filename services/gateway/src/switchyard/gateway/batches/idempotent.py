@@ -3,7 +3,7 @@ takes it (`taskapi.idempotency`): a client that retries a create after a timeout
 gets the batch its first request created, not a second batch run and billed a second time. The same key
 with another body is 409 `idempotency_key_reused`. Neither official SDK sends the header by itself.
 
-The key's claim is a KV entry of the batches bucket (`k.` and a digest of the organisation and the key),
+The key's claim is a KV entry of the batches bucket (`k.` and a digest of the organisation, the kind of batch and the key),
 created before the batch (a compare-and-set: one claim per key across replicas) and naming the batch's id
 and the body's SHA-256; a retry that finds it answers that batch (or creates it under that id, should the
 first request have stopped between claim and batch). A claim is kept as long as the bucket keeps entries
@@ -26,8 +26,10 @@ class Claim(BaseModel):
     request_sha256: str
 
 
-def claim_key(tenant_id: str, key: str) -> str:
-    return "k." + derived_id(f"{tenant_id}\n{key}", "batch-idempotency")
+def claim_key(tenant_id: str, key: str, kind: str) -> str:
+    """The claim's KV key: the organisation's, the key's and the kind of batch's (`batch_`, `msgbatch_`:
+    one key may name an OpenAI batch and a message batch)."""
+    return "k." + derived_id(f"{tenant_id}\n{kind}\n{key}", "batch-idempotency")
 
 
 def digest(body: bytes) -> str:

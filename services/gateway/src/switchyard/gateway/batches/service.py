@@ -50,7 +50,7 @@ class Batches:
         file that is not the organisation's; 507 while the organisation's files hold its share of the store
         (the batch's output would go past it: it is written whatever the share once the batch ends). With
         an Idempotency-Key `key`, the batch its first request created (`idempotent`), before any check."""
-        claim = idempotent.claim_key(principal.tenant_id, key) if key is not None else None
+        claim = idempotent.claim_key(principal.tenant_id, key, OPENAI_PREFIX) if key is not None else None
         sha256 = idempotent.digest(body)
         if claim is not None and (replayed := await self.replayed(claim, sha256)) is not None:
             return replayed
@@ -124,7 +124,7 @@ class Batches:
         self.runner.poke()
         return batch
 
-    async def replayed(self, claim: str, sha256: str, prefix: str = OPENAI_PREFIX) -> Batch | None:
+    async def replayed(self, claim: str, sha256: str) -> Batch | None:
         """The batch a create's Idempotency-Key claim names, when it exists; 409 for another body."""
         held = await idempotent.read(self.store.bucket, claim)
         if held is None:
@@ -132,7 +132,7 @@ class Batches:
         if held.request_sha256 != sha256:
             raise idempotency.reused()
         record = await self.store.read(held.batch_id)
-        return record.batch if record is not None and record.batch.id.startswith(prefix) else None
+        return record.batch if record is not None else None
 
     async def check_unfinished(self, tenant_id: str) -> None:
         """429 `batch_limit_exceeded` when the organisation has its limit of batches not finished yet

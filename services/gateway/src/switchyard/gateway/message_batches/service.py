@@ -78,7 +78,7 @@ class MessageBatches:
         tenant_id = principal.tenant_id
         hashed = hashlib.sha256()
         lines = RequestLines(_hashing(body, hashed), max_body_bytes=self.max_body_bytes)
-        claim = idempotent.claim_key(tenant_id, key) if key is not None else None
+        claim = idempotent.claim_key(tenant_id, key, ID_PREFIX) if key is not None else None
         held = await idempotent.read(self.batches.store.bucket, claim) if claim is not None else None
         # a retry of a batch that exists is not admitted again (it would count itself as unfinished)
         replaying = held is not None and await self.batches.store.read(held.batch_id) is not None
