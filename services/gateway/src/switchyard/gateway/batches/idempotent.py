@@ -3,11 +3,11 @@ takes it (`taskapi.idempotency`): a client that retries a create after a timeout
 gets the batch its first request created, not a second batch run and billed a second time. The same key
 with another body is 409 `idempotency_key_reused`. Neither official SDK sends the header by itself.
 
-The key's claim is a KV entry of the batches bucket (`k.` and a digest of the organisation, the kind of batch and the key),
-created before the batch (a compare-and-set: one claim per key across replicas) and naming the batch's id
-and the body's SHA-256; a retry that finds it answers that batch (or creates it under that id, should the
-first request have stopped between claim and batch). A claim is kept as long as the bucket keeps entries
-(30 days from when it was made) and purged with its batch."""
+The key's claim is a KV entry of the batches bucket (`k.` and a digest of the organisation, the kind of
+batch and the key), created before the batch (a compare-and-set: one claim per key across replicas) and
+naming the batch's id and the body's SHA-256; a retry that finds it answers that batch (or creates it under
+that id, should the first request have stopped between claim and batch). A claim is kept as long as the
+bucket keeps entries (30 days from when it was made) and purged with its batch."""
 
 from __future__ import annotations
 
