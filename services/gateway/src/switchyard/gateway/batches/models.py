@@ -117,6 +117,9 @@ class BatchRecord(BaseModel):
     api_key_id: str
     runner: Runner | None = None
     output_expires_s: int | None = None  # the output and error files expire this long after they are made
+    # the output and error files' ids, chosen before they are written: a replica that writes them again
+    # (it took the batch over from one that died before recording them) replaces them, leaves no orphan
+    results_files: list[str] | None = None
     idempotency_claim: str | None = None  # its create's Idempotency-Key claim (`idempotent`), purged with it
     done_below: int = 0
     below: RequestCounts = Field(default_factory=RequestCounts)  # the results of the lines before it

@@ -7,6 +7,7 @@ taking the batch over."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from switchyard.gateway import completions, embeddings
 from switchyard.gateway.batches import lines, message_render, render
 from switchyard.gateway.batches.models import BatchRecord, LineError, RequestCounts
 from switchyard.gateway.batches.store import BatchStore
-from switchyard.gateway.errors import APIError, UpstreamFailed
+from switchyard.gateway.errors import APIError, NotFound, UpstreamFailed
 from switchyard.gateway.files.models import FileObject
 from switchyard.gateway.state import Gateway
 from switchyard.gateway.tenants import Principal
@@ -87,15 +88,24 @@ class Results:
         return out, err, counts
 
     async def _file(self, kind: str, content: IO[bytes]) -> FileObject | None:
+        """The file written, under the id the runner chose for it (`results_files`: the same when a
+        replica writes it again); one with nothing to hold is not, and one written before is removed."""
+        planned = self.record.results_files
+        file_id = planned[0 if kind == "output" else 1] if planned else None
+        tenant_id = self.record.tenant_id
         if not content.tell():
+            if file_id is not None:
+                with contextlib.suppress(NotFound):
+                    await self.gw.files.delete(tenant_id=tenant_id, file_id=file_id, held=True)
             return None
         content.seek(0)
         return await self.gw.files.put(
-            tenant_id=self.record.tenant_id,
+            tenant_id=tenant_id,
             purpose="message_batch" if self._messages else "batch_output",
             filename=f"{self.record.batch.id}_{kind}.jsonl",
             data=content,
             expires_after_s=self.record.output_expires_s,
+            file_id=file_id,
         )
 
     async def of(self, line: lines.Line, *, final: str) -> tuple[Kind, bytes]:

@@ -34,6 +34,7 @@ from switchyard.gateway.batches.lease import LeasedRun, _with
 from switchyard.gateway.batches.models import BatchError, BatchErrors, BatchRecord, LineError, RequestCounts
 from switchyard.gateway.batches.results import Results
 from switchyard.gateway.errors import APIError, RateLimited, ServiceUnavailable
+from switchyard.gateway.files.store import new_file_id
 from switchyard.gateway.key_policy import allowed_models
 from switchyard.gateway.taskapi.models import TERMINAL as TASK_TERMINAL
 from switchyard.gateway.taskapi.models import TaskState
@@ -322,6 +323,13 @@ class BatchRun(LeasedRun):
             )
             if finalizing.batch.status == "cancelling":
                 final = "cancelled"
+        await self._write(  # the files' ids, before they are written (see `results_files`)
+            lambda r: (
+                None
+                if r.results_files
+                else r.model_copy(update={"results_files": [new_file_id(), new_file_id()]})
+            )
+        )
         results = Results(self.gw, self.store, self.record, self.principal or self._owner())
         try:
             async with aclosing(self._requests(0)) as requests:

@@ -244,6 +244,7 @@ class FileStore:
         expires_at: int | None = None,
         expires_after_s: int | None = None,
         before_described: Callable[[], Awaitable[None]] | None = None,
+        file_id: str | None = None,
     ) -> FileObject:
         """Stores a new file (`data`: its bytes, a binary file read from where it stands, or its bytes as
         they come, each in chunks), expiring at `expires_at` or `expires_after_s` after its `created_at` (as
@@ -252,8 +253,9 @@ class FileStore:
         bytes are stored, before the file is described; should it raise, nothing is kept. Should `data`
         raise (or the put be cancelled), nothing is kept either. A bucket full while `data` comes: the
         rest of `data` is read (what it raises at its end comes first), then `before_described`, then
-        FilesFull."""
-        file_id = new_file_id()
+        FilesFull. `file_id`: the id it takes (`new_file_id`), replacing a file of that id (a batch's
+        results written again)."""
+        file_id = file_id or new_file_id()
         key = file_key(tenant_id, file_id)
         try:
             if isinstance(data, AsyncIterator):
