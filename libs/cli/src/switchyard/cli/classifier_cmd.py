@@ -263,7 +263,7 @@ def _retrain_in(
 def _live_heads(nats_url: str | None) -> Any:
     """The heads in force on the bus, or None when nothing was promoted."""
     from switchyard.classifier import promotion
-    from switchyard.cli.classifier_heads_cmd import on_bus
+    from switchyard.cli.bus import on_bus
 
     return on_bus(nats_url, promotion.live_files)
 

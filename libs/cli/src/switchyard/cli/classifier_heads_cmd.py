@@ -8,46 +8,19 @@ replica classifies with (promotion.py, follower.py in the classifier).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-import nats
 from nats.js import JetStreamContext
 
-from switchyard.cli.devstack import StackSettings
+from switchyard.cli.bus import on_bus
 from switchyard.common.errors import ConfigurationError
-from switchyard.common.logs import redact
 
 if TYPE_CHECKING:
     from switchyard.classifier.promotion import Files, Promoted
-
-T = TypeVar("T")
-
-
-def on_bus(url: str | None, work: Callable[[JetStreamContext], Awaitable[T]]) -> T:
-    url = url or StackSettings().bus_url()
-
-    async def quiet(exc: Exception) -> None:  # nats-py's default prints each failed attempt's traceback
-        pass
-
-    async def go() -> T:
-        try:
-            nc = await nats.connect(
-                url, connect_timeout=5, max_reconnect_attempts=1, allow_reconnect=False, error_cb=quiet
-            )
-        except (OSError, nats.errors.Error) as exc:
-            raise SystemExit(redact(f"cannot reach NATS at {url}: {exc}")) from None
-        try:
-            return await work(nc.jetstream())
-        finally:
-            await nc.close()
-
-    return asyncio.run(go())
 
 
 def publish(new: Files, *, baseline: Files | None, note: str, nats_url: str | None) -> Promoted:

@@ -6,20 +6,13 @@ Listings never print message bodies (a task carries its prompt); `show --body` d
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
-import nats
 import orjson
 from nats.js import JetStreamContext
 
-from switchyard.cli.devstack import StackSettings
+from switchyard.cli.bus import on_bus
 from switchyard.common import dlq
-from switchyard.common.logs import redact
-
-T = TypeVar("T")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,27 +46,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     again.set_defaults(func=_replay)
 
 
-def _run(args: argparse.Namespace, work: Callable[[JetStreamContext], Awaitable[T]]) -> T:
-    url = args.nats_url or StackSettings().bus_url()
-
-    async def quiet(exc: Exception) -> None:  # nats-py's default prints each failed attempt's traceback
-        pass
-
-    async def go() -> T:
-        try:
-            nc = await nats.connect(
-                url, connect_timeout=5, max_reconnect_attempts=1, allow_reconnect=False, error_cb=quiet
-            )
-        except (OSError, nats.errors.Error) as exc:
-            raise SystemExit(redact(f"cannot reach NATS at {url}: {exc}")) from None
-        try:
-            return await work(nc.jetstream())
-        finally:
-            await nc.close()
-
-    return asyncio.run(go())
-
-
 def _list(args: argparse.Namespace) -> int:
     async def work(js: JetStreamContext) -> list[dlq.DeadLetter]:
         return [  # one more than shown: whether the listing was cut
@@ -83,7 +55,7 @@ def _list(args: argparse.Namespace) -> int:
             )
         ]
 
-    letters = _run(args, work)
+    letters = on_bus(args.nats_url, work)
     if len(letters) > args.limit:
         rest = letters.pop().seq
         print(f"(more dead letters from sequence {rest} (--from-seq {rest}))", file=sys.stderr)
@@ -105,7 +77,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     try:
-        letter = _run(args, lambda js: dlq.get(js, args.seq))
+        letter = on_bus(args.nats_url, lambda js: dlq.get(js, args.seq))
     except dlq.DeadLetterNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -143,4 +115,4 @@ def _replay(args: argparse.Namespace) -> int:
             print(f"replayed {seq} -> {letter.original_subject} (event {letter.event_id or '?'}{also})")
         return 1 if failed else 0
 
-    return _run(args, work)
+    return on_bus(args.nats_url, work)

@@ -15,7 +15,7 @@ import sys
 import orjson
 from nats.js import JetStreamContext
 
-from switchyard.cli.dlq_cmd import _run
+from switchyard.cli.bus import on_bus
 from switchyard.common import tenants
 
 
@@ -52,7 +52,7 @@ def _list(args: argparse.Namespace) -> int:
         bucket = await tenants.registry_bucket(js)
         return await tenants.entries(bucket), await tenants.is_kept(bucket)
 
-    found, kept = _run(args, work)
+    found, kept = on_bus(args.nats_url, work)
     if args.json:
         rows = [{"tenant_id": e.tenant_id, "name": e.name, "status": e.status, "at": e.at} for e in found]
         print(orjson.dumps({"kept": kept, "tenants": rows}).decode())
@@ -75,7 +75,7 @@ def _add(args: argparse.Namespace) -> int:
         await tenants.mark_kept(bucket, by="switchyard tenants add")
         return written
 
-    written = _run(args, work)
+    written = on_bus(args.nats_url, work)
     print(f"{args.tenant_id} {'registered' if written else 'was registered already'}")
     return 0
 
@@ -91,6 +91,6 @@ def _erase(args: argparse.Namespace) -> int:
         await tenants.erase(bucket, args.tenant_id)
         await tenants.mark_kept(bucket, by="switchyard tenants erase")
 
-    _run(args, work)
+    on_bus(args.nats_url, work)
     print(f"{args.tenant_id} erased: its tasks are refused")
     return 0
