@@ -172,6 +172,15 @@ async def read_all(kv: KeyValue) -> dict[str, bytes]:
     return out
 
 
+async def unwatch(task: asyncio.Task[None] | None, watcher: KeyValue.KeyWatcher | None) -> None:
+    """Stops a watch: the task following it, then its consumer on the server (gone already after a
+    reconnect: nothing to stop)."""
+    await cancel(task)
+    if watcher is not None:
+        with contextlib.suppress(Exception):
+            await watcher.stop()  # type: ignore[no-untyped-call]
+
+
 class Mirror:
     """A bucket's values as the server announces them (a KV watch), read without a round trip.
 
@@ -195,12 +204,8 @@ class Mirror:
             self._task = asyncio.create_task(self._follow(self._watcher), name="kv-mirror")
 
     async def stop(self) -> None:
-        await cancel(self._task)
-        self._task = None
-        if self._watcher is not None:
-            with contextlib.suppress(Exception):
-                await self._watcher.stop()  # type: ignore[no-untyped-call]
-            self._watcher = None
+        await unwatch(self._task, self._watcher)
+        self._task, self._watcher = None, None
 
     async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
         async for entry in watcher:

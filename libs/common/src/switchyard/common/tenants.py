@@ -31,7 +31,6 @@ from nats.js import JetStreamContext
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from switchyard.common import bus, kv, subjects
-from switchyard.common.background import cancel
 from switchyard.common.errors import SwitchyardError, TransientError
 from switchyard.common.events import TaskFailed, TaskSubmitted
 
@@ -191,12 +190,8 @@ class TenantCheck:
         )
 
     async def stop(self) -> None:
-        await cancel(self._task)
-        self._task = None
-        if self._watcher is not None:
-            with contextlib.suppress(Exception):
-                await self._watcher.stop()  # type: ignore[no-untyped-call]
-            self._watcher = None
+        await kv.unwatch(self._task, self._watcher)
+        self._task, self._watcher = None, None
 
     async def _follow(self, watcher: KeyValue.KeyWatcher, loaded: asyncio.Future[None]) -> None:
         async for entry in watcher:

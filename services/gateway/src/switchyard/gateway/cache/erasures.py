@@ -15,8 +15,7 @@ import logging
 
 from nats.js.kv import KeyValue
 
-from switchyard.common import tenants
-from switchyard.common.background import cancel
+from switchyard.common import kv, tenants
 from switchyard.gateway.cache.backends import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -40,12 +39,8 @@ class ForgetErased:
                 await asyncio.shield(loaded)
 
     async def stop(self) -> None:
-        await cancel(self._task)
-        self._task = None
-        if self._watcher is not None:
-            with contextlib.suppress(Exception):
-                await self._watcher.stop()  # type: ignore[no-untyped-call]
-            self._watcher = None
+        await kv.unwatch(self._task, self._watcher)
+        self._task, self._watcher = None, None
 
     async def _follow(self, watcher: KeyValue.KeyWatcher, loaded: asyncio.Future[None]) -> None:
         async for update in watcher:
