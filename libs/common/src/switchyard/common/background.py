@@ -4,6 +4,11 @@ The event loop keeps only a weak reference to a task, so a task nobody holds may
 and work still running when a service stops (a lease handed back, a settlement, a cancellation to
 publish) must end before the connection it uses closes. A `Background` holds its tasks until they end
 and waits for them in `drain` (or `stop`, which cancels what outlives a grace period).
+
+A cancellation can be dropped: Python 3.11's `asyncio.wait_for` (under every nats-py request) returns its
+result when the cancellation arrives as that result does, so a loop around a request goes on as if never
+cancelled, and whoever waits for it to end waits forever (a gateway's in-flight beat did, at a 50 ms beat).
+What cancels here cancels again every `CANCEL_AGAIN_S` until the task has ended.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import asyncio
 import contextlib
 from collections.abc import Coroutine
 from typing import Any
+
+CANCEL_AGAIN_S = 1.0  # long enough for a loop's own clean-up after a cancellation; a dropped one waits this
 
 
 class Background:
@@ -40,10 +47,7 @@ class Background:
         if not self._tasks:
             return
         _, late = await asyncio.wait(set(self._tasks), timeout=grace_s)
-        for task in late:
-            task.cancel()
-        if late:
-            await asyncio.wait(late)
+        await cancel_all(late)
 
 
 async def cancel(task: asyncio.Task[Any] | None) -> None:
@@ -51,6 +55,15 @@ async def cancel(task: asyncio.Task[Any] | None) -> None:
     not raised here. None: nothing to do."""
     if task is None:
         return
-    task.cancel()
+    await cancel_all({task})
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def cancel_all(tasks: set[asyncio.Task[Any]]) -> None:
+    """Cancels `tasks` and waits until every one has ended, cancelling again those still running after
+    CANCEL_AGAIN_S (their cancellation was dropped). Their errors are not raised here."""
+    while tasks:
+        for task in tasks:
+            task.cancel()
+        _, tasks = await asyncio.wait(tasks, timeout=CANCEL_AGAIN_S)

@@ -13,6 +13,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from switchyard.common.background import cancel_all
+
 log = logging.getLogger(__name__)
 
 
@@ -53,8 +55,7 @@ class Backlog:
     async def close(self) -> None:
         """One last attempt, while still connected; what is still refused is logged, then lost."""
         if self._runner is not None:
-            self._runner.cancel()
-            await asyncio.wait([self._runner])
+            await cancel_all({self._runner})
         if not self._owed():
             return
         try:

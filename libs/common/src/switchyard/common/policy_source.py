@@ -14,12 +14,12 @@ must not stop routing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from switchyard.common.background import cancel
 from switchyard.common.errors import ConfigurationError
 from switchyard.common.policy import DEFAULT_POLICY, Policy, load_policy
 
@@ -76,9 +76,7 @@ class PolicySource:
     async def stop(self) -> None:
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            await cancel(watcher)
 
     def reload_if_changed(self) -> bool:
         stamp = self._file_stamp()

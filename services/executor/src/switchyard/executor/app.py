@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from nats.js.errors import NotFoundError
 
 from switchyard.common import bus, ids, kv, subjects, tenants, tracing, vectors
+from switchyard.common.background import cancel
 from switchyard.common.config import replica_name
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.events import (
@@ -201,9 +202,7 @@ def create(
         renewing = asyncio.create_task(keep_announced(bucket, lambda: found.statuses(announced_by=instance)))
 
         async def stop_renewing() -> None:
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
+            await cancel(renewing)
 
         service.drain.append(stop_renewing)
 

@@ -9,7 +9,7 @@ import contextlib
 import logging
 import time
 
-from switchyard.common.background import cancel
+from switchyard.common.background import cancel, cancel_all
 from switchyard.gateway.batches.lease import Knobs, Lost
 from switchyard.gateway.batches.models import TERMINAL, BatchRecord, Runner
 from switchyard.gateway.batches.running import BatchRun
@@ -49,8 +49,7 @@ class BatchRunner:
         tasks = [task for _, task in runs]
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=STOP_WAIT_S)
-            for task in late:
-                task.cancel()
+            await cancel_all(late)
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _scan_loop(self) -> None:

@@ -27,6 +27,7 @@ import nats.errors
 from nats.aio.msg import Msg
 
 from switchyard.common import subjects, vectors
+from switchyard.common.background import cancel_all
 from switchyard.common.events import TaskCompleted
 from switchyard.gateway import bounds, serving
 from switchyard.gateway.batches import inputs, lines, render
@@ -70,8 +71,7 @@ class BatchRun(LeasedRun):
             if not self.halting:
                 await self._finish()
         finally:
-            keeper.cancel()
-            await asyncio.gather(keeper, return_exceptions=True)
+            await cancel_all({keeper})
 
     async def _expired_unvalidated(self) -> bool:
         """A batch still validating past its window (its models could not be checked all day: no provider
