@@ -21,10 +21,12 @@ import httpx
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from switchyard.cli import nats_users
 from switchyard.cli.db_cmd import upgrade_all
 from switchyard.cli.processes import NatsServer, port_open
 from switchyard.common.config import STOP_GRACE_S, CommonSettings
 from switchyard.common.db import create_engine, sessionmaker
+from switchyard.common.logs import redact
 
 START_ORDER = ("audit", "billing", "executor", "router", "classifier", "gateway")
 # Started too when their setting is in the environment: the SIEM exporter (a destination to send the
@@ -115,6 +117,7 @@ class Stack:
             self.var_dir / "jetstream",
             port=self.settings.nats_port,
             monitor_port=self.settings.nats_monitor_port,
+            users=nats_users.ensure_passwords(self.var_dir),
         ).start(log_file=self.logs / "nats.log")
 
     async def prepare_database(self, common: CommonSettings) -> bool:
@@ -146,6 +149,14 @@ class Stack:
             HF_HUB_OFFLINE="1",
             PYTHONUNBUFFERED="1",
         )
+        if not self.settings.nats_url:
+            # the nats-server this run starts: the service's own user, its password in a file (0600)
+            user = nats_users.user_of(name)
+            env.update(
+                SWITCHYARD_NATS_USER=user,
+                SWITCHYARD_NATS_PASSWORD_FILE=str(nats_users.password_path(self.var_dir, user)),
+            )
+            env.pop("SWITCHYARD_NATS_PASSWORD", None)
         for setting, size in EMBEDDED_STORES.items():
             if not env.get(setting, "").strip():
                 env[setting] = size
@@ -270,8 +281,13 @@ class Stack:
             f'  API        http://127.0.0.1:{port}/v1  (OpenAI-compatible; model="auto" routes)',
             f"  API key    {rel}" + ("  (created now)" if created_key else ""),
             f"  Health     http://127.0.0.1:{port}/readyz   metrics: http://127.0.0.1:{port}/metrics",
-            f"  NATS       {self.nats_url}"
-            + (f"  (JetStream data in {_relative(self.var_dir / 'jetstream')})" if self.nats else ""),
+            f"  NATS       {redact(self.nats_url)}"
+            + (
+                f"  (JetStream data in {_relative(self.var_dir / 'jetstream')}; users' passwords in "
+                f"{_relative(self.var_dir / nats_users.AUTH_DIR)})"
+                if self.nats
+                else ""
+            ),
             f"  Database   {db}"
             + (f" at {_relative(self.var_dir / 'switchyard.db')}" if db.startswith("sqlite") else ""),
             f"  Logs       {_relative(self.logs)}/<service>.log",

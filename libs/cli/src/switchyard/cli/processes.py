@@ -9,9 +9,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
+
+from switchyard.cli.nats_users import write_private
 
 MAX_PAYLOAD = 8 * 1024 * 1024
 # The Go scheduler's threads for nats-server, unless GOMAXPROCS is set. Here it shares the machine with the
@@ -59,8 +62,11 @@ class NatsServer:
         port: int | None = None,
         monitor_port: int | None = None,
         max_file_store: int | None = None,
+        users: Mapping[str, str] | None = None,
     ) -> None:
         self.store_dir = store_dir
+        # user -> password; none: the server lets any client in (the tests' servers)
+        self.users = dict(users or {})
         self.max_file_store = max_file_store  # file storage JetStream may reserve, bytes (None: default)
         self.port = port or free_port()
         self.monitor_port = monitor_port or free_port()
@@ -97,7 +103,7 @@ class NatsServer:
         limits = ""
         if self.max_file_store is not None:
             limits = f"jetstream {{ max_file_store: {self.max_file_store} }}\n"
-        config.write_text(f"max_payload: {MAX_PAYLOAD}\n{limits}")
+        write_private(config, f"max_payload: {MAX_PAYLOAD}\n{limits}{authorization(self.users)}")
         log = log_file or self.store_dir.parent / f"nats-{self.port}.log"
         start_at = log.stat().st_size if log.exists() else 0
         with open(log, "ab") as out:
@@ -139,6 +145,10 @@ class NatsServer:
         self.stop()
         raise TimeoutError(f"nats-server on port {self.port} not ready after {timeout}s")
 
+    def url_as(self, user: str) -> str:
+        """The server's URL with `user`'s password in it (tests; never logged: `redact` hides it anyway)."""
+        return f"nats://{user}:{self.users[user]}@127.0.0.1:{self.port}"
+
     def stop(self, *, kill: bool = False) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
@@ -148,6 +158,17 @@ class NatsServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def authorization(users: Mapping[str, str]) -> str:
+    """nats-server's `authorization` block letting in `users` (user -> password) and no one else."""
+    if not users:
+        return ""
+    for user, password in users.items():
+        if not user.replace("-", "").replace("_", "").isalnum() or '"' in password or "\\" in password:
+            raise ValueError(f"NATS user {user!r}: a name of letters, digits, - and _, a password without quotes")
+    lines = [f'    {{user: "{user}", password: "{password}"}}' for user, password in users.items()]
+    return "authorization {\n  users: [\n" + "\n".join(lines) + "\n  ]\n}\n"
 
 
 POSTGRES_BIN = Path(os.environ.get("SWITCHYARD_PG_BIN", "/usr/lib/postgresql/15/bin"))

@@ -28,7 +28,8 @@ from nats.js.errors import BadRequestError, NoStreamResponseError
 from opentelemetry.trace import SpanKind
 from prometheus_client import Histogram
 
-from switchyard.common import metrics, subjects, tracing
+from switchyard.common import bus_auth, metrics, subjects, tracing
+from switchyard.common.bus_auth import NatsCredentials
 from switchyard.common.config import STOP_GRACE_S, CommonSettings
 from switchyard.common.consumer import PullConsumer
 from switchyard.common.envelope import CONTENT_TYPE, CloudEvent, decode, encode
@@ -77,7 +78,9 @@ def redelivery_backoff(max_deliver: int) -> list[float]:
     return [min(0.5 * 2**i, 30.0) for i in range(max(max_deliver - 1, 1))]
 
 
-def make_broker(nats_url: str, *, name: str) -> NatsBroker:
+def make_broker(nats_url: str, *, name: str, credentials: NatsCredentials | None = None) -> NatsBroker:
+    """A broker for `nats_url`, as `credentials` (else as the URL's own user, if any). Refused
+    credentials end its `connect` with BusRefused (one line at the service's exit)."""
     # FastStream logs two lines per message it handles ("Received", "Processed") at `log_level`; at INFO
     # every ping and RPC (and, before bus.subscribe left FastStream, every event) wrote them. Debug output.
     return NatsBroker(
@@ -86,6 +89,8 @@ def make_broker(nats_url: str, *, name: str) -> NatsBroker:
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
         log_level=logging.DEBUG,
+        error_cb=bus_auth.refusing_error_cb(nats_url, credentials),
+        security=credentials.faststream_security() if credentials is not None else None,
     )
 
 

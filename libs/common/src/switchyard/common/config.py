@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from switchyard.common.bus_auth import NatsCredentials, credentials
 from switchyard.common.errors import ConfigurationError
 
 M = TypeVar("M", bound=BaseModel)
@@ -24,6 +25,11 @@ class CommonSettings(BaseSettings):
 
     var_dir: Path = Field(default=Path("var"), description="where the embedded run keeps its data")
     nats_url: str = "nats://127.0.0.1:4222"
+    nats_user: str = Field(default="", description="the NATS user this process connects as")
+    nats_password: SecretStr | None = Field(default=None, description="its password")
+    nats_password_file: Path | None = Field(
+        default=None, description="a file holding its password (what `switchyard up` gives each service)"
+    )
     database_url: str | None = Field(
         default=None, description="SQLAlchemy async URL; default: SQLite at <var_dir>/switchyard.db"
     )
@@ -67,6 +73,13 @@ class CommonSettings(BaseSettings):
         description="after SIGTERM, how long running work (bus handlers; the gateway's requests) may finish "
         "before it is cut; keep it below the orchestrator's kill timeout",
     )
+
+    def nats_credentials(self) -> NatsCredentials | None:
+        """SWITCHYARD_NATS_USER with its password (None: none set; ConfigurationError: half set, or its file
+        unreadable)."""
+        return credentials(
+            user=self.nats_user, password=self.nats_password, password_file=self.nats_password_file
+        )
 
     def resolved_var_dir(self) -> Path:
         return self.var_dir.expanduser().resolve()

@@ -34,6 +34,7 @@ from pydantic_settings import SettingsError
 
 from switchyard.common import subjects
 from switchyard.common.config import CommonSettings, settings_problem
+from switchyard.common.errors import ConfigurationError
 
 # The gauge the service's event loop sets every few seconds (`service.HEARTBEAT`), and how old it may get:
 # the loop's work is short (handlers await; models and encoders run on threads of their own).
@@ -59,13 +60,23 @@ def check_metrics(port: int, *, timeout_s: float) -> str | None:
 
 
 async def check_ping(
-    nats_url: str, service: str, *, instance: str, timeout_s: float, host: str = ""
+    nats_url: str,
+    service: str,
+    *,
+    instance: str,
+    timeout_s: float,
+    host: str = "",
+    credentials: dict[str, str] | None = None,
 ) -> str | None:
     """Whether `service` answers its ping: the replica named `instance`, else the one on `host` (a ping
-    reply names both), else any."""
+    reply names both), else any. `credentials`: nats-py's `user=` and `password=`."""
     try:
         nc = await nats.connect(
-            nats_url, connect_timeout=timeout_s, max_reconnect_attempts=0, allow_reconnect=False
+            nats_url,
+            connect_timeout=timeout_s,
+            max_reconnect_attempts=0,
+            allow_reconnect=False,
+            **(credentials or {}),
         )
     except Exception as exc:
         from switchyard.common.logs import redact  # only here: a probe that passes stays quick to start
@@ -142,8 +153,14 @@ def run(service: str, *, liveness: bool, timeout_s: float, settings: CommonSetti
             return problem
     if liveness:
         return None
+    who = settings.nats_credentials()
     ping = check_ping(
-        settings.nats_url, service, instance=settings.instance, host=socket.gethostname(), timeout_s=timeout_s
+        settings.nats_url,
+        service,
+        instance=settings.instance,
+        host=socket.gethostname(),
+        timeout_s=timeout_s,
+        credentials=who.connect_options() if who is not None else None,
     )
     return asyncio.run(ping)
 
@@ -165,7 +182,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"unhealthy: {problem}", file=sys.stderr)
         return 1
-    problem = run(args.service, liveness=args.liveness, timeout_s=args.timeout, settings=settings)
+    try:
+        problem = run(args.service, liveness=args.liveness, timeout_s=args.timeout, settings=settings)
+    except ConfigurationError as exc:  # its NATS password file unreadable
+        problem = exc.message
     if problem:
         print(f"unhealthy: {problem}", file=sys.stderr)
         return 1

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from switchyard.common import bus, lag, subjects, tracing
+from switchyard.common.bus_auth import BusRefused
 from switchyard.common.config import CommonSettings, replica_name, settings_problem
 from switchyard.common.errors import ConfigurationError
 from switchyard.common.healthcheck import HEARTBEAT_METRIC
@@ -79,7 +80,7 @@ class Service:
 
 
 def create_service(name: str, settings: CommonSettings) -> Service:
-    broker = bus.make_broker(settings.nats_url, name=name)
+    broker = bus.make_broker(settings.nats_url, name=name, credentials=settings.nats_credentials())
     service = Service(name=name, broker=broker)
     instance = replica_name(name, settings.instance)
 
@@ -199,5 +200,8 @@ def run_service(build: Callable[[], tuple[Service, CommonSettings]], *, name: st
         log.info("exporting traces to %s", tracing.endpoint())
     try:
         uvloop.run(serve(service, settings))
+    except BusRefused as exc:  # the bus refused its credentials: no retry will change that
+        print(f"switchyard-{name}: cannot start: {exc.message}", file=sys.stderr)
+        sys.exit(2)
     finally:
         tracing.shutdown()

@@ -54,6 +54,7 @@ from switchyard.gateway.limits.counters import counter_bucket
 from switchyard.gateway.limits.service import RateLimiter
 from switchyard.gateway.message_batches import views as message_batch_views
 from switchyard.gateway.middleware import RequestContext
+from switchyard.gateway.refused import RefusedAtStart
 from switchyard.gateway.sockets import RefusedHandshake
 from switchyard.gateway.state import Gateway
 from switchyard.gateway.stopping import Server, Stop
@@ -109,7 +110,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
     # read before the server starts: a mistake in it stops the gateway (ConfigurationError), in one line
     guardrail_file = load_guardrail_file(settings.guardrails_path) if settings.guardrails_enabled else None
     stop = stop or Stop(settings.stop_grace_s)
-    broker = bus.make_broker(settings.nats_url, name="gateway")
+    broker = bus.make_broker(settings.nats_url, name="gateway", credentials=settings.nats_credentials())
 
     async def connected(app: FastAPI) -> None:
         js = bus.jetstream(broker)
@@ -377,6 +378,8 @@ def main() -> None:
     stop = Stop(settings.stop_grace_s)
     logging.getLogger("uvicorn.error").addFilter(CutByStop(stop))
     logging.getLogger("uvicorn.error").addFilter(RefusedHandshake())
+    refused = RefusedAtStart()
+    logging.getLogger("uvicorn.error").addFilter(refused)
     try:
         app = create_app(settings, stop)
     except ConfigurationError as exc:  # as `service.run_service` says it: one line, not a traceback
@@ -405,6 +408,9 @@ def main() -> None:
         Server(config, stop, unready_s=settings.stop_unready_s).run(sockets=sockets)
     finally:
         tracing.shutdown()
+        if refused.said is not None:  # the bus refused its credentials (uvicorn exits 3): no retry helps
+            print(f"switchyard-gateway: cannot start: {refused.said}", file=sys.stderr)
+            sys.exit(2)
 
 
 def _reuse_port_socket(host: str, port: int) -> socket.socket:

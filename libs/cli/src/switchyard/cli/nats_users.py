@@ -1,0 +1,64 @@
+"""The NATS users of the embedded run and their passwords, kept in the var dir.
+
+`switchyard up` makes a random password for each user on its first run (`<var>/nats-auth/<user>.password`,
+mode 0600, the folder 0700), keeps them across runs, writes them into the nats-server's configuration and
+gives each service its own user and the path of its password file (never the password: it is in no
+process's arguments or environment). The CLI's commands that use the bus read `operator`'s from the same
+var dir, so they need no setting.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from switchyard.common.bus_auth import NatsCredentials, read_password_file
+
+AUTH_DIR = "nats-auth"
+OPERATOR = "operator"
+# One user per service, and the operator's (the CLI). Processes that are part of a service connect as it.
+USERS = ("gateway", "classifier", "router", "executor", "billing", "audit", OPERATOR)
+PART_OF = {"classifier-outcomes": "classifier", "siem-exporter": "audit"}
+
+
+def user_of(process: str) -> str:
+    """The NATS user a process of the embedded run connects as (`classifier-outcomes`: `classifier`)."""
+    return PART_OF.get(process, process)
+
+
+def password_path(var_dir: Path, user: str) -> Path:
+    return var_dir / AUTH_DIR / f"{user}.password"
+
+
+def ensure_passwords(var_dir: Path) -> dict[str, str]:
+    """Every user's password, made now for a user that has none (32 random bytes, URL-safe base64)."""
+    folder = var_dir / AUTH_DIR
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    passwords = {}
+    for user in USERS:
+        path = password_path(var_dir, user)
+        if not path.exists():
+            write_private(path, secrets.token_urlsafe(32) + "\n")
+        path.chmod(0o600)  # one copied in or made by hand with a looser mode
+        passwords[user] = read_password_file(path).get_secret_value()
+    return passwords
+
+
+def embedded_credentials(var_dir: Path, user: str = OPERATOR) -> NatsCredentials | None:
+    """`user`'s credentials for the embedded run whose data is in `var_dir` (None: it made none yet)."""
+    path = password_path(var_dir, user)
+    if not path.exists():
+        return None
+    return NatsCredentials(user=user, password=read_password_file(path))
+
+
+def write_private(path: Path, text: str) -> None:
+    """`text` in a file only its owner can read: a new one is created 0600 (never briefly readable by
+    others), an existing one is made 0600 before it is written."""
+    if path.exists():
+        path.chmod(0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
