@@ -28,6 +28,8 @@ from pathlib import Path
 
 import nats
 
+from switchyard.cli.nats_users import url_with_credentials
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cost import _name
 from measure import cpu_seconds, tree_pids
@@ -154,7 +156,7 @@ async def serve_and_trace(args: argparse.Namespace) -> tuple[list[dict[str, floa
     try:
         nats_port = re.search(r"nats://127\.0\.0\.1:(\d+)", (sy.workdir / "up.log").read_text())  # type: ignore[operator]
         assert nats_port, "no NATS url in the runner's output"
-        url = f"nats://127.0.0.1:{nats_port.group(1)}"
+        url = url_with_credentials(f"nats://127.0.0.1:{nats_port.group(1)}", sy.workdir / "var")  # type: ignore[operator]
         await trace(sy, upstream, url, 3)  # warm-up
         connections = upstream.connections
         pids = [p for p in tree_pids(sy.pid) if p != sy.pid]

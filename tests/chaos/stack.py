@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from switchyard.cli.nats_users import url_with_credentials
 from switchyard.cli.processes import free_port
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.ports import RefusedPort
@@ -93,7 +94,8 @@ class ChaosStack:
 
     @property
     def bus_url(self) -> str:
-        return self.nats_url or f"nats://127.0.0.1:{self.nats_port}"
+        # the embedded run's NATS lets no one in without a user: the CLI's `operator`
+        return self.nats_url or url_with_credentials(f"nats://127.0.0.1:{self.nats_port}", self.var_dir)
 
     @property
     def db_url(self) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from switchyard.cli.nats_users import url_with_credentials
 from switchyard.cli.processes import free_port
 
 
@@ -31,6 +32,11 @@ class RunningStack:
 
     @property
     def nats_url(self) -> str:
+        """The bus as the CLI's `operator` user (the embedded run's NATS lets no one in without one)."""
+        return url_with_credentials(self.bare_nats_url, self.var_dir)
+
+    @property
+    def bare_nats_url(self) -> str:
         return f"nats://127.0.0.1:{self.nats_port}"
 
     @property

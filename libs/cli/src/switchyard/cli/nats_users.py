@@ -62,3 +62,13 @@ def write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(text)
+
+
+def url_with_credentials(url: str, var_dir: Path, user: str = OPERATOR) -> str:
+    """`url` (the embedded run's, `nats://127.0.0.1:<port>`) with `user`'s password in it, for tools
+    that take only a URL (tests, benchmarks); `url` itself when the run made no passwords."""
+    found = embedded_credentials(var_dir, user)
+    if found is None:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{user}:{found.password.get_secret_value()}@{rest}"

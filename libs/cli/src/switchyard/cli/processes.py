@@ -166,7 +166,9 @@ def authorization(users: Mapping[str, str]) -> str:
         return ""
     for user, password in users.items():
         if not user.replace("-", "").replace("_", "").isalnum() or '"' in password or "\\" in password:
-            raise ValueError(f"NATS user {user!r}: a name of letters, digits, - and _, a password without quotes")
+            raise ValueError(
+                f"NATS user {user!r}: a name of letters, digits, - and _, a password without quotes"
+            )
     lines = [f'    {{user: "{user}", password: "{password}"}}' for user, password in users.items()]
     return "authorization {\n  users: [\n" + "\n".join(lines) + "\n  ]\n}\n"
 
