@@ -13,6 +13,7 @@ import compose
 import pytest
 import yaml
 
+from switchyard.cli.processes import nats_server_binary
 from switchyard.common import subjects
 from tests.deploy.grace import DRAIN_S, running_work_s, stop_grace_s
 
@@ -22,11 +23,17 @@ ROOT = Path(__file__).resolve().parents[2]
 BINARY = Path(compose.__file__).parent / "docker-compose"
 
 
+# What an operator puts in .env: NATS has no default password (docker compose refuses to start without it).
+NATS_PASSWORD = "compose-test-nats-password"
+
+
 def _compose(
-    *args: str, cwd: Path = ROOT, file: str = "docker-compose.yml"
+    *args: str, cwd: Path = ROOT, file: str = "docker-compose.yml", nats_password: str | None = NATS_PASSWORD
 ) -> subprocess.CompletedProcess[str]:
     # A clean environment: no provider keys or passwords leak in from the machine running the tests.
     env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+    if nats_password is not None:
+        env["SWITCHYARD_NATS_PASSWORD"] = nats_password
     return subprocess.run(
         [str(BINARY), "-f", file, *args],
         cwd=cwd,
@@ -115,6 +122,40 @@ def test_nats_has_jetstream_on_a_volume(model: dict[str, Any]) -> None:
     assert mounts["/data"]["type"] == "volume"
     conf = (ROOT / "deploy" / "nats" / "nats.conf").read_text()
     assert "jetstream" in conf and "store_dir: /data" in conf and "max_payload: 8MB" in conf
+
+
+def test_nats_requires_a_password_that_the_repository_does_not_hold(model: dict[str, Any]) -> None:
+    for unset in (None, ""):
+        done = _compose("config", "-q", nats_password=unset)
+        assert done.returncode != 0 and "SWITCHYARD_NATS_PASSWORD" in done.stderr
+    nats = model["services"]["nats"]
+    assert nats["environment"]["SWITCHYARD_NATS_PASSWORD"] == NATS_PASSWORD  # nats.conf reads it
+    for name in (*subjects.SERVICES, "migrate"):
+        env = model["services"][name]["environment"]
+        assert (env["SWITCHYARD_NATS_USER"], env["SWITCHYARD_NATS_PASSWORD"]) == ("switchyard", NATS_PASSWORD)
+        assert "@" not in env["SWITCHYARD_NATS_URL"]
+    conf = (ROOT / "deploy" / "nats" / "nats.conf").read_text()
+    assert "{user: switchyard, password: $SWITCHYARD_NATS_PASSWORD}" in conf
+    assert NATS_PASSWORD not in (ROOT / "docker-compose.yml").read_text()
+
+
+def test_nats_conf_is_valid_and_refuses_to_start_without_the_password(tmp_path: Path) -> None:
+    """nats-server's own check (`-t`) of deploy/nats/nats.conf: valid with the password in its environment,
+    an error without (it would otherwise start with no authentication)."""
+    for conf in ("nats.conf", "integrator-permissions.conf"):
+        (tmp_path / conf).write_text((ROOT / "deploy" / "nats" / conf).read_text())
+    bare = {"PATH": os.environ.get("PATH", "")}
+    test = [nats_server_binary(), "-c", str(tmp_path / "nats.conf"), "-t"]
+    done = subprocess.run(test, env=bare, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode != 0 and "SWITCHYARD_NATS_PASSWORD" in done.stderr + done.stdout
+    env = {**bare, "SWITCHYARD_NATS_PASSWORD": NATS_PASSWORD}
+    done = subprocess.run(test, env=env, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr + done.stdout
+    # with the integrator's users included (uncommented), both passwords are needed
+    text = (tmp_path / "nats.conf").read_text().replace("# include ./integrator", "include ./integrator")
+    (tmp_path / "nats.conf").write_text(text)
+    done = subprocess.run(test, env=env, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode != 0 and "INTEGRATOR_NATS_PASSWORD" in done.stderr + done.stdout
 
 
 def test_every_bind_mount_exists(model: dict[str, Any]) -> None:

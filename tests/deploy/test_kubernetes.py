@@ -412,3 +412,33 @@ def test_nats_chart_values_make_a_three_node_jetstream_cluster() -> None:
     (config,) = _of_kind("ConfigMap")
     assert config["data"]["SWITCHYARD_STREAM_REPLICAS"] == "3"
     assert config["data"]["SWITCHYARD_NATS_URL"].startswith("nats://nats.nats.svc")
+
+
+def test_nats_requires_the_services_password_from_a_secret() -> None:
+    """The chart's servers let in the `switchyard` user with the password of the secret switchyard-nats
+    (read from their environment: no password in the repository), and every service logs in with it."""
+    values = yaml.safe_load((K8S / "nats" / "values.yaml").read_text())
+    users = values["config"]["merge"]["authorization"]["users"]
+    assert users == [{"user": "switchyard", "password": "<< $SWITCHYARD_NATS_PASSWORD >>"}]
+    ref = values["container"]["env"]["SWITCHYARD_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "switchyard-nats", "key": "password"}
+    (config,) = _of_kind("ConfigMap")
+    assert config["data"]["SWITCHYARD_NATS_USER"] == "switchyard"
+    assert "@" not in config["data"]["SWITCHYARD_NATS_URL"]
+    deployments = _of_kind("Deployment")
+    assert {d["metadata"]["name"] for d in deployments} >= {
+        f"switchyard-{name}" for name in subjects.SERVICES
+    }
+    for deployment in deployments:
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in container.get("env", [])}
+        secret = env["SWITCHYARD_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert secret == {"name": "switchyard-nats", "key": "password"}, deployment["metadata"]["name"]
+    namespaces = {
+        doc["metadata"]["namespace"]
+        for doc in yaml.safe_load_all((K8S / SECRET_TEMPLATES).read_text())
+        if doc["metadata"]["name"] == "switchyard-nats"
+    }
+    assert namespaces == {"switchyard", "nats"}
+    steps = (ROOT / "docs" / "operations" / "deploy.md").read_text()
+    assert "-n nats create secret generic switchyard-nats " in steps
