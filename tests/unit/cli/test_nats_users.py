@@ -13,6 +13,7 @@ from switchyard.cli.devstack import START_ORDER, Stack, StackSettings
 from switchyard.cli.processes import authorization
 from switchyard.common.config import CommonSettings
 from switchyard.common.errors import ConfigurationError
+from switchyard.common.logs import redact
 
 pytestmark = pytest.mark.unit
 
@@ -85,3 +86,15 @@ def test_credentials_half_set_stop_the_service(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setenv("SWITCHYARD_NATS_PASSWORD", "other")
     with pytest.raises(ConfigurationError, match="both set"):
         CommonSettings().nats_credentials()
+
+
+def test_a_url_with_the_operators_password_is_redacted_wherever_it_is_written(tmp_path: Path) -> None:
+    passwords = nats_users.ensure_passwords(tmp_path)
+    url = nats_users.url_with_credentials("nats://127.0.0.1:4222", tmp_path)
+    assert url == f"nats://operator:{passwords['operator']}@127.0.0.1:4222"
+    assert redact(f"cannot reach NATS at {url}: refused") == (
+        "cannot reach NATS at nats://operator:[REDACTED]@127.0.0.1:4222: refused"
+    )
+    assert (
+        nats_users.url_with_credentials("nats://127.0.0.1:4222", tmp_path / "none") == "nats://127.0.0.1:4222"
+    )
