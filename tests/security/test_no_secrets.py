@@ -1,5 +1,5 @@
 """After a run with secret-looking provider keys, a ledger signing key, API keys (used, guessed, created
-and rotated) and the tenants' ledger digest keys, no secret appears in any log file, any event on the bus (the
+and rotated), the tenants' ledger digest keys and the bus's NATS passwords, no secret appears in any log file, any event on the bus (the
 events and dead-letter streams, headers included), or any ledger entry."""
 
 from __future__ import annotations
@@ -96,6 +96,10 @@ def test_no_secret_in_logs_events_or_ledger(tenants: Tenants) -> None:
             assert c.get("/v1/models", headers={"Authorization": f"Bearer {guess}"}).status_code == 401
             assert c.get("/v1/models", headers={"x-api-key": guess}).status_code == 401
     secrets = [*SECRETS, GUESSED, *t.victim.keys.values(), *t.attacker.keys.values(), *new_keys]
+    # the embedded run's NATS users' passwords (switchyard up made them; each service logged in with its own)
+    nats_passwords = [p.read_text().strip() for p in (stack.var_dir / "nats-auth").glob("*.password")]
+    assert len(nats_passwords) == 7
+    secrets += nats_passwords
     assert stack.fake.requests, "the providers were called with the key"
     assert any(
         PROVIDER in r.headers.get("authorization", "") for r in stack.fake.requests for PROVIDER in SECRETS
