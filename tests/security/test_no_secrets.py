@@ -1,6 +1,6 @@
 """After a run with secret-looking provider keys, a ledger signing key, API keys (used, guessed, created
-and rotated), the tenants' ledger digest keys and the bus's NATS passwords, no secret appears in any log file, any event on the bus (the
-events and dead-letter streams, headers included), or any ledger entry."""
+and rotated), the tenants' ledger digest keys and the bus's NATS passwords, no secret appears in any log
+file, any event on the bus (the events and dead-letter streams, headers included), or any ledger entry."""
 
 from __future__ import annotations
 
