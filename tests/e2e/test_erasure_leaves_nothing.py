@@ -1,9 +1,11 @@
 """A data-protection audit of an erasure on the whole platform (`switchyard up`): an organisation asks
-chat completions, stores a response and a conversation, uploads a file and runs a task API task (with an
-Idempotency-Key), all carrying one unique prompt; the operator erases it; then every store is searched
-for the prompt and the organisation's id: every table of the database, every message of every JetStream
-stream (the events and dead-letter streams, every KV bucket's and object store's). The prompt is nowhere;
-the id only in the records the README's erasure section says are kept."""
+chat completions, stores a response and a conversation, uploads a file, runs a task API task (with an
+Idempotency-Key), all carrying one unique prompt, and adds a budget-alert webhook whose URL names it; the
+operator erases it; then every store is searched for the prompt and the organisation's id: every table of
+the database (billing's webhook endpoints and deliveries among them: billing deletes them when it reads
+the erasure's event), every message of every JetStream stream (the events and dead-letter streams, every
+KV bucket's and object store's). The prompt is nowhere; the id only in the records the README's erasure
+section says are kept."""
 
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ from tests.e2e.conftest import RunningStack
 
 pytestmark = pytest.mark.e2e
 
-# Where the README says an erased organisation's id is kept (never its content).
+# Where the README says an erased organisation's id is kept (never its content): not billing's
+# `webhook_endpoints` and `webhook_deliveries`.
 KEPT_TABLES = {
     "tenants",  # its row
     "users",  # disabled
@@ -35,6 +38,7 @@ KEPT_TABLES = {
     "usage_daily_keys",
     "budget_alerts",
 }
+WEBHOOK_TABLES = {"webhook_endpoints", "webhook_deliveries"}
 KEPT_SUBJECTS = (  # events without content, until the stream's retention
     "switchyard.billing.",
     "switchyard.admin.",
@@ -130,6 +134,8 @@ def test_an_erased_organisation_leaves_only_the_documented_records(stack: Runnin
             headers=key,
         )
         assert upload.status_code == 200, upload.text
+        hook = c.post("/v1/admin/webhooks", json={"url": f"http://127.0.0.1:9/alerts/{org_id}"}, headers=key)
+        assert hook.status_code == 201, hook.text
         task = c.post(
             "/v1/tasks",
             json={"model": "auto", "max_tokens": 8, "messages": messages},
@@ -158,7 +164,10 @@ def test_an_erased_organisation_leaves_only_the_documented_records(stack: Runnin
     assert not runs[-1]["events_left"] and not runs[-1]["events_deadline_reached"], runs
 
     needles = {"prompt": prompt.encode(), "org": org_id.encode()}
-    tables = _tables(stack.var_dir / "switchyard.db", needles)
+    db = stack.var_dir / "switchyard.db"
+    deadline = time.monotonic() + 30  # billing deletes the webhooks once it reads organization.erased
+    while (tables := _tables(db, needles))["org"] & WEBHOOK_TABLES and time.monotonic() < deadline:
+        time.sleep(0.5)
     streams = asyncio.run(_streams(stack.nats_url, needles))
     print("after the erasure, the prompt in:", tables["prompt"], streams["prompt"])
     print("after the erasure, the organisation's id in:", tables["org"], sorted(streams["org"]))

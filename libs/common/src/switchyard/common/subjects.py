@@ -198,5 +198,7 @@ AUDIT_CONSUMER = Consumer("audit", STREAM_EVENTS, f"{PREFIX}.>", max_deliver=50)
 # Budget alerts to the organisations' webhook endpoints: retried with backoff (0.5 s doubling to 30 s,
 # ~5 minutes in all) while an endpoint fails, then dead-lettered.
 BILLING_WEBHOOKS_CONSUMER = Consumer("billing-webhooks", STREAM_EVENTS, BUDGET_ALERT, max_deliver=16)
+# ... and deletes an erased organisation's webhook endpoints and deliveries (`organization.erased`).
+BILLING_ERASURE_CONSUMER = Consumer("billing-erasure", STREAM_EVENTS, ADMIN_ACTION, max_deliver=50)
 
 CONSUMERS = (CLASSIFIER_CONSUMER, ROUTER_CONSUMER, EXECUTOR_CONSUMER, BILLING_CONSUMER, AUDIT_CONSUMER)

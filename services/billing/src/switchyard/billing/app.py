@@ -12,14 +12,20 @@ from switchyard.billing import rpc
 from switchyard.billing.calls import call_usage_event, is_billable, record_call_usage
 from switchyard.billing.notify import Notifier, deliver_alert
 from switchyard.billing.service import usage_event
-from switchyard.billing.webhooks import Deliverer, SecretBox, secret_box
+from switchyard.billing.webhooks import Deliverer, SecretBox, forget_tenant, secret_box
 from switchyard.billing.writer import UsageWriter
 from switchyard.common import bus, subjects
 from switchyard.common.budgets import limits_bucket
 from switchyard.common.config import CommonSettings
 from switchyard.common.db import create_engine, is_sqlite, sessionmaker
 from switchyard.common.envelope import CloudEvent
-from switchyard.common.events import BudgetAlert, ProviderCallRecorded, TaskCompleted, TaskFailed
+from switchyard.common.events import (
+    AdminActionRecorded,
+    BudgetAlert,
+    ProviderCallRecorded,
+    TaskCompleted,
+    TaskFailed,
+)
 from switchyard.common.policy_source import PolicySource
 from switchyard.common.service import Service, create_service, run_service
 
@@ -143,6 +149,16 @@ def create(settings: BillingSettings) -> Service:
             deliverers.append(Deliverer(sessions, box(), client, allow_private=allow_private))
         await deliver_alert(deliverers[0], event, payload)
 
+    async def on_admin_action(event: CloudEvent, payload: AdminActionRecorded) -> None:
+        if payload.action == "organization.erased":
+            endpoints, deliveries = await forget_tenant(sessions, tenant_id=payload.tenant_id)
+            log.info(
+                "organisation %s erased: %d webhook endpoints and %d deliveries deleted",
+                payload.tenant_id,
+                endpoints,
+                deliveries,
+            )
+
     service.setup.extend([policies.start, connect_limits])
     service.teardown.append(engine.dispose)
     service.teardown.append(writer.stop)  # teardown runs in reverse: the writer stops before the engine
@@ -180,6 +196,15 @@ def create(settings: BillingSettings) -> Service:
         handler=on_alert,
         max_workers=4,
         description="Delivers budget alerts to the organisation's signed webhook endpoints, with retries.",
+    )
+    bus.subscribe(
+        service.broker,
+        consumer=subjects.BILLING_ERASURE_CONSUMER,
+        service="billing",
+        publisher=service.events,
+        expected=[AdminActionRecorded],
+        handler=on_admin_action,
+        description="Deletes an erased organisation's webhooks and their deliveries (`organization.erased`).",
     )
     return service
 

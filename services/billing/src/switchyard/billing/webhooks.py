@@ -23,11 +23,12 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import select
+from sqlalchemy import Result, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -181,6 +182,24 @@ async def delete_endpoint(sessions: Sessions, *, tenant_id: str, endpoint_id: st
     return _out(row)
 
 
+async def forget_tenant(sessions: Sessions, *, tenant_id: str) -> tuple[int, int]:
+    """An erased organisation's endpoints (their URLs may name it, their secrets are its own) and
+    deliveries, deleted: (endpoints, deliveries). Nothing is sent to it afterwards (`Deliverer` finds no
+    endpoint, and records no delivery to one deleted while it posted). Run again, it deletes nothing."""
+    async with sessions() as session, session.begin():
+        deliveries = await session.execute(
+            delete(WebhookDelivery).where(WebhookDelivery.tenant_id == tenant_id)
+        )
+        endpoints = await session.execute(
+            delete(WebhookEndpoint).where(WebhookEndpoint.tenant_id == tenant_id)
+        )
+    return _count(endpoints), _count(deliveries)
+
+
+def _count(result: Result[Any]) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 class Deliverer:
     """Posts one event to every active endpoint of its organisation not yet served. Returns the failures
     (endpoint id -> reason) so the caller can have the event redelivered later."""
@@ -232,8 +251,12 @@ class Deliverer:
             return set((await session.execute(stmt)).scalars())
 
     async def _record(self, endpoint: WebhookEndpoint, event_id: str, status: int, tries: int) -> None:
+        """The delivery, unless its endpoint was deleted meanwhile (its organisation erased while this
+        posted): a record of it would outlive the erasure."""
         try:
             async with self._sessions() as session, session.begin():
+                if await session.get(WebhookEndpoint, endpoint.id) is None:
+                    return
                 session.add(
                     WebhookDelivery(
                         endpoint_id=endpoint.id,
