@@ -219,19 +219,21 @@ async def test_a_stream_arrives_in_order_and_ends_with_done(client: nats.NATS) -
     assert isinstance(done, TaskCompleted) and done.model == "openai/gpt-fake"
     chunks = watch.chunks
     assert [c.seq for c in chunks] == list(range(len(chunks)))
-    assert chunks[0].reset and chunks[0].model == "openai/gpt-fake"  # failed over before any text
-    assert all(c.model is None for c in chunks[1:])  # the reset named it; the first candidate is never named
+    assert chunks[0].names_model() and chunks[0].model == "openai/error-401"  # begun, before any text
+    assert chunks[1].reset and chunks[1].model == "openai/gpt-fake"  # failed over before any text
+    assert all(c.model is None for c in chunks[2:])  # the reset named it
     assert "".join(c.delta or "" for c in chunks) == done.content == f"Hello! You said: {QUESTION}"
     assert chunks[-1].done and chunks[-1].finish_reason == "stop"
 
 
-async def test_the_first_text_chunk_names_the_model_answering(client: nats.NATS) -> None:
+async def test_the_first_chunk_names_the_model_answering_before_its_text(client: nats.NATS) -> None:
     _, watch, _ = await run_task(client, [openai("gpt-fake")], stream=True)
     assert isinstance(outcome(watch), TaskCompleted)
     texts = [c for c in watch.chunks if c.delta]
     assert len(texts) > 1 and not any(c.reset for c in watch.chunks)
-    assert texts[0].model == "openai/gpt-fake"
-    assert all(c.model is None for c in texts[1:])  # named once
+    first = watch.chunks[0]
+    assert first.names_model() and first.model == "openai/gpt-fake"
+    assert all(c.model is None for c in watch.chunks[1:])  # named once
 
 
 async def cancel(nc: nats.NATS, task_id: str, *, tenant_id: str = "acme", how: str = "cancelled") -> None:
@@ -272,7 +274,7 @@ async def test_a_cancelled_stream_is_cut_and_what_it_spent_is_billed(
     assert stack.fake.scenarios.finished["drip-0.5"] == 0  # the upstream's stream was cut, not drained
     # The text already sent ends with an explicit error, and the call is billed on an estimate of what the
     # upstream spent (the prompt and the text received): billable, since no answer was delivered.
-    assert watch.chunks[0].delta and watch.chunks[-1].error is not None
+    assert watch.chunks[0].names_model() and watch.chunks[1].delta and watch.chunks[-1].error is not None
     assert watch.chunks[-1].error.code == "task_cancelled"
     calls = [decode(m.data)[1] for m in watch.calls]
     assert [(c.outcome, c.billable, c.usage_estimated) for c in calls] == [  # type: ignore[attr-defined]
@@ -307,7 +309,7 @@ async def test_a_stream_broken_after_text_ends_with_an_error_not_a_short_answer(
     _, watch, _ = await run_task(client, [openai("break"), LOCAL], stream=True)
     failed = outcome(watch)
     assert isinstance(failed, TaskFailed) and failed.error_code == "provider_network"
-    assert watch.chunks[0].delta and watch.chunks[-1].error is not None
+    assert watch.chunks[0].names_model() and watch.chunks[1].delta and watch.chunks[-1].error is not None
     assert not any(c.done for c in watch.chunks)
     assert [decode(m.data)[1].provider for m in watch.calls] == ["openai"]  # type: ignore[attr-defined]
 

@@ -222,7 +222,8 @@ async def test_several_answers_come_from_one_call_and_are_all_in_the_outcome(str
             1: "Paris, France.",
             2: "Paris",
         }
-        assert b'"choice"' not in bus.chunks[0] and b'"choice":1' in bus.chunks[1]
+        assert chunks[0] == {"seq": 0, "model": "local/model-local"}  # the model begun, before any text
+        assert b'"choice"' not in bus.chunks[1] and b'"choice":1' in bus.chunks[2]
         # each answer's end as soon as it ended, after its last text (the shortest first), then done
         ends = [
             (n, c.get("choice", 0), c["finish_reason"])
@@ -266,8 +267,9 @@ async def test_a_stream_failing_before_text_resets_and_fails_over() -> None:
     )
     assert isinstance(outcome, TaskCompleted) and outcome.provider == "local"
     chunks = bus.decoded()
-    assert chunks[0] == {"seq": 0, "reset": True, "model": "local/model-local"}
-    assert chunks[1] == {"seq": 1, "delta": "Paris."}
+    assert chunks[0] == {"seq": 0, "model": "openai/model-openai"}  # the first candidate, begun
+    assert chunks[1] == {"seq": 1, "reset": True, "model": "local/model-local"}
+    assert chunks[2] == {"seq": 2, "delta": "Paris."}
     assert chunks[-1]["done"] is True
 
 

@@ -253,32 +253,32 @@ async def test_a_stream_sends_each_deltas_tokens_compactly_and_the_result_has_th
     )
     assert outcome.content == text and outcome.logprobs == list(answer)
     raw = [orjson.loads(c) for c in bus.chunks]
-    assert raw[:4] == [
+    assert raw[:5] == [
+        {"seq": 0, "model": "scripted/m"},  # the model begun, before any output
         {
-            "seq": 0,
+            "seq": 1,
             "delta": "It",
-            "model": "scripted/m",
             "logprobs": [{"token": "It", "logprob": -0.1, "top_logprobs": []}],
         },
         {
-            "seq": 1,
+            "seq": 2,
             "delta": "",
             "logprobs": [{"token": "", "logprob": -0.2, "bytes": [226], "top_logprobs": []}],
         },
         {
-            "seq": 2,
+            "seq": 3,
             "delta": "\u2019s",
             "logprobs": [{"token": "\u2019s", "logprob": -0.3, "bytes": [128, 153, 115], "top_logprobs": []}],
         },
         {
-            "seq": 3,
+            "seq": 4,
             "delta": " Paris",
             "logprobs": [
                 {"token": " Paris", "logprob": -0.01, "top_logprobs": [{"token": " London", "logprob": -4.6}]}
             ],
         },
     ]
-    assert raw[4] == {"seq": 4, "done": True, "finish_reason": "stop"}
+    assert raw[5] == {"seq": 5, "done": True, "finish_reason": "stop"}
     assert bus.streamed_tokens() == outcome.logprobs
 
     plain = Bus()
@@ -298,7 +298,8 @@ async def test_a_stream_failing_over_before_text_carries_only_the_answering_cand
     outcome = await run(routed("openai", "gemini", stream=True, logprobs=True), providers, bus)
     assert outcome.provider == "gemini" and outcome.logprobs == list(second)
     chunks = [decode_chunk(c) for c in bus.chunks]
-    assert chunks[0].reset and chunks[0].model == "gemini/m"
+    assert chunks[0].names_model() and not chunks[0].reset and chunks[0].model == "openai/m"
+    assert chunks[1].reset and chunks[1].model == "gemini/m"
     assert bus.streamed_tokens() == list(second)
 
 

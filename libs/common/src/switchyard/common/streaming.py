@@ -4,10 +4,11 @@ Chunks are not stored (the result event on JetStream carries the whole answer), 
 objects, not CloudEvents. `seq` starts at 0 and increases by one per chunk, so a receiver detects a gap and
 ends its client's stream with an explicit error instead of a silently truncated answer.
 
-    {"seq": 0, "delta": "The capital"}                         text
+    {"seq": 0, "model": "openai/gpt-4o-mini"}                  the model the executor calls, as it begins
+    {"seq": 1, "delta": "The capital"}                         text
     {"seq": 7, "done": true, "finish_reason": "stop"}          the end (the result event follows)
     {"seq": 3, "error": {"code": "...", "message": "..."}}     the stream broke after output began
-    {"seq": 0, "reset": true, "model": "openai/gpt-4o-mini"}   a failover before any text was sent
+    {"seq": 1, "reset": true, "model": "openai/gpt-4o"}        a failover before any text was sent
     {"seq": 0, "thinking": "Let me see"}                       the model's reasoning, before its text
     {"seq": 4, "signature": "EqQB..."}                         ends a thinking block (its signature)
     {"seq": 5, "redacted": "EmwK..."}                          a whole redacted thinking block
@@ -26,6 +27,12 @@ ends its client's stream with an explicit error instead of a silently truncated 
     {"seq": 0, "delta": "Hi", "usage": {"prompt_tokens": 1200,  the first output, with the prompt's count:
      "cache_read_tokens": 1000}}                               the provider's, where it gave one as its
                                                                stream began, else the router's estimate
+
+A streamed answer's first chunk names the model the executor begins calling, before any output (so
+that a response that starts before its first output, `SWITCHYARD_STREAM_KEEPALIVE_S`, can say which model
+it is waiting for); a reset names the next one. An answer judged before it is sent (a cascade, a race)
+names its model on its first output chunk instead, once it is known. Neither is output: the wait for the
+first output goes on after them.
 
 `choice` says which of several answers (`n`) a chunk belongs to: 0, the first, is left out, so a single
 answer's chunks never carry it; the answers' chunks come interleaved as they are generated. Each of several
@@ -87,6 +94,19 @@ class Chunk(BaseModel):
     def reasoning(self) -> bool:
         """A chunk of the model's reasoning (thinking text, a signature, a redacted block)."""
         return bool(self.thinking) or self.signature is not None or self.redacted is not None
+
+    def names_model(self) -> bool:
+        """A chunk that only names the model answering (the stream's start, or a reset to the next
+        candidate): no output yet."""
+        return self.model is not None and not (
+            self.delta
+            or self.logprobs
+            or self.reasoning()
+            or self.tool_call
+            or self.finish_reason
+            or self.done
+            or self.error
+        )
 
     def ends_answer(self) -> bool:
         """The end of one of several answers (`choice`): its finish reason, not the stream's end."""

@@ -34,8 +34,15 @@ class ChunkSink:
         self._seq += 1
 
     def announce(self, model: str) -> None:
-        """`model` is the one answering: the next text chunk names it, so the client's first chunk does."""
+        """`model` is the one answering: the next text chunk names it, so the client's first chunk does
+        (an answer judged before it is sent: a cascade's, a race's)."""
         self._model = model
+
+    async def start(self, model: str) -> None:
+        """The stream begins with `model`, which is called now: a chunk names it before any output (a
+        response that starts before its first output says which model it waits for)."""
+        self._model = None
+        await self._send(Chunk(seq=self._seq, model=model))
 
     def estimated(self, prompt_tokens: int) -> None:
         """The router's count of the prompt: the first output chunk carries it unless the provider

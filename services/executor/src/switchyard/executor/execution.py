@@ -273,7 +273,7 @@ async def _stream(
         await chunks.reset(model=next_target.name)
 
     chain = FallbackProvider([target(c) for c in candidates], on_switch=on_switch)
-    chunks.announce(candidates[0].model)  # a switch to another candidate names that one instead
+    await chunks.start(candidates[0].model)  # a switch to another candidate names that one instead
     async for part in chain.stream(call):
         if not isinstance(part, Reply):
             await _send(chunks, part, logprobs=call.logprobs)

@@ -82,6 +82,7 @@ EXPOSED_HEADERS = [
     "x-request-id",
     "x-switchyard-task-id",
     "x-switchyard-model",
+    "x-switchyard-stream-start",
     "x-switchyard-tier",
     "x-switchyard-overhead-ms",
     "x-switchyard-cache",

@@ -127,23 +127,26 @@ async def open_stream(
     The waits: `TaskClient.stream`'s.
 
     With `early_s` (a face that has keep-alives, `keepalive.py`), the wait for the first output is that
-    long at most: then the head is empty and the rest is the whole stream, its first output still awaited,
-    so that the response starts and its keep-alives fill a silence a proxy would close (a model thinking
-    for minutes before its first token); a failure before the first output is then the stream's error
-    event, as one after it is, and reaches `observe` only through the face's stream (its `tap`)."""
+    long at most: then the head is what came before it, chunks that only name the model being called
+    (`started_early`), and the rest the remainder of the stream, its first output still awaited, so that
+    the response starts and its keep-alives fill a silence a proxy would close (a model thinking for
+    minutes before its first token); a failure before the first output is then the stream's error event,
+    as one after it is, and reaches `observe` only through the face's stream (its `tap`)."""
     items = client.stream(task, timeout_s=timeout_s, idle_s=idle_s, max_s=max_s, stop=stop)
     try:
         if early_s is None:
             head, failed = await _first_output(items)
         else:
-            opening = asyncio.ensure_future(_first_output(items))
+            read: list[Chunk | TaskCompleted] = []
+            opening = asyncio.ensure_future(_first_output(items, read))
             try:
                 done, _ = await asyncio.wait({opening}, timeout=early_s)
             except BaseException:  # the request's task was cancelled while it waited
                 opening.cancel()
                 raise
             if not done:
-                return [], _resumed(opening, items)
+                head = list(read)  # no output among them, or `opening` would be done
+                return head, _resumed(opening, items, after=len(head))
             head, failed = opening.result()
     except TimedOut as exc:
         raise TaskTimeout(f"{exc}; it was recorded as timed out") from None
@@ -157,10 +160,11 @@ async def open_stream(
 
 async def _first_output(
     items: AsyncIterator[Chunk | TaskCompleted | TaskFailed],
+    head: list[Chunk | TaskCompleted] | None = None,
 ) -> tuple[list[Chunk | TaskCompleted], TaskFailed | None]:
     """What the stream sent up to its first output (text, tokens, reasoning, a tool call's piece, an error
-    chunk or its end), or its failure before it."""
-    head: list[Chunk | TaskCompleted] = []
+    chunk or its end), or its failure before it; `head` is filled as they come."""
+    head = [] if head is None else head
     async for item in items:
         if isinstance(item, TaskFailed):
             return head, item
@@ -173,13 +177,16 @@ async def _first_output(
 async def _resumed(
     opening: asyncio.Future[tuple[list[Chunk | TaskCompleted], TaskFailed | None]],
     items: AsyncGenerator[Chunk | TaskCompleted | TaskFailed, None],
+    *,
+    after: int,
 ) -> AsyncIterator[Chunk | TaskCompleted | TaskFailed]:
     """A stream whose response started before its first output (`open_stream`'s `early_s`): what `opening`
-    read up to it (its failure included, which the face renders as its error event), then the rest. Its
-    waits' errors (TimedOut, Stopped) are raised here, where the face's stream turns them into events."""
+    read up to it past the `after` items the response's head holds (its failure included, which the face
+    renders as its error event), then the rest. Its waits' errors (TimedOut, Stopped) are raised here,
+    where the face's stream turns them into events."""
     try:
         head, failed = await opening
-        for first in head:
+        for first in head[after:]:
             yield first
         if failed is not None:
             yield failed
@@ -194,11 +201,35 @@ async def _resumed(
 
 
 def head_model(head: list[Chunk | TaskCompleted]) -> str | None:
-    """The model answering, as far as the stream's head names it (its first text chunk names it)."""
+    """The model answering, as far as the stream's head names it (its first chunk names the model begun;
+    a reset, the next one): once output came, the model that gave it; in a head that started early
+    (`started_early`), the model being called then, which a fallback before the first output replaces."""
     model = None
     for item in head:
         model = item.model or model
     return model
+
+
+def started_early(head: list[Chunk | TaskCompleted]) -> bool:
+    """The stream's response starts before its first output (`open_stream`'s `early_s`): its head holds
+    only chunks naming a model, if any."""
+    return all(isinstance(item, Chunk) and item.names_model() for item in head)
+
+
+STREAM_START = "x-switchyard-stream-start"
+
+
+def stream_headers(head: list[Chunk | TaskCompleted]) -> dict[str, str]:
+    """What a stream's response says as it starts: `x-switchyard-stream-start`, `output` (at its first
+    output, or its end) or `keep-alive` (before it, after SWITCHYARD_STREAM_KEEPALIVE_S); and
+    `x-switchyard-model`, the model answering (`head_model`: the one whose output began, or the one being
+    called when the response started early), when the head names one: one that started before an
+    executor began the task names none."""
+    headers = {STREAM_START: "keep-alive" if started_early(head) else "output"}
+    model = head_model(head)
+    if model is not None:
+        headers["x-switchyard-model"] = model
+    return headers
 
 
 async def chained(

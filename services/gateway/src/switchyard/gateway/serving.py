@@ -148,9 +148,7 @@ async def serve(request: Request, face: Face) -> Response:
         raise
     for item in head:
         admitted.observe(item)
-    model = outcomes.head_model(head)
-    if model is not None:
-        headers["x-switchyard-model"] = model
+    headers.update(outcomes.stream_headers(head))
     events = keepalive.beating(
         face.stream(task, head, admitted.tap(rest), timeout_s=timeout, include_usage=include_usage),
         face.beat,

@@ -189,7 +189,7 @@ class TaskClient:
         stop: Stop | None = None,
     ) -> AsyncGenerator[Chunk | Outcome, None]:
         """Submits `task` and yields its chunks in order, then its result. Its first chunk is waited for
-        `timeout_s` (a reset, the executor moving on to its next model, is not one: the next one may think
+        `timeout_s` (a chunk naming the model begun, or a reset to the next one, is not one: it may think
         for minutes), each later one `idle_s` (default: `timeout_s`), all of them `max_s` (default: no more
         than the first and the idle bounds give), so an answer that keeps flowing is read to its end.
         Raises TimedOut (its message says which bound), or Stopped once the gateway's `stop` ends its
@@ -217,7 +217,7 @@ class TaskClient:
         ends = started + max_s if max_s is not None else math.inf
         idle = timeout_s if idle_s is None else idle_s
         deadline, why = min(started + timeout_s, ends), f"The task did not finish within {timeout_s:g} s"
-        flowing = False  # a chunk other than a reset came: the idle bound applies
+        flowing = False  # a chunk other than one naming a model came: the idle bound applies
         if stop is not None:
             stop.on_cut(stopping)
         try:
@@ -239,9 +239,10 @@ class TaskClient:
                     yield item
                     return
                 yield item
-                if not flowing and isinstance(item, Chunk) and item.reset:
-                    # the executor moved on to its next model before any output: the first output is
-                    # still waited for as long as the request waits (the task's bound may be minutes)
+                if not flowing and isinstance(item, Chunk) and item.names_model():
+                    # the executor began its model, or moved on to its next one, before any output: the
+                    # first output is still waited for as long as the request waits (the task's bound
+                    # may be minutes)
                     continue
                 flowing = True
                 now = time.monotonic()

@@ -15,6 +15,7 @@ from switchyard.common.streaming import Chunk
 from switchyard.gateway.admission import Pass
 from switchyard.gateway.cache.models import CACHE_HEADER, parse_directive
 from switchyard.gateway.cache.service import Lookup, ResponseCache
+from switchyard.gateway.outcomes import STREAM_START
 from switchyard.gateway.schemas import ChatCompletionRequest
 from switchyard.gateway.tenants import Principal
 
@@ -75,4 +76,5 @@ async def answer(
     include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
     head: list[Chunk | TaskCompleted] = [Chunk(seq=0, delta=done.content, model=done.model), done]
     events = face.stream(task, head, _nothing(), timeout_s=1.0, include_usage=include_usage)
+    headers[STREAM_START] = "output"  # as every stream's response says how it started
     return StreamingResponse(events, media_type="text/event-stream", headers=headers)

@@ -1,0 +1,95 @@
+"""How a stream's response starts when its model is silent longer than SWITCHYARD_STREAM_KEEPALIVE_S (0.5 s
+here; a reasoning model thinking for minutes, scaled down): the gateway, router and executor as processes
+on a real nats-server, a local OpenAI stand-in whose `think-3` sends its first word after 3 s.
+
+- Its headers say what is known then, as a stream started at its first output does: the model the
+  executor is calling (`x-switchyard-model`), and that the response started before any output.
+- A stream answered whole because its organisation's output guardrails screen the whole answer gets the
+  same keep-alives on every face while it waits (a proxy's idle timeout would cut it), and a failure
+  before its start keeps its HTTP status."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import yaml
+
+from tests.integration.executor.slow_stack import Stack, slow_stack
+from tests.integration.executor.tools_stack import classifier
+from tests.integration.gateway.harness import Org, make_org
+
+__all__ = ["classifier"]  # the fixture, used by name
+pytestmark = pytest.mark.integration
+
+THINKING = "plain/think-3"
+QUESTION = [{"role": "user", "content": "What is the answer to everything?"}]
+ANSWER = "Hello! You said: What is the answer to everything?"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Org]]:
+    tmp = tmp_path_factory.mktemp("stream-starts")
+    guardrails = tmp / "guardrails.yaml"  # the `pro` plan's answers are screened whole
+    guardrails.write_text(yaml.safe_dump({"plans": {"pro": {"pii_output": True}}}))
+    gateway = {
+        "SWITCHYARD_STREAM_KEEPALIVE_S": "0.5",
+        "SWITCHYARD_GUARDRAILS_PATH": str(guardrails),
+        "SWITCHYARD_TASK_TIMEOUT_S": "10",
+        "SWITCHYARD_REQUEST_TIMEOUT_MAX_S": "30",
+    }
+    executor = {"SWITCHYARD_TASK_DEADLINE_S": "10", "SWITCHYARD_CALL_TIMEOUT_S": "8"}
+    with slow_stack(tmp, ["think-3", "drip-0.2", "error-400"], executor=executor, gateway=gateway) as running:
+        db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
+        guarded = asyncio.run(make_org(db_url, "guarded", roles=("member",), plan="pro"))
+        yield running, guarded
+
+
+@pytest.fixture(scope="module")
+def stack(world: tuple[Stack, Org]) -> Stack:
+    return world[0]
+
+
+def _switchyard_headers(headers: httpx.Headers) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.startswith(("x-switchyard-", "x-ratelimit-"))}
+
+
+async def _opened(http: httpx.AsyncClient, path: str, body: object, headers: dict[str, str]) -> tuple:
+    """(status, headers, seconds to the headers, the body's text)."""
+    started = time.monotonic()
+    async with http.stream("POST", path, json=body, headers=headers) as r:
+        opened = time.monotonic() - started
+        text = (await r.aread()).decode()
+    return r.status_code, r.headers, opened, text
+
+
+@pytest.mark.usefixtures("classifier")
+async def test_a_stream_started_before_its_first_output_names_the_model_being_called(
+    world: tuple[Stack, Org],
+) -> None:
+    running, _ = world
+    headers = {"Authorization": f"Bearer {running.org.keys['member']}"}
+    async with httpx.AsyncClient(base_url=running.base, timeout=30) as http:
+        early = await _opened(
+            http, "/v1/chat/completions", {"model": THINKING, "stream": True, "messages": QUESTION}, headers
+        )
+        normal = await _opened(
+            http,
+            "/v1/chat/completions",
+            {"model": "plain/drip-0.2", "stream": True, "messages": QUESTION},
+            headers,
+        )
+    status, early_headers, opened, text = early
+    assert status == 200 and opened < 2.0, (opened, text)  # 3 s before its first word
+    assert ": keep-alive" in text and ANSWER.split()[0] in text, text
+    assert early_headers["x-switchyard-model"] == THINKING
+    assert early_headers["x-switchyard-stream-start"] == "keep-alive"
+    status, normal_headers, _, text = normal
+    assert status == 200, text
+    assert normal_headers["x-switchyard-model"] == "plain/drip-0.2"
+    assert normal_headers["x-switchyard-stream-start"] == "output"
+    # the same headers, whichever way the stream started
+    assert _switchyard_headers(early_headers).keys() == _switchyard_headers(normal_headers).keys()
