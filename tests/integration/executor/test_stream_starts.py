@@ -93,3 +93,62 @@ async def test_a_stream_started_before_its_first_output_names_the_model_being_ca
     assert normal_headers["x-switchyard-stream-start"] == "output"
     # the same headers, whichever way the stream started
     assert _switchyard_headers(early_headers).keys() == _switchyard_headers(normal_headers).keys()
+
+
+FACES = [
+    ("/v1/chat/completions", {"model": THINKING, "messages": QUESTION, "stream": True}, ": keep-alive"),
+    ("/v1/responses", {"model": THINKING, "input": QUESTION[0]["content"], "stream": True}, ": keep-alive"),
+    (
+        "/v1/messages",
+        {"model": THINKING, "max_tokens": 64, "messages": QUESTION, "stream": True},
+        'event: ping\ndata: {"type":"ping"}',
+    ),
+    (
+        f"/v1beta/models/{THINKING}:streamGenerateContent?alt=sse",
+        {"contents": [{"role": "user", "parts": [{"text": QUESTION[0]["content"]}]}]},
+        "",  # a blank line
+    ),
+]
+
+
+def _auth(path: str, key: str) -> dict[str, str]:
+    if path.startswith("/v1/messages"):
+        return {"x-api-key": key}
+    if path.startswith("/v1beta"):
+        return {"x-goog-api-key": key}
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.mark.usefixtures("classifier")
+@pytest.mark.parametrize(("path", "body", "beat"), FACES, ids=["chat", "responses", "messages", "gemini"])
+async def test_a_stream_answered_whole_for_its_output_guardrails_gets_keep_alives_while_it_waits(
+    world: tuple[Stack, Org], path: str, body: dict[str, object], beat: str
+) -> None:
+    running, guarded = world
+    async with httpx.AsyncClient(base_url=running.base, timeout=30) as http:
+        status, headers, opened, text = await _opened(http, path, body, _auth(path, guarded.keys["member"]))
+    assert status == 200 and opened < 2.0, (opened, text)  # 3 s before the answer
+    assert headers["x-switchyard-stream-start"] == "keep-alive"
+    assert headers["x-switchyard-model"] == THINKING
+    if beat:
+        events = text.split("\n\n")
+        beats = [n for n, e in enumerate(events) if e == beat]
+        answered = next(n for n, e in enumerate(events) if "Hello" in e)
+        assert len(beats) >= 3 and min(beats) < answered, text  # ~5 in the 2.5 s of silence after the headers
+    else:  # the Gemini face's blank lines, before its first event (the answer)
+        assert len(text) - len(text.lstrip("\n")) >= 3, text
+    assert '"error":{' not in text and "event: error" not in text, text
+    assert "".join(text.split("Hello! You said: ")[1:]).startswith("What is the answer"), text
+
+
+@pytest.mark.usefixtures("classifier")
+async def test_a_whole_streams_failure_before_its_start_keeps_its_http_status(
+    world: tuple[Stack, Org],
+) -> None:
+    running, guarded = world
+    body = {"model": "plain/error-400", "messages": QUESTION, "stream": True}
+    async with httpx.AsyncClient(base_url=running.base, timeout=30) as http:
+        status, _, opened, text = await _opened(
+            http, "/v1/chat/completions", body, _auth("/v1/chat", guarded.keys["member"])
+        )
+    assert status == 400 and opened < 2.0, (status, opened, text)

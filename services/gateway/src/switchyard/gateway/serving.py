@@ -5,7 +5,6 @@ the task on the bus, answer (JSON or SSE), then settle what the task used. The v
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import logging
@@ -28,7 +27,9 @@ from switchyard.gateway import (
     keepalive,
     outcomes,
     overhead,
+    settling,
     timeouts,
+    whole_streams,
 )
 from switchyard.gateway.admission import Pass
 from switchyard.gateway.auth import authenticate
@@ -46,11 +47,9 @@ from switchyard.gateway.gone import CUT, unless_gone
 from switchyard.gateway.key_policy import allowed_models
 from switchyard.gateway.schemas import ChatCompletionRequest
 from switchyard.gateway.state import Gateway, gateway_of
-from switchyard.gateway.stopping import cut
 from switchyard.gateway.taskapi import body as task_body
 from switchyard.gateway.taskapi import idempotency, keyed
 from switchyard.gateway.taskapi.models import TaskState
-from switchyard.gateway.tasks import Stopped
 from switchyard.gateway.tenants import Principal
 
 log = logging.getLogger(__name__)
@@ -99,9 +98,19 @@ async def serve(request: Request, face: Face) -> Response:
         return await replay.answer(gw.cache, face, parsed, task, cached, admitted, headers, screen, timing)
     stream, include_usage = parsed.stream, _include_usage(parsed)
     del parsed
-    # Output guardrails need the whole answer: a stream is then answered whole, as one SSE event.
-    whole = stream and gw.guardrails is not None and gw.guardrails.screens_output(principal)
-    if not stream or whole:
+    early_s = keepalive.opening_s(face.beat, gw.settings.stream_keepalive_s)
+    # Output guardrails need the whole answer: a stream is then answered whole (`whole_streams`).
+    if stream and gw.guardrails is not None and gw.guardrails.screens_output(principal):
+        asked = whole_streams.Asked(request, principal, face, cached, started, timeout, include_usage)
+        if early_s is not None:
+            idle_s = wait.idle_s(gw.settings.stream_idle_timeout_s)
+            return await whole_streams.serve(
+                gw, asked, task, admitted, headers, idle_s=idle_s, early_s=early_s
+            )
+        done = await _answer(request, gw, task, admitted, timeout_s=timeout, stages=stages)
+        done = await whole_streams.screened(gw, asked, task, done)
+        return whole_streams.answered(asked, task, done, headers)
+    if not stream:
         done = await _answer(request, gw, task, admitted, timeout_s=timeout, stages=stages)
         if cached is not None and gw.cache is not None and uncut(task, done):
             # kept as the model gave it: each hit passes its own reader's output hooks (`replay`), and a
@@ -113,39 +122,22 @@ async def serve(request: Request, face: Face) -> Response:
         headers["x-switchyard-tier"] = done.tier
         if done.logprobs_truncated:  # a stream's is known only at its end, after its headers
             headers["x-switchyard-logprobs"] = "truncated"
-        if whole:
-            headers.update(overhead.headers(started, done))
-            sse = _whole(face, task, done, timeout, include_usage=include_usage)
-            return StreamingResponse(sse, media_type="text/event-stream", headers=headers)
         if face.keep is not None:
             await face.keep(task, done)
         content = face.render(task, done)
         headers.update(overhead.headers(started, done, stages))
         return Response(content, media_type="application/json", headers=headers)
-    try:
-        head, rest = await outcomes.open_stream(
-            gw.tasks,
-            task,
-            timeout_s=timeout,
-            idle_s=wait.idle_s(gw.settings.stream_idle_timeout_s),
-            max_s=gw.settings.stream_max_timeout_s,
-            observe=admitted.observe,
-            stop=gw.stop,
-            early_s=keepalive.opening_s(face.beat, gw.settings.stream_keepalive_s),
-        )
-    except TaskTimeout:
-        _settle_later(gw, task, admitted, cancel=False)
-        raise
-    except Stopped:  # the gateway is stopping before the first output: stop the task
-        _settle_later(gw, task, admitted, cancel=True)
-        log.warning(CUT)
-        raise GatewayStopping() from None
-    except asyncio.CancelledError:  # the request was cut (the server's graceful stop ran out): stop the task
-        _settle_later(gw, task, admitted, cancel=True)
-        raise cut(CUT) from None
-    except BaseException:
-        gw.admission.settle_soon(admitted)
-        raise
+    opening = outcomes.open_stream(
+        gw.tasks,
+        task,
+        timeout_s=timeout,
+        idle_s=wait.idle_s(gw.settings.stream_idle_timeout_s),
+        max_s=gw.settings.stream_max_timeout_s,
+        observe=admitted.observe,
+        stop=gw.stop,
+        early_s=early_s,
+    )
+    head, rest = await settling.opened(gw, task, admitted, opening)
     for item in head:
         admitted.observe(item)
     headers.update(outcomes.stream_headers(head))
@@ -169,7 +161,7 @@ async def serve(request: Request, face: Face) -> Response:
                 stopped = gw.stop.cutting
                 if stopped:
                     log.warning(CUT)
-                _settle_later(gw, task, admitted, cancel=not ended or stopped or admitted.gap)
+                settling.settle_later(gw, task, admitted, cancel=not ended or stopped or admitted.gap)
             else:
                 gw.admission.settle_soon(admitted)
             if ended and admitted.outcome is not None:
@@ -233,7 +225,7 @@ async def _answer(
     def on_gone() -> None:
         nonlocal unanswered
         unanswered = True
-        _settle_later(gw, task, admitted, cancel=True)
+        settling.settle_later(gw, task, admitted, cancel=True)
 
     try:
         done = await unless_gone(
@@ -245,7 +237,7 @@ async def _answer(
         stages.mark("pipeline")
     except TaskTimeout:
         unanswered = True
-        _settle_later(gw, task, admitted, cancel=False)
+        settling.settle_later(gw, task, admitted, cancel=False)
         raise
     finally:
         # in memory from the leases; what needs KV (near a limit) is written after the response
@@ -346,17 +338,6 @@ async def _embedding_task(
 def _bounded(task: TaskSubmitted, timeout_s: float | None) -> TaskSubmitted:
     """The task with the bound its client asked for (`TaskSubmitted.timeout_s`), if any."""
     return task if timeout_s is None else task.model_copy(update={"timeout_s": timeout_s})
-
-
-def _settle_later(gw: Gateway, task: TaskSubmitted, admitted: Pass, *, cancel: bool) -> None:
-    """Nobody waits for the task's answer any more: its client left (`cancel`: the task is cancelled on
-    the bus) or it timed out (the executor hears the timeout). Its admission is settled at what the task
-    was still charged (the text generated before the cut), once its outcome says."""
-    settle = functools.partial(gw.admission.settle_with, admitted)
-    if cancel:
-        gw.tasks.abandon(task, then=settle)
-    else:
-        gw.tasks.follow(task, then=settle)
 
 
 async def submit(request: Request) -> TaskState:
@@ -468,16 +449,6 @@ async def read_task(request: Request, task_id: str, *, cancel: bool = False) -> 
 def _include_usage(parsed: ChatCompletionRequest) -> bool:
     """Whether a stream ends with its usage (`stream_options.include_usage`)."""
     return bool(parsed.stream_options and parsed.stream_options.include_usage)
-
-
-def _whole(
-    face: Face, task: TaskSubmitted, done: TaskCompleted, timeout: float, *, include_usage: bool
-) -> AsyncIterator[bytes]:
-    async def nothing() -> AsyncIterator[Any]:
-        return
-        yield
-
-    return face.stream(task, [done], nothing(), timeout_s=timeout, include_usage=include_usage)
 
 
 def _where(request: Request) -> dict[str, str]:
