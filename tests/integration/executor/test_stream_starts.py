@@ -42,7 +42,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Org
         "SWITCHYARD_REQUEST_TIMEOUT_MAX_S": "30",
     }
     executor = {"SWITCHYARD_TASK_DEADLINE_S": "10", "SWITCHYARD_CALL_TIMEOUT_S": "8"}
-    with slow_stack(tmp, ["think-3", "drip-0.2", "error-400"], executor=executor, gateway=gateway) as running:
+    with slow_stack(
+        tmp, ["think-3", "drip-0.2", "error-400", "slow-12"], executor=executor, gateway=gateway
+    ) as running:
         db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
         guarded = asyncio.run(make_org(db_url, "guarded", roles=("member",), plan="pro"))
         yield running, guarded
@@ -152,3 +154,19 @@ async def test_a_whole_streams_failure_before_its_start_keeps_its_http_status(
             http, "/v1/chat/completions", body, _auth("/v1/chat", guarded.keys["member"])
         )
     assert status == 400 and opened < 2.0, (status, opened, text)
+
+
+@pytest.mark.usefixtures("classifier")
+async def test_a_whole_streams_failure_after_its_start_is_its_error_event(world: tuple[Stack, Org]) -> None:
+    """The provider does not answer within the executor's call timeout (8 s): the task fails after the
+    response started, which the stream ends with its error event, never an answer or [DONE]."""
+    running, guarded = world
+    body = {"model": "plain/slow-12", "messages": QUESTION, "stream": True}
+    async with httpx.AsyncClient(base_url=running.base, timeout=30) as http:
+        status, _, opened, text = await _opened(
+            http, "/v1/chat/completions", body, _auth("/v1/chat", guarded.keys["member"])
+        )
+    assert status == 200 and opened < 2.0, (status, opened, text)
+    events = [e for e in text.split("\n\n") if e]
+    assert events.count(": keep-alive") >= 10 and '"error":{' in events[-1], text
+    assert "[DONE]" not in text, text
