@@ -58,7 +58,7 @@ def cached_embeddings(
 
     out = embedder.embed_many(texts, batch_size=32, progress=progress)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # another process may be writing it too
     np.savez(tmp, vectors=out.vectors, truncated=np.array(out.truncated, dtype=bool))
     os.replace(tmp, path)
     return out.vectors, np.array(out.truncated, dtype=bool)
