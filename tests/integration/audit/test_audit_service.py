@@ -73,7 +73,7 @@ def slow_linger_audit(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Few events in hand and a long linger: what a batch waits for shows in seconds."""
     yield from _audit(
-        nats_server, db_url, tmp_path, SWITCHYARD_AUDIT_WORKERS="16", SWITCHYARD_AUDIT_LINGER_MS="5000"
+        nats_server, db_url, tmp_path, SWITCHYARD_AUDIT_WORKERS="16", SWITCHYARD_AUDIT_LINGER_MS="3000"
     )
 
 
@@ -263,18 +263,18 @@ async def test_a_batch_holding_every_event_in_hand_is_written_without_lingering(
     slow_linger_audit: subprocess.Popen[bytes], publisher: bus.EventPublisher, db_url: str
 ) -> None:
     """The consumer hands the writer at most `audit_workers` events; no more can come until they are
-    written. A writer that lingered on for `audit_max_batch` (500) wrote 16 events per 5 s linger here,
-    so 160 events took ~50 s: the ledger's pace under load was workers per linger (64 per 100 ms by
+    written. A writer that lingered on for `audit_max_batch` (500) wrote 16 events per 3 s linger here,
+    so 160 events took ~30 s: the ledger's pace under load was workers per linger (64 per 100 ms by
     default, ~550 events a second, below what the stack publishes at ~200 requests a second)."""
     published = []
     for n in range(160):
         event = TaskTimedOut(task_id=f"t{n}", tenant_id="acme", waited_ms=1.0)
         published.append(await publisher.publish(event))
     began = time.monotonic()
-    rows = await _entries(db_url, len(published), timeout=40.0)
+    rows = await _entries(db_url, len(published), timeout=45.0)
     took = time.monotonic() - began
     assert sorted(r.event_id for r in rows) == sorted(published)
-    # one gathering pause (5 s) before the first full batch, then batches of 16 back to back (room left
+    # one gathering pause (3 s) before the first full batch, then batches of 16 back to back (room left
     # for a loaded machine)
     assert took < 20.0, f"160 events took {took:.1f} s to reach the ledger"
     batches: dict[object, int] = {}

@@ -57,7 +57,7 @@ def slow_linger_billing(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Few results in hand and a long linger: what a batch waits for shows in seconds."""
     yield from _billing(
-        nats_server, db_url, tmp_path, SWITCHYARD_BILLING_WORKERS="16", SWITCHYARD_BILLING_LINGER_MS="5000"
+        nats_server, db_url, tmp_path, SWITCHYARD_BILLING_WORKERS="16", SWITCHYARD_BILLING_LINGER_MS="3000"
     )
 
 
@@ -172,15 +172,15 @@ async def test_a_batch_holding_every_result_in_hand_is_stored_without_lingering(
     slow_linger_billing: subprocess.Popen[bytes], js: nats.js.JetStreamContext, db_url: str
 ) -> None:
     """As the ledger's writer (tests/integration/audit): a batch of `billing_workers` results is complete.
-    Lingering on for `billing_max_batch` (200) stored 16 results per 5 s linger here (~50 s for 160); the
-    bound leaves a loaded machine room (9.3 s seen with a second test run beside it)."""
+    Lingering on for `billing_max_batch` (200) stored 16 results per 3 s linger here (~30 s for 160); the
+    bound leaves a loaded machine room (at a 2 s linger: 6-9 s, 9.3 s with another test run beside it)."""
     publisher = bus.EventPublisher(js, source="switchyard/executor")
     for n in range(160):
         await publisher.publish(
             _completed(f"t{n}", "openai/gpt-4o-mini"), subject=subjects.result_subject(f"t{n}")
         )
     began = time.monotonic()
-    deadline = began + 40.0
+    deadline = began + 45.0
     while len(rows := await _rows(db_url)) < 160 and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     took = time.monotonic() - began
