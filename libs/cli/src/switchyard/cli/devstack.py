@@ -18,10 +18,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import nats
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from switchyard.cli import nats_users
+from switchyard.cli import bus_stores, nats_users
 from switchyard.cli.db_cmd import upgrade_all
 from switchyard.cli.processes import NatsServer, port_open
 from switchyard.common.config import STOP_GRACE_S, CommonSettings
@@ -45,6 +46,14 @@ EMBEDDED_STORES = {
     "SWITCHYARD_BATCH_VECTORS_BYTES": str(256 * 1024**2),
     "SWITCHYARD_RESPONSES_BUCKET_BYTES": str(256 * 1024**2),
 }
+
+
+def embedded_sizes() -> None:
+    """EMBEDDED_STORES in this process's environment where unset: the sizes the services of the embedded
+    run get, for the operator's provisioning (bus_stores.py) to make their stores with."""
+    for setting, size in EMBEDDED_STORES.items():
+        if not os.environ.get(setting, "").strip():
+            os.environ[setting] = size
 
 
 class StackSettings(BaseSettings):
@@ -120,6 +129,18 @@ class Stack:
             users=nats_users.ensure_passwords(self.var_dir),
         ).start(log_file=self.logs / "nats.log")
 
+    async def provision_bus(self) -> None:
+        """Every stream and bucket, made (or brought to this run's settings) as `operator`, before the
+        services start: they connect as users that may only open them (SWITCHYARD_BUS_PROVISIONED)."""
+        who = nats_users.embedded_credentials(self.var_dir)
+        nc = await nats.connect(
+            self.nats_url, connect_timeout=5, **(who.connect_options() if who is not None else {})
+        )
+        try:
+            await bus_stores.provision(nc.jetstream())
+        finally:
+            await nc.close()
+
     async def prepare_database(self, common: CommonSettings) -> bool:
         from switchyard.gateway.tenants import ensure_dev_tenant
 
@@ -157,6 +178,7 @@ class Stack:
                 SWITCHYARD_NATS_PASSWORD_FILE=str(nats_users.password_path(self.var_dir, user)),
             )
             env.pop("SWITCHYARD_NATS_PASSWORD", None)
+            env["SWITCHYARD_BUS_PROVISIONED"] = "true"  # made by `operator` (provision_bus)
         for setting, size in EMBEDDED_STORES.items():
             if not env.get(setting, "").strip():
                 env[setting] = size
@@ -356,6 +378,7 @@ def run(settings: StackSettings) -> int:
     stack = Stack(settings)
     stack.logs.mkdir(parents=True, exist_ok=True)
     os.environ["SWITCHYARD_VAR_DIR"] = str(stack.var_dir)
+    embedded_sizes()
     common = CommonSettings()
     check_settings()
     stopping = False
@@ -372,6 +395,8 @@ def run(settings: StackSettings) -> int:
             flush=True,
         )
         stack.start_nats()
+        if stack.nats is not None:
+            asyncio.run(stack.provision_bus())
         created = asyncio.run(stack.prepare_database(common))
         stack.start_services()
         stack.wait_ready(lambda: stopping)

@@ -26,6 +26,7 @@ COMMANDS = (
     "switchyard.cli.route_cmd",
     "switchyard.cli.router_cmd",
     "switchyard.cli.dlq_cmd",
+    "switchyard.cli.bus_cmd",
     "switchyard.cli.billing_cmd",
     "switchyard.cli.keys_cmd",
     "switchyard.cli.org_cmd",

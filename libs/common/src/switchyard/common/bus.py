@@ -24,11 +24,11 @@ from faststream.nats import ConsumerConfig, NatsBroker
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
-from nats.js.errors import BadRequestError, NoStreamResponseError
+from nats.js.errors import NoStreamResponseError
 from opentelemetry.trace import SpanKind
 from prometheus_client import Histogram
 
-from switchyard.common import bus_auth, metrics, subjects, tracing
+from switchyard.common import bus_auth, metrics, provisioning, subjects, tracing
 from switchyard.common.bus_auth import NatsCredentials
 from switchyard.common.config import STOP_GRACE_S, CommonSettings
 from switchyard.common.consumer import PullConsumer
@@ -102,19 +102,10 @@ def jetstream(broker: NatsBroker) -> JetStreamContext:
     return broker.config.connection_state.stream  # type: ignore[no-any-return]
 
 
-async def ensure_streams(js: JetStreamContext, *, replicas: int | None = None) -> None:
-    """Create or update the streams. Safe to call from every service on every start.
-
-    `replicas` defaults to SWITCHYARD_STREAM_REPLICAS (1): every service must agree on it, or each start
-    would move the streams back and forth; on a 3-node cluster set it to 3 everywhere.
-    """
-    if replicas is None:
-        replicas = CommonSettings().stream_replicas
-    for name, subs, max_age in (
-        (subjects.STREAM_EVENTS, subjects.STREAM_EVENTS_SUBJECTS, EVENTS_MAX_AGE_S),
-        (subjects.STREAM_DLQ, subjects.STREAM_DLQ_SUBJECTS, DLQ_MAX_AGE_S),
-    ):
-        config = api.StreamConfig(
+def stream_configs(replicas: int) -> list[api.StreamConfig]:
+    """The events stream and the dead letters' stream, on `replicas` servers."""
+    return [
+        api.StreamConfig(
             name=name,
             subjects=list(subs),
             retention=api.RetentionPolicy.LIMITS,
@@ -123,10 +114,26 @@ async def ensure_streams(js: JetStreamContext, *, replicas: int | None = None) -
             duplicate_window=DUPLICATE_WINDOW_S,
             num_replicas=replicas,
         )
-        try:
-            await js.add_stream(config)
-        except BadRequestError:
-            await js.update_stream(config)
+        for name, subs, max_age in (
+            (subjects.STREAM_EVENTS, subjects.STREAM_EVENTS_SUBJECTS, EVENTS_MAX_AGE_S),
+            (subjects.STREAM_DLQ, subjects.STREAM_DLQ_SUBJECTS, DLQ_MAX_AGE_S),
+        )
+    ]
+
+
+async def ensure_streams(js: JetStreamContext, *, replicas: int | None = None) -> None:
+    """Create or update the streams. Safe to call from every service on every start; with
+    SWITCHYARD_BUS_PROVISIONED only checks them (provisioning.py).
+
+    `replicas` defaults to SWITCHYARD_STREAM_REPLICAS (1): every service must agree on it, or each start
+    would move the streams back and forth; on a 3-node cluster set it to 3 everywhere.
+    """
+    settings = CommonSettings()
+    for config in stream_configs(settings.stream_replicas if replicas is None else replicas):
+        if provisioning.provisioned_only(settings):
+            await provisioning.check(js, config)
+        else:
+            await provisioning.ensure(js, config)
 
 
 class EventPublisher:

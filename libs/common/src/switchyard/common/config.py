@@ -47,6 +47,11 @@ class CommonSettings(BaseSettings):
     log_json: bool = False
     metrics_port: int | None = Field(default=None, description="port for /metrics (services without HTTP)")
     metrics_host: str = Field(default="127.0.0.1", description="/metrics binds here; 0.0.0.0 in a container")
+    bus_provisioned: bool = Field(
+        default=False,
+        description="the operator made every stream and bucket beforehand: this process only opens them, and "
+        "reports one missing or configured otherwise (provisioning.py); false: it creates and updates them",
+    )
     stream_replicas: int = Field(
         default=1, ge=1, le=5, description="JetStream replicas of Switchyard's streams: 3 on a 3-node cluster"
     )

@@ -31,6 +31,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from switchyard.common import provisioning
 from switchyard.common.background import cancel
 from switchyard.common.config import CommonSettings
 from switchyard.common.errors import TransientError
@@ -49,17 +50,30 @@ async def bucket(
     history: int = 1,
     ttl_s: float | None = None,
     replicas: int | None = None,
+    description: str | None = None,
 ) -> KeyValue:
     """The bucket `name`, created on first use (with `ttl_s`: its entries expire that long after their last
     write), on `replicas` servers: SWITCHYARD_STREAM_REPLICAS, as the streams (`bus.ensure_streams`); a
     bucket made with another number is moved to it (NATS changes a stream's replicas in place). Each
-    service opens its buckets at start, so every service must agree on it, as for the streams."""
+    service opens its buckets at start, so every service must agree on it, as for the streams. With
+    SWITCHYARD_BUS_PROVISIONED it is only opened, and must exist as configured (provisioning.py)."""
+    settings = CommonSettings()
     if replicas is None:
-        replicas = CommonSettings().stream_replicas
+        replicas = settings.stream_replicas
+    if provisioning.provisioned_only(settings):
+        await provisioning.check(
+            js,
+            provisioning.kv_config(
+                name, history=history, ttl_s=ttl_s, replicas=replicas, description=description
+            ),
+        )
+        return await js.key_value(name)
     try:
         found = await js.key_value(name)
     except BucketNotFoundError:
-        return await js.create_key_value(bucket=name, history=history, ttl=ttl_s, replicas=replicas)
+        return await js.create_key_value(
+            bucket=name, history=history, ttl=ttl_s, replicas=replicas, description=description
+        )
     config = (await js.stream_info(f"KV_{name}")).config
     if (config.num_replicas or 1) != replicas:
         log.info("KV bucket %s: %d replicas, was %d", name, replicas, config.num_replicas or 1)

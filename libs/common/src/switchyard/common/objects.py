@@ -25,9 +25,10 @@ from datetime import UTC, datetime
 
 import nats.errors
 from nats.js import JetStreamContext, api
-from nats.js.errors import BadRequestError, NotFoundError, ServerError
+from nats.js.errors import NotFoundError, ServerError
 from nats.nuid import NUID
 
+from switchyard.common import provisioning
 from switchyard.common.errors import ConfigurationError
 
 READ_TIMEOUT_S = 5.0  # a chunk that does not come within this long: the store does not answer
@@ -59,24 +60,16 @@ async def open_bucket(
 
     JetStream reserves `max_bytes` of its file storage for the bucket when it is made; a server without
     that much room left refuses it, and the service cannot start: ConfigurationError naming `setting`,
-    the size's setting, instead of the server's bare "insufficient storage resources"."""
-    config = api.StreamConfig(
-        name=f"OBJ_{bucket}",
-        description=description,
-        subjects=[f"$O.{bucket}.C.>", f"$O.{bucket}.M.>"],
-        max_age=ttl_s,
-        max_bytes=max_bytes,
-        storage=api.StorageType.FILE,
-        num_replicas=replicas,
-        discard=api.DiscardPolicy.NEW,
-        allow_rollup_hdrs=True,
-        allow_direct=True,
+    the size's setting, instead of the server's bare "insufficient storage resources". With
+    SWITCHYARD_BUS_PROVISIONED it is only checked (provisioning.py)."""
+    config = provisioning.object_config(
+        bucket, description=description, max_bytes=max_bytes, replicas=replicas, ttl_s=ttl_s
     )
+    if provisioning.provisioned_only():
+        await provisioning.check(js, config)
+        return
     try:
-        try:
-            await js.add_stream(config)
-        except BadRequestError:
-            await js.update_stream(config)
+        await provisioning.ensure(js, config)
     except ServerError as exc:
         if exc.err_code != NO_ROOM:
             raise

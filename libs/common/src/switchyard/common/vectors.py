@@ -48,6 +48,7 @@ FLOAT_BYTES = 4
 MAX_RESULT_BYTES = 32 * 1024 * 1024
 INLINE_BYTES = 256 * 1024
 BUCKET = OBJ_EMBEDDINGS
+DESCRIPTION = "Switchyard: embedding results too large for their result event"
 BATCH_BUCKET = OBJ_BATCH_VECTORS
 STREAM = f"OBJ_{BUCKET}"  # the object store's stream, as every NATS client names it
 READ_TIMEOUT_S = objects.READ_TIMEOUT_S  # a chunk that does not come within this long is missing (expired)
@@ -141,7 +142,7 @@ async def open_store(js: JetStreamContext, *, ttl_s: float, max_bytes: int, repl
     await objects.open_bucket(
         js,
         BUCKET,
-        description="Switchyard: embedding results too large for their result event",
+        description=DESCRIPTION,
         ttl_s=ttl_s,
         max_bytes=max_bytes,
         replicas=replicas,

@@ -20,18 +20,19 @@ from pathlib import Path
 from typing import Literal
 
 import nats.errors
-from nats.js import JetStreamContext
+from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field, ValidationError
 
 from switchyard.classifier import artifact
-from switchyard.common import kv, objects, subjects
+from switchyard.common import kv, objects, provisioning, subjects
 from switchyard.common.errors import ConfigurationError
 
 KEY = "live"
 KEEP = 8  # heads kept before the live ones: how far back a rollback can go
 BUCKET_BYTES = 128 * 2**20  # the object store's size: the live heads and KEEP before them (~4.3 MB each)
+OBJECTS_DESCRIPTION = "Switchyard: promoted classifier heads (the live ones and those before them)"
 REPLICA_TTL_S = 60.0  # a replica's status entry lasts this long unless renewed
 
 
@@ -142,29 +143,50 @@ def read_folder(folder: Path | None) -> Files:
 
 
 async def heads_bucket(js: JetStreamContext, *, replicas: int = 1) -> KeyValue:
-    """The bucket of the pointer, created on first use (`replicas`: SWITCHYARD_STREAM_REPLICAS)."""
-    try:
-        return await js.key_value(subjects.KV_CLASSIFIER_HEADS)
-    except BucketNotFoundError:
-        return await js.create_key_value(
-            bucket=subjects.KV_CLASSIFIER_HEADS,
-            history=1,
-            replicas=replicas,
-            description="Switchyard: the classifier heads in force (key live)",
-        )
+    """The bucket of the pointer, created on first use (`replicas`: SWITCHYARD_STREAM_REPLICAS); with
+    SWITCHYARD_BUS_PROVISIONED only opened (provisioning.py)."""
+    return await _open(js, heads_config(replicas=replicas))
 
 
 async def replicas_bucket(js: JetStreamContext, *, replicas: int = 1) -> KeyValue:
-    try:
-        return await js.key_value(subjects.KV_CLASSIFIER_REPLICAS)
-    except BucketNotFoundError:
-        return await js.create_key_value(
-            bucket=subjects.KV_CLASSIFIER_REPLICAS,
-            history=1,
-            ttl=REPLICA_TTL_S,
-            replicas=replicas,
-            description="Switchyard: the heads each classifier replica runs",
-        )
+    return await _open(js, replicas_config(replicas=replicas))
+
+
+def heads_config(*, replicas: int) -> api.StreamConfig:
+    return provisioning.kv_config(
+        subjects.KV_CLASSIFIER_HEADS,
+        replicas=replicas,
+        description="Switchyard: the classifier heads in force (key live)",
+    )
+
+
+def replicas_config(*, replicas: int) -> api.StreamConfig:
+    return provisioning.kv_config(
+        subjects.KV_CLASSIFIER_REPLICAS,
+        ttl_s=REPLICA_TTL_S,
+        replicas=replicas,
+        description="Switchyard: the heads each classifier replica runs",
+    )
+
+
+def objects_config(*, replicas: int) -> api.StreamConfig:
+    return provisioning.object_config(
+        subjects.OBJ_CLASSIFIER_HEADS,
+        description=OBJECTS_DESCRIPTION,
+        max_bytes=BUCKET_BYTES,
+        replicas=replicas,
+    )
+
+
+async def _open(js: JetStreamContext, config: api.StreamConfig) -> KeyValue:
+    """The bucket of `config` (`KV_<bucket>`), created on first use, unless only opened (kv.bucket)."""
+    return await kv.bucket(
+        js,
+        (config.name or "")[len("KV_") :],
+        ttl_s=config.max_age,
+        replicas=config.num_replicas or 1,
+        description=config.description,
+    )
 
 
 def parse(value: bytes | None) -> Promoted | None:
@@ -195,7 +217,7 @@ async def upload(js: JetStreamContext, files: Files, *, replicas: int = 1) -> No
     await objects.open_bucket(
         js,
         subjects.OBJ_CLASSIFIER_HEADS,
-        description="Switchyard: promoted classifier heads (the live ones and those before them)",
+        description=OBJECTS_DESCRIPTION,
         max_bytes=BUCKET_BYTES,
         replicas=replicas,
         setting="promotion.BUCKET_BYTES",

@@ -26,6 +26,7 @@ from switchyard.common.events import EmbeddingResult
 
 log = logging.getLogger(__name__)
 BUCKET = subjects.OBJ_BATCH_VECTORS
+DESCRIPTION = "Switchyard: embedding batch lines' vectors, until the batch's output file holds them"
 KEEP_S = 3 * 24 * 3600.0  # a batch's completion window (24 h) and its finishing, with room to spare
 
 
@@ -77,7 +78,7 @@ async def open_bucket(js: JetStreamContext, *, max_bytes: int, replicas: int) ->
     await objects.open_bucket(
         js,
         BUCKET,
-        description="Switchyard: embedding batch lines' vectors, until the batch's output file holds them",
+        description=DESCRIPTION,
         max_bytes=max_bytes,
         replicas=replicas,
         setting="SWITCHYARD_BATCH_VECTORS_BYTES",

@@ -39,11 +39,11 @@ from typing import IO, Literal, NamedTuple
 
 import nats.errors
 from nats.js import JetStreamContext, api
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
-from switchyard.common import objects, subjects
+from switchyard.common import kv, objects, provisioning, subjects
 from switchyard.common.background import cancel
 from switchyard.gateway.files.errors import FilesFull, FileUnreadable, file_not_found
 from switchyard.gateway.files.models import INTERNAL, FileObject, FilePurpose
@@ -61,6 +61,9 @@ log = logging.getLogger(__name__)
 BUCKET = subjects.OBJ_FILES
 STREAM = f"OBJ_{BUCKET}"  # the object store's stream, as every NATS client names it
 DEFAULT_BUCKET_BYTES = 4 * 1024**3
+DESCRIPTION = "Switchyard: files of the Files API (batch input and output)"
+BUCKET_SETTING = "SWITCHYARD_FILES_BUCKET_BYTES"
+INDEX_DESCRIPTION = "Switchyard: the Files API's file descriptions"
 SWEEP_S = 900.0  # how often a replica deletes expired files (readers never see them: this frees their bytes)
 # An object without a description this long after it was stored is left over from a crash (a put writes
 # the description right after the bytes; an upload is spooled first, so its put takes seconds)
@@ -474,19 +477,20 @@ async def files_bucket(
     await objects.open_bucket(
         js,
         BUCKET,
-        description="Switchyard: files of the Files API (batch input and output)",
+        description=DESCRIPTION,
         max_bytes=max_bytes,
         replicas=replicas,
-        setting="SWITCHYARD_FILES_BUCKET_BYTES",
+        setting=BUCKET_SETTING,
     )
-    try:
-        index = await js.key_value(subjects.KV_FILES)
-    except BucketNotFoundError:
-        index = await js.create_key_value(
-            bucket=subjects.KV_FILES,
-            history=1,
-            storage=api.StorageType.FILE,
-            replicas=replicas,
-            description="Switchyard: the Files API's file descriptions",
-        )
+    index = await kv.bucket(js, subjects.KV_FILES, replicas=replicas, description=INDEX_DESCRIPTION)
     return FileStore(js, index)
+
+
+def index_config(*, replicas: int) -> api.StreamConfig:
+    """The index's stream, as `files_bucket` makes it (and the operator's provisioning)."""
+    return provisioning.kv_config(subjects.KV_FILES, replicas=replicas, description=INDEX_DESCRIPTION)
+
+
+def bucket_config(*, max_bytes: int, replicas: int) -> api.StreamConfig:
+    """The object store's stream, as `files_bucket` makes it (and the operator's provisioning)."""
+    return provisioning.object_config(BUCKET, description=DESCRIPTION, max_bytes=max_bytes, replicas=replicas)

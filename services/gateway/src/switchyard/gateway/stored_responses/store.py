@@ -36,7 +36,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, ServerError
 from nats.js.kv import KeyValue
 
-from switchyard.common import kv, subjects
+from switchyard.common import kv, provisioning, subjects
 from switchyard.common.errors import TransientError
 from switchyard.common.objects import NO_ROOM, no_room
 from switchyard.gateway.metrics import STORED_RESPONSES
@@ -45,6 +45,7 @@ from switchyard.gateway.responses import RESPONSE_ID
 log = logging.getLogger(__name__)
 
 KEEP_S = 30 * 24 * 3600.0
+DESCRIPTION = "Switchyard: stored Responses API responses and their input items"
 SETTING = "SWITCHYARD_RESPONSES_BUCKET_BYTES"
 DAY_S = 86400
 USAGE = "\x00usage"  # an organisation's stored bytes by day, under its hashed key (never a response id)
@@ -244,7 +245,14 @@ async def responses_bucket(
     """The store over the KV bucket, created on first use, or an existing one brought to this configuration
     (file storage, entries expiring `keep_s` after they were written, at most `max_bytes` in all).
     JetStream reserves `max_bytes` for the bucket: a server without the room is a ConfigurationError
-    naming the setting."""
+    naming the setting. With SWITCHYARD_BUS_PROVISIONED it is only opened (provisioning.py)."""
+    if provisioning.provisioned_only():
+        info = await provisioning.check(
+            js, responses_config(keep_s=keep_s, max_bytes=max_bytes, replicas=replicas)
+        )
+        _warn_full(info.state.bytes, max_bytes)
+        bucket = await js.key_value(subjects.KV_RESPONSES)
+        return ResponseStore(bucket, max_value_bytes=max_value_bytes, org_bytes=org_bytes, keep_s=keep_s)
     try:
         try:
             bucket = await js.key_value(subjects.KV_RESPONSES)
@@ -252,7 +260,7 @@ async def responses_bucket(
             bucket = await js.create_key_value(
                 api.KeyValueConfig(
                     bucket=subjects.KV_RESPONSES,
-                    description="Switchyard: stored Responses API responses and their input items",
+                    description=DESCRIPTION,
                     history=1,
                     ttl=keep_s,
                     max_bytes=max_bytes,
@@ -266,17 +274,28 @@ async def responses_bucket(
             if (config.max_age, config.max_bytes) != (keep_s, max_bytes):
                 config.max_age, config.max_bytes = keep_s, max_bytes
                 await js.update_stream(config)
-            if info.state.bytes > max_bytes:  # JetStream keeps them, and takes nothing new meanwhile
-                log.warning(
-                    "the KV bucket %s holds %d bytes, more than %s (%d): no response is stored until enough "
-                    "of them expire (SWITCHYARD_RESPONSES_KEEP_S after they were written)",
-                    subjects.KV_RESPONSES,
-                    info.state.bytes,
-                    SETTING,
-                    max_bytes,
-                )
+            _warn_full(info.state.bytes, max_bytes)
     except ServerError as exc:
         if exc.err_code != NO_ROOM:
             raise
         raise no_room(f"the KV bucket {subjects.KV_RESPONSES}", max_bytes, SETTING) from exc
     return ResponseStore(bucket, max_value_bytes=max_value_bytes, org_bytes=org_bytes, keep_s=keep_s)
+
+
+def responses_config(*, keep_s: float, max_bytes: int, replicas: int) -> api.StreamConfig:
+    """The bucket's stream, as `responses_bucket` makes it (and the operator's provisioning)."""
+    return provisioning.kv_config(
+        subjects.KV_RESPONSES, ttl_s=keep_s, max_bytes=max_bytes, replicas=replicas, description=DESCRIPTION
+    )
+
+
+def _warn_full(held: int, max_bytes: int) -> None:
+    if held > max_bytes:  # JetStream keeps them, and takes nothing new meanwhile
+        log.warning(
+            "the KV bucket %s holds %d bytes, more than %s (%d): no response is stored until enough "
+            "of them expire (SWITCHYARD_RESPONSES_KEEP_S after they were written)",
+            subjects.KV_RESPONSES,
+            held,
+            SETTING,
+            max_bytes,
+        )

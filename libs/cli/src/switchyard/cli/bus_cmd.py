@@ -1,0 +1,33 @@
+"""`switchyard bus provision`: every stream, KV bucket and object store made as whoever runs it, from the
+one list `switchyard up` makes them from (bus_stores.py), with this environment's settings."""
+
+from __future__ import annotations
+
+import argparse
+
+from switchyard.cli import bus_stores
+from switchyard.cli.bus import on_bus
+from switchyard.cli.devstack import StackSettings, embedded_sizes
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("bus", help="the bus's streams and buckets")
+    parser.add_argument(
+        "--nats-url",
+        help="default: SWITCHYARD_NATS_URL, else `switchyard up`'s (as its operator)",
+    )
+    cmds = parser.add_subparsers(dest="bus_command", required=True, metavar="ACTION")
+    provision = cmds.add_parser(
+        "provision",
+        help="create every stream and bucket, or bring them to this environment's settings (for services "
+        "that run with SWITCHYARD_BUS_PROVISIONED=true and may only open them)",
+    )
+    provision.set_defaults(func=_provision)
+
+
+def _provision(args: argparse.Namespace) -> int:
+    if not args.nats_url and not StackSettings().nats_url:
+        embedded_sizes()  # `switchyard up`'s bus: the sizes its services run with
+    for name in on_bus(args.nats_url, bus_stores.provision):
+        print(name)
+    return 0
