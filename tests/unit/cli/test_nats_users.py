@@ -81,7 +81,11 @@ def test_credentials_half_set_stop_the_service(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setenv("SWITCHYARD_NATS_PASSWORD_FILE", str(tmp_path / "pw"))
     found = CommonSettings().nats_credentials()
     assert found is not None
-    assert found.connect_options() == {"user": "router", "password": "s3cret"}
+    assert found.connect_options() == {
+        "user": "router",
+        "password": "s3cret",
+        "inbox_prefix": "_INBOX_router",
+    }
     assert "s3cret" not in repr(found)
     monkeypatch.setenv("SWITCHYARD_NATS_PASSWORD", "other")
     with pytest.raises(ConfigurationError, match="both set"):

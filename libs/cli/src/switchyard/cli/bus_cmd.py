@@ -1,11 +1,13 @@
 """`switchyard bus provision`: every stream, KV bucket and object store made as whoever runs it, from the
-one list `switchyard up` makes them from (bus_stores.py), with this environment's settings."""
+one list `switchyard up` makes them from (bus_stores.py), with this environment's settings.
+`switchyard bus permissions`: the nats.conf authorization block `switchyard up` runs its bus with (one user
+per service, least privilege: bus_permissions.py), for a bus of your own."""
 
 from __future__ import annotations
 
 import argparse
 
-from switchyard.cli import bus_stores
+from switchyard.cli import bus_permissions, bus_stores
 from switchyard.cli.bus import on_bus
 from switchyard.cli.devstack import StackSettings, embedded_sizes
 
@@ -23,6 +25,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "that run with SWITCHYARD_BUS_PROVISIONED=true and may only open them)",
     )
     provision.set_defaults(func=_provision)
+    permissions = cmds.add_parser(
+        "permissions",
+        help="print nats.conf's authorization block: one user per service with only its rights, and "
+        "`operator` with all (passwords from <USER>_NATS_PASSWORD in the server's environment)",
+    )
+    permissions.set_defaults(func=_permissions)
 
 
 def _provision(args: argparse.Namespace) -> int:
@@ -30,4 +38,9 @@ def _provision(args: argparse.Namespace) -> int:
         embedded_sizes()  # `switchyard up`'s bus: the sizes its services run with
     for name in on_bus(args.nats_url, bus_stores.provision):
         print(name)
+    return 0
+
+
+def _permissions(args: argparse.Namespace) -> int:
+    print(bus_permissions.authorization_block(), end="")
     return 0

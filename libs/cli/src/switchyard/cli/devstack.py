@@ -22,7 +22,7 @@ import nats
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from switchyard.cli import bus_stores, nats_users
+from switchyard.cli import bus_permissions, bus_stores, nats_users
 from switchyard.cli.db_cmd import upgrade_all
 from switchyard.cli.processes import NatsServer, port_open
 from switchyard.common.config import STOP_GRACE_S, CommonSettings
@@ -127,6 +127,7 @@ class Stack:
             port=self.settings.nats_port,
             monitor_port=self.settings.nats_monitor_port,
             users=nats_users.ensure_passwords(self.var_dir),
+            permissions=bus_permissions.permissions,
         ).start(log_file=self.logs / "nats.log")
 
     async def provision_bus(self) -> None:

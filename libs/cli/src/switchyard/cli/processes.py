@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -9,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import httpx
@@ -63,10 +64,12 @@ class NatsServer:
         monitor_port: int | None = None,
         max_file_store: int | None = None,
         users: Mapping[str, str] | None = None,
+        permissions: Callable[[str], dict[str, object] | None] | None = None,
     ) -> None:
         self.store_dir = store_dir
         # user -> password; none: the server lets any client in (the tests' servers)
         self.users = dict(users or {})
+        self.permissions = permissions  # a user's nats-server permissions (None: it may do everything)
         self.max_file_store = max_file_store  # file storage JetStream may reserve, bytes (None: default)
         self.port = port or free_port()
         self.monitor_port = monitor_port or free_port()
@@ -103,7 +106,9 @@ class NatsServer:
         limits = ""
         if self.max_file_store is not None:
             limits = f"jetstream {{ max_file_store: {self.max_file_store} }}\n"
-        write_private(config, f"max_payload: {MAX_PAYLOAD}\n{limits}{authorization(self.users)}")
+        write_private(
+            config, f"max_payload: {MAX_PAYLOAD}\n{limits}{authorization(self.users, self.permissions)}"
+        )
         log = log_file or self.store_dir.parent / f"nats-{self.port}.log"
         start_at = log.stat().st_size if log.exists() else 0
         with open(log, "ab") as out:
@@ -160,8 +165,11 @@ class NatsServer:
             self.proc.wait()
 
 
-def authorization(users: Mapping[str, str]) -> str:
-    """nats-server's `authorization` block letting in `users` (user -> password) and no one else."""
+def authorization(
+    users: Mapping[str, str], permissions: Callable[[str], dict[str, object] | None] | None = None
+) -> str:
+    """nats-server's `authorization` block letting in `users` (user -> password) and no one else, each
+    with `permissions(user)` (None: everything)."""
     if not users:
         return ""
     for user, password in users.items():
@@ -169,7 +177,11 @@ def authorization(users: Mapping[str, str]) -> str:
             raise ValueError(
                 f"NATS user {user!r}: a name of letters, digits, - and _, a password without quotes"
             )
-    lines = [f'    {{user: "{user}", password: "{password}"}}' for user, password in users.items()]
+    lines = []
+    for user, password in users.items():
+        granted = permissions(user) if permissions is not None else None
+        rights = f", permissions: {json.dumps(granted)}" if granted is not None else ""
+        lines.append(f'    {{user: "{user}", password: "{password}"{rights}}}')
     return "authorization {\n  users: [\n" + "\n".join(lines) + "\n  ]\n}\n"
 
 

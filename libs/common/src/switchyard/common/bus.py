@@ -91,6 +91,7 @@ def make_broker(nats_url: str, *, name: str, credentials: NatsCredentials | None
         log_level=logging.DEBUG,
         error_cb=bus_auth.refusing_error_cb(nats_url, credentials),
         security=credentials.faststream_security() if credentials is not None else None,
+        inbox_prefix=credentials.inbox_prefix if credentials is not None else bus_auth.INBOX_PREFIX,
     )
 
 

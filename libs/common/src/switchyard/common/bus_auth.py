@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from faststream.nats.security import NatsUserPassword
 
 AUTHORIZATION_VIOLATION = "authorization violation"
+INBOX_PREFIX = "_INBOX"
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,20 @@ class NatsCredentials:
     user: str
     password: SecretStr
 
+    @property
+    def inbox_prefix(self) -> str:
+        """This user's own inbox prefix (`_INBOX_<user>`): where the replies to its requests (JetStream's
+        acks and answers, RPCs) come, so a bus that lets each user subscribe to its own inboxes alone
+        (`switchyard up`'s) keeps everyone else's replies from it."""
+        return f"{INBOX_PREFIX}_{self.user}"
+
     def connect_options(self) -> dict[str, str]:
-        """nats-py's (and FastStream's) `user=` and `password=`."""
-        return {"user": self.user, "password": self.password.get_secret_value()}
+        """nats-py's (and FastStream's) `user=`, `password=` and `inbox_prefix=`."""
+        return {
+            "user": self.user,
+            "password": self.password.get_secret_value(),
+            "inbox_prefix": self.inbox_prefix,
+        }
 
     def faststream_security(self) -> NatsUserPassword:
         from faststream.nats.security import NatsUserPassword

@@ -1,0 +1,222 @@
+"""What each NATS user of the embedded run may publish and subscribe to: least privilege per service.
+
+Each service may publish only the events it sends (only `gateway` an erasure, `switchyard.admin.action`;
+only `router` `switchyard.task.routed`), its dead letters, the RPCs it calls, and, of the JetStream API,
+what reading its own durable consumers takes (fetch, ack, info: `$JS.API.CONSUMER.*.SWITCHYARD.<its
+consumer>`), the KV buckets and object stores it reads (direct gets, watches) and writes (`$KV.<bucket>.>`,
+`$O.<bucket>.>`) and stream info. No service may create, update or delete a stream (`operator` makes them:
+bus_stores.py), so none can map or republish a subject into one it may not publish. Replies to the RPCs
+it serves go out through `allow_responses` (only to a request's reply subject, once); replies to its
+own requests come on its own inbox prefix (`_INBOX_<user>`, bus_auth), the only inboxes it may
+subscribe to. `operator` (the CLI) may do everything.
+
+What remains open: a user that may create a consumer on a stream it can write to (a KV watch) can name
+any deliver subject in the consumer's configuration, which NATS does not check against the user's
+permissions: its core subscribers (not the streams) can receive what it wrote there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from switchyard.common import subjects as s
+from switchyard.common.bus_auth import INBOX_PREFIX
+
+EVENTS = s.STREAM_EVENTS
+DLQ = s.STREAM_DLQ
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One service's rights, as names: what it publishes and serves, its consumers and stores."""
+
+    processes: tuple[str, ...]  # the processes that connect as this user (their pings, dead letters)
+    events: tuple[str, ...] = ()  # event subjects it publishes
+    requests: tuple[str, ...] = ()  # RPC subjects it calls
+    serves: tuple[str, ...] = ()  # subjects it subscribes to (RPCs it answers, core subjects it hears)
+    consumers: tuple[str, ...] = ()  # its durable consumers on the events stream
+    reads: tuple[str, ...] = ()  # KV buckets it reads and watches
+    writes: tuple[str, ...] = ()  # KV buckets it writes (and reads)
+    objects_read: tuple[str, ...] = ()
+    objects_write: tuple[str, ...] = ()
+    scans: tuple[str, ...] = ()  # streams it reads through ephemeral consumers (and message gets)
+    deletes: tuple[str, ...] = ()  # streams it deletes messages from (an erasure)
+    extra: tuple[str, ...] = field(default=())  # other JetStream API subjects
+
+
+RESULTS = f"{s.RESULT_PREFIX}.*"
+CHUNKS = f"{s.CHUNK_PREFIX}.*"
+
+GRANTS: dict[str, Grant] = {
+    "gateway": Grant(
+        processes=("gateway",),
+        events=(
+            s.TASK_SUBMITTED,
+            s.TASK_CANCELLED,
+            s.TASK_FEEDBACK,
+            s.TASK_TIMED_OUT,
+            s.ADMIN_ACTION,
+            s.SECURITY_GUARDRAIL,
+            s.SECURITY_AUTH_FAILURE,
+            RESULTS,
+            CHUNKS,
+        ),
+        requests=(f"{s.PING_PREFIX}.*", f"{s.LEDGER_RPC_PREFIX}.>", f"{s.BILLING_RPC_PREFIX}.>"),
+        serves=(f"{s.RESULT_PREFIX}.>", f"{s.CHUNK_PREFIX}.>", s.TASK_CANCELLED),
+        writes=(
+            s.KV_AUTH_CHANGES,
+            s.KV_BUDGET_LIMITS,
+            s.KV_BUDGETS,
+            s.KV_FILES,
+            s.KV_GATEWAY_LIMITS,
+            s.KV_GATEWAYS,
+            s.KV_RESPONSES,
+            s.KV_TASKS,
+            s.KV_TENANTS,
+            s.KV_SPEND,
+            s.KV_SPEND_TOTAL,
+            s.KV_GATEWAY_CONTROL,
+            s.KV_BATCHES,
+            s.KV_CACHE,
+        ),
+        reads=(s.KV_PROVIDERS,),
+        objects_write=(s.OBJ_FILES, s.OBJ_BATCH_VECTORS, s.OBJ_EMBEDDINGS),
+        scans=(EVENTS, DLQ),
+        deletes=(EVENTS, DLQ),
+        extra=("$JS.API.STREAM.NAMES", f"$JS.API.CONSUMER.LIST.{EVENTS}", f"$JS.API.CONSUMER.LIST.{DLQ}"),
+    ),
+    "classifier": Grant(
+        processes=("classifier", "classifier-outcomes"),
+        events=(s.TASK_CLASSIFIED, RESULTS),
+        consumers=(
+            s.CLASSIFIER_CONSUMER.durable,
+            s.CLASSIFIER_OUTCOMES_CONSUMER.durable,
+            s.CLASSIFIER_OUTCOMES_ERASURE_CONSUMER.durable,
+        ),
+        reads=(s.KV_CLASSIFIER_HEADS, s.KV_TENANTS),
+        writes=(s.KV_CLASSIFIER_REPLICAS,),
+        objects_read=(s.OBJ_CLASSIFIER_HEADS,),
+    ),
+    "router": Grant(
+        processes=("router",),
+        events=(s.TASK_ROUTED, RESULTS),
+        consumers=(s.ROUTER_CONSUMER.durable, s.ROUTER_STATS_CONSUMER.durable),
+        reads=(
+            s.KV_BUDGETS,
+            s.KV_BUDGET_LIMITS,
+            s.KV_PROVIDERS,
+            s.KV_BREAKERS,
+            s.KV_RATE_LIMITS,
+            s.KV_TENANTS,
+        ),
+        writes=(s.KV_ROUTING_STATS,),
+    ),
+    "executor": Grant(
+        processes=("executor",),
+        events=(s.PROVIDER_CALL, RESULTS, CHUNKS),
+        consumers=(s.EXECUTOR_CONSUMER.durable,),
+        reads=(s.KV_TENANTS,),
+        writes=(s.KV_BREAKERS, s.KV_RATE_LIMITS, s.KV_TOOL_STATE, s.KV_CARRIED, s.KV_PROVIDERS),
+        objects_write=(s.OBJ_EMBEDDINGS, s.OBJ_BATCH_VECTORS),
+        scans=(EVENTS,),
+    ),
+    "billing": Grant(
+        processes=("billing",),
+        events=(s.USAGE_RECORDED, s.BUDGET_ALERT),
+        serves=(f"{s.BILLING_RPC_PREFIX}.>",),
+        consumers=(
+            s.BILLING_CONSUMER.durable,
+            s.BILLING_CALLS_CONSUMER.durable,
+            s.BILLING_WEBHOOKS_CONSUMER.durable,
+            s.BILLING_ERASURE_CONSUMER.durable,
+        ),
+        reads=(s.KV_TENANTS, s.KV_BUDGET_LIMITS),
+    ),
+    "audit": Grant(
+        processes=("audit", "siem-exporter"),
+        serves=(f"{s.LEDGER_RPC_PREFIX}.>",),
+        consumers=(s.AUDIT_CONSUMER.durable,),
+        reads=(s.KV_TENANTS,),
+    ),
+}
+
+
+def permissions(user: str) -> dict[str, object] | None:
+    """nats-server's `permissions` map for `user` (None: `operator`, or a user with no grant, may do all)."""
+    grant = GRANTS.get(user)
+    if grant is None:
+        return None
+    publish = [
+        "$JS.API.INFO",
+        "$JS.API.STREAM.INFO.*",
+        *grant.events,
+        *grant.requests,
+        *(s.dlq_subject(process) for process in grant.processes),
+        *grant.extra,
+    ]
+    for durable in grant.consumers:
+        publish += [
+            f"$JS.API.CONSUMER.CREATE.{EVENTS}.{durable}",
+            f"$JS.API.CONSUMER.CREATE.{EVENTS}.{durable}.>",
+            f"$JS.API.CONSUMER.DURABLE.CREATE.{EVENTS}.{durable}",
+            f"$JS.API.CONSUMER.INFO.{EVENTS}.{durable}",
+            f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS}.{durable}",
+            f"$JS.ACK.{EVENTS}.{durable}.>",
+        ]
+    for bucket in (*grant.reads, *grant.writes):
+        publish += _reading(f"KV_{bucket}")
+    for bucket in grant.writes:
+        publish += [f"$KV.{bucket}.>", f"$JS.API.STREAM.PURGE.KV_{bucket}"]
+    for bucket in (*grant.objects_read, *grant.objects_write):
+        publish += _reading(f"OBJ_{bucket}")
+    for bucket in grant.objects_write:
+        publish += [f"$O.{bucket}.>", f"$JS.API.STREAM.PURGE.OBJ_{bucket}"]
+    for stream in grant.scans:
+        publish += _reading(stream)
+    for stream in grant.deletes:
+        publish.append(f"$JS.API.STREAM.MSG.DELETE.{stream}")
+    subscribe = [
+        f"{INBOX_PREFIX}_{user}.>",
+        *(s.ping_subject(process) for process in grant.processes),
+        *grant.serves,
+    ]
+    return {
+        "publish": {"allow": _unique(publish)},
+        "subscribe": {"allow": _unique(subscribe)},
+        "allow_responses": True,
+    }
+
+
+def _reading(stream: str) -> list[str]:
+    """Reading a stream's messages: direct and message gets, and the ephemeral (ordered) consumers of KV
+    watches and object reads, with their flow control."""
+    return [
+        f"$JS.API.DIRECT.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}.>",
+        f"$JS.API.STREAM.MSG.GET.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}.>",
+        f"$JS.API.CONSUMER.INFO.{stream}.*",
+        f"$JS.API.CONSUMER.DELETE.{stream}.*",
+        f"$JS.FC.{stream}.>",
+    ]
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def authorization_block(passwords: dict[str, str] | None = None) -> str:
+    """nats.conf's `authorization` block with every user's permissions (passwords: `$<USER>_PASSWORD`
+    variables from the server's environment unless given)."""
+    lines = []
+    for user in (*GRANTS, "operator"):
+        password = json.dumps(passwords[user]) if passwords else f"${user.upper()}_NATS_PASSWORD"
+        entry = f"    {{user: {json.dumps(user)}, password: {password}"
+        granted = permissions(user)
+        if granted is not None:
+            entry += f", permissions: {json.dumps(granted)}"
+        lines.append(entry + "}")
+    return "authorization {\n  users: [\n" + "\n".join(lines) + "\n  ]\n}\n"
