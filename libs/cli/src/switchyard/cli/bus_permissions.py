@@ -165,6 +165,8 @@ def permissions(user: str) -> dict[str, object] | None:
             f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS}.{durable}",
             f"$JS.ACK.{EVENTS}.{durable}.>",
         ]
+    if grant.consumers:  # its lag (`common/lag.py`): the oldest pending event's time is a message get
+        publish.append(f"$JS.API.STREAM.MSG.GET.{EVENTS}")
     for bucket in (*grant.reads, *grant.writes):
         publish += _reading(f"KV_{bucket}")
     for bucket in grant.writes:
