@@ -5,11 +5,13 @@ statements. bi0009 adds the columns (earlier entries: no key) and its downgrade 
 
 from __future__ import annotations
 
+import warnings
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.exc import SAWarning
 
 from switchyard.billing.calls import record_call_usage
 from switchyard.billing.db import migrations
@@ -127,3 +129,13 @@ async def test_bi0009_leaves_earlier_entries_without_a_key_and_its_downgrade_sum
         assert [tuple(r) for r in rows] == [(3, 1400)]
     finally:
         await engine.dispose()
+
+
+async def test_the_migrations_warn_nothing_on_a_new_database(db_url: str) -> None:
+    """`make run`'s first start printed SQLAlchemy's warning about bi0009's new primary key on SQLite (the
+    rebuilt table's primary key replaced, as intended) to the user's terminal."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SAWarning)
+        await migrations().upgrade(db_url)
+        await migrations().downgrade(db_url, "bi0008")
+        await migrations().upgrade(db_url)

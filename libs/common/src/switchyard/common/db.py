@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SAWarning
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -115,6 +119,16 @@ def run_env(context: Any) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+@contextlib.contextmanager
+def new_primary_key(table: str) -> Iterator[None]:
+    """Around a migration's `batch_alter_table(table)` that replaces the table's primary key: SQLite's
+    rebuild copies the reflected table, whose columns still say the old key, and SQLAlchemy warns that the
+    new one replaces it (the point), on the terminal of whoever upgrades (`make run`'s first start)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", rf"Table '_alembic_tmp_{table}' specifies columns", SAWarning)
+        yield
 
 
 class UTCDateTime(TypeDecorator[datetime]):

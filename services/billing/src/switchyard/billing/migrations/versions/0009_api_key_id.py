@@ -10,6 +10,8 @@ Create Date: 2026-12-06
 import sqlalchemy as sa
 from alembic import op
 
+from switchyard.common.db import new_primary_key
+
 revision = "bi0009"
 down_revision = "bi0008"
 branch_labels = None
@@ -24,7 +26,10 @@ def upgrade() -> None:
             batch.add_column(sa.Column("api_key_id", sa.String(64), nullable=True))
     # The primary key gains a column: SQLite rebuilds the table, PostgreSQL swaps the constraint.
     postgres = op.get_bind().dialect.name == "postgresql"
-    with op.batch_alter_table("usage_daily", recreate="auto" if postgres else "always") as batch:
+    with (
+        new_primary_key("usage_daily"),
+        op.batch_alter_table("usage_daily", recreate="auto" if postgres else "always") as batch,
+    ):
         batch.add_column(sa.Column("api_key_id", sa.String(64), nullable=False, server_default=""))
         if postgres:
             batch.drop_constraint("usage_daily_pkey", type_="primary")
@@ -42,7 +47,10 @@ def downgrade() -> None:
     op.execute(f"CREATE TABLE usage_daily_keyless AS SELECT {key}, {summed} FROM usage_daily GROUP BY {key}")
     op.execute("DELETE FROM usage_daily")
     postgres = op.get_bind().dialect.name == "postgresql"
-    with op.batch_alter_table("usage_daily", recreate="auto" if postgres else "always") as batch:
+    with (
+        new_primary_key("usage_daily"),
+        op.batch_alter_table("usage_daily", recreate="auto" if postgres else "always") as batch,
+    ):
         if postgres:
             batch.drop_constraint("usage_daily_pkey", type_="primary")
         batch.drop_column("api_key_id")

@@ -10,6 +10,8 @@ Create Date: 2026-12-06
 import sqlalchemy as sa
 from alembic import op
 
+from switchyard.common.db import new_primary_key
+
 revision = "bi0010"
 down_revision = "bi0009"
 branch_labels = None
@@ -49,7 +51,10 @@ def _rekey(key: list[str], source: str) -> None:
     op.execute(f"CREATE TABLE usage_daily_summed AS SELECT {cols}, {summed} FROM {source} GROUP BY {cols}")
     op.execute("DELETE FROM usage_daily")
     postgres = op.get_bind().dialect.name == "postgresql"
-    with op.batch_alter_table("usage_daily", recreate="auto" if postgres else "always") as batch:
+    with (
+        new_primary_key("usage_daily"),
+        op.batch_alter_table("usage_daily", recreate="auto" if postgres else "always") as batch,
+    ):
         if postgres:
             batch.drop_constraint("usage_daily_pkey", type_="primary")
         if "api_key_id" in key:
