@@ -15,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request
@@ -119,6 +120,25 @@ async def screened(gw: Gateway, asked: Asked, task: TaskSubmitted, done: TaskCom
     return await gw.guardrails.screen_output(done, principal=asked.principal, **where)
 
 
+async def screened_or_failed(
+    gw: Gateway, asked: Asked, task: TaskSubmitted, done: TaskCompleted
+) -> TaskCompleted | TaskFailed:
+    """`screened`, in a response already started: its error (a bug) can no longer be the request's 500, so
+    it is the stream's error event (a TaskFailed for the face to render), the unscreened answer never
+    sent. The answer was billed and its admission settled as given."""
+    try:
+        return await screened(gw, asked, task, done)
+    except Exception:
+        log.exception("screening the answer of task %s failed", task.task_id)
+        return TaskFailed(
+            task_id=task.task_id,
+            tenant_id=task.tenant_id,
+            error_code="internal_error",
+            error_message="internal error; the request id identifies it in our logs",
+            failed_at=datetime.now(UTC),
+        )
+
+
 def answered(asked: Asked, task: TaskSubmitted, done: TaskCompleted, headers: dict[str, str]) -> Response:
     """The screened answer as one stream, started with it."""
     headers.update(
@@ -148,7 +168,7 @@ def started_early(
     async def rest() -> AsyncIterator[TaskCompleted | TaskFailed]:
         answer = await held.answer  # TimedOut, Stopped: the face's error event
         admitted.observe(answer)
-        yield answer if isinstance(answer, TaskFailed) else await screened(gw, asked, task, answer)
+        yield answer if isinstance(answer, TaskFailed) else await screened_or_failed(gw, asked, task, answer)
 
     face = asked.face
     stream = face.stream(task, head, rest(), timeout_s=asked.timeout_s, include_usage=asked.include_usage)
