@@ -78,14 +78,16 @@ async def test_an_r1_bucket_is_moved_to_r3_and_outlives_its_node(tmp_path: Path)
     try:
         js = nc.jetstream()
         deadline = time.monotonic() + 30
-        while True:  # the cluster's JetStream elects its meta leader after the servers are up
+        # the cluster's JetStream elects its meta leader after the servers are up, and a new stream its own
+        # leader after it is made (a put at once found none once: "no response from stream")
+        while True:
             try:
                 old = await kv.bucket(js, subjects.KV_TENANTS, replicas=1)
+                await old.put("t.acme", b"kept")
                 break
             except (nats.errors.Error, TimeoutError) as exc:
                 assert time.monotonic() < deadline, exc
                 await asyncio.sleep(0.5)
-        await old.put("t.acme", b"kept")
         moved = await kv.bucket(js, subjects.KV_TENANTS, replicas=3)
         deadline = time.monotonic() + 20
         while (info := await js.stream_info(f"KV_{subjects.KV_TENANTS}")).cluster is None or len(
