@@ -12,12 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext, api
-from nats.js.errors import ServerError
 
 from switchyard.common import bus, provisioning, subjects
 from switchyard.common import vectors as embedding_vectors
 from switchyard.common.config import CommonSettings
-from switchyard.common.objects import NO_ROOM, no_room
 
 
 @dataclass(frozen=True)
@@ -108,12 +106,6 @@ async def provision(js: JetStreamContext, wanted: list[Store] | None = None) -> 
     JetStream has no room for is a ConfigurationError naming its size's setting."""
     made = []
     for store in stores() if wanted is None else wanted:
-        try:
-            await provisioning.ensure(js, store.config)
-        except ServerError as exc:
-            if exc.err_code != NO_ROOM or not store.setting:
-                raise
-            name = provisioning.describe(store.config.name or "")
-            raise no_room(name, store.config.max_bytes or 0, store.setting) from exc
+        await provisioning.ensure(js, store.config, setting=store.setting)
         made.append(store.config.name or "")
     return made

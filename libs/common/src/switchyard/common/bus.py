@@ -129,12 +129,8 @@ async def ensure_streams(js: JetStreamContext, *, replicas: int | None = None) -
     `replicas` defaults to SWITCHYARD_STREAM_REPLICAS (1): every service must agree on it, or each start
     would move the streams back and forth; on a 3-node cluster set it to 3 everywhere.
     """
-    settings = CommonSettings()
-    for config in stream_configs(settings.stream_replicas if replicas is None else replicas):
-        if provisioning.provisioned_only(settings):
-            await provisioning.check(js, config)
-        else:
-            await provisioning.ensure(js, config)
+    for config in stream_configs(CommonSettings().stream_replicas if replicas is None else replicas):
+        await provisioning.prepare(js, config)
 
 
 class EventPublisher:

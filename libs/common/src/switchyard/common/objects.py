@@ -25,14 +25,12 @@ from datetime import UTC, datetime
 
 import nats.errors
 from nats.js import JetStreamContext, api
-from nats.js.errors import NotFoundError, ServerError
+from nats.js.errors import NotFoundError
 from nats.nuid import NUID
 
 from switchyard.common import provisioning
-from switchyard.common.errors import ConfigurationError
 
 READ_TIMEOUT_S = 5.0  # a chunk that does not come within this long: the store does not answer
-NO_ROOM = 10047  # JetStream's error code: "insufficient storage resources available"
 CHUNK_BYTES = 128 * 1024  # an object's chunks, as nats-py writes them
 
 
@@ -65,25 +63,7 @@ async def open_bucket(
     config = provisioning.object_config(
         bucket, description=description, max_bytes=max_bytes, replicas=replicas, ttl_s=ttl_s
     )
-    if provisioning.provisioned_only():
-        await provisioning.check(js, config)
-        return
-    try:
-        await provisioning.ensure(js, config)
-    except ServerError as exc:
-        if exc.err_code != NO_ROOM:
-            raise
-        raise no_room(f"the object store {bucket}", max_bytes, setting) from exc
-
-
-def no_room(what: str, max_bytes: int, setting: str) -> ConfigurationError:
-    """The error for a bucket (`what`: "the object store x", "the KV bucket y") that JetStream has no room
-    to reserve, naming `setting`, the size's setting."""
-    return ConfigurationError(
-        f"JetStream has no room for {what} ({max_bytes / 2**30:.2f} GiB, {setting}): its file storage "
-        "(nats-server's max_file_store; by default 75 % of the disk that was free when it started) is taken "
-        f"by what other streams reserve. Lower {setting} or give the nats-server more room"
-    )
+    await provisioning.prepare(js, config, setting=setting)
 
 
 async def describe(js: JetStreamContext, bucket: str, name: str) -> api.ObjectInfo:

@@ -14,11 +14,12 @@ ConfigurationError naming it and what differs, instead of a service changing the
 from __future__ import annotations
 
 from nats.js import JetStreamContext, api
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError, ServerError
 
 from switchyard.common.config import CommonSettings
 from switchyard.common.errors import ConfigurationError
 
+NO_ROOM = 10047  # JetStream's error code: "insufficient storage resources available"
 # What a service relies on in a stream's configuration; the rest (description, duplicate window) may differ.
 CHECKED = ("subjects", "max_age", "max_bytes", "max_msgs_per_subject", "num_replicas", "discard", "storage")
 KV_DUPLICATE_WINDOW_S = 120.0  # nats-py's for a KV bucket (less when its entries expire sooner)
@@ -93,12 +94,38 @@ def object_config(
     )
 
 
-async def ensure(js: JetStreamContext, config: api.StreamConfig) -> None:
-    """Creates the stream, or brings an existing one to `config` (for whoever may: the operator)."""
+async def ensure(js: JetStreamContext, config: api.StreamConfig, *, setting: str = "") -> None:
+    """Creates the stream, or brings an existing one to `config` (for whoever may: the operator). JetStream
+    without the room for its `max_bytes` is a ConfigurationError naming `setting`, the size's setting (none:
+    the server's error)."""
     try:
-        await js.add_stream(config)
-    except BadRequestError:
-        await js.update_stream(config)
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)
+    except ServerError as exc:
+        if exc.err_code != NO_ROOM or not setting:
+            raise
+        raise no_room(describe(config.name or ""), config.max_bytes or 0, setting) from exc
+
+
+async def prepare(js: JetStreamContext, config: api.StreamConfig, *, setting: str = "") -> None:
+    """What a service does with a stream it uses at its start: `check` it when the operator made it
+    (SWITCHYARD_BUS_PROVISIONED), else `ensure` it."""
+    if provisioned_only():
+        await check(js, config)
+    else:
+        await ensure(js, config, setting=setting)
+
+
+def no_room(what: str, max_bytes: int, setting: str) -> ConfigurationError:
+    """The error for a bucket (`what`: "the object store x", "the KV bucket y") that JetStream has no room
+    to reserve, naming `setting`, the size's setting."""
+    return ConfigurationError(
+        f"JetStream has no room for {what} ({max_bytes / 2**30:.2f} GiB, {setting}): its file storage "
+        "(nats-server's max_file_store; by default 75 % of the disk that was free when it started) is taken "
+        f"by what other streams reserve. Lower {setting} or give the nats-server more room"
+    )
 
 
 async def check(js: JetStreamContext, config: api.StreamConfig) -> api.StreamInfo:

@@ -38,7 +38,7 @@ from nats.js.kv import KeyValue
 
 from switchyard.common import kv, provisioning, subjects
 from switchyard.common.errors import TransientError
-from switchyard.common.objects import NO_ROOM, no_room
+from switchyard.common.provisioning import NO_ROOM, no_room
 from switchyard.gateway.metrics import STORED_RESPONSES
 from switchyard.gateway.responses import RESPONSE_ID
 
