@@ -9,7 +9,7 @@ import asyncio
 import math
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import orjson
 
@@ -139,12 +139,7 @@ async def open_stream(
         else:
             read: list[Chunk | TaskCompleted] = []
             opening = asyncio.ensure_future(_first_output(items, read))
-            try:
-                done, _ = await asyncio.wait({opening}, timeout=early_s)
-            except BaseException:  # the request's task was cancelled while it waited
-                opening.cancel()
-                raise
-            if not done:
+            if not await ended_within(opening, early_s):
                 head = list(read)  # no output among them, or `opening` would be done
                 return head, _resumed(opening, items, after=len(head))
             head, failed = opening.result()
@@ -156,6 +151,17 @@ async def open_stream(
             observe(failed)
         raise_for_failure(failed)
     return head, items
+
+
+async def ended_within(opening: asyncio.Future[Any], early_s: float) -> bool:
+    """Whether `opening` (a stream's first reading) ended within `early_s`; it is cancelled with the
+    request's task if that is cancelled while it waits."""
+    try:
+        done, _ = await asyncio.wait({opening}, timeout=early_s)
+    except BaseException:
+        opening.cancel()
+        raise
+    return bool(done)
 
 
 async def _first_output(

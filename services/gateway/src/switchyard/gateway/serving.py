@@ -43,7 +43,7 @@ from switchyard.gateway.errors import (
     request_id_of,
 )
 from switchyard.gateway.faces import Face
-from switchyard.gateway.gone import CUT, unless_gone
+from switchyard.gateway.gone import unless_gone
 from switchyard.gateway.key_policy import allowed_models
 from switchyard.gateway.schemas import ChatCompletionRequest
 from switchyard.gateway.state import Gateway, gateway_of
@@ -154,18 +154,7 @@ async def serve(request: Request, face: Face) -> Response:
                 yield chunk
             ended = True
         finally:
-            if admitted.outcome is None and admitted.failure is None:
-                # the client went away mid-answer or the gateway's stop ended it (stop the task), or the
-                # stream timed out or broke; a gap (a redelivered run starting its answer again) ended a
-                # stream that task may still run for up to the stream cap, for nobody: stop it too
-                stopped = gw.stop.cutting
-                if stopped:
-                    log.warning(CUT)
-                settling.settle_later(gw, task, admitted, cancel=not ended or stopped or admitted.gap)
-            else:
-                gw.admission.settle_soon(admitted)
-            if ended and admitted.outcome is not None:
-                overhead.note_stream(request.state, started, admitted.outcome)
+            settling.stream_ended(gw, task, admitted, ended=ended, state=request.state, started=started)
             if cached is not None and gw.cache is not None and (kept := uncut(task, admitted.outcome)):
                 await gw.cache.keep(cached, kept)
 

@@ -10,7 +10,10 @@ import logging
 from collections.abc import Awaitable
 from typing import TypeVar
 
+from starlette.datastructures import State
+
 from switchyard.common.events import TaskSubmitted
+from switchyard.gateway import overhead
 from switchyard.gateway.admission import Pass
 from switchyard.gateway.errors import GatewayStopping, TaskTimeout
 from switchyard.gateway.gone import CUT
@@ -31,6 +34,25 @@ def settle_later(gw: Gateway, task: TaskSubmitted, admitted: Pass, *, cancel: bo
         gw.tasks.abandon(task, then=settle)
     else:
         gw.tasks.follow(task, then=settle)
+
+
+def stream_ended(
+    gw: Gateway, task: TaskSubmitted, admitted: Pass, *, ended: bool, state: State, started: float
+) -> None:
+    """A stream's response is over (`ended`: sent to its end). Without its outcome, the client went away
+    mid-answer or the gateway's stop ended it (the task is stopped), or the stream timed out or broke; a
+    gap (a redelivered run starting its answer again) ended a stream that task may still run for up to the
+    stream cap, for nobody: it is stopped too. Its admission is settled at the outcome; an answer sent to
+    its end notes its own time for the middleware (`overhead.note_stream`)."""
+    if admitted.outcome is None and admitted.failure is None:
+        stopped = gw.stop.cutting
+        if stopped:
+            log.warning(CUT)
+        settle_later(gw, task, admitted, cancel=not ended or stopped or admitted.gap)
+    else:
+        gw.admission.settle_soon(admitted)
+    if ended and admitted.outcome is not None:
+        overhead.note_stream(state, started, admitted.outcome)
 
 
 async def opened(gw: Gateway, task: TaskSubmitted, admitted: Pass, opening: Awaitable[T]) -> T:

@@ -29,7 +29,6 @@ from switchyard.gateway.budgets.capped import uncut
 from switchyard.gateway.cache.service import Lookup
 from switchyard.gateway.errors import TaskTimeout, request_id_of
 from switchyard.gateway.faces import Face
-from switchyard.gateway.gone import CUT
 from switchyard.gateway.state import Gateway
 from switchyard.gateway.tasks import TimedOut
 from switchyard.gateway.tenants import Principal
@@ -75,12 +74,7 @@ async def open_answer(
     )
     named: list[str] = []
     reading = asyncio.ensure_future(_answer(items, named))
-    try:
-        done, _ = await asyncio.wait({reading}, timeout=early_s)
-    except BaseException:  # the request's task was cancelled while it waited
-        reading.cancel()
-        raise
-    if not done:
+    if not await outcomes.ended_within(reading, early_s):
         return Held(named[-1] if named else None, reading)
     try:
         answer = reading.result()
@@ -182,15 +176,8 @@ def started_early(
             ended = True
         finally:
             held.answer.cancel()  # the client went away, or the stream ended: nothing more is read
-            if admitted.outcome is None and admitted.failure is None:
-                stopped = gw.stop.cutting
-                if stopped:
-                    log.warning(CUT)
-                settling.settle_later(gw, task, admitted, cancel=not ended or stopped)
-            else:
-                gw.admission.settle_soon(admitted)
-            if ended and admitted.outcome is not None:
-                overhead.note_stream(asked.request.state, asked.started, admitted.outcome)
+            state, started = asked.request.state, asked.started
+            settling.stream_ended(gw, task, admitted, ended=ended, state=state, started=started)
 
     return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
 
