@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 # so two workers on CI's two cores take ~2/3 of the serial time. TEST_WORKERS=0: one process, in order.
 TEST_WORKERS ?= 2
 
-.PHONY: install run test test-unit test-integration test-e2e lint bench bench-scaling clean docs chaos soak fuzz
+.PHONY: install run test test-unit test-integration test-e2e lint bench bench-scaling clean docs chaos soak fuzz compose-credentials
 
 install: $(STAMP)
 
@@ -84,6 +84,10 @@ soak: install
 fuzz: install
 	scripts/test-prerequisites.sh
 	SWITCHYARD_LONG_TESTS=1 $(BIN)/python -m pytest tests/fuzz tests/security $(PYTEST_ARGS)
+
+# docker compose's NATS users: a password per service and their hashes for the server (kept when there).
+compose-credentials: install
+	$(BIN)/switchyard bus credentials deploy/nats/credentials
 
 docs: install
 	$(BIN)/switchyard asyncapi --output docs/asyncapi.yaml

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ import compose
 import pytest
 import yaml
 
+from switchyard.cli import bus_credentials
 from switchyard.cli.processes import nats_server_binary
 from switchyard.common import subjects
 from tests.deploy.grace import DRAIN_S, running_work_s, stop_grace_s
@@ -23,17 +27,20 @@ ROOT = Path(__file__).resolve().parents[2]
 BINARY = Path(compose.__file__).parent / "docker-compose"
 
 
-# What an operator puts in .env: NATS has no default password (docker compose refuses to start without it).
-NATS_PASSWORD = "compose-test-nats-password"
+NATS_USERS = (*subjects.SERVICES, "operator")
+CREDENTIALS = Path(tempfile.mkdtemp(prefix="compose-nats-credentials-")) / "credentials"
 
 
 def _compose(
-    *args: str, cwd: Path = ROOT, file: str = "docker-compose.yml", nats_password: str | None = NATS_PASSWORD
+    *args: str, cwd: Path = ROOT, file: str = "docker-compose.yml"
 ) -> subprocess.CompletedProcess[str]:
-    # A clean environment: no provider keys or passwords leak in from the machine running the tests.
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
-    if nats_password is not None:
-        env["SWITCHYARD_NATS_PASSWORD"] = nats_password
+    # A clean environment: no provider keys or passwords leak in from the machine running the tests. The
+    # NATS credentials are the ones `switchyard bus credentials` made for this module (CREDENTIALS).
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "SWITCHYARD_NATS_CREDENTIALS": str(CREDENTIALS),
+    }
     return subprocess.run(
         [str(BINARY), "-f", file, *args],
         cwd=cwd,
@@ -45,8 +52,16 @@ def _compose(
     )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def credentials() -> Iterator[Path]:
+    """What an operator makes before the first `docker compose up`: the NATS users' passwords and hashes."""
+    bus_credentials.write_credentials(CREDENTIALS)
+    yield CREDENTIALS
+    shutil.rmtree(CREDENTIALS.parent)
+
+
 @pytest.fixture(scope="module")
-def model() -> dict[str, Any]:
+def model(credentials: Path) -> dict[str, Any]:
     done = _compose("config", "--format", "json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)  # type: ignore[no-any-return]
@@ -124,38 +139,59 @@ def test_nats_has_jetstream_on_a_volume(model: dict[str, Any]) -> None:
     assert "jetstream" in conf and "store_dir: /data" in conf and "max_payload: 8MB" in conf
 
 
-def test_nats_requires_a_password_that_the_repository_does_not_hold(model: dict[str, Any]) -> None:
-    for unset in (None, ""):
-        done = _compose("config", "-q", nats_password=unset)
-        assert done.returncode != 0 and "SWITCHYARD_NATS_PASSWORD" in done.stderr
+def test_each_service_is_its_own_nats_user_with_its_own_password_alone(model: dict[str, Any]) -> None:
+    """As `switchyard up` runs them: each service logs in as itself (only its rights: nats-users.conf), is
+    given its own password file and no other, waits for `operator` to provision the stores, and may only
+    open them. No password is in the compose file or any container's environment."""
+    services = model["services"]
+    secrets = model["secrets"]
+    for name in NATS_USERS:
+        svc = services[name]
+        env = svc["environment"]
+        assert env["SWITCHYARD_NATS_USER"] == name
+        assert env["SWITCHYARD_NATS_PASSWORD_FILE"] == "/run/secrets/nats-password"
+        assert "SWITCHYARD_NATS_PASSWORD" not in env and "@" not in env["SWITCHYARD_NATS_URL"]
+        assert [(s["source"], s["target"]) for s in svc["secrets"]] == [(f"nats-{name}", "nats-password")]
+        assert Path(secrets[f"nats-{name}"]["file"]) == CREDENTIALS / f"{name}.password"
+        if name != "operator":
+            assert env["SWITCHYARD_BUS_PROVISIONED"] == "true", name
+            assert svc["depends_on"]["operator"]["condition"] == "service_completed_successfully", name
+    operator = services["operator"]
+    assert operator["command"] == ["bus", "provision"]
+    assert operator["depends_on"]["nats"]["condition"] == "service_healthy"
+    assert operator["restart"] == "no"
+    for name, svc in services.items():  # the rest (the database's migration, NATS itself) hold none
+        if name not in NATS_USERS:
+            assert not svc.get("secrets"), name
+            assert not any(k.startswith("SWITCHYARD_NATS_PASSWORD") for k in svc.get("environment") or {})
+    text = (ROOT / "docker-compose.yml").read_text()
+    for name in NATS_USERS:
+        assert (CREDENTIALS / f"{name}.password").read_text().strip() not in text
+
+
+def test_nats_gets_the_users_file_and_no_password(model: dict[str, Any]) -> None:
     nats = model["services"]["nats"]
-    assert nats["environment"]["SWITCHYARD_NATS_PASSWORD"] == NATS_PASSWORD  # nats.conf reads it
-    for name in (*subjects.SERVICES, "migrate"):
-        env = model["services"][name]["environment"]
-        assert (env["SWITCHYARD_NATS_USER"], env["SWITCHYARD_NATS_PASSWORD"]) == ("switchyard", NATS_PASSWORD)
-        assert "@" not in env["SWITCHYARD_NATS_URL"]
+    mounts = {m["target"]: m for m in nats["volumes"]}
+    users = mounts["/etc/nats/nats-users.conf"]
+    assert users["type"] == "bind" and users["read_only"] is True
+    assert Path(users["source"]) == CREDENTIALS / bus_credentials.USERS_CONF
+    assert not users["bind"].get("create_host_path")  # a missing file is an error, not an empty folder
+    assert not nats.get("environment") and not nats.get("secrets")
     conf = (ROOT / "deploy" / "nats" / "nats.conf").read_text()
-    assert "{user: switchyard, password: $SWITCHYARD_NATS_PASSWORD}" in conf
-    assert NATS_PASSWORD not in (ROOT / "docker-compose.yml").read_text()
+    assert "include ./nats-users.conf" in conf and "password" not in conf.split("include")[-1]
 
 
-def test_nats_conf_is_valid_and_refuses_to_start_without_the_password(tmp_path: Path) -> None:
-    """nats-server's own check (`-t`) of deploy/nats/nats.conf: valid with the password in its environment,
-    an error without (it would otherwise start with no authentication)."""
-    for conf in ("nats.conf", "integrator-permissions.conf"):
-        (tmp_path / conf).write_text((ROOT / "deploy" / "nats" / conf).read_text())
+def test_nats_conf_is_valid_and_refuses_to_start_without_the_users(tmp_path: Path) -> None:
+    """nats-server's own check (`-t`) of deploy/nats/nats.conf: an error without the users' file (it would
+    otherwise start with no authentication), valid with the one `switchyard bus credentials` wrote."""
+    (tmp_path / "nats.conf").write_text((ROOT / "deploy" / "nats" / "nats.conf").read_text())
     bare = {"PATH": os.environ.get("PATH", "")}
     test = [nats_server_binary(), "-c", str(tmp_path / "nats.conf"), "-t"]
     done = subprocess.run(test, env=bare, capture_output=True, text=True, timeout=30, check=False)
-    assert done.returncode != 0 and "SWITCHYARD_NATS_PASSWORD" in done.stderr + done.stdout
-    env = {**bare, "SWITCHYARD_NATS_PASSWORD": NATS_PASSWORD}
-    done = subprocess.run(test, env=env, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode != 0 and "nats-users.conf" in done.stderr + done.stdout
+    shutil.copy(CREDENTIALS / bus_credentials.USERS_CONF, tmp_path)
+    done = subprocess.run(test, env=bare, capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0, done.stderr + done.stdout
-    # with the integrator's users included (uncommented), both passwords are needed
-    text = (tmp_path / "nats.conf").read_text().replace("# include ./integrator", "include ./integrator")
-    (tmp_path / "nats.conf").write_text(text)
-    done = subprocess.run(test, env=env, capture_output=True, text=True, timeout=30, check=False)
-    assert done.returncode != 0 and "INTEGRATOR_NATS_PASSWORD" in done.stderr + done.stdout
 
 
 def test_every_bind_mount_exists(model: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from switchyard.cli import bus_credentials
 from switchyard.common import subjects
 from switchyard.gateway.config import GatewaySettings
 from tests.deploy.grace import DRAIN_S, running_work_s, stop_grace_s
@@ -389,12 +390,18 @@ def test_kustomization_lists_every_manifest_but_the_secret_templates() -> None:
     for name in listed:
         kinds = {doc["kind"] for doc in yaml.safe_load_all((K8S / name).read_text()) if doc}
         assert "Secret" not in kinds, name
+    pods = [d["spec"]["template"]["spec"] for d in [*_of_kind("Deployment"), *_of_kind("Job")]]
     referenced = {
         ref["secretKeyRef"]["name"]
-        for deployment in [*_of_kind("Deployment"), *_of_kind("Job")]
-        for container in deployment["spec"]["template"]["spec"]["containers"]
+        for pod in pods
+        for container in pod["containers"]
         for ref in (e.get("valueFrom", {}) for e in container.get("env", []))
         if "secretKeyRef" in ref
+    }
+    referenced |= {v["secret"]["secretName"] for pod in pods for v in pod.get("volumes", []) if "secret" in v}
+    values = yaml.safe_load((K8S / "nats" / "values.yaml").read_text())  # the chart's servers, namespace nats
+    referenced |= {
+        p["value"]["secret"]["secretName"] for p in values["podTemplate"]["patch"] if "secret" in p["value"]
     }
     templates = {doc["metadata"]["name"] for doc in yaml.safe_load_all((K8S / SECRET_TEMPLATES).read_text())}
     assert referenced == templates
@@ -414,31 +421,55 @@ def test_nats_chart_values_make_a_three_node_jetstream_cluster() -> None:
     assert config["data"]["SWITCHYARD_NATS_URL"].startswith("nats://nats.nats.svc")
 
 
-def test_nats_requires_the_services_password_from_a_secret() -> None:
-    """The chart's servers let in the `switchyard` user with the password of the secret switchyard-nats
-    (read from their environment: no password in the repository), and every service logs in with it."""
+def test_each_service_is_its_own_nats_user_with_its_own_password_alone() -> None:
+    """As `switchyard up` runs them: the chart's servers include the users' file of the secret
+    switchyard-nats-users (`switchyard bus credentials`: hashes, no password), each Deployment logs in as
+    its own service with only its own key of the secret switchyard-nats mounted, and the migrate Job's
+    `provision` container makes the stores as `operator` (the services may only open them)."""
     values = yaml.safe_load((K8S / "nats" / "values.yaml").read_text())
-    users = values["config"]["merge"]["authorization"]["users"]
-    assert users == [{"user": "switchyard", "password": "<< $SWITCHYARD_NATS_PASSWORD >>"}]
-    ref = values["container"]["env"]["SWITCHYARD_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
-    assert ref == {"name": "switchyard-nats", "key": "password"}
+    include = values["config"]["merge"]["00$include"]
+    assert "authorization" not in values["config"]["merge"] and "env" not in values["container"]
+    folder, _, name = include.rpartition("/")
+    assert name == bus_credentials.USERS_CONF
+    mount = {"name": folder, "mountPath": f"/etc/nats-config/{folder}", "readOnly": True}
+    for part in ("container", "reloader"):  # the server reads it, the reloader follows a changed secret
+        assert {"op": "add", "path": "/volumeMounts/-", "value": mount} in values[part]["patch"], part
+    volume = {"name": folder, "secret": {"secretName": "switchyard-nats-users"}}
+    assert {"op": "add", "path": "/spec/volumes/-", "value": volume} in values["podTemplate"]["patch"]
     (config,) = _of_kind("ConfigMap")
-    assert config["data"]["SWITCHYARD_NATS_USER"] == "switchyard"
-    assert "@" not in config["data"]["SWITCHYARD_NATS_URL"]
+    assert "SWITCHYARD_NATS_USER" not in config["data"] and "@" not in config["data"]["SWITCHYARD_NATS_URL"]
+    assert config["data"]["SWITCHYARD_BUS_PROVISIONED"] == "true"
     deployments = _of_kind("Deployment")
     assert {d["metadata"]["name"] for d in deployments} >= {
         f"switchyard-{name}" for name in subjects.SERVICES
     }
-    for deployment in deployments:
-        (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        env = {e["name"]: e for e in container.get("env", [])}
-        secret = env["SWITCHYARD_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
-        assert secret == {"name": "switchyard-nats", "key": "password"}, deployment["metadata"]["name"]
-    namespaces = {
-        doc["metadata"]["namespace"]
+    users = {}
+    for pod in [*deployments, *_of_kind("Job")]:
+        spec = pod["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        for container in spec["containers"]:
+            env = {e["name"]: e.get("value") for e in container.get("env", [])}
+            if "SWITCHYARD_NATS_USER" not in env:
+                assert pod["kind"] == "Job" and container["name"] == "migrate"  # the database alone
+                continue
+            assert "SWITCHYARD_NATS_PASSWORD" not in env
+            folder, _, name = env["SWITCHYARD_NATS_PASSWORD_FILE"].rpartition("/")
+            (mounted,) = [m for m in container["volumeMounts"] if m["mountPath"] == folder]
+            secret = volumes[mounted["name"]]["secret"]
+            assert secret["secretName"] == "switchyard-nats"
+            assert secret["items"] == [{"key": f"{env['SWITCHYARD_NATS_USER']}.password", "path": name}]
+            users[container["name"]] = env["SWITCHYARD_NATS_USER"]
+    assert users == {**{name: name for name in subjects.SERVICES}, "provision": "operator"}
+    (job,) = _of_kind("Job")
+    (provision,) = [c for c in job["spec"]["template"]["spec"]["containers"] if c["name"] == "provision"]
+    assert provision["args"] == ["bus", "provision"]
+    templates = {
+        (doc["metadata"]["namespace"], doc["metadata"]["name"]): doc
         for doc in yaml.safe_load_all((K8S / SECRET_TEMPLATES).read_text())
-        if doc["metadata"]["name"] == "switchyard-nats"
     }
-    assert namespaces == {"switchyard", "nats"}
+    keys = set(templates["switchyard", "switchyard-nats"]["stringData"])
+    assert keys == {f"{user}.password" for user in (*subjects.SERVICES, "operator")}
+    assert set(templates["nats", "switchyard-nats-users"]["stringData"]) == {bus_credentials.USERS_CONF}
     steps = (ROOT / "docs" / "operations" / "deploy.md").read_text()
-    assert "-n nats create secret generic switchyard-nats " in steps
+    assert "switchyard bus credentials " in steps
+    assert "-n nats create secret generic switchyard-nats-users " in steps

@@ -1,7 +1,8 @@
-"""deploy/nats/integrator-permissions.conf on a real nats-server: the services' user does everything through
-the usual code (a broker connecting with the credentials in SWITCHYARD_NATS_URL), and the integrator's user
-submits a task and hears its result, but can forge no other event, call no RPC, touch no KV bucket or
-dead letter, and hear no one else's replies."""
+"""The bus of docker compose and Kubernetes on a real nats-server: deploy/nats/nats.conf with the users'
+file `switchyard bus credentials --integrator` writes. Each service logs in as itself with its own
+password file (bcrypt-checked by the server) and is held to its rights; `operator` provisions the stores;
+and the integrator's user submits a task and hears its result, but can forge no other event, call no
+RPC, touch no KV bucket or dead letter, and hear no one else's replies."""
 
 from __future__ import annotations
 
@@ -18,8 +19,11 @@ import httpx
 import nats
 import pytest
 
+from switchyard.cli import bus_credentials, bus_stores
+from switchyard.cli.nats_users import USERS
 from switchyard.cli.processes import NATS_GOMAXPROCS, free_port, nats_server_binary
 from switchyard.common import bus, subjects
+from switchyard.common.bus_auth import NatsCredentials, read_password_file
 from switchyard.common.envelope import encode
 from switchyard.common.events import TaskCompleted, Usage
 from tests.support.tasks import hello_task
@@ -27,24 +31,30 @@ from tests.support.tasks import hello_task
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-PASSWORDS = {"SWITCHYARD_NATS_PASSWORD": "services-secret", "INTEGRATOR_NATS_PASSWORD": "integrator-secret"}
+
+
+def _who(folder: Path, user: str) -> NatsCredentials:
+    return NatsCredentials(
+        user=user, password=read_password_file(bus_credentials.password_file(folder, user))
+    )
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[int]:
-    shutil.copy(ROOT / "deploy/nats/integrator-permissions.conf", tmp_path)
+def server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """deploy/nats/nats.conf as compose runs it (its port and monitor overridden on the command line, its
+    store in `tmp_path`), beside the users' file; the port and the credentials' folder."""
+    folder = tmp_path / "credentials"
+    bus_credentials.write_credentials(folder, integrator=True)
+    conf = (ROOT / "deploy/nats/nats.conf").read_text()
+    assert "store_dir: /data" in conf
+    (tmp_path / "nats.conf").write_text(conf.replace("store_dir: /data", f"store_dir: {tmp_path / 'js'}"))
+    shutil.copy(folder / bus_credentials.USERS_CONF, tmp_path)
     port, monitor = free_port(), free_port()
-    config = tmp_path / "nats.conf"
-    config.write_text(
-        f"listen: 127.0.0.1:{port}\nhttp: 127.0.0.1:{monitor}\n"
-        f"jetstream {{ store_dir: {tmp_path / 'js'} }}\ninclude ./integrator-permissions.conf\n"
-    )
+    command = [nats_server_binary(), "-c", str(tmp_path / "nats.conf"), "-a", "127.0.0.1", "-p", str(port)]
+    command += ["-m", str(monitor)]
     with open(tmp_path / "nats.log", "wb") as log:
         proc = subprocess.Popen(
-            [nats_server_binary(), "-c", str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **PASSWORDS, "GOMAXPROCS": NATS_GOMAXPROCS},
+            command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "GOMAXPROCS": NATS_GOMAXPROCS}
         )
     try:
         deadline = time.monotonic() + 15
@@ -57,30 +67,70 @@ def server(tmp_path: Path) -> Iterator[int]:
                 pass
             assert time.monotonic() < deadline, "nats-server not ready"
             time.sleep(0.05)
-        yield port
+        yield port, folder
     finally:
         proc.terminate()
         proc.wait(10)
 
 
-async def test_the_integrator_submits_and_hears_results_and_can_do_nothing_else(server: int) -> None:
-    services = bus.make_broker(f"nats://switchyard:services-secret@127.0.0.1:{server}", name="perm-test")
+async def test_each_user_logs_in_with_its_own_password_and_only_operator_makes_streams(
+    server: tuple[int, Path],
+) -> None:
+    port, folder = server
+    url = f"nats://127.0.0.1:{port}"
+    conf = (folder / bus_credentials.USERS_CONF).read_text()
+    for user in USERS:
+        password = _who(folder, user).password.get_secret_value()
+        assert password not in conf and f'"{user}", password: "$2a$' in conf  # the server holds hashes
+    for user in USERS:  # each with its own password, as a service connects (bus.make_broker)
+        broker = bus.make_broker(url, name=user, credentials=_who(folder, user))
+        await broker.connect()
+        await broker.stop()
+    for user, password_of in (("gateway", "executor"), ("nobody", "operator")):
+        with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+            wrong = _who(folder, password_of).password.get_secret_value()
+            await nats.connect(url, user=user, password=wrong, allow_reconnect=False)
+    denied: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        denied.append(str(exc))
+
+    executor = await nats.connect(url, error_cb=on_error, **_who(folder, "executor").connect_options())
+    operator = await nats.connect(url, **_who(folder, "operator").connect_options())
+    try:
+        with pytest.raises(nats.errors.TimeoutError):  # a service may not make a stream
+            await executor.jetstream(timeout=1).add_stream(name="FORGED", subjects=[subjects.TASK_ROUTED])
+        made = await bus_stores.provision(operator.jetstream())
+        assert subjects.STREAM_EVENTS in made and len(made) == len(bus_stores.stores())
+        await executor.publish(subjects.TASK_ROUTED, b"{}")  # only the router routes
+        await executor.flush()
+        await asyncio.sleep(0.3)
+        info = await operator.jetstream().stream_info(subjects.STREAM_EVENTS)
+        assert info.state.messages == 0
+        joined = "\n".join(denied).lower()
+        assert f'permissions violation for publish to "{subjects.TASK_ROUTED}"' in joined, joined
+    finally:
+        await executor.close()
+        await operator.close()
+
+
+async def test_the_integrator_submits_and_hears_results_and_can_do_nothing_else(
+    server: tuple[int, Path],
+) -> None:
+    port, folder = server
+    url = f"nats://127.0.0.1:{port}"
+    operator = await nats.connect(url, **_who(folder, "operator").connect_options())
+    services = bus.make_broker(url, name="executor", credentials=_who(folder, "executor"))
     await services.connect()
     denied: list[str] = []
 
     async def on_error(exc: Exception) -> None:
         denied.append(str(exc))
 
-    outsider = await nats.connect(
-        f"nats://127.0.0.1:{server}",
-        user="integrator",
-        password="integrator-secret",
-        inbox_prefix="_INBOX_integrator",
-        error_cb=on_error,
-    )
+    outsider = await nats.connect(url, error_cb=on_error, **_who(folder, "integrator").connect_options())
     try:
+        await bus_stores.provision(operator.jetstream())
         js = bus.jetstream(services)
-        await bus.ensure_streams(js)
         publisher = bus.EventPublisher(js, source="switchyard/executor")
         theirs = outsider.jetstream()
 
@@ -130,3 +180,4 @@ async def test_the_integrator_submits_and_hears_results_and_can_do_nothing_else(
     finally:
         await outsider.close()
         await services.stop()
+        await operator.close()

@@ -107,7 +107,7 @@ def test_secrets_are_redacted_from_log_text(secret: str) -> None:
 
 def test_a_urls_password_is_redacted_and_the_rest_kept() -> None:
     # The services log their NATS URL at start, which carries the bus user's password when NATS has users
-    # (deploy/nats/integrator-permissions.conf).
+    # (`switchyard bus credentials`).
     out = redact("switchyard-gateway ready (nats nats://switchyard:s3cr3t-Pa55@nats:4222)")
     assert out == "switchyard-gateway ready (nats nats://switchyard:[REDACTED]@nats:4222)"
     assert redact("nats://nats:4222 and tls://user@host:4222") == "nats://nats:4222 and tls://user@host:4222"

@@ -1,13 +1,16 @@
 """`switchyard bus provision`: every stream, KV bucket and object store made as whoever runs it, from the
 one list `switchyard up` makes them from (bus_stores.py), with this environment's settings.
 `switchyard bus permissions`: the nats.conf authorization block `switchyard up` runs its bus with (one user
-per service, least privilege: bus_permissions.py), for a bus of your own."""
+per service, least privilege: bus_permissions.py), for a bus of your own.
+`switchyard bus credentials DIR`: a password per user and that block with their hashes, for docker compose
+and Kubernetes (bus_credentials.py)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from switchyard.cli import bus_permissions, bus_stores
+from switchyard.cli import bus_credentials, bus_permissions, bus_stores
 from switchyard.cli.bus import on_bus
 from switchyard.cli.devstack import StackSettings, embedded_sizes
 
@@ -30,7 +33,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="print nats.conf's authorization block: one user per service with only its rights, and "
         "`operator` with all (passwords from <USER>_NATS_PASSWORD in the server's environment)",
     )
+    permissions.add_argument(
+        "--integrator", action="store_true", help="and the `integrator` user of another system on the bus"
+    )
     permissions.set_defaults(func=_permissions)
+    creds = cmds.add_parser(
+        "credentials",
+        help="write a password per user (kept when there) and nats-users.conf, the authorization block with "
+        "their bcrypt hashes, into DIR: the bus of docker compose and Kubernetes (docs/operations/deploy.md)",
+    )
+    creds.add_argument("dir", type=Path, metavar="DIR")
+    creds.add_argument(
+        "--integrator", action="store_true", help="and a user for another system on the bus (`integrator`)"
+    )
+    creds.set_defaults(func=_credentials)
 
 
 def _provision(args: argparse.Namespace) -> int:
@@ -42,5 +58,11 @@ def _provision(args: argparse.Namespace) -> int:
 
 
 def _permissions(args: argparse.Namespace) -> int:
-    print(bus_permissions.authorization_block(), end="")
+    print(bus_permissions.authorization_block(integrator=args.integrator), end="")
+    return 0
+
+
+def _credentials(args: argparse.Namespace) -> int:
+    for path in bus_credentials.write_credentials(args.dir, integrator=args.integrator):
+        print(path)
     return 0

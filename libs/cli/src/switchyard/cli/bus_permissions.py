@@ -18,13 +18,14 @@ permissions: its core subscribers (not the streams) can receive what it wrote th
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from switchyard.common import subjects as s
 from switchyard.common.bus_auth import INBOX_PREFIX
 
 EVENTS = s.STREAM_EVENTS
+OPERATOR = "operator"  # the CLI: may do everything
 DLQ = s.STREAM_DLQ
 
 
@@ -210,14 +211,36 @@ def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def authorization_block(passwords: dict[str, str] | None = None) -> str:
-    """nats.conf's `authorization` block with every user's permissions (passwords: `$<USER>_PASSWORD`
-    variables from the server's environment unless given)."""
+INTEGRATOR = "integrator"
+
+
+def integrator_permissions() -> dict[str, object]:
+    """Another system's user on a shared bus (README, "The bus contract": Trust): it may only submit,
+    cancel and rate tasks and hear their results and chunks. No other event (a forged result or usage
+    entry), no RPC, no KV bucket, no JetStream API beyond its publishes' acks, no dead letter; its replies
+    come on its own inbox prefix (nats-py: `inbox_prefix="_INBOX_integrator"`). It still acts for any
+    tenant it names and hears every tenant's results: give a system that must not the HTTP API instead."""
+    return {
+        "publish": {"allow": [s.TASK_SUBMITTED, s.TASK_CANCELLED, s.TASK_FEEDBACK]},
+        "subscribe": {
+            "allow": [f"{s.RESULT_PREFIX}.>", f"{s.CHUNK_PREFIX}.>", f"{INBOX_PREFIX}_{INTEGRATOR}.>"]
+        },
+    }
+
+
+def authorization_block(passwords: Mapping[str, str] | None = None, *, integrator: bool = False) -> str:
+    """nats.conf's `authorization` block with every user's permissions, and `integrator`'s when asked.
+    `passwords` (per user) are written as given, which may be bcrypt hashes (nats-server compares a
+    password whose entry starts `$2a$` with it); without them each is the `$<USER>_NATS_PASSWORD`
+    variable from the server's environment."""
+    users: list[str] = [*GRANTS, OPERATOR]
+    if integrator:
+        users.append(INTEGRATOR)
     lines = []
-    for user in (*GRANTS, "operator"):
+    for user in users:
         password = json.dumps(passwords[user]) if passwords else f"${user.upper()}_NATS_PASSWORD"
         entry = f"    {{user: {json.dumps(user)}, password: {password}"
-        granted = permissions(user)
+        granted = integrator_permissions() if user == INTEGRATOR else permissions(user)
         if granted is not None:
             entry += f", permissions: {json.dumps(granted)}"
         lines.append(entry + "}")

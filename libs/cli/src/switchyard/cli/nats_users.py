@@ -13,10 +13,10 @@ import os
 import secrets
 from pathlib import Path
 
+from switchyard.cli.bus_permissions import OPERATOR
 from switchyard.common.bus_auth import NatsCredentials, read_password_file
 
 AUTH_DIR = "nats-auth"
-OPERATOR = "operator"
 # One user per service, and the operator's (the CLI). Processes that are part of a service connect as it.
 USERS = ("gateway", "classifier", "router", "executor", "billing", "audit", OPERATOR)
 PART_OF = {"classifier-outcomes": "classifier", "siem-exporter": "audit"}

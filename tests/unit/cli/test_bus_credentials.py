@@ -1,0 +1,76 @@
+"""`switchyard bus credentials DIR`: a password per NATS user, kept when run again, readable only through a
+folder of the owner's, and a users' file holding their bcrypt hashes and each user's rights."""
+
+from __future__ import annotations
+
+import re
+import stat
+from pathlib import Path
+
+import bcrypt
+import pytest
+
+from switchyard.cli import bus_credentials
+from switchyard.cli.bus_permissions import INTEGRATOR, integrator_permissions, permissions
+from switchyard.cli.main import main
+from switchyard.cli.nats_users import USERS
+
+pytestmark = pytest.mark.unit
+
+ENTRY = re.compile(r'\{user: "(?P<user>[^"]+)", password: "(?P<hash>[^"]+)"(?P<rest>.*)\}$')
+
+
+def _entries(folder: Path) -> dict[str, tuple[str, str]]:
+    text = (folder / bus_credentials.USERS_CONF).read_text()
+    found = {}
+    for line in text.splitlines():
+        match = ENTRY.match(line.strip())
+        if match:
+            found[match["user"]] = (match["hash"], match["rest"])
+    return found
+
+
+def test_a_password_per_user_and_their_hashes(tmp_path: Path) -> None:
+    folder = tmp_path / "creds"
+    written = bus_credentials.write_credentials(folder)
+    assert [p.name for p in written] == [*(f"{u}.password" for u in USERS), bus_credentials.USERS_CONF]
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    entries = _entries(folder)
+    assert set(entries) == set(USERS)
+    passwords = set()
+    for user in USERS:
+        path = folder / f"{user}.password"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        password = path.read_text().strip()
+        assert len(password) >= 43  # 32 random bytes
+        passwords.add(password)
+        hashed, rest = entries[user]
+        assert hashed.startswith("$2a$") and bcrypt.checkpw(password.encode(), hashed.encode())
+        assert password not in (folder / bus_credentials.USERS_CONF).read_text()
+        assert ("permissions" in rest) == (permissions(user) is not None)  # operator: everything
+    assert len(passwords) == len(USERS)
+
+
+def test_run_again_it_keeps_every_password_and_the_integrator(tmp_path: Path) -> None:
+    bus_credentials.write_credentials(tmp_path, integrator=True)
+    before = {p.name: p.read_text() for p in tmp_path.glob("*.password")}
+    assert f"{INTEGRATOR}.password" in before
+    (tmp_path / "gateway.password").chmod(0o600)
+    bus_credentials.write_credentials(tmp_path)  # no --integrator: its password there keeps it
+    assert {p.name: p.read_text() for p in tmp_path.glob("*.password")} == before
+    assert stat.S_IMODE((tmp_path / "gateway.password").stat().st_mode) == 0o644
+    hashed, rest = _entries(tmp_path)[INTEGRATOR]
+    assert bcrypt.checkpw(before[f"{INTEGRATOR}.password"].strip().encode(), hashed.encode())
+    assert '"switchyard.task.submitted"' in rest and "$JS.API" not in rest
+    assert integrator_permissions()["publish"] == {
+        "allow": ["switchyard.task.submitted", "switchyard.task.cancelled", "switchyard.task.feedback"]
+    }
+
+
+def test_the_command_prints_what_it_wrote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bus", "credentials", str(tmp_path / "c"), "--integrator"]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed[-1] == str(tmp_path / "c" / bus_credentials.USERS_CONF)
+    assert str(tmp_path / "c" / f"{INTEGRATOR}.password") in printed
+    assert main(["bus", "permissions", "--integrator"]) == 0
+    assert '{user: "integrator", password: $INTEGRATOR_NATS_PASSWORD' in capsys.readouterr().out
