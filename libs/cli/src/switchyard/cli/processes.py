@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -30,8 +31,44 @@ class PortTaken(RuntimeError):
     """A server could not bind its port: another process holds it."""
 
 
+# Ports free_port hands out: below Linux's default ephemeral range (net.ipv4.ip_local_port_range,
+# 32768-60999), which the kernel gives every outgoing connection, and above the well-known servers' (and
+# `make run`'s). On a machine whose ephemeral range differs, the ports in it are skipped.
+OWN_PORTS = range(20000, 32768)
+_handed: set[int] = set()
+
+
+def _ephemeral() -> range:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    except (OSError, ValueError):
+        return range(32768, 61000)
+    return range(int(low), int(high) + 1)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port nothing listens on now, for a server a test or benchmark starts. Not from bind(0): that is an
+    ephemeral port, which any client's connection may take between this check and the server's bind. Each
+    pytest-xdist worker draws from its own slice of OWN_PORTS, so two workers never get the same one, and a
+    process never gets one twice."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    size = len(OWN_PORTS) // max(workers, 1)
+    ports = range(OWN_PORTS.start + (index % workers) * size, OWN_PORTS.start + (index % workers + 1) * size)
+    ephemeral = _ephemeral()
+    for _ in range(200):
+        port = random.choice(ports)
+        if port in _handed or port in ephemeral:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed.add(port)
+        return port
+    with socket.socket() as s:  # the slice is full (it never is): what the kernel picks
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
