@@ -473,3 +473,36 @@ def test_each_service_is_its_own_nats_user_with_its_own_password_alone() -> None
     steps = (ROOT / "docs" / "operations" / "deploy.md").read_text()
     assert "switchyard bus credentials " in steps
     assert "-n nats create secret generic switchyard-nats-users " in steps
+
+
+def test_the_nats_servers_take_clients_from_switchyard_and_routes_from_each_other_only() -> None:
+    """deploy/k8s/nats/networkpolicies.yaml (namespace nats, applied after the chart): valid, and its ports
+    are the ones the services, the chart's values and KEDA's ScaledObject use."""
+    path = K8S / "nats" / "networkpolicies.yaml"
+    (policy,) = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    kubernetes_validate.validate(policy, VERSION, strict=True)
+    assert policy["metadata"]["namespace"] == "nats"
+    spec = policy["spec"]
+    servers = {"app.kubernetes.io/name": "nats", "app.kubernetes.io/component": "nats"}
+    assert spec["podSelector"] == {"matchLabels": servers} and spec["policyTypes"] == ["Ingress"]
+    by_port = {rule["ports"][0]["port"]: rule["from"] for rule in spec["ingress"]}
+    assert all(len(rule["ports"]) == 1 for rule in spec["ingress"])
+    (config,) = _of_kind("ConfigMap")
+    assert config["data"]["SWITCHYARD_NATS_URL"].endswith(":4222")
+    switchyard, box = by_port[4222]
+    assert switchyard["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "switchyard"}
+    part_of = switchyard["podSelector"]["matchLabels"]
+    for pod in [*_of_kind("Deployment"), *_of_kind("Job")]:  # every pod that logs in to NATS is let in
+        labels = pod["spec"]["template"]["metadata"]["labels"]
+        assert part_of.items() <= labels.items(), pod["metadata"]["name"]
+    assert box == {"podSelector": {"matchLabels": {**servers, "app.kubernetes.io/component": "nats-box"}}}
+    assert by_port[6222] == [{"podSelector": {"matchLabels": servers}}]  # routes: the servers alone
+    values = yaml.safe_load((K8S / "nats" / "values.yaml").read_text())
+    assert values["config"]["monitor"]["port"] == 8222 and values["promExporter"]["port"] == 7777
+    (scaled,) = [doc for _, doc in _manifests() if doc["kind"] == "ScaledObject"]
+    assert scaled["spec"]["triggers"][0]["metadata"]["natsServerMonitoringEndpoint"].endswith(":8222")
+    namespaces = {s["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for s in by_port[8222]}
+    assert namespaces == {"keda", "monitoring"}
+    assert set(by_port) == {4222, 6222, 8222, 7777}
+    steps = (ROOT / "docs" / "operations" / "deploy.md").read_text()
+    assert "kubectl apply -f deploy/k8s/nats/networkpolicies.yaml" in steps
