@@ -53,7 +53,13 @@ async def executor(upstream: Upstream) -> AsyncIterator[None]:
 
 
 async def route(
-    nc: nats.NATS, task_id: str, model: str, *, stream: bool = False, **fields: Any
+    nc: nats.NATS,
+    task_id: str,
+    model: str,
+    *,
+    stream: bool = False,
+    stream_start: bool | None = None,
+    **fields: Any,
 ) -> asyncio.Future[TaskCompleted | TaskFailed]:
     """Publishes the task (with these TaskSubmitted `fields`) as the router does; the future is its result
     once the executor sends it."""
@@ -66,7 +72,12 @@ async def route(
             result.set_result(payload)
 
     await nc.subscribe(subjects.result_subject(task_id), cb=on_result)  # until the test's connection closes
-    request = ChatRequest(messages=[ChatMessage(role="user", content="Hello?")], max_tokens=16, stream=stream)
+    request = ChatRequest(
+        messages=[ChatMessage(role="user", content="Hello?")],
+        max_tokens=16,
+        stream=stream,
+        stream_start=stream_start,
+    )
     task = TaskSubmitted(
         task_id=task_id, tenant_id="acme", request=request, submitted_at=datetime.now(UTC), **fields
     )

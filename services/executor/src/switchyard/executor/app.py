@@ -270,7 +270,11 @@ def create(
         embedding = task.embedding() is not None  # no chunks: its vectors come whole, in the result
         chunks = None
         if not embedding and task.chat().stream:
-            chunks = ChunkSink(bus.connection(service.broker).publish, task_id=task.task_id)
+            chunks = ChunkSink(
+                bus.connection(service.broker).publish,
+                task_id=task.task_id,
+                starts=bool(task.chat().stream_start),  # a previous gateway or a bus client: no seq-0 chunk
+            )
         assert state.breakers is not None, "set up before the consumer starts"
         calls_over = False
 

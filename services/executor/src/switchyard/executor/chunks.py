@@ -19,8 +19,11 @@ TOKENS = TypeAdapter(list[TokenLogprob])
 
 
 class ChunkSink:
-    def __init__(self, publish: Publish, *, task_id: str) -> None:
+    def __init__(self, publish: Publish, *, task_id: str, starts: bool = True) -> None:
+        """`starts`: the stream's reader takes a first chunk naming the model called, before any output
+        (`ChatRequest.stream_start`); without, the first output chunk names it (`start`)."""
         self._publish = publish
+        self._starts = starts
         self._subject = subjects.chunk_subject(task_id)
         self._seq = 0
         self._model: str | None = None  # the model answering, until a chunk has named it
@@ -40,7 +43,11 @@ class ChunkSink:
 
     async def start(self, model: str) -> None:
         """The stream begins with `model`, which is called now: a chunk names it before any output (a
-        response that starts before its first output says which model it waits for)."""
+        response that starts before its first output says which model it waits for), when its reader
+        takes one; else its first output chunk names it."""
+        if not self._starts:
+            self._model = model
+            return
         self._model = None
         await self._send(Chunk(seq=self._seq, model=model))
 

@@ -123,6 +123,7 @@ def build_task(parsed: ChatCompletionRequest, principal: Principal, *, priority:
         top_p=parsed.top_p,
         stop=parsed.stop,
         stream=parsed.stream,
+        stream_start=True if parsed.stream else None,  # it reads the chunk naming the model called
         response_format=parsed.response_format,
         tools=parsed.tools,
         tool_choice=parsed.tool_choice,

@@ -96,6 +96,13 @@ class ChatRequest(BaseModel):
     top_p: float | None = Field(default=None, ge=0, le=1)
     stop: list[str] | None = None
     stream: bool = False
+    stream_start: bool | None = Field(
+        default=None,
+        description="a stream's submitter reads a first chunk without output that names the model being "
+        "called as the call starts (`seq` 0, `model` alone; its response may start before the first "
+        "output). Gateways of this release set it. Absent: no such chunk is sent and the first output "
+        "chunk names the model, as bus clients and previous gateways expect",
+    )
     response_format: dict[str, Any] | None = None  # OpenAI's {"type": "json_object" | "json_schema", ...}
     tools: list[ToolSpec] | None = None
     tool_choice: str | dict[str, Any] | None = None  # "auto", "none", "required" or a named function
