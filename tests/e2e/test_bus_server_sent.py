@@ -65,6 +65,8 @@ async def test_a_push_consumer_cannot_deliver_a_request_to_billing(stack: Runnin
         )
         await executor.jetstream().add_consumer(f"KV_{BUCKET}", config=config)  # the server allows it
         assert await _created_within(stack, url, SETTLE_S) == 0
+        said = (stack.var_dir / "logs" / "billing.log").read_text()  # the subject, never the payload
+        assert f"refused a message on $KV.{BUCKET}.{key}" in said and url not in said
     finally:
         await executor.close()
 

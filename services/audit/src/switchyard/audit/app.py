@@ -82,7 +82,7 @@ def create(settings: AuditSettings) -> Service:
     )
     proof_server = proofs.ProofServer(settings.db_url(), engine)
     service.teardown.insert(0, _closer(proof_server))
-    rpc.register(service.broker, proof_server, sessions)
+    rpc.register(service.broker, proof_server, sessions, me=settings.nats_credentials())
     return service
 
 

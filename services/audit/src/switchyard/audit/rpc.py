@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from faststream.exceptions import SkipMessage
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 from pydantic import BaseModel, ValidationError
@@ -15,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from switchyard.audit import digest_check, proofs
 from switchyard.audit.digests import TenantKeys
-from switchyard.common import subjects
+from switchyard.common import bus_guard, subjects
+from switchyard.common.bus_auth import NatsCredentials
 from switchyard.common.errors import SwitchyardError
 from switchyard.common.ledger_rpc import (
     CheckpointRequest,
@@ -50,8 +52,15 @@ async def answer(
 
 
 def register(
-    broker: NatsBroker, server: proofs.ProofServer, sessions: async_sessionmaker[AsyncSession]
+    broker: NatsBroker,
+    server: proofs.ProofServer,
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    me: NatsCredentials | None = None,
 ) -> None:
+    """Answers the ledger's RPCs, each only for an allowed caller (`bus_guard.rpc_reply_prefixes` for
+    `me`, this service's NATS user)."""
+    allowed = bus_guard.rpc_reply_prefixes(subjects.LEDGER_RPC_PREFIX, me)
     keys = TenantKeys(sessions)
 
     async def checkpoint(r: CheckpointRequest) -> dict[str, Any]:
@@ -73,12 +82,18 @@ def register(
         (subjects.LEDGER_RPC_DIGEST, DigestRequest, digest),
     ]
     for subject, model, work in routes:
-        _route(broker, subject, model, work)
+        _route(broker, subject, model, work, allowed)
 
 
 def _route(
-    broker: NatsBroker, subject: str, model: type[BaseModel], work: Callable[[Any], Awaitable[dict[str, Any]]]
+    broker: NatsBroker,
+    subject: str,
+    model: type[BaseModel],
+    work: Callable[[Any], Awaitable[dict[str, Any]]],
+    allowed: tuple[str, ...],
 ) -> None:
     @broker.subscriber(subject, queue=subjects.LEDGER_RPC_QUEUE, include_in_schema=False)
     async def handle(msg: NatsMessage) -> bytes:
+        if bus_guard.refused_rpc(msg.raw_message, allowed, subscription=subject):
+            raise SkipMessage  # no answer: its reply subject is no caller's
         return await answer(msg.raw_message.data, model, work)

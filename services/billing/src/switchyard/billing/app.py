@@ -164,7 +164,14 @@ def create(settings: BillingSettings) -> Service:
     service.teardown.append(writer.stop)  # teardown runs in reverse: the writer stops before the engine
     service.teardown.append(client.aclose)
     service.teardown.append(policies.stop)
-    rpc.register(service.broker, sessions, policy=policies, box=box, allow_private=allow_private)
+    rpc.register(
+        service.broker,
+        sessions,
+        policy=policies,
+        box=box,
+        allow_private=allow_private,
+        me=settings.nats_credentials(),
+    )
     bus.subscribe(
         service.broker,
         consumer=subjects.BILLING_CONSUMER,

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from faststream.exceptions import SkipMessage
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 from pydantic import BaseModel, ValidationError
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from switchyard.billing import spend, webhooks
 from switchyard.billing.reports import usage_report
 from switchyard.billing.statements import monthly_statement
-from switchyard.common import subjects
+from switchyard.common import bus_guard, subjects
 from switchyard.common.billing_rpc import (
     ForecastQuery,
     SavingsQuery,
@@ -27,6 +28,7 @@ from switchyard.common.billing_rpc import (
     WebhookRef,
     Webhooks,
 )
+from switchyard.common.bus_auth import NatsCredentials
 from switchyard.common.errors import SwitchyardError
 from switchyard.common.policy import Policy
 from switchyard.common.policy_source import PolicySource, current_of
@@ -64,7 +66,11 @@ def register(
     policy: Policy | PolicySource,
     box: Callable[[], webhooks.SecretBox],
     allow_private: bool = True,
+    me: NatsCredentials | None = None,
 ) -> None:
+    """Answers billing's RPCs, each only for an allowed caller (`bus_guard.rpc_reply_prefixes` for `me`,
+    this service's NATS user)."""
+    allowed = bus_guard.rpc_reply_prefixes(subjects.BILLING_RPC_PREFIX, me)
     policy_in_force = current_of(policy)
 
     async def usage(q: UsageQuery) -> BaseModel:
@@ -105,10 +111,14 @@ def register(
         (subjects.BILLING_RPC_WEBHOOK_DELETE, WebhookRef, delete),
     ]
     for subject, model, work in routes:
-        _route(broker, subject, model, work)
+        _route(broker, subject, model, work, allowed)
 
 
-def _route(broker: NatsBroker, subject: str, model: type[BaseModel], work: Work) -> None:
+def _route(
+    broker: NatsBroker, subject: str, model: type[BaseModel], work: Work, allowed: tuple[str, ...]
+) -> None:
     @broker.subscriber(subject, queue=subjects.BILLING_RPC_QUEUE, include_in_schema=False)
     async def handle(msg: NatsMessage) -> bytes:
+        if bus_guard.refused_rpc(msg.raw_message, allowed, subscription=subject):
+            raise SkipMessage  # no answer: its reply subject is no caller's
         return await answer(msg.raw_message.data, model, work)
