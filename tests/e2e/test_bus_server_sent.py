@@ -53,7 +53,7 @@ async def _created_within(stack: RunningStack, url: str, seconds: float) -> int:
     return _endpoints(stack, url)
 
 
-async def test_a_push_consumer_cannot_deliver_a_request_to_billing(stack: RunningStack, bus_tenant: str) -> None:
+async def test_a_push_consumer_cannot_deliver_to_billing(stack: RunningStack, bus_tenant: str) -> None:
     executor = await _as(stack, "executor")
     try:
         key, url = await _written(executor, bus_tenant)

@@ -20,12 +20,14 @@ from typing import NoReturn
 
 import orjson
 import uvloop
+from faststream.exceptions import SkipMessage
 from faststream.nats import NatsBroker
+from faststream.nats.annotations import NatsMessage
 from prometheus_client import Gauge, start_http_server
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from switchyard.common import bus, lag, subjects, tracing
+from switchyard.common import bus, bus_guard, lag, subjects, tracing
 from switchyard.common.bus_auth import BusRefused
 from switchyard.common.config import CommonSettings, replica_name, settings_problem
 from switchyard.common.errors import ConfigurationError
@@ -85,7 +87,9 @@ def create_service(name: str, settings: CommonSettings) -> Service:
     instance = replica_name(name, settings.instance)
 
     @broker.subscriber(subjects.ping_subject(name), include_in_schema=False)
-    async def ping() -> bytes:
+    async def ping(msg: NatsMessage) -> bytes:
+        if bus_guard.refused(msg.raw_message, subscription=subjects.ping_subject(name)):
+            raise SkipMessage
         return orjson.dumps(service.ping_reply(instance))
 
     return service

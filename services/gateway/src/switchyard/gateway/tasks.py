@@ -21,7 +21,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from switchyard.common import ids, subjects
+from switchyard.common import bus_guard, ids, subjects
 from switchyard.common.background import Background
 from switchyard.common.bus import EventPublisher
 from switchyard.common.envelope import MAX_EVENT_BYTES, decode, written
@@ -139,6 +139,8 @@ class TaskClient:
         done: asyncio.Future[Outcome] = loop.create_future()
 
         async def on_result(msg: Msg) -> None:
+            if bus_guard.refused(msg, subscription=bus_guard.RESULTS):
+                return
             outcome = _decode_result(msg.data)
             if outcome is not None and not done.done():
                 done.set_result(outcome)
@@ -165,6 +167,8 @@ class TaskClient:
         done: asyncio.Future[Outcome] = loop.create_future()
 
         async def on_result(msg: Msg) -> None:
+            if bus_guard.refused(msg, subscription=bus_guard.RESULTS):
+                return
             outcome = _decode_result(msg.data)
             if outcome is not None and not done.done():
                 done.set_result(outcome)
@@ -201,12 +205,16 @@ class TaskClient:
             queue.put_nowait(None)
 
         async def on_chunk(msg: Msg) -> None:
+            if bus_guard.refused(msg, subscription=bus_guard.CHUNKS):
+                return
             try:
                 queue.put_nowait(decode_chunk(msg.data))
             except ValueError:
                 log.warning("undecodable chunk for task %s", task.task_id)
 
         async def on_result(msg: Msg) -> None:
+            if bus_guard.refused(msg, subscription=bus_guard.RESULTS):
+                return
             outcome = _decode_result(msg.data)
             if outcome is not None:
                 queue.put_nowait(outcome)
@@ -283,6 +291,8 @@ class TaskClient:
             heard: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
 
             async def on_result(msg: Msg) -> None:
+                if bus_guard.refused(msg, subscription=bus_guard.RESULTS):
+                    return
                 if (got := _decode_result(msg.data)) is not None and not heard.done():
                     heard.set_result(got)
 

@@ -26,7 +26,7 @@ from contextlib import aclosing
 import nats.errors
 from nats.aio.msg import Msg
 
-from switchyard.common import subjects, vectors
+from switchyard.common import bus_guard, subjects, vectors
 from switchyard.common.background import cancel_all
 from switchyard.common.events import TaskCompleted
 from switchyard.gateway import bounds, serving
@@ -193,8 +193,9 @@ class BatchRun(LeasedRun):
         task_id = render.task_id(self.record.tenant_id, self.batch_id, line.index)
         heard = asyncio.Event()  # its result event was published: read its state now, not at the next poll
 
-        async def on_result(_: Msg) -> None:
-            heard.set()
+        async def on_result(msg: Msg) -> None:
+            if not bus_guard.refused(msg, subscription=bus_guard.RESULTS):
+                heard.set()
 
         # Listening before it is submitted, so the result cannot slip past; the poll still reads it when
         # it came before (a task submitted by the runner before this one).

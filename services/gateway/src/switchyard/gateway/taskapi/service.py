@@ -15,7 +15,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from switchyard.common import ids, subjects
+from switchyard.common import bus_guard, ids, subjects
 from switchyard.common.bus import EventPublisher
 from switchyard.common.envelope import decode
 from switchyard.common.errors import InvalidEvent
@@ -53,6 +53,8 @@ class TaskRuns:
         not when an executor gets to it or the follow ends an hour later."""
 
         async def heard(msg: Msg) -> None:
+            if bus_guard.refused(msg, subscription=subjects.TASK_CANCELLED):
+                return
             try:
                 _, event = decode(msg.data, (TaskCancelled,))
             except InvalidEvent:
