@@ -8,8 +8,8 @@ cancellation, as the gateway publishes it, is not."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nats
