@@ -2,13 +2,16 @@
 subscriptions (bus_guard.py). The executor's user may write its KV buckets and read them, and NATS checks
 neither a push consumer's deliver subject nor the reply subject of a direct get against its publish
 permissions: before the guard, billing took either as the gateway's request and created a webhook
-endpoint for any organisation, to any URL. The gateway's own request still creates one."""
+endpoint for any organisation, to any URL. The gateway's own request still creates one. A direct get
+whose reply subject is one the events stream stores is stored there as an event: before, the executor's
+user could so forge `organization.erased`, and billing deleted that organisation's webhook endpoints."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 import uuid
+from datetime import UTC, datetime
 
 import nats
 import orjson
@@ -17,7 +20,8 @@ from nats.aio.client import Client
 from nats.js import api
 
 from switchyard.cli import nats_users
-from switchyard.common import subjects
+from switchyard.common import envelope, subjects
+from switchyard.common.events import AdminActionRecorded
 from tests.e2e.conftest import RunningStack
 
 pytestmark = pytest.mark.e2e
@@ -93,3 +97,39 @@ async def test_the_gateways_request_is_still_answered(stack: RunningStack, bus_t
         assert _endpoints(stack, url) == 1
     finally:
         await gateway.close()
+
+
+async def _gateway_creates(stack: RunningStack, tenant: str) -> str:
+    gateway = await _as(stack, "gateway")
+    try:
+        url = f"http://127.0.0.1:9/hooks/{uuid.uuid4().hex}"
+        body = orjson.dumps({"tenant_id": tenant, "url": url})
+        reply = await gateway.request(subjects.BILLING_RPC_WEBHOOK_CREATE, body, timeout=10)
+        assert "error" not in orjson.loads(reply.data), reply.data
+        return url
+    finally:
+        await gateway.close()
+
+
+async def test_a_direct_get_cannot_store_a_forged_erasure(stack: RunningStack) -> None:
+    tenant = f"victim-{uuid.uuid4().hex[:8]}"
+    url = await _gateway_creates(stack, tenant)
+    erased = AdminActionRecorded(
+        action="organization.erased",
+        tenant_id=tenant,
+        target_type="organization",
+        target_id=tenant,
+        at=datetime.now(UTC),
+    )
+    _, forged = envelope.encode(erased, source="switchyard/gateway", tenant_id=tenant)
+    executor = await _as(stack, "executor")
+    try:
+        key = f"forged-{uuid.uuid4().hex[:8]}"
+        await (await executor.jetstream().key_value(BUCKET)).put(key, forged)
+        direct_get = f"$JS.API.DIRECT.GET.KV_{BUCKET}.$KV.{BUCKET}.{key}"
+        await executor.publish(direct_get, b"", reply=subjects.ADMIN_ACTION)  # stored as an event
+        await executor.flush()
+    finally:
+        await executor.close()
+    await asyncio.sleep(SETTLE_S)  # billing reads the events stream within a second
+    assert _endpoints(stack, url) == 1
