@@ -28,7 +28,7 @@ from nats.js.errors import NoStreamResponseError
 from opentelemetry.trace import SpanKind
 from prometheus_client import Histogram
 
-from switchyard.common import bus_auth, metrics, provisioning, subjects, tracing
+from switchyard.common import bus_auth, bus_guard, metrics, provisioning, subjects, tracing
 from switchyard.common.bus_auth import NatsCredentials
 from switchyard.common.config import STOP_GRACE_S, CommonSettings
 from switchyard.common.consumer import PullConsumer
@@ -45,6 +45,10 @@ EVENTS_MAX_AGE_S = 7 * 24 * 3600.0
 DLQ_MAX_AGE_S = 30 * 24 * 3600.0
 PUBLISH_ATTEMPTS = 8
 SEND_ACK_TIMEOUT_S = 5.0
+NOT_PUBLISHED = (
+    "a JetStream read's answer (Nats-Stream header) the stream caught, not a published event: a client "
+    "made its request's reply subject one the stream stores"
+)
 
 # Where a hop's time goes: waiting (stored on the stream -> handler starts, first deliveries only) and work
 # (handler start -> settled). `bench/trace.py` reads both per consumer to break a request down by stage.
@@ -368,6 +372,8 @@ def subscribe(
 
     async def settle(raw: Msg, delivered: int) -> None:
         try:
+            if bus_guard.stored_answer(raw.headers):
+                raise InvalidEvent(NOT_PUBLISHED, code="not_published")
             event, payload = decode(raw.data, expected_types, subject=raw.subject)
         except InvalidEvent as exc:
             log.warning("dead-lettering invalid event on %s: %s", raw.subject, exc.message)

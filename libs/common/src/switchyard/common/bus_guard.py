@@ -11,6 +11,10 @@ cancellations. The server marks everything it sends this way, and a publisher ca
 - a direct get's answer has a `Nats-Stream` header, a consumer's heartbeat or a pull's end a `Status`
   header, and neither has a reply subject; other API answers are JSON of the server's own, no event.
 
+Such an answer whose reply subject the events stream stores is stored there as an event (JetStream
+deliveries are not): `stored_answer` finds it, and the stream's readers dead-letter it (bus.subscribe) or
+skip it, never taking it for a publisher's event.
+
 So an RPC is answered only when its reply subject is the inbox of a user allowed to call it (`_INBOX_<user>`,
 bus_auth; any `_INBOX` when the service connects with no user), and every other core subscription drops
 a message marked so. Each refusal is counted and logged with its subject, never its payload.
@@ -81,6 +85,12 @@ def server_sent(msg: Delivered) -> str | None:
         if STATUS_HEADER in headers:
             return "status_message"
     return None
+
+
+def stored_answer(headers: dict[str, str] | None) -> bool:
+    """True when a stored message with these headers is a direct get's answer the stream caught (its
+    reply subject was one the stream stores), not a publish."""
+    return headers is not None and STREAM_HEADER in headers
 
 
 def refused_rpc(msg: Delivered, allowed: tuple[str, ...], *, subscription: str) -> bool:

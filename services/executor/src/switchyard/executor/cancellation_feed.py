@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
-from switchyard.common import subjects
+from switchyard.common import bus, bus_guard, subjects
 from switchyard.executor.cancellations import Cancellations
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,10 @@ async def follow(
     async def on_message(msg: Msg) -> None:
         nonlocal heard
         meta = msg.metadata
-        await cancellations.on_message(msg.data, stored_at=meta.timestamp if meta is not None else None)
+        if bus_guard.stored_answer(msg.headers):  # no publisher's: `bus_guard`
+            log.warning("skipped a cancellation on %s: %s", msg.subject, bus.NOT_PUBLISHED)
+        else:
+            await cancellations.on_message(msg.data, stored_at=meta.timestamp if meta is not None else None)
         heard += 1
         if replay_size is not None and heard >= replay_size:
             replayed.set()
