@@ -10,9 +10,21 @@ it serves go out through `allow_responses` (only to a request's reply subject, o
 own requests come on its own inbox prefix (`_INBOX_<user>`, bus_auth), the only inboxes it may
 subscribe to. `operator` (the CLI) may do everything.
 
-What remains open: a user that may create a consumer on a stream it can write to (a KV watch) can name
-any deliver subject in the consumer's configuration, which NATS does not check against the user's
-permissions: its core subscribers (not the streams) can receive what it wrote there.
+NATS does not check two subjects against these permissions (nats-server 2.15, issue 8274): the deliver
+subject of a push consumer (any user that reads a KV bucket may create one on it: every watch is one) and
+the reply subject of a request to the JetStream API (a direct get answers with the stored message, as it
+is). So a user that may write a bucket and read it can have the server carry what it wrote to another
+service's core subscriptions, and a direct get's answer to a subject the events stream stores is stored
+there as an event. The receivers close what this opened (common/bus_guard.py): an RPC (billing's, the
+ledger's) is answered only when its reply subject is the inbox of a user here allowed to call it (the
+server's carriers have `$JS.ACK...` or none); the other core subscriptions (results, chunks,
+cancellations, pings) drop what the server marks as its own (a `$JS.` reply subject, a `Nats-Stream` or
+`Status` header); the events stream's readers dead-letter a stored answer (`Nats-Stream`). What remains:
+such messages still reach the subscriptions (refused there, counted in
+`switchyard_bus_refused_messages_total`) and still take room in the events stream; a user may have
+the server re-deliver events its own consumer reads to a subject of the stream (a copy of a real event,
+which the consumers' idempotency on the event id absorbs); a client library's own inbox subscriptions
+(replies, KV watches, pull deliveries) are not checked, only unguessable (random per connection).
 """
 
 from __future__ import annotations
