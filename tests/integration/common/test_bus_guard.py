@@ -133,3 +133,21 @@ async def test_the_gateways_own_cancellation_is_heard(users: dict[str, Client]) 
     heard = await _heard(gateway, cancel, wait_s=0.5)
     assert len(heard) == 2
     assert not any(bus_guard.refused(m, subscription=subjects.TASK_CANCELLED) for m in heard)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: a direct get answered to `$KV.<any bucket>.<key>` is stored there (README, Trust); "
+    "this passes once the bus stops it",
+)
+async def test_a_direct_get_cannot_write_into_a_bucket_its_user_may_not(users: dict[str, Client]) -> None:
+    executor = users["executor"]
+    await (await executor.jetstream().key_value(BUCKET)).put(KEY, b'{"status": "forged"}')
+    # the executor may read the tenants' bucket, never write it
+    target = f"$KV.{subjects.KV_TENANTS}.forged"
+    await executor.publish(f"$JS.API.DIRECT.GET.KV_{BUCKET}.$KV.{BUCKET}.{KEY}", reply=target)
+    await executor.flush()
+    await asyncio.sleep(0.5)
+    tenants = await users["gateway"].jetstream().key_value(subjects.KV_TENANTS)
+    with pytest.raises(nats.js.errors.KeyNotFoundError):
+        await tenants.get("forged")

@@ -24,7 +24,14 @@ such messages still reach the subscriptions (refused there, counted in
 `switchyard_bus_refused_messages_total`) and still take room in the events stream; a user may have
 the server re-deliver events its own consumer reads to a subject of the stream (a copy of a real event,
 which the consumers' idempotency on the event id absorbs); a client library's own inbox subscriptions
-(replies, KV watches, pull deliveries) are not checked, only unguessable (random per connection).
+(replies, KV watches, pull deliveries) are not checked, only unguessable (random per connection). And
+the KV buckets and object stores are open the same way: a direct get answered to `$KV.<bucket>.<key>`
+is stored there, so a user that may write one bucket and read it can write any (a tenant's entry, the
+emergency throttle, the classifier heads in force), and any user can put the API's JSON answers there;
+nats-py's KV reads do not show the `Nats-Stream` header that marks them, so no reader refuses them yet
+(tests/integration/common/test_bus_guard.py, xfail). Closing that is the server's: the JetStream API
+and the streams in an account of their own, which the users' account imports, so the API's answers go to
+the users' account, where no stream stores them.
 """
 
 from __future__ import annotations
