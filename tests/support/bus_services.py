@@ -17,8 +17,18 @@ from switchyard.common import subjects
 
 
 class BusService:
-    def __init__(self, name: str, *, env: dict[str, str], log_path: Path, module: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        env: dict[str, str],
+        log_path: Path,
+        module: str | None = None,
+        ping_url: str | None = None,
+    ) -> None:
         self.name = name
+        # who asks for its ping (a bus with users: `operator`'s URL); else the service's own URL
+        self.ping_url = ping_url or env["SWITCHYARD_NATS_URL"]
         self.module = module or f"switchyard.{name}"
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
         self.log_path = log_path
@@ -29,7 +39,7 @@ class BusService:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", self.module], env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
-        nc = await nats.connect(self.env["SWITCHYARD_NATS_URL"])
+        nc = await nats.connect(self.ping_url)
         deadline = time.monotonic() + timeout
         try:
             while True:

@@ -1,0 +1,136 @@
+"""Billing under `switchyard up`'s least-privilege NATS permissions (`cli/bus_permissions.py`): a real
+nats-server with the generated users, billing as a process logged in as `billing`, a webhook endpoint
+created over the RPC the gateway calls (as `gateway`), a priced result that crosses a budget (the limit
+the gateway writes), the budget alerts billing publishes, and their webhook delivery with a retry (the
+receiver fails the first POST), then an organisation's erasure. Nothing on the way may be refused: the
+server's log and billing's own say no permissions violation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+
+from switchyard.billing.db import migrations
+from switchyard.common import bus, subjects
+from switchyard.common.billing_rpc import CreatedWebhook, WebhookCreate
+from switchyard.common.budgets import limit_key, limits_bucket, write_limit
+from switchyard.common.events import AdminActionRecorded, TaskCompleted, Usage
+from tests.support.bus_services import BusService
+from tests.support.guarded_bus import GuardedBus, guarded_bus
+from tests.support.prices import PRICE_SHEET
+
+pytestmark = pytest.mark.integration
+
+TENANT, USER = "acme", "u1"
+
+
+class FailingOnce:
+    """Answers 500 to the first POST, 204 to the others; counts them."""
+
+    def __init__(self) -> None:
+        self.posts = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["content-length"]))
+                receiver.posts += 1
+                self.send_response(500 if receiver.posts == 1 else 204)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[GuardedBus]:
+    yield from guarded_bus(tmp_path)
+
+
+@pytest.fixture
+def receiver() -> Iterator[FailingOnce]:
+    r = FailingOnce()
+    thread = threading.Thread(target=r.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield r
+    finally:
+        r.server.shutdown()
+        r.server.server_close()
+
+
+async def _eventually(check: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)
+
+
+def _result() -> TaskCompleted:
+    return TaskCompleted(
+        task_id="task-1",
+        tenant_id=TENANT,
+        user_id=USER,
+        model="openai/gpt-4o-mini",
+        provider="openai",
+        tier="fast",
+        content="ok",
+        finish_reason="stop",
+        usage=Usage(prompt_tokens=1000, completion_tokens=500),
+        attempts=1,
+        latency_ms=1.0,
+        completed_at=datetime.now(UTC),
+    )  # fmt: skip  ($0.00045)
+
+
+async def test_billing_delivers_budget_alert_webhooks_with_retries_under_its_permissions(
+    guarded: GuardedBus, receiver: FailingOnce, sqlite_url: str, tmp_path: Path
+) -> None:
+    await migrations().upgrade(sqlite_url)
+    env = {
+        **guarded.env("billing"),
+        "SWITCHYARD_DATABASE_URL": sqlite_url,
+        "SWITCHYARD_POLICY_PATH": str(PRICE_SHEET),
+    }
+    log = tmp_path / "billing.log"
+    billing = BusService("billing", env=env, log_path=log, ping_url=guarded.operator_url)
+    await billing.start()
+    gateway_errors: list[str] = []
+    gateway = await guarded.connect("gateway", gateway_errors)
+    operator = await nats.connect(guarded.operator_url)
+    try:
+        ask = WebhookCreate(tenant_id=TENANT, url=receiver.url, description="alerts")
+        reply = await gateway.request(subjects.BILLING_RPC_WEBHOOK_CREATE, ask.model_dump_json().encode(), 10)
+        CreatedWebhook.model_validate_json(reply.data)
+        await write_limit(await limits_bucket(gateway.jetstream()), limit_key(TENANT, USER), 500)  # $0.0005
+        publisher = bus.EventPublisher(operator.jetstream(), source="test")
+        await publisher.publish(_result(), subject=subjects.result_subject("task-1"), tenant_id=TENANT)
+        # the 50 % and 80 % alerts, each POSTed; the first POST fails and is retried (0.5 s later)
+        await _eventually(lambda: receiver.posts >= 3)
+        erased = AdminActionRecorded(
+            action="organization.erased", tenant_id=TENANT, target_type="organization", target_id=TENANT,
+            at=datetime.now(UTC),
+        )  # fmt: skip
+        await publisher.publish(erased, tenant_id=TENANT, event_subject=TENANT)
+        await _eventually(lambda: "webhook endpoints and" in log.read_text())
+        await gateway.flush()
+    finally:
+        await gateway.close()
+        await operator.close()
+        billing.stop()
+    assert receiver.posts == 3  # two alerts, one of them sent twice
+    assert gateway_errors == []
+    guarded.assert_clean(log)

@@ -1,0 +1,92 @@
+"""A real nats-server as `switchyard up` runs it: every user with its least-privilege permissions
+(`cli/bus_permissions.py`), the stores provisioned by `operator`, and a process's environment to connect as
+its own user. `violations()` reads what the server refused from its log."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+
+from switchyard.cli import bus_permissions, bus_stores, nats_users
+from switchyard.cli.processes import NatsServer
+
+VIOLATION = "Permissions Violation"
+
+
+@dataclass
+class GuardedBus:
+    server: NatsServer
+    var_dir: Path
+    log: Path
+
+    @property
+    def operator_url(self) -> str:
+        return nats_users.url_with_credentials(self.server.url, self.var_dir)
+
+    def env(self, process: str) -> dict[str, str]:
+        """What `switchyard up` gives `process` (devstack.service_env): its user, its password's file."""
+        user = nats_users.user_of(process)
+        return {
+            "SWITCHYARD_NATS_URL": self.server.url,
+            "SWITCHYARD_NATS_USER": user,
+            "SWITCHYARD_NATS_PASSWORD_FILE": str(nats_users.password_path(self.var_dir, user)),
+            "SWITCHYARD_BUS_PROVISIONED": "true",
+            "SWITCHYARD_VAR_DIR": str(self.var_dir),
+        }
+
+    async def connect(self, user: str, errors: list[str] | None = None) -> Client:
+        """A client as `user` (as a service connects: its own inbox prefix); `errors` collects what the
+        server said to it (a permissions violation among them)."""
+        found = nats_users.embedded_credentials(self.var_dir, user)
+        assert found is not None
+
+        async def noted(exc: Exception) -> None:
+            if errors is not None:
+                errors.append(str(exc))
+
+        options: dict[str, Any] = found.connect_options()
+        return await nats.connect(self.server.url, error_cb=noted, **options)
+
+    def assert_clean(self, *logs: Path) -> None:
+        """The server refused nothing, and no service (its log in `logs`) was told of a refusal."""
+        assert self.violations() == [], self.violations()
+        for path in logs:
+            text = path.read_text(errors="replace").lower()
+            said = [line for line in text.splitlines() if VIOLATION.lower() in line]
+            assert said == [], (path.name, said)
+
+    def violations(self) -> list[str]:
+        """The server's log lines of refused publishes and subscriptions, so far."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return [line for line in text.splitlines() if VIOLATION in line]
+
+
+def guarded_bus(base: Path) -> Iterator[GuardedBus]:
+    """For a fixture (`yield from guarded_bus(tmp_path)`): started and provisioned, then stopped."""
+    var_dir = base / "var"
+    log = base / "nats.log"
+    server = NatsServer(
+        base / "jetstream",
+        users=nats_users.ensure_passwords(var_dir),
+        permissions=bus_permissions.permissions,
+    ).start(log_file=log)
+    bus = GuardedBus(server, var_dir, log)
+    try:
+        asyncio.run(_provision(bus))
+        yield bus
+    finally:
+        server.stop()
+
+
+async def _provision(bus: GuardedBus) -> None:
+    nc = await nats.connect(bus.operator_url)
+    try:
+        await bus_stores.provision(nc.jetstream())
+    finally:
+        await nc.close()
