@@ -16,7 +16,10 @@ from nats.aio.client import Client
 from switchyard.cli import bus_permissions, bus_stores, nats_users
 from switchyard.cli.processes import NatsServer
 
-VIOLATION = "Permissions Violation"
+# What nats-server logs when it refuses a publish or a subscription ("Publish Violation - Subject ...",
+# "Subscription Violation - ..."), and what nats-py reports to the client ("permissions violation for ...").
+SERVER_SAYS = ("Publish Violation", "Subscription Violation", "Authorization Violation")
+CLIENT_SAYS = "permissions violation"
 
 
 @dataclass
@@ -58,13 +61,13 @@ class GuardedBus:
         assert self.violations() == [], self.violations()
         for path in logs:
             text = path.read_text(errors="replace").lower()
-            said = [line for line in text.splitlines() if VIOLATION.lower() in line]
+            said = [line for line in text.splitlines() if CLIENT_SAYS in line]
             assert said == [], (path.name, said)
 
     def violations(self) -> list[str]:
         """The server's log lines of refused publishes and subscriptions, so far."""
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return [line for line in text.splitlines() if VIOLATION in line]
+        return [line for line in text.splitlines() if any(said in line for said in SERVER_SAYS)]
 
 
 def guarded_bus(base: Path) -> Iterator[GuardedBus]:
