@@ -134,3 +134,38 @@ def administration(http: httpx.Client) -> None:
     _ok(http.post(f"/v1/admin/keys/{key_id}/rotate", json={"grace_s": 0}), 200, 201)
     _ok(http.delete(f"/v1/admin/keys/{key_id}"), 200, 204)
     _ok(http.post(f"/v1/admin/organizations/{org_id}/erase"), 200, 202)
+
+
+def embedding_batch(http: httpx.Client) -> None:
+    """A batch line whose vectors are too large for its result event: kept in the batch vectors' store by
+    the executor, read back by the gateway into the output file."""
+    texts = [f"ticket {n}: my invoice is wrong" for n in range(200)]  # 200 x 384 floats: over 256 KiB
+    line = {
+        "custom_id": "e1",
+        "method": "POST",
+        "url": "/v1/embeddings",
+        "body": {"model": EMBEDDING_MODEL, "input": texts},
+    }
+    made = _ok(
+        http.post(
+            "/v1/files", files={"file": ("e.jsonl", json.dumps(line).encode())}, data={"purpose": "batch"}
+        ),
+        200,
+        201,
+    )
+    ask = {"input_file_id": made["id"], "endpoint": "/v1/embeddings", "completion_window": "24h"}
+    batch = _ok(http.post("/v1/batches", json=ask), 200, 201)
+    done = _until(lambda: (b := _ok(http.get(f"/v1/batches/{batch['id']}")))["status"] == "completed" and b)
+    output = http.get(f"/v1/files/{done['output_file_id']}/content")
+    assert output.status_code == 200 and output.text.count('"embedding":[') == 200, output.text[:300]
+
+
+def response_cache(http: httpx.Client) -> None:
+    """The response cache (`SWITCHYARD_CACHE_ENABLED=true`): an answer stored, then reused exactly and by
+    meaning (the semantic cache embeds the question)."""
+    ask = {**CHAT, "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+    _ok(http.post("/v1/chat/completions", json=ask))
+    again = http.post("/v1/chat/completions", json=ask)
+    assert again.status_code == 200 and again.headers.get("x-switchyard-cache") == "hit", again.headers
+    near = {**CHAT, "messages": [{"role": "user", "content": "What's the capital of France?"}]}
+    _ok(http.post("/v1/chat/completions", json=near))
