@@ -99,3 +99,14 @@ def test_an_invalid_event_is_dead_lettered_by_each_consumer_refused_nothing(
 
     assert wait_for(lambda: {"classifier", "audit"} <= rejected_by(), timeout=60)
     assert _refusals(logs) == []
+
+
+def test_the_siem_exporter_exports_the_ledger_without_the_bus(cached_stack: RunningStack) -> None:
+    """The SIEM exporter runs as part of the audit service (its user) but reads the ledger's database:
+    it needs no right on the bus, and has none of its own."""
+    headers = {"Authorization": f"Bearer {cached_stack.api_key}"}
+    with httpx.Client(base_url=cached_stack.base_url, headers=headers, timeout=120) as http:
+        paths.task_api_and_embeddings(http)
+    exported = cached_stack.var_dir / "siem.jsonl"
+    assert wait_for(lambda: exported.exists() and exported.read_text().count("\n") >= 3, timeout=60)
+    assert _refusals(cached_stack.var_dir / "logs") == []

@@ -37,3 +37,15 @@ def test_no_service_may_create_update_or_delete_a_stream_and_operator_may_do_all
     assert bus_permissions.permissions("operator") is None
     block = bus_permissions.authorization_block()
     assert '{user: "operator", password: $OPERATOR_NATS_PASSWORD}' in block
+
+
+def test_only_the_gateway_and_the_services_that_refuse_unknown_tenants_read_the_tenant_registry() -> None:
+    readers = set()
+    for user in bus_permissions.GRANTS:
+        granted = bus_permissions.permissions(user)
+        assert granted is not None
+        if f"$JS.API.DIRECT.GET.KV_{subjects.KV_TENANTS}" in granted["publish"]["allow"]:  # type: ignore[index]
+            readers.add(user)
+    assert readers == {"gateway", "classifier", "executor"}
+    audit = bus_permissions.permissions("audit")
+    assert audit is not None and subjects.ping_subject("siem-exporter") not in audit["subscribe"]["allow"]  # type: ignore[index]

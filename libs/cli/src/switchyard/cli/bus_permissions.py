@@ -32,6 +32,20 @@ nats-py's KV reads do not show the `Nats-Stream` header that marks them, so no r
 (tests/integration/common/test_bus_guard.py, xfail). Closing that is the server's: the JetStream API
 and the streams in an account of their own, which the users' account imports, so the API's answers go to
 the users' account, where no stream stores them.
+
+Where each path runs under these grants on a real nats-server, failing on any refusal (the server's log:
+"Publish Violation", "Subscription Violation"; a service's: "permissions violation"), in tests/:
+
+| test | paths |
+| --- | --- |
+| e2e/test_bus_permissions_paths.py | the gateway's API (files, batches, stored responses, task API, cache, |
+| | RPCs, admin, erasure), dead letters, the SIEM exporter (it uses no bus) |
+| integration/billing/test_billing_permissions.py | budget alerts, webhook deliveries, retries, erasure |
+| integration/classifier/test_outcomes_permissions.py | the outcome recorder (`classifier-outcomes`) |
+| integration/executor/test_executor_permissions.py | breakers, rate limits, tool state, carried calls; |
+| | the router's health board reading them |
+| integration/common/test_bus_permissions_lag.py | each service's consumer lag |
+| e2e/test_bus_permissions.py | refusals; `operator`'s commands (`classifier promote`) |
 """
 
 from __future__ import annotations
@@ -123,14 +137,7 @@ GRANTS: dict[str, Grant] = {
         processes=("router",),
         events=(s.TASK_ROUTED, RESULTS),
         consumers=(s.ROUTER_CONSUMER.durable, s.ROUTER_STATS_CONSUMER.durable),
-        reads=(
-            s.KV_BUDGETS,
-            s.KV_BUDGET_LIMITS,
-            s.KV_PROVIDERS,
-            s.KV_BREAKERS,
-            s.KV_RATE_LIMITS,
-            s.KV_TENANTS,
-        ),
+        reads=(s.KV_BUDGETS, s.KV_BUDGET_LIMITS, s.KV_PROVIDERS, s.KV_BREAKERS, s.KV_RATE_LIMITS),
         writes=(s.KV_ROUTING_STATS,),
     ),
     "executor": Grant(
@@ -152,13 +159,12 @@ GRANTS: dict[str, Grant] = {
             s.BILLING_WEBHOOKS_CONSUMER.durable,
             s.BILLING_ERASURE_CONSUMER.durable,
         ),
-        reads=(s.KV_TENANTS, s.KV_BUDGET_LIMITS),
+        reads=(s.KV_BUDGET_LIMITS,),
     ),
     "audit": Grant(
-        processes=("audit", "siem-exporter"),
+        processes=("audit",),  # the SIEM exporter (same user) reads the ledger's database, not the bus
         serves=(f"{s.LEDGER_RPC_PREFIX}.>",),
         consumers=(s.AUDIT_CONSUMER.durable,),
-        reads=(s.KV_TENANTS,),
     ),
 }
 
