@@ -106,6 +106,12 @@ def task_api_and_embeddings(http: httpx.Client) -> None:
     _ok(http.delete(f"/v1/tasks/{slow['id']}"), 200, 202)
     vectors = _ok(http.post("/v1/embeddings", json={"model": EMBEDDING_MODEL, "input": ["one", "two"]}))
     assert len(vectors["data"]) == 2
+    texts = [f"ticket {n}: my invoice is wrong" for n in range(200)]  # over the inline limit: the store
+    large = _ok(http.post("/v1/embeddings", json={"model": EMBEDDING_MODEL, "input": texts}))
+    assert len(large["data"]) == 200
+    with http.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as streamed:
+        assert streamed.status_code == 200
+        assert "[DONE]" in "".join(streamed.iter_text())
     _ok(http.post("/v1/feedback", json={"task_id": task["id"], "rating": "good"}), 202)
 
 
