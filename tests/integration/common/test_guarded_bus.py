@@ -35,4 +35,3 @@ async def test_a_refused_publish_is_found_in_the_servers_log(guarded: GuardedBus
     with pytest.raises(AssertionError):
         guarded.assert_clean()
     assert errors and "permissions violation" in errors[0]
-
