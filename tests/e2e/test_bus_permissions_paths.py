@@ -110,3 +110,19 @@ def test_the_siem_exporter_exports_the_ledger_without_the_bus(cached_stack: Runn
     exported = cached_stack.var_dir / "siem.jsonl"
     assert wait_for(lambda: exported.exists() and exported.read_text().count("\n") >= 3, timeout=60)
     assert _refusals(cached_stack.var_dir / "logs") == []
+
+
+def test_the_replicas_follow_heads_the_operator_promotes(cached_stack: RunningStack) -> None:
+    """`switchyard classifier promote` (and `retrain --publish`, which publishes the same way) runs as
+    `operator`; every classifier replica, as `classifier`, watches the pointer, reads the heads' files and
+    reports what it classifies with, which `--wait` waits for."""
+    from switchyard.classifier import artifact
+
+    folder = str(artifact.default_dir())
+    promoted = cached_stack.cli(
+        "classifier", "promote", "--artifact", folder, "--note", "perm-paths", "--wait", "60"
+    )
+    assert promoted.returncode == 0, promoted.stderr
+    heads = cached_stack.cli("classifier", "heads", "--json")
+    assert heads.returncode == 0 and "perm-paths" in heads.stdout, heads.stderr
+    assert _refusals(cached_stack.var_dir / "logs") == []

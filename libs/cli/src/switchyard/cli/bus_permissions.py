@@ -40,6 +40,7 @@ Where each path runs under these grants on a real nats-server, failing on any re
 | --- | --- |
 | e2e/test_bus_permissions_paths.py | the gateway's API (files, batches, stored responses, task API, cache, |
 | | RPCs, admin, erasure), dead letters, the SIEM exporter (it uses no bus) |
+| | classifier heads promoted (the replicas follow them) |
 | integration/billing/test_billing_permissions.py | budget alerts, webhook deliveries, retries, erasure |
 | integration/classifier/test_outcomes_permissions.py | the outcome recorder (`classifier-outcomes`) |
 | integration/executor/test_executor_permissions.py | breakers, rate limits, tool state, carried calls; |
