@@ -181,6 +181,8 @@ def permissions(user: str) -> dict[str, object] | None:
         *grant.events,
         *grant.requests,
         *(s.dlq_subject(process) for process in grant.processes),
+        # its own health check (compose's and Kubernetes' readiness) pings its replicas as this user
+        *(s.ping_subject(process) for process in grant.processes),
         *grant.extra,
     ]
     for durable in grant.consumers:
