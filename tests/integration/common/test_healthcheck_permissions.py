@@ -42,7 +42,7 @@ async def test_each_services_user_may_ping_its_own_service(guarded: GuardedBus) 
         probe = await guarded.connect(service, errors)
         try:
 
-            async def answer(msg: Msg) -> None:
+            async def answer(msg: Msg, service: str = service) -> None:
                 await msg.respond(orjson.dumps({"instance": f"{service}-1", "stopping": False}))
 
             await replica.subscribe(subjects.ping_subject(service), cb=answer)
