@@ -144,7 +144,12 @@ async def run_task(
         await nc.subscribe(subjects.chunk_subject(task_id), cb=on_chunk),
         await nc.subscribe(subjects.result_subject(task_id), cb=on_result),
     ]
-    request = ChatRequest(messages=[ChatMessage(role="user", content=QUESTION)], max_tokens=16, stream=stream)
+    request = ChatRequest(  # a stream as this release's gateway asks for it: its start named (seq 0)
+        messages=[ChatMessage(role="user", content=QUESTION)],
+        max_tokens=16,
+        stream=stream,
+        stream_start=stream or None,
+    )
     task = TaskSubmitted(task_id=task_id, tenant_id="acme", request=request, submitted_at=datetime.now(UTC))
     routed = TaskRouted(
         task=task,

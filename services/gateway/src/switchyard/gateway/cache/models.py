@@ -156,7 +156,7 @@ def _normalised(request: ChatRequest, *, without_user_turns: bool = False) -> di
     # `n` is always 1 and `logprobs` off here (several answers and log probabilities bypass the cache), and
     # both are left out so keys stay what they were.
     body = request.model_dump(
-        mode="json", exclude_none=True, exclude={"stream", "n", "logprobs", "top_logprobs"}
+        mode="json", exclude_none=True, exclude={"stream", "stream_start", "n", "logprobs", "top_logprobs"}
     )
     messages = []
     for message in body.pop("messages"):
