@@ -1,0 +1,73 @@
+"""Content parts of a chat completion's messages, as test_gateway_http.py runs the gateway (its own process on
+a real nats-server and SQLite, the test playing the rest of the pipeline): a text part whose `text` is not a
+string, or an image part whose `image_url` is not an object with a string `url`, is the client's mistake, a
+400 naming the field, as OpenAI answers it, and no task. Before, such a part went on: the Anthropic and Gemini
+adapters sent `text: null` as the text "None" and raised on an `image_url` string (a 502
+`provider_bad_response` for the client's mistake), the OpenAI adapter passed it to the provider as sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.gateway.test_gateway_http import Pipeline, _auth, _error, gateway, pipeline
+
+pytestmark = pytest.mark.integration
+__all__ = ["gateway", "pipeline"]  # fixtures, used by name
+
+URL = "https://example.com/cat.png"
+BAD_PARTS: dict[str, tuple[dict[str, Any], str, str]] = {
+    "text null": ({"type": "text", "text": None}, "invalid_type", "text"),
+    "text a number": ({"type": "text", "text": 1}, "invalid_type", "text"),
+    "text missing": ({"type": "text"}, "missing_field", "text"),
+    "image_url a string": ({"type": "image_url", "image_url": URL}, "invalid_type", "image_url"),
+    "image_url null": ({"type": "image_url", "image_url": None}, "invalid_type", "image_url"),
+    "image_url missing": ({"type": "image_url"}, "missing_field", "image_url"),
+    "url a number": ({"type": "image_url", "image_url": {"url": 1}}, "invalid_type", "image_url.url"),
+    "url missing": ({"type": "image_url", "image_url": {"detail": "low"}}, "missing_field", "image_url.url"),
+    "detail a number": (
+        {"type": "image_url", "image_url": {"url": URL, "detail": 1}},
+        "invalid_type",
+        "image_url.detail",
+    ),
+}
+
+
+def _body(part: dict[str, Any]) -> dict[str, Any]:
+    question = {"type": "text", "text": "What is this?"}
+    return {"model": "auto", "messages": [{"role": "user", "content": [question, part]}]}
+
+
+def _refusal(r: httpx.Response) -> tuple[int, str | None, str | None]:
+    if r.status_code == 200:
+        return 200, None, None
+    return r.status_code, _error(r)["code"], _error(r)["param"]
+
+
+async def test_a_malformed_content_part_is_a_400_naming_its_field_and_no_task(
+    gateway: tuple[str, str], pipeline: Pipeline
+) -> None:
+    base, key = gateway
+    async with httpx.AsyncClient() as c:
+        replies = {
+            name: await c.post(f"{base}/v1/chat/completions", json=_body(part), headers=_auth(key))
+            for name, (part, _, _) in BAD_PARTS.items()
+        }
+    got = {name: _refusal(r) for name, r in replies.items()}
+    expected = {
+        name: (400, code, f"messages.0.content.1.{field}") for name, (_, code, field) in BAD_PARTS.items()
+    }
+    assert got == expected
+    assert {_error(r)["type"] for r in replies.values()} == {"invalid_request_error"}
+    assert pipeline.seen == [], "no malformed part may become a task"
+
+
+async def test_well_formed_text_and_image_parts_still_pass(gateway: tuple[str, str], pipeline: Pipeline) -> None:
+    base, key = gateway
+    image = {"type": "image_url", "image_url": {"url": URL, "detail": "low"}}
+    async with httpx.AsyncClient() as c:
+        r = await c.post(f"{base}/v1/chat/completions", json=_body(image), headers=_auth(key))
+    assert r.status_code == 200, r.text
+    assert pipeline.seen[0].request.messages[0].content == _body(image)["messages"][0]["content"]
