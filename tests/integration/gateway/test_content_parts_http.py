@@ -71,3 +71,35 @@ async def test_well_formed_text_and_image_parts_still_pass(gateway: tuple[str, s
         r = await c.post(f"{base}/v1/chat/completions", json=_body(image), headers=_auth(key))
     assert r.status_code == 200, r.text
     assert pipeline.seen[0].request.messages[0].content == _body(image)["messages"][0]["content"]
+
+
+async def test_a_text_block_without_text_is_a_400_on_the_anthropic_face(
+    gateway: tuple[str, str], pipeline: Pipeline
+) -> None:
+    """Anthropic's API refuses a text block whose `text` is missing or null; before, it went on as an empty
+    text (in the system prompt: dropped), the model answering a question the client did not send."""
+    base, key = gateway
+    question = {"type": "text", "text": "What is this?"}
+    cases = {
+        "messages.0.content.1.text": {"messages": [{"role": "user", "content": [question, {"type": "text"}]}]},
+        "messages.0.content.0.text": {
+            "messages": [{"role": "user", "content": [{"type": "text", "text": None}, question]}]
+        },
+        "system.1.text": {
+            "system": [{"type": "text", "text": "Be brief."}, {"type": "text", "text": None}],
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+    }
+    headers = {**_auth(key), "anthropic-version": "2023-06-01"}
+    async with httpx.AsyncClient() as c:
+        replies = {
+            param: await c.post(
+                f"{base}/v1/messages", json={"model": "auto", "max_tokens": 5, **body}, headers=headers
+            )
+            for param, body in cases.items()
+        }
+    for param, r in replies.items():
+        assert r.status_code == 400, (param, r.text)
+        assert r.json()["type"] == "error"
+        assert (r.json()["error"]["type"], r.json()["error"]["param"]) == ("invalid_request_error", param)
+    assert pipeline.seen == []
