@@ -64,7 +64,9 @@ async def test_a_malformed_content_part_is_a_400_naming_its_field_and_no_task(
     assert pipeline.seen == [], "no malformed part may become a task"
 
 
-async def test_well_formed_text_and_image_parts_still_pass(gateway: tuple[str, str], pipeline: Pipeline) -> None:
+async def test_well_formed_text_and_image_parts_still_pass(
+    gateway: tuple[str, str], pipeline: Pipeline
+) -> None:
     base, key = gateway
     image = {"type": "image_url", "image_url": {"url": URL, "detail": "low"}}
     async with httpx.AsyncClient() as c:
@@ -81,7 +83,9 @@ async def test_a_text_block_without_text_is_a_400_on_the_anthropic_face(
     base, key = gateway
     question = {"type": "text", "text": "What is this?"}
     cases = {
-        "messages.0.content.1.text": {"messages": [{"role": "user", "content": [question, {"type": "text"}]}]},
+        "messages.0.content.1.text": {
+            "messages": [{"role": "user", "content": [question, {"type": "text"}]}]
+        },
         "messages.0.content.0.text": {
             "messages": [{"role": "user", "content": [{"type": "text", "text": None}, question]}]
         },

@@ -195,6 +195,30 @@ async def test_a_conversation_continues_from_another_replica_and_is_read_back_an
     assert unknown.value.body["param"] == "previous_response_id"  # type: ignore[index]
 
 
+async def test_input_items_are_listed_in_openais_shape_however_the_input_was_written(
+    world: World, responder: Responder
+) -> None:
+    """A message sent in the short form (`{"role", "content": "text"}`, no `type`: the SDKs' EasyInputMessage)
+    is listed as OpenAI lists every input message: `type: message`, its text an `input_text` part (an
+    assistant's an `output_text` part); before, it was listed as sent, which the SDK reads as no message."""
+    one = world.client(world.acme, 0)
+    short = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    first = await one.responses.create(model="auto", input=[*short, {"role": "user", "content": "Bye"}])  # type: ignore[list-item]
+    items = [
+        i.model_dump(exclude_none=True) async for i in one.responses.input_items.list(first.id, order="asc")
+    ]
+    assert [(i["type"], i["role"], i["content"]) for i in items] == [
+        ("message", "user", [{"type": "input_text", "text": "Hi"}]),
+        ("message", "assistant", [{"type": "output_text", "text": "Hello", "annotations": []}]),
+        ("message", "user", [{"type": "input_text", "text": "Bye"}]),
+    ]
+    second = await one.responses.create(model="auto", input="Again", previous_response_id=first.id)
+    assert [t for t, _ in responder.messages()] == ["user", "assistant", "user", "assistant", "user"]
+    listed = [i.model_dump(exclude_none=True) async for i in one.responses.input_items.list(second.id)]
+    assert {i["type"] for i in listed} == {"message"} and len(listed) == 5
+    assert all(isinstance(i["content"], list) for i in listed)
+
+
 async def test_a_streamed_tool_call_is_stored_before_its_last_event_and_referenced_by_id(
     world: World, responder: Responder
 ) -> None:

@@ -192,7 +192,9 @@ def _content(
     blocks = [(n, b) for n, b in enumerate(content) if b.type in CONTENT_BLOCKS]
     for n, block in blocks:  # a text block's text is required (Anthropic's 400), not read as ""
         if block.type == "text" and block.text is None:
-            raise InvalidRequest(f"{at}.{n}.text: Field required", code="missing_field", param=f"{at}.{n}.text")
+            raise InvalidRequest(
+                f"{at}.{n}.text: Field required", code="missing_field", param=f"{at}.{n}.text"
+            )
     if len(blocks) <= 1 and all(b.type == "text" and _extra(b, "cache_control") is None for _, b in blocks):
         return blocks[0][1].text or "" if blocks else ""
     parts: list[dict[str, Any]] = []

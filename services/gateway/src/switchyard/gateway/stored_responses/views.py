@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from switchyard.gateway.auth import authenticate
+from switchyard.gateway.conversations import shapes
 from switchyard.gateway.errors import InvalidRequest, NotFound, request_id_of
 from switchyard.gateway.openapi import ERRORS, error_doc
 from switchyard.gateway.state import gateway_of
@@ -90,7 +91,10 @@ async def list_input_items(
     after: str | None = None,
 ) -> InputItemList:
     record, principal = await _stored(request, response_id)
-    listed = page_of(record.input, order=order, after=after, limit=limit, of="response")
+    # as OpenAI lists input items: a message sent in the short form (no `type`, its text a string) is listed
+    # as every message is, `type: message` with its text as a part
+    items = [shapes.kept(item, item["id"]) if "id" in item else item for item in record.input]
+    listed = page_of(items, order=order, after=after, limit=limit, of="response")
     return listed.model_copy(
         update={"data": await for_reader(request, principal, listed.data, once_for=response_id)}
     )
