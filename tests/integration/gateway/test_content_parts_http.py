@@ -107,3 +107,49 @@ async def test_a_text_block_without_text_is_a_400_on_the_anthropic_face(
         assert r.json()["type"] == "error"
         assert (r.json()["error"]["type"], r.json()["error"]["param"]) == ("invalid_request_error", param)
     assert pipeline.seen == []
+
+
+def _tool_turns(use: dict[str, Any], result: dict[str, Any]) -> list[dict[str, Any]]:
+    call = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}, **use}
+    answer = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C", **result}
+    return [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": [call]},
+        {"role": "user", "content": [answer]},
+    ]
+
+
+async def test_tool_blocks_of_the_wrong_types_are_a_400_on_the_anthropic_face(
+    gateway: tuple[str, str], pipeline: Pipeline
+) -> None:
+    """A tool_use's name (and id) is a string and its input an object, a tool_result's content a string or
+    blocks, as Anthropic types them; before, `name: true` went to the model as the tool "True", `input: 1`
+    as the arguments `1`, and a tool_result's `content: true` as the text "True"."""
+    base, key = gateway
+    cases = {
+        "messages.1.content.0.name": _tool_turns({"name": True}, {}),
+        "messages.1.content.0.id": _tool_turns({"id": 7}, {}),
+        "messages.1.content.0.input": _tool_turns({"input": "Paris"}, {}),
+        "messages.2.content.0.content": _tool_turns({}, {"content": True}),
+        "messages.2.content.0.tool_use_id": _tool_turns({}, {"tool_use_id": 1}),
+    }
+    tools = [{"name": "get_weather", "input_schema": {"type": "object"}}]
+    headers = {**_auth(key), "anthropic-version": "2023-06-01"}
+    async with httpx.AsyncClient() as c:
+        replies = {
+            param: await c.post(
+                f"{base}/v1/messages",
+                json={"model": "auto", "max_tokens": 5, "tools": tools, "messages": turns},
+                headers=headers,
+            )
+            for param, turns in cases.items()
+        }
+        well_formed = await c.post(
+            f"{base}/v1/messages",
+            json={"model": "auto", "max_tokens": 5, "tools": tools, "messages": _tool_turns({}, {})},
+            headers=headers,
+        )
+    got = {param: (r.status_code, r.json()["error"].get("param")) for param, r in replies.items()}
+    assert got == {param: (400, param) for param in cases}
+    assert well_formed.status_code == 200, well_formed.text
+    assert len(pipeline.seen) == 1, "only the well-formed request became a task"

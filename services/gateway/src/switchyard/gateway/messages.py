@@ -279,14 +279,15 @@ def chat_messages(message: InputMessage, at: str) -> list[ChatMessage]:
         elif block.type == "tool_use":
             if not _extra(block, "id") or not _extra(block, "name"):
                 raise InvalidRequest("a tool_use block needs an id and a name", param=here)
-            arguments = bounds.json_text(_extra(block, "input") or {}, param=f"{here}.input")
-            call_id, name = str(_extra(block, "id")), str(_extra(block, "name"))
+            call_id, name = _typed(block, "id", str, here), _typed(block, "name", str, here)
+            arguments = bounds.json_text(_typed(block, "input", dict, here) or {}, param=f"{here}.input")
             calls.append(tool_call(call_id, name, arguments, param=here))
         elif block.type == "tool_result":
+            _typed(block, "content", (str, list), here)
             out.append(
                 ChatMessage(
                     role="tool",
-                    tool_call_id=str(_extra(block, "tool_use_id") or ""),
+                    tool_call_id=_typed(block, "tool_use_id", str, here) or "",
                     content=_result_content(block, here),
                     **_mark(_extra(block, "cache_control"), here),
                     **({"is_error": True} if _extra(block, "is_error") is True else {}),
@@ -301,6 +302,15 @@ def chat_messages(message: InputMessage, at: str) -> list[ChatMessage]:
     if content or not out:
         out.append(ChatMessage(role="user", content=content))
     return out
+
+
+def _typed(block: TextBlock, name: str, kind: type[Any] | tuple[type[Any], ...], at: str) -> Any:
+    """A tool block's field, of the JSON type Anthropic types it as (or absent: None), else a 400 naming it
+    (not `str()` of it: `true` is not the tool "True")."""
+    value = _extra(block, name)
+    if value is not None and not isinstance(value, kind):
+        raise InvalidRequest(f"{at}.{name}: not a valid type", code="invalid_type", param=f"{at}.{name}")
+    return value
 
 
 def _thinking_block(block: TextBlock, at: str) -> ThinkingBlock:
