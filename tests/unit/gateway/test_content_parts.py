@@ -9,6 +9,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from switchyard.gateway import responses
 from switchyard.gateway.completions import parse_request
 from switchyard.gateway.errors import InvalidRequest
 
@@ -55,3 +56,27 @@ def test_text_images_pdfs_and_an_assistants_refusal_pass() -> None:
     assert [m.role for m in parsed.messages] == ["user", "assistant", "user"]
     assert parsed.messages[1].content == [{"type": "text", "text": "I cannot say."}]
     assert parsed.messages[0].content[2] == PDF  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("part", "field"),
+    [
+        ({"type": "input_text", "text": None}, "text"),
+        ({"type": "output_text"}, "text"),
+        ({"type": "input_image", "image_url": 1}, "image_url"),
+        ({"type": "refusal", "refusal": []}, "refusal"),
+    ],
+)
+def test_a_responses_part_of_a_served_type_with_a_field_of_another_type_names_the_field(
+    part: dict[str, object], field: str
+) -> None:
+    """The Responses face's parts: a served part whose field is not a string is refused naming that field
+    (`invalid_type`), not as a part of a type not served, which the message listed as served."""
+    sent = {
+        "model": "auto",
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "Hi"}, part]}],
+    }
+    with pytest.raises(InvalidRequest) as err:
+        responses.parse_request(orjson.dumps(sent), max_prompt_chars=1000)
+    assert (err.value.code, err.value.param) == ("invalid_type", f"input.0.content.1.{field}")
+    assert "not supported" not in err.value.message

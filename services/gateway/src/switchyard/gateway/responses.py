@@ -359,6 +359,16 @@ def _image(part: dict[str, Any], where: str) -> dict[str, Any]:
     return {"url": part["image_url"], "detail": detail}
 
 
+# The string field of each part type `_parts` reads text or a URL from.
+_PART_TEXT = {
+    "input_text": "text",
+    "output_text": "text",
+    "text": "text",
+    "input_image": "image_url",
+    "refusal": "refusal",
+}
+
+
 def _parts(content: list[Any], where: str, *, role: str) -> str | list[dict[str, Any]]:
     """Content parts as the pipeline's: text (joined, when that is all), images and PDFs."""
     parts: list[dict[str, Any]] = []
@@ -373,6 +383,9 @@ def _parts(content: list[Any], where: str, *, role: str) -> str | list[dict[str,
         elif kind == "input_file":
             in_user_turns_or_tool_results(role, f"{where}.{n}")
             parts.append(_input_file(part, f"{where}.{n}"))
+        elif kind in _PART_TEXT:  # a served part whose field is of another type: named, as OpenAI names it
+            field = f"{where}.{n}.{_PART_TEXT[kind]}"
+            raise InvalidRequest(f"{field}: expected a string", code="invalid_type", param=field)
         else:
             raise InvalidRequest(
                 f"{where}.{n}: parts of type {shown(kind)} are not supported here (input_text, output_text, "
