@@ -251,6 +251,25 @@ async def test_the_request_speaks_the_providers_protocol(
     assert sent.body["temperature"] == 0.3
 
 
+async def test_a_conversation_of_instructions_only_is_sent_with_a_turn(
+    upstream: Upstream, adapter: StreamingProvider
+) -> None:
+    """OpenAI answers a conversation of system (or developer) messages only; Anthropic refuses a request
+    without messages and Gemini one without contents, so to those the instructions go as the user's turn
+    (sent as the system prompt with no turn, an `auto` request routed to Claude or Gemini failed)."""
+    only = (ChatMessage(role="system", content="Be brief."), ChatMessage(role="developer", content=QUESTION))
+    await adapter.request(ProviderCall(model="model-instructions", messages=only, max_tokens=50))
+    sent = upstream.sent("model-instructions").body
+    if upstream.name == "openai":
+        assert [m["role"] for m in sent["messages"]] == ["system", "developer"]
+    elif upstream.name == "anthropic":
+        assert "system" not in sent
+        assert sent["messages"] == [{"role": "user", "content": f"Be brief.\n\n{QUESTION}"}]
+    else:
+        assert "systemInstruction" not in sent
+        assert sent["contents"] == [{"role": "user", "parts": [{"text": f"Be brief.\n\n{QUESTION}"}]}]
+
+
 ERROR_SCENARIOS = [
     ("error-401", "auth", False),
     ("error-404", "bad_request", False),

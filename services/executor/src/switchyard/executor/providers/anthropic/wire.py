@@ -190,7 +190,9 @@ def split_messages(
     tool results and tools are passed on: they are Anthropic's prompt-cache breakpoints. With `thinking`,
     an assistant turn's thinking blocks lead its content, as Anthropic returned them (without, they are
     left out: a call without thinking takes none). An empty assistant turn before the last message is left
-    out (Anthropic refuses it; the user turns on either side of it are then one turn to Anthropic)."""
+    out (Anthropic refuses it; the user turns on either side of it are then one turn to Anthropic). A
+    conversation of instructions only (OpenAI answers it) goes as the user's turn, with no system prompt:
+    Anthropic refuses a request without messages."""
     system: list[str] = []
     marked: list[dict[str, Any]] = []  # the same as text blocks, sent as such when a part is marked
     out: list[dict[str, Any]] = []
@@ -242,9 +244,11 @@ def split_messages(
             # back): Anthropic refuses an empty turn anywhere but last, and joins the user turns around it
             continue
         out.append({"role": role, "content": content})
-    if any("cache_control" in b for b in marked):
-        return [b for b in marked if b["text"]], out
-    return "\n\n".join(s for s in system if s), out
+    blocks = [b for b in marked if b["text"]] if any("cache_control" in b for b in marked) else None
+    instructions = "\n\n".join(s for s in system if s)
+    if not out and instructions:  # instructions only: Anthropic refuses a request without messages
+        return "", [{"role": "user", "content": blocks or instructions}]
+    return (blocks, out) if blocks is not None else (instructions, out)
 
 
 def _marked(extra: dict[str, Any] | None) -> dict[str, Any]:

@@ -184,7 +184,9 @@ def split_messages(
     Consecutive turns of one role are merged into one content, as the API expects turns to alternate.
     With `signed` (Gemini 3 and later), each function call goes back with the thought signature Gemini
     gave it (`carried`, by tool call id); an assistant turn none of whose calls has one gets the
-    `SKIP_SIGNATURE` sentinel on its first call (of parallel calls, Gemini signs the first)."""
+    `SKIP_SIGNATURE` sentinel on its first call (of parallel calls, Gemini signs the first). A conversation
+    of instructions only (OpenAI answers it) goes as the user's turn: Gemini refuses a request without
+    contents."""
     system: list[str] = []
     contents: list[dict[str, Any]] = []
     names = function_names(messages)
@@ -222,7 +224,10 @@ def split_messages(
             contents[-1]["parts"].extend(parts)
         else:
             contents.append({"role": role, "parts": parts})
-    return "\n\n".join(s for s in system if s), contents
+    instructions = "\n\n".join(s for s in system if s)
+    if not contents and instructions:  # instructions only: Gemini refuses a request without contents
+        return "", [{"role": "user", "parts": [{"text": instructions}]}]
+    return instructions, contents
 
 
 def _sign_text(parts: list[dict[str, Any]], text: str, carried: Mapping[str, Mapping[str, str]]) -> None:
