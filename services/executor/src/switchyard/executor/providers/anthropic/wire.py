@@ -244,11 +244,11 @@ def split_messages(
             # back): Anthropic refuses an empty turn anywhere but last, and joins the user turns around it
             continue
         out.append({"role": role, "content": content})
-    blocks = [b for b in marked if b["text"]] if any("cache_control" in b for b in marked) else None
+    cached = [b for b in marked if b["text"]] if any("cache_control" in b for b in marked) else None
     instructions = "\n\n".join(s for s in system if s)
     if not out and instructions:  # instructions only: Anthropic refuses a request without messages
-        return "", [{"role": "user", "content": blocks or instructions}]
-    return (blocks, out) if blocks is not None else (instructions, out)
+        return "", [{"role": "user", "content": cached or instructions}]
+    return (cached, out) if cached is not None else (instructions, out)
 
 
 def _marked(extra: dict[str, Any] | None) -> dict[str, Any]:
