@@ -3,7 +3,8 @@ a real nats-server and SQLite, the test playing the rest of the pipeline): a tex
 string, or an image part whose `image_url` is not an object with a string `url`, is the client's mistake, a
 400 naming the field, as OpenAI answers it, and no task. Before, such a part went on: the Anthropic and Gemini
 adapters sent `text: null` as the text "None" and raised on an `image_url` string (a 502
-`provider_bad_response` for the client's mistake), the OpenAI adapter passed it to the provider as sent."""
+`provider_bad_response` for the client's mistake), the OpenAI adapter passed it to the provider as sent.
+The same for the Anthropic face's text and tool blocks, and its `tool_choice` forcing a tool with none."""
 
 from __future__ import annotations
 
@@ -153,3 +154,24 @@ async def test_tool_blocks_of_the_wrong_types_are_a_400_on_the_anthropic_face(
     assert got == {param: (400, param) for param in cases}
     assert well_formed.status_code == 200, well_formed.text
     assert len(pipeline.seen) == 1, "only the well-formed request became a task"
+
+
+async def test_a_forced_tool_choice_without_tools_is_a_400_on_the_anthropic_face(
+    gateway: tuple[str, str], pipeline: Pipeline
+) -> None:
+    """`tool_choice` `any` or `tool` forces a call of a tool the request does not offer, as on the chat face
+    (`required` without `tools`); before, it was dropped and the model answered in text."""
+    base, key = gateway
+    headers = {**_auth(key), "anthropic-version": "2023-06-01"}
+    question = {"model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content": "Weather?"}]}
+    async with httpx.AsyncClient() as c:
+        replies = [
+            await c.post(f"{base}/v1/messages", json={**question, "tool_choice": choice}, headers=headers)
+            for choice in ({"type": "any"}, {"type": "tool", "name": "get_weather"})
+        ]
+        auto = await c.post(
+            f"{base}/v1/messages", json={**question, "tool_choice": {"type": "auto"}}, headers=headers
+        )
+    assert [(r.status_code, r.json()["error"]["param"]) for r in replies] == [(400, "tool_choice")] * 2
+    assert auto.status_code == 200, auto.text  # nothing forced: the model answers
+    assert len(pipeline.seen) == 1

@@ -305,8 +305,7 @@ def chat_messages(message: InputMessage, at: str) -> list[ChatMessage]:
 
 
 def _typed(block: TextBlock, name: str, kind: type[Any] | tuple[type[Any], ...], at: str) -> Any:
-    """A tool block's field, of the JSON type Anthropic types it as (or absent: None), else a 400 naming it
-    (not `str()` of it: `true` is not the tool "True")."""
+    """A tool block's field of the JSON type Anthropic types it as (or None), else a 400 naming it."""
     value = _extra(block, name)
     if value is not None and not isinstance(value, kind):
         raise InvalidRequest(f"{at}.{name}: not a valid type", code="invalid_type", param=f"{at}.{name}")
@@ -349,6 +348,8 @@ def pipeline_tools(
 ) -> tuple[list[ToolSpec] | None, str | dict[str, Any] | None, bool | None]:
     """Anthropic's tools and tool_choice in the pipeline's (OpenAI's) terms."""
     if not parsed.tools:
+        if (forced := parsed.tool_choice) is not None and forced.type in ("any", "tool"):
+            raise InvalidRequest(f"tool_choice {forced.type!r} needs `tools`", param="tool_choice")
         return None, None, None
     tools = [
         ToolSpec(
