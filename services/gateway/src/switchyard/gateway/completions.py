@@ -24,6 +24,7 @@ from switchyard.common.ids import new_id
 from switchyard.common.streaming import Chunk, ToolCallPiece
 from switchyard.gateway import bounds, key_policy
 from switchyard.gateway.bodies import json_object, validated
+from switchyard.gateway.content_parts import check_content_parts
 from switchyard.gateway.errors import (
     InvalidRequest,
     TaskTimeout,
@@ -33,7 +34,6 @@ from switchyard.gateway.schemas import (
     UNSUPPORTED,
     ChatCompletionRequest,
     Unsupported,
-    check_content_parts,
     check_logprobs,
     check_prompt_size,
     check_tool_turns,
