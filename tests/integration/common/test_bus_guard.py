@@ -21,7 +21,7 @@ from pydantic import SecretStr
 
 from switchyard.cli import bus_permissions, bus_stores, nats_users
 from switchyard.cli.processes import NatsServer
-from switchyard.common import bus, bus_guard, subjects
+from switchyard.common import bus, bus_guard, kv_guard, subjects
 from switchyard.common.bus_auth import NatsCredentials
 from switchyard.common.events import TaskCancelled
 
@@ -135,12 +135,10 @@ async def test_the_gateways_own_cancellation_is_heard(users: dict[str, Client]) 
     assert not any(bus_guard.refused(m, subscription=subjects.TASK_CANCELLED) for m in heard)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: a direct get answered to `$KV.<any bucket>.<key>` is stored there (README, Trust); "
-    "this passes once the bus stops it",
-)
-async def test_a_direct_get_cannot_write_into_a_bucket_its_user_may_not(users: dict[str, Client]) -> None:
+async def test_a_revision_a_direct_get_writes_where_its_user_may_not_is_refused(
+    users: dict[str, Client],
+) -> None:
+    """The bus still stores it (nats-server checks no reply subject): its readers refuse it (kv_guard)."""
     executor = users["executor"]
     await (await executor.jetstream().key_value(BUCKET)).put(KEY, b'{"status": "forged"}')
     # the executor may read the tenants' bucket, never write it
@@ -149,5 +147,11 @@ async def test_a_direct_get_cannot_write_into_a_bucket_its_user_may_not(users: d
     await executor.flush()
     await asyncio.sleep(0.5)
     tenants = await users["gateway"].jetstream().key_value(subjects.KV_TENANTS)
-    with pytest.raises(nats.js.errors.KeyNotFoundError):
-        await tenants.get("forged")
+    assert (await tenants.get("forged")).value == b'{"status": "forged"}'  # stored, a put to nats-py
+    with pytest.raises(kv_guard.ForgedEntry):
+        await kv_guard.read(tenants, "forged")
+    watcher = await kv_guard.watch(tenants)
+    try:
+        assert await watcher.updates(timeout=5) is None  # nothing but the end of the initial values
+    finally:
+        await watcher.stop()
