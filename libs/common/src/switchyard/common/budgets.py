@@ -13,7 +13,7 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
-from switchyard.common import kv, subjects
+from switchyard.common import kv, kv_guard, subjects
 
 
 class BudgetHeadroom(BaseModel):
@@ -35,8 +35,9 @@ async def write_headroom(bucket: KeyValue, tenant_id: str, headroom: BudgetHeadr
 
 
 async def read_headroom(bucket: KeyValue, tenant_id: str) -> float | None:
-    """USD left, or None for no limit."""
-    value, _ = await kv.read(bucket, kv.safe_key(tenant_id))
+    """USD left, or None for no limit; raises kv_guard.ForgedEntry for a revision the gateway did not
+    write (the server stored it on a client's behalf)."""
+    value, _ = await kv_guard.read(bucket, kv.safe_key(tenant_id))
     if not value:
         return None
     return BudgetHeadroom.model_validate_json(value).headroom_usd
@@ -67,8 +68,9 @@ async def write_limit(bucket: KeyValue, key: str, micro_usd: int | None) -> None
 
 
 async def read_limit(bucket: KeyValue, key: str) -> int | None:
-    """The ceiling in micro-USD, or None (no limit, or none published yet)."""
-    value, _ = await kv.read(bucket, key)
+    """The ceiling in micro-USD, or None (no limit, or none published yet); raises kv_guard.ForgedEntry
+    for a revision the gateway did not write."""
+    value, _ = await kv_guard.read(bucket, key)
     if not value:
         return None
     return BudgetLimit.model_validate_json(value).micro_usd

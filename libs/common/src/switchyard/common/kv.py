@@ -24,7 +24,7 @@ import re
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from nats.js import JetStreamContext
@@ -114,19 +114,27 @@ async def read(kv: KeyValue, key: str) -> tuple[bytes | None, int | None]:
 _LOCKS: dict[tuple[int, str], asyncio.Lock] = {}
 
 
-async def update(kv: KeyValue, key: str, change: Callable[[bytes | None], tuple[bytes | None, T]]) -> T:
+Reader = Callable[[KeyValue, str], Awaitable[tuple[bytes | None, int | None]]]
+
+
+async def update(
+    kv: KeyValue, key: str, change: Callable[[bytes | None], tuple[bytes | None, T]], *, reader: Reader = read
+) -> T:
     """Compare-and-set: `change(current)` returns (new value or None to leave it, result); retried on a
-    conflict with another writer. Returns the result of the `change` call that took effect."""
+    conflict with another writer. Returns the result of the `change` call that took effect. `reader`
+    reads the current (value, revision): `kv_guard.read_over` takes a forged revision for no value."""
     lock = _LOCKS.setdefault((id(kv), key), asyncio.Lock())
     try:
         async with lock:
-            return await _update(kv, key, change)
+            return await _update(kv, key, change, reader)
     finally:
         if not lock.locked() and not getattr(lock, "_waiters", None):
             _LOCKS.pop((id(kv), key), None)
 
 
-async def _update(kv: KeyValue, key: str, change: Callable[[bytes | None], tuple[bytes | None, T]]) -> T:
+async def _update(
+    kv: KeyValue, key: str, change: Callable[[bytes | None], tuple[bytes | None, T]], read: Reader
+) -> T:
     known = _KNOWN.setdefault(kv, OrderedDict())
     remembered = known.get(key)
     fresh = remembered is None

@@ -62,6 +62,10 @@ WATCH_IDLE_S = 5 * 60.0  # a watch's consumer goes this long after its client do
 class ForgedEntry(Exception):
     """The key's newest revision was stored by the server on a client's behalf (counted, logged)."""
 
+    def __init__(self, bucket: str, key: str, revision: int | None) -> None:
+        super().__init__(f"{bucket}/{key} revision {revision}")
+        self.revision = revision
+
 
 def forged(headers: Mapping[str, str] | None, value: bytes | None) -> bool:
     """True when a stored KV revision with these headers and value is a server's answer, not a write."""
@@ -103,10 +107,19 @@ async def read(bucket: KeyValue, key: str) -> tuple[bytes | None, int | None]:
     headers = msg.headers
     if forged(headers, msg.data):
         refuse(name, key, msg.seq)
-        raise ForgedEntry(f"{name}/{key} revision {msg.seq}")
+        raise ForgedEntry(name, key, msg.seq)
     if _operation(headers) in (KV_DEL, KV_PURGE):
         return None, None
     return msg.data or b"", msg.seq
+
+
+async def read_over(bucket: KeyValue, key: str) -> tuple[bytes | None, int | None]:
+    """`read` for a writer's compare-and-set (`kv.update(..., reader=read_over)`): a forged revision is
+    no value, and the writer's write replaces it."""
+    try:
+        return await read(bucket, key)
+    except ForgedEntry as forged_entry:
+        return None, forged_entry.revision
 
 
 async def watch(bucket: KeyValue, keys: str = ">", *, include_history: bool = False) -> KeyValue.KeyWatcher:

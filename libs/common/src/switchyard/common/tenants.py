@@ -12,6 +12,10 @@ created a millisecond ago may not have reached the watch yet).
 Until the registry is kept (a deployment upgraded with no gateway started yet; the pipeline's own tests,
 which start no gateway) every tenant passes, as before: `SWITCHYARD_TENANT_CHECK=on` refuses every tenant
 the registry does not list even then, `off` never checks.
+
+Every read goes through kv_guard: a revision the server stored on a client's behalf (any user that may
+read a bucket can have one written, README "Trust") is skipped, so a reader keeps what it knew of that
+tenant, and a writer's compare-and-set takes it for no value and writes over it.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import orjson
 from nats.js import JetStreamContext
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from switchyard.common import bus, kv, subjects
+from switchyard.common import bus, kv, kv_guard, subjects
 from switchyard.common.errors import SwitchyardError, TransientError
 from switchyard.common.events import TaskFailed, TaskSubmitted
 
@@ -104,7 +108,7 @@ async def put(bucket: KeyValue, entry: Entry) -> bool:
         name = entry.name or (known.name if known is not None else "")
         return Entry(entry.tenant_id, entry.status, name, entry.at or _now()).dumps(), True
 
-    return await kv.update(bucket, key_of(entry.tenant_id), change)
+    return await kv.update(bucket, key_of(entry.tenant_id), change, reader=kv_guard.read_over)
 
 
 async def register(bucket: KeyValue, tenant_id: str, *, name: str = "") -> bool:
@@ -117,14 +121,14 @@ async def erase(bucket: KeyValue, tenant_id: str, *, name: str = "") -> bool:
 
 async def mark_kept(bucket: KeyValue, *, by: str) -> None:
     """From now on the pipeline refuses the tenants the registry does not list (mode `auto`)."""
-    current, _ = await kv.read(bucket, KEPT)
+    current, _ = await kv_guard.read_over(bucket, KEPT)
     if current is None:
         await bucket.put(KEPT, orjson.dumps({"by": by, "at": _now()}))
 
 
 async def entries(bucket: KeyValue) -> list[Entry]:
     """Every tenant of the registry (a read per key: exact, for listings)."""
-    found = [parse((await kv.read(bucket, key))[0]) for key in await kv.keys(bucket, _PREFIX)]
+    found = [parse((await kv_guard.read_over(bucket, key))[0]) for key in await kv.keys(bucket, _PREFIX)]
     return sorted((e for e in found if e is not None), key=lambda e: e.tenant_id)
 
 
@@ -133,7 +137,7 @@ async def glimpse(bucket: KeyValue) -> dict[str, Entry]:
     takes a round trip each), best effort: nats-py's watch may end its initial values early (kv.keys), so
     a caller writes what it misses through `put`, which reads the stored value first."""
     found: dict[str, Entry] = {}
-    watcher = await bucket.watch(f"{_PREFIX}>")
+    watcher = await kv_guard.watch(bucket, f"{_PREFIX}>")
     try:
         async for item in watcher:
             if item is None:  # the end of the initial values
@@ -148,7 +152,8 @@ async def glimpse(bucket: KeyValue) -> dict[str, Entry]:
 
 
 async def is_kept(bucket: KeyValue) -> bool:
-    value, _ = await kv.read(bucket, KEPT)
+    """Raises kv_guard.ForgedEntry when the marker's newest revision is forged."""
+    value, _ = await kv_guard.read(bucket, KEPT)
     return value is not None
 
 
@@ -176,7 +181,7 @@ class TenantCheck:
         """Reads the registry whole (the watch's initial values), then follows it."""
         if self.mode == "off" or self._bucket is None or self._task is not None:
             return
-        self._watcher = await self._bucket().watchall()
+        self._watcher = await kv_guard.watch(self._bucket())
         loaded = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._follow(self._watcher, loaded), name="tenant-registry")
         with contextlib.suppress(TimeoutError):
@@ -244,7 +249,14 @@ class TenantCheck:
 
     async def _read(self, tenant_id: str) -> Status | None:
         assert self._bucket is not None
-        value, _ = await kv.read(self._bucket(), key_of(tenant_id))
+        try:
+            value, _ = await kv_guard.read(self._bucket(), key_of(tenant_id))
+        except kv_guard.ForgedEntry:  # not a writer's: what this replica knew holds (nothing: refused)
+            known = self._known.get(tenant_id)
+            if known is None:
+                return None
+            self._known[tenant_id] = (known[0], self._clock())
+            return known[0]
         entry = parse(value)
         if entry is None:  # not cached: one created a moment later is read again, not refused from memory
             self._known.pop(tenant_id, None)
@@ -259,7 +271,7 @@ class TenantCheck:
         assert self._bucket is not None
         try:
             self._kept = (await is_kept(self._bucket()), now)
-        except (nats.errors.Error, OSError, TimeoutError) as exc:
+        except (nats.errors.Error, OSError, TimeoutError, kv_guard.ForgedEntry) as exc:
             log.warning(
                 "tenant registry unreadable (%r): taken as %s still", exc, "kept" if kept else "not kept"
             )

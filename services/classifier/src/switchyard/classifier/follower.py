@@ -14,6 +14,10 @@ The watch only wakes the replica up; every `poll_s` it also reads the key, so a 
 (a nats-server restart ends it silently) delays a promotion by at most that long, and a change found by
 the poll, not the watch, makes it watch anew. Each replica writes what it runs into KV_CLASSIFIER_REPLICAS
 (`switchyard classifier heads` lists them), renewed every `report_s`.
+
+The pointer is read through kv_guard (the watch only wakes the replica): a revision the server stored on a
+client's behalf (README, Trust) is refused like heads that fail a check (`reason="forged"`), and the files
+of any pointer are checked against its sha256s, so neither a forged pointer nor a forged object is run.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from nats.js.kv import KeyValue
 
 from switchyard.classifier import artifact, metrics, promotion
 from switchyard.classifier.classify import Classifier, Live
-from switchyard.common import kv
+from switchyard.common import kv, kv_guard
 from switchyard.common.background import cancel
 
 log = logging.getLogger(__name__)
@@ -111,7 +115,16 @@ class HeadsFollower:
     async def check(self) -> bool:
         """Acts on the pointer if it changed since the last look (True); renews the status entry when due."""
         assert self._heads is not None
-        value, revision = await kv.read(self._heads, promotion.KEY)
+        try:
+            value, revision = await kv_guard.read(self._heads, promotion.KEY)
+        except kv_guard.ForgedEntry as forged:
+            if forged.revision == self._seen:
+                return False
+            self._seen = forged.revision
+            why = "stored by the server on a client's behalf, not promoted"
+            self._refuse("forged", f"revision {forged.revision}", why, self.classifier.live)
+            await self._report()
+            return True
         if revision != self._seen:
             done = await self._apply(value, revision)
             if done:

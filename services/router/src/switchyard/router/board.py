@@ -14,7 +14,7 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from switchyard.common import kv, subjects
+from switchyard.common import kv, kv_guard, subjects
 from switchyard.common.budgets import read_headroom
 from switchyard.common.policy import Policy
 from switchyard.common.providers import BreakerRecord, RateRecord
@@ -101,7 +101,10 @@ class HealthBoard:
         cached = self._budgets.get(tenant_id)
         if cached is not None and now - cached[0] < self._refresh_s:
             return cached[1]
-        value = await read_headroom(await self._bucket(subjects.KV_BUDGETS), tenant_id)
+        try:
+            value = await read_headroom(await self._bucket(subjects.KV_BUDGETS), tenant_id)
+        except kv_guard.ForgedEntry:  # not the gateway's: what was read before holds (none: no limit known)
+            value = cached[1] if cached is not None else None
         self._budgets[tenant_id] = (now, value)
         return value
 

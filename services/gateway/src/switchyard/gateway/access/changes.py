@@ -17,7 +17,7 @@ from collections.abc import Callable
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from switchyard.common import kv, subjects
+from switchyard.common import kv, kv_guard, subjects
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class AuthChanges:
         await self._kv.put(f"{kind}.{ident}", str(time.time()).encode())
 
     async def start(self) -> None:
-        watcher = await self._kv.watchall()
+        watcher = await kv_guard.watch(self._kv)  # a forged revision drops no cache
         self._task = asyncio.create_task(self._follow(watcher), name="auth-changes")
 
     async def stop(self) -> None:

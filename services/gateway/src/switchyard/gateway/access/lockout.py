@@ -25,7 +25,7 @@ from typing import Literal
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from switchyard.common import ids, subjects
+from switchyard.common import ids, kv_guard, subjects
 from switchyard.common.bus import EventPublisher
 from switchyard.common.events import AuthFailureRecorded
 from switchyard.common.leases import IntCounters
@@ -93,7 +93,7 @@ class Lockout:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        watcher = await self._kv.watch(f"{BLOCK_PREFIX}.>")
+        watcher = await kv_guard.watch(self._kv, f"{BLOCK_PREFIX}.>")
         self._task = asyncio.create_task(self._follow(watcher), name="auth-lockout")
 
     async def stop(self) -> None:

@@ -10,7 +10,7 @@ import orjson
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from switchyard.common import kv, subjects
+from switchyard.common import kv, kv_guard, subjects
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,8 @@ class Control:
         await self._kv.put(THROTTLE_KEY, orjson.dumps({"requests_per_min": requests_per_min}))
 
     async def start(self) -> None:
-        watcher = await self._kv.watch(THROTTLE_KEY)
+        # its history (5 revisions): a forged newest one is skipped, and the last one set stays in force
+        watcher = await kv_guard.watch(self._kv, THROTTLE_KEY, include_history=True)
         self._task = asyncio.create_task(self._follow(watcher), name="gateway-control")
 
     async def stop(self) -> None:
