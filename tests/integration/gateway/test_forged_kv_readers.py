@@ -1,0 +1,128 @@
+"""The readers whose KV value grants, revokes or redirects something refuse a revision the server stored on
+a client's behalf (real nats-server 2.15 under the embedded run's permissions). The executor's user, which
+may write the breakers' bucket and only read the tenant registry (and nothing of the gateway's control,
+auth-change or lockout buckets), has the server copy a value it wrote into those buckets (a direct get
+answered to `$KV.<bucket>.<key>`). The tenant check (the classifier's and executor's), the gateway's
+throttle, auth changes and lockout keep what they held; their writers' puts and deletes still come
+through."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+
+from switchyard.common import subjects, tenants
+from switchyard.gateway.access.changes import AuthChanges
+from switchyard.gateway.access.lockout import BLOCK_PREFIX, Lockout
+from switchyard.gateway.limits.control import THROTTLE_KEY, Control
+from tests.support.guarded_bus import GuardedBus, guarded_bus
+
+pytestmark = pytest.mark.integration
+OWN = subjects.KV_BREAKERS  # the executor writes it
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[GuardedBus]:
+    yield from guarded_bus(tmp_path)
+
+
+@pytest.fixture
+async def clients(guarded: GuardedBus) -> AsyncIterator[dict[str, Client]]:
+    opened = {user: await guarded.connect(user) for user in ("executor", "gateway")}
+    yield opened
+    for nc in opened.values():
+        await nc.close()
+    guarded.assert_clean()
+
+
+async def forge(executor: Client, bucket: str, key: str, value: bytes) -> None:
+    """Has the server store `value` as the newest revision of `key` in `bucket`, as the executor."""
+    own = await executor.jetstream().key_value(OWN)
+    await own.put("bait", value)
+    await executor.publish(f"$JS.API.DIRECT.GET.KV_{OWN}.$KV.{OWN}.bait", reply=f"$KV.{bucket}.{key}")
+    await executor.flush()
+    await asyncio.sleep(0.3)
+
+
+async def test_a_forged_registry_entry_is_refused_by_the_tenant_check(clients: dict[str, Client]) -> None:
+    registry = await tenants.registry_bucket(clients["gateway"].jetstream())
+    await tenants.register(registry, "acme")
+    await tenants.mark_kept(registry, by="gateway")
+    now = [0.0]
+    check = tenants.TenantCheck(lambda: registry_as_executor, mode="auto", trust_s=60.0, clock=lambda: now[0])
+    registry_as_executor = await clients["executor"].jetstream().key_value(subjects.KV_TENANTS)
+    await check.start()
+    try:
+        assert await check.refusal("acme") is None
+        erased = tenants.Entry("acme", "erased").dumps()
+        await forge(clients["executor"], subjects.KV_TENANTS, tenants.key_of("acme"), erased)
+        active = tenants.Entry("mallory", "active").dumps()
+        await forge(clients["executor"], subjects.KV_TENANTS, tenants.key_of("mallory"), active)
+        assert await check.refusal("acme") is None  # the watch skipped it
+        now[0] += 120.0  # past its trust: read from the server, which holds the forged revision
+        assert await check.refusal("acme") is None
+        assert "is no organisation" in (await check.refusal("mallory") or "")
+        # the gateway's own writes go through, over the forged revision too
+        assert await tenants.register(registry, "acme", name="Acme") is True
+        assert await tenants.erase(registry, "acme") is True
+        await asyncio.sleep(0.2)
+        assert "was erased" in (await check.refusal("acme") or "")
+    finally:
+        await check.stop()
+
+
+async def test_a_forged_throttle_is_refused_and_the_last_one_set_stays(clients: dict[str, Client]) -> None:
+    js = clients["gateway"].jetstream()
+    operator = Control(await js.key_value(subjects.KV_GATEWAY_CONTROL))
+    await operator.set_throttle(100)
+    replica = Control(await js.key_value(subjects.KV_GATEWAY_CONTROL))
+    await replica.start()
+    try:
+        await asyncio.sleep(0.2)
+        assert replica.throttle == 100
+        await forge(
+            clients["executor"], subjects.KV_GATEWAY_CONTROL, THROTTLE_KEY, b'{"requests_per_min": 1}'
+        )
+        assert replica.throttle == 100
+        later = Control(await js.key_value(subjects.KV_GATEWAY_CONTROL))  # a replica started since
+        await later.start()
+        await asyncio.sleep(0.3)
+        assert later.throttle == 100
+        await later.stop()
+        await operator.set_throttle(None)  # the operator's switch still applies
+        await asyncio.sleep(0.2)
+        assert replica.throttle is None
+    finally:
+        await replica.stop()
+
+
+async def test_a_forged_auth_change_or_block_is_refused(clients: dict[str, Client]) -> None:
+    js = clients["gateway"].jetstream()
+    dropped: list[tuple[str, str]] = []
+    changes = AuthChanges(await js.key_value(subjects.KV_AUTH_CHANGES), lambda k, i: dropped.append((k, i)))
+    lockout = Lockout(await js.key_value(subjects.KV_GATEWAY_LIMITS), None)
+    await changes.start()
+    await lockout.start()
+    try:
+        await asyncio.sleep(0.2)
+        until = str(time.time() + 3600).encode()
+        await forge(clients["executor"], subjects.KV_AUTH_CHANGES, "key.victim", until)
+        await forge(
+            clients["executor"], subjects.KV_GATEWAY_LIMITS, f"{BLOCK_PREFIX}.prefix.sk-victim", until
+        )
+        assert dropped == []
+        assert not lockout.blocks_prefix("sk-victim")
+        # the gateway's own
+        await changes.announce("key", "revoked")
+        await (await js.key_value(subjects.KV_GATEWAY_LIMITS)).put(f"{BLOCK_PREFIX}.prefix.sk-guess", until)
+        await asyncio.sleep(0.2)
+        assert dropped == [("key", "revoked"), ("key", "revoked")]  # its own cache, then the watch
+        assert lockout.blocks_prefix("sk-guess")
+    finally:
+        await changes.stop()
+        await lockout.stop()
