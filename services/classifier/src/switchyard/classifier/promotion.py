@@ -26,7 +26,7 @@ from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field, ValidationError
 
 from switchyard.classifier import artifact
-from switchyard.common import kv, objects, provisioning, subjects
+from switchyard.common import kv, kv_guard, objects, provisioning, subjects
 from switchyard.common.errors import ConfigurationError
 
 KEY = "live"
@@ -207,7 +207,7 @@ async def live(js: JetStreamContext) -> tuple[Promoted | None, int | None]:
         bucket = await js.key_value(subjects.KV_CLASSIFIER_HEADS)
     except BucketNotFoundError:
         return None, None
-    value, revision = await kv.read(bucket, KEY)
+    value, revision = await kv_guard.read_over(bucket, KEY)  # a forged revision: nothing promoted
     return parse(value), revision
 
 
@@ -282,7 +282,7 @@ async def set_live(
         new = decide(parse(value))
         return new.model_dump_json().encode(), new
 
-    promoted = await kv.update(bucket, KEY, change)
+    promoted = await kv.update(bucket, KEY, change, reader=kv_guard.read_over)
     await prune(js, [promoted.ref(), *promoted.before])
     return promoted
 

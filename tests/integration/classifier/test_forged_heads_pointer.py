@@ -1,0 +1,72 @@
+"""A classifier replica refuses a heads pointer the server stored on a client's behalf (real nats-server
+under the embedded run's permissions, the classifier as a process). Only `operator` may write the pointer;
+the classifier's own user, which writes its status bucket and only reads the pointer, has the server copy a
+pointer it wrote there into `live` (a direct get answered to `$KV.<heads>.live`), naming heads that sit in
+the object store but were never promoted. The replica keeps its heads and says why in its status entry."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nats
+import pytest
+
+from switchyard.classifier import artifact, promotion
+from switchyard.common import subjects
+from tests.integration.classifier.test_heads_promotion import started, tilted, until
+from tests.support.bus_services import BusService
+from tests.support.guarded_bus import GuardedBus, guarded_bus
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[GuardedBus]:
+    yield from guarded_bus(tmp_path)
+
+
+async def test_a_forged_pointer_is_refused_and_the_heads_stay(guarded: GuardedBus, tmp_path: Path) -> None:
+    shipped = artifact.load()
+    folder = artifact.save(
+        tmp_path / "never-promoted", tilted(shipped, "heads-never-promoted"), dict(shipped.manifest)
+    )
+    files = promotion.read_folder(folder)
+    operator = await nats.connect(guarded.operator_url)
+    classifier = await guarded.connect("classifier")
+    env = {
+        **guarded.env("classifier"),
+        "SWITCHYARD_INSTANCE": "cl-1",
+        "SWITCHYARD_CLASSIFIER_PROMOTION_POLL_S": "1",
+    }
+    replica = BusService("classifier", env=env, log_path=tmp_path / "cl-1.log", ping_url=guarded.operator_url)
+    try:
+        js = operator.jetstream()
+        await promotion.upload(js, files)  # in the store, not in force
+        before = await started(replica, js)
+        pointer = promotion.promoted_after(None, files.ref, at=datetime.now(UTC))
+        own = await classifier.jetstream().key_value(subjects.KV_CLASSIFIER_REPLICAS)
+        await own.put("bait", pointer.model_dump_json().encode())
+        await classifier.publish(
+            f"$JS.API.DIRECT.GET.KV_{subjects.KV_CLASSIFIER_REPLICAS}.$KV.{subjects.KV_CLASSIFIER_REPLICAS}.bait",
+            reply=f"$KV.{subjects.KV_CLASSIFIER_HEADS}.{promotion.KEY}",
+        )
+        await classifier.flush()
+        await own.delete("bait")
+        now = await until(js, lambda r: r.instance == "cl-1" and r.refused is not None, timeout=20)
+        assert "forged" in (now.refused or "") or "client's behalf" in (now.refused or ""), now.refused
+        await asyncio.sleep(2.5)  # two polls more: still not loaded
+        now = await until(js, lambda r: r.instance == "cl-1")
+        assert now.heads_version == before.heads_version != "heads-never-promoted"
+        # the operator's promotion still goes live, over the forged revision
+        await promotion.promote(js, files)
+        await until(
+            js, lambda r: r.instance == "cl-1" and r.heads_version == "heads-never-promoted", timeout=30
+        )
+    finally:
+        replica.stop()
+        await classifier.close()
+        await operator.close()
+    guarded.assert_clean(tmp_path / "cl-1.log")
