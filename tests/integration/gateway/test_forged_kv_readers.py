@@ -3,8 +3,8 @@ a client's behalf (real nats-server 2.15 under the embedded run's permissions). 
 may write the breakers' bucket and only read the tenant registry (and nothing of the gateway's control,
 auth-change or lockout buckets), has the server copy a value it wrote into those buckets (a direct get
 answered to `$KV.<bucket>.<key>`). The tenant check (the classifier's and executor's), the gateway's
-throttle, auth changes and lockout keep what they held; their writers' puts and deletes still come
-through."""
+throttle, auth changes and lockout keep what they held, and a forged cached answer is a miss; their
+writers' puts and deletes still come through."""
 
 from __future__ import annotations
 
@@ -17,8 +17,11 @@ import pytest
 from nats.aio.client import Client
 
 from switchyard.common import subjects, tenants
+from switchyard.common.events import Usage
 from switchyard.gateway.access.changes import AuthChanges
 from switchyard.gateway.access.lockout import BLOCK_PREFIX, Lockout
+from switchyard.gateway.cache.exact import ExactStore, answer_key
+from switchyard.gateway.cache.models import CachedAnswer
 from switchyard.gateway.limits.control import THROTTLE_KEY, Control
 from tests.support.guarded_bus import GuardedBus, guarded_bus
 
@@ -126,3 +129,27 @@ async def test_a_forged_auth_change_or_block_is_refused(clients: dict[str, Clien
     finally:
         await changes.stop()
         await lockout.stop()
+
+
+async def test_a_forged_cached_answer_is_a_miss(clients: dict[str, Client]) -> None:
+    store = ExactStore(await clients["gateway"].jetstream().key_value(subjects.KV_CACHE))
+    now = time.time()
+    answer = CachedAnswer(
+        tenant_id="acme",
+        key="k1",
+        source_task_id="t1",
+        model="m",
+        provider="p",
+        tier="standard",
+        content="whatever the forger chose",
+        finish_reason="stop",
+        usage=Usage(prompt_tokens=1, completion_tokens=1, total_tokens=2),
+        created_at=now,
+        expires_at=now + 3600,
+    )
+    where = answer_key("acme", "k1")
+    await forge(clients["executor"], subjects.KV_CACHE, where, answer.model_dump_json().encode())
+    assert await store.get("acme", "k1") is None
+    legit = answer.model_copy(update={"content": "the model's answer"})
+    await store.put(legit)
+    assert (await store.get("acme", "k1")) == legit

@@ -13,11 +13,11 @@ from __future__ import annotations
 import time
 
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from switchyard.common import kv, subjects
+from switchyard.common import kv, kv_guard, subjects
 from switchyard.gateway.cache.models import CachedAnswer
 
 
@@ -57,12 +57,14 @@ class ExactStore:
     ) -> CachedAnswer | None:
         """The tenant's live answer under `key`: a chat answer, or with `embedding` an embedding's; with
         `ttl_s` (the reader's TTL), only one kept less than that long ago."""
-        try:
-            entry = await self._kv.get(answer_key(tenant_id, key, embedding=embedding))
-        except KeyNotFoundError:
+        try:  # a revision the server stored on a client's behalf is a miss, never served (kv_guard)
+            value, _ = await kv_guard.read(self._kv, answer_key(tenant_id, key, embedding=embedding))
+        except kv_guard.ForgedEntry:
+            return None
+        if value is None:
             return None
         try:
-            answer = CachedAnswer.model_validate_json(entry.value or b"")
+            answer = CachedAnswer.model_validate_json(value)
         except ValidationError:
             return None
         if answer.tenant_id != tenant_id or answer.key != key or (answer.embedding is not None) != embedding:
