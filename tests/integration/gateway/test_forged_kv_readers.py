@@ -3,8 +3,8 @@ a client's behalf (real nats-server 2.15 under the embedded run's permissions). 
 may write the breakers' bucket and only read the tenant registry (and nothing of the gateway's control,
 auth-change or lockout buckets), has the server copy a value it wrote into those buckets (a direct get
 answered to `$KV.<bucket>.<key>`). The tenant check (the classifier's and executor's), the gateway's
-throttle, auth changes and lockout keep what they held, and a forged cached answer is a miss; their
-writers' puts and deletes still come through."""
+throttle, auth changes and lockout keep what they held, a forged cached answer is a miss, a forged open
+breaker stops no call; their writers' puts and deletes still come through."""
 
 from __future__ import annotations
 
@@ -16,8 +16,11 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
-from switchyard.common import subjects, tenants
+from switchyard.common import kv, subjects, tenants
 from switchyard.common.events import Usage
+from switchyard.common.providers import BreakerRecord
+from switchyard.executor.resilience.breaker import BreakerConfig, BreakerState
+from switchyard.executor.resilience.shared import KVBreakers
 from switchyard.gateway.access.changes import AuthChanges
 from switchyard.gateway.access.lockout import BLOCK_PREFIX, Lockout
 from switchyard.gateway.cache.exact import ExactStore, answer_key
@@ -153,3 +156,36 @@ async def test_a_forged_cached_answer_is_a_miss(clients: dict[str, Client]) -> N
     legit = answer.model_copy(update={"content": "the model's answer"})
     await store.put(legit)
     assert (await store.get("acme", "k1")) == legit
+
+
+async def test_a_forged_open_breaker_neither_stops_calls_nor_shows_on_the_board(guarded: GuardedBus) -> None:
+    """The router's user reads the breakers and writes its statistics: it has the server copy an open
+    breaker it wrote there into the executor's bucket."""
+    router, executor = await guarded.connect("router"), await guarded.connect("executor")
+    bucket = await executor.jetstream().key_value(subjects.KV_BREAKERS)
+    mirror = kv.Mirror(bucket, ttl_s=0.05)
+    await mirror.start()
+    breakers = KVBreakers(bucket, mirror=mirror)
+    try:
+        assert await breakers.allow("openai") is True
+        opened = BreakerRecord(state="open", failures=99, opened_at=time.time())
+        stats = await router.jetstream().key_value(subjects.KV_ROUTING_STATS)
+        await stats.put("bait", opened.model_dump_json().encode())
+        await router.publish(
+            f"$JS.API.DIRECT.GET.KV_{subjects.KV_ROUTING_STATS}.$KV.{subjects.KV_ROUTING_STATS}.bait",
+            reply=f"$KV.{subjects.KV_BREAKERS}.{kv.safe_key('openai')}",
+        )
+        await router.flush()
+        await asyncio.sleep(0.3)  # past the mirror's trust too: read from the server
+        assert await breakers.allow("openai") is True
+        assert await breakers.state("openai") == BreakerState.CLOSED
+        assert kv.safe_key("openai") not in await kv.read_all(
+            await router.jetstream().key_value(subjects.KV_BREAKERS)
+        )
+        for _ in range(BreakerConfig().failure_threshold):  # the executor's own failures still open it
+            await breakers.record_failure("openai")
+        assert await breakers.state("openai") == BreakerState.OPEN
+    finally:
+        await mirror.stop()
+        await router.close()
+        await executor.close()

@@ -24,21 +24,21 @@ such messages still reach the subscriptions (refused there, counted in
 `switchyard_bus_refused_messages_total`) and still take room in the events stream; a user may have
 the server re-deliver events its own consumer reads to a subject of the stream (a copy of a real event,
 which the consumers' idempotency on the event id absorbs); a client library's own inbox subscriptions
-(replies, KV watches, pull deliveries) are not checked, only unguessable (random per connection). And
-the KV buckets and object stores are open the same way: a direct get answered to `$KV.<bucket>.<key>` is
+(replies, KV watches, pull deliveries) are not checked, only unguessable (random per connection). And the
+KV buckets and object stores are open the same way: a direct get answered to `$KV.<bucket>.<key>` is
 stored there, so a user that may read one bucket can write a revision of any key of any bucket (a copy of
 a value it wrote, or an API answer's JSON). The readers where a value grants, revokes or redirects read
 through common/kv_guard.py, which refuses such a revision by its marks (a stored `Nats-Stream`... header,
 no header and no value, the API's envelope; counted as `forged_kv_entry`): the tenant registry, the
-gateway's auth changes, lockout, throttle and exact cache, the classifier heads pointer, budgets
-(tests/integration/common/test_kv_guard.py, gateway/test_forged_kv_readers.py,
-classifier/test_forged_heads_pointer.py). Still open: the forged revision replaces the stored value until
-its writer writes again, the other buckets' readers (breakers, rate limits, providers, counters, records)
-take it as written, and objects other than the classifier heads (whose files are checked against the
-pointer's sha256s) are read without a digest check. JetStream in an account of its own, which the users'
-account imports, would close the path in the server (on nats-server 2.15.1 a cross-account request's
-answer is published on `_R_...` in the JetStream account and no stream stored it, README "Trust"); the
-embedded run does not use that layout.
+gateway's auth changes, lockout, throttle and exact cache, the classifier heads pointer, budgets, the
+executors' breakers and rate limits, every `kv.read_all` (tests/integration/common/test_kv_guard.py,
+gateway/test_forged_kv_readers.py, classifier/test_forged_heads_pointer.py). Still open: the forged
+revision replaces the stored value until its writer writes again, the other buckets' readers (the
+gateway's counters and leases, records) take it as written, and objects other than the classifier heads
+(whose files are checked against the pointer's sha256s) are read without a digest check. JetStream in an
+account of its own, which the users' account imports, would close the path in the server (on nats-server
+2.15.1 a cross-account request's answer is published on `_R_...` in the JetStream account and no stream
+stored it, README "Trust"); the embedded run does not use that layout.
 
 Where each path runs under these grants on a real nats-server, failing on any refusal (the server's log:
 "Publish Violation", "Subscription Violation"; a service's: "permissions violation"), in tests/:

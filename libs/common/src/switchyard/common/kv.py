@@ -31,7 +31,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from switchyard.common import provisioning
+from switchyard.common import kv_guard, provisioning
 from switchyard.common.background import cancel
 from switchyard.common.config import CommonSettings
 from switchyard.common.errors import TransientError
@@ -185,10 +185,10 @@ async def keys(kv: KeyValue, prefix: str = "") -> list[str]:
 
 
 async def read_all(kv: KeyValue) -> dict[str, bytes]:
-    """Every key's value (deleted keys left out)."""
+    """Every key's value (deleted keys left out, and forged revisions: kv_guard)."""
     out: dict[str, bytes] = {}
     for key in await keys(kv):
-        value, _ = await read(kv, key)
+        value, _ = await kv_guard.read_over(kv, key)
         if value:
             out[key] = value
     return out
@@ -210,6 +210,9 @@ class Mirror:
     changed, or a watch that stopped delivering after a reconnect) `get` reads the server again. So a
     change another replica writes is seen as soon as the watch delivers it (about a millisecond here), and
     never later than `ttl_s` whatever happens to the watch. Writes still go through `update`.
+
+    Read through kv_guard: a revision the server stored on a client's behalf is skipped, and the value
+    held for its key stays (trusted again for `ttl_s`; none held: no value).
     """
 
     def __init__(self, bucket: KeyValue, *, ttl_s: float = 1.0, clock: Callable[[], float] = time.monotonic):
@@ -222,7 +225,7 @@ class Mirror:
 
     async def start(self) -> None:
         if self._task is None:
-            self._watcher = await self._kv.watchall()
+            self._watcher = await kv_guard.watch(self._kv)
             self._task = asyncio.create_task(self._follow(self._watcher), name="kv-mirror")
 
     async def stop(self) -> None:
@@ -251,7 +254,13 @@ class Mirror:
         known = self._values.get(key)
         if known is not None and self._clock() - known[2] < self._ttl_s:
             return known[0]
-        value, revision = await read(self._kv, key)
+        try:
+            value, revision = await kv_guard.read(self._kv, key)
+        except kv_guard.ForgedEntry:
+            if known is None:
+                return None
+            self._values[key] = (known[0], known[1], self._clock())
+            return known[0]
         self._keep(key, value, revision or 0)
         return value
 

@@ -6,7 +6,8 @@ so five failures seen by five replicas open the breaker once, and a limit of 60 
 of them. Times are wall-clock (replicas may run on different hosts). The fast path (a closed breaker
 with no failures) writes nothing and, with a `kv.Mirror` of the bucket, reads nothing from the server.
 Rate limits are taken from local leases of the shared buckets (`KVRateLimits`): a call costs no round trip
-unless a lease runs out.
+unless a lease runs out. Every read goes through kv_guard: a revision the server stored on a client's
+behalf (README, Trust) is no record (a closed breaker, a full bucket), and the next change writes over it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Literal
 import nats.errors
 from nats.js.kv import KeyValue
 
-from switchyard.common import kv
+from switchyard.common import kv, kv_guard
 from switchyard.common.errors import SwitchyardError
 from switchyard.common.leases import Leases, Spare, grant
 from switchyard.common.providers import BreakerRecord, BucketLevel, RateRecord
@@ -80,7 +81,9 @@ class KVBreakers:
                 new, (result, before, after) = change(await self._mirror.get(kv.safe_key(key)))
                 if new is None:
                     return result
-            result, before, after = await kv.update(self._kv, kv.safe_key(key), change)
+            result, before, after = await kv.update(
+                self._kv, kv.safe_key(key), change, reader=kv_guard.read_over
+            )
         except KV_ERRORS as exc:
             log.warning("breaker %s: shared state unavailable, letting the call through: %s", key, exc)
             return True
@@ -115,7 +118,7 @@ class KVBreakers:
     async def _record(self, key: str) -> BreakerRecord:
         if self._mirror is not None:
             return self._load(await self._mirror.get(kv.safe_key(key)))
-        raw, _ = await kv.read(self._kv, kv.safe_key(key))
+        raw, _ = await kv_guard.read_over(self._kv, kv.safe_key(key))
         return self._load(raw)
 
 
@@ -167,7 +170,7 @@ class BucketStore:
             record.buckets[kind] = BucketLevel(capacity=capacity, level=level - added, at=now)
             return record.model_dump_json().encode(), (added, value + added)
 
-        return await kv.update(self.kv, entry, change)
+        return await kv.update(self.kv, entry, change, reader=kv_guard.read_over)
 
     async def add(self, key: str, delta: int) -> int:
         entry, kind = self._split(key)
@@ -182,11 +185,11 @@ class BucketStore:
             record.buckets[kind] = BucketLevel(capacity=capacity, level=level, at=now)
             return record.model_dump_json().encode(), _taken(capacity, level)
 
-        return await kv.update(self.kv, entry, change)
+        return await kv.update(self.kv, entry, change, reader=kv_guard.read_over)
 
     async def read(self, key: str) -> int:
         entry, kind = self._split(key)
-        raw, _ = await kv.read(self.kv, entry)
+        raw, _ = await kv_guard.read_over(self.kv, entry)
         capacity, level = self._level(_record(raw), kind, None, self._clock())
         return _taken(capacity, level)
 
