@@ -9,6 +9,9 @@ breaker stops no call; their writers' puts and deletes still come through."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -189,3 +192,24 @@ async def test_a_forged_open_breaker_neither_stops_calls_nor_shows_on_the_board(
         await mirror.stop()
         await router.close()
         await executor.close()
+
+
+async def test_tenants_list_says_a_forged_kept_marker_in_one_line(
+    clients: dict[str, Client], guarded: GuardedBus
+) -> None:
+    """`switchyard tenants list` (as operator) names a forged `kept` marker and what to do, instead of
+    a traceback; the gateway's next write of the marker makes the listing whole again."""
+    registry = await tenants.registry_bucket(clients["gateway"].jetstream())
+    await tenants.register(registry, "acme")
+    await forge(clients["executor"], subjects.KV_TENANTS, tenants.KEPT, b'{"by": "mallory"}')
+    env = {**os.environ, "SWITCHYARD_VAR_DIR": str(guarded.var_dir)}
+    env.pop("SWITCHYARD_NATS_USER", None)
+    command = [sys.executable, "-m", "switchyard.cli.main", "tenants", "--nats-url", guarded.operator_url]
+    command.append("list")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]  # after the guard's own warning, as every reader logs it
+    assert last.startswith("switchyard: the registry's kept marker") and "was stored by the NATS" in last
+    await tenants.mark_kept(registry, by="gateway")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0 and "acme\tactive" in done.stdout, done.stdout + done.stderr

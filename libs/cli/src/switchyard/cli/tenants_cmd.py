@@ -16,7 +16,7 @@ import orjson
 from nats.js import JetStreamContext
 
 from switchyard.cli.bus import on_bus
-from switchyard.common import tenants
+from switchyard.common import kv_guard, tenants
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,7 +50,16 @@ def _check(tenant_id: str) -> None:
 def _list(args: argparse.Namespace) -> int:
     async def work(js: JetStreamContext) -> tuple[list[tenants.Entry], bool]:
         bucket = await tenants.registry_bucket(js)
-        return await tenants.entries(bucket), await tenants.is_kept(bucket)
+        try:
+            kept = await tenants.is_kept(bucket)
+        except kv_guard.ForgedEntry as exc:  # as the services take it: refused, and said in one line
+            raise SystemExit(
+                f"switchyard: the registry's kept marker ({exc}) was stored by the NATS server on a "
+                "client's behalf, not written by a gateway: some NATS user is forging "
+                "(docs/operations/runbooks.md, SwitchyardBusMessagesRefused); the next `switchyard tenants "
+                "add` or gateway sync writes it again"
+            ) from None
+        return await tenants.entries(bucket), kept
 
     found, kept = on_bus(args.nats_url, work)
     if args.json:
