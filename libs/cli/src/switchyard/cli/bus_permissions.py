@@ -5,10 +5,14 @@ only `router` `switchyard.task.routed`), its dead letters, the RPCs it calls, an
 what reading its own durable consumers takes (fetch, ack, info: `$JS.API.CONSUMER.*.SWITCHYARD.<its
 consumer>`), the KV buckets and object stores it reads (direct gets, watches) and writes (`$KV.<bucket>.>`,
 `$O.<bucket>.>`) and stream info. No service may create, update or delete a stream (`operator` makes them:
-bus_stores.py), so none can map or republish a subject into one it may not publish. Replies to the RPCs
-it serves go out through `allow_responses` (only to a request's reply subject, once); replies to its
-own requests come on its own inbox prefix (`_INBOX_<user>`, bus_auth), the only inboxes it may
-subscribe to. `operator` (the CLI) may do everything.
+bus_stores.py), so none can map or republish a subject into one it may not publish. Replies to the
+requests it serves (its pings, billing's and the ledger's RPCs) go to its callers' inboxes, which it may
+publish to: `_INBOX_gateway` (the API, `/readyz?strict`), `_INBOX_operator` (the CLI), its own (its
+health check) and `_INBOX` (an operator's tool that sets no prefix of its own). Not `allow_responses`: that lets a user publish once to the reply subject of anything it
+hears, so a user that may send a subject it hears (every service its own ping; the gateway results) could
+send itself a message whose reply is `switchyard.task.routed` and answer it there. Replies to its own
+requests come on its own inbox prefix (`_INBOX_<user>`, bus_auth), the only inboxes it may subscribe to.
+`operator` (the CLI) may do everything.
 
 NATS does not check two subjects against these permissions (nats-server 2.15, issue 8274): the deliver
 subject of a push consumer (any user that reads a KV bucket may create one on it: every watch is one) and
@@ -67,6 +71,9 @@ from switchyard.common.bus_auth import INBOX_PREFIX
 
 EVENTS = s.STREAM_EVENTS
 OPERATOR = "operator"  # the CLI: may do everything
+# Who sends requests the services answer: the gateway (billing's and the ledger's RPCs for the API, pings
+# for `/readyz?strict`) and the CLI; and each service itself (its health check pings its replicas).
+CALLERS = ("gateway", OPERATOR)
 DLQ = s.STREAM_DLQ
 
 
@@ -220,11 +227,9 @@ def permissions(user: str) -> dict[str, object] | None:
         *(s.ping_subject(process) for process in grant.processes),
         *grant.serves,
     ]
-    return {
-        "publish": {"allow": _unique(publish)},
-        "subscribe": {"allow": _unique(subscribe)},
-        "allow_responses": True,
-    }
+    # answers to its requesters; `_INBOX.>`: an operator's tool that sets no inbox prefix of its own
+    publish += [f"{INBOX_PREFIX}_{caller}.>" for caller in (*CALLERS, user)] + [f"{INBOX_PREFIX}.>"]
+    return {"publish": {"allow": _unique(publish)}, "subscribe": {"allow": _unique(subscribe)}}
 
 
 def _reading(stream: str) -> list[str]:

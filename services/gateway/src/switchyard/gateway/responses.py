@@ -383,7 +383,7 @@ def _parts(content: list[Any], where: str, *, role: str) -> str | list[dict[str,
         elif kind == "input_file":
             in_user_turns_or_tool_results(role, f"{where}.{n}")
             parts.append(_input_file(part, f"{where}.{n}"))
-        elif kind in _PART_TEXT:  # a served part whose field is of another type: named, as OpenAI names it
+        elif isinstance(kind, str) and kind in _PART_TEXT:  # a served part, its field of another type: named
             field = f"{where}.{n}.{_PART_TEXT[kind]}"
             raise InvalidRequest(f"{field}: expected a string", code="invalid_type", param=field)
         else:
