@@ -8,9 +8,12 @@ consumer>`), the KV buckets and object stores it reads (direct gets, watches) an
 bus_stores.py), so none can map or republish a subject into one it may not publish. Replies to the
 requests it serves (its pings, billing's and the ledger's RPCs) go to its callers' inboxes, which it may
 publish to: `_INBOX_gateway` (the API, `/readyz?strict`), `_INBOX_operator` (the CLI), its own (its
-health check) and `_INBOX` (an operator's tool that sets no prefix of its own). Not `allow_responses`: that lets a user publish once to the reply subject of anything it
-hears, so a user that may send a subject it hears (every service its own ping; the gateway results) could
-send itself a message whose reply is `switchyard.task.routed` and answer it there. Replies to its own
+health check) and `_INBOX` (an operator's tool that sets no prefix of its own). Not `allow_responses`:
+that lets a user publish once to the reply subject of anything it hears, so a user that may send a subject
+it hears (every service its own ping; the gateway results) could send itself a message whose reply is
+`switchyard.task.routed` and answer it there. A publish into the events stream whose reply subject the
+stream stores has the server's ack (`{"stream": ..., "seq": ...}`) stored there, which the stream's
+readers dead-letter as no event (`invalid_event`). Replies to its own
 requests come on its own inbox prefix (`_INBOX_<user>`, bus_auth), the only inboxes it may subscribe to.
 `operator` (the CLI) may do everything.
 
