@@ -53,3 +53,16 @@ def test_the_embedded_run_reserves_smaller_object_stores_unless_set(
     env = Stack(StackSettings(var_dir=tmp_path)).service_env(START_ORDER.index("gateway"), "gateway")
     assert env["SWITCHYARD_FILES_BUCKET_BYTES"] == str(1024**3)  # the deployment's default is 4 GiB
     assert env["SWITCHYARD_BATCH_VECTORS_BYTES"] == str(5 * 1024**3)  # the operator's own, kept
+
+
+def test_each_bus_process_gets_its_own_nats_user_and_the_siem_exporter_none(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("SWITCHYARD_NATS_URL", raising=False)
+    monkeypatch.setenv("SWITCHYARD_NATS_USER", "inherited")
+    stack = Stack(StackSettings(var_dir=tmp_path))
+    outcomes = stack.service_env(0, "classifier-outcomes")
+    assert outcomes["SWITCHYARD_NATS_USER"] == "classifier"
+    assert outcomes["SWITCHYARD_NATS_PASSWORD_FILE"].endswith("nats-auth/classifier.password")
+    exporter = stack.service_env(0, "siem-exporter")  # it reads the ledger's database, never the bus
+    assert not {k for k in exporter if k.startswith(("SWITCHYARD_NATS_USER", "SWITCHYARD_NATS_PASSWORD"))}

@@ -171,7 +171,10 @@ class Stack:
             HF_HUB_OFFLINE="1",
             PYTHONUNBUFFERED="1",
         )
-        if not self.settings.nats_url:
+        if name in nats_users.BUSLESS:  # no bus: no password of anyone's in its environment
+            for setting in ("USER", "PASSWORD", "PASSWORD_FILE"):
+                env.pop(f"SWITCHYARD_NATS_{setting}", None)
+        elif not self.settings.nats_url:
             # the nats-server this run starts: the service's own user, its password in a file (0600)
             user = nats_users.user_of(name)
             env.update(

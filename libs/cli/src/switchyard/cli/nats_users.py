@@ -19,7 +19,9 @@ from switchyard.common.bus_auth import NatsCredentials, read_password_file
 AUTH_DIR = "nats-auth"
 # One user per service, and the operator's (the CLI). Processes that are part of a service connect as it.
 USERS = ("gateway", "classifier", "router", "executor", "billing", "audit", OPERATOR)
-PART_OF = {"classifier-outcomes": "classifier", "siem-exporter": "audit"}
+PART_OF = {"classifier-outcomes": "classifier"}
+# Processes that never use the bus (the SIEM exporter reads the ledger's database): given no NATS user.
+BUSLESS = ("siem-exporter",)
 
 
 def user_of(process: str) -> str:
