@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from switchyard.cli.processes import POSTGRES_BIN, NatsServer, PostgresCluster
+from tests.support.guarded_bus import GuardedBus, guarded_bus
 
 
 @pytest.fixture
@@ -21,6 +22,13 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[GuardedBus]:
+    """A real nats-server as `switchyard up` runs it: each user's least-privilege permissions, the stores
+    provisioned by `operator` (tests/support/guarded_bus.py)."""
+    yield from guarded_bus(tmp_path)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from switchyard.common.billing_rpc import CreatedWebhook, WebhookCreate
 from switchyard.common.budgets import limit_key, limits_bucket, write_limit
 from switchyard.common.events import AdminActionRecorded, TaskCompleted, Usage
 from tests.support.bus_services import BusService
-from tests.support.guarded_bus import GuardedBus, guarded_bus
+from tests.support.guarded_bus import GuardedBus
 from tests.support.prices import PRICE_SHEET
 
 pytestmark = pytest.mark.integration
@@ -53,11 +53,6 @@ class FailingOnce:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
-
-
-@pytest.fixture
-def guarded(tmp_path: Path) -> Iterator[GuardedBus]:
-    yield from guarded_bus(tmp_path)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ the object store but were never promoted. The replica keeps its heads and says w
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,14 +17,9 @@ from switchyard.classifier import artifact, promotion
 from switchyard.common import subjects
 from tests.integration.classifier.test_heads_promotion import started, tilted, until
 from tests.support.bus_services import BusService
-from tests.support.guarded_bus import GuardedBus, guarded_bus
+from tests.support.guarded_bus import GuardedBus
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def guarded(tmp_path: Path) -> Iterator[GuardedBus]:
-    yield from guarded_bus(tmp_path)
 
 
 async def test_a_forged_pointer_is_refused_and_the_heads_stay(guarded: GuardedBus, tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,16 +26,11 @@ from switchyard.common.events import (
     TaskSubmitted,
 )
 from tests.support.bus_services import BusService
-from tests.support.guarded_bus import GuardedBus, guarded_bus
+from tests.support.guarded_bus import GuardedBus
 
 pytestmark = pytest.mark.integration
 
 TENANT = "acme"
-
-
-@pytest.fixture
-def guarded(tmp_path: Path) -> Iterator[GuardedBus]:
-    yield from guarded_bus(tmp_path)
 
 
 def _classified(task_id: str) -> TaskClassified:

@@ -5,20 +5,13 @@ when a service was refused anything."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from switchyard.common import subjects
-from tests.support.guarded_bus import GuardedBus, guarded_bus
+from tests.support.guarded_bus import GuardedBus
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def guarded(tmp_path: Path) -> Iterator[GuardedBus]:
-    yield from guarded_bus(tmp_path)
 
 
 async def test_a_refused_publish_is_found_in_the_servers_log(guarded: GuardedBus) -> None:

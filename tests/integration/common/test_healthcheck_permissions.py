@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -22,15 +21,10 @@ from switchyard.cli.processes import free_port
 from switchyard.common import subjects
 from switchyard.common.healthcheck import ping_problem
 from tests.support.bus_services import BusService
-from tests.support.guarded_bus import GuardedBus, guarded_bus
+from tests.support.guarded_bus import GuardedBus
 from tests.support.prices import PRICE_SHEET
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def guarded(tmp_path: Path) -> Iterator[GuardedBus]:
-    yield from guarded_bus(tmp_path)
 
 
 async def test_each_services_user_may_ping_its_own_service(guarded: GuardedBus) -> None:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from nats.aio.client import Client
@@ -19,16 +18,11 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from switchyard.common import kv_guard, subjects
 from switchyard.common.bus_guard import REFUSED
-from tests.support.guarded_bus import GuardedBus, guarded_bus
+from tests.support.guarded_bus import GuardedBus
 
 pytestmark = pytest.mark.integration
 OWN = subjects.KV_BREAKERS  # the executor writes it
 TARGET = subjects.KV_TENANTS  # the executor may only read it
-
-
-@pytest.fixture
-def guarded(tmp_path: Path) -> Iterator[GuardedBus]:
-    yield from guarded_bus(tmp_path)
 
 
 @pytest.fixture

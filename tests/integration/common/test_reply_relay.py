@@ -9,8 +9,6 @@ may publish to and nothing else of the kind."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import nats
 import pytest
@@ -18,15 +16,10 @@ from nats.aio.msg import Msg
 
 from switchyard.common import subjects
 from switchyard.common.healthcheck import ping_problem
-from tests.support.guarded_bus import GuardedBus, guarded_bus
+from tests.support.guarded_bus import GuardedBus
 
 pytestmark = pytest.mark.integration
 FORGED = b'{"forged": "routed"}'
-
-
-@pytest.fixture
-def guarded(tmp_path: Path) -> Iterator[GuardedBus]:
-    yield from guarded_bus(tmp_path)
 
 
 @pytest.mark.parametrize(

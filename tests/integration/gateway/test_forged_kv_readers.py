@@ -13,8 +13,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from nats.aio.client import Client
@@ -29,15 +28,10 @@ from switchyard.gateway.access.lockout import BLOCK_PREFIX, Lockout
 from switchyard.gateway.cache.exact import ExactStore, answer_key
 from switchyard.gateway.cache.models import CachedAnswer
 from switchyard.gateway.limits.control import THROTTLE_KEY, Control
-from tests.support.guarded_bus import GuardedBus, guarded_bus
+from tests.support.guarded_bus import GuardedBus
 
 pytestmark = pytest.mark.integration
 OWN = subjects.KV_BREAKERS  # the executor writes it
-
-
-@pytest.fixture
-def guarded(tmp_path: Path) -> Iterator[GuardedBus]:
-    yield from guarded_bus(tmp_path)
 
 
 @pytest.fixture
