@@ -31,7 +31,7 @@ SHARED = NatsCredentials(user="switchyard", password=SecretStr("x"))  # docker c
         ("_INBOX_operator.abc.1", BILLING, True),
         ("_INBOX_executor.abc.1", BILLING, False),
         ("_INBOX_gatewayx.abc.1", BILLING, False),  # a prefix of the name is not the user
-        ("_INBOX.abc.1", BILLING, False),
+        ("_INBOX.abc.1", BILLING, True),  # an operator's tool without a prefix of its own (`nats req`)
         ("$JS.ACK.KV_x.c.1.1.1.1.0", BILLING, False),
         ("", BILLING, False),
         ("_INBOX_switchyard.abc.1", SHARED, True),  # one user for every service: its own inbox

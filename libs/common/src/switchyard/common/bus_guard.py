@@ -71,7 +71,9 @@ def rpc_reply_prefixes(rpc_prefix: str, me: NatsCredentials | None) -> tuple[str
     if me is None:
         return (INBOX_PREFIX,)
     users = (*RPC_CALLERS[rpc_prefix], OPERATOR, me.user)
-    return tuple(dict.fromkeys(f"{INBOX_PREFIX}_{user}." for user in users))
+    # and `_INBOX.`: an operator's tool that sets no prefix of its own (only the gateway and the operator
+    # may publish the RPCs' subjects; what the server carries has a `$JS.` reply or none, never an inbox)
+    return (*dict.fromkeys(f"{INBOX_PREFIX}_{user}." for user in users), f"{INBOX_PREFIX}.")
 
 
 def server_sent(msg: Delivered) -> str | None:
