@@ -41,7 +41,7 @@ async def test_each_services_user_may_ping_its_own_service(guarded: GuardedBus) 
 
             await replica.subscribe(subjects.ping_subject(service), cb=answer)
             await replica.flush()
-            for _ in range(3):  # as an orchestrator's probe is retried (failureThreshold), on a loaded machine
+            for _ in range(3):  # as an orchestrator retries its probe (failureThreshold), on a loaded machine
                 problem = await ping_problem(probe, service, instance=f"{service}-1", timeout_s=5)
                 if problem is None:
                     break
