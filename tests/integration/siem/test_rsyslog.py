@@ -112,12 +112,15 @@ async def test_tcp_cef_survives_exporter_kill_and_receiver_restart(
         exporter.kill()  # kill -9 mid-stream: whatever was not yet confirmed is sent again
         exporter.wait()
         saved = await positions.load(ledger, "rsyslog-tcp")
-        assert 0 < saved < 20_000, "killed mid-stream: the position only moves to confirmed entries"
+        # the position only moves to confirmed entries; on a loaded machine the first confirmation read
+        # may already cover all 20,000 (the kill then comes after the stream, not in it: seen twice in CI)
+        assert 0 < saved <= 20_000, "the position only moves to confirmed entries"
         exporter = _exporter(env, log_path)
         await _until(lambda: len(_seqs(receiver)) >= 10_000, 60, "the restarted exporter sent nothing")
         receiver.stop()  # the receiver goes away mid-stream and comes back on the same port
         await fill(ledger, 20_001, 22_000)
-        await asyncio.sleep(1.0)
+        # back only once the exporter has seen it gone (a fixed second was not always enough under load)
+        await _until(lambda: "export interrupted" in log_path.read_text(), 60, "it never saw the receiver go")
         receiver.start()
         await _until(lambda: len(_seqs(receiver)) >= 22_000, 90, f"entries missing: see {log_path}")
         await _until(lambda: exporter.poll() is None, 1, "exporter died")
