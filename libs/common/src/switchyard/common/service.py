@@ -7,7 +7,6 @@ import time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -27,7 +26,7 @@ from prometheus_client import Gauge, start_http_server
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from switchyard.common import bus, bus_guard, lag, subjects, tracing
+from switchyard.common import background, bus, bus_guard, lag, subjects, tracing
 from switchyard.common.bus_auth import BusRefused
 from switchyard.common.config import CommonSettings, replica_name, settings_problem
 from switchyard.common.errors import ConfigurationError
@@ -177,9 +176,7 @@ async def _started_unless_stopped(
     if starting.done():
         starting.result()  # its error, if it failed
         return True
-    starting.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await starting
+    await background.cancel(starting)  # again each second: nats-py's wait_for may drop one (Python 3.11)
     where = "not connected yet" if service.publisher is None else "connected, still setting up"
     log.warning("%s stopped before it was ready (NATS at %s: %s)", service.name, settings.nats_url, where)
     if service.watchdog is not None:

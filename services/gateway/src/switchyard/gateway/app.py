@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from starlette.middleware.cors import CORSMiddleware
 
-from switchyard.common import bus, subjects, tenants, tracing
+from switchyard.common import background, bus, subjects, tenants, tracing
 from switchyard.common.budgets import budgets_bucket, limits_bucket
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.errors import ConfigurationError
@@ -326,9 +326,7 @@ async def _connected_unless_stopped(broker: NatsBroker, stop: Stop, nats_url: st
     while not connecting.done():
         await asyncio.wait({connecting}, timeout=0.2)
         if stop.stopping and not connecting.done():
-            connecting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await connecting
+            await background.cancel(connecting)  # again each second: a wait_for may drop one (Python 3.11)
             raise Stopped(f"stopped before it was ready (NATS at {nats_url}: not connected yet)")
     connecting.result()
 
