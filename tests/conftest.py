@@ -6,10 +6,11 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from nats.aio.client import Client
 
 from switchyard.cli.processes import POSTGRES_BIN, NatsServer, PostgresCluster
 from tests.support.guarded_bus import GuardedBus, guarded_bus
@@ -29,6 +30,16 @@ def guarded(tmp_path: Path) -> Iterator[GuardedBus]:
     """A real nats-server as `switchyard up` runs it: each user's least-privilege permissions, the stores
     provisioned by `operator` (tests/support/guarded_bus.py)."""
     yield from guarded_bus(tmp_path)
+
+
+@pytest.fixture
+async def guarded_clients(guarded: GuardedBus) -> AsyncIterator[dict[str, Client]]:
+    """The executor's and the gateway's clients on the guarded bus; the server refused nothing of them."""
+    opened = {user: await guarded.connect(user) for user in ("executor", "gateway")}
+    yield opened
+    for nc in opened.values():
+        await nc.close()
+    guarded.assert_clean()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 from nats.aio.client import Client
@@ -18,20 +17,10 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from switchyard.common import kv_guard, subjects
 from switchyard.common.bus_guard import REFUSED
-from tests.support.guarded_bus import GuardedBus
 
 pytestmark = pytest.mark.integration
 OWN = subjects.KV_BREAKERS  # the executor writes it
 TARGET = subjects.KV_TENANTS  # the executor may only read it
-
-
-@pytest.fixture
-async def clients(guarded: GuardedBus) -> AsyncIterator[dict[str, Client]]:
-    opened = {user: await guarded.connect(user) for user in ("executor", "gateway")}
-    yield opened
-    for nc in opened.values():
-        await nc.close()
-    guarded.assert_clean()
 
 
 def refused() -> float:
@@ -68,9 +57,9 @@ async def legitimate(gateway: Client) -> KeyValue:
     return registry
 
 
-async def test_nats_py_takes_a_forged_revision_for_a_put(clients: dict[str, Client]) -> None:
-    forged = await forge(clients["executor"])
-    registry = await clients["gateway"].jetstream().key_value(TARGET)
+async def test_nats_py_takes_a_forged_revision_for_a_put(guarded_clients: dict[str, Client]) -> None:
+    forged = await forge(guarded_clients["executor"])
+    registry = await guarded_clients["gateway"].jetstream().key_value(TARGET)
     await asyncio.sleep(0.3)
     for key in forged:
         if key == "forged-delete":  # a deletion, as far as nats-py tells
@@ -82,12 +71,14 @@ async def test_nats_py_takes_a_forged_revision_for_a_put(clients: dict[str, Clie
     assert (await registry.get("forged-copy")).value == b'{"tenant_id": "acme", "status": "active"}'
 
 
-async def test_the_watch_skips_forged_revisions_and_delivers_the_writers(clients: dict[str, Client]) -> None:
-    registry = await legitimate(clients["gateway"])
-    forged = await forge(clients["executor"])
+async def test_the_watch_skips_forged_revisions_and_delivers_the_writers(
+    guarded_clients: dict[str, Client],
+) -> None:
+    registry = await legitimate(guarded_clients["gateway"])
+    forged = await forge(guarded_clients["executor"])
     await asyncio.sleep(0.3)
     before = refused()
-    reader = await clients["executor"].jetstream().key_value(TARGET)  # as a reader of the registry
+    reader = await guarded_clients["executor"].jetstream().key_value(TARGET)  # as a reader of the registry
     watcher = await kv_guard.watch(reader)
     seen: dict[str, tuple[bytes | None, str | None]] = {}
     try:
@@ -100,10 +91,10 @@ async def test_the_watch_skips_forged_revisions_and_delivers_the_writers(clients
         assert refused() - before == len(forged)
         # then live: a forged revision of a key the reader holds is skipped, the writer's next one comes
         await registry.put("kept", b'{"v": 2}')
-        await clients["executor"].publish(
+        await guarded_clients["executor"].publish(
             f"$JS.API.DIRECT.GET.KV_{OWN}.$KV.{OWN}.copied", reply=f"$KV.{TARGET}.kept"
         )
-        await clients["executor"].flush()
+        await guarded_clients["executor"].flush()
         await asyncio.sleep(0.2)
         await registry.delete("kept")
         updates = [await watcher.updates(timeout=5), await watcher.updates(timeout=5)]
@@ -116,11 +107,11 @@ async def test_the_watch_skips_forged_revisions_and_delivers_the_writers(clients
         await watcher.stop()
 
 
-async def test_the_read_refuses_forged_revisions(clients: dict[str, Client]) -> None:
-    await legitimate(clients["gateway"])
-    forged = await forge(clients["executor"])
+async def test_the_read_refuses_forged_revisions(guarded_clients: dict[str, Client]) -> None:
+    await legitimate(guarded_clients["gateway"])
+    forged = await forge(guarded_clients["executor"])
     await asyncio.sleep(0.3)
-    reader = await clients["executor"].jetstream().key_value(TARGET)
+    reader = await guarded_clients["executor"].jetstream().key_value(TARGET)
     before = refused()
     for key in forged:
         with pytest.raises(kv_guard.ForgedEntry):

@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from nats.aio.client import Client
@@ -34,15 +33,6 @@ pytestmark = pytest.mark.integration
 OWN = subjects.KV_BREAKERS  # the executor writes it
 
 
-@pytest.fixture
-async def clients(guarded: GuardedBus) -> AsyncIterator[dict[str, Client]]:
-    opened = {user: await guarded.connect(user) for user in ("executor", "gateway")}
-    yield opened
-    for nc in opened.values():
-        await nc.close()
-    guarded.assert_clean()
-
-
 async def forge(executor: Client, bucket: str, key: str, value: bytes) -> None:
     """Has the server store `value` as the newest revision of `key` in `bucket`, as the executor."""
     own = await executor.jetstream().key_value(OWN)
@@ -52,20 +42,22 @@ async def forge(executor: Client, bucket: str, key: str, value: bytes) -> None:
     await asyncio.sleep(0.3)
 
 
-async def test_a_forged_registry_entry_is_refused_by_the_tenant_check(clients: dict[str, Client]) -> None:
-    registry = await tenants.registry_bucket(clients["gateway"].jetstream())
+async def test_a_forged_registry_entry_is_refused_by_the_tenant_check(
+    guarded_clients: dict[str, Client],
+) -> None:
+    registry = await tenants.registry_bucket(guarded_clients["gateway"].jetstream())
     await tenants.register(registry, "acme")
     await tenants.mark_kept(registry, by="gateway")
     now = [0.0]
     check = tenants.TenantCheck(lambda: registry_as_executor, mode="auto", trust_s=60.0, clock=lambda: now[0])
-    registry_as_executor = await clients["executor"].jetstream().key_value(subjects.KV_TENANTS)
+    registry_as_executor = await guarded_clients["executor"].jetstream().key_value(subjects.KV_TENANTS)
     await check.start()
     try:
         assert await check.refusal("acme") is None
         erased = tenants.Entry("acme", "erased").dumps()
-        await forge(clients["executor"], subjects.KV_TENANTS, tenants.key_of("acme"), erased)
+        await forge(guarded_clients["executor"], subjects.KV_TENANTS, tenants.key_of("acme"), erased)
         active = tenants.Entry("mallory", "active").dumps()
-        await forge(clients["executor"], subjects.KV_TENANTS, tenants.key_of("mallory"), active)
+        await forge(guarded_clients["executor"], subjects.KV_TENANTS, tenants.key_of("mallory"), active)
         assert await check.refusal("acme") is None  # the watch skipped it
         now[0] += 120.0  # past its trust: read from the server, which holds the forged revision
         assert await check.refusal("acme") is None
@@ -79,8 +71,10 @@ async def test_a_forged_registry_entry_is_refused_by_the_tenant_check(clients: d
         await check.stop()
 
 
-async def test_a_forged_throttle_is_refused_and_the_last_one_set_stays(clients: dict[str, Client]) -> None:
-    js = clients["gateway"].jetstream()
+async def test_a_forged_throttle_is_refused_and_the_last_one_set_stays(
+    guarded_clients: dict[str, Client],
+) -> None:
+    js = guarded_clients["gateway"].jetstream()
     operator = Control(await js.key_value(subjects.KV_GATEWAY_CONTROL))
     await operator.set_throttle(100)
     replica = Control(await js.key_value(subjects.KV_GATEWAY_CONTROL))
@@ -89,7 +83,7 @@ async def test_a_forged_throttle_is_refused_and_the_last_one_set_stays(clients: 
         await asyncio.sleep(0.2)
         assert replica.throttle == 100
         await forge(
-            clients["executor"], subjects.KV_GATEWAY_CONTROL, THROTTLE_KEY, b'{"requests_per_min": 1}'
+            guarded_clients["executor"], subjects.KV_GATEWAY_CONTROL, THROTTLE_KEY, b'{"requests_per_min": 1}'
         )
         assert replica.throttle == 100
         later = Control(await js.key_value(subjects.KV_GATEWAY_CONTROL))  # a replica started since
@@ -104,8 +98,8 @@ async def test_a_forged_throttle_is_refused_and_the_last_one_set_stays(clients: 
         await replica.stop()
 
 
-async def test_a_forged_auth_change_or_block_is_refused(clients: dict[str, Client]) -> None:
-    js = clients["gateway"].jetstream()
+async def test_a_forged_auth_change_or_block_is_refused(guarded_clients: dict[str, Client]) -> None:
+    js = guarded_clients["gateway"].jetstream()
     dropped: list[tuple[str, str]] = []
     changes = AuthChanges(await js.key_value(subjects.KV_AUTH_CHANGES), lambda k, i: dropped.append((k, i)))
     lockout = Lockout(await js.key_value(subjects.KV_GATEWAY_LIMITS), None)
@@ -114,9 +108,9 @@ async def test_a_forged_auth_change_or_block_is_refused(clients: dict[str, Clien
     try:
         await asyncio.sleep(0.2)
         until = str(time.time() + 3600).encode()
-        await forge(clients["executor"], subjects.KV_AUTH_CHANGES, "key.victim", until)
+        await forge(guarded_clients["executor"], subjects.KV_AUTH_CHANGES, "key.victim", until)
         await forge(
-            clients["executor"], subjects.KV_GATEWAY_LIMITS, f"{BLOCK_PREFIX}.prefix.sk-victim", until
+            guarded_clients["executor"], subjects.KV_GATEWAY_LIMITS, f"{BLOCK_PREFIX}.prefix.sk-victim", until
         )
         assert dropped == []
         assert not lockout.blocks_prefix("sk-victim")
@@ -131,8 +125,8 @@ async def test_a_forged_auth_change_or_block_is_refused(clients: dict[str, Clien
         await lockout.stop()
 
 
-async def test_a_forged_cached_answer_is_a_miss(clients: dict[str, Client]) -> None:
-    store = ExactStore(await clients["gateway"].jetstream().key_value(subjects.KV_CACHE))
+async def test_a_forged_cached_answer_is_a_miss(guarded_clients: dict[str, Client]) -> None:
+    store = ExactStore(await guarded_clients["gateway"].jetstream().key_value(subjects.KV_CACHE))
     now = time.time()
     answer = CachedAnswer(
         tenant_id="acme",
@@ -148,7 +142,7 @@ async def test_a_forged_cached_answer_is_a_miss(clients: dict[str, Client]) -> N
         expires_at=now + 3600,
     )
     where = answer_key("acme", "k1")
-    await forge(clients["executor"], subjects.KV_CACHE, where, answer.model_dump_json().encode())
+    await forge(guarded_clients["executor"], subjects.KV_CACHE, where, answer.model_dump_json().encode())
     assert await store.get("acme", "k1") is None
     legit = answer.model_copy(update={"content": "the model's answer"})
     await store.put(legit)
@@ -189,13 +183,13 @@ async def test_a_forged_open_breaker_neither_stops_calls_nor_shows_on_the_board(
 
 
 async def test_tenants_list_says_a_forged_kept_marker_in_one_line(
-    clients: dict[str, Client], guarded: GuardedBus
+    guarded_clients: dict[str, Client], guarded: GuardedBus
 ) -> None:
     """`switchyard tenants list` (as operator) names a forged `kept` marker and what to do, instead of
     a traceback; the gateway's next write of the marker makes the listing whole again."""
-    registry = await tenants.registry_bucket(clients["gateway"].jetstream())
+    registry = await tenants.registry_bucket(guarded_clients["gateway"].jetstream())
     await tenants.register(registry, "acme")
-    await forge(clients["executor"], subjects.KV_TENANTS, tenants.KEPT, b'{"by": "mallory"}')
+    await forge(guarded_clients["executor"], subjects.KV_TENANTS, tenants.KEPT, b'{"by": "mallory"}')
     env = {**os.environ, "SWITCHYARD_VAR_DIR": str(guarded.var_dir)}
     env.pop("SWITCHYARD_NATS_USER", None)
     command = [sys.executable, "-m", "switchyard.cli.main", "tenants", "--nats-url", guarded.operator_url]
