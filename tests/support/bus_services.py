@@ -35,20 +35,30 @@ class BusService:
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self, timeout: float = 60.0) -> BusService:
+        """Started and answering its ping; a process that never gets there is stopped before this raises,
+        so a failed start leaves nothing running past the test."""
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", self.module], env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
+        try:
+            await self._answering(self.proc, timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    async def _answering(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
         nc = await nats.connect(self.ping_url)
         deadline = time.monotonic() + timeout
         try:
             while True:
-                if self.proc.poll() is not None:
+                if proc.poll() is not None:
                     tail = self.log_path.read_text()[-3000:]
-                    raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{tail}")
+                    raise RuntimeError(f"{self.name} exited with {proc.returncode}:\n{tail}")
                 try:
                     await nc.request(subjects.ping_subject(self.name), b"", timeout=0.5)
-                    return self
+                    return
                 except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"{self.name} did not answer its ping") from None
