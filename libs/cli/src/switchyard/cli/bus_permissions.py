@@ -71,12 +71,15 @@ from dataclasses import dataclass, field
 
 from switchyard.common import subjects as s
 from switchyard.common.bus_auth import INBOX_PREFIX
+from switchyard.common.bus_guard import OPERATOR, RPC_CALLERS
 
 EVENTS = s.STREAM_EVENTS
-OPERATOR = "operator"  # the CLI: may do everything
-# Who sends requests the services answer: the gateway (billing's and the ledger's RPCs for the API, pings
-# for `/readyz?strict`) and the CLI; and each service itself (its health check pings its replicas).
-CALLERS = ("gateway", OPERATOR)
+# Who sends requests the services answer: the RPCs' callers (billing's and the ledger's, for the API: the
+# lists the services' guard checks replies against), the gateway's pings for `/readyz?strict`, and the CLI
+# (`operator`, which may do everything); and each service itself (its health check pings its replicas).
+CALLERS = tuple(
+    dict.fromkeys(("gateway", *(c for callers in RPC_CALLERS.values() for c in callers), OPERATOR))
+)
 DLQ = s.STREAM_DLQ
 
 
