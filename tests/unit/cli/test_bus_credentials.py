@@ -21,13 +21,7 @@ ENTRY = re.compile(r'\{user: "(?P<user>[^"]+)", password: "(?P<hash>[^"]+)"(?P<r
 
 
 def _entries(folder: Path) -> dict[str, tuple[str, str]]:
-    text = (folder / bus_credentials.USERS_CONF).read_text()
-    found = {}
-    for line in text.splitlines():
-        match = ENTRY.match(line.strip())
-        if match:
-            found[match["user"]] = (match["hash"], match["rest"])
-    return found
+    return _entries_of((folder / bus_credentials.USERS_CONF).read_bytes())
 
 
 def test_a_password_per_user_and_their_hashes(tmp_path: Path) -> None:
@@ -65,6 +59,30 @@ def test_run_again_it_keeps_every_password_and_the_integrator(tmp_path: Path) ->
     assert integrator_permissions()["publish"] == {
         "allow": ["switchyard.task.submitted", "switchyard.task.cancelled", "switchyard.task.feedback"]
     }
+
+
+def test_run_again_the_users_file_is_the_same_bytes(tmp_path: Path) -> None:
+    """No new salts for kept passwords: the file a NATS server (or its Kubernetes secret, or a config
+    reloader watching it) holds changes only when a password or a right does."""
+    bus_credentials.write_credentials(tmp_path)
+    conf = tmp_path / bus_credentials.USERS_CONF
+    first = conf.read_bytes()
+    bus_credentials.write_credentials(tmp_path)
+    assert conf.read_bytes() == first
+    (tmp_path / "billing.password").write_text("a-password-rotated-by-hand-0123456789abcdefgh\n")
+    bus_credentials.write_credentials(tmp_path)
+    entries = _entries(tmp_path)
+    assert bcrypt.checkpw(b"a-password-rotated-by-hand-0123456789abcdefgh", entries["billing"][0].encode())
+    assert entries["gateway"] == _entries_of(first)["gateway"]
+
+
+def _entries_of(text: bytes) -> dict[str, tuple[str, str]]:
+    found = {}
+    for line in text.decode().splitlines():
+        match = ENTRY.match(line.strip())
+        if match:
+            found[match["user"]] = (match["hash"], match["rest"])
+    return found
 
 
 def test_the_command_prints_what_it_wrote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,6 +5,7 @@ In DIR (made 0700): one random password per user (`<user>.password`: 32 random b
 a password already there is kept, so running it again changes nothing a service holds) and
 `nats-users.conf`, nats.conf's `authorization` block with each user's permissions (bus_permissions.py)
 and its password's bcrypt hash, never the password: the NATS servers hold no secret a service presents.
+A kept password keeps its hash, so run again the file is the same bytes.
 Each service is given its own password file alone (compose: a secret per service; Kubernetes: one key
 of the secret switchyard-nats per Deployment).
 
@@ -18,6 +19,7 @@ health check connects).
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 
@@ -30,6 +32,8 @@ from switchyard.common.bus_auth import read_password_file
 USERS_CONF = "nats-users.conf"
 BCRYPT_COST = 8  # 16 ms a check in Python's bcrypt (the 2-core Xeon VM, 2026-12-07)
 READABLE = 0o644
+# a user's entry in the users' file as `authorization_block` writes it: its name and its password's hash
+HASHED = re.compile(r'\{user: "(?P<user>[^"]+)", password: "(?P<hash>\$2[aby]\$[^"]+)"')
 
 
 def password_file(folder: Path, user: str) -> Path:
@@ -44,6 +48,8 @@ def write_credentials(folder: Path, *, integrator: bool = False) -> list[Path]:
     users = list(USERS)
     if integrator or password_file(folder, INTEGRATOR).exists():
         users.append(INTEGRATOR)
+    conf = folder / USERS_CONF
+    kept = _hashes(conf)
     hashes = {}
     written = []
     for user in users:
@@ -52,9 +58,8 @@ def write_credentials(folder: Path, *, integrator: bool = False) -> list[Path]:
             write_private(path, secrets.token_urlsafe(32) + "\n")
         path.chmod(READABLE)
         password = read_password_file(path, setting=str(path)).get_secret_value()
-        hashes[user] = bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_COST, prefix=b"2a")).decode()
+        hashes[user] = _hash(password, kept.get(user))
         written.append(path)
-    conf = folder / USERS_CONF
     header = (
         "# Switchyard's NATS users (`switchyard bus credentials`): each service's rights, bcrypt hashes of\n"
         "# their passwords. Include it from nats.conf (`include ./nats-users.conf`).\n"
@@ -63,3 +68,20 @@ def write_credentials(folder: Path, *, integrator: bool = False) -> list[Path]:
     conf.chmod(READABLE)
     written.append(conf)
     return written
+
+
+def _hashes(conf: Path) -> dict[str, str]:
+    """The hashes a users' file written before holds, per user (none when there is no such file)."""
+    try:
+        text = conf.read_text()
+    except FileNotFoundError:
+        return {}
+    return {match["user"]: match["hash"] for match in HASHED.finditer(text)}
+
+
+def _hash(password: str, kept: str | None) -> str:
+    """`kept` when it is still the password's hash: run again, the users' file is the same bytes, so a
+    NATS server, its secret and a config reloader see a change only when a password or a right changes."""
+    if kept is not None and bcrypt.checkpw(password.encode(), kept.encode()):
+        return kept
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_COST, prefix=b"2a")).decode()
