@@ -15,6 +15,7 @@ from nats.aio.client import Client
 
 from switchyard.cli import bus_permissions, bus_stores, nats_users
 from switchyard.cli.processes import NatsServer
+from switchyard.common import subjects
 
 # What nats-server logs when it refuses a publish or a subscription ("Publish Violation - Subject ...",
 # "Subscription Violation - ..."), and what nats-py reports to the client ("permissions violation for ...").
@@ -93,3 +94,17 @@ async def _provision(bus: GuardedBus) -> None:
         await bus_stores.provision(nc.jetstream())
     finally:
         await nc.close()
+
+
+async def forge(executor: Client, bucket: str, key: str, value: bytes) -> None:
+    """Has the server store `value` as the newest revision of `key` in `bucket`, as the executor (whose
+    user may write only its own buckets): a direct get of a key of its breakers' bucket answered to
+    `$KV.<bucket>.<key>` (common/kv_guard.py)."""
+    own = await executor.jetstream().key_value(subjects.KV_BREAKERS)
+    await own.put("bait", value)
+    await executor.publish(
+        f"$JS.API.DIRECT.GET.KV_{subjects.KV_BREAKERS}.$KV.{subjects.KV_BREAKERS}.bait",
+        reply=f"$KV.{bucket}.{key}",
+    )
+    await executor.flush()
+    await asyncio.sleep(0.3)

@@ -27,19 +27,9 @@ from switchyard.gateway.access.lockout import BLOCK_PREFIX, Lockout
 from switchyard.gateway.cache.exact import ExactStore, answer_key
 from switchyard.gateway.cache.models import CachedAnswer
 from switchyard.gateway.limits.control import THROTTLE_KEY, Control
-from tests.support.guarded_bus import GuardedBus
+from tests.support.guarded_bus import GuardedBus, forge
 
 pytestmark = pytest.mark.integration
-OWN = subjects.KV_BREAKERS  # the executor writes it
-
-
-async def forge(executor: Client, bucket: str, key: str, value: bytes) -> None:
-    """Has the server store `value` as the newest revision of `key` in `bucket`, as the executor."""
-    own = await executor.jetstream().key_value(OWN)
-    await own.put("bait", value)
-    await executor.publish(f"$JS.API.DIRECT.GET.KV_{OWN}.$KV.{OWN}.bait", reply=f"$KV.{bucket}.{key}")
-    await executor.flush()
-    await asyncio.sleep(0.3)
 
 
 async def test_a_forged_registry_entry_is_refused_by_the_tenant_check(

@@ -23,14 +23,16 @@ headers, not the stored ones). A forged revision is skipped, counted in
 `switchyard_bus_refused_messages_total{subscription="$KV.<bucket>", reason="forged_kv_entry"}` and
 logged with its bucket and key (never its value); a watcher delivers nothing for it, so a reader keeps
 the value it held. It still replaces the key's stored value (a bucket of history 1 keeps only it): a
-`read` raises `ForgedEntry` until the key's owner writes it again.
+`read` raises `ForgedEntry` until the key's owner writes it again. Owners that can restore a value
+watch for that (`watch(..., on_forged=...)`): the gateway rewrites the tenant registry from its database
+at once (access/registry.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from nats.aio.msg import Msg
 from nats.js import api
@@ -122,10 +124,17 @@ async def read_over(bucket: KeyValue, key: str) -> tuple[bytes | None, int | Non
         return None, forged_entry.revision
 
 
-async def watch(bucket: KeyValue, keys: str = ">", *, include_history: bool = False) -> KeyValue.KeyWatcher:
+async def watch(
+    bucket: KeyValue,
+    keys: str = ">",
+    *,
+    include_history: bool = False,
+    on_forged: Callable[[str], None] | None = None,
+) -> KeyValue.KeyWatcher:
     """A watch as `bucket.watch(keys)`: each key's newest revision, then every change, then None once the
     initial values are through; forged revisions skipped (counted, logged), so what a reader holds for
-    their key stays. nats-py's ordered consumer (it starts over after a gap or a reconnect)."""
+    their key stays, and told to `on_forged` (the key) if given: a writer that can restore its value.
+    nats-py's ordered consumer (it starts over after a gap or a reconnect)."""
     js = bucket._js
     watcher = KeyValue.KeyWatcher(bucket)  # type: ignore[no-untyped-call]
     ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -137,6 +146,8 @@ async def watch(bucket: KeyValue, keys: str = ">", *, include_history: bool = Fa
         key = msg.subject[len(bucket._pre) :]
         if forged(msg.headers, msg.data):
             refuse(bucket._name, key, meta.sequence.stream)
+            if on_forged is not None:
+                on_forged(key)
         else:
             entry = KeyValue.Entry(
                 bucket=bucket._name,
@@ -171,3 +182,19 @@ async def watch(bucket: KeyValue, keys: str = ">", *, include_history: bool = Fa
         await watcher._updates.put(None)
         watcher._init_done = True
     return watcher
+
+
+async def on_forged(bucket: KeyValue, repair: Callable[[str], None], *, name: str) -> asyncio.Task[None]:
+    """For a writer that can restore its keys: a watch of the whole bucket kept only to call `repair`
+    with the key of each forged revision (those there at start too). The task draining it; cancel it
+    (`background.cancel`) to stop the watch."""
+    watcher = await watch(bucket, on_forged=repair)
+
+    async def drain() -> None:
+        try:
+            async for _ in watcher:
+                pass
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+
+    return asyncio.create_task(drain(), name=name)

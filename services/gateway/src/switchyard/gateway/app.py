@@ -166,6 +166,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
             limits=await limits_bucket(js),
         )
         spend.on_returned(budgets.returned)
+        await budgets.start()
         await inflight.start()
         orphans = Orphans(
             inflight, js, events, stores={WINDOWS: limiter.windows.store, SPEND: spend.store}, policy=policy

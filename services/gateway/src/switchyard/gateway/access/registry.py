@@ -8,6 +8,9 @@ services do not read: every organisation active, an erased one erased.
   marked erased once its keys are revoked.
 - A tenant whose key authenticates is registered once per replica (an organisation `switchyard db
   bootstrap` made while the gateways ran, for one): a key that works is never refused by the pipeline.
+- A revision the JetStream server stored on a client's behalf (common/kv_guard.py: a forged entry that
+  would have a replica started since refuse an organisation, or `kept` read as unset) starts a round at
+  once: the database's value is written over it within a round trip, not at the next interval.
 
 Entries the database does not hold (a bus-only deployment's `switchyard tenants add`) are left alone.
 """
@@ -15,17 +18,19 @@ Entries the database does not hold (a bus-only deployment's `switchyard tenants 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from nats.js.kv import KeyValue
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from switchyard.common import tenants
+from switchyard.common import kv_guard, tenants
 from switchyard.common.background import cancel
 from switchyard.gateway.models import Tenant
 
 log = logging.getLogger(__name__)
+REPAIR_GAP_S = 0.2
 
 
 class Registry:
@@ -37,18 +42,30 @@ class Registry:
         self._every_s = every_s
         self._seen: set[str] = set()  # tenants whose keys authenticated here and are registered
         self._task: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._forged = asyncio.Event()  # a forged revision seen: a round now
 
     async def start(self) -> None:
         await self.sync()
+        self._watch = await kv_guard.on_forged(
+            self._bucket, lambda _key: self._forged.set(), name="tenant-registry-forged"
+        )
         self._task = asyncio.create_task(self._again(), name="tenant-registry-sync")
 
     async def stop(self) -> None:
         await cancel(self._task)
-        self._task = None
+        await cancel(self._watch)
+        self._task = self._watch = None
 
     async def _again(self) -> None:
         while True:
-            await asyncio.sleep(self._every_s)
+            forced = False
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._every_s):
+                    forced = await self._forged.wait()
+            self._forged.clear()
+            if forced:  # a forger sets the pace of these rounds: at most one a REPAIR_GAP_S
+                await asyncio.sleep(REPAIR_GAP_S)
             try:
                 await self.sync()
             except Exception as exc:  # the bus or the database is away: the next round tries again

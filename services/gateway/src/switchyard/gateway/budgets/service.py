@@ -9,6 +9,9 @@ organisation's headroom is published for the router (bucket `switchyard-budgets`
 `switchyard.common.budgets`), at most every HEADROOM_EVERY_S per tenant, the latest value winning. What
 this replica has leased but not spent is not counted as spent in what it publishes; another replica's
 unspent lease is (at most 1/64 of what was left when it was taken, and handed back within 250 ms idle).
+The ceilings billing's alerts read (bucket `switchyard-budget-limits`) are written once per replica; a
+revision the JetStream server stored there on a client's behalf (common/kv_guard.py) is written over at
+once by each replica that wrote that key (`start`), where it would otherwise stay until the ceiling changed.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from datetime import UTC, datetime
 
 from nats.js.kv import KeyValue
 
-from switchyard.common.background import Background
+from switchyard.common import kv_guard
+from switchyard.common.background import Background, cancel
 from switchyard.common.budgets import BudgetHeadroom, limit_key, write_headroom, write_limit
 from switchyard.common.leases import Leases
 from switchyard.common.wants import Want
@@ -142,6 +146,16 @@ class Budgets:
         self._orgs: dict[str, tuple[str, Account]] = {}  # org spend key -> (tenant id, account)
         self._headroom_due: dict[str, Account] = {}  # tenant -> its org account, headroom not yet written
         self._headroom_at: dict[str, float] = {}
+        self._watch: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Watches the ceilings' bucket for forged revisions of the keys this replica wrote."""
+        if self._limits is not None:
+            self._watch = await kv_guard.on_forged(self._limits, self._rewrite_limit, name="budget-limits")
+
+    def _rewrite_limit(self, key: str) -> None:
+        if key in self._limits_written:
+            self._pending.spawn(self._put_limit(key, self._limits_written[key]))
 
     def accounts(self, principal: Principal) -> list[Account]:
         """The budgets `principal`'s requests are charged to now (`accounts`)."""
@@ -235,6 +249,8 @@ class Budgets:
         return max(await self.spend.store.read(account.key) - self.spend.free(account.key), 0)
 
     async def drain(self) -> None:
+        await cancel(self._watch)
+        self._watch = None
         await self._pending.drain()
 
 

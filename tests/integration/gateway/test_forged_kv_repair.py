@@ -1,0 +1,105 @@
+"""The gateway writes its own value over a forged revision at once (real nats-server under the embedded
+run's permissions, real SQLite). The executor's user, which may only read the tenant registry and the
+budget ceilings, has the server store revisions there (common/kv_guard.py). Readers already running keep
+what they held, but a replica started since reads no value: it would refuse the organisation until the
+next sync (SWITCHYARD_TENANT_SYNC_S, 300 s by default), or billing would send no budget alert until the
+ceiling changed. The gateway's watches write the value over the forgery now.
+- the registry: an `erased` entry for an active organisation, and `kept` emptied (a direct get's miss
+  answered there);
+- a budget ceiling the gateway published, replaced by a forged "no limit"."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from nats.aio.client import Client
+
+from switchyard.common import kv_guard, subjects, tenants
+from switchyard.common.budgets import budgets_bucket, limit_key, limits_bucket
+from switchyard.common.db import create_engine, sessionmaker
+from switchyard.common.leases import IntCounters, Leases
+from switchyard.gateway.access.registry import Registry
+from switchyard.gateway.app import SPEND_KEEP_S
+from switchyard.gateway.budgets.service import Budgets
+from switchyard.gateway.db import migrations
+from switchyard.gateway.limits.counters import counter_bucket
+from switchyard.gateway.tenants import Principal, create_tenant
+from tests.support.guarded_bus import forge
+
+pytestmark = pytest.mark.integration
+
+
+async def restored(bucket: object, key: str, *, within_s: float) -> bytes | None:
+    """The key's value once its newest revision is a writer's again (None: still forged after `within_s`)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            value, _ = await kv_guard.read(bucket, key)  # type: ignore[arg-type]
+            return value
+        except kv_guard.ForgedEntry:
+            await asyncio.sleep(0.1)
+    return None
+
+
+async def test_a_forged_registry_entry_is_written_over_from_the_database(
+    guarded_clients: dict[str, Client], sqlite_url: str
+) -> None:
+    await migrations().upgrade(sqlite_url)
+    engine = create_engine(sqlite_url)
+    sessions = sessionmaker(engine)
+    org = await create_tenant(sessions, name="Acme")
+    bucket = await tenants.registry_bucket(guarded_clients["gateway"].jetstream())
+    registry = Registry(bucket, sessions, every_s=300.0)
+    await registry.start()
+    try:
+        key = tenants.key_of(org.id)
+        first = tenants.parse((await kv_guard.read(bucket, key))[0])
+        assert first is not None and first.status == "active"
+        await forge(
+            guarded_clients["executor"], subjects.KV_TENANTS, key, tenants.Entry(org.id, "erased").dumps()
+        )
+        value = await restored(bucket, key, within_s=5.0)
+        assert value is not None, "the forged revision was still the newest 5 s later"
+        entry = tenants.parse(value)
+        assert entry is not None and (entry.status, entry.name) == ("active", "Acme")
+
+        # the marker that makes the pipeline refuse unlisted tenants: a miss answered there is empty
+        executor = guarded_clients["executor"]
+        await executor.publish(
+            f"$JS.API.DIRECT.GET.KV_{subjects.KV_BREAKERS}.$KV.{subjects.KV_BREAKERS}.nothing",
+            reply=f"$KV.{subjects.KV_TENANTS}.{tenants.KEPT}",
+        )
+        await executor.flush()
+        await asyncio.sleep(0.3)
+        assert await restored(bucket, tenants.KEPT, within_s=5.0) is not None
+        assert await tenants.is_kept(bucket)
+    finally:
+        await registry.stop()
+        await engine.dispose()
+
+
+async def test_a_forged_budget_ceiling_is_written_over_by_the_replica_that_wrote_it(
+    guarded_clients: dict[str, Client],
+) -> None:
+    js = guarded_clients["gateway"].jetstream()
+    spend = Leases(IntCounters(await counter_bucket(js, subjects.KV_SPEND, ttl_s=SPEND_KEEP_S)), divisor=64)
+    limits = await limits_bucket(js)
+    budgets = Budgets(spend, await budgets_bucket(js), limits=limits)
+    await budgets.start()
+    try:
+        alice = Principal(tenant_id="acme", api_key_id="k1", user_id="alice", key_prefix="sk-1", plan="free")
+        mine = budgets.accounts(alice)
+        budgets.reservation(
+            alice, mine, budgets.wants(mine, worst_case=1), [(True, 0)] * len(mine), worst_case=1
+        )
+        key = limit_key("acme", "alice")  # the free plan's daily budget: $0.50
+        written = await restored(limits, key, within_s=5.0)
+        assert written is not None and b'"micro_usd":500000' in written
+        await forge(guarded_clients["executor"], subjects.KV_BUDGET_LIMITS, key, b'{"micro_usd":null}')
+        again = await restored(limits, key, within_s=5.0)
+        assert again is not None and b'"micro_usd":500000' in again
+    finally:
+        await spend.close()
+        await budgets.drain()
