@@ -27,4 +27,3 @@ async def test_a_service_that_never_answers_its_ping_is_stopped(
         await service.start(timeout=1.0)
     assert service.proc is not None
     assert service.proc.poll() is not None, "the process outlived its failed start"
-

@@ -13,8 +13,8 @@ import os
 import secrets
 from pathlib import Path
 
-from switchyard.cli.bus_permissions import OPERATOR
 from switchyard.common.bus_auth import NatsCredentials, read_password_file
+from switchyard.common.bus_guard import OPERATOR
 
 AUTH_DIR = "nats-auth"
 # One user per service, and the operator's (the CLI). Processes that are part of a service connect as it.
