@@ -1,0 +1,179 @@
+"""What the documentation says: the names, commands, routes and defaults the docs show a reader, pulled
+out of README.md, services/*/README.md, docs/ and deploy/ as plain data for the tests beside this file."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+README = ROOT / "README.md"
+
+
+@dataclass(frozen=True)
+class Mention:
+    """One name as a doc shows it, and where (for a failing test's message)."""
+
+    name: str
+    where: str
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.where})"
+
+
+def markdown_files() -> list[Path]:
+    """The prose a user reads: the README, each service's README, docs/ (asyncapi.yaml is generated)."""
+    return [README, *sorted(ROOT.glob("services/*/README.md")), *sorted(ROOT.glob("docs/**/*.md"))]
+
+
+def deploy_files() -> list[Path]:
+    """What an operator runs: docker-compose.yml and every file under deploy/."""
+    found = [ROOT / "docker-compose.yml", *sorted(p for p in ROOT.glob("deploy/**/*") if p.is_file())]
+    return [p for p in found if p.suffix in {".yml", ".yaml", ".json", ".conf", ".md", ".Dockerfile", ""}]
+
+
+@cache
+def _text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def _mentions(pattern: re.Pattern[str], files: list[Path]) -> list[Mention]:
+    found = []
+    for path in files:
+        for n, line in enumerate(_text(path).splitlines(), 1):
+            found.extend(Mention(m.group(1), f"{path.relative_to(ROOT)}:{n}") for m in pattern.finditer(line))
+    return found
+
+
+# a variable's whole name: `SWITCHYARD_SIEM_*` (a family, not a name) ends in `_` and is left out
+_ENV = re.compile(r"(?<![\w$])(SWITCHYARD_[A-Z0-9_]*[A-Z0-9])(?![\w*])")
+
+
+def env_mentions() -> list[Mention]:
+    return _mentions(_ENV, [*markdown_files(), *deploy_files()])
+
+
+# a series name as PromQL, a dashboard or prose writes it (`ns:switchyard_x:rate5m` is a recording rule's)
+_METRIC = re.compile(r"(?<![\w:.\-/])(switchyard_[a-z0-9_]*[a-z0-9])(?![\w:\-.])")
+
+
+def metric_mentions() -> list[Mention]:
+    return _mentions(_METRIC, [*markdown_files(), *deploy_files()])
+
+
+# ---------------------------------------------------------------- the README's configuration table
+
+
+@dataclass(frozen=True)
+class ConfigRow:
+    """One row of a configuration table: its variables and the default shown for each (None: the row's
+    default cell does not give one value per variable, so no default is claimed for it)."""
+
+    names: tuple[str, ...]
+    defaults: tuple[str | None, ...]
+    where: str
+
+
+def _cells(line: str) -> list[str]:
+    # an escaped pipe (`promote\|rollback`) is text of a cell, not a border
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
+
+
+def config_rows(path: Path = README) -> list[ConfigRow]:
+    """Rows of every `| variable | default | what |` table in `path`."""
+    rows: list[ConfigRow] = []
+    in_table = False
+    for n, line in enumerate(_text(path).splitlines(), 1):
+        if not line.startswith("|"):
+            in_table = False
+            continue
+        cells = _cells(line)
+        if [c.lower() for c in cells[:2]] == ["variable", "default"]:
+            in_table = True
+            continue
+        if not in_table or set(cells[0]) <= {"-", ":"}:
+            continue
+        named = re.sub(r"\(or [^)]*\)", "", cells[0])  # `GEMINI_API_KEY` (or `GOOGLE_API_KEY`): one
+        names = tuple(re.findall(r"`([A-Z][A-Z0-9_]*[A-Z0-9])`", named))
+        parts = re.split(r",\s+", cells[1])
+        if len(parts) == 1:  # `unset` for every variable of the row
+            parts *= len(names)
+        defaults = tuple(parts) if len(parts) == len(names) else (None,) * len(names)
+        rows.append(ConfigRow(names, defaults, f"{path.relative_to(ROOT)}:{n}"))
+    return rows
+
+
+def configuration_section() -> str:
+    """The README's `## Configuration` section with its subsections, up to the next `## ` heading."""
+    return _section(_text(README), "## Configuration")
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(f"\n{heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def bus_contract() -> str:
+    return _section(_text(README), "## The bus contract (for other systems)")
+
+
+# ---------------------------------------------------------------- commands and routes
+
+
+def code_texts(path: Path) -> list[tuple[str, str]]:
+    """Each piece of code `path` shows, with where: a fenced block's logical lines (a line ending in `\\`
+    joined to the next) and each inline `code` span."""
+    found: list[tuple[str, str]] = []
+    fenced = False
+    pending = ""
+    rel = path.relative_to(ROOT)
+    for n, line in enumerate(_text(path).splitlines(), 1):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        if fenced:
+            pending += line
+            if pending.endswith("\\"):
+                pending = pending[:-1] + " "
+                continue
+            found.append((pending, f"{rel}:{n}"))
+            pending = ""
+        else:
+            found.extend((m.group(1), f"{rel}:{n}") for m in re.finditer(r"`([^`]+)`", line))
+    return found
+
+
+# `switchyard` as a command (`.venv/bin/switchyard`, `$ switchyard`), never `switchyard-gateway` or a subject
+_COMMAND = re.compile(r"(?:^|[\s(\"'=/$])switchyard((?:\s+[^\s;&|#`)>]+(?:\\?\|[^\s;&#`)>|]+)*)*)")
+
+
+def cli_invocations() -> list[tuple[list[str], str]]:
+    """Every `switchyard ...` command line the docs show, as its words: `promote\\|rollback` (one of
+    two) stays one word for the test to split, a `[--flag]`'s brackets dropped."""
+    found = []
+    for path in markdown_files():
+        for code, where in code_texts(path):
+            for match in _COMMAND.finditer(code):
+                words = [w.strip("[]") for w in match.group(1).split()]
+                found.append(([w for w in words if w], where))
+    return found
+
+
+_METHODS = "GET|POST|PUT|PATCH|DELETE|HEAD"
+_ROUTE = re.compile(rf"\b((?:(?:{_METHODS})`?\s*[/,]\s*`?)*(?:{_METHODS}))`?\s+`?(/[a-z][\w/{{}}:.\-<>]*)")
+
+
+def route_mentions() -> list[tuple[str, str, str]]:
+    """(method, path, where) of every `METHOD /path` the docs show; `GET`/`DELETE /v1/x` is two."""
+    found = []
+    for path in markdown_files():
+        rel = path.relative_to(ROOT)
+        for n, line in enumerate(_text(path).splitlines(), 1):
+            for match in _ROUTE.finditer(line):
+                url = match.group(2).rstrip(".:,")
+                for method in re.findall(_METHODS, match.group(1)):
+                    found.append((method, url, f"{rel}:{n}"))
+    return found
