@@ -125,29 +125,45 @@ def bus_contract() -> str:
 
 def code_texts(path: Path) -> list[tuple[str, str]]:
     """Each piece of code `path` shows, with where: a fenced block's logical lines (a line ending in `\\`
-    joined to the next) and each inline `code` span."""
+    joined to the next) and each inline `code` span (which may run over a line break)."""
     found: list[tuple[str, str]] = []
+    rel = path.relative_to(ROOT)
     fenced = False
     pending = ""
-    rel = path.relative_to(ROOT)
+    prose: list[tuple[int, str]] = []  # (line number, text) outside fences
+
+    def spans() -> None:
+        text = "\n".join(line for _, line in prose)
+        for match in re.finditer(r"`([^`]+)`", text):
+            n = prose[text.count("\n", 0, match.start())][0]
+            found.append((match.group(1).replace("\n", " "), f"{rel}:{n}"))
+        prose.clear()
+
     for n, line in enumerate(_text(path).splitlines(), 1):
         if line.lstrip().startswith("```"):
+            if not fenced:
+                spans()
             fenced = not fenced
             continue
-        if fenced:
-            pending += line
-            if pending.endswith("\\"):
-                pending = pending[:-1] + " "
-                continue
-            found.append((pending, f"{rel}:{n}"))
-            pending = ""
-        else:
-            found.extend((m.group(1), f"{rel}:{n}") for m in re.finditer(r"`([^`]+)`", line))
+        if not fenced:
+            prose.append((n, line))
+            continue
+        pending += line
+        if pending.endswith("\\"):
+            pending = pending[:-1] + " "
+            continue
+        found.append((pending, f"{rel}:{n}"))
+        pending = ""
+    spans()
     return found
 
 
-# `switchyard` as a command (`.venv/bin/switchyard`, `$ switchyard`), never `switchyard-gateway` or a subject
-_COMMAND = re.compile(r"(?:^|[\s(\"'=/$])switchyard((?:\s+[^\s;&|#`)>]+(?:\\?\|[^\s;&#`)>|]+)*)*)")
+# `switchyard` as a command (`.venv/bin/switchyard`, `$ switchyard`), never `switchyard-gateway`, a subject or
+# kubectl's namespace (`kubectl -n switchyard get pods`); its words up to a shell operator
+_COMMAND = re.compile(
+    r"(?:^|[\s(\"'/$])(?<!-n )(?<!--namespace )switchyard"
+    r"((?:\s+[^\s;&|#`)>]+(?:\\?\|[^\s;&#`)>|]+)*)*)"
+)
 
 
 def cli_invocations() -> list[tuple[list[str], str]]:
@@ -158,7 +174,8 @@ def cli_invocations() -> list[tuple[list[str], str]]:
         for code, where in code_texts(path):
             for match in _COMMAND.finditer(code):
                 words = [w.strip("[]") for w in match.group(1).split()]
-                found.append(([w for w in words if w], where))
+                shell = next((i for i, w in enumerate(words) if "$(" in w), len(words))  # `$(date -u)`
+                found.append(([w for w in words[:shell] if w], where))
     return found
 
 
