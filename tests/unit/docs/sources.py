@@ -180,17 +180,44 @@ def cli_invocations() -> list[tuple[list[str], str]]:
 
 
 _METHODS = "GET|POST|PUT|PATCH|DELETE|HEAD"
-_ROUTE = re.compile(rf"\b((?:(?:{_METHODS})`?\s*[/,]\s*`?)*(?:{_METHODS}))`?\s+`?(/[a-z][\w/{{}}:.\-<>]*)")
+_ROUTE = re.compile(
+    rf"\b(?P<methods>(?:{_METHODS})(?:`?/`?(?:{_METHODS}))*)`?\s+`?(?P<path>(?:/[a-z]|\.\.\./)[\w/{{}}:.\-<>]*)"
+    rf"|`(?P<bare>{_METHODS})`(?!/)"
+)
+
+
+def _continued(base: str, rest: str) -> str:
+    """`.../items/{item_id}` after `/v1/conversations/{id}/items`: the whole path it stands for (cut where
+    its first segment is in `base`; after a last `{param}` of `base` when it starts with one)."""
+    first = rest.split("/")[1]
+    if first.startswith("{"):
+        return re.sub(r"/\{[^}]*\}$", "", base) + rest
+    cut = base.rfind(f"/{first}")
+    return (base[:cut] if cut != -1 else base) + rest
 
 
 def route_mentions() -> list[tuple[str, str, str]]:
-    """(method, path, where) of every `METHOD /path` the docs show; `GET`/`DELETE /v1/x` is two."""
+    """(method, path, where) of every `METHOD /path` the docs show: `GET`/`DELETE /v1/x` is two, a bare
+    `` `PUT` `` right after `` `GET /v1/x`, `` is `PUT /v1/x`, and `.../items` continues the last whole
+    path (`_continued`)."""
     found = []
     for path in markdown_files():
         rel = path.relative_to(ROOT)
+        base = ""  # the last whole path: what `...` stands for
         for n, line in enumerate(_text(path).splitlines(), 1):
+            last, end = "", -1  # the line's last path, and where it ended: what a bare method is of
             for match in _ROUTE.finditer(line):
-                url = match.group(2).rstrip(".:,")
-                for method in re.findall(_METHODS, match.group(1)):
+                if match.group("bare"):
+                    if last and re.fullmatch(r"`?,\s*", line[end : match.start()]):
+                        found.append((match.group("bare"), last, f"{rel}:{n}"))
+                        end = match.end()
+                    continue
+                url = match.group("path").rstrip(".:,")
+                if url.startswith("..."):
+                    url = _continued(base, url[3:])
+                else:
+                    base = url
+                last, end = url, match.end()
+                for method in re.findall(_METHODS, match.group("methods")):
                     found.append((method, url, f"{rel}:{n}"))
     return found

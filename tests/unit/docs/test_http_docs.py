@@ -1,0 +1,57 @@
+"""The HTTP routes the docs show are the gateway's, and each public route of the gateway is documented."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.docs import code_facts, sources
+
+pytestmark = pytest.mark.unit
+
+# Documented `METHOD /path`s that are deliberately no route of the gateway:
+NOT_GATEWAY_ROUTES = {
+    # the error table's examples of a request the gateway refuses: a trailing slash is no route (404
+    # `not_found`), and a route asked with a method it does not take is 405 `method_not_allowed`
+    ("POST", "/v1/tasks/"),
+    ("GET", "/v1/chat/completions"),
+}
+
+
+def _route_of(method: str, path: str) -> code_facts.Route | None:
+    routes = code_facts.gateway_routes()
+    # a literal path first: `POST /v1/responses/compact` is not `POST /v1/responses/{name}` when both exist
+    exact = [r for r in routes if r.method == method and r.path == path]
+    matched = exact or [r for r in routes if r.method == method and r.matches(path)]
+    return matched[0] if matched else None
+
+
+def test_every_route_the_docs_show_exists() -> None:
+    wrong = [
+        f"{method} {path}: {where}"
+        for method, path, where in sources.route_mentions()
+        if (method, path) not in NOT_GATEWAY_ROUTES and _route_of(method, path) is None
+    ]
+    assert not wrong, "routes the docs show that the gateway has not:\n" + "\n".join(wrong)
+
+
+def test_every_allowed_exception_is_still_in_the_docs() -> None:
+    shown = {(method, path) for method, path, _ in sources.route_mentions()}
+    assert shown >= NOT_GATEWAY_ROUTES, "a stale entry of NOT_GATEWAY_ROUTES"
+
+
+def test_every_public_route_is_documented() -> None:
+    documented = {_route_of(method, path) for method, path, _ in sources.route_mentions()}
+    missing = [
+        f"{r.method} {r.path}"
+        for r in code_facts.gateway_routes()
+        if r.public and r.method != "WEBSOCKET" and r not in documented
+    ]
+    assert not missing, "routes of the gateway no doc shows:\n" + "\n".join(missing)
+
+
+def test_a_documented_path_matches_its_route_template() -> None:
+    files = code_facts.Route("GET", "/v1/files/{file_id}/content", True)
+    assert files.matches("/v1/files/{id}/content") and files.matches("/v1/files/file-abc/content")
+    assert not files.matches("/v1/files/{id}") and not files.matches("/v1/files/a/b/content")
+    model = code_facts.Route("GET", "/v1/models/{model:path}", True)
+    assert model.matches("/v1/models/openai/gpt-6-mini")
