@@ -59,8 +59,31 @@ def env_mentions() -> list[Mention]:
 _METRIC = re.compile(r"(?<![\w:.\-/])(switchyard_[a-z0-9_]*[a-z0-9])(?![\w:\-.])")
 
 
+# `…_files_added_bytes_total` (or `..._heads_swaps_total`) after `switchyard_gateway_files_added_total`
+_METRIC_CONTINUED = re.compile(r"(?:…|\.\.\.)(_[a-z0-9_]*[a-z0-9])(?![\w:\-.])")
+
+
 def metric_mentions() -> list[Mention]:
-    return _mentions(_METRIC, [*markdown_files(), *deploy_files()])
+    """Every metric name the docs and deploy/ write, an abbreviated one (`…_x`) continued from the last
+    whole name before it: cut where its first word is in that name, else after its namespace."""
+    found = []
+    for path in [*markdown_files(), *deploy_files()]:
+        base = ""
+        for n, line in enumerate(_text(path).splitlines(), 1):
+            where = f"{path.relative_to(ROOT)}:{n}"
+            starts = [(m.start(), m.group(1), True) for m in _METRIC.finditer(line)]
+            starts += [(m.start(), m.group(1), False) for m in _METRIC_CONTINUED.finditer(line)]
+            for _, name, whole in sorted(starts):
+                if whole:
+                    base = name
+                elif base:
+                    first = "_" + name.split("_")[1]
+                    namespace = "_".join(base.split("_")[:2])  # `switchyard_consumer`
+                    name = (base[: base.rfind(first)] if first in base else namespace) + name
+                else:
+                    continue
+                found.append(Mention(name, where))
+    return found
 
 
 # ---------------------------------------------------------------- the README's configuration table
