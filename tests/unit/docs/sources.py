@@ -47,6 +47,14 @@ def _mentions(pattern: re.Pattern[str], files: list[Path]) -> list[Mention]:
     return found
 
 
+# a JetStream KV bucket or object store as the docs name one: "the KV bucket `switchyard-tenants`"
+_STORE = re.compile(r"(?:bucket|store)s?\s+`(switchyard-[a-z0-9-]*[a-z0-9])`")
+
+
+def store_mentions() -> list[Mention]:
+    return _mentions(_STORE, markdown_files())
+
+
 # a variable's whole name: `SWITCHYARD_SIEM_*` (a family, not a name) ends in `_` and is left out
 _ENV = re.compile(r"(?<![\w$])(SWITCHYARD_[A-Z0-9_]*[A-Z0-9])(?![\w*])")
 
