@@ -136,6 +136,28 @@ def config_rows(path: Path = README) -> list[ConfigRow]:
     return rows
 
 
+# "`SWITCHYARD_CALL_TIMEOUT_S` (60 s)", "`SWITCHYARD_FILES_ORG_BYTES` (1 GiB)": a default said in passing
+_PROSE_DEFAULT = re.compile(r"`(SWITCHYARD_[A-Z0-9_]+)` \((\d[\d,.]*)(?: ?([A-Za-z]+))?\)")
+_UNITS = {
+    "ms": 1, "s": 1, "minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400,
+    "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3,
+}  # fmt: skip
+
+
+def prose_defaults() -> list[tuple[str, float, str]]:
+    """(variable, value, where) of each default the prose gives in parentheses, in the variable's unit:
+    `(1 hour)` of a `_S` variable is 3600, `(1 GiB)` is 1073741824; `_DAYS` variables count days."""
+    found = []
+    for path in markdown_files():
+        for n, line in enumerate(_text(path).splitlines(), 1):
+            for name, number, unit in _PROSE_DEFAULT.findall(line):
+                if unit and unit not in _UNITS:
+                    continue  # `(3 tries)`: not a quantity this reads
+                scale = 1 if name.endswith("_DAYS") else _UNITS.get(unit, 1)
+                found.append((name, float(number.replace(",", "")) * scale, f"{path.relative_to(ROOT)}:{n}"))
+    return found
+
+
 def configuration_section() -> str:
     """The README's `## Configuration` section with its subsections, up to the next `## ` heading."""
     return _section(_text(README), "## Configuration")

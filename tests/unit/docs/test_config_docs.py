@@ -127,6 +127,19 @@ def test_every_stated_default_is_the_code_default() -> None:
     assert not wrong, "defaults the README states otherwise than the code:\n" + "\n".join(wrong)
 
 
+def test_every_default_said_in_passing_is_the_code_default() -> None:
+    wrong = []
+    mentions = sources.prose_defaults()
+    for name, value, where in mentions:
+        for setting in code_facts.settings():
+            default = setting.default
+            numeric = isinstance(default, int | float) and not isinstance(default, bool)
+            if setting.env == name and numeric and float(default) != value:
+                wrong.append(f"{name}: docs {value:g}, {setting.owner} {default!r} ({where})")
+    assert len(mentions) > 30, "the prose's defaults were not read"
+    assert not wrong, "defaults the prose states otherwise than the code:\n" + "\n".join(wrong)
+
+
 def test_the_default_parser_reads_what_the_tables_write() -> None:
     assert _stated("`8`") == 8.0 and _stated("1,000,000") == 1_000_000.0
     assert _stated("262144 (256 KiB)") == 262144.0 and _stated("unset") is None
