@@ -274,3 +274,11 @@ def route_mentions() -> list[tuple[str, str, str]]:
                 for method in re.findall(_METHODS, match.group("methods")):
                     found.append((method, url, f"{rel}:{n}"))
     return found
+
+
+_PATH = re.compile(r"(?<![\w.:/\-])(/v1(?:beta)?/[\w/{}:.\-<>]*[\w}>])")
+
+
+def path_mentions() -> list[Mention]:
+    """Every `/v1/...` path the docs write, with a method or without (`/v1/usage/statement`)."""
+    return _mentions(_PATH, markdown_files())

@@ -16,6 +16,11 @@ NOT_GATEWAY_ROUTES = {
     ("GET", "/v1/chat/completions"),
 }
 
+# Paths written without a method that are deliberately no route of the gateway:
+NOT_GATEWAY_PATHS = {
+    "/v1/traces",  # the OpenTelemetry collector's OTLP/HTTP path (docs/operations/README.md, Traces)
+}
+
 
 def _route_of(method: str, path: str) -> code_facts.Route | None:
     routes = code_facts.gateway_routes()
@@ -34,7 +39,20 @@ def test_every_route_the_docs_show_exists() -> None:
     assert not wrong, "routes the docs show that the gateway has not:\n" + "\n".join(wrong)
 
 
+def test_every_path_the_docs_write_is_a_route_or_a_prefix_of_routes() -> None:
+    routes = code_facts.gateway_routes()
+    wrong = [
+        str(m)
+        for m in sources.path_mentions()
+        if m.name not in NOT_GATEWAY_PATHS
+        and not any(r.matches(m.name) or r.path.startswith(f"{m.name}/") for r in routes)
+    ]
+    assert not wrong, "paths the docs write that are no route of the gateway:\n" + "\n".join(wrong)
+
+
 def test_every_allowed_exception_is_still_in_the_docs() -> None:
+    written = {m.name for m in sources.path_mentions()}
+    assert written >= NOT_GATEWAY_PATHS, "a stale entry of NOT_GATEWAY_PATHS"
     shown = {(method, path) for method, path, _ in sources.route_mentions()}
     assert shown >= NOT_GATEWAY_ROUTES, "a stale entry of NOT_GATEWAY_ROUTES"
 
