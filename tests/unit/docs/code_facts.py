@@ -83,13 +83,16 @@ _ENV_NAME = re.compile(r"SWITCHYARD_[A-Z0-9_]*[A-Z0-9]")
 @cache
 def environment_reads() -> frozenset[str]:
     """`SWITCHYARD_*` names the code uses whole as a string (`os.environ.get("SWITCHYARD_X")`, an
-    environment handed to a child), outside settings classes; a message that names one is not a read."""
+    environment handed to a child), outside settings classes, and those the shell scripts read; a message
+    that names one is not a read."""
     found = set()
     for path in source_files():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             value = node.value if isinstance(node, ast.Constant) else None
             if isinstance(value, str) and _ENV_NAME.fullmatch(value):
                 found.add(value)
+    for script in ROOT.glob("scripts/*.sh"):  # install and build: `${SWITCHYARD_WHEEL_CACHE:-...}`
+        found.update(re.findall(r"\$\{?(SWITCHYARD_[A-Z0-9_]*[A-Z0-9])", script.read_text(encoding="utf-8")))
     return frozenset(found)
 
 

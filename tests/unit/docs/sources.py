@@ -29,8 +29,12 @@ def markdown_files() -> list[Path]:
 
 
 def deploy_files() -> list[Path]:
-    """What an operator runs: docker-compose.yml and every file under deploy/."""
-    found = [ROOT / "docker-compose.yml", *sorted(p for p in ROOT.glob("deploy/**/*") if p.is_file())]
+    """What an operator runs: docker-compose.yml, the services' images and every file under deploy/."""
+    found = [
+        ROOT / "docker-compose.yml",
+        *sorted(ROOT.glob("services/*/Dockerfile")),
+        *sorted(p for p in ROOT.glob("deploy/**/*") if p.is_file()),
+    ]
     return [p for p in found if p.suffix in {".yml", ".yaml", ".json", ".conf", ".md", ".Dockerfile", ""}]
 
 
