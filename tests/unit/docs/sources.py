@@ -286,3 +286,17 @@ _PATH = re.compile(r"(?<![\w.:/\-])(/v1(?:beta)?/[\w/{}:.\-<>]*[\w}>])")
 def path_mentions() -> list[Mention]:
     """Every `/v1/...` path the docs write, with a method or without (`/v1/usage/statement`)."""
     return _mentions(_PATH, markdown_files())
+
+
+def layout() -> dict[str, str]:
+    """The README's `## Layout` block: each top folder (`libs/cli/`, `tests/`) -> what it says of it."""
+    block = _section(_text(README), "## Layout").split("```")[1]
+    entries: dict[str, str] = {}
+    folder = ""
+    for line in block.splitlines():
+        if line[:1].strip():
+            folder, _, line = line.partition(" ")
+            entries[folder] = ""
+        if folder:
+            entries[folder] += " " + line.strip()
+    return entries
