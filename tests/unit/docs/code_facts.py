@@ -163,6 +163,15 @@ def _routes(routes: list[Any], prefix: str) -> Iterator[Route]:
                 yield Route(method, prefix + route.path, public)
 
 
+@cache
+def switchyard_headers() -> frozenset[str]:
+    """Every `x-switchyard-*` header name the packages write (sent or read), lower-cased."""
+    pattern = re.compile(r"(?i)(?<![\w-])x-switchyard-[a-z0-9-]*[a-z0-9]")
+    return frozenset(
+        m.lower() for path in source_files() for m in pattern.findall(path.read_text(encoding="utf-8"))
+    )
+
+
 # ---------------------------------------------------------------- metrics and events
 
 

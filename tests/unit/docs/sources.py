@@ -300,3 +300,11 @@ def layout() -> dict[str, str]:
         if folder:
             entries[folder] += " " + line.strip()
     return entries
+
+
+_HEADER = re.compile(r"(?i)(?<![\w-])(x-switchyard-[a-z0-9-]*[a-z0-9])")
+
+
+def header_mentions() -> list[Mention]:
+    """Every `x-switchyard-*` header the docs name, lower-cased as HTTP/2 writes it."""
+    return [Mention(m.name.lower(), m.where) for m in _mentions(_HEADER, markdown_files())]

@@ -50,6 +50,14 @@ def test_every_path_the_docs_write_is_a_route_or_a_prefix_of_routes() -> None:
     assert not wrong, "paths the docs write that are no route of the gateway:\n" + "\n".join(wrong)
 
 
+def test_the_docs_and_the_code_name_the_same_switchyard_headers() -> None:
+    code = code_facts.switchyard_headers()
+    unknown = sorted({str(m) for m in sources.header_mentions() if m.name not in code})
+    undocumented = sorted(code - {m.name for m in sources.header_mentions()})
+    assert not unknown, "headers the docs name that the code never writes or reads:\n" + "\n".join(unknown)
+    assert not undocumented, "headers of the code no doc names:\n" + "\n".join(undocumented)
+
+
 def test_every_allowed_exception_is_still_in_the_docs() -> None:
     written = {m.name for m in sources.path_mentions()}
     assert written >= NOT_GATEWAY_PATHS, "a stale entry of NOT_GATEWAY_PATHS"
