@@ -164,6 +164,17 @@ def _routes(routes: list[Any], prefix: str) -> Iterator[Route]:
 
 
 @cache
+def string_constants() -> frozenset[str]:
+    """Every string literal of the packages: where an error code, when it is one, is written."""
+    return frozenset(
+        node.value
+        for path in source_files()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    )
+
+
+@cache
 def switchyard_headers() -> frozenset[str]:
     """Every `x-switchyard-*` header name the packages write (sent or read), lower-cased."""
     pattern = re.compile(r"(?i)(?<![\w-])x-switchyard-[a-z0-9-]*[a-z0-9]")

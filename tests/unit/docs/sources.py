@@ -168,8 +168,12 @@ def configuration_section() -> str:
 
 
 def _section(text: str, heading: str) -> str:
+    """From `heading` to the next heading of its level or above."""
     start = text.index(f"\n{heading}\n")
-    end = text.find("\n## ", start + 1)
+    level = heading.split(" ")[0]
+    # from `## `: a `# ` line is a shell comment in a code block (the README's one title is its first line)
+    ends = [text.find(f"\n{'#' * n} ", start + 1) for n in range(2, len(level) + 1)]
+    end = min((e for e in ends if e != -1), default=-1)
     return text[start : end if end != -1 else len(text)]
 
 
@@ -308,3 +312,15 @@ _HEADER = re.compile(r"(?i)(?<![\w-])(x-switchyard-[a-z0-9-]*[a-z0-9])")
 def header_mentions() -> list[Mention]:
     """Every `x-switchyard-*` header the docs name, lower-cased as HTTP/2 writes it."""
     return [Mention(m.name.lower(), m.where) for m in _mentions(_HEADER, markdown_files())]
+
+
+def error_codes() -> list[Mention]:
+    """The `code`s of the README's error table (`### Errors`: `| status | type | code | when |`)."""
+    section = _section(_text(README), "### Errors")
+    found = []
+    for line in section.splitlines():
+        cells = _cells(line) if line.startswith("|") else []
+        if len(cells) >= 4 and cells[0].isdigit():
+            where = f"README.md, a {cells[0]} row"
+            found.extend(Mention(code, where) for code in re.findall(r"`(\w+)`", cells[2]))
+    return found

@@ -58,6 +58,13 @@ def test_the_docs_and_the_code_name_the_same_switchyard_headers() -> None:
     assert not undocumented, "headers of the code no doc names:\n" + "\n".join(undocumented)
 
 
+def test_every_error_code_of_the_error_table_is_in_the_code() -> None:
+    codes = sources.error_codes()
+    unknown = [str(m) for m in codes if m.name not in code_facts.string_constants()]
+    assert len(codes) > 50, "the error table was not read"
+    assert not unknown, "error codes the README lists that the code never writes:\n" + "\n".join(unknown)
+
+
 def test_every_allowed_exception_is_still_in_the_docs() -> None:
     written = {m.name for m in sources.path_mentions()}
     assert written >= NOT_GATEWAY_PATHS, "a stale entry of NOT_GATEWAY_PATHS"
