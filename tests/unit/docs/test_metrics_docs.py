@@ -3,7 +3,10 @@ and every metric the code exports is documented."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
+import yaml
 
 from tests.unit.docs import code_facts, sources
 
@@ -38,6 +41,21 @@ def test_every_exported_metric_is_documented() -> None:
     documented = {series[m.name] for m in sources.metric_mentions() if m.name in series}
     missing = sorted(set(code_facts.metrics()) - documented)
     assert not missing, "metrics the code exports that no doc names:\n" + "\n".join(missing)
+
+
+def _alerts() -> set[str]:
+    rules = sorted((sources.ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
+    groups = [g for path in rules for g in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]]
+    return {rule["alert"] for group in groups for rule in group["rules"] if "alert" in rule}
+
+
+def test_the_docs_name_the_alerts_the_prometheus_rules_define() -> None:
+    named = set()
+    for path in sources.markdown_files():
+        named |= set(re.findall(r"\b(Switchyard[A-Z]\w+)", path.read_text(encoding="utf-8")))
+    alerts = _alerts()
+    assert len(alerts) > 10, "the alert rules were not read"
+    assert named == alerts, f"no such alert: {sorted(named - alerts)}; undocumented: {sorted(alerts - named)}"
 
 
 def test_every_allowed_exception_is_still_in_the_docs() -> None:
