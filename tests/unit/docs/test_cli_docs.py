@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.unit.docs import code_facts, sources
+from tests.unit.docs import code_facts, usage
 
 pytestmark = pytest.mark.unit
 
@@ -38,14 +38,14 @@ def _problems(words: list[str]) -> list[str]:
 
 def test_every_command_and_option_the_docs_show_exists() -> None:
     wrong = [
-        f"{problem}: {where}" for words, where in sources.cli_invocations() for problem in _problems(words)
+        f"{problem}: {where}" for words, where in usage.cli_invocations() for problem in _problems(words)
     ]
     assert not wrong, "commands the docs show that the CLI has not:\n" + "\n".join(wrong)
 
 
 def test_every_command_of_the_cli_is_shown_in_the_docs() -> None:
     shown: set[tuple[str, ...]] = set()
-    for words, _ in sources.cli_invocations():
+    for words, _ in usage.cli_invocations():
         path: tuple[str, ...] = ()
         for word in words:
             if word.startswith("-"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.docs import code_facts, sources
+from tests.unit.docs import code_facts, usage
 
 pytestmark = pytest.mark.unit
 
@@ -33,7 +33,7 @@ def _route_of(method: str, path: str) -> code_facts.Route | None:
 def test_every_route_the_docs_show_exists() -> None:
     wrong = [
         f"{method} {path}: {where}"
-        for method, path, where in sources.route_mentions()
+        for method, path, where in usage.route_mentions()
         if (method, path) not in NOT_GATEWAY_ROUTES and _route_of(method, path) is None
     ]
     assert not wrong, "routes the docs show that the gateway has not:\n" + "\n".join(wrong)
@@ -43,7 +43,7 @@ def test_every_path_the_docs_write_is_a_route_or_a_prefix_of_routes() -> None:
     routes = code_facts.gateway_routes()
     wrong = [
         str(m)
-        for m in sources.path_mentions()
+        for m in usage.path_mentions()
         if m.name not in NOT_GATEWAY_PATHS
         and not any(r.matches(m.name) or r.path.startswith(f"{m.name}/") for r in routes)
     ]
@@ -52,28 +52,28 @@ def test_every_path_the_docs_write_is_a_route_or_a_prefix_of_routes() -> None:
 
 def test_the_docs_and_the_code_name_the_same_switchyard_headers() -> None:
     code = code_facts.switchyard_headers()
-    unknown = sorted({str(m) for m in sources.header_mentions() if m.name not in code})
-    undocumented = sorted(code - {m.name for m in sources.header_mentions()})
+    unknown = sorted({str(m) for m in usage.header_mentions() if m.name not in code})
+    undocumented = sorted(code - {m.name for m in usage.header_mentions()})
     assert not unknown, "headers the docs name that the code never writes or reads:\n" + "\n".join(unknown)
     assert not undocumented, "headers of the code no doc names:\n" + "\n".join(undocumented)
 
 
 def test_every_error_code_of_the_error_table_is_in_the_code() -> None:
-    codes = sources.error_codes()
+    codes = usage.error_codes()
     unknown = [str(m) for m in codes if m.name not in code_facts.string_constants()]
     assert len(codes) > 50, "the error table was not read"
     assert not unknown, "error codes the README lists that the code never writes:\n" + "\n".join(unknown)
 
 
 def test_every_allowed_exception_is_still_in_the_docs() -> None:
-    written = {m.name for m in sources.path_mentions()}
+    written = {m.name for m in usage.path_mentions()}
     assert written >= NOT_GATEWAY_PATHS, "a stale entry of NOT_GATEWAY_PATHS"
-    shown = {(method, path) for method, path, _ in sources.route_mentions()}
+    shown = {(method, path) for method, path, _ in usage.route_mentions()}
     assert shown >= NOT_GATEWAY_ROUTES, "a stale entry of NOT_GATEWAY_ROUTES"
 
 
 def test_every_public_route_is_documented() -> None:
-    documented = {_route_of(method, path) for method, path, _ in sources.route_mentions()}
+    documented = {_route_of(method, path) for method, path, _ in usage.route_mentions()}
     missing = [
         f"{r.method} {r.path}"
         for r in code_facts.gateway_routes()
