@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from switchyard.classifier.config import ClassifierSettings
@@ -131,6 +133,26 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def jsonl_path(text: str) -> str:
+    """`--jsonl`: `-` (stdin) or a file that can be read; else argparse's one-line error (exit 2)."""
+    if text != "-":
+        path = Path(text)
+        if not path.is_file():
+            raise argparse.ArgumentTypeError(
+                f"{text}: no such file" if not path.exists() else f"{text}: not a file"
+            )
+        if not os.access(path, os.R_OK):
+            raise argparse.ArgumentTypeError(f"{text}: not readable (permission denied)")
+    return text
+
+
+def open_jsonl(path: str) -> contextlib.AbstractContextManager[IO[bytes]]:
+    """The lines to read as bytes (`offline.read_jsonl` decodes each on its own): stdin for `-`."""
+    if path == "-":
+        return contextlib.nullcontext(sys.stdin.buffer)
+    return open(path, "rb")
+
+
 def _predict(args: argparse.Namespace) -> int:
     from switchyard.classifier.blas import one_blas_thread
 
@@ -138,7 +160,7 @@ def _predict(args: argparse.Namespace) -> int:
     from switchyard.classifier import offline
 
     settings = _settings()
-    with sys.stdin if str(args.jsonl) == "-" else open(args.jsonl, encoding="utf-8") as source:
+    with open_jsonl(args.jsonl) as source:
         offline.predict(
             source=source,
             sink=sys.stdout,
@@ -373,7 +395,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pr = cls_sub.add_parser(
         "predict", help='lines {"id","prompt"} in, {"id","type","confidence","complexity"} out'
     )
-    pr.add_argument("--jsonl", required=True, help="input file, or - for stdin")
+    pr.add_argument("--jsonl", required=True, type=jsonl_path, help="input file, or - for stdin")
     pr.add_argument("--artifact", type=Path)
     pr.add_argument("--threads", type=int, default=1)
     pr.add_argument(

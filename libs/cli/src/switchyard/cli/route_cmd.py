@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from switchyard.cli.classifier_cmd import jsonl_path, open_jsonl
 from switchyard.common.events import Classification, TaskSubmitted
 
 
@@ -54,7 +55,7 @@ def _route(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy)
     available = set(args.providers.split(",")) if args.providers else {m.provider for m in policy.models}
     classify = classifier_predictor(artifact=args.artifact, threads=args.threads)
-    with sys.stdin if str(args.jsonl) == "-" else open(args.jsonl, encoding="utf-8") as source:
+    with open_jsonl(args.jsonl) as source:
         for row in route_rows(
             read_jsonl(source),
             classify=classify,
@@ -71,7 +72,7 @@ def _route(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     route = sub.add_parser("route", help="route prompts without running them (--dry-run)")
     route.add_argument("--dry-run", action="store_true", help="decide only; execute nothing")
-    route.add_argument("--jsonl", required=True, help='lines {"id","prompt"}; - for stdin')
+    route.add_argument("--jsonl", required=True, type=jsonl_path, help='lines {"id","prompt"}; - for stdin')
     route.add_argument("--policy", type=Path, help="policy YAML; default: SWITCHYARD_POLICY_PATH or bundled")
     route.add_argument("--providers", help="comma-separated providers to assume available; default: all")
     route.add_argument("--tenant", default="dry-run", help="tenant id (for per-tenant overrides)")

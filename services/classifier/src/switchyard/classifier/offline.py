@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -120,20 +120,48 @@ def evaluate(
     return training.evaluate(heads, pool, x_raw, np.array(held, dtype=np.int64))
 
 
-def read_jsonl(stream: TextIO) -> Iterator[tuple[Any, str]]:
+def read_jsonl(stream: Iterable[bytes | str]) -> Iterator[tuple[Any, str]]:
+    """`(id, prompt)` of each line `{"id": ..., "prompt": "..."}` (`predict --jsonl`, `route --dry-run`): a
+    line without an id takes its line number. A line that is not UTF-8, not a JSON object, or whose
+    prompt is missing or not a string is skipped, said on stderr with its number; blank lines are
+    skipped silently. Read as bytes, so one undecodable line costs only itself."""
     for n, line in enumerate(stream, 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-            yield row.get("id", n), str(row.get("prompt") or "")
-        except (ValueError, AttributeError) as exc:
+            text = line.decode() if isinstance(line, bytes) else line
+        except UnicodeDecodeError as exc:
+            print(f"line {n}: skipped, not UTF-8 (byte {exc.start + 1})", file=sys.stderr)
+            continue
+        try:
+            row = json.loads(text)
+        except ValueError as exc:
             print(f"line {n}: skipped, not a JSON object: {exc}", file=sys.stderr)
+            continue
+        if not isinstance(row, dict):
+            print(f"line {n}: skipped, not a JSON object but {_json_kind(row)}", file=sys.stderr)
+            continue
+        prompt = row.get("prompt")
+        if not isinstance(prompt, str):
+            said = "missing" if "prompt" not in row else _json_kind(prompt)
+            print(f'line {n}: skipped, "prompt" must be a string, not {said}', file=sys.stderr)
+            continue
+        yield row.get("id", n), prompt
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "an array" if isinstance(value, list) else "a string" if isinstance(value, str) else "an object"
 
 
 def predict(
     *,
-    source: TextIO,
+    source: Iterable[bytes | str],
     sink: TextIO,
     artifact_dir: Path | None,
     models_dir: Path | None,
