@@ -13,11 +13,8 @@ import sys
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from switchyard.cli.failures import user_problem
 from switchyard.common.config import settings_problem
-from switchyard.common.errors import ConfigurationError
-
-# A file the command was given (or its settings name) that is not there or not readable: the user's to fix.
-FILE_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 COMMANDS = (
     "switchyard.cli.up_cmd",
@@ -57,14 +54,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"switchyard: {problem}", file=sys.stderr)
         return 2
-    except ConfigurationError as exc:  # a missing or invalid policy, classifier artifact, model file ...
-        print(f"switchyard {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except FILE_ERRORS as exc:
-        if exc.filename is None:  # not a path the user gave: a bug, with its traceback
+    except Exception as exc:
+        problem_and_code = user_problem(exc)
+        if problem_and_code is None:  # a bug, with its traceback
             raise
-        print(f"switchyard {args.command}: {exc.filename}: {exc.strerror}", file=sys.stderr)
-        return 2
+        said, code = problem_and_code
+        print(f"switchyard {args.command}: {said}", file=sys.stderr)
+        return code
     return int(code or 0)
 
 
