@@ -11,6 +11,7 @@ from typing import Any
 
 import anthropic
 import openai
+import httpx
 import pytest
 
 from tests.integration.gateway.batches_world import (
@@ -98,3 +99,36 @@ async def test_a_retried_message_batch_create_gets_the_first_batch(world: World,
     assert "Idempotency-Key" in refused.value.message
     listed = [b.id async for b in clients[0].messages.batches.list(limit=100)]
     assert listed.count(made[0].id) == 1
+
+
+async def test_a_message_batch_retry_whose_json_is_written_otherwise_gets_the_first_batch(
+    world: World, pipeline: Pipeline
+) -> None:
+    """The retry's body is compared by what its requests say (each one's custom_id and params), not byte
+    for byte: the same requests with their keys in another order and other whitespace are the same batch
+    (they were 409 idempotency_key_reused); other params are not."""
+    _, bases, acme, _ = world
+    headers = {
+        "Authorization": f"Bearer {acme.keys['member']}",
+        "anthropic-version": "2023-06-01",
+        "content-type": "application/json",
+        "Idempotency-Key": "messages-reordered",
+    }
+    first = (
+        b'{"requests":[{"custom_id":"m1","params":{"model":"auto","max_tokens":8,'
+        b'"messages":[{"role":"user","content":"hi"}]}}]}'
+    )
+    retried = (
+        b'{ "requests": [ { "params": { "messages": [ { "content": "hi", "role": "user" } ],\n'
+        b'   "max_tokens": 8, "model": "auto" }, "custom_id": "m1" } ] }'
+    )
+    async with httpx.AsyncClient(timeout=30) as c:
+        made = await c.post(f"{bases[0]}/v1/messages/batches", content=first, headers=headers)
+        assert made.status_code == 200, made.text
+        again = await c.post(f"{bases[1]}/v1/messages/batches", content=retried, headers=headers)
+        assert again.status_code == 200, again.text
+        assert again.json()["id"] == made.json()["id"]
+        other = retried.replace(b'"max_tokens": 8', b'"max_tokens": 9')
+        refused = await c.post(f"{bases[0]}/v1/messages/batches", content=other, headers=headers)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["type"] == "invalid_request_error"

@@ -184,3 +184,33 @@ async def test_a_retry_gets_its_task_when_its_model_is_no_longer_served(
     finally:
         await announce(bucket, ProviderStatus(provider="local"))
         await nc.close()
+
+
+async def test_a_retry_whose_json_is_written_otherwise_gets_its_task(
+    stack: tuple[NatsServer, str, Org], answerer: Answerer
+) -> None:
+    """An Idempotency-Key's retry is compared by what its body says, not by its bytes: a client library
+    (or the same one in another run) writes the same request with its keys in another order, or spaced or
+    escaped otherwise. Those got 409 idempotency_key_reused; a body that says something else still does."""
+    _, base, org = stack
+    keyed = {**auth(org.keys["member"]), "Idempotency-Key": "reordered-1", "content-type": "application/json"}
+    first_body = (
+        b'{"model":"auto","max_tokens":20,"messages":[{"role":"user","content":"capital of Fran\\u00e7e?"}]}'
+    )
+    retried = (
+        '{\n  "messages": [ {"content": "capital of Fran\u00e7e?", "role": "user"} ],\n'
+        '  "max_tokens": 20,\n  "model": "auto"\n}'
+    ).encode()
+    async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+        first = await c.post("/v1/tasks", content=first_body, headers=keyed)
+        assert first.status_code == 202, first.text
+        again = await c.post("/v1/tasks", content=retried, headers=keyed)
+        assert again.status_code == 202, again.text
+        assert again.json()["id"] == first.json()["id"]
+        other = retried.replace(b'"max_tokens": 20', b'"max_tokens": 21')
+        assert _error(await c.post("/v1/tasks", content=other, headers=keyed), 409, "idempotency_key_reused")
+        swapped = b'{"model":"auto","max_tokens":20,"messages":[{"role":"user","content":"capital?"}]}'
+        assert _error(
+            await c.post("/v1/tasks", content=swapped, headers=keyed), 409, "idempotency_key_reused"
+        )
+    assert len([t for t in answerer.seen if t.task_id == first.json()["id"]]) == 1

@@ -6,7 +6,6 @@ the task on the bus, answer (JSON or SSE), then settle what the task used. The v
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -335,9 +334,9 @@ async def submit(request: Request) -> TaskState:
     principal = await authenticate(request, gw.verifier)
     async with gw.intake.taking(request):  # the body's bytes, up to its task's admission and publishing
         body = await bodies.read_request_body(request, gw.settings)
-        parse = functools.partial(task_body.parse, body, max_prompt_chars=gw.settings.max_prompt_chars)
-        parsed = await bounds.read_off_loop(parse, size=len(body))
-        digest, size = hashlib.sha256(body).hexdigest(), len(body)
+        parse = functools.partial(_task_request, body, max_prompt_chars=gw.settings.max_prompt_chars)
+        parsed, digest = await bounds.read_off_loop(parse, size=len(body))
+        size = len(body)
         del body
         state = await submit_parsed(
             gw,
@@ -354,6 +353,12 @@ async def submit(request: Request) -> TaskState:
     if gw.guardrails is not None:
         state = await gw.guardrails.screen_task(state, principal=principal, **_where(request))
     return state
+
+
+def _task_request(body: bytes, *, max_prompt_chars: int) -> tuple[ChatCompletionRequest, str]:
+    """The task API's request and its digest (`idempotency.digest`: what an Idempotency-Key's retry must
+    say again), both read off the loop when the body is large."""
+    return task_body.parse(body, max_prompt_chars=max_prompt_chars), idempotency.digest(body)
 
 
 async def submit_parsed(

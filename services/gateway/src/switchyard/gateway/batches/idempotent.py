@@ -5,13 +5,12 @@ with another body is 409 `idempotency_key_reused`. Neither official SDK sends th
 
 The key's claim is a KV entry of the batches bucket (`k.` and a digest of the organisation, the kind of
 batch and the key), created before the batch (a compare-and-set: one claim per key across replicas) and
-naming the batch's id and the body's SHA-256; a retry that finds it answers that batch (or creates it under
+naming the batch's id and the body's digest (`taskapi.idempotency.digest`: its JSON, whatever the order
+of its keys and its whitespace); a retry that finds it answers that batch (or creates it under
 that id, should the first request have stopped between claim and batch). A claim is kept as long as the
 bucket keeps entries (30 days from when it was made) and purged with its batch."""
 
 from __future__ import annotations
-
-import hashlib
 
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -30,10 +29,6 @@ def claim_key(tenant_id: str, key: str, kind: str) -> str:
     """The claim's KV key: the organisation's, the key's and the kind of batch's (`batch_`, `msgbatch_`:
     one key may name an OpenAI batch and a message batch)."""
     return "k." + derived_id(f"{tenant_id}\n{kind}\n{key}", "batch-idempotency")
-
-
-def digest(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
 
 
 async def read(bucket: KeyValue, name: str) -> Claim | None:

@@ -51,7 +51,7 @@ class Batches:
         (the batch's output would go past it: it is written whatever the share once the batch ends). With
         an Idempotency-Key `key`, the batch its first request created (`idempotent`), before any check."""
         claim = idempotent.claim_key(principal.tenant_id, key, OPENAI_PREFIX) if key is not None else None
-        sha256 = idempotent.digest(body)
+        sha256 = idempotency.digest(body)
         if claim is not None and (replayed := await self.replayed(claim, sha256)) is not None:
             return replayed
         try:

@@ -45,13 +45,6 @@ from switchyard.gateway.metrics import BATCHES_CREATED
 from switchyard.gateway.taskapi import idempotency
 from switchyard.gateway.tenants import Principal
 
-
-async def _hashing(body: AsyncIterable[bytes], into: Any) -> AsyncIterator[bytes]:
-    async for chunk in body:
-        into.update(chunk)
-        yield chunk
-
-
 # A batch's requests file expires this soon, kept past it only while its batch has not ended (the Batch
 # API's `in_use`, as any batch's input file): should a replica die between storing it and creating the
 # batch, the file (which the organisation can neither see nor delete, but which counts in its share) goes
@@ -74,10 +67,10 @@ class MessageBatches:
         """A new batch, its requests stored as its input file as they arrive (`RequestLines`: nothing of
         a refused create is kept). 400 for a `custom_id` used twice; 413 for one request larger than POST
         /v1/messages takes; 429 and 507 as an OpenAI batch's create. With an Idempotency-Key `key`, the
-        batch its first request created (`batches.idempotent`: the body is read to compare it)."""
+        batch its first request created (`batches.idempotent`: the body is read to compare its requests,
+        `RequestLines.digest`)."""
         tenant_id = principal.tenant_id
-        hashed = hashlib.sha256()
-        lines = RequestLines(_hashing(body, hashed), max_body_bytes=self.max_body_bytes)
+        lines = RequestLines(body, max_body_bytes=self.max_body_bytes)
         claim = idempotent.claim_key(tenant_id, key, ID_PREFIX) if key is not None else None
         held = await idempotent.read(self.batches.store.bucket, claim) if claim is not None else None
         # a retry of a batch that exists is not admitted again (it would count itself as unfinished)
@@ -107,7 +100,7 @@ class MessageBatches:
         batch_id = new_batch_id(ID_PREFIX)
         if claim is not None:
             try:
-                batch_id = await self._claimed(claim, batch_id, hashed.hexdigest())
+                batch_id = await self._claimed(claim, batch_id, lines.digest.hexdigest())
             except BaseException:
                 with contextlib.suppress(Exception):
                     await self.batches.files.delete(tenant_id=tenant_id, file_id=file.id, held=True)
@@ -242,6 +235,9 @@ class RequestLines:
         self.count = 0  # the requests read
         self.bytes = 0  # the lines' bytes
         self._seen: dict[str, int] = {}
+        # What the requests say, for an Idempotency-Key's retry to be compared by: each one's custom_id and
+        # params with their keys sorted, so that other key orders and whitespace are the same batch.
+        self.digest = hashlib.sha256()
 
     async def lines(self) -> AsyncIterator[bytes]:
         """The lines, as many at once as a chunk of the body completes; raises what refuses the body once
@@ -303,6 +299,8 @@ class RequestLines:
             raise bounds.too_deep(f"requests.{index}.params", exc) from None
         if len(params) > self.max_body_bytes:
             raise _too_large(index, f" ({request.custom_id!r})", len(params), self.max_body_bytes)
+        canonical = orjson.dumps(request.params, option=orjson.OPT_SORT_KEYS)  # as deep as `params`
+        self.digest.update(orjson.dumps(request.custom_id) + b":" + canonical + b"\n")
         line = {"custom_id": request.custom_id, "method": "POST", "url": MESSAGES}
         return orjson.dumps({**line, "body": orjson.Fragment(params)}) + b"\n"
 

@@ -8,13 +8,17 @@ were, or that outlived its claim) looks for the task under this period's id and 
 retry within KEEP_S of the first request finds its task (kept KEEP_S from its last change), and a key used
 again after its task expired makes a new task under a new id. (Under the expired task's id it would run
 unbilled: billing charges a task id once, and the ledger records each of its events once.) A retry must
-carry the same body, byte for byte, or it is refused with 409.
+carry the same request, or it is refused with 409: the same JSON (`digest`), whatever its keys' order and
+whitespace, as another client library (or another run of the same one) writes it.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
+from typing import Any
 
+import orjson
 from fastapi import Request
 
 from switchyard.common.ids import derived_id
@@ -35,6 +39,22 @@ def idempotency_key(request: Request) -> str | None:
             f"Idempotency-Key must be 1 to {MAX_KEY_CHARS} printable ASCII characters", param=HEADER
         )
     return key
+
+
+def digest(body: bytes | Any) -> str:
+    """The SHA-256 of what a request body says (or of a value read from one): its JSON written again with
+    its keys sorted and no whitespace, so that a retry whose keys come in another order, or with other
+    spacing or escapes, is the same request, and any other value is not. Only this digest is kept, never
+    the body. A body that is not JSON the gateway can write again (refused by the face's parser anyway) is
+    digested as it came."""
+    try:
+        value = orjson.loads(body) if isinstance(body, bytes) else body
+        canonical = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        if not isinstance(body, bytes):
+            raise
+        canonical = body
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def task_ids(tenant_id: str, key: str, at: datetime) -> list[str]:

@@ -1,0 +1,44 @@
+"""An Idempotency-Key's retry is compared by the digest of what its body says (`idempotency.digest`):
+the same JSON written with its keys in another order, other whitespace or other escapes is the same
+request; any other value is not; what is kept is a SHA-256, never the body."""
+
+from __future__ import annotations
+
+from switchyard.gateway.taskapi.idempotency import digest
+
+BODY = b'{"model":"auto","max_tokens":20,"messages":[{"role":"user","content":"caf\\u00e9"}]}'
+
+
+def test_the_same_json_written_otherwise_has_one_digest() -> None:
+    written_otherwise = (
+        '{\n "messages": [{"content": "caf\u00e9", "role": "user"}],\r\n\t"max_tokens": 20, "model": "auto"}'
+    ).encode()
+    assert digest(written_otherwise) == digest(BODY)
+    assert digest(orjson_value()) == digest(BODY)
+
+
+def test_another_value_order_or_type_is_another_request() -> None:
+    others = [
+        BODY.replace(b"20", b"21"),
+        BODY.replace(b"20", b'"20"'),
+        BODY.replace(b'"content":"caf\\u00e9"', b'"content":"cafe"'),
+        b'{"model":"auto","max_tokens":20,"messages":[{"role":"user","content":"caf\\u00e9"},'
+        b'{"role":"user","content":"x"}]}',
+    ]
+    assert len({digest(BODY), *(digest(o) for o in others)}) == len(others) + 1
+    first, second = b'{"a":[1,2]}', b'{"a":[2,1]}'  # a list's order is its meaning
+    assert digest(first) != digest(second)
+
+
+def test_what_is_kept_is_a_sha256_not_the_body() -> None:
+    kept = digest(BODY)
+    assert len(kept) == 64 and int(kept, 16) >= 0 and b"caf" not in kept.encode()
+
+
+def test_a_body_that_is_not_json_is_digested_as_it_came() -> None:
+    assert digest(b"{not json") != digest(b"{not json ")
+    assert digest(b"{not json") == digest(b"{not json")
+
+
+def orjson_value() -> dict[str, object]:
+    return {"messages": [{"role": "user", "content": "caf\u00e9"}], "model": "auto", "max_tokens": 20}
