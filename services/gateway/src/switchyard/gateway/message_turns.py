@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from switchyard.gateway.errors import InvalidRequest
 
 if TYPE_CHECKING:
-    from switchyard.gateway.messages import InputMessage
+    from switchyard.gateway.message_models import InputMessage
 
 
 def _ids(message: InputMessage, kind: str, key: str) -> list[str]:

@@ -12,7 +12,8 @@ from switchyard.common.tokens import COUNT_INLINE_BYTES, count_prompt_off_loop
 from switchyard.gateway import bodies, bounds, faces, serving
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.key_policy import allowed_models
-from switchyard.gateway.messages import CountTokensRequest, MessagesRequest, parse_count_request
+from switchyard.gateway.message_models import CountTokensRequest, MessagesRequest
+from switchyard.gateway.messages import parse_count_request
 from switchyard.gateway.openapi import ANTHROPIC_ERRORS
 from switchyard.gateway.state import gateway_of
 
