@@ -10,8 +10,8 @@ import asyncio
 from typing import Any
 
 import anthropic
-import openai
 import httpx
+import openai
 import pytest
 
 from tests.integration.gateway.batches_world import (

@@ -208,7 +208,8 @@ async def test_a_retry_whose_json_is_written_otherwise_gets_its_task(
         assert again.status_code == 202, again.text
         assert again.json()["id"] == first.json()["id"]
         other = retried.replace(b'"max_tokens": 20', b'"max_tokens": 21')
-        assert _error(await c.post("/v1/tasks", content=other, headers=keyed), 409, "idempotency_key_reused")
+        refused = await c.post("/v1/tasks", content=other, headers=keyed)
+        assert _error(refused, 409, "idempotency_key_reused")
         swapped = b'{"model":"auto","max_tokens":20,"messages":[{"role":"user","content":"capital?"}]}'
         assert _error(
             await c.post("/v1/tasks", content=swapped, headers=keyed), 409, "idempotency_key_reused"

@@ -29,6 +29,7 @@ from switchyard.gateway.errors import (
     InvalidRequest,
     TaskTimeout,
 )
+from switchyard.gateway.openai_rules import check_calls_answered, check_function, check_stream_options
 from switchyard.gateway.outcomes import Fault, Observe, in_order, raise_for_failure, sse, sse_error
 from switchyard.gateway.schemas import (
     UNSUPPORTED,
@@ -69,12 +70,16 @@ def parse_request(
     bounds.check_conversation(raw.get("messages"), param="messages", parts=CHAT_PARTS)
     bounds.check_stop(raw.get("stop"), param="stop")
     parsed = validated(raw, ChatCompletionRequest, unsupported)
+    check_stream_options(parsed.stream, parsed.stream_options)
+    for n, tool in enumerate(parsed.tools or []):
+        check_function(tool.function.name, tool.function.parameters, at=f"tools.{n}.function")
     check_logprobs(parsed)
     parsed.with_tool_places(
         {t.function.name: (f"tools.{n}.function", "parameters") for n, t in enumerate(parsed.tools or [])}
     )
     narrow_allowed_tools(parsed)
-    check_tool_turns(parsed)
+    check_tool_turns(parsed)  # a result answering no call first: it names the message at fault
+    check_calls_answered(parsed.messages)
     check_content_parts(parsed.messages)
     take_thinking_blocks(parsed)
     check_prompt_size(parsed.messages, max_prompt_chars)

@@ -27,6 +27,7 @@ from switchyard.gateway import bounds, schemas
 from switchyard.gateway.bodies import json_object, validated
 from switchyard.gateway.completions import answers_of
 from switchyard.gateway.errors import InvalidRequest
+from switchyard.gateway.openai_rules import check_stream_options
 from switchyard.gateway.outcomes import Fault, in_order, sse, sse_error
 from switchyard.gateway.schemas import (
     ChatCompletionRequest,
@@ -84,6 +85,7 @@ def parse_request(body: bytes, *, max_prompt_chars: int) -> ChatCompletionReques
         _one_prompt(raw["prompt"])
     bounds.check_stop(raw.get("stop"), param="stop")
     parsed = validated(raw, CompletionsRequest, UNSUPPORTED)
+    check_stream_options(parsed.stream, parsed.stream_options)
     messages = [ChatMessage(role="user", content=_one_prompt(parsed.prompt))]
     check_prompt_size(messages, max_prompt_chars)
     return ChatCompletionRequest(

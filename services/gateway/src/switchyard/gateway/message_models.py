@@ -12,6 +12,8 @@ from switchyard.common.events import Reasoning
 from switchyard.common.events.tasks import MIN_THINKING_BUDGET, DisplayedThinking
 from switchyard.gateway.errors import InvalidRequest
 
+TOOL_NAME = r"^[a-zA-Z0-9_-]{1,128}$"
+
 
 class TextBlock(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -30,9 +32,9 @@ class InputMessage(BaseModel):
 class Tool(BaseModel):
     """A client tool (`custom`); Anthropic's built-in tools are not served (`refuse_builtin_tools`)."""
 
-    name: str = Field(min_length=1, max_length=256)
+    name: str = Field(pattern=TOOL_NAME)  # Anthropic's pattern, and its words when it is not matched
     description: str | None = None
-    input_schema: dict[str, Any]
+    input_schema: dict[str, Any]  # of `type: "object"` (`messages.pipeline_tools`)
     type: Literal["custom"] | None = None
     cache_control: dict[str, Any] | None = None
 

@@ -36,6 +36,19 @@ def check_answered(turns: list[InputMessage]) -> None:
             )
 
 
+def check_non_empty(turns: list[InputMessage]) -> None:
+    """Anthropic's 400 for a turn with no content (`""` or `[]`), but a last assistant turn (a prefill
+    left empty: the model answers from the start)."""
+    for i, turn in enumerate(turns):
+        if turn.content in ("", []) and not (turn.role == "assistant" and i == len(turns) - 1):
+            raise InvalidRequest(
+                f"messages.{i}: all messages must have non-empty content except for the optional final "
+                "assistant message",
+                param=f"messages.{i}",
+                code="invalid_value",
+            )
+
+
 def check_system_turns(turns: list[InputMessage]) -> None:
     """Mid-conversation system messages (`role: "system"` in `messages`; Claude Code sends one on its
     first turn) placed as Anthropic places them: not first, right after a user message (Anthropic also

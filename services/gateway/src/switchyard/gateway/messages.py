@@ -25,7 +25,7 @@ from switchyard.gateway.documents import anthropic_document, in_user_turns_or_to
 from switchyard.gateway.errors import InvalidRequest, invalid_fields
 from switchyard.gateway.message_models import CountTokensRequest, InputMessage, MessagesRequest, TextBlock
 from switchyard.gateway.message_refusals import UNSUPPORTED, Refusal, refuse_builtin_tools, refuse_thread
-from switchyard.gateway.message_turns import check_answered, check_system_turns
+from switchyard.gateway.message_turns import check_answered, check_non_empty, check_system_turns
 from switchyard.gateway.schemas import (
     ChatCompletionRequest,
     Unsupported,
@@ -229,6 +229,8 @@ def pipeline_tools(
         if (forced := parsed.tool_choice) is not None and forced.type in ("any", "tool"):
             raise InvalidRequest(f"tool_choice {forced.type!r} needs `tools`", param="tool_choice")
         return None, None, None
+    for n, tool in enumerate(parsed.tools):
+        _check_input_schema(tool.input_schema, f"tools.{n}.input_schema")
     tools = [
         ToolSpec(
             function=FunctionSpec(
@@ -252,6 +254,18 @@ def pipeline_tools(
     )
     parallel = False if choice.disable_parallel_tool_use else None
     return tools, mapped, parallel
+
+
+def _check_input_schema(schema: dict[str, Any], at: str) -> None:
+    """A tool's `input_schema` is a JSON Schema of an object, its `type` said, as Anthropic requires."""
+    kind = schema.get("type")
+    if kind != "object":
+        missing = kind is None
+        raise InvalidRequest(
+            f"{at}.type: " + ("Field required" if missing else "Input should be 'object'"),
+            param=f"{at}.type",
+            code="missing_field" if missing else "invalid_value",
+        )
 
 
 def model_name(model: str, aliases: Collection[str]) -> str:
@@ -364,6 +378,7 @@ def _prompt(
 ) -> tuple[list[ChatMessage], list[ToolSpec] | None, str | dict[str, Any] | None, bool | None]:
     if isinstance(parsed.system, list) and any(b.type != "text" for b in parsed.system):
         raise InvalidRequest("system takes text blocks only", param="system")
+    check_non_empty(parsed.messages)
     check_system_turns(parsed.messages)
     system = _without_attribution(parsed.system)
     messages = (

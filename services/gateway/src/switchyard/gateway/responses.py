@@ -35,6 +35,7 @@ from switchyard.gateway import bounds
 from switchyard.gateway.bodies import json_object, validated
 from switchyard.gateway.documents import file_id_not_served, from_data_url, in_user_turns_or_tool_results
 from switchyard.gateway.errors import InvalidRequest, shown
+from switchyard.gateway.openai_rules import check_max_output_tokens
 from switchyard.gateway.responses_tools import (
     ADDITIONAL_TOOLS,
     ClientTool,
@@ -100,7 +101,7 @@ class ResponsesRequest(BaseModel):
     model: str = Field(min_length=1, max_length=200)
     input: str | list[dict[str, Any]] = Field(min_length=1)
     instructions: str | None = None
-    max_output_tokens: int | None = Field(default=None, ge=1, le=1_000_000, strict=True)
+    max_output_tokens: int | None = Field(default=None, le=1_000_000, strict=True)  # >= 16: `openai_rules`
     temperature: float | None = Field(default=None, ge=0, le=2, strict=True)
     top_p: float | None = Field(default=None, ge=0, le=1, strict=True)
     stream: bool = Field(default=False, strict=True)
@@ -175,6 +176,7 @@ def parse_request(
     bounds.check_conversation(raw.get("input") if items is None else items, param="input", parts=ITEM_PARTS)
     shape = ResponsesRequest if items is None else ContinuingRequest
     parsed = validated(raw, shape, UNSUPPORTED if stored else UNSTORED)
+    check_max_output_tokens(parsed.max_output_tokens)
     messages = [ChatMessage(role="system", content=parsed.instructions)] if parsed.instructions else []
     given = parsed.input if items is None else items
     messages += chat_messages(given)

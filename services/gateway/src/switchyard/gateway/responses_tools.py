@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from switchyard.common.events import FunctionSpec, ToolSpec
 from switchyard.gateway.errors import InvalidRequest, invalid_fields, shown
+from switchyard.gateway.openai_rules import check_function
 
 NAMESPACE_JOIN = "__"  # a namespace's tool's name in the pipeline: <namespace>__<name>
 TOP_LEVEL = "functions"  # the namespace whose tools are top-level ones (Codex's grouping)
@@ -180,6 +181,7 @@ def _validated(model: type[FunctionTool], tool: dict[str, Any], where: str) -> A
 
 def _function_tool(tool: dict[str, Any], where: str, name: str) -> ToolSpec:
     spec = _validated(FunctionTool, tool, where)
+    check_function(spec.name, spec.parameters, at=where)
     return ToolSpec(
         function=FunctionSpec(
             name=name, description=spec.description, parameters=spec.parameters, strict=spec.strict
@@ -191,6 +193,7 @@ def _custom_tool(tool: dict[str, Any], where: str, name: str) -> ToolSpec:
     """A custom tool as a function taking its text as `input` (the grammar, if any, said in its
     description: the model writes the text; nothing here holds it to the grammar)."""
     spec = _validated(CustomTool, tool, where)
+    check_function(spec.name, None, at=where)
     about = "The tool's input: raw text, not JSON."
     if spec.format is not None and spec.format.type == "grammar" and spec.format.definition:
         about += f" It follows this {spec.format.syntax or 'lark'} grammar:\n{spec.format.definition}"

@@ -6,6 +6,7 @@ from fastapi.responses import Response
 from switchyard.gateway.auth import authenticate
 from switchyard.gateway.errors_faces import speaks_anthropic, speaks_google
 from switchyard.gateway.key_policy import allowed_models
+from switchyard.gateway.messages import model_name
 from switchyard.gateway.model_pages import page_of
 from switchyard.gateway.openapi import ERRORS
 from switchyard.gateway.schemas import AnthropicModelInfo, AnthropicModelList, ModelCard, ModelList
@@ -52,7 +53,8 @@ async def list_models(
     "/v1/models/{model:path}",
     response_model=ModelCard | AnthropicModelInfo,
     summary="One model this deployment serves (`auto`, a configured model or a pass-through name)"
-    f"{ANTHROPIC} (an alias answers as its model)",
+    f"{ANTHROPIC} (an alias answers as its model; a bare name, as POST /v1/messages takes it: "
+    "Anthropic's model)",
     responses={k: v for k, v in ERRORS.items() if k in (401, 403, 404, 429, 503)},
 )
 async def retrieve_model(model: str, request: Request) -> ModelCard | AnthropicModelInfo | Response:
@@ -61,6 +63,8 @@ async def retrieve_model(model: str, request: Request) -> ModelCard | AnthropicM
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
     allowed = allowed_models(principal.key_policy)
-    if speaks_anthropic(request):
-        return await gw.catalog.info(model, allowed=allowed)
+    if speaks_anthropic(request):  # as POST /v1/messages takes the name: a bare one is Anthropic's model
+        served = model_name(model, gw.catalog.policy.aliases)
+        info = await gw.catalog.info(served, allowed=allowed)
+        return info if served == model else info.model_copy(update={"id": model, "display_name": model})
     return await gw.catalog.card(model, allowed=allowed)
