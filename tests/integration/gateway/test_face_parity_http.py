@@ -85,7 +85,8 @@ async def test_stream_options_without_stream_is_refused_as_openai_refuses_it(
     stack: Stack, answerer: Answerer
 ) -> None:
     """OpenAI: 400 "The 'stream_options' parameter is only allowed when 'stream' is enabled." (param
-    stream_options), on chat and legacy completions alike; it was taken and ignored."""
+    stream_options), on chat and legacy completions alike; it was taken and ignored. Not on the task API,
+    which never streams."""
     legacy = {"model": "auto", "prompt": "capital of France?"}
     for path, body in (("/v1/chat/completions", CHAT), ("/v1/completions", legacy)):
         for stream in ({}, {"stream": False}):
@@ -98,7 +99,10 @@ async def test_stream_options_without_stream_is_refused_as_openai_refuses_it(
         assert streamed.status_code == 200, streamed.text
         unset = await _post(stack, path, {**body, "stream_options": None})  # null: not given
         assert unset.status_code == 200, unset.text
-    assert len(answerer.seen) == 4
+    # the task API never streams: it takes the option as asking nothing of it, as it did
+    queued = await _post(stack, "/v1/tasks", {**CHAT, "stream_options": {"include_usage": True}})
+    assert queued.status_code == 202, queued.text
+    assert len(answerer.seen) == 5
 
 
 async def test_max_output_tokens_below_16_is_refused_as_openai_refuses_it(

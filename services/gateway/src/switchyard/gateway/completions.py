@@ -61,16 +61,19 @@ def parse_request(
     max_prompt_chars: int,
     unsupported: Unsupported = UNSUPPORTED,
     known: frozenset[str] | None = None,
+    streams: bool = True,
 ) -> ChatCompletionRequest:
     """A chat request; `unsupported`: the fields refused when they ask (`schemas.UNSUPPORTED`), `known`:
-    when given, the only fields taken (the task API's)."""
+    when given, the only fields taken (the task API's); `streams`: the API may stream its answer (the task
+    API never does, and takes `stream_options` as the nothing it asks of it)."""
     raw = json_object(body)
     if known is not None:
         refuse_unknown(raw, known)
     bounds.check_conversation(raw.get("messages"), param="messages", parts=CHAT_PARTS)
     bounds.check_stop(raw.get("stop"), param="stop")
     parsed = validated(raw, ChatCompletionRequest, unsupported)
-    check_stream_options(parsed.stream, parsed.stream_options)
+    if streams:
+        check_stream_options(parsed.stream, parsed.stream_options)
     for n, tool in enumerate(parsed.tools or []):
         check_function(tool.function.name, tool.function.parameters, at=f"tools.{n}.function")
     check_logprobs(parsed)

@@ -26,7 +26,7 @@ REFUSED: Unsupported = {
 def parse(body: bytes, *, max_prompt_chars: int) -> ChatCompletionRequest:
     try:
         return completions.parse_request(
-            body, max_prompt_chars=max_prompt_chars, unsupported=REFUSED, known=KNOWN
+            body, max_prompt_chars=max_prompt_chars, unsupported=REFUSED, known=KNOWN, streams=False
         )
     except InvalidRequest as exc:
         if exc.code == "unknown_parameter" and exc.param == "input":  # an embeddings request
