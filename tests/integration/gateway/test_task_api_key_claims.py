@@ -20,6 +20,7 @@ from switchyard.common.events import TaskSubmitted
 from switchyard.gateway.admission import Pass
 from switchyard.gateway.errors import Conflict
 from switchyard.gateway.taskapi import idempotency, keyed
+from switchyard.gateway.taskapi.idempotency import BodyDigest
 from switchyard.gateway.taskapi.models import Claim
 from switchyard.gateway.taskapi.service import TaskRuns
 from switchyard.gateway.taskapi.store import KEEP_S, TaskStore, tasks_bucket
@@ -79,8 +80,8 @@ async def test_retries_either_side_of_a_period_end_make_one_task(
     after, kept_after = _at(end + timedelta(milliseconds=5), "boundary-1")
     assert kept_before[0] != kept_after[0], "the two requests' own ids differ"
     first, second = await asyncio.gather(
-        keyed.submit(one, before, key="boundary-1", digest="d", admit=_admit),
-        keyed.submit(other, after, key="boundary-1", digest="d", admit=_admit),
+        keyed.submit(one, before, key="boundary-1", digest=BodyDigest("d"), admit=_admit),
+        keyed.submit(other, after, key="boundary-1", digest=BodyDigest("d"), admit=_admit),
     )
     assert first.id == second.id
     await asyncio.sleep(0.2)
@@ -96,11 +97,11 @@ async def test_a_claim_whose_publishing_failed_is_taken_over_by_its_body_only(
     left = Claim(task_id=kept[0], request_sha256="d", claimed_at=datetime.now(UTC), unsent=True)
     assert await one.store.take(claim_key, left) is not None
     with pytest.raises(Conflict) as refused:
-        await keyed.submit(other, task, key="unsent-1", digest="e", admit=_admit)
+        await keyed.submit(other, task, key="unsent-1", digest=BodyDigest("e"), admit=_admit)
     assert refused.value.code == "idempotency_key_reused"
-    state = await keyed.submit(other, task, key="unsent-1", digest="d", admit=_admit)
+    state = await keyed.submit(other, task, key="unsent-1", digest=BodyDigest("d"), admit=_admit)
     assert state.id == kept[0] and state.status == "queued"
-    again = await keyed.submit(one, task, key="unsent-1", digest="d", admit=_admit)
+    again = await keyed.submit(one, task, key="unsent-1", digest=BodyDigest("d"), admit=_admit)
     assert again.id == state.id
     assert published == [state.id]
 
@@ -112,10 +113,12 @@ async def test_a_clients_key_that_reads_like_a_batch_lines_is_another_key(
     key `<batch id>:<line>` with another body neither blocks the line nor gets its task."""
     one, other, published = two
     client, _ = _at(datetime.now(UTC), "batch_abc:0")
-    mine = await keyed.submit(one, client, key="batch_abc:0", digest="client", admit=_admit)
+    mine = await keyed.submit(one, client, key="batch_abc:0", digest=BodyDigest("client"), admit=_admit)
     line = hello_task("line-task-0")
     own = idempotency.claim_key("acme", "batch_abc:0", task_id="line-task-0")
-    ran = await keyed.submit(other, line, key="batch_abc:0", digest="line", admit=_admit, claim_key=own)
+    ran = await keyed.submit(
+        other, line, key="batch_abc:0", digest=BodyDigest("line"), admit=_admit, claim_key=own
+    )
     assert ran.id == "line-task-0" != mine.id
     assert published == [mine.id, "line-task-0"]
 
@@ -141,11 +144,11 @@ async def test_a_publishing_that_fails_gives_the_admission_back_and_frees_the_ke
             return passes[-1]
 
         with pytest.raises(nats.errors.Error):
-            await keyed.submit(one, task, key="no-stream-1", digest="d", admit=admit)
+            await keyed.submit(one, task, key="no-stream-1", digest=BodyDigest("d"), admit=admit)
         assert [p.closed for p in passes] == [True]
         config.max_msg_size = -1
         await js.update_stream(config)
-        state = await keyed.submit(other, task, key="no-stream-1", digest="d", admit=admit)
+        state = await keyed.submit(other, task, key="no-stream-1", digest=BodyDigest("d"), admit=admit)
     finally:
         await nc.close()
     assert state.id == kept[0] and state.status == "queued"
@@ -165,13 +168,13 @@ async def test_a_claim_left_by_a_request_that_went_away_is_taken_over_once_stale
     revision = await one.store.take(claim_key, fresh)
     assert revision is not None
     with pytest.raises(Conflict) as waiting:
-        await keyed.submit(other, task, key="killed-1", digest="d", admit=_admit)
+        await keyed.submit(other, task, key="killed-1", digest=BodyDigest("d"), admit=_admit)
     assert waiting.value.code == "idempotency_key_in_use" and waiting.value.retry is True
     stale = fresh.model_copy(
         update={"claimed_at": datetime.now(UTC) - timedelta(seconds=keyed.CLAIM_STALE_S)}
     )
     await one.store.take(claim_key, stale, over=revision)
-    state = await keyed.submit(other, task, key="killed-1", digest="d", admit=_admit)
+    state = await keyed.submit(other, task, key="killed-1", digest=BodyDigest("d"), admit=_admit)
     assert state.id == kept[0] and state.status == "queued"
     await asyncio.sleep(0.2)
     assert published == [state.id]

@@ -4,7 +4,9 @@ request; any other value is not; what is kept is a SHA-256, never the body."""
 
 from __future__ import annotations
 
-from switchyard.gateway.taskapi.idempotency import digest
+import hashlib
+
+from switchyard.gateway.taskapi.idempotency import BodyDigest, digest
 
 BODY = b'{"model":"auto","max_tokens":20,"messages":[{"role":"user","content":"caf\\u00e9"}]}'
 
@@ -42,3 +44,14 @@ def test_a_body_that_is_not_json_is_digested_as_it_came() -> None:
 
 def orjson_value() -> dict[str, object]:
     return {"messages": [{"role": "user", "content": "caf\u00e9"}], "model": "auto", "max_tokens": 20}
+
+
+def test_a_key_kept_before_bodies_were_compared_by_their_json_still_matches_its_bytes() -> None:
+    """Keys claimed before this kept the SHA-256 of the body's bytes: a retry sending those bytes again
+    (after an upgrade, within the key's seven or thirty days) is the same body, not a 409."""
+    said = BodyDigest.of(BODY)
+    kept_before = hashlib.sha256(BODY).hexdigest()
+    assert said.matches(kept_before) and said.matches(digest(BODY))
+    assert said.sha256 == digest(BODY)  # what is kept from now on
+    assert not said.matches(hashlib.sha256(BODY + b" ").hexdigest())
+    assert not BodyDigest.of(BODY.replace(b"20", b"21")).matches(kept_before)

@@ -17,7 +17,7 @@ from switchyard.gateway.files.errors import FilesFull, FileUnreadable, Organisat
 from switchyard.gateway.limits.models import Check
 from switchyard.gateway.limits.service import _refusal
 from switchyard.gateway.outcomes import raise_for_failure
-from switchyard.gateway.taskapi.idempotency import replayed
+from switchyard.gateway.taskapi.idempotency import BodyDigest, replayed
 from switchyard.gateway.taskapi.models import TaskState
 
 pytestmark = pytest.mark.unit
@@ -120,7 +120,7 @@ def test_an_idempotency_key_sent_with_another_body_is_not_retried() -> None:
     )
     state.request_sha256 = "a" * 64
     with pytest.raises(Conflict) as refused:
-        replayed(state, "b" * 64)
+        replayed(state, BodyDigest("b" * 64))
     _, headers = _headers(refused.value, "/v1/tasks")
     assert (refused.value.status, headers["x-should-retry"]) == (409, "false")
 

@@ -355,10 +355,12 @@ async def submit(request: Request) -> TaskState:
     return state
 
 
-def _task_request(body: bytes, *, max_prompt_chars: int) -> tuple[ChatCompletionRequest, str]:
+def _task_request(
+    body: bytes, *, max_prompt_chars: int
+) -> tuple[ChatCompletionRequest, idempotency.BodyDigest]:
     """The task API's request and its digest (`idempotency.digest`: what an Idempotency-Key's retry must
     say again), both read off the loop when the body is large."""
-    return task_body.parse(body, max_prompt_chars=max_prompt_chars), idempotency.digest(body)
+    return task_body.parse(body, max_prompt_chars=max_prompt_chars), idempotency.BodyDigest.of(body)
 
 
 async def submit_parsed(
@@ -366,7 +368,7 @@ async def submit_parsed(
     principal: Principal,
     parsed: ChatCompletionRequest | embeddings.Embeddings,
     *,
-    digest: str,
+    digest: idempotency.BodyDigest,
     key: str | None,
     priority: str | None,
     where: dict[str, str],
@@ -377,13 +379,13 @@ async def submit_parsed(
 ) -> TaskState:
     """A parsed chat request submitted as a task (the task API's steps after reading the body: input
     guardrails, the model catalogue, admission), or an embeddings request (a batch's line: as
-    `serve_embeddings` prepares it); `digest` is the body's SHA-256. With an idempotency `key`
-    the task id is derived from it (or is `task_id`, a caller's own derivation: the batch runner's), the
-    key is claimed before the task is published, and a task already there is answered instead (`keyed`).
-    A `batch` line is admitted within its organisation's batch slots (`limits.models.checks`), and its
-    task says it is one (`TaskSubmitted.batch`). Nobody waits for
-    the task on a connection: it may run `timeout_s` (default: the longest a request may, `timeouts`).
-    `size`: the body's (a large one's task is written on a worker thread)."""
+    `serve_embeddings` prepares it); `digest` is the body's (`idempotency.BodyDigest`). With an
+    idempotency `key` the task id is derived from it (or is `task_id`, a caller's own derivation: the
+    batch runner's), the key is claimed before the task is published, and a task already there is answered
+    instead (`keyed`). A `batch` line is admitted within its organisation's batch slots
+    (`limits.models.checks`), and its task says it is one (`TaskSubmitted.batch`). Nobody waits for the
+    task on a connection: it may run `timeout_s` (default: the longest a request may, `timeouts`). `size`:
+    the body's (a large one's task is written on a worker thread)."""
     claim_key: str | None = None
     if key is not None:  # a retry gets its task back, whatever would refuse a new one now (`keyed.replay`)
         claim_key = idempotency.claim_key(principal.tenant_id, key, task_id=task_id)

@@ -37,6 +37,7 @@ from switchyard.gateway.batches.results import Results
 from switchyard.gateway.errors import APIError, RateLimited, ServiceUnavailable
 from switchyard.gateway.files.store import new_file_id
 from switchyard.gateway.key_policy import allowed_models
+from switchyard.gateway.taskapi import idempotency
 from switchyard.gateway.taskapi.models import TERMINAL as TASK_TERMINAL
 from switchyard.gateway.taskapi.models import TaskState
 from switchyard.gateway.tasks import SETTLE_WAIT_S
@@ -285,7 +286,7 @@ class BatchRun(LeasedRun):
                     self.gw,
                     self.principal,
                     parsed,
-                    digest=hashlib.sha256(line.body).hexdigest(),
+                    digest=idempotency.BodyDigest(hashlib.sha256(line.body).hexdigest()),  # a line is as kept
                     key=render.idempotency_key(self.batch_id, line.index),
                     priority="low",
                     where={"request_id": task_id, "endpoint": endpoint},

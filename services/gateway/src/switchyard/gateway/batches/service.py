@@ -51,7 +51,7 @@ class Batches:
         (the batch's output would go past it: it is written whatever the share once the batch ends). With
         an Idempotency-Key `key`, the batch its first request created (`idempotent`), before any check."""
         claim = idempotent.claim_key(principal.tenant_id, key, OPENAI_PREFIX) if key is not None else None
-        sha256 = idempotency.digest(body)
+        sha256 = idempotency.BodyDigest.of(body)
         if claim is not None and (replayed := await self.replayed(claim, sha256)) is not None:
             return replayed
         try:
@@ -95,9 +95,9 @@ class Batches:
         batch_id = new_batch_id()
         if claim is not None:
             held = await idempotent.take(
-                self.store.bucket, claim, idempotent.Claim(batch_id=batch_id, request_sha256=sha256)
+                self.store.bucket, claim, idempotent.Claim(batch_id=batch_id, request_sha256=sha256.sha256)
             )
-            if held.request_sha256 != sha256:
+            if not sha256.matches(held.request_sha256):
                 raise idempotency.reused()
             batch_id = held.batch_id
         batch = Batch(
@@ -124,12 +124,12 @@ class Batches:
         self.runner.poke()
         return batch
 
-    async def replayed(self, claim: str, sha256: str) -> Batch | None:
+    async def replayed(self, claim: str, sha256: idempotency.BodyDigest) -> Batch | None:
         """The batch a create's Idempotency-Key claim names, when it exists; 409 for another body."""
         held = await idempotent.read(self.store.bucket, claim)
         if held is None:
             return None
-        if held.request_sha256 != sha256:
+        if not sha256.matches(held.request_sha256):
             raise idempotency.reused()
         record = await self.store.read(held.batch_id)
         return record.batch if record is not None else None

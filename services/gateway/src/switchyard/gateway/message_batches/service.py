@@ -56,6 +56,12 @@ MAX_BYTES = (
 )  # a create request's body, as Anthropic (and at most SWITCHYARD_FILES_MAX_BYTES)
 
 
+async def _hashing(body: AsyncIterable[bytes], into: Any) -> AsyncIterator[bytes]:
+    async for chunk in body:
+        into.update(chunk)
+        yield chunk
+
+
 class MessageBatches:
     def __init__(self, batches: Batches, *, max_body_bytes: int) -> None:
         self.batches = batches
@@ -70,7 +76,8 @@ class MessageBatches:
         batch its first request created (`batches.idempotent`: the body is read to compare its requests,
         `RequestLines.digest`)."""
         tenant_id = principal.tenant_id
-        lines = RequestLines(body, max_body_bytes=self.max_body_bytes)
+        raw = hashlib.sha256()  # what a key claimed before requests were compared by their JSON kept
+        lines = RequestLines(_hashing(body, raw), max_body_bytes=self.max_body_bytes)
         claim = idempotent.claim_key(tenant_id, key, ID_PREFIX) if key is not None else None
         held = await idempotent.read(self.batches.store.bucket, claim) if claim is not None else None
         # a retry of a batch that exists is not admitted again (it would count itself as unfinished)
@@ -100,7 +107,8 @@ class MessageBatches:
         batch_id = new_batch_id(ID_PREFIX)
         if claim is not None:
             try:
-                batch_id = await self._claimed(claim, batch_id, lines.digest.hexdigest())
+                said = idempotency.BodyDigest(lines.digest.hexdigest(), raw.hexdigest())
+                batch_id = await self._claimed(claim, batch_id, said)
             except BaseException:
                 with contextlib.suppress(Exception):
                     await self.batches.files.delete(tenant_id=tenant_id, file_id=file.id, held=True)
@@ -137,13 +145,15 @@ class MessageBatches:
         self.batches.runner.poke()
         return batch
 
-    async def _claimed(self, claim: str, batch_id: str, sha256: str) -> str:
+    async def _claimed(self, claim: str, batch_id: str, sha256: idempotency.BodyDigest) -> str:
         """The id the batch takes under its Idempotency-Key claim (its first request's batch, should one
         have made it: then the create finds it taken); 409 when the key was used with another body."""
         held = await idempotent.take(
-            self.batches.store.bucket, claim, idempotent.Claim(batch_id=batch_id, request_sha256=sha256)
+            self.batches.store.bucket,
+            claim,
+            idempotent.Claim(batch_id=batch_id, request_sha256=sha256.sha256),
         )
-        if held.request_sha256 != sha256:
+        if not sha256.matches(held.request_sha256):
             raise idempotency.reused()
         return held.batch_id
 

@@ -15,6 +15,7 @@ whitespace, as another client library (or another run of the same one) writes it
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -57,6 +58,23 @@ def digest(body: bytes | Any) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
+@dataclass(frozen=True)
+class BodyDigest:
+    """What a keyed request is compared by: its body's `digest`, which is kept with the key; and the
+    SHA-256 of its bytes, which keys claimed before bodies were compared by their JSON kept instead (a
+    retry of one of those, sent again byte for byte after an upgrade, is still the same body)."""
+
+    sha256: str
+    raw_sha256: str | None = None
+
+    @classmethod
+    def of(cls, body: bytes) -> BodyDigest:
+        return cls(digest(body), hashlib.sha256(body).hexdigest())
+
+    def matches(self, kept: str) -> bool:
+        return kept in (self.sha256, self.raw_sha256)
+
+
 def task_ids(tenant_id: str, key: str, at: datetime) -> list[str]:
     """The id a task submitted `at` under this key takes, then the ids a task still kept may have: the
     previous period's, and the id of a task submitted before ids had periods (kept at most KEEP_S)."""
@@ -86,8 +104,8 @@ def reused() -> Conflict:
     )
 
 
-def replayed(state: TaskState, request_sha256: str) -> TaskState:
+def replayed(state: TaskState, body: BodyDigest) -> TaskState:
     """The task a retried request gets back; a different body under the same key is a client bug."""
-    if state.request_sha256 is not None and state.request_sha256 != request_sha256:
+    if state.request_sha256 is not None and not body.matches(state.request_sha256):
         raise reused()
     return state

@@ -27,6 +27,7 @@ from switchyard.common.events import TaskSubmitted
 from switchyard.gateway.admission import Pass
 from switchyard.gateway.errors import Conflict
 from switchyard.gateway.taskapi import idempotency
+from switchyard.gateway.taskapi.idempotency import BodyDigest
 from switchyard.gateway.taskapi.models import Claim, TaskState
 from switchyard.gateway.taskapi.service import TaskRuns
 from switchyard.gateway.taskapi.store import from_outcome
@@ -54,7 +55,7 @@ def in_use() -> Conflict:
     )
 
 
-async def replay(runs: TaskRuns, *, claim_key: str, digest: str, kept: list[str]) -> TaskState | None:
+async def replay(runs: TaskRuns, *, claim_key: str, digest: BodyDigest, kept: list[str]) -> TaskState | None:
     """The task a request with this key and body gets back, if there is one: asked before anything that
     would refuse a new task (the model's provider gone, a guardrail, the key's allow-list), since a retry
     runs nothing. 409 for another body, or while the claiming request is still submitting it."""
@@ -71,7 +72,7 @@ async def submit(
     task: TaskSubmitted,
     *,
     key: str,
-    digest: str,
+    digest: BodyDigest,
     admit: Admit,
     claim_key: str | None = None,
 ) -> TaskState:
@@ -87,7 +88,7 @@ async def submit(
                 return state
             task = task.model_copy(update={"task_id": claim.task_id})
         admitted = await admit(task)
-        mine = Claim(task_id=task.task_id, request_sha256=digest, claimed_at=datetime.now(UTC))
+        mine = Claim(task_id=task.task_id, request_sha256=digest.sha256, claimed_at=datetime.now(UTC))
         try:
             revision = await runs.store.take(claim_key, mine, over=over)
         except BaseException:
@@ -100,12 +101,12 @@ async def submit(
             if over is not None and (done := await runs.store.stored_outcome(task.task_id)) is not None:
                 await admitted.close()  # the request that went away had published it, and it ran
                 told = from_outcome(done).model_copy(
-                    update={"idempotency_key": key, "request_sha256": digest}
+                    update={"idempotency_key": key, "request_sha256": digest.sha256}
                 )
                 await runs.store.create(told)
                 return told
             state = await runs.submit(
-                task=task, admitted=admitted, idempotency_key=key, request_sha256=digest
+                task=task, admitted=admitted, idempotency_key=key, request_sha256=digest.sha256
             )
         except BaseException:
             await admitted.close()  # once, however many paths close it
@@ -115,11 +116,11 @@ async def submit(
     raise in_use()
 
 
-async def _claimed(runs: TaskRuns, claim: Claim, digest: str) -> TaskState | None:
+async def _claimed(runs: TaskRuns, claim: Claim, digest: BodyDigest) -> TaskState | None:
     """The task a claim names, as it is now; None when the claim may be taken over (its request went
     away before storing the task). Raises 409 for another body, or while the claiming request is still
     submitting it."""
-    if claim.request_sha256 != digest:
+    if not digest.matches(claim.request_sha256):
         raise idempotency.reused()
     loop = asyncio.get_running_loop()
     until = loop.time() + STORED_WAIT_S
