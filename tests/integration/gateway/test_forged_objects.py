@@ -77,7 +77,7 @@ def refused(reason: str) -> float:
 async def test_what_a_forged_meta_and_chunk_look_like(guarded: GuardedBus) -> None:
     """The measure of the marks: the stored meta and chunk carry the direct get's headers (and the bait's
     rollup, which the stream applied: the real meta, and the real chunks, are gone)."""
-    files, file_id = await stored(guarded, "acme", b'{"custom_id": "a"}\n' * 10_000)
+    _, file_id = await stored(guarded, "acme", b'{"custom_id": "a"}\n' * 10_000)
     executor = await guarded.connect("executor")
     js = executor.jetstream()
     names = set((await js.stream_info(STREAM, subjects_filter=">")).state.subjects or ())
@@ -133,4 +133,32 @@ async def test_a_forged_chunk_is_refused_before_its_bytes_are_read(guarded: Guar
             read.append(chunk)
     assert read == []
     assert refused("forged_object_chunk") == before + 1
+    await executor.close()
+
+
+async def test_a_forged_meta_neither_stops_a_sweep_nor_has_another_files_chunks_purged(
+    guarded: GuardedBus,
+) -> None:
+    """A forged meta naming another file's chunks: deleting its file purges none of them; an API answer
+    stored as a meta (`{"type":"io.nats.jetstream.api.v1...`) does not stop the sweep of orphans."""
+    files, victim = await stored(guarded, "acme", b'{"custom_id": "a"}\n')
+    _, other = await stored(guarded, "globex", b'{"custom_id": "g"}\n')
+    gateway_js = (await guarded.connect("gateway")).jetstream()
+    info = await objects.describe(gateway_js, BUCKET, file_key("acme", victim))
+    executor = await guarded.connect("executor")
+    forged = api.ObjectInfo(name=file_key("globex", other), bucket=BUCKET, nuid=info.nuid, size=1, chunks=1)
+    key = file_key("globex", other)
+    await forge(
+        executor, objects.meta_subject(BUCKET, key), json.dumps(forged.as_dict()).encode(), rollup=True
+    )
+    assert await files.delete(tenant_id="globex", file_id=other)
+    await executor.publish(f"$JS.API.STREAM.INFO.{STREAM}", reply=objects.meta_subject(BUCKET, "junk.file"))
+    await executor.flush()
+    await asyncio.sleep(0.3)
+    junk = await gateway_js.get_last_msg(STREAM, objects.meta_subject(BUCKET, "junk.file"))
+    assert (junk.data or b"").startswith(b'{"type":"io.nats.jetstream.api.v1.stream_info_response"')
+    assert await files.content(tenant_id="acme", file_id=victim) == b'{"custom_id": "a"}\n'
+    async with asyncio.timeout(20):
+        await files.sweep_orphans(older_than_s=0.0)
+    assert await files.content(tenant_id="acme", file_id=victim) == b'{"custom_id": "a"}\n'
     await executor.close()

@@ -69,10 +69,17 @@ class ForgedEntry(Exception):
         self.revision = revision
 
 
+def stamped(headers: Mapping[str, str] | None) -> bool:
+    """True when a stored message's headers carry the server's marks of an answer (a direct get's, a
+    status): a publish by a client never does (objects.py checks an object's chunks with it too)."""
+    return bool(headers) and not SERVER_HEADERS.isdisjoint(headers or ())
+
+
 def forged(headers: Mapping[str, str] | None, value: bytes | None) -> bool:
-    """True when a stored KV revision with these headers and value is a server's answer, not a write."""
+    """True when a stored KV revision (or an object's meta) with these headers and value is a server's
+    answer, not a write."""
     if headers:
-        return not SERVER_HEADERS.isdisjoint(headers)
+        return stamped(headers)
     return not value or value.startswith(API_ANSWER)
 
 

@@ -29,7 +29,6 @@ js.object_store(bucket)).get(name)` returns the bytes (its own digest checked); 
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import logging
 import re
@@ -38,7 +37,6 @@ from typing import Protocol
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
-from nats.js.object_store import ObjectStore
 
 from switchyard.common import objects
 from switchyard.common.events import EmbeddingResult
@@ -169,7 +167,7 @@ async def keep(
     bucket = BUCKET
     if batch:
         try:
-            await _store(js, BATCH_BUCKET).put(name, raw)
+            await objects.put(js, BATCH_BUCKET, name, raw)
             bucket = BATCH_BUCKET
         except (nats.errors.Error, TimeoutError) as exc:
             log.warning(
@@ -177,7 +175,7 @@ async def keep(
             )
     if bucket == BUCKET:
         try:
-            await _store(js).put(name, raw)
+            await objects.put(js, BUCKET, name, raw)
         except (nats.errors.Error, TimeoutError) as exc:  # nats-py's put removes the chunks it had sent
             reason = str(exc) or type(exc).__name__
             message = f"{len(raw)} bytes could not be put in the object store {BUCKET}: {reason}"
@@ -208,9 +206,8 @@ async def discard(js: JetStreamContext, result: EmbeddingResult) -> None:
 
 
 async def delete(js: JetStreamContext, name: str, *, bucket: str = BUCKET) -> None:
-    """Deletes the object `name` of `bucket`, if it is there."""
-    with contextlib.suppress(NotFoundError):
-        await _store(js, bucket).delete(name)
+    """Deletes the object `name` of `bucket`, if it is there (never the chunks a forged meta names)."""
+    await objects.delete(js, bucket, name)
 
 
 async def forget_tenant(js: JetStreamContext, tenant_id: str) -> int:
@@ -220,18 +217,13 @@ async def forget_tenant(js: JetStreamContext, tenant_id: str) -> int:
     removed = 0
     for bucket in (BATCH_BUCKET, BUCKET):
         try:
-            listed = await _store(js, bucket).list(ignore_deletes=True)
-        except NotFoundError:  # no such bucket, or an empty one
+            stored = await objects.names(js, bucket)  # forged metas too (nats-py's `list` may hang on one)
+        except NotFoundError:  # no such bucket
             continue
-        for info in listed:
-            if info.name.startswith(prefix) and not info.deleted:
-                await delete(js, info.name, bucket=bucket)
+        for name in stored:
+            if name.startswith(prefix) and await objects.delete(js, bucket, name):
                 removed += 1
     return removed
-
-
-def _store(js: JetStreamContext, bucket: str = BUCKET) -> ObjectStore:
-    return ObjectStore(name=bucket, stream=f"OBJ_{bucket}", js=js)
 
 
 async def _read(js: JetStreamContext, bucket: str, name: str, *, timeout_s: float) -> bytes:

@@ -226,7 +226,7 @@ async def upload(js: JetStreamContext, files: Files, *, replicas: int = 1) -> No
         try:
             await objects.describe(js, subjects.OBJ_CLASSIFIER_HEADS, name)
             continue
-        except objects.ObjectGone:
+        except (objects.ObjectGone, objects.ObjectUnreadable):  # forged or unreadable: written over
             pass
         await objects.write(js, subjects.OBJ_CLASSIFIER_HEADS, name, _once(data))
 

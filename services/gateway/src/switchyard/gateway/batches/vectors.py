@@ -18,8 +18,6 @@ import logging
 
 import nats.errors
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
-from nats.js.object_store import ObjectStore
 
 from switchyard.common import objects, subjects, vectors
 from switchyard.common.events import EmbeddingResult
@@ -33,7 +31,6 @@ KEEP_S = 3 * 24 * 3600.0  # a batch's completion window (24 h) and its finishing
 class KeptVectors:
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js
-        self._store = ObjectStore(name=BUCKET, stream=f"OBJ_{BUCKET}", js=js)
 
     async def keep(self, result: EmbeddingResult) -> None:
         """Copies a stored result's vectors here and deletes the original (nothing for an inline result, or
@@ -41,11 +38,11 @@ class KeptVectors:
         name = result.object
         if name is None or result.bucket == BUCKET:
             return
-        with contextlib.suppress(objects.ObjectGone):
+        with contextlib.suppress(objects.ObjectGone, objects.ObjectUnreadable):  # forged: written over
             await objects.describe(self._js, BUCKET, name)
             return
         raw = await vectors.fetch(self._js, result)
-        await self._store.put(name, raw)
+        await objects.put(self._js, BUCKET, name, raw)
         await vectors.discard(self._js, result)
 
     async def inline(self, result: EmbeddingResult) -> EmbeddingResult:
@@ -57,6 +54,8 @@ class KeptVectors:
             raw = await objects.read(self._js, BUCKET, result.object)
         except objects.ObjectGone:
             return result
+        except objects.ObjectUnreadable as exc:  # forged (refused, counted) or corrupt
+            raise vectors.VectorsCorrupt(f"the kept vectors {result.object} cannot be read: {exc}") from None
         packed = vectors.pack(raw, count=result.count, dimensions=result.dimensions)
         if packed.sha256 != result.sha256:
             raise vectors.VectorsCorrupt(f"the kept vectors {result.object} do not match their digest")
@@ -65,11 +64,9 @@ class KeptVectors:
     async def forget(self, names: list[str]) -> None:
         """Deletes the kept vectors of `names` (the output file holds them now), and any original left."""
         for name in names:
-            for forget in (self._store.delete, lambda n: vectors.delete(self._js, n)):
+            for bucket in (BUCKET, vectors.BUCKET):
                 try:
-                    await forget(name)
-                except NotFoundError:
-                    pass
+                    await objects.delete(self._js, bucket, name)
                 except (nats.errors.Error, TimeoutError) as exc:
                     log.warning("kept vectors %s not deleted (they expire): %r", name, exc)
 

@@ -41,7 +41,6 @@ import nats.errors
 from nats.js import JetStreamContext, api
 from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
-from nats.js.object_store import ObjectStore
 
 from switchyard.common import kv, objects, provisioning, subjects
 from switchyard.common.background import cancel
@@ -132,7 +131,6 @@ class FileStore:
 
     def __init__(self, js: JetStreamContext, index: KeyValue, *, in_use: InUse | None = None) -> None:
         self._js = js
-        self._objects = ObjectStore(name=BUCKET, stream=STREAM, js=js)
         self._index = index
         self._sweeper: asyncio.Task[None] | None = None
         self.in_use = in_use  # set once the batches exist: their input files do not expire while they run
@@ -205,11 +203,9 @@ class FileStore:
         return set(state.subjects or ())
 
     async def _stored(self) -> dict[str, str]:
-        """The objects in the store (not those deleted): each one's chunks' id (nuid) by its name."""
-        try:
-            return {info.name: info.nuid or "" for info in await self._objects.list(ignore_deletes=True)}
-        except NotFoundError:  # nothing ever stored, or all deleted
-            return {}
+        """The objects in the store (not those deleted, nor those whose meta is forged: their file reads as
+        unreadable until deleted): each one's chunks' id (nuid) by its name."""
+        return {info.name: info.nuid or "" for info in await objects.listed(self._js, BUCKET)}
 
     async def _older(self, subject: str, now: float, age_s: float) -> bool:
         """The subject's last message was stored more than `age_s` before `now` (False once it is gone)."""
@@ -264,7 +260,7 @@ class FileStore:
             if isinstance(data, AsyncIterator):
                 info = await objects.write(self._js, BUCKET, key, data)
             else:
-                info = await self._objects.put(key, data)  # type: ignore[arg-type]  # nats-py takes any reader
+                info = await objects.put(self._js, BUCKET, key, data)
         except nats.js.errors.APIError as exc:  # the chunks sent were purged
             if _full(exc):
                 if isinstance(data, AsyncIterator):
@@ -333,13 +329,17 @@ class FileStore:
     ) -> tuple[FileObject, AsyncIterator[bytes]]:
         """The file's description and its bytes as they come from the store, in chunks (128 KiB), checked
         against the stored size and SHA-256 at the end (FileUnreadable then, or when the file vanishes
-        while read). NotFound as `get` (`held` as there), raised before any chunk."""
+        while read). NotFound as `get` (`held` as there), raised before any chunk. FileUnreadable too when
+        the server rewrote the object's meta (before any chunk) or a chunk (before its bytes) on a client's
+        behalf (objects.py): never the forger's bytes."""
         file = await self.get(tenant_id=tenant_id, file_id=file_id, held=held)
         try:
             info = await objects.describe(self._js, BUCKET, self._key(tenant_id, file_id))
         except objects.ObjectGone:  # deleted between the two reads
             raise file_not_found(file_id) from None
-        return file, _checked(objects.chunks(self._js, BUCKET, info), info)
+        except objects.ObjectUnreadable as exc:
+            raise FileUnreadable(f"the file {file_id} cannot be read: {_why(exc)}") from None
+        return file, _checked(objects.chunks(self._js, BUCKET, info), file_id)
 
     async def content(self, *, tenant_id: str, file_id: str) -> bytes:
         """The file's bytes, checked. NotFound as `get`."""
@@ -418,25 +418,30 @@ class FileStore:
         """Deletes an object whose description is gone; one that stays (the bus failed) is unlisted, only
         its bytes still count against the bucket."""
         try:
-            await self._objects.delete(key)
-        except NotFoundError:
-            pass
+            await objects.delete(self._js, BUCKET, key)
         except (nats.errors.Error, TimeoutError) as exc:
             log.warning("the object %s stays in %s after its file was removed: %r", key, BUCKET, exc)
 
 
-async def _checked(chunks: AsyncIterator[bytes], info: api.ObjectInfo) -> AsyncIterator[bytes]:
-    digest, size = hashlib.sha256(), 0
+async def _checked(chunks: AsyncIterator[bytes], file_id: str) -> AsyncIterator[bytes]:
+    """The chunks (checked against their meta's size and digest by `objects.chunks`), its errors in the
+    API's words."""
     try:
         async for chunk in chunks:
-            digest.update(chunk)
-            size += len(chunk)
             yield chunk
     except objects.ObjectGone as exc:
         raise FileUnreadable(f"the file vanished while read: {exc}") from None
-    stored = (info.digest or "").partition("=")[2]  # `SHA-256=<url-safe base64>`
-    if size != info.size or base64.urlsafe_b64encode(digest.digest()).decode() != stored:
-        raise FileUnreadable(f"the file's bytes do not match their stored size and digest ({info.name})")
+    except objects.ObjectUnreadable as exc:
+        raise FileUnreadable(f"the file {file_id} cannot be read: {_why(exc)}") from None
+
+
+def _why(exc: objects.ObjectUnreadable) -> str:
+    """What the API client is told (no bucket or key of ours)."""
+    if isinstance(exc, objects.ObjectForged):
+        return "its stored bytes were overwritten by another client of the bus (refused, logged)"
+    if isinstance(exc, objects.ObjectCorrupt):
+        return "its bytes do not match their stored size and digest"
+    return "its stored description is unreadable"
 
 
 async def _described(index: KeyValue, tenant: str) -> list[Described]:
