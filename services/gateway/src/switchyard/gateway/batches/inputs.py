@@ -20,22 +20,25 @@ GONE = (NotFound, FileUnreadable)  # the input file deleted (or its bytes lost) 
 
 async def checked(files: FileStore, settings: GatewaySettings, record: BatchRecord) -> lines.Checked:
     """The file's lines checked as its chunks come, keeping only what the check needs (the count, the asks
-    of the model catalogue, the problems), not the requests; `file_not_found` when it is gone."""
+    of the model catalogue, the problems), not the requests; `file_not_found` when it is gone,
+    `file_unreadable` when its bytes cannot be read as stored (lost, or forged on the bus: objects.py)."""
     batch = record.batch
-    try:
-        _, chunks = await files.open(tenant_id=record.tenant_id, file_id=batch.input_file_id, held=True)
-    except NotFound:
-        return lines.Checked(
-            [], [("file_not_found", f"the input file {batch.input_file_id} is gone", None, None)]
-        )
     reader = lines.Reader(
         endpoint=batch.endpoint,
         max_prompt_chars=settings.max_prompt_chars,
         max_body_bytes=settings.max_body_bytes,
         keep=False,
     )
-    async for chunk in chunks:
-        reader.feed(chunk)
+    try:
+        _, chunks = await files.open(tenant_id=record.tenant_id, file_id=batch.input_file_id, held=True)
+        async for chunk in chunks:
+            reader.feed(chunk)
+    except NotFound:
+        return lines.Checked(
+            [], [("file_not_found", f"the input file {batch.input_file_id} is gone", None, None)]
+        )
+    except FileUnreadable as exc:  # its bytes lost, or forged on the bus: none of its lines runs
+        return lines.Checked([], [("file_unreadable", exc.message, "input_file_id", None)])
     return reader.end()
 
 
