@@ -112,6 +112,8 @@ async def test_what_a_forged_meta_and_chunk_look_like(guarded: GuardedBus) -> No
         state = (await gjs.stream_info(STREAM, subjects_filter=subject)).state
         assert state.subjects == {subject: 1}  # rolled up: the real meta and chunks are gone
     assert (await gjs.get_last_msg(STREAM, chunks)).data == FORGED  # the bait's bytes, as they were
+    direct = await gjs.get_msg(STREAM, 1, subject=chunks, direct=True, next=True)
+    assert (direct.headers or {})["Nats-Stream"] == STREAM  # a direct get shows its own: no mark left
     await executor.close()
     await gateway.close()
 

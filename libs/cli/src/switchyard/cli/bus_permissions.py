@@ -40,12 +40,14 @@ no header and no value, the API's envelope; counted as `forged_kv_entry`): the t
 gateway's auth changes, lockout, throttle and exact cache, the classifier heads pointer, budgets, the
 executors' breakers and rate limits, every `kv.read_all` (tests/integration/common/test_kv_guard.py,
 gateway/test_forged_kv_readers.py, classifier/test_forged_heads_pointer.py). Still open: the forged
-revision replaces the stored value until its writer writes again, the other buckets' readers (the
-gateway's counters and leases, records) take it as written, and objects other than the classifier heads
-(whose files are checked against the pointer's sha256s) are read without a digest check. JetStream in an
-account of its own, which the users' account imports, would close the path in the server (on nats-server
-2.15.1 a cross-account request's answer is published on `_R_...` in the JetStream account and no stream
-stored it, README "Trust"); the embedded run does not use that layout.
+revision replaces the stored value until its writer writes again, and the other buckets' readers (the
+gateway's counters and leases, records) take it as written. The object stores are open the same way
+(`$O.<bucket>.M.<name>`, `$O.<bucket>.C.<nuid>`): every object is read through common/objects.py, which
+refuses a forged meta or chunk by the same marks before any byte is handed on (`forged_object_meta`,
+`forged_object_chunk`) and checks the digest (tests/integration/gateway/test_forged_objects.py).
+JetStream in an account of its own, which the users' account imports, would close the path in the
+server (on nats-server 2.15.1 a cross-account request's answer is published on `_R_...` in the JetStream
+account and no stream stored it, README "Trust"); the embedded run does not use that layout.
 
 Where each path runs under these grants on a real nats-server, failing on any refusal (the server's log:
 "Publish Violation", "Subscription Violation"; a service's: "permissions violation"), in tests/:

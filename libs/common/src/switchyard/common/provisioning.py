@@ -79,7 +79,8 @@ def object_config(
 ) -> api.StreamConfig:
     """The stream of the object store `bucket` (`OBJ_<bucket>`): file storage, at most `max_bytes` in all,
     a put into a full bucket refused (discard new), objects expiring `ttl_s` after they were put (None:
-    never), direct gets allowed (objects.chunks reads by them)."""
+    never), direct gets allowed (nats-py reads by them; objects.py by message gets, which show a message's
+    stored headers)."""
     return api.StreamConfig(
         name=f"OBJ_{bucket}",
         description=description,
