@@ -12,6 +12,7 @@ import pytest
 from nats.js import api
 from starlette.datastructures import FormData, UploadFile
 
+from switchyard.common import objects
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.files import errors as file_errors
 from switchyard.gateway.files import store, upload
@@ -143,10 +144,11 @@ def _info(data: bytes) -> api.ObjectInfo:
 
 async def test_content_is_checked_against_its_stored_size_and_digest() -> None:
     info = _info(b"hello world")
-    assert b"".join([c async for c in store._checked(_chunks(b"hello ", b"world"), info)]) == b"hello world"
+    read = store._checked(objects.checked(_chunks(b"hello ", b"world"), info), "file-x")
+    assert b"".join([c async for c in read]) == b"hello world"
     for parts in ((b"hello ", b"World"), (b"hello ",)):
-        with pytest.raises(file_errors.FileUnreadable):
-            _ = [c async for c in store._checked(_chunks(*parts), info)]
+        with pytest.raises(file_errors.FileUnreadable, match="do not match their stored size and digest"):
+            _ = [c async for c in store._checked(objects.checked(_chunks(*parts), info), "file-x")]
 
 
 def _form(*fields: tuple[str, str], filename: str = "r.jsonl") -> FormData:

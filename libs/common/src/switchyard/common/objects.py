@@ -128,7 +128,7 @@ async def describe(js: JetStreamContext, bucket: str, name: str) -> api.ObjectIn
     return info
 
 
-async def chunks(
+def chunks(
     js: JetStreamContext, bucket: str, info: api.ObjectInfo, *, timeout_s: float = READ_TIMEOUT_S
 ) -> AsyncIterator[bytes]:
     """The object's chunks in order, each fetched when the caller asks for it (nothing is read ahead, and
@@ -137,9 +137,28 @@ async def chunks(
     meanwhile); ObjectForged (counted, logged) for a chunk the server stored for a client, before its bytes
     are handed on; TimeoutError when the store does not answer within `timeout_s` (the bus, briefly:
     reading again may work)."""
+    return checked(_fetched(js, bucket, info, timeout_s), info)
+
+
+async def checked(chunks: AsyncIterable[bytes], info: api.ObjectInfo) -> AsyncIterator[bytes]:
+    """`chunks` as they come, then ObjectCorrupt when their size and SHA-256 are not those of `info`."""
+    digest, size = hashlib.sha256(), 0
+    async for chunk in chunks:
+        digest.update(chunk)
+        size += len(chunk)
+        yield chunk
+    stored = (info.digest or "").partition("=")[2]  # `SHA-256=<url-safe base64>`
+    if size != info.size or base64.urlsafe_b64encode(digest.digest()).decode() != stored.strip():
+        raise ObjectCorrupt(
+            f"the object {info.name!r} of {info.bucket}: its bytes do not match its size and digest"
+        )
+
+
+async def _fetched(
+    js: JetStreamContext, bucket: str, info: api.ObjectInfo, timeout_s: float
+) -> AsyncIterator[bytes]:
     stream, subject = f"OBJ_{bucket}", chunk_subject(bucket, info.nuid or "")
     after = 0  # the stream sequence of the chunk last read
-    digest, size = hashlib.sha256(), 0
     for got in range(info.chunks or 0):
         try:
             async with asyncio.timeout(timeout_s):
@@ -158,14 +177,7 @@ async def chunks(
         if kv_guard.stamped(msg.headers) or not msg.data:
             raise _refused(bucket, info.name, f"chunk {got + 1} of {info.chunks}", msg.seq, CHUNK_REASON)
         after = msg.seq
-        digest.update(msg.data)
-        size += len(msg.data)
         yield msg.data
-    stored = (info.digest or "").partition("=")[2]  # `SHA-256=<url-safe base64>`
-    if size != info.size or base64.urlsafe_b64encode(digest.digest()).decode() != stored.strip():
-        raise ObjectCorrupt(
-            f"the object {info.name!r} of {bucket}: its bytes do not match its size and digest"
-        )
 
 
 async def read(js: JetStreamContext, bucket: str, name: str, *, timeout_s: float = READ_TIMEOUT_S) -> bytes:
