@@ -10,7 +10,6 @@ rolling back twice goes two steps back. Replicas watch the key (`follower.py`) a
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Callable
@@ -321,23 +320,17 @@ async def rollback(js: JetStreamContext, *, now: datetime | None = None) -> Prom
 
 
 async def prune(js: JetStreamContext, keep: list[HeadsRef]) -> int:
-    """Deletes the files no kept heads name (best effort: a failure leaves them for the next promotion)."""
+    """Deletes the files no kept heads name (best effort: a failure leaves them for the next promotion). A
+    forged meta (a kept file's, copied under another name by a user that may read the store) is replaced
+    alone: its chunks are a kept file's (objects.delete)."""
     wanted = {name for ref in keep for name in ref.names()}
     removed = 0
     with contextlib.suppress(NotFoundError, nats.errors.Error):
-        info = await js.stream_info(
-            f"OBJ_{subjects.OBJ_CLASSIFIER_HEADS}",
-            subjects_filter=f"$O.{subjects.OBJ_CLASSIFIER_HEADS}.M.>",
-        )
-        store = await js.object_store(subjects.OBJ_CLASSIFIER_HEADS)
-        prefix = f"$O.{subjects.OBJ_CLASSIFIER_HEADS}.M."
-        for subject in info.state.subjects or {}:
-            name = base64.urlsafe_b64decode(subject[len(prefix) :]).decode()
+        for name in await objects.names(js, subjects.OBJ_CLASSIFIER_HEADS):
             if name in wanted:
                 continue
-            with contextlib.suppress(NotFoundError, nats.errors.Error):
-                await store.delete(name)
-                removed += 1
+            with contextlib.suppress(nats.errors.Error):
+                removed += await objects.delete(js, subjects.OBJ_CLASSIFIER_HEADS, name)
     return removed
 
 
