@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from switchyard.common.kv_guard import forged
+from switchyard.common.kv_guard import forged, stamped
 
 DIRECT_GET = {
     "Nats-Stream": "KV_switchyard-breakers",
@@ -47,3 +47,12 @@ def test_the_servers_answers_are_forged(headers: dict[str, str] | None, value: b
 )
 def test_a_writers_entries_are_not(headers: dict[str, str] | None, value: bytes | None) -> None:
     assert not forged(headers, value)
+
+
+def test_stamped_is_the_server_headers_alone_whatever_the_value() -> None:
+    """An object's chunk (objects.py): the server's headers mark it; a chunk may well begin with the API's
+    envelope (a file of API answers), and a writer's meta carries `Nats-Rollup` alone."""
+    assert stamped({**DIRECT_GET, "Nats-Rollup": "sub"})
+    assert not stamped(None)
+    assert not stamped({})
+    assert not stamped({"Nats-Rollup": "sub"})
