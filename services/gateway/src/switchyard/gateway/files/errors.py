@@ -3,6 +3,7 @@ bytes cannot be read back as stored, a file not found (in OpenAI's words)."""
 
 from __future__ import annotations
 
+from switchyard.common import objects
 from switchyard.gateway.errors import APIError, NotFound
 
 
@@ -32,3 +33,14 @@ def file_not_found(file_id: str) -> NotFound:
     """OpenAI's words; the id as asked, cut short (a batch's `input_file_id` can be a megabyte of text)."""
     shown = file_id if len(file_id) <= 64 else f"{file_id[:64]}…"
     return NotFound(f"No such File object: {shown}", code="file_not_found", param="file_id")
+
+
+def file_unreadable(file_id: str, exc: objects.ObjectUnreadable) -> FileUnreadable:
+    """Why the file's object cannot be read, in words for the API client (no bucket or key of ours)."""
+    if isinstance(exc, objects.ObjectForged):
+        why = "its stored bytes were overwritten by another client of the bus (refused, logged)"
+    elif isinstance(exc, objects.ObjectCorrupt):
+        why = "its bytes do not match their stored size and digest"
+    else:
+        why = "its stored description is unreadable"
+    return FileUnreadable(f"the file {file_id} cannot be read: {why}")

@@ -44,7 +44,7 @@ from nats.js.kv import KeyValue
 
 from switchyard.common import kv, objects, provisioning, subjects
 from switchyard.common.background import cancel
-from switchyard.gateway.files.errors import FilesFull, FileUnreadable, file_not_found
+from switchyard.gateway.files.errors import FilesFull, FileUnreadable, file_not_found, file_unreadable
 from switchyard.gateway.files.models import INTERNAL, FileObject, FilePurpose
 from switchyard.gateway.metrics import (
     FILES_ADDED,
@@ -338,7 +338,7 @@ class FileStore:
         except objects.ObjectGone:  # deleted between the two reads
             raise file_not_found(file_id) from None
         except objects.ObjectUnreadable as exc:
-            raise FileUnreadable(f"the file {file_id} cannot be read: {_why(exc)}") from None
+            raise file_unreadable(file_id, exc) from None
         return file, _checked(objects.chunks(self._js, BUCKET, info), file_id)
 
     async def content(self, *, tenant_id: str, file_id: str) -> bytes:
@@ -432,16 +432,7 @@ async def _checked(chunks: AsyncIterator[bytes], file_id: str) -> AsyncIterator[
     except objects.ObjectGone as exc:
         raise FileUnreadable(f"the file vanished while read: {exc}") from None
     except objects.ObjectUnreadable as exc:
-        raise FileUnreadable(f"the file {file_id} cannot be read: {_why(exc)}") from None
-
-
-def _why(exc: objects.ObjectUnreadable) -> str:
-    """What the API client is told (no bucket or key of ours)."""
-    if isinstance(exc, objects.ObjectForged):
-        return "its stored bytes were overwritten by another client of the bus (refused, logged)"
-    if isinstance(exc, objects.ObjectCorrupt):
-        return "its bytes do not match their stored size and digest"
-    return "its stored description is unreadable"
+        raise file_unreadable(file_id, exc) from None
 
 
 async def _described(index: KeyValue, tenant: str) -> list[Described]:
