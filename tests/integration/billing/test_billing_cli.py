@@ -9,6 +9,7 @@ import io
 import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -104,6 +105,22 @@ def test_cli_prints_usage_statement_savings_and_forecast(
     assert main([*db, "usage", "--tenant", "acme", *backwards]) == 2
     # it said "error: : Value error, ..."
     assert capsys.readouterr().err == "error: --from/--to: Value error, end is before start\n"
+
+
+def test_the_database_url_goes_before_or_after_the_action(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`switchyard billing usage --database-url URL ...` as `switchyard billing --database-url URL usage ...`:
+    an option of the group was refused after its action ("unrecognized arguments: --database-url")."""
+    asyncio.run(_seed(sqlite_url))
+    asked = ["--tenant", "acme", "--from", "2026-11-01", "--to", "2026-11-30"]
+    assert main(["billing", "usage", *asked, "--database-url", sqlite_url]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [(r["day"], r["requests"]) for r in report["rows"]] == [("2026-11-05", 3)]
+    # given twice, the one after the action (nearer the end of the line) holds, as argparse does for one
+    elsewhere = f"sqlite+aiosqlite:///{tmp_path / 'elsewhere.db'}"
+    assert main(["billing", "--database-url", elsewhere, "usage", *asked, "--database-url", sqlite_url]) == 0
+    assert json.loads(capsys.readouterr().out)["totals"]["requests"] == 3
 
 
 async def _name_org(url: str, tenant_id: str, name: str) -> None:

@@ -117,3 +117,18 @@ def test_the_key_comes_from_a_file_or_the_environment_not_only_the_command_line(
             main([*command, "--help"])
         shown = " ".join(capsys.readouterr().out.split())
         assert "--api-key-file" in shown and "SWITCHYARD_API_KEY_FILE" in shown and "ps" in shown
+
+
+def test_the_gateway_and_the_key_go_before_or_after_the_action(
+    world: tuple[str, Org, Org], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The README writes `switchyard keys list|create|...` "(`--url`, ...)": `keys list --url U` was refused
+    ("unrecognized arguments: --url U"), only `keys --url U list` worked. Both do, for `org` too."""
+    base, acme, _ = world
+    key_file = tmp_path / "admin-key"
+    key_file.write_text(acme.keys["admin"] + "\n")
+    assert main(["keys", "list", "--url", base, "--api-key-file", str(key_file), "--json"]) == 0
+    assert '"prefix"' in capsys.readouterr().out
+    with pytest.raises(SystemExit) as refused:  # the platform operator's command: acme's admin is not one
+        main(["org", "plan", acme.id, "pro", "--url", base, "--api-key-file", str(key_file)])
+    assert "403" in str(refused.value.code)

@@ -41,7 +41,30 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(name).register(sub)
+    for group in sub.choices.values():
+        _group_options_after_the_action(group)
     return parser
+
+
+def _group_options_after_the_action(group: argparse.ArgumentParser) -> None:
+    """A group's own options (`keys --url`, `billing --database-url`, `dlq --nats-url`) are taken after its
+    action too (`switchyard keys list --url U`), as the README writes them. The copies have no default, so
+    one given before the action is kept unless it is given again after it (the later one holds)."""
+    own = [a for a in group._actions if isinstance(a, argparse._StoreAction) and a.option_strings]
+    for actions in (a for a in group._actions if isinstance(a, argparse._SubParsersAction)):
+        for action in actions.choices.values():
+            for option in own:
+                if any(s in action._option_string_actions for s in option.option_strings):
+                    continue
+                action.add_argument(
+                    *option.option_strings,
+                    dest=option.dest,
+                    type=option.type,
+                    choices=option.choices,
+                    metavar=option.metavar,
+                    help=option.help,
+                    default=argparse.SUPPRESS,
+                )
 
 
 def main(argv: list[str] | None = None) -> int:
