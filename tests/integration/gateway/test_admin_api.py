@@ -37,7 +37,8 @@ def bus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]
 def world(
     bus_server: NatsServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[list[str], Org, Org]]:
-    """Two replicas and two organisations, shared by the tests below in order (the last one changes keys)."""
+    """Two replicas and two organisations, shared by the tests below in order (from the key lifecycle on, they
+    change keys)."""
     tmp = tmp_path_factory.mktemp("admin-gw")
     db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
     with gateways(bus_server, db_url, tmp, count=2) as bases:
@@ -248,6 +249,42 @@ async def test_key_lifecycle_and_prompt_revocation_on_every_replica(
         assert secret.encode() not in raw_all
         assert secret.split("_")[2].encode() not in raw_all
     print(f"revocation seen by the other replica after {lag * 1000:.1f} ms")
+
+
+async def test_a_body_that_is_not_json_is_invalid_json(world: tuple[list[str], Org, Org]) -> None:
+    """README, Errors: malformed JSON is `400 invalid_json`. The admin API (and the ledger's digest, the
+    feedback endpoint) answered `invalid_value` with `param: "1"` and the words "1: JSON decode error"."""
+    bases, a, _ = world
+    admin = {**auth(a.keys["admin"]), "content-type": "application/json"}
+    async with httpx.AsyncClient(base_url=bases[0]) as c:
+        for method, path in (
+            ("POST", "/v1/admin/keys"),
+            ("POST", "/v1/admin/users"),
+            ("PATCH", "/v1/admin/organization"),
+            ("POST", "/v1/admin/webhooks"),
+            ("POST", "/v1/ledger/digest"),
+            ("POST", "/v1/feedback"),
+        ):
+            r = await c.request(method, path, content=b'{"name": "x",', headers=admin)
+            error = r.json()["error"]
+            got = (r.status_code, error["code"], error["param"])
+            assert got == (400, "invalid_json", None), (path, r.text)
+            assert error["message"].startswith("Request body is not valid JSON"), (path, r.text)
+
+
+async def test_a_rotation_without_a_body_revokes_the_old_key_now(world: tuple[list[str], Org, Org]) -> None:
+    """`grace_s` is optional (README: "the old one is revoked (`grace_s: 0`)"), but a rotation sent with no
+    body at all (`curl -X POST .../rotate`) was refused: `400 missing_field`, "body: Field required"."""
+    bases, a, _ = world
+    admin = auth(a.keys["admin"])
+    async with httpx.AsyncClient(base_url=bases[0]) as c:
+        made = await c.post("/v1/admin/keys", json={"name": "rotate-me"}, headers=admin)
+        assert made.status_code == 201, made.text
+        rotated = await c.post(f"/v1/admin/keys/{made.json()['id']}/rotate", headers=admin)
+        assert rotated.status_code == 201, rotated.text
+        assert (await c.get("/v1/models", headers=auth(rotated.json()["key"]))).status_code == 200
+        old = await c.get(f"/v1/admin/keys/{made.json()['id']}", headers=admin)
+        assert old.json()["revoked_at"] is not None and old.json()["rotated_to"] == rotated.json()["id"]
 
 
 @pytest.fixture

@@ -345,6 +345,9 @@ def invalid_fields(errors: Sequence[Any], *, field: re.Pattern[str] = _FIELD) ->
     `"max_tokens": "5"`), `invalid_value` otherwise. The path keeps the names `field` matches (pydantic
     adds names of its own for the members of a union), and list indexes."""
     err: dict[str, Any] = errors[0] if errors else {"loc": (), "msg": "invalid", "type": "value_error"}
+    if err["type"] == "json_invalid":  # FastAPI's: the body is not JSON (its loc is a character offset)
+        problem = (err.get("ctx") or {}).get("error") or err["msg"]
+        return InvalidRequest(f"Request body is not valid JSON: {problem}", code="invalid_json")
     loc = list(err["loc"])
     if loc[:1] in (["body"], ["query"], ["path"]):  # FastAPI's prefixes: OpenAI names the field alone
         loc = loc[1:]

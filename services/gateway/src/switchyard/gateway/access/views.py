@@ -246,7 +246,10 @@ async def update_key(key_id: str, body: KeyUpdate, request: Request, actor: Admi
 
 
 @router.post("/keys/{key_id}/rotate", response_model=CreatedKey, status_code=201, summary="Rotate a key")
-async def rotate_key(key_id: str, body: KeyRotate, request: Request, actor: Admin) -> CreatedKey:
+async def rotate_key(
+    key_id: str, request: Request, actor: Admin, body: KeyRotate | None = None
+) -> CreatedKey:
+    body = body or KeyRotate()  # no body: grace_s 0, as an empty object
     plaintext, new, old = await service.rotate_key(
         actor.sessions,
         tenant_id=actor.tenant_id,
