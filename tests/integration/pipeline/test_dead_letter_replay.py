@@ -218,6 +218,12 @@ async def test_a_listing_cut_at_its_limit_says_where_the_rest_begins(nats_server
     assert "more dead letters from sequence 3 (--from-seq 3)" in cut.stderr
     whole = _cli(nats_server.url, "list", "--limit", "3")
     assert whole.returncode == 0 and "more dead letters" not in whole.stderr
+    # `--limit 0` said "more dead letters from sequence 1" and then "no dead letters"; `--limit -1` was a
+    # stack trace (IndexError): a limit is at least 1, said in one line
+    for limit in ("0", "-1"):
+        refused = _cli(nats_server.url, "list", "--limit", limit)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+        assert "--limit" in refused.stderr and "at least 1" in refused.stderr and not refused.stdout
 
 
 @pytest.mark.parametrize("which", ["--all", "one"])

@@ -28,7 +28,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     listing.add_argument("--service", help="only those this service rejected")
     listing.add_argument("--from-seq", type=int, default=1, help="start at this DLQ sequence")
     listing.add_argument(
-        "--limit", type=int, default=100, help="at most this many (default 100); stderr says where more begin"
+        "--limit",
+        type=_at_least_one,
+        default=100,
+        help="at most this many (default 100); stderr says where more begin",
     )
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     listing.set_defaults(func=_list)
@@ -44,6 +47,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     again.add_argument("--service", help="with --all: only those this service rejected")
     again.add_argument("--keep", action="store_true", help="keep the dead letters after replaying them")
     again.set_defaults(func=_replay)
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"at least 1, not {number}")
+    return number
 
 
 def _list(args: argparse.Namespace) -> int:
