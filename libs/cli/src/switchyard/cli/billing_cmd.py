@@ -18,6 +18,7 @@ from switchyard.billing import spend
 from switchyard.billing.reports import usage_report
 from switchyard.billing.statements import monthly_statement
 from switchyard.cli import tenant_arg
+from switchyard.cli.errors import existing_database
 from switchyard.common.billing_rpc import (
     GROUP_BY,
     ForecastQuery,
@@ -86,7 +87,8 @@ def _today() -> date:
 
 def _run(args: argparse.Namespace, work: Callable[[Sessions], Awaitable[T]]) -> T:
     async def go() -> T:
-        engine = create_engine(args.database_url or CommonSettings().db_url())
+        url = existing_database(args.database_url or CommonSettings().db_url(), given=bool(args.database_url))
+        engine = create_engine(url)
         try:
             return await work(sessionmaker(engine))
         finally:

@@ -28,6 +28,7 @@ from switchyard.audit.proof_check import CheckFailed, check_checkpoint, check_do
 from switchyard.audit.report import compliance_report
 from switchyard.audit.verify import Report, verify_ledger
 from switchyard.cli import ledger_digest_cmd, tenant_arg
+from switchyard.cli.errors import CommandError, existing_database
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.errors import SwitchyardError
 
@@ -40,7 +41,7 @@ def _settings() -> AuditSettings:
 
 
 def _url(args: argparse.Namespace) -> str:
-    return str(args.database_url or _settings().db_url())
+    return existing_database(str(args.database_url or _settings().db_url()), given=bool(args.database_url))
 
 
 async def _with_sessions(url: str, work: Callable[[Sessions], Awaitable[T]]) -> T:
@@ -211,6 +212,8 @@ def _date(value: str) -> datetime:
 
 @_guarded
 def _report(args: argparse.Namespace) -> int:
+    if args.end <= args.start:
+        raise CommandError(f"--to ({args.end.isoformat()}) must be after --from ({args.start.isoformat()})")
     trusted = _trusted(args)
 
     async def report(s: Sessions) -> dict[str, Any]:

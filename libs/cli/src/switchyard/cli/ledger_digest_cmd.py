@@ -20,6 +20,7 @@ from switchyard.audit import digest_check
 from switchyard.audit.config import AuditSettings
 from switchyard.audit.digests import TenantKeys
 from switchyard.cli import tenant_arg
+from switchyard.cli.errors import existing_database
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.errors import SwitchyardError
 from switchyard.common.ledger_rpc import DigestRequest
@@ -55,7 +56,7 @@ async def _check(url: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _digest(args: argparse.Namespace) -> int:
-    url = str(args.database_url or AuditSettings().db_url())
+    url = existing_database(str(args.database_url or AuditSettings().db_url()), given=bool(args.database_url))
     try:
         answer = asyncio.run(_check(url, args))
     except DBAPIError as exc:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from switchyard.cli.errors import CommandError
 from switchyard.cli.failures import user_problem
 from switchyard.common.config import settings_problem
 
@@ -77,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"switchyard: {problem}", file=sys.stderr)
         return 2
+    except CommandError as exc:
+        print(f"switchyard {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `switchyard ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit fails too
+        return 1
     except Exception as exc:
         problem_and_code = user_problem(exc)
         if problem_and_code is None:  # a bug, with its traceback

@@ -16,6 +16,7 @@ from switchyard.audit.export.destinations import destination
 from switchyard.audit.export.exporter import ExportJob, Progress, run_export
 from switchyard.audit.export.formats import FORMATS
 from switchyard.audit.export.sinks import SinkFatal
+from switchyard.cli.errors import existing_database
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.errors import SwitchyardError
 
@@ -43,6 +44,7 @@ def _export(args: argparse.Namespace) -> int:
     settings = ExportSettings()
     if args.database_url:
         settings.database_url = args.database_url
+    existing_database(settings.db_url(), given=bool(args.database_url))
     try:
         progress = asyncio.run(
             export_once(settings, args.to, args.format, from_seq=args.from_seq, name=args.name)
