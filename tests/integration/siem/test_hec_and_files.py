@@ -3,6 +3,9 @@ bad token), and JSON Lines (ECS) files: every entry delivered, intact, and the p
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from switchyard.audit.db import migrations
 from switchyard.audit.export import positions
 from switchyard.audit.export.config import ExportSettings
 from switchyard.audit.export.sinks import SinkFatal
+from switchyard.cli.main import main
 from switchyard.cli.siem_cmd import export_once
 from switchyard.common.db import create_engine, sessionmaker
 from tests.support.fake_hec import FakeHec
@@ -95,3 +99,48 @@ async def test_ecs_json_lines_file_resumes_from_its_position(
         assert doc["event"]["outcome"] == row.outcome and doc["organization"]["id"] == row.tenant_id
         assert doc["ecs"]["version"] and doc["user"]["name"] == row.actor
         assert _details_ok(doc["switchyard"]["ledger"]["details"], row.details)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_a_one_off_export_gives_up_on_a_destination_it_cannot_reach(
+    ledger: Sessions, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`switchyard siem export --to tcp://host:port` to a port where nothing listens (a typo, a SIEM down)
+    retried silently for ever; it stops after a few attempts, saying what failed and where it stands."""
+    port = _closed_port()
+    started = time.monotonic()
+    code = await asyncio.to_thread(
+        main,
+        [
+            "siem",
+            "export",
+            "--database-url",
+            sqlite_url,
+            "--to",
+            f"tcp://127.0.0.1:{port}",
+            "--format",
+            "cef",
+        ],
+    )
+    assert code == 1 and time.monotonic() - started < 30
+    err = capsys.readouterr().err
+    assert f"cannot deliver to tcp://127.0.0.1:{port}" in err and "ConnectionRefused" in err, err
+    assert "nothing delivered" in err and "Traceback" not in err
+
+
+async def test_a_one_off_export_from_past_the_ledgers_end_says_so(
+    ledger: Sessions, sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--from-seq` past the last entry waited for ever for entries that were not there."""
+    out = tmp_path / "past.jsonl"
+    cli = ["siem", "export", "--database-url", sqlite_url, "--to", f"file://{out}", "--format", "ecs"]
+    code = await asyncio.wait_for(asyncio.to_thread(main, [*cli, "--from-seq", str(ENTRIES + 100)]), 30)
+    assert code == 0
+    said = capsys.readouterr().out
+    assert f"nothing to export: the ledger ends at seq {ENTRIES}" in said, said
+    assert not out.exists() or out.read_bytes() == b""

@@ -13,16 +13,24 @@ import sys
 
 from switchyard.audit.export.config import ExportSettings
 from switchyard.audit.export.destinations import destination
-from switchyard.audit.export.exporter import ExportJob, Progress, run_export
+from switchyard.audit.export.exporter import ExportGaveUp, ExportJob, Progress, run_export
 from switchyard.audit.export.formats import FORMATS
 from switchyard.audit.export.sinks import SinkFatal
 from switchyard.cli.errors import existing_database
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.errors import SwitchyardError
 
+ATTEMPTS = 5  # in a row, delivering nothing (0.5 + 1 + 2 + 4 s apart), before a one-off export gives up
+
 
 async def export_once(
-    settings: ExportSettings, url: str, fmt: str, *, from_seq: int | None, name: str | None
+    settings: ExportSettings,
+    url: str,
+    fmt: str,
+    *,
+    from_seq: int | None,
+    name: str | None,
+    max_failures: int | None = ATTEMPTS,
 ) -> Progress:
     encoder, open_sink = destination(url, fmt, settings)
     engine = create_engine(settings.db_url())
@@ -34,6 +42,7 @@ async def export_once(
             from_seq=from_seq,
             batch=settings.siem_batch,
             poll_s=0.1,
+            max_failures=max_failures,
         )
         return await run_export(sessionmaker(engine), job, once=True)
     finally:
@@ -52,6 +61,17 @@ def _export(args: argparse.Namespace) -> int:
     except (SwitchyardError, SinkFatal, ValueError) as exc:
         print(f"export failed: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 2
+    except ExportGaveUp as exc:
+        done = f"delivered through seq {exc.position}" if exc.position else "nothing delivered"
+        print(
+            f"export failed: cannot deliver to {args.to} ({exc.attempts} attempts: {exc.problem}); {done}"
+            + (f", position {args.name!r} saved" if args.name else ""),
+            file=sys.stderr,
+        )
+        return 1
+    if args.from_seq is not None and progress.head is not None and args.from_seq > progress.head:
+        print(f"nothing to export: the ledger ends at seq {progress.head} (--from-seq {args.from_seq})")
+        return 0
     print(
         f"exported through seq {progress.position} to {args.to} as {args.format}"
         + (f" (position {args.name!r} saved)" if args.name else "")

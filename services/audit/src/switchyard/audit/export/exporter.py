@@ -3,7 +3,8 @@
 At least once, in seq order: the position (stored in the database) only moves to what the destination has
 confirmed, so after a crash or a lost connection the exporter resends from there and a SIEM de-duplicates
 on seq. Backpressure: the next batch is read only once the sink took the last one. Failures back off
-(0.5 s doubling to 30 s) and retry; a destination that refuses us for good stops the exporter.
+(0.5 s doubling to 30 s) and retry (a one-off export gives up after `max_failures` in a row); a destination
+that refuses us for good stops the exporter.
 """
 
 from __future__ import annotations
@@ -37,6 +38,18 @@ class ExportJob:
     from_seq: int | None = None  # start here instead of after the stored position
     batch: int = 500
     poll_s: float = 0.5
+    max_failures: int | None = None  # attempts in a row that deliver nothing before giving up; None: never
+
+
+class ExportGaveUp(Exception):
+    """`max_failures` attempts in a row failed (the destination is down or wrong): what failed last, and
+    the seq every entry up to which was delivered."""
+
+    def __init__(self, problem: str, *, position: int, attempts: int) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.position = position
+        self.attempts = attempts
 
 
 @dataclass
@@ -44,6 +57,7 @@ class Progress:
     position: int  # every entry up to here is delivered
     sent: int  # the highest seq handed to the sink
     reconnects: int = 0
+    head: int | None = None  # once: the ledger's last seq when the export started
 
 
 async def run_export(
@@ -59,9 +73,12 @@ async def run_export(
     start = job.from_seq - 1 if job.from_seq is not None else stored
     progress = Progress(position=start, sent=start)
     log.info("exporting entries after seq %d", start)
-    target = await _head(sessions) if once else None
+    target = progress.head = await ledger_head(sessions) if once else None
+    if target is not None and start >= target:  # nothing after the start: no destination to open
+        return progress
     sink: Sink | None = None
     backoff = 0.5
+    failures = 0
     while not stop.is_set():
         try:
             if sink is None:
@@ -85,13 +102,20 @@ async def run_export(
                 if job.name:
                     await positions.save(sessions, job.name, confirmed)
             backoff = 0.5
+            failures = 0
         except (SinkError, OSError, DBAPIError) as exc:
-            log.warning(
-                "export interrupted after seq %d (%s); retrying in %.1fs", progress.position, exc, backoff
-            )
             if sink is not None:
                 await sink.close()
                 sink = None
+            failures += 1
+            if job.max_failures is not None and failures >= job.max_failures:
+                if job.name and progress.position > stored:
+                    await positions.save(sessions, job.name, progress.position)
+                problem = str(exc) or exc.__class__.__name__
+                raise ExportGaveUp(problem, position=progress.position, attempts=failures) from exc
+            log.warning(
+                "export interrupted after seq %d (%s); retrying in %.1fs", progress.position, exc, backoff
+            )
             progress.reconnects += 1
             await _wait(stop, backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_S)
@@ -106,7 +130,7 @@ async def run_export(
     return progress
 
 
-async def _head(sessions: async_sessionmaker[AsyncSession]) -> int:
+async def ledger_head(sessions: async_sessionmaker[AsyncSession]) -> int:
     async with sessions() as session:
         return int((await session.execute(select(func.coalesce(func.max(LedgerEntry.seq), 0)))).scalar_one())
 
