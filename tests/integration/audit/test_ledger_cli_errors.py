@@ -109,3 +109,23 @@ def test_a_database_that_is_not_there_is_named_not_created(
     assert main(["ledger", "verify"]) == 2
     assert "SWITCHYARD_VAR_DIR" in _one_line(capsys.readouterr().err)
     assert not (tmp_path / "other-typo").exists()
+
+
+def test_verify_proof_calls_a_malformed_file_invalid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What an outsider runs on files handed to them: a damaged archive (KeyError, AttributeError) and a
+    mistyped --verifier-key (NoteError) were stack traces; each is `proof INVALID: ...`, exit 1."""
+    damaged = {
+        "header-only.jsonl": '{"format": "switchyard.ledger.archive.v1"}\n',
+        "not-objects.jsonl": "[1]\n",
+        "entry-not-object.jsonl": '{"format": "switchyard.ledger.archive.v1", "checkpoint": {}}\n[1]\n',
+    }
+    for name, text in damaged.items():
+        (tmp_path / name).write_text(text)
+        assert main(["ledger", "verify-proof", str(tmp_path / name)]) == 1, name
+        assert _one_line(capsys.readouterr().err).startswith("proof INVALID: "), name
+    (tmp_path / "p.json").write_text("{}")
+    assert main(["ledger", "verify-proof", str(tmp_path / "p.json"), "--verifier-key", "garbage"]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith("proof INVALID: ") and "not a verifier key" in line, line

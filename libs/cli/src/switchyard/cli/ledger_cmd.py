@@ -165,14 +165,17 @@ def _consistency(args: argparse.Namespace) -> int:
 
 
 def _verify_proof(args: argparse.Namespace) -> int:
-    trusted = parse_verifier_key(args.verifier_key[0]) if args.verifier_key else None
     path = Path(args.file)
     try:
+        trusted = parse_verifier_key(args.verifier_key[0]) if args.verifier_key else None
         if path.suffix == ".jsonl":
             return _verify_archive(path, trusted)
         result = check_document(orjson.loads(path.read_bytes()), trusted=trusted)
     except (CheckFailed, NoteError, orjson.JSONDecodeError, OSError) as exc:
         print(f"proof INVALID: {exc}", file=sys.stderr)
+        return 1
+    except (KeyError, TypeError, AttributeError) as exc:  # an archive's header or line not of its shape
+        print(f"proof INVALID: malformed archive: {exc!r}", file=sys.stderr)
         return 1
     pin = "the pinned key" if result.pinned else "the key in the file (pin it with --verifier-key)"
     print(f"proof valid: {result.summary}; signed by {result.key}, checked against {pin}")
