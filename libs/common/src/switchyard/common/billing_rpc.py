@@ -286,6 +286,15 @@ USAGE_CSV_COLUMNS = (*SUMMED_CSV_COLUMNS, "unpriced", "estimated")
 CSV_GROUP_COLUMNS = {"user": "user_id", "key": "api_key_id"}  # a group's row field, where not its name
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value: str) -> str:
+    """A text cell as a spreadsheet shows it rather than runs it: one starting like a formula gets a
+    leading `'` (OWASP's advice on CSV injection). Ids and names from the bus are the publisher's own."""
+    return f"'{value}" if value.startswith(_FORMULA_STARTS) else value
+
+
 def usage_csv(report: UsageReport) -> str:
     """The report as CSV: the group-by columns, then the sums; money as exact decimal strings."""
     out = io.StringIO()
@@ -294,7 +303,7 @@ def usage_csv(report: UsageReport) -> str:
     for row in report.rows:
         data = row.model_dump(mode="json")
         writer.writerow(
-            [data.get(CSV_GROUP_COLUMNS.get(g, g)) or "" for g in report.group_by]
+            [csv_text(str(data.get(CSV_GROUP_COLUMNS.get(g, g)) or "")) for g in report.group_by]
             + [data[c] for c in USAGE_CSV_COLUMNS]
         )
     return out.getvalue()
@@ -308,7 +317,8 @@ def statement_csv(statement: Statement) -> str:
     writer.writerow(["month", "model", "tier", "kind", *columns])
     for line in statement.lines:
         data = line.model_dump(mode="json")
-        writer.writerow([statement.month, line.model, line.tier, line.kind, *(data[c] for c in columns)])
+        text = (csv_text(line.model), csv_text(line.tier), csv_text(line.kind))
+        writer.writerow([statement.month, *text, *(data[c] for c in columns)])
     totals = statement.totals.model_dump(mode="json")
     writer.writerow([statement.month, "TOTAL", "", "", *(totals[c] for c in columns)])
     return out.getvalue()
