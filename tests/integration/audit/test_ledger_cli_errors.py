@@ -129,3 +129,15 @@ def test_verify_proof_calls_a_malformed_file_invalid(
     assert main(["ledger", "verify-proof", str(tmp_path / "p.json"), "--verifier-key", "garbage"]) == 1
     line = _one_line(capsys.readouterr().err)
     assert line.startswith("proof INVALID: ") and "not a verifier key" in line, line
+
+
+def test_bootstrap_before_the_migrations_says_to_run_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`switchyard db bootstrap` run before `switchyard db upgrade` (a deployment's steps swapped) was a
+    stack trace of SQLAlchemy's (no such table: tenants); it names the step to run first."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+    (tmp_path / "fresh.db").touch()  # there, but never migrated
+    assert main(["db", "bootstrap", "--org", "ops", "--email", "ops@example.com", "--database-url", url]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "no such table" in line and "switchyard db upgrade" in line, line

@@ -8,6 +8,8 @@ import asyncio
 import importlib
 import sys
 
+from sqlalchemy.exc import DBAPIError
+
 from switchyard.common.config import CommonSettings
 from switchyard.common.db import Migrations
 
@@ -54,6 +56,12 @@ def _bootstrap(args: argparse.Namespace) -> int:
     url = args.database_url or CommonSettings().db_url()
     try:
         print(asyncio.run(_bootstrap_platform(url, name=args.org, email=args.email)))
+    except DBAPIError as exc:
+        print(
+            f"cannot make the platform organisation ({exc.orig}); has `switchyard db upgrade` run?",
+            file=sys.stderr,
+        )
+        return 2
     except PlatformExists as exc:
         print(
             f"the platform organisation {exc} exists: nothing created. Its admins make keys with "
