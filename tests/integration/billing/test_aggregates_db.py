@@ -3,7 +3,7 @@ decimals, each entry counted once however often it arrives, and a statement that
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -262,6 +262,43 @@ async def test_budget_alerts_once_per_threshold_and_period(sessions: Sessions) -
             await session.execute(select(BudgetAlert.published).where(BudgetAlert.id == fifty.id))
         ).scalar_one()
     assert published is True
+
+
+async def test_a_budget_changed_within_its_period_is_alerted_on_again(sessions: Sessions) -> None:
+    """An admin raised the organisation's monthly budget after its alerts had fired: no 50, 80 or 100 %
+    alert came for the new budget that month (an alert was once per threshold, account and period), and
+    its requests were refused at the new ceiling unannounced. An alert is once per budget as well."""
+    limits = {("acme", None): 1_000}  # $0.001 a month
+
+    async def limit(tenant: str, user: str | None) -> int | None:
+        return limits.get((tenant, user))
+
+    async def task(n: int) -> None:  # $0.00045 each
+        done = _done(f"b{n}", model="openai/gpt-4o-mini", tier="fast", user=None, prompt=1000, completion=500)
+        await record_usage(sessions, event_id=f"b{n}", completed=done, policy=POLICY, clock=lambda: _at(9))
+
+    def check() -> Awaitable[int]:
+        return alerts.check(sessions, limit, tenant_id="acme", user_id=None, day=date(2026, 11, 9))
+
+    for n in range(3):
+        await task(n)
+    assert await check() == 3  # $0.00135 of $0.001
+    first = {r.threshold_pct: r.id for r in await alerts.unpublished(sessions, tenant_id="acme")}
+    for alert_id in first.values():
+        await alerts.mark_published(sessions, alert_id=alert_id)
+
+    limits[("acme", None)] = 2_000  # raised to $0.002: $0.00135 is 67.5 % of it
+    assert await check() == 1
+    assert await check() == 0  # once
+    (fifty,) = await alerts.unpublished(sessions, tenant_id="acme")
+    event = alerts.alert_event(fifty)
+    assert (event.threshold_pct, event.limit_usd, event.spent_usd) == (50, "0.0020000000", "0.0013500000")
+    assert fifty.id not in first.values()  # a new event id: a receiver de-duplicating on it takes it
+    await alerts.mark_published(sessions, alert_id=fifty.id)
+    await task(3)  # $0.0018: 90 %
+    assert await check() == 1
+    (eighty,) = await alerts.unpublished(sessions, tenant_id="acme")
+    assert eighty.threshold_pct == 80 and eighty.limit_e10 == 2_000 * alerts.MICRO_TO_E10
 
 
 async def test_concurrent_deliveries_of_one_result_count_it_once(sessions: Sessions) -> None:

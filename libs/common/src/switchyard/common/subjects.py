@@ -32,7 +32,7 @@ TASK_ROUTED = f"{PREFIX}.task.routed"
 TASK_TIMED_OUT = f"{PREFIX}.task.timed_out"
 PROVIDER_CALL = f"{PREFIX}.provider.call"
 USAGE_RECORDED = f"{PREFIX}.billing.usage"
-# A budget passed 50, 80 or 100 % (once per threshold, account and period); billing sends its webhooks.
+# A budget passed 50, 80 or 100 % (once per threshold, account, period and budget); billing sends webhooks.
 BUDGET_ALERT = f"{PREFIX}.billing.alert"
 # A client cancelled a task through the gateway's task API (its result will not be delivered).
 TASK_CANCELLED = f"{PREFIX}.task.cancelled"

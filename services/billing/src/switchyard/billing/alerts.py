@@ -1,5 +1,6 @@
 """Budget alerts: when billed spend passes 50, 80 or 100 % of a user's daily or the organisation's monthly
-budget, one alert per threshold, account and period. The alert row is both the idempotency key (a unique
+budget, one alert per threshold, account, period and budget (a budget changed within its period is alerted
+on again). The alert row is both the idempotency key (a unique
 constraint) and the outbox of its event: it is published until the bus has acknowledged it."""
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ def crossed(spent_e10: int, limit_e10: int) -> list[int]:
     return [t for t in THRESHOLDS if spent_e10 * 100 >= t * limit_e10]
 
 
-def alert_id(*, tenant_id: str, scope: str, account: str, period: str, threshold: int) -> str:
-    return ids.derived_id(f"{tenant_id}:{scope}:{account}:{period}", f"budget-alert-{threshold}")
+def alert_id(*, tenant_id: str, scope: str, account: str, period: str, threshold: int, limit_e10: int) -> str:
+    return ids.derived_id(f"{tenant_id}:{scope}:{account}:{period}:{limit_e10}", f"budget-alert-{threshold}")
 
 
 async def _spent(session: AsyncSession, tenant_id: str, acct: Account) -> int:
@@ -93,6 +94,7 @@ async def check(
                             account=acct.account,
                             period=acct.period,
                             threshold=threshold,
+                            limit_e10=limit_e10,
                         ),
                         tenant_id=tenant_id,
                         scope=acct.scope,
@@ -108,11 +110,22 @@ async def check(
     return new
 
 
+ALERT_KEY = ("tenant_id", "scope", "account", "period", "threshold_pct")  # the table's unique constraint
+
+
 async def _insert_once(session: AsyncSession, row: AlertRow) -> int:
+    """The alert, once per threshold, account, period and budget: the threshold's row of the period is
+    replaced (a new id, published again) only when the budget it was crossed against has changed since, as
+    when an admin raises a budget whose alerts had fired; a redelivery or a re-check changes nothing."""
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     values = {c.name: getattr(row, c.name) for c in AlertRow.__table__.columns}
-    result = await session.execute(insert(AlertRow).values(**values).on_conflict_do_nothing())
+    stmt = insert(AlertRow).values(**values)
+    changed = {k: v for k, v in values.items() if k not in ALERT_KEY}
+    upsert = stmt.on_conflict_do_update(
+        index_elements=list(ALERT_KEY), set_=changed, where=AlertRow.limit_e10 != stmt.excluded.limit_e10
+    )
+    result = await session.execute(upsert)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 

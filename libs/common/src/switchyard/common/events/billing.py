@@ -36,8 +36,9 @@ class UsageRecorded(EventPayload):
 
 
 class BudgetAlert(EventPayload):
-    """A budget passed a threshold: once per threshold (50, 80, 100 %), account and period. The event id
-    is derived from those, so a re-publish is dropped by JetStream and by every consumer."""
+    """A budget passed a threshold: once per threshold (50, 80, 100 %), account, period and budget (one
+    changed within its period is alerted on again). The event id is derived from those, so a re-publish is
+    dropped by JetStream and by every consumer."""
 
     EVENT_TYPE = "switchyard.billing.budget_alert.v1"
     SUBJECT = subjects.BUDGET_ALERT
