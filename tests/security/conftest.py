@@ -102,7 +102,7 @@ def tenants(platform: ChaosStack) -> Tenants:
             "id"
         ]
         answer = c.post(
-            "/v1/responses", json={"model": "auto", "max_output_tokens": 8, "input": "victim secret plan"}
+            "/v1/responses", json={"model": "auto", "max_output_tokens": 16, "input": "victim secret plan"}
         )
         assert answer.status_code == 200, answer.text
         made.ids["response_id"] = made.ids["previous_response_id"] = answer.json()["id"]
