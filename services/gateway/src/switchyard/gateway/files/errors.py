@@ -44,3 +44,9 @@ def file_unreadable(file_id: str, exc: objects.ObjectUnreadable) -> FileUnreadab
     else:
         why = "its stored description is unreadable"
     return FileUnreadable(f"the file {file_id} cannot be read: {why}")
+
+
+def description_forged(file_id: str) -> FileUnreadable:
+    """The file's description (its index entry) was stored by the server on another client's behalf."""
+    why = "its stored description was overwritten by another client of the bus (refused, logged)"
+    return FileUnreadable(f"the file {file_id} cannot be read: {why}")

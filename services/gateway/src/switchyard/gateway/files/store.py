@@ -39,12 +39,18 @@ from typing import IO, Literal, NamedTuple
 
 import nats.errors
 from nats.js import JetStreamContext, api
-from nats.js.errors import KeyNotFoundError, NotFoundError
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
-from switchyard.common import kv, objects, provisioning, subjects
+from switchyard.common import kv, kv_guard, objects, provisioning, subjects
 from switchyard.common.background import cancel
-from switchyard.gateway.files.errors import FilesFull, FileUnreadable, file_not_found, file_unreadable
+from switchyard.gateway.files.errors import (
+    FilesFull,
+    FileUnreadable,
+    description_forged,
+    file_not_found,
+    file_unreadable,
+)
 from switchyard.gateway.files.models import INTERNAL, FileObject, FilePurpose
 from switchyard.gateway.metrics import (
     FILES_ADDED,
@@ -193,9 +199,9 @@ class FileStore:
         """Asked once more of the one key before its object goes: a file's bytes are never deleted on the
         word of a list alone."""
         try:
-            return bool((await self._index.get(key)).value)
-        except KeyNotFoundError:
-            return False
+            return bool((await kv_guard.read(self._index, key))[0])
+        except kv_guard.ForgedEntry:  # its real description overwritten: its bytes are not ours to drop
+            return True
 
     async def _chunk_subjects(self) -> set[str]:
         """The subjects that hold chunks, each of one put."""
@@ -308,12 +314,12 @@ class FileStore:
     async def _read(self, tenant_id: str, file_id: str, *, held: bool = False) -> Described:
         key = self._key(tenant_id, file_id)
         try:
-            entry = await self._index.get(key)
-        except KeyNotFoundError:
-            raise file_not_found(file_id) from None
-        if not entry.value:
+            value, revision = await kv_guard.read(self._index, key)
+        except kv_guard.ForgedEntry:
+            raise description_forged(file_id) from None
+        if not value:
             raise file_not_found(file_id)
-        found = Described(key, FileObject.model_validate_json(entry.value), entry.revision or 0)
+        found = Described(key, FileObject.model_validate_json(value), revision or 0)
         _, gone = await self._sorted_out([found], tenant_id=tenant_id)
         if gone:
             await self._remove(found, "expired")
@@ -437,8 +443,8 @@ async def _checked(chunks: AsyncIterator[bytes], file_id: str) -> AsyncIterator[
 
 async def _described(index: KeyValue, tenant: str) -> list[Described]:
     """Every description under the tenant's keys, read through a KV watch (its current values, no history,
-    no deleted keys)."""
-    watcher = await index.watch(f"{tenant}.*", ignore_deletes=True, inactive_threshold=LIST_WAIT_S)
+    no deleted keys; a forged one skipped, kv_guard)."""
+    watcher = await kv_guard.watch(index, f"{tenant}.*")
     found: list[Described] = []
     try:
         while (entry := await watcher.updates(timeout=LIST_WAIT_S)) is not None:  # type: ignore[no-untyped-call]
