@@ -5,7 +5,8 @@ and key (printed once); its id is the `tenant_id` its tasks on the bus carry, re
 before this returns (a task of an id no organisation has is refused: `unknown_tenant`).
 
 `switchyard org plan ORG_ID PLAN`: set an organisation's plan (its users' daily budgets, caches and
-guardrails), which only the operator may (`PATCH /v1/admin/organizations/{id}`).
+guardrails), which only the operator may (`PATCH /v1/admin/organizations/{id}`); an erased organisation's
+is not changed any more (409 `organization_erased`).
 
 `switchyard org erase ORG_ID`: erase an organisation's stored content: its keys revoked, its users disabled,
 its stored responses, conversations, files, batches and cached answers deleted, one audit ledger event

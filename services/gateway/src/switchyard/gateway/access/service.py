@@ -28,6 +28,23 @@ from switchyard.gateway.models import ApiKey, Tenant, User
 
 Sessions = async_sessionmaker[AsyncSession]
 
+ERASED = "organization_erased"
+
+
+def _not_erased(org: Tenant) -> None:
+    """An erased organisation is not changed any more (its plan, budget, users and keys): 409. Its keys
+    are revoked, so only the operator reaches it, or one of its keys a replica has not dropped yet."""
+    if org.erased_at is not None:
+        raise Conflict(
+            f"the organisation {org.id} was erased: it is not changed any more", code=ERASED, retry=False
+        )
+
+
+async def _writable(s: AsyncSession, tenant_id: str) -> None:
+    org = await s.get(Tenant, tenant_id)
+    if org is not None:
+        _not_erased(org)
+
 
 async def get_organization(sessions: Sessions, *, tenant_id: str) -> Tenant:
     async with sessions() as s:
@@ -47,6 +64,7 @@ async def update_organization(
         org = await s.get(Tenant, tenant_id, with_for_update=True)
         if org is None:
             raise NotFound("organisation not found")
+        _not_erased(org)
         if ceiling is not None and "monthly_budget_usd" in values:
             usd, now = values["monthly_budget_usd"], org.monthly_budget_usd
             if now is not None and (usd is None or usd > now):
@@ -107,6 +125,8 @@ async def create_user(
         ceiling.widen(
             "role", "the new user would be an admin (their own keys and sign-on without your limits)"
         )
+    async with sessions() as s:
+        await _writable(s, tenant_id)
     try:
         return await tenants.create_user(
             sessions, tenant_id=tenant_id, email=spec.email, name=spec.name, role=spec.role, plan=spec.plan
@@ -160,6 +180,7 @@ async def update_user(
     await get_user(sessions, tenant_id=tenant_id, user_id=user_id)
     async with sessions.begin() as s:
         await _lock_organization(s, tenant_id)
+        await _writable(s, tenant_id)
         user = await s.get(User, user_id, populate_existing=True)
         assert user is not None
         if ceiling is not None:
@@ -267,6 +288,8 @@ async def create_key(
     `ceiling`: the calling key's policy and expiry, which the new key's may not exceed either (those left
     out are the calling key's: access/ceiling.py), and the keys whose budgets its spend also counts
     against (`Ceiling.ancestors`: the calling key's lineage and its own minters)."""
+    async with sessions() as s:
+        await _writable(s, tenant_id)
     user_id = spec.user_id or default_user_id
     if user_id is None:
         role = roles.SERVICE_KEY_ROLE
@@ -315,6 +338,7 @@ async def update_key(
     calling key's, which no field sent may exceed (the key's own included: no key lifts its limits)."""
     await get_key(sessions, tenant_id=tenant_id, key_id=key_id)
     async with sessions.begin() as s:
+        await _writable(s, tenant_id)
         key = await s.get(ApiKey, key_id)
         assert key is not None
         sent = changes.model_dump(exclude_unset=True)
@@ -355,6 +379,8 @@ async def rotate_key(
     is revoked instead, and they (or an admin, recorded as making it for them) make a new one. None for
     either: not checked (an operator's tool). Returns (plaintext, new, old)."""
     old = await get_key(sessions, tenant_id=tenant_id, key_id=key_id)
+    async with sessions() as s:
+        await _writable(s, tenant_id)
     if caller_user_id is not None and old.user_id not in (None, caller_user_id):
         raise PermissionDenied(
             f"the key {key_id} belongs to the user {old.user_id}: only they may rotate it (its new secret "
