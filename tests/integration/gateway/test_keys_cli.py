@@ -67,6 +67,20 @@ def test_create_list_revoke(world: tuple[str, Org, Org], capsys: pytest.CaptureF
     assert httpx.get(f"{base}/v1/models", headers=auth(key)).status_code == 401
 
 
+def test_listing_another_organisations_users_keys_is_not_found_as_creating_one(
+    world: tuple[str, Org, Org], capsys: pytest.CaptureFixture[str]
+) -> None:
+    base, acme, globex = world
+    cli = ["keys", "--url", base, "--api-key", acme.keys["admin"]]
+    theirs = globex.users["admin"]
+    for action in (["list", "--user", theirs], ["create", "--name", "x", "--user", theirs]):
+        with pytest.raises(SystemExit) as refused:
+            main([*cli, *action])
+        said = str(refused.value)
+        assert "failed with 404: not_found" in said and theirs in said and "\n" not in said, said
+    assert capsys.readouterr().out == ""  # no empty table
+
+
 def test_without_url_it_calls_the_gateway_on_switchyard_http_port(
     world: tuple[str, Org, Org], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -249,8 +249,10 @@ async def close_organization(sessions: Sessions, *, tenant_id: str) -> tuple[int
 
 
 async def list_keys(sessions: Sessions, *, tenant_id: str, user_id: str | None = None) -> list[ApiKey]:
+    """`user_id`: only that user's, one of the organisation (NotFound otherwise, as `create_key` says)."""
     query = select(ApiKey).where(ApiKey.tenant_id == tenant_id)
     if user_id is not None:
+        await get_user(sessions, tenant_id=tenant_id, user_id=user_id)
         query = query.where(ApiKey.user_id == user_id)
     async with sessions() as s:
         rows = await s.execute(query.order_by(ApiKey.created_at))
