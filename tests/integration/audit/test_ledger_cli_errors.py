@@ -53,6 +53,15 @@ def test_files_that_cannot_be_written_or_read_are_one_line(
     assert main(["ledger", "verify", *db, "--checkpoint", str(tmp_path / "saved.json")]) == 2
     line = _one_line(capsys.readouterr().err)
     assert str(tmp_path / "saved.json") in line and "No such file or directory" in line, line
+    # a proof file that cannot be read is the command's misuse (2), not an invalid proof (1)
+    for missing, why in (
+        (tmp_path / "no-proof.json", "No such file or directory"),
+        (tmp_path / "no-archive.jsonl", "No such file or directory"),
+        (tmp_path, "Is a directory"),
+    ):
+        assert main(["ledger", "verify-proof", str(missing)]) == 2, missing
+        line = _one_line(capsys.readouterr().err)
+        assert str(missing) in line and why in line and "INVALID" not in line, line
 
 
 def test_a_report_period_that_ends_before_it_starts_is_refused(

@@ -171,7 +171,9 @@ def _verify_proof(args: argparse.Namespace) -> int:
         if path.suffix == ".jsonl":
             return _verify_archive(path, trusted)
         result = check_document(orjson.loads(path.read_bytes()), trusted=trusted)
-    except (CheckFailed, NoteError, orjson.JSONDecodeError, OSError) as exc:
+    except OSError as exc:  # a file that cannot be read says nothing of a proof: the command's misuse
+        raise CommandError(f"{exc.filename or path}: {exc.strerror or exc}") from None
+    except (CheckFailed, NoteError, orjson.JSONDecodeError) as exc:
         print(f"proof INVALID: {exc}", file=sys.stderr)
         return 1
     except (KeyError, TypeError, AttributeError) as exc:  # an archive's header or line not of its shape
