@@ -240,6 +240,18 @@ async def test_usage_api_statement_and_signed_budget_webhooks(
         assert other["totals"]["requests"] == 1
         bad = await http.get("/v1/usage", params={"group_by": "colour"}, headers=billing_key)
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_request"
+        for path in ("/v1/usage", "/v1/usage/savings"):  # said "query: Value error, end is before start"
+            backwards = await http.get(
+                path, params={"start": "2026-11-30", "end": "2026-11-01"}, headers=billing_key
+            )
+            error = backwards.json()["error"]
+            assert (backwards.status_code, error["code"], error["param"]) == (400, "invalid_request", "end")
+            assert error["message"] == "`end` (2026-11-01) is before `start` (2026-11-30)", error
+        too_long = await http.get(
+            "/v1/usage", params={"start": "2024-01-01", "end": "2026-11-01"}, headers=billing_key
+        )
+        assert too_long.json()["error"]["param"] == "end", too_long.text
+        assert "Value error" not in too_long.text and "at most two years" in too_long.text
         for path, params in (  # days whose arithmetic leaves `date`'s range (a forecast was a 500)
             ("/v1/usage/forecast", {"as_of": "0001-01-01"}),
             ("/v1/usage/forecast", {"as_of": "9999-12-31"}),

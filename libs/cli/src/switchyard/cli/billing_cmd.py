@@ -27,6 +27,7 @@ from switchyard.common.billing_rpc import (
     StatementQuery,
     UsageQuery,
     UsageReport,
+    range_problem,
     statement_csv,
     usage_csv,
 )
@@ -107,8 +108,9 @@ def _guarded(fn: Callable[[argparse.Namespace], str]) -> Callable[[argparse.Name
             sys.stdout.write(fn(args))
         except ValidationError as exc:
             first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "--from/--to"  # a whole-query check: the range
-            print(f"error: {where}: {first['msg']}", file=sys.stderr)
+            where = ".".join(str(p) for p in first["loc"])
+            said = range_problem(first, start="--from", end="--to") or f"{where}: {first['msg']}"
+            print(f"error: {said}", file=sys.stderr)
             return 2
         except DBAPIError as exc:
             print(

@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, Field, PlainSerializer, model_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 # Errors have the ledger requests' shape: {"error": {"code", "message"}}.
 from switchyard.common.ledger_rpc import RpcError as RpcError
@@ -55,17 +56,37 @@ def _a_month(month: str) -> str:
 Day = Annotated[date, AfterValidator(_a_day)]
 
 
+# A range's own errors (pydantic's `type` of them), which each edge words with its own names for the two
+# days (`range_problem`): `end` and `start` over HTTP, --to and --from in the CLI.
+END_BEFORE_START, RANGE_TOO_LONG = "end_before_start", "range_too_long"
+MAX_RANGE_DAYS = 731
+
+
 class _Range(_Scoped):
     start: Day = Field(description="first day (UTC), inclusive")
     end: Day = Field(description="last day (UTC), inclusive")
 
     @model_validator(mode="after")
     def _ordered(self) -> _Range:
+        days = {"start": self.start.isoformat(), "end": self.end.isoformat()}
         if self.end < self.start:
-            raise ValueError("end is before start")
-        if (self.end - self.start).days > 731:
-            raise ValueError("at most two years at a time")
+            raise PydanticCustomError(END_BEFORE_START, "end ({end}) is before start ({start})", days)
+        if (self.end - self.start).days > MAX_RANGE_DAYS:
+            raise PydanticCustomError(
+                RANGE_TOO_LONG, f"start to end: at most two years ({MAX_RANGE_DAYS} days) at a time", days
+            )
         return self
+
+
+def range_problem(error: ErrorDetails, *, start: str, end: str) -> str | None:
+    """A range's error in plain words, naming its days as the caller's interface does (`start`, `end`);
+    None for any other error."""
+    days = error.get("ctx") or {}
+    if error["type"] == END_BEFORE_START:
+        return f"{end} ({days['end']}) is before {start} ({days['start']})"
+    if error["type"] == RANGE_TOO_LONG:
+        return f"{start} to {end}: at most two years ({MAX_RANGE_DAYS} days) at a time"
+    return None
 
 
 class UsageQuery(_Range):

@@ -27,6 +27,7 @@ from switchyard.common.billing_rpc import (
     WebhookList,
     WebhookRef,
     Webhooks,
+    range_problem,
 )
 from switchyard.common.bus_auth import NatsCredentials
 from switchyard.common.errors import SwitchyardError
@@ -47,7 +48,8 @@ async def answer(raw: bytes, model: type[BaseModel], work: Work) -> bytes:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
-        return error_reply("invalid_request", f"{where}: {first['msg']}")
+        said = range_problem(first, start="start", end="end") or f"{where}: {first['msg']}"
+        return error_reply("invalid_request", said)
     try:
         return (await work(request)).model_dump_json().encode()
     except webhooks.NotFound as exc:

@@ -25,6 +25,7 @@ from switchyard.common.billing_rpc import (
     StatementQuery,
     UsageQuery,
     UsageReport,
+    range_problem,
     statement_csv,
     usage_csv,
 )
@@ -64,6 +65,9 @@ def _query(schema: type[BaseModel], **fields: object) -> BaseModel:
         return schema.model_validate(fields)
     except ValidationError as exc:
         first = exc.errors()[0]
+        plain = range_problem(first, start="`start`", end="`end`")
+        if plain is not None:
+            raise InvalidRequest(plain, param="end") from exc
         param = ".".join(str(p) for p in first["loc"]) or None
         raise InvalidRequest(f"{param or 'query'}: {first['msg']}", param=param) from exc
 
