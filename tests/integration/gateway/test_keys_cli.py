@@ -81,6 +81,32 @@ def test_listing_another_organisations_users_keys_is_not_found_as_creating_one(
     assert capsys.readouterr().out == ""  # no empty table
 
 
+def test_rotate_prints_the_new_key_once_and_the_old_one_lasts_its_grace(
+    world: tuple[str, Org, Org], capsys: pytest.CaptureFixture[str]
+) -> None:
+    base, acme, _ = world
+    cli = ["keys", "--url", base, "--api-key", acme.keys["admin"]]
+    assert main([*cli, "create", "--name", "rotating"]) == 0
+    old_key = capsys.readouterr().out.strip()
+    old_id = httpx.get(f"{base}/v1/admin/keys", headers=auth(old_key)).json()[-1]["id"]
+
+    assert main([*cli, "rotate", old_id, "--grace-s", "3600"]) == 0
+    out, err = capsys.readouterr()
+    new_key = out.strip()
+    assert new_key.startswith("sy_") and new_key != old_key and "shown only this once" in err
+    new_id = next(line for line in err.splitlines() if line.startswith("id ")).split()[1].rstrip(",")
+    assert new_id != old_id and httpx.get(f"{base}/v1/models", headers=auth(new_key)).status_code == 200
+    assert httpx.get(f"{base}/v1/models", headers=auth(old_key)).status_code == 200  # its grace: 1 h
+
+    assert main([*cli, "rotate", new_id]) == 0  # no grace: the one rotated is revoked now
+    newest = capsys.readouterr().out.strip()
+    assert httpx.get(f"{base}/v1/models", headers=auth(new_key)).status_code == 401
+    assert httpx.get(f"{base}/v1/models", headers=auth(newest)).status_code == 200
+    with pytest.raises(SystemExit) as refused:  # the old one is in its grace: rotate its successor
+        main([*cli, "rotate", old_id])
+    assert "400" in str(refused.value) and new_id in str(refused.value)
+
+
 def test_without_url_it_calls_the_gateway_on_switchyard_http_port(
     world: tuple[str, Org, Org], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

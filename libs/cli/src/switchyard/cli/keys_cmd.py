@@ -1,7 +1,8 @@
-"""`switchyard keys list|create|show|update|revoke`: an organisation's API keys through the gateway's
-admin API, so every change is authorised, scoped to the caller's organisation, recorded for the audit
-ledger and applied on every replica at once, exactly as over HTTP. The plaintext of a new key is printed
-once; a key's policy (models, limits, budget) is set at creation and changed by `update`."""
+"""`switchyard keys list|create|show|update|rotate|revoke`: an organisation's API keys through the
+gateway's admin API, so every change is authorised, scoped to the caller's organisation, recorded for the
+audit ledger and applied on every replica at once, exactly as over HTTP. The plaintext of a new key (a
+rotated one's successor too) is printed once; a key's policy (models, limits, budget) is set at creation
+and changed by `update`."""
 
 from __future__ import annotations
 
@@ -48,6 +49,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     update.add_argument("key_id")
     _policy_arguments(update, clear="; none: remove it")
     update.set_defaults(func=_update)
+
+    rotate = cmds.add_parser(
+        "rotate", help="a new key with the same user, scopes and policy (printed once); the old one ends"
+    )
+    rotate.add_argument("key_id")
+    rotate.add_argument(
+        "--grace-s",
+        type=float,
+        default=0,
+        metavar="N",
+        help="seconds the old key keeps working (at most 7 days); default 0: revoked now",
+    )
+    rotate.add_argument("--json", action="store_true", help="the whole response as JSON")
+    rotate.set_defaults(func=_rotate)
 
     revoke = cmds.add_parser("revoke", help="revoke a key by id (everywhere, at once)")
     revoke.add_argument("key_id")
@@ -209,7 +224,10 @@ def _create(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise SystemExit(str(exc)) from None
     body.update(policy_body(args))
-    created = call(args, "POST", "/v1/admin/keys", json=body)
+    return _print_created(args, call(args, "POST", "/v1/admin/keys", json=body))
+
+
+def _print_created(args: argparse.Namespace, created: dict[str, Any]) -> int:
     if args.json:
         print(json.dumps(created, indent=2))
     else:
@@ -233,6 +251,11 @@ def _update(args: argparse.Namespace) -> int:
         raise SystemExit("nothing to change: give --models, --rpm, --tpm, --budget or --budget-duration")
     print(json.dumps(call(args, "PATCH", f"/v1/admin/keys/{args.key_id}", json=body), indent=2))
     return 0
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    rotated = call(args, "POST", f"/v1/admin/keys/{args.key_id}/rotate", json={"grace_s": args.grace_s})
+    return _print_created(args, rotated)
 
 
 def _revoke(args: argparse.Namespace) -> int:
