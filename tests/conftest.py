@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import tempfile
@@ -14,6 +15,19 @@ from nats.aio.client import Client
 
 from switchyard.cli.processes import POSTGRES_BIN, NatsServer, PostgresCluster
 from tests.support.guarded_bus import GuardedBus, guarded_bus
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A test that configures logging (a CLI command run in-process: `siem export` calls
+    `configure_logging`) leaves the root logger's handlers and level as they were. Otherwise its handler,
+    bound to that test's captured stderr, wrote to a closed stream in every later test of the worker:
+    `--- Logging error ---` and a traceback in their own captured stderr."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

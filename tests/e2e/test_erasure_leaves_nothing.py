@@ -115,7 +115,7 @@ def test_an_erased_organisation_leaves_only_the_documented_records(stack: Runnin
         )
         assert chat.status_code == 200, chat.text
         stored = c.post(
-            "/v1/responses", json={"model": "auto", "max_output_tokens": 8, "input": prompt}, headers=key
+            "/v1/responses", json={"model": "auto", "max_output_tokens": 16, "input": prompt}, headers=key
         )
         assert stored.status_code == 200, stored.text
         items = [{"type": "message", "role": "user", "content": prompt}]
