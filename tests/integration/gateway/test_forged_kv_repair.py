@@ -13,10 +13,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+import nats
 import pytest
 from nats.aio.client import Client
 
+from switchyard.cli.processes import NatsServer
 from switchyard.common import kv_guard, subjects, tenants
+from switchyard.common.background import cancel
 from switchyard.common.budgets import budgets_bucket, limit_key, limits_bucket
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.leases import IntCounters, Leases
@@ -103,3 +106,15 @@ async def test_a_forged_budget_ceiling_is_written_over_by_the_replica_that_wrote
     finally:
         await spend.close()
         await budgets.drain()
+
+
+async def test_the_repair_watch_stops_quietly_once_the_bus_is_gone(nats_server: NatsServer) -> None:
+    """A gateway stopping after its NATS connection closed (the server gone first) stops the watch
+    without an error, which would have cut its shutdown short before the other stores were released."""
+    nc = await nats.connect(nats_server.url)
+    bucket = await nc.jetstream().create_key_value(bucket="repair-watch")
+    task = await kv_guard.on_forged(bucket, lambda _key: None, name="repair-watch")
+    await asyncio.sleep(0.1)
+    await nc.close()
+    await cancel(task)
+    assert task.done()

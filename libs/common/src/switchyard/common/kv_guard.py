@@ -32,6 +32,7 @@ object's meta by `forged` and a chunk by `stamped`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 
@@ -202,7 +203,8 @@ async def on_forged(bucket: KeyValue, repair: Callable[[str], None], *, name: st
         try:
             async for _ in watcher:
                 pass
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
+        finally:  # at shutdown the connection may be gone already: a stop must not fail the owner's
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
 
     return asyncio.create_task(drain(), name=name)
