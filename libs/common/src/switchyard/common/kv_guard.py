@@ -139,11 +139,14 @@ async def watch(
     *,
     include_history: bool = False,
     on_forged: Callable[[str], None] | None = None,
+    idle_s: float = WATCH_IDLE_S,
 ) -> KeyValue.KeyWatcher:
     """A watch as `bucket.watch(keys)`: each key's newest revision, then every change, then None once the
     initial values are through; forged revisions skipped (counted, logged), so what a reader holds for
     their key stays, and told to `on_forged` (the key) if given: a writer that can restore its value.
-    nats-py's ordered consumer (it starts over after a gap or a reconnect)."""
+    nats-py's ordered consumer (it starts over after a gap or a reconnect); the server drops it `idle_s`
+    after the watch stops (a read of the initial values alone: a few seconds, so its consumer does not
+    linger with what is written after)."""
     js = bucket._js
     watcher = KeyValue.KeyWatcher(bucket)  # type: ignore[no-untyped-call]
     ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -178,7 +181,7 @@ async def watch(
         cb=deliver,
         ordered_consumer=True,
         deliver_policy=None if include_history else api.DeliverPolicy.LAST_PER_SUBJECT,
-        inactive_threshold=WATCH_IDLE_S,
+        inactive_threshold=idle_s,
     )
     try:
         pending = (await watcher._sub.consumer_info()).num_pending

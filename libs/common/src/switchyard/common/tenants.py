@@ -132,12 +132,15 @@ async def entries(bucket: KeyValue) -> list[Entry]:
     return sorted((e for e in found if e is not None), key=lambda e: e.tenant_id)
 
 
+GLIMPSE_IDLE_S = 5.0  # the server drops a glimpse's consumer this long after it stopped
+
+
 async def glimpse(bucket: KeyValue) -> dict[str, Entry]:
     """The registry's tenants in one pass (a watch's initial values: 10,000 in ~0.4 s, where `entries`
     takes a round trip each), best effort: nats-py's watch may end its initial values early (kv.keys), so
     a caller writes what it misses through `put`, which reads the stored value first."""
     found: dict[str, Entry] = {}
-    watcher = await kv_guard.watch(bucket, f"{_PREFIX}>")
+    watcher = await kv_guard.watch(bucket, f"{_PREFIX}>", idle_s=GLIMPSE_IDLE_S)
     try:
         async for item in watcher:
             if item is None:  # the end of the initial values

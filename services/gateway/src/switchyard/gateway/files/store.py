@@ -444,7 +444,7 @@ async def _checked(chunks: AsyncIterator[bytes], file_id: str) -> AsyncIterator[
 async def _described(index: KeyValue, tenant: str) -> list[Described]:
     """Every description under the tenant's keys, read through a KV watch (its current values, no history,
     no deleted keys; a forged one skipped, kv_guard)."""
-    watcher = await kv_guard.watch(index, f"{tenant}.*")
+    watcher = await kv_guard.watch(index, f"{tenant}.*", idle_s=LIST_WAIT_S)
     found: list[Described] = []
     try:
         while (entry := await watcher.updates(timeout=LIST_WAIT_S)) is not None:  # type: ignore[no-untyped-call]
