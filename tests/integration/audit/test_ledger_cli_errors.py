@@ -123,8 +123,8 @@ def test_a_database_that_is_not_there_is_named_not_created(
 def test_verify_proof_calls_a_malformed_file_invalid(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """What an outsider runs on files handed to them: a damaged archive (KeyError, AttributeError) and a
-    mistyped --verifier-key (NoteError) were stack traces; each is `proof INVALID: ...`, exit 1."""
+    """What an outsider runs on files handed to them: a damaged archive (KeyError, AttributeError) was a
+    stack trace; it is `proof INVALID: ...`, exit 1."""
     damaged = {
         "header-only.jsonl": '{"format": "switchyard.ledger.archive.v1"}\n',
         "not-objects.jsonl": "[1]\n",
@@ -134,10 +134,21 @@ def test_verify_proof_calls_a_malformed_file_invalid(
         (tmp_path / name).write_text(text)
         assert main(["ledger", "verify-proof", str(tmp_path / name)]) == 1, name
         assert _one_line(capsys.readouterr().err).startswith("proof INVALID: "), name
+
+
+def test_verify_proof_calls_a_verifier_key_it_cannot_parse_misuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped --verifier-key says nothing of the proof: it is the command's misuse (one line, exit 2,
+    as for a proof file it cannot read, and as `ledger verify` and scripts/verify_ledger_proof.py say it),
+    never `proof INVALID` (exit 1), for a proof document and for an archive alike."""
     (tmp_path / "p.json").write_text("{}")
-    assert main(["ledger", "verify-proof", str(tmp_path / "p.json"), "--verifier-key", "garbage"]) == 1
-    line = _one_line(capsys.readouterr().err)
-    assert line.startswith("proof INVALID: ") and "not a verifier key" in line, line
+    (tmp_path / "a.jsonl").write_text('{"format": "switchyard.ledger.archive.v1"}\n')
+    for path in (tmp_path / "p.json", tmp_path / "a.jsonl"):
+        for key in ("garbage", "name+00000000+AAAA", ""):
+            assert main(["ledger", "verify-proof", str(path), "--verifier-key", key]) == 2, (path, key)
+            line = _one_line(capsys.readouterr().err)
+            assert "--verifier-key" in line and "INVALID" not in line, line
 
 
 def test_bootstrap_before_the_migrations_says_to_run_them(

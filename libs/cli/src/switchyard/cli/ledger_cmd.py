@@ -166,8 +166,11 @@ def _consistency(args: argparse.Namespace) -> int:
 
 def _verify_proof(args: argparse.Namespace) -> int:
     path = Path(args.file)
-    try:
+    try:  # a key that is not one says nothing of the proof: the command's misuse, as an unreadable file
         trusted = parse_verifier_key(args.verifier_key[0]) if args.verifier_key else None
+    except NoteError as exc:
+        raise CommandError(f"--verifier-key: {exc}") from None
+    try:
         if path.suffix == ".jsonl":
             return _verify_archive(path, trusted)
         result = check_document(orjson.loads(path.read_bytes()), trusted=trusted)
