@@ -139,6 +139,34 @@ async def test_the_admin_api_sets_changes_and_shows_a_keys_policy(world: World) 
     assert made["key"].encode() not in raw
 
 
+async def test_a_model_name_no_policy_or_provider_knows_is_refused_for_a_keys_list(world: World) -> None:
+    """`models: ["gtp-4o"]` (a typo) was stored: the key could then use none of what it meant to allow.
+    A name neither `auto`, a policy model or alias, nor `<provider>/<model>` of a pass-through provider is
+    400 `invalid_value` (param `models`) naming it and the names known, at creation and in a PATCH."""
+    _, db_url, (one, two) = world
+    org = await make_org(db_url, "typos", roles=("admin",))
+    admin = auth(org.keys["admin"])
+    async with httpx.AsyncClient() as c:
+        made = await _key(c, one, org, models=["auto", "cheap", OTHER, "openai/gpt-6-luna", "gemini/x"])
+        path = f"/v1/admin/keys/{made['id']}"
+        for typo in ("gtp-4o", "local/smollm2", "openai/", "Cheap", "mistral/large"):
+            for refused in (
+                await c.post(
+                    f"{one}/v1/admin/keys", json={"name": "t", "models": ["auto", typo]}, headers=admin
+                ),
+                await c.patch(f"{two}{path}", json={"models": [typo, "cheap"]}, headers=admin),
+            ):
+                assert _error(refused) == (400, "invalid_request_error", "invalid_value"), refused.text
+                error = refused.json()["error"]
+                assert error["param"] == "models" and repr(typo) in error["message"], error
+                assert all(
+                    known in error["message"] for known in ("auto", "cheap", SMOL, OTHER, "openai/")
+                ), error
+        keys = (await c.get(f"{one}/v1/admin/keys", headers=admin)).json()
+    assert [k["name"] for k in keys if k["name"] == "t"] == []
+    assert next(k["models"] for k in keys if k["id"] == made["id"]) == made["models"]
+
+
 async def test_a_model_outside_the_allow_list_is_refused_before_admission(
     world: World, answerer: Answerer
 ) -> None:

@@ -102,9 +102,24 @@ def test_rotate_prints_the_new_key_once_and_the_old_one_lasts_its_grace(
     newest = capsys.readouterr().out.strip()
     assert httpx.get(f"{base}/v1/models", headers=auth(new_key)).status_code == 401
     assert httpx.get(f"{base}/v1/models", headers=auth(newest)).status_code == 200
-    with pytest.raises(SystemExit) as refused:  # the old one is in its grace: rotate its successor
-        main([*cli, "rotate", old_id])
-    assert "400" in str(refused.value) and new_id in str(refused.value)
+    assert main([*cli, "rotate", old_id]) == 2  # the old one is in its grace: rotate its successor
+    said = capsys.readouterr().err.splitlines()[-1]  # after --api-key's warning
+    assert said.startswith("switchyard keys: ") and "400" in said and new_id in said, said
+
+
+def test_a_model_name_the_gateway_does_not_know_is_refused(
+    world: tuple[str, Org, Org], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`keys create --models gtp-4o` made a key that could use no model it meant to; the admin API's 400
+    (as any 400: the command's input) is one line naming the name and those known, exit 2."""
+    base, acme, _ = world
+    cli = ["keys", "--url", base, "--api-key", acme.keys["admin"]]
+    assert main([*cli, "create", "--name", "typo", "--models", "auto,gtp-4o"]) == 2
+    said = capsys.readouterr().err.splitlines()[-1]  # after --api-key's warning
+    assert said.startswith("switchyard keys: ") and "'gtp-4o'" in said, said
+    assert "auto" in said and "openai/" in said, said
+    assert main([*cli, "list"]) == 0
+    assert " typo " not in capsys.readouterr().out
 
 
 def test_without_url_it_calls_the_gateway_on_switchyard_http_port(

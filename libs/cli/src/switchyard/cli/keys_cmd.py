@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from switchyard.cli.devstack import StackSettings
+from switchyard.cli.errors import CommandError
 
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -182,7 +183,8 @@ def _read_key(path: Path) -> str:
 
 
 def call(args: argparse.Namespace, method: str, path: str, *, timeout: float = 30.0, **kwargs: Any) -> Any:
-    """The admin API's answer to the request (its JSON); exits with the error's code and message."""
+    """The admin API's answer to the request (its JSON); exits with the error's code and message (exit 2 for
+    a 400, which refused what the command was given; 1 for any other)."""
     base = (args.url or os.environ.get("SWITCHYARD_GATEWAY_URL") or StackSettings().gateway_url()).rstrip("/")
     headers = {"authorization": f"Bearer {_credential(args)}"}
     try:
@@ -195,7 +197,10 @@ def call(args: argparse.Namespace, method: str, path: str, *, timeout: float = 3
             detail = f"{error['code']}: {error['message']} (request {error.get('request_id')})"
         except (ValueError, KeyError, TypeError):
             detail = response.text[:300]
-        raise SystemExit(f"{method} {path} failed with {response.status_code}: {detail}")
+        said = f"{method} {path} failed with {response.status_code}: {detail}"
+        if response.status_code == 400:  # the command's input refused (a typo in --models): its misuse
+            raise CommandError(said)
+        raise SystemExit(said)
     return response.json()
 
 

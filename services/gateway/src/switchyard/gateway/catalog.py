@@ -4,6 +4,8 @@ named on the other kind's endpoint is refused here, early (the router refuses it
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from nats.js import JetStreamContext
 
 from switchyard.common import vectors
@@ -20,6 +22,7 @@ SELF = "switchyard"  # owner of `auto`
 PASS_THROUGH = ("openai", "anthropic", "gemini")
 EMBEDDING_PASS_THROUGH = ("openai", "gemini")  # Anthropic serves no embeddings
 LACKS = "model_lacks_capability"
+MAX_NAMED = 40  # the known names an error lists (a policy may have hundreds)
 
 
 class Catalog:
@@ -51,6 +54,26 @@ class Catalog:
             )
         await self._served(policy, model, name)
         return model
+
+    def check_listable(self, names: Collection[str] | None) -> None:
+        """400 `invalid_value` (param `models`) naming each of a key's allow-list `names` that no request
+        could be served under: neither `auto`, a model or alias of the policy, nor `<provider>/<model>` of a
+        pass-through provider. Whether a provider is announced now does not matter: a key outlives an
+        outage, and a provider configured later serves the names listed for it."""
+        policy = self.policy
+        known = {AUTO, *(m.id for m in policy.models), *policy.aliases}
+        unknown = [n for n in names or () if n not in known and not _passed_through(n)]
+        if unknown:
+            listed = sorted(known)
+            shown = ", ".join(listed[:MAX_NAMED]) + (
+                f" and {len(listed) - MAX_NAMED} more" if len(listed) > MAX_NAMED else ""
+            )
+            raise InvalidRequest(
+                f"unknown models {unknown}: a key may list {shown}, or <provider>/<model> of "
+                f"{', '.join(f'{p}/' for p in PASS_THROUGH)} (GET /v1/models lists those served now)",
+                code="invalid_value",
+                param="models",
+            )
 
     async def check_embedding(
         self, name: str, *, inputs: int, dimensions: int | None, allowed: frozenset[str] | None = None
@@ -171,6 +194,11 @@ class Catalog:
         if allowed is None:
             return cards
         return [card for card in cards if allows(allowed, card.id, policy.resolve)]
+
+
+def _passed_through(name: str) -> bool:
+    provider, _, model = name.partition("/")
+    return provider in PASS_THROUGH and bool(model)
 
 
 def _embeds(policy: Policy, name: str) -> bool:

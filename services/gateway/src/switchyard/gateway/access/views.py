@@ -208,6 +208,7 @@ async def list_keys(actor: Reader, user_id: str | None = None) -> object:
 
 @router.post("/keys", response_model=CreatedKey, status_code=201, summary="Create a key (shown once)")
 async def create_key(body: KeyCreate, request: Request, actor: Admin) -> CreatedKey:
+    gateway_of(request).catalog.check_listable(body.models)
     plaintext, key = await service.create_key(
         actor.sessions,
         tenant_id=actor.tenant_id,
@@ -231,6 +232,7 @@ async def get_key(key_id: str, request: Request, actor: Reader) -> KeyDetail:
 
 @router.patch("/keys/{key_id}", response_model=KeyOut, summary="Change a key's models, limits or budget")
 async def update_key(key_id: str, body: KeyUpdate, request: Request, actor: Admin) -> object:
+    gateway_of(request).catalog.check_listable(body.models)
     key = await service.update_key(
         actor.sessions,
         tenant_id=actor.tenant_id,
