@@ -1,13 +1,15 @@
 """What the `switchyard` command says, in one line, of an error that is the user's to fix (a file that is
-not there, a URL that is not one, a database or server that cannot be reached) instead of a traceback.
-Anything else is a bug and keeps its traceback."""
+not there, a URL that is not one, a database or server that cannot be reached, a disk that is full)
+instead of a traceback, never a URL's password. Anything else is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
+import errno
 import socket
 import sys
 
 from switchyard.common.errors import ConfigurationError
+from switchyard.common.logs import redact
 
 # A file the command was given (or its settings name) that is not there or not readable.
 FILE_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
@@ -23,8 +25,21 @@ def user_problem(exc: BaseException) -> tuple[str, int] | None:
     if isinstance(exc, FILE_ERRORS) and exc.filename is not None:
         return f"{exc.filename}: {exc.strerror}", 2
     if isinstance(exc, ConnectionError | socket.gaierror):  # a database or server not listening there
-        return f"cannot connect: {exc}", 1
+        return f"cannot connect: {redact(str(exc))}", 1
+    if isinstance(exc, OSError) and exc.errno is not None:  # what the system said, not our code
+        return _system_problem(exc)
     return _database_problem(exc)
+
+
+def _system_problem(exc: OSError) -> tuple[str, int]:
+    """A file named that the system refuses otherwise (a name too long, a read-only file system): exit 2,
+    as one not there. With no file (a disk full, found at the write after the open; a host no route
+    reaches): what the system said, and exit 1, as a server not listening. An OSError without an errno is
+    raised by code, not the system: a bug, kept out of here (`user_problem` gives None)."""
+    if exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror}", 2
+    name = errno.errorcode.get(exc.errno or 0, f"errno {exc.errno}")
+    return f"{redact(exc.strerror or str(exc))} ({name})", 1
 
 
 def _database_problem(exc: BaseException) -> tuple[str, int] | None:
