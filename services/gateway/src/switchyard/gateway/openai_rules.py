@@ -58,10 +58,10 @@ def check_function(name: str, parameters: dict[str, Any] | None, *, at: str) -> 
 
 def check_calls_answered(messages: list[ChatMessage]) -> None:
     """Each tool call of an assistant message is answered by one of the `tool` messages right after it,
-    before the conversation goes on. The last message may be the calls themselves (nothing follows them
-    yet: a client showing the model's calls); calls answered in part are refused there too."""
+    before the conversation goes on, and when it is the last message too: OpenAI refuses calls nothing
+    answers wherever they are (a model asked to go on from its own calls would answer for the tools)."""
     for n, message in enumerate(messages):
-        if message.role != "assistant" or not message.tool_calls or n + 1 == len(messages):
+        if message.role != "assistant" or not message.tool_calls:
             continue
         answered: set[str | None] = set()
         for after in messages[n + 1 :]:
