@@ -185,6 +185,29 @@ async def test_a_malformed_tool_is_refused_on_the_openai_faces(stack: Stack, ans
     assert len(answerer.seen) == 2
 
 
+async def test_a_function_description_over_1024_characters_is_refused_on_chat_completions(
+    stack: Stack, answerer: Answerer
+) -> None:
+    """OpenAI: "Invalid 'tools[1].function.description': string too long. Expected a string with maximum
+    length 1024, but got a string with length 1025 instead." (code `string_above_max_length`). It was
+    passed on, and a local model took it."""
+    tools = [
+        {"type": "function", "function": {"name": "g", "description": "d" * 1024}},
+        {"type": "function", "function": {"name": "f", "description": "d" * 1025}},
+    ]
+    error = _openai_error(
+        await _post(stack, "/v1/chat/completions", {**CHAT, "tools": tools}), "tools.1.function.description"
+    )
+    assert error["code"] == "string_above_max_length", error
+    assert error["message"] == (
+        "Invalid 'tools.1.function.description': string too long. Expected a string with maximum length 1024, "
+        "but got a string with length 1025 instead."
+    ), error
+    took = await _post(stack, "/v1/chat/completions", {**CHAT, "tools": tools[:1]})
+    assert took.status_code == 200, took.text
+    assert len(answerer.seen) == 1
+
+
 async def test_a_malformed_tool_is_refused_on_the_anthropic_face(stack: Stack, answerer: Answerer) -> None:
     """Anthropic: "tools.0.custom.name: String should match pattern '^[a-zA-Z0-9_-]{1,128}$'", and an
     `input_schema` whose type is not "object" ("tools.0.custom.input_schema.type: Input should be

@@ -75,7 +75,8 @@ def parse_request(
     if streams:
         check_stream_options(parsed.stream, parsed.stream_options)
     for n, tool in enumerate(parsed.tools or []):
-        check_function(tool.function.name, tool.function.parameters, at=f"tools.{n}.function")
+        spec = tool.function
+        check_function(spec.name, spec.parameters, at=f"tools.{n}.function", description=spec.description)
     check_logprobs(parsed)
     parsed.with_tool_places(
         {t.function.name: (f"tools.{n}.function", "parameters") for n, t in enumerate(parsed.tools or [])}

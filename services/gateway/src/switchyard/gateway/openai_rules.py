@@ -12,6 +12,7 @@ from switchyard.gateway.errors import InvalidRequest
 
 FUNCTION_NAME = re.compile(r"[a-zA-Z0-9_-]+")
 MAX_FUNCTION_NAME = 64
+MAX_FUNCTION_DESCRIPTION = 1024  # chat completions' `tools[].function.description`
 MIN_OUTPUT_TOKENS = 16  # the Responses API's least `max_output_tokens`
 MAX_LISTED = 5  # unanswered call ids a message names
 
@@ -27,18 +28,25 @@ def check_stream_options(stream: bool, stream_options: object) -> None:
         )
 
 
-def check_function(name: str, parameters: dict[str, Any] | None, *, at: str) -> None:
-    """A function tool's name (letters, digits, `_` and `-`, at most 64 of them) and its `parameters`, a
-    JSON Schema of an object when given (one without `type` is taken as one). `at`: where the function is
-    defined (`tools.0.function` on chat completions, `tools.0` on Responses)."""
-    param = f"{at}.name"
-    if len(name) > MAX_FUNCTION_NAME:
+def _check_length(value: str, limit: int, *, param: str) -> None:
+    if len(value) > limit:
         raise InvalidRequest(
             f"Invalid '{param}': string too long. Expected a string with maximum length "
-            f"{MAX_FUNCTION_NAME}, but got a string with length {len(name)} instead.",
+            f"{limit}, but got a string with length {len(value)} instead.",
             param=param,
             code="string_above_max_length",
         )
+
+
+def check_function(
+    name: str, parameters: dict[str, Any] | None, *, at: str, description: str | None = None
+) -> None:
+    """A function tool's name (letters, digits, `_` and `-`, at most 64 of them) and its `parameters`, a
+    JSON Schema of an object when given (one without `type` is taken as one). `at`: where the function is
+    defined (`tools.0.function` on chat completions, `tools.0` on Responses). `description`: checked when
+    given, at most 1,024 characters (chat completions refuses a longer one; Responses is not known to)."""
+    param = f"{at}.name"
+    _check_length(name, MAX_FUNCTION_NAME, param=param)
     if not FUNCTION_NAME.fullmatch(name):
         raise InvalidRequest(
             f"Invalid '{param}': string does not match pattern. Expected a string that matches the pattern "
@@ -46,6 +54,8 @@ def check_function(name: str, parameters: dict[str, Any] | None, *, at: str) -> 
             param=param,
             code="invalid_value",
         )
+    if description is not None:
+        _check_length(description, MAX_FUNCTION_DESCRIPTION, param=f"{at}.description")
     kind = (parameters or {}).get("type", "object")
     if kind != "object":
         raise InvalidRequest(
