@@ -200,8 +200,8 @@ async def test_a_function_description_over_1024_characters_is_refused_on_chat_co
     )
     assert error["code"] == "string_above_max_length", error
     assert error["message"] == (
-        "Invalid 'tools.1.function.description': string too long. Expected a string with maximum length 1024, "
-        "but got a string with length 1025 instead."
+        "Invalid 'tools.1.function.description': string too long. Expected a string with maximum length "
+        "1024, but got a string with length 1025 instead."
     ), error
     took = await _post(stack, "/v1/chat/completions", {**CHAT, "tools": tools[:1]})
     assert took.status_code == 200, took.text
