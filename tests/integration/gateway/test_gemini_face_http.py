@@ -296,3 +296,32 @@ async def test_a_stream_that_breaks_ends_with_an_error_carrying_the_request_id(
                 "type": "api_error",
                 "request_id": r.headers["x-request-id"],
             }
+
+
+async def test_a_function_name_gemini_refuses_is_refused_in_its_words(
+    world: World, pipeline: Pipeline
+) -> None:
+    """Gemini: "Invalid function name. Must start with a letter or an underscore. Must be alphameric (a-z,
+    A-Z, 0-9), underscores (_), dots (.) or dashes (-), with a maximum length of 64." (its reference adds
+    colons). Names up to 256 characters of any kind were taken and passed on."""
+    headers = {"x-goog-api-key": world[2].keys["member"]}
+    async with httpx.AsyncClient(base_url=world[1], timeout=30) as c:
+
+        async def ask(name: str) -> httpx.Response:
+            tools = [{"functionDeclarations": [{"name": "fine"}, {"name": name}]}]
+            body = {"contents": [{"parts": [{"text": "hi"}]}], "tools": tools}
+            return await c.post("/v1beta/models/auto:generateContent", json=body, headers=headers)
+
+        for bad in ("get weather", "1st", "-x", "a" * 65, "caf\u00e9", "a/b"):
+            refused = await ask(bad)
+            assert refused.status_code == 400, (bad, refused.text)
+            error = refused.json()["error"]
+            assert error["status"] == "INVALID_ARGUMENT" and "Invalid function name" in error["message"], (
+                error
+            )
+            assert error["details"][0]["metadata"]["param"] == "tools.0.functionDeclarations.1.name", error
+        assert len(pipeline.seen) == 0
+        for good in ("_private", "ns.get_weather-2", "mcp:read", "a" * 64):
+            took = await ask(good)
+            assert took.status_code == 200, (good, took.text)
+    assert len(pipeline.seen) == 4

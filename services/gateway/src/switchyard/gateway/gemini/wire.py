@@ -5,6 +5,7 @@ the face does not know are ignored (`safetySettings`, `mediaResolution`, ...).""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -14,6 +15,7 @@ from switchyard.common.events.base import MAX_TOKENS
 from switchyard.common.events.tasks import MAX_CHOICES, MAX_EMBEDDING_DIMENSIONS
 
 MAX_EMBEDDINGS = 100  # Gemini's limit on one batchEmbedContents request
+FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")  # a function declaration's name
 
 
 class _Gemini(BaseModel):
@@ -80,10 +82,22 @@ class Content(_Gemini):
 
 
 class FunctionDeclaration(_Gemini):
-    name: str = Field(min_length=1, max_length=256)
+    name: str
     description: str | None = None
     parameters: dict[str, Any] | None = None
     parameters_json_schema: dict[str, Any] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _gemini_name(cls, v: str) -> str:
+        """Gemini's rule, in its words (its reference allows colons too): a name it refuses was passed on
+        and answered by whichever model the router picked."""
+        if not FUNCTION_NAME.fullmatch(v):
+            raise ValueError(
+                "Invalid function name. Must start with a letter or an underscore. Must be alphameric (a-z, "
+                "A-Z, 0-9), underscores (_), dots (.), colons (:) or dashes (-), with a maximum length of 64."
+            )
+        return v
 
 
 class Tool(_Gemini):
