@@ -122,6 +122,10 @@ async def test_max_output_tokens_below_16_is_refused_as_openai_refuses_it(
     took = await _post(stack, "/v1/responses", {**RESPONSE, "max_output_tokens": 16})
     assert took.status_code == 200, took.text
     assert [t.request.max_tokens for t in answerer.seen] == [16]
+    # The count has no `max_output_tokens` in OpenAI's reference (its guide: send create's payload), so no
+    # minimum to hold it to: a create body that the create route refuses is still counted.
+    counted = await _post(stack, "/v1/responses/input_tokens", {**RESPONSE, "max_output_tokens": 15})
+    assert counted.status_code == 200 and counted.json()["input_tokens"] > 0, counted.text
 
 
 @pytest.mark.parametrize("empty", ["", []], ids=["empty string", "empty list"])
