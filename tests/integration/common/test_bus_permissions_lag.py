@@ -1,78 +1,121 @@
-"""Each service's NATS user under the embedded run's permissions (`cli/bus_permissions.py`) can still read
-its own consumers' lag: with events pending, the age of the oldest is a message get on the stream (real
-nats-server). `switchyard up` found the billing user refused this under load (a permissions violation
-every 10 s, the lag gauges never set)."""
+"""Each service's NATS user under the embedded run's permissions (`cli/bus_permissions.py`) reads its own
+consumers' lag, and the ages are right: the oldest unacked and the oldest waiting event's age, read through
+a consumer of its own on the durable's filter (`lag-<durable>`, headers only, deleted after; real
+nats-server). `switchyard up` once found the billing user refused its lag under load (a permissions
+violation every 10 s, the gauges never set); since then the reading moved off the message get, which let
+every such user read any event of the stream (test_bus_permissions_reads.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+import asyncio
+from datetime import UTC, datetime, timedelta
 
 import nats
 import pytest
-from nats.js.api import AckPolicy, ConsumerConfig
-from pydantic import SecretStr
+from nats.js import api
 
-from switchyard.cli import bus_permissions, bus_stores, nats_users
-from switchyard.cli.processes import NatsServer
 from switchyard.common import bus, lag, metrics, subjects
-from switchyard.common.bus_auth import NatsCredentials
 from switchyard.common.events import TaskTimedOut
+from tests.support.guarded_bus import GuardedBus
 
 pytestmark = pytest.mark.integration
 
+EVENTS = subjects.STREAM_EVENTS
 
-@pytest.fixture
-def guarded(tmp_path: Path) -> Iterator[tuple[NatsServer, dict[str, str]]]:
-    passwords = nats_users.ensure_passwords(tmp_path)
-    server = NatsServer(
-        tmp_path / "jetstream", users=passwords, permissions=bus_permissions.permissions
-    ).start()
+
+def _gauge(gauge: metrics.Gauge, consumer: subjects.Consumer) -> float:
+    value: float = gauge.labels(consumer.stream, consumer.durable)._value.get()
+    return value
+
+
+async def _pending(guarded: GuardedBus, consumers: tuple[subjects.Consumer, ...], events: int = 1) -> None:
+    """As `operator`: each durable consumer as its service makes it, and `events` events on its subject,
+    with an event of another subject before each (the consumer's first event is not the stream's)."""
+    nc = await nats.connect(guarded.operator_url)
+    js = nc.jetstream()
     try:
-        yield server, passwords
+        for consumer in consumers:
+            config = api.ConsumerConfig(
+                name=consumer.durable, durable_name=consumer.durable, filter_subject=consumer.filter_subject,
+                ack_policy=api.AckPolicy.EXPLICIT, ack_wait=600,
+            )  # fmt: skip
+            await js.add_consumer(consumer.stream, config=config)
+        publisher = bus.EventPublisher(js, source="test")
+        for _ in range(events):
+            for subject in {c.filter_subject for c in consumers}:
+                await js.publish(subjects.DLQ_PREFIX + ".none", b"{}")  # another stream's: no event
+                event = TaskTimedOut(task_id="t1", tenant_id="acme", waited_ms=1.0)
+                if subject == f"{subjects.PREFIX}.>":  # every event: this one's own subject
+                    await publisher.publish(event)
+                else:
+                    await publisher.publish(event, subject=subject.replace(">", "x").replace("*", "x"))
     finally:
-        server.stop()
+        await nc.close()
+
+
+async def _consumer_names(guarded: GuardedBus) -> set[str]:
+    nc = await nats.connect(guarded.operator_url)
+    try:
+        return {info.name for info in await nc.jetstream().consumers_info(EVENTS)}
+    finally:
+        await nc.close()
 
 
 @pytest.mark.parametrize("service", ["billing", "audit", "router", "executor", "classifier"])
-async def test_a_service_reads_the_lag_of_its_own_consumers(
-    guarded: tuple[NatsServer, dict[str, str]], service: str
-) -> None:
-    server, passwords = guarded
-    operator = await nats.connect(server.url_as(nats_users.OPERATOR))
-    js = operator.jetstream()
-    await bus_stores.provision(js)
+async def test_a_service_reads_the_lag_of_its_own_consumers(guarded: GuardedBus, service: str) -> None:
     mine = lag.consumers_of(service)
-    assert mine
-    for consumer in mine:  # as the service makes it (`PullConsumer`): a durable one on its subject
-        config = ConsumerConfig(
-            name=consumer.durable, durable_name=consumer.durable, filter_subject=consumer.filter_subject,
-            ack_policy=AckPolicy.EXPLICIT,
-        )  # fmt: skip
-        await js.add_consumer(consumer.stream, config=config)
-    publisher = bus.EventPublisher(js, source="test")
-    for subject in {c.filter_subject for c in mine}:  # one pending event for each of its consumers
-        event = TaskTimedOut(task_id="t1", tenant_id="acme", waited_ms=1.0)
-        if subject == f"{subjects.PREFIX}.>":  # every event: this one's own subject
-            await publisher.publish(event)
-        else:
-            await publisher.publish(event, subject=subject.replace(">", "x").replace("*", "x"))
-    await operator.close()
-
-    who = NatsCredentials(user=service, password=SecretStr(passwords[service]))
-    errors: list[Exception] = []
-
-    async def noted(exc: Exception) -> None:
-        errors.append(exc)
-
-    nc = await nats.connect(server.url, error_cb=noted, **who.connect_options())
+    assert mine and {c.stream for c in mine} == {EVENTS}
+    await _pending(guarded, mine, events=3)
+    errors: list[str] = []
+    nc = await guarded.connect(service, errors)
     try:
+        js = nc.jetstream()
         for consumer in mine:
-            await lag.sample(nc.jetstream(), consumer)
-            labels = (consumer.stream, consumer.durable)
-            assert metrics.CONSUMER_PENDING.labels(*labels)._value.get() >= 1
-            assert metrics.CONSUMER_OLDEST_WAITING_AGE.labels(*labels)._value.get() > 0
+            now = datetime.now(UTC) + timedelta(seconds=60)
+            await lag.sample(js, consumer, now=now)
+            assert _gauge(metrics.CONSUMER_PENDING, consumer) == 3
+            pull = await js.pull_subscribe_bind(consumer.durable, stream=consumer.stream)
+            first, second = await pull.fetch(2, timeout=5)
+            age = (now - first.metadata.timestamp).total_seconds()
+            assert 60 <= age < 70
+            assert _gauge(metrics.CONSUMER_OLDEST_WAITING_AGE, consumer) == pytest.approx(age, abs=1e-6)
+            assert _gauge(metrics.CONSUMER_OLDEST_UNACKED_AGE, consumer) == pytest.approx(age, abs=1e-6)
+            # two taken, not acked: the oldest unacked is still the first, the oldest waiting the third
+            await lag.sample(js, consumer, now=now)
+            assert _gauge(metrics.CONSUMER_PENDING, consumer) == 1
+            assert _gauge(metrics.CONSUMER_ACK_PENDING, consumer) == 2
+            [third] = await pull.fetch(1, timeout=5)
+            waited = (now - third.metadata.timestamp).total_seconds()
+            assert _gauge(metrics.CONSUMER_OLDEST_UNACKED_AGE, consumer) == pytest.approx(age, abs=1e-6)
+            assert _gauge(metrics.CONSUMER_OLDEST_WAITING_AGE, consumer) == pytest.approx(waited, abs=1e-6)
+            assert waited < age
+            for msg in (first, second, third):
+                await msg.ack_sync()
+            await lag.sample(js, consumer, now=now)
+            assert _gauge(metrics.CONSUMER_OLDEST_UNACKED_AGE, consumer) == 0
+            assert _gauge(metrics.CONSUMER_OLDEST_WAITING_AGE, consumer) == 0
     finally:
         await nc.close()
-    assert not errors, errors
-    assert subjects.STREAM_EVENTS in {c.stream for c in mine}
+    assert errors == [] and guarded.violations() == []
+    assert not {name for name in await _consumer_names(guarded) if name.startswith("lag-")}
+
+
+async def test_replicas_sampling_at_once_each_read_the_oldest_event(guarded: GuardedBus) -> None:
+    """Three replicas of billing share the name `lag-billing`: when their samples meet, the server refuses
+    the later ones' consumers while the first lives and they retry, so none reads another's (which would
+    have the message already taken: an age of 0) and none fails."""
+    consumer = subjects.BILLING_CONSUMER
+    await _pending(guarded, (consumer,))
+    replicas = [await guarded.connect("billing") for _ in range(3)]
+    try:
+        for _ in range(10):
+            now = datetime.now(UTC) + timedelta(seconds=60)
+            ages = await asyncio.gather(
+                *(lag.oldest_age(nc.jetstream(), consumer, after=0, now=now) for nc in replicas)
+            )
+            assert all(60 <= age < 70 for age in ages), ages
+    finally:
+        for nc in replicas:
+            await nc.close()
+    assert guarded.violations() == []
+    assert not {name for name in await _consumer_names(guarded) if name.startswith("lag-")}

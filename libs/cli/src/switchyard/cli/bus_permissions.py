@@ -71,6 +71,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from switchyard.common import lag
 from switchyard.common import subjects as s
 from switchyard.common.bus_auth import INBOX_PREFIX
 from switchyard.common.bus_guard import OPERATOR, RPC_CALLERS
@@ -93,7 +94,7 @@ class Grant:
     events: tuple[str, ...] = ()  # event subjects it publishes
     requests: tuple[str, ...] = ()  # RPC subjects it calls
     serves: tuple[str, ...] = ()  # subjects it subscribes to (RPCs it answers, core subjects it hears)
-    consumers: tuple[str, ...] = ()  # its durable consumers on the events stream
+    consumers: tuple[s.Consumer, ...] = ()  # its durable consumers on the events stream
     reads: tuple[str, ...] = ()  # KV buckets it reads and watches
     writes: tuple[str, ...] = ()  # KV buckets it writes (and reads)
     objects_read: tuple[str, ...] = ()
@@ -148,9 +149,9 @@ GRANTS: dict[str, Grant] = {
         processes=("classifier", "classifier-outcomes"),
         events=(s.TASK_CLASSIFIED, RESULTS),
         consumers=(
-            s.CLASSIFIER_CONSUMER.durable,
-            s.CLASSIFIER_OUTCOMES_CONSUMER.durable,
-            s.CLASSIFIER_OUTCOMES_ERASURE_CONSUMER.durable,
+            s.CLASSIFIER_CONSUMER,
+            s.CLASSIFIER_OUTCOMES_CONSUMER,
+            s.CLASSIFIER_OUTCOMES_ERASURE_CONSUMER,
         ),
         reads=(s.KV_CLASSIFIER_HEADS, s.KV_TENANTS),
         writes=(s.KV_CLASSIFIER_REPLICAS,),
@@ -159,14 +160,14 @@ GRANTS: dict[str, Grant] = {
     "router": Grant(
         processes=("router",),
         events=(s.TASK_ROUTED, RESULTS),
-        consumers=(s.ROUTER_CONSUMER.durable, s.ROUTER_STATS_CONSUMER.durable),
+        consumers=(s.ROUTER_CONSUMER, s.ROUTER_STATS_CONSUMER),
         reads=(s.KV_BUDGETS, s.KV_BUDGET_LIMITS, s.KV_PROVIDERS, s.KV_BREAKERS, s.KV_RATE_LIMITS),
         writes=(s.KV_ROUTING_STATS,),
     ),
     "executor": Grant(
         processes=("executor",),
         events=(s.PROVIDER_CALL, RESULTS, CHUNKS),
-        consumers=(s.EXECUTOR_CONSUMER.durable,),
+        consumers=(s.EXECUTOR_CONSUMER,),
         reads=(s.KV_TENANTS,),
         writes=(s.KV_BREAKERS, s.KV_RATE_LIMITS, s.KV_TOOL_STATE, s.KV_CARRIED, s.KV_PROVIDERS),
         objects_write=(s.OBJ_EMBEDDINGS, s.OBJ_BATCH_VECTORS),
@@ -177,17 +178,17 @@ GRANTS: dict[str, Grant] = {
         events=(s.USAGE_RECORDED, s.BUDGET_ALERT),
         serves=(f"{s.BILLING_RPC_PREFIX}.>",),
         consumers=(
-            s.BILLING_CONSUMER.durable,
-            s.BILLING_CALLS_CONSUMER.durable,
-            s.BILLING_WEBHOOKS_CONSUMER.durable,
-            s.BILLING_ERASURE_CONSUMER.durable,
+            s.BILLING_CONSUMER,
+            s.BILLING_CALLS_CONSUMER,
+            s.BILLING_WEBHOOKS_CONSUMER,
+            s.BILLING_ERASURE_CONSUMER,
         ),
         reads=(s.KV_BUDGET_LIMITS,),
     ),
     "audit": Grant(
         processes=("audit",),  # the SIEM exporter (same user) reads the ledger's database, not the bus
         serves=(f"{s.LEDGER_RPC_PREFIX}.>",),
-        consumers=(s.AUDIT_CONSUMER.durable,),
+        consumers=(s.AUDIT_CONSUMER,),
     ),
 }
 
@@ -207,17 +208,21 @@ def permissions(user: str) -> dict[str, object] | None:
         *(s.ping_subject(process) for process in grant.processes),
         *grant.extra,
     ]
-    for durable in grant.consumers:
+    for consumer in grant.consumers:
+        durable = consumer.durable
         publish += [
-            f"$JS.API.CONSUMER.CREATE.{EVENTS}.{durable}",
-            f"$JS.API.CONSUMER.CREATE.{EVENTS}.{durable}.>",
-            f"$JS.API.CONSUMER.DURABLE.CREATE.{EVENTS}.{durable}",
+            _creating(consumer, durable),
             f"$JS.API.CONSUMER.INFO.{EVENTS}.{durable}",
             f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS}.{durable}",
             f"$JS.ACK.{EVENTS}.{durable}.>",
         ]
-    if grant.consumers:  # its lag (`common/lag.py`): the oldest pending event's time is a message get
-        publish.append(f"$JS.API.STREAM.MSG.GET.{EVENTS}")
+    for consumer in _lagged(grant):  # the oldest pending event's time: one consumer per sample, deleted
+        lag = s.lag_consumer_name(consumer)
+        publish += [
+            _creating(consumer, lag),
+            f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS}.{lag}",
+            f"$JS.API.CONSUMER.DELETE.{EVENTS}.{lag}",
+        ]
     for bucket in (*grant.reads, *grant.writes):
         publish += _reading(f"KV_{bucket}")
     for bucket in grant.writes:
@@ -238,6 +243,20 @@ def permissions(user: str) -> dict[str, object] | None:
     # answers to its requesters; `_INBOX.>`: an operator's tool that sets no inbox prefix of its own
     publish += [f"{INBOX_PREFIX}_{caller}.>" for caller in (*CALLERS, user)] + [f"{INBOX_PREFIX}.>"]
     return {"publish": {"allow": _unique(publish)}, "subscribe": {"allow": _unique(subscribe)}}
+
+
+def _creating(consumer: s.Consumer, name: str) -> str:
+    """Making (or updating) the consumer `name` on `consumer`'s filter alone: nats-server 2.10+ checks
+    the name and filter in this subject against the request's, and no other form of the request (the
+    filter only in the body: `CONSUMER.CREATE.<stream>.<name>`, `CONSUMER.DURABLE.CREATE`) is granted,
+    since an update may change a consumer's filter."""
+    return f"$JS.API.CONSUMER.CREATE.{consumer.stream}.{name}.{consumer.filter_subject}"
+
+
+def _lagged(grant: Grant) -> tuple[s.Consumer, ...]:
+    """The consumers whose lag its processes sample (`common/lag.py`)."""
+    sampled = {c for process in grant.processes for c in lag.consumers_of(process)}
+    return tuple(c for c in grant.consumers if c in sampled)
 
 
 def _reading(stream: str) -> list[str]:

@@ -202,3 +202,9 @@ BILLING_WEBHOOKS_CONSUMER = Consumer("billing-webhooks", STREAM_EVENTS, BUDGET_A
 BILLING_ERASURE_CONSUMER = Consumer("billing-erasure", STREAM_EVENTS, ADMIN_ACTION, max_deliver=50)
 
 CONSUMERS = (CLASSIFIER_CONSUMER, ROUTER_CONSUMER, EXECUTOR_CONSUMER, BILLING_CONSUMER, AUDIT_CONSUMER)
+
+
+def lag_consumer_name(consumer: Consumer) -> str:
+    """The short-lived consumer that reads the time of `consumer`'s oldest pending event (`lag.py`): one
+    fixed name per durable, so a service's user may make it, and no other, on its own filter alone."""
+    return f"lag-{consumer.durable}"
