@@ -3,7 +3,12 @@
 Each service may publish only the events it sends (only `gateway` an erasure, `switchyard.admin.action`;
 only `router` `switchyard.task.routed`), its dead letters, the RPCs it calls, and, of the JetStream API,
 what reading its own durable consumers takes (fetch, ack, info: `$JS.API.CONSUMER.*.SWITCHYARD.<its
-consumer>`), the KV buckets and object stores it reads (direct gets, watches) and writes (`$KV.<bucket>.>`,
+consumer>`; made only on its own filter: `CONSUMER.CREATE.SWITCHYARD.<name>.<filter>`, whose name and
+filter nats-server 2.10+ checks against the request's, and no form with the filter in the body alone,
+since an update may change a consumer's filter) and their lag (`lag-<durable>` on the same filter, made,
+fetched once and deleted per sample: common/lag.py; not a message get, whose sequence and subject are
+in its body, where no permission reaches: it let billing read any event, a task's prompt among them),
+the KV buckets and object stores it reads (direct gets, watches) and writes (`$KV.<bucket>.>`,
 `$O.<bucket>.>`) and stream info. No service may create, update or delete a stream (`operator` makes them:
 bus_stores.py), so none can map or republish a subject into one it may not publish. Replies to the
 requests it serves (its pings, billing's and the ledger's RPCs) go to its callers' inboxes, which it may
@@ -61,7 +66,9 @@ Where each path runs under these grants on a real nats-server, failing on any re
 | integration/classifier/test_outcomes_permissions.py | the outcome recorder (`classifier-outcomes`) |
 | integration/executor/test_executor_permissions.py | breakers, rate limits, tool state, carried calls; |
 | | the router's health board reading them |
-| integration/common/test_bus_permissions_lag.py | each service's consumer lag |
+| integration/common/test_bus_permissions_lag.py | each service's consumer lag (its ages; replicas at once) |
+| integration/common/test_bus_permissions_reads.py | refusals: a message get of the events stream, a |
+| | consumer on another filter, another service's consumer or its `lag-<durable>` |
 | e2e/test_bus_permissions.py | refusals; `operator`'s commands (`classifier promote`) |
 """
 
@@ -217,11 +224,11 @@ def permissions(user: str) -> dict[str, object] | None:
             f"$JS.ACK.{EVENTS}.{durable}.>",
         ]
     for consumer in _lagged(grant):  # the oldest pending event's time: one consumer per sample, deleted
-        lag = s.lag_consumer_name(consumer)
+        name = s.lag_consumer_name(consumer)
         publish += [
-            _creating(consumer, lag),
-            f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS}.{lag}",
-            f"$JS.API.CONSUMER.DELETE.{EVENTS}.{lag}",
+            _creating(consumer, name),
+            f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS}.{name}",
+            f"$JS.API.CONSUMER.DELETE.{EVENTS}.{name}",
         ]
     for bucket in (*grant.reads, *grant.writes):
         publish += _reading(f"KV_{bucket}")

@@ -89,8 +89,7 @@ async def oldest_age(
         ack_policy=api.AckPolicy.NONE,
         headers_only=True,
         inactive_threshold=IDLE_S,
-        num_replicas=1,
-        mem_storage=True,
+        num_replicas=1,  # on an R3 stream too: it lives for one sample
     )
     request = {"stream_name": consumer.stream, "config": config.as_dict(), "action": "create"}
     create = f"{api_prefix}.CREATE.{consumer.stream}.{name}.{consumer.filter_subject}"
