@@ -49,3 +49,24 @@ def test_only_the_gateway_and_the_services_that_refuse_unknown_tenants_read_the_
     assert readers == {"gateway", "classifier", "executor"}
     audit = bus_permissions.permissions("audit")
     assert audit is not None and subjects.ping_subject("siem-exporter") not in audit["subscribe"]["allow"]  # type: ignore[index]
+
+
+def test_of_the_events_stream_only_its_scanners_get_messages_and_consumers_are_made_on_their_filters() -> None:
+    """A message get's sequence and subject are in its body (no permission reaches them), and so is the
+    filter of a consumer made through `CONSUMER.CREATE.<stream>.<name>` or `CONSUMER.DURABLE.CREATE`: such
+    a grant would let a user read any event (tests/integration/common/test_bus_permissions_reads.py)."""
+    events = subjects.STREAM_EVENTS
+    getters = set()
+    for user in bus_permissions.GRANTS:
+        granted = bus_permissions.permissions(user)
+        assert granted is not None
+        allowed: list[str] = granted["publish"]["allow"]  # type: ignore[index]
+        if f"$JS.API.STREAM.MSG.GET.{events}" in allowed:
+            getters.add(user)
+        scans = events in bus_permissions.GRANTS[user].scans
+        made = [a for a in allowed if a.startswith(f"$JS.API.CONSUMER.CREATE.{events}.")]
+        assert scans or all(len(a.split(".")) > 6 for a in made), (user, made)
+        assert not [a for a in allowed if a.startswith(f"$JS.API.CONSUMER.DURABLE.CREATE.{events}")]
+        own = {c.filter_subject for c in bus_permissions.GRANTS[user].consumers}
+        assert scans or {a.split(".", 6)[6] for a in made} <= own, (user, made)
+    assert getters == {"gateway", "executor"}
