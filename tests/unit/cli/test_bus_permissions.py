@@ -51,7 +51,7 @@ def test_only_the_gateway_and_the_services_that_refuse_unknown_tenants_read_the_
     assert audit is not None and subjects.ping_subject("siem-exporter") not in audit["subscribe"]["allow"]  # type: ignore[index]
 
 
-def test_of_the_events_stream_only_its_scanners_get_messages_and_consumers_are_made_on_their_filters() -> None:
+def test_of_the_events_stream_only_scanners_get_messages_and_consumers_are_made_on_their_filters() -> None:
     """A message get's sequence and subject are in its body (no permission reaches them), and so is the
     filter of a consumer made through `CONSUMER.CREATE.<stream>.<name>` or `CONSUMER.DURABLE.CREATE`: such
     a grant would let a user read any event (tests/integration/common/test_bus_permissions_reads.py)."""
