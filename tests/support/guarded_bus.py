@@ -96,15 +96,15 @@ async def _provision(bus: GuardedBus) -> None:
         await nc.close()
 
 
-async def forge(executor: Client, bucket: str, key: str, value: bytes) -> None:
+async def forge(
+    executor: Client, bucket: str, key: str, value: bytes, *, own: str = subjects.KV_BREAKERS
+) -> None:
     """Has the server store `value` as the newest revision of `key` in `bucket`, as the executor (whose
     user may write only its own buckets): a direct get of a key of its breakers' bucket answered to
-    `$KV.<bucket>.<key>` (common/kv_guard.py)."""
-    own = await executor.jetstream().key_value(subjects.KV_BREAKERS)
-    await own.put("bait", value)
-    await executor.publish(
-        f"$JS.API.DIRECT.GET.KV_{subjects.KV_BREAKERS}.$KV.{subjects.KV_BREAKERS}.bait",
-        reply=f"$KV.{bucket}.{key}",
-    )
+    `$KV.<bucket>.<key>` (common/kv_guard.py). `own`: a bucket the forger writes (another user's: the
+    router's routing statistics, the gateway's tasks)."""
+    mine = await executor.jetstream().key_value(own)
+    await mine.put("bait", value)
+    await executor.publish(f"$JS.API.DIRECT.GET.KV_{own}.$KV.{own}.bait", reply=f"$KV.{bucket}.{key}")
     await executor.flush()
     await asyncio.sleep(0.3)

@@ -215,8 +215,16 @@ class Mirror:
     held for its key stays (trusted again for `ttl_s`; none held: no value).
     """
 
-    def __init__(self, bucket: KeyValue, *, ttl_s: float = 1.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        bucket: KeyValue,
+        *,
+        ttl_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        on_forged: Callable[[str], None] | None = None,
+    ):
         self._kv = bucket
+        self._on_forged = on_forged  # told the key of each forged revision its watch skips (kv_repair)
         self._ttl_s = ttl_s
         self._clock = clock
         self._values: dict[str, tuple[bytes | None, int, float]] = {}  # key -> (value, revision, seen at)
@@ -225,7 +233,7 @@ class Mirror:
 
     async def start(self) -> None:
         if self._task is None:
-            self._watcher = await kv_guard.watch(self._kv)
+            self._watcher = await kv_guard.watch(self._kv, on_forged=self._on_forged)
             self._task = asyncio.create_task(self._follow(self._watcher), name="kv-mirror")
 
     async def stop(self) -> None:
@@ -249,6 +257,18 @@ class Mirror:
         if len(self._values) > KEEP_KEYS:
             self._values.clear()
         self._values[key] = (value, revision, self._clock())
+
+    def held(self, key: str) -> bytes | None:
+        """The last real value seen of `key` (None: none, or deleted), however old."""
+        known = self._values.get(key)
+        return None if known is None else known[0]
+
+    async def read_over(self, bucket: KeyValue, key: str) -> tuple[bytes | None, int | None]:
+        """`kv_guard.read_over` (a reader for `update`) taking a forged revision for the value held."""
+        try:
+            return await kv_guard.read(bucket, key)
+        except kv_guard.ForgedEntry as forged:
+            return self.held(key), forged.revision
 
     async def get(self, key: str) -> bytes | None:
         known = self._values.get(key)

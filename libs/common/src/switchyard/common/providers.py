@@ -22,7 +22,7 @@ from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
 from switchyard.common import kv as kv_store
-from switchyard.common import subjects
+from switchyard.common import kv_repair, subjects
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,15 @@ class ProviderStatus(BaseModel):
 
 async def providers_bucket(js: JetStreamContext) -> KeyValue:
     return await kv_store.bucket(js, subjects.KV_PROVIDERS)
+
+
+async def keep(bucket: KeyValue) -> kv_repair.Keeper:
+    """An executor's watch writing the last real announcement back over a forged one (kv_repair): a
+    router reads the bucket anew before each decision, so a forged one would take the provider away from
+    every router until its next announcement. `stop` it at shutdown."""
+    keeper = kv_repair.Keeper(bucket, name="providers-kept")
+    await keeper.start()
+    return keeper
 
 
 async def announce(kv: KeyValue, status: ProviderStatus) -> None:

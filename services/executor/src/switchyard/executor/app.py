@@ -24,7 +24,7 @@ from switchyard.common.events import (
 )
 from switchyard.common.policy import Policy
 from switchyard.common.policy_source import PolicySource
-from switchyard.common.providers import announce, keep_announced, providers_bucket
+from switchyard.common.providers import announce, keep, keep_announced, providers_bucket
 from switchyard.common.service import Service, create_service, run_service
 from switchyard.executor import cancellation_feed, metrics
 from switchyard.executor.cancellations import Cancellations
@@ -42,7 +42,7 @@ from switchyard.executor.registry import ProviderSet, build_providers
 from switchyard.executor.resilience.breaker import BreakerConfig, Breakers, LocalBreakers
 from switchyard.executor.resilience.limits import Limit, LocalRateLimits, RateLimits
 from switchyard.executor.resilience.retry import RetryPolicy
-from switchyard.executor.resilience.shared import KVBreakers, KVRateLimits
+from switchyard.executor.resilience.shared import KVRateLimits, open_breakers
 from switchyard.executor.tool_state import KVToolStates, LocalToolStates, ToolStates, tool_state_bucket
 
 log = logging.getLogger(__name__)
@@ -161,12 +161,11 @@ def create(
         js = bus.jetstream(service.broker)
         if state.breakers is None:
             breakers = await kv.bucket(js, subjects.KV_BREAKERS)
-            mirror = kv.Mirror(breakers)
-            await mirror.start()
-            service.teardown.append(mirror.stop)
-            state.breakers = KVBreakers(
-                breakers, breaker_config(settings), on_change=metrics.breaker_changed, mirror=mirror
+            shared = await open_breakers(
+                breakers, breaker_config(settings), on_change=metrics.breaker_changed
             )
+            service.teardown.append(shared.stop)
+            state.breakers = shared
         if not isinstance(state.tool_states, KVToolStates):
             state.tool_states = KVToolStates(await tool_state_bucket(js))
         table = limits_from(settings, policies.current())
@@ -200,9 +199,11 @@ def create(
             await announce(bucket, status)
         log.info("providers announced: %s", ", ".join(found.endpoints) or "none")
         renewing = asyncio.create_task(keep_announced(bucket, lambda: found.statuses(announced_by=instance)))
+        keeper = await keep(bucket)  # a forged announcement written over at once
 
         async def stop_renewing() -> None:
             await cancel(renewing)
+            await keeper.stop()
 
         service.drain.append(stop_renewing)
 

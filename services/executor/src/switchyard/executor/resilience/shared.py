@@ -21,7 +21,7 @@ from typing import Literal
 import nats.errors
 from nats.js.kv import KeyValue
 
-from switchyard.common import kv, kv_guard
+from switchyard.common import kv, kv_guard, kv_repair
 from switchyard.common.errors import SwitchyardError
 from switchyard.common.leases import Leases, Spare, grant
 from switchyard.common.providers import BreakerRecord, BucketLevel, RateRecord
@@ -55,6 +55,7 @@ class KVBreakers:
         clock: Clock = time.time,
         on_change: OnChange | None = None,
         mirror: kv.Mirror | None = None,
+        repairs: kv_repair.Repairs | None = None,
     ) -> None:
         self._kv = bucket
         self.config = config or BreakerConfig()
@@ -64,6 +65,7 @@ class KVBreakers:
         # call or hearing of a success: nearly every call) is decided without a round trip; any change is
         # still a compare-and-set on the stored value.
         self._mirror = mirror
+        self._repairs = repairs  # told of forged revisions by the mirror's watch (`open_breakers`)
 
     def _load(self, raw: bytes | None) -> BreakerRecord:
         return BreakerRecord.model_validate_json(raw) if raw else BreakerRecord(open_s=self.config.open_s)
@@ -81,15 +83,26 @@ class KVBreakers:
                 new, (result, before, after) = change(await self._mirror.get(kv.safe_key(key)))
                 if new is None:
                     return result
-            result, before, after = await kv.update(
-                self._kv, kv.safe_key(key), change, reader=kv_guard.read_over
-            )
+            reader = kv_guard.read_over if self._mirror is None else self._mirror.read_over
+            result, before, after = await kv.update(self._kv, kv.safe_key(key), change, reader=reader)
         except KV_ERRORS as exc:
             log.warning("breaker %s: shared state unavailable, letting the call through: %s", key, exc)
             return True
         if before != after and self._on_change is not None:
             self._on_change(key, BreakerState(after))
         return result
+
+    async def start(self) -> None:
+        if self._mirror is not None:
+            await self._mirror.start()
+        if self._repairs is not None:
+            self._repairs.start()
+
+    async def stop(self) -> None:
+        if self._repairs is not None:
+            await self._repairs.stop()
+        if self._mirror is not None:
+            await self._mirror.stop()
 
     async def allow(self, key: str) -> bool:
         return await self._apply(key, lambda r: admit(r, self._clock(), self.config))
@@ -122,6 +135,20 @@ class KVBreakers:
         return self._load(raw)
 
 
+async def open_breakers(
+    bucket: KeyValue, config: BreakerConfig | None = None, *, on_change: OnChange | None = None
+) -> KVBreakers:
+    """The executor's breakers (started; `stop` at shutdown): with a mirror of the bucket, whose watch
+    also tells of a forged revision, written over with the last real record the mirror holds (kv_repair:
+    a router, which reads the bucket anew every second, would otherwise take an open breaker for closed
+    until an executor changed it again)."""
+    repairs = kv_repair.Repairs(bucket, lambda key: mirror.held(key), name="breakers-repairs")
+    mirror = kv.Mirror(bucket, on_forged=repairs.forged)
+    breakers = KVBreakers(bucket, config, on_change=on_change, mirror=mirror, repairs=repairs)
+    await breakers.start()
+    return breakers
+
+
 class BucketStore:
     """`leases.Store` over the token buckets in KV: one `RateRecord` per limit key (a provider or a model
     id) with its "rpm" and "tpm" buckets; a lease key is `<limit key>#<kind>`. A counter's value is what is
@@ -134,9 +161,10 @@ class BucketStore:
 
     expires = False
 
-    def __init__(self, bucket: KeyValue, *, clock: Clock = time.time) -> None:
+    def __init__(self, bucket: KeyValue, *, clock: Clock = time.time, reader: kv.Reader = kv_guard.read_over):
         self.kv = bucket
         self._clock = clock
+        self._reader = reader
         self._keys: dict[str, tuple[str, str]] = {}
 
     def _split(self, key: str) -> tuple[str, str]:
@@ -170,7 +198,7 @@ class BucketStore:
             record.buckets[kind] = BucketLevel(capacity=capacity, level=level - added, at=now)
             return record.model_dump_json().encode(), (added, value + added)
 
-        return await kv.update(self.kv, entry, change, reader=kv_guard.read_over)
+        return await kv.update(self.kv, entry, change, reader=self._reader)
 
     async def add(self, key: str, delta: int) -> int:
         entry, kind = self._split(key)
@@ -185,11 +213,11 @@ class BucketStore:
             record.buckets[kind] = BucketLevel(capacity=capacity, level=level, at=now)
             return record.model_dump_json().encode(), _taken(capacity, level)
 
-        return await kv.update(self.kv, entry, change, reader=kv_guard.read_over)
+        return await kv.update(self.kv, entry, change, reader=self._reader)
 
     async def read(self, key: str) -> int:
         entry, kind = self._split(key)
-        raw, _ = await kv_guard.read_over(self.kv, entry)
+        raw, _ = await self._reader(self.kv, entry)
         capacity, level = self._level(_record(raw), kind, None, self._clock())
         return _taken(capacity, level)
 
@@ -226,7 +254,10 @@ class KVRateLimits:
         leases: Leases | None = None,
     ) -> None:
         self._limits = limits
-        self.leases = leases or Leases(BucketStore(bucket, clock=clock))
+        # the last real record of each bucket, written back over a forged one (kv_repair) and taken for
+        # it by this replica's compare-and-sets: a forged full bucket would be a limit reset
+        self._keeper = kv_repair.Keeper(bucket, name="rate-limits-kept")
+        self.leases = leases or Leases(BucketStore(bucket, clock=clock, reader=self._keeper.read_over))
         self._rpm: dict[str, Want | None] = {}
 
     def _wants(self, key: str, limit: Limit, tokens: int) -> list[Want]:
@@ -289,8 +320,12 @@ class KVRateLimits:
         self._limits = limits
 
     async def start(self) -> None:
+        await self._keeper.start()
         await self.leases.start()
 
     async def close(self) -> None:
         """Hands every unused lease back (at shutdown, once no call is in flight)."""
-        await self.leases.close()
+        try:
+            await self.leases.close()
+        finally:
+            await self._keeper.stop()
