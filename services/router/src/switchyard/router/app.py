@@ -92,10 +92,12 @@ def create(settings: RouterSettings) -> Service:
     async def warm_up() -> None:
         encoding()  # load the tokenizer before the first task, not during it
         watcher.append(asyncio.create_task(policies.watch(), name="policy-watch"))
+        await stats.start()
 
     async def stop_watching() -> None:
         for task in watcher:
             task.cancel()
+        await stats.stop()
 
     async def situation(task: TaskSubmitted, policy: Policy) -> dict[str, Any]:
         """What a decision reads besides the task's request: the policy, the providers up, the tenant's

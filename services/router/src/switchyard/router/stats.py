@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from nats.js.kv import KeyValue
 
-from switchyard.common import kv
+from switchyard.common import kv, kv_repair
 from switchyard.common.background import Background
 from switchyard.common.batching import Pending
 from switchyard.common.events import ProviderCallRecorded
@@ -71,6 +71,20 @@ class StatsWriter:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._writes = Background()  # each write is awaited by the handlers of its batch
         self._kv: KeyValue | None = None  # looked up once (each look-up is a JetStream API request)
+        self._keeper: kv_repair.Keeper | None = None  # once started
+
+    async def start(self) -> None:
+        """Watches the bucket (kv_repair.Keeper): a forged revision is written over with the last real
+        statistics at once, and a fold never starts from one. `stop` at shutdown."""
+        if self._kv is None:
+            self._kv = await self._bucket()
+        if self._keeper is None:
+            self._keeper = kv_repair.Keeper(self._kv, name="routing-stats-kept")
+            await self._keeper.start()
+
+    async def stop(self) -> None:
+        if self._keeper is not None:
+            await self._keeper.stop()
 
     async def record(
         self, event_id: str, call: ProviderCallRecorded, *, alpha: float, recovery_s: float | None = None
@@ -102,7 +116,10 @@ class StatsWriter:
         try:
             if self._kv is None:
                 self._kv = await self._bucket()
-            counted = await kv.update(self._kv, key, lambda raw: fold(raw, calls, now=self._clock()))
+            reader = kv.read if self._keeper is None else self._keeper.read_over
+            counted = await kv.update(
+                self._kv, key, lambda raw: fold(raw, calls, now=self._clock()), reader=reader
+            )
         except Exception as exc:  # every handler of the batch fails with it: its event is redelivered
             for p in batch:
                 p.fail(exc)
