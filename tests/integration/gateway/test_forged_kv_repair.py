@@ -27,6 +27,7 @@ from switchyard.gateway.access.registry import Registry
 from switchyard.gateway.app import SPEND_KEEP_S
 from switchyard.gateway.budgets.service import Budgets
 from switchyard.gateway.db import migrations
+from switchyard.gateway.limits.control import THROTTLE_KEY, Control
 from switchyard.gateway.limits.counters import counter_bucket
 from switchyard.gateway.tenants import Principal, create_tenant
 from tests.support.guarded_bus import forge
@@ -118,3 +119,30 @@ async def test_the_repair_watch_stops_quietly_once_the_bus_is_gone(nats_server: 
     await nc.close()
     await cancel(task)
     assert task.done()
+
+
+async def test_a_throttle_forged_past_its_history_is_written_over(guarded_clients: dict[str, Client]) -> None:
+    """The control bucket keeps 5 revisions, so a replica started after one forged revision still finds
+    the operator's throttle (test_forged_kv_readers.py); after 5 it found none and ran unthrottled. A
+    running replica writes the throttle it holds back over them."""
+    js = guarded_clients["gateway"].jetstream()
+    replica = Control(await js.key_value(subjects.KV_GATEWAY_CONTROL))
+    await replica.start()
+    try:
+        await replica.set_throttle(100)
+        for _ in range(5):
+            await forge(
+                guarded_clients["executor"],
+                subjects.KV_GATEWAY_CONTROL,
+                THROTTLE_KEY,
+                b'{"requests_per_min": 1}',
+            )
+        bucket = await js.key_value(subjects.KV_GATEWAY_CONTROL)
+        await restored(bucket, THROTTLE_KEY, within_s=5.0)
+        later = Control(await js.key_value(subjects.KV_GATEWAY_CONTROL))  # a replica started since
+        await later.start()
+        await asyncio.sleep(0.3)
+        assert later.throttle == 100
+        await later.stop()
+    finally:
+        await replica.stop()
