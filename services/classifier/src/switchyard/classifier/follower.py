@@ -59,6 +59,7 @@ class HeadsFollower:
         self._heads: KeyValue | None = None
         self._replicas: KeyValue | None = None
         self._seen: int | None = None  # the pointer revision last acted on
+        self._pointer: tuple[promotion.Promoted, int] | None = None  # the last real pointer, its revision
         self._refused: str | None = None
         self._since = datetime.now(UTC)
         self._reported = 0.0
@@ -123,17 +124,39 @@ class HeadsFollower:
             self._seen = forged.revision
             why = "stored by the server on a client's behalf, not promoted"
             self._refuse("forged", f"revision {forged.revision}", why, self.classifier.live)
+            if self._pointer is None:  # started since: the pointer the running replicas act on
+                await self._adopt()
             await self._report()
             return True
         if revision != self._seen:
             done = await self._apply(value, revision)
             if done:
                 self._seen = revision
+                self._held(value, revision)
             await self._report()
             return True
         if time.monotonic() - self._reported >= self.report_s:
             await self._report()
         return False
+
+    def _held(self, value: bytes | None, revision: int | None) -> None:
+        with contextlib.suppress(artifact.ArtifactError):
+            pointer = promotion.parse(value)
+            if pointer is not None and revision is not None:
+                self._pointer = (pointer, revision)
+
+    async def _adopt(self) -> None:
+        """A forged pointer read before any real one: the newest one the other replicas report."""
+        assert self._js is not None
+        pointer = await promotion.reported(self._js)
+        if pointer is None:
+            return
+        log.warning(
+            "promoted classifier heads: the pointer is forged, taking %s as the replicas report it",
+            pointer.version,
+        )
+        if await self._apply(pointer.model_dump_json().encode(), self._seen):
+            self._pointer = (pointer, 0)  # not reported on: a replica's own read of the pointer is newer
 
     async def _apply(self, value: bytes | None, revision: int | None) -> bool:
         """False when the pointer's files could not be read in time (looked at again on the next wake-up)."""
@@ -212,6 +235,8 @@ class HeadsFollower:
             promoted_revision=self._seen,
             refused=self._refused,
         )
+        if self._pointer is not None and self._pointer[1]:
+            status.pointer, status.pointer_revision = self._pointer
         try:
             await promotion.report(self._replicas, status)
             self._reported = time.monotonic()

@@ -77,6 +77,10 @@ class ReplicaHeads(BaseModel):
     since: datetime
     promoted_revision: int | None = None  # the pointer revision it last acted on (None: none seen)
     refused: str | None = None  # the last promoted heads it refused, and why
+    # the last real pointer it read, and its revision: a replica started after a forged pointer, and
+    # `promote`/`rollback` over one, take the newest reported in its place (`reported`)
+    pointer: Promoted | None = None
+    pointer_revision: int | None = None
 
 
 def ref_of(manifest_bytes: bytes, weights_bytes: bytes, version: str) -> HeadsRef:
@@ -206,8 +210,30 @@ async def live(js: JetStreamContext) -> tuple[Promoted | None, int | None]:
         bucket = await js.key_value(subjects.KV_CLASSIFIER_HEADS)
     except BucketNotFoundError:
         return None, None
-    value, revision = await kv_guard.read_over(bucket, KEY)  # a forged revision: nothing promoted
+    value, revision = await read_pointer(js, bucket, KEY)
     return parse(value), revision
+
+
+async def read_pointer(js: JetStreamContext, bucket: KeyValue, key: str) -> tuple[bytes | None, int | None]:
+    """The pointer and its revision (a `kv.update` reader); for a forged revision (kv_guard) the newest
+    pointer a replica reports (`reported`), or none, with the forged revision (the write goes over it)."""
+    try:
+        return await kv_guard.read(bucket, key)
+    except kv_guard.ForgedEntry as forged:
+        pointer = await reported(js)
+        return (None if pointer is None else pointer.model_dump_json().encode()), forged.revision
+
+
+async def reported(js: JetStreamContext) -> Promoted | None:
+    """The newest real pointer the replicas report (None: none reports one). The pointer has no running
+    writer and its bucket keeps one revision, so a forged one is restored from the replicas' memory; the
+    heads it names are checked against their sha256s wherever they are loaded, as any pointer's."""
+    best: ReplicaHeads | None = None
+    for report_ in await replica_reports(js):
+        if report_.pointer is not None and report_.pointer_revision is not None:
+            if best is None or report_.pointer_revision > (best.pointer_revision or 0):
+                best = report_
+    return None if best is None else best.pointer
 
 
 async def upload(js: JetStreamContext, files: Files, *, replicas: int = 1) -> None:
@@ -281,7 +307,7 @@ async def set_live(
         new = decide(parse(value))
         return new.model_dump_json().encode(), new
 
-    promoted = await kv.update(bucket, KEY, change, reader=kv_guard.read_over)
+    promoted = await kv.update(bucket, KEY, change, reader=lambda b, k: read_pointer(js, b, k))
     await prune(js, [promoted.ref(), *promoted.before])
     return promoted
 
