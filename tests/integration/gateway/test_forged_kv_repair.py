@@ -146,3 +146,18 @@ async def test_a_throttle_forged_past_its_history_is_written_over(guarded_client
         await later.stop()
     finally:
         await replica.stop()
+
+
+async def test_a_forged_spend_count_is_not_taken_as_the_count(guarded_clients: dict[str, Client]) -> None:
+    """The executor's user has the server store "0" as an organisation's spend: the gateway read it as
+    the count and admitted a budget's worth again. A count stored by the server is refused: the replica
+    goes on from the count it knew, and its next write replaces the forged one."""
+    js = guarded_clients["gateway"].jetstream()
+    counters = IntCounters(await counter_bucket(js, subjects.KV_SPEND, ttl_s=SPEND_KEEP_S))
+    assert await counters.take("org.acme.2026-12", 100, ceiling=150, spare=lambda _v: 0) == (100, 100)
+    await forge(guarded_clients["executor"], subjects.KV_SPEND, "org.acme.2026-12", b"0")
+    assert await counters.take("org.acme.2026-12", 100, ceiling=150, spare=lambda _v: 0) == (0, 100)
+    assert await counters.read("org.acme.2026-12") == 100
+    assert await counters.take("org.acme.2026-12", 10, ceiling=150, spare=lambda _v: 0) == (10, 110)
+    again = IntCounters(await js.key_value(subjects.KV_SPEND))  # another replica, from the server
+    assert await again.read("org.acme.2026-12") == 110

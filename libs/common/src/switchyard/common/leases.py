@@ -23,6 +23,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -30,7 +31,7 @@ from typing import Protocol
 import orjson
 from nats.js.kv import KeyValue
 
-from switchyard.common import kv
+from switchyard.common import kv, kv_guard
 from switchyard.common.background import Background, cancel
 
 log = logging.getLogger(__name__)
@@ -64,12 +65,33 @@ def grant(value: int, need: int, ceiling: int | None, spare: Spare) -> int:
 
 
 class IntCounters:
-    """Plain integer counters (the gateway's encoding: the decimal value), by compare-and-set."""
+    """Plain integer counters (the gateway's encoding: the decimal value), by compare-and-set.
+
+    Read through kv_guard: a count the JetStream server stored on a client's behalf (a forger's "0" over
+    an organisation's spend would give its budget back) is refused, and this replica goes on from the
+    last count it read or wrote of the key (none: 0); its next write replaces the forged one."""
 
     expires = False
 
     def __init__(self, bucket: KeyValue) -> None:
         self.kv = bucket
+        self._known: OrderedDict[str, bytes] = OrderedDict()  # key -> the last real count seen here
+
+    def _seen(self, key: str, value: bytes | None) -> None:
+        if value is None:
+            return
+        self._known[key] = value
+        self._known.move_to_end(key)
+        while len(self._known) > kv.KEEP_KEYS:
+            self._known.popitem(last=False)
+
+    async def _read(self, bucket: KeyValue, key: str) -> tuple[bytes | None, int | None]:
+        try:
+            value, revision = await kv_guard.read(bucket, key)
+        except kv_guard.ForgedEntry as forged:
+            return self._known.get(key), forged.revision
+        self._seen(key, value)
+        return value, revision
 
     async def take(self, key: str, need: int, *, ceiling: int | None, spare: Spare) -> tuple[int, int]:
         def change(current: bytes | None) -> tuple[bytes | None, tuple[int, int]]:
@@ -79,17 +101,22 @@ class IntCounters:
                 return None, (0, value)
             return str(value + added).encode(), (added, value + added)
 
-        return await kv.update(self.kv, key, change)
+        added, value = await kv.update(self.kv, key, change, reader=self._read)
+        if added:
+            self._seen(key, str(value).encode())
+        return added, value
 
     async def add(self, key: str, delta: int) -> int:
         def change(current: bytes | None) -> tuple[bytes | None, int]:
             new = max(int(current or b"0") + delta, 0)
             return str(new).encode(), new
 
-        return await kv.update(self.kv, key, change)
+        value = await kv.update(self.kv, key, change, reader=self._read)
+        self._seen(key, str(value).encode())
+        return value
 
     async def read(self, key: str) -> int:
-        value, _ = await kv.read(self.kv, key)
+        value, _ = await self._read(self.kv, key)
         return int(value or b"0")
 
     async def renew(self, key: str) -> None:
