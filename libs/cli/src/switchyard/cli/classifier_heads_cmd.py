@@ -125,7 +125,7 @@ def _heads(args: argparse.Namespace) -> int:
         return {
             "live": promoted.model_dump(mode="json") if promoted else None,
             "revision": revision,
-            "replicas": [r.model_dump(mode="json") for r in replicas],
+            "replicas": [r.model_dump(mode="json", exclude={"pointer"}) for r in replicas],
         }
 
     found = on_bus(args.nats_url, work)

@@ -7,7 +7,8 @@ of them. Times are wall-clock (replicas may run on different hosts). The fast pa
 with no failures) writes nothing and, with a `kv.Mirror` of the bucket, reads nothing from the server.
 Rate limits are taken from local leases of the shared buckets (`KVRateLimits`): a call costs no round trip
 unless a lease runs out. Every read goes through kv_guard: a revision the server stored on a client's
-behalf (README, Trust) is no record (a closed breaker, a full bucket), and the next change writes over it.
+behalf (README, Trust) is refused, and written over at once with the last real record (the breakers'
+mirror and the rate limits' keeper watch for it: common/kv_repair.py), which a change reads in its place.
 """
 
 from __future__ import annotations
