@@ -25,8 +25,8 @@ logged with its bucket and key (never its value); a watcher delivers nothing for
 the value it held. It still replaces the key's stored value (a bucket of history 1 keeps only it): a
 `read` raises `ForgedEntry` until the key's owner writes it again. Owners that can restore a value
 watch for that (`watch(..., on_forged=...)`) and write over it at once (kv_repair.py; the tenant
-registry from the gateway's database, access/registry.py). The object stores are open the same way: objects.py refuses a forged
-object's meta by `forged` and a chunk by `stamped`.
+registry from the gateway's database, access/registry.py). The object stores are open the same
+way: objects.py refuses a forged object's meta by `forged` and a chunk by `stamped`.
 """
 
 from __future__ import annotations

@@ -229,10 +229,11 @@ async def reported(js: JetStreamContext) -> Promoted | None:
     writer and its bucket keeps one revision, so a forged one is restored from the replicas' memory; the
     heads it names are checked against their sha256s wherever they are loaded, as any pointer's."""
     best: ReplicaHeads | None = None
-    for report_ in await replica_reports(js):
-        if report_.pointer is not None and report_.pointer_revision is not None:
-            if best is None or report_.pointer_revision > (best.pointer_revision or 0):
-                best = report_
+    for seen in await replica_reports(js):
+        if seen.pointer is None or seen.pointer_revision is None:
+            continue
+        if best is None or seen.pointer_revision > (best.pointer_revision or 0):
+            best = seen
     return None if best is None else best.pointer
 
 
