@@ -22,7 +22,7 @@ from switchyard.common import kv_guard, subjects, tenants
 from switchyard.common.background import cancel
 from switchyard.common.budgets import budgets_bucket, limit_key, limits_bucket
 from switchyard.common.db import create_engine, sessionmaker
-from switchyard.common.leases import IntCounters, Leases
+from switchyard.common.leases import IntCounters, Leases, SlotTable
 from switchyard.gateway.access.registry import Registry
 from switchyard.gateway.app import SPEND_KEEP_S
 from switchyard.gateway.budgets.service import Budgets
@@ -161,3 +161,18 @@ async def test_a_forged_spend_count_is_not_taken_as_the_count(guarded_clients: d
     assert await counters.take("org.acme.2026-12", 10, ceiling=150, spare=lambda _v: 0) == (10, 110)
     again = IntCounters(await js.key_value(subjects.KV_SPEND))  # another replica, from the server
     assert await again.read("org.acme.2026-12") == 110
+
+
+async def test_a_forged_slot_table_holds_no_slots(guarded_clients: dict[str, Client]) -> None:
+    """A concurrency slot table the server stored on a client's behalf, naming a holder of every slot
+    until the year 3000, refused every request of the key for good: every write kept the entries it had
+    not written. It is refused; the replica goes on from the table it last read or wrote."""
+    js = guarded_clients["gateway"].jetstream()
+    slots = SlotTable(await counter_bucket(js, subjects.KV_GATEWAY_LIMITS, ttl_s=3600), ttl_s=30.0)
+    assert await slots.take("conc.org.acme", 1, ceiling=10, spare=lambda _v: 0) == (1, 1)
+    squatter = b'{"mallory": [1000, 32503680000.0]}'
+    await forge(guarded_clients["executor"], subjects.KV_GATEWAY_LIMITS, "conc.org.acme", squatter)
+    assert await slots.take("conc.org.acme", 1, ceiling=10, spare=lambda _v: 0) == (1, 2)
+    assert await slots.read("conc.org.acme") == 2
+    again = SlotTable(await js.key_value(subjects.KV_GATEWAY_LIMITS))  # another replica, from the server
+    assert await again.read("conc.org.acme") == 2

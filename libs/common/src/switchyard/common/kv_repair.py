@@ -13,6 +13,9 @@ writes are refused; a key written meanwhile by anyone is left alone.
   rate-limit buckets, routing statistics): a watch (kv_guard's) that remembers each key's last real value
   and gives it to `Repairs`; `read_over` is kv_guard's with that value in place of a forged one, so a
   writer's next compare-and-set continues the real state instead of starting over.
+- `Remembered`: compare-and-set without a watch (the gateway's counters and slot tables, written on the
+  request path, where a watch would hear every other replica's write): a forged revision is read as the
+  last real value this replica read or wrote of the key, and its write replaces the forged one.
 
 A key forged before the writer's watch saw a real value of it has nothing to restore: it stays forged
 (readers read no value) until written again, and is logged.
@@ -23,12 +26,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from switchyard.common import kv_guard
+from switchyard.common import kv, kv_guard
 from switchyard.common.background import cancel
 
 log = logging.getLogger(__name__)
@@ -36,6 +41,7 @@ log = logging.getLogger(__name__)
 REPAIR_GAP_S = 0.2  # a forger sets the pace of the repairs: at most one pass this often
 KEEP_KEYS = 65_536  # a keeper's remembered values (a key per model, provider or breaker: far fewer)
 
+T = TypeVar("T")
 ValueOf = Callable[[str], Awaitable[bytes | None] | bytes | None]
 
 
@@ -158,3 +164,44 @@ class Keeper:
             return await kv_guard.read(bucket, key)
         except kv_guard.ForgedEntry as forged:
             return self._last.get(key), forged.revision
+
+
+class Remembered:
+    """`kv.update` through kv_guard for one replica's keys: a forged revision is taken for the last real
+    value this replica read or wrote of the key (None: none known), so a forger's value is never the
+    start of a change, and the change's write replaces it."""
+
+    def __init__(self, *, keep: int = kv.KEEP_KEYS) -> None:
+        self._known: OrderedDict[str, bytes] = OrderedDict()
+        self._keep = keep
+
+    def _seen(self, key: str, value: bytes | None) -> None:
+        if value is None:
+            return
+        self._known[key] = value
+        self._known.move_to_end(key)
+        while len(self._known) > self._keep:
+            self._known.popitem(last=False)
+
+    async def read(self, bucket: KeyValue, key: str) -> tuple[bytes | None, int | None]:
+        """(value, revision) as `kv_guard.read`, a forged revision read as the value known here."""
+        try:
+            value, revision = await kv_guard.read(bucket, key)
+        except kv_guard.ForgedEntry as forged:
+            return self._known.get(key), forged.revision
+        self._seen(key, value)
+        return value, revision
+
+    async def update(
+        self, bucket: KeyValue, key: str, change: Callable[[bytes | None], tuple[bytes | None, T]]
+    ) -> T:
+        written: list[bytes | None] = [None]
+
+        def tracked(current: bytes | None) -> tuple[bytes | None, T]:
+            new, result = change(current)
+            written[0] = new  # the last call's is what was written (None: nothing)
+            return new, result
+
+        result = await kv.update(bucket, key, tracked, reader=self.read)
+        self._seen(key, written[0])
+        return result

@@ -23,7 +23,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -31,7 +30,7 @@ from typing import Protocol
 import orjson
 from nats.js.kv import KeyValue
 
-from switchyard.common import kv, kv_guard
+from switchyard.common import kv_repair
 from switchyard.common.background import Background, cancel
 
 log = logging.getLogger(__name__)
@@ -67,31 +66,16 @@ def grant(value: int, need: int, ceiling: int | None, spare: Spare) -> int:
 class IntCounters:
     """Plain integer counters (the gateway's encoding: the decimal value), by compare-and-set.
 
-    Read through kv_guard: a count the JetStream server stored on a client's behalf (a forger's "0" over
-    an organisation's spend would give its budget back) is refused, and this replica goes on from the
-    last count it read or wrote of the key (none: 0); its next write replaces the forged one."""
+    Read through kv_guard (kv_repair.Remembered): a count the JetStream server stored on a client's
+    behalf (a forger's "0" over an organisation's spend would give its budget back) is refused, and this
+    replica goes on from the last count it read or wrote of the key (none: 0); its next write replaces
+    the forged one."""
 
     expires = False
 
     def __init__(self, bucket: KeyValue) -> None:
         self.kv = bucket
-        self._known: OrderedDict[str, bytes] = OrderedDict()  # key -> the last real count seen here
-
-    def _seen(self, key: str, value: bytes | None) -> None:
-        if value is None:
-            return
-        self._known[key] = value
-        self._known.move_to_end(key)
-        while len(self._known) > kv.KEEP_KEYS:
-            self._known.popitem(last=False)
-
-    async def _read(self, bucket: KeyValue, key: str) -> tuple[bytes | None, int | None]:
-        try:
-            value, revision = await kv_guard.read(bucket, key)
-        except kv_guard.ForgedEntry as forged:
-            return self._known.get(key), forged.revision
-        self._seen(key, value)
-        return value, revision
+        self._cas = kv_repair.Remembered()
 
     async def take(self, key: str, need: int, *, ceiling: int | None, spare: Spare) -> tuple[int, int]:
         def change(current: bytes | None) -> tuple[bytes | None, tuple[int, int]]:
@@ -101,22 +85,17 @@ class IntCounters:
                 return None, (0, value)
             return str(value + added).encode(), (added, value + added)
 
-        added, value = await kv.update(self.kv, key, change, reader=self._read)
-        if added:
-            self._seen(key, str(value).encode())
-        return added, value
+        return await self._cas.update(self.kv, key, change)
 
     async def add(self, key: str, delta: int) -> int:
         def change(current: bytes | None) -> tuple[bytes | None, int]:
             new = max(int(current or b"0") + delta, 0)
             return str(new).encode(), new
 
-        value = await kv.update(self.kv, key, change, reader=self._read)
-        self._seen(key, str(value).encode())
-        return value
+        return await self._cas.update(self.kv, key, change)
 
     async def read(self, key: str) -> int:
-        value, _ = await self._read(self.kv, key)
+        value, _ = await self._cas.read(self.kv, key)
         return int(value or b"0")
 
     async def renew(self, key: str) -> None:
@@ -126,7 +105,9 @@ class IntCounters:
 class SlotTable:
     """Per key `{"<replica>": [units, expires_at], ...}` (wall clock, seconds); the value is the sum of
     the entries that have not expired. Every write also drops expired entries, so a crashed replica's
-    units come back `ttl_s` after its last refresh. Replicas' clocks must agree to well within `ttl_s`."""
+    units come back `ttl_s` after its last refresh. Replicas' clocks must agree to well within `ttl_s`.
+    Read through kv_guard as `IntCounters`: a forged table (a holder of every slot for ever) is refused.
+    """
 
     expires = True
 
@@ -135,6 +116,7 @@ class SlotTable:
         self.ttl_s = ttl_s
         self.owner = uuid.uuid4().hex[:12]
         self._clock = clock
+        self._cas = kv_repair.Remembered()
 
     def _live(self, current: bytes | None) -> tuple[dict[str, list[float]], float]:
         now = self._clock()
@@ -164,7 +146,7 @@ class SlotTable:
             mine = int(table.get(self.owner, [0, 0])[0]) + added
             return self._write(table, mine, now), (added, value + added)
 
-        return await kv.update(self.kv, key, change)
+        return await self._cas.update(self.kv, key, change)
 
     async def add(self, key: str, delta: int) -> int:
         def change(current: bytes | None) -> tuple[bytes | None, int]:
@@ -173,10 +155,10 @@ class SlotTable:
             new = self._write(table, mine, now)
             return new, self._total(orjson.loads(new))
 
-        return await kv.update(self.kv, key, change)
+        return await self._cas.update(self.kv, key, change)
 
     async def read(self, key: str) -> int:
-        value, _ = await kv.read(self.kv, key)
+        value, _ = await self._cas.read(self.kv, key)
         return self._total(self._live(value)[0])
 
     async def renew(self, key: str) -> None:
@@ -188,7 +170,7 @@ class SlotTable:
                 return None, None
             return self._write(table, mine, now), None
 
-        await kv.update(self.kv, key, change)
+        await self._cas.update(self.kv, key, change)
 
 
 @dataclass
