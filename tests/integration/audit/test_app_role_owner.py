@@ -21,6 +21,8 @@ from switchyard.common.db import create_engine
 
 pytestmark = pytest.mark.integration
 
+CLI = (sys.executable, "-m", "switchyard.cli.main")
+
 
 @dataclass(frozen=True)
 class Managed:
@@ -59,7 +61,7 @@ async def managed(postgres_cluster: PostgresCluster) -> AsyncIterator[Managed]:
 
 def _app_role(url: str, role: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "switchyard.cli.main", "ledger", "app-role", "--role", role, "--database-url", url],
+        [*CLI, "ledger", "app-role", "--role", role, "--database-url", url],
         capture_output=True,
         text=True,
         timeout=60,

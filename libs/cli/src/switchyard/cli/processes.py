@@ -261,6 +261,10 @@ class PostgresCluster:
             "-E",
             "UTF8",
         )
+        return self.start_server()
+
+    def start_server(self) -> PostgresCluster:
+        """Starts the initialised cluster's server (again, after `stop`)."""
         opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.base_dir} -c fsync=off"
         self._run(
             str(POSTGRES_BIN / "pg_ctl"),
@@ -275,9 +279,10 @@ class PostgresCluster:
         )
         return self
 
-    def stop(self) -> None:
+    def stop(self, *, mode: str = "immediate") -> None:
+        """Stops the server (`fast`: as an operator's restart does, its sessions ended with an error)."""
         if self.data_dir.exists():
-            self._run(str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data_dir), "-w", "-m", "immediate", "stop")
+            self._run(str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data_dir), "-w", "-m", mode, "stop")
 
     def url(self, database: str = "postgres", *, user: str = "postgres") -> str:
         return f"postgresql+asyncpg://{user}@127.0.0.1:{self.port}/{database}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import traceback
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -11,7 +12,8 @@ from typing import Any
 
 from sqlalchemy import DateTime, event
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SAWarning
+from sqlalchemy.exc import DBAPIError, SAWarning
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -23,6 +25,31 @@ from sqlalchemy.types import TypeDecorator
 # is still read by `pread`). The ledger's write calls per request (docs/performance.md, "SQLite's
 # temporary files"): 56 -> 35 at concurrency 1, 23 -> 13 at 64, ~140 -> ~35 while catching up.
 SQLITE_IO_PRAGMAS = ("PRAGMA temp_store=MEMORY", "PRAGMA mmap_size=268435456")
+
+
+# PostgreSQL's SQLSTATEs for "no database to talk to now": class 08 (connection exception), the server
+# shutting down or restarting (57P01-57P03), out of connections (53300).
+UNREACHABLE_STATES = ("57P01", "57P02", "57P03", "53300")
+DRIVER_MODULES = ("asyncpg.", "sqlalchemy.pool.", "sqlalchemy.dialects.postgresql.")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached now (a retry in a moment may succeed), not that a
+    statement was wrong: a connection refused or lost, the server shutting down, no connection free. A
+    connect that fails at the socket reaches us as the socket's own error (`ConnectionRefusedError`,
+    `TimeoutError`): asyncpg raises it and SQLAlchemy lets it through unwrapped, so it counts when it came
+    from the driver or the pool."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if isinstance(exc, DBAPIError):
+        state = str(getattr(exc.orig, "sqlstate", None) or "")
+        return exc.connection_invalidated or state.startswith("08") or state in UNREACHABLE_STATES
+    if isinstance(exc, OSError | TimeoutError):
+        return any(
+            str(frame.f_globals.get("__name__", "")).startswith(DRIVER_MODULES)
+            for frame, _ in traceback.walk_tb(exc.__traceback__)
+        )
+    return False
 
 
 def is_sqlite(url: str) -> bool:

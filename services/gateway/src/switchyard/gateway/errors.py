@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from switchyard.common import db
 from switchyard.gateway.errors_faces import gemini_error, speaks_anthropic, speaks_google
 
 log = logging.getLogger(__name__)
@@ -419,12 +420,26 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        return unexpected(request)
+        return unexpected(request, exc)
 
 
-def unexpected(request: Request) -> Response:
+def unexpected(request: Request, exc: BaseException | None = None) -> Response:
     """The 500 of an error nothing expected (a bug), logged with its traceback: the client gets no more of
     it than the request id that finds it in the logs. `middleware.RequestContext` answers it before
-    Starlette's last resort would, which re-raises after answering (uvicorn then closes the connection)."""
+    Starlette's last resort would, which re-raises after answering (uvicorn then closes the connection).
+    The database out of reach (restarting, failing over, out of connections) is no bug: a 503 the SDKs
+    retry, logged in one line (any view, dependency or middleware may be the first to need it)."""
+    if exc is not None and db.unreachable(exc):
+        path = request.url.path
+        log.warning("database unavailable on %s %s: %s: %s", request.method, path, type(exc).__name__, exc)
+        return error_response(
+            request,
+            ServiceUnavailable(
+                "the database is not accepting requests right now; retry shortly",
+                code="database_unavailable",
+                headers={"retry-after": "1"},
+                retry=True,
+            ),
+        )
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(request, APIError("internal error; the request id identifies it in our logs"))

@@ -86,12 +86,12 @@ class RequestContext:
                     raise
                 stopping = cut("a request was cut by the gateway's stop before its answer began")
                 await error_response(Request(scope), stopping)(scope, receive, send_wrapper)
-            except Exception:
+            except Exception as exc:
                 if began:  # an answer half sent: uvicorn closes the connection, which is all it can do
                     raise
                 # answered here: Starlette's last resort re-raises after answering, and uvicorn then closes a
                 # connection the client may send its next request on
-                await unexpected(Request(scope))(scope, receive, send_wrapper)
+                await unexpected(Request(scope), exc)(scope, receive, send_wrapper)
             finally:
                 route = scope.get("route")
                 path = getattr(route, "path", "unmatched")
