@@ -33,7 +33,7 @@ async def export_once(
     max_failures: int | None = ATTEMPTS,
 ) -> Progress:
     encoder, open_sink = destination(url, fmt, settings)
-    engine = create_engine(settings.db_url())
+    engine = create_engine(settings.db_url(), **settings.db_options())
     try:
         job = ExportJob(
             encoder=encoder,

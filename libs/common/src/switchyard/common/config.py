@@ -6,7 +6,7 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError
@@ -32,6 +32,17 @@ class CommonSettings(BaseSettings):
     )
     database_url: str | None = Field(
         default=None, description="SQLAlchemy async URL; default: SQLite at <var_dir>/switchyard.db"
+    )
+    database_pool_size: int = Field(
+        default=10, ge=1, description="PostgreSQL: connections each engine of a process keeps open"
+    )
+    database_max_overflow: int = Field(
+        default=10, ge=0, description="PostgreSQL: connections an engine may open past its pool under load"
+    )
+    database_pgbouncer: bool = Field(
+        default=False,
+        description="PostgreSQL behind PgBouncer (or another pooler) in transaction mode: statements are "
+        "prepared under unique names and never cached on a connection",
     )
     policy_path: Path | None = Field(
         default=None, description="routing policy YAML; default: the bundled one"
@@ -93,6 +104,14 @@ class CommonSettings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.resolved_var_dir() / 'switchyard.db'}"
+
+    def db_options(self) -> dict[str, Any]:
+        """`db.create_engine`'s keywords for this process (SQLite ignores them)."""
+        return {
+            "pool_size": self.database_pool_size,
+            "max_overflow": self.database_max_overflow,
+            "pgbouncer": self.database_pgbouncer,
+        }
 
 
 def replica_name(service: str, instance: str = "") -> str:

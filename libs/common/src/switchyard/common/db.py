@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import traceback
+import uuid
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, SAWarning
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -56,13 +57,19 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def create_engine(url: str, *, pgbouncer: bool = False, **kwargs: Any) -> AsyncEngine:
     """An async engine; SQLite gets WAL, a busy timeout and foreign keys so several processes can share it.
     Statements' parameters (key hashes, prompts, emails) are never shown: not in SQLAlchemy's logging nor
     in its errors' text (`[parameters: ...]`), which a handler's error log would write out
-    (`hide_parameters`; the drivers' own lines: `logs.configure_logging`)."""
+    (`hide_parameters`; the drivers' own lines: `logs.configure_logging`).
+    `pgbouncer`: PostgreSQL through a pooler in transaction mode, where each transaction may run on another
+    server connection: asyncpg's statements are prepared under unique names (its `__asyncpg_stmt_N__` are
+    per connection, so another client's could be there, or ours missing) and neither asyncpg nor SQLAlchemy
+    caches them (`CommonSettings.database_pgbouncer`)."""
     kwargs.setdefault("hide_parameters", True)
     if is_sqlite(url):
+        for pg_only in ("pool_size", "max_overflow"):
+            kwargs.pop(pg_only, None)
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +89,18 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("pool_pre_ping", True)
+    if pgbouncer:
+        url = make_url(url).update_query_dict({"prepared_statement_cache_size": "0"}).render_as_string(False)
+        kwargs["connect_args"] = {
+            **kwargs.get("connect_args", {}),
+            "statement_cache_size": 0,
+            "prepared_statement_name_func": _unique_statement_name,
+        }
     return create_async_engine(url, **kwargs)
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:

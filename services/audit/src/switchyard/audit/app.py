@@ -31,7 +31,7 @@ def create(settings: AuditSettings) -> Service:
             "the ledger needs a signing key: set SWITCHYARD_AUDIT_SIGNING_KEY or "
             "SWITCHYARD_AUDIT_SIGNING_KEY_FILE"
         )
-    engine = create_engine(settings.db_url())
+    engine = create_engine(settings.db_url(), **settings.db_options())
     sessions = sessionmaker(engine)
     checkpointer = Checkpointer(
         sessions,

@@ -67,7 +67,7 @@ def create(settings: BillingSettings) -> Service:
     policies = PolicySource(
         settings.policy_path, check_s=settings.policy_check_s, settle_s=settings.policy_settle_s
     )
-    engine = create_engine(settings.db_url())
+    engine = create_engine(settings.db_url(), **settings.db_options())
     sessions = sessionmaker(engine)
     notifier = Notifier(sessions)
     writer = UsageWriter(

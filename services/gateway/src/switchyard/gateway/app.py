@@ -116,7 +116,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
     async def connected(app: FastAPI) -> None:
         js = bus.jetstream(broker)
         await bus.ensure_streams(js)
-        engine = create_engine(settings.db_url())
+        engine = create_engine(settings.db_url(), **settings.db_options())
         sessions = sessionmaker(engine)
         nc = bus.connection(broker)
         events = bus.EventPublisher(js, source="switchyard/gateway")

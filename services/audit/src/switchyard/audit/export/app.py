@@ -29,7 +29,7 @@ async def serve(settings: ExportSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    engine = create_engine(settings.db_url())
+    engine = create_engine(settings.db_url(), **settings.db_options())
     job = ExportJob(
         encoder=encoder,
         open_sink=open_sink,

@@ -36,7 +36,7 @@ def create(settings: ClassifierSettings) -> Service:
         files.path(settings.classifier_precision), files.tokenizer, threads=1, max_tokens=heads.prompt_tokens
     )
     model_sha = files.sha256(settings.classifier_precision)
-    engine = db.create_engine(settings.db_url())
+    engine = db.create_engine(settings.db_url(), **settings.db_options())
     service = create_service("classifier-outcomes", settings)
     recorded = 0
 
