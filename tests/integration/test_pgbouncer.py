@@ -7,7 +7,10 @@ before `SWITCHYARD_DATABASE_PGBOUNCER`, none with it."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -69,3 +72,14 @@ async def test_replicas_through_pgbouncer_in_transaction_mode(bouncer: PgBouncer
     finally:
         for engine in engines:
             await engine.dispose()
+
+
+def test_the_cli_through_pgbouncer(bouncer: PgBouncer) -> None:
+    """`switchyard db upgrade` and the ledger's commands read SWITCHYARD_DATABASE_PGBOUNCER as the services
+    do (before: `ledger verify` said `prepared statement "__asyncpg_stmt_1__" already exists`)."""
+    env = {**os.environ, "SWITCHYARD_DATABASE_URL": bouncer.url(), "SWITCHYARD_DATABASE_PGBOUNCER": "true"}
+    for command in (["db", "upgrade"], ["ledger", "verify"], ["ledger", "verify"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "switchyard.cli.main", *command], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, (command, done.stderr)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from switchyard.billing import spend
 from switchyard.billing.reports import usage_report
 from switchyard.billing.statements import monthly_statement
-from switchyard.cli import tenant_arg
+from switchyard.cli import database, tenant_arg
 from switchyard.cli.errors import existing_database
 from switchyard.common.billing_rpc import (
     GROUP_BY,
@@ -32,7 +32,7 @@ from switchyard.common.billing_rpc import (
     usage_csv,
 )
 from switchyard.common.config import CommonSettings
-from switchyard.common.db import create_engine, sessionmaker
+from switchyard.common.db import sessionmaker
 from switchyard.common.policy import load_policy
 
 T = TypeVar("T")
@@ -89,7 +89,7 @@ def _today() -> date:
 def _run(args: argparse.Namespace, work: Callable[[Sessions], Awaitable[T]]) -> T:
     async def go() -> T:
         url = existing_database(args.database_url or CommonSettings().db_url(), given=bool(args.database_url))
-        engine = create_engine(url)
+        engine = database.engine(url)
         try:
             return await work(sessionmaker(engine))
         finally:

@@ -179,9 +179,9 @@ async def _ledger_records(url: str) -> list[Any]:
 
     from switchyard.audit.models import LedgerEntry
     from switchyard.classifier.outcomes.ledger import ACTIONS, LedgerRecord
-    from switchyard.common.db import create_engine
+    from switchyard.cli import database
 
-    engine = create_engine(url)
+    engine = database.engine(url)
     try:
         async with engine.connect() as conn:
             rows = await conn.execute(select(LedgerEntry).where(LedgerEntry.action.in_(ACTIONS)))

@@ -21,26 +21,29 @@ def all_migrations() -> list[Migrations]:
     return [importlib.import_module(name).migrations() for name in OWNERS]
 
 
-async def upgrade_all(url: str) -> list[str]:
+async def upgrade_all(url: str, *, pgbouncer: bool = False) -> list[str]:
     done = []
     for migrations in all_migrations():
-        await migrations.upgrade(url)
+        await migrations.upgrade(url, pgbouncer=pgbouncer)
         done.append(migrations.service)
     return done
 
 
 def _upgrade(args: argparse.Namespace) -> int:
     url = args.database_url or CommonSettings().db_url()
-    services = asyncio.run(upgrade_all(url))
+    from switchyard.cli import database
+
+    services = asyncio.run(upgrade_all(url, pgbouncer=database.pgbouncer()))
     print(f"migrated {', '.join(services)} on {url.split('://', 1)[0]}")
     return 0
 
 
 async def _bootstrap_platform(url: str, *, name: str, email: str) -> str:
-    from switchyard.common.db import create_engine, sessionmaker
+    from switchyard.cli import database
+    from switchyard.common.db import sessionmaker
     from switchyard.gateway.tenants import bootstrap_platform
 
-    engine = create_engine(url)
+    engine = database.engine(url)
     try:
         tenant, plaintext = await bootstrap_platform(sessionmaker(engine), name=name, email=email)
     finally:

@@ -145,8 +145,8 @@ class Stack:
     async def prepare_database(self, common: CommonSettings) -> bool:
         from switchyard.gateway.tenants import ensure_dev_tenant
 
-        await upgrade_all(common.db_url())
-        engine = create_engine(common.db_url())
+        await upgrade_all(common.db_url(), pgbouncer=common.database_pgbouncer)
+        engine = create_engine(common.db_url(), **common.db_options())
         try:
             return await ensure_dev_tenant(sessionmaker(engine), key_file=self.key_file)
         finally:

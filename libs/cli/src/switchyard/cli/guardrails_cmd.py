@@ -14,10 +14,11 @@ from switchyard.common.errors import ConfigurationError
 
 
 async def _unknown(url: str, ids: list[str]) -> dict[str, str | None]:
-    from switchyard.common.db import create_engine, sessionmaker
+    from switchyard.cli import database
+    from switchyard.common.db import sessionmaker
     from switchyard.gateway.guardrails.tenants import unknown_tenants
 
-    engine = create_engine(url)
+    engine = database.engine(url)
     try:
         return await unknown_tenants(sessionmaker(engine), ids)
     finally:

@@ -27,9 +27,9 @@ from switchyard.audit.note import CheckpointBody, NoteError, VerifierKey, open_n
 from switchyard.audit.proof_check import CheckFailed, check_checkpoint, check_document
 from switchyard.audit.report import compliance_report
 from switchyard.audit.verify import Report, verify_ledger
-from switchyard.cli import ledger_digest_cmd, tenant_arg
+from switchyard.cli import database, ledger_digest_cmd, tenant_arg
 from switchyard.cli.errors import CommandError, existing_database
-from switchyard.common.db import create_engine, sessionmaker
+from switchyard.common.db import sessionmaker
 from switchyard.common.errors import SwitchyardError
 
 T = TypeVar("T")
@@ -45,7 +45,7 @@ def _url(args: argparse.Namespace) -> str:
 
 
 async def _with_sessions(url: str, work: Callable[[Sessions], Awaitable[T]]) -> T:
-    engine = create_engine(url)
+    engine = database.engine(url)
     try:
         return await work(sessionmaker(engine))
     finally:
@@ -259,7 +259,7 @@ def _app_role(args: argparse.Namespace) -> int:
 
 
 async def _grant(url: str, role: str, password: str | None) -> None:
-    engine = create_engine(url)
+    engine = database.engine(url)
     try:
         await roles.grant_app_role(engine, role=role, password=password)
     finally:

@@ -19,9 +19,9 @@ from sqlalchemy.exc import DBAPIError
 from switchyard.audit import digest_check
 from switchyard.audit.config import AuditSettings
 from switchyard.audit.digests import TenantKeys
-from switchyard.cli import tenant_arg
+from switchyard.cli import database, tenant_arg
 from switchyard.cli.errors import existing_database
-from switchyard.common.db import create_engine, sessionmaker
+from switchyard.common.db import sessionmaker
 from switchyard.common.errors import SwitchyardError
 from switchyard.common.ledger_rpc import DigestRequest
 
@@ -45,7 +45,7 @@ def _content(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _check(url: str, args: argparse.Namespace) -> dict[str, Any]:
-    engine = create_engine(url)
+    engine = database.engine(url)
     try:
         sessions = sessionmaker(engine)
         tenant = await tenant_arg.tenant_id(sessions, args.tenant)

@@ -128,16 +128,16 @@ class Migrations:
         cfg.attributes["switchyard_migrations"] = self
         return cfg
 
-    async def upgrade(self, url: str, revision: str = "head") -> None:
+    async def upgrade(self, url: str, revision: str = "head", *, pgbouncer: bool = False) -> None:
         """Runs `alembic upgrade` on an async engine (the env.py of every service calls `run_env`)."""
-        await self._run(url, "upgrade", revision)
+        await self._run(url, "upgrade", revision, pgbouncer=pgbouncer)
 
-    async def downgrade(self, url: str, revision: str) -> None:
+    async def downgrade(self, url: str, revision: str, *, pgbouncer: bool = False) -> None:
         """Runs `alembic downgrade` to `revision`, as `upgrade` runs its command."""
-        await self._run(url, "downgrade", revision)
+        await self._run(url, "downgrade", revision, pgbouncer=pgbouncer)
 
-    async def _run(self, url: str, direction: str, revision: str) -> None:
-        engine = create_engine(url)
+    async def _run(self, url: str, direction: str, revision: str, *, pgbouncer: bool) -> None:
+        engine = create_engine(url, pgbouncer=pgbouncer)
         try:
             async with engine.begin() as conn:
                 await conn.run_sync(self._run_sync, url, direction, revision)

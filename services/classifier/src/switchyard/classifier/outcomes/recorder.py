@@ -41,7 +41,7 @@ def create(settings: ClassifierSettings) -> Service:
     recorded = 0
 
     async def setup() -> None:
-        await store.migrations().upgrade(settings.db_url())
+        await store.migrations().upgrade(settings.db_url(), pgbouncer=settings.database_pgbouncer)
         await store.purge(engine, retention=retention)
 
     async def teardown() -> None:
