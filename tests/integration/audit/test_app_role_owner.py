@@ -107,3 +107,28 @@ async def test_tables_a_later_upgrade_adds_are_the_app_roles_too(managed: Manage
             assert (await conn.execute(text("SELECT count(*) FROM usage_daily_keys"))).scalar_one() == 0
     finally:
         await app.dispose()
+
+
+async def test_reading_as_a_role_without_the_grants_names_app_role_not_db_upgrade(managed: Managed) -> None:
+    """The tables are there (upgraded), the services' role was never granted them: the CLI's readers said
+    "has `switchyard db upgrade` run?", which sends the operator the wrong way."""
+    await upgrade_all(managed.owner_url)
+    for command in (["ledger", "verify"], ["billing", "usage", "--tenant", "acme"]):
+        done = subprocess.run(
+            [*CLI, *command, "--database-url", managed.app_url], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 2, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "permission denied" in done.stderr and "switchyard ledger app-role" in done.stderr, done.stderr
+        assert "db upgrade" not in done.stderr, done.stderr
+
+
+async def test_reading_before_the_tables_exist_still_names_db_upgrade(managed: Managed) -> None:
+    done = subprocess.run(
+        [*CLI, "ledger", "verify", "--database-url", managed.owner_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "has `switchyard db upgrade` run?" in done.stderr, done.stderr

@@ -19,6 +19,7 @@ from switchyard.billing.reports import usage_report
 from switchyard.billing.statements import monthly_statement
 from switchyard.cli import database, tenant_arg
 from switchyard.cli.errors import existing_database
+from switchyard.cli.failures import database_refusal
 from switchyard.common.billing_rpc import (
     GROUP_BY,
     ForecastQuery,
@@ -113,10 +114,7 @@ def _guarded(fn: Callable[[argparse.Namespace], str]) -> Callable[[argparse.Name
             print(f"error: {said}", file=sys.stderr)
             return 2
         except DBAPIError as exc:
-            print(
-                f"cannot read billing's tables ({exc.orig}); has `switchyard db upgrade` run?",
-                file=sys.stderr,
-            )
+            print(database_refusal(exc, "read billing's tables"), file=sys.stderr)
             return 2
         return 0
 

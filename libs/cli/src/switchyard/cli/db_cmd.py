@@ -10,6 +10,7 @@ import sys
 
 from sqlalchemy.exc import DBAPIError
 
+from switchyard.cli.failures import database_refusal
 from switchyard.common.config import CommonSettings
 from switchyard.common.db import Migrations
 
@@ -60,10 +61,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
     try:
         print(asyncio.run(_bootstrap_platform(url, name=args.org, email=args.email)))
     except DBAPIError as exc:
-        print(
-            f"cannot make the platform organisation ({exc.orig}); has `switchyard db upgrade` run?",
-            file=sys.stderr,
-        )
+        print(database_refusal(exc, "make the platform organisation"), file=sys.stderr)
         return 2
     except PlatformExists as exc:
         print(

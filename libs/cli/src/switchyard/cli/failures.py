@@ -42,6 +42,29 @@ def _system_problem(exc: OSError) -> tuple[str, int]:
     return f"{redact(exc.strerror or str(exc))} ({name})", 1
 
 
+def database_refusal(exc: BaseException, doing: str) -> str:
+    """One line for a database error met `doing` (reading the ledger, billing's tables): what to do
+    next depends on why. A table that is not there: the schema was never made (`db upgrade`). A table the
+    role may not read: the services' role was never granted it (`ledger app-role`, as the tables' owner).
+    Anything else: what the database said."""
+    orig = getattr(exc, "orig", None) or exc
+    said = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    state = _sqlstate(orig)
+    if state == "42P01" or said.startswith("no such table"):  # PostgreSQL's undefined_table; SQLite's words
+        return f"cannot {doing} ({said}); has `switchyard db upgrade` run?"
+    if state == "42501":  # insufficient_privilege
+        return (
+            f"cannot {doing} ({said}): this role was not granted the tables; run `switchyard ledger "
+            "app-role --role ROLE` as the tables' owner (services/audit/README.md)"
+        )
+    return f"cannot {doing} ({redact(said)})"
+
+
+def _sqlstate(orig: object) -> str | None:
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return state if isinstance(state, str) else None
+
+
 def _database_problem(exc: BaseException) -> tuple[str, int] | None:
     found = sys.modules.get("sqlalchemy.exc")  # loaded when the error is one of its own
     if found is None:
@@ -49,8 +72,8 @@ def _database_problem(exc: BaseException) -> tuple[str, int] | None:
     if isinstance(exc, found.ArgumentError):  # never the URL itself: it may hold a password
         return f"not a database URL ({exc})", 2
     if isinstance(exc, found.DBAPIError):
-        state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-        if isinstance(state, str) and state[:2] in REFUSED_STATES:
+        state = _sqlstate(exc.orig)
+        if state is not None and state[:2] in REFUSED_STATES:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
             return f"the database refused the connection: {reason}", 1
     return None

@@ -29,6 +29,7 @@ from switchyard.audit.report import compliance_report
 from switchyard.audit.verify import Report, verify_ledger
 from switchyard.cli import database, ledger_digest_cmd, tenant_arg
 from switchyard.cli.errors import CommandError, existing_database
+from switchyard.cli.failures import database_refusal
 from switchyard.common.db import sessionmaker
 from switchyard.common.errors import SwitchyardError
 
@@ -76,7 +77,7 @@ def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
         try:
             return fn(args)
         except DBAPIError as exc:
-            print(f"cannot read the ledger ({exc.orig}); has `switchyard db upgrade` run?", file=sys.stderr)
+            print(database_refusal(exc, "read the ledger"), file=sys.stderr)
             return 2
         except (SwitchyardError, NoteError) as exc:
             print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)

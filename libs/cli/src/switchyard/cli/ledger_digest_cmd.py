@@ -21,6 +21,7 @@ from switchyard.audit.config import AuditSettings
 from switchyard.audit.digests import TenantKeys
 from switchyard.cli import database, tenant_arg
 from switchyard.cli.errors import existing_database
+from switchyard.cli.failures import database_refusal
 from switchyard.common.db import sessionmaker
 from switchyard.common.errors import SwitchyardError
 from switchyard.common.ledger_rpc import DigestRequest
@@ -60,7 +61,7 @@ def _digest(args: argparse.Namespace) -> int:
     try:
         answer = asyncio.run(_check(url, args))
     except DBAPIError as exc:
-        print(f"cannot read the ledger ({exc.orig}); has `switchyard db upgrade` run?", file=sys.stderr)
+        print(database_refusal(exc, "read the ledger"), file=sys.stderr)
         return 2
     except ValidationError as exc:
         print(f"error: {exc.errors()[0]['msg']}", file=sys.stderr)
