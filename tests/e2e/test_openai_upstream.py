@@ -1,11 +1,15 @@
 """The stack that `make run` starts with an OpenAI-compatible upstream (the stand-in speaks OpenAI's wire,
 logprobs included) and a policy of its own: token log probabilities, which the official SDK asks for on
 each face, JSON and streamed, and reads each output token with its alternatives (a model that returns none
-refused with the reason); and model aliases, the names a client's code sends served by the policy's
-models."""
+refused with the reason); model aliases, the names a client's code sends served by the policy's
+models; and what the SDKs see when a stream ends early: a call its client left billed for its whole
+prompt, a provider failing mid-stream said in the face's own terms."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import time
 from collections.abc import Iterator
 
 import anthropic
@@ -205,3 +209,91 @@ def test_a_provider_key_that_is_wrong_is_asked_once_not_three_times(
     assert said.value.status_code == 502 and said.value.response.headers["x-should-retry"] == "false"
     assert sent == ["/v1/chat/completions", "/v1/messages"]
     assert fake.scenarios.calls["error-401"] == 2  # once per request: the executor does not retry a 401
+
+
+def _call_usage(stack: RunningStack, task_id: str) -> list[tuple[str, int, int, int]]:
+    """The task's billed calls (kind `call`: cut, cancelled): outcome, prompt, completion, estimated."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.closing(
+            sqlite3.connect(f"file:{stack.var_dir / 'switchyard.db'}?mode=ro", uri=True)
+        ) as db:
+            rows = db.execute(
+                "SELECT outcome, prompt_tokens, completion_tokens, usage_estimated FROM call_usage_entries "
+                "WHERE task_id = ?",
+                (task_id,),
+            ).fetchall()
+        if rows:
+            return rows
+        time.sleep(0.25)
+    raise AssertionError(f"no call of task {task_id} was billed")
+
+
+def test_a_stream_its_client_leaves_is_billed_for_the_tools_it_was_sent(upstream_stack: RunningStack) -> None:
+    """An app offers its tools (a coding agent's run to tens of thousands of tokens) and its user stops the
+    answer: the provider bills the whole prompt it was sent, tools included, and so must the cut call's
+    estimate. Before, it counted the messages' text only: 4 prompt tokens for a prompt of ~3,100."""
+    description = "Look up the weather forecast for a city and return a detailed report. " * 20
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": f"forecast_{i}",
+                "description": description,
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+        for i in range(10)
+    ]
+    raw = _client(upstream_stack).chat.completions.with_raw_response.create(
+        model="openai/drip-0.3",
+        messages=[{"role": "user", "content": "Tell me a story."}],
+        tools=tools,  # type: ignore[arg-type]
+        stream=True,
+    )
+    task_id = raw.headers["x-switchyard-task-id"]
+    stream = raw.parse()
+    for seen, _ in enumerate(stream):
+        if seen == 2:
+            break
+    stream.close()  # the user stopped it
+    counted = anthropic.Anthropic(base_url=upstream_stack.base_url, api_key=upstream_stack.api_key).messages
+    prompt = counted.count_tokens(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Tell me a story."}],
+        tools=[
+            {
+                "name": t["function"]["name"],
+                "description": description,
+                "input_schema": t["function"]["parameters"],
+            }
+            for t in tools
+        ],
+    ).input_tokens
+    [(outcome, prompt_tokens, completion_tokens, estimated)] = _call_usage(upstream_stack, task_id)
+    assert (outcome, estimated) == ("cancelled", 1)
+    assert prompt > 2500 and 0.8 * prompt <= prompt_tokens <= 1.25 * prompt, (prompt_tokens, prompt)
+    assert completion_tokens > 0
+
+
+def test_a_stream_failing_after_its_text_is_said_as_anthropic_says_it(upstream_stack: RunningStack) -> None:
+    """The provider fails mid-stream as busy (`stream-error`: a 500 `server_error` after some text): the
+    Messages stream's `error` event says `overloaded_error`, as Anthropic's own mid-stream overload does
+    and as the same failure before the stream is answered (529), with our code beside it. Clients retry on
+    that type (Claude Code reads it from the error); before, every mid-stream failure was `api_error`."""
+    claude = anthropic.Anthropic(
+        base_url=upstream_stack.base_url, api_key=upstream_stack.api_key, max_retries=0
+    )
+    text: list[str] = []
+    with (
+        pytest.raises(anthropic.APIStatusError) as failed,
+        claude.messages.stream(model="openai/stream-error", max_tokens=50, messages=QUESTION) as stream,  # type: ignore[arg-type]
+    ):
+        text.extend(stream.text_stream)
+    assert text, "the failure came after text"
+    body = failed.value.body
+    assert isinstance(body, dict) and body["type"] == "error", body
+    assert (body["error"]["type"], body["error"]["code"]) == ("overloaded_error", "provider_overloaded"), body
+    with pytest.raises(anthropic.APIStatusError) as before:  # the same failure before any text: its status
+        claude.messages.create(model="openai/error-503", max_tokens=50, messages=QUESTION)  # type: ignore[arg-type]
+    assert before.value.status_code == 529 and before.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]

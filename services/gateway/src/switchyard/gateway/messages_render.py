@@ -12,7 +12,8 @@ import orjson
 
 from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted, ToolCall, Usage
 from switchyard.common.streaming import Chunk, ToolCallPiece, thinking_chunk
-from switchyard.gateway.outcomes import Fault, head_model, in_order
+from switchyard.gateway.errors import ANTHROPIC_TYPES, anthropic_wording
+from switchyard.gateway.outcomes import Fault, failure_error, head_model, in_order
 from switchyard.gateway.schemas import thinking_json
 from switchyard.gateway.tasks import Stopped, TimedOut
 
@@ -113,8 +114,27 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
 PING = _event("ping", {})  # Anthropic's keep-alive, which its SDKs skip
 
 
-def _error(message: str, type_: str = "api_error") -> bytes:
-    return _event("error", {"error": {"type": type_, "message": message}})
+def _error(message: str, type_: str = "api_error", code: str | None = None) -> bytes:
+    return _event("error", {"error": {"type": type_, "message": message, **({"code": code} if code else {})}})
+
+
+# Stream faults that say "send the request again", as Anthropic's own mid-stream `overloaded_error` does
+# (what clients retry on: Claude Code reads the type); a stopping gateway's is said the same way (`Stopped`).
+RETRY_FAULTS = ("executor_stopping",)
+
+
+def fault_event(fault: Fault) -> bytes:
+    """A stream's fault as Anthropic's `error` event: the type its failure has on this face when it comes
+    before the stream (`overloaded_error` for every candidate busy, `timeout_error`, ...), our code beside
+    it, so a client acts on a mid-stream failure as on the same failure answered with its status."""
+    if fault.code in RETRY_FAULTS:
+        return _error(fault.message, "overloaded_error", fault.code)
+    status, message = anthropic_wording(failure_error(fault.code, fault.message))
+    return _error(
+        message,
+        ANTHROPIC_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error"),
+        fault.code,
+    )
 
 
 class _Call:
@@ -300,7 +320,7 @@ async def stream_events(
     try:
         async for item in in_order(head, rest):
             if isinstance(item, Fault):
-                yield _error(item.message)
+                yield fault_event(item)
                 return
             if isinstance(item, Chunk):
                 events: list[bytes] = []
@@ -330,8 +350,8 @@ async def stream_events(
             yield _event("message_stop", {})
             return
     except TimedOut as exc:
-        yield _error(str(exc), "timeout_error")
+        yield _error(str(exc), "timeout_error", "task_timeout")
     except Stopped:
-        yield _error(Stopped.message, "overloaded_error")
+        yield _error(Stopped.message, "overloaded_error", Stopped.code)
     finally:
         await rest.aclose()  # type: ignore[attr-defined]

@@ -69,31 +69,30 @@ UPSTREAM_RETRY: dict[str, bool] = {
 
 
 def raise_for_failure(failed: TaskFailed) -> NoReturn:
-    if failed.error_code in CLIENT_FAILURES:
-        error, param = CLIENT_FAILURES[failed.error_code]
-        code = error.code if error is ProviderContextTooLong else failed.error_code
-        raise error(failed.error_message, code=code, param=param)
-    if failed.error_code == "budget_exceeded":  # a redone task whose cut run spent its reservation
-        message = f"The task failed: {failed.error_message}"
-        raise RateLimited(message, type_="insufficient_quota", code=failed.error_code, retry=False)
-    if failed.error_code in EXPIRED_FAILURES:
-        raise TaskTimeout(f"The task was not run: {failed.error_message}", code=failed.error_code)
-    if failed.error_code in UNAVAILABLE_FAILURES:
-        raise ServiceUnavailable(failed.error_message, code=failed.error_code)
-    if failed.error_code in BUSY_FAILURES:
-        wait = failed.retry_after_s
+    raise failure_error(failed.error_code, failed.error_message, retry_after_s=failed.retry_after_s)
+
+
+def failure_error(code: str, message: str, *, retry_after_s: float | None = None) -> APIError:
+    """The error a task's failure (or a stream's Fault) is answered with: its status, type and code."""
+    if code in CLIENT_FAILURES:
+        error, param = CLIENT_FAILURES[code]
+        return error(message, code=error.code if error is ProviderContextTooLong else code, param=param)
+    if code == "budget_exceeded":  # a redone task whose cut run spent its reservation
+        return RateLimited(f"The task failed: {message}", type_="insufficient_quota", code=code, retry=False)
+    if code in EXPIRED_FAILURES:
+        return TaskTimeout(f"The task was not run: {message}", code=code)
+    if code in UNAVAILABLE_FAILURES:
+        return ServiceUnavailable(message, code=code)
+    if code in BUSY_FAILURES:
+        wait = retry_after_s
         headers = {"Retry-After": str(max(1, math.ceil(wait)))} if wait is not None else None
-        raise ServiceUnavailable(  # once Retry-After has passed, a retry finds the provider again
-            f"The task failed: {failed.error_message}",
-            code=failed.error_code,
+        return ServiceUnavailable(  # once Retry-After has passed, a retry finds the provider again
+            f"The task failed: {message}",
+            code=code,
             headers=headers,
             retry=True if wait is not None else None,
         )
-    raise UpstreamFailed(
-        f"The task failed: {failed.error_message}",
-        code=failed.error_code,
-        retry=UPSTREAM_RETRY.get(failed.error_code),
-    )
+    return UpstreamFailed(f"The task failed: {message}", code=code, retry=UPSTREAM_RETRY.get(code))
 
 
 def _output(chunk: Chunk) -> bool:

@@ -11,6 +11,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+import orjson
+
 from switchyard.common.events import (
     ChatMessage,
     ChatRequest,
@@ -345,14 +347,42 @@ def estimate_tokens(text: str) -> int:
     return max(1, len(text) // 4) if text else 0
 
 
-def estimated_usage(call: ProviderCall, content: str) -> Usage:
-    """A count for an upstream that reported none; `content` is all the output, reasoning included."""
+def estimated_usage(call: ProviderCall, content: str, *, counted: Usage | None = None) -> Usage:
+    """A count for an upstream that reported none; `content` is all the output, reasoning and tool calls
+    included. `counted`: the prompt as the provider counted it when its stream began (`PromptCounted`),
+    taken instead of the estimate."""
+    if counted is not None and counted.prompt_tokens:
+        return Usage(
+            prompt_tokens=counted.prompt_tokens,
+            completion_tokens=estimate_tokens(content),
+            cache_read_tokens=counted.cache_read_tokens,
+            cache_write_tokens=counted.cache_write_tokens,
+        )
     return Usage(prompt_tokens=estimated_prompt(call), completion_tokens=estimate_tokens(content))
 
 
+def spoken(answers: Sequence[Choice]) -> str:
+    """All that `answers` said, for an estimate of their output: text, reasoning and tool calls (name and
+    arguments)."""
+    parts: list[str] = []
+    for answer in answers:
+        parts.append(answer.content)
+        parts += (block.thinking or "" for block in answer.thinking or ())
+        for tool_call in answer.tool_calls or ():
+            parts += (tool_call.function.name, tool_call.function.arguments)
+    return "".join(parts)
+
+
 def estimated_prompt(call: ProviderCall) -> int:
-    """The prompt's tokens, estimated: its messages' text, and their images' and PDFs' (`media_tokens`)."""
-    return estimate_tokens("\n".join(m.text() for m in call.messages)) + media_tokens(call.messages)
+    """The prompt's tokens, estimated: its messages' text, the tool calls in them (name and arguments), the
+    tools offered (each function's JSON: a coding agent's run to tens of thousands of tokens, which its
+    provider bills with every call), and the messages' images and PDFs (`media_tokens`)."""
+    texts = [m.text() for m in call.messages]
+    for message in call.messages:
+        for tool_call in message.tool_calls or ():
+            texts += (tool_call.function.name, tool_call.function.arguments)
+    texts += (orjson.dumps(t.function.model_dump(exclude_none=True)).decode() for t in call.tools or ())
+    return estimate_tokens("\n".join(texts)) + media_tokens(call.messages)
 
 
 def unsigned(text: str) -> ThinkingBlock:

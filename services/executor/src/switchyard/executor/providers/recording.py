@@ -30,10 +30,12 @@ from switchyard.executor.providers.base import (
     EmbeddingProvider,
     EmbeddingReply,
     KeepAlive,
+    PromptCounted,
     Provider,
     ProviderCall,
     Reply,
     StreamPart,
+    ToolCallDelta,
     estimated_embedding_usage,
     estimated_usage,
     stream_any,
@@ -222,7 +224,8 @@ class RecordingProvider:
         started = self._clock()
         span = self._span(call, stream=True)
         ttft_ms: float | None = None
-        text: list[str] = []
+        text: list[str] = []  # the output so far: text, reasoning and tool calls (name and arguments)
+        counted: Usage | None = None  # the prompt as the provider counted it at the stream's start
         parts = _first_output_within(
             stream_any(self._inner, call),
             call.first_output_s,
@@ -234,19 +237,24 @@ class RecordingProvider:
             async for part in parts:
                 if isinstance(part, OUTPUT):  # the first token, reasoning or text (or an empty answer's end)
                     text.append(part.text)
+                    if isinstance(part, ToolCallDelta):  # billed as output too when the call is cut
+                        text += (part.name or "", part.arguments)
                     if ttft_ms is None:
                         ttft_ms = self._ms(started)
+                elif isinstance(part, PromptCounted):
+                    counted = part.usage
                 if isinstance(part, Reply):
                     await self._report(started, span, reply=part, ttft_ms=ttft_ms)
                 yield part
         except asyncio.CancelledError:
             await parts.aclose()  # cut between parts (CancelGuard): the upstream's stream closes now
-            await self._cancelled(started, span, estimated_usage(call, "".join(text)), ttft_ms)
+            spent = estimated_usage(call, "".join(text), counted=counted)
+            await self._cancelled(started, span, spent, ttft_ms)
             raise
         except Exception as exc:
             # Text came before the failure: the provider charged the prompt and it (as for a cancel).
             said = "".join(text)
-            spent = estimated_usage(call, said) if said else None
+            spent = estimated_usage(call, said, counted=counted) if said else None
             await self._raise(exc, started, span, ttft_ms=ttft_ms, spent=spent, call=call)
         finally:
             if span is not None and span.is_recording():  # closed early without a reply (GeneratorExit)

@@ -21,6 +21,7 @@ from switchyard.executor.providers.base import (
     StreamPart,
     estimated_usage,
     reply_of,
+    spoken,
 )
 from switchyard.executor.providers.errors import provider_error
 from switchyard.executor.providers.gemini import embeddings
@@ -125,11 +126,10 @@ class GeminiProvider(HttpProvider):
             choice, kept = answer.answer(logprobs=call.logprobs)
             choices.append(choice)
             carry |= kept
-        content = "".join(c.content for c in choices)
         yield reply_of(
             choices,
             model=model,
-            usage=usage or estimated_usage(call, content),
+            usage=usage or estimated_usage(call, spoken(choices)),
             carry=carry,
             usage_estimated=usage is None,
         )

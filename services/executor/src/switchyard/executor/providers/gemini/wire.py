@@ -23,7 +23,14 @@ from switchyard.common.events import (
     TopLogprob,
     Usage,
 )
-from switchyard.executor.providers.base import ProviderCall, Reply, estimated_usage, reply_of, unsigned
+from switchyard.executor.providers.base import (
+    ProviderCall,
+    Reply,
+    estimated_usage,
+    reply_of,
+    spoken,
+    unsigned,
+)
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
 from switchyard.executor.providers.http import finite, parse_json, retry_after
 from switchyard.executor.providers.tools import (
@@ -412,7 +419,7 @@ def parse_reply(raw: bytes, call: ProviderCall) -> Reply:
         answer, kept = _answer(candidate if position == 0 else Candidate(data, position), call.logprobs)
         answers.append(answer)
         carry |= kept
-    usage = candidate.usage or estimated_usage(call, "".join(a.content for a in answers))
+    usage = candidate.usage or estimated_usage(call, spoken(answers))
     return reply_of(
         answers,
         model=candidate.model or call.model,

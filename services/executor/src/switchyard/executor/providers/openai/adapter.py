@@ -20,6 +20,7 @@ from switchyard.executor.providers.base import (
     StreamPart,
     estimated_usage,
     reply_of,
+    spoken,
 )
 from switchyard.executor.providers.errors import provider_error
 from switchyard.executor.providers.http import (
@@ -148,11 +149,10 @@ class OpenAIProvider(HttpProvider):
             for part in answer.end():
                 yield part
         choices = [a.answer(logprobs=call.logprobs) for a in ordered]
-        content = "".join(c.content for c in choices)
         yield reply_of(
             choices,
             model=model,
-            usage=usage or estimated_usage(call, content),
+            usage=usage or estimated_usage(call, spoken(choices)),
             usage_estimated=usage is None,
         )
 

@@ -18,6 +18,7 @@ from switchyard.executor.providers.base import (
     ToolCallDelta,
     estimated_usage,
     reply_of,
+    spoken,
     unsigned,
 )
 from switchyard.executor.providers.errors import ErrorKind, kind_for_status, provider_error
@@ -285,13 +286,11 @@ def parse_reply(raw: bytes, call: ProviderCall) -> Reply:
     answers = [_choice(c, i, logprobs=call.logprobs) for i, c in enumerate(ordered)]
     if len(answers) < call.n:
         raise provider_error("bad_response", f"{call.n} choices asked for, {len(answers)} returned")
-    # every answer's text and reasoning, for an estimate when the server reports no usage
-    spoken = "".join(a.content + "".join(b.thinking or "" for b in a.thinking or ()) for a in answers)
     counted = usage_of(data.get("usage"))
     return reply_of(
         answers,
         model=str(data.get("model") or call.model),
-        usage=counted or estimated_usage(call, spoken),
+        usage=counted or estimated_usage(call, spoken(answers)),  # the server reported none
         usage_estimated=counted is None,
     )
 
