@@ -248,8 +248,8 @@ class RecordingProvider:
                 yield part
         except asyncio.CancelledError:
             await parts.aclose()  # cut between parts (CancelGuard): the upstream's stream closes now
-            spent = estimated_usage(call, "".join(text), counted=counted)
-            await self._cancelled(started, span, spent, ttft_ms)
+            cut = estimated_usage(call, "".join(text), counted=counted)
+            await self._cancelled(started, span, cut, ttft_ms)
             raise
         except Exception as exc:
             # Text came before the failure: the provider charged the prompt and it (as for a cancel).
