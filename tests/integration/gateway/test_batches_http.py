@@ -71,6 +71,14 @@ async def test_batch_runs_each_line_as_a_task(world: World, pipeline: Pipeline) 
         body = response["body"]
         assert body["object"] == "chat.completion" and body["choices"][0]["message"]["content"] == "Paris"
         assert body["usage"]["completion_tokens"] == 2
+    # the batch's usage, as OpenAI's batch object gives it: its answered lines' tokens (None before)
+    usage = done.usage
+    assert usage is not None, "the batch object carries its usage"
+    answered = [line["response"]["body"]["usage"] for line in output]
+    assert usage.input_tokens == sum(u["prompt_tokens"] for u in answered) > 0
+    assert usage.output_tokens == sum(u["completion_tokens"] for u in answered) == 4
+    assert usage.total_tokens == usage.input_tokens + usage.output_tokens
+    assert usage.input_tokens_details.cached_tokens == 0 and usage.output_tokens_details.reasoning_tokens == 0
     errors = await read_jsonl(client, done.error_file_id)
     assert [line["custom_id"] for line in errors] == ["broken"]
     failed = errors[0]["response"]

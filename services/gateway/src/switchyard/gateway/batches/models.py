@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from switchyard.common.events import Usage
+
 Status = Literal[
     "validating", "failed", "in_progress", "finalizing", "completed", "expired", "cancelling", "cancelled"
 ]
@@ -66,6 +68,31 @@ class RequestCounts(BaseModel):
     failed: int = 0
 
 
+class InputTokensDetails(BaseModel):
+    cached_tokens: int = 0
+
+
+class OutputTokensDetails(BaseModel):
+    reasoning_tokens: int = 0
+
+
+class BatchUsage(BaseModel):
+    """OpenAI's batch `usage`: the tokens of the lines answered, written when the batch ends."""
+
+    input_tokens: int = 0
+    input_tokens_details: InputTokensDetails = Field(default_factory=InputTokensDetails)
+    output_tokens: int = 0
+    output_tokens_details: OutputTokensDetails = Field(default_factory=OutputTokensDetails)
+    total_tokens: int = 0
+
+    def add(self, usage: Usage) -> None:
+        self.input_tokens += usage.prompt_tokens
+        self.input_tokens_details.cached_tokens += usage.cache_read_tokens
+        self.output_tokens += usage.completion_tokens
+        self.output_tokens_details.reasoning_tokens += usage.reasoning_tokens or 0
+        self.total_tokens += usage.prompt_tokens + usage.completion_tokens
+
+
 class Batch(BaseModel):
     """OpenAI's batch object, field for field."""
 
@@ -89,6 +116,7 @@ class Batch(BaseModel):
     cancelled_at: int | None = None
     request_counts: RequestCounts = Field(default_factory=RequestCounts)
     metadata: dict[str, str] | None = None
+    usage: BatchUsage | None = None  # once it ended (null while it runs, as OpenAI's before its end)
 
 
 class BatchList(BaseModel):

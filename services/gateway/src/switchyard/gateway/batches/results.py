@@ -18,7 +18,7 @@ from switchyard.common import vectors
 from switchyard.common.events import TaskCompleted
 from switchyard.gateway import completions, embeddings
 from switchyard.gateway.batches import lines, message_render, render
-from switchyard.gateway.batches.models import BatchRecord, LineError, RequestCounts
+from switchyard.gateway.batches.models import BatchRecord, BatchUsage, LineError, RequestCounts
 from switchyard.gateway.batches.store import BatchStore
 from switchyard.gateway.errors import APIError, NotFound, UpstreamFailed
 from switchyard.gateway.files.models import FileObject
@@ -49,6 +49,7 @@ class Results:
     record: BatchRecord
     principal: Principal  # the creator: the output guardrails are theirs
     kept: list[str] = field(default_factory=list)  # embedding lines' stored vectors read: deleted at the end
+    usage: BatchUsage = field(default_factory=BatchUsage)  # the answered lines' tokens, as they are written
 
     @property
     def _messages(self) -> bool:
@@ -141,6 +142,7 @@ class Results:
         done = await self.gw.runs.store.stored_outcome(task_id)
         if not isinstance(done, TaskCompleted):
             return "failed", self._shape.failed(*args, request_id=task_id, error=UNAVAILABLE)
+        self.usage.add(done.usage)
         endpoint = self.record.batch.endpoint
         settings = self.gw.settings
         parsed = lines.parse(

@@ -345,6 +345,7 @@ class BatchRun(LeasedRun):
                 r,
                 status=final,
                 request_counts=counts,
+                usage=results.usage,
                 output_file_id=out.id if out else None,
                 error_file_id=err.id if err else None,
                 **{ended: int(time.time())},
