@@ -401,6 +401,7 @@ async def test_bad_requests(gateway: tuple[str, str], pipeline: Pipeline) -> Non
             ),
             "top_logprobs alone": await c.post(url, json={**BODY, "top_logprobs": 2}, headers=_auth(key)),
             "logit_bias": await c.post(url, json={**BODY, "logit_bias": {"1": 5}}, headers=_auth(key)),
+            "web search": await c.post(url, json={**BODY, "web_search_options": {}}, headers=_auth(key)),
             "10 MB": await c.post(url, content=b"x" * (10 * 1024 * 1024), headers=_auth(key)),
             "no route": await c.get(f"{base}/v1/nothing", headers=_auth(key)),
             "wrong method": await c.get(url, headers=_auth(key)),
@@ -415,6 +416,7 @@ async def test_bad_requests(gateway: tuple[str, str], pipeline: Pipeline) -> Non
         "unconfigured provider": (404, "model_not_found"),
         "top_logprobs alone": (400, "invalid_value"),
         "logit_bias": (400, "unsupported_parameter"),
+        "web search": (400, "unsupported_parameter"),  # not answered without the search it asks for
         "10 MB": (413, "request_too_large"),
         "no route": (404, "not_found"),
         "wrong method": (405, "method_not_allowed"),

@@ -126,15 +126,13 @@ RETRY_FAULTS = ("executor_stopping",)
 def fault_event(fault: Fault) -> bytes:
     """A stream's fault as Anthropic's `error` event: the type its failure has on this face when it comes
     before the stream (`overloaded_error` for every candidate busy, `timeout_error`, ...), our code beside
-    it, so a client acts on a mid-stream failure as on the same failure answered with its status."""
+    it, so a client acts on a mid-stream failure as on the same failure answered with its status. The
+    message is the fault's own."""
     if fault.code in RETRY_FAULTS:
         return _error(fault.message, "overloaded_error", fault.code)
-    status, message = anthropic_wording(failure_error(fault.code, fault.message))
-    return _error(
-        message,
-        ANTHROPIC_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error"),
-        fault.code,
-    )
+    status, _ = anthropic_wording(failure_error(fault.code, fault.message))
+    type_ = ANTHROPIC_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
+    return _error(fault.message, type_, fault.code)
 
 
 class _Call:

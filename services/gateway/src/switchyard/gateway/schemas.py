@@ -45,6 +45,8 @@ UNSUPPORTED: Unsupported = {
     ),
     "modalities": (lambda v: v not in (None, ["text"]), "only text output is supported"),
     "audio": (lambda v: v is not None, "audio output is not supported"),
+    # OpenAI's search models search the web when the field is there, `{}` too: no model here does
+    "web_search_options": (lambda v: v is not None, "web search is not supported: no model here searches"),
 }
 
 
