@@ -8,14 +8,17 @@ from collections.abc import AsyncIterator
 import pytest
 
 from switchyard.common.errors import ProviderError
-from switchyard.common.events import ChatMessage
+from switchyard.common.events import ChatMessage, FunctionCall, FunctionSpec, ToolCall, ToolSpec, Usage
 from switchyard.executor.providers.base import (
     EmbeddingCall,
     EmbeddingReply,
+    PromptCounted,
     ProviderCall,
     Reply,
     StreamPart,
     TextDelta,
+    ToolCallDelta,
+    estimated_prompt,
 )
 from switchyard.executor.providers.errors import provider_error
 from switchyard.executor.providers.recording import CallRecord, RecordingProvider
@@ -78,3 +81,55 @@ async def test_a_failed_call_is_recorded_once_and_raised_in_the_taxonomy(error: 
         )
     assert [r.outcome for r in records] == [kind] * 3
     assert records[1].ttft_ms is not None  # the stream had sent text before it failed
+
+
+class Counted:
+    """A stream that says its prompt's count as it begins (Anthropic's `message_start`), streams part of a
+    tool call, then breaks."""
+
+    async def request(self, call: ProviderCall) -> Reply:
+        raise AssertionError("streamed only")
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
+        yield PromptCounted(Usage(prompt_tokens=9000, cache_read_tokens=8000))
+        yield ToolCallDelta(index=0, id="toolu_1", name="get_weather", arguments='{"city": "Paris, France, ')
+        raise provider_error("network", "m: the connection broke")
+
+
+async def test_a_broken_stream_is_billed_at_the_providers_prompt_count_and_its_tool_call() -> None:
+    """What a stream cut after its output began is billed: its prompt as the provider counted it when the
+    stream began (it bills that, tools and system included, with its cache reads), not the messages'
+    text (2 tokens here), and the tool call it had streamed as output (before: 0 tokens)."""
+    records: list[CallRecord] = []
+
+    async def on_call(record: CallRecord) -> None:
+        records.append(record)
+
+    provider = RecordingProvider(Counted(), provider="anthropic", model="anthropic/m", on_call=on_call)
+    with pytest.raises(ProviderError):
+        async for _ in provider.stream(CALL):
+            pass
+    [record] = records
+    assert record.usage_estimated and record.usage is not None
+    assert (record.usage.prompt_tokens, record.usage.cache_read_tokens) == (9000, 8000)
+    assert record.usage.completion_tokens == len('get_weather{"city": "Paris, France, ') // 4
+
+
+def test_an_estimated_prompt_counts_the_tools_and_the_tool_calls() -> None:
+    """The prompt a provider bills holds the tools offered and the conversation's tool calls, not only
+    its messages' text: a coding agent's tools run to tens of thousands of tokens."""
+    tool = ToolSpec(
+        function=FunctionSpec(name="search", description="x" * 4000, parameters={"type": "object"})
+    )
+    call = ToolCall(id="c1", function=FunctionCall(name="search", arguments='{"q": "' + "y" * 400 + '"}'))
+    with_tools = ProviderCall(
+        model="m",
+        messages=(
+            ChatMessage(role="user", content="Hi"),
+            ChatMessage(role="assistant", tool_calls=[call]),
+            ChatMessage(role="tool", tool_call_id="c1", content="found"),
+        ),
+        tools=(tool,),
+    )
+    assert estimated_prompt(CALL) == 1
+    assert estimated_prompt(with_tools) > (4000 + 400) // 4
