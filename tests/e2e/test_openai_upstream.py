@@ -232,8 +232,10 @@ def _call_usage(stack: RunningStack, task_id: str) -> list[tuple[str, int, int, 
 def test_a_stream_its_client_leaves_is_billed_for_the_tools_it_was_sent(upstream_stack: RunningStack) -> None:
     """An app offers its tools (a coding agent's run to tens of thousands of tokens) and its user stops the
     answer: the provider bills the whole prompt it was sent, tools included, and so must the cut call's
-    estimate. Before, it counted the messages' text only: 4 prompt tokens for a prompt of ~3,100."""
-    description = "Look up the weather forecast for a city and return a detailed report. " * 20
+    estimate. Before, it counted the messages' text only: 4 prompt tokens for a prompt of ~3,150."""
+    description = (
+        "Look up the weather forecast for a city and return a detailed report. " * 14
+    )  # under OpenAI's 1,024 characters
     tools = [
         {
             "type": "function",
@@ -243,7 +245,7 @@ def test_a_stream_its_client_leaves_is_billed_for_the_tools_it_was_sent(upstream
                 "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
             },
         }
-        for i in range(10)
+        for i in range(14)
     ]
     raw = _client(upstream_stack).chat.completions.with_raw_response.create(
         model="openai/drip-0.3",
