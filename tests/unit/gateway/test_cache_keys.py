@@ -42,6 +42,9 @@ def test_the_exact_key_ignores_what_cannot_change_the_answer() -> None:
     assert exact_key("acme", req([{"type": "text", "text": "What is the capital of France?"}])) == base
     # extra OpenAI fields the pipeline does not read (`user`) are not part of the request it runs
     assert exact_key("acme", ChatRequest.model_validate({**req().model_dump(), "user": "u1"})) == base
+    # nor the grouping hint for the provider's prompt cache: one user's key must not miss another's answer
+    assert exact_key("acme", req(prompt_cache_key="user-42")) == base
+    assert semantic_scope("acme", req(prompt_cache_key="user-42")) == semantic_scope("acme", req())
 
 
 @pytest.mark.parametrize(

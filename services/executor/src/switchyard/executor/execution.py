@@ -32,6 +32,7 @@ from switchyard.executor.providers.base import (
     TextDelta,
     ThinkingDelta,
     ToolCallDelta,
+    cache_key_for,
     reply_parts,
 )
 from switchyard.executor.providers.errors import provider_error
@@ -113,6 +114,7 @@ async def execute(
             headers_s=policy.call_timeout_s,
             idle_s=run.idle_s,
             carried=await tool_state.carried(states if carries else None, task.tenant_id, request.messages),
+            cache_key=cache_key_for(task.tenant_id, request.prompt_cache_key),
         )
         async with run.within_deadline():
             if streamed:

@@ -138,6 +138,7 @@ def build_task(parsed: ChatCompletionRequest, principal: Principal, *, priority:
         tool_choice=parsed.tool_choice,
         parallel_tool_calls=parsed.parallel_tool_calls,
         seed=parsed.seed,
+        prompt_cache_key=parsed.prompt_cache_key,
         presence_penalty=parsed.presence_penalty,
         frequency_penalty=parsed.frequency_penalty,
         reasoning=parsed.reasoning(),

@@ -91,8 +91,8 @@ class ReasoningConfig(BaseModel):
 
 
 class ResponsesRequest(BaseModel):
-    """Other fields OpenAI accepts that change nothing Switchyard returns (`service_tier`,
-    `prompt_cache_key`, `user`, ...) are accepted and ignored, and so are `include` entries other than
+    """Other fields OpenAI accepts that change nothing Switchyard returns (`service_tier`, `user`,
+    `safety_identifier`, ...) are accepted and ignored, and so are `include` entries other than
     LOGPROBS_INCLUDE. `store`, `previous_response_id`, `conversation`, `truncation`, and the
     `instructions` and `metadata` a Response repeats, are read by `stored_responses` too."""
 
@@ -113,6 +113,7 @@ class ResponsesRequest(BaseModel):
     include: list[Any] | None = None
     truncation: Literal["auto", "disabled"] | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS, strict=True)
+    prompt_cache_key: str | None = Field(default=None, strict=True)
     store: bool | None = Field(default=None, strict=True)
     previous_response_id: str | None = Field(default=None, min_length=1, max_length=200)
     # OpenAI's bounds: at most 16 pairs, keys up to 64 characters, values strings up to 512
@@ -202,6 +203,7 @@ def parse_request(
         logprobs=asked,
         top_logprobs=(parsed.top_logprobs or 0) if asked else None,
         truncation=parsed.truncation,
+        prompt_cache_key=parsed.prompt_cache_key,
     ).with_tool_places(tool_places(given_tools))
     request.with_format_place("text.format", "schema")
     try:

@@ -102,6 +102,8 @@ class ChatCompletionRequest(BaseModel):
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = Field(default=None, strict=True)
     seed: int | None = Field(default=None, strict=True)
+    # grouping requests for the provider's prompt cache: sent to OpenAI scoped to the tenant (ChatRequest)
+    prompt_cache_key: str | None = Field(default=None, strict=True)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2, strict=True)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2, strict=True)
     # OpenAI's reasoning effort ("none": no reasoning, said out loud: GPT-5.1 and later reason unless told

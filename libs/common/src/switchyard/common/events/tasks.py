@@ -118,6 +118,12 @@ class ChatRequest(BaseModel):
     # token): sent only to models with the `logprobs` capability; the result carries them per answer.
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    prompt_cache_key: str | None = Field(
+        default=None,
+        description="the client's key grouping requests that share a long prefix (OpenAI's "
+        "`prompt_cache_key`), for the provider's prompt cache: sent to OpenAI as a digest of the task's "
+        "tenant and this key, so that tenants never share a cache key and the key itself does not leave",
+    )
     truncation: Literal["auto"] | None = Field(
         default=None,
         description="`auto`: a prompt too long for the context window of every model the task could go to "

@@ -7,6 +7,7 @@ implement the same port, so they compose.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -72,6 +73,8 @@ class ProviderCall:
     # default, none): sent only to models with the `logprobs` capability (see `Reply.logprobs`).
     logprobs: bool = False
     top_logprobs: int | None = None
+    # The client's `prompt_cache_key` scoped to its tenant (`cache_key_for`): sent to OpenAI itself only
+    cache_key: str | None = None
 
     def first_wait_s(self) -> float | None:
         """The longest a stream's call may wait for its first part: the shorter of its two bounds."""
@@ -135,6 +138,17 @@ class Reply:
     logprobs: tuple[TokenLogprob, ...] | None = None
     usage_estimated: bool = False  # the upstream reported no usage: `usage` is `estimated_usage`'s
     refusal: str | None = None  # the model's refusal instead of an answer (`content` is then empty)
+
+
+def cache_key_for(tenant_id: str, key: str | None) -> str | None:
+    """What the provider is sent for a task's `prompt_cache_key`: a digest of the tenant and the key, so
+    two tenants' equal keys never group their requests in the provider's cache (one upstream organisation
+    serves them all), and the key itself (often a user's id) does not leave. Equal keys of one tenant give
+    equal digests: the grouping the client asked for holds."""
+    if key is None:
+        return None
+    digest = hashlib.sha256(f"{tenant_id}\x00{key}".encode()).hexdigest()
+    return f"sy-{digest[:32]}"
 
 
 def reply_of(

@@ -1,14 +1,14 @@
 """The response cache's pure parts: what a request's keys are, which kinds of cache it may use, and what
 is stored. No I/O here (the stores are in `exact.py` and `backends.py`, the orchestration in `service.py`).
 
-Exact key: tenant + SHA-256 of the normalised request: every field of the chat request that can change
-the answer (model, messages, max_tokens, temperature, top_p, stop, response_format, tools, seed, ...),
-never `stream`, the request id, the user agent or the `user` field (a turn's images and documents are hashed
-whole). Semantic scope: the same, minus the text of the conversation's user turns, which is embedded
-instead (their images and documents stay in the scope: two prompts of the same text about different PDFs
-never share an answer), plus what of that text the embedding barely sees (`guard.literals`: its numbers,
-negations, days, opposite words, comparisons and conversions' directions: "17*23" and "17*24", "safe" and
-"not safe", "older" and "younger", "miles to km" and "km into miles"); a neighbour must share the tenant
+Exact key: tenant + SHA-256 of the normalised request: every field of the chat request that can change the
+answer (model, messages, max_tokens, temperature, top_p, stop, response_format, tools, seed, ...), never
+`stream`, the request id, the user agent, the `user` field or `prompt_cache_key` (a turn's images and
+documents are hashed whole). Semantic scope: the same, minus the text of the conversation's user turns, which
+is embedded instead (their images and documents stay in the scope: two prompts of the same text about
+different PDFs never share an answer), plus what of that text the embedding barely sees (`guard.literals`: its
+numbers, negations, days, opposite words, comparisons and conversions' directions: "17*23" and "17*24", "safe"
+and "not safe", "older" and "younger", "miles to km" and "km into miles"); a neighbour must share the tenant
 and the scope, and the neighbour's prompt must not be the same words in another order (`guard.reordered`).
 
 Embedding key (`POST /v1/embeddings`, exact only): tenant + SHA-256 of a version tag, "embedding", the model,
@@ -155,9 +155,9 @@ def _attachments(content: Any) -> list[Any]:
 def _normalised(request: ChatRequest, *, without_user_turns: bool = False) -> dict[str, Any]:
     # `n` is always 1 and `logprobs` off here (several answers and log probabilities bypass the cache), and
     # both are left out so keys stay what they were.
-    body = request.model_dump(
-        mode="json", exclude_none=True, exclude={"stream", "stream_start", "n", "logprobs", "top_logprobs"}
-    )
+    # and the provider's prompt-cache grouping (`prompt_cache_key`) changes no answer
+    left_out = {"stream", "stream_start", "n", "logprobs", "top_logprobs", "prompt_cache_key"}
+    body = request.model_dump(mode="json", exclude_none=True, exclude=left_out)
     messages = []
     for message in body.pop("messages"):
         if without_user_turns and message.get("role") == "user":

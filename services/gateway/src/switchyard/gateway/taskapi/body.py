@@ -11,7 +11,7 @@ from switchyard.gateway.schemas import UNSUPPORTED, ChatCompletionRequest, Unsup
 
 # OpenAI's fields that change nothing Switchyard returns (chat completions accept them too); the fields
 # refused when they ask for something (`UNSUPPORTED`) pass with their off values.
-IGNORED = ("store", "metadata", "service_tier", "prediction", "prompt_cache_key", "safety_identifier")
+IGNORED = ("store", "metadata", "service_tier", "prediction", "safety_identifier")
 KNOWN = frozenset(ChatCompletionRequest.model_fields) | frozenset(IGNORED) | frozenset(UNSUPPORTED)
 REFUSED: Unsupported = {
     **UNSUPPORTED,

@@ -101,6 +101,8 @@ def responses_body(call: ProviderCall, *, stream: bool, rules: ModelRules) -> di
         "stream": stream,
         "include": list(INCLUDE),
     }
+    if call.cache_key is not None:
+        body["prompt_cache_key"] = call.cache_key
     if call.max_tokens is not None:
         body["max_output_tokens"] = call.max_tokens
     if effort is not None:

@@ -82,6 +82,8 @@ def request_body(call: ProviderCall, *, stream: bool, openai_itself: bool) -> di
         body["reasoning_effort"] = effort
     if call.seed is not None:
         body["seed"] = call.seed
+    if openai_itself and call.cache_key is not None:  # other OpenAI-compatible servers may refuse it
+        body["prompt_cache_key"] = call.cache_key
     if call.n > 1:
         body["n"] = call.n
     for name in ("presence_penalty", "frequency_penalty"):
