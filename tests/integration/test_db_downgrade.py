@@ -1,0 +1,193 @@
+"""`switchyard db downgrade` and `db current` on real SQLite and PostgreSQL: a dry run by default, one step
+down and up again with the rows kept, and one-line refusals (exit 2) that change nothing: an unknown
+service or revision, a target above the current one, and the audit ledger's tables dropped with their rows
+unless `--drop-data` says so."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect, insert, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from switchyard.audit.db import migrations as audit_migrations
+from switchyard.audit.models import DigestKey
+from switchyard.audit.service import append_entries
+from switchyard.audit.verify import verify_ledger
+from switchyard.cli.db_cmd import upgrade_all
+from switchyard.cli.main import main
+from switchyard.common.db import create_engine, sessionmaker
+from tests.support.ledger import draft
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    await upgrade_all(db_url)
+    made = create_engine(db_url)
+    try:
+        yield made
+    finally:
+        await made.dispose()
+
+
+async def _state(engine: AsyncEngine) -> dict[str, Any]:
+    """Every service's revision, every table's columns and every ledger row: what a refusal must not change."""
+
+    def read(sync: Any) -> dict[str, Any]:
+        found = inspect(sync)
+        tables = {t: [c["name"] for c in found.get_columns(t)] for t in sorted(found.get_table_names())}
+        versions = {
+            t: sync.execute(text(f"SELECT version_num FROM {t}")).scalar_one_or_none()
+            for t in tables
+            if t.startswith("alembic_version_")
+        }
+        return {"tables": tables, "versions": versions}
+
+    async with engine.connect() as conn:
+        state = await conn.run_sync(read)
+        if "ledger_entries" in state["tables"]:
+            rows = await conn.execute(text("SELECT * FROM ledger_entries ORDER BY seq"))
+            state["entries"] = [tuple(r) for r in rows]
+    return state
+
+
+def _run(capsys: pytest.CaptureFixture[str], *words: str) -> tuple[int, str, str]:
+    code = main(list(words))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def _digest_key(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(DigestKey).values(tenant_id="acme", secret=b"k" * 32, created_at=datetime.now(UTC))
+        )
+
+
+async def test_current_shows_each_services_revision_and_head(
+    engine: AsyncEngine, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await audit_migrations().downgrade(db_url, "au0004")
+    code, out, _ = _run(capsys, "db", "current", "--database-url", db_url)
+    assert code == 0
+    lines = out.splitlines()
+    assert any(line.split()[:3] == ["gateway", "gw0008", "(head)"] for line in lines), out
+    assert any(line.split()[:3] == ["billing", "bi0010", "(head)"] for line in lines), out
+    assert any(line.split()[:4] == ["audit", "au0004", "(head", "au0005,"] for line in lines), out
+
+
+async def test_a_dry_run_names_every_step_and_changes_nothing(
+    engine: AsyncEngine, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = await _state(engine)
+    code, out, err = _run(capsys, "db", "downgrade", "--service", "billing", "--to", "bi0008", "--database-url", db_url)
+    assert code == 0, err
+    assert "billing: bi0010 -> bi0008" in out
+    assert "bi0010 -> bi0009" in out and "bi0009 -> bi0008" in out
+    assert "per-key daily rows" in out.lower() or "usage_daily_keys" in out  # each step's own title
+    assert "--yes" in out
+    assert await _state(engine) == before
+
+
+async def test_one_step_down_and_up_again_keeps_the_ledger(
+    engine: AsyncEngine, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sessions = sessionmaker(engine)
+    await append_entries(sessions, drafts=[draft(i) for i in range(1, 9)])
+    before = await _state(engine)
+
+    code, out, err = _run(
+        capsys, "db", "downgrade", "--service", "audit", "--to", "au0004", "--yes", "--database-url", db_url
+    )
+    assert code == 0, err
+    down = await _state(engine)
+    assert down["versions"]["alembic_version_audit"] == "au0004"
+    assert "ledger_digest_keys" not in down["tables"]
+    assert down["entries"] == before["entries"]
+    assert (await verify_ledger(sessions)).ok
+
+    assert _run(capsys, "db", "upgrade", "--database-url", db_url)[0] == 0
+    up = await _state(engine)
+    assert up == before
+    await append_entries(sessions, drafts=[draft(i) for i in range(9, 12)])
+    report = await verify_ledger(sessions)
+    assert report.ok and report.entries == 11
+
+
+async def test_one_step_down_and_up_again_keeps_the_keys(
+    engine: AsyncEngine, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The gateway's gw0008 drops a column on the way down (SQLite rebuilds the table): the keys stay."""
+    assert _run(capsys, "db", "bootstrap", "--org", "Acme", "--email", "ops@acme.test", "--database-url", db_url)[0] == 0
+
+    async def keys() -> list[Any]:
+        async with engine.connect() as conn:
+            rows = await conn.execute(text("SELECT id, tenant_id, key_hash FROM api_keys ORDER BY id"))
+            return [tuple(r) for r in rows]
+
+    before = await keys()
+    assert len(before) == 1
+    code, _, err = _run(
+        capsys, "db", "downgrade", "--service", "gateway", "--to", "gw0007", "--yes", "--database-url", db_url
+    )
+    assert code == 0, err
+    assert (await _state(engine))["versions"]["alembic_version_gateway"] == "gw0007"
+    assert await keys() == before
+    assert _run(capsys, "db", "upgrade", "--database-url", db_url)[0] == 0
+    assert (await _state(engine))["versions"]["alembic_version_gateway"] == "gw0008"
+    assert await keys() == before
+
+
+@pytest.mark.parametrize(
+    ("words", "said"),
+    [
+        (["--service", "ledger", "--to", "au0004"], "no service ledger"),
+        (["--service", "audit", "--to", "gw0007"], "no revision gw0007 of audit"),
+        (["--service", "audit", "--to", "au9"], "no revision au9 of audit"),
+        (["--service", "audit", "--to", "au0001"], "ledger_entries (8 rows)"),
+        (["--service", "audit", "--to", "au0001", "--yes"], "ledger_checkpoints"),
+        (["--service", "audit", "--to", "base", "--yes"], "ledger_entries (8 rows)"),
+        (["--service", "audit", "--to", "au0004", "--yes"], "ledger_digest_keys (1 rows)"),
+    ],
+)
+async def test_a_refusal_is_one_line_and_changes_nothing(
+    words: list[str], said: str, engine: AsyncEngine, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await append_entries(sessionmaker(engine), drafts=[draft(i) for i in range(1, 9)])
+    await _digest_key(engine)
+    before = await _state(engine)
+    code, out, err = _run(capsys, "db", "downgrade", *words, "--database-url", db_url)
+    assert code == 2, (out, err)
+    assert said in err and len(err.strip().splitlines()) == 1, err
+    assert await _state(engine) == before
+
+
+async def test_a_target_above_the_current_revision_is_refused(
+    engine: AsyncEngine, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await audit_migrations().downgrade(db_url, "au0003")
+    before = await _state(engine)
+    code, _, err = _run(capsys, "db", "downgrade", "--service", "audit", "--to", "au0005", "--yes", "--database-url", db_url)
+    assert code == 2
+    assert "above" in err and "au0003" in err and len(err.strip().splitlines()) == 1, err
+    assert await _state(engine) == before
+
+
+async def test_drop_data_lets_the_ledgers_tables_go(
+    engine: AsyncEngine, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await append_entries(sessionmaker(engine), drafts=[draft(i) for i in range(1, 4)])
+    await _digest_key(engine)
+    code, out, err = _run(
+        capsys,
+        "db", "downgrade", "--service", "audit", "--to", "au0004", "--yes", "--drop-data", "--database-url", db_url,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "ledger_digest_keys (1 rows)" in out
+    state = await _state(engine)
+    assert state["versions"]["alembic_version_audit"] == "au0004" and len(state["entries"]) == 3
