@@ -1,4 +1,5 @@
 """`switchyard db upgrade`: runs every service's migrations against the configured database.
+`switchyard db downgrade`, `db current`: one service's schema back, each one's revision (`db_downgrade.py`).
 `switchyard db bootstrap`: a deployment's first admin key (the platform's organisation), once."""
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import sys
 
 from sqlalchemy.exc import DBAPIError
 
+from switchyard.cli import db_downgrade
+from switchyard.cli.errors import existing_database
 from switchyard.cli.failures import database_refusal
 from switchyard.common.config import CommonSettings
 from switchyard.common.db import Migrations
@@ -37,6 +40,17 @@ def _upgrade(args: argparse.Namespace) -> int:
     services = asyncio.run(upgrade_all(url, pgbouncer=database.pgbouncer()))
     print(f"migrated {', '.join(services)} on {url.split('://', 1)[0]}")
     return 0
+
+
+def _downgrade(args: argparse.Namespace) -> int:
+    url = existing_database(args.database_url or CommonSettings().db_url(), given=bool(args.database_url))
+    migrations = db_downgrade.service_migrations(all_migrations(), args.service)
+    return db_downgrade.downgrade(url, migrations, target=args.to, yes=args.yes, drop_data=args.drop_data)
+
+
+def _current(args: argparse.Namespace) -> int:
+    url = existing_database(args.database_url or CommonSettings().db_url(), given=bool(args.database_url))
+    return db_downgrade.current(url, all_migrations())
 
 
 async def _bootstrap_platform(url: str, *, name: str, email: str) -> str:
@@ -79,6 +93,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     up = db_sub.add_parser("upgrade", help="migrate the database to the latest schema")
     up.add_argument("--database-url", help="default: SWITCHYARD_DATABASE_URL or SQLite under var/")
     up.set_defaults(func=_upgrade)
+    down = db_sub.add_parser(
+        "downgrade", help="one service's schema back to a revision: shown, done only with --yes"
+    )
+    down.add_argument("--service", required=True, help="gateway, billing or audit")
+    down.add_argument("--to", required=True, metavar="REVISION", help="e.g. au0004; `base`: before the first")
+    down.add_argument("--yes", action="store_true", help="do it (without: show the steps, change nothing)")
+    down.add_argument(
+        "--drop-data",
+        action="store_true",
+        help="let it drop tables that hold rows (the audit ledger's entries, checkpoints, digest keys)",
+    )
+    down.add_argument("--database-url", help="default: SWITCHYARD_DATABASE_URL or SQLite under var/")
+    down.set_defaults(func=_downgrade)
+    now = db_sub.add_parser("current", help="each service's schema revision and its head")
+    now.add_argument("--database-url", help="default: SWITCHYARD_DATABASE_URL or SQLite under var/")
+    now.set_defaults(func=_current)
     boot = db_sub.add_parser(
         "bootstrap",
         help="a deployment's first admin key: the platform's organisation, its admin and a key (once)",

@@ -6,7 +6,7 @@ import contextlib
 import traceback
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -132,14 +132,45 @@ class Migrations:
         """Runs `alembic upgrade` on an async engine (the env.py of every service calls `run_env`)."""
         await self._run(url, "upgrade", revision, pgbouncer=pgbouncer)
 
-    async def downgrade(self, url: str, revision: str, *, pgbouncer: bool = False) -> None:
-        """Runs `alembic downgrade` to `revision`, as `upgrade` runs its command."""
-        await self._run(url, "downgrade", revision, pgbouncer=pgbouncer)
+    async def downgrade(
+        self,
+        url: str,
+        revision: str,
+        *,
+        pgbouncer: bool = False,
+        first: Callable[[Connection], None] | None = None,
+    ) -> None:
+        """Runs `alembic downgrade` to `revision`, as `upgrade` runs its command. `first` runs in the same
+        transaction before it and may refuse it by raising (`switchyard db downgrade`'s checks)."""
+        await self._run(url, "downgrade", revision, pgbouncer=pgbouncer, first=first)
 
-    async def _run(self, url: str, direction: str, revision: str, *, pgbouncer: bool) -> None:
+    def history(self) -> list[Any]:
+        """The revisions, head first: alembic `Script`s (`revision`, `down_revision`, `doc`, `module`)."""
+        from alembic.script import ScriptDirectory
+
+        return list(ScriptDirectory.from_config(self.config("")).walk_revisions())
+
+    def current(self, conn: Connection) -> str | None:
+        """The revision the database is at, None before the first migration."""
+        from alembic.runtime.migration import MigrationContext
+
+        context = MigrationContext.configure(conn, opts={"version_table": self.version_table})
+        return context.get_current_revision()
+
+    async def _run(
+        self,
+        url: str,
+        direction: str,
+        revision: str,
+        *,
+        pgbouncer: bool,
+        first: Callable[[Connection], None] | None = None,
+    ) -> None:
         engine = create_engine(url, pgbouncer=pgbouncer)
         try:
             async with engine.begin() as conn:
+                if first is not None:
+                    await conn.run_sync(first)
                 await conn.run_sync(self._run_sync, url, direction, revision)
         finally:
             await engine.dispose()

@@ -16,6 +16,9 @@ revision = "au0001"
 down_revision = None
 branch_labels = None
 depends_on = None
+# What the downgrade drops with its rows: `switchyard db downgrade` refuses it while they hold any
+# unless --drop-data says so.
+DOWNGRADE_DROPS = ("ledger_entries",)
 
 GENESIS = "0" * 64
 APPEND_ONLY = "ledger_entries is append-only"

@@ -20,6 +20,9 @@ revision = "au0002"
 down_revision = "au0001"
 branch_labels = None
 depends_on = None
+# What the downgrade drops with its rows: `switchyard db downgrade` refuses it while they hold any
+# unless --drop-data says so.
+DOWNGRADE_DROPS = ("merkle_nodes", "ledger_checkpoints", "ledger_archives", "siem_export_positions")
 
 SeqType = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 APPEND_ONLY_TABLES = ("merkle_nodes", "ledger_checkpoints", "ledger_archives")

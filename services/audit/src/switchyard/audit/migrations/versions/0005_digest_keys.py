@@ -18,6 +18,9 @@ revision = "au0005"
 down_revision = "au0004"
 branch_labels = None
 depends_on = None
+# What the downgrade drops with its rows: `switchyard db downgrade` refuses it while they hold any
+# unless --drop-data says so.
+DOWNGRADE_DROPS = ("ledger_digest_keys",)
 
 
 def upgrade() -> None:
