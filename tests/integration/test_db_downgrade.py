@@ -18,6 +18,7 @@ from switchyard.audit.db import migrations as audit_migrations
 from switchyard.audit.models import DigestKey
 from switchyard.audit.service import append_entries
 from switchyard.audit.verify import verify_ledger
+from switchyard.cli import db_downgrade
 from switchyard.cli.db_cmd import upgrade_all
 from switchyard.cli.main import main
 from switchyard.common.db import create_engine, sessionmaker
@@ -219,3 +220,29 @@ async def test_drop_data_lets_the_ledgers_tables_go(
     assert "ledger_digest_keys (1 row)" in out
     state = await _state(engine)
     assert state["versions"]["alembic_version_audit"] == "au0004" and len(state["entries"]) == 3
+
+
+async def test_a_row_written_after_the_steps_were_shown_still_refuses_it(
+    engine: AsyncEngine, db_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checks run again in the downgrade's own transaction: a digest key made between the first look
+    (no rows: nothing to refuse) and the downgrade keeps its table."""
+    first_look = db_downgrade._look
+
+    async def then_a_key_is_made(*args: Any) -> Any:
+        found = await first_look(*args)
+        writer = create_engine(db_url)
+        try:
+            await _digest_key(writer)
+        finally:
+            await writer.dispose()
+        return found
+
+    monkeypatch.setattr(db_downgrade, "_look", then_a_key_is_made)
+    code, out, err = await _run(
+        capsys, "db", "downgrade", "--service", "audit", "--to", "au0004", "--yes", "--database-url", db_url
+    )
+    assert code == 2, (out, err)
+    assert "ledger_digest_keys (1 row)" in err and "drops ledger_digest_keys (0 rows)" in out
+    state = await _state(engine)
+    assert state["versions"]["alembic_version_audit"] == "au0005" and "ledger_digest_keys" in state["tables"]
