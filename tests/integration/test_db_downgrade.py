@@ -1,13 +1,14 @@
 """`switchyard db downgrade` and `db current` on real SQLite and PostgreSQL: a dry run by default, one step
 down and up again with the rows kept, and one-line refusals (exit 2) that change nothing: an unknown
 service or revision, a target above the current one, and the audit ledger's tables dropped with their rows
-unless `--drop-data` says so."""
+unless `--drop-data` says so, and so are billing's charges and the gateway's organisations."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from switchyard.audit.db import migrations as audit_migrations
 from switchyard.audit.models import DigestKey
 from switchyard.audit.service import append_entries
 from switchyard.audit.verify import verify_ledger
+from switchyard.billing.models import UsageEntry
 from switchyard.cli import db_downgrade
 from switchyard.cli.db_cmd import upgrade_all
 from switchyard.cli.main import main
@@ -246,3 +248,46 @@ async def test_a_row_written_after_the_steps_were_shown_still_refuses_it(
     assert "ledger_digest_keys (1 row)" in err and "drops ledger_digest_keys (0 rows)" in out
     state = await _state(engine)
     assert state["versions"]["alembic_version_audit"] == "au0005" and "ledger_digest_keys" in state["tables"]
+
+
+async def test_the_organisations_and_the_charges_are_guarded_as_the_ledger_is(
+    engine: AsyncEngine, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Billing's usage entries are what the invoices are made of, and the gateway's organisations, users
+    and keys who may call: a downgrade that drops their tables with rows in them is refused unless
+    --drop-data says so, as the ledger's is."""
+    boot = ("db", "bootstrap", "--org", "Acme", "--email", "ops@acme.test", "--database-url", db_url)
+    assert (await _run(capsys, *boot))[0] == 0
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(UsageEntry).values(
+                id="u1",
+                task_id="t1",
+                event_id="e1",
+                tenant_id="acme",
+                model="m",
+                provider="p",
+                tier="fast",
+                prompt_tokens=3,
+                completion_tokens=4,
+                cost_usd=Decimal("0.000007"),
+                priced=True,
+                created_at=datetime.now(UTC),
+            )
+        )
+    before = await _state(engine)
+    for service, target, said in (
+        ("gateway", "gw0001", "users (1 row)"),
+        ("gateway", "base", "api_keys (1 row)"),
+        ("billing", "base", "usage_entries (1 row)"),
+    ):
+        code, out, err = await _run(
+            capsys, "db", "downgrade", "--service", service, "--to", target, "--yes", "--database-url", db_url
+        )
+        assert code == 2, (out, err)
+        assert said in err and "--drop-data" in err and len(err.strip().splitlines()) == 1, err
+    assert await _state(engine) == before
+    code, out, err = await _run(
+        capsys, "db", "downgrade", "--service", "billing", "--to", "bi0009", "--yes", "--database-url", db_url
+    )
+    assert code == 0, err  # usage_daily_keys is empty: nothing is lost, nothing to refuse

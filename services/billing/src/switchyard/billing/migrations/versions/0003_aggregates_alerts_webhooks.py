@@ -16,6 +16,9 @@ revision = "bi0003"
 down_revision = "bi0002"
 branch_labels = None
 depends_on = None
+# What the downgrade drops with its rows: `switchyard db downgrade` refuses it while they hold any
+# unless --drop-data says so.
+DOWNGRADE_DROPS = ("webhook_deliveries", "webhook_endpoints", "budget_alerts", "usage_daily")
 
 E10 = Decimal(10) ** 10
 

@@ -16,6 +16,9 @@ revision = "bi0010"
 down_revision = "bi0009"
 branch_labels = None
 depends_on = None
+# What the downgrade drops with its rows: `switchyard db downgrade` refuses it while they hold any
+# unless --drop-data says so.
+DOWNGRADE_DROPS = ("usage_daily_keys",)
 
 DAILY_KEY = ["tenant_id", "day", "user_id", "model", "tier", "kind"]
 KEYED = [*DAILY_KEY[:3], "api_key_id", *DAILY_KEY[3:]]

@@ -12,6 +12,9 @@ revision = "gw0001"
 down_revision = None
 branch_labels = None
 depends_on = None
+# What the downgrade drops with its rows: `switchyard db downgrade` refuses it while they hold any
+# unless --drop-data says so.
+DOWNGRADE_DROPS = ("api_keys", "tenants")
 
 
 def upgrade() -> None:

@@ -17,6 +17,9 @@ revision = "gw0002"
 down_revision = "gw0001"
 branch_labels = None
 depends_on = None
+# What the downgrade drops with its rows: `switchyard db downgrade` refuses it while they hold any
+# unless --drop-data says so.
+DOWNGRADE_DROPS = ("users",)
 
 ALL_SCOPES = "inference admin audit:read billing:read"
 
