@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from switchyard.cli.nats_users import url_with_credentials
-from switchyard.cli.processes import free_port
+from switchyard.cli.devstack import START_ORDER
+from switchyard.cli.processes import OWN_PORTS, free_port, port_open
 
 
 @dataclass
@@ -25,6 +26,13 @@ class RunningStack:
     http_port: int
     nats_port: int
     output: Path
+    metrics_base_port: int = 0
+
+    @property
+    def metrics_targets(self) -> dict[str, str]:
+        """Each service's /metrics (the gateway's is on its HTTP port), as `switchyard up` numbers them."""
+        ports = {name: self.metrics_base_port + n for n, name in enumerate(START_ORDER) if name != "gateway"}
+        return {"gateway": f"127.0.0.1:{self.http_port}"} | {k: f"127.0.0.1:{v}" for k, v in ports.items()}
 
     @property
     def base_url(self) -> str:
@@ -50,7 +58,10 @@ class RunningStack:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "switchyard.cli.main", *args],
-            env={**os.environ, **stack_env(self.var_dir, self.http_port, self.nats_port)},
+            env={
+                **os.environ,
+                **stack_env(self.var_dir, self.http_port, self.nats_port, self.metrics_base_port),
+            },
             capture_output=True,
             text=True,
             timeout=120,
@@ -58,13 +69,23 @@ class RunningStack:
         )
 
 
-def stack_env(var_dir: Path, http_port: int, nats_port: int) -> dict[str, str]:
+def metrics_port_block() -> int:
+    """The first of as many free ports in a row as `switchyard up` has bus services, for their /metrics."""
+    while True:
+        base = free_port()
+        if base + len(START_ORDER) < OWN_PORTS.stop and not any(
+            port_open(base + n) for n in range(1, len(START_ORDER))
+        ):
+            return base
+
+
+def stack_env(var_dir: Path, http_port: int, nats_port: int, metrics_base_port: int = 0) -> dict[str, str]:
     return {
         "SWITCHYARD_VAR_DIR": str(var_dir),
         "SWITCHYARD_HTTP_PORT": str(http_port),
         "SWITCHYARD_NATS_PORT": str(nats_port),
         "SWITCHYARD_NATS_MONITOR_PORT": str(free_port()),
-        "SWITCHYARD_METRICS_BASE_PORT": "0",
+        "SWITCHYARD_METRICS_BASE_PORT": str(metrics_base_port),
         "SWITCHYARD_NATS_URL": "",
         # The local model samples; a fixed seed makes its answers repeatable so content checks are fair.
         "SWITCHYARD_LOCAL_SEED": "7",
@@ -88,7 +109,8 @@ def start_stack(
         for k, v in os.environ.items()
         if not k.startswith(("OPENAI_", "ANTHROPIC_", "GEMINI_", "GOOGLE_API_KEY"))
     }
-    environ.update(stack_env(var_dir, http_port, nats_port), **(env or {}))
+    metrics_base_port = metrics_port_block()
+    environ.update(stack_env(var_dir, http_port, nats_port, metrics_base_port), **(env or {}))
     environ.pop("SWITCHYARD_NATS_URL")
     # `switchyard up` also starts the SIEM exporter when a destination is set: here JSON Lines in OCSF.
     environ.update(SWITCHYARD_SIEM_URL=f"file://{var_dir / 'siem.jsonl'}", SWITCHYARD_SIEM_FORMAT="ocsf")
@@ -99,7 +121,7 @@ def start_stack(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    stack = RunningStack(proc, var_dir, http_port, nats_port, output)
+    stack = RunningStack(proc, var_dir, http_port, nats_port, output, metrics_base_port)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         if proc.poll() is not None:

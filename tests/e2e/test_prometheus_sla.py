@@ -3,90 +3,31 @@ series are read back through its HTTP API (deploy/prometheus/rules, issue 9)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from switchyard.cli.processes import free_port
 from tests.e2e.conftest import RunningStack
+from tests.e2e.prometheus import query, running_prometheus
 
 pytestmark = pytest.mark.e2e
-
-RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules"
 
 
 @pytest.fixture
 def prometheus(stack: RunningStack, tmp_path: Path) -> Iterator[str]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus not found: `make test` installs it (apt-get install prometheus)")
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(p) for p in sorted(RULES.glob("*.yml"))],
-        # The same job and labels as deploy/prometheus/prometheus.yml: the rules select on them.
-        "scrape_configs": [
-            {
-                "job_name": "switchyard",
-                "static_configs": [
-                    {"targets": [f"127.0.0.1:{stack.http_port}"], "labels": {"service": "gateway"}}
-                ],
-            }
-        ],
-    }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "prometheus did not become ready"
-            time.sleep(0.2)
+    gateway = {"targets": [f"127.0.0.1:{stack.http_port}"], "labels": {"service": "gateway"}}
+    with running_prometheus([gateway], tmp_path) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-def _query(url: str, expr: str) -> list[dict[str, object]]:
-    body = httpx.get(f"{url}/api/v1/query", params={"query": expr}, timeout=5).json()
-    assert body["status"] == "success", body
-    return body["data"]["result"]  # type: ignore[no-any-return]
 
 
 def _value(url: str, expr: str, *, timeout: float = 30.0) -> float:
     deadline = time.monotonic() + timeout
     while True:
-        result = _query(url, expr)
+        result = query(url, expr)
         if result and result[0]["value"][1] not in ("NaN",):  # type: ignore[index]
             return float(result[0]["value"][1])  # type: ignore[index]
         assert time.monotonic() < deadline, f"no value for {expr}"
@@ -123,7 +64,7 @@ def test_prometheus_reads_the_sla_series_of_a_running_stack(stack: RunningStack,
             counted = _value(prometheus, f"sum(switchyard_gateway_overhead_seconds_count) >= {before + n}")
             assert counted >= before + n
         deadline = time.monotonic() + 15  # keep traffic coming while Prometheus collects a few samples
-        while time.monotonic() < deadline and not _query(
+        while time.monotonic() < deadline and not query(
             prometheus, "switchyard:gateway_requests:rate5m > 0"
         ):
             client.get("/v1/models")
