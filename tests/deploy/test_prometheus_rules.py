@@ -107,3 +107,40 @@ def test_the_sla_dashboards_availability_reads_100_percent_before_the_first_5xx(
     )
     done = _promtool("test", "rules", str(case))
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_dead_letters_panel_counts_a_services_first_letter(tmp_path: Path) -> None:
+    """A service's first dead letter is a series born at 1 (prometheus_client makes the labelled child at
+    the first inc()): increase() over it reads 0, and the panel showed no letter at all."""
+    board = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "queues.json").read_text())
+    (panel,) = [p for p in board["panels"] if p["title"] == "Dead letters per hour"]
+    (target,) = panel["targets"]
+    series = 'switchyard_dead_letters_total{service="router", code="invalid_event", instance="a"}'
+    case = tmp_path / "dead_letters_test.yml"
+    case.write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": [],
+                "evaluation_interval": "1m",
+                "tests": [
+                    {
+                        "interval": "1m",
+                        # born at minute 5 with one letter, a second at minute 80
+                        "input_series": [{"series": series, "values": "_x5 1x75 2x30"}],
+                        "promql_expr_test": [
+                            {
+                                "expr": target["expr"],
+                                "eval_time": eval_time,
+                                "exp_samples": [
+                                    {"labels": '{service="router", code="invalid_event"}', "value": value}
+                                ],
+                            }
+                            for eval_time, value in (("10m", 1), ("70m", 0), ("90m", 1))
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    done = _promtool("test", "rules", str(case))
+    assert done.returncode == 0, done.stdout + done.stderr
