@@ -5,12 +5,15 @@ panel."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import nats
 import pytest
 import yaml
 
@@ -88,3 +91,51 @@ def test_every_panel_and_recording_rule_has_data_under_traffic(stack: RunningSta
         time.sleep(1)
         missing = [(where, expr) for where, expr in missing if not _has_data(prometheus, expr)]
     assert not missing, "\n".join(f"{where}: {expr}" for where, expr in missing)
+
+
+def _panel(board: str, title: str) -> str:
+    (panel,) = [p for p in json.loads((DASHBOARDS / board).read_text())["panels"] if p["title"] == title]
+    (target,) = panel["targets"]
+    return str(target["expr"])
+
+
+def _alert(name: str) -> str:
+    (rule,) = [
+        rule
+        for path in sorted(RULES.glob("*.yml"))
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if rule.get("alert") == name
+    ]
+    return str(rule["expr"])
+
+
+async def test_a_first_dead_letter_shows_on_the_panel_and_fires_its_alert(
+    stack: RunningStack, prometheus: str
+) -> None:
+    """One bad event: the classifier's and audit's counters of dead letters may be born by it (a series at
+    1); the panel shows it and the alert fires, without a second letter to make increase() move."""
+    deadline = time.monotonic() + 30
+    while not query(prometheus, 'up{job="switchyard", service="classifier"} == 1'):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.5)
+    nc = await nats.connect(stack.nats_url)
+    try:
+        await nc.jetstream().publish(
+            "switchyard.task.submitted", b"not an event", headers={"Nats-Msg-Id": uuid.uuid4().hex}
+        )
+    finally:
+        await nc.close()
+    panel, alert = _panel("queues.json", "Dead letters per hour"), _alert("SwitchyardDeadLetters")
+    letters: dict[str, float] = {}
+    firing: set[str] = set()
+    while time.monotonic() < deadline + 30 and not ({"classifier", "audit"} <= letters.keys() & firing):
+        letters = {
+            series["metric"].get("service", ""): float(series["value"][1])
+            for series in query(prometheus, panel)
+            if series["metric"].get("code") == "invalid_event"
+        }
+        firing = {series["metric"]["service"] for series in query(prometheus, alert)}
+        await asyncio.sleep(1)
+    assert letters.get("classifier", 0) >= 1 and letters.get("audit", 0) >= 1, letters
+    assert {"classifier", "audit"} <= firing, firing
