@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from switchyard.cli.nats_users import url_with_credentials
 from switchyard.cli.devstack import START_ORDER
+from switchyard.cli.nats_users import url_with_credentials
 from switchyard.cli.processes import OWN_PORTS, free_port, port_open
 
 

@@ -28,8 +28,8 @@ def _value(url: str, expr: str, *, timeout: float = 30.0) -> float:
     deadline = time.monotonic() + timeout
     while True:
         result = query(url, expr)
-        if result and result[0]["value"][1] not in ("NaN",):  # type: ignore[index]
-            return float(result[0]["value"][1])  # type: ignore[index]
+        if result and result[0]["value"][1] not in ("NaN",):
+            return float(result[0]["value"][1])
         assert time.monotonic() < deadline, f"no value for {expr}"
         time.sleep(0.5)
 
@@ -64,9 +64,7 @@ def test_prometheus_reads_the_sla_series_of_a_running_stack(stack: RunningStack,
             counted = _value(prometheus, f"sum(switchyard_gateway_overhead_seconds_count) >= {before + n}")
             assert counted >= before + n
         deadline = time.monotonic() + 15  # keep traffic coming while Prometheus collects a few samples
-        while time.monotonic() < deadline and not query(
-            prometheus, "switchyard:gateway_requests:rate5m > 0"
-        ):
+        while time.monotonic() < deadline and not query(prometheus, "switchyard:gateway_requests:rate5m > 0"):
             client.get("/v1/models")
             time.sleep(0.5)
 
