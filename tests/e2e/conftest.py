@@ -16,7 +16,7 @@ import pytest
 
 from switchyard.cli.devstack import START_ORDER
 from switchyard.cli.nats_users import url_with_credentials
-from switchyard.cli.processes import OWN_PORTS, free_port, port_open
+from switchyard.cli.processes import free_port, free_ports
 
 
 @dataclass
@@ -71,12 +71,7 @@ class RunningStack:
 
 def metrics_port_block() -> int:
     """The first of as many free ports in a row as `switchyard up` has bus services, for their /metrics."""
-    while True:
-        base = free_port()
-        if base + len(START_ORDER) < OWN_PORTS.stop and not any(
-            port_open(base + n) for n in range(1, len(START_ORDER))
-        ):
-            return base
+    return free_ports(len(START_ORDER))
 
 
 def stack_env(var_dir: Path, http_port: int, nats_port: int, metrics_base_port: int = 0) -> dict[str, str]:

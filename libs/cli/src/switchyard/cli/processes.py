@@ -73,6 +73,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(count: int) -> int:
+    """The first of `count` ports in a row that nothing listens on now (servers numbered from one base, such
+    as `switchyard up`'s metrics ports), each handed out as `free_port` hands one: none is handed again by
+    this process, and all are in this pytest-xdist worker's slice."""
+    while True:
+        base = free_port()
+        block = range(base, base + count)
+        if block.stop > OWN_PORTS.stop or any(p in _handed for p in block[1:]):
+            continue
+        if any(port_open(p) for p in block[1:]):
+            continue
+        _handed.update(block)
+        return base
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
