@@ -99,7 +99,7 @@ from tests.support.fake_openai_chat import (
     reasoning_tokens,
     usage_body,
 )
-from tests.support.fake_openai_refusals import refusal
+from tests.support.fake_openai_refusals import name_refusal, refusal
 from tests.support.fake_scenarios import (
     RETRY_AFTER_S,
     ConnectionDropped,
@@ -281,7 +281,7 @@ class FakeOpenAI(ChatAnswers):
             return JSONResponse({"error": ERRORS["context"][1]})
         if model == "html-200":
             return proxy_page()
-        refused = refusal(body) or logprobs_refusal(body)
+        refused = refusal(body) or logprobs_refusal(body) or name_refusal(body)
         if refused is not None:
             return JSONResponse({"error": refused}, status_code=400)
         if n <= flaky_failures(model):

@@ -114,3 +114,20 @@ def refusal(body: dict[str, Any]) -> dict[str, Any] | None:
             None,
         )
     return None
+
+
+FUNCTION_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+
+def name_refusal(body: dict[str, Any]) -> dict[str, Any] | None:
+    """OpenAI's refusal of a function named outside its pattern (Gemini's `.` and `:`, which it takes)."""
+    for i, tool in enumerate(body.get("tools") or []):
+        name = str((tool.get("function") or {}).get("name", ""))
+        if not FUNCTION_NAME.fullmatch(name):
+            return _error(
+                f"Invalid 'tools[{i}].function.name': string does not match pattern. Expected a string "
+                "that matches the pattern '^[a-zA-Z0-9_-]+$'.",
+                f"tools[{i}].function.name",
+                "invalid_value",
+            )
+    return None

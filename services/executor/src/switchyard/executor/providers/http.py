@@ -26,6 +26,7 @@ from switchyard.common.errors import ProviderError
 from switchyard.common.logs import redact
 from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, reply_parts
 from switchyard.executor.providers.errors import provider_error
+from switchyard.executor.providers.tool_names import ToolNames
 from switchyard.executor.providers.transport import PROXY_REFUSED, AiohttpTransport
 
 log = logging.getLogger(__name__)
@@ -256,9 +257,11 @@ class HttpProvider(ABC):
     """An adapter that POSTs one JSON request per call, to a JSON answer or a Server-Sent Events stream.
     A provider says where (`_path`), what (`_body`, `_headers`), how its errors and answers read
     (`_error`, `_reply`) and how its stream reads (`_parts`); the calling, time limits, error bodies and
-    closing of streams are here."""
+    closing of streams are here. `plain_names`: the provider takes only plain function names
+    (`tool_names.py`: renamed for the call, named back in the answer)."""
 
     name: str
+    plain_names = False
 
     def __init__(
         self,
@@ -334,9 +337,12 @@ class HttpProvider(ABC):
             raise
 
     async def request(self, call: ProviderCall) -> Reply:
+        names = ToolNames(call) if self.plain_names else None
+        call = names.call if names is not None else call
         request = self._build(call, stream=False)
         async with self._unquoted(), transport_errors(self.name), time_limit(call.timeout_s):
-            return self._whole(await self._answer(request), call)
+            reply = self._whole(await self._answer(request), call)
+        return names.reply(reply) if names is not None else reply
 
     def _whole(self, raw: bytes, call: ProviderCall) -> Reply:
         """A 200's whole answer; one whose body is the provider's error object instead (a proxy, or a
@@ -377,11 +383,12 @@ class HttpProvider(ABC):
             await response.aclose()
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
-        parts = self._stream(call)
+        names = ToolNames(call) if self.plain_names else None
+        parts = self._stream(names.call if names is not None else call)
         try:
             async with self._unquoted():
                 async for part in parts:
-                    yield part
+                    yield names.part(part) if names is not None else part
         finally:  # closed early (a cut): its HTTP response closes now, not when the generator is collected
             await parts.aclose()
 

@@ -46,6 +46,7 @@ PATH = "v1/messages"
 
 class AnthropicProvider(HttpProvider):
     name = NAME
+    plain_names = True  # Anthropic: `^[a-zA-Z0-9_-]{1,128}$`
     # Anthropic's input-token rate limits leave out tokens read from the prompt cache (current models),
     # so our tpm buckets settle a call without them (`LimitGuard`)
     limits_count_cache_reads = False

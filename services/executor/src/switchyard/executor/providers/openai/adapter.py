@@ -57,6 +57,7 @@ PATH = "chat/completions"
 
 class OpenAIProvider(HttpProvider):
     name = NAME
+    plain_names = True  # OpenAI: `^[a-zA-Z0-9_-]+$`, and the servers that copy it
 
     def __init__(
         self,
