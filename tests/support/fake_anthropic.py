@@ -33,9 +33,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
-import re
 import hashlib
 import hmac
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -144,7 +144,9 @@ class FakeAnthropic:
             return bad_request(refused)
         for i, tool in enumerate(body.get("tools") or []):
             if not re.fullmatch(r"[a-zA-Z0-9_-]{1,128}", str(tool.get("name", ""))):  # Gemini's `.`, `:`
-                return bad_request(f"tools.{i}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{{1,128}}$'")
+                return bad_request(
+                    f"tools.{i}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{{1,128}}$'"
+                )
         if model.startswith("error-"):
             return error_response(model.removeprefix("error-"))
         if model == "context-in-200":  # the error object, with a 200 (a proxy's way)

@@ -45,7 +45,9 @@ class ToolNames:
 
     def _renamed(self, call: ProviderCall) -> ProviderCall:
         tools = [
-            t.model_copy(update={"function": t.function.model_copy(update={"name": self._out(t.function.name)})})
+            t.model_copy(
+                update={"function": t.function.model_copy(update={"name": self._out(t.function.name)})}
+            )
             for t in call.tools or ()
         ]
         return dataclasses.replace(
