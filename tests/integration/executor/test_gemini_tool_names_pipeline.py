@@ -2,8 +2,8 @@
 (`weather.get`), through the real pipeline (`tools_stack`: gateway, router and executor as processes on a
 real nats-server, each provider a local server speaking its protocol and refusing what its API refuses) to
 an OpenAI-compatible model and to Anthropic's: a function-calling chat, whole and streamed. Both upstreams
-refused the request over the name (a 400 `provider_bad_request` to the client), now the call comes back under its declared name and the function's
-response goes back with it."""
+refused the request over the name (a 400 `provider_bad_request` to the client); now the call comes back
+under its declared name and the function's response goes back with it."""
 
 from __future__ import annotations
 
