@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from switchyard.common import db
-from switchyard.gateway.errors_faces import gemini_error, speaks_anthropic, speaks_google
+from switchyard.gateway.errors_faces import RETRY_INFO, gemini_error, speaks_anthropic, speaks_google
 
 log = logging.getLogger(__name__)
 
@@ -324,6 +324,9 @@ def error_response(request: Request, exc: APIError) -> Response:
         error = gemini_error(
             status=status, message=exc.message, code=exc.code, type_=exc.type, param=exc.param, request_id=rid
         )
+        after = exc.headers.get("retry-after", exc.headers.get("Retry-After"))
+        if after is not None and after.isdigit():  # Google's clients wait by this detail, not the header
+            error["details"].append({"@type": RETRY_INFO, "retryDelay": f"{after}s"})
         body = orjson.dumps({"error": error})
     else:
         body = error_body(message=exc.message, type_=exc.type, code=exc.code, param=exc.param, request_id=rid)

@@ -44,6 +44,9 @@ def google_face(path: str, *, keyed: bool, method: str) -> bool:
     return shared and keyed
 
 
+# Google's detail saying how long to wait before sending again (a 429's), as `retryDelay: "<seconds>s"`
+RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+
 # Google's canonical error codes (google.rpc.Code) by HTTP status, as its APIs answer them.
 GOOGLE_STATUS = {
     400: "INVALID_ARGUMENT",
