@@ -192,6 +192,12 @@ async def test_counts_models_and_errors_in_googles_shape(world: World, pipeline:
     assert v1 == [m.name for m in models]
     one = await sdk.models.get(model="local/smollm2-135m-instruct")
     assert one.name == "models/local/smollm2-135m-instruct"
+    # the embedding models `:embedContent` serves are listed with that method, as Google lists its own
+    # (they were left out, and `get` said "the Messages API cannot use" them)
+    embedder = by_name["models/local/all-minilm-l6-v2"]
+    assert embedder.supported_actions == ["embedContent", "batchEmbedContents"]
+    got = await sdk.models.get(model="local/all-minilm-l6-v2")
+    assert got.supported_actions == ["embedContent", "batchEmbedContents"]
 
     with pytest.raises(genai_errors.ClientError) as caught:
         await sdk.models.generate_content(model="gemini-2.5-flash", contents="hi")

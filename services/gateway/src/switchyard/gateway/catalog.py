@@ -159,20 +159,26 @@ class Catalog:
         with a key's allow-list (`allowed`), those it allows."""
         return await self._cards(self.policy, allowed)
 
-    async def infos(self, *, allowed: frozenset[str] | None = None) -> list[AnthropicModelInfo]:
+    async def infos(
+        self, *, allowed: frozenset[str] | None = None, embeddings: bool = False
+    ) -> list[AnthropicModelInfo]:
         """The same models as `cards`, in Anthropic's shape, but the embedding models (and their aliases):
-        the Anthropic API has no embeddings, and a model picker would offer them for messages."""
+        the Anthropic API has no embeddings, and a model picker would offer them for messages. With
+        `embeddings` (Gemini's Models API, which lists its embedding models by their methods), all."""
         policy = self.policy
         cards = await self._cards(policy, allowed)
-        return [_info(card.id, policy) for card in cards if not _embeds(policy, card.id)]
+        return [_info(card.id, policy) for card in cards if embeddings or not _embeds(policy, card.id)]
 
-    async def info(self, name: str, *, allowed: frozenset[str] | None = None) -> AnthropicModelInfo:
+    async def info(
+        self, name: str, *, allowed: frozenset[str] | None = None, embeddings: bool = False
+    ) -> AnthropicModelInfo:
         """One model in Anthropic's shape (the errors of `card`); an alias answers as the model it stands
-        for, as Anthropic's Get a Model resolves an alias to its model."""
+        for, as Anthropic's Get a Model resolves an alias to its model. An embedding model is not found
+        unless `embeddings` (as `infos`)."""
         policy = self.policy
         check_model(allowed, name, policy.resolve)
         model = policy.resolve(name)
-        if _embeds(policy, model):
+        if _embeds(policy, model) and not embeddings:
             raise ModelNotFound(
                 f"'{name}' is an embedding model, which the Messages API cannot use; GET /v1/models lists "
                 "the models it can",

@@ -167,7 +167,7 @@ async def models_page(request: Request, *, page_size: int | None, page_token: st
     `nextPageToken` of the page before)."""
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
-    infos = await gw.catalog.infos(allowed=allowed_models(principal.key_policy))
+    infos = await gw.catalog.infos(allowed=allowed_models(principal.key_policy), embeddings=True)
     start = 0
     if page_token:
         ids = [info.id for info in infos]
@@ -188,7 +188,7 @@ async def model_info(request: Request, model: str) -> Response:
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
     name = model_name(model, gw.catalog.policy.aliases)
-    info = await gw.catalog.info(name, allowed=allowed_models(principal.key_policy))
+    info = await gw.catalog.info(name, allowed=allowed_models(principal.key_policy), embeddings=True)
     body = render.model_json(info, embeds=_embeds(gw.catalog.policy, info.id))
     return Response(orjson.dumps(body), media_type="application/json")
 
