@@ -66,7 +66,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.support import fake_embeddings, fake_logprobs
+from tests.support import fake_embeddings, fake_gemini_names, fake_logprobs
 from tests.support.fake_scenarios import (
     RETRY_AFTER_S,
     ConnectionDropped,
@@ -255,7 +255,7 @@ class FakeGemini:
                 return f"Please use a valid role: user, model. (contents[{i}])"
             if not content.get("parts"):
                 return f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty."
-        return None
+        return fake_gemini_names.name_problem(body)
 
     def _text_signed(self, body: dict[str, Any]) -> None:
         """Notes what each model turn's text came back with: "issued" (a signature this server gave), "none",

@@ -70,3 +70,27 @@ async def test_dotted_and_colon_names_reach_every_provider_and_come_back_as_decl
         assert sent == list(NAMES)
     else:
         assert sent == ["ns_get_weather_2", "mcp_read", "ns_get_weather"]
+
+
+LONG = "mcp__filesystem__" + "read_" * 20  # 117 characters: Anthropic's tools take up to 128
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_names_gemini_refuses_reach_it_renamed_and_come_back_as_declared(
+    servers: dict[str, Upstream], streamed: bool
+) -> None:
+    """What the OpenAI and Anthropic faces take and Gemini refuses (a digit first; past 64 characters)."""
+    upstream = servers["gemini"]
+    names = (LONG, "1st_tool")
+    tools = tuple(ToolSpec(function=FunctionSpec(name=n, parameters=PARAMETERS)) for n in names)
+    call = ProviderCall(model="tool-call", messages=CONVERSATION[:1], max_tokens=50, tools=tools)
+    adapter = upstream.adapter()
+    try:
+        if streamed:
+            final = [p async for p in adapter.stream(call) if isinstance(p, Reply)][-1]
+        else:
+            final = await adapter.request(call)
+    finally:
+        await adapter.aclose()  # type: ignore[attr-defined]
+    assert [c.function.name for c in final.tool_calls] == [LONG]
+    assert sent_names(upstream) == [LONG[:64], "_1st_tool"]

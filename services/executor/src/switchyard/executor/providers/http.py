@@ -26,7 +26,7 @@ from switchyard.common.errors import ProviderError
 from switchyard.common.logs import redact
 from switchyard.executor.providers.base import ProviderCall, Reply, StreamPart, reply_parts
 from switchyard.executor.providers.errors import provider_error
-from switchyard.executor.providers.tool_names import ToolNames
+from switchyard.executor.providers.tool_names import NameRule, ToolNames
 from switchyard.executor.providers.transport import PROXY_REFUSED, AiohttpTransport
 
 log = logging.getLogger(__name__)
@@ -257,11 +257,11 @@ class HttpProvider(ABC):
     """An adapter that POSTs one JSON request per call, to a JSON answer or a Server-Sent Events stream.
     A provider says where (`_path`), what (`_body`, `_headers`), how its errors and answers read
     (`_error`, `_reply`) and how its stream reads (`_parts`); the calling, time limits, error bodies and
-    closing of streams are here. `plain_names`: the provider takes only plain function names
-    (`tool_names.py`: renamed for the call, named back in the answer)."""
+    closing of streams are here. `function_names`: the function names the provider takes (`tool_names.py`: the
+    others renamed for the call, named back in the answer)."""
 
     name: str
-    plain_names = False
+    function_names: NameRule | None = None
 
     def __init__(
         self,
@@ -337,7 +337,7 @@ class HttpProvider(ABC):
             raise
 
     async def request(self, call: ProviderCall) -> Reply:
-        names = ToolNames(call) if self.plain_names else None
+        names = ToolNames(call, self.function_names) if self.function_names is not None else None
         call = names.call if names is not None else call
         request = self._build(call, stream=False)
         async with self._unquoted(), transport_errors(self.name), time_limit(call.timeout_s):
@@ -383,7 +383,7 @@ class HttpProvider(ABC):
             await response.aclose()
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamPart]:
-        names = ToolNames(call) if self.plain_names else None
+        names = ToolNames(call, self.function_names) if self.function_names is not None else None
         parts = self._stream(names.call if names is not None else call)
         try:
             async with self._unquoted():

@@ -1,10 +1,11 @@
 """Function names a provider refuses, renamed for the call and named back in its answer. Gemini's API takes
 `.` and `:` in a function's name (`ns.get_weather`, `mcp:read`), and the Gemini face passes them on;
 OpenAI's chat completions and Responses API (`^[a-zA-Z0-9_-]+$`, at most 64) and Anthropic's Messages API
-(`^[a-zA-Z0-9_-]{1,128}$`) refuse the whole request over such a name. Each such name goes as its letters
-with every other character `_` (numbered apart when that is another name of the call), in the tools, the
-forced choice and the conversation's calls; the calls the model makes under the new name come back under
-the client's."""
+(`^[a-zA-Z0-9_-]{1,128}$`) refuse the whole request over such a name. Gemini's in turn must begin with a
+letter or `_` and hold at most 64 characters, where OpenAI's take a digit first and Anthropic's 128. Each
+name a provider refuses goes as its `NameRule` makes it (numbered apart when that is another name of the
+call), in the tools, the forced choice and the conversation's calls; the calls the model makes under the
+new name come back under the client's."""
 
 from __future__ import annotations
 
@@ -16,28 +17,49 @@ from typing import Any
 from switchyard.common.events import ChatMessage, ToolCall
 from switchyard.executor.providers.base import AnswerEnd, ProviderCall, Reply, StreamPart, ToolCallDelta
 
-# What OpenAI's and Anthropic's APIs take as a function's name (OpenAI's bound, the shorter)
-PLAIN_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
-_OTHER = re.compile(r"[^a-zA-Z0-9_-]")
+LONGEST = 64  # OpenAI's and Gemini's bound on a function's name (Anthropic's: 128)
+
+
+@dataclasses.dataclass(frozen=True)
+class NameRule:
+    """The names a provider takes (`taken`), and what a name it refuses becomes: each character outside
+    `kept` as `_`, `_` before a first character outside `first`, at most LONGEST characters."""
+
+    taken: re.Pattern[str]
+    kept: re.Pattern[str]  # one character outside the kept ones
+    first: re.Pattern[str] | None = None
+
+    def plain(self, name: str, suffix: str = "") -> str:
+        out = self.kept.sub("_", name)
+        if self.first is not None and not self.first.match(out):
+            out = "_" + out
+        return (out[: LONGEST - len(suffix)] + suffix) or "_"
+
+
+# OpenAI's and Anthropic's: letters, digits, `_` and `-`
+PLAIN = NameRule(taken=re.compile(r"[a-zA-Z0-9_-]{1,64}"), kept=re.compile(r"[^a-zA-Z0-9_-]"))
+# Gemini's: a letter or `_` first, then letters, digits, `_`, `.`, `:` or `-`
+GEMINI = NameRule(
+    taken=re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}"),
+    kept=re.compile(r"[^A-Za-z0-9_.:-]"),
+    first=re.compile(r"[A-Za-z_]"),
+)
 
 
 class ToolNames:
     """The renames of one call: `call` is what goes upstream; `part` and `reply` name its answer back."""
 
-    def __init__(self, call: ProviderCall) -> None:
+    def __init__(self, call: ProviderCall, rule: NameRule) -> None:
         names = [t.function.name for t in call.tools or ()]
         names += [c.function.name for m in call.messages for c in m.tool_calls or ()]
         self._sent: dict[str, str] = {}  # the client's name -> the name sent
-        taken = {n for n in names if PLAIN_NAME.fullmatch(n)}
+        taken = {n for n in names if rule.taken.fullmatch(n)}
         for name in dict.fromkeys(names):
             if name in taken or name in self._sent:
                 continue
-            plain = _OTHER.sub("_", name)[:64] or "_"
-            number = 2
+            plain, number = rule.plain(name), 2
             while plain in taken:  # another name of the call already: numbered apart
-                suffix = f"_{number}"
-                plain = _OTHER.sub("_", name)[: 64 - len(suffix)] + suffix
-                number += 1
+                plain, number = rule.plain(name, f"_{number}"), number + 1
             taken.add(plain)
             self._sent[name] = plain
         self._back = {plain: name for name, plain in self._sent.items()}

@@ -39,6 +39,7 @@ from switchyard.executor.providers.http import (
     sse_events,
     transport_errors,
 )
+from switchyard.executor.providers.tool_names import PLAIN
 
 NAME = "anthropic"
 PATH = "v1/messages"
@@ -46,7 +47,7 @@ PATH = "v1/messages"
 
 class AnthropicProvider(HttpProvider):
     name = NAME
-    plain_names = True  # Anthropic: `^[a-zA-Z0-9_-]{1,128}$`
+    function_names = PLAIN  # letters, digits, `_` and `-` (`tool_names.py`)
     # Anthropic's input-token rate limits leave out tokens read from the prompt cache (current models),
     # so our tpm buckets settle a call without them (`LimitGuard`)
     limits_count_cache_reads = False

@@ -44,6 +44,7 @@ from switchyard.executor.providers.http import (
     sse_events,
     transport_errors,
 )
+from switchyard.executor.providers.tool_names import GEMINI
 
 NAME = "gemini"
 T = TypeVar("T")
@@ -52,6 +53,7 @@ T = TypeVar("T")
 class GeminiProvider(HttpProvider):
     name = NAME
     carries = True  # its function calls' thought signatures: see `ProviderCall.carried`
+    function_names = GEMINI  # a letter or `_` first, at most 64 (`tool_names.py`)
 
     def __init__(
         self,

@@ -50,6 +50,7 @@ from switchyard.executor.providers.openai.wire import (
     request_body,
     usage_of,
 )
+from switchyard.executor.providers.tool_names import PLAIN
 
 NAME = "openai"
 PATH = "chat/completions"
@@ -57,7 +58,7 @@ PATH = "chat/completions"
 
 class OpenAIProvider(HttpProvider):
     name = NAME
-    plain_names = True  # OpenAI: `^[a-zA-Z0-9_-]+$`, and the servers that copy it
+    function_names = PLAIN  # letters, digits, `_` and `-` (`tool_names.py`)
 
     def __init__(
         self,
