@@ -321,13 +321,13 @@ def error_response(request: Request, exc: APIError) -> Response:
         }
         body = orjson.dumps({"type": "error", "error": error, "request_id": rid})
     elif speaks_google(request):
-        error = gemini_error(
+        google = gemini_error(
             status=status, message=exc.message, code=exc.code, type_=exc.type, param=exc.param, request_id=rid
         )
         after = exc.headers.get("retry-after", exc.headers.get("Retry-After"))
         if after is not None and after.isdigit():  # Google's clients wait by this detail, not the header
-            error["details"].append({"@type": RETRY_INFO, "retryDelay": f"{after}s"})
-        body = orjson.dumps({"error": error})
+            google["details"].append({"@type": RETRY_INFO, "retryDelay": f"{after}s"})
+        body = orjson.dumps({"error": google})
     else:
         body = error_body(message=exc.message, type_=exc.type, code=exc.code, param=exc.param, request_id=rid)
     headers = {"x-request-id": rid, **retry_header(exc), **exc.headers}
