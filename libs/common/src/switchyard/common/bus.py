@@ -29,11 +29,12 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import Histogram
 
 from switchyard.common import bus_auth, bus_guard, metrics, provisioning, subjects, tracing
+from switchyard.common.dlq import OMITTED_HEADER
 from switchyard.common.bus_auth import NatsCredentials
 from switchyard.common.config import STOP_GRACE_S, CommonSettings
 from switchyard.common.consumer import PullConsumer
 from switchyard.common.envelope import CONTENT_TYPE, CloudEvent, decode, encode
-from switchyard.common.errors import InvalidEvent, SwitchyardError
+from switchyard.common.errors import EventTooLarge, InvalidEvent, SwitchyardError
 from switchyard.common.events.base import EventPayload
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,7 @@ class EventPublisher:
         is stored; a caller acks its own message only after every confirmation."""
         target, eid, body = self._encode(payload, subject, event_id, tenant_id, event_subject, traceparent)
         headers = {"Nats-Msg-Id": eid, "content-type": CONTENT_TYPE}
+        self.check_fits(target, body, headers)
         future: asyncio.Future[api.PubAck] | None
         try:
             future = await self._js.publish_async(target, body, headers=headers)
@@ -233,10 +235,26 @@ class EventPublisher:
         )
         return target, eid, body
 
+    def room(self, headers: dict[str, str]) -> int:
+        """The most bytes of body a message with `headers` may carry: the server's `max_payload` (as it
+        told this connection) less the headers as nats-py writes them."""
+        return self._js._nc.max_payload - header_bytes(headers)
+
+    def check_fits(self, subject: str, body: bytes, headers: dict[str, str]) -> None:
+        """EventTooLarge for a message the server would refuse by closing the connection."""
+        room = self.room(headers)
+        if len(body) > room:
+            limit = self._js._nc.max_payload
+            raise EventTooLarge(
+                f"the event on {subject} would be {len(body) + limit - room} bytes with its headers, "
+                f"over the bus's max_payload of {limit} bytes"
+            )
+
     async def publish_raw(
         self, subject: str, body: bytes, *, msg_id: str, headers: dict[str, str] | None = None
     ) -> api.PubAck:
         hdrs = {"Nats-Msg-Id": msg_id, "content-type": CONTENT_TYPE, **(headers or {})}
+        self.check_fits(subject, body, hdrs)
         delay = 0.05
         for attempt in range(1, PUBLISH_ATTEMPTS + 1):
             try:
@@ -249,6 +267,13 @@ class EventPublisher:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
 
+def header_bytes(headers: dict[str, str]) -> int:
+    """What nats-py writes of `headers` (`NATS/1.0`, a line each, a blank line), which the server counts
+    against `max_payload` with the body."""
+    lines = sum(len(k.encode()) + len(v.encode()) + 4 for k, v in headers.items())
+    return len(b"NATS/1.0\r\n") + lines + 2
+
+
 async def dead_letter(
     publisher: EventPublisher,
     *,
@@ -257,9 +282,12 @@ async def dead_letter(
     reason: str,
     code: str,
 ) -> None:
-    """Copies a message, byte for byte, to the dead-letter stream with why it was rejected."""
+    """Copies a message, byte for byte, to the dead-letter stream with why it was rejected. A message too
+    large to copy with the dead letter's headers is dead-lettered without its body (header
+    `Switchyard-Dlq-Body-Omitted`: its size; it stays at its sequence of the events stream)."""
     meta = raw.metadata
     seq = meta.sequence.stream if meta is not None else 0
+    body: bytes = raw.data or b""
     headers = {
         "Switchyard-Dlq-Service": service,
         "Switchyard-Dlq-Code": code,
@@ -268,9 +296,12 @@ async def dead_letter(
         "Switchyard-Dlq-Stream-Seq": str(seq),
         "Switchyard-Dlq-Deliveries": str(meta.num_delivered if meta is not None else 0),
     }
-    ack = await publisher.publish_raw(
-        subjects.dlq_subject(service), raw.data or b"", msg_id=f"dlq-{service}-{seq}", headers=headers
-    )
+    msg_id = f"dlq-{service}-{seq}"
+    if len(body) > publisher.room({"Nats-Msg-Id": msg_id, "content-type": CONTENT_TYPE, **headers}):
+        log.warning("dead letter of %s seq %d: its %d bytes are not copied (over max_payload)", service, seq, len(body))
+        headers[OMITTED_HEADER] = str(len(body))
+        body = b""
+    ack = await publisher.publish_raw(subjects.dlq_subject(service), body, msg_id=msg_id, headers=headers)
     if not ack.duplicate:
         metrics.observe_dead_letter(service=service, code=code)
 
@@ -376,14 +407,7 @@ def subscribe(
                 raise InvalidEvent(NOT_PUBLISHED, code="not_published")
             event, payload = decode(raw.data, expected_types, subject=raw.subject)
         except InvalidEvent as exc:
-            log.warning("dead-lettering invalid event on %s: %s", raw.subject, exc.message)
-            await dead_letter(publisher(), service=service, raw=raw, reason=exc.message, code=exc.code)
-            if on_invalid is not None:
-                try:
-                    await on_invalid(raw.data, exc)
-                except Exception:  # the dead letter holds it: a lost courtesy, not a lost event
-                    log.exception("could not answer the invalid event on %s", raw.subject)
-            await raw.term()
+            await reject(raw, exc)
             return
         try:
             with tracing.span(
@@ -399,6 +423,9 @@ def subscribe(
             with contextlib.suppress(Exception):
                 await raw.nak()
             raise
+        except InvalidEvent as exc:  # found by the handler: an event too large to carry on (EventTooLarge)
+            await reject(raw, exc)
+            return
         except SwitchyardError as exc:
             await _fail(raw, exc.message, exc.code, exc.retryable, delivered)
             return
@@ -416,6 +443,16 @@ def subscribe(
             await _fail(raw, f"{type(exc).__name__}: {exc}", "handler_error", True, delivered)
             return
         await raw.ack()
+
+    async def reject(raw: Msg, exc: InvalidEvent) -> None:
+        log.warning("dead-lettering invalid event on %s: %s", raw.subject, exc.message)
+        await dead_letter(publisher(), service=service, raw=raw, reason=exc.message, code=exc.code)
+        if on_invalid is not None:
+            try:
+                await on_invalid(raw.data, exc)
+            except Exception:  # the dead letter holds it: a lost courtesy, not a lost event
+                log.exception("could not answer the invalid event on %s", raw.subject)
+        await raw.term()
 
     async def _fail(raw: Any, reason: str, code: str, retryable: bool, delivered: int) -> None:
         if retryable and delivered < consumer.max_deliver:

@@ -25,6 +25,8 @@ from switchyard.common import subjects
 from switchyard.common.envelope import CONTENT_TYPE
 
 REPLAY_HEADER = "Switchyard-Replay-Of"
+# a dead letter without its message (too large to copy with these headers): the message's size
+OMITTED_HEADER = "Switchyard-Dlq-Body-Omitted"
 
 
 class DeadLetterNotFound(LookupError):
@@ -143,6 +145,11 @@ async def replay(
     letter = await get(js, seq)
     if not letter.original_subject:
         raise DeadLetterNotFound(f"dead letter {seq} does not say where it came from; it cannot be replayed")
+    if OMITTED_HEADER in letter.headers:
+        raise DeadLetterNotFound(
+            f"dead letter {seq} holds no copy of its message ({letter.headers[OMITTED_HEADER]} bytes, too "
+            "large for the bus with a dead letter's headers); it cannot be replayed"
+        )
     found = letters if letters is not None else [x async for x in scan(js)]
     twins = tuple(x for x in found if x.seq != seq and _same_original(x, letter))
     # One id per stored message: a second replay of it within the duplicate window (its other dead letter,

@@ -26,6 +26,15 @@ class InvalidEvent(SwitchyardError):
     code = "invalid_event"
 
 
+class EventTooLarge(InvalidEvent):
+    """An event that would be a message over the bus's `max_payload` with its headers: never sent (nats-py
+    checks the payload alone; the server closes the connection of a client that sends more, and nats-py
+    does not reconnect after that). Another system's task near the limit grows past it on its way
+    (the classifier's and the router's events carry it): dead-lettered and answered with this code."""
+
+    code = "event_too_large"
+
+
 class ConfigurationError(SwitchyardError):
     code = "configuration_error"
 

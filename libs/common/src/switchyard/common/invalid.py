@@ -38,7 +38,9 @@ class Answer:
     event_id: str  # derived from the submission's, so a redelivery's answer is stored once
 
 
-def answer(raw: bytes, reason: str, *, now: datetime, at: str | None = None) -> Answer | None:
+def answer(
+    raw: bytes, reason: str, *, now: datetime, at: str | None = None, code: str = "invalid_event"
+) -> Answer | None:
     """The failure that answers the invalid event `raw` (refused for `reason`), or None when it names no
     task to answer. `at`: the field of the event's data holding the task (None: the data is the task)."""
     try:
@@ -60,7 +62,7 @@ def answer(raw: bytes, reason: str, *, now: datetime, at: str | None = None) -> 
     failed = TaskFailed(
         task_id=task_id,
         tenant_id=tenant_id,
-        error_code="invalid_event",
+        error_code=code,
         error_message=reason,
         failed_at=now,
     )
@@ -68,10 +70,15 @@ def answer(raw: bytes, reason: str, *, now: datetime, at: str | None = None) -> 
 
 
 async def tell_submitter(
-    publisher: bus.EventPublisher, raw: bytes, reason: str, *, at: str | None = None
+    publisher: bus.EventPublisher,
+    raw: bytes,
+    reason: str,
+    *,
+    at: str | None = None,
+    code: str = "invalid_event",
 ) -> None:
     """Publishes the failure that answers the invalid event `raw`, when it names a task (`answer`)."""
-    reply = answer(raw, reason, now=datetime.now(UTC), at=at)
+    reply = answer(raw, reason, now=datetime.now(UTC), at=at, code=code)
     if reply is None:
         return
     log.info("task %s is invalid; its submitter is told: %s", reply.failed.task_id, reason)

@@ -123,7 +123,7 @@ def create(settings: ClassifierSettings, classifier: Classifier | None = None) -
         await publish(event, task, result)
 
     async def on_invalid(raw: bytes, exc: InvalidEvent) -> None:
-        await invalid.tell_submitter(service.events(), raw, exc.message)
+        await invalid.tell_submitter(service.events(), raw, exc.message, code=exc.code)
 
     bus.subscribe(
         service.broker,

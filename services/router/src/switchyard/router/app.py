@@ -205,7 +205,7 @@ def create(settings: RouterSettings) -> Service:
     async def on_invalid(raw: bytes, exc: InvalidEvent) -> None:
         # a classification it cannot read (a type it does not know...): its submitter is told, not left
         # waiting for its timeout
-        await invalid.tell_submitter(service.events(), raw, exc.message, at="task")
+        await invalid.tell_submitter(service.events(), raw, exc.message, at="task", code=exc.code)
 
     async def on_call(event: CloudEvent, payload: ProviderCallRecorded) -> None:
         health = policies.current().health

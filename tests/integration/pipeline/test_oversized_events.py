@@ -1,0 +1,123 @@
+"""Another system publishes an event just under the bus's `max_payload`, on a real nats-server. A service
+that carries it on (the classifier wraps the task in its classified event, larger by what it adds) or
+dead-letters it (the copy takes the dead letter's headers) would send a message over `max_payload`: nats-py
+checks the payload alone, the server counts the headers too and closes the connection, and nats-py never
+reconnects after that. One event stopped a service for good (found with `make run`: the classifier). Now
+such an event is dead-lettered with its reason, its submitter answered, and the service goes on."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import nats
+import orjson
+import pytest
+
+from switchyard.cli.processes import NatsServer
+from switchyard.common import bus, dlq, invalid, subjects
+from switchyard.common.envelope import CloudEvent
+from switchyard.common.errors import InvalidEvent
+from switchyard.common.events import TaskSubmitted
+from tests.support.tasks import hello_task
+
+pytestmark = pytest.mark.integration
+
+CONSUMER = subjects.Consumer(
+    durable="oversized-probe",
+    stream=subjects.STREAM_EVENTS,
+    filter_subject=subjects.TASK_SUBMITTED,
+    max_deliver=2,
+)
+CARRIED = f"{subjects.PREFIX}.task.classified"
+
+
+def _event_of(task_id: str, size: int) -> tuple[str, bytes]:
+    """A task event as another system writes it (no optional fields), padded to `size` bytes."""
+    event: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": f"ext-{task_id}",
+        "source": "urn:other",
+        "type": TaskSubmitted.EVENT_TYPE,
+        "data": hello_task(task_id).model_dump(mode="json", exclude_none=True),
+    }
+    event["data"]["request"]["messages"][0]["content"] = ""
+    pad = size - len(orjson.dumps(event))
+    event["data"]["request"]["messages"][0]["content"] = "x" * pad
+    raw = orjson.dumps(event)
+    assert len(raw) == size
+    return event["id"], raw
+
+
+async def _wait_for(predicate: Any, timeout: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)
+
+
+async def test_an_event_near_max_payload_is_dead_lettered_and_answered_and_the_service_goes_on(
+    nats_server: NatsServer,
+) -> None:
+    carried: list[str] = []
+
+    async def handler(event: CloudEvent, payload: TaskSubmitted) -> None:  # as the classifier: wrap it on
+        await publisher[0].publish(payload, subject=CARRIED, event_id=f"{event.id}-on", tenant_id="acme")
+        carried.append(payload.task_id)
+
+    async def on_invalid(raw: bytes, exc: InvalidEvent) -> None:
+        await invalid.tell_submitter(publisher[0], raw, exc.message, code=exc.code)
+
+    broker = bus.make_broker(nats_server.url, name="oversized-test")
+    publisher: list[bus.EventPublisher] = []
+    bus.subscribe(
+        broker,
+        consumer=CONSUMER,
+        service="probe",
+        publisher=lambda: publisher[0],
+        expected=[TaskSubmitted],
+        handler=handler,
+        on_invalid=on_invalid,
+    )
+    await broker.connect()
+    js = bus.jetstream(broker)
+    await bus.ensure_streams(js)
+    publisher.append(bus.EventPublisher(js, source="test"))
+    await broker.start()
+    await bus.start_consumers(broker)
+    other = await nats.connect(nats_server.url)
+    try:
+        theirs = other.jetstream()
+        limit = other.max_payload
+        answers = await other.subscribe(subjects.result_subject("t-big"))
+        big_id, big = _event_of("t-big", limit - 100)
+        await theirs.publish(subjects.TASK_SUBMITTED, big, headers={"Nats-Msg-Id": big_id})
+        junk = b"{" + b"x" * (limit - 120)  # not JSON: dead-lettered at once, its copy near the limit too
+        await theirs.publish(subjects.TASK_SUBMITTED, junk, headers={"Nats-Msg-Id": "junk"})
+        after_id, after = _event_of("t-after", 2_000)
+        await theirs.publish(subjects.TASK_SUBMITTED, after, headers={"Nats-Msg-Id": after_id})
+
+        letters: list[dlq.DeadLetter] = []
+
+        async def settled() -> bool:
+            letters[:] = [x async for x in dlq.scan(js, service="probe")]
+            return len(letters) == 2 and carried == ["t-after"]
+
+        await _wait_for(settled)
+        assert broker._connection is not None and broker._connection.is_connected
+        codes = sorted(letter.code for letter in letters)
+        assert codes == ["event_too_large", "invalid_event"], codes
+        too_large = next(letter for letter in letters if letter.code == "event_too_large")
+        assert f"over the bus's max_payload of {limit} bytes" in too_large.reason, too_large.reason
+        junk_letter = next(letter for letter in letters if letter.code == "invalid_event")
+        assert junk_letter.headers[dlq.OMITTED_HEADER] == str(len(junk)) and junk_letter.data == b""
+        with pytest.raises(dlq.DeadLetterNotFound, match="holds no copy"):  # nothing to replay
+            await dlq.replay(js, junk_letter.seq)
+        answer = orjson.loads((await answers.next_msg(timeout=10)).data)
+        assert answer["type"] == "switchyard.task.failed.v1"
+        assert answer["data"]["error_code"] == "event_too_large"
+        assert "max_payload" in answer["data"]["error_message"]
+    finally:
+        await other.close()
+        await bus.stop_consumers(broker)
+        await broker.stop()
