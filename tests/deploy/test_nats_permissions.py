@@ -162,6 +162,10 @@ async def test_the_integrator_submits_and_hears_results_and_can_do_nothing_else(
             await outsider.request(
                 f"{subjects.BILLING_RPC_PREFIX}.usage", b'{"tenant_id": "acme"}', timeout=1
             )
+        with pytest.raises(nats.errors.TimeoutError):  # results are heard, not read from the stream (README)
+            await outsider.jetstream(timeout=1).add_consumer(
+                subjects.STREAM_EVENTS, durable_name="mine", filter_subject=f"{subjects.RESULT_PREFIX}.>"
+            )
         for subject in ("_INBOX.>", f"{subjects.DLQ_PREFIX}.>", f"{subjects.BILLING_RPC_PREFIX}.>"):
             await outsider.subscribe(subject)  # others' replies, the dead letters, billing's RPC requests
         await outsider.flush()

@@ -114,7 +114,8 @@ CHANNELS: tuple[Channel, ...] = (
         "taskResult",
         f"{subjects.RESULT_PREFIX}.{{task_id}}",
         "The task's outcome. Subscribe to `switchyard.result.<task_id>` (core NATS, before publishing the "
-        "task) or read it from the stream with a consumer filtered on `switchyard.result.>`.",
+        "task) or read it from the stream with a consumer filtered on `switchyard.result.>` (a user with "
+        "JetStream reads: not `integrator`, which hears a result only while subscribed).",
         (TaskCompleted, TaskFailed),
         ("executor", "router"),
         ("gateway", "billing", "audit", "external systems"),
