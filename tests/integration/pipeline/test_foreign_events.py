@@ -1,4 +1,7 @@
-"""Another system publishes an event just under the bus's `max_payload`, on a real nats-server. A service
+"""Mistakes of another system on the bus, on a real nats-server, each found with `make run` and a nats-py
+script: none may stop a service, each is dead-lettered with its reason and its submitter answered.
+
+It publishes an event just under the bus's `max_payload`, on a real nats-server. A service
 that carries it on (the classifier wraps the task in its classified event, larger by what it adds) or
 dead-letters it (the copy takes the dead letter's headers) would send a message over `max_payload`: nats-py
 checks the payload alone, the server counts the headers too and closes the connection, and nats-py never
@@ -117,6 +120,53 @@ async def test_an_event_near_max_payload_is_dead_lettered_and_answered_and_the_s
         assert answer["type"] == "switchyard.task.failed.v1"
         assert answer["data"]["error_code"] == "event_too_large"
         assert "max_payload" in answer["data"]["error_message"]
+    finally:
+        await other.close()
+        await bus.stop_consumers(broker)
+        await broker.stop()
+
+
+async def test_an_event_without_specversion_is_no_cloudevent_and_is_refused(nats_server: NatsServer) -> None:
+    """CloudEvents 1.0 requires `specversion`; an event without it was run as a task (found with `make run`
+    from another system's nats-py script). Now it is dead-lettered and answered as any invalid event."""
+    handled: list[str] = []
+
+    async def handler(event: CloudEvent, payload: TaskSubmitted) -> None:
+        handled.append(payload.task_id)
+
+    async def on_invalid(raw: bytes, exc: InvalidEvent) -> None:
+        await invalid.tell_submitter(publisher[0], raw, exc.message, code=exc.code)
+
+    broker = bus.make_broker(nats_server.url, name="specversion-test")
+    publisher: list[bus.EventPublisher] = []
+    bus.subscribe(
+        broker,
+        consumer=CONSUMER,
+        service="probe",
+        publisher=lambda: publisher[0],
+        expected=[TaskSubmitted],
+        handler=handler,
+        on_invalid=on_invalid,
+    )
+    await broker.connect()
+    js = bus.jetstream(broker)
+    await bus.ensure_streams(js)
+    publisher.append(bus.EventPublisher(js, source="test"))
+    await broker.start()
+    await bus.start_consumers(broker)
+    other = await nats.connect(nats_server.url)
+    try:
+        answers = await other.subscribe(subjects.result_subject("t-nospec"))
+        event = orjson.loads(_event_of("t-nospec", 2_000)[1])
+        del event["specversion"]
+        await other.jetstream().publish(
+            subjects.TASK_SUBMITTED, orjson.dumps(event), headers={"Nats-Msg-Id": "nospec"}
+        )
+        answer = orjson.loads((await answers.next_msg(timeout=10)).data)
+        assert answer["data"]["error_code"] == "invalid_event", answer
+        assert "specversion" in answer["data"]["error_message"]
+        letters = [x async for x in dlq.scan(js, service="probe")]
+        assert [letter.code for letter in letters] == ["invalid_event"] and handled == []
     finally:
         await other.close()
         await bus.stop_consumers(broker)
