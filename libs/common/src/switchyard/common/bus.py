@@ -29,10 +29,10 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import Histogram
 
 from switchyard.common import bus_auth, bus_guard, metrics, provisioning, subjects, tracing
-from switchyard.common.dlq import OMITTED_HEADER
 from switchyard.common.bus_auth import NatsCredentials
 from switchyard.common.config import STOP_GRACE_S, CommonSettings
 from switchyard.common.consumer import PullConsumer
+from switchyard.common.dlq import OMITTED_HEADER
 from switchyard.common.envelope import CONTENT_TYPE, CloudEvent, decode, encode
 from switchyard.common.errors import EventTooLarge, InvalidEvent, SwitchyardError
 from switchyard.common.events.base import EventPayload
@@ -298,7 +298,9 @@ async def dead_letter(
     }
     msg_id = f"dlq-{service}-{seq}"
     if len(body) > publisher.room({"Nats-Msg-Id": msg_id, "content-type": CONTENT_TYPE, **headers}):
-        log.warning("dead letter of %s seq %d: its %d bytes are not copied (over max_payload)", service, seq, len(body))
+        log.warning(
+            "dead letter of %s seq %d: its %d bytes not copied (max_payload)", service, seq, len(body)
+        )
         headers[OMITTED_HEADER] = str(len(body))
         body = b""
     ack = await publisher.publish_raw(subjects.dlq_subject(service), body, msg_id=msg_id, headers=headers)

@@ -32,9 +32,7 @@ def _specversion_required(schema: dict[str, Any]) -> None:
 
 
 class CloudEvent(BaseModel):
-    model_config = ConfigDict(
-        extra="allow", populate_by_name=True, json_schema_extra=_specversion_required
-    )
+    model_config = ConfigDict(extra="allow", populate_by_name=True, json_schema_extra=_specversion_required)
 
     specversion: str = Field(default="1.0", pattern=r"^1\.0$")
     id: str = Field(min_length=1, max_length=128)
