@@ -216,3 +216,39 @@ async def test_a_task_of_no_organisation_is_refused_and_the_default_organisation
     assert refused["type"] == "switchyard.task.failed.v1"
     assert refused["data"]["error_code"] == "unknown_tenant"  # type: ignore[index]
     assert outcomes[dev]["type"] == "switchyard.task.completed.v1"
+
+
+async def test_another_system_logs_in_as_integrator_on_make_runs_bus(stack: RunningStack, bus_tenant: str) -> None:
+    """`make run` gives another system a user of its own (README, Trust): `integrator`, whose password is in
+    var/nats-auth beside the others. Before, the only login the embedded bus let in for it was `operator`,
+    which may do everything (forge results and usage, read every dead letter). It submits and hears its
+    result, and may not publish a result itself."""
+    password = (stack.var_dir / "nats-auth" / "integrator.password").read_text().strip()
+    denied: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        denied.append(str(exc))
+
+    nc = await nats.connect(
+        stack.bare_nats_url,
+        user="integrator",
+        password=password,
+        inbox_prefix="_INBOX_integrator",
+        error_cb=on_error,
+    )
+    try:
+        task_id = uuid.uuid4().hex
+        results = await nc.subscribe(f"switchyard.result.{task_id}")
+        event = _task_event(bus_tenant, task_id)
+        ack = await nc.jetstream().publish(
+            "switchyard.task.submitted", orjson.dumps(event), headers={"Nats-Msg-Id": str(event["id"])}
+        )
+        assert ack.stream == "SWITCHYARD"
+        result = orjson.loads((await results.next_msg(timeout=120)).data)
+        assert result["type"] == "switchyard.task.completed.v1", result
+        await nc.publish(f"switchyard.result.{task_id}", b"{}")  # a forged result
+        await nc.flush()
+        await asyncio.sleep(0.3)
+        assert any("permissions violation for publish" in d.lower() for d in denied), denied
+    finally:
+        await nc.close()

@@ -302,6 +302,11 @@ def integrator_permissions() -> dict[str, object]:
     }
 
 
+def embedded_permissions(user: str) -> dict[str, object] | None:
+    """A user's permissions on the embedded run's bus, which has `integrator` too (`switchyard up`)."""
+    return integrator_permissions() if user == INTEGRATOR else permissions(user)
+
+
 def authorization_block(passwords: Mapping[str, str] | None = None, *, integrator: bool = False) -> str:
     """nats.conf's `authorization` block with every user's permissions, and `integrator`'s when asked.
     `passwords` (per user) are written as given, which may be bcrypt hashes (nats-server compares a

@@ -126,8 +126,9 @@ class Stack:
             self.var_dir / "jetstream",
             port=self.settings.nats_port,
             monitor_port=self.settings.nats_monitor_port,
-            users=nats_users.ensure_passwords(self.var_dir),
-            permissions=bus_permissions.permissions,
+            # another system's user (`integrator`) beside the services' and the operator's
+            users=nats_users.ensure_passwords(self.var_dir, (*nats_users.USERS, bus_permissions.INTEGRATOR)),
+            permissions=bus_permissions.embedded_permissions,
         ).start(log_file=self.logs / "nats.log")
 
     async def provision_bus(self) -> None:

@@ -33,13 +33,13 @@ def password_path(var_dir: Path, user: str) -> Path:
     return var_dir / AUTH_DIR / f"{user}.password"
 
 
-def ensure_passwords(var_dir: Path) -> dict[str, str]:
+def ensure_passwords(var_dir: Path, users: tuple[str, ...] = USERS) -> dict[str, str]:
     """Every user's password, made now for a user that has none (32 random bytes, URL-safe base64)."""
     folder = var_dir / AUTH_DIR
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     folder.chmod(0o700)
     passwords = {}
-    for user in USERS:
+    for user in users:
         path = password_path(var_dir, user)
         if not path.exists():
             write_private(path, secrets.token_urlsafe(32) + "\n")
