@@ -218,7 +218,9 @@ async def test_a_task_of_no_organisation_is_refused_and_the_default_organisation
     assert outcomes[dev]["type"] == "switchyard.task.completed.v1"
 
 
-async def test_another_system_logs_in_as_integrator_on_make_runs_bus(stack: RunningStack, bus_tenant: str) -> None:
+async def test_another_system_logs_in_as_integrator_on_make_runs_bus(
+    stack: RunningStack, bus_tenant: str
+) -> None:
     """`make run` gives another system a user of its own (README, Trust): `integrator`, whose password is in
     var/nats-auth beside the others. Before, the only login the embedded bus let in for it was `operator`,
     which may do everything (forge results and usage, read every dead letter). It submits and hears its
