@@ -12,6 +12,7 @@ import nats
 import pytest
 
 from switchyard.cli import nats_users
+from switchyard.cli.bus_permissions import INTEGRATOR
 from tests.e2e.conftest import RunningStack
 
 pytestmark = pytest.mark.e2e
@@ -69,7 +70,7 @@ def test_the_bus_refuses_a_client_without_credentials(stack: RunningStack) -> No
     said = asyncio.run(_refused(stack.bare_nats_url, user="executor", password="guessed"))
     assert "Authorization Violation" in said
     passwords = _passwords(stack)
-    assert set(passwords) == set(nats_users.USERS)
+    assert set(passwords) == {*nats_users.USERS, INTEGRATOR}  # another system's user too
     for user in passwords:
         mode = (stack.var_dir / nats_users.AUTH_DIR / f"{user}.password").stat().st_mode
         assert stat.S_IMODE(mode) == 0o600
