@@ -11,11 +11,14 @@ such an event is dead-lettered with its reason, its submitter answered, and the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import nats
 import orjson
 import pytest
+from nats.js import JetStreamContext
 
 from switchyard.cli.processes import NatsServer
 from switchyard.common import bus, dlq, invalid, subjects
@@ -59,20 +62,18 @@ async def _wait_for(predicate: Any, timeout: float = 15.0) -> None:
         await asyncio.sleep(0.1)
 
 
-async def test_an_event_near_max_payload_is_dead_lettered_and_answered_and_the_service_goes_on(
-    nats_server: NatsServer,
-) -> None:
-    carried: list[str] = []
-
-    async def handler(event: CloudEvent, payload: TaskSubmitted) -> None:  # as the classifier: wrap it on
-        await publisher[0].publish(payload, subject=CARRIED, event_id=f"{event.id}-on", tenant_id="acme")
-        carried.append(payload.task_id)
+@contextlib.asynccontextmanager
+async def _probe(
+    url: str, name: str, handler: Callable[[CloudEvent, TaskSubmitted], Awaitable[None]]
+) -> AsyncIterator[tuple[Any, JetStreamContext, bus.EventPublisher]]:
+    """A bus service as the platform's are made (`bus.subscribe` on CONSUMER, invalid events dead-lettered
+    and their submitters answered), running `handler`; yields its broker, JetStream and publisher."""
+    publisher: list[bus.EventPublisher] = []
 
     async def on_invalid(raw: bytes, exc: InvalidEvent) -> None:
         await invalid.tell_submitter(publisher[0], raw, exc.message, code=exc.code)
 
-    broker = bus.make_broker(nats_server.url, name="oversized-test")
-    publisher: list[bus.EventPublisher] = []
+    broker = bus.make_broker(url, name=name)
     bus.subscribe(
         broker,
         consumer=CONSUMER,
@@ -88,6 +89,27 @@ async def test_an_event_near_max_payload_is_dead_lettered_and_answered_and_the_s
     publisher.append(bus.EventPublisher(js, source="test"))
     await broker.start()
     await bus.start_consumers(broker)
+    try:
+        yield broker, js, publisher[0]
+    finally:
+        await bus.stop_consumers(broker)
+        await broker.stop()
+
+
+async def test_an_event_near_max_payload_is_dead_lettered_and_answered_and_the_service_goes_on(
+    nats_server: NatsServer,
+) -> None:
+    carried: list[str] = []
+
+    async def handler(event: CloudEvent, payload: TaskSubmitted) -> None:  # as the classifier: wrap it on
+        await publisher.publish(payload, subject=CARRIED, event_id=f"{event.id}-on", tenant_id="acme")
+        carried.append(payload.task_id)
+
+    async with _probe(nats_server.url, "oversized-test", handler) as (broker, js, publisher):
+        await _oversized(nats_server, broker, js, carried)
+
+
+async def _oversized(nats_server: NatsServer, broker: Any, js: JetStreamContext, carried: list[str]) -> None:
     other = await nats.connect(nats_server.url)
     try:
         theirs = other.jetstream()
@@ -122,8 +144,6 @@ async def test_an_event_near_max_payload_is_dead_lettered_and_answered_and_the_s
         assert "max_payload" in answer["data"]["error_message"]
     finally:
         await other.close()
-        await bus.stop_consumers(broker)
-        await broker.stop()
 
 
 async def test_an_event_without_specversion_is_no_cloudevent_and_is_refused(nats_server: NatsServer) -> None:
@@ -134,26 +154,11 @@ async def test_an_event_without_specversion_is_no_cloudevent_and_is_refused(nats
     async def handler(event: CloudEvent, payload: TaskSubmitted) -> None:
         handled.append(payload.task_id)
 
-    async def on_invalid(raw: bytes, exc: InvalidEvent) -> None:
-        await invalid.tell_submitter(publisher[0], raw, exc.message, code=exc.code)
+    async with _probe(nats_server.url, "specversion-test", handler) as (_, js, _):
+        await _without_specversion(nats_server, js, handled)
 
-    broker = bus.make_broker(nats_server.url, name="specversion-test")
-    publisher: list[bus.EventPublisher] = []
-    bus.subscribe(
-        broker,
-        consumer=CONSUMER,
-        service="probe",
-        publisher=lambda: publisher[0],
-        expected=[TaskSubmitted],
-        handler=handler,
-        on_invalid=on_invalid,
-    )
-    await broker.connect()
-    js = bus.jetstream(broker)
-    await bus.ensure_streams(js)
-    publisher.append(bus.EventPublisher(js, source="test"))
-    await broker.start()
-    await bus.start_consumers(broker)
+
+async def _without_specversion(nats_server: NatsServer, js: JetStreamContext, handled: list[str]) -> None:
     other = await nats.connect(nats_server.url)
     try:
         answers = await other.subscribe(subjects.result_subject("t-nospec"))
@@ -169,5 +174,3 @@ async def test_an_event_without_specversion_is_no_cloudevent_and_is_refused(nats
         assert [letter.code for letter in letters] == ["invalid_event"] and handled == []
     finally:
         await other.close()
-        await bus.stop_consumers(broker)
-        await broker.stop()
