@@ -15,6 +15,7 @@ from nats.js import api
 from sqlalchemy import select
 
 from switchyard.audit.models import DigestKey, LedgerEntry
+from switchyard.cli import nats_users
 from switchyard.common import subjects
 from switchyard.common.db import create_engine, sessionmaker
 from tests.chaos.stack import SECRETS
@@ -98,7 +99,7 @@ def test_no_secret_in_logs_events_or_ledger(tenants: Tenants) -> None:
     secrets = [*SECRETS, GUESSED, *t.victim.keys.values(), *t.attacker.keys.values(), *new_keys]
     # the embedded run's NATS users' passwords (switchyard up made them; each service logged in with its own)
     nats_passwords = [p.read_text().strip() for p in (stack.var_dir / "nats-auth").glob("*.password")]
-    assert len(nats_passwords) == 7
+    assert len(nats_passwords) == len(nats_users.USERS) + 1  # and another system's, `integrator`
     secrets += nats_passwords
     assert stack.fake.requests, "the providers were called with the key"
     assert any(
