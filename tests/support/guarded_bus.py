@@ -5,6 +5,7 @@ its own user. `violations()` reads what the server refused from its log."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from nats.aio.client import Client
 
 from switchyard.cli import bus_permissions, bus_stores, nats_users
 from switchyard.cli.processes import NatsServer
-from switchyard.common import subjects
+from switchyard.common import kv_guard, subjects
 
 # What nats-server logs when it refuses a publish or a subscription ("Publish Violation - Subject ...",
 # "Subscription Violation - ..."), and what nats-py reports to the client ("permissions violation for ...").
@@ -108,3 +109,16 @@ async def forge(
     await executor.publish(f"$JS.API.DIRECT.GET.KV_{own}.$KV.{own}.bait", reply=f"$KV.{bucket}.{key}")
     await executor.flush()
     await asyncio.sleep(0.3)
+
+
+async def restored(bucket: object, key: str, *, within_s: float = 5.0) -> bytes | None:
+    """The key's value once its newest revision is a writer's again (None: still forged after `within_s`):
+    how a test sees a writer put its own value back over a `forge`d one."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            value, _ = await kv_guard.read(bucket, key)  # type: ignore[arg-type]
+            return value
+        except kv_guard.ForgedEntry:
+            await asyncio.sleep(0.1)
+    return None

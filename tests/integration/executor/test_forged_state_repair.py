@@ -8,31 +8,18 @@ provider gone, until an executor writes that key again. The executors' watches r
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 from nats.aio.client import Client
 
-from switchyard.common import kv, kv_guard, providers, subjects
+from switchyard.common import kv, providers, subjects
 from switchyard.common.providers import BreakerRecord, ProviderStatus, RateRecord
 from switchyard.executor.resilience.breaker import BreakerConfig
 from switchyard.executor.resilience.limits import Limit
 from switchyard.executor.resilience.shared import KVRateLimits, open_breakers
-from tests.support.guarded_bus import GuardedBus, forge
+from tests.support.guarded_bus import GuardedBus, forge, restored
 
 pytestmark = pytest.mark.integration
-
-
-async def restored(bucket: object, key: str, *, within_s: float = 5.0) -> bytes | None:
-    """The key's value once its newest revision is a writer's again (None: still forged after `within_s`)."""
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        try:
-            value, _ = await kv_guard.read(bucket, key)  # type: ignore[arg-type]
-            return value
-        except kv_guard.ForgedEntry:
-            await asyncio.sleep(0.1)
-    return None
 
 
 async def clients(guarded: GuardedBus) -> tuple[Client, Client]:

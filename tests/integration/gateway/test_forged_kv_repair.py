@@ -11,7 +11,6 @@ ceiling changed. The gateway's watches write the value over the forgery now.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import nats
 import pytest
@@ -30,21 +29,9 @@ from switchyard.gateway.db import migrations
 from switchyard.gateway.limits.control import THROTTLE_KEY, Control
 from switchyard.gateway.limits.counters import counter_bucket
 from switchyard.gateway.tenants import Principal, create_tenant
-from tests.support.guarded_bus import forge
+from tests.support.guarded_bus import forge, restored
 
 pytestmark = pytest.mark.integration
-
-
-async def restored(bucket: object, key: str, *, within_s: float) -> bytes | None:
-    """The key's value once its newest revision is a writer's again (None: still forged after `within_s`)."""
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        try:
-            value, _ = await kv_guard.read(bucket, key)  # type: ignore[arg-type]
-            return value
-        except kv_guard.ForgedEntry:
-            await asyncio.sleep(0.1)
-    return None
 
 
 async def test_a_forged_registry_entry_is_written_over_from_the_database(
