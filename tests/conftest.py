@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import subprocess
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,6 +13,7 @@ from nats.aio.client import Client
 
 from switchyard.cli.processes import POSTGRES_BIN, NatsServer, PostgresCluster
 from tests.support.guarded_bus import GuardedBus, guarded_bus
+from tests.support.postgres import started_cluster
 
 
 @pytest.fixture(autouse=True)
@@ -62,17 +61,9 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresCluster]:
-    if not PostgresCluster.available():
-        pytest.fail("PostgreSQL binaries not found: `make test` installs them (apt-get install postgresql)")
-    # Not under pytest's tmp dir: that one is private to root and the server runs as `postgres`.
-    base = Path(tempfile.mkdtemp(prefix="switchyard-pg-"))
-    cluster = PostgresCluster(base).start()
-    try:
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    with started_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

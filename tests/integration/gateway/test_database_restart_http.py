@@ -7,8 +7,6 @@ again, with no restart of the gateway."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ import pytest
 
 from switchyard.cli.processes import NatsServer, PostgresCluster
 from tests.integration.gateway.harness import auth, gateways, make_org, prepare_bus
+from tests.support.postgres import started_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -27,16 +26,8 @@ CHAT = {"model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content
 @pytest.fixture
 def own_cluster() -> Iterator[PostgresCluster]:
     """A cluster of this test's own: it is stopped and started again under the gateway."""
-    if not PostgresCluster.available():
-        pytest.fail("PostgreSQL binaries not found: `make test` installs them (apt-get install postgresql)")
-    base = Path(tempfile.mkdtemp(prefix="switchyard-pg-"))
-    cluster = PostgresCluster(base).start()
-    try:
+    with started_cluster() as cluster:
         yield cluster
-    finally:
-        if (cluster.data_dir / "postmaster.pid").exists():  # a failed test may leave it stopped
-            cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _unavailable(response: httpx.Response) -> None:

@@ -18,6 +18,7 @@ from switchyard.common import bus, dlq, subjects
 from switchyard.common.envelope import CloudEvent, encode
 from switchyard.common.errors import SwitchyardError
 from switchyard.common.events import TaskSubmitted
+from tests.support.probe import start_probe
 from tests.support.tasks import hello_task
 
 pytestmark = pytest.mark.integration
@@ -41,35 +42,6 @@ def _cli(nats_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def _consume(
-    url: str,
-    consumer: subjects.Consumer,
-    service: str,
-    handler: Any,
-    *,
-    expected: list[type[TaskSubmitted]] | None,
-) -> tuple[Any, bus.EventPublisher]:
-    """`handler` subscribed as `service`'s consumer on a connected broker, with the publisher it dead-letters
-    through."""
-    broker = bus.make_broker(url, name=f"{consumer.durable}-test")
-    publisher: list[bus.EventPublisher] = []
-    bus.subscribe(
-        broker,
-        consumer=consumer,
-        service=service,
-        publisher=lambda: publisher[0],
-        expected=expected,
-        handler=handler,
-    )
-    await broker.connect()
-    js = bus.jetstream(broker)
-    await bus.ensure_streams(js)
-    publisher.append(bus.EventPublisher(js, source="test"))
-    await broker.start()
-    await bus.start_consumers(broker)
-    return broker, publisher[0]
-
-
 async def _wait_for(predicate: Any, timeout: float = 15.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not await predicate():
@@ -89,7 +61,9 @@ async def test_a_dead_letter_is_listed_with_its_reason_and_replayed_once_fixed(
             raise SwitchyardError("the database is down", code="db_unavailable", retryable=True)
         handled.append(event.id)
 
-    broker, publisher = await _consume(nats_server.url, CONSUMER, "probe", handler, expected=[TaskSubmitted])
+    broker, publisher = await start_probe(
+        nats_server.url, CONSUMER, "probe", handler, expected=[TaskSubmitted]
+    )
     js = bus.jetstream(broker)
     try:
         event_id = await publisher.publish(hello_task("t-dlq-1"), tenant_id="acme")
@@ -160,7 +134,7 @@ async def test_an_event_on_a_wrong_subject_or_naming_two_tenants_is_dead_lettere
     everything = subjects.Consumer(
         "dlq-everything-probe", subjects.STREAM_EVENTS, f"{subjects.PREFIX}.task.>"
     )
-    broker, publisher = await _consume(nats_server.url, everything, "everything", handler, expected=None)
+    broker, publisher = await start_probe(nats_server.url, everything, "everything", handler, expected=None)
     js = bus.jetstream(broker)
     try:
         typo_id, typo = encode(hello_task("t-typo"), source="urn:other", tenant_id="acme")
@@ -249,7 +223,7 @@ async def test_the_dead_letters_of_one_event_are_replayed_as_one_publish(
     for name in ("first", "second"):
         consumer = subjects.Consumer(f"dlq-twin-{name}", subjects.STREAM_EVENTS, subjects.TASK_SUBMITTED)
         consumers.append(
-            await _consume(nats_server.url, consumer, name, failing(name), expected=[TaskSubmitted])
+            await start_probe(nats_server.url, consumer, name, failing(name), expected=[TaskSubmitted])
         )
     (broker, publisher), _ = consumers
     js = bus.jetstream(broker)

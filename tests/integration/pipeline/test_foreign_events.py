@@ -25,6 +25,7 @@ from switchyard.common import bus, dlq, invalid, subjects
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.errors import InvalidEvent
 from switchyard.common.events import TaskSubmitted
+from tests.support.probe import start_probe
 from tests.support.tasks import hello_task
 
 pytestmark = pytest.mark.integration
@@ -68,29 +69,16 @@ async def _probe(
 ) -> AsyncIterator[tuple[Any, JetStreamContext, bus.EventPublisher]]:
     """A bus service as the platform's are made (`bus.subscribe` on CONSUMER, invalid events dead-lettered
     and their submitters answered), running `handler`; yields its broker, JetStream and publisher."""
-    publisher: list[bus.EventPublisher] = []
 
     async def on_invalid(raw: bytes, exc: InvalidEvent) -> None:
-        await invalid.tell_submitter(publisher[0], raw, exc.message, code=exc.code)
+        await invalid.tell_submitter(publisher, raw, exc.message, code=exc.code)
 
-    broker = bus.make_broker(url, name=name)
-    bus.subscribe(
-        broker,
-        consumer=CONSUMER,
-        service="probe",
-        publisher=lambda: publisher[0],
-        expected=[TaskSubmitted],
-        handler=handler,
-        on_invalid=on_invalid,
+    broker, publisher = await start_probe(
+        url, CONSUMER, "probe", handler, expected=[TaskSubmitted], on_invalid=on_invalid, name=name
     )
-    await broker.connect()
     js = bus.jetstream(broker)
-    await bus.ensure_streams(js)
-    publisher.append(bus.EventPublisher(js, source="test"))
-    await broker.start()
-    await bus.start_consumers(broker)
     try:
-        yield broker, js, publisher[0]
+        yield broker, js, publisher
     finally:
         await bus.stop_consumers(broker)
         await broker.stop()
