@@ -15,11 +15,12 @@ async def start_probe(
     handler: Any,
     *,
     expected: list[type[Any]] | None,
-    on_invalid: Any = None,
     name: str | None = None,
+    **options: Any,
 ) -> tuple[Any, bus.EventPublisher]:
     """`handler` subscribed as `service`'s consumer on a connected, started broker, and the publisher it
-    dead-letters through; the caller stops both (`bus.stop_consumers`, `broker.stop`)."""
+    dead-letters through (`options`: the rest of `bus.subscribe`'s); the caller stops both
+    (`bus.stop_consumers`, `broker.stop`)."""
     broker = bus.make_broker(url, name=name or f"{consumer.durable}-test")
     publisher: list[bus.EventPublisher] = []
     bus.subscribe(
@@ -29,7 +30,7 @@ async def start_probe(
         publisher=lambda: publisher[0],
         expected=expected,
         handler=handler,
-        on_invalid=on_invalid,
+        **options,
     )
     await broker.connect()
     js = bus.jetstream(broker)

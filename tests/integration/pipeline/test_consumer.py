@@ -15,30 +15,17 @@ from switchyard.cli.processes import NatsServer
 from switchyard.common import bus, consumer, subjects
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.events import TaskSubmitted
+from tests.support.probe import start_probe
 from tests.support.tasks import hello_task
 
 pytestmark = pytest.mark.integration
 
 
 async def _start(url: str, durable: str, handler: Any, **options: Any) -> tuple[Any, bus.EventPublisher]:
-    broker = bus.make_broker(url, name=durable)
-    publisher: list[bus.EventPublisher] = []
-    bus.subscribe(
-        broker,
-        consumer=subjects.Consumer(durable, subjects.STREAM_EVENTS, subjects.TASK_SUBMITTED),
-        service="probe",
-        publisher=lambda: publisher[0],
-        expected=[TaskSubmitted],
-        handler=handler,
-        **options,
+    consumer = subjects.Consumer(durable, subjects.STREAM_EVENTS, subjects.TASK_SUBMITTED)
+    return await start_probe(
+        url, consumer, "probe", handler, expected=[TaskSubmitted], name=durable, **options
     )
-    await broker.connect()
-    js = bus.jetstream(broker)
-    await bus.ensure_streams(js)
-    publisher.append(bus.EventPublisher(js, source="probe"))
-    await broker.start()
-    await bus.start_consumers(broker)
-    return broker, publisher[0]
 
 
 async def _stop(broker: Any) -> None:
