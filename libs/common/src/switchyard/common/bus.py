@@ -4,7 +4,11 @@ Every consumer here is a durable pull consumer with manual acknowledgement:
 - a valid event is acked after the handler's durable effect is done;
 - an invalid event (bad JSON, wrong type, bad payload) goes to the dead-letter stream with the reason and
   is terminated: redelivering it cannot help;
-- a failing handler is redelivered with backoff until `max_deliver`, then dead-lettered.
+- a failing handler is redelivered with backoff until `max_deliver`, then dead-lettered;
+- a handler that failed because its database cannot be reached (`outage`, given by the services that write
+  to one) is redelivered with the same backoff for up to OUTAGE_RIDE_S (a day), without counting against
+  `max_deliver`: a database outage or failover holds usage, ledger and erasure events on the stream until
+  the database is back, instead of dead-lettering them for an operator's `dlq replay`.
 Nothing is dropped silently.
 """
 
@@ -19,12 +23,10 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import nats
 from faststream.nats import ConsumerConfig, NatsBroker
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
-from nats.js.errors import NoStreamResponseError
 from opentelemetry.trace import SpanKind
 from prometheus_client import Histogram
 
@@ -33,9 +35,11 @@ from switchyard.common.bus_auth import NatsCredentials
 from switchyard.common.config import STOP_GRACE_S, CommonSettings
 from switchyard.common.consumer import PullConsumer
 from switchyard.common.dlq import OMITTED_HEADER
-from switchyard.common.envelope import CONTENT_TYPE, CloudEvent, decode, encode
-from switchyard.common.errors import EventTooLarge, InvalidEvent, SwitchyardError
+from switchyard.common.envelope import CONTENT_TYPE, CloudEvent, decode
+from switchyard.common.errors import InvalidEvent, SwitchyardError
 from switchyard.common.events.base import EventPayload
+from switchyard.common.outage_ride import OutageRide
+from switchyard.common.publisher import EventPublisher as EventPublisher  # every service imports it from here
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +48,11 @@ Handler = Callable[[CloudEvent, Any], Awaitable[None]]
 DUPLICATE_WINDOW_S = 120.0
 EVENTS_MAX_AGE_S = 7 * 24 * 3600.0
 DLQ_MAX_AGE_S = 30 * 24 * 3600.0
-PUBLISH_ATTEMPTS = 8
-SEND_ACK_TIMEOUT_S = 5.0
+BACKOFF_CAP_S = 30.0
+# How long a consumer given `outage` keeps retrying an event whose handler cannot reach its database (the
+# events stream keeps events EVENTS_MAX_AGE_S): ~2,880 redeliveries at BACKOFF_CAP_S.
+OUTAGE_RIDE_S = 24 * 3600.0
+OUTAGE_LOG_EVERY_S = 60.0
 NOT_PUBLISHED = (
     "a JetStream read's answer (Nats-Stream header) the stream caught, not a published event: a client "
     "made its request's reply subject one the stream stores"
@@ -80,7 +87,13 @@ def delivery() -> int:
 
 def redelivery_backoff(max_deliver: int) -> list[float]:
     """Delays between redeliveries: 0.5 s doubling, capped at 30 s (one fewer than deliveries)."""
-    return [min(0.5 * 2**i, 30.0) for i in range(max(max_deliver - 1, 1))]
+    return [min(0.5 * 2**i, BACKOFF_CAP_S) for i in range(max(max_deliver - 1, 1))]
+
+
+def outage_deliveries(max_deliver: int) -> int:
+    """The server's delivery limit of a consumer that rides out database outages: its own `max_deliver` for
+    failures of its own, plus a redelivery every BACKOFF_CAP_S for OUTAGE_RIDE_S."""
+    return max_deliver + int(OUTAGE_RIDE_S / BACKOFF_CAP_S)
 
 
 def make_broker(nats_url: str, *, name: str, credentials: NatsCredentials | None = None) -> NatsBroker:
@@ -136,142 +149,6 @@ async def ensure_streams(js: JetStreamContext, *, replicas: int | None = None) -
     """
     for config in stream_configs(CommonSettings().stream_replicas if replicas is None else replicas):
         await provisioning.prepare(js, config)
-
-
-class EventPublisher:
-    """Publishes CloudEvents to JetStream with `Nats-Msg-Id` = event id, retrying transient failures."""
-
-    def __init__(self, js: JetStreamContext, *, source: str) -> None:
-        self._js = js
-        self.source = source
-
-    async def publish(
-        self,
-        payload: EventPayload,
-        *,
-        subject: str | None = None,
-        event_id: str | None = None,
-        tenant_id: str | None = None,
-        event_subject: str | None = None,
-        traceparent: str | None = None,
-        data: bytes | None = None,
-    ) -> str:
-        """`data`: the payload as `envelope.written` wrote it already (a large task, written once)."""
-        target, eid, body = self._encode(
-            payload, subject, event_id, tenant_id, event_subject, traceparent, data=data
-        )
-        ack = await self.publish_raw(target, body, msg_id=eid)
-        if not ack.duplicate:  # a redelivery's re-publish is stored once, and counted once
-            metrics.observe_published(payload)
-        return eid
-
-    async def send(
-        self,
-        payload: EventPayload,
-        *,
-        subject: str | None = None,
-        event_id: str | None = None,
-        tenant_id: str | None = None,
-        event_subject: str | None = None,
-        traceparent: str | None = None,
-    ) -> Callable[[], Awaitable[str]]:
-        """Puts the event on the wire now and returns `confirm`, which waits for the stream's ack (and,
-        if none comes, publishes it like `publish`: same id, so it is stored once).
-
-        Events sent in turn are stored in that order (one connection, and the server handles a
-        connection's messages in order), so a caller can send several and confirm them together: one
-        round trip for all of them instead of one each. Until `confirm` returns, nothing says the event
-        is stored; a caller acks its own message only after every confirmation."""
-        target, eid, body = self._encode(payload, subject, event_id, tenant_id, event_subject, traceparent)
-        headers = {"Nats-Msg-Id": eid, "content-type": CONTENT_TYPE}
-        self.check_fits(target, body, headers)
-        future: asyncio.Future[api.PubAck] | None
-        try:
-            future = await self._js.publish_async(target, body, headers=headers)
-        except Exception as exc:  # not connected, too many in flight: `confirm` publishes it the slow way
-            log.warning("could not send %s at once (%s); publishing it with retries", eid, exc)
-            future = None
-
-        async def confirm() -> str:
-            ack: api.PubAck | None = None
-            if future is not None:
-                try:
-                    async with asyncio.timeout(SEND_ACK_TIMEOUT_S):
-                        ack = await future
-                except (TimeoutError, nats.errors.Error) as exc:
-                    log.warning("no ack for %s (%s); publishing it again", eid, exc)
-            if ack is None:
-                ack = await self.publish_raw(target, body, msg_id=eid)
-            if not ack.duplicate:
-                metrics.observe_published(payload)
-            return eid
-
-        return confirm
-
-    def _encode(
-        self,
-        payload: EventPayload,
-        subject: str | None,
-        event_id: str | None,
-        tenant_id: str | None,
-        event_subject: str | None,
-        traceparent: str | None,
-        *,
-        data: bytes | None = None,
-    ) -> tuple[str, str, bytes]:
-        target = subject or type(payload).SUBJECT
-        if target is None:
-            raise ValueError(f"{type(payload).__name__} has no default subject; pass one")
-        if traceparent is None:  # the span this is published in (a consumer's, a request's): tracing.py
-            traceparent = tracing.current_traceparent()
-        eid, body = encode(
-            payload,
-            source=self.source,
-            event_id=event_id,
-            tenant_id=tenant_id,
-            subject=event_subject,
-            traceparent=traceparent,
-            data=data,
-        )
-        return target, eid, body
-
-    def room(self, headers: dict[str, str]) -> int:
-        """The most bytes of body a message with `headers` may carry: the server's `max_payload` (as it
-        told this connection) less the headers as nats-py writes them."""
-        return self._js._nc.max_payload - header_bytes(headers)
-
-    def check_fits(self, subject: str, body: bytes, headers: dict[str, str]) -> None:
-        """EventTooLarge for a message the server would refuse by closing the connection."""
-        room = self.room(headers)
-        if len(body) > room:
-            limit = self._js._nc.max_payload
-            raise EventTooLarge(
-                f"the event on {subject} would be {len(body) + limit - room} bytes with its headers, "
-                f"over the bus's max_payload of {limit} bytes"
-            )
-
-    async def publish_raw(
-        self, subject: str, body: bytes, *, msg_id: str, headers: dict[str, str] | None = None
-    ) -> api.PubAck:
-        hdrs = {"Nats-Msg-Id": msg_id, "content-type": CONTENT_TYPE, **(headers or {})}
-        self.check_fits(subject, body, hdrs)
-        delay = 0.05
-        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
-            try:
-                return await self._js.publish(subject, body, headers=hdrs, timeout=5.0)
-            except (NoStreamResponseError, nats.errors.TimeoutError, nats.errors.ConnectionReconnectingError):
-                if attempt == PUBLISH_ATTEMPTS:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-        raise AssertionError("unreachable: the last attempt returns or raises")
-
-
-def header_bytes(headers: dict[str, str]) -> int:
-    """What nats-py writes of `headers` (`NATS/1.0`, a line each, a blank line), which the server counts
-    against `max_payload` with the body."""
-    lines = sum(len(k.encode()) + len(v.encode()) + 4 for k, v in headers.items())
-    return len(b"NATS/1.0\r\n") + lines + 2
 
 
 async def dead_letter(
@@ -363,6 +240,7 @@ def subscribe(
     batch_size: int | None = None,
     gather_s: float = 0.0,
     on_invalid: Callable[[bytes, InvalidEvent], Awaitable[None]] | None = None,
+    outage: Callable[[BaseException], bool] | None = None,
 ) -> None:
     """Registers `handler` as a durable pull consumer with manual, deliberate acknowledgement; it runs
     between `start_consumers(broker)` and `stop_consumers(broker)` (the service lifecycle calls both).
@@ -375,13 +253,17 @@ def subscribe(
     `gather_s` trades that much delivery latency for one wake-up per burst (see `consumer.py`): for
     consumers off the request path whose handlers batch their writes.
     `on_invalid` hears each invalid event once it is dead-lettered (to tell its sender, where it can).
+    `outage` tells a handler's failure that its database cannot be reached now (`db.unreachable`): such a
+    failure is retried for up to OUTAGE_RIDE_S, and only the handler's other failures count against
+    `max_deliver` (counted by this replica: a replica that fails an event on its own tries it
+    `max_deliver` times; the server's limit, `outage_deliveries`, bounds every replica together).
     """
     expected_types = tuple(expected) if expected is not None else None
     config = ConsumerConfig(
         durable_name=consumer.durable,
         ack_policy=api.AckPolicy.EXPLICIT,
         ack_wait=ack_wait_s,
-        max_deliver=consumer.max_deliver,
+        max_deliver=consumer.max_deliver if outage is None else outage_deliveries(consumer.max_deliver),
         # No consumer-level `backoff`: the server would use its first step (0.5 s) instead of `ack_wait` for
         # messages still being handled, and redeliver every slower one while it runs. Failures are naked
         # with an explicit delay below instead.
@@ -390,6 +272,18 @@ def subscribe(
 
     waited = CONSUME_WAIT.labels(consumer.durable)
     handled = HANDLE_TIME.labels(consumer.durable)
+    riding = (
+        None
+        if outage is None
+        else OutageRide(
+            consumer.durable,
+            own_limit=consumer.max_deliver,
+            server_limit=outage_deliveries(consumer.max_deliver),
+            outage=outage,
+            backoff_cap_s=BACKOFF_CAP_S,
+            log_every_s=OUTAGE_LOG_EVERY_S,
+        )
+    )
 
     async def on_message(raw: Msg) -> None:
         begun = time.time()
@@ -429,9 +323,15 @@ def subscribe(
             await reject(raw, exc)
             return
         except SwitchyardError as exc:
+            if riding is not None and exc.retryable:
+                await ride(raw, event.id, exc, delivered, exc.message, exc.code)
+                return
             await _fail(raw, exc.message, exc.code, exc.retryable, delivered)
             return
         except Exception as exc:  # a bug or an unexpected dependency failure: retry, then dead-letter
+            if riding is not None:
+                await ride(raw, event.id, exc, delivered, f"{type(exc).__name__}: {exc}", "handler_error")
+                return
             if delivered < consumer.max_deliver:  # one line while it is retried (a database restarting)
                 log.warning(
                     "handler failed on event %s (delivery %d, retried): %s: %s",
@@ -444,7 +344,18 @@ def subscribe(
                 log.exception("handler failed on event %s (last delivery %d)", event.id, delivered)
             await _fail(raw, f"{type(exc).__name__}: {exc}", "handler_error", True, delivered)
             return
+        if riding is not None:
+            riding.settled(event.id)
         await raw.ack()
+
+    async def ride(raw: Msg, event_id: str, exc: Exception, delivered: int, reason: str, code: str) -> None:
+        assert riding is not None
+        delay = riding.retry_in(event_id, exc, delivered)
+        if delay is not None:
+            await raw.nak(delay=delay)
+            return
+        log.error("handler failed on event %s (last try, delivery %d): %s", event_id, delivered, reason)
+        await _fail(raw, reason, code, False, delivered)
 
     async def reject(raw: Msg, exc: InvalidEvent) -> None:
         log.warning("dead-lettering invalid event on %s: %s", raw.subject, exc.message)

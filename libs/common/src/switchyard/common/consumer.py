@@ -100,12 +100,15 @@ class PullConsumer:
         self._loop_task = asyncio.create_task(self._pull_loop(nc, inbox), name=f"consumer-{self.durable}")
 
     async def _ensure_consumer(self, js: JetStreamContext) -> None:
-        """Creates the durable consumer if it does not exist (what `js.pull_subscribe` did)."""
+        """Creates the durable consumer if it does not exist (what `js.pull_subscribe` did), and brings an
+        existing one's delivery limit to this release's (a consumer that now rides out database outages,
+        `bus.outage_deliveries`): the server would otherwise stop redelivering at the old limit."""
         try:
-            await js.consumer_info(self.stream, self.durable)
-            return
+            info = await js.consumer_info(self.stream, self.durable)
         except NotFoundError:
-            pass
+            info = None
+        if info is not None and info.config.max_deliver == self._config.max_deliver:
+            return
         config = self._config
         if not config.filter_subjects:
             config.filter_subject = self.subject

@@ -12,7 +12,7 @@ from switchyard.audit.config import AuditSettings
 from switchyard.audit.digests import TenantKeys
 from switchyard.audit.entries import draft_for, entry_tenant, needs_key
 from switchyard.audit.writer import LedgerWriter
-from switchyard.common import bus, subjects
+from switchyard.common import bus, db, subjects
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.errors import ConfigurationError
@@ -78,6 +78,7 @@ def create(settings: AuditSettings) -> Service:
         max_workers=settings.audit_workers,
         ack_wait_s=settings.audit_ack_wait_s,
         gather_s=settings.audit_linger_ms / 1000.0,  # one wake-up per burst of events (consumer.py)
+        outage=db.unreachable,  # a database outage: retried for a day, not dead-lettered
         description="Appends every event to the hash-linked, append-only audit ledger.",
     )
     proof_server = proofs.ProofServer(settings.db_url(), engine)

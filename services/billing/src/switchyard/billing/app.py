@@ -14,7 +14,7 @@ from switchyard.billing.notify import Notifier, deliver_alert
 from switchyard.billing.service import usage_event
 from switchyard.billing.webhooks import Deliverer, SecretBox, forget_tenant, secret_box
 from switchyard.billing.writer import UsageWriter
-from switchyard.common import bus, subjects
+from switchyard.common import bus, db, subjects
 from switchyard.common.budgets import limits_bucket
 from switchyard.common.config import CommonSettings
 from switchyard.common.db import create_engine, is_sqlite, sessionmaker
@@ -181,6 +181,7 @@ def create(settings: BillingSettings) -> Service:
         handler=on_result,
         max_workers=settings.billing_workers,
         gather_s=settings.billing_linger_ms / 1000,  # one wake-up per burst of events (consumer.py)
+        outage=db.unreachable,  # a database outage: retried for a day, not dead-lettered
         description="Prices each completed task into a usage entry and announces it.",
     )
     bus.subscribe(
@@ -192,6 +193,7 @@ def create(settings: BillingSettings) -> Service:
         handler=on_call,
         max_workers=settings.billing_workers,
         gather_s=settings.billing_linger_ms / 1000,
+        outage=db.unreachable,  # a database outage: retried for a day, not dead-lettered
         description="Charges provider calls whose tokens were spent on answers not delivered.",
     )
     bus.subscribe(
@@ -202,6 +204,7 @@ def create(settings: BillingSettings) -> Service:
         expected=[BudgetAlert],
         handler=on_alert,
         max_workers=4,
+        outage=db.unreachable,  # a database outage: retried for a day, not dead-lettered
         description="Delivers budget alerts to the organisation's signed webhook endpoints, with retries.",
     )
     bus.subscribe(
@@ -211,6 +214,7 @@ def create(settings: BillingSettings) -> Service:
         publisher=service.events,
         expected=[AdminActionRecorded],
         handler=on_admin_action,
+        outage=db.unreachable,  # a database outage: retried for a day, not dead-lettered
         description="Deletes an erased organisation's webhooks and their deliveries (`organization.erased`).",
     )
     return service

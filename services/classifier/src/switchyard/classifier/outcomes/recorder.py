@@ -78,6 +78,7 @@ def create(settings: ClassifierSettings) -> Service:
         publisher=service.events,
         expected=[TaskClassified],
         handler=on_classified,
+        outage=db.unreachable,  # a database outage: retried for a day, not dead-lettered
         description="Keeps the features (never text) of opted-in tenants' classified tasks for retraining.",
     )
 
@@ -93,6 +94,7 @@ def create(settings: ClassifierSettings) -> Service:
         publisher=service.events,
         expected=[AdminActionRecorded],
         handler=on_admin_action,
+        outage=db.unreachable,  # a database outage: retried for a day, not dead-lettered
         description="Deletes an erased organisation's stored features (`organization.erased`).",
     )
     log.info("outcome recorder: tenants %s, retention %s", sorted(consent.tenants) or "none", retention)

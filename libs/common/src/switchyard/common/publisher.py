@@ -1,0 +1,159 @@
+"""Publishing CloudEvents to JetStream: the event id as `Nats-Msg-Id` (the server de-duplicates a retried
+publish), transient failures retried, a message the server would refuse for its size refused here first.
+`bus.EventPublisher` is this class (every service imports it from there)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import nats
+from nats.js import JetStreamContext, api
+from nats.js.errors import NoStreamResponseError
+
+from switchyard.common import metrics, tracing
+from switchyard.common.envelope import CONTENT_TYPE, encode
+from switchyard.common.errors import EventTooLarge
+from switchyard.common.events.base import EventPayload
+
+log = logging.getLogger(__name__)
+
+PUBLISH_ATTEMPTS = 8
+SEND_ACK_TIMEOUT_S = 5.0
+
+
+class EventPublisher:
+    """Publishes CloudEvents to JetStream with `Nats-Msg-Id` = event id, retrying transient failures."""
+
+    def __init__(self, js: JetStreamContext, *, source: str) -> None:
+        self._js = js
+        self.source = source
+
+    async def publish(
+        self,
+        payload: EventPayload,
+        *,
+        subject: str | None = None,
+        event_id: str | None = None,
+        tenant_id: str | None = None,
+        event_subject: str | None = None,
+        traceparent: str | None = None,
+        data: bytes | None = None,
+    ) -> str:
+        """`data`: the payload as `envelope.written` wrote it already (a large task, written once)."""
+        target, eid, body = self._encode(
+            payload, subject, event_id, tenant_id, event_subject, traceparent, data=data
+        )
+        ack = await self.publish_raw(target, body, msg_id=eid)
+        if not ack.duplicate:  # a redelivery's re-publish is stored once, and counted once
+            metrics.observe_published(payload)
+        return eid
+
+    async def send(
+        self,
+        payload: EventPayload,
+        *,
+        subject: str | None = None,
+        event_id: str | None = None,
+        tenant_id: str | None = None,
+        event_subject: str | None = None,
+        traceparent: str | None = None,
+    ) -> Callable[[], Awaitable[str]]:
+        """Puts the event on the wire now and returns `confirm`, which waits for the stream's ack (and,
+        if none comes, publishes it like `publish`: same id, so it is stored once).
+
+        Events sent in turn are stored in that order (one connection, and the server handles a
+        connection's messages in order), so a caller can send several and confirm them together: one
+        round trip for all of them instead of one each. Until `confirm` returns, nothing says the event
+        is stored; a caller acks its own message only after every confirmation."""
+        target, eid, body = self._encode(payload, subject, event_id, tenant_id, event_subject, traceparent)
+        headers = {"Nats-Msg-Id": eid, "content-type": CONTENT_TYPE}
+        self.check_fits(target, body, headers)
+        future: asyncio.Future[api.PubAck] | None
+        try:
+            future = await self._js.publish_async(target, body, headers=headers)
+        except Exception as exc:  # not connected, too many in flight: `confirm` publishes it the slow way
+            log.warning("could not send %s at once (%s); publishing it with retries", eid, exc)
+            future = None
+
+        async def confirm() -> str:
+            ack: api.PubAck | None = None
+            if future is not None:
+                try:
+                    async with asyncio.timeout(SEND_ACK_TIMEOUT_S):
+                        ack = await future
+                except (TimeoutError, nats.errors.Error) as exc:
+                    log.warning("no ack for %s (%s); publishing it again", eid, exc)
+            if ack is None:
+                ack = await self.publish_raw(target, body, msg_id=eid)
+            if not ack.duplicate:
+                metrics.observe_published(payload)
+            return eid
+
+        return confirm
+
+    def _encode(
+        self,
+        payload: EventPayload,
+        subject: str | None,
+        event_id: str | None,
+        tenant_id: str | None,
+        event_subject: str | None,
+        traceparent: str | None,
+        *,
+        data: bytes | None = None,
+    ) -> tuple[str, str, bytes]:
+        target = subject or type(payload).SUBJECT
+        if target is None:
+            raise ValueError(f"{type(payload).__name__} has no default subject; pass one")
+        if traceparent is None:  # the span this is published in (a consumer's, a request's): tracing.py
+            traceparent = tracing.current_traceparent()
+        eid, body = encode(
+            payload,
+            source=self.source,
+            event_id=event_id,
+            tenant_id=tenant_id,
+            subject=event_subject,
+            traceparent=traceparent,
+            data=data,
+        )
+        return target, eid, body
+
+    def room(self, headers: dict[str, str]) -> int:
+        """The most bytes of body a message with `headers` may carry: the server's `max_payload` (as it
+        told this connection) less the headers as nats-py writes them."""
+        return self._js._nc.max_payload - header_bytes(headers)
+
+    def check_fits(self, subject: str, body: bytes, headers: dict[str, str]) -> None:
+        """EventTooLarge for a message the server would refuse by closing the connection."""
+        room = self.room(headers)
+        if len(body) > room:
+            limit = self._js._nc.max_payload
+            raise EventTooLarge(
+                f"the event on {subject} would be {len(body) + limit - room} bytes with its headers, "
+                f"over the bus's max_payload of {limit} bytes"
+            )
+
+    async def publish_raw(
+        self, subject: str, body: bytes, *, msg_id: str, headers: dict[str, str] | None = None
+    ) -> api.PubAck:
+        hdrs = {"Nats-Msg-Id": msg_id, "content-type": CONTENT_TYPE, **(headers or {})}
+        self.check_fits(subject, body, hdrs)
+        delay = 0.05
+        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+            try:
+                return await self._js.publish(subject, body, headers=hdrs, timeout=5.0)
+            except (NoStreamResponseError, nats.errors.TimeoutError, nats.errors.ConnectionReconnectingError):
+                if attempt == PUBLISH_ATTEMPTS:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def header_bytes(headers: dict[str, str]) -> int:
+    """What nats-py writes of `headers` (`NATS/1.0`, a line each, a blank line), which the server counts
+    against `max_payload` with the body."""
+    lines = sum(len(k.encode()) + len(v.encode()) + 4 for k, v in headers.items())
+    return len(b"NATS/1.0\r\n") + lines + 2
