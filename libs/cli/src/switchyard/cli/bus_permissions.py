@@ -173,8 +173,9 @@ GRANTS: dict[str, Grant] = {
     ),
     "executor": Grant(
         processes=("executor",),
-        events=(s.PROVIDER_CALL, RESULTS, CHUNKS),
-        consumers=(s.EXECUTOR_CONSUMER,),
+        # any service's dead letters: the events stranded at their consumers' last delivery (stranded.py)
+        events=(s.PROVIDER_CALL, RESULTS, CHUNKS, f"{s.DLQ_PREFIX}.*"),
+        consumers=(s.EXECUTOR_CONSUMER, s.STRANDED_CONSUMER),
         reads=(s.KV_TENANTS,),
         writes=(s.KV_BREAKERS, s.KV_RATE_LIMITS, s.KV_TOOL_STATE, s.KV_CARRIED, s.KV_PROVIDERS),
         objects_write=(s.OBJ_EMBEDDINGS, s.OBJ_BATCH_VECTORS),
@@ -219,9 +220,9 @@ def permissions(user: str) -> dict[str, object] | None:
         durable = consumer.durable
         publish += [
             _creating(consumer, durable),
-            f"$JS.API.CONSUMER.INFO.{EVENTS}.{durable}",
-            f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS}.{durable}",
-            f"$JS.ACK.{EVENTS}.{durable}.>",
+            f"$JS.API.CONSUMER.INFO.{consumer.stream}.{durable}",
+            f"$JS.API.CONSUMER.MSG.NEXT.{consumer.stream}.{durable}",
+            f"$JS.ACK.{consumer.stream}.{durable}.>",
         ]
     for consumer in _lagged(grant):  # the oldest pending event's time: one consumer per sample, deleted
         name = s.lag_consumer_name(consumer)

@@ -122,7 +122,8 @@ def jetstream(broker: NatsBroker) -> JetStreamContext:
 
 
 def stream_configs(replicas: int) -> list[api.StreamConfig]:
-    """The events stream and the dead letters' stream, on `replicas` servers."""
+    """The events stream, the dead letters' stream and the stranded events' advisories, on `replicas`
+    servers."""
     return [
         api.StreamConfig(
             name=name,
@@ -136,6 +137,7 @@ def stream_configs(replicas: int) -> list[api.StreamConfig]:
         for name, subs, max_age in (
             (subjects.STREAM_EVENTS, subjects.STREAM_EVENTS_SUBJECTS, EVENTS_MAX_AGE_S),
             (subjects.STREAM_DLQ, subjects.STREAM_DLQ_SUBJECTS, DLQ_MAX_AGE_S),
+            (subjects.STREAM_STRANDED, subjects.STREAM_STRANDED_SUBJECTS, DLQ_MAX_AGE_S),
         )
     ]
 
@@ -387,6 +389,12 @@ def subscribe(
             gather_s=gather_s,
         )
     )
+
+
+def add_consumer(broker: NatsBroker, pull: PullConsumer) -> None:
+    """A consumer of messages that are not events (the server's advisories: executor/stranded.py), run
+    between `start_consumers` and `stop_consumers` like those `subscribe` registers."""
+    _CONSUMERS.setdefault(broker, []).append(pull)
 
 
 # The consumers `subscribe` registered, per broker: started once it is connected, stopped before it closes.

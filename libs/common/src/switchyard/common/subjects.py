@@ -24,6 +24,12 @@ STREAM_EVENTS_SUBJECTS = (
 )
 STREAM_DLQ = "SWITCHYARD_DLQ"
 STREAM_DLQ_SUBJECTS = (f"{PREFIX}.dlq.>",)
+# The server's word that an event reached a consumer's last delivery and was never settled (its handler
+# crashed, hung past the ack wait or was stopped, every time): kept, so the executors' `stranded` consumer
+# dead-letters the event and answers its task even when no process was listening at that moment.
+STREAM_STRANDED = "SWITCHYARD_STRANDED"
+STRANDED_ADVISORIES = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{STREAM_EVENTS}.*"
+STREAM_STRANDED_SUBJECTS = (STRANDED_ADVISORIES,)
 
 # Task pipeline. External systems publish TASK_SUBMITTED exactly as the gateway does.
 TASK_SUBMITTED = f"{PREFIX}.task.submitted"
@@ -200,6 +206,9 @@ AUDIT_CONSUMER = Consumer("audit", STREAM_EVENTS, f"{PREFIX}.>", max_deliver=50)
 BILLING_WEBHOOKS_CONSUMER = Consumer("billing-webhooks", STREAM_EVENTS, BUDGET_ALERT, max_deliver=16)
 # ... and deletes an erased organisation's webhook endpoints and deliveries (`organization.erased`).
 BILLING_ERASURE_CONSUMER = Consumer("billing-erasure", STREAM_EVENTS, ADMIN_ACTION, max_deliver=50)
+
+# Events stranded at a consumer's last delivery (STREAM_STRANDED), dead-lettered by the executors.
+STRANDED_CONSUMER = Consumer("stranded", STREAM_STRANDED, STRANDED_ADVISORIES, max_deliver=20)
 
 CONSUMERS = (CLASSIFIER_CONSUMER, ROUTER_CONSUMER, EXECUTOR_CONSUMER, BILLING_CONSUMER, AUDIT_CONSUMER)
 

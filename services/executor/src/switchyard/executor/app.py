@@ -26,7 +26,7 @@ from switchyard.common.policy import Policy
 from switchyard.common.policy_source import PolicySource
 from switchyard.common.providers import announce, keep, keep_announced, providers_bucket
 from switchyard.common.service import Service, create_service, run_service
-from switchyard.executor import cancellation_feed, metrics
+from switchyard.executor import cancellation_feed, metrics, stranded
 from switchyard.executor.cancellations import Cancellations
 from switchyard.executor.carried import CarriedCalls, carried_bucket
 from switchyard.executor.chunks import ChunkSink
@@ -399,6 +399,11 @@ def create(
         batch_size=1,  # pull one at a time, so idle replicas get the next task rather than a busy one
         description="Runs each routed task on its candidate chain: retries, breakers, fallback, streaming.",
     )
+
+    async def sweep_stranded() -> None:
+        bus.add_consumer(service.broker, stranded.consumer(bus.jetstream(service.broker), service.events()))
+
+    service.setup.append(sweep_stranded)
     return service
 
 

@@ -1,0 +1,148 @@
+"""Events stranded at a consumer's last delivery: dead-lettered, and their task answered.
+
+A handler that fails is dead-lettered by its consumer at its last delivery (bus.py). One that never
+finishes is not: a process killed on the event each time (out of memory, a crash in native code), a handler
+hung past the ack wait, a replica stopped while handling it. The server then stops delivering the event
+and it waits, unacked, for nobody: no dead letter, and a task's submitter on the bus never hears (an HTTP
+client gets its 504). The server says so once, with the advisory `io.nats.jetstream.advisory.v1.max_deliver`
+(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>`), which the stream SWITCHYARD_STRANDED
+keeps, so no advisory is lost while no executor runs. The executors' durable consumer `stranded` reads
+them: the event is copied to the dead letters of the service that consumed it (code `never_settled`,
+`switchyard dlq replay` sends it again), and a task of the pipeline's consumers (classifier, router,
+executor) that has no result yet is answered `task.failed` `never_settled`. The executors may read any
+event by sequence (they scan the stream by design) and publish any service's dead letters for this.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from nats.js.errors import NotFoundError
+
+from switchyard.common import bus, invalid, subjects
+from switchyard.common.consumer import PullConsumer
+from switchyard.common.publisher import EventPublisher
+
+log = logging.getLogger(__name__)
+
+ADVISORY_TYPE = "io.nats.jetstream.advisory.v1.max_deliver"
+CODE = "never_settled"
+
+# The process whose dead letters an event of each durable joins (as its consumer's `bus.subscribe` names
+# it), and, for the task pipeline, where its event holds the task ("": the event's data is the task).
+PROCESS_OF = {
+    subjects.CLASSIFIER_CONSUMER.durable: "classifier",
+    subjects.CLASSIFIER_OUTCOMES_CONSUMER.durable: "classifier-outcomes",
+    subjects.CLASSIFIER_OUTCOMES_ERASURE_CONSUMER.durable: "classifier-outcomes",
+    subjects.ROUTER_CONSUMER.durable: "router",
+    subjects.ROUTER_STATS_CONSUMER.durable: "router",
+    subjects.EXECUTOR_CONSUMER.durable: "executor",
+    subjects.BILLING_CONSUMER.durable: "billing",
+    subjects.BILLING_CALLS_CONSUMER.durable: "billing",
+    subjects.BILLING_WEBHOOKS_CONSUMER.durable: "billing",
+    subjects.BILLING_ERASURE_CONSUMER.durable: "billing",
+    subjects.AUDIT_CONSUMER.durable: "audit",
+}
+TASK_AT = {
+    subjects.CLASSIFIER_CONSUMER.durable: "",
+    subjects.ROUTER_CONSUMER.durable: "task",
+    subjects.EXECUTOR_CONSUMER.durable: "task",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Sequence:
+    stream: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Metadata:
+    sequence: _Sequence
+    num_delivered: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """A stored event as `bus.dead_letter` reads a delivered one."""
+
+    subject: str
+    data: bytes
+    metadata: _Metadata
+
+
+def consumer(js: JetStreamContext, events: EventPublisher) -> PullConsumer:
+    """The `stranded` consumer (bus.add_consumer registers it with the service's other consumers)."""
+    spec = subjects.STRANDED_CONSUMER
+
+    async def on_message(msg: Msg) -> None:
+        try:
+            await settle(js, events, msg.data)
+        except Exception as exc:  # the bus or the stream unreachable now: the advisory comes again
+            log.warning("stranded event not settled yet (%s: %s); retried", type(exc).__name__, exc)
+            await msg.nak(delay=5.0)
+            return
+        await msg.ack()
+
+    return PullConsumer(
+        stream=spec.stream,
+        subject=spec.filter_subject,
+        durable=spec.durable,
+        config=api.ConsumerConfig(
+            durable_name=spec.durable,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=30.0,
+            max_deliver=spec.max_deliver,
+        ),
+        on_message=on_message,
+        max_workers=1,
+        batch_size=1,
+    )
+
+
+async def settle(js: JetStreamContext, events: EventPublisher, advisory: bytes) -> None:
+    """Dead-letters the event the advisory names and answers its task; nothing for an advisory that is not
+    one of ours, or whose event the stream no longer holds (expired, erased)."""
+    try:
+        told = orjson.loads(advisory)
+        durable, seq = str(told["consumer"]), int(told["stream_seq"])
+        deliveries = int(told.get("deliveries") or 0)
+        ours = told.get("type") == ADVISORY_TYPE and told.get("stream") == subjects.STREAM_EVENTS
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        log.warning("skipped an advisory that is not a max-deliveries one: %.200r", advisory)
+        return
+    if not ours:
+        return
+    try:
+        stored = await js.get_msg(subjects.STREAM_EVENTS, seq)
+    except NotFoundError:
+        log.warning("event %d stranded at `%s` is gone from the stream: nothing to dead-letter", seq, durable)
+        return
+    reason = (
+        f"delivered {deliveries} times to `{durable}` and never settled: its handler crashed, hung past the "
+        "ack wait, or its process was stopped, each time"
+    )
+    process = PROCESS_OF.get(durable, durable)
+    event = _Stored(stored.subject or "", stored.data or b"", _Metadata(_Sequence(seq), deliveries))
+    await bus.dead_letter(events, service=process, raw=event, reason=reason, code=CODE)
+    log.error("event %d dead-lettered for `%s`: %s", seq, durable, reason)
+    at = TASK_AT.get(durable)
+    if at is None:
+        return
+    found = invalid.answer(event.data, reason, now=datetime.now(UTC), at=at or None, code=CODE)
+    if found is not None and not await _answered(js, found.subject):
+        await invalid.tell_submitter(events, event.data, reason, at=at or None, code=CODE)
+
+
+async def _answered(js: JetStreamContext, result_subject: str) -> bool:
+    """Whether the task has a result already (a handler that hung past the ack wait may still have
+    finished): then its submitter heard, and no failure follows it."""
+    try:
+        await js.get_last_msg(subjects.STREAM_EVENTS, result_subject)
+    except NotFoundError:
+        return False
+    return True

@@ -1,0 +1,135 @@
+"""Events stranded at a consumer's last delivery, on a real nats-server with `switchyard up`'s permissions:
+a consumer takes a task twice and never settles it (as a process killed on it each time would), the server
+gives up and says so, and the executors' `stranded` consumer, as the executor's user, dead-letters the
+event for the service that consumed it and answers the task's submitter. Before, the task waited unacked
+for nobody: no dead letter, and a submitter on the bus never heard."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from switchyard.common import bus, dlq, subjects
+from switchyard.common.envelope import decode
+from switchyard.common.events import TaskFailed
+from switchyard.executor import stranded
+from tests.support.guarded_bus import GuardedBus, guarded_bus
+from tests.support.tasks import hello_task
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def guarded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GuardedBus]:
+    monkeypatch.setenv("SWITCHYARD_BUS_PROVISIONED", "true")  # as `switchyard up` runs its services
+    yield from guarded_bus(tmp_path)
+
+
+async def _until(predicate: Any, timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)
+
+
+async def _strand(js: Any, durable: str, subject: str) -> None:
+    """`durable` takes the one event on `subject` twice (its limit) and never settles it."""
+    sub = await js.pull_subscribe(
+        subject,
+        durable=durable,
+        config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=1.0, max_deliver=2),
+    )
+    for _ in range(2):
+        [msg] = await sub.fetch(1, timeout=10)
+        assert msg.metadata.num_delivered in (1, 2)
+    # still asking, as a running consumer does: the server finds the event due again, at its limit
+    with pytest.raises(nats.errors.TimeoutError):
+        await sub.fetch(1, timeout=2.5)
+    await sub.unsubscribe()
+
+
+async def test_a_task_stranded_at_the_classifier_is_dead_lettered_and_its_submitter_answered(
+    guarded: GuardedBus,
+) -> None:
+    errors: list[str] = []
+    operator = await nats.connect(guarded.operator_url)
+    executor = await guarded.connect("executor", errors)
+    js = executor.jetstream()
+    sweeper = stranded.consumer(js, bus.EventPublisher(js, source="executor"))
+    try:
+        task = hello_task("t-stranded")
+        answers = await operator.subscribe(subjects.result_subject(task.task_id))
+        publisher = bus.EventPublisher(operator.jetstream(), source="other-system")
+        event_id = await publisher.publish(task, tenant_id=task.tenant_id)
+        await _strand(operator.jetstream(), subjects.CLASSIFIER_CONSUMER.durable, subjects.TASK_SUBMITTED)
+        await sweeper.start(js)
+
+        letters: list[dlq.DeadLetter] = []
+
+        async def dead_lettered() -> bool:
+            letters[:] = [x async for x in dlq.scan(operator.jetstream(), service="classifier")]
+            return bool(letters)
+
+        await _until(dead_lettered)
+        [letter] = letters
+        assert letter.code == "never_settled"
+        assert "delivered 2 times to `classifier` and never settled" in letter.reason
+        assert letter.deliveries == 2 and letter.original_subject == subjects.TASK_SUBMITTED
+        assert letter.event_id == event_id  # the event, byte for byte: `dlq replay` can send it again
+
+        answer = await answers.next_msg(timeout=10)
+        _, failed = decode(answer.data, (TaskFailed,))
+        assert isinstance(failed, TaskFailed)
+        assert (failed.task_id, failed.tenant_id, failed.error_code) == (
+            "t-stranded",
+            "acme",
+            "never_settled",
+        )
+        assert errors == [] and guarded.violations() == []
+    finally:
+        await sweeper.stop()
+        await executor.close()
+        await operator.close()
+
+
+async def test_a_stranded_task_that_has_its_result_already_is_not_answered_again(guarded: GuardedBus) -> None:
+    operator = await nats.connect(guarded.operator_url)
+    executor = await guarded.connect("executor")
+    js = executor.jetstream()
+    sweeper = stranded.consumer(js, bus.EventPublisher(js, source="executor"))
+    try:
+        task = hello_task("t-answered")
+        ojs = operator.jetstream()
+        publisher = bus.EventPublisher(ojs, source="other-system")
+        await publisher.publish(task, tenant_id=task.tenant_id)
+        # its result came (a handler that hung past the ack wait, then finished), then the server gave up
+        first = TaskFailed(
+            task_id=task.task_id,
+            tenant_id="acme",
+            error_code="x",
+            error_message="first",
+            failed_at=task.submitted_at,
+        )
+        await publisher.publish(first, subject=subjects.result_subject(task.task_id), tenant_id="acme")
+        await _strand(ojs, subjects.CLASSIFIER_CONSUMER.durable, subjects.TASK_SUBMITTED)
+        await sweeper.start(js)
+
+        async def dead_lettered() -> bool:
+            return bool([x async for x in dlq.scan(ojs, service="classifier")])
+
+        await _until(dead_lettered)
+        await asyncio.sleep(1.0)  # an answer would follow the dead letter at once
+        results = await ojs.stream_info(
+            subjects.STREAM_EVENTS, subjects_filter=subjects.result_subject(task.task_id)
+        )
+        assert results.state.subjects == {subjects.result_subject(task.task_id): 1}
+    finally:
+        await sweeper.stop()
+        await executor.close()
+        await operator.close()
