@@ -299,3 +299,27 @@ def test_a_stream_failing_after_its_text_is_said_as_anthropic_says_it(upstream_s
     with pytest.raises(anthropic.APIStatusError) as before:  # the same failure before any text: its status
         claude.messages.create(model="openai/error-503", max_tokens=50, messages=QUESTION)  # type: ignore[arg-type]
     assert before.value.status_code == 529 and before.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
+
+
+def test_a_stream_failing_after_its_text_is_said_as_openai_says_it(upstream_stack: RunningStack) -> None:
+    """The same mid-stream failure (`stream-error`: every candidate busy) on the OpenAI faces: the chat
+    stream's `error`, which the OpenAI SDK raises as an APIError whose body it is, has the type and code
+    the same failure before the stream is answered with (503 `service_unavailable`,
+    `provider_overloaded`; it was `api_error`); the Responses stream's `response.failed` says
+    `server_error` (the nearest code ResponseError allows) with that type beside it."""
+    client = _client(upstream_stack)
+    text: list[str] = []
+    with pytest.raises(openai.APIError) as failed:
+        chunks = client.chat.completions.create(model="openai/stream-error", messages=QUESTION, stream=True)  # type: ignore[arg-type]
+        for chunk in chunks:
+            text.extend(c.delta.content or "" for c in chunk.choices)
+    assert "".join(text), "the failure came after text"
+    assert (failed.value.type, failed.value.code) == ("service_unavailable", "provider_overloaded")
+    with pytest.raises(openai.APIStatusError) as before:
+        client.chat.completions.create(model="openai/error-503", messages=QUESTION)  # type: ignore[arg-type]
+    # (its code is provider_circuit_open once the breaker has opened on the failures before it)
+    assert (before.value.status_code, before.value.type) == (503, "service_unavailable")
+    events = list(client.responses.create(model="openai/stream-error", input="The capital?", stream=True))
+    ended = events[-1]
+    assert ended.type == "response.failed" and ended.response.error is not None
+    assert (ended.response.error.code, ended.response.error.type) == ("server_error", "service_unavailable")

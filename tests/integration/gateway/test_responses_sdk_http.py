@@ -136,6 +136,8 @@ async def test_a_stream_that_breaks_ends_with_response_failed(
     assert failed.type == "response.failed" and failed.response.status == "failed"
     assert failed.response.error is not None
     assert failed.response.error.message == "the provider went away mid-answer"
+    # the nearest code ResponseError allows, the failure's own type beside it (as its 502 answer says it)
+    assert (failed.response.error.code, failed.response.error.type) == ("server_error", "api_error")
 
 
 async def test_a_response_not_stored_is_a_404_and_what_is_not_served_says_so(

@@ -130,7 +130,9 @@ async def test_a_stream_as_server_sent_events_and_as_a_json_array() -> None:
         failed_at=datetime.now(UTC),
     )
     broken = orjson.loads(await _stream([Chunk(seq=0, delta="Pa"), failed], sse=False))
-    assert broken[-1]["error"]["status"] == "INTERNAL" and broken[-1]["error"]["message"] == "gone"
+    # as the same failure answered before the stream: 502, UNAVAILABLE (it was 500 INTERNAL for every one)
+    assert (broken[-1]["error"]["code"], broken[-1]["error"]["status"]) == (502, "UNAVAILABLE")
+    assert broken[-1]["error"]["message"] == "gone"
     assert broken[-1]["error"]["details"][0]["reason"] == "PROVIDER_NETWORK"
     # the request id, as an error response's ErrorInfo carries it
     assert broken[-1]["error"]["details"][0]["metadata"] == {

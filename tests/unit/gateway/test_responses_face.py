@@ -292,7 +292,12 @@ async def test_a_stream_that_breaks_ends_with_an_error_event_then_response_faile
     assert (error["type"], error["code"]) == ("error", "provider_network")
     assert failed["type"] == "response.failed" and failed["sequence_number"] == error["sequence_number"] + 1
     assert (failed["response"]["id"], failed["response"]["status"]) == (f"resp_{task.task_id}", "failed")
-    assert failed["response"]["error"] == {"code": "server_error", "message": "the upstream went away"}
+    assert failed["response"]["error"] == {
+        "code": "server_error",
+        "message": "the upstream went away",
+        "type": "api_error",
+        "param": None,
+    }
     assert not any(e["type"] == "response.completed" for e in events)
     gap = await _events(task, [Chunk(seq=0, delta="a"), Chunk(seq=2, delta="b")])
     assert gap[-2]["code"] == "stream_gap" and gap[-1]["type"] == "response.failed"

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+from openai.types import CompletionUsage
 
 from switchyard.common.events import FunctionCall, TaskCompleted, TaskFailed, TaskSubmitted, ToolCall, Usage
 from switchyard.common.streaming import Chunk
@@ -245,12 +246,23 @@ async def test_prompt_cache_tokens_reach_clients_in_each_faces_terms() -> None:
     )
     usage = Usage(prompt_tokens=1812, completion_tokens=7, cache_read_tokens=1500, cache_write_tokens=300)
     done = _done(content="Hi", finish_reason="stop", tool_calls=None, usage=usage)
-    # OpenAI: prompt_tokens counts everything, cache hits in prompt_tokens_details (writes have no field)
-    assert orjson.loads(completions.completion_json(task, done))["usage"] == {
+    # OpenAI: prompt_tokens counts everything, cache hits and writes in prompt_tokens_details (writes:
+    # `cache_write_tokens`, openai 3.54.0's PromptTokensDetails, "prompt tokens written to cache"; they
+    # were left out)
+    said = orjson.loads(completions.completion_json(task, done))["usage"]
+    assert said == {
         "prompt_tokens": 1812,
         "completion_tokens": 7,
         "total_tokens": 1819,
-        "prompt_tokens_details": {"cached_tokens": 1500},
+        "prompt_tokens_details": {"cached_tokens": 1500, "cache_write_tokens": 300},
+    }
+    details = CompletionUsage.model_validate(said).prompt_tokens_details
+    assert details is not None and (details.cached_tokens, details.cache_write_tokens) == (1500, 300)
+    written = Usage(prompt_tokens=1812, completion_tokens=7, cache_write_tokens=1800)  # a first call
+    first = _done(content="Hi", finish_reason="stop", tool_calls=None, usage=written)
+    assert orjson.loads(completions.completion_json(task, first))["usage"]["prompt_tokens_details"] == {
+        "cached_tokens": 0,
+        "cache_write_tokens": 1800,
     }
     # Anthropic: input_tokens leaves out cache reads and writes, which have fields of their own
     anthropic_usage = {
@@ -275,7 +287,7 @@ async def test_prompt_cache_tokens_reach_clients_in_each_faces_terms() -> None:
         )
     ]
     usage_chunk = orjson.loads(chunks[-2].split(b"data: ", 1)[1])
-    assert usage_chunk["usage"]["prompt_tokens_details"] == {"cached_tokens": 1500}
+    assert usage_chunk["usage"]["prompt_tokens_details"] == {"cached_tokens": 1500, "cache_write_tokens": 300}
     # no cache: the usage objects are as before, without the cache fields
     plain = _done(content="Hi", finish_reason="stop", tool_calls=None)
     assert "prompt_tokens_details" not in orjson.loads(completions.completion_json(task, plain))["usage"]

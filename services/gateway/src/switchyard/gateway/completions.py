@@ -30,7 +30,7 @@ from switchyard.gateway.errors import (
     TaskTimeout,
 )
 from switchyard.gateway.openai_rules import check_calls_answered, check_function, check_stream_options
-from switchyard.gateway.outcomes import Fault, Observe, in_order, raise_for_failure, sse, sse_error
+from switchyard.gateway.outcomes import Fault, Observe, fault_sse, in_order, raise_for_failure, sse, sse_error
 from switchyard.gateway.schemas import (
     UNSUPPORTED,
     ChatCompletionRequest,
@@ -392,7 +392,7 @@ async def stream_events(
     try:
         async for item in in_order(head, rest):
             if isinstance(item, Fault):
-                yield sse_error(item.message, item.code)
+                yield fault_sse(item)
                 return
             if isinstance(item, Chunk):
                 model = item.model or model

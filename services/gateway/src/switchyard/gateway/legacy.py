@@ -28,7 +28,7 @@ from switchyard.gateway.bodies import json_object, validated
 from switchyard.gateway.completions import answers_of
 from switchyard.gateway.errors import InvalidRequest
 from switchyard.gateway.openai_rules import check_stream_options
-from switchyard.gateway.outcomes import Fault, in_order, sse, sse_error
+from switchyard.gateway.outcomes import Fault, fault_sse, in_order, sse, sse_error
 from switchyard.gateway.schemas import (
     ChatCompletionRequest,
     StreamOptions,
@@ -229,7 +229,7 @@ async def stream_events(
     try:
         async for item in in_order(head, rest):
             if isinstance(item, Fault):
-                yield sse_error(item.message, item.code)
+                yield fault_sse(item)
                 return
             if isinstance(item, Chunk):
                 model = item.model or model

@@ -105,8 +105,18 @@ def sse(obj: object) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
-def sse_error(message: str, code: str, type_: str = "api_error") -> bytes:
-    return sse({"error": {"message": message, "type": type_, "code": code, "param": None}})
+def sse_error(message: str, code: str, type_: str = "api_error", param: str | None = None) -> bytes:
+    return sse({"error": {"message": message, "type": type_, "code": code, "param": param}})
+
+
+def fault_sse(fault: Fault) -> bytes:
+    """A stream's fault as OpenAI's mid-stream `error` (chat and legacy completions): the type, code and
+    param the same failure is answered with before the stream (`failure_error`), which the OpenAI SDK
+    raises as `APIError.type` / `.code` / `.param` (its `_streaming.py` raises the `error` object as the
+    error's body), so a client acts on a mid-stream failure as on the same failure answered with its
+    status (`service_unavailable` for every candidate busy; it was `api_error` for all)."""
+    said = failure_error(fault.code, fault.message)
+    return sse_error(fault.message, said.code, said.type, said.param)
 
 
 async def open_stream(

@@ -22,6 +22,7 @@ from switchyard.common.events import (
     ToolCall,
     Usage,
 )
+from switchyard.gateway.errors import APIError
 from switchyard.gateway.responses import MESSAGE_ITEM, REASONING_ITEM, RESPONSE_ID, carrier
 from switchyard.gateway.responses_tools import ClientTool, custom_input
 from switchyard.gateway.schemas import token_json
@@ -43,6 +44,29 @@ def usage_json(usage: Usage) -> dict[str, Any]:
         "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens or 0},
         "total_tokens": usage.total_tokens,
     }
+
+
+# The codes a Response's `error` may have (openai-python's `ResponseError.code`, a closed Literal): a failure
+# is said by the nearest of them, its own type, code and param beside it (`type` and `param` are
+# ResponseError's too, openai 3.54.0: "the original error type").
+RATE_LIMITED = "rate_limit_exceeded"
+INVALID_PROMPT = "invalid_prompt"
+SERVER_ERROR = "server_error"
+
+
+def failure_json(said: APIError, message: str) -> dict[str, Any]:
+    """`response.failed`'s `error`: `rate_limit_exceeded` for a failure answered 429 before the stream, or
+    every candidate rate-limited; `invalid_prompt` for one answered 400 (the prompt: too long for the
+    model, refused by its content policy or as a bad request); `server_error` for the rest (it was
+    `server_error` for all). `type` and `param` are the failure's own, as its non-stream answer says them;
+    our code is the `error` event's, sent just before."""
+    if said.status == 429 or said.code == "provider_rate_limited":
+        code = RATE_LIMITED
+    elif said.status == 400:
+        code = INVALID_PROMPT
+    else:
+        code = SERVER_ERROR
+    return {"code": code, "message": message, "type": said.type, "param": said.param}
 
 
 def shell(

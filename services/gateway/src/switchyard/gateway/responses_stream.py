@@ -21,11 +21,13 @@ from switchyard.common.events import (
     ToolCall,
 )
 from switchyard.common.streaming import Chunk, ToolCallPiece, thinking_chunk
-from switchyard.gateway.outcomes import Fault, head_model, in_order
+from switchyard.gateway.errors import APIError, GatewayStopping, TaskTimeout
+from switchyard.gateway.outcomes import Fault, failure_error, head_model, in_order
 from switchyard.gateway.responses import MESSAGE_ITEM, REASONING_ITEM
 from switchyard.gateway.responses_render import (
     Named,
     call_item,
+    failure_json,
     logprobs_json,
     message_item,
     reasoning_item,
@@ -316,15 +318,15 @@ async def stream_events(
     yield event("response.in_progress", response=started)
     output = _Output(task, event, named)
 
-    def failed(code: str, message: str) -> Iterator[bytes]:
-        yield event("error", code=code, message=message, param=None)
-        error = {"code": "server_error", "message": message}
+    def failed(said: APIError, message: str) -> Iterator[bytes]:
+        yield event("error", code=said.code, message=message, param=said.param)
+        error = failure_json(said, message)
         yield event("response.failed", response={**started, "status": "failed", "error": error})
 
     try:
         async for item in in_order(head, rest):
             if isinstance(item, Fault):
-                for out in failed(item.code, item.message):
+                for out in failed(failure_error(item.code, item.message), item.message):
                     yield out
                 return
             if isinstance(item, Chunk):
@@ -351,10 +353,10 @@ async def stream_events(
             )
             return
     except TimedOut as exc:
-        for out in failed("task_timeout", str(exc)):
+        for out in failed(TaskTimeout(str(exc)), str(exc)):
             yield out
     except Stopped:
-        for out in failed(Stopped.code, Stopped.message):
+        for out in failed(GatewayStopping(Stopped.message), Stopped.message):
             yield out
     finally:
         await rest.aclose()  # type: ignore[attr-defined]

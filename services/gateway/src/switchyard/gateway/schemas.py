@@ -386,17 +386,21 @@ def thinking_json(blocks: list[ThinkingBlock] | None) -> list[dict[str, Any]]:
 
 
 def usage_json(usage: Usage) -> dict[str, Any]:
-    """OpenAI's usage object; `prompt_tokens_details.cached_tokens` when the provider read part of the
-    prompt from its cache (Anthropic's cache writes have no OpenAI field: they are in `prompt_tokens`);
-    `completion_tokens_details.reasoning_tokens` when the provider counted the reasoning among the
-    completion tokens (absent when it does not say, as Anthropic and the local model do not)."""
+    """OpenAI's usage object; `prompt_tokens_details` when the provider read part of the prompt from its
+    cache (`cached_tokens`) or wrote part of it there (`cache_write_tokens`, Anthropic's
+    `cache_creation_input_tokens`: OpenAI's PromptTokensDetails has the field, openai 3.54.0), both
+    within `prompt_tokens`; `completion_tokens_details.reasoning_tokens` when the provider counted the
+    reasoning among the completion tokens (absent when it does not say, as Anthropic and the local model
+    do not)."""
     out: dict[str, Any] = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
     }
-    if usage.cache_read_tokens:
-        out["prompt_tokens_details"] = {"cached_tokens": usage.cache_read_tokens}
+    if usage.cache_read_tokens or usage.cache_write_tokens:
+        details = out["prompt_tokens_details"] = {"cached_tokens": usage.cache_read_tokens}
+        if usage.cache_write_tokens:
+            details["cache_write_tokens"] = usage.cache_write_tokens
     if usage.reasoning_tokens is not None:
         out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
     return out

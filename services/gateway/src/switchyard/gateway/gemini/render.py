@@ -13,7 +13,7 @@ from switchyard.common.events import TaskCompleted, TaskSubmitted, ToolCall, Usa
 from switchyard.gateway.completions import Answer, answers_of
 from switchyard.gateway.errors_faces import gemini_error
 from switchyard.gateway.messages_render import arguments_object
-from switchyard.gateway.outcomes import Fault, head_model, in_order
+from switchyard.gateway.outcomes import Fault, failure_error, head_model, in_order
 from switchyard.gateway.schemas import AnthropicModelInfo
 from switchyard.gateway.tasks import Stopped, TimedOut
 
@@ -110,7 +110,8 @@ async def stream_events(
     try:
         async for item in in_order(head, rest):
             if isinstance(item, Fault):
-                yield frame.error(500, item.message, item.code, "api_error")
+                said = failure_error(item.code, item.message)  # as the same failure answered before
+                yield frame.error(said.status, item.message, said.code, said.type)
                 return
             if isinstance(item, TaskCompleted):
                 model = item.model
