@@ -20,7 +20,7 @@ from nats.aio.msg import Msg
 
 from switchyard.common import subjects
 from switchyard.common.envelope import decode
-from switchyard.common.events import FunctionCall, TaskFailed, TaskSubmitted, ToolCall
+from switchyard.common.events import FunctionCall, TaskFailed, TaskSubmitted, ToolCall, Usage
 from switchyard.common.streaming import Chunk, ChunkError, encode_chunk
 from tests.integration.gateway.harness import Answerer
 from tests.integration.gateway.responses_world import MODEL, World, answering, completed, publish, world
@@ -72,7 +72,11 @@ class Pipeline:
             return
         if task.chat().stream:
             for seq, piece in enumerate(pieces):
-                chunk = Chunk(seq=seq, delta=piece, model=MODEL if seq == 0 else None)
+                chunk = Chunk(seq=seq, delta=piece)
+                if seq == 0:  # the first names the model and counts the prompt, as an executor's
+                    chunk = Chunk(
+                        seq=0, delta=piece, model=MODEL, usage=Usage(prompt_tokens=9, completion_tokens=0)
+                    )
                 await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(chunk))
             done_chunk = Chunk(seq=len(pieces), done=True, finish_reason="stop")
             await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(done_chunk))
@@ -115,6 +119,10 @@ async def test_text_whole_and_streamed(world: World, pipeline: Pipeline, version
     assert "".join(c.text or "" for c in chunks) == "Paris is the capital."
     assert chunks[-1].candidates and chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
     assert chunks[-1].usage_metadata is not None and chunks[-1].usage_metadata.total_token_count == 13
+    # every chunk before it with the prompt's count, as Gemini's (it was on the last only)
+    assert [
+        (c.usage_metadata.prompt_token_count, c.usage_metadata.total_token_count) for c in chunks[:-1]
+    ] == [(9, 9)] * (len(chunks) - 1)
     assert pipeline.seen[-1].chat().stream is True
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from google.genai import types
 
 from switchyard.common.events import (
     ChatRequest,
@@ -118,7 +119,7 @@ async def test_a_stream_as_server_sent_events_and_as_a_json_array() -> None:
         events[-1]["candidates"][0]["finishReason"] == "STOP"
         and events[-1]["usageMetadata"]["totalTokenCount"] == 14
     )
-    assert all("usageMetadata" not in e for e in events[:-1])
+    assert all("usageMetadata" not in e for e in events[:-1])  # no prompt count came: none before the end
     array = orjson.loads(await _stream(items, sse=False))
     assert array == events
 
@@ -171,3 +172,30 @@ async def test_a_refusal_is_said_as_gemini_ends_an_answer_it_will_not_give() -> 
     events = orjson.loads(await _stream([refused], sse=False))
     assert events[-1]["candidates"][0]["content"]["parts"] == [{"text": "I can't help with that."}]
     assert events[-1]["candidates"][0]["finishReason"] == "SAFETY"
+
+
+async def test_every_streamed_chunk_carries_the_prompts_usage_as_gemini_sends_it() -> None:
+    """Gemini sends `usageMetadata` on each streamed chunk: the prompt's count (and the total, so far the
+    same) on each partial response, the candidates' count on the last (seen on the wire:
+    google-gemini-php/client#72). It was on the last only."""
+    prompt = Usage(prompt_tokens=10, completion_tokens=0, cache_read_tokens=6)
+    items = [
+        Chunk(seq=0, model="openai/gpt-4o-mini"),  # names the model: no output, no usage yet
+        Chunk(seq=1, thinking="hmm", usage=prompt),
+        Chunk(seq=2, delta="Pa"),
+        Chunk(seq=3, delta="ris"),
+        _done(content="Paris"),
+    ]
+    raw = await _stream(items, sse=True)
+    events = [orjson.loads(line.removeprefix(b"data: ")) for line in raw.split(b"\r\n\r\n") if line]
+    partial = {"promptTokenCount": 10, "totalTokenCount": 10, "cachedContentTokenCount": 6}
+    assert [e["usageMetadata"] for e in events[:-1]] == [partial] * 3
+    assert events[-1]["usageMetadata"] == {
+        "promptTokenCount": 10,
+        "candidatesTokenCount": 4,
+        "totalTokenCount": 14,
+        "cachedContentTokenCount": 6,
+    }
+    # google-genai reads each chunk's usage as its GenerateContentResponse's usage_metadata
+    first = types.GenerateContentResponse.model_validate(events[0])
+    assert first.usage_metadata is not None and first.usage_metadata.prompt_token_count == 10

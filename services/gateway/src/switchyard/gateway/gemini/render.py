@@ -37,6 +37,18 @@ def usage_json(usage: Usage) -> dict[str, Any]:
     return out
 
 
+def prompt_usage_json(prompt: Usage) -> dict[str, Any]:
+    """A partial response's usage, before the answer's end: the prompt's count (the provider's, where its
+    stream gave one, else the router's estimate: the first output chunk's `usage`) as its total, no
+    candidates' count yet; Gemini sends `usageMetadata` so on every streamed chunk (seen on the wire:
+    google-gemini-php/client#72, `promptTokenCount` and `totalTokenCount` on each chunk, the candidates'
+    count on the last), and clients that read the usage of whichever chunk came last find it there."""
+    out = {"promptTokenCount": prompt.prompt_tokens, "totalTokenCount": prompt.prompt_tokens}
+    if prompt.cache_read_tokens:
+        out["cachedContentTokenCount"] = prompt.cache_read_tokens
+    return out
+
+
 def _calls(calls: list[ToolCall] | None) -> list[dict[str, Any]]:
     return [
         {"functionCall": {"id": c.id, "name": c.function.name, "args": arguments_object(c)}}
@@ -78,11 +90,19 @@ def response_json(task: TaskSubmitted, done: TaskCompleted, *, thoughts: bool) -
 
 
 def _response(
-    task: TaskSubmitted, model: str, candidates: list[dict[str, Any]], usage: Usage | None = None
+    task: TaskSubmitted,
+    model: str,
+    candidates: list[dict[str, Any]],
+    usage: Usage | None = None,
+    *,
+    prompt: Usage | None = None,
 ) -> dict[str, Any]:
+    """`usage`: the answer's (its last chunk); else `prompt`, the prompt's count (a partial response)."""
     out: dict[str, Any] = {"candidates": candidates}
     if usage is not None:
         out["usageMetadata"] = usage_json(usage)
+    elif prompt is not None:
+        out["usageMetadata"] = prompt_usage_json(prompt)
     out["modelVersion"] = model
     out["responseId"] = task.task_id
     return out
@@ -100,13 +120,15 @@ async def stream_events(
 ) -> AsyncIterator[bytes]:
     """Partial responses as the answer comes: each text (or, when asked for, thought) delta under its
     candidate's index, and each answer's function calls and finish reason at its end, the usage on the
-    last. A break ends with an `error` object (never a silent end), carrying the request's `request_id`
-    as an error response does; framed as SSE or as a JSON array."""
+    last (the prompt's count on each before it, once known: `prompt_usage_json`). A break ends with an
+    `error` object (never a silent end), carrying the request's `request_id` as an error response does;
+    framed as SSE or as a JSON array."""
     frame = _Frames(sse, request_id)
     model = head_model(head) or task.request.model
     started: set[int] = set()  # answers whose text began streaming
     thought: set[int] = set()  # answers whose thoughts went out as they came
     ended: set[int] = set()  # answers whose end went out (one of several)
+    prompt: Usage | None = None  # the prompt's count, from the first output chunk
     try:
         async for item in in_order(head, rest):
             if isinstance(item, Fault):
@@ -127,26 +149,28 @@ async def stream_events(
                     refused = bool(a.refusal)
                     candidate = _candidate(index, parts or [{"text": ""}], a.finish_reason, refused=refused)
                     usage = item.usage if index == last else None
-                    yield frame.data(_response(task, model, [candidate], usage))
+                    yield frame.data(_response(task, model, [candidate], usage, prompt=prompt))
                 if last is None:  # every answer's end went out with its chunk: the usage on its own
                     yield frame.data(_response(task, model, [], item.usage))
                 yield frame.end()
                 return
             model = item.model or model
+            prompt = item.usage or prompt
             index = item.choice
             if item.finish_reason is not None and not item.done:  # one of several answers ended
                 ended.add(index)
                 parts = _calls(item.tool_calls) or [{"text": item.refusal or ""}]
                 refused = bool(item.refusal)
                 candidate = _candidate(index, parts, item.finish_reason, refused=refused)
-                yield frame.data(_response(task, model, [candidate]))
+                yield frame.data(_response(task, model, [candidate], prompt=prompt))
             elif item.thinking and thoughts:
                 thought.add(index)
                 part = [{"text": item.thinking, "thought": True}]
-                yield frame.data(_response(task, model, [_candidate(index, part)]))
+                yield frame.data(_response(task, model, [_candidate(index, part)], prompt=prompt))
             elif item.delta:
                 started.add(index)
-                yield frame.data(_response(task, model, [_candidate(index, [{"text": item.delta}])]))
+                said = [_candidate(index, [{"text": item.delta}])]
+                yield frame.data(_response(task, model, said, prompt=prompt))
     except TimedOut as exc:
         yield frame.error(504, str(exc), "task_timeout", "timeout")
     except Stopped:
