@@ -247,19 +247,18 @@ async def test_tool_calls_left_unanswered_are_refused_as_openai_refuses_them(
     passed on; so were calls that are the conversation's last message, which OpenAI refuses too."""
     ask = {"role": "user", "content": "weather?"}
     tools = [{"type": "function", "function": {"name": "f"}}]
-    unanswered = {
-        "none answered": [ask, _called("call_1"), {"role": "user", "content": "and?"}],
-        "one of two": [
-            ask,
-            _called("call_1", "call_2"),
-            _result("call_1"),
-            {"role": "user", "content": "and?"},
-        ],
-        "the last message": [ask, _called("call_1", "call_2")],
+    unanswered = {  # and where OpenAI's `param` points: the message that came where a tool message was due
+        "none answered": ([ask, _called("call_1"), {"role": "user", "content": "and?"}], 2),
+        "one of two": (
+            [ask, _called("call_1", "call_2"), _result("call_1"), {"role": "user", "content": "and?"}],
+            3,
+        ),
+        "the last message": ([ask, _called("call_1", "call_2")], 1),
     }
-    for name, messages in unanswered.items():
+    for name, (messages, at) in unanswered.items():
         r = await _post(stack, "/v1/chat/completions", {**CHAT, "messages": messages, "tools": tools})
-        error = _openai_error(r, "messages.1")
+        error = _openai_error(r, f"messages.[{at}].role")
+        assert error["code"] is None, (name, error)  # as OpenAI's body: `'code': None`
         assert error["message"].startswith(
             "An assistant message with 'tool_calls' must be followed by tool messages responding to each "
             "'tool_call_id'. The following tool_call_ids did not have response messages: "

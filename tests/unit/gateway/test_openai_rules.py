@@ -33,18 +33,24 @@ def test_calls_answered_right_after_them_pass(messages: list[ChatMessage]) -> No
 
 
 @pytest.mark.parametrize(
-    ("messages", "missing"),
+    ("messages", "missing", "at"),
     [
-        ([ASK, _called("a", "b"), _answer("a")], "b"),  # answered in part, at the end too
-        ([ASK, _called("a", "b")], "a, b"),  # the last message: OpenAI refuses these there too
-        ([ASK, _called("a"), ASK], "a"),
-        ([ASK, _called("a"), ChatMessage(role="assistant", content="?"), _answer("a")], "a"),
+        ([ASK, _called("a", "b"), _answer("a")], "b", 2),  # answered in part, at the end too
+        ([ASK, _called("a", "b")], "a, b", 1),  # the last message: OpenAI refuses these there too
+        ([ASK, _called("a"), ASK], "a", 2),
+        ([ASK, _called("a"), ChatMessage(role="assistant", content="?"), _answer("a")], "a", 2),
     ],
 )
-def test_calls_left_unanswered_are_refused_naming_them(messages: list[ChatMessage], missing: str) -> None:
+def test_calls_left_unanswered_are_refused_naming_them(
+    messages: list[ChatMessage], missing: str, at: int
+) -> None:
+    """As OpenAI's body says it: `param` the role of the message that came where a tool message was due
+    (`messages.[N].role`; the conversation's last when none came), `code` null (openai.BadRequestError
+    bodies quoted in public reports: `'param': 'messages.[2].role', 'code': None`)."""
     with pytest.raises(InvalidRequest) as refused:
         check_calls_answered(messages)
-    assert refused.value.param == "messages.1"
+    assert refused.value.param == f"messages.[{at}].role"
+    assert refused.value.openai_code is None and refused.value.code == "invalid_value"  # ours, in logs
     assert refused.value.message.endswith(f"did not have response messages: {missing}")
 
 

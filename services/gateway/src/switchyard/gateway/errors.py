@@ -56,11 +56,29 @@ class APIError(Exception):
         self.param = param
         self.headers = headers or {}
 
+    @property
+    def openai_code(self) -> str | None:
+        """The `code` an OpenAI-shaped error body says: ours, but null where OpenAI says none for the same
+        refusal (`UnansweredToolCalls`); the logs and the other faces keep ours."""
+        return self.code
+
 
 class InvalidRequest(APIError):
     status = 400
     type = "invalid_request_error"
     code = "invalid_request"
+
+
+class UnansweredToolCalls(InvalidRequest):
+    """An assistant message's tool calls not each answered by the `tool` messages right after it: OpenAI
+    refuses these with `code: null` (its bodies as quoted in public reports: `'param':
+    'messages.[2].role', 'code': None`); our code, `invalid_value`, stays in the logs."""
+
+    code = "invalid_value"
+
+    @property
+    def openai_code(self) -> str | None:
+        return None
 
 
 class ProviderContextTooLong(InvalidRequest):
@@ -215,7 +233,7 @@ def retry_header(exc: APIError) -> dict[str, str]:
     return {} if retry is None else {"x-should-retry": "true" if retry else "false"}
 
 
-def error_body(*, message: str, type_: str, code: str, param: str | None, request_id: str) -> bytes:
+def error_body(*, message: str, type_: str, code: str | None, param: str | None, request_id: str) -> bytes:
     return orjson.dumps(
         {"error": {"message": message, "type": type_, "param": param, "code": code, "request_id": request_id}}
     )
@@ -329,7 +347,9 @@ def error_response(request: Request, exc: APIError) -> Response:
             google["details"].append({"@type": RETRY_INFO, "retryDelay": f"{after}s"})
         body = orjson.dumps({"error": google})
     else:
-        body = error_body(message=exc.message, type_=exc.type, code=exc.code, param=exc.param, request_id=rid)
+        body = error_body(
+            message=exc.message, type_=exc.type, code=exc.openai_code, param=exc.param, request_id=rid
+        )
     headers = {"x-request-id": rid, **retry_header(exc), **exc.headers}
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 

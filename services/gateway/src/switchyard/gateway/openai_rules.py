@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from switchyard.common.events import ChatMessage
-from switchyard.gateway.errors import InvalidRequest
+from switchyard.gateway.errors import InvalidRequest, UnansweredToolCalls
 
 FUNCTION_NAME = re.compile(r"[a-zA-Z0-9_-]+")
 MAX_FUNCTION_NAME = 64
@@ -69,23 +69,25 @@ def check_function(
 def check_calls_answered(messages: list[ChatMessage]) -> None:
     """Each tool call of an assistant message is answered by one of the `tool` messages right after it,
     before the conversation goes on, and when it is the last message too: OpenAI refuses calls nothing
-    answers wherever they are (a model asked to go on from its own calls would answer for the tools)."""
+    answers wherever they are (a model asked to go on from its own calls would answer for the tools).
+    Refused as OpenAI's body says it: `param` the role of the message that came where a tool message was
+    due (`messages.[N].role`, OpenAI's path form; the conversation's last message when none came), `code`
+    null (`UnansweredToolCalls`)."""
     for n, message in enumerate(messages):
         if message.role != "assistant" or not message.tool_calls:
             continue
         answered: set[str | None] = set()
-        for after in messages[n + 1 :]:
-            if after.role != "tool":
-                break
-            answered.add(after.tool_call_id)
+        due = n + 1  # where the next tool message was due
+        while due < len(messages) and messages[due].role == "tool":
+            answered.add(messages[due].tool_call_id)
+            due += 1
         missing = [call.id for call in message.tool_calls if call.id not in answered]
         if missing:
-            raise InvalidRequest(
+            raise UnansweredToolCalls(
                 "An assistant message with 'tool_calls' must be followed by tool messages responding to each "
                 "'tool_call_id'. The following tool_call_ids did not have response messages: "
                 + ", ".join(missing[:MAX_LISTED]),
-                param=f"messages.{n}",
-                code="invalid_value",
+                param=f"messages.[{min(due, len(messages) - 1)}].role",
             )
 
 
