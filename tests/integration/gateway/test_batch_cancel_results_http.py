@@ -82,4 +82,4 @@ async def test_a_line_whose_task_a_member_cancelled_says_so(world: World, held: 
     response = errors[0]["response"]
     assert response["status_code"] == 409, response
     assert response["body"]["error"]["code"] == "task_cancelled"
-    assert response["request_id"] == line.task_id
+    assert response["request_id"] == f"req_{line.task_id}"  # the line's request id: `req_` and its task id

@@ -83,6 +83,11 @@ async def test_batch_runs_each_line_as_a_task(world: World, pipeline: Pipeline) 
     assert [line["custom_id"] for line in errors] == ["broken"]
     failed = errors[0]["response"]
     assert failed["status_code"] == 502 and failed["body"]["error"]["code"] == "provider_error"
+    # each line's request id as the gateway names a request (`req_`, its task's id after it; OpenAI's
+    # `response.request_id` is the line's request's id), its error body's the same
+    assert failed["request_id"] == failed["body"]["error"]["request_id"]
+    for line in [*output, *errors]:
+        assert line["response"]["request_id"].startswith("req_"), line
     assert errors[0]["error"] is None
     file = await client.files.retrieve(done.output_file_id)
     assert file.purpose == "batch_output"
@@ -102,7 +107,8 @@ async def test_batch_runs_each_line_as_a_task(world: World, pipeline: Pipeline) 
     assert {t.priority for t in pipeline.seen} == {"low"}
     async with httpx.AsyncClient(base_url=bases[1]) as http:
         task = await http.get(
-            f"/v1/tasks/{output[0]['response']['request_id']}", headers=auth(acme.keys["member"])
+            f"/v1/tasks/{output[0]['response']['request_id'].removeprefix('req_')}",
+            headers=auth(acme.keys["member"]),
         )
         assert task.status_code == 200 and task.json()["status"] == "completed"
         assert task.json()["result"]["content"] == "Paris"

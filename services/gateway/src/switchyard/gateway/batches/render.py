@@ -34,6 +34,14 @@ def task_id(tenant_id: str, batch_id: str, index: int) -> str:
     return derived_id(f"{tenant_id}\n{batch_id}\n{index}", "batch-line")
 
 
+def request_id(task_id: str) -> str:
+    """A line's request id, as the gateway names a request (`req_`, as its `x-request-id`; OpenAI's output
+    line says the id of the request the line was, `response.request_id`): its task's id behind `req_`,
+    the same on every replica, so the output, its error bodies and the guardrail events the line caused
+    all say it, and `GET /v1/tasks/{id}` finds the task by what follows `req_`."""
+    return f"req_{task_id}"
+
+
 def idempotency_key(batch_id: str, index: int) -> str:
     """The key its task carries (shown by GET /v1/tasks/{id})."""
     return f"{batch_id}:{index}"

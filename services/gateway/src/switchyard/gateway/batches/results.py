@@ -115,11 +115,12 @@ class Results:
         batch_id = self.record.batch.id
         task_id = render.task_id(self.record.tenant_id, batch_id, line.index)
         args = (batch_id, line.index, line.custom_id)
+        rid = render.request_id(task_id)  # the line's request id, as its output says it
         state = await self.gw.runs.store.get(task_id)
         if state is None:
             refused = await self.store.line_error(batch_id, line.index)
             if refused is not None:
-                return "failed", self._shape.failed(*args, request_id=task_id, error=refused)
+                return "failed", self._shape.failed(*args, request_id=rid, error=refused)
         elif state.status == "completed":
             return await self._answer(line, task_id)
         elif state.status == "cancelled":
@@ -127,21 +128,22 @@ class Results:
             if isinstance(await self.gw.runs.store.stored_outcome(task_id), TaskCompleted):
                 return await self._answer(line, task_id)
             if final == "completed":  # a member cancelled it (the task API) while the batch ran
-                return "failed", self._shape.failed(*args, request_id=task_id, error=TASK_CANCELLED)
+                return "failed", self._shape.failed(*args, request_id=rid, error=TASK_CANCELLED)
         elif state.status in ("failed", "timed_out"):
             embedding = self.record.batch.endpoint == lines.EMBEDDINGS
             error = render.task_error(state, embedding=embedding)
-            return "failed", self._shape.failed(*args, request_id=task_id, error=error)
+            return "failed", self._shape.failed(*args, request_id=rid, error=error)
         if final == "completed":
-            return "failed", self._shape.failed(*args, request_id=task_id, error=UNAVAILABLE)
+            return "failed", self._shape.failed(*args, request_id=rid, error=UNAVAILABLE)
         return "unfinished", self._shape.unfinished(*args, ended=final)
 
     async def _answer(self, line: lines.Line, task_id: str) -> tuple[Kind, bytes]:
         """What the endpoint answers for the line's completed task (its output guardrails included)."""
         args = (self.record.batch.id, line.index, line.custom_id)
+        rid = render.request_id(task_id)  # the line's request id, as its output says it
         done = await self.gw.runs.store.stored_outcome(task_id)
         if not isinstance(done, TaskCompleted):
-            return "failed", self._shape.failed(*args, request_id=task_id, error=UNAVAILABLE)
+            return "failed", self._shape.failed(*args, request_id=rid, error=UNAVAILABLE)
         self.usage.add(done.usage)
         endpoint = self.record.batch.endpoint
         settings = self.gw.settings
@@ -157,13 +159,13 @@ class Results:
         try:
             if self.gw.guardrails is not None:
                 done = await self.gw.guardrails.screen_output(
-                    done, principal=self.principal, request_id=task_id, endpoint=endpoint
+                    done, principal=self.principal, request_id=rid, endpoint=endpoint
                 )
         except APIError as exc:
-            return "failed", self._shape.failed(*args, request_id=task_id, error=render.line_error(exc))
+            return "failed", self._shape.failed(*args, request_id=rid, error=render.line_error(exc))
         task = completions.build_task(parsed, self.principal, priority="low")
         body = lines.FACES[endpoint].render(task.model_copy(update={"task_id": task_id}), done)
-        return "completed", self._shape.succeeded(*args, request_id=task_id, body=body)
+        return "completed", self._shape.succeeded(*args, request_id=rid, body=body)
 
     async def _vectors(
         self, line: lines.Line, task_id: str, parsed: embeddings.Embeddings, done: TaskCompleted
@@ -172,6 +174,7 @@ class Results:
         result event or where the batch kept them (`batches.vectors`), as floats or base64 per the line's
         `encoding_format`."""
         args = (self.record.batch.id, line.index, line.custom_id)
+        rid = render.request_id(task_id)  # the line's request id, as its output says it
         task = embeddings.build_task(parsed, self.principal, priority="low")
         try:
             if done.embedding is not None and self.store.vectors is not None:
@@ -181,10 +184,10 @@ class Results:
             rows = await self.gw.embedding_results.rows(task, done)
         except vectors.VectorsUnreadable as exc:
             error = UpstreamFailed(f"The task's vectors are unreadable: {exc}", code="bad_response")
-            return "failed", render.failed(*args, request_id=task_id, error=render.line_error(error))
+            return "failed", render.failed(*args, request_id=rid, error=render.line_error(error))
         except APIError as exc:
-            return "failed", render.failed(*args, request_id=task_id, error=render.line_error(exc))
+            return "failed", render.failed(*args, request_id=rid, error=render.line_error(exc))
         body = embeddings.embeddings_json(
             rows, model=done.model, usage=done.usage, encoding_format=parsed.encoding_format
         )
-        return "completed", render.succeeded(*args, request_id=task_id, body=body)
+        return "completed", render.succeeded(*args, request_id=rid, body=body)

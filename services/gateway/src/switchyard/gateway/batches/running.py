@@ -289,7 +289,7 @@ class BatchRun(LeasedRun):
                     digest=idempotency.BodyDigest(hashlib.sha256(line.body).hexdigest()),  # a line is as kept
                     key=render.idempotency_key(self.batch_id, line.index),
                     priority="low",
-                    where={"request_id": task_id, "endpoint": endpoint},
+                    where={"request_id": render.request_id(task_id), "endpoint": endpoint},
                     task_id=task_id,
                     batch=True,
                     size=len(line.body),
