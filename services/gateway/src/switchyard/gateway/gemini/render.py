@@ -169,8 +169,8 @@ async def stream_events(
                 yield frame.data(_response(task, model, [_candidate(index, part)], prompt=prompt))
             elif item.delta:
                 started.add(index)
-                said = [_candidate(index, [{"text": item.delta}])]
-                yield frame.data(_response(task, model, said, prompt=prompt))
+                delta = [_candidate(index, [{"text": item.delta}])]
+                yield frame.data(_response(task, model, delta, prompt=prompt))
     except TimedOut as exc:
         yield frame.error(504, str(exc), "task_timeout", "timeout")
     except Stopped:
