@@ -12,7 +12,10 @@ from pydantic import BaseModel, Field
 class ErrorDetail(BaseModel):
     message: str
     type: str
-    code: str
+    code: str | None = Field(
+        description="our error code; null where OpenAI's own body has none for the same refusal (tool calls "
+        "left unanswered, on the OpenAI faces)"
+    )
     param: str | None = None
     request_id: str
 
