@@ -5,14 +5,13 @@ unless `--drop-data` says so, and so are billing's charges and the gateway's org
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, inspect, text
+from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from switchyard.audit.db import migrations as audit_migrations
@@ -22,9 +21,10 @@ from switchyard.audit.verify import verify_ledger
 from switchyard.billing.models import UsageEntry
 from switchyard.cli import db_downgrade
 from switchyard.cli.db_cmd import upgrade_all
-from switchyard.cli.main import main
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.gateway.db import migrations as gateway_migrations
+from tests.support.db_commands import db_state as _state
+from tests.support.db_commands import run_cli as _run
 from tests.support.ledger import draft
 
 pytestmark = pytest.mark.integration
@@ -38,34 +38,6 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
         yield made
     finally:
         await made.dispose()
-
-
-async def _state(engine: AsyncEngine) -> dict[str, Any]:
-    """Every service's revision, every table's columns, every ledger row: what a refusal must not change."""
-
-    def read(sync: Any) -> dict[str, Any]:
-        found = inspect(sync)
-        tables = {t: [c["name"] for c in found.get_columns(t)] for t in sorted(found.get_table_names())}
-        versions = {
-            t: sync.execute(text(f"SELECT version_num FROM {t}")).scalar_one_or_none()
-            for t in tables
-            if t.startswith("alembic_version_")
-        }
-        return {"tables": tables, "versions": versions}
-
-    async with engine.connect() as conn:
-        state = await conn.run_sync(read)
-        if "ledger_entries" in state["tables"]:
-            rows = await conn.execute(text("SELECT * FROM ledger_entries ORDER BY seq"))
-            state["entries"] = [tuple(r) for r in rows]
-    return state
-
-
-async def _run(capsys: pytest.CaptureFixture[str], *words: str) -> tuple[int, str, str]:
-    """The command as an operator runs it (its own event loop: on a thread, away from the test's)."""
-    code = await asyncio.to_thread(main, list(words))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 async def _digest_key(engine: AsyncEngine) -> None:

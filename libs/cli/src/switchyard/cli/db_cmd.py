@@ -17,8 +17,8 @@ from switchyard.cli.failures import database_refusal
 from switchyard.common.config import CommonSettings
 from switchyard.common.db import Migrations
 
-# The services that own tables, in dependency order.
-OWNERS = ("switchyard.gateway.db", "switchyard.billing.db", "switchyard.audit.db")
+# The services that own tables, in dependency order (the classifier's: its opt-in outcome store).
+OWNERS = ("switchyard.gateway.db", "switchyard.billing.db", "switchyard.audit.db", "switchyard.classifier.db")
 
 
 def all_migrations() -> list[Migrations]:
@@ -96,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     down = db_sub.add_parser(
         "downgrade", help="one service's schema back to a revision: shown, done only with --yes"
     )
-    down.add_argument("--service", required=True, help="gateway, billing or audit")
+    down.add_argument("--service", required=True, help="gateway, billing, audit or classifier")
     down.add_argument("--to", required=True, metavar="REVISION", help="e.g. au0004; `base`: before the first")
     down.add_argument("--yes", action="store_true", help="do it (without: show the steps, change nothing)")
     down.add_argument(

@@ -3,7 +3,8 @@
 
 A migration whose downgrade drops tables that hold data says so (`DOWNGRADE_DROPS`, its tables): the audit
 ledger's entries, Merkle nodes, signed checkpoints, archives, export positions and digest keys; billing's
-usage entries, aggregates, alerts and webhooks; the gateway's organisations, users and keys. Going past one
+usage entries, aggregates, alerts and webhooks; the gateway's organisations, users and keys; the
+classifier's stored features of opted-in tenants' tasks. Going past one
 while they hold rows is refused unless `--drop-data` says it is meant: a tamper-evident ledger must not lose
 its history by a typo, nor an invoice its charges. Columns a downgrade drops are not counted."""
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 from sqlalchemy import delete, select
@@ -18,16 +17,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from switchyard.classifier.outcomes.models import ClassifierBase, OutcomeFeatures
+from switchyard.classifier import db
+from switchyard.classifier.outcomes.models import OutcomeFeatures
 from switchyard.common.db import Migrations, is_sqlite
 
 
 def migrations() -> Migrations:
-    return Migrations(
-        service="classifier",
-        script_location=Path(__file__).with_name("migrations"),
-        metadata=ClassifierBase.metadata,
-    )
+    return db.migrations()
 
 
 @dataclass(frozen=True, slots=True)

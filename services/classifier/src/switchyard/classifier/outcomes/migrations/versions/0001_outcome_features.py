@@ -13,6 +13,9 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
+# the features of opted-in tenants' tasks: `switchyard db downgrade` keeps them unless --drop-data
+DOWNGRADE_DROPS = ("classifier_outcome_features",)
+
 
 def upgrade() -> None:
     op.create_table(

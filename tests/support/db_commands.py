@@ -1,0 +1,41 @@
+"""What the `switchyard db ...` tests share: the command run as an operator runs it, and the state of a
+database (every service's revision, every table's columns, the ledger's rows) a refusal must not change."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from switchyard.cli.main import main
+
+
+async def db_state(engine: AsyncEngine) -> dict[str, Any]:
+    """Every service's revision, every table's columns, every ledger row: what a refusal must not change."""
+
+    def read(sync: Any) -> dict[str, Any]:
+        found = inspect(sync)
+        tables = {t: [c["name"] for c in found.get_columns(t)] for t in sorted(found.get_table_names())}
+        versions = {
+            t: sync.execute(text(f"SELECT version_num FROM {t}")).scalar_one_or_none()
+            for t in tables
+            if t.startswith("alembic_version_")
+        }
+        return {"tables": tables, "versions": versions}
+
+    async with engine.connect() as conn:
+        state = await conn.run_sync(read)
+        if "ledger_entries" in state["tables"]:
+            rows = await conn.execute(text("SELECT * FROM ledger_entries ORDER BY seq"))
+            state["entries"] = [tuple(r) for r in rows]
+    return state
+
+
+async def run_cli(capsys: pytest.CaptureFixture[str], *words: str) -> tuple[int, str, str]:
+    """The command as an operator runs it (its own event loop: on a thread, away from the test's)."""
+    code = await asyncio.to_thread(main, list(words))
+    out, err = capsys.readouterr()
+    return code, out, err
