@@ -102,7 +102,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     down.add_argument(
         "--drop-data",
         action="store_true",
-        help="let it drop tables that hold rows (the audit ledger's entries, checkpoints, digest keys)",
+        help="let it drop tables that hold rows (the audit ledger's entries, checkpoints, digest keys) "
+        "and columns that hold data (a key's policy, a charge's cache counts)",
     )
     down.add_argument("--database-url", help="default: SWITCHYARD_DATABASE_URL or SQLite under var/")
     down.set_defaults(func=_downgrade)

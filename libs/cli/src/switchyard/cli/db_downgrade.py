@@ -6,14 +6,31 @@ ledger's entries, Merkle nodes, signed checkpoints, archives, export positions a
 usage entries, aggregates, alerts and webhooks; the gateway's organisations, users and keys; the
 classifier's stored features of opted-in tenants' tasks. Going past one
 while they hold rows is refused unless `--drop-data` says it is meant: a tamper-evident ledger must not lose
-its history by a typo, nor an invoice its charges. Columns a downgrade drops are not counted."""
+its history by a typo, nor an invoice its charges. So are the columns a downgrade drops
+(`DOWNGRADE_DROPS_COLUMNS`: "table.column" and the value that means nothing, the default it was added with
+or None): a key's policy, scopes and ancestors, a charge's cache counts, key and policy version. A column
+is counted as holding data where a row has a value other than NULL, JSON null and that default."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, func, inspect, select, table, text
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Connection,
+    Text,
+    case,
+    cast,
+    column,
+    func,
+    inspect,
+    select,
+    table,
+    text,
+)
 
 from switchyard.cli import database
 from switchyard.cli.errors import CommandError
@@ -28,6 +45,7 @@ class Step:
     down_to: str
     title: str
     drops: tuple[str, ...]
+    columns: tuple[tuple[str, object], ...] = ()  # ("table.column", the value that holds nothing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +59,15 @@ class Plan:
     def drops(self) -> tuple[str, ...]:
         return tuple(name for step in self.steps for name in step.drops)
 
+    @property
+    def columns(self) -> tuple[tuple[str, object], ...]:
+        return tuple(found for step in self.steps for found in step.columns)
+
 
 def _rows(name: str, count: int) -> str:
-    return f"{name} ({count} row{'' if count == 1 else 's'})"
+    """A table's rows, or a column's ("table.column") rows holding a value."""
+    valued = " with a value" if "." in name else ""
+    return f"{name} ({count} row{'' if count == 1 else 's'}{valued})"
 
 
 def _title(doc: str | None) -> str:
@@ -88,21 +112,48 @@ def plan(migrations: Migrations, *, current: str | None, target: str) -> Plan:
             down_to=str(script.down_revision or BASE),
             title=_title(script.doc),
             drops=tuple(getattr(script.module, "DOWNGRADE_DROPS", ())),
+            columns=tuple(getattr(script.module, "DOWNGRADE_DROPS_COLUMNS", {}).items()),
         )
         for script in history[start:end]
     )
     return Plan(service=service, current=current, target=target, steps=steps)
 
 
-def rows_held(conn: Connection, tables: tuple[str, ...], *, lock: bool = False) -> dict[str, int]:
-    """The rows in each of `tables` that exists. `lock`: PostgreSQL keeps every writer out of them until
-    the transaction ends, so none writes a row between this count and the drop."""
-    present = [name for name in tables if inspect(conn).has_table(name)]
-    if lock and present and conn.dialect.name == "postgresql":
-        conn.execute(text(f"LOCK TABLE {', '.join(present)} IN ACCESS EXCLUSIVE MODE"))
-    return {
+def rows_held(conn: Connection, found: Plan, *, lock: bool = False) -> dict[str, int]:
+    """The rows in each table the plan drops that exists, and in each column it drops that exists the
+    rows holding a value. `lock`: PostgreSQL keeps every writer out of their tables until the transaction
+    ends, so none writes a row between this count and the drop."""
+    seen = inspect(conn)
+    present = [name for name in found.drops if seen.has_table(name)]
+    valued: dict[str, list[tuple[str, ColumnElement[bool]]]] = {}
+    for name, empty in found.columns:
+        owner, _, col = name.partition(".")
+        if owner in present or not seen.has_table(owner):
+            continue  # its table is dropped whole (its rows counted), or not there
+        types = {c["name"]: c["type"] for c in seen.get_columns(owner)}
+        if col in types:
+            valued.setdefault(owner, []).append((name, _holds(col, types[col], empty)))
+    locked = [*present, *valued]
+    if lock and locked and conn.dialect.name == "postgresql":
+        conn.execute(text(f"LOCK TABLE {', '.join(locked)} IN ACCESS EXCLUSIVE MODE"))
+    held = {
         name: conn.execute(select(func.count()).select_from(table(name))).scalar_one() for name in present
     }
+    for owner, checks in valued.items():  # one scan of each table for all of its columns
+        counts = select(*(func.count(case((cond, 1))) for _, cond in checks)).select_from(table(owner))
+        held.update(zip((name for name, _ in checks), conn.execute(counts).one(), strict=True))
+    return held
+
+
+def _holds(name: str, type_: Any, empty: object) -> ColumnElement[bool]:
+    """A row's value in this column is data: not NULL, not JSON null, not the value that means nothing."""
+    col = column(name, type_)
+    cond: ColumnElement[bool] = col.is_not(None)
+    if isinstance(type_, JSON):
+        cond = cond & (cast(col, Text) != "null")
+    if empty is not None:
+        cond = cond & (col != empty)
+    return cond
 
 
 def refuse_dropping_data(plan: Plan, held: dict[str, int]) -> None:
@@ -118,7 +169,8 @@ def refuse_dropping_data(plan: Plan, held: dict[str, int]) -> None:
 def describe(plan: Plan, held: dict[str, int]) -> list[str]:
     lines = [f"{plan.service}: {plan.current} -> {plan.target}, {len(plan.steps)} step(s):"]
     for step in plan.steps:
-        dropped = ", ".join(_rows(name, held.get(name, 0)) for name in step.drops)
+        names = [*step.drops, *(name for name, _ in step.columns)]
+        dropped = ", ".join(_rows(name, held.get(name, 0)) for name in names)
         lines.append(f"  {step.revision} -> {step.down_to}: undo {step.title}")
         if dropped:
             lines.append(f"    drops {dropped}")
@@ -129,7 +181,7 @@ def _read(
     conn: Connection, migrations: Migrations, target: str, drop_data: bool
 ) -> tuple[Plan, dict[str, int]]:
     found = plan(migrations, current=migrations.current(conn), target=target)
-    held = rows_held(conn, found.drops)
+    held = rows_held(conn, found)
     if not drop_data:
         refuse_dropping_data(found, held)
     return found, held
@@ -164,7 +216,7 @@ def downgrade(url: str, migrations: Migrations, *, target: str, yes: bool, drop_
                 f"{found.service} moved to {now.current} meanwhile: nothing changed, run it again"
             )
         if not drop_data:
-            refuse_dropping_data(now, rows_held(conn, now.drops, lock=True))
+            refuse_dropping_data(now, rows_held(conn, now, lock=True))
 
     asyncio.run(migrations.downgrade(url, target, pgbouncer=database.pgbouncer(), first=again))
     print(f"{found.service} is at {target} now")

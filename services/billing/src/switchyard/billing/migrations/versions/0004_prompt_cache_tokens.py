@@ -16,6 +16,10 @@ depends_on = None
 TABLES = ("usage_entries", "call_usage_entries")
 COLUMNS = ("cache_read_tokens", "cache_write_tokens")
 
+# The columns the downgrade drops, with the value that holds nothing (None: NULL): `switchyard db
+# downgrade` refuses it while a row holds another unless --drop-data says so.
+DOWNGRADE_DROPS_COLUMNS = {f"{table}.{column}": 0 for table in TABLES for column in COLUMNS}
+
 
 def upgrade() -> None:
     for table in TABLES:

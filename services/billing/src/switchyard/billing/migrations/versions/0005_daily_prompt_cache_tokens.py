@@ -18,6 +18,10 @@ depends_on = None
 
 COLUMNS = ("cache_read_tokens", "cache_write_tokens")
 
+# The columns the downgrade drops, with the value that holds nothing (None: NULL): `switchyard db
+# downgrade` refuses it while a row holds another unless --drop-data says so.
+DOWNGRADE_DROPS_COLUMNS = {f"usage_daily.{column}": 0 for column in COLUMNS}
+
 
 def upgrade() -> None:
     with op.batch_alter_table("usage_daily") as batch:

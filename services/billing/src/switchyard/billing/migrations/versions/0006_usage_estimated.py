@@ -16,6 +16,9 @@ revision = "bi0006"
 down_revision = "bi0005"
 branch_labels = None
 depends_on = None
+# The columns the downgrade drops, with the value that holds nothing (None: NULL): `switchyard db
+# downgrade` refuses it while a row holds another unless --drop-data says so.
+DOWNGRADE_DROPS_COLUMNS = {"usage_daily.estimated": 0, "usage_entries.usage_estimated": False}
 
 
 def upgrade() -> None:

@@ -16,6 +16,10 @@ depends_on = None
 
 TABLES = ("usage_entries", "call_usage_entries")
 
+# The columns the downgrade drops, with the value that holds nothing (None: NULL): `switchyard db
+# downgrade` refuses it while a row holds another unless --drop-data says so.
+DOWNGRADE_DROPS_COLUMNS = {f"{table}.policy_version": None for table in TABLES}
+
 
 def upgrade() -> None:
     for table in TABLES:

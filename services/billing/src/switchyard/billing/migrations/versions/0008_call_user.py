@@ -13,6 +13,9 @@ revision = "bi0008"
 down_revision = "bi0007"
 branch_labels = None
 depends_on = None
+# The columns the downgrade drops, with the value that holds nothing (None: NULL): `switchyard db
+# downgrade` refuses it while a row holds another unless --drop-data says so.
+DOWNGRADE_DROPS_COLUMNS = {"call_usage_entries.user_id": None}
 
 
 def upgrade() -> None:

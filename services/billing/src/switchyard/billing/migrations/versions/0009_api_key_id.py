@@ -18,6 +18,14 @@ branch_labels = None
 depends_on = None
 
 DAILY_KEY = ["tenant_id", "day", "user_id", "model", "tier", "kind"]
+# The columns the downgrade drops, with the value that holds nothing (None: NULL): `switchyard db
+# downgrade` refuses it while a row holds another unless --drop-data says so.
+DOWNGRADE_DROPS_COLUMNS = {
+    "usage_entries.api_key_id": None,
+    "call_usage_entries.api_key_id": None,
+    # the daily rows are summed over keys (the totals kept), their split by key lost
+    "usage_daily.api_key_id": "",
+}
 
 
 def upgrade() -> None:

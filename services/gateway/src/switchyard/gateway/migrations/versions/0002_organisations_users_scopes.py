@@ -22,6 +22,15 @@ depends_on = None
 DOWNGRADE_DROPS = ("users",)
 
 ALL_SCOPES = "inference admin audit:read billing:read"
+# The columns the downgrade drops, with the value that holds nothing (None: NULL): `switchyard db
+# downgrade` refuses it while a row holds another unless --drop-data says so.
+DOWNGRADE_DROPS_COLUMNS = {
+    "api_keys.rotated_to": None,
+    "api_keys.expires_at": None,
+    "api_keys.scopes": ALL_SCOPES,  # every scope: what a key had before, so nothing is lost
+    "tenants.monthly_budget_usd": None,
+    "tenants.platform": False,
+}
 
 
 def upgrade() -> None:

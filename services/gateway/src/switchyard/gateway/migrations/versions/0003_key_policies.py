@@ -23,6 +23,10 @@ COLUMNS = (
     ("budget_duration", sa.String(8)),
 )
 
+# The columns the downgrade drops, with the value that holds nothing (None: NULL): `switchyard db
+# downgrade` refuses it while a row holds another unless --drop-data says so.
+DOWNGRADE_DROPS_COLUMNS = {f"api_keys.{name}": None for name, _ in COLUMNS}
+
 
 def upgrade() -> None:
     # Plain ADD COLUMN (SQLite supports it): a batch copy of `api_keys` would trip the foreign keys.

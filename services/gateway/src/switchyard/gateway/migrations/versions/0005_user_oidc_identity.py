@@ -18,6 +18,10 @@ down_revision = "gw0004"
 branch_labels = None
 depends_on = None
 
+# The columns the downgrade drops, with the value that holds nothing (None: NULL): `switchyard db
+# downgrade` refuses it while a row holds another unless --drop-data says so.
+DOWNGRADE_DROPS_COLUMNS = {"users.oidc_issuer": None, "users.oidc_subject": None}
+
 
 def upgrade() -> None:
     # Plain ADD COLUMN and CREATE INDEX (SQLite supports both): a batch copy of `users` is not needed.

@@ -17,6 +17,10 @@ down_revision = "gw0005"
 branch_labels = None
 depends_on = None
 
+# The columns the downgrade drops, with the value that holds nothing (None: NULL): `switchyard db
+# downgrade` refuses it while a row holds another unless --drop-data says so.
+DOWNGRADE_DROPS_COLUMNS = {"tenants.erased_at": None}
+
 
 def upgrade() -> None:
     # Plain ADD COLUMN (SQLite supports it): a batch copy of `tenants` would trip the foreign keys.

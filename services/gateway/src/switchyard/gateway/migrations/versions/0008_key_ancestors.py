@@ -17,6 +17,10 @@ down_revision = "gw0007"
 branch_labels = None
 depends_on = None
 
+# The columns the downgrade drops, with the value that holds nothing (None: NULL): `switchyard db
+# downgrade` refuses it while a row holds another unless --drop-data says so.
+DOWNGRADE_DROPS_COLUMNS = {"api_keys.ancestors": None}
+
 
 def upgrade() -> None:
     # Plain ADD COLUMN (SQLite supports it): a batch copy of `api_keys` would trip the foreign keys.

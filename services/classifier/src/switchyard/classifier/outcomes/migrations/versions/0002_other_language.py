@@ -12,6 +12,9 @@ revision = "cl0002"
 down_revision = "cl0001"
 branch_labels = None
 depends_on = None
+# The columns the downgrade drops, with the value that holds nothing (None: NULL): `switchyard db
+# downgrade` refuses it while a row holds another unless --drop-data says so.
+DOWNGRADE_DROPS_COLUMNS = {"classifier_outcome_features.other_language": False}
 
 
 def upgrade() -> None:
