@@ -62,7 +62,7 @@ class Catalog:
         outage, and a provider configured later serves the names listed for it."""
         policy = self.policy
         known = {AUTO, *(m.id for m in policy.models), *policy.aliases}
-        unknown = [n for n in names or () if n not in known and not _passed_through(n)]
+        unknown = _unlisted(policy, names)
         if unknown:
             listed = sorted(known)
             shown = ", ".join(listed[:MAX_NAMED]) + (
@@ -71,6 +71,21 @@ class Catalog:
             raise InvalidRequest(
                 f"unknown models {unknown}: a key may list {shown}, or <provider>/<model> of "
                 f"{', '.join(f'{p}/' for p in PASS_THROUGH)} (GET /v1/models lists those served now)",
+                code="invalid_value",
+                param="models",
+            )
+
+    def check_rotatable(self, key_id: str, names: Collection[str] | None) -> None:
+        """400 `invalid_value` (param `models`) when a key's allow-list names models the policy no longer
+        has (a key made before the policy changed): its successor would carry them on. The names, and how
+        to go on: its list changed first (`key.updated`, recorded), then rotated."""
+        unknown = _unlisted(self.policy, names)
+        if unknown:
+            raise InvalidRequest(
+                f"the key {key_id} lists models the policy no longer has: {unknown}; a rotation keeps the "
+                f"key's policy, so change its list first (`switchyard keys update {key_id} --models ...`, "
+                f"PATCH /v1/admin/keys/{key_id}), then rotate it. Nothing changed: the key still works "
+                "(if it leaked: `switchyard keys revoke` ends it now)",
                 code="invalid_value",
                 param="models",
             )
@@ -230,3 +245,9 @@ def _info(name: str, policy: Policy) -> AnthropicModelInfo:
         display_name=f"{name} (alias of {target})" if target else name,
         max_input_tokens=None if spec is None else spec.context_window,
     )
+
+
+def _unlisted(policy: Policy, names: Collection[str] | None) -> list[str]:
+    """The `names` no request could be served under (check_listable)."""
+    known = {AUTO, *(m.id for m in policy.models), *policy.aliases}
+    return [n for n in names or () if n not in known and not _passed_through(n)]

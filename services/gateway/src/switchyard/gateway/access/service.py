@@ -4,6 +4,7 @@ across organisations."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -370,6 +371,7 @@ async def rotate_key(
     grantable: frozenset[str] | None = None,
     ceiling: Ceiling | None = None,
     caller_user_id: str | None = None,
+    listable: Callable[[str, list[str] | None], None] | None = None,
 ) -> tuple[str, ApiKey, ApiKey]:
     """A new key with the same user, name, scopes and policy, counting in the same counters (its lineage,
     `ApiKey.counts_as`: what its budget has spent this period stays spent, and the old key during its grace
@@ -379,7 +381,8 @@ async def rotate_key(
     the key's user (`caller_user_id`; a key without a user is the organisation's, any admin's to rotate):
     another user's secret would let the caller act as them, every request recorded as theirs; their key
     is revoked instead, and they (or an admin, recorded as making it for them) make a new one. None for
-    either: not checked (an operator's tool). Returns (plaintext, new, old)."""
+    either: not checked (an operator's tool). `listable(key id, models)` refuses a model list naming models
+    the policy no longer has (the gateway's catalogue; None: not checked). Returns (plaintext, new, old)."""
     old = await get_key(sessions, tenant_id=tenant_id, key_id=key_id)
     async with sessions() as s:
         await _writable(s, tenant_id)
@@ -402,6 +405,8 @@ async def rotate_key(
     _within(set(old.scopes.split()), grantable, "the rotated key")
     if ceiling is not None:
         ceiling.check(old.policy_columns(), expires_at=old.expires_at, what="the rotated key", param="key_id")
+    if listable is not None:
+        listable(old.id, old.models)
     plaintext, new = await tenants.create_api_key(
         sessions,
         tenant_id=tenant_id,

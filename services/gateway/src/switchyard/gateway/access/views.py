@@ -260,6 +260,7 @@ async def rotate_key(
         grantable=actor.principal.scopes,
         ceiling=_ceiling(actor, request),
         caller_user_id=actor.principal.user_id,
+        listable=gateway_of(request).catalog.check_rotatable,
     )
     await actor.invalidate("key", old.id)
     await actor.record(
