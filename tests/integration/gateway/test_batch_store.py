@@ -22,6 +22,7 @@ from switchyard.gateway.batches.store import BatchStore, batches_bucket, new_bat
 from switchyard.gateway.errors import NotFound, RateLimited
 from switchyard.gateway.files.share import Share
 from switchyard.gateway.files.store import files_bucket
+from switchyard.gateway.taskapi.idempotency import BodyKey
 from switchyard.gateway.tenants import Principal
 
 pytestmark = pytest.mark.integration
@@ -144,7 +145,12 @@ async def test_an_organisation_with_its_limit_of_unfinished_batches_gets_429(nat
     try:
         files = await files_bucket(nc.jetstream(), max_bytes=1024**2)
         batches = Batches(
-            store, files, _runner(store, "r"), share=Share(files=100, bytes=1024**2), max_unfinished=2
+            store,
+            files,
+            _runner(store, "r"),
+            share=Share(files=100, bytes=1024**2),
+            max_unfinished=2,
+            body_key=BodyKey(b"k" * 32),
         )
         acme = Principal(tenant_id="acme", api_key_id="key_1", user_id=None, key_prefix="p")
         other = Principal(tenant_id="other", api_key_id="key_2", user_id=None, key_prefix="q")

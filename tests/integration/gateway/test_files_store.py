@@ -25,6 +25,7 @@ from switchyard.gateway.batches.store import BatchStore, batches_bucket, new_bat
 from switchyard.gateway.errors import NotFound
 from switchyard.gateway.files.share import Share
 from switchyard.gateway.files.store import BUCKET, STREAM, files_bucket, new_file_id, tenant_part
+from switchyard.gateway.taskapi.idempotency import BodyKey
 
 pytestmark = pytest.mark.integration
 
@@ -141,7 +142,13 @@ async def test_a_sweep_keeps_what_unfinished_batches_read_and_removes_each_expir
         js = nc.jetstream()
         files, replica = [await files_bucket(js, max_bytes=8 * 1024 * 1024) for _ in range(2)]
         store = BatchStore(await batches_bucket(js))
-        batches = Batches(store, files, None, share=Share(files=10, bytes=1024**2))  # type: ignore[arg-type]
+        batches = Batches(
+            store,
+            files,
+            None,  # type: ignore[arg-type]
+            share=Share(files=10, bytes=1024**2),
+            body_key=BodyKey(b"k" * 32),
+        )
         files.in_use = replica.in_use = batches.inputs_in_use
         past = int(time.time()) - 1
         read = await files.put(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 
-from switchyard.gateway.taskapi.idempotency import BodyDigest, digest
+from switchyard.gateway.taskapi.idempotency import KEYED, BodyDigest, BodyKey, digest
 
 BODY = b'{"model":"auto","max_tokens":20,"messages":[{"role":"user","content":"caf\\u00e9"}]}'
 
@@ -46,12 +46,34 @@ def orjson_value() -> dict[str, object]:
     return {"messages": [{"role": "user", "content": "caf\u00e9"}], "model": "auto", "max_tokens": 20}
 
 
+KEY = BodyKey(b"a deployment's secret, 32 bytes!")
+
+
 def test_a_key_kept_before_bodies_were_compared_by_their_json_still_matches_its_bytes() -> None:
     """Keys claimed before this kept the SHA-256 of the body's bytes: a retry sending those bytes again
     (after an upgrade, within the key's seven or thirty days) is the same body, not a 409."""
-    said = BodyDigest.of(BODY)
+    said = BodyDigest.of(BODY, KEY)
     kept_before = hashlib.sha256(BODY).hexdigest()
     assert said.matches(kept_before) and said.matches(digest(BODY))
-    assert said.sha256 == digest(BODY)  # what is kept from now on
+    assert said.kept == KEY.seal(digest(BODY))  # what is kept from now on
     assert not said.matches(hashlib.sha256(BODY + b" ").hexdigest())
-    assert not BodyDigest.of(BODY.replace(b"20", b"21")).matches(kept_before)
+    assert not BodyDigest.of(BODY.replace(b"20", b"21"), KEY).matches(kept_before)
+
+
+def test_what_is_kept_now_is_keyed_by_the_deployments_secret() -> None:
+    """A reader of the bucket who guesses the body cannot confirm it: the kept digest is neither the plain
+    SHA-256 of its JSON nor of its bytes, and another deployment's secret makes another digest."""
+    said = BodyDigest.of(BODY, KEY)
+    assert said.kept.startswith(KEYED) and digest(BODY) not in said.kept
+    assert hashlib.sha256(BODY).hexdigest() not in said.kept
+    other = BodyDigest.of(BODY, BodyKey(b"another deployment's secret, 32b"))
+    assert other.kept != said.kept and not other.matches(said.kept)
+    assert said.matches(said.kept)
+    assert "secret" not in repr(KEY)
+
+
+def test_a_keyed_digest_is_compared_keyed_only() -> None:
+    """A kept keyed digest is matched by the keyed digest alone: a plain digest the request also carries
+    (for digests kept before) never stands in for it."""
+    said = BodyDigest.of(BODY, KEY)
+    assert not said.matches(KEYED + digest(BODY))

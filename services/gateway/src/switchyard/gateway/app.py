@@ -60,6 +60,7 @@ from switchyard.gateway.state import Gateway
 from switchyard.gateway.stopping import Server, Stop
 from switchyard.gateway.stored_responses import views as stored_views
 from switchyard.gateway.stored_responses.store import HEADROOM, left_bucket, responses_bucket
+from switchyard.gateway.taskapi import body_key as body_keys
 from switchyard.gateway.taskapi import views as taskapi
 from switchyard.gateway.taskapi.service import TaskRuns
 from switchyard.gateway.taskapi.store import TaskStore, tasks_bucket
@@ -110,6 +111,8 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
     )
     # read before the server starts: a mistake in it stops the gateway (ConfigurationError), in one line
     guardrail_file = load_guardrail_file(settings.guardrails_path) if settings.guardrails_enabled else None
+    body_key, keyed_by = body_keys.load(settings)  # the same on every replica: where it comes from, logged
+    log.info("Idempotency-Key body digests are sealed with the secret of %s", keyed_by)
     stop = stop or Stop(settings.stop_grace_s)
     broker = bus.make_broker(settings.nats_url, name="gateway", credentials=settings.nats_credentials())
 
@@ -216,6 +219,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
                 inflight=inflight,
             ),
             intake=Intake(settings.max_body_bytes_reading, max_body_bytes=settings.max_body_bytes),
+            body_key=body_key,
             guardrails=guardrails.from_settings(settings, events, guardrail_file),
             sso=sso,
             lockout=await lockout.from_settings(settings, js, events, keep_s=LIMITS_KEEP_S),

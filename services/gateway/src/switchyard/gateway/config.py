@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from switchyard.common.config import CommonSettings
 from switchyard.gateway.cache.models import CacheRule
@@ -67,6 +67,11 @@ class GatewaySettings(CommonSettings):
     )
     async_task_timeout_s: float = Field(
         default=3600.0, gt=0, description="how long the task API follows a submitted task before `timed_out`"
+    )
+    idempotency_secret: SecretStr | None = Field(
+        default=None,
+        description="seals the Idempotency-Key body digests kept in the bus (HMAC-SHA256), the same on every "
+        "replica; default: derived from the gateway's NATS password, else <var_dir>/idempotency.key",
     )
     cors_origins: list[str] = Field(
         default_factory=list,
@@ -260,6 +265,13 @@ class GatewaySettings(CommonSettings):
     )
     oidc_jwks_max_age_s: float = Field(default=3600.0, gt=0)
     oidc_jwks_min_refresh_s: float = Field(default=30.0, ge=0)
+
+    @field_validator("idempotency_secret")
+    @classmethod
+    def _long_enough(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 32:
+            raise ValueError("at least 32 characters (e.g. `openssl rand -base64 32`)")
+        return v
 
     @model_validator(mode="after")
     def _streams_outlast_their_first_wait(self) -> GatewaySettings:

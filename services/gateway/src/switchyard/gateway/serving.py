@@ -334,7 +334,9 @@ async def submit(request: Request) -> TaskState:
     principal = await authenticate(request, gw.verifier)
     async with gw.intake.taking(request):  # the body's bytes, up to its task's admission and publishing
         body = await bodies.read_request_body(request, gw.settings)
-        parse = functools.partial(_task_request, body, max_prompt_chars=gw.settings.max_prompt_chars)
+        parse = functools.partial(
+            _task_request, body, max_prompt_chars=gw.settings.max_prompt_chars, key=gw.body_key
+        )
         parsed, digest = await bounds.read_off_loop(parse, size=len(body))
         size = len(body)
         del body
@@ -356,11 +358,11 @@ async def submit(request: Request) -> TaskState:
 
 
 def _task_request(
-    body: bytes, *, max_prompt_chars: int
+    body: bytes, *, max_prompt_chars: int, key: idempotency.BodyKey
 ) -> tuple[ChatCompletionRequest, idempotency.BodyDigest]:
     """The task API's request and its digest (`idempotency.digest`: what an Idempotency-Key's retry must
     say again), both read off the loop when the body is large."""
-    return task_body.parse(body, max_prompt_chars=max_prompt_chars), idempotency.BodyDigest.of(body)
+    return task_body.parse(body, max_prompt_chars=max_prompt_chars), idempotency.BodyDigest.of(body, key)
 
 
 async def submit_parsed(

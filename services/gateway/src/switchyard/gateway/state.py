@@ -28,6 +28,7 @@ from switchyard.gateway.limits.service import RateLimiter
 from switchyard.gateway.sockets import Sockets
 from switchyard.gateway.stopping import Stop
 from switchyard.gateway.stored_responses.store import ResponseStore
+from switchyard.gateway.taskapi.idempotency import BodyKey
 from switchyard.gateway.taskapi.service import TaskRuns
 from switchyard.gateway.tasks import TaskClient
 from switchyard.gateway.tenants import KeyVerifier
@@ -58,6 +59,7 @@ class Gateway:
     embedding_results: EmbeddingResults
     files: FileStore
     intake: Intake  # the bytes of request bodies taken in at once (SWITCHYARD_MAX_BODY_BYTES_READING)
+    body_key: BodyKey  # seals the Idempotency-Key body digests kept in the bus (taskapi/body_key.py)
     guardrails: Guardrails | None = None
     cache: ResponseCache | None = None
     sso: OidcVerifier | None = None

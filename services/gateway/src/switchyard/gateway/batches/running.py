@@ -286,7 +286,9 @@ class BatchRun(LeasedRun):
                     self.gw,
                     self.principal,
                     parsed,
-                    digest=idempotency.BodyDigest(hashlib.sha256(line.body).hexdigest()),  # a line is as kept
+                    digest=idempotency.BodyDigest.sealed(
+                        self.gw.body_key, hashlib.sha256(line.body).hexdigest()
+                    ),
                     key=render.idempotency_key(self.batch_id, line.index),
                     priority="low",
                     where={"request_id": render.request_id(task_id), "endpoint": endpoint},

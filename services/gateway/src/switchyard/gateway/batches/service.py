@@ -37,9 +37,11 @@ class Batches:
         runner: BatchRunner,
         *,
         share: Share,
+        body_key: idempotency.BodyKey,
         max_unfinished: int = 10,
     ) -> None:
         self.store = store
+        self.body_key = body_key  # seals an Idempotency-Key's body digest (taskapi/idempotency.py)
         self.files = files
         self.share = share
         self.runner = runner
@@ -51,7 +53,7 @@ class Batches:
         (the batch's output would go past it: it is written whatever the share once the batch ends). With
         an Idempotency-Key `key`, the batch its first request created (`idempotent`), before any check."""
         claim = idempotent.claim_key(principal.tenant_id, key, OPENAI_PREFIX) if key is not None else None
-        sha256 = idempotency.BodyDigest.of(body)
+        sha256 = idempotency.BodyDigest.of(body, self.body_key)
         if claim is not None and (replayed := await self.replayed(claim, sha256)) is not None:
             return replayed
         try:
@@ -95,7 +97,7 @@ class Batches:
         batch_id = new_batch_id()
         if claim is not None:
             held = await idempotent.take(
-                self.store.bucket, claim, idempotent.Claim(batch_id=batch_id, request_sha256=sha256.sha256)
+                self.store.bucket, claim, idempotent.Claim(batch_id=batch_id, request_sha256=sha256.kept)
             )
             if not sha256.matches(held.request_sha256):
                 raise idempotency.reused()

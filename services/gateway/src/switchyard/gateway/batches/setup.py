@@ -31,7 +31,12 @@ async def start_batches(gw: Gateway, js: JetStreamContext, *, replica: str) -> B
     )
     runner.start()
     batches = Batches(
-        store, gw.files, runner, share=Share.of(settings), max_unfinished=settings.batch_org_unfinished
+        store,
+        gw.files,
+        runner,
+        share=Share.of(settings),
+        max_unfinished=settings.batch_org_unfinished,
+        body_key=gw.body_key,
     )
     gw.files.in_use = batches.inputs_in_use  # a batch's input file does not expire while the batch runs
     return batches

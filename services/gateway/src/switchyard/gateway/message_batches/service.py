@@ -107,7 +107,9 @@ class MessageBatches:
         batch_id = new_batch_id(ID_PREFIX)
         if claim is not None:
             try:
-                said = idempotency.BodyDigest(lines.digest.hexdigest(), raw.hexdigest())
+                said = idempotency.BodyDigest.sealed(
+                    self.batches.body_key, lines.digest.hexdigest(), raw.hexdigest()
+                )
                 batch_id = await self._claimed(claim, batch_id, said)
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -151,7 +153,7 @@ class MessageBatches:
         held = await idempotent.take(
             self.batches.store.bucket,
             claim,
-            idempotent.Claim(batch_id=batch_id, request_sha256=sha256.sha256),
+            idempotent.Claim(batch_id=batch_id, request_sha256=sha256.kept),
         )
         if not sha256.matches(held.request_sha256):
             raise idempotency.reused()

@@ -10,12 +10,18 @@ again after its task expired makes a new task under a new id. (Under the expired
 unbilled: billing charges a task id once, and the ledger records each of its events once.) A retry must
 carry the same request, or it is refused with 409: the same JSON (`digest`), whatever its keys' order and
 whitespace, as another client library (or another run of the same one) writes it.
+
+What is kept of the body (with the claim and the task, in the tasks bucket) is that digest keyed by the
+deployment's secret (`BodyKey`, HMAC-SHA256; taskapi/body_key.py): a plain SHA-256 of the body would let
+whoever reads the bucket confirm a guessed prompt. Digests kept before (the plain SHA-256 of the body's
+JSON, or of its bytes) are still compared by, so a retry across the upgrade finds its task.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import hmac
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +35,7 @@ from switchyard.gateway.taskapi.store import KEEP_S
 
 HEADER = "idempotency-key"
 MAX_KEY_CHARS = 255
+KEYED = "hmac-sha256:"  # how a digest kept under the deployment's secret starts (a plain one: 64 hex digits)
 
 
 def idempotency_key(request: Request) -> str | None:
@@ -59,20 +66,40 @@ def digest(body: bytes | Any) -> str:
 
 
 @dataclass(frozen=True)
-class BodyDigest:
-    """What a keyed request is compared by: its body's `digest`, which is kept with the key; and the
-    SHA-256 of its bytes, which keys claimed before bodies were compared by their JSON kept instead (a
-    retry of one of those, sent again byte for byte after an upgrade, is still the same body)."""
+class BodyKey:
+    """The deployment's secret the kept digests are made with: HMAC-SHA256 of a body's plain digest. The
+    same on every gateway replica (a retry may reach any); never logged (its repr hides it)."""
 
-    sha256: str
-    raw_sha256: str | None = None
+    secret: bytes = field(repr=False)
+
+    def seal(self, plain: str) -> str:
+        """The digest kept for a body whose plain SHA-256 (`digest`, hex) is `plain`."""
+        return KEYED + hmac.new(self.secret, bytes.fromhex(plain), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class BodyDigest:
+    """What a keyed request is compared by: `kept`, its body's `digest` sealed by the deployment's
+    `BodyKey`, which is kept with the key; and the plain digests gateways kept before (`earlier`: the
+    SHA-256 of the body's JSON, and of its bytes, which keys claimed before bodies were compared by their
+    JSON kept), so a retry of a task they stored, sent again after an upgrade, is still the same body."""
+
+    kept: str
+    earlier: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, body: bytes) -> BodyDigest:
-        return cls(digest(body), hashlib.sha256(body).hexdigest())
+    def of(cls, body: bytes, key: BodyKey) -> BodyDigest:
+        return cls.sealed(key, digest(body), hashlib.sha256(body).hexdigest())
+
+    @classmethod
+    def sealed(cls, key: BodyKey, plain: str, *earlier: str) -> BodyDigest:
+        """The digest of a body whose plain SHA-256 is `plain` (kept, sealed; and as it was kept before)."""
+        return cls(key.seal(plain), (plain, *earlier))
 
     def matches(self, kept: str) -> bool:
-        return kept in (self.sha256, self.raw_sha256)
+        if hmac.compare_digest(kept, self.kept):
+            return True
+        return not kept.startswith(KEYED) and kept in self.earlier
 
 
 def task_ids(tenant_id: str, key: str, at: datetime) -> list[str]:

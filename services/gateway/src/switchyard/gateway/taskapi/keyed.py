@@ -88,7 +88,7 @@ async def submit(
                 return state
             task = task.model_copy(update={"task_id": claim.task_id})
         admitted = await admit(task)
-        mine = Claim(task_id=task.task_id, request_sha256=digest.sha256, claimed_at=datetime.now(UTC))
+        mine = Claim(task_id=task.task_id, request_sha256=digest.kept, claimed_at=datetime.now(UTC))
         try:
             revision = await runs.store.take(claim_key, mine, over=over)
         except BaseException:
@@ -101,12 +101,12 @@ async def submit(
             if over is not None and (done := await runs.store.stored_outcome(task.task_id)) is not None:
                 await admitted.close()  # the request that went away had published it, and it ran
                 told = from_outcome(done).model_copy(
-                    update={"idempotency_key": key, "request_sha256": digest.sha256}
+                    update={"idempotency_key": key, "request_sha256": digest.kept}
                 )
                 await runs.store.create(told)
                 return told
             state = await runs.submit(
-                task=task, admitted=admitted, idempotency_key=key, request_sha256=digest.sha256
+                task=task, admitted=admitted, idempotency_key=key, request_sha256=digest.kept
             )
         except BaseException:
             await admitted.close()  # once, however many paths close it
