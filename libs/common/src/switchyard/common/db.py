@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import traceback
 import uuid
 import warnings
@@ -11,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, event
+from sqlalchemy import DateTime, event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, SAWarning
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -119,6 +120,12 @@ class Migrations:
     def version_table(self) -> str:
         return f"alembic_version_{self.service}"
 
+    @property
+    def lock_key(self) -> int:
+        """The PostgreSQL advisory lock its migrations hold while they run (a signed 64-bit number)."""
+        digest = hashlib.sha256(f"switchyard migrations {self.version_table}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
     def config(self, url: str) -> Any:
         from alembic.config import Config
 
@@ -169,6 +176,12 @@ class Migrations:
         engine = create_engine(url, pgbouncer=pgbouncer)
         try:
             async with engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    # Another run of this service's migrations at once (a migrate Job beside a replica that
+                    # migrates at start, two operators) waits for this one, then finds nothing to do:
+                    # without it both ran the first migration and one failed on what the other had made.
+                    # Released with the transaction (so a pooler in transaction mode keeps it too).
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": self.lock_key})
                 if first is not None:
                     await conn.run_sync(first)
                 await conn.run_sync(self._run_sync, url, direction, revision)
