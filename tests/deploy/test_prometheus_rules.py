@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -70,77 +71,59 @@ def test_compose_prometheus_config_is_valid(tmp_path: Path) -> None:
     assert "SUCCESS: 2 rule files found" in done.stdout + done.stderr
 
 
+def _panel_expr(board: str, title: str) -> str:
+    panels = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / board).read_text())["panels"]
+    (panel,) = [p for p in panels if p["title"] == title]
+    (target,) = panel["targets"]
+    return str(target["expr"])
+
+
+def _reads(
+    tmp_path: Path, expr: str, series: dict[str, str], samples: list[tuple[str, dict[str, Any]]]
+) -> None:
+    """promtool evaluates `expr` over `series` (series -> values, a minute apart) and expects each
+    (eval_time, sample)."""
+    case = tmp_path / "panel_test.yml"
+    test = {
+        "interval": "1m",
+        "input_series": [{"series": name, "values": values} for name, values in series.items()],
+        "promql_expr_test": [
+            {"expr": expr, "eval_time": at, "exp_samples": [sample]} for at, sample in samples
+        ],
+    }
+    case.write_text(yaml.safe_dump({"rule_files": [], "evaluation_interval": "1m", "tests": [test]}))
+    done = _promtool("test", "rules", str(case))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_the_sla_dashboards_availability_reads_100_percent_before_the_first_5xx(tmp_path: Path) -> None:
     """The SLA dashboard's headline stat, on a Prometheus that has never seen a 5xx (no such series): a
     ratio with an absent numerator is absent, and the stat read "No data" exactly when all was well."""
-    board = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "sla.json").read_text())
-    (panel,) = [p for p in board["panels"] if p["title"] == "Availability, 30 days"]
-    (target,) = panel["targets"]
-    case = tmp_path / "availability_test.yml"
-    case.write_text(
-        yaml.safe_dump(
-            {
-                "rule_files": [],
-                "evaluation_interval": "1m",
-                "tests": [
-                    {
-                        "interval": "1m",
-                        "input_series": [
-                            {
-                                "series": 'switchyard_gateway_requests_total{route="/v1/chat/completions", '
-                                'status="200"}',
-                                "values": "0+100x60",
-                            },
-                            {
-                                "series": 'switchyard_gateway_requests_total{route="/v1beta/models/'
-                                '{target:path}", status="200"}',
-                                "values": "0+100x60",
-                            },
-                        ],
-                        "promql_expr_test": [
-                            {"expr": target["expr"], "eval_time": "60m", "exp_samples": [{"value": 1}]}
-                        ],
-                    }
-                ],
-            }
-        )
-    )
-    done = _promtool("test", "rules", str(case))
-    assert done.returncode == 0, done.stdout + done.stderr
+    series = {
+        'switchyard_gateway_requests_total{route="/v1/chat/completions", status="200"}': "0+100x60",
+        'switchyard_gateway_requests_total{route="/v1beta/models/{target:path}", status="200"}': "0+100x60",
+    }
+    _reads(tmp_path, _panel_expr("sla.json", "Availability, 30 days"), series, [("60m", {"value": 1})])
 
 
-def test_the_dead_letters_panel_counts_a_services_first_letter(tmp_path: Path) -> None:
-    """A service's first dead letter is a series born at 1 (prometheus_client makes the labelled child at
-    the first inc()): increase() over it reads 0, and the panel showed no letter at all."""
-    board = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "queues.json").read_text())
-    (panel,) = [p for p in board["panels"] if p["title"] == "Dead letters per hour"]
-    (target,) = panel["targets"]
-    series = 'switchyard_dead_letters_total{service="router", code="invalid_event", instance="a"}'
-    case = tmp_path / "dead_letters_test.yml"
-    case.write_text(
-        yaml.safe_dump(
-            {
-                "rule_files": [],
-                "evaluation_interval": "1m",
-                "tests": [
-                    {
-                        "interval": "1m",
-                        # born at minute 5 with one letter, a second at minute 80
-                        "input_series": [{"series": series, "values": "_x5 1x75 2x30"}],
-                        "promql_expr_test": [
-                            {
-                                "expr": target["expr"],
-                                "eval_time": eval_time,
-                                "exp_samples": [
-                                    {"labels": '{service="router", code="invalid_event"}', "value": value}
-                                ],
-                            }
-                            for eval_time, value in (("10m", 1), ("70m", 0), ("90m", 1))
-                        ],
-                    }
-                ],
-            }
-        )
-    )
-    done = _promtool("test", "rules", str(case))
-    assert done.returncode == 0, done.stdout + done.stderr
+# a consumer's dead letters, as Prometheus stores them: the target's `service`, the metric's `consumer`
+LETTERS = 'switchyard_dead_letters_total{service="router", consumer="router-stats", code="invalid_event", instance="a"}'
+LETTERS_READ = '{service="router", consumer="router-stats", code="invalid_event"}'
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param("_x5 1x75 2x30", id="born-at-1-before-its-first-scrape"),
+        pytest.param("0x5 1x75 2x30", id="at-0-from-the-start"),
+    ],
+)
+def test_the_dead_letters_panel_counts_a_consumers_first_letter(tmp_path: Path, values: str) -> None:
+    """A replica's first dead letter, at minute 5 (a second at minute 80), shows in the hour's count: on a
+    series at 0 from the replica's start, and on one whose first scrape already read 1 (a letter before
+    it: increase() over 1 -> 1 reads 0)."""
+    expr = _panel_expr("queues.json", "Dead letters per hour")
+    samples = [
+        (at, {"labels": LETTERS_READ, "value": value}) for at, value in (("10m", 1), ("70m", 0), ("90m", 1))
+    ]
+    _reads(tmp_path, expr, {LETTERS: values}, samples)
