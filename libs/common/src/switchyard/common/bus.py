@@ -157,6 +157,7 @@ async def dead_letter(
     publisher: EventPublisher,
     *,
     service: str,
+    consumer: str,
     raw: Any,
     reason: str,
     code: str,
@@ -184,7 +185,7 @@ async def dead_letter(
         body = b""
     ack = await publisher.publish_raw(subjects.dlq_subject(service), body, msg_id=msg_id, headers=headers)
     if not ack.duplicate:
-        metrics.observe_dead_letter(service=service, code=code)
+        metrics.observe_dead_letter(consumer=consumer, code=code)
 
 
 def _header_safe(text: str) -> str:
@@ -243,6 +244,7 @@ def subscribe(
     gather_s: float = 0.0,
     on_invalid: Callable[[bytes, InvalidEvent], Awaitable[None]] | None = None,
     outage: Callable[[BaseException], bool] | None = None,
+    dead_letters: Sequence[str] = (),
 ) -> None:
     """Registers `handler` as a durable pull consumer with manual, deliberate acknowledgement; it runs
     between `start_consumers(broker)` and `stop_consumers(broker)` (the service lifecycle calls both).
@@ -259,7 +261,9 @@ def subscribe(
     failure is retried for up to OUTAGE_RIDE_S, and only the handler's other failures count against
     `max_deliver` (counted by this replica: a replica that fails an event on its own tries it
     `max_deliver` times; the server's limit, `outage_deliveries`, bounds every replica together).
+    `dead_letters`: the codes of the handler's own errors it may dead-letter, counted from 0 with the rest.
     """
+    metrics.expect_dead_letters(consumer.durable, dead_letters)
     expected_types = tuple(expected) if expected is not None else None
     config = ConsumerConfig(
         durable_name=consumer.durable,
@@ -359,9 +363,14 @@ def subscribe(
         log.error("handler failed on event %s (last try, delivery %d): %s", event_id, delivered, reason)
         await _fail(raw, reason, code, False, delivered)
 
+    async def letter(raw: Any, reason: str, code: str) -> None:
+        await dead_letter(
+            publisher(), service=service, consumer=consumer.durable, raw=raw, reason=reason, code=code
+        )
+
     async def reject(raw: Msg, exc: InvalidEvent) -> None:
         log.warning("dead-lettering invalid event on %s: %s", raw.subject, exc.message)
-        await dead_letter(publisher(), service=service, raw=raw, reason=exc.message, code=exc.code)
+        await letter(raw, exc.message, exc.code)
         if on_invalid is not None:
             try:
                 await on_invalid(raw.data, exc)
@@ -373,7 +382,7 @@ def subscribe(
         if retryable and delivered < consumer.max_deliver:
             await raw.nak(delay=redelivery_backoff(consumer.max_deliver)[delivered - 1])
             return
-        await dead_letter(publisher(), service=service, raw=raw, reason=reason, code=code)
+        await letter(raw, reason, code)
         await raw.term()
 
     # `description` documents the consumer in code; the AsyncAPI document is generated from contract.py.

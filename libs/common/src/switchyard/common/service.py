@@ -26,7 +26,7 @@ from prometheus_client import Gauge, start_http_server
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from switchyard.common import background, bus, bus_guard, lag, subjects, tracing
+from switchyard.common import background, bus, bus_guard, lag, metrics, subjects, tracing
 from switchyard.common.bus_auth import BusRefused
 from switchyard.common.config import CommonSettings, replica_name, settings_problem
 from switchyard.common.errors import ConfigurationError
@@ -84,6 +84,7 @@ def create_service(name: str, settings: CommonSettings) -> Service:
     broker = bus.make_broker(settings.nats_url, name=name, credentials=settings.nats_credentials())
     service = Service(name=name, broker=broker)
     instance = replica_name(name, settings.instance)
+    metrics.expect_published(name)
 
     @broker.subscriber(subjects.ping_subject(name), include_in_schema=False)
     async def ping(msg: NatsMessage) -> bytes:

@@ -14,7 +14,7 @@ from switchyard.billing.notify import Notifier, deliver_alert
 from switchyard.billing.service import usage_event
 from switchyard.billing.webhooks import Deliverer, SecretBox, forget_tenant, secret_box
 from switchyard.billing.writer import UsageWriter
-from switchyard.common import bus, db, subjects
+from switchyard.common import bus, db, metrics, subjects
 from switchyard.common.budgets import limits_bucket
 from switchyard.common.config import CommonSettings
 from switchyard.common.db import create_engine, is_sqlite, sessionmaker
@@ -67,6 +67,7 @@ def create(settings: BillingSettings) -> Service:
     policies = PolicySource(
         settings.policy_path, check_s=settings.policy_check_s, settle_s=settings.policy_settle_s
     )
+    metrics.expect_usage((model.tier, model.provider, model.id) for model in policies.current().models)
     engine = create_engine(settings.db_url(), **settings.db_options())
     sessions = sessionmaker(engine)
     notifier = Notifier(sessions)

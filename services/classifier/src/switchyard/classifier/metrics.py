@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from switchyard.common.metrics import zero
+
 PREDICTIONS = Counter(
     "switchyard_classifier_predictions_total",
     "Classified tasks by where the prediction came from: the encoder, an earlier identical prompt, or "
@@ -29,3 +31,12 @@ HEADS_SWAP_DELAY = Histogram(
     "From a promotion (the pointer's time) to this replica classifying with the promoted heads",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
+
+SOURCES = ("encoder", "reused", "passthrough")
+REFUSALS = ("corrupt", "incompatible", "unreadable", "forged")
+
+
+def at_start() -> None:
+    """The counters' label values known at start, at 0 (switchyard.common.metrics: `zero`)."""
+    zero(PREDICTIONS, [(source,) for source in SOURCES])
+    zero(HEADS_REFUSED, [(reason,) for reason in REFUSALS])

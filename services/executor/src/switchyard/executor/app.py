@@ -398,7 +398,10 @@ def create(
         ack_wait_s=settings.ack_wait_s,
         batch_size=1,  # pull one at a time, so idle replicas get the next task rather than a busy one
         description="Runs each routed task on its candidate chain: retries, breakers, fallback, streaming.",
+        dead_letters=[tenants.UnknownTenant.code],
     )
+    served = policies.current().models
+    metrics.at_start((model.provider, model.id) for model in served if model.provider in found.providers)
 
     async def sweep_stranded() -> None:
         bus.add_consumer(service.broker, stranded.consumer(bus.jetstream(service.broker), service.events()))

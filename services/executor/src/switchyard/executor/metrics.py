@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import get_args
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from switchyard.common import tracing
 from switchyard.common.events import ProviderCallRecorded, TaskCompleted, TaskFailed
+from switchyard.common.events.tasks import Strategy
+from switchyard.common.metrics import zero
 from switchyard.executor import quality
+from switchyard.executor.providers.errors import OPERATOR_FAILURES
 from switchyard.executor.providers.recording import CallRecord
 from switchyard.executor.resilience.breaker import BreakerState
 
@@ -87,3 +93,16 @@ def observe_strategy(strategy: str, escalations: list[str], spent: list[CallReco
     for record in spent:
         tokens = record.usage.total_tokens if record.usage else 0
         SPENT_TOKENS.labels(strategy, str(record.model == delivered and record.outcome == "ok")).inc(tokens)
+
+
+def at_start(models: Iterable[tuple[str, str]]) -> None:
+    """The counters' label values known at start, at 0. Provider calls: per (provider, model) of the policy
+    this executor has the provider of, `ok` and the failures that stay until an operator acts (their
+    first one alerts: SwitchyardProviderOutOfCredit); the other outcomes are born with their first call
+    (every error kind of every model would be a dozen series a model)."""
+    strategies = get_args(Strategy)
+    zero(CALLS, [(*model, outcome) for model in models for outcome in ("ok", *sorted(OPERATOR_FAILURES))])
+    zero(TASKS, [("completed",), ("failed",), ("cancelled",), ("expired",)])
+    zero(ACCEPTED, [(strategy,) for strategy in strategies])
+    zero(SPENT_TOKENS, [(strategy, delivered) for strategy in strategies for delivered in ("True", "False")])
+    zero(ESCALATIONS, [(check,) for check in quality.CHECKS])

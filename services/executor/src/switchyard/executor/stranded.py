@@ -24,7 +24,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
-from switchyard.common import bus, invalid, subjects
+from switchyard.common import bus, invalid, metrics, subjects
 from switchyard.common.consumer import PullConsumer
 from switchyard.common.publisher import EventPublisher
 
@@ -76,8 +76,10 @@ class _Stored:
 
 
 def consumer(js: JetStreamContext, events: EventPublisher) -> PullConsumer:
-    """The `stranded` consumer (bus.add_consumer registers it with the service's other consumers)."""
+    """The `stranded` consumer (bus.add_consumer registers it with the service's other consumers). The dead
+    letters it may give, each durable's `never_settled`, are counted on this process's /metrics from 0."""
     spec = subjects.STRANDED_CONSUMER
+    metrics.zero(metrics.DEAD_LETTERS, [(durable, CODE) for durable in PROCESS_OF])
 
     async def on_message(msg: Msg) -> None:
         try:
@@ -128,7 +130,7 @@ async def settle(js: JetStreamContext, events: EventPublisher, advisory: bytes) 
     )
     process = PROCESS_OF.get(durable, durable)
     event = _Stored(stored.subject or "", stored.data or b"", _Metadata(_Sequence(seq), deliveries))
-    await bus.dead_letter(events, service=process, raw=event, reason=reason, code=CODE)
+    await bus.dead_letter(events, service=process, consumer=durable, raw=event, reason=reason, code=CODE)
     log.error("event %d dead-lettered for `%s`: %s", seq, durable, reason)
     at = TASK_AT.get(durable)
     if at is None:

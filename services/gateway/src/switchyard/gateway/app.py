@@ -18,6 +18,7 @@ from pydantic_settings import SettingsError
 from starlette.middleware.cors import CORSMiddleware
 
 from switchyard.common import background, bus, subjects, tenants, tracing
+from switchyard.common import metrics as common_metrics
 from switchyard.common.budgets import budgets_bucket, limits_bucket
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.errors import ConfigurationError
@@ -26,12 +27,13 @@ from switchyard.common.logs import configure_logging
 from switchyard.common.policy_source import PolicySource
 from switchyard.common.service import exit_on_bad_settings
 from switchyard.common.watchdog import LoopWatchdog
-from switchyard.gateway import errors, gone, openapi, responses_ws
+from switchyard.gateway import errors, gone, metrics, openapi, responses_ws
 from switchyard.gateway.access import lockout, oidc
 from switchyard.gateway.access import views as access
 from switchyard.gateway.access.changes import AuthChanges, changes_bucket
 from switchyard.gateway.access.registry import Registry
 from switchyard.gateway.admission import Admission
+from switchyard.gateway.batches import lines as batch_lines
 from switchyard.gateway.batches import views as batch_views
 from switchyard.gateway.batches.setup import start_batches
 from switchyard.gateway.budgets.counters import SpendCounters
@@ -115,6 +117,8 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
     log.info("Idempotency-Key body digests are sealed with the secret of %s", keyed_by)
     stop = stop or Stop(settings.stop_grace_s)
     broker = bus.make_broker(settings.nats_url, name="gateway", credentials=settings.nats_credentials())
+    common_metrics.expect_published("gateway")
+    metrics.at_start(batch_endpoints=(*batch_lines.ENDPOINTS, batch_lines.MESSAGES))
 
     async def connected(app: FastAPI) -> None:
         js = bus.jetstream(broker)

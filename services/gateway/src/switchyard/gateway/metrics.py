@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from switchyard.common.metrics import zero
 
 REQUESTS = Counter("switchyard_gateway_requests_total", "HTTP requests", ["route", "status"])
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
@@ -110,3 +114,35 @@ CONVERSATION_TURNS = Counter(
     "than a bus message, or the bucket unavailable)",
     ["outcome"],
 )
+
+# Each counter's label values known at start (switchyard.common.metrics: `zero`); what only requests bring
+# (routes and statuses, guardrails and auth failures' reasons, refused uploads' codes) is born with them.
+_AT_START: tuple[tuple[Counter, tuple[tuple[str, ...], ...]], ...] = (
+    (TASKS, (("completed",), ("failed",), ("timed_out",), ("cancelled",))),
+    (
+        CACHE,
+        (
+            ("exact", "hit"),
+            ("semantic", "hit"),
+            ("any", "miss"),
+            ("any", "bypass"),
+            ("any", "stored"),
+            ("exact", "corrupt"),
+        ),
+    ),
+    (ORPHANS, tuple((o, c) for o in ("answered", "failed", "timed_out") for c in ("lost", "handed_over"))),
+    (FILES_ADDED, (("batch",), ("batch_output",))),
+    (FILES_ADDED_BYTES, (("batch",), ("batch_output",))),
+    (FILES_REMOVED, (("deleted",), ("expired",))),
+    (FILES_REMOVED_BYTES, (("deleted",), ("expired",))),
+    (BATCHES_FINISHED, (("completed",), ("failed",), ("expired",), ("cancelled",))),
+    (BATCH_LINES, (("completed",), ("failed",), ("cancelled",), ("expired",))),
+    (STORED_RESPONSES, (("stored",), ("too_large",), ("over_share",), ("refused",), ("not_asked",))),
+    (CONVERSATION_TURNS, (("appended",), ("gone",), ("refused",))),
+)
+
+
+def at_start(*, batch_endpoints: Iterable[str]) -> None:
+    for counter, combinations in _AT_START:
+        zero(counter, combinations)
+    zero(BATCHES_CREATED, [(endpoint,) for endpoint in batch_endpoints])

@@ -71,6 +71,7 @@ def create(settings: RouterSettings) -> Service:
         on_reload=_on_reload,
     )
     _on_reload(policies.current(), None)
+    metrics.at_start(policies.current())
     providers = AvailableProviders(
         lambda: bus.jetstream(service.broker), refresh_s=settings.providers_refresh_s
     )

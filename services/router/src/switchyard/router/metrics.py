@@ -1,8 +1,15 @@
 from __future__ import annotations
 
+from typing import get_args
+
 from prometheus_client import Counter, Gauge, Histogram
 
+from switchyard.common.errors import NoProviderAvailable, SwitchyardError
 from switchyard.common.events import RoutingDecision
+from switchyard.common.events.tasks import Strategy
+from switchyard.common.metrics import zero
+from switchyard.common.policy import Policy
+from switchyard.router import embedding, routing
 
 DECISIONS = Counter(
     "switchyard_router_decisions_total", "Routing decisions by strategy and first tier", ["strategy", "tier"]
@@ -27,3 +34,27 @@ def observe_decision(decision: RoutingDecision, seconds: float) -> None:
     DECISIONS.labels(decision.strategy, decision.tier).inc()
     ESTIMATED_COST.labels(decision.strategy).inc(decision.estimated_cost_usd)
     DECIDE_SECONDS.observe(seconds)
+
+
+# what the router answers a task it cannot route (`app.on_classified`)
+REFUSALS: tuple[type[SwitchyardError], ...] = (
+    routing.UnknownModel,
+    routing.ModelLacksCapability,
+    routing.ModelNotAllowed,
+    NoProviderAvailable,
+    routing.ContextTooLong,
+    routing.CapabilityUnavailable,
+    embedding.EmbeddingDimensions,
+    embedding.ResultTooLarge,
+)
+
+
+def at_start(policy: Policy) -> None:
+    """The counters' label values known at start, at 0: decisions by strategy and each tier the policy's
+    models are in (a reloaded policy's new tier is born at its first decision)."""
+    strategies = get_args(Strategy)
+    tiers = sorted({model.tier for model in policy.models})
+    zero(DECISIONS, [(strategy, tier) for strategy in strategies for tier in tiers])
+    zero(ESTIMATED_COST, [(strategy,) for strategy in strategies])
+    zero(REJECTED, [(refusal.code,) for refusal in REFUSALS])
+    zero(POLICY_RELOADS, [("ok",), ("invalid",)])
