@@ -113,8 +113,9 @@ def _alert(name: str) -> str:
 async def test_a_first_dead_letter_shows_on_the_panel_and_fires_its_alert(
     stack: RunningStack, prometheus: str
 ) -> None:
-    """One bad event: the classifier's and audit's counters of dead letters may be born by it (a series at
-    1); the panel shows it and the alert fires, without a second letter to make increase() move."""
+    """One bad event, dead-lettered by the classifier's and audit's consumers: the panel shows it and the
+    alert fires, each by the consumer (the metric's `consumer`; `service` is the scrape target's, and a
+    metric label of that name would be read as `exported_service`)."""
     deadline = time.monotonic() + 30
     while not query(prometheus, 'up{job="switchyard", service="classifier"} == 1'):
         assert time.monotonic() < deadline
@@ -131,11 +132,11 @@ async def test_a_first_dead_letter_shows_on_the_panel_and_fires_its_alert(
     firing: set[str] = set()
     while time.monotonic() < deadline + 30 and not ({"classifier", "audit"} <= letters.keys() & firing):
         letters = {
-            series["metric"].get("service", ""): float(series["value"][1])
+            series["metric"].get("consumer", ""): float(series["value"][1])
             for series in query(prometheus, panel)
             if series["metric"].get("code") == "invalid_event"
         }
-        firing = {series["metric"]["service"] for series in query(prometheus, alert)}
+        firing = {series["metric"]["consumer"] for series in query(prometheus, alert)}
         await asyncio.sleep(1)
     assert letters.get("classifier", 0) >= 1 and letters.get("audit", 0) >= 1, letters
     assert {"classifier", "audit"} <= firing, firing
