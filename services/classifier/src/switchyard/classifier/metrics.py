@@ -7,7 +7,7 @@ from switchyard.common.metrics import zero
 PREDICTIONS = Counter(
     "switchyard_classifier_predictions_total",
     "Classified tasks by where the prediction came from: the encoder, an earlier identical prompt, or "
-    "none (passthrough: an embedding task, not classified)",
+    "passthrough (an embedding task, not classified)",
     ["source"],
 )
 HEADS = Gauge(
