@@ -70,6 +70,7 @@ def test_a_provider_account_out_of_credit_is_not_sent_again_on_any_face(path: st
         ("provider_circuit_open", 503, None),
         ("no_provider_available", 503, None),
         ("executor_stopping", 502, "true"),  # a restart: another executor takes it
+        ("never_settled", 502, "false"),  # it took a service down at each delivery: it would again
         ("task_expired", 504, None),  # queued past its bound, not run: a timeout's status
         ("provider_error", 502, None),
     ],

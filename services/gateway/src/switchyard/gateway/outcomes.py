@@ -65,6 +65,9 @@ UPSTREAM_RETRY: dict[str, bool] = {
     "provider_auth": False,
     "provider_quota_exhausted": False,  # the provider account is out of credit until an operator tops it up
     "executor_stopping": True,
+    # a service's handler never finished on the task at any delivery (executor/stranded.py): sent again it
+    # would likely take a process down again
+    "never_settled": False,
 }
 
 
