@@ -114,7 +114,7 @@ async def trace(sy: System, upstream: TimedUpstream, nats_url: str, seconds: flo
             marks.setdefault("first chunk on the bus", now)
 
     await nc.subscribe("switchyard.task.*", cb=seen)
-    await nc.subscribe("switchyard.chunk.*", cb=seen)
+    await nc.subscribe("switchyard.chunk.>", cb=seen)
     await nc.flush()
     m = re.match(r"http://([^:/]+):(\d+)(/.*)", f"{sy.base_url}/chat/completions")
     assert m

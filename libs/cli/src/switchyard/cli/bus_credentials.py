@@ -6,6 +6,10 @@ a password already there is kept, so running it again changes nothing a service 
 `nats-users.conf`, nats.conf's `authorization` block with each user's permissions (bus_permissions.py)
 and its password's bcrypt hash, never the password: the NATS servers hold no secret a service presents.
 A kept password keeps its hash, so run again the file is the same bytes.
+Another system's user (`--integrator NAME`) is scoped to the organisations given (`--tenant`, kept in
+`<NAME>.tenants.json`, so a run without the flag keeps it as it was), or to every one only when asked
+(`--all-tenants`); an `integrator.password` made before scoped users, with no such file, keeps the
+all-tenant rights it had until it is given tenants.
 Each service is given its own password file alone (compose: a secret per service; Kubernetes: one key
 of the secret switchyard-nats per Deployment).
 
@@ -19,19 +23,23 @@ health check connects).
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 
 import bcrypt
 
-from switchyard.cli.bus_permissions import INTEGRATOR, authorization_block
+from switchyard.cli.bus_permissions import GRANTS, INTEGRATOR, Integrator, authorization_block
 from switchyard.cli.nats_users import USERS, write_private
 from switchyard.common.bus_auth import read_password_file
 
 USERS_CONF = "nats-users.conf"
 BCRYPT_COST = 8  # 16 ms a check in Python's bcrypt (the 2-core Xeon VM, 2026-12-07)
 READABLE = 0o644
+# another system's user name: its inbox prefix (`_INBOX_<name>`) and its files' names are made of it
+INTEGRATOR_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 # a user's entry in the users' file as `authorization_block` writes it: its name and its password's hash
 HASHED = re.compile(r'\{user: "(?P<user>[^"]+)", password: "(?P<hash>\$2[aby]\$[^"]+)"')
 
@@ -40,18 +48,38 @@ def password_file(folder: Path, user: str) -> Path:
     return folder / f"{user}.password"
 
 
-def write_credentials(folder: Path, *, integrator: bool = False) -> list[Path]:
+def scope_file(folder: Path, user: str) -> Path:
+    return folder / f"{user}.tenants.json"
+
+
+def check_integrator(name: str) -> str:
+    """`name` as another system's user may be called (ValueError: it may not)."""
+    if not INTEGRATOR_NAME.fullmatch(name) or name in (*USERS, *GRANTS):
+        raise ValueError(
+            f"{name!r} cannot name an integrator: 1-32 of a-z, 0-9, '_' and '-', and no service's user"
+        )
+    return name
+
+
+def write_credentials(folder: Path, *, integrators: Sequence[Integrator] = ()) -> list[Path]:
     """Every user's password (kept, or made now), and `nats-users.conf` with their hashes; the files
-    written, in order. An `integrator` password already in `folder` keeps that user in the block."""
+    written, in order. The `integrators` given are (re)scoped; those already in `folder` stay as kept."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     folder.chmod(0o700)
-    users = list(USERS)
-    if integrator or password_file(folder, INTEGRATOR).exists():
-        users.append(INTEGRATOR)
+    scoped = {i.user: i for i in _kept_integrators(folder)}
+    written = []
+    for integrator in integrators:
+        check_integrator(integrator.user)
+        scoped[integrator.user] = integrator
+        path = scope_file(folder, integrator.user)
+        tenants = None if integrator.tenants is None else list(integrator.tenants)
+        write_private(path, json.dumps({"tenants": tenants}) + "\n")
+        path.chmod(READABLE)
+        written.append(path)
+    users = [*USERS, *scoped]
     conf = folder / USERS_CONF
     kept = _hashes(conf)
     hashes = {}
-    written = []
     for user in users:
         path = password_file(folder, user)
         if not path.exists():
@@ -64,10 +92,25 @@ def write_credentials(folder: Path, *, integrator: bool = False) -> list[Path]:
         "# Switchyard's NATS users (`switchyard bus credentials`): each service's rights, bcrypt hashes of\n"
         "# their passwords. Include it from nats.conf (`include ./nats-users.conf`).\n"
     )
-    write_private(conf, header + authorization_block(hashes, integrator=INTEGRATOR in hashes))
+    write_private(conf, header + authorization_block(hashes, integrators=tuple(scoped.values())))
     conf.chmod(READABLE)
     written.append(conf)
     return written
+
+
+def _kept_integrators(folder: Path) -> list[Integrator]:
+    """The integrators made before in `folder`: each password with a scope file, and `integrator`'s
+    without one (made before scoped users: every tenant, as it had)."""
+    kept = []
+    for path in sorted(folder.glob("*.tenants.json")):
+        user = path.name.removesuffix(".tenants.json")
+        if not password_file(folder, user).exists():
+            continue
+        tenants = json.loads(path.read_text()).get("tenants")
+        kept.append(Integrator(user, None if tenants is None else tuple(str(t) for t in tenants)))
+    if password_file(folder, INTEGRATOR).exists() and INTEGRATOR not in {i.user for i in kept}:
+        kept.append(Integrator(INTEGRATOR, None))
+    return kept
 
 
 def _hashes(conf: Path) -> dict[str, str]:

@@ -75,7 +75,7 @@ Where each path runs under these grants on a real nats-server, failing on any re
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from switchyard.common import lag
@@ -111,8 +111,8 @@ class Grant:
     extra: tuple[str, ...] = field(default=())  # other JetStream API subjects
 
 
-RESULTS = f"{s.RESULT_PREFIX}.*"
-CHUNKS = f"{s.CHUNK_PREFIX}.*"
+RESULTS = f"{s.RESULT_PREFIX}.*.*"  # switchyard.result.<tenant token>.<task id>
+CHUNKS = f"{s.CHUNK_PREFIX}.*.*"
 
 GRANTS: dict[str, Grant] = {
     "gateway": Grant(
@@ -129,7 +129,7 @@ GRANTS: dict[str, Grant] = {
             CHUNKS,
         ),
         requests=(f"{s.PING_PREFIX}.*", f"{s.LEDGER_RPC_PREFIX}.>", f"{s.BILLING_RPC_PREFIX}.>"),
-        serves=(f"{s.RESULT_PREFIX}.>", f"{s.CHUNK_PREFIX}.>", s.TASK_CANCELLED),
+        serves=(f"{s.RESULT_PREFIX}.>", f"{s.CHUNK_PREFIX}.>", s.TASK_CANCELLED, f"{s.TASK_CANCELLED}.*"),
         writes=(
             s.KV_AUTH_CHANGES,
             s.KV_BUDGET_LIMITS,
@@ -157,6 +157,7 @@ GRANTS: dict[str, Grant] = {
         events=(s.TASK_CLASSIFIED, RESULTS),
         consumers=(
             s.CLASSIFIER_CONSUMER,
+            s.CLASSIFIER_SCOPED_CONSUMER,
             s.CLASSIFIER_OUTCOMES_CONSUMER,
             s.CLASSIFIER_OUTCOMES_ERASURE_CONSUMER,
         ),
@@ -289,39 +290,71 @@ def _unique(items: Iterable[str]) -> list[str]:
 INTEGRATOR = "integrator"
 
 
-def integrator_permissions() -> dict[str, object]:
+@dataclass(frozen=True)
+class Integrator:
+    """Another system's NATS user: `tenants`, the organisations it acts for (None: every one)."""
+
+    user: str = INTEGRATOR
+    tenants: tuple[str, ...] | None = None
+
+
+def integrator_permissions(
+    tenants: Sequence[str] | None = None, *, user: str = INTEGRATOR
+) -> dict[str, object]:
     """Another system's user on a shared bus (README, "The bus contract": Trust): it may only submit,
     cancel and rate tasks and hear their results and chunks. No other event (a forged result or usage
     entry), no RPC, no KV bucket, no JetStream API beyond its publishes' acks, no dead letter; its replies
-    come on its own inbox prefix (nats-py: `inbox_prefix="_INBOX_integrator"`). It still acts for any
-    tenant it names and hears every tenant's results: give a system that must not the HTTP API instead."""
+    come on its own inbox prefix (nats-py: `inbox_prefix="_INBOX_<user>"`).
+
+    Scoped to `tenants`, it publishes only on their subjects (`switchyard.task.submitted.<token>`...,
+    `subjects.scoped`), whose readers act on an event only when it names the subject's tenant, and hears
+    only their results and chunks (`switchyard.result.<token>.*`). With `tenants` None it publishes on the
+    bare subjects, acting for any tenant it names, and hears every tenant's results: an all-tenant
+    integrator, given only when asked (`--all-tenants`)."""
+    inbox = f"{INBOX_PREFIX}_{user}.>"
+    if tenants is None:
+        return {
+            "publish": {"allow": [s.TASK_SUBMITTED, s.TASK_CANCELLED, s.TASK_FEEDBACK]},
+            "subscribe": {"allow": [f"{s.RESULT_PREFIX}.>", f"{s.CHUNK_PREFIX}.>", inbox]},
+        }
+    tokens = _unique(s.tenant_token(tenant) for tenant in tenants)
     return {
-        "publish": {"allow": [s.TASK_SUBMITTED, s.TASK_CANCELLED, s.TASK_FEEDBACK]},
+        "publish": {"allow": [f"{subject}.{token}" for token in tokens for subject in s.SCOPED]},
         "subscribe": {
-            "allow": [f"{s.RESULT_PREFIX}.>", f"{s.CHUNK_PREFIX}.>", f"{INBOX_PREFIX}_{INTEGRATOR}.>"]
+            "allow": [
+                *(f"{prefix}.{token}.*" for token in tokens for prefix in (s.RESULT_PREFIX, s.CHUNK_PREFIX)),
+                inbox,
+            ]
         },
     }
 
 
-def embedded_permissions(user: str) -> dict[str, object] | None:
-    """A user's permissions on the embedded run's bus, which has `integrator` too (`switchyard up`)."""
-    return integrator_permissions() if user == INTEGRATOR else permissions(user)
+def user_permissions(user: str, integrators: Sequence[Integrator] = ()) -> dict[str, object] | None:
+    """`user`'s permissions: an integrator's, else a service's (`permissions`)."""
+    for integrator in integrators:
+        if integrator.user == user:
+            return integrator_permissions(integrator.tenants, user=user)
+    return permissions(user)
 
 
-def authorization_block(passwords: Mapping[str, str] | None = None, *, integrator: bool = False) -> str:
-    """nats.conf's `authorization` block with every user's permissions, and `integrator`'s when asked.
+def authorization_block(
+    passwords: Mapping[str, str] | None = None, *, integrators: Sequence[Integrator] = ()
+) -> str:
+    """nats.conf's `authorization` block with every user's permissions, and the `integrators`' when asked.
     `passwords` (per user) are written as given, which may be bcrypt hashes (nats-server compares a
     password whose entry starts `$2a$` with it); without them each is the `$<USER>_NATS_PASSWORD`
     variable from the server's environment."""
-    users: list[str] = [*GRANTS, OPERATOR]
-    if integrator:
-        users.append(INTEGRATOR)
+    users: list[str] = [*GRANTS, OPERATOR, *(i.user for i in integrators)]
     lines = []
     for user in users:
-        password = json.dumps(passwords[user]) if passwords else f"${user.upper()}_NATS_PASSWORD"
+        password = json.dumps(passwords[user]) if passwords else f"${_variable(user)}_NATS_PASSWORD"
         entry = f"    {{user: {json.dumps(user)}, password: {password}"
-        granted = integrator_permissions() if user == INTEGRATOR else permissions(user)
+        granted = user_permissions(user, integrators)
         if granted is not None:
             entry += f", permissions: {json.dumps(granted)}"
         lines.append(entry + "}")
     return "authorization {\n  users: [\n" + "\n".join(lines) + "\n  ]\n}\n"
+
+
+def _variable(user: str) -> str:
+    return user.upper().replace("-", "_")

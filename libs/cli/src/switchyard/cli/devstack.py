@@ -7,6 +7,7 @@ environment, so the same services run unchanged under docker compose or Kubernet
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import subprocess
@@ -109,6 +110,7 @@ class Stack:
         self.nats: NatsServer | None = None
         self.children: list[Child] = []
         self.key_file = self.var_dir / "dev-api-key"
+        self.dev_tenant: str | None = None  # the dev organisation's id (`prepare_database`)
 
     @property
     def nats_url(self) -> str:
@@ -126,9 +128,9 @@ class Stack:
             self.var_dir / "jetstream",
             port=self.settings.nats_port,
             monitor_port=self.settings.nats_monitor_port,
-            # another system's user (`integrator`) beside the services' and the operator's
+            # another system's user (`integrator`, scoped to the dev organisation) beside the services'
             users=nats_users.ensure_passwords(self.var_dir, (*nats_users.USERS, bus_permissions.INTEGRATOR)),
-            permissions=bus_permissions.embedded_permissions,
+            permissions=functools.partial(bus_permissions.user_permissions, integrators=(self.integrator(),)),
         ).start(log_file=self.logs / "nats.log")
 
     async def provision_bus(self) -> None:
@@ -143,13 +145,22 @@ class Stack:
         finally:
             await nc.close()
 
+    def integrator(self) -> bus_permissions.Integrator:
+        """Its `integrator`: scoped to the dev organisation (the tenant of `var/dev-api-key`), which
+        `prepare_database` reads before the bus starts."""
+        if self.dev_tenant is None:
+            raise SystemExit("the database is prepared before the bus: no dev organisation to scope to")
+        return bus_permissions.Integrator(bus_permissions.INTEGRATOR, (self.dev_tenant,))
+
     async def prepare_database(self, common: CommonSettings) -> bool:
-        from switchyard.gateway.tenants import ensure_dev_tenant
+        from switchyard.gateway.tenants import dev_tenant_id, ensure_dev_tenant
 
         await upgrade_all(common.db_url(), pgbouncer=common.database_pgbouncer)
         engine = create_engine(common.db_url(), **common.db_options())
         try:
-            return await ensure_dev_tenant(sessionmaker(engine), key_file=self.key_file)
+            created = await ensure_dev_tenant(sessionmaker(engine), key_file=self.key_file)
+            self.dev_tenant = await dev_tenant_id(sessionmaker(engine))
+            return created
         finally:
             await engine.dispose()
 
@@ -399,10 +410,11 @@ def run(settings: StackSettings) -> int:
             f"starting nats-server, migrating the database, starting {len(START_ORDER)} services...",
             flush=True,
         )
+        # the database first: the bus's `integrator` is scoped to its dev organisation
+        created = asyncio.run(stack.prepare_database(common))
         stack.start_nats()
         if stack.nats is not None:
             asyncio.run(stack.provision_bus())
-        created = asyncio.run(stack.prepare_database(common))
         stack.start_services()
         stack.wait_ready(lambda: stopping)
         print(stack.banner(created, common), flush=True)

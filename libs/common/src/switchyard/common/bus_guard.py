@@ -39,8 +39,8 @@ RPC_CALLERS: dict[str, tuple[str, ...]] = {
     subjects.LEDGER_RPC_PREFIX: ("gateway",),
 }
 # The subscriptions' names in the counter (one per task each, so the task's own subject is only logged).
-RESULTS = f"{subjects.RESULT_PREFIX}.*"
-CHUNKS = f"{subjects.CHUNK_PREFIX}.*"
+RESULTS = f"{subjects.RESULT_PREFIX}.*.*"  # switchyard.result.<tenant token>.<task id>
+CHUNKS = f"{subjects.CHUNK_PREFIX}.*.*"
 JETSTREAM_REPLY = "$JS."
 STREAM_HEADER = "Nats-Stream"
 STATUS_HEADER = "Status"

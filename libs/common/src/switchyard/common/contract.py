@@ -84,6 +84,19 @@ CHANNELS: tuple[Channel, ...] = (
         ("classifier", "audit"),
     ),
     Channel(
+        "taskSubmittedScoped",
+        f"{subjects.TASK_SUBMITTED}.{{tenant_token}}",
+        "Submit a task as a system scoped to some tenants (a NATS user made with `--integrator NAME "
+        "--tenant T`, which may publish only here): `tenant_token` is the first 16 hex digits of the "
+        "SHA-256 of the tenant id (UTF-8). A task whose `tenant_id` has another token is not run: "
+        "dead-lettered (`tenant_mismatch`) and answered with `switchyard.task.failed.v1`, `error_code` "
+        "`tenant_mismatch`, on the result subject of the subject's tenant (where the tenant registry lists "
+        "it), never the named tenant's; neither is billed.",
+        (TaskSubmitted,),
+        ("external systems",),
+        ("classifier", "audit"),
+    ),
+    Channel(
         "taskClassified",
         subjects.TASK_CLASSIFIED,
         "The task with its type, complexity, urgency and the classifier's model version.",
@@ -112,17 +125,18 @@ CHANNELS: tuple[Channel, ...] = (
     ),
     Channel(
         "taskResult",
-        f"{subjects.RESULT_PREFIX}.{{task_id}}",
-        "The task's outcome. Subscribe to `switchyard.result.<task_id>` (core NATS, before publishing the "
-        "task) or read it from the stream with a consumer filtered on `switchyard.result.>` (a user with "
-        "JetStream reads: not `integrator`, which hears a result only while subscribed).",
+        f"{subjects.RESULT_PREFIX}.{{tenant_token}}.{{task_id}}",
+        "The task's outcome. Subscribe to `switchyard.result.<tenant_token>.<task_id>` (core NATS, before "
+        "publishing the task; `tenant_token` as on `task.submitted.{tenant_token}`) or read it from the "
+        "stream with a consumer filtered on `switchyard.result.>` (a user with JetStream reads: not an "
+        "integrator, which hears a result only while subscribed, and only its tenants').",
         (TaskCompleted, TaskFailed),
         ("executor", "router"),
         ("gateway", "billing", "audit", "external systems"),
     ),
     Channel(
         "taskChunks",
-        f"{subjects.CHUNK_PREFIX}.{{task_id}}",
+        f"{subjects.CHUNK_PREFIX}.{{tenant_token}}.{{task_id}}",
         "Streamed text of a task submitted with `request.stream = true`, on core NATS (not stored): JSON "
         "objects with a gapless `seq`; the stored result event follows the last chunk.",
         (Chunk,),
@@ -284,10 +298,21 @@ CHANNELS: tuple[Channel, ...] = (
         "stream, also one that was disconnected or restarting (a cancellation older than 10 minutes is "
         "not applied): one running the task stops it (the provider call is cut and its tokens so far "
         "billed, estimated) and ends it with `task_cancelled`; one that has not started it skips it. "
-        "Other systems may publish it for their own tasks (same tenant).",
+        "Other systems may publish it for their own tasks (same tenant): a cancellation counts only for "
+        "the task of its `tenant_id`.",
         (TaskCancelled,),
         ("gateway", "external systems"),
-        ("audit", "executor"),
+        ("audit", "executor", "gateway"),
+    ),
+    Channel(
+        "taskCancelledScoped",
+        f"{subjects.TASK_CANCELLED}.{{tenant_token}}",
+        "A cancellation by a system scoped to some tenants (`tenant_token` as on "
+        "`task.submitted.{tenant_token}`): applied as on `switchyard.task.cancelled` when its `tenant_id` "
+        "has the subject's token; otherwise ignored, and dead-lettered by the audit (`tenant_mismatch`).",
+        (TaskCancelled,),
+        ("external systems",),
+        ("audit", "executor", "gateway"),
     ),
     Channel(
         "taskFeedback",
@@ -297,6 +322,16 @@ CHANNELS: tuple[Channel, ...] = (
         "`switchyard classifier retrain --from-ledger` learns from it.",
         (TaskFeedback,),
         ("gateway", "external systems"),
+        ("audit",),
+    ),
+    Channel(
+        "taskFeedbackScoped",
+        f"{subjects.TASK_FEEDBACK}.{{tenant_token}}",
+        "A rating by a system scoped to some tenants (`tenant_token` as on `task.submitted.{tenant_token}`): "
+        "kept by the ledger when its `tenant_id` has the subject's token, else dead-lettered "
+        "(`tenant_mismatch`).",
+        (TaskFeedback,),
+        ("external systems",),
         ("audit",),
     ),
     Channel(

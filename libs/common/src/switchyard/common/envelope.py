@@ -13,9 +13,9 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from switchyard.common import collector
-from switchyard.common.errors import InvalidEvent
+from switchyard.common.errors import InvalidEvent, TenantMismatch
 from switchyard.common.events.base import EventPayload
-from switchyard.common.events.registry import event_model, subject_of, tenant_of
+from switchyard.common.events.registry import event_model, placement, subject_of, tenant_of
 from switchyard.common.ids import new_id
 
 CONTENT_TYPE = "application/cloudevents+json"
@@ -144,15 +144,25 @@ def placed(event: CloudEvent, payload: EventPayload, *, subject: str | None) -> 
     """Refuses an event that says two things: a CloudEvents `tenantid` other than its payload's tenant
     (readers that go by the extension and the services, which go by the payload, would disagree on whose
     it is), or a subject other than its type's (a typo'd subject is stored by the stream and seen only by
-    a consumer of everything, the audit's, which would record a task that nobody runs)."""
+    a consumer of everything, the audit's, which would record a task that nobody runs). An event on its
+    kind's subject for another tenant (a tenant-scoped system naming a tenant it is not scoped to) is a
+    TenantMismatch (`tenant_mismatch`): nobody acts on it."""
     tenant = tenant_of(payload)
     if event.tenantid is not None and tenant is not None and event.tenantid != tenant:
         raise InvalidEvent(
             f"the event's tenantid {event.tenantid!r} is not its payload's tenant_id {tenant!r}"
         )
-    wanted = subject_of(payload)
-    if subject is not None and wanted is not None and subject != wanted:
-        raise InvalidEvent(f"a {event.type} event is published on {wanted}, not {subject}")
+    if subject is None:
+        return
+    token = placement(payload, subject)
+    if token is None:
+        return
+    if token:
+        raise TenantMismatch(
+            f"a {event.type} event of tenant {tenant!r} came on {subject}, another tenant's subject",
+            token=token,
+        )
+    raise InvalidEvent(f"a {event.type} event is published on {subject_of(payload)}, not {subject}")
 
 
 def _summarise(exc: ValidationError) -> str:

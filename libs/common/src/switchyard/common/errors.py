@@ -35,6 +35,18 @@ class EventTooLarge(InvalidEvent):
     code = "event_too_large"
 
 
+class TenantMismatch(InvalidEvent):
+    """An event on a tenant-scoped subject (`switchyard.task.submitted.<token>`...) whose payload names a
+    tenant of another token: a system scoped to some tenants wrote another's id. Never acted on; a
+    submission is answered on the result subject of the subject's tenant (`token`), not the named one's."""
+
+    code = "tenant_mismatch"
+
+    def __init__(self, message: str, *, token: str) -> None:
+        super().__init__(message)
+        self.token = token
+
+
 class ConfigurationError(SwitchyardError):
     code = "configuration_error"
 

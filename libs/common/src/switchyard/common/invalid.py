@@ -39,10 +39,18 @@ class Answer:
 
 
 def answer(
-    raw: bytes, reason: str, *, now: datetime, at: str | None = None, code: str = "invalid_event"
+    raw: bytes,
+    reason: str,
+    *,
+    now: datetime,
+    at: str | None = None,
+    code: str = "invalid_event",
+    sender: str | None = None,
 ) -> Answer | None:
     """The failure that answers the invalid event `raw` (refused for `reason`), or None when it names no
-    task to answer. `at`: the field of the event's data holding the task (None: the data is the task)."""
+    task to answer. `at`: the field of the event's data holding the task (None: the data is the task).
+    `sender`: the tenant answered instead of the one the event names (a TenantMismatch: the tenant of the
+    subject it came on; the one it names is never told nor touched)."""
     try:
         event = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -56,7 +64,7 @@ def answer(
         named = _Named.model_validate(data).model_dump()
     except ValidationError:
         return None
-    task_id, tenant_id = str(named["task_id"]), str(named["tenant_id"])
+    task_id, tenant_id = str(named["task_id"]), sender or str(named["tenant_id"])
     event_id = event.get("id")
     origin = event_id if isinstance(event_id, str) and event_id else f"{tenant_id}/{task_id}"
     failed = TaskFailed(
@@ -66,7 +74,9 @@ def answer(
         error_message=reason,
         failed_at=now,
     )
-    return Answer(failed, subjects.result_subject(task_id), ids.derived_id(origin, "invalid-result"))
+    return Answer(
+        failed, subjects.result_subject(tenant_id, task_id), ids.derived_id(origin, "invalid-result")
+    )
 
 
 async def tell_submitter(
@@ -76,9 +86,10 @@ async def tell_submitter(
     *,
     at: str | None = None,
     code: str = "invalid_event",
+    sender: str | None = None,
 ) -> None:
     """Publishes the failure that answers the invalid event `raw`, when it names a task (`answer`)."""
-    reply = answer(raw, reason, now=datetime.now(UTC), at=at, code=code)
+    reply = answer(raw, reason, now=datetime.now(UTC), at=at, code=code, sender=sender)
     if reply is None:
         return
     log.info("task %s is invalid; its submitter is told: %s", reply.failed.task_id, reason)

@@ -6,6 +6,7 @@ generated from `CHANNELS` below, so adding a subject here documents it.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -51,6 +52,13 @@ ADMIN_ACTION = f"{PREFIX}.admin.action"
 # authentication failures (also the throttling of repeated ones).
 SECURITY_GUARDRAIL = f"{PREFIX}.security.guardrail"
 SECURITY_AUTH_FAILURE = f"{PREFIX}.security.auth_failure"
+
+# A system given a NATS user for some tenants publishes their tasks, cancellations and feedback on these
+# subjects with the tenant's token appended (`scoped`), and hears only those tenants' results and chunks
+# (their subjects carry the token too): NATS permissions see subjects, never payloads.
+SCOPED = (TASK_SUBMITTED, TASK_CANCELLED, TASK_FEEDBACK)
+# The token's length in hex digits: 64 bits, so no tenant can find an id of its own with another's token.
+TENANT_TOKEN_HEX = 16
 
 RESULT_PREFIX = f"{PREFIX}.result"
 RESULT_ALL = f"{RESULT_PREFIX}.>"
@@ -159,12 +167,32 @@ VectorsBucket = Literal["switchyard-batch-vectors"]
 SERVICES = ("gateway", "classifier", "router", "executor", "billing", "audit")
 
 
-def result_subject(task_id: str) -> str:
+def tenant_token(tenant_id: str) -> str:
+    """The subject token of a tenant (its ids are any 1-64 characters, a subject token may hold no `.`,
+    `*`, `>` or space): a SHA-256 prefix, the same in every process and release."""
+    return hashlib.sha256(tenant_id.encode()).hexdigest()[:TENANT_TOKEN_HEX]
+
+
+def scoped(subject: str, tenant_id: str) -> str:
+    """`subject` (one of SCOPED) for one tenant: what a tenant-scoped NATS user may publish."""
+    return f"{subject}.{tenant_token(tenant_id)}"
+
+
+def result_subject(tenant_id: str, task_id: str) -> str:
+    return result_subject_of_token(tenant_token(tenant_id), task_id)
+
+
+def result_subject_of_token(token: str, task_id: str) -> str:
+    return f"{RESULT_PREFIX}.{token}.{task_id}"
+
+
+def legacy_result_subject(task_id: str) -> str:
+    """Where a release before tenant tokens stored a task's result (still looked up: upgrades.md)."""
     return f"{RESULT_PREFIX}.{task_id}"
 
 
-def chunk_subject(task_id: str) -> str:
-    return f"{CHUNK_PREFIX}.{task_id}"
+def chunk_subject(tenant_id: str, task_id: str) -> str:
+    return f"{CHUNK_PREFIX}.{tenant_token(tenant_id)}.{task_id}"
 
 
 def ping_subject(service: str) -> str:
@@ -186,6 +214,9 @@ class Consumer:
 
 
 CLASSIFIER_CONSUMER = Consumer("classifier", STREAM_EVENTS, TASK_SUBMITTED)
+# ... and those of tenant-scoped systems (`switchyard.task.submitted.<token>`): a durable of its own, since
+# each durable is granted on its one filter (bus_permissions.py).
+CLASSIFIER_SCOPED_CONSUMER = Consumer("classifier-scoped", STREAM_EVENTS, f"{TASK_SUBMITTED}.*")
 # Opt-in: features (never text) of classified tasks of consenting tenants, for retraining the heads.
 CLASSIFIER_OUTCOMES_CONSUMER = Consumer("classifier-outcomes", STREAM_EVENTS, TASK_CLASSIFIED)
 # ... and forgets an organisation's when it is erased (`organization.erased` admin actions).

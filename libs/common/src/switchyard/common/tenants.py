@@ -176,6 +176,7 @@ class TenantCheck:
         self._trust_s = trust_s
         self._clock = clock
         self._known: dict[str, tuple[Status, float]] = {}  # tenant -> (status, seen at)
+        self._tokens: dict[str, str] = {}  # subject token -> tenant (`owner_of`)
         self._kept: tuple[bool, float] = (False, float("-inf"))
         self._watcher: KeyValue.KeyWatcher | None = None
         self._task: asyncio.Task[None] | None = None
@@ -217,6 +218,14 @@ class TenantCheck:
     def _learn(self, entry: Entry | None) -> None:
         if entry is not None:
             self._known[entry.tenant_id] = (entry.status, self._clock())
+            self._tokens.setdefault(subjects.tenant_token(entry.tenant_id), entry.tenant_id)
+
+    def owner_of(self, token: str) -> str | None:
+        """The active organisation whose subject token is `token` (`subjects.tenant_token`), as this
+        replica knows the registry; None when it knows none (no registry kept, or the check `off`)."""
+        tenant = self._tokens.get(token)
+        known = self._known.get(tenant) if tenant is not None else None
+        return tenant if known is not None and known[0] == "active" else None
 
     async def refusal(self, tenant_id: str) -> str | None:
         """Why a task of `tenant_id` is refused, or None when it may run."""
@@ -309,9 +318,20 @@ async def refuse(
     )
     await publisher.publish(
         failed,
-        subject=subjects.result_subject(task.task_id),
+        subject=subjects.result_subject(task.tenant_id, task.task_id),
         event_id=answer_id,
         tenant_id=task.tenant_id,
         event_subject=task.task_id,
     )
     raise UnknownTenant(reason)
+
+
+def named_in(raw: bytes) -> str | None:
+    """The `tenant_id` an event's data names (None: none, or no JSON event)."""
+    try:
+        event = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    data = event.get("data") if isinstance(event, dict) else None
+    tenant = data.get("tenant_id") if isinstance(data, dict) else None
+    return tenant if isinstance(tenant, str) else None

@@ -19,7 +19,7 @@ from switchyard.classifier.follower import HeadsFollower
 from switchyard.common import bus, ids, invalid, subjects, tenants, tracing
 from switchyard.common.config import replica_name
 from switchyard.common.envelope import CloudEvent
-from switchyard.common.errors import InvalidEvent
+from switchyard.common.errors import InvalidEvent, TenantMismatch
 from switchyard.common.events import Classification, TaskClassified, TaskSubmitted
 from switchyard.common.service import Service, create_service, run_service
 
@@ -123,20 +123,30 @@ def create(settings: ClassifierSettings, classifier: Classifier | None = None) -
         await publish(event, task, result)
 
     async def on_invalid(raw: bytes, exc: InvalidEvent) -> None:
-        await invalid.tell_submitter(service.events(), raw, exc.message, code=exc.code)
+        sender = None
+        if isinstance(exc, TenantMismatch):  # told on its sender's subject, or not at all
+            sender = registry[0].owner_of(exc.token) if registry else None
+            if sender is None:
+                log.warning("a submission of another tenant not answered: no organisation has its token")
+                return
+        await invalid.tell_submitter(service.events(), raw, exc.message, code=exc.code, sender=sender)
 
-    bus.subscribe(
-        service.broker,
-        consumer=subjects.CLASSIFIER_CONSUMER,
-        service="classifier",
-        publisher=service.events,
-        expected=[TaskSubmitted],
-        handler=on_submitted,
-        max_workers=settings.classifier_workers,
-        description="Classifies each submitted task: type, complexity and urgency.",
-        on_invalid=on_invalid,
-        dead_letters=[tenants.UnknownTenant.code],
-    )
+    for consumer, whose in (
+        (subjects.CLASSIFIER_CONSUMER, "each submitted task"),
+        (subjects.CLASSIFIER_SCOPED_CONSUMER, "each task a tenant-scoped system submitted"),
+    ):
+        bus.subscribe(
+            service.broker,
+            consumer=consumer,
+            service="classifier",
+            publisher=service.events,
+            expected=[TaskSubmitted],
+            handler=on_submitted,
+            max_workers=settings.classifier_workers,
+            description=f"Classifies {whose}: type, complexity and urgency.",
+            on_invalid=on_invalid,
+            dead_letters=[tenants.UnknownTenant.code, TenantMismatch.code],
+        )
     metrics.at_start()
     log.info("classifier model %s", classifier.model_version)
     return service

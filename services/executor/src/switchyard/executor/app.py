@@ -227,11 +227,22 @@ def create(
             return False
         try:
             await bus.jetstream(service.broker).get_last_msg(
-                subjects.STREAM_EVENTS, subjects.result_subject(task.task_id)
+                subjects.STREAM_EVENTS, subjects.result_subject(task.tenant_id, task.task_id)
+            )
+        except NotFoundError:
+            return await answered_before_tokens(task)
+        return True
+
+    async def answered_before_tokens(task: TaskSubmitted) -> bool:
+        """Its result as an executor of a release before tenant tokens stored it (`result.<task_id>`),
+        for a task redelivered across the upgrade (docs/operations/upgrades.md)."""
+        try:
+            msg = await bus.jetstream(service.broker).get_last_msg(
+                subjects.STREAM_EVENTS, subjects.legacy_result_subject(task.task_id)
             )
         except NotFoundError:
             return False
-        return True
+        return tenants.named_in(msg.data or b"") == task.tenant_id
 
     async def on_routed(event: CloudEvent, payload: TaskRouted) -> None:
         task = payload.task
@@ -273,6 +284,7 @@ def create(
         if not embedding and task.chat().stream:
             chunks = ChunkSink(
                 bus.connection(service.broker).publish,
+                tenant_id=task.tenant_id,
                 task_id=task.task_id,
                 starts=bool(task.chat().stream_start),  # a previous gateway or a bus client: no seq-0 chunk
             )
@@ -303,7 +315,7 @@ def create(
             sent.append(
                 await events.send(
                     outcome,
-                    subject=subjects.result_subject(task.task_id),
+                    subject=subjects.result_subject(task.tenant_id, task.task_id),
                     event_id=ids.derived_id(event.id, "result"),
                     tenant_id=task.tenant_id,
                     event_subject=task.task_id,

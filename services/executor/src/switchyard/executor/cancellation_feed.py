@@ -54,14 +54,16 @@ async def follow(
         if bus_guard.stored_answer(msg.headers):  # no publisher's: `bus_guard`
             log.warning("skipped a cancellation on %s: %s", msg.subject, bus.NOT_PUBLISHED)
         else:
-            await cancellations.on_message(msg.data, stored_at=meta.timestamp if meta is not None else None)
+            stored_at = meta.timestamp if meta is not None else None
+            await cancellations.on_message(msg.data, subject=msg.subject, stored_at=stored_at)
         heard += 1
         if replay_size is not None and heard >= replay_size:
             replayed.set()
 
     since = datetime.now(UTC) - timedelta(seconds=cancellations.remember_s)
     config = api.ConsumerConfig(
-        filter_subjects=[subjects.TASK_CANCELLED, subjects.TASK_TIMED_OUT],
+        # and a tenant-scoped system's (`task.cancelled.<token>`), counted only for its own tenant's task
+        filter_subjects=[subjects.TASK_CANCELLED, f"{subjects.TASK_CANCELLED}.*", subjects.TASK_TIMED_OUT],
         deliver_policy=api.DeliverPolicy.BY_START_TIME,
         opt_start_time=since,
     )

@@ -77,13 +77,16 @@ class Cancellations:
             if self._running.get(key) is run:
                 del self._running[key]
 
-    async def on_message(self, data: bytes, *, stored_at: datetime | None = None) -> None:
+    async def on_message(
+        self, data: bytes, *, subject: str | None = None, stored_at: datetime | None = None
+    ) -> None:
         """A message on a cancellation subject (anything else there is ignored: the audit consumer, which
         reads the same subjects from the stream, dead-letters invalid events). Its age is the event's own
         time (`cancelled_at`; the envelope's `time` for a timeout), else `stored_at`, when the stream
-        stored it, else none: an event without a time is taken as new."""
+        stored it, else none: an event without a time is taken as new. One on a tenant-scoped subject
+        that names another tenant (`subject`: the one it came on) is ignored (`tenant_mismatch`)."""
         try:
-            event, payload = decode(data, (TaskCancelled, TaskTimedOut))
+            event, payload = decode(data, (TaskCancelled, TaskTimedOut), subject=subject)
         except InvalidEvent as exc:
             log.debug("ignoring an invalid cancellation: %s", exc)
             return

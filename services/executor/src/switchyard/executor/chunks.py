@@ -19,12 +19,12 @@ TOKENS = TypeAdapter(list[TokenLogprob])
 
 
 class ChunkSink:
-    def __init__(self, publish: Publish, *, task_id: str, starts: bool = True) -> None:
+    def __init__(self, publish: Publish, *, tenant_id: str, task_id: str, starts: bool = True) -> None:
         """`starts`: the stream's reader takes a first chunk naming the model called, before any output
         (`ChatRequest.stream_start`); without, the first output chunk names it (`start`)."""
         self._publish = publish
         self._starts = starts
-        self._subject = subjects.chunk_subject(task_id)
+        self._subject = subjects.chunk_subject(tenant_id, task_id)
         self._seq = 0
         self._model: str | None = None  # the model answering, until a chunk has named it
         # The prompt's count for the first output chunk: the provider's (`counted`), else the router's

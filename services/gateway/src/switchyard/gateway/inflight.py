@@ -348,7 +348,7 @@ class Orphans:
             due, wait = self._looks.get(task_id, (now, self.inflight.beat_s))
             if now < due and not late:
                 continue
-            outcome = await stored_result(self.js, task_id)
+            outcome = await stored_result(self.js, task["tenant"], task_id)
             if outcome is not None:
                 ended[n] = outcome
             elif not late:

@@ -145,7 +145,7 @@ class TaskClient:
             if outcome is not None and not done.done():
                 done.set_result(outcome)
 
-        sub = await self._nc.subscribe(subjects.result_subject(task.task_id), cb=on_result)
+        sub = await self._nc.subscribe(subjects.result_subject(task.tenant_id, task.task_id), cb=on_result)
         started = time.monotonic()
         try:
             await self._submit(task, shed=True)
@@ -173,7 +173,7 @@ class TaskClient:
             if outcome is not None and not done.done():
                 done.set_result(outcome)
 
-        sub = await self._nc.subscribe(subjects.result_subject(task.task_id), cb=on_result)
+        sub = await self._nc.subscribe(subjects.result_subject(task.tenant_id, task.task_id), cb=on_result)
         done.add_done_callback(lambda _: loop.create_task(sub.unsubscribe()))
         done.add_done_callback(lambda _: None if done.cancelled() else _count(done.result()))
         try:
@@ -219,8 +219,12 @@ class TaskClient:
             if outcome is not None:
                 queue.put_nowait(outcome)
 
-        chunk_sub = await self._nc.subscribe(subjects.chunk_subject(task.task_id), cb=on_chunk)
-        result_sub = await self._nc.subscribe(subjects.result_subject(task.task_id), cb=on_result)
+        chunk_sub = await self._nc.subscribe(
+            subjects.chunk_subject(task.tenant_id, task.task_id), cb=on_chunk
+        )
+        result_sub = await self._nc.subscribe(
+            subjects.result_subject(task.tenant_id, task.task_id), cb=on_result
+        )
         started = time.monotonic()
         ends = started + max_s if max_s is not None else math.inf
         idle = timeout_s if idle_s is None else idle_s
@@ -298,11 +302,13 @@ class TaskClient:
 
             # Listening before the cancellation is published, so the outcome it causes cannot slip past;
             # one published before (as the client left) is read from the stream.
-            sub = await self._nc.subscribe(subjects.result_subject(task.task_id), cb=on_result)
+            sub = await self._nc.subscribe(
+                subjects.result_subject(task.tenant_id, task.task_id), cb=on_result
+            )
             try:
                 if cancel:
                     await self._cancel(task)
-                outcome = await stored_result(self._nc.jetstream(), task.task_id)
+                outcome = await stored_result(self._nc.jetstream(), task.tenant_id, task.task_id)
                 if outcome is None:
                     async with asyncio.timeout(SETTLE_WAIT_S):
                         outcome = await heard
@@ -357,12 +363,19 @@ async def record(publisher: EventPublisher, event: TaskCancelled | TaskTimedOut,
     )
 
 
-async def stored_result(js: JetStreamContext, task_id: str) -> Outcome | None:
-    """The task's result event as the events stream keeps it, if it was published."""
+async def stored_result(js: JetStreamContext, tenant_id: str, task_id: str) -> Outcome | None:
+    """The task's result event as the events stream keeps it, if it was published: on its tenant's
+    subject, else (an executor of a release before tenant tokens) on `result.<task_id>`, where it counts
+    only when it names the tenant."""
     try:
-        msg = await js.get_last_msg(subjects.STREAM_EVENTS, subjects.result_subject(task_id))
+        msg = await js.get_last_msg(subjects.STREAM_EVENTS, subjects.result_subject(tenant_id, task_id))
     except NotFoundError:
-        return None
+        try:
+            msg = await js.get_last_msg(subjects.STREAM_EVENTS, subjects.legacy_result_subject(task_id))
+        except NotFoundError:
+            return None
+        legacy = _decode_result(msg.data or b"")
+        return legacy if legacy is not None and legacy.tenant_id == tenant_id else None
     return _decode_result(msg.data or b"")  # type: ignore[no-any-return]
 
 

@@ -384,6 +384,13 @@ async def ensure_dev_tenant(sessions: async_sessionmaker[AsyncSession], *, key_f
     return True
 
 
+async def dev_tenant_id(sessions: async_sessionmaker[AsyncSession]) -> str | None:
+    """The development organisation's id (`ensure_dev_tenant`), None before it is made."""
+    async with sessions() as s:
+        found = await s.execute(select(Tenant.id).where(Tenant.name == DEV_TENANT))
+    return found.scalar_one_or_none()
+
+
 class PlatformExists(Exception):
     """The platform's organisation exists: its admins make keys (`switchyard keys create`)."""
 

@@ -181,7 +181,7 @@ def create(settings: RouterSettings) -> Service:
             )
             await service.events().publish(
                 failed,
-                subject=subjects.result_subject(task.task_id),
+                subject=subjects.result_subject(task.tenant_id, task.task_id),
                 event_id=ids.derived_id(event.id, "result"),
                 tenant_id=task.tenant_id,
                 event_subject=task.task_id,

@@ -125,7 +125,9 @@ class Results:
             return await self._answer(line, task_id)
         elif state.status == "cancelled":
             # answered after all (billed in full: the line's), though the task store may not say so yet
-            if isinstance(await self.gw.runs.store.stored_outcome(task_id), TaskCompleted):
+            if isinstance(
+                await self.gw.runs.store.stored_outcome(self.record.tenant_id, task_id), TaskCompleted
+            ):
                 return await self._answer(line, task_id)
             if final == "completed":  # a member cancelled it (the task API) while the batch ran
                 return "failed", self._shape.failed(*args, request_id=rid, error=TASK_CANCELLED)
@@ -141,7 +143,7 @@ class Results:
         """What the endpoint answers for the line's completed task (its output guardrails included)."""
         args = (self.record.batch.id, line.index, line.custom_id)
         rid = render.request_id(task_id)  # the line's request id, as its output says it
-        done = await self.gw.runs.store.stored_outcome(task_id)
+        done = await self.gw.runs.store.stored_outcome(self.record.tenant_id, task_id)
         if not isinstance(done, TaskCompleted):
             return "failed", self._shape.failed(*args, request_id=rid, error=UNAVAILABLE)
         self.usage.add(done.usage)

@@ -200,7 +200,9 @@ class BatchRun(LeasedRun):
 
         # Listening before it is submitted, so the result cannot slip past; the poll still reads it when
         # it came before (a task submitted by the runner before this one).
-        listening = await self.gw.nc.subscribe(subjects.result_subject(task_id), cb=on_result)
+        listening = await self.gw.nc.subscribe(
+            subjects.result_subject(self.record.tenant_id, task_id), cb=on_result
+        )
         try:
             while True:
                 try:
@@ -227,7 +229,7 @@ class BatchRun(LeasedRun):
         if kept is None or self.record.batch.endpoint != lines.EMBEDDINGS:
             return
         try:
-            done = await self.gw.runs.store.stored_outcome(task_id)
+            done = await self.gw.runs.store.stored_outcome(self.record.tenant_id, task_id)
             if isinstance(done, TaskCompleted) and done.embedding is not None:
                 await kept.keep(done.embedding)
         except (vectors.VectorsUnreadable, nats.errors.Error, TimeoutError) as exc:

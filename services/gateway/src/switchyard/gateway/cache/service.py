@@ -217,7 +217,7 @@ class ResponseCache:
         if self.events is not None:
             await self.events.publish(
                 done,
-                subject=subjects.result_subject(task.task_id),
+                subject=subjects.result_subject(task.tenant_id, task.task_id),
                 tenant_id=task.tenant_id,
                 event_subject=task.task_id,
             )

@@ -98,7 +98,10 @@ async def submit(
             await admitted.close()
             continue
         try:
-            if over is not None and (done := await runs.store.stored_outcome(task.task_id)) is not None:
+            if (
+                over is not None
+                and (done := await runs.store.stored_outcome(task.tenant_id, task.task_id)) is not None
+            ):
                 await admitted.close()  # the request that went away had published it, and it ran
                 told = from_outcome(done).model_copy(
                     update={"idempotency_key": key, "request_sha256": digest.kept}

@@ -44,7 +44,7 @@ class TaskRuns:
         self._passes: dict[str, Pass] = {}
         self._followed: dict[str, str] = {}  # the tenant of each task followed here
         self._deadlines: dict[str, asyncio.Timeout] = {}
-        self._cancellations: Subscription | None = None
+        self._cancellations: list[Subscription] = []
 
     async def start(self, nc: Client) -> None:
         """Hears every cancellation (`task.cancelled`, published by whichever replica was asked): a task
@@ -56,13 +56,18 @@ class TaskRuns:
             if bus_guard.refused(msg, subscription=subjects.TASK_CANCELLED):
                 return
             try:
-                _, event = decode(msg.data, (TaskCancelled,))
+                _, event = decode(msg.data, (TaskCancelled,), subject=msg.subject)
             except InvalidEvent:
                 return
             if isinstance(event, TaskCancelled) and self._followed.get(event.task_id) == event.tenant_id:
                 self._settle_soon(event.task_id)
 
-        self._cancellations = await nc.subscribe(subjects.TASK_CANCELLED, cb=heard)
+        # the trusted publishers' and the tenant-scoped systems' (`task.cancelled.<token>`, checked by
+        # `decode` against its tenant): two subscriptions a replica, none a task
+        self._cancellations = [
+            await nc.subscribe(subject, cb=heard)
+            for subject in (subjects.TASK_CANCELLED, f"{subjects.TASK_CANCELLED}.*")
+        ]
 
     def _settle_soon(self, task_id: str) -> None:
         if (deadline := self._deadlines.get(task_id)) is not None:
@@ -150,7 +155,10 @@ class TaskRuns:
         uses for it (`tasks.record`): stored once."""
         try:
             current = await self.store.get(state.id) or state
-            if current.status != "queued" or await self.store.stored_outcome(state.id) is not None:
+            if (
+                current.status != "queued"
+                or await self.store.stored_outcome(state.tenant_id, state.id) is not None
+            ):
                 return
             metrics.TASKS.labels("timed_out").inc()
             waited = datetime.now(UTC) - state.created_at
@@ -182,7 +190,7 @@ class TaskRuns:
         away before writing it, or has not yet) is answered, and stored, with that result; so is one
         cancelled or timed out whose answer came after all (`_answered`)."""
         if state.status in _ANSWERABLE and state.result is None:
-            outcome = await self.store.stored_outcome(state.id)
+            outcome = await self.store.stored_outcome(state.tenant_id, state.id)
             if outcome is not None:
                 state = await self.store.change(state, lambda current: _answered(current, outcome))
         return state
@@ -191,7 +199,7 @@ class TaskRuns:
         """A task accepted while its state could not be stored, on a replica that does not hold it (or
         after the one that did went away): its result event, once there, answers. Only to the user who
         submitted it, so other tasks' results (chat completions) do not become readable here."""
-        outcome = await self.store.stored_outcome(task_id)
+        outcome = await self.store.stored_outcome(principal.tenant_id, task_id)
         if (
             outcome is None
             or outcome.tenant_id != principal.tenant_id
@@ -229,8 +237,9 @@ class TaskRuns:
     async def stop(self) -> None:
         """Stops following the tasks (their admissions are handed over, see `_follow`); before the leases
         close, so that no settlement gives units back after them."""
-        if self._cancellations is not None:
-            await self._cancellations.unsubscribe()
+        for sub in self._cancellations:
+            await sub.unsubscribe()
+        self._cancellations = []
         following = list(self._following.values())
         for task in following:
             task.cancel()

@@ -261,10 +261,10 @@ class TaskStore:
         except Exception as exc:
             log.warning("claim %s not marked unsent (%r); taken over once stale", key, exc)
 
-    async def stored_outcome(self, task_id: str) -> TaskCompleted | TaskFailed | None:
+    async def stored_outcome(self, tenant_id: str, task_id: str) -> TaskCompleted | TaskFailed | None:
         if not _TASK_ID.fullmatch(task_id):
             return None
-        return await stored_result(self._js, task_id)
+        return await stored_result(self._js, tenant_id, task_id)
 
 
 def _stored(state: TaskState) -> bytes:

@@ -72,7 +72,7 @@ class FeedbackRecorded(BaseModel):
 async def post_feedback(body: FeedbackRequest, request: Request) -> JSONResponse:
     gw = gateway_of(request)
     principal = await authenticate(request, gw.verifier)
-    outcome = await gw.runs.store.stored_outcome(body.task_id)
+    outcome = await gw.runs.store.stored_outcome(principal.tenant_id, body.task_id)
     if outcome is None or outcome.tenant_id != principal.tenant_id:
         state = await gw.runs.store.get(body.task_id)
         if state is not None and state.tenant_id == principal.tenant_id:
