@@ -134,7 +134,7 @@ async def test_the_integrator_submits_and_hears_results_and_can_do_nothing_else(
         publisher = bus.EventPublisher(js, source="switchyard/executor")
         theirs = outsider.jetstream()
 
-        results = await outsider.subscribe(subjects.result_subject("t-perm"))
+        results = await outsider.subscribe(subjects.result_subject("acme", "t-perm"))
         task_id, task = encode(hello_task("t-perm"), source="urn:other", tenant_id="acme")
         ack = await theirs.publish(subjects.TASK_SUBMITTED, task, headers={"Nats-Msg-Id": task_id})
         assert ack.stream == subjects.STREAM_EVENTS and not ack.duplicate
@@ -151,12 +151,12 @@ async def test_the_integrator_submits_and_hears_results_and_can_do_nothing_else(
             latency_ms=1.0,
             completed_at=datetime.now(UTC),
         )
-        await publisher.publish(answer, subject=subjects.result_subject("t-perm"), tenant_id="acme")
-        assert (await results.next_msg(timeout=5)).subject == subjects.result_subject("t-perm")
+        await publisher.publish(answer, subject=subjects.result_subject("acme", "t-perm"), tenant_id="acme")
+        assert (await results.next_msg(timeout=5)).subject == subjects.result_subject("acme", "t-perm")
 
         stored = (await js.stream_info(subjects.STREAM_EVENTS)).state.messages
         _, forged = encode(answer, source="urn:other", tenant_id="acme")
-        await outsider.publish(subjects.result_subject("t-perm"), forged)  # a forged result
+        await outsider.publish(subjects.result_subject("acme", "t-perm"), forged)  # a forged result
         await outsider.publish(f"$KV.{subjects.KV_SPEND}.acme", b"0")  # a spend counter reset
         with pytest.raises(nats.errors.TimeoutError):  # an RPC: the request never reaches billing
             await outsider.request(
@@ -173,7 +173,7 @@ async def test_the_integrator_submits_and_hears_results_and_can_do_nothing_else(
         assert (await js.stream_info(subjects.STREAM_EVENTS)).state.messages == stored
         joined = "\n".join(denied)
         for what in (
-            f'Publish to "{subjects.result_subject("t-perm")}"',
+            f'Publish to "{subjects.result_subject("acme", "t-perm")}"',
             f'Publish to "$KV.{subjects.KV_SPEND}.acme"',
             f'Publish to "{subjects.BILLING_RPC_PREFIX}.usage"',
             'Subscription to "_INBOX.>"',

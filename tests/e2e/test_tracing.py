@@ -231,11 +231,14 @@ async def _traceparents(nats_url: str, task_id: str) -> dict[str, str | None]:
     try:
         js = nc.jetstream()
         out: dict[str, str | None] = {}
+        submitted = orjson.loads(
+            (await js.get_last_msg(subjects.STREAM_EVENTS, subjects.TASK_SUBMITTED)).data
+        )
         for subject in (
             subjects.TASK_SUBMITTED,
             subjects.TASK_CLASSIFIED,
             subjects.TASK_ROUTED,
-            subjects.result_subject(task_id),
+            subjects.result_subject(submitted["data"]["tenant_id"], task_id),
         ):
             msg = await js.get_last_msg(subjects.STREAM_EVENTS, subject)
             event = orjson.loads(msg.data or b"{}")

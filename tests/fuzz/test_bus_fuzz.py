@@ -75,7 +75,7 @@ def stored_subjects() -> list[str]:
         and ">" not in v
         and any(matches(p, v) for p in subjects.STREAM_EVENTS_SUBJECTS)
     }
-    return sorted(found | {subjects.result_subject("fuzz-task")})
+    return sorted(found | {subjects.result_subject("acme", "fuzz-task")})
 
 
 def rpc_subjects() -> list[str]:

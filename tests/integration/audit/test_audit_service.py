@@ -132,7 +132,7 @@ def _trail(task_id: str) -> list[tuple[str, object]]:
             ),
         ),
         (
-            subjects.result_subject(task_id),
+            subjects.result_subject("acme", task_id),
             TaskCompleted(
                 task_id=task_id,
                 tenant_id="acme",
@@ -195,7 +195,7 @@ async def test_every_event_becomes_one_entry(
         error_message="upstream said: bad key sk-abcdefghijklmnopqrst",
         failed_at=datetime.now(UTC),
     )
-    published.append(await publisher.publish(failed, subject=subjects.result_subject("t2")))
+    published.append(await publisher.publish(failed, subject=subjects.result_subject("acme", "t2")))
     published.append(await publisher.publish(TaskTimedOut(task_id="t3", tenant_id="acme", waited_ms=3000.0)))
 
     rows = await _entries(db_url, len(published))

@@ -115,7 +115,7 @@ async def test_kill_9_duplicates_and_redelivery_leave_each_entry_once(
     try:
         for n in range(TASKS):
             event_id, body = _result(n)
-            subject = subjects.result_subject(f"task-{n}")
+            subject = subjects.result_subject("acme", f"task-{n}")
             await publisher.publish_raw(subject, body, msg_id=event_id)
             if n % 3 == 0:  # the same event again: JetStream drops it (same Nats-Msg-Id)
                 await publisher.publish_raw(subject, body, msg_id=event_id)

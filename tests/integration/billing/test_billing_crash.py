@@ -84,10 +84,10 @@ async def test_kill_9_leaves_aggregates_and_alerts_exactly_once(
     try:
         for n in range(TASKS):
             event_id, body = _result(n)
-            await publisher.publish_raw(subjects.result_subject(f"task-{n}"), body, msg_id=event_id)
+            await publisher.publish_raw(subjects.result_subject("acme", f"task-{n}"), body, msg_id=event_id)
             if n % 4 == 0:  # a duplicate under another Nats-Msg-Id: billing itself must drop it
                 await publisher.publish_raw(
-                    subjects.result_subject(f"task-{n}"), body, msg_id=f"{event_id}-b"
+                    subjects.result_subject("acme", f"task-{n}"), body, msg_id=f"{event_id}-b"
                 )
             if n in (TASKS // 4, TASKS // 2):  # around the 50 % and 80 % thresholds (tasks 12 and 18)
                 billing.kill()

@@ -112,7 +112,9 @@ async def test_billing_delivers_budget_alert_webhooks_with_retries_under_its_per
         CreatedWebhook.model_validate_json(reply.data)
         await write_limit(await limits_bucket(gateway.jetstream()), limit_key(TENANT, USER), 500)  # $0.0005
         publisher = bus.EventPublisher(operator.jetstream(), source="test")
-        await publisher.publish(_result(), subject=subjects.result_subject("task-1"), tenant_id=TENANT)
+        await publisher.publish(
+            _result(), subject=subjects.result_subject("acme", "task-1"), tenant_id=TENANT
+        )
         # the 50 % and 80 % alerts, each POSTed; the first POST fails and is retried (0.5 s later)
         await _eventually(lambda: receiver.posts >= 3)
         erased = AdminActionRecorded(

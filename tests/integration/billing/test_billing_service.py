@@ -131,9 +131,9 @@ async def test_results_become_usage_entries_and_events_once(
     paid = _completed("t1", "openai/gpt-4o-mini")
     _, body = encode(paid, source="switchyard/executor", event_id="result-1", tenant_id="acme")
     for n in range(3):  # a result redelivered or re-published: same CloudEvent id, new Nats-Msg-Ids
-        await publisher.publish_raw(subjects.result_subject("t1"), body, msg_id=f"copy-{n}")
+        await publisher.publish_raw(subjects.result_subject("acme", "t1"), body, msg_id=f"copy-{n}")
     await publisher.publish(
-        _completed("t2", "openai/not-in-the-policy"), subject=subjects.result_subject("t2")
+        _completed("t2", "openai/not-in-the-policy"), subject=subjects.result_subject("acme", "t2")
     )
     failed = TaskFailed(
         task_id="t3",
@@ -142,11 +142,11 @@ async def test_results_become_usage_entries_and_events_once(
         error_message="no",
         failed_at=datetime.now(UTC),
     )
-    await publisher.publish(failed, subject=subjects.result_subject("t3"))
+    await publisher.publish(failed, subject=subjects.result_subject("acme", "t3"))
     cached = _completed("t4", "openai/gpt-4o-mini").model_copy(
         update={"usage": Usage(prompt_tokens=2000, completion_tokens=1000, cache_read_tokens=1536)}
     )
-    await publisher.publish(cached, subject=subjects.result_subject("t4"))
+    await publisher.publish(cached, subject=subjects.result_subject("acme", "t4"))
 
     events = await _usage_events(js, 3)
     await asyncio.sleep(1.0)  # a late duplicate would show now
@@ -177,7 +177,7 @@ async def test_a_batch_holding_every_result_in_hand_is_stored_without_lingering(
     publisher = bus.EventPublisher(js, source="switchyard/executor")
     for n in range(160):
         await publisher.publish(
-            _completed(f"t{n}", "openai/gpt-4o-mini"), subject=subjects.result_subject(f"t{n}")
+            _completed(f"t{n}", "openai/gpt-4o-mini"), subject=subjects.result_subject("acme", f"t{n}")
         )
     began = time.monotonic()
     deadline = began + 45.0
@@ -216,7 +216,7 @@ async def test_an_embedding_result_becomes_one_entry_at_the_input_price(
     )
     publisher = bus.EventPublisher(js, source="switchyard/executor")
     for _ in range(2):  # redelivered: still one entry
-        await publisher.publish(done, subject=subjects.result_subject("e1"), event_id="result-e1")
+        await publisher.publish(done, subject=subjects.result_subject("acme", "e1"), event_id="result-e1")
     await _usage_events(js, 1)
     await asyncio.sleep(1.0)  # a late duplicate would show now
     [event] = await _usage_events(js, 1)
@@ -254,19 +254,23 @@ async def test_a_price_changed_in_the_file_charges_the_next_task_without_a_resta
     _, policy = repriced_billing
     publisher = bus.EventPublisher(js, source="switchyard/executor")
     await publisher.publish(
-        _completed("t1", "openai/gpt-4o-mini"), subject=subjects.result_subject("t1"), event_id="result-1"
+        _completed("t1", "openai/gpt-4o-mini"),
+        subject=subjects.result_subject("acme", "t1"),
+        event_id="result-1",
     )
     await _usage_events(js, 1)
     write_price_sheet(policy, version="after", prices={"openai/gpt-4o-mini": 0.0012})  # output x2
     await asyncio.sleep(0.6)  # three check periods
-    await publisher.publish(_completed("t2", "openai/gpt-4o-mini"), subject=subjects.result_subject("t2"))
+    await publisher.publish(
+        _completed("t2", "openai/gpt-4o-mini"), subject=subjects.result_subject("acme", "t2")
+    )
     _, copy = encode(
         _completed("t1", "openai/gpt-4o-mini"),
         source="switchyard/executor",
         event_id="result-1",
         tenant_id="acme",
     )
-    await publisher.publish_raw(subjects.result_subject("t1"), copy, msg_id="t1-redelivered")
+    await publisher.publish_raw(subjects.result_subject("acme", "t1"), copy, msg_id="t1-redelivered")
 
     events = {e.task_id: e for e in await _usage_events(js, 2)}
     # gpt-4o-mini: 2000 x 0.00015/1K + 1000 x 0.0006/1K, then 1000 x 0.0012/1K for the output

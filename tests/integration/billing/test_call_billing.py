@@ -53,7 +53,9 @@ async def test_billable_calls_are_charged_once_and_delivered_ones_not_twice(
         await publisher.publish_raw(subjects.PROVIDER_CALL, body, msg_id=f"loser-{n}")
     await publisher.publish(_call("openai/gpt-4o-mini", billable=False, attempt=2), event_id="call-winner")
     await publisher.publish(_call("openai/o3", billable=False, outcome="overloaded", attempt=3))
-    await publisher.publish(_completed("t9", "openai/gpt-4o-mini"), subject=subjects.result_subject("t9"))
+    await publisher.publish(
+        _completed("t9", "openai/gpt-4o-mini"), subject=subjects.result_subject("acme", "t9")
+    )
 
     events = await _usage_events(js, 2)
     await asyncio.sleep(1.0)

@@ -192,12 +192,14 @@ async def test_usage_api_statement_and_signed_budget_webhooks(
                 done = _result(acme, f"acme-{n}", user=user, prompt=1000, completion=500)
                 for copy in range(2):  # a result delivered twice is billed once
                     await publisher.publish(
-                        done, subject=subjects.result_subject(done.task_id), event_id=f"r-{n}-{copy}"
+                        done,
+                        subject=subjects.result_subject(done.tenant_id, done.task_id),
+                        event_id=f"r-{n}-{copy}",
                     )
                 costs.append(Decimal("0.00045"))
             await publisher.publish(
                 _result(globex, "globex-1", user="g", prompt=99, completion=1),
-                subject=subjects.result_subject("globex-1"),
+                subject=subjects.result_subject(globex.id, "globex-1"),
             )
 
             async def three_delivered() -> bool:

@@ -127,7 +127,9 @@ async def test_feedback_through_the_ledger_retrains_and_promotes_a_head(
                     content="...", finish_reason="stop", usage=Usage(prompt_tokens=9, completion_tokens=9),
                     attempts=2 if i % 3 == 0 else 1, latency_ms=5.0, completed_at=datetime.now(UTC),
                 )  # fmt: skip
-                await publisher.publish(done, subject=subjects.result_subject(f"t{i}"), tenant_id=acme.id)
+                await publisher.publish(
+                    done, subject=subjects.result_subject(acme.id, f"t{i}"), tenant_id=acme.id
+                )
             # in Spanish: stored with the flag that sends it to the other-scripts head (no outcome: unused)
             await publisher.publish(_classified(acme.id, "t-es", SPANISH, "writing"), tenant_id=acme.id)
             # a tenant that did not opt in: recorded in the ledger, never in the feature store

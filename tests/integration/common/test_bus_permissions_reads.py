@@ -29,7 +29,7 @@ PROMPT = b'{"prompt": "a user\'s secret prompt"}'
 OUTSIDE = {
     "billing": subjects.TASK_SUBMITTED,
     "router": subjects.TASK_SUBMITTED,
-    "classifier": subjects.result_subject("t1"),
+    "classifier": subjects.result_subject("acme", "t1"),
 }
 
 

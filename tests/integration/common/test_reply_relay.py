@@ -26,7 +26,7 @@ FORGED = b'{"forged": "routed"}'
     ("user", "heard", "sent"),
     [
         ("executor", subjects.ping_subject("executor"), subjects.ping_subject("executor")),
-        ("gateway", f"{subjects.RESULT_PREFIX}.>", subjects.result_subject("relay")),
+        ("gateway", f"{subjects.RESULT_PREFIX}.>", subjects.result_subject("acme", "relay")),
     ],
 )
 async def test_a_user_cannot_publish_what_it_may_not_through_a_reply_subject(

@@ -71,7 +71,9 @@ async def route(
         if not result.done():
             result.set_result(payload)
 
-    await nc.subscribe(subjects.result_subject(task_id), cb=on_result)  # until the test's connection closes
+    await nc.subscribe(
+        subjects.result_subject("acme", task_id), cb=on_result
+    )  # until the test's connection closes
     request = ChatRequest(
         messages=[ChatMessage(role="user", content="Hello?")],
         max_tokens=16,

@@ -115,7 +115,7 @@ async def test_a_stream_under_way_cut_by_a_stop_ends_there_and_is_not_redone(ups
         seqs.append(decode_chunk(msg.data).seq)
 
     async with connected(url) as nc:
-        await nc.subscribe(subjects.chunk_subject(task_id), cb=on_chunk)
+        await nc.subscribe(subjects.chunk_subject("acme", task_id), cb=on_chunk)
         async with executor(url, env, upstream.tmp / "streaming.log"):
             result = await route(nc, task_id, "drip-1", stream=True)
             while len(seqs) < 2:

@@ -90,7 +90,7 @@ async def embed(
 
     subs = [
         await nc.subscribe(subjects.PROVIDER_CALL, cb=on_call),
-        await nc.subscribe(subjects.result_subject(task_id), cb=on_result),
+        await nc.subscribe(subjects.result_subject("acme", task_id), cb=on_result),
     ]
     request = EmbeddingRequest(model=candidates[0].model, input=texts)
     task = TaskSubmitted(task_id=task_id, tenant_id="acme", request=request, submitted_at=datetime.now(UTC))

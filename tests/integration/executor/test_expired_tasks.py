@@ -56,6 +56,8 @@ async def test_a_task_queued_past_its_bound_is_not_sent_to_the_provider(
     assert upstream.fake.scenarios.calls["queued-within-its-bound"] == 1
     await client.flush()
     assert late not in recorded and waiting in recorded
-    stored = await client.jetstream().get_last_msg(subjects.STREAM_EVENTS, subjects.result_subject(late))
+    stored = await client.jetstream().get_last_msg(
+        subjects.STREAM_EVENTS, subjects.result_subject("acme", late)
+    )
     _, kept = decode(stored.data)
     assert isinstance(kept, TaskFailed) and kept.error_code == "task_expired"

@@ -60,8 +60,8 @@ async def run_task(
             result.set_result(payload)
 
     subs = [
-        await nc.subscribe(subjects.chunk_subject(task_id), cb=on_chunk, pending_msgs_limit=-1),
-        await nc.subscribe(subjects.result_subject(task_id), cb=on_result),
+        await nc.subscribe(subjects.chunk_subject("acme", task_id), cb=on_chunk, pending_msgs_limit=-1),
+        await nc.subscribe(subjects.result_subject("acme", task_id), cb=on_result),
     ]
     chat = ChatRequest(messages=[ChatMessage(role="user", content="Capital of France?")], **request)
     task = TaskSubmitted(task_id=task_id, tenant_id="acme", request=chat, submitted_at=datetime.now(UTC))

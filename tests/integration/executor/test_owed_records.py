@@ -94,7 +94,7 @@ async def test_a_call_record_refused_while_the_result_is_stored_is_not_lost(stac
 
         async def result_stored() -> bool:
             try:
-                msg = await js.get_last_msg(subjects.STREAM_EVENTS, subjects.result_subject(task_id))
+                msg = await js.get_last_msg(subjects.STREAM_EVENTS, subjects.result_subject("acme", task_id))
             except nats.js.errors.NotFoundError:
                 return False
             return isinstance(decode(msg.data)[1], TaskCompleted)

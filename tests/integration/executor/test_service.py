@@ -141,8 +141,8 @@ async def run_task(
 
     subs = [
         await nc.subscribe(subjects.PROVIDER_CALL, cb=on_call),
-        await nc.subscribe(subjects.chunk_subject(task_id), cb=on_chunk),
-        await nc.subscribe(subjects.result_subject(task_id), cb=on_result),
+        await nc.subscribe(subjects.chunk_subject("acme", task_id), cb=on_chunk),
+        await nc.subscribe(subjects.result_subject("acme", task_id), cb=on_result),
     ]
     request = ChatRequest(  # a stream as this release's gateway asks for it: its start named (seq 0)
         messages=[ChatMessage(role="user", content=QUESTION)],
@@ -265,7 +265,7 @@ async def test_a_cancelled_stream_is_cut_and_what_it_spent_is_billed(
         if decode_chunk(msg.data).delta:
             first_text.set()
 
-    sub = await client.subscribe(subjects.chunk_subject(task_id), cb=on_chunk)
+    sub = await client.subscribe(subjects.chunk_subject("acme", task_id), cb=on_chunk)
     started = time.monotonic()
     # 11 words 0.5 s apart: more than 5 s if it ran to its end
     running = asyncio.create_task(run_task(client, [openai("drip-0.5")], stream=True, task_id=task_id))

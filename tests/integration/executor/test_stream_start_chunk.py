@@ -26,7 +26,7 @@ async def _chunks(upstream: Upstream, stream_start: bool | None) -> list[Chunk]:
         chunks.append(decode_chunk(msg.data))
 
     async with connected(upstream.nats.url) as nc:
-        await nc.subscribe(subjects.chunk_subject(task_id), cb=on_chunk)
+        await nc.subscribe(subjects.chunk_subject("acme", task_id), cb=on_chunk)
         async with executor(upstream.nats.url, upstream.env, upstream.tmp / f"start-{stream_start}.log"):
             result = await route(nc, task_id, "gpt-test", stream=True, stream_start=stream_start)
             await asyncio.wait_for(result, 15)

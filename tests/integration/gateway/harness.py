@@ -231,7 +231,9 @@ class Answerer:
             for seq in range(1 if task.task_id in self._begun else 0, 2):
                 await self._chunk(task, seq)
             done_chunk = Chunk(seq=2, done=True, finish_reason="stop")
-            await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(done_chunk))
+            await self.nc.publish(
+                subjects.chunk_subject(task.tenant_id, task.task_id), encode_chunk(done_chunk)
+            )
         done = TaskCompleted(
             task_id=task.task_id,
             tenant_id=task.tenant_id,
@@ -278,14 +280,14 @@ class Answerer:
 
     async def _result(self, outcome: TaskCompleted | TaskFailed) -> None:
         _, raw = encode(outcome, source="test")
-        await self.js.publish(subjects.result_subject(outcome.task_id), raw)
+        await self.js.publish(subjects.result_subject(outcome.tenant_id, outcome.task_id), raw)
 
     async def _chunk(self, task: TaskSubmitted, seq: int) -> None:
         named = self.model if seq == 0 else None  # as the executor names it
         chunk = Chunk(
             seq=seq, delta=["Par", "is"][seq], model=named, usage=self.prompt_usage if seq == 0 else None
         )
-        await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(chunk))
+        await self.nc.publish(subjects.chunk_subject(task.tenant_id, task.task_id), encode_chunk(chunk))
 
     async def close(self) -> None:
         await self.nc.close()

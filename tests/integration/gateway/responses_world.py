@@ -91,4 +91,4 @@ def completed(task: TaskSubmitted, content: str, *, completion_tokens: int, **fi
 
 async def publish(nc: Client, outcome: TaskCompleted | TaskFailed) -> None:
     _, raw = encode(outcome, source="test")
-    await nc.jetstream().publish(subjects.result_subject(outcome.task_id), raw)
+    await nc.jetstream().publish(subjects.result_subject(outcome.tenant_id, outcome.task_id), raw)

@@ -83,7 +83,9 @@ async def test_the_outcome_the_cancellation_causes_settles_the_task(
     async def executor(msg: Msg) -> None:  # cuts the call and publishes what it was charged
         _, cancelled = decode(msg.data, (TaskCancelled,))
         assert isinstance(cancelled, TaskCancelled) and cancelled.reason == "disconnected"
-        await publisher.publish(_cut(task), subject=subjects.result_subject(task.task_id), tenant_id="acme")
+        await publisher.publish(
+            _cut(task), subject=subjects.result_subject(task.tenant_id, task.task_id), tenant_id="acme"
+        )
 
     await nc.subscribe(subjects.TASK_CANCELLED, cb=executor)
     await nc.flush()
@@ -97,7 +99,9 @@ async def test_an_outcome_published_before_the_cancellation_is_read_from_the_str
     """The executor finished as the client left: nothing answers the cancellation, the stored result does."""
     nc, publisher = connected
     task = _task()
-    await publisher.publish(_cut(task), subject=subjects.result_subject(task.task_id), tenant_id="acme")
+    await publisher.publish(
+        _cut(task), subject=subjects.result_subject(task.tenant_id, task.task_id), tenant_id="acme"
+    )
     settled = await _abandoned(TaskClient(nc, publisher), task)
     assert len(settled) == 1 and isinstance(settled[0], TaskFailed)
     assert settled[0].charged[0].usage.completion_tokens == 120
@@ -131,7 +135,9 @@ async def test_a_timed_out_task_is_followed_without_a_cancellation(
 
     client.follow(task, then=settle)
     await asyncio.sleep(0.2)  # listening by now
-    await publisher.publish(_cut(task), subject=subjects.result_subject(task.task_id), tenant_id="acme")
+    await publisher.publish(
+        _cut(task), subject=subjects.result_subject(task.tenant_id, task.task_id), tenant_id="acme"
+    )
     await client.drain()
     await nc.flush()
     assert [type(o) for o in settled] == [TaskFailed] and cancellations == []

@@ -416,7 +416,7 @@ async def test_an_embedding_entry_whose_vectors_fail_their_digest_is_a_miss_and_
         entry.model_copy(update={"embedding": bad}).model_dump_json().encode(),
     )
 
-    results = await nc.subscribe(subjects.result_subject(">"))
+    results = await nc.subscribe(f"{subjects.RESULT_PREFIX}.>")
     second = embedding_task()
     again = await cache.lookup(tenant_id="acme", plan="pro", task=second, directive=Directive())
     assert again is not None and again.hit is None and again.headers["x-switchyard-cache"] == "miss"

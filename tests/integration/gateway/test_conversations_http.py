@@ -40,7 +40,9 @@ class Pipeline:
                 Chunk(seq=1, done=True, finish_reason="stop"),
             )
             for chunk in chunks:
-                await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(chunk))
+                await self.nc.publish(
+                    subjects.chunk_subject(task.tenant_id, task.task_id), encode_chunk(chunk)
+                )
         await publish(self.nc, completed(task, "Paris.", completion_tokens=2))
 
 

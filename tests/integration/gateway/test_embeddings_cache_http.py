@@ -179,8 +179,8 @@ async def test_a_repeated_request_is_a_hit_with_the_same_vectors_billed_at_zero_
 
     # the hit is the new task's result on the bus: marked as a cache hit, with the source's vectors
     hit_id, source_id = hits[0].headers["x-switchyard-task-id"], first.headers["x-switchyard-task-id"]
-    (published,), _ = await stored_events(server.url, subjects.result_subject(hit_id), TaskCompleted)
-    (source,), _ = await stored_events(server.url, subjects.result_subject(source_id), TaskCompleted)
+    (published,), _ = await stored_events(server.url, subjects.result_subject(acme.id, hit_id), TaskCompleted)
+    (source,), _ = await stored_events(server.url, subjects.result_subject(acme.id, source_id), TaskCompleted)
     assert published.cache is not None and published.cache.kind == "exact"
     assert published.cache.source_task_id == source_id and published.attempts == 0
     assert published.tenant_id == acme.id and published.user_id == acme.users["admin"]

@@ -73,11 +73,13 @@ async def test_the_organisations_task_events_leave_the_streams(nats_server: Nats
         await events.publish(_task("gone", SECRET + " again"))
         await events.publish(
             _done(gone, "answer to " + SECRET),
-            subject=subjects.result_subject(gone.task_id),
+            subject=subjects.result_subject(gone.tenant_id, gone.task_id),
             tenant_id="gone",
         )
         await events.publish(
-            _done(other, "sunny"), subject=subjects.result_subject(other.task_id), tenant_id="other"
+            _done(other, "sunny"),
+            subject=subjects.result_subject(other.tenant_id, other.task_id),
+            tenant_id="other",
         )
         await events.publish(
             AdminActionRecorded(

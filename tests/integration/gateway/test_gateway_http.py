@@ -112,23 +112,28 @@ class Pipeline:
             for seq, piece in enumerate(["Par", "is"]):
                 named = "local/smollm2-135m-instruct" if seq == 0 else None  # as the executor names it
                 chunk = Chunk(seq=seq, delta=piece, model=named)
-                await self.nc.publish(subjects.chunk_subject(tid), encode_chunk(chunk))
+                await self.nc.publish(subjects.chunk_subject(task.tenant_id, tid), encode_chunk(chunk))
             if self.behaviour == "break":
                 await self.nc.publish(
-                    subjects.chunk_subject(tid),
+                    subjects.chunk_subject(task.tenant_id, tid),
                     b'{"seq": 2, "error": {"code": "provider_network", "message": "upstream reset"}}',
                 )
                 return
             if self.behaviour == "gap":
-                await self.nc.publish(subjects.chunk_subject(tid), encode_chunk(Chunk(seq=5, delta="!")))
+                await self.nc.publish(
+                    subjects.chunk_subject(task.tenant_id, tid), encode_chunk(Chunk(seq=5, delta="!"))
+                )
                 return
             if self.behaviour == "restart":  # a second run of the task (redelivered) starts its answer again
-                await self.nc.publish(subjects.chunk_subject(tid), encode_chunk(Chunk(seq=0, delta="Par")))
+                await self.nc.publish(
+                    subjects.chunk_subject(task.tenant_id, tid), encode_chunk(Chunk(seq=0, delta="Par"))
+                )
                 return
             if self.behaviour == "stall":  # text, then nothing more
                 return
             await self.nc.publish(
-                subjects.chunk_subject(tid), encode_chunk(Chunk(seq=2, done=True, finish_reason="stop"))
+                subjects.chunk_subject(task.tenant_id, tid),
+                encode_chunk(Chunk(seq=2, done=True, finish_reason="stop")),
             )
         await self._result(
             TaskCompleted(
@@ -149,7 +154,7 @@ class Pipeline:
 
     async def _result(self, payload: TaskCompleted | TaskFailed) -> None:
         _, raw = encode(payload, source="test")
-        await self.js.publish(subjects.result_subject(payload.task_id), raw)
+        await self.js.publish(subjects.result_subject(payload.tenant_id, payload.task_id), raw)
 
 
 @pytest.fixture

@@ -55,11 +55,12 @@ class Pipeline:
         pieces = [w + " " for w in words[:-1]] + [words[-1]]
         if task.chat().stream and self.breaks:  # as an executor whose provider broke after output
             await self.nc.publish(
-                subjects.chunk_subject(task.task_id), encode_chunk(Chunk(seq=0, delta=pieces[0]))
+                subjects.chunk_subject(task.tenant_id, task.task_id),
+                encode_chunk(Chunk(seq=0, delta=pieces[0])),
             )
             error = ChunkError(code="provider_network", message="openai: the connection failed")
             await self.nc.publish(
-                subjects.chunk_subject(task.task_id), encode_chunk(Chunk(seq=1, error=error))
+                subjects.chunk_subject(task.tenant_id, task.task_id), encode_chunk(Chunk(seq=1, error=error))
             )
             failed = TaskFailed(
                 task_id=task.task_id,
@@ -77,9 +78,13 @@ class Pipeline:
                     chunk = Chunk(
                         seq=0, delta=piece, model=MODEL, usage=Usage(prompt_tokens=9, completion_tokens=0)
                     )
-                await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(chunk))
+                await self.nc.publish(
+                    subjects.chunk_subject(task.tenant_id, task.task_id), encode_chunk(chunk)
+                )
             done_chunk = Chunk(seq=len(pieces), done=True, finish_reason="stop")
-            await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(done_chunk))
+            await self.nc.publish(
+                subjects.chunk_subject(task.tenant_id, task.task_id), encode_chunk(done_chunk)
+            )
         await publish(self.nc, completed(task, self.answer, completion_tokens=len(pieces)))
 
 

@@ -65,7 +65,7 @@ class PiiAnswerer(Answerer):
             completed_at=datetime.now(UTC),
         )
         _, raw = encode(done, source="test")
-        await self.js.publish(subjects.result_subject(task.task_id), raw)
+        await self.js.publish(subjects.result_subject(task.tenant_id, task.task_id), raw)
 
 
 @pytest.fixture(scope="module")

@@ -123,7 +123,7 @@ async def _publish_result(js: JetStreamContext, task_id: str, *, failed: bool = 
     else:
         result = _answered(task_id)
     _, raw = encode(result, source="test")
-    await js.publish(subjects.result_subject(task_id), raw)
+    await js.publish(subjects.result_subject("acme", task_id), raw)
 
 
 def _answered(task_id: str) -> TaskCompleted:

@@ -65,9 +65,11 @@ class LogprobsAnswerer(Answerer):
                     model=MODEL if seq == 0 else None,
                     logprobs=None if tokens is None else tokens[seq : seq + 1],
                 )
-                await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(chunk))
+                await self.nc.publish(
+                    subjects.chunk_subject(task.tenant_id, task.task_id), encode_chunk(chunk)
+                )
             end = Chunk(seq=len(pieces), done=True, finish_reason="stop")
-            await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(end))
+            await self.nc.publish(subjects.chunk_subject(task.tenant_id, task.task_id), encode_chunk(end))
         others = [
             Choice(content="Oslo", finish_reason="stop", logprobs=_tokens(["Oslo"], request.top_logprobs))
             for _ in range(request.n - 1)

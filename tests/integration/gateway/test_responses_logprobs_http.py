@@ -82,9 +82,11 @@ class Responder:
                     model=MODEL if seq == 0 else None,
                     logprobs=tokens if asked else None,
                 )
-                await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(chunk))
+                await self.nc.publish(
+                    subjects.chunk_subject(task.tenant_id, task.task_id), encode_chunk(chunk)
+                )
             done = Chunk(seq=len(PIECES), done=True, finish_reason="stop")
-            await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(done))
+            await self.nc.publish(subjects.chunk_subject(task.tenant_id, task.task_id), encode_chunk(done))
         result = completed(
             task,
             "Paris\u2026",

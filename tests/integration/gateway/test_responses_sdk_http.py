@@ -51,7 +51,9 @@ class Pipeline:
         if task.chat().stream:
             for seq, piece in enumerate(pieces[:1] if self.breaks else pieces):
                 chunk = Chunk(seq=seq, delta=piece, model=MODEL if seq == 0 else None)
-                await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(chunk))
+                await self.nc.publish(
+                    subjects.chunk_subject(task.tenant_id, task.task_id), encode_chunk(chunk)
+                )
             arguments = self.call.function.arguments if self.call is not None else ""
             calls = [
                 ToolCallPiece(index=0, arguments=arguments[at : at + 4]) for at in range(0, len(arguments), 4)
@@ -60,11 +62,14 @@ class Pipeline:
                 calls.insert(0, ToolCallPiece(index=0, id=self.call.id, name=self.call.function.name))
             for seq, piece in enumerate(calls, len(pieces)):
                 await self.nc.publish(
-                    subjects.chunk_subject(task.task_id), encode_chunk(Chunk(seq=seq, tool_call=piece))
+                    subjects.chunk_subject(task.tenant_id, task.task_id),
+                    encode_chunk(Chunk(seq=seq, tool_call=piece)),
                 )
             if not self.breaks:
                 done = Chunk(seq=len(pieces) + len(calls), done=True, finish_reason="stop")
-                await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(done))
+                await self.nc.publish(
+                    subjects.chunk_subject(task.tenant_id, task.task_id), encode_chunk(done)
+                )
         outcome: TaskCompleted | TaskFailed = (
             TaskFailed(
                 task_id=task.task_id,

@@ -84,10 +84,12 @@ class Responder:
             text = ""
         if request.stream and text:
             chunk = Chunk(seq=0, delta=text, model=MODEL)
-            await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(chunk))
+            await self.nc.publish(subjects.chunk_subject(task.tenant_id, task.task_id), encode_chunk(chunk))
             done = Chunk(seq=1, done=True, finish_reason="stop")
-            await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(done))
-        await self.js.publish(subjects.result_subject(task.task_id), result_of(task, text, calls))
+            await self.nc.publish(subjects.chunk_subject(task.tenant_id, task.task_id), encode_chunk(done))
+        await self.js.publish(
+            subjects.result_subject(task.tenant_id, task.task_id), result_of(task, text, calls)
+        )
 
 
 def result_of(task: TaskSubmitted, text: str, calls: list[ToolCall] | None = None) -> bytes:

@@ -32,7 +32,7 @@ async def test_a_fallback_before_the_first_output_keeps_the_wait_for_it(
     task = _task()
 
     async def executor(_: Msg) -> None:
-        chunks = subjects.chunk_subject(task.task_id)
+        chunks = subjects.chunk_subject(task.tenant_id, task.task_id)
         await nc.publish(chunks, encode_chunk(Chunk(seq=0, reset=True, model="openai/o3")))
         await asyncio.sleep(1.5)  # thinking: longer than idle_s, shorter than timeout_s
         await nc.publish(chunks, encode_chunk(Chunk(seq=1, delta="Paris", model="openai/o3")))
@@ -50,7 +50,9 @@ async def test_a_fallback_before_the_first_output_keeps_the_wait_for_it(
             latency_ms=1500.0,
             completed_at=datetime.now(UTC),
         )
-        await publisher.publish(done, subject=subjects.result_subject(task.task_id), tenant_id="acme")
+        await publisher.publish(
+            done, subject=subjects.result_subject(task.tenant_id, task.task_id), tenant_id="acme"
+        )
 
     await nc.subscribe(subjects.TASK_SUBMITTED, cb=executor)
     await nc.flush()
@@ -66,7 +68,7 @@ async def test_once_output_came_a_silence_longer_than_the_idle_bound_ends_the_st
     task = _task()
 
     async def executor(_: Msg) -> None:
-        chunks = subjects.chunk_subject(task.task_id)
+        chunks = subjects.chunk_subject(task.tenant_id, task.task_id)
         await nc.publish(chunks, encode_chunk(Chunk(seq=0, delta="Par", model="openai/o3")))
 
     await nc.subscribe(subjects.TASK_SUBMITTED, cb=executor)

@@ -49,7 +49,9 @@ async def test_a_task_followed_to_its_timeout_is_timed_out_on_the_bus_once(
     await runs.submit(task=stuck, admitted=await replica.admit(stuck.task_id))
     await runs.submit(task=answered, admitted=await replica.admit(answered.task_id))
     await publisher.publish(
-        _cut(answered), subject=subjects.result_subject(answered.task_id), tenant_id="acme"
+        _cut(answered),
+        subject=subjects.result_subject(answered.tenant_id, answered.task_id),
+        tenant_id="acme",
     )
     await asyncio.sleep(1.5)
     assert [(e.task_id, e.tenant_id) for e in heard] == [(stuck.task_id, "acme")]

@@ -72,7 +72,9 @@ async def test_each_task_is_counted_once_by_how_its_wait_ended(
         what = replies[task.task_id]
         if what != "nothing":
             result = _answer(task, what)
-            await publisher.publish(result, subject=subjects.result_subject(task.task_id), tenant_id="acme")
+            await publisher.publish(
+                result, subject=subjects.result_subject(task.tenant_id, task.task_id), tenant_id="acme"
+            )
 
     await nc.subscribe(subjects.TASK_SUBMITTED, cb=executor)
     await nc.flush()

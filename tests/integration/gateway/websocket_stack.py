@@ -40,7 +40,7 @@ class Responder(StoredResponder):
 
     async def _slowly(self, task: TaskSubmitted) -> None:
         """ "so", and 1.5 s later its end: with a call of the first tool offered, if any."""
-        subject = subjects.chunk_subject(task.task_id)
+        subject = subjects.chunk_subject(task.tenant_id, task.task_id)
         await self.nc.publish(subject, encode_chunk(Chunk(seq=0, delta="so", model=MODEL)))
         await asyncio.sleep(1.5)
         tools = task.chat().tools or []
@@ -50,7 +50,9 @@ class Responder(StoredResponder):
         ]
         done = Chunk(seq=1, done=True, finish_reason="tool_calls" if calls else "stop")
         await self.nc.publish(subject, encode_chunk(done))
-        await self.js.publish(subjects.result_subject(task.task_id), result_of(task, "so", calls or None))
+        await self.js.publish(
+            subjects.result_subject(task.tenant_id, task.task_id), result_of(task, "so", calls or None)
+        )
 
     async def on_task(self, msg: Msg) -> None:
         _, task = decode(msg.data, (TaskSubmitted,))
@@ -67,7 +69,7 @@ class Responder(StoredResponder):
             return
         self.seen.append(task)
         chunk = Chunk(seq=0, delta="a long story", model=MODEL)
-        await self.nc.publish(subjects.chunk_subject(task.task_id), encode_chunk(chunk))
+        await self.nc.publish(subjects.chunk_subject(task.tenant_id, task.task_id), encode_chunk(chunk))
 
 
 @pytest.fixture(scope="module")

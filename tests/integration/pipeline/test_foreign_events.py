@@ -102,7 +102,7 @@ async def _oversized(nats_server: NatsServer, broker: Any, js: JetStreamContext,
     try:
         theirs = other.jetstream()
         limit = other.max_payload
-        answers = await other.subscribe(subjects.result_subject("t-big"))
+        answers = await other.subscribe(subjects.result_subject("acme", "t-big"))
         big_id, big = _event_of("t-big", limit - 100)
         await theirs.publish(subjects.TASK_SUBMITTED, big, headers={"Nats-Msg-Id": big_id})
         junk = b"{" + b"x" * (limit - 120)  # not JSON: dead-lettered at once, its copy near the limit too
@@ -149,7 +149,7 @@ async def test_an_event_without_specversion_is_no_cloudevent_and_is_refused(nats
 async def _without_specversion(nats_server: NatsServer, js: JetStreamContext, handled: list[str]) -> None:
     other = await nats.connect(nats_server.url)
     try:
-        answers = await other.subscribe(subjects.result_subject("t-nospec"))
+        answers = await other.subscribe(subjects.result_subject("acme", "t-nospec"))
         event = orjson.loads(_event_of("t-nospec", 2_000)[1])
         del event["specversion"]
         await other.jetstream().publish(

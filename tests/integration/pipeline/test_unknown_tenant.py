@@ -125,7 +125,7 @@ def task_of(tenant_id: str, task_id: str) -> TaskSubmitted:
 
 async def submit(nc: nats.NATS, task: TaskSubmitted) -> tuple[Any, float]:
     """Publishes `task` as another system does; its result (decoded) and how long it took to come."""
-    sub = await nc.subscribe(subjects.result_subject(task.task_id))
+    sub = await nc.subscribe(subjects.result_subject(task.tenant_id, task.task_id))
     started = time.monotonic()
     await bus.EventPublisher(nc.jetstream(), source="test/integrator").publish(
         task, event_id=ids.new_id(), tenant_id=task.tenant_id, event_subject=task.task_id
@@ -231,7 +231,7 @@ async def test_a_classified_event_of_an_unknown_tenant_never_submitted_is_refuse
     bucket = await registry(nc)
     await tenants.mark_kept(bucket, by="test")
     task = task_of("forged-tenant", "t-forged")
-    sub = await nc.subscribe(subjects.result_subject(task.task_id))
+    sub = await nc.subscribe(subjects.result_subject(task.tenant_id, task.task_id))
     classified = TaskClassified(
         task=task,
         classification=Classification(

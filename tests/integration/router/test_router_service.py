@@ -239,7 +239,7 @@ async def _route_embedding(
 
     subs = [
         await nc.subscribe(subjects.TASK_ROUTED, cb=on_msg),
-        await nc.subscribe(subjects.result_subject(task_id), cb=on_msg),
+        await nc.subscribe(subjects.result_subject(tenant, task_id), cb=on_msg),
     ]
     task = TaskSubmitted(task_id=task_id, tenant_id=tenant, request=request, submitted_at=datetime.now(UTC))
     passed = Classification(
@@ -321,7 +321,7 @@ async def test_a_classified_event_the_router_cannot_read_is_answered_not_left_wa
         "datacontenttype": "application/json",
         "data": data,
     }
-    sub = await nc.subscribe(subjects.result_subject(task.task_id))
+    sub = await nc.subscribe(subjects.result_subject(task.tenant_id, task.task_id))
     await nc.jetstream().publish(subjects.TASK_CLASSIFIED, orjson.dumps(event))
     _, failed = decode((await sub.next_msg(timeout=20)).data)
     await sub.unsubscribe()

@@ -21,13 +21,23 @@ def _raw(data: object, **envelope: object) -> bytes:
     )
 
 
+def test_a_submission_for_another_tenant_is_answered_to_its_sender_alone() -> None:
+    """A scoped system's submission naming another tenant (`tenant_mismatch`): the answer goes to the
+    sender's tenant, on its result subject, and names the sender, never the tenant the event named."""
+    raw = _raw({"task_id": "job-1", "tenant_id": "acme", "request": {"model": "auto"}})
+    reply = answer(raw, "another tenant's subject", now=NOW, code="tenant_mismatch", sender="globex")
+    assert reply is not None
+    assert reply.subject == subjects.result_subject("globex", "job-1")
+    assert (reply.failed.tenant_id, reply.failed.error_code) == ("globex", "tenant_mismatch")
+
+
 def test_a_submission_that_names_its_task_is_answered_on_its_result_subject() -> None:
     raw = _raw({"task_id": "job-1", "tenant_id": "acme", "request": {"model": "auto"}})
     reply = answer(
         raw, "invalid switchyard.task.submitted.v1 payload: request.chat.messages: Field required", now=NOW
     )
     assert reply is not None
-    assert reply.subject == subjects.result_subject("job-1") and reply.event_id != "ext-1"
+    assert reply.subject == subjects.result_subject("acme", "job-1") and reply.event_id != "ext-1"
     assert (reply.failed.task_id, reply.failed.tenant_id) == ("job-1", "acme")
     assert (
         reply.failed.error_code == "invalid_event" and "request.chat.messages" in reply.failed.error_message

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -8,13 +9,16 @@ import orjson
 import pytest
 
 from switchyard.common.envelope import MAX_EVENT_BYTES, decode, encode, written
-from switchyard.common.errors import InvalidEvent
+from switchyard.common import subjects
+from switchyard.common.errors import InvalidEvent, TenantMismatch
 from switchyard.common.events import (
     ChatMessage,
     ChatRequest,
     Classification,
+    TaskCancelled,
     TaskClassified,
     TaskFailed,
+    TaskFeedback,
     TaskSubmitted,
 )
 
@@ -159,7 +163,46 @@ def test_a_result_is_accepted_only_on_its_own_tasks_result_subject() -> None:
         failed_at=datetime(2026, 12, 6, tzinfo=UTC),
     )
     _, raw = encode(failed, source="s", tenant_id="acme")
-    assert decode(raw, subject="switchyard.result.t1")[1] == failed
+    assert decode(raw, subject=subjects.result_subject("acme", "t1"))[1] == failed
+    assert decode(raw, subject="switchyard.result.t1")[1] == failed  # a previous release's executor
     with pytest.raises(InvalidEvent) as err:
-        decode(raw, subject="switchyard.result.t2")
-    assert "switchyard.result.t1" in err.value.message
+        decode(raw, subject=subjects.result_subject("acme", "t2"))
+    assert subjects.result_subject("acme", "t1") in err.value.message
+    with pytest.raises(TenantMismatch):
+        decode(raw, subject=subjects.result_subject("globex", "t1"))
+
+
+def test_a_tenant_token_is_a_subject_token_of_every_tenant_id() -> None:
+    odd = ["acme", "a.b", "a b", "*", ">", "é" * 64, "x"]
+    tokens = [subjects.tenant_token(t) for t in odd]
+    assert all(len(t) == subjects.TENANT_TOKEN_HEX and t.isalnum() and t == t.lower() for t in tokens)
+    assert len(set(tokens)) == len(odd)
+    assert subjects.tenant_token("acme") == hashlib.sha256(b"acme").hexdigest()[:16]  # the documented rule
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        lambda tenant: _task().model_copy(update={"tenant_id": tenant}),
+        lambda tenant: TaskCancelled(
+            task_id="t1", tenant_id=tenant, cancelled_at=datetime(2026, 12, 7, tzinfo=UTC)
+        ),
+        lambda tenant: TaskFeedback(
+            task_id="t1", tenant_id=tenant, rating="good", at=datetime(2026, 12, 7, tzinfo=UTC)
+        ),
+    ],
+)
+def test_a_scoped_subject_takes_only_its_own_tenants_events(payload: Any) -> None:
+    """A tenant-scoped system publishes on `<subject>.<token>`: an event naming its own tenant is read as
+    on the bare subject; one naming another tenant is a TenantMismatch carrying the subject's token."""
+    mine = payload("acme")
+    _, raw = encode(mine, source="s", tenant_id="acme")
+    base = type(mine).SUBJECT
+    assert decode(raw, subject=subjects.scoped(base, "acme"))[1] == mine
+    assert decode(raw, subject=base)[1] == mine
+    with pytest.raises(TenantMismatch) as err:
+        decode(raw, subject=subjects.scoped(base, "globex"))
+    assert err.value.code == "tenant_mismatch" and err.value.token == subjects.tenant_token("globex")
+    with pytest.raises(InvalidEvent) as wrong:
+        decode(raw, subject=f"{base}.{subjects.tenant_token('acme')}.more")
+    assert not isinstance(wrong.value, TenantMismatch)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
+from switchyard.common import subjects
 from switchyard.common.envelope import encode
 from switchyard.common.events import (
     ChargedCall,
@@ -50,6 +51,19 @@ def test_a_replayed_cancellation_is_remembered_from_when_it_was_made() -> None:
     assert not cancellations.asked("acme", "t1")
     cancellations.cancel("acme", "t2", age_s=61)  # older than the window: forgotten already
     assert not cancellations.asked("acme", "t2")
+
+
+async def test_a_scoped_cancellation_counts_only_for_its_subjects_tenant() -> None:
+    """A system scoped to globex publishes on `task.cancelled.<globex's token>`: one naming acme's task
+    there is refused (`tenant_mismatch`), and acme's task is not cancelled; one naming globex's is."""
+    cancellations = Cancellations(remember_s=600)
+    now = datetime.now(UTC)
+    for tenant in ("acme", "globex"):
+        event = TaskCancelled(task_id="t1", tenant_id=tenant, cancelled_at=now)
+        raw = encode(event, source="test", tenant_id=tenant)[1]
+        await cancellations.on_message(raw, subject=subjects.scoped(subjects.TASK_CANCELLED, "globex"))
+    assert not cancellations.asked("acme", "t1")
+    assert cancellations.asked("globex", "t1")
 
 
 async def test_an_event_is_as_old_as_the_time_it_carries() -> None:

@@ -21,7 +21,7 @@ def _sink() -> tuple[ChunkSink, list[bytes]]:
     async def publish(_subject: str, data: bytes) -> None:
         sent.append(data)
 
-    return ChunkSink(publish, task_id="t1"), sent
+    return ChunkSink(publish, tenant_id="acme", task_id="t1"), sent
 
 
 def _chunks(sent: list[bytes]) -> list[Chunk]:

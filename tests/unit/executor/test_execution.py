@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from switchyard.common import subjects
 from switchyard.common.events import (
     ChatMessage,
     ChatRequest,
@@ -71,7 +72,7 @@ class Bus:
         self.calls.append((attempt, record))
 
     async def publish(self, subject: str, data: bytes) -> None:
-        assert subject == "switchyard.chunk.t1"
+        assert subject == subjects.chunk_subject("acme", "t1")
         self.chunks.append(data)
 
     def decoded(self) -> list[dict[str, object]]:
@@ -90,7 +91,7 @@ async def run(
     interruptible: Callable[[], AbstractContextManager[object]] = nullcontext,
     states: ToolStates | None = None,
 ) -> TaskCompleted | TaskFailed:
-    chunks = ChunkSink(bus.publish, task_id="t1") if task.task.request.stream else None
+    chunks = ChunkSink(bus.publish, tenant_id="acme", task_id="t1") if task.task.request.stream else None
     return await execute(
         task,
         providers=providers,

@@ -102,7 +102,7 @@ async def run(task: TaskRouted, providers: dict[str, Provider], bus: Bus | None 
         breakers=LocalBreakers(),
         policy=FAST,
         report=bus.report,
-        chunks=ChunkSink(bus.publish, task_id="t1") if task.task.chat().stream else None,
+        chunks=ChunkSink(bus.publish, tenant_id="acme", task_id="t1") if task.task.chat().stream else None,
         limits=LocalRateLimits({"scripted": Limit(rpm=1000)}),
         cancelled=lambda: False,  # every wrapper a call goes through, the cancellation guard included
     )

@@ -51,7 +51,7 @@ async def run(provider: Stalls, bus: Bus, breakers: LocalBreakers) -> TaskFailed
         breakers=breakers,
         policy=POLICY,
         report=bus.report,
-        chunks=ChunkSink(bus.publish, task_id="t1"),
+        chunks=ChunkSink(bus.publish, tenant_id="acme", task_id="t1"),
     )
     assert isinstance(outcome, TaskFailed) and outcome.error_code == "provider_timeout"
     return outcome

@@ -107,7 +107,7 @@ async def test_the_sink_sends_a_piece_as_output_under_its_answer() -> None:
     async def publish(_subject: str, data: bytes) -> None:
         sent.append(data)
 
-    sink = ChunkSink(publish, task_id="t1")
+    sink = ChunkSink(publish, tenant_id="acme", task_id="t1")
     sink.announce("oai/tool-call")
     await sink.tool_call(ToolCallDelta(0, "", id="call_a", name="weather", choice=1))
     await sink.tool_call(ToolCallDelta(0, '{"city": "Oslo"}', choice=1))
@@ -224,7 +224,7 @@ async def test_the_sink_encodes_a_piece_as_the_chunk_model_encodes_it() -> None:
     async def publish(_subject: str, data: bytes) -> None:
         sent.append(data)
 
-    sink = ChunkSink(publish, task_id="t1")
+    sink = ChunkSink(publish, tenant_id="acme", task_id="t1")
     sink.announce("oai/tool-call")
     pieces = [
         ToolCallDelta(0, '{"a"', id="call_a", name="write"),

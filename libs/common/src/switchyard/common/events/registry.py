@@ -72,6 +72,8 @@ def placement(payload: EventPayload, subject: str) -> str | None:
         return token if subject.startswith(prefix) and dot and task == payload.task_id else ""
     if wanted in subjects.SCOPED and tenant is not None and subject.startswith(f"{wanted}."):
         token = subject.removeprefix(f"{wanted}.")
+        if "." in token:
+            return ""
         return None if token == subjects.tenant_token(tenant) else token
     return ""
 
