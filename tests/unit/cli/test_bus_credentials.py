@@ -11,9 +11,10 @@ import bcrypt
 import pytest
 
 from switchyard.cli import bus_credentials
-from switchyard.cli.bus_permissions import INTEGRATOR, integrator_permissions, permissions
+from switchyard.cli.bus_permissions import INTEGRATOR, Integrator, integrator_permissions, permissions
 from switchyard.cli.main import main
 from switchyard.cli.nats_users import USERS
+from switchyard.common import subjects
 
 pytestmark = pytest.mark.unit
 
@@ -45,20 +46,49 @@ def test_a_password_per_user_and_their_hashes(tmp_path: Path) -> None:
     assert len(passwords) == len(USERS)
 
 
-def test_run_again_it_keeps_every_password_and_the_integrator(tmp_path: Path) -> None:
-    bus_credentials.write_credentials(tmp_path, integrator=True)
+def test_run_again_it_keeps_every_password_and_each_integrators_scope(tmp_path: Path) -> None:
+    bus_credentials.write_credentials(tmp_path, integrators=[Integrator("partner", ("acme", "globex"))])
     before = {p.name: p.read_text() for p in tmp_path.glob("*.password")}
-    assert f"{INTEGRATOR}.password" in before
+    assert "partner.password" in before
     (tmp_path / "gateway.password").chmod(0o600)
-    bus_credentials.write_credentials(tmp_path)  # no --integrator: its password there keeps it
+    bus_credentials.write_credentials(tmp_path)  # no --integrator: its password and scope there keep it
     assert {p.name: p.read_text() for p in tmp_path.glob("*.password")} == before
     assert stat.S_IMODE((tmp_path / "gateway.password").stat().st_mode) == 0o644
-    hashed, rest = _entries(tmp_path)[INTEGRATOR]
-    assert bcrypt.checkpw(before[f"{INTEGRATOR}.password"].strip().encode(), hashed.encode())
-    assert '"switchyard.task.submitted"' in rest and "$JS.API" not in rest
-    assert integrator_permissions()["publish"] == {
+    hashed, rest = _entries(tmp_path)["partner"]
+    assert bcrypt.checkpw(before["partner.password"].strip().encode(), hashed.encode())
+    acme, globex = subjects.tenant_token("acme"), subjects.tenant_token("globex")
+    assert f'"switchyard.task.submitted.{acme}"' in rest and f'"switchyard.result.{globex}.*"' in rest
+    assert '"switchyard.task.submitted"' not in rest and "$JS.API" not in rest and "_INBOX_partner.>" in rest
+
+
+def test_a_scoped_integrator_publishes_and_hears_only_its_tenants_subjects() -> None:
+    granted = integrator_permissions(["acme"], user="partner")
+    token = subjects.tenant_token("acme")
+    assert granted["publish"] == {
+        "allow": [
+            f"switchyard.task.submitted.{token}",
+            f"switchyard.task.cancelled.{token}",
+            f"switchyard.task.feedback.{token}",
+        ]
+    }
+    assert granted["subscribe"] == {
+        "allow": [f"switchyard.result.{token}.*", f"switchyard.chunk.{token}.*", "_INBOX_partner.>"]
+    }
+    # every tenant only when asked
+    assert integrator_permissions(None)["publish"] == {
         "allow": ["switchyard.task.submitted", "switchyard.task.cancelled", "switchyard.task.feedback"]
     }
+
+
+def test_an_integrator_made_before_scoped_users_keeps_what_it_had(tmp_path: Path) -> None:
+    """An `integrator.password` with no scope file (a release before scoped users) stays all-tenant."""
+    bus_credentials.write_credentials(tmp_path)
+    (tmp_path / f"{INTEGRATOR}.password").write_text("an-integrator-made-by-the-previous-release-0123\n")
+    bus_credentials.write_credentials(tmp_path)
+    assert '"switchyard.task.submitted"' in _entries(tmp_path)[INTEGRATOR][1]
+    bus_credentials.write_credentials(tmp_path, integrators=[Integrator(INTEGRATOR, ("acme",))])
+    bus_credentials.write_credentials(tmp_path)
+    assert '"switchyard.task.submitted"' not in _entries(tmp_path)[INTEGRATOR][1]
 
 
 def test_run_again_the_users_file_is_the_same_bytes(tmp_path: Path) -> None:
@@ -86,9 +116,19 @@ def _entries_of(text: bytes) -> dict[str, tuple[str, str]]:
 
 
 def test_the_command_prints_what_it_wrote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bus", "credentials", str(tmp_path / "c"), "--integrator"]) == 0
+    args = ["--integrator", "partner", "--tenant", "acme"]
+    assert main(["bus", "credentials", str(tmp_path / "c"), *args]) == 0
     printed = capsys.readouterr().out.split()
     assert printed[-1] == str(tmp_path / "c" / bus_credentials.USERS_CONF)
-    assert str(tmp_path / "c" / f"{INTEGRATOR}.password") in printed
-    assert main(["bus", "permissions", "--integrator"]) == 0
-    assert '{user: "integrator", password: $INTEGRATOR_NATS_PASSWORD' in capsys.readouterr().out
+    assert str(tmp_path / "c" / "partner.password") in printed
+    assert main(["bus", "permissions", *args]) == 0
+    out = capsys.readouterr().out
+    assert '{user: "partner", password: $PARTNER_NATS_PASSWORD' in out
+    assert f"switchyard.task.submitted.{subjects.tenant_token('acme')}" in out
+    for wrong in (
+        ["--integrator", "partner"],
+        ["--tenant", "acme"],
+        ["--integrator", "gateway", "--all-tenants"],
+    ):
+        with pytest.raises(SystemExit):
+            main(["bus", "permissions", *wrong])
