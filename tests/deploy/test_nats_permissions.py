@@ -1,8 +1,9 @@
 """The bus of docker compose and Kubernetes on a real nats-server: deploy/nats/nats.conf with the users'
-file `switchyard bus credentials --integrator` writes. Each service logs in as itself with its own
-password file (bcrypt-checked by the server) and is held to its rights; `operator` provisions the stores;
-and the integrator's user submits a task and hears its result, but can forge no other event, call no
-RPC, touch no KV bucket or dead letter, and hear no one else's replies."""
+file `switchyard bus credentials --integrator integrator --tenant acme` writes. Each service logs in as
+itself with its own password file (bcrypt-checked by the server) and is held to its rights; `operator`
+provisions the stores; and the integrator's user submits acme's task and hears its result, but can act for
+no other tenant nor hear another's results or chunks, forge no other event, call no RPC, touch no KV
+bucket or dead letter, and hear no one else's replies."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import nats
 import pytest
 
 from switchyard.cli import bus_credentials, bus_stores
+from switchyard.cli.bus_permissions import Integrator
 from switchyard.cli.nats_users import USERS
 from switchyard.cli.processes import NATS_GOMAXPROCS, free_port, nats_server_binary
 from switchyard.common import bus, subjects
@@ -44,7 +46,7 @@ def server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     """deploy/nats/nats.conf as compose runs it (its port and monitor overridden on the command line, its
     store in `tmp_path`), beside the users' file; the port and the credentials' folder."""
     folder = tmp_path / "credentials"
-    bus_credentials.write_credentials(folder, integrator=True)
+    bus_credentials.write_credentials(folder, integrators=[Integrator("integrator", ("acme",))])
     conf = (ROOT / "deploy/nats/nats.conf").read_text()
     assert "store_dir: /data" in conf
     (tmp_path / "nats.conf").write_text(conf.replace("store_dir: /data", f"store_dir: {tmp_path / 'js'}"))
@@ -136,7 +138,8 @@ async def test_the_integrator_submits_and_hears_results_and_can_do_nothing_else(
 
         results = await outsider.subscribe(subjects.result_subject("acme", "t-perm"))
         task_id, task = encode(hello_task("t-perm"), source="urn:other", tenant_id="acme")
-        ack = await theirs.publish(subjects.TASK_SUBMITTED, task, headers={"Nats-Msg-Id": task_id})
+        mine = subjects.scoped(subjects.TASK_SUBMITTED, "acme")
+        ack = await theirs.publish(mine, task, headers={"Nats-Msg-Id": task_id})
         assert ack.stream == subjects.STREAM_EVENTS and not ack.duplicate
         answer = TaskCompleted(
             task_id="t-perm",
@@ -166,6 +169,14 @@ async def test_the_integrator_submits_and_hears_results_and_can_do_nothing_else(
             await outsider.jetstream(timeout=1).add_consumer(
                 subjects.STREAM_EVENTS, durable_name="mine", filter_subject=f"{subjects.RESULT_PREFIX}.>"
             )
+        # another tenant's task, cancellation or rating, or one of any tenant on the bare subjects
+        others = [subjects.scoped(subject, "globex") for subject in subjects.SCOPED]
+        for subject in (*others, *subjects.SCOPED):
+            await outsider.publish(subject, task)
+        # another tenant's results and chunks, or every tenant's
+        theirs_too = (subjects.result_subject("globex", "t-perm"), subjects.chunk_subject("globex", "t-perm"))
+        for subject in (*theirs_too, subjects.RESULT_ALL, f"{subjects.CHUNK_PREFIX}.>"):
+            await outsider.subscribe(subject)
         for subject in ("_INBOX.>", f"{subjects.DLQ_PREFIX}.>", f"{subjects.BILLING_RPC_PREFIX}.>"):
             await outsider.subscribe(subject)  # others' replies, the dead letters, billing's RPC requests
         await outsider.flush()
@@ -179,6 +190,10 @@ async def test_the_integrator_submits_and_hears_results_and_can_do_nothing_else(
             'Subscription to "_INBOX.>"',
             f'Subscription to "{subjects.DLQ_PREFIX}.>"',
             f'Subscription to "{subjects.BILLING_RPC_PREFIX}.>"',
+            *(f'Publish to "{subject}"' for subject in (*others, *subjects.SCOPED)),
+            *(f'Subscription to "{subject}"' for subject in theirs_too),
+            f'Subscription to "{subjects.RESULT_ALL}"',
+            f'Subscription to "{subjects.CHUNK_PREFIX}.>"',
         ):
             assert f"permissions violation for {what}".lower() in joined.lower(), joined
     finally:
