@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -175,3 +176,9 @@ def wait_for(predicate: object, *, timeout: float = 30.0, interval: float = 0.2)
 
 
 __all__ = ["RunningStack", "httpx", "start_stack", "stop_stack", "wait_for"]
+
+
+def tenant_token(tenant_id: str) -> str:
+    """A tenant's subject token as another system computes it (README, "The bus contract"): the first 16
+    hex digits of the SHA-256 of its id, none of our code."""
+    return hashlib.sha256(tenant_id.encode()).hexdigest()[:16]

@@ -4,7 +4,9 @@ our code) and receives the result as an event; bad events land in the dead-lette
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
@@ -12,7 +14,7 @@ import nats
 import orjson
 import pytest
 
-from tests.e2e.conftest import RunningStack
+from tests.e2e.conftest import RunningStack, tenant_token
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +51,7 @@ async def test_submit_on_the_bus_and_receive_the_result(stack: RunningStack, bus
     async def on_result(msg: nats.aio.msg.Msg) -> None:
         await results.put(msg.data)
 
-    await nc.subscribe(f"switchyard.result.{task_id}", cb=on_result)
+    await nc.subscribe(f"switchyard.result.{tenant_token(bus_tenant)}.{task_id}", cb=on_result)
     event = _task_event(bus_tenant, task_id)
     trace_id = uuid.uuid4().hex
     event["traceparent"] = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"  # the other system's trace
@@ -137,7 +139,7 @@ async def test_another_system_cancels_its_task_on_the_bus(stack: RunningStack, b
         if orjson.loads(msg.data)["data"]["task"]["task_id"] == task_id:
             routed.set()
 
-    await nc.subscribe(f"switchyard.result.{task_id}", cb=on_result)
+    await nc.subscribe(f"switchyard.result.{tenant_token(bus_tenant)}.{task_id}", cb=on_result)
     await nc.subscribe("switchyard.task.routed", cb=on_routed)
     event = _task_event(bus_tenant, task_id)
     event["data"]["request"].update(  # type: ignore[index]
@@ -176,7 +178,7 @@ async def test_a_task_the_pipeline_cannot_read_is_answered_with_its_reason(
     that never comes, and the event is still a dead letter."""
     nc = await nats.connect(stack.nats_url)
     task_id = uuid.uuid4().hex
-    results = await nc.subscribe(f"switchyard.result.{task_id}")
+    results = await nc.subscribe(f"switchyard.result.{tenant_token(bus_tenant)}.{task_id}")
     event = _task_event(bus_tenant, task_id)
     request = event["data"]["request"]  # type: ignore[index]
     request["mesages"] = request.pop("messages")
@@ -205,7 +207,7 @@ async def test_a_task_of_no_organisation_is_refused_and_the_default_organisation
     outcomes: dict[str, dict[str, object]] = {}
     for tenant in ("no-such-org", dev):
         task_id = uuid.uuid4().hex
-        results = await nc.subscribe(f"switchyard.result.{task_id}")
+        results = await nc.subscribe(f"switchyard.result.{tenant_token(tenant)}.{task_id}")
         event = _task_event(tenant, task_id)
         await nc.jetstream().publish(
             "switchyard.task.submitted", orjson.dumps(event), headers={"Nats-Msg-Id": str(event["id"])}
@@ -218,13 +220,41 @@ async def test_a_task_of_no_organisation_is_refused_and_the_default_organisation
     assert outcomes[dev]["type"] == "switchyard.task.completed.v1"
 
 
-async def test_another_system_logs_in_as_integrator_on_make_runs_bus(
-    stack: RunningStack, bus_tenant: str
-) -> None:
+async def test_another_system_logs_in_as_integrator_on_make_runs_bus(stack: RunningStack) -> None:
     """`make run` gives another system a user of its own (README, Trust): `integrator`, whose password is in
-    var/nats-auth beside the others. Before, the only login the embedded bus let in for it was `operator`,
-    which may do everything (forge results and usage, read every dead letter). It submits and hears its
-    result, and may not publish a result itself."""
+    var/nats-auth beside the others, scoped to the run's dev organisation. It submits on that tenant's
+    subject and hears its result, and may not publish a result itself."""
+    dev = _dev_organisation(stack)
+    async with _integrator(stack) as (nc, denied):
+        task_id = uuid.uuid4().hex
+        results = await nc.subscribe(f"switchyard.result.{tenant_token(dev)}.{task_id}")
+        event = _task_event(dev, task_id)
+        ack = await nc.jetstream().publish(
+            f"switchyard.task.submitted.{tenant_token(dev)}",
+            orjson.dumps(event),
+            headers={"Nats-Msg-Id": str(event["id"])},
+        )
+        assert ack.stream == "SWITCHYARD"
+        result = orjson.loads((await results.next_msg(timeout=120)).data)
+        assert result["type"] == "switchyard.task.completed.v1", result
+        await nc.publish(f"switchyard.result.{tenant_token(dev)}.{task_id}", b"{}")  # a forged result
+        await nc.flush()
+        await asyncio.sleep(0.3)
+        assert any("permissions violation for publish" in d.lower() for d in denied), denied
+
+
+def _dev_organisation(stack: RunningStack) -> str:
+    org = httpx.get(
+        f"{stack.base_url}/v1/admin/organization",
+        headers={"Authorization": f"Bearer {stack.api_key}"},
+        timeout=30,
+    )
+    return str(org.json()["id"])
+
+
+@contextlib.asynccontextmanager
+async def _integrator(stack: RunningStack) -> AsyncIterator[tuple[nats.NATS, list[str]]]:
+    """make run's `integrator` connected, and the permission violations its server reported."""
     password = (stack.var_dir / "nats-auth" / "integrator.password").read_text().strip()
     denied: list[str] = []
 
@@ -239,18 +269,6 @@ async def test_another_system_logs_in_as_integrator_on_make_runs_bus(
         error_cb=on_error,
     )
     try:
-        task_id = uuid.uuid4().hex
-        results = await nc.subscribe(f"switchyard.result.{task_id}")
-        event = _task_event(bus_tenant, task_id)
-        ack = await nc.jetstream().publish(
-            "switchyard.task.submitted", orjson.dumps(event), headers={"Nats-Msg-Id": str(event["id"])}
-        )
-        assert ack.stream == "SWITCHYARD"
-        result = orjson.loads((await results.next_msg(timeout=120)).data)
-        assert result["type"] == "switchyard.task.completed.v1", result
-        await nc.publish(f"switchyard.result.{task_id}", b"{}")  # a forged result
-        await nc.flush()
-        await asyncio.sleep(0.3)
-        assert any("permissions violation for publish" in d.lower() for d in denied), denied
+        yield nc, denied
     finally:
         await nc.close()

@@ -25,7 +25,7 @@ from openai import OpenAI
 
 from switchyard.common import vectors
 from switchyard.common.events import EmbeddingResult
-from tests.e2e.conftest import RunningStack
+from tests.e2e.conftest import RunningStack, tenant_token
 
 pytestmark = pytest.mark.e2e
 MODEL = "local/all-minilm-l6-v2"
@@ -211,7 +211,7 @@ async def _submit_and_wait(nc: nats.NATS, tenant: str, texts: list[str]) -> dict
     async def on_result(msg: nats.aio.msg.Msg) -> None:
         await results.put(msg.data)
 
-    await nc.subscribe(f"switchyard.result.{task_id}", cb=on_result)
+    await nc.subscribe(f"switchyard.result.{tenant_token(tenant)}.{task_id}", cb=on_result)
     event = _embedding_task(tenant, task_id, texts)
     await nc.jetstream().publish(
         "switchyard.task.submitted", orjson.dumps(event), headers={"Nats-Msg-Id": str(event["id"])}

@@ -93,7 +93,7 @@ async def _stored_result(nats_url: str, task_id: str, *, timeout: float = 60.0) 
         deadline = time.monotonic() + timeout
         while True:
             try:
-                msg = await nc.jetstream().get_last_msg("SWITCHYARD", f"switchyard.result.{task_id}")
+                msg = await nc.jetstream().get_last_msg("SWITCHYARD", f"switchyard.result.*.{task_id}")
                 return orjson.loads(msg.data)  # type: ignore[no-any-return]
             except nats.js.errors.NotFoundError:
                 if time.monotonic() > deadline:
