@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from switchyard.common.envelope import MAX_EVENT_BYTES, decode, encode, written
 from switchyard.common import subjects
+from switchyard.common.envelope import MAX_EVENT_BYTES, decode, encode, written
 from switchyard.common.errors import InvalidEvent, TenantMismatch
 from switchyard.common.events import (
     ChatMessage,
