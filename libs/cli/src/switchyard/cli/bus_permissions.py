@@ -111,8 +111,10 @@ class Grant:
     extra: tuple[str, ...] = field(default=())  # other JetStream API subjects
 
 
-RESULTS = f"{s.RESULT_PREFIX}.*.*"  # switchyard.result.<tenant token>.<task id>
-CHUNKS = f"{s.CHUNK_PREFIX}.*.*"
+# switchyard.result.<tenant token>.<task id>, and `result.<task id>` where a previous release's replicas
+# publish them during a rolling upgrade (docs/operations/upgrades.md; drop it in the release after)
+RESULTS = (f"{s.RESULT_PREFIX}.*.*", f"{s.RESULT_PREFIX}.*")
+CHUNKS = (f"{s.CHUNK_PREFIX}.*.*", f"{s.CHUNK_PREFIX}.*")
 
 GRANTS: dict[str, Grant] = {
     "gateway": Grant(
@@ -125,8 +127,8 @@ GRANTS: dict[str, Grant] = {
             s.ADMIN_ACTION,
             s.SECURITY_GUARDRAIL,
             s.SECURITY_AUTH_FAILURE,
-            RESULTS,
-            CHUNKS,
+            *RESULTS,
+            *CHUNKS,
         ),
         requests=(f"{s.PING_PREFIX}.*", f"{s.LEDGER_RPC_PREFIX}.>", f"{s.BILLING_RPC_PREFIX}.>"),
         serves=(f"{s.RESULT_PREFIX}.>", f"{s.CHUNK_PREFIX}.>", s.TASK_CANCELLED, f"{s.TASK_CANCELLED}.*"),
@@ -154,7 +156,7 @@ GRANTS: dict[str, Grant] = {
     ),
     "classifier": Grant(
         processes=("classifier", "classifier-outcomes"),
-        events=(s.TASK_CLASSIFIED, RESULTS),
+        events=(s.TASK_CLASSIFIED, *RESULTS),
         consumers=(
             s.CLASSIFIER_CONSUMER,
             s.CLASSIFIER_SCOPED_CONSUMER,
@@ -167,7 +169,7 @@ GRANTS: dict[str, Grant] = {
     ),
     "router": Grant(
         processes=("router",),
-        events=(s.TASK_ROUTED, RESULTS),
+        events=(s.TASK_ROUTED, *RESULTS),
         consumers=(s.ROUTER_CONSUMER, s.ROUTER_STATS_CONSUMER),
         reads=(s.KV_BUDGETS, s.KV_BUDGET_LIMITS, s.KV_PROVIDERS, s.KV_BREAKERS, s.KV_RATE_LIMITS),
         writes=(s.KV_ROUTING_STATS,),
@@ -175,7 +177,7 @@ GRANTS: dict[str, Grant] = {
     "executor": Grant(
         processes=("executor",),
         # any service's dead letters: the events stranded at their consumers' last delivery (stranded.py)
-        events=(s.PROVIDER_CALL, RESULTS, CHUNKS, f"{s.DLQ_PREFIX}.*"),
+        events=(s.PROVIDER_CALL, *RESULTS, *CHUNKS, f"{s.DLQ_PREFIX}.*"),
         consumers=(s.EXECUTOR_CONSUMER, s.STRANDED_CONSUMER),
         reads=(s.KV_TENANTS,),
         writes=(s.KV_BREAKERS, s.KV_RATE_LIMITS, s.KV_TOOL_STATE, s.KV_CARRIED, s.KV_PROVIDERS),
