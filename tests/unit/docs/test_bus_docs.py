@@ -18,12 +18,14 @@ NOT_SUBJECTS = {
     "switchyard.task.submited",  # the misspelt subject of the dead-letter example (not run, not recorded)
 }
 
-_NAME = re.compile(r"(?<![\w.\-/])(switchyard(?:\.[a-z0-9_]+|\.<[a-z_]+>)+)")
+# a subject, with `<param>`s in prose and `{PARAM}`s in the example's f-strings
+_NAME = re.compile(r"(?<![\w.\-/])(switchyard(?:\.[a-z0-9_]+|\.<[a-z_]+>|\.\{[A-Za-z_]+\})+)")
 _TYPE = re.compile(r"\.v\d+$")
 
 
 def _contract_names() -> set[str]:
-    return set(_NAME.findall(sources.bus_contract()))
+    found = _NAME.findall(sources.bus_contract())
+    return {re.sub(r"\{(\w+)\}", lambda m: f"<{m.group(1).lower()}>", name) for name in found}
 
 
 @cache
@@ -34,7 +36,7 @@ def _channels() -> set[str]:
 
 
 def _is_subject(name: str) -> bool:
-    """A channel of the AsyncAPI document, one subject of a `<param>` channel (`switchyard.result.job42`)
+    """A channel of the AsyncAPI document, one subject of a `<param>` channel (`switchyard.result.<token>.job42`)
     or of a prefix of the subject table (`switchyard.dlq.<service>`)."""
     if name in _channels():
         return True
@@ -60,7 +62,7 @@ def test_every_registered_event_is_in_the_contract_and_the_asyncapi_document() -
     named = _contract_names()
     missing, unlisted = [], []
     for event_type, subject in code_facts.event_types().items():
-        channel = subject or "switchyard.result.<task_id>"
+        channel = subject or "switchyard.result.<tenant_token>.<task_id>"
         if event_type not in named and channel not in named:
             missing.append(f"{event_type} (on {channel})")
         if channel not in _channels():
@@ -82,5 +84,5 @@ def test_every_allowed_exception_is_still_in_the_contract() -> None:
 
 
 def test_a_subject_of_a_channel_with_a_parameter_is_a_subject() -> None:
-    assert _is_subject("switchyard.result.job42") and _is_subject("switchyard.dlq.<service>")
+    assert _is_subject("switchyard.result.<token>.job42") and _is_subject("switchyard.dlq.<service>")
     assert not _is_subject("switchyard.result") and not _is_subject("switchyard.task.submited")
