@@ -36,8 +36,8 @@ def _channels() -> set[str]:
 
 
 def _is_subject(name: str) -> bool:
-    """A channel of the AsyncAPI document, one subject of a `<param>` channel (`switchyard.result.<token>.job42`)
-    or of a prefix of the subject table (`switchyard.dlq.<service>`)."""
+    """A channel of the AsyncAPI document, one subject of a `<param>` channel
+    (`switchyard.result.<token>.job42`) or of a prefix of the subject table (`switchyard.dlq.<service>`)."""
     if name in _channels():
         return True
     if any(re.fullmatch(re.sub(r"<\w+>", r"[^.]+", re.escape(c)), name) for c in _channels() if "<" in c):
