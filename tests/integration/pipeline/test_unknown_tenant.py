@@ -286,3 +286,45 @@ def test_switchyard_tenants_registers_for_a_bus_only_deployment(stack: Stack) ->
     ok, gone = asyncio.run(run())
     assert isinstance(ok, TaskCompleted)
     assert isinstance(gone, TaskFailed) and gone.error_code == "unknown_tenant"
+
+
+async def test_a_scoped_submission_naming_another_tenant_is_answered_to_its_sender_alone(
+    stack: Stack, nc: nats.NATS
+) -> None:
+    """On globex's scoped subject (`switchyard.task.submitted.<globex's token>`) a task naming acme, and a
+    real one of globex: the first is dead-lettered `tenant_mismatch`, answered on globex's result subject
+    as globex's, never sent to a provider, billed to neither; acme hears nothing; the second runs."""
+    bucket = await registry(nc)
+    for tenant in ("acme", "globex"):
+        await tenants.register(bucket, tenant)
+    await tenants.mark_kept(bucket, by="test")
+    await asyncio.sleep(0.5)  # the watch carries them: the classifier knows globex's token
+    acmes = await nc.subscribe(subjects.result_subject("acme", "t-mismatch"))
+    globexs = await nc.subscribe(subjects.result_subject("globex", "t-mismatch"))
+    publisher = bus.EventPublisher(nc.jetstream(), source="test/integrator")
+    scoped = subjects.scoped(subjects.TASK_SUBMITTED, "globex")
+    await publisher.publish(
+        task_of("acme", "t-mismatch"), subject=scoped, event_id=ids.new_id(), tenant_id="acme"
+    )
+    answer = decode((await globexs.next_msg(timeout=30)).data)[1]
+    assert isinstance(answer, TaskFailed) and answer.error_code == "tenant_mismatch", answer
+    assert answer.tenant_id == "globex" and answer.task_id == "t-mismatch"
+    letters = [h for h, body in await dead_letters(nc, "classifier") if b"t-mismatch" in body]
+    assert len(letters) == 1 and letters[0]["Switchyard-Dlq-Code"] == "tenant_mismatch"
+    assert letters[0]["Switchyard-Dlq-Subject"] == scoped
+    with pytest.raises(nats.errors.TimeoutError):
+        await acmes.next_msg(timeout=1.0)
+    assert not sent_to_provider(stack.fake, "t-mismatch")
+    assert await billed(stack.db_url, "t-mismatch") == 0
+
+    mine = await nc.subscribe(subjects.result_subject("globex", "t-scoped"))
+    await publisher.publish(
+        task_of("globex", "t-scoped"), subject=scoped, event_id=ids.new_id(), tenant_id="globex"
+    )
+    ran = decode((await mine.next_msg(timeout=60)).data)[1]
+    assert isinstance(ran, TaskCompleted), ran
+    for _ in range(50):
+        if await billed(stack.db_url, "t-scoped") == 1:
+            break
+        await asyncio.sleep(0.2)
+    assert await billed(stack.db_url, "t-scoped") == 1
