@@ -70,7 +70,7 @@ async def _probe(
     """A bus service as the platform's are made (`bus.subscribe` on CONSUMER, invalid events dead-lettered
     and their submitters answered), running `handler`; yields its broker, JetStream and publisher."""
 
-    async def on_invalid(raw: bytes, exc: InvalidEvent) -> None:
+    async def on_invalid(raw: bytes, exc: InvalidEvent, _subject: str) -> None:
         await invalid.tell_submitter(publisher, raw, exc.message, code=exc.code)
 
     broker, publisher = await start_probe(

@@ -317,6 +317,24 @@ async def test_a_scoped_submission_naming_another_tenant_is_answered_to_its_send
     assert not sent_to_provider(stack.fake, "t-mismatch")
     assert await billed(stack.db_url, "t-mismatch") == 0
 
+    # an invalid one there naming acme (a misspelt field): told to globex too, never to acme
+    broken = task_of("acme", "t-broken").model_dump(mode="json")
+    broken["request"]["mesages"] = broken["request"].pop("messages")
+    acme_broken = await nc.subscribe(subjects.result_subject("acme", "t-broken"))
+    told = await nc.subscribe(subjects.result_subject("globex", "t-broken"))
+    event = {
+        "specversion": "1.0",
+        "id": "ext-broken",
+        "source": "urn:other",
+        "type": TaskSubmitted.EVENT_TYPE,
+    }
+    await nc.jetstream().publish(scoped, orjson.dumps({**event, "data": broken}))
+    invalid = decode((await told.next_msg(timeout=30)).data)[1]
+    assert isinstance(invalid, TaskFailed) and invalid.error_code == "invalid_event", invalid
+    assert invalid.tenant_id == "globex"
+    with pytest.raises(nats.errors.TimeoutError):
+        await acme_broken.next_msg(timeout=1.0)
+
     mine = await nc.subscribe(subjects.result_subject("globex", "t-scoped"))
     await publisher.publish(
         task_of("globex", "t-scoped"), subject=scoped, event_id=ids.new_id(), tenant_id="globex"

@@ -242,7 +242,7 @@ def subscribe(
     heartbeat_s: float | None = None,
     batch_size: int | None = None,
     gather_s: float = 0.0,
-    on_invalid: Callable[[bytes, InvalidEvent], Awaitable[None]] | None = None,
+    on_invalid: Callable[[bytes, InvalidEvent, str], Awaitable[None]] | None = None,
     outage: Callable[[BaseException], bool] | None = None,
     dead_letters: Sequence[str] = (),
 ) -> None:
@@ -256,7 +256,8 @@ def subscribe(
     a message waiting in one replica's buffer is neither running nor available to another replica).
     `gather_s` trades that much delivery latency for one wake-up per burst (see `consumer.py`): for
     consumers off the request path whose handlers batch their writes.
-    `on_invalid` hears each invalid event once it is dead-lettered (to tell its sender, where it can).
+    `on_invalid` hears each invalid event (and the subject it came on) once it is dead-lettered (to tell
+    its sender, where it can).
     `outage` tells a handler's failure that its database cannot be reached now (`db.unreachable`): such a
     failure is retried for up to OUTAGE_RIDE_S, and only the handler's other failures count against
     `max_deliver` (counted by this replica: a replica that fails an event on its own tries it
@@ -373,7 +374,7 @@ def subscribe(
         await letter(raw, exc.message, exc.code)
         if on_invalid is not None:
             try:
-                await on_invalid(raw.data, exc)
+                await on_invalid(raw.data, exc, raw.subject)
             except Exception:  # the dead letter holds it: a lost courtesy, not a lost event
                 log.exception("could not answer the invalid event on %s", raw.subject)
         await raw.term()

@@ -178,6 +178,15 @@ def scoped(subject: str, tenant_id: str) -> str:
     return f"{subject}.{tenant_token(tenant_id)}"
 
 
+def scoped_token(subject: str) -> str | None:
+    """The tenant token of a SCOPED subject (`switchyard.task.submitted.<token>`), None for another."""
+    for base in SCOPED:
+        token = subject.removeprefix(f"{base}.")
+        if token != subject and token and "." not in token:
+            return token
+    return None
+
+
 def result_subject(tenant_id: str, task_id: str) -> str:
     return result_subject_of_token(tenant_token(tenant_id), task_id)
 

@@ -122,12 +122,19 @@ def create(settings: ClassifierSettings, classifier: Classifier | None = None) -
         )
         await publish(event, task, result)
 
-    async def on_invalid(raw: bytes, exc: InvalidEvent) -> None:
+    async def on_invalid(raw: bytes, exc: InvalidEvent, subject: str) -> None:
+        # one on a tenant's scoped subject is told to that tenant (its sender), whatever tenant it names,
+        # or to nobody
+        token = exc.token if isinstance(exc, TenantMismatch) else subjects.scoped_token(subject)
         sender = None
-        if isinstance(exc, TenantMismatch):  # told on its sender's subject, or not at all
-            sender = registry[0].owner_of(exc.token) if registry else None
+        if token is not None:
+            named = tenants.named_in(raw)  # its own tenant's: known without the registry
+            if named is not None and subjects.tenant_token(named) == token:
+                sender = named
+            elif registry:
+                sender = registry[0].owner_of(token)
             if sender is None:
-                log.warning("a submission of another tenant not answered: no organisation has its token")
+                log.warning("an invalid scoped submission not answered: no organisation has its token")
                 return
         await invalid.tell_submitter(service.events(), raw, exc.message, code=exc.code, sender=sender)
 

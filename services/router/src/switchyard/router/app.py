@@ -203,7 +203,7 @@ def create(settings: RouterSettings) -> Service:
             event_subject=task.task_id,
         )
 
-    async def on_invalid(raw: bytes, exc: InvalidEvent) -> None:
+    async def on_invalid(raw: bytes, exc: InvalidEvent, _subject: str) -> None:
         # a classification it cannot read (a type it does not know...): its submitter is told, not left
         # waiting for its timeout
         await invalid.tell_submitter(service.events(), raw, exc.message, at="task", code=exc.code)
