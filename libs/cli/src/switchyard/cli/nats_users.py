@@ -5,7 +5,8 @@ mode 0600, the folder 0700), keeps them across runs, writes them into the nats-s
 gives each service its own user and the path of its password file (never the password: it is in no
 process's arguments or environment). The CLI's commands that use the bus read `operator`'s from the same
 var dir, so they need no setting. Another system logs in as `integrator` (bus_permissions.py: it may only
-submit, cancel and rate tasks and hear their results), whose password `switchyard up` keeps there too.
+submit, cancel and rate the tasks of the run's dev organisation and hear their results), whose password
+`switchyard up` keeps there too.
 """
 
 from __future__ import annotations
