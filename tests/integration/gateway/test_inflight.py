@@ -256,9 +256,11 @@ async def test_a_long_task_is_looked_for_less_and_less_often(
     about six times each, not forty; the one whose result then comes is still settled within its wait."""
     looked: Counter[str] = Counter()
 
-    async def counted(js_: JetStreamContext, task_id: str) -> TaskCompleted | TaskFailed | None:
+    async def counted(
+        js_: JetStreamContext, tenant_id: str, task_id: str
+    ) -> TaskCompleted | TaskFailed | None:
         looked[task_id] += 1
-        return await stored_result(js_, task_id)
+        return await stored_result(js_, tenant_id, task_id)
 
     monkeypatch.setattr(inflight_module, "stored_result", counted)
     a = await _replica(js, "a", ttl_s=60.0)

@@ -68,8 +68,8 @@ class _Racing(TaskStore):
     other: TaskStore
     outcome: TaskState | None = None
 
-    async def stored_outcome(self, task_id: str) -> TaskCompleted | TaskFailed | None:
-        found = await super().stored_outcome(task_id)
+    async def stored_outcome(self, tenant_id: str, task_id: str) -> TaskCompleted | TaskFailed | None:
+        found = await super().stored_outcome(tenant_id, task_id)
         if self.outcome is not None:
             await self.other.put(self.outcome)
             self.outcome = None
