@@ -64,7 +64,7 @@ async def test_a_task_stranded_at_the_classifier_is_dead_lettered_and_its_submit
     sweeper = stranded.consumer(js, bus.EventPublisher(js, source="executor"))
     try:
         task = hello_task("t-stranded")
-        answers = await operator.subscribe(subjects.result_subject(task.task_id))
+        answers = await operator.subscribe(subjects.result_subject(task.tenant_id, task.task_id))
         publisher = bus.EventPublisher(operator.jetstream(), source="other-system")
         event_id = await publisher.publish(task, tenant_id=task.tenant_id)
         await _strand(operator.jetstream(), subjects.CLASSIFIER_CONSUMER.durable, subjects.TASK_SUBMITTED)
@@ -116,7 +116,9 @@ async def test_a_stranded_task_that_has_its_result_already_is_not_answered_again
             error_message="first",
             failed_at=task.submitted_at,
         )
-        await publisher.publish(first, subject=subjects.result_subject(task.task_id), tenant_id="acme")
+        await publisher.publish(
+            first, subject=subjects.result_subject(task.tenant_id, task.task_id), tenant_id="acme"
+        )
         await _strand(ojs, subjects.CLASSIFIER_CONSUMER.durable, subjects.TASK_SUBMITTED)
         await sweeper.start(js)
 
@@ -126,9 +128,9 @@ async def test_a_stranded_task_that_has_its_result_already_is_not_answered_again
         await _until(dead_lettered)
         await asyncio.sleep(1.0)  # an answer would follow the dead letter at once
         results = await ojs.stream_info(
-            subjects.STREAM_EVENTS, subjects_filter=subjects.result_subject(task.task_id)
+            subjects.STREAM_EVENTS, subjects_filter=subjects.result_subject(task.tenant_id, task.task_id)
         )
-        assert results.state.subjects == {subjects.result_subject(task.task_id): 1}
+        assert results.state.subjects == {subjects.result_subject(task.tenant_id, task.task_id): 1}
     finally:
         await sweeper.stop()
         await executor.close()

@@ -37,6 +37,7 @@ CODE = "never_settled"
 # it), and, for the task pipeline, where its event holds the task ("": the event's data is the task).
 PROCESS_OF = {
     subjects.CLASSIFIER_CONSUMER.durable: "classifier",
+    subjects.CLASSIFIER_SCOPED_CONSUMER.durable: "classifier",
     subjects.CLASSIFIER_OUTCOMES_CONSUMER.durable: "classifier-outcomes",
     subjects.CLASSIFIER_OUTCOMES_ERASURE_CONSUMER.durable: "classifier-outcomes",
     subjects.ROUTER_CONSUMER.durable: "router",
@@ -50,6 +51,7 @@ PROCESS_OF = {
 }
 TASK_AT = {
     subjects.CLASSIFIER_CONSUMER.durable: "",
+    subjects.CLASSIFIER_SCOPED_CONSUMER.durable: "",  # read only when it names the subject's tenant
     subjects.ROUTER_CONSUMER.durable: "task",
     subjects.EXECUTOR_CONSUMER.durable: "task",
 }
