@@ -31,7 +31,14 @@ DEAD_LETTERS = Counter(
 )
 # What any consumer may dead-letter: an invalid event (`bus.subscribe`: not a CloudEvent of its types, too
 # large, a stored read answer) or a handler's failure after its last redelivery.
-DEAD_LETTER_CODES = ("invalid_event", "event_too_large", "not_published", "handler_error", "transient_error")
+DEAD_LETTER_CODES = (
+    "invalid_event",
+    "event_too_large",
+    "not_published",
+    "handler_error",
+    "transient_error",
+    "tenant_mismatch",  # an event on another tenant's scoped subject (envelope.placed): any reader's
+)
 COST_USD = Counter(
     "switchyard_billing_cost_usd_total", "Priced cost of delivered work, USD", ["tier", "provider", "model"]
 )

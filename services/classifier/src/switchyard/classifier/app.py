@@ -152,7 +152,7 @@ def create(settings: ClassifierSettings, classifier: Classifier | None = None) -
             max_workers=settings.classifier_workers,
             description=f"Classifies {whose}: type, complexity and urgency.",
             on_invalid=on_invalid,
-            dead_letters=[tenants.UnknownTenant.code, TenantMismatch.code],
+            dead_letters=[tenants.UnknownTenant.code],
         )
     metrics.at_start()
     log.info("classifier model %s", classifier.model_version)
