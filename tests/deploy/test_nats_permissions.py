@@ -15,10 +15,12 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import nats
 import pytest
+from nats.js.api import ConsumerConfig
 
 from switchyard.cli import bus_credentials, bus_stores
 from switchyard.cli.bus_permissions import Integrator
@@ -165,10 +167,15 @@ async def test_the_integrator_submits_and_hears_results_and_can_do_nothing_else(
             await outsider.request(
                 f"{subjects.BILLING_RPC_PREFIX}.usage", b'{"tenant_id": "acme"}', timeout=1
             )
-        with pytest.raises(nats.errors.TimeoutError):  # results are heard, not read from the stream (README)
-            await outsider.jetstream(timeout=1).add_consumer(
-                subjects.STREAM_EVENTS, durable_name="mine", filter_subject=f"{subjects.RESULT_PREFIX}.>"
-            )
+        for name, on in (
+            ("mine", f"{subjects.RESULT_PREFIX}.>"),  # a consumer not its own
+            ("integrator-all", subjects.RESULT_ALL),  # an all-tenant integrator's
+            (subjects.results_consumer("integrator", "acme").durable, subjects.RESULT_ALL),  # re-pointed
+            (subjects.results_consumer("integrator", "acme").durable, subjects.TASK_SUBMITTED),
+        ):
+            with pytest.raises(nats.errors.TimeoutError):
+                config = ConsumerConfig(name=name, durable_name=name, filter_subject=on)
+                await outsider.jetstream(timeout=1).add_consumer(subjects.STREAM_EVENTS, config=config)
         # another tenant's task, cancellation or rating, or one of any tenant on the bare subjects
         others = [subjects.scoped(subject, "globex") for subject in subjects.SCOPED]
         for subject in (*others, *subjects.SCOPED):
@@ -199,4 +206,71 @@ async def test_the_integrator_submits_and_hears_results_and_can_do_nothing_else(
     finally:
         await outsider.close()
         await services.stop()
+        await operator.close()
+
+
+async def _results_of(client: Any, consumer: subjects.Consumer, inbox_prefix: str) -> Any:
+    """The integrator's own consumer, as nats-py binds it (made the first time), replies on its inbox."""
+    return await client.jetstream().pull_subscribe(
+        consumer.filter_subject,
+        durable=consumer.durable,
+        stream=consumer.stream,
+        inbox_prefix=f"{inbox_prefix}.".encode(),
+    )
+
+
+async def test_the_integrator_reads_the_results_published_while_it_was_away_from_its_own_consumer(
+    server: tuple[int, Path],
+) -> None:
+    """A result heard on its subject is lost to a system disconnected when it came; its own durable
+    consumer on its tenant's stored results keeps it until it is read (and acked)."""
+    port, folder = server
+    url = f"nats://127.0.0.1:{port}"
+    operator = await nats.connect(url, **_who(folder, "operator").connect_options())
+    executor = await nats.connect(url, **_who(folder, "executor").connect_options())
+    denied: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        denied.append(str(exc))
+
+    try:
+        await bus_stores.provision(operator.jetstream())
+        publisher = bus.EventPublisher(executor.jetstream(), source="switchyard/executor")
+        who = _who(folder, "integrator")
+        mine = subjects.results_consumer("integrator", "acme")
+        outsider = await nats.connect(url, error_cb=on_error, **who.connect_options())
+        sub = await _results_of(outsider, mine, who.inbox_prefix)
+        await outsider.close()  # away: the results below are published meanwhile
+        for tenant, task_id in (("acme", "t-away-1"), ("globex", "t-globex"), ("acme", "t-away-2")):
+            answer = TaskCompleted(
+                task_id=task_id,
+                tenant_id=tenant,
+                model="m",
+                provider="p",
+                tier="fast",
+                content="hi",
+                finish_reason="stop",
+                usage=Usage(prompt_tokens=1, completion_tokens=1),
+                attempts=1,
+                latency_ms=1.0,
+                completed_at=datetime.now(UTC),
+            )
+            subject = subjects.result_subject(tenant, task_id)
+            await publisher.publish(answer, subject=subject, tenant_id=tenant)
+        outsider = await nats.connect(url, error_cb=on_error, **who.connect_options())
+        sub = await _results_of(outsider, mine, who.inbox_prefix)
+        got = await sub.fetch(5, timeout=3)
+        assert [m.subject for m in got] == [
+            subjects.result_subject("acme", "t-away-1"),
+            subjects.result_subject("acme", "t-away-2"),
+        ]  # acme's alone, in order: globex's never reaches it
+        for msg in got:
+            await msg.ack()
+        await outsider.flush()
+        info = await operator.jetstream().consumer_info(subjects.STREAM_EVENTS, mine.durable)
+        assert info.num_ack_pending == 0 and info.num_pending == 0
+        assert denied == []
+        await outsider.close()
+    finally:
+        await executor.close()
         await operator.close()

@@ -58,7 +58,19 @@ def test_run_again_it_keeps_every_password_and_each_integrators_scope(tmp_path: 
     assert bcrypt.checkpw(before["partner.password"].strip().encode(), hashed.encode())
     acme, globex = subjects.tenant_token("acme"), subjects.tenant_token("globex")
     assert f'"switchyard.task.submitted.{acme}"' in rest and f'"switchyard.result.{globex}.*"' in rest
-    assert '"switchyard.task.submitted"' not in rest and "$JS.API" not in rest and "_INBOX_partner.>" in rest
+    assert '"switchyard.task.submitted"' not in rest and "_INBOX_partner.>" in rest
+    # of the JetStream API only its own consumers on each tenant's stored results
+    jetstream = sorted(set(re.findall(r'"(\$JS\.[^"]+)"', rest)))
+    assert jetstream == sorted(
+        f"$JS.{api}"
+        for token in (acme, globex)
+        for api in (
+            f"API.CONSUMER.CREATE.SWITCHYARD.partner-{token}.switchyard.result.{token}.*",
+            f"API.CONSUMER.INFO.SWITCHYARD.partner-{token}",
+            f"API.CONSUMER.MSG.NEXT.SWITCHYARD.partner-{token}",
+            f"ACK.SWITCHYARD.partner-{token}.>",
+        )
+    )
 
 
 def test_a_scoped_integrator_publishes_and_hears_only_its_tenants_subjects() -> None:
@@ -69,6 +81,11 @@ def test_a_scoped_integrator_publishes_and_hears_only_its_tenants_subjects() -> 
             f"switchyard.task.submitted.{token}",
             f"switchyard.task.cancelled.{token}",
             f"switchyard.task.feedback.{token}",
+            # its own durable consumer on acme's stored results: made on that filter alone
+            f"$JS.API.CONSUMER.CREATE.SWITCHYARD.partner-{token}.switchyard.result.{token}.*",
+            f"$JS.API.CONSUMER.INFO.SWITCHYARD.partner-{token}",
+            f"$JS.API.CONSUMER.MSG.NEXT.SWITCHYARD.partner-{token}",
+            f"$JS.ACK.SWITCHYARD.partner-{token}.>",
         ]
     }
     assert granted["subscribe"] == {
@@ -76,7 +93,15 @@ def test_a_scoped_integrator_publishes_and_hears_only_its_tenants_subjects() -> 
     }
     # every tenant only when asked
     assert integrator_permissions(None)["publish"] == {
-        "allow": ["switchyard.task.submitted", "switchyard.task.cancelled", "switchyard.task.feedback"]
+        "allow": [
+            "switchyard.task.submitted",
+            "switchyard.task.cancelled",
+            "switchyard.task.feedback",
+            "$JS.API.CONSUMER.CREATE.SWITCHYARD.integrator-all.switchyard.result.>",
+            "$JS.API.CONSUMER.INFO.SWITCHYARD.integrator-all",
+            "$JS.API.CONSUMER.MSG.NEXT.SWITCHYARD.integrator-all",
+            "$JS.ACK.SWITCHYARD.integrator-all.>",
+        ]
     }
 
 

@@ -305,23 +305,32 @@ def integrator_permissions(
 ) -> dict[str, object]:
     """Another system's user on a shared bus (README, "The bus contract": Trust): it may only submit,
     cancel and rate tasks and hear their results and chunks. No other event (a forged result or usage
-    entry), no RPC, no KV bucket, no JetStream API beyond its publishes' acks, no dead letter; its replies
-    come on its own inbox prefix (nats-py: `inbox_prefix="_INBOX_<user>"`).
+    entry), no RPC, no KV bucket, no dead letter, and of the JetStream API only its publishes' acks and
+    its own durable consumer on its tenants' stored results (`_kept_results`: results published while it
+    was away wait for it); its replies come on its own inbox prefix (nats-py: `inbox_prefix="_INBOX_<user>"`).
 
     Scoped to `tenants`, it publishes only on their subjects (`switchyard.task.submitted.<token>`...,
     `subjects.scoped`), whose readers act on an event only when it names the subject's tenant, and hears
-    only their results and chunks (`switchyard.result.<token>.*`). With `tenants` None it publishes on the
-    bare subjects, acting for any tenant it names, and hears every tenant's results: an all-tenant
-    integrator, given only when asked (`--all-tenants`)."""
+    only their results and chunks (`switchyard.result.<token>.*`; its consumers: `<user>-<token>`). With
+    `tenants` None it publishes on the bare subjects, acting for any tenant it names, and hears every
+    tenant's results (its consumer: `<user>-all`): an all-tenant integrator, given only when asked
+    (`--all-tenants`)."""
     inbox = f"{INBOX_PREFIX}_{user}.>"
     if tenants is None:
         return {
-            "publish": {"allow": [s.TASK_SUBMITTED, s.TASK_CANCELLED, s.TASK_FEEDBACK]},
+            "publish": {
+                "allow": [s.TASK_SUBMITTED, s.TASK_CANCELLED, s.TASK_FEEDBACK, *_kept_results(user, None)]
+            },
             "subscribe": {"allow": [f"{s.RESULT_PREFIX}.>", f"{s.CHUNK_PREFIX}.>", inbox]},
         }
     tokens = _unique(s.tenant_token(tenant) for tenant in tenants)
     return {
-        "publish": {"allow": [f"{subject}.{token}" for token in tokens for subject in s.SCOPED]},
+        "publish": {
+            "allow": [
+                *(f"{subject}.{token}" for token in tokens for subject in s.SCOPED),
+                *(right for tenant in tenants for right in _kept_results(user, tenant)),
+            ]
+        },
         "subscribe": {
             "allow": [
                 *(f"{prefix}.{token}.*" for token in tokens for prefix in (s.RESULT_PREFIX, s.CHUNK_PREFIX)),
@@ -329,6 +338,19 @@ def integrator_permissions(
             ]
         },
     }
+
+
+def _kept_results(user: str, tenant_id: str | None) -> list[str]:
+    """Reading its tenant's stored results through its own durable consumer (`subjects.results_consumer`):
+    made on that filter alone (`_creating`: the name and filter are checked, so it cannot be re-pointed at
+    another tenant's results or any other event), fetched and acked; no other consumer, no message get."""
+    consumer = s.results_consumer(user, tenant_id)
+    return [
+        _creating(consumer, consumer.durable),
+        f"$JS.API.CONSUMER.INFO.{consumer.stream}.{consumer.durable}",
+        f"$JS.API.CONSUMER.MSG.NEXT.{consumer.stream}.{consumer.durable}",
+        f"$JS.ACK.{consumer.stream}.{consumer.durable}.>",
+    ]
 
 
 def user_permissions(user: str, integrators: Sequence[Integrator] = ()) -> dict[str, object] | None:

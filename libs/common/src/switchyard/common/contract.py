@@ -128,8 +128,9 @@ CHANNELS: tuple[Channel, ...] = (
         f"{subjects.RESULT_PREFIX}.{{tenant_token}}.{{task_id}}",
         "The task's outcome. Subscribe to `switchyard.result.<tenant_token>.<task_id>` (core NATS, before "
         "publishing the task; `tenant_token` as on `task.submitted.{tenant_token}`) or read it from the "
-        "stream with a consumer filtered on `switchyard.result.>` (a user with JetStream reads: not an "
-        "integrator, which hears a result only while subscribed, and only its tenants').",
+        "stream with a consumer filtered on `switchyard.result.>` (a user with JetStream reads; an "
+        "integrator through its own durable consumer `<user>-<tenant_token>` on "
+        "`switchyard.result.<tenant_token>.*`, so results published while it was away wait for it).",
         (TaskCompleted, TaskFailed),
         ("executor", "router"),
         ("gateway", "billing", "audit", "external systems"),

@@ -178,6 +178,16 @@ def scoped(subject: str, tenant_id: str) -> str:
     return f"{subject}.{tenant_token(tenant_id)}"
 
 
+def results_consumer(user: str, tenant_id: str | None) -> Consumer:
+    """The durable consumer another system's NATS user `user` may keep on one tenant's stored results (on
+    every tenant's for an all-tenant user: `tenant_id` None), so results published while it was away
+    wait for it: named `<user>-<token>` (`<user>-all`), on `switchyard.result.<token>.*`."""
+    if tenant_id is None:
+        return Consumer(f"{user}-all", STREAM_EVENTS, RESULT_ALL)
+    token = tenant_token(tenant_id)
+    return Consumer(f"{user}-{token}", STREAM_EVENTS, f"{RESULT_PREFIX}.{token}.*")
+
+
 def scoped_token(subject: str) -> str | None:
     """The tenant token of a SCOPED subject (`switchyard.task.submitted.<token>`), None for another."""
     for base in SCOPED:
