@@ -152,3 +152,17 @@ def test_a_budget_that_renews_within_a_minute_lets_the_sdks_wait_for_it() -> Non
     refused = _exhausted(day, 1_480_000, worst_case=50_000)
     assert refused.code == "budget_exceeded" and int(refused.headers["retry-after"]) <= 5
     assert retry_header(refused) == {"x-should-retry": "true"}
+
+
+def test_a_budget_under_a_cent_is_named_as_set_not_rounded_to_nothing() -> None:
+    """A key's $0.001 budget was refused as "($0.0010 of $0.00)": the budget read as none at all."""
+    now = datetime(2026, 12, 31, 23, 0, tzinfo=UTC)
+    lifetime = _exhausted(key_account("k1", 0.001, None, now=now), 0, worst_case=50_000)
+    assert "lifetime budget ($0.0010 of $0.001)" in lifetime.message
+    daily = key_account("k1", 0.0025, "1d", now=now)
+    assert "daily budget ($0.0005 of $0.0025)" in _exhausted(daily, 2_000, worst_case=1_000).message
+    assert "whole daily budget ($0.0025)" in _exhausted(daily, 0, worst_case=50_000).message
+    assert (
+        "($0.0100 of $2.00)"
+        in _exhausted(key_account("k1", 2.0, None, now=now), 1_990_000, worst_case=1).message
+    )

@@ -266,6 +266,14 @@ def headroom_of(org: Account, spent: int) -> BudgetHeadroom:
     )
 
 
+def _usd(micro: int) -> str:
+    """A budget as set: cents (`$1.50`), or as many places as a budget under a cent has (`$0.001`, not
+    `$0.00`, which would read as no budget at all)."""
+    if micro % 10_000 == 0:
+        return f"${micro / MICRO:.2f}"
+    return f"${micro / MICRO:.6f}".rstrip("0")
+
+
 def _exhausted(account: Account, spent: int, *, worst_case: int) -> RateLimited:
     assert account.ceiling is not None
     period = account.every
@@ -279,7 +287,7 @@ def _exhausted(account: Account, spent: int, *, worst_case: int) -> RateLimited:
         return RateLimited(
             f"This request could cost up to ${worst_case / MICRO:.4f}, more than is left of {who} "
             f"lifetime budget (${max(account.ceiling - spent, 0) / MICRO:.4f} of "
-            f"${account.ceiling / MICRO:.2f}): it does not renew. Lower max_tokens, or ask an admin to "
+            f"{_usd(account.ceiling)}): it does not renew. Lower max_tokens, or ask an admin to "
             "raise the key's max_budget_usd.",
             type_="insufficient_quota",
             code="budget_exceeded",
@@ -289,14 +297,14 @@ def _exhausted(account: Account, spent: int, *, worst_case: int) -> RateLimited:
     if worst_case > account.ceiling:  # more than the whole budget: waiting for it to renew will not help
         return RateLimited(
             f"This request could cost up to ${worst_case / MICRO:.4f}, more than {who} whole {period} "
-            f"budget (${account.ceiling / MICRO:.2f}). Lower max_tokens.",
+            f"budget ({_usd(account.ceiling)}). Lower max_tokens.",
             type_="insufficient_quota",
             code="budget_exceeded",
             retry=False,  # `x-should-retry: false`: the SDKs would otherwise send it again
         )
     return RateLimited(
         f"This request could cost up to ${worst_case / MICRO:.4f}, more than is left of {who} {period} "
-        f"budget (${max(account.ceiling - spent, 0) / MICRO:.4f} of ${account.ceiling / MICRO:.2f}). "
+        f"budget (${max(account.ceiling - spent, 0) / MICRO:.4f} of {_usd(account.ceiling)}). "
         "Lower max_tokens, or wait for the budget to renew.",
         type_="insufficient_quota",
         code="budget_exceeded",
