@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import itertools
 import re
 
 import pytest
@@ -62,3 +65,46 @@ def test_the_checker_sees_a_wrong_command() -> None:
     assert _problems(["classifier", "promote\\|rollback", "--wait"]) == []
     assert _problems(["ledger", "verfy"]) == ["command `switchyard ledger verfy`"]
     assert _problems(["dlq", "list", "--bogus"]) == ["option --bogus of `switchyard dlq list`"]
+
+
+def _parse_error(words: list[str]) -> str | None:
+    """What the CLI's own argparse says of one documented command line, None when it takes it: a missing
+    argument or required option, a value outside an option's choices or of the wrong type, a word too
+    many. A file the line names that is not here is the reader's, not the line's fault, and a placeholder
+    (`--wait S`, `SEQ...`) stands for a value of the right type. A line of choices (`promote|rollback`) is
+    an overview: it runs when one of them does."""
+    from switchyard.cli.main import build_parser
+
+    errors = []
+    for choice in itertools.product(*(re.split(r"\\?\|", w) for w in words)):
+        said = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(said), contextlib.redirect_stdout(io.StringIO()):
+                build_parser().parse_args(list(choice))
+        except SystemExit as exc:
+            lines = said.getvalue().strip().splitlines()
+            error = lines[-1] if lines else str(exc.code)
+            placeholder = re.search(r"invalid \w+ value: '(?:[A-Z][A-Z_]*(?:\.\.\.)?|<[^>]*>)'$", error)
+            if exc.code and not placeholder and not error.endswith(("no such file", "not a file")):
+                errors.append(f"`switchyard {' '.join(choice)}`: {error}")
+                continue
+        return None
+    return errors[0] if errors else None
+
+
+def test_every_command_line_the_docs_show_runs_as_written() -> None:
+    lines = usage.cli_command_lines()
+    assert len(lines) > 30, "the command lines of the docs' code blocks were not found"
+    wrong = [f"{error} ({where})" for words, where in lines if (error := _parse_error(words))]
+    assert not wrong, "command lines the CLI refuses as written:\n" + "\n".join(wrong)
+
+
+def test_the_parser_check_sees_a_line_that_would_not_run() -> None:
+    assert _parse_error(["ledger", "verify", "--checkpoint", "cp.json"]) is None
+    assert _parse_error(["classifier", "promote|rollback", "--wait", "S", "--artifact", "D"]) is None
+    assert _parse_error(["classifier", "promote|rollback", "--wait", "soon"]) is not None
+    assert _parse_error(["route", "--dry-run", "--jsonl", "nowhere.jsonl"]) is None  # the reader's file
+    plan = _parse_error(["org", "create", "acme", "--admin-email", "a@b.c", "--plan", "gold"])
+    assert "invalid choice: 'gold'" in (plan or "")
+    assert "required" in (_parse_error(["org", "create", "acme"]) or "")
+    assert "invalid int value" in (_parse_error(["dlq", "show", "twelve"]) or "")

@@ -65,6 +65,39 @@ def cli_invocations() -> list[tuple[list[str], str]]:
     return found
 
 
+# a fenced line that runs the command: `$ switchyard ...`, `.venv/bin/switchyard ...`, `switchyard ...`
+_COMMAND_LINE = re.compile(r"^\s*(?:\$\s+)?(?:[\w.\-]*/)*switchyard\s+(?P<rest>.*)$")
+# where the command's own words end: a shell operator, a redirection, a comment, a command substitution
+_SHELL_END = re.compile(r"\s(?:#|;|&&|\|\||\|\s|[12]?>)|;|\$\(")
+
+
+def cli_command_lines() -> list[tuple[list[str], str]]:
+    """Every whole `switchyard ...` command line of a fenced block (what a reader copies and runs, not the
+    fragments prose quotes), as its words up to a shell operator; `[--flag N]`'s brackets dropped. A word
+    `a|b` is left for the test to split."""
+    found = []
+    for path in markdown_files():
+        rel = path.relative_to(ROOT)
+        fenced, pending = False, ""
+        for n, line in enumerate(text(path).splitlines(), 1):
+            if line.lstrip().startswith("```"):
+                fenced, pending = not fenced, ""
+                continue
+            if not fenced:
+                continue
+            pending += line
+            if pending.endswith("\\"):
+                pending = pending[:-1] + " "
+                continue
+            match = _COMMAND_LINE.match(pending)
+            pending = ""
+            if match:
+                rest = _SHELL_END.split(" " + match.group("rest"), maxsplit=1)[0]
+                words = [w.strip("[]") for w in rest.split()]
+                found.append(([w for w in words if w], f"{rel}:{n}"))
+    return found
+
+
 _METHODS = "GET|POST|PUT|PATCH|DELETE|HEAD"
 _ROUTE = re.compile(
     rf"\b(?P<methods>(?:{_METHODS})(?:`?/`?(?:{_METHODS}))*)`?\s+`?(?P<path>(?:/[a-z]|\.\.\./)[\w/{{}}:.\-<>]*)"
