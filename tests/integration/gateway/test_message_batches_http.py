@@ -101,6 +101,13 @@ async def test_a_batch_to_its_results(world: World, pipeline: Pipeline) -> None:
         files = (await http.get("/v1/files")).json()["data"]
         assert all(f["purpose"] != "message_batch" for f in files)
 
+    # Ended: not cancellable, said in this API's words (its statuses, not the Batch API's `validating`).
+    with pytest.raises(anthropic.ConflictError) as conflict:
+        await client.messages.batches.cancel(batch.id)
+    said = conflict.value.body["error"]  # type: ignore[index]
+    assert said["code"] == "batch_not_cancellable"
+    assert said["message"] == "the message batch has ended: only a message batch in progress can be cancelled"
+
     # Deleted once ended: gone, its results with it.
     deleted = await client.messages.batches.delete(batch.id)
     assert (deleted.id, deleted.type) == (batch.id, "message_batch_deleted")

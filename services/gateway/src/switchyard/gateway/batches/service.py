@@ -187,7 +187,9 @@ class Batches:
                 return None
             if status not in ("validating", "in_progress"):
                 raise Conflict(
-                    f"the batch is {status}: only a batch validating or in progress can be cancelled",
+                    f"the batch is {status}: only a batch validating or in progress can be cancelled"
+                    if prefix == OPENAI_PREFIX  # a message batch's statuses are in_progress and ended
+                    else "the message batch has ended: only a message batch in progress can be cancelled",
                     code="batch_not_cancellable",
                     retry=False,
                 )
