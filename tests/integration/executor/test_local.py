@@ -46,6 +46,16 @@ async def test_a_real_answer(local: LocalProvider) -> None:
     assert answer.usage.prompt_tokens > 5 and 0 < answer.usage.completion_tokens <= 24
 
 
+async def test_the_prompt_counts_the_same_whether_the_answer_ends_or_is_cut(local: LocalProvider) -> None:
+    """The prompt was counted one token short when the answer was cut at max_tokens (llama.cpp never
+    reads back the last token it sampled, so the context held one token fewer than prompt and answer)."""
+    whole = await local.request(ask())
+    cut = await local.request(ask(max_tokens=3))
+    assert (whole.finish_reason, cut.finish_reason) == ("stop", "length")
+    assert cut.usage.completion_tokens == 3
+    assert cut.usage.prompt_tokens == whole.usage.prompt_tokens
+
+
 async def test_tokens_stream_as_they_are_generated_and_the_cap_holds(local: LocalProvider) -> None:
     parts = [p async for p in local.stream(ask("Write a long story about a dragon.", max_tokens=1000))]
     deltas = [p.text for p in parts if isinstance(p, TextDelta)]

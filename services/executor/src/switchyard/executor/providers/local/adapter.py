@@ -224,7 +224,10 @@ class LocalProvider:
             finally:
                 self._pending -= 1
         completion = len(text)  # llama.cpp streams one token per chunk
-        usage = Usage(prompt_tokens=max(total_tokens - completion, 0), completion_tokens=completion)
+        # The context holds the prompt and every sampled token but the last, which llama.cpp never reads
+        # back: an end-of-text token (not in `text`), or, cut at max_tokens, the answer's own last token.
+        unread = 1 if finish_reason == "length" else 0
+        usage = Usage(prompt_tokens=max(total_tokens + unread - completion, 0), completion_tokens=completion)
         yield Reply(
             content="".join(text),
             finish_reason=finish_reason or "stop",
