@@ -318,7 +318,12 @@ def test_a_schema_nested_too_deep_for_the_bus_is_a_400_before_anything_is_publis
     parsed = completions.parse_request(body, max_prompt_chars=MAX_PROMPT)
     task = completions.build_task(parsed, PRINCIPAL, priority=None)
     client = TaskClient(nc=None, publisher=None)  # type: ignore[arg-type]  # refused before either is used
-    _refused(lambda: client.check_fits(task), None, bounds.NESTING)
+    refused = _refused(lambda: client.check_fits(task), None, bounds.NESTING)
+    # in our words: orjson says a depth past its limit as "Circular reference detected", which it is not
+    assert refused.message == (
+        "The request: nested too deeply to be carried: JSON nested more than ~250 levels deep (schemas and "
+        "arguments included) cannot be written as a task"
+    )
 
 
 def test_a_schema_too_deep_to_count_is_a_400_on_every_count_endpoint() -> None:

@@ -54,9 +54,12 @@ READ_INLINE_BYTES = 256 * 1024
 NESTING = "nesting_too_deep"
 
 
-def too_deep(param: str | None, why: object) -> InvalidRequest:
+def too_deep(param: str | None, why: object = None) -> InvalidRequest:
+    """`why`: our words for it, if any; an encoder's exception is not shown (orjson says a depth past its
+    limit as "Circular reference detected", which misleads the client)."""
+    said = f" ({why})" if isinstance(why, str) else ""
     return InvalidRequest(
-        f"{param or 'The request'}: nested too deeply to be carried ({why}): JSON nested more than ~250 "
+        f"{param or 'The request'}: nested too deeply to be carried{said}: JSON nested more than ~250 "
         "levels deep (schemas and arguments included) cannot be written as a task",
         code=NESTING,
         param=param,
