@@ -82,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as exc:
         print(f"switchyard {args.command}: {exc}", file=sys.stderr)
         return 2
+    except SystemExit as exc:  # a command's `SystemExit("why")`: its line names the command too (exit 1)
+        if not isinstance(exc.code, str):
+            raise
+        said = exc.code.removeprefix("switchyard: ")
+        print(f"switchyard {args.command}: {said}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `switchyard ... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit fails too
         return 1
