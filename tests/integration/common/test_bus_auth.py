@@ -94,8 +94,8 @@ def test_the_cli_finds_the_embedded_runs_credentials(guarded: NatsServer) -> Non
     )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        f"switchyard dlq: NATS at {guarded.url} refused the connection (Authorization Violation): no credentials "
-        "given: set SWITCHYARD_NATS_USER and SWITCHYARD_NATS_PASSWORD(_FILE)"
+        f"switchyard dlq: NATS at {guarded.url} refused the connection (Authorization Violation): "
+        "no credentials given: set SWITCHYARD_NATS_USER and SWITCHYARD_NATS_PASSWORD(_FILE)"
     ]
 
 
