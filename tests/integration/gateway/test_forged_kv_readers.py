@@ -187,7 +187,9 @@ async def test_tenants_list_says_a_forged_kept_marker_in_one_line(
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     last = done.stderr.strip().splitlines()[-1]  # after the guard's own warning, as every reader logs it
-    assert last.startswith("switchyard tenants: the registry's kept marker") and "was stored by the NATS" in last
+    assert (
+        last.startswith("switchyard tenants: the registry's kept marker") and "was stored by the NATS" in last
+    )
     await tenants.mark_kept(registry, by="gateway")
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0 and "acme\tactive" in done.stdout, done.stdout + done.stderr
