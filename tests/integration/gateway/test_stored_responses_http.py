@@ -9,6 +9,7 @@ conversation (`/v1/conversations`) answered on both replicas at once, hidden fro
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -346,7 +347,8 @@ async def test_a_deployment_that_stores_nothing_says_so(world: World, responder:
         )
         metrics = (await http.get("/metrics")).text
     assert r.status_code == 404 and "SWITCHYARD_RESPONSES_STORE=false" in r.json()["error"]["message"]
-    assert "switchyard_gateway_stored_responses_total{" not in metrics  # no request said `store: false`
+    stored = re.findall(r"^switchyard_gateway_stored_responses_total\{.*\} (\S+)$", metrics, re.M)
+    assert stored and set(stored) == {"0.0"}  # at 0 from the start, and no request said `store: false`
     # what an earlier configuration (here: the other replicas) stored can still be deleted
     kept = await world.client(world.acme).responses.create(model="auto", input="Delete me later")
     with pytest.raises(openai.NotFoundError):
