@@ -116,9 +116,10 @@ def _verify(args: argparse.Namespace) -> int:
     report = asyncio.run(verify_url(_url(args), trusted, saved))
     keys = "trusted key" if report.keys_pinned else "keys stored with them (pin one with --verifier-key)"
     if report.problem is None:
+        checkpoints = f"{report.checkpoints} checkpoint{'' if report.checkpoints == 1 else 's'}"
         summary = (
             f"{report.entries} entries, head seq {report.head_seq}, head {report.head_hash}, "
-            f"root {report.root_hash}; {report.checkpoints} checkpoints verified against the {keys}"
+            f"root {report.root_hash}; {checkpoints} verified against the {keys}"
             + (f"; the {report.saved} checkpoints you saved match" if saved else "")
         )
         if not report.notes:

@@ -46,8 +46,9 @@ TRIES = 4  # another replica's sample holds the name for a few milliseconds
 
 
 def consumers_of(service: str) -> tuple[subjects.Consumer, ...]:
-    """A service's durable consumers: by convention each is named after the service that reads it."""
-    return tuple(c for c in subjects.CONSUMERS if c.durable == service)
+    """A service's durable consumers: by convention each is named after the service that reads it (the
+    classifier's second, on the tenants' scoped subjects, `classifier-scoped`)."""
+    return tuple(c for c in subjects.CONSUMERS if c.durable in (service, f"{service}-scoped"))
 
 
 async def sample(js: JetStreamContext, consumer: subjects.Consumer, *, now: datetime | None = None) -> None:

@@ -260,7 +260,15 @@ BILLING_ERASURE_CONSUMER = Consumer("billing-erasure", STREAM_EVENTS, ADMIN_ACTI
 # Events stranded at a consumer's last delivery (STREAM_STRANDED), dead-lettered by the executors.
 STRANDED_CONSUMER = Consumer("stranded", STREAM_STRANDED, STRANDED_ADVISORIES, max_deliver=20)
 
-CONSUMERS = (CLASSIFIER_CONSUMER, ROUTER_CONSUMER, EXECUTOR_CONSUMER, BILLING_CONSUMER, AUDIT_CONSUMER)
+# The consumers whose lag their services sample (lag.py): the task path's, billing's and the ledger's.
+CONSUMERS = (
+    CLASSIFIER_CONSUMER,
+    CLASSIFIER_SCOPED_CONSUMER,
+    ROUTER_CONSUMER,
+    EXECUTOR_CONSUMER,
+    BILLING_CONSUMER,
+    AUDIT_CONSUMER,
+)
 
 
 def lag_consumer_name(consumer: Consumer) -> str:
