@@ -104,9 +104,10 @@ def test_cli_prints_usage_statement_savings_and_forecast(
     backwards = ["--from", "2026-11-30", "--to", "2026-11-01"]
     assert main([*db, "usage", "--tenant", "acme", *backwards]) == 2
     # it said "error: : Value error, ...", then "error: --from/--to: Value error, end is before start"
-    assert capsys.readouterr().err == "error: --to (2026-11-01) is before --from (2026-11-30)\n"
+    assert capsys.readouterr().err == "switchyard billing: --to (2026-11-01) is before --from (2026-11-30)\n"
     assert main([*db, "usage", "--tenant", "acme", "--from", "2024-01-01", "--to", "2026-11-01"]) == 2
-    assert capsys.readouterr().err == "error: --from to --to: at most two years (731 days) at a time\n"
+    said = capsys.readouterr().err
+    assert said == "switchyard billing: --from to --to: at most two years (731 days) at a time\n"
 
 
 def test_the_database_url_goes_before_or_after_the_action(

@@ -111,7 +111,7 @@ def _guarded(fn: Callable[[argparse.Namespace], str]) -> Callable[[argparse.Name
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             said = range_problem(first, start="--from", end="--to") or f"{where}: {first['msg']}"
-            print(f"error: {said}", file=sys.stderr)
+            print(f"switchyard billing: {said}", file=sys.stderr)
             return 2
         except DBAPIError as exc:
             print(database_refusal(exc, "read billing's tables"), file=sys.stderr)

@@ -92,7 +92,7 @@ def _show(args: argparse.Namespace) -> int:
     try:
         letter = on_bus(args.nats_url, lambda js: dlq.get(js, args.seq))
     except dlq.DeadLetterNotFound as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"switchyard dlq: {exc}", file=sys.stderr)
         return 1
     doc: dict[str, object] = {**letter.summary(), "headers": letter.headers}
     if args.body:
@@ -103,7 +103,7 @@ def _show(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     if bool(args.seqs) == bool(args.all):
-        print("error: give dead-letter sequences, or --all", file=sys.stderr)
+        print("switchyard dlq: give dead-letter sequences, or --all", file=sys.stderr)
         return 2
 
     async def work(js: JetStreamContext) -> int:
@@ -117,7 +117,7 @@ def _replay(args: argparse.Namespace) -> int:
             try:
                 replayed = await dlq.replay(js, seq, keep=args.keep, letters=letters)
             except dlq.DeadLetterNotFound as exc:
-                print(f"error: {exc}", file=sys.stderr)
+                print(f"switchyard dlq: {exc}", file=sys.stderr)
                 failed += 1
                 continue
             letter = replayed.letter

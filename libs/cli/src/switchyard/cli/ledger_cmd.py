@@ -80,7 +80,7 @@ def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
             print(database_refusal(exc, "read the ledger"), file=sys.stderr)
             return 2
         except (SwitchyardError, NoteError) as exc:
-            print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
+            print(f"switchyard ledger: {getattr(exc, 'message', exc)}", file=sys.stderr)
             return 2
 
     return run
@@ -142,7 +142,8 @@ def _checkpoint(args: argparse.Namespace) -> int:
     if args.sign_now:
         signer = _settings().signer(create=False)
         if signer is None:
-            print("error: no signing key configured (SWITCHYARD_AUDIT_SIGNING_KEY[_FILE])", file=sys.stderr)
+            said = "no signing key configured (SWITCHYARD_AUDIT_SIGNING_KEY[_FILE])"
+            print(f"switchyard ledger: {said}", file=sys.stderr)
             return 2
         _run(args, lambda s: make_checkpoint(s, signer=signer))
     _print_json(_run(args, lambda s: proofs.checkpoint(s, size=args.size)), args.out)

@@ -64,10 +64,10 @@ def _digest(args: argparse.Namespace) -> int:
         print(database_refusal(exc, "read the ledger"), file=sys.stderr)
         return 2
     except ValidationError as exc:
-        print(f"error: {exc.errors()[0]['msg']}", file=sys.stderr)
+        print(f"switchyard ledger: {exc.errors()[0]['msg']}", file=sys.stderr)
         return 2
     except (SwitchyardError, OSError, UnicodeDecodeError, orjson.JSONDecodeError) as exc:
-        print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        print(f"switchyard ledger: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 2
     sys.stdout.write(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode("utf-8") + "\n")
     return 1 if answer.get("matches") is False else 0
