@@ -6,6 +6,7 @@ generated from `CHANNELS` below, so adding a subject here documents it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Literal
@@ -167,6 +168,7 @@ VectorsBucket = Literal["switchyard-batch-vectors"]
 SERVICES = ("gateway", "classifier", "router", "executor", "billing", "audit")
 
 
+@functools.lru_cache(maxsize=4096)  # the same few tenants on every event: 0.9 us a SHA-256, ~0.05 us cached
 def tenant_token(tenant_id: str) -> str:
     """The subject token of a tenant (its ids are any 1-64 characters, a subject token may hold no `.`,
     `*`, `>` or space): a SHA-256 prefix, the same in every process and release."""
