@@ -39,3 +39,24 @@ def test_the_bus_example_defines_every_name_it_uses_and_runs_its_coroutine() -> 
     assert not undefined_names(code), undefined_names(code)
     assert "asyncio.run(main())" in code or "await " not in code
     assert '"Nats-Msg-Id"' in code and "switchyard.task.submitted" in code
+
+
+def test_the_bus_example_can_run_twice_and_reads_its_result_from_its_durable_consumer() -> None:
+    """Its event id and task id were literals (`ext-42`, `job42`): a second run's publish was de-duplicated
+    by the server (and its task, whose result was on the stream, not run again), so it waited its 120 s
+    for nothing. And it heard the result on a core subscription, lost if it was disconnected then; the
+    README names the integrator's durable consumer as the way a result waits for it."""
+    code = example(sources.README.read_text())
+    tree = ast.parse(code)
+    literal_ids = [
+        value.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Dict)
+        for key, value in zip(node.keys, node.values, strict=True)
+        if isinstance(key, ast.Constant) and key.value in ("id", "task_id", "Nats-Msg-Id")
+        if isinstance(value, ast.Constant)
+    ]
+    assert not literal_ids, f"the example's ids are literals: {literal_ids}"
+    assert "uuid" in code
+    assert "pull_subscribe(" in code and "durable=" in code and ".ack()" in code
+    assert "_INBOX_integrator." in code, "a pull consumer's requests need the user's inbox prefix too"
