@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 
 from switchyard.common import bus, ids, kv, subjects, tenants, tracing, vectors
@@ -46,6 +47,7 @@ from switchyard.executor.resilience.shared import KVRateLimits, open_breakers
 from switchyard.executor.tool_state import KVToolStates, LocalToolStates, ToolStates, tool_state_bucket
 
 log = logging.getLogger(__name__)
+MSG_ID = "Nats-Msg-Id"
 
 # How far the gateway's clock (a task's `submitted_at`) may be from this one's: beyond it, a first delivery
 # is checked against the stream like a redelivery.
@@ -225,13 +227,27 @@ def create(
         age_s = (datetime.now(UTC) - submitted).total_seconds()
         if bus.delivery() == 1 and -CLOCK_SKEW_S <= age_s < bus.DUPLICATE_WINDOW_S - CLOCK_SKEW_S:
             return False
+        js = bus.jetstream(service.broker)
         try:
-            await bus.jetstream(service.broker).get_last_msg(
+            stored = await js.get_last_msg(
                 subjects.STREAM_EVENTS, subjects.result_subject(task.tenant_id, task.task_id)
             )
         except NotFoundError:
             return await answered_before_tokens(task)
+        await answer_again(stored)
         return True
+
+    async def answer_again(stored: RawStreamMsg) -> None:
+        """Sends the stored result again, for whoever republished the task past the duplicate window (a
+        system retrying a publish it saw no ack of) and subscribed for it: it would hear nothing else. Under
+        its own `Nats-Msg-Id`, so within the window the server drops it, and past it the stream's readers
+        take its event id once; with the stored headers but the server's own marks."""
+        headers = {
+            k: v for k, v in (stored.headers or {}).items() if k == MSG_ID or not k.startswith("Nats-")
+        }
+        if stored.subject is None or MSG_ID not in headers:
+            return
+        await bus.jetstream(service.broker).publish(stored.subject, stored.data or b"", headers=headers)
 
     async def answered_before_tokens(task: TaskSubmitted) -> bool:
         """Its result as an executor of a release before tenant tokens stored it (`result.<task_id>`),
@@ -247,7 +263,9 @@ def create(
     async def on_routed(event: CloudEvent, payload: TaskRouted) -> None:
         task = payload.task
         if await already_answered(task):
-            log.info("task %s already has a result; not running it again", task.task_id)
+            log.info(
+                "task %s already has a result; not running it again, its result sent again", task.task_id
+            )
             return
         await tenants.refuse(
             registry[0], service.events(), task, answer_id=ids.derived_id(event.id, "result")
