@@ -74,7 +74,9 @@ CHANNELS: tuple[Channel, ...] = (
         subjects.TASK_SUBMITTED,
         "Submit a task. Other systems publish here exactly as the gateway does (JetStream, stream "
         f"{subjects.STREAM_EVENTS}); set `Nats-Msg-Id` to the CloudEvent id so that a retried publish is "
-        "de-duplicated. `tenant_id` is an organisation's id: a task of one the tenant registry (KV "
+        "de-duplicated (by the server for 2 minutes; after that the executor runs no task whose result is on "
+        "the stream and sends that result again, the same event). `tenant_id` is an organisation's id: a "
+        "task of one the tenant registry (KV "
         f"`{subjects.KV_TENANTS}`, kept by the gateway or `switchyard tenants`) does not list, or lists as "
         "erased, is refused by the classifier (and by the executor, for a routed task that skipped it): "
         "dead-lettered and answered on its result subject with `switchyard.task.failed.v1`, `error_code` "
