@@ -1,6 +1,7 @@
-"""A rolling upgrade on a real nats-server: events the previous release (968de8c) published, recorded with
-its code (tests/support/previous_release), are read by this release's billing, audit and router as they
-would be mid-rollout: billed, in the ledger, routed; none dead-lettered."""
+"""A rolling upgrade on a real nats-server: events the previous releases (44c1657, the one operators run,
+and 968de8c before it) published, recorded with their code (tests/support/previous_release), are read by
+this release's billing, audit and router as they would be mid-rollout: billed, in the ledger, routed;
+none dead-lettered."""
 
 from __future__ import annotations
 
@@ -60,10 +61,13 @@ async def _until(probe: object, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.2)
 
 
+# The keys of the undelivered calls billed on their own: 968de8c's recorded call was one, naming no key;
+# 44c1657's is its answer's call (billed with the task, not on its own), as the local model made it.
+@pytest.mark.parametrize(("release", "call_keys"), [("44c1657", []), ("968de8c", [None])])
 async def test_the_previous_release_s_events_are_billed_audited_and_routed(
-    services: None, nats_server: NatsServer, sqlite_url: str
+    services: None, nats_server: NatsServer, sqlite_url: str, release: str, call_keys: list[str | None]
 ) -> None:
-    recorded = previous_events()
+    recorded = previous_events(release)
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()
     await bus.ensure_streams(js)
@@ -85,14 +89,18 @@ async def test_the_previous_release_s_events_are_billed_audited_and_routed(
             async with sessions() as session:
                 tasks = list((await session.execute(select(UsageEntry))).scalars())
                 calls = list((await session.execute(select(CallUsageEntry))).scalars())
-            return len(tasks) == 1 and len(calls) == 1
+            return len(tasks) == 1 and len(calls) == len(call_keys)
 
         await _until(billed)
         async with sessions() as session:
-            call = (await session.execute(select(CallUsageEntry))).scalar_one()
+            calls = list((await session.execute(select(CallUsageEntry))).scalars())
             task = (await session.execute(select(UsageEntry))).scalar_one()
-        # the previous executor's call names no key; its result names the task's
-        assert (call.api_key_id, task.api_key_id) == (None, "key-prev-1")
+        # the result names the task's key
+        assert ([c.api_key_id for c in calls], task.task_id, task.api_key_id) == (
+            call_keys,
+            "task-prev-1",
+            "key-prev-1",
+        )
 
         previous_ids = {item["event"]["id"] for item in recorded}
 

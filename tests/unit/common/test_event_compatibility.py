@@ -27,12 +27,16 @@ from switchyard.common.events import (
     ToolCall,
     Usage,
 )
-from tests.support.previous_release import previous_events
+from tests.support.previous_release import RELEASES, previous_events
 
 AT = datetime(2026, 12, 6, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("item", previous_events(), ids=lambda i: i["event"]["type"])
+@pytest.mark.parametrize(
+    "item",
+    [item for release in RELEASES for item in previous_events(release)],
+    ids=lambda i: i["event"]["type"],
+)
 def test_the_previous_release_s_events_decode(item: dict[str, Any]) -> None:
     event, payload = decode(orjson.dumps(item["event"]), tuple(EVENT_TYPES.values()))
     assert event.type == item["event"]["type"] and event.type == type(payload).EVENT_TYPE
