@@ -143,19 +143,7 @@ async def test_the_integrator_submits_and_hears_results_and_can_do_nothing_else(
         mine = subjects.scoped(subjects.TASK_SUBMITTED, "acme")
         ack = await theirs.publish(mine, task, headers={"Nats-Msg-Id": task_id})
         assert ack.stream == subjects.STREAM_EVENTS and not ack.duplicate
-        answer = TaskCompleted(
-            task_id="t-perm",
-            tenant_id="acme",
-            model="m",
-            provider="p",
-            tier="fast",
-            content="hi",
-            finish_reason="stop",
-            usage=Usage(prompt_tokens=1, completion_tokens=1),
-            attempts=1,
-            latency_ms=1.0,
-            completed_at=datetime.now(UTC),
-        )
+        answer = _answer("acme", "t-perm")
         await publisher.publish(answer, subject=subjects.result_subject("acme", "t-perm"), tenant_id="acme")
         assert (await results.next_msg(timeout=5)).subject == subjects.result_subject("acme", "t-perm")
 
@@ -209,6 +197,23 @@ async def test_the_integrator_submits_and_hears_results_and_can_do_nothing_else(
         await operator.close()
 
 
+def _answer(tenant_id: str, task_id: str) -> TaskCompleted:
+    """A task's answer, as an executor publishes it."""
+    return TaskCompleted(
+        task_id=task_id,
+        tenant_id=tenant_id,
+        model="m",
+        provider="p",
+        tier="fast",
+        content="hi",
+        finish_reason="stop",
+        usage=Usage(prompt_tokens=1, completion_tokens=1),
+        attempts=1,
+        latency_ms=1.0,
+        completed_at=datetime.now(UTC),
+    )
+
+
 async def _results_of(client: Any, consumer: subjects.Consumer, inbox_prefix: str) -> Any:
     """The integrator's own consumer, as nats-py binds it (made the first time), replies on its inbox."""
     return await client.jetstream().pull_subscribe(
@@ -242,21 +247,8 @@ async def test_the_integrator_reads_the_results_published_while_it_was_away_from
         sub = await _results_of(outsider, mine, who.inbox_prefix)
         await outsider.close()  # away: the results below are published meanwhile
         for tenant, task_id in (("acme", "t-away-1"), ("globex", "t-globex"), ("acme", "t-away-2")):
-            answer = TaskCompleted(
-                task_id=task_id,
-                tenant_id=tenant,
-                model="m",
-                provider="p",
-                tier="fast",
-                content="hi",
-                finish_reason="stop",
-                usage=Usage(prompt_tokens=1, completion_tokens=1),
-                attempts=1,
-                latency_ms=1.0,
-                completed_at=datetime.now(UTC),
-            )
             subject = subjects.result_subject(tenant, task_id)
-            await publisher.publish(answer, subject=subject, tenant_id=tenant)
+            await publisher.publish(_answer(tenant, task_id), subject=subject, tenant_id=tenant)
         outsider = await nats.connect(url, error_cb=on_error, **who.connect_options())
         sub = await _results_of(outsider, mine, who.inbox_prefix)
         got = await sub.fetch(5, timeout=3)
