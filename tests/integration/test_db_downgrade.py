@@ -20,10 +20,10 @@ from switchyard.audit.service import append_entries
 from switchyard.audit.verify import verify_ledger
 from switchyard.billing.models import UsageEntry
 from switchyard.cli import db_downgrade
-from switchyard.cli.db_cmd import upgrade_all
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.gateway.db import migrations as gateway_migrations
 from tests.support.db_commands import db_state as _state
+from tests.support.db_commands import migrated
 from tests.support.db_commands import run_cli as _run
 from tests.support.ledger import draft
 
@@ -32,12 +32,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
-    await upgrade_all(db_url)
-    made = create_engine(db_url)
-    try:
+    async with migrated(db_url) as made:
         yield made
-    finally:
-        await made.dispose()
 
 
 async def _digest_key(engine: AsyncEngine) -> None:

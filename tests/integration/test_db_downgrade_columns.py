@@ -16,22 +16,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from switchyard.billing.models import UsageEntry
 from switchyard.classifier.outcomes import store
-from switchyard.cli.db_cmd import upgrade_all
-from switchyard.common.db import create_engine
 from switchyard.gateway.models import ApiKey
-from tests.support.db_commands import db_state, run_cli
+from tests.support.db_commands import db_state, migrated, run_cli
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
-    await upgrade_all(db_url)
-    made = create_engine(db_url)
-    try:
+    async with migrated(db_url) as made:
         yield made
-    finally:
-        await made.dispose()
 
 
 def _down(db_url: str, service: str, target: str, *more: str) -> tuple[str, ...]:

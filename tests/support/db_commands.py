@@ -4,13 +4,17 @@ database (every service's revision, every table's columns, the ledger's rows) a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from switchyard.cli.db_cmd import upgrade_all
 from switchyard.cli.main import main
+from switchyard.common.db import create_engine
 
 
 async def db_state(engine: AsyncEngine) -> dict[str, Any]:
@@ -39,3 +43,14 @@ async def run_cli(capsys: pytest.CaptureFixture[str], *words: str) -> tuple[int,
     code = await asyncio.to_thread(main, list(words))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+@contextlib.asynccontextmanager
+async def migrated(db_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on the database with every service's migrations at their head, disposed after."""
+    await upgrade_all(db_url)
+    made = create_engine(db_url)
+    try:
+        yield made
+    finally:
+        await made.dispose()

@@ -78,7 +78,7 @@ async def test_a_task_stranded_at_the_classifier_is_dead_lettered_and_its_submit
 
         await _until(dead_lettered)
         [letter] = letters
-        assert letter.code == "never_settled"
+        assert letter.code == "never_settled" and letter.consumer == "classifier"
         assert "delivered 2 times to `classifier` and never settled" in letter.reason
         assert letter.deliveries == 2 and letter.original_subject == subjects.TASK_SUBMITTED
         assert letter.event_id == event_id  # the event, byte for byte: `dlq replay` can send it again

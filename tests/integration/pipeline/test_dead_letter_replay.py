@@ -85,6 +85,7 @@ async def test_a_dead_letter_is_listed_with_its_reason_and_replayed_once_fixed(
         assert listed.returncode == 0, listed.stderr
         (row,) = [orjson.loads(line) for line in listed.stdout.splitlines()]
         assert row["seq"] == letter.seq and row["reason"] == "the database is down"
+        assert row["consumer"] == letter.consumer == CONSUMER.durable  # the metric's `consumer` label
         assert "body" not in row and "hello" not in listed.stdout  # listings never print the prompt
 
         broken = False

@@ -170,6 +170,7 @@ async def dead_letter(
     body: bytes = raw.data or b""
     headers = {
         "Switchyard-Dlq-Service": service,
+        "Switchyard-Dlq-Consumer": consumer,
         "Switchyard-Dlq-Code": code,
         "Switchyard-Dlq-Reason": _header_safe(reason),
         "Switchyard-Dlq-Subject": raw.subject,

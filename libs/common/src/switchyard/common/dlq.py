@@ -45,6 +45,8 @@ class DeadLetter:
     time: datetime | None
     data: bytes
     headers: dict[str, str]
+    # the durable consumer that gave it up: `switchyard_dead_letters_total`'s label (absent before 2026-12-07)
+    consumer: str = ""
 
     @property
     def event_id(self) -> str | None:
@@ -67,6 +69,7 @@ class DeadLetter:
         return {
             "seq": self.seq,
             "service": self.service,
+            "consumer": self.consumer,
             "code": self.code,
             "reason": self.reason,
             "subject": self.original_subject,
@@ -95,6 +98,7 @@ def _from_raw(
         time=time if isinstance(time, datetime) else None,
         data=data or b"",
         headers=dict(h),
+        consumer=h.get("Switchyard-Dlq-Consumer", ""),
     )
 
 
