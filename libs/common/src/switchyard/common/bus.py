@@ -162,20 +162,47 @@ async def dead_letter(
     reason: str,
     code: str,
 ) -> None:
-    """Copies a message, byte for byte, to the dead-letter stream with why it was rejected. A message too
-    large to copy with the dead letter's headers is dead-lettered without its body (header
-    `Switchyard-Dlq-Body-Omitted`: its size; it stays at its sequence of the events stream)."""
+    """Copies a delivered message, byte for byte, to the dead-letter stream with why it was rejected
+    (`dead_letter_stored`)."""
     meta = raw.metadata
-    seq = meta.sequence.stream if meta is not None else 0
-    body: bytes = raw.data or b""
+    await dead_letter_stored(
+        publisher,
+        service=service,
+        consumer=consumer,
+        subject=raw.subject,
+        data=raw.data or b"",
+        seq=meta.sequence.stream if meta is not None else 0,
+        deliveries=meta.num_delivered if meta is not None else 0,
+        reason=reason,
+        code=code,
+    )
+
+
+async def dead_letter_stored(
+    publisher: EventPublisher,
+    *,
+    service: str,
+    consumer: str,
+    subject: str,
+    data: bytes,
+    seq: int,
+    deliveries: int,
+    reason: str,
+    code: str,
+) -> None:
+    """Copies the message stored at `seq` of the events stream on `subject` to the dead-letter stream with
+    why it was rejected. A message too large to copy with the dead letter's headers is dead-lettered
+    without its body (header `Switchyard-Dlq-Body-Omitted`: its size; it stays at its sequence of the
+    events stream)."""
+    body = data
     headers = {
         "Switchyard-Dlq-Service": service,
         "Switchyard-Dlq-Consumer": consumer,
         "Switchyard-Dlq-Code": code,
         "Switchyard-Dlq-Reason": _header_safe(reason),
-        "Switchyard-Dlq-Subject": raw.subject,
+        "Switchyard-Dlq-Subject": subject,
         "Switchyard-Dlq-Stream-Seq": str(seq),
-        "Switchyard-Dlq-Deliveries": str(meta.num_delivered if meta is not None else 0),
+        "Switchyard-Dlq-Deliveries": str(deliveries),
     }
     msg_id = f"dlq-{service}-{seq}"
     if len(body) > publisher.room({"Nats-Msg-Id": msg_id, "content-type": CONTENT_TYPE, **headers}):

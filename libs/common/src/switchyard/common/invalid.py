@@ -93,6 +93,11 @@ async def tell_submitter(
     if reply is None:
         return
     log.info("task %s is invalid; its submitter is told: %s", reply.failed.task_id, reason)
+    await send(publisher, reply)
+
+
+async def send(publisher: bus.EventPublisher, reply: Answer) -> None:
+    """Publishes an `answer` on its task's result subject, under its derived event id."""
     await publisher.publish(
         reply.failed,
         subject=reply.subject,

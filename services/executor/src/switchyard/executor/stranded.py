@@ -16,7 +16,6 @@ event by sequence (they scan the stream by design) and publish any service's dea
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
@@ -55,26 +54,6 @@ TASK_AT = {
     subjects.ROUTER_CONSUMER.durable: "task",
     subjects.EXECUTOR_CONSUMER.durable: "task",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class _Sequence:
-    stream: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Metadata:
-    sequence: _Sequence
-    num_delivered: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Stored:
-    """A stored event as `bus.dead_letter` reads a delivered one."""
-
-    subject: str
-    data: bytes
-    metadata: _Metadata
 
 
 def consumer(js: JetStreamContext, events: EventPublisher) -> PullConsumer:
@@ -130,16 +109,25 @@ async def settle(js: JetStreamContext, events: EventPublisher, advisory: bytes) 
         f"delivered {deliveries} times to `{durable}` and never settled: its handler crashed, hung past the "
         "ack wait, or its process was stopped, each time"
     )
-    process = PROCESS_OF.get(durable, durable)
-    event = _Stored(stored.subject or "", stored.data or b"", _Metadata(_Sequence(seq), deliveries))
-    await bus.dead_letter(events, service=process, consumer=durable, raw=event, reason=reason, code=CODE)
+    data = stored.data or b""
+    await bus.dead_letter_stored(
+        events,
+        service=PROCESS_OF.get(durable, durable),
+        consumer=durable,
+        subject=stored.subject or "",
+        data=data,
+        seq=seq,
+        deliveries=deliveries,
+        reason=reason,
+        code=CODE,
+    )
     log.error("event %d dead-lettered for `%s`: %s", seq, durable, reason)
     at = TASK_AT.get(durable)
     if at is None:
         return
-    found = invalid.answer(event.data, reason, now=datetime.now(UTC), at=at or None, code=CODE)
+    found = invalid.answer(data, reason, now=datetime.now(UTC), at=at or None, code=CODE)
     if found is not None and not await _answered(js, found.subject):
-        await invalid.tell_submitter(events, event.data, reason, at=at or None, code=CODE)
+        await invalid.send(events, found)
 
 
 async def _answered(js: JetStreamContext, result_subject: str) -> bool:
