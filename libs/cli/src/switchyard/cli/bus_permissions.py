@@ -200,6 +200,8 @@ GRANTS: dict[str, Grant] = {
         processes=("audit",),  # the SIEM exporter (same user) reads the ledger's database, not the bus
         serves=(f"{s.LEDGER_RPC_PREFIX}.>",),
         consumers=(s.AUDIT_CONSUMER,),
+        # a rating is kept only on a task with a stored result (`common/results.py`): message gets only
+        extra=(f"$JS.API.STREAM.MSG.GET.{EVENTS}",),
     ),
 }
 

@@ -321,8 +321,9 @@ CHANNELS: tuple[Channel, ...] = (
         "taskFeedback",
         subjects.TASK_FEEDBACK,
         "A user rated a task's answer (`POST /v1/feedback`): good or bad, optionally the task type it "
-        "really was and a reason from a fixed list; never text. The ledger keeps it, and "
-        "`switchyard classifier retrain --from-ledger` learns from it.",
+        "really was and a reason from a fixed list; never text. The ledger keeps it when the task has a "
+        "result of its `tenant_id` on the stream (else it is dead-lettered, `task_not_found`: rate a task "
+        "once it has finished), and `switchyard classifier retrain --from-ledger` learns from it.",
         (TaskFeedback,),
         ("gateway", "external systems"),
         ("audit",),

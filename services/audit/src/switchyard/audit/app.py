@@ -6,21 +6,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+from nats.js import JetStreamContext
+
 from switchyard.audit import proofs, rpc
 from switchyard.audit.checkpoints import Checkpointer
 from switchyard.audit.config import AuditSettings
 from switchyard.audit.digests import TenantKeys
 from switchyard.audit.entries import draft_for, entry_tenant, needs_key
 from switchyard.audit.writer import LedgerWriter
-from switchyard.common import bus, db, subjects
+from switchyard.common import bus, db, results, subjects
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.envelope import CloudEvent
-from switchyard.common.errors import ConfigurationError
+from switchyard.common.errors import ConfigurationError, InvalidEvent
 from switchyard.common.events.admin import AdminActionRecorded
 from switchyard.common.events.base import EventPayload
+from switchyard.common.events.feedback import TaskFeedback
 from switchyard.common.service import Service, create_service, run_service
 
 log = logging.getLogger(__name__)
+# the code of a dead-lettered rating of no finished task (as `POST /v1/feedback` answers 404)
+FEEDBACK_UNKNOWN_TASK = "task_not_found"
 
 
 def create(settings: AuditSettings) -> Service:
@@ -56,6 +61,8 @@ def create(settings: AuditSettings) -> Service:
     keys = TenantKeys(sessions)
 
     async def on_event(event: CloudEvent, payload: EventPayload) -> None:
+        if isinstance(payload, TaskFeedback):
+            await rated_task_finished(bus.jetstream(service.broker), payload)
         key = await keys.for_digest(entry_tenant(event, payload)) if needs_key(payload) else None
         await writer.append(draft_for(event, payload, key))  # acked (by the bus) only once committed
         if isinstance(payload, AdminActionRecorded) and payload.action == "organization.erased":
@@ -79,12 +86,27 @@ def create(settings: AuditSettings) -> Service:
         ack_wait_s=settings.audit_ack_wait_s,
         gather_s=settings.audit_linger_ms / 1000.0,  # one wake-up per burst of events (consumer.py)
         outage=db.unreachable,  # a database outage: retried for a day, not dead-lettered
+        dead_letters=(FEEDBACK_UNKNOWN_TASK,),
         description="Appends every event to the hash-linked, append-only audit ledger.",
     )
     proof_server = proofs.ProofServer(settings.db_url(), engine)
     service.teardown.insert(0, _closer(proof_server))
     rpc.register(service.broker, proof_server, sessions, me=settings.nats_credentials())
     return service
+
+
+async def rated_task_finished(js: JetStreamContext, feedback: TaskFeedback) -> None:
+    """Feedback is kept only on a finished task of its organisation, as `POST /v1/feedback` checks before it
+    publishes: a rating another system publishes on the bus for a task id its tenant has no result of (no
+    such task, another organisation's, one not finished yet, or one older than the stream keeps results)
+    is dead-lettered, never recorded; replayed once the task has finished (`switchyard dlq replay`), it is."""
+    if await results.stored(js, feedback.tenant_id, feedback.task_id) is None:
+        raise InvalidEvent(
+            f"feedback on task '{feedback.task_id}', which has no result for organisation "
+            f"'{feedback.tenant_id}': a task is rated once it has finished, within the 7 days its result is "
+            "kept",
+            code=FEEDBACK_UNKNOWN_TASK,
+        )
 
 
 def _closer(server: proofs.ProofServer) -> Callable[[], Awaitable[None]]:

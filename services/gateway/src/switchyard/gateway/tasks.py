@@ -19,9 +19,8 @@ import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 
-from switchyard.common import bus_guard, ids, subjects
+from switchyard.common import bus_guard, ids, results, subjects
 from switchyard.common.background import Background
 from switchyard.common.bus import EventPublisher
 from switchyard.common.envelope import MAX_EVENT_BYTES, decode, written
@@ -364,19 +363,9 @@ async def record(publisher: EventPublisher, event: TaskCancelled | TaskTimedOut,
 
 
 async def stored_result(js: JetStreamContext, tenant_id: str, task_id: str) -> Outcome | None:
-    """The task's result event as the events stream keeps it, if it was published: on its tenant's
-    subject, else (an executor of a release before tenant tokens) on `result.<task_id>`, where it counts
-    only when it names the tenant."""
-    try:
-        msg = await js.get_last_msg(subjects.STREAM_EVENTS, subjects.result_subject(tenant_id, task_id))
-    except NotFoundError:
-        try:
-            msg = await js.get_last_msg(subjects.STREAM_EVENTS, subjects.legacy_result_subject(task_id))
-        except NotFoundError:
-            return None
-        legacy = _decode_result(msg.data or b"")
-        return legacy if legacy is not None and legacy.tenant_id == tenant_id else None
-    return _decode_result(msg.data or b"")  # type: ignore[no-any-return]
+    """The task's result event as the events stream keeps it, if it was published (`results.stored`)."""
+    msg = await results.stored(js, tenant_id, task_id)
+    return None if msg is None else _decode_result(msg.data or b"")
 
 
 def _count(outcome: Outcome) -> None:
