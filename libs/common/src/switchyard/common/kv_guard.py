@@ -12,7 +12,10 @@ only `KV-Operation` (and `Nats-Rollup`):
   `Nats-Num-Pending`, `Nats-Last-Sequence`, `Nats-UpTo-Sequence`);
 - a direct get's miss (a `404` status line, which the stream does not keep): no header and no value, so
   the buckets read through here never hold an empty value (a put of b"" is refused as one);
-- another API answer: a value that is the API's envelope, `{"type":"io.nats.jetstream.api.v1.`.
+- another API answer: a value that is the API's envelope, `{"type":"io.nats.jetstream.api.v1.`;
+- a publish's acknowledgement (any user that may publish into a stream: a tenant-scoped integrator its
+  own tenant's tasks), sent to the publish's reply subject: no header, a value of the ack's shape alone
+  (`{"stream": ..., "seq": ...}`, maybe `duplicate`, `domain`..., or an `error` beside them).
 A publish with those headers would be stored too, but only a user that may write the bucket can publish
 one, and it could write any value anyway.
 
@@ -36,6 +39,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping
 
+import orjson
 from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.errors import NotFoundError
@@ -59,6 +63,10 @@ SERVER_HEADERS = frozenset(
     }
 )
 API_ANSWER = b'{"type":"io.nats.jetstream.api.v1.'
+# A publish's ack as nats-server writes it (JSPubAckResponse: `error` first when refused, then PubAck's
+# fields); a value holding these fields alone, `stream` and `seq` among them, is one.
+PUB_ACK_STARTS = (b'{"stream":', b'{"error":')
+PUB_ACK_FIELDS = frozenset({"error", "stream", "seq", "domain", "duplicate", "val", "batch", "count"})
 MARKER_REASON = "Nats-Marker-Reason"  # nats-server 2.11+: an expiry's marker
 WATCH_IDLE_S = 5 * 60.0  # a watch's consumer goes this long after its client does (as nats-py's)
 
@@ -82,7 +90,17 @@ def forged(headers: Mapping[str, str] | None, value: bytes | None) -> bool:
     answer, not a write."""
     if headers:
         return stamped(headers)
-    return not value or value.startswith(API_ANSWER)
+    return not value or value.startswith(API_ANSWER) or _publish_ack(value)
+
+
+def _publish_ack(value: bytes) -> bool:
+    if not value.startswith(PUB_ACK_STARTS):
+        return False
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(data, dict) and {"stream", "seq"} <= data.keys() <= PUB_ACK_FIELDS
 
 
 def refuse(bucket: str, key: str, revision: int | None) -> None:
