@@ -135,3 +135,39 @@ async def test_a_stranded_task_that_has_its_result_already_is_not_answered_again
         await sweeper.stop()
         await executor.close()
         await operator.close()
+
+
+async def test_an_advisory_of_a_consumer_not_switchyards_is_left_alone(guarded: GuardedBus) -> None:
+    """An integrator makes its own durable consumer on its tenant's results, with the limits it likes (the
+    request's body is its own): one it strands (`max_deliver` 2, never acked) is not ours to dead-letter.
+    Before, each of its results was copied to the dead letters of a 'service' named after the consumer,
+    counted and alerted on as Switchyard's (`never_settled`)."""
+    operator = await nats.connect(guarded.operator_url)
+    executor = await guarded.connect("executor")
+    js = executor.jetstream()
+    sweeper = stranded.consumer(js, bus.EventPublisher(js, source="executor"))
+    try:
+        ojs = operator.jetstream()
+        answer = TaskFailed(
+            task_id="t-theirs",
+            tenant_id="acme",
+            error_code="x",
+            error_message="m",
+            failed_at=hello_task("t-theirs").submitted_at,
+        )
+        publisher = bus.EventPublisher(ojs, source="executor")
+        await publisher.publish(answer, subject=subjects.result_subject("acme", "t-theirs"), tenant_id="acme")
+        theirs = subjects.results_consumer("integrator", "acme")
+        await _strand(ojs, theirs.durable, theirs.filter_subject)
+        await sweeper.start(js)
+
+        async def swept() -> bool:
+            info = await ojs.consumer_info(subjects.STREAM_STRANDED, subjects.STRANDED_CONSUMER.durable)
+            return info.delivered.stream_seq >= 1 and info.num_ack_pending == 0
+
+        await _until(swept)
+        assert [x async for x in dlq.scan(ojs)] == []
+    finally:
+        await sweeper.stop()
+        await executor.close()
+        await operator.close()

@@ -100,6 +100,9 @@ async def settle(js: JetStreamContext, events: EventPublisher, advisory: bytes) 
         return
     if not ours:
         return
+    if durable not in PROCESS_OF:  # another system's own consumer (an integrator's on its results)
+        log.info("event %d stranded at `%s`, no consumer of Switchyard's: left to its owner", seq, durable)
+        return
     try:
         stored = await js.get_msg(subjects.STREAM_EVENTS, seq)
     except NotFoundError:
