@@ -171,3 +171,34 @@ async def test_an_advisory_of_a_consumer_not_switchyards_is_left_alone(guarded: 
         await sweeper.stop()
         await executor.close()
         await operator.close()
+
+
+async def test_a_stranded_scoped_task_naming_another_tenant_is_not_answered_to_that_tenant(
+    guarded: GuardedBus,
+) -> None:
+    """On acme's scoped subject, a task naming globex (a scoped system writing another tenant's id), stranded
+    at `classifier-scoped`: dead-lettered, and globex hears nothing (its submitter was never globex)."""
+    operator = await nats.connect(guarded.operator_url)
+    executor = await guarded.connect("executor")
+    js = executor.jetstream()
+    sweeper = stranded.consumer(js, bus.EventPublisher(js, source="executor"))
+    try:
+        ojs = operator.jetstream()
+        task = hello_task("t-named", tenant_id="globex")
+        victim = await operator.subscribe(subjects.result_subject("globex", task.task_id))
+        publisher = bus.EventPublisher(ojs, source="other-system")
+        await publisher.publish(task, subject=subjects.scoped(subjects.TASK_SUBMITTED, "acme"))
+        scoped = subjects.CLASSIFIER_SCOPED_CONSUMER
+        await _strand(ojs, scoped.durable, scoped.filter_subject)
+        await sweeper.start(js)
+
+        async def dead_lettered() -> bool:
+            return bool([x async for x in dlq.scan(ojs, service="classifier")])
+
+        await _until(dead_lettered)
+        with pytest.raises(nats.errors.TimeoutError):
+            await victim.next_msg(timeout=1.5)
+    finally:
+        await sweeper.stop()
+        await executor.close()
+        await operator.close()

@@ -23,7 +23,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
-from switchyard.common import bus, invalid, metrics, subjects
+from switchyard.common import bus, invalid, metrics, subjects, tenants
 from switchyard.common.consumer import PullConsumer
 from switchyard.common.publisher import EventPublisher
 
@@ -126,11 +126,19 @@ async def settle(js: JetStreamContext, events: EventPublisher, advisory: bytes) 
     )
     log.error("event %d dead-lettered for `%s`: %s", seq, durable, reason)
     at = TASK_AT.get(durable)
-    if at is None:
+    if at is None or not _answerable(stored.subject or "", data):
         return
     found = invalid.answer(data, reason, now=datetime.now(UTC), at=at or None, code=CODE)
     if found is not None and not await _answered(js, found.subject):
         await invalid.send(events, found)
+
+
+def _answerable(subject: str, data: bytes) -> bool:
+    """Whether the task may be answered as it names: on a tenant's scoped subject only when it names that
+    tenant (one naming another is a `tenant_mismatch`, whose named tenant is never told nor touched)."""
+    token = subjects.scoped_token(subject)
+    named = tenants.named_in(data)
+    return token is None or (named is not None and subjects.tenant_token(named) == token)
 
 
 async def _answered(js: JetStreamContext, result_subject: str) -> bool:
