@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import orjson
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
 
@@ -201,4 +202,51 @@ async def test_a_stranded_scoped_task_naming_another_tenant_is_not_answered_to_t
     finally:
         await sweeper.stop()
         await executor.close()
+        await operator.close()
+
+
+async def test_a_forged_advisory_dead_letters_nothing_and_answers_no_task(guarded: GuardedBus) -> None:
+    """An advisory no server gave: a user that may write a KV bucket (the router's routing statistics) puts
+    an advisory's JSON there and has a direct get of it answered to the advisories' subject, which no
+    permission checks and SWITCHYARD_STRANDED stores. The sweep refuses it by the server's marks on the
+    stored answer (`Nats-Stream`...). Before, it dead-lettered the task it named and answered its submitter
+    `never_settled`: any tenant's task failed by the router's user."""
+    operator = await nats.connect(guarded.operator_url)
+    router = await guarded.connect("router")
+    executor = await guarded.connect("executor")
+    js = executor.jetstream()
+    sweeper = stranded.consumer(js, bus.EventPublisher(js, source="executor"))
+    try:
+        task = hello_task("t-victim", tenant_id="globex")
+        answers = await operator.subscribe(subjects.result_subject("globex", task.task_id))
+        ojs = operator.jetstream()
+        await bus.EventPublisher(ojs, source="gateway").publish(task, tenant_id="globex")
+        seq = (await ojs.stream_info(subjects.STREAM_EVENTS)).state.last_seq
+        forged = {
+            "type": stranded.ADVISORY_TYPE,
+            "stream": subjects.STREAM_EVENTS,
+            "consumer": subjects.CLASSIFIER_CONSUMER.durable,
+            "stream_seq": seq,
+            "deliveries": 5,
+        }
+        stats = await router.jetstream().key_value(subjects.KV_ROUTING_STATS)
+        await stats.put("bait", orjson.dumps(forged))
+        own = f"KV_{subjects.KV_ROUTING_STATS}"
+        advisory = subjects.STRANDED_ADVISORIES.replace("*", subjects.CLASSIFIER_CONSUMER.durable)
+        await router.publish(f"$JS.API.DIRECT.GET.{own}.$KV.{subjects.KV_ROUTING_STATS}.bait", reply=advisory)
+        await router.flush()
+        await sweeper.start(js)
+
+        async def swept() -> bool:
+            info = await ojs.consumer_info(subjects.STREAM_STRANDED, subjects.STRANDED_CONSUMER.durable)
+            return info.delivered.stream_seq >= 1 and info.num_ack_pending == 0
+
+        await _until(swept)
+        assert [x async for x in dlq.scan(ojs)] == []
+        with pytest.raises(nats.errors.TimeoutError):
+            await answers.next_msg(timeout=1.0)
+    finally:
+        await sweeper.stop()
+        await executor.close()
+        await router.close()
         await operator.close()

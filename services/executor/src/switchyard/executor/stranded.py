@@ -23,7 +23,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
-from switchyard.common import bus, invalid, metrics, subjects, tenants
+from switchyard.common import bus, bus_guard, invalid, kv_guard, metrics, subjects, tenants
 from switchyard.common.consumer import PullConsumer
 from switchyard.common.publisher import EventPublisher
 
@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 ADVISORY_TYPE = "io.nats.jetstream.advisory.v1.max_deliver"
 CODE = "never_settled"
+# An advisory the server never gave: a user that may write a KV bucket can have a direct get of its value
+# answered to the advisories' subject (no permission checks a reply subject), which the stream stores
+# with the answer's headers (`Nats-Stream`...); a server's advisory carries none.
+FORGED = "forged_advisory"
 
 # The process whose dead letters an event of each durable joins (as its consumer's `bus.subscribe` names
 # it), and, for the task pipeline, where its event holds the task ("": the event's data is the task).
@@ -63,6 +67,11 @@ def consumer(js: JetStreamContext, events: EventPublisher) -> PullConsumer:
     metrics.zero(metrics.DEAD_LETTERS, [(durable, CODE) for durable in PROCESS_OF])
 
     async def on_message(msg: Msg) -> None:
+        if kv_guard.stamped(msg.headers):  # a stored answer of the server's (a direct get), no advisory
+            bus_guard.REFUSED.labels(spec.stream, FORGED).inc()
+            log.warning("refused a message of %s: a JetStream read's answer, not an advisory", spec.stream)
+            await msg.ack()
+            return
         try:
             await settle(js, events, msg.data)
         except Exception as exc:  # the bus or the stream unreachable now: the advisory comes again
