@@ -122,3 +122,26 @@ async def restored(bucket: object, key: str, *, within_s: float = 5.0) -> bytes 
         except kv_guard.ForgedEntry:
             await asyncio.sleep(0.1)
     return None
+
+
+def scoped_guarded_bus(
+    base: Path, monkeypatch: Any, integrator: bus_permissions.Integrator
+) -> Iterator[GuardedBus]:
+    """`guarded_bus` with `integrator` (another system's user) beside the services, as `switchyard up` makes
+    its own: its password kept with theirs, its rights `bus_permissions.integrator_permissions`."""
+    passwords, services = nats_users.ensure_passwords, bus_permissions.permissions
+    monkeypatch.setattr(
+        nats_users,
+        "ensure_passwords",
+        lambda var_dir: passwords(var_dir, (*nats_users.USERS, integrator.user)),
+    )
+    monkeypatch.setattr(
+        bus_permissions,
+        "permissions",
+        lambda user: (
+            bus_permissions.user_permissions(user, [integrator])
+            if user == integrator.user
+            else services(user)
+        ),
+    )
+    yield from guarded_bus(base)

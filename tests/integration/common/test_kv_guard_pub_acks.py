@@ -17,10 +17,9 @@ import orjson
 import pytest
 from nats.aio.client import Client
 
-from switchyard.cli import bus_permissions, nats_users
 from switchyard.cli.bus_permissions import Integrator
 from switchyard.common import kv_guard, subjects, tenants
-from tests.support.guarded_bus import GuardedBus, guarded_bus
+from tests.support.guarded_bus import GuardedBus, scoped_guarded_bus
 
 pytestmark = pytest.mark.integration
 
@@ -29,22 +28,7 @@ SCOPED = Integrator("integrator", ("acme",))
 
 @pytest.fixture
 def scoped_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GuardedBus]:
-    """The guarded bus with `integrator` scoped to acme, as `switchyard up` makes it."""
-    passwords = nats_users.ensure_passwords
-    monkeypatch.setattr(
-        nats_users, "ensure_passwords", lambda var_dir: passwords(var_dir, (*nats_users.USERS, SCOPED.user))
-    )
-    services = bus_permissions.permissions
-    monkeypatch.setattr(
-        bus_permissions,
-        "permissions",
-        lambda user: (
-            bus_permissions.integrator_permissions(SCOPED.tenants, user=user)
-            if user == SCOPED.user
-            else services(user)
-        ),
-    )
-    yield from guarded_bus(tmp_path)
+    yield from scoped_guarded_bus(tmp_path, monkeypatch, SCOPED)
 
 
 async def _ack_into(integrator: Client, target: str, *, refused: bool = False) -> None:
