@@ -13,6 +13,7 @@ idempotent on the event id, so a consumer that had already handled the event ign
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -158,8 +159,15 @@ async def replay(
     twins = tuple(x for x in found if x.seq != seq and _same_original(x, letter))
     # One id per stored message: a second replay of it within the duplicate window (its other dead letter,
     # another operator's) is dropped by the server. A message stored again gets a new sequence, so a
-    # replayed event dead-lettered again is replayed under a new id.
-    msg_id = f"replay-of-{letter.original_seq}" if letter.original_seq > 0 else f"replay-{seq}-0"
+    # replayed event dead-lettered again is replayed under a new id. Its bytes' digest in it: another user
+    # of the stream, who can tell its sequence numbers (its own publishes' acks) but not read the message,
+    # cannot publish under the id first and have the replay dropped while the dead letter goes.
+    bytes_id = hashlib.sha256(letter.data).hexdigest()[:16]
+    msg_id = (
+        f"replay-of-{letter.original_seq}-{bytes_id}"
+        if letter.original_seq > 0
+        else f"replay-{seq}-{bytes_id}"
+    )
     ack = await js.publish(
         letter.original_subject,
         letter.data,
