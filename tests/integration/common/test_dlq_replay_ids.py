@@ -17,7 +17,8 @@ import pytest
 
 from switchyard.cli.bus_permissions import Integrator
 from switchyard.common import bus, dlq, subjects
-from switchyard.common.events import TaskFailed
+from switchyard.common.envelope import encode
+from switchyard.common.events import AdminActionRecorded, TaskFailed
 from tests.support.guarded_bus import GuardedBus, scoped_guarded_bus
 
 pytestmark = pytest.mark.integration
@@ -78,5 +79,55 @@ async def test_a_replay_is_not_dropped_for_a_message_another_user_published_unde
         assert info.state.subjects == {subject: 2}  # the result stored again, for billing to charge
     finally:
         await integrator.close()
+        await executor.close()
+        await operator.close()
+
+
+async def test_a_dead_letter_that_is_not_its_stored_event_is_not_replayed(scoped_bus: GuardedBus) -> None:
+    """The executor's user may file any service's dead letters (the stranded sweep's), and a dead letter says
+    its own original subject: one it forged for billing, an `organization.erased` of globex said to come
+    from `switchyard.admin.action`, was published there by the operator's `dlq replay` (who may publish
+    anything), though only the gateway may send an erasure. A replay now sends only the bytes the events
+    stream holds at the letter's sequence, on that subject; a letter whose event is gone is replayed only
+    when asked (`unchecked`)."""
+    operator = await nats.connect(scoped_bus.operator_url)
+    executor = await scoped_bus.connect("executor")
+    try:
+        js = operator.jetstream()
+        real = TaskFailed(
+            task_id="t-real", tenant_id="acme", error_code="x", error_message="m", failed_at=datetime.now(UTC)
+        )
+        forger = bus.EventPublisher(executor.jetstream(), source="executor")
+        await forger.publish(real, subject=subjects.result_subject("acme", "t-real"), tenant_id="acme")
+        seq = (await js.stream_info(subjects.STREAM_EVENTS)).state.last_seq
+        erasure = AdminActionRecorded(
+            action="organization.erased",
+            tenant_id="globex",
+            target_type="organization",
+            target_id="globex",
+            at=datetime.now(UTC),
+        )
+        _, body = encode(erasure, source="switchyard/gateway", tenant_id="globex")
+        for claimed in (seq, 0, seq + 1000):  # a real event's sequence, none, one the stream never held
+            await bus.dead_letter_stored(
+                forger,
+                service="billing",
+                consumer="billing-erasure",
+                subject=subjects.ADMIN_ACTION,
+                data=body,
+                seq=claimed,
+                deliveries=50,
+                reason="handler failed",
+                code="handler_error",
+            )
+        letters = [x async for x in dlq.scan(js, service="billing")]
+        assert len(letters) == 3
+        for letter in letters:
+            with pytest.raises(dlq.DeadLetterNotFound):
+                await dlq.replay(js, letter.seq)
+        info = await js.stream_info(subjects.STREAM_EVENTS, subjects_filter=subjects.ADMIN_ACTION)
+        assert not info.state.subjects  # no erasure published
+        assert len([x async for x in dlq.scan(js, service="billing")]) == 3  # kept, for an operator to read
+    finally:
         await executor.close()
         await operator.close()

@@ -46,6 +46,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     again.add_argument("--all", action="store_true", help="every dead letter (of --service, if given)")
     again.add_argument("--service", help="with --all: only those this service rejected")
     again.add_argument("--keep", action="store_true", help="keep the dead letters after replaying them")
+    again.add_argument(
+        "--unchecked",
+        action="store_true",
+        help="also a dead letter whose event the events stream no longer holds (or holds otherwise)",
+    )
     again.set_defaults(func=_replay)
 
 
@@ -115,7 +120,9 @@ def _replay(args: argparse.Namespace) -> int:
             if seq in done:
                 continue
             try:
-                replayed = await dlq.replay(js, seq, keep=args.keep, letters=letters)
+                replayed = await dlq.replay(
+                    js, seq, keep=args.keep, letters=letters, unchecked=args.unchecked
+                )
             except dlq.DeadLetterNotFound as exc:
                 print(f"switchyard dlq: {exc}", file=sys.stderr)
                 failed += 1

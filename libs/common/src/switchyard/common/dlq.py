@@ -34,6 +34,11 @@ class DeadLetterNotFound(LookupError):
     pass
 
 
+class DeadLetterUnchecked(DeadLetterNotFound):
+    """A dead letter whose bytes are not (or can no longer be shown to be) the event the events stream
+    holds at its sequence, on its subject: not replayed unless asked (`unchecked`)."""
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     seq: int
@@ -137,16 +142,47 @@ class Replayed:
     published: bool  # False: the same stored message was replayed within the duplicate window already
 
 
+async def _check_stored(js: JetStreamContext, letter: DeadLetter) -> None:
+    """DeadLetterUnchecked unless the letter is the event stored at its sequence of the events stream."""
+    where = f"sequence {letter.original_seq} of {subjects.STREAM_EVENTS}"
+    unless = "; replay it with --unchecked if you trust its bytes (`dlq show SEQ --body`)"
+    if letter.original_seq <= 0:
+        raise DeadLetterUnchecked(f"dead letter {letter.seq} names no event of the events stream{unless}")
+    try:
+        stored = await js.get_msg(subjects.STREAM_EVENTS, letter.original_seq)
+    except NotFoundError:
+        raise DeadLetterUnchecked(
+            f"dead letter {letter.seq}: its event ({where}) is no longer in the events stream (expired: "
+            f"it keeps events 7 days; or erased), so its bytes cannot be checked{unless}"
+        ) from None
+    if stored.subject != letter.original_subject or (stored.data or b"") != letter.data:
+        raise DeadLetterUnchecked(
+            f"dead letter {letter.seq} is not the event stored at {where} (another subject or other bytes): "
+            "not replayed; a user that may file dead letters but not publish that event may have made it"
+        )
+
+
 def _same_original(a: DeadLetter, b: DeadLetter) -> bool:
     return a.original_seq > 0 and (a.original_subject, a.original_seq) == (b.original_subject, b.original_seq)
 
 
 async def replay(
-    js: JetStreamContext, seq: int, *, keep: bool = False, letters: list[DeadLetter] | None = None
+    js: JetStreamContext,
+    seq: int,
+    *,
+    keep: bool = False,
+    letters: list[DeadLetter] | None = None,
+    unchecked: bool = False,
 ) -> Replayed:
     """Publishes a dead letter's original bytes on its original subject, once for every dead letter of that
     stored message (each consumer of the subject that rejected it hears the one publish), then deletes
-    them (unless `keep`). `letters`: the dead-letter stream as read already (else it is read here)."""
+    them (unless `keep`). `letters`: the dead-letter stream as read already (else it is read here).
+
+    Only the event the events stream holds at the letter's sequence, on its subject, byte for byte, is
+    sent (`DeadLetterUnchecked` else; `unchecked` sends it anyway): a dead letter says its own subject,
+    and the users that may file one (each service its own, the executors any service's: stranded.py)
+    could otherwise have the operator, who may publish anything, send an event they may not (an
+    `organization.erased` filed as billing's)."""
     letter = await get(js, seq)
     if not letter.original_subject:
         raise DeadLetterNotFound(f"dead letter {seq} does not say where it came from; it cannot be replayed")
@@ -155,6 +191,8 @@ async def replay(
             f"dead letter {seq} holds no copy of its message ({letter.headers[OMITTED_HEADER]} bytes, too "
             "large for the bus with a dead letter's headers); it cannot be replayed"
         )
+    if not unchecked:
+        await _check_stored(js, letter)
     found = letters if letters is not None else [x async for x in scan(js)]
     twins = tuple(x for x in found if x.seq != seq and _same_original(x, letter))
     # One id per stored message: a second replay of it within the duplicate window (its other dead letter,
