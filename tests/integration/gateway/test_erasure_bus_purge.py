@@ -64,7 +64,10 @@ async def test_the_organisations_task_events_leave_the_streams(nats_server: Nats
         await bus.ensure_streams(js)
         events = bus.EventPublisher(js, source="test")
         # a reader of the results that has acknowledged nothing yet (as billing, while it is behind)
-        reader = await js.pull_subscribe(subjects.RESULT_ALL, durable="behind", stream=subjects.STREAM_EVENTS)
+        billing = subjects.BILLING_CONSUMER
+        reader = await js.pull_subscribe(
+            billing.filter_subject, durable=billing.durable, stream=billing.stream
+        )
 
         gone, other = _task("gone", SECRET), _task("other", "the weather in Oslo")
         await events.publish(gone, tenant_id="gone")
@@ -108,6 +111,35 @@ async def test_the_organisations_task_events_leave_the_streams(nats_server: Nats
             await msg.ack_sync()
         again = await purge_events(js, "gone", deadline_s=20)
         assert (again.deleted, again.left) == (1, 0)
+        assert not any(SECRET.encode() in b for b in await _bodies(js, subjects.STREAM_EVENTS))
+    finally:
+        await nc.close()
+
+
+async def test_an_integrators_unread_results_do_not_hold_the_erasure_back(nats_server: NatsServer) -> None:
+    """Another system's durable consumer on the organisation's results (an integrator's, `<user>-<token>`,
+    or an all-tenant one's) that has not read them: the erasure deletes them all the same. Before, it left
+    them for it like for billing's and the ledger's, and the integrator of an erased organisation never
+    reads again: its prompts and answers stayed on the stream until they expired (7 days), `left` > 0 on
+    every run."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        await bus.ensure_streams(js)
+        events = bus.EventPublisher(js, source="test")
+        for consumer in (
+            subjects.results_consumer("integrator", "gone"),
+            subjects.results_consumer("other-system", None),
+        ):
+            await js.pull_subscribe(consumer.filter_subject, durable=consumer.durable, stream=consumer.stream)
+        gone = _task("gone", SECRET)
+        await events.publish(
+            _done(gone, "answer to " + SECRET),
+            subject=subjects.result_subject(gone.tenant_id, gone.task_id),
+            tenant_id="gone",
+        )
+        purged = await purge_events(js, "gone", deadline_s=20)
+        assert (purged.deleted, purged.left) == (1, 0)
         assert not any(SECRET.encode() in b for b in await _bodies(js, subjects.STREAM_EVENTS))
     finally:
         await nc.close()

@@ -259,6 +259,27 @@ BILLING_WEBHOOKS_CONSUMER = Consumer("billing-webhooks", STREAM_EVENTS, BUDGET_A
 # ... and deletes an erased organisation's webhook endpoints and deliveries (`organization.erased`).
 BILLING_ERASURE_CONSUMER = Consumer("billing-erasure", STREAM_EVENTS, ADMIN_ACTION, max_deliver=50)
 
+# Every durable consumer of Switchyard's services on the events stream: what an erasure waits for before
+# it deletes an organisation's events (gateway access/bus_purge.py), not another system's consumer (an
+# integrator's on its results, `results_consumer`).
+EVENT_DURABLES = frozenset(
+    c.durable
+    for c in (
+        CLASSIFIER_CONSUMER,
+        CLASSIFIER_SCOPED_CONSUMER,
+        CLASSIFIER_OUTCOMES_CONSUMER,
+        CLASSIFIER_OUTCOMES_ERASURE_CONSUMER,
+        ROUTER_CONSUMER,
+        ROUTER_STATS_CONSUMER,
+        EXECUTOR_CONSUMER,
+        BILLING_CONSUMER,
+        BILLING_CALLS_CONSUMER,
+        BILLING_WEBHOOKS_CONSUMER,
+        BILLING_ERASURE_CONSUMER,
+        AUDIT_CONSUMER,
+    )
+)
+
 # Events stranded at a consumer's last delivery (STREAM_STRANDED), dead-lettered by the executors.
 STRANDED_CONSUMER = Consumer("stranded", STREAM_STRANDED, STRANDED_ADVISORIES, max_deliver=20)
 

@@ -6,8 +6,10 @@ days) copies of refused ones. No subject carries the tenant (the pipeline's subj
 streams are read, within `deadline_s`, over those subjects, and each message whose CloudEvent names the
 organisation (`tenantid`, or its task's `tenant_id`) is deleted by its sequence number.
 
-A message a durable consumer of the stream has not acknowledged yet (above its ack floor) is left, counted
-in `left`: the ledger and billing read it first (a run again deletes it once they did). Other events
+A message a durable consumer of Switchyard's services has not acknowledged yet (above its ack floor) is
+left, counted in `left`: the ledger and billing read it first (a run again deletes it once they did).
+Another system's consumer (an integrator's on its results) is not waited for: it never reads an erased
+organisation's again. Other events
 (billing, admin, security, provider calls) carry ids and counts, never content, and stay: the ledger and
 the classifier's erasure consumer read them, the `organization.erased` event among them.
 """
@@ -84,6 +86,8 @@ async def _floors(js: JetStreamContext, stream: str) -> list[tuple[list[str], in
         )
         if not config.durable_name:
             continue  # an ephemeral reader (this scan, an executor's cancellation feed): nothing to wait for
+        if config.durable_name not in subjects.EVENT_DURABLES:
+            continue  # another system's (an integrator's results): an erased organisation's are not its
         floor = info.ack_floor.stream_seq if info.ack_floor is not None else 0
         floors.append((filters, floor))
     return floors
