@@ -310,6 +310,9 @@ def integrator_permissions(
     entry), no RPC, no KV bucket, no dead letter, and of the JetStream API only its publishes' acks and
     its own durable consumer on its tenants' stored results (`_kept_results`: results published while it
     was away wait for it); its replies come on its own inbox prefix (nats-py: `inbox_prefix="_INBOX_<user>"`).
+    As every user, it can have those publishes' acks and API answers sent to any reply subject (the
+    module's docstring: a KV key, an object's meta, a subject of the events stream), refused by their
+    readers where they grant or redirect (kv_guard).
 
     Scoped to `tenants`, it publishes only on their subjects (`switchyard.task.submitted.<token>`...,
     `subjects.scoped`), whose readers act on an event only when it names the subject's tenant, and hears
