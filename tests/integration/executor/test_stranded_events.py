@@ -16,7 +16,7 @@ import orjson
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from switchyard.common import bus, dlq, subjects
+from switchyard.common import bus, dlq, ids, subjects
 from switchyard.common.envelope import decode
 from switchyard.common.events import TaskFailed
 from switchyard.executor import stranded
@@ -249,4 +249,50 @@ async def test_a_forged_advisory_dead_letters_nothing_and_answers_no_task(guarde
         await sweeper.stop()
         await executor.close()
         await router.close()
+        await operator.close()
+
+
+async def test_a_stranded_tasks_late_result_does_not_follow_its_failure(guarded: GuardedBus) -> None:
+    """A classifier that hung past its last ack wait, then went on: the sweep answered the task
+    `never_settled`, and the pipeline's result came after, under the id the pipeline derives for it from
+    the submission's (classified, routed, result). The sweep's answer takes that id, so within the
+    server's duplicate window the late result is dropped: the submitter heard a failure, and billing is
+    given no completed task to charge for it. Before, both were stored: a second, contradicting answer,
+    charged."""
+    operator = await nats.connect(guarded.operator_url)
+    executor = await guarded.connect("executor")
+    js = executor.jetstream()
+    sweeper = stranded.consumer(js, bus.EventPublisher(js, source="executor"))
+    try:
+        task = hello_task("t-late")
+        ojs = operator.jetstream()
+        submitted = await bus.EventPublisher(ojs, source="gateway").publish(task, tenant_id=task.tenant_id)
+        await _strand(ojs, subjects.CLASSIFIER_CONSUMER.durable, subjects.TASK_SUBMITTED)
+        await sweeper.start(js)
+        result = subjects.result_subject(task.tenant_id, task.task_id)
+
+        async def answered() -> bool:
+            info = await ojs.stream_info(subjects.STREAM_EVENTS, subjects_filter=result)
+            return bool(info.state.subjects)
+
+        await _until(answered)
+        late = TaskFailed(
+            task_id=task.task_id,
+            tenant_id="acme",
+            error_code="y",
+            error_message="late",
+            failed_at=task.submitted_at,
+        )
+        routed = ids.derived_id(ids.derived_id(submitted, "classified"), "routed")
+        await bus.EventPublisher(js, source="executor").publish(
+            late, subject=result, event_id=ids.derived_id(routed, "result"), tenant_id="acme"
+        )
+        info = await ojs.stream_info(subjects.STREAM_EVENTS, subjects_filter=result)
+        assert info.state.subjects == {result: 1}
+        stored = await ojs.get_last_msg(subjects.STREAM_EVENTS, result)
+        _, failed = decode(stored.data or b"", (TaskFailed,))
+        assert isinstance(failed, TaskFailed) and failed.error_code == "never_settled"
+    finally:
+        await sweeper.stop()
+        await executor.close()
         await operator.close()

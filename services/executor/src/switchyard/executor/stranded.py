@@ -15,6 +15,7 @@ event by sequence (they scan the stream by design) and publish any service's dea
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import UTC, datetime
 
@@ -23,7 +24,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
-from switchyard.common import bus, bus_guard, invalid, kv_guard, metrics, subjects, tenants
+from switchyard.common import bus, bus_guard, ids, invalid, kv_guard, metrics, subjects, tenants
 from switchyard.common.consumer import PullConsumer
 from switchyard.common.publisher import EventPublisher
 
@@ -57,6 +58,17 @@ TASK_AT = {
     subjects.CLASSIFIER_SCOPED_CONSUMER.durable: "",  # read only when it names the subject's tenant
     subjects.ROUTER_CONSUMER.durable: "task",
     subjects.EXECUTOR_CONSUMER.durable: "task",
+}
+# How the pipeline derives its task's result id from each consumer's event id (the classifier's event
+# `classified`, the router's `routed`, the executor's result `result`: ids.derived_id). The answer takes
+# that id, so a handler that outlived its last ack wait and went on has its result dropped by the
+# server as a copy within its duplicate window, rather than a second answer (a charged one) after the
+# failure its submitter heard.
+TO_RESULT = {
+    subjects.CLASSIFIER_CONSUMER.durable: ("classified", "routed", "result"),
+    subjects.CLASSIFIER_SCOPED_CONSUMER.durable: ("classified", "routed", "result"),
+    subjects.ROUTER_CONSUMER.durable: ("routed", "result"),
+    subjects.EXECUTOR_CONSUMER.durable: ("result",),
 }
 
 
@@ -138,8 +150,23 @@ async def settle(js: JetStreamContext, events: EventPublisher, advisory: bytes) 
     if at is None or not _answerable(stored.subject or "", data):
         return
     found = invalid.answer(data, reason, now=datetime.now(UTC), at=at or None, code=CODE)
-    if found is not None and not await _answered(js, found.subject):
-        await invalid.send(events, found)
+    if found is None or await _answered(js, found.subject):
+        return
+    event_id = _event_id(data)
+    if event_id is not None:
+        for step in TO_RESULT[durable]:
+            event_id = ids.derived_id(event_id, step)
+        found = dataclasses.replace(found, event_id=event_id)
+    await invalid.send(events, found)
+
+
+def _event_id(data: bytes) -> str | None:
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    found = event.get("id") if isinstance(event, dict) else None
+    return found if isinstance(found, str) and found else None
 
 
 def _answerable(subject: str, data: bytes) -> bool:
