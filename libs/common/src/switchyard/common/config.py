@@ -90,6 +90,14 @@ class CommonSettings(BaseSettings):
         "before it is cut; keep it below the orchestrator's kill timeout",
     )
 
+    legacy_subjects: bool = Field(
+        default=True,
+        description="also publish results and chunks on the subjects of the release before tenant tokens "
+        "(`switchyard.result.<task_id>`, `switchyard.chunk.<task_id>`), and hear them there, so a rolling "
+        "upgrade from it fails no request (legacy_subjects.py); turn off once every replica runs this "
+        "release. Dropped in the next release",
+    )
+
     def nats_credentials(self) -> NatsCredentials | None:
         """SWITCHYARD_NATS_USER with its password (None: none set; ConfigurationError: half set, or its file
         unreadable)."""

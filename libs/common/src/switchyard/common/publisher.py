@@ -12,7 +12,7 @@ import nats
 from nats.js import JetStreamContext, api
 from nats.js.errors import NoStreamResponseError
 
-from switchyard.common import metrics, tracing
+from switchyard.common import legacy_subjects, metrics, tracing
 from switchyard.common.envelope import CONTENT_TYPE, encode
 from switchyard.common.errors import EventTooLarge
 from switchyard.common.events.base import EventPayload
@@ -24,11 +24,14 @@ SEND_ACK_TIMEOUT_S = 5.0
 
 
 class EventPublisher:
-    """Publishes CloudEvents to JetStream with `Nats-Msg-Id` = event id, retrying transient failures."""
+    """Publishes CloudEvents to JetStream with `Nats-Msg-Id` = event id, retrying transient failures. With
+    `legacy_subjects`, a result, once stored, is copied to its subject of the release before tenant tokens
+    (`legacy_subjects.copy`: its gateways hear it there; the stream drops the copy as a duplicate)."""
 
-    def __init__(self, js: JetStreamContext, *, source: str) -> None:
+    def __init__(self, js: JetStreamContext, *, source: str, legacy_subjects: bool = False) -> None:
         self._js = js
         self.source = source
+        self.legacy_subjects = legacy_subjects
 
     async def publish(
         self,
@@ -87,6 +90,8 @@ class EventPublisher:
                     log.warning("no ack for %s (%s); publishing it again", eid, exc)
             if ack is None:
                 ack = await self.publish_raw(target, body, msg_id=eid)
+            elif self.legacy_subjects:
+                await legacy_subjects.copy(self._js._nc, target, body, headers)
             if not ack.duplicate:
                 metrics.observe_published(payload)
             return eid
@@ -140,6 +145,12 @@ class EventPublisher:
     ) -> api.PubAck:
         hdrs = {"Nats-Msg-Id": msg_id, "content-type": CONTENT_TYPE, **(headers or {})}
         self.check_fits(subject, body, hdrs)
+        ack = await self._stored(subject, body, hdrs)
+        if self.legacy_subjects:  # after the ack: the stream knows the id, and drops the copy
+            await legacy_subjects.copy(self._js._nc, subject, body, hdrs)
+        return ack
+
+    async def _stored(self, subject: str, body: bytes, hdrs: dict[str, str]) -> api.PubAck:
         delay = 0.05
         for attempt in range(1, PUBLISH_ATTEMPTS + 1):
             try:

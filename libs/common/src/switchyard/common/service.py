@@ -102,7 +102,9 @@ async def start(service: Service, settings: CommonSettings) -> None:
     await service.broker.connect()
     js = bus.jetstream(service.broker)
     await bus.ensure_streams(js, replicas=settings.stream_replicas)
-    service.publisher = bus.EventPublisher(js, source=f"switchyard/{service.name}")
+    service.publisher = bus.EventPublisher(
+        js, source=f"switchyard/{service.name}", legacy_subjects=settings.legacy_subjects
+    )
     for hook in service.setup:
         await hook()
     await service.broker.start()

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 
-from switchyard.common import bus, ids, kv, subjects, tenants, tracing, vectors
+from switchyard.common import bus, ids, kv, legacy_subjects, subjects, tenants, tracing, vectors
 from switchyard.common.background import cancel
 from switchyard.common.config import replica_name
 from switchyard.common.envelope import CloudEvent
@@ -248,6 +248,10 @@ def create(
         if stored.subject is None or MSG_ID not in headers:
             return
         await bus.jetstream(service.broker).publish(stored.subject, stored.data or b"", headers=headers)
+        if settings.legacy_subjects:
+            await legacy_subjects.copy(
+                bus.connection(service.broker), stored.subject, stored.data or b"", headers
+            )
 
     async def answered_before_tokens(task: TaskSubmitted) -> bool:
         """Its result as an executor of a release before tenant tokens stored it (`result.<task_id>`),
@@ -300,8 +304,9 @@ def create(
         embedding = task.embedding() is not None  # no chunks: its vectors come whole, in the result
         chunks = None
         if not embedding and task.chat().stream:
+            nc = bus.connection(service.broker)
             chunks = ChunkSink(
-                bus.connection(service.broker).publish,
+                legacy_subjects.both(nc) if settings.legacy_subjects else nc.publish,
                 tenant_id=task.tenant_id,
                 task_id=task.task_id,
                 starts=bool(task.chat().stream_start),  # a previous gateway or a bus client: no seq-0 chunk

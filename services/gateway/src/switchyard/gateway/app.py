@@ -126,7 +126,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
         engine = create_engine(settings.db_url(), **settings.db_options())
         sessions = sessionmaker(engine)
         nc = bus.connection(broker)
-        events = bus.EventPublisher(js, source="switchyard/gateway")
+        events = bus.EventPublisher(js, source="switchyard/gateway", legacy_subjects=settings.legacy_subjects)
         registry = Registry(await tenants.registry_bucket(js), sessions, every_s=settings.tenant_sync_s)
         await registry.start()  # before the first request: a deployment's organisations, registered
         verifier = KeyVerifier(sessions, ttl_s=settings.auth_cache_ttl_s, loaded=registry.authenticated)
@@ -181,7 +181,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
         await orphans.start()
         for leases in (limiter.windows, limiter.slots, spend):
             await leases.start()
-        tasks = TaskClient(nc, events)
+        tasks = TaskClient(nc, events, legacy_subjects=settings.legacy_subjects)
         if settings.max_body_bytes > tasks.max_task_bytes():
             log.warning(
                 "SWITCHYARD_MAX_BODY_BYTES (%d) is more than the bus carries per task (%d: its max_payload "

@@ -20,7 +20,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from switchyard.common import bus_guard, ids, results, subjects
+from switchyard.common import bus_guard, ids, legacy_subjects, results, subjects
 from switchyard.common.background import Background
 from switchyard.common.bus import EventPublisher
 from switchyard.common.envelope import MAX_EVENT_BYTES, decode, written
@@ -68,9 +68,12 @@ class Stopped(Exception):
 
 
 class TaskClient:
-    def __init__(self, nc: Client, publisher: EventPublisher) -> None:
+    def __init__(self, nc: Client, publisher: EventPublisher, *, legacy_subjects: bool = False) -> None:
+        """`legacy_subjects`: a task's result and chunks are heard on the subjects of the release before
+        tenant tokens too (its executors publish there during a rolling upgrade: legacy_subjects.py)."""
         self._nc = nc
         self._publisher = publisher
+        self._legacy = legacy_subjects
         self._abandoning = Background()
         # What `check_fits` wrote of each task not published yet, by the task's id() while it lives: a task
         # is written once, on a worker thread when large (`check_fits_off_loop`), and published as written
@@ -144,7 +147,7 @@ class TaskClient:
             if outcome is not None and not done.done():
                 done.set_result(outcome)
 
-        sub = await self._nc.subscribe(subjects.result_subject(task.tenant_id, task.task_id), cb=on_result)
+        sub = await self._results(task, on_result)
         started = time.monotonic()
         try:
             await self._submit(task, shed=True)
@@ -172,7 +175,7 @@ class TaskClient:
             if outcome is not None and not done.done():
                 done.set_result(outcome)
 
-        sub = await self._nc.subscribe(subjects.result_subject(task.tenant_id, task.task_id), cb=on_result)
+        sub = await self._results(task, on_result)
         done.add_done_callback(lambda _: loop.create_task(sub.unsubscribe()))
         done.add_done_callback(lambda _: None if done.cancelled() else _count(done.result()))
         try:
@@ -218,12 +221,10 @@ class TaskClient:
             if outcome is not None:
                 queue.put_nowait(outcome)
 
-        chunk_sub = await self._nc.subscribe(
-            subjects.chunk_subject(task.tenant_id, task.task_id), cb=on_chunk
+        chunk_sub = await legacy_subjects.listen(
+            self._nc, subjects.chunk_subject(task.tenant_id, task.task_id), on_chunk, previous=self._legacy
         )
-        result_sub = await self._nc.subscribe(
-            subjects.result_subject(task.tenant_id, task.task_id), cb=on_result
-        )
+        result_sub = await self._results(task, on_result)
         started = time.monotonic()
         ends = started + max_s if max_s is not None else math.inf
         idle = timeout_s if idle_s is None else idle_s
@@ -301,9 +302,7 @@ class TaskClient:
 
             # Listening before the cancellation is published, so the outcome it causes cannot slip past;
             # one published before (as the client left) is read from the stream.
-            sub = await self._nc.subscribe(
-                subjects.result_subject(task.tenant_id, task.task_id), cb=on_result
-            )
+            sub = await self._results(task, on_result)
             try:
                 if cancel:
                     await self._cancel(task)
@@ -320,6 +319,18 @@ class TaskClient:
         finally:
             if then is not None:
                 await then(outcome)
+
+    async def _results(
+        self, task: TaskSubmitted, on_result: Callable[[Msg], Awaitable[None]]
+    ) -> legacy_subjects.Listening:
+        """`on_result` subscribed to the task's result subject (and its previous one: `legacy_subjects`)."""
+        return await legacy_subjects.listen(
+            self._nc,
+            subjects.result_subject(task.tenant_id, task.task_id),
+            on_result,
+            previous=self._legacy,
+            tenant_id=task.tenant_id,
+        )
 
     async def _cancel(self, task: TaskSubmitted) -> None:
         event = TaskCancelled(

@@ -26,7 +26,7 @@ from contextlib import aclosing
 import nats.errors
 from nats.aio.msg import Msg
 
-from switchyard.common import bus_guard, subjects, vectors
+from switchyard.common import bus_guard, legacy_subjects, subjects, vectors
 from switchyard.common.background import cancel_all
 from switchyard.common.events import TaskCompleted
 from switchyard.gateway import bounds, serving
@@ -200,8 +200,12 @@ class BatchRun(LeasedRun):
 
         # Listening before it is submitted, so the result cannot slip past; the poll still reads it when
         # it came before (a task submitted by the runner before this one).
-        listening = await self.gw.nc.subscribe(
-            subjects.result_subject(self.record.tenant_id, task_id), cb=on_result
+        listening = await legacy_subjects.listen(
+            self.gw.nc,
+            subjects.result_subject(self.record.tenant_id, task_id),
+            on_result,
+            previous=self.gw.settings.legacy_subjects,
+            tenant_id=self.record.tenant_id,
         )
         try:
             while True:
