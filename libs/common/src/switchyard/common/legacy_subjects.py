@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import nats
 import orjson
@@ -60,9 +59,15 @@ async def copy(nc: Client, subject: str, body: bytes, headers: dict[str, str] | 
 def both(nc: Client) -> Publish:
     """Publishes a chunk on its subject, then a copy on its previous one."""
 
+    last: list[tuple[str, str | None, dict[str, str]]] = []  # a stream's one subject, worked out once
+
     async def publish(subject: str, body: bytes) -> None:
         await nc.publish(subject, body)
-        await copy(nc, subject, body)
+        if not last or last[0][0] != subject:
+            last[:] = [(subject, previous_subject(subject), {COPY_HEADER: subject})]
+        _, previous, headers = last[0]
+        if previous is not None:
+            await nc.publish(previous, body, headers=headers)
 
     return publish
 
@@ -72,15 +77,24 @@ def copied(msg: Msg) -> bool:
     return bool(msg.headers) and COPY_HEADER in msg.headers  # type: ignore[operator]
 
 
-@dataclass(frozen=True, slots=True)
 class Listening:
-    """A task's subscriptions: its subject's, and its previous subject's where it listens there too."""
+    """A task's subscriptions: its subject's, and its previous subject's where it listens there too (until
+    the task's own subject carries something: a replica of this release answers, whose copies would only
+    be skipped there)."""
 
-    subs: tuple[Subscription, ...]
+    def __init__(self, sub: Subscription) -> None:
+        self._subs = [sub]
+
+    def also(self, previous: Subscription) -> None:
+        self._subs.append(previous)
+
+    async def drop_previous(self) -> None:
+        if len(self._subs) > 1:
+            await self._subs.pop().unsubscribe()
 
     async def unsubscribe(self) -> None:
-        for sub in self.subs:
-            await sub.unsubscribe()
+        while self._subs:
+            await self._subs.pop().unsubscribe()
 
 
 async def listen(
@@ -89,16 +103,20 @@ async def listen(
     """Subscribes `cb` to `subject` (a task's result or chunk subject) and, with `previous`, to its previous
     subject, where it gets what a previous release's replica published (never this release's copies); with
     `tenant_id` (a result), only an event there that names that tenant (the old subject names none)."""
-    sub = await nc.subscribe(subject, cb=cb)
-    legacy = previous_subject(subject) if previous else None
-    if legacy is None:
-        return Listening((sub,))
+    if not previous or (legacy := previous_subject(subject)) is None:
+        return Listening(await nc.subscribe(subject, cb=cb))
+
+    async def on_subject(msg: Msg) -> None:
+        await listening.drop_previous()
+        await cb(msg)
 
     async def on_previous(msg: Msg) -> None:
         if not copied(msg) and (tenant_id is None or _names(msg.data, tenant_id)):
             await cb(msg)
 
-    return Listening((sub, await nc.subscribe(legacy, cb=on_previous)))
+    listening = Listening(await nc.subscribe(subject, cb=on_subject))
+    listening.also(await nc.subscribe(legacy, cb=on_previous))
+    return listening
 
 
 def _names(raw: bytes, tenant_id: str) -> bool:
