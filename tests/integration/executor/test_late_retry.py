@@ -34,14 +34,15 @@ __all__ = ["fleet", "nc"]  # fixtures shared with test_ack_wait and test_scale
 QUICK = RouteCandidate(model="openai/slow-0.1", provider="openai", upstream_model="slow-0.1", tier="fast")
 
 
-def routed(task_id: str) -> TaskRouted:
-    """A task submitted 150 s ago: past the duplicate window, so the executor looks for its result."""
+def routed(task_id: str, *, age_s: float = 150.0) -> TaskRouted:
+    """A task submitted `age_s` ago (150 s: past the duplicate window, so the executor looks for its
+    result)."""
     request = ChatRequest(messages=[ChatMessage(role="user", content=f"task {task_id}")], max_tokens=8)
     task = TaskSubmitted(
         task_id=task_id,
         tenant_id="acme",
         request=request,
-        submitted_at=datetime.now(UTC) - timedelta(seconds=150),
+        submitted_at=datetime.now(UTC) - timedelta(seconds=age_s),
     )
     return TaskRouted(
         task=task,
@@ -73,3 +74,26 @@ async def test_a_retry_past_the_duplicate_window_hears_the_stored_result_again(
     assert again.data == stored.data
     assert fake.scenarios.calls["slow-0.1"] == 1  # run once
     assert again.headers is not None and "Nats-Stream" not in again.headers  # no server marks: not refused
+
+
+async def test_a_bus_task_id_submitted_again_as_a_new_task_is_answered_by_its_stored_result(
+    fleet: Fleet, nc: nats.NATS, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """Another system that reuses a task id (a new event, submitted now: inside the duplicate window,
+    nothing dedupes it) gets the task's stored result, as the bus contract says, not a second run: billing
+    charges a task once, so a second run would be an answer nobody pays for."""
+    fake = FakeOpenAI()
+    publisher = bus.EventPublisher(nc.jetstream(), source="test/router")
+    with BackgroundServer(fake.app) as upstream:
+        fleet.wait_ready(replica(fleet, 0, upstream.url, fake.api_key))
+        await publisher.publish(routed("reused-1", age_s=0), tenant_id="acme", event_subject="reused-1")
+        first = await results(nc, ["reused-1"], timeout=30)
+        assert len(first.get("reused-1", [])) == 1, first
+        stored = await nc.jetstream().get_last_msg(
+            subjects.STREAM_EVENTS, subjects.result_subject("acme", "reused-1")
+        )
+        sub = await nc.subscribe(subjects.result_subject("acme", "reused-1"))
+        await publisher.publish(routed("reused-1", age_s=0), tenant_id="acme", event_subject="reused-1")
+        again = await sub.next_msg(timeout=15)
+    assert again.data == stored.data  # the same result, not a second answer
+    assert fake.scenarios.calls["slow-0.1"] == 1  # run once

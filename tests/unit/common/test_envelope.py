@@ -206,3 +206,18 @@ def test_a_scoped_subject_takes_only_its_own_tenants_events(payload: Any) -> Non
     with pytest.raises(InvalidEvent) as wrong:
         decode(raw, subject=f"{base}.{subjects.tenant_token('acme')}.more")
     assert not isinstance(wrong.value, TenantMismatch)
+
+
+def test_a_task_on_a_scoped_subject_cannot_say_it_came_from_the_gateway() -> None:
+    """The gateway's tasks (`origin: http`) skip the executor's look-up of a stored result, since their ids
+    are the gateway's own: a tenant-scoped system's task saying so is refused, so a task id it reuses is
+    always looked up (and answered with its stored result, not run again unpaid)."""
+    task = _task().model_copy(update={"tenant_id": "acme", "origin": "http"})
+    _, raw = encode(task, source="s", tenant_id="acme")
+    assert decode(raw, subject=subjects.TASK_SUBMITTED)[1] == task  # the gateway's subject
+    with pytest.raises(InvalidEvent, match="has origin 'bus'; 'http' is the gateway's") as err:
+        decode(raw, subject=subjects.scoped(subjects.TASK_SUBMITTED, "acme"))
+    assert not isinstance(err.value, TenantMismatch)
+    bus_task = task.model_copy(update={"origin": "bus"})
+    _, raw = encode(bus_task, source="s", tenant_id="acme")
+    assert decode(raw, subject=subjects.scoped(subjects.TASK_SUBMITTED, "acme"))[1] == bus_task

@@ -12,9 +12,10 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from switchyard.common import collector
+from switchyard.common import collector, subjects
 from switchyard.common.errors import InvalidEvent, TenantMismatch
 from switchyard.common.events.base import EventPayload
+from switchyard.common.events.tasks import TaskSubmitted
 from switchyard.common.events.registry import event_model, placement, subject_of, tenant_of
 from switchyard.common.ids import new_id
 
@@ -144,7 +145,8 @@ def placed(event: CloudEvent, payload: EventPayload, *, subject: str | None) -> 
     """Refuses an event that says two things: a CloudEvents `tenantid` other than its payload's tenant
     (readers that go by the extension and the services, which go by the payload, would disagree on whose
     it is), or a subject other than its type's (a typo'd subject is stored by the stream and seen only by
-    a consumer of everything, the audit's, which would record a task that nobody runs). An event on its
+    a consumer of everything, the audit's, which would record a task that nobody runs), or a task a
+    tenant-scoped system sent that says it came from the gateway (`origin: http`). An event on its
     kind's subject for another tenant (a tenant-scoped system naming a tenant it is not scoped to) is a
     TenantMismatch (`tenant_mismatch`): nobody acts on it."""
     tenant = tenant_of(payload)
@@ -156,6 +158,11 @@ def placed(event: CloudEvent, payload: EventPayload, *, subject: str | None) -> 
         return
     token = placement(payload, subject)
     if token is None:
+        if isinstance(payload, TaskSubmitted) and payload.origin == "http" and subject != subjects.TASK_SUBMITTED:
+            # the gateway's tasks skip the executor's look-up of a stored result (their ids are its own)
+            raise InvalidEvent(
+                f"a task on {subject} (a tenant-scoped system's) has origin 'bus'; 'http' is the gateway's"
+            )
         return
     if token:
         raise TenantMismatch(
