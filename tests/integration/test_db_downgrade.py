@@ -51,7 +51,7 @@ async def test_current_shows_each_services_revision_and_head(
     assert code == 0
     lines = out.splitlines()
     assert any(line.split()[:3] == ["gateway", "gw0008", "(head)"] for line in lines), out
-    assert any(line.split()[:3] == ["billing", "bi0010", "(head)"] for line in lines), out
+    assert any(line.split()[:3] == ["billing", "bi0011", "(head)"] for line in lines), out
     assert any(line.split()[:4] == ["audit", "au0004", "(head", "au0005,"] for line in lines), out
     code, out, _ = await _run(
         capsys, "db", "downgrade", "--service", "audit", "--to", "au0004", "--database-url", db_url
@@ -64,7 +64,7 @@ async def test_a_service_not_migrated_shows_none_and_has_nothing_to_downgrade(
 ) -> None:
     await gateway_migrations().upgrade(db_url)
     code, out, _ = await _run(capsys, "db", "current", "--database-url", db_url)
-    assert code == 0 and "billing none (head bi0010" in out and "gateway gw0008 (head)" in out, out
+    assert code == 0 and "billing none (head bi0011" in out and "gateway gw0008 (head)" in out, out
     code, _, err = await _run(
         capsys, "db", "downgrade", "--service", "billing", "--to", "bi0001", "--yes", "--database-url", db_url
     )
@@ -79,8 +79,8 @@ async def test_a_dry_run_names_every_step_and_changes_nothing(
         capsys, "db", "downgrade", "--service", "billing", "--to", "bi0008", "--database-url", db_url
     )
     assert code == 0, err
-    assert "billing: bi0010 -> bi0008" in out
-    assert "bi0010 -> bi0009" in out and "bi0009 -> bi0008" in out
+    assert "billing: bi0011 -> bi0008" in out
+    assert "bi0011 -> bi0010" in out and "bi0010 -> bi0009" in out and "bi0009 -> bi0008" in out
     assert "per-key daily rows" in out.lower() or "usage_daily_keys" in out  # each step's own title
     assert "--yes" in out
     assert await _state(engine) == before
@@ -259,3 +259,40 @@ async def test_the_organisations_and_the_charges_are_guarded_as_the_ledger_is(
         capsys, "db", "downgrade", "--service", "billing", "--to", "bi0009", "--yes", "--database-url", db_url
     )
     assert code == 0, err  # usage_daily_keys is empty: nothing is lost, nothing to refuse
+
+
+async def test_tasks_of_one_id_in_two_organisations_refuse_the_downgrade_to_one_charge_per_id(
+    engine: AsyncEngine, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """bi0011 charges a task id once per organisation; bi0010's schema once in all, so it cannot hold both
+    of two organisations' `job-1`: refused in one line, naming the id, with nothing changed."""
+    async with engine.begin() as conn:
+        for n, tenant in enumerate(("acme", "globex")):
+            await conn.execute(
+                insert(UsageEntry).values(
+                    id=f"u{n}",
+                    task_id="job-1",
+                    event_id=f"e{n}",
+                    tenant_id=tenant,
+                    model="m",
+                    provider="p",
+                    tier="fast",
+                    prompt_tokens=3,
+                    completion_tokens=4,
+                    cost_usd=Decimal("0.000007"),
+                    priced=True,
+                    created_at=datetime.now(UTC),
+                )
+            )
+    before = await _state(engine)
+    down = ("db", "downgrade", "--service", "billing", "--to", "bi0010", "--yes", "--database-url", db_url)
+    code, out, err = await _run(capsys, *down)
+    assert code == 2, (out, err)
+    assert "job-1" in err and "organisations" in err and len(err.strip().splitlines()) == 1, err
+    assert await _state(engine) == before
+    async with engine.begin() as conn:
+        await conn.execute(text("DELETE FROM usage_entries WHERE tenant_id = 'globex'"))
+    code, out, err = await _run(capsys, *down)
+    assert code == 0, err
+    code, out, err = await _run(capsys, "db", "upgrade", "--database-url", db_url)
+    assert code == 0, err

@@ -64,7 +64,7 @@ async def test_a_completed_task_is_priced_and_stored(billing_db: tuple[AsyncEngi
     _, sessions = billing_db
     recorded = await record_usage(sessions, event_id="e1", completed=completed(), policy=price_sheet())
     assert recorded.created
-    stored = await usage_for_task(sessions, task_id="t1")
+    stored = await usage_for_task(sessions, task_id="t1", tenant_id="acme")
     assert stored is not None
     # claude-sonnet-4-6: 0.003 per 1K input, 0.015 per 1K output
     assert stored.cost_usd == Decimal("0.0094950000") and stored.priced
@@ -84,7 +84,7 @@ async def test_an_unknown_model_is_stored_unpriced(billing_db: tuple[AsyncEngine
     await record_usage(
         sessions, event_id="e1", completed=completed(model="openai/new-model"), policy=price_sheet()
     )
-    stored = await usage_for_task(sessions, task_id="t1")
+    stored = await usage_for_task(sessions, task_id="t1", tenant_id="acme")
     assert stored is not None and not stored.priced and stored.cost_usd == 0
 
 

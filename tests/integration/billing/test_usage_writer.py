@@ -83,3 +83,31 @@ async def test_a_charge_stored_meanwhile_by_another_replica_is_kept_not_doubled(
             await w.stop()
     assert sum(r.created for r in recorded) == 8
     assert await _totals(sessions) == (8, 8, 8 * 1500)
+
+
+async def test_two_organisations_tasks_of_one_id_are_each_charged(sessions: Sessions) -> None:
+    """Other systems choose their tasks' ids on the bus (`job-1`): a task of globex with the id of one of
+    acme's already charged is its own task, charged to globex, alone or in a batch; a redelivery of either
+    is still charged once."""
+    policy = price_sheet()
+    first = await record_usage(sessions, event_id="e-acme", completed=completed("job-1"), policy=policy)
+    alone = await record_usage(
+        sessions, event_id="e-globex", completed=completed("job-1", tenant_id="globex"), policy=policy
+    )
+    writer = UsageWriter(sessions, policy=policy, linger_s=0.2)
+    writer.start()
+    try:
+        batched = await asyncio.gather(
+            writer.record(event_id="e-initech", completed=completed("job-1", tenant_id="initech")),
+            writer.record(event_id="e-acme-again", completed=completed("job-1")),
+            writer.record(event_id="e-globex-again", completed=completed("job-1", tenant_id="globex")),
+        )
+    finally:
+        await writer.stop()
+    assert first.created and alone.created and alone.entry.tenant_id == "globex"
+    assert [(r.created, r.entry.tenant_id) for r in batched] == [
+        (True, "initech"),
+        (False, "acme"),
+        (False, "globex"),
+    ]
+    assert await _totals(sessions) == (3, 3, 3 * 1500)

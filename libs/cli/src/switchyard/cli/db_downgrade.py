@@ -34,7 +34,7 @@ from sqlalchemy import (
 
 from switchyard.cli import database
 from switchyard.cli.errors import CommandError
-from switchyard.common.db import Migrations
+from switchyard.common.db import DowngradeRefused, Migrations
 
 BASE = "base"  # before the service's first migration: every table of it dropped
 
@@ -218,7 +218,10 @@ def downgrade(url: str, migrations: Migrations, *, target: str, yes: bool, drop_
         if not drop_data:
             refuse_dropping_data(now, rows_held(conn, now, lock=True))
 
-    asyncio.run(migrations.downgrade(url, target, pgbouncer=database.pgbouncer(), first=again))
+    try:
+        asyncio.run(migrations.downgrade(url, target, pgbouncer=database.pgbouncer(), first=again))
+    except DowngradeRefused as exc:  # a step that cannot keep what the database holds (e.g. bi0011)
+        raise CommandError(f"{exc}: nothing changed") from exc
     print(f"{found.service} is at {target} now")
     return 0
 

@@ -210,6 +210,11 @@ def run_env(context: Any) -> None:
         context.run_migrations()
 
 
+class DowngradeRefused(Exception):
+    """A migration's downgrade that cannot keep what the database holds says why, in one line (`switchyard
+    db downgrade` prints it and changes nothing)."""
+
+
 @contextlib.contextmanager
 def new_primary_key(table: str) -> Iterator[None]:
     """Around a migration's `batch_alter_table(table)` that replaces the table's primary key: SQLite's

@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from switchyard.common import collector, subjects
 from switchyard.common.errors import InvalidEvent, TenantMismatch
 from switchyard.common.events.base import EventPayload
-from switchyard.common.events.tasks import TaskSubmitted
 from switchyard.common.events.registry import event_model, placement, subject_of, tenant_of
+from switchyard.common.events.tasks import TaskSubmitted
 from switchyard.common.ids import new_id
 
 CONTENT_TYPE = "application/cloudevents+json"
@@ -158,7 +158,11 @@ def placed(event: CloudEvent, payload: EventPayload, *, subject: str | None) -> 
         return
     token = placement(payload, subject)
     if token is None:
-        if isinstance(payload, TaskSubmitted) and payload.origin == "http" and subject != subjects.TASK_SUBMITTED:
+        if (
+            isinstance(payload, TaskSubmitted)
+            and payload.origin == "http"
+            and subject != subjects.TASK_SUBMITTED
+        ):
             # the gateway's tasks skip the executor's look-up of a stored result (their ids are its own)
             raise InvalidEvent(
                 f"a task on {subject} (a tenant-scoped system's) has origin 'bus'; 'http' is the gateway's"

@@ -31,9 +31,11 @@ class BillingBase(DeclarativeBase):
 
 class UsageEntry(BillingBase):
     __tablename__ = "usage_entries"
+    # a task is charged once per organisation (bi0011): other systems choose their tasks' ids on the bus
+    __table_args__ = (UniqueConstraint("task_id", "tenant_id", name="uq_usage_entries_task_tenant"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    task_id: Mapped[str] = mapped_column(String(64), unique=True)  # a task is charged once
+    task_id: Mapped[str] = mapped_column(String(64))
     event_id: Mapped[str] = mapped_column(String(128))  # the TaskCompleted event that was priced
     tenant_id: Mapped[str] = mapped_column(String(64), index=True)
     user_id: Mapped[str | None] = mapped_column(String(64))

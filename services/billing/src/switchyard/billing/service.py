@@ -48,12 +48,14 @@ async def record_usage(
     clock: Clock = _now,
 ) -> Recorded:
     """Prices `completed` and stores it, once per task: a second call returns the stored entry unchanged."""
-    existing = await usage_for_task(sessions, task_id=completed.task_id)
+    existing = await usage_for_task(sessions, task_id=completed.task_id, tenant_id=completed.tenant_id)
     if existing is not None:
         return Recorded(existing, created=False)
     entry = new_entry(event_id=event_id, completed=completed, policy=policy, now=clock())
     kept, created = await store_once(
-        sessions, entry, stored=lambda: usage_for_task(sessions, task_id=completed.task_id)
+        sessions,
+        entry,
+        stored=lambda: usage_for_task(sessions, task_id=completed.task_id, tenant_id=completed.tenant_id),
     )
     return Recorded(kept, created=created)
 
@@ -112,11 +114,13 @@ async def store_once(
     return entry, True
 
 
-async def usage_for_task(sessions: async_sessionmaker[AsyncSession], *, task_id: str) -> UsageEntry | None:
+async def usage_for_task(
+    sessions: async_sessionmaker[AsyncSession], *, task_id: str, tenant_id: str
+) -> UsageEntry | None:
+    """The organisation's task's entry (a task id is charged once per organisation)."""
     async with sessions() as session:
-        return (
-            await session.execute(select(UsageEntry).where(UsageEntry.task_id == task_id))
-        ).scalar_one_or_none()
+        found = select(UsageEntry).where(UsageEntry.task_id == task_id, UsageEntry.tenant_id == tenant_id)
+        return (await session.execute(found)).scalar_one_or_none()
 
 
 def usage_event(entry: UsageEntry) -> UsageRecorded:

@@ -90,15 +90,15 @@ class UsageWriter(BatchWriter[_Result, Recorded]):
     ) -> list[Recorded]:
         """One transaction, one greenlet, Core inserts. Without `check` nothing is read first: the unique
         task id refuses a task charged before, and the caller retries with `check`."""
-        known: dict[str, UsageEntry] = {}
+        known: dict[tuple[str, str], UsageEntry] = {}  # by (task, tenant): the entries' unique key
         if check:
             task_ids = list({p.item.completed.task_id for p in batch})
             rows = session.execute(select(UsageEntry).where(UsageEntry.task_id.in_(task_ids)))
-            known = {e.task_id: e for e in rows.scalars()}
+            known = {(e.task_id, e.tenant_id): e for e in rows.scalars()}
         results: list[Recorded] = []
         fresh: list[UsageEntry] = []
         for p in batch:
-            stored = known.get(p.item.completed.task_id)
+            stored = known.get((p.item.completed.task_id, p.item.completed.tenant_id))
             if stored is not None:  # charged before, or earlier in this batch
                 results.append(Recorded(stored, created=False))
                 continue
@@ -106,7 +106,7 @@ class UsageWriter(BatchWriter[_Result, Recorded]):
             entry = new_entry(
                 event_id=incoming.event_id, completed=incoming.completed, policy=policy, now=now
             )
-            known[entry.task_id] = entry
+            known[entry.task_id, entry.tenant_id] = entry
             fresh.append(entry)
             results.append(Recorded(entry, created=True))
         if fresh:
