@@ -19,18 +19,21 @@ from typing import Any
 import nats
 import pytest
 
+from switchyard.billing import alerts
 from switchyard.billing.db import migrations
-from switchyard.common import bus, subjects
+from switchyard.cli.bus_permissions import Integrator
+from switchyard.common import bus, ids, subjects
 from switchyard.common.billing_rpc import CreatedWebhook, WebhookCreate
 from switchyard.common.budgets import limit_key, limits_bucket, write_limit
 from switchyard.common.events import AdminActionRecorded, TaskCompleted, Usage
 from tests.support.bus_services import BusService
-from tests.support.guarded_bus import GuardedBus
+from tests.support.guarded_bus import GuardedBus, scoped_guarded_bus
 from tests.support.prices import PRICE_SHEET
 
 pytestmark = pytest.mark.integration
 
 TENANT, USER = "acme", "u1"
+SCOPED = Integrator("integrator", (TENANT,))
 
 
 class FailingOnce:
@@ -53,6 +56,11 @@ class FailingOnce:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+
+
+@pytest.fixture
+def scoped_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GuardedBus]:
+    yield from scoped_guarded_bus(tmp_path, monkeypatch, SCOPED)
 
 
 @pytest.fixture
@@ -91,9 +99,31 @@ def _result() -> TaskCompleted:
     )  # fmt: skip  ($0.00045)
 
 
+async def _claim_alert_ids(guarded: GuardedBus, limit_micro: int) -> None:
+    """What an integrator scoped to the organisation can do before its budget alerts fire: publish, on a
+    subject it may, under the ids the alerts' events would have if they were derived from what it knows
+    (the organisation, the user, the day, the budget), so the events stream would drop the alerts as
+    duplicates of its messages for 2 minutes."""
+    integrator = await guarded.connect(SCOPED.user)
+    try:
+        js, token = integrator.jetstream(), subjects.tenant_token(TENANT)
+        for acct in alerts.accounts_of(tenant_id=TENANT, user_id=USER, day=datetime.now(UTC).date()):
+            for threshold in (50, 80, 100):
+                key = (
+                    f"{TENANT}:{acct.scope}:{acct.account}:{acct.period}:{limit_micro * alerts.MICRO_TO_E10}"
+                )
+                guessed = ids.derived_id(key, f"budget-alert-{threshold}")
+                await js.publish(f"{subjects.TASK_FEEDBACK}.{token}", b"{}", headers={"Nats-Msg-Id": guessed})
+    finally:
+        await integrator.close()
+
+
 async def test_billing_delivers_budget_alert_webhooks_with_retries_under_its_permissions(
-    guarded: GuardedBus, receiver: FailingOnce, sqlite_url: str, tmp_path: Path
+    scoped_bus: GuardedBus, receiver: FailingOnce, sqlite_url: str, tmp_path: Path
 ) -> None:
+    """Also when an integrator of the organisation tried to take the alerts' event ids first."""
+    guarded = scoped_bus
+    await _claim_alert_ids(guarded, 500)
     await migrations().upgrade(sqlite_url)
     env = {
         **guarded.env("billing"),

@@ -102,29 +102,6 @@ def test_thresholds_crossed(spent: int, limit: int, expected: list[int]) -> None
     assert alerts.crossed(spent, limit) == expected
 
 
-def test_alert_ids_are_stable_and_distinct_per_threshold_period_and_budget() -> None:
-    def alert_id(**changed: object) -> str:
-        fields: dict[str, object] = {
-            "tenant_id": "t",
-            "scope": "user",
-            "account": "u",
-            "period": "20261122",
-            "threshold": 50,
-            "limit_e10": 10**9,
-        }
-        return alerts.alert_id(**{**fields, **changed})  # type: ignore[arg-type]
-
-    one = alert_id()
-    assert one == alert_id()
-    others = {
-        alert_id(threshold=80),
-        alert_id(period="20261123"),
-        alert_id(scope="org"),
-        alert_id(limit_e10=2 * 10**9),  # the budget changed within its period
-    }
-    assert one not in others and len(others) == 4
-
-
 def test_the_days_before_a_tenant_first_spent_are_not_its_baseline() -> None:
     daily = analytics.series(
         _days(date(2026, 11, 1), ["0"] * 10 + ["3", "3.1", "2.9"]), date(2026, 11, 1), date(2026, 11, 13)

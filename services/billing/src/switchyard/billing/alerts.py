@@ -52,10 +52,6 @@ def crossed(spent_e10: int, limit_e10: int) -> list[int]:
     return [t for t in THRESHOLDS if spent_e10 * 100 >= t * limit_e10]
 
 
-def alert_id(*, tenant_id: str, scope: str, account: str, period: str, threshold: int, limit_e10: int) -> str:
-    return ids.derived_id(f"{tenant_id}:{scope}:{account}:{period}:{limit_e10}", f"budget-alert-{threshold}")
-
-
 async def _spent(session: AsyncSession, tenant_id: str, acct: Account) -> int:
     table = UsageDaily.__table__.c
     stmt = select(func.coalesce(func.sum(table.cost_e10), 0)).where(
@@ -88,14 +84,11 @@ async def check(
                 new += await _insert_once(
                     session,
                     AlertRow(
-                        id=alert_id(
-                            tenant_id=tenant_id,
-                            scope=acct.scope,
-                            account=acct.account,
-                            period=acct.period,
-                            threshold=threshold,
-                            limit_e10=limit_e10,
-                        ),
+                        # Its event's id: random, never derived from what another bus user knows (the
+                        # organisation, a user, the day, a budget), who could publish under it first and have
+                        # the stream drop the alert as a duplicate. Once per alert all the same: the row's
+                        # unique key keeps the first replica's insert, and every publish of it uses that id.
+                        id=ids.new_id(),
                         tenant_id=tenant_id,
                         scope=acct.scope,
                         account=acct.account,
