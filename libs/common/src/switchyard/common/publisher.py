@@ -1,6 +1,19 @@
 """Publishing CloudEvents to JetStream: the event id as `Nats-Msg-Id` (the server de-duplicates a retried
 publish), transient failures retried, a message the server would refuse for its size refused here first.
-`bus.EventPublisher` is this class (every service imports it from there)."""
+`bus.EventPublisher` is this class (every service imports it from there).
+
+The events stream de-duplicates by `Nats-Msg-Id` whoever published, and the ids the services derive from
+their causes (`ids.derived_id`) can be worked out by whoever knows the cause: another system knows its own
+tasks' event ids, so it could publish first, on a subject it may (its tenant's `task.feedback.<token>`),
+under the id its task's result will have; the stream would drop the result as a duplicate (its core
+subscribers still hear it), and billing and the ledger would never see it: an answer not charged, not
+recorded. So where an event is charged (the executor's results and calls, the gateway's cached answers:
+`checks_duplicates`, users that may read the events stream), a duplicate ack is checked against the
+message it names (one message get, only on a duplicate): one on another subject is another publisher's,
+and the event is published again under a new id. Elsewhere such a squat costs a ledger entry of the
+squatter's own tenant's task (its classification, its usage announcement) or stalls that task; billing,
+the classifier and the router may not read the stream's messages (billing would read prompts).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +23,9 @@ from collections.abc import Awaitable, Callable
 
 import nats
 from nats.js import JetStreamContext, api
-from nats.js.errors import NoStreamResponseError
+from nats.js.errors import NoStreamResponseError, NotFoundError
 
-from switchyard.common import legacy_subjects, metrics, tracing
+from switchyard.common import ids, legacy_subjects, metrics, subjects, tracing
 from switchyard.common.envelope import CONTENT_TYPE, encode
 from switchyard.common.errors import EventTooLarge
 from switchyard.common.events.base import EventPayload
@@ -28,10 +41,18 @@ class EventPublisher:
     `legacy_subjects`, a result, once stored, is copied to its subject of the release before tenant tokens
     (`legacy_subjects.copy`: its gateways hear it there; the stream drops the copy as a duplicate)."""
 
-    def __init__(self, js: JetStreamContext, *, source: str, legacy_subjects: bool = False) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        source: str,
+        legacy_subjects: bool = False,
+        checks_duplicates: bool = False,
+    ) -> None:
         self._js = js
         self.source = source
         self.legacy_subjects = legacy_subjects
+        self.checks_duplicates = checks_duplicates
 
     async def publish(
         self,
@@ -49,9 +70,41 @@ class EventPublisher:
             payload, subject, event_id, tenant_id, event_subject, traceparent, data=data
         )
         ack = await self.publish_raw(target, body, msg_id=eid)
+        if ack.duplicate and await self._taken(ack, target, eid):
+            again = ids.new_id()  # the event's own id too: the ledger keeps one entry per event id
+            return await self.publish(
+                payload,
+                subject=target,
+                event_id=again,
+                tenant_id=tenant_id,
+                event_subject=event_subject,
+                traceparent=traceparent,
+                data=data,
+            )
         if not ack.duplicate:  # a redelivery's re-publish is stored once, and counted once
             metrics.observe_published(payload)
         return eid
+
+    async def _taken(self, ack: api.PubAck, subject: str, eid: str) -> bool:
+        """Whether a duplicate ack names another publisher's message (one on another subject) rather
+        than this event's first publish (a redelivery's, another replica's: the same subject, or for a
+        result the subject of the release before tenant tokens)."""
+        if not self.checks_duplicates or ack.stream != subjects.STREAM_EVENTS:  # others publish only there
+            return False
+        try:
+            stored = await self._js.get_msg(ack.stream, seq=ack.seq)
+        except (NotFoundError, nats.errors.Error):  # gone since (its age, an erasure): cannot tell
+            return False
+        if stored.subject in (subject, legacy_subjects.previous_subject(subject)):
+            return False
+        log.warning(
+            "event id %s on %s was taken first by a message on %s (another bus user's); published under a "
+            "new id",
+            eid,
+            subject,
+            stored.subject,
+        )
+        return True
 
     async def send(
         self,
@@ -92,6 +145,15 @@ class EventPublisher:
                 ack = await self.publish_raw(target, body, msg_id=eid)
             elif self.legacy_subjects:
                 await legacy_subjects.copy(self._js._nc, target, body, headers)
+            if ack.duplicate and await self._taken(ack, target, eid):
+                return await self.publish(
+                    payload,
+                    subject=target,
+                    event_id=ids.new_id(),
+                    tenant_id=tenant_id,
+                    event_subject=event_subject,
+                    traceparent=traceparent,
+                )
             if not ack.duplicate:
                 metrics.observe_published(payload)
             return eid

@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 Hook = Callable[[], Awaitable[None]]
 
 HEARTBEAT_S = 5.0
+# Whose events are charged, so whose publisher checks a duplicate ack (publisher.py; the gateway's too):
+# its NATS user may read the events stream's messages.
+CHARGED_PUBLISHERS = frozenset({"executor"})
 HEARTBEAT = Gauge(
     HEARTBEAT_METRIC,
     "When the event loop last ran its heartbeat (every 5 s): stale, the loop is wedged, though /metrics "
@@ -103,7 +106,10 @@ async def start(service: Service, settings: CommonSettings) -> None:
     js = bus.jetstream(service.broker)
     await bus.ensure_streams(js, replicas=settings.stream_replicas)
     service.publisher = bus.EventPublisher(
-        js, source=f"switchyard/{service.name}", legacy_subjects=settings.legacy_subjects
+        js,
+        source=f"switchyard/{service.name}",
+        legacy_subjects=settings.legacy_subjects,
+        checks_duplicates=service.name in CHARGED_PUBLISHERS,
     )
     for hook in service.setup:
         await hook()

@@ -126,7 +126,9 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
         engine = create_engine(settings.db_url(), **settings.db_options())
         sessions = sessionmaker(engine)
         nc = bus.connection(broker)
-        events = bus.EventPublisher(js, source="switchyard/gateway", legacy_subjects=settings.legacy_subjects)
+        events = bus.EventPublisher(
+            js, source="switchyard/gateway", legacy_subjects=settings.legacy_subjects, checks_duplicates=True
+        )
         registry = Registry(await tenants.registry_bucket(js), sessions, every_s=settings.tenant_sync_s)
         await registry.start()  # before the first request: a deployment's organisations, registered
         verifier = KeyVerifier(sessions, ttl_s=settings.auth_cache_ttl_s, loaded=registry.authenticated)
