@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import Insert, insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from switchyard.audit.db import migrations as audit_migrations
@@ -34,6 +34,24 @@ pytestmark = pytest.mark.integration
 async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
     async with migrated(db_url) as made:
         yield made
+
+
+def _charge(entry_id: str, task_id: str, tenant_id: str) -> Insert:
+    """A usage entry of billing's (what a downgrade must not lose)."""
+    return insert(UsageEntry).values(
+        id=entry_id,
+        task_id=task_id,
+        event_id=f"e-{entry_id}",
+        tenant_id=tenant_id,
+        model="m",
+        provider="p",
+        tier="fast",
+        prompt_tokens=3,
+        completion_tokens=4,
+        cost_usd=Decimal("0.000007"),
+        priced=True,
+        created_at=datetime.now(UTC),
+    )
 
 
 async def _digest_key(engine: AsyncEngine) -> None:
@@ -227,22 +245,7 @@ async def test_the_organisations_and_the_charges_are_guarded_as_the_ledger_is(
     boot = ("db", "bootstrap", "--org", "Acme", "--email", "ops@acme.test", "--database-url", db_url)
     assert (await _run(capsys, *boot))[0] == 0
     async with engine.begin() as conn:
-        await conn.execute(
-            insert(UsageEntry).values(
-                id="u1",
-                task_id="t1",
-                event_id="e1",
-                tenant_id="acme",
-                model="m",
-                provider="p",
-                tier="fast",
-                prompt_tokens=3,
-                completion_tokens=4,
-                cost_usd=Decimal("0.000007"),
-                priced=True,
-                created_at=datetime.now(UTC),
-            )
-        )
+        await conn.execute(_charge("u1", "t1", "acme"))
     before = await _state(engine)
     for service, target, said in (
         ("gateway", "gw0001", "users (1 row)"),
@@ -268,22 +271,7 @@ async def test_tasks_of_one_id_in_two_organisations_refuse_the_downgrade_to_one_
     of two organisations' `job-1`: refused in one line, naming the id, with nothing changed."""
     async with engine.begin() as conn:
         for n, tenant in enumerate(("acme", "globex")):
-            await conn.execute(
-                insert(UsageEntry).values(
-                    id=f"u{n}",
-                    task_id="job-1",
-                    event_id=f"e{n}",
-                    tenant_id=tenant,
-                    model="m",
-                    provider="p",
-                    tier="fast",
-                    prompt_tokens=3,
-                    completion_tokens=4,
-                    cost_usd=Decimal("0.000007"),
-                    priced=True,
-                    created_at=datetime.now(UTC),
-                )
-            )
+            await conn.execute(_charge(f"u{n}", "job-1", tenant))
     before = await _state(engine)
     down = ("db", "downgrade", "--service", "billing", "--to", "bi0010", "--yes", "--database-url", db_url)
     code, out, err = await _run(capsys, *down)

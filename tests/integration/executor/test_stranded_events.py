@@ -39,6 +39,16 @@ async def _until(predicate: Any, timeout: float = 20.0) -> None:
         await asyncio.sleep(0.1)
 
 
+async def _swept(js: Any) -> None:
+    """Until the sweep has taken the stranded advisories and settled every one it took."""
+
+    async def swept() -> bool:
+        info = await js.consumer_info(subjects.STREAM_STRANDED, subjects.STRANDED_CONSUMER.durable)
+        return bool(info.delivered.stream_seq >= 1 and info.num_ack_pending == 0)
+
+    await _until(swept)
+
+
 async def _strand(js: Any, durable: str, subject: str) -> None:
     """`durable` takes the one event on `subject` twice (its limit) and never settles it."""
     sub = await js.pull_subscribe(
@@ -162,11 +172,7 @@ async def test_an_advisory_of_a_consumer_not_switchyards_is_left_alone(guarded: 
         await _strand(ojs, theirs.durable, theirs.filter_subject)
         await sweeper.start(js)
 
-        async def swept() -> bool:
-            info = await ojs.consumer_info(subjects.STREAM_STRANDED, subjects.STRANDED_CONSUMER.durable)
-            return info.delivered.stream_seq >= 1 and info.num_ack_pending == 0
-
-        await _until(swept)
+        await _swept(ojs)
         assert [x async for x in dlq.scan(ojs)] == []
     finally:
         await sweeper.stop()
@@ -237,11 +243,7 @@ async def test_a_forged_advisory_dead_letters_nothing_and_answers_no_task(guarde
         await router.flush()
         await sweeper.start(js)
 
-        async def swept() -> bool:
-            info = await ojs.consumer_info(subjects.STREAM_STRANDED, subjects.STRANDED_CONSUMER.durable)
-            return info.delivered.stream_seq >= 1 and info.num_ack_pending == 0
-
-        await _until(swept)
+        await _swept(ojs)
         assert [x async for x in dlq.scan(ojs)] == []
         with pytest.raises(nats.errors.TimeoutError):
             await answers.next_msg(timeout=1.0)
