@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from switchyard.audit.models import LedgerEntry
 from switchyard.billing.models import UsageEntry
-from switchyard.common import kv, subjects
+from switchyard.common import dlq, kv, subjects
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.envelope import decode
 from switchyard.common.events import TaskCompleted, TaskFailed
@@ -242,6 +242,15 @@ async def wait_gateways_settled(nats_url: str, timeout: float) -> list[str]:
     finally:
         await nc.close()
     return [f"gateway replicas with unsettled tasks or gone unsettled (tasks listed): {left}"] if left else []
+
+
+async def read_dead_letters(nats_url: str) -> list[dlq.DeadLetter]:
+    """Every dead letter on the bus (a run's faults may leave some: each is read, not assumed away)."""
+    nc = await nats.connect(nats_url)
+    try:
+        return [letter async for letter in dlq.scan(nc.jetstream())]
+    finally:
+        await nc.close()
 
 
 async def read_ledger(db_url: str) -> dict[int, LedgerEntry]:

@@ -49,6 +49,7 @@ async def clustered(folder: Path, args: argparse.Namespace) -> Report:
             wait_each=args.wait_each,
             cluster=nats_cluster,
             postgres=postgres,
+            outage_s=args.db_outage,
         )
     finally:
         stack.stop()
@@ -79,6 +80,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5.0, help="tasks submitted per second (default 5)")
     parser.add_argument("--gap", type=float, default=2.0, help="seconds between faults (default 2)")
     parser.add_argument("--wait-each", action="store_true", help="wait for recovery after each kill")
+    parser.add_argument(
+        "--db-outage", type=float, default=0.0, help="clustered: PostgreSQL down this many s each round"
+    )
     parser.add_argument("--only", choices=("embedded", "clustered"), default=None)
     parser.add_argument("--folder", type=Path, default=None, help="where the runs keep data and logs")
     sys.exit(asyncio.run(main_async(parser.parse_args())))

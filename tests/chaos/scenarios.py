@@ -8,15 +8,29 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from switchyard.audit.models import LedgerEntry
 from switchyard.cli.processes import PostgresCluster
 from switchyard.common import subjects
 from tests.chaos.cluster import NatsCluster, restart_postgres
-from tests.chaos.load import LoadStats, Outcome, check_invariants, read_ledger, steady_load
+from tests.chaos.load import (
+    LoadStats,
+    Outcome,
+    check_invariants,
+    read_dead_letters,
+    read_ledger,
+    steady_load,
+)
 from tests.chaos.stack import SERVICES, ChaosStack, restart_exporter_after_kill
 from tests.support.siem_checks import check_syslog
+
+KEEPERS = (  # the consumers whose events are charges and audit records
+    subjects.BILLING_CONSUMER.durable,
+    subjects.BILLING_CALLS_CONSUMER.durable,
+    subjects.AUDIT_CONSUMER.durable,
+)
 
 
 @dataclass
@@ -25,6 +39,7 @@ class Report:
     load: LoadStats = field(default_factory=LoadStats)
     outcome: Outcome | None = None
     siem: dict[str, int] = field(default_factory=dict)
+    dead_letters: Counter[str] = field(default_factory=Counter)  # "<consumer> <code>" -> how many
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -39,6 +54,7 @@ class Report:
                 f"ledger {len(o.ledger_rows)} entries"
             )
         lines.append(f"SIEM: {self.siem}")
+        lines.append(f"dead letters: {dict(self.dead_letters) or 'none'}")
         lines.append(f"invariants: {'all hold' if not self.problems else self.problems}")
         return "\n".join(lines)
 
@@ -59,6 +75,12 @@ async def finish(stack: ChaosStack, report: Report, *, settle_s: float = 90.0) -
     verify = await asyncio.to_thread(stack.cli, "ledger", "verify")
     if verify.returncode != 0:
         report.problems.append(f"ledger verify: {verify.stdout.strip()} {verify.stderr.strip()[-500:]}")
+    for letter in await read_dead_letters(stack.bus_url):
+        report.dead_letters[f"{letter.consumer or letter.service} {letter.code}"] += 1
+    # A charge or an audit record in the dead letters waits for an operator's replay: lost until then.
+    held = {k: n for k, n in report.dead_letters.items() if k.split()[0] in KEEPERS}
+    if held:
+        report.problems.append(f"charges or audit records dead-lettered: {held}")
     if stack.rsyslog is not None:
         report.siem, problem = await check_siem(stack, outcome.ledger_rows, settle_s=settle_s)
         report.problems += [problem] if problem else []
@@ -144,6 +166,20 @@ async def restart_database(stack: ChaosStack, postgres: PostgresCluster, report:
     await _timed("every service ready after the database restart", report, stack.wait_ready)
 
 
+async def database_outage(
+    stack: ChaosStack, postgres: PostgresCluster, report: Report, *, down_s: float
+) -> None:
+    """PostgreSQL stopped (immediate) for `down_s` under load, then started again: what needs the database
+    is answered 503 `database_unavailable` meanwhile, and the consumers that write to it (billing, audit,
+    the classifier's outcomes) hold their events on the stream until it is back (bus.OUTAGE_RIDE_S)."""
+    await asyncio.to_thread(postgres.stop)
+    t0 = time.monotonic()
+    await asyncio.sleep(down_s)
+    await asyncio.to_thread(postgres.start_server)
+    report.faults.append(f"PostgreSQL stopped (immediate) under load for {time.monotonic() - t0:.0f} s")
+    await _timed("every service ready after the outage", report, stack.wait_ready)
+
+
 async def under_load(
     stack: ChaosStack,
     *,
@@ -153,10 +189,11 @@ async def under_load(
     wait_each: bool = True,
     cluster: NatsCluster | None = None,
     postgres: PostgresCluster | None = None,
+    outage_s: float = 0.0,
 ) -> Report:
     """A steady load; each round kills every service, restarts each in turn (SIGTERM), then (if given)
-    kills the stream leader and restarts the database; then the invariants. Providers misbehave
-    throughout (see stack.policy)."""
+    kills the stream leader and restarts the database, and (`outage_s`) stops the database that long;
+    then the invariants. Providers misbehave throughout (see stack.policy)."""
     report = Report()
     stop = asyncio.Event()
     started = time.monotonic()
@@ -175,6 +212,9 @@ async def under_load(
                 await asyncio.sleep(gap_s)
             if postgres is not None:
                 await restart_database(stack, postgres, report)
+                await asyncio.sleep(gap_s)
+            if postgres is not None and outage_s > 0:
+                await database_outage(stack, postgres, report, down_s=outage_s)
                 await asyncio.sleep(gap_s)
     finally:
         stop.set()

@@ -190,7 +190,11 @@ class ChaosStack:
                 raise RuntimeError(f"switchyard up did not start:\n{out.read_text()[-4000:]}")
             time.sleep(0.25)
         if self.siem:
-            self.start_siem()
+            try:
+                self.start_siem()
+            except BaseException:  # no rsyslog here, say: `switchyard up` must not be left running
+                self.stop()
+                raise
         return self
 
     def start_siem(self) -> None:
