@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy import false, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from switchyard.common import db
 from switchyard.common.ids import new_id
 from switchyard.gateway import keys
 from switchyard.gateway.access import roles
@@ -25,6 +26,10 @@ log = logging.getLogger(__name__)
 DEV_TENANT = "dev"
 DEV_USER = "dev"
 KEEP_HASHES = 10_000  # prefixes whose key's hash `KeyVerifier.could_be` remembers
+# How long after its last load a cached key is still served while the database cannot be reached (a
+# failover, a restart, an outage): a revocation needs the database, and its announcement drops the entry.
+STALE_WHILE_UNREACHABLE_S = 3600.0
+STALE_LOG_EVERY_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +248,7 @@ class KeyVerifier:
         self._cache: dict[str, _Cached] = {}
         self._index = _Index()
         self._hashes: dict[str, str | None] = {}  # prefix -> its key's hash (None: no key), `could_be`
+        self._stale_logged_at = -STALE_LOG_EVERY_S
 
     def invalidate(self, kind: str, ident: str) -> None:
         for digest in self._index.pop(f"{kind}.{ident}"):
@@ -255,12 +261,23 @@ class KeyVerifier:
         digest = keys.hash_key(presented)
         hit = self._cache.get(digest)
         now = time.monotonic()
+        if hit is not None and expired(hit.principal.expires_at):
+            self._cache.pop(digest, None)
+            hit = None
         if hit is not None and now - hit.at < self._ttl_s:
-            expires = hit.principal.expires_at
-            if expires is None or expires > datetime.now(UTC):
-                return hit.principal
+            return hit.principal
+        try:
+            principal = await self._load(presented, prefix)
+        except Exception as exc:
+            # The database out of reach: a key verified here before (and not dropped by an announcement
+            # meanwhile) is served still, so a replica goes on serving its tenants through an outage.
+            if hit is None or self._cache.get(digest) is not hit or not db.unreachable(exc):
+                raise
+            if now - hit.at >= STALE_WHILE_UNREACHABLE_S:
+                raise
+            self._served_stale(exc)
+            return hit.principal
         self._cache.pop(digest, None)
-        principal = await self._load(presented, prefix)
         if principal is not None:
             self._cache[digest] = _Cached(now, principal)
             for kind, ident in (
@@ -272,6 +289,17 @@ class KeyVerifier:
                 if ident:
                     self._index.add(f"{kind}.{ident}", digest)
         return principal
+
+    def _served_stale(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._stale_logged_at >= STALE_LOG_EVERY_S:
+            self._stale_logged_at = now
+            log.warning(
+                "the database cannot be reached (%s): serving the keys it verified before, up to %.0f s "
+                "after their last check; keys not seen before are refused (503)",
+                type(exc).__name__,
+                STALE_WHILE_UNREACHABLE_S,
+            )
 
     async def could_be(self, presented: str) -> bool:
         """Whether `presented` is the key its prefix names (revoked or not): one query per prefix, then
