@@ -10,6 +10,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import httpx
 import nats
@@ -24,6 +25,7 @@ from switchyard.common import dlq, kv, subjects
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.envelope import decode
 from switchyard.common.events import TaskCompleted, TaskFailed
+from switchyard.gateway.taskapi import idempotency
 
 
 @dataclass
@@ -33,6 +35,8 @@ class LoadStats:
     retried: Counter[str] = field(default_factory=Counter)  # why an attempt was retried
     latencies_ms: list[float] = field(default_factory=list)  # of accepted submissions, retries included
     keys: dict[str, str] = field(default_factory=dict)  # idempotency key -> the task id it got
+    attempts: dict[str, list[str]] = field(default_factory=dict)  # idempotency key -> each attempt's answer
+    tenant_id: str = ""  # the load's organisation (a 202 says it)
 
     def summary(self) -> str:
         return (
@@ -73,22 +77,27 @@ async def steady_load(
             key = f"chaos-{run}-{n}"
             started = time.perf_counter()
             give_up = time.monotonic() + retry_for_s
+            tried = stats.attempts.setdefault(key, [])
             while True:
                 wait = 0.5
                 try:
                     r = await client.post("/v1/tasks", json=body, headers={"Idempotency-Key": key})
                 except httpx.HTTPError as exc:
                     reason = type(exc).__name__
+                    tried.append(reason)
                 else:
+                    tried.append(str(r.status_code))
                     if r.status_code == 202:
                         task_id = r.json()["id"]
+                        stats.tenant_id = r.json()["tenant_id"]
                         if stats.keys.setdefault(key, task_id) != task_id:
                             stats.refused[f"second task for one key {key}"] += 1
                         elif task_id not in stats.accepted:
                             stats.accepted.append(task_id)
                             stats.latencies_ms.append((time.perf_counter() - started) * 1000)
                         return
-                    reason = f"http {r.status_code}"
+                    reason = f"http {r.status_code} {_error_code(r)}".strip()
+                    tried[-1] = reason
                     # x-should-retry: the gateway's word (a 409 idempotency_key_in_use: the first
                     # request with this key is still being submitted, or its replica went away)
                     if r.status_code not in RETRYABLE and r.headers.get("x-should-retry") != "true":
@@ -112,6 +121,26 @@ async def steady_load(
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
         if pending:
             await asyncio.gather(*pending)
+
+
+def _error_code(r: httpx.Response) -> str:
+    try:
+        return str(r.json()["error"]["code"] or "")
+    except (ValueError, KeyError, TypeError):
+        return ""
+
+
+def charged_unaccepted(stats: LoadStats, charges: Counter[str]) -> dict[str, list[str]]:
+    """The keys whose client was never told 202 but whose task ran and was charged (an earlier attempt
+    published it and its answer was lost), with each attempt's answer: told apart from "did nothing"."""
+    at = datetime.now(UTC)
+    found = {}
+    for key, tried in stats.attempts.items():
+        if key in stats.keys or not stats.tenant_id:
+            continue
+        if any(charges[t] for t in idempotency.task_ids(stats.tenant_id, key, at)[:2]):
+            found[key] = tried
+    return found
 
 
 async def read_results(nats_url: str) -> dict[str, list[TaskCompleted | TaskFailed]]:

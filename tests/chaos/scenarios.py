@@ -18,6 +18,7 @@ from tests.chaos.cluster import NatsCluster, restart_postgres
 from tests.chaos.load import (
     LoadStats,
     Outcome,
+    charged_unaccepted,
     check_invariants,
     read_dead_letters,
     read_ledger,
@@ -40,6 +41,7 @@ class Report:
     outcome: Outcome | None = None
     siem: dict[str, int] = field(default_factory=dict)
     dead_letters: Counter[str] = field(default_factory=Counter)  # "<consumer> <code>" -> how many
+    charged_unaccepted: dict[str, list[str]] = field(default_factory=dict)  # key -> its attempts' answers
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -55,6 +57,11 @@ class Report:
             )
         lines.append(f"SIEM: {self.siem}")
         lines.append(f"dead letters: {dict(self.dead_letters) or 'none'}")
+        if self.charged_unaccepted:
+            lines.append(
+                f"charged, never told 202 (an attempt's answer lost): {len(self.charged_unaccepted)}"
+            )
+            lines += [f"  {k}: {' '.join(tried)}" for k, tried in list(self.charged_unaccepted.items())[:10]]
         lines.append(f"invariants: {'all hold' if not self.problems else self.problems}")
         return "\n".join(lines)
 
@@ -72,6 +79,7 @@ async def finish(stack: ChaosStack, report: Report, *, settle_s: float = 90.0) -
     )
     report.outcome = outcome
     report.problems += problems
+    report.charged_unaccepted = charged_unaccepted(report.load, outcome.charges)
     verify = await asyncio.to_thread(stack.cli, "ledger", "verify")
     if verify.returncode != 0:
         report.problems.append(f"ledger verify: {verify.stdout.strip()} {verify.stderr.strip()[-500:]}")
