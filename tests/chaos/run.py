@@ -26,7 +26,12 @@ async def embedded(folder: Path, args: argparse.Namespace) -> Report:
     stack = ChaosStack(folder / "embedded").start()
     try:
         return await under_load(
-            stack, rate=args.rate, rounds=args.rounds, gap_s=args.gap, wait_each=args.wait_each
+            stack,
+            rate=args.rate,
+            rounds=args.rounds,
+            gap_s=args.gap,
+            wait_each=args.wait_each,
+            bus_rate=args.bus_rate,
         )
     finally:
         stack.stop()
@@ -50,6 +55,7 @@ async def clustered(folder: Path, args: argparse.Namespace) -> Report:
             cluster=nats_cluster,
             postgres=postgres,
             outage_s=args.db_outage,
+            bus_rate=args.bus_rate,
         )
     finally:
         stack.stop()
@@ -82,6 +88,12 @@ def main() -> None:
     parser.add_argument("--wait-each", action="store_true", help="wait for recovery after each kill")
     parser.add_argument(
         "--db-outage", type=float, default=0.0, help="clustered: PostgreSQL down this many s each round"
+    )
+    parser.add_argument(
+        "--bus-rate",
+        type=float,
+        default=0.0,
+        help="another system's tasks a second on the bus",
     )
     parser.add_argument("--only", choices=("embedded", "clustered"), default=None)
     parser.add_argument("--folder", type=Path, default=None, help="where the runs keep data and logs")

@@ -15,6 +15,7 @@ from switchyard.audit.models import LedgerEntry
 from switchyard.cli.processes import PostgresCluster
 from switchyard.common import subjects
 from tests.chaos.cluster import NatsCluster, restart_postgres
+from tests.chaos.integrator import BusStats, integrate
 from tests.chaos.load import (
     LoadStats,
     Outcome,
@@ -42,6 +43,7 @@ class Report:
     siem: dict[str, int] = field(default_factory=dict)
     dead_letters: Counter[str] = field(default_factory=Counter)  # "<consumer> <code>" -> how many
     charged_unaccepted: dict[str, list[str]] = field(default_factory=dict)  # key -> its attempts' answers
+    bus: BusStats | None = None  # another system's tasks on the bus, if it ran (`bus_rate`)
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -49,6 +51,8 @@ class Report:
         o = self.outcome
         lines = [f"{len(self.faults)} faults in {self.seconds:.0f} s:", *(f"  {f}" for f in self.faults)]
         lines.append(f"load: {self.load.summary()}")
+        if self.bus is not None:
+            lines.append(f"bus: {self.bus.summary()}")
         if o is not None:
             lines.append(
                 f"results: {o.completed} completed, failed {dict(o.failed)}, {o.duplicate_results} duplicate "
@@ -74,9 +78,10 @@ async def _timed(fault: str, report: Report, action: object) -> None:
 
 async def finish(stack: ChaosStack, report: Report, *, settle_s: float = 90.0) -> Report:
     """Checks the invariants after the load stopped."""
-    outcome, problems = await check_invariants(
-        stack.bus_url, stack.db_url, report.load.accepted, timeout=settle_s
-    )
+    accepted = report.load.accepted + (report.bus.published if report.bus is not None else [])
+    outcome, problems = await check_invariants(stack.bus_url, stack.db_url, accepted, timeout=settle_s)
+    if report.bus is not None and (unheard := [t for t in report.bus.published if not report.bus.heard[t]]):
+        problems.append(f"{len(unheard)} bus tasks never answered through the durable, e.g. {unheard[:3]}")
     report.outcome = outcome
     report.problems += problems
     report.charged_unaccepted = charged_unaccepted(report.load, outcome.charges)
@@ -198,16 +203,27 @@ async def under_load(
     cluster: NatsCluster | None = None,
     postgres: PostgresCluster | None = None,
     outage_s: float = 0.0,
+    bus_rate: float = 0.0,
 ) -> Report:
     """A steady load; each round kills every service, restarts each in turn (SIGTERM), then (if given)
     kills the stream leader and restarts the database, and (`outage_s`) stops the database that long;
-    then the invariants. Providers misbehave throughout (see stack.policy)."""
+    then the invariants. `bus_rate`: another system also publishes tasks on the bus and reads their results
+    from its durable consumer (tests/chaos/integrator.py). Providers misbehave throughout (stack.policy)."""
     report = Report()
     stop = asyncio.Event()
     started = time.monotonic()
     load = asyncio.create_task(
         steady_load(stack.base_url, stack.api_key, rate=rate, stop=stop, stats=report.load)
     )
+    loads = [load]
+    if bus_rate > 0:
+        report.bus = BusStats()
+        tenant_id = await asyncio.to_thread(stack.tenant_id)
+        loads.append(
+            asyncio.create_task(
+                integrate(stack.bus_url, tenant_id, rate=bus_rate, stop=stop, stats=report.bus, settle_s=90.0)
+            )
+        )
     try:
         await asyncio.sleep(gap_s * 2)
         for _ in range(rounds):
@@ -226,7 +242,7 @@ async def under_load(
                 await asyncio.sleep(gap_s)
     finally:
         stop.set()
-        await load
+        await asyncio.gather(*loads)
     report.seconds = time.monotonic() - started
     doubled = [k for k in report.load.refused if k.startswith("second task")]
     if doubled:

@@ -105,6 +105,13 @@ class ChaosStack:
     def api_key(self) -> str:
         return (self.var_dir / "dev-api-key").read_text().strip()
 
+    def tenant_id(self) -> str:
+        """The organisation of the load's key (`api_key`)."""
+        headers = {"Authorization": f"Bearer {self.api_key}"}
+        answer = httpx.get(f"{self.base_url}/v1/admin/organization", headers=headers, timeout=10.0)
+        answer.raise_for_status()
+        return str(answer.json()["id"])
+
     @property
     def log_dir(self) -> Path:
         return self.var_dir / "logs"

@@ -1,7 +1,8 @@
 """Chaos, bounded to one round (the long form is `make chaos`): under a steady load of tasks on a 3-node
 JetStream cluster (R3 streams) and PostgreSQL, kill -9 every service in turn (outages overlapping), the SIEM
 exporter, then restart every service in turn with SIGTERM (a rolling restart), kill the stream leader, and
-restart PostgreSQL, while the providers fail, answer 429 and slow down.
+restart PostgreSQL, while the providers fail, answer 429 and slow down, and another system publishes tasks
+on the bus and reads their results from its durable consumer.
 Nothing accepted may be lost, charged twice or left unaudited; the ledger verifies and the SIEM received
 every entry."""
 
@@ -21,6 +22,7 @@ from tests.chaos.stack import SERVICES, ChaosStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 RATE = 4.0  # tasks a second
+BUS_RATE = 1.0  # another system's tasks a second, on the bus (tests/chaos/integrator.py)
 
 
 @pytest.fixture
@@ -54,7 +56,13 @@ async def test_every_fault_under_load(
 ) -> None:
     stack, nats_cluster = clustered
     report = await under_load(
-        stack, rate=RATE, gap_s=1.0, wait_each=False, cluster=nats_cluster, postgres=postgres
+        stack,
+        rate=RATE,
+        gap_s=1.0,
+        wait_each=False,
+        cluster=nats_cluster,
+        postgres=postgres,
+        bus_rate=BUS_RATE,
     )
     print("\n" + report.text())
     killed = [f.split(" (")[0] for f in report.faults[: len(SERVICES)]]
@@ -68,6 +76,8 @@ async def test_every_fault_under_load(
     assert sum(report.load.refused.values()) <= 0.1 * outcome.accepted, report.text()
     assert outcome.completed == outcome.accepted, report.text()  # every chain reaches a healthy provider
     assert not report.problems, report.text()
+    # Another system's tasks on the bus: each answered through its durable consumer across the node loss.
+    assert report.bus is not None and len(report.bus.published) >= 10, report.text()
     assert report.siem.get("received", 0) >= len(outcome.ledger_rows), report.text()
     # The misbehaving providers were really called (429 always, 503 first) and the tasks fell back.
     calls = stack.fake.scenarios.calls
