@@ -74,8 +74,10 @@ EXPECTED: dict[str, list[tuple[str, dict[str, str]]]] = {
             {"tier": "local", "provider": "local", "model": LOCAL_MODEL, "kind": "completion"},
         ),
         ("switchyard_events_published_total", {"type": "switchyard.billing.budget_alert.v1"}),
+        # its consumers ride out database outages and give up an event that never settles (outage_ride.py)
+        ("switchyard_dead_letters_total", {"consumer": "billing-calls", "code": "never_settled"}),
     ],
-    "audit": [],
+    "audit": [("switchyard_dead_letters_total", {"consumer": "audit", "code": "never_settled"})],
 }
 
 

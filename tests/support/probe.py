@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from switchyard.common import bus, subjects
+from switchyard.common.bus_auth import NatsCredentials
 
 
 async def start_probe(
@@ -16,12 +17,13 @@ async def start_probe(
     *,
     expected: list[type[Any]] | None,
     name: str | None = None,
+    credentials: NatsCredentials | None = None,
     **options: Any,
 ) -> tuple[Any, bus.EventPublisher]:
     """`handler` subscribed as `service`'s consumer on a connected, started broker, and the publisher it
     dead-letters through (`options`: the rest of `bus.subscribe`'s); the caller stops both
-    (`bus.stop_consumers`, `broker.stop`)."""
-    broker = bus.make_broker(url, name=name or f"{consumer.durable}-test")
+    (`bus.stop_consumers`, `broker.stop`); `credentials`: the NATS user it connects as."""
+    broker = bus.make_broker(url, name=name or f"{consumer.durable}-test", credentials=credentials)
     publisher: list[bus.EventPublisher] = []
     bus.subscribe(
         broker,

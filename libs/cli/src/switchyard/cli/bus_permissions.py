@@ -64,6 +64,8 @@ Where each path runs under these grants on a real nats-server, failing on any re
 | | classifier heads promoted (the replicas follow them) |
 | integration/billing/test_billing_permissions.py | budget alerts, webhook deliveries, retries, erasure |
 | integration/classifier/test_outcomes_permissions.py | the outcome recorder (`classifier-outcomes`) |
+| integration/pipeline/test_poison_event.py | audit's consumer counting its outage retries |
+| | (`switchyard-outage-retries`), dead-lettering an event that kills it |
 | integration/executor/test_executor_permissions.py | breakers, rate limits, tool state, carried calls; |
 | | the router's health board reading them |
 | integration/common/test_bus_permissions_lag.py | each service's consumer lag (its ages; replicas at once) |
@@ -164,7 +166,7 @@ GRANTS: dict[str, Grant] = {
             s.CLASSIFIER_OUTCOMES_ERASURE_CONSUMER,
         ),
         reads=(s.KV_CLASSIFIER_HEADS, s.KV_TENANTS),
-        writes=(s.KV_CLASSIFIER_REPLICAS,),
+        writes=(s.KV_CLASSIFIER_REPLICAS, s.KV_OUTAGE_RETRIES),
         objects_read=(s.OBJ_CLASSIFIER_HEADS,),
     ),
     "router": Grant(
@@ -195,11 +197,13 @@ GRANTS: dict[str, Grant] = {
             s.BILLING_ERASURE_CONSUMER,
         ),
         reads=(s.KV_BUDGET_LIMITS,),
+        writes=(s.KV_OUTAGE_RETRIES,),  # its consumers ride out database outages (common/outage_ride.py)
     ),
     "audit": Grant(
         processes=("audit",),  # the SIEM exporter (same user) reads the ledger's database, not the bus
         serves=(f"{s.LEDGER_RPC_PREFIX}.>",),
         consumers=(s.AUDIT_CONSUMER,),
+        writes=(s.KV_OUTAGE_RETRIES,),
         # a rating is kept only on a task with a stored result (`common/results.py`): message gets only
         extra=(f"$JS.API.STREAM.MSG.GET.{EVENTS}",),
     ),

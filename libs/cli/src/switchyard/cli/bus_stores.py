@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from nats.js import JetStreamContext, api
 
-from switchyard.common import bus, provisioning, subjects
+from switchyard.common import bus, outage_ride, provisioning, subjects
 from switchyard.common import vectors as embedding_vectors
 from switchyard.common.config import CommonSettings
 
@@ -56,6 +56,7 @@ def stores() -> list[Store]:
         kv(subjects.KV_RATE_LIMITS),
         kv(subjects.KV_TOOL_STATE, ttl_s=tool_state.KEEP_S),
         kv(subjects.KV_CARRIED, ttl_s=carried.KEEP_S),
+        kv(subjects.KV_OUTAGE_RETRIES, ttl_s=outage_ride.KEEP_S),
         kv(subjects.KV_GATEWAY_CONTROL, history=5),
         kv(subjects.KV_GATEWAY_LIMITS, ttl_s=LIMITS_KEEP_S),
         kv(subjects.KV_SPEND, ttl_s=SPEND_KEEP_S),

@@ -8,7 +8,9 @@ Every consumer here is a durable pull consumer with manual acknowledgement:
 - a handler that failed because its database cannot be reached (`outage`, given by the services that write
   to one) is redelivered with the same backoff for up to OUTAGE_RIDE_S (a day), without counting against
   `max_deliver`: a database outage or failover holds usage, ledger and erasure events on the stream until
-  the database is back, instead of dead-lettering them for an operator's `dlq replay`.
+  the database is back, instead of dead-lettering them for an operator's `dlq replay`; its other
+  deliveries (failed, or never settled: the process killed or hung on the event) count against
+  `max_deliver` across processes and replicas (outage_ride.py), and the event is dead-lettered after them.
 Nothing is dropped silently.
 """
 
@@ -27,10 +29,11 @@ from faststream.nats import ConsumerConfig, NatsBroker
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
+from nats.js.kv import KeyValue
 from opentelemetry.trace import SpanKind
 from prometheus_client import Histogram
 
-from switchyard.common import bus_auth, bus_guard, metrics, provisioning, subjects, tracing
+from switchyard.common import bus_auth, bus_guard, kv, metrics, outage_ride, provisioning, subjects, tracing
 from switchyard.common.bus_auth import NatsCredentials
 from switchyard.common.config import STOP_GRACE_S, CommonSettings
 from switchyard.common.consumer import PullConsumer
@@ -38,7 +41,7 @@ from switchyard.common.dlq import OMITTED_HEADER
 from switchyard.common.envelope import CONTENT_TYPE, CloudEvent, decode
 from switchyard.common.errors import InvalidEvent, SwitchyardError
 from switchyard.common.events.base import EventPayload
-from switchyard.common.outage_ride import OutageRide
+from switchyard.common.outage_ride import OutageCounts, OutageRide
 from switchyard.common.publisher import EventPublisher as EventPublisher  # every service imports it from here
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,9 @@ BACKOFF_CAP_S = 30.0
 # events stream keeps events EVENTS_MAX_AGE_S): ~2,880 redeliveries at BACKOFF_CAP_S.
 OUTAGE_RIDE_S = 24 * 3600.0
 OUTAGE_LOG_EVERY_S = 60.0
+# The code of an event given up by a consumer that rides out outages: its deliveries that were not outage
+# retries never settled it (the same code as the executors' sweep of events stranded at the server's limit).
+NEVER_SETTLED = "never_settled"
 NOT_PUBLISHED = (
     "a JetStream read's answer (Nats-Stream header) the stream caught, not a published event: a client "
     "made its request's reply subject one the stream stores"
@@ -287,12 +293,14 @@ def subscribe(
     `on_invalid` hears each invalid event (and the subject it came on) once it is dead-lettered (to tell
     its sender, where it can).
     `outage` tells a handler's failure that its database cannot be reached now (`db.unreachable`): such a
-    failure is retried for up to OUTAGE_RIDE_S, and only the handler's other failures count against
-    `max_deliver` (counted by this replica: a replica that fails an event on its own tries it
-    `max_deliver` times; the server's limit, `outage_deliveries`, bounds every replica together).
+    failure is retried for up to OUTAGE_RIDE_S, and is counted per event in the KV bucket
+    `switchyard-outage-retries`; every other delivery counts against `max_deliver`, whichever process or
+    replica had it (a handler's own failure, or a delivery never settled: its process killed or hung on
+    the event). Past `max_deliver` such deliveries the event is dead-lettered (`never_settled`) before its
+    handler runs again; the server's limit, `outage_deliveries`, bounds every delivery together.
     `dead_letters`: the codes of the handler's own errors it may dead-letter, counted from 0 with the rest.
     """
-    metrics.expect_dead_letters(consumer.durable, dead_letters)
+    metrics.expect_dead_letters(consumer.durable, (*dead_letters, *([NEVER_SETTLED] if outage else [])))
     expected_types = tuple(expected) if expected is not None else None
     config = ConsumerConfig(
         durable_name=consumer.durable,
@@ -315,6 +323,7 @@ def subscribe(
             own_limit=consumer.max_deliver,
             server_limit=outage_deliveries(consumer.max_deliver),
             outage=outage,
+            counts=OutageCounts(consumer.stream, consumer.durable, lambda: outage_bucket(jetstream(broker))),
             backoff_cap_s=BACKOFF_CAP_S,
             log_every_s=OUTAGE_LOG_EVERY_S,
         )
@@ -339,6 +348,8 @@ def subscribe(
             event, payload = decode(raw.data, expected_types, subject=raw.subject)
         except InvalidEvent as exc:
             await reject(raw, exc)
+            return
+        if riding is not None and delivered > consumer.max_deliver and await given_up(raw, event, delivered):
             return
         try:
             with tracing.span(
@@ -379,13 +390,25 @@ def subscribe(
                 log.exception("handler failed on event %s (last delivery %d)", event.id, delivered)
             await _fail(raw, f"{type(exc).__name__}: {exc}", "handler_error", True, delivered)
             return
-        if riding is not None:
-            riding.settled(event.id)
         await raw.ack()
+
+    async def given_up(raw: Msg, event: CloudEvent, delivered: int) -> bool:
+        assert riding is not None
+        spent = await riding.spent(_stream_seq(raw), delivered)
+        if spent is None:
+            return False
+        reason = (
+            f"{consumer.durable}: {spent} deliveries that were not database outage retries never settled the "
+            "event (its handler failed, or its process was killed or hung on it each time): not handled again"
+        )
+        log.error("giving up event %s (delivery %d): %s", event.id, delivered, reason)
+        await letter(raw, reason, NEVER_SETTLED)
+        await raw.term()
+        return True
 
     async def ride(raw: Msg, event_id: str, exc: Exception, delivered: int, reason: str, code: str) -> None:
         assert riding is not None
-        delay = riding.retry_in(event_id, exc, delivered)
+        delay = await riding.retry_in(event_id, _stream_seq(raw), exc, delivered)
         if delay is not None:
             await raw.nak(delay=delay)
             return
@@ -427,6 +450,16 @@ def subscribe(
             gather_s=gather_s,
         )
     )
+
+
+def _stream_seq(raw: Msg) -> int:
+    meta = raw.metadata
+    return meta.sequence.stream if meta is not None else 0
+
+
+async def outage_bucket(js: JetStreamContext) -> KeyValue:
+    """The KV bucket of the outage retries' counts (opened at the first outage or long-redelivered event)."""
+    return await kv.bucket(js, subjects.KV_OUTAGE_RETRIES, ttl_s=outage_ride.KEEP_S)
 
 
 def add_consumer(broker: NatsBroker, pull: PullConsumer) -> None:

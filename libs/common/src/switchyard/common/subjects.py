@@ -106,6 +106,10 @@ KV_TOOL_STATE = "switchyard-tool-state"
 # What a run of a task cut by its executor's stop was billed for (key: task id), for the run that redoes it
 # to report in its result's `charged` (carried.py).
 KV_CARRIED = "switchyard-carried-calls"
+# How many deliveries of an event failed because its consumer's database could not be reached (key:
+# `<stream>.<durable>.<stream sequence>`), for the consumers that ride out database outages: the rest of its
+# deliveries count against `max_deliver`, across processes and replicas (outage_ride.py); 2 days.
+KV_OUTAGE_RETRIES = "switchyard-outage-retries"
 # The gateway's shared state (all compare-and-set across gateway replicas):
 # request/token/concurrency counters per user, organisation and globally (keys carry their window);
 KV_GATEWAY_LIMITS = "switchyard-gateway-limits"
