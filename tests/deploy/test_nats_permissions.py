@@ -257,7 +257,7 @@ async def test_the_integrator_reads_the_results_published_while_it_was_away_from
             subjects.result_subject("acme", "t-away-2"),
         ]  # acme's alone, in order: globex's never reaches it
         for msg in got:
-            await msg.ack()
+            await msg.ack_sync()  # confirmed: a plain ack is taken by the consumer after the flush
         await outsider.flush()
         info = await operator.jetstream().consumer_info(subjects.STREAM_EVENTS, mine.durable)
         assert info.num_ack_pending == 0 and info.num_pending == 0
