@@ -14,6 +14,7 @@ import pytest
 
 from switchyard.cli.processes import NatsServer
 from switchyard.common import bus, ids, subjects
+from switchyard.common.envelope import decode
 from switchyard.common.events import (
     ChatMessage,
     ChatRequest,
@@ -97,3 +98,35 @@ async def test_a_bus_task_id_submitted_again_as_a_new_task_is_answered_by_its_st
         again = await sub.next_msg(timeout=15)
     assert again.data == stored.data  # the same result, not a second answer
     assert fake.scenarios.calls["slow-0.1"] == 1  # run once
+
+
+async def test_a_bus_task_whose_result_subject_holds_no_result_of_its_tenant_is_run(
+    fleet: Fleet, nc: nats.NATS, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """What the stream keeps on a task's result subject is not always its result: any bus user (a scoped
+    integrator of another organisation too) can have the server's ack of its own publish sent there (NATS
+    checks no reply subject) and stored, and a result another tenant's consumer re-delivers there names
+    that tenant. A bus task of that id (ids other systems choose) is run and answered, not taken as
+    answered: it was acked with no result, and its submitter waited in vain."""
+    fake = FakeOpenAI()
+    publisher = bus.EventPublisher(nc.jetstream(), source="test/router")
+    token = subjects.tenant_token("acme")
+    with BackgroundServer(fake.app) as upstream:
+        fleet.wait_ready(replica(fleet, 0, upstream.url, fake.api_key))
+        # the ack of a publish on another subject of the stream, stored on acme's task's result subject
+        await nc.publish(
+            subjects.scoped(subjects.TASK_FEEDBACK, "acme"),
+            b"{}",
+            reply=subjects.result_subject("acme", "planted-1"),
+        )
+        await nc.flush()
+        planted = await nc.jetstream().get_last_msg(
+            subjects.STREAM_EVENTS, subjects.result_subject_of_token(token, "planted-1")
+        )
+        assert b'"seq"' in (planted.data or b"")  # the ack, stored as the task's "result"
+        sub = await nc.subscribe(subjects.result_subject("acme", "planted-1"))
+        await publisher.publish(routed("planted-1", age_s=0), tenant_id="acme", event_subject="planted-1")
+        answer = await sub.next_msg(timeout=30)
+    _, payload = decode(answer.data)
+    assert getattr(payload, "tenant_id", None) == "acme"
+    assert fake.scenarios.calls["slow-0.1"] == 1  # run

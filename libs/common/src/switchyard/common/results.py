@@ -2,27 +2,38 @@
 last message there says whether the task ended (and how), for as long as the stream keeps events (7 days).
 
 One look-up (`get_last_msg`, a JetStream API round trip) on the tenant's subject, then on the subject a
-release before tenant tokens used (`result.<task_id>`: docs/operations/upgrades.md), where a result counts
-only for the tenant it names: one organisation's task id never finds another's result.
+release before tenant tokens used (`result.<task_id>`: docs/operations/upgrades.md). Either counts only
+when its event names the tenant and the task: any bus user can have the server store its publishes' acks
+on any subject of the stream (NATS checks no reply subject), and re-deliver the results its own consumer
+reads there (another task's, or another organisation's), so a message on the subject is not the result.
 """
 
 from __future__ import annotations
 
+import orjson
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 
-from switchyard.common import subjects, tenants
+from switchyard.common import subjects
 
 
 async def stored(js: JetStreamContext, tenant_id: str, task_id: str) -> RawStreamMsg | None:
     """The tenant's task's result message as the stream keeps it; None when there is none."""
+    for subject in (subjects.result_subject(tenant_id, task_id), subjects.legacy_result_subject(task_id)):
+        try:
+            msg = await js.get_last_msg(subjects.STREAM_EVENTS, subject)
+        except NotFoundError:
+            continue
+        return msg if names(msg.data or b"", tenant_id, task_id) else None
+    return None
+
+
+def names(raw: bytes, tenant_id: str, task_id: str) -> bool:
+    """Whether `raw` is an event whose data names this tenant and this task."""
     try:
-        return await js.get_last_msg(subjects.STREAM_EVENTS, subjects.result_subject(tenant_id, task_id))
-    except NotFoundError:
-        pass
-    try:
-        msg = await js.get_last_msg(subjects.STREAM_EVENTS, subjects.legacy_result_subject(task_id))
-    except NotFoundError:
-        return None
-    return msg if tenants.named_in(msg.data or b"") == tenant_id else None
+        event = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    data = event.get("data") if isinstance(event, dict) else None
+    return isinstance(data, dict) and data.get("tenant_id") == tenant_id and data.get("task_id") == task_id

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from nats.js.api import RawStreamMsg
-from nats.js.errors import NotFoundError
 
-from switchyard.common import bus, ids, kv, legacy_subjects, subjects, tenants, tracing, vectors
+from switchyard.common import bus, ids, kv, legacy_subjects, results, subjects, tenants, tracing, vectors
 from switchyard.common.background import cancel
 from switchyard.common.config import replica_name
 from switchyard.common.envelope import CloudEvent
@@ -231,14 +230,13 @@ def create(
         young = -CLOCK_SKEW_S <= age_s < bus.DUPLICATE_WINDOW_S - CLOCK_SKEW_S
         if task.origin == "http" and bus.delivery() == 1 and young:
             return False
-        js = bus.jetstream(service.broker)
-        try:
-            stored = await js.get_last_msg(
-                subjects.STREAM_EVENTS, subjects.result_subject(task.tenant_id, task.task_id)
-            )
-        except NotFoundError:
-            return await answered_before_tokens(task)
-        await answer_again(stored)
+        stored = await results.stored(bus.jetstream(service.broker), task.tenant_id, task.task_id)
+        if stored is None:  # none, or no result of this tenant's task (results.py: what else is kept there)
+            return False
+        if stored.subject == subjects.result_subject(task.tenant_id, task.task_id):
+            await answer_again(stored)
+        # else a release before tenant tokens stored it (`result.<task_id>`), for a task redelivered
+        # across the upgrade (docs/operations/upgrades.md): not sent again
         return True
 
     async def answer_again(stored: RawStreamMsg) -> None:
@@ -256,17 +254,6 @@ def create(
             await legacy_subjects.copy(
                 bus.connection(service.broker), stored.subject, stored.data or b"", headers
             )
-
-    async def answered_before_tokens(task: TaskSubmitted) -> bool:
-        """Its result as an executor of a release before tenant tokens stored it (`result.<task_id>`),
-        for a task redelivered across the upgrade (docs/operations/upgrades.md)."""
-        try:
-            msg = await bus.jetstream(service.broker).get_last_msg(
-                subjects.STREAM_EVENTS, subjects.legacy_result_subject(task.task_id)
-            )
-        except NotFoundError:
-            return False
-        return tenants.named_in(msg.data or b"") == task.tenant_id
 
     async def on_routed(event: CloudEvent, payload: TaskRouted) -> None:
         task = payload.task
