@@ -83,3 +83,41 @@ async def test_a_rating_of_a_task_whose_subject_holds_an_ack_is_not_kept(
         for nc in (integrator, executor, operator):
             await nc.close()
     scoped_bus.assert_clean(audit_log)
+
+
+async def test_a_rating_of_a_finished_task_is_kept_though_an_ack_was_stored_after_its_result(
+    scoped_bus: GuardedBus, audit_log: Path, sqlite_url: str
+) -> None:
+    """The last message on the result subject is no longer the task's result once a bus user had an ack
+    stored there after it; the result is still kept, and the task still finished: its rating is kept."""
+    integrator = await scoped_bus.connect(SCOPED.user)
+    executor, operator = await scoped_bus.connect("executor"), await scoped_bus.connect("operator")
+    try:
+        answers = bus.EventPublisher(executor.jetstream(), source="switchyard/executor")
+        await answers.publish(_answer("real-2", "acme"), subject=subjects.result_subject("acme", "real-2"))
+        event = {
+            "specversion": "1.0",
+            "id": "bait",
+            "source": "urn:t",
+            "type": "switchyard.task.submitted.v1",
+        }
+        await integrator.publish(
+            subjects.scoped(subjects.TASK_SUBMITTED, "acme"),
+            orjson.dumps(event),
+            reply=subjects.result_subject("acme", "real-2"),
+            headers={"Nats-Msg-Id": "ack-bait-2"},
+        )
+        await integrator.flush()
+        await asyncio.sleep(0.3)  # the ack stored after the result
+        rating = TaskFeedback(task_id="real-2", tenant_id="acme", rating="good", at=datetime.now(UTC))
+        _, body = encode(rating, source="integrator", tenant_id="acme", subject="real-2")
+        await integrator.publish(subjects.scoped(subjects.TASK_FEEDBACK, "acme"), body)
+        await integrator.flush()
+
+        assert await _rated(sqlite_url, 1) == [("acme", "task/real-2")]
+        letters = [x for x in await _letters(operator, 1, timeout=0.5) if x.code == "task_not_found"]
+        assert letters == []
+    finally:
+        for nc in (integrator, executor, operator):
+            await nc.close()
+    scoped_bus.assert_clean(audit_log)
