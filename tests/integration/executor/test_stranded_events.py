@@ -298,3 +298,32 @@ async def test_a_stranded_tasks_late_result_does_not_follow_its_failure(guarded:
         await sweeper.stop()
         await executor.close()
         await operator.close()
+
+
+async def test_a_stranded_task_whose_result_subject_holds_no_result_is_answered(guarded: GuardedBus) -> None:
+    """A publish's ack that a bus user had the server store on the task's result subject (NATS checks no
+    reply subject) is no result: the stranded task is still answered never_settled, not left unheard."""
+    operator = await nats.connect(guarded.operator_url)
+    executor = await guarded.connect("executor")
+    js = executor.jetstream()
+    sweeper = stranded.consumer(js, bus.EventPublisher(js, source="executor"))
+    try:
+        task = hello_task("t-planted")
+        result_subject = subjects.result_subject(task.tenant_id, task.task_id)
+        answers = await operator.subscribe(result_subject)
+        ojs = operator.jetstream()
+        await bus.EventPublisher(ojs, source="other-system").publish(task, tenant_id=task.tenant_id)
+        await operator.publish(subjects.scoped(subjects.TASK_FEEDBACK, "acme"), b"{}", reply=result_subject)
+        await operator.flush()
+        planted = await answers.next_msg(timeout=5)  # the ack, stored there too
+        assert b'"seq"' in planted.data
+        await _strand(ojs, subjects.CLASSIFIER_CONSUMER.durable, subjects.TASK_SUBMITTED)
+        await sweeper.start(js)
+
+        answer = await answers.next_msg(timeout=20)
+        _, failed = decode(answer.data, (TaskFailed,))
+        assert isinstance(failed, TaskFailed) and failed.error_code == "never_settled"
+    finally:
+        await sweeper.stop()
+        await executor.close()
+        await operator.close()

@@ -24,7 +24,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
-from switchyard.common import bus, bus_guard, ids, invalid, kv_guard, metrics, subjects, tenants
+from switchyard.common import bus, bus_guard, ids, invalid, kv_guard, metrics, results, subjects, tenants
 from switchyard.common.consumer import PullConsumer
 from switchyard.common.publisher import EventPublisher
 
@@ -150,7 +150,7 @@ async def settle(js: JetStreamContext, events: EventPublisher, advisory: bytes) 
     if at is None or not _answerable(stored.subject or "", data):
         return
     found = invalid.answer(data, reason, now=datetime.now(UTC), at=at or None, code=CODE)
-    if found is None or await _answered(js, found.subject):
+    if found is None or await _answered(js, found.failed.tenant_id, found.failed.task_id):
         return
     event_id = _event_id(data)
     if event_id is not None:
@@ -177,11 +177,8 @@ def _answerable(subject: str, data: bytes) -> bool:
     return token is None or (named is not None and subjects.tenant_token(named) == token)
 
 
-async def _answered(js: JetStreamContext, result_subject: str) -> bool:
+async def _answered(js: JetStreamContext, tenant_id: str, task_id: str) -> bool:
     """Whether the task has a result already (a handler that hung past the ack wait may still have
-    finished): then its submitter heard, and no failure follows it."""
-    try:
-        await js.get_last_msg(subjects.STREAM_EVENTS, result_subject)
-    except NotFoundError:
-        return False
-    return True
+    finished): then its submitter heard, and no failure follows it. A result of that task (results.py),
+    not whatever is stored on its subject (an ack a bus user had sent there)."""
+    return await results.stored(js, tenant_id, task_id) is not None
