@@ -165,7 +165,8 @@ def placed(event: CloudEvent, payload: EventPayload, *, subject: str | None) -> 
         ):
             # the gateway's tasks skip the executor's look-up of a stored result (their ids are its own)
             raise InvalidEvent(
-                f"a task on {subject} (a tenant-scoped system's) has origin 'bus'; 'http' is the gateway's"
+                f"a task on {subject} (a tenant-scoped system's) must say origin 'bus', "
+                "not 'http' (the gateway's)"
             )
         return
     if token:
