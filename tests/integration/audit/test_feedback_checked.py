@@ -27,8 +27,8 @@ from tests.support.guarded_bus import GuardedBus
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def audit_log(guarded: GuardedBus, sqlite_url: str, tmp_path: Path) -> Iterator[Path]:
+def running_audit(guarded: GuardedBus, sqlite_url: str, tmp_path: Path) -> Iterator[Path]:
+    """For a fixture: the audit service as its own user on `guarded`, on a migrated `sqlite_url`; its log."""
     asyncio.run(migrations().upgrade(sqlite_url))
     log = tmp_path / "audit.log"
     env = {
@@ -39,6 +39,11 @@ def audit_log(guarded: GuardedBus, sqlite_url: str, tmp_path: Path) -> Iterator[
     service = BusService("audit", env=env, log_path=log, ping_url=guarded.operator_url)
     for _ in service.running():
         yield log
+
+
+@pytest.fixture
+def audit_log(guarded: GuardedBus, sqlite_url: str, tmp_path: Path) -> Iterator[Path]:
+    yield from running_audit(guarded, sqlite_url, tmp_path)
 
 
 def _answer(task_id: str, tenant_id: str) -> TaskCompleted:

@@ -12,14 +12,13 @@ from pathlib import Path
 
 import orjson
 import pytest
+from nats.aio.client import Client
 
-from switchyard.audit.db import migrations
 from switchyard.cli.bus_permissions import Integrator
 from switchyard.common import bus, subjects
 from switchyard.common.envelope import encode
 from switchyard.common.events import TaskFeedback
-from tests.integration.audit.test_feedback_checked import _answer, _letters, _rated
-from tests.support.bus_services import BusService
+from tests.integration.audit.test_feedback_checked import _answer, _letters, _rated, running_audit
 from tests.support.guarded_bus import GuardedBus, scoped_guarded_bus
 
 pytestmark = pytest.mark.integration
@@ -34,16 +33,19 @@ def scoped_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Guar
 
 @pytest.fixture
 def audit_log(scoped_bus: GuardedBus, sqlite_url: str, tmp_path: Path) -> Iterator[Path]:
-    asyncio.run(migrations().upgrade(sqlite_url))
-    log = tmp_path / "audit.log"
-    env = {
-        **scoped_bus.env("audit"),
-        "SWITCHYARD_DATABASE_URL": sqlite_url,
-        "SWITCHYARD_AUDIT_SIGNING_KEY": "22" * 32,
-    }
-    service = BusService("audit", env=env, log_path=log, ping_url=scoped_bus.operator_url)
-    for _ in service.running():
-        yield log
+    yield from running_audit(scoped_bus, sqlite_url, tmp_path)
+
+
+async def _plant_ack(integrator: Client, result_subject: str, msg_id: str) -> None:
+    """What any bus user can do: have the server's ack of its own publish (here of a bad task on its
+    tenant's subject) sent, and so stored, on a task's result subject."""
+    event = {"specversion": "1.0", "id": "bait", "source": "urn:t", "type": "switchyard.task.submitted.v1"}
+    await integrator.publish(
+        subjects.scoped(subjects.TASK_SUBMITTED, "acme"),
+        orjson.dumps(event),
+        reply=result_subject,
+        headers={"Nats-Msg-Id": msg_id},
+    )
 
 
 async def test_a_rating_of_a_task_whose_subject_holds_an_ack_is_not_kept(
@@ -55,18 +57,7 @@ async def test_a_rating_of_a_task_whose_subject_holds_an_ack_is_not_kept(
         answers = bus.EventPublisher(executor.jetstream(), source="switchyard/executor")
         await answers.publish(_answer("real-1", "acme"), subject=subjects.result_subject("acme", "real-1"))
         # a task of no run: the server's ack of the integrator's own publish, stored on its result subject
-        event = {
-            "specversion": "1.0",
-            "id": "bait",
-            "source": "urn:t",
-            "type": "switchyard.task.submitted.v1",
-        }
-        await integrator.publish(
-            subjects.scoped(subjects.TASK_SUBMITTED, "acme"),
-            orjson.dumps(event),
-            reply=subjects.result_subject("acme", "ghost-1"),
-            headers={"Nats-Msg-Id": "ack-bait"},
-        )
+        await _plant_ack(integrator, subjects.result_subject("acme", "ghost-1"), "ack-bait")
         for task_id in ("ghost-1", "real-1"):
             rating = TaskFeedback(task_id=task_id, tenant_id="acme", rating="good", at=datetime.now(UTC))
             _, body = encode(rating, source="integrator", tenant_id="acme", subject=task_id)
@@ -95,18 +86,7 @@ async def test_a_rating_of_a_finished_task_is_kept_though_an_ack_was_stored_afte
     try:
         answers = bus.EventPublisher(executor.jetstream(), source="switchyard/executor")
         await answers.publish(_answer("real-2", "acme"), subject=subjects.result_subject("acme", "real-2"))
-        event = {
-            "specversion": "1.0",
-            "id": "bait",
-            "source": "urn:t",
-            "type": "switchyard.task.submitted.v1",
-        }
-        await integrator.publish(
-            subjects.scoped(subjects.TASK_SUBMITTED, "acme"),
-            orjson.dumps(event),
-            reply=subjects.result_subject("acme", "real-2"),
-            headers={"Nats-Msg-Id": "ack-bait-2"},
-        )
+        await _plant_ack(integrator, subjects.result_subject("acme", "real-2"), "ack-bait-2")
         await integrator.flush()
         await asyncio.sleep(0.3)  # the ack stored after the result
         rating = TaskFeedback(task_id="real-2", tenant_id="acme", rating="good", at=datetime.now(UTC))
