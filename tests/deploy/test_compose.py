@@ -28,7 +28,9 @@ BINARY = Path(compose.__file__).parent / "docker-compose"
 
 
 NATS_USERS = (*subjects.SERVICES, "operator")
-CREDENTIALS = Path(tempfile.mkdtemp(prefix="compose-nats-credentials-")) / "credentials"
+# Made by the `credentials` fixture when the module's tests run, not at import: a collection alone (every
+# xdist worker collects every module) would leave an empty directory in /tmp.
+CREDENTIALS = Path("/nonexistent/compose-nats-credentials")
 
 
 def _compose(
@@ -55,6 +57,8 @@ def _compose(
 @pytest.fixture(scope="module", autouse=True)
 def credentials() -> Iterator[Path]:
     """What an operator makes before the first `docker compose up`: the NATS users' passwords and hashes."""
+    global CREDENTIALS
+    CREDENTIALS = Path(tempfile.mkdtemp(prefix="compose-nats-credentials-")) / "credentials"
     bus_credentials.write_credentials(CREDENTIALS)
     yield CREDENTIALS
     shutil.rmtree(CREDENTIALS.parent)
