@@ -84,6 +84,34 @@ async def test_an_event_whose_id_was_taken_is_stored_under_a_new_one(
     scoped_bus.assert_clean()
 
 
+async def test_an_event_sent_whose_id_was_taken_is_stored_under_a_new_one(scoped_bus: GuardedBus) -> None:
+    """`send` (the executor's results, confirmed together) checks its ack as `publish` does."""
+    integrator = await scoped_bus.connect(SCOPED.user)
+    executor = await scoped_bus.connect("executor")
+    try:
+        derived = ids.derived_id("the-integrators-own-event-id", "result")
+        squat = f"{subjects.TASK_FEEDBACK}.{subjects.tenant_token('acme')}"
+        await integrator.jetstream().publish(squat, b"{}", headers={"Nats-Msg-Id": derived})
+
+        publisher = bus.EventPublisher(
+            executor.jetstream(), source="switchyard/executor", checks_duplicates=True
+        )
+        subject = subjects.result_subject("acme", "job-1")
+        confirm = await publisher.send(_result(), subject=subject, event_id=derived, tenant_id="acme")
+        stored_id = await confirm()
+
+        assert stored_id != derived
+        stored = await executor.jetstream().get_last_msg(subjects.STREAM_EVENTS, subject)
+        assert orjson.loads(stored.data or b"{}")["id"] == stored_id
+        assert (stored.headers or {}).get("Nats-Msg-Id") == stored_id
+        info = await executor.jetstream().stream_info(subjects.STREAM_EVENTS)
+        assert info.state.messages == 2  # the integrator's message and the event
+    finally:
+        await integrator.close()
+        await executor.close()
+    scoped_bus.assert_clean()
+
+
 async def test_a_redelivered_event_sent_again_is_stored_once_under_its_id(scoped_bus: GuardedBus) -> None:
     executor = await scoped_bus.connect("executor")
     try:

@@ -70,12 +70,36 @@ class EventPublisher:
             payload, subject, event_id, tenant_id, event_subject, traceparent, data=data
         )
         ack = await self.publish_raw(target, body, msg_id=eid)
-        if ack.duplicate and await self._taken(ack, target, eid):
-            again = ids.new_id()  # the event's own id too: the ledger keeps one entry per event id
+        return await self._settled(
+            ack,
+            payload,
+            target,
+            eid,
+            tenant_id=tenant_id,
+            event_subject=event_subject,
+            traceparent=traceparent,
+            data=data,
+        )
+
+    async def _settled(
+        self,
+        ack: api.PubAck,
+        payload: EventPayload,
+        subject: str,
+        eid: str,
+        *,
+        tenant_id: str | None,
+        event_subject: str | None,
+        traceparent: str | None,
+        data: bytes | None = None,
+    ) -> str:
+        """The id the event is stored under, once `ack` is in: `eid`, or, when another bus user took it
+        first (`_taken`), the new id it is published again under."""
+        if ack.duplicate and await self._taken(ack, subject, eid):
             return await self.publish(
                 payload,
-                subject=target,
-                event_id=again,
+                subject=subject,
+                event_id=ids.new_id(),  # the event's own id too: the ledger keeps one entry per event id
                 tenant_id=tenant_id,
                 event_subject=event_subject,
                 traceparent=traceparent,
@@ -145,18 +169,15 @@ class EventPublisher:
                 ack = await self.publish_raw(target, body, msg_id=eid)
             elif self.legacy_subjects:
                 await legacy_subjects.copy(self._js._nc, target, body, headers)
-            if ack.duplicate and await self._taken(ack, target, eid):
-                return await self.publish(
-                    payload,
-                    subject=target,
-                    event_id=ids.new_id(),
-                    tenant_id=tenant_id,
-                    event_subject=event_subject,
-                    traceparent=traceparent,
-                )
-            if not ack.duplicate:
-                metrics.observe_published(payload)
-            return eid
+            return await self._settled(
+                ack,
+                payload,
+                target,
+                eid,
+                tenant_id=tenant_id,
+                event_subject=event_subject,
+                traceparent=traceparent,
+            )
 
         return confirm
 
