@@ -38,7 +38,7 @@ from switchyard.common.bus_auth import NatsCredentials
 from switchyard.common.config import STOP_GRACE_S, CommonSettings
 from switchyard.common.consumer import PullConsumer
 from switchyard.common.dlq import OMITTED_HEADER
-from switchyard.common.envelope import CONTENT_TYPE, CloudEvent, decode
+from switchyard.common.envelope import CONTENT_TYPE, MSG_ID, CloudEvent, decode
 from switchyard.common.errors import InvalidEvent, SwitchyardError
 from switchyard.common.events.base import EventPayload
 from switchyard.common.outage_ride import OutageCounts, OutageRide
@@ -211,7 +211,7 @@ async def dead_letter_stored(
         "Switchyard-Dlq-Deliveries": str(deliveries),
     }
     msg_id = f"dlq-{service}-{seq}"
-    if len(body) > publisher.room({"Nats-Msg-Id": msg_id, "content-type": CONTENT_TYPE, **headers}):
+    if len(body) > publisher.room({MSG_ID: msg_id, "content-type": CONTENT_TYPE, **headers}):
         log.warning(
             "dead letter of %s seq %d: its %d bytes not copied (max_payload)", service, seq, len(body)
         )

@@ -23,7 +23,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from switchyard.common import subjects
-from switchyard.common.envelope import CONTENT_TYPE
+from switchyard.common.envelope import CONTENT_TYPE, MSG_ID
 
 REPLAY_HEADER = "Switchyard-Replay-Of"
 # a dead letter without its message (too large to copy with these headers): the message's size
@@ -210,7 +210,7 @@ async def replay(
         letter.original_subject,
         letter.data,
         headers={
-            "Nats-Msg-Id": msg_id,
+            MSG_ID: msg_id,
             "content-type": letter.headers.get("content-type", CONTENT_TYPE),
             REPLAY_HEADER: str(seq),
         },

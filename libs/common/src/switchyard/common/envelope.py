@@ -20,6 +20,8 @@ from switchyard.common.events.tasks import TaskSubmitted
 from switchyard.common.ids import new_id
 
 CONTENT_TYPE = "application/cloudevents+json"
+# The header an event is published with its id in: JetStream de-duplicates a stream's messages by it.
+MSG_ID = "Nats-Msg-Id"
 # What a consumer decodes at most: the bus's own limit as shipped (NATS `max_payload` 8 MB: deploy/nats,
 # the k8s values, the embedded run), so every event the bus carries is read. A task must fit with what the
 # pipeline adds to it: the gateway refuses a larger one (413 `bus_max_payload_exceeded`) before it is sent.

@@ -26,7 +26,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NoStreamResponseError, NotFoundError
 
 from switchyard.common import ids, legacy_subjects, metrics, subjects, tracing
-from switchyard.common.envelope import CONTENT_TYPE, encode
+from switchyard.common.envelope import CONTENT_TYPE, MSG_ID, encode
 from switchyard.common.errors import EventTooLarge
 from switchyard.common.events.base import EventPayload
 
@@ -148,7 +148,7 @@ class EventPublisher:
         round trip for all of them instead of one each. Until `confirm` returns, nothing says the event
         is stored; a caller acks its own message only after every confirmation."""
         target, eid, body = self._encode(payload, subject, event_id, tenant_id, event_subject, traceparent)
-        headers = {"Nats-Msg-Id": eid, "content-type": CONTENT_TYPE}
+        headers = {MSG_ID: eid, "content-type": CONTENT_TYPE}
         self.check_fits(target, body, headers)
         future: asyncio.Future[api.PubAck] | None
         try:
@@ -226,7 +226,7 @@ class EventPublisher:
     async def publish_raw(
         self, subject: str, body: bytes, *, msg_id: str, headers: dict[str, str] | None = None
     ) -> api.PubAck:
-        hdrs = {"Nats-Msg-Id": msg_id, "content-type": CONTENT_TYPE, **(headers or {})}
+        hdrs = {MSG_ID: msg_id, "content-type": CONTENT_TYPE, **(headers or {})}
         self.check_fits(subject, body, hdrs)
         ack = await self._stored(subject, body, hdrs)
         if self.legacy_subjects:  # after the ack: the stream knows the id, and drops the copy

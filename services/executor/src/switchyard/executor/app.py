@@ -15,7 +15,7 @@ from nats.js.api import RawStreamMsg
 from switchyard.common import bus, ids, kv, legacy_subjects, results, subjects, tenants, tracing, vectors
 from switchyard.common.background import cancel
 from switchyard.common.config import replica_name
-from switchyard.common.envelope import CloudEvent
+from switchyard.common.envelope import MSG_ID, CloudEvent
 from switchyard.common.events import (
     ProviderCallRecorded,
     TaskCompleted,
@@ -46,7 +46,6 @@ from switchyard.executor.resilience.shared import KVRateLimits, open_breakers
 from switchyard.executor.tool_state import KVToolStates, LocalToolStates, ToolStates, tool_state_bucket
 
 log = logging.getLogger(__name__)
-MSG_ID = "Nats-Msg-Id"
 
 # How far the gateway's clock (a task's `submitted_at`) may be from this one's: beyond it, a first delivery
 # is checked against the stream like a redelivery.
