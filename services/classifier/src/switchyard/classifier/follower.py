@@ -36,6 +36,7 @@ from switchyard.classifier import artifact, metrics, promotion
 from switchyard.classifier.classify import Classifier, Live
 from switchyard.common import kv, kv_guard
 from switchyard.common.background import cancel
+from switchyard.common.transient import Failures
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class HeadsFollower:
         self._reported = 0.0
         self._task: asyncio.Task[None] | None = None
         self._watcher: KeyValue.KeyWatcher | None = None
+        self._failures = Failures(log)  # a timeout while the bucket's stream elects its leader: a line
         metrics.HEADS.labels(classifier.model_version).set(1)
 
     async def start(self, js: JetStreamContext) -> None:
@@ -73,8 +75,10 @@ class HeadsFollower:
         self._replicas = await promotion.replicas_bucket(js, replicas=self.replicas)
         try:
             await self.check()
-        except Exception:  # the bus, briefly: serve with the heads at hand, the watch catches up
-            log.exception("promoted classifier heads not read at start; trying again in %.0f s", self.poll_s)
+        except Exception as exc:  # the bus, briefly: serve with the heads at hand, the watch catches up
+            self._failures.failed(
+                exc, "promoted classifier heads not read at start; trying again in %.0f s", self.poll_s
+            )
         self._watcher = await self._heads.watch(promotion.KEY, include_history=False)
         self._task = asyncio.create_task(self._follow(), name="classifier-heads")
 
@@ -109,8 +113,10 @@ class HeadsFollower:
                     assert self._heads is not None
                     self._watcher = await self._heads.watch(promotion.KEY, include_history=False)
                     log.info("the promoted heads' key came by the poll, not the watch: watching it anew")
-            except Exception:  # the bus, briefly: the next wake-up tries again
-                log.exception("promoted classifier heads not checked; trying again in %.0f s", self.poll_s)
+            except Exception as exc:  # the bus, briefly: the next wake-up tries again
+                self._failures.failed(
+                    exc, "promoted classifier heads not checked; trying again in %.0f s", self.poll_s
+                )
                 await asyncio.sleep(min(self.poll_s, 1.0))
 
     async def check(self) -> bool:

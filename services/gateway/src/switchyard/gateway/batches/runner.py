@@ -10,6 +10,7 @@ import logging
 import time
 
 from switchyard.common.background import cancel, cancel_all
+from switchyard.common.transient import Failures
 from switchyard.gateway.batches.lease import Knobs, Lost
 from switchyard.gateway.batches.models import TERMINAL, BatchRecord, Runner
 from switchyard.gateway.batches.running import BatchRun
@@ -31,6 +32,7 @@ class BatchRunner:
         self._runs: dict[str, tuple[BatchRun, asyncio.Task[None]]] = {}
         self._poked = asyncio.Event()
         self._scanning: asyncio.Task[None] | None = None
+        self._scan_failures = Failures(log)  # a timeout while the bucket's stream elects its leader: a line
 
     def start(self) -> None:
         self._scanning = asyncio.create_task(self._scan_loop(), name="batch-runner")
@@ -56,8 +58,8 @@ class BatchRunner:
         while True:
             try:
                 await self.scan()
-            except Exception:
-                log.exception("batch runner: scan failed")
+            except Exception as exc:
+                self._scan_failures.failed(exc, "batch runner: scan failed")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._scan_s):
                     await self._poked.wait()
