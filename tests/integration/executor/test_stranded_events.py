@@ -7,18 +7,23 @@ for nobody: no dead letter, and a submitter on the bus never heard."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nats
 import orjson
 import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from switchyard.common import bus, dlq, ids, subjects
+from switchyard.common.consumer import PullConsumer
 from switchyard.common.envelope import decode
-from switchyard.common.events import TaskFailed
+from switchyard.common.events import TaskFailed, TaskSubmitted
 from switchyard.executor import stranded
 from tests.support.guarded_bus import GuardedBus, guarded_bus
 from tests.support.tasks import hello_task
@@ -37,6 +42,58 @@ async def _until(predicate: Any, timeout: float = 20.0) -> None:
     while not await predicate():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.1)
+
+
+@dataclass
+class Sweep:
+    """The operator's client (it publishes and strands events like any system), the executor's, and the
+    `stranded` consumer as the executor runs it, started by `start`."""
+
+    operator: Client
+    executor: Client
+    sweeper: PullConsumer
+
+    @property
+    def ojs(self) -> JetStreamContext:
+        return self.operator.jetstream()
+
+    async def start(self) -> None:
+        await self.sweeper.start(self.executor.jetstream())
+
+
+@asynccontextmanager
+async def _sweep(guarded: GuardedBus, errors: list[str] | None = None) -> AsyncIterator[Sweep]:
+    """`errors`: what the server said to the executor's client."""
+    operator = await nats.connect(guarded.operator_url)
+    executor = await guarded.connect("executor", errors)
+    js = executor.jetstream()
+    sweeper = stranded.consumer(js, bus.EventPublisher(js, source="executor"))
+    try:
+        yield Sweep(operator, executor, sweeper)
+    finally:
+        await sweeper.stop()
+        await executor.close()
+        await operator.close()
+
+
+async def _dead_lettered(js: JetStreamContext, service: str = "classifier") -> None:
+    """Until `service` has a dead letter."""
+
+    async def any_letter() -> bool:
+        return bool([x async for x in dlq.scan(js, service=service)])
+
+    await _until(any_letter)
+
+
+def _failed(task: TaskSubmitted, *, error_code: str, error_message: str) -> TaskFailed:
+    """An answer of `task` (acme's) stored on its result subject."""
+    return TaskFailed(
+        task_id=task.task_id,
+        tenant_id="acme",
+        error_code=error_code,
+        error_message=error_message,
+        failed_at=task.submitted_at,
+    )
 
 
 async def _swept(js: Any) -> None:
@@ -69,22 +126,18 @@ async def test_a_task_stranded_at_the_classifier_is_dead_lettered_and_its_submit
     guarded: GuardedBus,
 ) -> None:
     errors: list[str] = []
-    operator = await nats.connect(guarded.operator_url)
-    executor = await guarded.connect("executor", errors)
-    js = executor.jetstream()
-    sweeper = stranded.consumer(js, bus.EventPublisher(js, source="executor"))
-    try:
+    async with _sweep(guarded, errors) as sweep:
         task = hello_task("t-stranded")
-        answers = await operator.subscribe(subjects.result_subject(task.tenant_id, task.task_id))
-        publisher = bus.EventPublisher(operator.jetstream(), source="other-system")
+        answers = await sweep.operator.subscribe(subjects.result_subject(task.tenant_id, task.task_id))
+        publisher = bus.EventPublisher(sweep.ojs, source="other-system")
         event_id = await publisher.publish(task, tenant_id=task.tenant_id)
-        await _strand(operator.jetstream(), subjects.CLASSIFIER_CONSUMER.durable, subjects.TASK_SUBMITTED)
-        await sweeper.start(js)
+        await _strand(sweep.ojs, subjects.CLASSIFIER_CONSUMER.durable, subjects.TASK_SUBMITTED)
+        await sweep.start()
 
         letters: list[dlq.DeadLetter] = []
 
         async def dead_lettered() -> bool:
-            letters[:] = [x async for x in dlq.scan(operator.jetstream(), service="classifier")]
+            letters[:] = [x async for x in dlq.scan(sweep.ojs, service="classifier")]
             return bool(letters)
 
         await _until(dead_lettered)
@@ -103,49 +156,28 @@ async def test_a_task_stranded_at_the_classifier_is_dead_lettered_and_its_submit
             "never_settled",
         )
         assert errors == [] and guarded.violations() == []
-    finally:
-        await sweeper.stop()
-        await executor.close()
-        await operator.close()
 
 
 async def test_a_stranded_task_that_has_its_result_already_is_not_answered_again(guarded: GuardedBus) -> None:
-    operator = await nats.connect(guarded.operator_url)
-    executor = await guarded.connect("executor")
-    js = executor.jetstream()
-    sweeper = stranded.consumer(js, bus.EventPublisher(js, source="executor"))
-    try:
+    async with _sweep(guarded) as sweep:
         task = hello_task("t-answered")
-        ojs = operator.jetstream()
+        ojs = sweep.ojs
         publisher = bus.EventPublisher(ojs, source="other-system")
         await publisher.publish(task, tenant_id=task.tenant_id)
         # its result came (a handler that hung past the ack wait, then finished), then the server gave up
-        first = TaskFailed(
-            task_id=task.task_id,
-            tenant_id="acme",
-            error_code="x",
-            error_message="first",
-            failed_at=task.submitted_at,
-        )
+        first = _failed(task, error_code="x", error_message="first")
         await publisher.publish(
             first, subject=subjects.result_subject(task.tenant_id, task.task_id), tenant_id="acme"
         )
         await _strand(ojs, subjects.CLASSIFIER_CONSUMER.durable, subjects.TASK_SUBMITTED)
-        await sweeper.start(js)
+        await sweep.start()
 
-        async def dead_lettered() -> bool:
-            return bool([x async for x in dlq.scan(ojs, service="classifier")])
-
-        await _until(dead_lettered)
+        await _dead_lettered(ojs)
         await asyncio.sleep(1.0)  # an answer would follow the dead letter at once
         results = await ojs.stream_info(
             subjects.STREAM_EVENTS, subjects_filter=subjects.result_subject(task.tenant_id, task.task_id)
         )
         assert results.state.subjects == {subjects.result_subject(task.tenant_id, task.task_id): 1}
-    finally:
-        await sweeper.stop()
-        await executor.close()
-        await operator.close()
 
 
 async def test_an_advisory_of_a_consumer_not_switchyards_is_left_alone(guarded: GuardedBus) -> None:
@@ -153,31 +185,17 @@ async def test_an_advisory_of_a_consumer_not_switchyards_is_left_alone(guarded: 
     request's body is its own): one it strands (`max_deliver` 2, never acked) is not ours to dead-letter.
     Before, each of its results was copied to the dead letters of a 'service' named after the consumer,
     counted and alerted on as Switchyard's (`never_settled`)."""
-    operator = await nats.connect(guarded.operator_url)
-    executor = await guarded.connect("executor")
-    js = executor.jetstream()
-    sweeper = stranded.consumer(js, bus.EventPublisher(js, source="executor"))
-    try:
-        ojs = operator.jetstream()
-        answer = TaskFailed(
-            task_id="t-theirs",
-            tenant_id="acme",
-            error_code="x",
-            error_message="m",
-            failed_at=hello_task("t-theirs").submitted_at,
-        )
+    async with _sweep(guarded) as sweep:
+        ojs = sweep.ojs
+        answer = _failed(hello_task("t-theirs"), error_code="x", error_message="m")
         publisher = bus.EventPublisher(ojs, source="executor")
         await publisher.publish(answer, subject=subjects.result_subject("acme", "t-theirs"), tenant_id="acme")
         theirs = subjects.results_consumer("integrator", "acme")
         await _strand(ojs, theirs.durable, theirs.filter_subject)
-        await sweeper.start(js)
+        await sweep.start()
 
         await _swept(ojs)
         assert [x async for x in dlq.scan(ojs)] == []
-    finally:
-        await sweeper.stop()
-        await executor.close()
-        await operator.close()
 
 
 async def test_a_stranded_scoped_task_naming_another_tenant_is_not_answered_to_that_tenant(
@@ -185,30 +203,19 @@ async def test_a_stranded_scoped_task_naming_another_tenant_is_not_answered_to_t
 ) -> None:
     """On acme's scoped subject, a task naming globex (a scoped system writing another tenant's id), stranded
     at `classifier-scoped`: dead-lettered, and globex hears nothing (its submitter was never globex)."""
-    operator = await nats.connect(guarded.operator_url)
-    executor = await guarded.connect("executor")
-    js = executor.jetstream()
-    sweeper = stranded.consumer(js, bus.EventPublisher(js, source="executor"))
-    try:
-        ojs = operator.jetstream()
+    async with _sweep(guarded) as sweep:
+        ojs = sweep.ojs
         task = hello_task("t-named", tenant_id="globex")
-        victim = await operator.subscribe(subjects.result_subject("globex", task.task_id))
+        victim = await sweep.operator.subscribe(subjects.result_subject("globex", task.task_id))
         publisher = bus.EventPublisher(ojs, source="other-system")
         await publisher.publish(task, subject=subjects.scoped(subjects.TASK_SUBMITTED, "acme"))
         scoped = subjects.CLASSIFIER_SCOPED_CONSUMER
         await _strand(ojs, scoped.durable, scoped.filter_subject)
-        await sweeper.start(js)
+        await sweep.start()
 
-        async def dead_lettered() -> bool:
-            return bool([x async for x in dlq.scan(ojs, service="classifier")])
-
-        await _until(dead_lettered)
+        await _dead_lettered(ojs)
         with pytest.raises(nats.errors.TimeoutError):
             await victim.next_msg(timeout=1.5)
-    finally:
-        await sweeper.stop()
-        await executor.close()
-        await operator.close()
 
 
 async def test_a_forged_advisory_dead_letters_nothing_and_answers_no_task(guarded: GuardedBus) -> None:
@@ -217,41 +224,37 @@ async def test_a_forged_advisory_dead_letters_nothing_and_answers_no_task(guarde
     permission checks and SWITCHYARD_STRANDED stores. The sweep refuses it by the server's marks on the
     stored answer (`Nats-Stream`...). Before, it dead-lettered the task it named and answered its submitter
     `never_settled`: any tenant's task failed by the router's user."""
-    operator = await nats.connect(guarded.operator_url)
     router = await guarded.connect("router")
-    executor = await guarded.connect("executor")
-    js = executor.jetstream()
-    sweeper = stranded.consumer(js, bus.EventPublisher(js, source="executor"))
     try:
-        task = hello_task("t-victim", tenant_id="globex")
-        answers = await operator.subscribe(subjects.result_subject("globex", task.task_id))
-        ojs = operator.jetstream()
-        await bus.EventPublisher(ojs, source="gateway").publish(task, tenant_id="globex")
-        seq = (await ojs.stream_info(subjects.STREAM_EVENTS)).state.last_seq
-        forged = {
-            "type": stranded.ADVISORY_TYPE,
-            "stream": subjects.STREAM_EVENTS,
-            "consumer": subjects.CLASSIFIER_CONSUMER.durable,
-            "stream_seq": seq,
-            "deliveries": 5,
-        }
-        stats = await router.jetstream().key_value(subjects.KV_ROUTING_STATS)
-        await stats.put("bait", orjson.dumps(forged))
-        own = f"KV_{subjects.KV_ROUTING_STATS}"
-        advisory = subjects.STRANDED_ADVISORIES.replace("*", subjects.CLASSIFIER_CONSUMER.durable)
-        await router.publish(f"$JS.API.DIRECT.GET.{own}.$KV.{subjects.KV_ROUTING_STATS}.bait", reply=advisory)
-        await router.flush()
-        await sweeper.start(js)
+        async with _sweep(guarded) as sweep:
+            task = hello_task("t-victim", tenant_id="globex")
+            answers = await sweep.operator.subscribe(subjects.result_subject("globex", task.task_id))
+            ojs = sweep.ojs
+            await bus.EventPublisher(ojs, source="gateway").publish(task, tenant_id="globex")
+            seq = (await ojs.stream_info(subjects.STREAM_EVENTS)).state.last_seq
+            forged = {
+                "type": stranded.ADVISORY_TYPE,
+                "stream": subjects.STREAM_EVENTS,
+                "consumer": subjects.CLASSIFIER_CONSUMER.durable,
+                "stream_seq": seq,
+                "deliveries": 5,
+            }
+            stats = await router.jetstream().key_value(subjects.KV_ROUTING_STATS)
+            await stats.put("bait", orjson.dumps(forged))
+            own = f"KV_{subjects.KV_ROUTING_STATS}"
+            advisory = subjects.STRANDED_ADVISORIES.replace("*", subjects.CLASSIFIER_CONSUMER.durable)
+            await router.publish(
+                f"$JS.API.DIRECT.GET.{own}.$KV.{subjects.KV_ROUTING_STATS}.bait", reply=advisory
+            )
+            await router.flush()
+            await sweep.start()
 
-        await _swept(ojs)
-        assert [x async for x in dlq.scan(ojs)] == []
-        with pytest.raises(nats.errors.TimeoutError):
-            await answers.next_msg(timeout=1.0)
+            await _swept(ojs)
+            assert [x async for x in dlq.scan(ojs)] == []
+            with pytest.raises(nats.errors.TimeoutError):
+                await answers.next_msg(timeout=1.0)
     finally:
-        await sweeper.stop()
-        await executor.close()
         await router.close()
-        await operator.close()
 
 
 async def test_a_stranded_tasks_late_result_does_not_follow_its_failure(guarded: GuardedBus) -> None:
@@ -261,16 +264,12 @@ async def test_a_stranded_tasks_late_result_does_not_follow_its_failure(guarded:
     server's duplicate window the late result is dropped: the submitter heard a failure, and billing is
     given no completed task to charge for it. Before, both were stored: a second, contradicting answer,
     charged."""
-    operator = await nats.connect(guarded.operator_url)
-    executor = await guarded.connect("executor")
-    js = executor.jetstream()
-    sweeper = stranded.consumer(js, bus.EventPublisher(js, source="executor"))
-    try:
+    async with _sweep(guarded) as sweep:
         task = hello_task("t-late")
-        ojs = operator.jetstream()
+        ojs = sweep.ojs
         submitted = await bus.EventPublisher(ojs, source="gateway").publish(task, tenant_id=task.tenant_id)
         await _strand(ojs, subjects.CLASSIFIER_CONSUMER.durable, subjects.TASK_SUBMITTED)
-        await sweeper.start(js)
+        await sweep.start()
         result = subjects.result_subject(task.tenant_id, task.task_id)
 
         async def answered() -> bool:
@@ -278,15 +277,9 @@ async def test_a_stranded_tasks_late_result_does_not_follow_its_failure(guarded:
             return bool(info.state.subjects)
 
         await _until(answered)
-        late = TaskFailed(
-            task_id=task.task_id,
-            tenant_id="acme",
-            error_code="y",
-            error_message="late",
-            failed_at=task.submitted_at,
-        )
+        late = _failed(task, error_code="y", error_message="late")
         routed = ids.derived_id(ids.derived_id(submitted, "classified"), "routed")
-        await bus.EventPublisher(js, source="executor").publish(
+        await bus.EventPublisher(sweep.executor.jetstream(), source="executor").publish(
             late, subject=result, event_id=ids.derived_id(routed, "result"), tenant_id="acme"
         )
         info = await ojs.stream_info(subjects.STREAM_EVENTS, subjects_filter=result)
@@ -294,36 +287,24 @@ async def test_a_stranded_tasks_late_result_does_not_follow_its_failure(guarded:
         stored = await ojs.get_last_msg(subjects.STREAM_EVENTS, result)
         _, failed = decode(stored.data or b"", (TaskFailed,))
         assert isinstance(failed, TaskFailed) and failed.error_code == "never_settled"
-    finally:
-        await sweeper.stop()
-        await executor.close()
-        await operator.close()
 
 
 async def test_a_stranded_task_whose_result_subject_holds_no_result_is_answered(guarded: GuardedBus) -> None:
     """A publish's ack that a bus user had the server store on the task's result subject (NATS checks no
     reply subject) is no result: the stranded task is still answered never_settled, not left unheard."""
-    operator = await nats.connect(guarded.operator_url)
-    executor = await guarded.connect("executor")
-    js = executor.jetstream()
-    sweeper = stranded.consumer(js, bus.EventPublisher(js, source="executor"))
-    try:
+    async with _sweep(guarded) as sweep:
+        operator, ojs = sweep.operator, sweep.ojs
         task = hello_task("t-planted")
         result_subject = subjects.result_subject(task.tenant_id, task.task_id)
         answers = await operator.subscribe(result_subject)
-        ojs = operator.jetstream()
         await bus.EventPublisher(ojs, source="other-system").publish(task, tenant_id=task.tenant_id)
         await operator.publish(subjects.scoped(subjects.TASK_FEEDBACK, "acme"), b"{}", reply=result_subject)
         await operator.flush()
         planted = await answers.next_msg(timeout=5)  # the ack, stored there too
         assert b'"seq"' in planted.data
         await _strand(ojs, subjects.CLASSIFIER_CONSUMER.durable, subjects.TASK_SUBMITTED)
-        await sweeper.start(js)
+        await sweep.start()
 
         answer = await answers.next_msg(timeout=20)
         _, failed = decode(answer.data, (TaskFailed,))
         assert isinstance(failed, TaskFailed) and failed.error_code == "never_settled"
-    finally:
-        await sweeper.stop()
-        await executor.close()
-        await operator.close()
