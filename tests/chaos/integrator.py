@@ -20,6 +20,7 @@ import orjson
 from nats.js import api
 
 from switchyard.common import subjects
+from tests.chaos.load import paced
 
 USER = "chaos-integrator"
 RETRY_FOR_S = 30.0
@@ -120,18 +121,8 @@ async def integrate(
             return
 
     reader = asyncio.create_task(read())
-    pending: set[asyncio.Task[None]] = set()
     try:
-        n, next_at = 0, time.monotonic()
-        while not stop.is_set():
-            n += 1
-            task = asyncio.create_task(publish(n))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-            next_at += 1.0 / rate
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-        if pending:
-            await asyncio.gather(*pending)
+        await paced(publish, rate=rate, stop=stop)
         deadline = time.monotonic() + settle_s
         while any(not stats.heard[t] for t in stats.published) and time.monotonic() < deadline:
             await asyncio.sleep(1.0)

@@ -9,6 +9,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -62,9 +63,7 @@ async def steady_load(
     Idempotency-Key and is retried (after Retry-After, else 0.5 s) on a dropped connection, a 429/5xx or
     an answer that says `x-should-retry: true`, for up to `retry_for_s`; a retry that gets a second task id
     for one key is a lost guarantee."""
-    interval = 1.0 / rate
     headers = {"Authorization": f"Bearer {api_key}"}
-    pending: set[asyncio.Task[None]] = set()
     run = uuid.uuid4().hex[:8]
     async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=15.0) as client:
 
@@ -110,17 +109,23 @@ async def steady_load(
                 stats.retried[reason] += 1
                 await asyncio.sleep(wait)
 
-        n = 0
-        next_at = time.monotonic()
-        while not stop.is_set():
-            n += 1
-            task = asyncio.create_task(one(n))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-            next_at += interval
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-        if pending:
-            await asyncio.gather(*pending)
+        await paced(one, rate=rate, stop=stop)
+
+
+async def paced(one: Callable[[int], Awaitable[None]], *, rate: float, stop: asyncio.Event) -> None:
+    """Starts `one(1)`, `one(2)`, ... `rate` a second until `stop` is set, each on its own (a slow one holds
+    the next back no more than a fast one), then waits for those still running."""
+    pending: set[asyncio.Task[None]] = set()
+    n, next_at = 0, time.monotonic()
+    while not stop.is_set():
+        n += 1
+        task = asyncio.create_task(one(n))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+        next_at += 1.0 / rate
+        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+    if pending:
+        await asyncio.gather(*pending)
 
 
 def _error_code(r: httpx.Response) -> str:

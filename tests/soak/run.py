@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.chaos.load import LoadStats, check_invariants, percentile, steady_load
+from tests.chaos.load import LoadStats, check_invariants, paced, percentile, steady_load
 from tests.chaos.scenarios import check_siem
 from tests.chaos.stack import SERVICES, ChaosStack
 
@@ -36,7 +36,6 @@ async def chat_load(
 ) -> None:
     """`rate` chat completions a second (each waits for its answer); records (time, latency ms, status)."""
     headers = {"Authorization": f"Bearer {stack.api_key}"}
-    pending: set[asyncio.Task[None]] = set()
     async with httpx.AsyncClient(base_url=stack.base_url, headers=headers, timeout=60.0) as client:
 
         async def one(n: int) -> None:
@@ -52,16 +51,7 @@ async def chat_load(
                 status = 0
             samples.append((time.monotonic(), (time.perf_counter() - started) * 1000, status))
 
-        n, next_at = 0, time.monotonic()
-        while not stop.is_set():
-            n += 1
-            task = asyncio.create_task(one(n))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-            next_at += 1.0 / rate
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-        if pending:
-            await asyncio.gather(*pending)
+        await paced(one, rate=rate, stop=stop)
 
 
 async def soak(duration: float, rate: float, warmup: float, folder: Path) -> int:
