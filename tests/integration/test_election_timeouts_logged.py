@@ -11,8 +11,6 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import nats
 import pytest
@@ -30,14 +28,15 @@ PAUSE_S = 2.5
 REQUEST_TIMEOUT_S = 0.3  # the clients' JetStream requests: several time out within the pause
 
 
-@contextmanager
-def paused(server: NatsServer) -> Iterator[None]:
+async def pause(server: NatsServer) -> None:
+    """The server paused for PAUSE_S, then answering again for half a second."""
     assert server.proc is not None
     os.kill(server.proc.pid, signal.SIGSTOP)
     try:
-        yield
+        await asyncio.sleep(PAUSE_S)
     finally:
         os.kill(server.proc.pid, signal.SIGCONT)
+    await asyncio.sleep(0.5)
 
 
 def said(caplog: pytest.LogCaptureFixture, logger: str) -> list[logging.LogRecord]:
@@ -62,9 +61,7 @@ async def test_the_batch_runners_scan_says_a_timeout_in_one_line(
     runner = BatchRunner(None, store, knobs, max_running=1, scan_s=0.1)  # type: ignore[arg-type]
     runner.start()
     try:
-        with paused(nats_server):
-            await asyncio.sleep(PAUSE_S)
-        await asyncio.sleep(0.5)  # scans that find the bus answering again
+        await pause(nats_server)
         one_line_of_a_timeout(said(caplog, name))
         caplog.clear()
         # an unexpected error (a record no runner wrote) keeps its traceback
@@ -90,9 +87,7 @@ async def test_the_classifiers_heads_follower_says_a_timeout_in_one_line(
     follower = HeadsFollower(Classifier.load(), instance="cl-1", poll_s=0.2, report_s=60.0)
     await follower.start(nc.jetstream(timeout=REQUEST_TIMEOUT_S))
     try:
-        with paused(nats_server):
-            await asyncio.sleep(PAUSE_S)
-        await asyncio.sleep(0.5)
+        await pause(nats_server)
         one_line_of_a_timeout(said(caplog, name))
     finally:
         await follower.stop()
