@@ -1,17 +1,24 @@
-"""Shared by the executor's integration tests: a nats-server and a fake OpenAI upstream."""
+"""Shared by the executor's integration tests: a nats-server and a fake OpenAI upstream; a client of a
+module's `stack`."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import nats
 import pytest
 
 from switchyard.cli.processes import NatsServer
+from switchyard.common import bus
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.servers import BackgroundServer
+
+if TYPE_CHECKING:
+    from tests.integration.executor.test_service import Stack
 
 
 @dataclass
@@ -47,3 +54,12 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     with nats_and_fake_openai(tmp_path_factory.mktemp("upstream")) as running:
         running.env.update({"SWITCHYARD_LOCAL_ENABLED": "false", "SWITCHYARD_RETRY_MAX": "0"})
         yield running
+
+
+@pytest.fixture
+async def client(stack: Stack) -> AsyncIterator[nats.NATS]:
+    """A client of the module's `stack` (its nats-server), the streams made."""
+    nc = await nats.connect(stack.nats_url)
+    await bus.ensure_streams(nc.jetstream())
+    yield nc
+    await nc.close()

@@ -6,7 +6,7 @@ the object store, which this stack keeps small: 16 KiB inline at most, 128 KiB o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import nats
@@ -60,14 +60,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         },
     ) as running:
         yield running
-
-
-@pytest.fixture
-async def client(stack: Stack) -> AsyncIterator[nats.NATS]:
-    nc = await nats.connect(stack.nats_url)
-    await bus.ensure_streams(nc.jetstream())
-    yield nc
-    await nc.close()
 
 
 async def embed(

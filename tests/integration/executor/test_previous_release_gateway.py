@@ -7,7 +7,7 @@ stream stores the result once, on its new subject only (docs/operations/upgrades
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import nats
@@ -38,14 +38,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The executor with its settings' defaults: SWITCHYARD_LEGACY_SUBJECTS is on in this release."""
     with executor_stack(tmp_path_factory.mktemp("executor"), {"SWITCHYARD_LOCAL_ENABLED": "false"}) as up:
         yield up
-
-
-@pytest.fixture
-async def client(stack: Stack) -> AsyncIterator[nats.NATS]:
-    nc = await nats.connect(stack.nats_url)
-    await bus.ensure_streams(nc.jetstream())
-    yield nc
-    await nc.close()
 
 
 async def _routed(nc: nats.NATS, upstream: str, *, stream: bool) -> TaskRouted:

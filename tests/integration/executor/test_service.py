@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -106,14 +106,6 @@ class Watch:
     calls: list[Msg] = field(default_factory=list)
     chunks: list[Chunk] = field(default_factory=list)
     result: asyncio.Future[Msg] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-
-
-@pytest.fixture
-async def client(stack: Stack) -> AsyncIterator[nats.NATS]:
-    nc = await nats.connect(stack.nats_url)
-    await bus.ensure_streams(nc.jetstream())
-    yield nc
-    await nc.close()
 
 
 async def run_task(

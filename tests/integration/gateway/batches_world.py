@@ -23,7 +23,7 @@ from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.events import TaskFailed, TaskSubmitted
 from switchyard.gateway.batches.models import BatchRecord
 from switchyard.gateway.tenants import create_api_key
-from tests.integration.gateway.harness import Answerer, Bases, Org, gateways, make_org
+from tests.integration.gateway.harness import Answerer, Bases, Org, gateway_stack, make_org
 
 EMBEDDER = "local/all-minilm-l6-v2"
 LEASE_S = 2.0
@@ -44,16 +44,11 @@ World = tuple[NatsServer, Bases, Org, Org]
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("batches")
-    server = NatsServer(tmp / "jetstream").start()
-    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
-    try:
-        with gateways(server, db_url, tmp, count=2, env=ENV) as bases:
-            acme = asyncio.run(make_org(db_url, "acme", roles=("member", "admin")))
-            other = asyncio.run(make_org(db_url, "other", roles=("member",)))
-            bases.db_url = db_url  # type: ignore[attr-defined]
-            yield server, bases, acme, other
-    finally:
-        server.stop()
+    with gateway_stack(tmp, count=2, env=ENV) as (server, db_url, bases):
+        acme = asyncio.run(make_org(db_url, "acme", roles=("member", "admin")))
+        other = asyncio.run(make_org(db_url, "other", roles=("member",)))
+        bases.db_url = db_url  # type: ignore[attr-defined]
+        yield server, bases, acme, other
 
 
 class Pipeline(Answerer):

@@ -123,19 +123,27 @@ def gateways(
 
 
 @contextmanager
-def priced_stack(tmp: Path, *, count: int, env: dict[str, str]) -> Iterator[tuple[NatsServer, str, Bases]]:
-    """A nats-server, SQLite and `count` gateway replicas serving PRICED_POLICY (with `env`)."""
+def gateway_stack(
+    tmp: Path, *, count: int = 1, env: dict[str, str] | None = None
+) -> Iterator[tuple[NatsServer, str, Bases]]:
+    """A nats-server, SQLite (`tmp`/switchyard.db) and `count` gateway replicas (with `env`): the server,
+    the database's URL and the replicas' base URLs; all stopped after."""
     server = NatsServer(tmp / "jetstream").start()
-    policy = tmp / "policy.yaml"
-    policy.write_text(PRICED_POLICY)
     db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
     try:
-        with gateways(
-            server, db_url, tmp, count=count, env={"SWITCHYARD_POLICY_PATH": str(policy), **env}
-        ) as bases:
+        with gateways(server, db_url, tmp, count=count, env=env) as bases:
             yield server, db_url, bases
     finally:
         server.stop()
+
+
+@contextmanager
+def priced_stack(tmp: Path, *, count: int, env: dict[str, str]) -> Iterator[tuple[NatsServer, str, Bases]]:
+    """A nats-server, SQLite and `count` gateway replicas serving PRICED_POLICY (with `env`)."""
+    policy = tmp / "policy.yaml"
+    policy.write_text(PRICED_POLICY)
+    with gateway_stack(tmp, count=count, env={"SWITCHYARD_POLICY_PATH": str(policy), **env}) as stack:
+        yield stack
 
 
 def auth(key: str) -> dict[str, str]:

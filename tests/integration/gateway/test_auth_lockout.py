@@ -16,7 +16,7 @@ from switchyard.cli.processes import NatsServer
 from switchyard.common import subjects
 from switchyard.common.events import AuthFailureRecorded
 from switchyard.gateway import keys
-from tests.integration.gateway.harness import Org, auth, gateways, make_org, stored_events
+from tests.integration.gateway.harness import Org, auth, gateway_stack, make_org, stored_events
 
 pytestmark = pytest.mark.integration
 
@@ -32,19 +32,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer
     if left < 30:
         time.sleep(left + 0.5)
     tmp = tmp_path_factory.mktemp("lockout")
-    server = NatsServer(tmp / "jetstream").start()
-    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
     env = {
         "SWITCHYARD_AUTH_LOCKOUT_WINDOW_S": str(WINDOW_S),
         "SWITCHYARD_AUTH_LOCKOUT_CLIENT_FAILURES": str(CLIENT_FAILURES),
         "SWITCHYARD_AUTH_LOCKOUT_PREFIX_FAILURES": str(PREFIX_FAILURES),
     }
-    try:
-        with gateways(server, db_url, tmp, count=2, env=env) as bases:
-            org = asyncio.run(make_org(db_url, "acme", roles=("member", "admin")))
-            yield server, bases, org
-    finally:
-        server.stop()
+    with gateway_stack(tmp, count=2, env=env) as (server, db_url, bases):
+        org = asyncio.run(make_org(db_url, "acme", roles=("member", "admin")))
+        yield server, bases, org
 
 
 def _from(address: str, key: str | None = None) -> dict[str, str]:

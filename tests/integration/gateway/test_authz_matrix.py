@@ -18,10 +18,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from switchyard.cli.processes import NatsServer
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.gateway.tenants import create_api_key
-from tests.integration.gateway.harness import Org, auth, gateways, make_org
+from tests.integration.gateway.harness import Org, auth, gateway_stack, make_org
 
 pytestmark = pytest.mark.integration
 
@@ -152,21 +151,16 @@ def _concrete(path: str) -> str:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str], Org, Org]]:
     tmp = tmp_path_factory.mktemp("authz")
-    server = NatsServer(tmp / "jetstream").start()
-    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
-    try:
-        # the unauthenticated requests below are failures from one address: not a guesser's
-        lockout = {"SWITCHYARD_AUTH_LOCKOUT_CLIENT_FAILURES": "10000"}
-        with gateways(server, db_url, tmp, env=lockout) as (base,):
-            acme = asyncio.run(make_org(db_url, "acme", roles=("admin", "member", "auditor", "billing")))
-            globex = asyncio.run(make_org(db_url, "globex", roles=("admin", "member")))
-            ops = asyncio.run(make_org(db_url, "ops", roles=("admin",), platform=True))
-            callers = {role: acme.keys[role] for role in ("admin", "member", "auditor", "billing")}
-            callers["operator"] = ops.keys["admin"]
-            callers.update(asyncio.run(_narrow_keys(db_url, acme)))
-            yield base, callers, acme, globex
-    finally:
-        server.stop()
+    # the unauthenticated requests below are failures from one address: not a guesser's
+    lockout = {"SWITCHYARD_AUTH_LOCKOUT_CLIENT_FAILURES": "10000"}
+    with gateway_stack(tmp, env=lockout) as (_, db_url, (base,)):
+        acme = asyncio.run(make_org(db_url, "acme", roles=("admin", "member", "auditor", "billing")))
+        globex = asyncio.run(make_org(db_url, "globex", roles=("admin", "member")))
+        ops = asyncio.run(make_org(db_url, "ops", roles=("admin",), platform=True))
+        callers = {role: acme.keys[role] for role in ("admin", "member", "auditor", "billing")}
+        callers["operator"] = ops.keys["admin"]
+        callers.update(asyncio.run(_narrow_keys(db_url, acme)))
+        yield base, callers, acme, globex
 
 
 async def _narrow_keys(db_url: str, org: Org) -> dict[str, str]:

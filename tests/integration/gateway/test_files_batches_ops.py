@@ -21,7 +21,14 @@ from switchyard.cli.processes import NatsServer
 from switchyard.common import kv, subjects
 from switchyard.gateway.files.models import FileObject
 from switchyard.gateway.files.store import file_key
-from tests.integration.gateway.harness import Answerer, Org, auth, gateways, make_org, wait_for_a_fresh_minute
+from tests.integration.gateway.harness import (
+    Answerer,
+    Org,
+    auth,
+    gateway_stack,
+    make_org,
+    wait_for_a_fresh_minute,
+)
 
 pytestmark = pytest.mark.integration
 USER_RPM = 5
@@ -37,8 +44,6 @@ LINE = {
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer, str, str]]:
     tmp = tmp_path_factory.mktemp("files-ops")
-    server = NatsServer(tmp / "jetstream").start()
-    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
     env = {
         "SWITCHYARD_LIMIT_USER_REQUESTS_PER_MIN": str(USER_RPM),
         "SWITCHYARD_FILES_BATCH_EXPIRES_S": str(EXPIRES_S),
@@ -46,11 +51,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer
         "SWITCHYARD_BATCH_SCAN_S": "0.3",
         "SWITCHYARD_BATCH_POLL_S": "0.1",
     }
-    try:
-        with gateways(server, db_url, tmp, env=env) as (base,):
-            yield server, db_url, base
-    finally:
-        server.stop()
+    with gateway_stack(tmp, env=env) as (server, db_url, (base,)):
+        yield server, db_url, base
 
 
 @pytest.fixture

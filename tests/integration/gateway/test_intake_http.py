@@ -13,8 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from switchyard.cli.processes import NatsServer
-from tests.integration.gateway.harness import Org, auth, gateways, make_org
+from tests.integration.gateway.harness import Org, auth, gateway_stack, make_org
 
 pytestmark = pytest.mark.integration
 
@@ -37,14 +36,9 @@ ROUTES = {
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Org]]:
     tmp = tmp_path_factory.mktemp("intake")
-    server = NatsServer(tmp / "jetstream").start()
-    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
     env = {"SWITCHYARD_MAX_BODY_BYTES": str(ROOM), "SWITCHYARD_MAX_BODY_BYTES_READING": str(ROOM)}
-    try:
-        with gateways(server, db_url, tmp, env=env) as (base,):
-            yield base, asyncio.run(make_org(db_url, "acme"))
-    finally:
-        server.stop()
+    with gateway_stack(tmp, env=env) as (_, db_url, (base,)):
+        yield base, asyncio.run(make_org(db_url, "acme"))
 
 
 async def _filling_the_room(base: str, key: str) -> asyncio.StreamWriter:

@@ -25,7 +25,7 @@ from tests.integration.gateway.harness import (
     Bases,
     Org,
     auth,
-    gateways,
+    gateway_stack,
     make_org,
     stored_events,
     wait_for_a_fresh_minute,
@@ -54,15 +54,10 @@ World = tuple[NatsServer, str, Bases]
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("key-policies")
-    server = NatsServer(tmp / "jetstream").start()
     policy = tmp / "policy.yaml"
     policy.write_text(POLICY)
-    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
-    try:
-        with gateways(server, db_url, tmp, count=2, env={"SWITCHYARD_POLICY_PATH": str(policy)}) as bases:
-            yield server, db_url, bases
-    finally:
-        server.stop()
+    with gateway_stack(tmp, count=2, env={"SWITCHYARD_POLICY_PATH": str(policy)}) as stack:
+        yield stack
 
 
 @pytest.fixture

@@ -12,8 +12,7 @@ import pytest
 
 from switchyard.cli.keys_cmd import duration_s
 from switchyard.cli.main import main
-from switchyard.cli.processes import NatsServer
-from tests.integration.gateway.harness import Org, auth, gateways, make_org
+from tests.integration.gateway.harness import Org, auth, gateway_stack, make_org
 
 pytestmark = pytest.mark.integration
 
@@ -21,15 +20,10 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Org, Org]]:
     tmp = tmp_path_factory.mktemp("keys-cli")
-    server = NatsServer(tmp / "jetstream").start()
-    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
-    try:
-        with gateways(server, db_url, tmp) as (base,):
-            acme = asyncio.run(make_org(db_url, "acme", roles=("admin", "member")))
-            globex = asyncio.run(make_org(db_url, "globex", roles=("admin",)))
-            yield base, acme, globex
-    finally:
-        server.stop()
+    with gateway_stack(tmp) as (_, db_url, (base,)):
+        acme = asyncio.run(make_org(db_url, "acme", roles=("admin", "member")))
+        globex = asyncio.run(make_org(db_url, "globex", roles=("admin",)))
+        yield base, acme, globex
 
 
 def test_create_list_revoke(world: tuple[str, Org, Org], capsys: pytest.CaptureFixture[str]) -> None:

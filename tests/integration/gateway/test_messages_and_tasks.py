@@ -21,7 +21,7 @@ from switchyard.common import documents, subjects
 from switchyard.common.envelope import decode
 from switchyard.common.events import TaskCancelled, TaskSubmitted, Usage
 from switchyard.common.providers import ProviderStatus, announce, providers_bucket
-from tests.integration.gateway.harness import Answerer, Org, auth, gateways, make_org
+from tests.integration.gateway.harness import Answerer, Org, auth, gateway_stack, make_org
 from tests.support import claude_code, media
 
 pytestmark = pytest.mark.integration
@@ -33,17 +33,11 @@ COUNTS = 16  # token counts per user and minute in this module's gateway (acme's
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer, str, Org, Org]]:
     tmp = tmp_path_factory.mktemp("ingress")
-    server = NatsServer(tmp / "jetstream").start()
-    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
-    try:
-        with gateways(server, db_url, tmp, env={"SWITCHYARD_LIMIT_USER_COUNTS_PER_MIN": str(COUNTS)}) as (
-            base,
-        ):
-            a = asyncio.run(make_org(db_url, "acme", roles=("member",), plan="pro"))
-            b = asyncio.run(make_org(db_url, "globex", roles=("member",)))
-            yield server, base, a, b
-    finally:
-        server.stop()
+    env = {"SWITCHYARD_LIMIT_USER_COUNTS_PER_MIN": str(COUNTS)}
+    with gateway_stack(tmp, env=env) as (server, db_url, (base,)):
+        a = asyncio.run(make_org(db_url, "acme", roles=("member",), plan="pro"))
+        b = asyncio.run(make_org(db_url, "globex", roles=("member",)))
+        yield server, base, a, b
 
 
 @pytest.fixture

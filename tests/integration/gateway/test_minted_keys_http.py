@@ -13,12 +13,11 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from switchyard.cli.processes import NatsServer
 from switchyard.common import subjects
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.events import AdminActionRecorded
 from switchyard.gateway.tenants import create_api_key
-from tests.integration.gateway.harness import Org, auth, gateways, make_org, stored_events
+from tests.integration.gateway.harness import Org, auth, gateway_stack, make_org, stored_events
 
 pytestmark = pytest.mark.integration
 World = tuple[str, str, Org, str]  # the bus, the gateway, the organisation, its service key's id
@@ -40,15 +39,10 @@ RESTRICTED = {
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("minted")
-    server = NatsServer(tmp / "jetstream").start()
-    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
-    try:
-        with gateways(server, db_url, tmp) as (base,):
-            acme = asyncio.run(make_org(db_url, "acme", roles=("admin", "member")))
-            acme.keys[OPERATOR] = asyncio.run(make_org(db_url, "ops", platform=True)).keys["admin"]
-            yield server.url, base, acme, asyncio.run(_service_key(db_url, acme.id))
-    finally:
-        server.stop()
+    with gateway_stack(tmp) as (server, db_url, (base,)):
+        acme = asyncio.run(make_org(db_url, "acme", roles=("admin", "member")))
+        acme.keys[OPERATOR] = asyncio.run(make_org(db_url, "ops", platform=True)).keys["admin"]
+        yield server.url, base, acme, asyncio.run(_service_key(db_url, acme.id))
 
 
 async def _service_key(db_url: str, tenant_id: str) -> str:

@@ -35,7 +35,7 @@ from switchyard.gateway.access.oidc import OidcConfig, OidcVerifier, TokenReject
 from switchyard.gateway.access.oidc_keys import Jwks, JwksUnavailable
 from switchyard.gateway.db import migrations
 from switchyard.gateway.tenants import create_tenant, create_user
-from tests.integration.gateway.harness import Answerer, Org, auth, gateways, make_org, stored_events
+from tests.integration.gateway.harness import Answerer, Org, auth, gateway_stack, make_org, stored_events
 
 pytestmark = pytest.mark.integration
 
@@ -125,8 +125,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     idp.add("rsa-1")
     idp.add("ec-1", "ec")
     idp.add("ed-1", "ed")
-    server = NatsServer(tmp / "jetstream").start()
-    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
     env = {
         "SWITCHYARD_OIDC_ISSUER": idp.issuer,  # the JWKS URL comes from discovery
         "SWITCHYARD_OIDC_AUDIENCE": AUDIENCE,
@@ -134,14 +132,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "SWITCHYARD_OIDC_JWKS_MIN_REFRESH_S": "1",
     }
     try:
-        with gateways(server, db_url, tmp, env=env) as (base,):
+        with gateway_stack(tmp, env=env) as (server, db_url, (base,)):
             acme = asyncio.run(make_org(db_url, "acme", roles=("admin",), plan="pro"))
             globex = asyncio.run(make_org(db_url, "globex", roles=("admin",)))
             umbrella = asyncio.run(make_org(db_url, "umbrella", roles=("admin",)))
             ops = asyncio.run(make_org(db_url, "ops", roles=("admin",), platform=True))
             yield server, base, idp, acme, globex, (umbrella, ops)
     finally:
-        server.stop()
         idp.stop()
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from switchyard.cli.processes import NatsServer
 from switchyard.common.providers import ProviderStatus, announce, providers_bucket
-from tests.integration.gateway.harness import Answerer, Org, auth, gateways, make_org
+from tests.integration.gateway.harness import Answerer, Org, auth, gateway_stack, make_org
 
 pytestmark = pytest.mark.integration
 
@@ -24,13 +24,8 @@ BODY = {"model": "auto", "max_tokens": 20, "messages": [{"role": "user", "conten
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer, str, Org]]:
     tmp = tmp_path_factory.mktemp("task-bodies")
-    server = NatsServer(tmp / "jetstream").start()
-    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
-    try:
-        with gateways(server, db_url, tmp) as (base,):
-            yield server, base, asyncio.run(make_org(db_url, "acme", roles=("member",)))
-    finally:
-        server.stop()
+    with gateway_stack(tmp) as (server, db_url, (base,)):
+        yield server, base, asyncio.run(make_org(db_url, "acme", roles=("member",)))
 
 
 @pytest.fixture

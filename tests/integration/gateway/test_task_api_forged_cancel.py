@@ -19,7 +19,7 @@ from switchyard.cli.processes import NatsServer
 from switchyard.common import envelope, subjects
 from switchyard.common.events import TaskCancelled
 from switchyard.gateway.tasks import SETTLE_WAIT_S
-from tests.integration.gateway.harness import Bases, Org, auth, gateways, make_org
+from tests.integration.gateway.harness import Bases, Org, auth, gateway_stack, make_org
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +29,8 @@ BUCKET = "written-by-a-client"  # on the embedded bus: one its user writes (the 
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[tuple[NatsServer, Bases, Org]]:
-    server = NatsServer(tmp_path / "jetstream").start()
-    db_url = f"sqlite+aiosqlite:///{tmp_path / 'switchyard.db'}"
-    try:
-        with gateways(server, db_url, tmp_path) as bases:  # no executor: the task stays queued
-            yield server, bases, asyncio.run(make_org(db_url, "acme", roles=("member",)))
-    finally:
-        server.stop()
+    with gateway_stack(tmp_path) as (server, db_url, bases):  # no executor: the task stays queued
+        yield server, bases, asyncio.run(make_org(db_url, "acme", roles=("member",)))
 
 
 async def test_a_cancellation_carried_by_the_server_does_not_end_a_task(

@@ -16,7 +16,7 @@ from switchyard.cli.processes import NatsServer
 from switchyard.common import subjects
 from switchyard.common.envelope import decode
 from switchyard.common.events import TaskSubmitted
-from tests.integration.gateway.harness import Bases, Org, auth, gateways, make_org
+from tests.integration.gateway.harness import Bases, Org, auth, gateway_stack, make_org
 
 pytestmark = pytest.mark.integration
 
@@ -26,17 +26,12 @@ PAIRS = 200
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer, Bases, Org]]:
     tmp_path = tmp_path_factory.mktemp("key-races")
-    server = NatsServer(tmp_path / "jetstream").start()
-    db_url = f"sqlite+aiosqlite:///{tmp_path / 'switchyard.db'}"
-    try:
-        env = {
-            "SWITCHYARD_LIMIT_ORG_CONCURRENT_TASKS": "1000",
-            "SWITCHYARD_LIMIT_USER_REQUESTS_PER_MIN": "10000",
-        }
-        with gateways(server, db_url, tmp_path, count=2, env=env) as bases:
-            yield server, bases, asyncio.run(make_org(db_url, "acme", roles=("member",)))
-    finally:
-        server.stop()
+    env = {
+        "SWITCHYARD_LIMIT_ORG_CONCURRENT_TASKS": "1000",
+        "SWITCHYARD_LIMIT_USER_REQUESTS_PER_MIN": "10000",
+    }
+    with gateway_stack(tmp_path, count=2, env=env) as (server, db_url, bases):
+        yield server, bases, asyncio.run(make_org(db_url, "acme", roles=("member",)))
 
 
 def _body(text: str) -> dict[str, object]:

@@ -21,7 +21,7 @@ from nats.js.kv import KeyValue
 from switchyard.cli.processes import NatsServer
 from switchyard.common import subjects
 from switchyard.gateway.taskapi.idempotency import claim_key, digest
-from tests.integration.gateway.harness import Answerer, Org, auth, gateways, make_org
+from tests.integration.gateway.harness import Answerer, Org, auth, gateway_stack, make_org
 
 pytestmark = pytest.mark.integration
 
@@ -32,14 +32,9 @@ BODY = b'{"model":"auto","max_tokens":20,"messages":[{"role":"user","content":"m
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer, str, Org, Path]]:
     tmp = tmp_path_factory.mktemp("keyed-digest")
-    server = NatsServer(tmp / "jetstream").start()
-    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
-    try:
-        with gateways(server, db_url, tmp, env={"SWITCHYARD_IDEMPOTENCY_SECRET": SECRET}) as (base,):
-            org = asyncio.run(make_org(db_url, "acme", roles=("member",)))
-            yield server, base, org, tmp / "gateway-0.log"
-    finally:
-        server.stop()
+    with gateway_stack(tmp, env={"SWITCHYARD_IDEMPOTENCY_SECRET": SECRET}) as (server, db_url, (base,)):
+        org = asyncio.run(make_org(db_url, "acme", roles=("member",)))
+        yield server, base, org, tmp / "gateway-0.log"
 
 
 @pytest.fixture

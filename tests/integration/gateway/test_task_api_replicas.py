@@ -11,8 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from switchyard.cli.processes import NatsServer
-from tests.integration.gateway.harness import Bases, Org, auth, gateways, make_org
+from tests.integration.gateway.harness import Bases, Org, auth, gateway_stack, make_org
 
 pytestmark = pytest.mark.integration
 
@@ -21,14 +20,9 @@ BODY = {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content
 
 @pytest.fixture
 def replicas(tmp_path: Path) -> Iterator[tuple[Bases, Org]]:
-    server = NatsServer(tmp_path / "jetstream").start()
-    db_url = f"sqlite+aiosqlite:///{tmp_path / 'switchyard.db'}"
     env = {"SWITCHYARD_LIMIT_ORG_CONCURRENT_TASKS": "1"}
-    try:
-        with gateways(server, db_url, tmp_path, count=2, env=env) as bases:
-            yield bases, asyncio.run(make_org(db_url, "acme", roles=("member",)))
-    finally:
-        server.stop()
+    with gateway_stack(tmp_path, count=2, env=env) as (_, db_url, bases):
+        yield bases, asyncio.run(make_org(db_url, "acme", roles=("member",)))
 
 
 async def test_a_task_cancelled_on_another_replica_gives_its_admission_back(

@@ -19,7 +19,7 @@ from switchyard.cli.processes import NatsServer
 from switchyard.common import ids, subjects
 from switchyard.gateway.taskapi.models import TaskState
 from switchyard.gateway.taskapi.store import TaskStore, tasks_bucket
-from tests.integration.gateway.harness import Answerer, Org, auth, gateways, make_org
+from tests.integration.gateway.harness import Answerer, Org, auth, gateway_stack, make_org
 from tests.integration.gateway.test_messages_and_tasks import BODY, _submitted_events
 
 pytestmark = pytest.mark.integration
@@ -29,14 +29,9 @@ BUCKET_STREAM = f"KV_{subjects.KV_TASKS}"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer, list[str], Org]]:
     tmp = tmp_path_factory.mktemp("task-state")
-    server = NatsServer(tmp / "jetstream").start()
-    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
-    try:
-        with gateways(server, db_url, tmp, count=2) as bases:
-            org = asyncio.run(make_org(db_url, "acme", roles=("member",), plan="pro"))
-            yield server, bases, org
-    finally:
-        server.stop()
+    with gateway_stack(tmp, count=2) as (server, db_url, bases):
+        org = asyncio.run(make_org(db_url, "acme", roles=("member",), plan="pro"))
+        yield server, bases, org
 
 
 @pytest.fixture
