@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from switchyard.common import bus, subjects
 from switchyard.common.bus_auth import NatsCredentials, read_password_file
 from switchyard.common.envelope import encode
 from switchyard.common.events import TaskCompleted, Usage
-from tests.support.tasks import hello_task
+from tests.support.tasks import completed, hello_task
 
 pytestmark = pytest.mark.integration
 
@@ -199,19 +198,8 @@ async def test_the_integrator_submits_and_hears_results_and_can_do_nothing_else(
 
 def _answer(tenant_id: str, task_id: str) -> TaskCompleted:
     """A task's answer, as an executor publishes it."""
-    return TaskCompleted(
-        task_id=task_id,
-        tenant_id=tenant_id,
-        model="m",
-        provider="p",
-        tier="fast",
-        content="hi",
-        finish_reason="stop",
-        usage=Usage(prompt_tokens=1, completion_tokens=1),
-        attempts=1,
-        latency_ms=1.0,
-        completed_at=datetime.now(UTC),
-    )
+    usage = Usage(prompt_tokens=1, completion_tokens=1)
+    return completed(task_id, tenant_id, content="hi", model="m", provider="p", usage=usage)
 
 
 async def _results_of(client: Any, consumer: subjects.Consumer, inbox_prefix: str) -> Any:

@@ -23,6 +23,7 @@ from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.events import TaskCompleted, TaskFeedback, Usage
 from tests.support.bus_services import BusService
 from tests.support.guarded_bus import GuardedBus
+from tests.support.tasks import completed
 
 pytestmark = pytest.mark.integration
 
@@ -47,18 +48,15 @@ def audit_log(guarded: GuardedBus, sqlite_url: str, tmp_path: Path) -> Iterator[
 
 
 def _answer(task_id: str, tenant_id: str) -> TaskCompleted:
-    return TaskCompleted(
-        task_id=task_id,
-        tenant_id=tenant_id,
+    return completed(
+        task_id,
+        tenant_id,
+        content="Paris",
         model="local/smollm2-135m-instruct",
         provider="local",
         tier="local",
-        content="Paris",
-        finish_reason="stop",
         usage=Usage(prompt_tokens=5, completion_tokens=1),
-        attempts=1,
         latency_ms=10.0,
-        completed_at=datetime.now(UTC),
     )
 
 

@@ -29,6 +29,7 @@ from switchyard.common.events import AdminActionRecorded, TaskCompleted, Usage
 from tests.support.bus_services import BusService
 from tests.support.guarded_bus import GuardedBus, scoped_guarded_bus
 from tests.support.prices import PRICE_SHEET
+from tests.support.tasks import completed
 
 pytestmark = pytest.mark.integration
 
@@ -83,20 +84,9 @@ async def _eventually(check: Any, timeout: float = 30.0) -> None:
 
 
 def _result() -> TaskCompleted:
-    return TaskCompleted(
-        task_id="task-1",
-        tenant_id=TENANT,
-        user_id=USER,
-        model="openai/gpt-4o-mini",
-        provider="openai",
-        tier="fast",
-        content="ok",
-        finish_reason="stop",
-        usage=Usage(prompt_tokens=1000, completion_tokens=500),
-        attempts=1,
-        latency_ms=1.0,
-        completed_at=datetime.now(UTC),
-    )  # fmt: skip  ($0.00045)
+    return completed(
+        "task-1", TENANT, user_id=USER, usage=Usage(prompt_tokens=1000, completion_tokens=500)
+    )  # $0.00045
 
 
 async def _claim_alert_ids(guarded: GuardedBus, limit_micro: int) -> None:

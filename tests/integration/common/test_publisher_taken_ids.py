@@ -9,7 +9,6 @@ stored once. On a real nats-server with `switchyard up`'s permissions."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -17,9 +16,10 @@ import pytest
 
 from switchyard.cli.bus_permissions import Integrator
 from switchyard.common import bus, ids, subjects
-from switchyard.common.events import TaskCompleted, Usage
+from switchyard.common.events import TaskCompleted
 from switchyard.common.events.base import EventPayload
 from tests.support.guarded_bus import GuardedBus, scoped_guarded_bus
+from tests.support.tasks import completed
 
 pytestmark = pytest.mark.integration
 
@@ -32,19 +32,7 @@ def scoped_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Guar
 
 
 def _result() -> TaskCompleted:
-    return TaskCompleted(
-        task_id="job-1",
-        tenant_id="acme",
-        model="openai/gpt-4o-mini",
-        provider="openai",
-        tier="fast",
-        content="ok",
-        finish_reason="stop",
-        usage=Usage(prompt_tokens=10, completion_tokens=5),
-        attempts=1,
-        latency_ms=1.0,
-        completed_at=datetime.now(UTC),
-    )
+    return completed("job-1")
 
 
 @pytest.mark.parametrize(

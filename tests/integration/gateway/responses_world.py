@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 import nats
@@ -22,6 +21,7 @@ from switchyard.common.envelope import encode
 from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted, Usage
 from switchyard.gateway.db import migrations
 from tests.integration.gateway.harness import Org, gateways, make_org
+from tests.support.tasks import completed_of
 
 MODEL = "openai/gpt-4o-mini"  # the model the scripted pipelines answer with
 World = tuple[NatsServer, str, Org]  # the nats-server, the gateway's base URL, the organisation
@@ -72,21 +72,8 @@ async def answering(world: World, pipeline: Callable[[Client], A]) -> AsyncItera
 
 def completed(task: TaskSubmitted, content: str, *, completion_tokens: int, **fields: Any) -> TaskCompleted:
     """`task`'s result as the executor gives it, answered by MODEL."""
-    return TaskCompleted(
-        task_id=task.task_id,
-        tenant_id=task.tenant_id,
-        user_id=task.user_id,
-        model=MODEL,
-        provider="openai",
-        tier="fast",
-        content=content,
-        finish_reason="stop",
-        usage=Usage(prompt_tokens=9, completion_tokens=completion_tokens),
-        attempts=1,
-        latency_ms=5.0,
-        completed_at=datetime.now(UTC),
-        **fields,
-    )
+    usage = Usage(prompt_tokens=9, completion_tokens=completion_tokens)
+    return completed_of(task, content, model=MODEL, usage=usage, latency_ms=5.0, **fields)
 
 
 async def publish(nc: Client, outcome: TaskCompleted | TaskFailed) -> None:

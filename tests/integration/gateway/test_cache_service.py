@@ -24,6 +24,7 @@ from switchyard.gateway.cache.backends import EdgeIndex, QdrantIndex, VectorInde
 from switchyard.gateway.cache.exact import ExactStore, answer_key, cache_bucket
 from switchyard.gateway.cache.models import CacheConfig, CacheRule, Directive
 from switchyard.gateway.cache.service import Configs, ResponseCache
+from tests.support.tasks import completed as answer
 
 pytestmark = pytest.mark.integration
 QUESTION = "What is the capital of France?"
@@ -66,18 +67,15 @@ def task(tenant: str, content: str, **fields: Any) -> TaskSubmitted:
 
 
 def completed(t: TaskSubmitted, content: str = "Paris") -> TaskCompleted:
-    return TaskCompleted(
-        task_id=t.task_id,
-        tenant_id=t.tenant_id,
+    return answer(
+        t.task_id,
+        t.tenant_id,
+        content=content,
         model="local/smollm2-135m-instruct",
         provider="local",
         tier="local",
-        content=content,
-        finish_reason="stop",
         usage=Usage(prompt_tokens=9, completion_tokens=2),
-        attempts=1,
         latency_ms=100.0,
-        completed_at=datetime.now(UTC),
     )
 
 

@@ -17,6 +17,7 @@ from switchyard.common import bus, subjects
 from switchyard.common.events import AdminActionRecorded, ChatRequest, TaskCompleted, TaskSubmitted, Usage
 from switchyard.common.ids import new_id
 from switchyard.gateway.access.bus_purge import purge_events
+from tests.support.tasks import completed
 
 pytestmark = pytest.mark.integration
 
@@ -29,18 +30,9 @@ def _task(tenant: str, content: str) -> TaskSubmitted:
 
 
 def _done(t: TaskSubmitted, content: str) -> TaskCompleted:
-    return TaskCompleted(
-        task_id=t.task_id,
-        tenant_id=t.tenant_id,
-        model="m",
-        provider="p",
-        tier="local",
-        content=content,
-        finish_reason="stop",
-        usage=Usage(prompt_tokens=9, completion_tokens=2),
-        attempts=1,
-        latency_ms=1.0,
-        completed_at=datetime.now(UTC),
+    usage = Usage(prompt_tokens=9, completion_tokens=2)
+    return completed(
+        t.task_id, t.tenant_id, content=content, model="m", provider="p", tier="local", usage=usage
     )
 
 

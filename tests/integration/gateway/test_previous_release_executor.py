@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 
 import httpx
 import nats
@@ -22,9 +21,10 @@ from switchyard.common.envelope import decode, encode
 from switchyard.common.events import TaskCompleted, TaskSubmitted, Usage
 from switchyard.common.streaming import Chunk, encode_chunk
 from switchyard.gateway.tasks import TaskClient
-from tests.integration.gateway.harness import Bases, Org, auth, gateways, make_org
+from tests.integration.gateway.harness import Bases, Org, auth, gateway_stack, make_org
 from tests.integration.gateway.test_abandoned_tasks import _task, connected
 from tests.support.previous_release.wire import previous_executor_answers
+from tests.support.tasks import completed_of
 
 pytestmark = pytest.mark.integration
 __all__ = ["connected"]  # the fixture, used by name
@@ -36,29 +36,18 @@ MODEL = "local/smollm2-135m-instruct"
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer, Bases, Org]]:
     """The gateway with its settings' defaults: SWITCHYARD_LEGACY_SUBJECTS is on in this release."""
     tmp = tmp_path_factory.mktemp("gateway")
-    server = NatsServer(tmp / "jetstream").start()
-    db_url = f"sqlite+aiosqlite:///{tmp / 'switchyard.db'}"
-    try:
-        with gateways(server, db_url, tmp) as bases:
-            yield server, bases, asyncio.run(make_org(db_url, "acme", roles=("member",)))
-    finally:
-        server.stop()
+    with gateway_stack(tmp) as (server, db_url, bases):
+        yield server, bases, asyncio.run(make_org(db_url, "acme", roles=("member",)))
 
 
 def _done(task: TaskSubmitted, content: str) -> TaskCompleted:
-    return TaskCompleted(
-        task_id=task.task_id,
-        tenant_id=task.tenant_id,
-        user_id=task.user_id,
+    return completed_of(
+        task,
+        content,
         model=MODEL,
         provider="local",
         tier="local",
-        content=content,
-        finish_reason="stop",
         usage=Usage(prompt_tokens=9, completion_tokens=2),
-        attempts=1,
-        latency_ms=1.0,
-        completed_at=datetime.now(UTC),
     )
 
 

@@ -12,7 +12,6 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -31,7 +30,6 @@ from switchyard.common.events import (
     ChatRequest,
     FunctionCall,
     FunctionSpec,
-    TaskCompleted,
     TaskSubmitted,
     ToolCall,
     ToolSpec,
@@ -41,6 +39,7 @@ from switchyard.common.streaming import Chunk, encode_chunk
 from switchyard.common.tokens import count_prompt
 from switchyard.gateway.db import migrations
 from tests.integration.gateway.harness import Org, gateways, make_org
+from tests.support.tasks import completed_of
 
 pytestmark = pytest.mark.integration
 MODEL = "openai/gpt-4o-mini"
@@ -95,20 +94,14 @@ class Responder:
 
 def result_of(task: TaskSubmitted, text: str, calls: list[ToolCall] | None = None) -> bytes:
     """The task's result as the executor publishes it: `text`, or `calls`."""
-    result = TaskCompleted(
-        task_id=task.task_id,
-        tenant_id=task.tenant_id,
-        user_id=task.user_id,
+    result = completed_of(
+        task,
+        text,
         model=MODEL,
-        provider="openai",
-        tier="fast",
-        content=text,
         tool_calls=calls,
         finish_reason="tool_calls" if calls else "stop",
         usage=Usage(prompt_tokens=9, completion_tokens=3),
-        attempts=1,
         latency_ms=5.0,
-        completed_at=datetime.now(UTC),
     )
     return encode(result, source="test")[1]
 

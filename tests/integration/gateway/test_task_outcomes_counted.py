@@ -17,6 +17,7 @@ from switchyard.common import bus, envelope, subjects
 from switchyard.common.events import TaskCompleted, TaskFailed, TaskSubmitted, Usage
 from switchyard.gateway.tasks import TaskClient, TimedOut
 from tests.integration.gateway.test_abandoned_tasks import _task, connected
+from tests.support.tasks import completed
 
 pytestmark = pytest.mark.integration
 __all__ = ["connected"]  # the fixture, used by name
@@ -46,19 +47,8 @@ def _answer(task: TaskSubmitted, content: str) -> TaskCompleted | TaskFailed:
             error_message="every model failed",
             failed_at=datetime.now(UTC),
         )
-    return TaskCompleted(
-        task_id=task.task_id,
-        tenant_id=task.tenant_id,
-        model="openai/gpt-4o-mini",
-        provider="openai",
-        tier="fast",
-        content=content,
-        finish_reason="stop",
-        usage=Usage(prompt_tokens=3, completion_tokens=1),
-        attempts=1,
-        latency_ms=5.0,
-        completed_at=datetime.now(UTC),
-    )
+    usage = Usage(prompt_tokens=3, completion_tokens=1)
+    return completed(task.task_id, task.tenant_id, content=content, usage=usage, latency_ms=5.0)
 
 
 async def test_each_task_is_counted_once_by_how_its_wait_ended(
