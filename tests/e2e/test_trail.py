@@ -61,6 +61,23 @@ def test_a_task_leaves_its_whole_trail(stack: RunningStack) -> None:
     details = json.loads(routed["details"])
     assert "local/smollm2-135m-instruct" in json.dumps(details), details
 
+    # where each came from, as the bus stored it: who NATS lets publish there (`switchyard up`'s users)
+    came = {
+        r["action"]: json.loads(r["provenance"])
+        for r in _rows(stack, "SELECT action, provenance FROM ledger_entries WHERE resource = ?", resource)
+    }
+    answered = ["service:classifier", "service:executor", "service:gateway", "service:router"]
+    assert came == {
+        "task.submit": {"subject": "switchyard.task.submitted", "by": ["service:gateway", "integrator:all"]},
+        "task.classify": {"subject": "switchyard.task.classified", "by": ["service:classifier"]},
+        "task.route": {"subject": "switchyard.task.routed", "by": ["service:router"]},
+        "provider.call": {"subject": "switchyard.provider.call", "by": ["service:executor"]},
+        "task.complete": {"subject": came["task.complete"]["subject"], "by": answered},
+        "billing.usage": {"subject": "switchyard.billing.usage", "by": ["service:billing"]},
+    }
+    assert came["task.complete"]["subject"].startswith("switchyard.result.")
+    assert came["task.complete"]["subject"].endswith(f".{task_id}")
+
     usage = _rows(stack, "SELECT * FROM usage_entries WHERE task_id = ?", task_id)
     assert len(usage) == 1
     assert usage[0]["model"] == "local/smollm2-135m-instruct"
@@ -79,6 +96,7 @@ def test_a_task_leaves_its_whole_trail(stack: RunningStack) -> None:
     records = wait_for(exported, timeout=30)
     assert isinstance(records, list) and len(records) == len(TRAIL), "each entry once"
     assert all(r["class_uid"] == 6003 for r in records)
+    assert {r["api"]["operation"]: r["unmapped"]["provenance"] for r in records} == came
 
     everything = " ".join(r["details"] for r in _rows(stack, "SELECT details FROM ledger_entries"))
     assert stack.api_key not in everything and "hello to the auditors" not in everything, (

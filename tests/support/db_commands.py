@@ -16,6 +16,21 @@ from switchyard.cli.db_cmd import upgrade_all
 from switchyard.cli.main import main
 from switchyard.common.db import create_engine
 
+LEDGER_COLUMNS = (
+    "seq",
+    "event_id",
+    "recorded_at",
+    "occurred_at",
+    "tenant_id",
+    "actor",
+    "action",
+    "resource",
+    "outcome",
+    "details",
+    "prev_hash",
+    "entry_hash",
+)
+
 
 async def db_state(engine: AsyncEngine) -> dict[str, Any]:
     """Every service's revision, every table's columns, every ledger row: what a refusal must not change."""
@@ -33,7 +48,10 @@ async def db_state(engine: AsyncEngine) -> dict[str, Any]:
     async with engine.connect() as conn:
         state = await conn.run_sync(read)
         if "ledger_entries" in state["tables"]:
-            rows = await conn.execute(text("SELECT * FROM ledger_entries ORDER BY seq"))
+            # the columns of every revision (au0006 added `provenance`, inside the hashes verify checks)
+            rows = await conn.execute(
+                text(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger_entries ORDER BY seq")
+            )
             state["entries"] = [tuple(r) for r in rows]
     return state
 

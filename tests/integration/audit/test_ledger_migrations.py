@@ -45,10 +45,14 @@ def _unique_columns(conn: Connection) -> set[str]:
     return {c for group in (*constraints, *indexes) for c in group["column_names"] if c is not None}
 
 
+# The columns every revision has (au0006 added `provenance`, NULL in the entries written before).
+_V1 = f"seq, {', '.join(_COPY[:-2])}, prev_hash, entry_hash"
+
+
 async def _state(engine: AsyncEngine) -> tuple[set[str], list[Any]]:
     async with engine.connect() as conn:
         unique = await conn.run_sync(_unique_columns)
-        rows = (await conn.execute(text("SELECT * FROM ledger_entries ORDER BY seq"))).all()
+        rows = (await conn.execute(text(f"SELECT {_V1} FROM ledger_entries ORDER BY seq"))).all()
     return unique, [tuple(r) for r in rows]
 
 
@@ -67,7 +71,7 @@ async def _guards_hold(engine: AsyncEngine) -> None:
     row = "'x', '2026-11-22 09:30:00', '2026-11-22 09:30:00', 'acme', 'a', 'x', 'r', 'success', '{}'"
 
     def insert(seq: int, prev: str) -> str:
-        return f"INSERT INTO ledger_entries VALUES ({seq}, {row}, '{prev}', '{'f' * 64}')"
+        return f"INSERT INTO ledger_entries ({_V1}) VALUES ({seq}, {row}, '{prev}', '{'f' * 64}')"
 
     assert "extend the head" in await _refused(engine, insert(99, head_hash))  # a gap
     assert await _refused(engine, insert(2, "0" * 64))  # a fork (PostgreSQL: the seq key refuses first)
@@ -96,7 +100,10 @@ async def test_au0004_drops_the_hash_indexes_and_keeps_every_entry_and_guard(db_
         await append_entries(sessions, drafts=[draft(i) for i in range(5, 11)])
         report = await verify_ledger(sessions)
         assert report.ok and report.entries == 10
-        copy = f"INSERT INTO ledger_entries SELECT 11, {', '.join(_COPY)} FROM ledger_entries WHERE seq = 10"
+        copy = (
+            f"INSERT INTO ledger_entries ({_V1}) "
+            f"SELECT 11, {', '.join(_COPY)} FROM ledger_entries WHERE seq = 10"
+        )
         duplicate = await _refused(engine, copy)
         assert "unique" in duplicate.lower()
 
@@ -158,5 +165,43 @@ async def test_au0005_adds_the_digest_keys_and_leaves_the_ledger_as_it_was(db_ur
         async with engine.connect() as conn:
             tables = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
         assert "ledger_digest_keys" not in tables and (await _state(engine))[1] == rows
+    finally:
+        await engine.dispose()
+
+
+async def test_au0006_an_old_ledger_verifies_unchanged_and_new_entries_record_their_provenance(
+    db_url: str,
+) -> None:
+    """A ledger written before entries recorded where their events came from: it verifies as it is (this
+    release's verifier on the old schema too), the upgrade changes no byte of it, and entries appended after
+    carry their provenance (format v2) in the same chain."""
+    await migrations().upgrade(db_url, "au0005")
+    engine = create_engine(db_url)
+    try:
+        sessions = sessionmaker(engine)
+        await append_entries(sessions, drafts=[draft(i) for i in range(1, 6)])
+        _, rows = await _state(engine)
+        old_head = await head(sessions)
+        before = await verify_ledger(sessions)  # not migrated yet: no provenance column
+        assert before.ok and before.entries == 5
+
+        await migrations().upgrade(db_url)
+        assert (await _state(engine))[1] == rows and await head(sessions) == old_head
+        after = await verify_ledger(sessions)
+        assert after.ok and after.entries == 5 and after.root_hash == before.root_hash
+        came = {"subject": "switchyard.task.routed", "by": ["service:router"]}
+        await append_entries(sessions, drafts=[draft(i, provenance=came) for i in range(6, 9)])
+        report = await verify_ledger(sessions)
+        assert report.ok and report.entries == 8
+        async with engine.connect() as conn:
+            stored = (
+                await conn.execute(text("SELECT provenance FROM ledger_entries ORDER BY seq"))
+            ).scalars()
+            assert (
+                list(stored)
+                == [None] * 5 + ['{"by":["service:router"],"subject":"switchyard.task.routed"}'] * 3
+            )
+        await _guards_hold(engine)  # no entry gains or loses a provenance afterwards
+        assert "append-only" in await _refused(engine, "UPDATE ledger_entries SET provenance = NULL")
     finally:
         await engine.dispose()

@@ -84,11 +84,19 @@ HANDLE_TIME = Histogram(
 # The delivery count of the message whose handler is running (1 = first delivery). A handler whose
 # idempotency check costs a round trip can skip it on a first delivery: nothing can have handled it yet.
 _DELIVERY: contextvars.ContextVar[int] = contextvars.ContextVar("switchyard_delivery", default=1)
+# The subject the event being handled was stored on, as the server has it (what NATS permissions checked
+# its publisher against), not as its payload says: the ledger records it (audit/provenance.py).
+_SUBJECT: contextvars.ContextVar[str | None] = contextvars.ContextVar("switchyard_subject", default=None)
 
 
 def delivery() -> int:
     """How many times the bus has delivered the event being handled (1 outside a handler)."""
     return _DELIVERY.get()
+
+
+def delivered_subject() -> str | None:
+    """The subject the event being handled arrived on (None outside a handler)."""
+    return _SUBJECT.get()
 
 
 def redelivery_backoff(max_deliver: int) -> list[float]:
@@ -336,6 +344,7 @@ def subscribe(
         if meta is not None and delivered == 1 and meta.timestamp is not None:
             waited.observe(max(begun - meta.timestamp.timestamp(), 0.0))
         _DELIVERY.set(delivered)  # each message is handled in its own task, so its own context
+        _SUBJECT.set(raw.subject)
         try:
             await settle(raw, delivered)
         finally:

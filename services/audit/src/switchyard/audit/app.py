@@ -64,7 +64,8 @@ def create(settings: AuditSettings) -> Service:
         if isinstance(payload, TaskFeedback):
             await rated_task_finished(bus.jetstream(service.broker), payload)
         key = await keys.for_digest(entry_tenant(event, payload)) if needs_key(payload) else None
-        await writer.append(draft_for(event, payload, key))  # acked (by the bus) only once committed
+        # acked (by the bus) only once committed; with the subject it was stored on (its provenance)
+        await writer.append(draft_for(event, payload, key, subject=bus.delivered_subject()))
         if isinstance(payload, AdminActionRecorded) and payload.action == "organization.erased":
             # Crypto-shredding: the organisation's digests in the ledger become unconfirmable. After its
             # entry is committed; a failure naks the event, and its redelivery erases again (idempotent).

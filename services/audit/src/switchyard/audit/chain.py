@@ -10,6 +10,14 @@ Entry bytes (format v1) are the canonical JSON object of the entry's columns:
 - `details` is the stored `details` column embedded byte for byte (it was itself written as canonical JSON
   when the entry was made), so an entry's bytes never depend on how a reader re-serialises numbers.
 
+Format v2 (entries of an event written since the ledger records where each came from) adds `provenance`,
+the stored `provenance` column embedded byte for byte the same way, and says `"v":2`:
+
+    {…,"occurred_at":…,"outcome":…,"provenance":{"by":[…],"subject":…},"recorded_at":…,…,"v":2}
+
+An entry whose `provenance` is NULL is a v1 entry, its bytes exactly as before, so a ledger written before
+verifies unchanged; a v2 entry whose provenance was removed (or edited) no longer gives its hash.
+
 Each entry is a leaf of an RFC 6962/9162 Merkle tree: `leaf_hash = SHA-256(0x00 || entry bytes)`.
 The chain links leaves in order: `entry_hash = SHA-256(0x02 || prev_hash || leaf_hash)`, with
 `prev_hash` the previous entry's `entry_hash` (32 zero bytes before the first entry). The 0x02 prefix keeps
@@ -26,6 +34,7 @@ from typing import Any
 import orjson
 
 FORMAT_VERSION = 1
+FORMAT_VERSION_PROVENANCE = 2
 GENESIS_HASH = "0" * 64
 LEAF_PREFIX = b"\x00"
 CHAIN_PREFIX = b"\x02"
@@ -45,6 +54,7 @@ class EntryFields:
     resource: str
     outcome: str
     details: str  # canonical JSON text
+    provenance: str | None = None  # canonical JSON text; None: a v1 entry (written before it was recorded)
 
 
 def canonical_json(value: Any) -> str:
@@ -62,22 +72,23 @@ def timestamp(value: datetime) -> str:
 
 
 def entry_bytes(entry: EntryFields) -> bytes:
-    return orjson.dumps(
-        {
-            "action": entry.action,
-            "actor": entry.actor,
-            "details": orjson.Fragment(entry.details.encode("utf-8")),
-            "event_id": entry.event_id,
-            "occurred_at": timestamp(entry.occurred_at),
-            "outcome": entry.outcome,
-            "recorded_at": timestamp(entry.recorded_at),
-            "resource": entry.resource,
-            "seq": entry.seq,
-            "tenant_id": entry.tenant_id,
-            "v": FORMAT_VERSION,
-        },
-        option=orjson.OPT_SORT_KEYS,
-    )
+    fields: dict[str, Any] = {
+        "action": entry.action,
+        "actor": entry.actor,
+        "details": orjson.Fragment(entry.details.encode("utf-8")),
+        "event_id": entry.event_id,
+        "occurred_at": timestamp(entry.occurred_at),
+        "outcome": entry.outcome,
+        "recorded_at": timestamp(entry.recorded_at),
+        "resource": entry.resource,
+        "seq": entry.seq,
+        "tenant_id": entry.tenant_id,
+        "v": FORMAT_VERSION,
+    }
+    if entry.provenance is not None:
+        fields["provenance"] = orjson.Fragment(entry.provenance.encode("utf-8"))
+        fields["v"] = FORMAT_VERSION_PROVENANCE
+    return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
 
 
 def leaf_hash(data: bytes) -> bytes:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from switchyard.audit import digests
+from switchyard.audit import digests, provenance
 from switchyard.audit.digests import TenantKey
 from switchyard.common import tracing
 from switchyard.common.envelope import CloudEvent
@@ -54,6 +54,8 @@ class EntryDraft:
     resource: str
     outcome: str
     details: dict[str, Any] = field(default_factory=dict)
+    # where the event came from, as the server has it (provenance.py); None: not known (written v1)
+    provenance: dict[str, Any] | None = None
 
 
 def entry_tenant(event: CloudEvent, payload: EventPayload) -> str:
@@ -68,9 +70,11 @@ def needs_key(payload: EventPayload) -> bool:
     )
 
 
-def draft_for(event: CloudEvent, payload: EventPayload, key: TenantKey | None = None) -> EntryDraft:
+def draft_for(
+    event: CloudEvent, payload: EventPayload, key: TenantKey | None = None, *, subject: str | None = None
+) -> EntryDraft:
     """`key`: the entry's tenant's digest key; without it (the organisation was erased) content digests are
-    left out."""
+    left out. `subject`: the one the event arrived on (its provenance)."""
     action, resource, outcome, details, when = _describe(payload, key)
     actor = _actor(payload) or _service(event.source)
     # Clamped to the columns: an over-long value from another system must not make its entry unwritable.
@@ -83,6 +87,7 @@ def draft_for(event: CloudEvent, payload: EventPayload, key: TenantKey | None = 
         resource=(resource or (f"task/{event.subject}" if event.subject else f"event/{event.id}"))[:200],
         outcome=outcome,
         details={"event_type": event.type, **_trace(event), **details},
+        provenance=None if subject is None else provenance.of_subject(subject),
     )
 
 

@@ -37,6 +37,9 @@ class LedgerEntry(AuditBase):
     resource: Mapped[str] = mapped_column(String(200))
     outcome: Mapped[str] = mapped_column(String(16))
     details: Mapped[str] = mapped_column(Text)  # canonical JSON, hashed byte for byte
+    # where the event came from (provenance.py): canonical JSON, hashed byte for byte; NULL in entries
+    # written before revision au0006 (format v1, chain.py)
+    provenance: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Not indexed: the extend-the-head trigger (seq = head + 1, prev_hash = the head's entry_hash) is what
     # forbids forks, and nothing looks an entry up by its hashes (migration au0004).
     prev_hash: Mapped[str] = mapped_column(String(64))

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -50,7 +51,7 @@ async def compliance_report(
         ).all()
         admin_rows = (
             await session.execute(
-                select(e.seq, e.occurred_at, e.actor, e.action, e.resource, e.outcome)
+                select(e.seq, e.occurred_at, e.actor, e.action, e.resource, e.outcome, e.provenance)
                 .where(*scope, _admin_filter())
                 .order_by(e.seq)
                 .limit(MAX_LISTED)
@@ -86,8 +87,10 @@ async def compliance_report(
                     "action": action,
                     "resource": resource,
                     "outcome": outcome,
+                    # where the change's event came from (null: an entry written before it was recorded)
+                    "provenance": None if provenance is None else orjson.loads(provenance),
                 }
-                for seq, at, actor, action, resource, outcome in admin_rows
+                for seq, at, actor, action, resource, outcome, provenance in admin_rows
             ],
         },
         "verification": {

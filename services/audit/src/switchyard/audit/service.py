@@ -185,6 +185,7 @@ def _append_once(
             resource=draft.resource,
             outcome=draft.outcome,
             details=canonical_json(draft.details),
+            provenance=None if draft.provenance is None else canonical_json(draft.provenance),
         )
         leaf = leaf_hash(entry_bytes(fields))
         digest = chain_hash(prev, leaf)
@@ -194,6 +195,8 @@ def _append_once(
         prev = digest
     if not rows:
         return placed, None
+    if any("provenance" in row for row in rows):  # one statement, one set of columns
+        rows = [{"provenance": None, **row} for row in rows]
     size = rows[0]["seq"] - 1
     edge = known.frontier if known is not None else read_nodes(conn, set(tree.frontier(size)))
     made = tree.extend(size, edge, leaves)
@@ -257,7 +260,12 @@ class TreeIncomplete(SwitchyardError):
 
 
 def _columns(fields: EntryFields) -> dict[str, Any]:
-    return {name: getattr(fields, name) for name in EntryFields.__slots__}
+    # Without a provenance (v1: drafts of no event, a database before au0006) the column is left out.
+    names = EntryFields.__slots__ if fields.provenance is not None else _V1_COLUMNS
+    return {name: getattr(fields, name) for name in names}
+
+
+_V1_COLUMNS = tuple(name for name in EntryFields.__slots__ if name != "provenance")
 
 
 async def head(sessions: async_sessionmaker[AsyncSession]) -> tuple[int, str]:

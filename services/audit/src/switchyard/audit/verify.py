@@ -24,8 +24,9 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import ColumnElement, String, select, type_coerce
+from sqlalchemy import ColumnElement, String, inspect, null, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from switchyard.audit import tree
 from switchyard.audit.chain import GENESIS_HASH, EntryFields, chain_hash, entry_bytes, leaf_hash
@@ -265,17 +266,18 @@ async def verify_ledger(
     async with sessions() as session:
         stored = list((await session.execute(select(Checkpoint))).scalars())
         verifier = ChainVerifier(stored, trusted, saved)
-        ahead = asyncio.ensure_future(_page(session, after, page))
+        provenance = await _has_provenance(session)
+        ahead = asyncio.ensure_future(_page(session, after, page, provenance))
         while True:
             try:
                 rows = await ahead
             except (ValueError, TypeError):  # a value the database holds but no writer could have written
-                verifier.problem = await _unreadable(session, after, page)
+                verifier.problem = await _unreadable(session, after, page, provenance)
                 return verifier.report()
             full = len(rows) == page
             if full:  # the next page is read while this one is hashed
                 after = rows[-1].fields.seq
-                ahead = asyncio.ensure_future(_page(session, after, page))
+                ahead = asyncio.ensure_future(_page(session, after, page, provenance))
             for row in rows:
                 if verifier.feed(row) is not None:
                     if full:
@@ -304,28 +306,43 @@ async def _stored_tree_notes(session: AsyncSession, verifier: ChainVerifier) -> 
     return []
 
 
-async def _page(session: AsyncSession, after: int, limit: int) -> list[Row]:
+async def _page(session: AsyncSession, after: int, limit: int, provenance: bool = True) -> list[Row]:
+    """`provenance`: whether the table has the column (a database of a revision before au0006, verified
+    by this release without migrating it first: every entry is then v1)."""
     table = LedgerEntry.__table__
+
+    def column(name: str) -> ColumnElement[Any]:
+        if name == "provenance" and not provenance:
+            return null().label(name)
+        return table.c[name]
+
     if session.get_bind().dialect.name != "sqlite":
-        columns: list[ColumnElement[Any]] = [table.c[name] for name in COLUMNS]
+        columns: list[ColumnElement[Any]] = [column(name) for name in COLUMNS]
         query = select(*columns).where(table.c.seq > after).order_by(table.c.seq).limit(limit)
         return [Row(EntryFields(*r[:-2]), r[-2], r[-1]) for r in (await session.execute(query)).all()]
     # SQLite keeps timestamps as text; the C parser is several times faster than the generic processor.
-    columns = [type_coerce(table.c[n], String) if n.endswith("_at") else table.c[n] for n in COLUMNS]
+    columns = [type_coerce(table.c[n], String) if n.endswith("_at") else column(n) for n in COLUMNS]
     query = select(*columns).where(table.c.seq > after).order_by(table.c.seq).limit(limit)
     parse = datetime.fromisoformat
     return [
-        Row(EntryFields(s, e, parse(r), parse(o), t, a, ac, re, ou, d), p, h)
-        for s, e, r, o, t, a, ac, re, ou, d, p, h in (await session.execute(query)).all()
+        Row(EntryFields(s, e, parse(r), parse(o), t, a, ac, re, ou, d, pv), p, h)
+        for s, e, r, o, t, a, ac, re, ou, d, pv, p, h in (await session.execute(query)).all()
     ]
 
 
-async def _unreadable(session: AsyncSession, after: int, limit: int) -> Problem:
+async def _has_provenance(session: AsyncSession) -> bool:
+    def look(sync: Session) -> bool:
+        return "provenance" in {c["name"] for c in inspect(sync.connection()).get_columns("ledger_entries")}
+
+    return await session.run_sync(look)
+
+
+async def _unreadable(session: AsyncSession, after: int, limit: int, provenance: bool) -> Problem:
     """Finds the first row of a page that cannot be read back (a column was overwritten with garbage)."""
     keys = select(LedgerEntry.seq, LedgerEntry.event_id).where(LedgerEntry.seq > after)
     for seq, event_id in (await session.execute(keys.order_by(LedgerEntry.seq).limit(limit))).all():
         try:
-            await _page(session, seq - 1, 1)
+            await _page(session, seq - 1, 1, provenance)
         except (ValueError, TypeError) as exc:
             return Problem(seq, event_id, f"the row cannot be read back ({exc}): the entry was altered")
     raise RuntimeError("a ledger page could not be read, but each of its rows can")

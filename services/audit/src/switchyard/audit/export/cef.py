@@ -8,7 +8,9 @@ liblognorm (rsyslog's mmnormalize) otherwise drops the first character of the fi
 
 Extension: rt (recorded, ms since epoch), start (occurred), act, outcome, suser (actor), externalId (event
 id), cn1 seq, cs1 tenant, cs2 resource, cs3 details (JSON), cs4 entry hash, and when the entry's event
-carried a trace context cs5 trace id and cs6 span id; each csN/cnN with its label.
+carried a trace context cs5 trace id and cs6 span id; for an entry that records where its event came from
+(format v2), flexString1 its subject and flexString2 who may publish there (`service:router`,
+`integrator:<tenant token>`...); each csN/cnN/flexStringN with its label.
 """
 
 from __future__ import annotations
@@ -69,6 +71,14 @@ def encode(record: Record, *, details: str | None = None) -> str:
     trace = record.trace()
     if trace is not None:
         pairs += [("cs5Label", "traceId"), ("cs5", trace[0]), ("cs6Label", "spanId"), ("cs6", trace[1])]
+    published = record.published()
+    if published is not None:
+        pairs += [
+            ("flexString1Label", "subject"),
+            ("flexString1", published[0]),
+            ("flexString2Label", "publishedBy"),
+            ("flexString2", published[1]),
+        ]
     return "|".join(header) + "| " + extension(pairs)
 
 

@@ -8,7 +8,8 @@ value never contains the delimiter.
 
 Attributes: devTime + devTimeFormat (occurred, ms precision), cat (action), sev, usrName (actor), resource,
 outcome, seq, eventId, tenant, recordedAt (RFC 3339, microseconds), details (JSON), entryHash, and when the
-entry's event carried a trace context traceId and spanId.
+entry's event carried a trace context traceId and spanId; for an entry that records where its event came
+from (format v2), subject and publishedBy (who may publish there, comma-separated).
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ def encode(record: Record, *, details: str | None = None) -> str:
     trace = record.trace()
     if trace is not None:
         pairs += [("traceId", trace[0]), ("spanId", trace[1])]
+    published = record.published()
+    if published is not None:
+        pairs += [("subject", published[0]), ("publishedBy", published[1])]
     attrs = DELIMITER.join(f"{k}={value_escape(v)}" for k, v in pairs)
     return "|".join(header_escape(h) for h in header) + "|x09|" + attrs
 

@@ -33,6 +33,7 @@ class Record:
     outcome: str
     details: str  # canonical JSON, as stored
     entry_hash: str
+    provenance: str | None = None  # canonical JSON, as stored; None: an entry written before it was recorded
 
     @property
     def failed(self) -> bool:
@@ -40,6 +41,25 @@ class Record:
 
     def details_obj(self) -> Any:
         return orjson.loads(self.details)
+
+    def provenance_obj(self) -> dict[str, Any] | None:
+        """Where the entry's event came from, as the server established it (`subject`, `by`)."""
+        if self.provenance is None:
+            return None
+        try:
+            found = orjson.loads(self.provenance)
+        except orjson.JSONDecodeError:
+            return None
+        return found if isinstance(found, dict) else None
+
+    def published(self) -> tuple[str, str] | None:
+        """(subject, who may have published there, comma-separated) for the text formats."""
+        found = self.provenance_obj()
+        if found is None:
+            return None
+        by = found.get("by")
+        names = ",".join(str(name) for name in by) if isinstance(by, list) else ""
+        return str(found.get("subject", "")), names
 
     def trace(self) -> tuple[str, str] | None:
         """(trace id, span id) in hex, when the entry's event carried a W3C trace context (entries.py)."""

@@ -4,11 +4,14 @@ OCSF (schema 1.1.0): class_uid 6003, category_uid 6, activity_id from the action
 3 update, 4 delete, 99 other), type_uid = 600300 + activity_id, status_id 1 success / 2 failure,
 metadata.uid = event id, metadata.sequence = seq, metadata.tenant_uid = tenant, actor.user.name = actor,
 api.operation = action, resources[0].uid = resource, metadata.correlation_uid = the trace id (when the
-entry's event carried a trace context), unmapped = details and the entry hash.
+entry's event carried a trace context), unmapped = details and the entry hash; for an entry that records
+where its event came from (format v2), unmapped.provenance = {subject, by} and src_endpoint.svc_name = the
+subject.
 
 ECS (8.11): @timestamp = occurred, event.{action, outcome, id, sequence, created (recorded), kind, category,
 type, dataset, module, provider, hash}, user.name = actor, organization.id = tenant, trace.id and span.id
-(when the entry's event carried a trace context), and the rest under `switchyard.ledger`.
+(when the entry's event carried a trace context), and the rest under `switchyard.ledger` (its
+`provenance`, {subject, by}, for an entry that records where its event came from: format v2).
 """
 
 from __future__ import annotations
@@ -53,6 +56,17 @@ def ocsf(record: Record, *, details: Any = None) -> dict[str, Any]:
     trace = record.trace()
     if trace is not None:
         metadata["correlation_uid"] = trace[0]
+    unmapped: dict[str, Any] = {
+        "details": record.details_obj() if details is None else details,
+        "entry_hash": record.entry_hash,
+        "recorded_at": timestamp(record.recorded_at),
+        "occurred_at": timestamp(record.occurred_at),
+    }
+    source: dict[str, Any] = {"name": record.actor}
+    provenance = record.provenance_obj()
+    if provenance is not None:
+        unmapped["provenance"] = provenance
+        source["svc_name"] = provenance.get("subject")
     return {
         "class_uid": API_ACTIVITY,
         "class_name": "API Activity",
@@ -73,16 +87,11 @@ def ocsf(record: Record, *, details: Any = None) -> dict[str, Any]:
             "service": {"name": PRODUCT},
             "request": {"uid": record.event_id},
         },
-        "src_endpoint": {"name": record.actor},
+        "src_endpoint": source,
         "resources": [{"uid": record.resource, "type": record.resource.split("/", 1)[0]}],
         "cloud": {"provider": PRODUCT},
         "metadata": metadata,
-        "unmapped": {
-            "details": record.details_obj() if details is None else details,
-            "entry_hash": record.entry_hash,
-            "recorded_at": timestamp(record.recorded_at),
-            "occurred_at": timestamp(record.occurred_at),
-        },
+        "unmapped": unmapped,
     }
 
 
@@ -118,6 +127,9 @@ def ecs(record: Record, *, details: Any = None) -> dict[str, Any]:
             }
         },
     }
+    provenance = record.provenance_obj()
+    if provenance is not None:
+        out["switchyard"]["ledger"]["provenance"] = provenance
     trace = record.trace()
     if trace is not None:
         out["trace"], out["span"] = {"id": trace[0]}, {"id": trace[1]}

@@ -46,6 +46,9 @@ def message(record: Record, body: str, *, hostname: str, sd_id: str = DEFAULT_SD
     trace = record.trace()
     if trace is not None:
         params.append(("trace_id", trace[0]))
+    published = record.published()
+    if published is not None:
+        params += [("subject", published[0]), ("published_by", published[1])]
     sd = "[" + sd_id + "".join(f' {k}="{sd_escape(v)}"' for k, v in params) + "]"
     head = (
         f"<{pri}>1 {timestamp(record.recorded_at)} {printable(hostname, 255)} {APP_NAME} {NIL} "

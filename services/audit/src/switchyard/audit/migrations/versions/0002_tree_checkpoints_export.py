@@ -121,7 +121,9 @@ def upgrade() -> None:
 def _backfill(bind: sa.engine.Connection) -> None:
     """Builds the nodes of the entries written before this revision (the stored rows, as they are)."""
     stamp = sa.DateTime(timezone=True)
-    columns = [sa.column(n, stamp) if n.endswith("_at") else sa.column(n) for n in EntryFields.__slots__]
+    # the columns of this revision (format v1): `provenance` came with au0006
+    names = [n for n in EntryFields.__slots__ if n != "provenance"]
+    columns = [sa.column(n, stamp) if n.endswith("_at") else sa.column(n) for n in names]
     entries = sa.table("ledger_entries", *columns)
     nodes = sa.table("merkle_nodes", sa.column("level"), sa.column("idx"), sa.column("hash"))
     size, edge = 0, dict[tuple[int, int], bytes]()
