@@ -276,6 +276,7 @@ async def bench_proofs_rpc(url: str, n: int, count: int, folder: Path) -> None:
         "SWITCHYARD_AUDIT_SIGNING_KEY": SEED,
         "SWITCHYARD_AUDIT_LOG_ORIGIN": "bench.local/ledger",
         "SWITCHYARD_METRICS_PORT": "0",
+        "SWITCHYARD_EVENT_ID_SECRET": "ledger-bench-event-id-secret-7d1e",  # required on PostgreSQL
     }
     audit = BusService("audit", env=env, log_path=folder / "audit.log")
     try:

@@ -155,8 +155,16 @@ def test_each_service_is_its_own_nats_user_with_its_own_password_alone(model: di
         assert env["SWITCHYARD_NATS_USER"] == name
         assert env["SWITCHYARD_NATS_PASSWORD_FILE"] == "/run/secrets/nats-password"
         assert "SWITCHYARD_NATS_PASSWORD" not in env and "@" not in env["SWITCHYARD_NATS_URL"]
-        assert [(s["source"], s["target"]) for s in svc["secrets"]] == [(f"nats-{name}", "nats-password")]
+        given = [(s["source"], s["target"]) for s in svc["secrets"]]
+        assert given[0] == (f"nats-{name}", "nats-password")
         assert Path(secrets[f"nats-{name}"]["file"]) == CREDENTIALS / f"{name}.password"
+        if name == "operator":
+            assert given == [("nats-operator", "nats-password")]
+            assert "SWITCHYARD_EVENT_ID_SECRET_FILE" not in env
+        else:  # the secret every service keys derived event ids with, and the operator has no use for
+            assert given[1:] == [("event-id-secret", "event-id-secret")], name
+            assert env["SWITCHYARD_EVENT_ID_SECRET_FILE"] == "/run/secrets/event-id-secret", name
+            assert "SWITCHYARD_EVENT_ID_SECRET" not in env, name
         if name != "operator":
             assert env["SWITCHYARD_BUS_PROVISIONED"] == "true", name
             assert svc["depends_on"]["operator"]["condition"] == "service_completed_successfully", name
@@ -168,6 +176,7 @@ def test_each_service_is_its_own_nats_user_with_its_own_password_alone(model: di
         if name not in NATS_USERS:
             assert not svc.get("secrets"), name
             assert not any(k.startswith("SWITCHYARD_NATS_PASSWORD") for k in svc.get("environment") or {})
+    assert Path(secrets["event-id-secret"]["file"]) == CREDENTIALS / "event-id.secret"
     text = (ROOT / "docker-compose.yml").read_text()
     for name in NATS_USERS:
         assert (CREDENTIALS / f"{name}.password").read_text().strip() not in text

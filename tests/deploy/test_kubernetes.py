@@ -418,3 +418,20 @@ def test_nats_chart_values_make_a_three_node_jetstream_cluster() -> None:
     (config,) = _of_kind("ConfigMap")
     assert config["data"]["SWITCHYARD_STREAM_REPLICAS"] == "3"
     assert config["data"]["SWITCHYARD_NATS_URL"].startswith("nats://nats.nats.svc")
+
+
+def test_every_service_keys_derived_event_ids_with_the_one_secret() -> None:
+    """Every Deployment (its replicas and the other services must derive the same ids) takes
+    SWITCHYARD_EVENT_ID_SECRET from the secret switchyard-event-ids; the migrate Job (the CLI) does not."""
+    deployments = {d["metadata"]["name"]: d for d in _of_kind("Deployment")}
+    assert {
+        f"switchyard-{n}" for n in ("gateway", "classifier", "router", "executor", "billing", "audit")
+    } <= set(deployments)
+    for name, deployment in deployments.items():
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            env = {e["name"]: e for e in container.get("env", [])}
+            ref = env["SWITCHYARD_EVENT_ID_SECRET"]["valueFrom"]["secretKeyRef"]
+            assert (ref["name"], ref["key"]) == ("switchyard-event-ids", "secret"), name
+    for job in _of_kind("Job"):
+        for container in job["spec"]["template"]["spec"]["containers"]:
+            assert "SWITCHYARD_EVENT_ID_SECRET" not in {e["name"] for e in container.get("env", [])}

@@ -86,3 +86,26 @@ def test_a_bad_setting_is_one_line_and_exit_2(tmp_path: Path) -> None:
         assert proc.returncode == 2, (args, err[-2000:])
         assert len(lines) == 1 and expected in lines[0], (args, err[-2000:])
         assert "Traceback" not in err and "nats-server" not in out, args
+
+
+def test_a_service_on_postgresql_without_the_event_id_secret_cannot_start(tmp_path: Path) -> None:
+    """Every service keys the event ids it derives with the deployment's secret: on PostgreSQL (not the
+    embedded run, which makes one in its var dir) a service given none stops at once, in one line naming
+    the settings, rather than derive ids no other replica shares."""
+    postgres = {"SWITCHYARD_DATABASE_URL": "postgresql+asyncpg://switchyard@127.0.0.1:1/switchyard"}
+    names = ("gateway", "classifier", "router", "executor", "billing", "audit")
+    procs = [(_run([sys.executable, "-m", f"switchyard.{n}"], postgres, tmp_path / n), n) for n in names]
+    for proc, name in procs:
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail(f"{name} started without the event id secret")
+        lines = err.strip().splitlines()
+        assert proc.returncode == 2, (name, err[-2000:])
+        assert (
+            len(lines) == 1 and "SWITCHYARD_EVENT_ID_SECRET or SWITCHYARD_EVENT_ID_SECRET_FILE" in lines[0]
+        ), (
+            name,
+            err[-2000:],
+        )

@@ -21,12 +21,12 @@ from switchyard.audit.models import LedgerEntry
 from switchyard.audit.verify import verify_ledger
 from switchyard.billing.db import migrations as billing_migrations
 from switchyard.billing.models import UsageEntry
-from switchyard.billing.service import usage_entry_id
 from switchyard.cli.processes import NatsServer
 from switchyard.common import bus, subjects
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.envelope import encode
 from switchyard.common.events import TaskCompleted, Usage
+from tests.support import event_ids
 from tests.support.bus_services import BusService
 
 pytestmark = pytest.mark.integration
@@ -101,6 +101,7 @@ async def test_kill_9_duplicates_and_redelivery_leave_each_entry_once(
         "SWITCHYARD_NATS_URL": nats_server.url,
         "SWITCHYARD_DATABASE_URL": sqlite_url,
         "SWITCHYARD_VAR_DIR": str(tmp_path / "var"),
+        **event_ids.ENV,
         "SWITCHYARD_AUDIT_ACK_WAIT_S": str(ACK_WAIT_S),
         "SWITCHYARD_AUDIT_SIGNING_KEY": SIGNING_SEED,
         "SWITCHYARD_AUDIT_MAX_BATCH": "50",
@@ -147,7 +148,9 @@ async def test_kill_9_duplicates_and_redelivery_leave_each_entry_once(
             (await session.execute(select(LedgerEntry.event_id).order_by(LedgerEntry.seq))).scalars()
         )
     assert sorted(usage) == sorted(f"task-{n}" for n in range(TASKS))
-    expected = {f"result-{n}" for n in range(TASKS)} | {usage_entry_id(f"result-{n}") for n in range(TASKS)}
+    expected = {f"result-{n}" for n in range(TASKS)} | {
+        event_ids.derived(f"result-{n}", "usage", tenant_id="acme") for n in range(TASKS)
+    }
     assert len(ledger) == len(set(ledger)), "an event was recorded twice"
     assert set(ledger) == expected, f"missing {sorted(expected - set(ledger))[:5]}"
     report = await verify_ledger(sessions)

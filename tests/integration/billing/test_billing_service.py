@@ -25,6 +25,7 @@ from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.envelope import decode, encode
 from switchyard.common.events import TaskCompleted, TaskFailed, Usage, UsageRecorded
 from switchyard.common.policy import DEFAULT_POLICY
+from tests.support import event_ids
 from tests.support.bus_services import BusService
 from tests.support.prices import PRICE_SHEET, write_price_sheet
 
@@ -39,6 +40,7 @@ def _billing(
         "SWITCHYARD_NATS_URL": nats_server.url,
         "SWITCHYARD_DATABASE_URL": db_url,
         "SWITCHYARD_POLICY_PATH": str(PRICE_SHEET),
+        **event_ids.ENV,
         **settings,
     }
     yield from BusService("billing", env=env, log_path=tmp_path / "billing.log").running()
@@ -163,7 +165,8 @@ async def test_results_become_usage_entries_and_events_once(
     rows = await _rows(db_url)
     assert [(r.task_id, r.priced) for r in rows] == [("t1", True), ("t2", False), ("t4", True)]
     assert [(r.cache_read_tokens, r.cache_write_tokens) for r in rows] == [(0, 0), (0, 0), (1536, 0)]
-    assert rows[0].id == usage_entry_id("result-1")
+    assert rows[0].id == event_ids.derived("result-1", "usage", tenant_id="acme")  # keyed: no client's guess
+    assert rows[0].id != usage_entry_id("result-1")
     last = await js.get_last_msg(subjects.STREAM_EVENTS, subjects.USAGE_RECORDED)
     assert last.headers is not None and last.headers["Nats-Msg-Id"] in {r.id for r in rows}
 

@@ -27,6 +27,7 @@ from switchyard.common.events import (
     TaskSubmitted,
 )
 from switchyard.common.events.tasks import TASK_TYPES
+from tests.support import event_ids
 from tests.support.bus_services import BusService
 
 pytestmark = pytest.mark.integration
@@ -37,7 +38,7 @@ TENANTS = ("acme", "globex")
 def classifier(
     nats_server: NatsServer, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[NatsServer]:
-    env = {"SWITCHYARD_NATS_URL": nats_server.url, "SWITCHYARD_CLASSIFIER_WORKERS": "16"}
+    env = {"SWITCHYARD_NATS_URL": nats_server.url, "SWITCHYARD_CLASSIFIER_WORKERS": "16", **event_ids.ENV}
     env.update(getattr(request, "param", {}))
     service = BusService("classifier", env=env, log_path=tmp_path / "classifier.log")
     asyncio.run(service.start(timeout=90))
@@ -96,7 +97,7 @@ async def test_submitted_tasks_come_back_classified(client: nats.NATS) -> None:
 
     for tid, (event_id, payload) in got.items():
         c = payload.classification
-        assert event_id == ids.derived_id(sent[tid], "classified")
+        assert event_id == event_ids.derived(sent[tid], "classified", tenant_id="acme")
         assert c.type in TASK_TYPES and 0 <= c.confidence <= 1 and 0 <= c.complexity <= 1
         assert abs(sum(c.scores.values()) - 1) < 0.01 and c.model_version and c.latency_ms > 0
     assert got["huge"][1].classification.truncated
@@ -185,7 +186,11 @@ async def test_a_tenants_repeated_user_turns_reuse_their_prediction_and_no_other
     metrics_port = free_port()
     service = BusService(
         "classifier",
-        env={"SWITCHYARD_NATS_URL": nats_server.url, "SWITCHYARD_METRICS_PORT": str(metrics_port)},
+        env={
+            "SWITCHYARD_NATS_URL": nats_server.url,
+            "SWITCHYARD_METRICS_PORT": str(metrics_port),
+            **event_ids.ENV,
+        },
         log_path=tmp_path / "classifier.log",
     )
     await service.start(timeout=90)
@@ -252,7 +257,11 @@ async def test_an_embedding_task_comes_back_classified_without_the_encoder(
     metrics_port = free_port()
     service = BusService(
         "classifier",
-        env={"SWITCHYARD_NATS_URL": nats_server.url, "SWITCHYARD_METRICS_PORT": str(metrics_port)},
+        env={
+            "SWITCHYARD_NATS_URL": nats_server.url,
+            "SWITCHYARD_METRICS_PORT": str(metrics_port),
+            **event_ids.ENV,
+        },
         log_path=tmp_path / "classifier.log",
     )
     await service.start(timeout=90)
@@ -278,7 +287,9 @@ async def test_an_embedding_task_comes_back_classified_without_the_encoder(
         await nc.close()
         service.stop()
 
-    assert isinstance(payload, TaskClassified) and event.id == ids.derived_id(sent, "classified")
+    assert isinstance(payload, TaskClassified) and event.id == event_ids.derived(
+        sent, "classified", tenant_id="acme"
+    )
     assert payload.task == embedding  # the texts travel on unchanged, for the router and the executor
     c = payload.classification
     assert (c.type, c.confidence, c.complexity, c.model_version) == ("embedding", 1.0, 0.0, "passthrough")

@@ -34,6 +34,7 @@ from switchyard.common.events import (
 from switchyard.common.providers import providers_bucket, read_all
 from switchyard.common.streaming import Chunk, decode_chunk
 from tests.integration.executor.conftest import nats_and_fake_openai
+from tests.support import event_ids
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.procs import service_process
 
@@ -63,7 +64,7 @@ def executor_stack(tmp: Path, settings: dict[str, str]) -> Iterator[Stack]:
     """A real nats-server, a fake OpenAI upstream and the executor as its own process (with `settings`
     on top of the connection settings), answering pings."""
     with nats_and_fake_openai(tmp) as upstream:
-        env = {**upstream.env, **settings}
+        env = {**upstream.env, **event_ids.ENV, **settings}
         with service_process("switchyard.executor", env=env, log_path=tmp / "executor.log") as proc:
             asyncio.run(_wait_until_answering(upstream.nats.url, proc, tmp / "executor.log"))
             yield Stack(upstream.nats.url, upstream.fake, upstream.url)
@@ -190,9 +191,10 @@ async def test_a_failing_provider_falls_through_to_the_local_model(client: nats.
     ]
     # Output ids derive from the routed event's id, so a redelivered task republishes the same ids.
     assert [h["Nats-Msg-Id"] for h, _ in records] == [
-        ids.derived_id(event_id, f"call-{n}") for n in (1, 2, 3)
+        event_ids.derived(event_id, f"call-{n}", tenant_id="acme") for n in (1, 2, 3)
     ]
-    assert (watch.result.result().headers or {})["Nats-Msg-Id"] == ids.derived_id(event_id, "result")
+    result_id = event_ids.derived(event_id, "result", tenant_id="acme")
+    assert (watch.result.result().headers or {})["Nats-Msg-Id"] == result_id
 
 
 async def test_an_account_out_of_credit_is_not_retried_and_falls_back(client: nats.NATS) -> None:

@@ -20,11 +20,12 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from switchyard.common import bus, dlq, ids, subjects
+from switchyard.common import bus, dlq, subjects
 from switchyard.common.consumer import PullConsumer
 from switchyard.common.envelope import decode
 from switchyard.common.events import TaskFailed, TaskSubmitted
 from switchyard.executor import stranded
+from tests.support import event_ids
 from tests.support.guarded_bus import GuardedBus, guarded_bus
 from tests.support.tasks import hello_task
 
@@ -67,7 +68,7 @@ async def _sweep(guarded: GuardedBus, errors: list[str] | None = None) -> AsyncI
     operator = await nats.connect(guarded.operator_url)
     executor = await guarded.connect("executor", errors)
     js = executor.jetstream()
-    sweeper = stranded.consumer(js, bus.EventPublisher(js, source="executor"))
+    sweeper = stranded.consumer(js, bus.EventPublisher(js, source="executor", id_key=event_ids.KEY))
     try:
         yield Sweep(operator, executor, sweeper)
     finally:
@@ -278,9 +279,14 @@ async def test_a_stranded_tasks_late_result_does_not_follow_its_failure(guarded:
 
         await _until(answered)
         late = _failed(task, error_code="y", error_message="late")
-        routed = ids.derived_id(ids.derived_id(submitted, "classified"), "routed")
+        # what the classifier, the router and the executor derive, given the deployment's secret
+        classified = event_ids.derived(submitted, "classified", tenant_id="acme")
+        routed = event_ids.derived(classified, "routed", tenant_id="acme")
         await bus.EventPublisher(sweep.executor.jetstream(), source="executor").publish(
-            late, subject=result, event_id=ids.derived_id(routed, "result"), tenant_id="acme"
+            late,
+            subject=result,
+            event_id=event_ids.derived(routed, "result", tenant_id="acme"),
+            tenant_id="acme",
         )
         info = await ojs.stream_info(subjects.STREAM_EVENTS, subjects_filter=result)
         assert info.state.subjects == {result: 1}

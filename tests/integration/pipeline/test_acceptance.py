@@ -49,6 +49,7 @@ from switchyard.common.events import (
 )
 from switchyard.common.providers import BreakerRecord
 from tests.integration.pipeline.services import Fleet
+from tests.support import event_ids
 from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.ports import RefusedPort
@@ -132,6 +133,7 @@ def stack(nats_server: NatsServer, tmp_path: Path) -> Iterator[Stack]:
                 "SWITCHYARD_DATABASE_URL": db_url,
                 "SWITCHYARD_POLICY_PATH": str(policy),
                 "SWITCHYARD_HEALTH_REFRESH_S": "0.2",
+                **event_ids.ENV,
                 "OPENAI_API_KEY": "",
                 "ANTHROPIC_API_KEY": "",
             },
@@ -185,7 +187,7 @@ async def classify(nc: nats.NATS, tag: str, count: int) -> dict[str, str]:
         )
         event_id = ids.new_id()
         await publisher.publish(event, event_id=event_id, tenant_id="acme", event_subject=task_id)
-        routed_ids[task_id] = ids.derived_id(event_id, "routed")
+        routed_ids[task_id] = event_ids.derived(event_id, "routed", tenant_id="acme")
     return routed_ids
 
 

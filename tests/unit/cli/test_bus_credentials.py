@@ -28,7 +28,11 @@ def _entries(folder: Path) -> dict[str, tuple[str, str]]:
 def test_a_password_per_user_and_their_hashes(tmp_path: Path) -> None:
     folder = tmp_path / "creds"
     written = bus_credentials.write_credentials(folder)
-    assert [p.name for p in written] == [*(f"{u}.password" for u in USERS), bus_credentials.USERS_CONF]
+    assert [p.name for p in written] == [
+        bus_credentials.EVENT_ID_SECRET,
+        *(f"{u}.password" for u in USERS),
+        bus_credentials.USERS_CONF,
+    ]
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     entries = _entries(folder)
     assert set(entries) == set(USERS)
@@ -44,15 +48,21 @@ def test_a_password_per_user_and_their_hashes(tmp_path: Path) -> None:
         assert password not in (folder / bus_credentials.USERS_CONF).read_text()
         assert ("permissions" in rest) == (permissions(user) is not None)  # operator: everything
     assert len(passwords) == len(USERS)
+    # the services' event id secret: no user's password, and in no NATS server's file
+    secret = (folder / bus_credentials.EVENT_ID_SECRET).read_text().strip()
+    assert len(secret) >= 43 and secret not in passwords
+    assert secret not in (folder / bus_credentials.USERS_CONF).read_text()
 
 
 def test_run_again_it_keeps_every_password_and_each_integrators_scope(tmp_path: Path) -> None:
     bus_credentials.write_credentials(tmp_path, integrators=[Integrator("partner", ("acme", "globex"))])
     before = {p.name: p.read_text() for p in tmp_path.glob("*.password")}
     assert "partner.password" in before
+    secret = (tmp_path / bus_credentials.EVENT_ID_SECRET).read_text()
     (tmp_path / "gateway.password").chmod(0o600)
     bus_credentials.write_credentials(tmp_path)  # no --integrator: its password and scope there keep it
     assert {p.name: p.read_text() for p in tmp_path.glob("*.password")} == before
+    assert (tmp_path / bus_credentials.EVENT_ID_SECRET).read_text() == secret
     assert stat.S_IMODE((tmp_path / "gateway.password").stat().st_mode) == 0o644
     hashed, rest = _entries(tmp_path)["partner"]
     assert bcrypt.checkpw(before["partner.password"].strip().encode(), hashed.encode())

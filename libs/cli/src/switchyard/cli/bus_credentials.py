@@ -11,7 +11,9 @@ Another system's user (`--integrator NAME`) is scoped to the organisations given
 (`--all-tenants`); an `integrator.password` made before scoped users, with no such file, keeps the
 all-tenant rights it had until it is given tenants.
 Each service is given its own password file alone (compose: a secret per service; Kubernetes: one key
-of the secret switchyard-nats per Deployment).
+of the secret switchyard-nats per Deployment). Beside them, `event-id.secret` (made once, kept): the
+secret every service keys its derived event ids with (SWITCHYARD_EVENT_ID_SECRET_FILE,
+common/event_id_key.py), given to every service and to no integrator.
 
 The files are mode 0644 in a 0700 folder: no one else on the host can reach them, and a container whose
 user is not the file's owner (the images run as uid 10001) can still read the one file mounted into it.
@@ -36,6 +38,7 @@ from switchyard.cli.nats_users import USERS, write_private
 from switchyard.common.bus_auth import read_password_file
 
 USERS_CONF = "nats-users.conf"
+EVENT_ID_SECRET = "event-id.secret"  # every service's, no bus user's (SWITCHYARD_EVENT_ID_SECRET_FILE)
 BCRYPT_COST = 8  # 16 ms a check in Python's bcrypt (the 2-core Xeon VM, 2026-12-07)
 READABLE = 0o644
 # another system's user name: its inbox prefix (`_INBOX_<name>`) and its files' names are made of it
@@ -76,6 +79,11 @@ def write_credentials(folder: Path, *, integrators: Sequence[Integrator] = ()) -
         write_private(path, json.dumps({"tenants": tenants}) + "\n")
         path.chmod(READABLE)
         written.append(path)
+    secret = folder / EVENT_ID_SECRET
+    if not secret.exists():
+        write_private(secret, secrets.token_urlsafe(32) + "\n")
+    secret.chmod(READABLE)
+    written.append(secret)
     users = [*USERS, *scoped]
     conf = folder / USERS_CONF
     kept = _hashes(conf)

@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from switchyard.cli import bus_permissions, bus_stores, nats_users
 from switchyard.cli.db_cmd import upgrade_all
 from switchyard.cli.processes import NatsServer, port_open
+from switchyard.common import event_id_key
 from switchyard.common.config import STOP_GRACE_S, CommonSettings
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.logs import redact
@@ -186,6 +187,8 @@ class Stack:
         if name in nats_users.BUSLESS:  # no bus: no password of anyone's in its environment
             for setting in ("USER", "PASSWORD", "PASSWORD_FILE"):
                 env.pop(f"SWITCHYARD_NATS_{setting}", None)
+            for setting in (event_id_key.SETTING, event_id_key.FILE_SETTING):
+                env.pop(setting, None)
         elif not self.settings.nats_url:
             # the nats-server this run starts: the service's own user, its password in a file (0600)
             user = nats_users.user_of(name)
@@ -195,6 +198,8 @@ class Stack:
             )
             env.pop("SWITCHYARD_NATS_PASSWORD", None)
             env["SWITCHYARD_BUS_PROVISIONED"] = "true"  # made by `operator` (provision_bus)
+        if name not in nats_users.BUSLESS:
+            self._event_id_secret(env)
         for setting, size in EMBEDDED_STORES.items():
             if not env.get(setting, "").strip():
                 env[setting] = size
@@ -205,6 +210,17 @@ class Stack:
             offset = index if replica == 1 else len(START_ORDER) * (replica - 1) + index
             env["SWITCHYARD_METRICS_PORT"] = str(self.settings.metrics_base_port + offset)
         return env
+
+    def _event_id_secret(self, env: dict[str, str]) -> None:
+        """The secret every service keys derived event ids with: the one set in the environment, else the
+        run's `<var>/event-id.key` (made on its first run, kept across runs), named to each service."""
+        for setting in (event_id_key.SETTING, event_id_key.FILE_SETTING):
+            if not env.get(setting, "").strip():
+                env.pop(setting, None)
+        if event_id_key.SETTING not in env and event_id_key.FILE_SETTING not in env:
+            path = self.var_dir / event_id_key.KEY_FILE
+            event_id_key.ensure_file(path)
+            env[event_id_key.FILE_SETTING] = str(path)
 
     def start_services(self) -> None:
         for index, name in enumerate(START_ORDER):

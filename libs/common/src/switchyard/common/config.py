@@ -90,6 +90,16 @@ class CommonSettings(BaseSettings):
         "before it is cut; keep it below the orchestrator's kill timeout",
     )
 
+    event_id_secret: SecretStr | None = Field(
+        default=None,
+        description="the secret every service keys the event ids it derives with (event_id_key.py); the "
+        "same for every service and replica of a deployment, and for no bus client; default: the embedded "
+        "run's <var_dir>/event-id.key (SQLite only: elsewhere a service without one refuses to start)",
+    )
+    event_id_secret_file: Path | None = Field(
+        default=None, description="a file holding that secret (what `switchyard up` gives each service)"
+    )
+
     legacy_subjects: bool = Field(
         default=True,
         description="also publish results and chunks on the subjects of the release before tenant tokens "

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import orjson
 from pydantic import BaseModel, ValidationError, create_model
 
-from switchyard.common import bus, ids, subjects
+from switchyard.common import bus, subjects
 from switchyard.common.events import TaskFailed, TaskSubmitted
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,10 @@ _Named: type[BaseModel] = create_model(
 class Answer:
     failed: TaskFailed
     subject: str
-    event_id: str  # derived from the submission's, so a redelivery's answer is stored once
+    origin: str  # the submission's id (its tenant and task where it has none)
+    # None: derived from `origin` by the publisher that sends it (`send`), so a redelivery's answer is
+    # stored once
+    event_id: str | None = None
 
 
 def answer(
@@ -74,9 +77,7 @@ def answer(
         error_message=reason,
         failed_at=now,
     )
-    return Answer(
-        failed, subjects.result_subject(tenant_id, task_id), ids.derived_id(origin, "invalid-result")
-    )
+    return Answer(failed, subjects.result_subject(tenant_id, task_id), origin)
 
 
 async def tell_submitter(
@@ -98,10 +99,11 @@ async def tell_submitter(
 
 async def send(publisher: bus.EventPublisher, reply: Answer) -> None:
     """Publishes an `answer` on its task's result subject, under its derived event id."""
+    tenant_id = reply.failed.tenant_id
     await publisher.publish(
         reply.failed,
         subject=reply.subject,
-        event_id=reply.event_id,
+        event_id=reply.event_id or publisher.derived_id(reply.origin, "invalid-result", tenant_id=tenant_id),
         tenant_id=reply.failed.tenant_id,
         event_subject=reply.failed.task_id,
     )

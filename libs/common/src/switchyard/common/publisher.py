@@ -2,17 +2,18 @@
 publish), transient failures retried, a message the server would refuse for its size refused here first.
 `bus.EventPublisher` is this class (every service imports it from there).
 
-The events stream de-duplicates by `Nats-Msg-Id` whoever published, and the ids the services derive from
-their causes (`ids.derived_id`) can be worked out by whoever knows the cause: another system knows its own
-tasks' event ids, so it could publish first, on a subject it may (its tenant's `task.feedback.<token>`),
-under the id its task's result will have; the stream would drop the result as a duplicate (its core
-subscribers still hear it), and billing and the ledger would never see it: an answer not charged, not
-recorded. So where an event is charged (the executor's results and calls, the gateway's cached answers:
-`checks_duplicates`, users that may read the events stream), a duplicate ack is checked against the
-message it names (one message get, only on a duplicate): one on another subject is another publisher's,
-and the event is published again under a new id. Elsewhere such a squat costs a ledger entry of the
-squatter's own tenant's task (its classification, its usage announcement) or stalls that task; billing,
-the classifier and the router may not read the stream's messages (billing would read prompts).
+The events stream de-duplicates by `Nats-Msg-Id` whoever published. The ids the services derive from
+their causes (`derived_id`) are keyed with the deployment's secret (`ids.EventIdKey`, event_id_key.py) and
+scoped to the task's tenant: no bus client can work them out, so none can publish first, on a subject it
+may (its tenant's `task.feedback.<token>`), under the id its task's classification, route, result or usage
+will have (the stream would drop the real event as a duplicate: never routed, or never charged nor
+recorded), and two organisations' tasks of one id get ids of their own. What a client still chooses is
+its own events' ids (its submissions, cancellations, ratings): one reused across organisations is
+de-duplicated, and its publisher's ack says `duplicate: true` (README, "The bus contract"). So where an
+event is charged (the executor's results and calls, the gateway's cached answers: `checks_duplicates`,
+users that may read the events stream), a duplicate ack is still checked against the message it names
+(one message get, only on a duplicate): one on another subject is another publisher's, and the event is
+published again under a new id; the ids themselves no longer let a bus client make one.
 """
 
 from __future__ import annotations
@@ -48,11 +49,21 @@ class EventPublisher:
         source: str,
         legacy_subjects: bool = False,
         checks_duplicates: bool = False,
+        id_key: ids.EventIdKey | None = None,
     ) -> None:
         self._js = js
         self.source = source
         self.legacy_subjects = legacy_subjects
         self.checks_duplicates = checks_duplicates
+        self._id_key = id_key
+
+    def derived_id(self, cause_id: str, step: str, *, tenant_id: str) -> str:
+        """The id of the event `step` of `cause_id` for `tenant_id`: keyed with the deployment's secret
+        (`ids.EventIdKey`), which every service is given; a publisher made without one (a tool, a test)
+        derives it scoped to the tenant but unkeyed."""
+        if self._id_key is not None:
+            return self._id_key.event_id(cause_id, step, tenant_id=tenant_id)
+        return ids.derived_id(f"{tenant_id}\n{cause_id}", step)
 
     async def publish(
         self,

@@ -26,11 +26,12 @@ from prometheus_client import Gauge, start_http_server
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from switchyard.common import background, bus, bus_guard, lag, metrics, subjects, tracing
+from switchyard.common import background, bus, bus_guard, event_id_key, lag, metrics, subjects, tracing
 from switchyard.common.bus_auth import BusRefused
 from switchyard.common.config import CommonSettings, replica_name, settings_problem
 from switchyard.common.errors import ConfigurationError
 from switchyard.common.healthcheck import HEARTBEAT_METRIC
+from switchyard.common.ids import EventIdKey
 from switchyard.common.logs import configure_logging
 from switchyard.common.watchdog import LoopWatchdog
 
@@ -60,6 +61,7 @@ class Service:
     teardown: list[Hook] = field(default_factory=list)
     drain: list[Hook] = field(default_factory=list)
     publisher: bus.EventPublisher | None = None
+    id_key: EventIdKey | None = None  # what its publisher keys derived event ids with (event_id_key.py)
     lag_exporter: lag.LagExporter | None = None
     heartbeat: asyncio.Task[None] | None = None
     watchdog: LoopWatchdog | None = None
@@ -85,7 +87,9 @@ class Service:
 
 def create_service(name: str, settings: CommonSettings) -> Service:
     broker = bus.make_broker(settings.nats_url, name=name, credentials=settings.nats_credentials())
-    service = Service(name=name, broker=broker)
+    id_key, keyed_by = event_id_key.load(settings)  # none where one is required: it cannot start
+    log.info("%s keys derived event ids with the secret of %s", name, keyed_by)
+    service = Service(name=name, broker=broker, id_key=id_key)
     instance = replica_name(name, settings.instance)
     metrics.expect_published(name)
 
@@ -110,6 +114,7 @@ async def start(service: Service, settings: CommonSettings) -> None:
         source=f"switchyard/{service.name}",
         legacy_subjects=settings.legacy_subjects,
         checks_duplicates=service.name in CHARGED_PUBLISHERS,
+        id_key=service.id_key,
     )
     for hook in service.setup:
         await hook()

@@ -104,7 +104,8 @@ def create(settings: BillingSettings) -> Service:
     async def on_result(event: CloudEvent, payload: TaskCompleted | TaskFailed) -> None:
         if isinstance(payload, TaskFailed):
             return  # nothing was delivered, nothing is charged
-        recorded = await writer.record(event_id=event.id, completed=payload)  # once committed
+        entry_id = service.events().derived_id(event.id, "usage", tenant_id=payload.tenant_id)
+        recorded = await writer.record(event_id=event.id, completed=payload, entry_id=entry_id)  # committed
         entry = recorded.entry
         # Published after the commit, every time: a redelivery re-publishes the same event id (the entry's
         # id), which JetStream's duplicate window and every consumer drop.
@@ -126,7 +127,11 @@ def create(settings: BillingSettings) -> Service:
         if not is_billable(payload):
             return  # the delivered answer is charged from the task's result
         recorded = await record_call_usage(
-            sessions, event_id=event.id, call=payload, policy=policies.current()
+            sessions,
+            event_id=event.id,
+            call=payload,
+            policy=policies.current(),
+            entry_id=service.events().derived_id(event.id, "usage", tenant_id=payload.tenant_id),
         )
         entry = recorded.entry
         await service.events().publish(

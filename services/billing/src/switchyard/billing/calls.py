@@ -38,6 +38,7 @@ async def record_call_usage(
     call: ProviderCallRecorded,
     policy: Policy,
     clock: Clock = _now,
+    entry_id: str | None = None,
 ) -> CallRecorded:
     existing = await call_entry(sessions, event_id=event_id)
     if existing is not None:
@@ -51,7 +52,7 @@ async def record_call_usage(
         cache_write_tokens=call.usage.cache_write_tokens,
     )
     entry = CallUsageEntry(
-        id=usage_entry_id(event_id),
+        id=entry_id or usage_entry_id(event_id),
         event_id=event_id,
         task_id=call.task_id,
         tenant_id=call.tenant_id,

@@ -35,7 +35,10 @@ def _now() -> datetime:
 
 
 def usage_entry_id(result_event_id: str) -> str:
-    """The entry's id, which is also the id of the UsageRecorded event announcing it."""
+    """The entry's id, which is also the id of the UsageRecorded event announcing it, when its caller
+    gives none. The service gives one its publisher derived (keyed: `EventPublisher.derived_id`), which
+    no bus client can work out from its result's id and take first on the stream; stored, it is the id
+    a redelivery announces again (the task's entry is found, never derived anew)."""
     return ids.derived_id(result_event_id, "usage")
 
 
@@ -46,12 +49,13 @@ async def record_usage(
     completed: TaskCompleted,
     policy: Policy,
     clock: Clock = _now,
+    entry_id: str | None = None,
 ) -> Recorded:
     """Prices `completed` and stores it, once per task: a second call returns the stored entry unchanged."""
     existing = await usage_for_task(sessions, task_id=completed.task_id, tenant_id=completed.tenant_id)
     if existing is not None:
         return Recorded(existing, created=False)
-    entry = new_entry(event_id=event_id, completed=completed, policy=policy, now=clock())
+    entry = new_entry(event_id=event_id, completed=completed, policy=policy, now=clock(), entry_id=entry_id)
     kept, created = await store_once(
         sessions,
         entry,
@@ -60,7 +64,9 @@ async def record_usage(
     return Recorded(kept, created=created)
 
 
-def new_entry(*, event_id: str, completed: TaskCompleted, policy: Policy, now: datetime) -> UsageEntry:
+def new_entry(
+    *, event_id: str, completed: TaskCompleted, policy: Policy, now: datetime, entry_id: str | None = None
+) -> UsageEntry:
     """The priced usage entry of `completed` (not stored)."""
     cached = completed.cache is not None  # answered from the gateway's cache: no provider was paid
     cost = price(
@@ -72,7 +78,7 @@ def new_entry(*, event_id: str, completed: TaskCompleted, policy: Policy, now: d
         cache_write_tokens=completed.usage.cache_write_tokens,
     )
     return UsageEntry(
-        id=usage_entry_id(event_id),
+        id=entry_id or usage_entry_id(event_id),
         task_id=completed.task_id,
         event_id=event_id,
         tenant_id=completed.tenant_id,

@@ -41,6 +41,7 @@ _COLUMNS = tuple(c.key for c in UsageEntry.__table__.columns)
 class _Result:
     event_id: str
     completed: TaskCompleted
+    entry_id: str | None = None
 
 
 class UsageWriter(BatchWriter[_Result, Recorded]):
@@ -60,9 +61,11 @@ class UsageWriter(BatchWriter[_Result, Recorded]):
         self._policy = current_of(policy)  # read per batch: each is priced by the policy in force
         self._clock = clock
 
-    async def record(self, *, event_id: str, completed: TaskCompleted) -> Recorded:
+    async def record(
+        self, *, event_id: str, completed: TaskCompleted, entry_id: str | None = None
+    ) -> Recorded:
         """Prices and stores `completed` once per task, like `record_usage`, batched with its neighbours."""
-        return await self.submit(_Result(event_id, completed))
+        return await self.submit(_Result(event_id, completed, entry_id))
 
     async def write(self, batch: list[Pending[_Result, Recorded]]) -> None:
         try:
@@ -104,7 +107,11 @@ class UsageWriter(BatchWriter[_Result, Recorded]):
                 continue
             incoming = p.item
             entry = new_entry(
-                event_id=incoming.event_id, completed=incoming.completed, policy=policy, now=now
+                event_id=incoming.event_id,
+                completed=incoming.completed,
+                policy=policy,
+                now=now,
+                entry_id=incoming.entry_id,
             )
             known[entry.task_id, entry.tenant_id] = entry
             fresh.append(entry)
@@ -122,6 +129,7 @@ class UsageWriter(BatchWriter[_Result, Recorded]):
                 result = await record_usage(
                     self._sessions,
                     event_id=p.item.event_id,
+                    entry_id=p.item.entry_id,
                     completed=p.item.completed,
                     policy=self._policy(),
                     clock=self._clock,

@@ -16,7 +16,7 @@ from switchyard.classifier.classify import (
 )
 from switchyard.classifier.config import ClassifierSettings
 from switchyard.classifier.follower import HeadsFollower
-from switchyard.common import bus, ids, invalid, subjects, tenants, tracing
+from switchyard.common import bus, invalid, subjects, tenants, tracing
 from switchyard.common.config import replica_name
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.errors import InvalidEvent, TenantMismatch
@@ -74,7 +74,7 @@ def create(settings: ClassifierSettings, classifier: Classifier | None = None) -
     async def publish(event: CloudEvent, task: TaskSubmitted, result: Classification) -> None:
         await service.events().publish(
             TaskClassified(task=task, classification=result),
-            event_id=ids.derived_id(event.id, "classified"),
+            event_id=service.events().derived_id(event.id, "classified", tenant_id=task.tenant_id),
             tenant_id=task.tenant_id,
             event_subject=task.task_id,
         )
@@ -83,7 +83,10 @@ def create(settings: ClassifierSettings, classifier: Classifier | None = None) -
         started = time.perf_counter()
         # a tenant that is no organisation: refused here, before anything is routed, run or billed
         await tenants.refuse(
-            registry[0], service.events(), task, answer_id=ids.derived_id(event.id, "unknown-tenant")
+            registry[0],
+            service.events(),
+            task,
+            answer_id=service.events().derived_id(event.id, "unknown-tenant", tenant_id=task.tenant_id),
         )
         if task.embedding() is not None:  # nothing to classify: neither the reuse cache nor the encoder
             result = passthrough(task, latency_ms=(time.perf_counter() - started) * 1000.0)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from nats.js.api import RawStreamMsg
 
-from switchyard.common import bus, ids, kv, legacy_subjects, results, subjects, tenants, tracing, vectors
+from switchyard.common import bus, kv, legacy_subjects, results, subjects, tenants, tracing, vectors
 from switchyard.common.background import cancel
 from switchyard.common.config import replica_name
 from switchyard.common.envelope import MSG_ID, CloudEvent
@@ -262,7 +262,10 @@ def create(
             )
             return
         await tenants.refuse(
-            registry[0], service.events(), task, answer_id=ids.derived_id(event.id, "result")
+            registry[0],
+            service.events(),
+            task,
+            answer_id=service.events().derived_id(event.id, "result", tenant_id=task.tenant_id),
         )
         events = service.events()
         # The call records go on the wire as they come and the result after them, in that order (one
@@ -285,7 +288,7 @@ def create(
             sent.append(
                 await events.send(
                     record,
-                    event_id=ids.derived_id(event.id, f"{run_of}call-{attempt}"),
+                    event_id=events.derived_id(event.id, f"{run_of}call-{attempt}", tenant_id=task.tenant_id),
                     tenant_id=task.tenant_id,
                     event_subject=task.task_id,
                 )
@@ -329,7 +332,7 @@ def create(
                 await events.send(
                     outcome,
                     subject=subjects.result_subject(task.tenant_id, task.task_id),
-                    event_id=ids.derived_id(event.id, "result"),
+                    event_id=events.derived_id(event.id, "result", tenant_id=task.tenant_id),
                     tenant_id=task.tenant_id,
                     event_subject=task.task_id,
                 )

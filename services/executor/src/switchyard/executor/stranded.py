@@ -24,7 +24,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
-from switchyard.common import bus, bus_guard, ids, invalid, kv_guard, metrics, results, subjects, tenants
+from switchyard.common import bus, bus_guard, invalid, kv_guard, metrics, results, subjects, tenants
 from switchyard.common.consumer import PullConsumer
 from switchyard.common.publisher import EventPublisher
 
@@ -60,7 +60,8 @@ TASK_AT = {
     subjects.EXECUTOR_CONSUMER.durable: "task",
 }
 # How the pipeline derives its task's result id from each consumer's event id (the classifier's event
-# `classified`, the router's `routed`, the executor's result `result`: ids.derived_id). The answer takes
+# `classified`, the router's `routed`, the executor's result `result`: `EventPublisher.derived_id`, keyed
+# with the deployment's secret and scoped to the task's tenant, as each service does). The answer takes
 # that id, so a handler that outlived its last ack wait and went on has its result dropped by the
 # server as a copy within its duplicate window, rather than a second answer (a charged one) after the
 # failure its submitter heard.
@@ -155,7 +156,7 @@ async def settle(js: JetStreamContext, events: EventPublisher, advisory: bytes) 
     event_id = _event_id(data)
     if event_id is not None:
         for step in TO_RESULT[durable]:
-            event_id = ids.derived_id(event_id, step)
+            event_id = events.derived_id(event_id, step, tenant_id=found.failed.tenant_id)
         found = dataclasses.replace(found, event_id=event_id)
     await invalid.send(events, found)
 

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from starlette.middleware.cors import CORSMiddleware
 
-from switchyard.common import background, bus, subjects, tenants, tracing
+from switchyard.common import background, bus, event_id_key, subjects, tenants, tracing
 from switchyard.common import metrics as common_metrics
 from switchyard.common.budgets import budgets_bucket, limits_bucket
 from switchyard.common.db import create_engine, sessionmaker
@@ -113,8 +113,10 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
     )
     # read before the server starts: a mistake in it stops the gateway (ConfigurationError), in one line
     guardrail_file = load_guardrail_file(settings.guardrails_path) if settings.guardrails_enabled else None
+    id_key, ids_keyed_by = event_id_key.load(settings)  # none where one is required: it cannot start
     body_key, keyed_by = body_keys.load(settings)  # the same on every replica: where it comes from, logged
     log.info("Idempotency-Key body digests are sealed with the secret of %s", keyed_by)
+    log.info("derived event ids are keyed with the secret of %s", ids_keyed_by)
     stop = stop or Stop(settings.stop_grace_s)
     broker = bus.make_broker(settings.nats_url, name="gateway", credentials=settings.nats_credentials())
     common_metrics.expect_published("gateway")
@@ -127,7 +129,11 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
         sessions = sessionmaker(engine)
         nc = bus.connection(broker)
         events = bus.EventPublisher(
-            js, source="switchyard/gateway", legacy_subjects=settings.legacy_subjects, checks_duplicates=True
+            js,
+            source="switchyard/gateway",
+            legacy_subjects=settings.legacy_subjects,
+            checks_duplicates=True,
+            id_key=id_key,
         )
         registry = Registry(await tenants.registry_bucket(js), sessions, every_s=settings.tenant_sync_s)
         await registry.start()  # before the first request: a deployment's organisations, registered

@@ -20,7 +20,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from switchyard.common import bus_guard, ids, legacy_subjects, results, subjects
+from switchyard.common import bus_guard, legacy_subjects, results, subjects
 from switchyard.common.background import Background
 from switchyard.common.bus import EventPublisher
 from switchyard.common.envelope import MAX_EVENT_BYTES, decode, written
@@ -125,7 +125,7 @@ class TaskClient:
     async def _submit(self, task: TaskSubmitted, *, shed: bool = False) -> None:
         await self._publisher.publish(
             task,
-            event_id=ids.derived_id(task.task_id, "submitted"),
+            event_id=self._publisher.derived_id(task.task_id, "submitted", tenant_id=task.tenant_id),
             tenant_id=task.tenant_id,
             event_subject=task.task_id,
             data=self._written.pop(id(task), None),
@@ -367,7 +367,7 @@ async def record(publisher: EventPublisher, event: TaskCancelled | TaskTimedOut,
     task's: stored once, whoever publishes it (its gateway, or the replica settling for a dead one)."""
     await publisher.publish(
         event,
-        event_id=ids.derived_id(event.task_id, what),
+        event_id=publisher.derived_id(event.task_id, what, tenant_id=event.tenant_id),
         tenant_id=event.tenant_id,
         event_subject=event.task_id,
     )

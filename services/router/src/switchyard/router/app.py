@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field
 
-from switchyard.common import bus, ids, invalid, kv, subjects, tracing
+from switchyard.common import bus, invalid, kv, subjects, tracing
 from switchyard.common.config import CommonSettings
 from switchyard.common.envelope import CloudEvent
 from switchyard.common.errors import InvalidEvent, NoProviderAvailable
@@ -182,7 +182,7 @@ def create(settings: RouterSettings) -> Service:
             await service.events().publish(
                 failed,
                 subject=subjects.result_subject(task.tenant_id, task.task_id),
-                event_id=ids.derived_id(event.id, "result"),
+                event_id=service.events().derived_id(event.id, "result", tenant_id=task.tenant_id),
                 tenant_id=task.tenant_id,
                 event_subject=task.task_id,
             )
@@ -198,7 +198,7 @@ def create(settings: RouterSettings) -> Service:
         routed = TaskRouted(task=task, classification=payload.classification, decision=decision)
         await service.events().publish(
             routed,
-            event_id=ids.derived_id(event.id, "routed"),
+            event_id=service.events().derived_id(event.id, "routed", tenant_id=task.tenant_id),
             tenant_id=task.tenant_id,
             event_subject=task.task_id,
         )

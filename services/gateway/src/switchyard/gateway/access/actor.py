@@ -9,7 +9,6 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from switchyard.common import ids
 from switchyard.common.bus import EventPublisher
 from switchyard.common.events import AdminActionRecorded
 from switchyard.common.events.admin import AdminActionName
@@ -56,5 +55,8 @@ class Actor:
             at=datetime.now(UTC),
         )
         await self.events.publish(
-            event, event_id=ids.derived_id(self.request_id, action), tenant_id=tenant, event_subject=target_id
+            event,
+            event_id=self.events.derived_id(self.request_id, action, tenant_id=tenant),
+            tenant_id=tenant,
+            event_subject=target_id,
         )

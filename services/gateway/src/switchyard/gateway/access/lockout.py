@@ -25,7 +25,7 @@ from typing import Literal
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from switchyard.common import ids, kv_guard, subjects
+from switchyard.common import kv_guard, subjects
 from switchyard.common.bus import EventPublisher
 from switchyard.common.events import AuthFailureRecorded
 from switchyard.common.leases import IntCounters
@@ -178,7 +178,8 @@ class Lockout:
             at=datetime.now(UTC),
         )
         try:
-            await self._events.publish(event, event_id=ids.derived_id(attempt.request_id, "auth_failure"))
+            eid = self._events.derived_id(attempt.request_id, "auth_failure", tenant_id="")  # no tenant known
+            await self._events.publish(event, event_id=eid)
         except Exception:
             log.exception("could not record an authentication failure")
 

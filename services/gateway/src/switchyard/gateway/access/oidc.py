@@ -23,7 +23,6 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from switchyard.common import ids
 from switchyard.common.bus import EventPublisher
 from switchyard.common.events import AdminActionRecorded
 from switchyard.common.events.admin import AdminActionName
@@ -318,7 +317,11 @@ class OidcVerifier:
             at=datetime.now(UTC),
         )
         ident = user.id if action == "user.created" else f"{user.id}/{user.oidc_issuer}/{sub}"
-        await self.events.publish(event, event_id=ids.derived_id(ident, action), tenant_id=user.tenant_id)
+        await self.events.publish(
+            event,
+            event_id=self.events.derived_id(ident, action, tenant_id=user.tenant_id),
+            tenant_id=user.tenant_id,
+        )
 
 
 def from_settings(

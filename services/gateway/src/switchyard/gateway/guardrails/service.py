@@ -9,7 +9,6 @@ import logging
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from switchyard.common import ids
 from switchyard.common.bus import EventPublisher
 from switchyard.common.events import Choice, GuardrailTriggered, TaskCompleted, ThinkingBlock
 from switchyard.gateway.config import GatewaySettings
@@ -212,7 +211,9 @@ class Guardrails:
         try:
             await self._events.publish(
                 event,
-                event_id=ids.derived_id(once_for or request_id, f"guardrail.{stage}.{guardrail}"),
+                event_id=self._events.derived_id(
+                    once_for or request_id, f"guardrail.{stage}.{guardrail}", tenant_id=principal.tenant_id
+                ),
                 tenant_id=principal.tenant_id,
             )
         except Exception:  # the refusal or redaction stands; the record is what we could not make

@@ -15,7 +15,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from switchyard.common import bus_guard, ids, subjects
+from switchyard.common import bus_guard, subjects
 from switchyard.common.bus import EventPublisher
 from switchyard.common.envelope import decode
 from switchyard.common.errors import InvalidEvent
@@ -228,7 +228,7 @@ class TaskRuns:
         )
         await self._events.publish(
             event,
-            event_id=ids.derived_id(task_id, "cancelled"),
+            event_id=self._events.derived_id(task_id, "cancelled", tenant_id=state.tenant_id),
             tenant_id=state.tenant_id,
             event_subject=task_id,
         )
