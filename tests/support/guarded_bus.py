@@ -17,6 +17,7 @@ from nats.aio.client import Client
 from switchyard.cli import bus_permissions, bus_stores, nats_users
 from switchyard.cli.processes import NatsServer
 from switchyard.common import kv_guard, subjects
+from tests.support import event_ids
 
 # What nats-server logs when it refuses a publish or a subscription ("Publish Violation - Subject ...",
 # "Subscription Violation - ..."), and what nats-py reports to the client ("permissions violation for ...").
@@ -35,7 +36,8 @@ class GuardedBus:
         return nats_users.url_with_credentials(self.server.url, self.var_dir)
 
     def env(self, process: str) -> dict[str, str]:
-        """What `switchyard up` gives `process` (devstack.service_env): its user, its password's file."""
+        """What `switchyard up` gives `process` (devstack.service_env): its user, its password's file, the
+        deployment's event id secret (the tests' one, so that they can work out the ids services derive)."""
         user = nats_users.user_of(process)
         return {
             "SWITCHYARD_NATS_URL": self.server.url,
@@ -43,6 +45,7 @@ class GuardedBus:
             "SWITCHYARD_NATS_PASSWORD_FILE": str(nats_users.password_path(self.var_dir, user)),
             "SWITCHYARD_BUS_PROVISIONED": "true",
             "SWITCHYARD_VAR_DIR": str(self.var_dir),
+            **event_ids.ENV,
         }
 
     async def connect(self, user: str, errors: list[str] | None = None) -> Client:
