@@ -5,6 +5,7 @@ consumer has not acknowledged yet (the ledger, billing), which a run again delet
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import nats
@@ -133,5 +134,40 @@ async def test_an_integrators_unread_results_do_not_hold_the_erasure_back(nats_s
         purged = await purge_events(js, "gone", deadline_s=20)
         assert (purged.deleted, purged.left) == (1, 0)
         assert not any(SECRET.encode() in b for b in await _bodies(js, subjects.STREAM_EVENTS))
+    finally:
+        await nc.close()
+
+
+async def test_events_delivered_before_the_scan_counts_them_are_deleted(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scan's reader may receive every event of a subject before the server answers how many it has
+    still to deliver (0 then): under load the server's delivery often wins that race (2 of 300 scans, on an
+    idle machine). Before, the scan took that 0 for "nothing on these subjects" and left the organisation's
+    prompts on the stream, saying it was complete (`left` 0): a second erasure found them (CI, under load).
+    Here the question is put once the server has delivered them, as it then was."""
+    asked_late = JetStreamContext.PushSubscription.consumer_info
+
+    async def consumer_info(self: JetStreamContext.PushSubscription) -> object:
+        await asyncio.sleep(0.3)
+        return await asked_late(self)
+
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        await bus.ensure_streams(js)
+        events = bus.EventPublisher(js, source="test")
+        gone, other = _task("gone", SECRET), _task("other", "the weather in Oslo")
+        await events.publish(gone, tenant_id="gone")
+        await events.publish(other, tenant_id="other")
+        copied = (await js.get_msg(subjects.STREAM_EVENTS, 1)).data or b""
+        await events.publish_raw(subjects.dlq_subject("classifier"), copied, msg_id="dlq-classifier-1")
+        monkeypatch.setattr(JetStreamContext.PushSubscription, "consumer_info", consumer_info)
+
+        purged = await purge_events(js, "gone", deadline_s=20)
+        assert (purged.deleted, purged.left, purged.complete) == (2, 0, True)
+        kept = await _bodies(js, subjects.STREAM_EVENTS) + await _bodies(js, subjects.STREAM_DLQ)
+        assert not any(SECRET.encode() in b for b in kept)
+        assert any(b"the weather in Oslo" in b for b in kept)
     finally:
         await nc.close()

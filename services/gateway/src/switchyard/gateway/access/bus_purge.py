@@ -132,8 +132,9 @@ async def _scan(
     sub = await js.subscribe(
         filter_subject, stream=stream, ordered_consumer=True, idle_heartbeat=1.0, config=config
     )
+    seen = 0  # the consumer's sequence of the last message read (how many it delivered up to it)
     try:
-        if not (await sub.consumer_info()).num_pending:
+        if await _all_read(sub, seen):
             return True  # nothing on these subjects
         while True:
             left_s = until - time.monotonic()
@@ -141,10 +142,12 @@ async def _scan(
                 return False
             try:
                 msg = await sub.next_msg(timeout=min(left_s, 2.0))
-            except TimeoutError:
-                return True  # nothing more to read
+            except TimeoutError:  # a slow delivery (a busy server) is waited for, up to the deadline
+                if await _all_read(sub, seen):
+                    return True
+                continue
             meta = msg.metadata
-            seq = meta.sequence.stream
+            seq, seen = meta.sequence.stream, meta.sequence.consumer
             if seq > last:
                 return True
             if _names(msg.data, tenant_id):
@@ -164,3 +167,16 @@ async def _scan(
                 return True
     finally:
         await sub.unsubscribe()
+
+
+async def _all_read(sub: JetStreamContext.PushSubscription, seen: int) -> bool:
+    """Whether the server has nothing left to deliver and this reader has read all it delivered (the
+    consumer's count, not the stream sequence: that one moves past the messages the filter skips). Not
+    `num_pending` alone: the server may deliver every message before it answers (0 pending then), and
+    they wait in this reader's queue (under load, often; a scan that took that for "nothing here" left the
+    organisation's events on the stream, saying it was complete)."""
+    try:
+        info = await sub.consumer_info()
+    except NotFoundError:  # the ordered consumer is being recreated (a gap): not known yet
+        return False
+    return not info.num_pending and (info.delivered.consumer_seq or 0) <= seen
