@@ -39,10 +39,10 @@ async def test_kept_vectors_are_copied_read_back_and_forgotten(nats_server: Nats
         stored = await vectors.keep(js, rows.tobytes(), count=200, dimensions=384, name="acme.task-1")
         assert stored.object == "acme.task-1"  # 300 KiB: over the inline limit
 
-        await kept.keep(stored)
+        await kept.keep(stored, tenant_id="acme")
         with pytest.raises(objects.ObjectGone):  # the original is deleted once copied
             await objects.describe(js, subjects.OBJ_EMBEDDINGS, "acme.task-1")
-        await kept.keep(stored)  # again (a runner that took over): nothing to do, nothing lost
+        await kept.keep(stored, tenant_id="acme")  # again (a runner that took over): nothing to do, nothing lost
         inline = await kept.inline(stored)
         assert inline.object is None and inline.sha256 == stored.sha256
         assert vectors.unpack(inline) == rows.tobytes()
@@ -52,7 +52,7 @@ async def test_kept_vectors_are_copied_read_back_and_forgotten(nats_server: Nats
         with pytest.raises(vectors.VectorsGone):  # ... which is gone too
             await vectors.fetch(js, stored)
         small = await vectors.keep(js, rows[:2].tobytes(), count=2, dimensions=384, name="acme.task-2")
-        await kept.keep(small)  # inline in its result event: nothing to keep
+        await kept.keep(small, tenant_id="acme")  # inline in its result event: nothing to keep
         assert await kept.inline(small) == small
     finally:
         await nc.close()

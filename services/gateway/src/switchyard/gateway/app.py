@@ -31,6 +31,7 @@ from switchyard.gateway import errors, gone, metrics, openapi, responses_ws
 from switchyard.gateway.access import lockout, oidc
 from switchyard.gateway.access import views as access
 from switchyard.gateway.access.changes import AuthChanges, changes_bucket
+from switchyard.gateway.access.fence import ErasedFence
 from switchyard.gateway.access.registry import Registry
 from switchyard.gateway.admission import Admission
 from switchyard.gateway.batches import lines as batch_lines
@@ -251,6 +252,7 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
             app.state.gateway.responses_left = await left_bucket(
                 js, max_value_bytes=nc.max_payload - HEADROOM
             )
+        _fence_late_writers(app.state.gateway, ErasedFence(await tenants.registry_bucket(js)))
         app.state.gateway.files.start()
         log.info("gateway ready on http://%s:%d", settings.http_host, settings.http_port)
 
@@ -437,3 +439,15 @@ def _reuse_port_socket(host: str, port: int) -> socket.socket:
     sock.bind((host, port))
     sock.set_inheritable(True)
     return sock
+
+
+def _fence_late_writers(gw: Gateway, fence: ErasedFence) -> None:
+    """The stores of an organisation's content remove what they write as it is erased (access/fence.py):
+    its files (uploads, batch results), stored responses and conversations, cached answers, batch vectors."""
+    gw.files.fence = fence
+    if gw.responses is not None:
+        gw.responses.fence = fence
+    if gw.cache is not None:
+        gw.cache.store.fence = fence
+    if gw.batches is not None and gw.batches.store.vectors is not None:
+        gw.batches.store.vectors.fence = fence

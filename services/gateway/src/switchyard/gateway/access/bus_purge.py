@@ -179,4 +179,5 @@ async def _all_read(sub: JetStreamContext.PushSubscription, seen: int) -> bool:
         info = await sub.consumer_info()
     except NotFoundError:  # the ordered consumer is being recreated (a gap): not known yet
         return False
-    return not info.num_pending and (info.delivered.consumer_seq or 0) <= seen
+    delivered = info.delivered.consumer_seq if info.delivered is not None else 0
+    return not info.num_pending and (delivered or 0) <= seen

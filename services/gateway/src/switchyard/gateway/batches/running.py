@@ -235,7 +235,7 @@ class BatchRun(LeasedRun):
         try:
             done = await self.gw.runs.store.stored_outcome(self.record.tenant_id, task_id)
             if isinstance(done, TaskCompleted) and done.embedding is not None:
-                await kept.keep(done.embedding)
+                await kept.keep(done.embedding, tenant_id=self.record.tenant_id)
         except (vectors.VectorsUnreadable, nats.errors.Error, TimeoutError) as exc:
             log.warning("batch %s: the vectors of %s not kept: %r", self.batch_id, task_id, exc)
 

@@ -164,11 +164,12 @@ class BatchStore:
             record = await self.read(batch_id)
             if record is not None and record.tenant_id != tenant_id:
                 continue
-            if (await kv.read(self._kv, f"a.{batch_id}"))[0] is not None:
+            if (await kv.read(self._kv, f"a.{batch_id}"))[1] is not None:  # an empty value: the revision
                 unfinished += 1
             if record is not None and record.idempotency_claim is not None:
                 await kv.purge_matching(self._kv, record.idempotency_claim)
-            for pattern in (f"e.{batch_id}.*", f"a.{batch_id}", f"o.{tenant_id}.{batch_id}", f"b.{batch_id}"):
+            # the record first: a late line error is purged by it or by its runner (`keep_line_error`)
+            for pattern in (f"b.{batch_id}", f"e.{batch_id}.*", f"a.{batch_id}", f"o.{tenant_id}.{batch_id}"):
                 await kv.purge_matching(self._kv, pattern)
             await kv.purge_matching(self._kv, key)
             erased += record is not None
@@ -191,4 +192,10 @@ class BatchStore:
         return None if not value else LineError.model_validate_json(value)
 
     async def keep_line_error(self, batch_id: str, index: int, error: LineError) -> None:
-        await self._kv.put(f"e.{batch_id}.{index}", error.model_dump_json().encode())
+        """Kept while the batch's record is: a runner that refuses a line as its organisation is erased
+        (its key revoked) purges the error again once the erasure purged the record (`erase_tenant`
+        purges the record before the errors, so one of the two always does)."""
+        key = f"e.{batch_id}.{index}"
+        await self._kv.put(key, error.model_dump_json().encode())
+        if (await kv.read(self._kv, f"b.{batch_id}"))[0] is None:
+            await kv.purge_matching(self._kv, key)

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
 import nats.errors
 from nats.js import JetStreamContext
 
 from switchyard.common import objects, subjects, vectors
 from switchyard.common.events import EmbeddingResult
+
+if TYPE_CHECKING:
+    from switchyard.gateway.access.fence import ErasedFence
 
 log = logging.getLogger(__name__)
 BUCKET = subjects.OBJ_BATCH_VECTORS
@@ -31,10 +35,12 @@ KEEP_S = 3 * 24 * 3600.0  # a batch's completion window (24 h) and its finishing
 class KeptVectors:
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js
+        self.fence: ErasedFence | None = None
 
-    async def keep(self, result: EmbeddingResult) -> None:
+    async def keep(self, result: EmbeddingResult, *, tenant_id: str) -> None:
         """Copies a stored result's vectors here and deletes the original (nothing for an inline result, or
-        one put or kept here already). VectorsUnreadable when the original cannot be read (expired)."""
+        one put or kept here already). VectorsUnreadable when the original cannot be read (expired). The
+        copy is deleted again when the organisation was erased meanwhile (access/fence.py)."""
         name = result.object
         if name is None or result.bucket == BUCKET:
             return
@@ -44,6 +50,8 @@ class KeptVectors:
         raw = await vectors.fetch(self._js, result)
         await objects.put(self._js, BUCKET, name, raw)
         await vectors.discard(self._js, result)
+        if self.fence is not None and await self.fence.undone(tenant_id, f"the vectors {name}"):
+            await objects.delete(self._js, BUCKET, name)
 
     async def inline(self, result: EmbeddingResult) -> EmbeddingResult:
         """The result with its vectors inline when they are kept here (checked against its digest); else

@@ -11,6 +11,7 @@ reader's TTL too; the bucket's max age removes what nobody reads.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError
@@ -19,6 +20,9 @@ from pydantic import ValidationError
 
 from switchyard.common import kv, kv_guard, subjects
 from switchyard.gateway.cache.models import CachedAnswer
+
+if TYPE_CHECKING:
+    from switchyard.gateway.access.fence import ErasedFence
 
 
 async def cache_bucket(js: JetStreamContext, *, max_ttl_s: float) -> KeyValue:
@@ -45,6 +49,7 @@ def hits_key(tenant_id: str, key: str, *, embedding: bool = False) -> str:
 class ExactStore:
     def __init__(self, bucket: KeyValue) -> None:
         self._kv = bucket
+        self.fence: ErasedFence | None = None
 
     async def get(
         self,
@@ -75,15 +80,22 @@ class ExactStore:
         return answer
 
     async def put(self, answer: CachedAnswer) -> None:
+        """Keeps the answer; purged at once when its organisation was erased meanwhile (access/fence.py)."""
         where = answer_key(answer.tenant_id, answer.key, embedding=answer.embedding is not None)
         await self._kv.put(where, answer.model_dump_json(exclude_none=True).encode())
+        if self.fence is not None and await self.fence.undone(answer.tenant_id, "a cached answer"):
+            await kv.purge_matching(self._kv, where)
 
     async def count_hit(self, tenant_id: str, key: str, *, embedding: bool = False) -> int:
         def add(current: bytes | None) -> tuple[bytes, int]:
             n = int(current or b"0") + 1
             return str(n).encode(), n
 
-        return await kv.update(self._kv, hits_key(tenant_id, key, embedding=embedding), add)
+        where = hits_key(tenant_id, key, embedding=embedding)
+        hits = await kv.update(self._kv, where, add)
+        if self.fence is not None and await self.fence.undone(tenant_id, "a cache hit count"):
+            await kv.purge_matching(self._kv, where)
+        return hits
 
     async def hits(self, tenant_id: str, key: str, *, embedding: bool = False) -> int:
         value, _ = await kv.read(self._kv, hits_key(tenant_id, key, embedding=embedding))

@@ -36,7 +36,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 
 from switchyard.common import kv
 from switchyard.common.errors import TransientError
-from switchyard.gateway.errors import InvalidRequest, NotFound, RequestTooLarge, ServiceUnavailable
+from switchyard.gateway.errors import Conflict, InvalidRequest, NotFound, RequestTooLarge, ServiceUnavailable
 from switchyard.gateway.stored_responses.store import OFF_LOOP_BYTES, ResponseStore, record_key
 
 log = logging.getLogger(__name__)
@@ -136,10 +136,14 @@ class ConversationStore:
         raw = await conversation.encoded()
         self._check_size(raw)
         await self._count(tenant_id, len(raw))
+        key = record_key(tenant_id, conversation.id)
         try:
-            await self.responses.bucket.create(record_key(tenant_id, conversation.id), raw)
+            await self.responses.bucket.create(key, raw)
+            fenced = await self.responses.fenced(tenant_id, key, f"the conversation {conversation.id}")
         except (BusError, TimeoutError) as exc:
             raise _unavailable(exc) from exc
+        if fenced:
+            raise _erased(tenant_id)
 
     async def get(self, tenant_id: str, conversation_id: str) -> StoredConversation | None:
         return (await self._read(tenant_id, conversation_id))[1]
@@ -167,6 +171,8 @@ class ConversationStore:
                 except KeyWrongLastSequenceError:
                     await asyncio.sleep(random.random() * 0.002 * (attempt + 1))
                     continue
+                if await self.responses.fenced(tenant_id, key, f"the conversation {conversation_id}"):
+                    raise _erased(tenant_id)
                 return new
         except (BusError, TimeoutError) as exc:
             raise _unavailable(exc) from exc
@@ -233,3 +239,12 @@ async def _compressed_size(items: list[dict[str, Any]]) -> int:
 def _unavailable(exc: BaseException) -> ServiceUnavailable:
     log.warning("conversation not stored: %s", exc)
     return ServiceUnavailable("the conversation could not be stored just now; try again", retry=True)
+
+
+def _erased(tenant_id: str) -> Conflict:
+    """A conversation written as its organisation was erased: purged, not kept (access/fence.py)."""
+    return Conflict(
+        f"the organisation {tenant_id} was erased: the conversation is not kept",
+        code="organization_erased",
+        retry=False,
+    )

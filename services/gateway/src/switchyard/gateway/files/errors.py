@@ -4,7 +4,7 @@ bytes cannot be read back as stored, a file not found (in OpenAI's words)."""
 from __future__ import annotations
 
 from switchyard.common import objects
-from switchyard.gateway.errors import APIError, NotFound
+from switchyard.gateway.errors import APIError, Conflict, NotFound
 
 
 class FilesFull(APIError):
@@ -50,3 +50,12 @@ def description_forged(file_id: str) -> FileUnreadable:
     """The file's description (its index entry) was stored by the server on another client's behalf."""
     why = "its stored description was overwritten by another client of the bus (refused, logged)"
     return FileUnreadable(f"the file {file_id} cannot be read: {why}")
+
+
+def organization_erased(tenant_id: str) -> Conflict:
+    """A file written as its organisation was erased (an upload, a batch's results): removed, not kept."""
+    return Conflict(
+        f"the organisation {tenant_id} was erased: the file is not kept",
+        code="organization_erased",
+        retry=False,
+    )

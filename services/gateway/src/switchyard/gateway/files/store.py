@@ -35,7 +35,7 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import IO, Literal, NamedTuple
+from typing import IO, TYPE_CHECKING, Literal, NamedTuple
 
 import nats.errors
 from nats.js import JetStreamContext, api
@@ -50,6 +50,7 @@ from switchyard.gateway.files.errors import (
     description_forged,
     file_not_found,
     file_unreadable,
+    organization_erased,
 )
 from switchyard.gateway.files.models import INTERNAL, FileObject, FilePurpose
 from switchyard.gateway.metrics import (
@@ -60,6 +61,9 @@ from switchyard.gateway.metrics import (
     FILES_STORED,
     FILES_STORED_BYTES,
 )
+
+if TYPE_CHECKING:
+    from switchyard.gateway.access.fence import ErasedFence
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +144,7 @@ class FileStore:
         self._index = index
         self._sweeper: asyncio.Task[None] | None = None
         self.in_use = in_use  # set once the batches exist: their input files do not expire while they run
+        self.fence: ErasedFence | None = None  # a file written as its organisation is erased is removed
 
     def start(self, every_s: float = SWEEP_S) -> None:
         """Sweeps expired files, and objects left without a description, every `every_s` (give or take
@@ -297,10 +302,13 @@ class FileStore:
             expires_at=expires_at,
         )
         try:
-            await self._index.put(key, file.model_dump_json().encode())
+            revision = await self._index.put(key, file.model_dump_json().encode())
         except BaseException:
             await self._forget_object(key)
             raise
+        if self.fence is not None and await self.fence.undone(tenant_id, f"the file {file_id}"):
+            await self._remove(Described(key, file, revision), "deleted")
+            raise organization_erased(tenant_id)
         FILES_ADDED.labels(purpose).inc()
         FILES_ADDED_BYTES.labels(purpose).inc(file.bytes)
         return file

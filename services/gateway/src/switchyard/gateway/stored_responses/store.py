@@ -28,7 +28,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from nats.errors import Error as BusError
@@ -41,6 +41,9 @@ from switchyard.common.errors import TransientError
 from switchyard.common.provisioning import NO_ROOM, no_room
 from switchyard.gateway.metrics import STORED_RESPONSES
 from switchyard.gateway.responses import RESPONSE_ID
+
+if TYPE_CHECKING:
+    from switchyard.gateway.access.fence import ErasedFence
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +135,16 @@ class ResponseStore:
         self.max_value_bytes = max_value_bytes
         self.org_bytes = org_bytes
         self.keep_s = keep_s
+        self.fence: ErasedFence | None = None  # a record written as its organisation is erased is purged
+
+    async def fenced(self, tenant_id: str, key: str, what: str) -> bool:
+        """Asked right after writing the organisation's `key`: True when the organisation was erased
+        meanwhile (access/fence.py), the key and its usage record then purged (no marker left)."""
+        if self.fence is None or not await self.fence.undone(tenant_id, what):
+            return False
+        for written in (key, kv.tenant_key(tenant_id, USAGE)):
+            await kv.purge_matching(self.bucket, written)
+        return True
 
     async def put(self, tenant_id: str, record: StoredResponse) -> bool:
         """Keeps the record; False (logged) when it cannot be kept: larger than a bus message, over its
@@ -155,11 +168,15 @@ class ResponseStore:
                 )
                 STORED_RESPONSES.labels("over_share").inc()
                 return False
+            key = record_key(tenant_id, record.id)
             try:
-                await self.bucket.put(record_key(tenant_id, record.id), raw)
+                await self.bucket.put(key, raw)
             except BaseException:
                 await self.count(tenant_id, -len(raw))  # a full bucket must not use up the share
                 raise
+            if await self.fenced(tenant_id, key, f"the response {record.id}"):
+                STORED_RESPONSES.labels("refused").inc()
+                return False
         except (BusError, TimeoutError, TransientError) as exc:
             log.warning("response %s not stored: %s", record.id, exc)
             STORED_RESPONSES.labels("refused").inc()
