@@ -252,3 +252,44 @@ def test_switchyard_org_erase_asks_for_yes_then_erases(
     printed = json.loads(capsys.readouterr().out)
     assert (printed["organization_id"], printed["keys_revoked"]) == (initech.id, 1)
     assert httpx.get(f"{base}/v1/models", headers=auth(initech.keys["admin"])).status_code == 401
+
+
+async def test_an_upload_that_ends_after_the_erasure_is_not_kept(world: tuple[str, Org, str]) -> None:
+    """An upload of the organisation under way when it is erased (its key was good when the request came,
+    its body still coming): before, its file was stored after the erasure had deleted the organisation's
+    files, and a second erasure found it (`files` 1). Now the gateway removes it and says why (409
+    `organization_erased`), and a second erasure finds nothing."""
+    base, ops, db_url = world
+    initech = await make_org(db_url, "initech", roles=("member",))
+    boundary = "erasure-boundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="in.jsonl"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    tail = json.dumps(LINE).encode() + f"\n\r\n--{boundary}--\r\n".encode()
+    erased = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield head
+        await erased.wait()
+        yield tail
+
+    headers = {
+        **auth(initech.keys["member"]),
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "Content-Length": str(len(head) + len(tail)),
+    }
+    path = f"/v1/admin/organizations/{initech.id}/erase"
+    async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+        uploading = asyncio.create_task(c.post("/v1/files", content=body(), headers=headers))
+        await asyncio.sleep(1.0)  # the request's key is checked when it comes, before its body is read
+        first = await c.post(path, headers=auth(ops.keys["admin"]))
+        erased.set()
+        upload = await uploading
+        again = await c.post(path, headers=auth(ops.keys["admin"]))
+
+    assert first.status_code == 200 and first.json()["files"] == 0, first.text
+    assert (upload.status_code, upload.json()["error"]["code"]) == (409, "organization_erased"), upload.text
+    rerun = again.json()
+    assert {k: v for k, v in rerun.items() if k != "organization_id" and v not in (0, False)} == {}
