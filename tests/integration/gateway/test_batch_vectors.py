@@ -42,7 +42,7 @@ async def test_kept_vectors_are_copied_read_back_and_forgotten(nats_server: Nats
         await kept.keep(stored, tenant_id="acme")
         with pytest.raises(objects.ObjectGone):  # the original is deleted once copied
             await objects.describe(js, subjects.OBJ_EMBEDDINGS, "acme.task-1")
-        await kept.keep(stored, tenant_id="acme")  # again (a runner that took over): nothing to do, nothing lost
+        await kept.keep(stored, tenant_id="acme")  # again (a runner that took over): nothing to do
         inline = await kept.inline(stored)
         assert inline.object is None and inline.sha256 == stored.sha256
         assert vectors.unpack(inline) == rows.tobytes()

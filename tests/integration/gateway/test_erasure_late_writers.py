@@ -190,7 +190,8 @@ async def test_work_that_ends_after_the_erasure_leaves_nothing_of_the_organisati
     # nothing of acme in any store, directly; globex's late writes all stayed
     index, cache = await stores.js.key_value(subjects.KV_FILES), await stores.js.key_value(subjects.KV_CACHE)
     for org, left in ((acme, 0), (globex, 1)):
-        described = [k for k in await kv.keys(index, f"{tenant_part(org.id)}.") if (await kv.read(index, k))[0]]
+        keys = await kv.keys(index, f"{tenant_part(org.id)}.")
+        described = [k for k in keys if (await kv.read(index, k))[0]]
         assert len(described) == left  # a deleted file's key stays as its marker (as a delete leaves it)
         stored = await objects.listed(stores.js, subjects.OBJ_FILES)
         assert sum((o.name or "").startswith(tenant_part(org.id)) for o in stored) == left
