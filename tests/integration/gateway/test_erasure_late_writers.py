@@ -1,13 +1,13 @@
 """Work of an organisation that began before its erasure and ends after it (a batch its runner finishes: its
 output and error files, a refused line's error, an embedding line's vectors; an upload; a request whose
-answer is stored, cached or added to a conversation) must not write the organisation's data back: each
-store removes what it writes for an organisation the tenant registry marks erased (access/fence.py), so a
-second erasure finds nothing. Another organisation's writes stay. Real nats-server and SQLite, the stores
-as the gateway builds them, the erasure as the admin API runs it.
+answer is stored, cached or added to a conversation; a task API task's state) must not write the
+organisation's data back: each store removes what it writes for an organisation the tenant registry marks
+erased (access/fence.py), so a second erasure finds nothing. Another organisation's writes stay. Real
+nats-server and SQLite, the stores as the gateway builds them, the erasure as the admin API runs it.
 
 Before, every late write stayed (the README told the operator to run the erasure once more after the
 organisation's batches stopped): a second erasure counted the file, the stored response, the conversation,
-the cache keys and the batch vectors."""
+the cache keys, the batch vectors and the task."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nats
@@ -24,7 +25,7 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from switchyard.cli.processes import NatsServer
-from switchyard.common import bus, kv, objects, subjects, tenants, vectors
+from switchyard.common import bus, ids, kv, objects, subjects, tenants, vectors
 from switchyard.common.db import create_engine, sessionmaker
 from switchyard.common.events import Usage
 from switchyard.gateway.access.erasure import erase_organization
@@ -40,6 +41,9 @@ from switchyard.gateway.db import migrations
 from switchyard.gateway.errors import Conflict
 from switchyard.gateway.files.store import FileStore, files_bucket, tenant_part
 from switchyard.gateway.stored_responses.store import ResponseStore, StoredResponse, responses_bucket
+from switchyard.gateway.taskapi.idempotency import claim_key
+from switchyard.gateway.taskapi.models import Claim, TaskResult, TaskState, TaskUsage
+from switchyard.gateway.taskapi.store import TaskStore, tasks_bucket
 from tests.integration.gateway.harness import make_org
 
 pytestmark = pytest.mark.integration
@@ -57,6 +61,7 @@ class Stores:
     cache: ExactStore
     kept: KeptVectors
     batches: BatchStore
+    tasks: TaskStore
 
 
 @pytest.fixture
@@ -78,9 +83,10 @@ async def stores(nats_server: NatsServer) -> AsyncIterator[Stores]:
         cache=ExactStore(await cache_bucket(js, max_ttl_s=3600)),
         kept=kept,
         batches=BatchStore(await batches_bucket(js), kept),
+        tasks=TaskStore(await tasks_bucket(js), js),
     )
     fence = ErasedFence(made.registry)  # as the gateway wires it (app.py)
-    made.files.fence = made.responses.fence = made.cache.fence = made.kept.fence = fence
+    made.files.fence = made.responses.fence = made.cache.fence = made.kept.fence = made.tasks.fence = fence
     yield made
     await nc.close()
 
@@ -145,6 +151,28 @@ async def _late_writes(s: Stores, tenant_id: str, batch_id: str) -> list[str]:
     name = vectors.object_name(tenant_id, f"task-{batch_id}")
     stored = await vectors.keep(s.js, rows.tobytes(), count=200, dimensions=384, name=name)
     await s.kept.keep(stored, tenant_id=tenant_id)
+    # a task API task that ran across the erasure: its claim, then its state with its answer
+    now = datetime.now(UTC)
+    task_id = ids.new_id()
+    claim = Claim(task_id=task_id, request_sha256="0" * 64, claimed_at=now)
+    assert await s.tasks.take(claim_key(tenant_id, "k1"), claim) is not None
+    state = TaskState(
+        id=task_id,
+        tenant_id=tenant_id,
+        status="completed",
+        model="m",
+        created_at=now,
+        updated_at=now,
+        idempotency_key="k1",
+        result=TaskResult(
+            model="m",
+            tier="local",
+            content=SECRET,
+            finish_reason="stop",
+            usage=TaskUsage(prompt_tokens=1, completion_tokens=1, total_tokens=2),
+        ),
+    )
+    await s.tasks.put(state)
     return refused
 
 
@@ -202,3 +230,12 @@ async def test_work_that_ends_after_the_erasure_leaves_nothing_of_the_organisati
     assert len(await kv.keys(stores.responses.bucket)) == 2 + 1  # globex's response, conversation, usage
     assert await stores.batches.line_error(acme_batch, 0) is None
     assert await stores.batches.line_error(globex_batch, 0) is not None
+    states = await stores.js.key_value(subjects.KV_TASKS)
+    left = {org.id: 0 for org in (acme, globex)}
+    for key in await kv.keys(states):
+        value = (await kv.read(states, key))[0] or b""
+        for org in (acme, globex):
+            left[org.id] += org.id.encode() in value
+    assert left == {acme.id: 0, globex.id: 1}
+    assert (await kv.read(states, claim_key(acme.id, "k1")))[0] is None
+    assert (await kv.read(states, claim_key(globex.id, "k1")))[0] is not None

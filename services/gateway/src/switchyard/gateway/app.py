@@ -443,8 +443,10 @@ def _reuse_port_socket(host: str, port: int) -> socket.socket:
 
 def _fence_late_writers(gw: Gateway, fence: ErasedFence) -> None:
     """The stores of an organisation's content remove what they write as it is erased (access/fence.py):
-    its files (uploads, batch results), stored responses and conversations, cached answers, batch vectors."""
+    its files (uploads, batch results), stored responses and conversations, cached answers, batch vectors,
+    task API states."""
     gw.files.fence = fence
+    gw.runs.store.fence = fence
     if gw.responses is not None:
         gw.responses.fence = fence
     if gw.cache is not None:

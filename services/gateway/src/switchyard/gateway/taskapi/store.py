@@ -20,6 +20,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
@@ -30,6 +31,9 @@ from switchyard.common.backlog import Backlog
 from switchyard.common.events import TaskCompleted, TaskFailed
 from switchyard.gateway.taskapi.models import Claim, TaskError, TaskResult, TaskState, TaskUsage
 from switchyard.gateway.tasks import stored_result
+
+if TYPE_CHECKING:
+    from switchyard.gateway.access.fence import ErasedFence
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +118,14 @@ class TaskStore:
         self._backlog = Backlog(
             self._write_each, self._pending.__len__, what="task states", max_s=MAX_WRITE_DELAY_S
         )
+        self.fence: ErasedFence | None = None  # a state written as its organisation is erased is purged
+
+    async def _fenced(self, state: TaskState) -> None:
+        """Asked right after a state was written: when its organisation was erased meanwhile (a task that
+        ran across the erasure, access/fence.py), its states and their Idempotency-Key claims are purged
+        as the erasure purges them (rare: only an erased organisation's late writes get here)."""
+        if self.fence is not None and await self.fence.undone(state.tenant_id, f"the task {state.id}"):
+            await erase_tenant(self._kv, state.tenant_id)
 
     async def put(self, state: TaskState) -> None:
         """Store a task's new state; if the bucket refuses it, it is kept here and written later."""
@@ -124,6 +136,8 @@ class TaskStore:
             await self._kv.put(state.id, _stored(state))
         except Exception as exc:
             self._defer(state, new=False, reason=exc)
+            return
+        await self._fenced(state)
 
     async def change(self, state: TaskState, step: Callable[[TaskState], TaskState]) -> TaskState:
         """`step` applied to the task's stored state (`state` if none is stored) and stored, over the
@@ -143,6 +157,8 @@ class TaskStore:
                 continue
             except Exception as exc:
                 self._defer(changed, new=False, reason=exc)
+                return changed
+            await self._fenced(changed)
             return changed
         changed = step(self._pending[state.id][0] if state.id in self._pending else state)
         await self.put(changed)
@@ -177,6 +193,7 @@ class TaskStore:
             entry = await self._kv.get(state.id)
             stored = TaskState.model_validate_json(entry.value or b"{}")
             return stored.created_at == state.created_at
+        await self._fenced(state)
         return True
 
     def _defer(self, state: TaskState, *, new: bool, reason: BaseException) -> None:
@@ -192,6 +209,7 @@ class TaskStore:
                 log.error("task %s: state never stored; only its result event answers for it", task_id)
             elif task_id not in self._new:
                 await self._kv.put(task_id, _stored(state))
+                await self._fenced(state)
             elif await self._create(state, retried=True):
                 self._new.discard(task_id)  # stored; a version newer than `state` is put next round
             else:  # another replica stored a task under this id (an idempotent retry): its state stands
