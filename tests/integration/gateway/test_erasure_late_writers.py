@@ -86,7 +86,8 @@ async def stores(nats_server: NatsServer) -> AsyncIterator[Stores]:
         tasks=TaskStore(await tasks_bucket(js), js),
     )
     fence = ErasedFence(made.registry)  # as the gateway wires it (app.py)
-    made.files.fence = made.responses.fence = made.cache.fence = made.kept.fence = made.tasks.fence = fence
+    made.files.fence = made.responses.fence = made.cache.fence = made.kept.fence = fence
+    made.batches.fence = made.tasks.fence = fence
     yield made
     await nc.close()
 
@@ -145,6 +146,11 @@ async def _late_writes(s: Stores, tenant_id: str, batch_id: str) -> list[str]:
         refused.append("conversation")
     await s.cache.put(_answer(tenant_id, "ab" * 32))
     await s.cache.count_hit(tenant_id, "ab" * 32)
+    try:  # a batch created by a request that came before the erasure
+        await _running_batch(s, tenant_id)
+    except Conflict as exc:
+        assert exc.code == "organization_erased"
+        refused.append("batch")
     # the runner refuses a line (its key revoked) and keeps an embedding line's vectors
     await s.batches.keep_line_error(batch_id, 0, LineError(status=401, type="t", code="c", message="m"))
     rows = np.ones((200, 384), dtype="<f4")
@@ -212,7 +218,7 @@ async def test_work_that_ends_after_the_erasure_leaves_nothing_of_the_organisati
     again = await _erase(stores, db_url, acme.id)
 
     assert (first.batches, first.unfinished_batches) == (1, 1)
-    assert refused == ["file", "response", "conversation"] and kept == []
+    assert refused == ["file", "response", "conversation", "batch"] and kept == []
     found = again.model_dump(exclude={"organization_id", "semantic_cache"})
     assert {k: v for k, v in found.items() if v not in (0, False)} == {}
     # nothing of acme in any store, directly; globex's late writes all stayed

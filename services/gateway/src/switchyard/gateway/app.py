@@ -443,13 +443,15 @@ def _reuse_port_socket(host: str, port: int) -> socket.socket:
 
 def _fence_late_writers(gw: Gateway, fence: ErasedFence) -> None:
     """The stores of an organisation's content remove what they write as it is erased (access/fence.py):
-    its files (uploads, batch results), stored responses and conversations, cached answers, batch vectors,
-    task API states."""
+    its files (uploads, batch results), stored responses and conversations, cached answers, batches and
+    their vectors, task API states."""
     gw.files.fence = fence
     gw.runs.store.fence = fence
     if gw.responses is not None:
         gw.responses.fence = fence
     if gw.cache is not None:
         gw.cache.store.fence = fence
-    if gw.batches is not None and gw.batches.store.vectors is not None:
-        gw.batches.store.vectors.fence = fence
+    if gw.batches is not None:
+        gw.batches.store.fence = fence
+        if gw.batches.store.vectors is not None:
+            gw.batches.store.vectors.fence = fence

@@ -8,6 +8,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from nats.js import JetStreamContext
 from nats.js.errors import KeyWrongLastSequenceError
@@ -17,7 +18,10 @@ from switchyard.common import kv, subjects
 from switchyard.gateway.batches import metering
 from switchyard.gateway.batches.models import Batch, BatchRecord, LineError
 from switchyard.gateway.batches.vectors import KeptVectors
-from switchyard.gateway.errors import NotFound
+from switchyard.gateway.errors import Conflict, NotFound
+
+if TYPE_CHECKING:
+    from switchyard.gateway.access.fence import ErasedFence
 
 KEEP_S = 30 * 24 * 3600.0  # a batch is listed this long after its last change
 _BATCH_ID = re.compile(r"(?:msg)?batch_[0-9a-f]{1,64}")
@@ -39,6 +43,7 @@ class BatchStore:
     def __init__(self, bucket: KeyValue, vectors: KeptVectors | None = None) -> None:
         self._kv = bucket
         self.vectors = vectors  # embedding lines' large vectors, until the output file holds them
+        self.fence: ErasedFence | None = None  # a batch created as its organisation is erased is purged
 
     @property
     def bucket(self) -> KeyValue:
@@ -46,7 +51,8 @@ class BatchStore:
 
     async def create(self, record: BatchRecord) -> bool:
         """Stores a new batch; False when its id is taken (a retry under the same Idempotency-Key made
-        it: `idempotent`)."""
+        it: `idempotent`). Conflict `organization_erased`, nothing kept, when its organisation was erased
+        as it was created (access/fence.py)."""
         batch_id = record.batch.id
         try:
             await self._kv.create(f"b.{batch_id}", record.model_dump_json().encode())
@@ -55,6 +61,13 @@ class BatchStore:
         await self._kv.put(f"t.{record.tenant_id}.{batch_id}", b"")
         await self._kv.put(f"o.{record.tenant_id}.{batch_id}", b"")  # the organisation's, not finished
         await self._kv.put(f"a.{batch_id}", b"")
+        if self.fence is not None and await self.fence.undone(record.tenant_id, f"the batch {batch_id}"):
+            await self.erase_tenant(record.tenant_id)
+            raise Conflict(
+                f"the organisation {record.tenant_id} was erased: the batch is not kept",
+                code="organization_erased",
+                retry=False,
+            )
         return True
 
     async def unfinished(self, *, tenant_id: str) -> int:
