@@ -6,7 +6,9 @@ announces it to every replica), then its stored responses and conversations, its
 files (batch inputs and outputs and message batches' files among them) and its cached answers are purged.
 Each step deletes only what is the organisation's by construction (a key under its hash, a record naming
 it), so another organisation's data is never touched. A run again after an interruption erases what is
-left and counts only that (idempotent).
+left and counts only that (idempotent). Work of the organisation under way meanwhile (a batch finishing,
+an upload, a request storing its answer) removes what it writes once it finds the organisation marked
+erased in the tenant registry (access/fence.py: marked before anything is deleted here).
 
 Then the bus: its task API tasks (their answers) and their Idempotency-Key claims, its embedding
 results' vectors in the object stores (named `<tenant>.<task id>`; a batch line's are kept three days),

@@ -11,7 +11,7 @@ to be its hash.
 
 Idempotent and resumable: what a run purged is gone, and a run again (after an interruption, or to be
 sure) purges what is left and counts only that. Records written while it runs (a key not yet revoked)
-are purged if they are listed before it ends: revoke the organisation's keys first.
+are purged if they are listed before it ends, and by their writer otherwise (`ResponseStore.fenced`).
 """
 
 from __future__ import annotations
