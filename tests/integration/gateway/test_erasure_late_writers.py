@@ -27,6 +27,8 @@ from nats.js.kv import KeyValue
 from switchyard.cli.processes import NatsServer
 from switchyard.common import bus, ids, kv, objects, subjects, tenants, vectors
 from switchyard.common.db import create_engine, sessionmaker
+from switchyard.common.embedding.embedder import Embedder
+from switchyard.common.embedding.model_files import ensure_built
 from switchyard.common.events import Usage
 from switchyard.gateway.access.erasure import erase_organization
 from switchyard.gateway.access.fence import ErasedFence
@@ -34,8 +36,10 @@ from switchyard.gateway.access.models import Erased
 from switchyard.gateway.batches.models import Batch, BatchRecord, LineError
 from switchyard.gateway.batches.store import BatchStore, batches_bucket, new_batch_id
 from switchyard.gateway.batches.vectors import KeptVectors, open_bucket
+from switchyard.gateway.cache.backends import EdgeIndex
 from switchyard.gateway.cache.exact import ExactStore, cache_bucket
-from switchyard.gateway.cache.models import CachedAnswer
+from switchyard.gateway.cache.models import CachedAnswer, Directive
+from switchyard.gateway.cache.service import Configs, ResponseCache
 from switchyard.gateway.conversations.store import ConversationStore, StoredConversation, new_id
 from switchyard.gateway.db import migrations
 from switchyard.gateway.errors import Conflict
@@ -45,6 +49,7 @@ from switchyard.gateway.taskapi.idempotency import claim_key
 from switchyard.gateway.taskapi.models import Claim, TaskResult, TaskState, TaskUsage
 from switchyard.gateway.taskapi.store import TaskStore, tasks_bucket
 from tests.integration.gateway.harness import make_org
+from tests.integration.gateway.test_cache_service import DEFAULT, QUESTION, completed, task
 
 pytestmark = pytest.mark.integration
 SECRET = "the customer's private words"
@@ -245,3 +250,35 @@ async def test_work_that_ends_after_the_erasure_leaves_nothing_of_the_organisati
     assert left == {acme.id: 0, globex.id: 1}
     assert (await kv.read(states, claim_key(acme.id, "k1")))[0] is None
     assert (await kv.read(states, claim_key(globex.id, "k1")))[0] is not None
+
+
+async def test_an_answer_cached_as_its_organisation_is_erased_leaves_no_vector(
+    stores: Stores, tmp_path: Path
+) -> None:
+    """A request's answer cached after this replica forgot the erased organisation's semantic-cache vectors
+    (cache/erasures.py ran on the registry's change): the vector it adds goes again, with its exact entry."""
+    files = ensure_built()[0]
+    embedder = Embedder(files.int8, files.tokenizer)
+    index = EdgeIndex(tmp_path / "edge")
+    events = bus.EventPublisher(stores.js, source="test")
+    cache = ResponseCache(
+        store=stores.cache, configs=Configs(DEFAULT), events=events, index=index, embedder=embedder
+    )
+    await tenants.erase(stores.registry, "acme")
+    index.forget_tenant("acme")  # as every replica does on the registry's change
+    try:
+        kept = {}
+        for tenant in ("acme", "globex"):
+            asked = task(tenant, QUESTION)
+            found = await cache.lookup(tenant_id=tenant, plan="pro", task=asked, directive=Directive())
+            assert found is not None and found.text is not None
+            kept[tenant] = await cache.keep(found, completed(asked))
+            vector = embedder.embed([found.text]).vectors[0]
+            near = index.search(vector, tenant_id=tenant, scope=found.scope, threshold=0.5, now=time.time())
+            assert (near is not None) == (tenant == "globex"), tenant
+        assert kept == {"acme": False, "globex": True}
+        answers = await stores.js.key_value(subjects.KV_CACHE)
+        assert await kv.keys(answers, f"a.{kv.safe_key('acme')}.") == []
+    finally:
+        await cache.close()
+        index.close()

@@ -79,12 +79,14 @@ class ExactStore:
             return None
         return answer
 
-    async def put(self, answer: CachedAnswer) -> None:
-        """Keeps the answer; purged at once when its organisation was erased meanwhile (access/fence.py)."""
+    async def put(self, answer: CachedAnswer) -> bool:
+        """Keeps the answer; False when its organisation was erased meanwhile: purged (access/fence.py)."""
         where = answer_key(answer.tenant_id, answer.key, embedding=answer.embedding is not None)
         await self._kv.put(where, answer.model_dump_json(exclude_none=True).encode())
         if self.fence is not None and await self.fence.undone(answer.tenant_id, "a cached answer"):
             await kv.purge_matching(self._kv, where)
+            return False
+        return True
 
     async def count_hit(self, tenant_id: str, key: str, *, embedding: bool = False) -> int:
         def add(current: bytes | None) -> tuple[bytes, int]:

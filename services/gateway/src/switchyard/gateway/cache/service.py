@@ -257,14 +257,23 @@ class ResponseCache:
             words=None if found.text is None or found.scope is None else prompt_words(found.text),
         )
         try:
-            await self.store.put(answer)
+            if not await self.store.put(answer):
+                return False  # its organisation was erased meanwhile
             if found.text is not None and found.scope is not None:
                 await asyncio.to_thread(self._add, found, answer)
+                await self._fence_vector(found.tenant_id)
         except Exception as exc:
             log.warning("could not store the answer of task %s in the cache: %s", done.task_id, exc)
             return False
         metrics.CACHE.labels("any", "stored").inc()
         return True
+
+    async def _fence_vector(self, tenant_id: str) -> None:
+        """A vector added as its organisation is erased: this replica's `erasures` may have forgotten the
+        organisation before the add, so the organisation's points go again (access/fence.py)."""
+        fence = self.store.fence
+        if fence is not None and self.index is not None and await fence.undone(tenant_id, "a cache vector"):
+            await asyncio.to_thread(self.index.forget_tenant, tenant_id)
 
     def _add(self, found: Lookup, answer: CachedAnswer) -> None:
         assert self.embedder is not None and self.index is not None and found.text and found.scope
