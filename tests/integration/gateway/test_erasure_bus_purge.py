@@ -6,6 +6,7 @@ consumer has not acknowledged yet (the ledger, billing), which a run again delet
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 
 import nats
@@ -14,10 +15,11 @@ import pytest
 from nats.js import JetStreamContext
 
 from switchyard.cli.processes import NatsServer
-from switchyard.common import bus, subjects
+from switchyard.common import bus, envelope, subjects, tenants
 from switchyard.common.events import AdminActionRecorded, ChatRequest, TaskCompleted, TaskSubmitted, Usage
 from switchyard.common.ids import new_id
 from switchyard.gateway.access.bus_purge import purge_events
+from switchyard.gateway.access.late_events import LateEvents
 from tests.support.tasks import completed
 
 pytestmark = pytest.mark.integration
@@ -169,5 +171,42 @@ async def test_events_delivered_before_the_scan_counts_them_are_deleted(
         kept = await _bodies(js, subjects.STREAM_EVENTS) + await _bodies(js, subjects.STREAM_DLQ)
         assert not any(SECRET.encode() in b for b in kept)
         assert any(b"the weather in Oslo" in b for b in kept)
+    finally:
+        await nc.close()
+
+
+async def test_an_erased_organisations_late_events_are_deleted_while_its_tasks_can_run(
+    nats_server: NatsServer,
+) -> None:
+    """A task of the organisation at a provider when it was erased publishes its answer after the erasure
+    read the streams, and one refused afterwards is dead-lettered: every replica deletes those events, from
+    5 minutes after the erasure (its own read is over) until its tasks cannot run any more."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        await bus.ensure_streams(js)
+        events = bus.EventPublisher(js, source="test")
+        registry = await tenants.registry_bucket(js)
+        long_ago = datetime.fromtimestamp(time.time() - 3 * 3600, UTC).isoformat()
+        await tenants.put(registry, tenants.Entry("old", "erased", at=long_ago))
+        await tenants.erase(registry, "gone")
+        erased_at = time.time()
+        late = LateEvents(js, registry, window_s=3600)
+        for tenant in ("gone", "other", "old"):  # answers that come after the erasure
+            t = _task(tenant, SECRET)
+            await events.publish(
+                _done(t, "answer to " + SECRET),
+                subject=subjects.result_subject(tenant, t.task_id),
+                tenant_id=tenant,
+            )
+        refused = _task("gone", SECRET)
+        _, copied = envelope.encode(refused, source="test", tenant_id="gone")
+        await events.publish_raw(subjects.dlq_subject("executor"), copied, msg_id=f"dlq-{refused.task_id}")
+
+        assert await late.sweep(now=erased_at + 10) == 0  # the erasure's own read may still run
+        assert await late.sweep(now=erased_at + 400) == 2
+        assert await late.sweep(now=erased_at + 500) == 0
+        kept = await _bodies(js, subjects.STREAM_EVENTS) + await _bodies(js, subjects.STREAM_DLQ)
+        assert sorted(orjson.loads(b)["tenantid"] for b in kept if SECRET.encode() in b) == ["old", "other"]
     finally:
         await nc.close()

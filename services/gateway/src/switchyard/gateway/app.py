@@ -32,6 +32,7 @@ from switchyard.gateway.access import lockout, oidc
 from switchyard.gateway.access import views as access
 from switchyard.gateway.access.changes import AuthChanges, changes_bucket
 from switchyard.gateway.access.fence import ErasedFence
+from switchyard.gateway.access.late_events import LateEvents
 from switchyard.gateway.access.registry import Registry
 from switchyard.gateway.admission import Admission
 from switchyard.gateway.batches import lines as batch_lines
@@ -252,7 +253,11 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
             app.state.gateway.responses_left = await left_bucket(
                 js, max_value_bytes=nc.max_payload - HEADROOM
             )
-        _fence_late_writers(app.state.gateway, ErasedFence(await tenants.registry_bucket(js)))
+        registry_bucket = await tenants.registry_bucket(js)
+        _fence_late_writers(app.state.gateway, ErasedFence(registry_bucket))
+        late = LateEvents(js, registry_bucket, window_s=settings.async_task_timeout_s)
+        late.start()
+        app.state.gateway.late_events = late
         app.state.gateway.files.start()
         log.info("gateway ready on http://%s:%d", settings.http_host, settings.http_port)
 
@@ -273,6 +278,8 @@ def create_app(settings: GatewaySettings, stop: Stop | None = None) -> FastAPI:
         await gateway.budgets.drain()
         await app.state.gateway.changes.stop()
         await app.state.gateway.registry.stop()
+        if app.state.gateway.late_events is not None:
+            await app.state.gateway.late_events.stop()
         await app.state.gateway.limiter.control.stop()
         if app.state.gateway.lockout is not None:
             await app.state.gateway.lockout.stop()

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from switchyard.common.bus import EventPublisher
 from switchyard.gateway.access.changes import AuthChanges
+from switchyard.gateway.access.late_events import LateEvents
 from switchyard.gateway.access.lockout import Lockout
 from switchyard.gateway.access.oidc import OidcVerifier
 from switchyard.gateway.access.registry import Registry
@@ -69,6 +70,7 @@ class Gateway:
     # the deployment stores none, but an earlier configuration did: DELETE /v1/responses/{id} reaches them
     responses_left: ResponseStore | None = None
     sockets: Sockets = field(default_factory=Sockets)  # Responses WebSocket connections open, per key
+    late_events: LateEvents | None = None  # erased organisations' events published after their erasure
 
 
 def gateway_of(request: Request) -> Gateway:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -93,8 +94,11 @@ async def _floors(js: JetStreamContext, stream: str) -> list[tuple[list[str], in
     return floors
 
 
-async def purge_events(js: JetStreamContext, tenant_id: str, *, deadline_s: float = DEADLINE_S) -> Purged:
-    """Deletes the organisation's content events from the events and dead-letter streams (see the module)."""
+async def purge_events(
+    js: JetStreamContext, tenant_id: str, *, deadline_s: float = DEADLINE_S, since: datetime | None = None
+) -> Purged:
+    """Deletes the organisation's content events from the events and dead-letter streams (see the module);
+    `since`: only those stored from then on (access/late_events.py)."""
     purged = Purged()
     until = time.monotonic() + deadline_s
     for stream, filters in CONTENT.items():
@@ -104,7 +108,7 @@ async def purge_events(js: JetStreamContext, tenant_id: str, *, deadline_s: floa
             continue
         floors = await _floors(js, stream)
         for filter_subject in filters:
-            if not await _scan(js, stream, filter_subject, tenant_id, last, floors, until, purged):
+            if not await _scan(js, stream, filter_subject, tenant_id, last, floors, until, purged, since):
                 purged.complete = False
                 break
     log.info(
@@ -126,9 +130,13 @@ async def _scan(
     floors: list[tuple[list[str], int]],
     until: float,
     purged: Purged,
+    since: datetime | None = None,
 ) -> bool:
-    """Reads `filter_subject` of `stream` up to sequence `last`; False when the deadline came first."""
+    """Reads `filter_subject` of `stream` (from `since`) up to sequence `last`; False when the deadline came
+    first."""
     config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL, filter_subject=filter_subject)
+    if since is not None:
+        config.deliver_policy, config.opt_start_time = api.DeliverPolicy.BY_START_TIME, since
     sub = await js.subscribe(
         filter_subject, stream=stream, ordered_consumer=True, idle_heartbeat=1.0, config=config
     )
