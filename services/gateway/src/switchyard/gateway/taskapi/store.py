@@ -22,6 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -125,7 +126,10 @@ class TaskStore:
         ran across the erasure, access/fence.py), its states and their Idempotency-Key claims are purged
         as the erasure purges them (rare: only an erased organisation's late writes get here)."""
         if self.fence is not None and await self.fence.undone(state.tenant_id, f"the task {state.id}"):
-            await erase_tenant(self._kv, state.tenant_id)
+            try:
+                await erase_tenant(self._kv, state.tenant_id)
+            except (nats.errors.Error, TimeoutError) as exc:  # the write stands: an erasure again removes it
+                log.warning("task %s of an erased organisation: its state not purged (%r)", state.id, exc)
 
     async def put(self, state: TaskState) -> None:
         """Store a task's new state; if the bucket refuses it, it is kept here and written later."""
