@@ -1,0 +1,163 @@
+"""A keyed task API submission whose publishing the bus stored but whose ack never came (a stream leader
+elected meanwhile, a node lost, a client's wait ending first), on a real nats-server: the task is in the
+stream, so it runs and is charged; its client must learn its id, on the attempt itself or on a retry with
+its `Idempotency-Key`, whatever a new task would be refused for by then.
+
+The ack is lost for real: the gateway's publish waits (`publisher.PUBLISH_TIMEOUT_S`) far less than the
+server takes to answer, so the message is stored and the wait has ended (nats-py's TimeoutError, as when
+the answer is lost in an election)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from switchyard.cli.processes import NatsServer
+from switchyard.common import bus, publisher, subjects
+from switchyard.common.envelope import decode
+from switchyard.common.events import TaskSubmitted
+from switchyard.gateway.admission import Pass
+from switchyard.gateway.errors import RateLimited
+from switchyard.gateway.taskapi import idempotency, keyed
+from switchyard.gateway.taskapi.idempotency import BodyDigest
+from switchyard.gateway.taskapi.models import Claim
+from switchyard.gateway.taskapi.service import TaskRuns
+from switchyard.gateway.taskapi.store import TaskStore, tasks_bucket
+from switchyard.gateway.tasks import TaskClient
+from tests.integration.gateway.test_admission import POLICY
+from tests.support.tasks import hello_task
+
+pytestmark = pytest.mark.integration
+
+LOST = 1e-6  # a wait no ack can meet: the message goes out and is stored, the wait has ended
+
+
+@pytest.fixture
+async def two(nats_server: NatsServer) -> AsyncIterator[tuple[TaskRuns, TaskRuns, list[str], Client]]:
+    """Two replicas' task runs on one bus, the ids of the tasks the stream stored (in order), and a
+    connection of the test's own."""
+    conns: list[Client] = []
+    runs = []
+    for name in ("g1", "g2"):
+        nc = await nats.connect(nats_server.url)
+        conns.append(nc)
+        js = nc.jetstream()
+        await bus.ensure_streams(js)
+        events = bus.EventPublisher(js, source=f"test/{name}", checks_duplicates=True)
+        store = TaskStore(await tasks_bucket(js), js)
+        runs.append(TaskRuns(store, TaskClient(nc, events), events, timeout_s=30))
+    stored: list[str] = []
+
+    async def heard(msg: Msg) -> None:
+        task = decode(msg.data, (TaskSubmitted,))[1]
+        assert isinstance(task, TaskSubmitted)
+        stored.append(task.task_id)
+
+    mine = await nats.connect(nats_server.url)
+    sub = await mine.jetstream().subscribe(subjects.TASK_SUBMITTED, cb=heard, ordered_consumer=True)
+    yield runs[0], runs[1], stored, mine
+    await sub.unsubscribe()
+    for r in runs:
+        await r.stop()
+    for nc in [*conns, mine]:
+        await nc.close()
+
+
+def _task(key: str) -> tuple[TaskSubmitted, str]:
+    task_id = idempotency.task_ids("acme", key, datetime.now(UTC))[0]
+    return hello_task(task_id), task_id
+
+
+async def _admit(task: TaskSubmitted) -> Pass:
+    return Pass(POLICY)
+
+
+async def _until(check: object, within_s: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    until = loop.time() + within_s
+    while not check():  # type: ignore[operator]
+        assert loop.time() < until, "not within the wait"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_task_stored_though_its_ack_was_lost_is_answered_by_its_own_attempt(
+    two: tuple[TaskRuns, TaskRuns, list[str], Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every publish attempt's ack is lost: the task is stored all the same, and the request that
+    published it answers 202 with it (before: 503 `bus_unavailable`, the task running unheard of)."""
+    one, _, stored, _ = two
+    monkeypatch.setattr(publisher, "PUBLISH_ATTEMPTS", 2)
+    monkeypatch.setattr(publisher, "PUBLISH_TIMEOUT_S", LOST)
+    task, task_id = _task("lost-ack-1")
+    state = await keyed.submit(one, task, key="lost-ack-1", digest=BodyDigest("d"), admit=_admit)
+    assert state.id == task_id and state.status == "queued"
+    await _until(lambda: stored == [task_id])
+    assert (await one.store.get(task_id)) is not None
+
+
+async def test_a_retry_its_admission_refuses_still_gets_the_task_a_lost_ack_left_running(
+    two: tuple[TaskRuns, TaskRuns, list[str], Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt's ack is lost and the bus cannot be asked either (503 `bus_unavailable`, its
+    claim marked unsent, its admission given back), though the task is in the stream and runs. The retry
+    takes the claim over, and a new task would be refused now (here: 429, the organisation's limit): the
+    retry is answered with the running task, 202, not refused (before: 429 for as long as the limit held,
+    the task run and charged, its client never told its id), and the task is in the stream once."""
+    one, other, stored, _ = two
+    monkeypatch.setattr(publisher, "PUBLISH_ATTEMPTS", 1)
+    monkeypatch.setattr(publisher, "PUBLISH_TIMEOUT_S", LOST)
+    monkeypatch.setattr(publisher, "PROBE_TIMEOUT_S", LOST)
+    task, task_id = _task("lost-ack-2")
+    passes: list[Pass] = []
+
+    async def admit_once(t: TaskSubmitted) -> Pass:
+        if passes:
+            raise RateLimited("the organisation's requests per minute are used up", retry=True)
+        passes.append(Pass(POLICY))
+        return passes[-1]
+
+    with pytest.raises(nats.errors.TimeoutError):
+        await keyed.submit(one, task, key="lost-ack-2", digest=BodyDigest("d"), admit=admit_once)
+    await _until(lambda: stored == [task_id])  # the bus has it: it runs, and will be charged
+    assert [p.closed for p in passes] == [True]
+    monkeypatch.undo()
+    retry, _ = _task("lost-ack-2")
+    state = await keyed.submit(other, retry, key="lost-ack-2", digest=BodyDigest("d"), admit=admit_once)
+    assert state.id == task_id and state.status == "queued"
+    again = await keyed.replay(
+        one,
+        claim_key=idempotency.claim_key("acme", "lost-ack-2"),
+        digest=BodyDigest("d"),
+        kept=[task_id],
+    )
+    assert again is not None and again.id == task_id
+    await asyncio.sleep(0.3)
+    assert stored == [task_id], "stored once: the retry's publishing (if any) was a duplicate"
+
+
+async def test_a_retry_whose_task_never_reached_the_bus_is_still_refused_by_its_admission(
+    two: tuple[TaskRuns, TaskRuns, list[str], Client],
+) -> None:
+    """The other side: a claim whose task is not in the stream (its publishing failed before the bus had
+    it) is taken over as a new submission, so a refusal stands and nothing is published."""
+    one, other, stored, nc = two
+    task, task_id = _task("never-sent-1")
+    claim_key = idempotency.claim_key("acme", "never-sent-1")
+    left = Claim(task_id=task_id, request_sha256="d", claimed_at=datetime.now(UTC), unsent=True)
+    assert await one.store.take(claim_key, left) is not None
+
+    async def refuse(t: TaskSubmitted) -> Pass:
+        raise RateLimited("the organisation's requests per minute are used up", retry=True)
+
+    with pytest.raises(RateLimited):
+        await keyed.submit(other, task, key="never-sent-1", digest=BodyDigest("d"), admit=refuse)
+    await asyncio.sleep(0.3)
+    assert stored == []
+    info = await nc.jetstream().stream_info(subjects.STREAM_EVENTS)
+    assert info.state.messages == 0, "the question asked of the bus stored nothing"
