@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import subprocess
@@ -60,7 +61,9 @@ async def feed(url: str, pid: int, *, rate: float, seconds: float, every: float,
     while (now := time.monotonic()) < started + seconds:
         if now >= next_sample:
             entries = min(classified, reuse)
-            print(f"{now - started:6.0f} {n:7d} {classified:10d} {entries:13d} {rss_mb(pid):8.1f}", flush=True)
+            print(
+                f"{now - started:6.0f} {n:7d} {classified:10d} {entries:13d} {rss_mb(pid):8.1f}", flush=True
+            )
             next_sample += every
         target = int((now - started) * rate)
         while n < target:
@@ -95,25 +98,29 @@ def cache_bytes(entries: int) -> None:
         max_tokens=settings.classifier_max_tokens,
     )
     texts = [f"Memory request {n}: {t}" for n, t in enumerate(prompts(entries))]
-    made = []
-    for i in range(0, entries, 64):
-        made += classifier.predict(texts[i : i + 64])
+    classifier.predict(texts[:64])  # warm: the encoder's own first-call allocations are not the cache's
     cache = reuse.Predictions(entries)
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
-    for text, prediction in zip(texts, made, strict=True):
-        cache.put(cache.key("bench", text) or b"", prediction)
-    del made
+    for i in range(0, entries, 64):
+        batch = texts[i : i + 64]
+        for text, prediction in zip(batch, classifier.predict(batch), strict=True):
+            cache.put(cache.key("bench", text) or b"", prediction)
+    gc.collect()
     after = tracemalloc.take_snapshot()
     grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
-    print(f"reuse cache: {len(cache)} entries, {grown / 1024 / 1024:.2f} MB traced, {grown / entries:.0f} B each")
-    # the predictions' own objects (scores dicts) were made before the snapshot: count them too
-    per = sys.getsizeof(next(iter(cache._items.values())).scores)
-    print(f"  (plus each prediction's scores dict, {per} B, and its dataclass, made before the trace)")
+    print(
+        f"reuse cache: {len(cache)} entries (predictions and keys made under the trace): "
+        f"{grown / 1024 / 1024:.2f} MB, {grown / entries:.0f} B each"
+    )
+    for stat in after.compare_to(before, "lineno")[:5]:
+        print(f"  {stat}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--reuse", type=int, default=4096)
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=240.0)
@@ -133,10 +140,15 @@ def main() -> None:
                 "SWITCHYARD_CLASSIFIER_REUSE_SIZE": str(args.reuse),
             }
             with open(Path(tmp) / "classifier.log", "wb") as log:
-                proc = subprocess.Popen([sys.executable, "-m", "switchyard.classifier"], env=env, stdout=log, stderr=log)
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "switchyard.classifier"], env=env, stdout=log, stderr=log
+                )
                 try:
                     asyncio.run(_ready(server.url, [proc.pid]))
-                    print(f"classifier pid {proc.pid}, reuse {args.reuse}, {args.rate}/s for {args.seconds:.0f} s")
+                    print(
+                        f"classifier pid {proc.pid}, reuse {args.reuse}, "
+                        f"{args.rate}/s for {args.seconds:.0f} s"
+                    )
                     asyncio.run(
                         feed(
                             server.url,
