@@ -5,7 +5,13 @@ its `Idempotency-Key`, whatever a new task would be refused for by then.
 
 The ack is lost for real: the gateway's publish waits (`publisher.PUBLISH_TIMEOUT_S`) far less than the
 server takes to answer, so the message is stored and the wait has ended (nats-py's TimeoutError, as when
-the answer is lost in an election)."""
+the answer is lost in an election).
+
+OPEN (2026-12-07): the first two tests fail on the current code and are kept as strict xfails, so that a
+fix turns them red until the marker goes. A fix needs to know whether the bus has a task without
+publishing it; the one tried (a publish under the task's `Nats-Msg-Id` expecting a last message id no
+message has: a duplicate answer on one server) stalls an R3 stream on nats-server 2.15.1 (every publish
+after it timed out, minutes) and was withdrawn: docs/reliability.md, the findings."""
 
 from __future__ import annotations
 
@@ -34,6 +40,13 @@ from tests.integration.gateway.test_admission import POLICY
 from tests.support.tasks import hello_task
 
 pytestmark = pytest.mark.integration
+
+OPEN = pytest.mark.xfail(
+    strict=True,
+    raises=(nats.errors.TimeoutError, RateLimited),
+    reason="open: a task the bus stored though its ack was lost is not told to its client "
+    "(docs/reliability.md, the findings)",
+)
 
 LOST = 1e-6  # a wait no ack can meet: the message goes out and is stored, the wait has ended
 
@@ -86,11 +99,12 @@ async def _until(check: object, within_s: float = 5.0) -> None:
         await asyncio.sleep(0.05)
 
 
+@OPEN
 async def test_a_task_stored_though_its_ack_was_lost_is_answered_by_its_own_attempt(
     two: tuple[TaskRuns, TaskRuns, list[str], Client], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every publish attempt's ack is lost: the task is stored all the same, and the request that
-    published it answers 202 with it (before: 503 `bus_unavailable`, the task running unheard of)."""
+    published it should answer 202 with it. Now: 503 `bus_unavailable`, the task running unheard of."""
     one, _, stored, _ = two
     monkeypatch.setattr(publisher, "PUBLISH_ATTEMPTS", 2)
     monkeypatch.setattr(publisher, "PUBLISH_TIMEOUT_S", LOST)
@@ -101,18 +115,18 @@ async def test_a_task_stored_though_its_ack_was_lost_is_answered_by_its_own_atte
     assert (await one.store.get(task_id)) is not None
 
 
+@OPEN
 async def test_a_retry_its_admission_refuses_still_gets_the_task_a_lost_ack_left_running(
     two: tuple[TaskRuns, TaskRuns, list[str], Client], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The first attempt's ack is lost and the bus cannot be asked either (503 `bus_unavailable`, its
-    claim marked unsent, its admission given back), though the task is in the stream and runs. The retry
-    takes the claim over, and a new task would be refused now (here: 429, the organisation's limit): the
-    retry is answered with the running task, 202, not refused (before: 429 for as long as the limit held,
-    the task run and charged, its client never told its id), and the task is in the stream once."""
+    """The first attempt's ack is lost (503 `bus_unavailable`, its claim marked unsent, its admission
+    given back), though the task is in the stream and runs. The retry takes the claim over, and a new task
+    would be refused now (here: 429, the organisation's limit): the retry should be answered with the
+    running task, 202, and the task be in the stream once. Now: 429 for as long as the limit holds, the
+    task run and charged, its client never told its id."""
     one, other, stored, _ = two
     monkeypatch.setattr(publisher, "PUBLISH_ATTEMPTS", 1)
     monkeypatch.setattr(publisher, "PUBLISH_TIMEOUT_S", LOST)
-    monkeypatch.setattr(publisher, "PROBE_TIMEOUT_S", LOST)
     task, task_id = _task("lost-ack-2")
     passes: list[Pass] = []
 

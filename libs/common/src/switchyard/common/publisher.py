@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 
 import nats
 from nats.js import JetStreamContext, api
-from nats.js.errors import BadRequestError, NoStreamResponseError, NotFoundError
+from nats.js.errors import NoStreamResponseError, NotFoundError
 
 from switchyard.common import ids, legacy_subjects, metrics, subjects, tracing
 from switchyard.common.envelope import CONTENT_TYPE, MSG_ID, encode
@@ -35,9 +35,6 @@ log = logging.getLogger(__name__)
 
 PUBLISH_ATTEMPTS = 8
 PUBLISH_TIMEOUT_S = 5.0  # each attempt's wait for the stream's ack
-PROBE_TIMEOUT_S = 2.0  # `stored`'s wait for the server's answer
-# nats-server's answer to a publish whose `Nats-Expected-Last-Msg-Id` is not the stream's last message id
-WRONG_LAST_MSG_ID = 10070
 SEND_ACK_TIMEOUT_S = 5.0
 
 
@@ -237,27 +234,6 @@ class EventPublisher:
                 f"the event on {subject} would be {len(body) + limit - room} bytes with its headers, "
                 f"over the bus's max_payload of {limit} bytes"
             )
-
-    async def stored(self, subject: str, msg_id: str) -> bool:
-        """Whether the stream holds a message published under `msg_id` (within its duplicate window, two
-        minutes), asked without storing anything: for a publish whose ack never came (a timeout, a leader
-        elected meanwhile), which may or may not have been stored. The question is a publish of nothing
-        under that id that expects a last message id no message has (`Nats-Expected-Last-Msg-Id`, new
-        each time): nats-server checks the id against its duplicates first (a duplicate ack: stored), then
-        the expectation (refused, 10070: not stored), so nothing is stored either way (checked on 2.15,
-        single and R3: tests/integration/gateway/test_task_api_lost_ack.py). A duplicate that names another
-        bus user's message (`checks_duplicates`) is not ours: not stored."""
-        headers = {"Nats-Msg-Id": msg_id, "Nats-Expected-Last-Msg-Id": f"never-{ids.new_id()}"}
-        try:
-            ack = await self._js.publish(subject, b"", headers=headers, timeout=PROBE_TIMEOUT_S)
-        except BadRequestError as exc:
-            if exc.err_code == WRONG_LAST_MSG_ID:
-                return False
-            raise
-        if not ack.duplicate:  # a server that checks the expectation after storing: say so loudly
-            log.error("asking whether %s was stored put an empty message on %s", msg_id, subject)
-            return False
-        return not await self._taken(ack, subject, msg_id)
 
     async def publish_raw(
         self, subject: str, body: bytes, *, msg_id: str, headers: dict[str, str] | None = None

@@ -15,12 +15,10 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import nats
 import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.errors import APIError
 
 from switchyard.common import bus_guard, legacy_subjects, results, subjects
 from switchyard.common.background import Background
@@ -182,39 +180,10 @@ class TaskClient:
         done.add_done_callback(lambda _: None if done.cancelled() else _count(done.result()))
         try:
             await self._submit(task)
-        except nats.errors.Error as exc:
-            if not await self._stored_anyway(task, exc):
-                done.cancel()
-                raise
         except BaseException:
             done.cancel()
             raise
         return done
-
-    async def published(self, task: TaskSubmitted) -> bool:
-        """Whether the events stream holds `task` (published under its id within the duplicate window,
-        two minutes), asked without publishing it (`EventPublisher.stored`)."""
-        return await self._publisher.stored(TaskSubmitted.SUBJECT, ids.derived_id(task.task_id, "submitted"))
-
-    async def _stored_anyway(self, task: TaskSubmitted, exc: nats.errors.Error) -> bool:
-        """Whether a publishing that failed without the server's refusal (its ack lost: a timeout, a
-        stream leader elected or a node lost meanwhile) stored the task all the same: then it runs and is
-        charged, and its request is answered with it, not 503 (its client would never learn its id)."""
-        if isinstance(exc, APIError | nats.errors.MaxPayloadError):  # the server said no: nothing stored
-            return False
-        try:
-            stored = await self.published(task)
-        except Exception as probe:
-            log.warning(
-                "task %s: publishing failed (%r), and asking the bus whether it has it: %r",
-                task.task_id,
-                exc,
-                probe,
-            )
-            return False
-        if stored:
-            log.warning("task %s: its publishing's ack was lost (%r), but the bus has it", task.task_id, exc)
-        return stored
 
     async def stream(
         self,

@@ -19,21 +19,18 @@ duplicate window (two minutes).
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from switchyard.common.events import TaskSubmitted
 from switchyard.gateway.admission import Pass
-from switchyard.gateway.errors import APIError, Conflict
+from switchyard.gateway.errors import Conflict
 from switchyard.gateway.taskapi import idempotency
 from switchyard.gateway.taskapi.idempotency import BodyDigest
 from switchyard.gateway.taskapi.models import Claim, TaskState
 from switchyard.gateway.taskapi.service import TaskRuns
 from switchyard.gateway.taskapi.store import from_outcome
-
-log = logging.getLogger(__name__)
 
 # A claim with no stored task this long after it was taken was left by a request that went away (its
 # replica killed): far longer than a publishing and a state write take. Taking over a request still alive
@@ -90,61 +87,36 @@ async def submit(
             if (state := await _claimed(runs, claim, digest)) is not None:
                 return state
             task = task.model_copy(update={"task_id": claim.task_id})
-        # A claim taken over: its request may have published the task (its ack lost, or it went away
-        # before answering); then the task runs whatever a new one would be refused for now.
-        running = over is not None and await runs.published(task)
-        admitted = await _admitted(admit, task, running=running)
+        admitted = await admit(task)
         mine = Claim(task_id=task.task_id, request_sha256=digest.kept, claimed_at=datetime.now(UTC))
         try:
             revision = await runs.store.take(claim_key, mine, over=over)
         except BaseException:
-            await _close(admitted)
+            await admitted.close()
             raise
         if revision is None:  # another request claimed it first: answered from its claim
-            await _close(admitted)
+            await admitted.close()
             continue
         try:
             if (
                 over is not None
                 and (done := await runs.store.stored_outcome(task.tenant_id, task.task_id)) is not None
             ):
-                await _close(admitted)  # the request that went away had published it, and it ran
+                await admitted.close()  # the request that went away had published it, and it ran
                 told = from_outcome(done).model_copy(
                     update={"idempotency_key": key, "request_sha256": digest.kept}
                 )
                 await runs.store.create(told)
                 return told
-            if admitted is None:  # refused as a new task, but running: answered with it
-                return await runs.adopt(task=task, idempotency_key=key, request_sha256=digest.kept)
             state = await runs.submit(
                 task=task, admitted=admitted, idempotency_key=key, request_sha256=digest.kept
             )
         except BaseException:
-            await _close(admitted)  # once, however many paths close it
+            await admitted.close()  # once, however many paths close it
             await runs.store.unsent(claim_key, mine, revision)
             raise
         return idempotency.replayed(state, digest)
     raise in_use()
-
-
-async def _admitted(admit: Admit, task: TaskSubmitted, *, running: bool) -> Pass | None:
-    """The task's admission; None when it is refused but the task runs already (`running`): its client
-    is answered with it, not with the refusal (before: a 429 or 503 for as long as it held, while the
-    task ran and was charged, its client never told its id)."""
-    try:
-        return await admit(task)
-    except APIError as exc:
-        if not running:
-            raise
-        log.warning(
-            "task %s: runs already, so answered though its admission refused it (%s)", task.task_id, exc
-        )
-        return None
-
-
-async def _close(admitted: Pass | None) -> None:
-    if admitted is not None:
-        await admitted.close()
 
 
 async def _claimed(runs: TaskRuns, claim: Claim, digest: BodyDigest) -> TaskState | None:

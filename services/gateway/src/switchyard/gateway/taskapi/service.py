@@ -89,7 +89,18 @@ class TaskRuns:
         will be charged, so it is answered even if its state cannot be stored yet (the store keeps it and
         writes it later). The task goes out with what its hard budget reserved (`capped.budgeted`)."""
         task = budgeted(task, admitted)
-        state = _queued(task, idempotency_key, request_sha256)
+        now = datetime.now(UTC)
+        state = TaskState(
+            id=task.task_id,
+            tenant_id=task.tenant_id,
+            user_id=task.user_id,
+            status="queued",
+            model=task.request.model,
+            created_at=now,
+            updated_at=now,
+            idempotency_key=idempotency_key,
+            request_sha256=request_sha256,
+        )
         waiting = await self._client.start(task)
         try:
             created = await self.store.create(state)
@@ -108,22 +119,6 @@ class TaskRuns:
         self._passes[task.task_id] = admitted
         self._followed[task.task_id] = task.tenant_id
         self._following[task.task_id] = asyncio.create_task(self._follow(state, waiting))
-        return state
-
-    async def published(self, task: TaskSubmitted) -> bool:
-        """Whether the bus has `task` already (`TaskClient.published`): a request that went away, or
-        whose publishing's ack was lost, may have published it."""
-        return await self._client.published(task)
-
-    async def adopt(self, *, task: TaskSubmitted, idempotency_key: str, request_sha256: str) -> TaskState:
-        """A task the bus has already (published by a request whose answer was lost), whose admission now
-        refused it as a new task: it runs all the same, so its client is answered with it. Stored
-        `queued` and not followed here (nothing was admitted to settle); a status read answers its result
-        from the stream once it is there (`current`)."""
-        state = _queued(task, idempotency_key, request_sha256)
-        if not await self.store.create(state):
-            return await self.current(await self.store.get(task.task_id) or state)
-        log.warning("task %s: answered without an admission (its first request published it)", task.task_id)
         return state
 
     async def _follow(self, state: TaskState, waiting: asyncio.Future[TaskCompleted | TaskFailed]) -> None:
@@ -255,21 +250,6 @@ class TaskRuns:
 # A task cancelled or timed out may still be answered: the answer was made before the cancellation
 # reached its executor (or the executor's call ended as the hour did).
 _ANSWERABLE = ("queued", "cancelled", "timed_out")
-
-
-def _queued(task: TaskSubmitted, idempotency_key: str | None, request_sha256: str | None) -> TaskState:
-    now = datetime.now(UTC)
-    return TaskState(
-        id=task.task_id,
-        tenant_id=task.tenant_id,
-        user_id=task.user_id,
-        status="queued",
-        model=task.request.model,
-        created_at=now,
-        updated_at=now,
-        idempotency_key=idempotency_key,
-        request_sha256=request_sha256,
-    )
 
 
 def _answered(state: TaskState, outcome: TaskCompleted | TaskFailed) -> TaskState:
