@@ -1,5 +1,5 @@
 """A keyed task API submission whose publishing the bus stored but whose ack never came (a stream leader
-elected meanwhile, a node lost, a client's wait ending first), on a real nats-server: the task is in the
+elected meanwhile, a node lost, the gateway's wait ending first), on a real nats-server: the task is in the
 stream, so it runs and is charged; its client must learn its id, on the attempt itself or on a retry with
 its `Idempotency-Key`, whatever a new task would be refused for by then.
 
@@ -11,7 +11,7 @@ OPEN (2026-12-07): the first two tests fail on the current code and are kept as 
 fix turns them red until the marker goes. A fix needs to know whether the bus has a task without
 publishing it; the one tried (a publish under the task's `Nats-Msg-Id` expecting a last message id no
 message has: a duplicate answer on one server) stalls an R3 stream on nats-server 2.15.1 (every publish
-after it timed out, minutes) and was withdrawn: docs/reliability.md, the findings."""
+after it timed out, 200 s and on) and was withdrawn: docs/reliability.md, the findings."""
 
 from __future__ import annotations
 
