@@ -7,8 +7,9 @@ The ack is lost for real: the gateway's publish waits (`publisher.PUBLISH_TIMEOU
 server takes to answer, so the message is stored and the wait has ended (nats-py's TimeoutError, as when
 the answer is lost in an election).
 
-OPEN (2026-12-07): the first two tests fail on the current code and are kept as strict xfails, so that a
-fix turns them red until the marker goes. A fix needs to know whether the bus has a task without
+A retry finds the task once it has run (its result on the stream, the last test). OPEN (2026-12-07): a
+task still running is not seen, nor told by the attempt whose ack was lost: the first two tests fail on the
+current code and are kept as strict xfails, so that a fix turns them red until the marker goes. A fix needs to know whether the bus has a task without
 publishing it; the one tried (a publish under the task's `Nats-Msg-Id` expecting a last message id no
 message has: a duplicate answer on one server) stalls an R3 stream on nats-server 2.15.1 (every publish
 after it timed out, 200 s and on) and was withdrawn: docs/reliability.md, the findings."""
@@ -37,7 +38,7 @@ from switchyard.gateway.taskapi.service import TaskRuns
 from switchyard.gateway.taskapi.store import TaskStore, tasks_bucket
 from switchyard.gateway.tasks import TaskClient
 from tests.integration.gateway.test_admission import POLICY
-from tests.support.tasks import hello_task
+from tests.support.tasks import completed, hello_task
 
 pytestmark = pytest.mark.integration
 
@@ -175,3 +176,50 @@ async def test_a_retry_whose_task_never_reached_the_bus_is_still_refused_by_its_
     assert stored == []
     info = await nc.jetstream().stream_info(subjects.STREAM_EVENTS)
     assert info.state.messages == 0, "the question asked of the bus stored nothing"
+
+
+async def test_a_retry_refused_as_new_gets_the_finished_task_a_lost_ack_left(
+    two: tuple[TaskRuns, TaskRuns, list[str], Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As above, and the task has run meanwhile (its result is on the stream, as an executor stores it):
+    a retry refused as a new task (here its admission, 429) is answered with the finished task, 202
+    with its result, and so is the next one; not the refusal. The result is there to look for whatever
+    refuses (a check before admission too), and looking for it stores nothing on the bus. (Before: 429,
+    the task answered and charged, its client never told its id.)"""
+    one, other, stored, nc = two
+    monkeypatch.setattr(publisher, "PUBLISH_ATTEMPTS", 1)
+    monkeypatch.setattr(publisher, "PUBLISH_TIMEOUT_S", LOST)
+    task, task_id = _task("lost-ack-3")
+    passes: list[Pass] = []
+
+    async def admit_once(t: TaskSubmitted) -> Pass:
+        if passes:
+            raise RateLimited("the organisation's requests per minute are used up", retry=True)
+        passes.append(Pass(POLICY))
+        return passes[-1]
+
+    with pytest.raises(nats.errors.TimeoutError):
+        await keyed.submit(one, task, key="lost-ack-3", digest=BodyDigest("d"), admit=admit_once)
+    await _until(lambda: stored == [task_id])
+    monkeypatch.undo()
+    executor = bus.EventPublisher(nc.jetstream(), source="test/executor")
+    await executor.publish(
+        completed(task_id, content="7 is prime"),
+        subject=subjects.result_subject("acme", task_id),
+        tenant_id="acme",
+    )
+    claim_key = idempotency.claim_key("acme", "lost-ack-3")
+    # the look-up a retry makes before any check that could refuse it (`serving.submit_parsed`)
+    found = await keyed.replay(
+        other, claim_key=claim_key, digest=BodyDigest("d"), kept=[task_id], tenant_id="acme", key="lost-ack-3"
+    )
+    assert found is not None and found.id == task_id and found.status == "completed", found
+    assert found.result is not None and found.result.content == "7 is prime"
+    bucket = await tasks_bucket(nc.jetstream())
+    await bucket.purge(task_id)  # as if that state was never stored: the admission's refusal path
+    for runs in (other, one):
+        retry, _ = _task("lost-ack-3")
+        state = await keyed.submit(runs, retry, key="lost-ack-3", digest=BodyDigest("d"), admit=admit_once)
+        assert state.id == task_id and state.status == "completed", state
+        assert state.result is not None and state.result.content == "7 is prime"
+    assert stored == [task_id], "the task once on the bus"

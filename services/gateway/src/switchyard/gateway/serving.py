@@ -392,8 +392,11 @@ async def submit_parsed(
     if key is not None:  # a retry gets its task back, whatever would refuse a new one now (`keyed.replay`)
         claim_key = idempotency.claim_key(principal.tenant_id, key, task_id=task_id)
         kept = [task_id] if task_id else idempotency.task_ids(principal.tenant_id, key, datetime.now(UTC))
-        if (state := await keyed.replay(gw.runs, claim_key=claim_key, digest=digest, kept=kept)) is not None:
-            return state
+        found = await keyed.replay(
+            gw.runs, claim_key=claim_key, digest=digest, kept=kept, tenant_id=principal.tenant_id, key=key
+        )
+        if found is not None:
+            return found
     if isinstance(parsed, embeddings.Embeddings):
         _, task = await _embedding_task(gw, principal, parsed, priority=priority, where=where)
     else:

@@ -55,12 +55,22 @@ def in_use() -> Conflict:
     )
 
 
-async def replay(runs: TaskRuns, *, claim_key: str, digest: BodyDigest, kept: list[str]) -> TaskState | None:
+async def replay(
+    runs: TaskRuns,
+    *,
+    claim_key: str,
+    digest: BodyDigest,
+    kept: list[str],
+    tenant_id: str | None = None,
+    key: str | None = None,
+) -> TaskState | None:
     """The task a request with this key and body gets back, if there is one: asked before anything that
     would refuse a new task (the model's provider gone, a guardrail, the key's allow-list), since a retry
-    runs nothing. 409 for another body, or while the claiming request is still submitting it."""
+    runs nothing. 409 for another body, or while the claiming request is still submitting it. With the
+    request's `tenant_id` (and `key`), a claim left by a request that went away is answered with its task
+    if that has run (`_claimed`)."""
     if (found := await runs.store.claim(claim_key)) is not None:
-        return await _claimed(runs, found[0], digest)
+        return await _claimed(runs, found[0], digest, tenant_id=tenant_id, key=key)
     for candidate in kept:  # a task stored before claims were, or that outlived its claim
         if (existing := await runs.store.get(candidate)) is not None:
             return await runs.current(idempotency.replayed(existing, digest))
@@ -84,7 +94,7 @@ async def submit(
         over: int | None = None
         if (found := await runs.store.claim(claim_key)) is not None:
             claim, over = found
-            if (state := await _claimed(runs, claim, digest)) is not None:
+            if (state := await _claimed(runs, claim, digest, tenant_id=task.tenant_id, key=key)) is not None:
                 return state
             task = task.model_copy(update={"task_id": claim.task_id})
         admitted = await admit(task)
@@ -119,21 +129,42 @@ async def submit(
     raise in_use()
 
 
-async def _claimed(runs: TaskRuns, claim: Claim, digest: BodyDigest) -> TaskState | None:
+async def _claimed(
+    runs: TaskRuns, claim: Claim, digest: BodyDigest, *, tenant_id: str | None = None, key: str | None = None
+) -> TaskState | None:
     """The task a claim names, as it is now; None when the claim may be taken over (its request went
     away before storing the task). Raises 409 for another body, or while the claiming request is still
-    submitting it."""
+    submitting it. Such a request may have published the task all the same (its ack lost: a leader
+    elected, a node lost, its replica killed): a task of `tenant_id` that has run since is answered with
+    its result. Taken over, the request would be a new one, and whatever refuses a new task then (a
+    limit, a budget, a check) would be the answer to a client whose task ran and was charged. (One still
+    running is not seen: the bus cannot be asked whether it holds a message without a publish, and the
+    publish that could ask stalls an R3 stream: docs/reliability.md.)"""
     if not digest.matches(claim.request_sha256):
         raise idempotency.reused()
     loop = asyncio.get_running_loop()
     until = loop.time() + STORED_WAIT_S
     while (state := await runs.store.get(claim.task_id)) is None:
         if claim.unsent or _age_s(claim) > CLAIM_STALE_S:
-            return None
+            if tenant_id is None:
+                return None
+            return await _finished(runs, tenant_id, claim.task_id, key=key, digest=digest)
         if loop.time() >= until:
             raise in_use()
         await asyncio.sleep(0.05)
     return await runs.current(idempotency.replayed(state, digest))
+
+
+async def _finished(
+    runs: TaskRuns, tenant_id: str, task_id: str, *, key: str | None, digest: BodyDigest
+) -> TaskState | None:
+    """The task told from its result on the stream, stored as its state; None if it has no result."""
+    if (done := await runs.store.stored_outcome(tenant_id, task_id)) is None:
+        return None
+    told = from_outcome(done).model_copy(update={"idempotency_key": key, "request_sha256": digest.kept})
+    if not await runs.store.create(told):  # stored meanwhile (another retry, the request that went away)
+        return await runs.current(await runs.store.get(task_id) or told)
+    return told
 
 
 def _age_s(claim: Claim) -> float:
