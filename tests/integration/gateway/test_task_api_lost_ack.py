@@ -7,12 +7,13 @@ The ack is lost for real: the gateway's publish waits (`publisher.PUBLISH_TIMEOU
 server takes to answer, so the message is stored and the wait has ended (nats-py's TimeoutError, as when
 the answer is lost in an election).
 
-A retry finds the task once it has run (its result on the stream, the last test). OPEN (2026-12-07): a
-task still running is not seen, nor told by the attempt whose ack was lost: the first two tests fail on the
-current code and are kept as strict xfails, so that a fix turns them red until the marker goes. A fix needs to know whether the bus has a task without
-publishing it; the one tried (a publish under the task's `Nats-Msg-Id` expecting a last message id no
-message has: a duplicate answer on one server) stalls an R3 stream on nats-server 2.15.1 (every publish
-after it timed out, 200 s and on) and was withdrawn: docs/reliability.md, the findings."""
+A retry finds the task once it has run (its result on the stream, the last test). OPEN (2026-12-07): a task
+still running is not seen, nor told by the attempt whose ack was lost: the first two tests fail on the
+current code and are kept as strict xfails, so that a fix turns them red until the marker goes. A fix needs
+to know whether the bus has a task without publishing it; the one tried (a publish under the task's
+`Nats-Msg-Id` expecting a last message id no message has: a duplicate answer on one server) stalls an R3
+stream on nats-server 2.15.1 (every publish after it timed out, 200 s and on) and was withdrawn:
+docs/reliability.md, the findings."""
 
 from __future__ import annotations
 
