@@ -14,6 +14,7 @@ from pathlib import Path
 import nats
 
 from switchyard.common import subjects
+from tests.support import event_ids
 
 
 class BusService:
@@ -30,7 +31,7 @@ class BusService:
         # who asks for its ping (a bus with users: `operator`'s URL); else the service's own URL
         self.ping_url = ping_url or env["SWITCHYARD_NATS_URL"]
         self.module = module or f"switchyard.{name}"
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **event_ids.with_secret(env)}
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -12,3 +12,11 @@ ENV = {"SWITCHYARD_EVENT_ID_SECRET": SECRET}
 def derived(cause_id: str, step: str, *, tenant_id: str) -> str:
     """The id a service given `ENV` derives for the event `step` of `cause_id` of `tenant_id`."""
     return KEY.event_id(cause_id, step, tenant_id=tenant_id)
+
+
+def with_secret(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a service a test starts: the deployment's secret is the tests' one unless `env` names its
+    own (a test of the secret itself), as every service of a deployment is given one."""
+    if "SWITCHYARD_EVENT_ID_SECRET" in env or "SWITCHYARD_EVENT_ID_SECRET_FILE" in env:
+        return env
+    return {**ENV, **env}

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import httpx
 
+from tests.support import event_ids
+
 
 @contextmanager
 def service_process(
     module: str, *, env: dict[str, str], log_path: Path, ready_url: str | None = None, timeout: float = 60.0
 ) -> Iterator[subprocess.Popen[bytes]]:
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", **env}
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", **event_ids.with_secret(env)}
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", module], env=full_env, stdout=log, stderr=subprocess.STDOUT
