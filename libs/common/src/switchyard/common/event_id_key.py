@@ -11,11 +11,9 @@ them (publisher.py). Never logged; a changed secret changes every derived id (do
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
 from pathlib import Path
 
+from switchyard.common import secret_file
 from switchyard.common.config import CommonSettings
 from switchyard.common.db import is_sqlite
 from switchyard.common.errors import ConfigurationError
@@ -46,20 +44,9 @@ def load(settings: CommonSettings) -> tuple[EventIdKey, str]:
 
 
 def ensure_file(path: Path) -> bytes:
-    """The file's secret, made now if there is none (0600): written whole under another name and linked
-    into place, so a process starting beside this one reads either none or all of it, and one wins."""
+    """The file's secret, made now if there is none (`secret_file.make_once`)."""
     try:
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(secrets.token_urlsafe(32) + "\n")
-            try:
-                with contextlib.suppress(FileExistsError):  # another process made it first: theirs
-                    os.link(draft, path)
-            finally:
-                draft.unlink()
+        secret_file.make_once(path)
     except OSError as exc:
         raise ConfigurationError(
             f"{SETTING} is not set and {path} cannot be made ({exc.strerror}): set it to {_HOW}"

@@ -9,13 +9,11 @@ changes with its source: retries of tasks submitted before (up to seven days) th
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
-import os
-import secrets
 from pathlib import Path
 
+from switchyard.common import secret_file
 from switchyard.common.errors import ConfigurationError
 from switchyard.gateway.config import GatewaySettings
 from switchyard.gateway.taskapi.idempotency import BodyKey
@@ -38,20 +36,10 @@ def load(settings: GatewaySettings) -> tuple[BodyKey, str]:
 
 
 def _file_secret(path: Path) -> bytes:
-    """The file's secret, made now if there is none: written whole under another name and linked into
-    place, so a replica starting beside this one reads either none or all of it, and one of them wins."""
+    """The file's secret, made now if there is none (`secret_file.make_once`: the replicas of one machine
+    starting together share the one that wins)."""
     try:
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(secrets.token_urlsafe(32) + "\n")
-            try:
-                with contextlib.suppress(FileExistsError):  # another replica made it first: theirs
-                    os.link(draft, path)
-            finally:
-                draft.unlink()
+        secret_file.make_once(path)
         secret = path.read_bytes().strip()
     except OSError as exc:
         raise ConfigurationError(
