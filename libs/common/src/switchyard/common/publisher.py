@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 PUBLISH_ATTEMPTS = 8
 PUBLISH_TIMEOUT_S = 5.0  # each attempt's wait for the stream's ack
 SEND_ACK_TIMEOUT_S = 5.0
+# The wait of `confirm`: one last publish under the event's id, after every attempt's ack was lost.
+CONFIRM_TIMEOUT_S = 5.0
 
 
 class EventPublisher:
@@ -139,6 +141,26 @@ class EventPublisher:
             eid,
             subject,
             stored.subject,
+        )
+        return True
+
+    async def confirm(
+        self, payload: EventPayload, *, event_id: str, tenant_id: str | None, event_subject: str | None
+    ) -> bool:
+        """Whether the stream holds the event `publish` sent under `event_id` though every ack was lost
+        (each attempt's wait ended first): one more publish under that id, waited for CONFIRM_TIMEOUT_S.
+        Within the duplicate window a publish under a stored id is dropped (`duplicate: true`: it was
+        stored), and a fresh ack says it is stored now; either way it is in the stream once. False when no
+        ack comes this time either (nothing said)."""
+        target, eid, body = self._encode(payload, None, event_id, tenant_id, event_subject, None)
+        hdrs = {MSG_ID: eid, "content-type": CONTENT_TYPE}
+        self.check_fits(target, body, hdrs)
+        try:
+            ack = await self._js.publish(target, body, headers=hdrs, timeout=CONFIRM_TIMEOUT_S)
+        except (NoStreamResponseError, nats.errors.TimeoutError, nats.errors.ConnectionReconnectingError):
+            return False
+        await self._settled(
+            ack, payload, target, eid, tenant_id=tenant_id, event_subject=event_subject, traceparent=None
         )
         return True
 

@@ -49,6 +49,7 @@ from switchyard.gateway.state import Gateway, gateway_of
 from switchyard.gateway.taskapi import body as task_body
 from switchyard.gateway.taskapi import idempotency, keyed
 from switchyard.gateway.taskapi.models import TaskState
+from switchyard.gateway.tasks import AckLost
 from switchyard.gateway.tenants import Principal
 
 log = logging.getLogger(__name__)
@@ -432,6 +433,8 @@ async def submit_parsed(
     admitted = await admit(task)
     try:
         return await gw.runs.submit(task=task, admitted=admitted)
+    except AckLost:  # the stream may hold it: its admission stands, settled by its outcome (`TaskRuns`)
+        raise
     except BaseException:
         await admitted.close()
         raise

@@ -15,6 +15,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import nats.errors
 import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -54,6 +55,18 @@ EVENT_RESERVE_BYTES = 64 * 1024
 
 class TimedOut(Exception):
     """The task's wait ran out; the message says which bound (`TaskClient.stream`)."""
+
+
+class AckLost(nats.errors.TimeoutError):
+    """A task's publishing had no ack through its attempts, nor a last one (`EventPublisher.confirm`):
+    the stream may hold it (stored, the answer lost: a leader elected, a node lost), so it may run and be
+    charged. `waiting`: the future of its result, still listened for; `event_id`: the id it went out
+    under, which a retry publishes it again under within the duplicate window (`keyed`)."""
+
+    def __init__(self, waiting: asyncio.Future[Outcome], event_id: str) -> None:
+        super().__init__()
+        self.waiting = waiting
+        self.event_id = event_id
 
 
 class Stopped(Exception):
@@ -125,7 +138,7 @@ class TaskClient:
     async def _submit(self, task: TaskSubmitted, *, shed: bool = False) -> None:
         await self._publisher.publish(
             task,
-            event_id=self._publisher.derived_id(task.task_id, "submitted", tenant_id=task.tenant_id),
+            event_id=self.submitted_id(task),
             tenant_id=task.tenant_id,
             event_subject=task.task_id,
             data=self._written.pop(id(task), None),
@@ -179,11 +192,29 @@ class TaskClient:
         done.add_done_callback(lambda _: loop.create_task(sub.unsubscribe()))
         done.add_done_callback(lambda _: None if done.cancelled() else _count(done.result()))
         try:
-            await self._submit(task)
+            try:
+                await self._submit(task)
+            except nats.errors.TimeoutError as exc:  # every ack lost: the stream may hold it all the same
+                event_id = self.submitted_id(task)
+                if not await self._publisher.confirm(
+                    task, event_id=event_id, tenant_id=task.tenant_id, event_subject=task.task_id
+                ):
+                    raise AckLost(done, event_id) from exc
+        except AckLost:
+            raise  # its result still listened for: it may run
         except BaseException:
             done.cancel()
             raise
         return done
+
+    async def resend(self, task: TaskSubmitted) -> None:
+        """Publishes `task` again under the id it went out under (`submitted_id`): within the duplicate
+        window the stream drops it if the first copy is stored, and stores it otherwise."""
+        self.check_fits(task)
+        await self._submit(task)
+
+    def submitted_id(self, task: TaskSubmitted) -> str:
+        return self._publisher.derived_id(task.task_id, "submitted", tenant_id=task.tenant_id)
 
     async def stream(
         self,

@@ -14,6 +14,14 @@ away before its task was stored (its replica stopped, the bus refused its publis
 next request with the same body after CLAIM_STALE_S (at once when the publishing failed and said so): it
 publishes the task under the same id, which the bus drops if the first copy did arrive within its
 duplicate window (two minutes).
+
+A request whose publishing had no ack at all (`tasks.AckLost`: the stream may hold the task, stored and
+its answer lost) answers 503 but keeps its admission (the task may run and be charged: its outcome settles
+it) and marks its claim uncertain, with the event id. A retry with the same body within the duplicate
+window (RESEND_WITHIN_S of the claim) publishes the task again under that id, with no admission of its
+own: the stream drops it if it has the first copy and stores it otherwise, so the task is in the stream
+once and the retry answers 202 with it, whatever would refuse a new task by then. Past the window a
+publish could store a second copy, so the retry is taken as a new submission (after the result look-up).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from switchyard.common.bus import DUPLICATE_WINDOW_S
 from switchyard.common.events import TaskSubmitted
 from switchyard.gateway.admission import Pass
 from switchyard.gateway.errors import Conflict
@@ -31,6 +40,7 @@ from switchyard.gateway.taskapi.idempotency import BodyDigest
 from switchyard.gateway.taskapi.models import Claim, TaskState
 from switchyard.gateway.taskapi.service import TaskRuns
 from switchyard.gateway.taskapi.store import from_outcome
+from switchyard.gateway.tasks import AckLost
 
 # A claim with no stored task this long after it was taken was left by a request that went away (its
 # replica killed): far longer than a publishing and a state write take. Taking over a request still alive
@@ -41,6 +51,10 @@ CLAIM_STALE_S = 10.0
 # How long a request finding the key claimed for its own body waits for that task to be stored.
 STORED_WAIT_S = 5.0
 ATTEMPTS = 3
+# How long after its claim a task whose publishing's ack was lost is published again by a retry: inside
+# the stream's duplicate window from its first publish (which came after the claim), with a margin for
+# clocks and the publish's own retries.
+RESEND_WITHIN_S = DUPLICATE_WINDOW_S - 20.0
 
 Admit = Callable[[TaskSubmitted], Awaitable[Pass]]
 
@@ -97,6 +111,11 @@ async def submit(
             if (state := await _claimed(runs, claim, digest, tenant_id=task.tenant_id, key=key)) is not None:
                 return state
             task = task.model_copy(update={"task_id": claim.task_id})
+            if claim.uncertain and _age_s(claim) < RESEND_WITHIN_S:
+                state = await runs.resend(
+                    task=task, budget=claim.budget, idempotency_key=key, request_sha256=digest.kept
+                )
+                return idempotency.replayed(state, digest)
         admitted = await admit(task)
         mine = Claim(task_id=task.task_id, request_sha256=digest.kept, claimed_at=datetime.now(UTC))
         try:
@@ -121,6 +140,10 @@ async def submit(
             state = await runs.submit(
                 task=task, admitted=admitted, idempotency_key=key, request_sha256=digest.kept
             )
+        except AckLost as lost:  # the task may be in the stream: its admission stands (`TaskRuns.submit`)
+            uncertain = {"uncertain": True, "event_id": lost.event_id, "budget": admitted.budget}
+            await runs.store.uncertain(claim_key, mine.model_copy(update=uncertain), revision)
+            raise
         except BaseException:
             await admitted.close()  # once, however many paths close it
             await runs.store.unsent(claim_key, mine, revision)
@@ -137,15 +160,14 @@ async def _claimed(
     submitting it. Such a request may have published the task all the same (its ack lost: a leader
     elected, a node lost, its replica killed): a task of `tenant_id` that has run since is answered with
     its result. Taken over, the request would be a new one, and whatever refuses a new task then (a
-    limit, a budget, a check) would be the answer to a client whose task ran and was charged. (One still
-    running is not seen: the bus cannot be asked whether it holds a message without a publish, and the
-    publish that could ask stalls an R3 stream: docs/reliability.md.)"""
+    limit, a budget, a check) would be the answer to a client whose task ran and was charged. A claim whose
+    publishing's ack was lost (`uncertain`) is published again by `submit` within the duplicate window."""
     if not digest.matches(claim.request_sha256):
         raise idempotency.reused()
     loop = asyncio.get_running_loop()
     until = loop.time() + STORED_WAIT_S
     while (state := await runs.store.get(claim.task_id)) is None:
-        if claim.unsent or _age_s(claim) > CLAIM_STALE_S:
+        if claim.unsent or claim.uncertain or _age_s(claim) > CLAIM_STALE_S:
             if tenant_id is None:
                 return None
             return await _finished(runs, tenant_id, claim.task_id, key=key, digest=digest)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from switchyard.common.events import Choice, ThinkingBlock, TokenLogprob, ToolCall
+from switchyard.common.events import Choice, TaskBudget, ThinkingBlock, TokenLogprob, ToolCall
 
 Status = Literal["queued", "completed", "failed", "cancelled", "timed_out"]
 TERMINAL = ("completed", "failed", "cancelled", "timed_out")
@@ -71,3 +71,9 @@ class Claim(BaseModel):
     request_sha256: str
     claimed_at: datetime
     unsent: bool = False  # its publishing failed: the next request with its body may take it over at once
+    # Its publishing's ack was lost (`tasks.AckLost`): the stream may hold its task, published under
+    # `event_id`; a retry within the duplicate window publishes it again under that id, with `budget`
+    # (the first request's hard-budget caps) and no admission of its own (`keyed`).
+    uncertain: bool = False
+    event_id: str | None = None
+    budget: TaskBudget | None = None

@@ -19,14 +19,21 @@ from switchyard.common import bus_guard, subjects
 from switchyard.common.bus import EventPublisher
 from switchyard.common.envelope import decode
 from switchyard.common.errors import InvalidEvent
-from switchyard.common.events import TaskCancelled, TaskCompleted, TaskFailed, TaskSubmitted, TaskTimedOut
+from switchyard.common.events import (
+    TaskBudget,
+    TaskCancelled,
+    TaskCompleted,
+    TaskFailed,
+    TaskSubmitted,
+    TaskTimedOut,
+)
 from switchyard.gateway import metrics
 from switchyard.gateway.admission import Pass
 from switchyard.gateway.budgets.capped import budgeted
 from switchyard.gateway.errors import Conflict, NotFound, shown
 from switchyard.gateway.taskapi.models import TERMINAL, Status, TaskState
 from switchyard.gateway.taskapi.store import TaskStore, from_outcome, with_outcome
-from switchyard.gateway.tasks import SETTLE_WAIT_S, TaskClient, record
+from switchyard.gateway.tasks import SETTLE_WAIT_S, AckLost, TaskClient, record
 from switchyard.gateway.tenants import Principal
 
 log = logging.getLogger(__name__)
@@ -45,6 +52,7 @@ class TaskRuns:
         self._followed: dict[str, str] = {}  # the tenant of each task followed here
         self._deadlines: dict[str, asyncio.Timeout] = {}
         self._cancellations: list[Subscription] = []
+        self._uncertain: set[str] = set()  # followed though their publishing's ack was lost (`AckLost`)
 
     async def start(self, nc: Client) -> None:
         """Hears every cancellation (`task.cancelled`, published by whichever replica was asked): a task
@@ -101,7 +109,14 @@ class TaskRuns:
             idempotency_key=idempotency_key,
             request_sha256=request_sha256,
         )
-        waiting = await self._client.start(task)
+        try:
+            waiting = await self._client.start(task)
+        except AckLost as lost:
+            # The stream may hold it: it would run and be charged, so its admission stands, settled by its
+            # outcome (or the task's timeout); a retry of its key publishes it again (`keyed`).
+            self._uncertain.add(task.task_id)
+            self._follow_with(state, admitted, lost.waiting)
+            raise
         try:
             created = await self.store.create(state)
         except BaseException:
@@ -116,10 +131,44 @@ class TaskRuns:
                     "a task with this Idempotency-Key just expired; retry", code="conflict", retry=True
                 )
             return await self.current(existing)
-        self._passes[task.task_id] = admitted
-        self._followed[task.task_id] = task.tenant_id
-        self._following[task.task_id] = asyncio.create_task(self._follow(state, waiting))
+        self._follow_with(state, admitted, waiting)
         return state
+
+    async def resend(
+        self,
+        *,
+        task: TaskSubmitted,
+        budget: TaskBudget | None,
+        idempotency_key: str,
+        request_sha256: str,
+    ) -> TaskState:
+        """A keyed task whose publishing's ack was lost, published again under its id by a retry (within
+        the duplicate window: stored once), with the first request's hard-budget caps and no admission of
+        its own: the first request's stands, settled by the replica that follows it. Its state stored."""
+        task = task if budget is None else task.model_copy(update={"budget": budget})
+        await self._client.resend(task)
+        now = datetime.now(UTC)
+        state = TaskState(
+            id=task.task_id,
+            tenant_id=task.tenant_id,
+            user_id=task.user_id,
+            status="queued",
+            model=task.request.model,
+            created_at=now,
+            updated_at=now,
+            idempotency_key=idempotency_key,
+            request_sha256=request_sha256,
+        )
+        if await self.store.create(state):
+            return state
+        return await self.current(await self.store.get(task.task_id) or state)
+
+    def _follow_with(
+        self, state: TaskState, admitted: Pass, waiting: asyncio.Future[TaskCompleted | TaskFailed]
+    ) -> None:
+        self._passes[state.id] = admitted
+        self._followed[state.id] = state.tenant_id
+        self._following[state.id] = asyncio.create_task(self._follow(state, waiting))
 
     async def _follow(self, state: TaskState, waiting: asyncio.Future[TaskCompleted | TaskFailed]) -> None:
         admitted = self._passes[state.id]
@@ -128,10 +177,12 @@ class TaskRuns:
                 self._deadlines[state.id] = deadline
                 outcome = await waiting
         except TimeoutError:
+            told = await self._told(state)
             try:
-                await self._time_out(state)
+                if told:
+                    await self._time_out(state)
             finally:
-                await self._finish(state, status="timed_out")
+                await self._finish(state, status="timed_out" if told else None)
             return
         except asyncio.CancelledError:
             # The replica is stopping (`stop`) and the task runs on: its admission stays on the in-flight
@@ -144,7 +195,8 @@ class TaskRuns:
             self._followed.pop(state.id, None)
         admitted.observe(outcome)
         try:
-            await self.store.change(state, lambda current: _answered(current, outcome))
+            if await self._told(state):
+                await self.store.change(state, lambda current: _answered(current, outcome))
         finally:  # the admission is settled even if the state cannot be read (GET finds the result)
             await self._finish(state, status=None)
 
@@ -169,7 +221,13 @@ class TaskRuns:
         except Exception:
             log.exception("could not record that task %s timed out", state.id)
 
+    async def _told(self, state: TaskState) -> bool:
+        """Whether the task's state is to be written: not for a task whose publishing's ack was lost and
+        whose state no retry stored (its client was told 503; a GET reads its result from the stream)."""
+        return state.id not in self._uncertain or await self.store.get(state.id) is not None
+
     async def _finish(self, state: TaskState, *, status: Status | None) -> None:
+        self._uncertain.discard(state.id)
         admitted = self._passes.pop(state.id, None)
         self._following.pop(state.id, None)
         if admitted is not None:

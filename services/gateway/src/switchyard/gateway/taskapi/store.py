@@ -283,6 +283,15 @@ class TaskStore:
         except Exception as exc:
             log.warning("claim %s not marked unsent (%r); taken over once stale", key, exc)
 
+    async def uncertain(self, key: str, claim: Claim, revision: int) -> None:
+        """Says that a claim's task may be in the stream (its publishing's ack was lost: `claim` names
+        its event id), so a retry publishes it again under that id rather than submit a new task. Best
+        effort: a claim that still says nothing is taken over once stale (`keyed.CLAIM_STALE_S`)."""
+        try:
+            await self._kv.update(key, claim.model_dump_json().encode(), last=revision)
+        except Exception as exc:
+            log.warning("claim %s not marked uncertain (%r); taken over once stale", key, exc)
+
     async def stored_outcome(self, tenant_id: str, task_id: str) -> TaskCompleted | TaskFailed | None:
         if not _TASK_ID.fullmatch(task_id):
             return None
