@@ -70,7 +70,7 @@ async def test_current_shows_each_services_revision_and_head(
     lines = out.splitlines()
     assert any(line.split()[:3] == ["gateway", "gw0008", "(head)"] for line in lines), out
     assert any(line.split()[:3] == ["billing", "bi0011", "(head)"] for line in lines), out
-    assert any(line.split()[:4] == ["audit", "au0004", "(head", "au0006,"] for line in lines), out
+    assert any(line.split()[:4] == ["audit", "au0004", "(head", "au0007,"] for line in lines), out
     code, out, _ = await _run(
         capsys, "db", "downgrade", "--service", "audit", "--to", "au0004", "--database-url", db_url
     )
@@ -233,7 +233,7 @@ async def test_a_row_written_after_the_steps_were_shown_still_refuses_it(
     assert code == 2, (out, err)
     assert "ledger_digest_keys (1 row)" in err and "drops ledger_digest_keys (0 rows)" in out
     state = await _state(engine)
-    assert state["versions"]["alembic_version_audit"] == "au0006" and "ledger_digest_keys" in state["tables"]
+    assert state["versions"]["alembic_version_audit"] == "au0007" and "ledger_digest_keys" in state["tables"]
 
 
 async def test_the_organisations_and_the_charges_are_guarded_as_the_ledger_is(
@@ -301,5 +301,21 @@ async def test_the_entries_provenance_is_guarded_as_the_ledger_is(
     assert code == 2, (out, err)
     assert "ledger_entries.provenance (2 rows with a value)" in err, err
     assert len(err.strip().splitlines()) == 1, err
+    assert await _state(engine) == before
+    assert (await verify_ledger(sessionmaker(engine))).ok
+
+
+async def test_events_of_one_id_in_two_organisations_refuse_the_downgrade_to_one_entry_per_id(
+    engine: AsyncEngine, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """au0007 records an event id once per organisation; au0006's schema once in all, and the ledger is
+    append-only: refused in one line, naming the id, with nothing changed and the ledger verifying."""
+    await append_entries(sessionmaker(engine), drafts=[draft(1), draft(1, tenant="globex")])
+    before = await _state(engine)
+    code, out, err = await _run(
+        capsys, "db", "downgrade", "--service", "audit", "--to", "au0006", "--yes", "--database-url", db_url
+    )
+    assert code == 2, (out, err)
+    assert "evt-000001" in err and "organisations" in err and len(err.strip().splitlines()) == 1, err
     assert await _state(engine) == before
     assert (await verify_ledger(sessionmaker(engine))).ok

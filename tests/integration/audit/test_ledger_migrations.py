@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from switchyard.audit.db import migrations
 from switchyard.audit.service import append_entries, head
 from switchyard.audit.verify import verify_ledger
-from switchyard.common.db import create_engine, sessionmaker
+from switchyard.common.db import DowngradeRefused, create_engine, sessionmaker
 from tests.integration.audit.test_ledger_db import draft
 
 pytestmark = pytest.mark.integration
@@ -203,5 +203,61 @@ async def test_au0006_an_old_ledger_verifies_unchanged_and_new_entries_record_th
             )
         await _guards_hold(engine)  # no entry gains or loses a provenance afterwards
         assert "append-only" in await _refused(engine, "UPDATE ledger_entries SET provenance = NULL")
+    finally:
+        await engine.dispose()
+
+
+async def test_au0007_records_each_organisations_event_of_one_id_and_changes_no_byte(db_url: str) -> None:
+    """A ledger written with the event id alone unique: the upgrade keeps every row and the root, then an
+    event of an id another organisation has is recorded (and redelivered, still once); back down is
+    refused while two share an id, and goes once they do not (a fresh ledger), up again as before."""
+    await migrations().upgrade(db_url, "au0006")
+    engine = create_engine(db_url)
+    try:
+        sessions = sessionmaker(engine)
+        await append_entries(sessions, drafts=[draft(i) for i in range(1, 6)])
+        _, rows = await _state(engine)
+        before = await verify_ledger(sessions)
+
+        await migrations().upgrade(db_url)
+        unique, after = await _state(engine)
+        assert after == rows and (await verify_ledger(sessions)).root_hash == before.root_hash
+        assert "event_id" in unique and "tenant_id" in unique
+        theirs = draft(5, tenant_id="globex")  # acme's event id 5, another organisation's event
+        placed = await append_entries(sessions, drafts=[theirs, draft(5), theirs])
+        assert [(a.seq, a.created) for a in placed] == [(6, True), (5, False), (6, True)]
+        await _guards_hold(engine)
+        report = await verify_ledger(sessions)
+        assert report.ok and report.entries == 6
+
+        with pytest.raises(DowngradeRefused, match="evt-0005"):
+            await migrations().downgrade(db_url, "au0006")
+        assert len((await _state(engine))[1]) == 6
+        await _guards_hold(engine)
+    finally:
+        await engine.dispose()
+
+
+async def test_au0007_down_and_up_again_with_entries_of_distinct_ids(db_url: str) -> None:
+    await migrations().upgrade(db_url)
+    engine = create_engine(db_url)
+    try:
+        sessions = sessionmaker(engine)
+        await append_entries(sessions, drafts=[draft(i, tenant_id=("acme", "-")[i % 2]) for i in range(1, 6)])
+        _, rows = await _state(engine)
+        await migrations().downgrade(db_url, "au0006")
+        unique, back = await _state(engine)
+        assert back == rows and "tenant_id" not in unique and "event_id" in unique
+        await _guards_hold(engine)
+        copy = f"INSERT INTO ledger_entries ({_V1}) SELECT 6, {', '.join(_COPY[:3])}, 'globex', " + (
+            f"{', '.join(_COPY[4:])} FROM ledger_entries WHERE seq = 5"
+        )
+        assert "unique" in (await _refused(engine, copy)).lower()  # the event id alone, again
+        await migrations().upgrade(db_url)
+        assert (await _state(engine))[1] == rows
+        await append_entries(sessions, drafts=[draft(5, tenant_id="globex"), draft(5, tenant_id="-")])
+        report = await verify_ledger(sessions)
+        assert report.ok and report.entries == 6
+        await _guards_hold(engine)
     finally:
         await engine.dispose()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, LargeBinary, MetaData, SmallInteger, String, Text
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, MetaData, SmallInteger, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from switchyard.common.db import UTCDateTime
@@ -26,9 +26,13 @@ class AuditBase(DeclarativeBase):
 
 class LedgerEntry(AuditBase):
     __tablename__ = "ledger_entries"
+    # One entry per event id of each tenant (tenant-less events: "-", entries.UNKNOWN_TENANT), not per event
+    # id: other systems choose the ids, and one organisation's must not keep another's events out (au0007).
+    # Event id first: the writer looks its batch's ids up by it.
+    __table_args__ = (Index("uq_ledger_entries_event_tenant", "event_id", "tenant_id", unique=True),)
 
     seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=False)
-    event_id: Mapped[str] = mapped_column(String(128), unique=True)
+    event_id: Mapped[str] = mapped_column(String(128))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     tenant_id: Mapped[str] = mapped_column(String(64), index=True)

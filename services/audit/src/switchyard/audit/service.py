@@ -1,4 +1,5 @@
-"""Appending to the ledger: in order, gapless, once per event id, safe against concurrent writers.
+"""Appending to the ledger: in order, gapless, once per event id of each tenant, safe against concurrent
+writers.
 
 Several drafts are appended in one transaction. The head is read, each new entry takes the next seq and
 links to the previous hash, and the rows are inserted together with the Merkle nodes they complete (see
@@ -73,7 +74,7 @@ class TipCache:
     """Lets a writer's next append skip its reads (the event ids already stored, the head, the frontier).
 
     Only a hint, checked in the same transaction: a stale head (another replica appended) collides on the
-    seq primary key and the extend-the-head trigger, an event already stored on the unique event id.
+    seq primary key and the extend-the-head trigger, an event already stored on the unique (event id, tenant).
     Either way the transaction rolls back, the hint is forgotten, and the append is retried with the reads.
     The frontier is right whenever the head is: the head's hash commits to every entry before it.
     """
@@ -114,7 +115,7 @@ async def append_entries(
             attempt += 1
             continue
         cache.known = cache_after
-        return [placed[d.event_id] for d in drafts]
+        return [placed[_key(d)] for d in drafts]
 
 
 class Unwritable(SwitchyardError):
@@ -141,15 +142,23 @@ _HEAD = (
     .order_by(LedgerEntry.__table__.c.seq.desc())
     .limit(1)
 )
-_STORED = select(LedgerEntry.__table__.c.event_id, LedgerEntry.__table__.c.seq).where(
-    LedgerEntry.__table__.c.event_id.in_(bindparam("ids", expanding=True))
+_ENTRIES = LedgerEntry.__table__.c
+# Candidates by event id (its index), kept only where the tenant matches too: ids are other systems' choice,
+# so two organisations may each have an event of one id, and each is recorded (migration au0007).
+_STORED = select(_ENTRIES.tenant_id, _ENTRIES.event_id, _ENTRIES.seq).where(
+    _ENTRIES.event_id.in_(bindparam("ids", expanding=True))
 )
+Key = tuple[str, str]  # (tenant_id, event_id): what the ledger records once
 _PLAN_FOR_NOW = text("SET LOCAL plan_cache_mode = force_custom_plan")
+
+
+def _key(draft: EntryDraft) -> Key:
+    return draft.tenant_id, draft.event_id
 
 
 def _append_once(
     session: Session, drafts: Sequence[EntryDraft], now: datetime, known: Tip | None
-) -> tuple[dict[str, Appended], Tip | None]:
+) -> tuple[dict[Key, Appended], Tip | None]:
     """One attempt, inside the caller's transaction. Without `known`, reads which events are stored, the
     head and the frontier; with it, trusts it (the database checks it). Returns where each event is and
     the new tip (None when nothing was appended)."""
@@ -161,8 +170,13 @@ def _append_once(
         conn.execute(_PLAN_FOR_NOW)
     if known is None:
         ids = list(dict.fromkeys(d.event_id for d in drafts))
+        wanted = {_key(d) for d in drafts}
         stored = conn.execute(_STORED, {"ids": ids}).all()
-        placed = {eid: Appended(eid, seq, created=False) for eid, seq in stored}
+        placed = {
+            (tenant, eid): Appended(eid, seq, created=False)
+            for tenant, eid, seq in stored
+            if (tenant, eid) in wanted
+        }
         top = conn.execute(_HEAD).first()
         seq, prev = (top[0], top[1]) if top is not None else (0, GENESIS_HASH)
     else:
@@ -171,7 +185,7 @@ def _append_once(
     rows: list[dict[str, Any]] = []
     leaves: list[bytes] = []
     for draft in drafts:
-        if draft.event_id in placed:
+        if _key(draft) in placed:
             continue
         seq += 1
         fields = EntryFields(
@@ -191,7 +205,7 @@ def _append_once(
         digest = chain_hash(prev, leaf)
         leaves.append(leaf)
         rows.append({**_columns(fields), "prev_hash": prev, "entry_hash": digest})
-        placed[draft.event_id] = Appended(draft.event_id, seq, created=True)
+        placed[_key(draft)] = Appended(draft.event_id, seq, created=True)
         prev = digest
     if not rows:
         return placed, None
