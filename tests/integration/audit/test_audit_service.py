@@ -40,6 +40,7 @@ from switchyard.common.events import (
     UsageRecorded,
 )
 from switchyard.common.events.admin import AdminActionRecorded
+from switchyard.common.events.gateway import AuthFailureRecorded
 from tests.support.bus_services import BusService
 
 pytestmark = pytest.mark.integration
@@ -257,6 +258,43 @@ async def test_duplicate_publishes_make_one_entry(
     finally:
         await nc.close()
     assert dead.state.messages == 1
+
+
+async def test_two_organisations_events_of_one_id_each_make_their_entry(
+    audit_service: subprocess.Popen[bytes], publisher: bus.EventPublisher, db_url: str
+) -> None:
+    """Other systems choose CloudEvent ids: globex publishing first under the id acme's event has must not
+    keep acme's out of the ledger. Each organisation's copies (Nats-Msg-Ids of their own, past JetStream's
+    de-duplication) and a tenant-less event's copies are still recorded once."""
+    copies = []
+    for tenant in ("globex", "acme"):
+        _, body = encode(
+            TaskTimedOut(task_id="job-1", tenant_id=tenant, waited_ms=1.0), source="test", event_id="job-1"
+        )
+        copies.append(body)
+    refused = AuthFailureRecorded(
+        reason="invalid_api_key",
+        credential="api_key",
+        client="127.0.0.1",
+        endpoint="/v1/tasks",
+        at=datetime.now(UTC),
+    )
+    _, system = encode(refused, source="test", event_id="sys-1")
+    for n in range(3):
+        for k, body in enumerate(copies):
+            await publisher.publish_raw(subjects.TASK_TIMED_OUT, body, msg_id=f"copy-{k}-{n}")
+        await publisher.publish_raw(subjects.SECURITY_AUTH_FAILURE, system, msg_id=f"sys-{n}")
+    await publisher.publish(TaskTimedOut(task_id="t10", tenant_id="acme", waited_ms=1.0), event_id="after")
+
+    rows = await _entries(db_url, 4)
+    await asyncio.sleep(1.0)  # any late copy would land now
+    rows = await _entries(db_url, 4)
+    assert sorted((r.event_id, r.tenant_id) for r in rows) == [
+        ("after", "acme"),
+        ("job-1", "acme"),
+        ("job-1", "globex"),
+        ("sys-1", "-"),
+    ]
 
 
 async def test_a_batch_holding_every_event_in_hand_is_written_without_lingering(
