@@ -10,7 +10,8 @@ PostgreSQL creates the new unique index and drops the old constraint in place. S
 behind a UNIQUE table constraint, so the table is rebuilt in one transaction from its own DDL (au0004's
 way): created without the constraint, the rows copied as they are, the old table dropped and the new one
 renamed, then its indexes and triggers (and the checkpoints' trigger, which names it) created again as
-they were. The copy takes time in proportion to the ledger (au0004: 22 s for a million entries).
+they were. The copy takes time in proportion to the ledger: 1.0 s up, 0.9 s down for 100,000 entries
+(a 100 MB file) on a busy 2-core VM.
 
 The downgrade is refused (one line, nothing changed) while two tenants have an entry of one event id: the
 previous schema can hold only one of them.
