@@ -97,18 +97,7 @@ class TaskRuns:
         will be charged, so it is answered even if its state cannot be stored yet (the store keeps it and
         writes it later). The task goes out with what its hard budget reserved (`capped.budgeted`)."""
         task = budgeted(task, admitted)
-        now = datetime.now(UTC)
-        state = TaskState(
-            id=task.task_id,
-            tenant_id=task.tenant_id,
-            user_id=task.user_id,
-            status="queued",
-            model=task.request.model,
-            created_at=now,
-            updated_at=now,
-            idempotency_key=idempotency_key,
-            request_sha256=request_sha256,
-        )
+        state = _queued(task, idempotency_key, request_sha256)
         try:
             waiting = await self._client.start(task)
         except AckLost as lost:
@@ -147,18 +136,7 @@ class TaskRuns:
         its own: the first request's stands, settled by the replica that follows it. Its state stored."""
         task = task if budget is None else task.model_copy(update={"budget": budget})
         await self._client.resend(task)
-        now = datetime.now(UTC)
-        state = TaskState(
-            id=task.task_id,
-            tenant_id=task.tenant_id,
-            user_id=task.user_id,
-            status="queued",
-            model=task.request.model,
-            created_at=now,
-            updated_at=now,
-            idempotency_key=idempotency_key,
-            request_sha256=request_sha256,
-        )
+        state = _queued(task, idempotency_key, request_sha256)
         if await self.store.create(state):
             return state
         return await self.current(await self.store.get(task.task_id) or state)
@@ -324,3 +302,19 @@ def _ended(state: TaskState, status: Status) -> TaskState:
     if state.status != "queued":
         return state
     return state.model_copy(update={"status": status, "updated_at": datetime.now(UTC)})
+
+
+def _queued(task: TaskSubmitted, idempotency_key: str | None, request_sha256: str | None) -> TaskState:
+    """The state of a task just sent: queued, now."""
+    now = datetime.now(UTC)
+    return TaskState(
+        id=task.task_id,
+        tenant_id=task.tenant_id,
+        user_id=task.user_id,
+        status="queued",
+        model=task.request.model,
+        created_at=now,
+        updated_at=now,
+        idempotency_key=idempotency_key,
+        request_sha256=request_sha256,
+    )
