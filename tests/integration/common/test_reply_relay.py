@@ -55,9 +55,17 @@ async def test_a_user_cannot_publish_what_it_may_not_through_a_reply_subject(
             told = any(refusal in e for e in errors)
             return told or any(subjects.TASK_ROUTED in line for line in guarded.violations())
 
-        deadline = asyncio.get_running_loop().time() + 30  # the refusal comes back asynchronously
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30  # the refusal comes back asynchronously
+        resend_at = loop.time() + 5
         while not refused():
-            assert asyncio.get_running_loop().time() < deadline, (errors, guarded.violations())
+            assert loop.time() < deadline, (errors, guarded.violations())
+            if loop.time() > resend_at:
+                # Under load a run once saw neither the client's error nor the server's log line in 30 s
+                # (cause not found; 1 run in 4 of the gateway case on 2026-12-07): send again, so each
+                # relay that does happen must still be refused, and none may be stored (below).
+                await sender.publish(sent, b"{}", reply=subjects.TASK_ROUTED)
+                resend_at = loop.time() + 5
             await asyncio.sleep(0.05)
         await listener.flush()
         stored = []  # whatever the stream holds as routed: never the relayed payload
