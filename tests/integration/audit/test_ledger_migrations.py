@@ -15,6 +15,7 @@ from switchyard.audit.service import append_entries, head
 from switchyard.audit.verify import verify_ledger
 from switchyard.common.db import DowngradeRefused, create_engine, sessionmaker
 from tests.integration.audit.test_ledger_db import draft
+from tests.support.db_commands import LEDGER_COLUMNS
 
 pytestmark = pytest.mark.integration
 
@@ -22,19 +23,7 @@ HASHES = {"prev_hash", "entry_hash"}
 
 # Every column of seq 10 after its seq, with prev_hash set to seq 10's own hash: it extends the head, so only
 # the unique event id can refuse it.
-_COPY = (
-    "event_id",
-    "recorded_at",
-    "occurred_at",
-    "tenant_id",
-    "actor",
-    "action",
-    "resource",
-    "outcome",
-    "details",
-    "entry_hash",
-    "entry_hash",
-)
+_COPY = (*LEDGER_COLUMNS[1:-2], "entry_hash", "entry_hash")
 
 
 def _unique_columns(conn: Connection) -> set[str]:
@@ -46,7 +35,7 @@ def _unique_columns(conn: Connection) -> set[str]:
 
 
 # The columns every revision has (au0006 added `provenance`, NULL in the entries written before).
-_V1 = f"seq, {', '.join(_COPY[:-2])}, prev_hash, entry_hash"
+_V1 = ", ".join(LEDGER_COLUMNS)
 
 
 async def _state(engine: AsyncEngine) -> tuple[set[str], list[Any]]:
